@@ -1,0 +1,44 @@
+# dc_keras -- top-level targets. Quick start: `make demo`, `make test`.
+PY        ?= python3
+VENV      := .venv
+VPY       := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+NATIVE    := dc_keras/_native/libdc_huffdecode.so
+PYTEST_ARGS ?=
+
+.PHONY: install lib demo test test-py test-c clean
+
+install: $(STAMP) lib
+
+# System packages (only when root and apt is there; harmless otherwise).
+.apt-stamp:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  if [ ! -d /usr/share/datasets/fashion-mnist ] && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist || echo "warning: could not apt-get install dataset-fashion-mnist"; \
+	  fi; \
+	else echo "not root: skipping apt packages (dataset-fashion-mnist)"; fi
+	@touch $@
+
+$(STAMP): setup.cfg setup.py pyproject.toml .apt-stamp
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+	$(VPY) -m pip install -e '.[test]'
+	touch $@
+
+lib: $(STAMP)
+	$(MAKE) -C tflite_kernels
+	@mkdir -p dc_keras/_native
+	@if [ -f tflite_kernels/build/libdc_huffdecode.so ]; then cp tflite_kernels/build/libdc_huffdecode.so $(NATIVE); fi
+
+demo: install
+	$(VENV)/bin/dc-keras demo
+
+test: install
+	$(MAKE) test-c
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test-c:
+	$(MAKE) -C tflite_kernels test
+
+clean:
+	rm -rf build dist *.egg-info tflite_kernels/build $(NATIVE) .apt-stamp
