@@ -1,0 +1,121 @@
+"""Foundation: embedded data, model builders, a short training run, float export, CLI."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import dc_keras
+
+
+def test_mnist_shapes_dtypes_labels():
+    (x_train, y_train), (x_test, y_test) = dc_keras.datasets.mnist.load_data()
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert y_train.shape == (60000,) and y_test.shape == (10000,)
+    for a in (x_train, y_train, x_test, y_test):
+        assert a.dtype == np.uint8
+    assert set(np.unique(y_train)) == set(range(10)) and set(np.unique(y_test)) == set(range(10))
+    assert x_train.max() == 255 and x_train.min() == 0
+    # Fresh copies: a caller mutating them cannot corrupt the next load.
+    x_train[0] = 7
+    (x2, _), _ = dc_keras.datasets.mnist.load_data()
+    assert not np.all(x2[0] == 7)
+
+
+def test_public_names_import_both_ways():
+    from dc_keras.datasets import fashion_mnist, mnist
+    from dc_keras.models import lenet_5, lenet_300_100
+
+    assert dc_keras.models.lenet_5 is lenet_5 and dc_keras.models.lenet_300_100 is lenet_300_100
+    assert dc_keras.datasets.mnist is mnist and dc_keras.datasets.fashion_mnist is fashion_mnist
+    with pytest.raises(AttributeError):
+        dc_keras.no_such_name
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Debian dataset-fashion-mnist not installed")
+def test_fashion_mnist_shapes():
+    (x_train, y_train), (x_test, y_test) = dc_keras.datasets.fashion_mnist.load_data()
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert x_train.dtype == np.uint8 and y_test.dtype == np.uint8
+    assert set(np.unique(y_test)) == set(range(10))
+
+
+def test_fashion_mnist_absent_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("DC_KERAS_FASHION_MNIST_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        dc_keras.datasets.fashion_mnist.load_data()
+
+
+def test_normalize():
+    x = np.array([[[0, 255]]], dtype=np.uint8)
+    out = dc_keras.datasets.normalize(x)
+    assert out.shape == (1, 1, 2, 1) and out.dtype == np.float32
+    assert out.min() == 0.0 and out.max() == 1.0
+    with pytest.raises(ValueError, match="expected images"):
+        dc_keras.datasets.normalize(np.zeros(3))
+
+
+def test_model_parameter_counts():
+    assert dc_keras.models.lenet_300_100().count_params() == 266_610
+    m = dc_keras.models.lenet_5()
+    assert m.count_params() == 431_080
+    assert [l.name for l in m.layers if l.weights] == ["conv1", "conv2", "fc1", "fc2"]
+
+
+@pytest.fixture(scope="module")
+def trained_lenet():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    (x_train, y_train), (x_test, y_test) = dc_keras.datasets.mnist.load_data()
+    x_train, x_test = dc_keras.datasets.normalize(x_train[:6000]), dc_keras.datasets.normalize(x_test[:2000])
+    model = dc_keras.models.lenet_300_100()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train[:6000], epochs=2, batch_size=64, verbose=0)
+    return model, x_test, y_test[:2000]
+
+
+def test_short_training_learns(trained_lenet):
+    model, x_test, y_test = trained_lenet
+    error = np.mean(np.argmax(model.predict(x_test, verbose=0), -1) != y_test)
+    assert error < 0.15  # chance is 0.9
+
+
+def test_float_tflite_matches_keras(trained_lenet):
+    from dc_keras.demo import tflite_test_error
+    from dc_keras.demo_support import keras_to_tflite, make_interpreter
+
+    model, x_test, y_test = trained_lenet
+    tfl = keras_to_tflite(model)
+    it = make_interpreter(tfl)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    it.resize_tensor_input(inp["index"], [64, 28, 28, 1])
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], x_test[:64])
+    it.invoke()
+    np.testing.assert_allclose(it.get_tensor(out["index"]), model.predict(x_test[:64], verbose=0), atol=1e-5)
+    keras_error = np.mean(np.argmax(model.predict(x_test, verbose=0), -1) != y_test)
+    assert abs(tflite_test_error(tfl, x_test, y_test) - keras_error) <= 2 / len(y_test)
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "dc_keras.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_help():
+    r = _cli("--help")
+    assert r.returncode in (0, 1)  # absl's --help exits 1 by convention
+    assert "dc-keras demo" in r.stdout and "pack" in r.stdout
+
+
+def test_cli_unknown_command():
+    r = _cli("frobnicate")
+    assert r.returncode != 0 and "unknown command 'frobnicate'" in (r.stdout + r.stderr)
+
+
+def test_cli_tiny_demo(tmp_path):
+    r = _cli("demo", "--epochs=1", "--train_subset=2000", f"--out_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "float .tflite" in r.stdout and "test error" in r.stdout
+    assert (tmp_path / "lenet_300_100_float.tflite").stat().st_size > 1_000_000
