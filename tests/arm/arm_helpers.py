@@ -1,0 +1,51 @@
+"""Helpers shared by the emulated-ARM tests (see conftest.py)."""
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+KERNELS = ROOT / "tflite_kernels"
+
+# arch -> (build dir, qemu command prefix); "host" is the x86_64 reference build.
+ARCHS = {
+    "host": (KERNELS / "build", []),
+    "aarch64": (KERNELS / "build" / "aarch64", ["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"]),
+    "armv7": (KERNELS / "build" / "armv7", ["qemu-arm-static", "-L", "/usr/arm-linux-gnueabihf"]),
+}
+
+
+def read_env(path):
+    env = {}
+    with open(path) as f:
+        for line in f:
+            key, sep, value = line.strip().partition("=")
+            if sep and not key.startswith("#"):
+                env[key] = value.strip("'")
+    return env
+
+
+def built(arch, name):
+    """Path of an artifact of the `make test-arm` cross build; fails (not skips) when absent."""
+    path = ARCHS[arch][0] / name
+    assert path.is_file(), f"{path} missing: `make test-arm` builds it (tools/arm/test_arm.sh)"
+    return path
+
+
+def run_arch(arch, argv, **kw):
+    """Runs a program built for `arch` (under qemu user-mode for ARM)."""
+    return subprocess.run([*ARCHS[arch][1], *map(str, argv)], check=True, capture_output=True,
+                          text=True, timeout=600, **kw)
+
+
+def run_aarch64_python(env, argv):
+    """Runs the emulated aarch64 Python 3.11 of the sysroot with the aarch64 wheels on its path."""
+    sysroot = env["DC_ARM_SYSROOT"]
+    proc_env = dict(os.environ, PYTHONPATH=env["DC_ARM_SITE"], PYTHONDONTWRITEBYTECODE="1",
+                    TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(["qemu-aarch64-static", "-L", sysroot, f"{sysroot}/usr/bin/python3.11",
+                           *map(str, argv)], capture_output=True, text=True, timeout=900,
+                          env=proc_env)
+    assert proc.returncode == 0, f"emulated aarch64 python failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
