@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# tools/arm/test_arm.sh -- `make test-arm`: tflite_kernels on emulated aarch64 and armv7.
+#
+#  1. tools/arm/setup.sh (installs/caches qemu, cross gcc, aarch64 Python sysroot and wheels;
+#     prints SKIP and we exit 0 when it cannot, e.g. not root on a bare machine).
+#  2. Cross builds of tflite_kernels with the host's -Werror flags, for aarch64 and armv7
+#     (hard-float), into tflite_kernels/build/{aarch64,armv7}; the C tests run under qemu-user.
+#  3. ELF portability check of every libdc_huffdecode.so (tools/arm/check_abi.py).
+#  4. pytest tests/arm: decoded bytes identical on x86_64/aarch64/armv7, and LiteRT on emulated
+#     aarch64 (packed vs unpacked bit-exact, vs x86 int8 exact / float within tolerance).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+PY="${PY:-$ROOT/.venv/bin/python}"
+[ -x "$PY" ] || PY="$(command -v python3)"
+T0=$(date +%s)
+step() { echo "== test-arm [$(( $(date +%s) - T0 ))s] $*"; }
+
+step "setup"
+out="$(tools/arm/setup.sh)"
+case "$out" in
+  READY*) ENV_FILE="${out#READY }" ;;
+  *) echo "test-arm: ${out:-setup printed nothing} -- skipping the ARM tests."; exit 0 ;;
+esac
+# shellcheck disable=SC1090
+. "$ENV_FILE"
+echo "   $DC_ARM_QEMU_VERSION; aarch64 wheels: $DC_ARM_REQS"
+
+K=tflite_kernels
+if ! ls $K/src/*.c >/dev/null 2>&1; then
+  echo "test-arm: no C sources in $K/src yet -- nothing to cross-build."
+else
+  # NEON: armv7 gets -mfpu=neon only if the code has NEON intrinsics (aarch64 always has it).
+  ARMV7_CFLAGS=""
+  if grep -qs 'arm_neon.h' $K/src/*.c $K/src/*.h $K/include/*.h; then ARMV7_CFLAGS="-mfpu=neon"; fi
+  step "host (x86_64 reference) build"
+  make -s -C $K all tools
+  step "aarch64: build + C tests under qemu-aarch64"
+  make -s -C $K CC=aarch64-linux-gnu-gcc BUILD=build/aarch64 \
+    RUN="qemu-aarch64-static -L /usr/aarch64-linux-gnu" all tools test
+  step "armv7 (hard-float${ARMV7_CFLAGS:+, NEON}): build + C tests under qemu-arm"
+  make -s -C $K CC=arm-linux-gnueabihf-gcc BUILD=build/armv7 CFLAGS="$ARMV7_CFLAGS" \
+    RUN="qemu-arm-static -L /usr/arm-linux-gnueabihf" all tools test
+  step "ELF portability check"
+  "$PY" tools/arm/check_abi.py $K/build/libdc_huffdecode.so $K/build/aarch64/libdc_huffdecode.so \
+    $K/build/armv7/libdc_huffdecode.so
+fi
+
+step "pytest tests/arm"
+DC_ARM_ENV="$ENV_FILE" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -W ignore::UserWarning tests/arm
+step "done"
