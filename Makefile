@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install lib demo test test-py test-c clean
+.PHONY: install lib demo test test-py test-c test-arm clean
 
 install: $(STAMP) lib
 
@@ -36,9 +36,15 @@ demo: install
 test: install
 	$(MAKE) test-c
 	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-arm
 
 test-c:
 	$(MAKE) -C tflite_kernels test
+
+# tflite_kernels + LiteRT on emulated aarch64/armv7 (qemu); installs its tools when root,
+# otherwise skips with a message. See tools/arm/test_arm.sh and docs/android.md.
+test-arm: $(STAMP)
+	PY=$(abspath $(VPY)) tools/arm/test_arm.sh
 
 clean:
 	rm -rf build dist *.egg-info tflite_kernels/build $(NATIVE) .apt-stamp
