@@ -35,6 +35,12 @@ enum {
 
 #define DC_MAX_RANK 8
 
+/* Other limits of format version 1 (docs/FORMAT.md section 1). */
+#define DC_MAX_ELEMENTS 2147483647u /* element count <= 2^31 - 1            */
+#define DC_MAX_SYMBOLS 4096u        /* codebook size and gap alphabet size  */
+#define DC_MAX_CODE_LENGTH 12u      /* Huffman code length limit            */
+#define DC_NUM_STREAMS 4u           /* interleaved bit streams              */
+
 typedef enum {
   DC_OK = 0,
   DC_ERR_TRUNCATED = 1,      /* buffer shorter than a size it declares     */
@@ -69,8 +75,10 @@ typedef struct {
 DC_API dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info);
 
 /* Decode the whole tensor into `out` (exactly info.output_bytes bytes,
- * little-endian elements), verifying the checksum.  On error the content of
- * `out` is unspecified but nothing outside it was written. */
+ * little-endian elements, C order; any alignment), verifying the checksum
+ * (docs/FORMAT.md sections 5-9).  On error the content of `out` is
+ * unspecified but nothing outside it was written.  Uses about 34 KB of stack
+ * (decode tables and codebook), allocates nothing, is reentrant. */
 DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out,
                            size_t out_size);
 

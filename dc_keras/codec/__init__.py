@@ -1,0 +1,41 @@
+"""Packed tensor codec: Huffman-coded weights (Deep Compression stage 3), spec in docs/FORMAT.md.
+
+``encode(array) -> bytes`` is pure numpy; ``decode(bytes) -> array`` runs the C99 decoder of
+``libdc_huffdecode.so`` (the same code the ``HuffDecode`` TFLite op uses); ``info(bytes)``
+reports the header without decoding (for ``dc-keras inspect``).
+
+Example:
+  >>> import numpy as np
+  >>> from dc_keras import codec
+  >>> w = np.where(np.arange(1000) % 13 == 0, 0.5, 0.0).astype(np.float32).reshape(10, 100)
+  >>> packed = codec.encode(w)
+  >>> codec.info(packed)["layout"], len(packed) < 100
+  ('sparse', True)
+  >>> bool(np.array_equal(codec.decode(packed), w))
+  True
+"""
+from ._decode import decode
+from ._encode import encode
+from ._format import MAX_CODE_LENGTH, MAX_SYMBOLS, CorruptDataError, parse_header
+
+
+def info(data):
+    """Header facts of a packed tensor, without decoding (structure checked, not the checksum).
+
+    Returns a dict with ``dtype`` (numpy), ``shape``, ``num_elements``, ``layout`` ('dense' or
+    'sparse'), ``codebook_size``, ``codebook`` (numpy array), ``packed_bytes``, ``raw_bytes``,
+    ``header_bytes``, ``codebook_bytes``, ``stream_bytes`` (list of 4), ``index_code`` /
+    ``gap_code`` (max code length and per-symbol lengths), and for sparse tensors
+    ``background``, ``background_index``, ``entries`` and ``gap_alphabet``.
+    Raises ``CorruptDataError`` for malformed headers.
+
+    Example:
+      >>> import numpy as np
+      >>> from dc_keras import codec
+      >>> codec.info(codec.encode(np.ones((2, 3), np.float16)))["shape"]
+      (2, 3)
+    """
+    return parse_header(data)
+
+
+__all__ = ["encode", "decode", "info", "CorruptDataError", "MAX_SYMBOLS", "MAX_CODE_LENGTH"]

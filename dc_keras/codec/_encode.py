@@ -1,0 +1,374 @@
+"""Vectorised numpy encoder of the packed tensor format (docs/FORMAT.md)."""
+import struct
+
+import numpy as np
+
+from ._format import (DTYPE_CODES, LAYOUT_DENSE, LAYOUT_SPARSE, MAGIC, MAX_CODE_LENGTH,
+                      MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS, NUM_STREAMS, VERSION)
+
+_M32 = 0xFFFFFFFF
+_UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+
+
+# ----------------------------------------------------------------------------------------------
+# §4 Huffman code lengths and canonical codes
+# ----------------------------------------------------------------------------------------------
+def code_lengths(counts, limit=MAX_CODE_LENGTH):
+    """Optimal length-limited Huffman code lengths for ``counts`` (package-merge, §4).
+
+    Returns ``(lengths, max_length)``: ``lengths`` is uint8 with 0 for unused symbols. With fewer
+    than two used symbols the code is the zero-bit code of §4 and ``max_length`` is 0.
+
+    >>> code_lengths(np.array([5, 1, 1, 0]))[0].tolist()
+    [1, 2, 2, 0]
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    n = len(counts)
+    lengths = np.zeros(n, np.uint8)
+    used = np.flatnonzero(counts > 0)
+    m = len(used)
+    if m <= 1:
+        return lengths, 0
+    if m > (1 << limit):
+        raise ValueError(f"{m} symbols cannot be coded with code lengths <= {limit}")
+    order = used[np.argsort(counts[used], kind="stable")]
+    w = counts[order]
+    leaf_flags = []
+    cur_w, cur_leaf = w, np.ones(m, bool)
+    leaf_flags.append(cur_leaf)
+    ones, zeros_cache = np.ones(m, bool), {}
+    for _ in range(limit - 1):
+        half = len(cur_w) // 2
+        packages = cur_w[: 2 * half].reshape(half, 2).sum(axis=1)
+        merged = np.concatenate([w, packages])
+        if half not in zeros_cache:
+            zeros_cache[half] = np.zeros(half, bool)
+        flags = np.concatenate([ones, zeros_cache[half]])
+        o = np.argsort(merged, kind="stable")  # leaves before packages on ties
+        cur_w, cur_leaf = merged[o], flags[o]
+        leaf_flags.append(cur_leaf)
+    take = 2 * m - 2
+    sorted_len = np.zeros(m, np.int64)
+    for flags in reversed(leaf_flags):  # top level (length 1) first
+        if take <= 0:
+            break
+        nleaf = int(np.count_nonzero(flags[:take]))
+        sorted_len[:nleaf] += 1
+        take = 2 * (take - nleaf)
+    lengths[order] = sorted_len
+    return lengths, int(sorted_len.max())
+
+
+def canonical_codes(lengths):
+    """Canonical codes (§4) for ``lengths``, bit-reversed for the LSB-first streams (§7).
+
+    Returns a uint64 array: the value to OR into the stream at the symbol's bit offset.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = len(lengths)
+    codes = np.zeros(n, np.uint64)
+    used = np.flatnonzero(lengths > 0)
+    if len(used) == 0:
+        return codes
+    L = int(lengths.max())
+    bl_count = np.bincount(lengths[used], minlength=L + 1)
+    next_code = np.zeros(L + 2, np.int64)
+    code = 0
+    for bits in range(1, L + 1):
+        code = (code + (bl_count[bits - 1] if bits > 1 else 0)) << 1
+        next_code[bits] = code
+    order = used[np.lexsort((used, lengths[used]))]  # by (length, symbol)
+    ol = lengths[order]
+    first_of_len = np.searchsorted(ol, ol, side="left")
+    c = next_code[ol] + (np.arange(len(order)) - first_of_len)
+    rev = np.zeros(len(order), np.int64)
+    for b in range(L):
+        bit = (c >> b) & 1
+        target = ol - 1 - b
+        rev |= np.where(target >= 0, bit << np.maximum(target, 0), 0)
+    codes[order] = rev.astype(np.uint64)
+    return codes
+
+
+def _descriptor(lengths, max_len, single_symbol=0):
+    """§4 alphabet descriptor bytes."""
+    if max_len == 0:
+        return struct.pack("<BH", 0, single_symbol)
+    n = len(lengths)
+    nib = np.zeros(n + (n & 1), np.uint8)
+    nib[:n] = lengths
+    packed = (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8)
+    return bytes([max_len]) + packed.tobytes()
+
+
+def _descriptor_size(n, max_len):
+    return 3 if max_len == 0 else 1 + (n + 1) // 2
+
+
+class _Code:
+    """A Huffman code for one alphabet: lengths, codes, descriptor."""
+
+    def __init__(self, counts, limit):
+        counts = np.asarray(counts, dtype=np.int64)
+        self.n = len(counts)
+        self.lengths, self.max_len = code_lengths(counts, limit)
+        used = np.flatnonzero(counts)
+        self.single = int(used[0]) if self.max_len == 0 and len(used) else 0
+        self.codes = canonical_codes(self.lengths)
+        self.bits = int(np.dot(counts, self.lengths.astype(np.int64)))
+
+    def descriptor(self):
+        return _descriptor(self.lengths, self.max_len, self.single)
+
+    def descriptor_size(self):
+        return _descriptor_size(self.n, self.max_len)
+
+
+# ----------------------------------------------------------------------------------------------
+# §7 bit packing
+# ----------------------------------------------------------------------------------------------
+def pack_bits(codes, lengths):
+    """Concatenates codes (already bit-reversed) LSB first into bytes, zero padded (§7)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) == 0:
+        return b""
+    ends = np.cumsum(lengths)
+    nbits = int(ends[-1])
+    if nbits == 0:
+        return b""
+    offs = ends - lengths
+    codes = np.asarray(codes, dtype=np.uint64)
+    wi = offs >> 6
+    sh = offs & 63
+    lo = codes << sh.astype(np.uint64)
+    words = np.zeros(nbits // 64 + 2, np.uint64)
+    starts = np.flatnonzero(np.concatenate([[True], wi[1:] != wi[:-1]]))
+    words[wi[starts]] = np.add.reduceat(lo, starts)  # fields are disjoint: sum == OR
+    spill = np.flatnonzero(sh + lengths > 64)
+    if len(spill):
+        words[wi[spill] + 1] += codes[spill] >> (64 - sh[spill]).astype(np.uint64)
+    return words.astype("<u8").tobytes()[: (nbits + 7) // 8]
+
+
+# ----------------------------------------------------------------------------------------------
+# §8 checksum
+# ----------------------------------------------------------------------------------------------
+def checksum(content, prefix):
+    """§8: Fletcher-style (check_a, check_b) of ``content`` (the tensor's bytes) then ``prefix``."""
+    if isinstance(content, np.ndarray):
+        c = np.ascontiguousarray(content).reshape(-1).view(np.uint8)
+    else:
+        c = np.frombuffer(content, np.uint8)
+    body_len = len(c) - len(c) % 4
+    tail = c[body_len:].tobytes()
+    parts = [c[:body_len].view("<u4"),
+             np.frombuffer(tail + b"\0" * ((-len(tail)) % 4), "<u4"),
+             np.frombuffer(prefix, "<u4")]
+    m = sum(len(p) for p in parts)
+    a, b, i = 1, m, 0
+    chunk = 1 << 22
+    for p in parts:
+        for s in range(0, len(p), chunk):
+            w = p[s:s + chunk].astype(np.uint64)
+            wt = np.uint64(m - i) - np.arange(len(w), dtype=np.uint64)
+            a += int(w.sum(dtype=np.uint64))
+            b += int((w * wt).sum(dtype=np.uint64))
+            i += len(w)
+    return a & _M32, b & _M32
+
+
+# ----------------------------------------------------------------------------------------------
+# encoder
+# ----------------------------------------------------------------------------------------------
+def _entropy_bits(counts):
+    c = counts[counts > 0].astype(np.float64)
+    t = c.sum()
+    return float((c * np.log2(t / c)).sum()) if t else 0.0
+
+
+def _gap_candidates(max_gap):
+    cands = {1}
+    p = 2
+    while p <= MAX_SYMBOLS:
+        cands.add(p)
+        if p + p // 2 <= MAX_SYMBOLS:
+            cands.add(p + p // 2)
+        p *= 2
+    top = min(max_gap + 1, MAX_SYMBOLS)
+    return sorted(c for c in cands | {top} if c <= top)
+
+
+def _sparse_plan(idx, counts, limit):
+    """Chooses G (§6) minimising the estimated size; returns the parameters of the sparse layout."""
+    k = len(counts)
+    bg = int(np.argmax(counts))
+    pos = np.flatnonzero(idx != bg)
+    vals = idx[pos].astype(np.int64)
+    gaps = np.diff(pos, prepend=-1) - 1 if len(pos) else np.zeros(0, np.int64)
+    val_counts = np.bincount(vals, minlength=k)
+    max_gap = int(gaps.max()) if len(gaps) else 0
+    est = []
+    for g in _gap_candidates(max_gap):
+        fill = int((gaps // g).sum()) if g <= max_gap else 0
+        gh = np.bincount(gaps % g, minlength=g)
+        gh[g - 1] += fill
+        ih = val_counts.copy()
+        ih[bg] += fill
+        bits = _entropy_bits(gh) + _entropy_bits(ih) + 8 * (1 + (g + 1) // 2)
+        est.append((bits, g))
+    est.sort()
+    best = None
+    for _, g in est[:3]:
+        q = gaps // g
+        fill = int(q.sum())
+        gh = np.bincount(gaps % g, minlength=g)
+        gh[g - 1] += fill
+        ih = val_counts.copy()
+        ih[bg] += fill
+        gcode, icode = _Code(gh, limit), _Code(ih, limit)
+        size = (gcode.bits + icode.bits) / 8 + gcode.descriptor_size() + icode.descriptor_size() + 8
+        if best is None or size < best[0]:
+            best = (size, g, q, gcode, icode)
+    size, g, q, gcode, icode = best
+    return {"size": size, "bg": bg, "pos": pos, "vals": vals, "gaps": gaps, "G": g, "q": q,
+            "gap_code": gcode, "index_code": icode}
+
+
+def _streams_dense(idx, code):
+    out = []
+    for s in range(NUM_STREAMS):
+        sym = idx[s::NUM_STREAMS]
+        out.append(pack_bits(code.codes[sym], code.lengths[sym]))
+    return out
+
+
+def _streams_sparse(plan):
+    g, bg, q = plan["G"], plan["bg"], plan["q"]
+    reps = q + 1
+    e = int(reps.sum())
+    gaps_out = np.full(e, g - 1, np.int64)
+    idx_out = np.full(e, bg, np.int64)
+    last = np.cumsum(reps) - 1
+    gaps_out[last] = plan["gaps"] % g
+    idx_out[last] = plan["vals"]
+    gc, ic = plan["gap_code"], plan["index_code"]
+    out = []
+    for s in range(NUM_STREAMS):
+        gs, is_ = gaps_out[s::NUM_STREAMS], idx_out[s::NUM_STREAMS]
+        codes = np.empty(2 * len(gs), np.uint64)
+        lens = np.empty(2 * len(gs), np.int64)
+        codes[0::2], codes[1::2] = gc.codes[gs], ic.codes[is_]
+        lens[0::2], lens[1::2] = gc.lengths[gs], ic.lengths[is_]
+        out.append(pack_bits(codes, lens))
+    return e, out
+
+
+def _unique_small(bits):
+    """(sorted distinct values, index of each element, counts) for a tensor with few distinct
+    values: binary search against a candidate codebook instead of sorting all elements."""
+    cand = np.unique(np.concatenate([bits[:4096], bits[:: max(1, len(bits) // 4096)]]))
+    while True:
+        if len(cand) > MAX_SYMBOLS:
+            raise ValueError(f"more than {MAX_SYMBOLS} distinct values: cluster the tensor first")
+        idx = np.searchsorted(cand, bits)
+        np.minimum(idx, len(cand) - 1, out=idx)
+        miss = cand[idx] != bits
+        if not miss.any():
+            return cand, idx, np.bincount(idx, minlength=len(cand)).astype(np.int64)
+        cand = np.union1d(cand, np.unique(bits[miss]))
+
+
+def _to_array(array):
+    a = np.asarray(array)
+    if a.dtype.kind not in "fiu" or a.dtype.newbyteorder("=") not in DTYPE_CODES:
+        raise ValueError(f"unsupported dtype {a.dtype}: packed tensors hold "
+                         "float32, float16, int32, int16, int8 or uint8")
+    if a.ndim > MAX_RANK:
+        raise ValueError(f"rank {a.ndim} > {MAX_RANK} is not supported")
+    if a.size > MAX_ELEMENTS:
+        raise ValueError(f"{a.size} elements > {MAX_ELEMENTS} is not supported")
+    if any(d > _M32 for d in a.shape):
+        raise ValueError(f"dimension > {_M32} in shape {a.shape}")
+    a = np.asarray(a, dtype=a.dtype.newbyteorder("<"))  # (ascontiguousarray would make 0-d 1-d)
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
+def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH):
+    """Packs a numeric array into the format of docs/FORMAT.md and returns the bytes.
+
+    Args:
+      array: array-like of float32, float16, int32, int16, int8 or uint8, rank <= 8, with at
+        most 4096 distinct values (compared bit-exactly, e.g. after weight sharing).
+      layout: ``None`` picks the smaller of ``"dense"`` and ``"sparse"`` (§5, §6); pass one of
+        them to force it.
+      max_code_length: Huffman code length limit, 1..12 (lower = smaller decode table).
+
+    Raises:
+      ValueError: unsupported dtype, too many distinct values, too large, or bad arguments.
+
+    Example:
+      >>> import numpy as np
+      >>> from dc_keras import codec
+      >>> w = np.zeros((300, 100), np.float32); w[::7, ::3] = 0.25
+      >>> data = codec.encode(w)
+      >>> len(data) < w.nbytes // 20
+      True
+      >>> bool(np.array_equal(codec.decode(data), w))
+      True
+    """
+    if layout not in (None, "dense", "sparse"):
+        raise ValueError(f"layout must be None, 'dense' or 'sparse', got {layout!r}")
+    if not (isinstance(max_code_length, (int, np.integer)) and 1 <= max_code_length <= MAX_CODE_LENGTH):
+        raise ValueError(f"max_code_length must be an int in 1..{MAX_CODE_LENGTH}, got {max_code_length!r}")
+    a = _to_array(array)
+    dt = a.dtype
+    esize = dt.itemsize
+    n = a.size
+    flat = a.reshape(-1)
+    bits = flat.view(_UINT_OF_SIZE[esize])
+    if n == 0:
+        prefix = MAGIC + struct.pack("<BBBB", VERSION, DTYPE_CODES[dt.newbyteorder("=")], a.ndim, LAYOUT_DENSE)
+        prefix += struct.pack(f"<{a.ndim}I", *a.shape)
+        ca, cb = checksum(b"", prefix)
+        return prefix + struct.pack("<IIH", ca, cb, 0)
+    # §3 codebook: distinct bit patterns, sorted.
+    if esize <= 2:
+        hist = np.bincount(bits, minlength=1 << (8 * esize))
+        uniq = np.flatnonzero(hist)
+        if len(uniq) > MAX_SYMBOLS:
+            raise ValueError(f"{len(uniq)} distinct values > {MAX_SYMBOLS}: cluster the tensor first")
+        lut = np.zeros(len(hist), np.int64)
+        lut[uniq] = np.arange(len(uniq))
+        idx = lut[bits]
+        counts = hist[uniq].astype(np.int64)
+        uniq = uniq.astype(bits.dtype)
+    else:
+        uniq, idx, counts = _unique_small(bits)
+    k = len(uniq)
+    if k > (1 << max_code_length):
+        raise ValueError(f"{k} distinct values need max_code_length >= {int(np.ceil(np.log2(k)))}")
+    codebook = uniq.astype(bits.dtype.newbyteorder("<")).tobytes()
+
+    dense_code = sparse = None
+    if layout in (None, "dense"):
+        dense_code = _Code(counts, max_code_length)
+        dense_size = dense_code.bits / 8 + dense_code.descriptor_size()
+    if layout in (None, "sparse"):
+        sparse = _sparse_plan(idx, counts, max_code_length)
+    use_sparse = layout == "sparse" or (layout is None and sparse["size"] < dense_size)
+
+    lay = LAYOUT_SPARSE if use_sparse else LAYOUT_DENSE
+    prefix = MAGIC + struct.pack("<BBBB", VERSION, DTYPE_CODES[dt.newbyteorder("=")], a.ndim, lay)
+    prefix += struct.pack(f"<{a.ndim}I", *a.shape)
+    ca, cb = checksum(flat, prefix)
+    head = [prefix, struct.pack("<IIH", ca, cb, k), codebook]
+    if use_sparse:
+        e, streams = _streams_sparse(sparse)
+        head.append(struct.pack("<HIH", sparse["bg"], e, sparse["G"]))
+        head.append(sparse["gap_code"].descriptor())
+        head.append(sparse["index_code"].descriptor())
+    else:
+        streams = _streams_dense(idx, dense_code)
+        head.append(dense_code.descriptor())
+    head.append(struct.pack("<4I", *(len(s) for s in streams)))
+    return b"".join(head + streams)
