@@ -119,3 +119,31 @@ def test_cli_tiny_demo(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "float .tflite" in r.stdout and "test error" in r.stdout
     assert (tmp_path / "lenet_300_100_float.tflite").stat().st_size > 1_000_000
+
+
+def test_random_shift_moves_pixels_within_bounds():
+    rng = np.random.default_rng(0)
+    x = np.zeros((50, 28, 28, 1), np.float32)
+    x[:, 14, 14, 0] = 1.0
+    out = dc_keras.datasets.random_shift(x, 2, rng)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    ys, xs = np.nonzero(out[..., 0].reshape(50, -1).reshape(50, 28, 28))[1:]
+    assert np.all(np.abs(ys - 14) <= 2) and np.all(np.abs(xs - 14) <= 2)
+    assert len(set(zip(ys.tolist(), xs.tolist()))) > 5  # really random, not a constant offset
+    assert np.array_equal(dc_keras.datasets.random_shift(x, 0, rng), x)
+    with pytest.raises(ValueError, match="max_shift"):
+        dc_keras.datasets.random_shift(x, -1)
+
+
+def test_shifted_batches_cover_the_data_each_epoch():
+    x = np.arange(10 * 4 * 4, dtype=np.float32).reshape(10, 4, 4)
+    y = np.arange(10)
+    ds = dc_keras.datasets.ShiftedBatches(x, y, batch_size=4, max_shift=0, seed=0)
+    assert len(ds) == 3
+    labels = np.concatenate([ds[i][1] for i in range(len(ds))])
+    assert sorted(labels.tolist()) == list(range(10))
+    for i in range(len(ds)):
+        xb, yb = ds[i]
+        np.testing.assert_array_equal(xb, x[yb])  # max_shift=0 keeps images paired with labels
+    with pytest.raises(ValueError, match="differ in length"):
+        dc_keras.datasets.ShiftedBatches(x, y[:3])

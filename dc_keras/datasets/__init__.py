@@ -7,6 +7,6 @@ Both return ``(x_train, y_train), (x_test, y_test)`` exactly like ``keras.datase
 uint8 images of shape ``(N, 28, 28)`` and uint8 labels of shape ``(N,)``.
 """
 from dc_keras.datasets import fashion_mnist, mnist
-from dc_keras.datasets._common import normalize
+from dc_keras.datasets._common import ShiftedBatches, normalize, random_shift
 
-__all__ = ["mnist", "fashion_mnist", "normalize"]
+__all__ = ["mnist", "fashion_mnist", "normalize", "random_shift", "ShiftedBatches"]
