@@ -1,4 +1,15 @@
-"""Export: Keras model -> .tflite (TFLite converter) -> packed .tflite (HuffDecode ops)."""
+"""Export: Keras model -> ``.tflite`` (TFLite converter) -> packed ``.tflite`` (``HuffDecode`` ops).
+
+* ``to_tflite(model, pack=True, quantize=None, path=None)``: convert (+ optional float16 / int8
+  post-training quantization) and pack.
+* ``pack(tflite_bytes, min_bytes=...)`` / ``unpack(packed_bytes)``: the pass itself, on any
+  ``.tflite``.
+* ``inspect(tflite_bytes)``: per-tensor size report (``dc-keras inspect``).
+
+Run packed models with ``dc_keras.runtime.Interpreter``.
+"""
+from dc_keras.export._convert import to_tflite
+from dc_keras.export._inspect import Report, TensorRow, inspect
 from dc_keras.export._pack import DEFAULT_MIN_BYTES, pack, unpack
 
-__all__ = ["pack", "unpack", "DEFAULT_MIN_BYTES"]
+__all__ = ["to_tflite", "pack", "unpack", "inspect", "Report", "TensorRow", "DEFAULT_MIN_BYTES"]

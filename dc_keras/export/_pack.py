@@ -8,6 +8,9 @@ from dc_keras.export._flatbuffer import schema
 
 DEFAULT_MIN_BYTES = 256
 PACKED_SUFFIX = "/dc_packed"
+# Flatbuffer bytes a packed tensor adds besides its data (tensor + operator tables, vectors,
+# alignment padding) plus its name: a tensor is packed only if it saves more than that.
+_PER_TENSOR_OVERHEAD = 128
 
 
 def _codec():
@@ -83,8 +86,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True) 
     (``dc_keras.codec.encode``) is smaller becomes a uint8 1-D constant feeding a ``HuffDecode``
     custom op, inserted just before the tensor's first consumer; the op's output is the original
     tensor (same index, name, type, shape and quantization), whose buffer is emptied. Tensors the
-    codec refuses (e.g. > 4096 distinct values: an unclustered float tensor) or that do not get
-    smaller are left as they are, and so is everything else in the model. Buffer data in the
+    codec refuses (e.g. > 4096 distinct values: an unclustered float tensor) or that do not save
+    more than the added op and tensor cost are left as they are, and so is everything else in the model. Buffer data in the
     output is 16-byte aligned.
 
     Run it with ``dc_keras.runtime.Interpreter`` (or any TFLite runtime given the library's op /
@@ -97,7 +100,7 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True) 
         before accepting it (default True).
 
     Returns:
-      The packed model's bytes.
+      The packed model's bytes; the input itself when nothing packs smaller.
 
     Raises:
       ValueError: the input is not a valid ``.tflite``, or it is already packed (it contains
@@ -144,7 +147,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True) 
             if key not in packed_cache:
                 packed_cache[key] = _encode_checked(codec, arr, verify)
             data = packed_cache[key]
-            if data is not None and len(data) < arr.nbytes:
+            overhead = _PER_TENSOR_OVERHEAD + len(fb.tensor_name(t)) + len(PACKED_SUFFIX)
+            if data is not None and len(data) + overhead < arr.nbytes:
                 plans[(s, i)] = data
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():
@@ -197,7 +201,10 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True) 
         sg.operators = ops
     for b in emptied:
         model.buffers[b].data = None
-    return fb.write_model(model)
+    out = fb.write_model(model)
+    if len(out) >= len(tflite_bytes):
+        return bytes(tflite_bytes)  # nothing worth packing after all
+    return out
 
 
 def _encode_checked(codec, arr, verify):

@@ -1,0 +1,153 @@
+"""Per-tensor size report of a ``.tflite`` (packed or not): what ``dc-keras inspect`` prints."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from dc_keras.export import _flatbuffer as fb
+from dc_keras.export._pack import DEFAULT_MIN_BYTES, _codec, _tensor_array
+
+
+@dataclasses.dataclass
+class TensorRow:
+    """One constant tensor: ``packed_bytes`` is its size in the file if packed, else what it would
+    pack to (``None`` when the codec refuses it or the tensor is smaller than ``min_bytes``)."""
+
+    subgraph: int
+    name: str
+    dtype: str
+    shape: tuple
+    density: float
+    distinct: int
+    raw_bytes: int
+    packed_bytes: int | None
+    status: str  # "packed", "packable", "kept" (would not shrink), "refused", "small"
+
+
+@dataclasses.dataclass
+class Report:
+    """``inspect`` result: rows plus totals; ``str(report)`` is the table ``dc-keras inspect`` prints."""
+
+    file_bytes: int
+    rows: list
+    packed: bool
+
+    @property
+    def raw_total(self) -> int:
+        return sum(r.raw_bytes for r in self.rows)
+
+    @property
+    def packed_total(self) -> int:
+        return sum(r.packed_bytes if r.packed_bytes is not None else r.raw_bytes for r in self.rows)
+
+    def to_text(self) -> str:
+        head = f"{'sg':>2} {'tensor':40} {'dtype':8} {'shape':18} {'density':>7} {'distinct':>8} " \
+               f"{'raw bytes':>11} {'packed':>11} {'ratio':>6}  status"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            name = r.name if len(r.name) <= 40 else "..." + r.name[-37:]
+            packed = "-" if r.packed_bytes is None else str(r.packed_bytes)
+            ratio = "-" if not r.packed_bytes else f"{r.raw_bytes / r.packed_bytes:.1f}x"
+            lines.append(f"{r.subgraph:>2} {name:40} {r.dtype:8} {str(list(r.shape)):18} "
+                         f"{r.density:7.3f} {r.distinct:>8} {r.raw_bytes:>11} {packed:>11} {ratio:>6}  {r.status}")
+        lines.append("-" * len(head))
+        tot_ratio = self.raw_total / self.packed_total if self.packed_total else float("nan")
+        lines.append(f"constant tensors: {len(self.rows)}   raw {self.raw_total} B   "
+                     f"{'packed' if self.packed else 'packable to'} {self.packed_total} B ({tot_ratio:.1f}x)")
+        lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'})")
+        return "\n".join(lines)
+
+    __str__ = to_text
+
+    def plot(self, path) -> None:
+        """Writes a bar chart of raw vs packed bytes per tensor (the paper's size breakdown)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = sorted(self.rows, key=lambda r: -r.raw_bytes)[:40]
+        names = [r.name.split("/")[-2] if r.name.count("/") >= 1 else r.name for r in rows]
+        raw = np.array([r.raw_bytes for r in rows], float) / 1024
+        packed = np.array([r.packed_bytes if r.packed_bytes is not None else r.raw_bytes for r in rows],
+                          float) / 1024
+        fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows) + 2), 4))
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, raw, 0.4, label="raw")
+        ax.bar(x + 0.2, packed, 0.4, label="packed")
+        ax.set_xticks(x, names, rotation=70, ha="right", fontsize=7)
+        ax.set_ylabel("KiB")
+        ax.set_title(f"constant tensors: {self.raw_total / 1024:.1f} KiB -> {self.packed_total / 1024:.1f} KiB")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+
+def _stats(arr):
+    flat = arr.reshape(-1)
+    if flat.size == 0:
+        return 0.0, 0
+    bits = flat.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[flat.dtype.itemsize])
+    density = float(np.count_nonzero(flat)) / flat.size
+    return density, int(len(np.unique(bits)))
+
+
+def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
+    """Per-tensor report of a ``.tflite``: dtype, shape, density, distinct values, raw vs packed bytes.
+
+    For a packed model the packed sizes are the real ones (decoded to compute density and distinct
+    values); for an ordinary model they are what ``pack`` would produce.
+
+    Raises:
+      ValueError: not a valid ``.tflite``, or a packed tensor cannot be decoded.
+
+    Example:
+      >>> print(dc_keras.export.inspect(open("model.tflite", "rb").read()))   # doctest: +SKIP
+    """
+    model = fb.read_model(tflite_bytes)
+    codec = _codec()
+    hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
+    rows = []
+    for s, sg in enumerate(model.subgraphs):
+        decoded_from = {}
+        for op in sg.operators or []:
+            if op.opcodeIndex in hd and op.inputs is not None and op.outputs is not None \
+                    and len(op.inputs) == 1 and len(op.outputs) == 1:
+                decoded_from[int(op.outputs[0])] = int(op.inputs[0])
+        packed_inputs = set(decoded_from.values())
+        for i, t in enumerate(sg.tensors or []):
+            if i in packed_inputs:
+                continue
+            name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
+            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+            if i in decoded_from:
+                data = fb.buffer_bytes(model, sg.tensors[decoded_from[i]].buffer)
+                try:
+                    arr = np.asarray(codec.decode(data))
+                except ValueError as exc:
+                    raise ValueError(f"tensor {name!r}: packed data is invalid: {exc}") from None
+                density, distinct = _stats(arr)
+                rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, len(data), "packed"))
+                continue
+            raw = fb.buffer_bytes(model, t.buffer)
+            if not raw:
+                continue
+            arr = _tensor_array(model, t)
+            if arr is None:
+                rows.append(TensorRow(s, name, dtype, shape, float("nan"), 0, len(raw), None, "refused"))
+                continue
+            density, distinct = _stats(arr)
+            if arr.nbytes < max(min_bytes, 1):
+                rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, None, "small"))
+                continue
+            try:
+                size = len(codec.encode(arr))
+            except ValueError:
+                rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, None, "refused"))
+                continue
+            status = "packable" if size < arr.nbytes else "kept"
+            rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes,
+                                  size if size < arr.nbytes else None, status))
+    return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd))

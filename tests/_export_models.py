@@ -1,0 +1,78 @@
+"""Small Keras models with clustered + pruned weights, converted to .tflite, for export/runtime tests."""
+import functools
+
+import numpy as np
+
+INPUT_SHAPES = {"dense": (20,), "conv": (10, 10, 3)}
+
+
+def cluster_and_prune(model, levels=8, prune=0.1, seed=0):
+    """Rounds every weight to few distinct values (weight sharing) and zeroes the small ones."""
+    for v in model.weights:
+        w = v.numpy()
+        scale = float(np.abs(w).max()) or 1.0
+        w = np.round(w / scale * levels) / levels * scale
+        w[np.abs(w) < prune * scale] = 0
+        v.assign(w.astype(w.dtype))
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def keras_model(kind):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    if kind == "dense":
+        m = keras.Sequential([keras.Input(INPUT_SHAPES[kind]), keras.layers.Dense(96, activation="relu"),
+                              keras.layers.Dense(48, activation="relu"), keras.layers.Dense(10)])
+    elif kind == "conv":
+        m = keras.Sequential([keras.Input(INPUT_SHAPES[kind]), keras.layers.Conv2D(32, 3, activation="relu"),
+                              keras.layers.DepthwiseConv2D(3, activation="relu"),
+                              keras.layers.Conv2D(48, 1), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10)])
+    else:
+        raise ValueError(kind)
+    return cluster_and_prune(m)
+
+
+def inputs(kind, n, seed=0):
+    return np.random.RandomState(seed).randn(n, *INPUT_SHAPES[kind]).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def tflite(kind, quantize):
+    """Unpacked .tflite bytes of model ``kind`` (``dense``/``conv``) with ``quantize`` mode."""
+    from dc_keras.export import to_tflite
+
+    return to_tflite(keras_model(kind), pack=False, quantize=quantize,
+                     representative_data=inputs(kind, 32, seed=5))
+
+
+def run(interpreter, xs):
+    """Runs ``xs`` one sample at a time; returns the stacked outputs."""
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    ys = []
+    for x in xs:
+        interpreter.set_tensor(inp, x[None])
+        interpreter.invoke()
+        ys.append(interpreter.get_tensor(out).copy())
+    return np.concatenate(ys)
+
+
+def no_default_delegates(backend):
+    if backend == "litert":
+        from ai_edge_litert.interpreter import OpResolverType
+    else:
+        from tensorflow.lite.python.interpreter import OpResolverType
+    return OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+
+def reference_interpreter(backend, content, **kwargs):
+    """The backend's plain interpreter (no HuffDecode support) for the unpacked model."""
+    if backend == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+    else:
+        from tensorflow.lite.python.interpreter import Interpreter
+    return Interpreter(model_content=content, **kwargs)

@@ -1,0 +1,258 @@
+"""dc_keras.export.pack / unpack / inspect / to_tflite, checked through the public API."""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import _export_models as em
+from dc_keras import export, runtime
+from dc_keras.export import _flatbuffer as fb
+
+ROUTES = [("litert", "delegate"), ("tensorflow", "delegate"), ("tensorflow", "op")]
+QUANT = [None, "float16", "int8"]
+
+
+def _ops(model_bytes):
+    m = fb.read_model(model_bytes)
+    return m, [[fb.opcode_name(m, op) for op in sg.operators] for sg in m.subgraphs]
+
+
+@pytest.mark.parametrize("quantize", QUANT)
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+@pytest.mark.parametrize("backend,decode", ROUTES)
+def test_packed_outputs_bit_identical(kind, quantize, backend, decode):
+    plain = em.tflite(kind, quantize)
+    packed = export.pack(plain)
+    assert len(packed) < len(plain)
+    assert any("HuffDecode" in names for names in _ops(packed)[1])
+    xs = em.inputs(kind, 40, seed=11)
+    resolver = em.no_default_delegates(backend)
+    ref = em.run(em.reference_interpreter(backend, plain, experimental_op_resolver_type=resolver), xs)
+    got = em.run(runtime.Interpreter(model_content=packed, backend=backend, decode=decode,
+                                     experimental_op_resolver_type=resolver), xs)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_delegate_route_keeps_xnnpack_bit_identical_with_default_options(kind, quantize):
+    """Default options (XNNPACK on): the delegate hands decoded weights back as constants, so
+    XNNPACK takes the same layers as in the unpacked model and the outputs stay identical."""
+    plain = em.tflite(kind, quantize)
+    packed = export.pack(plain)
+    xs = em.inputs(kind, 20, seed=3)
+    ref = em.run(em.reference_interpreter("litert", plain), xs)
+    got = em.run(runtime.Interpreter(model_content=packed, backend="litert"), xs)
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("quantize", QUANT)
+def test_pack_structure_names_order_alignment(quantize):
+    plain = em.tflite("conv", quantize)
+    packed = export.pack(plain)
+    before, after = fb.read_model(plain), fb.read_model(packed)
+    assert len(after.subgraphs) == len(before.subgraphs)
+    sg0, sg1 = before.subgraphs[0], after.subgraphs[0]
+    # Original tensors keep their index, name, type, shape and quantization.
+    for i, t in enumerate(sg0.tensors):
+        u = sg1.tensors[i]
+        assert (fb.tensor_name(u), u.type, list(u.shape)) == (fb.tensor_name(t), t.type, list(t.shape))
+        qa, qb = t.quantization, u.quantization
+        assert (qa is None) == (qb is None)
+        if qa is not None:
+            for field in ("scale", "zeroPoint", "quantizedDimension", "min", "max"):
+                a, b = getattr(qa, field), getattr(qb, field)
+                assert (None if a is None else np.asarray(a).tolist()) == (None if b is None else np.asarray(b).tolist())
+    # Each HuffDecode: uint8 1-D constant input, output = an original constant, before its consumers.
+    decoded = 0
+    for j, op in enumerate(sg1.operators):
+        if fb.opcode_name(after, op) != "HuffDecode":
+            continue
+        decoded += 1
+        (p,), (o,) = list(op.inputs), list(op.outputs)
+        pt = sg1.tensors[p]
+        assert pt.type == fb.schema.TensorType.UINT8 and len(pt.shape) == 1
+        assert len(fb.buffer_bytes(after, pt.buffer)) == pt.shape[0]
+        assert o < len(sg0.tensors) and fb.buffer_bytes(before, sg0.tensors[o].buffer)
+        assert fb.buffer_bytes(after, sg1.tensors[o].buffer) == b""
+        consumers = [k for k, op2 in enumerate(sg1.operators) if o in list(op2.inputs)]
+        assert consumers and min(consumers) > j
+    assert decoded >= 2
+    # Non-HuffDecode operators are unchanged and in the same order.
+    names0 = [fb.opcode_name(before, op) for op in sg0.operators]
+    names1 = [fb.opcode_name(after, op) for op in sg1.operators if fb.opcode_name(after, op) != "HuffDecode"]
+    assert names0 == names1
+    # Every non-empty buffer starts on a 16-byte boundary of the file.
+    root = fb.schema.Model.GetRootAs(packed, 0)
+    for i in range(root.BuffersLength()):
+        b = root.Buffers(i)
+        if b.DataLength():
+            start = b._tab.Vector(b._tab.Offset(4))
+            assert start % 16 == 0, (i, start)
+
+
+@pytest.mark.parametrize("quantize", QUANT)
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_unpack_restores_every_tensor(kind, quantize):
+    plain = em.tflite(kind, quantize)
+    back = export.unpack(export.pack(plain))
+    a, b = fb.read_model(plain), fb.read_model(back)
+    assert [fb.opcode_name(a, op) for op in a.subgraphs[0].operators] == \
+           [fb.opcode_name(b, op) for op in b.subgraphs[0].operators]
+    assert not any(fb.is_huffdecode_code(c) for c in b.operatorCodes)
+    for sa, sb in zip(a.subgraphs, b.subgraphs):
+        assert len(sa.tensors) == len(sb.tensors)
+        for ta, tb in zip(sa.tensors, sb.tensors):
+            assert fb.tensor_name(ta) == fb.tensor_name(tb)
+            assert (ta.type, list(ta.shape)) == (tb.type, list(tb.shape))
+            assert fb.buffer_bytes(a, ta.buffer) == fb.buffer_bytes(b, tb.buffer)
+        for oa, ob in zip(sa.operators, sb.operators):
+            assert list(oa.inputs) == list(ob.inputs) and list(oa.outputs) == list(ob.outputs)
+    assert len(b.buffers) == len(a.buffers)
+    # and the unpacked file runs like the original
+    xs = em.inputs(kind, 5)
+    r = em.no_default_delegates("litert")
+    np.testing.assert_array_equal(
+        em.run(em.reference_interpreter("litert", back, experimental_op_resolver_type=r), xs),
+        em.run(em.reference_interpreter("litert", plain, experimental_op_resolver_type=r), xs))
+
+
+def test_pack_twice_is_refused_and_unpack_of_plain_is_identity():
+    plain = em.tflite("dense", None)
+    packed = export.pack(plain)
+    with pytest.raises(ValueError, match="already packed"):
+        export.pack(packed)
+    assert export.unpack(plain) == plain
+
+
+def test_unclustered_tensors_are_left_alone():
+    import keras
+
+    m = keras.Sequential([keras.Input((100,)), keras.layers.Dense(100), keras.layers.Dense(50)])
+    w = m.layers[1].kernel.numpy()
+    m.layers[1].kernel.assign(np.round(w * 4) / 4)  # only the second layer is clustered
+    plain = export.to_tflite(m, pack=False)
+    packed = export.pack(plain)
+    model = fb.read_model(packed)
+    sg = model.subgraphs[0]
+    outputs = {int(op.outputs[0]) for op in sg.operators if fb.opcode_name(model, op) == "HuffDecode"}
+    kept = {fb.tensor_name(t) for i, t in enumerate(sg.tensors) if i not in outputs and t.shape is not None
+            and list(t.shape) == [100, 100] and fb.buffer_bytes(model, t.buffer)}
+    assert len(outputs) == 1 and len(kept) == 1  # the 100x100 float kernel with 10^4 distinct values
+    # a model with nothing packable comes back unchanged
+    m2 = keras.Sequential([keras.Input((100,)), keras.layers.Dense(100)])
+    plain2 = export.to_tflite(m2, pack=False)
+    assert export.pack(plain2) == plain2
+
+
+def test_min_bytes():
+    plain = em.tflite("dense", None)
+    assert export.pack(plain, min_bytes=10**9) == plain
+    small = export.pack(plain, min_bytes=0)
+    assert len(small) <= len(export.pack(plain))
+    with pytest.raises(ValueError):
+        export.pack(plain, min_bytes=-1)
+
+
+def test_malformed_tflite_gives_value_error():
+    plain = em.tflite("dense", None)
+    with pytest.raises(ValueError, match="not a .tflite"):
+        export.pack(b"")
+    with pytest.raises(ValueError, match="not a .tflite"):
+        export.pack(b"\x00" * 64)
+    with pytest.raises(ValueError):
+        export.pack(plain[: len(plain) // 3])
+    with pytest.raises(TypeError):
+        export.pack("model.tflite")
+    for fn in (export.unpack, export.inspect):
+        with pytest.raises(ValueError):
+            fn(b"garbage garbage garbage")
+    rng = np.random.RandomState(0)
+    for trial in range(40):  # random byte corruption: a ValueError or a valid result, nothing else
+        data = bytearray(plain)
+        for pos in rng.randint(8, len(data), size=rng.randint(1, 20)):
+            data[pos] = rng.randint(256)
+        try:
+            out = export.pack(bytes(data))
+        except ValueError:
+            continue
+        assert out[4:8] == b"TFL3"
+
+
+def _corrupt_first_packed(packed, how):
+    model = fb.read_model(packed)
+    sg = model.subgraphs[0]
+    ops = [op for op in sg.operators if fb.opcode_name(model, op) == "HuffDecode"]
+    if how == "flip":
+        buf = model.buffers[sg.tensors[int(ops[0].inputs[0])].buffer]
+        data = np.array(buf.data, np.uint8)
+        data[len(data) // 2:] ^= 0x5A
+        buf.data = data
+    elif how == "swap":  # two packed tensors of different shapes exchange their inputs
+        a, b = ops[0], next(op for op in ops[1:]
+                            if list(sg.tensors[int(op.outputs[0])].shape) != list(sg.tensors[int(ops[0].outputs[0])].shape))
+        a.inputs, b.inputs = list(b.inputs), list(a.inputs)
+    return fb.write_model(model)
+
+
+@pytest.mark.parametrize("how,reason", [("flip", r"HuffDecode\(.+\): decoding failed: \w"),
+                                        ("swap", r"HuffDecode\(.+\): packed (dim|rank|dtype) .*(does not match|but the output)")])
+def test_corrupted_packed_buffer_fails_prepare_with_reason(tmp_path, how, reason):
+    bad = _corrupt_first_packed(export.pack(em.tflite("dense", None)), how)
+    with pytest.raises(ValueError, match="HuffDecode"):
+        export.unpack(bad)
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(bad)
+    # In a subprocess: a crash must not take pytest down, and must fail the test.
+    code = textwrap.dedent(f"""
+        from dc_keras import runtime
+        for backend, decode in {ROUTES!r}:
+            it = runtime.Interpreter(model_path={str(path)!r}, backend=backend, decode=decode)
+            try:
+                it.allocate_tensors()
+            except RuntimeError as e:
+                print(backend, decode, "ERROR:", str(e).replace("\\n", " "))
+            else:
+                print(backend, decode, "NO ERROR")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == len(ROUTES), proc.stdout + proc.stderr[-2000:]
+    for line in lines:
+        assert "ERROR:" in line and re.search(reason, line), line
+
+
+def test_inspect_report_and_plot(tmp_path):
+    plain = em.tflite("dense", None)
+    packed = export.pack(plain)
+    rp, rq = export.inspect(plain), export.inspect(packed)
+    assert not rp.packed and rq.packed
+    assert {r.status for r in rq.rows} >= {"packed"}
+    assert [r.name for r in rp.rows if r.status == "packable"] == [r.name for r in rq.rows if r.status == "packed"]
+    assert rq.raw_total == rp.raw_total and rq.packed_total == rp.packed_total < rp.raw_total
+    kernel = max(rq.rows, key=lambda r: r.raw_bytes)
+    assert 0 < kernel.density < 1 and 1 < kernel.distinct <= 17
+    text = str(rq)
+    assert "HuffDecode" not in text and kernel.name[-20:] in text and "packed" in text
+    rq.plot(tmp_path / "sizes.png")
+    assert (tmp_path / "sizes.png").stat().st_size > 1000
+
+
+def test_to_tflite_arguments_and_atomic_write(tmp_path):
+    model = em.keras_model("dense")
+    with pytest.raises(ValueError, match="quantize"):
+        export.to_tflite(model, quantize="int4")
+    with pytest.raises(ValueError, match="representative_data"):
+        export.to_tflite(model, quantize="int8")
+    out = tmp_path / "m.tflite"
+    data = export.to_tflite(model, path=out)
+    assert out.read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir()] == ["m.tflite"]
+    assert export.unpack(data) != data  # it is packed
