@@ -153,8 +153,13 @@ def pack_bits(codes, lengths):
 # ----------------------------------------------------------------------------------------------
 # §8 checksum
 # ----------------------------------------------------------------------------------------------
-def checksum(content, prefix):
-    """§8: Fletcher-style (check_a, check_b) of ``content`` (the tensor's bytes) then ``prefix``."""
+_P = 0xFFFFFFFF  # §8 modulus 2^32 - 1
+
+
+def checksum(content, header):
+    """§8: Fletcher-64 (check_a, check_b) of ``content`` (the tensor's bytes), then ``header``
+    (all bytes before the streams, checksum fields zero), each zero-padded to whole words."""
+    header = bytes(header) + b"\0" * ((-len(header)) % 4)
     if isinstance(content, np.ndarray):
         c = np.ascontiguousarray(content).reshape(-1).view(np.uint8)
     else:
@@ -163,18 +168,24 @@ def checksum(content, prefix):
     tail = c[body_len:].tobytes()
     parts = [c[:body_len].view("<u4"),
              np.frombuffer(tail + b"\0" * ((-len(tail)) % 4), "<u4"),
-             np.frombuffer(prefix, "<u4")]
+             np.frombuffer(header, "<u4")]
     m = sum(len(p) for p in parts)
+    # a = 1 + sum w_i, b = m + sum (m - i) w_i  (mod 2^32 - 1); the products are split into
+    # 16-bit halves so that every partial sum fits exactly in uint64.
     a, b, i = 1, m, 0
     chunk = 1 << 22
     for p in parts:
         for s in range(0, len(p), chunk):
             w = p[s:s + chunk].astype(np.uint64)
-            wt = np.uint64(m - i) - np.arange(len(w), dtype=np.uint64)
+            t = np.uint64(m - i) - np.arange(len(w), dtype=np.uint64)  # m - i, < 2^32
+            wh, wl = w >> np.uint64(16), w & np.uint64(0xFFFF)
+            th, tl = t >> np.uint64(16), t & np.uint64(0xFFFF)
             a += int(w.sum(dtype=np.uint64))
-            b += int((w * wt).sum(dtype=np.uint64))
+            b += ((int((wh * th).sum(dtype=np.uint64)) << 32)
+                  + ((int((wh * tl).sum(dtype=np.uint64)) + int((wl * th).sum(dtype=np.uint64))) << 16)
+                  + int((wl * tl).sum(dtype=np.uint64)))
             i += len(w)
-    return a & _M32, b & _M32
+    return a % _P, b % _P
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,36 +212,39 @@ def _gap_candidates(max_gap):
 def _sparse_plan(idx, counts, limit):
     """Chooses G (§6) minimising the estimated size; returns the parameters of the sparse layout."""
     k = len(counts)
+    n = len(idx)
     bg = int(np.argmax(counts))
     pos = np.flatnonzero(idx != bg)
     vals = idx[pos].astype(np.int64)
     gaps = np.diff(pos, prepend=-1) - 1 if len(pos) else np.zeros(0, np.int64)
+    trail = n - 1 - int(pos[-1]) if len(pos) else n  # background after the last stored element
     val_counts = np.bincount(vals, minlength=k)
-    max_gap = int(gaps.max()) if len(gaps) else 0
-    est = []
-    for g in _gap_candidates(max_gap):
-        fill = int((gaps // g).sum()) if g <= max_gap else 0
+    max_gap = max(int(gaps.max()) if len(gaps) else 0, trail)
+
+    def histograms(g):
+        q = gaps // g
+        fill = int(q.sum()) + trail // g
         gh = np.bincount(gaps % g, minlength=g)
         gh[g - 1] += fill
         ih = val_counts.copy()
         ih[bg] += fill
+        return q, gh, ih
+
+    est = []
+    for g in _gap_candidates(max_gap):
+        _, gh, ih = histograms(g)
         bits = _entropy_bits(gh) + _entropy_bits(ih) + 8 * (1 + (g + 1) // 2)
         est.append((bits, g))
     est.sort()
     best = None
     for _, g in est[:3]:
-        q = gaps // g
-        fill = int(q.sum())
-        gh = np.bincount(gaps % g, minlength=g)
-        gh[g - 1] += fill
-        ih = val_counts.copy()
-        ih[bg] += fill
+        q, gh, ih = histograms(g)
         gcode, icode = _Code(gh, limit), _Code(ih, limit)
         size = (gcode.bits + icode.bits) / 8 + gcode.descriptor_size() + icode.descriptor_size() + 8
         if best is None or size < best[0]:
             best = (size, g, q, gcode, icode)
     size, g, q, gcode, icode = best
-    return {"size": size, "bg": bg, "pos": pos, "vals": vals, "gaps": gaps, "G": g, "q": q,
+    return {"size": size, "bg": bg, "vals": vals, "gaps": gaps, "trail": trail, "G": g, "q": q,
             "gap_code": gcode, "index_code": icode}
 
 
@@ -245,7 +259,7 @@ def _streams_dense(idx, code):
 def _streams_sparse(plan):
     g, bg, q = plan["G"], plan["bg"], plan["q"]
     reps = q + 1
-    e = int(reps.sum())
+    e = int(reps.sum()) + plan["trail"] // g  # trailing fillers: fewer than G implicit (§6)
     gaps_out = np.full(e, g - 1, np.int64)
     idx_out = np.full(e, bg, np.int64)
     last = np.cumsum(reps) - 1
@@ -287,8 +301,11 @@ def _to_array(array):
         raise ValueError(f"rank {a.ndim} > {MAX_RANK} is not supported")
     if a.size > MAX_ELEMENTS:
         raise ValueError(f"{a.size} elements > {MAX_ELEMENTS} is not supported")
-    if any(d > _M32 for d in a.shape):
-        raise ValueError(f"dimension > {_M32} in shape {a.shape}")
+    prod = 1
+    for d in a.shape:  # §2: every partial product of the dims <= 2^31 - 1
+        prod *= d
+        if prod > MAX_ELEMENTS:
+            raise ValueError(f"shape {a.shape} has a partial product > {MAX_ELEMENTS} (format limit)")
     a = np.asarray(a, dtype=a.dtype.newbyteorder("<"))  # (ascontiguousarray would make 0-d 1-d)
     return a if a.flags.c_contiguous else a.copy(order="C")
 
@@ -329,8 +346,8 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH):
     if n == 0:
         prefix = MAGIC + struct.pack("<BBBB", VERSION, DTYPE_CODES[dt.newbyteorder("=")], a.ndim, LAYOUT_DENSE)
         prefix += struct.pack(f"<{a.ndim}I", *a.shape)
-        ca, cb = checksum(b"", prefix)
-        return prefix + struct.pack("<IIH", ca, cb, 0)
+        header = prefix + struct.pack("<IIH", 0, 0, 0)
+        return prefix + struct.pack("<IIH", *checksum(b"", header), 0)
     # §3 codebook: distinct bit patterns, sorted.
     if esize <= 2:
         hist = np.bincount(bits, minlength=1 << (8 * esize))
@@ -360,8 +377,7 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH):
     lay = LAYOUT_SPARSE if use_sparse else LAYOUT_DENSE
     prefix = MAGIC + struct.pack("<BBBB", VERSION, DTYPE_CODES[dt.newbyteorder("=")], a.ndim, lay)
     prefix += struct.pack(f"<{a.ndim}I", *a.shape)
-    ca, cb = checksum(flat, prefix)
-    head = [prefix, struct.pack("<IIH", ca, cb, k), codebook]
+    head = [prefix, struct.pack("<IIH", 0, 0, k), codebook]
     if use_sparse:
         e, streams = _streams_sparse(sparse)
         head.append(struct.pack("<HIH", sparse["bg"], e, sparse["G"]))
@@ -371,4 +387,6 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH):
         streams = _streams_dense(idx, dense_code)
         head.append(dense_code.descriptor())
     head.append(struct.pack("<4I", *(len(s) for s in streams)))
-    return b"".join(head + streams)
+    header = bytearray(b"".join(head))
+    header[len(prefix):len(prefix) + 8] = struct.pack("<II", *checksum(flat, bytes(header)))
+    return bytes(header) + b"".join(streams)

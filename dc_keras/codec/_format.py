@@ -145,6 +145,8 @@ def parse_header(data):
             raise CorruptDataError(f"entry count {e} > element count {n}")
         if not 1 <= g <= MAX_SYMBOLS:
             raise CorruptDataError(f"gap alphabet size {g} not in 1..{MAX_SYMBOLS}")
+        if n >= (e + 1) * g:
+            raise CorruptDataError(f"{n} elements cannot be covered by {e} entries with gaps < {g}")
         out.update(background_index=bg, background=out["codebook"][bg], entries=e, gap_alphabet=g)
         out["gap_code"] = _read_alphabet(r, g, "gap code")
         out["index_code"] = _read_alphabet(r, k, "index code")

@@ -195,6 +195,8 @@ dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
     if (h->background >= h->k) return DC_ERR_LAYOUT;
     if (h->entries > n) return DC_ERR_LAYOUT;
     if (h->gap_alphabet == 0 || h->gap_alphabet > DC_MAX_SYMBOLS) return DC_ERR_LAYOUT;
+    /* §6: each entry covers <= G elements and fewer than G trail: N < (E + 1) * G. */
+    if (n >= (h->entries + 1) * h->gap_alphabet) return DC_ERR_SIZE_MISMATCH;
     st = parse_alphabet(data, size, &pos, h->gap_alphabet, &h->gap_code);
     if (st != DC_OK) return st;
     st = parse_alphabet(data, size, &pos, h->k, &h->index_code);
@@ -415,6 +417,7 @@ static dc_status br_finish(bitreader* b, const uint8_t* data) {
       memcpy(out + p * sizeof(T), &cb[i], sizeof(T));                                            \
       p++;                                                                                       \
     }                                                                                            \
+    if (n - p >= h->gap_alphabet) return DC_ERR_STREAM; /* §6: trailing background < G */        \
     for (s = 0; s < 4; ++s) {                                                                    \
       st = br_finish(&br[s], data);                                                              \
       if (st != DC_OK) return st;                                                                \
@@ -429,33 +432,54 @@ DEFINE_DECODERS(u32, uint32_t)
 /* ---------------------------------------------------------------------------------------- */
 /* §8 checksum                                                                               */
 /* ---------------------------------------------------------------------------------------- */
-void dc_checksum_update(uint32_t* a_io, uint32_t* b_io, const uint8_t* p, size_t nwords) {
-  uint32_t a = *a_io, b = *b_io;
-  size_t i = 0;
-  /* 4 words per step: b gains 4a + 4w0 + 3w1 + 2w2 + w3, a gains w0+w1+w2+w3. */
-  for (; i + 4 <= nwords; i += 4, p += 16) {
-    uint32_t w0 = ld32(p), w1 = ld32(p + 4), w2 = ld32(p + 8), w3 = ld32(p + 12);
-    b += 4 * a + 4 * w0 + 3 * w1 + 2 * w2 + w3;
-    a += w0 + w1 + w2 + w3;
-  }
-  for (; i < nwords; ++i, p += 4) {
-    a += ld32(p);
-    b += a;
-  }
-  *a_io = a;
-  *b_io = b;
+static inline uint64_t fold(uint64_t x) { /* x mod (2^32 - 1), up to a final subtract */
+  x = (x & 0xFFFFFFFFu) + (x >> 32);
+  return (x & 0xFFFFFFFFu) + (x >> 32);
 }
 
-static int checksum_ok(const dc_header* h, const uint8_t* data, const uint8_t* out) {
-  uint32_t a = 1, b = 0;
-  size_t full = h->info.output_bytes / 4, rest = h->info.output_bytes % 4;
-  dc_checksum_update(&a, &b, out, full);
+void dc_checksum_update(uint32_t* a_io, uint32_t* b_io, const uint8_t* p, size_t nwords) {
+  uint64_t a = *a_io, b = *b_io;
+  while (nwords > 0) {
+    /* Blocks of <= 4096 words keep a < 2^45 and b < 2^57 before folding. */
+    size_t blk = nwords < 4096 ? nwords : 4096, i = 0;
+    for (; i + 4 <= blk; i += 4, p += 16) {
+      uint64_t w0 = ld32(p), w1 = ld32(p + 4), w2 = ld32(p + 8), w3 = ld32(p + 12);
+      b += 4 * a + 4 * w0 + 3 * w1 + 2 * w2 + w3;
+      a += w0 + w1 + w2 + w3;
+    }
+    for (; i < blk; ++i, p += 4) {
+      a += ld32(p);
+      b += a;
+    }
+    a = fold(a);
+    b = fold(b);
+    nwords -= blk;
+  }
+  if (a >= 0xFFFFFFFFu) a -= 0xFFFFFFFFu;
+  if (b >= 0xFFFFFFFFu) b -= 0xFFFFFFFFu;
+  *a_io = (uint32_t)a;
+  *b_io = (uint32_t)b;
+}
+
+/* Adds `len` bytes, zero-padded to whole words. */
+static void checksum_bytes(uint32_t* a, uint32_t* b, const uint8_t* p, size_t len) {
+  size_t full = len / 4, rest = len % 4;
+  dc_checksum_update(a, b, p, full);
   if (rest) {
     uint8_t last[4] = {0, 0, 0, 0};
-    memcpy(last, out + full * 4, rest);
-    dc_checksum_update(&a, &b, last, 1);
+    memcpy(last, p + full * 4, rest);
+    dc_checksum_update(a, b, last, 1);
   }
+}
+
+/* §8: tensor bytes, then the header (up to the streams) with the checksum fields as zeros. */
+static int checksum_ok(const dc_header* h, const uint8_t* data, const uint8_t* out) {
+  static const uint8_t zeros[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  uint32_t a = 1, b = 0;
+  checksum_bytes(&a, &b, out, h->info.output_bytes);
   dc_checksum_update(&a, &b, data, h->prefix_len / 4);
+  dc_checksum_update(&a, &b, zeros, 2);
+  checksum_bytes(&a, &b, data + h->prefix_len + 8, h->streams_pos - h->prefix_len - 8);
   return a == h->check_a && b == h->check_b;
 }
 

@@ -1,0 +1,233 @@
+/* test_codec.c -- C tests of the packed-tensor decoder (docs/FORMAT.md, dc_codec.h).
+ *
+ * Vectors in codec_vectors.h come from the numpy encoder (gen_codec_vectors.py).  Every
+ * malformed buffer is decoded from an exact-size heap copy, so a sanitizer or valgrind build
+ * (make CFLAGS="-fsanitize=address,undefined -g" BUILD=build-asan test) sees any overread. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec_vectors.h"
+#include "dc_codec.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (cond) {                                            \
+      passed++;                                            \
+    } else {                                               \
+      failed++;                                            \
+      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      printf(__VA_ARGS__);                                 \
+      printf("\n");                                        \
+    }                                                      \
+  } while (0)
+
+#define NVEC (sizeof codec_vectors / sizeof codec_vectors[0])
+
+/* Decodes a heap copy of exactly `size` bytes; returns the status. */
+static dc_status decode_copy(const uint8_t* src, size_t size, uint8_t** out_p, size_t* out_size) {
+  uint8_t* buf = (uint8_t*)malloc(size ? size : 1);
+  dc_tensor_info info;
+  dc_status st;
+  memcpy(buf, src, size);
+  *out_p = NULL;
+  *out_size = 0;
+  st = dc_peek(buf, size, &info);
+  if (st == DC_OK) {
+    /* A caller decoding untrusted bytes caps the output (FORMAT.md §9: only zero-bit codes
+     * let a few bytes declare a large tensor); 16 MB is 20x the largest vector here. */
+    uint8_t* out = NULL;
+    if (info.output_bytes > (16u << 20) ||
+        (out = (uint8_t*)malloc(info.output_bytes ? (size_t)info.output_bytes : 1)) == NULL) {
+      free(buf);
+      return DC_ERR_OUTPUT_SIZE;
+    }
+    st = dc_decode(buf, size, out, (size_t)info.output_bytes);
+    *out_p = out;
+    *out_size = (size_t)info.output_bytes;
+  }
+  free(buf);
+  return st;
+}
+
+static void test_vectors(void) {
+  size_t v;
+  for (v = 0; v < NVEC; ++v) {
+    const codec_vector* t = &codec_vectors[v];
+    dc_tensor_info info;
+    uint8_t* out;
+    size_t out_size;
+    uint32_t r;
+    dc_status st = dc_peek(t->packed, t->packed_size, &info);
+    CHECK(st == DC_OK, "%s: peek %s", t->name, dc_strerror(st));
+    CHECK(info.dtype == t->dtype && info.rank == t->rank && info.output_bytes == t->raw_size,
+          "%s: info", t->name);
+    for (r = 0; r < t->rank; ++r) CHECK(info.dims[r] == t->dims[r], "%s: dim %u", t->name, r);
+    st = decode_copy(t->packed, t->packed_size, &out, &out_size);
+    CHECK(st == DC_OK, "%s: decode %s", t->name, dc_strerror(st));
+    CHECK(st != DC_OK || (out_size == t->raw_size && memcmp(out, t->raw, t->raw_size) == 0),
+          "%s: content differs", t->name);
+    free(out);
+    /* output buffer of the wrong size, and into an unaligned buffer */
+    {
+      uint8_t* big = (uint8_t*)malloc(t->raw_size + 9);
+      CHECK(dc_decode(t->packed, t->packed_size, big, t->raw_size + 1) == DC_ERR_OUTPUT_SIZE,
+            "%s: wrong out size accepted", t->name);
+      if (t->raw_size)
+        CHECK(dc_decode(t->packed, t->packed_size, big, t->raw_size - 1) == DC_ERR_OUTPUT_SIZE,
+              "%s: short out size accepted", t->name);
+      st = dc_decode(t->packed, t->packed_size, big + 1, t->raw_size);
+      CHECK(st == DC_OK && memcmp(big + 1, t->raw, t->raw_size) == 0, "%s: unaligned out",
+            t->name);
+      free(big);
+    }
+  }
+}
+
+/* Every truncation fails; every single-bit flip fails (never crashes, never decodes). */
+static void test_truncations_and_flips(void) {
+  size_t v, i;
+  int b;
+  for (v = 0; v < NVEC; ++v) {
+    const codec_vector* t = &codec_vectors[v];
+    uint8_t* copy = (uint8_t*)malloc(t->packed_size);
+    int trunc_ok = 1, flip_ok = 1;
+    for (i = 0; i < t->packed_size; ++i) {
+      uint8_t* out;
+      size_t out_size;
+      dc_status st = decode_copy(t->packed, i, &out, &out_size);
+      free(out);
+      if (st == DC_OK) {
+        trunc_ok = 0;
+        printf("  %s: truncation to %zu bytes decoded\n", t->name, i);
+      }
+    }
+    CHECK(trunc_ok, "%s: every truncation must fail", t->name);
+    /* flips: all bits of small vectors, every 7th bit of bigger ones */
+    for (i = 0; i < t->packed_size; ++i) {
+      for (b = 0; b < 8; ++b) {
+        uint8_t* out;
+        size_t out_size;
+        dc_status st;
+        if (t->packed_size > 2000 && (i * 8 + b) % 7 != 0) continue;
+        memcpy(copy, t->packed, t->packed_size);
+        copy[i] ^= (uint8_t)(1u << b);
+        st = decode_copy(copy, t->packed_size, &out, &out_size);
+        free(out);
+        if (st == DC_OK) {
+          flip_ok = 0;
+          printf("  %s: flip of byte %zu bit %d decoded\n", t->name, i, b);
+        }
+      }
+    }
+    CHECK(flip_ok, "%s: every bit flip must fail", t->name);
+    free(copy);
+  }
+}
+
+/* Random garbage after a valid prefix: must not crash (any status is fine). */
+static void test_random_garbage(void) {
+  uint32_t x = 12345;
+  size_t v, round;
+  int crashes_would_show = 1;
+  for (v = 0; v < NVEC; ++v) {
+    const codec_vector* t = &codec_vectors[v];
+    uint8_t* copy = (uint8_t*)malloc(t->packed_size + 64);
+    for (round = 0; round < 200; ++round) {
+      size_t keep = round % (t->packed_size + 1), len = t->packed_size + (round % 3) * 16, i;
+      uint8_t* out;
+      size_t out_size;
+      memcpy(copy, t->packed, keep);
+      for (i = keep; i < len; ++i) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        copy[i] = (uint8_t)x;
+      }
+      (void)decode_copy(copy, len, &out, &out_size);
+      free(out);
+    }
+    free(copy);
+  }
+  CHECK(crashes_would_show, "random garbage");
+}
+
+static void put32(uint8_t* p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+/* Hand-made hostile headers (§2, §9): rejected by dc_peek before any work. */
+static void test_hostile_headers(void) {
+  uint8_t h[64];
+  dc_tensor_info info;
+  memset(h, 0, sizeof h);
+  memcpy(h, "DCHF", 4);
+  h[4] = 1;
+  h[5] = DC_DTYPE_FLOAT32;
+  h[6] = 2;
+  h[7] = 0;
+  put32(h + 8, 0xFFFFFFFFu);
+  put32(h + 12, 0xFFFFFFFFu);
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_SHAPE, "2^64 elements");
+  put32(h + 8, 65536);
+  put32(h + 12, 32768);
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_SHAPE, "2^31 elements");
+  h[6] = 9;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_SHAPE, "rank 9");
+  h[6] = 2;
+  h[5] = 4;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "dtype 4 (string)");
+  h[5] = DC_DTYPE_FLOAT32;
+  h[4] = 2;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 2");
+  h[4] = 1;
+  h[7] = 2;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 2");
+  h[7] = 0;
+  /* 1000 x 1000 dense, codebook of 5000 entries */
+  put32(h + 8, 1000);
+  put32(h + 12, 1000);
+  h[24] = 0x88;
+  h[25] = 0x13;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_CODEBOOK, "K = 5000");
+  h[24] = 0;
+  h[25] = 0;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_CODEBOOK, "K = 0 for a non-empty tensor");
+  /* K = 2, codebook 8 bytes, descriptor L=1 lengths (1,1), then huge stream sizes */
+  h[24] = 2;
+  h[34] = 1;
+  h[35] = 0x11;
+  put32(h + 36, 0x7FFFFFFFu);
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_TRUNCATED, "stream larger than the buffer");
+  /* valid-looking sizes but a million 1-bit symbols cannot fit in 12 bytes */
+  put32(h + 36, 3);
+  put32(h + 40, 3);
+  put32(h + 44, 3);
+  put32(h + 48, 3);
+  CHECK(dc_peek(h, 52 + 12, &info) == DC_ERR_SIZE_MISMATCH, "1e6 symbols in 12 bytes");
+  h[35] = 0x12; /* lengths 2,1: incomplete code */
+  CHECK(dc_peek(h, 52 + 12, &info) == DC_ERR_CODE_LENGTHS, "incomplete code");
+  h[35] = 0x11;
+  h[34] = 13;
+  CHECK(dc_peek(h, 52 + 12, &info) == DC_ERR_CODE_LENGTHS, "L = 13");
+  CHECK(dc_peek(NULL, 10, &info) == DC_ERR_ARGUMENT, "NULL data");
+  CHECK(dc_peek(h, 10, NULL) == DC_ERR_ARGUMENT, "NULL info");
+  CHECK(dc_decode(h, 0, h, 0) == DC_ERR_TRUNCATED, "empty buffer");
+  CHECK(dc_peek((const uint8_t*)"XXXXXXXXXXXXXXXX", 16, &info) == DC_ERR_MAGIC, "bad magic");
+  CHECK(strlen(dc_strerror(DC_ERR_CHECKSUM)) > 5 && strlen(dc_strerror((dc_status)99)) > 5,
+        "strerror");
+}
+
+int main(void) {
+  test_vectors();
+  test_hostile_headers();
+  test_truncations_and_flips();
+  test_random_garbage();
+  printf("test_codec: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
