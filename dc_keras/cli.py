@@ -7,7 +7,8 @@ Usage:
       .tflite through the interpreter.
   dc-keras pack IN OUT        Huffman-pack the weights of any .tflite (adds the HuffDecode op).
   dc-keras unpack IN OUT      Restore an ordinary .tflite from a packed one.
-  dc-keras inspect FILE       Per-tensor size table of a .tflite (packed or not).
+  dc-keras inspect FILE [--plot=OUT.png]
+                              Per-tensor size table of a .tflite (packed or not).
 
 Run `dc-keras --helpfull` for every flag.
 """
@@ -39,6 +40,10 @@ def _cmd_demo(args):
 COMMANDS = {
     "demo": (_cmd_demo, "train LeNet-300-100 and run the compression chain"),
 }
+
+from dc_keras.export import cli_commands as _export_cli  # noqa: E402  (defines its flags)
+
+COMMANDS.update(_export_cli.COMMANDS)
 
 
 def _main(argv):
