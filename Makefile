@@ -43,7 +43,7 @@ test-c:
 
 # tflite_kernels + LiteRT on emulated aarch64/armv7 (qemu); installs its tools when root,
 # otherwise skips with a message. See tools/arm/test_arm.sh and docs/android.md.
-test-arm: $(STAMP)
+test-arm: $(if $(wildcard $(VPY)),,$(STAMP))
 	PY=$(abspath $(VPY)) tools/arm/test_arm.sh
 
 clean:
