@@ -16,6 +16,7 @@ _SUBMODULES = (
     "datasets",
     "export",
     "models",
+    "pipeline",
     "runtime",
     "schedules",
     "train",

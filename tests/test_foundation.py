@@ -83,12 +83,13 @@ def test_short_training_learns(trained_lenet):
 
 
 def test_float_tflite_matches_keras(trained_lenet):
-    from dc_keras.demo import tflite_test_error
-    from dc_keras.demo_support import keras_to_tflite, make_interpreter
+    from dc_keras.export import to_tflite
+    from dc_keras.pipeline import evaluate_tflite
+    from dc_keras.runtime import Interpreter
 
     model, x_test, y_test = trained_lenet
-    tfl = keras_to_tflite(model)
-    it = make_interpreter(tfl)
+    tfl = to_tflite(model, pack=False)
+    it = Interpreter(model_content=tfl)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     it.resize_tensor_input(inp["index"], [64, 28, 28, 1])
     it.allocate_tensors()
@@ -96,7 +97,7 @@ def test_float_tflite_matches_keras(trained_lenet):
     it.invoke()
     np.testing.assert_allclose(it.get_tensor(out["index"]), model.predict(x_test[:64], verbose=0), atol=1e-5)
     keras_error = np.mean(np.argmax(model.predict(x_test, verbose=0), -1) != y_test)
-    assert abs(tflite_test_error(tfl, x_test, y_test) - keras_error) <= 2 / len(y_test)
+    assert abs(evaluate_tflite(tfl, x_test, y_test) - keras_error) <= 2 / len(y_test)
 
 
 def _cli(*args, timeout=600):

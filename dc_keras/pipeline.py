@@ -1,0 +1,169 @@
+"""The Deep Compression recipe as a few functions: the chain behind ``dc-keras demo`` and the
+paper benchmark (``benchmarks/paper_table1.py``).
+
+    baseline = train_baseline(models.lenet_300_100(), x, y, epochs=20)
+    pruned = prune_retrain(baseline, x, y, PAPER_SPARSITY["lenet_300_100"], epochs=10)
+    shared = cluster_finetune(pruned, x, y, bits=5, epochs=3)
+    packed = dc_keras.export.to_tflite(shared)                  # .tflite with HuffDecode ops
+    error = evaluate_tflite(packed, x_test, y_test)             # measured on the file itself
+
+Training uses Adam with cosine decay on randomly shifted (+-2 px) images
+(``dc_keras.datasets.ShiftedBatches``); every function returns a plain (stripped) Keras model.
+"""
+import sys
+
+import numpy as np
+
+#: The paper's per-layer sparsity (Deep Compression, Table 2/3: 1 - fraction of weights kept).
+PAPER_SPARSITY = {
+    "lenet_300_100": {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74},
+    "lenet_5": {"conv1": 0.34, "conv2": 0.88, "fc1": 0.92, "fc2": 0.81},
+}
+
+
+def _verbose(verbose):
+    if verbose is None:
+        return 1 if sys.stdout.isatty() else 2
+    return verbose
+
+
+def _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=()):
+    import keras
+
+    from dc_keras.datasets import ShiftedBatches
+
+    batches = ShiftedBatches(x, y, batch_size=batch_size, max_shift=max_shift, seed=seed)
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * len(batches)))
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(batches, epochs=epochs, verbose=_verbose(verbose), callbacks=list(callbacks))
+    return len(batches)
+
+
+def train_baseline(model, x, y, epochs, lr=1e-3, batch_size=128, max_shift=2, seed=0, verbose=None):
+    """Trains ``model`` in place (Adam, cosine decay, shift augmentation) and returns it.
+
+    Example:
+        >>> model = train_baseline(dc_keras.models.lenet_300_100(), x_train, y_train, epochs=20)
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose)
+    return model
+
+
+def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, batch_size=128, max_shift=2,
+                  seed=0, verbose=None):
+    """Iterative magnitude pruning with retraining; returns the stripped (plain Keras) model.
+
+    Sparsity rises along the AGP schedule (``PolynomialDecay``, masks updated every 50 steps) over the
+    first ``ramp_fraction`` of the steps; the rest retrains the survivors with the masks fixed.
+
+    Args:
+        sparsity: one float for every prunable layer, or a dict layer name -> sparsity.
+
+    Example:
+        >>> pruned = prune_retrain(model, x_train, y_train, {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, epochs=10)
+    """
+    from dc_keras import train
+    from dc_keras.datasets import ShiftedBatches
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if not 0.0 < ramp_fraction <= 1.0:
+        raise ValueError(f"ramp_fraction must be in (0, 1], got {ramp_fraction}")
+    steps = epochs * len(ShiftedBatches(x, y, batch_size=batch_size))
+    end = max(1, int(steps * ramp_fraction))
+    frequency = max(1, min(50, end))
+
+    def schedule(target):
+        return train.schedules.PolynomialDecay(0.0, float(target), begin_step=0, end_step=end, frequency=frequency)
+
+    if isinstance(sparsity, dict):
+        wrapped = train.prune(model, layers={name: schedule(s) for name, s in sparsity.items()})
+    else:
+        wrapped = train.prune(model, schedule(sparsity))
+    _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=[train.PruningCallback()])
+    return train.strip(wrapped)
+
+
+def cluster_finetune(model, x, y, bits=None, epochs=3, init="linear", lr=2e-4, batch_size=128, max_shift=2,
+                     seed=0, verbose=None):
+    """Trained weight sharing: clusters each layer's non-zero weights into ``2**bits`` shared values,
+    fine-tunes the centroids, and returns the stripped model.
+
+    Args:
+        bits: int or dict layer name/class -> bits; None uses ``dc_keras.cluster``'s defaults
+            (8 for conv, 5 for dense, the paper's choice).
+
+    Example:
+        >>> shared = cluster_finetune(pruned, x_train, y_train, bits=5, epochs=3)
+    """
+    from dc_keras import train
+
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    kwargs = {} if bits is None else {"bits": bits}
+    wrapped = train.cluster(model, init=init, preserve_sparsity=True, **kwargs)
+    if epochs:
+        _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose)
+    return train.strip(wrapped)
+
+
+def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:
+    """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not), run through
+    ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available.
+
+    Example:
+        >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
+    """
+    from tqdm.auto import tqdm
+
+    from dc_keras.runtime import Interpreter
+
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"need as many labels as inputs (and at least one): {len(x)} vs {len(y)}")
+    interpreter = Interpreter(model_content=bytes(tflite_bytes))
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    wrong, current = 0, None
+    starts = range(0, len(x), batch_size)
+    for start in tqdm(starts, desc="interpreter eval", unit="batch", leave=False, disable=not progress):
+        xb = x[start:start + batch_size]
+        if current != len(xb):
+            interpreter.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])
+            interpreter.allocate_tensors()
+            current = len(xb)
+        interpreter.set_tensor(inp["index"], xb.astype(inp["dtype"]))
+        interpreter.invoke()
+        pred = np.argmax(interpreter.get_tensor(out["index"]), axis=-1)
+        wrong += int(np.sum(pred != y[start:start + batch_size]))
+    return wrong / len(x)
+
+
+def layer_stats(model):
+    """Per-layer kernel statistics of a plain Keras model: parameters, non-zeros, density and the
+    number of distinct non-zero values (what pruning and weight sharing leave behind).
+
+    Example:
+        >>> for row in layer_stats(model): print(row["layer"], row["density"], row["distinct"])
+    """
+    rows = []
+    for layer in model.layers:
+        kernels = [w for w in layer.weights if w.trainable and len(w.shape) >= 2]
+        for w in kernels:
+            a = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+            nz = a[a != 0]
+            rows.append({
+                "layer": layer.name,
+                "weight": w.name,
+                "params": int(a.size),
+                "nonzero": int(nz.size),
+                "density": float(nz.size / a.size) if a.size else 0.0,
+                "distinct": int(np.unique(nz).size),
+            })
+    return rows
+
+
+__all__ = ["PAPER_SPARSITY", "train_baseline", "prune_retrain", "cluster_finetune", "evaluate_tflite", "layer_stats"]
