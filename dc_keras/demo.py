@@ -24,30 +24,6 @@ def _fit_verbose():
     return 1 if sys.stdout.isatty() else 2
 
 
-def tflite_test_error(tflite_bytes: bytes, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
-    """Fraction of ``x`` misclassified by the ``.tflite`` model, evaluated with the interpreter."""
-    from tqdm.auto import tqdm
-
-    from dc_keras.demo_support import make_interpreter
-
-    interpreter = make_interpreter(tflite_bytes)
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    wrong = 0
-    current = None
-    for start in tqdm(range(0, len(x), batch_size), desc="interpreter eval", unit="batch", leave=False):
-        xb = x[start:start + batch_size]
-        if current != len(xb):
-            interpreter.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])
-            interpreter.allocate_tensors()
-            current = len(xb)
-        interpreter.set_tensor(inp["index"], xb.astype(inp["dtype"]))
-        interpreter.invoke()
-        pred = np.argmax(interpreter.get_tensor(out["index"]), axis=-1)
-        wrong += int(np.sum(pred != y[start:start + batch_size]))
-    return wrong / len(x)
-
-
 def _print_table(rows, baseline_bytes):
     print()
     print(f"{'stage':<22}{'file size':>14}{'ratio':>9}{'test error':>12}  detail")
@@ -63,7 +39,7 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
     import keras
 
     from dc_keras import datasets, models
-    from dc_keras.demo_support import keras_to_tflite
+    from dc_keras import export, pipeline
 
     keras.utils.set_random_seed(seed)
     epochs = epochs or (30 if full else 4)
@@ -81,11 +57,11 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     print(f"[1/1] training LeNet-300-100 for {epochs} epoch(s)")
     model.fit(x_train, y_train, batch_size=128, epochs=epochs, validation_split=0.0, verbose=_fit_verbose())
-    float_bytes = keras_to_tflite(model)
+    float_bytes = export.to_tflite(model, pack=False)
     path = os.path.join(out_dir, "lenet_300_100_float.tflite")
     with open(path, "wb") as f:
         f.write(float_bytes)
-    err = tflite_test_error(float_bytes, x_test, y_test)
+    err = pipeline.evaluate_tflite(float_bytes, x_test, y_test)
     rows.append(StageResult("float .tflite", len(float_bytes), err, f"{model.count_params():,} params, {time.time() - t0:.0f}s"))
 
     _print_table(rows, len(float_bytes))
