@@ -289,6 +289,128 @@ static dc_status br_finish(bitreader* b, const uint8_t* data) {
   return DC_OK;
 }
 
+
+/* Refills that stay inside the stream from the current position: each fast refill advances
+ * pos by at most 7 bytes and loads 8. */
+static inline uint64_t br_safe_refills(const bitreader* b) {
+  return b->pos + 8 <= b->end ? (b->end - 8 - b->pos) / 7 + 1 : 0;
+}
+
+static inline uint64_t min_u64(uint64_t x, uint64_t y) { return x < y ? x : y; }
+
+/* ---------------------------------------------------------------------------------------- */
+/* §8 checksum                                                                               */
+/* ---------------------------------------------------------------------------------------- */
+#define DC_P 0xFFFFFFFFu
+
+static inline uint64_t fold(uint64_t x) { /* x mod (2^32 - 1), up to one final subtract */
+  x = (x & 0xFFFFFFFFu) + (x >> 32);
+  return (x & 0xFFFFFFFFu) + (x >> 32);
+}
+
+void dc_checksum_update(uint32_t* a_io, uint32_t* b_io, const uint8_t* p, size_t nwords) {
+  uint64_t a = *a_io, b = *b_io;
+  /* Blocks of R = 8K words as 8 independent lanes (ILP / SIMD friendly):
+   * sum_{i<R} (R - i) w_i = 8 sum_j B_j - sum_j j A_j, with lane sums A_j and lane
+   * Fletcher sums B_j.  K <= 512 keeps every partial sum below 2^57 before folding. */
+  while (nwords >= 8) {
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    uint64_t b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0, b6 = 0, b7 = 0;
+    uint64_t steps = min_u64(nwords / 8, 512), k, sa, sb, sj;
+    for (k = 0; k < steps; ++k, p += 32) {
+      a0 += ld32(p);
+      a1 += ld32(p + 4);
+      a2 += ld32(p + 8);
+      a3 += ld32(p + 12);
+      a4 += ld32(p + 16);
+      a5 += ld32(p + 20);
+      a6 += ld32(p + 24);
+      a7 += ld32(p + 28);
+      b0 += a0;
+      b1 += a1;
+      b2 += a2;
+      b3 += a3;
+      b4 += a4;
+      b5 += a5;
+      b6 += a6;
+      b7 += a7;
+    }
+    sa = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+    sb = b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7;
+    sj = a1 + 2 * a2 + 3 * a3 + 4 * a4 + 5 * a5 + 6 * a6 + 7 * a7;
+    b = fold(b + 8 * steps * a + 8 * sb) + ((uint64_t)DC_P << 15) - sj;
+    a = fold(a + sa);
+    b = fold(b);
+    nwords -= 8 * steps;
+  }
+  for (; nwords > 0; --nwords, p += 4) {
+    a += ld32(p);
+    b += a;
+  }
+  a = fold(a);
+  b = fold(b);
+  if (a >= DC_P) a -= DC_P;
+  if (b >= DC_P) b -= DC_P;
+  *a_io = (uint32_t)a;
+  *b_io = (uint32_t)b;
+}
+
+/* Running checksum of the output, advanced while the freshly written bytes are in cache. */
+typedef struct {
+  uint32_t a, b;
+  size_t done; /* output bytes already summed (a multiple of 4) */
+} cksum;
+
+static void ck_upto(cksum* c, const uint8_t* out, size_t upto) {
+  if (upto > c->done + 3) {
+    size_t w = (upto - c->done) / 4;
+    dc_checksum_update(&c->a, &c->b, out + c->done, w);
+    c->done += 4 * w;
+  }
+}
+
+/* Adds `len` bytes, zero-padded to whole words. */
+static void checksum_bytes(uint32_t* a, uint32_t* b, const uint8_t* p, size_t len) {
+  size_t full = len / 4, rest = len % 4;
+  dc_checksum_update(a, b, p, full);
+  if (rest) {
+    uint8_t last[4] = {0, 0, 0, 0};
+    memcpy(last, p + full * 4, rest);
+    dc_checksum_update(a, b, last, 1);
+  }
+}
+
+/* §8: the rest of the output, then the header (up to the streams) with the checksum fields as
+ * zeros. */
+static int checksum_finish(cksum* c, const dc_header* h, const uint8_t* data, const uint8_t* out) {
+  static const uint8_t zeros[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  checksum_bytes(&c->a, &c->b, out + c->done, h->info.output_bytes - c->done);
+  dc_checksum_update(&c->a, &c->b, data, h->prefix_len / 4);
+  dc_checksum_update(&c->a, &c->b, zeros, 2);
+  checksum_bytes(&c->a, &c->b, data + h->prefix_len + 8, h->streams_pos - h->prefix_len - 8);
+  return c->a == h->check_a && c->b == h->check_b;
+}
+
+/* Fills elements [from, to) of `out` with the element `v` (esz bytes). */
+static void fill_elements(uint8_t* out, uint64_t from, uint64_t to, const uint8_t* v, size_t esz) {
+  uint8_t* dst = out + from * esz;
+  size_t total = (size_t)(to - from) * esz, done;
+  size_t i;
+  int same = 1;
+  if (from >= to) return;
+  for (i = 1; i < esz; ++i) same &= v[i] == v[0];
+  if (same) {
+    memset(dst, v[0], total);
+    return;
+  }
+  memcpy(dst, v, esz);
+  for (done = esz; done < total;) { /* doubling copies */
+    size_t n = done < total - done ? done : total - done;
+    memcpy(dst + done, dst, n);
+    done += n;
+  }
+}
+
 #define DEC(b, table, mask, sym)                 \
   do {                                           \
     uint32_t e_ = (table)[(b).bits & (mask)];    \
@@ -297,53 +419,53 @@ static dc_status br_finish(bitreader* b, const uint8_t* data) {
     (b).count -= (e_ & 15u);                     \
   } while (0)
 
+/* Iterations between checksum updates (dense: 16 K elements). */
+#define DC_CHUNK_ITERS 1024u
+/* Sparse: elements filled with the background ahead of the entries at a time. */
+#define DC_FILL_CHUNK 16384u
+
 /* ---------------------------------------------------------------------------------------- */
 /* §5 dense and §6 sparse decoding, one instance per element size                           */
 /* ---------------------------------------------------------------------------------------- */
 #define DEFINE_DECODERS(SUFFIX, T)                                                              \
-  static void fill_##SUFFIX(uint8_t* out, uint64_t n, T v) {                                    \
-    uint64_t i;                                                                                 \
-    for (i = 0; i < n; ++i) memcpy(out + i * sizeof(T), &v, sizeof(T));                         \
-  }                                                                                             \
-                                                                                                \
   static dc_status dense_##SUFFIX(const uint8_t* data, const dc_header* h, const uint16_t* tab, \
-                                  const T* cb, uint8_t* out) {                                  \
-    bitreader b0, b1, b2, b3;                                                                   \
-    bitreader br[4];                                                                            \
+                                  const T* cb, uint8_t* out, cksum* ck) {                       \
+    bitreader b0, b1, b2, b3, br[4];                                                            \
     const uint64_t mask = (1u << h->index_code.max_len) - 1u;                                   \
     const uint64_t n = h->info.num_elements, rounds = n / 4;                                    \
-    uint64_t k = 0;                                                                             \
+    uint64_t k = 0, it;                                                                         \
     uint32_t s, sym;                                                                            \
     dc_status st;                                                                               \
-    if (h->index_code.max_len == 0) {                                                           \
-      fill_##SUFFIX(out, n, cb[tab[0] >> 4]);                                                   \
-      return DC_OK;                                                                             \
-    }                                                                                           \
     br_init(&b0, h->stream_start[0], h->stream_size[0]);                                        \
     br_init(&b1, h->stream_start[1], h->stream_size[1]);                                        \
     br_init(&b2, h->stream_start[2], h->stream_size[2]);                                        \
     br_init(&b3, h->stream_start[3], h->stream_size[3]);                                        \
-    /* 4 rounds of 4 symbols per iteration: 4 * 12 bits <= 56 bits per refill. */              \
-    while (k + 4 <= rounds && b0.pos + 8 <= b0.end && b1.pos + 8 <= b1.end &&                   \
-           b2.pos + 8 <= b2.end && b3.pos + 8 <= b3.end) {                                      \
-      uint8_t* o = out + k * 4 * sizeof(T);                                                     \
-      uint32_t r;                                                                               \
-      BR_REFILL_FAST(b0, data);                                                                 \
-      BR_REFILL_FAST(b1, data);                                                                 \
-      BR_REFILL_FAST(b2, data);                                                                 \
-      BR_REFILL_FAST(b3, data);                                                                 \
-      for (r = 0; r < 4; ++r) {                                                                 \
-        uint32_t s0, s1, s2, s3;                                                                \
-        DEC(b0, tab, mask, s0);                                                                 \
-        DEC(b1, tab, mask, s1);                                                                 \
-        DEC(b2, tab, mask, s2);                                                                 \
-        DEC(b3, tab, mask, s3);                                                                 \
-        memcpy(o + (4 * r + 0) * sizeof(T), &cb[s0], sizeof(T));                                \
-        memcpy(o + (4 * r + 1) * sizeof(T), &cb[s1], sizeof(T));                                \
-        memcpy(o + (4 * r + 2) * sizeof(T), &cb[s2], sizeof(T));                                \
-        memcpy(o + (4 * r + 3) * sizeof(T), &cb[s3], sizeof(T));                                \
+    /* Each iteration: 1 refill and 4 symbols (4 * 12 <= 56 bits) per stream.  `it` is a       \
+     * number of iterations that cannot reach past any stream's end. */                         \
+    while ((it = min_u64(min_u64(min_u64(br_safe_refills(&b0), br_safe_refills(&b1)),          \
+                                 min_u64(br_safe_refills(&b2), br_safe_refills(&b3))),          \
+                         min_u64((rounds - k) / 4, DC_CHUNK_ITERS))) > 0) {                     \
+      for (; it > 0; --it) {                                                                    \
+        uint8_t* o = out + k * 4 * sizeof(T);                                                   \
+        uint32_t r;                                                                             \
+        BR_REFILL_FAST(b0, data);                                                               \
+        BR_REFILL_FAST(b1, data);                                                               \
+        BR_REFILL_FAST(b2, data);                                                               \
+        BR_REFILL_FAST(b3, data);                                                               \
+        for (r = 0; r < 4; ++r) {                                                               \
+          uint32_t s0, s1, s2, s3;                                                              \
+          DEC(b0, tab, mask, s0);                                                               \
+          DEC(b1, tab, mask, s1);                                                               \
+          DEC(b2, tab, mask, s2);                                                               \
+          DEC(b3, tab, mask, s3);                                                               \
+          memcpy(o + (4 * r + 0) * sizeof(T), &cb[s0], sizeof(T));                              \
+          memcpy(o + (4 * r + 1) * sizeof(T), &cb[s1], sizeof(T));                              \
+          memcpy(o + (4 * r + 2) * sizeof(T), &cb[s2], sizeof(T));                              \
+          memcpy(o + (4 * r + 3) * sizeof(T), &cb[s3], sizeof(T));                              \
+        }                                                                                       \
+        k += 4;                                                                                 \
       }                                                                                         \
-      k += 4;                                                                                   \
+      ck_upto(ck, out, (size_t)(k * 4 * sizeof(T)));                                            \
     }                                                                                           \
     /* Tail: each stream on its own with the safe refill. */                                    \
     br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;                                             \
@@ -361,134 +483,99 @@ static dc_status br_finish(bitreader* b, const uint8_t* data) {
     return DC_OK;                                                                               \
   }                                                                                             \
                                                                                                 \
-  static dc_status sparse_##SUFFIX(const uint8_t* data, const dc_header* h,                      \
-                                   const uint16_t* gtab, const uint16_t* itab, const T* cb,      \
-                                   uint8_t* out) {                                               \
-    bitreader b0, b1, b2, b3, br[4];                                                             \
-    const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;                                     \
-    const uint64_t imask = (1u << h->index_code.max_len) - 1u;                                   \
-    const uint64_t n = h->info.num_elements, e = h->entries;                                     \
-    uint64_t j = 0, p = 0;                                                                       \
-    uint32_t s;                                                                                  \
-    dc_status st;                                                                                \
-    fill_##SUFFIX(out, n, cb[h->background]);                                                    \
-    br_init(&b0, h->stream_start[0], h->stream_size[0]);                                         \
-    br_init(&b1, h->stream_start[1], h->stream_size[1]);                                         \
-    br_init(&b2, h->stream_start[2], h->stream_size[2]);                                         \
-    br_init(&b3, h->stream_start[3], h->stream_size[3]);                                         \
-    /* 2 entries per stream per iteration: 2 * (12 + 12) bits <= 56 bits per refill. */          \
-    while (j + 8 <= e && b0.pos + 8 <= b0.end && b1.pos + 8 <= b1.end &&                         \
-           b2.pos + 8 <= b2.end && b3.pos + 8 <= b3.end) {                                       \
-      uint32_t r;                                                                                \
-      BR_REFILL_FAST(b0, data);                                                                  \
-      BR_REFILL_FAST(b1, data);                                                                  \
-      BR_REFILL_FAST(b2, data);                                                                  \
-      BR_REFILL_FAST(b3, data);                                                                  \
-      for (r = 0; r < 2; ++r) {                                                                  \
-        uint32_t g0, g1, g2, g3, i0, i1, i2, i3;                                                 \
-        DEC(b0, gtab, gmask, g0);                                                                \
-        DEC(b1, gtab, gmask, g1);                                                                \
-        DEC(b2, gtab, gmask, g2);                                                                \
-        DEC(b3, gtab, gmask, g3);                                                                \
-        DEC(b0, itab, imask, i0);                                                                \
-        DEC(b1, itab, imask, i1);                                                                \
-        DEC(b2, itab, imask, i2);                                                                \
-        DEC(b3, itab, imask, i3);                                                                \
-        p += g0; if (p >= n) return DC_ERR_STREAM;                                               \
-        memcpy(out + p * sizeof(T), &cb[i0], sizeof(T)); p++;                                    \
-        p += g1; if (p >= n) return DC_ERR_STREAM;                                               \
-        memcpy(out + p * sizeof(T), &cb[i1], sizeof(T)); p++;                                    \
-        p += g2; if (p >= n) return DC_ERR_STREAM;                                               \
-        memcpy(out + p * sizeof(T), &cb[i2], sizeof(T)); p++;                                    \
-        p += g3; if (p >= n) return DC_ERR_STREAM;                                               \
-        memcpy(out + p * sizeof(T), &cb[i3], sizeof(T)); p++;                                    \
-      }                                                                                          \
-      j += 8;                                                                                    \
-    }                                                                                            \
-    br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;                                              \
-    for (; j < e; ++j) {                                                                         \
-      bitreader* bb = &br[j & 3];                                                                \
-      uint32_t g, i;                                                                             \
-      br_refill_safe(bb, data);                                                                  \
-      DEC(*bb, gtab, gmask, g);                                                                  \
-      DEC(*bb, itab, imask, i);                                                                  \
-      p += g;                                                                                    \
-      if (p >= n) return DC_ERR_STREAM;                                                          \
-      memcpy(out + p * sizeof(T), &cb[i], sizeof(T));                                            \
-      p++;                                                                                       \
-    }                                                                                            \
-    if (n - p >= h->gap_alphabet) return DC_ERR_STREAM; /* §6: trailing background < G */        \
-    for (s = 0; s < 4; ++s) {                                                                    \
-      st = br_finish(&br[s], data);                                                              \
-      if (st != DC_OK) return st;                                                                \
-    }                                                                                            \
-    return DC_OK;                                                                                \
-  }                                                                                              \
+  static dc_status sparse_##SUFFIX(const uint8_t* data, const dc_header* h,                     \
+                                   const uint16_t* gtab, const uint16_t* itab, const T* cb,     \
+                                   uint8_t* out, cksum* ck) {                                   \
+    bitreader b0, b1, b2, b3, br[4];                                                            \
+    const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;                                    \
+    const uint64_t imask = (1u << h->index_code.max_len) - 1u;                                  \
+    const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;               \
+    const uint8_t* bgv = (const uint8_t*)&cb[h->background];                                    \
+    uint64_t j = 0, p = 0, filled = 0, it;                                                      \
+    uint32_t s;                                                                                 \
+    dc_status st;                                                                               \
+    br_init(&b0, h->stream_start[0], h->stream_size[0]);                                        \
+    br_init(&b1, h->stream_start[1], h->stream_size[1]);                                        \
+    br_init(&b2, h->stream_start[2], h->stream_size[2]);                                        \
+    br_init(&b3, h->stream_start[3], h->stream_size[3]);                                        \
+    /* Each iteration: 1 refill and 2 entries (2 * (12 + 12) <= 56 bits) per stream, so 8    \
+     * entries advancing p by at most 8 G; the background is filled just ahead of p. */         \
+    while ((it = min_u64(min_u64(min_u64(br_safe_refills(&b0), br_safe_refills(&b1)),          \
+                                 min_u64(br_safe_refills(&b2), br_safe_refills(&b3))),          \
+                         min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {                          \
+      uint64_t reach;                                                                           \
+      if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;                         \
+      reach = min_u64(n, p + it * 8 * G);                                                       \
+      if (filled < reach) {                                                                     \
+        uint64_t to = min_u64(n, filled + DC_FILL_CHUNK > reach ? filled + DC_FILL_CHUNK : reach); \
+        fill_elements(out, filled, to, bgv, sizeof(T));                                         \
+        filled = to;                                                                            \
+      }                                                                                         \
+      for (; it > 0; --it) {                                                                    \
+        uint32_t r;                                                                             \
+        BR_REFILL_FAST(b0, data);                                                               \
+        BR_REFILL_FAST(b1, data);                                                               \
+        BR_REFILL_FAST(b2, data);                                                               \
+        BR_REFILL_FAST(b3, data);                                                               \
+        for (r = 0; r < 2; ++r) {                                                               \
+          uint32_t g0, g1, g2, g3, i0, i1, i2, i3;                                              \
+          DEC(b0, gtab, gmask, g0);                                                             \
+          DEC(b1, gtab, gmask, g1);                                                             \
+          DEC(b2, gtab, gmask, g2);                                                             \
+          DEC(b3, gtab, gmask, g3);                                                             \
+          DEC(b0, itab, imask, i0);                                                             \
+          DEC(b1, itab, imask, i1);                                                             \
+          DEC(b2, itab, imask, i2);                                                             \
+          DEC(b3, itab, imask, i3);                                                             \
+          p += g0; if (p >= n) return DC_ERR_STREAM;                                            \
+          memcpy(out + p * sizeof(T), &cb[i0], sizeof(T)); p++;                                 \
+          p += g1; if (p >= n) return DC_ERR_STREAM;                                            \
+          memcpy(out + p * sizeof(T), &cb[i1], sizeof(T)); p++;                                 \
+          p += g2; if (p >= n) return DC_ERR_STREAM;                                            \
+          memcpy(out + p * sizeof(T), &cb[i2], sizeof(T)); p++;                                 \
+          p += g3; if (p >= n) return DC_ERR_STREAM;                                            \
+          memcpy(out + p * sizeof(T), &cb[i3], sizeof(T)); p++;                                 \
+        }                                                                                       \
+        j += 8;                                                                                 \
+      }                                                                                         \
+      ck_upto(ck, out, (size_t)(p * sizeof(T)));                                                \
+    }                                                                                           \
+    br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;                                             \
+    for (; j < e; ++j) {                                                                        \
+      bitreader* bb = &br[j & 3];                                                               \
+      uint32_t g, i;                                                                            \
+      br_refill_safe(bb, data);                                                                 \
+      DEC(*bb, gtab, gmask, g);                                                                 \
+      DEC(*bb, itab, imask, i);                                                                 \
+      p += g;                                                                                   \
+      if (p >= n) return DC_ERR_STREAM;                                                         \
+      if (filled <= p) {                                                                        \
+        uint64_t to = min_u64(n, p + G + DC_FILL_CHUNK);                                        \
+        fill_elements(out, filled, to, bgv, sizeof(T));                                         \
+        filled = to;                                                                            \
+      }                                                                                         \
+      memcpy(out + p * sizeof(T), &cb[i], sizeof(T));                                           \
+      p++;                                                                                      \
+    }                                                                                           \
+    if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */                     \
+    fill_elements(out, filled, n, bgv, sizeof(T));                                              \
+    for (s = 0; s < 4; ++s) {                                                                   \
+      st = br_finish(&br[s], data);                                                             \
+      if (st != DC_OK) return st;                                                               \
+    }                                                                                           \
+    return DC_OK;                                                                               \
+  }
 
 DEFINE_DECODERS(u8, uint8_t)
 DEFINE_DECODERS(u16, uint16_t)
 DEFINE_DECODERS(u32, uint32_t)
 
 /* ---------------------------------------------------------------------------------------- */
-/* §8 checksum                                                                               */
-/* ---------------------------------------------------------------------------------------- */
-static inline uint64_t fold(uint64_t x) { /* x mod (2^32 - 1), up to a final subtract */
-  x = (x & 0xFFFFFFFFu) + (x >> 32);
-  return (x & 0xFFFFFFFFu) + (x >> 32);
-}
-
-void dc_checksum_update(uint32_t* a_io, uint32_t* b_io, const uint8_t* p, size_t nwords) {
-  uint64_t a = *a_io, b = *b_io;
-  while (nwords > 0) {
-    /* Blocks of <= 4096 words keep a < 2^45 and b < 2^57 before folding. */
-    size_t blk = nwords < 4096 ? nwords : 4096, i = 0;
-    for (; i + 4 <= blk; i += 4, p += 16) {
-      uint64_t w0 = ld32(p), w1 = ld32(p + 4), w2 = ld32(p + 8), w3 = ld32(p + 12);
-      b += 4 * a + 4 * w0 + 3 * w1 + 2 * w2 + w3;
-      a += w0 + w1 + w2 + w3;
-    }
-    for (; i < blk; ++i, p += 4) {
-      a += ld32(p);
-      b += a;
-    }
-    a = fold(a);
-    b = fold(b);
-    nwords -= blk;
-  }
-  if (a >= 0xFFFFFFFFu) a -= 0xFFFFFFFFu;
-  if (b >= 0xFFFFFFFFu) b -= 0xFFFFFFFFu;
-  *a_io = (uint32_t)a;
-  *b_io = (uint32_t)b;
-}
-
-/* Adds `len` bytes, zero-padded to whole words. */
-static void checksum_bytes(uint32_t* a, uint32_t* b, const uint8_t* p, size_t len) {
-  size_t full = len / 4, rest = len % 4;
-  dc_checksum_update(a, b, p, full);
-  if (rest) {
-    uint8_t last[4] = {0, 0, 0, 0};
-    memcpy(last, p + full * 4, rest);
-    dc_checksum_update(a, b, last, 1);
-  }
-}
-
-/* §8: tensor bytes, then the header (up to the streams) with the checksum fields as zeros. */
-static int checksum_ok(const dc_header* h, const uint8_t* data, const uint8_t* out) {
-  static const uint8_t zeros[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  uint32_t a = 1, b = 0;
-  checksum_bytes(&a, &b, out, h->info.output_bytes);
-  dc_checksum_update(&a, &b, data, h->prefix_len / 4);
-  dc_checksum_update(&a, &b, zeros, 2);
-  checksum_bytes(&a, &b, data + h->prefix_len + 8, h->streams_pos - h->prefix_len - 8);
-  return a == h->check_a && b == h->check_b;
-}
-
-/* ---------------------------------------------------------------------------------------- */
 /* dc_decode                                                                                 */
 /* ---------------------------------------------------------------------------------------- */
 dc_status dc_decode(const uint8_t* data, size_t size, void* out_v, size_t out_size) {
   dc_header h;
-  dc_status st;
+  dc_status st = DC_OK;
   uint8_t* out = (uint8_t*)out_v;
   uint16_t itab[1u << DC_MAX_CODE_LENGTH], gtab[1u << DC_MAX_CODE_LENGTH];
   /* codebook copied to aligned, host-typed storage holding the little-endian bytes */
@@ -497,28 +584,32 @@ dc_status dc_decode(const uint8_t* data, size_t size, void* out_v, size_t out_si
     uint16_t u16[DC_MAX_SYMBOLS];
     uint8_t u8[DC_MAX_SYMBOLS];
   } cb;
+  cksum ck;
+  ck.a = 1;
+  ck.b = 0;
+  ck.done = 0;
   if (data == NULL || (out == NULL && out_size != 0)) return DC_ERR_ARGUMENT;
   st = dc_parse(data, size, &h);
   if (st != DC_OK) return st;
   if (out_size != h.info.output_bytes) return DC_ERR_OUTPUT_SIZE;
   if (h.info.num_elements > 0) {
     size_t esz = h.info.element_size;
-    if (esz == 4) memcpy(cb.u32, h.codebook, (size_t)h.k * 4);
-    else if (esz == 2) memcpy(cb.u16, h.codebook, (size_t)h.k * 2);
-    else memcpy(cb.u8, h.codebook, h.k);
+    memcpy(cb.u8, h.codebook, (size_t)h.k * esz);
     build_table(&h.index_code, itab);
-    if (h.layout == 0) {
-      st = esz == 4   ? dense_u32(data, &h, itab, cb.u32, out)
-           : esz == 2 ? dense_u16(data, &h, itab, cb.u16, out)
-                      : dense_u8(data, &h, itab, cb.u8, out);
+    if (h.layout == 0 && h.index_code.max_len == 0) {
+      fill_elements(out, 0, h.info.num_elements, cb.u8 + (size_t)h.index_code.single * esz, esz);
+    } else if (h.layout == 0) {
+      st = esz == 4   ? dense_u32(data, &h, itab, cb.u32, out, &ck)
+           : esz == 2 ? dense_u16(data, &h, itab, cb.u16, out, &ck)
+                      : dense_u8(data, &h, itab, cb.u8, out, &ck);
     } else {
       build_table(&h.gap_code, gtab);
-      st = esz == 4   ? sparse_u32(data, &h, gtab, itab, cb.u32, out)
-           : esz == 2 ? sparse_u16(data, &h, gtab, itab, cb.u16, out)
-                      : sparse_u8(data, &h, gtab, itab, cb.u8, out);
+      st = esz == 4   ? sparse_u32(data, &h, gtab, itab, cb.u32, out, &ck)
+           : esz == 2 ? sparse_u16(data, &h, gtab, itab, cb.u16, out, &ck)
+                      : sparse_u8(data, &h, gtab, itab, cb.u8, out, &ck);
     }
     if (st != DC_OK) return st;
   }
-  if (!checksum_ok(&h, data, out)) return DC_ERR_CHECKSUM;
+  if (!checksum_finish(&ck, &h, data, out)) return DC_ERR_CHECKSUM;
   return DC_OK;
 }
