@@ -17,8 +17,10 @@ class BuildNativeLib(build_ext):
     """Builds the C library as a plain shared object (not a Python extension module)."""
 
     def get_ext_filename(self, fullname):
-        if fullname == "dc_keras._native.libdc_huffdecode":
-            return os.path.join("dc_keras", "_native", LIB_NAME)
+        # Called with the full dotted name or only its last part, depending on the code path.
+        parts = fullname.split(".")
+        if parts[-1] == "libdc_huffdecode":
+            return os.path.join(*parts[:-1], LIB_NAME)
         return super().get_ext_filename(fullname)
 
     def get_export_symbols(self, ext):
