@@ -1,0 +1,365 @@
+"""Magnitude pruning inside ``model.fit`` (Deep Compression stage 1) for Keras 3.
+
+How it works: :class:`PruneWrapper` holds, per pruned weight, a non-trainable 0/1 mask and the
+last threshold, plus a step counter. In training mode its forward pass (1) asks the schedule
+whether to update the masks at the current step and, if so, recomputes them from the weight
+magnitudes, (2) advances the step counter, (3) feeds ``weight * mask`` to the inner layer, so a
+pruned weight gets exactly zero gradient. The weight variable also carries a constraint
+``w -> w * mask`` that every Keras optimizer applies after its update, so the stored pruned
+weights are exactly 0 after every step whatever the optimizer state (momentum, Adam moments,
+AdamW decay). Everything happens in the traced step, so ``steps_per_execution > 1``,
+``jit_compile`` and ``tf.distribute`` need nothing special.
+
+:class:`PruningCallback` must be passed to ``fit`` (it arms the wrappers and logs sparsity);
+training without it raises a clear error.
+"""
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+from dc_keras.train import _base
+from dc_keras.train.schedules import PruningSchedule
+
+_NO_CALLBACK = (
+    "Layer {name!r} is pruned but is being trained without dc_keras.PruningCallback. Pass "
+    "`callbacks=[dc_keras.PruningCallback()]` to fit(); in a custom training loop call "
+    "`cb = dc_keras.PruningCallback(); cb.set_model(model); cb.on_train_begin()` before the first step."
+)
+
+
+class _MaskConstraint:
+    """Variable constraint ``w -> base(w) * mask``, applied by the optimizer after each update."""
+
+    def __init__(self, mask, base=None):
+        self.mask = mask
+        self.base = base
+
+    def __call__(self, w):
+        if self.base is not None:
+            w = self.base(w)
+        return w * ops.cast(self.mask, w.dtype)
+
+
+def _check_m_by_n(value):
+    if value is None:
+        return None
+    try:
+        m, n = value
+    except (TypeError, ValueError):
+        raise ValueError(f"`sparsity_m_by_n` must be a pair (m, n) such as (2, 4), got {value!r}.")
+    for v in (m, n):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise ValueError(f"`sparsity_m_by_n` must hold integers, got {value!r}.")
+    if not 0 < m < n:
+        raise ValueError(f"`sparsity_m_by_n` = ({m}, {n}) must satisfy 0 < m < n (keep m of every n).")
+    return (int(m), int(n))
+
+
+def _m_by_n_mask(w_abs, axis, m, n):
+    """Keep the ``m`` largest of every ``n`` consecutive entries along ``axis``."""
+    moved = ops.moveaxis(w_abs, axis, -1)
+    moved_shape = ops.shape(moved)
+    groups = ops.reshape(moved, (-1, n))
+    rank = ops.argsort(ops.argsort(groups, axis=-1), axis=-1)
+    keep = ops.cast(ops.greater_equal(rank, n - m), w_abs.dtype)
+    return ops.moveaxis(ops.reshape(keep, moved_shape), -1, axis)
+
+
+@keras.saving.register_keras_serializable(package="dc_keras")
+class PruneWrapper(_base.CompressionWrapper):
+    """Wraps a layer and prunes its kernel(s) by magnitude following ``schedule``.
+
+    Usually created by :func:`prune`; use it directly (or ``dc_keras.prune(layer, ...)``) inside
+    subclassed models.
+
+    Args:
+        layer: the layer to prune (Dense, Conv*, DepthwiseConv*, SeparableConv*, Conv*Transpose,
+            Embedding, or a custom layer with ``get_prunable_weights()``/``prunable_weights``).
+        schedule: a :mod:`dc_keras.schedules` schedule.
+        sparsity_m_by_n: optional ``(m, n)``: structured sparsity keeping ``m`` of every ``n``
+            consecutive weights along the input dimension (e.g. ``(2, 4)``); the schedule then
+            only decides when the pattern is applied.
+
+    Attributes:
+        pruning_step: int64 variable, training steps seen (saved with the model).
+    """
+
+    def __init__(self, layer, schedule, sparsity_m_by_n=None, **kwargs):
+        if not isinstance(schedule, PruningSchedule):
+            raise ValueError(
+                f"`schedule` must be a dc_keras.schedules schedule (ConstantSparsity, PolynomialDecay, "
+                f"StdThreshold), got {schedule!r}."
+            )
+        self.schedule = schedule
+        self.sparsity_m_by_n = _check_m_by_n(sparsity_m_by_n)
+        if self.sparsity_m_by_n is not None and schedule.kind != "sparsity":
+            raise ValueError("`sparsity_m_by_n` needs a sparsity schedule (ConstantSparsity or PolynomialDecay).")
+        super().__init__(layer, **kwargs)
+        self._armed = False
+        self._untracked("_masks", [])
+        self._untracked("_thresholds", [])
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if self.sparsity_m_by_n is not None:
+            n = self.sparsity_m_by_n[1]
+            for name, var, axis in self._targets:
+                if len(var.shape) == 0 or var.shape[axis] % n:
+                    raise ValueError(
+                        f"`sparsity_m_by_n` n={n} does not divide the input dimension of "
+                        f"{self.layer.name}/{name} (shape {tuple(var.shape)}, axis {axis})."
+                    )
+        self.pruning_step = self.add_weight(
+            name="pruning_step", shape=(), dtype="int64", initializer="zeros",
+            trainable=False, aggregation="only_first_replica",
+        )
+        self._untracked("_masks", [])
+        self._untracked("_thresholds", [])
+        for name, var, _ in self._targets:
+            mask = self.add_weight(
+                name=f"{name}_mask", shape=tuple(var.shape), dtype=var.dtype, initializer="ones",
+                trainable=False, aggregation="only_first_replica",
+            )
+            threshold = self.add_weight(
+                name=f"{name}_threshold", shape=(), dtype="float32",
+                initializer=keras.initializers.Constant(-1.0),
+                trainable=False, aggregation="only_first_replica",
+            )
+            self._masks.append(mask)
+            self._thresholds.append(threshold)
+            base = var.constraint.base if isinstance(var.constraint, _MaskConstraint) else var.constraint
+            var.constraint = _MaskConstraint(mask, base)
+
+    def _release(self):
+        for _, var, _ in self._targets:
+            if isinstance(var.constraint, _MaskConstraint):
+                var.constraint = var.constraint.base
+
+    # -- mask computation ------------------------------------------------------------------------
+    def _new_mask(self, w, mask, threshold, axis, step):
+        w_abs = ops.abs(w * mask)
+        if self.sparsity_m_by_n is not None:
+            m, n = self.sparsity_m_by_n
+            active = ops.greater(self.schedule.sparsity(step), 0.0)
+            new = ops.where(active, _m_by_n_mask(w_abs, axis, m, n), mask)
+            return new, threshold
+        if self.schedule.kind == "threshold":
+            alive = ops.cast(ops.not_equal(w_abs, 0), "float32")
+            signed = ops.cast(w * mask, "float32")
+            count = ops.maximum(ops.sum(alive), 1.0)
+            mean = ops.sum(signed) / count
+            std = ops.sqrt(ops.sum(alive * ops.square(signed - mean)) / count)
+            t = ops.where(ops.less(threshold, 0.0), self.schedule.quality * std, threshold)
+            keep = ops.logical_and(ops.greater(w_abs, 0), ops.greater_equal(ops.cast(w_abs, "float32"), t))
+            return ops.cast(keep, mask.dtype), t
+        sparsity = self.schedule.sparsity(step)
+        flat = ops.sort(ops.reshape(ops.cast(w_abs, "float32"), (-1,)))
+        size = int(np.prod(w.shape))
+        k = ops.cast(ops.floor(sparsity * float(size) + 1e-3), "int32")
+        k = ops.minimum(k, size)
+        t = ops.take(flat, ops.maximum(k - 1, 0))
+        keep = ops.cast(ops.greater(ops.cast(w_abs, "float32"), t), mask.dtype)
+        prune_now = ops.greater(k, 0)
+        return ops.where(prune_now, keep, mask), ops.where(prune_now, t, threshold)
+
+    def compressed_values(self, training):
+        pairs = []
+        if training:
+            if not self._armed:
+                raise RuntimeError(_NO_CALLBACK.format(name=self.name))
+            step = ops.convert_to_tensor(self.pruning_step)
+            update = self.schedule.should_update(step)
+            for (name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
+                w = ops.convert_to_tensor(var)
+                m_old = ops.convert_to_tensor(mask)
+                t_old = ops.convert_to_tensor(threshold)
+                m_new, t_new = ops.cond(
+                    update,
+                    lambda w=w, m=m_old, t=t_old, a=axis: self._new_mask(w, m, t, a, step),
+                    lambda m=m_old, t=t_old: (m, t),
+                )
+                mask.assign(m_new)
+                threshold.assign(t_new)
+                pairs.append((var, var * ops.cast(m_new, var.dtype)))
+            self.pruning_step.assign_add(1)
+        else:
+            for (name, var, axis), mask in zip(self._targets, self._masks):
+                pairs.append((var, var * ops.cast(mask, var.dtype)))
+        return pairs
+
+    # -- reporting -------------------------------------------------------------------------------
+    def sparsity(self):
+        """``{weight_name: fraction of entries pruned}`` from the current masks."""
+        return {name: 1.0 - float(np.mean(ops.convert_to_numpy(mask)))
+                for (name, _, _), mask in zip(self._targets, self._masks)}
+
+    def get_config(self):
+        config = super().get_config()
+        config["schedule"] = keras.saving.serialize_keras_object(self.schedule)
+        config["sparsity_m_by_n"] = list(self.sparsity_m_by_n) if self.sparsity_m_by_n else None
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
+        schedule = keras.saving.deserialize_keras_object(config.pop("schedule"), custom_objects=custom_objects)
+        return cls(layer, schedule, **config)
+
+
+def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None):
+    """Wrap the prunable layers of a model (or one layer) for magnitude pruning during ``fit``.
+
+    Args:
+        model_or_layer: a Sequential/Functional model (rebuilt with wrappers, weights copied, the
+            input left untouched; the result is not compiled) or a single layer (returns a
+            :class:`PruneWrapper`; use this inside subclassed models).
+        schedule: default schedule, e.g. ``dc_keras.schedules.PolynomialDecay(0.5, 0.9, 0, 1000)``.
+        layers: None (every supported layer), a list of layer names and/or classes, or a dict
+            name-or-class -> schedule for per-layer targets (the dict's layers only).
+        sparsity_m_by_n: optional ``(m, n)`` structured sparsity, e.g. ``(2, 4)``.
+
+    Example:
+        >>> s = dc_keras.schedules.PolynomialDecay(0.0, 0.9, begin_step=0, end_step=1000)
+        >>> pruned = dc_keras.prune(model, s, layers=["fc1", "fc2"])
+        >>> pruned.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        >>> pruned.fit(x, y, epochs=2, callbacks=[dc_keras.PruningCallback()])
+        >>> plain = dc_keras.strip(pruned)
+    """
+    m_by_n = _check_m_by_n(sparsity_m_by_n)
+    if not isinstance(model_or_layer, keras.layers.Layer):
+        raise ValueError(f"prune() takes a Keras model or layer, got {type(model_or_layer).__name__}.")
+    if schedule is not None and not isinstance(schedule, PruningSchedule):
+        raise ValueError(f"`schedule` must be a dc_keras.schedules schedule, got {schedule!r}.")
+    if isinstance(layers, dict):
+        for key, value in layers.items():
+            if not isinstance(value, PruningSchedule):
+                raise ValueError(f"`layers`[{key!r}] must be a dc_keras.schedules schedule, got {value!r}.")
+    elif schedule is None:
+        raise ValueError("`schedule` is required unless `layers` maps each layer to its schedule.")
+
+    if not isinstance(model_or_layer, keras.Model):
+        if layers is not None:
+            raise ValueError("`layers` only applies to models; pass the layer itself to prune one layer.")
+        return PruneWrapper(model_or_layer, schedule, sparsity_m_by_n=m_by_n)
+
+    model = model_or_layer
+    existing = _base.find_wrappers(model)
+    if existing:
+        raise ValueError(
+            f"Model {model.name!r} already has compression wrappers ({existing[0].name!r}); "
+            "call dc_keras.strip() first."
+        )
+    chosen = _base.select_layers(model, layers, what="pruned")
+
+    def wrap(fresh, original):
+        if id(original) not in chosen:
+            return fresh
+        own = chosen[id(original)][1]
+        return PruneWrapper(fresh, own if own is not None else schedule, sparsity_m_by_n=m_by_n)
+
+    new_model, _ = _base.rewrite_model(model, wrap, "prune")
+    return new_model
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Required in ``fit`` for pruned models: arms the wrappers' in-graph step counters and, with
+    ``log_dir``, writes per-layer sparsity to TensorBoard (``sparsity/<layer>/<weight>``) at the end
+    of each epoch.
+
+    The step counter itself advances inside the traced training step (one per batch, also with
+    ``steps_per_execution > 1``) and is saved with the model, so a reloaded model resumes its
+    schedule. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
+    step and ``cb.on_train_end()`` after the last.
+
+    Example:
+        >>> pruned.fit(x, y, epochs=3, callbacks=[dc_keras.PruningCallback(log_dir="logs/prune")])
+    """
+
+    def __init__(self, log_dir=None):
+        super().__init__()
+        if log_dir is not None and not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
+            raise ValueError(f"`log_dir` must be a path or None, got {log_dir!r}.")
+        self.log_dir = None if log_dir is None else str(log_dir)
+        self._writer = None
+
+    def _wrappers(self):
+        if self.model is None:
+            raise ValueError("PruningCallback has no model: call set_model(model) first.")
+        wrappers = _base.find_wrappers(self.model, PruneWrapper)
+        if not wrappers:
+            raise ValueError(
+                f"PruningCallback: model {self.model.name!r} has no pruned layers (use dc_keras.prune first)."
+            )
+        return wrappers
+
+    def on_train_begin(self, logs=None):
+        wrappers = self._wrappers()
+        for wrapper in wrappers:
+            wrapper._armed = True
+        self._start_steps = [self._step_of(w) for w in wrappers]
+        self._verified = False
+        # A train function traced before (e.g. by a fit() that failed without this callback) is
+        # stale: start from a fresh one (traced lazily on the first batch).
+        if getattr(self.model, "train_function", None) is not None and hasattr(self.model, "make_train_function"):
+            self.model.make_train_function(force=True)
+
+    @staticmethod
+    def _step_of(wrapper):
+        return int(ops.convert_to_numpy(wrapper.pruning_step)) if wrapper.built else 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._verified:
+            return
+        self._verified = True
+        wrappers = self._wrappers()
+        stuck = [w.name for w, start in zip(wrappers, self._start_steps) if self._step_of(w) == start]
+        if stuck:
+            raise RuntimeError(
+                f"Pruned layer(s) {stuck} were not called in training mode during the first training "
+                "step, so they cannot prune. A subclassed model's call() must accept `training` and "
+                "pass it on (def call(self, x, training=None): ...)."
+            )
+
+    def on_train_end(self, logs=None):
+        for wrapper in self._wrappers():
+            wrapper._armed = False
+        # Force a retrace on the next fit() so that training without the callback is detected.
+        if hasattr(self.model, "train_function"):
+            self.model.train_function = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def sparsity(self):
+        """``{"layer/weight": sparsity}`` for every pruned weight of the model."""
+        result = {}
+        for wrapper in self._wrappers():
+            for name, value in wrapper.sparsity().items():
+                result[f"{wrapper.name}/{name}"] = value
+        return result
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.log_dir is None:
+            return
+        import tensorflow as tf  # TensorBoard summaries (callback code, not layer code)
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        wrappers = self._wrappers()
+        step = int(ops.convert_to_numpy(wrappers[0].pruning_step))
+        from tensorflow.core.framework import summary_pb2
+
+        # tf.summary.write with the "scalars" plugin metadata is what tf.summary.scalar emits; it
+        # does not need the tensorboard package to be installed.
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+        with self._writer.as_default():
+            for key, value in self.sparsity().items():
+                tf.summary.write(f"sparsity/{key}", tf.constant(value, tf.float32), step=step, metadata=metadata)
+        self._writer.flush()
+
+
+__all__ = ["PruneWrapper", "prune", "PruningCallback"]

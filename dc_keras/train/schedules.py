@@ -1,0 +1,175 @@
+"""Pruning schedules: when to update the masks and how much to prune.
+
+A schedule is evaluated inside the pruning wrapper's forward pass (training mode), once per
+training step, on the wrapper's step counter. All arithmetic uses ``keras.ops`` so it runs in
+graph mode, under XLA and under ``tf.distribute``.
+
+- :class:`ConstantSparsity`: one target sparsity, re-applied every ``frequency`` steps.
+- :class:`PolynomialDecay`: Zhu & Gupta's automated gradual pruning (AGP), sparsity rising from
+  ``initial_sparsity`` to ``final_sparsity`` with a cubic (``power``) curve.
+- :class:`StdThreshold`: Han et al.'s rule, threshold = ``quality`` x std of the layer's weights.
+
+The argument names are those of ``tfmot.sparsity.keras`` so that migrating is a change of import.
+"""
+import numbers
+
+import keras
+from keras import ops
+
+_PACKAGE = "dc_keras"
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def _check_sparsity(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"`{name}` must be a number in [0, 1), got {value!r}.")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
+    return value
+
+
+class PruningSchedule:
+    """Base class of the pruning schedules.
+
+    Subclasses define ``kind`` (``"sparsity"`` or ``"threshold"``), :meth:`sparsity` or ``quality``,
+    and share the step window logic of :meth:`should_update`.
+    """
+
+    kind = "sparsity"
+
+    def __init__(self, begin_step=0, end_step=-1, frequency=100):
+        self.begin_step = _check_int("begin_step", begin_step, 0)
+        if isinstance(end_step, bool) or not isinstance(end_step, numbers.Integral):
+            raise ValueError(f"`end_step` must be an integer (-1 for no end), got {end_step!r}.")
+        end_step = int(end_step)
+        if end_step != -1 and end_step < self.begin_step:
+            raise ValueError(
+                f"`end_step` ({end_step}) must be >= `begin_step` ({self.begin_step}), or -1 for no end."
+            )
+        self.end_step = end_step
+        self.frequency = _check_int("frequency", frequency, 1)
+
+    def should_update(self, step):
+        """Boolean tensor: update the masks at ``step`` (0-based count of training steps done)?
+
+        True at ``begin_step``, every ``frequency`` steps after it, and at ``end_step``.
+        """
+        step = ops.cast(step, "int64")
+        begin = ops.cast(self.begin_step, "int64")
+        after_begin = ops.greater_equal(step, begin)
+        on_frequency = ops.equal(ops.mod(step - begin, ops.cast(self.frequency, "int64")), 0)
+        if self.end_step == -1:
+            return ops.logical_and(after_begin, on_frequency)
+        end = ops.cast(self.end_step, "int64")
+        in_window = ops.logical_and(after_begin, ops.less_equal(step, end))
+        return ops.logical_and(in_window, ops.logical_or(on_frequency, ops.equal(step, end)))
+
+    def get_config(self):
+        return {"begin_step": self.begin_step, "end_step": self.end_step, "frequency": self.frequency}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConstantSparsity(PruningSchedule):
+    """Prune to ``target_sparsity`` at ``begin_step`` and every ``frequency`` steps until ``end_step``.
+
+    Example:
+        >>> schedule = dc_keras.schedules.ConstantSparsity(0.9, begin_step=0, frequency=100)
+        >>> pruned = dc_keras.prune(model, schedule)
+    """
+
+    def __init__(self, target_sparsity, begin_step=0, end_step=-1, frequency=100):
+        super().__init__(begin_step, end_step, frequency)
+        self.target_sparsity = _check_sparsity("target_sparsity", target_sparsity)
+
+    def sparsity(self, step):
+        return ops.convert_to_tensor(self.target_sparsity, "float32")
+
+    def get_config(self):
+        return {"target_sparsity": self.target_sparsity, **super().get_config()}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PolynomialDecay(PruningSchedule):
+    """Automated gradual pruning (Zhu & Gupta 2017):
+
+    ``s(t) = final + (initial - final) * (1 - (t - begin) / (end - begin)) ** power`` for
+    ``begin <= t <= end``, masks updated every ``frequency`` steps and at ``end_step``.
+
+    Example:
+        >>> schedule = dc_keras.schedules.PolynomialDecay(0.5, 0.92, begin_step=0, end_step=2000)
+    """
+
+    def __init__(self, initial_sparsity, final_sparsity, begin_step, end_step, power=3, frequency=100):
+        if isinstance(end_step, numbers.Integral) and not isinstance(end_step, bool) and end_step == -1:
+            raise ValueError("`end_step` of PolynomialDecay must be a step >= `begin_step`, not -1.")
+        super().__init__(begin_step, end_step, frequency)
+        self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
+        self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
+        if isinstance(power, bool) or not isinstance(power, numbers.Real) or power <= 0:
+            raise ValueError(f"`power` must be a positive number, got {power!r}.")
+        self.power = float(power)
+
+    def sparsity(self, step):
+        step = ops.cast(step, "float32")
+        span = max(self.end_step - self.begin_step, 1)
+        progress = ops.clip((step - float(self.begin_step)) / float(span), 0.0, 1.0)
+        remaining = ops.power(1.0 - progress, self.power)
+        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * remaining
+
+    def get_config(self):
+        return {
+            "initial_sparsity": self.initial_sparsity,
+            "final_sparsity": self.final_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "power": self.power,
+            "frequency": self.frequency,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StdThreshold(PruningSchedule):
+    """The paper's rule: remove every weight with ``|w| < quality * std(w)``.
+
+    The threshold is computed per pruned weight at ``begin_step`` from the standard deviation of
+    the (surviving) weights, then re-applied every ``frequency`` steps until ``end_step``, so
+    weights that shrink below it during retraining are removed too (iterative pruning). The
+    resulting sparsity depends on the weight distribution: ``quality=1`` removes about 68 % of a
+    Gaussian layer, ``quality=1.5`` about 87 %.
+
+    Example:
+        >>> schedule = dc_keras.schedules.StdThreshold(1.2, begin_step=0, end_step=3000, frequency=300)
+    """
+
+    kind = "threshold"
+
+    def __init__(self, quality, begin_step=0, end_step=-1, frequency=100):
+        super().__init__(begin_step, end_step, frequency)
+        if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or not quality > 0:
+            raise ValueError(f"`quality` must be a positive number, got {quality!r}.")
+        self.quality = float(quality)
+
+    def get_config(self):
+        return {"quality": self.quality, **super().get_config()}
+
+
+__all__ = ["PruningSchedule", "ConstantSparsity", "PolynomialDecay", "StdThreshold"]
