@@ -1,0 +1,209 @@
+"""Trained weight sharing (Deep Compression stage 2): k-means clustering with centroid fine-tuning.
+
+:class:`ClusterWrapper` replaces each clustered weight by ``2**bits`` trainable centroids and a
+non-trainable int32 assignment per entry. The forward pass gathers ``centroids[assignments]``, so
+autodiff gives each centroid the sum of the gradients of the weights in its cluster (the paper's
+update rule) and the assignments never change. With ``preserve_sparsity=True`` the weights that
+are exactly zero (pruned) point at an extra constant zero slot: they stay 0 and are no cluster.
+"""
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+from dc_keras.train import _base
+from dc_keras.train.kmeans import INITS, kmeans_1d
+
+
+def _check_bits(bits, where="bits"):
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 16:
+        raise ValueError(f"`{where}` must be an integer between 1 and 16, got {bits!r}.")
+    return int(bits)
+
+
+@keras.saving.register_keras_serializable(package="dc_keras")
+class ClusterWrapper(_base.CompressionWrapper):
+    """Wraps a layer and shares the values of its kernel(s) among ``2**bits`` trainable centroids.
+
+    Usually created by :func:`cluster`. If ``layer`` is already built, its current weights are
+    clustered when the wrapper is built; otherwise call :meth:`initialize_clusters` after loading
+    the weights into ``wrapper.layer``.
+
+    Args:
+        layer: a supported layer (see :func:`dc_keras.prune`).
+        bits: index width; ``2**bits`` centroids per weight.
+        init: ``"linear"``, ``"density"``, ``"random"`` or ``"kmeans++"``.
+        preserve_sparsity: keep exact zeros at 0 and out of the clusters.
+        seed: RNG seed of the random / kmeans++ initialisations.
+    """
+
+    def __init__(self, layer, bits=5, init="linear", preserve_sparsity=True, seed=0, **kwargs):
+        self.bits = _check_bits(bits)
+        if init not in INITS:
+            raise ValueError(f"`init` must be one of {INITS}, got {init!r}.")
+        self.init = init
+        if not isinstance(preserve_sparsity, (bool, np.bool_)):
+            raise ValueError(f"`preserve_sparsity` must be True or False, got {preserve_sparsity!r}.")
+        self.preserve_sparsity = bool(preserve_sparsity)
+        self.seed = int(seed)
+        super().__init__(layer, **kwargs)
+        self._cluster_on_build = bool(getattr(layer, "built", False))
+        self._untracked("_centroids", [])
+        self._untracked("_assignments", [])
+
+    @property
+    def clusters(self):
+        return 2 ** self.bits
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self._untracked("_centroids", [])
+        self._untracked("_assignments", [])
+        for name, var, _ in self._targets:
+            centroids = self.add_weight(
+                name=f"{name}_centroids", shape=(self.clusters,), dtype=var.dtype, initializer="zeros",
+                trainable=True,
+            )
+            assignments = self.add_weight(
+                name=f"{name}_assignments", shape=tuple(var.shape), dtype="int32", initializer="zeros",
+                trainable=False,
+            )
+            self._centroids.append(centroids)
+            self._assignments.append(assignments)
+            var.trainable = False  # only the centroids train
+        if self._cluster_on_build:
+            self.initialize_clusters()
+
+    def _release(self):
+        for _, var, _ in self._targets:
+            var.trainable = True
+
+    def initialize_clusters(self):
+        """Run k-means (numpy) on the inner layer's current weights and set centroids/assignments."""
+        for (name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
+            w = np.asarray(ops.convert_to_numpy(var), dtype=np.float64)
+            idx = np.full(w.shape, self.clusters, dtype=np.int32)  # the constant-zero slot
+            keep = (w != 0) if self.preserve_sparsity else np.ones(w.shape, bool)
+            c = np.zeros(self.clusters)
+            if keep.any():
+                c, a = kmeans_1d(w[keep], self.clusters, init=self.init, seed=self.seed)
+                idx[keep] = a.astype(np.int32)
+            centroids.assign(c.astype(centroids.dtype))
+            assignments.assign(idx)
+        self._cluster_on_build = False
+
+    def compressed_values(self, training):
+        pairs = []
+        for (name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
+            table = ops.concatenate([ops.convert_to_tensor(centroids), ops.zeros((1,), centroids.dtype)], axis=0)
+            pairs.append((var, ops.cast(ops.take(table, assignments, axis=0), var.dtype)))
+        return pairs
+
+    def distinct_values(self):
+        """``{weight_name: number of distinct non-zero values}`` of the current shared weights."""
+        out = {}
+        for (name, _, _), (_, value) in zip(self._targets, self.compressed_values(False)):
+            v = ops.convert_to_numpy(value)
+            out[name] = int(np.unique(v[v != 0]).size)
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(bits=self.bits, init=self.init, preserve_sparsity=self.preserve_sparsity, seed=self.seed)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
+        return cls(layer, **config)
+
+
+def _bits_for(layer, bits):
+    if not isinstance(bits, dict):
+        return bits
+    if layer.name in bits:
+        return bits[layer.name]
+    for key, value in bits.items():
+        if isinstance(key, type) and isinstance(layer, key):
+            return value
+    return 8 if _base.is_conv(layer) else 5
+
+
+def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0):
+    """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
+
+    Args:
+        model_or_layer: a Sequential/Functional model (rebuilt with :class:`ClusterWrapper` layers,
+            weights copied and clustered, input untouched, result not compiled) or one layer
+            (returns a wrapper; for subclassed models).
+        bits: an int, or a dict mapping layer names and/or classes to bits; layers the dict does
+            not mention get the paper's defaults, 8 bits for convolutions and 5 otherwise.
+            ``None`` means all defaults.
+        init: centroid initialisation, ``"linear"`` (paper's best), ``"density"``, ``"random"``,
+            ``"kmeans++"``; followed by Lloyd iterations.
+        preserve_sparsity: exact zeros (pruned weights) stay 0 and take no cluster.
+        layers: None (every supported layer) or a list of layer names and/or classes.
+        seed: seed of the random initialisations.
+
+    The documented flow is ``prune`` -> fit -> ``strip`` -> ``cluster`` -> fit -> ``strip``.
+
+    Example:
+        >>> clustered = dc_keras.cluster(dc_keras.strip(pruned), bits={"fc1": 5, "fc3": 6})
+        >>> clustered.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+        >>> clustered.fit(x, y, epochs=2)
+        >>> final = dc_keras.strip(clustered)  # each kernel: at most 2**bits distinct non-zeros
+    """
+    if bits is None:
+        bits = {}
+    if isinstance(bits, dict):
+        for key, value in bits.items():
+            if not isinstance(key, (str, type)):
+                raise ValueError(f"`bits` keys must be layer names or classes, got {key!r}.")
+            _check_bits(value, f"bits[{key!r}]")
+    else:
+        _check_bits(bits)
+    if init not in INITS:
+        raise ValueError(f"`init` must be one of {INITS}, got {init!r}.")
+    if not isinstance(preserve_sparsity, (bool, np.bool_)):
+        raise ValueError(f"`preserve_sparsity` must be True or False, got {preserve_sparsity!r}.")
+    if not isinstance(model_or_layer, keras.layers.Layer):
+        raise ValueError(f"cluster() takes a Keras model or layer, got {type(model_or_layer).__name__}.")
+
+    if not isinstance(model_or_layer, keras.Model):
+        if layers is not None:
+            raise ValueError("`layers` only applies to models; pass the layer itself to cluster one layer.")
+        layer = model_or_layer
+        return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed)
+
+    model = model_or_layer
+    existing = _base.find_wrappers(model)
+    if existing:
+        raise ValueError(
+            f"Model {model.name!r} still has {type(existing[0]).__name__} {existing[0].name!r}: "
+            "call dc_keras.strip() before cluster() (flow: prune -> fit -> strip -> cluster -> fit -> strip)."
+        )
+    chosen = _base.select_layers(model, layers, what="clustered", mapping_ok=False)
+    if isinstance(bits, dict):
+        names = {l.name for l in _base.flatten_layers(model)}
+        unknown = [k for k in bits if isinstance(k, str) and k not in names]
+        if unknown:
+            raise ValueError(f"Unknown layer name(s) {unknown} in `bits`; model {model.name!r} has {sorted(names)}.")
+
+    wrappers = []
+
+    def wrap(fresh, original):
+        if id(original) not in chosen:
+            return fresh
+        wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed)
+        wrappers.append(wrapper)
+        return wrapper
+
+    new_model, _ = _base.rewrite_model(model, wrap, "cluster")
+    for wrapper in wrappers:
+        wrapper.initialize_clusters()
+    return new_model
+
+
+__all__ = ["ClusterWrapper", "cluster"]

@@ -1,0 +1,214 @@
+"""Per-layer sensitivity analysis: how much each layer can be pruned (or how few bits it needs)
+before the model's quality drops, measured one layer at a time without retraining.
+
+The paper chose per-layer thresholds and bit widths by hand; :func:`suggest_sparsity` and
+:func:`suggest_bits` turn a sweep into per-layer targets automatically.
+"""
+import os
+import tempfile
+
+import keras
+import numpy as np
+from keras import ops
+
+from dc_keras.train import _base
+from dc_keras.train.kmeans import kmeans_1d
+
+DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def _collect(model, data, batch_size):
+    """(y_true, y_pred) numpy arrays for ``data`` = (x, y) or an iterable of (x, y) batches."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not hasattr(data[0], "element_spec"):
+        x, y = data
+        y_pred = model.predict(x, batch_size=batch_size, verbose=0)
+        return np.asarray(y), np.asarray(y_pred)
+    if hasattr(data, "__iter__"):
+        ys, ps = [], []
+        for batch in data:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError("`data` batches must be (x, y) pairs.")
+            ys.append(np.asarray(batch[1]))
+            ps.append(np.asarray(model.predict_on_batch(batch[0])))
+        if not ys:
+            raise ValueError("`data` is empty.")
+        return np.concatenate(ys), np.concatenate(ps)
+    raise ValueError("`data` must be an (x, y) tuple or an iterable of (x, y) batches.")
+
+
+def _accuracy(y_true, y_pred):
+    y_true = np.asarray(y_true)
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1] and y_pred.shape[-1] > 1:
+        y_true = np.argmax(y_true, axis=-1)
+    return float(np.mean(np.argmax(y_pred, axis=-1) == y_true.reshape(-1)))
+
+
+def _metric(metric, higher_is_better):
+    if metric == "accuracy":
+        return "accuracy", _accuracy, True if higher_is_better is None else higher_is_better
+    if metric == "error":
+        return "error", (lambda t, p: 1.0 - _accuracy(t, p)), False if higher_is_better is None else higher_is_better
+    if callable(metric):
+        name = getattr(metric, "__name__", type(metric).__name__)
+        return name, (lambda t, p: float(metric(t, p))), True if higher_is_better is None else higher_is_better
+    raise ValueError(f"`metric` must be 'accuracy', 'error' or a callable(y_true, y_pred) -> float, got {metric!r}.")
+
+
+def _magnitude_prune(w, sparsity):
+    k = int(np.floor(sparsity * w.size + 1e-6))
+    if k == 0:
+        return w
+    threshold = np.sort(np.abs(w).ravel())[k - 1]
+    return np.where(np.abs(w) > threshold, w, 0).astype(w.dtype)
+
+
+def _share(w, bits):
+    out = np.zeros_like(w)
+    keep = w != 0
+    if keep.any():
+        c, a = kmeans_1d(w[keep], 2 ** bits, init="linear")
+        out[keep] = c[a].astype(w.dtype)
+    return out
+
+
+def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", layers=None, bits=None,
+                batch_size=256, higher_is_better=None):
+    """Prune (or cluster) one layer at a time by magnitude, without retraining, and measure ``metric``.
+
+    Args:
+        model: a built Keras model (not wrapped; strip it first). Its weights are restored before
+            returning, also on error.
+        data: ``(x, y)`` arrays or an iterable of ``(x, y)`` batches (e.g. a ``tf.data.Dataset``).
+        sparsities: fractions of each layer's weights to remove (each in [0, 1)).
+        metric: ``"accuracy"`` (default), ``"error"`` or ``callable(y_true, y_pred) -> float``.
+        layers: None (all prunable layers) or a list of names and/or classes.
+        bits: instead of pruning, sweep weight sharing with these bit widths (k-means, linear init,
+            zeros kept); feed the report to :func:`suggest_bits`.
+        higher_is_better: override the metric's direction (callables default to True).
+
+    Returns a dict: ``{"metric", "higher_is_better", "baseline", "mode": "sparsity"|"bits",
+    "values": [...], "layers": {layer_name: [metric at each value]}}``.
+
+    Example:
+        >>> report = dc_keras.sensitivity(model, (x_val, y_val), sparsities=[0.5, 0.8, 0.9, 0.95])
+        >>> targets = dc_keras.suggest_sparsity(report, max_drop=0.005)   # {"fc1": 0.95, ...}
+        >>> dc_keras.plot_sensitivity(report, "sensitivity.png")
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"sensitivity() takes a Keras model, got {type(model).__name__}.")
+    if _base.find_wrappers(model):
+        raise ValueError("sensitivity() needs a plain model: call dc_keras.strip() on the wrapped model first.")
+    name, fn, better = _metric(metric, higher_is_better)
+    if bits is not None:
+        values = [int(b) for b in bits]
+        if not values or any(b < 1 or b > 16 for b in values):
+            raise ValueError(f"`bits` must be a non-empty list of integers in [1, 16], got {bits!r}.")
+        mode = "bits"
+    else:
+        values = [float(s) for s in sparsities]
+        if not values or any(not 0.0 <= s < 1.0 for s in values):
+            raise ValueError(f"`sparsities` must be a non-empty list of numbers in [0, 1), got {sparsities!r}.")
+        mode = "sparsity"
+    chosen = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
+    baseline = fn(*_collect(model, data, batch_size))
+    report = {"metric": name, "higher_is_better": bool(better), "baseline": baseline, "mode": mode,
+              "values": values, "layers": {}}
+    for layer, _ in chosen.values():
+        targets = _base.compressible_weights(layer)
+        originals = [ops.convert_to_numpy(var).copy() for _, var, _ in targets]
+        results = []
+        try:
+            for value in values:
+                for (_, var, _), w in zip(targets, originals):
+                    var.assign(_share(w, value) if mode == "bits" else _magnitude_prune(w, value))
+                results.append(fn(*_collect(model, data, batch_size)))
+        finally:
+            for (_, var, _), w in zip(targets, originals):
+                var.assign(w)
+        report["layers"][layer.name] = results
+    return report
+
+
+def _drop(report, value):
+    delta = report["baseline"] - value
+    return delta if report["higher_is_better"] else -delta
+
+
+def _check_report(report, mode):
+    if not isinstance(report, dict) or report.get("mode") != mode or "layers" not in report:
+        raise ValueError(f"Expected a report from dc_keras.sensitivity() in {mode!r} mode.")
+
+
+def suggest_sparsity(report, max_drop=0.01):
+    """Per layer, the largest swept sparsity whose metric drop stays within ``max_drop``.
+
+    Returns ``{layer_name: sparsity}`` (0.0 when even the smallest sparsity costs too much). The
+    layers were measured one at a time, so pruning all at once costs more than each alone:
+    retrain, or use a smaller ``max_drop``.
+
+    Example:
+        >>> targets = dc_keras.suggest_sparsity(report, max_drop=0.005)
+        >>> schedules = {n: PolynomialDecay(0.0, s, 0, 3000) for n, s in targets.items() if s > 0}
+        >>> pruned = dc_keras.prune(model, layers=schedules)
+    """
+    _check_report(report, "sparsity")
+    if not isinstance(max_drop, (int, float)) or max_drop < 0:
+        raise ValueError(f"`max_drop` must be a non-negative number, got {max_drop!r}.")
+    out = {}
+    for layer, results in report["layers"].items():
+        ok = [s for s, r in zip(report["values"], results) if _drop(report, r) <= max_drop]
+        out[layer] = max(ok) if ok else 0.0
+    return out
+
+
+def suggest_bits(report, max_drop=0.01):
+    """Per layer, the fewest swept bits whose metric drop stays within ``max_drop`` (the largest
+    swept width when none does). Feed the result to ``dc_keras.cluster(model, bits=...)``."""
+    _check_report(report, "bits")
+    if not isinstance(max_drop, (int, float)) or max_drop < 0:
+        raise ValueError(f"`max_drop` must be a non-negative number, got {max_drop!r}.")
+    out = {}
+    for layer, results in report["layers"].items():
+        ok = [b for b, r in zip(report["values"], results) if _drop(report, r) <= max_drop]
+        out[layer] = min(ok) if ok else max(report["values"])
+    return out
+
+
+def plot_sensitivity(report, path):
+    """Draw one curve per layer (metric vs sparsity or bits) with the baseline; writes ``path``
+    atomically (format from its extension, e.g. .png, .svg, .pdf)."""
+    if not isinstance(report, dict) or "layers" not in report:
+        raise ValueError("Expected a report from dc_keras.sensitivity().")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if not ext:
+        raise ValueError(f"`path` needs an image extension such as .png, got {path!r}.")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for layer, results in report["layers"].items():
+        ax.plot(report["values"], results, marker="o", label=layer)
+    ax.axhline(report["baseline"], color="gray", linestyle="--", label="baseline")
+    ax.set_xlabel("sparsity (fraction pruned)" if report["mode"] == "sparsity" else "bits per weight")
+    ax.set_ylabel(report["metric"])
+    ax.set_title("Per-layer sensitivity (one layer at a time, no retraining)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix="." + ext, dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=ext)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+__all__ = ["sensitivity", "suggest_sparsity", "suggest_bits", "plot_sensitivity"]
