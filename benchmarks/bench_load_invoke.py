@@ -1,0 +1,139 @@
+"""Packed vs unpacked .tflite: file size, interpreter creation + allocate_tensors, invoke latency.
+
+MobileNetV2-size model (keras.applications.MobileNetV2(weights=None), 3.5 M parameters) with every
+weight tensor clustered to 256 values by numpy (linear levels between min and max, as Deep
+Compression's linear initialisation), converted to float32 and to int8 (full integer PTQ).
+All ratios are measured side by side in one run (medians of interleaved repetitions).
+
+Routes measured for the packed model:
+  litert/delegate  dc_keras.runtime.Interpreter(backend="litert")  (default: external delegate
+                   decodes before XNNPACK and hands the weights back as constants)
+  tf/op            dc_keras.runtime.Interpreter(backend="tensorflow", decode="op")  (plain custom op,
+                   decodes in Prepare; XNNPACK skips layers fed by decoded weights)
+Baselines: the unpacked model in the same backend's plain interpreter, default options (XNNPACK on).
+
+Usage: python benchmarks/bench_load_invoke.py [--reps N] [--invokes N] [--alpha A] [--quick]
+"""
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def cluster(model, levels=256):
+    for v in model.weights:
+        w = v.numpy()
+        lo, hi = float(w.min()), float(w.max())
+        if hi > lo and w.size > levels:
+            step = (hi - lo) / (levels - 1)
+            w = (np.round((w - lo) / step) * step + lo).astype(w.dtype)
+            v.assign(w)
+    return model
+
+
+def build(alpha, size):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    m = keras.applications.MobileNetV2(weights=None, alpha=alpha, input_shape=(size, size, 3))
+    return cluster(m)
+
+
+def timed_create(make, reps):
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        it = make()
+        it.allocate_tensors()
+        out.append(time.perf_counter() - t0)
+        del it
+    return out
+
+
+def timed_invoke(it, x, n):
+    it.allocate_tensors()
+    idx = it.get_input_details()[0]["index"]
+    it.set_tensor(idx, x)
+    for _ in range(3):
+        it.invoke()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        it.invoke()
+        out.append(time.perf_counter() - t0)
+    return out, it.get_tensor(it.get_output_details()[0]["index"]).copy()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=7, help="interpreter creations per route")
+    ap.add_argument("--invokes", type=int, default=30, help="timed invokes per route")
+    ap.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
+    ap.add_argument("--size", type=int, default=224, help="input resolution")
+    ap.add_argument("--quick", action="store_true", help="alpha 0.35, 96x96, few repetitions")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.alpha, args.size, args.reps, args.invokes = 0.35, 96, 3, 10
+
+    from ai_edge_litert.interpreter import Interpreter as LiteRtInterpreter
+
+    import tensorflow as tf
+    from dc_keras import export, runtime
+
+    model = build(args.alpha, args.size)
+    rng = np.random.RandomState(0)
+    rep = rng.rand(8, args.size, args.size, 3).astype(np.float32)
+    x = rng.rand(1, args.size, args.size, 3).astype(np.float32)
+    print(f"MobileNetV2 alpha={args.alpha} {args.size}x{args.size}: {model.count_params():,} parameters, "
+          f"weights clustered to 256 values; {os.cpu_count()} CPUs; reps={args.reps} invokes={args.invokes}")
+    rows = []
+    for quant in (None, "int8"):
+        with contextlib.redirect_stderr(io.StringIO()):
+            plain = export.to_tflite(model, pack=False, quantize=quant, representative_data=rep)
+        t0 = time.perf_counter()
+        packed = export.pack(plain)
+        t_pack = time.perf_counter() - t0
+        label = "float32" if quant is None else "int8"
+        print(f"\n== {label}: file {len(plain):,} B -> packed {len(packed):,} B "
+              f"({len(plain) / len(packed):.2f}x smaller; pack took {t_pack:.1f} s)")
+
+        routes = {
+            "litert plain": lambda: LiteRtInterpreter(model_content=plain),
+            "litert packed (delegate)": lambda: runtime.Interpreter(model_content=packed, backend="litert"),
+            "tf plain": lambda: tf.lite.Interpreter(model_content=plain),
+            "tf packed (delegate)": lambda: runtime.Interpreter(model_content=packed, backend="tensorflow"),
+            "tf packed (op)": lambda: runtime.Interpreter(model_content=packed, backend="tensorflow",
+                                                          decode="op"),
+        }
+        with contextlib.redirect_stderr(io.StringIO()):
+            for make in routes.values():  # warm-up: library loading, first XNNPACK init
+                make().allocate_tensors()
+            create = {k: [] for k in routes}
+            for _ in range(args.reps):  # interleaved, so drift hits all routes alike
+                for k, make in routes.items():
+                    create[k] += timed_create(make, 1)
+            invoke, outputs = {}, {}
+            for k, make in routes.items():
+                invoke[k], outputs[k] = timed_invoke(make(), x, args.invokes)
+        med_c = {k: statistics.median(v) for k, v in create.items()}
+        med_i = {k: statistics.median(v) for k, v in invoke.items()}
+        print(f"{'route':28} {'create+allocate':>16} {'ratio':>7} {'invoke':>10} {'ratio':>7}  output == plain")
+        for k in routes:
+            base = "litert plain" if k.startswith("litert") else "tf plain"
+            same = np.array_equal(outputs[k], outputs[base])
+            print(f"{k:28} {med_c[k] * 1e3:13.1f} ms {med_c[k] / med_c[base]:6.2f}x "
+                  f"{med_i[k] * 1e3:7.2f} ms {med_i[k] / med_i[base]:6.2f}x  {same}")
+            rows.append((label, k, len(plain), len(packed), med_c[k] / med_c[base], med_i[k] / med_i[base], same))
+    print("\nGoals: create+allocate <= 1.25x, invoke <= 1.05x (packed vs plain, default options).")
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

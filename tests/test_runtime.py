@@ -1,0 +1,93 @@
+"""dc_keras.runtime: the Interpreter wrapper, its backends and the TF registerer route."""
+import os
+
+import numpy as np
+import pytest
+
+import _export_models as em
+from dc_keras import export, runtime
+
+
+def test_library_path_and_backends():
+    path = runtime.library_path()
+    assert os.path.isabs(path) and os.path.isfile(path)
+    assert runtime.available_backends() == ["litert", "tensorflow"]
+
+
+def test_argument_errors():
+    plain = em.tflite("dense", None)
+    with pytest.raises(ValueError, match="backend"):
+        runtime.Interpreter(model_content=plain, backend="tflite-micro")
+    with pytest.raises(ValueError, match="decode"):
+        runtime.Interpreter(model_content=plain, decode="lazy")
+    with pytest.raises(ValueError, match="backend='tensorflow'"):
+        runtime.Interpreter(model_content=plain, backend="litert", decode="op")
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_model_path_plain_model_and_forwarding(tmp_path, backend):
+    plain = em.tflite("dense", None)
+    path = tmp_path / "m.packed.tflite"
+    path.write_bytes(export.pack(plain))
+    it = runtime.Interpreter(model_path=str(path), backend=backend, num_threads=1)
+    assert it.backend == backend and backend in repr(it)
+    xs = em.inputs("dense", 3)
+    got = em.run(it, xs)  # allocate_tensors, get_input_details, set_tensor, invoke, get_tensor forwarded
+    assert got.shape == (3, 10)
+    assert it.get_signature_list()  # any backend attribute is reachable
+    # an ordinary (unpacked) model runs unchanged through the same class
+    ref = em.run(runtime.Interpreter(model_content=plain, backend=backend, num_threads=1), xs)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_user_delegates_and_auto_backend():
+    from ai_edge_litert.interpreter import load_delegate
+
+    packed = export.pack(em.tflite("dense", None))
+    extra = load_delegate(runtime.library_path())  # a second copy of ours: must be harmless
+    it = runtime.Interpreter(model_content=packed, experimental_delegates=[extra])
+    assert it.backend == "litert"
+    assert em.run(it, em.inputs("dense", 2)).shape == (2, 10)
+
+
+def test_tensorflow_interpreter_with_custom_ops_loads_packed_model():
+    """A user's own TF InterpreterWithCustomOps, given only the registerer name."""
+    from tensorflow.lite.python.interpreter import InterpreterWithCustomOps, OpResolverType
+
+    plain = em.tflite("conv", "float16")
+    packed = export.pack(plain)
+    it = InterpreterWithCustomOps(model_content=packed,
+                                  custom_op_registerers=[runtime.prepare_tensorflow_registerer()],
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    xs = em.inputs("conv", 10, seed=7)
+    ref = em.run(em.reference_interpreter("tensorflow", plain,
+                                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES), xs)
+    np.testing.assert_array_equal(em.run(it, xs), ref)
+
+
+def test_litert_plain_interpreter_with_our_delegate():
+    """The documented route for LiteRT users who do not use dc_keras.runtime."""
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+    plain = em.tflite("dense", "int8")
+    packed = export.pack(plain)
+    xs = em.inputs("dense", 10, seed=2)
+    it = Interpreter(model_content=packed, experimental_delegates=[load_delegate(runtime.library_path())])
+    np.testing.assert_array_equal(em.run(it, xs), em.run(Interpreter(model_content=plain), xs))
+
+
+def test_reallocate_after_resize_keeps_decoded_weights():
+    plain = em.tflite("dense", None)
+    packed = export.pack(plain)
+    for backend, decode in [("litert", "delegate"), ("tensorflow", "op")]:
+        it = runtime.Interpreter(model_content=packed, backend=backend, decode=decode)
+        ref = em.reference_interpreter(backend, plain)
+        xs = em.inputs("dense", 4, seed=9)
+        for interp in (it, ref):
+            interp.resize_tensor_input(interp.get_input_details()[0]["index"], [4, 20])
+            interp.allocate_tensors()
+            interp.set_tensor(interp.get_input_details()[0]["index"], xs)
+            interp.invoke()
+        a = it.get_tensor(it.get_output_details()[0]["index"])
+        b = ref.get_tensor(ref.get_output_details()[0]["index"])
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
