@@ -1,0 +1,73 @@
+"""The native library's TFLite entry points, checked at the ABI level with ctypes (no TF needed)."""
+import ctypes
+
+import pytest
+
+from dc_keras import runtime
+
+
+class Registration(ctypes.Structure):  # TfLiteRegistration prefix (tflite_abi.h, LP64)
+    _fields_ = [("init", ctypes.c_void_p), ("free", ctypes.c_void_p), ("prepare", ctypes.c_void_p),
+                ("invoke", ctypes.c_void_p), ("profiling_string", ctypes.c_void_p),
+                ("builtin_code", ctypes.c_int32), ("custom_name", ctypes.c_char_p),
+                ("version", ctypes.c_int), ("registration_external", ctypes.c_void_p),
+                ("async_kernel", ctypes.c_void_p), ("inplace_operator", ctypes.c_uint64),
+                ("reserved", ctypes.c_uint64 * 16)]
+
+
+class Delegate(ctypes.Structure):  # TfLiteDelegate
+    _fields_ = [("data_", ctypes.c_void_p), ("Prepare", ctypes.c_void_p),
+                ("CopyFromBufferHandle", ctypes.c_void_p), ("CopyToBufferHandle", ctypes.c_void_p),
+                ("FreeBufferHandle", ctypes.c_void_p), ("flags", ctypes.c_int64),
+                ("opaque_delegate_builder", ctypes.c_void_p)]
+
+
+REPORT = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+
+
+@pytest.fixture(scope="module")
+def lib():
+    lib = ctypes.CDLL(runtime.library_path())
+    lib.DcKerasHuffDecodeRegistration.restype = ctypes.POINTER(Registration)
+    lib.tflite_plugin_create_delegate.restype = ctypes.POINTER(Delegate)
+    lib.tflite_plugin_create_delegate.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p),
+                                                  ctypes.c_size_t, REPORT]
+    lib.tflite_plugin_destroy_delegate.argtypes = [ctypes.POINTER(Delegate)]
+    lib.tflite_plugin_destroy_delegate.restype = None
+    return lib
+
+
+def test_registration_for_the_c_api(lib):
+    reg = lib.DcKerasHuffDecodeRegistration().contents
+    assert reg.custom_name == b"HuffDecode"
+    assert reg.builtin_code == 32 and reg.version == 1  # BuiltinOperator_CUSTOM
+    assert reg.init and reg.free and reg.prepare and reg.invoke
+    assert not reg.profiling_string and not reg.registration_external and not reg.async_kernel
+    assert reg.inplace_operator == 0 and not any(reg.reserved)
+
+
+def test_delegate_plugin_create_destroy(lib):
+    messages = []
+    cb = REPORT(lambda m: messages.append(m))
+    d = lib.tflite_plugin_create_delegate(None, None, 0, cb)
+    assert d and d.contents.Prepare and d.contents.flags == 1  # kTfLiteDelegateFlagsAllowDynamicTensors
+    assert not d.contents.opaque_delegate_builder and not d.contents.CopyFromBufferHandle
+    lib.tflite_plugin_destroy_delegate(d)
+    lib.tflite_plugin_destroy_delegate(None)  # tolerated
+    assert messages == []
+
+
+def test_delegate_plugin_rejects_options(lib):
+    messages = []
+    cb = REPORT(lambda m: messages.append(m))
+    keys = (ctypes.c_char_p * 1)(b"num_threads")
+    values = (ctypes.c_char_p * 1)(b"4")
+    assert not lib.tflite_plugin_create_delegate(keys, values, 1, cb)
+    assert messages and b"no options" in messages[0]
+
+
+def test_litert_load_delegate_with_options_gives_clear_error():
+    from ai_edge_litert.interpreter import load_delegate
+
+    with pytest.raises(ValueError, match="no options|Failed to load delegate"):
+        load_delegate(runtime.library_path(), options={"foo": "bar"})
