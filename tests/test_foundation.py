@@ -118,8 +118,14 @@ def test_cli_unknown_command():
 def test_cli_tiny_demo(tmp_path):
     r = _cli("demo", "--epochs=1", "--train_subset=2000", f"--out_dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "float .tflite" in r.stdout and "test error" in r.stdout
-    assert (tmp_path / "lenet_300_100_float.tflite").stat().st_size > 1_000_000
+    assert "baseline (float .tflite)" in r.stdout and "test error" in r.stdout
+    assert "packed .tflite (HuffDecode)" in r.stdout
+    float_size = (tmp_path / "lenet_300_100_float.tflite").stat().st_size
+    packed_size = (tmp_path / "lenet_300_100_packed.tflite").stat().st_size
+    assert float_size > 1_000_000
+    assert packed_size * 20 < float_size  # pruned to 8 % and 5-bit shared: far smaller even when barely trained
+    for name in ("pruned", "shared"):
+        assert (tmp_path / f"lenet_300_100_{name}.tflite").stat().st_size > 1_000_000
 
 
 def test_random_shift_moves_pixels_within_bounds():
