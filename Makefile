@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install lib demo test test-py test-c test-arm clean
+.PHONY: install lib demo test test-py test-c test-arm test-sanitize fuzz-smoke clean
 
 install: $(STAMP) lib
 
@@ -35,11 +35,20 @@ demo: install
 
 test: install
 	$(MAKE) test-c
+	$(MAKE) test-sanitize
+	$(MAKE) fuzz-smoke
 	$(VPY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-arm
 
 test-c:
 	$(MAKE) -C tflite_kernels test
+
+# C tests + fuzz seed replay under ASan/UBSan; 2 x 25 s libFuzzer smoke run (docs/fuzzing.md).
+test-sanitize:
+	$(MAKE) -C tflite_kernels test-sanitize PY=$(abspath $(VPY))
+
+fuzz-smoke:
+	$(MAKE) -C tflite_kernels fuzz-smoke PY=$(abspath $(VPY))
 
 # tflite_kernels + LiteRT on emulated aarch64/armv7 (qemu); installs its tools when root,
 # otherwise skips with a message. See tools/arm/test_arm.sh and docs/android.md.

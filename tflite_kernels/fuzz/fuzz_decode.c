@@ -1,0 +1,91 @@
+/* fuzz_decode.c -- libFuzzer harness of the packed-tensor decoder (dc_codec.h).
+ *
+ * The input is one packed tensor (docs/FORMAT.md).  dc_peek must either fail or describe an
+ * output that dc_decode then fills: the output buffer is an exact-size heap block (so ASan sees
+ * any write past it) when the declared size is at most DC_FUZZ_MAX_OUTPUT; larger tensors
+ * (constant or all-background ones, the only kind a short input can declare, FORMAT.md §9) are
+ * still peeked but not decoded, which bounds the harness's memory.
+ *
+ * Properties checked besides memory safety (any violation aborts):
+ *  - dc_peek and dc_decode agree on the status of structural errors: if dc_peek fails,
+ *    dc_decode fails with the same status;
+ *  - info is self-consistent (rank <= 8, output_bytes = num_elements * element_size,
+ *    num_elements = product of dims);
+ *  - dc_decode rejects a wrong output size with DC_ERR_OUTPUT_SIZE;
+ *  - decoding is deterministic (a second decode into another buffer gives the same bytes);
+ *  - dc_strerror returns a non-empty string for every status.
+ *
+ * Build: make -C tflite_kernels fuzz-smoke (see docs/fuzzing.md).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dc_codec.h"
+
+#ifndef DC_FUZZ_MAX_OUTPUT
+#define DC_FUZZ_MAX_OUTPUT (16u << 20)
+#endif
+
+#define REQUIRE(cond)                                                    \
+  do {                                                                   \
+    if (!(cond)) {                                                       \
+      fprintf(stderr, "fuzz_decode: property failed: %s (line %d)\n", #cond, __LINE__); \
+      abort();                                                           \
+    }                                                                    \
+  } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  dc_tensor_info info;
+  dc_status st, st2;
+  uint8_t *out, *out2;
+  uint64_t n = 1;
+  uint32_t r;
+  /* exact-size heap copy: the fuzzer's own buffer is exact too, this also covers size 0 */
+  uint8_t* buf = (uint8_t*)malloc(size ? size : 1);
+  if (!buf) return 0;
+  if (size) memcpy(buf, data, size);
+
+  st = dc_peek(buf, size, &info);
+  {
+    const char* msg = dc_strerror(st);
+    REQUIRE(msg != NULL && msg[0] != '\0');
+  }
+  if (st != DC_OK) {
+    uint8_t dummy[8];
+    st2 = dc_decode(buf, size, dummy, sizeof dummy);
+    REQUIRE(st2 == st);
+    free(buf);
+    return 0;
+  }
+  REQUIRE(info.version == 1);
+  REQUIRE(info.rank <= DC_MAX_RANK);
+  for (r = 0; r < info.rank; ++r) n *= info.dims[r];
+  REQUIRE(n == info.num_elements);
+  REQUIRE(info.num_elements <= DC_MAX_ELEMENTS);
+  REQUIRE(info.element_size == 1 || info.element_size == 2 || info.element_size == 4);
+  REQUIRE(info.output_bytes == info.num_elements * info.element_size);
+
+  if (info.output_bytes > DC_FUZZ_MAX_OUTPUT) {
+    free(buf);
+    return 0;
+  }
+  {
+    size_t nb = (size_t)info.output_bytes;
+    out = (uint8_t*)malloc(nb ? nb : 1);
+    out2 = (uint8_t*)malloc(nb + 1);
+    REQUIRE(out != NULL && out2 != NULL);
+    st = dc_decode(buf, size, out, nb);
+    /* wrong output sizes are rejected before anything is written */
+    REQUIRE(dc_decode(buf, size, out2, nb + 1) == DC_ERR_OUTPUT_SIZE);
+    if (nb) REQUIRE(dc_decode(buf, size, out2, nb - 1) == DC_ERR_OUTPUT_SIZE);
+    st2 = dc_decode(buf, size, out2, nb);
+    REQUIRE(st2 == st);
+    if (st == DC_OK) REQUIRE(nb == 0 || memcmp(out, out2, nb) == 0);
+    free(out);
+    free(out2);
+  }
+  free(buf);
+  return 0;
+}

@@ -1,0 +1,109 @@
+"""Writes the libFuzzer seed corpora of tflite_kernels/fuzz/ from real packed tensors.
+
+Every seed is made by the numpy encoder (``dc_keras.codec.encode``) at build time, so the
+corpus follows the format as it evolves and no binary blobs are committed:
+
+  OUT/decode/  one packed tensor per file (fuzz_decode.c input)
+  OUT/op/      a control byte + a packed tensor (fuzz_op.c input; the control byte picks the
+               route: op / legacy ResizeTensor / delegate / failing allocation, and mismatches)
+
+The tensors are Deep Compression shaped: clustered (k-means-like: few distinct values) and
+pruned weights of a small LeNet-style network in every supported dtype, both layouts, short and
+long codes, plus the edge cases (scalar, empty, constant, all-background). They are kept small
+(< 4 KB each) so that the fuzzer mutates them quickly.
+
+Usage (from the repository root): python tflite_kernels/fuzz/gen_seeds.py OUT_DIR
+"""
+import hashlib
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..")))
+
+from dc_keras import codec  # noqa: E402
+
+
+def _clustered(rng, shape, k, sparsity, dtype=np.float32):
+    centroids = np.sort(rng.normal(0, 0.1, size=k)).astype(np.float32)
+    w = centroids[rng.integers(0, k, size=shape)]
+    w[rng.random(shape) < sparsity] = 0.0
+    return w.astype(dtype)
+
+
+def tensors():
+    rng = np.random.default_rng(20261123)
+    out = [
+        ("conv1_f32_sparse", _clustered(rng, (5, 5, 1, 6), 16, 0.3)),
+        ("conv2_f32_dense", _clustered(rng, (3, 3, 6, 4), 16, 0.0)),
+        ("fc_f32_sparse_k4", _clustered(rng, (40, 30), 4, 0.9)),
+        ("fc_f16_sparse", _clustered(rng, (30, 20), 32, 0.8, np.float16)),
+        ("bias_f32_dense", _clustered(rng, (64,), 8, 0.0)),
+        ("int8_zero_point_sparse", np.where(rng.random((24, 16)) < 0.85, -3,
+                                           rng.integers(-128, 128, (24, 16))).astype(np.int8)),
+        ("uint8_dense_256", rng.permutation(np.arange(256, dtype=np.uint8))),
+        ("int16_dense", rng.integers(-300, 300, size=500).astype(np.int16)),
+        ("int32_bias", rng.integers(-5000, 5000, size=32).astype(np.int32)),
+        ("scalar_int32", np.array(-123456789, np.int32)),
+        ("empty_int16", np.zeros((0, 4), np.int16)),
+        ("constant_f16", np.full((7, 3), 1.5, np.float16)),
+        ("all_background_f32", np.zeros((10, 10), np.float32)),
+        ("rank8_int8", rng.integers(-2, 3, size=(2,) * 8).astype(np.int8)),
+    ]
+    p = 0.5 ** np.arange(1, 14)
+    out.append(("skewed_long_codes_u8", rng.choice(13, size=1500, p=p / p.sum()).astype(np.uint8)))
+    big_gaps = np.zeros(3000, np.float32)
+    big_gaps[[3, 4, 900, 2999]] = [0.5, -0.25, 0.5, 1.0]
+    out.append(("sparse_big_gaps", big_gaps))
+    return out
+
+
+def seeds():
+    """(name, packed bytes, array) for every tensor, each layout the encoder accepts."""
+    for name, a in tensors():
+        done = set()
+        for layout in (None, "dense", "sparse"):
+            try:
+                data = codec.encode(a, layout=layout)
+            except ValueError:
+                continue
+            if data in done:
+                continue
+            done.add(data)
+            yield f"{name}_{layout or 'auto'}", data, a
+        # shorter codes: exercises other table sizes
+        try:
+            data = codec.encode(a, max_code_length=5)
+        except ValueError:  # more symbols than 5-bit codes can hold
+            continue
+        if data not in done:
+            yield f"{name}_maxlen5", data, a
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__)
+        return 2
+    out = argv[1]
+    os.makedirs(os.path.join(out, "decode"), exist_ok=True)
+    os.makedirs(os.path.join(out, "op"), exist_ok=True)
+    count = 0
+    for name, data, a in seeds():
+        if codec.decode(data).tobytes() != a.tobytes():  # a seed must be a valid packed tensor
+            raise SystemExit(f"gen_seeds: {name} does not round-trip (codec bug)")
+        with open(os.path.join(out, "decode", name), "wb") as f:
+            f.write(data)
+        # op route: 0 op, 1 legacy resize, 2 delegate, 3 failing allocation; 4/8 = mismatches
+        for ctl in (0, 1, 2, 3, 4, 8, 36, 16, 80):
+            with open(os.path.join(out, "op", f"{name}_c{ctl}"), "wb") as f:
+                f.write(bytes([ctl]) + data)
+        count += 1
+    digest = hashlib.sha256(b"".join(d for _, d, _ in seeds())).hexdigest()[:12]
+    print(f"gen_seeds: {count} packed tensors -> {out}/decode, {out}/op (sha256 {digest})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
