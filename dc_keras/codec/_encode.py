@@ -4,7 +4,8 @@ import struct
 import numpy as np
 
 from ._format import (DTYPE_CODES, LAYOUT_DENSE, LAYOUT_SPARSE, MAGIC, MAX_CODE_LENGTH,
-                      MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS, NUM_STREAMS, VERSION)
+                      MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS, MAX_ZERO_BIT_OUTPUT, NUM_STREAMS,
+                      VERSION)
 
 _M32 = 0xFFFFFFFF
 _UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
@@ -108,10 +109,13 @@ def _descriptor_size(n, max_len):
 class _Code:
     """A Huffman code for one alphabet: lengths, codes, descriptor."""
 
-    def __init__(self, counts, limit):
+    def __init__(self, counts, limit, force_two=False):
         counts = np.asarray(counts, dtype=np.int64)
         self.n = len(counts)
-        self.lengths, self.max_len = code_lengths(counts, limit)
+        if force_two:  # two symbols of length 1 even if one is unused
+            self.lengths, self.max_len = np.ones(2, np.uint8), 1
+        else:
+            self.lengths, self.max_len = code_lengths(counts, limit)
         used = np.flatnonzero(counts)
         self.single = int(used[0]) if self.max_len == 0 and len(used) else 0
         self.codes = canonical_codes(self.lengths)
@@ -231,7 +235,7 @@ def _sparse_plan(idx, counts, limit):
         return q, gh, ih
 
     est = []
-    for g in _gap_candidates(max_gap):
+    for g in _gap_candidates(min(max_gap, (1 << limit) - 1)):  # every gap symbol codable
         _, gh, ih = histograms(g)
         bits = _entropy_bits(gh) + _entropy_bits(ih) + 8 * (1 + (g + 1) // 2)
         est.append((bits, g))
@@ -366,12 +370,25 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH):
         raise ValueError(f"{k} distinct values need max_code_length >= {int(np.ceil(np.log2(k)))}")
     codebook = uniq.astype(bits.dtype.newbyteorder("<")).tobytes()
 
+    # §9: if every code is zero-bit, the tensor may hold at most MAX_ZERO_BIT_OUTPUT bytes.
+    big = n * esize > MAX_ZERO_BIT_OUTPUT
     dense_code = sparse = None
     if layout in (None, "dense"):
         dense_code = _Code(counts, max_code_length)
+        if big and dense_code.max_len == 0:
+            # constant tensor: a second, unused codebook entry gives a 1-bit code
+            spare = (uniq[0] ^ 1).astype(uniq.dtype)
+            codebook += np.array([spare], uniq.dtype).astype(uniq.dtype.newbyteorder("<")).tobytes()
+            k += 1
+            dense_code = _Code([n, 0], max_code_length, force_two=True)
         dense_size = dense_code.bits / 8 + dense_code.descriptor_size()
     if layout in (None, "sparse"):
         sparse = _sparse_plan(idx, counts, max_code_length)
+        if big and sparse["gap_code"].max_len == 0 and sparse["index_code"].max_len == 0:
+            if layout == "sparse":
+                raise ValueError(f"a sparse tensor whose codes are all zero-bit is limited to "
+                                 f"{MAX_ZERO_BIT_OUTPUT} bytes (FORMAT.md §9); use layout=None")
+            sparse["size"] = float("inf")
     use_sparse = layout == "sparse" or (layout is None and sparse["size"] < dense_size)
 
     lay = LAYOUT_SPARSE if use_sparse else LAYOUT_DENSE

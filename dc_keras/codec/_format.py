@@ -10,6 +10,7 @@ MAX_ELEMENTS = 2**31 - 1  # §1
 MAX_SYMBOLS = 4096  # §1: codebook size and gap alphabet size
 MAX_CODE_LENGTH = 12  # §1, §4
 NUM_STREAMS = 4  # §7
+MAX_ZERO_BIT_OUTPUT = 1 << 24  # §9: output bytes of a tensor whose codes are all zero-bit
 LAYOUT_DENSE = 0  # §5
 LAYOUT_SPARSE = 1  # §6
 LAYOUT_NAMES = {LAYOUT_DENSE: "dense", LAYOUT_SPARSE: "sparse"}
@@ -151,6 +152,9 @@ def parse_header(data):
         out["gap_code"] = _read_alphabet(r, g, "gap code")
         out["index_code"] = _read_alphabet(r, k, "index code")
     sizes = [r.u32("stream size") for _ in range(NUM_STREAMS)]
+    codes = [out["index_code"]] + ([out["gap_code"]] if layout == LAYOUT_SPARSE else [])
+    if all(c["max_length"] == 0 for c in codes) and out["raw_bytes"] > MAX_ZERO_BIT_OUTPUT:
+        raise CorruptDataError(f"{out['raw_bytes']} bytes from zero-bit codes > {MAX_ZERO_BIT_OUTPUT}")
     out["header_bytes"] = r.pos
     out["stream_bytes"] = sizes
     end = r.pos + sum(sizes)

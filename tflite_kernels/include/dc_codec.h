@@ -40,6 +40,7 @@ enum {
 #define DC_MAX_SYMBOLS 4096u        /* codebook size and gap alphabet size  */
 #define DC_MAX_CODE_LENGTH 12u      /* Huffman code length limit            */
 #define DC_NUM_STREAMS 4u           /* interleaved bit streams              */
+#define DC_MAX_ZERO_BIT_OUTPUT (1u << 24) /* output bytes if all codes are zero-bit */
 
 typedef enum {
   DC_OK = 0,

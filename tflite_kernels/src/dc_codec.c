@@ -226,6 +226,8 @@ dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
       h->stream_start[s] = pos;
       pos += h->stream_size[s];
     }
+    /* §9: a tensor whose codes are all zero-bit is not bounded by its streams. */
+    if (hi == 0 && h->info.output_bytes > DC_MAX_ZERO_BIT_OUTPUT) return DC_ERR_SIZE_MISMATCH;
   }
   return DC_OK;
 }

@@ -215,6 +215,26 @@ static void test_hostile_headers(void) {
   h[35] = 0x11;
   h[34] = 13;
   CHECK(dc_peek(h, 52 + 12, &info) == DC_ERR_CODE_LENGTHS, "L = 13");
+  /* constant tensor (zero-bit code) declaring 2^30 float32 elements: no stream bytes justify it */
+  {
+    uint8_t c[40];
+    memset(c, 0, sizeof c);
+    memcpy(c, "DCHF", 4);
+    c[4] = 1;
+    c[6] = 1;
+    put32(c + 8, 1u << 30);
+    c[20] = 1;    /* K = 1, value 0.0 at 22..25 */
+    c[26] = 0;    /* L = 0, single symbol 0 at 27..28; stream sizes (all 0) at 29..44 */
+    {
+      uint8_t d[45];
+      memset(d, 0, sizeof d);
+      memcpy(d, c, sizeof c);
+      CHECK(dc_peek(d, sizeof d, &info) == DC_ERR_SIZE_MISMATCH || dc_peek(d, sizeof d, &info) == DC_ERR_SHAPE,
+            "zero-bit bomb: %s", dc_strerror(dc_peek(d, sizeof d, &info)));
+      put32(d + 8, 1000);
+      CHECK(dc_peek(d, sizeof d, &info) == DC_OK && info.output_bytes == 4000, "1000 zeros header");
+    }
+  }
   CHECK(dc_peek(NULL, 10, &info) == DC_ERR_ARGUMENT, "NULL data");
   CHECK(dc_peek(h, 10, NULL) == DC_ERR_ARGUMENT, "NULL info");
   CHECK(dc_decode(h, 0, h, 0) == DC_ERR_TRUNCATED, "empty buffer");

@@ -1,0 +1,261 @@
+"""Round trips and error handling of dc_keras.codec (docs/FORMAT.md), through the public API."""
+import heapq
+import struct
+
+import numpy as np
+import pytest
+
+from dc_keras import codec
+
+DTYPES = [np.float32, np.float16, np.int32, np.int16, np.int8, np.uint8]
+LAYOUTS = [None, "dense", "sparse"]
+
+
+def roundtrip(a, **kw):
+    a = np.asarray(a)
+    packed = codec.encode(a, **kw)
+    assert isinstance(packed, bytes)
+    b = codec.decode(packed)
+    assert b.dtype == a.dtype.newbyteorder("=")
+    assert b.shape == a.shape
+    assert b.tobytes() == np.ascontiguousarray(a, dtype=b.dtype).tobytes()  # bit-exact
+    return packed
+
+
+def values_for(dtype, k, rng):
+    """k distinct values of dtype."""
+    if np.dtype(dtype) == np.float16:  # distinct bit patterns (finite: below the NaN range)
+        return rng.permutation(np.arange(k, dtype=np.uint16) * 7).view(np.float16)
+    if np.dtype(dtype).kind == "f":
+        return (np.arange(k) * 0.125 - k / 16).astype(dtype)
+    info = np.iinfo(dtype)
+    lo, hi = max(info.min, -40000), min(info.max, 40000)
+    return rng.choice(np.arange(lo, hi + 1, dtype=np.int64), size=k, replace=False).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", [(0,), (3, 0, 2), (), (1,), (7,), (5, 3), (2, 3, 4), (2, 1, 3, 2, 5), (64, 33)])
+def test_roundtrip_dtypes_shapes_layouts(dtype, layout, shape):
+    rng = np.random.default_rng(hash((np.dtype(dtype).str, layout, shape)) % 2**32)
+    vals = values_for(dtype, 9, rng)
+    a = rng.choice(vals, size=shape) if shape else np.asarray(rng.choice(vals), dtype)
+    a = np.asarray(a, dtype)
+    packed = roundtrip(a, layout=layout)
+    info = codec.info(packed)
+    assert info["shape"] == a.shape and info["dtype"] == np.dtype(dtype)
+    if a.size and layout:
+        assert info["layout"] == layout
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_all_zero_no_zero_and_one_value(dtype):
+    z = np.zeros((50, 40), dtype)
+    packed = roundtrip(z)
+    assert len(packed) < 64  # zero-bit code: nothing but the header
+    for layout in LAYOUTS:
+        roundtrip(z, layout=layout)
+    c = np.full((3, 7), 5, dtype)
+    assert len(roundtrip(c)) < 64
+    rng = np.random.default_rng(0)
+    nz = rng.choice(np.array([1, 2, 3, 4], dtype), size=(30, 30))
+    for layout in LAYOUTS:
+        roundtrip(nz, layout=layout)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32, np.int16])
+def test_many_distinct_values(dtype):
+    rng = np.random.default_rng(1)
+    for k in (256, 257, 1000, 4096):
+        a = rng.permutation(np.repeat(values_for(dtype, k, rng), 3))
+        packed = roundtrip(a)
+        assert codec.info(packed)["codebook_size"] == k
+        assert codec.info(packed)["index_code"]["max_length"] <= 12
+    a = np.concatenate([values_for(dtype, 4097, rng)])
+    with pytest.raises(ValueError, match="distinct values"):
+        codec.encode(a)
+
+
+def test_uint8_int8_all_256_values():
+    for dt in (np.uint8, np.int8):
+        a = np.arange(256).astype(dt).repeat(5)
+        np.random.default_rng(2).shuffle(a)
+        for layout in LAYOUTS:
+            roundtrip(a, layout=layout)
+
+
+def test_uniform_and_skewed_distributions_size():
+    rng = np.random.default_rng(3)
+    uni = rng.integers(0, 32, size=100_000).astype(np.uint8)
+    p = roundtrip(uni)
+    bits = 8 * len(p) / uni.size
+    assert 4.99 < bits < 5.1  # 32 equiprobable symbols: 5 bits each
+    geo = np.minimum(rng.geometric(0.5, size=100_000) - 1, 40).astype(np.uint8)
+    p = roundtrip(geo)
+    counts = np.bincount(geo)
+    ent = -(counts[counts > 0] / geo.size * np.log2(counts[counts > 0] / geo.size)).sum()
+    assert 8 * len(p) / geo.size < ent + 0.05  # Huffman on a dyadic-like source: ~entropy
+
+
+def test_length_limit_respected_and_optimal():
+    rng = np.random.default_rng(4)
+    fib = np.array([1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181])
+    a = np.repeat(np.arange(len(fib)), fib).astype(np.int16)  # unlimited Huffman depth would be 18
+    rng.shuffle(a)
+    sizes = []
+    for limit in (5, 8, 12):
+        p = roundtrip(a, max_code_length=limit)
+        info = codec.info(p)
+        assert info["index_code"]["max_length"] == limit
+        sizes.append(len(p))
+    assert sizes[0] > sizes[1] > sizes[2]
+    with pytest.raises(ValueError, match="max_code_length"):
+        codec.encode(a, max_code_length=4)  # 19 symbols need >= 5 bits
+    with pytest.raises(ValueError):
+        codec.encode(a, max_code_length=13)
+
+
+def huffman_cost(counts):
+    h = [int(c) for c in counts if c > 0]
+    if len(h) < 2:
+        return 0
+    heapq.heapify(h)
+    cost = 0
+    while len(h) > 1:
+        x, y = heapq.heappop(h), heapq.heappop(h)
+        cost += x + y
+        heapq.heappush(h, x + y)
+    return cost
+
+
+def test_package_merge_matches_huffman_when_unconstrained():
+    from dc_keras.codec._encode import code_lengths
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        counts = rng.integers(0, 1000, size=rng.integers(2, 60))
+        counts[rng.integers(0, len(counts))] += 1
+        lengths, L = code_lengths(counts, 12)
+        used = counts > 0
+        if used.sum() >= 2:
+            assert np.sum(2.0 ** -lengths[used].astype(float)) == 1.0  # complete code
+            assert int(np.dot(counts, lengths)) == huffman_cost(counts)
+            assert (lengths[~used] == 0).all() and L == lengths.max()
+
+
+def test_floats_bit_exact_nan_negative_zero():
+    a = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, 0.0, 0.0], np.float32)
+    a = np.concatenate([a, np.frombuffer(struct.pack("<I", 0x7FC00123), np.float32)])
+    for layout in LAYOUTS:
+        roundtrip(a, layout=layout)
+    roundtrip(a.astype(np.float16))
+
+
+def test_sparse_background_is_most_frequent_value_and_explicit():
+    rng = np.random.default_rng(6)
+    q = np.full((100, 64), -3, np.int8)  # int8 zero point -3 is the background, not 0
+    m = rng.random(q.shape) < 0.08
+    q[m] = rng.integers(-128, 128, size=int(m.sum()))
+    p = roundtrip(q)
+    info = codec.info(p)
+    assert info["layout"] == "sparse" and info["background"] == -3
+    assert len(p) < len(codec.encode(q, layout="dense"))  # the auto choice is the smaller
+
+
+def test_huge_gaps_use_fillers():
+    w = np.zeros(200_000, np.float32)
+    w[[5, 6, 150_000, 199_999]] = [1.0, -1.0, 0.5, 2.0]
+    for layout in (None, "sparse"):
+        p = roundtrip(w, layout=layout)
+    info = codec.info(codec.encode(w, layout="sparse"))
+    assert info["entries"] > 4  # fillers bridge gaps longer than the gap alphabet
+    assert info["gap_alphabet"] <= 4096
+    w2 = w.reshape(2, 10, 100, 10, 10)
+    roundtrip(w2)
+
+
+def test_pruned_clustered_layer_beats_dense_and_paper_bits():
+    rng = np.random.default_rng(7)
+    w = rng.laplace(size=(784, 300)).astype(np.float32)
+    keep = np.abs(w) > np.quantile(np.abs(w), 0.92)
+    centroids = np.linspace(-6, 6, 32).astype(np.float32)
+    idx = np.clip(np.searchsorted(centroids, w), 0, 31)
+    w = np.where(keep, centroids[idx], 0).astype(np.float32)
+    p = roundtrip(w)
+    assert codec.info(p)["layout"] == "sparse"
+    bits_per_nonzero = 8 * len(p) / np.count_nonzero(w)
+    assert bits_per_nonzero < 10  # gap + 5-bit index, Huffman-coded
+
+
+def test_input_variants_and_not_modified():
+    rng = np.random.default_rng(8)
+    a = rng.choice(np.array([0, 1.5, -2], np.float32), size=(20, 30))
+    before = a.copy()
+    p1 = codec.encode(a)
+    assert np.array_equal(a, before)
+    assert codec.encode(a.astype(">f4")) == p1  # byte order of the input does not matter
+    t = a.T  # non-contiguous
+    roundtrip(t)
+    roundtrip(a[::2, ::3])
+    for data in (p1, bytearray(p1), memoryview(p1), np.frombuffer(p1, np.uint8)):
+        assert np.array_equal(codec.decode(data), a)
+    with pytest.raises(TypeError):
+        codec.decode("not bytes")
+
+
+@pytest.mark.parametrize("bad", [np.zeros(3, np.float64), np.zeros(3, bool), np.zeros(3, np.complex64),
+                                 np.zeros(3, np.int64), np.array(["a"]), np.zeros(3, np.uint16)])
+def test_unsupported_dtypes(bad):
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        codec.encode(bad)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="layout"):
+        codec.encode(np.zeros(3, np.float32), layout="csr")
+    with pytest.raises(ValueError, match="rank"):
+        codec.encode(np.zeros((1,) * 9, np.float32))
+
+
+def test_corrupt_data_error_carries_reason():
+    p = codec.encode(np.arange(10, dtype=np.int16))
+    assert issubclass(codec.CorruptDataError, ValueError)
+    cases = {b"XXXX" + p[4:]: "magic", p[:4] + b"\x02" + p[5:]: "version", p[:-1]: "truncated",
+             p + b"\0": "sizes", b"": "truncated"}
+    for data, word in cases.items():
+        with pytest.raises(codec.CorruptDataError, match=word) as e:
+            codec.decode(data)
+        assert e.value.status != 0
+    # flip a codebook value: only the checksum can tell
+    i = codec.info(p)
+    off = i["header_bytes"] - 16 - 1 - (10 + 1) // 2 - i["codebook_bytes"]
+    bad = bytearray(p)
+    bad[off] ^= 0x40
+    with pytest.raises(codec.CorruptDataError, match="checksum"):
+        codec.decode(bytes(bad))
+    with pytest.raises(codec.CorruptDataError):
+        codec.info(p[:20])
+
+
+def test_info_fields():
+    w = np.zeros((30, 40), np.float32)
+    w[::3, ::7] = 0.25
+    p = codec.encode(w)
+    i = codec.info(p)
+    assert i["packed_bytes"] == len(p) and i["raw_bytes"] == w.nbytes
+    assert i["header_bytes"] + sum(i["stream_bytes"]) == len(p)
+    assert i["num_elements"] == 1200 and i["codebook"].tolist() == [0.0, 0.25]
+    assert i["entries"] >= np.count_nonzero(w)
+
+
+def test_large_constant_tensor_uses_one_bit_code():
+    # FORMAT.md §9: all-zero-bit codes are limited to 16 MiB of output.
+    a = np.full(5_000_000, 3, np.int32)
+    p = roundtrip(a)
+    info = codec.info(p)
+    assert info["codebook_size"] == 2 and info["index_code"]["max_length"] == 1
+    assert len(p) < a.size // 8 + 100
+    with pytest.raises(ValueError, match="zero-bit"):
+        codec.encode(np.zeros(5_000_000, np.float32), layout="sparse")
+    small = roundtrip(np.zeros(4_000_000, np.float32))
+    assert len(small) < 64

@@ -1,0 +1,156 @@
+"""Property-based round trips and corruption robustness of dc_keras.codec.
+
+Corrupted inputs are decoded in a child process so that a crash of the native decoder fails the
+test instead of killing pytest.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from dc_keras import codec
+
+DTYPES = [np.float32, np.float16, np.int32, np.int16, np.int8, np.uint8]
+
+
+def pool_for(dtype):
+    if np.dtype(dtype).kind == "f":
+        return [0.0, -0.0, 1.0, -1.0, 0.5, 0.25, -3.75, 1e-3, 65504.0 if dtype == np.float16 else 3e38,
+                float("inf"), float("nan")]
+    info = np.iinfo(dtype)
+    signed = [-1, -3] if info.min < 0 else [3, 200]
+    return sorted({0, 1, 2, 7, int(info.min), int(info.max), *signed})
+
+
+@st.composite
+def tensors(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    pool = pool_for(dtype)
+    values = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=len(pool), unique=True))
+    weights = st.sampled_from(values) if len(values) == 1 else st.one_of(
+        st.just(values[0]), st.just(values[0]), st.just(values[0]), st.sampled_from(values))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=7))
+    with np.errstate(over="ignore"):
+        return draw(hnp.arrays(np.dtype(dtype), shape, elements=weights.map(lambda v: np.array(v).astype(dtype)),
+                               fill=st.nothing()))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(a=tensors(), layout=st.sampled_from([None, "dense", "sparse"]), limit=st.integers(4, 12))
+def test_property_roundtrip(a, layout, limit):
+    packed = codec.encode(a, layout=layout, max_code_length=limit)
+    b = codec.decode(packed)
+    assert b.dtype == a.dtype and b.shape == a.shape
+    assert b.tobytes() == a.tobytes()
+    info = codec.info(packed)
+    assert info["shape"] == a.shape and info["packed_bytes"] == len(packed)
+    assert info.get("index_code", {"max_length": 0})["max_length"] <= limit
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 5000), density=st.floats(0.0, 1.0),
+       k=st.integers(1, 300))
+def test_property_sparse_random_gaps(seed, n, density, k):
+    rng = np.random.default_rng(seed)
+    vals = (np.arange(1, k + 1) * 0.5).astype(np.float32)
+    a = np.where(rng.random(n) < density, rng.choice(vals, size=n), 0).astype(np.float32)
+    for layout in (None, "sparse", "dense"):
+        assert codec.decode(codec.encode(a, layout=layout)).tobytes() == a.tobytes()
+
+
+CHILD = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from dc_keras import codec
+    data = open(sys.argv[1], "rb").read()
+    mode = sys.argv[2]
+    rng = np.random.default_rng(int(sys.argv[3]))
+    ok, rejected, statuses = 0, 0, set()
+
+    def attempt(buf):
+        global ok, rejected
+        try:
+            codec.decode(buf)
+            ok += 1
+        except codec.CorruptDataError as e:
+            rejected += 1
+            statuses.add(e.status)
+
+    if mode == "truncate":
+        for i in range(len(data)):
+            attempt(data[:i])
+    elif mode == "flip1":
+        for i in range(len(data) * 8):
+            b = bytearray(data); b[i // 8] ^= 1 << (i % 8); attempt(bytes(b))
+    elif mode == "flipn":
+        for _ in range(3000):
+            b = bytearray(data)
+            for bit in rng.integers(0, len(data) * 8, size=rng.integers(2, 9)):
+                b[bit // 8] ^= 1 << (bit % 8)
+            attempt(bytes(b))
+    elif mode == "garbage":
+        for _ in range(3000):
+            keep = int(rng.integers(0, len(data)))
+            tail = rng.integers(0, 256, size=int(rng.integers(0, 2 * len(data)))).astype(np.uint8).tobytes()
+            attempt(data[:keep] + tail)
+    print(json.dumps({"ok": ok, "rejected": rejected, "statuses": sorted(statuses)}))
+""")
+
+
+def corpus():
+    rng = np.random.default_rng(11)
+    w = np.zeros((40, 30), np.float32)
+    m = rng.random(w.shape) < 0.1
+    w[m] = rng.choice(np.linspace(-1, 1, 16).astype(np.float32), size=int(m.sum()))
+    w[39, 29] = 0.0
+    return {
+        "sparse_float32": codec.encode(w),
+        "dense_int8": codec.encode(rng.integers(-5, 5, size=(17, 13)).astype(np.int8), layout="dense"),
+        "sparse_int16_fillers": codec.encode(np.eye(300, dtype=np.int16)[:40], layout="sparse"),
+        "constant_float16": codec.encode(np.full((9, 9), 2.5, np.float16)),
+        "scalar_uint8": codec.encode(np.array(200, np.uint8)),
+        "empty_int32": codec.encode(np.zeros((0, 3), np.int32)),
+    }
+
+
+def run_child(tmp_path, data, mode, seed=0):
+    path = tmp_path / "packed.bin"
+    path.write_bytes(data)
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), mode, str(seed)], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    assert proc.returncode == 0, f"decoder child died (rc={proc.returncode}): {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", sorted(corpus()))
+def test_every_truncation_rejected(tmp_path, name):
+    data = corpus()[name]
+    r = run_child(tmp_path, data, "truncate")
+    assert r["ok"] == 0 and r["rejected"] == len(data)
+
+
+@pytest.mark.parametrize("name", sorted(corpus()))
+def test_every_single_bit_flip_rejected(tmp_path, name):
+    data = corpus()[name]
+    r = run_child(tmp_path, data, "flip1")
+    assert r["ok"] == 0 and r["rejected"] == 8 * len(data)
+
+
+@pytest.mark.parametrize("name", ["sparse_float32", "dense_int8", "sparse_int16_fillers"])
+def test_random_multi_bit_flips_rejected(tmp_path, name):
+    r = run_child(tmp_path, corpus()[name], "flipn", seed=1)
+    assert r["ok"] == 0 and r["rejected"] == 3000
+    assert len(r["statuses"]) >= 3  # caught by different checks, not just one
+
+
+@pytest.mark.parametrize("name", ["sparse_float32", "dense_int8"])
+def test_random_garbage_never_crashes(tmp_path, name):
+    r = run_child(tmp_path, corpus()[name], "garbage", seed=2)
+    assert r["ok"] == 0 and r["rejected"] == 3000
