@@ -137,6 +137,22 @@ def layer_table(model, packed, cfg):
     return rows, report
 
 
+def _cached(out_dir, stem, key):
+    """Path of ``<stem>.keras`` in ``out_dir`` if it was saved with the same settings ``key``."""
+    path, meta = os.path.join(out_dir, stem + ".keras"), os.path.join(out_dir, stem + ".json")
+    try:
+        with open(meta) as f:
+            return path if json.load(f) == json.loads(json.dumps(key)) and os.path.exists(path) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _store(out_dir, stem, key, model):
+    model.save(os.path.join(out_dir, stem + ".keras"))
+    with open(os.path.join(out_dir, stem + ".json"), "w") as f:
+        json.dump(key, f)
+
+
 def run(args):
     import keras
 
@@ -154,7 +170,7 @@ def run(args):
         raise SystemExit("dc_keras.train.cluster is not available in this checkout")
     out_dir = os.path.expanduser(args.out_dir or f"~/.cache/dc_keras/paper_table1/{name.replace('-', '_')}")
     os.makedirs(out_dir, exist_ok=True)
-    verbose = 2 if args.verbose else 0
+    verbose = 2 if args.verbose else 0  # 2: one line per epoch
 
     (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
     if args.train_subset:
@@ -213,24 +229,41 @@ def run(args):
     save("baseline.tflite", base_float)
 
     # -- pruning ----------------------------------------------------------------------------------
-    _log(f"pruning {cfg['sparsity']} over {prune_epochs} epochs (AGP ramp, then retraining)")
+    key = {"model": name, "sparsity": cfg["sparsity"], "prune_epochs": prune_epochs, "seed": args.seed,
+           "train_subset": args.train_subset, "baseline": baseline_source,
+           "baseline_mtime": os.path.getmtime(stem + ".keras") if os.path.exists(stem + ".keras") else None}
+    resume = args.resume and baseline_source.endswith(".keras")  # a baseline trained just now is new
+    cached = _cached(out_dir, "pruned", key) if resume else None
     t0 = time.time()
-    pruned = pipeline.prune_retrain(baseline, x_train, y_train, cfg["sparsity"], epochs=prune_epochs,
-                                    seed=args.seed, verbose=verbose)
-    timings["prune_minutes"] = (time.time() - t0) / 60
+    if cached is not None:
+        _log(f"pruning: reusing {cached} (--resume, same settings)")
+        pruned = keras.saving.load_model(cached)
+        timings["prune_minutes"] = None
+    else:
+        _log(f"pruning {cfg['sparsity']} over {prune_epochs} epochs (AGP ramp, then retraining)")
+        pruned = pipeline.prune_retrain(baseline, x_train, y_train, cfg["sparsity"], epochs=prune_epochs,
+                                        seed=args.seed, verbose=verbose)
+        timings["prune_minutes"] = (time.time() - t0) / 60
+        _store(out_dir, "pruned", key, pruned)
     add_stage("pruned", pruned, 32, timings["prune_minutes"], f"iterative pruning, {prune_epochs} epochs")
-    pruned.save(os.path.join(out_dir, "pruned.keras"))
 
     # -- weight sharing -------------------------------------------------------------------------------
-    _log(f"weight sharing {cfg['bits']} bits, {cluster_epochs} fine-tuning epochs")
+    key = dict(key, bits=cfg["bits"], cluster_epochs=cluster_epochs)
+    cached = _cached(out_dir, "shared", key) if resume else None
     t0 = time.time()
-    shared = pipeline.cluster_finetune(pruned, x_train, y_train, bits=cfg["bits"], epochs=cluster_epochs,
-                                       seed=args.seed, verbose=verbose)
-    timings["cluster_minutes"] = (time.time() - t0) / 60
+    if cached is not None:
+        _log(f"weight sharing: reusing {cached} (--resume, same settings)")
+        shared = keras.saving.load_model(cached)
+        timings["cluster_minutes"] = None
+    else:
+        _log(f"weight sharing {cfg['bits']} bits, {cluster_epochs} fine-tuning epochs")
+        shared = pipeline.cluster_finetune(pruned, x_train, y_train, bits=cfg["bits"], epochs=cluster_epochs,
+                                           seed=args.seed, verbose=verbose)
+        timings["cluster_minutes"] = (time.time() - t0) / 60
+        _store(out_dir, "shared", key, shared)
     shared_float, shared_packed = add_stage(
         "pruned + weight sharing + Huffman (packed)", shared, cfg["bits"], timings["cluster_minutes"],
         f"k-means (linear init) + {cluster_epochs} fine-tuning epochs")
-    shared.save(os.path.join(out_dir, "shared.keras"))
     save("shared_float.tflite", shared_float)
     save("shared_packed.tflite", shared_packed)
 
@@ -345,7 +378,9 @@ def main(argv=None):
     p.add_argument("--train_subset", type=int, default=None, help="smoke runs only")
     p.add_argument("--test_subset", type=int, default=None, help="smoke runs only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="one log line per training epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse pruned/shared models saved in --out_dir by an earlier run with the same settings")
     args = p.parse_args(argv)
     t0 = time.time()
     result = run(args)
