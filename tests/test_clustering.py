@@ -1,0 +1,328 @@
+"""Trained weight sharing (issue 5) through the public API: dc_keras.cluster / strip, and the 1-D k-means."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+from dc_keras.schedules import ConstantSparsity
+from dc_keras.train.kmeans import kmeans_1d
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(96, 16)).astype("float32")
+Y = RNG.integers(0, 4, size=96)
+
+
+def mlp():
+    inputs = keras.Input((16,))
+    x = keras.layers.Dense(32, activation="relu", name="d1")(inputs)
+    x = keras.layers.Dense(16, activation="relu", name="d2")(x)
+    outputs = keras.layers.Dense(4, name="out")(x)
+    return keras.Model(inputs, outputs, name="mlp")
+
+
+def compile_(model, optimizer="adam", **kwargs):
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **kwargs)
+    return model
+
+
+def wrappers(model):
+    return [l for l in model.layers if isinstance(l, dc_keras.train.ClusterWrapper)]
+
+
+def np_(v):
+    return keras.ops.convert_to_numpy(v)
+
+
+# --------------------------------------------------------------------------------------------
+# k-means
+
+
+def test_kmeans_1d_finds_clusters_with_every_init():
+    rng = np.random.default_rng(3)
+    centers = np.array([-2.0, -0.5, 0.3, 1.7])
+    values = np.concatenate([c + 0.01 * rng.normal(size=200) for c in centers])
+    for init in ("linear", "density", "random", "kmeans++"):
+        c, a = kmeans_1d(values, 4, init=init, seed=1)
+        assert a.shape == values.shape and a.dtype == np.int64
+        if init in ("linear", "density", "kmeans++"):
+            np.testing.assert_allclose(c, centers, atol=0.01)
+        # Lloyd fixed point: each centroid is the mean of its members; each value is nearest to its centroid
+        for j in range(4):
+            if np.any(a == j):
+                assert c[j] == pytest.approx(values[a == j].mean())
+        assert np.all(np.abs(values - c[a]) <= np.min(np.abs(values[:, None] - c[None, :]), axis=1) + 1e-12)
+
+
+def test_kmeans_linear_init_spans_range():
+    values = np.array([0.0, 0.1, 0.2, 10.0])
+    c, a = kmeans_1d(values, 2, init="linear", max_iter=0)
+    np.testing.assert_allclose(c, [0.0, 10.0])
+    with pytest.raises(ValueError, match="init"):
+        kmeans_1d(values, 2, init="nope")
+    with pytest.raises(ValueError, match="NaN"):
+        kmeans_1d(np.array([1.0, np.nan]), 2)
+    with pytest.raises(ValueError, match="positive integer"):
+        kmeans_1d(values, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# the wrapper
+
+
+def test_cluster_unpruned_model_and_strip():
+    model = mlp()
+    before = [w.copy() for w in model.get_weights()]
+    clustered = dc_keras.cluster(model, bits=3)
+    assert [type(l).__name__ for l in clustered.layers[1:]] == ["ClusterWrapper"] * 3
+    for w in wrappers(clustered):
+        assert w.distinct_values()["kernel"] <= 8
+        assert len(w.trainable_weights) == 2  # centroids + bias; the kernel itself is frozen
+    plain = dc_keras.strip(clustered)
+    for layer in plain.layers[1:]:
+        assert type(layer) is keras.layers.Dense
+        k = layer.kernel.numpy()
+        assert 2 <= np.unique(k).size <= 8
+    np.testing.assert_allclose(plain.predict(X, verbose=0), clustered.predict(X, verbose=0), rtol=1e-5, atol=1e-6)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # input untouched
+
+
+def test_centroid_gradient_is_sum_of_member_gradients():
+    import tensorflow as tf
+
+    clustered = dc_keras.cluster(mlp(), bits=2, layers=["d1"])
+    wrapper = clustered.get_layer("d1")
+    plain = dc_keras.strip(clustered)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(Y, clustered(X, training=True))
+    g_centroids = np_(tape.gradient(loss, wrapper._centroids[0]))
+    with tf.GradientTape() as tape:
+        loss = loss_fn(Y, plain(X, training=True))
+    g_kernel = np_(tape.gradient(loss, plain.get_layer("d1").kernel))
+    a = np_(wrapper._assignments[0])
+    expected = np.array([g_kernel[a == j].sum() for j in range(4)])
+    np.testing.assert_allclose(g_centroids, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_prune_then_cluster_flow_keeps_zeros_and_assignments():
+    pruned = compile_(dc_keras.prune(mlp(), ConstantSparsity(0.8, 0)))
+    pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    stripped = dc_keras.strip(pruned)
+    zeros = {l.name: l.kernel.numpy() == 0 for l in stripped.layers[1:]}
+    clustered = compile_(dc_keras.cluster(stripped, bits=2), keras.optimizers.Adam(0.01))
+    c0 = {w.name: np_(w._centroids[0]).copy() for w in wrappers(clustered)}
+    a0 = {w.name: np_(w._assignments[0]).copy() for w in wrappers(clustered)}
+    for w in wrappers(clustered):
+        # pruned weights point at the constant-zero slot (index 2**bits), i.e. are no cluster
+        np.testing.assert_array_equal(a0[w.name] == 4, zeros[w.name])
+    clustered.fit(X, Y, batch_size=16, epochs=2, verbose=0)
+    for w in wrappers(clustered):
+        assert not np.allclose(np_(w._centroids[0]), c0[w.name])  # centroids trained
+        np.testing.assert_array_equal(np_(w._assignments[0]), a0[w.name])  # assignments fixed
+    final = dc_keras.strip(clustered)
+    for layer in final.layers[1:]:
+        k = layer.kernel.numpy()
+        np.testing.assert_array_equal(k == 0, zeros[layer.name])
+        assert np.unique(k[k != 0]).size <= 4
+
+
+def test_preserve_sparsity_false_clusters_zeros():
+    model = mlp()
+    k = model.get_layer("d1").kernel.numpy()
+    k[np.abs(k) < np.median(np.abs(k))] = 0.0
+    model.get_layer("d1").kernel.assign(k)
+    kept = compile_(dc_keras.cluster(model, bits=2, layers=["d1"], preserve_sparsity=True), keras.optimizers.Adam(0.05))
+    mixed = compile_(dc_keras.cluster(model, bits=2, layers=["d1"], preserve_sparsity=False), keras.optimizers.Adam(0.05))
+    assert np.all(np_(kept.get_layer("d1")._assignments[0])[k == 0] == 4)  # the constant-zero slot
+    assert np.all(np_(mixed.get_layer("d1")._assignments[0])[k == 0] < 4)  # a real, trainable cluster
+    for m in (kept, mixed):
+        m.fit(X, Y, batch_size=32, epochs=1, verbose=0)
+    zk = dc_keras.strip(kept).get_layer("d1").kernel.numpy()
+    zm = dc_keras.strip(mixed).get_layer("d1").kernel.numpy()
+    np.testing.assert_array_equal(zk == 0, k == 0)
+    assert np.count_nonzero(zm == 0) == 0  # the zeros' centroid moved with training
+    assert np.unique(zm).size <= 4
+
+
+def test_bits_mapping_and_defaults():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="c")(inputs)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(8, name="a")(x)
+    outputs = keras.layers.Dense(2, name="b")(x)
+    model = keras.Model(inputs, outputs)
+    got = {w.name: w.bits for w in wrappers(dc_keras.cluster(model, bits={"b": 3}))}
+    assert got == {"c": 8, "a": 5, "b": 3}
+    got = {w.name: w.bits for w in wrappers(dc_keras.cluster(model, bits={keras.layers.Dense: 4, "c": 2}))}
+    assert got == {"c": 2, "a": 4, "b": 4}
+    got = {w.name: w.bits for w in wrappers(dc_keras.cluster(model, bits=6, layers=[keras.layers.Conv2D]))}
+    assert got == {"c": 6}
+
+
+LAYER_CASES = {
+    "conv1d": ((10, 4), lambda: keras.layers.Conv1D(8, 3)),
+    "conv3d": ((4, 4, 4, 4), lambda: keras.layers.Conv3D(4, 2)),
+    "depthwise": ((6, 6, 4), lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2)),
+    "separable": ((6, 6, 4), lambda: keras.layers.SeparableConv2D(8, 3)),
+    "conv2d_transpose": ((5, 5, 4), lambda: keras.layers.Conv2DTranspose(4, 3)),
+    "embedding": ((5,), lambda: keras.layers.Embedding(20, 8)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+def test_supported_layer_types(case):
+    shape, make = LAYER_CASES[case]
+    layer = make()
+    model = keras.Sequential([keras.Input(shape, dtype="int32" if case == "embedding" else "float32"), layer,
+                              keras.layers.Flatten(), keras.layers.Dense(1, name="head")])
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 20, size=(16,) + shape) if case == "embedding" else rng.normal(size=(16,) + shape)
+    y = rng.normal(size=(16, 1))
+    clustered = dc_keras.cluster(model, bits=2, layers=[type(layer)])
+    clustered.compile("adam", "mse")
+    clustered.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    plain = dc_keras.strip(clustered)
+    assert type(plain.layers[0]) is type(layer)
+    names = {"separable": ["depthwise_kernel", "pointwise_kernel"], "embedding": ["embeddings"]}.get(case, ["kernel"])
+    for name in names:
+        w = [v for v in plain.layers[0].weights if v.name == name][0].numpy()
+        assert np.unique(w[w != 0]).size <= 4, name
+    np.testing.assert_allclose(plain.predict(x, verbose=0), clustered.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_graph_modes(jit_compile):
+    clustered = compile_(dc_keras.cluster(mlp(), bits=3), keras.optimizers.Adam(0.01),
+                         steps_per_execution=3, jit_compile=jit_compile)
+    a0 = [np_(w._assignments[0]).copy() for w in wrappers(clustered)]
+    c0 = [np_(w._centroids[0]).copy() for w in wrappers(clustered)]
+    clustered.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    for w, a, c in zip(wrappers(clustered), a0, c0):
+        np.testing.assert_array_equal(np_(w._assignments[0]), a)
+        assert not np.allclose(np_(w._centroids[0]), c)
+
+
+def test_custom_training_loop_and_subclassed_model():
+    import tensorflow as tf
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, activation="relu")
+            self.head = keras.layers.Dense(4)
+
+        def call(self, x, training=None):
+            return self.head(self.hidden(x))
+
+    class Shared(keras.Model):
+        def __init__(self, trained):
+            super().__init__()
+            self.hidden = dc_keras.cluster(trained.hidden, bits=2)  # built layer: clustered on build
+            self.head = trained.head
+
+        def call(self, x, training=None):
+            return self.head(self.hidden(x))
+
+    base = Net()
+    base(X[:2])
+    net = Shared(base)
+    net(X[:2])
+    assert net.hidden.distinct_values()["kernel"] <= 4
+    optimizer = keras.optimizers.SGD(0.1)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    c0 = np_(net.hidden._centroids[0]).copy()
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, net(x, training=True))
+        grads = tape.gradient(loss, net.trainable_variables)
+        optimizer.apply_gradients(zip(grads, net.trainable_variables))
+
+    for i in range(3):
+        step(X[i * 32:(i + 1) * 32], Y[i * 32:(i + 1) * 32])
+    assert not np.allclose(np_(net.hidden._centroids[0]), c0)
+    dc_keras.strip(net)
+    assert type(net.hidden) is keras.layers.Dense
+    assert np.unique(net.hidden.kernel.numpy()).size <= 4
+
+
+def test_keras_round_trip(tmp_path):
+    clustered = compile_(dc_keras.cluster(mlp(), bits={"d1": 3, "d2": 4}, init="density"), keras.optimizers.Adam(0.01))
+    clustered.fit(X, Y, batch_size=32, epochs=1, verbose=0)
+    path = str(tmp_path / "clustered.keras")
+    clustered.save(path)
+    loaded = keras.saving.load_model(path)  # no custom_objects
+    for a, b in zip(wrappers(clustered), wrappers(loaded)):
+        assert (a.bits, a.init) == (b.bits, b.init)
+        np.testing.assert_array_equal(np_(a._centroids[0]), np_(b._centroids[0]))
+        np.testing.assert_array_equal(np_(a._assignments[0]), np_(b._assignments[0]))
+    np.testing.assert_allclose(loaded.predict(X, verbose=0), clustered.predict(X, verbose=0), rtol=1e-6)
+    a0 = [np_(w._assignments[0]).copy() for w in wrappers(loaded)]
+    loaded.fit(X, Y, batch_size=32, epochs=1, verbose=0)  # resumes with the restored optimizer
+    for w, a in zip(wrappers(loaded), a0):
+        np.testing.assert_array_equal(np_(w._assignments[0]), a)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="bits"):
+        dc_keras.cluster(mlp(), bits=0)
+    with pytest.raises(ValueError, match="bits"):
+        dc_keras.cluster(mlp(), bits=17)
+    with pytest.raises(ValueError, match="bits"):
+        dc_keras.cluster(mlp(), bits="5")
+    with pytest.raises(ValueError, match="bits.*d1"):
+        dc_keras.cluster(mlp(), bits={"d1": 2.5})
+    with pytest.raises(ValueError, match="Unknown layer name.*zz"):
+        dc_keras.cluster(mlp(), bits={"zz": 4})
+    with pytest.raises(ValueError, match="Unknown layer name.*zz"):
+        dc_keras.cluster(mlp(), layers=["zz"])
+    with pytest.raises(ValueError, match="init"):
+        dc_keras.cluster(mlp(), init="uniform")
+    with pytest.raises(ValueError, match="preserve_sparsity"):
+        dc_keras.cluster(mlp(), preserve_sparsity="yes")
+    with pytest.raises(ValueError, match="strip"):
+        dc_keras.cluster(dc_keras.prune(mlp(), ConstantSparsity(0.5, 0)))
+    with pytest.raises(ValueError, match="nothing prunable"):
+        dc_keras.cluster(keras.Sequential([keras.Input((4,)), keras.layers.ReLU()]))
+
+
+DISTRIBUTED = textwrap.dedent(
+    """
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, numpy as np, dc_keras
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 16)).astype("float32"); y = rng.integers(0, 4, size=128)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu", name="d1"),
+                                  keras.layers.Dense(4, name="out")])
+        clustered = dc_keras.cluster(model, bits=3)
+        clustered.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    a0 = [keras.ops.convert_to_numpy(l._assignments[0]).copy() for l in clustered.layers]
+    c0 = [keras.ops.convert_to_numpy(l._centroids[0]).copy() for l in clustered.layers]
+    clustered.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    for layer, a, c in zip(clustered.layers, a0, c0):
+        assert np.array_equal(keras.ops.convert_to_numpy(layer._assignments[0]), a)
+        assert not np.allclose(keras.ops.convert_to_numpy(layer._centroids[0]), c)
+        replicas = [v.numpy() for v in layer._centroids[0].value.values]
+        assert len(replicas) == 2 and np.array_equal(replicas[0], replicas[1])
+    plain = dc_keras.strip(clustered)
+    print("OK", [int(np.unique(l.kernel.numpy()).size) for l in plain.layers])
+    """
+)
+
+
+def test_mirrored_strategy_two_devices():
+    result = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK" in result.stdout
