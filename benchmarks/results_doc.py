@@ -1,0 +1,174 @@
+"""Writes docs/results.md (tables) and docs/img/*.png (plots) from the benchmark JSONs; no number is typed by hand.
+
+    .venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json \
+        [--speed speed.json] [--out docs/results.md] [--img_dir docs/img]
+"""
+import argparse
+import json
+import os
+
+
+def pct(x):
+    return "-" if x is None else f"{100 * x:.2f} %"
+
+
+def kb(n):
+    return "-" if n is None else f"{n:,}"
+
+
+def ratio(x):
+    return "-" if x is None else f"{x:.1f}x"
+
+
+def plot_size_vs_error(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    markers = {"dc_keras": ("o", "C3"), "tfmot": ("s", "C0"), "int8": ("^", "C2"), "float": ("D", "k")}
+    for r in result["peers"]:
+        if r["test_error"] is None:
+            continue
+        m = r["method"]
+        kind = ("dc_keras" if m.startswith("dc_keras") or m.endswith("dc_keras pack") else
+                "tfmot" if m.startswith("tfmot") else "int8" if "int8" in m else
+                "float" if m.startswith("float") else "generic")
+        marker, color = markers.get(kind, ("x", "C1"))
+        ax.scatter(r["bytes"] / 1024, 100 * r["test_error"], marker=marker, color=color, s=40, zorder=3)
+        ax.annotate(m.replace("pruned + shared float .tflite + ", "ours, float + ").replace("pruned + shared", "ours"),
+                    (r["bytes"] / 1024, 100 * r["test_error"]), fontsize=6.5, xytext=(4, 3),
+                    textcoords="offset points")
+    p = result["paper"]
+    paper_kb = result["float_tflite_bytes"] / p["ratio"] / 1024
+    ax.scatter(paper_kb, 100 * p["test_error"], marker="*", color="C4", s=90, zorder=3)
+    ax.annotate(f"paper ({p['ratio']:.0f}x, weights only)", (paper_kb, 100 * p["test_error"]), fontsize=7,
+                xytext=(4, -9), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("file size (KiB, log scale)")
+    ax.set_ylabel("test error (%) on the .tflite")
+    ax.set_title(f"{result['model']}: size vs error (MNIST test set)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def table1_summary(results):
+    lines = ["| model | baseline error | dc_keras ratio | dc_keras error | paper ratio | paper error | "
+             "tfmot ratio (zipped) | tfmot error | goal | met |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        tf = r.get("tfmot")
+        tf_zip = next((p for p in r["peers"] if p["method"].startswith("tfmot: same, zipped")), None)
+        g = r["goal"]
+        met = r["ratio"] >= g["ratio"] and r["test_error"] <= g["test_error"]
+        stretch = " (stretch %.0fx: %s)" % (g["stretch_ratio"], "yes" if r["ratio"] >= g["stretch_ratio"] else "no")
+        lines.append(
+            f"| {r['model']} | {pct(r['baseline_error'])} | **{ratio(r['ratio'])}** | **{pct(r['test_error'])}** | "
+            f"{ratio(r['paper']['ratio'])} | {pct(r['paper']['test_error'])} | "
+            f"{ratio(tf_zip['ratio']) if tf_zip else '-'} | {pct(tf['test_error']) if tf else '-'} | "
+            f">= {g['ratio']:.0f}x at <= {100 * g['test_error']:.2f} % | {'yes' if met else 'no'}{stretch} |")
+    return lines
+
+
+def model_section(r, img_rel):
+    out = [f"## {r['model']}", ""]
+    c = r["config"]
+    out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, "
+            f"{r['timings'].get('total_minutes', 0):.0f} min wall time.  ",
+            f"Per-layer sparsity {c['sparsity']}, bits {c['bits']}, {c['prune_epochs']} pruning epochs, "
+            f"{c['cluster_epochs']} weight-sharing epochs, seed {c['seed']}.", ""]
+    out += ["### Stages", "",
+            "Every row is exported to `.tflite`, packed, and its test error measured on that packed file "
+            "through `dc_keras.runtime.Interpreter` "
+            f"({r['config'].get('test_subset') or 10000:,} test images). Ratio: baseline float `.tflite` "
+            "bytes / this file's bytes (whole file, flatbuffer overhead included).", "",
+            "| stage | params kept | bits | float .tflite (B) | packed file (B) | ratio | test error |",
+            "|---|---|---|---|---|---|---|"]
+    for s in r["stages"]:
+        bits = s["bits"] if isinstance(s["bits"], int) else ", ".join(f"{k} {v}" for k, v in s["bits"].items())
+        out.append(f"| {s['stage']} | {s['params_kept']:,} ({100 * s['kept_fraction']:.2f} %) | {bits} | "
+                   f"{kb(s['float_tflite_bytes'])} | {kb(s['file_bytes'])} | {ratio(s['ratio'])} | {pct(s['test_error'])} |")
+    out += ["", f"Weights and biases alone (the paper's measure): {ratio(r['weights_ratio'])} "
+            f"({r['weights_bytes']:,} B of constant tensors in the packed file). "
+            f"Packed and unpacked files give bit-identical outputs on the whole test set: "
+            f"{'yes' if r['packed_outputs_identical'] else 'NO'}.", ""]
+    out += ["### Per layer (final model)", "",
+            "| layer | weights | kept | density | distinct non-zeros | bits | raw B | packed B | bits per kept weight |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for l in r["layers"]:
+        bpw = "-" if l["bits_per_nonzero"] is None else f"{l['bits_per_nonzero']:.2f}"
+        out.append(f"| {l['layer']} | {l['params']:,} | {l['nonzero']:,} | {100 * l['density']:.2f} % | "
+                   f"{l['distinct']} | {l['bits'] or '-'} | {kb(l['raw_bytes'])} | {kb(l['packed_bytes'])} | {bpw} |")
+    if r["peers"]:
+        out += ["", "### Side by side (same trained baseline)", "",
+                "| method | bytes | ratio | test error | note |", "|---|---|---|---|---|"]
+        for p in r["peers"]:
+            out.append(f"| {p['method']} | {kb(p['bytes'])} | {ratio(p['ratio'])} | {pct(p['test_error'])} | {p.get('note', '')} |")
+        out += ["", f"![size vs error]({img_rel})"]
+    if r.get("failures"):
+        out += ["", "Did not run: " + "; ".join(r["failures"])]
+    out.append("")
+    return out
+
+
+def speed_section(speed):
+    out = ["## Speed", "", f"Run: {speed['machine']['date']} on {speed['machine']['nproc']} CPUs "
+           f"({speed['machine']['cpu']}), command `{speed['command']}`. Each benchmark is its owner's script, "
+           "run once here; its printed output follows verbatim.", ""]
+    for run in speed["runs"]:
+        out += [f"### `{run['script']} {' '.join(run['args'])}`", ""]
+        if run["returncode"] != 0:
+            out += [f"Failed (exit {run['returncode']}) after {run['seconds']:.0f} s:", ""]
+        out += ["```", run["stdout"].rstrip() or "(no output)", "```", ""]
+    for name in speed.get("missing", []):
+        out += [f"- `{name}`: not in this checkout when the run was made.", ""]
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table1", nargs="+", default=[], help="paper_table1.py --json outputs")
+    p.add_argument("--speed", default=None, help="speed_table.py --json output")
+    p.add_argument("--out", default="docs/results.md")
+    p.add_argument("--img_dir", default="docs/img")
+    args = p.parse_args(argv)
+    results = []
+    for path in args.table1:
+        with open(path) as f:
+            results.append(json.load(f))
+    os.makedirs(args.img_dir, exist_ok=True)
+    lines = ["# Results", "",
+             "Generated by `benchmarks/results_doc.py` from the JSON written by the commands below; "
+             "no number in this file is typed by hand.", ""]
+    if results:
+        m = results[0]["machine"]
+        lines += [f"Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, TensorFlow {m['tensorflow']}, "
+                  f"Keras {m['keras']}; shared with other jobs during the run (timings are indicative only).", "",
+                  "## Deep Compression Table 1 (MNIST)", "",
+                  "dc_keras: whole packed `.tflite` file vs the float `.tflite` of the same trained baseline, "
+                  "error measured on the packed file. Paper: weights only, Caffe. tfmot: its documented recipe "
+                  "on the same baseline weights with the same per-layer sparsity, number of shared values, "
+                  "epochs and optimizer, size of the zipped `.tflite`.", ""]
+        lines += table1_summary(results) + [""]
+        for r in results:
+            img = os.path.join(args.img_dir, f"{r['model'].replace('-', '_')}_size_vs_error.png")
+            if r["peers"]:
+                plot_size_vs_error(r, img)
+            lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."))
+    if args.speed:
+        with open(args.speed) as f:
+            lines += speed_section(json.load(f))
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
