@@ -39,11 +39,17 @@ def run_arch(arch, argv, **kw):
                           text=True, timeout=600, **kw)
 
 
-def run_aarch64_python(env, argv):
-    """Runs the emulated aarch64 Python 3.11 of the sysroot with the aarch64 wheels on its path."""
+def run_aarch64_python(env, argv, cpu=None):
+    """Runs the emulated aarch64 Python 3.11 of the sysroot with the aarch64 wheels on its path.
+
+    ``cpu`` is a qemu CPU model (``QEMU_CPU``), e.g. ``cortex-a76``; qemu's default is ``max``."""
     sysroot = env["DC_ARM_SYSROOT"]
-    proc_env = dict(os.environ, PYTHONPATH=env["DC_ARM_SITE"], PYTHONDONTWRITEBYTECODE="1",
+    # The source tree (dc_keras) is importable too: dc_keras.runtime needs only numpy + LiteRT.
+    proc_env = dict(os.environ, PYTHONPATH=f"{env['DC_ARM_SITE']}:{ROOT}", PYTHONDONTWRITEBYTECODE="1",
                     TF_CPP_MIN_LOG_LEVEL="2")
+    proc_env.pop("QEMU_CPU", None)
+    if cpu:
+        proc_env["QEMU_CPU"] = cpu
     proc = subprocess.run(["qemu-aarch64-static", "-L", sysroot, f"{sysroot}/usr/bin/python3.11",
                            *map(str, argv)], capture_output=True, text=True, timeout=900,
                           env=proc_env)

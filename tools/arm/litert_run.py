@@ -6,13 +6,20 @@ dc_keras), e.g. the emulated aarch64 Python: ``python litert_run.py JOBS.json``.
 JOBS.json is a list of jobs::
 
     [{"model": "m.tflite", "inputs": "in.npz", "output": "out.npz",
-      "delegate": "/path/libdc_huffdecode.so" or null}]
+      "runtime": "litert" | "dc_keras", "library": "/path/libdc_huffdecode.so",
+      "resolver": "without_default_delegates" | "default", "expect_error": false}]
 
 ``inputs`` holds arrays ``x0, x1, ...`` for the model's inputs in order; each array's first axis
 is a batch of samples that are fed one at a time (models have batch size 1).  ``output`` receives
-arrays ``y0, y1, ...`` stacked the same way.  All models run with the same op resolver,
-``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (no XNNPACK), so packed and unpacked models use the same
-kernels.  ``delegate`` is loaded with ``load_delegate`` (our HuffDecode external delegate).
+arrays ``y0, y1, ...`` stacked the same way.
+
+``runtime="litert"`` is a plain ``ai_edge_litert`` Interpreter (for unpacked models);
+``"dc_keras"`` is ``dc_keras.runtime.Interpreter(backend="litert")`` with ``DC_KERAS_LIBRARY`` set
+to ``library`` (the HuffDecode delegate built for this architecture); it imports only numpy,
+ctypes and ai_edge_litert, so it runs from the source tree on PYTHONPATH.  ``resolver`` selects
+``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (no XNNPACK: reference/optimized builtin kernels) or the
+default (XNNPACK).  With ``expect_error`` the job must fail while building/allocating the
+interpreter and ``output`` receives the error message as text.
 Prints one JSON line with the platform and runtime versions.
 """
 import json
@@ -32,12 +39,32 @@ def _version(dist):
         return "unknown"
 
 
-def run_job(job):
-    delegates = [litert.load_delegate(job["delegate"])] if job.get("delegate") else None
-    interp = litert.Interpreter(
-        model_path=job["model"], experimental_delegates=delegates,
-        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+def _interpreter(job):
+    resolver = {"without_default_delegates": litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                "default": litert.OpResolverType.AUTO,
+                "reference": litert.OpResolverType.BUILTIN_REF}[job.get("resolver", "without_default_delegates")]
+    if job.get("runtime", "litert") == "dc_keras":
+        os.environ["DC_KERAS_LIBRARY"] = job["library"]
+        from dc_keras import runtime
+
+        interp = runtime.Interpreter(model_path=job["model"], backend="litert",
+                                     experimental_op_resolver_type=resolver)
+    else:
+        interp = litert.Interpreter(model_path=job["model"], experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
+    return interp
+
+
+def run_job(job):
+    if job.get("expect_error"):
+        try:
+            _interpreter(job)
+        except Exception as e:  # the error is the expected result
+            with open(job["output"], "w") as f:
+                f.write(f"{type(e).__name__}: {e}")
+            return
+        raise SystemExit(f"{job['model']}: expected an error, the interpreter was built")
+    interp = _interpreter(job)
     inputs = np.load(job["inputs"])
     in_details = interp.get_input_details()
     out_details = interp.get_output_details()

@@ -47,5 +47,8 @@ else
 fi
 
 step "pytest tests/arm"
-DC_ARM_ENV="$ENV_FILE" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -W ignore::UserWarning tests/arm
+# Own temp dir: concurrent pytest sessions on this machine prune /tmp/pytest-of-$USER.
+mkdir -p build
+DC_ARM_ENV="$ENV_FILE" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -W ignore::UserWarning \
+  --basetemp="$ROOT/build/arm-pytest" tests/arm
 step "done"

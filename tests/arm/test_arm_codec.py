@@ -1,0 +1,98 @@
+"""The C decoder gives byte-identical tensors on x86_64, aarch64 and armv7.
+
+Packed inputs are made at test time by the x86 Python encoder (``dc_keras.codec.encode``); the
+``dc_decode`` tool (tflite_kernels/tools/dc_decode.c, linked against each architecture's
+libdc_huffdecode.so) decodes them natively on x86_64 and under qemu on aarch64 / armv7."""
+import numpy as np
+import pytest
+
+from arm_helpers import built, run_arch
+
+
+def _arrays():
+    """Weight-shared tensors of every dtype, dense and sparse, small and large, odd shapes."""
+    rng = np.random.default_rng(2024)
+
+    def shared(shape, dtype, k, density=1.0):
+        n = int(np.prod(shape))
+        if np.issubdtype(dtype, np.floating):
+            book = rng.normal(size=k).astype(dtype)
+        else:
+            info = np.iinfo(dtype)
+            book = rng.integers(info.min, info.max, size=k, endpoint=True).astype(dtype)
+        # Skewed index distribution (long and short Huffman codes).
+        p = rng.random(k) ** 3 + 1e-3
+        a = book[rng.choice(k, size=n, p=p / p.sum())]
+        if density < 1.0:
+            a[rng.random(n) >= density] = 0
+        return a.reshape(shape)
+
+    cases = {
+        "f32_dense_300x100_k32": (shared((300, 100), np.float32, 32), {}),
+        "f32_sparse_1000x300_k16": (shared((1000, 300), np.float32, 16, 0.08), {}),
+        "f32_conv_5x5x20x50_k256": (shared((5, 5, 20, 50), np.float32, 256, 0.35), {}),
+        "f16_dense_257x3_k7": (shared((257, 3), np.float16, 7), {}),
+        "i8_dense_513x129_k200": (shared((513, 129), np.int8, 200), {}),
+        "i8_sparse_64x64x9": (shared((64, 64, 9), np.int8, 30, 0.1), {"layout": "sparse"}),
+        "u8_dense_1000": (shared((1000,), np.uint8, 5), {"layout": "dense"}),
+        "i16_rank3_k60": (shared((7, 11, 13), np.int16, 60), {}),
+        "i32_k4096": (shared((64, 128), np.int32, 4096), {}),
+        "f32_maxlen3": (shared((40, 40), np.float32, 8), {"max_code_length": 3}),
+        "f32_single_value": (np.full((17, 5), 0.5, np.float32), {}),
+        "f32_scalar": (np.array(1.25, np.float32), {}),
+        "f32_2M_sparse": (shared((2000, 1000), np.float32, 32, 0.05), {}),
+    }
+    return cases
+
+
+@pytest.fixture(scope="module")
+def decoded(arm_env, tmp_path_factory):
+    from dc_keras import codec
+
+    tmp = tmp_path_factory.mktemp("codec_arm")
+    cases = _arrays()
+    for name, (array, kw) in cases.items():
+        (tmp / f"{name}.dcp").write_bytes(codec.encode(array, **kw))
+    results = {}
+    for arch in ("host", "aarch64", "armv7"):
+        argv = [built(arch, "dc_decode")]
+        for name in cases:
+            argv += [tmp / f"{name}.dcp", tmp / f"{name}.{arch}.raw"]
+        run_arch(arch, argv)
+        results[arch] = {name: (tmp / f"{name}.{arch}.raw").read_bytes() for name in cases}
+    return cases, results
+
+
+def test_decoded_bytes_identical_across_architectures(decoded):
+    cases, results = decoded
+    for name, (array, _) in cases.items():
+        expected = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+        assert results["host"][name] == expected, f"{name}: x86_64 decode differs from the input"
+        assert results["aarch64"][name] == results["host"][name], f"{name}: aarch64 != x86_64"
+        assert results["armv7"][name] == results["host"][name], f"{name}: armv7 != x86_64"
+
+
+def test_python_decode_agrees(decoded):
+    from dc_keras import codec
+
+    cases, results = decoded
+    for name, (array, kw) in cases.items():
+        out = codec.decode(codec.encode(array, **kw))
+        assert out.dtype == array.dtype and out.shape == array.shape
+        assert out.tobytes() == results["aarch64"][name]
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "armv7"])
+def test_corrupt_input_is_an_error_on_arm(arch, decoded, tmp_path):
+    from dc_keras import codec
+
+    good = bytearray(codec.encode(np.arange(256, dtype=np.int8).reshape(16, 16)))
+    bad = tmp_path / "bad.dcp"
+    good[len(good) // 2] ^= 0x10
+    bad.write_bytes(bytes(good))
+    import subprocess
+
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        run_arch(arch, [built(arch, "dc_decode"), bad, tmp_path / "out.raw"])
+    assert err.value.returncode == 1 and "bad.dcp" in err.value.stderr
+    assert not (tmp_path / "out.raw").exists()
