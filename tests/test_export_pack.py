@@ -193,6 +193,13 @@ def _corrupt_first_packed(packed, how):
         data = np.array(buf.data, np.uint8)
         data[len(data) // 2:] ^= 0x5A
         buf.data = data
+    elif how == "not_uint8":
+        sg.tensors[int(ops[0].inputs[0])].type = fb.schema.TensorType.INT8
+    elif how == "not_1d":
+        t = sg.tensors[int(ops[0].inputs[0])]
+        t.shape = [1, int(t.shape[0])]
+    elif how == "not_constant":
+        sg.tensors[int(ops[0].inputs[0])].buffer = 0
     elif how == "swap":  # two packed tensors of different shapes exchange their inputs
         a, b = ops[0], next(op for op in ops[1:]
                             if list(sg.tensors[int(op.outputs[0])].shape) != list(sg.tensors[int(ops[0].outputs[0])].shape))
@@ -200,33 +207,49 @@ def _corrupt_first_packed(packed, how):
     return fb.write_model(model)
 
 
-@pytest.mark.parametrize("how,reason", [("flip", r"HuffDecode\(.+\): decoding failed: \w"),
-                                        ("swap", r"HuffDecode\(.+\): packed (dim|rank|dtype) .*(does not match|but the output)")])
-def test_corrupted_packed_buffer_fails_prepare_with_reason(tmp_path, how, reason):
-    bad = _corrupt_first_packed(export.pack(em.tflite("dense", None)), how)
-    with pytest.raises(ValueError, match="HuffDecode"):
-        export.unpack(bad)
-    path = tmp_path / "bad.tflite"
-    path.write_bytes(bad)
-    # In a subprocess: a crash must not take pytest down, and must fail the test.
-    code = textwrap.dedent(f"""
-        from dc_keras import runtime
-        for backend, decode in {ROUTES!r}:
-            it = runtime.Interpreter(model_path={str(path)!r}, backend=backend, decode=decode)
-            try:
-                it.allocate_tensors()
-            except RuntimeError as e:
-                print(backend, decode, "ERROR:", str(e).replace("\\n", " "))
-            else:
-                print(backend, decode, "NO ERROR")
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == len(ROUTES), proc.stdout + proc.stderr[-2000:]
-    for line in lines:
-        assert "ERROR:" in line and re.search(reason, line), line
+CORRUPTIONS = {
+    "flip": r"HuffDecode\(.+\): decoding failed: \w",
+    "swap": r"HuffDecode\(.+\): packed (dim|rank|dtype) .*(does not match|but the output)",
+    "not_uint8": r"HuffDecode\(.+\): packed input .* must be uint8",
+    "not_1d": r"HuffDecode\(.+\): packed input .* must be 1-D",
+    "not_constant": r"HuffDecode\(.+\): packed input .* must be a constant",
+}
+
+
+def test_corrupted_packed_models_fail_prepare_with_reason(tmp_path):
+    packed = export.pack(em.tflite("dense", None))
+    paths = {}
+    for how in CORRUPTIONS:
+        bad = _corrupt_first_packed(packed, how)
+        with pytest.raises(ValueError, match="HuffDecode"):
+            export.unpack(bad)
+        paths[how] = tmp_path / f"{how}.tflite"
+        paths[how].write_bytes(bad)
+    with pytest.raises(ValueError, match="invalid"):
+        export.inspect(paths["flip"].read_bytes())
+    # In subprocesses (one per backend): a crash must not take pytest down, and fails the test.
+    for backend in ("litert", "tensorflow"):
+        routes = [r for r in ROUTES if r[0] == backend]
+        code = textwrap.dedent(f"""
+            from dc_keras import runtime
+            for how, path in {dict((k, str(v)) for k, v in paths.items())!r}.items():
+                for backend, decode in {routes!r}:
+                    it = runtime.Interpreter(model_path=path, backend=backend, decode=decode)
+                    try:
+                        it.allocate_tensors()
+                    except RuntimeError as e:
+                        print(how, backend, decode, "ERROR:", str(e).replace("\\n", " "), flush=True)
+                    else:
+                        print(how, backend, decode, "NO ERROR", flush=True)
+        """)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+        lines = [line for line in proc.stdout.splitlines() if line.strip()]
+        assert len(lines) == len(routes) * len(CORRUPTIONS), proc.stdout + proc.stderr[-2000:]
+        for line in lines:
+            how = line.split()[0]
+            assert "ERROR:" in line and re.search(CORRUPTIONS[how], line), line
 
 
 def test_inspect_report_and_plot(tmp_path):

@@ -260,6 +260,8 @@ def unpack(packed_bytes) -> bytes:
             raw = fb.buffer_bytes(model, p.buffer)
             if p.type != schema.TensorType.UINT8 or not raw:
                 raise ValueError(f"{where}: packed input of {name!r} is not a constant uint8 tensor")
+            if p.shape is None or [int(d) for d in p.shape] != [len(raw)]:
+                raise ValueError(f"{where}: packed input of {name!r} must be 1-D with one entry per byte")
             try:
                 arr = np.asarray(codec.decode(raw))
             except ValueError as exc:
