@@ -6,6 +6,8 @@ Stages: train baseline (Adam) -> prune with PolynomialDecay (AGP) to the paper's
 (fc1 7.5 %, fc2 9 %, fc3 26 % kept, <= 8 % overall) -> fine-tune at a lower learning rate -> strip ->
 cluster (linear init, --bits per FC layer) -> fine-tune centroids -> strip. Prints per-layer density,
 bits, distinct non-zero values and test error after each stage, plus epochs and minutes.
+Training images get random shifts of up to --augment pixels (default 2; 0 = the paper's plain
+training, which gives ~1.7-1.8 % here with Adam).
 """
 import argparse
 import os
@@ -13,6 +15,36 @@ import sys
 import time
 
 import numpy as np
+
+
+def Shifted(x, y, batch_size, pixels, seed):
+    """Training batches with each image shifted by a random (dy, dx) in [-pixels, pixels]."""
+    import keras
+
+    class _Shifted(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.padded = np.pad(x, ((0, 0), (pixels, pixels), (pixels, pixels), (0, 0)))
+            self.order = self.rng.permutation(len(x))
+
+        def __len__(self):
+            return int(np.ceil(len(x) / batch_size))
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(x))
+
+        def __getitem__(self, i):
+            idx = self.order[i * batch_size:(i + 1) * batch_size]
+            n = len(idx)
+            dy = self.rng.integers(0, 2 * pixels + 1, n)
+            dx = self.rng.integers(0, 2 * pixels + 1, n)
+            rows = dy[:, None] + np.arange(28)[None, :]
+            cols = dx[:, None] + np.arange(28)[None, :]
+            batch = self.padded[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+            return batch, y[idx]
+
+    return _Shifted()
 
 
 def main(argv=None):
@@ -25,6 +57,8 @@ def main(argv=None):
     p.add_argument("--sparsity", default="fc1=0.925,fc2=0.91,fc3=0.74", help="per-layer final sparsity")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--augment", type=int, default=2, metavar="PX",
+                   help="random translations of up to PX pixels on the training images (0: off)")
     p.add_argument("--out", default=None, help="write the final stripped model (.keras) here")
     args = p.parse_args(argv)
 
@@ -37,6 +71,13 @@ def main(argv=None):
     (x_train, y_train), (x_test, y_test) = dc_keras.datasets.mnist.load_data()
     x_train, x_test = dc_keras.datasets.normalize(x_train), dc_keras.datasets.normalize(x_test)
     steps_per_epoch = int(np.ceil(len(x_train) / args.batch_size))
+    train = Shifted(x_train, y_train, args.batch_size, args.augment, args.seed) if args.augment else None
+
+    def fit(model, epochs, callbacks=()):
+        if train is None:
+            model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs, verbose=0, callbacks=list(callbacks))
+        else:
+            model.fit(train, epochs=epochs, verbose=0, callbacks=list(callbacks))
     targets = {k: float(v) for k, v in (item.split("=") for item in args.sparsity.split(","))}
     loss = "sparse_categorical_crossentropy"
     t_start = time.time()
@@ -69,7 +110,7 @@ def main(argv=None):
     model = dc_keras.models.lenet_300_100()
     decay = keras.optimizers.schedules.CosineDecay(1e-3, args.baseline_epochs * steps_per_epoch, alpha=0.05)
     model.compile(keras.optimizers.Adam(decay), loss)
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.baseline_epochs, verbose=0)
+    fit(model, args.baseline_epochs)
     epochs_total += args.baseline_epochs
     base_err, _ = table(model, "baseline")
 
@@ -81,8 +122,7 @@ def main(argv=None):
     total_steps = (args.prune_epochs + args.finetune_epochs) * steps_per_epoch
     lr = keras.optimizers.schedules.CosineDecay(3e-4, total_steps, alpha=0.05)
     pruned.compile(keras.optimizers.Adam(lr), loss)
-    pruned.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.prune_epochs + args.finetune_epochs,
-               verbose=0, callbacks=[dc_keras.PruningCallback()])
+    fit(pruned, args.prune_epochs + args.finetune_epochs, [dc_keras.PruningCallback()])
     epochs_total += args.prune_epochs + args.finetune_epochs
     stripped = dc_keras.strip(pruned)
     prune_err, density = table(stripped, "pruned (stripped)")
@@ -94,7 +134,7 @@ def main(argv=None):
     print(f"\nclustered before fine-tuning: test error {err0:.2f} %")
     lr = keras.optimizers.schedules.CosineDecay(1e-4, args.cluster_epochs * steps_per_epoch, alpha=0.1)
     clustered.compile(keras.optimizers.Adam(lr), loss)
-    clustered.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.cluster_epochs, verbose=0)
+    fit(clustered, args.cluster_epochs)
     epochs_total += args.cluster_epochs
     final = dc_keras.strip(clustered)
     final_err, final_density = table(final, f"pruned + clustered ({args.bits} bits, linear init), stripped", bits)

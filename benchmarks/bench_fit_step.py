@@ -1,0 +1,102 @@
+"""fit() step time of pruned vs plain LeNet-300-100 at batch 128, dc_keras on Keras 3 and, side by
+side, tfmot's prune_low_magnitude on tf_keras (Keras 2; run in a subprocess with
+TF_USE_LEGACY_KERAS=1 because tfmot does not run on Keras 3).
+
+    python benchmarks/bench_fit_step.py [--steps 200] [--repeats 3]
+
+Goal (issue 4): dc_keras pruned / plain <= 1.3x. Times are medians over ``--repeats`` timed epochs of
+``--steps`` batches each, after a warm-up epoch that traces/compiles the step; plain and pruned
+runs alternate so machine load affects both alike.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+_TIMER = r"""
+import json, sys, time
+import numpy as np
+steps, repeats, batch, legacy = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+rng = np.random.default_rng(0)
+x = rng.random((steps * batch, 28, 28, 1), dtype=np.float32)
+y = rng.integers(0, 10, steps * batch)
+if legacy:
+    import tf_keras as keras
+    import tensorflow_model_optimization as tfmot
+else:
+    import keras
+    import dc_keras
+
+def lenet():
+    inputs = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(inputs)
+    h = keras.layers.Dense(300, activation="relu", name="fc1")(h)
+    h = keras.layers.Dense(100, activation="relu", name="fc2")(h)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="fc3")(h))
+
+def make(pruned):
+    model = lenet()
+    callbacks = []
+    if pruned and legacy:
+        sched = tfmot.sparsity.keras.ConstantSparsity(0.9, begin_step=0, frequency=100)
+        model = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=sched)
+        callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
+    elif pruned:
+        model = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.9, begin_step=0, frequency=100))
+        callbacks = [dc_keras.PruningCallback()]
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    return model, callbacks
+
+runs = {name: make(name == "pruned") for name in ("plain", "pruned")}
+for model, callbacks in runs.values():  # warm-up: trace and compile
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks)
+times = {"plain": [], "pruned": []}
+for _ in range(repeats):
+    for name, (model, callbacks) in runs.items():
+        t0 = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks)
+        times[name].append((time.perf_counter() - t0) / steps)
+print("RESULT " + json.dumps({k: float(np.median(v)) for k, v in times.items()}))
+"""
+
+
+def run(legacy, steps, repeats, batch):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if legacy:
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    proc = subprocess.run([sys.executable, "-c", _TIMER, str(steps), str(repeats), str(batch), "1" if legacy else "0"],
+                          capture_output=True, text=True, env=env, timeout=3600)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):]), None
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+    return None, "\n    ".join(tail)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    args = p.parse_args(argv)
+    print(f"LeNet-300-100, batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, 90 % sparsity")
+    print(f"{'framework':32} {'plain ms/step':>14} {'pruned ms/step':>15} {'ratio':>7}")
+    for label, legacy in (("dc_keras (Keras 3)", False), ("tfmot 0.8 (tf_keras, Keras 2)", True)):
+        t0 = time.time()
+        result, err = run(legacy, args.steps, args.repeats, args.batch_size)
+        if result is None:
+            print(f"{label:32} did not run: {err}")
+            continue
+        ratio = result["pruned"] / result["plain"]
+        print(f"{label:32} {1e3 * result['plain']:14.2f} {1e3 * result['pruned']:15.2f} {ratio:6.2f}x"
+              f"   ({time.time() - t0:.0f} s)")
+    print("goal: dc_keras ratio <= 1.30x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

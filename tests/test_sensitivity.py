@@ -1,0 +1,86 @@
+"""Per-layer sensitivity sweep: dc_keras.sensitivity / suggest_sparsity / plot_sensitivity (+ suggest_bits)."""
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+from dc_keras.train import suggest_bits
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(200, 8)).astype("float32")
+Y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype("int64")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(32, activation="relu", name="wide")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax", name="head")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    model.fit(X, Y, epochs=30, batch_size=50, verbose=0)
+    return model
+
+
+def test_sweep_restores_weights_and_degrades(trained):
+    before = [w.copy() for w in trained.get_weights()]
+    report = dc_keras.sensitivity(trained, (X, Y), sparsities=[0.0, 0.5, 0.9, 0.99])
+    for a, b in zip(before, trained.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert report["mode"] == "sparsity" and report["metric"] == "accuracy" and report["higher_is_better"]
+    assert set(report["layers"]) == {"wide", "head"}
+    assert report["baseline"] > 0.9
+    for results in report["layers"].values():
+        assert results[0] == pytest.approx(report["baseline"])  # 0 % pruned = unchanged
+        assert results[-1] < report["baseline"]  # 99 % pruned hurts
+    # the same numbers by hand for one point
+    k = trained.get_layer("wide").kernel.numpy()
+    t = np.sort(np.abs(k).ravel())[int(0.9 * k.size) - 1]
+    trained.get_layer("wide").kernel.assign(np.where(np.abs(k) > t, k, 0))
+    acc = float(np.mean(np.argmax(trained.predict(X, verbose=0), -1) == Y))
+    trained.get_layer("wide").kernel.assign(k)
+    assert report["layers"]["wide"][2] == pytest.approx(acc)
+
+
+def test_suggest_sparsity_and_bits():
+    report = {"metric": "accuracy", "higher_is_better": True, "baseline": 0.90, "mode": "sparsity",
+              "values": [0.5, 0.8, 0.9], "layers": {"a": [0.90, 0.895, 0.80], "b": [0.85, 0.80, 0.70]}}
+    assert dc_keras.suggest_sparsity(report, max_drop=0.01) == {"a": 0.8, "b": 0.0}
+    assert dc_keras.suggest_sparsity(report, max_drop=0.25) == {"a": 0.9, "b": 0.9}
+    lower = dict(report, metric="error", higher_is_better=False, baseline=0.1,
+                 layers={"a": [0.1, 0.105, 0.2]})
+    assert dc_keras.suggest_sparsity(lower, max_drop=0.01) == {"a": 0.8}
+    bits = {"metric": "accuracy", "higher_is_better": True, "baseline": 0.9, "mode": "bits",
+            "values": [2, 3, 4, 5], "layers": {"a": [0.5, 0.89, 0.9, 0.9], "b": [0.1, 0.2, 0.3, 0.4]}}
+    assert suggest_bits(bits, max_drop=0.02) == {"a": 3, "b": 5}
+    with pytest.raises(ValueError, match="sensitivity"):
+        dc_keras.suggest_sparsity(bits)
+    with pytest.raises(ValueError, match="max_drop"):
+        dc_keras.suggest_sparsity(report, max_drop=-1)
+
+
+def test_bits_sweep_and_plot(trained, tmp_path):
+    report = dc_keras.sensitivity(trained, (X, Y), bits=[1, 4], layers=["wide"], metric="error")
+    assert report["mode"] == "bits" and list(report["layers"]) == ["wide"]
+    assert report["layers"]["wide"][1] <= report["layers"]["wide"][0] + 0.02
+    path = tmp_path / "sens.png"
+    assert dc_keras.plot_sensitivity(report, str(path)) == str(path)
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["sens.png"]  # no temporary left behind
+
+
+def test_bad_arguments(trained):
+    with pytest.raises(ValueError, match="sparsities"):
+        dc_keras.sensitivity(trained, (X, Y), sparsities=[1.0])
+    with pytest.raises(ValueError, match="metric"):
+        dc_keras.sensitivity(trained, (X, Y), metric="f1")
+    with pytest.raises(ValueError, match="Unknown layer"):
+        dc_keras.sensitivity(trained, (X, Y), layers=["nope"])
+    with pytest.raises(ValueError, match="strip"):
+        dc_keras.sensitivity(dc_keras.prune(trained, dc_keras.schedules.ConstantSparsity(0.5, 0)), (X, Y))
+    with pytest.raises(ValueError, match="data"):
+        dc_keras.sensitivity(trained, 5)
