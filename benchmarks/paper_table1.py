@@ -54,6 +54,9 @@ CONFIG = {
 }
 
 
+SENSITIVITY_SWEEP = (0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.965, 0.975, 0.985)
+
+
 def _parse_map(text, cast):
     out = {}
     for item in text.split(","):
@@ -206,6 +209,18 @@ def run(args):
     timings["baseline_minutes"] = (time.time() - t0) / 60
     layers = set(cfg["sparsity"])
 
+    # -- per-layer sensitivity (one layer pruned at a time, no retraining) on held-out training images
+    t0 = time.time()
+    x_val, y_val = x_train[-5000:], y_train[-5000:]
+    sens = train.sensitivity(baseline, (x_val, y_val), sparsities=SENSITIVITY_SWEEP, metric="error",
+                             layers=sorted(layers))
+    suggested = train.suggest_sparsity(sens, max_drop=args.max_drop)
+    timings["sensitivity_minutes"] = (time.time() - t0) / 60
+    _log(f"sensitivity (validation error, one layer at a time): suggested at max_drop={args.max_drop}: {suggested}")
+    if args.targets == "sensitivity":
+        cfg["sparsity"] = {k: v for k, v in suggested.items() if v > 0}
+        layers = set(cfg["sparsity"])
+
     stages, artifacts = [], {}
 
     def add_stage(stage, model, bits, minutes, note=""):
@@ -289,6 +304,8 @@ def run(args):
         "config": {"sparsity": cfg["sparsity"], "bits": cfg["bits"], "prune_epochs": prune_epochs,
                    "cluster_epochs": cluster_epochs, "seed": args.seed, "train_subset": args.train_subset,
                    "test_subset": args.test_subset},
+        "sensitivity": {"report": sens, "max_drop": args.max_drop, "suggested": suggested,
+                        "used": args.targets == "sensitivity"},
         "stages": stages, "layers": per_layer, "timings": timings, "machine": machine_info(),
         "command": " ".join([os.path.relpath(sys.executable, os.getcwd()) if sys.executable.startswith(os.getcwd()) else "python"]
                             + [os.path.relpath(__file__, os.getcwd())] + sys.argv[1:]),
@@ -373,6 +390,12 @@ def main(argv=None):
     p.add_argument("--cluster_epochs", type=int, default=None)
     p.add_argument("--sparsity", type=lambda t: _parse_map(t, float), default=None, help="e.g. fc1=0.97,fc2=0.9")
     p.add_argument("--bits", type=lambda t: _parse_map(t, int), default=None, help="e.g. fc1=4")
+    p.add_argument("--targets", choices=("config", "sensitivity"), default="config",
+                   help="per-layer sparsity: the tuned CONFIG table, or dc_keras.suggest_sparsity from a "
+                        "one-shot sensitivity sweep on 5,000 held-out training images (always recorded)")
+    p.add_argument("--max_drop", type=float, default=0.01,
+                   help="--targets sensitivity: largest validation error increase per layer (one-shot, "
+                        "before retraining)")
     p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--tfmot", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--train_subset", type=int, default=None, help="smoke runs only")
