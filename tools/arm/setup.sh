@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/arm/setup.sh -- host tooling for `make test-arm` (see docs/arm.md).
+# tools/arm/setup.sh -- host tooling for `make test-arm` (see docs/android.md).
 #
 #  1. apt-installs (amd64 packages only, as root): qemu-user-static, the aarch64 and armhf
 #     cross compilers and their libc dev packages.  Never installs any `:arm64` package.
