@@ -47,7 +47,7 @@ CONFIG = {
     },
     "lenet-5": {
         "builder": "lenet_5",
-        "sparsity": {"conv1": 0.5, "conv2": 0.9, "fc1": 0.975, "fc2": 0.85},
+        "sparsity": {"conv1": 0.4, "conv2": 0.85, "fc1": 0.96, "fc2": 0.8},
         "bits": {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5},
         "prune_epochs": 10, "cluster_epochs": 3,
     },
@@ -309,8 +309,10 @@ def run(args):
         "stages": stages, "layers": per_layer, "timings": timings, "machine": machine_info(),
         "command": " ".join([os.path.relpath(sys.executable, os.getcwd()) if sys.executable.startswith(os.getcwd()) else "python"]
                             + [os.path.relpath(__file__, os.getcwd())] + sys.argv[1:]),
-        "peers": [],
+        "peers": [], "complete": False,
     }
+
+    checkpoint(args, result)  # the dc_keras rows are saved even if a peer run is interrupted
 
     # -- peers ------------------------------------------------------------------------------------------
     if args.peers:
@@ -339,6 +341,7 @@ def run(args):
             except Exception as exc:  # a converter failure is reported, not fatal for the table
                 _log(f"int8 PTQ of {label} failed: {exc!r}")
                 result.setdefault("failures", []).append(f"int8 PTQ of {label}: {exc!r}")
+        checkpoint(args, result)
         if args.tfmot:
             t0 = time.time()
             try:
@@ -357,6 +360,15 @@ def run(args):
                 _log(f"tfmot failed: {exc}")
                 result.setdefault("failures", []).append(f"tfmot: {exc}")
     return result
+
+
+def checkpoint(args, result):
+    """Writes the (possibly partial) result JSON atomically."""
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(tmp, args.json)
 
 
 def print_table(result):
@@ -409,11 +421,9 @@ def main(argv=None):
     result = run(args)
     result["timings"]["total_minutes"] = (time.time() - t0) / 60
     print_table(result)
+    result["complete"] = True
+    checkpoint(args, result)
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, args.json)
         _log(f"wrote {args.json}")
     return result
 
