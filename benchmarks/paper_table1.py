@@ -209,7 +209,7 @@ def run(args):
     timings["baseline_minutes"] = (time.time() - t0) / 60
     layers = set(cfg["sparsity"])
 
-    # -- per-layer sensitivity (one layer pruned at a time, no retraining) on held-out training images
+    # -- per-layer sensitivity (one layer pruned at a time, no retraining) on 5,000 training images
     t0 = time.time()
     x_val, y_val = x_train[-5000:], y_train[-5000:]
     sens = train.sensitivity(baseline, (x_val, y_val), sparsities=SENSITIVITY_SWEEP, metric="error",
@@ -404,7 +404,7 @@ def main(argv=None):
     p.add_argument("--bits", type=lambda t: _parse_map(t, int), default=None, help="e.g. fc1=4")
     p.add_argument("--targets", choices=("config", "sensitivity"), default="config",
                    help="per-layer sparsity: the tuned CONFIG table, or dc_keras.suggest_sparsity from a "
-                        "one-shot sensitivity sweep on 5,000 held-out training images (always recorded)")
+                        "one-shot sensitivity sweep on 5,000 training images (always recorded; never the test set)")
     p.add_argument("--max_drop", type=float, default=0.01,
                    help="--targets sensitivity: largest validation error increase per layer (one-shot, "
                         "before retraining)")
