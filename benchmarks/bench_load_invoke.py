@@ -12,7 +12,7 @@ Routes measured for the packed model:
                    decodes in Prepare; XNNPACK skips layers fed by decoded weights)
 Baselines: the unpacked model in the same backend's plain interpreter, default options (XNNPACK on).
 
-Usage: python benchmarks/bench_load_invoke.py [--reps N] [--invokes N] [--alpha A] [--quick]
+Usage: python benchmarks/bench_load_invoke.py [--reps N] [--invokes N] [--alpha A] [--prune F] [--quick]
 """
 import argparse
 import contextlib
@@ -27,9 +27,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 
-def cluster(model, levels=256):
+def cluster(model, levels=256, prune=0.0):
+    """Weight sharing by numpy: ``levels`` linear levels per tensor; optionally zero the
+    ``prune`` fraction of smallest-magnitude weights first (Deep Compression's pruning)."""
     for v in model.weights:
         w = v.numpy()
+        if prune > 0 and w.size > levels:
+            w = np.where(np.abs(w) < np.quantile(np.abs(w), prune), 0, w).astype(w.dtype)
+            v.assign(w)
         lo, hi = float(w.min()), float(w.max())
         if hi > lo and w.size > levels:
             step = (hi - lo) / (levels - 1)
@@ -38,12 +43,12 @@ def cluster(model, levels=256):
     return model
 
 
-def build(alpha, size):
+def build(alpha, size, prune=0.0):
     import keras
 
     keras.utils.set_random_seed(0)
     m = keras.applications.MobileNetV2(weights=None, alpha=alpha, input_shape=(size, size, 3))
-    return cluster(m)
+    return cluster(m, prune=prune)
 
 
 def timed_create(make, reps):
@@ -100,6 +105,8 @@ def main(argv=None):
     ap.add_argument("--invokes", type=int, default=30, help="timed invokes per route")
     ap.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
     ap.add_argument("--size", type=int, default=224, help="input resolution")
+    ap.add_argument("--prune", type=float, default=0.0,
+                    help="also zero this fraction of each weight tensor (smallest |w|) before clustering")
     ap.add_argument("--quick", action="store_true", help="alpha 0.35, 96x96, few repetitions")
     args = ap.parse_args(argv)
     if args.quick:
@@ -110,12 +117,12 @@ def main(argv=None):
     import tensorflow as tf
     from dc_keras import export, runtime
 
-    model = build(args.alpha, args.size)
+    model = build(args.alpha, args.size, args.prune)
     rng = np.random.RandomState(0)
     rep = rng.rand(8, args.size, args.size, 3).astype(np.float32)
     x = rng.rand(1, args.size, args.size, 3).astype(np.float32)
     print(f"MobileNetV2 alpha={args.alpha} {args.size}x{args.size}: {model.count_params():,} parameters, "
-          f"weights clustered to 256 values; {os.cpu_count()} CPUs; reps={args.reps} invokes={args.invokes}")
+          f"weights clustered to 256 values, pruned {args.prune:.0%}; {os.cpu_count()} CPUs; reps={args.reps} invokes={args.invokes}")
     rows = []
     for quant in (None, "int8"):
         with contextlib.redirect_stderr(io.StringIO()):

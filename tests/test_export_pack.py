@@ -159,6 +159,17 @@ def test_min_bytes():
         export.pack(plain, min_bytes=-1)
 
 
+def test_min_saving_keeps_nearly_incompressible_tensors_raw():
+    plain = em.tflite("dense", None)
+    assert export.pack(plain, min_saving=0.999) == plain
+    loose, strict = fb.read_model(export.pack(plain, min_saving=0.0)), fb.read_model(export.pack(plain, min_saving=0.85))
+    count = [sum(fb.opcode_name(m, op) == "HuffDecode" for op in m.subgraphs[0].operators) for m in (loose, strict)]
+    assert count[0] >= count[1]
+    for bad in (-0.1, 1.0, "0.5"):
+        with pytest.raises(ValueError, match="min_saving"):
+            export.pack(plain, min_saving=bad)
+
+
 def test_malformed_tflite_gives_value_error():
     plain = em.tflite("dense", None)
     with pytest.raises(ValueError, match="not a .tflite"):

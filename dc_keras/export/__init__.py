@@ -10,6 +10,7 @@ Run packed models with ``dc_keras.runtime.Interpreter``.
 """
 from dc_keras.export._convert import to_tflite
 from dc_keras.export._inspect import Report, TensorRow, inspect
-from dc_keras.export._pack import DEFAULT_MIN_BYTES, pack, unpack
+from dc_keras.export._pack import DEFAULT_MIN_BYTES, DEFAULT_MIN_SAVING, pack, unpack
 
-__all__ = ["to_tflite", "pack", "unpack", "inspect", "Report", "TensorRow", "DEFAULT_MIN_BYTES"]
+__all__ = ["to_tflite", "pack", "unpack", "inspect", "Report", "TensorRow", "DEFAULT_MIN_BYTES",
+           "DEFAULT_MIN_SAVING"]

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from dc_keras.export import _flatbuffer as fb
-from dc_keras.export._pack import DEFAULT_MIN_BYTES, _codec, _tensor_array
+from dc_keras.export._pack import DEFAULT_MIN_BYTES, DEFAULT_MIN_SAVING, _codec, _tensor_array
 
 
 @dataclasses.dataclass
@@ -22,7 +22,7 @@ class TensorRow:
     distinct: int
     raw_bytes: int
     packed_bytes: int | None
-    status: str  # "packed", "packable", "kept" (would not shrink), "refused", "small"
+    status: str  # "packed", "packable", "kept" (would not shrink enough), "refused", "small"
 
 
 @dataclasses.dataclass
@@ -147,7 +147,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
             except ValueError:
                 rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, None, "refused"))
                 continue
-            status = "packable" if size < arr.nbytes else "kept"
+            ok = size <= (1.0 - DEFAULT_MIN_SAVING) * arr.nbytes
             rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes,
-                                  size if size < arr.nbytes else None, status))
+                                  size if ok else None, "packable" if ok else "kept"))
     return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd))

@@ -7,6 +7,7 @@ from dc_keras.export import _flatbuffer as fb
 from dc_keras.export._flatbuffer import schema
 
 DEFAULT_MIN_BYTES = 256
+DEFAULT_MIN_SAVING = 0.1
 PACKED_SUFFIX = "/dc_packed"
 # Flatbuffer bytes a packed tensor adds besides its data (tensor + operator tables, vectors,
 # alignment padding) plus its name: a tensor is packed only if it saves more than that.
@@ -78,7 +79,8 @@ def _is_candidate(model, t, idx, consumers, produced, io):
     )
 
 
-def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True) -> bytes:
+def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
+         min_saving: float = DEFAULT_MIN_SAVING) -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
 
     Works on any ``.tflite`` (Keras 3 or tf_keras made, float, float16-weight or int8 quantized,
@@ -86,8 +88,9 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True) 
     (``dc_keras.codec.encode``) is smaller becomes a uint8 1-D constant feeding a ``HuffDecode``
     custom op, inserted just before the tensor's first consumer; the op's output is the original
     tensor (same index, name, type, shape and quantization), whose buffer is emptied. Tensors the
-    codec refuses (e.g. > 4096 distinct values: an unclustered float tensor) or that do not save
-    more than the added op and tensor cost are left as they are, and so is everything else in the model. Buffer data in the
+    codec refuses (e.g. > 4096 distinct values: an unclustered float tensor), that do not save
+    more than the added op and tensor cost, or that shrink by less than ``min_saving`` (decoding
+    costs load time, so near-incompressible tensors stay raw) are left as they are, and so is everything else in the model. Buffer data in the
     output is 16-byte aligned.
 
     Run it with ``dc_keras.runtime.Interpreter`` (or any TFLite runtime given the library's op /
@@ -98,6 +101,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True) 
       min_bytes: smaller constant tensors are left alone (their packed header would not pay off).
       verify: decode every packed tensor again and compare it bit for bit with the original
         before accepting it (default True).
+      min_saving: smallest accepted relative saving per tensor, 0 <= min_saving < 1 (default
+        0.1: a tensor must pack to at most 90 % of its raw size).
 
     Returns:
       The packed model's bytes; the input itself when nothing packs smaller.
@@ -114,6 +119,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True) 
     """
     if not isinstance(min_bytes, (int, np.integer)) or min_bytes < 0:
         raise ValueError(f"min_bytes must be a non-negative int, got {min_bytes!r}")
+    if not isinstance(min_saving, (int, float)) or not 0 <= min_saving < 1:
+        raise ValueError(f"min_saving must be a number in [0, 1), got {min_saving!r}")
     model = fb.read_model(tflite_bytes)
     codes = model.operatorCodes or []
     if any(fb.is_huffdecode_code(c) for c in codes):
@@ -148,7 +155,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True) 
                 packed_cache[key] = _encode_checked(codec, arr, verify)
             data = packed_cache[key]
             overhead = _PER_TENSOR_OVERHEAD + len(fb.tensor_name(t)) + len(PACKED_SUFFIX)
-            if data is not None and len(data) + overhead < arr.nbytes:
+            if data is not None and len(data) + overhead < arr.nbytes \
+                    and len(data) <= (1.0 - min_saving) * arr.nbytes:
                 plans[(s, i)] = data
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():
