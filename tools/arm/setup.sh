@@ -19,7 +19,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 CACHE="${DC_ARM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dc_keras/arm}"
 HOST_PY="${HOST_PY:-$ROOT/.venv/bin/python}"
-[ -x "$HOST_PY" ] || HOST_PY="$(command -v python3)"
+[ -x "$HOST_PY" ] || HOST_PY="$(command -v python3 || echo python3)"
 
 log() { echo "[arm-setup] $*" >&2; }
 skip() { echo "SKIP: $*"; exit 0; }

@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 PY="${PY:-$ROOT/.venv/bin/python}"
-[ -x "$PY" ] || PY="$(command -v python3)"
+[ -x "$PY" ] || PY="$(command -v python3 || echo python3)"
 T0=$(date +%s)
 step() { echo "== test-arm [$(( $(date +%s) - T0 ))s] $*"; }
 
@@ -50,5 +50,5 @@ step "pytest tests/arm"
 # Own temp dir: concurrent pytest sessions on this machine prune /tmp/pytest-of-$USER.
 mkdir -p build
 DC_ARM_ENV="$ENV_FILE" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -W ignore::UserWarning \
-  --basetemp="$ROOT/build/arm-pytest" tests/arm
+  --durations=8 --basetemp="$ROOT/build/arm-pytest" tests/arm
 step "done"
