@@ -269,16 +269,18 @@ static TfLiteStatus op_invoke(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk; /* the output was decoded in Prepare */
 }
 
-static TfLiteRegistration g_op_registration; /* zero-filled (static) */
+/* Static storage: every field not named here (incl. the reserve) is zero. */
+static const TfLiteRegistration g_op_registration = {
+    .init = op_init,
+    .free = op_free,
+    .prepare = op_prepare,
+    .invoke = op_invoke,
+    .builtin_code = kTfLiteBuiltinCustom,
+    .custom_name = kOpName,
+    .version = 1,
+};
 
 DC_EXPORT const TfLiteRegistration* DcKerasHuffDecodeRegistration(void) {
-  g_op_registration.init = op_init;
-  g_op_registration.free = op_free;
-  g_op_registration.prepare = op_prepare;
-  g_op_registration.invoke = op_invoke;
-  g_op_registration.builtin_code = kTfLiteBuiltinCustom;
-  g_op_registration.custom_name = kOpName;
-  g_op_registration.version = 1;
   return &g_op_registration;
 }
 
