@@ -246,6 +246,7 @@ def main(argv=None):
     p.add_argument("--prune_epochs", type=int, default=10)
     p.add_argument("--cluster_epochs", type=int, default=3)
     p.add_argument("--train_subset", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.tfmot_child:
@@ -264,10 +265,11 @@ def main(argv=None):
     model = keras.saving.load_model(stem + ".keras")
     cfg = paper_table1.CONFIG[args.model]
     res = tfmot_recipe(args.model, model, cfg["sparsity"], cfg["bits"], args.prune_epochs, args.cluster_epochs,
-                       train_subset=args.train_subset)
+                       train_subset=args.train_subset, seed=args.seed)
     _, (x_test, y_test) = datasets.mnist.load_data()
     err = pipeline.evaluate_tflite(res["tflite"], datasets.normalize(x_test), y_test)
-    out = {"model": args.model, "tflite_bytes": len(res["tflite"]), "zip_bytes": res["zip_bytes"],
+    out = {"model": args.model, "command": " ".join(["python", "benchmarks/peers.py"] + sys.argv[1:]),
+           "tflite_bytes": len(res["tflite"]), "zip_bytes": res["zip_bytes"],
            "test_error": err, **{k: v for k, v in res.items() if k != "tflite"}}
     print(json.dumps(out, indent=1))
     if args.json:
