@@ -91,3 +91,17 @@ def test_reallocate_after_resize_keeps_decoded_weights():
         a = it.get_tensor(it.get_output_details()[0]["index"])
         b = ref.get_tensor(ref.get_output_details()[0]["index"])
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_signature_runner_on_packed_model():
+    from ai_edge_litert.interpreter import Interpreter
+
+    plain = em.tflite("dense", None)
+    it = runtime.Interpreter(model_content=export.pack(plain))
+    ref = Interpreter(model_content=plain)
+    x = em.inputs("dense", 1)
+    name = list(it.get_signature_list().values())[0]["inputs"][0]
+    got, want = it.get_signature_runner()(**{name: x}), ref.get_signature_runner()(**{name: x})
+    assert got.keys() == want.keys()
+    for k in got:
+        np.testing.assert_array_equal(got[k], want[k])
