@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install lib demo test test-py test-c test-arm test-sanitize fuzz-smoke clean
+.PHONY: install lib native-copy demo test test-py test-c test-arm test-sanitize fuzz-smoke clean
 
 install: $(STAMP) lib
 
@@ -28,8 +28,15 @@ $(STAMP): setup.cfg setup.py pyproject.toml .apt-stamp
 
 lib: $(STAMP)
 	$(MAKE) -C tflite_kernels
-	@mkdir -p dc_keras/_native
-	@if [ -f tflite_kernels/build/libdc_huffdecode.so ]; then cp tflite_kernels/build/libdc_huffdecode.so $(NATIVE); fi
+	$(MAKE) native-copy
+
+# Replaces $(NATIVE) atomically (copy + rename): processes that have the old library loaded keep
+# their mapping. Copying over a loaded .so in place rewrote code under running interpreters and
+# crashed them (SIGSEGV at small addresses / in ld.so).
+KLIB ?= tflite_kernels/build/libdc_huffdecode.so
+native-copy:
+	@mkdir -p $(dir $(NATIVE))
+	@if [ -f $(KLIB) ]; then cp $(KLIB) $(NATIVE).tmp.$$$$ && mv -f $(NATIVE).tmp.$$$$ $(NATIVE); fi
 
 demo: install
 	$(VENV)/bin/dc-keras demo
