@@ -38,7 +38,7 @@ def test_packed_outputs_bit_identical(kind, quantize, backend, decode):
     np.testing.assert_array_equal(got, ref)
 
 
-@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize("quantize", QUANT)
 @pytest.mark.parametrize("kind", ["dense", "conv"])
 def test_delegate_route_keeps_xnnpack_bit_identical_with_default_options(kind, quantize):
     """Default options (XNNPACK on): the delegate hands decoded weights back as constants, so
