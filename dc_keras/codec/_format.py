@@ -109,10 +109,10 @@ def parse_header(data):
         raise CorruptDataError(f"unknown layout {layout}")
     shape = tuple(r.u32("dims") for _ in range(rank))
     n = 1
-    for d in shape:
+    for d in shape:  # §2: every partial product of the dims <= 2^31 - 1 (as dc_peek)
         n *= d
-    if n > MAX_ELEMENTS:
-        raise CorruptDataError(f"element count {n} > {MAX_ELEMENTS}")
+        if n > MAX_ELEMENTS:
+            raise CorruptDataError(f"shape {shape}: element count (or a partial product) > {MAX_ELEMENTS}")
     r.u32("check_a")
     r.u32("check_b")
     k = r.u16("codebook size")
@@ -162,4 +162,13 @@ def parse_header(data):
         raise CorruptDataError(f"truncated: streams need {end} bytes, have {len(data)}")
     if end < len(data):
         raise CorruptDataError(f"{len(data) - end} trailing bytes after the streams")
+    # §9 (as dc_peek): each stream holds its symbols' bits, no more, no less
+    count = n if layout == LAYOUT_DENSE else out["entries"]
+    lo = sum(int(c["lengths"][c["lengths"] > 0].min()) if c["max_length"] else 0 for c in codes)
+    hi = sum(c["max_length"] for c in codes)
+    for s, size in enumerate(sizes):
+        cs = (count - s + NUM_STREAMS - 1) // NUM_STREAMS if count > s else 0
+        if not -(-cs * lo // 8) <= size <= -(-cs * hi // 8):
+            raise CorruptDataError(f"stream {s} has {size} bytes, but {cs} symbols of {lo}..{hi} bits "
+                                   f"need {-(-cs * lo // 8)}..{-(-cs * hi // 8)}")
     return out
