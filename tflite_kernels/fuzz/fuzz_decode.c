@@ -10,7 +10,8 @@
  *  - dc_peek and dc_decode agree on the status of structural errors: if dc_peek fails,
  *    dc_decode fails with the same status;
  *  - info is self-consistent (rank <= 8, output_bytes = num_elements * element_size,
- *    num_elements = product of dims);
+ *    num_elements = product of dims) and the output it declares is bounded by the input size
+ *    (FORMAT.md §9: no allocation the input does not justify);
  *  - dc_decode rejects a wrong output size with DC_ERR_OUTPUT_SIZE;
  *  - decoding is deterministic (a second decode into another buffer gives the same bytes);
  *  - dc_strerror returns a non-empty string for every status.
@@ -66,6 +67,11 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   REQUIRE(info.num_elements <= DC_MAX_ELEMENTS);
   REQUIRE(info.element_size == 1 || info.element_size == 2 || info.element_size == 4);
   REQUIRE(info.output_bytes == info.num_elements * info.element_size);
+  /* FORMAT.md §9, no blow-up: the declared output is bounded by the input size (dense N <= 8 *
+   * stream bytes, sparse N < (8 * stream bytes + 1) * 4096) unless every code is zero-bit, and
+   * then it is at most DC_MAX_ZERO_BIT_OUTPUT. */
+  REQUIRE(info.output_bytes <= DC_MAX_ZERO_BIT_OUTPUT ||
+          info.output_bytes <= 4ull * DC_MAX_SYMBOLS * (8ull * size + 1));
 
   if (info.output_bytes > DC_FUZZ_MAX_OUTPUT) {
     free(buf);
