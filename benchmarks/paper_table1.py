@@ -41,9 +41,9 @@ GOALS = {"lenet-300-100": (40.0, 0.0158, 45.0), "lenet-5": (39.0, 0.0074, 42.0)}
 CONFIG = {
     "lenet-300-100": {
         "builder": "lenet_300_100",
-        "sparsity": {"fc1": 0.965, "fc2": 0.93, "fc3": 0.75},
+        "sparsity": {"fc1": 0.95, "fc2": 0.91, "fc3": 0.7},
         "bits": {"fc1": 5, "fc2": 5, "fc3": 5},
-        "prune_epochs": 16, "cluster_epochs": 4,
+        "prune_epochs": 20, "cluster_epochs": 4,
     },
     "lenet-5": {
         "builder": "lenet_5",
