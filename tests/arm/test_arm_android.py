@@ -74,8 +74,12 @@ def test_cmake_build_ctest_and_abi(arm_env, arch, tmp_path):
     configure = ["cmake", "-S", str(KERNELS), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"]
     if TOOLCHAINS[arch]:
         configure.append(f"-DCMAKE_TOOLCHAIN_FILE={TOOLCHAINS[arch]}")
-    for cmd in (configure, ["cmake", "--build", str(build), "-j", "1"],
-                ["ctest", "--test-dir", str(build), "--output-on-failure"]):
+    ctest = ["ctest", "--test-dir", str(build), "--output-on-failure", "--no-tests=error"]
+    if TOOLCHAINS[arch]:
+        # The Makefile cross build already ran every C test under qemu: here one test shows the
+        # toolchain file's CMAKE_CROSSCOMPILING_EMULATOR works (the others cost minutes emulated).
+        ctest += ["-R", "test_huffdecode_op"]
+    for cmd in (configure, ["cmake", "--build", str(build), "-j", "1"], ctest):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
     lib = build / "libdc_huffdecode.so"
