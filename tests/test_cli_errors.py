@@ -1,0 +1,188 @@
+"""`dc-keras pack` / `unpack` on bad input and hostile environments (issue 10): not a flatbuffer,
+truncated .tflite, unsupported schema version, read-only output directory, disk full. Each must
+exit non-zero with a one-line reason, leave the input unchanged and leave no (partial) output
+file behind.
+
+Read-only directory and disk full are real when the tests run as root (a read-only tmpfs and a
+tiny tmpfs are mounted); otherwise the directory is chmod 0555 and disk full is simulated in
+process by a write that raises ENOSPC, through the same command function.
+"""
+import contextlib
+import errno
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+
+import _export_models as em
+from dc_keras import export
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "dc_keras.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def _error_line(r):
+    """The CLI's error: non-zero exit and exactly one 'dc-keras CMD: error: ...' line."""
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ": error: " in ln and ln.startswith("dc-keras ")]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def _snapshot(d):
+    return sorted(p.name for p in d.iterdir())
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return em.tflite("dense", None)
+
+
+def _with_schema_version(model, version):
+    """``model`` with the Model.version field (flatbuffer field 0) set to ``version``."""
+    from dc_keras.export._flatbuffer import schema
+
+    root = schema.Model.GetRootAs(model, 0)
+    o = root._tab.Offset(4)
+    assert o, "converter output always stores the schema version"
+    pos = root._tab.Pos + o
+    assert struct.unpack_from("<I", model, pos)[0] == 3
+    return model[:pos] + struct.pack("<I", version) + model[pos + 4:]
+
+
+def test_bad_inputs_through_the_cli(tmp_path, plain):
+    """One CLI process per kind of bad input; each fails with one line and writes nothing."""
+    cases = {
+        "garbage.tflite": b"this is not a flatbuffer, just text\n" * 10,
+        "empty.tflite": b"",
+        "truncated.tflite": plain[: len(plain) // 2],
+        "version99.tflite": _with_schema_version(plain, 99),
+        "packed_then_truncated.tflite": export.pack(plain)[:-100],
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    before = _snapshot(tmp_path)
+    reasons = {}
+    for name, data in cases.items():
+        cmd = "unpack" if name.startswith("packed") else "pack"
+        r = _cli(cmd, tmp_path / name, tmp_path / ("out_" + name))
+        reasons[name] = _error_line(r)
+        assert (tmp_path / name).read_bytes() == data  # input unchanged
+        assert _snapshot(tmp_path) == before, name  # no output, no temporary file
+    assert "not a .tflite" in reasons["garbage.tflite"]
+    assert "version" in reasons["version99.tflite"] and "99" in reasons["version99.tflite"]
+    r = _cli("pack", tmp_path / "missing.tflite", tmp_path / "out.tflite")
+    assert "missing.tflite" in _error_line(r)
+
+
+@pytest.mark.parametrize("cut", [1, 8, 16, 64, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, -1])
+def test_truncated_tflite_rejected(plain, cut):
+    """Truncations anywhere: pack/unpack/inspect raise ValueError naming the problem."""
+    n = cut if isinstance(cut, int) and cut > 0 else int(len(plain) * cut) if cut > 0 else len(plain) - 1
+    data = plain[:n]
+    for fn in (export.pack, export.unpack, export.inspect):
+        with pytest.raises(ValueError, match="tflite|malformed|truncated|bytes"):
+            fn(data)
+
+
+def test_unsupported_schema_version_rejected(plain):
+    for v in (0, 2, 4, 99, 2**31):
+        with pytest.raises(ValueError, match="version"):
+            export.pack(_with_schema_version(plain, v))
+
+
+@contextlib.contextmanager
+def _tmpfs(path, options):
+    """Mounts a tmpfs at ``path`` (root only); yields False when that is not possible."""
+    path.mkdir(exist_ok=True)
+    if os.geteuid() != 0:
+        yield False
+        return
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if r.returncode != 0:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_read_only_output_directory(tmp_path, plain):
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    ro = tmp_path / "ro"
+    with _tmpfs(ro, "ro,size=1m") as mounted:
+        if not mounted:
+            ro.chmod(0o555)
+        try:
+            r = _cli("pack", src, ro / "m.packed.tflite")
+            line = _error_line(r)
+            assert "Read-only" in line or "Permission denied" in line, line
+            assert os.listdir(ro) == []
+        finally:
+            if not mounted:
+                ro.chmod(0o755)
+    assert src.read_bytes() == plain
+
+
+def test_disk_full_real_tmpfs(tmp_path, plain):
+    """A 4 KiB tmpfs cannot hold the packed model: ENOSPC, one line, nothing left behind."""
+    packed = export.pack(plain)
+    full = tmp_path / "full"
+    with _tmpfs(full, "size=4k") as mounted:
+        if not mounted:
+            pytest.skip("needs root to mount a tmpfs (the in-process ENOSPC test covers this path)")
+        assert len(packed) > 4096, "model too small to fill the tmpfs"
+        src = tmp_path / "m.tflite"
+        src.write_bytes(plain)
+        r = _cli("pack", src, full / "m.packed.tflite")
+        line = _error_line(r)
+        assert "No space left" in line, line
+        assert os.listdir(full) == []
+        assert src.read_bytes() == plain
+
+
+def test_disk_full_simulated_in_process(tmp_path, plain, monkeypatch, capsys):
+    """ENOSPC from the write itself, through the CLI's command dispatcher in this process."""
+    from absl import flags
+
+    from dc_keras import cli
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["dc-keras"])
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    real_fdopen = os.fdopen
+
+    class _Full:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            self._f.write(data[: len(data) // 2])  # a partial write, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: _Full(real_fdopen(fd, *a, **k)))
+    for cmd, inp in (("pack", src),):
+        rc = cli._main(["dc-keras", cmd, str(inp), str(tmp_path / "out.tflite")])
+        err = capsys.readouterr().err
+        assert rc == 1
+        lines = [ln for ln in err.splitlines() if ln.startswith(f"dc-keras {cmd}: error:")]
+        assert len(lines) == 1 and "No space left" in lines[0], err
+    assert _snapshot(tmp_path) == ["m.tflite"]
+    assert src.read_bytes() == plain
