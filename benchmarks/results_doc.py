@@ -58,9 +58,9 @@ def plot_size_vs_error(result, path):
 
 
 def table1_summary(results):
-    lines = ["| model | baseline error | dc_keras ratio | dc_keras error | paper ratio | paper error | "
+    lines = ["| model | baseline error | params kept | dc_keras ratio | dc_keras error | paper ratio | paper error | "
              "tfmot ratio (zipped) | tfmot error | goal | met |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         tf = r.get("tfmot")
         tf_zip = next((p for p in r["peers"] if p["method"].startswith("tfmot: same, zipped")), None)
@@ -68,15 +68,15 @@ def table1_summary(results):
         met = r["ratio"] >= g["ratio"] and r["test_error"] <= g["test_error"]
         stretch = " (stretch %.0fx: %s)" % (g["stretch_ratio"], "yes" if r["ratio"] >= g["stretch_ratio"] else "no")
         lines.append(
-            f"| {r['model']} | {pct(r['baseline_error'])} | **{ratio(r['ratio'])}** | **{pct(r['test_error'])}** | "
+            f"| {r['model']} | {pct(r['baseline_error'])} | {pct(r['stages'][-1]['kept_fraction'])} | **{ratio(r['ratio'])}** | **{pct(r['test_error'])}** | "
             f"{ratio(r['paper']['ratio'])} | {pct(r['paper']['test_error'])} | "
             f"{ratio(tf_zip['ratio']) if tf_zip else '-'} | {pct(tf['test_error']) if tf else '-'} | "
             f">= {g['ratio']:.0f}x at <= {100 * g['test_error']:.2f} % | {'yes' if met else 'no'}{stretch} |")
     return lines
 
 
-def model_section(r, img_rel):
-    out = [f"## {r['model']}", ""]
+def model_section(r, img_rel, title=None):
+    out = [f"## {title or r['model']}", ""]
     c = r["config"]
     out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, "
             f"{r['timings'].get('total_minutes', 0):.0f} min wall time.  ",
@@ -185,11 +185,14 @@ def main(argv=None):
                   "on the same baseline weights with the same per-layer sparsity, number of shared values, "
                   "epochs and optimizer, size of the zipped `.tflite`.", ""]
         lines += table1_summary(results) + [""]
+        seen = {}
         for r in results:
-            img = os.path.join(args.img_dir, f"{r['model'].replace('-', '_')}_size_vs_error.png")
+            n = seen[r["model"]] = seen.get(r["model"], 0) + 1
+            title = r["model"] if n == 1 else f"{r['model']}, operating point {n} (sparsity {r['config']['sparsity']})"
+            img = os.path.join(args.img_dir, f"{r['model'].replace('-', '_')}{'' if n == 1 else f'_{n}'}_size_vs_error.png")
             if r["peers"]:
                 plot_size_vs_error(r, img)
-            lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."))
+            lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."), title)
     lines += ["## Reproduce", "", "```sh",
               "make install && .venv/bin/pip install -e '.[bench]'   # bench: tf_keras, tfmot 0.8.1, zstandard",
               ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines",
