@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - depends on the installed runtime
 import flatbuffers
 
 FILE_IDENTIFIER = b"TFL3"
+SCHEMA_VERSION = 3  # Model.version written by every converter since TF 1.x; runtimes reject others
 BUFFER_ALIGNMENT = 16
 CUSTOM_CODE = 32  # BuiltinOperator.CUSTOM
 HUFFDECODE = b"HuffDecode"
@@ -113,6 +114,9 @@ def read_model(data) -> "schema.ModelT":
         raise
     except Exception as exc:  # flatbuffers raises struct.error, IndexError, ... on garbage
         raise ValueError(f"malformed .tflite: {type(exc).__name__}: {exc}") from None
+    if model.version != SCHEMA_VERSION:
+        raise ValueError(f"unsupported .tflite schema version {model.version} (this tool reads version "
+                         f"{SCHEMA_VERSION}, the only one TFLite runtimes load)")
     if not model.subgraphs:
         raise ValueError("malformed .tflite: the model has no subgraph")
     nbuf = len(model.buffers or [])
