@@ -78,8 +78,14 @@ def table1_summary(results):
 def model_section(r, img_rel, title=None):
     out = [f"## {title or r['model']}", ""]
     c = r["config"]
-    out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, "
-            f"{r['timings'].get('total_minutes', 0):.0f} min wall time.  ",
+    total = r["timings"].get("total_minutes")
+    wall = f"{total:.0f} min wall time" if total is not None else "wall time not recorded (peer runs interrupted)"
+    reused = [label for k, label in (("prune_minutes", "pruned"), ("cluster_minutes", "weight-shared"))
+              if k in r["timings"] and r["timings"][k] is None]
+    if reused:
+        wall += (f"; the {' and '.join(reused)} stage models were reused (`--resume`) from an earlier run of "
+                 "the same code with identical settings, everything else ran in this one")
+    out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, {wall}.  ",
             f"Per-layer sparsity {c['sparsity']}, bits {c['bits']}, {c['prune_epochs']} pruning epochs, "
             f"{c['cluster_epochs']} weight-sharing epochs, seed {c['seed']}.", ""]
     out += ["### Stages", "",
