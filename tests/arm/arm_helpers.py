@@ -8,9 +8,10 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 KERNELS = ROOT / "tflite_kernels"
 
-# arch -> (build dir, qemu command prefix); "host" is the x86_64 reference build.
+# arch -> (build dir, qemu command prefix); "host" is the x86_64 reference build (its own dir:
+# `make lib` of other sessions rebuilds tflite_kernels/build/ concurrently).
 ARCHS = {
-    "host": (KERNELS / "build", []),
+    "host": (KERNELS / "build" / "x86_64", []),
     "aarch64": (KERNELS / "build" / "aarch64", ["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"]),
     "armv7": (KERNELS / "build" / "armv7", ["qemu-arm-static", "-L", "/usr/arm-linux-gnueabihf"]),
 }

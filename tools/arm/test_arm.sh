@@ -34,7 +34,7 @@ else
   ARMV7_CFLAGS=""
   if grep -qs 'arm_neon.h' $K/src/*.c $K/src/*.h $K/include/*.h; then ARMV7_CFLAGS="-mfpu=neon"; fi
   step "host (x86_64 reference) build"
-  make -s -C $K all tools
+  make -s -C $K BUILD=build/x86_64 all tools
   step "aarch64: build + C tests under qemu-aarch64"
   make -s -C $K CC=aarch64-linux-gnu-gcc BUILD=build/aarch64 \
     RUN="qemu-aarch64-static -L /usr/aarch64-linux-gnu" all tools test
@@ -42,7 +42,7 @@ else
   make -s -C $K CC=arm-linux-gnueabihf-gcc BUILD=build/armv7 CFLAGS="$ARMV7_CFLAGS" \
     RUN="qemu-arm-static -L /usr/arm-linux-gnueabihf" all tools test
   step "ELF portability check"
-  "$PY" tools/arm/check_abi.py $K/build/libdc_huffdecode.so $K/build/aarch64/libdc_huffdecode.so \
+  "$PY" tools/arm/check_abi.py $K/build/x86_64/libdc_huffdecode.so $K/build/aarch64/libdc_huffdecode.so \
     $K/build/armv7/libdc_huffdecode.so
 fi
 
