@@ -10,11 +10,13 @@
  *  - TfLiteNode, TfLiteContext and TfLiteDelegate are only reached through
  *    pointers; every field we touch is declared at its upstream offset
  *    (asserted below for LP64 targets: x86_64, aarch64).
- *  - TfLiteRegistration is copied by the runtime (MutableOpResolver::AddCustom,
- *    ReplaceNodeSubsetsWithDelegateKernels takes it by value), and newer
- *    runtimes read fields past the classic ones, so it is declared in full and
- *    followed by a zero-filled reserve: a runtime with a larger struct reads
- *    zeros (= "not set") instead of whatever follows in memory.
+ *  - TfLiteRegistration is declared exactly as upstream (size asserted): it is
+ *    passed BY VALUE to ReplaceNodeSubsetsWithDelegateKernels, and on AAPCS32
+ *    (armv7) a larger struct would shift the arguments that follow it.
+ *    Registrations handed out BY POINTER (the op's, for AddCustom and the C
+ *    API, which copy sizeof(their struct)) live in DcPaddedRegistration, whose
+ *    zero-filled tail makes a newer runtime with a larger struct read zeros
+ *    (= "not set") instead of whatever follows in memory.
  *
  * Enum values that matter and are easy to get wrong:
  *  - TfLiteType (runtime) is NOT the schema's TensorType:
@@ -149,9 +151,15 @@ typedef struct TfLiteRegistration {
   void* registration_external; /* TfLiteOperator*            */
   void* async_kernel;          /* TfLiteAsyncKernel* (*)(...) */
   uint64_t inplace_operator;
-  /* Not upstream: zeros for fields a newer runtime may have added. */
-  uint64_t dc_reserved_[DC_TFLITE_REGISTRATION_RESERVE];
 } TfLiteRegistration;
+
+/* Not upstream: a registration followed by zeros for fields a newer runtime
+ * may have added; hand out &padded.reg wherever the runtime copies from a
+ * pointer. */
+typedef struct DcPaddedRegistration {
+  TfLiteRegistration reg;
+  uint64_t zero_tail[DC_TFLITE_REGISTRATION_RESERVE];
+} DcPaddedRegistration;
 
 typedef struct TfLiteContext {
   size_t tensors_size;
@@ -215,6 +223,7 @@ DC_ABI_ASSERT(offsetof(TfLiteRegistration, builtin_code) == 40, reg_builtin);
 DC_ABI_ASSERT(offsetof(TfLiteRegistration, custom_name) == 48, reg_name);
 DC_ABI_ASSERT(offsetof(TfLiteRegistration, version) == 56, reg_version);
 DC_ABI_ASSERT(offsetof(TfLiteRegistration, inplace_operator) == 80, reg_inplace);
+DC_ABI_ASSERT(sizeof(TfLiteRegistration) == 88, reg_size);
 DC_ABI_ASSERT(offsetof(TfLiteContext, tensors) == 16, ctx_tensors);
 DC_ABI_ASSERT(offsetof(TfLiteContext, ResizeTensor) == 32, ctx_resize);
 DC_ABI_ASSERT(offsetof(TfLiteContext, ReportError) == 40, ctx_report);

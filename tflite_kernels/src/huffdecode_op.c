@@ -269,19 +269,21 @@ static TfLiteStatus op_invoke(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk; /* the output was decoded in Prepare */
 }
 
-/* Static storage: every field not named here (incl. the reserve) is zero. */
-static const TfLiteRegistration g_op_registration = {
-    .init = op_init,
-    .free = op_free,
-    .prepare = op_prepare,
-    .invoke = op_invoke,
-    .builtin_code = kTfLiteBuiltinCustom,
-    .custom_name = kOpName,
-    .version = 1,
+/* Static storage: every field not named here (incl. the zero tail) is zero. */
+static const DcPaddedRegistration g_op_registration = {
+    .reg = {
+        .init = op_init,
+        .free = op_free,
+        .prepare = op_prepare,
+        .invoke = op_invoke,
+        .builtin_code = kTfLiteBuiltinCustom,
+        .custom_name = kOpName,
+        .version = 1,
+    },
 };
 
 DC_EXPORT const TfLiteRegistration* DcKerasHuffDecodeRegistration(void) {
-  return &g_op_registration;
+  return &g_op_registration.reg;
 }
 
 typedef void (*AddCustomII)(void* self, const char* name,
