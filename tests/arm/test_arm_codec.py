@@ -3,10 +3,31 @@
 Packed inputs are made at test time by the x86 Python encoder (``dc_keras.codec.encode``); the
 ``dc_decode`` tool (tflite_kernels/tools/dc_decode.c, linked against each architecture's
 libdc_huffdecode.so) decodes them natively on x86_64 and under qemu on aarch64 / armv7."""
+import json
+
 import numpy as np
 import pytest
 
-from arm_helpers import built, run_arch
+from arm_helpers import built, run_aarch64_python, run_arch
+
+# Runs in the emulated aarch64 Python: dc_keras.codec (numpy encoder + ctypes decoder) on ARM.
+AARCH64_SCRIPT = r"""
+import json, os, sys
+import numpy as np
+os.environ["DC_KERAS_LIBRARY"] = sys.argv[1]
+from dc_keras import codec
+d = sys.argv[2]
+for name in sys.argv[3:]:
+    src = np.load(os.path.join(d, name + ".npy"))
+    kw = json.load(open(os.path.join(d, name + ".kw")))
+    with open(os.path.join(d, name + ".dcp"), "rb") as f:
+        packed_x86 = f.read()
+    out = codec.decode(packed_x86)
+    np.save(os.path.join(d, name + ".aarch64py.npy"), out)
+    with open(os.path.join(d, name + ".aarch64.dcp"), "wb") as f:
+        f.write(codec.encode(src, **kw))
+print("ok")
+"""
 
 
 def _arrays():
@@ -53,6 +74,8 @@ def decoded(arm_env, tmp_path_factory):
     cases = _arrays()
     for name, (array, kw) in cases.items():
         (tmp / f"{name}.dcp").write_bytes(codec.encode(array, **kw))
+        np.save(tmp / f"{name}.npy", array)
+        (tmp / f"{name}.kw").write_text(json.dumps(kw))
     results = {}
     for arch in ("host", "aarch64", "armv7"):
         argv = [built(arch, "dc_decode")]
@@ -60,6 +83,12 @@ def decoded(arm_env, tmp_path_factory):
             argv += [tmp / f"{name}.dcp", tmp / f"{name}.{arch}.raw"]
         run_arch(arch, argv)
         results[arch] = {name: (tmp / f"{name}.{arch}.raw").read_bytes() for name in cases}
+    (tmp / "aarch64_codec.py").write_text(AARCH64_SCRIPT)
+    run_aarch64_python(arm_env, [tmp / "aarch64_codec.py", built("aarch64", "libdc_huffdecode.so"),
+                                 tmp, *cases], cpu="cortex-a76")
+    results["aarch64-python"] = {name: np.load(tmp / f"{name}.aarch64py.npy") for name in cases}
+    results["aarch64-encoder"] = {name: (tmp / f"{name}.aarch64.dcp").read_bytes() for name in cases}
+    results["x86-encoder"] = {name: (tmp / f"{name}.dcp").read_bytes() for name in cases}
     return cases, results
 
 
@@ -80,6 +109,17 @@ def test_python_decode_agrees(decoded):
         out = codec.decode(codec.encode(array, **kw))
         assert out.dtype == array.dtype and out.shape == array.shape
         assert out.tobytes() == results["aarch64"][name]
+
+
+def test_dc_keras_codec_on_emulated_aarch64(decoded):
+    """dc_keras.codec on aarch64 Python (ctypes binding of the aarch64 library): decodes the x86
+    encoder's bytes to the original arrays, and its own encoder writes the same bytes as x86's."""
+    cases, results = decoded
+    for name, (array, _) in cases.items():
+        out = results["aarch64-python"][name]
+        assert out.dtype == array.dtype and out.shape == array.shape, name
+        assert out.tobytes() == array.tobytes(), name
+        assert results["aarch64-encoder"][name] == results["x86-encoder"][name], name
 
 
 @pytest.mark.parametrize("arch", ["aarch64", "armv7"])
