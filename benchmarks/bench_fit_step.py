@@ -82,10 +82,12 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--skip-tfmot", action="store_true", help="time dc_keras only")
     args = p.parse_args(argv)
     print(f"LeNet-300-100, batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, 90 % sparsity")
     print(f"{'framework':32} {'plain ms/step':>14} {'pruned ms/step':>15} {'ratio':>7}")
-    for label, legacy in (("dc_keras (Keras 3)", False), ("tfmot 0.8 (tf_keras, Keras 2)", True)):
+    sides = (("dc_keras (Keras 3)", False),) + (() if args.skip_tfmot else (("tfmot 0.8 (tf_keras, Keras 2)", True),))
+    for label, legacy in sides:
         t0 = time.time()
         result, err = run(legacy, args.steps, args.repeats, args.batch_size)
         if result is None:

@@ -54,6 +54,10 @@ def main(argv=None):
     p.add_argument("--finetune-epochs", type=int, default=10, help="retraining at the final sparsity")
     p.add_argument("--cluster-epochs", type=int, default=4)
     p.add_argument("--bits", type=int, default=5, help="bits per FC layer for weight sharing")
+    p.add_argument("--prune-lr", type=float, default=1e-3, help="initial LR (cosine decay) while pruning + retraining")
+    p.add_argument("--cluster-lr", type=float, default=1e-4, help="initial LR (cosine decay) of centroid fine-tuning")
+    p.add_argument("--baseline", default=None, metavar="PATH",
+                   help="reuse baseline weights from PATH (.weights.h5) if it exists, else train and save them there")
     p.add_argument("--sparsity", default="fc1=0.925,fc2=0.91,fc3=0.74", help="per-layer final sparsity")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=1)
@@ -108,10 +112,16 @@ def main(argv=None):
 
     # 1. baseline
     model = dc_keras.models.lenet_300_100()
-    decay = keras.optimizers.schedules.CosineDecay(1e-3, args.baseline_epochs * steps_per_epoch, alpha=0.05)
-    model.compile(keras.optimizers.Adam(decay), loss)
-    fit(model, args.baseline_epochs)
-    epochs_total += args.baseline_epochs
+    if args.baseline and os.path.exists(args.baseline):
+        model.load_weights(args.baseline)
+        print(f"baseline weights from {args.baseline} (trained by an earlier run)")
+    else:
+        decay = keras.optimizers.schedules.CosineDecay(1e-3, args.baseline_epochs * steps_per_epoch, alpha=0.05)
+        model.compile(keras.optimizers.Adam(decay), loss)
+        fit(model, args.baseline_epochs)
+        epochs_total += args.baseline_epochs
+        if args.baseline:
+            model.save_weights(args.baseline)
     base_err, _ = table(model, "baseline")
 
     # 2. iterative pruning (AGP) + retraining
@@ -120,7 +130,7 @@ def main(argv=None):
                  for name, s in targets.items()}
     pruned = dc_keras.prune(model, layers=schedules)
     total_steps = (args.prune_epochs + args.finetune_epochs) * steps_per_epoch
-    lr = keras.optimizers.schedules.CosineDecay(3e-4, total_steps, alpha=0.05)
+    lr = keras.optimizers.schedules.CosineDecay(args.prune_lr, total_steps, alpha=0.05)
     pruned.compile(keras.optimizers.Adam(lr), loss)
     fit(pruned, args.prune_epochs + args.finetune_epochs, [dc_keras.PruningCallback()])
     epochs_total += args.prune_epochs + args.finetune_epochs
@@ -132,7 +142,7 @@ def main(argv=None):
     clustered = dc_keras.cluster(stripped, bits=bits, init="linear")
     err0 = error(clustered)
     print(f"\nclustered before fine-tuning: test error {err0:.2f} %")
-    lr = keras.optimizers.schedules.CosineDecay(1e-4, args.cluster_epochs * steps_per_epoch, alpha=0.1)
+    lr = keras.optimizers.schedules.CosineDecay(args.cluster_lr, args.cluster_epochs * steps_per_epoch, alpha=0.1)
     clustered.compile(keras.optimizers.Adam(lr), loss)
     fit(clustered, args.cluster_epochs)
     epochs_total += args.cluster_epochs

@@ -167,9 +167,14 @@ def test_training_without_callback_fails_fast():
         pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0)
     # after adding the callback the same model trains
     pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
-    # and a later fit without it fails again instead of silently reusing the old graph
+    layer = pruned.get_layer("d1")
+    assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 3
+    # a train function traced with the callback keeps its in-graph schedule
+    pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0)
+    assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 6
+    # eager training steps are traced anew: they fail without the callback
     with pytest.raises(Exception, match="PruningCallback"):
-        pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0)
+        pruned(X, training=True)
     with pytest.raises(ValueError, match="no pruned layers"):
         compile_(mlp()).fit(X, Y, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
 
@@ -337,7 +342,7 @@ def test_subclassed_model_and_custom_layer():
     plain_subclass(X[:2])
     with pytest.raises(ValueError, match="subclassed"):
         dc_keras.prune(plain_subclass, ConstantSparsity(0.5, 0))
-    # Keras does not pass `training` through a call() without it: detected after the first batch
+    # Keras does not pass `training` through a call() without it: detected at the end of the first epoch
     with pytest.raises(RuntimeError, match="training"):
         compile_(NoTrainingArg()).fit(X, Y, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
 

@@ -98,6 +98,7 @@ class PruneWrapper(_base.CompressionWrapper):
             raise ValueError("`sparsity_m_by_n` needs a sparsity schedule (ConstantSparsity or PolynomialDecay).")
         super().__init__(layer, **kwargs)
         self._armed = False
+        self._trace_failed = False
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
 
@@ -168,6 +169,7 @@ class PruneWrapper(_base.CompressionWrapper):
         pairs = []
         if training:
             if not self._armed:
+                self._trace_failed = True
                 raise RuntimeError(_NO_CALLBACK.format(name=self.name))
             step = ops.convert_to_tensor(self.pruning_step)
             update = self.schedule.should_update(step)
@@ -180,6 +182,7 @@ class PruneWrapper(_base.CompressionWrapper):
                     lambda w=w, m=m_old, t=t_old, a=axis: self._new_mask(w, m, t, a, step),
                     lambda m=m_old, t=t_old: (m, t),
                 )
+                m_new = ops.stop_gradient(m_new)
                 mask.assign(m_new)
                 threshold.assign(t_new)
                 pairs.append((var, var * ops.cast(m_new, var.dtype)))
@@ -271,7 +274,8 @@ class PruningCallback(keras.callbacks.Callback):
 
     The step counter itself advances inside the traced training step (one per batch, also with
     ``steps_per_execution > 1``) and is saved with the model, so a reloaded model resumes its
-    schedule. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
+    schedule. Tracing a training step of a pruned layer without the callback raises an error; a
+    train function already traced with the callback keeps pruning correctly in later fit() calls. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
     step and ``cb.on_train_end()`` after the last.
 
     Example:
@@ -301,16 +305,21 @@ class PruningCallback(keras.callbacks.Callback):
             wrapper._armed = True
         self._start_steps = [self._step_of(w) for w in wrappers]
         self._verified = False
-        # A train function traced before (e.g. by a fit() that failed without this callback) is
-        # stale: start from a fresh one (traced lazily on the first batch).
-        if getattr(self.model, "train_function", None) is not None and hasattr(self.model, "make_train_function"):
-            self.model.make_train_function(force=True)
+        # A train function whose tracing failed because this callback was missing is stale:
+        # start from a fresh one (traced lazily on the first batch). Otherwise keep the cached one.
+        if any(w._trace_failed for w in wrappers) and hasattr(self.model, "make_train_function"):
+            if getattr(self.model, "train_function", None) is not None:
+                self.model.make_train_function(force=True)
+        for wrapper in wrappers:
+            wrapper._trace_failed = False
 
     @staticmethod
     def _step_of(wrapper):
         return int(ops.convert_to_numpy(wrapper.pruning_step)) if wrapper.built else 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _verify_progress(self):
+        # Not a batch hook on purpose: overriding on_train_batch_* makes Keras synchronise with
+        # the device after every step, which costs more than the pruning itself.
         if self._verified:
             return
         self._verified = True
@@ -318,17 +327,18 @@ class PruningCallback(keras.callbacks.Callback):
         stuck = [w.name for w, start in zip(wrappers, self._start_steps) if self._step_of(w) == start]
         if stuck:
             raise RuntimeError(
-                f"Pruned layer(s) {stuck} were not called in training mode during the first training "
-                "step, so they cannot prune. A subclassed model's call() must accept `training` and "
-                "pass it on (def call(self, x, training=None): ...)."
+                f"Pruned layer(s) {stuck} were not called in training mode during training, so they "
+                "cannot prune. A subclassed model's call() must accept `training` and pass it on "
+                "(def call(self, x, training=None): ...)."
             )
 
     def on_train_end(self, logs=None):
+        self._disarm()
+        self._verify_progress()
+
+    def _disarm(self):
         for wrapper in self._wrappers():
             wrapper._armed = False
-        # Force a retrace on the next fit() so that training without the callback is detected.
-        if hasattr(self.model, "train_function"):
-            self.model.train_function = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -342,6 +352,11 @@ class PruningCallback(keras.callbacks.Callback):
         return result
 
     def on_epoch_end(self, epoch, logs=None):
+        try:
+            self._verify_progress()
+        except RuntimeError:
+            self._disarm()
+            raise
         if self.log_dir is None:
             return
         import tensorflow as tf  # TensorBoard summaries (callback code, not layer code)
