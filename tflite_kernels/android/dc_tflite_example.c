@@ -12,9 +12,8 @@
  *  2. Delegate: TfLiteInterpreterOptionsAddDelegate(options, tflite_plugin_create_delegate(...)).
  *     The delegate decodes every packed tensor before XNNPACK looks at the graph, so the packed
  *     model runs on the same kernels as the unpacked one.  This is the route dc_keras.runtime
- *     uses and the one tested under emulation (make test-arm).  Not on armeabi-v7a for now
- *     (see docs/android.md, "Known issues").
- *     From Kotlin with the Java API: wrap nativeCreateHuffDecodeDelegate() in an
+ *     uses and the one tested under emulation (make test-arm; LiteRT Python on aarch64).
+ *     From Kotlin with the Java API: wrap HuffDecodeDelegate.nativeCreate() (below) in an
  *     org.tensorflow.lite.Delegate and pass it to Interpreter.Options.addDelegate().
  *
  * Needs the TFLite C API headers and library: the org.tensorflow:tensorflow-lite AAR ships them
