@@ -259,3 +259,14 @@ def test_large_constant_tensor_uses_one_bit_code():
         codec.encode(np.zeros(5_000_000, np.float32), layout="sparse")
     small = roundtrip(np.zeros(4_000_000, np.float32))
     assert len(small) < 64
+
+
+@pytest.mark.slow
+def test_ten_million_elements_roundtrip():
+    rng = np.random.default_rng(12)
+    centroids = np.linspace(-0.2, 0.2, 32).astype(np.float32)
+    w = np.where(rng.random(10_000_000) < 0.08, rng.choice(centroids, size=10_000_000), 0).astype(np.float32)
+    p = roundtrip(w)
+    assert codec.info(p)["layout"] == "sparse"
+    d = rng.choice(centroids, size=(2500, 4000))
+    roundtrip(d)
