@@ -22,8 +22,9 @@ extern "C" {
 #define DC_API __attribute__((visibility("default")))
 #endif
 
-/* Element types: numerically equal to TFLite's TensorType enum (schema.fbs),
- * so the op can compare them with TfLiteType directly. */
+/* Element types: numerically equal to the TensorType enum of the TFLite flatbuffer schema
+ * (schema.fbs). Note that the runtime's TfLiteType enum numbers some types differently
+ * (float32 is 1 and float16 is 10 there), so the op maps between the two explicitly. */
 enum {
   DC_DTYPE_FLOAT32 = 0,
   DC_DTYPE_FLOAT16 = 1,
