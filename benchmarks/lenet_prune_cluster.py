@@ -64,6 +64,7 @@ def main(argv=None):
     p.add_argument("--augment", type=int, default=2, metavar="PX",
                    help="random translations of up to PX pixels on the training images (0: off)")
     p.add_argument("--out", default=None, help="write the final stripped model (.keras) here")
+    p.add_argument("--out-pruned", default=None, help="write the pruned, stripped (not clustered) model here")
     args = p.parse_args(argv)
 
     import keras
@@ -136,6 +137,8 @@ def main(argv=None):
     epochs_total += args.prune_epochs + args.finetune_epochs
     stripped = dc_keras.strip(pruned)
     prune_err, density = table(stripped, "pruned (stripped)")
+    if args.out_pruned:
+        stripped.save(args.out_pruned)
 
     # 3. weight sharing + centroid fine-tuning
     bits = {layer.name: args.bits for layer in stripped.layers if isinstance(layer, keras.layers.Dense)}
