@@ -174,20 +174,18 @@ def checksum(content, header):
              np.frombuffer(tail + b"\0" * ((-len(tail)) % 4), "<u4"),
              np.frombuffer(header, "<u4")]
     m = sum(len(p) for p in parts)
-    # a = 1 + sum w_i, b = m + sum (m - i) w_i  (mod 2^32 - 1); the products are split into
-    # 16-bit halves so that every partial sum fits exactly in uint64.
+    # a = 1 + sum w_i, b = m + sum (m - i) w_i  (mod 2^32 - 1). Each product (< 2^63) is exact
+    # in uint64 and is reduced as hi + lo (2^32 = 1 mod P), so the partial sums stay exact.
     a, b, i = 1, m, 0
     chunk = 1 << 22
+    m32 = np.uint64(0xFFFFFFFF)
     for p in parts:
         for s in range(0, len(p), chunk):
             w = p[s:s + chunk].astype(np.uint64)
-            t = np.uint64(m - i) - np.arange(len(w), dtype=np.uint64)  # m - i, < 2^32
-            wh, wl = w >> np.uint64(16), w & np.uint64(0xFFFF)
-            th, tl = t >> np.uint64(16), t & np.uint64(0xFFFF)
+            prod = np.arange(m - i, m - i - len(w), -1, dtype=np.int64).view(np.uint64)
+            prod *= w
             a += int(w.sum(dtype=np.uint64))
-            b += ((int((wh * th).sum(dtype=np.uint64)) << 32)
-                  + ((int((wh * tl).sum(dtype=np.uint64)) + int((wl * th).sum(dtype=np.uint64))) << 16)
-                  + int((wl * tl).sum(dtype=np.uint64)))
+            b += int((prod >> np.uint64(32)).sum(dtype=np.uint64)) + int((prod & m32).sum(dtype=np.uint64))
             i += len(w)
     return a % _P, b % _P
 
@@ -225,29 +223,40 @@ def _sparse_plan(idx, counts, limit):
     val_counts = np.bincount(vals, minlength=k)
     max_gap = max(int(gaps.max()) if len(gaps) else 0, trail)
 
+    # histogram of the gap values when that is shorter than the gap list (the usual case)
+    gap_values = gap_weights = None
+    if len(gaps) and int(gaps.max()) < 4 * len(gaps):
+        gap_weights = np.bincount(gaps)
+        gap_values = np.flatnonzero(gap_weights)
+        gap_weights = gap_weights[gap_values]
+
     def histograms(g):
-        q = gaps // g
-        fill = int(q.sum()) + trail // g
-        gh = np.bincount(gaps % g, minlength=g)
+        if gap_values is not None:
+            fill = int(np.dot(gap_values // g, gap_weights)) + trail // g
+            gh = np.bincount(gap_values % g, weights=gap_weights, minlength=g).astype(np.int64)
+        else:
+            fill = int((gaps // g).sum()) + trail // g
+            gh = np.bincount(gaps % g, minlength=g)
         gh[g - 1] += fill
         ih = val_counts.copy()
         ih[bg] += fill
-        return q, gh, ih
+        return gh, ih
 
     est = []
     for g in _gap_candidates(min(max_gap, (1 << limit) - 1)):  # every gap symbol codable
-        _, gh, ih = histograms(g)
+        gh, ih = histograms(g)
         bits = _entropy_bits(gh) + _entropy_bits(ih) + 8 * (1 + (g + 1) // 2)
         est.append((bits, g))
     est.sort()
     best = None
     for _, g in est[:3]:
-        q, gh, ih = histograms(g)
+        gh, ih = histograms(g)
         gcode, icode = _Code(gh, limit), _Code(ih, limit)
         size = (gcode.bits + icode.bits) / 8 + gcode.descriptor_size() + icode.descriptor_size() + 8
         if best is None or size < best[0]:
-            best = (size, g, q, gcode, icode)
-    size, g, q, gcode, icode = best
+            best = (size, g, gcode, icode)
+    size, g, gcode, icode = best
+    q = gaps // g
     return {"size": size, "bg": bg, "vals": vals, "gaps": gaps, "trail": trail, "G": g, "q": q,
             "gap_code": gcode, "index_code": icode}
 
