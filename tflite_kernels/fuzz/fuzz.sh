@@ -9,7 +9,10 @@
 #
 # Environment: PY (a python that can import dc_keras' codec, for the seeds; default python3),
 # CC (replay compiler, default cc), CLANG (libFuzzer compiler, default: clang, clang-NN),
-# FUZZ_SECONDS, FUZZ_ARGS (extra libFuzzer flags), OUT (default build-fuzz).
+# FUZZ_SECONDS, FUZZ_TIMEOUT (wall-clock seconds per input before libFuzzer reports a hang,
+# default 30: a 16 MiB constant decodes twice in ~0.5 s under ASan on an idle core, but a shared
+# machine can stretch that 20x), FUZZ_HARNESSES (default "decode op"), FUZZ_ARGS (extra
+# libFuzzer flags), OUT (default build-fuzz).
 # Exit status: 0 = no finding (or libFuzzer unavailable and not root: skipped with a message),
 # 1 = a harness found a crash / sanitizer error / failed property (reproducer in $OUT/artifacts).
 set -eu
@@ -17,7 +20,7 @@ cd "$(dirname "$0")/.."              # tflite_kernels/
 MODE=${1:-smoke}
 PY=${PY:-python3}
 OUT=${OUT:-build-fuzz}
-HARNESSES="decode op"
+HARNESSES=${FUZZ_HARNESSES:-decode op}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 CFLAGS_F="-std=c99 -g -O1 -Wall -Wextra -Werror -Iinclude"
 SRCS=$(ls src/*.c)
@@ -103,7 +106,7 @@ case "$MODE" in
       echo "== fuzz_$h: $SECS s ($("$CL" --version | head -n 1))"
       set +e
       # shellcheck disable=SC2086
-      "$OUT/fuzz_$h" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      "$OUT/fuzz_$h" -max_total_time="$SECS" -timeout="${FUZZ_TIMEOUT:-30}" -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$OUT/artifacts/$h-" ${FUZZ_ARGS:-} \
         "$CORPUS" "$OUT/seeds/$h" $(regressions "$h") >"$OUT/fuzz_$h.$MODE.log" 2>&1
       rc=$?
