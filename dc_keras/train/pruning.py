@@ -352,6 +352,15 @@ class PruningCallback(keras.callbacks.Callback):
         return result
 
     def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self._disarm()
+            raise RuntimeError(
+                f"PruningCallback: the training loss is {loss} at the end of epoch {epoch + 1}: the "
+                "weights are not finite, so magnitude pruning has masked all of them and the pruned "
+                "model is lost. Lower the learning rate or check the data for NaN/inf, then restart "
+                "from a checkpoint (e.g. keras.callbacks.BackupAndRestore)."
+            )
         try:
             self._verify_progress()
         except RuntimeError:
