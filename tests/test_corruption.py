@@ -29,6 +29,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -119,9 +120,15 @@ def spec(tmp_path_factory):
     assert len(originals) == len(buffers)
     assert all(weights[n] == originals[n] for n in weights), "uncorrupted packed model differs"
     data = {"packed": packed, "buffers": buffers, "x": x, "y_ref": y_ref, "originals": originals}
-    path = tmp_path_factory.mktemp("corruption") / "spec.pkl"
+    tmp = tmp_path_factory.mktemp("corruption")
+    path = tmp / "spec.pkl"
     path.write_bytes(pickle.dumps(data))
     data["path"] = str(path)
+    # Workers load a private snapshot of the library: a teammate rebuilding dc_keras/_native
+    # during the sweep must not be able to change (or crash) the code under test.
+    lib = tmp / "libdc_huffdecode.so"
+    shutil.copy(runtime.library_path(), lib)
+    data["library"] = str(lib)
     return data
 
 
@@ -220,7 +227,7 @@ def run_cases(spec, cases, route, workers=2, stall_timeout=60.0, startup_timeout
 
     results = {}
     queue = [c for c in (list(range(len(cases)))[k::workers] for k in range(workers)) if c]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, DC_KERAS_LIBRARY=spec["library"])
     tmp = tempfile.mkdtemp(prefix="dc_corruption_")
     serial = 0
     running = []  # [process, chunk, output path, done set, last progress time, ready]
@@ -272,6 +279,7 @@ def run_cases(spec, cases, route, workers=2, stall_timeout=60.0, startup_timeout
                 results[rest[0]] = ("hang" if rc == "hang" else "crash", f"worker exit {rc}")
                 if rest[1:]:
                     queue.append(rest[1:])
+    shutil.rmtree(tmp, ignore_errors=True)
     return results
 
 
