@@ -234,6 +234,7 @@ def test_custom_training_loop_and_subclassed_model():
     net = Shared(base)
     net(X[:2])
     assert net.hidden.distinct_values()["kernel"] <= 4
+    assert len(net.trainable_variables) == 4  # centroids, bias, head kernel and bias: no duplicates
     optimizer = keras.optimizers.SGD(0.1)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     c0 = np_(net.hidden._centroids[0]).copy()

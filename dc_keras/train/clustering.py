@@ -27,8 +27,8 @@ class ClusterWrapper(_base.CompressionWrapper):
     """Wraps a layer and shares the values of its kernel(s) among ``2**bits`` trainable centroids.
 
     Usually created by :func:`cluster`. If ``layer`` is already built, its current weights are
-    clustered when the wrapper is built; otherwise call :meth:`initialize_clusters` after loading
-    the weights into ``wrapper.layer``.
+    clustered right away (k-means in numpy); otherwise call :meth:`initialize_clusters` after
+    the wrapper is built and the weights are loaded into ``wrapper.layer``.
 
     Args:
         layer: a supported layer (see :func:`dc_keras.prune`).
@@ -48,9 +48,13 @@ class ClusterWrapper(_base.CompressionWrapper):
         self.preserve_sparsity = bool(preserve_sparsity)
         self.seed = int(seed)
         super().__init__(layer, **kwargs)
-        self._cluster_on_build = bool(getattr(layer, "built", False))
         self._untracked("_centroids", [])
         self._untracked("_assignments", [])
+        # A built layer has trained weights: cluster them now (eagerly, in numpy); build() then
+        # creates the variables with these values, also when Keras builds inside a symbolic trace.
+        self._untracked("_pending", None)
+        if getattr(layer, "built", False):
+            self._untracked("_pending", [self._kmeans(var) for _, var, _ in _base.compressible_weights(layer)])
 
     @property
     def clusters(self):
@@ -60,38 +64,45 @@ class ClusterWrapper(_base.CompressionWrapper):
         super().build(input_shape)
         self._untracked("_centroids", [])
         self._untracked("_assignments", [])
-        for name, var, _ in self._targets:
+        pending = self._pending or [None] * len(self._targets)
+        for (name, var, _), values in zip(self._targets, pending):
+            c_init, a_init = "zeros", "zeros"
+            if values is not None:
+                c_init = _ValueInitializer(values[0])
+                a_init = _ValueInitializer(values[1])
             centroids = self.add_weight(
-                name=f"{name}_centroids", shape=(self.clusters,), dtype=var.dtype, initializer="zeros",
+                name=f"{name}_centroids", shape=(self.clusters,), dtype=var.dtype, initializer=c_init,
                 trainable=True,
             )
             assignments = self.add_weight(
-                name=f"{name}_assignments", shape=tuple(var.shape), dtype="int32", initializer="zeros",
+                name=f"{name}_assignments", shape=tuple(var.shape), dtype="int32", initializer=a_init,
                 trainable=False,
             )
             self._centroids.append(centroids)
             self._assignments.append(assignments)
             var.trainable = False  # only the centroids train
-        if self._cluster_on_build:
-            self.initialize_clusters()
+        self._untracked("_pending", None)
 
     def _release(self):
         for _, var, _ in self._targets:
             var.trainable = True
 
+    def _kmeans(self, var):
+        w = np.asarray(ops.convert_to_numpy(var), dtype=np.float64)
+        idx = np.full(w.shape, self.clusters, dtype=np.int32)  # the constant-zero slot
+        keep = (w != 0) if self.preserve_sparsity else np.ones(w.shape, bool)
+        c = np.zeros(self.clusters)
+        if keep.any():
+            c, a = kmeans_1d(w[keep], self.clusters, init=self.init, seed=self.seed)
+            idx[keep] = a.astype(np.int32)
+        return c, idx
+
     def initialize_clusters(self):
         """Run k-means (numpy) on the inner layer's current weights and set centroids/assignments."""
         for (name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
-            w = np.asarray(ops.convert_to_numpy(var), dtype=np.float64)
-            idx = np.full(w.shape, self.clusters, dtype=np.int32)  # the constant-zero slot
-            keep = (w != 0) if self.preserve_sparsity else np.ones(w.shape, bool)
-            c = np.zeros(self.clusters)
-            if keep.any():
-                c, a = kmeans_1d(w[keep], self.clusters, init=self.init, seed=self.seed)
-                idx[keep] = a.astype(np.int32)
+            c, idx = self._kmeans(var)
             centroids.assign(c.astype(centroids.dtype))
             assignments.assign(idx)
-        self._cluster_on_build = False
 
     def compressed_values(self, training):
         pairs = []
@@ -118,6 +129,16 @@ class ClusterWrapper(_base.CompressionWrapper):
         config = dict(config)
         layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
         return cls(layer, **config)
+
+
+class _ValueInitializer:
+    """Initializer returning a precomputed array (the k-means result)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, shape, dtype=None):
+        return ops.cast(ops.convert_to_tensor(np.asarray(self.value).reshape(shape)), dtype)
 
 
 def _bits_for(layer, bits):
