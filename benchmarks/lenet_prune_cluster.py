@@ -50,8 +50,8 @@ def Shifted(x, y, batch_size, pixels, seed):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--baseline-epochs", type=int, default=20)
-    p.add_argument("--prune-epochs", type=int, default=10, help="epochs over which sparsity ramps up (AGP)")
-    p.add_argument("--finetune-epochs", type=int, default=10, help="retraining at the final sparsity")
+    p.add_argument("--prune-epochs", type=int, default=12, help="epochs over which sparsity ramps up (AGP)")
+    p.add_argument("--finetune-epochs", type=int, default=12, help="retraining at the final sparsity")
     p.add_argument("--cluster-epochs", type=int, default=4)
     p.add_argument("--bits", type=int, default=5, help="bits per FC layer for weight sharing")
     p.add_argument("--prune-lr", type=float, default=1e-3, help="initial LR (cosine decay) while pruning + retraining")
