@@ -53,6 +53,7 @@ def main(argv=None):
     import keras
 
     import dc_keras
+    from dc_keras.train.kmeans import init_centroids
 
     keras.utils.set_random_seed(0)
     t0 = time.time()
@@ -106,10 +107,13 @@ def main(argv=None):
     axes = np.atleast_1d(axes)
     for ax, init in zip(axes, args.inits):
         ax.hist(w, bins=200, color="#9ab", density=True)
-        c_init, c_ft = centroids[(plot_bits, init)]
+        c_km, c_ft = centroids[(plot_bits, init)]
+        c_init = init_centroids(w, 2 ** plot_bits, init, seed=0)
         ymax = ax.get_ylim()[1]
-        ax.plot(c_init, np.full_like(c_init, 0.08 * ymax), "x", color="tab:red", label="initial centroids")
-        ax.plot(c_ft, np.full_like(c_ft, 0.16 * ymax), "o", mfc="none", color="tab:green",
+        ax.plot(c_init, np.full_like(c_init, 0.06 * ymax), "x", color="tab:red", label="initialisation")
+        ax.plot(c_km, np.full_like(c_km, 0.14 * ymax), "^", mfc="none", color="tab:blue",
+                label="after k-means (Lloyd)")
+        ax.plot(c_ft, np.full_like(c_ft, 0.22 * ymax), "o", mfc="none", color="tab:green",
                 label="after fine-tuning")
         ax.set_title(f"{init}: error {results[(plot_bits, init)][1]:.2f} % after fine-tuning", fontsize=9)
         ax.set_ylabel("density")
