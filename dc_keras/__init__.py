@@ -34,6 +34,16 @@ _ATTRIBUTES = {
 }
 
 
+def _register_keras_objects():
+    """Registers the wrapper layers and schedules with Keras when Keras is installed, so that
+    ``keras.saving.load_model("pruned.keras")`` works after a plain ``import dc_keras`` with no
+    ``custom_objects``. Without Keras (e.g. codec-only use on a device) nothing is imported."""
+    import importlib.util
+
+    if importlib.util.find_spec("keras") is not None:
+        importlib.import_module("dc_keras.train")
+
+
 def __getattr__(name):
     if name in _SUBMODULES:
         module = importlib.import_module(f"dc_keras.{name}")
@@ -51,3 +61,5 @@ def __dir__():
 
 
 __all__ = list(_SUBMODULES) + list(_ATTRIBUTES)
+
+_register_keras_objects()
