@@ -87,7 +87,8 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
         rows.append(StageResult(name, len(tflite_bytes), err, path, f"{detail}; {time.time() - t0:.0f}s"))
         print(f"  -> {name}: {len(tflite_bytes):,} bytes, test error {100 * err:.2f} % (on the .tflite)", flush=True)
 
-    print(f"[1/4] baseline: training LeNet-300-100 for {e_base} epoch(s) on {len(x_train):,} images", flush=True)
+    print(f"[1/4] baseline: training LeNet-300-100 for {e_base} epoch(s) on {len(x_train):,} images "
+          "(Adam, cosine decay, random +-2 px shifts)", flush=True)
     model = pipeline.train_baseline(models.lenet_300_100(), x_train, y_train, epochs=e_base, seed=seed)
     stage("baseline (float .tflite)", export.to_tflite(model, pack=False), "lenet_300_100_float.tflite",
           f"{model.count_params():,} params")
