@@ -194,7 +194,8 @@ def main(argv=None):
         seen = {}
         for r in results:
             n = seen[r["model"]] = seen.get(r["model"], 0) + 1
-            title = r["model"] if n == 1 else f"{r['model']}, operating point {n} (sparsity {r['config']['sparsity']})"
+            title = r["model"] if n == 1 else (f"{r['model']}, run {n} (sparsity {r['config']['sparsity']}, {r['config']['prune_epochs']} pruning + "
+                                                      f"{r['config']['cluster_epochs']} sharing epochs)")
             img = os.path.join(args.img_dir, f"{r['model'].replace('-', '_')}{'' if n == 1 else f'_{n}'}_size_vs_error.png")
             if r["peers"]:
                 plot_size_vs_error(r, img)
