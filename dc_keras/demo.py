@@ -1,6 +1,6 @@
 """`dc-keras demo`: LeNet-300-100 on the embedded MNIST through the Deep Compression chain.
 
-baseline -> iterative pruning to the paper's density (8 % of weights kept) with retraining ->
+baseline -> iterative pruning (7 % of weights kept; the paper keeps 8 %) with retraining ->
 trained weight sharing (5-bit clusters per layer) with centroid fine-tuning -> TFLite export ->
 Huffman packing (``HuffDecode`` op). Every test error in the table is measured on a ``.tflite``
 file with the interpreter over the full 10,000-image test set, never on the Keras model.
@@ -13,8 +13,11 @@ import time
 from dc_keras import pipeline
 
 #: epochs per stage: (baseline, prune+retrain, cluster fine-tune)
-QUICK_EPOCHS = (4, 4, 2)
-FULL_EPOCHS = (20, 12, 4)
+QUICK_EPOCHS = (8, 6, 2)
+FULL_EPOCHS = (20, 20, 4)
+#: Per-layer sparsity: 7 % of the weights kept overall (the paper keeps 8 %: fc1 8 %, fc2 9 %,
+#: fc3 26 %); measured by benchmarks/paper_table1.py at 41.9x and 1.39 % error with FULL_EPOCHS.
+SPARSITY = {"fc1": 0.935, "fc2": 0.90, "fc3": 0.70}
 
 
 @dataclasses.dataclass
@@ -75,7 +78,7 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
     if train_subset:
         x_train, y_train = x_train[:train_subset], y_train[:train_subset]
     x_train, x_test = datasets.normalize(x_train), datasets.normalize(x_test)
-    sparsity = pipeline.PAPER_SPARSITY["lenet_300_100"]
+    sparsity = SPARSITY
     bits = {"fc1": 5, "fc2": 5, "fc3": 5}
 
     rows = []
@@ -93,7 +96,7 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
     stage("baseline (float .tflite)", export.to_tflite(model, pack=False), "lenet_300_100_float.tflite",
           f"{model.count_params():,} params")
 
-    print(f"[2/4] pruning to the paper's per-layer density {dict((k, f'{1 - v:.0%}') for k, v in sparsity.items())}"
+    print(f"[2/4] pruning, per-layer density {dict((k, f'{1 - v:.1%}') for k, v in sparsity.items())}"
           f" with {e_prune} epoch(s) of retraining", flush=True)
     model = pipeline.prune_retrain(model, x_train, y_train, sparsity, epochs=e_prune, seed=seed)
     kept = sum(r["nonzero"] for r in pipeline.layer_stats(model)) / sum(r["params"] for r in pipeline.layer_stats(model))
