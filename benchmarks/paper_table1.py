@@ -101,21 +101,9 @@ def weight_counts(model, layers):
 
 def predictions(tflite_bytes, x, batch_size=1000):
     """Raw output of a .tflite over ``x`` through dc_keras.runtime.Interpreter (for bit-exact checks)."""
-    from dc_keras.runtime import Interpreter
+    from dc_keras import pipeline
 
-    it = Interpreter(model_content=bytes(tflite_bytes))
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    outs, current = [], None
-    for s in range(0, len(x), batch_size):
-        xb = x[s:s + batch_size]
-        if current != len(xb):
-            it.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])
-            it.allocate_tensors()
-            current = len(xb)
-        it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
-        it.invoke()
-        outs.append(it.get_tensor(out["index"]).copy())
-    return np.concatenate(outs)
+    return pipeline.predict_tflite(tflite_bytes, x, batch_size)
 
 
 def layer_table(model, packed, cfg):

@@ -110,26 +110,24 @@ def cluster_finetune(model, x, y, bits=None, epochs=3, init="linear", lr=2e-4, b
     return train.strip(wrapped)
 
 
-def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:
-    """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not), run through
+def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False) -> np.ndarray:
+    """Raw outputs of a ``.tflite`` model (packed or not) over ``x``, in batches, through
     ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available.
 
     Example:
-        >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
+        >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
     """
     from tqdm.auto import tqdm
 
     from dc_keras.runtime import Interpreter
 
-    x, y = np.asarray(x), np.asarray(y)
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"need as many labels as inputs (and at least one): {len(x)} vs {len(y)}")
+    x = np.asarray(x)
     interpreter = Interpreter(model_content=bytes(tflite_bytes))
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
-    wrong, current = 0, None
-    starts = range(0, len(x), batch_size)
-    for start in tqdm(starts, desc="interpreter eval", unit="batch", leave=False, disable=not progress):
+    outputs, current = [], None
+    for start in tqdm(range(0, len(x), batch_size), desc="interpreter", unit="batch", leave=False,
+                      disable=not progress):
         xb = x[start:start + batch_size]
         if current != len(xb):
             interpreter.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])
@@ -137,9 +135,22 @@ def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float
             current = len(xb)
         interpreter.set_tensor(inp["index"], xb.astype(inp["dtype"]))
         interpreter.invoke()
-        pred = np.argmax(interpreter.get_tensor(out["index"]), axis=-1)
-        wrong += int(np.sum(pred != y[start:start + batch_size]))
-    return wrong / len(x)
+        outputs.append(interpreter.get_tensor(out["index"]).copy())
+    return np.concatenate(outputs)
+
+
+def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:
+    """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not), run through
+    ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available.
+
+    Example:
+        >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"need as many labels as inputs (and at least one): {len(x)} vs {len(y)}")
+    pred = np.argmax(predict_tflite(tflite_bytes, x, batch_size, progress), axis=-1)
+    return int(np.sum(pred != y)) / len(x)
 
 
 def layer_stats(model):
@@ -166,4 +177,4 @@ def layer_stats(model):
     return rows
 
 
-__all__ = ["PAPER_SPARSITY", "train_baseline", "prune_retrain", "cluster_finetune", "evaluate_tflite", "layer_stats"]
+__all__ = ["PAPER_SPARSITY", "train_baseline", "prune_retrain", "cluster_finetune", "predict_tflite", "evaluate_tflite", "layer_stats"]
