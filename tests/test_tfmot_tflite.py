@@ -1,0 +1,82 @@
+"""Packing ``.tflite`` files made by tfmot 0.8.1 (tf_keras), the way its users make them.
+
+tfmot does not run on Keras 3, so tests/_tfmot_child.py builds the files in a subprocess with
+``TF_USE_LEGACY_KERAS=1``: pruned + clustered float, pruned + clustered int8 through tfmot's
+PCQAT, and pruned with dynamic-range quantization. Each is packed by ``dc_keras.export.pack``
+and by the ``dc-keras pack`` CLI, and must give outputs identical to the unpacked file.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import _export_models as em
+from dc_keras import export, runtime
+from dc_keras.export import _flatbuffer as fb
+
+pytestmark = pytest.mark.legacy
+HERE = os.path.dirname(os.path.abspath(__file__))
+FILES = ["pruned_clustered", "pcqat_int8", "pruned_dynamic"]
+
+
+@pytest.fixture(scope="module")
+def tfmot_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tfmot")
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "_tfmot_child.py"), str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"tfmot child failed:\n{proc.stderr[-4000:]}"
+    versions = json.loads((out / "versions.json").read_text())
+    assert versions["tf_keras"].startswith("2.") and versions["tfmot"].startswith("0.8")
+    return out
+
+
+def _read(d, name):
+    return (d / f"{name}.tflite").read_bytes()
+
+
+def _outputs(interpreter, xs):
+    return em.run(interpreter, xs)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_tfmot_file_packs_smaller_and_runs_bit_identical(tfmot_dir, name):
+    plain = _read(tfmot_dir, name)
+    packed = export.pack(plain)
+    ops = [fb.opcode_name(m, op) for m in [fb.read_model(packed)] for op in m.subgraphs[0].operators]
+    assert "HuffDecode" in ops
+    # Pruned + clustered float: 16 shared values at 25 % density; int8 files: 25 % density.
+    assert len(packed) < len(plain) * (0.1 if name == "pruned_clustered" else 0.5), (len(plain), len(packed))
+    xs = np.load(tfmot_dir / "inputs.npy")
+    for backend, decode in [("litert", "delegate"), ("tensorflow", "op")]:
+        resolver = em.no_default_delegates(backend)
+        ref = _outputs(em.reference_interpreter(backend, plain, experimental_op_resolver_type=resolver), xs)
+        got = _outputs(runtime.Interpreter(model_content=packed, backend=backend, decode=decode,
+                                           experimental_op_resolver_type=resolver), xs)
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        np.testing.assert_array_equal(got, ref, err_msg=f"{name} via {backend}/{decode}")
+    # Default options (XNNPACK): packed vs unpacked, both with XNNPACK.
+    ref = _outputs(em.reference_interpreter("litert", plain), xs)
+    got = _outputs(runtime.Interpreter(model_content=packed, backend="litert"), xs)
+    np.testing.assert_array_equal(got, ref, err_msg=f"{name} with XNNPACK")
+    # unpack restores every tensor and runs without our library.
+    restored = export.unpack(packed)
+    resolver = em.no_default_delegates("litert")
+    got = _outputs(em.reference_interpreter("litert", restored, experimental_op_resolver_type=resolver), xs)
+    np.testing.assert_array_equal(got, _outputs(em.reference_interpreter(
+        "litert", plain, experimental_op_resolver_type=resolver), xs))
+
+
+def test_cli_pack_of_tfmot_file_equals_api_and_leaves_input(tfmot_dir, tmp_path):
+    src = tfmot_dir / "pcqat_int8.tflite"
+    before = src.read_bytes()
+    out = tmp_path / "packed.tflite"
+    proc = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", str(src), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert src.read_bytes() == before
+    assert out.read_bytes() == export.pack(before)
+    assert "x)" in proc.stdout  # "... -> packed: N B (R.RRx)"
