@@ -86,7 +86,9 @@ def machine_info():
 
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            # 1/5/15-minute load averages when the run ends: timings mean little on a busy machine.
+            "loadavg": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
 def weight_counts(model, layers):

@@ -80,7 +80,7 @@ def model_section(r, img_rel, title=None):
     if reused:
         wall += (f"; the {' and '.join(reused)} stage models were reused (`--resume`) from an earlier run of "
                  "the same code with identical settings, everything else ran in this one")
-    out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, {wall}.  ",
+    out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, {wall}, {load_text(r['machine'])}.  ",
             f"Per-layer sparsity {c['sparsity']}, bits {c['bits']}, {c['prune_epochs']} pruning epochs, "
             f"{c['cluster_epochs']} weight-sharing epochs, seed {c['seed']}. Baseline: {r['stages'][0]['note']}.", ""]
     out += ["### Stages", "",
@@ -134,9 +134,17 @@ def model_section(r, img_rel, title=None):
     return out
 
 
+def load_text(machine):
+    """The machine's load when the run ended, as recorded in the JSON (older JSONs lack it)."""
+    la = machine.get("loadavg")
+    if not la:
+        return "machine load not recorded"
+    return f"load average at the end {la[0]:.1f} / {la[1]:.1f} / {la[2]:.1f} (1 / 5 / 15 min) on {machine['nproc']} CPUs"
+
+
 def speed_section(speed):
     out = ["## Speed", "", f"Run: {speed['machine']['date']} on {speed['machine']['nproc']} CPUs "
-           f"({speed['machine']['cpu']}), command `{speed['command']}`. Each benchmark is its owner's script, "
+           f"({speed['machine']['cpu']}), {load_text(speed['machine'])}, command `{speed['command']}`. Each benchmark is its owner's script, "
            "run once here; its printed output follows verbatim.", ""]
     for run in speed["runs"]:
         out += [f"### `{run['script']} {' '.join(run['args'])}`", ""]
@@ -184,7 +192,7 @@ def main(argv=None):
     if results:
         m = results[0]["machine"]
         lines += [f"Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, TensorFlow {m['tensorflow']}, "
-                  f"Keras {m['keras']}; shared with other jobs during the run (timings are indicative only).", "",
+                  f"Keras {m['keras']}. Wall times are indicative only: each run states the machine's load.", "",
                   "## Deep Compression Table 1 (MNIST)", "",
                   "dc_keras: whole packed `.tflite` file vs the float `.tflite` of the same trained baseline, "
                   "error measured on the packed file. Paper: weights only, Caffe. tfmot: its documented recipe "

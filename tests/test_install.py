@@ -8,6 +8,7 @@ import configparser
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -34,10 +35,15 @@ def test_notebook_install_cells_use_the_declared_repository():
 
 
 def test_pip_wheel_from_source_builds_a_working_native_library(tmp_path):
+    # A copy of the source tree without build products (pip builds in-tree: keep the checkout clean).
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "build-*", "__pycache__", "*.egg-info", "*.so", ".pytest_cache",
+        ".hypothesis", "examples", "benchmarks"))
     wheels = tmp_path / "wheels"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), f"dc_keras @ file://{ROOT}"],
+         "-w", str(wheels), f"dc_keras @ file://{src}"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
