@@ -82,7 +82,9 @@ def model_section(r, img_rel, title=None):
                  "the same code with identical settings, everything else ran in this one")
     out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, {wall}, {load_text(r['machine'])}.  ",
             f"Per-layer sparsity {c['sparsity']}, bits {c['bits']}, {c['prune_epochs']} pruning epochs, "
-            f"{c['cluster_epochs']} weight-sharing epochs, seed {c['seed']}. Baseline: {r['stages'][0]['note']}.", ""]
+            f"{c['cluster_epochs']} weight-sharing epochs"
+            + (f", pruning Adam lr {c['prune_lr']:g}" if c.get("prune_lr") else "")
+            + f", seed {c['seed']}. Baseline: {r['stages'][0]['note']}.", ""]
     out += ["### Stages", "",
             "Every row is exported to `.tflite`, packed, and its test error measured on that packed file "
             "through `dc_keras.runtime.Interpreter` "
