@@ -165,6 +165,12 @@ class PruneWrapper(_base.CompressionWrapper):
         prune_now = ops.greater(k, 0)
         return ops.where(prune_now, keep, mask), ops.where(prune_now, t, threshold)
 
+    @staticmethod
+    def _store_mask(mask_var, threshold_var, m, t):
+        mask_var.assign(m)
+        threshold_var.assign(t)
+        return ops.convert_to_tensor(mask_var), ops.convert_to_tensor(threshold_var)
+
     def compressed_values(self, training):
         pairs = []
         if training:
@@ -173,18 +179,31 @@ class PruneWrapper(_base.CompressionWrapper):
                 raise RuntimeError(_NO_CALLBACK.format(name=self.name))
             step = ops.convert_to_tensor(self.pruning_step)
             update = self.schedule.should_update(step)
+            in_strategy = _distributed()
             for (name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
                 w = ops.convert_to_tensor(var)
                 m_old = ops.convert_to_tensor(mask)
                 t_old = ops.convert_to_tensor(threshold)
-                m_new, t_new = ops.cond(
-                    update,
-                    lambda w=w, m=m_old, t=t_old, a=axis: self._new_mask(w, m, t, a, step),
-                    lambda m=m_old, t=t_old: (m, t),
-                )
+                if in_strategy:
+                    # Under a tf.distribute strategy an aggregated variable's assign is a
+                    # synchronization point, which TF does not allow inside a cond branch.
+                    m_new, t_new = ops.cond(
+                        update,
+                        lambda w=w, m=m_old, t=t_old, a=axis: self._new_mask(w, m, t, a, step),
+                        lambda m=m_old, t=t_old: (m, t),
+                    )
+                    mask.assign(m_new)
+                    threshold.assign(t_new)
+                else:
+                    # Masks are written only on update steps (every `frequency` steps), inside the
+                    # taken branch: an unconditional assign copied every mask on every step.
+                    m_new, _ = ops.cond(
+                        update,
+                        lambda w=w, m=m_old, t=t_old, a=axis, mv=mask, tv=threshold: self._store_mask(
+                            mv, tv, *self._new_mask(w, m, t, a, step)),
+                        lambda m=m_old, t=t_old: (m, t),
+                    )
                 m_new = ops.stop_gradient(m_new)
-                mask.assign(m_new)
-                threshold.assign(t_new)
                 pairs.append((var, var * ops.cast(m_new, var.dtype)))
             self.pruning_step.assign_add(1)
         else:
@@ -210,6 +229,15 @@ class PruneWrapper(_base.CompressionWrapper):
         layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
         schedule = keras.saving.deserialize_keras_object(config.pop("schedule"), custom_objects=custom_objects)
         return cls(layer, schedule, **config)
+
+
+def _distributed():
+    """True inside a ``tf.distribute`` strategy scope (TF backend)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy()
 
 
 def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None):
