@@ -7,6 +7,9 @@ Submodules and the main entry points load lazily, so ``import dc_keras`` is chea
 ``dc_keras.models.lenet_5`` and ``from dc_keras.models import lenet_5`` work.
 """
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
@@ -34,14 +37,45 @@ _ATTRIBUTES = {
 }
 
 
-def _register_keras_objects():
-    """Registers the wrapper layers and schedules with Keras when Keras is installed, so that
-    ``keras.saving.load_model("pruned.keras")`` works after a plain ``import dc_keras`` with no
-    ``custom_objects``. Without Keras (e.g. codec-only use on a device) nothing is imported."""
-    import importlib.util
+class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
+    """Imports ``dc_keras.train`` right after the first ``import keras`` of the process.
 
-    if importlib.util.find_spec("keras") is not None:
+    ``dc_keras.train`` registers the wrapper layers and schedules with Keras. Doing it when Keras
+    arrives, rather than importing Keras (and TensorFlow, seconds) in ``import dc_keras``, keeps
+    Keras-free uses fast: ``dc-keras pack``/``inspect``/``unpack``, the codec, the runtime.
+    """
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)  # one shot; the normal finders locate keras
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        class _Loader(importlib.abc.Loader):
+            def create_module(self, spec_):
+                return loader.create_module(spec_)
+
+            def exec_module(self, module):
+                exec_module(module)
+                importlib.import_module("dc_keras.train")
+
+        spec.loader = _Loader()
+        return spec
+
+
+def _register_keras_objects():
+    """Registers the wrapper layers and schedules with Keras, so that
+    ``keras.saving.load_model("pruned.keras")`` works after ``import dc_keras`` with no
+    ``custom_objects``, whichever of the two was imported first. Without Keras (e.g. codec-only
+    use on a device) nothing is imported."""
+    if "keras" in sys.modules:
         importlib.import_module("dc_keras.train")
+    elif importlib.util.find_spec("keras") is not None:
+        sys.meta_path.insert(0, _RegisterAfterKerasImport())
 
 
 def __getattr__(name):
