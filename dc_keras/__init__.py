@@ -52,18 +52,13 @@ class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
         spec = importlib.util.find_spec("keras")
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        loader = spec.loader
-        exec_module = loader.exec_module
+        exec_module = spec.loader.exec_module
 
-        class _Loader(importlib.abc.Loader):
-            def create_module(self, spec_):
-                return loader.create_module(spec_)
+        def exec_then_register(module):
+            exec_module(module)
+            importlib.import_module("dc_keras.train")
 
-            def exec_module(self, module):
-                exec_module(module)
-                importlib.import_module("dc_keras.train")
-
-        spec.loader = _Loader()
+        spec.loader.exec_module = exec_then_register  # this spec's own loader instance
         return spec
 
 

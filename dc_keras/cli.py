@@ -17,14 +17,14 @@ import sys
 
 from absl import app, flags, logging
 
-from dc_keras import demo as _demo_epochs  # noqa: E402  (cheap: no Keras import at module level)
+from dc_keras.demo import FULL_EPOCHS, QUICK_EPOCHS  # cheap: demo imports Keras only when run
 
 FLAGS = flags.FLAGS
 
 # Flags of `demo`.
 flags.DEFINE_bool("full", False, "demo: train to paper quality (longer) instead of the quick default.")
 flags.DEFINE_integer("epochs", None, "demo: baseline training epochs (default: "
-                     f"{_demo_epochs.QUICK_EPOCHS[0]} quick, {_demo_epochs.FULL_EPOCHS[0]} with --full).", lower_bound=1)
+                     f"{QUICK_EPOCHS[0]} quick, {FULL_EPOCHS[0]} with --full).", lower_bound=1)
 flags.DEFINE_string("out_dir", None, "demo: directory for the .tflite files it writes (default: a temporary directory).")
 flags.DEFINE_integer("seed", 0, "demo: random seed.")
 flags.DEFINE_integer("train_subset", None, "demo: train on the first N training images only (smoke tests).", lower_bound=100)

@@ -38,10 +38,6 @@ def _read(d, name):
     return (d / f"{name}.tflite").read_bytes()
 
 
-def _outputs(interpreter, xs):
-    return em.run(interpreter, xs)
-
-
 @pytest.mark.parametrize("name", FILES)
 def test_tfmot_file_packs_smaller_and_runs_bit_identical(tfmot_dir, name):
     plain = _read(tfmot_dir, name)
@@ -51,23 +47,23 @@ def test_tfmot_file_packs_smaller_and_runs_bit_identical(tfmot_dir, name):
     # Pruned + clustered float: 16 shared values at 25 % density; int8 files: 25 % density.
     assert len(packed) < len(plain) * (0.1 if name == "pruned_clustered" else 0.5), (len(plain), len(packed))
     xs = np.load(tfmot_dir / "inputs.npy")
+    refs = {}
     for backend, decode in [("litert", "delegate"), ("tensorflow", "op")]:
         resolver = em.no_default_delegates(backend)
-        ref = _outputs(em.reference_interpreter(backend, plain, experimental_op_resolver_type=resolver), xs)
-        got = _outputs(runtime.Interpreter(model_content=packed, backend=backend, decode=decode,
-                                           experimental_op_resolver_type=resolver), xs)
+        ref = refs[backend] = em.run(em.reference_interpreter(backend, plain, experimental_op_resolver_type=resolver), xs)
+        got = em.run(runtime.Interpreter(model_content=packed, backend=backend, decode=decode,
+                                         experimental_op_resolver_type=resolver), xs)
         assert got.dtype == ref.dtype and got.shape == ref.shape
         np.testing.assert_array_equal(got, ref, err_msg=f"{name} via {backend}/{decode}")
     # Default options (XNNPACK): packed vs unpacked, both with XNNPACK.
-    ref = _outputs(em.reference_interpreter("litert", plain), xs)
-    got = _outputs(runtime.Interpreter(model_content=packed, backend="litert"), xs)
+    ref = em.run(em.reference_interpreter("litert", plain), xs)
+    got = em.run(runtime.Interpreter(model_content=packed, backend="litert"), xs)
     np.testing.assert_array_equal(got, ref, err_msg=f"{name} with XNNPACK")
     # unpack restores every tensor and runs without our library.
     restored = export.unpack(packed)
-    resolver = em.no_default_delegates("litert")
-    got = _outputs(em.reference_interpreter("litert", restored, experimental_op_resolver_type=resolver), xs)
-    np.testing.assert_array_equal(got, _outputs(em.reference_interpreter(
-        "litert", plain, experimental_op_resolver_type=resolver), xs))
+    got = em.run(em.reference_interpreter("litert", restored,
+                                          experimental_op_resolver_type=em.no_default_delegates("litert")), xs)
+    np.testing.assert_array_equal(got, refs["litert"], err_msg=f"{name} after unpack")
 
 
 def test_cli_pack_of_tfmot_file_equals_api_and_leaves_input(tfmot_dir, tmp_path):

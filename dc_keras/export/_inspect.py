@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from dc_keras.export import _flatbuffer as fb
-from dc_keras.export._pack import DEFAULT_MIN_BYTES, DEFAULT_MIN_SAVING, _codec, _tensor_array
+from dc_keras.export._pack import DEFAULT_MIN_BYTES, _codec, _saves_enough, _tensor_array
 
 
 @dataclasses.dataclass
@@ -147,7 +147,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
             except ValueError:
                 rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, None, "refused"))
                 continue
-            ok = size <= (1.0 - DEFAULT_MIN_SAVING) * arr.nbytes
+            ok = _saves_enough(size, arr.nbytes)
             rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes,
                                   size if ok else None, "packable" if ok else "kept"))
     return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd))

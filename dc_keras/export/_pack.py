@@ -79,6 +79,11 @@ def _is_candidate(model, t, idx, consumers, produced, io):
     )
 
 
+def _saves_enough(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
+    """The ``min_saving`` rule, shared by pack and inspect: packed to at most (1 - min_saving) of raw."""
+    return packed_bytes <= (1.0 - min_saving) * raw_bytes
+
+
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
          min_saving: float = DEFAULT_MIN_SAVING) -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
@@ -156,7 +161,7 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
             data = packed_cache[key]
             overhead = _PER_TENSOR_OVERHEAD + len(fb.tensor_name(t)) + len(PACKED_SUFFIX)
             if data is not None and len(data) + overhead < arr.nbytes \
-                    and len(data) <= (1.0 - min_saving) * arr.nbytes:
+                    and _saves_enough(len(data), arr.nbytes, min_saving):
                 plans[(s, i)] = data
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():

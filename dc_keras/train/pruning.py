@@ -184,25 +184,18 @@ class PruneWrapper(_base.CompressionWrapper):
                 w = ops.convert_to_tensor(var)
                 m_old = ops.convert_to_tensor(mask)
                 t_old = ops.convert_to_tensor(threshold)
+                # Masks are written only on update steps (every `frequency` steps), inside the
+                # taken branch: an unconditional assign copied every mask on every step. Under a
+                # tf.distribute strategy an aggregated variable's assign is a synchronization point,
+                # which TF does not allow inside a cond branch: there it stays after the cond.
+                def recompute(w=w, m=m_old, t=t_old, a=axis, mv=mask, tv=threshold):
+                    new = self._new_mask(w, m, t, a, step)
+                    return new if in_strategy else self._store_mask(mv, tv, *new)
+
+                m_new, t_new = ops.cond(update, recompute, lambda m=m_old, t=t_old: (m, t))
                 if in_strategy:
-                    # Under a tf.distribute strategy an aggregated variable's assign is a
-                    # synchronization point, which TF does not allow inside a cond branch.
-                    m_new, t_new = ops.cond(
-                        update,
-                        lambda w=w, m=m_old, t=t_old, a=axis: self._new_mask(w, m, t, a, step),
-                        lambda m=m_old, t=t_old: (m, t),
-                    )
                     mask.assign(m_new)
                     threshold.assign(t_new)
-                else:
-                    # Masks are written only on update steps (every `frequency` steps), inside the
-                    # taken branch: an unconditional assign copied every mask on every step.
-                    m_new, _ = ops.cond(
-                        update,
-                        lambda w=w, m=m_old, t=t_old, a=axis, mv=mask, tv=threshold: self._store_mask(
-                            mv, tv, *self._new_mask(w, m, t, a, step)),
-                        lambda m=m_old, t=t_old: (m, t),
-                    )
                 m_new = ops.stop_gradient(m_new)
                 pairs.append((var, var * ops.cast(m_new, var.dtype)))
             self.pruning_step.assign_add(1)
