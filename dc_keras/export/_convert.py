@@ -8,6 +8,7 @@ import tempfile
 
 import numpy as np
 
+from dc_keras.export import _backend
 from dc_keras.export._pack import DEFAULT_MIN_BYTES
 from dc_keras.export._pack import pack as _pack
 
@@ -34,6 +35,12 @@ def _representative(data, model):
             yield [a[i : i + 1] for a in inputs]
 
     return gen
+
+
+def _keras_backend():
+    import keras
+
+    return keras.backend.backend()
 
 
 def _write_atomic(path, data: bytes) -> None:
@@ -78,6 +85,12 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if _backend.needs_tensorflow_child(_keras_backend()):  # torch: see dc_keras/export/_backend.py
+        data = _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
+                                                min_bytes=min_bytes)
+        if path is not None:
+            _write_atomic(path, data)
+        return data
     import tensorflow as tf
 
     def configure(conv):

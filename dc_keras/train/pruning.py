@@ -30,16 +30,28 @@ _NO_CALLBACK = (
 
 
 class _MaskConstraint:
-    """Variable constraint ``w -> base(w) * mask``, applied by the optimizer after each update."""
+    """Variable constraint ``w -> base(w) * mask``, applied by the optimizer after each update.
+
+    On JAX the optimizer runs statelessly (``optimizer.stateless_apply``) with only the trainable
+    and optimizer variables in scope, so the mask variable has no readable value there. The
+    wrapper's forward pass of the same traced step hands over the mask it just used
+    (:attr:`live`); the constraint applies that one, which is also the value stored for the step.
+    """
 
     def __init__(self, mask, base=None):
         self.mask = mask
         self.base = base
+        self.live = None  # mask tensor of the current (JAX) training step, set by the forward pass
+
+    def _mask_value(self):
+        if self.live is not None:
+            return self.live
+        return ops.convert_to_tensor(self.mask)
 
     def __call__(self, w):
         if self.base is not None:
             w = self.base(w)
-        return w * ops.cast(self.mask, w.dtype)
+        return w * ops.cast(self._mask_value(), w.dtype)
 
 
 def _check_m_by_n(value):
@@ -133,6 +145,12 @@ class PruneWrapper(_base.CompressionWrapper):
             base = var.constraint.base if isinstance(var.constraint, _MaskConstraint) else var.constraint
             var.constraint = _MaskConstraint(mask, base)
 
+    def _forget_live_masks(self):
+        """Drop the JAX step's mask tensors (tracers of a finished trace)."""
+        for _, var, _ in self._targets:
+            if isinstance(var.constraint, _MaskConstraint):
+                var.constraint.live = None
+
     def _release(self):
         for _, var, _ in self._targets:
             if isinstance(var.constraint, _MaskConstraint):
@@ -179,7 +197,10 @@ class PruneWrapper(_base.CompressionWrapper):
                 raise RuntimeError(_NO_CALLBACK.format(name=self.name))
             step = ops.convert_to_tensor(self.pruning_step)
             update = self.schedule.should_update(step)
-            in_strategy = _distributed()
+            # JAX traces the cond branches as separate functions: a variable assigned inside one
+            # would leak its tracer out of the branch, so there (as under tf.distribute) the
+            # assign follows the cond.
+            in_strategy = _distributed() or _STATELESS_OPTIMIZER
             for (name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
                 w = ops.convert_to_tensor(var)
                 m_old = ops.convert_to_tensor(mask)
@@ -197,6 +218,8 @@ class PruneWrapper(_base.CompressionWrapper):
                     mask.assign(m_new)
                     threshold.assign(t_new)
                 m_new = ops.stop_gradient(m_new)
+                if _STATELESS_OPTIMIZER and isinstance(var.constraint, _MaskConstraint):
+                    var.constraint.live = m_new
                 pairs.append((var, var * ops.cast(m_new, var.dtype)))
             self.pruning_step.assign_add(1)
         else:
@@ -222,6 +245,10 @@ class PruneWrapper(_base.CompressionWrapper):
         layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
         schedule = keras.saving.deserialize_keras_object(config.pop("schedule"), custom_objects=custom_objects)
         return cls(layer, schedule, **config)
+
+
+# Backends whose optimizer applies constraints statelessly, outside the model's variable scope.
+_STATELESS_OPTIMIZER = keras.backend.backend() == "jax"
 
 
 def _distributed():
@@ -360,6 +387,7 @@ class PruningCallback(keras.callbacks.Callback):
     def _disarm(self):
         for wrapper in self._wrappers():
             wrapper._armed = False
+            wrapper._forget_live_masks()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
