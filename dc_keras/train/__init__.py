@@ -12,6 +12,7 @@ from dc_keras.train.clustering import ClusterWrapper, cluster
 from dc_keras.train.pruning import PruneWrapper, PruningCallback, prune
 from dc_keras.train.sensitivity import plot_sensitivity, sensitivity, suggest_bits, suggest_sparsity
 from dc_keras.train.strip import strip
+from dc_keras.train.summaries import ClusteringSummaries
 
 __all__ = [
     "schedules",
@@ -20,6 +21,7 @@ __all__ = [
     "PruningCallback",
     "cluster",
     "ClusterWrapper",
+    "ClusteringSummaries",
     "strip",
     "sensitivity",
     "suggest_sparsity",

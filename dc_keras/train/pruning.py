@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dc_keras.train import _base
+from dc_keras.train import _base, summaries
 from dc_keras.train.schedules import PruningSchedule
 
 _NO_CALLBACK = (
@@ -317,8 +317,10 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None):
 
 class PruningCallback(keras.callbacks.Callback):
     """Required in ``fit`` for pruned models: arms the wrappers' in-graph step counters and, with
-    ``log_dir``, writes per-layer sparsity to TensorBoard (``sparsity/<layer>/<weight>``) at the end
-    of each epoch.
+    ``log_dir``, writes per-layer sparsity (``sparsity/<layer>/<weight>``) to ``<log_dir>/train`` at
+    every mask update, on ``keras.callbacks.TensorBoard``'s batch step axis (give both the same
+    ``log_dir``; see :mod:`dc_keras.train.summaries`). It warns when the schedule cannot reach its
+    target sparsity within this ``fit()``.
 
     The step counter itself advances inside the traced training step (one per batch, also with
     ``steps_per_execution > 1``) and is saved with the model, so a reloaded model resumes its
@@ -327,15 +329,24 @@ class PruningCallback(keras.callbacks.Callback):
     step and ``cb.on_train_end()`` after the last.
 
     Example:
-        >>> pruned.fit(x, y, epochs=3, callbacks=[dc_keras.PruningCallback(log_dir="logs/prune")])
+        >>> pruned.fit(x, y, epochs=3, callbacks=[keras.callbacks.TensorBoard("logs", update_freq="batch"),
+        ...                                       dc_keras.PruningCallback(log_dir="logs")])
     """
 
     def __init__(self, log_dir=None):
         super().__init__()
-        if log_dir is not None and not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
-            raise ValueError(f"`log_dir` must be a path or None, got {log_dir!r}.")
-        self.log_dir = None if log_dir is None else str(log_dir)
-        self._writer = None
+        self._log = None if log_dir is None else summaries.PruningLog(log_dir)
+        self.log_dir = None if log_dir is None else self._log.log_dir
+        if self._log is not None:
+            # A batch hook only when logging: Keras dispatches callbacks without one asynchronously.
+            self.on_train_batch_end = self._log_batch
+            self.on_epoch_begin = self._log_epoch
+
+    def _log_batch(self, batch, logs=None):
+        self._log.batch_end(self.model, batch)
+
+    def _log_epoch(self, epoch, logs=None):
+        self._log.epoch_begin()
 
     def _wrappers(self):
         if self.model is None:
@@ -353,6 +364,9 @@ class PruningCallback(keras.callbacks.Callback):
             wrapper._armed = True
         self._start_steps = [self._step_of(w) for w in wrappers]
         self._verified = False
+        self._check_schedules(wrappers)
+        if self._log is not None:
+            self._log.begin(wrappers, self._start_steps)
         # A train function whose tracing failed because this callback was missing is stale:
         # start from a fresh one (traced lazily on the first batch). Otherwise keep the cached one.
         if any(w._trace_failed for w in wrappers) and hasattr(self.model, "make_train_function"):
@@ -360,6 +374,18 @@ class PruningCallback(keras.callbacks.Callback):
                 self.model.make_train_function(force=True)
         for wrapper in wrappers:
             wrapper._trace_failed = False
+
+    def _check_schedules(self, wrappers):
+        """Warn when this fit() ends before a schedule reaches its target sparsity."""
+        steps, epochs = (self.params or {}).get("steps"), (self.params or {}).get("epochs")
+        if not steps or not epochs:
+            return  # length unknown (e.g. an unbounded dataset)
+        seen = []
+        for wrapper, start in zip(wrappers, self._start_steps):
+            if wrapper.schedule in seen:
+                continue
+            seen.append(wrapper.schedule)
+            wrapper.schedule.check_reachable(start, int(steps) * int(epochs), where=f"fit() of layer {wrapper.name!r}")
 
     @staticmethod
     def _step_of(wrapper):
@@ -388,9 +414,8 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper in self._wrappers():
             wrapper._armed = False
             wrapper._forget_live_masks()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._log is not None:
+            self._log.close()
 
     def sparsity(self):
         """``{"layer/weight": sparsity}`` for every pruned weight of the model."""
@@ -415,24 +440,6 @@ class PruningCallback(keras.callbacks.Callback):
         except RuntimeError:
             self._disarm()
             raise
-        if self.log_dir is None:
-            return
-        import tensorflow as tf  # TensorBoard summaries (callback code, not layer code)
-
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        wrappers = self._wrappers()
-        step = int(ops.convert_to_numpy(wrappers[0].pruning_step))
-        from tensorflow.core.framework import summary_pb2
-
-        # tf.summary.write with the "scalars" plugin metadata is what tf.summary.scalar emits; it
-        # does not need the tensorboard package to be installed.
-        metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-        with self._writer.as_default():
-            for key, value in self.sparsity().items():
-                tf.summary.write(f"sparsity/{key}", tf.constant(value, tf.float32), step=step, metadata=metadata)
-        self._writer.flush()
 
 
 __all__ = ["PruneWrapper", "prune", "PruningCallback"]
