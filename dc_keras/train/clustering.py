@@ -36,9 +36,16 @@ class ClusterWrapper(_base.CompressionWrapper):
         init: ``"linear"``, ``"density"``, ``"random"`` or ``"kmeans++"``.
         preserve_sparsity: keep exact zeros at 0 and out of the clusters.
         seed: RNG seed of the random / kmeans++ initialisations.
+        clusters: optional number of centroids when it is not a power of two (tfmot's
+            ``number_of_clusters``); ``bits`` then becomes the index width it needs.
     """
 
-    def __init__(self, layer, bits=5, init="linear", preserve_sparsity=True, seed=0, **kwargs):
+    def __init__(self, layer, bits=5, init="linear", preserve_sparsity=True, seed=0, clusters=None, **kwargs):
+        if clusters is not None:
+            if isinstance(clusters, bool) or not isinstance(clusters, numbers.Integral) or not 1 <= clusters <= 2 ** 16:
+                raise ValueError(f"`clusters` must be an integer between 1 and 65536, got {clusters!r}.")
+            bits = max(1, int(clusters - 1).bit_length())
+        self._n_clusters = None if clusters is None else int(clusters)
         self.bits = _check_bits(bits)
         if init not in INITS:
             raise ValueError(f"`init` must be one of {INITS}, got {init!r}.")
@@ -58,7 +65,7 @@ class ClusterWrapper(_base.CompressionWrapper):
 
     @property
     def clusters(self):
-        return 2 ** self.bits
+        return self._n_clusters if self._n_clusters is not None else 2 ** self.bits
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -122,6 +129,8 @@ class ClusterWrapper(_base.CompressionWrapper):
     def get_config(self):
         config = super().get_config()
         config.update(bits=self.bits, init=self.init, preserve_sparsity=self.preserve_sparsity, seed=self.seed)
+        if self._n_clusters is not None:
+            config["clusters"] = self._n_clusters
         return config
 
     @classmethod
@@ -152,7 +161,7 @@ def _bits_for(layer, bits):
     return 8 if _base.is_conv(layer) else 5
 
 
-def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0):
+def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0, clusters=None):
     """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
 
     Args:
@@ -167,6 +176,8 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         preserve_sparsity: exact zeros (pruned weights) stay 0 and take no cluster.
         layers: None (every supported layer) or a list of layer names and/or classes.
         seed: seed of the random initialisations.
+        clusters: optional centroid count for every selected layer when it is not a power of two
+            (tfmot's ``number_of_clusters``); overrides ``bits``.
 
     The documented flow is ``prune`` -> fit -> ``strip`` -> ``cluster`` -> fit -> ``strip``.
 
@@ -196,7 +207,7 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         if layers is not None:
             raise ValueError("`layers` only applies to models; pass the layer itself to cluster one layer.")
         layer = model_or_layer
-        return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed)
+        return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed, clusters=clusters)
 
     model = model_or_layer
     existing = _base.find_wrappers(model)
@@ -217,7 +228,7 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
     def wrap(fresh, original):
         if id(original) not in chosen:
             return fresh
-        wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed)
+        wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed, clusters=clusters)
         wrappers.append(wrapper)
         return wrapper
 
