@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import tempfile
 
 import numpy as np
 
+from dc_keras._fileio import atomic_write
 from dc_keras.export._pack import DEFAULT_MIN_BYTES
 from dc_keras.export._pack import pack as _pack
 
@@ -34,22 +34,6 @@ def _representative(data, model):
             yield [a[i : i + 1] for a in inputs]
 
     return gen
-
-
-def _write_atomic(path, data: bytes) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dc_keras-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
@@ -108,5 +92,5 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if pack:
         data = _pack(data, min_bytes=min_bytes)
     if path is not None:
-        _write_atomic(path, data)
+        atomic_write(path, data)
     return data

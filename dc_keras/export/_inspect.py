@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
+from dc_keras._fileio import atomic_write, figure_bytes
 from dc_keras.export import _flatbuffer as fb
 from dc_keras.export._pack import DEFAULT_MIN_BYTES, _codec, _saves_enough, _tensor_array
 
@@ -81,8 +83,10 @@ class Report:
         ax.set_title(f"constant tensors: {self.raw_total / 1024:.1f} KiB -> {self.packed_total / 1024:.1f} KiB")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        try:
+            atomic_write(path, figure_bytes(fig, os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"))
+        finally:
+            plt.close(fig)
 
 
 def _stats(arr):
