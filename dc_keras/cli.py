@@ -1,6 +1,6 @@
 """dc-keras: Deep Compression for Keras 3 and TensorFlow Lite.
 
-Usage:
+Commands:
   dc-keras demo [--full] [--epochs=N] [--out_dir=DIR]
       Train LeNet-300-100 on the embedded MNIST and run the Deep Compression chain, printing
       one row per stage: file size, ratio to the float .tflite, test error measured on the
@@ -46,9 +46,9 @@ def _add_demo(commands):
 
 def build_parser():
     """The ``dc-keras`` argument parser and the names of its commands."""
-    parser = argparse.ArgumentParser(prog="dc-keras", description=__doc__.split("\n\n")[0],
-                                     epilog="Run `dc-keras COMMAND --help` for the options of one command.",
-                                     allow_abbrev=False)
+    first, rest = __doc__.split("\n\n", 1)
+    parser = argparse.ArgumentParser(prog="dc-keras", description=first, epilog=rest, allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"dc-keras {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     names = _add_demo(commands) + _export_cli.add_commands(commands)
