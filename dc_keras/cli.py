@@ -13,10 +13,10 @@ Commands:
 Run `dc-keras COMMAND --help` for the options of one command.
 """
 import argparse
-import os
 import sys
 
 from dc_keras import __version__
+from dc_keras._logs import native_stderr_captured, quiet_tensorflow_startup, verbose
 from dc_keras.demo import FULL_EPOCHS, QUICK_EPOCHS  # cheap: demo imports Keras only when run
 from dc_keras.export import cli_commands as _export_cli
 from dc_keras.export.cli_commands import int_at_least
@@ -95,8 +95,14 @@ def main(argv=None) -> int:
 
 def run(argv=None):
     """Console-script entry point (``dc-keras``)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import: no C++ start-up chatter
-    sys.exit(main(argv))
+    quiet_tensorflow_startup()  # before any TensorFlow import: no C++ start-up chatter
+    if verbose():
+        sys.exit(main(argv))
+    # TensorFlow's C++ lines go to a temporary file, shown only if a crash (traceback) follows;
+    # Python's stderr (progress bars, errors) is unaffected.
+    with native_stderr_captured(keep_python_stderr=True, replay=(Exception,)):
+        status = main(argv)
+    sys.exit(status)
 
 
 if __name__ == "__main__":
