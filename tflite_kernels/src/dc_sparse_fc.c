@@ -67,16 +67,20 @@ static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why,
   memset(vm.val, 0xff, sizeof vm.val); /* -1 = empty */
   uint32_t last_bits = 0;
   int last_code = -1;
-  uint64_t k = 0;
-  for (uint32_t r = 0; r < m->rows; ++r) {
-    const float* row = w + (size_t)r * m->cols;
-    m->row_ptr[r] = (uint32_t)k;
-    for (uint32_t c = 0; c < m->cols; ++c) {
-      float v = row[c];
-      if (v == 0.0f) continue; /* +0 and -0: contribute nothing */
-      uint32_t bits;
-      memcpy(&bits, &v, sizeof bits);
+  uint32_t k = 0;
+  const uint32_t rows = m->rows, cols = m->cols;
+  uint16_t* const col = m->col;
+  uint8_t* const code = m->code;
+  uint32_t* const row_ptr = m->row_ptr;
+  for (uint32_t r = 0; r < rows; ++r) {
+    const uint32_t* row = (const uint32_t*)(const void*)(w + (size_t)r * cols);
+    row_ptr[r] = k;
+    for (uint32_t c = 0; c < cols; ++c) {
+      uint32_t bits = row[c];
+      if ((bits << 1) == 0) continue; /* +0 and -0: contribute nothing */
       if (bits != last_bits || last_code < 0) {
+        float v;
+        memcpy(&v, &bits, sizeof v);
         last_code = value_code(&vm, m, bits, v);
         last_bits = bits;
         if (last_code < 0) {
@@ -85,38 +89,41 @@ static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why,
           return DC_SFC_UNSUPPORTED;
         }
       }
-      m->col[k] = (uint16_t)c;
-      m->code[k] = (uint8_t)last_code;
+      col[k] = (uint16_t)c;
+      code[k] = (uint8_t)last_code;
       ++k;
     }
   }
-  m->row_ptr[m->rows] = (uint32_t)k;
+  row_ptr[rows] = k;
   return DC_SFC_OK;
 }
 
 static void compact_int8(const int8_t* w, dc_sparse_fc* m) {
-  uint64_t k = 0;
-  for (uint32_t r = 0; r < m->rows; ++r) {
-    const int8_t* row = w + (size_t)r * m->cols;
+  uint32_t k = 0;
+  const uint32_t rows = m->rows, cols = m->cols;
+  uint16_t* const col = m->col;
+  uint8_t* const code = m->code;
+  for (uint32_t r = 0; r < rows; ++r) {
+    const int8_t* row = w + (size_t)r * cols;
     int32_t sum = 0;
-    m->row_ptr[r] = (uint32_t)k;
-    for (uint32_t c = 0; c < m->cols; ++c) {
+    m->row_ptr[r] = k;
+    for (uint32_t c = 0; c < cols; ++c) {
       if (row[c] == 0) continue;
-      m->col[k] = (uint16_t)c;
-      m->code[k] = (uint8_t)row[c];
+      col[k] = (uint16_t)c;
+      code[k] = (uint8_t)row[c];
       sum += row[c];
       ++k;
     }
     m->row_sum[r] = sum;
   }
-  m->row_ptr[m->rows] = (uint32_t)k;
+  m->row_ptr[rows] = k;
 }
 
 static uint64_t count_nonzero(const void* w, uint32_t dtype, uint64_t n) {
   uint64_t nnz = 0;
   if (dtype == DC_DTYPE_FLOAT32) {
-    const float* f = (const float*)w;
-    for (uint64_t i = 0; i < n; ++i) nnz += (f[i] != 0.0f);
+    const uint32_t* f = (const uint32_t*)w; /* float bits: +-0 have no bit but the sign */
+    for (uint64_t i = 0; i < n; ++i) nnz += ((f[i] << 1) != 0);
   } else {
     const int8_t* q = (const int8_t*)w;
     for (uint64_t i = 0; i < n; ++i) nnz += (q[i] != 0);

@@ -346,7 +346,7 @@ typedef struct {
   int compressed;         /* option weights=compressed */
   FcPlan** fcs;           /* compressed FC nodes (stable pointers) */
   size_t num_fcs, cap_fcs;
-  char* report;           /* one line per FC considered (DcKerasDelegateReport) */
+  char* report;           /* one line per FC considered (DcKerasHuffDecodeDelegateReport) */
   size_t report_len, report_cap;
   char error[512];        /* first decode error, reported by the kernel */
 } DcDelegate;
@@ -1020,7 +1020,7 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
  * tab-separated line each: "compressed <weights> <rows>x<cols> <dtype> <nnz>
  * <bytes>" or "dense <weights> <reason>".  Copies up to size - 1 bytes (NUL
  * terminated) and returns the full length. */
-DC_EXPORT size_t DcKerasDelegateReport(const TfLiteDelegate* delegate, char* buf,
+DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate, char* buf,
                                        size_t size) {
   const DcDelegate* d = delegate ? (const DcDelegate*)delegate->data_ : NULL;
   const char* r = d && d->report ? d->report : "";
