@@ -46,3 +46,22 @@ def tflite_add_custom_address() -> int:
         "tflite::MutableOpResolver::AddCustom; use dc_keras.runtime.Interpreter(..., "
         "decode='delegate') or backend='litert' instead"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# runtime: the native TfLiteDelegate* behind a Python external-delegate object (issue 17)
+#
+# Why: the library reports what its delegate did (which FULLY_CONNECTED layers run compressed,
+# which stay dense and why) through DcKerasHuffDecodeDelegateReport(TfLiteDelegate*). The Python
+# ``Delegate`` returned by ``load_delegate`` exposes its pointer only through the private method
+# ``_get_native_delegate_pointer()`` (attribute ``_delegate_ptr`` in older versions).
+# Tested: ai-edge-litert 2.3 and tensorflow 2.21 (``tf.lite.experimental.load_delegate``).
+# ---------------------------------------------------------------------------------------------
+def delegate_pointer(delegate) -> int:
+    """Address of the ``TfLiteDelegate`` of a LiteRT/TF external-delegate object."""
+    getter = getattr(delegate, "_get_native_delegate_pointer", None)
+    ptr = getter() if callable(getter) else getattr(delegate, "_delegate_ptr", None)
+    if ptr is None:
+        raise RuntimeError(f"cannot find the native pointer of {type(delegate).__name__}; "
+                           "this LiteRT/TF version is not supported by dc_keras' report")
+    return ctypes.cast(ptr, ctypes.c_void_p).value if not isinstance(ptr, int) else ptr

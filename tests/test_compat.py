@@ -26,3 +26,20 @@ def test_tflite_add_custom_is_not_touched_by_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert ctypes.sizeof(ctypes.c_void_p) == 8
+
+
+# ---- runtime: native pointer of an external delegate (issue 17) -------------------------------
+def test_delegate_pointer_is_the_created_delegate():
+    from ai_edge_litert.interpreter import load_delegate
+
+    from dc_keras import runtime
+
+    d = load_delegate(runtime.library_path())
+    ptr = _compat.delegate_pointer(d)
+    assert isinstance(ptr, int) and ptr != 0
+    # the library reads it back as its own delegate: an empty report (no model yet), no crash
+    lib = ctypes.CDLL(runtime.library_path())
+    lib.DcKerasHuffDecodeDelegateReport.restype = ctypes.c_size_t
+    lib.DcKerasHuffDecodeDelegateReport.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    assert lib.DcKerasHuffDecodeDelegateReport(ptr, None, 0) == 0
+    assert _compat.delegate_pointer(d) == ptr

@@ -33,7 +33,7 @@ import threading
 
 from dc_keras._native import library_path as _native_library_path
 from dc_keras._native import load_library
-from dc_keras._compat import tflite_add_custom_address
+from dc_keras._compat import delegate_pointer, tflite_add_custom_address
 
 __all__ = ["Interpreter", "library_path", "REGISTERER", "OP_NAME", "prepare_tensorflow_registerer",
            "available_backends"]
@@ -131,10 +131,12 @@ class Interpreter:
         backend = _check_args(backend, decode, weights)
         user_delegates = list(kwargs.pop("experimental_delegates", None) or [])
         options = {"weights": weights} if weights != "decoded" else None
+        self._delegate = None
         if backend == "litert":
             from ai_edge_litert import interpreter as mod
 
-            delegates = [mod.load_delegate(library_path(), options)] + user_delegates
+            self._delegate = mod.load_delegate(library_path(), options)
+            delegates = [self._delegate] + user_delegates
             self._interpreter = mod.Interpreter(
                 model_path=model_path, model_content=model_content,
                 experimental_delegates=delegates, **kwargs,
@@ -146,7 +148,8 @@ class Interpreter:
             registerers.append(prepare_tensorflow_registerer())
             delegates = user_delegates
             if decode == "delegate":
-                delegates = [mod.load_delegate(library_path(), options)] + user_delegates
+                self._delegate = mod.load_delegate(library_path(), options)
+                delegates = [self._delegate] + user_delegates
             self._interpreter = mod.InterpreterWithCustomOps(
                 model_path=model_path, model_content=model_content,
                 custom_op_registerers=registerers, experimental_delegates=delegates, **kwargs,
@@ -154,6 +157,30 @@ class Interpreter:
         self.backend = backend
         self.decode = decode
         self.weights = weights
+
+    def compressed_report(self) -> list:
+        """What ``weights="compressed"`` did with each FULLY_CONNECTED fed by packed weights.
+
+        One dict per layer: ``{"weights": tensor name, "route": "compressed", "shape": (units,
+        inputs), "dtype", "nonzeros", "bytes": size of the compact form}`` or ``{"weights",
+        "route": "dense", "reason"}`` (layers the compressed kernel cannot run keep the decoded
+        route). Empty with ``weights="decoded"``.
+
+        Example:
+          >>> it = Interpreter(model_content=packed, weights="compressed")   # doctest: +SKIP
+          >>> [r["route"] for r in it.compressed_report()]                    # doctest: +SKIP
+          ['compressed', 'compressed', 'dense']
+        """
+        if self._delegate is None:
+            return []
+        lib = load_library()
+        fn = lib.DcKerasHuffDecodeDelegateReport
+        fn.restype = ctypes.c_size_t
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        ptr = delegate_pointer(self._delegate)
+        buf = ctypes.create_string_buffer(fn(ptr, None, 0) + 1)
+        fn(ptr, buf, len(buf))
+        return [_report_row(line.split("\t")) for line in buf.value.decode().splitlines()]
 
     @property
     def interpreter(self):
@@ -168,6 +195,14 @@ class Interpreter:
     def __repr__(self):
         return (f"<dc_keras.runtime.Interpreter backend={self.backend!r} decode={self.decode!r} "
                 f"weights={self.weights!r}>")
+
+
+def _report_row(f) -> dict:
+    if f[0] == "compressed":
+        rows, cols = (int(v) for v in f[2].split("x"))
+        return {"weights": f[1], "route": "compressed", "shape": (rows, cols), "dtype": f[3],
+                "nonzeros": int(f[4]), "bytes": int(f[5])}
+    return {"weights": f[1], "route": "dense", "reason": f[2]}
 
 
 def _check_args(backend, decode, weights) -> str:
