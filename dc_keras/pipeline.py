@@ -127,7 +127,7 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False) -> np.ndarr
     out = interpreter.get_output_details()[0]
     outputs, current = [], None
     for start in tqdm(range(0, len(x), batch_size), desc="interpreter", unit="batch", leave=False,
-                      disable=not progress):
+                      disable=None if progress else True):  # None: only on a terminal
         xb = x[start:start + batch_size]
         if current != len(xb):
             interpreter.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])

@@ -1,13 +1,12 @@
 """Keras model -> ``.tflite`` through TFLite's converter, then (optionally) the packing pass."""
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import tempfile
 
 import numpy as np
 
+from dc_keras._fileio import atomic_write
+from dc_keras._logs import quiet_conversion
 from dc_keras.export._pack import DEFAULT_MIN_BYTES
 from dc_keras.export._pack import pack as _pack
 
@@ -34,22 +33,6 @@ def _representative(data, model):
             yield [a[i : i + 1] for a in inputs]
 
     return gen
-
-
-def _write_atomic(path, data: bytes) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dc_keras-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
@@ -94,7 +77,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
 
     if quantize == "int8":
         _representative(representative_data, model)  # validate before the slow conversion
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the SavedModel signature
+    with quiet_conversion():  # converter/Keras log lines: dc_keras._logs (DC_KERAS_VERBOSE=1 shows them)
         try:
             data = configure(tf.lite.TFLiteConverter.from_keras_model(model)).convert()
         except Exception as first:  # Keras 3 models the direct route cannot trace: SavedModel
@@ -108,5 +91,5 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if pack:
         data = _pack(data, min_bytes=min_bytes)
     if path is not None:
-        _write_atomic(path, data)
+        atomic_write(path, data)
     return data
