@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install lib native-copy demo test test-py test-c test-arm test-sanitize fuzz-smoke clean
+.PHONY: install lib native-copy demo test test-py test-c test-arm test-mcu test-sanitize fuzz-smoke clean
 
 install: $(STAMP) lib
 
@@ -47,6 +47,7 @@ test: install
 	$(MAKE) fuzz-smoke
 	$(VPY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-arm
+	$(MAKE) test-mcu
 
 test-c:
 	$(MAKE) -C tflite_kernels test
@@ -62,6 +63,12 @@ fuzz-smoke:
 # otherwise skips with a message. See tools/arm/test_arm.sh and docs/android.md.
 test-arm: $(if $(wildcard $(VPY)),,$(STAMP))
 	PY=$(abspath $(VPY)) tools/arm/test_arm.sh
+
+# The decoder's C tests on emulated Cortex-M4/M7 (qemu-system-arm, bare metal), decode cost and
+# stack on M4; installs its tools when root, otherwise says so. See tools/mcu/test_mcu.sh and
+# docs/microcontrollers.md.
+test-mcu: $(if $(wildcard $(VPY)),,$(STAMP))
+	PY=$(abspath $(VPY)) tools/mcu/test_mcu.sh
 
 clean:
 	rm -rf build dist *.egg-info tflite_kernels/build $(NATIVE) .apt-stamp
