@@ -604,7 +604,7 @@ static TfLiteStatus fc_invoke(TfLiteContext* context, const KernelState* ks,
                       p->input_zp,
                       bias ? (const int32_t*)bias->data.raw_const : NULL,
                       p->scale, p->output_zp, p->qmin, p->qmax,
-                      (int8_t*)out->data.data, (int8_t*)ks->scratch);
+                      (int8_t*)out->data.data, (int32_t*)ks->scratch);
   }
   return kTfLiteOk;
 }
