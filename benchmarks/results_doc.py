@@ -7,6 +7,8 @@ import argparse
 import json
 import os
 
+from _common import save_figure, write_text
+
 
 def pct(x):
     return "-" if x is None else f"{100 * x:.2f} %"
@@ -45,10 +47,8 @@ def plot_size_vs_error(result, path):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def table1_summary(results):
@@ -292,10 +292,7 @@ def main(argv=None):
     if args.speed:
         with open(args.speed) as f:
             lines += speed_section(json.load(f))
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, args.out)
+    write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -6,7 +6,13 @@ naming the file concerned, which the CLI prints as one line with a non-zero exit
 Nothing here runs at import: the parsers are built by :func:`add_commands`.
 """
 import argparse
+import contextlib
 import os
+import sys
+import threading
+
+#: inputs above this size get a progress line on a terminal (inspect has its own bar).
+PROGRESS_MIN_BYTES = 16 << 20
 
 
 def _read(path):
@@ -17,6 +23,31 @@ def _read(path):
 def _check_paths(src, dst):
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError(f"OUT must differ from IN ({dst}): inputs are never modified")
+
+
+@contextlib.contextmanager
+def _working(desc, nbytes):
+    """An elapsed-time line on a terminal's stderr while ``pack``/``unpack`` run on a big model
+    (they report no fraction done); removed when done."""
+    if nbytes < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+    with tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed}", leave=False) as bar:
+
+        def tick():
+            while not done.wait(0.5):
+                bar.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
 
 def _min_bytes(args):
@@ -31,7 +62,8 @@ def cmd_pack(args):
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
-    out = pack(data, min_bytes=_min_bytes(args))
+    with _working(f"packing {args.input}", len(data)):
+        out = pack(data, min_bytes=_min_bytes(args))
     atomic_write(args.output, out)
     note = "" if out != data else " (nothing packed smaller: written unchanged)"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
@@ -54,7 +86,8 @@ def cmd_unpack(args):
     if not is_packed(data):
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
-    out = unpack(data)
+    with _working(f"unpacking {args.input}", len(data)):
+        out = unpack(data)
     atomic_write(args.output, out)
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B")
 
