@@ -266,10 +266,12 @@ def _folded_bn(model, layer, names):
     """Name of a BatchNormalization the converter folded into ``layer``'s kernel, or None: found in
     the names of the tensors feeding the same operator (the folded bias), or as the layer that
     directly consumes ``layer``'s output in the Keras graph."""
-    segments = [s for n in names for s in _segments(n)]
-    for bn in _bn_layers(model):
-        if _names_layer(segments, bn.name):
-            return bn.name
+    bns = _bn_layers(model)
+    for name in names:  # the kernel's own name first, then its operator's other constants
+        for bn in bns:
+            if _names_layer(_segments(name), bn.name):
+                return bn.name
+    for bn in bns:
         with contextlib.suppress(Exception):  # layer.output/bn.input raise for shared layers
             if bn.input is layer.output:
                 return bn.name
@@ -299,9 +301,9 @@ def _spread_messages(model, shared, converted, packed, quantize):
             after = int(np.unique(arr.reshape(-1).view(f"u{arr.dtype.itemsize}")).size)
             if after <= max(2 * before, before + 16):
                 continue
-            siblings = [fb.tensor_name(tensors[int(x)]) for op in sg.operators or []
+            siblings = [fb.tensor_name(tensors[int(x)]) for op in sg.operators or []  # e.g. the folded bias
                         if i in [int(v) for v in (op.inputs if op.inputs is not None else [])]
-                        for x in op.inputs if int(x) >= 0]
+                        for x in op.inputs if int(x) >= 0 and fb.buffer_bytes(tfl, tensors[int(x)].buffer)]
             messages.append(_spread_message(model, layer, path, name, before, after, quantize, siblings,
                                             name in packed_names))
     return messages
