@@ -9,6 +9,8 @@ of a pruned/clustered model loads with ``keras.saving.load_model`` and no ``cust
 """
 from dc_keras.train import schedules
 from dc_keras.train.clustering import ClusterWrapper, cluster
+from dc_keras.train.bn_fold import fold_batchnorm
+from dc_keras.train.report import CoverageReport, coverage
 from dc_keras.train.pruning import PruneWrapper, PruningCallback, prune
 from dc_keras.train.sensitivity import plot_sensitivity, sensitivity, suggest_bits, suggest_sparsity
 from dc_keras.train.strip import strip
@@ -21,6 +23,9 @@ __all__ = [
     "cluster",
     "ClusterWrapper",
     "strip",
+    "coverage",
+    "fold_batchnorm",
+    "CoverageReport",
     "sensitivity",
     "suggest_sparsity",
     "suggest_bits",
