@@ -32,6 +32,7 @@ _PUBLIC_API = {
     "prune": "dc_keras.train",
     "cluster": "dc_keras.train",
     "strip": "dc_keras.train",
+    "coverage": "dc_keras.train",
     "PruningCallback": "dc_keras.train",
     "sensitivity": "dc_keras.train",
     "suggest_sparsity": "dc_keras.train",

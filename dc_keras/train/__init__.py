@@ -10,6 +10,8 @@ Keras already is), in either order.
 """
 from dc_keras.train import schedules
 from dc_keras.train.clustering import ClusterWrapper, cluster
+from dc_keras.train.bn_fold import fold_batchnorm
+from dc_keras.train.report import CoverageReport, coverage
 from dc_keras.train.pruning import PruneWrapper, PruningCallback, prune
 from dc_keras.train.sensitivity import plot_sensitivity, sensitivity, suggest_bits, suggest_sparsity
 from dc_keras.train.strip import strip
@@ -22,6 +24,9 @@ __all__ = [
     "cluster",
     "ClusterWrapper",
     "strip",
+    "coverage",
+    "fold_batchnorm",
+    "CoverageReport",
     "sensitivity",
     "suggest_sparsity",
     "suggest_bits",
