@@ -38,23 +38,32 @@ if args["representative"] is not None:
     rep = [np.load(p) for p in args["representative"]]
     rep = rep[0] if len(rep) == 1 else rep
 to_tflite(model, pack=args["pack"], quantize=args["quantize"], path=args["out"],
-          representative_data=rep, min_bytes=args["min_bytes"])
+          representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"])
 """
 
 # Seconds the TF child may take (TF start-up + conversion of a large model on a slow machine).
 CHILD_TIMEOUT = 1800
 
 
-def needs_tensorflow_child(backend):
-    """True when ``to_tflite`` must convert in a TF-backend child process for ``backend``."""
-    return backend == "torch"
+def needs_tensorflow_child():
+    """True when ``to_tflite`` must convert in a TF-backend child process (torch backend)."""
+    import keras
+
+    return keras.backend.backend() == "torch"
 
 
-def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_bytes):
+def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_bytes, batch_size=None,
+                            converter_options=None, configure=None):
     """Save ``model`` as ``.keras`` and convert it in a ``KERAS_BACKEND=tensorflow`` child.
 
     Returns the ``.tflite`` bytes (packed when ``pack``).
     """
+    if configure is not None or converter_options:
+        raise ValueError(
+            "configure= and converter_options= cannot be used when exporting from the torch backend: the "
+            "conversion runs in a TensorFlow-backend subprocess. Save the model (model.save('m.keras')) and "
+            "call to_tflite on it in a process with KERAS_BACKEND=tensorflow."
+        )
     if callable(representative_data):
         raise ValueError(
             "representative_data must be an array or a list of arrays (not a generator function) "
@@ -73,7 +82,8 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
                 np.save(rep_paths[-1], np.asarray(a, dtype=np.float32))
         out = os.path.join(tmp, "model.tflite")
         args = {"model": model_path, "pack": bool(pack), "quantize": quantize, "out": out,
-                "representative": rep_paths, "min_bytes": int(min_bytes)}
+                "representative": rep_paths, "min_bytes": int(min_bytes),
+                "batch_size": None if batch_size is None else int(batch_size)}
         env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
