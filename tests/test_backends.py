@@ -178,3 +178,37 @@ def test_keras_file_moves_between_backends(other, tmp_path):
     assert res["layers"] == ["ClusterWrapper", "ClusterWrapper"]
     np.testing.assert_allclose(res["pred"], keras.ops.convert_to_numpy(clustered.predict(X, verbose=0)),
                                rtol=1e-5, atol=1e-5)
+
+
+def _readme_example():
+    """The README's Python example, with ``model = ...`` made concrete and tiny data defined."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "model = ...  #" in code and "dc_keras.export.to_tflite(model" in code
+    setup = textwrap.dedent("""
+        import numpy as np
+        rng = np.random.default_rng(0)
+        x = rng.random((256, 20), dtype=np.float32)
+        y = rng.integers(0, 4, 256)
+        model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(4, activation="softmax")])
+    """)
+    lines = [setup if line.startswith("model = ...") else line for line in code.splitlines()]
+    return "\n".join(lines) + textwrap.dedent("""
+        import json
+        print("RESULT " + json.dumps({"backend": keras.backend.backend(), "bytes": len(packed),
+                                      "outputs": interpreter.get_output_details()[0]["shape"].tolist()}))
+    """)
+
+
+@pytest.mark.parametrize("backend", [b for b in ("jax", "torch") if importlib.util.find_spec(b)])
+def test_readme_example_unchanged_on_backend(backend, tmp_path):
+    """A JAX or PyTorch user runs the README example as is (only KERAS_BACKEND differs)."""
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", _readme_example()], env=env, cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    assert res["backend"] == backend and res["bytes"] > 0
+    assert (tmp_path / "model.tflite").read_bytes()[4:8] == b"TFL3"

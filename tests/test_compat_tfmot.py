@@ -193,3 +193,19 @@ def test_sparsity_preserving_clustering_and_summaries(tmp_path):
     # tfmot's default preserve_sparsity=False clusters the zeros too
     plain = clustering.cluster_weights(stripped, 8)
     assert not any(w.preserve_sparsity for w in plain.layers)
+
+
+def test_dc_keras_api_warns_too_but_not_for_chunked_fits():
+    with pytest.warns(UserWarning, match="ends at sparsity 0.5 instead of 0.8"):
+        schedule = dc_keras.schedules.PolynomialDecay(0.5, 0.8, begin_step=0, end_step=16)
+    assert schedule.last_update(0, 16) == (0, 0.5)
+    assert schedule.last_update(0, 17) == (16, pytest.approx(0.8))
+    ok = dc_keras.schedules.PolynomialDecay(0.5, 0.8, begin_step=0, end_step=16, frequency=4)
+    pruned = _compile(dc_keras.prune(mlp(), ok))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])  # steps 0..3
+        pruned.fit(X, Y, batch_size=16, epochs=4, verbose=0, callbacks=[dc_keras.PruningCallback()])  # 4..19
+    never = dc_keras.schedules.ConstantSparsity(0.9, begin_step=50, end_step=60, frequency=5)
+    with pytest.warns(UserWarning, match="never updates the masks.*begin_step=50 is after the last step"):
+        assert never.check_reachable(0, 40) is not None

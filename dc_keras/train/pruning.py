@@ -401,7 +401,11 @@ class PruningCallback(keras.callbacks.Callback):
             if wrapper.schedule in seen:
                 continue
             seen.append(wrapper.schedule)
-            wrapper.schedule.check_reachable(start, int(steps) * int(epochs), where=f"fit() of layer {wrapper.name!r}")
+            sched, last = wrapper.schedule, start + int(steps) * int(epochs) - 1
+            # Only a fit() that is meant to finish the schedule (ends within its last update
+            # interval or later) is checked: training in several shorter fit() calls is fine.
+            if sched.end_step != -1 and last >= sched.end_step - sched.frequency:
+                sched.check_reachable(start, int(steps) * int(epochs), where=f"fit() of layer {wrapper.name!r}")
 
     @staticmethod
     def _step_of(wrapper):
