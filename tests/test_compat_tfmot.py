@@ -95,7 +95,7 @@ def test_tutorial_schedule_that_cannot_finish_warns():
     with pytest.warns(UserWarning, match=r"fit\(\) of layer 'd1'.*steps 0\.\.15.*ends at sparsity 0\.5"):
         pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a schedule that finishes stays silent
+        warnings.simplefilter("error", UserWarning)  # a schedule that finishes stays silent
         sparsity.PolynomialDecay(initial_sparsity=0.50, final_sparsity=0.80, begin_step=0, end_step=844)
         sparsity.PolynomialDecay(0.5, 0.8, 0, end_step=16, frequency=4)
 
@@ -203,7 +203,7 @@ def test_dc_keras_api_warns_too_but_not_for_chunked_fits():
     ok = dc_keras.schedules.PolynomialDecay(0.5, 0.8, begin_step=0, end_step=16, frequency=4)
     pruned = _compile(dc_keras.prune(mlp(), ok))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])  # steps 0..3
         pruned.fit(X, Y, batch_size=16, epochs=4, verbose=0, callbacks=[dc_keras.PruningCallback()])  # 4..19
     never = dc_keras.schedules.ConstantSparsity(0.9, begin_step=50, end_step=60, frequency=5)
