@@ -126,7 +126,7 @@ class PruneWrapper(_base.CompressionWrapper):
                         f"{self.layer.name}/{name} (shape {tuple(var.shape)}, axis {axis})."
                     )
         self.pruning_step = self.add_weight(
-            name="pruning_step", shape=(), dtype="int64", initializer="zeros",
+            name="pruning_step", shape=(), dtype=_STEP_DTYPE, initializer="zeros",
             trainable=False, aggregation="only_first_replica",
         )
         self._untracked("_masks", [])
@@ -250,6 +250,9 @@ class PruneWrapper(_base.CompressionWrapper):
 
 # Backends whose optimizer applies constraints statelessly, outside the model's variable scope.
 _STATELESS_OPTIMIZER = keras.backend.backend() == "jax"
+# JAX has no int64 unless jax_enable_x64 (it would truncate with a warning on every model): int32
+# there (2**31 steps); a saved int64 counter loads into it.
+_STEP_DTYPE = "int32" if keras.backend.backend() == "jax" else "int64"
 
 
 def _distributed():

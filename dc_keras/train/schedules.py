@@ -18,6 +18,8 @@ import keras
 from keras import ops
 
 _PACKAGE = "dc_keras"
+# Step arithmetic dtype: JAX has no int64 unless jax_enable_x64 (it truncates with a warning).
+_INT = "int32" if keras.backend.backend() == "jax" else "int64"
 _REACH_TOLERANCE = 0.01  # sparsity short of the target that is not worth a warning
 
 
@@ -64,13 +66,13 @@ class PruningSchedule:
 
         True at ``begin_step``, every ``frequency`` steps after it, and at ``end_step``.
         """
-        step = ops.cast(step, "int64")
-        begin = ops.cast(self.begin_step, "int64")
+        step = ops.cast(step, _INT)
+        begin = ops.cast(self.begin_step, _INT)
         after_begin = ops.greater_equal(step, begin)
-        on_frequency = ops.equal(ops.mod(step - begin, ops.cast(self.frequency, "int64")), 0)
+        on_frequency = ops.equal(ops.mod(step - begin, ops.cast(self.frequency, _INT)), 0)
         if self.end_step == -1:
             return ops.logical_and(after_begin, on_frequency)
-        end = ops.cast(self.end_step, "int64")
+        end = ops.cast(self.end_step, _INT)
         in_window = ops.logical_and(after_begin, ops.less_equal(step, end))
         return ops.logical_and(in_window, ops.logical_or(on_frequency, ops.equal(step, end)))
 
