@@ -9,7 +9,10 @@ graph mode, under XLA and under ``tf.distribute``.
   ``initial_sparsity`` to ``final_sparsity`` with a cubic (``power``) curve.
 - :class:`StdThreshold`: Han et al.'s rule, threshold = ``quality`` x std of the layer's weights.
 
-The argument names are those of ``tfmot.sparsity.keras`` so that migrating is a change of import.
+The argument names are those of ``tfmot.sparsity.keras``; ``import dc_keras.compat.tfmot as tfmot``
+provides tfmot's whole pruning/clustering API (docs/migrating_from_tfmot.md). Unlike tfmot, masks
+are also updated at ``end_step``, and a schedule whose ``end_step``/``frequency`` cannot reach its
+target warns (:meth:`PruningSchedule.check_reachable`).
 """
 import numbers
 import warnings
