@@ -103,6 +103,17 @@ def test_export_on_this_backend_matches_keras(tmp_path):
     np.testing.assert_array_equal(interp.get_tensor(out["index"]), ref.get_tensor(ref.get_output_details()[0]["index"]))
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="the TF-subprocess export route is the torch backend's")
+def test_torch_export_rejects_what_cannot_cross_the_process_boundary():
+    model = mlp()
+    with pytest.raises(ValueError, match="configure= and converter_options= cannot be used.*torch"):
+        dc_keras.export.to_tflite(model, configure=lambda conv: None)
+    with pytest.raises(ValueError, match="not a generator function"):
+        dc_keras.export.to_tflite(model, quantize="int8", representative_data=lambda: iter([X[:1]]))
+    data = dc_keras.export.to_tflite(model, quantize="int8", representative_data=X[:20], batch_size=2)
+    assert data[4:8] == b"TFL3"
+
+
 # --------------------------------------------------------------------------------------------
 # across backends (children)
 
