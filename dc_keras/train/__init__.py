@@ -4,8 +4,9 @@ Flow: ``prune`` -> ``fit(callbacks=[PruningCallback()])`` -> ``strip`` -> ``clus
 -> ``strip``; the stripped model holds plain Keras layers with sparse, shared-value kernels.
 
 Importing this module registers the wrapper layers and schedules with Keras, so a ``.keras`` file
-of a pruned/clustered model loads with ``keras.saving.load_model`` and no ``custom_objects``
-(``import dc_keras.train`` first; ``import dc_keras`` alone is lazy).
+of a pruned/clustered model loads with ``keras.saving.load_model`` and no ``custom_objects``.
+``import dc_keras`` is enough: it imports this module as soon as Keras is imported (at once if
+Keras already is), in either order.
 """
 from dc_keras.train import schedules
 from dc_keras.train.clustering import ClusterWrapper, cluster

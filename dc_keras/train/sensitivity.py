@@ -5,12 +5,12 @@ The paper chose per-layer thresholds and bit widths by hand; :func:`suggest_spar
 :func:`suggest_bits` turn a sweep into per-layer targets automatically.
 """
 import os
-import tempfile
 
 import keras
 import numpy as np
 from keras import ops
 
+from dc_keras._fileio import atomic_write, figure_bytes
 from dc_keras.train import _base
 from dc_keras.train.kmeans import kmeans_1d
 
@@ -198,16 +198,10 @@ def plot_sensitivity(report, path):
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix="." + ext, dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=ext)
-        os.replace(tmp, path)
+        atomic_write(path, figure_bytes(fig, ext))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
