@@ -134,7 +134,7 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False) -> np.ndarr
         current = None
     outputs = []
     for start in tqdm(range(0, len(x), batch_size), desc="interpreter", unit="batch", leave=False,
-                      disable=not progress):
+                      disable=None if progress else True):  # None: only on a terminal
         xb = x[start:start + batch_size]
         if fixed > 0 and len(xb) < fixed:
             xb = np.concatenate([xb, np.zeros((fixed - len(xb), *xb.shape[1:]), xb.dtype)])

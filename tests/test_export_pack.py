@@ -137,7 +137,8 @@ def test_unclustered_tensors_are_left_alone():
     w = m.layers[1].kernel.numpy()
     m.layers[1].kernel.assign(np.round(w * 4) / 4)  # only the second layer is clustered
     plain = export.to_tflite(m, pack=False)
-    packed = export.pack(plain)
+    # format version 1 has no lossless float layout: the unclustered kernel stays raw
+    packed = export.pack(plain, version=1)
     model = fb.read_model(packed)
     sg = model.subgraphs[0]
     outputs = {int(op.outputs[0]) for op in sg.operators if fb.opcode_name(model, op) == "HuffDecode"}
@@ -147,7 +148,13 @@ def test_unclustered_tensors_are_left_alone():
     # a model with nothing packable comes back unchanged
     m2 = keras.Sequential([keras.Input((100,)), keras.layers.Dense(100)])
     plain2 = export.to_tflite(m2, pack=False)
-    assert export.pack(plain2) == plain2
+    assert export.pack(plain2, version=1) == plain2
+    # version 2 packs unclustered floats losslessly (FORMAT.md §12) when that saves min_saving
+    from dc_keras import codec
+    w2 = m2.layers[0].kernel.numpy()
+    saving = 1 - len(codec.encode(w2)) / w2.nbytes
+    assert codec.info(codec.encode(w2))["layout"] == "float_planes"
+    assert (export.pack(plain2) != plain2) == (saving >= 0.1)
 
 
 def test_min_bytes():

@@ -14,14 +14,14 @@ real models:
 from __future__ import annotations
 
 import contextlib
-import io
-import os
 import re
 import tempfile
 import warnings
 
 import numpy as np
 
+from dc_keras._fileio import atomic_write
+from dc_keras._logs import quiet_conversion
 from dc_keras.export import _flatbuffer as fb
 from dc_keras.export._pack import DEFAULT_MIN_BYTES, PACKED_SUFFIX, _tensor_array
 from dc_keras.export._pack import pack as _pack
@@ -66,22 +66,6 @@ def _representative(data, batch=1):
             yield [a[i : i + batch] for a in inputs]
 
     return gen
-
-
-def _write_atomic(path, data: bytes) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dc_keras-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _check_arguments(quantize, batch_size, converter_options, configure):
@@ -194,7 +178,7 @@ def _failure(exc, batch_note):
 def _convert(model, apply, batch_size):
     """Runs the converter; recurrent models (and any model whose dynamic-batch conversion fails on
     tensor-list ops) are converted with a static batch signature."""
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the SavedModel signature
+    with quiet_conversion():  # converter/Keras log lines: dc_keras._logs (DC_KERAS_VERBOSE=1 shows them)
         if batch_size is not None:
             try:
                 return _convert_static(model, apply, int(batch_size))
@@ -414,5 +398,5 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
             warnings.warn(message, ClusterSpreadWarning, stacklevel=2)
         data = packed
     if path is not None:
-        _write_atomic(path, data)
+        atomic_write(path, data)
     return data

@@ -85,7 +85,7 @@ def _saves_enough(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
 
 
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
-         min_saving: float = DEFAULT_MIN_SAVING) -> bytes:
+         min_saving: float = DEFAULT_MIN_SAVING, version: int = 2) -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
 
     Works on any ``.tflite`` (Keras 3 or tf_keras made, float, float16-weight or int8 quantized,
@@ -108,6 +108,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         before accepting it (default True).
       min_saving: smallest accepted relative saving per tensor, 0 <= min_saving < 1 (default
         0.1: a tensor must pack to at most 90 % of its raw size).
+      version: packed-tensor format version (docs/FORMAT.md §10): 2 (default) or 1 for apps
+        that ship a decoder that reads version 1 only (tensors version 1 cannot express stay raw).
 
     Returns:
       The packed model's bytes; the input itself when nothing packs smaller.
@@ -126,6 +128,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         raise ValueError(f"min_bytes must be a non-negative int, got {min_bytes!r}")
     if not isinstance(min_saving, (int, float)) or not 0 <= min_saving < 1:
         raise ValueError(f"min_saving must be a number in [0, 1), got {min_saving!r}")
+    if version not in (1, 2):
+        raise ValueError(f"version must be 1 or 2 (docs/FORMAT.md §10), got {version!r}")
     model = fb.read_model(tflite_bytes)
     codes = model.operatorCodes or []
     if any(fb.is_huffdecode_code(c) for c in codes):
@@ -157,7 +161,7 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
                 continue
             key = (t.buffer, arr.dtype.str, arr.shape)
             if key not in packed_cache:
-                packed_cache[key] = _encode_checked(codec, arr, verify)
+                packed_cache[key] = _encode_checked(codec, arr, verify, version)
             data = packed_cache[key]
             overhead = _PER_TENSOR_OVERHEAD + len(fb.tensor_name(t)) + len(PACKED_SUFFIX)
             if data is not None and len(data) + overhead < arr.nbytes \
@@ -220,9 +224,9 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     return out
 
 
-def _encode_checked(codec, arr, verify):
+def _encode_checked(codec, arr, verify, version=2):
     try:
-        data = codec.encode(arr)
+        data = codec.encode(arr, version=version)
     except ValueError:
         return None  # refused: too many distinct values, unsupported shape, ...
     if verify:
