@@ -67,16 +67,29 @@ def _buffer_users(model):
     return users
 
 
-def _is_candidate(model, t, idx, consumers, produced, io):
-    return (
-        t.buffer > 0
-        and idx in consumers
-        and idx not in produced
-        and idx not in io
-        and not t.isVariable
-        and t.sparsity is None
-        and t.type in fb.NUMPY_DTYPES
-    )
+def skip_reason(model, t, idx, facts, users):
+    """Why constant tensor ``idx`` (``t``) of a subgraph cannot be packed, or None if it can be.
+
+    ``facts`` is ``_graph_facts`` of its subgraph, ``users`` is ``_buffer_users(model)``. The
+    reasons are what ``inspect`` prints in its ``reason`` column.
+    """
+    consumers, produced, io = facts
+    if t.sparsity is not None:
+        return ("TFLite-sparse tensor: its index arrays live in the flatbuffer's SparsityParameters "
+                "and the runtime's DENSIFY / sparse kernels read the constant directly")
+    if t.type not in fb.NUMPY_DTYPES:
+        return f"{fb.TYPE_NAMES.get(t.type, t.type)}: no packed-format element type for it"
+    if t.isVariable:
+        return "variable tensor (written at run time)"
+    if idx in io:
+        return "graph input/output"
+    if idx in produced:
+        return "written by an operator (not a constant)"
+    if idx not in consumers:
+        return "no operator reads it"
+    if any(r[0] == "metadata" for r in users.get(t.buffer, [])):
+        return "buffer shared with metadata"
+    return None
 
 
 def _saves_enough(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
@@ -84,19 +97,29 @@ def _saves_enough(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     return packed_bytes <= (1.0 - min_saving) * raw_bytes
 
 
+def _check_args(min_bytes, min_saving, buffers):
+    if not isinstance(min_bytes, (int, np.integer)) or min_bytes < 0:
+        raise ValueError(f"min_bytes must be a non-negative int, got {min_bytes!r}")
+    if not isinstance(min_saving, (int, float)) or not 0 <= min_saving < 1:
+        raise ValueError(f"min_saving must be a number in [0, 1), got {min_saving!r}")
+    if buffers not in fb.BUFFER_LOCATIONS:
+        raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
+
+
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
-         min_saving: float = DEFAULT_MIN_SAVING) -> bytes:
+         min_saving: float = DEFAULT_MIN_SAVING, *, strip_strings: bool = False,
+         buffers: str = "auto") -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
 
     Works on any ``.tflite`` (Keras 3 or tf_keras made, float, float16-weight or int8 quantized,
-    several subgraphs). A constant tensor of at least ``min_bytes`` bytes whose packed form
-    (``dc_keras.codec.encode``) is smaller becomes a uint8 1-D constant feeding a ``HuffDecode``
-    custom op, inserted just before the tensor's first consumer; the op's output is the original
-    tensor (same index, name, type, shape and quantization), whose buffer is emptied. Tensors the
-    codec refuses (e.g. > 4096 distinct values: an unclustered float tensor), that do not save
-    more than the added op and tensor cost, or that shrink by less than ``min_saving`` (decoding
-    costs load time, so near-incompressible tensors stay raw) are left as they are, and so is everything else in the model. Buffer data in the
-    output is 16-byte aligned.
+    several subgraphs, buffers inside or after the flatbuffer as ai-edge-quantizer writes them).
+    A constant tensor of at least ``min_bytes`` bytes whose packed form (``dc_keras.codec.encode``)
+    is smaller becomes a uint8 1-D constant feeding a ``HuffDecode`` custom op, inserted just
+    before the tensor's first consumer; the op's output is the original tensor (same index, name,
+    type, shape and quantization), whose buffer is emptied. Tensors the codec refuses, that do not
+    save more than the added op and tensor cost, or that shrink by less than ``min_saving``
+    (decoding costs load time) are left as they are, and so is everything else in the model
+    (``inspect`` says why per tensor). Buffer data in the output is 16-byte aligned.
 
     Run it with ``dc_keras.runtime.Interpreter`` (or any TFLite runtime given the library's op /
     delegate, see ``dc_keras.runtime``).
@@ -108,9 +131,16 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         before accepting it (default True).
       min_saving: smallest accepted relative saving per tensor, 0 <= min_saving < 1 (default
         0.1: a tensor must pack to at most 90 % of its raw size).
+      strip_strings: drop the tensor names, subgraph names and model description (signature
+        keys and signature input/output names stay, so ``get_signature_runner`` keeps working;
+        ``get_input_details()`` then shows empty names). Default False.
+      buffers: where buffer data goes: ``"auto"`` (the input's convention; inline when the data
+        is under 256 KiB, as ai-edge-quantizer does), ``"inline"`` or ``"external"`` (after the
+        flatbuffer, ``Buffer.offset``/``size``).
 
     Returns:
-      The packed model's bytes; the input itself when nothing packs smaller.
+      The packed model's bytes; the input itself when nothing packs smaller (and no strings are
+      stripped / buffers moved).
 
     Raises:
       ValueError: the input is not a valid ``.tflite``, or it is already packed (it contains
@@ -120,34 +150,58 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
 
     Example:
       >>> packed = dc_keras.export.pack(open("model.tflite", "rb").read())   # doctest: +SKIP
-      >>> open("model.packed.tflite", "wb").write(packed)                    # doctest: +SKIP
+      >>> small = dc_keras.export.pack(data, strip_strings=True)            # doctest: +SKIP
     """
-    if not isinstance(min_bytes, (int, np.integer)) or min_bytes < 0:
-        raise ValueError(f"min_bytes must be a non-negative int, got {min_bytes!r}")
-    if not isinstance(min_saving, (int, float)) or not 0 <= min_saving < 1:
-        raise ValueError(f"min_saving must be a number in [0, 1), got {min_saving!r}")
+    return pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, strip_strings=strip_strings,
+                           buffers=buffers)[0]
+
+
+def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
+                    min_saving=DEFAULT_MIN_SAVING, *, strip_strings=False, buffers="auto"):
+    """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes}`` (for the CLI)."""
+    _check_args(min_bytes, min_saving, buffers)
     model = fb.read_model(tflite_bytes)
-    codes = model.operatorCodes or []
-    if any(fb.is_huffdecode_code(c) for c in codes):
+    if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
+    facts = [_graph_facts(sg) for sg in model.subgraphs]
+    plans = _plan(model, facts, min_bytes, verify, min_saving)
+    stats = {"packed_tensors": len(plans), "strings_saved": 0}
+    rewrite = strip_strings or buffers != "auto"
+    if not plans and not rewrite:
+        return bytes(tflite_bytes), stats
+    if plans:
+        _rewrite(model, facts, plans)
+    if strip_strings:
+        with_names = fb.write_model(model, buffers)
+        _strip_strings(model)
+    out = fb.write_model(model, buffers)
+    if strip_strings:
+        stats["strings_saved"] = len(with_names) - len(out)
+    if not rewrite and len(out) >= len(tflite_bytes):
+        stats["packed_tensors"] = 0
+        return bytes(tflite_bytes), stats  # nothing worth packing after all
+    return out, stats
+
+
+def _strip_strings(model):
+    """Names no runtime needs: tensors, subgraphs, the description (signatures keep theirs)."""
+    model.description = None
+    for sg in model.subgraphs:
+        sg.name = None
+        for t in sg.tensors or []:
+            t.name = None
+
+
+def _plan(model, facts, min_bytes, verify, min_saving):
+    """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer)."""
     codec = _codec()
     users = _buffer_users(model)
-
-    # 1. Decide per buffer: every tensor using it must be a candidate of the same dtype/shape.
-    plans = {}  # (subgraph, tensor) -> packed bytes
-    packed_cache = {}  # (buffer, dtype, shape) -> bytes or None
     eligible = {}
-    facts = [_graph_facts(sg) for sg in model.subgraphs]
     for b, refs in users.items():
-        ok = all(r[0] != "metadata" for r in refs)
-        if ok:
-            for s, i in refs:
-                consumers, produced, io = facts[s]
-                t = model.subgraphs[s].tensors[i]
-                if not _is_candidate(model, t, i, consumers, produced, io):
-                    ok = False
-                    break
-        eligible[b] = ok
+        eligible[b] = all(r[0] != "metadata" for r in refs) and all(
+            skip_reason(model, model.subgraphs[s].tensors[i], i, facts[s], users) is None
+            for s, i in refs)
+    plans, packed_cache = {}, {}  # cache: (buffer, dtype, shape) -> bytes or None
     for s, sg in enumerate(model.subgraphs):
         for i, t in enumerate(sg.tensors or []):
             if t.buffer <= 0 or not eligible.get(t.buffer, False):
@@ -168,16 +222,17 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         if eligible.get(b) and not all((s, i) in plans for s, i in refs):
             for s, i in refs:
                 plans.pop((s, i), None)
-    if not plans:
-        return bytes(tflite_bytes)
+    return plans
 
-    # 2. Rewrite.
+
+def _rewrite(model, facts, plans):
+    """Adds the ``HuffDecode`` code, packed tensors/buffers and ops; empties the packed buffers."""
     code = schema.OperatorCodeT()
     code.deprecatedBuiltinCode = fb.CUSTOM_CODE
     code.builtinCode = fb.CUSTOM_CODE
     code.customCode = fb.HUFFDECODE.decode()
     code.version = 1
-    model.operatorCodes = list(codes) + [code]
+    model.operatorCodes = list(model.operatorCodes or []) + [code]
     hd_index = len(model.operatorCodes) - 1
     new_buffers = {}  # packed bytes -> buffer index (shared constants stay shared)
     emptied = set()
@@ -214,10 +269,6 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         sg.operators = ops
     for b in emptied:
         model.buffers[b].data = None
-    out = fb.write_model(model)
-    if len(out) >= len(tflite_bytes):
-        return bytes(tflite_bytes)  # nothing worth packing after all
-    return out
 
 
 def _encode_checked(codec, arr, verify):
@@ -235,12 +286,13 @@ def _encode_checked(codec, arr, verify):
     return bytes(data)
 
 
-def unpack(packed_bytes) -> bytes:
+def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
     """Turns a packed ``.tflite`` back into an ordinary one with identical tensor contents.
 
     Every ``HuffDecode`` op is decoded in Python (``dc_keras.codec.decode``) and removed, its
     output tensor gets its constant data back, and the packed tensors, buffers and the operator
-    code disappear. A model without ``HuffDecode`` ops is returned unchanged.
+    code disappear. A model without ``HuffDecode`` ops is returned unchanged. ``buffers`` is as
+    in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data).
 
     Raises:
       ValueError: not a valid ``.tflite``, or a ``HuffDecode`` op / packed buffer is malformed
@@ -249,10 +301,12 @@ def unpack(packed_bytes) -> bytes:
     Example:
       >>> plain = dc_keras.export.unpack(packed)   # doctest: +SKIP
     """
+    if buffers not in fb.BUFFER_LOCATIONS:
+        raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
     model = fb.read_model(packed_bytes)
     codes = model.operatorCodes or []
     hd = {k for k, c in enumerate(codes) if fb.is_huffdecode_code(c)}
-    if not hd:
+    if not hd and buffers == "auto":
         return bytes(packed_bytes)
     codec = _codec()
     removed_buffers = set()
@@ -303,7 +357,7 @@ def unpack(packed_bytes) -> bytes:
         _remove_tensors(model, s, drop_tensors)
     _remove_unused_buffers(model, removed_buffers)
     _remove_unused_codes(model, hd)
-    return fb.write_model(model)
+    return fb.write_model(model, buffers)
 
 
 def _remove_tensors(model, s, drop):

@@ -8,6 +8,11 @@ from absl import app, flags
 
 flags.DEFINE_integer("min_bytes", None, "pack: leave constant tensors smaller than this alone "
                      "(default: dc_keras.export.DEFAULT_MIN_BYTES).", lower_bound=0)
+flags.DEFINE_boolean("strip_strings", False, "pack: drop tensor/subgraph names and the model "
+                     "description (signatures keep working); prints the bytes saved.")
+flags.DEFINE_enum("buffers", "auto", ["auto", "inline", "external"], "pack/unpack: where buffer "
+                  "data goes: auto (the input's convention, inline under 256 KiB), inline, or external "
+                  "(after the flatbuffer, Buffer.offset/size).")
 flags.DEFINE_string("plot", None, "inspect: also write a raw-vs-packed size chart (PNG) to this path.")
 
 FLAGS = flags.FLAGS
@@ -29,15 +34,19 @@ def _two_paths(name, args):
 
 
 def cmd_pack(args):
-    from dc_keras.export import DEFAULT_MIN_BYTES, pack
+    from dc_keras.export import DEFAULT_MIN_BYTES
     from dc_keras.export._convert import _write_atomic
+    from dc_keras.export._pack import pack_with_stats
 
     src, dst = _two_paths("pack", args)
     data = _read(src)
     min_bytes = DEFAULT_MIN_BYTES if FLAGS.min_bytes is None else FLAGS.min_bytes
-    out = pack(data, min_bytes=min_bytes)
+    out, stats = pack_with_stats(data, min_bytes=min_bytes, strip_strings=FLAGS.strip_strings,
+                                 buffers=FLAGS.buffers)
     _write_atomic(dst, out)
     note = "" if out != data else " (nothing packed smaller: written unchanged)"
+    if FLAGS.strip_strings:
+        note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{src}: {len(data)} B -> {dst}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
 
 
@@ -47,7 +56,7 @@ def cmd_unpack(args):
 
     src, dst = _two_paths("unpack", args)
     data = _read(src)
-    out = unpack(data)
+    out = unpack(data, buffers=FLAGS.buffers)
     _write_atomic(dst, out)
     print(f"{src}: {len(data)} B -> {dst}: {len(out)} B")
 
