@@ -158,6 +158,28 @@ def speed_section(speed):
     return out
 
 
+def quantized_section(q):
+    """The bytes table of benchmarks/bench_quantized.py (issue 15): every export of the same weights."""
+    m = q["machine"]
+    fp = next(r for r in q["rows"] if r["variant"] == "float32")
+    lines = ["## Quantized and packed: same pruned + clustered weights (LeNet-300-100)", "",
+             f"One model ({q['note']}), exported every way and packed with `dc_keras.export.pack`; "
+             "error on the full MNIST test set, measured on the packed file; \"bit-exact\": packed and "
+             "unpacked files give identical outputs on all 10,000 test images. \"vs float packed\" is "
+             f"packed bytes / {fp['packed_bytes']:,} B (the packed float32 file); \"codes\": distinct "
+             "integer values per weight tensor (fc1, fc2, fc3 order as stored).", "",
+             "| export | file bytes | packed bytes | vs float packed | test error | vs float (pp) | bit-exact | codes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in q["rows"]:
+        lines.append(f"| {r['variant']} | {r['bytes']:,} | {r['packed_bytes']:,} | {r['vs_float_packed']:.2f}x | "
+                     f"{pct(r['test_error'])} | {r['error_vs_float_pp']:+.2f} | {'yes' if r['bit_exact'] else 'NO'} | "
+                     f"{', '.join(map(str, r['distinct_int_codes'])) or '-'} |")
+    lines += ["", f"Goal (issue 15): int8 and dynamic-range packed <= 1.05x the packed float file at <= its "
+              "error + 0.1 pp. Command: `" + q["command"] + f"`; load average {m['loadavg_before'][0]:.1f} "
+              f"before, {m['loadavg_after'][0]:.1f} after; TensorFlow {m['tensorflow']}, Keras {m['keras']}.", ""]
+    return lines
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table1", nargs="+", default=[], help="paper_table1.py --json outputs")
@@ -165,6 +187,7 @@ def main(argv=None):
                    help="tfmot result of a separate `benchmarks/peers.py --json` run for a model whose "
                         "paper_table1 run had no tfmot rows")
     p.add_argument("--speed", default=None, help="speed_table.py --json output")
+    p.add_argument("--quantized", default=None, help="bench_quantized.py --json output")
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--img_dir", default="docs/img")
     args = p.parse_args(argv)
@@ -216,11 +239,16 @@ def main(argv=None):
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --json lenet_300_100.json",
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --json lenet_5.json",
               ".venv/bin/python benchmarks/speed_table.py --json speed.json",
-              ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json",
+              ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
+              ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
+              "--quantized quantized.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
     if args.speed:
         with open(args.speed) as f:
             lines += speed_section(json.load(f))
+    if args.quantized:
+        with open(args.quantized) as f:
+            lines += quantized_section(json.load(f))
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(lines) + "\n")

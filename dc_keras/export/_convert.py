@@ -52,8 +52,14 @@ def _write_atomic(path, data: bytes) -> None:
         raise
 
 
+def _is_clustered(model, max_values=256):
+    """True if every weight matrix / kernel of ``model`` holds at most ``max_values`` distinct values."""
+    kernels = [np.asarray(w) for w in model.get_weights() if np.ndim(w) >= 2]
+    return bool(kernels) and all(np.unique(k).size <= max_values for k in kernels)
+
+
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
-              min_bytes: int = DEFAULT_MIN_BYTES) -> bytes:
+              min_bytes: int = DEFAULT_MIN_BYTES, per_channel=None) -> bytes:
     """Converts a Keras 3 model to ``.tflite`` with TFLite's converter, then packs its weights.
 
     Args:
@@ -68,6 +74,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         samples), list of arrays (one per model input), or a generator function as the TFLite
         converter takes.
       min_bytes: passed to ``pack``.
+      per_channel: for ``quantize="int8"``/``"dynamic"``: one int8 scale per output channel (the
+        converter's default) or per tensor. ``None`` (default): per tensor when the model is
+        clustered (every kernel has <= 256 distinct values), which keeps the weight sharing
+        (<= 2**bits int8 codes per tensor, so it packs like the float model; per-channel scales
+        spread them, see docs/quantization.md), else per channel.
 
     Returns:
       The ``.tflite`` bytes.
@@ -80,7 +91,14 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
     import tensorflow as tf
 
+    if per_channel is None:
+        per_channel = not _is_clustered(model)
+
     def configure(conv):
+        if quantize in ("int8", "dynamic") and not per_channel:
+            from dc_keras import _compat
+
+            _compat.converter_per_tensor(conv)
         if quantize == "float16":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_types = [tf.float16]
