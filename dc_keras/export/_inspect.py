@@ -124,10 +124,15 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 decoded_from[int(op.outputs[0])] = int(op.inputs[0])
         packed_inputs = set(decoded_from.values())
         facts = _graph_facts(sg)
+        from dc_keras.export import _sparse
+
+        dense_of = {i: dense for _, i, dense in _sparse.densify_plans(model, s)}
         for i, t in enumerate(sg.tensors or []):
             if i in packed_inputs:
                 continue
-            if i in decoded_from:
+            if i in dense_of:
+                rows.append(_sparse_row(model, codec, s, t, dense_of[i]))
+            elif i in decoded_from:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
             elif fb.buffer_bytes(model, t.buffer):
                 why = skip_reason(model, t, i, facts, users)
@@ -146,6 +151,25 @@ def _packed_row(model, codec, s, t, packed_tensor):
         raise ValueError(f"tensor {name!r}: packed data is invalid: {exc}") from None
     density, distinct = _stats(arr)
     return TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, len(data), "packed")
+
+
+def _sparse_row(model, codec, s, t, dense):
+    """A TFLite-sparse constant read through DENSIFY: raw = values + index arrays as stored."""
+    from dc_keras.export import _sparse
+
+    name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
+    stored = _sparse.stored_bytes(t, model)
+    density, distinct = _stats(dense)
+    try:
+        size = len(codec.encode(dense))
+    except ValueError as exc:
+        return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "refused",
+                         f"TFLite-sparse, densified: codec: {exc}")
+    if _saves_enough(size, stored):
+        return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, size, "packable",
+                         "TFLite-sparse: DENSIFY becomes HuffDecode")
+    return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "kept",
+                     f"TFLite-sparse: dense packing {size} B vs {stored} B stored (min_saving)")
 
 
 def _plain_row(model, codec, s, t, why, min_bytes):

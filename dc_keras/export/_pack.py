@@ -75,8 +75,8 @@ def skip_reason(model, t, idx, facts, users):
     """
     consumers, produced, io = facts
     if t.sparsity is not None:
-        return ("TFLite-sparse tensor: its index arrays live in the flatbuffer's SparsityParameters "
-                "and the runtime's DENSIFY / sparse kernels read the constant directly")
+        return ("TFLite-sparse tensor read by an operator's own sparse kernel (not through DENSIFY): "
+                "a decoded dense tensor would change the kernel, so it stays as stored")
     if t.type not in fb.NUMPY_DTYPES:
         return f"{fb.TYPE_NAMES.get(t.type, t.type)}: no packed-format element type for it"
     if t.isVariable:
@@ -165,12 +165,13 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
     facts = [_graph_facts(sg) for sg in model.subgraphs]
     plans = _plan(model, facts, min_bytes, verify, min_saving)
-    stats = {"packed_tensors": len(plans), "strings_saved": 0}
+    sparse = _plan_sparse(model, min_saving, verify)
+    stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0}
     rewrite = strip_strings or buffers != "auto"
-    if not plans and not rewrite:
+    if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
-    if plans:
-        _rewrite(model, facts, plans)
+    if stats["packed_tensors"]:
+        _rewrite(model, facts, plans, sparse)
     if strip_strings:
         with_names = fb.write_model(model, buffers)
         _strip_strings(model)
@@ -225,17 +226,45 @@ def _plan(model, facts, min_bytes, verify, min_saving):
     return plans
 
 
-def _rewrite(model, facts, plans):
-    """Adds the ``HuffDecode`` code, packed tensors/buffers and ops; empties the packed buffers."""
+def _huffdecode_code(model):
+    """Index of the ``HuffDecode`` operator code, appended on first use."""
+    for k, c in enumerate(model.operatorCodes or []):
+        if fb.is_huffdecode_code(c):
+            return k
     code = schema.OperatorCodeT()
     code.deprecatedBuiltinCode = fb.CUSTOM_CODE
     code.builtinCode = fb.CUSTOM_CODE
     code.customCode = fb.HUFFDECODE.decode()
     code.version = 1
     model.operatorCodes = list(model.operatorCodes or []) + [code]
-    hd_index = len(model.operatorCodes) - 1
+    return len(model.operatorCodes) - 1
+
+
+def _add_packed(model, tensors, data, name, new_buffers):
+    """Appends a uint8 constant tensor holding ``data`` (buffers shared by content); its index."""
+    if data not in new_buffers:
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(data, np.uint8)
+        model.buffers.append(buf)
+        new_buffers[data] = len(model.buffers) - 1
+    pt = schema.TensorT()
+    pt.shape = [len(data)]
+    pt.type = schema.TensorType.UINT8
+    pt.buffer = new_buffers[data]
+    pt.name = name + PACKED_SUFFIX
+    tensors.append(pt)
+    return len(tensors) - 1
+
+
+def _rewrite(model, facts, plans, sparse):
+    """Adds the ``HuffDecode`` code, packed tensors/buffers and ops; empties the packed buffers.
+
+    ``sparse``: {subgraph: [(DENSIFY op index, sparse tensor index, packed dense bytes)]}: those
+    ``DENSIFY`` ops become ``HuffDecode`` ops and their sparse inputs are removed.
+    """
+    hd_index = _huffdecode_code(model)
     new_buffers = {}  # packed bytes -> buffer index (shared constants stay shared)
-    emptied = set()
+    emptied, dropped_buffers, densify_codes = set(), set(), set()
     for s, sg in enumerate(model.subgraphs):
         consumers = facts[s][0]
         inserts = {}
@@ -244,23 +273,18 @@ def _rewrite(model, facts, plans):
             data = plans.get((s, i))
             if data is None:
                 continue
-            if data not in new_buffers:
-                buf = schema.BufferT()
-                buf.data = np.frombuffer(data, np.uint8)
-                model.buffers.append(buf)
-                new_buffers[data] = len(model.buffers) - 1
-            pt = schema.TensorT()
-            pt.shape = [len(data)]
-            pt.type = schema.TensorType.UINT8
-            pt.buffer = new_buffers[data]
-            pt.name = fb.tensor_name(t) + PACKED_SUFFIX
-            tensors.append(pt)
             op = schema.OperatorT()
             op.opcodeIndex = hd_index
-            op.inputs = [len(tensors) - 1]
+            op.inputs = [_add_packed(model, tensors, data, fb.tensor_name(t), new_buffers)]
             op.outputs = [i]
             inserts.setdefault(consumers[i], []).append(op)
             emptied.add(t.buffer)
+        for j, i, data in sparse.get(s, []):
+            op = sg.operators[j]  # DENSIFY(sparse) -> HuffDecode(packed), same output tensor
+            densify_codes.add(op.opcodeIndex)
+            op.opcodeIndex, op.builtinOptionsType, op.builtinOptions = hd_index, 0, None
+            op.inputs = [_add_packed(model, tensors, data, fb.tensor_name(sg.tensors[i]), new_buffers)]
+            dropped_buffers.add(sg.tensors[i].buffer)
         sg.tensors = tensors
         ops = []
         for j, op in enumerate(sg.operators or []):
@@ -269,6 +293,28 @@ def _rewrite(model, facts, plans):
         sg.operators = ops
     for b in emptied:
         model.buffers[b].data = None
+    for s, items in sparse.items():
+        _remove_tensors(model, s, {i for _, i, _ in items})
+    _remove_unused_buffers(model, dropped_buffers)
+    _remove_unused_codes(model, densify_codes)
+
+
+def _plan_sparse(model, min_saving, verify):
+    """{subgraph: [(DENSIFY op, sparse tensor, packed dense bytes)]} where packing the dense
+    tensor beats the sparse one (values + index arrays)."""
+    from dc_keras.export import _sparse
+
+    codec = _codec()
+    out = {}
+    for s, sg in enumerate(model.subgraphs):
+        for j, i, dense in _sparse.densify_plans(model, s):
+            t = sg.tensors[i]
+            stored = _sparse.stored_bytes(t, model)
+            data = _encode_checked(codec, dense, verify)
+            if data is not None and len(data) + _PER_TENSOR_OVERHEAD < stored \
+                    and _saves_enough(len(data), stored, min_saving):
+                out.setdefault(s, []).append((j, i, data))
+    return out
 
 
 def _encode_checked(codec, arr, verify):
