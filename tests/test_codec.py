@@ -68,12 +68,18 @@ def test_many_distinct_values(dtype):
     rng = np.random.default_rng(1)
     for k in (256, 257, 1000, 4096):
         a = rng.permutation(np.repeat(values_for(dtype, k, rng), 3))
-        packed = roundtrip(a)
+        packed = roundtrip(a, layout="dense")
+        assert len(roundtrip(a)) <= len(packed)  # the automatic choice is never larger
         assert codec.info(packed)["codebook_size"] == k
         assert codec.info(packed)["index_code"]["max_length"] <= 12
     a = np.concatenate([values_for(dtype, 4097, rng)])
-    with pytest.raises(ValueError, match="distinct values"):
-        codec.encode(a)
+    if np.dtype(dtype).kind == "f":  # unclustered floats: §12 float planes (version 2)
+        assert codec.info(roundtrip(a))["layout"] == "float_planes"
+        with pytest.raises(ValueError, match="distinct values"):
+            codec.encode(a, version=1)
+    else:
+        with pytest.raises(ValueError, match="distinct values"):
+            codec.encode(a)
 
 
 def test_uint8_int8_all_256_values():
@@ -220,7 +226,7 @@ def test_bad_arguments():
 def test_corrupt_data_error_carries_reason():
     p = codec.encode(np.arange(10, dtype=np.int16))
     assert issubclass(codec.CorruptDataError, ValueError)
-    cases = {b"XXXX" + p[4:]: "magic", p[:4] + b"\x02" + p[5:]: "version", p[:-1]: "truncated",
+    cases = {b"XXXX" + p[4:]: "magic", p[:4] + b"\x03" + p[5:]: "version", p[:-1]: "truncated",
              p + b"\0": "sizes", b"": "truncated"}
     for data, word in cases.items():
         with pytest.raises(codec.CorruptDataError, match=word) as e:
@@ -270,3 +276,48 @@ def test_ten_million_elements_roundtrip():
     assert codec.info(p)["layout"] == "sparse"
     d = rng.choice(centroids, size=(2500, 4000))
     roundtrip(d)
+
+
+def _v1_vectors():
+    """(name, packed, raw) of the frozen version 1 files checked in for the C tests."""
+    import os
+    import re
+
+    path = os.path.join(os.path.dirname(__file__), "..", "tflite_kernels", "tests", "codec_vectors_v1.h")
+    text = open(path).read()
+    arrays = {m.group(1): bytes(int(x, 16) for x in re.findall(r"0x([0-9a-f]{2})", m.group(2)))
+              for m in re.finditer(r"static const uint8_t (\w+)\[\] = \{([^}]*)\};", text)}
+    names = sorted({k[:-len("_packed")] for k in arrays if k.endswith("_packed")})
+    return [(n, arrays[n + "_packed"], arrays[n + "_raw"]) for n in names]
+
+
+def test_checked_in_version1_files_still_decode():
+    """FORMAT.md §10: files written under version 1 decode forever, with the v1 rules."""
+    vectors = _v1_vectors()
+    assert len(vectors) >= 12
+    for name, packed, raw in vectors:
+        assert packed[4] == 1, name
+        info = codec.info(packed)
+        assert info["version"] == 1 and len(info["checksum"]) == 2
+        assert codec.decode(packed, raw=True).tobytes() == raw, name
+        bad = bytearray(packed)
+        bad[8 + 4 * packed[6]] ^= 1  # check_a
+        with pytest.raises(codec.CorruptDataError, match="checksum"):
+            codec.decode(bytes(bad))
+
+
+def test_version1_encoding_refuses_what_it_cannot_express():
+    import ml_dtypes
+
+    a = np.arange(12, dtype=np.int8).reshape(3, 4)
+    assert codec.encode(a, version=1)[4] == 1 and codec.encode(a)[4] == 2
+    for layout in ("grouped_dense", "grouped_sparse", "float_planes"):
+        with pytest.raises(ValueError, match="version"):
+            codec.encode(a.astype(np.float32), layout=layout, version=1)
+    with pytest.raises(ValueError, match="version"):
+        codec.encode(np.zeros(4, ml_dtypes.int4), version=1)
+    with pytest.raises(ValueError, match="version"):
+        codec.encode(np.zeros(4, np.int8), version=3)
+    # the same tensor, both versions: same payload, different header/checksum
+    p1, p2 = codec.encode(a, version=1), codec.encode(a, version=2)
+    assert len(p1) == len(p2) + 4 and codec.decode(p1).tobytes() == codec.decode(p2).tobytes()

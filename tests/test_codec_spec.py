@@ -48,62 +48,134 @@ class BitStream:  # §7: LSB first
         assert len(self.bits) - self.pos < 8 and not any(self.bits[self.pos:])
 
 
-def reference_decode(buf):
-    assert buf[:4] == b"DCHF" and buf[4] == 1  # §2
-    dtype, rank, layout = np.dtype(DT[buf[5]]), buf[6], buf[7]
-    dims = struct.unpack_from(f"<{rank}I", buf, 8)
-    pos = 8 + 4 * rank
-    check_a, check_b, k = struct.unpack_from("<IIH", buf, pos)
-    pos += 10
-    n = int(np.prod(dims)) if rank else 1
-    if n == 0:
-        out = np.zeros(0, dtype)
-        header_end = pos
-    else:
-        codebook = np.frombuffer(buf, dtype, k, pos)  # §3
-        pos += k * dtype.itemsize
-        if layout == 0:  # §5
-            itab, pos = read_alphabet(buf, pos, k)
-        else:  # §6
-            bg, e, g = struct.unpack_from("<HIH", buf, pos)
-            pos += 8
-            gtab, pos = read_alphabet(buf, pos, g)
-            itab, pos = read_alphabet(buf, pos, k)
-        sizes = struct.unpack_from("<4I", buf, pos)
-        header_end = pos = pos + 16
-        streams = []
-        for s in sizes:
-            streams.append(BitStream(buf[pos:pos + s]))
-            pos += s
-        assert pos == len(buf)
-        if layout == 0:
-            idx = [streams[i % 4].symbol(itab) for i in range(n)]
-            out = codebook[idx]
-        else:
-            out = np.full(n, codebook[bg], dtype)
-            p = 0
-            for j in range(e):
-                st = streams[j % 4]
-                gap = st.symbol(gtab)
-                index = st.symbol(itab)
-                p += gap
-                assert p < n
-                out[p] = codebook[index]
-                p += 1
-            assert n - p < g
-        for st in streams:
-            st.check_end()
-    # §8, literally
+DTYPES_V2 = {17: ("int4", 4), 18: ("bfloat16", 16), 19: ("int2", 2), 20: ("uint4", 4)}
+
+
+def crc32(data):  # §8: bit by bit, reflected polynomial 0xEDB88320, init and final xor ~0
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def fletcher_ok(out_bytes, buf, rank, header_end):  # §8.1, literally
     header = bytearray(buf[:header_end])
+    check_a, check_b = struct.unpack_from("<II", buf, 8 + 4 * rank)
     header[8 + 4 * rank:16 + 4 * rank] = bytes(8)
-    checked = out.tobytes()
-    checked += bytes(-len(checked) % 4) + bytes(header) + bytes(-len(header) % 4)
+    checked = out_bytes + bytes(-len(out_bytes) % 4) + bytes(header) + bytes(-len(header) % 4)
     a, b, P = 1, 0, 2**32 - 1
     for (w,) in struct.iter_unpack("<I", checked):
         a = (a + w) % P
         b = (b + a) % P
-    assert (a, b) == (check_a, check_b)
-    return out.reshape(dims)
+    return (a, b) == (check_a, check_b)
+
+
+def reference_decode(buf):
+    """Returns the decoded tensor as a list of element bit patterns (ints) and its dims."""
+    assert buf[:4] == b"DCHF" and buf[4] in (1, 2)  # §2
+    version, code, rank, layout = buf[4], buf[5], buf[6], buf[7]
+    if code in DT:
+        esize, bits = np.dtype(DT[code]).itemsize, 8 * np.dtype(DT[code]).itemsize
+    else:
+        assert version >= 2
+        bits = DTYPES_V2[code][1]
+        esize = max(1, bits // 8)
+    assert layout <= (1 if version == 1 else 4)
+    dims = struct.unpack_from(f"<{rank}I", buf, 8)
+    pos = 8 + 4 * rank
+    check_pos = pos
+    pos += 8 if version == 1 else 4
+    if version == 2:  # §8: CRC of everything but the check field, before decoding
+        (check,) = struct.unpack_from("<I", buf, check_pos)
+        assert crc32(buf[:check_pos] + buf[check_pos + 4:]) == check
+    n = int(np.prod(dims)) if rank else 1
+    if n == 0:
+        assert struct.unpack_from("<H", buf, pos)[0] == 0 and layout == 0 and len(buf) == pos + 2
+        return [], dims, bits, pos + 2
+    groups, inner = 1, n
+    if layout in (2, 3):  # §11
+        axis = buf[pos]
+        pos += 1
+        groups = dims[axis]
+        inner = int(np.prod(dims[axis + 1:])) if axis + 1 < rank else 1
+    if layout == 4:  # §12
+        sym_table, pos = read_alphabet(buf, pos, 256)
+        k = 0
+    else:
+        (k,) = struct.unpack_from("<H", buf, pos)
+        pos += 2
+        tables = []
+        for _ in range(groups):  # §3 / §11
+            tables.append([int.from_bytes(buf[pos + i * esize:pos + (i + 1) * esize], "little") for i in range(k)])
+            pos += k * esize
+        if bits < 8:
+            assert all(v < 2**bits for v in tables[0])  # §13
+    if layout in (0, 2):  # §5
+        itab, pos = read_alphabet(buf, pos, k)
+    elif layout in (1, 3):  # §6
+        bg, e, g = struct.unpack_from("<HIH", buf, pos)
+        pos += 8
+        gtab, pos = read_alphabet(buf, pos, g)
+        itab, pos = read_alphabet(buf, pos, k)
+    sizes = struct.unpack_from("<4I", buf, pos)
+    header_end = pos = pos + 16
+    streams = []
+    for s in sizes:
+        streams.append(BitStream(buf[pos:pos + s]))
+        pos += s
+
+    def value(i, index):  # §11: element i's group table (one table otherwise)
+        return tables[(i // inner) % groups][index]
+
+    if layout == 4:
+        w = bits
+        r = w // 8 - 1
+        assert len(buf) == pos + n * r
+        out = []
+        for i in range(n):
+            sym = streams[i % 4].symbol(sym_table)
+            rest = int.from_bytes(buf[pos + i * r:pos + (i + 1) * r], "little")
+            out.append((rest & (2 ** (w - 9) - 1)) | sym << (w - 9) | (rest >> (w - 9)) << (w - 1))
+    elif layout in (0, 2):
+        assert pos == len(buf)
+        out = [value(i, streams[i % 4].symbol(itab)) for i in range(n)]
+    else:
+        assert pos == len(buf)
+        out = [value(i, bg) for i in range(n)]
+        p = 0
+        for j in range(e):
+            st = streams[j % 4]
+            gap = st.symbol(gtab)
+            index = st.symbol(itab)
+            p += gap
+            assert p < n
+            out[p] = value(p, index)
+            p += 1
+        assert n - p < g
+    for st in streams:
+        st.check_end()
+    return out, dims, bits, header_end
+
+
+def to_bytes(out, bits):
+    """The decoded tensor's bytes: little-endian elements, or §13 sub-byte packing."""
+    if bits >= 8:
+        return b"".join(v.to_bytes(bits // 8, "little") for v in out)
+    per = 8 // bits
+    res = bytearray((len(out) * bits + 7) // 8)
+    for i, v in enumerate(out):
+        res[i // per] |= v << ((i % per) * bits)
+    return bytes(res)
+
+
+def reference_bytes(buf):
+    out, dims, bits, header_end = reference_decode(buf)
+    raw = to_bytes(out, bits)
+    if buf[4] == 1:
+        assert fletcher_ok(raw, buf, buf[6], header_end)
+    return raw, dims
 
 
 def cases():
@@ -128,11 +200,72 @@ def cases():
     ]
 
 
+def cases_v2():
+    import ml_dtypes
+
+    rng = np.random.default_rng(22)
+    cent = np.linspace(-1, 1, 16)
+    scale = rng.uniform(0.5, 2, 6)
+    pc = (cent[rng.integers(0, 16, (6, 5, 4))] * scale[:, None, None]).astype(np.float32)
+    pcs = pc.copy()
+    pcs[rng.random(pc.shape) < 0.7] = 0
+    dw = np.moveaxis(np.round(pc * 20), 0, 2).astype(np.int8).copy()
+    return [
+        ("grouped_dense_f32_axis0", pc, {"layout": "grouped_dense", "axis": 0}),
+        ("grouped_sparse_f32_axis0", pcs, {"layout": "grouped_sparse", "axis": 0}),
+        ("grouped_dense_i8_last_axis", dw, {"layout": "grouped_dense", "axis": 2}),
+        ("grouped_sparse_i16_middle_axis", np.round(pcs * 100).astype(np.int16), {"layout": "grouped_sparse", "axis": 1}),
+        ("float_planes_f32", rng.normal(0, 0.1, (7, 9)).astype(np.float32), {"layout": "float_planes"}),
+        ("float_planes_f16", rng.normal(0, 3, 41).astype(np.float16), {"layout": "float_planes"}),
+        ("float_planes_bf16", rng.normal(0, 1, (3, 11)).astype(ml_dtypes.bfloat16), {}),
+        ("float_planes_constant_exponent", np.full(9, 1.5, np.float32) + np.arange(9, dtype=np.float32) / 64,
+         {"layout": "float_planes"}),
+        ("int4_dense_odd", rng.integers(-8, 8, 37).astype(ml_dtypes.int4), {"layout": "dense"}),
+        ("int4_sparse", np.where(rng.random(50) < 0.2, rng.integers(-8, 8, 50), 0).astype(ml_dtypes.int4),
+         {"layout": "sparse"}),
+        ("uint4_rank2", rng.integers(0, 16, (3, 5)).astype(ml_dtypes.uint4), {}),
+        ("int2_dense_odd", rng.integers(-2, 2, 23).astype(ml_dtypes.int2), {"layout": "dense"}),
+        ("int2_sparse", np.where(rng.random(61) < 0.3, 1, 0).astype(ml_dtypes.int2), {"layout": "sparse"}),
+        ("v1_sparse", pcs, {"version": 1}),
+        ("v1_dense_i8", dw, {"version": 1, "layout": "dense"}),
+    ]
+
+
+def check_against_reference(array, packed):
+    raw, dims = reference_bytes(packed)
+    assert tuple(dims) == array.shape
+    want = np.ascontiguousarray(array)
+    if want.dtype.itemsize == 1 and want.dtype.kind == "V":  # ml_dtypes sub-byte: TFLite packing
+        want_bytes = codec.pack_subbyte(want, packed[5])
+    else:
+        want_bytes = want.astype(want.dtype.newbyteorder("<")).tobytes()
+    assert raw == want_bytes
+    assert codec.decode(packed, raw=True).tobytes() == raw
+
+
 @pytest.mark.parametrize("name,array,layout", cases(), ids=[c[0] for c in cases()])
 def test_spec_reader_agrees_with_encoder_and_c_decoder(name, array, layout):
     kw = {"max_code_length": 5} if name.endswith("limit5") else {}
-    packed = codec.encode(array, layout=layout, **kw)
-    ref = reference_decode(packed)
-    assert ref.dtype == array.dtype and ref.shape == array.shape
-    assert ref.tobytes() == array.tobytes()
-    assert codec.decode(packed).tobytes() == ref.tobytes()
+    for version in (1, 2):
+        packed = codec.encode(array, layout=layout, version=version, **kw)
+        assert packed[4] == version
+        check_against_reference(array, packed)
+        assert codec.decode(packed).tobytes() == array.tobytes()
+
+
+@pytest.mark.parametrize("name,array,kw", cases_v2(), ids=[c[0] for c in cases_v2()])
+def test_spec_reader_new_layouts(name, array, kw):
+    packed = codec.encode(array, **kw)
+    if "layout" in kw:
+        assert codec.info(packed)["layout"] == kw["layout"]
+    check_against_reference(array, packed)
+    back = codec.decode(packed)
+    assert back.dtype == array.dtype and back.tobytes() == array.tobytes()
+
+
+def test_crc_reference_is_zlib():
+    import zlib
+
+    for data in (b"", b"123456789", bytes(range(256)) * 3):
+        assert crc32(data) == zlib.crc32(data)
+    assert crc32(b"123456789") == 0xCBF43926

@@ -14,19 +14,22 @@ Example:
   >>> bool(np.array_equal(codec.decode(packed), w))
   True
 """
-from ._decode import decode
-from ._encode import encode
+from ._decode import decode, pack_subbyte, unpack_subbyte
+from ._layouts import encode
 from ._format import MAX_CODE_LENGTH, MAX_SYMBOLS, CorruptDataError, parse_header
 
 
 def info(data):
     """Header facts of a packed tensor, without decoding (structure checked, not the checksum).
 
-    Returns a dict with ``dtype`` (numpy), ``shape``, ``num_elements``, ``layout`` ('dense' or
-    'sparse'), ``codebook_size``, ``codebook`` (numpy array), ``packed_bytes``, ``raw_bytes``,
-    ``header_bytes``, ``codebook_bytes``, ``stream_bytes`` (list of 4), ``index_code`` /
-    ``gap_code`` (max code length and per-symbol lengths), and for sparse tensors
-    ``background``, ``background_index``, ``entries`` and ``gap_alphabet``.
+    Returns a dict with ``version`` (§10), ``dtype`` (numpy), ``dtype_name`` (TFLite's, e.g.
+    'int4'), ``dtype_code``, ``shape``, ``num_elements``, ``layout`` ('dense', 'sparse',
+    'grouped_dense', 'grouped_sparse' or 'float_planes'), ``codebook_size`` (per group),
+    ``codebook`` (numpy array; shape (groups, K) for grouped layouts), ``packed_bytes``,
+    ``raw_bytes``, ``header_bytes``, ``codebook_bytes``, ``stream_bytes`` (list of 4),
+    ``plane_bytes`` (§12), ``checksum``, ``index_code`` / ``gap_code`` (max code length and
+    per-symbol lengths), for sparse layouts ``background``, ``background_index``, ``entries``
+    and ``gap_alphabet``, for grouped ones ``axis`` and ``groups``.
     Raises ``CorruptDataError`` for malformed headers.
 
     Example:
@@ -38,4 +41,5 @@ def info(data):
     return parse_header(data)
 
 
-__all__ = ["encode", "decode", "info", "CorruptDataError", "MAX_SYMBOLS", "MAX_CODE_LENGTH"]
+__all__ = ["encode", "decode", "info", "pack_subbyte", "unpack_subbyte", "CorruptDataError", "MAX_SYMBOLS",
+           "MAX_CODE_LENGTH"]

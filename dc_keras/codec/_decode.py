@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from ._format import CODE_DTYPES, MAX_RANK, CorruptDataError
+from ._format import CODE_DTYPES, DTYPE_TABLE, MAX_RANK, CorruptDataError, dtype_bits
 
 _lock = threading.Lock()
 _lib = None
@@ -20,6 +20,8 @@ class _TensorInfo(ctypes.Structure):
         ("num_elements", ctypes.c_uint64),
         ("element_size", ctypes.c_uint64),
         ("output_bytes", ctypes.c_uint64),
+        ("layout", ctypes.c_uint32),
+        ("element_bits", ctypes.c_uint32),
     ]
 
 
@@ -56,8 +58,39 @@ def _as_bytes(data):
     raise TypeError(f"packed data must be bytes-like, got {type(data).__name__}")
 
 
-def decode(data):
+def unpack_subbyte(raw, shape, dtype_code):
+    """§13: elements of a sub-byte tensor from its bytes as TFLite stores them (element i in bits
+    (i mod m)·b .. of byte i div m, m = 8 / b, low bits first) -> array of ``shape`` (ml_dtypes
+    int4 / uint4 / int2 when available, else int8/uint8 values)."""
+    bits = dtype_bits(dtype_code)
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = np.frombuffer(bytes(raw), np.uint8)
+    if len(raw) != (n * bits + 7) // 8:
+        raise ValueError(f"{len(raw)} bytes cannot hold {n} elements of {bits} bits")
+    per = 8 // bits
+    vals = ((raw[:, None] >> (np.arange(per, dtype=np.uint8) * bits)) & ((1 << bits) - 1)).reshape(-1)[:n]
+    dt = CODE_DTYPES.get(dtype_code)
+    if dt is not None:
+        return vals.view(dt).reshape(shape)
+    if DTYPE_TABLE[dtype_code][0].startswith("int"):
+        return np.where(vals >= 1 << (bits - 1), vals.astype(np.int16) - (1 << bits), vals).astype(np.int8).reshape(shape)
+    return vals.reshape(shape)
+
+
+def pack_subbyte(array, dtype_code):
+    """Inverse of ``unpack_subbyte``: the TFLite bytes of a sub-byte tensor (padding bits zero)."""
+    bits = dtype_bits(dtype_code)
+    per = 8 // bits
+    v = np.asarray(array).reshape(-1).view(np.uint8) & ((1 << bits) - 1)
+    v = np.concatenate([v, np.zeros(-len(v) % per, np.uint8)]).reshape(-1, per)
+    return np.bitwise_or.reduce(v << (np.arange(per, dtype=np.uint8) * bits), axis=1).astype(np.uint8).tobytes()
+
+
+def decode(data, *, raw=False):
     """Decodes a packed tensor (docs/FORMAT.md) with the native decoder; returns a numpy array.
+
+    With ``raw=True`` returns the decoder's output bytes as a 1-D uint8 array: the tensor's
+    buffer exactly as TFLite stores it (for sub-byte types, §13: packed elements).
 
     Raises ``CorruptDataError`` (a ``ValueError``) carrying the decoder's reason for any
     malformed input, and ``TypeError`` if ``data`` is not bytes-like.
@@ -75,10 +108,16 @@ def decode(data):
     st = lib.dc_peek(buf, len(buf), ctypes.byref(info))
     if st:
         _raise(lib, st)
-    dtype = CODE_DTYPES[info.dtype]
     shape = tuple(int(info.dims[i]) for i in range(info.rank))
-    out = np.empty(int(info.num_elements), dtype)
+    out = np.empty(int(info.output_bytes), np.uint8)
     st = lib.dc_decode(buf, len(buf), out.ctypes.data_as(ctypes.c_void_p), int(info.output_bytes))
     if st:
         _raise(lib, st)
-    return out.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
+    if raw:
+        return out
+    if info.element_bits < 8:
+        return unpack_subbyte(out, shape, info.dtype)
+    dtype = CODE_DTYPES.get(info.dtype)
+    if dtype is None:  # bfloat16 without ml_dtypes: the bit patterns
+        dtype = np.dtype(np.uint16)
+    return out.view(dtype.newbyteorder("<")).astype(dtype.newbyteorder("="), copy=False).reshape(shape)

@@ -3,11 +3,8 @@ import struct
 
 import numpy as np
 
-from ._format import (DTYPE_CODES, LAYOUT_DENSE, LAYOUT_SPARSE, MAGIC, MAX_CODE_LENGTH,
-                      MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS, MAX_ZERO_BIT_OUTPUT, NUM_STREAMS,
-                      VERSION)
+from ._format import MAX_CODE_LENGTH, MAX_SYMBOLS, NUM_STREAMS
 
-_M32 = 0xFFFFFFFF
 _UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 
 
@@ -155,13 +152,13 @@ def pack_bits(codes, lengths):
 
 
 # ----------------------------------------------------------------------------------------------
-# §8 checksum
+# §8.1 checksum of version 1
 # ----------------------------------------------------------------------------------------------
-_P = 0xFFFFFFFF  # §8 modulus 2^32 - 1
+_P = 0xFFFFFFFF  # §8.1 modulus 2^32 - 1
 
 
 def checksum(content, header):
-    """§8: Fletcher-64 (check_a, check_b) of ``content`` (the tensor's bytes), then ``header``
+    """§8.1 (version 1): Fletcher-64 (check_a, check_b) of ``content`` (the tensor's bytes), then ``header``
     (all bytes before the streams, checksum fields zero), each zero-padded to whole words."""
     header = bytes(header) + b"\0" * ((-len(header)) % 4)
     if isinstance(content, np.ndarray):
@@ -305,114 +302,3 @@ def _unique_small(bits):
         cand = np.union1d(cand, np.unique(bits[miss]))
 
 
-def _to_array(array):
-    a = np.asarray(array)
-    if a.dtype.kind not in "fiu" or a.dtype.newbyteorder("=") not in DTYPE_CODES:
-        raise ValueError(f"unsupported dtype {a.dtype}: packed tensors hold "
-                         "float32, float16, int32, int16, int8 or uint8")
-    if a.ndim > MAX_RANK:
-        raise ValueError(f"rank {a.ndim} > {MAX_RANK} is not supported")
-    if a.size > MAX_ELEMENTS:
-        raise ValueError(f"{a.size} elements > {MAX_ELEMENTS} is not supported")
-    prod = 1
-    for d in a.shape:  # §2: every partial product of the dims <= 2^31 - 1
-        prod *= d
-        if prod > MAX_ELEMENTS:
-            raise ValueError(f"shape {a.shape} has a partial product > {MAX_ELEMENTS} (format limit)")
-    a = np.asarray(a, dtype=a.dtype.newbyteorder("<"))  # (ascontiguousarray would make 0-d 1-d)
-    return a if a.flags.c_contiguous else a.copy(order="C")
-
-
-def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH):
-    """Packs a numeric array into the format of docs/FORMAT.md and returns the bytes.
-
-    Args:
-      array: array-like of float32, float16, int32, int16, int8 or uint8, rank <= 8, with at
-        most 4096 distinct values (compared bit-exactly, e.g. after weight sharing).
-      layout: ``None`` picks the smaller of ``"dense"`` and ``"sparse"`` (§5, §6); pass one of
-        them to force it.
-      max_code_length: Huffman code length limit, 1..12 (lower = smaller decode table).
-
-    Raises:
-      ValueError: unsupported dtype, too many distinct values, too large, or bad arguments.
-
-    Example:
-      >>> import numpy as np
-      >>> from dc_keras import codec
-      >>> w = np.zeros((300, 100), np.float32); w[::7, ::3] = 0.25
-      >>> data = codec.encode(w)
-      >>> len(data) < w.nbytes // 20
-      True
-      >>> bool(np.array_equal(codec.decode(data), w))
-      True
-    """
-    if layout not in (None, "dense", "sparse"):
-        raise ValueError(f"layout must be None, 'dense' or 'sparse', got {layout!r}")
-    if not (isinstance(max_code_length, (int, np.integer)) and 1 <= max_code_length <= MAX_CODE_LENGTH):
-        raise ValueError(f"max_code_length must be an int in 1..{MAX_CODE_LENGTH}, got {max_code_length!r}")
-    a = _to_array(array)
-    dt = a.dtype
-    esize = dt.itemsize
-    n = a.size
-    flat = a.reshape(-1)
-    bits = flat.view(_UINT_OF_SIZE[esize])
-    if n == 0:
-        prefix = MAGIC + struct.pack("<BBBB", VERSION, DTYPE_CODES[dt.newbyteorder("=")], a.ndim, LAYOUT_DENSE)
-        prefix += struct.pack(f"<{a.ndim}I", *a.shape)
-        header = prefix + struct.pack("<IIH", 0, 0, 0)
-        return prefix + struct.pack("<IIH", *checksum(b"", header), 0)
-    # §3 codebook: distinct bit patterns, sorted.
-    if esize <= 2:
-        hist = np.bincount(bits, minlength=1 << (8 * esize))
-        uniq = np.flatnonzero(hist)
-        if len(uniq) > MAX_SYMBOLS:
-            raise ValueError(f"{len(uniq)} distinct values > {MAX_SYMBOLS}: cluster the tensor first")
-        lut = np.zeros(len(hist), np.int64)
-        lut[uniq] = np.arange(len(uniq))
-        idx = lut[bits]
-        counts = hist[uniq].astype(np.int64)
-        uniq = uniq.astype(bits.dtype)
-    else:
-        uniq, idx, counts = _unique_small(bits)
-    k = len(uniq)
-    if k > (1 << max_code_length):
-        raise ValueError(f"{k} distinct values need max_code_length >= {int(np.ceil(np.log2(k)))}")
-    codebook = uniq.astype(bits.dtype.newbyteorder("<")).tobytes()
-
-    # §9: if every code is zero-bit, the tensor may hold at most MAX_ZERO_BIT_OUTPUT bytes.
-    big = n * esize > MAX_ZERO_BIT_OUTPUT
-    dense_code = sparse = None
-    if layout in (None, "dense"):
-        dense_code = _Code(counts, max_code_length)
-        if big and dense_code.max_len == 0:
-            # constant tensor: a second, unused codebook entry gives a 1-bit code
-            spare = (uniq[0] ^ 1).astype(uniq.dtype)
-            codebook += np.array([spare], uniq.dtype).astype(uniq.dtype.newbyteorder("<")).tobytes()
-            k += 1
-            dense_code = _Code([n, 0], max_code_length, force_two=True)
-        dense_size = dense_code.bits / 8 + dense_code.descriptor_size()
-    if layout in (None, "sparse"):
-        sparse = _sparse_plan(idx, counts, max_code_length)
-        if big and sparse["gap_code"].max_len == 0 and sparse["index_code"].max_len == 0:
-            if layout == "sparse":
-                raise ValueError(f"a sparse tensor whose codes are all zero-bit is limited to "
-                                 f"{MAX_ZERO_BIT_OUTPUT} bytes (FORMAT.md §9); use layout=None")
-            sparse["size"] = float("inf")
-    use_sparse = layout == "sparse" or (layout is None and sparse["size"] < dense_size)
-
-    lay = LAYOUT_SPARSE if use_sparse else LAYOUT_DENSE
-    prefix = MAGIC + struct.pack("<BBBB", VERSION, DTYPE_CODES[dt.newbyteorder("=")], a.ndim, lay)
-    prefix += struct.pack(f"<{a.ndim}I", *a.shape)
-    head = [prefix, struct.pack("<IIH", 0, 0, k), codebook]
-    if use_sparse:
-        e, streams = _streams_sparse(sparse)
-        head.append(struct.pack("<HIH", sparse["bg"], e, sparse["G"]))
-        head.append(sparse["gap_code"].descriptor())
-        head.append(sparse["index_code"].descriptor())
-    else:
-        streams = _streams_dense(idx, dense_code)
-        head.append(dense_code.descriptor())
-    head.append(struct.pack("<4I", *(len(s) for s in streams)))
-    header = bytearray(b"".join(head))
-    header[len(prefix):len(prefix) + 8] = struct.pack("<II", *checksum(flat, bytes(header)))
-    return bytes(header) + b"".join(streams)

@@ -4,7 +4,8 @@ import struct
 import numpy as np
 
 MAGIC = b"DCHF"  # §2
-VERSION = 1  # §2, §10
+VERSION = 2  # §10: what the encoder writes by default
+VERSIONS = (1, 2)  # §10: every version the decoder reads (a decoder never drops one)
 MAX_RANK = 8  # §1
 MAX_ELEMENTS = 2**31 - 1  # §1
 MAX_SYMBOLS = 4096  # §1: codebook size and gap alphabet size
@@ -13,18 +14,51 @@ NUM_STREAMS = 4  # §7
 MAX_ZERO_BIT_OUTPUT = 1 << 24  # §9: output bytes of a tensor whose codes are all zero-bit
 LAYOUT_DENSE = 0  # §5
 LAYOUT_SPARSE = 1  # §6
-LAYOUT_NAMES = {LAYOUT_DENSE: "dense", LAYOUT_SPARSE: "sparse"}
+LAYOUT_GROUPED_DENSE = 2  # §11
+LAYOUT_GROUPED_SPARSE = 3  # §11
+LAYOUT_FLOAT_PLANES = 4  # §12
+LAYOUT_NAMES = {LAYOUT_DENSE: "dense", LAYOUT_SPARSE: "sparse", LAYOUT_GROUPED_DENSE: "grouped_dense",
+                LAYOUT_GROUPED_SPARSE: "grouped_sparse", LAYOUT_FLOAT_PLANES: "float_planes"}
+LAYOUT_CODES = {v: k for k, v in LAYOUT_NAMES.items()}
+LAYOUT_SINCE = {LAYOUT_DENSE: 1, LAYOUT_SPARSE: 1, LAYOUT_GROUPED_DENSE: 2, LAYOUT_GROUPED_SPARSE: 2,
+                LAYOUT_FLOAT_PLANES: 2}  # §10: first version that allows each layout
+PLANE_SYMBOLS = 256  # §12
 
-# §2: dtype code (TFLite TensorType) <-> little-endian numpy dtype.
-DTYPE_CODES = {
-    np.dtype("float32"): 0,
-    np.dtype("float16"): 1,
-    np.dtype("int32"): 2,
-    np.dtype("uint8"): 3,
-    np.dtype("int16"): 7,
-    np.dtype("int8"): 9,
-}
-CODE_DTYPES = {code: dt.newbyteorder("<") for dt, code in DTYPE_CODES.items()}
+try:  # bfloat16 and the sub-byte integer types as numpy dtypes (ml_dtypes ships with TF/JAX)
+    import ml_dtypes as _mld
+except ImportError:  # pragma: no cover - the codec then handles the six v1 types only
+    _mld = None
+
+# §2: dtype code (TFLite TensorType) -> (name, bits per element, version since).
+DTYPE_TABLE = {0: ("float32", 32, 1), 1: ("float16", 16, 1), 2: ("int32", 32, 1), 3: ("uint8", 8, 1),
+               7: ("int16", 16, 1), 9: ("int8", 8, 1), 17: ("int4", 4, 2), 18: ("bfloat16", 16, 2),
+               19: ("int2", 2, 2), 20: ("uint4", 4, 2)}
+SUBBYTE_CODES = {17, 19, 20}  # §13
+FLOAT_CODES = {0, 1, 18}  # §12
+
+
+def _np_dtype(name):
+    if hasattr(np, name) and name not in ("int4", "int2", "uint4", "bfloat16"):
+        return np.dtype(name)
+    return np.dtype(getattr(_mld, name)) if _mld is not None and hasattr(_mld, name) else None
+
+
+# dtype code <-> numpy dtype (sub-byte types: ml_dtypes' one-byte-per-element dtypes)
+CODE_DTYPES = {c: _np_dtype(name) for c, (name, _, _) in DTYPE_TABLE.items() if _np_dtype(name) is not None}
+DTYPE_CODES = {dt: c for c, dt in CODE_DTYPES.items()}
+
+
+def dtype_bits(code):
+    return DTYPE_TABLE[code][1]
+
+
+def cb_esize(code):
+    """Bytes per codebook value (§3; 1 for the sub-byte types, §13)."""
+    return max(1, DTYPE_TABLE[code][1] // 8)
+
+
+def output_bytes(code, n):
+    return (n * DTYPE_TABLE[code][1] + 7) // 8
 
 
 class CorruptDataError(ValueError):
@@ -85,85 +119,118 @@ def _read_alphabet(r, n, what):
     return {"max_length": int(L), "single_symbol": None, "lengths": lengths}
 
 
-def parse_header(data):
-    """Parses and checks the header of a packed tensor (docs/FORMAT.md §2-§7) without decoding.
-
-    Returns a dict; raises CorruptDataError. Used by ``dc_keras.codec.info``.
-    """
-    data = bytes(data)
-    r = _Reader(data)
+def _parse_prefix(r, data):
+    """§2 up to the checksum field(s), with the §10 version/layout/dtype rules."""
     if r.take(4, "magic") != MAGIC:
         raise CorruptDataError("not a packed tensor (bad magic)")
     version = r.u8("version")
-    if version != VERSION:
-        raise CorruptDataError(f"unsupported format version {version}")
+    if version not in VERSIONS:
+        raise CorruptDataError(f"unsupported format version {version} (this decoder reads {VERSIONS}); "
+                               "upgrade dc_keras")
     code = r.u8("dtype")
-    if code not in CODE_DTYPES:
-        raise CorruptDataError(f"unknown dtype code {code}")
-    dtype = CODE_DTYPES[code]
+    if code not in DTYPE_TABLE or DTYPE_TABLE[code][2] > version:
+        raise CorruptDataError(f"unknown dtype code {code} for format version {version}")
     rank = r.u8("rank")
     layout = r.u8("layout")
     if rank > MAX_RANK:
         raise CorruptDataError(f"rank {rank} > {MAX_RANK}")
-    if layout not in LAYOUT_NAMES:
-        raise CorruptDataError(f"unknown layout {layout}")
+    if layout not in LAYOUT_NAMES or LAYOUT_SINCE[layout] > version:
+        raise CorruptDataError(f"unknown layout {layout} for format version {version}")
+    if code in SUBBYTE_CODES and layout not in (LAYOUT_DENSE, LAYOUT_SPARSE):
+        raise CorruptDataError(f"layout {LAYOUT_NAMES[layout]} does not hold sub-byte types (§13)")
+    if layout == LAYOUT_FLOAT_PLANES and code not in FLOAT_CODES:
+        raise CorruptDataError("layout float_planes holds float types only (§12)")
     shape = tuple(r.u32("dims") for _ in range(rank))
     n = 1
     for d in shape:  # §2: every partial product of the dims <= 2^31 - 1 (as dc_peek)
         n *= d
         if n > MAX_ELEMENTS:
             raise CorruptDataError(f"shape {shape}: element count (or a partial product) > {MAX_ELEMENTS}")
-    r.u32("check_a")
-    r.u32("check_b")
+    out = {"version": version, "dtype": CODE_DTYPES.get(code), "dtype_code": code,
+           "dtype_name": DTYPE_TABLE[code][0], "shape": shape, "num_elements": n,
+           "layout": LAYOUT_NAMES[layout], "raw_bytes": output_bytes(code, n),
+           "packed_bytes": len(data), "check_offset": r.pos}
+    if version == 1:
+        out["checksum"] = (r.u32("check_a"), r.u32("check_b"))
+    else:
+        out["checksum"] = r.u32("check")
+    return out
+
+
+def _parse_codebook(r, out):
+    """§3, §11, §13: [axis,] K, codebook (shape (K,) or (C, K) for grouped layouts)."""
+    groups = 1
+    if out["layout"] in ("grouped_dense", "grouped_sparse"):
+        axis = r.u8("axis")
+        if axis >= len(out["shape"]):
+            raise CorruptDataError(f"group axis {axis} >= rank {len(out['shape'])}")
+        groups = out["shape"][axis]
+        out.update(axis=axis, groups=groups)
     k = r.u16("codebook size")
-    out = {
-        "version": version, "dtype": dtype.newbyteorder("="), "dtype_code": code, "shape": shape,
-        "num_elements": n, "layout": LAYOUT_NAMES[layout], "codebook_size": k,
-        "raw_bytes": n * dtype.itemsize, "packed_bytes": len(data),
-    }
-    if n == 0:
-        if k != 0 or layout != LAYOUT_DENSE:
-            raise CorruptDataError("empty tensor must have an empty codebook and dense layout")
-        if r.pos != len(data):
-            raise CorruptDataError("trailing bytes after an empty tensor")
-        out.update(codebook_bytes=0, header_bytes=r.pos, stream_bytes=[0] * NUM_STREAMS,
-                   codebook=np.zeros(0, dtype.newbyteorder("=")))
-        return out
     if not 1 <= k <= MAX_SYMBOLS:
         raise CorruptDataError(f"codebook size {k} not in 1..{MAX_SYMBOLS}")
-    cb = r.take(k * dtype.itemsize, "codebook")
-    out["codebook"] = np.frombuffer(cb, dtype).astype(dtype.newbyteorder("="))
+    esz = cb_esize(out["dtype_code"])
+    cb = r.take(groups * k * esz, "codebook")
+    raw = np.frombuffer(cb, f"<u{esz}").astype(f"=u{esz}")
+    bits = dtype_bits(out["dtype_code"])
+    if bits < 8 and int(raw.max(initial=0)) >> bits:
+        raise CorruptDataError(f"codebook value has bits above the {bits} of the element type (§13)")
+    out["codebook_size"] = k
     out["codebook_bytes"] = len(cb)
-    if layout == LAYOUT_DENSE:
-        out["index_code"] = _read_alphabet(r, k, "index code")
-    else:
-        bg = r.u16("background")
-        e = r.u32("entry count")
-        g = r.u16("gap alphabet size")
-        if bg >= k:
-            raise CorruptDataError(f"background index {bg} >= codebook size {k}")
-        if e > n:
-            raise CorruptDataError(f"entry count {e} > element count {n}")
-        if not 1 <= g <= MAX_SYMBOLS:
-            raise CorruptDataError(f"gap alphabet size {g} not in 1..{MAX_SYMBOLS}")
-        if n >= (e + 1) * g:
-            raise CorruptDataError(f"{n} elements cannot be covered by {e} entries with gaps < {g}")
-        out.update(background_index=bg, background=out["codebook"][bg], entries=e, gap_alphabet=g)
-        out["gap_code"] = _read_alphabet(r, g, "gap code")
-        out["index_code"] = _read_alphabet(r, k, "index code")
+    out["codebook_raw"] = raw if groups == 1 and "axis" not in out else raw.reshape(groups, k)
+    out["codebook"] = _values(out["codebook_raw"], out["dtype_code"])
+
+
+def _values(raw, code):
+    """Codebook bit patterns as values of the tensor's numpy dtype (sub-byte: sign-extended)."""
+    bits = dtype_bits(code)
+    if bits < 8:
+        v = raw.astype(np.int16)
+        if DTYPE_TABLE[code][0].startswith("int"):
+            v = np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
+        dt = CODE_DTYPES.get(code)
+        return v.astype(np.int8) if dt is None else v.astype(dt)
+    dt = CODE_DTYPES.get(code)
+    return raw if dt is None else raw.view(dt)
+
+
+def _parse_sparse(r, out, n):
+    """§6 / §11 sparse parameters and the gap code."""
+    k = out["codebook_size"]
+    bg = r.u16("background")
+    e = r.u32("entry count")
+    g = r.u16("gap alphabet size")
+    if bg >= k:
+        raise CorruptDataError(f"background index {bg} >= codebook size {k}")
+    if e > n:
+        raise CorruptDataError(f"entry count {e} > element count {n}")
+    if not 1 <= g <= MAX_SYMBOLS:
+        raise CorruptDataError(f"gap alphabet size {g} not in 1..{MAX_SYMBOLS}")
+    if n >= (e + 1) * g:
+        raise CorruptDataError(f"{n} elements cannot be covered by {e} entries with gaps < {g}")
+    cb = out["codebook"]
+    out.update(background_index=bg, background=cb[..., bg], entries=e, gap_alphabet=g)
+    out["gap_code"] = _read_alphabet(r, g, "gap code")
+
+
+def _parse_streams(r, out, data):
+    """§7 stream sizes and bounds, §12 raw plane, §9 zero-bit rule."""
+    sparse = "entries" in out
     sizes = [r.u32("stream size") for _ in range(NUM_STREAMS)]
-    codes = [out["index_code"]] + ([out["gap_code"]] if layout == LAYOUT_SPARSE else [])
-    if all(c["max_length"] == 0 for c in codes) and out["raw_bytes"] > MAX_ZERO_BIT_OUTPUT:
+    codes = [out["index_code"]] + ([out["gap_code"]] if sparse else [])
+    plane = out["num_elements"] * (cb_esize(out["dtype_code"]) - 1) if out["layout"] == "float_planes" else 0
+    if all(c["max_length"] == 0 for c in codes) and not plane and out["raw_bytes"] > MAX_ZERO_BIT_OUTPUT:
         raise CorruptDataError(f"{out['raw_bytes']} bytes from zero-bit codes > {MAX_ZERO_BIT_OUTPUT}")
     out["header_bytes"] = r.pos
     out["stream_bytes"] = sizes
-    end = r.pos + sum(sizes)
+    out["plane_bytes"] = plane
+    end = r.pos + sum(sizes) + plane
     if end > len(data):
         raise CorruptDataError(f"truncated: streams need {end} bytes, have {len(data)}")
     if end < len(data):
         raise CorruptDataError(f"{len(data) - end} trailing bytes after the streams")
     # §9 (as dc_peek): each stream holds its symbols' bits, no more, no less
-    count = n if layout == LAYOUT_DENSE else out["entries"]
+    count = out["entries"] if sparse else out["num_elements"]
     lo = sum(int(c["lengths"][c["lengths"] > 0].min()) if c["max_length"] else 0 for c in codes)
     hi = sum(c["max_length"] for c in codes)
     for s, size in enumerate(sizes):
@@ -171,4 +238,33 @@ def parse_header(data):
         if not -(-cs * lo // 8) <= size <= -(-cs * hi // 8):
             raise CorruptDataError(f"stream {s} has {size} bytes, but {cs} symbols of {lo}..{hi} bits "
                                    f"need {-(-cs * lo // 8)}..{-(-cs * hi // 8)}")
+
+
+def parse_header(data):
+    """Parses and checks the header of a packed tensor (docs/FORMAT.md §2-§13) without decoding.
+
+    Returns a dict; raises CorruptDataError. Used by ``dc_keras.codec.info``. The checksum
+    (§8) is reported, not verified (``decode`` verifies it).
+    """
+    data = bytes(data)
+    r = _Reader(data)
+    out = _parse_prefix(r, data)
+    n = out["num_elements"]
+    if n == 0:
+        if r.u16("codebook size") != 0 or out["layout"] != "dense":
+            raise CorruptDataError("empty tensor must have an empty codebook and dense layout")
+        if r.pos != len(data):
+            raise CorruptDataError("trailing bytes after an empty tensor")
+        out.update(codebook_size=0, codebook_bytes=0, header_bytes=r.pos, stream_bytes=[0] * NUM_STREAMS,
+                   plane_bytes=0, codebook=np.zeros(0, out["dtype"] or np.uint8))
+        return out
+    if out["layout"] == "float_planes":
+        out.update(codebook_size=0, codebook_bytes=0)
+        out["index_code"] = _read_alphabet(r, PLANE_SYMBOLS, "exponent code")
+    else:
+        _parse_codebook(r, out)
+        if out["layout"] in ("sparse", "grouped_sparse"):
+            _parse_sparse(r, out, n)
+        out["index_code"] = _read_alphabet(r, out["codebook_size"], "index code")
+    _parse_streams(r, out, data)
     return out

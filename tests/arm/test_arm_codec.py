@@ -62,6 +62,14 @@ def _arrays():
         "f32_single_value": (np.full((17, 5), 0.5, np.float32), {}),
         "f32_scalar": (np.array(1.25, np.float32), {}),
         "f32_2M_sparse": (shared((2000, 1000), np.float32, 32, 0.05), {}),
+        # format version 2 layouts (FORMAT.md §11, §12) and a version 1 file
+        "f32_per_channel_grouped": (shared((64, 300), np.float32, 16) * rng.uniform(0.5, 2, (64, 1)).astype(np.float32),
+                                    {"layout": "grouped_dense"}),
+        "i8_depthwise_grouped_sparse": (shared((3, 3, 5, 32), np.int8, 40, 0.3),
+                                        {"layout": "grouped_sparse", "axis": 3}),
+        "f32_unclustered_planes": (rng.normal(0, 0.05, (300, 200)).astype(np.float32), {}),
+        "f16_unclustered_planes": (rng.normal(0, 0.5, (257, 3)).astype(np.float16), {"layout": "float_planes"}),
+        "f32_sparse_version1": (shared((100, 300), np.float32, 16, 0.1), {"version": 1}),
     }
     return cases
 
@@ -136,3 +144,33 @@ def test_corrupt_input_is_an_error_on_arm(arch, decoded, tmp_path):
         run_arch(arch, [built(arch, "dc_decode"), bad, tmp_path / "out.raw"])
     assert err.value.returncode == 1 and "bad.dcp" in err.value.stderr
     assert not (tmp_path / "out.raw").exists()
+
+
+def test_subbyte_and_bfloat16_decode_identically_on_arm(arm_env, tmp_path):
+    """§13 int4 / int2 (TFLite's packed bytes) and bfloat16 (§12): the dc_decode tool's output on
+    aarch64 and armv7 equals the TFLite bytes the x86 side expects."""
+    import ml_dtypes
+
+    from dc_keras import codec
+
+    rng = np.random.default_rng(7)
+    cases = {
+        "int4_odd": rng.integers(-8, 8, 1001).astype(ml_dtypes.int4),
+        "int4_sparse": np.where(rng.random((40, 33)) < 0.1, rng.integers(-8, 8, (40, 33)), 0).astype(ml_dtypes.int4),
+        "int2": rng.integers(-2, 2, 2003).astype(ml_dtypes.int2),
+        "uint4": rng.integers(0, 16, (17, 9)).astype(ml_dtypes.uint4),
+        "bf16_planes": rng.normal(0, 1, (100, 30)).astype(ml_dtypes.bfloat16),
+    }
+    expected = {}
+    for name, a in cases.items():
+        data = codec.encode(a)
+        (tmp_path / f"{name}.dcp").write_bytes(data)
+        code = codec.info(data)["dtype_code"]
+        expected[name] = codec.pack_subbyte(a, code) if a.dtype.itemsize == 1 else a.tobytes()
+    for arch in ("host", "aarch64", "armv7"):
+        argv = [built(arch, "dc_decode")]
+        for name in cases:
+            argv += [tmp_path / f"{name}.dcp", tmp_path / f"{name}.{arch}.raw"]
+        run_arch(arch, argv)
+        for name in cases:
+            assert (tmp_path / f"{name}.{arch}.raw").read_bytes() == expected[name], (arch, name)

@@ -13,6 +13,9 @@
  *    num_elements = product of dims) and the output it declares is bounded by the input size
  *    (FORMAT.md §9: no allocation the input does not justify);
  *  - dc_decode rejects a wrong output size with DC_ERR_OUTPUT_SIZE;
+ *  - dc_decode_ws, with an exact-size heap workspace of dc_workspace_size() bytes (so ASan
+ *    sees any access past it), gives the same status and bytes as dc_decode, and rejects a
+ *    workspace one byte short with DC_ERR_WORKSPACE;
  *  - decoding is deterministic (a second decode into another buffer gives the same bytes);
  *  - dc_strerror returns a non-empty string for every status.
  *
@@ -60,13 +63,16 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     free(buf);
     return 0;
   }
-  REQUIRE(info.version == 1);
+  REQUIRE(info.version >= DC_VERSION_MIN && info.version <= DC_VERSION_MAX);
   REQUIRE(info.rank <= DC_MAX_RANK);
   for (r = 0; r < info.rank; ++r) n *= info.dims[r];
   REQUIRE(n == info.num_elements);
   REQUIRE(info.num_elements <= DC_MAX_ELEMENTS);
-  REQUIRE(info.element_size == 1 || info.element_size == 2 || info.element_size == 4);
-  REQUIRE(info.output_bytes == info.num_elements * info.element_size);
+  REQUIRE(info.element_bits == 2 || info.element_bits == 4 || info.element_bits == 8 ||
+          info.element_bits == 16 || info.element_bits == 32);
+  REQUIRE(info.element_size == (info.element_bits < 8 ? 1 : info.element_bits / 8));
+  REQUIRE(info.output_bytes == (info.num_elements * info.element_bits + 7) / 8);
+  REQUIRE(info.layout <= (info.version == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_FLOAT_PLANES));
   /* FORMAT.md §9, no blow-up: the declared output is bounded by the input size (dense N <= 8 *
    * stream bytes, sparse N < (8 * stream bytes + 1) * 4096) unless every code is zero-bit, and
    * then it is at most DC_MAX_ZERO_BIT_OUTPUT. */
@@ -86,9 +92,19 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     /* wrong output sizes are rejected before anything is written */
     REQUIRE(dc_decode(buf, size, out2, nb + 1) == DC_ERR_OUTPUT_SIZE);
     if (nb) REQUIRE(dc_decode(buf, size, out2, nb - 1) == DC_ERR_OUTPUT_SIZE);
-    st2 = dc_decode(buf, size, out2, nb);
-    REQUIRE(st2 == st);
-    if (st == DC_OK) REQUIRE(nb == 0 || memcmp(out, out2, nb) == 0);
+    {
+      size_t wsz = 0;
+      uint8_t* ws;
+      REQUIRE(dc_workspace_size(buf, size, &wsz) == DC_OK && wsz <= DC_MAX_WORKSPACE);
+      ws = (uint8_t*)malloc(wsz ? wsz : 1);
+      REQUIRE(ws != NULL);
+      st2 = dc_decode_ws(buf, size, out2, nb, ws, wsz);
+      REQUIRE(st2 == st);
+      if (st == DC_OK) REQUIRE(nb == 0 || memcmp(out, out2, nb) == 0);
+      if (wsz > 2 && info.num_elements > 0)
+        REQUIRE(dc_decode_ws(buf, size, out2, nb, ws, wsz - 1) == DC_ERR_WORKSPACE);
+      free(ws);
+    }
     free(out);
     free(out2);
   }

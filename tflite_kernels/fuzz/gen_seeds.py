@@ -8,8 +8,9 @@ corpus follows the format as it evolves and no binary blobs are committed:
                route: op / legacy ResizeTensor / delegate / failing allocation, and mismatches)
 
 The tensors are Deep Compression shaped: clustered (k-means-like: few distinct values) and
-pruned weights of a small LeNet-style network in every supported dtype, both layouts, short and
-long codes, plus the edge cases (scalar, empty, constant, all-background). They are kept small
+pruned weights of a small LeNet-style network in every supported dtype, every layout (format
+versions 1 and 2), short and long codes, plus the edge cases (scalar, empty, constant,
+all-background), per-channel tensors (§11), unclustered floats (§12) and int4/int2 (§13). They are kept small
 (< 4 KB each) so that the fuzzer mutates them quickly.
 
 Usage (from the repository root): python tflite_kernels/fuzz/gen_seeds.py OUT_DIR
@@ -57,22 +58,41 @@ def tensors():
     big_gaps = np.zeros(3000, np.float32)
     big_gaps[[3, 4, 900, 2999]] = [0.5, -0.25, 0.5, 1.0]
     out.append(("sparse_big_gaps", big_gaps))
+    # version 2 layouts: per-channel tables (§11), float planes (§12), sub-byte types (§13)
+    import ml_dtypes
+    scale = rng.uniform(0.5, 2, 8).astype(np.float32)
+    pc = _clustered(rng, (8, 3, 3, 4), 16, 0.0) * scale[:, None, None, None]
+    out.append(("per_channel_f32", pc))
+    pcs = pc * (rng.random(pc.shape) > 0.7)
+    out.append(("per_channel_sparse_f32", pcs.astype(np.float32)))
+    out.append(("per_channel_int8_depthwise", np.clip(np.round(np.moveaxis(pc, 0, 3) * 400), -127, 127).astype(np.int8)))
+    out.append(("unclustered_f32", rng.normal(0, 0.05, (20, 30)).astype(np.float32)))
+    out.append(("unclustered_f16", rng.normal(0, 0.5, 400).astype(np.float16)))
+    out.append(("unclustered_bf16", rng.normal(0, 0.5, (9, 40)).astype(ml_dtypes.bfloat16)))
+    out.append(("int4_weights", rng.integers(-8, 8, (13, 11)).astype(ml_dtypes.int4)))
+    out.append(("int4_pruned", np.where(rng.random(777) < 0.15, rng.integers(-8, 8, 777), 0).astype(ml_dtypes.int4)))
+    out.append(("uint4_weights", rng.integers(0, 16, 101).astype(ml_dtypes.uint4)))
+    out.append(("int2_weights", rng.integers(-2, 2, (7, 9)).astype(ml_dtypes.int2)))
     return out
+
+
+LAYOUTS = (None, "dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes")
 
 
 def seeds():
     """(name, packed bytes, array) for every tensor, each layout the encoder accepts."""
     for name, a in tensors():
         done = set()
-        for layout in (None, "dense", "sparse"):
-            try:
-                data = codec.encode(a, layout=layout)
-            except ValueError:
-                continue
-            if data in done:
-                continue
-            done.add(data)
-            yield f"{name}_{layout or 'auto'}", data, a
+        for layout in LAYOUTS:
+            for version in (2, 1):  # version 1 files must keep decoding (§10)
+                try:
+                    data = codec.encode(a, layout=layout, version=version)
+                except ValueError:
+                    continue
+                if data in done:
+                    continue
+                done.add(data)
+                yield f"{name}_{layout or 'auto'}_v{version}", data, a
         # shorter codes: exercises other table sizes
         try:
             data = codec.encode(a, max_code_length=5)

@@ -5,6 +5,16 @@
  * the section it implements.  No TensorFlow headers, no allocation: the
  * caller owns every buffer.  Safe on any input: a malformed or hostile
  * buffer yields an error code, never an out-of-bounds read or write.
+ *
+ * Two entry points decode:
+ *  - dc_decode_ws (microcontrollers, and anything with a small stack): decode
+ *    tables live in a caller-provided workspace of dc_workspace_size() bytes
+ *    (at most DC_MAX_WORKSPACE, sized to the tensor's real code lengths); no
+ *    function of the decoder uses more than 4 KiB of stack on this path (gcc
+ *    -fstack-usage, -O2: largest frame 848 B on x86-64, 840 B on Cortex-M4 with
+ *    arm-none-eabi-gcc 12; deepest call chain about 1.5 KB).
+ *  - dc_decode (host convenience): the same, with a DC_MAX_WORKSPACE-byte
+ *    workspace on its own stack (~16.5 KB of stack).
  */
 #ifndef DC_CODEC_H_
 #define DC_CODEC_H_
@@ -16,48 +26,73 @@
 extern "C" {
 #endif
 
+/* The one export macro of the library (also used by huffdecode_op.c's entry points). */
+#ifndef DC_API
 #if defined(_WIN32)
 #define DC_API __declspec(dllexport)
 #else
 #define DC_API __attribute__((visibility("default")))
 #endif
+#endif
 
-/* Element types: numerically equal to the TensorType enum of the TFLite flatbuffer schema
- * (schema.fbs). Note that the runtime's TfLiteType enum numbers some types differently
- * (float32 is 1 and float16 is 10 there), so the op maps between the two explicitly. */
+/* §2: the first 4 bytes of every packed tensor, and the versions this decoder reads (§10). */
+#define DC_MAGIC "DCHF"
+#define DC_VERSION_MIN 1u
+#define DC_VERSION_MAX 2u
+
+/* §2 layouts (header byte 7); §10 gives the first version that allows each. */
 enum {
-  DC_DTYPE_FLOAT32 = 0,
-  DC_DTYPE_FLOAT16 = 1,
-  DC_DTYPE_INT32 = 2,
-  DC_DTYPE_UINT8 = 3,
-  DC_DTYPE_INT16 = 7,
-  DC_DTYPE_INT8 = 9
+  DC_LAYOUT_DENSE = 0,          /* §5, version >= 1 */
+  DC_LAYOUT_SPARSE = 1,         /* §6, version >= 1 */
+  DC_LAYOUT_GROUPED_DENSE = 2,  /* §11, version >= 2 */
+  DC_LAYOUT_GROUPED_SPARSE = 3, /* §11, version >= 2 */
+  DC_LAYOUT_FLOAT_PLANES = 4    /* §12, version >= 2 */
+};
+
+/* Element types (§2): numerically equal to the TensorType enum of the TFLite flatbuffer schema
+ * (schema.fbs). Note that the runtime's TfLiteType enum numbers some types differently
+ * (float32 is 1 and float16 is 10 there), so the op maps between the two explicitly.
+ * INT4, INT2 and UINT4 are sub-byte types (§13): the output is packed as TFLite stores them. */
+enum {
+  DC_DTYPE_FLOAT32 = 0,  /* version >= 1 */
+  DC_DTYPE_FLOAT16 = 1,  /* version >= 1 */
+  DC_DTYPE_INT32 = 2,    /* version >= 1 */
+  DC_DTYPE_UINT8 = 3,    /* version >= 1 */
+  DC_DTYPE_INT16 = 7,    /* version >= 1 */
+  DC_DTYPE_INT8 = 9,     /* version >= 1 */
+  DC_DTYPE_INT4 = 17,    /* version >= 2, §13 */
+  DC_DTYPE_BFLOAT16 = 18,/* version >= 2 */
+  DC_DTYPE_INT2 = 19,    /* version >= 2, §13 */
+  DC_DTYPE_UINT4 = 20    /* version >= 2, §13 */
 };
 
 #define DC_MAX_RANK 8
 
-/* Other limits of format version 1 (docs/FORMAT.md section 1). */
+/* Other limits (docs/FORMAT.md section 1). */
 #define DC_MAX_ELEMENTS 2147483647u /* element count <= 2^31 - 1            */
 #define DC_MAX_SYMBOLS 4096u        /* codebook size and gap alphabet size  */
 #define DC_MAX_CODE_LENGTH 12u      /* Huffman code length limit            */
 #define DC_NUM_STREAMS 4u           /* interleaved bit streams              */
 #define DC_MAX_ZERO_BIT_OUTPUT (1u << 24) /* output bytes if all codes are zero-bit */
+/* Largest workspace dc_workspace_size() can ask for: two 2^12-entry u16 tables + alignment. */
+#define DC_MAX_WORKSPACE (2u * 2u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 
 typedef enum {
   DC_OK = 0,
   DC_ERR_TRUNCATED = 1,      /* buffer shorter than a size it declares     */
   DC_ERR_MAGIC = 2,          /* not a packed tensor                        */
   DC_ERR_VERSION = 3,        /* unsupported format version                 */
-  DC_ERR_DTYPE = 4,          /* unknown element type                       */
+  DC_ERR_DTYPE = 4,          /* unknown element type (for this version/layout) */
   DC_ERR_SHAPE = 5,          /* rank/dims invalid or element count overflow */
-  DC_ERR_CODEBOOK = 6,       /* codebook size invalid                      */
+  DC_ERR_CODEBOOK = 6,       /* codebook size or value invalid             */
   DC_ERR_LAYOUT = 7,         /* unknown layout or bad layout parameters    */
   DC_ERR_CODE_LENGTHS = 8,   /* Huffman code lengths do not form a code    */
   DC_ERR_STREAM = 9,         /* bit stream invalid, overrun or underrun    */
   DC_ERR_SIZE_MISMATCH = 10, /* declared sizes disagree with each other    */
-  DC_ERR_CHECKSUM = 11,      /* decoded content fails the checksum         */
+  DC_ERR_CHECKSUM = 11,      /* content fails the checksum                 */
   DC_ERR_OUTPUT_SIZE = 12,   /* caller's output buffer has the wrong size  */
-  DC_ERR_ARGUMENT = 13       /* NULL pointer or other API misuse           */
+  DC_ERR_ARGUMENT = 13,      /* NULL pointer or other API misuse           */
+  DC_ERR_WORKSPACE = 14      /* workspace smaller than dc_workspace_size() */
 } dc_status;
 
 /* Header facts needed before decoding (to size the output). */
@@ -67,22 +102,38 @@ typedef struct {
   uint32_t rank;           /* 0..DC_MAX_RANK */
   uint64_t dims[DC_MAX_RANK];
   uint64_t num_elements;   /* product of dims (1 for rank 0) */
-  uint64_t element_size;   /* bytes per element */
-  uint64_t output_bytes;   /* num_elements * element_size */
+  uint64_t element_size;   /* bytes per element (1 for the sub-byte types) */
+  uint64_t output_bytes;   /* num_elements * element_bits / 8, rounded up */
+  uint32_t layout;         /* DC_LAYOUT_* */
+  uint32_t element_bits;   /* 2, 4, 8, 16 or 32 */
 } dc_tensor_info;
 
-/* Parse and validate the header (docs/FORMAT.md section "Header").  Checks
+/* Parse and validate the header (docs/FORMAT.md §2-§7, §9, §11-§13).  Checks
  * everything that can be checked without decoding, including that the
- * declared sizes fit inside `size`; sets *info on success. */
+ * declared sizes fit inside `size`; sets *info on success.  Does not verify
+ * the checksum (dc_decode / dc_decode_ws do). */
 DC_API dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info);
+
+/* Workspace bytes dc_decode_ws needs for this tensor (2 bytes per decode-table entry, 2^L
+ * entries per Huffman code of max length L, plus alignment slack; <= DC_MAX_WORKSPACE). */
+DC_API dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* bytes);
 
 /* Decode the whole tensor into `out` (exactly info.output_bytes bytes,
  * little-endian elements, C order; any alignment), verifying the checksum
- * (docs/FORMAT.md sections 5-9).  On error the content of `out` is
- * unspecified but nothing outside it was written.  Uses about 34 KB of stack
- * (decode tables and codebook), allocates nothing, is reentrant. */
+ * (docs/FORMAT.md sections 5-13; version 2 checks the input's CRC before
+ * decoding).  `workspace` (any alignment) must hold dc_workspace_size() bytes.
+ * On error the content of `out` is unspecified but nothing outside it was
+ * written.  Allocates nothing, is reentrant, <= 4 KiB of stack. */
+DC_API dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out, size_t out_size,
+                              void* workspace, size_t workspace_size);
+
+/* dc_decode_ws with a DC_MAX_WORKSPACE workspace on the stack (host convenience). */
 DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out,
                            size_t out_size);
+
+/* §8: CRC-32 (zlib's crc32: ISO-HDLC polynomial, reflected, init and final xor 0xFFFFFFFF)
+ * of `len` bytes, continuing from `crc` (0 to start). */
+DC_API uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len);
 
 /* Static English description of a status code. */
 DC_API const char* dc_strerror(dc_status status);

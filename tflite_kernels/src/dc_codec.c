@@ -1,20 +1,34 @@
 /*
- * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (version 1).
+ * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (versions 1 and 2).
  *
  * Portable: no intrinsics, no unaligned accesses (byte loads that compilers merge), no
- * allocation (tables live on the stack, ~16 KB), output in the caller's buffer.  Safe on any
- * input: all sizes are validated (§9) before work proportional to them, bit reads past the end
- * of a stream read zeros and are detected afterwards, every sparse position is bounds-checked.
+ * allocation: decode tables live in the caller's workspace (dc_decode_ws, sized by
+ * dc_workspace_size to the tensor's real code lengths) and the codebook is read in place from
+ * the input, so no function here needs more than a few hundred bytes of stack (dc_decode, the
+ * host convenience, adds a DC_MAX_WORKSPACE buffer).  Safe on any input: all sizes are
+ * validated (§9) before work proportional to them, bit reads past the end of a stream read
+ * zeros and are detected afterwards, every sparse position is bounds-checked.  Version 2
+ * checks the CRC-32 of the input (§8) before decoding; version 1 checks the Fletcher-64 of the
+ * output (§8.1) while decoding.
  *
  * Speed: four interleaved streams (§7) decoded in lock step, a 64-bit bit buffer refilled
  * branch-free while at least 8 bytes of each stream remain, one 2^L-entry table lookup per
- * symbol (§4, L <= 12), the codebook lookup and the store.
+ * symbol (§4, L <= 12), the codebook lookup and the store.  Each layout's loop is one
+ * `static inline` body (dense_body, sparse_body, planes_body) specialised by thin wrappers per
+ * element size, as zstd does, so that debuggers and sanitizers see real source lines.
  */
 #include "dc_codec.h"
 
 #include <string.h>
 
+#include "dc_codec_crc.h"
 #include "dc_codec_internal.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define DC_INLINE static inline __attribute__((always_inline))
+#else
+#define DC_INLINE static inline
+#endif
 
 /* ---------------------------------------------------------------------------------------- */
 /* Little-endian loads (§1): byte assembly, which gcc/clang turn into one load where legal.  */
@@ -26,34 +40,44 @@ static inline uint32_t ld32(const uint8_t* p) {
 static inline uint64_t ld64(const uint8_t* p) {
   return (uint64_t)ld32(p) | ((uint64_t)ld32(p + 4) << 32);
 }
+static inline uint64_t min_u64(uint64_t x, uint64_t y) { return x < y ? x : y; }
 
 const char* dc_strerror(dc_status status) {
   switch (status) {
     case DC_OK: return "ok";
     case DC_ERR_TRUNCATED: return "truncated: the buffer is shorter than the sizes it declares";
     case DC_ERR_MAGIC: return "not a packed tensor (bad magic)";
-    case DC_ERR_VERSION: return "unsupported packed tensor format version";
-    case DC_ERR_DTYPE: return "unknown element type";
+    case DC_ERR_VERSION: return "unsupported packed tensor format version (newer than this decoder?)";
+    case DC_ERR_DTYPE: return "unknown element type (for this format version)";
     case DC_ERR_SHAPE: return "invalid rank or dimensions, or element count too large";
-    case DC_ERR_CODEBOOK: return "invalid codebook size";
-    case DC_ERR_LAYOUT: return "unknown layout or invalid layout parameters";
+    case DC_ERR_CODEBOOK: return "invalid codebook size or value";
+    case DC_ERR_LAYOUT: return "unknown layout or invalid layout parameters (for this version and type)";
     case DC_ERR_CODE_LENGTHS: return "Huffman code lengths do not form a valid code";
     case DC_ERR_STREAM: return "corrupt bit stream (overrun, spare bytes, bad padding or position)";
     case DC_ERR_SIZE_MISMATCH: return "declared sizes disagree with each other";
-    case DC_ERR_CHECKSUM: return "checksum mismatch: decoded content is corrupt";
+    case DC_ERR_CHECKSUM: return "checksum mismatch: the packed data is corrupt";
     case DC_ERR_OUTPUT_SIZE: return "output buffer size differs from the tensor's byte size";
     case DC_ERR_ARGUMENT: return "invalid argument (NULL pointer)";
+    case DC_ERR_WORKSPACE: return "workspace smaller than dc_workspace_size() asks for";
   }
   return "unknown status code";
 }
 
-static uint32_t element_size(uint32_t dtype) {
+/* §2 element types: bits per element, 0 if unknown for this version. */
+static uint32_t element_bits(uint32_t dtype, uint32_t version) {
   switch (dtype) {
-    case DC_DTYPE_FLOAT32: case DC_DTYPE_INT32: return 4;
-    case DC_DTYPE_FLOAT16: case DC_DTYPE_INT16: return 2;
-    case DC_DTYPE_UINT8: case DC_DTYPE_INT8: return 1;
+    case DC_DTYPE_FLOAT32: case DC_DTYPE_INT32: return 32;
+    case DC_DTYPE_FLOAT16: case DC_DTYPE_INT16: return 16;
+    case DC_DTYPE_UINT8: case DC_DTYPE_INT8: return 8;
+    case DC_DTYPE_BFLOAT16: return version >= 2 ? 16 : 0;
+    case DC_DTYPE_INT4: case DC_DTYPE_UINT4: return version >= 2 ? 4 : 0;
+    case DC_DTYPE_INT2: return version >= 2 ? 2 : 0;
     default: return 0;
   }
+}
+
+static int is_float(uint32_t dtype) {
+  return dtype == DC_DTYPE_FLOAT32 || dtype == DC_DTYPE_FLOAT16 || dtype == DC_DTYPE_BFLOAT16;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -128,108 +152,175 @@ static void build_table(const dc_alphabet* a, uint16_t* table) {
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* §2-§7 header                                                                              */
+/* §2-§7, §11-§13 header                                                                     */
 /* ---------------------------------------------------------------------------------------- */
 static uint64_t ceil_div8(uint64_t bits) { return (bits + 7) / 8; }
 
-dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
-  size_t pos = 0;
-  uint32_t r, s;
+/* §2 up to and including the checksum field(s); §10 version / layout / dtype rules. */
+static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
+  size_t pos;
+  uint32_t r, bits, v;
   uint64_t n = 1;
-  dc_status st;
-  if (data == NULL || h == NULL) return DC_ERR_ARGUMENT;
-  memset(h, 0, sizeof *h);
-  if (size < 8) return size >= 4 && memcmp(data, "DCHF", 4) != 0 ? DC_ERR_MAGIC : DC_ERR_TRUNCATED;
-  if (memcmp(data, "DCHF", 4) != 0) return DC_ERR_MAGIC;
-  h->info.version = data[4];
-  if (h->info.version != 1) return DC_ERR_VERSION;
+  if (size < 8) return size >= 4 && memcmp(data, DC_MAGIC, 4) != 0 ? DC_ERR_MAGIC : DC_ERR_TRUNCATED;
+  if (memcmp(data, DC_MAGIC, 4) != 0) return DC_ERR_MAGIC;
+  v = h->info.version = data[4];
+  if (v < DC_VERSION_MIN || v > DC_VERSION_MAX) return DC_ERR_VERSION;
   h->info.dtype = data[5];
-  h->info.element_size = element_size(data[5]);
-  if (h->info.element_size == 0) return DC_ERR_DTYPE;
+  bits = element_bits(data[5], v);
+  if (bits == 0) return DC_ERR_DTYPE;
+  h->info.element_bits = bits;
+  h->info.element_size = bits >= 8 ? bits / 8 : 1;
+  h->cb_esize = (uint32_t)h->info.element_size;
   h->info.rank = data[6];
   if (h->info.rank > DC_MAX_RANK) return DC_ERR_SHAPE;
-  h->layout = data[7];
-  if (h->layout > 1) return DC_ERR_LAYOUT;
+  h->layout = h->info.layout = data[7];
+  if (h->layout > (v == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_FLOAT_PLANES)) return DC_ERR_LAYOUT;
+  /* §11/§13: sub-byte types use §5/§6 only; §12 is for floats only. */
+  if (bits < 8 && h->layout > DC_LAYOUT_SPARSE) return DC_ERR_LAYOUT;
+  if (h->layout == DC_LAYOUT_FLOAT_PLANES && !is_float(h->info.dtype)) return DC_ERR_LAYOUT;
+  h->sparse = h->layout == DC_LAYOUT_SPARSE || h->layout == DC_LAYOUT_GROUPED_SPARSE;
   pos = 8;
   if (size - pos < 4u * h->info.rank) return DC_ERR_TRUNCATED;
   for (r = 0; r < h->info.rank; ++r) {
     uint64_t d = ld32(data + pos);
     pos += 4;
     h->info.dims[r] = d;
-    /* n <= 2^31 - 1 before the multiply and d < 2^32: the product fits in 64 bits. */
+    /* n <= 2^31 - 1 before the multiply and d < 2^32: the product fits in 64 bits.  The format
+     * limits every prefix product, so a later dim of 0 cannot excuse an overflow. */
     n *= d;
-    if (n > DC_MAX_ELEMENTS) {
-      /* a later dim of 0 would make n = 0, but the format limits every prefix product too */
-      return DC_ERR_SHAPE;
-    }
+    if (n > DC_MAX_ELEMENTS) return DC_ERR_SHAPE;
   }
-  h->prefix_len = pos;
   h->info.num_elements = n;
-  if (n > (uint64_t)(SIZE_MAX / h->info.element_size)) return DC_ERR_SHAPE;
-  h->info.output_bytes = n * h->info.element_size;
-  if (size - pos < 10) return DC_ERR_TRUNCATED;
-  h->check_a = ld32(data + pos);
-  h->check_b = ld32(data + pos + 4);
-  h->k = ld16(data + pos + 8);
-  pos += 10;
-  if (n == 0) {
-    if (h->k != 0) return DC_ERR_CODEBOOK;
-    if (h->layout != 0) return DC_ERR_LAYOUT;
+  h->info.output_bytes = (n * bits + 7) / 8; /* < 2^36: fits size_t on 64-bit hosts */
+  if (h->info.output_bytes > (uint64_t)SIZE_MAX) return DC_ERR_SHAPE;
+  h->check_pos = pos;
+  if (v == 1) {
+    if (size - pos < 8) return DC_ERR_TRUNCATED;
+    h->check_a = ld32(data + pos);
+    h->check_b = ld32(data + pos + 4);
+    pos += 8;
+  } else {
+    if (size - pos < 4) return DC_ERR_TRUNCATED;
+    h->check = ld32(data + pos);
+    pos += 4;
+  }
+  *pos_io = pos;
+  return DC_OK;
+}
+
+/* §3, §11, §13: [axis,] K and the codebook(s). */
+static dc_status parse_codebook(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
+  size_t pos = *pos_io, i;
+  uint64_t cb_bytes;
+  h->groups = 1;
+  h->inner = h->info.num_elements;
+  if (h->layout == DC_LAYOUT_GROUPED_DENSE || h->layout == DC_LAYOUT_GROUPED_SPARSE) {
+    uint32_t r;
+    if (size - pos < 1) return DC_ERR_TRUNCATED;
+    h->axis = data[pos++];
+    if (h->axis >= h->info.rank) return DC_ERR_LAYOUT;
+    h->groups = (uint32_t)h->info.dims[h->axis]; /* >= 1 since N > 0 */
+    h->inner = 1;
+    for (r = h->axis + 1; r < h->info.rank; ++r) h->inner *= h->info.dims[r];
+  }
+  if (size - pos < 2) return DC_ERR_TRUNCATED;
+  h->k = ld16(data + pos);
+  pos += 2;
+  if (h->k == 0 || h->k > DC_MAX_SYMBOLS) return DC_ERR_CODEBOOK;
+  cb_bytes = (uint64_t)h->groups * h->k * h->cb_esize; /* < 2^31 * 2^12 * 4 */
+  if ((uint64_t)(size - pos) < cb_bytes) return DC_ERR_TRUNCATED;
+  h->codebook = data + pos;
+  if (h->info.element_bits < 8) { /* §13: each value holds element_bits bits, the rest zero */
+    for (i = 0; i < h->k; ++i)
+      if (h->codebook[i] >> h->info.element_bits) return DC_ERR_CODEBOOK;
+  }
+  *pos_io = pos + (size_t)cb_bytes;
+  return DC_OK;
+}
+
+/* §6, §11: background, E, G and the gap code. */
+static dc_status parse_sparse(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
+  size_t pos = *pos_io;
+  uint64_t n = h->info.num_elements;
+  if (size - pos < 8) return DC_ERR_TRUNCATED;
+  h->background = ld16(data + pos);
+  h->entries = ld32(data + pos + 2);
+  h->gap_alphabet = ld16(data + pos + 6);
+  pos += 8;
+  if (h->background >= h->k) return DC_ERR_LAYOUT;
+  if (h->entries > n) return DC_ERR_LAYOUT;
+  if (h->gap_alphabet == 0 || h->gap_alphabet > DC_MAX_SYMBOLS) return DC_ERR_LAYOUT;
+  /* §6: each entry covers <= G elements and fewer than G trail: N < (E + 1) * G. */
+  if (n >= (h->entries + 1) * h->gap_alphabet) return DC_ERR_SIZE_MISMATCH;
+  *pos_io = pos;
+  return parse_alphabet(data, size, pos_io, h->gap_alphabet, &h->gap_code);
+}
+
+/* §7 stream sizes and bounds, §12 raw plane, §9 zero-bit rule. */
+static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, size_t pos) {
+  uint64_t total = 0, tail;
+  uint64_t count = h->sparse ? h->entries : h->info.num_elements;
+  uint32_t lo = h->index_code.min_len + (h->sparse ? h->gap_code.min_len : 0);
+  uint32_t hi = h->index_code.max_len + (h->sparse ? h->gap_code.max_len : 0);
+  uint32_t s;
+  if (size - pos < 4 * DC_NUM_STREAMS) return DC_ERR_TRUNCATED;
+  for (s = 0; s < DC_NUM_STREAMS; ++s) {
+    h->stream_size[s] = ld32(data + pos + 4 * s);
+    h->stream_count[s] = count > s ? (count - s + DC_NUM_STREAMS - 1) / DC_NUM_STREAMS : 0;
+    total += h->stream_size[s];
+  }
+  pos += 4 * DC_NUM_STREAMS;
+  h->rest_bytes = h->layout == DC_LAYOUT_FLOAT_PLANES ? (uint32_t)h->info.element_size - 1 : 0;
+  tail = total + h->info.num_elements * h->rest_bytes; /* < 2^34 + 2^33 */
+  if (tail > size - pos) return DC_ERR_TRUNCATED;
+  if (tail < size - pos) return DC_ERR_SIZE_MISMATCH;
+  h->streams_pos = pos;
+  for (s = 0; s < DC_NUM_STREAMS; ++s) {
+    /* §9: ceil(count*lo/8) <= size <= ceil(count*hi/8); count < 2^31, lengths <= 24. */
+    if (h->stream_size[s] < ceil_div8(h->stream_count[s] * lo) ||
+        h->stream_size[s] > ceil_div8(h->stream_count[s] * hi))
+      return DC_ERR_SIZE_MISMATCH;
+    h->stream_start[s] = pos;
+    pos += (size_t)h->stream_size[s];
+  }
+  h->rest_pos = pos;
+  /* §9: a tensor whose codes are all zero-bit is not bounded by its streams (§12 is bounded by
+   * its raw plane). */
+  if (hi == 0 && h->rest_bytes == 0 && h->info.output_bytes > DC_MAX_ZERO_BIT_OUTPUT)
+    return DC_ERR_SIZE_MISMATCH;
+  return DC_OK;
+}
+
+dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
+  size_t pos = 0;
+  dc_status st;
+  if (data == NULL || h == NULL) return DC_ERR_ARGUMENT;
+  memset(h, 0, sizeof *h);
+  st = parse_prefix(data, size, h, &pos);
+  if (st != DC_OK) return st;
+  if (h->info.num_elements == 0) { /* §2: K = 0, dense layout, nothing more */
+    if (size - pos < 2) return DC_ERR_TRUNCATED;
+    if (ld16(data + pos) != 0) return DC_ERR_CODEBOOK;
+    if (h->layout != DC_LAYOUT_DENSE) return DC_ERR_LAYOUT;
+    pos += 2;
     if (size != pos) return DC_ERR_SIZE_MISMATCH;
-    h->streams_pos = pos;
+    h->streams_pos = h->rest_pos = pos;
     return DC_OK;
   }
-  if (h->k == 0 || h->k > DC_MAX_SYMBOLS) return DC_ERR_CODEBOOK;
-  if (size - pos < (size_t)h->k * h->info.element_size) return DC_ERR_TRUNCATED;
-  h->codebook = data + pos;
-  pos += (size_t)h->k * h->info.element_size;
-  if (h->layout == 0) {
-    st = parse_alphabet(data, size, &pos, h->k, &h->index_code);
+  if (h->layout == DC_LAYOUT_FLOAT_PLANES) { /* §12: the symbol alphabet has 256 entries */
+    st = parse_alphabet(data, size, &pos, 256, &h->index_code);
     if (st != DC_OK) return st;
-  } else {
-    if (size - pos < 8) return DC_ERR_TRUNCATED;
-    h->background = ld16(data + pos);
-    h->entries = ld32(data + pos + 2);
-    h->gap_alphabet = ld16(data + pos + 6);
-    pos += 8;
-    if (h->background >= h->k) return DC_ERR_LAYOUT;
-    if (h->entries > n) return DC_ERR_LAYOUT;
-    if (h->gap_alphabet == 0 || h->gap_alphabet > DC_MAX_SYMBOLS) return DC_ERR_LAYOUT;
-    /* §6: each entry covers <= G elements and fewer than G trail: N < (E + 1) * G. */
-    if (n >= (h->entries + 1) * h->gap_alphabet) return DC_ERR_SIZE_MISMATCH;
-    st = parse_alphabet(data, size, &pos, h->gap_alphabet, &h->gap_code);
-    if (st != DC_OK) return st;
-    st = parse_alphabet(data, size, &pos, h->k, &h->index_code);
+    return parse_streams(data, size, h, pos);
+  }
+  st = parse_codebook(data, size, h, &pos);
+  if (st != DC_OK) return st;
+  if (h->sparse) {
+    st = parse_sparse(data, size, h, &pos);
     if (st != DC_OK) return st;
   }
-  if (size - pos < 4 * DC_NUM_STREAMS) return DC_ERR_TRUNCATED;
-  {
-    uint64_t total = 0;
-    uint64_t count = h->layout == 0 ? n : h->entries;
-    uint32_t lo = h->layout == 0 ? h->index_code.min_len : h->gap_code.min_len + h->index_code.min_len;
-    uint32_t hi = h->layout == 0 ? h->index_code.max_len : h->gap_code.max_len + h->index_code.max_len;
-    for (s = 0; s < DC_NUM_STREAMS; ++s) {
-      uint64_t cs = count > s ? (count - s + DC_NUM_STREAMS - 1) / DC_NUM_STREAMS : 0;
-      h->stream_size[s] = ld32(data + pos + 4 * s);
-      h->stream_count[s] = cs;
-      total += h->stream_size[s];
-    }
-    pos += 4 * DC_NUM_STREAMS;
-    if (total > size - pos) return DC_ERR_TRUNCATED;
-    if (total < size - pos) return DC_ERR_SIZE_MISMATCH;
-    h->streams_pos = pos;
-    for (s = 0; s < DC_NUM_STREAMS; ++s) {
-      /* §9: ceil(count*lo/8) <= size <= ceil(count*hi/8); count < 2^31, lengths <= 24. */
-      if (h->stream_size[s] < ceil_div8(h->stream_count[s] * lo) ||
-          h->stream_size[s] > ceil_div8(h->stream_count[s] * hi))
-        return DC_ERR_SIZE_MISMATCH;
-      h->stream_start[s] = pos;
-      pos += h->stream_size[s];
-    }
-    /* §9: a tensor whose codes are all zero-bit is not bounded by its streams. */
-    if (hi == 0 && h->info.output_bytes > DC_MAX_ZERO_BIT_OUTPUT) return DC_ERR_SIZE_MISMATCH;
-  }
-  return DC_OK;
+  st = parse_alphabet(data, size, &pos, h->k, &h->index_code);
+  if (st != DC_OK) return st;
+  return parse_streams(data, size, h, pos);
 }
 
 dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info) {
@@ -239,6 +330,51 @@ dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info) {
   st = dc_parse(data, size, &h);
   if (st == DC_OK) *info = h.info;
   return st;
+}
+
+/* Table entries (u16) of a code: 2^L, or 1 for the zero-bit code. */
+static size_t table_entries(const dc_alphabet* a) { return (size_t)1 << a->max_len; }
+
+static size_t workspace_bytes(const dc_header* h) {
+  size_t e = 0;
+  if (h->info.num_elements > 0) {
+    e = table_entries(&h->index_code);
+    if (h->sparse) e += table_entries(&h->gap_code);
+  }
+  return 2 * e + 2; /* + 2: alignment of the u16 tables in a workspace of any alignment */
+}
+
+dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* bytes) {
+  dc_header h;
+  dc_status st;
+  if (bytes == NULL) return DC_ERR_ARGUMENT;
+  st = dc_parse(data, size, &h);
+  if (st == DC_OK) *bytes = workspace_bytes(&h);
+  return st;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* §8 CRC-32 (slice-by-8, tables in dc_codec_crc.h)                                          */
+/* ---------------------------------------------------------------------------------------- */
+uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len) {
+  const uint32_t(*t)[256] = dc_crc_table;
+  crc = ~crc;
+#ifndef DC_CRC_SMALL_TABLE
+  for (; len >= 8; len -= 8, p += 8) { /* slice-by-8: 8 independent lookups per 8 bytes */
+    uint32_t lo = crc ^ ld32(p), hi = ld32(p + 4);
+    crc = t[7][lo & 0xFFu] ^ t[6][(lo >> 8) & 0xFFu] ^ t[5][(lo >> 16) & 0xFFu] ^ t[4][lo >> 24] ^
+          t[3][hi & 0xFFu] ^ t[2][(hi >> 8) & 0xFFu] ^ t[1][(hi >> 16) & 0xFFu] ^ t[0][hi >> 24];
+  }
+#endif
+  for (; len > 0; --len, ++p) crc = t[0][(crc ^ *p) & 0xFFu] ^ (crc >> 8);
+  return ~crc;
+}
+
+/* §8: CRC-32 of every byte but the 4 of the check field. */
+static int crc_ok(const dc_header* h, const uint8_t* data, size_t size) {
+  uint32_t c = dc_crc32(0, data, h->check_pos);
+  c = dc_crc32(c, data + h->check_pos + 4, size - h->check_pos - 4);
+  return c == h->check;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -298,8 +434,6 @@ static inline uint64_t br_safe_refills(const bitreader* b) {
   return b->pos + 8 <= b->end ? (b->end - 8 - b->pos) / 7 + 1 : 0;
 }
 
-static inline uint64_t min_u64(uint64_t x, uint64_t y) { return x < y ? x : y; }
-
 /* ---------------------------------------------------------------------------------------- */
 /* §8 checksum                                                                               */
 /* ---------------------------------------------------------------------------------------- */
@@ -348,14 +482,15 @@ void dc_checksum_update(uint32_t* a_io, uint32_t* b_io, const uint8_t* p, size_t
   *b_io = (uint32_t)b;
 }
 
-/* Running checksum of the output, advanced while the freshly written bytes are in cache. */
+/* Running checksum of a version 1 output (§8.1), advanced while the freshly written bytes are
+ * in cache.  NULL for version 2, whose CRC covers the input instead. */
 typedef struct {
   uint32_t a, b;
   size_t done; /* output bytes already summed (a multiple of 4) */
 } cksum;
 
 static void ck_upto(cksum* c, const uint8_t* out, size_t upto) {
-  if (upto > c->done + 3) {
+  if (c != NULL && upto > c->done + 3) {
     size_t w = (upto - c->done) / 4;
     dc_checksum_update(&c->a, &c->b, out + c->done, w);
     c->done += 4 * w;
@@ -373,24 +508,66 @@ static void checksum_bytes(uint32_t* a, uint32_t* b, const uint8_t* p, size_t le
   }
 }
 
-/* §8: the rest of the output, then the header (up to the streams) with the checksum fields as
- * zeros. */
-static int checksum_finish(cksum* c, const dc_header* h, const uint8_t* data, const uint8_t* out) {
+/* §8.1: the rest of the output, then the header (up to the streams) with the checksum fields
+ * as zeros. */
+static int checksum_v1_finish(cksum* c, const dc_header* h, const uint8_t* data, const uint8_t* out) {
   static const uint8_t zeros[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   checksum_bytes(&c->a, &c->b, out + c->done, h->info.output_bytes - c->done);
-  dc_checksum_update(&c->a, &c->b, data, h->prefix_len / 4);
+  dc_checksum_update(&c->a, &c->b, data, h->check_pos / 4);
   dc_checksum_update(&c->a, &c->b, zeros, 2);
-  checksum_bytes(&c->a, &c->b, data + h->prefix_len + 8, h->streams_pos - h->prefix_len - 8);
+  checksum_bytes(&c->a, &c->b, data + h->check_pos + 8, h->streams_pos - h->check_pos - 8);
   return c->a == h->check_a && c->b == h->check_b;
 }
 
-/* Fills elements [from, to) of `out` with the element `v` (esz bytes). */
-static void fill_elements(uint8_t* out, uint64_t from, uint64_t to, const uint8_t* v, size_t esz) {
-  uint8_t* dst = out + from * esz;
-  size_t total = (size_t)(to - from) * esz, done;
-  size_t i;
+/* ---------------------------------------------------------------------------------------- */
+/* Element stores (§3, §13)                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+/* Element i := value v (esz bytes; for sub-byte types, bits < 8, the low bits of v[0], which
+ * §13 guarantees are the only ones set).  Sub-byte stores read-modify-write their byte. */
+DC_INLINE void put1(uint8_t* out, uint64_t i, const uint8_t* v, const size_t esz, const unsigned bits) {
+  if (bits == 4 || bits == 2) {
+    const unsigned per = 8 / bits, sh = (unsigned)(i % per) * bits;
+    uint8_t* o = out + i / per;
+    *o = (uint8_t)((*o & ~(((1u << bits) - 1u) << sh)) | ((unsigned)v[0] << sh));
+  } else {
+    memcpy(out + i * esz, v, esz);
+  }
+}
+
+/* Elements i..i+3 (i a multiple of 4, so sub-byte elements fill whole bytes). */
+DC_INLINE void put4(uint8_t* out, uint64_t i, const uint8_t* v0, const uint8_t* v1,
+                    const uint8_t* v2, const uint8_t* v3, const size_t esz, const unsigned bits) {
+  if (bits == 4) {
+    out[i / 2] = (uint8_t)(v0[0] | (v1[0] << 4));
+    out[i / 2 + 1] = (uint8_t)(v2[0] | (v3[0] << 4));
+  } else if (bits == 2) {
+    out[i / 4] = (uint8_t)(v0[0] | (v1[0] << 2) | (v2[0] << 4) | (v3[0] << 6));
+  } else {
+    memcpy(out + i * esz, v0, esz);
+    memcpy(out + (i + 1) * esz, v1, esz);
+    memcpy(out + (i + 2) * esz, v2, esz);
+    memcpy(out + (i + 3) * esz, v3, esz);
+  }
+}
+
+/* Fills elements [from, to) with the value v (an ungrouped background or constant). */
+static void fill_elements(uint8_t* out, uint64_t from, uint64_t to, const uint8_t* v, size_t esz,
+                          unsigned bits) {
+  uint8_t* dst;
+  size_t total, done, i;
   int same = 1;
   if (from >= to) return;
+  if (bits < 8) { /* whole bytes get the replicated pattern, partial ones element by element */
+    const unsigned per = 8 / bits;
+    uint8_t pat = 0;
+    for (i = 0; i < per; ++i) pat = (uint8_t)(pat | (v[0] << (i * bits)));
+    for (; from < to && from % per; ++from) put1(out, from, v, 1, bits);
+    for (; to > from && to % per; --to) put1(out, to - 1, v, 1, bits);
+    if (from < to) memset(out + from / per, pat, (size_t)((to - from) / per));
+    return;
+  }
+  dst = out + from * esz;
+  total = (size_t)(to - from) * esz;
   for (i = 1; i < esz; ++i) same &= v[i] == v[0];
   if (same) {
     memset(dst, v[0], total);
@@ -401,6 +578,27 @@ static void fill_elements(uint8_t* out, uint64_t from, uint64_t to, const uint8_
     size_t n = done < total - done ? done : total - done;
     memcpy(dst + done, dst, n);
     done += n;
+  }
+}
+
+/* §11: fills every element with its group's entry `index` (background or the zero-bit code's
+ * symbol): one period of C * inner elements, then doubling copies of it. */
+static void fill_grouped(uint8_t* out, const dc_header* h, uint32_t index) {
+  const size_t esz = h->cb_esize;
+  const uint64_t n = h->info.num_elements, period = min_u64(n, h->groups * h->inner);
+  const size_t total = (size_t)n * esz, pbytes = (size_t)period * esz;
+  uint64_t p = 0;
+  uint32_t g;
+  size_t done;
+  for (g = 0; p < period; ++g) {
+    uint64_t to = min_u64(period, p + h->inner);
+    fill_elements(out, p, to, h->codebook + ((size_t)g * h->k + index) * esz, esz, 8 * (unsigned)esz);
+    p = to;
+  }
+  for (done = pbytes; done < total;) { /* multiples of the period keep the pattern */
+    size_t m = done < total - done ? done : total - done;
+    memcpy(out + done, out, m);
+    done += m;
   }
 }
 
@@ -417,192 +615,366 @@ static void fill_elements(uint8_t* out, uint64_t from, uint64_t to, const uint8_
 /* Sparse: elements filled with the background ahead of the entries at a time. */
 #define DC_FILL_CHUNK 16384u
 
+/* §11: codebook entry `sym` of element i's group. */
+DC_INLINE const uint8_t* group_value(const dc_header* h, uint64_t i, uint32_t sym, size_t esz) {
+  uint64_t q = h->inner == 1 ? i : i / h->inner;
+  if (q >= h->groups) q %= h->groups;
+  return h->codebook + ((size_t)q * h->k + sym) * esz;
+}
+
+static void streams_init(bitreader br[4], const dc_header* h) {
+  uint32_t s;
+  for (s = 0; s < 4; ++s) br_init(&br[s], h->stream_start[s], (size_t)h->stream_size[s]);
+}
+
+static inline uint64_t safe_iters(const bitreader* b0, const bitreader* b1, const bitreader* b2,
+                                  const bitreader* b3) {
+  return min_u64(min_u64(br_safe_refills(b0), br_safe_refills(b1)),
+                 min_u64(br_safe_refills(b2), br_safe_refills(b3)));
+}
+
 /* ---------------------------------------------------------------------------------------- */
-/* §5 dense and §6 sparse decoding, one instance per element size                           */
+/* §5 dense and §11 grouped dense                                                            */
 /* ---------------------------------------------------------------------------------------- */
-#define DEFINE_DECODERS(SUFFIX, T)                                                              \
-  static dc_status dense_##SUFFIX(const uint8_t* data, const dc_header* h, const uint16_t* tab, \
-                                  const T* cb, uint8_t* out, cksum* ck) {                       \
-    bitreader b0, b1, b2, b3, br[4];                                                            \
-    const uint64_t mask = (1u << h->index_code.max_len) - 1u;                                   \
-    const uint64_t n = h->info.num_elements, rounds = n / 4;                                    \
-    uint64_t k = 0, it;                                                                         \
-    uint32_t s, sym;                                                                            \
-    dc_status st;                                                                               \
-    br_init(&b0, h->stream_start[0], h->stream_size[0]);                                        \
-    br_init(&b1, h->stream_start[1], h->stream_size[1]);                                        \
-    br_init(&b2, h->stream_start[2], h->stream_size[2]);                                        \
-    br_init(&b3, h->stream_start[3], h->stream_size[3]);                                        \
-    /* Each iteration: 1 refill and 4 symbols (4 * 12 <= 56 bits) per stream.  `it` is a       \
-     * number of iterations that cannot reach past any stream's end. */                         \
-    while ((it = min_u64(min_u64(min_u64(br_safe_refills(&b0), br_safe_refills(&b1)),          \
-                                 min_u64(br_safe_refills(&b2), br_safe_refills(&b3))),          \
-                         min_u64((rounds - k) / 4, DC_CHUNK_ITERS))) > 0) {                     \
-      for (; it > 0; --it) {                                                                    \
-        uint8_t* o = out + k * 4 * sizeof(T);                                                   \
-        uint32_t r;                                                                             \
-        BR_REFILL_FAST(b0, data);                                                               \
-        BR_REFILL_FAST(b1, data);                                                               \
-        BR_REFILL_FAST(b2, data);                                                               \
-        BR_REFILL_FAST(b3, data);                                                               \
-        for (r = 0; r < 4; ++r) {                                                               \
-          uint32_t s0, s1, s2, s3;                                                              \
-          DEC(b0, tab, mask, s0);                                                               \
-          DEC(b1, tab, mask, s1);                                                               \
-          DEC(b2, tab, mask, s2);                                                               \
-          DEC(b3, tab, mask, s3);                                                               \
-          memcpy(o + (4 * r + 0) * sizeof(T), &cb[s0], sizeof(T));                              \
-          memcpy(o + (4 * r + 1) * sizeof(T), &cb[s1], sizeof(T));                              \
-          memcpy(o + (4 * r + 2) * sizeof(T), &cb[s2], sizeof(T));                              \
-          memcpy(o + (4 * r + 3) * sizeof(T), &cb[s3], sizeof(T));                              \
-        }                                                                                       \
-        k += 4;                                                                                 \
-      }                                                                                         \
-      ck_upto(ck, out, (size_t)(k * 4 * sizeof(T)));                                            \
-    }                                                                                           \
-    /* Tail: each stream on its own with the safe refill. */                                    \
-    br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;                                             \
-    for (s = 0; s < 4; ++s) {                                                                   \
-      bitreader* b = &br[s];                                                                    \
-      uint64_t i;                                                                               \
-      for (i = k * 4 + s; i < n; i += 4) {                                                      \
-        br_refill_safe(b, data);                                                                \
-        DEC(*b, tab, mask, sym);                                                                \
-        memcpy(out + i * sizeof(T), &cb[sym], sizeof(T));                                       \
-      }                                                                                         \
-      st = br_finish(b, data);                                                                  \
-      if (st != DC_OK) return st;                                                               \
-    }                                                                                           \
-    return DC_OK;                                                                               \
-  }                                                                                             \
-                                                                                                \
-  static dc_status sparse_##SUFFIX(const uint8_t* data, const dc_header* h,                     \
-                                   const uint16_t* gtab, const uint16_t* itab, const T* cb,     \
-                                   uint8_t* out, cksum* ck) {                                   \
-    bitreader b0, b1, b2, b3, br[4];                                                            \
-    const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;                                    \
-    const uint64_t imask = (1u << h->index_code.max_len) - 1u;                                  \
-    const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;               \
-    const uint8_t* bgv = (const uint8_t*)&cb[h->background];                                    \
-    uint64_t j = 0, p = 0, filled = 0, it;                                                      \
-    uint32_t s;                                                                                 \
-    dc_status st;                                                                               \
-    br_init(&b0, h->stream_start[0], h->stream_size[0]);                                        \
-    br_init(&b1, h->stream_start[1], h->stream_size[1]);                                        \
-    br_init(&b2, h->stream_start[2], h->stream_size[2]);                                        \
-    br_init(&b3, h->stream_start[3], h->stream_size[3]);                                        \
-    /* Each iteration: 1 refill and 2 entries (2 * (12 + 12) <= 56 bits) per stream, so 8    \
-     * entries advancing p by at most 8 G; the background is filled just ahead of p. */         \
-    while ((it = min_u64(min_u64(min_u64(br_safe_refills(&b0), br_safe_refills(&b1)),          \
-                                 min_u64(br_safe_refills(&b2), br_safe_refills(&b3))),          \
-                         min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {                          \
-      uint64_t reach;                                                                           \
-      if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;                         \
-      reach = min_u64(n, p + it * 8 * G);                                                       \
-      if (filled < reach) {                                                                     \
-        uint64_t to = min_u64(n, filled + DC_FILL_CHUNK > reach ? filled + DC_FILL_CHUNK : reach); \
-        fill_elements(out, filled, to, bgv, sizeof(T));                                         \
-        filled = to;                                                                            \
-      }                                                                                         \
-      for (; it > 0; --it) {                                                                    \
-        uint32_t r;                                                                             \
-        BR_REFILL_FAST(b0, data);                                                               \
-        BR_REFILL_FAST(b1, data);                                                               \
-        BR_REFILL_FAST(b2, data);                                                               \
-        BR_REFILL_FAST(b3, data);                                                               \
-        for (r = 0; r < 2; ++r) {                                                               \
-          uint32_t g0, g1, g2, g3, i0, i1, i2, i3;                                              \
-          DEC(b0, gtab, gmask, g0);                                                             \
-          DEC(b1, gtab, gmask, g1);                                                             \
-          DEC(b2, gtab, gmask, g2);                                                             \
-          DEC(b3, gtab, gmask, g3);                                                             \
-          DEC(b0, itab, imask, i0);                                                             \
-          DEC(b1, itab, imask, i1);                                                             \
-          DEC(b2, itab, imask, i2);                                                             \
-          DEC(b3, itab, imask, i3);                                                             \
-          p += g0; if (p >= n) return DC_ERR_STREAM;                                            \
-          memcpy(out + p * sizeof(T), &cb[i0], sizeof(T)); p++;                                 \
-          p += g1; if (p >= n) return DC_ERR_STREAM;                                            \
-          memcpy(out + p * sizeof(T), &cb[i1], sizeof(T)); p++;                                 \
-          p += g2; if (p >= n) return DC_ERR_STREAM;                                            \
-          memcpy(out + p * sizeof(T), &cb[i2], sizeof(T)); p++;                                 \
-          p += g3; if (p >= n) return DC_ERR_STREAM;                                            \
-          memcpy(out + p * sizeof(T), &cb[i3], sizeof(T)); p++;                                 \
-        }                                                                                       \
-        j += 8;                                                                                 \
-      }                                                                                         \
-      ck_upto(ck, out, (size_t)(p * sizeof(T)));                                                \
-    }                                                                                           \
-    br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;                                             \
-    for (; j < e; ++j) {                                                                        \
-      bitreader* bb = &br[j & 3];                                                               \
-      uint32_t g, i;                                                                            \
-      br_refill_safe(bb, data);                                                                 \
-      DEC(*bb, gtab, gmask, g);                                                                 \
-      DEC(*bb, itab, imask, i);                                                                 \
-      p += g;                                                                                   \
-      if (p >= n) return DC_ERR_STREAM;                                                         \
-      if (filled <= p) {                                                                        \
-        uint64_t to = min_u64(n, p + G + DC_FILL_CHUNK);                                        \
-        fill_elements(out, filled, to, bgv, sizeof(T));                                         \
-        filled = to;                                                                            \
-      }                                                                                         \
-      memcpy(out + p * sizeof(T), &cb[i], sizeof(T));                                           \
-      p++;                                                                                      \
-    }                                                                                           \
-    if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */                     \
-    fill_elements(out, filled, n, bgv, sizeof(T));                                              \
-    for (s = 0; s < 4; ++s) {                                                                   \
-      st = br_finish(&br[s], data);                                                             \
-      if (st != DC_OK) return st;                                                               \
-    }                                                                                           \
-    return DC_OK;                                                                               \
+DC_INLINE dc_status dense_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
+                               uint8_t* out, cksum* ck, const size_t esz, const unsigned bits,
+                               const int grouped) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint64_t mask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, rounds = n / 4;
+  const uint8_t* cb = h->codebook;
+  /* grouped: gb is the current group's table, rem the elements left in its run */
+  const uint8_t* gb = cb;
+  const uint8_t* const cb_end = cb + (size_t)h->groups * h->k * esz;
+  const size_t gstep = (size_t)h->k * esz;
+  uint64_t k = 0, it, rem = h->inner;
+  uint32_t s, sym;
+  dc_status st;
+  streams_init(br, h);
+  b0 = br[0]; b1 = br[1]; b2 = br[2]; b3 = br[3];
+#define DC_NEXT_ELEMENT()                                   \
+  do {                                                      \
+    if (grouped && --rem == 0) {                            \
+      rem = h->inner;                                       \
+      gb += gstep;                                          \
+      if (gb == cb_end) gb = cb;                            \
+    }                                                       \
+  } while (0)
+  /* Each iteration: 1 refill and 4 symbols (4 * 12 <= 56 bits) per stream.  `it` is a number
+   * of iterations that cannot reach past any stream's end. */
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64((rounds - k) / 4, DC_CHUNK_ITERS))) > 0) {
+    for (; it > 0; --it) {
+      uint32_t r;
+      BR_REFILL_FAST(b0, data);
+      BR_REFILL_FAST(b1, data);
+      BR_REFILL_FAST(b2, data);
+      BR_REFILL_FAST(b3, data);
+      for (r = 0; r < 4; ++r) {
+        uint32_t s0, s1, s2, s3;
+        const uint8_t *v0, *v1, *v2, *v3;
+        DEC(b0, tab, mask, s0);
+        DEC(b1, tab, mask, s1);
+        DEC(b2, tab, mask, s2);
+        DEC(b3, tab, mask, s3);
+        if (grouped) {
+          v0 = gb + s0 * esz; DC_NEXT_ELEMENT();
+          v1 = gb + s1 * esz; DC_NEXT_ELEMENT();
+          v2 = gb + s2 * esz; DC_NEXT_ELEMENT();
+          v3 = gb + s3 * esz; DC_NEXT_ELEMENT();
+        } else {
+          v0 = cb + s0 * esz; v1 = cb + s1 * esz; v2 = cb + s2 * esz; v3 = cb + s3 * esz;
+        }
+        put4(out, 4 * (k + r), v0, v1, v2, v3, esz, bits);
+      }
+      k += 4;
+    }
+    ck_upto(ck, out, (size_t)(k * 4 * esz));
   }
-
-DEFINE_DECODERS(u8, uint8_t)
-DEFINE_DECODERS(u16, uint16_t)
-DEFINE_DECODERS(u32, uint32_t)
+#undef DC_NEXT_ELEMENT
+  /* Tail: each stream on its own with the safe refill. */
+  br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;
+  if (bits < 8) memset(out + k * 4 * bits / 8, 0, (size_t)(h->info.output_bytes - k * 4 * bits / 8));
+  for (s = 0; s < 4; ++s) {
+    bitreader* b = &br[s];
+    uint64_t i;
+    for (i = k * 4 + s; i < n; i += 4) {
+      br_refill_safe(b, data);
+      DEC(*b, tab, mask, sym);
+      put1(out, i, grouped ? group_value(h, i, sym, esz) : cb + sym * esz, esz, bits);
+    }
+    st = br_finish(b, data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
 
 /* ---------------------------------------------------------------------------------------- */
-/* dc_decode                                                                                 */
+/* §6 sparse and §11 grouped sparse                                                          */
 /* ---------------------------------------------------------------------------------------- */
-dc_status dc_decode(const uint8_t* data, size_t size, void* out_v, size_t out_size) {
+/* One entry: p += gap, bounds check, store, p += 1. */
+#define DC_ENTRY(g, i)                                                            \
+  do {                                                                            \
+    p += (g);                                                                     \
+    if (p >= n) return DC_ERR_STREAM;                                             \
+    put1(out, p, grouped ? group_value(h, p, (i), esz) : cb + (i) * esz, esz, bits); \
+    p++;                                                                          \
+  } while (0)
+
+DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
+                                const uint16_t* itab, uint8_t* out, cksum* ck, const size_t esz,
+                                const unsigned bits, const int grouped) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;
+  const uint64_t imask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
+  const uint8_t* cb = h->codebook;
+  const uint8_t* bgv = cb + (size_t)h->background * esz;
+  uint64_t j = 0, p = 0, filled = 0, it;
+  uint32_t s;
+  dc_status st;
+  streams_init(br, h);
+  b0 = br[0]; b1 = br[1]; b2 = br[2]; b3 = br[3];
+  if (grouped) { /* each group has its own background value: fill everything up front */
+    fill_grouped(out, h, h->background);
+    filled = n;
+  }
+  /* Each iteration: 1 refill and 2 entries (2 * (12 + 12) <= 56 bits) per stream, so 8
+   * entries advancing p by at most 8 G; the background is filled just ahead of p. */
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {
+    uint64_t reach;
+    if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;
+    reach = min_u64(n, p + it * 8 * G);
+    if (filled < reach) {
+      uint64_t to = min_u64(n, filled + DC_FILL_CHUNK > reach ? filled + DC_FILL_CHUNK : reach);
+      fill_elements(out, filled, to, bgv, esz, bits);
+      filled = to;
+    }
+    for (; it > 0; --it) {
+      uint32_t r;
+      BR_REFILL_FAST(b0, data);
+      BR_REFILL_FAST(b1, data);
+      BR_REFILL_FAST(b2, data);
+      BR_REFILL_FAST(b3, data);
+      for (r = 0; r < 2; ++r) {
+        uint32_t g0, g1, g2, g3, i0, i1, i2, i3;
+        DEC(b0, gtab, gmask, g0);
+        DEC(b1, gtab, gmask, g1);
+        DEC(b2, gtab, gmask, g2);
+        DEC(b3, gtab, gmask, g3);
+        DEC(b0, itab, imask, i0);
+        DEC(b1, itab, imask, i1);
+        DEC(b2, itab, imask, i2);
+        DEC(b3, itab, imask, i3);
+        DC_ENTRY(g0, i0);
+        DC_ENTRY(g1, i1);
+        DC_ENTRY(g2, i2);
+        DC_ENTRY(g3, i3);
+      }
+      j += 8;
+    }
+    ck_upto(ck, out, (size_t)(p * esz));
+  }
+  br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;
+  for (; j < e; ++j) {
+    bitreader* bb = &br[j & 3];
+    uint32_t g, i;
+    br_refill_safe(bb, data);
+    DEC(*bb, gtab, gmask, g);
+    DEC(*bb, itab, imask, i);
+    if (p + g < n && filled <= p + g) {
+      uint64_t to = min_u64(n, p + g + G + DC_FILL_CHUNK);
+      fill_elements(out, filled, to, bgv, esz, bits);
+      filled = to;
+    }
+    DC_ENTRY(g, i);
+  }
+  if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  fill_elements(out, filled, n, bgv, esz, bits);
+  for (s = 0; s < 4; ++s) {
+    st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+#undef DC_ENTRY
+
+/* ---------------------------------------------------------------------------------------- */
+/* §12 float planes                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+/* Element i from its symbol (the 8 bits below the sign) and its raw bytes (the other bits, the
+ * sign on top), W = 8 * esz bits: x = (rest & M) | sym << (W - 9) | (rest >> (W - 9)) << (W - 1). */
+DC_INLINE void put_plane(uint8_t* out, uint64_t i, uint32_t sym, const uint8_t* rest, const size_t esz) {
+  if (esz == 4) {
+    const uint8_t* r = rest + i * 3;
+    uint32_t v = (uint32_t)r[0] | ((uint32_t)r[1] << 8) | ((uint32_t)r[2] << 16);
+    v = (v & 0x7FFFFFu) | (sym << 23) | ((v >> 23) << 31);
+    out[i * 4] = (uint8_t)v;
+    out[i * 4 + 1] = (uint8_t)(v >> 8);
+    out[i * 4 + 2] = (uint8_t)(v >> 16);
+    out[i * 4 + 3] = (uint8_t)(v >> 24);
+  } else {
+    uint32_t r = rest[i];
+    uint32_t v = (r & 0x7Fu) | (sym << 7) | ((r >> 7) << 15);
+    out[i * 2] = (uint8_t)v;
+    out[i * 2 + 1] = (uint8_t)(v >> 8);
+  }
+}
+
+DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
+                                uint8_t* out, const size_t esz) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint64_t mask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, rounds = n / 4;
+  const uint8_t* rest = data + h->rest_pos;
+  uint64_t k = 0, it, i;
+  uint32_t s, sym;
+  dc_status st;
+  if (h->index_code.max_len == 0) { /* one exponent for all: no stream bits */
+    for (i = 0; i < n; ++i) put_plane(out, i, h->index_code.single, rest, esz);
+    return DC_OK;
+  }
+  streams_init(br, h);
+  b0 = br[0]; b1 = br[1]; b2 = br[2]; b3 = br[3];
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), (rounds - k) / 4)) > 0) {
+    for (; it > 0; --it) {
+      uint32_t r;
+      BR_REFILL_FAST(b0, data);
+      BR_REFILL_FAST(b1, data);
+      BR_REFILL_FAST(b2, data);
+      BR_REFILL_FAST(b3, data);
+      for (r = 0; r < 4; ++r) {
+        uint32_t s0, s1, s2, s3;
+        const uint64_t e = 4 * (k + r);
+        DEC(b0, tab, mask, s0);
+        DEC(b1, tab, mask, s1);
+        DEC(b2, tab, mask, s2);
+        DEC(b3, tab, mask, s3);
+        put_plane(out, e, s0, rest, esz);
+        put_plane(out, e + 1, s1, rest, esz);
+        put_plane(out, e + 2, s2, rest, esz);
+        put_plane(out, e + 3, s3, rest, esz);
+      }
+      k += 4;
+    }
+  }
+  br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;
+  for (s = 0; s < 4; ++s) {
+    bitreader* b = &br[s];
+    for (i = k * 4 + s; i < n; i += 4) {
+      br_refill_safe(b, data);
+      DEC(*b, tab, mask, sym);
+      put_plane(out, i, sym, rest, esz);
+    }
+    st = br_finish(b, data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Thin wrappers: one instance of each body per element size (constants fold away)          */
+/* ---------------------------------------------------------------------------------------- */
+#define DC_DENSE(NAME, ESZ, BITS, GROUPED)                                                        \
+  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o,  \
+                        cksum* c) {                                                           \
+    return dense_body(d, h, t, o, c, ESZ, BITS, GROUPED);                                     \
+  }
+#define DC_SPARSE(NAME, ESZ, BITS, GROUPED)                                                       \
+  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt,             \
+                        const uint16_t* it, uint8_t* o, cksum* c) {                           \
+    return sparse_body(d, h, gt, it, o, c, ESZ, BITS, GROUPED);                               \
+  }
+DC_DENSE(dense_b2, 1, 2, 0)
+DC_DENSE(dense_b4, 1, 4, 0)
+DC_DENSE(dense_e1, 1, 8, 0)
+DC_DENSE(dense_e2, 2, 16, 0)
+DC_DENSE(dense_e4, 4, 32, 0)
+DC_DENSE(dense_g1, 1, 8, 1)
+DC_DENSE(dense_g2, 2, 16, 1)
+DC_DENSE(dense_g4, 4, 32, 1)
+DC_SPARSE(sparse_b2, 1, 2, 0)
+DC_SPARSE(sparse_b4, 1, 4, 0)
+DC_SPARSE(sparse_e1, 1, 8, 0)
+DC_SPARSE(sparse_e2, 2, 16, 0)
+DC_SPARSE(sparse_e4, 4, 32, 0)
+DC_SPARSE(sparse_g1, 1, 8, 1)
+DC_SPARSE(sparse_g2, 2, 16, 1)
+DC_SPARSE(sparse_g4, 4, 32, 1)
+static dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
+  return planes_body(d, h, t, o, 2);
+}
+static dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
+  return planes_body(d, h, t, o, 4);
+}
+
+typedef dc_status (*dense_fn)(const uint8_t*, const dc_header*, const uint16_t*, uint8_t*, cksum*);
+typedef dc_status (*sparse_fn)(const uint8_t*, const dc_header*, const uint16_t*, const uint16_t*,
+                               uint8_t*, cksum*);
+
+/* Index by element_bits: 2, 4, 8, 16, 32 -> 0..4. */
+static int size_slot(uint32_t bits) { return bits == 2 ? 0 : bits == 4 ? 1 : bits == 8 ? 2 : bits == 16 ? 3 : 4; }
+
+static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* itab, uint16_t* gtab,
+                             uint8_t* out, cksum* ck) {
+  static const dense_fn dense[2][5] = {{dense_b2, dense_b4, dense_e1, dense_e2, dense_e4},
+                                       {NULL, NULL, dense_g1, dense_g2, dense_g4}};
+  static const sparse_fn sparse[2][5] = {{sparse_b2, sparse_b4, sparse_e1, sparse_e2, sparse_e4},
+                                         {NULL, NULL, sparse_g1, sparse_g2, sparse_g4}};
+  const int slot = size_slot(h->info.element_bits);
+  const int grouped = h->layout == DC_LAYOUT_GROUPED_DENSE || h->layout == DC_LAYOUT_GROUPED_SPARSE;
+  const size_t esz = h->cb_esize;
+  /* §13: the padding bits of the last byte are zero; stores below never touch them */
+  if (h->info.element_bits < 8) out[h->info.output_bytes - 1] = 0;
+  build_table(&h->index_code, itab);
+  if (h->layout == DC_LAYOUT_FLOAT_PLANES)
+    return esz == 4 ? planes_e4(data, h, itab, out) : planes_e2(data, h, itab, out);
+  if (!h->sparse && h->index_code.max_len == 0) { /* constant (per group): no stream bits */
+    if (grouped)
+      fill_grouped(out, h, h->index_code.single);
+    else
+      fill_elements(out, 0, h->info.num_elements, h->codebook + (size_t)h->index_code.single * esz,
+                    esz, h->info.element_bits);
+    return DC_OK;
+  }
+  if (!h->sparse) return dense[grouped][slot](data, h, itab, out, ck);
+  build_table(&h->gap_code, gtab);
+  return sparse[grouped][slot](data, h, gtab, itab, out, ck);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* dc_decode_ws, dc_decode                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out_size,
+                       void* workspace, size_t workspace_size) {
   dc_header h;
-  dc_status st = DC_OK;
+  dc_status st;
   uint8_t* out = (uint8_t*)out_v;
-  uint16_t itab[1u << DC_MAX_CODE_LENGTH], gtab[1u << DC_MAX_CODE_LENGTH];
-  /* codebook copied to aligned, host-typed storage holding the little-endian bytes */
-  union {
-    uint32_t u32[DC_MAX_SYMBOLS];
-    uint16_t u16[DC_MAX_SYMBOLS];
-    uint8_t u8[DC_MAX_SYMBOLS];
-  } cb;
+  uint16_t *itab, *gtab;
+  uintptr_t ws;
   cksum ck;
-  ck.a = 1;
-  ck.b = 0;
-  ck.done = 0;
   if (data == NULL || (out == NULL && out_size != 0)) return DC_ERR_ARGUMENT;
   st = dc_parse(data, size, &h);
   if (st != DC_OK) return st;
   if (out_size != h.info.output_bytes) return DC_ERR_OUTPUT_SIZE;
+  if (workspace_size < workspace_bytes(&h)) return DC_ERR_WORKSPACE;
+  if (workspace == NULL && h.info.num_elements > 0) return DC_ERR_ARGUMENT;
+  /* §8: version 2 checks the packed bytes before decoding anything. */
+  if (h.info.version >= 2 && !crc_ok(&h, data, size)) return DC_ERR_CHECKSUM;
+  ck.a = 1;
+  ck.b = 0;
+  ck.done = 0;
   if (h.info.num_elements > 0) {
-    size_t esz = h.info.element_size;
-    memcpy(cb.u8, h.codebook, (size_t)h.k * esz);
-    build_table(&h.index_code, itab);
-    if (h.layout == 0 && h.index_code.max_len == 0) {
-      fill_elements(out, 0, h.info.num_elements, cb.u8 + (size_t)h.index_code.single * esz, esz);
-    } else if (h.layout == 0) {
-      st = esz == 4   ? dense_u32(data, &h, itab, cb.u32, out, &ck)
-           : esz == 2 ? dense_u16(data, &h, itab, cb.u16, out, &ck)
-                      : dense_u8(data, &h, itab, cb.u8, out, &ck);
-    } else {
-      build_table(&h.gap_code, gtab);
-      st = esz == 4   ? sparse_u32(data, &h, gtab, itab, cb.u32, out, &ck)
-           : esz == 2 ? sparse_u16(data, &h, gtab, itab, cb.u16, out, &ck)
-                      : sparse_u8(data, &h, gtab, itab, cb.u8, out, &ck);
-    }
+    ws = ((uintptr_t)workspace + 1u) & ~(uintptr_t)1u; /* u16 alignment (2 spare bytes) */
+    itab = (uint16_t*)ws;
+    gtab = itab + table_entries(&h.index_code);
+    st = decode_body(data, &h, itab, gtab, out, h.info.version == 1 ? &ck : NULL);
     if (st != DC_OK) return st;
   }
-  if (!checksum_finish(&ck, &h, data, out)) return DC_ERR_CHECKSUM;
+  if (h.info.version == 1 && !checksum_v1_finish(&ck, &h, data, out)) return DC_ERR_CHECKSUM;
   return DC_OK;
+}
+
+dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t out_size) {
+  uint16_t ws[DC_MAX_WORKSPACE / 2];
+  return dc_decode_ws(data, size, out, out_size, ws, sizeof ws);
 }

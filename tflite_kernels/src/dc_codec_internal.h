@@ -19,25 +19,33 @@ typedef struct {
 
 typedef struct {
   dc_tensor_info info;
-  uint32_t layout;            /* 0 dense, 1 sparse */
-  size_t prefix_len;          /* bytes magic..dims (§8 checksums them) */
-  uint32_t check_a, check_b;  /* §8 */
-  uint32_t k;                 /* codebook size */
-  const uint8_t* codebook;    /* k * element_size bytes, points into the input */
+  uint32_t layout;            /* DC_LAYOUT_* */
+  uint32_t sparse;            /* layout has gap/index entries (§6, §11) */
+  size_t check_pos;           /* offset of the checksum field(s) (§2) */
+  uint32_t check_a, check_b;  /* version 1: Fletcher-64 (§8.1) */
+  uint32_t check;             /* version 2: CRC-32 (§8) */
+  uint32_t k;                 /* codebook entries (per group for §11) */
+  uint32_t groups;            /* C: codebook tables (1 unless §11) */
+  uint32_t axis;              /* §11 */
+  uint64_t inner;             /* §11: elements per run of one group (product of dims after axis) */
+  uint32_t cb_esize;          /* bytes per codebook value (1 for the sub-byte types, §13) */
+  const uint8_t* codebook;    /* groups * k * cb_esize bytes, points into the input */
   uint32_t background;        /* sparse: codebook index */
   uint64_t entries;           /* sparse: E */
   uint32_t gap_alphabet;      /* sparse: G */
   dc_alphabet gap_code, index_code;
-  size_t streams_pos;
+  size_t streams_pos;         /* first stream byte (= end of the §8.1 header) */
   size_t stream_start[DC_NUM_STREAMS];
   uint64_t stream_size[DC_NUM_STREAMS];
   uint64_t stream_count[DC_NUM_STREAMS]; /* symbols (dense) or entries (sparse) per stream */
+  size_t rest_pos;            /* §12: raw plane offset */
+  uint32_t rest_bytes;        /* §12: raw bytes per element */
 } dc_header;
 
-/* Parses and validates everything of §2-§7 and §9 that needs no decoding. */
+/* Parses and validates everything of §2-§7, §9, §11-§13 that needs no decoding. */
 dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h);
 
-/* §8: Fletcher update over `nwords` little-endian 32-bit words at p. */
+/* §8.1 (version 1): Fletcher update over `nwords` little-endian 32-bit words at p. */
 void dc_checksum_update(uint32_t* a, uint32_t* b, const uint8_t* p, size_t nwords);
 
 #endif /* DC_CODEC_INTERNAL_H_ */

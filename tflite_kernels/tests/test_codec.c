@@ -1,6 +1,8 @@
 /* test_codec.c -- C tests of the packed-tensor decoder (docs/FORMAT.md, dc_codec.h).
  *
- * Vectors in codec_vectors.h come from the numpy encoder (gen_codec_vectors.py).  Every
+ * Vectors in codec_vectors.h come from the numpy encoder (gen_codec_vectors.py, format version
+ * 2, every layout and dtype); codec_vectors_v1.h holds frozen version 1 files (§10: they must
+ * decode forever).  Every
  * malformed buffer is decoded from an exact-size heap copy, so a sanitizer or valgrind build
  * (make CFLAGS="-fsanitize=address,undefined -g" BUILD=build-asan test) sees any overread. */
 #include <stdio.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "codec_vectors.h"
+#include "codec_vectors_v1.h"
 #include "dc_codec.h"
 
 static int passed, failed;
@@ -24,7 +27,12 @@ static int passed, failed;
     }                                                      \
   } while (0)
 
-#define NVEC (sizeof codec_vectors / sizeof codec_vectors[0])
+#define NVEC2 (sizeof codec_vectors / sizeof codec_vectors[0])
+#define NVEC1 (sizeof codec_vectors_v1 / sizeof codec_vectors_v1[0])
+#define NVEC (NVEC1 + NVEC2)
+
+/* Vector v of both sets: the version 1 files first. */
+static const codec_vector* vec(size_t v) { return v < NVEC1 ? &codec_vectors_v1[v] : &codec_vectors[v - NVEC1]; }
 
 /* Decodes a heap copy of exactly `size` bytes; returns the status. */
 static dc_status decode_copy(const uint8_t* src, size_t size, uint8_t** out_p, size_t* out_size) {
@@ -55,7 +63,7 @@ static dc_status decode_copy(const uint8_t* src, size_t size, uint8_t** out_p, s
 static void test_vectors(void) {
   size_t v;
   for (v = 0; v < NVEC; ++v) {
-    const codec_vector* t = &codec_vectors[v];
+    const codec_vector* t = vec(v);
     dc_tensor_info info;
     uint8_t* out;
     size_t out_size;
@@ -83,6 +91,25 @@ static void test_vectors(void) {
             t->name);
       free(big);
     }
+    CHECK(info.version == (v < NVEC1 ? 1u : 2u) && info.layout == t->layout, "%s: version/layout",
+          t->name);
+    /* dc_decode_ws with exactly dc_workspace_size() bytes at an odd address, and one byte less */
+    {
+      size_t ws = 0;
+      uint8_t* wbuf;
+      uint8_t* o2 = (uint8_t*)malloc(t->raw_size + 1);
+      st = dc_workspace_size(t->packed, t->packed_size, &ws);
+      CHECK(st == DC_OK && ws <= DC_MAX_WORKSPACE, "%s: workspace size %zu", t->name, ws);
+      wbuf = (uint8_t*)malloc(ws + 1);
+      st = dc_decode_ws(t->packed, t->packed_size, o2, t->raw_size, wbuf + 1, ws);
+      CHECK(st == DC_OK && memcmp(o2, t->raw, t->raw_size) == 0, "%s: decode_ws %s", t->name,
+            dc_strerror(st));
+      if (info.num_elements)
+        CHECK(dc_decode_ws(t->packed, t->packed_size, o2, t->raw_size, wbuf + 1, ws - 1) ==
+                  DC_ERR_WORKSPACE, "%s: short workspace accepted", t->name);
+      free(wbuf);
+      free(o2);
+    }
   }
 }
 
@@ -91,7 +118,7 @@ static void test_truncations_and_flips(void) {
   size_t v, i;
   int b;
   for (v = 0; v < NVEC; ++v) {
-    const codec_vector* t = &codec_vectors[v];
+    const codec_vector* t = vec(v);
     uint8_t* copy = (uint8_t*)malloc(t->packed_size);
     int trunc_ok = 1, flip_ok = 1;
     for (i = 0; i < t->packed_size; ++i) {
@@ -133,7 +160,7 @@ static void test_random_garbage(void) {
   size_t v, round;
   int crashes_would_show = 1;
   for (v = 0; v < NVEC; ++v) {
-    const codec_vector* t = &codec_vectors[v];
+    const codec_vector* t = vec(v);
     uint8_t* copy = (uint8_t*)malloc(t->packed_size + 64);
     for (round = 0; round < 200; ++round) {
       size_t keep = round % (t->packed_size + 1), len = t->packed_size + (round % 3) * 16, i;
@@ -183,11 +210,31 @@ static void test_hostile_headers(void) {
   h[5] = 4;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "dtype 4 (string)");
   h[5] = DC_DTYPE_FLOAT32;
-  h[4] = 2;
-  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 2");
+  h[4] = 3;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 3");
+  h[4] = 0;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 0");
   h[4] = 1;
   h[7] = 2;
-  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 2");
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 2 in version 1");
+  h[7] = 4;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 4 in version 1");
+  h[7] = 0;
+  h[5] = DC_DTYPE_INT4;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "int4 in version 1");
+  h[5] = DC_DTYPE_BFLOAT16;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "bfloat16 in version 1");
+  h[4] = 2;
+  h[7] = 5;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 5 in version 2");
+  h[5] = DC_DTYPE_INT4;
+  h[7] = DC_LAYOUT_GROUPED_DENSE;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "grouped int4");
+  h[5] = DC_DTYPE_INT8;
+  h[7] = DC_LAYOUT_FLOAT_PLANES;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "float planes of int8");
+  h[5] = DC_DTYPE_FLOAT32;
+  h[4] = 1;
   h[7] = 0;
   /* 1000 x 1000 dense, codebook of 5000 entries */
   put32(h + 8, 1000);
@@ -243,8 +290,40 @@ static void test_hostile_headers(void) {
         "strerror");
 }
 
+/* §8: CRC-32 = zlib.crc32; a version 2 file with a wrong CRC is rejected before decoding, and a
+ * §13 codebook value with bits above the element's is rejected. */
+static void test_crc_and_subbyte_values(void) {
+  size_t v;
+  CHECK(dc_crc32(0, (const uint8_t*)"123456789", 9) == 0xCBF43926u, "crc32 check value");
+  CHECK(dc_crc32(dc_crc32(0, (const uint8_t*)"12345", 5), (const uint8_t*)"6789", 4) == 0xCBF43926u,
+        "crc32 continuation");
+  CHECK(dc_crc32(0, NULL, 0) == 0, "crc32 of nothing");
+  for (v = 0; v < NVEC2; ++v) {
+    const codec_vector* t = &codec_vectors[v];
+    dc_tensor_info info;
+    uint8_t* copy;
+    uint8_t* out;
+    size_t out_size, cpos;
+    if (dc_peek(t->packed, t->packed_size, &info) != DC_OK) continue;
+    cpos = 8 + 4 * info.rank;
+    copy = (uint8_t*)malloc(t->packed_size);
+    memcpy(copy, t->packed, t->packed_size);
+    copy[cpos] ^= 1; /* the CRC field itself */
+    CHECK(decode_copy(copy, t->packed_size, &out, &out_size) == DC_ERR_CHECKSUM, "%s: crc", t->name);
+    free(out);
+    if (info.element_bits < 8 && t->layout == DC_LAYOUT_DENSE) {
+      memcpy(copy, t->packed, t->packed_size);
+      copy[cpos + 4 + 2] |= 0x80; /* first codebook value */
+      CHECK(dc_peek(copy, t->packed_size, &info) == DC_ERR_CODEBOOK, "%s: sub-byte value", t->name);
+    }
+    free(copy);
+  }
+  CHECK(dc_workspace_size(NULL, 0, NULL) == DC_ERR_ARGUMENT, "workspace NULL");
+}
+
 int main(void) {
   test_vectors();
+  test_crc_and_subbyte_values();
   test_hostile_headers();
   test_truncations_and_flips();
   test_random_garbage();
