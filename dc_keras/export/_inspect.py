@@ -150,7 +150,8 @@ def _packed_row(model, codec, s, t, packed_tensor):
     except ValueError as exc:
         raise ValueError(f"tensor {name!r}: packed data is invalid: {exc}") from None
     density, distinct = _stats(arr)
-    return TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, len(data), "packed")
+    return TensorRow(s, name, dtype, shape, density, distinct, int(codec.info(data)["raw_bytes"]), len(data),
+                     "packed", codec.info(data)["layout"])
 
 
 def _sparse_row(model, codec, s, t, dense):
@@ -181,15 +182,18 @@ def _plain_row(model, codec, s, t, why, min_bytes):
         why = why or f"buffer holds {len(raw)} B, not the {dtype}{list(shape)} the tensor declares"
         return TensorRow(s, name, dtype, shape, float("nan"), 0, len(raw), None, "refused", why)
     density, distinct = _stats(arr)
-    if arr.nbytes < max(min_bytes, 1):
-        return TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, None, "small",
+    nbytes = len(raw)
+    if nbytes < max(min_bytes, 1):
+        return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "small",
                          f"under min_bytes={min_bytes}")
     try:
-        size = len(codec.encode(arr))
+        packed = codec.encode(arr)
     except ValueError as exc:
-        return TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, None, "refused",
+        return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "refused",
                          f"codec: {exc}")
-    if _saves_enough(size, arr.nbytes):
-        return TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, size, "packable")
-    return TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, None, "kept",
-                     f"packs to {size} B = {size / arr.nbytes:.0%} of raw (min_saving)")
+    size = len(packed)
+    if _saves_enough(size, nbytes):
+        return TensorRow(s, name, dtype, shape, density, distinct, nbytes, size, "packable",
+                         codec.info(packed)["layout"])
+    return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "kept",
+                     f"packs to {size} B = {size / nbytes:.0%} of raw (min_saving)")

@@ -20,20 +20,38 @@ def _codec():
     return codec
 
 
+def packable_type(tensor_type) -> bool:
+    """True if the packed format (docs/FORMAT.md) has an element type for this TFLite type: its
+    dtype codes are TFLite's TensorType values (float32/16, bfloat16, int32/16/8, uint8, and the
+    sub-byte int4/uint4/int2 of §13)."""
+    from dc_keras.codec._format import DTYPE_TABLE
+
+    return int(tensor_type) in DTYPE_TABLE
+
+
 def _tensor_array(model, t):
-    """The constant data of tensor ``t`` as a numpy array, or None (no data / unsupported)."""
+    """The constant data of tensor ``t`` as a numpy array, or None (no data / unsupported).
+
+    Sub-byte tensors (int4, uint4, int2), stored two or four per byte, come back one element per
+    numpy item (``ml_dtypes`` types), as ``dc_keras.codec.encode`` takes them.
+    """
     raw = fb.buffer_bytes(model, t.buffer)
-    if not raw:
+    if not raw or not packable_type(t.type):
         return None
-    dtype = fb.NUMPY_DTYPES.get(t.type)
-    if dtype is None:
-        return None
+    from dc_keras.codec import _format, unpack_subbyte
+
     shape = [int(d) for d in (t.shape if t.shape is not None else [])]
     if any(d < 0 for d in shape):
         return None
-    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(raw):
+    n = int(np.prod(shape, dtype=np.int64))
+    if _format.output_bytes(int(t.type), n) != len(raw):
         return None
-    return np.frombuffer(raw, dtype).reshape(shape)
+    if int(t.type) in _format.SUBBYTE_CODES:
+        return unpack_subbyte(raw, shape, int(t.type))
+    dtype = _format.CODE_DTYPES.get(int(t.type))
+    if dtype is None:
+        return None
+    return np.frombuffer(raw, dtype.newbyteorder("<")).reshape(shape)
 
 
 def _graph_facts(sg):
@@ -77,7 +95,7 @@ def skip_reason(model, t, idx, facts, users):
     if t.sparsity is not None:
         return ("TFLite-sparse tensor read by an operator's own sparse kernel (not through DENSIFY): "
                 "a decoded dense tensor would change the kernel, so it stays as stored")
-    if t.type not in fb.NUMPY_DTYPES:
+    if not packable_type(t.type):
         return f"{fb.TYPE_NAMES.get(t.type, t.type)}: no packed-format element type for it"
     if t.isVariable:
         return "variable tensor (written at run time)"
@@ -208,15 +226,16 @@ def _plan(model, facts, min_bytes, verify, min_saving):
             if t.buffer <= 0 or not eligible.get(t.buffer, False):
                 continue
             arr = _tensor_array(model, t)
-            if arr is None or arr.nbytes < max(min_bytes, 1):
+            nbytes = len(fb.buffer_bytes(model, t.buffer))  # as stored (sub-byte types packed)
+            if arr is None or nbytes < max(min_bytes, 1):
                 continue
-            key = (t.buffer, arr.dtype.str, arr.shape)
+            key = (t.buffer, int(t.type), arr.shape)
             if key not in packed_cache:
-                packed_cache[key] = _encode_checked(codec, arr, verify)
+                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer))
             data = packed_cache[key]
             overhead = _PER_TENSOR_OVERHEAD + len(fb.tensor_name(t)) + len(PACKED_SUFFIX)
-            if data is not None and len(data) + overhead < arr.nbytes \
-                    and _saves_enough(len(data), arr.nbytes, min_saving):
+            if data is not None and len(data) + overhead < nbytes \
+                    and _saves_enough(len(data), nbytes, min_saving):
                 plans[(s, i)] = data
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():
@@ -317,19 +336,32 @@ def _plan_sparse(model, min_saving, verify):
     return out
 
 
-def _encode_checked(codec, arr, verify):
+def _encode_checked(codec, arr, verify, raw=None):
+    """Packed bytes of ``arr`` (None if the codec refuses it); with ``verify`` decoded again and
+    compared byte for byte with ``raw`` (the tensor's buffer as TFLite stores it)."""
     try:
         data = codec.encode(arr)
     except ValueError:
         return None  # refused: too many distinct values, unsupported shape, ...
     if verify:
-        back = np.asarray(codec.decode(data))
-        if back.dtype != arr.dtype or back.shape != arr.shape or back.tobytes() != arr.tobytes():
+        want = raw if raw is not None else _stored_bytes(arr)
+        back = np.asarray(codec.decode(data, raw=True)).tobytes()
+        if back != want:
             raise RuntimeError(
                 "dc_keras.codec round trip is not bit-exact for a tensor of shape "
                 f"{arr.shape} {arr.dtype}; refusing to write a wrong model (codec bug)"
             )
     return bytes(data)
+
+
+def _stored_bytes(arr):
+    """``arr`` as TFLite stores it (sub-byte types packed, §13)."""
+    from dc_keras.codec import _format, pack_subbyte
+
+    code = _format.DTYPE_CODES.get(arr.dtype)
+    if code in _format.SUBBYTE_CODES:
+        return pack_subbyte(arr, code)
+    return np.ascontiguousarray(arr).tobytes()
 
 
 def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
@@ -375,18 +407,7 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
                 raise ValueError(f"{where}: packed input of {name!r} is not a constant uint8 tensor")
             if p.shape is None or [int(d) for d in p.shape] != [len(raw)]:
                 raise ValueError(f"{where}: packed input of {name!r} must be 1-D with one entry per byte")
-            try:
-                arr = np.asarray(codec.decode(raw))
-            except ValueError as exc:
-                raise ValueError(f"{where}: packed data of {name!r} is invalid: {exc}") from None
-            want = fb.NUMPY_DTYPES.get(t.type)
-            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-            if want is None or arr.dtype.newbyteorder("<") != want or arr.shape != shape:
-                raise ValueError(
-                    f"{where}: packed data of {name!r} is {arr.dtype}{list(arr.shape)} but the tensor is "
-                    f"{fb.TYPE_NAMES.get(t.type, t.type)}{list(shape)}"
-                )
-            data = np.ascontiguousarray(arr, dtype=want).tobytes()
+            data = _decode_for(codec, raw, t, where, name)
             b = t.buffer
             if b > 0 and b < len(model.buffers) and b not in removed_buffers:
                 existing = fb.buffer_bytes(model, b)
@@ -404,6 +425,21 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
     _remove_unused_buffers(model, removed_buffers)
     _remove_unused_codes(model, hd)
     return fb.write_model(model, buffers)
+
+
+def _decode_for(codec, raw, t, where, name):
+    """The buffer bytes of tensor ``t`` decoded from ``raw``; ValueError if they do not fit it."""
+    try:
+        head = codec.info(raw)
+        data = np.asarray(codec.decode(raw, raw=True)).tobytes()
+    except ValueError as exc:
+        raise ValueError(f"{where}: packed data of {name!r} is invalid: {exc}") from None
+    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+    if head["dtype_code"] != int(t.type) or tuple(head["shape"]) != shape:
+        raise ValueError(
+            f"{where}: packed data of {name!r} is {head.get('dtype_name', head['dtype_code'])}"
+            f"{list(head['shape'])} but the tensor is {fb.TYPE_NAMES.get(t.type, t.type)}{list(shape)}")
+    return data
 
 
 def _remove_tensors(model, s, drop):

@@ -79,7 +79,7 @@ def densify(values: np.ndarray, shape, sparsity) -> np.ndarray:
 def sparse_values(model, t):
     """The stored values of sparse constant ``t`` (1-D numpy), or None (unsupported type / empty)."""
     raw = fb.buffer_bytes(model, t.buffer)
-    dtype = fb.NUMPY_DTYPES.get(t.type)
+    dtype = fb.NUMPY_DTYPES.get(t.type)  # byte-sized types only: sparse sub-byte values stay
     if not raw or dtype is None or len(raw) % dtype.itemsize:
         return None
     return np.frombuffer(raw, dtype)
