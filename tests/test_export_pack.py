@@ -130,9 +130,14 @@ def test_pack_twice_is_refused_and_unpack_of_plain_is_identity():
     assert export.unpack(plain) == plain
 
 
-def test_unclustered_tensors_are_left_alone():
+def test_unclustered_tensors_use_the_lossless_float_layout():
+    """Codec v2: an unclustered float kernel (10^4 distinct values) packs with the float-planes
+    layout (FORMAT.md §12, exponent/byte planes) when that saves min_saving, bit-exact."""
     import keras
 
+    from dc_keras import codec
+
+    keras.utils.set_random_seed(0)
     m = keras.Sequential([keras.Input((100,)), keras.layers.Dense(100), keras.layers.Dense(50)])
     w = m.layers[1].kernel.numpy()
     m.layers[1].kernel.assign(np.round(w * 4) / 4)  # only the second layer is clustered
@@ -140,14 +145,22 @@ def test_unclustered_tensors_are_left_alone():
     packed = export.pack(plain)
     model = fb.read_model(packed)
     sg = model.subgraphs[0]
-    outputs = {int(op.outputs[0]) for op in sg.operators if fb.opcode_name(model, op) == "HuffDecode"}
-    kept = {fb.tensor_name(t) for i, t in enumerate(sg.tensors) if i not in outputs and t.shape is not None
-            and list(t.shape) == [100, 100] and fb.buffer_bytes(model, t.buffer)}
-    assert len(outputs) == 1 and len(kept) == 1  # the 100x100 float kernel with 10^4 distinct values
-    # a model with nothing packable comes back unchanged
+    layouts = {}
+    for op in sg.operators:
+        if fb.opcode_name(model, op) == "HuffDecode":
+            t = sg.tensors[int(op.outputs[0])]
+            layouts[tuple(t.shape)] = codec.info(fb.buffer_bytes(model, sg.tensors[int(op.inputs[0])].buffer))["layout"]
+    assert layouts[(100, 100)] == "float_planes" and layouts[(50, 100)] != "float_planes"
+    assert _tensors(export.unpack(packed)) == _tensors(plain)
+    # nothing saves 50 %: the model comes back unchanged
     m2 = keras.Sequential([keras.Input((100,)), keras.layers.Dense(100)])
     plain2 = export.to_tflite(m2, pack=False)
-    assert export.pack(plain2) == plain2
+    assert export.pack(plain2, min_saving=0.5) == plain2
+
+
+def _tensors(data):
+    m = fb.read_model(data)
+    return [(fb.tensor_name(t), list(t.shape), fb.buffer_bytes(m, t.buffer)) for t in m.subgraphs[0].tensors]
 
 
 def test_min_bytes():
