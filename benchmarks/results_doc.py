@@ -174,6 +174,15 @@ def quantized_section(q):
         lines.append(f"| {r['variant']} | {r['bytes']:,} | {r['packed_bytes']:,} | {r['vs_float_packed']:.2f}x | "
                      f"{pct(r['test_error'])} | {r['error_vs_float_pp']:+.2f} | {'yes' if r['bit_exact'] else 'NO'} | "
                      f"{', '.join(map(str, r['distinct_int_codes'])) or '-'} |")
+    if q.get("lossless_float"):
+        lines += ["", "Lossless float packing (codec v2 float-planes layout, FORMAT.md §12) of unclustered "
+                  "third-party float models (whole file; bit-exact = identical outputs for a random input):", "",
+                  "| model | file bytes | packed bytes | ratio | bit-exact | packed tensors by layout |",
+                  "|---|---|---|---|---|---|"]
+        for r in q["lossless_float"]:
+            lay = ", ".join(f"{k} {v}" for k, v in sorted(r["layouts"].items()))
+            lines.append(f"| {r['model']} | {r['bytes']:,} | {r['packed_bytes']:,} | {r['ratio']:.3f}x | "
+                         f"{'yes' if r['bit_exact'] else 'NO'} | {lay} |")
     lines += ["", f"Goal (issue 15): int8 and dynamic-range packed <= 1.05x the packed float file at <= its "
               "error + 0.1 pp. Command: `" + q["command"] + f"`; load average {m['loadavg_before'][0]:.1f} "
               f"before, {m['loadavg_after'][0]:.1f} after; TensorFlow {m['tensorflow']}, Keras {m['keras']}.", ""]
