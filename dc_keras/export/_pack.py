@@ -20,13 +20,25 @@ def _codec():
     return codec
 
 
-def packable_type(tensor_type) -> bool:
-    """True if the packed format (docs/FORMAT.md) has an element type for this TFLite type: its
-    dtype codes are TFLite's TensorType values (float32/16, bfloat16, int32/16/8, uint8, and the
-    sub-byte int4/uint4/int2 of §13)."""
-    from dc_keras.codec._format import DTYPE_TABLE
+# TensorTypes the HuffDecode op outputs (tflite_kernels/src/huffdecode_op.c): the packed format's
+# dtype codes are TensorType values; INT2 / UINT4 are in the format (§13) but TFLite 2.21 cannot
+# size such tensors (GetSizeOfType), so the op refuses them and pack leaves them raw.
+_OP_TYPES = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.INT32,
+             schema.TensorType.UINT8, schema.TensorType.INT16, schema.TensorType.INT8,
+             schema.TensorType.INT4, schema.TensorType.BFLOAT16}
 
-    return int(tensor_type) in DTYPE_TABLE
+
+def packable_type(tensor_type) -> bool:
+    """True if ``pack`` can pack constants of this TFLite TensorType (format and op support it)."""
+    return int(tensor_type) in _OP_TYPES
+
+
+def _type_reason(tensor_type) -> str:
+    name = fb.TYPE_NAMES.get(tensor_type, tensor_type)
+    if tensor_type in (schema.TensorType.INT2, schema.TensorType.UINT4):
+        return (f"{name}: in the packed format (FORMAT.md §13), but TFLite 2.21 cannot size {name} "
+                "tensors (GetSizeOfType), so the HuffDecode op cannot output one")
+    return f"{name}: no packed-format element type for it"
 
 
 def _tensor_array(model, t):
@@ -96,7 +108,7 @@ def skip_reason(model, t, idx, facts, users):
         return ("TFLite-sparse tensor read by an operator's own sparse kernel (not through DENSIFY): "
                 "a decoded dense tensor would change the kernel, so it stays as stored")
     if not packable_type(t.type):
-        return f"{fb.TYPE_NAMES.get(t.type, t.type)}: no packed-format element type for it"
+        return _type_reason(t.type)
     if t.isVariable:
         return "variable tensor (written at run time)"
     if idx in io:
