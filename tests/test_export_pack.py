@@ -449,3 +449,22 @@ def test_cli_pack_strip_strings_reports_saving(tmp_path):
     assert saved > 0 and len(dst.read_bytes()) + saved == len(export.pack(em.tflite("dense", None)))
     m = fb.read_model(dst.read_bytes())
     assert not any(fb.tensor_name(t) for t in m.subgraphs[0].tensors)
+
+
+def test_int2_tensor_is_left_raw_with_a_reason():
+    """INT2 is in the packed format (§13) but TFLite cannot size int2 tensors, so the op could not
+    output one: pack leaves it raw and inspect says why (the file is only inspected, not run)."""
+    from dc_keras.codec import pack_subbyte
+
+    m = fb.read_model(em.tflite("dense", "int8"))
+    sg = m.subgraphs[0]
+    i, t = max(((i, t) for i, t in enumerate(sg.tensors) if t.type == fb.schema.TensorType.INT8
+                and len(fb.buffer_bytes(m, t.buffer)) > 1000), key=lambda it: len(fb.buffer_bytes(m, it[1].buffer)))
+    n = int(np.prod(t.shape))
+    t.type = fb.schema.TensorType.INT2
+    m.buffers[t.buffer].data = np.frombuffer(pack_subbyte(np.arange(n) % 2, 19), np.uint8)
+    data = fb.write_model(m)
+    row = next(r for r in export.inspect(data).rows if r.dtype == "int2")
+    assert row.status == "refused" and "cannot size int2" in row.reason
+    packed = fb.read_model(export.pack(data))
+    assert fb.buffer_bytes(packed, packed.subgraphs[0].tensors[i].buffer) == fb.buffer_bytes(m, t.buffer)
