@@ -1,11 +1,13 @@
 """Writes docs/results.md (tables) and docs/img/*.png (plots) from the benchmark JSONs; no number is typed by hand.
 
     .venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json \
-        [--speed speed.json] [--out docs/results.md] [--img_dir docs/img]
+        [--speed speed.json] [--runtime runtime.json] [--out docs/results.md] [--img_dir docs/img]
 """
 import argparse
 import json
 import os
+
+from _common import save_figure, write_text
 
 
 def pct(x):
@@ -45,10 +47,8 @@ def plot_size_vs_error(result, path):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def table1_summary(results):
@@ -193,6 +193,72 @@ def quantized_section(q):
     return lines
 
 
+RUNTIME_ROUTES = ("dense", "decoded", "compressed", "tflite_sparse", "tflite_1x4")
+RUNTIME_GOALS = [  # (model, route, metric, limit, label)
+    ("fc4096_d10", "compressed", "batch1_s_ratio", 0.3, "4096² FC 10 %, batch 1: latency ≤ 0.3x"),
+    ("fc4096_d10", "compressed", "rss_delta_ratio", 0.1, "4096² FC 10 %: resident memory ≤ 0.1x"),
+    ("fc4096_d10", "compressed", "load_s_ratio", 0.25, "4096² FC 10 %: load ≤ 0.25x"),
+    ("fc1024_d10", "compressed", "batch1_s_ratio", 1.0, "1024² FC 10 %: latency in cache ≤ 1.0x"),
+    ("fc1024_d10", "compressed", "batch1_dram_s_ratio", 0.45, "1024² FC 10 %: latency from DRAM ≤ 0.45x"),
+    ("mobilenetv2", "decoded", "rss_delta_ratio", 1.1, "MobileNetV2 decoded route: RSS ≤ 1.1x"),
+    ("mobilenetv2", "decoded", "load_s_ratio", 1.25, "MobileNetV2 decoded route: load ≤ 1.25x"),
+]
+
+
+def _ms(v):
+    return "–" if v is None else f"{v * 1e3:.3g} ms"
+
+
+def _mib(v):
+    return "–" if v is None else f"{v / 2**20:.1f}"
+
+
+def _rt(v):
+    return "" if v is None else f" ({v:.2f}x)"
+
+
+def runtime_section(rt):
+    """Section of docs/results.md from benchmarks/bench_runtime.py --json."""
+    m = rt["machine"]
+    la = m.get("loadavg_start", [0])[0], m["loadavg"][0]
+    out = ["## Runtime routes: dense, decoded, compressed", "",
+           f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), load average {la[0]:.1f} at the "
+           f"start and {la[1]:.1f} at the end (1 min), {rt['rounds']} interleaved rounds, one fresh "
+           f"process per route and round (medians), command `{rt['command']}`. Ratios in brackets "
+           "are vs `dense` (unpacked `.tflite`, LiteRT with default delegates = XNNPACK) of the same "
+           "model in the same run. Memory: growth of the process's resident set from before the "
+           "interpreter is created to after load + invokes (anonymous + file-backed pages). "
+           "DRAM: batch-1 invoke timed right after writing 256 MiB to evict the caches. "
+           "Float outputs of `compressed` differ from `dense` by summation order "
+           "(max |diff| / max |output| in the last column).", "",
+           "| model | route | file | load | batch 1 | batch 1 (DRAM) | batch 8 | anon MiB | file MiB | rel. diff |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, res in rt["models"].items():
+        for route in RUNTIME_ROUTES:
+            v = res.get(route)
+            if v is None:
+                continue
+            if "error" in v:
+                out.append(f"| {name} | {route} | failed: {v['error'][-120:]!r} | | | | | | | |")
+                continue
+            diff = v.get("max_rel_diff_vs_dense")
+            out.append(
+                f"| {name} | {route} | {kb(v['tflite_bytes'])} | {_ms(v['load_s'])}{_rt(v.get('load_s_ratio'))} "
+                f"| {_ms(v['batch1_s'])}{_rt(v.get('batch1_s_ratio'))} "
+                f"| {_ms(v.get('batch1_dram_s'))}{_rt(v.get('batch1_dram_s_ratio'))} "
+                f"| {_ms(v['batch8_s'])}{_rt(v.get('batch8_s_ratio'))} "
+                f"| {_mib(v['rss_anon'])} | {_mib(v['rss_file'])}{_rt(v.get('rss_delta_ratio'))} "
+                f"| {'' if diff is None else f'{diff:.1e}'} |")
+    out += ["", "Goals of issue 17 (this run):", ""]
+    for model, route, metric, limit, label in RUNTIME_GOALS:
+        v = rt["models"].get(model, {}).get(route, {}).get(metric)
+        if v is None:
+            out.append(f"- {label}: not measured")
+        else:
+            out.append(f"- {label}: **{v:.2f}x** — {'met' if v <= limit else 'NOT met'}")
+    return out + [""]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table1", nargs="+", default=[], help="paper_table1.py --json outputs")
@@ -201,6 +267,7 @@ def main(argv=None):
                         "paper_table1 run had no tfmot rows")
     p.add_argument("--speed", default=None, help="speed_table.py --json output")
     p.add_argument("--quantized", default=None, help="bench_quantized.py --json output")
+    p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--img_dir", default="docs/img")
     args = p.parse_args(argv)
@@ -252,20 +319,21 @@ def main(argv=None):
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --json lenet_300_100.json",
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --json lenet_5.json",
               ".venv/bin/python benchmarks/speed_table.py --json speed.json",
+              ".venv/bin/python benchmarks/bench_runtime.py --json runtime.json   # ~10 min",
               ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
               ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
-              "--quantized quantized.json",
+              "--runtime runtime.json --quantized quantized.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
+    if args.runtime:
+        with open(args.runtime) as f:
+            lines += runtime_section(json.load(f))
     if args.speed:
         with open(args.speed) as f:
             lines += speed_section(json.load(f))
     if args.quantized:
         with open(args.quantized) as f:
             lines += quantized_section(json.load(f))
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, args.out)
+    write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -1,21 +1,115 @@
-"""Private framework APIs dc_keras cannot avoid, one small shim each (why + versions tested).
+"""Shims around private framework APIs (the only place dc_keras may touch them).
 
-Every shim has a test in ``tests/test_compat.py`` so that a framework upgrade that removes or
-changes the private API fails loudly there instead of silently changing results.
+Each shim says why it is needed and which versions it was tested with; each has a test in
+``tests/test_compat.py``. Other engineers append their own sections below.
 """
+from __future__ import annotations
 
-# --- export (issue 15): per-tensor weight quantization in TFLite's converter -------------------
+import ctypes
+import glob
+import os
+
+# ---------------------------------------------------------------------------------------------
+# runtime: TensorFlow Lite's C++ MutableOpResolver::AddCustom (owner: runtime, issue 17)
+#
+# Why: TF's InterpreterWithCustomOps hands a registerer a C++ ``tflite::MutableOpResolver*``.
+# Our C99 library has no C++ ABI, so the host looks up the non-virtual member
+# ``MutableOpResolver::AddCustom(const char*, const TfLiteRegistration*, int, int)`` by its
+# Itanium-mangled name in TF's shared objects and hands the address to the library. Neither the
+# symbol nor the file that exports it is public API.
+# Tested: TensorFlow 2.21 (x86_64 Linux): exported by tensorflow/lite/python/*.so
+# (``_pywrap_tensorflow_interpreter_wrapper``) and/or libtensorflow_cc.so.2.
+# ---------------------------------------------------------------------------------------------
+TFLITE_ADD_CUSTOM_SYMBOL = "_ZN6tflite17MutableOpResolver9AddCustomEPKcPK18TfLiteRegistrationii"
+
+
+def tflite_add_custom_address() -> int:
+    """Address of ``tflite::MutableOpResolver::AddCustom`` in the loaded TensorFlow.
+
+    Imports TensorFlow (only call it on the TensorFlow backend). Raises ``RuntimeError`` naming the
+    fix when no TF shared object exports the symbol.
+    """
+    import tensorflow
+
+    root = os.path.dirname(os.path.abspath(tensorflow.__file__))
+    candidates = sorted(glob.glob(os.path.join(root, "libtensorflow_cc.so*"))) + sorted(
+        glob.glob(os.path.join(root, "lite", "python", "*.so"))
+    )
+    for path in candidates:
+        try:
+            lib = ctypes.CDLL(path)
+            return ctypes.cast(getattr(lib, TFLITE_ADD_CUSTOM_SYMBOL), ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            continue
+    raise RuntimeError(
+        f"TensorFlow {getattr(tensorflow, '__version__', '?')} exports no "
+        "tflite::MutableOpResolver::AddCustom; use dc_keras.runtime.Interpreter(..., "
+        "decode='delegate') or backend='litert' instead"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# runtime: the native TfLiteDelegate* behind a Python external-delegate object (issue 17)
+#
+# Why: the library reports what its delegate did (which FULLY_CONNECTED layers run compressed,
+# which stay dense and why) through DcKerasHuffDecodeDelegateReport(TfLiteDelegate*). The Python
+# ``Delegate`` returned by ``load_delegate`` exposes its pointer only through the private method
+# ``_get_native_delegate_pointer()`` (attribute ``_delegate_ptr`` in older versions).
+# Tested: ai-edge-litert 2.3 and tensorflow 2.21 (``tf.lite.experimental.load_delegate``).
+# ---------------------------------------------------------------------------------------------
+def delegate_pointer(delegate) -> int:
+    """Address of the ``TfLiteDelegate`` of a LiteRT/TF external-delegate object."""
+    getter = getattr(delegate, "_get_native_delegate_pointer", None)
+    ptr = getter() if callable(getter) else getattr(delegate, "_delegate_ptr", None)
+    if ptr is None:
+        raise RuntimeError(f"cannot find the native pointer of {type(delegate).__name__}; "
+                           "this LiteRT/TF version is not supported by dc_keras' report")
+    return ctypes.cast(ptr, ctypes.c_void_p).value if not isinstance(ptr, int) else ptr
+
+
+# --------------------------------------------------------------------------------------------
+# Keras training side (dc_keras/train). Tested with Keras 3.15 (TensorFlow 2.21 backend).
+# --------------------------------------------------------------------------------------------
+
+
+def is_functional(model):
+    """True for a Functional model (``keras.Model(inputs, outputs)`` or a subclass built that way).
+
+    Why private: ``keras.src.models.functional.Functional`` is not exported; ``keras.Model(...)``
+    returns it but there is no public ``isinstance`` target, and duck typing (``model.operations``)
+    also matches subclassed models. Needed to choose between ``keras.models.clone_model`` (graph
+    models) and the in-place path (subclassed models).
+    """
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)
+
+
+def flatten_layers(layer, include_self=False):
+    """Every layer tracked by ``layer``, recursively (sublayers of sublayers, wrappers' inner layers,
+    layers held in attributes of subclassed models and custom layers).
+
+    Why private: ``Layer._flatten_layers`` is the only traversal that sees layers held by plain
+    layers (``model.layers`` exists only on models and is not recursive). Used to find compression
+    wrappers wherever a user put them.
+    """
+    return list(layer._flatten_layers(include_self=include_self, recursive=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# export: per-tensor weight quantization in TFLite's converter (owner: export/pack, issue 15)
+#
+# Why: per-channel scales spread a clustered tensor's few shared values over many int8 codes
+# (each output channel rescales them), which costs the weight sharing its Huffman gain; one scale
+# per tensor keeps <= 2**bits codes. TF exposes no public switch: the converter's own attribute
+# ``_experimental_disable_per_channel`` (read by ``convert()`` for both full-integer and
+# dynamic-range quantization) is it.
+# Tested: TensorFlow 2.21.0.
+# ---------------------------------------------------------------------------------------------
 
 
 def converter_per_tensor(converter):
-    """Makes ``tf.lite.TFLiteConverter`` quantize weights per tensor instead of per channel.
-
-    Why: per-channel scales spread a clustered tensor's few shared values over many int8 codes
-    (each output channel rescales them), which costs the weight sharing its Huffman gain; one
-    scale per tensor keeps <= 2**bits codes. TF exposes no public switch: the converter's own
-    attribute ``_experimental_disable_per_channel`` (read by ``convert()`` for both full-integer
-    and dynamic-range quantization) is it. Tested: TF 2.21.0.
-    """
+    """Makes ``tf.lite.TFLiteConverter`` quantize weights per tensor instead of per channel."""
     if not hasattr(converter, "_experimental_disable_per_channel"):
         raise RuntimeError("this TensorFlow's TFLiteConverter has no _experimental_disable_per_channel "
                            "(tested with TF 2.21); per-tensor quantization is unavailable")

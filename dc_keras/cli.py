@@ -1,6 +1,6 @@
 """dc-keras: Deep Compression for Keras 3 and TensorFlow Lite.
 
-Usage:
+Commands:
   dc-keras demo [--full] [--epochs=N] [--out_dir=DIR]
       Train LeNet-300-100 on the embedded MNIST and run the Deep Compression chain, printing
       one row per stage: file size, ratio to the float .tflite, test error measured on the
@@ -10,67 +10,99 @@ Usage:
   dc-keras inspect FILE [--plot=OUT.png]
                               Per-tensor size table of a .tflite (packed or not).
 
-Run `dc-keras --helpfull` for every flag.
+Run `dc-keras COMMAND --help` for the options of one command.
 """
-import os
+import argparse
 import sys
 
-from absl import app, flags, logging
-
+from dc_keras import __version__
+from dc_keras._logs import native_stderr_captured, quiet_tensorflow_startup, verbose
 from dc_keras.demo import FULL_EPOCHS, QUICK_EPOCHS  # cheap: demo imports Keras only when run
-
-FLAGS = flags.FLAGS
-
-# Flags of `demo`.
-flags.DEFINE_bool("full", False, "demo: train to paper quality (longer) instead of the quick default.")
-flags.DEFINE_integer("epochs", None, "demo: baseline training epochs (default: "
-                     f"{QUICK_EPOCHS[0]} quick, {FULL_EPOCHS[0]} with --full).", lower_bound=1)
-flags.DEFINE_string("out_dir", None, "demo: directory for the .tflite files it writes (default: a temporary directory).")
-flags.DEFINE_integer("seed", 0, "demo: random seed.")
-flags.DEFINE_integer("train_subset", None, "demo: train on the first N training images only (smoke tests).", lower_bound=100)
+from dc_keras.export import cli_commands as _export_cli
+from dc_keras.export.cli_commands import int_at_least
 
 
 def _cmd_demo(args):
-    if args:
-        raise app.UsageError(f"demo takes no positional arguments, got {args}")
     from dc_keras import demo
 
-    demo.run_demo(full=FLAGS.full, epochs=FLAGS.epochs, out_dir=FLAGS.out_dir, seed=FLAGS.seed,
-                  train_subset=FLAGS.train_subset)
+    demo.run_demo(full=args.full, epochs=args.epochs, out_dir=args.out_dir, seed=args.seed,
+                  train_subset=args.train_subset)
 
 
-#: command name -> (function taking the positional arguments, one-line help).
-COMMANDS = {
-    "demo": (_cmd_demo, "train LeNet-300-100 and run the compression chain"),
-}
+def _add_demo(commands):
+    about = "train LeNet-300-100 on the embedded MNIST and run the compression chain"
+    p = commands.add_parser("demo", help=about, description=about[0].upper() + about[1:] + ".")
+    p.add_argument("--full", action="store_true", help="train to paper quality (longer) instead of the quick default")
+    p.add_argument("--epochs", type=int_at_least(1), metavar="N",
+                   help=f"baseline training epochs (default: {QUICK_EPOCHS[0]} quick, {FULL_EPOCHS[0]} with --full)")
+    p.add_argument("--out_dir", "--out-dir", metavar="DIR",
+                   help="directory for the .tflite files it writes (default: a temporary directory)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--train_subset", "--train-subset", type=int_at_least(100), metavar="N",
+                   help="train on the first N training images only (smoke tests)")
+    p.set_defaults(func=_cmd_demo)
+    return ("demo",)
 
-from dc_keras.export import cli_commands as _export_cli  # noqa: E402  (defines its flags)
 
-COMMANDS.update(_export_cli.COMMANDS)
+def build_parser():
+    """The ``dc-keras`` argument parser and the names of its commands."""
+    first, rest = __doc__.split("\n\n", 1)
+    parser = argparse.ArgumentParser(prog="dc-keras", description=first, epilog=rest, allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"dc-keras {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    names = _add_demo(commands) + _export_cli.add_commands(commands)
+    return parser, sorted(names)
 
 
-def _main(argv):
-    if len(argv) < 2:
-        raise app.UsageError("missing command; one of: " + ", ".join(sorted(COMMANDS)))
-    name, args = argv[1], argv[2:]
-    if name not in COMMANDS:
-        raise app.UsageError(f"unknown command {name!r}; one of: " + ", ".join(sorted(COMMANDS)))
+def _one_line(exc):
+    """``exc`` as a user reads it: "PATH: reason" for file errors (no "[Errno N]")."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return " ".join(str(exc).split())
+
+
+def main(argv=None) -> int:
+    """Runs one command; returns the exit status (0 ok, 1 failed, 2 usage error).
+
+    ``argv`` excludes the program name (default: ``sys.argv[1:]``). Errors a user can fix (bad
+    or missing file, unwritable output, ...) are printed as one line
+    ``dc-keras COMMAND: error: ...`` on stderr.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, names = build_parser()
+    if not argv:
+        parser.print_usage(sys.stderr)
+        print("dc-keras: error: missing command; one of: " + ", ".join(names), file=sys.stderr)
+        return 2
+    if not argv[0].startswith("-") and argv[0] not in names:
+        parser.print_usage(sys.stderr)
+        print(f"dc-keras: error: unknown command {argv[0]!r}; one of: " + ", ".join(names), file=sys.stderr)
+        return 2
     try:
-        result = COMMANDS[name][0](args)
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help / --version (0) or a usage error argparse already printed (2)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        return args.func(args) or 0
     except (ValueError, OSError) as e:  # user-facing errors: one line, non-zero exit
-        logging.error("%s", e)
-        print(f"dc-keras {name}: error: {e}", file=sys.stderr)
+        print(f"dc-keras {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
-    return result or 0
+    except KeyboardInterrupt:
+        print(f"dc-keras {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def run(argv=None):
     """Console-script entry point (``dc-keras``)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter quiet
-    main_module = sys.modules.get("__main__")
-    if main_module is not None:
-        main_module.__doc__ = __doc__  # absl prints the main module's docstring as usage
-    app.run(_main, argv=argv)
+    quiet_tensorflow_startup()  # before any TensorFlow import: no C++ start-up chatter
+    if verbose():
+        sys.exit(main(argv))
+    # TensorFlow's C++ lines go to a temporary file, shown only if a crash (traceback) follows;
+    # Python's stderr (progress bars, errors) is unaffected.
+    with native_stderr_captured(keep_python_stderr=True, replay=(Exception,)):
+        status = main(argv)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import tempfile
 import time
 
 from dc_keras import pipeline
+from dc_keras._fileio import atomic_write
 
 #: epochs per stage: (baseline, prune+retrain, cluster fine-tune). The quick default keeps the
 #: baseline's error (pruning at Adam lr 1e-3 with as many epochs as the baseline had); about
@@ -35,12 +36,7 @@ class StageResult:
 
 
 def _write(out_dir, name, data):
-    path = os.path.join(out_dir, name)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(os.path.join(out_dir, name), data)
 
 
 def _print_stage_table(rows):

@@ -26,10 +26,12 @@ def _cli(*args):
 
 
 def _error_line(r):
-    """The CLI's error: non-zero exit and exactly one 'dc-keras CMD: error: ...' line."""
+    """The CLI's error: non-zero exit and stderr is exactly one 'dc-keras CMD: error: ...' line
+    (printed once: no absl/logging copy such as 'E1129 12:00:00 ... error')."""
     assert r.returncode != 0, (r.stdout, r.stderr)
     lines = [ln for ln in r.stderr.splitlines() if ": error: " in ln and ln.startswith("dc-keras ")]
     assert len(lines) == 1, r.stderr
+    assert r.stderr.strip() == lines[0], r.stderr
     assert "Traceback" not in r.stderr, r.stderr
     return lines[0]
 
@@ -124,6 +126,7 @@ def test_read_only_output_directory(tmp_path, plain):
             r = _cli("pack", src, ro / "m.packed.tflite")
             line = _error_line(r)
             assert "Read-only" in line or "Permission denied" in line, line
+            assert str(ro / "m.packed.tflite") in line and ".tmp" not in line, line  # the output, not a temp file
             assert os.listdir(ro) == []
         finally:
             if not mounted:
@@ -150,12 +153,8 @@ def test_disk_full_real_tmpfs(tmp_path, plain):
 
 def test_disk_full_simulated_in_process(tmp_path, plain, monkeypatch, capsys):
     """ENOSPC from the write itself, through the CLI's command dispatcher in this process."""
-    from absl import flags
-
     from dc_keras import cli
 
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS(["dc-keras"])
     src = tmp_path / "m.tflite"
     src.write_bytes(plain)
     real_fdopen = os.fdopen
@@ -179,10 +178,11 @@ def test_disk_full_simulated_in_process(tmp_path, plain, monkeypatch, capsys):
 
     monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: _Full(real_fdopen(fd, *a, **k)))
     for cmd, inp in (("pack", src),):
-        rc = cli._main(["dc-keras", cmd, str(inp), str(tmp_path / "out.tflite")])
+        rc = cli.main([cmd, str(inp), str(tmp_path / "out.tflite")])
         err = capsys.readouterr().err
         assert rc == 1
         lines = [ln for ln in err.splitlines() if ln.startswith(f"dc-keras {cmd}: error:")]
         assert len(lines) == 1 and "No space left" in lines[0], err
+        assert str(tmp_path / "out.tflite") in lines[0] and ".tmp" not in lines[0], lines[0]
     assert _snapshot(tmp_path) == ["m.tflite"]
     assert src.read_bytes() == plain

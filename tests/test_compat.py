@@ -1,12 +1,90 @@
-"""One test per private-API shim in dc_keras/_compat.py."""
-import numpy as np
+"""Tests of the private-API shims in dc_keras/_compat.py (one per shim)."""
+import ctypes
+import subprocess
+import sys
+
+import keras
+
+from dc_keras import _compat
 
 
+# ---- runtime: tflite::MutableOpResolver::AddCustom (issue 17) --------------------------------
+def test_tflite_add_custom_address_is_a_callable_symbol():
+    addr = _compat.tflite_add_custom_address()
+    assert isinstance(addr, int) and addr != 0
+    # the address lies inside a mapped executable segment of a loaded TF shared object
+    with open("/proc/self/maps") as f:
+        hit = [line for line in f if _in_range(line, addr)]
+    assert hit and "x" in hit[0].split()[1] and ".so" in hit[0]
+
+
+def _in_range(maps_line, addr):
+    lo, hi = (int(v, 16) for v in maps_line.split()[0].split("-"))
+    return lo <= addr < hi
+
+
+def test_tflite_add_custom_is_not_touched_by_import():
+    code = "import dc_keras._compat, sys; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert ctypes.sizeof(ctypes.c_void_p) == 8
+
+
+# ---- runtime: native pointer of an external delegate (issue 17) -------------------------------
+def test_delegate_pointer_is_the_created_delegate():
+    from ai_edge_litert.interpreter import load_delegate
+
+    from dc_keras import runtime
+
+    d = load_delegate(runtime.library_path())
+    ptr = _compat.delegate_pointer(d)
+    assert isinstance(ptr, int) and ptr != 0
+    # the library reads it back as its own delegate: an empty report (no model yet), no crash
+    lib = ctypes.CDLL(runtime.library_path())
+    lib.DcKerasHuffDecodeDelegateReport.restype = ctypes.c_size_t
+    lib.DcKerasHuffDecodeDelegateReport.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    assert lib.DcKerasHuffDecodeDelegateReport(ptr, None, 0) == 0
+    assert _compat.delegate_pointer(d) == ptr
+
+
+# ---- training side (issue 14) ----
+import keras
+
+
+
+
+def test_is_functional():
+    inputs = keras.Input((2,))
+    functional = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    sequential = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    assert _compat.is_functional(functional)
+    assert not _compat.is_functional(Sub())
+    assert not _compat.is_functional(keras.layers.Dense(1))
+    assert isinstance(sequential, keras.Model)
+
+
+def test_flatten_layers_sees_nested_and_held_layers():
+    lstm = keras.layers.LSTM(2)
+    inputs = keras.Input((3, 2))
+    inner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="inner_fc")], name="inner")
+    model = keras.Model(inputs, inner(lstm(inputs)))
+    names = {l.name for l in _compat.flatten_layers(model)}
+    assert {"inner", "inner_fc", lstm.name, lstm.cell.name} <= names
+    assert model.name not in names
+    assert model.name in {l.name for l in _compat.flatten_layers(model, include_self=True)}
+
+
+
+# ---- export: per-tensor quantization switch of the TFLite converter (issue 15) ----------------
 def test_converter_per_tensor_gives_one_scale_per_weight_tensor():
-    import keras
+    import numpy as np
     import tensorflow as tf
 
-    from dc_keras import _compat
     from dc_keras.export import _flatbuffer as fb
 
     keras.utils.set_random_seed(0)

@@ -1,4 +1,6 @@
 """`dc-keras pack`, `unpack`, `inspect` as a user runs them."""
+import os
+import stat
 import subprocess
 import sys
 
@@ -41,3 +43,97 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path):
     assert bad.read_bytes() == b"not a model at all, definitely"
     r = _cli("inspect")
     assert r.returncode != 0
+
+
+def test_help_and_version_exit_zero():
+    r = _cli("--help")
+    assert r.returncode == 0, r.stderr
+    for name in ("demo", "pack", "unpack", "inspect"):
+        assert name in r.stdout
+    for cmd in ("pack", "unpack", "inspect", "demo"):
+        r = _cli(cmd, "--help")
+        assert r.returncode == 0 and f"usage: dc-keras {cmd}" in r.stdout, (cmd, r.stderr)
+    r = _cli("--version")
+    import dc_keras
+
+    assert r.returncode == 0 and r.stdout.strip() == f"dc-keras {dc_keras.__version__}", r
+
+
+def test_usage_errors_are_one_message_exit_2():
+    for args, expect in ((), "missing command"), (("frobnicate",), "unknown command 'frobnicate'"), \
+            (("pack", "only_in.tflite"), "required: OUT"), (("demo", "--epochs=0"), "at least 1"):
+        r = _cli(*args)
+        assert r.returncode == 2, (args, r)
+        errors = [ln for ln in r.stderr.splitlines() if ": error: " in ln]
+        assert len(errors) == 1 and expect in errors[0], (args, r.stderr)
+
+
+def test_unpack_of_an_ordinary_tflite_says_so(tmp_path):
+    plain = em.tflite("dense", None)
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    r = _cli("unpack", src, tmp_path / "out.tflite")
+    assert r.returncode == 1
+    assert r.stderr.startswith("dc-keras unpack: error: ") and "not packed" in r.stderr, r.stderr
+    assert str(src) in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+    assert src.read_bytes() == plain
+
+
+def test_cli_module_defines_no_global_flags():
+    """Importing the CLI (or the export commands) registers nothing process-wide: no absl flags,
+    so a program that imports dc_keras can define its own --min_bytes/--plot/--epochs."""
+    code = ("from absl import flags\n"
+            "before = set(flags.FLAGS)\n"
+            "import dc_keras.cli, dc_keras.export.cli_commands\n"
+            "assert set(flags.FLAGS) == before, set(flags.FLAGS) - before\n"
+            "flags.DEFINE_integer('min_bytes', 1, 'mine'); flags.DEFINE_string('plot', None, 'mine')\n"
+            "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def _cli_umask(umask, *args):
+    return subprocess.run([sys.executable, "-m", "dc_keras.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, preexec_fn=lambda: os.umask(umask))
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    plain = em.tflite("dense", None)
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    src.chmod(0o640)
+    mtime = src.stat().st_mtime_ns
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        d = tmp_path / f"u{umask:03o}"
+        d.mkdir()
+        assert _cli_umask(umask, "pack", src, d / "p.tflite").returncode == 0
+        assert _cli_umask(umask, "unpack", d / "p.tflite", d / "u.tflite").returncode == 0
+        r = _cli_umask(umask, "inspect", d / "p.tflite", f"--plot={d / 'sizes.png'}")
+        assert r.returncode == 0, r.stderr
+        for name in ("p.tflite", "u.tflite", "sizes.png"):
+            assert stat.S_IMODE((d / name).stat().st_mode) == mode, (umask, name)
+        assert sorted(p.name for p in d.iterdir()) == ["p.tflite", "sizes.png", "u.tflite"]
+    assert src.read_bytes() == plain and stat.S_IMODE(src.stat().st_mode) == 0o640
+    assert src.stat().st_mtime_ns == mtime  # the input is only read
+
+
+def test_long_pack_shows_elapsed_time_on_a_terminal_only(monkeypatch):
+    import io
+    import time
+
+    from dc_keras.export import cli_commands
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(cli_commands, "PROGRESS_MIN_BYTES", 100)
+    for stream, size, shown in ((Tty(), 1000, True), (Tty(), 10, False), (io.StringIO(), 1000, False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with cli_commands._working("packing m.tflite", size):
+            time.sleep(0.7)
+        text = stream.getvalue()
+        assert ("packing m.tflite: 00:0" in text) == shown, text
+        if shown:
+            assert text.endswith("\r"), repr(text)  # the line is cleared when done

@@ -132,7 +132,8 @@ def test_pack_twice_is_refused_and_unpack_of_plain_is_identity():
 
 def test_unclustered_tensors_use_the_lossless_float_layout():
     """Codec v2: an unclustered float kernel (10^4 distinct values) packs with the float-planes
-    layout (FORMAT.md §12, exponent/byte planes) when that saves min_saving, bit-exact."""
+    layout (FORMAT.md §12, exponent/byte planes) when that saves min_saving, bit-exact; format
+    version 1 has no such layout and leaves it raw."""
     import keras
 
     from dc_keras import codec
@@ -142,20 +143,26 @@ def test_unclustered_tensors_use_the_lossless_float_layout():
     w = m.layers[1].kernel.numpy()
     m.layers[1].kernel.assign(np.round(w * 4) / 4)  # only the second layer is clustered
     plain = export.to_tflite(m, pack=False)
+
+    def layouts(packed):
+        model = fb.read_model(packed)
+        sg, out = model.subgraphs[0], {}
+        for op in sg.operators:
+            if fb.opcode_name(model, op) == "HuffDecode":
+                t = sg.tensors[int(op.outputs[0])]
+                out[tuple(t.shape)] = codec.info(fb.buffer_bytes(model, sg.tensors[int(op.inputs[0])].buffer))["layout"]
+        return out
+
     packed = export.pack(plain)
-    model = fb.read_model(packed)
-    sg = model.subgraphs[0]
-    layouts = {}
-    for op in sg.operators:
-        if fb.opcode_name(model, op) == "HuffDecode":
-            t = sg.tensors[int(op.outputs[0])]
-            layouts[tuple(t.shape)] = codec.info(fb.buffer_bytes(model, sg.tensors[int(op.inputs[0])].buffer))["layout"]
-    assert layouts[(100, 100)] == "float_planes" and layouts[(50, 100)] != "float_planes"
+    got = layouts(packed)
+    assert got[(100, 100)] == "float_planes" and got[(50, 100)] != "float_planes"
     assert _tensors(export.unpack(packed)) == _tensors(plain)
-    # nothing saves 50 %: the model comes back unchanged
+    assert (100, 100) not in layouts(export.pack(plain, version=1))
+    # nothing saves 50 % (or, in version 1, nothing is clustered): the model comes back unchanged
     m2 = keras.Sequential([keras.Input((100,)), keras.layers.Dense(100)])
     plain2 = export.to_tflite(m2, pack=False)
     assert export.pack(plain2, min_saving=0.5) == plain2
+    assert export.pack(plain2, version=1) == plain2
 
 
 def _tensors(data):
@@ -442,7 +449,7 @@ def test_cli_pack_strip_strings_reports_saving(tmp_path):
     src, dst = tmp_path / "m.tflite", tmp_path / "m.packed.tflite"
     src.write_bytes(em.tflite("dense", None))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--strip_strings", str(src), str(dst)],
+    out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--strip-strings", str(src), str(dst)],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     saved = int(re.search(r"strings stripped: (\d+) B saved", out.stdout).group(1))

@@ -8,6 +8,8 @@ import configparser
 import glob
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -40,6 +42,8 @@ def test_pip_wheel_from_source_builds_a_working_native_library(tmp_path):
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "build-*", "__pycache__", "*.egg-info", "*.so", ".pytest_cache",
         ".hypothesis", "examples", "benchmarks"))
+    stale = src / "dc_keras" / "_native" / "libdc_huffdecode.so"
+    stale.write_bytes(b"a stale library left by an old `make`")  # newer than the sources: must not ship
     wheels = tmp_path / "wheels"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -50,6 +54,7 @@ def test_pip_wheel_from_source_builds_a_working_native_library(tmp_path):
     (whl,) = wheels.glob("dc_keras-*.whl")
     names = zipfile.ZipFile(whl).namelist()
     assert "dc_keras/_native/libdc_huffdecode.so" in names
+    assert zipfile.ZipFile(whl).read("dc_keras/_native/libdc_huffdecode.so")[:4] == b"\x7fELF"  # built, not the stale one
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]
 
     target = tmp_path / "site"
@@ -72,3 +77,93 @@ def test_pip_wheel_from_source_builds_a_working_native_library(tmp_path):
                           timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
+
+
+# ---- one build description (tflite_kernels/flags.mk) for make, setup.py and CMake -------------
+
+def _flags_mk():
+    flags = {}
+    with open(os.path.join(ROOT, "tflite_kernels", "flags.mk")) as f:
+        for line in f:
+            m = re.match(r"^(DC_[A-Z_]+)\s*:=\s*(.*?)\s*$", line)
+            if m:
+                flags[m.group(1)] = shlex.split(m.group(2))
+    return flags
+
+
+def _compile_and_link_flags(words):
+    """Option words of a compiler command line, without files, -o/-c and include/library dirs."""
+    out, skip = set(), False
+    for w in words[1:]:
+        if skip:
+            skip = False
+        elif w in ("-o", "-MF", "-MT", "-MQ"):
+            skip = True
+        elif w.startswith("-") and not w.startswith(("-I", "-L", "-D", "-MD", "-c")):
+            out.add(w)
+    return out
+
+
+def test_makefile_builds_with_the_shared_description():
+    f = _flags_mk()
+    r = subprocess.run(["make", "-n", "-B", "-C", os.path.join(ROOT, "tflite_kernels"), "BUILD=build-dryrun",
+                        "build-dryrun/libdc_huffdecode.so"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    (cmd,) = [shlex.split(ln) for ln in r.stdout.splitlines() if "libdc_huffdecode.so" in ln and "-o" in ln]
+    assert _compile_and_link_flags(cmd) == set(f["DC_CFLAGS"] + f["DC_WERROR"] + f["DC_LDFLAGS"] + f["DC_LIBS"])
+    assert "-I" + f["DC_INCLUDE"][0] in cmd
+
+
+def test_setup_py_builds_with_the_shared_description_without_werror(tmp_path):
+    f = _flags_mk()
+    r = subprocess.run([sys.executable, "setup.py", "-v", "build_ext", "-b", str(tmp_path / "lib"),
+                        "-t", str(tmp_path / "tmp")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cmds = [shlex.split(ln) for ln in r.stdout.splitlines() if ln.split(" ", 1)[0].endswith(("cc", "gcc", "clang"))]
+    compiles = [c for c in cmds if "-c" in c]
+    (link,) = [c for c in cmds if "-c" not in c]
+    assert len(compiles) == len(glob.glob(os.path.join(ROOT, "tflite_kernels", "src", "*.c")))
+    for c in compiles:  # only flags.mk's flags: no -g/-O3/-fwrapv from Python's own build, no -Werror
+        assert _compile_and_link_flags(c) == set(f["DC_CFLAGS"]), c
+    assert _compile_and_link_flags(link) == set(f["DC_LDFLAGS"] + f["DC_LIBS"]), link
+    assert (tmp_path / "lib" / "dc_keras" / "_native" / "libdc_huffdecode.so").read_bytes()[:4] == b"\x7fELF"
+
+
+def test_cmake_mirrors_the_shared_description(tmp_path):
+    """CMake spells the flags as properties (C_STANDARD, visibility, PIC); its compile and link
+    commands must carry the same flags, plus only the build type's own (CMAKE_C_FLAGS_RELEASE)."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed (apt install cmake)")
+    f = _flags_mk()
+    build = tmp_path / "build"
+    r = subprocess.run(["cmake", "-S", os.path.join(ROOT, "tflite_kernels"), "-B", str(build),
+                        "-DDC_BUILD_TESTS=OFF", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    cache = (build / "CMakeCache.txt").read_text()
+    build_type_flags = set(shlex.split(re.search(r"^CMAKE_C_FLAGS_RELEASE:\w+=(.*)$", cache, re.M).group(1)))
+    with open(build / "compile_commands.json") as fh:
+        commands = json.load(fh)
+    lib_commands = [c for c in commands if "dc_huffdecode.dir" in c["command"]]
+    assert len(lib_commands) == len(glob.glob(os.path.join(ROOT, "tflite_kernels", "src", "*.c")))
+    want = set(f["DC_CFLAGS"] + f["DC_WERROR"])
+    for c in lib_commands:
+        got = _compile_and_link_flags(shlex.split(c["command"]))
+        assert want <= got, want - got
+        extra = got - want - build_type_flags - {"-O3"}  # -O2 comes last and wins over Release's -O3
+        assert not extra, f"CMake adds flags flags.mk does not have: {extra}"
+    link = shlex.split((build / "CMakeFiles" / "dc_huffdecode.dir" / "link.txt").read_text())
+    link_flags = _compile_and_link_flags(link) | {w for w in link if w.endswith("libm.so")}
+    for flag in f["DC_LDFLAGS"]:
+        assert flag in link_flags, (flag, link)
+    assert "-lm" in link_flags or any(w.endswith("libm.so") for w in link_flags), link
+
+
+def test_install_without_a_compiler_says_what_to_install(tmp_path):
+    env = {**os.environ, "CC": "/nonexistent/bin/gcc"}
+    r = subprocess.run([sys.executable, "setup.py", "build_ext", "-b", str(tmp_path / "lib"), "-t", str(tmp_path / "t")],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert r.returncode != 0
+    assert "needs a C99 compiler" in r.stderr and "apt install gcc" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "lib" / "dc_keras" / "_native" / "libdc_huffdecode.so").exists()

@@ -137,7 +137,7 @@ def _check_args(min_bytes, min_saving, buffers):
 
 
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
-         min_saving: float = DEFAULT_MIN_SAVING, *, strip_strings: bool = False,
+         min_saving: float = DEFAULT_MIN_SAVING, version: int = 2, *, strip_strings: bool = False,
          buffers: str = "auto") -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
 
@@ -161,6 +161,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         before accepting it (default True).
       min_saving: smallest accepted relative saving per tensor, 0 <= min_saving < 1 (default
         0.1: a tensor must pack to at most 90 % of its raw size).
+      version: packed-tensor format version (docs/FORMAT.md §10): 2 (default) or 1 for apps
+        that ship a decoder that reads version 1 only (tensors version 1 cannot express stay raw).
       strip_strings: drop the tensor names, subgraph names and model description (signature
         keys and signature input/output names stay, so ``get_signature_runner`` keeps working;
         ``get_input_details()`` then shows empty names). Default False.
@@ -182,20 +184,22 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       >>> packed = dc_keras.export.pack(open("model.tflite", "rb").read())   # doctest: +SKIP
       >>> small = dc_keras.export.pack(data, strip_strings=True)            # doctest: +SKIP
     """
-    return pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, strip_strings=strip_strings,
+    return pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
                            buffers=buffers)[0]
 
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
-                    min_saving=DEFAULT_MIN_SAVING, *, strip_strings=False, buffers="auto"):
+                    min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto"):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes}`` (for the CLI)."""
     _check_args(min_bytes, min_saving, buffers)
+    if version not in (1, 2):
+        raise ValueError(f"version must be 1 or 2 (docs/FORMAT.md §10), got {version!r}")
     model = fb.read_model(tflite_bytes)
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
     facts = [_graph_facts(sg) for sg in model.subgraphs]
-    plans = _plan(model, facts, min_bytes, verify, min_saving)
-    sparse = _plan_sparse(model, min_saving, verify)
+    plans = _plan(model, facts, min_bytes, verify, min_saving, version)
+    sparse = _plan_sparse(model, min_saving, verify, version)
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0}
     rewrite = strip_strings or buffers != "auto"
     if not stats["packed_tensors"] and not rewrite:
@@ -223,7 +227,7 @@ def _strip_strings(model):
             t.name = None
 
 
-def _plan(model, facts, min_bytes, verify, min_saving):
+def _plan(model, facts, min_bytes, verify, min_saving, version=2):
     """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer)."""
     codec = _codec()
     users = _buffer_users(model)
@@ -243,7 +247,8 @@ def _plan(model, facts, min_bytes, verify, min_saving):
                 continue
             key = (t.buffer, int(t.type), arr.shape)
             if key not in packed_cache:
-                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer))
+                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer),
+                                                    version)
             data = packed_cache[key]
             overhead = _PER_TENSOR_OVERHEAD + len(fb.tensor_name(t)) + len(PACKED_SUFFIX)
             if data is not None and len(data) + overhead < nbytes \
@@ -330,7 +335,7 @@ def _rewrite(model, facts, plans, sparse):
     _remove_unused_codes(model, densify_codes)
 
 
-def _plan_sparse(model, min_saving, verify):
+def _plan_sparse(model, min_saving, verify, version=2):
     """{subgraph: [(DENSIFY op, sparse tensor, packed dense bytes)]} where packing the dense
     tensor beats the sparse one (values + index arrays)."""
     from dc_keras.export import _sparse
@@ -341,18 +346,18 @@ def _plan_sparse(model, min_saving, verify):
         for j, i, dense in _sparse.densify_plans(model, s):
             t = sg.tensors[i]
             stored = _sparse.stored_bytes(t, model)
-            data = _encode_checked(codec, dense, verify)
+            data = _encode_checked(codec, dense, verify, version=version)
             if data is not None and len(data) + _PER_TENSOR_OVERHEAD < stored \
                     and _saves_enough(len(data), stored, min_saving):
                 out.setdefault(s, []).append((j, i, data))
     return out
 
 
-def _encode_checked(codec, arr, verify, raw=None):
+def _encode_checked(codec, arr, verify, raw=None, version=2):
     """Packed bytes of ``arr`` (None if the codec refuses it); with ``verify`` decoded again and
     compared byte for byte with ``raw`` (the tensor's buffer as TFLite stores it)."""
     try:
-        data = codec.encode(arr)
+        data = codec.encode(arr, version=version)
     except ValueError:
         return None  # refused: too many distinct values, unsupported shape, ...
     if verify:

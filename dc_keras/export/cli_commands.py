@@ -1,21 +1,18 @@
-"""``dc-keras pack``, ``unpack`` and ``inspect``: command bodies registered in ``dc_keras.cli``.
+"""``dc-keras pack``, ``unpack`` and ``inspect``: sub-commands added to ``dc_keras.cli``'s parser.
 
-Outputs are written atomically (temporary file + rename in the target directory); inputs are
-never modified. Errors (bad file, already packed, ...) raise ``ValueError``/``OSError``, which
-the CLI prints as one line with a non-zero exit status.
+Outputs are written atomically with the umask's permissions (``dc_keras._fileio``); inputs are
+never modified. Errors (bad file, already packed, not packed, ...) raise ``ValueError``/``OSError``
+naming the file concerned, which the CLI prints as one line with a non-zero exit status.
+Nothing here runs at import: the parsers are built by :func:`add_commands`.
 """
-from absl import app, flags
+import argparse
+import contextlib
+import os
+import sys
+import threading
 
-flags.DEFINE_integer("min_bytes", None, "pack: leave constant tensors smaller than this alone "
-                     "(default: dc_keras.export.DEFAULT_MIN_BYTES).", lower_bound=0)
-flags.DEFINE_boolean("strip_strings", False, "pack: drop tensor/subgraph names and the model "
-                     "description (signatures keep working); prints the bytes saved.")
-flags.DEFINE_enum("buffers", "auto", ["auto", "inline", "external"], "pack/unpack: where buffer "
-                  "data goes: auto (the input's convention, inline under 256 KiB), inline, or external "
-                  "(after the flatbuffer, Buffer.offset/size).")
-flags.DEFINE_string("plot", None, "inspect: also write a raw-vs-packed size chart (PNG) to this path.")
-
-FLAGS = flags.FLAGS
+#: inputs above this size get a progress line on a terminal (inspect has its own bar).
+PROGRESS_MIN_BYTES = 16 << 20
 
 
 def _read(path):
@@ -23,61 +20,144 @@ def _read(path):
         return f.read()
 
 
-def _two_paths(name, args):
-    if len(args) != 2:
-        raise app.UsageError(f"usage: dc-keras {name} IN OUT")
-    import os
+def _check_paths(src, dst):
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise ValueError(f"OUT must differ from IN ({dst}): inputs are never modified")
 
-    if os.path.abspath(args[0]) == os.path.abspath(args[1]):
-        raise ValueError(f"{name}: OUT must differ from IN (inputs are never modified)")
-    return args
+
+@contextlib.contextmanager
+def _working(desc, nbytes):
+    """An elapsed-time line on a terminal's stderr while ``pack``/``unpack`` run on a big model
+    (they report no fraction done); removed when done."""
+    if nbytes < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+    with tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed}", leave=False) as bar:
+
+        def tick():
+            while not done.wait(0.5):
+                bar.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+
+
+def _min_bytes(args):
+    from dc_keras.export import DEFAULT_MIN_BYTES
+
+    return DEFAULT_MIN_BYTES if args.min_bytes is None else args.min_bytes
 
 
 def cmd_pack(args):
-    from dc_keras.export import DEFAULT_MIN_BYTES
-    from dc_keras.export._convert import _write_atomic
+    from dc_keras._fileio import atomic_write
     from dc_keras.export._pack import pack_with_stats
 
-    src, dst = _two_paths("pack", args)
-    data = _read(src)
-    min_bytes = DEFAULT_MIN_BYTES if FLAGS.min_bytes is None else FLAGS.min_bytes
-    out, stats = pack_with_stats(data, min_bytes=min_bytes, strip_strings=FLAGS.strip_strings,
-                                 buffers=FLAGS.buffers)
-    _write_atomic(dst, out)
+    _check_paths(args.input, args.output)
+    data = _read(args.input)
+    with _working(f"packing {args.input}", len(data)):
+        out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
+                                     buffers=args.buffers)
+    atomic_write(args.output, out)
     note = "" if out != data else " (nothing packed smaller: written unchanged)"
-    if FLAGS.strip_strings:
+    if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
-    print(f"{src}: {len(data)} B -> {dst}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
+    print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
+
+
+def is_packed(tflite_bytes) -> bool:
+    """True if the ``.tflite`` has ``HuffDecode`` ops (raises ValueError when it is not a .tflite)."""
+    from dc_keras.export import _flatbuffer as fb
+
+    model = fb.read_model(tflite_bytes)
+    return any(fb.is_huffdecode_code(c) for c in model.operatorCodes or [])
 
 
 def cmd_unpack(args):
+    from dc_keras._fileio import atomic_write
     from dc_keras.export import unpack
-    from dc_keras.export._convert import _write_atomic
 
-    src, dst = _two_paths("unpack", args)
-    data = _read(src)
-    out = unpack(data, buffers=FLAGS.buffers)
-    _write_atomic(dst, out)
-    print(f"{src}: {len(data)} B -> {dst}: {len(out)} B")
+    _check_paths(args.input, args.output)
+    data = _read(args.input)
+    if not is_packed(data):
+        raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
+                         f".tflite, nothing to unpack; {args.output} was not written")
+    with _working(f"unpacking {args.input}", len(data)):
+        out = unpack(data, buffers=args.buffers)
+    atomic_write(args.output, out)
+    print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B")
 
 
 def cmd_inspect(args):
-    from dc_keras.export import DEFAULT_MIN_BYTES, inspect
+    from dc_keras.export import inspect
 
-    if len(args) != 1:
-        raise app.UsageError("usage: dc-keras inspect FILE [--plot=OUT.png]")
-    min_bytes = DEFAULT_MIN_BYTES if FLAGS.min_bytes is None else FLAGS.min_bytes
-    report = inspect(_read(args[0]), min_bytes=min_bytes)
+    report = inspect(_read(args.file), min_bytes=_min_bytes(args))
     print(report.to_text())
-    if FLAGS.plot:
-        report.plot(FLAGS.plot)
-        print(f"size chart written to {FLAGS.plot}")
+    if args.plot:
+        report.plot(args.plot)
+        print(f"size chart written to {args.plot}")
 
 
-#: command name -> (function taking the positional arguments, one-line help); merged into
-#: ``dc_keras.cli.COMMANDS``.
-COMMANDS = {
-    "pack": (cmd_pack, "Huffman-pack the weights of any .tflite (adds HuffDecode ops)"),
-    "unpack": (cmd_unpack, "restore an ordinary .tflite from a packed one"),
-    "inspect": (cmd_inspect, "per-tensor size table of a .tflite (packed or not)"),
-}
+def int_at_least(lower):
+    """An argparse ``type``: an integer >= ``lower``."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lower:
+            raise argparse.ArgumentTypeError(f"must be at least {lower}, got {value}")
+        return value
+
+    return parse
+
+
+def _min_bytes_option(parser):
+    parser.add_argument("--min_bytes", "--min-bytes", type=int_at_least(0), metavar="N",
+                        help="leave constant tensors smaller than N bytes alone "
+                             "(default: dc_keras.export.DEFAULT_MIN_BYTES = 256)")
+
+
+def _buffers_option(p):
+    p.add_argument("--buffers", choices=("auto", "inline", "external"), default="auto",
+                   help="where buffer data goes: auto (the input's convention, inline under 256 KiB), "
+                        "inline, or external (after the flatbuffer, Buffer.offset/size)")
+
+
+def add_commands(commands):
+    """Adds ``pack``, ``unpack`` and ``inspect`` to ``commands`` (an argparse sub-parsers object);
+    returns their names."""
+    p = commands.add_parser("pack", help="Huffman-pack the weights of any .tflite (adds HuffDecode ops)",
+                            description="Huffman-pack the weights of IN into OUT (IN is never modified).")
+    p.add_argument("input", metavar="IN", help="the .tflite to pack")
+    p.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
+    _min_bytes_option(p)
+    p.add_argument("--strip-strings", dest="strip_strings", action="store_true",
+                   help="drop tensor/subgraph names and the model description (signatures keep working); "
+                        "prints the bytes saved")
+    _buffers_option(p)
+    p.set_defaults(func=cmd_pack)
+
+    p = commands.add_parser("unpack", help="restore an ordinary .tflite from a packed one",
+                            description="Decode every HuffDecode op of IN; write the ordinary .tflite to OUT.")
+    p.add_argument("input", metavar="IN", help="a packed .tflite")
+    p.add_argument("output", metavar="OUT", help="where to write the ordinary .tflite")
+    _buffers_option(p)
+    p.set_defaults(func=cmd_unpack)
+
+    p = commands.add_parser("inspect", help="per-tensor size table of a .tflite (packed or not)",
+                            description="Per-tensor size table of FILE: raw vs packed bytes, density, "
+                                        "distinct values.")
+    p.add_argument("file", metavar="FILE", help="a .tflite, packed or not")
+    p.add_argument("--plot", metavar="OUT.png", help="also write a raw-vs-packed size chart to this path")
+    _min_bytes_option(p)
+    p.set_defaults(func=cmd_inspect)
+    return ("pack", "unpack", "inspect")

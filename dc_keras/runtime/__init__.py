@@ -28,20 +28,20 @@ Using the library without this module:
 from __future__ import annotations
 
 import ctypes
-import glob
-import os
+import importlib.util
 import threading
 
 from dc_keras._native import library_path as _native_library_path
 from dc_keras._native import load_library
+from dc_keras._compat import delegate_pointer, tflite_add_custom_address
 
 __all__ = ["Interpreter", "library_path", "REGISTERER", "OP_NAME", "prepare_tensorflow_registerer",
            "available_backends"]
 
 OP_NAME = "HuffDecode"
 REGISTERER = "DcKerasRegisterHuffDecode"
-_ADD_CUSTOM = "_ZN6tflite17MutableOpResolver9AddCustomEPKcPK18TfLiteRegistrationii"
 _BACKENDS = ("auto", "litert", "tensorflow")
+_WEIGHTS = ("decoded", "compressed")
 _lock = threading.Lock()
 _registerer_ready = False
 
@@ -57,22 +57,17 @@ def library_path() -> str:
     return _native_library_path()
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def available_backends() -> list:
-    """Backends importable here, in ``"auto"`` preference order."""
-    out = []
-    try:
-        import ai_edge_litert.interpreter  # noqa: F401
-
-        out.append("litert")
-    except ImportError:
-        pass
-    try:
-        import tensorflow.lite.python.interpreter  # noqa: F401
-
-        out.append("tensorflow")
-    except ImportError:
-        pass
-    return out
+    """Backends installed here, in ``"auto"`` preference order (imports neither of them)."""
+    found = [("litert", "ai_edge_litert"), ("tensorflow", "tensorflow")]
+    return [name for name, module in found if _installed(module)]
 
 
 def prepare_tensorflow_registerer() -> str:
@@ -93,31 +88,12 @@ def prepare_tensorflow_registerer() -> str:
         import tensorflow.lite.python.interpreter  # noqa: F401  (loads the TF runtime)
 
         lib = load_library()
-        addr = _find_add_custom()
+        addr = tflite_add_custom_address()
         lib.DcKerasSetHuffDecodeAddCustom.argtypes = [ctypes.c_void_p]
         lib.DcKerasSetHuffDecodeAddCustom.restype = None
         lib.DcKerasSetHuffDecodeAddCustom(addr)
         _registerer_ready = True
         return REGISTERER
-
-
-def _find_add_custom() -> int:
-    import tensorflow
-
-    root = os.path.dirname(os.path.abspath(tensorflow.__file__))
-    candidates = sorted(glob.glob(os.path.join(root, "libtensorflow_cc.so*"))) + sorted(
-        glob.glob(os.path.join(root, "lite", "python", "*.so"))
-    )
-    for path in candidates:
-        try:
-            lib = ctypes.CDLL(path)
-            return ctypes.cast(getattr(lib, _ADD_CUSTOM), ctypes.c_void_p).value
-        except (OSError, AttributeError):
-            continue
-    raise RuntimeError(
-        "this TensorFlow exports no tflite::MutableOpResolver::AddCustom; use "
-        "dc_keras.runtime.Interpreter(..., decode='delegate') instead"
-    )
 
 
 class Interpreter:
@@ -132,6 +108,12 @@ class Interpreter:
         (TF's ``InterpreterWithCustomOps``).
       decode: ``"delegate"`` (default; keeps XNNPACK on the packed weights) or ``"op"``
         (TF backend only: the plain custom op, decoding in its Prepare).
+      weights: ``"decoded"`` (default: packed weights are decoded to dense constants at load and
+        run on the ordinary kernels, XNNPACK included) or ``"compressed"`` (FULLY_CONNECTED layers
+        with packed float32 / int8 weights run from a compact sparse form built at load -- the
+        dense weights are never kept; every other op is decoded as with ``"decoded"``). Float
+        results then differ from dense kernels by summation order (~1e-6 relative); int8 is exact.
+        The same option for C/Android users: ``load_delegate(path, {"weights": "compressed"})``.
 
     Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,
     ``invoke``, ``get_tensor``, ``get_signature_runner``, ...) is the backend interpreter's.
@@ -145,26 +127,16 @@ class Interpreter:
     """
 
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
-                 **kwargs):
-        if backend not in _BACKENDS:
-            raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-        if decode not in ("delegate", "op"):
-            raise ValueError(f"decode must be 'delegate' or 'op', got {decode!r}")
-        if backend == "auto":
-            found = available_backends()
-            if not found:
-                raise ImportError("neither ai_edge_litert nor tensorflow is installed")
-            backend = found[0]
-        if decode == "op" and backend != "tensorflow":
-            raise ValueError(
-                "decode='op' needs backend='tensorflow' (LiteRT's Python API cannot register a "
-                "C custom op; its route is the delegate)"
-            )
+                 weights="decoded", **kwargs):
+        backend = _check_args(backend, decode, weights)
         user_delegates = list(kwargs.pop("experimental_delegates", None) or [])
+        options = {"weights": weights} if weights != "decoded" else None
+        self._delegate = None
         if backend == "litert":
             from ai_edge_litert import interpreter as mod
 
-            delegates = [mod.load_delegate(library_path())] + user_delegates
+            self._delegate = mod.load_delegate(library_path(), options)
+            delegates = [self._delegate] + user_delegates
             self._interpreter = mod.Interpreter(
                 model_path=model_path, model_content=model_content,
                 experimental_delegates=delegates, **kwargs,
@@ -176,13 +148,39 @@ class Interpreter:
             registerers.append(prepare_tensorflow_registerer())
             delegates = user_delegates
             if decode == "delegate":
-                delegates = [mod.load_delegate(library_path())] + user_delegates
+                self._delegate = mod.load_delegate(library_path(), options)
+                delegates = [self._delegate] + user_delegates
             self._interpreter = mod.InterpreterWithCustomOps(
                 model_path=model_path, model_content=model_content,
                 custom_op_registerers=registerers, experimental_delegates=delegates, **kwargs,
             )
         self.backend = backend
         self.decode = decode
+        self.weights = weights
+
+    def compressed_report(self) -> list:
+        """What ``weights="compressed"`` did with each FULLY_CONNECTED fed by packed weights.
+
+        One dict per layer: ``{"weights": tensor name, "route": "compressed", "shape": (units,
+        inputs), "dtype", "nonzeros", "bytes": size of the compact form}`` or ``{"weights",
+        "route": "dense", "reason"}`` (layers the compressed kernel cannot run keep the decoded
+        route). Empty with ``weights="decoded"``.
+
+        Example:
+          >>> it = Interpreter(model_content=packed, weights="compressed")   # doctest: +SKIP
+          >>> [r["route"] for r in it.compressed_report()]                    # doctest: +SKIP
+          ['compressed', 'compressed', 'dense']
+        """
+        if self._delegate is None:
+            return []
+        lib = load_library()
+        fn = lib.DcKerasHuffDecodeDelegateReport
+        fn.restype = ctypes.c_size_t
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        ptr = delegate_pointer(self._delegate)
+        buf = ctypes.create_string_buffer(fn(ptr, None, 0) + 1)
+        fn(ptr, buf, len(buf))
+        return [_report_row(line.split("\t")) for line in buf.value.decode().splitlines()]
 
     @property
     def interpreter(self):
@@ -195,4 +193,37 @@ class Interpreter:
         return getattr(self._interpreter, name)
 
     def __repr__(self):
-        return f"<dc_keras.runtime.Interpreter backend={self.backend!r} decode={self.decode!r}>"
+        return (f"<dc_keras.runtime.Interpreter backend={self.backend!r} decode={self.decode!r} "
+                f"weights={self.weights!r}>")
+
+
+def _report_row(f) -> dict:
+    if f[0] == "compressed":
+        rows, cols = (int(v) for v in f[2].split("x"))
+        return {"weights": f[1], "route": "compressed", "shape": (rows, cols), "dtype": f[3],
+                "nonzeros": int(f[4]), "bytes": int(f[5])}
+    return {"weights": f[1], "route": "dense", "reason": f[2]}
+
+
+def _check_args(backend, decode, weights) -> str:
+    """Validates the wrapper's own arguments; returns the concrete backend (imports nothing)."""
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if decode not in ("delegate", "op"):
+        raise ValueError(f"decode must be 'delegate' or 'op', got {decode!r}")
+    if weights not in _WEIGHTS:
+        raise ValueError(f"weights must be one of {_WEIGHTS}, got {weights!r}")
+    if backend == "auto":
+        found = available_backends()
+        if not found:
+            raise ImportError("neither ai_edge_litert nor tensorflow is installed: "
+                              "pip install ai-edge-litert")
+        backend = found[0]
+    if decode == "op" and backend != "tensorflow":
+        raise ValueError(
+            "decode='op' needs backend='tensorflow' (LiteRT's Python API cannot register a "
+            "C custom op; its route is the delegate)"
+        )
+    if decode == "op" and weights == "compressed":
+        raise ValueError("weights='compressed' runs inside the delegate: use decode='delegate'")
+    return backend

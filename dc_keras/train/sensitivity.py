@@ -5,12 +5,12 @@ The paper chose per-layer thresholds and bit widths by hand; :func:`suggest_spar
 :func:`suggest_bits` turn a sweep into per-layer targets automatically.
 """
 import os
-import tempfile
 
 import keras
 import numpy as np
 from keras import ops
 
+from dc_keras._fileio import atomic_write, figure_bytes
 from dc_keras.train import _base
 from dc_keras.train.kmeans import kmeans_1d
 
@@ -101,15 +101,15 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
     name, fn, better = _metric(metric, higher_is_better)
     if bits is not None:
         values = [int(b) for b in bits]
-        if not values or any(b < 1 or b > 16 for b in values):
-            raise ValueError(f"`bits` must be a non-empty list of integers in [1, 16], got {bits!r}.")
+        if not values or any(b < 1 or b > _base.MAX_BITS for b in values):
+            raise ValueError(f"`bits` must be a non-empty list of integers in [1, {_base.MAX_BITS}], got {bits!r}.")
         mode = "bits"
     else:
         values = [float(s) for s in sparsities]
         if not values or any(not 0.0 <= s < 1.0 for s in values):
             raise ValueError(f"`sparsities` must be a non-empty list of numbers in [0, 1), got {sparsities!r}.")
         mode = "sparsity"
-    chosen = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
+    chosen, _ = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
     baseline = fn(*_collect(model, data, batch_size))
     report = {"metric": name, "higher_is_better": bool(better), "baseline": baseline, "mode": mode,
               "values": values, "layers": {}}
@@ -198,16 +198,10 @@ def plot_sensitivity(report, path):
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix="." + ext, dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=ext)
-        os.replace(tmp, path)
+        atomic_write(path, figure_bytes(fig, ext))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

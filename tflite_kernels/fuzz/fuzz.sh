@@ -11,7 +11,7 @@
 # CC (replay compiler, default cc), CLANG (libFuzzer compiler, default: clang, clang-NN),
 # FUZZ_SECONDS, FUZZ_TIMEOUT (wall-clock seconds per input before libFuzzer reports a hang,
 # default 30: a 16 MiB constant decodes twice in ~0.5 s under ASan on an idle core, but a shared
-# machine can stretch that 20x), FUZZ_HARNESSES (default "decode op"), FUZZ_ARGS (extra
+# machine can stretch that 20x), FUZZ_HARNESSES (default "decode op sparse_fc"), FUZZ_ARGS (extra
 # libFuzzer flags), OUT (default build-fuzz).
 # Exit status: 0 = no finding (or libFuzzer unavailable and not root: skipped with a message),
 # 1 = a harness found a crash / sanitizer error / failed property (reproducer in $OUT/artifacts).
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."              # tflite_kernels/
 MODE=${1:-smoke}
 PY=${PY:-python3}
 OUT=${OUT:-build-fuzz}
-HARNESSES=${FUZZ_HARNESSES:-decode op}
+HARNESSES=${FUZZ_HARNESSES:-decode op sparse_fc}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 CFLAGS_F="-std=c99 -g -O1 -Wall -Wextra -Werror -Iinclude"
 SRCS=$(ls src/*.c)
@@ -39,6 +39,10 @@ seeds() {
     rm -rf "$OUT/seeds.new"
     mkdir -p "$OUT/seeds/decode" "$OUT/seeds/op"
   fi
+}
+
+seeddir() {  # fuzz_sparse_fc takes the same input as fuzz_decode (one packed tensor)
+  case "$1" in sparse_fc) echo "$OUT/seeds/decode" ;; *) echo "$OUT/seeds/$1" ;; esac
 }
 
 regressions() {  # committed reproducers of past findings, if any
@@ -90,7 +94,7 @@ case "$MODE" in
     for h in $HARNESSES; do
       # shellcheck disable=SC2086
       $CC $CFLAGS_F $SAN -o "$OUT/replay_$h" fuzz/replay_main.c "fuzz/fuzz_$h.c" $SRCS -lm
-      "$OUT/replay_$h" $(regressions "$h") "$OUT/seeds/$h"
+      "$OUT/replay_$h" $(regressions "$h") "$(seeddir "$h")"
     done
     ;;
   smoke|long)
@@ -108,7 +112,7 @@ case "$MODE" in
       # shellcheck disable=SC2086
       "$OUT/fuzz_$h" -max_total_time="$SECS" -timeout="${FUZZ_TIMEOUT:-30}" -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$OUT/artifacts/$h-" ${FUZZ_ARGS:-} \
-        "$CORPUS" "$OUT/seeds/$h" $(regressions "$h") >"$OUT/fuzz_$h.$MODE.log" 2>&1
+        "$CORPUS" "$(seeddir "$h")" $(regressions "$h") >"$OUT/fuzz_$h.$MODE.log" 2>&1
       rc=$?
       set -e
       execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/fuzz_$h.$MODE.log")

@@ -74,11 +74,46 @@ typedef enum {
 
 enum { kTfLiteDelegateFlagsAllowDynamicTensors = 1 };
 enum { kTfLiteBuiltinCustom = 32 }; /* BuiltinOperator CUSTOM */
-
 typedef struct TfLiteIntArray {
   int size;
   int data[]; /* C99 flexible array member */
 } TfLiteIntArray;
+
+enum { kTfLiteBuiltinFullyConnected = 9 }; /* BuiltinOperator FULLY_CONNECTED */
+
+/* builtin_op_data.h: TfLiteFusedActivation */
+typedef enum {
+  kTfLiteActNone = 0,
+  kTfLiteActRelu = 1,
+  kTfLiteActReluN1To1 = 2,
+  kTfLiteActRelu6 = 3,
+  kTfLiteActTanh = 4,
+  kTfLiteActSignBit = 5,
+  kTfLiteActSigmoid = 6
+} TfLiteFusedActivation;
+
+/* builtin_op_data.h: builtin data of FULLY_CONNECTED (prefix we read; the
+ * struct is allocated by the runtime, we only read through a pointer). */
+typedef struct TfLiteFullyConnectedParams {
+  int activation;     /* TfLiteFusedActivation */
+  int weights_format; /* 0 = kTfLiteFullyConnectedWeightsFormatDefault */
+  bool keep_num_dims;
+  bool asymmetric_quantize_inputs;
+} TfLiteFullyConnectedParams;
+
+/* common.h: quantization.type kTfLiteAffineQuantization and its params. */
+enum { kTfLiteNoQuantization = 0, kTfLiteAffineQuantization = 1 };
+
+typedef struct TfLiteFloatArray {
+  int size;
+  float data[];
+} TfLiteFloatArray;
+
+typedef struct TfLiteAffineQuantization {
+  TfLiteFloatArray* scale;
+  TfLiteIntArray* zero_point;
+  int32_t quantized_dimension;
+} TfLiteAffineQuantization;
 
 typedef struct TfLiteQuantizationParams {
   float scale;
@@ -233,6 +268,8 @@ DC_ABI_ASSERT(offsetof(TfLiteContext, GetNodeAndRegistration) == 56, ctx_getnode
 DC_ABI_ASSERT(offsetof(TfLiteContext, ReplaceNodeSubsetsWithDelegateKernels) == 64,
               ctx_replace);
 DC_ABI_ASSERT(offsetof(TfLiteContext, ResizeTensorExplicit) == 144, ctx_resize_explicit);
+DC_ABI_ASSERT(offsetof(TfLiteFullyConnectedParams, keep_num_dims) == 8, fc_keep);
+DC_ABI_ASSERT(offsetof(TfLiteAffineQuantization, quantized_dimension) == 16, affine_qdim);
 DC_ABI_ASSERT(offsetof(TfLiteDelegate, flags) == 40, delegate_flags);
 DC_ABI_ASSERT(sizeof(TfLiteDelegate) == 56, delegate_size);
 #undef DC_ABI_ASSERT

@@ -354,21 +354,70 @@ dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* bytes) {
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* §8 CRC-32 (slice-by-8, tables in dc_codec_crc.h)                                          */
+/* §8 CRC-32 (slice-by-8 in 4 lanes, tables in dc_codec_crc.h)                                          */
 /* ---------------------------------------------------------------------------------------- */
+/* One slice-by-8 step: 8 bytes at p into the (conditioned) register c. */
+#define DC_CRC8(c, p)                                                                          \
+  do {                                                                                         \
+    uint32_t lo_ = (c) ^ ld32(p), hi_ = ld32((p) + 4);                                        \
+    (c) = t[7][lo_ & 0xFFu] ^ t[6][(lo_ >> 8) & 0xFFu] ^ t[5][(lo_ >> 16) & 0xFFu] ^          \
+          t[4][lo_ >> 24] ^ t[3][hi_ & 0xFFu] ^ t[2][(hi_ >> 8) & 0xFFu] ^                     \
+          t[1][(hi_ >> 16) & 0xFFu] ^ t[0][hi_ >> 24];                                         \
+  } while (0)
+
+#ifndef DC_CRC_SMALL_TABLE
+/* a * b modulo the CRC polynomial (bit-reflected: bit 31 is x^0). */
+static uint32_t crc_mulmod(uint32_t a, uint32_t b) {
+  uint32_t m = 1u << 31, prod = 0;
+  for (; m != 0; m >>= 1) {
+    if (a & m) prod ^= b;
+    b = (b & 1u) ? (b >> 1) ^ 0xEDB88320u : b >> 1;
+  }
+  return prod;
+}
+
+/* CRC of A followed by B from crc(A), crc(B) and len(B) (the CRC is linear: crc(A) advanced over
+ * len(B) zero bytes, xor crc(B)). */
+static uint32_t crc_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
+  uint32_t x = 1u << 31; /* x^0 */
+  unsigned k = 3;        /* len_b bytes = len_b * 2^3 bits */
+  for (; len_b != 0; len_b >>= 1, ++k)
+    if (len_b & 1) x = crc_mulmod(dc_crc_x2n[k & 31], x);
+  return crc_mulmod(x, crc_a) ^ crc_b;
+}
+#endif
+
 uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len) {
   const uint32_t(*t)[256] = dc_crc_table;
-  crc = ~crc;
 #ifndef DC_CRC_SMALL_TABLE
-  for (; len >= 8; len -= 8, p += 8) { /* slice-by-8: 8 independent lookups per 8 bytes */
-    uint32_t lo = crc ^ ld32(p), hi = ld32(p + 4);
-    crc = t[7][lo & 0xFFu] ^ t[6][(lo >> 8) & 0xFFu] ^ t[5][(lo >> 16) & 0xFFu] ^ t[4][lo >> 24] ^
-          t[3][hi & 0xFFu] ^ t[2][(hi >> 8) & 0xFFu] ^ t[1][(hi >> 16) & 0xFFu] ^ t[0][hi >> 24];
+  /* Long inputs: four lanes of equal length in one loop (independent dependency chains, so the
+   * table loads of the four overlap), combined at the end. */
+  if (len >= 4096) {
+    const size_t lane = (len / 32) * 8, steps = lane / 8;
+    const uint8_t *p1 = p + lane, *p2 = p + 2 * lane, *p3 = p + 3 * lane;
+    uint32_t c0 = ~crc, c1 = ~0u, c2 = ~0u, c3 = ~0u;
+    size_t i;
+    for (i = 0; i < steps; ++i, p += 8, p1 += 8, p2 += 8, p3 += 8) {
+      DC_CRC8(c0, p);
+      DC_CRC8(c1, p1);
+      DC_CRC8(c2, p2);
+      DC_CRC8(c3, p3);
+    }
+    crc = crc_combine(~c0, ~c1, lane);
+    crc = crc_combine(crc, ~c2, lane);
+    crc = crc_combine(crc, ~c3, lane);
+    p = p3;
+    len -= 4 * lane;
   }
+  crc = ~crc;
+  for (; len >= 8; len -= 8, p += 8) DC_CRC8(crc, p);
+#else
+  crc = ~crc;
 #endif
   for (; len > 0; --len, ++p) crc = t[0][(crc ^ *p) & 0xFFu] ^ (crc >> 8);
   return ~crc;
 }
+#undef DC_CRC8
 
 /* §8: CRC-32 of every byte but the 4 of the check field. */
 static int crc_ok(const dc_header* h, const uint8_t* data, size_t size) {
@@ -803,20 +852,43 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
 /* ---------------------------------------------------------------------------------------- */
 /* Element i from its symbol (the 8 bits below the sign) and its raw bytes (the other bits, the
  * sign on top), W = 8 * esz bits: x = (rest & M) | sym << (W - 9) | (rest >> (W - 9)) << (W - 1). */
-DC_INLINE void put_plane(uint8_t* out, uint64_t i, uint32_t sym, const uint8_t* rest, const size_t esz) {
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DC_LITTLE_ENDIAN 1 /* host order = format order: whole-word memcpy loads and stores */
+#else
+#define DC_LITTLE_ENDIAN 0
+#endif
+
+/* `wide`: element i is not the last one, so a 4-byte load of its 3 rest bytes stays inside the
+ * input (the rest plane ends the input, §12). */
+DC_INLINE void put_plane(uint8_t* out, uint64_t i, uint32_t sym, const uint8_t* rest, const size_t esz,
+                         const int wide) {
   if (esz == 4) {
     const uint8_t* r = rest + i * 3;
-    uint32_t v = (uint32_t)r[0] | ((uint32_t)r[1] << 8) | ((uint32_t)r[2] << 16);
+    uint32_t v;
+    if (DC_LITTLE_ENDIAN && wide) {
+      memcpy(&v, r, 4);
+      v &= 0xFFFFFFu;
+    } else {
+      v = (uint32_t)r[0] | ((uint32_t)r[1] << 8) | ((uint32_t)r[2] << 16);
+    }
     v = (v & 0x7FFFFFu) | (sym << 23) | ((v >> 23) << 31);
-    out[i * 4] = (uint8_t)v;
-    out[i * 4 + 1] = (uint8_t)(v >> 8);
-    out[i * 4 + 2] = (uint8_t)(v >> 16);
-    out[i * 4 + 3] = (uint8_t)(v >> 24);
+    if (DC_LITTLE_ENDIAN) {
+      memcpy(out + i * 4, &v, 4);
+    } else {
+      out[i * 4] = (uint8_t)v;
+      out[i * 4 + 1] = (uint8_t)(v >> 8);
+      out[i * 4 + 2] = (uint8_t)(v >> 16);
+      out[i * 4 + 3] = (uint8_t)(v >> 24);
+    }
   } else {
     uint32_t r = rest[i];
-    uint32_t v = (r & 0x7Fu) | (sym << 7) | ((r >> 7) << 15);
-    out[i * 2] = (uint8_t)v;
-    out[i * 2 + 1] = (uint8_t)(v >> 8);
+    uint16_t v = (uint16_t)((r & 0x7Fu) | (sym << 7) | ((r >> 7) << 15));
+    if (DC_LITTLE_ENDIAN) {
+      memcpy(out + i * 2, &v, 2);
+    } else {
+      out[i * 2] = (uint8_t)v;
+      out[i * 2 + 1] = (uint8_t)(v >> 8);
+    }
   }
 }
 
@@ -830,12 +902,13 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
   uint32_t s, sym;
   dc_status st;
   if (h->index_code.max_len == 0) { /* one exponent for all: no stream bits */
-    for (i = 0; i < n; ++i) put_plane(out, i, h->index_code.single, rest, esz);
+    for (i = 0; i < n; ++i) put_plane(out, i, h->index_code.single, rest, esz, i + 1 < n);
     return DC_OK;
   }
   streams_init(br, h);
   b0 = br[0]; b1 = br[1]; b2 = br[2]; b3 = br[3];
-  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), (rounds - k) / 4)) > 0) {
+  /* the last round is left to the tail: elements of the fast loop are never the last (wide) */
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), (rounds - k - (rounds > k)) / 4)) > 0) {
     for (; it > 0; --it) {
       uint32_t r;
       BR_REFILL_FAST(b0, data);
@@ -849,10 +922,10 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
         DEC(b1, tab, mask, s1);
         DEC(b2, tab, mask, s2);
         DEC(b3, tab, mask, s3);
-        put_plane(out, e, s0, rest, esz);
-        put_plane(out, e + 1, s1, rest, esz);
-        put_plane(out, e + 2, s2, rest, esz);
-        put_plane(out, e + 3, s3, rest, esz);
+        put_plane(out, e, s0, rest, esz, 1);
+        put_plane(out, e + 1, s1, rest, esz, 1);
+        put_plane(out, e + 2, s2, rest, esz, 1);
+        put_plane(out, e + 3, s3, rest, esz, 1);
       }
       k += 4;
     }
@@ -863,7 +936,7 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
     for (i = k * 4 + s; i < n; i += 4) {
       br_refill_safe(b, data);
       DEC(*b, tab, mask, sym);
-      put_plane(out, i, sym, rest, esz);
+      put_plane(out, i, sym, rest, esz, i + 1 < n);
     }
     st = br_finish(b, data);
     if (st != DC_OK) return st;

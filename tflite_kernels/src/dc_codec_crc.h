@@ -379,4 +379,15 @@ static const uint32_t dc_crc_table[DC_CRC_TABLES][256] = {
 #endif
 };
 
+/* x^(2^k) modulo the CRC polynomial, k = 0..31 (bit-reflected): shifts a CRC over 2^k zero bits
+ * when combining the CRCs of consecutive pieces (dc_crc32's parallel lanes). */
+static const uint32_t dc_crc_x2n[32] = {
+  0x40000000u, 0x20000000u, 0x08000000u, 0x00800000u, 0x00008000u, 0xedb88320u,
+  0xb1e6b092u, 0xa06a2517u, 0xed627daeu, 0x88d14467u, 0xd7bbfe6au, 0xec447f11u,
+  0x8e7ea170u, 0x6427800eu, 0x4d47bae0u, 0x09fe548fu, 0x83852d0fu, 0x30362f1au,
+  0x7b5a9cc3u, 0x31fec169u, 0x9fec022au, 0x6c8dedc4u, 0x15d6874du, 0x5fde7a4eu,
+  0xbad90e37u, 0x2e4e5eefu, 0x4eaba214u, 0xa8a472c0u, 0x429a969eu, 0x148d302au,
+  0xc40ba6d0u, 0xc4e22c3cu,
+};
+
 #endif /* DC_CODEC_CRC_H_ */

@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "dc_codec.h"
+#include "dc_sparse_fc.h"
 #include "tflite_abi.h"
 
 #define DC_EXPORT __attribute__((visibility("default")))
@@ -338,11 +339,41 @@ DC_EXPORT void DcKerasRegisterHuffDecode(void* resolver) {
 /* the delegate (external-delegate plugin route)                      */
 /* ------------------------------------------------------------------ */
 
+/* One FULLY_CONNECTED node run from compact weights (weights="compressed"). */
+typedef struct {
+  int node;           /* original FC node index */
+  int input, bias, output;
+  int weight;         /* the dense weight tensor: never allocated */
+  int packed;         /* packed uint8 tensor, the node's new input 1 */
+  int activation;
+  int keep_num_dims;
+  float act_min, act_max;       /* float */
+  int32_t input_zp, output_zp;  /* int8 */
+  int32_t qmin, qmax;
+  float* scale;                 /* int8: rows requantization scales */
+  dc_sparse_fc m;
+  char name[96];
+} FcPlan;
+
 typedef struct {
   TfLiteDelegate base;    /* first: the runtime sees a TfLiteDelegate */
   uint64_t reserved[8];   /* zeros for fields a newer runtime may read */
   void** blocks;          /* raw malloc blocks of decoded tensors */
   size_t num_blocks, cap_blocks;
+  int compressed;         /* option weights=compressed */
+  int keep_decoded;       /* option keep_decoded=1: never release decoded weights */
+  struct Decoded* dec;    /* decoded weight tensors (release bookkeeping) */
+  size_t num_dec, cap_dec;
+  /* The runtime's GetExecutionPlan / GetNodeAndRegistration as seen during
+   * Prepare (kernels get stubs that refuse): plain accessors of the subgraph
+   * behind context->impl_, used by release_packed_copies. */
+  TfLiteStatus (*get_plan)(struct TfLiteContext*, TfLiteIntArray**);
+  TfLiteStatus (*get_node)(struct TfLiteContext*, int, TfLiteNode**,
+                           TfLiteRegistration**);
+  FcPlan** fcs;           /* compressed FC nodes (stable pointers) */
+  size_t num_fcs, cap_fcs;
+  char* report;           /* one line per FC considered (DcKerasHuffDecodeDelegateReport) */
+  size_t report_len, report_cap;
   char error[512];        /* first decode error, reported by the kernel */
 } DcDelegate;
 
@@ -358,16 +389,176 @@ static int delegate_keep(DcDelegate* d, void* block) {
   return 1;
 }
 
-static void* kernel_init(TfLiteContext* context, const char* buffer,
-                         size_t length) {
-  (void)context;
-  (void)buffer;
-  (void)length;
+static void report_line(DcDelegate* d, const char* fmt, ...) {
+  char line[320];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  size_t len = strlen(line);
+  if (d->report_len + len + 1 > d->report_cap) {
+    size_t cap = (d->report_cap ? 2 * d->report_cap : 1024) + len;
+    char* nr = (char*)realloc(d->report, cap);
+    if (!nr) return;
+    d->report = nr;
+    d->report_cap = cap;
+  }
+  memcpy(d->report + d->report_len, line, len + 1);
+  d->report_len += len;
+}
+
+/* A tensor decoded by the delegate.  Its block may be released once every
+ * consumer is a FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D node (filter
+ * input only) that the XNNPACK delegate took over: XNNPACK packs such static
+ * filters into its own memory when it creates its runtime and only reshapes
+ * (never repacks) on a resize.  If the delegates are applied again, the
+ * delegate's Prepare decodes it again. */
+typedef struct Decoded {
+  int tensor;
+  void* block;     /* malloc block, NULL once released */
+  int* consumers;  /* original node indices */
+  int num_consumers;
+  int eligible;
+} Decoded;
+
+static Decoded* find_decoded(const DcDelegate* d, int tensor) {
+  for (size_t i = 0; i < d->num_dec; ++i) {
+    if (d->dec[i].tensor == tensor) return &d->dec[i];
+  }
   return NULL;
 }
 
+static void track_decoded(DcDelegate* d, int tensor, void* block) {
+  Decoded* r = find_decoded(d, tensor);
+  if (!r) {
+    if (d->num_dec == d->cap_dec) {
+      size_t cap = d->cap_dec ? 2 * d->cap_dec : 16;
+      Decoded* nd = (Decoded*)realloc(d->dec, cap * sizeof(Decoded));
+      if (!nd) return; /* untracked: simply never released */
+      d->dec = nd;
+      d->cap_dec = cap;
+    }
+    r = &d->dec[d->num_dec++];
+    memset(r, 0, sizeof *r);
+    r->tensor = tensor;
+  }
+  r->block = block;
+}
+
+static FcPlan* find_fc(const DcDelegate* d, int node) {
+  for (size_t i = 0; i < d->num_fcs; ++i) {
+    if (d->fcs[i]->node == node) return d->fcs[i];
+  }
+  return NULL;
+}
+
+static void fc_plan_free(FcPlan* p) {
+  if (!p) return;
+  dc_sparse_fc_free(&p->m);
+  free(p->scale);
+  free(p);
+}
+
+/* Kernel state of one delegated partition: its compressed FC nodes in order. */
+typedef struct {
+  FcPlan** fcs;
+  int num_fcs;
+  const TfLiteIntArray* outputs; /* partition outputs (owned by the runtime) */
+  void* scratch;                 /* batch tile, DC_SFC_BATCH_TILE * max cols floats */
+  size_t scratch_bytes;
+} KernelState;
+
+static void* kernel_init(TfLiteContext* context, const char* buffer,
+                         size_t length) {
+  (void)context;
+  (void)length;
+  KernelState* ks = (KernelState*)calloc(1, sizeof(KernelState));
+  const TfLiteDelegateParams* params = (const TfLiteDelegateParams*)buffer;
+  if (!ks || !params || !params->delegate || !params->nodes_to_replace) return ks;
+  DcDelegate* d = (DcDelegate*)params->delegate->data_;
+  const TfLiteIntArray* nodes = params->nodes_to_replace;
+  ks->outputs = params->output_tensors;
+  ks->fcs = (FcPlan**)calloc((size_t)(nodes->size > 0 ? nodes->size : 1), sizeof(FcPlan*));
+  if (!ks->fcs) {
+    free(ks);
+    return NULL;
+  }
+  for (int k = 0; k < nodes->size; ++k) {
+    FcPlan* p = d ? find_fc(d, nodes->data[k]) : NULL;
+    if (p) ks->fcs[ks->num_fcs++] = p;
+  }
+  return ks;
+}
+
+static void kernel_free(TfLiteContext* context, void* buffer) {
+  (void)context;
+  KernelState* ks = (KernelState*)buffer;
+  if (!ks) return;
+  free(ks->fcs);
+  free(ks->scratch);
+  free(ks);
+}
+
+static int is_fc_output(const KernelState* ks, int t) {
+  for (int i = 0; ks && i < ks->num_fcs; ++i) {
+    if (ks->fcs[i]->output == t) return 1;
+  }
+  return 0;
+}
+
+static int in_array(const TfLiteIntArray* a, int v) {
+  for (int i = 0; a && i < a->size; ++i) {
+    if (a->data[i] == v) return 1;
+  }
+  return 0;
+}
+
+/* Shapes the output of one compressed FC from its current input (as TFLite's
+ * FULLY_CONNECTED does) and makes sure it will have memory. */
+static TfLiteStatus fc_prepare(TfLiteContext* context, const KernelState* ks,
+                               FcPlan* p, size_t* batch_out) {
+  TfLiteTensor* in = &context->tensors[p->input];
+  TfLiteTensor* out = &context->tensors[p->output];
+  size_t elems = 1;
+  for (int k = 0; in->dims && k < in->dims->size; ++k) {
+    if (in->dims->data[k] < 0) return kTfLiteError;
+    elems *= (size_t)in->dims->data[k];
+  }
+  if (!in->dims || in->dims->size < 1 || elems % p->m.cols != 0 ||
+      (p->keep_num_dims &&
+       (uint32_t)in->dims->data[in->dims->size - 1] != p->m.cols)) {
+    context->ReportError(context,
+                         "dc_keras compressed FC(%s): input size is not a "
+                         "multiple of %u", p->name, (unsigned)p->m.cols);
+    return kTfLiteError;
+  }
+  size_t batch = elems / p->m.cols;
+  int rank = p->keep_num_dims ? in->dims->size : 2;
+  if (batch > 0x7fffffff) return kTfLiteError;
+  TfLiteIntArray* shape =
+      (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * (size_t)rank);
+  if (!shape) return kTfLiteError;
+  shape->size = rank;
+  if (p->keep_num_dims) {
+    for (int k = 0; k < rank; ++k) shape->data[k] = in->dims->data[k];
+  } else {
+    shape->data[0] = (int)batch;
+  }
+  shape->data[rank - 1] = (int)p->m.rows;
+  /* An output used only inside this partition is planned by no one: heap. */
+  if (!in_array(ks->outputs, p->output) && out->allocation_type == kTfLiteArenaRw) {
+    out->allocation_type = kTfLiteDynamic;
+  }
+  *batch_out = batch;
+  return context->ResizeTensor(context, out, shape); /* takes ownership */
+}
+
+static void release_packed_copies(TfLiteContext* context, DcDelegate* d);
+
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   DcDelegate* d = node->delegate ? (DcDelegate*)node->delegate->data_ : NULL;
+  KernelState* ks = (KernelState*)node->user_data;
   if (!d) {
     context->ReportError(context, "HuffDecode delegate kernel without delegate");
     return kTfLiteError;
@@ -379,17 +570,67 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   for (int k = 0; node->outputs && k < node->outputs->size; ++k) {
     int t = node->outputs->data[k];
     if (t < 0 || (size_t)t >= context->tensors_size ||
-        context->tensors[t].data.data == NULL) {
+        (!is_fc_output(ks, t) && context->tensors[t].data.data == NULL &&
+         context->tensors[t].bytes != 0 &&
+         !(find_decoded(d, t) && !find_decoded(d, t)->block))) {
       context->ReportError(context, "HuffDecode delegate: output %d not decoded", t);
       return kTfLiteError;
     }
+  }
+  release_packed_copies(context, d);
+  size_t need = 0;
+  for (int i = 0; ks && i < ks->num_fcs; ++i) {
+    size_t batch = 0;
+    if (fc_prepare(context, ks, ks->fcs[i], &batch) != kTfLiteOk) return kTfLiteError;
+    size_t b = (size_t)ks->fcs[i]->m.cols * DC_SFC_BATCH_TILE * sizeof(float);
+    if (batch > 1 && b > need) need = b;
+  }
+  if (ks && need > ks->scratch_bytes) {
+    void* s = realloc(ks->scratch, need);
+    if (!s) {
+      context->ReportError(context, "dc_keras compressed FC: out of memory");
+      return kTfLiteError;
+    }
+    ks->scratch = s;
+    ks->scratch_bytes = need;
+  }
+  return kTfLiteOk;
+}
+
+static TfLiteStatus fc_invoke(TfLiteContext* context, const KernelState* ks,
+                              const FcPlan* p) {
+  const TfLiteTensor* in = &context->tensors[p->input];
+  TfLiteTensor* out = &context->tensors[p->output];
+  const TfLiteTensor* bias = p->bias >= 0 ? &context->tensors[p->bias] : NULL;
+  size_t esize = p->m.dtype == DC_DTYPE_FLOAT32 ? sizeof(float) : 1;
+  size_t batch = in->bytes / esize / p->m.cols;
+  if (!in->data.raw_const || !out->data.data ||
+      out->bytes != batch * p->m.rows * esize ||
+      in->bytes != batch * p->m.cols * esize) {
+    context->ReportError(context, "dc_keras compressed FC(%s): tensors not ready",
+                         p->name);
+    return kTfLiteError;
+  }
+  if (p->m.dtype == DC_DTYPE_FLOAT32) {
+    dc_sparse_fc_float(&p->m, (const float*)in->data.raw_const, batch,
+                       bias ? (const float*)bias->data.raw_const : NULL,
+                       p->act_min, p->act_max, (float*)out->data.data,
+                       (float*)ks->scratch);
+  } else {
+    dc_sparse_fc_int8(&p->m, (const int8_t*)in->data.raw_const, batch,
+                      p->input_zp,
+                      bias ? (const int32_t*)bias->data.raw_const : NULL,
+                      p->scale, p->output_zp, p->qmin, p->qmax,
+                      (int8_t*)out->data.data, (int32_t*)ks->scratch);
   }
   return kTfLiteOk;
 }
 
 static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
-  (void)context;
-  (void)node;
+  const KernelState* ks = (const KernelState*)node->user_data;
+  for (int i = 0; ks && i < ks->num_fcs; ++i) {
+    if (fc_invoke(context, ks, ks->fcs[i]) != kTfLiteOk) return kTfLiteError;
+  }
   return kTfLiteOk;
 }
 
@@ -404,6 +645,10 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
     return 1; /* already decoded (delegate applied again) */
   }
   if (!check_packed(in, out, &info, msg, msg_size)) return 0;
+  const Decoded* prev = find_decoded(d, node->outputs->data[0]);
+  if (prev && !prev->block && out->bytes == 0) {
+    out->bytes = (size_t)info.output_bytes; /* released earlier: decode again */
+  }
   if (!output_size_ok(out, &info)) {
     set_msg(msg, msg_size, "HuffDecode(%s): output byte size %llu != %llu",
             tensor_name(out), (unsigned long long)out->bytes,
@@ -429,21 +674,420 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
   }
   out->data.data = (void*)p;
   out->allocation_type = kTfLiteMmapRo;
+  track_decoded(d, node->outputs->data[0], block);
   return 1;
+}
+
+/* ---- compressed FULLY_CONNECTED: deciding and building ---------------- */
+
+static int const_tensor(const TfLiteTensor* t) {
+  return t->allocation_type == kTfLiteMmapRo && t->data.raw_const != NULL;
+}
+
+/* TFLite's quantized activation bound: zp + round-half-away(x / scale). */
+static int32_t quant_bound(float x, float scale, int32_t zp) {
+  double q = (double)x / (double)scale;
+  if (q > 1e6) q = 1e6;
+  if (q < -1e6) q = -1e6;
+  return zp + (int32_t)(q >= 0 ? q + 0.5 : q - 0.5);
+}
+
+static int fc_activation(FcPlan* p, int act, const TfLiteTensor* out) {
+  const float inf = 1.0f / 0.0f;
+  float lo = -inf, hi = inf;
+  switch (act) {
+    case kTfLiteActNone: break;
+    case kTfLiteActRelu: lo = 0.f; break;
+    case kTfLiteActReluN1To1: lo = -1.f; hi = 1.f; break;
+    case kTfLiteActRelu6: lo = 0.f; hi = 6.f; break;
+    default: return 0;
+  }
+  p->activation = act;
+  p->act_min = lo;
+  p->act_max = hi;
+  p->qmin = -128;
+  p->qmax = 127;
+  if (out->type == kTfLiteInt8 && act != kTfLiteActNone) {
+    int32_t a = quant_bound(lo, out->params.scale, out->params.zero_point);
+    p->qmin = a > -128 ? a : -128;
+    if (act != kTfLiteActRelu) {
+      int32_t b = quant_bound(hi, out->params.scale, out->params.zero_point);
+      p->qmax = b < 127 ? b : 127;
+    }
+  }
+  return 1;
+}
+
+/* int8: per-row scales in_scale * w_scale[r] / out_scale, as XNNPACK's. */
+static int fc_int8_params(FcPlan* p, const TfLiteTensor* in, const TfLiteTensor* w,
+                          const TfLiteTensor* out, char* why, size_t why_size) {
+  const TfLiteAffineQuantization* q =
+      w->quantization.type == kTfLiteAffineQuantization
+          ? (const TfLiteAffineQuantization*)w->quantization.params : NULL;
+  uint32_t rows = p->m.rows;
+  if (!q || !q->scale || (q->scale->size != 1 && (uint32_t)q->scale->size != rows) ||
+      (q->scale->size != 1 && q->quantized_dimension != 0) ||
+      !(in->params.scale > 0.f) || !(out->params.scale > 0.f)) {
+    set_msg(why, why_size, "int8 weights without per-tensor/per-row scales");
+    return 0;
+  }
+  for (int i = 0; q->zero_point && i < q->zero_point->size; ++i) {
+    if (q->zero_point->data[i] != 0) {
+      set_msg(why, why_size, "int8 weights with a non-zero zero point");
+      return 0;
+    }
+  }
+  p->scale = (float*)malloc(sizeof(float) * rows);
+  if (!p->scale) {
+    set_msg(why, why_size, "out of memory");
+    return 0;
+  }
+  for (uint32_t r = 0; r < rows; ++r) {
+    float ws = q->scale->data[q->scale->size == 1 ? 0 : r];
+    p->scale[r] = in->params.scale * ws / out->params.scale;
+  }
+  p->input_zp = in->params.zero_point;
+  p->output_zp = out->params.zero_point;
+  return 1;
+}
+
+/* Checks an FC node's types/options (before anything is decoded).
+ * Returns 1 if the compressed kernel can run it, else 0 + reason. */
+static int fc_supported(TfLiteContext* context, const TfLiteNode* node, char* why,
+                        size_t why_size) {
+  const TfLiteFullyConnectedParams* prm =
+      (const TfLiteFullyConnectedParams*)node->builtin_data;
+  if (!node->inputs || node->inputs->size < 2 || node->inputs->size > 3 ||
+      !node->outputs || node->outputs->size != 1 || !prm) {
+    set_msg(why, why_size, "unexpected FULLY_CONNECTED node");
+    return 0;
+  }
+  if (prm->weights_format != 0 ||
+      (prm->activation < kTfLiteActNone || prm->activation > kTfLiteActRelu6)) {
+    set_msg(why, why_size, "fused activation %d / weights format %d not supported",
+            prm->activation, prm->weights_format);
+    return 0;
+  }
+  for (int k = 0; k < node->inputs->size; ++k) {
+    int t = node->inputs->data[k];
+    if ((t < 0 && k != 2) || (t >= 0 && (size_t)t >= context->tensors_size)) {
+      set_msg(why, why_size, "tensor index out of range");
+      return 0;
+    }
+  }
+  int o = node->outputs->data[0];
+  if (o < 0 || (size_t)o >= context->tensors_size) {
+    set_msg(why, why_size, "tensor index out of range");
+    return 0;
+  }
+  const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
+  const TfLiteTensor* w = &context->tensors[node->inputs->data[1]];
+  const TfLiteTensor* out = &context->tensors[o];
+  int bt = node->inputs->size == 3 && node->inputs->data[2] >= 0
+               ? (int)context->tensors[node->inputs->data[2]].type : -1;
+  int is_float = in->type == kTfLiteFloat32 && w->type == kTfLiteFloat32 &&
+                 out->type == kTfLiteFloat32 && (bt < 0 || bt == kTfLiteFloat32);
+  int is_int8 = in->type == kTfLiteInt8 && w->type == kTfLiteInt8 &&
+                out->type == kTfLiteInt8 && (bt < 0 || bt == kTfLiteInt32);
+  if (!is_float && !is_int8) {
+    set_msg(why, why_size, "types input %s / weights %s / output %s: only float32 "
+            "and full-integer int8 run compressed", type_name(in->type),
+            type_name(w->type), type_name(out->type));
+    return 0;
+  }
+  return 1;
+}
+
+/* Builds the compact form of a supported FC node.  Returns 1 done, 0 not
+ * suitable (reason in why: run dense), -1 invalid packed bytes (msg). */
+static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index,
+                        int packed, FcPlan** out_plan, char* why, size_t why_size) {
+  const TfLiteFullyConnectedParams* prm =
+      (const TfLiteFullyConnectedParams*)node->builtin_data;
+  int wi = node->inputs->data[1];
+  const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
+  const TfLiteTensor* w = &context->tensors[wi];
+  const TfLiteTensor* pk = &context->tensors[packed];
+  const TfLiteTensor* out = &context->tensors[node->outputs->data[0]];
+  int bi = node->inputs->size == 3 ? node->inputs->data[2] : -1;
+  dc_tensor_info info;
+  if (!check_packed(pk, w, &info, why, why_size)) return -1;
+  if (bi >= 0 && (!const_tensor(&context->tensors[bi]) ||
+                  context->tensors[bi].bytes != (size_t)info.dims[0] * 4u)) {
+    set_msg(why, why_size, "bias is not a constant of %llu elements",
+            (unsigned long long)info.dims[0]);
+    return 0;
+  }
+  FcPlan* p = (FcPlan*)calloc(1, sizeof(FcPlan));
+  if (!p) {
+    set_msg(why, why_size, "HuffDecode(%s): out of memory", tensor_name(w));
+    return -1;
+  }
+  dc_status ds = DC_OK;
+  dc_sfc_status st = dc_sparse_fc_build((const uint8_t*)pk->data.raw_const, pk->bytes,
+                                        &p->m, &ds, why, why_size);
+  if (st != DC_SFC_OK) {
+    free(p);
+    if (st == DC_SFC_UNSUPPORTED) return 0;
+    set_msg(why, why_size, "HuffDecode(%s): %s", tensor_name(w),
+            st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
+    return -1;
+  }
+  p->node = node_index;
+  p->input = node->inputs->data[0];
+  p->bias = bi;
+  p->output = node->outputs->data[0];
+  p->weight = wi;
+  p->packed = packed;
+  p->keep_num_dims = prm->keep_num_dims ? 1 : 0;
+  snprintf(p->name, sizeof p->name, "%s", tensor_name(w));
+  if (!fc_activation(p, prm->activation, out) ||
+      (p->m.dtype == DC_DTYPE_INT8 && !fc_int8_params(p, in, w, out, why, why_size))) {
+    fc_plan_free(p);
+    return 0;
+  }
+  *out_plan = p;
+  return 1;
+}
+
+static int keep_fc(DcDelegate* d, FcPlan* p) {
+  if (d->num_fcs == d->cap_fcs) {
+    size_t cap = d->cap_fcs ? 2 * d->cap_fcs : 8;
+    FcPlan** nf = (FcPlan**)realloc(d->fcs, cap * sizeof(FcPlan*));
+    if (!nf) return 0;
+    d->fcs = nf;
+    d->cap_fcs = cap;
+  }
+  d->fcs[d->num_fcs++] = p;
+  return 1;
+}
+
+static int is_huff(const TfLiteRegistration* reg) {
+  return reg->builtin_code == kTfLiteBuiltinCustom && reg->custom_name &&
+         strcmp(reg->custom_name, kOpName) == 0;
+}
+
+static void remember_error(DcDelegate* d, const char* msg) {
+  if (d->error[0]) return;
+  memcpy(d->error, msg, sizeof d->error);
+  d->error[sizeof d->error - 1] = '\0';
+}
+
+/* A node of the execution plan as the delegate's Prepare sees it. */
+typedef struct {
+  int index;
+  TfLiteNode* node;
+  TfLiteRegistration* reg;
+  int fc_packed; /* compressed mode: packed tensor of a candidate FC, or -1 */
+  int skip;      /* HuffDecode node whose output feeds only a compressed FC */
+} PlanNode;
+
+/* Compressed mode: marks FC nodes whose weights come straight from a
+ * HuffDecode node and feed nothing else (candidates), and those HuffDecode
+ * nodes (skip: not decoded unless the FC ends up dense). */
+static int find_candidates(TfLiteContext* context, DcDelegate* d, PlanNode* pn,
+                           int n) {
+  size_t nt = context->tensors_size;
+  int* uses = (int*)calloc(nt ? nt : 1, sizeof(int));
+  int* huff_at = (int*)calloc(nt ? nt : 1, sizeof(int)); /* plan pos + 1 */
+  if (!uses || !huff_at) {
+    free(uses);
+    free(huff_at);
+    return 0;
+  }
+  for (int k = 0; k < n; ++k) {
+    const TfLiteIntArray* ins = pn[k].node->inputs;
+    for (int i = 0; ins && i < ins->size; ++i) {
+      if (ins->data[i] >= 0 && (size_t)ins->data[i] < nt) uses[ins->data[i]]++;
+    }
+    const TfLiteIntArray* outs = pn[k].node->outputs;
+    if (is_huff(pn[k].reg) && outs && outs->size == 1 && outs->data[0] >= 0 &&
+        (size_t)outs->data[0] < nt) {
+      huff_at[outs->data[0]] = k + 1;
+    }
+  }
+  for (int k = 0; k < n; ++k) {
+    if (pn[k].reg->builtin_code != kTfLiteBuiltinFullyConnected) continue;
+    FcPlan* p = find_fc(d, pn[k].index);
+    int w = p ? p->weight
+              : (pn[k].node->inputs && pn[k].node->inputs->size >= 2
+                     ? pn[k].node->inputs->data[1] : -1);
+    if (w < 0 || (size_t)w >= nt || !huff_at[w] || (!p && uses[w] != 1)) continue;
+    PlanNode* h = &pn[huff_at[w] - 1];
+    if (!h->node->inputs || h->node->inputs->size != 1) continue;
+    pn[k].fc_packed = h->node->inputs->data[0];
+    h->skip = 1;
+  }
+  free(uses);
+  free(huff_at);
+  return 1;
+}
+
+static PlanNode* huff_feeding(PlanNode* pn, int n, int packed) {
+  for (int k = 0; k < n; ++k) {
+    if (pn[k].skip && pn[k].node->inputs->data[0] == packed) return &pn[k];
+  }
+  return NULL;
+}
+
+/* Runs one candidate FC compressed, or falls back to decoding its weights. */
+static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc,
+                             PlanNode* huff) {
+  char why[512] = "";
+  FcPlan* p = find_fc(d, fc->index);
+  int r = p ? 1 : 0;
+  if (!p && fc_supported(context, fc->node, why, sizeof why)) {
+    r = fc_plan_make(context, fc->node, fc->index, fc->fc_packed, &p, why, sizeof why);
+    if (r == 1 && !keep_fc(d, p)) {
+      fc_plan_free(p);
+      r = -1;
+      set_msg(why, sizeof why, "dc_keras compressed FC: out of memory");
+    }
+    if (r == 1) {
+      fc->node->inputs->data[1] = p->packed; /* the dense weight loses its consumer */
+      report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\n", p->name,
+                  (unsigned)p->m.rows, (unsigned)p->m.cols,
+                  p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8",
+                  (unsigned long long)p->m.nnz,
+                  (unsigned long long)dc_sparse_fc_bytes(&p->m));
+    }
+  }
+  if (r == 1) {
+    fc->skip = 2; /* claimed: runs compressed */
+    return;
+  }
+  if (r < 0) {
+    remember_error(d, why);
+    return;
+  }
+  char msg[512];
+  report_line(d, "dense\t%s\t%s\n",
+              tensor_name(&context->tensors[fc->node->inputs->data[1]]), why);
+  huff->skip = 0;
+  if (!delegate_decode_node(context, d, huff->node, msg, sizeof msg)) {
+    remember_error(d, msg);
+  }
+}
+
+/* Records, for every decoded tensor, its consumers in the original graph and
+ * whether they are all filter inputs of FC / conv nodes (release-eligible). */
+static void note_consumers(DcDelegate* d, const PlanNode* pn, int n) {
+  for (size_t i = 0; i < d->num_dec; ++i) {
+    Decoded* r = &d->dec[i];
+    if (r->consumers) continue; /* the original graph does not change */
+    int count = 0, ok = 1;
+    for (int k = 0; k < n; ++k) {
+      const TfLiteIntArray* ins = pn[k].node->inputs;
+      for (int j = 0; ins && j < ins->size; ++j) {
+        if (ins->data[j] != r->tensor) continue;
+        int code = pn[k].reg->builtin_code;
+        ok &= j == 1 && (code == kTfLiteBuiltinFullyConnected || code == 3 || code == 4);
+        ++count;
+      }
+    }
+    r->consumers = (int*)malloc(sizeof(int) * (size_t)(count ? count : 1));
+    if (!r->consumers) continue;
+    r->num_consumers = 0;
+    for (int k = 0; k < n; ++k) {
+      const TfLiteIntArray* ins = pn[k].node->inputs;
+      for (int j = 0; ins && j < ins->size; ++j) {
+        if (ins->data[j] == r->tensor) r->consumers[r->num_consumers++] = pn[k].index;
+      }
+    }
+    r->eligible = ok && count > 0;
+  }
+}
+
+static int in_list(const int* a, int n, int v) {
+  for (int i = 0; i < n; ++i) {
+    if (a[i] == v) return 1;
+  }
+  return 0;
+}
+
+/* Original node indices that XNNPACK delegate kernels in the current plan took. */
+static int* xnnpack_taken(TfLiteContext* context, const DcDelegate* d, int* num) {
+  TfLiteIntArray* plan = NULL;
+  int* taken = NULL;
+  int cap = 0;
+  *num = 0;
+  if (!d->get_plan || !d->get_node || d->get_plan(context, &plan) != kTfLiteOk || !plan) {
+    return NULL;
+  }
+  for (int k = 0; k < plan->size; ++k) {
+    TfLiteNode* node = NULL;
+    TfLiteRegistration* reg = NULL;
+    if (d->get_node(context, plan->data[k], &node, &reg) != kTfLiteOk || !node || !reg ||
+        reg->builtin_code != kBuiltinDelegate || !reg->custom_name ||
+        strcmp(reg->custom_name, "TfLiteXNNPackDelegate") != 0 || !node->builtin_data) {
+      continue;
+    }
+    const TfLiteIntArray* nodes =
+        ((const TfLiteDelegateParams*)node->builtin_data)->nodes_to_replace;
+    for (int i = 0; nodes && i < nodes->size; ++i) {
+      if (*num == cap) {
+        cap = cap ? 2 * cap : 64;
+        int* nt = (int*)realloc(taken, sizeof(int) * (size_t)cap);
+        if (!nt) {
+          free(taken);
+          *num = 0;
+          return NULL;
+        }
+        taken = nt;
+      }
+      taken[(*num)++] = nodes->data[i];
+    }
+  }
+  return taken;
+}
+
+/* Frees decoded weights whose consumers the XNNPACK delegate has all taken
+ * (it packed its own copy when it created its runtime). */
+static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
+  int pending = 0;
+  for (size_t i = 0; i < d->num_dec; ++i) pending |= d->dec[i].block && d->dec[i].eligible;
+  if (d->keep_decoded || !pending) return;
+  int num_taken = 0;
+  int* taken = xnnpack_taken(context, d, &num_taken);
+  for (size_t i = 0; taken && i < d->num_dec; ++i) {
+    Decoded* r = &d->dec[i];
+    if (!r->block || !r->eligible) continue;
+    int all = 1;
+    for (int c = 0; c < r->num_consumers && all; ++c) {
+      all = in_list(taken, num_taken, r->consumers[c]);
+    }
+    if (!all) continue;
+    for (size_t b = 0; b < d->num_blocks; ++b) {
+      if (d->blocks[b] == r->block) d->blocks[b] = NULL;
+    }
+    free(r->block);
+    r->block = NULL;
+    /* bytes 0: the runtime's "input lacks data" check skips empty tensors */
+    context->tensors[r->tensor].data.data = NULL;
+    context->tensors[r->tensor].bytes = 0;
+  }
+  free(taken);
 }
 
 static TfLiteStatus delegate_prepare(TfLiteContext* context,
                                      TfLiteDelegate* delegate) {
   DcDelegate* d = (DcDelegate*)delegate->data_;
   TfLiteIntArray* plan = NULL;
+  d->get_plan = context->GetExecutionPlan;
+  d->get_node = context->GetNodeAndRegistration;
   if (context->GetExecutionPlan(context, &plan) != kTfLiteOk || !plan) {
     return kTfLiteError;
   }
+  size_t cap = (size_t)(plan->size > 0 ? plan->size : 1);
   TfLiteIntArray* claimed =
-      (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) +
-                              sizeof(int) * (size_t)(plan->size > 0 ? plan->size : 1));
-  if (!claimed) return kTfLiteError;
-  claimed->size = 0;
+      (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * cap);
+  PlanNode* pn = (PlanNode*)calloc(cap, sizeof(PlanNode));
+  if (!claimed || !pn) {
+    free(claimed);
+    free(pn);
+    return kTfLiteError;
+  }
+  int n = 0;
   for (int k = 0; k < plan->size; ++k) {
     TfLiteNode* node = NULL;
     TfLiteRegistration* reg = NULL;
@@ -451,22 +1095,40 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context,
             kTfLiteOk || !node || !reg) {
       continue;
     }
-    if (reg->builtin_code != kTfLiteBuiltinCustom || !reg->custom_name ||
-        strcmp(reg->custom_name, kOpName) != 0) {
-      continue;
-    }
-    char msg[512];
-    if (!delegate_decode_node(context, d, node, msg, sizeof msg) && !d->error[0]) {
-      memcpy(d->error, msg, sizeof d->error);
-      d->error[sizeof d->error - 1] = '\0';
-    }
-    claimed->data[claimed->size++] = plan->data[k];
+    PlanNode e = {plan->data[k], node, reg, -1, 0};
+    pn[n++] = e;
   }
+  if (d->compressed && !find_candidates(context, d, pn, n)) {
+    free(claimed);
+    free(pn);
+    return kTfLiteError;
+  }
+  for (int k = 0; k < n; ++k) { /* decoded route: every other HuffDecode node */
+    char msg[512];
+    if (!is_huff(pn[k].reg) || pn[k].skip) continue;
+    if (!delegate_decode_node(context, d, pn[k].node, msg, sizeof msg)) {
+      remember_error(d, msg);
+    }
+  }
+  for (int k = 0; k < n; ++k) {
+    if (pn[k].fc_packed < 0) continue;
+    PlanNode* h = huff_feeding(pn, n, pn[k].fc_packed);
+    if (h) settle_candidate(context, d, &pn[k], h);
+  }
+  note_consumers(d, pn, n);
+  claimed->size = 0;
+  for (int k = 0; k < n; ++k) {
+    if (is_huff(pn[k].reg) || (pn[k].fc_packed >= 0 && pn[k].skip == 2)) {
+      claimed->data[claimed->size++] = pn[k].index;
+    }
+  }
+  free(pn);
   TfLiteStatus status = kTfLiteOk;
   if (claimed->size > 0) {
     TfLiteRegistration kernel;
     memset(&kernel, 0, sizeof kernel);
     kernel.init = kernel_init;
+    kernel.free = kernel_free;
     kernel.prepare = kernel_prepare;
     kernel.invoke = kernel_invoke;
     kernel.builtin_code = kBuiltinDelegate;
@@ -479,20 +1141,44 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context,
   return status;
 }
 
+/* Options: "weights" = "decoded" (default) | "compressed". */
+static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
+                         void (*report_error)(const char*)) {
+  char msg[256];
+  for (size_t i = 0; i < n; ++i) {
+    const char* k = keys ? keys[i] : NULL;
+    const char* v = values ? values[i] : NULL;
+    if (k && v && strcmp(k, "keep_decoded") == 0 &&
+        (strcmp(v, "0") == 0 || strcmp(v, "1") == 0)) {
+      d->keep_decoded = v[0] == '1';
+      continue;
+    }
+    if (k && v && strcmp(k, "weights") == 0 &&
+        (strcmp(v, "decoded") == 0 || strcmp(v, "compressed") == 0)) {
+      d->compressed = strcmp(v, "compressed") == 0;
+      continue;
+    }
+    snprintf(msg, sizeof msg,
+             "dc_keras HuffDecode delegate: unknown option %s=%s (the only option is "
+             "weights=decoded|compressed, keep_decoded=0|1)", k ? k : "(null)", v ? v : "(null)");
+    if (report_error) report_error(msg);
+    return 0;
+  }
+  return 1;
+}
+
 DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(
     char** options_keys, char** options_values, size_t num_options,
     void (*report_error)(const char*)) {
-  (void)options_keys;
-  (void)options_values;
-  if (num_options != 0) {
-    if (report_error) {
-      report_error("dc_keras HuffDecode delegate takes no options");
-    }
-    return NULL;
-  }
+  /* Python's load_delegate passes the count as a C int: trust 32 bits. */
+  size_t n = (size_t)(uint32_t)num_options;
   DcDelegate* d = (DcDelegate*)calloc(1, sizeof(DcDelegate));
   if (!d) {
     if (report_error) report_error("dc_keras HuffDecode delegate: out of memory");
+    return NULL;
+  }
+  if (!parse_options(d, options_keys, options_values, n, report_error)) {
+    free(d);
     return NULL;
   }
   d->base.data_ = d;
@@ -505,6 +1191,28 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (!delegate) return;
   DcDelegate* d = (DcDelegate*)delegate->data_;
   for (size_t i = 0; i < d->num_blocks; ++i) free(d->blocks[i]);
+  for (size_t i = 0; i < d->num_dec; ++i) free(d->dec[i].consumers);
+  free(d->dec);
+  for (size_t i = 0; i < d->num_fcs; ++i) fc_plan_free(d->fcs[i]);
   free(d->blocks);
+  free(d->fcs);
+  free(d->report);
   free(d);
+}
+
+/* What the delegate did with each FULLY_CONNECTED fed by packed weights, one
+ * tab-separated line each: "compressed <weights> <rows>x<cols> <dtype> <nnz>
+ * <bytes>" or "dense <weights> <reason>".  Copies up to size - 1 bytes (NUL
+ * terminated) and returns the full length. */
+DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate, char* buf,
+                                       size_t size) {
+  const DcDelegate* d = delegate ? (const DcDelegate*)delegate->data_ : NULL;
+  const char* r = d && d->report ? d->report : "";
+  size_t len = strlen(r);
+  if (buf && size) {
+    size_t c = len < size - 1 ? len : size - 1;
+    memcpy(buf, r, c);
+    buf[c] = '\0';
+  }
+  return len;
 }

@@ -1,0 +1,267 @@
+"""Runtime routes side by side: latency (batch 1 / 8, weights in cache and from DRAM), resident
+memory (anonymous / file-backed) and load time of FULLY_CONNECTED layers and MobileNetV2.
+
+Routes (each measured in its own fresh process; rounds interleave the routes):
+  dense          the unpacked .tflite, LiteRT Interpreter with default delegates (XNNPACK)
+  decoded        the packed .tflite, dc_keras.runtime.Interpreter() (decode at load -> XNNPACK)
+  compressed     the packed .tflite, dc_keras.runtime.Interpreter(weights="compressed")
+  tflite_sparse  the unpacked model converted with tf.lite.Optimize.EXPERIMENTAL_SPARSITY
+                 (TFLite's own sparse format; unstructured sparsity gets a DENSIFY op)
+  tflite_1x4     FC 4096^2 only: the same density pruned in 1x4 blocks along the input dim,
+                 EXPERIMENTAL_SPARSITY (TFLite's built-in block-sparse FC kernel)
+FC models: one Dense layer (bias, no activation), weights pruned to the density (unstructured,
+smallest |w|) and clustered to 32 values. Ratios are vs `dense` of the same model, same run.
+Memory = growth of the process's RSS from before the interpreter is created to after load +
+invokes (from /proc/self/smaps_rollup), split into anonymous and file-backed pages.
+
+Usage: python benchmarks/bench_runtime.py [--rounds N] [--quick] [--json docs/results/runtime.json]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np  # noqa: E402
+
+CACHE = os.path.expanduser("~/.cache/dc_keras/bench_runtime")
+FC_SHAPES = {"fc784x300": (784, 300), "fc1024": (1024, 1024), "fc4096": (4096, 4096)}
+DENSITIES = (0.05, 0.10, 0.30)
+FLUSH_BYTES = 256 << 20
+
+
+# ---------------------------------------------------------------- child (one measurement)
+def smaps():
+    out = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0].rstrip(":") in ("Rss", "Anonymous", "Private_Clean", "Shared_Clean"):
+                out[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    out["File"] = out["Rss"] - out["Anonymous"]
+    return out
+
+
+def _make(route, path):
+    if route in ("dense", "tflite_sparse", "tflite_1x4"):
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter(model_path=path)
+    from dc_keras import runtime
+
+    return runtime.Interpreter(model_path=path,
+                               weights="compressed" if route == "compressed" else "decoded")
+
+
+def _median_invoke(it, n):
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        it.invoke()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def child(route, path, invokes, cold):
+    import ai_edge_litert.interpreter  # noqa: F401  (imports before the baseline)
+    import dc_keras.runtime  # noqa: F401
+
+    rss0 = smaps()
+    t0 = time.perf_counter()
+    it = _make(route, path)
+    it.allocate_tensors()
+    load = time.perf_counter() - t0
+    inp = it.get_input_details()[0]
+    shape = list(inp["shape"])
+    x = np.random.RandomState(0).rand(*shape).astype(inp["dtype"])
+    it.set_tensor(inp["index"], x)
+    for _ in range(3):
+        it.invoke()
+    out = it.get_tensor(it.get_output_details()[0]["index"]).copy()
+    lat1 = _median_invoke(it, invokes)
+    rss1 = smaps()
+    res = {"load_s": load, "batch1_s": lat1, "rss_anon": rss1["Anonymous"] - rss0["Anonymous"],
+           "rss_file": rss1["File"] - rss0["File"], "rss_total": rss1["Rss"],
+           "output": out.ravel()[:64].tolist(), "tflite_bytes": os.path.getsize(path)}
+    if hasattr(it, "compressed_report"):
+        rep = it.compressed_report()
+        res["compressed_layers"] = sum(r["route"] == "compressed" for r in rep)
+        res["compact_bytes"] = sum(r.get("bytes", 0) for r in rep)
+    if cold:
+        flush = np.zeros(FLUSH_BYTES, np.uint8)
+        ts = []
+        for _ in range(cold):
+            flush[::64] += 1  # evicts the weights from every cache level
+            t0 = time.perf_counter()
+            it.invoke()
+            ts.append(time.perf_counter() - t0)
+        res["batch1_dram_s"] = statistics.median(ts)
+        del flush
+    shape[0] = 8
+    it.resize_tensor_input(inp["index"], shape)
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], np.random.RandomState(1).rand(*shape).astype(inp["dtype"]))
+    it.invoke()
+    res["batch8_s"] = _median_invoke(it, max(5, invokes // 4))
+    print("RESULT " + json.dumps(res))
+
+
+# ---------------------------------------------------------------- models (parent)
+def fc_weights(n_in, n_out, density, seed, block=1):
+    rng = np.random.RandomState(seed)
+    w = rng.randn(n_in, n_out).astype(np.float32) * 0.05
+    if block == 1:
+        keep = np.abs(w) >= np.quantile(np.abs(w), 1 - density)
+    else:  # 1 x block blocks along the input dim (Keras kernel rows)
+        blocks = np.abs(w.reshape(n_in // block, block, n_out)).sum(1)
+        keep = np.repeat(blocks >= np.quantile(blocks, 1 - density), block, axis=0)
+    w = np.where(keep, w, 0).astype(np.float32)
+    nz = w[w != 0]
+    levels = np.quantile(nz, np.linspace(0, 1, 32))  # 32 shared values
+    idx = np.abs(nz[:, None] - levels[None, :]).argmin(1)
+    w[w != 0] = levels[idx].astype(np.float32)
+    return w
+
+
+def fc_model(n_in, n_out, w):
+    import keras
+
+    m = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(n_out)])
+    m.layers[0].set_weights([w, np.linspace(-0.1, 0.1, n_out).astype(np.float32)])
+    return m
+
+
+def sparse_tflite(model):
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    return conv.convert()
+
+
+def write(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def build_models(names):
+    """{model: {route: path}} under CACHE (built once)."""
+    from dc_keras import export
+
+    os.makedirs(CACHE, exist_ok=True)
+    out = {}
+    for name in names:
+        paths = {r: os.path.join(CACHE, f"{name}.{r}.tflite")
+                 for r in ("dense", "packed", "tflite_sparse", "tflite_1x4")}
+        routes = {"dense": paths["dense"], "decoded": paths["packed"], "compressed": paths["packed"]}
+        if name.startswith("fc"):
+            routes["tflite_sparse"] = paths["tflite_sparse"]
+        if name == "fc4096_d10":
+            routes["tflite_1x4"] = paths["tflite_1x4"]
+        if not all(os.path.exists(p) for p in routes.values()):
+            _build_one(name, paths, export)
+        out[name] = routes
+    return out
+
+
+def _build_one(name, paths, export):
+    if name == "mobilenetv2":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_load_invoke import build
+
+        model = build(1.0, 224)
+    else:
+        base, d = name.split("_d")
+        n_in, n_out = FC_SHAPES[base]
+        model = fc_model(n_in, n_out, fc_weights(n_in, n_out, int(d) / 100, seed=n_in))
+        write(paths["tflite_sparse"], sparse_tflite(model))
+        if name == "fc4096_d10":
+            blk = fc_model(n_in, n_out, fc_weights(n_in, n_out, 0.10, seed=7, block=4))
+            write(paths["tflite_1x4"], sparse_tflite(blk))
+    plain = export.to_tflite(model, pack=False)
+    write(paths["dense"], plain)
+    write(paths["packed"], export.pack(plain))
+
+
+# ---------------------------------------------------------------- parent
+def run_child(route, path, invokes, cold):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", route, path, str(invokes), str(cold)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"error": (p.stderr or p.stdout)[-600:]}
+
+
+def summarize(samples):
+    keys = ("load_s", "batch1_s", "batch1_dram_s", "batch8_s", "rss_anon", "rss_file")
+    ok = [s for s in samples if "error" not in s]
+    if not ok:
+        return {"error": samples[0]["error"]}
+    out = {k: statistics.median(s[k] for s in ok) for k in keys if k in ok[0]}
+    out["rss_delta"] = out["rss_anon"] + out["rss_file"]
+    out["tflite_bytes"] = ok[0]["tflite_bytes"]
+    for k in ("compressed_layers", "compact_bytes"):
+        if k in ok[0]:
+            out[k] = ok[0][k]
+    out["output"] = ok[0]["output"]
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--invokes", type=int, default=40)
+    ap.add_argument("--cold", type=int, default=8, help="invokes timed after evicting the caches")
+    ap.add_argument("--quick", action="store_true", help="fc models at 10 %% only, 1 round")
+    ap.add_argument("--json", default=None)
+    if argv and argv[0] == "--child":
+        return child(argv[1], argv[2], int(argv[3]), int(argv[4]))
+    args = ap.parse_args(argv)
+    names = [f"{k}_d{int(d * 100)}" for k in FC_SHAPES for d in DENSITIES] + ["mobilenetv2"]
+    if args.quick:
+        names, args.rounds = [n for n in names if n.endswith("_d10")], 1
+    models = build_models(names)
+    load_before = os.getloadavg()
+    samples = {m: {r: [] for r in routes} for m, routes in models.items()}
+    for rnd in range(args.rounds):
+        for m, routes in models.items():
+            for r, path in routes.items():
+                cold = args.cold if m.startswith("fc") else 0
+                samples[m][r].append(run_child(r, path, args.invokes, cold))
+        print(f"round {rnd + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
+    result = {"machine": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                          "nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+                          "loadavg_start": list(load_before), "loadavg": list(os.getloadavg())},
+              "command": "python benchmarks/bench_runtime.py " + " ".join(argv or sys.argv[1:]),
+              "rounds": args.rounds, "models": {}}
+    for m in models:
+        res = {r: summarize(s) for r, s in samples[m].items()}
+        dense_out = np.array(res["dense"].get("output", []))
+        for r, v in res.items():
+            if "error" in v or "error" in res["dense"]:
+                continue
+            o = np.array(v.pop("output"))
+            if r in ("decoded", "compressed") and len(o) == len(dense_out):
+                v["max_rel_diff_vs_dense"] = float(np.abs(o - dense_out).max() / (np.abs(dense_out).max() or 1))
+            for k in ("load_s", "batch1_s", "batch1_dram_s", "batch8_s", "rss_anon", "rss_delta"):
+                if k in v and res["dense"].get(k):
+                    v[k + "_ratio"] = v[k] / res["dense"][k]
+        res["dense"].pop("output", None)
+        result["models"][m] = res
+        print(m, json.dumps({r: {k: (round(x, 4) if isinstance(x, float) else x) for k, x in v.items()}
+                             for r, v in res.items()}))
+    if args.json:
+        write(args.json, (json.dumps(result, indent=1) + "\n").encode())
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

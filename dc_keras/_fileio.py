@@ -1,0 +1,85 @@
+"""The one way dc_keras writes a file: atomically, with the permissions the user's umask asks for.
+
+Every output (``to_tflite(path=)``, ``dc-keras pack``/``unpack``/``demo``, plots) goes through
+:func:`atomic_write`: the bytes go to a temporary file in the target directory, are flushed to
+disk, and the file is renamed over ``path``. A reader never sees a half-written file, a failure
+leaves neither a partial output nor the temporary file behind, and inputs are never opened for
+writing.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+
+
+def _create_exclusive(directory: str, name: str) -> tuple[int, str]:
+    """Creates a new, empty temporary file next to ``name``: (fd, path).
+
+    Unlike ``tempfile.mkstemp`` (always mode 0600), the file is created with mode 0666 so the
+    kernel applies the process umask, exactly as for ``open(path, "wb")``.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {directory}")
+
+
+def _fsync_directory(directory: str) -> None:
+    """Makes the rename durable (POSIX); silently a no-op where directories cannot be opened."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _naming(exc: OSError, path: str) -> OSError:
+    """``exc`` re-raised as the error ``open(path, "wb")`` would give: the output path, not the
+    temporary file, in the message."""
+    return type(exc)(exc.errno, exc.strerror or str(exc), path) if exc.errno else exc
+
+
+def atomic_write(path, data: bytes) -> str:
+    """Writes ``data`` to ``path`` atomically; returns ``path`` as a string.
+
+    The new file's permissions follow the umask (0644 under umask 022, 0600 under 077). Errors
+    are raised as ``OSError`` naming ``path`` (not the temporary file), and nothing is left
+    behind.
+
+    Example:
+      >>> atomic_write("model.tflite", tflite_bytes)   # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = _create_exclusive(directory, os.path.basename(path))
+    except OSError as exc:
+        raise _naming(exc, path) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from None
+        raise
+    _fsync_directory(directory)
+    return path
+
+
+def figure_bytes(fig, fmt: str) -> bytes:
+    """A matplotlib figure rendered to bytes (``fmt``: "png", "pdf", "svg", ...), for atomic_write."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    return buf.getvalue()

@@ -1,0 +1,106 @@
+"""dc_keras._fileio.atomic_write: the one writer of every output file (to_tflite(path=), the CLI,
+the demo, the plots). Permissions follow the umask; failures leave nothing behind and name the
+output path."""
+import errno
+import os
+import stat
+
+import pytest
+
+from dc_keras import _fileio
+from dc_keras._fileio import atomic_write
+
+
+@pytest.fixture
+def umask():
+    """Sets the process umask for one test and restores it."""
+    saved = os.umask(0o022)
+    yield lambda m: os.umask(m)
+    os.umask(saved)
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664), (0o000, 0o666)])
+def test_new_file_mode_follows_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    out = tmp_path / "out.bin"
+    assert atomic_write(out, b"abc") == str(out)
+    assert out.read_bytes() == b"abc"
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_replaces_an_existing_file_and_leaves_other_files_alone(tmp_path, umask):
+    umask(0o022)
+    src, out = tmp_path / "in.bin", tmp_path / "out.bin"
+    src.write_bytes(b"input")
+    src.chmod(0o444)
+    out.write_bytes(b"old contents, longer than the new ones")
+    atomic_write(out, src.read_bytes() + b"!")
+    assert out.read_bytes() == b"input!"
+    assert src.read_bytes() == b"input" and stat.S_IMODE(src.stat().st_mode) == 0o444
+    assert sorted(os.listdir(tmp_path)) == ["in.bin", "out.bin"]
+
+
+def test_failed_write_leaves_no_temporary_file_and_names_the_output(tmp_path, monkeypatch):
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"previous")
+
+    def no_space(src, _dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), src)
+
+    monkeypatch.setattr(os, "replace", no_space)
+    with pytest.raises(OSError) as info:
+        atomic_write(out, b"new")
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.filename == str(out) and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == ["out.bin"] and out.read_bytes() == b"previous"
+
+
+def test_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "fsync", lambda _fd: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "out.bin", b"x" * 1000)
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_directory_is_reported_with_the_output_path(tmp_path):
+    out = tmp_path / "no" / "such" / "dir" / "out.bin"
+    with pytest.raises(FileNotFoundError) as info:
+        atomic_write(out, b"x")
+    assert info.value.filename == str(out)
+    assert not (tmp_path / "no").exists()
+
+
+def test_figure_bytes_render_atomically(tmp_path, umask):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    umask(0o027)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    data = _fileio.figure_bytes(fig, "png")
+    plt.close(fig)
+    assert data.startswith(b"\x89PNG")
+    atomic_write(tmp_path / "f.png", data)
+    assert stat.S_IMODE((tmp_path / "f.png").stat().st_mode) == 0o640
+
+
+def test_library_writers_follow_the_umask(tmp_path, umask):
+    """to_tflite(path=), the demo's stage files and the sensitivity plot under umask 027."""
+    import keras
+
+    import dc_keras
+    from dc_keras import demo, export
+
+    umask(0o027)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    data = export.to_tflite(model, pack=False, path=tmp_path / "m.tflite")
+    assert (tmp_path / "m.tflite").read_bytes() == data
+    demo._write(str(tmp_path), "stage.tflite", data)
+    report = {"mode": "sparsity", "metric": "accuracy", "baseline": 0.9, "values": [0.5, 0.9],
+              "layers": {"dense": [0.9, 0.8]}}
+    dc_keras.plot_sensitivity(report, tmp_path / "s.png")
+    for name in ("m.tflite", "stage.tflite", "s.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
+    assert sorted(os.listdir(tmp_path)) == ["m.tflite", "s.png", "stage.tflite"]

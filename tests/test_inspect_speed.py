@@ -1,0 +1,97 @@
+"""``dc_keras.export.inspect`` on big models (issue 18): a 25 M-parameter float model took 14.5 s
+(numpy 2's hashing ``np.unique`` on many distinct float32 values); counting by sort keeps it
+within the time ``pack`` needs. A progress bar shows on a terminal for big models only."""
+import io
+import time
+
+import numpy as np
+import pytest
+
+from dc_keras import export
+from dc_keras.export import _inspect
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64])
+def test_distinct_count_matches_numpy_unique(dtype):
+    rng = np.random.default_rng(0)
+    for high in (1, 2, 7, 300, 2**16):
+        words = rng.integers(0, min(high, np.iinfo(dtype).max), size=5000, endpoint=True).astype(dtype)
+        assert _inspect._distinct(words) == len(np.unique(words)), high
+    assert _inspect._distinct(np.zeros(0, dtype)) == 0
+
+
+def test_distinct_counts_bit_patterns_of_floats():
+    """-0.0 and 0.0, and NaNs with different payloads, are different stored values."""
+    a = np.array([0.0, -0.0, 1.0, 1.0, np.nan], np.float32)
+    a = np.concatenate([a, np.array([0x7FC00001], np.uint32).view(np.float32)])
+    density, distinct = _inspect._stats(a)
+    assert distinct == 5 and density == pytest.approx(4 / 6)
+
+
+def _big_float_model(n):
+    """A one-FULLY_CONNECTED .tflite with an n x n random float32 weight, written with the
+    schema's object API (no TensorFlow needed)."""
+    from dc_keras.export import _flatbuffer as fb
+
+    S = fb.schema
+    w = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+
+    def tensor(name, shape, buffer):
+        t = S.TensorT()
+        t.name, t.shape, t.type, t.buffer = name, np.array(shape, np.int32), S.TensorType.FLOAT32, buffer
+        return t
+
+    code, op, sg, model = S.OperatorCodeT(), S.OperatorT(), S.SubGraphT(), S.ModelT()
+    code.builtinCode = code.deprecatedBuiltinCode = S.BuiltinOperator.FULLY_CONNECTED
+    op.opcodeIndex, op.inputs, op.outputs = 0, np.array([0, 1], np.int32), np.array([2], np.int32)
+    sg.tensors = [tensor("x", [1, n], 0), tensor("dense/kernel", [n, n], 1), tensor("y", [1, n], 0)]
+    sg.inputs, sg.outputs, sg.operators = np.array([0], np.int32), np.array([2], np.int32), [op]
+    weights = S.BufferT()
+    weights.data = np.frombuffer(w.tobytes(), np.uint8)
+    model.version, model.operatorCodes, model.subgraphs = 3, [code], [sg]
+    model.buffers = [S.BufferT(), weights]
+    return fb.write_model(model), w
+
+
+def test_counting_distinct_floats_is_fast():
+    """The per-tensor statistics of 4 M distinct-ish float32 weights (np.unique: ~2 s idle)."""
+    w = np.random.default_rng(0).normal(size=4_000_000).astype(np.float32)
+    start = time.perf_counter()
+    density, distinct = _inspect._stats(w)
+    took = time.perf_counter() - start
+    assert density == 1.0 and 0.95 * w.size < distinct <= w.size
+    assert took < 1.5, f"counting took {took:.2f} s"
+
+
+def test_inspect_costs_no_more_than_pack():
+    """inspect measures what pack would write: it may not cost much more than pack itself
+    (it took 7x pack's time on a 25 M-parameter float model)."""
+    data, w = _big_float_model(1000)
+    start = time.perf_counter()
+    export.pack(data)
+    t_pack = time.perf_counter() - start
+    start = time.perf_counter()
+    report = export.inspect(data)
+    t_inspect = time.perf_counter() - start
+    (row,) = [r for r in report.rows if r.raw_bytes == w.nbytes]
+    assert 0.95 * w.size < row.distinct <= w.size  # random normal float32: nearly all distinct
+    assert t_inspect < 1.5 * t_pack + 1.0, (t_inspect, t_pack)
+
+
+def test_progress_bar_for_big_models_only(monkeypatch):
+    """With a terminal on stderr the bar is drawn (and removed) for models above the threshold."""
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    data, _ = _big_float_model(300)
+    for threshold, shown in ((1 << 40, False), (1024, True)):
+        err = Tty()
+        monkeypatch.setattr("sys.stderr", err)
+        monkeypatch.setattr(_inspect, "PROGRESS_MIN_BYTES", threshold)
+        export.inspect(data)
+        assert ("inspect" in err.getvalue()) == shown, err.getvalue()
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal: no bar even when big
+    export.inspect(data)
+    assert "inspect" not in __import__("sys").stderr.getvalue()

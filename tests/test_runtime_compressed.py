@@ -1,0 +1,192 @@
+"""dc_keras.runtime: weights="compressed" (FULLY_CONNECTED from the compact sparse form) and an
+Interpreter that leaves TensorFlow alone."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import _export_models as em
+from dc_keras import export, runtime
+
+
+def _plain(content):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=content)
+
+
+def _close(got, want):
+    """Float: within 1e-5 of the output scale (summation order differs from the dense kernel)."""
+    scale = float(np.abs(want).max()) or 1.0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
+
+
+def _run_batch(it, xs):
+    i = it.get_input_details()[0]["index"]
+    it.resize_tensor_input(i, list(xs.shape))
+    it.allocate_tensors()
+    it.set_tensor(i, xs)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"]).copy()
+
+
+def test_interpreter_does_not_import_tensorflow(tmp_path):
+    path = tmp_path / "m.packed.tflite"
+    path.write_bytes(export.pack(em.tflite("dense", None)))
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from dc_keras import runtime
+        for weights in ("decoded", "compressed"):
+            it = runtime.Interpreter(model_path={str(path)!r}, weights=weights)
+            it.allocate_tensors()
+            it.set_tensor(it.get_input_details()[0]["index"], np.ones((1, 20), np.float32))
+            it.invoke()
+            assert it.backend == "litert"
+        print(sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow.")))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_compressed_matches_dense_batch1_and_batch(quantize):
+    plain = em.tflite("dense", quantize)
+    packed = export.pack(plain)
+    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    report = it.compressed_report()
+    assert report and all(r["route"] == "compressed" for r in report), report
+    assert {r["dtype"] for r in report} == {"float32" if quantize is None else "int8"}
+    assert all(0 < r["nonzeros"] < r["shape"][0] * r["shape"][1] for r in report)
+    xs = em.inputs("dense", 9, seed=4)
+    ref = em.run(_plain(plain), xs)
+    got = em.run(it, xs)
+    if quantize == "int8":  # integer kernels: exact (same requantization as XNNPACK)
+        np.testing.assert_array_equal(got, ref)
+    else:
+        _close(got, ref)
+    for n in (2, 8, 9):  # batch tile of 8, remainder, re-prepare after resize
+        want, have = _run_batch(_plain(plain), xs[:n]), _run_batch(it, xs[:n])
+        if quantize == "int8":
+            np.testing.assert_array_equal(have, want)
+        else:
+            _close(have, want)
+
+
+def test_unsupported_layers_fall_back_to_decoded_and_are_reported():
+    plain = em.tflite("dense", "dynamic")  # hybrid FC (float input, int8 weights)
+    packed = export.pack(plain)
+    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    report = it.compressed_report()
+    dense = [r for r in report if r["route"] == "dense"]
+    assert dense, report  # the converter keeps small layers float: those may run compressed
+    assert all("weights int8" in r["reason"] and "input float32" in r["reason"] for r in dense)
+    xs = em.inputs("dense", 4, seed=1)
+    _close(em.run(it, xs), em.run(_plain(plain), xs))
+
+
+def test_conv_model_keeps_conv_layers_decoded():
+    plain = em.tflite("conv", None)
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+    xs = em.inputs("conv", 3, seed=2)
+    _close(em.run(it, xs), em.run(_plain(plain), xs))
+    assert runtime.Interpreter(model_content=export.pack(plain)).compressed_report() == []
+
+
+def test_corrupt_packed_weights_fail_allocate_with_the_reason():
+    packed = bytearray(export.pack(em.tflite("dense", None)))
+    at = packed.find(b"DCHF")
+    assert at > 0
+    packed[at + 60] ^= 0xFF  # inside the first packed tensor
+    with pytest.raises(RuntimeError, match="HuffDecode"):
+        it = runtime.Interpreter(model_content=bytes(packed), weights="compressed")
+        it.allocate_tensors()
+
+
+def test_delegate_option_validation():
+    from ai_edge_litert.interpreter import load_delegate
+
+    with pytest.raises(ValueError, match="weights=decoded|compressed"):
+        load_delegate(runtime.library_path(), {"weights": "lazy"})
+    with pytest.raises(ValueError, match="unknown option"):
+        load_delegate(runtime.library_path(), {"threads": "2"})
+    with pytest.raises(ValueError, match="weights"):
+        runtime.Interpreter(model_content=em.tflite("dense", None), weights="sparse")
+    with pytest.raises(ValueError, match="decode='delegate'"):
+        runtime.Interpreter(model_content=em.tflite("dense", None), backend="tensorflow",
+                            decode="op", weights="compressed")
+
+
+def test_plain_litert_with_delegate_option():
+    """The route C/Android users take: load_delegate(path, {"weights": "compressed"})."""
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+    plain = em.tflite("dense", "int8")
+    it = Interpreter(model_content=export.pack(plain),
+                     experimental_delegates=[load_delegate(runtime.library_path(),
+                                                           {"weights": "compressed"})])
+    xs = em.inputs("dense", 5, seed=6)
+    np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
+
+
+def test_tensorflow_backend_compressed():
+    plain = em.tflite("dense", None)
+    it = runtime.Interpreter(model_content=export.pack(plain), backend="tensorflow",
+                             weights="compressed")
+    assert all(r["route"] == "compressed" for r in it.compressed_report())
+    xs = em.inputs("dense", 3, seed=8)
+    _close(em.run(it, xs), em.run(_plain(plain), xs))
+
+
+def _big_fc_packed():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    m = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(2048)])
+    w = m.layers[0].kernel.numpy()
+    w[np.abs(w) < np.quantile(np.abs(w), 0.9)] = 0
+    w = np.round(w * 64) / 64
+    m.layers[0].kernel.assign(w)
+    return export.to_tflite(m, pack=True)
+
+
+def test_decoded_weights_released_after_xnnpack_packs_them(tmp_path):
+    """Default route: the decoded 8 MiB FC weight is freed once XNNPACK holds its packed copy
+    (keep_decoded=1 keeps it); outputs are unchanged, also after a resize."""
+    path = tmp_path / "big.packed.tflite"
+    path.write_bytes(_big_fc_packed())
+    code = textwrap.dedent(f"""
+        import json, numpy as np
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+        from dc_keras import runtime
+        def anon():
+            for line in open("/proc/self/smaps_rollup"):
+                if line.startswith("Anonymous:"):
+                    return int(line.split()[1]) * 1024
+        out = {{}}
+        for keep in ("0", "1"):
+            a0 = anon()
+            it = Interpreter(model_path={str(path)!r}, experimental_delegates=[
+                load_delegate(runtime.library_path(), {{"keep_decoded": keep}})])
+            it.allocate_tensors()
+            x = np.linspace(-1, 1, 1024, dtype=np.float32)[None]
+            it.set_tensor(it.get_input_details()[0]["index"], x)
+            it.invoke()
+            y = it.get_tensor(it.get_output_details()[0]["index"]).copy()
+            grow = anon() - a0
+            it.resize_tensor_input(it.get_input_details()[0]["index"], [3, 1024])
+            it.allocate_tensors()
+            it.set_tensor(it.get_input_details()[0]["index"], np.repeat(x, 3, 0))
+            it.invoke()
+            y3 = it.get_tensor(it.get_output_details()[0]["index"])
+            out[keep] = [grow, y.tolist(), bool((y3 == y).all())]
+            del it
+        print(json.dumps(out))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = __import__("json").loads(res.stdout.strip().splitlines()[-1])
+    assert out["0"][1] == out["1"][1] and out["0"][2] and out["1"][2]
+    # the 8 MiB decoded copy is gone in the default route, kept with keep_decoded=1
+    assert out["1"][0] - out["0"][0] > 6 * 2**20, out

@@ -1,0 +1,152 @@
+/* fuzz_sparse_fc.c -- libFuzzer harness of the compressed FULLY_CONNECTED form
+ * (dc_sparse_fc.h): the input is one packed tensor (untrusted bytes, seeds shared with
+ * fuzz_decode).
+ *
+ * Properties checked besides memory safety (any violation aborts):
+ *  - dc_sparse_fc_build succeeds only for a 2-D float32/int8 tensor that dc_decode accepts;
+ *    on DC_SFC_DECODE its decode status equals dc_decode's; DC_SFC_UNSUPPORTED comes with a
+ *    reason; a failed build leaves the form zeroed;
+ *  - a built form is consistent (row_ptr monotone, ends at nnz, columns < cols and increasing
+ *    within a row, codes < num_values for float) and holds exactly the non-zeros of the
+ *    decoded tensor;
+ *  - the float kernel (batch 1 and 3) matches a double-precision dense product within
+ *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel equals the dense
+ *    integer formula with rintf requantization exactly.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dc_codec.h"
+#include "dc_sparse_fc.h"
+
+#ifndef DC_FUZZ_MAX_OUTPUT
+#define DC_FUZZ_MAX_OUTPUT (16u << 20)
+#endif
+
+#define REQUIRE(cond)                                                                 \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
+      fprintf(stderr, "fuzz_sparse_fc: property failed: %s (line %d)\n", #cond, __LINE__); \
+      abort();                                                                        \
+    }                                                                                 \
+  } while (0)
+
+static void check_form(const dc_sparse_fc* m, const void* dense) {
+  uint64_t k = 0;
+  REQUIRE(m->row_ptr[0] == 0 && m->row_ptr[m->rows] == m->nnz);
+  for (uint32_t r = 0; r < m->rows; ++r) {
+    REQUIRE(m->row_ptr[r] <= m->row_ptr[r + 1]);
+    for (uint32_t c = 0; c < m->cols; ++c) {
+      size_t i = (size_t)r * m->cols + c;
+      int nz;
+      if (m->dtype == DC_DTYPE_FLOAT32) {
+        float v;
+        memcpy(&v, (const uint8_t*)dense + 4 * i, 4);
+        nz = v != 0.0f;
+        if (nz) {
+          REQUIRE(k < m->row_ptr[r + 1] && m->col[k] == c && m->code[k] < m->num_values);
+          REQUIRE(memcmp(&m->codebook[m->code[k]], &v, 4) == 0);
+        }
+      } else {
+        int8_t v = ((const int8_t*)dense)[i];
+        nz = v != 0;
+        if (nz) REQUIRE(k < m->row_ptr[r + 1] && m->col[k] == c && (int8_t)m->code[k] == v);
+      }
+      k += nz;
+    }
+    REQUIRE(k == m->row_ptr[r + 1]);
+  }
+}
+
+static void check_float(const dc_sparse_fc* m, const float* w) {
+  const size_t batch = 3;
+  for (size_t i = 0; i < (size_t)m->rows * m->cols; ++i) {
+    if (!isfinite(w[i]) || fabsf(w[i]) > 1e30f) return; /* reference would overflow */
+  }
+  float* x = malloc(batch * m->cols * sizeof(float));
+  float* y = malloc(batch * m->rows * sizeof(float));
+  float* y1 = malloc(m->rows * sizeof(float));
+  float* scratch = malloc((size_t)m->cols * DC_SFC_BATCH_TILE * sizeof(float));
+  REQUIRE(x && y && y1 && scratch);
+  for (size_t i = 0; i < batch * m->cols; ++i) x[i] = (float)((int)(i * 7919 % 17) - 8) / 8.f;
+  dc_sparse_fc_float(m, x, batch, NULL, -INFINITY, INFINITY, y, scratch);
+  dc_sparse_fc_float(m, x, 1, NULL, -INFINITY, INFINITY, y1, NULL);
+  for (size_t b = 0; b < batch; ++b) {
+    for (uint32_t r = 0; r < m->rows; ++r) {
+      double acc = 0, mag = 0;
+      for (uint32_t c = 0; c < m->cols; ++c) {
+        double t = (double)w[(size_t)r * m->cols + c] * x[b * m->cols + c];
+        acc += t, mag += fabs(t);
+      }
+      double tol = 1e-5 * mag + 1e-30;
+      REQUIRE(fabs(y[b * m->rows + r] - acc) <= tol || (isinf(y[b * m->rows + r]) && mag > 1e37));
+      if (b == 0) REQUIRE(fabs(y1[r] - acc) <= tol || (isinf(y1[r]) && mag > 1e37));
+    }
+  }
+  free(x), free(y), free(y1), free(scratch);
+}
+
+static void check_int8(const dc_sparse_fc* m, const int8_t* w) {
+  const size_t batch = 3;
+  int8_t* x = malloc(batch * m->cols);
+  int8_t* y = malloc(batch * m->rows);
+  int32_t* scratch = malloc((size_t)m->cols * DC_SFC_BATCH_TILE * sizeof(int32_t));
+  float* scale = malloc(m->rows * sizeof(float));
+  REQUIRE(x && y && scratch && scale);
+  for (size_t i = 0; i < batch * m->cols; ++i) x[i] = (int8_t)(i * 131 + 7);
+  for (uint32_t r = 0; r < m->rows; ++r) scale[r] = 1.0f / (float)(64 + r % 1000);
+  dc_sparse_fc_int8(m, x, batch, 5, NULL, scale, -2, -128, 127, y, scratch);
+  for (size_t b = 0; b < batch; ++b) {
+    for (uint32_t r = 0; r < m->rows; ++r) {
+      int32_t acc = 0;
+      for (uint32_t c = 0; c < m->cols; ++c) {
+        acc += (int32_t)w[(size_t)r * m->cols + c] * ((int32_t)x[b * m->cols + c] - 5);
+      }
+      float v = rintf((float)acc * scale[r]) - 2.0f;
+      v = v < -128.f ? -128.f : (v > 127.f ? 127.f : v);
+      REQUIRE(y[b * m->rows + r] == (int8_t)v);
+    }
+  }
+  free(x), free(y), free(scratch), free(scale);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  dc_tensor_info info;
+  uint8_t* buf = (uint8_t*)malloc(size ? size : 1);
+  if (!buf) return 0;
+  if (size) memcpy(buf, data, size);
+  if (dc_peek(buf, size, &info) == DC_OK && info.output_bytes > DC_FUZZ_MAX_OUTPUT) {
+    free(buf); /* bounded harness: the builder would allocate the declared size */
+    return 0;
+  }
+  dc_sparse_fc m;
+  dc_status ds = DC_OK;
+  char why[256] = "";
+  dc_sfc_status st = dc_sparse_fc_build(buf, size, &m, &ds, why, sizeof why);
+  if (st != DC_SFC_OK) {
+    REQUIRE(m.row_ptr == NULL && m.col == NULL && m.code == NULL && m.row_sum == NULL);
+  }
+  if (st == DC_SFC_UNSUPPORTED) REQUIRE(why[0] != '\0');
+  size_t out_size = dc_peek(buf, size, &info) == DC_OK ? (size_t)info.output_bytes : 0;
+  void* dense = malloc(out_size ? out_size : 1);
+  REQUIRE(dense);
+  dc_status dd = dc_decode(buf, size, dense, out_size);
+  if (st == DC_SFC_DECODE) REQUIRE(ds != DC_OK && dd == ds);
+  if (st == DC_SFC_OK) {
+    REQUIRE(dd == DC_OK && info.rank == 2 && m.rows == info.dims[0] && m.cols == info.dims[1]);
+    REQUIRE(info.dtype == m.dtype &&
+            (m.dtype == DC_DTYPE_FLOAT32 || m.dtype == DC_DTYPE_INT8));
+    check_form(&m, dense);
+    if ((uint64_t)m.rows * m.cols <= (1u << 20)) {
+      if (m.dtype == DC_DTYPE_FLOAT32) check_float(&m, (const float*)dense);
+      else check_int8(&m, (const int8_t*)dense);
+    }
+    dc_sparse_fc_free(&m);
+  }
+  free(dense);
+  free(buf);
+  return 0;
+}

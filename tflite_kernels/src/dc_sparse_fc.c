@@ -1,0 +1,417 @@
+/*
+ * dc_sparse_fc.c -- compact row-compressed FULLY_CONNECTED weights built from
+ * packed bytes, and the float32 / int8 kernels that run on them
+ * (dc_sparse_fc.h).  Plain C99, scalar; no allocation in the kernels.
+ *
+ * Why this layout (measured, docs/android.md): batch-1 sparse FC is bound by
+ * the work per non-zero, not by bytes.  A 16-bit column + 1-byte code per
+ * non-zero (3 B) keeps the whole 4096x4096 layer at 10 % in 5 MB and costs
+ * one gather of x, one codebook load (L1) and one multiply-add per non-zero.
+ */
+#include "dc_sparse_fc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void say(char* why, size_t size, const char* fmt, ...) {
+  if (!why || !size) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, size, fmt, ap);
+  va_end(ap);
+}
+
+DC_API void dc_sparse_fc_free(dc_sparse_fc* m) {
+  if (!m) return;
+  free(m->row_ptr);
+  free(m->col);
+  free(m->code);
+  free(m->row_sum);
+  memset(m, 0, sizeof *m);
+}
+
+DC_API size_t dc_sparse_fc_bytes(const dc_sparse_fc* m) {
+  if (!m || !m->row_ptr) return 0;
+  size_t b = sizeof *m + ((size_t)m->rows + 1) * sizeof(uint32_t) +
+             (size_t)m->nnz * (sizeof(uint16_t) + sizeof(uint8_t));
+  if (m->row_sum) b += (size_t)m->rows * sizeof(int32_t);
+  return b;
+}
+
+/* Codebook index of a non-zero float (by bit pattern); -1 when full. */
+typedef struct {
+  uint32_t key[512];
+  int16_t val[512];
+} ValueMap;
+
+static int value_code(ValueMap* vm, dc_sparse_fc* m, uint32_t bits, float v) {
+  uint32_t h = (bits * 2654435761u) >> 23; /* 9 bits */
+  for (;;) {
+    if (vm->val[h] < 0) {
+      if (m->num_values >= DC_SFC_MAX_VALUES) return -1;
+      vm->key[h] = bits;
+      vm->val[h] = (int16_t)m->num_values;
+      m->codebook[m->num_values] = v;
+      return (int)m->num_values++;
+    }
+    if (vm->key[h] == bits) return vm->val[h];
+    h = (h + 1) & 511u;
+  }
+}
+
+static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why,
+                                   size_t why_size) {
+  ValueMap vm;
+  memset(vm.val, 0xff, sizeof vm.val); /* -1 = empty */
+  uint32_t last_bits = 0;
+  int last_code = -1;
+  uint32_t k = 0;
+  const uint32_t rows = m->rows, cols = m->cols;
+  uint16_t* const col = m->col;
+  uint8_t* const code = m->code;
+  uint32_t* const row_ptr = m->row_ptr;
+  for (uint32_t r = 0; r < rows; ++r) {
+    const uint32_t* row = (const uint32_t*)(const void*)(w + (size_t)r * cols);
+    row_ptr[r] = k;
+    for (uint32_t c = 0; c < cols; ++c) {
+      uint32_t bits = row[c];
+      if ((bits << 1) == 0) continue; /* +0 and -0: contribute nothing */
+      if (bits != last_bits || last_code < 0) {
+        float v;
+        memcpy(&v, &bits, sizeof v);
+        last_code = value_code(&vm, m, bits, v);
+        last_bits = bits;
+        if (last_code < 0) {
+          say(why, why_size, "more than %u distinct non-zero values",
+              DC_SFC_MAX_VALUES);
+          return DC_SFC_UNSUPPORTED;
+        }
+      }
+      col[k] = (uint16_t)c;
+      code[k] = (uint8_t)last_code;
+      ++k;
+    }
+  }
+  row_ptr[rows] = k;
+  return DC_SFC_OK;
+}
+
+static void compact_int8(const int8_t* w, dc_sparse_fc* m) {
+  uint32_t k = 0;
+  const uint32_t rows = m->rows, cols = m->cols;
+  uint16_t* const col = m->col;
+  uint8_t* const code = m->code;
+  for (uint32_t r = 0; r < rows; ++r) {
+    const int8_t* row = w + (size_t)r * cols;
+    int32_t sum = 0;
+    m->row_ptr[r] = k;
+    for (uint32_t c = 0; c < cols; ++c) {
+      if (row[c] == 0) continue;
+      col[k] = (uint16_t)c;
+      code[k] = (uint8_t)row[c];
+      sum += row[c];
+      ++k;
+    }
+    m->row_sum[r] = sum;
+  }
+  m->row_ptr[rows] = k;
+}
+
+static uint64_t count_nonzero(const void* w, uint32_t dtype, uint64_t n) {
+  uint64_t nnz = 0;
+  if (dtype == DC_DTYPE_FLOAT32) {
+    const uint32_t* f = (const uint32_t*)w; /* float bits: +-0 have no bit but the sign */
+    for (uint64_t i = 0; i < n; ++i) nnz += ((f[i] << 1) != 0);
+  } else {
+    const int8_t* q = (const int8_t*)w;
+    for (uint64_t i = 0; i < n; ++i) nnz += (q[i] != 0);
+  }
+  return nnz;
+}
+
+static dc_sfc_status check_shape(const dc_tensor_info* info, char* why,
+                                 size_t why_size) {
+  if (info->dtype != DC_DTYPE_FLOAT32 && info->dtype != DC_DTYPE_INT8) {
+    say(why, why_size, "weights are neither float32 nor int8");
+    return DC_SFC_UNSUPPORTED;
+  }
+  if (info->rank != 2) {
+    say(why, why_size, "weights are not 2-D");
+    return DC_SFC_UNSUPPORTED;
+  }
+  if (info->dims[0] == 0 || info->dims[1] == 0 ||
+      info->dims[1] > DC_SFC_MAX_COLS || info->dims[0] >= 0x7fffffffu) {
+    say(why, why_size, "weight shape %llux%llu out of range (input size 1..%u)",
+        (unsigned long long)info->dims[0], (unsigned long long)info->dims[1],
+        DC_SFC_MAX_COLS);
+    return DC_SFC_UNSUPPORTED;
+  }
+  return DC_SFC_OK;
+}
+
+static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz) {
+  size_t n = nnz ? (size_t)nnz : 1;
+  m->nnz = nnz;
+  m->row_ptr = (uint32_t*)malloc(((size_t)m->rows + 1) * sizeof(uint32_t));
+  m->col = (uint16_t*)malloc(n * sizeof(uint16_t));
+  m->code = (uint8_t*)malloc(n);
+  if (m->dtype == DC_DTYPE_INT8) {
+    m->row_sum = (int32_t*)malloc((size_t)m->rows * sizeof(int32_t));
+  }
+  if (!m->row_ptr || !m->col || !m->code ||
+      (m->dtype == DC_DTYPE_INT8 && !m->row_sum)) {
+    return DC_SFC_NOMEM;
+  }
+  return DC_SFC_OK;
+}
+
+DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size,
+                                        dc_sparse_fc* m,
+                                        dc_status* decode_status, char* why,
+                                        size_t why_size) {
+  dc_tensor_info info;
+  if (decode_status) *decode_status = DC_OK;
+  if (!m) return DC_SFC_ARGUMENT;
+  memset(m, 0, sizeof *m);
+  if (!packed) return DC_SFC_ARGUMENT;
+  dc_status st = dc_peek(packed, size, &info);
+  if (st != DC_OK) {
+    if (decode_status) *decode_status = st;
+    return DC_SFC_DECODE;
+  }
+  dc_sfc_status s = check_shape(&info, why, why_size);
+  if (s != DC_SFC_OK) return s;
+  m->rows = (uint32_t)info.dims[0];
+  m->cols = (uint32_t)info.dims[1];
+  m->dtype = info.dtype;
+  /* Transient dense copy: decoded, scanned twice, freed (never kept). */
+  void* dense = malloc((size_t)info.output_bytes);
+  if (!dense) return DC_SFC_NOMEM;
+  st = dc_decode(packed, size, dense, (size_t)info.output_bytes);
+  if (st != DC_OK) {
+    free(dense);
+    if (decode_status) *decode_status = st;
+    return DC_SFC_DECODE;
+  }
+  s = alloc_form(m, count_nonzero(dense, info.dtype, info.num_elements));
+  if (s == DC_SFC_OK) {
+    if (info.dtype == DC_DTYPE_FLOAT32) {
+      s = compact_float((const float*)dense, m, why, why_size);
+    } else {
+      compact_int8((const int8_t*)dense, m);
+    }
+  }
+  free(dense);
+  if (s != DC_SFC_OK) dc_sparse_fc_free(m);
+  return s;
+}
+
+/* ---------------------------------------------------------------- float */
+
+static float clampf(float v, float lo, float hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+static void float_batch1(const dc_sparse_fc* m, const float* x,
+                         const float* bias, float lo, float hi, float* y) {
+  const uint16_t* col = m->col;
+  const uint8_t* code = m->code;
+  const float* cb = m->codebook;
+  for (uint32_t r = 0; r < m->rows; ++r) {
+    uint32_t j = m->row_ptr[r], end = m->row_ptr[r + 1];
+    float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+    for (; j + 4 <= end; j += 4) {
+      a0 += cb[code[j]] * x[col[j]];
+      a1 += cb[code[j + 1]] * x[col[j + 1]];
+      a2 += cb[code[j + 2]] * x[col[j + 2]];
+      a3 += cb[code[j + 3]] * x[col[j + 3]];
+    }
+    for (; j < end; ++j) a0 += cb[code[j]] * x[col[j]];
+    float acc = (a0 + a1) + (a2 + a3);
+    if (bias) acc += bias[r];
+    y[r] = clampf(acc, lo, hi);
+  }
+}
+
+/* Full tile of 8: the 8 sums stay in registers.  With GCC/Clang the two
+ * halves are 4-lane vectors (SSE / NEON through generic vector extensions;
+ * unaligned loads through memcpy); otherwise plain C. */
+#if defined(__GNUC__)
+typedef float dc_v4f __attribute__((vector_size(16)));
+static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T,
+                        const float* bias, float lo, float hi, float* y) {
+  const float* cb = m->codebook;
+  const uint16_t* col = m->col;
+  const uint8_t* code = m->code;
+  const uint32_t rows = m->rows;
+  for (uint32_t r = 0; r < rows; ++r) {
+    dc_v4f a0 = {0.f, 0.f, 0.f, 0.f}, a1 = a0;
+    const uint32_t end = m->row_ptr[r + 1];
+    for (uint32_t j = m->row_ptr[r]; j < end; ++j) {
+      const float w = cb[code[j]];
+      const dc_v4f wv = {w, w, w, w};
+      dc_v4f x0, x1;
+      memcpy(&x0, xt + (size_t)col[j] * 8, sizeof x0);
+      memcpy(&x1, xt + (size_t)col[j] * 8 + 4, sizeof x1);
+      a0 += wv * x0;
+      a1 += wv * x1;
+    }
+    float a[8];
+    memcpy(a, &a0, sizeof a0);
+    memcpy(a + 4, &a1, sizeof a1);
+    const float bv = bias ? bias[r] : 0.f;
+    for (uint32_t b = 0; b < T; ++b) y[(size_t)b * rows + r] = clampf(a[b] + bv, lo, hi);
+  }
+}
+#else
+static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T,
+                        const float* bias, float lo, float hi, float* y) {
+  const float* cb = m->codebook;
+  const uint32_t rows = m->rows;
+  for (uint32_t r = 0; r < rows; ++r) {
+    float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (uint32_t j = m->row_ptr[r]; j < m->row_ptr[r + 1]; ++j) {
+      const float w = cb[m->code[j]];
+      const float* xp = xt + (size_t)m->col[j] * 8;
+      for (int b = 0; b < 8; ++b) a[b] += w * xp[b];
+    }
+    const float bv = bias ? bias[r] : 0.f;
+    for (uint32_t b = 0; b < T; ++b) y[(size_t)b * rows + r] = clampf(a[b] + bv, lo, hi);
+  }
+}
+#endif
+
+DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x,
+                               size_t batch, const float* bias, float act_min,
+                               float act_max, float* y, float* scratch) {
+  const size_t cols = m->cols, rows = m->rows;
+  for (size_t b0 = 0; b0 < batch;) {
+    size_t left = batch - b0;
+    if (left == 1 || !scratch) {
+      float_batch1(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
+      ++b0;
+      continue;
+    }
+    /* tile of T <= 8 batch rows, transposed: scratch[c * 8 + b], zeros past T */
+    uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
+    for (size_t c = 0; c < cols; ++c) {
+      for (uint32_t b = 0; b < 8; ++b) {
+        scratch[c * 8 + b] = b < T ? x[(b0 + b) * cols + c] : 0.f;
+      }
+    }
+    float_tile8(m, scratch, T, bias, act_min, act_max, y + b0 * rows);
+    b0 += T;
+  }
+}
+
+/* ----------------------------------------------------------------- int8 */
+
+/* XNNPACK's fp32 requantization: scale in float, clamp, round half to even
+ * (the 1.5 * 2^23 trick is exact for |v| <= 2^22; v is clamped to a few
+ * hundred first). */
+static int8_t requantize(int32_t acc, float scale, int32_t zp, int32_t qmin,
+                         int32_t qmax) {
+  float v = (float)acc * scale;
+  const float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
+  v = v < lo ? lo : (v > hi ? hi : v);
+  volatile float t = v + 12582912.0f; /* volatile: no reassociation */
+  float rounded = t - 12582912.0f;
+  return (int8_t)((int32_t)rounded + zp);
+}
+
+/* int32 sums wrap like the int32 accumulators of TFLite/XNNPACK (each
+ * product sum is < 2^30 in magnitude; only these additions can overflow). */
+static int32_t wrap_add(int32_t a, int32_t b) {
+  return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
+/* bias[r] - input_zp * sum_c W[r, c] */
+static int32_t offset(const dc_sparse_fc* m, uint32_t r, int32_t izp,
+                      const int32_t* bias) {
+  uint32_t off = (uint32_t)(bias ? bias[r] : 0);
+  off -= (uint32_t)izp * (uint32_t)m->row_sum[r];
+  return (int32_t)off;
+}
+
+static void int8_batch1(const dc_sparse_fc* m, const int8_t* x, int32_t izp,
+                        const int32_t* bias, const float* scale, int32_t ozp,
+                        int32_t qmin, int32_t qmax, int8_t* y) {
+  for (uint32_t r = 0; r < m->rows; ++r) {
+    int32_t acc = 0;
+    for (uint32_t j = m->row_ptr[r]; j < m->row_ptr[r + 1]; ++j) {
+      acc += (int32_t)(int8_t)m->code[j] * (int32_t)x[m->col[j]];
+    }
+    y[r] = requantize(wrap_add(acc, offset(m, r, izp, bias)), scale[r], ozp,
+                      qmin, qmax);
+  }
+}
+
+/* Tile of T <= 8 batch rows; xt[c * 8 + b] = x as int32, zeros past T. */
+#if defined(__GNUC__)
+typedef int32_t dc_v4i __attribute__((vector_size(16)));
+#endif
+static void int8_tile8(const dc_sparse_fc* m, const int32_t* xt, uint32_t T,
+                       int32_t izp, const int32_t* bias, const float* scale,
+                       int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
+  const uint16_t* col = m->col;
+  const uint8_t* code = m->code;
+  const uint32_t rows = m->rows;
+  for (uint32_t r = 0; r < rows; ++r) {
+    int32_t acc[8];
+    const uint32_t end = m->row_ptr[r + 1];
+#if defined(__GNUC__)
+    dc_v4i a0 = {0, 0, 0, 0}, a1 = a0;
+    for (uint32_t j = m->row_ptr[r]; j < end; ++j) {
+      const int32_t w = (int8_t)code[j];
+      const dc_v4i wv = {w, w, w, w};
+      dc_v4i x0, x1;
+      memcpy(&x0, xt + (size_t)col[j] * 8, sizeof x0);
+      memcpy(&x1, xt + (size_t)col[j] * 8 + 4, sizeof x1);
+      a0 += wv * x0; /* |sum| < 2^30: no overflow */
+      a1 += wv * x1;
+    }
+    memcpy(acc, &a0, sizeof a0);
+    memcpy(acc + 4, &a1, sizeof a1);
+#else
+    for (int b = 0; b < 8; ++b) acc[b] = 0;
+    for (uint32_t j = m->row_ptr[r]; j < end; ++j) {
+      const int32_t w = (int8_t)code[j];
+      const int32_t* xp = xt + (size_t)col[j] * 8;
+      for (int b = 0; b < 8; ++b) acc[b] += w * xp[b];
+    }
+#endif
+    const int32_t off = offset(m, r, izp, bias);
+    for (uint32_t b = 0; b < T; ++b) {
+      y[(size_t)b * rows + r] =
+          requantize(wrap_add(acc[b], off), scale[r], ozp, qmin, qmax);
+    }
+  }
+}
+
+DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x,
+                              size_t batch, int32_t input_zp,
+                              const int32_t* bias, const float* scale,
+                              int32_t output_zp, int32_t qmin, int32_t qmax,
+                              int8_t* y, int32_t* scratch) {
+  const size_t cols = m->cols, rows = m->rows;
+  for (size_t b0 = 0; b0 < batch;) {
+    size_t left = batch - b0;
+    if (left == 1 || !scratch) {
+      int8_batch1(m, x + b0 * cols, input_zp, bias, scale, output_zp, qmin, qmax,
+                  y + b0 * rows);
+      ++b0;
+      continue;
+    }
+    uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
+    for (size_t c = 0; c < cols; ++c) {
+      for (uint32_t b = 0; b < 8; ++b) {
+        scratch[c * 8 + b] = b < T ? x[(b0 + b) * cols + c] : 0;
+      }
+    }
+    int8_tile8(m, scratch, T, input_zp, bias, scale, output_zp, qmin, qmax,
+               y + b0 * rows);
+    b0 += T;
+  }
+}

@@ -1,0 +1,227 @@
+/* test_sparse_fc.c -- the compressed FULLY_CONNECTED form (dc_sparse_fc.h):
+ * building it from packed vectors (codec_vectors.h, whatever format version
+ * the decoder speaks), rejecting what it cannot hold, surviving corrupted
+ * bytes, and the float32/int8 kernels against a dense reference for batch
+ * sizes around the tile size and every fused activation range. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec_vectors.h"
+#include "dc_sparse_fc.h"
+
+static int failures = 0;
+#define CHECK(cond, ...)                                  \
+  do {                                                    \
+    if (!(cond)) {                                        \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                       \
+      fprintf(stderr, "\n");                              \
+      ++failures;                                         \
+    }                                                     \
+  } while (0)
+
+static uint32_t rng_state = 12345u;
+static uint32_t rnd(void) {
+  rng_state = rng_state * 1664525u + 1013904223u;
+  return rng_state >> 8;
+}
+
+/* Compact form straight from a dense float matrix (the test's own builder). */
+static void from_dense_float(const float* w, uint32_t rows, uint32_t cols, dc_sparse_fc* m) {
+  memset(m, 0, sizeof *m);
+  m->rows = rows;
+  m->cols = cols;
+  m->dtype = DC_DTYPE_FLOAT32;
+  m->row_ptr = malloc((rows + 1) * sizeof(uint32_t));
+  m->col = malloc((size_t)rows * cols * sizeof(uint16_t) + 1);
+  m->code = malloc((size_t)rows * cols + 1);
+  uint32_t k = 0;
+  for (uint32_t r = 0; r < rows; ++r) {
+    m->row_ptr[r] = k;
+    for (uint32_t c = 0; c < cols; ++c) {
+      float v = w[(size_t)r * cols + c];
+      if (v == 0.f) continue;
+      uint32_t code = 0;
+      while (code < m->num_values && m->codebook[code] != v) ++code;
+      if (code == m->num_values) m->codebook[m->num_values++] = v;
+      m->col[k] = (uint16_t)c;
+      m->code[k++] = (uint8_t)code;
+    }
+  }
+  m->row_ptr[rows] = k;
+  m->nnz = k;
+}
+
+static void test_float_kernel(uint32_t rows, uint32_t cols, size_t batch, float lo, float hi,
+                              int with_bias) {
+  float* w = calloc((size_t)rows * cols, sizeof(float));
+  const float values[5] = {0.5f, -0.25f, 1.75f, -3.0f, 0.125f};
+  for (size_t i = 0; i < (size_t)rows * cols; ++i) {
+    if (rnd() % 10 < 3) w[i] = values[rnd() % 5];
+  }
+  float* x = malloc(batch * cols * sizeof(float));
+  for (size_t i = 0; i < batch * cols; ++i) x[i] = (float)((int)(rnd() % 2001) - 1000) / 256.f;
+  float* bias = malloc(rows * sizeof(float));
+  for (uint32_t r = 0; r < rows; ++r) bias[r] = (float)((int)(rnd() % 201) - 100) / 64.f;
+  float* y = malloc(batch * rows * sizeof(float));
+  float* scratch = malloc(cols * DC_SFC_BATCH_TILE * sizeof(float));
+  dc_sparse_fc m;
+  from_dense_float(w, rows, cols, &m);
+  dc_sparse_fc_float(&m, x, batch, with_bias ? bias : NULL, lo, hi, y, scratch);
+  for (size_t b = 0; b < batch; ++b) {
+    for (uint32_t r = 0; r < rows; ++r) {
+      double acc = with_bias ? bias[r] : 0.0, mag = fabs(acc);
+      for (uint32_t c = 0; c < cols; ++c) {
+        acc += (double)w[(size_t)r * cols + c] * x[b * cols + c];
+        mag += fabs((double)w[(size_t)r * cols + c] * x[b * cols + c]);
+      }
+      double want = acc < lo ? lo : (acc > hi ? hi : acc);
+      double got = y[b * rows + r];
+      CHECK(fabs(got - want) <= 1e-6 * (mag + 1e-30) + 1e-30,
+            "float %ux%u batch %zu [%zu,%u]: %g vs %g", rows, cols, batch, b, r, got, want);
+    }
+  }
+  dc_sparse_fc_free(&m);
+  free(w), free(x), free(bias), free(y), free(scratch);
+}
+
+static int8_t ref_requant(int32_t acc, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
+  float v = rintf((float)acc * scale) + (float)zp;
+  if (v < qmin) v = (float)qmin;
+  if (v > qmax) v = (float)qmax;
+  return (int8_t)v;
+}
+
+/* int8: checks one kernel run against the plain dense formula. */
+static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_sparse_fc* m,
+                       size_t batch, const char* what) {
+  int8_t* x = malloc(batch * cols);
+  for (size_t i = 0; i < batch * cols; ++i) x[i] = (int8_t)(rnd() & 0xff);
+  int32_t* bias = malloc(rows * sizeof(int32_t));
+  float* scale = malloc(rows * sizeof(float));
+  for (uint32_t r = 0; r < rows; ++r) {
+    bias[r] = (int32_t)(rnd() % 20001) - 10000;
+    scale[r] = 0.0005f + (float)(rnd() % 1000) * 1e-5f;
+  }
+  int8_t* y = malloc(batch * rows);
+  int32_t* scratch = malloc(cols * DC_SFC_BATCH_TILE * sizeof(int32_t));
+  const int32_t izp = -7, ozp = 3, qmin = -100, qmax = 120;
+  dc_sparse_fc_int8(m, x, batch, izp, bias, scale, ozp, qmin, qmax, y, scratch);
+  for (size_t b = 0; b < batch; ++b) {
+    for (uint32_t r = 0; r < rows; ++r) {
+      int32_t acc = bias[r];
+      for (uint32_t c = 0; c < cols; ++c) {
+        acc += (int32_t)w[(size_t)r * cols + c] * ((int32_t)x[b * cols + c] - izp);
+      }
+      int8_t want = ref_requant(acc, scale[r], ozp, qmin, qmax);
+      CHECK(y[b * rows + r] == want, "int8 %s batch %zu [%zu,%u]: %d vs %d", what, batch, b, r,
+            y[b * rows + r], want);
+    }
+  }
+  free(x), free(bias), free(scale), free(y), free(scratch);
+}
+
+static void test_vectors(void) {
+  size_t n = sizeof codec_vectors / sizeof codec_vectors[0];
+  int built = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const codec_vector* v = &codec_vectors[i];
+    dc_sparse_fc m;
+    dc_status ds;
+    char why[200] = "";
+    dc_sfc_status st = dc_sparse_fc_build(v->packed, v->packed_size, &m, &ds, why, sizeof why);
+    int fits = v->rank == 2 && (v->dtype == DC_DTYPE_FLOAT32 || v->dtype == DC_DTYPE_INT8) &&
+               v->dims[0] > 0 && v->dims[1] > 0;
+    if (!fits) {
+      CHECK(st == DC_SFC_UNSUPPORTED && why[0], "%s: expected UNSUPPORTED, got %d", v->name, st);
+      continue;
+    }
+    CHECK(st == DC_SFC_OK, "%s: build failed %d (%s)", v->name, st, why);
+    if (st != DC_SFC_OK) continue;
+    ++built;
+    uint32_t rows = (uint32_t)v->dims[0], cols = (uint32_t)v->dims[1];
+    uint64_t nnz = 0;
+    for (size_t k = 0; k < v->raw_size; ++k) nnz += v->raw[k] != 0; /* int8 */
+    CHECK(m.rows == rows && m.cols == cols && m.row_ptr[rows] == m.nnz, "%s: shape", v->name);
+    if (v->dtype == DC_DTYPE_INT8) {
+      CHECK(m.nnz == nnz, "%s: nnz %llu vs %llu", v->name, (unsigned long long)m.nnz,
+            (unsigned long long)nnz);
+      for (size_t b = 1; b <= 10; b += 4) check_int8((const int8_t*)v->raw, rows, cols, &m, b, v->name);
+    }
+    CHECK(dc_sparse_fc_bytes(&m) > 0, "%s: bytes", v->name);
+    dc_sparse_fc_free(&m);
+    /* every truncation and a byte flip at every position: clean status, no crash */
+    for (size_t cut = 0; cut < v->packed_size; cut += 1 + v->packed_size / 64) {
+      st = dc_sparse_fc_build(v->packed, cut, &m, &ds, why, sizeof why);
+      CHECK(st == DC_SFC_DECODE && ds != DC_OK && m.row_ptr == NULL, "%s: cut %zu -> %d",
+            v->name, cut, st);
+    }
+    uint8_t* bad = malloc(v->packed_size);
+    for (size_t pos = 0; pos < v->packed_size; ++pos) {
+      memcpy(bad, v->packed, v->packed_size);
+      bad[pos] ^= 0x5a;
+      st = dc_sparse_fc_build(bad, v->packed_size, &m, &ds, why, sizeof why);
+      CHECK(st != DC_SFC_OK || (m.rows == rows && m.row_ptr[m.rows] == m.nnz),
+            "%s: flip %zu built an inconsistent form", v->name, pos);
+      if (st == DC_SFC_OK) dc_sparse_fc_free(&m);
+    }
+    free(bad);
+  }
+  CHECK(built >= 1, "no 2-D float32/int8 vector in codec_vectors.h");
+}
+
+static void test_int8_kernel_random(void) {
+  const uint32_t rows = 37, cols = 53;
+  int8_t* w = calloc((size_t)rows * cols, 1);
+  for (size_t i = 0; i < (size_t)rows * cols; ++i) {
+    if (rnd() % 10 < 2) w[i] = (int8_t)(rnd() & 0xff);
+  }
+  dc_sparse_fc m;
+  memset(&m, 0, sizeof m);
+  m.rows = rows, m.cols = cols, m.dtype = DC_DTYPE_INT8;
+  m.row_ptr = malloc((rows + 1) * sizeof(uint32_t));
+  m.col = malloc((size_t)rows * cols * 2);
+  m.code = malloc((size_t)rows * cols);
+  m.row_sum = malloc(rows * sizeof(int32_t));
+  uint32_t k = 0;
+  for (uint32_t r = 0; r < rows; ++r) {
+    m.row_ptr[r] = k;
+    m.row_sum[r] = 0;
+    for (uint32_t c = 0; c < cols; ++c) {
+      int8_t v = w[(size_t)r * cols + c];
+      if (!v) continue;
+      m.col[k] = (uint16_t)c, m.code[k++] = (uint8_t)v, m.row_sum[r] += v;
+    }
+  }
+  m.row_ptr[rows] = k, m.nnz = k;
+  for (size_t b = 1; b <= 19; ++b) check_int8(w, rows, cols, &m, b, "random");
+  dc_sparse_fc_free(&m);
+  free(w);
+}
+
+int main(void) {
+  const float inf = INFINITY;
+  size_t batches[] = {1, 2, 7, 8, 9, 17};
+  for (size_t i = 0; i < sizeof batches / sizeof batches[0]; ++i) {
+    test_float_kernel(33, 70, batches[i], -inf, inf, 1);
+    test_float_kernel(5, 4, batches[i], 0.f, 6.f, 0);
+  }
+  test_float_kernel(64, 300, 3, -1.f, 1.f, 1);
+  test_float_kernel(3, 1, 1, 0.f, inf, 1);
+  test_int8_kernel_random();
+  test_vectors();
+  dc_sparse_fc m;
+  char why[64];
+  CHECK(dc_sparse_fc_build(NULL, 0, &m, NULL, why, sizeof why) == DC_SFC_ARGUMENT, "NULL data");
+  CHECK(dc_sparse_fc_build(codec_vectors[0].packed, 3, NULL, NULL, NULL, 0) == DC_SFC_ARGUMENT,
+        "NULL form");
+  dc_sparse_fc_free(NULL);
+  if (failures) {
+    fprintf(stderr, "test_sparse_fc: %d failure(s)\n", failures);
+    return 1;
+  }
+  printf("test_sparse_fc: all passed\n");
+  return 0;
+}
