@@ -225,6 +225,39 @@ def zoo_section(zoo):
     if zoo.get("failures"):
         out += ["", "Did not run: " + "; ".join(zoo["failures"])]
     return out + [""]
+def quantized_section(q):
+    """The bytes table of benchmarks/bench_quantized.py (issue 15): every export of the same weights."""
+    m = q["machine"]
+    fp = next(r for r in q["rows"] if r["variant"] == "float32")
+    lines = ["## Quantized and packed: same pruned + clustered weights (LeNet-300-100)", "",
+             f"One model ({q['note']}), exported every way and packed with `dc_keras.export.pack`; "
+             "error on the full MNIST test set, measured on the packed file; \"bit-exact\": packed and "
+             "unpacked files give identical outputs on all 10,000 test images. \"vs float packed\" is "
+             f"packed bytes / {fp['packed_bytes']:,} B (the packed float32 file); \"codes\": distinct "
+             "integer values per weight tensor (fc1, fc2, fc3 order as stored).", "",
+             "| export | file bytes | packed bytes | vs float packed | test error | vs float (pp) | bit-exact | codes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in q["rows"]:
+        lines.append(f"| {r['variant']} | {r['bytes']:,} | {r['packed_bytes']:,} | {r['vs_float_packed']:.2f}x | "
+                     f"{pct(r['test_error'])} | {r['error_vs_float_pp']:+.2f} | {'yes' if r['bit_exact'] else 'NO'} | "
+                     f"{', '.join(map(str, r['distinct_int_codes'])) or '-'} |")
+    if q.get("lossless_float"):
+        lines += ["", "Lossless float packing (codec v2 float-planes layout, FORMAT.md §12) of unclustered "
+                  "third-party float models (whole file; bit-exact = identical outputs for a random input):", "",
+                  "| model | file bytes | packed bytes | ratio | bit-exact | packed tensors by layout |",
+                  "|---|---|---|---|---|---|"]
+        for r in q["lossless_float"]:
+            lay = ", ".join(f"{k} {v}" for k, v in sorted(r["layouts"].items()))
+            lines.append(f"| {r['model']} | {r['bytes']:,} | {r['packed_bytes']:,} | {r['ratio']:.3f}x | "
+                         f"{'yes' if r['bit_exact'] else 'NO'} | {lay} |")
+    checks = [f"{r['variant']}: {r['vs_float_packed']:.2f}x, {r['error_vs_float_pp']:+.2f} pp, "
+              f"{'met' if r['vs_float_packed'] <= 1.05 and r['error_vs_float_pp'] <= 0.1 else 'NOT met'}"
+              for r in q["rows"] if r["variant"].endswith("per-tensor (TFLite converter)")]
+    lines += ["", "Goal (issue 15): int8 and dynamic-range packed <= 1.05x the packed float file at <= its "
+              "error + 0.1 pp, with dc_keras' defaults for a clustered model (per-tensor scales): "
+              + "; ".join(checks) + ". Command: `" + q["command"] + f"`; load average {m['loadavg_before'][0]:.1f} "
+              f"before, {m['loadavg_after'][0]:.1f} after; TensorFlow {m['tensorflow']}, Keras {m['keras']}.", ""]
+    return lines
 
 
 RUNTIME_ROUTES = ("dense", "decoded", "compressed", "tflite_sparse", "tflite_1x4")
@@ -302,6 +335,7 @@ def main(argv=None):
     p.add_argument("--speed", default=None, help="speed_table.py --json output")
     p.add_argument("--zoo", nargs="+", default=None,
                    help="model_zoo.py JSON(s) (docs/results/model_zoo*.json); several runs' rows are merged")
+    p.add_argument("--quantized", default=None, help="bench_quantized.py --json output")
     p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--img_dir", default="docs/img")
@@ -357,7 +391,9 @@ def main(argv=None):
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --json lenet_5.json",
               ".venv/bin/python benchmarks/speed_table.py --json speed.json",
               ".venv/bin/python benchmarks/bench_runtime.py --json runtime.json   # ~10 min",
-              ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json --runtime runtime.json",
+              ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
+              ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
+              "--runtime runtime.json --quantized quantized.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
     if args.zoo:
         lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min"]
@@ -368,6 +404,9 @@ def main(argv=None):
     if args.speed:
         with open(args.speed) as f:
             lines += speed_section(json.load(f))
+    if args.quantized:
+        with open(args.quantized) as f:
+            lines += quantized_section(json.load(f))
     write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
