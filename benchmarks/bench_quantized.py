@@ -91,22 +91,10 @@ def predict(content, x, batch=1000):
 
 
 def aeq_files(float_bytes, calib):
-    """{recipe: bytes} from ai-edge-quantizer 0.10 in its own venv (tests/test_litert_files.py)."""
-    import subprocess
+    """{recipe: bytes} from ai-edge-quantizer 0.10 in its own venv (benchmarks/_aeq.py)."""
+    import _aeq
 
-    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-    from test_litert_files import _venv_python
-
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "float.tflite"), "wb") as f:
-            f.write(float_bytes)
-        np.save(os.path.join(d, "calib.npy"), calib.reshape(len(calib), -1).reshape(len(calib), 28, 28, 1))
-        r = subprocess.run([_venv_python(), os.path.join(HERE, "..", "tests", "_aeq_child.py"),
-                            os.path.join(d, "float.tflite"), os.path.join(d, "calib.npy"), d, *AEQ_RECIPES],
-                           capture_output=True, text=True)
-        if r.returncode:
-            raise RuntimeError(r.stderr[-3000:])
-        return {name: open(os.path.join(d, name + ".tflite"), "rb").read() for name in AEQ_RECIPES}
+    return _aeq.quantize(float_bytes, calib, AEQ_RECIPES)
 
 
 def keras_int8(model):
