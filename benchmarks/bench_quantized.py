@@ -35,7 +35,11 @@ def train(epochs, seed, cache):
     from dc_keras import pipeline
 
     if cache and os.path.exists(cache):
-        return keras.saving.load_model(cache), f"loaded from {cache}"
+        note = f"loaded from {cache}"
+        if os.path.exists(cache + ".note"):
+            with open(cache + ".note") as f:
+                note = f.read().strip() + f"; reused from {cache}"
+        return keras.saving.load_model(cache), note
     keras.utils.set_random_seed(seed)
     (x, y), _ = dc_keras.datasets.mnist.load_data()
     x = dc_keras.datasets.normalize(x)
@@ -47,6 +51,8 @@ def train(epochs, seed, cache):
     note = f"trained: {b} baseline + {p} pruning + {c} sharing epochs, {time.time() - t0:.0f} s"
     if cache:
         m.save(cache)
+        with open(cache + ".note", "w") as f:
+            f.write(note)
     return m, note
 
 
@@ -232,9 +238,11 @@ def main(argv=None):
     for name, data in aeq_files(plain["float32"], rep).items():
         plain[f"ai-edge-quantizer {name}"] = data
     rows = []
-    for name, data in plain.items():
+    variants = [(name, data, False) for name, data in plain.items()]
+    variants.insert(1, ("float32, pack(strip_strings=True)", plain["float32"], True))
+    for name, data, strip in variants:
         t0 = time.time()
-        packed = pack(data)
+        packed = pack(data, strip_strings=strip)
         t_pack = time.time() - t0
         ref, got = predict(data, x_test), predict(packed, x_test)
         err = float(np.mean(np.argmax(got, -1) != y_test))
