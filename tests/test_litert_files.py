@@ -210,3 +210,24 @@ def test_strip_strings_keeps_signatures_and_outputs(files):
     # default: names kept
     m = fb.read_model(export.pack(files["float"]))
     assert all(fb.tensor_name(t) for t in m.subgraphs[0].tensors)
+
+
+def test_corrupted_external_layout_raises_value_error_only():
+    """Random byte flips in the flatbuffer part of a Buffer.offset file: reading either works or
+    raises ValueError naming the problem - never another exception, never a hang."""
+    ext = fb.write_model(fb.read_model(_lenet_float()), "external")
+    head = min(b.Offset() for b in (fb.schema.Model.GetRootAs(ext, 0).Buffers(i)
+                                      for i in range(fb.schema.Model.GetRootAs(ext, 0).BuffersLength()))
+               if b.Offset() > 1)  # the data starts after the flatbuffer
+    rng = np.random.RandomState(0)
+    outcomes = {"ok": 0, "ValueError": 0}
+    for _ in range(300):
+        bad = bytearray(ext)
+        for pos in rng.randint(0, head, size=rng.randint(1, 4)):
+            bad[pos] ^= 1 << rng.randint(8)
+        try:
+            fb.read_model(bytes(bad))
+            outcomes["ok"] += 1
+        except ValueError:
+            outcomes["ValueError"] += 1
+    assert outcomes["ValueError"] > 0 and sum(outcomes.values()) == 300
