@@ -158,6 +158,73 @@ def speed_section(speed):
     return out
 
 
+ZOO_DATA = {"fashion32x3": "Fashion-MNIST, padded to 32x32, 3 channels", "fashion": "Fashion-MNIST 28x28x1",
+            "sequences": "generated sequences 32x8"}
+
+
+def merge_zoo(paths):
+    """One zoo result from several model_zoo.py JSONs (e.g. models run in parallel processes)."""
+    merged = {"models": [], "failures": [], "commands": []}
+    for path in paths:
+        with open(path) as f:
+            z = json.load(f)
+        merged["models"] += z["models"]
+        merged["failures"] += z.get("failures", [])
+        merged["commands"].append(z["command"])
+        merged["machine"] = z["machine"]
+    return merged
+
+
+def zoo_section(zoo):
+    """The model-zoo section (benchmarks/model_zoo.py JSON): one row per model, then where the bytes go."""
+    rows = zoo["models"]
+    out = ["## Model zoo: the five calls beyond LeNet", "",
+           "Commands (run at the same time, one process each): " + ", ".join(f"`{c}`" for c in zoo["commands"]) + "  ",
+           f"Runs: {', '.join(sorted({r['date'] for r in rows}))}; {load_text(zoo['machine'])}; each model's own "
+           "end-of-run load is in the table. Every model goes through `prune` -> fit -> `strip` -> `cluster` -> fit "
+           "-> `strip` -> `export.to_tflite` (via `dc_keras.pipeline`); BatchNormalization is folded by `cluster`. "
+           "Per-layer rules (no choice uses test data): layers below `min_params` weights and the first conv of an "
+           "image model are not pruned (only clustered); layers with at least `big_params` weights get the larger "
+           "sparsity target. Errors: the packed `.tflite` through `dc_keras.runtime.Interpreter` on the full "
+           "held-out test split (Fashion-MNIST: 10,000 images; sequences: 5,000 generated with another seed), "
+           "against the model's own float baseline `.tflite`. Ratio: baseline float `.tflite` / packed file "
+           "(whole files). Image models train on a subset of the 60,000 images (column `train`) to keep CPU "
+           "time sane; 5,000 (sequences: 2,000) training samples are held out for validation.", "",
+           "| model | data | train | epochs (base/prune/share) | params | covered | sparsity of covered | bits | "
+           "float .tflite (B) | packed (B) | ratio | error: float -> packed | change | goal | met | bit-identical | "
+           "minutes | load at end |",
+           "|" + "---|" * 18]
+    for r in rows:
+        e, g = r["epochs"], r.get("goal")
+        goal = "-" if not g else f">= {g['ratio']:.0f}x at <= +{g['max_increase_pp']:.0f} pp"
+        met = "-" if r.get("goal_met") is None else ("yes" if r["goal_met"] else "**no**")
+        la = r.get("loadavg_end") or [float("nan")]
+        out.append(
+            f"| {r['model']} | {ZOO_DATA.get(r['data'], r['data'])} | {r['train_samples']:,} | "
+            f"{e['baseline']}/{e['prune']}/{e['cluster']} | {r['baseline_params']:,} | "
+            f"{100 * r['covered_fraction']:.1f} % | {100 * r['sparsity_covered']:.1f} % | {r['bits']} | "
+            f"{r['float_tflite_bytes']:,} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | "
+            f"{pct(r['baseline_error'])} -> {pct(r['final_error'])} | {r['error_increase_pp']:+.2f} pp | {goal} | "
+            f"{met} | {'yes' if r['packed_outputs_identical'] else '**NO**'} | {r['minutes']['total']:.1f} | "
+            f"{la[0]:.1f} |")
+    out += ["", "### Where the packed bytes go", "",
+            "Packed tensors: Huffman-packed kernels (and any other tensor that packs). Raw 1-D: biases, "
+            "including the biases BatchNormalization folding creates (float32, one per output channel). "
+            "Tensor names and the rest of the flatbuffer (operators, shapes, tables) are what `pack` leaves.", "",
+            "| model | file (B) | packed tensors | raw 1-D (biases) | raw other | tensor names | other structure | "
+            "with names stripped |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b, st = r["bytes"], r.get("stripped_names")
+        stripped = "-" if not st else f"{st['bytes']:,} B ({ratio(st['ratio'])})"
+        cells = [f"{b[k]:,} ({100 * b[k] / b['file']:.0f} %)"
+                 for k in ("packed_tensors", "raw_1d", "raw_other", "tensor_names", "structure")]
+        out.append(f"| {r['model']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} |")
+    notes = [f"- {r['model']}: " + " / ".join(r["export_warnings"]) for r in rows if r.get("export_warnings")]
+    if notes:
+        out += ["", "Warnings `to_tflite` gave:", ""] + notes
+    if zoo.get("failures"):
+        out += ["", "Did not run: " + "; ".join(zoo["failures"])]
+    return out + [""]
 def quantized_section(q):
     """The bytes table of benchmarks/bench_quantized.py (issue 15): every export of the same weights."""
     m = q["machine"]
@@ -266,6 +333,8 @@ def main(argv=None):
                    help="tfmot result of a separate `benchmarks/peers.py --json` run for a model whose "
                         "paper_table1 run had no tfmot rows")
     p.add_argument("--speed", default=None, help="speed_table.py --json output")
+    p.add_argument("--zoo", nargs="+", default=None,
+                   help="model_zoo.py JSON(s) (docs/results/model_zoo*.json); several runs' rows are merged")
     p.add_argument("--quantized", default=None, help="bench_quantized.py --json output")
     p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
     p.add_argument("--out", default="docs/results.md")
@@ -313,6 +382,8 @@ def main(argv=None):
             if r["peers"]:
                 plot_size_vs_error(r, img)
             lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."), title)
+    if args.zoo:
+        lines += zoo_section(merge_zoo(args.zoo))
     lines += ["## Reproduce", "", "```sh",
               "make install                                             # includes the bench extra: tf_keras, tfmot 0.8.1, zstandard",
               ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines",
@@ -324,6 +395,9 @@ def main(argv=None):
               ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
               "--runtime runtime.json --quantized quantized.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
+    if args.zoo:
+        lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min"]
+        lines[-5] += " --zoo docs/results/model_zoo*.json"
     if args.runtime:
         with open(args.runtime) as f:
             lines += runtime_section(json.load(f))

@@ -107,7 +107,11 @@ def plan(model, chosen):
     folds, notes = {}, []
 
     def walk(m):
-        edges = _edges(m)
+        try:
+            edges = _edges(m)
+        except Exception as e:  # a custom layer without get_config(): its graph cannot be read
+            notes.append(f"BatchNormalization folding skipped in {m.name!r}: its config cannot be read ({e})")
+            edges = []
         for producer, consumer in edges:
             if isinstance(consumer, keras.layers.BatchNormalization) and id(producer) in chosen \
                     and not isinstance(producer, keras.Model):

@@ -97,7 +97,8 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
     ctx->ReportError(ctx, "HuffDecode: could not get tensors %d/%d", d->in_idx, d->out_idx);
     return 0;
   }
-  if (in->type != kDcTflmUInt8 || in->dims == NULL || in->dims->size != 1 || in->dims->data[0] < 0) {
+  if (in->type != kDcTflmUInt8 || in->dims == NULL || in->dims->size != 1 ||
+      in->dims->data[0] < 0) {
     ctx->ReportError(ctx, "HuffDecode (output tensor %d): the packed input must be a 1-D uint8 "
                      "tensor; re-export the model with dc_keras.export.pack", d->out_idx);
     return 0;
@@ -116,11 +117,11 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
     return 0;
   }
   want = tflm_type(info->dtype);
-  if (want < 0 || want != out->type || out->dims == NULL || out->dims->size < 0 ||
+  if (want < 0 || want != (int)out->type || out->dims == NULL || out->dims->size < 0 ||
       (uint32_t)out->dims->size != info->rank) {
     ctx->ReportError(ctx, "HuffDecode (output tensor %d): packed dtype/rank (%u/%u) differ from "
                      "the output's (type %d, rank %d); the model was edited after packing",
-                     d->out_idx, (unsigned)info->dtype, (unsigned)info->rank, out->type,
+                     d->out_idx, (unsigned)info->dtype, (unsigned)info->rank, (int)out->type,
                      out->dims ? out->dims->size : -1);
     return 0;
   }
