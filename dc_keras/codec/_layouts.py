@@ -175,7 +175,7 @@ def _distinct_per_group(bits, code, group, c):
     return ukeys >> 34, ubits, cnt, inv.reshape(-1)
 
 
-def _group_tables(bits, code, shape, axis, align="mode"):
+def _group_tables(bits, code, shape, axis, align="mode", _cache=None):
     """§11 tables for grouping along ``axis``: (tables (C, K), per-element index, index counts)
     or None when some group would need more than MAX_SYMBOLS entries. Each group's values are
     sorted; ``align`` "mode" puts every group's most frequent value at one index b (ranks then
@@ -183,8 +183,14 @@ def _group_tables(bits, code, shape, axis, align="mode"):
     c = int(shape[axis])
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     outer = len(bits) // (c * inner)
-    group = np.broadcast_to(np.arange(c, dtype=np.int64)[None, :, None], (outer, c, inner)).reshape(-1)
-    ugroup, ubits, cnt, inv = _distinct_per_group(bits, code, group, c)
+    key = (axis, len(bits))
+    if _cache is None or key not in _cache:
+        group = np.broadcast_to(np.arange(c, dtype=np.int64)[None, :, None], (outer, c, inner)).reshape(-1)
+        found = _distinct_per_group(bits, code, group, c)
+        if _cache is None:
+            _cache = {}
+        _cache[key] = found
+    ugroup, ubits, cnt, inv = _cache[key]
     start = np.searchsorted(ugroup, np.arange(c))  # first distinct value of each group
     stop = np.append(start[1:], len(ugroup))
     # anchor = each group's most frequent value; entries are aligned so that anchors share index b
@@ -221,7 +227,7 @@ def _plain_codebook(bits, esz):
 # ----------------------------------------------------------------------------------------------
 # choosing a layout
 # ----------------------------------------------------------------------------------------------
-_GROUP_MIN_K = 16  # §11 is tried when one codebook needs at least this many entries (or > 4096)
+_GROUP_MIN_K = 64  # §11 is tried when one codebook needs at least this many entries (or > 4096)
 
 
 def _group_axes(shape, axis):
@@ -231,6 +237,17 @@ def _group_axes(shape, axis):
         return [int(axis) % len(shape)]
     # TFLite's quantized_dimension: 0 for conv / fully-connected, the last one for depthwise
     return sorted({ax for ax in (0, len(shape) - 1) if len(shape) >= 2 and shape[ax] > 1})
+
+
+def _grouped_cannot_win(bits, shape, axis, esz, floats):
+    """Cheap test before the full per-group count (seconds on millions of elements): every group's
+    table has at least as many entries as group 0 has distinct values K0, so tables of
+    C * K0 * esz bytes that reach the raw size rule the axis out (so does K0 > 4096). For floats
+    the bar is the float-planes layout's raw plane, N * (esz - 1) bytes: tables that large mean an
+    unclustered tensor (~N / C distinct values per group), which §11 is not for."""
+    k0 = len(np.unique(bits.reshape(shape).take(0, axis=axis)))
+    bar = len(bits) * (esz - 1 if floats else esz)
+    return k0 > MAX_SYMBOLS or int(shape[axis]) * k0 * esz >= bar
 
 
 def _plans(a, code, bits, want, limit, version, axis):
@@ -256,15 +273,20 @@ def _plans(a, code, bits, want, limit, version, axis):
             reasons.append(str(exc))
     if {"grouped_dense", "grouped_sparse"} & set(allowed) and (
             want is not None or axis is not None or plain_k is None or plain_k >= _GROUP_MIN_K):
-        for ax, align in [(ax, al) for ax in _group_axes(shape, axis) for al in ("mode", "low")]:
-            t = _group_tables(bits, code, shape, ax, align)
+        cache = {}  # the distinct (group, value) pairs of an axis serve both alignments
+        hopeless = want is None and (plans or code in FLOAT_CODES)  # raw / float planes remain
+        axes = [ax for ax in _group_axes(shape, axis) if not (hopeless and _grouped_cannot_win(bits, shape, ax, esz, code in FLOAT_CODES))]
+        for ax, align in [(ax, al) for ax in axes for al in ("mode", "low")]:
+            t = _group_tables(bits, code, shape, ax, align, cache)
             if t is None or t[0].shape[1] > 1 << limit:
                 reasons.append(f"grouping along axis {ax} needs more than {min(MAX_SYMBOLS, 1 << limit)} "
                                "entries per group")
                 continue
             plans += [_Grouped(t[0], t[1], t[2], ax, esz, limit, lay == "grouped_sparse", big)
                       for lay in ("grouped_dense", "grouped_sparse") if lay in allowed]
-    if "float_planes" in allowed:
+    # §12 stores N * (esz - 1) raw bytes at least: skip it when a codebook layout is smaller
+    if "float_planes" in allowed and (want is not None or not plans
+                                      or min(p.size for p in plans) > n * (esz - 1)):
         plans.append(_Planes(bits, esz, limit))
     plans = [p for p in plans if p.size != float("inf")]
     if not allowed:

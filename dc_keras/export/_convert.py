@@ -97,10 +97,14 @@ def _set_option(conv, key, value):
             target = getattr(target, part)
 
 
-def _configurer(quantize, representative_data, converter_options, configure):
+def _configurer(quantize, representative_data, converter_options, configure, per_channel=True):
     import tensorflow as tf
 
     def apply(conv, batch):
+        if quantize in ("int8", "dynamic") and not per_channel:
+            from dc_keras import _compat
+
+            _compat.converter_per_tensor(conv)
         if quantize == "float16":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_types = [tf.float16]
@@ -117,6 +121,12 @@ def _configurer(quantize, representative_data, converter_options, configure):
         return conv
 
     return apply
+
+
+def _is_clustered(model, max_values=256):
+    """True if every weight matrix / kernel of ``model`` holds at most ``max_values`` distinct values."""
+    kernels = [np.asarray(w) for w in model.get_weights() if np.ndim(w) >= 2]
+    return bool(kernels) and all(np.unique(k).size <= max_values for k in kernels)
 
 
 def _recurrent_layers(model):
@@ -266,10 +276,12 @@ def _folded_bn(model, layer, names):
     """Name of a BatchNormalization the converter folded into ``layer``'s kernel, or None: found in
     the names of the tensors feeding the same operator (the folded bias), or as the layer that
     directly consumes ``layer``'s output in the Keras graph."""
-    segments = [s for n in names for s in _segments(n)]
-    for bn in _bn_layers(model):
-        if _names_layer(segments, bn.name):
-            return bn.name
+    bns = _bn_layers(model)
+    for name in names:  # the kernel's own name first, then its operator's other constants
+        for bn in bns:
+            if _names_layer(_segments(name), bn.name):
+                return bn.name
+    for bn in bns:
         with contextlib.suppress(Exception):  # layer.output/bn.input raise for shared layers
             if bn.input is layer.output:
                 return bn.name
@@ -299,9 +311,9 @@ def _spread_messages(model, shared, converted, packed, quantize):
             after = int(np.unique(arr.reshape(-1).view(f"u{arr.dtype.itemsize}")).size)
             if after <= max(2 * before, before + 16):
                 continue
-            siblings = [fb.tensor_name(tensors[int(x)]) for op in sg.operators or []
+            siblings = [fb.tensor_name(tensors[int(x)]) for op in sg.operators or []  # e.g. the folded bias
                         if i in [int(v) for v in (op.inputs if op.inputs is not None else [])]
-                        for x in op.inputs if int(x) >= 0]
+                        for x in op.inputs if int(x) >= 0 and fb.buffer_bytes(tfl, tensors[int(x)].buffer)]
             messages.append(_spread_message(model, layer, path, name, before, after, quantize, siblings,
                                             name in packed_names))
     return messages
@@ -325,7 +337,8 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
                "model built without it")
     elif quantize in ("int8", "dynamic"):
         cause = f"quantize={quantize!r} quantizes per output channel (each channel has its own scale)"
-        fix = "export with quantize=None or 'float16', which keep the shared values"
+        fix = ("export with per_channel=False (one scale per tensor keeps the shared values; the default "
+               "when every kernel has <= 256 distinct values), or quantize=None / 'float16'")
     else:
         cause = "the converter rewrote the values (a folded BatchNormalization, Mul/Add or other constant op)"
         fix = "fold such ops into the layer before clustering, or cluster after the rewrite"
@@ -337,7 +350,7 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
 
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
               min_bytes: int = DEFAULT_MIN_BYTES, batch_size=None, converter_options=None,
-              configure=None) -> bytes:
+              configure=None, per_channel=None) -> bytes:
     """Converts a Keras 3 model to ``.tflite`` with TFLite's converter, then packs its weights.
 
     Recurrent models (LSTM, GRU, SimpleRNN, Bidirectional) are converted with a static batch of 1
@@ -366,6 +379,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         is an error.
       configure: a callable receiving the converter just before ``convert()`` (after
         ``converter_options``), for anything the options cannot express.
+      per_channel: for ``quantize="int8"``/``"dynamic"``: one int8 scale per output channel (the
+        converter's default) or per tensor. ``None`` (default): per tensor when the model is
+        clustered (every kernel has <= 256 distinct values), which keeps the weight sharing
+        (<= 2**bits int8 codes per tensor, so it packs like the float model; per-channel scales
+        spread them, see docs/quantization.md), else per channel.
 
     Returns:
       The ``.tflite`` bytes.
@@ -388,7 +406,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if quantize == "int8":
         _representative(representative_data)  # validate before the slow conversion
     shared = _shared_kernels(model) if pack else []
-    apply = _configurer(quantize, representative_data, converter_options, configure)
+    if per_channel is None:
+        per_channel = not _is_clustered(model)
+    apply = _configurer(quantize, representative_data, converter_options, configure, per_channel)
     data = bytes(_convert(model, apply, batch_size))
     if pack:
         packed = _pack(data, min_bytes=min_bytes)

@@ -63,7 +63,9 @@ static int dc_to_tflite_type(uint32_t dtype) {
     case DC_DTYPE_UINT8: return kTfLiteUInt8;
     case DC_DTYPE_INT16: return kTfLiteInt16;
     case DC_DTYPE_INT8: return kTfLiteInt8;
-    default: return -1;
+    case DC_DTYPE_INT4: return kTfLiteInt4;
+    case DC_DTYPE_BFLOAT16: return kTfLiteBFloat16;
+    default: return -1; /* int2/uint4: TFLite 2.21 cannot size such tensors */
   }
 }
 
@@ -71,6 +73,8 @@ static const char* type_name(int t) {
   switch (t) {
     case kTfLiteFloat32: return "float32";
     case kTfLiteFloat16: return "float16";
+    case kTfLiteInt4: return "int4";
+    case kTfLiteBFloat16: return "bfloat16";
     case kTfLiteInt32: return "int32";
     case kTfLiteUInt8: return "uint8";
     case kTfLiteInt16: return "int16";
@@ -80,6 +84,14 @@ static const char* type_name(int t) {
     case kTfLiteString: return "string";
     default: return "unsupported type";
   }
+}
+
+/* The output's byte size fits the decoded tensor: equal, or for int4 the
+ * runtime's one-byte-per-element size (the data stays packed, §13). */
+static int output_size_ok(const TfLiteTensor* out, const dc_tensor_info* info) {
+  if ((uint64_t)out->bytes == info->output_bytes) return 1;
+  return info->dtype == DC_DTYPE_INT4 &&
+         (uint64_t)out->bytes == info->num_elements;
 }
 
 static const char* tensor_name(const TfLiteTensor* t) {
@@ -241,16 +253,21 @@ static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
     for (uint32_t k = 0; k < info.rank; ++k) shape->data[k] = dims[k];
     rs = context->ResizeTensor(context, out, shape); /* takes ownership */
   }
+  /* TFLite sizes int4 tensors at one byte per element (util.cc GetSizeOfType)
+   * although kernels read them packed two per byte: accept the larger size. */
   if (rs != kTfLiteOk || out->data.data == NULL ||
-      (uint64_t)out->bytes != info.output_bytes) {
+      !output_size_ok(out, &info)) {
     context->ReportError(context,
                          "HuffDecode(%s): could not allocate %llu bytes for the "
                          "decoded tensor",
                          tensor_name(out), (unsigned long long)info.output_bytes);
     return kTfLiteError;
   }
+  if (out->bytes > info.output_bytes) {
+    memset((uint8_t*)out->data.data + info.output_bytes, 0, out->bytes - info.output_bytes);
+  }
   dc_status st = dc_decode((const uint8_t*)in->data.raw_const, in->bytes,
-                           out->data.data, out->bytes);
+                           out->data.data, (size_t)info.output_bytes);
   if (st != DC_OK) {
     context->ReportError(context, "HuffDecode(%s): decoding failed: %s",
                          tensor_name(out), dc_strerror(st));
@@ -637,14 +654,14 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
   if (prev && !prev->block && out->bytes == 0) {
     out->bytes = (size_t)info.output_bytes; /* released earlier: decode again */
   }
-  if ((uint64_t)out->bytes != info.output_bytes) {
+  if (!output_size_ok(out, &info)) {
     set_msg(msg, msg_size, "HuffDecode(%s): output byte size %llu != %llu",
             tensor_name(out), (unsigned long long)out->bytes,
             (unsigned long long)info.output_bytes);
     return 0;
   }
-  size_t n = (size_t)info.output_bytes;
-  void* block = malloc(n + kDecodedAlignment);
+  size_t n = (size_t)out->bytes; /* >= output_bytes (int4: see output_size_ok) */
+  void* block = calloc(1, n + kDecodedAlignment);
   if (!block || !delegate_keep(d, block)) {
     free(block);
     set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)",
@@ -654,7 +671,7 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
   uintptr_t p = ((uintptr_t)block + kDecodedAlignment - 1) &
                 ~(uintptr_t)(kDecodedAlignment - 1);
   dc_status st = dc_decode((const uint8_t*)in->data.raw_const, in->bytes,
-                           (void*)p, n);
+                           (void*)p, (size_t)info.output_bytes);
   if (st != DC_OK) {
     set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s",
             tensor_name(out), dc_strerror(st));

@@ -1,0 +1,199 @@
+"""TensorFlow Lite Micro runs packed models: the HuffDecode TFLM kernel (tflite_kernels/micro) in
+the PyPI tflite-micro wheel's Python interpreter on x86, registered by name.
+
+A small LeNet-300-100-style MLP (196-96-48-10, 10 % of the weights kept, 32 shared values per
+layer), exported float32 and full-int8, each run by TFLM unpacked and packed: the packed model's
+outputs must equal the unpacked model's bit for bit, in both decode modes (once in Prepare /
+every invoke) and with per-layer modes set in the model.  Also: bad input fails with the
+kernel's message, and the registerer refuses a resolver whose layout is not the pinned wheel's.
+All TFLM runs of the file happen in one subprocess in the TFLM venv (tools/mcu/tflm_env.py).
+"""
+import ctypes
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools", "mcu"))
+
+import set_decode_mode  # noqa: E402
+import tflm_env  # noqa: E402
+
+ONCE, EACH = "DcKerasRegisterHuffDecodeTflm", "DcKerasRegisterHuffDecodeTflmEachInvoke"
+
+
+def _small_model():
+    import keras
+
+    rng = np.random.default_rng(0)
+    inp = keras.Input((14, 14, 1))
+    x = keras.layers.Flatten()(inp)
+    x = keras.layers.Dense(96, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(48, activation="relu", name="fc2")(x)
+    out = keras.layers.Dense(10, activation="softmax", name="fc3")(x)
+    model = keras.Model(inp, out)
+    centers = np.linspace(-0.5, 0.5, 32).astype(np.float32)
+    for layer in model.layers:
+        if not layer.get_weights():
+            continue
+        k, b = layer.get_weights()
+        k = np.where(rng.random(k.shape) < 0.1, centers[rng.integers(0, 32, k.shape)], 0)
+        layer.set_weights([k.astype(np.float32), (0.1 * rng.standard_normal(b.shape)).astype(np.float32)])
+    return model, rng.random((16, 14, 14, 1)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def lib_path(tmp_path_factory):
+    build = tmp_path_factory.mktemp("tflm_lib")
+    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro"), f"BUILD={build}"],
+                   check=True)
+    return str(build / "libdc_huffdecode_tflm.so")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from dc_keras import export
+
+    d = tmp_path_factory.mktemp("micro_models")
+    model, x = _small_model()
+    files = {"float": export.to_tflite(model, pack=False),
+             "int8": export.to_tflite(model, pack=False, quantize="int8", representative_data=x)}
+    files["float.packed"] = export.pack(files["float"])
+    files["int8.packed"] = export.pack(files["int8"])
+    files["float.packed.each"] = set_decode_mode.set_modes(files["float.packed"], {}, default=1)
+    paths = {}
+    for name, data in files.items():
+        paths[name] = str(d / f"{name}.tflite")
+        with open(paths[name], "wb") as f:
+            f.write(data)
+    np.save(d / "x.npy", x)
+    return d, paths, files
+
+
+def _run_jobs(lib_path, d, jobs):
+    py = tflm_env.ensure()
+    spec = d / f"jobs{len(os.listdir(d))}.json"
+    spec.write_text(json.dumps(jobs))
+    r = subprocess.run([py, os.path.join(ROOT, "tools", "mcu", "tflm_run.py"), "--lib", lib_path,
+                        "--jobs", str(spec)], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def runs(lib_path, models):
+    """Every TFLM run of the file, in one process: name -> (result, outputs); "bad" -> results."""
+    d, paths, files = models
+    x = str(d / "x.npy")
+    plan = {}
+    for kind in ("float", "int8"):
+        plan[kind] = {"model": paths[kind], "registerers": [], "arena_usage": True}
+        plan[f"{kind}.once"] = {"model": paths[f"{kind}.packed"], "registerers": [ONCE], "arena_usage": True}
+        plan[f"{kind}.each"] = {"model": paths[f"{kind}.packed"], "registerers": [EACH], "arena_usage": True}
+    plan["float.options_each"] = {"model": paths["float.packed.each"], "registerers": [ONCE], "arena_usage": True}
+    jobs = []
+    for name, job in plan.items():
+        jobs.append(dict(job, input=x, out=str(d / f"{name}.out.npy")))
+    bad = _bad_jobs(d, paths, files, x)
+    results = _run_jobs(lib_path, d, jobs + bad)
+    out = {"bad": results[len(jobs):]}
+    for (name, job), res in zip(plan.items(), results):
+        assert res["ok"], f"{name}: {res['error']}\n{res['log']}"
+        out[name] = (res, np.load(d / f"{name}.out.npy"))
+    return out
+
+
+def _bad_jobs(d, paths, files, x):
+    """A flipped stream byte (both modes), two-byte custom options, no registerer, and the same
+    registerer twice: each must fail, with the kernel's / TFLM's message."""
+    from dc_keras.export import _flatbuffer as fb
+
+    data = files["float.packed"]
+    i = data.index(b"DCHF")
+    corrupt = bytearray(data)
+    corrupt[i + 120] ^= 0x10  # inside the first packed tensor, past its header
+    m = fb.read_model(data)
+    for sg in m.subgraphs:
+        for op in sg.operators:
+            if fb.is_huffdecode_code(m.operatorCodes[op.opcodeIndex]):
+                op.customOptions = [1, 1]
+    for name, blob in (("corrupt", bytes(corrupt)), ("options", fb.write_model(m))):
+        with open(d / f"bad_{name}.tflite", "wb") as f:
+            f.write(blob)
+    c, o = str(d / "bad_corrupt.tflite"), str(d / "bad_options.tflite")
+    return [{"model": c, "registerers": [ONCE], "input": x, "out": str(d / "b1.npy")},
+            {"model": c, "registerers": [EACH], "input": x, "out": str(d / "b2.npy")},
+            {"model": o, "registerers": [ONCE], "input": x, "out": str(d / "b3.npy")},
+            {"model": paths["float.packed"], "registerers": [], "input": x, "out": str(d / "b4.npy")},
+            {"model": paths["float.packed"], "registerers": [ONCE, ONCE], "input": x, "out": str(d / "b5.npy")}]
+
+
+@pytest.mark.parametrize("kind", ["float", "int8"])
+@pytest.mark.parametrize("mode", ["once", "each"])
+def test_packed_model_is_bit_exact_in_tflm(runs, kind, mode):
+    ref = runs[kind][1]
+    got = runs[f"{kind}.{mode}"][1]
+    assert ref.shape == (16, 10) and ref.dtype == np.float32
+    assert np.isfinite(ref).all() and len(np.unique(ref, axis=0)) == len(ref)  # real, input-dependent
+    assert got.dtype == ref.dtype and got.tobytes() == ref.tobytes()
+
+
+def test_decode_modes_trade_arena_for_invoke_time(runs, models):
+    """Decode-once keeps every decoded layer in the arena; decode-every-invoke needs only the
+    largest layer at a time (plus planner slack), so its arena is smaller but still holds fc1."""
+    once = runs["float.once"][0]["arena_total_bytes"]
+    each = runs["float.each"][0]["arena_total_bytes"]
+    plain = runs["float"][0]["arena_total_bytes"]
+    fc1, all_weights = 196 * 96 * 4, (196 * 96 + 96 * 48 + 48 * 10) * 4
+    assert once >= plain + all_weights
+    assert fc1 <= each < once - (all_weights - fc1) // 2
+    # per-layer custom options (all "every invoke") override the decode-once registration
+    assert runs["float.options_each"][0]["arena_total_bytes"] == each
+    assert runs["float.options_each"][1].tobytes() == runs["float"][1].tobytes()
+
+
+def test_bad_models_fail_with_the_kernels_message(runs):
+    r = runs["bad"]
+    assert not any(j["ok"] for j in r), r
+    assert "HuffDecode (output tensor" in r[0]["log"] and "decoding failed" in r[0]["log"], r[0]
+    assert "decoding failed" in r[1]["log"], r[1]  # every-invoke mode: fails at invoke
+    assert "custom options must be empty or one byte" in r[2]["log"], r[2]
+    assert "CUSTOM" in r[3]["log"] or "HuffDecode" in r[3]["log"], r[3]  # op not registered
+    assert "already registered" in r[4]["log"], r[4]
+
+
+def test_registerer_refuses_an_unknown_resolver_layout(lib_path):
+    """The wheel route writes into the resolver's memory: a buffer that does not look like the
+    pinned wheel's MicroMutableOpResolver<200> is refused before anything is written."""
+    lib = ctypes.CDLL(lib_path)
+    reg = lib.DcKerasRegisterHuffDecodeTflm
+    reg.restype = ctypes.c_bool
+    reg.argtypes = [ctypes.c_void_p]
+    size = 13624  # sizeof(MicroMutableOpResolver<200>) on LP64 (tflm_abi.h)
+    zeros = (ctypes.c_uint8 * size)()
+    assert reg(ctypes.addressof(zeros)) is False  # NULL vtable
+    assert bytes(zeros) == bytes(size)
+    # a plausible resolver: vtable set, two builtins (FULLY_CONNECTED=9, RELU=19) in both tables
+    fake = (ctypes.c_uint8 * size)()
+    base = ctypes.addressof(fake)
+    ctypes.c_uint64.from_address(base).value = 0x1000
+    for i, code in enumerate((9, 19)):
+        ctypes.c_int32.from_address(base + 8 + 56 * i + 40).value = code
+        ctypes.c_int32.from_address(base + 11212 + 4 * i).value = code
+    ctypes.c_uint32.from_address(base + 11208).value = 2
+    ctypes.c_uint32.from_address(base + 13616).value = 2
+    assert reg(base) is True
+    assert ctypes.c_uint32.from_address(base + 11208).value == 3
+    assert ctypes.c_int32.from_address(base + 8 + 56 * 2 + 40).value == 32  # BuiltinOperator_CUSTOM
+    name = ctypes.c_char_p(ctypes.c_void_p.from_address(base + 8 + 56 * 2 + 48).value).value
+    assert name == b"HuffDecode"
+    assert reg(base) is False  # a second registration of the same name is refused
+    # a builtin table that disagrees with the registrations: refused, nothing written
+    ctypes.c_int32.from_address(base + 11212).value = 77
+    before = bytes(fake)
+    assert reg(base) is False and bytes(fake) == before

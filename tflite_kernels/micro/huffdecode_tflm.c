@@ -1,0 +1,248 @@
+/*
+ * huffdecode_tflm.c -- HuffDecode kernel for TensorFlow Lite Micro (see huffdecode_tflm.h).
+ *
+ * C99 against tflm_abi.h; the decoder is dc_codec.h.  All memory comes from the TFLM arena:
+ * op state and (decode-once mode) the decoded tensor and decoder workspace from
+ * AllocatePersistentBuffer; (decode-each-invoke mode) the workspace from a scratch buffer
+ * and the output from the memory planner.  Errors are reported with context->ReportError,
+ * naming the tensor index and the fix.
+ */
+#include "huffdecode_tflm.h"
+
+#include <string.h>
+
+#include "dc_codec.h"
+
+/* Codec v2 (docs/FORMAT.md) adds a caller-provided workspace so the decoder's stack stays
+ * under 4 KiB; the v1 decoder keeps its tables on the stack. */
+#if defined(DC_MAX_WORKSPACE)
+#define DC_TFLM_HAVE_WS 1
+#else
+#define DC_TFLM_HAVE_WS 0
+#endif
+
+typedef struct {
+  uint8_t mode;     /* DcTflmDecodeMode */
+  uint8_t bad_options;
+  uint8_t decoded;  /* decode-once: output ready */
+  int in_idx, out_idx;
+  int scratch_idx;  /* decode-each-invoke workspace, -1 if none */
+  size_t packed_bytes, out_bytes, ws_bytes;
+  void* out;        /* decode-once: persistent decoded tensor */
+} OpData;
+
+static int tflm_type(uint32_t dc_dtype) {
+  switch (dc_dtype) {
+    case DC_DTYPE_FLOAT32: return kDcTflmFloat32;
+    case DC_DTYPE_FLOAT16: return kDcTflmFloat16;
+    case DC_DTYPE_INT32: return kDcTflmInt32;
+    case DC_DTYPE_UINT8: return kDcTflmUInt8;
+    case DC_DTYPE_INT16: return kDcTflmInt16;
+    case DC_DTYPE_INT8: return kDcTflmInt8;
+    default: return -1;
+  }
+}
+
+static dc_status workspace_bytes(const uint8_t* data, size_t size, size_t* bytes) {
+#if DC_TFLM_HAVE_WS
+  return dc_workspace_size(data, size, bytes);
+#else
+  (void)data;
+  (void)size;
+  *bytes = 0;
+  return DC_OK;
+#endif
+}
+
+static dc_status decode(const uint8_t* data, size_t size, void* out, size_t out_size, void* ws,
+                        size_t ws_size) {
+#if DC_TFLM_HAVE_WS
+  return dc_decode_ws(data, size, out, out_size, ws, ws_size);
+#else
+  (void)ws;
+  (void)ws_size;
+  return dc_decode(data, size, out, out_size);
+#endif
+}
+
+static void* op_init(DcTflmContext* ctx, const char* buffer, size_t length, DcTflmDecodeMode mode) {
+  OpData* d = (OpData*)ctx->AllocatePersistentBuffer(ctx, sizeof(OpData));
+  if (d == NULL) return NULL;
+  memset(d, 0, sizeof *d);
+  d->mode = (uint8_t)mode;
+  d->scratch_idx = -1;
+  if (length == 1 && buffer != NULL && (buffer[0] == 0 || buffer[0] == 1)) {
+    d->mode = (uint8_t)buffer[0];
+  } else if (length != 0) {
+    d->bad_options = 1;
+  }
+  return d;
+}
+static void* init_once(DcTflmContext* ctx, const char* buffer, size_t length) {
+  return op_init(ctx, buffer, length, DC_TFLM_DECODE_ONCE);
+}
+static void* init_each(DcTflmContext* ctx, const char* buffer, size_t length) {
+  return op_init(ctx, buffer, length, DC_TFLM_DECODE_EACH_INVOKE);
+}
+
+/* Checks the packed input against the output tensor; fills *info.  0 + report on error.
+ * Eval tensors only: TFLM's GetTensor hands out temporaries that a C kernel cannot free
+ * (DeallocateTempTfLiteTensor is C++), and Prepare fails if any is left. */
+static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* in,
+                         const DcTflmEvalTensor* out, dc_tensor_info* info) {
+  uint32_t k;
+  dc_status st;
+  int want;
+  if (in == NULL || out == NULL) {
+    ctx->ReportError(ctx, "HuffDecode: could not get tensors %d/%d", d->in_idx, d->out_idx);
+    return 0;
+  }
+  if (in->type != kDcTflmUInt8 || in->dims == NULL || in->dims->size != 1 ||
+      in->dims->data[0] < 0) {
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): the packed input must be a 1-D uint8 "
+                     "tensor; re-export the model with dc_keras.export.pack", d->out_idx);
+    return 0;
+  }
+  /* Before planning only constants (flatbuffer data) have a data pointer. */
+  if (in->data.raw_const == NULL) {
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): the packed input must be a constant "
+                     "in the model", d->out_idx);
+    return 0;
+  }
+  d->packed_bytes = (size_t)in->dims->data[0];
+  st = dc_peek((const uint8_t*)in->data.raw_const, d->packed_bytes, info);
+  if (st != DC_OK) {
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): invalid packed tensor: %s",
+                     d->out_idx, dc_strerror(st));
+    return 0;
+  }
+  want = tflm_type(info->dtype);
+  if (want < 0 || want != (int)out->type || out->dims == NULL || out->dims->size < 0 ||
+      (uint32_t)out->dims->size != info->rank) {
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): packed dtype/rank (%u/%u) differ from "
+                     "the output's (type %d, rank %d); the model was edited after packing",
+                     d->out_idx, (unsigned)info->dtype, (unsigned)info->rank, (int)out->type,
+                     out->dims ? out->dims->size : -1);
+    return 0;
+  }
+  for (k = 0; k < info->rank; ++k) {
+    if (out->dims->data[k] < 0 || (uint64_t)out->dims->data[k] != info->dims[k]) {
+      ctx->ReportError(ctx, "HuffDecode (output tensor %d): packed dim %u differs from the "
+                       "output's; the model was edited after packing", d->out_idx, (unsigned)k);
+      return 0;
+    }
+  }
+  if (info->output_bytes > (uint64_t)(size_t)-1) {
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): tensor too large", d->out_idx);
+    return 0;
+  }
+  return 1;
+}
+
+static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
+  OpData* d = (OpData*)node->user_data;
+  const DcTflmEvalTensor* in;
+  DcTflmEvalTensor* out;
+  dc_tensor_info info;
+  dc_status st;
+  if (d == NULL) {
+    ctx->ReportError(ctx, "HuffDecode: arena too small for the op's state; enlarge the arena");
+    return kDcTflmError;
+  }
+  if (d->bad_options) {
+    ctx->ReportError(ctx, "HuffDecode: custom options must be empty or one byte (0: decode "
+                     "once, 1: decode every invoke)");
+    return kDcTflmError;
+  }
+  if (node->inputs == NULL || node->outputs == NULL || node->inputs->size != 1 ||
+      node->outputs->size != 1) {
+    ctx->ReportError(ctx, "HuffDecode: expected 1 input and 1 output");
+    return kDcTflmError;
+  }
+  d->in_idx = node->inputs->data[0];
+  d->out_idx = node->outputs->data[0];
+  in = ctx->GetEvalTensor(ctx, d->in_idx);
+  out = ctx->GetEvalTensor(ctx, d->out_idx);
+  if (d->decoded) { /* decoded by an earlier Prepare: keep the output pointing at it */
+    if (out == NULL) return kDcTflmError;
+    out->data.data = d->out;
+    return kDcTflmOk;
+  }
+  if (!check_tensors(ctx, d, in, out, &info)) return kDcTflmError;
+  d->out_bytes = (size_t)info.output_bytes;
+  st = workspace_bytes((const uint8_t*)in->data.raw_const, d->packed_bytes, &d->ws_bytes);
+  if (st != DC_OK) {
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): %s", d->out_idx, dc_strerror(st));
+    return kDcTflmError;
+  }
+  if (d->mode == DC_TFLM_DECODE_ONCE) {
+    void* ws = NULL;
+    d->out = d->out_bytes ? ctx->AllocatePersistentBuffer(ctx, d->out_bytes) : NULL;
+    if (d->ws_bytes) ws = ctx->AllocatePersistentBuffer(ctx, d->ws_bytes);
+    if ((d->out_bytes && d->out == NULL) || (d->ws_bytes && ws == NULL)) {
+      ctx->ReportError(ctx, "HuffDecode (output tensor %d): arena too small for the %u decoded "
+                       "bytes (+%u workspace); enlarge the arena or decode this layer every "
+                       "invoke", d->out_idx, (unsigned)d->out_bytes, (unsigned)d->ws_bytes);
+      return kDcTflmError;
+    }
+    st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, d->out, d->out_bytes, ws,
+                d->ws_bytes);
+    if (st != DC_OK) {
+      ctx->ReportError(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
+                       dc_strerror(st));
+      return kDcTflmError;
+    }
+    /* A non-NULL data pointer before planning: TFLM's planner leaves this tensor alone. */
+    out->data.data = d->out;
+    d->decoded = 1;
+  } else if (d->ws_bytes) {
+    if (ctx->RequestScratchBufferInArena(ctx, d->ws_bytes, &d->scratch_idx) != kDcTflmOk) {
+      ctx->ReportError(ctx, "HuffDecode (output tensor %d): could not plan a %u-byte scratch "
+                       "buffer", d->out_idx, (unsigned)d->ws_bytes);
+      return kDcTflmError;
+    }
+  }
+  return kDcTflmOk;
+}
+
+static DcTflmStatus op_invoke(DcTflmContext* ctx, DcTflmNode* node) {
+  OpData* d = (OpData*)node->user_data;
+  DcTflmEvalTensor *in, *out;
+  void* ws = NULL;
+  dc_status st;
+  if (d == NULL) return kDcTflmError;
+  out = ctx->GetEvalTensor(ctx, d->out_idx);
+  if (out == NULL) return kDcTflmError;
+  if (d->mode == DC_TFLM_DECODE_ONCE) {
+    if (!d->decoded) {
+      ctx->ReportError(ctx, "HuffDecode: invoked before a successful Prepare");
+      return kDcTflmError;
+    }
+    out->data.data = d->out;
+    return kDcTflmOk;
+  }
+  in = ctx->GetEvalTensor(ctx, d->in_idx);
+  if (d->scratch_idx >= 0) ws = ctx->GetScratchBuffer(ctx, d->scratch_idx);
+  if (in == NULL || in->data.raw_const == NULL || (d->ws_bytes && ws == NULL) ||
+      (d->out_bytes && out->data.data == NULL)) {
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): missing buffers at invoke", d->out_idx);
+    return kDcTflmError;
+  }
+  st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, out->data.data, d->out_bytes,
+              ws, d->ws_bytes);
+  if (st != DC_OK) {
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
+                     dc_strerror(st));
+    return kDcTflmError;
+  }
+  return kDcTflmOk;
+}
+
+static const DcTflmRegistration g_once = {init_once, NULL, op_prepare, op_invoke, NULL,
+                                          kDcTflmBuiltinCustom, DC_TFLM_HUFFDECODE_NAME};
+static const DcTflmRegistration g_each = {init_each, NULL, op_prepare, op_invoke, NULL,
+                                          kDcTflmBuiltinCustom, DC_TFLM_HUFFDECODE_NAME};
+
+const DcTflmRegistration* DcTflmHuffDecodeRegistration(DcTflmDecodeMode default_mode) {
+  return default_mode == DC_TFLM_DECODE_EACH_INVOKE ? &g_each : &g_once;
+}

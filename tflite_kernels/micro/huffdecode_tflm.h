@@ -1,0 +1,52 @@
+/*
+ * huffdecode_tflm.h -- the HuffDecode custom op for TensorFlow Lite Micro (C99, no
+ * allocation outside the TFLM arena, no TFLM headers needed: tflm_abi.h).
+ *
+ * A packed model (dc_keras.export.pack) feeds each packed weight, a constant uint8 1-D
+ * tensor holding docs/FORMAT.md bytes, through a "HuffDecode" node whose output is the
+ * original weight tensor.  Two ways to run that node (docs/microcontrollers.md):
+ *
+ *  DC_TFLM_DECODE_ONCE (default): Prepare decodes into a persistent arena buffer and
+ *      points the output at it, so TFLM's memory planner gives the output no planned
+ *      memory; Invoke does nothing.  Arena cost: the decoded bytes (+ the decoder's
+ *      workspace) for the interpreter's lifetime.  Fastest.
+ *  DC_TFLM_DECODE_EACH_INVOKE: every Invoke decodes into the output's planned memory
+ *      (shared with other tensors whose lifetimes do not overlap: the packer puts each
+ *      HuffDecode right before the weight's consumer) with the workspace in a scratch
+ *      buffer.  Arena cost: the largest decoded layer instead of the sum; costs the decode
+ *      time at every inference.
+ *
+ * Per layer: a HuffDecode operator whose custom options are the single byte 0 or 1
+ * decodes once / every invoke whatever the registration's default (empty options: the
+ * default; tools/mcu/set_decode_mode.py writes them).
+ *
+ * Registering (C++ TFLM application, with huffdecode_tflm_register.cc compiled in):
+ *     tflite::MicroMutableOpResolver<N> resolver;
+ *     resolver.AddCustom("HuffDecode", dc_keras::Register_HUFFDECODE());
+ * PyPI tflite-micro wheel (Python): load libdc_huffdecode_tflm.so with RTLD_GLOBAL, then
+ *     tflite_micro.runtime.Interpreter.from_bytes(model,
+ *         custom_op_registerers=["DcKerasRegisterHuffDecodeTflm"])
+ * (or "DcKerasRegisterHuffDecodeTflmEachInvoke"); huffdecode_tflm_wheel.c.
+ */
+#ifndef DC_HUFFDECODE_TFLM_H_
+#define DC_HUFFDECODE_TFLM_H_
+
+#include "tflm_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { DC_TFLM_DECODE_ONCE = 0, DC_TFLM_DECODE_EACH_INVOKE = 1 } DcTflmDecodeMode;
+
+/* The op's registration with the given default mode (static storage; the resolver copies
+ * it).  Its layout is TFLM's TFLMRegistration (asserted in huffdecode_tflm_register.cc). */
+const DcTflmRegistration* DcTflmHuffDecodeRegistration(DcTflmDecodeMode default_mode);
+
+/* The op name the packer writes into the model. */
+#define DC_TFLM_HUFFDECODE_NAME "HuffDecode"
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DC_HUFFDECODE_TFLM_H_ */
