@@ -262,10 +262,12 @@ def quantized_section(q):
 
 RUNTIME_ROUTES = ("dense", "decoded", "compressed", "tflite_sparse", "tflite_1x4")
 RUNTIME_GOALS = [  # (model, route, metric, limit, label)
-    ("fc4096_d10", "compressed", "batch1_s_ratio", 0.3, "4096² FC 10 %, batch 1: latency ≤ 0.3x"),
+    ("fc4096_d10", "compressed", "batch1_s_ratio", 0.3, "4096² FC 10 %, batch 1: latency ≤ 0.3x (median)"),
+    ("fc4096_d10", "compressed", "batch1_min_s_ratio", 0.3, "4096² FC 10 %, batch 1: latency ≤ 0.3x (fastest)"),
     ("fc4096_d10", "compressed", "rss_delta_ratio", 0.1, "4096² FC 10 %: resident memory ≤ 0.1x"),
     ("fc4096_d10", "compressed", "load_s_ratio", 0.25, "4096² FC 10 %: load ≤ 0.25x"),
-    ("fc1024_d10", "compressed", "batch1_s_ratio", 1.0, "1024² FC 10 %: latency in cache ≤ 1.0x"),
+    ("fc1024_d10", "compressed", "batch1_s_ratio", 1.0, "1024² FC 10 %: latency in cache ≤ 1.0x (median)"),
+    ("fc1024_d10", "compressed", "batch1_min_s_ratio", 1.0, "1024² FC 10 %: latency in cache ≤ 1.0x (fastest)"),
     ("fc1024_d10", "compressed", "batch1_dram_s_ratio", 0.45, "1024² FC 10 %: latency from DRAM ≤ 0.45x"),
     ("mobilenetv2", "decoded", "rss_delta_ratio", 1.1, "MobileNetV2 decoded route: RSS ≤ 1.1x"),
     ("mobilenetv2", "decoded", "load_s_ratio", 1.25, "MobileNetV2 decoded route: load ≤ 1.25x"),
@@ -295,23 +297,26 @@ def runtime_section(rt):
            "are vs `dense` (unpacked `.tflite`, LiteRT with default delegates = XNNPACK) of the same "
            "model in the same run. Memory: growth of the process's resident set from before the "
            "interpreter is created to after load + invokes (anonymous + file-backed pages). "
+           "Batch 1: median of the invokes, and the fastest (with the load above the CPU count a long "
+           "invoke is often preempted; the minimum filters that out). "
            "DRAM: batch-1 invoke timed right after writing 256 MiB to evict the caches. "
            "Float outputs of `compressed` differ from `dense` by summation order "
            "(max |diff| / max |output| in the last column).", "",
-           "| model | route | file | load | batch 1 | batch 1 (DRAM) | batch 8 | anon MiB | file MiB | rel. diff |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| model | route | file | load | batch 1 | batch 1 (min) | batch 1 (DRAM) | batch 8 | anon MiB | file MiB | rel. diff |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, res in rt["models"].items():
         for route in RUNTIME_ROUTES:
             v = res.get(route)
             if v is None:
                 continue
             if "error" in v:
-                out.append(f"| {name} | {route} | failed: {v['error'][-120:]!r} | | | | | | | |")
+                out.append(f"| {name} | {route} | failed: {v['error'][-120:]!r} | | | | | | | | |")
                 continue
             diff = v.get("max_rel_diff_vs_dense")
             out.append(
                 f"| {name} | {route} | {kb(v['tflite_bytes'])} | {_ms(v['load_s'])}{_rt(v.get('load_s_ratio'))} "
                 f"| {_ms(v['batch1_s'])}{_rt(v.get('batch1_s_ratio'))} "
+                f"| {_ms(v.get('batch1_min_s'))}{_rt(v.get('batch1_min_s_ratio'))} "
                 f"| {_ms(v.get('batch1_dram_s'))}{_rt(v.get('batch1_dram_s_ratio'))} "
                 f"| {_ms(v['batch8_s'])}{_rt(v.get('batch8_s_ratio'))} "
                 f"| {_mib(v['rss_anon'])} | {_mib(v['rss_file'])}{_rt(v.get('rss_delta_ratio'))} "

@@ -341,6 +341,7 @@ DC_EXPORT void DcKerasRegisterHuffDecode(void* resolver) {
 
 /* One FULLY_CONNECTED node run from compact weights (weights="compressed"). */
 typedef struct {
+  const TfLiteContext* ctx; /* subgraph (node/tensor indices are per subgraph) */
   int node;           /* original FC node index */
   int input, bias, output;
   int weight;         /* the dense weight tensor: never allocated */
@@ -415,6 +416,7 @@ static void report_line(DcDelegate* d, const char* fmt, ...) {
  * (never repacks) on a resize.  If the delegates are applied again, the
  * delegate's Prepare decodes it again. */
 typedef struct Decoded {
+  const TfLiteContext* ctx; /* subgraph of `tensor` */
   int tensor;
   void* block;     /* malloc block, NULL once released */
   int* consumers;  /* original node indices */
@@ -422,15 +424,17 @@ typedef struct Decoded {
   int eligible;
 } Decoded;
 
-static Decoded* find_decoded(const DcDelegate* d, int tensor) {
+static Decoded* find_decoded(const DcDelegate* d, const TfLiteContext* ctx,
+                             int tensor) {
   for (size_t i = 0; i < d->num_dec; ++i) {
-    if (d->dec[i].tensor == tensor) return &d->dec[i];
+    if (d->dec[i].ctx == ctx && d->dec[i].tensor == tensor) return &d->dec[i];
   }
   return NULL;
 }
 
-static void track_decoded(DcDelegate* d, int tensor, void* block) {
-  Decoded* r = find_decoded(d, tensor);
+static void track_decoded(DcDelegate* d, const TfLiteContext* ctx, int tensor,
+                          void* block) {
+  Decoded* r = find_decoded(d, ctx, tensor);
   if (!r) {
     if (d->num_dec == d->cap_dec) {
       size_t cap = d->cap_dec ? 2 * d->cap_dec : 16;
@@ -441,14 +445,15 @@ static void track_decoded(DcDelegate* d, int tensor, void* block) {
     }
     r = &d->dec[d->num_dec++];
     memset(r, 0, sizeof *r);
+    r->ctx = ctx;
     r->tensor = tensor;
   }
   r->block = block;
 }
 
-static FcPlan* find_fc(const DcDelegate* d, int node) {
+static FcPlan* find_fc(const DcDelegate* d, const TfLiteContext* ctx, int node) {
   for (size_t i = 0; i < d->num_fcs; ++i) {
-    if (d->fcs[i]->node == node) return d->fcs[i];
+    if (d->fcs[i]->ctx == ctx && d->fcs[i]->node == node) return d->fcs[i];
   }
   return NULL;
 }
@@ -485,7 +490,7 @@ static void* kernel_init(TfLiteContext* context, const char* buffer,
     return NULL;
   }
   for (int k = 0; k < nodes->size; ++k) {
-    FcPlan* p = d ? find_fc(d, nodes->data[k]) : NULL;
+    FcPlan* p = d ? find_fc(d, context, nodes->data[k]) : NULL;
     if (p) ks->fcs[ks->num_fcs++] = p;
   }
   return ks;
@@ -572,7 +577,7 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
     if (t < 0 || (size_t)t >= context->tensors_size ||
         (!is_fc_output(ks, t) && context->tensors[t].data.data == NULL &&
          context->tensors[t].bytes != 0 &&
-         !(find_decoded(d, t) && !find_decoded(d, t)->block))) {
+         !(find_decoded(d, context, t) && !find_decoded(d, context, t)->block))) {
       context->ReportError(context, "HuffDecode delegate: output %d not decoded", t);
       return kTfLiteError;
     }
@@ -645,7 +650,7 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
     return 1; /* already decoded (delegate applied again) */
   }
   if (!check_packed(in, out, &info, msg, msg_size)) return 0;
-  const Decoded* prev = find_decoded(d, node->outputs->data[0]);
+  const Decoded* prev = find_decoded(d, context, node->outputs->data[0]);
   if (prev && !prev->block && out->bytes == 0) {
     out->bytes = (size_t)info.output_bytes; /* released earlier: decode again */
   }
@@ -674,7 +679,7 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
   }
   out->data.data = (void*)p;
   out->allocation_type = kTfLiteMmapRo;
-  track_decoded(d, node->outputs->data[0], block);
+  track_decoded(d, context, node->outputs->data[0], block);
   return 1;
 }
 
@@ -833,6 +838,7 @@ static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index
             st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
     return -1;
   }
+  p->ctx = context;
   p->node = node_index;
   p->input = node->inputs->data[0];
   p->bias = bi;
@@ -908,7 +914,7 @@ static int find_candidates(TfLiteContext* context, DcDelegate* d, PlanNode* pn,
   }
   for (int k = 0; k < n; ++k) {
     if (pn[k].reg->builtin_code != kTfLiteBuiltinFullyConnected) continue;
-    FcPlan* p = find_fc(d, pn[k].index);
+    FcPlan* p = find_fc(d, context, pn[k].index);
     int w = p ? p->weight
               : (pn[k].node->inputs && pn[k].node->inputs->size >= 2
                      ? pn[k].node->inputs->data[1] : -1);
@@ -934,7 +940,7 @@ static PlanNode* huff_feeding(PlanNode* pn, int n, int packed) {
 static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc,
                              PlanNode* huff) {
   char why[512] = "";
-  FcPlan* p = find_fc(d, fc->index);
+  FcPlan* p = find_fc(d, context, fc->index);
   int r = p ? 1 : 0;
   if (!p && fc_supported(context, fc->node, why, sizeof why)) {
     r = fc_plan_make(context, fc->node, fc->index, fc->fc_packed, &p, why, sizeof why);
@@ -971,10 +977,11 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
 
 /* Records, for every decoded tensor, its consumers in the original graph and
  * whether they are all filter inputs of FC / conv nodes (release-eligible). */
-static void note_consumers(DcDelegate* d, const PlanNode* pn, int n) {
+static void note_consumers(const TfLiteContext* context, DcDelegate* d,
+                           const PlanNode* pn, int n) {
   for (size_t i = 0; i < d->num_dec; ++i) {
     Decoded* r = &d->dec[i];
-    if (r->consumers) continue; /* the original graph does not change */
+    if (r->ctx != context || r->consumers) continue; /* the graph does not change */
     int count = 0, ok = 1;
     for (int k = 0; k < n; ++k) {
       const TfLiteIntArray* ins = pn[k].node->inputs;
@@ -1045,13 +1052,15 @@ static int* xnnpack_taken(TfLiteContext* context, const DcDelegate* d, int* num)
  * (it packed its own copy when it created its runtime). */
 static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
   int pending = 0;
-  for (size_t i = 0; i < d->num_dec; ++i) pending |= d->dec[i].block && d->dec[i].eligible;
+  for (size_t i = 0; i < d->num_dec; ++i) {
+    pending |= d->dec[i].ctx == context && d->dec[i].block && d->dec[i].eligible;
+  }
   if (d->keep_decoded || !pending) return;
   int num_taken = 0;
   int* taken = xnnpack_taken(context, d, &num_taken);
   for (size_t i = 0; taken && i < d->num_dec; ++i) {
     Decoded* r = &d->dec[i];
-    if (!r->block || !r->eligible) continue;
+    if (r->ctx != context || !r->block || !r->eligible) continue;
     int all = 1;
     for (int c = 0; c < r->num_consumers && all; ++c) {
       all = in_list(taken, num_taken, r->consumers[c]);
@@ -1115,7 +1124,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context,
     PlanNode* h = huff_feeding(pn, n, pn[k].fc_packed);
     if (h) settle_candidate(context, d, &pn[k], h);
   }
-  note_consumers(d, pn, n);
+  note_consumers(context, d, pn, n);
   claimed->size = 0;
   for (int k = 0; k < n; ++k) {
     if (is_huff(pn[k].reg) || (pn[k].fc_packed >= 0 && pn[k].skip == 2)) {
