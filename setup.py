@@ -22,7 +22,10 @@ NO_COMPILER = (
 )
 
 
-def read_flags(path=os.path.join(KERNELS, "flags.mk")):
+FLAGS_MK = os.path.join(KERNELS, "flags.mk")
+
+
+def read_flags(path=FLAGS_MK):
     """The ``NAME := value`` assignments of flags.mk as {NAME: [words]}."""
     flags = {}
     with open(path) as f:

@@ -11,6 +11,9 @@ import time
 
 from absl import app, flags
 
+from _common import write_json
+from dc_keras._fileio import atomic_write
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", os.path.expanduser("~/.cache/dc_keras/baselines"), "where the .keras/.tflite files go")
 flags.DEFINE_list("models", ["lenet-300-100", "lenet-5"], "which models")
@@ -55,16 +58,14 @@ def main(argv):
         model, tfl, info = train_baseline(name, x_train, y_train, x_test, y_test, FLAGS.epochs or EPOCHS[name], FLAGS.seed)
         stem = os.path.join(FLAGS.out_dir, name.replace("-", "_"))
         model.save(stem + ".keras")
-        with open(stem + ".tflite", "wb") as f:
-            f.write(tfl)
+        atomic_write(stem + ".tflite", tfl)
         results.append(info)
         print(json.dumps(info), flush=True)
     print()
     print(f"{'model':<16}{'epochs':>8}{'minutes':>9}{'tflite error':>14}{'paper':>8}")
     for r in results:
         print(f"{r['model']:<16}{r['epochs']:>8}{r['minutes']:>9.1f}{100 * r['tflite_test_error']:>13.2f}%{100 * r['paper_error']:>7.2f}%")
-    with open(os.path.join(FLAGS.out_dir, "baselines.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(os.path.join(FLAGS.out_dir, "baselines.json"), results)
 
 
 if __name__ == "__main__":

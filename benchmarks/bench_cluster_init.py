@@ -11,12 +11,12 @@ Every layer is clustered at the given bits with each init, fine-tuned ``--epochs
 1e-4), then evaluated on the MNIST test set (error before and after fine-tuning).
 """
 import argparse
-import os
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from _common import save_figure
 
 
 def quick_pruned(x, y, epochs):
@@ -120,16 +120,8 @@ def main(argv=None):
     axes[0].legend(fontsize=8)
     axes[-1].set_xlabel(f"{args.plot_layer} non-zero weight value ({plot_bits} bits, {2 ** plot_bits} centroids)")
     fig.tight_layout()
-    path = os.path.abspath(args.plot)
-    ext = os.path.splitext(path)[1].lstrip(".") or "png"
-    fd, tmp = tempfile.mkstemp(suffix="." + ext, dir=os.path.dirname(path))
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=ext, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_figure(fig, args.plot, dpi=120)
+    plt.close(fig)
     print(f"\nwrote {args.plot}   ({(time.time() - t0) / 60:.1f} min)")
     return 0
 

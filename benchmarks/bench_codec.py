@@ -25,7 +25,6 @@ import argparse
 import bz2
 import ctypes
 import gzip
-import json
 import lzma
 import os
 import platform
@@ -34,10 +33,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from dc_keras import codec  # noqa: E402
-from dc_keras.codec._decode import _library  # noqa: E402
+from _common import write_json
+from dc_keras import codec
+from dc_keras.codec._decode import _library
 
 try:
     import zstandard
@@ -261,10 +259,7 @@ def main(argv=None):
         print_row(rows[-1])
         sys.stdout.flush()
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f, indent=1)
-        os.replace(tmp, args.json)
+        write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -130,9 +130,9 @@ def main(argv=None):
     if args.quick:
         args.alpha, args.size, args.reps, args.invokes = 0.35, 96, 3, 10
 
+    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter as LiteRtInterpreter
 
-    import tensorflow as tf
     from dc_keras import export, runtime
 
     model = build(args.alpha, args.size, args.prune)
@@ -155,12 +155,14 @@ def main(argv=None):
               f"decoding all {total:,} B takes {secs * 1e3:.1f} ms ({total / secs / 1e6:.0f} MB/s)")
 
         routes = {
-            "litert plain": lambda: LiteRtInterpreter(model_content=plain),
-            "litert packed (delegate)": lambda: runtime.Interpreter(model_content=packed, backend="litert"),
-            "tf plain": lambda: tf.lite.Interpreter(model_content=plain),
-            "tf packed (delegate)": lambda: runtime.Interpreter(model_content=packed, backend="tensorflow"),
-            "tf packed (op)": lambda: runtime.Interpreter(model_content=packed, backend="tensorflow",
-                                                          decode="op"),
+            "litert plain": lambda plain=plain: LiteRtInterpreter(model_content=plain),
+            "litert packed (delegate)": lambda packed=packed: runtime.Interpreter(model_content=packed,
+                                                                                 backend="litert"),
+            "tf plain": lambda plain=plain: tf.lite.Interpreter(model_content=plain),
+            "tf packed (delegate)": lambda packed=packed: runtime.Interpreter(model_content=packed,
+                                                                             backend="tensorflow"),
+            "tf packed (op)": lambda packed=packed: runtime.Interpreter(model_content=packed, backend="tensorflow",
+                                                                        decode="op"),
         }
         with contextlib.redirect_stderr(io.StringIO()):
             for make in routes.values():  # warm-up: library loading, first XNNPACK init

@@ -88,6 +88,10 @@ def child(route, path, invokes, cold):
     res = {"load_s": load, "batch1_s": lat1, "rss_anon": rss1["Anonymous"] - rss0["Anonymous"],
            "rss_file": rss1["File"] - rss0["File"], "rss_total": rss1["Rss"],
            "output": out.ravel()[:64].tolist(), "tflite_bytes": os.path.getsize(path)}
+    if hasattr(it, "compressed_report"):
+        rep = it.compressed_report()
+        res["compressed_layers"] = sum(r["route"] == "compressed" for r in rep)
+        res["compact_bytes"] = sum(r.get("bytes", 0) for r in rep)
     if cold:
         flush = np.zeros(FLUSH_BYTES, np.uint8)
         ts = []
@@ -204,6 +208,9 @@ def summarize(samples):
     out = {k: statistics.median(s[k] for s in ok) for k in keys if k in ok[0]}
     out["rss_delta"] = out["rss_anon"] + out["rss_file"]
     out["tflite_bytes"] = ok[0]["tflite_bytes"]
+    for k in ("compressed_layers", "compact_bytes"):
+        if k in ok[0]:
+            out[k] = ok[0][k]
     out["output"] = ok[0]["output"]
     return out
 

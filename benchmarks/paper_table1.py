@@ -20,42 +20,13 @@ docs/results.md.
 import argparse
 import json
 import os
-import platform
 import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-PAPER = {  # Deep Compression, Table 1 (weights only, Caffe)
-    "lenet-300-100": {"ratio": 40.0, "test_error": 0.0158, "baseline_error": 0.0164, "weights_kept": 0.08},
-    "lenet-5": {"ratio": 39.0, "test_error": 0.0074, "baseline_error": 0.0080, "weights_kept": 0.08},
-}
-GOALS = {"lenet-300-100": (40.0, 0.0158, 45.0), "lenet-5": (39.0, 0.0074, 42.0)}
-
-# Per-layer targets. Sparsity: beyond the paper's (92/91/74 % and 34/88/92/81 %) where a one-shot
-# sensitivity scan showed room: the big fully connected layer carries most of the bytes and
-# tolerates the most pruning; the first conv and the classifier layers are the most sensitive.
-# Bits: the paper's 8 for conv, 5 for fully connected layers (Huffman makes the rest cheap).
-CONFIG = {
-    "lenet-300-100": {
-        "builder": "lenet_300_100",
-        "sparsity": {"fc1": 0.95, "fc2": 0.91, "fc3": 0.7},
-        "bits": {"fc1": 5, "fc2": 5, "fc3": 5},
-        "prune_epochs": 20, "cluster_epochs": 4,
-        # Adam lr of pruning/retraining (cosine-decayed): 1e-3 recovered better than 5e-4 in
-        # the demo's measurements (12 epochs: 1.36 % vs 1.71 %).
-        "prune_lr": 1e-3,
-    },
-    "lenet-5": {
-        "builder": "lenet_5",
-        "sparsity": {"conv1": 0.4, "conv2": 0.85, "fc1": 0.96, "fc2": 0.8},
-        "bits": {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5},
-        "prune_epochs": 10, "cluster_epochs": 3, "prune_lr": 5e-4,
-    },
-}
-
+from _common import CONFIG, GOALS, PAPER, log, machine_info, write_json
 
 SENSITIVITY_SWEEP = (0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.965, 0.975, 0.985)
 
@@ -68,30 +39,6 @@ def _parse_map(text, cast):
         k, v = item.split("=", 1)
         out[k.strip()] = cast(v)
     return out
-
-
-def _log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def machine_info():
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import keras
-    import tensorflow as tf
-
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            # 1/5/15-minute load averages when the run ends: timings mean little on a busy machine.
-            "loadavg": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
 def weight_counts(model, layers):
@@ -145,225 +92,303 @@ def _cached(out_dir, stem, key):
 
 def _store(out_dir, stem, key, model):
     model.save(os.path.join(out_dir, stem + ".keras"))
-    with open(os.path.join(out_dir, stem + ".json"), "w") as f:
-        json.dump(key, f)
+    write_json(os.path.join(out_dir, stem + ".json"), key)
 
 
-def run(args):
-    import keras
+@dataclass
+class Run:
+    """One model's run: settings, data, and the rows measured so far."""
 
-    from dc_keras import datasets, export, models, pipeline, train
+    args: argparse.Namespace
+    cfg: dict
+    out_dir: str
+    data: tuple  # (x_train, y_train, x_test, y_test)
+    stages: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    layers: set = field(default_factory=set)
 
-    name = args.model
-    cfg = dict(CONFIG[name])
+    @property
+    def verbose(self):
+        return 2 if self.args.verbose else 0  # 2: one line per epoch
+
+    def evaluate(self, tflite_bytes, x=None, y=None):
+        """Test error of a .tflite; on the (possibly subset) test set unless ``x``, ``y`` are given."""
+        from dc_keras import pipeline
+
+        x, y = (self.data[2], self.data[3]) if x is None else (x, y)
+        return pipeline.evaluate_tflite(tflite_bytes, x, y, progress=False)
+
+    def save(self, fname, data):
+        from dc_keras._fileio import atomic_write
+
+        atomic_write(os.path.join(self.out_dir, fname), data)
+
+    def add_stage(self, stage, model, bits, minutes, note=""):
+        """Exports and packs ``model``, measures the packed file's test error; one row of the table."""
+        from dc_keras import export
+
+        t = time.time()
+        float_tfl = export.to_tflite(model, pack=False)
+        packed = export.pack(float_tfl)
+        err = self.evaluate(packed)
+        kept, total = weight_counts(model, self.layers)
+        row = {"stage": stage, "params": total, "params_kept": kept, "kept_fraction": kept / total,
+               "bits": bits, "float_tflite_bytes": len(float_tfl), "file_bytes": len(packed),
+               "test_error": err, "minutes": minutes, "note": note}
+        self.stages.append(row)
+        row["ratio"] = self.stages[0]["float_tflite_bytes"] / len(packed)
+        log(f"{stage}: {kept:,}/{total:,} params kept, file {len(packed):,} B ({row['ratio']:.1f}x), "
+            f"error {100 * err:.2f} %  [eval {time.time() - t:.0f}s]")
+        return float_tfl, packed
+
+
+def _settings(args):
+    """The model's CONFIG entry with the command line's overrides applied."""
+    cfg = dict(CONFIG[args.model])
     if args.sparsity:
         cfg["sparsity"] = {**cfg["sparsity"], **args.sparsity}
     if args.bits:
         cfg["bits"] = {**cfg["bits"], **args.bits}
-    prune_epochs = args.prune_epochs or cfg["prune_epochs"]
-    prune_lr = args.prune_lr or cfg["prune_lr"]
-    cluster_epochs = cfg["cluster_epochs"] if args.cluster_epochs is None else args.cluster_epochs
-    if not hasattr(train, "cluster"):
-        raise SystemExit("dc_keras.train.cluster is not available in this checkout")
-    out_dir = os.path.expanduser(args.out_dir or f"~/.cache/dc_keras/paper_table1/{name.replace('-', '_')}")
-    os.makedirs(out_dir, exist_ok=True)
-    verbose = 2 if args.verbose else 0  # 2: one line per epoch
+    cfg["prune_epochs"] = args.prune_epochs or cfg["prune_epochs"]
+    cfg["prune_lr"] = args.prune_lr or cfg["prune_lr"]
+    if args.cluster_epochs is not None:
+        cfg["cluster_epochs"] = args.cluster_epochs
+    return cfg
+
+
+def _mnist(args):
+    from dc_keras import datasets
 
     (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
     if args.train_subset:
         x_train, y_train = x_train[:args.train_subset], y_train[:args.train_subset]
     if args.test_subset:
         x_test, y_test = x_test[:args.test_subset], y_test[:args.test_subset]
-    x_train, x_test = datasets.normalize(x_train), datasets.normalize(x_test)
+    return datasets.normalize(x_train), y_train, datasets.normalize(x_test), y_test
 
-    def evaluate(data, x=x_test, y=y_test):
-        return pipeline.evaluate_tflite(data, x, y, progress=False)
 
-    def save(fname, data):
-        with open(os.path.join(out_dir, fname), "wb") as f:
-            f.write(data)
+def _baseline(run):
+    """The trained baseline: loaded from --baseline_dir, or trained here (and saved there)."""
+    import keras
 
-    timings = {}
-    # -- baseline -------------------------------------------------------------------------------
+    from dc_keras import models, pipeline
+
+    args, cfg = run.args, run.cfg
     stem = os.path.join(os.path.expanduser(args.baseline_dir), cfg["builder"])
     t0 = time.time()
     if os.path.exists(stem + ".keras") and not args.train_subset:
-        _log(f"baseline: loading {stem}.keras")
-        baseline = keras.saving.load_model(stem + ".keras")
-        baseline_source = stem + ".keras"
+        log(f"baseline: loading {stem}.keras")
+        model, source = keras.saving.load_model(stem + ".keras"), stem + ".keras"
     else:
-        epochs = args.baseline_epochs or {"lenet-300-100": 20, "lenet-5": 15}[name]
-        _log(f"baseline: training {name} for {epochs} epochs")
-        baseline = pipeline.train_baseline(getattr(models, cfg["builder"])(), x_train, y_train, epochs=epochs,
-                                           seed=args.seed, verbose=verbose)
-        baseline_source = f"trained here, {epochs} epochs"
+        epochs = args.baseline_epochs or cfg["baseline_epochs"]
+        log(f"baseline: training {args.model} for {epochs} epochs")
+        model = pipeline.train_baseline(getattr(models, cfg["builder"])(), run.data[0], run.data[1], epochs=epochs,
+                                        seed=args.seed, verbose=run.verbose)
+        source = f"trained here, {epochs} epochs"
         if not args.train_subset:
             os.makedirs(os.path.dirname(stem), exist_ok=True)
-            baseline.save(stem + ".keras")
-    timings["baseline_minutes"] = (time.time() - t0) / 60
-    layers = set(cfg["sparsity"])
+            model.save(stem + ".keras")
+    run.timings["baseline_minutes"] = (time.time() - t0) / 60
+    return model, source, stem
 
-    # -- per-layer sensitivity (one layer pruned at a time, no retraining) on 5,000 training images
+
+def _sensitivity(run, baseline):
+    """One layer pruned at a time, no retraining, on the last 5,000 training images."""
+    from dc_keras import train
+
     t0 = time.time()
-    x_val, y_val = x_train[-5000:], y_train[-5000:]
+    x_val, y_val = run.data[0][-5000:], run.data[1][-5000:]
     sens = train.sensitivity(baseline, (x_val, y_val), sparsities=SENSITIVITY_SWEEP, metric="error",
-                             layers=sorted(layers))
-    suggested = train.suggest_sparsity(sens, max_drop=args.max_drop)
-    timings["sensitivity_minutes"] = (time.time() - t0) / 60
-    _log(f"sensitivity (validation error, one layer at a time): suggested at max_drop={args.max_drop}: {suggested}")
-    if args.targets == "sensitivity":
-        cfg["sparsity"] = {k: v for k, v in suggested.items() if v > 0}
-        layers = set(cfg["sparsity"])
+                             layers=sorted(run.layers))
+    suggested = train.suggest_sparsity(sens, max_drop=run.args.max_drop)
+    run.timings["sensitivity_minutes"] = (time.time() - t0) / 60
+    log(f"sensitivity (validation error, one layer at a time): suggested at max_drop={run.args.max_drop}: "
+        f"{suggested}")
+    if run.args.targets == "sensitivity":
+        run.cfg["sparsity"] = {k: v for k, v in suggested.items() if v > 0}
+        run.layers = set(run.cfg["sparsity"])
+    return sens, suggested
 
-    stages, artifacts = [], {}
 
-    def add_stage(stage, model, bits, minutes, note=""):
-        t = time.time()
-        float_tfl = export.to_tflite(model, pack=False)
-        packed = export.pack(float_tfl)
-        err = evaluate(packed)
-        kept, total = weight_counts(model, layers)
-        artifacts[stage] = (model, float_tfl, packed)
-        row = {"stage": stage, "params": total, "params_kept": kept, "kept_fraction": kept / total,
-               "bits": bits, "float_tflite_bytes": len(float_tfl), "file_bytes": len(packed),
-               "test_error": err, "minutes": minutes, "note": note}
-        stages.append(row)
-        base = stages[0]["float_tflite_bytes"]
-        row["ratio"] = base / len(packed)
-        _log(f"{stage}: {kept:,}/{total:,} params kept, file {len(packed):,} B ({row['ratio']:.1f}x), "
-             f"error {100 * err:.2f} %  [eval {time.time() - t:.0f}s]")
-        return float_tfl, packed
+def _trained_or_cached(run, what, timing, key, resume, train_fn):
+    """``train_fn()``, or the model an earlier --resume run saved with the same ``key``; its
+    minutes go to ``run.timings[timing]`` (None when reused)."""
+    import keras
 
-    base_float, _ = add_stage("baseline", baseline, 32, timings["baseline_minutes"], baseline_source)
-    save("baseline.tflite", base_float)
+    cached = _cached(run.out_dir, what, key) if resume else None
+    t0 = time.time()
+    if cached is not None:
+        log(f"{what}: reusing {cached} (--resume, same settings)")
+        run.timings[timing] = None
+        return keras.saving.load_model(cached)
+    model = train_fn()
+    run.timings[timing] = (time.time() - t0) / 60
+    _store(run.out_dir, what, key, model)
+    return model
 
-    # -- pruning ----------------------------------------------------------------------------------
-    key = {"model": name, "sparsity": cfg["sparsity"], "prune_epochs": prune_epochs, "prune_lr": prune_lr,
-           "seed": args.seed,
-           "train_subset": args.train_subset, "baseline": baseline_source,
+
+def _compress(run, baseline, baseline_source, stem):
+    """Pruning, then weight sharing (each cached with --resume); returns the shared model."""
+    from dc_keras import pipeline
+
+    args, cfg, (x_train, y_train, _, _) = run.args, run.cfg, run.data
+    key = {"model": args.model, "sparsity": cfg["sparsity"], "prune_epochs": cfg["prune_epochs"],
+           "prune_lr": cfg["prune_lr"], "seed": args.seed, "train_subset": args.train_subset,
+           "baseline": baseline_source,
            "baseline_mtime": os.path.getmtime(stem + ".keras") if os.path.exists(stem + ".keras") else None}
     resume = args.resume and baseline_source.endswith(".keras")  # a baseline trained just now is new
-    cached = _cached(out_dir, "pruned", key) if resume else None
-    t0 = time.time()
-    if cached is not None:
-        _log(f"pruning: reusing {cached} (--resume, same settings)")
-        pruned = keras.saving.load_model(cached)
-        timings["prune_minutes"] = None
-    else:
-        _log(f"pruning {cfg['sparsity']} over {prune_epochs} epochs (AGP ramp, then retraining)")
-        pruned = pipeline.prune_retrain(baseline, x_train, y_train, cfg["sparsity"], epochs=prune_epochs,
-                                        lr=prune_lr, seed=args.seed, verbose=verbose)
-        timings["prune_minutes"] = (time.time() - t0) / 60
-        _store(out_dir, "pruned", key, pruned)
-    add_stage("pruned", pruned, 32, timings["prune_minutes"], f"iterative pruning, {prune_epochs} epochs")
 
-    # -- weight sharing -------------------------------------------------------------------------------
-    key = dict(key, bits=cfg["bits"], cluster_epochs=cluster_epochs)
-    cached = _cached(out_dir, "shared", key) if resume else None
-    t0 = time.time()
-    if cached is not None:
-        _log(f"weight sharing: reusing {cached} (--resume, same settings)")
-        shared = keras.saving.load_model(cached)
-        timings["cluster_minutes"] = None
-    else:
-        _log(f"weight sharing {cfg['bits']} bits, {cluster_epochs} fine-tuning epochs")
-        shared = pipeline.cluster_finetune(pruned, x_train, y_train, bits=cfg["bits"], epochs=cluster_epochs,
-                                           seed=args.seed, verbose=verbose)
-        timings["cluster_minutes"] = (time.time() - t0) / 60
-        _store(out_dir, "shared", key, shared)
-    shared_float, shared_packed = add_stage(
-        "pruned + weight sharing + Huffman (packed)", shared, cfg["bits"], timings["cluster_minutes"],
-        f"k-means (linear init) + {cluster_epochs} fine-tuning epochs")
-    save("shared_float.tflite", shared_float)
-    save("shared_packed.tflite", shared_packed)
+    def prune():
+        log(f"pruning {cfg['sparsity']} over {cfg['prune_epochs']} epochs (AGP ramp, then retraining)")
+        return pipeline.prune_retrain(baseline, x_train, y_train, cfg["sparsity"], epochs=cfg["prune_epochs"],
+                                      lr=cfg["prune_lr"], seed=args.seed, verbose=run.verbose)
 
-    # packed vs unpacked: bit-identical outputs
+    pruned = _trained_or_cached(run, "pruned", "prune_minutes", key, resume, prune)
+    run.add_stage("pruned", pruned, 32, run.timings["prune_minutes"], f"iterative pruning, {cfg['prune_epochs']} epochs")
+
+    def share():
+        log(f"weight sharing {cfg['bits']} bits, {cfg['cluster_epochs']} fine-tuning epochs")
+        return pipeline.cluster_finetune(pruned, x_train, y_train, bits=cfg["bits"], epochs=cfg["cluster_epochs"],
+                                         seed=args.seed, verbose=run.verbose)
+
+    key = dict(key, bits=cfg["bits"], cluster_epochs=cfg["cluster_epochs"])
+    return _trained_or_cached(run, "shared", "cluster_minutes", key, resume, share)
+
+
+def _check_bit_exact(shared_packed, shared_float, x_test):
+    """Packed and unpacked files must give bit-identical outputs."""
     p_out, f_out = predictions(shared_packed, x_test), predictions(shared_float, x_test)
     identical = bool(np.array_equal(p_out.view(np.uint32), f_out.view(np.uint32)))
-    _log(f"packed vs unpacked outputs bit-identical: {identical}")
+    log(f"packed vs unpacked outputs bit-identical: {identical}")
     if not identical:
         raise SystemExit("packed and unpacked outputs differ")
+    return identical
 
+
+def _command_line():
+    python = os.path.relpath(sys.executable, os.getcwd()) if sys.executable.startswith(os.getcwd()) else "python"
+    return " ".join([python, os.path.relpath(__file__, os.getcwd())] + sys.argv[1:])
+
+
+def _result(run, shared, shared_packed, base_float, identical, sensitivity):
+    """The JSON document (schema read by benchmarks/results_doc.py)."""
+    from dc_keras import export
+
+    args, cfg, name = run.args, run.cfg, run.args.model
     per_layer, report = layer_table(shared, shared_packed, cfg)
-    final = stages[-1]
-    paper = PAPER[name]
-    result = {
+    final = run.stages[-1]
+    sens, suggested = sensitivity
+    return {
         "model": name, "ratio": final["ratio"], "test_error": final["test_error"],
-        "baseline_error": stages[0]["test_error"], "float_tflite_bytes": stages[0]["float_tflite_bytes"],
+        "baseline_error": run.stages[0]["test_error"], "float_tflite_bytes": run.stages[0]["float_tflite_bytes"],
         "packed_bytes": final["file_bytes"],
         # the paper's measure: bytes of the constant tensors (weights + biases) only
         "weights_bytes": report.packed_total,
         "weights_ratio": export.inspect(base_float).raw_total / report.packed_total,
         "packed_outputs_identical": identical,
-        "paper": paper, "goal": {"ratio": GOALS[name][0], "test_error": GOALS[name][1], "stretch_ratio": GOALS[name][2]},
-        "config": {"sparsity": cfg["sparsity"], "bits": cfg["bits"], "prune_epochs": prune_epochs, "prune_lr": prune_lr,
-                   "cluster_epochs": cluster_epochs, "seed": args.seed, "train_subset": args.train_subset,
-                   "test_subset": args.test_subset},
+        "paper": PAPER[name],
+        "goal": {"ratio": GOALS[name][0], "test_error": GOALS[name][1], "stretch_ratio": GOALS[name][2]},
+        "config": {"sparsity": cfg["sparsity"], "bits": cfg["bits"], "prune_epochs": cfg["prune_epochs"],
+                   "prune_lr": cfg["prune_lr"], "cluster_epochs": cfg["cluster_epochs"], "seed": args.seed,
+                   "train_subset": args.train_subset, "test_subset": args.test_subset},
         "sensitivity": {"report": sens, "max_drop": args.max_drop, "suggested": suggested,
                         "used": args.targets == "sensitivity"},
-        "stages": stages, "layers": per_layer, "timings": timings, "machine": machine_info(),
-        "command": " ".join([os.path.relpath(sys.executable, os.getcwd()) if sys.executable.startswith(os.getcwd()) else "python"]
-                            + [os.path.relpath(__file__, os.getcwd())] + sys.argv[1:]),
-        "peers": [], "complete": False,
+        "stages": run.stages, "layers": per_layer, "timings": run.timings, "machine": machine_info(),
+        "command": _command_line(), "peers": [], "complete": False,
     }
 
+
+def run(args):
+    """The dc_keras rows of one model (baseline -> pruned -> shared + packed), then its peers."""
+    from dc_keras import train
+
+    if not hasattr(train, "cluster"):
+        raise SystemExit("dc_keras.train.cluster is not available in this checkout")
+    cfg = _settings(args)
+    out_dir = os.path.expanduser(args.out_dir or f"~/.cache/dc_keras/paper_table1/{args.model.replace('-', '_')}")
+    os.makedirs(out_dir, exist_ok=True)
+    r = Run(args, cfg, out_dir, _mnist(args), layers=set(cfg["sparsity"]))
+
+    baseline, baseline_source, stem = _baseline(r)
+    sensitivity = _sensitivity(r, baseline)
+    base_float, _ = r.add_stage("baseline", baseline, 32, r.timings["baseline_minutes"], baseline_source)
+    r.save("baseline.tflite", base_float)
+    shared = _compress(r, baseline, baseline_source, stem)
+    shared_float, shared_packed = r.add_stage(
+        "pruned + weight sharing + Huffman (packed)", shared, cfg["bits"], r.timings["cluster_minutes"],
+        f"k-means (linear init) + {cfg['cluster_epochs']} fine-tuning epochs")
+    r.save("shared_float.tflite", shared_float)
+    r.save("shared_packed.tflite", shared_packed)
+    identical = _check_bit_exact(shared_packed, shared_float, r.data[2])
+    result = _result(r, shared, shared_packed, base_float, identical, sensitivity)
     checkpoint(args, result)  # the dc_keras rows are saved even if a peer run is interrupted
-
-    # -- peers ------------------------------------------------------------------------------------------
     if args.peers:
-        sys.path.insert(0, HERE)
-        import peers
-
-        base_bytes = stages[0]["float_tflite_bytes"]
-
-        def peer(method, nbytes, err, note=""):
-            row = {"method": method, "bytes": nbytes, "ratio": base_bytes / nbytes, "test_error": err, "note": note}
-            result["peers"].append(row)
-            _log(f"peer {method}: {nbytes:,} B ({row['ratio']:.1f}x), error "
-                 f"{'-' if err is None else f'{100 * err:.2f} %'}")
-
-        peer("float .tflite (baseline)", base_bytes, stages[0]["test_error"])
-        peer("dc_keras: pruned + shared + packed", final["file_bytes"], final["test_error"])
-        for method, size in peers.generic_compressors(shared_float).items():
-            peer(f"pruned + shared float .tflite + {method}", size, final["test_error"],
-                 "same weights as dc_keras, generic compressor instead of packing")
-        x_rep = x_train[np.random.default_rng(args.seed).choice(len(x_train), min(500, len(x_train)), replace=False)]
-        for label, model in (("baseline", baseline), ("pruned + shared", shared)):
-            try:
-                for method, size, err, data in peers.int8_rows(model, label, x_rep, x_test, y_test, evaluate):
-                    peer(method, size, err)
-                    save(method.replace(" ", "_").replace("+", "").replace("__", "_") + ".tflite", data)
-            except Exception as exc:  # a converter failure is reported, not fatal for the table
-                _log(f"int8 PTQ of {label} failed: {exc!r}")
-                result.setdefault("failures", []).append(f"int8 PTQ of {label}: {exc!r}")
-        checkpoint(args, result)
-        if args.tfmot:
-            t0 = time.time()
-            try:
-                res = peers.tfmot_recipe(name, baseline, cfg["sparsity"], cfg["bits"], prune_epochs, cluster_epochs,
-                                         prune_lr=prune_lr, seed=args.seed, train_subset=args.train_subset,
-                                         out_dir=os.path.join(out_dir, "tfmot"), log=_log)
-                err = evaluate(res["tflite"])
-                note = (f"tfmot {res['tfmot']} on tf_keras {res['tf_keras']}, same baseline weights, "
-                        "sparsity, clusters, epochs")
-                peer("tfmot: prune + cluster + strip + TFLite (.tflite)", len(res["tflite"]), err, note)
-                peer("tfmot: same, zipped (its documented size)", res["zip_bytes"], err, note)
-                result["tfmot"] = {k: v for k, v in res.items() if k != "tflite"}
-                result["tfmot"]["test_error"] = err
-                timings["tfmot_minutes"] = (time.time() - t0) / 60
-            except Exception as exc:
-                _log(f"tfmot failed: {exc}")
-                result.setdefault("failures", []).append(f"tfmot: {exc}")
+        _peers(r, result, baseline, shared, shared_float)
     return result
+
+
+def _peers(run, result, baseline, shared, shared_float):
+    """Side-by-side rows on the same trained models: generic compressors, int8 PTQ, tfmot."""
+    import peers
+
+    base_bytes, final = run.stages[0]["float_tflite_bytes"], run.stages[-1]
+
+    def peer(method, nbytes, err, note=""):
+        row = {"method": method, "bytes": nbytes, "ratio": base_bytes / nbytes, "test_error": err, "note": note}
+        result["peers"].append(row)
+        log(f"peer {method}: {nbytes:,} B ({row['ratio']:.1f}x), error {'-' if err is None else f'{100 * err:.2f} %'}")
+
+    peer("float .tflite (baseline)", base_bytes, run.stages[0]["test_error"])
+    peer("dc_keras: pruned + shared + packed", final["file_bytes"], final["test_error"])
+    for method, size in peers.generic_compressors(shared_float).items():
+        peer(f"pruned + shared float .tflite + {method}", size, final["test_error"],
+             "same weights as dc_keras, generic compressor instead of packing")
+    _int8_peers(run, result, peer, baseline, shared)
+    checkpoint(run.args, result)
+    if run.args.tfmot:
+        _tfmot_peer(run, result, peer, baseline)
+
+
+def _int8_peers(run, result, peer, baseline, shared):
+    import peers
+
+    x_train, x_test, y_test = run.data[0], run.data[2], run.data[3]
+    pick = np.random.default_rng(run.args.seed).choice(len(x_train), min(500, len(x_train)), replace=False)
+    for label, model in (("baseline", baseline), ("pruned + shared", shared)):
+        try:
+            for method, size, err, data in peers.int8_rows(model, label, x_train[pick], x_test, y_test, run.evaluate):
+                peer(method, size, err)
+                run.save(method.replace(" ", "_").replace("+", "").replace("__", "_") + ".tflite", data)
+        except Exception as exc:  # a converter failure is reported, not fatal for the table
+            log(f"int8 PTQ of {label} failed: {exc!r}")
+            result.setdefault("failures", []).append(f"int8 PTQ of {label}: {exc!r}")
+
+
+def _tfmot_peer(run, result, peer, baseline):
+    import peers
+
+    args, cfg = run.args, run.cfg
+    t0 = time.time()
+    try:
+        res = peers.tfmot_recipe(args.model, baseline, cfg["sparsity"], cfg["bits"], cfg["prune_epochs"],
+                                 cfg["cluster_epochs"], prune_lr=cfg["prune_lr"], seed=args.seed,
+                                 train_subset=args.train_subset, out_dir=os.path.join(run.out_dir, "tfmot"), log=log)
+        err = run.evaluate(res["tflite"])
+        note = f"tfmot {res['tfmot']} on tf_keras {res['tf_keras']}, same baseline weights, sparsity, clusters, epochs"
+        peer("tfmot: prune + cluster + strip + TFLite (.tflite)", len(res["tflite"]), err, note)
+        peer("tfmot: same, zipped (its documented size)", res["zip_bytes"], err, note)
+        result["tfmot"] = {k: v for k, v in res.items() if k != "tflite"}
+        result["tfmot"]["test_error"] = err
+        run.timings["tfmot_minutes"] = (time.time() - t0) / 60
+    except Exception as exc:
+        log(f"tfmot failed: {exc}")
+        result.setdefault("failures", []).append(f"tfmot: {exc}")
 
 
 def checkpoint(args, result):
     """Writes the (possibly partial) result JSON atomically."""
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, args.json)
+        write_json(args.json, result)
 
 
 def print_table(result):
@@ -420,7 +445,7 @@ def main(argv=None):
     result["complete"] = True
     checkpoint(args, result)
     if args.json:
-        _log(f"wrote {args.json}")
+        log(f"wrote {args.json}")
     return result
 
 

@@ -30,7 +30,7 @@ import zipfile
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from _common import write_json
 
 # tf_keras rebuild of dc_keras.models (same layer names, so weights map by name).
 _ARCH = {
@@ -114,8 +114,7 @@ def tfmot_recipe(model_name, baseline_model, sparsity, bits, prune_epochs, clust
         "train_subset": train_subset, "out_dir": out_dir,
     }
     cfg_path = os.path.join(out_dir, "config.json")
-    with open(cfg_path, "w") as f:
-        json.dump(config, f)
+    write_json(cfg_path, config)
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     t0 = time.time()
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--tfmot_child", cfg_path],
@@ -232,8 +231,7 @@ def _child(cfg_path):
                                  "distinct": int(np.unique(k[k != 0]).size)}
     result = {"tflite_path": path, "tf_keras": keras.__version__, "tfmot": tfmot.__version__,
               "prune_step_seconds": t_prune, "cluster_step_seconds": t_cluster, "layers": stats}
-    with open(os.path.join(cfg["out_dir"], "result.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    write_json(os.path.join(cfg["out_dir"], "result.json"), result)
 
 
 def main(argv=None):
@@ -254,16 +252,14 @@ def main(argv=None):
 
     import keras
 
-    sys.path.insert(0, HERE)
-    import paper_table1  # per-layer targets shared with the main benchmark
-
+    from _common import CONFIG  # per-layer targets shared with paper_table1.py
     from dc_keras import datasets, pipeline
 
     stem = os.path.join(args.baseline_dir, args.model.replace("-", "_"))
     if not os.path.exists(stem + ".keras"):
         raise SystemExit(f"no baseline at {stem}.keras: run benchmarks/baselines.py first")
     model = keras.saving.load_model(stem + ".keras")
-    cfg = paper_table1.CONFIG[args.model]
+    cfg = CONFIG[args.model]
     res = tfmot_recipe(args.model, model, cfg["sparsity"], cfg["bits"], args.prune_epochs, args.cluster_epochs,
                        train_subset=args.train_subset, seed=args.seed)
     _, (x_test, y_test) = datasets.mnist.load_data()
@@ -273,8 +269,7 @@ def main(argv=None):
            "test_error": err, **{k: v for k, v in res.items() if k != "tflite"}}
     print(json.dumps(out, indent=1))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from _common import machine_info, write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = ("bench_codec.py", "bench_load_invoke.py", "bench_fit_step.py")
 
@@ -72,9 +74,6 @@ def main(argv=None):
             p.error(f"--args: unknown script {name!r}; one of {SCRIPTS}")
         extra[name] = shlex.split(text)
 
-    sys.path.insert(0, HERE)
-    from paper_table1 import machine_info
-
     result = {"machine": machine_info(), "command": " ".join(["python", "benchmarks/speed_table.py"] + (argv or sys.argv[1:])),
               "runs": [], "missing": []}
     for script in SCRIPTS:
@@ -88,10 +87,7 @@ def main(argv=None):
         if run["returncode"]:
             print(f"{script} failed (exit {run['returncode']}):\n{run['stderr_tail']}", flush=True)
         result["runs"].append(run)
-    tmp = args.json + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, args.json)
+    write_json(args.json, result)
     print(f"wrote {args.json}")
 
 

@@ -65,3 +65,53 @@ def delegate_pointer(delegate) -> int:
         raise RuntimeError(f"cannot find the native pointer of {type(delegate).__name__}; "
                            "this LiteRT/TF version is not supported by dc_keras' report")
     return ctypes.cast(ptr, ctypes.c_void_p).value if not isinstance(ptr, int) else ptr
+
+
+# --------------------------------------------------------------------------------------------
+# Keras training side (dc_keras/train). Tested with Keras 3.15 (TensorFlow 2.21 backend).
+# --------------------------------------------------------------------------------------------
+
+
+def is_functional(model):
+    """True for a Functional model (``keras.Model(inputs, outputs)`` or a subclass built that way).
+
+    Why private: ``keras.src.models.functional.Functional`` is not exported; ``keras.Model(...)``
+    returns it but there is no public ``isinstance`` target, and duck typing (``model.operations``)
+    also matches subclassed models. Needed to choose between ``keras.models.clone_model`` (graph
+    models) and the in-place path (subclassed models).
+    """
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)
+
+
+def flatten_layers(layer, include_self=False):
+    """Every layer tracked by ``layer``, recursively (sublayers of sublayers, wrappers' inner layers,
+    layers held in attributes of subclassed models and custom layers).
+
+    Why private: ``Layer._flatten_layers`` is the only traversal that sees layers held by plain
+    layers (``model.layers`` exists only on models and is not recursive). Used to find compression
+    wrappers wherever a user put them.
+    """
+    return list(layer._flatten_layers(include_self=include_self, recursive=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# export: per-tensor weight quantization in TFLite's converter (owner: export/pack, issue 15)
+#
+# Why: per-channel scales spread a clustered tensor's few shared values over many int8 codes
+# (each output channel rescales them), which costs the weight sharing its Huffman gain; one scale
+# per tensor keeps <= 2**bits codes. TF exposes no public switch: the converter's own attribute
+# ``_experimental_disable_per_channel`` (read by ``convert()`` for both full-integer and
+# dynamic-range quantization) is it.
+# Tested: TensorFlow 2.21.0.
+# ---------------------------------------------------------------------------------------------
+
+
+def converter_per_tensor(converter):
+    """Makes ``tf.lite.TFLiteConverter`` quantize weights per tensor instead of per channel."""
+    if not hasattr(converter, "_experimental_disable_per_channel"):
+        raise RuntimeError("this TensorFlow's TFLiteConverter has no _experimental_disable_per_channel "
+                           "(tested with TF 2.21); per-tensor quantization is unavailable")
+    converter._experimental_disable_per_channel = True
+    return converter

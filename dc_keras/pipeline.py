@@ -112,7 +112,8 @@ def cluster_finetune(model, x, y, bits=None, epochs=3, init="linear", lr=2e-4, b
 
 def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False) -> np.ndarray:
     """Raw outputs of a ``.tflite`` model (packed or not) over ``x``, in batches, through
-    ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available.
+    ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. A model with a static
+    batch (``to_tflite(batch_size=N)``, recurrent models) runs in batches of N.
 
     Example:
         >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
@@ -125,10 +126,18 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False) -> np.ndarr
     interpreter = Interpreter(model_content=bytes(tflite_bytes))
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
-    outputs, current = [], None
+    fixed = int(inp["shape_signature"][0]) if len(inp["shape_signature"]) else -1
+    if fixed > 0:  # static batch (e.g. recurrent models): run that batch, pad the last one
+        batch_size, current = fixed, fixed
+        interpreter.allocate_tensors()
+    else:
+        current = None
+    outputs = []
     for start in tqdm(range(0, len(x), batch_size), desc="interpreter", unit="batch", leave=False,
                       disable=None if progress else True):  # None: only on a terminal
         xb = x[start:start + batch_size]
+        if fixed > 0 and len(xb) < fixed:
+            xb = np.concatenate([xb, np.zeros((fixed - len(xb), *xb.shape[1:]), xb.dtype)])
         if current != len(xb):
             interpreter.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])
             interpreter.allocate_tensors()
@@ -136,7 +145,7 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False) -> np.ndarr
         interpreter.set_tensor(inp["index"], xb.astype(inp["dtype"]))
         interpreter.invoke()
         outputs.append(interpreter.get_tensor(out["index"]).copy())
-    return np.concatenate(outputs)
+    return np.concatenate(outputs)[:len(x)]
 
 
 def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:

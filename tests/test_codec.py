@@ -321,3 +321,30 @@ def test_version1_encoding_refuses_what_it_cannot_express():
     # the same tensor, both versions: same payload, different header/checksum
     p1, p2 = codec.encode(a, version=1), codec.encode(a, version=2)
     assert len(p1) == len(p2) + 4 and codec.decode(p1).tobytes() == codec.decode(p2).tobytes()
+
+
+def test_pack_version_option_writes_that_version():
+    """pack(version=1) for apps with an old decoder: every packed tensor is a version 1 file."""
+    pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
+    from dc_keras.export import pack
+
+    rng = np.random.default_rng(3)
+    w = np.where(rng.random((64, 32)) < 0.1, rng.choice([-0.5, 0.25, 1.0], (64, 32)), 0).astype(np.float32)
+
+    class M(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 64], tf.float32)])
+        def f(self, x):
+            return tf.matmul(x, tf.constant(w))
+
+    m = M()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([m.f.get_concrete_function()], m)
+    model = conv.convert()
+    for version in (1, 2):
+        packed = pack(model, version=version, min_bytes=0)
+        assert len(packed) < len(model)
+        assert packed.count(b"DCHF" + bytes([version])) >= 1
+        assert packed.count(b"DCHF" + bytes([3 - version])) == 0
+    with pytest.raises(ValueError, match="version"):
+        pack(model, version=3)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -117,6 +118,14 @@ def corpus():
         "constant_float16": codec.encode(np.full((9, 9), 2.5, np.float16)),
         "scalar_uint8": codec.encode(np.array(200, np.uint8)),
         "empty_int32": codec.encode(np.zeros((0, 3), np.int32)),
+        # format version 2 layouts (FORMAT.md §11-§13) and a version 1 file (§10)
+        "grouped_sparse_int8": codec.encode(np.where(rng.random((6, 4, 9)) < 0.3, rng.integers(-9, 9, (6, 4, 9)) * np.arange(1, 7)[:, None, None], 0).astype(np.int8),
+                                            layout="grouped_sparse", axis=0),
+        "grouped_dense_float32": codec.encode((rng.choice(np.linspace(-1, 1, 8), (5, 20)) * rng.uniform(1, 2, (5, 1))).astype(np.float32),
+                                              layout="grouped_dense"),
+        "float_planes_float32": codec.encode(rng.normal(0, 0.1, 60).astype(np.float32), layout="float_planes"),
+        "int4_sparse": codec.encode(np.where(rng.random(301) < 0.2, rng.integers(-8, 8, 301), 0).astype(ml_dtypes.int4)),
+        "version1_sparse_float32": codec.encode(w, version=1),
     }
 
 
@@ -143,7 +152,8 @@ def test_every_single_bit_flip_rejected(tmp_path, name):
     assert r["ok"] == 0 and r["rejected"] == 8 * len(data)
 
 
-@pytest.mark.parametrize("name", ["sparse_float32", "dense_int8", "sparse_int16_fillers"])
+@pytest.mark.parametrize("name", ["sparse_float32", "dense_int8", "sparse_int16_fillers", "grouped_sparse_int8",
+                                  "float_planes_float32"])
 def test_random_multi_bit_flips_rejected(tmp_path, name):
     r = run_child(tmp_path, corpus()[name], "flipn", seed=1)
     assert r["ok"] == 0 and r["rejected"] == 3000

@@ -3,6 +3,8 @@ import ctypes
 import subprocess
 import sys
 
+import keras
+
 from dc_keras import _compat
 
 
@@ -43,3 +45,60 @@ def test_delegate_pointer_is_the_created_delegate():
     lib.DcKerasHuffDecodeDelegateReport.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
     assert lib.DcKerasHuffDecodeDelegateReport(ptr, None, 0) == 0
     assert _compat.delegate_pointer(d) == ptr
+
+
+# ---- training side (issue 14) ----
+import keras
+
+
+
+
+def test_is_functional():
+    inputs = keras.Input((2,))
+    functional = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    sequential = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    assert _compat.is_functional(functional)
+    assert not _compat.is_functional(Sub())
+    assert not _compat.is_functional(keras.layers.Dense(1))
+    assert isinstance(sequential, keras.Model)
+
+
+def test_flatten_layers_sees_nested_and_held_layers():
+    lstm = keras.layers.LSTM(2)
+    inputs = keras.Input((3, 2))
+    inner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="inner_fc")], name="inner")
+    model = keras.Model(inputs, inner(lstm(inputs)))
+    names = {l.name for l in _compat.flatten_layers(model)}
+    assert {"inner", "inner_fc", lstm.name, lstm.cell.name} <= names
+    assert model.name not in names
+    assert model.name in {l.name for l in _compat.flatten_layers(model, include_self=True)}
+
+
+
+# ---- export: per-tensor quantization switch of the TFLite converter (issue 15) ----------------
+def test_converter_per_tensor_gives_one_scale_per_weight_tensor():
+    import numpy as np
+    import tensorflow as tf
+
+    from dc_keras.export import _flatbuffer as fb
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6)])
+
+    def scales(per_tensor):
+        conv = tf.lite.TFLiteConverter.from_keras_model(m)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([np.random.rand(1, 8).astype(np.float32)] for _ in range(8))
+        if per_tensor:
+            _compat.converter_per_tensor(conv)
+        model = fb.read_model(conv.convert())
+        return [len(t.quantization.scale) for t in model.subgraphs[0].tensors
+                if t.type == fb.schema.TensorType.INT8 and fb.buffer_bytes(model, t.buffer)]
+
+    assert scales(False) == [6]  # the converter's default: per channel
+    assert scales(True) == [1]

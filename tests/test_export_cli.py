@@ -116,3 +116,24 @@ def test_outputs_follow_the_umask(tmp_path):
         assert sorted(p.name for p in d.iterdir()) == ["p.tflite", "sizes.png", "u.tflite"]
     assert src.read_bytes() == plain and stat.S_IMODE(src.stat().st_mode) == 0o640
     assert src.stat().st_mtime_ns == mtime  # the input is only read
+
+
+def test_long_pack_shows_elapsed_time_on_a_terminal_only(monkeypatch):
+    import io
+    import time
+
+    from dc_keras.export import cli_commands
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(cli_commands, "PROGRESS_MIN_BYTES", 100)
+    for stream, size, shown in ((Tty(), 1000, True), (Tty(), 10, False), (io.StringIO(), 1000, False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with cli_commands._working("packing m.tflite", size):
+            time.sleep(0.7)
+        text = stream.getvalue()
+        assert ("packing m.tflite: 00:0" in text) == shown, text
+        if shown:
+            assert text.endswith("\r"), repr(text)  # the line is cleared when done

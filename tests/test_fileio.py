@@ -45,7 +45,7 @@ def test_failed_write_leaves_no_temporary_file_and_names_the_output(tmp_path, mo
     out = tmp_path / "out.bin"
     out.write_bytes(b"previous")
 
-    def no_space(src, dst):
+    def no_space(src, _dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), src)
 
     monkeypatch.setattr(os, "replace", no_space)
@@ -57,7 +57,7 @@ def test_failed_write_leaves_no_temporary_file_and_names_the_output(tmp_path, mo
 
 
 def test_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(os, "fsync", lambda _fd: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         atomic_write(tmp_path / "out.bin", b"x" * 1000)
     assert os.listdir(tmp_path) == []

@@ -32,7 +32,7 @@ def test_to_tflite_prints_nothing_unless_verbose():
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "DC_KERAS_VERBOSE")}
     r = subprocess.run([sys.executable, "-c", _CONVERT], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    (quiet_out, verbose_out), (quiet_err, verbose_err) = _between_markers(r.stdout), _between_markers(r.stderr)
+    (quiet_out, _), (quiet_err, verbose_err) = _between_markers(r.stdout), _between_markers(r.stderr)
     assert quiet_out == "" and quiet_err == "", (quiet_out, quiet_err)
     # the noise is real: the converter logs when not silenced
     assert "reader.cc" in verbose_err or "loader.cc" in verbose_err or "Ignored output_format" in verbose_err, \

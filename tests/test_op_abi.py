@@ -57,17 +57,18 @@ def test_delegate_plugin_create_destroy(lib):
     assert messages == []
 
 
-def test_delegate_plugin_rejects_options(lib):
+def test_delegate_plugin_rejects_unknown_options(lib):
     messages = []
     cb = REPORT(lambda m: messages.append(m))
     keys = (ctypes.c_char_p * 1)(b"num_threads")
     values = (ctypes.c_char_p * 1)(b"4")
     assert not lib.tflite_plugin_create_delegate(keys, values, 1, cb)
-    assert messages and b"no options" in messages[0]
+    assert messages and b"unknown option num_threads=4" in messages[0]
+    assert b"weights=decoded|compressed" in messages[0]  # names the options it takes
 
 
 def test_litert_load_delegate_with_options_gives_clear_error():
     from ai_edge_litert.interpreter import load_delegate
 
-    with pytest.raises(ValueError, match="no options|Failed to load delegate"):
+    with pytest.raises(ValueError, match="unknown option|Failed to load delegate"):
         load_delegate(runtime.library_path(), options={"foo": "bar"})

@@ -138,3 +138,55 @@ def test_tensorflow_backend_compressed():
     assert all(r["route"] == "compressed" for r in it.compressed_report())
     xs = em.inputs("dense", 3, seed=8)
     _close(em.run(it, xs), em.run(_plain(plain), xs))
+
+
+def _big_fc_packed():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    m = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(2048)])
+    w = m.layers[0].kernel.numpy()
+    w[np.abs(w) < np.quantile(np.abs(w), 0.9)] = 0
+    w = np.round(w * 64) / 64
+    m.layers[0].kernel.assign(w)
+    return export.to_tflite(m, pack=True)
+
+
+def test_decoded_weights_released_after_xnnpack_packs_them(tmp_path):
+    """Default route: the decoded 8 MiB FC weight is freed once XNNPACK holds its packed copy
+    (keep_decoded=1 keeps it); outputs are unchanged, also after a resize."""
+    path = tmp_path / "big.packed.tflite"
+    path.write_bytes(_big_fc_packed())
+    code = textwrap.dedent(f"""
+        import json, numpy as np
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+        from dc_keras import runtime
+        def anon():
+            for line in open("/proc/self/smaps_rollup"):
+                if line.startswith("Anonymous:"):
+                    return int(line.split()[1]) * 1024
+        out = {{}}
+        for keep in ("0", "1"):
+            a0 = anon()
+            it = Interpreter(model_path={str(path)!r}, experimental_delegates=[
+                load_delegate(runtime.library_path(), {{"keep_decoded": keep}})])
+            it.allocate_tensors()
+            x = np.linspace(-1, 1, 1024, dtype=np.float32)[None]
+            it.set_tensor(it.get_input_details()[0]["index"], x)
+            it.invoke()
+            y = it.get_tensor(it.get_output_details()[0]["index"]).copy()
+            grow = anon() - a0
+            it.resize_tensor_input(it.get_input_details()[0]["index"], [3, 1024])
+            it.allocate_tensors()
+            it.set_tensor(it.get_input_details()[0]["index"], np.repeat(x, 3, 0))
+            it.invoke()
+            y3 = it.get_tensor(it.get_output_details()[0]["index"])
+            out[keep] = [grow, y.tolist(), bool((y3 == y).all())]
+            del it
+        print(json.dumps(out))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = __import__("json").loads(res.stdout.strip().splitlines()[-1])
+    assert out["0"][1] == out["1"][1] and out["0"][2] and out["1"][2]
+    # the 8 MiB decoded copy is gone in the default route, kept with keep_decoded=1
+    assert out["1"][0] - out["0"][0] > 6 * 2**20, out

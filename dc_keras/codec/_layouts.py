@@ -175,7 +175,7 @@ def _distinct_per_group(bits, code, group, c):
     return ukeys >> 34, ubits, cnt, inv.reshape(-1)
 
 
-def _group_tables(bits, code, shape, axis, align="mode"):
+def _group_tables(bits, code, shape, axis, align="mode", _cache=None):
     """§11 tables for grouping along ``axis``: (tables (C, K), per-element index, index counts)
     or None when some group would need more than MAX_SYMBOLS entries. Each group's values are
     sorted; ``align`` "mode" puts every group's most frequent value at one index b (ranks then
@@ -183,8 +183,14 @@ def _group_tables(bits, code, shape, axis, align="mode"):
     c = int(shape[axis])
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     outer = len(bits) // (c * inner)
-    group = np.broadcast_to(np.arange(c, dtype=np.int64)[None, :, None], (outer, c, inner)).reshape(-1)
-    ugroup, ubits, cnt, inv = _distinct_per_group(bits, code, group, c)
+    key = (axis, len(bits))
+    if _cache is None or key not in _cache:
+        group = np.broadcast_to(np.arange(c, dtype=np.int64)[None, :, None], (outer, c, inner)).reshape(-1)
+        found = _distinct_per_group(bits, code, group, c)
+        if _cache is None:
+            _cache = {}
+        _cache[key] = found
+    ugroup, ubits, cnt, inv = _cache[key]
     start = np.searchsorted(ugroup, np.arange(c))  # first distinct value of each group
     stop = np.append(start[1:], len(ugroup))
     # anchor = each group's most frequent value; entries are aligned so that anchors share index b
@@ -221,7 +227,7 @@ def _plain_codebook(bits, esz):
 # ----------------------------------------------------------------------------------------------
 # choosing a layout
 # ----------------------------------------------------------------------------------------------
-_GROUP_MIN_K = 16  # §11 is tried when one codebook needs at least this many entries (or > 4096)
+_GROUP_MIN_K = 64  # §11 is tried when one codebook needs at least this many entries (or > 4096)
 
 
 def _group_axes(shape, axis):
@@ -256,15 +262,18 @@ def _plans(a, code, bits, want, limit, version, axis):
             reasons.append(str(exc))
     if {"grouped_dense", "grouped_sparse"} & set(allowed) and (
             want is not None or axis is not None or plain_k is None or plain_k >= _GROUP_MIN_K):
+        cache = {}  # the distinct (group, value) pairs of an axis serve both alignments
         for ax, align in [(ax, al) for ax in _group_axes(shape, axis) for al in ("mode", "low")]:
-            t = _group_tables(bits, code, shape, ax, align)
+            t = _group_tables(bits, code, shape, ax, align, cache)
             if t is None or t[0].shape[1] > 1 << limit:
                 reasons.append(f"grouping along axis {ax} needs more than {min(MAX_SYMBOLS, 1 << limit)} "
                                "entries per group")
                 continue
             plans += [_Grouped(t[0], t[1], t[2], ax, esz, limit, lay == "grouped_sparse", big)
                       for lay in ("grouped_dense", "grouped_sparse") if lay in allowed]
-    if "float_planes" in allowed:
+    # §12 stores N * (esz - 1) raw bytes at least: skip it when a codebook layout is smaller
+    if "float_planes" in allowed and (want is not None or not plans
+                                      or min(p.size for p in plans) > n * (esz - 1)):
         plans.append(_Planes(bits, esz, limit))
     plans = [p for p in plans if p.size != float("inf")]
     if not allowed:

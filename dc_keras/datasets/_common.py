@@ -1,4 +1,6 @@
 """Helpers shared by the dataset loaders."""
+import functools
+
 import numpy as np
 
 
@@ -44,35 +46,45 @@ def random_shift(images: np.ndarray, max_shift: int = 2, rng=None) -> np.ndarray
     return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
-class ShiftedBatches:
-    """A ``keras.utils.PyDataset`` of shuffled, randomly shifted training batches (built lazily).
+@functools.lru_cache(maxsize=None)
+def _shifted_batches_class():
+    """Builds ``ShiftedBatches`` once, on first use: it subclasses ``keras.utils.PyDataset``, and
+    importing Keras (seconds) in ``import dc_keras.datasets`` would slow every Keras-free use."""
+    import keras
 
-    Example:
-        >>> ds = dc_keras.datasets.ShiftedBatches(x_train, y_train, batch_size=128, max_shift=2, seed=0)
-        >>> model.fit(ds, epochs=10)
-    """
+    class ShiftedBatches(keras.utils.PyDataset):
+        """A ``keras.utils.PyDataset`` of shuffled, randomly shifted training batches.
 
-    def __new__(cls, x, y, batch_size=128, max_shift=2, seed=None):
-        import keras
+        Example:
+            >>> ds = dc_keras.datasets.ShiftedBatches(x_train, y_train, batch_size=128, max_shift=2, seed=0)
+            >>> model.fit(ds, epochs=10)
+        """
 
-        class _Shifted(keras.utils.PyDataset):
-            def __init__(self):
-                super().__init__()
-                self.x, self.y = np.asarray(x), np.asarray(y)
-                if len(self.x) != len(self.y):
-                    raise ValueError(f"x and y differ in length: {len(self.x)} vs {len(self.y)}")
-                self.batch_size, self.max_shift = int(batch_size), int(max_shift)
-                self.rng = np.random.default_rng(seed)
-                self.order = self.rng.permutation(len(self.x))
+        def __init__(self, x, y, batch_size=128, max_shift=2, seed=None, **kwargs):
+            super().__init__(**kwargs)  # workers / use_multiprocessing / max_queue_size
+            self.x, self.y = np.asarray(x), np.asarray(y)
+            if len(self.x) != len(self.y):
+                raise ValueError(f"x and y differ in length: {len(self.x)} vs {len(self.y)}")
+            self.batch_size, self.max_shift = int(batch_size), int(max_shift)
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(self.x))
 
-            def __len__(self):
-                return -(-len(self.x) // self.batch_size)
+        def __len__(self):
+            return -(-len(self.x) // self.batch_size)
 
-            def __getitem__(self, i):
-                idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-                return random_shift(self.x[idx], self.max_shift, self.rng), self.y[idx]
+        def __getitem__(self, i):
+            idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+            return random_shift(self.x[idx], self.max_shift, self.rng), self.y[idx]
 
-            def on_epoch_end(self):
-                self.order = self.rng.permutation(len(self.x))
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(self.x))
 
-        return _Shifted()
+    ShiftedBatches.__module__ = "dc_keras.datasets"
+    ShiftedBatches.__qualname__ = "ShiftedBatches"
+    return ShiftedBatches
+
+
+def __getattr__(name):
+    if name == "ShiftedBatches":  # one class for the whole process: isinstance works
+        return _shifted_batches_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

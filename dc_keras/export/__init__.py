@@ -1,16 +1,18 @@
 """Export: Keras model -> ``.tflite`` (TFLite converter) -> packed ``.tflite`` (``HuffDecode`` ops).
 
-* ``to_tflite(model, pack=True, quantize=None, path=None)``: convert (+ optional float16 / int8
-  post-training quantization) and pack.
+* ``to_tflite(model, pack=True, quantize=None, path=None, batch_size=None, converter_options=None,
+  configure=None)``: convert (+ optional float16 / int8 post-training quantization) and pack;
+  recurrent models get a static batch; ``ClusterSpreadWarning`` when a clustered kernel reaches
+  the packer with far more distinct values (e.g. a folded BatchNormalization).
 * ``pack(tflite_bytes, min_bytes=...)`` / ``unpack(packed_bytes)``: the pass itself, on any
   ``.tflite``.
 * ``inspect(tflite_bytes)``: per-tensor size report (``dc-keras inspect``).
 
 Run packed models with ``dc_keras.runtime.Interpreter``.
 """
-from dc_keras.export._convert import to_tflite
+from dc_keras.export._convert import ClusterSpreadWarning, to_tflite
 from dc_keras.export._inspect import Report, TensorRow, inspect
 from dc_keras.export._pack import DEFAULT_MIN_BYTES, DEFAULT_MIN_SAVING, pack, unpack
 
-__all__ = ["to_tflite", "pack", "unpack", "inspect", "Report", "TensorRow", "DEFAULT_MIN_BYTES",
+__all__ = ["to_tflite", "ClusterSpreadWarning", "pack", "unpack", "inspect", "Report", "TensorRow", "DEFAULT_MIN_BYTES",
            "DEFAULT_MIN_SAVING"]

@@ -1,19 +1,52 @@
-"""Keras model -> ``.tflite`` through TFLite's converter, then (optionally) the packing pass."""
+"""Keras model -> ``.tflite`` through TFLite's converter, then (optionally) the packing pass.
+
+Besides converting, ``to_tflite`` handles two things a plain ``TFLiteConverter`` call gets wrong on
+real models:
+
+* recurrent layers (LSTM, GRU, SimpleRNN, ...) cannot be lowered to TFLite with a dynamic batch
+  dimension (the converter's ``TensorListReserve ... element_shape to be static`` error), so such
+  models are exported with a static batch signature (``batch_size``, default 1);
+* a kernel that was clustered in Keras (few distinct values) can reach the packer with many more
+  distinct values when the converter folds a BatchNormalization into it or per-channel
+  quantization rescales it; ``to_tflite`` compares both sides and warns
+  (:class:`ClusterSpreadWarning`), naming the tensor, the layer, the counts and the fix.
+"""
 from __future__ import annotations
 
+import contextlib
+import re
 import tempfile
+import warnings
 
 import numpy as np
 
 from dc_keras._fileio import atomic_write
 from dc_keras._logs import quiet_conversion
-from dc_keras.export._pack import DEFAULT_MIN_BYTES
+from dc_keras.export import _flatbuffer as fb
+from dc_keras.export._pack import DEFAULT_MIN_BYTES, PACKED_SUFFIX, _tensor_array
 from dc_keras.export._pack import pack as _pack
 
 QUANTIZE_MODES = (None, "float16", "int8", "dynamic")
 
+# Converter messages of the dynamic-batch recurrent-layer failure (TF 2.16 - 2.21).
+_TENSOR_LIST_ERRORS = ("TensorListReserve", "tensor list ops", "element_shape to be static")
+# A Keras kernel counts as clustered when it holds at most this many distinct values and at most a
+# quarter as many distinct values as elements; smaller kernels are not checked.
+_SHARED_MAX_DISTINCT = 4096
+_SHARED_MIN_SIZE = 64
 
-def _representative(data, model):
+
+class _ArgumentError(ValueError):
+    """A bad argument (``converter_options`` entry, batch_size on a model without inputs): raised as is, never wrapped as a conversion failure."""
+
+
+class ClusterSpreadWarning(UserWarning):
+    """A kernel clustered in Keras reached the packer with far more distinct values (it packs poorly
+    or not at all). The message names the ``.tflite`` tensor, the Keras weight, both counts, the
+    likely cause and the fix."""
+
+
+def _representative(data, batch=1):
     """A converter representative-dataset generator from an array, a list of arrays or a callable."""
     if data is None:
         raise ValueError(
@@ -29,15 +62,302 @@ def _representative(data, model):
         raise ValueError("representative_data is empty")
 
     def gen():
-        for i in range(min(n, 200)):
-            yield [a[i : i + 1] for a in inputs]
+        for i in range(0, min(n, 200 * batch) - batch + 1, batch):
+            yield [a[i : i + batch] for a in inputs]
 
     return gen
 
 
+def _check_arguments(quantize, batch_size, converter_options, configure):
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be None (dynamic batch) or a positive int, got {batch_size!r}")
+    if converter_options is not None:
+        if not isinstance(converter_options, dict) or not all(isinstance(k, str) for k in converter_options):
+            raise ValueError("converter_options must be a dict of TFLiteConverter attribute names "
+                             f"(e.g. 'allow_custom_ops', 'target_spec.supported_ops') to values, got "
+                             f"{converter_options!r}")
+    if configure is not None and not callable(configure):
+        raise ValueError(f"configure must be a callable taking the TFLiteConverter, got {configure!r}")
+
+
+def _set_option(conv, key, value):
+    """``converter_options`` entry ``"a.b" = v`` -> ``conv.a.b = v``; unknown names are an error."""
+    target, parts = conv, key.split(".")
+    for i, part in enumerate(parts):
+        if not part or not hasattr(target, part):
+            known = sorted(a for a in dir(target) if not a.startswith("__") and not callable(getattr(target, a)))
+            raise _ArgumentError(f"converter_options: {type(target).__name__} has no attribute "
+                             f"{'.'.join(parts[:i + 1])!r} (key {key!r}); its attributes: {', '.join(known)}")
+        if i == len(parts) - 1:
+            setattr(target, part, value)
+        else:
+            target = getattr(target, part)
+
+
+def _configurer(quantize, representative_data, converter_options, configure, per_channel=True):
+    import tensorflow as tf
+
+    def apply(conv, batch):
+        if quantize in ("int8", "dynamic") and not per_channel:
+            from dc_keras import _compat
+
+            _compat.converter_per_tensor(conv)
+        if quantize == "float16":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+        elif quantize == "dynamic":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif quantize == "int8":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = _representative(representative_data, batch or 1)
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        for key, value in (converter_options or {}).items():
+            _set_option(conv, key, value)
+        if configure is not None:
+            configure(conv)
+        return conv
+
+    return apply
+
+
+def _is_clustered(model, max_values=256):
+    """True if every weight matrix / kernel of ``model`` holds at most ``max_values`` distinct values."""
+    kernels = [np.asarray(w) for w in model.get_weights() if np.ndim(w) >= 2]
+    return bool(kernels) and all(np.unique(k).size <= max_values for k in kernels)
+
+
+def _recurrent_layers(model):
+    import keras
+
+    return [layer.name for layer in _leaf_layers(model)
+            if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
+            and not getattr(layer, "unroll", getattr(getattr(layer, "forward_layer", None), "unroll", False))]
+
+
+def _input_signature(model, batch):
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec([batch, *[None if d is None else int(d) for d in x.shape[1:]]], x.dtype,
+                           name=getattr(x, "name", None)) for x in model.inputs]
+    return [specs[0]] if len(specs) == 1 else [specs]
+
+
+def _convert_dynamic(model, apply):
+    import tensorflow as tf
+
+    try:
+        return apply(tf.lite.TFLiteConverter.from_keras_model(model), None).convert()
+    except Exception as first:  # Keras 3 models the direct route cannot trace: SavedModel
+        with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
+            try:
+                model.export(tmp, format="tf_saved_model")
+            except Exception:
+                raise first from None
+            return apply(tf.lite.TFLiteConverter.from_saved_model(tmp), None).convert()
+
+
+def _convert_static(model, apply, batch):
+    import tensorflow as tf
+
+    if not getattr(model, "inputs", None):
+        raise _ArgumentError("batch_size needs a model with known inputs (a Functional or Sequential model "
+                         "built with keras.Input)")
+    with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
+        model.export(tmp, format="tf_saved_model", input_signature=_input_signature(model, batch), verbose=False)
+        return apply(tf.lite.TFLiteConverter.from_saved_model(tmp), batch).convert()
+
+
+def _first_error_line(exc):
+    lines = [ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()]
+    text = lines[0] if lines else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^.*?error: (loc\(.*?\): )?", "", text)[:300]
+
+
+def _failure(exc, batch_note):
+    return RuntimeError(
+        f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}. If the converter lacks an op, "
+        "to_tflite(..., converter_options={'target_spec.supported_ops': [tf.lite.OpsSet.TFLITE_BUILTINS, "
+        "tf.lite.OpsSet.SELECT_TF_OPS]}) allows TensorFlow ops (the .tflite then needs the Flex "
+        "delegate); converter_options / configure=callable(converter) set any other converter flag. "
+        f"Converter error ({type(exc).__name__}) chained above.")
+
+
+def _convert(model, apply, batch_size):
+    """Runs the converter; recurrent models (and any model whose dynamic-batch conversion fails on
+    tensor-list ops) are converted with a static batch signature."""
+    with quiet_conversion():  # converter/Keras log lines: dc_keras._logs (DC_KERAS_VERBOSE=1 shows them)
+        if batch_size is not None:
+            try:
+                return _convert_static(model, apply, int(batch_size))
+            except _ArgumentError:
+                raise
+            except Exception as exc:
+                raise _failure(exc, f" (static batch {batch_size})") from exc
+        recurrent = _recurrent_layers(model)
+        if not recurrent:
+            try:
+                return _convert_dynamic(model, apply)
+            except _ArgumentError:
+                raise
+            except Exception as exc:
+                if not any(s in str(exc) for s in _TENSOR_LIST_ERRORS) or not getattr(model, "inputs", None):
+                    raise _failure(exc, "") from exc
+        try:
+            data = _convert_static(model, apply, 1)
+        except _ArgumentError:
+            raise
+        except Exception as exc:
+            raise _failure(exc, " (static batch 1)") from exc
+    why = (f"recurrent layer(s) {recurrent}" if recurrent else "ops (tensor lists)") + \
+        " that TFLite only converts with a static batch dimension"
+    warnings.warn(f"to_tflite: the model has {why}, so the .tflite takes a fixed batch of 1 "
+                  "(input shape [1, ...]). Pass batch_size=N to export another fixed batch, or "
+                  "batch_size=1 to silence this warning.", UserWarning, stacklevel=4)
+    return data
+
+
+def _leaf_layers(model):
+    """Every non-Model layer of ``model``, nested models included, each once."""
+    import keras
+
+    seen, out = set(), []
+
+    def walk(m):
+        for layer in m.layers:
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if isinstance(layer, keras.Model):
+                walk(layer)
+            else:
+                out.append(layer)
+
+    if isinstance(model, keras.Model):
+        walk(model)
+    return out
+
+
+def _shared_kernels(model):
+    """Keras weights that look clustered: ``(layer, weight path, size, distinct values)``."""
+    out, seen = [], set()
+    for layer in _leaf_layers(model):
+        for w in layer.weights:
+            if id(w) in seen or len(w.shape) < 2:
+                continue
+            seen.add(id(w))
+            a = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+            if a.size < _SHARED_MIN_SIZE or not np.issubdtype(a.dtype, np.floating):
+                continue
+            distinct = int(np.unique(a).size)
+            if distinct <= _SHARED_MAX_DISTINCT and 4 * distinct <= a.size:
+                out.append((layer, getattr(w, "path", w.name), int(a.size), distinct))
+    return out
+
+
+def _segments(name):
+    return [s for s in re.split(r"[;/:]", name) if s]
+
+
+def _names_layer(segments, layer_name):
+    pattern = re.compile(re.escape(layer_name) + r"(_\d+)?$")
+    return any(pattern.match(s) for s in segments)
+
+
+def _bn_layers(model):
+    import keras
+
+    return [layer for layer in _leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def _folded_bn(model, layer, names):
+    """Name of a BatchNormalization the converter folded into ``layer``'s kernel, or None: found in
+    the names of the tensors feeding the same operator (the folded bias), or as the layer that
+    directly consumes ``layer``'s output in the Keras graph."""
+    bns = _bn_layers(model)
+    for name in names:  # the kernel's own name first, then its operator's other constants
+        for bn in bns:
+            if _names_layer(_segments(name), bn.name):
+                return bn.name
+    for bn in bns:
+        with contextlib.suppress(Exception):  # layer.output/bn.input raise for shared layers
+            if bn.input is layer.output:
+                return bn.name
+    return None
+
+
+def _spread_messages(model, shared, converted, packed, quantize):
+    """One message per ``.tflite`` tensor that holds far more distinct values than the Keras kernel
+    it comes from (matched by layer name in the tensor name and by element count)."""
+    if not shared:
+        return []
+    tfl = fb.read_model(converted)
+    packed_names = _packed_names(packed)
+    messages = []
+    for sg in tfl.subgraphs:
+        tensors = sg.tensors or []
+        for i, t in enumerate(tensors):
+            arr = _tensor_array(tfl, t)
+            if arr is None or arr.size < _SHARED_MIN_SIZE:
+                continue
+            name = fb.tensor_name(t)
+            segments = _segments(name)
+            match = [s for s in shared if s[2] == arr.size and _names_layer(segments, s[0].name)]
+            if not match:
+                continue
+            layer, path, _, before = match[0]
+            after = int(np.unique(arr.reshape(-1).view(f"u{arr.dtype.itemsize}")).size)
+            if after <= max(2 * before, before + 16):
+                continue
+            siblings = [fb.tensor_name(tensors[int(x)]) for op in sg.operators or []  # e.g. the folded bias
+                        if i in [int(v) for v in (op.inputs if op.inputs is not None else [])]
+                        for x in op.inputs if int(x) >= 0 and fb.buffer_bytes(tfl, tensors[int(x)].buffer)]
+            messages.append(_spread_message(model, layer, path, name, before, after, quantize, siblings,
+                                            name in packed_names))
+    return messages
+
+
+def _packed_names(packed):
+    if packed is None:
+        return set()
+    m = fb.read_model(packed)
+    return {fb.tensor_name(t)[: -len(PACKED_SUFFIX)] for sg in m.subgraphs for t in sg.tensors or []
+            if fb.tensor_name(t).endswith(PACKED_SUFFIX)}
+
+
+def _spread_message(model, layer, path, name, before, after, quantize, siblings, was_packed):
+    bn = _folded_bn(model, layer, [name, *siblings])
+    if bn is not None:
+        cause = (f"the converter folded BatchNormalization {bn!r} into it (each output channel is "
+                 "rescaled, so every shared value becomes one value per channel)")
+        fix = ("fold the BatchNormalization before clustering: dc_keras.cluster folds BatchNormalization "
+               "into the preceding layer by default (do not pass fold_batchnorm=False), or cluster a "
+               "model built without it")
+    elif quantize in ("int8", "dynamic"):
+        cause = f"quantize={quantize!r} quantizes per output channel (each channel has its own scale)"
+        fix = ("export with per_channel=False (one scale per tensor keeps the shared values; the default "
+               "when every kernel has <= 256 distinct values), or quantize=None / 'float16'")
+    else:
+        cause = "the converter rewrote the values (a folded BatchNormalization, Mul/Add or other constant op)"
+        fix = "fold such ops into the layer before clustering, or cluster after the rewrite"
+    fate = "packed, but poorly" if was_packed else "left raw by the packer"
+    return (f"to_tflite: tensor {name!r} (Keras weight {path!r} of layer {layer.name!r}, "
+            f"{type(layer).__name__}) was clustered to {before} distinct values in Keras but has {after} in "
+            f"the .tflite, so it was {fate}. Likely cause: {cause}. Fix: {fix}.")
+
+
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
-              min_bytes: int = DEFAULT_MIN_BYTES) -> bytes:
+              min_bytes: int = DEFAULT_MIN_BYTES, batch_size=None, converter_options=None,
+              configure=None, per_channel=None) -> bytes:
     """Converts a Keras 3 model to ``.tflite`` with TFLite's converter, then packs its weights.
+
+    Recurrent models (LSTM, GRU, SimpleRNN, Bidirectional) are converted with a static batch of 1
+    (with a warning), since TFLite cannot lower them with a dynamic batch; ``batch_size`` chooses
+    another fixed batch. When packing, a kernel clustered in Keras whose ``.tflite`` tensor holds far
+    more distinct values (a folded BatchNormalization, per-channel quantization) raises a
+    :class:`ClusterSpreadWarning` naming the tensor, the counts, the cause and the fix.
 
     Args:
       model: a built ``keras.Model`` (typically after ``dc_keras.strip``: pruned, clustered
@@ -51,45 +371,50 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         samples), list of arrays (one per model input), or a generator function as the TFLite
         converter takes.
       min_bytes: passed to ``pack``.
+      batch_size: ``None`` (dynamic batch; static batch 1 for recurrent models) or a positive int:
+        the ``.tflite`` input then has this fixed first dimension.
+      converter_options: dict of ``tf.lite.TFLiteConverter`` attributes to set, e.g.
+        ``{"allow_custom_ops": True}``; dotted names reach nested settings
+        (``"target_spec.supported_ops"``). Applied after ``quantize``'s settings; an unknown name
+        is an error.
+      configure: a callable receiving the converter just before ``convert()`` (after
+        ``converter_options``), for anything the options cannot express.
+      per_channel: for ``quantize="int8"``/``"dynamic"``: one int8 scale per output channel (the
+        converter's default) or per tensor. ``None`` (default): per tensor when the model is
+        clustered (every kernel has <= 256 distinct values), which keeps the weight sharing
+        (<= 2**bits int8 codes per tensor, so it packs like the float model; per-channel scales
+        spread them, see docs/quantization.md), else per channel.
 
     Returns:
       The ``.tflite`` bytes.
 
+    Raises:
+      ValueError: bad arguments (named).
+      RuntimeError: the converter failed; the message gives its first error line and the options
+        that usually fix it (the converter's exception is chained).
+
     Example:
       >>> data = dc_keras.export.to_tflite(model, path="lenet.tflite")                   # doctest: +SKIP
       >>> data8 = dc_keras.export.to_tflite(model, quantize="int8", representative_data=x[:100])  # doctest: +SKIP
+      >>> rnn = dc_keras.export.to_tflite(lstm_model, batch_size=8,                      # doctest: +SKIP
+      ...                                 converter_options={"experimental_enable_resource_variables": True})
+      >>> def flex(converter):                                                          # doctest: +SKIP
+      ...     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+      >>> data = dc_keras.export.to_tflite(model, configure=flex)                       # doctest: +SKIP
     """
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
-    import tensorflow as tf
-
-    def configure(conv):
-        if quantize == "float16":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.target_spec.supported_types = [tf.float16]
-        elif quantize == "dynamic":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif quantize == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = _representative(representative_data, model)
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        return conv
-
+    _check_arguments(quantize, batch_size, converter_options, configure)
     if quantize == "int8":
-        _representative(representative_data, model)  # validate before the slow conversion
-    with quiet_conversion():  # converter/Keras log lines: dc_keras._logs (DC_KERAS_VERBOSE=1 shows them)
-        try:
-            data = configure(tf.lite.TFLiteConverter.from_keras_model(model)).convert()
-        except Exception as first:  # Keras 3 models the direct route cannot trace: SavedModel
-            with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
-                try:
-                    model.export(tmp, format="tf_saved_model")
-                except Exception:
-                    raise first from None
-                data = configure(tf.lite.TFLiteConverter.from_saved_model(tmp)).convert()
-    data = bytes(data)
+        _representative(representative_data)  # validate before the slow conversion
+    shared = _shared_kernels(model) if pack else []
+    if per_channel is None:
+        per_channel = not _is_clustered(model)
+    apply = _configurer(quantize, representative_data, converter_options, configure, per_channel)
+    data = bytes(_convert(model, apply, batch_size))
     if pack:
-        data = _pack(data, min_bytes=min_bytes)
+        packed = _pack(data, min_bytes=min_bytes)
+        for message in _spread_messages(model, shared, data, packed, quantize):
+            warnings.warn(message, ClusterSpreadWarning, stacklevel=2)
+        data = packed
     if path is not None:
         atomic_write(path, data)
     return data

@@ -6,7 +6,13 @@ naming the file concerned, which the CLI prints as one line with a non-zero exit
 Nothing here runs at import: the parsers are built by :func:`add_commands`.
 """
 import argparse
+import contextlib
 import os
+import sys
+import threading
+
+#: inputs above this size get a progress line on a terminal (inspect has its own bar).
+PROGRESS_MIN_BYTES = 16 << 20
 
 
 def _read(path):
@@ -19,6 +25,31 @@ def _check_paths(src, dst):
         raise ValueError(f"OUT must differ from IN ({dst}): inputs are never modified")
 
 
+@contextlib.contextmanager
+def _working(desc, nbytes):
+    """An elapsed-time line on a terminal's stderr while ``pack``/``unpack`` run on a big model
+    (they report no fraction done); removed when done."""
+    if nbytes < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+    with tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed}", leave=False) as bar:
+
+        def tick():
+            while not done.wait(0.5):
+                bar.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+
+
 def _min_bytes(args):
     from dc_keras.export import DEFAULT_MIN_BYTES
 
@@ -27,13 +58,17 @@ def _min_bytes(args):
 
 def cmd_pack(args):
     from dc_keras._fileio import atomic_write
-    from dc_keras.export import pack
+    from dc_keras.export._pack import pack_with_stats
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
-    out = pack(data, min_bytes=_min_bytes(args))
+    with _working(f"packing {args.input}", len(data)):
+        out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
+                                     buffers=args.buffers)
     atomic_write(args.output, out)
     note = "" if out != data else " (nothing packed smaller: written unchanged)"
+    if args.strip_strings:
+        note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
 
 
@@ -54,7 +89,8 @@ def cmd_unpack(args):
     if not is_packed(data):
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
-    out = unpack(data)
+    with _working(f"unpacking {args.input}", len(data)):
+        out = unpack(data, buffers=args.buffers)
     atomic_write(args.output, out)
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B")
 
@@ -90,6 +126,12 @@ def _min_bytes_option(parser):
                              "(default: dc_keras.export.DEFAULT_MIN_BYTES = 256)")
 
 
+def _buffers_option(p):
+    p.add_argument("--buffers", choices=("auto", "inline", "external"), default="auto",
+                   help="where buffer data goes: auto (the input's convention, inline under 256 KiB), "
+                        "inline, or external (after the flatbuffer, Buffer.offset/size)")
+
+
 def add_commands(commands):
     """Adds ``pack``, ``unpack`` and ``inspect`` to ``commands`` (an argparse sub-parsers object);
     returns their names."""
@@ -98,12 +140,17 @@ def add_commands(commands):
     p.add_argument("input", metavar="IN", help="the .tflite to pack")
     p.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
     _min_bytes_option(p)
+    p.add_argument("--strip-strings", dest="strip_strings", action="store_true",
+                   help="drop tensor/subgraph names and the model description (signatures keep working); "
+                        "prints the bytes saved")
+    _buffers_option(p)
     p.set_defaults(func=cmd_pack)
 
     p = commands.add_parser("unpack", help="restore an ordinary .tflite from a packed one",
                             description="Decode every HuffDecode op of IN; write the ordinary .tflite to OUT.")
     p.add_argument("input", metavar="IN", help="a packed .tflite")
     p.add_argument("output", metavar="OUT", help="where to write the ordinary .tflite")
+    _buffers_option(p)
     p.set_defaults(func=cmd_unpack)
 
     p = commands.add_parser("inspect", help="per-tensor size table of a .tflite (packed or not)",

@@ -4,11 +4,14 @@ Flow: ``prune`` -> ``fit(callbacks=[PruningCallback()])`` -> ``strip`` -> ``clus
 -> ``strip``; the stripped model holds plain Keras layers with sparse, shared-value kernels.
 
 Importing this module registers the wrapper layers and schedules with Keras, so a ``.keras`` file
-of a pruned/clustered model loads with ``keras.saving.load_model`` and no ``custom_objects``
-(``import dc_keras.train`` first; ``import dc_keras`` alone is lazy).
+of a pruned/clustered model loads with ``keras.saving.load_model`` and no ``custom_objects``.
+``import dc_keras`` is enough: it imports this module as soon as Keras is imported (at once if
+Keras already is), in either order.
 """
 from dc_keras.train import schedules
 from dc_keras.train.clustering import ClusterWrapper, cluster
+from dc_keras.train.bn_fold import fold_batchnorm
+from dc_keras.train.report import CoverageReport, coverage
 from dc_keras.train.pruning import PruneWrapper, PruningCallback, prune
 from dc_keras.train.sensitivity import plot_sensitivity, sensitivity, suggest_bits, suggest_sparsity
 from dc_keras.train.strip import strip
@@ -21,6 +24,9 @@ __all__ = [
     "cluster",
     "ClusterWrapper",
     "strip",
+    "coverage",
+    "fold_batchnorm",
+    "CoverageReport",
     "sensitivity",
     "suggest_sparsity",
     "suggest_bits",

@@ -1,18 +1,27 @@
 """Shared machinery of the pruning and clustering wrappers.
 
-- :func:`compressible_weights`: which variables of a layer are pruned / clustered.
+- :func:`compressible_weights`: which variables of a layer are pruned / clustered (also variables
+  owned by sublayers: an RNN's cell, MultiHeadAttention's EinsumDense projections).
 - :class:`CompressionWrapper`: a ``keras.layers.Wrapper`` whose forward pass substitutes computed
   values (masked or centroid-gathered kernels) for the inner layer's variables, and which
   :func:`dc_keras.strip` turns back into the plain inner layer.
-- :func:`rewrite_model`: rebuild a Sequential/Functional model with some layers wrapped, copying
-  every weight (the input model is never modified).
+- :func:`select_layers`: which layers of a graph get wrapped, and why the others do not.
+- :func:`rewrite_model`: rebuild a Sequential/Functional model through ``keras.models.clone_model``
+  (operator nodes, ``keras.ops`` calls, shared layers, nested models), every weight copied; the
+  input model is never modified.
 """
 import keras
+import numpy as np
 from keras import ops
-from keras.src.backend.common import stateless_scope as _stateless
+
+from dc_keras import _compat
+
+# The packed format holds at most 4096 codebook entries per tensor (docs/FORMAT.md §2: K ≤ 4096).
+MAX_BITS = 12
+MAX_CODEBOOK = 4096
 
 # (class, names of the compressed weights, axis of the input dimension), most specific first.
-_SUPPORTED = (
+_SIMPLE = (
     (keras.layers.SeparableConv1D, ("depthwise_kernel", "pointwise_kernel"), -2),
     (keras.layers.SeparableConv2D, ("depthwise_kernel", "pointwise_kernel"), -2),
     (keras.layers.DepthwiseConv1D, ("kernel",), -2),
@@ -24,10 +33,19 @@ _SUPPORTED = (
     (keras.layers.Conv2D, ("kernel",), -2),
     (keras.layers.Conv3D, ("kernel",), -2),
     (keras.layers.Dense, ("kernel",), -2),
+    (keras.layers.EinsumDense, ("kernel",), 0),
     (keras.layers.Embedding, ("embeddings",), -1),
 )
+_CONV_TYPES = tuple(cls for cls, _, _ in _SIMPLE[:10])
+_RNN_CELLS = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
+_MHA_PROJECTIONS = ("query", "key", "value", "output")
 
-_CONV_TYPES = tuple(cls for cls, _, _ in _SUPPORTED[:10])
+SUPPORTED_TYPES = (
+    "Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, "
+    "Embedding, LSTM, GRU, SimpleRNN (kernel and recurrent_kernel), Bidirectional of those, "
+    "MultiHeadAttention (query/key/value/output projections), or a custom layer with "
+    "`get_prunable_weights()` / `prunable_weights`"
+)
 
 
 def is_conv(layer):
@@ -49,13 +67,35 @@ def _declared(layer):
     return list(declared or [])
 
 
+def _is_rnn(layer):
+    return isinstance(layer, keras.layers.RNN) and isinstance(layer.cell, _RNN_CELLS)
+
+
+def _is_bidirectional_rnn(layer):
+    return isinstance(layer, keras.layers.Bidirectional) and _is_rnn(layer.forward_layer) \
+        and _is_rnn(layer.backward_layer)
+
+
 def is_supported(layer):
     """Can this layer be pruned or clustered (built-in type, or a custom layer that opts in)?"""
+    return unsupported_reason(layer) is None
+
+
+def unsupported_reason(layer):
+    """None for a supported layer, else why it cannot be pruned or clustered."""
     if isinstance(layer, keras.Model):
-        return False
+        return "a model (its own layers are handled one by one)"
     if hasattr(layer, "get_prunable_weights") or hasattr(layer, "prunable_weights"):
-        return True
-    return any(isinstance(layer, cls) for cls, _, _ in _SUPPORTED)
+        return None
+    if any(isinstance(layer, cls) for cls, _, _ in _SIMPLE):
+        return None
+    if _is_rnn(layer) or _is_bidirectional_rnn(layer) or isinstance(layer, keras.layers.MultiHeadAttention):
+        return None
+    if layer.built and not layer.weights:
+        return "it has no weights, so no prunable weights"
+    if isinstance(layer, keras.layers.RNN):
+        return f"unsupported recurrent cell {type(layer.cell).__name__} (supported: LSTM, GRU, SimpleRNN cells)"
+    return f"unsupported layer type {type(layer).__name__}"
 
 
 def _own_variable(layer, name):
@@ -65,29 +105,48 @@ def _own_variable(layer, name):
     raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) has no weight named {name!r}.")
 
 
+def _declared_weights(layer, declared):
+    result = []
+    for item in declared:
+        var = _own_variable(layer, item) if isinstance(item, str) else item
+        if not isinstance(var, keras.Variable):
+            raise ValueError(
+                f"Layer {layer.name!r} declared a prunable weight that is not a keras.Variable: {item!r}."
+            )
+        axis = 0 if len(var.shape) < 2 else -2
+        result.append((var.name, var, axis))
+    if not result:
+        raise ValueError(f"Layer {layer.name!r} declares no prunable weights.")
+    return result
+
+
+def _rnn_weights(rnn, prefix=""):
+    cell = rnn.cell
+    return [(prefix + "kernel", cell.kernel, -2), (prefix + "recurrent_kernel", cell.recurrent_kernel, -2)]
+
+
 def compressible_weights(layer):
-    """List of ``(name, variable, input_axis)`` to prune/cluster in a built ``layer``."""
+    """List of ``(name, variable, input_axis)`` to prune/cluster in a built ``layer``.
+
+    For layers that own sublayers the variables belong to the sublayer (an RNN's ``cell``,
+    MultiHeadAttention's ``query_dense``...); the names say which (``recurrent_kernel``,
+    ``query_kernel``, ``forward_kernel``...).
+    """
     declared = _declared(layer)
     if declared is not None:
-        result = []
-        for item in declared:
-            var = _own_variable(layer, item) if isinstance(item, str) else item
-            if not isinstance(var, keras.Variable):
-                raise ValueError(
-                    f"Layer {layer.name!r} declared a prunable weight that is not a keras.Variable: {item!r}."
-                )
-            axis = 0 if len(var.shape) < 2 else -2
-            result.append((var.name, var, axis))
-        if not result:
-            raise ValueError(f"Layer {layer.name!r} declares no prunable weights.")
-        return result
-    for cls, names, axis in _SUPPORTED:
+        return _declared_weights(layer, declared)
+    for cls, names, axis in _SIMPLE:
         if isinstance(layer, cls):
             return [(n, _own_variable(layer, n), axis) for n in names]
+    if _is_rnn(layer):
+        return _rnn_weights(layer)
+    if _is_bidirectional_rnn(layer):
+        return _rnn_weights(layer.forward_layer, "forward_") + _rnn_weights(layer.backward_layer, "backward_")
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return [(f"{p}_kernel", getattr(layer, f"{p}_dense").kernel, 0) for p in _MHA_PROJECTIONS]
     raise ValueError(
-        f"Layer {layer.name!r} of type {type(layer).__name__} has no prunable weights; supported: "
-        "Dense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, Embedding, "
-        "or a custom layer with `get_prunable_weights()` / `prunable_weights`."
+        f"Layer {layer.name!r} cannot be pruned or clustered: {unsupported_reason(layer)}. "
+        f"Supported: {SUPPORTED_TYPES}."
     )
 
 
@@ -95,35 +154,40 @@ class substitute_variables:
     """Context manager: reads of the given variables return the given tensors instead.
 
     Built on ``keras.StatelessScope``; an enclosing stateless scope (e.g. a stateless training
-    step) keeps its own substitutions and collected losses.
+    step) keeps its own substitutions and collected losses. Variables the inner layer updates
+    inside (e.g. a dropout seed) are written back on exit, to the enclosing scope if any, else to
+    the variables themselves (``owned``: the variables of the wrapped layer).
     """
 
-    def __init__(self, pairs):
+    def __init__(self, pairs, owned=()):
         self.pairs = pairs
+        self.owned = owned
 
     def __enter__(self):
-        parent = _stateless.get_stateless_scope()
-        self.scope = keras.StatelessScope(
-            state_mapping=self.pairs,
-            collect_losses=bool(parent is not None and parent.collect_losses),
-            initialize_variables=False,
-        )
+        self.scope = keras.StatelessScope(state_mapping=self.pairs, initialize_variables=False)
+        self.scope.__enter__()
+        parent = self.scope.original_scope  # public attribute: the scope that was active
         if parent is not None:
+            self.scope.collect_losses = parent.collect_losses
             merged = dict(parent.state_mapping)
             merged.update(self.scope.state_mapping)
             self.scope.state_mapping = merged
             self.scope.losses = parent.losses
-        self.parent = parent
-        return self.scope.__enter__()
+        return self.scope
 
     def __exit__(self, *exc):
         self.scope.__exit__(*exc)
-        if self.parent is not None:
-            # Forward state updates made inside (e.g. by the inner layer) to the enclosing scope.
-            own = {id(v) for v, _ in self.pairs}
+        parent = self.scope.original_scope
+        own = {id(v) for v, _ in self.pairs}
+        if parent is not None:
             for key, value in self.scope.state_mapping.items():
                 if key not in own:
-                    self.parent.state_mapping[key] = value
+                    parent.state_mapping[key] = value
+        elif exc[0] is None:
+            for var in self.owned:
+                value = self.scope.get_current_value(var)
+                if id(var) not in own and value is not None:
+                    var.assign(value)
         return False
 
 
@@ -132,6 +196,7 @@ class CompressionWrapper(keras.layers.Wrapper):
 
     Subclasses implement :meth:`compressed_values` (the tensors the inner layer sees in place of
     its compressed variables) and may restore variable attributes in :meth:`_release`.
+    The wrapper passes every call argument on (``mha(query, value)``, ``rnn(x, mask=m)``).
     """
 
     def __init__(self, layer, **kwargs):
@@ -142,11 +207,12 @@ class CompressionWrapper(keras.layers.Wrapper):
             )
         if isinstance(layer, keras.layers.Layer) and not is_supported(layer):
             raise ValueError(
-                f"Layer {layer.name!r} of type {type(layer).__name__} has no prunable weights; "
-                "custom layers opt in with `get_prunable_weights()` or `prunable_weights`."
+                f"Layer {layer.name!r} cannot be pruned or clustered: {unsupported_reason(layer)}. "
+                f"Supported: {SUPPORTED_TYPES}."
             )
         kwargs.setdefault("name", getattr(layer, "name", None))
         super().__init__(layer, **kwargs)
+        self.supports_masking = bool(getattr(layer, "supports_masking", False))
         self._untracked("_targets", [])
 
     # -- subclass interface -------------------------------------------------------------------
@@ -160,28 +226,43 @@ class CompressionWrapper(keras.layers.Wrapper):
     # -- Keras layer API ----------------------------------------------------------------------
     def build(self, input_shape=None):
         if not self.layer.built:
-            self.layer.build(input_shape)
-            self.layer.built = True
+            try:
+                self.layer.build(input_shape)
+            except TypeError as e:
+                raise ValueError(
+                    f"Cannot build {type(self.layer).__name__} {self.layer.name!r} from one input shape "
+                    f"({e}); call the layer once on its inputs before wrapping it."
+                ) from e
         self._untracked("_targets", compressible_weights(self.layer))
 
     def _untracked(self, name, value):
         """Set an attribute without Keras tracking (it holds the inner layer's variables)."""
         object.__setattr__(self, name, value)
 
-    def call(self, inputs, training=None, **kwargs):
+    def call(self, inputs, *args, training=None, **kwargs):
+        # No `mask` parameter on purpose: Keras records it in the graph node, and the plain layer
+        # that strip() puts back may not take one. Masks travel on the tensors (and explicit
+        # `mask=` arguments through **kwargs).
         pairs = self.compressed_values(bool(training) if isinstance(training, bool) else False)
-        with substitute_variables(pairs):
+        with substitute_variables(pairs, self.layer.variables):
             if training is not None:
                 kwargs["training"] = training
-            return self.layer(inputs, **kwargs)
+            return self.layer(inputs, *args, **kwargs)
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+    def compute_output_shape(self, *args, **kwargs):
+        return self.layer.compute_output_shape(*args, **kwargs)
+
+    def compute_output_spec(self, inputs, *args, training=None, **kwargs):
+        return self.layer.compute_output_spec(inputs, *args, **kwargs)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
 
-    # -- strip ---------------------------------------------------------------------------------
+    # -- reporting / strip ---------------------------------------------------------------------
+    def compressed_params(self):
+        """Number of entries in the compressed variables."""
+        return params(v for _, v, _ in (self._targets or compressible_weights(self.layer)))
+
     def stripped_weights(self):
         """Numpy weights of the inner layer (``layer.get_weights()`` order) with the compressed
         variables replaced by their final (masked / clustered) values."""
@@ -198,34 +279,48 @@ class CompressionWrapper(keras.layers.Wrapper):
 
 def flatten_layers(model):
     """All layers of ``model`` (recursively; wrappers and their inner layers included)."""
-    if isinstance(model, keras.Model):
-        return list(model._flatten_layers(include_self=False, recursive=True))
-    return list(model._flatten_layers(include_self=True, recursive=True))
+    return _compat.flatten_layers(model, include_self=not isinstance(model, keras.Model))
 
 
 def find_wrappers(model, cls=CompressionWrapper):
     return [layer for layer in flatten_layers(model) if isinstance(layer, cls)]
 
 
-def _is_graph_model(model):
-    return isinstance(model, keras.Sequential) or isinstance(model, keras.src.models.functional.Functional)
+def is_graph_model(model):
+    return isinstance(model, keras.Sequential) or _compat.is_functional(model)
 
 
-def select_layers(model, layers, what="pruned", mapping_ok=True):
-    """Resolve a ``layers=`` argument into ``{id(layer): (layer, value)}`` over the leaf layers.
+_is_graph_model = is_graph_model  # older name
 
-    ``layers`` is None (every supported layer, value None), a sequence of layer names and/or
-    classes (value None), or a dict name-or-class -> value.
-    """
-    leaves = [l for l in flatten_layers(model) if not isinstance(l, keras.Model)]
-    by_name = {}
-    for layer in leaves:
-        by_name.setdefault(layer.name, []).append(layer)
-    if layers is None:
-        chosen = {id(l): (l, None) for l in leaves if is_supported(l)}
-        if not chosen:
-            raise ValueError(f"Model {model.name!r} has no layer that can be {what} (nothing prunable).")
-        return chosen
+
+def graph_layers(model, frozen=False):
+    """``[(layer, frozen), ...]``: the layers of a graph model, descending into nested graph models
+    (not into layers: an LSTM is one entry). ``frozen``: the layer or an enclosing model has
+    ``trainable=False``. Each layer once (shared layers too)."""
+    seen = set()
+    result = []
+
+    def walk(m, frozen):
+        for layer in m.layers:
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            f = frozen or not layer.trainable
+            if isinstance(layer, keras.Model) and is_graph_model(layer):
+                walk(layer, f)
+            else:
+                result.append((layer, f))
+
+    walk(model, frozen)
+    return result
+
+
+def params(variables):
+    """Number of entries in ``variables``."""
+    return sum(int(np.prod(v.shape)) for v in variables)
+
+
+def _parse_layers_arg(layers, mapping_ok, what):
     if isinstance(layers, dict):
         if not mapping_ok:
             raise ValueError("`layers` must be a list of layer names or classes here, not a dict.")
@@ -239,60 +334,186 @@ def select_layers(model, layers, what="pruned", mapping_ok=True):
             raise ValueError(f"`layers` must be None, a list of names/classes or a dict; got {layers!r}.")
     if not items:
         raise ValueError("`layers` is empty: nothing to be " + what + ".")
-    chosen = {}
-    unknown = []
-    for key, value in items:
-        if isinstance(key, str):
-            if key not in by_name:
-                unknown.append(key)
-                continue
-            for layer in by_name[key]:
-                if not is_supported(layer):
-                    raise ValueError(
-                        f"Layer {key!r} ({type(layer).__name__}) has no weights that can be {what}."
-                    )
-                chosen[id(layer)] = (layer, value)
-        elif isinstance(key, type) and issubclass(key, keras.layers.Layer):
-            for layer in leaves:
-                if isinstance(layer, key) and is_supported(layer) and id(layer) not in chosen:
-                    chosen[id(layer)] = (layer, value)
-        else:
+    for key, _ in items:
+        if not (isinstance(key, str) or (isinstance(key, type) and issubclass(key, keras.layers.Layer))):
             raise ValueError(f"`layers` entries must be layer names or Layer classes, got {key!r}.")
+    return items
+
+
+def _named(model, leaves, items, what, include_frozen):
+    """Layers the ``layers=`` items select: ``{id: (layer, value)}`` (names checked strictly)."""
+    by_name = {}
+    for layer, frozen in leaves:
+        by_name.setdefault(layer.name, []).append((layer, frozen))
+    unknown = [k for k, _ in items if isinstance(k, str) and k not in by_name]
     if unknown:
         raise ValueError(
             f"Unknown layer name(s) {unknown} in `layers`; model {model.name!r} has {sorted(by_name)}."
         )
-    if not chosen:
-        raise ValueError(f"No layer selected by `layers`={layers!r} can be {what} (nothing prunable).")
+    chosen = {}
+    for key, value in items:
+        if isinstance(key, str):
+            for layer, frozen in by_name[key]:
+                reason = unsupported_reason(layer)
+                if reason is not None:
+                    raise ValueError(
+                        f"Layer {key!r} ({type(layer).__name__}) cannot be {what}: {reason}. "
+                        f"Supported: {SUPPORTED_TYPES}."
+                    )
+                if frozen and not include_frozen:
+                    raise ValueError(
+                        f"Layer {key!r} is frozen (trainable=False, or inside a frozen model) and is not "
+                        f"{what} by default; pass include_frozen=True to include frozen layers."
+                    )
+                chosen[id(layer)] = (layer, value)
+        else:
+            for layer, frozen in leaves:
+                if isinstance(layer, key) and is_supported(layer) and id(layer) not in chosen:
+                    if include_frozen or not frozen:
+                        chosen[id(layer)] = (layer, value)
     return chosen
 
 
-def rewrite_model(model, wrap, what):
-    """Clone a Sequential/Functional ``model``; ``wrap(layer_clone, original)`` returns the layer to
-    put in its place (a wrapper, or the clone itself). Weights of every layer are copied.
+def _skip_reason(layer, frozen, include_frozen, min_params, selected):
+    reason = unsupported_reason(layer)
+    if reason is not None:
+        return reason
+    if frozen and not include_frozen:
+        return "frozen (trainable=False); pass include_frozen=True to compress it"
+    if not selected:
+        return "not selected by `layers`"
+    size = params(v for _, v, _ in compressible_weights(layer))
+    if size < min_params:
+        return f"too small ({size} weights < min_params={min_params})"
+    return None
 
-    Returns ``(new_model, [(original, replacement), ...])``.
+
+def select_layers(model, layers, what="pruned", mapping_ok=True, include_frozen=False, min_params=0):
+    """Resolve a ``layers=`` argument over the model's graph layers.
+
+    ``layers`` is None (every supported layer, value None), a sequence of layer names and/or
+    classes (value None), or a dict name-or-class -> value. Frozen layers are left out unless
+    ``include_frozen``; layers with fewer than ``min_params`` compressible weights too.
+
+    Returns ``(chosen, skipped)``: ``{id(layer): (layer, value)}`` and ``[(layer, reason), ...]``
+    for every other layer that has weights.
     """
-    if not _is_graph_model(model):
+    leaves = graph_layers(model)
+    if layers is None:
+        named = {id(l): (l, None) for l, _ in leaves}
+    else:
+        named = _named(model, leaves, _parse_layers_arg(layers, mapping_ok, what), what, include_frozen)
+    chosen, skipped = {}, []
+    for layer, frozen in leaves:
+        if not layer.weights:
+            continue
+        reason = _skip_reason(layer, frozen, include_frozen, min_params, id(layer) in named)
+        if reason is None:
+            chosen[id(layer)] = named[id(layer)]
+        else:
+            skipped.append((layer, reason))
+    if not chosen:
+        frozen_note = ""
+        if any(r.startswith("frozen") for _, r in skipped):
+            frozen_note = " Frozen layers were left out: pass include_frozen=True to include them."
+        raise ValueError(
+            f"Model {model.name!r} has no layer that can be {what} (nothing prunable).{frozen_note} "
+            f"Supported: {SUPPORTED_TYPES}."
+        )
+    return chosen, skipped
+
+
+def check_buildable(model, what):
+    if not is_graph_model(model):
         raise ValueError(
             f"{what}() rebuilds Sequential and Functional models; {type(model).__name__} is a subclassed "
             f"model: apply dc_keras.{what}() to its layers inside the model instead."
         )
     if not model.built:
         raise ValueError(f"Model {model.name!r} is not built; build it (call it once) before {what}().")
-    pairs = []
 
-    def clone_function(layer):
-        fresh = layer.__class__.from_config(layer.get_config())
-        replacement = wrap(fresh, layer)
-        pairs.append((layer, replacement))
+
+class Rebuilder:
+    """Fresh copies of layers for :func:`rewrite_model`, built and holding the original's weights.
+
+    A layer that cannot be built before the graph is run (no build config) gets its weights after
+    the rebuild (:meth:`finish`).
+    """
+
+    def __init__(self):
+        self._later = []
+
+    def clone(self, layer, weights=None, **config_changes):
+        """A new layer from ``layer``'s config (updated with ``config_changes``), built like it,
+        holding ``weights`` (default: ``layer.get_weights()``; a callable gets the built copy and
+        returns the list)."""
+        config = layer.get_config()
+        config.update(config_changes)
+        fresh = layer.__class__.from_config(config)
+        values = layer.get_weights() if weights is None else weights
+        if callable(values):
+            if not layer.built:
+                raise ValueError(f"Layer {layer.name!r} must be built to be rebuilt with new weights.")
+            fresh.build_from_config(layer.get_build_config())
+            fresh.set_weights(values(fresh))
+            return fresh
+        if layer.built:
+            build_config = layer.get_build_config()
+            if build_config:
+                fresh.build_from_config(build_config)
+            if fresh.built:
+                fresh.set_weights(values)
+            else:
+                self._later.append((fresh, values))
+        return fresh
+
+    def finish(self):
+        for fresh, values in self._later:
+            fresh.set_weights(values)
+        self._later = []
+
+
+def _copy_model_flags(original, new):
+    """``clone_model`` rebuilds nested Functional models as trainable: restore ``trainable=False``."""
+    if not original.trainable and new.trainable:
+        new.trainable = False
+    inner = {l.name: l for l in new.layers if isinstance(l, keras.Model)}
+    for layer in original.layers:
+        if isinstance(layer, keras.Model) and layer.name in inner:
+            _copy_model_flags(layer, inner[layer.name])
+
+
+def rewrite_model(model, replace, what):
+    """Rebuild a Sequential/Functional ``model`` with ``keras.models.clone_model`` (recursively
+    through nested models; a shared layer is replaced once and stays shared). ``replace(layer,
+    rebuilder)`` returns the layer to put in place of ``layer`` (e.g. a wrapper around
+    ``rebuilder.clone(layer)``); operations (``h + x``, ``keras.ops.relu``) are re-created from
+    their config. The input model is not modified.
+
+    Returns ``(new_model, [(original, replacement), ...])``.
+    """
+    check_buildable(model, what)
+    rebuilder = Rebuilder()
+    pairs = []
+    identities = set()  # layers replaced by keras.layers.Identity: called with the input only
+
+    def clone_function(operation):
+        if not isinstance(operation, keras.layers.Layer):
+            return operation.__class__.from_config(operation.get_config())  # stateless op
+        replacement = replace(operation, rebuilder)
+        if isinstance(replacement, keras.layers.Identity) and not isinstance(operation, keras.layers.Identity):
+            identities.add(id(replacement))
+        pairs.append((operation, replacement))
         return replacement
 
-    new_model = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
-    for original, replacement in pairs:
-        if isinstance(original, CompressionWrapper):
-            continue  # handled by the caller (strip)
-        target = replacement.layer if isinstance(replacement, CompressionWrapper) else replacement
-        target.set_weights(original.get_weights())
-    return new_model, pairs
+    def call_function(layer, *args, **kwargs):
+        if id(layer) in identities:  # e.g. a folded BatchNormalization: drop its mask/training
+            return layer(args[0])
+        return layer(*args, **kwargs)
 
+    call = call_function if _compat.is_functional(model) else None
+    new_model = keras.models.clone_model(model, clone_function=clone_function, call_function=call,
+                                         recursive=True)
+    rebuilder.finish()
+    _copy_model_flags(model, new_model)
+    return new_model, pairs

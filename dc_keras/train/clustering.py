@@ -12,13 +12,16 @@ import keras
 import numpy as np
 from keras import ops
 
-from dc_keras.train import _base
+from dc_keras.train import _base, bn_fold, report as _report
 from dc_keras.train.kmeans import INITS, kmeans_1d
 
 
 def _check_bits(bits, where="bits"):
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 16:
-        raise ValueError(f"`{where}` must be an integer between 1 and 16, got {bits!r}.")
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= _base.MAX_BITS:
+        raise ValueError(
+            f"`{where}` must be an integer between 1 and {_base.MAX_BITS}, got {bits!r}: the packed format "
+            f"holds at most {_base.MAX_CODEBOOK} shared values per tensor (docs/FORMAT.md §2)."
+        )
     return int(bits)
 
 
@@ -53,6 +56,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         # A built layer has trained weights: cluster them now (eagerly, in numpy); build() then
         # creates the variables with these values, also when Keras builds inside a symbolic trace.
         self._untracked("_pending", None)
+        self._untracked("_clustered_at_init", bool(getattr(layer, "built", False)))
         if getattr(layer, "built", False):
             self._untracked("_pending", [self._kmeans(var) for _, var, _ in _base.compressible_weights(layer)])
 
@@ -91,6 +95,13 @@ class ClusterWrapper(_base.CompressionWrapper):
         w = np.asarray(ops.convert_to_numpy(var), dtype=np.float64)
         idx = np.full(w.shape, self.clusters, dtype=np.int32)  # the constant-zero slot
         keep = (w != 0) if self.preserve_sparsity else np.ones(w.shape, bool)
+        if not keep.all() and self.clusters + 1 > _base.MAX_CODEBOOK:
+            raise ValueError(
+                f"Layer {self.layer.name!r}: bits={self.bits} with preserve_sparsity=True on a kernel with "
+                f"zeros needs {self.clusters + 1} codebook entries; the packed format holds "
+                f"{_base.MAX_CODEBOOK} (docs/FORMAT.md §2). Use bits <= {_base.MAX_BITS - 1} or "
+                "preserve_sparsity=False."
+            )
         c = np.zeros(self.clusters)
         if keep.any():
             c, a = kmeans_1d(w[keep], self.clusters, init=self.init, seed=self.seed)
@@ -152,32 +163,7 @@ def _bits_for(layer, bits):
     return 8 if _base.is_conv(layer) else 5
 
 
-def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0):
-    """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
-
-    Args:
-        model_or_layer: a Sequential/Functional model (rebuilt with :class:`ClusterWrapper` layers,
-            weights copied and clustered, input untouched, result not compiled) or one layer
-            (returns a wrapper; for subclassed models).
-        bits: an int, or a dict mapping layer names and/or classes to bits; layers the dict does
-            not mention get the paper's defaults, 8 bits for convolutions and 5 otherwise.
-            ``None`` means all defaults.
-        init: centroid initialisation, ``"linear"`` (paper's best), ``"density"``, ``"random"``,
-            ``"kmeans++"``; followed by Lloyd iterations.
-        preserve_sparsity: exact zeros (pruned weights) stay 0 and take no cluster.
-        layers: None (every supported layer) or a list of layer names and/or classes.
-        seed: seed of the random initialisations.
-
-    The documented flow is ``prune`` -> fit -> ``strip`` -> ``cluster`` -> fit -> ``strip``.
-
-    Example:
-        >>> clustered = dc_keras.cluster(dc_keras.strip(pruned), bits={"fc1": 5, "fc3": 6})
-        >>> clustered.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
-        >>> clustered.fit(x, y, epochs=2)
-        >>> final = dc_keras.strip(clustered)  # each kernel: at most 2**bits distinct non-zeros
-    """
-    if bits is None:
-        bits = {}
+def _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm):
     if isinstance(bits, dict):
         for key, value in bits.items():
             if not isinstance(key, (str, type)):
@@ -189,6 +175,48 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         raise ValueError(f"`init` must be one of {INITS}, got {init!r}.")
     if not isinstance(preserve_sparsity, (bool, np.bool_)):
         raise ValueError(f"`preserve_sparsity` must be True or False, got {preserve_sparsity!r}.")
+    if not isinstance(fold_batchnorm, (bool, np.bool_)):
+        raise ValueError(f"`fold_batchnorm` must be True or False, got {fold_batchnorm!r}.")
+
+
+def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0,
+            fold_batchnorm=True, include_frozen=False, min_params=0):
+    """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
+
+    Args:
+        model_or_layer: a Sequential/Functional model (rebuilt with :class:`ClusterWrapper` layers
+            through ``keras.models.clone_model``, weights copied and clustered, input untouched,
+            result not compiled) or one layer (returns a wrapper; for subclassed models).
+        bits: an int in 1..12 (the packed format holds at most 4096 shared values), or a dict
+            mapping layer names and/or classes to bits; layers the dict does not mention get the
+            paper's defaults, 8 bits for convolutions and 5 otherwise. ``None`` means all defaults.
+        init: centroid initialisation, ``"linear"`` (paper's best), ``"density"``, ``"random"``,
+            ``"kmeans++"``; followed by Lloyd iterations.
+        preserve_sparsity: exact zeros (pruned weights) stay 0 and take no cluster.
+        layers: None (every supported layer) or a list of layer names and/or classes.
+        seed: seed of the random initialisations.
+        fold_batchnorm: fold each BatchNormalization that directly follows a clustered
+            Conv/Depthwise/Separable/Dense layer into that layer's kernel and bias (inference
+            statistics) before k-means, and replace it by ``keras.layers.Identity``; otherwise the
+            TFLite converter folds it at export and the kernel loses its sharing. Each fold is
+            reported; fine-tuning then trains the folded kernel (BN statistics frozen).
+        include_frozen: also cluster layers with ``trainable=False`` (default: left, reported).
+        min_params: leave layers with fewer compressible weights dense (reported as too small).
+
+    The documented flow is ``prune`` -> fit -> ``strip`` -> ``cluster`` -> fit -> ``strip``. The
+    returned model has a ``compression_report`` (also logged): clustered layers, folds, skipped
+    layers with reasons.
+
+    Example:
+        >>> clustered = dc_keras.cluster(dc_keras.strip(pruned), bits={"fc1": 5, "fc3": 6})
+        >>> print(clustered.compression_report)
+        >>> clustered.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+        >>> clustered.fit(x, y, epochs=2)
+        >>> final = dc_keras.strip(clustered)  # each kernel: at most 2**bits distinct non-zeros
+    """
+    if bits is None:
+        bits = {}
+    _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm)
     if not isinstance(model_or_layer, keras.layers.Layer):
         raise ValueError(f"cluster() takes a Keras model or layer, got {type(model_or_layer).__name__}.")
 
@@ -197,34 +225,52 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
             raise ValueError("`layers` only applies to models; pass the layer itself to cluster one layer.")
         layer = model_or_layer
         return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed)
+    return _cluster_model(model_or_layer, bits, init, preserve_sparsity, layers, seed, fold_batchnorm,
+                          include_frozen, min_params)
 
-    model = model_or_layer
+
+def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batchnorm, include_frozen,
+                   min_params):
     existing = _base.find_wrappers(model)
     if existing:
         raise ValueError(
             f"Model {model.name!r} still has {type(existing[0]).__name__} {existing[0].name!r}: "
             "call dc_keras.strip() before cluster() (flow: prune -> fit -> strip -> cluster -> fit -> strip)."
         )
-    chosen = _base.select_layers(model, layers, what="clustered", mapping_ok=False)
+    _base.check_buildable(model, "cluster")
+    chosen, skipped = _base.select_layers(model, layers, what="clustered", mapping_ok=False,
+                                          include_frozen=include_frozen, min_params=min_params)
     if isinstance(bits, dict):
-        names = {l.name for l in _base.flatten_layers(model)}
+        names = {l.name for l, _ in _base.graph_layers(model)}
         unknown = [k for k in bits if isinstance(k, str) and k not in names]
         if unknown:
             raise ValueError(f"Unknown layer name(s) {unknown} in `bits`; model {model.name!r} has {sorted(names)}.")
-
+    folds, notes = bn_fold.plan(model, chosen) if fold_batchnorm else ({}, [])
+    skipped = [(layer, reason) for layer, reason in skipped if id(layer) not in folds]
+    report = _report.build_report("cluster", model, chosen, skipped)
+    report.notes.extend(notes)
     wrappers = []
 
-    def wrap(fresh, original):
+    def replace(original, rebuilder):
+        if id(original) in folds and isinstance(original, keras.layers.BatchNormalization):
+            return keras.layers.Identity(name=original.name)
+        if id(original) in folds:
+            report.folds.append((original.name, folds[id(original)].name))
+            fresh = bn_fold.fold_clone(original, folds[id(original)], rebuilder)
+        else:
+            fresh = rebuilder.clone(original)
         if id(original) not in chosen:
             return fresh
         wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed)
+        wrapper.trainable = fresh.trainable
         wrappers.append(wrapper)
         return wrapper
 
-    new_model, _ = _base.rewrite_model(model, wrap, "cluster")
+    new_model, _ = _base.rewrite_model(model, replace, "cluster")
     for wrapper in wrappers:
-        wrapper.initialize_clusters()
-    return new_model
+        if not wrapper._clustered_at_init:
+            wrapper.initialize_clusters()
+    return _report.attach(new_model, report)
 
 
 __all__ = ["ClusterWrapper", "cluster"]

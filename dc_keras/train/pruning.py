@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dc_keras.train import _base
+from dc_keras.train import _base, report as _report
 from dc_keras.train.schedules import PruningSchedule
 
 _NO_CALLBACK = (
@@ -233,21 +233,30 @@ def _distributed():
     return tf.distribute.has_strategy()
 
 
-def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None):
+def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, include_frozen=False,
+          min_params=0):
     """Wrap the prunable layers of a model (or one layer) for magnitude pruning during ``fit``.
 
     Args:
-        model_or_layer: a Sequential/Functional model (rebuilt with wrappers, weights copied, the
-            input left untouched; the result is not compiled) or a single layer (returns a
-            :class:`PruneWrapper`; use this inside subclassed models).
+        model_or_layer: a Sequential/Functional model (rebuilt with ``keras.models.clone_model``:
+            operator nodes, ``keras.ops`` calls, shared layers, nested models and multiple inputs/
+            outputs are kept; weights copied; the input left untouched; the result is not compiled)
+            or a single layer (returns a :class:`PruneWrapper`; use this inside subclassed models).
         schedule: default schedule, e.g. ``dc_keras.schedules.PolynomialDecay(0.5, 0.9, 0, 1000)``.
         layers: None (every supported layer), a list of layer names and/or classes, or a dict
             name-or-class -> schedule for per-layer targets (the dict's layers only).
         sparsity_m_by_n: optional ``(m, n)`` structured sparsity, e.g. ``(2, 4)``.
+        include_frozen: also prune layers with ``trainable=False`` (or inside a frozen model);
+            by default they are left dense and reported.
+        min_params: leave layers with fewer compressible weights dense (reported as too small).
+
+    The returned model has a ``compression_report`` (:class:`dc_keras.train.CoverageReport`):
+    wrapped layers, share of parameters covered, skipped layers and why; it is also logged.
 
     Example:
         >>> s = dc_keras.schedules.PolynomialDecay(0.0, 0.9, begin_step=0, end_step=1000)
         >>> pruned = dc_keras.prune(model, s, layers=["fc1", "fc2"])
+        >>> print(pruned.compression_report)
         >>> pruned.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         >>> pruned.fit(x, y, epochs=2, callbacks=[dc_keras.PruningCallback()])
         >>> plain = dc_keras.strip(pruned)
@@ -276,16 +285,22 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None):
             f"Model {model.name!r} already has compression wrappers ({existing[0].name!r}); "
             "call dc_keras.strip() first."
         )
-    chosen = _base.select_layers(model, layers, what="pruned")
+    _base.check_buildable(model, "prune")
+    chosen, skipped = _base.select_layers(model, layers, what="pruned", include_frozen=include_frozen,
+                                          min_params=min_params)
+    report = _report.build_report("prune", model, chosen, skipped)
 
-    def wrap(fresh, original):
+    def replace(original, rebuilder):
+        fresh = rebuilder.clone(original)
         if id(original) not in chosen:
             return fresh
         own = chosen[id(original)][1]
-        return PruneWrapper(fresh, own if own is not None else schedule, sparsity_m_by_n=m_by_n)
+        wrapper = PruneWrapper(fresh, own if own is not None else schedule, sparsity_m_by_n=m_by_n)
+        wrapper.trainable = fresh.trainable
+        return wrapper
 
-    new_model, _ = _base.rewrite_model(model, wrap, "prune")
-    return new_model
+    new_model, _ = _base.rewrite_model(model, replace, "prune")
+    return _report.attach(new_model, report)
 
 
 class PruningCallback(keras.callbacks.Callback):

@@ -101,15 +101,15 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
     name, fn, better = _metric(metric, higher_is_better)
     if bits is not None:
         values = [int(b) for b in bits]
-        if not values or any(b < 1 or b > 16 for b in values):
-            raise ValueError(f"`bits` must be a non-empty list of integers in [1, 16], got {bits!r}.")
+        if not values or any(b < 1 or b > _base.MAX_BITS for b in values):
+            raise ValueError(f"`bits` must be a non-empty list of integers in [1, {_base.MAX_BITS}], got {bits!r}.")
         mode = "bits"
     else:
         values = [float(s) for s in sparsities]
         if not values or any(not 0.0 <= s < 1.0 for s in values):
             raise ValueError(f"`sparsities` must be a non-empty list of numbers in [0, 1), got {sparsities!r}.")
         mode = "sparsity"
-    chosen = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
+    chosen, _ = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
     baseline = fn(*_collect(model, data, batch_size))
     report = {"metric": name, "higher_is_better": bool(better), "baseline": baseline, "mode": mode,
               "values": values, "layers": {}}

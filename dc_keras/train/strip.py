@@ -26,20 +26,15 @@ def strip(model_or_layer):
     if not isinstance(model_or_layer, keras.Model):
         return model_or_layer
     model = model_or_layer
-    if not _base._is_graph_model(model):
+    if not _base.is_graph_model(model):
         return _strip_in_place(model)
 
-    def unwrap(fresh, original):
+    def replace(original, rebuilder):
         if isinstance(original, _base.CompressionWrapper):
-            inner = original.layer
-            plain = inner.__class__.from_config(inner.get_config())
-            return plain
-        return fresh
+            return rebuilder.clone(original.layer, weights=original.stripped_weights())
+        return rebuilder.clone(original)
 
-    new_model, pairs = _base.rewrite_model(model, unwrap, "strip")
-    for original, replacement in pairs:
-        if isinstance(original, _base.CompressionWrapper):
-            replacement.set_weights(original.stripped_weights())
+    new_model, _ = _base.rewrite_model(model, replace, "strip")
     return new_model
 
 

@@ -93,7 +93,7 @@ static void check_int8(const dc_sparse_fc* m, const int8_t* w) {
   const size_t batch = 3;
   int8_t* x = malloc(batch * m->cols);
   int8_t* y = malloc(batch * m->rows);
-  int8_t* scratch = malloc((size_t)m->cols * DC_SFC_BATCH_TILE);
+  int32_t* scratch = malloc((size_t)m->cols * DC_SFC_BATCH_TILE * sizeof(int32_t));
   float* scale = malloc(m->rows * sizeof(float));
   REQUIRE(x && y && scratch && scale);
   for (size_t i = 0; i < batch * m->cols; ++i) x[i] = (int8_t)(i * 131 + 7);

@@ -76,12 +76,12 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x,
  * y = clamp(rint((float)acc * scale[r]) + output_zp, qmin, qmax),
  * the fp32 requantization of XNNPACK (round half to even).  scale has rows
  * entries (per-tensor: all equal); bias may be NULL.  scratch: cols *
- * DC_SFC_BATCH_TILE int8 (unused when batch == 1). */
+ * DC_SFC_BATCH_TILE int32 (unused when batch == 1, may then be NULL). */
 DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x,
                               size_t batch, int32_t input_zp,
                               const int32_t* bias, const float* scale,
                               int32_t output_zp, int32_t qmin, int32_t qmax,
-                              int8_t* y, int8_t* scratch);
+                              int8_t* y, int32_t* scratch);
 
 #ifdef __cplusplus
 }

@@ -55,7 +55,9 @@ typedef enum {
   kTfLiteInt16 = 7,
   kTfLiteComplex64 = 8,
   kTfLiteInt8 = 9,
-  kTfLiteFloat16 = 10
+  kTfLiteFloat16 = 10,
+  kTfLiteInt4 = 18,     /* tflite_types.h (TF 2.21); stored two per byte */
+  kTfLiteBFloat16 = 19
 } TfLiteType;
 
 typedef enum {

@@ -365,6 +365,7 @@ dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* bytes) {
           t[1][(hi_ >> 16) & 0xFFu] ^ t[0][hi_ >> 24];                                         \
   } while (0)
 
+#ifndef DC_CRC_SMALL_TABLE
 /* a * b modulo the CRC polynomial (bit-reflected: bit 31 is x^0). */
 static uint32_t crc_mulmod(uint32_t a, uint32_t b) {
   uint32_t m = 1u << 31, prod = 0;
@@ -384,6 +385,7 @@ static uint32_t crc_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
     if (len_b & 1) x = crc_mulmod(dc_crc_x2n[k & 31], x);
   return crc_mulmod(x, crc_a) ^ crc_b;
 }
+#endif
 
 uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len) {
   const uint32_t(*t)[256] = dc_crc_table;

@@ -235,23 +235,53 @@ static void float_batch1(const dc_sparse_fc* m, const float* x,
   }
 }
 
-/* Batch tile: xt holds the tile transposed, xt[c * T + b]. */
-static void float_tile(const dc_sparse_fc* m, const float* xt, uint32_t T,
-                       const float* bias, float lo, float hi, float* y) {
+/* Full tile of 8: the 8 sums stay in registers.  With GCC/Clang the two
+ * halves are 4-lane vectors (SSE / NEON through generic vector extensions;
+ * unaligned loads through memcpy); otherwise plain C. */
+#if defined(__GNUC__)
+typedef float dc_v4f __attribute__((vector_size(16)));
+static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T,
+                        const float* bias, float lo, float hi, float* y) {
   const float* cb = m->codebook;
-  for (uint32_t r = 0; r < m->rows; ++r) {
-    float acc[DC_SFC_BATCH_TILE] = {0};
-    for (uint32_t j = m->row_ptr[r]; j < m->row_ptr[r + 1]; ++j) {
-      const float w = cb[m->code[j]];
-      const float* xp = xt + (size_t)m->col[j] * T;
-      for (uint32_t b = 0; b < T; ++b) acc[b] += w * xp[b];
+  const uint16_t* col = m->col;
+  const uint8_t* code = m->code;
+  const uint32_t rows = m->rows;
+  for (uint32_t r = 0; r < rows; ++r) {
+    dc_v4f a0 = {0.f, 0.f, 0.f, 0.f}, a1 = a0;
+    const uint32_t end = m->row_ptr[r + 1];
+    for (uint32_t j = m->row_ptr[r]; j < end; ++j) {
+      const float w = cb[code[j]];
+      const dc_v4f wv = {w, w, w, w};
+      dc_v4f x0, x1;
+      memcpy(&x0, xt + (size_t)col[j] * 8, sizeof x0);
+      memcpy(&x1, xt + (size_t)col[j] * 8 + 4, sizeof x1);
+      a0 += wv * x0;
+      a1 += wv * x1;
     }
+    float a[8];
+    memcpy(a, &a0, sizeof a0);
+    memcpy(a + 4, &a1, sizeof a1);
     const float bv = bias ? bias[r] : 0.f;
-    for (uint32_t b = 0; b < T; ++b) {
-      y[(size_t)b * m->rows + r] = clampf(acc[b] + bv, lo, hi);
-    }
+    for (uint32_t b = 0; b < T; ++b) y[(size_t)b * rows + r] = clampf(a[b] + bv, lo, hi);
   }
 }
+#else
+static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T,
+                        const float* bias, float lo, float hi, float* y) {
+  const float* cb = m->codebook;
+  const uint32_t rows = m->rows;
+  for (uint32_t r = 0; r < rows; ++r) {
+    float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (uint32_t j = m->row_ptr[r]; j < m->row_ptr[r + 1]; ++j) {
+      const float w = cb[m->code[j]];
+      const float* xp = xt + (size_t)m->col[j] * 8;
+      for (int b = 0; b < 8; ++b) a[b] += w * xp[b];
+    }
+    const float bv = bias ? bias[r] : 0.f;
+    for (uint32_t b = 0; b < T; ++b) y[(size_t)b * rows + r] = clampf(a[b] + bv, lo, hi);
+  }
+}
+#endif
 
 DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x,
                                size_t batch, const float* bias, float act_min,
@@ -264,11 +294,14 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x,
       ++b0;
       continue;
     }
+    /* tile of T <= 8 batch rows, transposed: scratch[c * 8 + b], zeros past T */
     uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
     for (size_t c = 0; c < cols; ++c) {
-      for (uint32_t b = 0; b < T; ++b) scratch[c * T + b] = x[(b0 + b) * cols + c];
+      for (uint32_t b = 0; b < 8; ++b) {
+        scratch[c * 8 + b] = b < T ? x[(b0 + b) * cols + c] : 0.f;
+      }
     }
-    float_tile(m, scratch, T, bias, act_min, act_max, y + b0 * rows);
+    float_tile8(m, scratch, T, bias, act_min, act_max, y + b0 * rows);
     b0 += T;
   }
 }
@@ -315,19 +348,43 @@ static void int8_batch1(const dc_sparse_fc* m, const int8_t* x, int32_t izp,
   }
 }
 
-static void int8_tile(const dc_sparse_fc* m, const int8_t* xt, uint32_t T,
-                      int32_t izp, const int32_t* bias, const float* scale,
-                      int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
-  for (uint32_t r = 0; r < m->rows; ++r) {
-    int32_t acc[DC_SFC_BATCH_TILE] = {0};
-    for (uint32_t j = m->row_ptr[r]; j < m->row_ptr[r + 1]; ++j) {
-      const int32_t w = (int8_t)m->code[j];
-      const int8_t* xp = xt + (size_t)m->col[j] * T;
-      for (uint32_t b = 0; b < T; ++b) acc[b] += w * xp[b];
+/* Tile of T <= 8 batch rows; xt[c * 8 + b] = x as int32, zeros past T. */
+#if defined(__GNUC__)
+typedef int32_t dc_v4i __attribute__((vector_size(16)));
+#endif
+static void int8_tile8(const dc_sparse_fc* m, const int32_t* xt, uint32_t T,
+                       int32_t izp, const int32_t* bias, const float* scale,
+                       int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
+  const uint16_t* col = m->col;
+  const uint8_t* code = m->code;
+  const uint32_t rows = m->rows;
+  for (uint32_t r = 0; r < rows; ++r) {
+    int32_t acc[8];
+    const uint32_t end = m->row_ptr[r + 1];
+#if defined(__GNUC__)
+    dc_v4i a0 = {0, 0, 0, 0}, a1 = a0;
+    for (uint32_t j = m->row_ptr[r]; j < end; ++j) {
+      const int32_t w = (int8_t)code[j];
+      const dc_v4i wv = {w, w, w, w};
+      dc_v4i x0, x1;
+      memcpy(&x0, xt + (size_t)col[j] * 8, sizeof x0);
+      memcpy(&x1, xt + (size_t)col[j] * 8 + 4, sizeof x1);
+      a0 += wv * x0; /* |sum| < 2^30: no overflow */
+      a1 += wv * x1;
     }
+    memcpy(acc, &a0, sizeof a0);
+    memcpy(acc + 4, &a1, sizeof a1);
+#else
+    for (int b = 0; b < 8; ++b) acc[b] = 0;
+    for (uint32_t j = m->row_ptr[r]; j < end; ++j) {
+      const int32_t w = (int8_t)code[j];
+      const int32_t* xp = xt + (size_t)col[j] * 8;
+      for (int b = 0; b < 8; ++b) acc[b] += w * xp[b];
+    }
+#endif
     const int32_t off = offset(m, r, izp, bias);
     for (uint32_t b = 0; b < T; ++b) {
-      y[(size_t)b * m->rows + r] =
+      y[(size_t)b * rows + r] =
           requantize(wrap_add(acc[b], off), scale[r], ozp, qmin, qmax);
     }
   }
@@ -337,7 +394,7 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x,
                               size_t batch, int32_t input_zp,
                               const int32_t* bias, const float* scale,
                               int32_t output_zp, int32_t qmin, int32_t qmax,
-                              int8_t* y, int8_t* scratch) {
+                              int8_t* y, int32_t* scratch) {
   const size_t cols = m->cols, rows = m->rows;
   for (size_t b0 = 0; b0 < batch;) {
     size_t left = batch - b0;
@@ -349,10 +406,12 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x,
     }
     uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
     for (size_t c = 0; c < cols; ++c) {
-      for (uint32_t b = 0; b < T; ++b) scratch[c * T + b] = x[(b0 + b) * cols + c];
+      for (uint32_t b = 0; b < 8; ++b) {
+        scratch[c * 8 + b] = b < T ? x[(b0 + b) * cols + c] : 0;
+      }
     }
-    int8_tile(m, scratch, T, input_zp, bias, scale, output_zp, qmin, qmax,
-              y + b0 * rows);
+    int8_tile8(m, scratch, T, input_zp, bias, scale, output_zp, qmin, qmax,
+               y + b0 * rows);
     b0 += T;
   }
 }

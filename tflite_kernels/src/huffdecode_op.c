@@ -63,7 +63,9 @@ static int dc_to_tflite_type(uint32_t dtype) {
     case DC_DTYPE_UINT8: return kTfLiteUInt8;
     case DC_DTYPE_INT16: return kTfLiteInt16;
     case DC_DTYPE_INT8: return kTfLiteInt8;
-    default: return -1;
+    case DC_DTYPE_INT4: return kTfLiteInt4;
+    case DC_DTYPE_BFLOAT16: return kTfLiteBFloat16;
+    default: return -1; /* int2/uint4: TFLite 2.21 cannot size such tensors */
   }
 }
 
@@ -71,6 +73,8 @@ static const char* type_name(int t) {
   switch (t) {
     case kTfLiteFloat32: return "float32";
     case kTfLiteFloat16: return "float16";
+    case kTfLiteInt4: return "int4";
+    case kTfLiteBFloat16: return "bfloat16";
     case kTfLiteInt32: return "int32";
     case kTfLiteUInt8: return "uint8";
     case kTfLiteInt16: return "int16";
@@ -80,6 +84,14 @@ static const char* type_name(int t) {
     case kTfLiteString: return "string";
     default: return "unsupported type";
   }
+}
+
+/* The output's byte size fits the decoded tensor: equal, or for int4 the
+ * runtime's one-byte-per-element size (the data stays packed, §13). */
+static int output_size_ok(const TfLiteTensor* out, const dc_tensor_info* info) {
+  if ((uint64_t)out->bytes == info->output_bytes) return 1;
+  return info->dtype == DC_DTYPE_INT4 &&
+         (uint64_t)out->bytes == info->num_elements;
 }
 
 static const char* tensor_name(const TfLiteTensor* t) {
@@ -241,16 +253,21 @@ static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
     for (uint32_t k = 0; k < info.rank; ++k) shape->data[k] = dims[k];
     rs = context->ResizeTensor(context, out, shape); /* takes ownership */
   }
+  /* TFLite sizes int4 tensors at one byte per element (util.cc GetSizeOfType)
+   * although kernels read them packed two per byte: accept the larger size. */
   if (rs != kTfLiteOk || out->data.data == NULL ||
-      (uint64_t)out->bytes != info.output_bytes) {
+      !output_size_ok(out, &info)) {
     context->ReportError(context,
                          "HuffDecode(%s): could not allocate %llu bytes for the "
                          "decoded tensor",
                          tensor_name(out), (unsigned long long)info.output_bytes);
     return kTfLiteError;
   }
+  if (out->bytes > info.output_bytes) {
+    memset((uint8_t*)out->data.data + info.output_bytes, 0, out->bytes - info.output_bytes);
+  }
   dc_status st = dc_decode((const uint8_t*)in->data.raw_const, in->bytes,
-                           out->data.data, out->bytes);
+                           out->data.data, (size_t)info.output_bytes);
   if (st != DC_OK) {
     context->ReportError(context, "HuffDecode(%s): decoding failed: %s",
                          tensor_name(out), dc_strerror(st));
@@ -344,6 +361,15 @@ typedef struct {
   void** blocks;          /* raw malloc blocks of decoded tensors */
   size_t num_blocks, cap_blocks;
   int compressed;         /* option weights=compressed */
+  int keep_decoded;       /* option keep_decoded=1: never release decoded weights */
+  struct Decoded* dec;    /* decoded weight tensors (release bookkeeping) */
+  size_t num_dec, cap_dec;
+  /* The runtime's GetExecutionPlan / GetNodeAndRegistration as seen during
+   * Prepare (kernels get stubs that refuse): plain accessors of the subgraph
+   * behind context->impl_, used by release_packed_copies. */
+  TfLiteStatus (*get_plan)(struct TfLiteContext*, TfLiteIntArray**);
+  TfLiteStatus (*get_node)(struct TfLiteContext*, int, TfLiteNode**,
+                           TfLiteRegistration**);
   FcPlan** fcs;           /* compressed FC nodes (stable pointers) */
   size_t num_fcs, cap_fcs;
   char* report;           /* one line per FC considered (DcKerasHuffDecodeDelegateReport) */
@@ -380,6 +406,44 @@ static void report_line(DcDelegate* d, const char* fmt, ...) {
   }
   memcpy(d->report + d->report_len, line, len + 1);
   d->report_len += len;
+}
+
+/* A tensor decoded by the delegate.  Its block may be released once every
+ * consumer is a FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D node (filter
+ * input only) that the XNNPACK delegate took over: XNNPACK packs such static
+ * filters into its own memory when it creates its runtime and only reshapes
+ * (never repacks) on a resize.  If the delegates are applied again, the
+ * delegate's Prepare decodes it again. */
+typedef struct Decoded {
+  int tensor;
+  void* block;     /* malloc block, NULL once released */
+  int* consumers;  /* original node indices */
+  int num_consumers;
+  int eligible;
+} Decoded;
+
+static Decoded* find_decoded(const DcDelegate* d, int tensor) {
+  for (size_t i = 0; i < d->num_dec; ++i) {
+    if (d->dec[i].tensor == tensor) return &d->dec[i];
+  }
+  return NULL;
+}
+
+static void track_decoded(DcDelegate* d, int tensor, void* block) {
+  Decoded* r = find_decoded(d, tensor);
+  if (!r) {
+    if (d->num_dec == d->cap_dec) {
+      size_t cap = d->cap_dec ? 2 * d->cap_dec : 16;
+      Decoded* nd = (Decoded*)realloc(d->dec, cap * sizeof(Decoded));
+      if (!nd) return; /* untracked: simply never released */
+      d->dec = nd;
+      d->cap_dec = cap;
+    }
+    r = &d->dec[d->num_dec++];
+    memset(r, 0, sizeof *r);
+    r->tensor = tensor;
+  }
+  r->block = block;
 }
 
 static FcPlan* find_fc(const DcDelegate* d, int node) {
@@ -490,6 +554,8 @@ static TfLiteStatus fc_prepare(TfLiteContext* context, const KernelState* ks,
   return context->ResizeTensor(context, out, shape); /* takes ownership */
 }
 
+static void release_packed_copies(TfLiteContext* context, DcDelegate* d);
+
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   DcDelegate* d = node->delegate ? (DcDelegate*)node->delegate->data_ : NULL;
   KernelState* ks = (KernelState*)node->user_data;
@@ -504,11 +570,14 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   for (int k = 0; node->outputs && k < node->outputs->size; ++k) {
     int t = node->outputs->data[k];
     if (t < 0 || (size_t)t >= context->tensors_size ||
-        (!is_fc_output(ks, t) && context->tensors[t].data.data == NULL)) {
+        (!is_fc_output(ks, t) && context->tensors[t].data.data == NULL &&
+         context->tensors[t].bytes != 0 &&
+         !(find_decoded(d, t) && !find_decoded(d, t)->block))) {
       context->ReportError(context, "HuffDecode delegate: output %d not decoded", t);
       return kTfLiteError;
     }
   }
+  release_packed_copies(context, d);
   size_t need = 0;
   for (int i = 0; ks && i < ks->num_fcs; ++i) {
     size_t batch = 0;
@@ -552,7 +621,7 @@ static TfLiteStatus fc_invoke(TfLiteContext* context, const KernelState* ks,
                       p->input_zp,
                       bias ? (const int32_t*)bias->data.raw_const : NULL,
                       p->scale, p->output_zp, p->qmin, p->qmax,
-                      (int8_t*)out->data.data, (int8_t*)ks->scratch);
+                      (int8_t*)out->data.data, (int32_t*)ks->scratch);
   }
   return kTfLiteOk;
 }
@@ -576,14 +645,18 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
     return 1; /* already decoded (delegate applied again) */
   }
   if (!check_packed(in, out, &info, msg, msg_size)) return 0;
-  if ((uint64_t)out->bytes != info.output_bytes) {
+  const Decoded* prev = find_decoded(d, node->outputs->data[0]);
+  if (prev && !prev->block && out->bytes == 0) {
+    out->bytes = (size_t)info.output_bytes; /* released earlier: decode again */
+  }
+  if (!output_size_ok(out, &info)) {
     set_msg(msg, msg_size, "HuffDecode(%s): output byte size %llu != %llu",
             tensor_name(out), (unsigned long long)out->bytes,
             (unsigned long long)info.output_bytes);
     return 0;
   }
-  size_t n = (size_t)info.output_bytes;
-  void* block = malloc(n + kDecodedAlignment);
+  size_t n = (size_t)out->bytes; /* >= output_bytes (int4: see output_size_ok) */
+  void* block = calloc(1, n + kDecodedAlignment);
   if (!block || !delegate_keep(d, block)) {
     free(block);
     set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)",
@@ -593,7 +666,7 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
   uintptr_t p = ((uintptr_t)block + kDecodedAlignment - 1) &
                 ~(uintptr_t)(kDecodedAlignment - 1);
   dc_status st = dc_decode((const uint8_t*)in->data.raw_const, in->bytes,
-                           (void*)p, n);
+                           (void*)p, (size_t)info.output_bytes);
   if (st != DC_OK) {
     set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s",
             tensor_name(out), dc_strerror(st));
@@ -601,6 +674,7 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
   }
   out->data.data = (void*)p;
   out->allocation_type = kTfLiteMmapRo;
+  track_decoded(d, node->outputs->data[0], block);
   return 1;
 }
 
@@ -895,10 +969,112 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
   }
 }
 
+/* Records, for every decoded tensor, its consumers in the original graph and
+ * whether they are all filter inputs of FC / conv nodes (release-eligible). */
+static void note_consumers(DcDelegate* d, const PlanNode* pn, int n) {
+  for (size_t i = 0; i < d->num_dec; ++i) {
+    Decoded* r = &d->dec[i];
+    if (r->consumers) continue; /* the original graph does not change */
+    int count = 0, ok = 1;
+    for (int k = 0; k < n; ++k) {
+      const TfLiteIntArray* ins = pn[k].node->inputs;
+      for (int j = 0; ins && j < ins->size; ++j) {
+        if (ins->data[j] != r->tensor) continue;
+        int code = pn[k].reg->builtin_code;
+        ok &= j == 1 && (code == kTfLiteBuiltinFullyConnected || code == 3 || code == 4);
+        ++count;
+      }
+    }
+    r->consumers = (int*)malloc(sizeof(int) * (size_t)(count ? count : 1));
+    if (!r->consumers) continue;
+    r->num_consumers = 0;
+    for (int k = 0; k < n; ++k) {
+      const TfLiteIntArray* ins = pn[k].node->inputs;
+      for (int j = 0; ins && j < ins->size; ++j) {
+        if (ins->data[j] == r->tensor) r->consumers[r->num_consumers++] = pn[k].index;
+      }
+    }
+    r->eligible = ok && count > 0;
+  }
+}
+
+static int in_list(const int* a, int n, int v) {
+  for (int i = 0; i < n; ++i) {
+    if (a[i] == v) return 1;
+  }
+  return 0;
+}
+
+/* Original node indices that XNNPACK delegate kernels in the current plan took. */
+static int* xnnpack_taken(TfLiteContext* context, const DcDelegate* d, int* num) {
+  TfLiteIntArray* plan = NULL;
+  int* taken = NULL;
+  int cap = 0;
+  *num = 0;
+  if (!d->get_plan || !d->get_node || d->get_plan(context, &plan) != kTfLiteOk || !plan) {
+    return NULL;
+  }
+  for (int k = 0; k < plan->size; ++k) {
+    TfLiteNode* node = NULL;
+    TfLiteRegistration* reg = NULL;
+    if (d->get_node(context, plan->data[k], &node, &reg) != kTfLiteOk || !node || !reg ||
+        reg->builtin_code != kBuiltinDelegate || !reg->custom_name ||
+        strcmp(reg->custom_name, "TfLiteXNNPackDelegate") != 0 || !node->builtin_data) {
+      continue;
+    }
+    const TfLiteIntArray* nodes =
+        ((const TfLiteDelegateParams*)node->builtin_data)->nodes_to_replace;
+    for (int i = 0; nodes && i < nodes->size; ++i) {
+      if (*num == cap) {
+        cap = cap ? 2 * cap : 64;
+        int* nt = (int*)realloc(taken, sizeof(int) * (size_t)cap);
+        if (!nt) {
+          free(taken);
+          *num = 0;
+          return NULL;
+        }
+        taken = nt;
+      }
+      taken[(*num)++] = nodes->data[i];
+    }
+  }
+  return taken;
+}
+
+/* Frees decoded weights whose consumers the XNNPACK delegate has all taken
+ * (it packed its own copy when it created its runtime). */
+static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
+  int pending = 0;
+  for (size_t i = 0; i < d->num_dec; ++i) pending |= d->dec[i].block && d->dec[i].eligible;
+  if (d->keep_decoded || !pending) return;
+  int num_taken = 0;
+  int* taken = xnnpack_taken(context, d, &num_taken);
+  for (size_t i = 0; taken && i < d->num_dec; ++i) {
+    Decoded* r = &d->dec[i];
+    if (!r->block || !r->eligible) continue;
+    int all = 1;
+    for (int c = 0; c < r->num_consumers && all; ++c) {
+      all = in_list(taken, num_taken, r->consumers[c]);
+    }
+    if (!all) continue;
+    for (size_t b = 0; b < d->num_blocks; ++b) {
+      if (d->blocks[b] == r->block) d->blocks[b] = NULL;
+    }
+    free(r->block);
+    r->block = NULL;
+    /* bytes 0: the runtime's "input lacks data" check skips empty tensors */
+    context->tensors[r->tensor].data.data = NULL;
+    context->tensors[r->tensor].bytes = 0;
+  }
+  free(taken);
+}
+
 static TfLiteStatus delegate_prepare(TfLiteContext* context,
                                      TfLiteDelegate* delegate) {
   DcDelegate* d = (DcDelegate*)delegate->data_;
   TfLiteIntArray* plan = NULL;
+  d->get_plan = context->GetExecutionPlan;
+  d->get_node = context->GetNodeAndRegistration;
   if (context->GetExecutionPlan(context, &plan) != kTfLiteOk || !plan) {
     return kTfLiteError;
   }
@@ -939,6 +1115,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context,
     PlanNode* h = huff_feeding(pn, n, pn[k].fc_packed);
     if (h) settle_candidate(context, d, &pn[k], h);
   }
+  note_consumers(d, pn, n);
   claimed->size = 0;
   for (int k = 0; k < n; ++k) {
     if (is_huff(pn[k].reg) || (pn[k].fc_packed >= 0 && pn[k].skip == 2)) {
@@ -971,6 +1148,11 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
   for (size_t i = 0; i < n; ++i) {
     const char* k = keys ? keys[i] : NULL;
     const char* v = values ? values[i] : NULL;
+    if (k && v && strcmp(k, "keep_decoded") == 0 &&
+        (strcmp(v, "0") == 0 || strcmp(v, "1") == 0)) {
+      d->keep_decoded = v[0] == '1';
+      continue;
+    }
     if (k && v && strcmp(k, "weights") == 0 &&
         (strcmp(v, "decoded") == 0 || strcmp(v, "compressed") == 0)) {
       d->compressed = strcmp(v, "compressed") == 0;
@@ -978,7 +1160,7 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
     }
     snprintf(msg, sizeof msg,
              "dc_keras HuffDecode delegate: unknown option %s=%s (the only option is "
-             "weights=decoded|compressed)", k ? k : "(null)", v ? v : "(null)");
+             "weights=decoded|compressed, keep_decoded=0|1)", k ? k : "(null)", v ? v : "(null)");
     if (report_error) report_error(msg);
     return 0;
   }
@@ -1009,6 +1191,8 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (!delegate) return;
   DcDelegate* d = (DcDelegate*)delegate->data_;
   for (size_t i = 0; i < d->num_blocks; ++i) free(d->blocks[i]);
+  for (size_t i = 0; i < d->num_dec; ++i) free(d->dec[i].consumers);
+  free(d->dec);
   for (size_t i = 0; i < d->num_fcs; ++i) fc_plan_free(d->fcs[i]);
   free(d->blocks);
   free(d->fcs);

@@ -106,7 +106,7 @@ static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_s
     scale[r] = 0.0005f + (float)(rnd() % 1000) * 1e-5f;
   }
   int8_t* y = malloc(batch * rows);
-  int8_t* scratch = malloc(cols * DC_SFC_BATCH_TILE);
+  int32_t* scratch = malloc(cols * DC_SFC_BATCH_TILE * sizeof(int32_t));
   const int32_t izp = -7, ozp = 3, qmin = -100, qmax = 120;
   dc_sparse_fc_int8(m, x, batch, izp, bias, scale, ozp, qmin, qmax, y, scratch);
   for (size_t b = 0; b < batch; ++b) {

@@ -7,7 +7,8 @@ JOBS.json is a list of jobs::
 
     [{"model": "m.tflite", "inputs": "in.npz", "output": "out.npz",
       "runtime": "litert" | "dc_keras", "library": "/path/libdc_huffdecode.so",
-      "resolver": "without_default_delegates" | "default", "expect_error": false}]
+      "resolver": "without_default_delegates" | "default", "expect_error": false,
+      "weights": "decoded" | "compressed"}]
 
 ``inputs`` holds arrays ``x0, x1, ...`` for the model's inputs in order; each array's first axis
 is a batch of samples that are fed one at a time (models have batch size 1).  ``output`` receives
@@ -48,6 +49,7 @@ def _interpreter(job):
         from dc_keras import runtime
 
         interp = runtime.Interpreter(model_path=job["model"], backend="litert",
+                                     weights=job.get("weights", "decoded"),
                                      experimental_op_resolver_type=resolver)
     else:
         interp = litert.Interpreter(model_path=job["model"], experimental_op_resolver_type=resolver)
@@ -78,7 +80,10 @@ def run_job(job):
         for k, d in enumerate(out_details):
             outs[k].append(interp.get_tensor(d["index"]).copy())
     tmp = job["output"] + ".tmp.npz"
-    np.savez(tmp, **{f"y{k}": np.concatenate(o, axis=0) for k, o in enumerate(outs)})
+    extra = {}
+    if job.get("weights") and hasattr(interp, "compressed_report"):  # routes taken, as JSON text
+        extra["report"] = np.array(json.dumps(interp.compressed_report()))
+    np.savez(tmp, **{f"y{k}": np.concatenate(o, axis=0) for k, o in enumerate(outs)}, **extra)
     os.replace(tmp, job["output"])
 
 

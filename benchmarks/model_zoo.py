@@ -1,0 +1,451 @@
+"""Model zoo: the five-call Deep Compression recipe on the models people ship, measured end to end.
+
+    prune -> fit -> strip -> cluster -> fit -> strip -> export.to_tflite
+
+Models (one row each in ``ZOO``; per-model settings live only there):
+
+* ``mobilenetv2_035``: ``keras.applications.MobileNetV2(alpha=0.35, weights=None)`` on
+  Fashion-MNIST padded 28 -> 32 px and repeated to 3 channels (32x32x3: MobileNetV2's smallest
+  input, which keeps CPU time sane).
+* ``resnet``: a ResNet-style CNN whose residual joins are written with ``+`` (Conv + BN blocks), on
+  Fashion-MNIST 28x28x1.
+* ``ds_cnn``: a keyword-spotting style DS-CNN (Conv + BN, then DepthwiseConv + BN + 1x1 Conv + BN
+  blocks), on Fashion-MNIST 28x28x1.
+* ``lstm``, ``transformer`` (MultiHeadAttention + Dense encoder blocks), ``conv1d``: on a generated
+  sequence task (``make_sequences``): 10 classes, each a fixed random motif (6 steps x 8 features,
+  rule seed 1234) added at a random position of a 32-step Gaussian-noise sequence.
+
+Per-layer choices follow fixed rules (``sparsity_plan``), never the test data: layers with fewer
+than ``min_params`` weights and the first layer that sees the input stay dense (they are clustered
+only); every other covered layer gets the model's sparsity (``sparsity_big`` for layers with at least
+``big_params`` weights); ``bits`` for every clustered layer. Training uses 5,000 (image) / 2,000
+(sequence) training samples as a validation split (reported, never used for choices); errors are
+measured on the full held-out test split through the ``.tflite`` interpreter (packed file). Every
+model's packed outputs are compared bit for bit with the unpacked ``.tflite`` of the same final model.
+
+    nice .venv/bin/python benchmarks/model_zoo.py                       # all models, JSON + log
+    .venv/bin/python benchmarks/model_zoo.py --models=ds_cnn,lstm --epoch_scale=0.25
+    .venv/bin/python benchmarks/results_doc.py ... --zoo docs/results/model_zoo.json
+"""
+import inspect as _inspect
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", None, "zoo models to run (default: all): " + ", ".join(
+    ["mobilenetv2_035", "resnet", "ds_cnn", "lstm", "transformer", "conv1d"]))
+flags.DEFINE_string("json", os.path.join(HERE, "..", "docs", "results", "model_zoo.json"), "output JSON")
+flags.DEFINE_float("epoch_scale", 1.0, "multiplies every epoch count of ZOO (rounded, at least 1)")
+flags.DEFINE_integer("train_subset", 0, "training samples per model (0: ZOO's train_samples); for quick runs")
+flags.DEFINE_bool("update", False, "keep the other models' rows of an existing --json (each row records "
+                  "its own date, load and commit); replace only the rows of the models run now")
+flags.DEFINE_integer("seed", 0, "training seed")
+flags.DEFINE_string("work_dir", os.path.expanduser("~/.cache/dc_keras/zoo"), "where .tflite files go")
+
+SEQ_T, SEQ_F, SEQ_CLASSES, MOTIF = 32, 8, 10, 6
+
+# Goals of issue 14 (whole-file ratio vs the float .tflite, error increase in percentage points).
+GOALS = {"mobilenetv2_035": (10.0, 1.0), "resnet": (15.0, 1.0), "ds_cnn": (15.0, 1.0),
+         "lstm": (8.0, 1.0), "transformer": (8.0, 1.0), "conv1d": None}
+
+# One row per model: builder, data, epochs (baseline, prune, cluster), sparsity rule, bits.
+ZOO = {
+    "mobilenetv2_035": dict(data="fashion32x3", train_samples=20000, epochs=(5, 4, 1), sparsity=0.75,
+                            sparsity_big=0.85, big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
+    "resnet": dict(data="fashion", train_samples=20000, epochs=(4, 4, 1), sparsity=0.85, sparsity_big=0.9,
+                   big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
+    "ds_cnn": dict(data="fashion", train_samples=20000, epochs=(5, 4, 1), sparsity=0.8, sparsity_big=0.85,
+                   big_params=10000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
+    "lstm": dict(data="sequences", train_samples=20000, epochs=(8, 6, 1), sparsity=0.8, sparsity_big=0.85,
+                 big_params=20000, min_params=1000, bits=5, lr=3e-3, prune_lr=1e-3),
+    "transformer": dict(data="sequences", train_samples=20000, epochs=(6, 4, 1), sparsity=0.8,
+                        sparsity_big=0.85, big_params=10000, min_params=1000, bits=5, lr=1e-3, prune_lr=5e-4),
+    "conv1d": dict(data="sequences", train_samples=20000, epochs=(6, 4, 1), sparsity=0.8, sparsity_big=0.85,
+                   big_params=10000, min_params=1000, bits=5, lr=3e-3, prune_lr=1e-3),
+}
+
+
+# ----------------------------------------------------------------------------------------- models
+def mobilenetv2_035(input_shape=(32, 32, 3), classes=10, tiny=False):
+    """``keras.applications.MobileNetV2(alpha=0.35, weights=None)``; ``tiny``: two inverted-residual
+    blocks of the same design (1x1 expand + BN + ReLU6, 3x3 depthwise + BN + ReLU6, 1x1 project + BN,
+    residual Add), for tests: the 155-layer application takes minutes to wrap on a loaded CPU."""
+    import keras
+    from keras import layers
+
+    if not tiny:
+        model = keras.applications.MobileNetV2(input_shape=input_shape, alpha=0.35, weights=None, classes=classes)
+        for layer in model.layers:  # the application's BN momentum 0.999 needs ~10k steps before its
+            if isinstance(layer, layers.BatchNormalization):  # moving statistics fit; we train ~800
+                layer.momentum = 0.9
+        return model
+    inp = keras.Input(input_shape)
+    h = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="Conv1")(inp)
+    h = layers.ReLU(6.0)(layers.BatchNormalization(name="bn_Conv1")(h))
+    for b in range(2):
+        x = layers.Conv2D(48, 1, use_bias=False, name=f"block_{b}_expand")(h)
+        x = layers.ReLU(6.0)(layers.BatchNormalization(name=f"block_{b}_expand_BN")(x))
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"block_{b}_depthwise")(x)
+        x = layers.ReLU(6.0)(layers.BatchNormalization(name=f"block_{b}_depthwise_BN")(x))
+        x = layers.Conv2D(8, 1, use_bias=False, name=f"block_{b}_project")(x)
+        h = layers.Add()([h, layers.BatchNormalization(name=f"block_{b}_project_BN")(x)])
+    h = layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inp, layers.Dense(classes, activation="softmax", name="predictions")(h))
+
+
+def resnet(input_shape=(28, 28, 1), classes=10, tiny=False):
+    import keras
+    from keras import layers
+
+    widths = (8, 16) if tiny else (24, 48, 96)
+
+    def conv_bn(h, filters, stride=1, kernel=3, name=None):
+        h = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(h)
+        return layers.BatchNormalization(name=name + "_bn")(h)
+
+    inp = keras.Input(input_shape)
+    h = keras.ops.relu(conv_bn(inp, widths[0], 2, name="stem"))
+    for s, width in enumerate(widths):
+        stride = 1 if s == 0 else 2
+        shortcut = h if stride == 1 and s == 0 else conv_bn(h, width, stride, 1, name=f"s{s}_proj")
+        r = keras.ops.relu(conv_bn(h, width, stride, name=f"s{s}_a"))
+        h = keras.ops.relu(conv_bn(r, width, name=f"s{s}_b") + shortcut)
+    h = layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inp, layers.Dense(classes, activation="softmax", name="fc")(h), name="resnet")
+
+
+def ds_cnn(input_shape=(28, 28, 1), classes=10, tiny=False):
+    import keras
+    from keras import layers
+
+    widths = (8, 16) if tiny else (64, 128)
+    inp = keras.Input(input_shape)
+    h = layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False, name="conv0")(inp)
+    h = layers.ReLU()(layers.BatchNormalization(name="conv0_bn")(h))
+    for i, stride in enumerate((2, 1, 1, 1)):  # 14x14 -> 7x7, then three blocks at 7x7
+        h = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"dw{i}")(h)
+        h = layers.ReLU()(layers.BatchNormalization(name=f"dw{i}_bn")(h))
+        h = layers.Conv2D(widths[1], 1, use_bias=False, name=f"pw{i}")(h)
+        h = layers.ReLU()(layers.BatchNormalization(name=f"pw{i}_bn")(h))
+    h = layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inp, layers.Dense(classes, activation="softmax", name="fc")(h), name="ds_cnn")
+
+
+def lstm(input_shape=(SEQ_T, SEQ_F), classes=SEQ_CLASSES, tiny=False):
+    import keras
+    from keras import layers
+
+    inp = keras.Input(input_shape)
+    h = layers.LSTM(16 if tiny else 128, name="lstm")(inp)
+    return keras.Model(inp, layers.Dense(classes, activation="softmax", name="fc")(h), name="lstm")
+
+
+def transformer(input_shape=(SEQ_T, SEQ_F), classes=SEQ_CLASSES, tiny=False):
+    import keras
+    from keras import layers
+
+    d, heads, ffn, blocks = (16, 2, 32, 1) if tiny else (64, 4, 128, 2)
+    inp = keras.Input(input_shape)
+    h = layers.Dense(d, name="embed")(inp)
+    h = h + layers.Embedding(input_shape[0], d, name="pos")(keras.ops.arange(input_shape[0]))
+    for b in range(blocks):
+        a = layers.MultiHeadAttention(heads, d // heads, name=f"mha{b}")(h, h)
+        h = layers.LayerNormalization(name=f"ln{b}a")(h + a)
+        f = layers.Dense(ffn, activation="relu", name=f"ffn{b}a")(h)
+        h = layers.LayerNormalization(name=f"ln{b}b")(h + layers.Dense(d, name=f"ffn{b}b")(f))
+    h = layers.GlobalAveragePooling1D()(h)
+    return keras.Model(inp, layers.Dense(classes, activation="softmax", name="fc")(h), name="transformer")
+
+
+def conv1d(input_shape=(SEQ_T, SEQ_F), classes=SEQ_CLASSES, tiny=False):
+    import keras
+    from keras import layers
+
+    w = (8, 16) if tiny else (64, 128)
+    inp = keras.Input(input_shape)
+    h = layers.Conv1D(w[0], 5, padding="same", activation="relu", name="c1")(inp)
+    h = layers.Conv1D(w[1], 5, strides=2, padding="same", activation="relu", name="c2")(h)
+    h = layers.Conv1D(w[1], 3, padding="same", activation="relu", name="c3")(h)
+    h = layers.GlobalMaxPooling1D()(h)
+    h = layers.Dense(w[1], activation="relu", name="fc1")(h)
+    return keras.Model(inp, layers.Dense(classes, activation="softmax", name="fc")(h), name="conv1d")
+
+
+BUILDERS = {"mobilenetv2_035": mobilenetv2_035, "resnet": resnet, "ds_cnn": ds_cnn, "lstm": lstm,
+            "transformer": transformer, "conv1d": conv1d}
+
+
+# ------------------------------------------------------------------------------------------- data
+def make_sequences(n, seed):
+    """The generated sequence task: class c = motif c (fixed by rule seed 1234, 6 steps x 8 features,
+    amplitude 0.6) added at a random position of a 32x8 standard-normal sequence."""
+    motifs = 0.6 * np.random.default_rng(1234).normal(size=(SEQ_CLASSES, MOTIF, SEQ_F))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, SEQ_CLASSES, n)
+    x = rng.normal(size=(n, SEQ_T, SEQ_F))
+    pos = rng.integers(0, SEQ_T - MOTIF + 1, n)
+    steps = pos[:, None] + np.arange(MOTIF)[None, :]
+    x[np.arange(n)[:, None], steps] += motifs[y]
+    return x.astype("float32"), y.astype("int64")
+
+
+def load(data, train_subset=0):
+    """(x_train, y_train), (x_val, y_val), (x_test, y_test) for a ZOO ``data`` kind."""
+    if data == "sequences":
+        x, y = make_sequences(22000, seed=1)
+        xt, yt = make_sequences(5000, seed=2)
+        val = 2000
+    else:
+        from dc_keras.datasets import fashion_mnist
+
+        (x, y), (xt, yt) = fashion_mnist.load_data()
+        x, xt = (_images(a, data) for a in (x, xt))
+        y, yt = y.astype("int64"), yt.astype("int64")
+        val = 5000
+    x_train, y_train, x_val, y_val = x[:-val], y[:-val], x[-val:], y[-val:]
+    if train_subset:
+        x_train, y_train = x_train[:train_subset], y_train[:train_subset]
+    return (x_train, y_train), (x_val, y_val), (xt, yt)
+
+
+def _images(a, data):
+    a = a.astype("float32") / 255.0
+    if data == "fashion32x3":  # 28 -> 32 px (zero border), 3 channels
+        a = np.pad(a, ((0, 0), (2, 2), (2, 2)))
+        return np.repeat(a[..., None], 3, axis=-1)
+    return a[..., None]
+
+
+# ------------------------------------------------------------------------------------ compression
+def sparsity_plan(model, cfg):
+    """Per-layer pruning targets by the documented rules; returns (targets, covered layer rows).
+
+    Covered layers are those ``dc_keras.prune`` wraps (found with a throw-away ``prune`` call)."""
+    from dc_keras import schedules, train
+
+    wrapped = train.prune(model, schedules.ConstantSparsity(0.5, 0))
+    covered = [layer.name for layer in wrapped.layers if isinstance(layer, train.PruneWrapper)]
+    targets, rows = {}, []
+    for i, name in enumerate(covered):
+        layer = model.get_layer(name)
+        n = sum(int(np.prod(w.shape)) for w in layer.weights if len(w.shape) >= 2)
+        if n < cfg["min_params"] or (i == 0 and cfg["data"] != "sequences"):
+            target = 0.0  # tiny layer, or the first conv that sees the image: clustered only
+        else:
+            target = cfg["sparsity_big"] if n >= cfg["big_params"] else cfg["sparsity"]
+        if target:
+            targets[name] = target
+        rows.append({"layer": name, "type": type(layer).__name__, "weights": n, "sparsity_target": target})
+    return targets, rows
+
+
+def weight_stats(model, names):
+    """Parameters, kernel weights of the covered layers, and zeros among them / among all parameters."""
+    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    zeros_all = sum(int(np.sum(np.asarray(w) == 0)) for w in model.weights)
+    kernels = [np.asarray(w) for layer in model.layers if layer.name in names
+               for w in layer.weights if len(w.shape) >= 2]
+    covered = sum(k.size for k in kernels)
+    zeros = sum(int(np.sum(k == 0)) for k in kernels)
+    return {"params": total, "covered_weights": covered, "covered_fraction": covered / total,
+            "sparsity_covered": zeros / max(covered, 1), "sparsity_all": zeros_all / total}
+
+
+def bytes_breakdown(packed):
+    """Where the packed file's bytes go: packed tensors, raw tensors (1-D: biases, folded BN
+    shifts; other), tensor names, and the rest of the flatbuffer (operators, shapes, tables)."""
+    from dc_keras.export import _flatbuffer as fb
+    from dc_keras.export import inspect
+
+    report = inspect(packed)
+    out = {"file": len(packed), "packed_tensors": 0, "raw_1d": 0, "raw_other": 0}
+    for r in report.rows:
+        if r.status == "packed":
+            out["packed_tensors"] += r.packed_bytes
+        elif len(r.shape) <= 1:
+            out["raw_1d"] += r.raw_bytes
+        else:
+            out["raw_other"] += r.raw_bytes
+    model = fb.read_model(packed)
+    out["tensor_names"] = sum(len(fb.tensor_name(t)) for sg in model.subgraphs for t in sg.tensors or [])
+    out["structure"] = len(packed) - out["packed_tensors"] - out["raw_1d"] - out["raw_other"] - out["tensor_names"]
+    return out
+
+
+def compress(model, cfg, data, epochs, seed, verbose=None):
+    """The five calls (through dc_keras.pipeline's helpers): prune -> fit -> strip -> cluster -> fit
+    -> strip. Returns (final model, plan rows, minutes per stage)."""
+    from dc_keras import pipeline
+
+    (x, y) = data
+    shift = 0 if cfg["data"] == "sequences" else 2
+    targets, rows = sparsity_plan(model, cfg)
+    t = time.time()
+    pruned = pipeline.prune_retrain(model, x, y, targets, epochs=epochs[1], lr=cfg["prune_lr"],
+                                    max_shift=shift, seed=seed, verbose=verbose)
+    t_prune = (time.time() - t) / 60
+    t = time.time()
+    shared = pipeline.cluster_finetune(pruned, x, y, bits=cfg["bits"], epochs=epochs[2], max_shift=shift,
+                                       seed=seed, verbose=verbose)
+    return shared, rows, {"prune_minutes": t_prune, "cluster_minutes": (time.time() - t) / 60}
+
+
+def export_and_check(model, x_test, y_test, work_path=None):
+    """Packed and unpacked ``.tflite`` of ``model``; errors on the test split from the packed file;
+    bit-identical outputs check; warnings raised by ``to_tflite``."""
+    import warnings
+
+    from dc_keras import export, pipeline
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        packed = export.to_tflite(model, path=work_path)
+        unpacked = export.to_tflite(model, pack=False)
+    out_packed = pipeline.predict_tflite(packed, x_test)
+    out_plain = pipeline.predict_tflite(unpacked, x_test)
+    return {
+        "packed": packed, "unpacked_bytes": len(unpacked),
+        "identical": out_packed.tobytes() == out_plain.tobytes(),
+        "error": float(np.mean(np.argmax(out_packed, -1) != y_test)),
+        "warnings": sorted({str(w.message) for w in caught}),
+    }
+
+
+def _epochs(cfg, scale):
+    return tuple(max(1, int(round(e * scale))) if e else 0 for e in cfg["epochs"])
+
+
+def run_model(name, scale, seed, train_subset=0, work_dir=None, verbose=None):
+    """Trains, compresses, exports and measures one zoo model; returns its JSON row."""
+    import keras
+
+    from dc_keras import export, pipeline
+
+    cfg, start = ZOO[name], time.time()
+    epochs = _epochs(cfg, scale)
+    (x, y), (xv, yv), (xt, yt) = load(cfg["data"], train_subset or cfg["train_samples"])
+    keras.utils.set_random_seed(seed)
+    model = BUILDERS[name](input_shape=x.shape[1:])
+    _log(f"{name}: {model.count_params():,} parameters, {len(x):,} training samples, epochs {epochs}")
+    pipeline.train_baseline(model, x, y, epochs=epochs[0], lr=cfg["lr"], seed=seed, verbose=verbose,
+                            max_shift=0 if cfg["data"] == "sequences" else 2)
+    t_base = (time.time() - start) / 60
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixed-batch note of recurrent models; recorded below
+        float_tfl = export.to_tflite(model, pack=False)
+    base_error = pipeline.evaluate_tflite(float_tfl, xt, yt, progress=False)
+    base_val = _keras_error(model, xv, yv)
+    _log(f"{name}: baseline float .tflite {len(float_tfl):,} B, test error {100 * base_error:.2f} %")
+    final, plan, times = compress(model, cfg, (x, y), epochs, seed, verbose)
+    path = os.path.join(work_dir, f"{name}.packed.tflite") if work_dir else None
+    out = export_and_check(final, xt, yt, path)
+    stats = weight_stats(final, {r["layer"] for r in plan})
+    row = {
+        "model": name, "data": cfg["data"], "input_shape": list(x.shape[1:]), "train_samples": len(x),
+        "test_samples": len(xt), "epochs": {"baseline": epochs[0], "prune": epochs[1], "cluster": epochs[2]},
+        "config": {k: v for k, v in cfg.items() if k != "epochs"},
+        "baseline_params": model.count_params(), **stats, "bits": cfg["bits"], "plan": plan,
+        "float_tflite_bytes": len(float_tfl), "packed_bytes": len(out["packed"]),
+        "unpacked_final_bytes": out["unpacked_bytes"], "ratio": len(float_tfl) / len(out["packed"]),
+        "baseline_error": base_error, "final_error": out["error"],
+        "error_increase_pp": 100 * (out["error"] - base_error),
+        "baseline_val_error": base_val, "final_val_error": _keras_error(final, xv, yv),
+        "packed_outputs_identical": out["identical"], "bytes": bytes_breakdown(out["packed"]),
+        "export_warnings": out["warnings"], "stripped_names": _stripped(out["packed"], len(float_tfl)),
+        "minutes": {"baseline": t_base, **times, "total": (time.time() - start) / 60},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
+        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+    }
+    goal = GOALS.get(name)
+    row["goal"] = None if goal is None else {"ratio": goal[0], "max_increase_pp": goal[1]}
+    row["goal_met"] = None if goal is None else bool(row["ratio"] >= goal[0] and row["error_increase_pp"] <= goal[1])
+    _log(f"{name}: {row['ratio']:.1f}x ({len(float_tfl):,} -> {len(out['packed']):,} B), error "
+         f"{100 * base_error:.2f} % -> {100 * out['error']:.2f} %, identical={out['identical']}, "
+         f"{row['minutes']['total']:.1f} min")
+    return row
+
+
+def _commit():
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("+uncommitted" if dirty else "")
+    except OSError:
+        return None
+
+
+def _stripped(packed, float_bytes):
+    """Size with tensor names stripped, when this checkout's ``pack`` offers ``strip_strings``."""
+    from dc_keras import export
+
+    if "strip_strings" not in _inspect.signature(export.pack).parameters:
+        return None
+    data = export.pack(export.unpack(packed), strip_strings=True)
+    return {"bytes": len(data), "ratio": float_bytes / len(data)}
+
+
+def _keras_error(model, x, y):
+    return float(np.mean(np.argmax(model.predict(x, batch_size=500, verbose=0), -1) != y))
+
+
+def _log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _write_json(path, result):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main(argv):
+    from paper_table1 import machine_info
+
+    names = FLAGS.models or list(ZOO)
+    unknown = [n for n in names if n not in ZOO]
+    if unknown:
+        raise app.UsageError(f"unknown model(s) {unknown}; the zoo has {list(ZOO)}")
+    os.makedirs(FLAGS.work_dir, exist_ok=True)
+    result = {"command": "benchmarks/model_zoo.py " + " ".join(sys.argv[1:]),
+              "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "loadavg_start": [round(v, 2) for v in os.getloadavg()], "epoch_scale": FLAGS.epoch_scale,
+              "train_subset": FLAGS.train_subset, "seed": FLAGS.seed, "models": [], "failures": []}
+    if FLAGS.update and os.path.exists(FLAGS.json):
+        with open(FLAGS.json) as f:
+            old = json.load(f)
+        result["models"] = [r for r in old.get("models", []) if r["model"] not in names]
+        result["failures"] = [x for x in old.get("failures", []) if x.split(":")[0] not in names]
+        result["command"] = old.get("command", "") + " ; " + result["command"]
+    for name in names:
+        try:
+            row = run_model(name, FLAGS.epoch_scale, FLAGS.seed, FLAGS.train_subset, FLAGS.work_dir)
+            row["command"] = "benchmarks/model_zoo.py " + " ".join(sys.argv[1:])
+            result["models"].append(row)
+        except Exception as exc:  # one model failing must not lose the others' figures
+            import traceback
+
+            traceback.print_exc()
+            result["failures"].append(f"{name}: {type(exc).__name__}: {str(exc)[:500]}")
+        result["models"].sort(key=lambda r: list(ZOO).index(r["model"]))
+        result["machine"] = machine_info()
+        _write_json(FLAGS.json, result)
+    _log(f"wrote {FLAGS.json}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,138 @@
+"""What ``prune`` / ``cluster`` compressed, and what they left dense and why.
+
+Every model returned by :func:`dc_keras.prune` / :func:`dc_keras.cluster` carries a
+:class:`CoverageReport` as ``model.compression_report`` (also logged at INFO level on the
+``dc_keras`` logger); :func:`coverage` computes one for any model.
+"""
+import logging
+
+import keras
+
+from dc_keras.train import _base
+
+logger = logging.getLogger("dc_keras")
+
+
+class CoverageReport:
+    """Which layers are compressed, the share of the model's parameters they hold, and each layer
+    with weights that is left dense, with the reason.
+
+    Attributes:
+        action: ``"prune"``, ``"cluster"`` or ``"coverage"``.
+        wrapped: ``[{"layer", "type", "weights", "params"}]``: compressed layers, their
+            compressed weight names and entry count.
+        skipped: ``[{"layer", "type", "reason", "params"}]``.
+        folds: ``[(layer, batchnorm)]``: BatchNormalization layers folded into the preceding
+            layer before clustering (``cluster(fold_batchnorm=True)``).
+        notes: other remarks (e.g. a BatchNormalization that cannot be folded).
+        total_params: every weight of the model.
+
+    Example:
+        >>> pruned = dc_keras.prune(model, schedule)
+        >>> print(pruned.compression_report)          # or dc_keras.coverage(pruned)
+        >>> pruned.compression_report.fraction         # e.g. 0.97 of the parameters are pruned
+    """
+
+    def __init__(self, action, total_params):
+        self.action = action
+        self.total_params = int(total_params)
+        self.wrapped = []
+        self.skipped = []
+        self.folds = []
+        self.notes = []
+
+    @property
+    def covered_params(self):
+        return sum(entry["params"] for entry in self.wrapped)
+
+    @property
+    def fraction(self):
+        """Share of the model's parameters held by compressed weights."""
+        return self.covered_params / self.total_params if self.total_params else 0.0
+
+    def add_wrapped(self, layer, targets):
+        self.wrapped.append({
+            "layer": layer.name, "type": type(layer).__name__,
+            "weights": [name for name, _, _ in targets],
+            "params": _base.params(v for _, v, _ in targets),
+        })
+
+    def add_skipped(self, layer, reason):
+        self.skipped.append({
+            "layer": layer.name, "type": type(layer).__name__, "reason": reason,
+            "params": _base.params(layer.weights),
+        })
+
+    def to_dict(self):
+        return {"action": self.action, "total_params": self.total_params,
+                "covered_params": self.covered_params, "fraction": self.fraction,
+                "wrapped": list(self.wrapped), "skipped": list(self.skipped),
+                "folds": [list(f) for f in self.folds], "notes": list(self.notes)}
+
+    def __str__(self):
+        if self.wrapped or not self.folds:
+            lines = [f"dc_keras {self.action}: {len(self.wrapped)} layer(s) compressed, {self.covered_params:,} "
+                     f"of {self.total_params:,} parameters ({100 * self.fraction:.1f} %)"]
+        else:
+            lines = [f"dc_keras {self.action}: {len(self.folds)} BatchNormalization layer(s) folded"]
+        for e in self.wrapped:
+            lines.append(f"  + {e['layer']} ({e['type']}): {', '.join(e['weights'])} [{e['params']:,}]")
+        for conv, bn in self.folds:
+            lines.append(f"  ~ {bn} (BatchNormalization) folded into {conv}")
+        for e in self.skipped:
+            lines.append(f"  - {e['layer']} ({e['type']}, {e['params']:,} params): {e['reason']}")
+        lines.extend(f"  ! {note}" for note in self.notes)
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def log(self):
+        for line in str(self).splitlines():
+            logger.info("%s", line)
+
+
+def build_report(action, model, chosen, skipped):
+    """Report for ``model`` (the input of prune/cluster) given :func:`_base.select_layers` output."""
+    report = CoverageReport(action, _base.params(model.weights))
+    for layer, _ in chosen.values():
+        report.add_wrapped(layer, _base.compressible_weights(layer))
+    for layer, reason in skipped:
+        report.add_skipped(layer, reason)
+    return report
+
+
+def attach(model, report):
+    """Store ``report`` on ``model`` as ``compression_report`` (not tracked by Keras) and log it."""
+    object.__setattr__(model, "compression_report", report)
+    report.log()
+    return model
+
+
+def coverage(model, include_frozen=False):
+    """Coverage of a model: for a wrapped model (output of prune/cluster) the compressed layers;
+    for a plain model what ``dc_keras.prune(model, ...)`` would compress by default.
+
+    Example:
+        >>> print(dc_keras.coverage(keras.applications.MobileNetV2(weights=None)))
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"coverage() takes a Keras model, got {type(model).__name__}.")
+    _base.check_buildable(model, "coverage")
+    wrappers = _base.find_wrappers(model)
+    if not wrappers:
+        chosen, skipped = _base.select_layers(model, None, "compressed", include_frozen=include_frozen)
+        return build_report("coverage", model, chosen, skipped)
+    inner = {id(v) for w in wrappers for v in w.layer.weights}
+    state = {id(v) for w in wrappers for v in w.weights if id(v) not in inner}  # masks, centroids
+    report = CoverageReport("coverage", _base.params(v for v in model.weights if id(v) not in state))
+    for wrapper in wrappers:
+        report.add_wrapped(wrapper.layer, _base.compressible_weights(wrapper.layer))
+    for layer, frozen in _base.graph_layers(model):
+        if layer.weights and not isinstance(layer, _base.CompressionWrapper):
+            reason = _base.unsupported_reason(layer) or (
+                "frozen (trainable=False)" if frozen else "not wrapped")
+            report.add_skipped(layer, reason)
+    return report
+
+
+__all__ = ["CoverageReport", "coverage"]

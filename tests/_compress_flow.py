@@ -1,0 +1,79 @@
+"""Shared helper of the issue-14 training tests: the documented five-call flow on a tiny model."""
+import keras
+import numpy as np
+
+import dc_keras
+from dc_keras.train import ClusterWrapper, PruneWrapper
+
+
+def np_(v):
+    return keras.ops.convert_to_numpy(v)
+
+
+def random_data(model, n=16, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def one(t):
+        shape = (n,) + tuple(t.shape[1:])
+        if "int" in str(t.dtype):
+            return rng.integers(0, 10, size=shape).astype(t.dtype)
+        return rng.normal(size=shape).astype("float32")
+
+    xs = [one(t) for t in model.inputs]
+    ys = [rng.normal(size=(n,) + tuple(t.shape[1:])).astype("float32") for t in model.outputs]
+    return (xs[0] if len(xs) == 1 else xs), (ys[0] if len(ys) == 1 else ys)
+
+
+def predict(model, x):
+    out = model.predict(x, verbose=0, batch_size=len(x[0]) if isinstance(x, list) else len(x))
+    return [np.asarray(o) for o in (out if isinstance(out, list) else [out])]
+
+
+def assert_same_predictions(a, b, x):
+    for pa, pb in zip(predict(a, x), predict(b, x)):
+        np.testing.assert_allclose(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def kernels(model):
+    """``{variable path: numpy value}`` of every kernel/embedding of a plain model."""
+    return {v.path: np_(v) for v in model.weights
+            if v.path.rsplit("/", 1)[-1] in ("kernel", "recurrent_kernel", "embeddings",
+                                              "depthwise_kernel", "pointwise_kernel")}
+
+
+def wrappers_of(model, cls):
+    return [l for l in dc_keras.train._base.find_wrappers(model) if isinstance(l, cls)]
+
+
+def five_calls(model, sparsity=0.5, bits=3, epochs=1, **cluster_kwargs):
+    """prune -> fit -> strip -> cluster -> fit -> strip; checks each strip keeps the predictions.
+    Returns ``(pruned, clustered, final)``."""
+    x, y = random_data(model)
+    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(sparsity, 0))
+    assert wrappers_of(pruned, PruneWrapper)
+    pruned.compile("adam", "mse")
+    pruned.fit(x, y, epochs=epochs, batch_size=8, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    stripped = dc_keras.strip(pruned)
+    assert not dc_keras.train._base.find_wrappers(stripped)
+    assert_same_predictions(pruned, stripped, x)
+    clustered = dc_keras.cluster(stripped, bits=bits, **cluster_kwargs)
+    assert wrappers_of(clustered, ClusterWrapper)
+    clustered.compile(keras.optimizers.Adam(1e-3), "mse")
+    clustered.fit(x, y, epochs=epochs, batch_size=8, verbose=0)
+    final = dc_keras.strip(clustered)
+    assert not dc_keras.train._base.find_wrappers(final)
+    assert_same_predictions(clustered, final, x)
+    return pruned, clustered, final
+
+
+def check_compressed(final, names, sparsity=0.5, bits=3):
+    """Each kernel whose path contains one of ``names``: pruned to ``sparsity`` and at most
+    ``2**bits`` distinct non-zero values."""
+    ks = kernels(final)
+    for name in names:
+        hits = [p for p in ks if name in p.split("/")]
+        assert hits, f"no kernel of {name!r} in {sorted(ks)}"
+        for path in hits:
+            k = ks[path]
+            assert abs(float(np.mean(k == 0)) - sparsity) <= 0.5 / k.size + 0.02, (path, np.mean(k == 0))
+            assert 1 <= len(np.unique(k[k != 0])) <= 2 ** bits, path

@@ -1,0 +1,73 @@
+"""weights="compressed" on emulated aarch64 (Cortex-A76): the aarch64 libdc_huffdecode.so runs
+the FULLY_CONNECTED layers of packed float and int8 models from the compact sparse form inside
+the aarch64 LiteRT wheel; int8 outputs equal the unpacked model's (XNNPACK) exactly, float ones
+within 1e-5 of the output scale (summation order differs).  The C tests of the compact form
+(tflite_kernels/tests/test_sparse_fc.c) run under qemu in tools/arm/test_arm.sh itself."""
+import json
+
+import numpy as np
+import pytest
+
+from arm_helpers import ROOT, built, run_aarch64_python
+
+RUNNER = ROOT / "tools" / "arm" / "litert_run.py"
+
+
+def _keras_mlp():
+    import keras
+
+    keras.utils.set_random_seed(99)
+    model = keras.Sequential([keras.Input((40,), batch_size=1), keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(32, activation="relu6"), keras.layers.Dense(10)])
+    rng = np.random.default_rng(5)
+    for layer in model.layers:
+        kernel, bias = layer.get_weights()
+        book = np.linspace(-1, 1, 16).astype(np.float32) * np.abs(kernel).max()
+        shared = book[np.abs(kernel[..., None] - book).argmin(-1)]
+        shared[rng.random(kernel.shape) < 0.8] = 0.0
+        layer.set_weights([shared, bias + 0.01])
+    return model
+
+
+@pytest.fixture(scope="module")
+def outputs(arm_env, tmp_path_factory):
+    from dc_keras import export
+
+    tmp = tmp_path_factory.mktemp("arm_compressed")
+    rng = np.random.default_rng(11)
+    np.savez(tmp / "in.npz", x0=rng.standard_normal((5, 40)).astype(np.float32))
+    model, lib, jobs = _keras_mlp(), built("aarch64", "libdc_huffdecode.so"), []
+    for kind in ("float", "int8"):
+        plain = export.to_tflite(model, pack=False, quantize=None if kind == "float" else "int8",
+                                 representative_data=rng.standard_normal((16, 40)).astype(np.float32))
+        (tmp / f"{kind}.tflite").write_bytes(plain)
+        (tmp / f"{kind}.packed.tflite").write_bytes(export.pack(plain))
+        for packed in (False, True):
+            jobs.append({"model": str(tmp / f"{kind}{'.packed' if packed else ''}.tflite"),
+                         "inputs": str(tmp / "in.npz"), "output": str(tmp / f"{kind}.{packed}.npz"),
+                         "runtime": "dc_keras" if packed else "litert", "library": str(lib),
+                         "resolver": "default", "weights": "compressed"})
+    (tmp / "jobs.json").write_text(json.dumps(jobs))
+    info = json.loads(run_aarch64_python(arm_env, [RUNNER, tmp / "jobs.json"], cpu="cortex-a76")
+                      .strip().splitlines()[-1])
+    assert info["machine"] == "aarch64"
+    out = {(kind, packed): np.load(tmp / f"{kind}.{packed}.npz")["y0"]
+           for kind in ("float", "int8") for packed in (False, True)}
+    out["reports"] = {kind: json.loads(str(np.load(tmp / f"{kind}.True.npz")["report"]))
+                      for kind in ("float", "int8")}
+    return out
+
+
+def test_fc_layers_ran_compressed(outputs):
+    for kind, report in outputs["reports"].items():
+        assert report and all(r["route"] == "compressed" for r in report), (kind, report)
+
+
+def test_int8_compressed_exact_on_aarch64(outputs):
+    np.testing.assert_array_equal(outputs[("int8", True)], outputs[("int8", False)])
+
+
+def test_float_compressed_close_on_aarch64(outputs):
+    want = outputs[("float", False)]
+    np.testing.assert_allclose(outputs[("float", True)], want, rtol=1e-5,
+                               atol=1e-5 * float(np.abs(want).max()))

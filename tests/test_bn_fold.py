@@ -1,0 +1,113 @@
+"""Issue 14: BatchNormalization folded into the preceding Conv/Depthwise/Separable/Dense before
+clustering, so the exported .tflite kernels keep 2**bits shared values (the converter would fold
+BN itself otherwise and multiply the distinct values by the number of channels)."""
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+from dc_keras.train import fold_batchnorm
+from _compress_flow import five_calls, np_
+
+RNG = np.random.default_rng(0)
+
+
+def _randomize_bn(model):
+    """Non-trivial inference statistics, as after training."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            weights = {"gamma": RNG.uniform(0.5, 2, n), "beta": RNG.normal(size=n),
+                       "moving_mean": RNG.normal(size=n), "moving_variance": RNG.uniform(0.2, 3, n)}
+            layer.set_weights([weights[v.name] for v in layer.weights])
+    return model
+
+
+def bn_cnn():
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", use_bias=False, name="c1")(inputs)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw")(h)
+    h = keras.layers.BatchNormalization(name="bn2")(h)
+    h = keras.ops.relu(h)
+    h = keras.layers.SeparableConv2D(5, 3, padding="same", name="sep")(h)
+    h = keras.layers.BatchNormalization(name="bn3")(h)
+    h = h + keras.layers.Conv2D(5, 1, name="proj")(inputs)
+    h = keras.layers.BatchNormalization(name="bn_pre")(h)
+    h = keras.layers.Conv2D(4, 3, name="c2")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    h = keras.layers.Dense(7, name="fc")(h)
+    h = keras.layers.BatchNormalization(name="bn4")(h)
+    return _randomize_bn(keras.Model(inputs, keras.layers.Dense(3, name="out")(h)))
+
+
+def test_fold_is_inference_equivalent():
+    model = bn_cnn()
+    x = RNG.normal(size=(8, 8, 8, 3)).astype("float32")
+    folded = fold_batchnorm(model)
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    assert sorted(folded.compression_report.folds) == [("c1", "bn1"), ("dw", "bn2"), ("fc", "bn4"), ("sep", "bn3")]
+    assert isinstance(folded.get_layer("bn1"), keras.layers.Identity)
+    assert isinstance(folded.get_layer("bn_pre"), keras.layers.BatchNormalization)
+    assert any("'bn_pre' precedes 'c2'" in n for n in folded.compression_report.notes)
+    assert folded.get_layer("c1").use_bias
+    # the input model still has its BatchNormalization layers
+    assert isinstance(model.get_layer("bn1"), keras.layers.BatchNormalization)
+
+
+def test_fold_keeps_pruned_zeros_and_needs_a_linear_producer():
+    inputs = keras.Input((4, 4, 2))
+    h = keras.layers.Conv2D(3, 2, name="c")(inputs)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Conv2D(3, 2, activation="relu", name="c_act")(h)
+    h = keras.layers.BatchNormalization(name="bn_act")(h)
+    model = _randomize_bn(keras.Model(inputs, h))
+    kernel = np_(model.get_layer("c").kernel)
+    kernel[..., ::2] = 0.0
+    kernel[0] = 0.0
+    model.get_layer("c").kernel.assign(kernel)
+    folded = fold_batchnorm(model)
+    np.testing.assert_array_equal(np_(folded.get_layer("c").kernel) == 0, kernel == 0)
+    assert folded.compression_report.folds == [("c", "bn")]
+    assert any("'bn_act' after 'c_act' not folded" in n and "activation" in n
+               for n in folded.compression_report.notes)
+    x = RNG.normal(size=(4, 4, 4, 2)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_sequential_fold_and_option_off():
+    model = _randomize_bn(keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="fc"),
+                                            keras.layers.BatchNormalization(name="bn"),
+                                            keras.layers.Dense(2, name="out")]))
+    clustered = dc_keras.cluster(model, bits=4)
+    assert clustered.compression_report.folds == [("fc", "bn")]
+    assert isinstance(clustered.get_layer("bn"), keras.layers.Identity)
+    kept = dc_keras.cluster(model, bits=4, fold_batchnorm=False)
+    assert kept.compression_report.folds == []
+    assert isinstance(kept.get_layer("bn"), keras.layers.BatchNormalization)
+    assert "bn" in {e["layer"] for e in kept.compression_report.skipped}
+    with pytest.raises(ValueError, match="fold_batchnorm"):
+        dc_keras.cluster(model, fold_batchnorm="yes")
+
+
+def _exported_kernel_distinct(model):
+    from dc_keras import export
+
+    report = export.inspect(export.to_tflite(model, pack=False))
+    return {r.name: r.distinct for r in report.rows if len(r.shape) >= 2}
+
+
+def test_five_calls_export_keeps_the_sharing():
+    """prune -> fit -> strip -> cluster -> fit -> strip -> to_tflite: every exported kernel has at
+    most 2**bits non-zero values (+ zero); without folding the converter breaks the sharing."""
+    model = bn_cnn()
+    bits = 3
+    _, clustered, final = five_calls(model, sparsity=0.5, bits=bits)
+    assert len(clustered.compression_report.folds) == 4
+    distinct = _exported_kernel_distinct(final)
+    assert len(distinct) >= 6, distinct
+    assert max(distinct.values()) <= 2 ** bits + 1, distinct
+    unfolded = dc_keras.strip(dc_keras.cluster(dc_keras.strip(dc_keras.prune(
+        model, dc_keras.schedules.ConstantSparsity(0.5, 0))), bits=bits, fold_batchnorm=False))
+    assert max(_exported_kernel_distinct(unfolded).values()) > 2 ** bits + 1

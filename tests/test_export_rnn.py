@@ -1,0 +1,174 @@
+"""to_tflite on recurrent and attention models (static batch signature, converter hooks) and the
+ClusterSpreadWarning for clustered kernels the converter spreads (folded BatchNormalization)."""
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from dc_keras import export
+from dc_keras.pipeline import predict_tflite
+
+T, F = 10, 6
+
+
+def _share(model, values=12, density=0.5, seed=0):
+    """Gives every >= 2-D weight few distinct values (as clustering would), half of them zero."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        new = []
+        for w in ws:
+            if w.ndim >= 2 and w.size >= 64:
+                codebook = rng.uniform(-0.5, 0.5, values).astype("float32")
+                w = rng.choice(codebook, w.shape) * (rng.random(w.shape) < density)
+            new.append(w.astype("float32"))
+        layer.set_weights(new)
+    return model
+
+
+def _sequence_model(kind):
+    inp = keras.Input((T, F))
+    if kind == "mha":
+        h = keras.layers.Dense(32)(inp)
+        h = h + keras.layers.MultiHeadAttention(4, 16, name="mha")(h, h)
+        h = keras.layers.LayerNormalization()(h)
+        h = keras.layers.GlobalAveragePooling1D()(h)
+    else:
+        cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}[kind]
+        h = cell(24, name=kind)(inp)
+    out = keras.layers.Dense(5, name="head")(h)
+    return _share(keras.Model(inp, out))
+
+
+def _x(n, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, T, F)).astype("float32")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn", "mha"])
+def test_sequence_export_matches_keras_and_packs_bit_exact(kind):
+    model = _sequence_model(kind)
+    x = _x(7)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plain = export.to_tflite(model, pack=False)
+        packed = export.to_tflite(model)
+    static = [w for w in caught if "fixed batch of 1" in str(w.message)]
+    assert len(static) == (0 if kind == "mha" else 2), [str(w.message) for w in caught]
+    assert not [w for w in caught if issubclass(w.category, export.ClusterSpreadWarning)]
+    report = export.inspect(packed)
+    assert report.packed and any(r.status == "packed" for r in report.rows), str(report)
+    assert len(packed) < len(plain)
+    want = model.predict(x, verbose=0)
+    got_plain = predict_tflite(plain, x)
+    got_packed = predict_tflite(packed, x)
+    assert got_plain.shape == want.shape
+    np.testing.assert_allclose(got_plain, want, rtol=1e-4, atol=1e-5)
+    assert got_packed.tobytes() == got_plain.tobytes()
+    assert export.unpack(packed) is not None
+
+
+def test_static_batch_size_argument():
+    model = _sequence_model("gru")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an explicit batch_size gives no fixed-batch warning
+        data = export.to_tflite(model, pack=False, batch_size=4)
+    from dc_keras.runtime import Interpreter
+
+    interp = Interpreter(model_content=data)
+    assert list(interp.get_input_details()[0]["shape"]) == [4, T, F]
+    x = _x(9)  # not a multiple of 4: predict_tflite pads the last batch
+    np.testing.assert_allclose(predict_tflite(data, x), model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+    for bad in (0, -2, 1.5, True, "4"):
+        with pytest.raises(ValueError, match="batch_size"):
+            export.to_tflite(model, batch_size=bad)
+
+
+def test_converter_options_and_configure_hook():
+    import tensorflow as tf
+
+    model = _sequence_model("mha")
+    seen = []
+
+    def configure(converter):
+        seen.append((converter.allow_custom_ops, list(converter.target_spec.supported_ops)))
+
+    export.to_tflite(model, pack=False, configure=configure,
+                     converter_options={"allow_custom_ops": True,
+                                        "target_spec.supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+    assert seen == [(True, [tf.lite.OpsSet.TFLITE_BUILTINS])]
+    with pytest.raises(ValueError, match="no attribute 'alow_custom_ops'"):
+        export.to_tflite(model, converter_options={"alow_custom_ops": True})
+    with pytest.raises(ValueError, match="no attribute 'target_spec.nope'"):
+        export.to_tflite(model, converter_options={"target_spec.nope": 1})
+    with pytest.raises(ValueError, match="converter_options must be a dict"):
+        export.to_tflite(model, converter_options=[("allow_custom_ops", True)])
+    with pytest.raises(ValueError, match="configure must be a callable"):
+        export.to_tflite(model, configure="flex")
+
+
+def test_converter_failure_is_one_clear_error():
+    import tensorflow as tf
+
+    model = _sequence_model("lstm")
+    # Integer-only kernels without quantization cannot convert: the converter fails.
+    with pytest.raises(RuntimeError, match="TFLite conversion failed.*converter_options"):
+        export.to_tflite(model, pack=False, batch_size=1,
+                         converter_options={"target_spec.supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]})
+
+
+def _conv_bn_model(with_bn, seed=0):
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((12, 12, 3))
+    h = keras.layers.Conv2D(32, 3, name="conv_a")(inp)
+    if with_bn:
+        h = keras.layers.BatchNormalization(name="bn_a")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2D(32, 3, name="conv_b")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inp, keras.layers.Dense(10, name="fc")(h))
+    _share(model, values=16)
+    if with_bn:
+        bn = model.get_layer("bn_a")
+        gamma, beta, mean, var = (w.shape for w in bn.get_weights())
+        bn.set_weights([rng.uniform(0.5, 2, gamma).astype("float32"), rng.normal(size=beta).astype("float32"),
+                        rng.normal(size=mean).astype("float32"), rng.uniform(0.5, 2, var).astype("float32")])
+    return model
+
+
+def test_cluster_spread_warning_names_tensor_counts_cause_and_fix():
+    model = _conv_bn_model(with_bn=True)
+    with pytest.warns(export.ClusterSpreadWarning) as caught:
+        packed = export.to_tflite(model)
+    messages = [str(w.message) for w in caught if issubclass(w.category, export.ClusterSpreadWarning)]
+    assert len(messages) == 1, messages  # conv_b, fc keep their 16 values: no warning for them
+    msg = messages[0]
+    assert "conv_a/kernel" in msg and "'conv_a'" in msg and "Conv2D" in msg
+    assert "clustered to 17 distinct values in Keras" in msg  # 16 shared values + zero
+    after = int(msg.split("but has ")[1].split(" ")[0])
+    assert after > 100
+    assert "BatchNormalization 'bn_a'" in msg and "fold_batchnorm" in msg
+    tensor = msg.split("tensor '")[1].split("'")[0]
+    rows = {r.name: r for r in export.inspect(export.unpack(packed)).rows}
+    assert rows[tensor].distinct == after
+    x = np.random.default_rng(3).normal(size=(4, 12, 12, 3)).astype("float32")
+    np.testing.assert_allclose(predict_tflite(packed, x), model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+
+
+def test_no_cluster_spread_warning_without_bn_or_without_packing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", export.ClusterSpreadWarning)
+        export.to_tflite(_conv_bn_model(with_bn=False))
+        export.to_tflite(_conv_bn_model(with_bn=True), pack=False)  # nothing reaches the packer
+
+
+def test_cluster_spread_warning_for_per_channel_quantization():
+    model = _conv_bn_model(with_bn=False)
+    x = np.random.default_rng(4).normal(size=(16, 12, 12, 3)).astype("float32")
+    with pytest.warns(export.ClusterSpreadWarning) as caught:
+        export.to_tflite(model, quantize="int8", representative_data=x)
+    messages = [str(w.message) for w in caught if issubclass(w.category, export.ClusterSpreadWarning)]
+    assert any("'conv_a'" in m for m in messages), messages  # 17 values -> a different scale per channel
+    assert all("quantize='int8' quantizes per output channel" in m for m in messages), messages

@@ -1,0 +1,121 @@
+"""Issue 14: recurrent and attention layers (LSTM, GRU, SimpleRNN, Bidirectional, EinsumDense,
+MultiHeadAttention), Conv1D/3D and Embedding are pruned and clustered (kernel and
+recurrent_kernel; the four attention projections), round-trip through .keras with no
+custom_objects, and strip back to plain layers."""
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+from dc_keras.train import ClusterWrapper, PruneWrapper
+from _compress_flow import check_compressed, five_calls, random_data, wrappers_of
+
+
+def sequence_model():
+    inputs = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(12, 8, name="emb")(inputs)
+    h = keras.layers.Conv1D(8, 3, padding="same", name="conv1d")(h)
+    h = keras.layers.LSTM(8, return_sequences=True, name="lstm")(h)
+    h = keras.layers.GRU(8, return_sequences=True, name="gru")(h)
+    h = h + keras.layers.MultiHeadAttention(2, 4, name="mha")(h, h)
+    h = keras.layers.EinsumDense("btd,de->bte", output_shape=(None, 8), name="einsum")(h)
+    h = keras.layers.Bidirectional(keras.layers.SimpleRNN(4, name="srnn"), name="bi")(h)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(h), name="seq")
+
+
+KERNELS = ["emb", "conv1d", "lstm_cell", "gru_cell", "query", "key", "value", "attention_output", "einsum",
+           "simple_rnn_cell", "out"]
+
+
+def test_rnn_attention_embedding_five_calls():
+    model = sequence_model()
+    pruned, clustered, final = five_calls(model)
+    report = pruned.compression_report
+    assert not report.skipped, report.skipped
+    wrapped = {e["layer"]: e["weights"] for e in report.wrapped}
+    assert wrapped["lstm"] == ["kernel", "recurrent_kernel"]
+    assert wrapped["mha"] == ["query_kernel", "key_kernel", "value_kernel", "output_kernel"]
+    assert wrapped["bi"] == ["forward_kernel", "forward_recurrent_kernel", "backward_kernel",
+                             "backward_recurrent_kernel"]
+    check_compressed(final, KERNELS)
+    assert {type(l).__name__ for l in final.layers} >= {"LSTM", "GRU", "MultiHeadAttention", "Bidirectional"}
+    # biases are left alone
+    assert all(np.count_nonzero(keras.ops.convert_to_numpy(v)) == np.prod(v.shape) or "bias" not in v.path
+               for v in final.weights if "bias" in v.path and "lstm" in v.path)
+
+
+def conv3d_model():
+    inputs = keras.Input((4, 4, 4, 2))
+    h = keras.layers.Conv3D(4, 2, name="conv3d")(inputs)
+    h = keras.layers.GlobalAveragePooling3D()(h)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(h))
+
+
+def test_conv3d():
+    _, _, final = five_calls(conv3d_model())
+    check_compressed(final, ["conv3d", "out"])
+
+
+def _load_in_fresh_process(path, x_path):
+    code = textwrap.dedent(f"""
+        import numpy as np, keras, dc_keras
+        m = keras.saving.load_model({str(path)!r})
+        print(sorted(type(l).__name__ for l in m.layers))
+        np.save({str(path) + '.npy'!r}, m.predict(np.load({str(x_path)!r}), verbose=0))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout, np.load(str(path) + ".npy")
+
+
+def test_keras_round_trip_without_custom_objects(tmp_path):
+    model = sequence_model()
+    x, y = random_data(model)
+    np.save(tmp_path / "x.npy", x)
+    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0))
+    pruned.compile("adam", "mse")
+    pruned.fit(x, y, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    clustered = dc_keras.cluster(dc_keras.strip(pruned), bits=3)
+    pruned.save(tmp_path / "p.keras")
+    clustered.save(tmp_path / "c.keras")
+    for name, m, cls in (("p.keras", pruned, "PruneWrapper"), ("c.keras", clustered, "ClusterWrapper")):
+        out, pred = _load_in_fresh_process(tmp_path / name, tmp_path / "x.npy")
+        assert out.count(cls) == 8, out
+        np.testing.assert_array_equal(pred, m.predict(x, verbose=0))
+
+
+def test_single_layer_wrappers_for_rnn_and_attention():
+    lstm = keras.layers.LSTM(4)
+    lstm(np.zeros((1, 3, 2), "float32"))
+    w = dc_keras.prune(lstm, dc_keras.schedules.ConstantSparsity(0.5, 0))
+    assert [n for n, _, _ in dc_keras.train._base.compressible_weights(w.layer)] == ["kernel", "recurrent_kernel"]
+    mha = keras.layers.MultiHeadAttention(2, 2)
+    q = np.ones((1, 3, 4), "float32")
+    ref = keras.ops.convert_to_numpy(mha(q, q))
+    cw = dc_keras.cluster(mha, bits=12, preserve_sparsity=False)
+    got = keras.ops.convert_to_numpy(cw(q, q))
+    np.testing.assert_allclose(got, ref, atol=1e-3)  # 4096 centroids over a few dozen weights
+    unbuilt = dc_keras.prune(keras.layers.MultiHeadAttention(2, 2), dc_keras.schedules.ConstantSparsity(0.5, 0))
+    with pytest.raises(ValueError, match="call the layer once"):
+        unbuilt(q, q)
+
+
+def test_unsupported_layers_named_explicitly_give_accurate_errors():
+    inputs = keras.Input((5, 3))
+    h = keras.layers.LayerNormalization(name="ln")(inputs)
+    h = keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.LSTMCell(3)]), name="stacked")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(h))
+    s = dc_keras.schedules.ConstantSparsity(0.5, 0)
+    with pytest.raises(ValueError, match="'ln'.*unsupported layer type LayerNormalization"):
+        dc_keras.prune(model, s, layers=["ln"])
+    with pytest.raises(ValueError, match="'stacked'.*unsupported recurrent cell StackedRNNCells"):
+        dc_keras.cluster(model, layers=["stacked"])
+    pruned = dc_keras.prune(model, s)
+    skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
+    assert skipped == {"ln": "unsupported layer type LayerNormalization",
+                       "stacked": "unsupported recurrent cell StackedRNNCells (supported: LSTM, GRU, SimpleRNN cells)"}
+    assert [w.name for w in wrappers_of(pruned, PruneWrapper)] == ["fc"]
