@@ -22,7 +22,9 @@ alignas(16) uint8_t g_arena[kArenaSize];
 float g_ref[16][10];
 int g_failures = 0;
 
-void Log(const char* s) { fputs(s, stdout); }
+void Log(const char* s) {
+  fputs(s, stdout);
+}
 
 using Resolver = tflite::MicroMutableOpResolver<10>;
 
