@@ -37,6 +37,7 @@ arm-none-eabi-gcc $CPU -std=c99 -O2 -Wall -Wextra -Werror $INC -c -o "$W/dc_code
 arm-none-eabi-gcc $CPU -std=c99 -O2 -Wall -Wextra -Werror $INC -c -o "$W/huffdecode_tflm.o" "$ROOT/tflite_kernels/micro/huffdecode_tflm.c"
 # shellcheck disable=SC2086
 arm-none-eabi-gcc $CPU -std=c99 -O2 $INC -c -o "$W/startup.o" "$ROOT/tools/mcu/startup.c"
+arm-none-eabi-gcc $CPU -c -o "$W/models.o" "$W/models.S"
 # shellcheck disable=SC2086
 arm-none-eabi-g++ $CPU -std=c++17 -O2 -fno-rtti -fno-exceptions -fno-threadsafe-statics -DTF_LITE_STATIC_MEMORY \
   -Wall -Werror $INC -c -o "$W/register.o" "$ROOT/tflite_kernels/micro/huffdecode_tflm_register.cc"
@@ -45,7 +46,7 @@ arm-none-eabi-g++ $CPU -std=c++17 -O2 -fno-rtti -fno-exceptions -fno-threadsafe-
   $INC -c -o "$W/firmware.o" "$HERE/firmware.cc"
 # shellcheck disable=SC2086
 arm-none-eabi-g++ $CPU --specs=rdimon.specs -nostartfiles -T "$ROOT/tools/mcu/mps2.ld" -Wl,--gc-sections \
-  -o "$W/firmware.elf" "$W/firmware.o" "$W/register.o" "$W/huffdecode_tflm.o" "$W/dc_codec.o" "$W/startup.o" "$LIB" -lm
+  -o "$W/firmware.elf" "$W/firmware.o" "$W/register.o" "$W/huffdecode_tflm.o" "$W/dc_codec.o" "$W/startup.o" "$W/models.o" "$LIB" -lm
 arm-none-eabi-size "$W/firmware.elf"
 timeout 1200 qemu-system-arm -M mps2-an386 -icount shift=0,align=off,sleep=off -nographic -monitor none -serial none \
   -semihosting-config enable=on,target=native -kernel "$W/firmware.elf" | tee "$W/result.txt"
