@@ -54,6 +54,17 @@ def _graph_facts(sg):
     return consumers, produced, io
 
 
+def _with_loop_state(model, sg, facts):
+    """Inputs of WHILE ops are loop state, not read-only constants (the loop writes its results
+    into them, e.g. an LSTM's zero initial state or tensor-list accumulator): never packed, since a
+    HuffDecode output there makes the WHILE fail at invoke. (Added by issue 14's export work.)"""
+    consumers, produced, io = facts
+    for op in sg.operators or []:
+        if fb.opcode_name(model, op) == "WHILE":
+            produced = produced | {int(x) for x in (op.inputs if op.inputs is not None else []) if int(x) >= 0}
+    return consumers, produced, io
+
+
 def _buffer_users(model):
     users = {}
     for s, sg in enumerate(model.subgraphs):
@@ -141,7 +152,7 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     plans = {}  # (subgraph, tensor) -> packed bytes
     packed_cache = {}  # (buffer, dtype, shape) -> bytes or None
     eligible = {}
-    facts = [_graph_facts(sg) for sg in model.subgraphs]
+    facts = [_with_loop_state(model, sg, _graph_facts(sg)) for sg in model.subgraphs]
     for b, refs in users.items():
         ok = all(r[0] != "metadata" for r in refs)
         if ok:
