@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install lib native-copy demo test test-py test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
+.PHONY: install install-torch lib native-copy demo test test-py test-backends test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
 
 install: $(STAMP) lib
 
@@ -50,8 +50,29 @@ test: install
 	$(MAKE) test-sanitize
 	$(MAKE) fuzz-smoke
 	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-backends
 	$(MAKE) test-arm
 	$(MAKE) test-mcu
+
+# The training tests again under the JAX backend (installed by `make install`), and under PyTorch
+# when the `.[torch]` extra is installed (`make install-torch`). The cross-backend .keras tests
+# and the README example on jax/torch already ran in the TensorFlow pass above.
+BACKEND_TESTS := tests/test_backends.py \
+  tests/test_pruning.py::test_pruned_weights_exactly_zero_after_every_step \
+  tests/test_pruning.py::test_steps_per_execution_and_jit \
+  tests/test_clustering.py::test_prune_then_cluster_flow_keeps_zeros_and_assignments
+test-backends: $(if $(wildcard $(VPY)),,$(STAMP))
+	KERAS_BACKEND=jax $(VPY) -m pytest -q -p no:cacheprovider -k "not moves_between and not readme" $(BACKEND_TESTS)
+	@if $(VPY) -c "import torch" 2>/dev/null; then \
+	  KERAS_BACKEND=torch $(VPY) -m pytest -q -p no:cacheprovider \
+	    -k "not moves_between and not readme and not steps_per_execution" $(BACKEND_TESTS); \
+	else echo "torch not installed (make install-torch): skipping the PyTorch-backend pass"; fi
+
+# PyTorch, CPU-only wheel (the default Linux wheel pulls ~3 GB of CUDA libraries).
+TORCH_CPU ?= torch==2.13.0+cpu
+install-torch: $(STAMP)
+	$(VPY) -m pip install '$(TORCH_CPU)' || $(VPY) -m pip install torch --index-url https://download.pytorch.org/whl/cpu
+	$(VPY) -m pip install -e '.[torch]'
 
 test-c:
 	$(MAKE) -C tflite_kernels test

@@ -331,6 +331,28 @@ def runtime_section(rt):
     return out + [""]
 
 
+def fit_step_section(fs):
+    """Section of docs/results.md from benchmarks/bench_fit_step.py --json (issue 16)."""
+    m = fs["machine"]
+    c = fs["config"]
+    out = ["## Fit step: pruned vs plain, per Keras backend", "",
+           f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), load average {m['loadavg_before'][0]:.1f} at the "
+           f"start and {m['loadavg'][0]:.1f} at the end (1 min), command `{fs['command']}`. {c['model']}, batch "
+           f"{c['batch_size']}, {c['steps']} steps per timed epoch, median of {c['repeats']} epochs; plain and "
+           "pruned epochs alternate in one process per backend. cpu ratio = user+sys CPU time ratio (steadier "
+           "on a loaded machine).", "",
+           "| backend | plain ms/step | pruned ms/step | ratio | cpu ratio | goal |",
+           "|---|---|---|---|---|---|"]
+    for r in fs["rows"]:
+        if "error" in r:
+            out.append(f"| {r['label']} | failed: {r['error'][-120:]!r} | | | | |")
+            continue
+        goal = "-" if r["goal_met"] is None else (f"<= {fs['goal_ratio']}x: " + ("met" if r["goal_met"] else "NOT met"))
+        out.append(f"| {r['label']} | {1e3 * r['plain_s']:.2f} | {1e3 * r['pruned_s']:.2f} | **{r['ratio']:.2f}x** "
+                   f"| {r['cpu_ratio']:.2f}x | {goal} |")
+    return out + [""]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table1", nargs="+", default=[], help="paper_table1.py --json outputs")
@@ -342,6 +364,7 @@ def main(argv=None):
                    help="model_zoo.py JSON(s) (docs/results/model_zoo*.json); several runs' rows are merged")
     p.add_argument("--quantized", default=None, help="bench_quantized.py --json output")
     p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
+    p.add_argument("--fit-step", default=None, help="bench_fit_step.py --json output (docs/results/fit_step.json)")
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--img_dir", default="docs/img")
     args = p.parse_args(argv)
@@ -397,8 +420,9 @@ def main(argv=None):
               ".venv/bin/python benchmarks/speed_table.py --json speed.json",
               ".venv/bin/python benchmarks/bench_runtime.py --json runtime.json   # ~10 min",
               ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
+              ".venv/bin/python benchmarks/bench_fit_step.py --json fit_step.json   # TF + JAX + tfmot, ~5 min",
               ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
-              "--runtime runtime.json --quantized quantized.json",
+              "--runtime runtime.json --quantized quantized.json --fit-step fit_step.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
     if args.zoo:
         lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min"]
@@ -406,6 +430,9 @@ def main(argv=None):
     if args.runtime:
         with open(args.runtime) as f:
             lines += runtime_section(json.load(f))
+    if args.fit_step:
+        with open(args.fit_step) as f:
+            lines += fit_step_section(json.load(f))
     if args.speed:
         with open(args.speed) as f:
             lines += speed_section(json.load(f))
