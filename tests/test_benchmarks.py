@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
 # Scripts added while issue 18 landed that still edit sys.path (their owners' to change: scripts
 # run as `python benchmarks/X.py` have benchmarks/ on sys.path already; dc_keras is installed).
-_SYS_PATH_PENDING = {"bench_quantized", "bench_runtime", "mcu_bench", "mcu_models", "model_zoo"}
+_SYS_PATH_PENDING = {"bench_runtime", "mcu_bench", "mcu_models", "model_zoo"}
 
 
 def _imports():
