@@ -56,7 +56,7 @@ def _make(route, path):
         return Interpreter(model_path=path)
     from dc_keras import runtime
 
-    return runtime.Interpreter(model_path=path,
+    return runtime.Interpreter(model_path=path, release_decoded=True,  # memory goal: keep_decoded=0
                                weights="compressed" if route == "compressed" else "decoded")
 
 

@@ -345,7 +345,9 @@ typedef struct {
   void** blocks;        /* raw malloc blocks of decoded tensors */
   size_t num_blocks, cap_blocks;
   int compressed;      /* option weights=compressed */
-  int keep_decoded;    /* option keep_decoded=1: never release decoded weights */
+  int keep_decoded;    /* 1 (default): keep decoded weights; option keep_decoded=0 releases
+                        * those XNNPACK packed a copy of (reading such a tensor afterwards,
+                        * e.g. get_tensor, returns freed memory: opt-in only) */
   struct Decoded* dec; /* decoded weight tensors (release bookkeeping) */
   size_t num_dec, cap_dec;
   /* The runtime's GetExecutionPlan / GetNodeAndRegistration as seen during
@@ -1118,7 +1120,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
   return status;
 }
 
-/* Options: "weights" = "decoded" (default) | "compressed". */
+/* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0". */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
                          void (*report_error)(const char*)) {
   char msg[256];
@@ -1135,8 +1137,8 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
       continue;
     }
     snprintf(msg, sizeof msg,
-             "dc_keras HuffDecode delegate: unknown option %s=%s (the only option is "
-             "weights=decoded|compressed, keep_decoded=0|1)",
+             "dc_keras HuffDecode delegate: unknown option %s=%s (the options are "
+             "weights=decoded|compressed and keep_decoded=1|0)",
              k ? k : "(null)", v ? v : "(null)");
     if (report_error) report_error(msg);
     return 0;
@@ -1154,6 +1156,7 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
     if (report_error) report_error("dc_keras HuffDecode delegate: out of memory");
     return NULL;
   }
+  d->keep_decoded = 1;
   if (!parse_options(d, options_keys, options_values, n, report_error)) {
     free(d);
     return NULL;
