@@ -98,18 +98,13 @@ test-mcu: $(if $(wildcard $(VPY)),,$(STAMP))
 # Style: ruff (rules in pyproject.toml) and clang-format in check mode (.clang-format). C files
 # in C_FORMAT_PENDING were being edited when the check arrived (issue 18): format one with
 # `clang-format -i FILE` and drop it from the list. tests/codec_vectors*.h are generated data.
-C_FORMAT_PENDING := tflite_kernels/android/dc_tflite_example.c tflite_kernels/fuzz/fuzz_decode.c \
-  tflite_kernels/fuzz/fuzz_op.c tflite_kernels/fuzz/fuzz_sparse_fc.c \
-  tflite_kernels/include/dc_codec.h tflite_kernels/include/dc_sparse_fc.h \
-  tflite_kernels/include/tflite_abi.h tflite_kernels/micro/huffdecode_tflm.c \
-  tflite_kernels/micro/huffdecode_tflm_wheel.c tflite_kernels/micro/tflm_abi.h \
+C_FORMAT_PENDING := tflite_kernels/fuzz/fuzz_decode.c tflite_kernels/include/dc_codec.h \
   tflite_kernels/src/dc_codec.c tflite_kernels/src/dc_codec_crc.h \
-  tflite_kernels/src/dc_codec_internal.h tflite_kernels/src/dc_sparse_fc.c \
-  tflite_kernels/src/huffdecode_op.c tflite_kernels/tests/test_codec.c \
-  tflite_kernels/tests/test_huffdecode_op.c tflite_kernels/tests/test_sparse_fc.c \
-  tflite_kernels/tools/dc_decode.c tools/mcu/bench_decode.c tools/mcu/startup.c
-C_FORMAT_FILES := $(filter-out tflite_kernels/tests/codec_vectors%.h $(C_FORMAT_PENDING), \
-  $(sort $(wildcard tflite_kernels/*/*.c tflite_kernels/*/*.h tools/*/*.c tools/*/*.h)))
+  tflite_kernels/src/dc_codec_internal.h tflite_kernels/tests/test_codec.c
+# Tracked sources only (build and fuzz directories hold generated C); without git, the globs.
+C_SOURCES := $(or $(shell git ls-files 'tflite_kernels/*.[ch]' 'tools/*.[ch]' 2>/dev/null), \
+  $(wildcard tflite_kernels/*/*.c tflite_kernels/*/*.h tflite_kernels/*/*/*.c tflite_kernels/*/*/*.h tools/*/*.c tools/*/*.h tools/*/*/*.c))
+C_FORMAT_FILES := $(filter-out tflite_kernels/tests/codec_vectors%.h $(C_FORMAT_PENDING), $(sort $(C_SOURCES)))
 CLANG_FORMAT ?= clang-format
 lint: $(if $(wildcard $(VPY)),,$(STAMP))
 	$(VPY) -m ruff check .

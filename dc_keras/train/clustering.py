@@ -12,7 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from dc_keras.train import _base, bn_fold, report as _report
+from dc_keras.train import _base, bn_fold
+from dc_keras.train import report as _report
 from dc_keras.train.kmeans import INITS, kmeans_1d
 
 

@@ -19,8 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from dc_keras.train import _base, report as _report
-from dc_keras.train import summaries
+from dc_keras.train import _base, summaries
+from dc_keras.train import report as _report
 from dc_keras.train.schedules import PruningSchedule
 
 _NO_CALLBACK = (
