@@ -68,6 +68,7 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), "--table1", *table1,
                         "--speed", os.path.join(res, "speed.json"), "--quantized", os.path.join(res, "quantized.json"),
                         "--runtime", os.path.join(res, "runtime.json"),
+                        "--fit-step", os.path.join(res, "fit_step.json"),
                         "--out", "docs/results.md",
                         "--img_dir", "docs/img"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
