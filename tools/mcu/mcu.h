@@ -5,9 +5,6 @@
 #include <stdint.h>
 #ifdef __cplusplus
 extern "C" {
-#ifdef __cplusplus
-}
-#endif
 #endif
 /* Instruction counter: valid under `qemu -icount shift=0`; 1 tick = 40 instructions. */
 #define MCU_INSNS_PER_TICK 40u

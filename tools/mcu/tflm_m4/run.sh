@@ -4,9 +4,9 @@
 # Not part of `make test`: it needs TFLM's source tree with its third-party downloads in place
 # (never committed; see docs/microcontrollers.md, "TFLM on Cortex-M4").
 #
-#   1. TFLM's library: make -f tensorflow/lite/micro/tools/make/Makefile TARGET=cortex_m_generic
-#      TARGET_ARCH=cortex-m4+fp TOOLCHAIN=gcc TARGET_TOOLCHAIN_ROOT=/usr/bin/ microlite
-#      (reference kernels), run inside TFLM_TREE first;
+#   1. TFLM: the interpreter and the 8 reference kernels the LeNet needs (tflm_sources.txt),
+#      compiled from TFLM_TREE with arm-none-eabi-g++ -Os and TFLM's defines (objects cached in
+#      the work dir; TFLM's own `make ... microlite` builds every kernel: ~20x longer here);
 #   2. model_data.h from benchmarks/mcu_models.py's cached LeNet (gen_model_data.py) with the x86
 #      wheel's int8 outputs as expected values;
 #   3. firmware.cc + our kernel (C99) + decoder + tools/mcu/startup.c linked against it, run
@@ -19,8 +19,17 @@ W="${2:-$ROOT/build/mcu/tflm_m4}"
 mkdir -p "$W"
 PY="${PY:-$ROOT/.venv/bin/python}"
 MODELS="${MODELS:-$HOME/.cache/dc_keras/mcu/lenet}"
-LIB="$(ls "$T"/gen/cortex_m_generic_cortex-m4+fp_default_gcc/lib/libtensorflow-microlite.a)"
 CPU="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16"
+DL="$T/tensorflow/lite/micro/tools/make/downloads"
+TFLAGS="$CPU -std=c++17 -Os -fno-rtti -fno-exceptions -fno-threadsafe-statics -fno-unwind-tables
+        -ffunction-sections -fdata-sections -DTF_LITE_STATIC_MEMORY -DTF_LITE_MCU_DEBUG_LOG
+        -DTF_LITE_USE_CTIME -I$T -I$DL/flatbuffers/include -I$DL/gemmlowp -I$DL/ruy -I$DL/kissfft"
+mkdir -p "$W/tflm_obj"
+while read -r src; do
+  o="$W/tflm_obj/$(echo "$src" | tr / _ | sed 's/\.cc$/.o/')"
+  # shellcheck disable=SC2086
+  [ -f "$o" ] || (cd "$T" && arm-none-eabi-g++ $TFLAGS -c "$src" -o "$o.tmp" && mv "$o.tmp" "$o")
+done < "$HERE/tflm_sources.txt"
 INC="-I$T -I$T/tensorflow/lite/micro/tools/make/downloads/flatbuffers/include
      -I$T/tensorflow/lite/micro/tools/make/downloads/gemmlowp -I$T/tensorflow/lite/micro/tools/make/downloads/ruy
      -I$ROOT/tflite_kernels/micro -I$ROOT/tflite_kernels/include -I$ROOT/tools/mcu -I$W"
@@ -42,11 +51,11 @@ arm-none-eabi-gcc $CPU -c -o "$W/models.o" "$W/models.S"
 arm-none-eabi-g++ $CPU -std=c++17 -O2 -fno-rtti -fno-exceptions -fno-threadsafe-statics -DTF_LITE_STATIC_MEMORY \
   -Wall -Werror $INC -c -o "$W/register.o" "$ROOT/tflite_kernels/micro/huffdecode_tflm_register.cc"
 # shellcheck disable=SC2086
-arm-none-eabi-g++ $CPU -std=c++17 -O2 -fno-rtti -fno-exceptions -fno-threadsafe-statics -DTF_LITE_STATIC_MEMORY \
+arm-none-eabi-g++ $CPU -std=c++17 -Os -fno-rtti -fno-exceptions -fno-threadsafe-statics -DTF_LITE_STATIC_MEMORY \
   $INC -c -o "$W/firmware.o" "$HERE/firmware.cc"
 # shellcheck disable=SC2086
 arm-none-eabi-g++ $CPU --specs=rdimon.specs -nostartfiles -T "$ROOT/tools/mcu/mps2.ld" -Wl,--gc-sections \
-  -o "$W/firmware.elf" "$W/firmware.o" "$W/register.o" "$W/huffdecode_tflm.o" "$W/dc_codec.o" "$W/startup.o" "$W/models.o" "$LIB" -lm
+  -o "$W/firmware.elf" "$W/firmware.o" "$W/register.o" "$W/huffdecode_tflm.o" "$W/dc_codec.o" "$W/startup.o" "$W/models.o" "$W"/tflm_obj/*.o -lm
 arm-none-eabi-size "$W/firmware.elf"
 timeout 1200 qemu-system-arm -M mps2-an386 -icount shift=0,align=off,sleep=off -nographic -monitor none -serial none \
   -semihosting-config enable=on,target=native -kernel "$W/firmware.elf" | tee "$W/result.txt"
