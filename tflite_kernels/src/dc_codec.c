@@ -174,11 +174,12 @@ static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, si
   h->info.rank = data[6];
   if (h->info.rank > DC_MAX_RANK) return DC_ERR_SHAPE;
   h->layout = h->info.layout = data[7];
-  if (h->layout > (v == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_FLOAT_PLANES)) return DC_ERR_LAYOUT;
+  if (h->layout > (v == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_CONTEXT_SPARSE)) return DC_ERR_LAYOUT;
   /* §11/§13: sub-byte types use §5/§6 only; §12 is for floats only. */
   if (bits < 8 && h->layout > DC_LAYOUT_SPARSE) return DC_ERR_LAYOUT;
   if (h->layout == DC_LAYOUT_FLOAT_PLANES && !is_float(h->info.dtype)) return DC_ERR_LAYOUT;
-  h->sparse = h->layout == DC_LAYOUT_SPARSE || h->layout == DC_LAYOUT_GROUPED_SPARSE;
+  h->sparse = h->layout == DC_LAYOUT_SPARSE || h->layout == DC_LAYOUT_GROUPED_SPARSE ||
+              h->layout == DC_LAYOUT_CONTEXT_SPARSE;
   pos = 8;
   if (size - pos < 4u * h->info.rank) return DC_ERR_TRUNCATED;
   for (r = 0; r < h->info.rank; ++r) {
@@ -256,6 +257,40 @@ static dc_status parse_sparse(const uint8_t* data, size_t size, dc_header* h, si
   return parse_alphabet(data, size, pos_io, h->gap_alphabet, &h->gap_code);
 }
 
+/* Table entries (u16) of a code: 2^L, or 1 for the zero-bit code. */
+static size_t table_entries(const dc_alphabet* a) { return (size_t)1 << a->max_len; }
+
+/* §14: C, the class map and the C index codes; index_code gets their shortest and longest
+ * lengths for the §9 stream bounds. */
+static dc_status parse_contexts(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
+  size_t pos = *pos_io, nbytes = ((size_t)h->k + 1) / 2, total;
+  uint32_t c, i, lo = 99, hi = 0;
+  dc_status st;
+  if (size - pos < 1) return DC_ERR_TRUNCATED;
+  h->contexts = data[pos++];
+  if (h->contexts < 2 || h->contexts > DC_MAX_INDEX_CONTEXTS || (h->contexts & 1)) return DC_ERR_LAYOUT;
+  if (size - pos < nbytes) return DC_ERR_TRUNCATED;
+  h->classes = data + pos;
+  for (i = 0; i < h->k; ++i)
+    if (((h->classes[i / 2] >> ((i & 1) * 4)) & 15u) >= h->contexts / 2) return DC_ERR_LAYOUT;
+  if ((h->k & 1) && (h->classes[nbytes - 1] >> 4) != 0) return DC_ERR_LAYOUT;
+  pos += nbytes;
+  total = table_entries(&h->gap_code);
+  for (c = 0; c < h->contexts; ++c) {
+    st = parse_alphabet(data, size, &pos, h->k, &h->ctx_code[c]);
+    if (st != DC_OK) return st;
+    total += table_entries(&h->ctx_code[c]);
+    if (h->ctx_code[c].min_len < lo) lo = h->ctx_code[c].min_len;
+    if (h->ctx_code[c].max_len > hi) hi = h->ctx_code[c].max_len;
+  }
+  if (total > DC_MAX_TABLE_ENTRIES) return DC_ERR_LAYOUT;
+  h->index_code = h->ctx_code[0];
+  h->index_code.min_len = lo;
+  h->index_code.max_len = hi;
+  *pos_io = pos;
+  return DC_OK;
+}
+
 /* §7 stream sizes and bounds, §12 raw plane, §9 zero-bit rule. */
 static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, size_t pos) {
   uint64_t total = 0, tail;
@@ -318,7 +353,8 @@ dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
     st = parse_sparse(data, size, h, &pos);
     if (st != DC_OK) return st;
   }
-  st = parse_alphabet(data, size, &pos, h->k, &h->index_code);
+  st = h->layout == DC_LAYOUT_CONTEXT_SPARSE ? parse_contexts(data, size, h, &pos)
+                                             : parse_alphabet(data, size, &pos, h->k, &h->index_code);
   if (st != DC_OK) return st;
   return parse_streams(data, size, h, pos);
 }
@@ -332,12 +368,13 @@ dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info) {
   return st;
 }
 
-/* Table entries (u16) of a code: 2^L, or 1 for the zero-bit code. */
-static size_t table_entries(const dc_alphabet* a) { return (size_t)1 << a->max_len; }
-
 static size_t workspace_bytes(const dc_header* h) {
   size_t e = 0;
-  if (h->info.num_elements > 0) {
+  uint32_t c;
+  if (h->info.num_elements > 0 && h->contexts > 0) { /* §14 */
+    e = table_entries(&h->gap_code);
+    for (c = 0; c < h->contexts; ++c) e += table_entries(&h->ctx_code[c]);
+  } else if (h->info.num_elements > 0) {
     e = table_entries(&h->index_code);
     if (h->sparse) e += table_entries(&h->gap_code);
   }
@@ -848,6 +885,94 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
 #undef DC_ENTRY
 
 /* ---------------------------------------------------------------------------------------- */
+/* §14 context-modelled sparse                                                               */
+/* ---------------------------------------------------------------------------------------- */
+/* 2 * class of codebook index i (§14 class map: nibbles, as §4's code lengths). */
+#define DC_CLASS2(i) ((uint32_t)((h->classes[(i) >> 1] >> (((i) & 1u) << 2)) & 15u) << 1)
+
+/* Entry: gap g already decoded from stream b; the index code is chosen by the context
+ * 2 * class(previous index) + (g == 0), then the entry is stored as §6. */
+#define DC_CTX_ENTRY(b, g, prev)                                                  \
+  do {                                                                            \
+    const uint32_t c_ = DC_CLASS2(prev) + ((g) == 0);                             \
+    uint32_t i_;                                                                  \
+    DEC(b, tabs[c_], masks[c_], i_);                                              \
+    p += (g);                                                                     \
+    if (p >= n) return DC_ERR_STREAM;                                             \
+    put1(out, p, cb + i_ * esz, esz, bits);                                       \
+    p++;                                                                          \
+    (prev) = i_;                                                                  \
+  } while (0)
+
+DC_INLINE dc_status context_body(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
+                                 const uint16_t* const* tabs, const uint64_t* masks, uint8_t* out,
+                                 const size_t esz, const unsigned bits) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
+  const uint8_t* cb = h->codebook;
+  const uint8_t* bgv = cb + (size_t)h->background * esz;
+  uint64_t j = 0, p = 0, filled = 0, it;
+  uint32_t s, prev = h->background;
+  dc_status st;
+  streams_init(br, h);
+  b0 = br[0]; b1 = br[1]; b2 = br[2]; b3 = br[3];
+  /* As §6: 1 refill and 2 entries (<= 2 * (12 + 12) bits) per stream per iteration; the gaps of
+   * 4 entries are decoded together, the indices in entry order (each needs its predecessor). */
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {
+    uint64_t reach;
+    if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;
+    reach = min_u64(n, p + it * 8 * G);
+    if (filled < reach) {
+      uint64_t to = min_u64(n, filled + DC_FILL_CHUNK > reach ? filled + DC_FILL_CHUNK : reach);
+      fill_elements(out, filled, to, bgv, esz, bits);
+      filled = to;
+    }
+    for (; it > 0; --it) {
+      uint32_t r;
+      BR_REFILL_FAST(b0, data);
+      BR_REFILL_FAST(b1, data);
+      BR_REFILL_FAST(b2, data);
+      BR_REFILL_FAST(b3, data);
+      for (r = 0; r < 2; ++r) {
+        uint32_t g0, g1, g2, g3;
+        DEC(b0, gtab, gmask, g0);
+        DEC(b1, gtab, gmask, g1);
+        DEC(b2, gtab, gmask, g2);
+        DEC(b3, gtab, gmask, g3);
+        DC_CTX_ENTRY(b0, g0, prev);
+        DC_CTX_ENTRY(b1, g1, prev);
+        DC_CTX_ENTRY(b2, g2, prev);
+        DC_CTX_ENTRY(b3, g3, prev);
+      }
+      j += 8;
+    }
+  }
+  br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;
+  for (; j < e; ++j) {
+    bitreader* bb = &br[j & 3];
+    uint32_t g;
+    br_refill_safe(bb, data);
+    DEC(*bb, gtab, gmask, g);
+    if (p + g < n && filled <= p + g) {
+      uint64_t to = min_u64(n, p + g + G + DC_FILL_CHUNK);
+      fill_elements(out, filled, to, bgv, esz, bits);
+      filled = to;
+    }
+    DC_CTX_ENTRY(*bb, g, prev);
+  }
+  if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  fill_elements(out, filled, n, bgv, esz, bits);
+  for (s = 0; s < 4; ++s) {
+    st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+#undef DC_CTX_ENTRY
+#undef DC_CLASS2
+
+/* ---------------------------------------------------------------------------------------- */
 /* §12 float planes                                                                          */
 /* ---------------------------------------------------------------------------------------- */
 /* Element i from its symbol (the 8 bits below the sign) and its raw bytes (the other bits, the
@@ -973,6 +1098,14 @@ DC_SPARSE(sparse_e4, 4, 32, 0)
 DC_SPARSE(sparse_g1, 1, 8, 1)
 DC_SPARSE(sparse_g2, 2, 16, 1)
 DC_SPARSE(sparse_g4, 4, 32, 1)
+#define DC_CONTEXT(NAME, ESZ)                                                                 \
+  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt,             \
+                        const uint16_t* const* t, const uint64_t* m, uint8_t* o) {            \
+    return context_body(d, h, gt, t, m, o, ESZ, 8 * ESZ);                                     \
+  }
+DC_CONTEXT(context_e1, 1)
+DC_CONTEXT(context_e2, 2)
+DC_CONTEXT(context_e4, 4)
 static dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
   return planes_body(d, h, t, o, 2);
 }
@@ -987,6 +1120,26 @@ typedef dc_status (*sparse_fn)(const uint8_t*, const dc_header*, const uint16_t*
 /* Index by element_bits: 2, 4, 8, 16, 32 -> 0..4. */
 static int size_slot(uint32_t bits) { return bits == 2 ? 0 : bits == 4 ? 1 : bits == 8 ? 2 : bits == 16 ? 3 : 4; }
 
+/* §14: the workspace holds the gap table, then one table per context. */
+static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_t* ws, uint8_t* out) {
+  const uint16_t* tabs[DC_MAX_INDEX_CONTEXTS];
+  uint64_t masks[DC_MAX_INDEX_CONTEXTS];
+  uint16_t* t = ws + table_entries(&h->gap_code);
+  uint32_t c;
+  build_table(&h->gap_code, ws);
+  for (c = 0; c < h->contexts; ++c) {
+    build_table(&h->ctx_code[c], t);
+    tabs[c] = t;
+    masks[c] = (1u << h->ctx_code[c].max_len) - 1u;
+    t += table_entries(&h->ctx_code[c]);
+  }
+  switch (h->cb_esize) {
+    case 1: return context_e1(data, h, ws, tabs, masks, out);
+    case 2: return context_e2(data, h, ws, tabs, masks, out);
+    default: return context_e4(data, h, ws, tabs, masks, out);
+  }
+}
+
 static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* itab, uint16_t* gtab,
                              uint8_t* out, cksum* ck) {
   static const dense_fn dense[2][5] = {{dense_b2, dense_b4, dense_e1, dense_e2, dense_e4},
@@ -998,6 +1151,7 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
   const size_t esz = h->cb_esize;
   /* §13: the padding bits of the last byte are zero; stores below never touch them */
   if (h->info.element_bits < 8) out[h->info.output_bytes - 1] = 0;
+  if (h->layout == DC_LAYOUT_CONTEXT_SPARSE) return decode_context(data, h, itab, out);
   build_table(&h->index_code, itab);
   if (h->layout == DC_LAYOUT_FLOAT_PLANES)
     return esz == 4 ? planes_e4(data, h, itab, out) : planes_e2(data, h, itab, out);
