@@ -124,6 +124,10 @@ def reference_decode(buf):
         bg, e, g = struct.unpack_from("<HIH", buf, pos)
         pos += 8
         gtab, pos = read_alphabet(buf, pos, g)
+        seg_start = [0, *struct.unpack_from("<3I", buf, pos)]
+        assert seg_start == sorted(seg_start) and seg_start[3] <= n
+        pos += 12
+        assert k <= 1024
         n_codes = buf[pos]
         pos += 1
         assert n_codes % 2 == 0 and 2 <= n_codes <= 8
@@ -160,15 +164,25 @@ def reference_decode(buf):
         assert pos == len(buf)
         out = [value(i, bg) for i in range(n)]
         p = 0
-        prev = bg  # §14: the first entry's predecessor has the background index
+        if layout == 5:  # §14: four runs, one per stream, each from its own start
+            for s in range(4):
+                p, prev, st = seg_start[s], bg, streams[s]
+                end = seg_start[s + 1] if s < 3 else n
+                for _ in range((e - s + 3) // 4 if e > s else 0):
+                    gap = st.symbol(gtab)
+                    index = st.symbol(itabs[2 * klass[prev] + (1 if gap == 0 else 0)])
+                    prev = index
+                    p += gap
+                    assert p < end
+                    out[p] = value(p, index)
+                    p += 1
+                assert p == end if s < 3 else n - p < g
+            e = 0
+            p = n
         for j in range(e):
             st = streams[j % 4]
             gap = st.symbol(gtab)
-            if layout == 5:
-                index = st.symbol(itabs[2 * klass[prev] + (1 if gap == 0 else 0)])
-                prev = index
-            else:
-                index = st.symbol(itab)
+            index = st.symbol(itab)
             p += gap
             assert p < n
             out[p] = value(p, index)

@@ -18,6 +18,7 @@ LAYOUT_GROUPED_DENSE = 2  # §11
 LAYOUT_GROUPED_SPARSE = 3  # §11
 LAYOUT_FLOAT_PLANES = 4  # §12
 LAYOUT_CONTEXT_SPARSE = 5  # §14
+MAX_CONTEXT_SYMBOLS = 1024  # §14: codebook size limit of the context layout
 MAX_INDEX_CONTEXTS = 8  # §14: index codes of the context-modelled sparse layout
 MAX_TABLE_ENTRIES = 2 * 4096  # §14: decode-table entries of all codes of a tensor together
 LAYOUT_NAMES = {LAYOUT_DENSE: "dense", LAYOUT_SPARSE: "sparse", LAYOUT_GROUPED_DENSE: "grouped_dense",
@@ -220,6 +221,12 @@ def _parse_sparse(r, out, n):
 def _parse_contexts(r, out):
     """§14: C, the class map, the C index codes; index_code = their length range (for §9)."""
     k = out["codebook_size"]
+    if k > MAX_CONTEXT_SYMBOLS:
+        raise CorruptDataError(f"codebook size {k} > {MAX_CONTEXT_SYMBOLS} in the context layout (§14)")
+    starts = [0] + [r.u32("segment start") for _ in range(3)]
+    if any(b < a for a, b in zip(starts, starts[1:])) or starts[3] > out["num_elements"]:
+        raise CorruptDataError(f"segment starts {starts[1:]} are not nondecreasing positions <= N")
+    out["segment_starts"] = starts
     c = r.u8("context count")
     if not (2 <= c <= MAX_INDEX_CONTEXTS and c % 2 == 0):
         raise CorruptDataError(f"context count {c} is not an even number in 2..{MAX_INDEX_CONTEXTS}")
@@ -231,7 +238,7 @@ def _parse_contexts(r, out):
     if int(classes.max()) >= c // 2:
         raise CorruptDataError(f"class map: class {int(classes.max())} >= {c // 2}")
     codes = [_read_alphabet(r, k, f"index code of context {i}") for i in range(c)]
-    if sum(1 << x["max_length"] for x in codes + [out["gap_code"]]) > MAX_TABLE_ENTRIES:
+    if (1 << out["gap_code"]["max_length"]) + c * (1 << max(x["max_length"] for x in codes)) > MAX_TABLE_ENTRIES:
         raise CorruptDataError(f"decode tables need more than {MAX_TABLE_ENTRIES} entries (§14)")
     out.update(contexts=c, classes=classes, index_codes=codes)
     lo = min(int(x["lengths"][x["lengths"] > 0].min()) if x["max_length"] else 0 for x in codes)

@@ -8,9 +8,9 @@ import zlib
 
 import numpy as np
 
-from ._encode import (_Code, _context_plan, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
+from ._encode import (_Code, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
                       _streams_sparse, _unique_small, checksum)
-from ._format import (CODE_DTYPES, DTYPE_CODES, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
+from ._format import (MAX_CONTEXT_SYMBOLS, CODE_DTYPES, DTYPE_CODES, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
                       MAX_ZERO_BIT_OUTPUT, PLANE_SYMBOLS, SUBBYTE_CODES, VERSION, VERSIONS,
                       cb_esize, dtype_bits, output_bytes)
@@ -113,9 +113,9 @@ class _ContextSparse(_Plain):
         classes = c["classes"]
         head = [struct.pack("<H", len(self.uniq)), self._codebook(),
                 struct.pack("<HIH", p["bg"], len(c["gaps_out"]), p["G"]), p["gap_code"].descriptor(),
-                bytes([len(c["index_codes"])]), _descriptor(classes.astype(np.uint8), 1)[1:]]
+                struct.pack("<3I", *segment_starts(c["gaps_out"])), bytes([len(c["index_codes"])]), _descriptor(classes.astype(np.uint8), 1)[1:]]
         head += [ic.descriptor() for ic in c["index_codes"]]
-        streams = _pack_entries(c["gaps_out"], c["idx_out"], p["gap_code"], c["index_codes"], c["ctx"])
+        streams = _pack_entries(c["gaps_out"], c["idx_out"], p["gap_code"], c["index_codes"], c["ctx"], True)
         return b"".join(head), streams, b""
 
 
@@ -285,7 +285,7 @@ def _plans(a, code, bits, want, limit, version, axis):
                                  f"{int(np.ceil(np.log2(plain_k)))}")
             plans += [_Plain(uniq, idx, counts, esz, limit, lay == "sparse", big)
                       for lay in ("dense", "sparse") if lay in allowed]
-            if "context_sparse" in allowed and len(uniq) > 1:
+            if "context_sparse" in allowed and 1 < len(uniq) <= MAX_CONTEXT_SYMBOLS:
                 plans.append(_ContextSparse(uniq, idx, counts, esz, limit, code))
         except ValueError as exc:
             reasons.append(str(exc))

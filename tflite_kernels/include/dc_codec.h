@@ -77,6 +77,7 @@ enum {
 #define DC_MAX_ZERO_BIT_OUTPUT (1u << 24) /* output bytes if all codes are zero-bit */
 #define DC_MAX_INDEX_CONTEXTS 8u   /* §14: index codes of the context-modelled sparse layout */
 #define DC_MAX_TABLE_ENTRIES 8192u /* §14: decode-table entries of all codes of one tensor */
+#define DC_MAX_CONTEXT_SYMBOLS 1024u /* §14: codebook size limit of the context layout */
 /* Largest workspace dc_workspace_size() can ask for: two 2^12-entry u16 tables + alignment
  * (§14 keeps all its tables within the same 2 * 2^12 entries). */
 #define DC_MAX_WORKSPACE (2u * 2u * (1u << DC_MAX_CODE_LENGTH) + 16u)
