@@ -67,7 +67,7 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
     table1 = [os.path.join(res, n) for n in ("lenet_300_100.json", "lenet_300_100_point2.json", "lenet_5.json")]
     r = subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), "--table1", *table1,
                         "--speed", os.path.join(res, "speed.json"), "--quantized", os.path.join(res, "quantized.json"),
-                        "--out", "docs/results.md",
+                        "--codec", os.path.join(res, "codec_context.json"), "--out", "docs/results.md",
                         "--img_dir", "docs/img"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
