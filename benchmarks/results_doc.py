@@ -52,9 +52,9 @@ def plot_size_vs_error(result, path):
 
 
 def table1_summary(results):
-    lines = ["| model | baseline error | params kept | dc_keras ratio | dc_keras error | paper ratio | paper error | "
-             "tfmot ratio (zipped) | tfmot error | goal | met |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | baseline error | params kept | dc_keras ratio | dc_keras error | whole file, names stripped | "
+             "weights only | paper ratio | paper error | tfmot ratio (zipped) | tfmot error | goal | met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         tf = r.get("tfmot")
         tf_zip = next((p for p in r["peers"] if p["method"].startswith("tfmot: same, zipped")), None)
@@ -64,6 +64,8 @@ def table1_summary(results):
                    if not misses else "no: " + " and ".join(misses) + " outside the goal")
         lines.append(
             f"| {r['model']} | {pct(r['baseline_error'])} | {pct(r['stages'][-1]['kept_fraction'])} | **{ratio(r['ratio'])}** | **{pct(r['test_error'])}** | "
+            f"{ratio(r['stripped']['ratio']) if r.get('stripped') else 'not measured'} | "
+            f"{ratio(r['weights_ratio']) if r.get('weights_ratio') else '-'} | "
             f"{ratio(r['paper']['ratio'])} | {pct(r['paper']['test_error'])} | "
             f"{ratio(tf_zip['ratio']) if tf_zip else '-'} | {pct(tf['test_error']) if tf else '-'} | "
             f">= {g['ratio']:.0f}x at <= {100 * g['test_error']:.2f} % | {verdict} |")
