@@ -338,7 +338,9 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSI
       layout: ``None`` picks the smallest layout the format version allows; or one of
         ``"dense"``, ``"sparse"`` (§5, §6), ``"grouped_dense"``, ``"grouped_sparse"`` (§11: a
         codebook per slice along ``axis``, for per-channel quantized tensors), ``"float_planes"``
-        (§12) to force it.
+        (§12), ``"context_sparse"`` (§14: several index codes chosen by the previous kept
+        value's sign class; smaller on pruned kernels whose neighbouring weights share a sign,
+        ~20 % slower to decode than ``"sparse"``) to force it.
       max_code_length: Huffman code length limit, 1..12 (lower = smaller decode table).
       version: format version to write (§10): 2 (default) or 1 for apps that ship a decoder that
         reads version 1 only (dense/sparse layouts of the six original types; Fletcher checksum).
