@@ -35,7 +35,11 @@ def train(epochs, seed, cache):
     from dc_keras import pipeline
 
     if cache and os.path.exists(cache):
-        return keras.saving.load_model(cache), f"loaded from {cache}"
+        note = f"loaded from {cache}"
+        if os.path.exists(cache + ".note"):
+            with open(cache + ".note") as f:
+                note = f.read().strip() + f"; reused from {cache}"
+        return keras.saving.load_model(cache), note
     keras.utils.set_random_seed(seed)
     (x, y), _ = dc_keras.datasets.mnist.load_data()
     x = dc_keras.datasets.normalize(x)
@@ -47,6 +51,8 @@ def train(epochs, seed, cache):
     note = f"trained: {b} baseline + {p} pruning + {c} sharing epochs, {time.time() - t0:.0f} s"
     if cache:
         m.save(cache)
+        with open(cache + ".note", "w") as f:
+            f.write(note)
     return m, note
 
 
@@ -91,22 +97,10 @@ def predict(content, x, batch=1000):
 
 
 def aeq_files(float_bytes, calib):
-    """{recipe: bytes} from ai-edge-quantizer 0.10 in its own venv (tests/test_litert_files.py)."""
-    import subprocess
+    """{recipe: bytes} from ai-edge-quantizer 0.10 in its own venv (benchmarks/_aeq.py)."""
+    import _aeq
 
-    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-    from test_litert_files import _venv_python
-
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "float.tflite"), "wb") as f:
-            f.write(float_bytes)
-        np.save(os.path.join(d, "calib.npy"), calib.reshape(len(calib), -1).reshape(len(calib), 28, 28, 1))
-        r = subprocess.run([_venv_python(), os.path.join(HERE, "..", "tests", "_aeq_child.py"),
-                            os.path.join(d, "float.tflite"), os.path.join(d, "calib.npy"), d, *AEQ_RECIPES],
-                           capture_output=True, text=True)
-        if r.returncode:
-            raise RuntimeError(r.stderr[-3000:])
-        return {name: open(os.path.join(d, name + ".tflite"), "rb").read() for name in AEQ_RECIPES}
+    return _aeq.quantize(float_bytes, calib, AEQ_RECIPES)
 
 
 def keras_int8(model):
@@ -244,9 +238,11 @@ def main(argv=None):
     for name, data in aeq_files(plain["float32"], rep).items():
         plain[f"ai-edge-quantizer {name}"] = data
     rows = []
-    for name, data in plain.items():
+    variants = [(name, data, False) for name, data in plain.items()]
+    variants.insert(1, ("float32, pack(strip_strings=True)", plain["float32"], True))
+    for name, data, strip in variants:
         t0 = time.time()
-        packed = pack(data)
+        packed = pack(data, strip_strings=strip)
         t_pack = time.time() - t0
         ref, got = predict(data, x_test), predict(packed, x_test)
         err = float(np.mean(np.argmax(got, -1) != y_test))

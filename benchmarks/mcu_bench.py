@@ -26,22 +26,30 @@ import time
 
 import numpy as np
 
+import _common
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tools", "mcu"))
 OUT_JSON = os.path.join(ROOT, "docs", "results", "mcu_lenet_300_100.json")
 
 
 def _write(path, data):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    _common.atomic_write(path, data)
+
+
+def _tflm_env():
+    """tools/mcu/tflm_env.py, loaded from its path (tools/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tflm_env", os.path.join(ROOT, "tools", "mcu", "tflm_env.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def tflm_section(models_dir, work):
-    import tflm_env
     from dc_keras import export
+
+    tflm_env = _tflm_env()
 
     lib_dir = os.path.join(work, "lib")
     subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro"), f"BUILD={lib_dir}"],
@@ -126,7 +134,7 @@ def main(argv=None):
         subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mcu_models.py"), "--out", a.models],
                        check=True)
     t0 = time.time()
-    res = {"benchmark": "mcu_lenet_300_100", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    res = {"benchmark": "mcu_lenet_300_100", "machine": _common.machine_info(frameworks=False),
            "loadavg_start": os.getloadavg()}
     with open(os.path.join(a.models, "meta.json")) as f:
         res["model"] = json.load(f)
@@ -141,7 +149,7 @@ def main(argv=None):
     res["loadavg_end"] = os.getloadavg()
     res["seconds"] = round(time.time() - t0, 1)
     os.makedirs(os.path.dirname(OUT_JSON), exist_ok=True)
-    _write(OUT_JSON, (json.dumps(res, indent=1) + "\n").encode())
+    _common.write_json(OUT_JSON, res)
     print(json.dumps(res["ratios_packed_vs_lut"]), json.dumps(sz))
     print(f"wrote {OUT_JSON}")
 

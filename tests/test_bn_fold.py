@@ -4,10 +4,10 @@ BN itself otherwise and multiply the distinct values by the number of channels).
 import keras
 import numpy as np
 import pytest
+from _compress_flow import five_calls, np_
 
 import dc_keras
 from dc_keras.train import fold_batchnorm
-from _compress_flow import five_calls, np_
 
 RNG = np.random.default_rng(0)
 

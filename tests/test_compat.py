@@ -48,11 +48,6 @@ def test_delegate_pointer_is_the_created_delegate():
 
 
 # ---- training side (issue 14) ----
-import keras
-
-
-
-
 def test_is_functional():
     inputs = keras.Input((2,))
     functional = keras.Model(inputs, keras.layers.Dense(1)(inputs))

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from dc_keras._fileio import atomic_write
+from dc_keras.export import _backend
 from dc_keras._logs import quiet_conversion
 from dc_keras.export import _flatbuffer as fb
 from dc_keras.export._pack import DEFAULT_MIN_BYTES, PACKED_SUFFIX, _tensor_array
@@ -403,6 +404,13 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       >>> data = dc_keras.export.to_tflite(model, configure=flex)                       # doctest: +SKIP
     """
     _check_arguments(quantize, batch_size, converter_options, configure)
+    if _backend.needs_tensorflow_child():  # torch backend: dc_keras/export/_backend.py
+        data = _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
+                                                min_bytes=min_bytes, batch_size=batch_size,
+                                                converter_options=converter_options, configure=configure)
+        if path is not None:
+            atomic_write(path, data)
+        return data
     if quantize == "int8":
         _representative(representative_data)  # validate before the slow conversion
     shared = _shared_kernels(model) if pack else []

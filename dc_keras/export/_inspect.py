@@ -8,7 +8,7 @@ import numpy as np
 
 from dc_keras._fileio import atomic_write, figure_bytes
 from dc_keras.export import _flatbuffer as fb
-from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _graph_facts, _saves_enough,
+from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _saves_enough, _subgraph_facts,
                                    _tensor_array, skip_reason)
 
 
@@ -164,7 +164,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                     and len(op.inputs) == 1 and len(op.outputs) == 1:
                 decoded_from[int(op.outputs[0])] = int(op.inputs[0])
         packed_inputs = set(decoded_from.values())
-        facts = _graph_facts(sg)
+        facts = _subgraph_facts(model, sg)
         from dc_keras.export import _sparse
 
         dense_of = {i: dense for _, i, dense in _sparse.densify_plans(model, s)}

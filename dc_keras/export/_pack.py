@@ -84,6 +84,22 @@ def _graph_facts(sg):
     return consumers, produced, io
 
 
+def _with_loop_state(model, sg, facts):
+    """Inputs of WHILE ops are loop state, not read-only constants (the loop writes its results
+    into them, e.g. an LSTM's zero initial state or tensor-list accumulator): never packed, since a
+    HuffDecode output there makes the WHILE fail at invoke. (Added by issue 14's export work.)"""
+    consumers, produced, io = facts
+    for op in sg.operators or []:
+        if fb.opcode_name(model, op) == "WHILE":
+            produced = produced | {int(x) for x in (op.inputs if op.inputs is not None else []) if int(x) >= 0}
+    return consumers, produced, io
+
+
+def _subgraph_facts(model, sg):
+    """(consumers, produced, graph io) of a subgraph, WHILE loop state counted as produced."""
+    return _with_loop_state(model, sg, _graph_facts(sg))
+
+
 def _buffer_users(model):
     users = {}
     for s, sg in enumerate(model.subgraphs):
@@ -197,7 +213,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     model = fb.read_model(tflite_bytes)
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
-    facts = [_graph_facts(sg) for sg in model.subgraphs]
+    facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     plans = _plan(model, facts, min_bytes, verify, min_saving, version)
     sparse = _plan_sparse(model, min_saving, verify, version)
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0}

@@ -10,8 +10,8 @@ inference (per-channel scale and shift); pruned zeros stay zeros. See docs/model
 A fold needs: the layer's only output consumer is the BatchNormalization, no activation in
 between, channels-last data, the BatchNormalization normalises the last axis and has one call.
 """
-import numpy as np
 import keras
+import numpy as np
 
 from dc_keras.train import _base
 

@@ -13,21 +13,21 @@
 // The static_asserts check, against the TFLM headers you build with, every struct field the
 // C kernel reads or writes through tflm_abi.h: a TFLM whose layout changed fails to compile here
 // instead of misbehaving at run time.
+#include "huffdecode_tflm_register.h"
+
 #include <stddef.h>
 
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/micro/micro_common.h"
 
-#include "huffdecode_tflm_register.h"
-
 #if !defined(TF_LITE_STATIC_MEMORY)
 #error "TFLM builds define TF_LITE_STATIC_MEMORY; tflm_abi.h declares that layout"
 #endif
 
-#define DC_SAME(T, DT, f)                                                  \
-  static_assert(offsetof(T, f) == offsetof(DT, f) &&                       \
-                    sizeof(((T*)nullptr)->f) == sizeof(((DT*)nullptr)->f), \
-                #T "::" #f " differs from tflm_abi.h")
+#define DC_SAME(T, DT, f)                                                                         \
+  static_assert(                                                                                  \
+      offsetof(T, f) == offsetof(DT, f) && sizeof(((T*)nullptr)->f) == sizeof(((DT*)nullptr)->f), \
+      #T "::" #f " differs from tflm_abi.h")
 
 static_assert(sizeof(TFLMRegistration) == sizeof(DcTflmRegistration), "TFLMRegistration size");
 DC_SAME(TFLMRegistration, DcTflmRegistration, init);
@@ -61,7 +61,8 @@ static_assert(sizeof(TfLiteIntArray) == sizeof(DcTflmIntArray), "TfLiteIntArray 
 static_assert((int)kTfLiteUInt8 == (int)kDcTflmUInt8 && (int)kTfLiteInt8 == (int)kDcTflmInt8 &&
                   (int)kTfLiteFloat32 == (int)kDcTflmFloat32 &&
                   (int)kTfLiteFloat16 == (int)kDcTflmFloat16 &&
-                  (int)kTfLiteInt16 == (int)kDcTflmInt16 && (int)kTfLiteInt32 == (int)kDcTflmInt32 &&
+                  (int)kTfLiteInt16 == (int)kDcTflmInt16 &&
+                  (int)kTfLiteInt32 == (int)kDcTflmInt32 &&
                   (int)kTfLiteMmapRo == (int)kDcTflmMmapRo && (int)kTfLiteOk == (int)kDcTflmOk,
               "TfLiteType / status values differ from tflm_abi.h");
 #undef DC_SAME

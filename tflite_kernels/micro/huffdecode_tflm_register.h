@@ -3,9 +3,8 @@
 #ifndef DC_HUFFDECODE_TFLM_REGISTER_H_
 #define DC_HUFFDECODE_TFLM_REGISTER_H_
 
-#include "tensorflow/lite/micro/micro_common.h"
-
 #include "huffdecode_tflm.h"
+#include "tensorflow/lite/micro/micro_common.h"
 
 namespace dc_keras {
 

@@ -55,12 +55,18 @@ typedef enum { kDcTflmOk = 0, kDcTflmError = 1 } DcTflmStatus;
 
 /* TfLiteType values (runtime enum, not the schema's TensorType). */
 typedef enum {
-  kDcTflmNoType = 0, kDcTflmFloat32 = 1, kDcTflmInt32 = 2, kDcTflmUInt8 = 3, kDcTflmInt64 = 4,
-  kDcTflmInt16 = 7, kDcTflmInt8 = 9, kDcTflmFloat16 = 10
+  kDcTflmNoType = 0,
+  kDcTflmFloat32 = 1,
+  kDcTflmInt32 = 2,
+  kDcTflmUInt8 = 3,
+  kDcTflmInt64 = 4,
+  kDcTflmInt16 = 7,
+  kDcTflmInt8 = 9,
+  kDcTflmFloat16 = 10
 } DcTflmType;
 /* TfLiteAllocationType: kTfLiteMmapRo = constant (flatbuffer) data. */
 typedef enum { kDcTflmMemNone = 0, kDcTflmMmapRo = 1 } DcTflmAllocationType;
-enum { kDcTflmBuiltinCustom = 32 };     /* BuiltinOperator_CUSTOM */
+enum { kDcTflmBuiltinCustom = 32 };      /* BuiltinOperator_CUSTOM */
 enum { kDcTflmPythonResolverOps = 200 }; /* PythonOpsResolver = MicroMutableOpResolver<200> */
 
 typedef struct DcTflmIntArray {
