@@ -52,9 +52,9 @@ def plot_size_vs_error(result, path):
 
 
 def table1_summary(results):
-    lines = ["| model | baseline error | params kept | dc_keras ratio | dc_keras error | paper ratio | paper error | "
-             "tfmot ratio (zipped) | tfmot error | goal | met |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | baseline error | params kept | dc_keras ratio | dc_keras error | whole file, names stripped | "
+             "weights only | paper ratio | paper error | tfmot ratio (zipped) | tfmot error | goal | met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         tf = r.get("tfmot")
         tf_zip = next((p for p in r["peers"] if p["method"].startswith("tfmot: same, zipped")), None)
@@ -64,6 +64,8 @@ def table1_summary(results):
                    if not misses else "no: " + " and ".join(misses) + " outside the goal")
         lines.append(
             f"| {r['model']} | {pct(r['baseline_error'])} | {pct(r['stages'][-1]['kept_fraction'])} | **{ratio(r['ratio'])}** | **{pct(r['test_error'])}** | "
+            f"{ratio(r['stripped']['ratio']) if r.get('stripped') else 'not measured'} | "
+            f"{ratio(r['weights_ratio']) if r.get('weights_ratio') else '-'} | "
             f"{ratio(r['paper']['ratio'])} | {pct(r['paper']['test_error'])} | "
             f"{ratio(tf_zip['ratio']) if tf_zip else '-'} | {pct(tf['test_error']) if tf else '-'} | "
             f">= {g['ratio']:.0f}x at <= {100 * g['test_error']:.2f} % | {verdict} |")
@@ -331,6 +333,29 @@ def runtime_section(rt):
     return out + [""]
 
 
+def codec_section(c):
+    """bench_codec.py --json: packed size vs gzip / bzip2 / xz / zstd of the same tensor, and the
+    context-modelled layout (FORMAT.md §14) beside the order-0 sparse one (§6)."""
+    la = c["load_average"]
+    out = ["## Codec vs general-purpose compressors (pruned + clustered tensors)", "",
+           f"Run: `{c['command']}` on {c['cpus']} CPUs, load average at the end {la[0]:.1f} / {la[1]:.1f} / "
+           f"{la[2]:.1f} (1 / 5 / 15 min). Sizes of the same float32 tensor; ratio = ours / best of the four "
+           "(goal <= 0.75x). Decode: CPU time of one `dc_decode`, best of several runs, on a shared machine. "
+           "§6 = order-0 sparse layout, §14 = context-modelled sparse layout (chosen only when smaller).", "",
+           "| tensor | shape | non-zero | ours (layout) | bits/nz | gzip-9 | bz2-9 | xz-9e | zstd-19 | ours / best | "
+           "§6 bytes (bits/nz) | decode ours / §6 (us) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in c["rows"]:
+        cb = r["compressor_bytes"]
+        six = (f"{r['sparse6_bytes']:,} ({r['sparse6_bits_per_nonzero']:.2f})" if "sparse6_bytes" in r else "-")
+        dec = f"{r['decode_cpu_s'] * 1e6:.0f}" + (f" / {r['sparse6_decode_cpu_s'] * 1e6:.0f}" if "sparse6_bytes" in r else "")
+        out.append(f"| {r['tensor']} | {'x'.join(map(str, r['shape']))} | {r['nonzero']:,} | {r['packed_bytes']:,} "
+                   f"({r['layout']}) | {r['bits_per_nonzero']:.2f} | "
+                   + " | ".join(f"{cb[k]:,}" if k in cb else "-" for k in ("gzip-9", "bz2-9", "xz-9e", "zstd-19"))
+                   + f" | {r['ratio_vs_best']:.3f}x ({r['best_compressor']}) | {six} | {dec} |")
+    return out + [""]
+
+
 def fit_step_section(fs):
     """Section of docs/results.md from benchmarks/bench_fit_step.py --json (issue 16)."""
     m = fs["machine"]
@@ -364,6 +389,7 @@ def main(argv=None):
                    help="model_zoo.py JSON(s) (docs/results/model_zoo*.json); several runs' rows are merged")
     p.add_argument("--quantized", default=None, help="bench_quantized.py --json output")
     p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
+    p.add_argument("--codec", default=None, help="bench_codec.py --json output (docs/results/codec_context.json)")
     p.add_argument("--fit-step", default=None, help="bench_fit_step.py --json output (docs/results/fit_step.json)")
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--img_dir", default="docs/img")
@@ -420,6 +446,7 @@ def main(argv=None):
               ".venv/bin/python benchmarks/speed_table.py --json speed.json",
               ".venv/bin/python benchmarks/bench_runtime.py --json runtime.json   # ~10 min",
               ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
+              ".venv/bin/python benchmarks/bench_codec.py --quick --tflite PRUNED_CLUSTERED.tflite --json codec_context.json",
               ".venv/bin/python benchmarks/bench_fit_step.py --json fit_step.json   # TF + JAX + tfmot, ~5 min",
               ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
               "--runtime runtime.json --quantized quantized.json --fit-step fit_step.json",
@@ -439,6 +466,9 @@ def main(argv=None):
     if args.quantized:
         with open(args.quantized) as f:
             lines += quantized_section(json.load(f))
+    if args.codec:
+        with open(args.codec) as f:
+            lines += codec_section(json.load(f))
     write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

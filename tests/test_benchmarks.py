@@ -69,7 +69,7 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
                         "--speed", os.path.join(res, "speed.json"), "--quantized", os.path.join(res, "quantized.json"),
                         "--runtime", os.path.join(res, "runtime.json"),
                         "--fit-step", os.path.join(res, "fit_step.json"),
-                        "--out", "docs/results.md",
+                        "--codec", os.path.join(res, "codec_context.json"), "--out", "docs/results.md",
                         "--img_dir", "docs/img"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(os.path.join(ROOT, "docs", "results.md")) as f:

@@ -8,9 +8,9 @@ import zlib
 
 import numpy as np
 
-from ._encode import (_Code, _sparse_plan, _streams_dense, _streams_sparse, _unique_small,
-                      checksum)
-from ._format import (CODE_DTYPES, DTYPE_CODES, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
+from ._encode import (_Code, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
+                      _streams_sparse, _unique_small, checksum)
+from ._format import (MAX_CONTEXT_SYMBOLS, CODE_DTYPES, DTYPE_CODES, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
                       MAX_ZERO_BIT_OUTPUT, PLANE_SYMBOLS, SUBBYTE_CODES, VERSION, VERSIONS,
                       cb_esize, dtype_bits, output_bytes)
@@ -90,6 +90,33 @@ class _Plain:
 
     def _k(self):
         return len(self.uniq)
+
+
+class _ContextSparse(_Plain):
+    """§14: §6's entries with one index code per context (class of the previous entry's value x
+    gap = 0 or not); two classes: values below the background value (negative weights) or not."""
+
+    def __init__(self, uniq, idx, counts, esz, limit, code):
+        super().__init__(uniq, idx, counts, esz, limit, True, False)
+        self.layout = LAYOUT_CODES["context_sparse"]
+        key = _numeric_key(uniq, code)
+        classes = (key < key[self.plan["bg"]]).astype(np.int64)
+        self.ctx = _context_plan(self.plan, classes, 4, len(uniq), limit)
+        if self.ctx is None or all(c.max_len == 0 for c in self.ctx["index_codes"]) \
+                and self.plan["gap_code"].max_len == 0:
+            self.size = float("inf")
+            return
+        self.size = self.ctx["size"] + 2 + len(uniq) * esz + _STREAM_SIZES
+
+    def parts(self):
+        p, c = self.plan, self.ctx
+        classes = c["classes"]
+        head = [struct.pack("<H", len(self.uniq)), self._codebook(),
+                struct.pack("<HIH", p["bg"], len(c["gaps_out"]), p["G"]), p["gap_code"].descriptor(),
+                struct.pack("<3I", *segment_starts(c["gaps_out"])), bytes([len(c["index_codes"])]), _descriptor(classes.astype(np.uint8), 1)[1:]]
+        head += [ic.descriptor() for ic in c["index_codes"]]
+        streams = _pack_entries(c["gaps_out"], c["idx_out"], p["gap_code"], c["index_codes"], c["ctx"], True)
+        return b"".join(head), streams, b""
 
 
 class _Grouped(_Plain):
@@ -256,11 +283,11 @@ def _plans(a, code, bits, want, limit, version, axis):
     big = output_bytes(code, n) > MAX_ZERO_BIT_OUTPUT
     allowed = [lay for lay in LAYOUT_NAMES.values() if (want is None or lay == want)
                and LAYOUT_SINCE[LAYOUT_CODES[lay]] <= version
-               and not (code in SUBBYTE_CODES and lay.startswith("grouped"))
+               and not (code in SUBBYTE_CODES and (lay.startswith("grouped") or lay == "context_sparse"))
                and not (lay == "float_planes" and code not in FLOAT_CODES)]
     plans, reasons = [], []
     plain_k = None
-    if {"dense", "sparse"} & set(allowed):
+    if {"dense", "sparse", "context_sparse"} & set(allowed):
         try:
             uniq, idx, counts = _plain_codebook(bits, esz)
             plain_k = len(uniq)
@@ -269,6 +296,8 @@ def _plans(a, code, bits, want, limit, version, axis):
                                  f"{int(np.ceil(np.log2(plain_k)))}")
             plans += [_Plain(uniq, idx, counts, esz, limit, lay == "sparse", big)
                       for lay in ("dense", "sparse") if lay in allowed]
+            if "context_sparse" in allowed and 1 < len(uniq) <= MAX_CONTEXT_SYMBOLS:
+                plans.append(_ContextSparse(uniq, idx, counts, esz, limit, code))
         except ValueError as exc:
             reasons.append(str(exc))
     if {"grouped_dense", "grouped_sparse"} & set(allowed) and (
@@ -322,7 +351,9 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSI
       layout: ``None`` picks the smallest layout the format version allows; or one of
         ``"dense"``, ``"sparse"`` (§5, §6), ``"grouped_dense"``, ``"grouped_sparse"`` (§11: a
         codebook per slice along ``axis``, for per-channel quantized tensors), ``"float_planes"``
-        (§12) to force it.
+        (§12), ``"context_sparse"`` (§14: several index codes chosen by the previous kept
+        value's sign class; smaller on pruned kernels whose neighbouring weights share a sign,
+        ~20 % slower to decode than ``"sparse"``) to force it.
       max_code_length: Huffman code length limit, 1..12 (lower = smaller decode table).
       version: format version to write (§10): 2 (default) or 1 for apps that ship a decoder that
         reads version 1 only (dense/sparse layouts of the six original types; Fletcher checksum).

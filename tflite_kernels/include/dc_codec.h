@@ -46,7 +46,8 @@ enum {
   DC_LAYOUT_SPARSE = 1,         /* §6, version >= 1 */
   DC_LAYOUT_GROUPED_DENSE = 2,  /* §11, version >= 2 */
   DC_LAYOUT_GROUPED_SPARSE = 3, /* §11, version >= 2 */
-  DC_LAYOUT_FLOAT_PLANES = 4    /* §12, version >= 2 */
+  DC_LAYOUT_FLOAT_PLANES = 4,   /* §12, version >= 2 */
+  DC_LAYOUT_CONTEXT_SPARSE = 5  /* §14, version >= 2 */
 };
 
 /* Element types (§2): numerically equal to the TensorType enum of the TFLite flatbuffer schema
@@ -74,7 +75,11 @@ enum {
 #define DC_MAX_CODE_LENGTH 12u      /* Huffman code length limit            */
 #define DC_NUM_STREAMS 4u           /* interleaved bit streams              */
 #define DC_MAX_ZERO_BIT_OUTPUT (1u << 24) /* output bytes if all codes are zero-bit */
-/* Largest workspace dc_workspace_size() can ask for: two 2^12-entry u16 tables + alignment. */
+#define DC_MAX_INDEX_CONTEXTS 8u   /* §14: index codes of the context-modelled sparse layout */
+#define DC_MAX_TABLE_ENTRIES 8192u /* §14: decode-table entries of all codes of one tensor */
+#define DC_MAX_CONTEXT_SYMBOLS 1024u /* §14: codebook size limit of the context layout */
+/* Largest workspace dc_workspace_size() can ask for: two 2^12-entry u16 tables + alignment
+ * (§14 keeps all its tables within the same 2 * 2^12 entries). */
 #define DC_MAX_WORKSPACE (2u * 2u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 
 typedef enum {

@@ -34,6 +34,10 @@ typedef struct {
   uint64_t entries;           /* sparse: E */
   uint32_t gap_alphabet;      /* sparse: G */
   dc_alphabet gap_code, index_code;
+  uint32_t contexts;          /* §14: index codes C (0 for other layouts) */
+  uint64_t seg_start[DC_NUM_STREAMS]; /* §14: first position of each stream's segment */
+  const uint8_t* classes;     /* §14: ceil(K/2) class nibbles, points into the input */
+  dc_alphabet ctx_code[DC_MAX_INDEX_CONTEXTS]; /* §14: index code of each context */
   size_t streams_pos;         /* first stream byte (= end of the §8.1 header) */
   size_t stream_start[DC_NUM_STREAMS];
   uint64_t stream_size[DC_NUM_STREAMS];

@@ -225,8 +225,15 @@ static void test_hostile_headers(void) {
   h[5] = DC_DTYPE_BFLOAT16;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "bfloat16 in version 1");
   h[4] = 2;
-  h[7] = 5;
-  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 5 in version 2");
+  h[7] = 6;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 6 in version 2");
+  h[4] = 1;
+  h[5] = DC_DTYPE_FLOAT32;
+  h[7] = DC_LAYOUT_CONTEXT_SPARSE;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 5 in version 1");
+  h[4] = 2;
+  h[5] = DC_DTYPE_INT4;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "context sparse int4");
   h[5] = DC_DTYPE_INT4;
   h[7] = DC_LAYOUT_GROUPED_DENSE;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "grouped int4");
