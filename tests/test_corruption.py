@@ -107,7 +107,7 @@ def spec(tmp_path_factory):
     from dc_keras import export, runtime
 
     plain = export.to_tflite(_lenet_style_model(), pack=False)
-    packed = export.pack(plain)
+    packed = export.pack(plain, context_model=True)  # the sweep covers FORMAT §14 too
     buffers = _packed_buffers(packed)
     assert len(buffers) >= 3, "the LeNet-style model must have several packed weight buffers"
     layouts = {packed[pos + 7] for _, pos, _, _ in buffers}

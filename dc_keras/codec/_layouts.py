@@ -277,7 +277,7 @@ def _grouped_cannot_win(bits, shape, axis, esz, floats):
     return k0 > MAX_SYMBOLS or int(shape[axis]) * k0 * esz >= bar
 
 
-def _plans(a, code, bits, want, limit, version, axis):
+def _plans(a, code, bits, want, limit, version, axis, context_model=False):
     """Every plan the request allows, plus the reason the others are out (for the error)."""
     esz, n, shape = cb_esize(code), a.size, a.shape
     big = output_bytes(code, n) > MAX_ZERO_BIT_OUTPUT
@@ -296,7 +296,7 @@ def _plans(a, code, bits, want, limit, version, axis):
                                  f"{int(np.ceil(np.log2(plain_k)))}")
             plans += [_Plain(uniq, idx, counts, esz, limit, lay == "sparse", big)
                       for lay in ("dense", "sparse") if lay in allowed]
-            if "context_sparse" in allowed and 1 < len(uniq) <= MAX_CONTEXT_SYMBOLS:
+            if "context_sparse" in allowed and (want or context_model) and 1 < len(uniq) <= MAX_CONTEXT_SYMBOLS:
                 plans.append(_ContextSparse(uniq, idx, counts, esz, limit, code))
         except ValueError as exc:
             reasons.append(str(exc))
@@ -340,7 +340,8 @@ def _assemble(a, code, version, layout, body, streams=(b"",) * 4, plane=b""):
     return prefix + check + tail + data
 
 
-def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSION, axis=None):
+def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSION, axis=None,
+           context_model=False):
     """Packs a numeric array into the format of docs/FORMAT.md and returns the bytes.
 
     Args:
@@ -348,7 +349,8 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSI
         ``ml_dtypes`` arrays) int4, uint4, int2; rank <= 8. Tensors with at most 4096 distinct
         values (compared bit-exactly, e.g. after weight sharing) use a codebook; unclustered
         floats use the float-planes layout (§12).
-      layout: ``None`` picks the smallest layout the format version allows; or one of
+      layout: ``None`` picks the smallest layout the format version allows (``"context_sparse"``
+        only with ``context_model=True``); or one of
         ``"dense"``, ``"sparse"`` (§5, §6), ``"grouped_dense"``, ``"grouped_sparse"`` (§11: a
         codebook per slice along ``axis``, for per-channel quantized tensors), ``"float_planes"``
         (§12), ``"context_sparse"`` (§14: several index codes chosen by the previous kept
@@ -358,6 +360,8 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSI
       version: format version to write (§10): 2 (default) or 1 for apps that ship a decoder that
         reads version 1 only (dense/sparse layouts of the six original types; Fletcher checksum).
       axis: the axis of the grouped layouts (default: try 0 and the last axis).
+      context_model: let ``layout=None`` also pick ``"context_sparse"`` when it is smaller (off by
+        default: it decodes ~0.8x as fast as ``"sparse"``, FORMAT.md §14).
 
     Raises:
       ValueError: unsupported dtype, too many distinct values, too large, a layout or dtype the
@@ -382,7 +386,7 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSI
     a, code, bits = _to_array(array, version)
     if a.size == 0:
         return _assemble(a, code, version, 0, struct.pack("<H", 0))
-    plans, reasons = _plans(a, code, bits, layout, int(max_code_length), version, axis)
+    plans, reasons = _plans(a, code, bits, layout, int(max_code_length), version, axis, bool(context_model))
     if not plans:
         raise ValueError("; ".join(reasons) or "no layout can hold this tensor")
     best = min(plans, key=lambda p: p.size)

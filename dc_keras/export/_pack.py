@@ -154,7 +154,7 @@ def _check_args(min_bytes, min_saving, buffers):
 
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
          min_saving: float = DEFAULT_MIN_SAVING, version: int = 2, *, strip_strings: bool = False,
-         buffers: str = "auto") -> bytes:
+         buffers: str = "auto", context_model: bool = False) -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
 
     Works on any ``.tflite`` (Keras 3 or tf_keras made, float, float16-weight or int8 quantized,
@@ -179,6 +179,9 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         0.1: a tensor must pack to at most 90 % of its raw size).
       version: packed-tensor format version (docs/FORMAT.md §10): 2 (default) or 1 for apps
         that ship a decoder that reads version 1 only (tensors version 1 cannot express stay raw).
+      context_model: also try the context-modelled sparse layout (FORMAT.md §14): a few percent
+        smaller on pruned kernels whose neighbouring weights share a sign, but ~0.8x the decode
+        speed of the plain sparse layout, so off by default.
       strip_strings: drop the tensor names, subgraph names and model description (signature
         keys and signature input/output names stay, so ``get_signature_runner`` keeps working;
         ``get_input_details()`` then shows empty names). Default False.
@@ -201,11 +204,12 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       >>> small = dc_keras.export.pack(data, strip_strings=True)            # doctest: +SKIP
     """
     return pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
-                           buffers=buffers)[0]
+                           buffers=buffers, context_model=context_model)[0]
 
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
-                    min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto"):
+                    min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto",
+                    context_model=False):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes}`` (for the CLI)."""
     _check_args(min_bytes, min_saving, buffers)
     if version not in (1, 2):
@@ -214,8 +218,9 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
-    plans = _plan(model, facts, min_bytes, verify, min_saving, version)
-    sparse = _plan_sparse(model, min_saving, verify, version)
+    enc = {"version": version, "context_model": bool(context_model)}  # codec.encode options
+    plans = _plan(model, facts, min_bytes, verify, min_saving, enc)
+    sparse = _plan_sparse(model, min_saving, verify, enc)
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0}
     rewrite = strip_strings or buffers != "auto"
     if not stats["packed_tensors"] and not rewrite:
@@ -243,7 +248,7 @@ def _strip_strings(model):
             t.name = None
 
 
-def _plan(model, facts, min_bytes, verify, min_saving, version=2):
+def _plan(model, facts, min_bytes, verify, min_saving, enc):
     """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer)."""
     codec = _codec()
     users = _buffer_users(model)
@@ -263,8 +268,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, version=2):
                 continue
             key = (t.buffer, int(t.type), arr.shape)
             if key not in packed_cache:
-                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer),
-                                                    version)
+                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer), enc)
             data = packed_cache[key]
             overhead = _PER_TENSOR_OVERHEAD + len(fb.tensor_name(t)) + len(PACKED_SUFFIX)
             if data is not None and len(data) + overhead < nbytes \
@@ -351,7 +355,7 @@ def _rewrite(model, facts, plans, sparse):
     _remove_unused_codes(model, densify_codes)
 
 
-def _plan_sparse(model, min_saving, verify, version=2):
+def _plan_sparse(model, min_saving, verify, enc):
     """{subgraph: [(DENSIFY op, sparse tensor, packed dense bytes)]} where packing the dense
     tensor beats the sparse one (values + index arrays)."""
     from dc_keras.export import _sparse
@@ -362,18 +366,18 @@ def _plan_sparse(model, min_saving, verify, version=2):
         for j, i, dense in _sparse.densify_plans(model, s):
             t = sg.tensors[i]
             stored = _sparse.stored_bytes(t, model)
-            data = _encode_checked(codec, dense, verify, version=version)
+            data = _encode_checked(codec, dense, verify, enc=enc)
             if data is not None and len(data) + _PER_TENSOR_OVERHEAD < stored \
                     and _saves_enough(len(data), stored, min_saving):
                 out.setdefault(s, []).append((j, i, data))
     return out
 
 
-def _encode_checked(codec, arr, verify, raw=None, version=2):
+def _encode_checked(codec, arr, verify, raw=None, enc=None):
     """Packed bytes of ``arr`` (None if the codec refuses it); with ``verify`` decoded again and
     compared byte for byte with ``raw`` (the tensor's buffer as TFLite stores it)."""
     try:
-        data = codec.encode(arr, version=version)
+        data = codec.encode(arr, **(enc or {}))
     except ValueError:
         return None  # refused: too many distinct values, unsupported shape, ...
     if verify:
