@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 
 _TIMER = r"""
 import json, os, sys, time

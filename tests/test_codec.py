@@ -173,7 +173,7 @@ def test_huge_gaps_use_fillers():
     w = np.zeros(200_000, np.float32)
     w[[5, 6, 150_000, 199_999]] = [1.0, -1.0, 0.5, 2.0]
     for layout in (None, "sparse"):
-        p = roundtrip(w, layout=layout)
+        roundtrip(w, layout=layout)
     info = codec.info(codec.encode(w, layout="sparse"))
     assert info["entries"] > 4  # fillers bridge gaps longer than the gap alphabet
     assert info["gap_alphabet"] <= 4096

@@ -204,7 +204,7 @@ def test_malformed_tflite_gives_value_error():
         with pytest.raises(ValueError):
             fn(b"garbage garbage garbage")
     rng = np.random.RandomState(0)
-    for trial in range(40):  # random byte corruption: a ValueError or a valid result, nothing else
+    for _ in range(40):  # random byte corruption: a ValueError or a valid result, nothing else
         data = bytearray(plain)
         for pos in rng.randint(8, len(data), size=rng.randint(1, 20)):
             data[pos] = rng.randint(256)
@@ -364,7 +364,7 @@ def test_fuzzed_packed_models_never_crash(tmp_path):
 def test_fuzzed_packed_file_bytes_give_value_error_or_result():
     packed = export.pack(em.tflite("conv", None))
     rng = np.random.RandomState(2)
-    for trial in range(30):
+    for _ in range(30):
         data = bytearray(packed)
         for pos in rng.randint(8, len(data), size=rng.randint(1, 12)):
             data[pos] = rng.randint(256)

@@ -28,7 +28,7 @@ def test_clustered_model_quantizes_per_tensor_and_packs_like_float(quantize):
     distinct_float = sorted(np.unique(k).size for k in kernels)
     got = _int8_kernels(auto)
     assert len(got) == len(kernels)
-    for codes, q in got:
+    for _codes, q in got:
         assert len(q.scale) == 1  # per tensor
     # shared values -> at most as many int8 codes (two may round to one code)
     assert sorted(np.unique(c).size for c, _ in got) <= distinct_float

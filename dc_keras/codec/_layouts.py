@@ -10,7 +10,7 @@ import numpy as np
 
 from ._encode import (_Code, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
                       _streams_sparse, _unique_small, checksum)
-from ._format import (MAX_CONTEXT_SYMBOLS, CODE_DTYPES, DTYPE_CODES, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
+from ._format import (MAX_CONTEXT_SYMBOLS, DTYPE_CODES, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
                       MAX_ZERO_BIT_OUTPUT, PLANE_SYMBOLS, SUBBYTE_CODES, VERSION, VERSIONS,
                       cb_esize, dtype_bits, output_bytes)
