@@ -32,12 +32,12 @@
 #define DC_FUZZ_MAX_OUTPUT (16u << 20)
 #endif
 
-#define REQUIRE(cond)                                                    \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
+#define REQUIRE(cond)                                                                   \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
       fprintf(stderr, "fuzz_decode: property failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                           \
-    }                                                                    \
+      abort();                                                                          \
+    }                                                                                   \
   } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
