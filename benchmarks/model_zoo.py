@@ -51,6 +51,7 @@ flags.DEFINE_integer("seed", 0, "training seed")
 flags.DEFINE_string("work_dir", os.path.expanduser("~/.cache/dc_keras/zoo"), "where .tflite files go")
 
 SEQ_T, SEQ_F, SEQ_CLASSES, MOTIF = 32, 8, 10, 6
+MOTIF_AMPLITUDE = 1.0  # 0.6 left a 128-unit LSTM at 33 % error after 8 epochs (too hard to measure 1 pp)
 
 # Goals of issue 14 (whole-file ratio vs the float .tflite, error increase in percentage points).
 GOALS = {"mobilenetv2_035": (10.0, 1.0), "resnet": (15.0, 1.0), "ds_cnn": (15.0, 1.0),
@@ -60,15 +61,15 @@ GOALS = {"mobilenetv2_035": (10.0, 1.0), "resnet": (15.0, 1.0), "ds_cnn": (15.0,
 ZOO = {
     "mobilenetv2_035": dict(data="fashion32x3", train_samples=20000, epochs=(5, 4, 1), sparsity=0.75,
                             sparsity_big=0.85, big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
-    "resnet": dict(data="fashion", train_samples=20000, epochs=(5, 4, 1), sparsity=0.85, sparsity_big=0.9,
+    "resnet": dict(data="fashion", train_samples=20000, epochs=(4, 4, 1), sparsity=0.85, sparsity_big=0.9,
                    big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
-    "ds_cnn": dict(data="fashion", train_samples=20000, epochs=(6, 5, 1), sparsity=0.8, sparsity_big=0.85,
+    "ds_cnn": dict(data="fashion", train_samples=20000, epochs=(5, 4, 1), sparsity=0.8, sparsity_big=0.85,
                    big_params=10000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
-    "lstm": dict(data="sequences", train_samples=20000, epochs=(10, 8, 2), sparsity=0.8, sparsity_big=0.85,
-                 big_params=20000, min_params=1000, bits=5, lr=3e-3, prune_lr=1e-3),
-    "transformer": dict(data="sequences", train_samples=20000, epochs=(6, 5, 1), sparsity=0.8,
+    "lstm": dict(data="sequences", train_samples=20000, epochs=(8, 6, 1), sparsity=0.75, sparsity_big=0.75,
+                 big_params=20000, min_params=1000, bits=5, lr=3e-3, prune_lr=5e-4),
+    "transformer": dict(data="sequences", train_samples=20000, epochs=(6, 4, 1), sparsity=0.8,
                         sparsity_big=0.85, big_params=10000, min_params=1000, bits=5, lr=1e-3, prune_lr=5e-4),
-    "conv1d": dict(data="sequences", train_samples=20000, epochs=(8, 6, 2), sparsity=0.8, sparsity_big=0.85,
+    "conv1d": dict(data="sequences", train_samples=20000, epochs=(6, 4, 1), sparsity=0.8, sparsity_big=0.85,
                    big_params=10000, min_params=1000, bits=5, lr=3e-3, prune_lr=1e-3),
 }
 
@@ -82,7 +83,11 @@ def mobilenetv2_035(input_shape=(32, 32, 3), classes=10, tiny=False):
     from keras import layers
 
     if not tiny:
-        return keras.applications.MobileNetV2(input_shape=input_shape, alpha=0.35, weights=None, classes=classes)
+        model = keras.applications.MobileNetV2(input_shape=input_shape, alpha=0.35, weights=None, classes=classes)
+        for layer in model.layers:  # the application's BN momentum 0.999 needs ~10k steps before its
+            if isinstance(layer, layers.BatchNormalization):  # moving statistics fit; we train ~800
+                layer.momentum = 0.9
+        return model
     inp = keras.Input(input_shape)
     h = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="Conv1")(inp)
     h = layers.ReLU(6.0)(layers.BatchNormalization(name="bn_Conv1")(h))
@@ -182,8 +187,8 @@ BUILDERS = {"mobilenetv2_035": mobilenetv2_035, "resnet": resnet, "ds_cnn": ds_c
 # ------------------------------------------------------------------------------------------- data
 def make_sequences(n, seed):
     """The generated sequence task: class c = motif c (fixed by rule seed 1234, 6 steps x 8 features,
-    amplitude 0.6) added at a random position of a 32x8 standard-normal sequence."""
-    motifs = 0.6 * np.random.default_rng(1234).normal(size=(SEQ_CLASSES, MOTIF, SEQ_F))
+    amplitude ``MOTIF_AMPLITUDE``) added at a random position of a 32x8 standard-normal sequence."""
+    motifs = MOTIF_AMPLITUDE * np.random.default_rng(1234).normal(size=(SEQ_CLASSES, MOTIF, SEQ_F))
     rng = np.random.default_rng(seed)
     y = rng.integers(0, SEQ_CLASSES, n)
     x = rng.normal(size=(n, SEQ_T, SEQ_F))

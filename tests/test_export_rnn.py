@@ -172,3 +172,21 @@ def test_cluster_spread_warning_for_per_channel_quantization():
     messages = [str(w.message) for w in caught if issubclass(w.category, export.ClusterSpreadWarning)]
     assert any("'conv_a'" in m for m in messages), messages  # 17 values -> a different scale per channel
     assert all("quantize='int8' quantizes per output channel" in m for m in messages), messages
+
+
+def test_cluster_spread_warning_when_cluster_keeps_the_batchnorm():
+    """The real flow: cluster(fold_batchnorm=False) leaves the BN, the converter folds it at export."""
+    import dc_keras
+
+    model = _conv_bn_model(with_bn=True)
+    x = np.random.default_rng(5).normal(size=(8, 12, 12, 3)).astype("float32")
+    y = np.arange(8) % 10
+    kept = dc_keras.cluster(model, bits=4, fold_batchnorm=False)
+    kept.compile("adam", "sparse_categorical_crossentropy")
+    kept.fit(x, y, epochs=1, verbose=0)
+    with pytest.warns(export.ClusterSpreadWarning, match=r"layer 'conv_a'.*BatchNormalization 'bn_a'"):
+        export.to_tflite(dc_keras.strip(kept))
+    folded = dc_keras.strip(dc_keras.cluster(model, bits=4))  # default: BN folded before k-means
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", export.ClusterSpreadWarning)
+        export.to_tflite(folded)

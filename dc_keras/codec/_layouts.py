@@ -239,6 +239,17 @@ def _group_axes(shape, axis):
     return sorted({ax for ax in (0, len(shape) - 1) if len(shape) >= 2 and shape[ax] > 1})
 
 
+def _grouped_cannot_win(bits, shape, axis, esz, floats):
+    """Cheap test before the full per-group count (seconds on millions of elements): every group's
+    table has at least as many entries as group 0 has distinct values K0, so tables of
+    C * K0 * esz bytes that reach the raw size rule the axis out (so does K0 > 4096). For floats
+    the bar is the float-planes layout's raw plane, N * (esz - 1) bytes: tables that large mean an
+    unclustered tensor (~N / C distinct values per group), which §11 is not for."""
+    k0 = len(np.unique(bits.reshape(shape).take(0, axis=axis)))
+    bar = len(bits) * (esz - 1 if floats else esz)
+    return k0 > MAX_SYMBOLS or int(shape[axis]) * k0 * esz >= bar
+
+
 def _plans(a, code, bits, want, limit, version, axis):
     """Every plan the request allows, plus the reason the others are out (for the error)."""
     esz, n, shape = cb_esize(code), a.size, a.shape
@@ -263,7 +274,9 @@ def _plans(a, code, bits, want, limit, version, axis):
     if {"grouped_dense", "grouped_sparse"} & set(allowed) and (
             want is not None or axis is not None or plain_k is None or plain_k >= _GROUP_MIN_K):
         cache = {}  # the distinct (group, value) pairs of an axis serve both alignments
-        for ax, align in [(ax, al) for ax in _group_axes(shape, axis) for al in ("mode", "low")]:
+        hopeless = want is None and (plans or code in FLOAT_CODES)  # raw / float planes remain
+        axes = [ax for ax in _group_axes(shape, axis) if not (hopeless and _grouped_cannot_win(bits, shape, ax, esz, code in FLOAT_CODES))]
+        for ax, align in [(ax, al) for ax in axes for al in ("mode", "low")]:
             t = _group_tables(bits, code, shape, ax, align, cache)
             if t is None or t[0].shape[1] > 1 << limit:
                 reasons.append(f"grouping along axis {ax} needs more than {min(MAX_SYMBOLS, 1 << limit)} "
