@@ -29,7 +29,7 @@ def _share(model, values=12, density=0.5, seed=0):
     return model
 
 
-def _sequence_model(kind):
+def _sequence_model(kind, units=24):
     inp = keras.Input((T, F))
     if kind == "mha":
         h = keras.layers.Dense(32)(inp)
@@ -38,7 +38,7 @@ def _sequence_model(kind):
         h = keras.layers.GlobalAveragePooling1D()(h)
     else:
         cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}[kind]
-        h = cell(24, name=kind)(inp)
+        h = cell(units, name=kind)(inp)
     out = keras.layers.Dense(5, name="head")(h)
     return _share(keras.Model(inp, out))
 
@@ -68,6 +68,18 @@ def test_sequence_export_matches_keras_and_packs_bit_exact(kind):
     np.testing.assert_allclose(got_plain, want, rtol=1e-4, atol=1e-5)
     assert got_packed.tobytes() == got_plain.tobytes()
     assert export.unpack(packed) is not None
+
+
+def test_lstm_loop_state_is_not_packed():
+    """128 units: the zero initial state and the tensor-list accumulator (512 B, above min_bytes)
+    feed the WHILE op as loop variables; packing them made the WHILE fail at invoke."""
+    model = _sequence_model("lstm", units=128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        packed = export.to_tflite(model)
+    x = _x(3)
+    assert predict_tflite(packed, x).tobytes() == predict_tflite(export.unpack(packed), x).tobytes()
+    assert any(r.status == "packed" and r.raw_bytes > 60000 for r in export.inspect(packed).rows)
 
 
 def test_static_batch_size_argument():
