@@ -65,8 +65,10 @@ ZOO = {
                    big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
     "ds_cnn": dict(data="fashion", train_samples=20000, epochs=(5, 4, 1), sparsity=0.8, sparsity_big=0.85,
                    big_params=10000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
-    "lstm": dict(data="sequences", train_samples=20000, epochs=(8, 6, 1), sparsity=0.75, sparsity_big=0.75,
-                 big_params=20000, min_params=1000, bits=5, lr=3e-3, prune_lr=5e-4),
+    "lstm": dict(data="sequences", train_samples=20000, epochs=(8, 10, 2), sparsity=0.7, sparsity_big=0.7,
+                 big_params=20000, min_params=1000, bits=5, lr=3e-3, prune_lr=1e-3,
+                 note="second run: 6 pruning epochs at lr 5e-4 to 75 % raised the validation error "
+                      "2.1 % -> 8.3 %, so 10 epochs at lr 1e-3 to 70 %"),
     "transformer": dict(data="sequences", train_samples=20000, epochs=(6, 4, 1), sparsity=0.8,
                         sparsity_big=0.85, big_params=10000, min_params=1000, bits=5, lr=1e-3, prune_lr=5e-4),
     "conv1d": dict(data="sequences", train_samples=20000, epochs=(6, 4, 1), sparsity=0.8, sparsity_big=0.85,
@@ -354,7 +356,7 @@ def run_model(name, scale, seed, train_subset=0, work_dir=None, verbose=None):
     row = {
         "model": name, "data": cfg["data"], "input_shape": list(x.shape[1:]), "train_samples": len(x),
         "test_samples": len(xt), "epochs": {"baseline": epochs[0], "prune": epochs[1], "cluster": epochs[2]},
-        "config": {k: v for k, v in cfg.items() if k != "epochs"},
+        "config": {k: v for k, v in cfg.items() if k not in ("epochs", "note")}, "note": cfg.get("note"),
         "baseline_params": model.count_params(), **stats, "bits": cfg["bits"], "plan": plan,
         "float_tflite_bytes": len(float_tfl), "packed_bytes": len(out["packed"]),
         "unpacked_final_bytes": out["unpacked_bytes"], "ratio": len(float_tfl) / len(out["packed"]),
