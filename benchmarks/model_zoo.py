@@ -59,8 +59,10 @@ GOALS = {"mobilenetv2_035": (10.0, 1.0), "resnet": (15.0, 1.0), "ds_cnn": (15.0,
 
 # One row per model: builder, data, epochs (baseline, prune, cluster), sparsity rule, bits.
 ZOO = {
-    "mobilenetv2_035": dict(data="fashion32x3", train_samples=20000, epochs=(5, 4, 1), sparsity=0.75,
-                            sparsity_big=0.85, big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
+    "mobilenetv2_035": dict(data="fashion32x3", train_samples=20000, epochs=(5, 4, 1), sparsity=0.8,
+                            sparsity_big=0.9, big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3,
+                            note="second run: 75 %/85 % gave 9.6x (validation error 18.4 % -> 16.3 %), "
+                                 "so 80 %/90 %"),
     "resnet": dict(data="fashion", train_samples=20000, epochs=(4, 4, 1), sparsity=0.85, sparsity_big=0.9,
                    big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
     "ds_cnn": dict(data="fashion", train_samples=20000, epochs=(5, 4, 1), sparsity=0.8, sparsity_big=0.85,
