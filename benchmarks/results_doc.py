@@ -201,8 +201,8 @@ def zoo_section(zoo):
            "time sane; 5,000 (sequences: 2,000) training samples are held out for validation.", "",
            "| model | data | train | epochs (base/prune/share) | params | covered | sparsity of covered | bits | "
            "float .tflite (B) | packed (B) | ratio | error: float -> packed | change | goal | met | bit-identical | "
-           "minutes | load at end |",
-           "|" + "---|" * 18]
+           "validation error (Keras) | minutes | load at end |",
+           "|" + "---|" * 19]
     for r in rows:
         e, g = r["epochs"], r.get("goal")
         goal = "-" if not g else f">= {g['ratio']:.0f}x at <= +{g['max_increase_pp']:.0f} pp"
@@ -214,7 +214,8 @@ def zoo_section(zoo):
             f"{100 * r['covered_fraction']:.1f} % | {100 * r['sparsity_covered']:.1f} % | {r['bits']} | "
             f"{r['float_tflite_bytes']:,} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | "
             f"{pct(r['baseline_error'])} -> {pct(r['final_error'])} | {r['error_increase_pp']:+.2f} pp | {goal} | "
-            f"{met} | {'yes' if r['packed_outputs_identical'] else '**NO**'} | {r['minutes']['total']:.1f} | "
+            f"{met} | {'yes' if r['packed_outputs_identical'] else '**NO**'} | "
+            f"{pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])} | {r['minutes']['total']:.1f} | "
             f"{la[0]:.1f} |")
     out += ["", "### Where the packed bytes go", "",
             "Packed tensors: Huffman-packed kernels (and any other tensor that packs). Raw 1-D: biases, "
