@@ -37,7 +37,6 @@ import numpy as np
 from absl import app, flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", None, "zoo models to run (default: all): " + ", ".join(
@@ -410,16 +409,8 @@ def _log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _write_json(path, result):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, path)
-
-
 def main(argv):
-    from paper_table1 import machine_info
+    from _common import machine_info, write_json  # benchmarks/ is on sys.path when run as a script
 
     names = FLAGS.models or list(ZOO)
     unknown = [n for n in names if n not in ZOO]
@@ -448,7 +439,7 @@ def main(argv):
             result["failures"].append(f"{name}: {type(exc).__name__}: {str(exc)[:500]}")
         result["models"].sort(key=lambda r: list(ZOO).index(r["model"]))
         result["machine"] = machine_info()
-        _write_json(FLAGS.json, result)
+        write_json(FLAGS.json, result)
     _log(f"wrote {FLAGS.json}")
 
 
