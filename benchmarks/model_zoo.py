@@ -37,7 +37,6 @@ import numpy as np
 from absl import app, flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", None, "zoo models to run (default: all): " + ", ".join(
@@ -59,14 +58,18 @@ GOALS = {"mobilenetv2_035": (10.0, 1.0), "resnet": (15.0, 1.0), "ds_cnn": (15.0,
 
 # One row per model: builder, data, epochs (baseline, prune, cluster), sparsity rule, bits.
 ZOO = {
-    "mobilenetv2_035": dict(data="fashion32x3", train_samples=20000, epochs=(5, 4, 1), sparsity=0.75,
-                            sparsity_big=0.85, big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
+    "mobilenetv2_035": dict(data="fashion32x3", train_samples=20000, epochs=(5, 4, 1), sparsity=0.8,
+                            sparsity_big=0.9, big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3,
+                            note="second run: 75 %/85 % gave 9.6x (validation error 18.4 % -> 16.3 %), "
+                                 "so 80 %/90 %"),
     "resnet": dict(data="fashion", train_samples=20000, epochs=(4, 4, 1), sparsity=0.85, sparsity_big=0.9,
                    big_params=20000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
     "ds_cnn": dict(data="fashion", train_samples=20000, epochs=(5, 4, 1), sparsity=0.8, sparsity_big=0.85,
                    big_params=10000, min_params=2000, bits=5, lr=2e-3, prune_lr=1e-3),
-    "lstm": dict(data="sequences", train_samples=20000, epochs=(8, 6, 1), sparsity=0.75, sparsity_big=0.75,
-                 big_params=20000, min_params=1000, bits=5, lr=3e-3, prune_lr=5e-4),
+    "lstm": dict(data="sequences", train_samples=20000, epochs=(8, 10, 2), sparsity=0.7, sparsity_big=0.7,
+                 big_params=20000, min_params=1000, bits=5, lr=3e-3, prune_lr=1e-3,
+                 note="second run: 6 pruning epochs at lr 5e-4 to 75 % raised the validation error "
+                      "2.1 % -> 8.3 %, so 10 epochs at lr 1e-3 to 70 %"),
     "transformer": dict(data="sequences", train_samples=20000, epochs=(6, 4, 1), sparsity=0.8,
                         sparsity_big=0.85, big_params=10000, min_params=1000, bits=5, lr=1e-3, prune_lr=5e-4),
     "conv1d": dict(data="sequences", train_samples=20000, epochs=(6, 4, 1), sparsity=0.8, sparsity_big=0.85,
@@ -354,7 +357,7 @@ def run_model(name, scale, seed, train_subset=0, work_dir=None, verbose=None):
     row = {
         "model": name, "data": cfg["data"], "input_shape": list(x.shape[1:]), "train_samples": len(x),
         "test_samples": len(xt), "epochs": {"baseline": epochs[0], "prune": epochs[1], "cluster": epochs[2]},
-        "config": {k: v for k, v in cfg.items() if k != "epochs"},
+        "config": {k: v for k, v in cfg.items() if k not in ("epochs", "note")}, "note": cfg.get("note"),
         "baseline_params": model.count_params(), **stats, "bits": cfg["bits"], "plan": plan,
         "float_tflite_bytes": len(float_tfl), "packed_bytes": len(out["packed"]),
         "unpacked_final_bytes": out["unpacked_bytes"], "ratio": len(float_tfl) / len(out["packed"]),
@@ -406,16 +409,8 @@ def _log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _write_json(path, result):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, path)
-
-
 def main(argv):
-    from paper_table1 import machine_info
+    from _common import machine_info, write_json  # benchmarks/ is on sys.path when run as a script
 
     names = FLAGS.models or list(ZOO)
     unknown = [n for n in names if n not in ZOO]
@@ -444,7 +439,7 @@ def main(argv):
             result["failures"].append(f"{name}: {type(exc).__name__}: {str(exc)[:500]}")
         result["models"].sort(key=lambda r: list(ZOO).index(r["model"]))
         result["machine"] = machine_info()
-        _write_json(FLAGS.json, result)
+        write_json(FLAGS.json, result)
     _log(f"wrote {FLAGS.json}")
 
 

@@ -160,6 +160,7 @@ def speed_section(speed):
     return out
 
 
+ZOO_ORDER = ["mobilenetv2_035", "resnet", "ds_cnn", "lstm", "transformer", "conv1d"]
 ZOO_DATA = {"fashion32x3": "Fashion-MNIST, padded to 32x32, 3 channels", "fashion": "Fashion-MNIST 28x28x1",
             "sequences": "generated sequences 32x8"}
 
@@ -179,11 +180,19 @@ def merge_zoo(paths):
 
 def zoo_section(zoo):
     """The model-zoo section (benchmarks/model_zoo.py JSON): one row per model, then where the bytes go."""
-    rows = zoo["models"]
+    rows = sorted(zoo["models"], key=lambda r: (ZOO_ORDER.index(r["model"]) if r["model"] in ZOO_ORDER else 99,
+                                                 r["date"]))
+    seen = {}
+    for r in rows:  # a model run twice (a second configuration) keeps both rows, numbered
+        seen[r["model"]] = seen.get(r["model"], 0) + 1
+        r["label"] = r["model"] if seen[r["model"]] == 1 else f"{r['model']} (run {seen[r['model']]})"
+    for r in rows:
+        if seen[r["model"]] > 1 and r["label"] == r["model"]:
+            r["label"] += " (run 1)"
     out = ["## Model zoo: the five calls beyond LeNet", "",
-           "Commands (run at the same time, one process each): " + ", ".join(f"`{c}`" for c in zoo["commands"]) + "  ",
-           f"Runs: {', '.join(sorted({r['date'] for r in rows}))}; {load_text(zoo['machine'])}; each model's own "
-           "end-of-run load is in the table. Every model goes through `prune` -> fit -> `strip` -> `cluster` -> fit "
+           "Commands (one process each, partly in parallel on the shared machine): " + ", ".join(f"`{c}`" for c in zoo["commands"]) + "  ",
+           f"Models finished: {', '.join(sorted({r['date'] for r in rows}))}; {load_text(zoo['machine'])}; each "
+           "model's own end-of-run load is in the table. Every model goes through `prune` -> fit -> `strip` -> `cluster` -> fit "
            "-> `strip` -> `export.to_tflite` (via `dc_keras.pipeline`); BatchNormalization is folded by `cluster`. "
            "Per-layer rules (no choice uses test data): layers below `min_params` weights and the first conv of an "
            "image model are not pruned (only clustered); layers with at least `big_params` weights get the larger "
@@ -194,20 +203,21 @@ def zoo_section(zoo):
            "time sane; 5,000 (sequences: 2,000) training samples are held out for validation.", "",
            "| model | data | train | epochs (base/prune/share) | params | covered | sparsity of covered | bits | "
            "float .tflite (B) | packed (B) | ratio | error: float -> packed | change | goal | met | bit-identical | "
-           "minutes | load at end |",
-           "|" + "---|" * 18]
+           "validation error (Keras) | minutes | load at end |",
+           "|" + "---|" * 19]
     for r in rows:
         e, g = r["epochs"], r.get("goal")
         goal = "-" if not g else f">= {g['ratio']:.0f}x at <= +{g['max_increase_pp']:.0f} pp"
         met = "-" if r.get("goal_met") is None else ("yes" if r["goal_met"] else "**no**")
         la = r.get("loadavg_end") or [float("nan")]
         out.append(
-            f"| {r['model']} | {ZOO_DATA.get(r['data'], r['data'])} | {r['train_samples']:,} | "
+            f"| {r['label']} | {ZOO_DATA.get(r['data'], r['data'])} | {r['train_samples']:,} | "
             f"{e['baseline']}/{e['prune']}/{e['cluster']} | {r['baseline_params']:,} | "
             f"{100 * r['covered_fraction']:.1f} % | {100 * r['sparsity_covered']:.1f} % | {r['bits']} | "
             f"{r['float_tflite_bytes']:,} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | "
             f"{pct(r['baseline_error'])} -> {pct(r['final_error'])} | {r['error_increase_pp']:+.2f} pp | {goal} | "
-            f"{met} | {'yes' if r['packed_outputs_identical'] else '**NO**'} | {r['minutes']['total']:.1f} | "
+            f"{met} | {'yes' if r['packed_outputs_identical'] else '**NO**'} | "
+            f"{pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])} | {r['minutes']['total']:.1f} | "
             f"{la[0]:.1f} |")
     out += ["", "### Where the packed bytes go", "",
             "Packed tensors: Huffman-packed kernels (and any other tensor that packs). Raw 1-D: biases, "
@@ -220,8 +230,12 @@ def zoo_section(zoo):
         stripped = "-" if not st else f"{st['bytes']:,} B ({ratio(st['ratio'])})"
         cells = [f"{b[k]:,} ({100 * b[k] / b['file']:.0f} %)"
                  for k in ("packed_tensors", "raw_1d", "raw_other", "tensor_names", "structure")]
-        out.append(f"| {r['model']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} |")
-    notes = [f"- {r['model']}: " + " / ".join(r["export_warnings"]) for r in rows if r.get("export_warnings")]
+        out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} |")
+    runs = [f"- {r['label']}: {r['note']}" for r in rows if r.get("note")]
+    if runs:
+        out += ["", "Runs with a second configuration (chosen from the first run's size and validation error, "
+                "never the test split):", ""] + runs
+    notes = [f"- {r['label']}: " + " / ".join(r["export_warnings"]) for r in rows if r.get("export_warnings")]
     if notes:
         out += ["", "Warnings `to_tflite` gave:", ""] + notes
     if zoo.get("failures"):
