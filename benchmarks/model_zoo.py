@@ -410,6 +410,7 @@ def _log(msg):
 
 
 def main(argv):
+    del argv  # absl's app.run passes the leftover command line: none is used
     from _common import machine_info, write_json  # benchmarks/ is on sys.path when run as a script
 
     names = FLAGS.models or list(ZOO)

@@ -36,7 +36,7 @@ def pruned_weights(model):
     out = []
     for layer in model.layers:
         if isinstance(layer, dc_keras.train.PruneWrapper):
-            for (name, var, _), mask in zip(layer._targets, layer._masks):
+            for (_, var, _), mask in zip(layer._targets, layer._masks):
                 out.append((layer, var, keras.ops.convert_to_numpy(mask)))
     return out
 
@@ -115,7 +115,7 @@ def test_masked_weights_get_zero_gradient():
         loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(Y, logits, from_logits=True))
     variables = [var for _, var, _ in pruned_weights(pruned)]
     grads = tape.gradient(loss, variables)
-    for (_, var, mask), grad in zip(pruned_weights(pruned), grads):
+    for (_, _var, mask), grad in zip(pruned_weights(pruned), grads):
         grad = keras.ops.convert_to_numpy(grad)
         assert (mask == 0).mean() == pytest.approx(0.6, abs=0.01)
         assert np.all(grad[mask == 0] == 0.0)
@@ -204,7 +204,7 @@ def test_custom_training_loop():
         for _, var, mask in pruned_weights(pruned):
             assert np.all(keras.ops.convert_to_numpy(var)[mask == 0] == 0.0)
     cb.on_train_end()
-    for layer, var, mask in pruned_weights(pruned):
+    for layer, _var, mask in pruned_weights(pruned):
         assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 6
         assert (mask == 0).mean() == pytest.approx(0.5, abs=0.01)
 

@@ -176,7 +176,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
             elif i in decoded_from:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
             elif fb.buffer_bytes(model, t.buffer):
-                why = skip_reason(model, t, i, facts, users)
+                why = skip_reason(t, i, facts, users)
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
     bar.close()
     return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd),

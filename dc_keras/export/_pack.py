@@ -113,10 +113,10 @@ def _buffer_users(model):
     return users
 
 
-def skip_reason(model, t, idx, facts, users):
+def skip_reason(t, idx, facts, users):
     """Why constant tensor ``idx`` (``t``) of a subgraph cannot be packed, or None if it can be.
 
-    ``facts`` is ``_graph_facts`` of its subgraph, ``users`` is ``_buffer_users(model)``. The
+    ``facts`` is ``_subgraph_facts`` of its subgraph, ``users`` is ``_buffer_users(model)``. The
     reasons are what ``inspect`` prints in its ``reason`` column.
     """
     consumers, produced, io = facts
@@ -255,7 +255,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc):
     eligible = {}
     for b, refs in users.items():
         eligible[b] = all(r[0] != "metadata" for r in refs) and all(
-            skip_reason(model, model.subgraphs[s].tensors[i], i, facts[s], users) is None
+            skip_reason(model.subgraphs[s].tensors[i], i, facts[s], users) is None
             for s, i in refs)
     plans, packed_cache = {}, {}  # cache: (buffer, dtype, shape) -> bytes or None
     for s, sg in enumerate(model.subgraphs):

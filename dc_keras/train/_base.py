@@ -331,7 +331,7 @@ def _parse_layers_arg(layers, mapping_ok, what):
         try:
             items = [(key, None) for key in layers]
         except TypeError:
-            raise ValueError(f"`layers` must be None, a list of names/classes or a dict; got {layers!r}.")
+            raise ValueError(f"`layers` must be None, a list of names/classes or a dict; got {layers!r}.") from None
     if not items:
         raise ValueError("`layers` is empty: nothing to be " + what + ".")
     for key, _ in items:

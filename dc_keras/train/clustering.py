@@ -118,14 +118,14 @@ class ClusterWrapper(_base.CompressionWrapper):
 
     def initialize_clusters(self):
         """Run k-means (numpy) on the inner layer's current weights and set centroids/assignments."""
-        for (name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
+        for (_name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
             c, idx = self._kmeans(var)
             centroids.assign(c.astype(centroids.dtype))
             assignments.assign(idx)
 
     def compressed_values(self, training):
         pairs = []
-        for (name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
+        for (_name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
             table = ops.concatenate([ops.convert_to_tensor(centroids), ops.zeros((1,), centroids.dtype)], axis=0)
             pairs.append((var, ops.cast(ops.take(table, assignments, axis=0), var.dtype)))
         return pairs

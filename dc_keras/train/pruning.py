@@ -61,7 +61,7 @@ def _check_m_by_n(value):
     try:
         m, n = value
     except (TypeError, ValueError):
-        raise ValueError(f"`sparsity_m_by_n` must be a pair (m, n) such as (2, 4), got {value!r}.")
+        raise ValueError(f"`sparsity_m_by_n` must be a pair (m, n) such as (2, 4), got {value!r}.") from None
     for v in (m, n):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise ValueError(f"`sparsity_m_by_n` must hold integers, got {value!r}.")
@@ -202,7 +202,7 @@ class PruneWrapper(_base.CompressionWrapper):
             # would leak its tracer out of the branch, so there (as under tf.distribute) the
             # assign follows the cond.
             in_strategy = _distributed() or _STATELESS_OPTIMIZER
-            for (name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
+            for (_name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
                 w = ops.convert_to_tensor(var)
                 m_old = ops.convert_to_tensor(mask)
                 t_old = ops.convert_to_tensor(threshold)
@@ -224,7 +224,7 @@ class PruneWrapper(_base.CompressionWrapper):
                 pairs.append((var, var * ops.cast(m_new, var.dtype)))
             self.pruning_step.assign_add(1)
         else:
-            for (name, var, axis), mask in zip(self._targets, self._masks):
+            for (_name, var, _axis), mask in zip(self._targets, self._masks):
                 pairs.append((var, var * ops.cast(mask, var.dtype)))
         return pairs
 
