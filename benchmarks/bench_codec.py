@@ -124,7 +124,7 @@ def bench_tensor(name, w, reps, skip=()):
     info = codec.info(packed)
     row.update(layout=info["layout"], packed_bytes=len(packed),
                dense_bytes=len(codec.encode(w, layout="dense")))
-    if info["layout"] == "sparse":
+    if info["layout"] in ("sparse", "context_sparse"):
         row["gap_alphabet"] = info["gap_alphabet"]
         row["entries"] = info["entries"]
         symbols = 2 * info["entries"]
@@ -159,7 +159,7 @@ def bench_tensor(name, w, reps, skip=()):
     row["bits_per_nonzero"] = 8 * len(packed) / max(nnz, 1)
     # order-0 (memoryless) entropy: the floor for any coder that codes symbols independently
     flat = w.reshape(-1)
-    if info["layout"] == "sparse":
+    if info["layout"] in ("sparse", "context_sparse"):
         pos = np.flatnonzero(flat)
         syms = [np.diff(pos, prepend=-1) - 1, flat[pos].view(np.uint32)]
     else:
@@ -183,6 +183,19 @@ def bench_tensor(name, w, reps, skip=()):
     cpu, wall = best_time(ours, reps)
     row.update(decode_cpu_s=cpu, decode_wall_s=wall, msym_per_s=symbols / cpu / 1e6,
                melem_per_s=w.size / cpu / 1e6, decode_gb_per_s=len(raw) / cpu / 1e9)
+    if info["layout"] == "context_sparse":  # FORMAT.md §14 vs §6 on the same tensor, side by side
+        plain = codec.encode(w, layout="sparse")
+
+        def sparse6():
+            st = lib.dc_decode(plain, len(plain), ptr, out.nbytes)
+            if st:
+                raise RuntimeError(lib.dc_strerror(st))
+
+        c6, w6 = best_time(sparse6, reps)
+        cpu, wall = best_time(ours, reps)  # again, right after: both under the same load
+        row.update(decode_cpu_s=min(cpu, row["decode_cpu_s"]), sparse6_bytes=len(plain),
+                   sparse6_decode_cpu_s=c6, sparse6_decode_wall_s=w6,
+                   sparse6_bits_per_nonzero=8 * len(plain) / max(nnz, 1))
     if zst is not None:
         d = zstandard.ZstdDecompressor()
         assert d.decompress(zst) == raw
@@ -195,7 +208,7 @@ def print_row(r):
     print(f"\n## {r['tensor']}  shape {tuple(r['shape'])}, {r['elements']:,} elements, "
           f"{r['nonzero']:,} non-zero ({100 * r['nonzero'] / r['elements']:.1f} %), "
           f"{r['distinct']} distinct values")
-    extra = f", G = {r['gap_alphabet']}, {r['entries']:,} entries" if r["layout"] == "sparse" else ""
+    extra = f", G = {r['gap_alphabet']}, {r['entries']:,} entries" if "gap_alphabet" in r else ""
     print(f"ours: {r['packed_bytes']:,} B ({r['layout']}{extra}); dense layout would be "
           f"{r['dense_bytes']:,} B; raw {r['raw_bytes']:,} B -> {r['compression_x']:.1f}x; "
           f"encode {r['encode_s']:.2f} s")
@@ -208,6 +221,11 @@ def print_row(r):
     print(f"  (b) decode: {r['decode_cpu_s'] * 1e3:.2f} ms CPU ({r['decode_wall_s'] * 1e3:.2f} ms wall) = "
           f"{r['msym_per_s']:.0f} M symbols/s [goal >= 500: {goal}], {r['melem_per_s']:.0f} M elements/s, "
           f"{r['decode_gb_per_s']:.2f} GB/s output")
+    if "sparse6_bytes" in r:
+        print(f"      vs the order-0 sparse layout (§6) of the same tensor: {r['sparse6_bytes']:,} B "
+              f"({r['sparse6_bits_per_nonzero']:.2f} bits/non-zero), decode {r['sparse6_decode_cpu_s'] * 1e3:.3f} ms CPU "
+              f"-> §14 is {r['packed_bytes'] / r['sparse6_bytes']:.3f}x the size at "
+              f"{r['sparse6_decode_cpu_s'] / r['decode_cpu_s']:.2f}x the speed")
     if "speedup_vs_zstd" in r:
         goal = "MET" if r["speedup_vs_zstd"] > 1 else "NOT met"
         print(f"      zstd-19 decompression: {r['zstd_decode_cpu_s'] * 1e3:.2f} ms CPU "
@@ -222,6 +240,23 @@ def print_row(r):
               f"{PAPER_FIXED_BITS_PER_NZ} before Huffman (5-bit gap + 6-bit index)")
 
 
+def tflite_weights(path, min_elements=1000):
+    """(name, array) of every constant tensor of a .tflite with at least ``min_elements``
+    elements, as the packer sees them (fully-connected kernels are [out, in])."""
+    from dc_keras.runtime import Interpreter
+
+    it = Interpreter(model_path=path)
+    out = []
+    for d in it.get_tensor_details():
+        try:
+            a = it.get_tensor(d["index"])
+        except ValueError:  # not a constant
+            continue
+        if a.size >= min_elements and a.dtype == np.float32:
+            out.append((d["name"], np.ascontiguousarray(a)))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="only the LeNet-300-100 layer")
@@ -231,6 +266,8 @@ def main(argv=None):
     ap.add_argument("--only", help="run only the tensors whose name contains this text")
     ap.add_argument("--skip-xz", action="store_true", help="skip xz -9e (minutes per 40 MB)")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--tflite", action="append", default=[],
+                    help="also bench the float weights (>= 1000 elements) of this pruned+clustered .tflite")
     args = ap.parse_args(argv)
     print(f"# bench_codec  ({platform.machine()}, {platform.processor() or 'cpu'}, numpy {np.__version__}, "
           f"zstandard {getattr(zstandard, '__version__', 'missing')})")
@@ -253,13 +290,21 @@ def main(argv=None):
             rows.append(bench_tensor("LeNet-300-100 ip1 TRAINED 1 epoch on Fashion-MNIST, "
                                      "8 % kept (one-shot magnitude pruning), 5-bit k-means", w, args.reps, skip))
             print_row(rows[-1])
+            rows.append(bench_tensor("the same, transposed to TFLite's fully-connected layout [out, in] "
+                                     "(what pack() sees)", np.ascontiguousarray(w.T), args.reps, skip))
+            print_row(rows[-1])
+    for path in args.tflite:
+        for name, w in tflite_weights(path):
+            rows.append(bench_tensor(f"{os.path.basename(path)}: {name}", w, args.reps, skip))
+            print_row(rows[-1])
     for i, (name, shape, density, bits) in enumerate(tensors):
         w = pruned_clustered(shape, density, bits, seed=i)
         rows.append(bench_tensor("synthetic " + name, w, args.reps, skip))
         print_row(rows[-1])
         sys.stdout.flush()
     if args.json:
-        write_json(args.json, rows)
+        write_json(args.json, {"load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
+                               "command": " ".join(sys.argv), "rows": rows})
 
 
 if __name__ == "__main__":

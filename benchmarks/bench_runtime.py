@@ -11,6 +11,8 @@ Routes (each measured in its own fresh process; rounds interleave the routes):
                  EXPERIMENTAL_SPARSITY (TFLite's built-in block-sparse FC kernel)
 FC models: one Dense layer (bias, no activation), weights pruned to the density (unstructured,
 smallest |w|) and clustered to 32 values. Ratios are vs `dense` of the same model, same run.
+Latency: median of the invokes (and the fastest one: on a loaded machine a long invoke is more
+often preempted, which the minimum filters out).
 Memory = growth of the process's RSS from before the interpreter is created to after load +
 invokes (from /proc/self/smaps_rollup), split into anonymous and file-backed pages.
 
@@ -54,17 +56,17 @@ def _make(route, path):
         return Interpreter(model_path=path)
     from dc_keras import runtime
 
-    return runtime.Interpreter(model_path=path,
+    return runtime.Interpreter(model_path=path, release_decoded=True,  # memory goal: keep_decoded=0
                                weights="compressed" if route == "compressed" else "decoded")
 
 
-def _median_invoke(it, n):
+def _invoke_times(it, n):
     ts = []
     for _ in range(n):
         t0 = time.perf_counter()
         it.invoke()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return ts
 
 
 def child(route, path, invokes, cold):
@@ -83,9 +85,9 @@ def child(route, path, invokes, cold):
     for _ in range(3):
         it.invoke()
     out = it.get_tensor(it.get_output_details()[0]["index"]).copy()
-    lat1 = _median_invoke(it, invokes)
+    ts1 = _invoke_times(it, invokes)
     rss1 = smaps()
-    res = {"load_s": load, "batch1_s": lat1, "rss_anon": rss1["Anonymous"] - rss0["Anonymous"],
+    res = {"load_s": load, "batch1_s": statistics.median(ts1), "batch1_min_s": min(ts1), "rss_anon": rss1["Anonymous"] - rss0["Anonymous"],
            "rss_file": rss1["File"] - rss0["File"], "rss_total": rss1["Rss"],
            "output": out.ravel()[:64].tolist(), "tflite_bytes": os.path.getsize(path)}
     if hasattr(it, "compressed_report"):
@@ -107,7 +109,7 @@ def child(route, path, invokes, cold):
     it.allocate_tensors()
     it.set_tensor(inp["index"], np.random.RandomState(1).rand(*shape).astype(inp["dtype"]))
     it.invoke()
-    res["batch8_s"] = _median_invoke(it, max(5, invokes // 4))
+    res["batch8_s"] = statistics.median(_invoke_times(it, max(5, invokes // 4)))
     print("RESULT " + json.dumps(res))
 
 
@@ -173,8 +175,7 @@ def build_models(names):
 
 def _build_one(name, paths, export):
     if name == "mobilenetv2":
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from bench_load_invoke import build
+        from bench_load_invoke import build  # benchmarks/ is on sys.path when run as a script
 
         model = build(1.0, 224)
     else:
@@ -201,7 +202,7 @@ def run_child(route, path, invokes, cold):
 
 
 def summarize(samples):
-    keys = ("load_s", "batch1_s", "batch1_dram_s", "batch8_s", "rss_anon", "rss_file")
+    keys = ("load_s", "batch1_s", "batch1_min_s", "batch1_dram_s", "batch8_s", "rss_anon", "rss_file")
     ok = [s for s in samples if "error" not in s]
     if not ok:
         return {"error": samples[0]["error"]}
@@ -251,7 +252,8 @@ def main(argv=None):
             o = np.array(v.pop("output"))
             if r in ("decoded", "compressed") and len(o) == len(dense_out):
                 v["max_rel_diff_vs_dense"] = float(np.abs(o - dense_out).max() / (np.abs(dense_out).max() or 1))
-            for k in ("load_s", "batch1_s", "batch1_dram_s", "batch8_s", "rss_anon", "rss_delta"):
+            for k in ("load_s", "batch1_s", "batch1_min_s", "batch1_dram_s", "batch8_s", "rss_anon",
+                      "rss_delta"):
                 if k in v and res["dense"].get(k):
                     v[k + "_ratio"] = v[k] / res["dense"][k]
         res["dense"].pop("output", None)

@@ -96,16 +96,12 @@ def main(argv=None):
         print(f"\n== {title}")
         print(f"{'layer':6} {'weights':>8} {'non-zero':>9} {'density':>8} {'bits':>5} {'distinct':>9}")
         total = nonzero = 0
-        for layer in model.layers:
-            if not isinstance(layer, keras.layers.Dense):
-                continue
-            k = layer.kernel.numpy()
-            nz = int(np.count_nonzero(k))
-            distinct = int(np.unique(k[k != 0]).size)
-            total += k.size
-            nonzero += nz
-            b = "" if bits is None else str(bits.get(layer.name, ""))
-            print(f"{layer.name:6} {k.size:8d} {nz:9d} {100.0 * nz / k.size:7.2f}% {b:>5} {distinct:9d}")
+        for row in dc_keras.pipeline.layer_stats(model):  # the one per-layer table (demo, paper_table1)
+            total += row["params"]
+            nonzero += row["nonzero"]
+            b = "" if bits is None else str(bits.get(row["layer"], ""))
+            print(f"{row['layer']:6} {row['params']:8d} {row['nonzero']:9d} {100.0 * row['density']:7.2f}% {b:>5} "
+                  f"{row['distinct']:9d}")
         print(f"{'total':6} {total:8d} {nonzero:9d} {100.0 * nonzero / total:7.2f}%")
         err = error(model)
         print(f"test error: {err:.2f} %   (elapsed {(time.time() - t_start) / 60:.1f} min, {epochs_total} epochs)")
@@ -151,10 +147,8 @@ def main(argv=None):
     epochs_total += args.cluster_epochs
     final = dc_keras.strip(clustered)
     final_err, final_density = table(final, f"pruned + clustered ({args.bits} bits, linear init), stripped", bits)
-    for layer in final.layers:
-        if isinstance(layer, keras.layers.Dense):
-            k = layer.kernel.numpy()
-            assert np.unique(k[k != 0]).size <= 2 ** bits[layer.name]
+    for row in dc_keras.pipeline.layer_stats(final):
+        assert row["distinct"] <= 2 ** bits[row["layer"]]
     if args.out:
         final.save(args.out)
         print(f"wrote {args.out}")

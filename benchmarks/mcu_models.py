@@ -11,21 +11,17 @@ y_test.npy). Runs in the project venv (TensorFlow); the TFLM side runs elsewhere
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common
 
 DEFAULT_OUT = os.path.join(os.path.expanduser("~"), ".cache", "dc_keras", "mcu", "lenet")
 
 
 def _write(path, data):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    _common.atomic_write(path, data)
 
 
 def main(argv=None):

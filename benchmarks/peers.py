@@ -7,7 +7,7 @@
   needs Keras 2) that rebuilds the same architecture in tf_keras and loads the SAME trained
   baseline weights from a ``.npz``; it gets the same per-layer sparsity, the same number of
   clusters, the same epochs, optimizer, learning rates and augmentation as our chain.
-* ``generic_compressors``: gzip -9, xz -9e, zstd -19 and zip (deflate) of a ``.tflite``.
+* ``generic_compressors``: gzip -9, bzip2 -9, xz -9e, zstd -19 and zip (deflate) of a ``.tflite``.
 * ``int8_rows``: TFLite int8 post-training quantization (representative dataset) with and
   without our packing.
 
@@ -17,6 +17,7 @@ Stand-alone (the tfmot side only, from the saved baseline):
 
     .venv/bin/python benchmarks/peers.py --model lenet-300-100 --json /tmp/tfmot.json
 """
+import bz2
 import gzip
 import io
 import json
@@ -60,11 +61,12 @@ def zip_bytes(data: bytes, name: str = "model.tflite") -> int:
 
 
 def generic_compressors(data: bytes) -> dict:
-    """``{"gzip": bytes, "xz": bytes, "zstd": bytes, "zip": bytes}`` for ``data`` at their best levels."""
+    """``{"gzip -9": bytes, "bzip2 -9": bytes, "xz -9e": bytes, "zstd -19": bytes, "zip": bytes}`` for ``data`` at their best levels."""
     import zstandard
 
     return {
         "gzip -9": len(gzip.compress(data, compresslevel=9, mtime=0)),
+        "bzip2 -9": len(bz2.compress(data, 9)),
         "xz -9e": len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)),
         "zstd -19": len(zstandard.ZstdCompressor(level=19).compress(data)),
         "zip": zip_bytes(data),

@@ -94,3 +94,24 @@ def flatten_layers(layer, include_self=False):
     wrappers wherever a user put them.
     """
     return list(layer._flatten_layers(include_self=include_self, recursive=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# export: per-tensor weight quantization in TFLite's converter (owner: export/pack, issue 15)
+#
+# Why: per-channel scales spread a clustered tensor's few shared values over many int8 codes
+# (each output channel rescales them), which costs the weight sharing its Huffman gain; one scale
+# per tensor keeps <= 2**bits codes. TF exposes no public switch: the converter's own attribute
+# ``_experimental_disable_per_channel`` (read by ``convert()`` for both full-integer and
+# dynamic-range quantization) is it.
+# Tested: TensorFlow 2.21.0.
+# ---------------------------------------------------------------------------------------------
+
+
+def converter_per_tensor(converter):
+    """Makes ``tf.lite.TFLiteConverter`` quantize weights per tensor instead of per channel."""
+    if not hasattr(converter, "_experimental_disable_per_channel"):
+        raise RuntimeError("this TensorFlow's TFLiteConverter has no _experimental_disable_per_channel "
+                           "(tested with TF 2.21); per-tensor quantization is unavailable")
+    converter._experimental_disable_per_channel = True
+    return converter

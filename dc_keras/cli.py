@@ -15,6 +15,8 @@ Run `dc-keras COMMAND --help` for the options of one command.
 import argparse
 import sys
 
+from absl.flags import argparse_flags
+
 from dc_keras import __version__
 from dc_keras._logs import native_stderr_captured, quiet_tensorflow_startup, verbose
 from dc_keras.demo import FULL_EPOCHS, QUICK_EPOCHS  # cheap: demo imports Keras only when run
@@ -47,8 +49,10 @@ def _add_demo(commands):
 def build_parser():
     """The ``dc-keras`` argument parser and the names of its commands."""
     first, rest = __doc__.split("\n\n", 1)
-    parser = argparse.ArgumentParser(prog="dc-keras", description=first, epilog=rest, allow_abbrev=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # absl's argparse integration: sub-commands as argparse does them, plus absl's own flags
+    # (--verbosity, --logtostderr, --helpfull, ...) for the absl logging the library uses.
+    parser = argparse_flags.ArgumentParser(prog="dc-keras", description=first, epilog=rest, allow_abbrev=False,
+                                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"dc-keras {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     names = _add_demo(commands) + _export_cli.add_commands(commands)

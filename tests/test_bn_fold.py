@@ -4,10 +4,10 @@ BN itself otherwise and multiply the distinct values by the number of channels).
 import keras
 import numpy as np
 import pytest
+from _compress_flow import five_calls, np_
 
 import dc_keras
 from dc_keras.train import fold_batchnorm
-from _compress_flow import five_calls, np_
 
 RNG = np.random.default_rng(0)
 
@@ -76,13 +76,19 @@ def test_fold_keeps_pruned_zeros_and_needs_a_linear_producer():
     np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
-def test_sequential_fold_and_option_off():
+def test_sequential_fold_and_option_off(tmp_path):
     model = _randomize_bn(keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="fc"),
                                             keras.layers.BatchNormalization(name="bn"),
                                             keras.layers.Dense(2, name="out")]))
     clustered = dc_keras.cluster(model, bits=4)
     assert clustered.compression_report.folds == [("fc", "bn")]
     assert isinstance(clustered.get_layer("bn"), keras.layers.Identity)
+    final = dc_keras.strip(clustered)
+    final.save(tmp_path / "folded.keras")
+    loaded = keras.saving.load_model(tmp_path / "folded.keras")  # plain Keras layers only
+    assert [type(layer).__name__ for layer in loaded.layers] == ["Dense", "Identity", "Dense"]
+    x = RNG.normal(size=(3, 6)).astype("float32")
+    np.testing.assert_array_equal(np_(loaded(x)), np_(final(x)))
     kept = dc_keras.cluster(model, bits=4, fold_batchnorm=False)
     assert kept.compression_report.folds == []
     assert isinstance(kept.get_layer("bn"), keras.layers.BatchNormalization)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dc_keras import codec
+import ml_dtypes
 
 DTYPES = [np.float32, np.float16, np.int32, np.int16, np.int8, np.uint8]
 LAYOUTS = [None, "dense", "sparse"]
@@ -172,7 +173,7 @@ def test_huge_gaps_use_fillers():
     w = np.zeros(200_000, np.float32)
     w[[5, 6, 150_000, 199_999]] = [1.0, -1.0, 0.5, 2.0]
     for layout in (None, "sparse"):
-        p = roundtrip(w, layout=layout)
+        roundtrip(w, layout=layout)
     info = codec.info(codec.encode(w, layout="sparse"))
     assert info["entries"] > 4  # fillers bridge gaps longer than the gap alphabet
     assert info["gap_alphabet"] <= 4096
@@ -348,3 +349,94 @@ def test_pack_version_option_writes_that_version():
         assert packed.count(b"DCHF" + bytes([3 - version])) == 0
     with pytest.raises(ValueError, match="version"):
         pack(model, version=3)
+
+
+# ----------------------------------------------------------------------------------------------
+# §14 context-modelled sparse layout
+# ----------------------------------------------------------------------------------------------
+def _sign_runs(rng, shape, density, switch, k):
+    """Pruned, clustered weights whose kept values come in runs of one sign along the last axis
+    (as neighbouring inputs of one neuron in a TFLite [out, in] kernel)."""
+    sign = np.where(np.cumsum(rng.random(shape) < switch, axis=-1) % 2, -1.0, 1.0)
+    return np.where(rng.random(shape) < density, sign * rng.choice(np.linspace(0.05, 1, k), shape), 0)
+
+
+def _with_crc(buf):
+    """Recomputes the version 2 CRC (§8) of a patched packed tensor."""
+    import zlib
+
+    at = 8 + 4 * buf[6]
+    body = bytes(buf[:at]) + bytes(buf[at + 4:])
+    return bytes(buf[:at]) + struct.pack("<I", zlib.crc32(body)) + bytes(buf[at + 4:])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int8, np.int16, np.int32, np.uint8])
+def test_context_sparse_roundtrip(dtype):
+    rng = np.random.default_rng(19)
+    for trial in range(40):
+        n = int(rng.integers(1, 2500))
+        a = _sign_runs(rng, (n,), float(rng.random()), 0.2, int(rng.integers(2, 30)))
+        if dtype in (np.uint8,):
+            a = np.abs(a)
+        a = (a * 50).astype(dtype)
+        if trial % 5 == 0:
+            a[: n // 2] = 0  # long gaps: fillers
+        if len(np.unique(a.view(f"u{a.itemsize}"))) < 2:
+            continue
+        packed = codec.encode(a, layout="context_sparse", max_code_length=int(rng.integers(7, 13)))
+        info = codec.info(packed)
+        assert info["layout"] == "context_sparse" and info["contexts"] == 4
+        assert info["segment_starts"] == sorted(info["segment_starts"])
+        assert codec.decode(packed).tobytes() == a.tobytes()
+
+
+def test_context_sparse_picked_only_when_smaller():
+    rng = np.random.default_rng(5)
+    runs = _sign_runs(rng, (300, 784), 0.07, 0.005, 28).astype(np.float32)
+    assert codec.info(codec.encode(runs))["layout"] == "sparse"  # opt-in: decodes ~0.8x as fast
+    packed = codec.encode(runs, context_model=True)
+    assert codec.info(packed)["layout"] == "context_sparse"
+    assert len(packed) < 0.97 * len(codec.encode(runs, layout="sparse"))
+    assert codec.decode(packed).tobytes() == runs.tobytes()
+    iid = np.where(rng.random((300, 784)) < 0.07, rng.choice(np.linspace(-1, 1, 28), (300, 784)), 0)
+    assert codec.info(codec.encode(iid.astype(np.float32), context_model=True))["layout"] == "sparse"  # no correlation
+    assert codec.info(codec.encode(np.eye(50, dtype=np.float32), context_model=True))["layout"] != "context_sparse"
+    with pytest.raises(ValueError):  # sub-byte types use §5/§6 only
+        codec.encode(np.array([0, 1, 0, 1], ml_dtypes.int4), layout="context_sparse")
+    with pytest.raises(ValueError, match="version"):
+        codec.encode(runs, layout="context_sparse", version=1)
+
+
+def test_context_sparse_hostile_fields_rejected_with_valid_crc():
+    rng = np.random.default_rng(7)
+    a = _sign_runs(rng, (40, 50), 0.2, 0.1, 9).astype(np.float32)
+    packed = codec.encode(a, layout="context_sparse")
+    info = codec.info(packed)
+    k = info["codebook_size"]
+    at = 8 + 4 * 2 + 4 + 2 + 4 * k + 8 + (1 + (info["gap_alphabet"] + 1) // 2)  # P1 (§14)
+    assert list(struct.unpack_from("<3I", packed, at)) == info["segment_starts"][1:]
+    patches = {
+        "P1 beyond P2": (at, struct.pack("<I", info["segment_starts"][2] + 1)),
+        "P3 beyond N": (at + 8, struct.pack("<I", a.size + 1)),
+        "P2 shifted": (at + 4, struct.pack("<I", info["segment_starts"][2] - 1)),
+        "odd context count": (at + 12, b"\x03"),
+        "context count 10": (at + 12, b"\x0a"),
+        "class 2 with C = 4": (at + 13, b"\x22"),
+    }
+    for what, (off, new) in patches.items():
+        bad = bytearray(packed)
+        bad[off:off + len(new)] = new
+        bad = _with_crc(bad)
+        with pytest.raises(codec.CorruptDataError):
+            codec.decode(bad)
+        if what != "P2 shifted":  # caught by the header parser too; a shifted start only by decoding
+            with pytest.raises(codec.CorruptDataError):
+                codec.info(bad)
+    # every single byte changed, CRC fixed: rejected or decoded, never a crash
+    for off in range(8, len(packed)):
+        bad = bytearray(packed)
+        bad[off] ^= 0x5A
+        try:
+            codec.decode(_with_crc(bad))
+        except codec.CorruptDataError:
+            pass

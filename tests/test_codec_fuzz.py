@@ -126,6 +126,9 @@ def corpus():
         "float_planes_float32": codec.encode(rng.normal(0, 0.1, 60).astype(np.float32), layout="float_planes"),
         "int4_sparse": codec.encode(np.where(rng.random(301) < 0.2, rng.integers(-8, 8, 301), 0).astype(ml_dtypes.int4)),
         "version1_sparse_float32": codec.encode(w, version=1),
+        "context_sparse_float32": codec.encode(w, layout="context_sparse"),
+        "context_sparse_int16_fillers": codec.encode(np.eye(300, dtype=np.int16)[:40] * 3 - np.eye(300, dtype=np.int16)[1:41],
+                                                     layout="context_sparse"),
     }
 
 
@@ -153,7 +156,7 @@ def test_every_single_bit_flip_rejected(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["sparse_float32", "dense_int8", "sparse_int16_fillers", "grouped_sparse_int8",
-                                  "float_planes_float32"])
+                                  "float_planes_float32", "context_sparse_float32"])
 def test_random_multi_bit_flips_rejected(tmp_path, name):
     r = run_child(tmp_path, corpus()[name], "flipn", seed=1)
     assert r["ok"] == 0 and r["rejected"] == 3000

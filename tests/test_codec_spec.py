@@ -82,7 +82,7 @@ def reference_decode(buf):
         assert version >= 2
         bits = DTYPES_V2[code][1]
         esize = max(1, bits // 8)
-    assert layout <= (1 if version == 1 else 4)
+    assert layout <= (1 if version == 1 else 5)
     dims = struct.unpack_from(f"<{rank}I", buf, 8)
     pos = 8 + 4 * rank
     check_pos = pos
@@ -119,6 +119,25 @@ def reference_decode(buf):
         pos += 8
         gtab, pos = read_alphabet(buf, pos, g)
         itab, pos = read_alphabet(buf, pos, k)
+        itabs = None
+    elif layout == 5:  # §14: §6 fields, then C, the class nibbles, C index codes
+        bg, e, g = struct.unpack_from("<HIH", buf, pos)
+        pos += 8
+        gtab, pos = read_alphabet(buf, pos, g)
+        seg_start = [0, *struct.unpack_from("<3I", buf, pos)]
+        assert seg_start == sorted(seg_start) and seg_start[3] <= n
+        pos += 12
+        assert k <= 1024
+        n_codes = buf[pos]
+        pos += 1
+        assert n_codes % 2 == 0 and 2 <= n_codes <= 8
+        klass = [(buf[pos + i // 2] >> (4 * (i % 2))) & 15 for i in range(k)]
+        assert all(c < n_codes // 2 for c in klass)
+        pos += (k + 1) // 2
+        itabs = []
+        for _ in range(n_codes):
+            t, pos = read_alphabet(buf, pos, k)
+            itabs.append(t)
     sizes = struct.unpack_from("<4I", buf, pos)
     header_end = pos = pos + 16
     streams = []
@@ -145,6 +164,21 @@ def reference_decode(buf):
         assert pos == len(buf)
         out = [value(i, bg) for i in range(n)]
         p = 0
+        if layout == 5:  # §14: four runs, one per stream, each from its own start
+            for s in range(4):
+                p, prev, st = seg_start[s], bg, streams[s]
+                end = seg_start[s + 1] if s < 3 else n
+                for _ in range((e - s + 3) // 4 if e > s else 0):
+                    gap = st.symbol(gtab)
+                    index = st.symbol(itabs[2 * klass[prev] + (1 if gap == 0 else 0)])
+                    prev = index
+                    p += gap
+                    assert p < end
+                    out[p] = value(p, index)
+                    p += 1
+                assert p == end if s < 3 else n - p < g
+            e = 0
+            p = n
         for j in range(e):
             st = streams[j % 4]
             gap = st.symbol(gtab)
@@ -210,6 +244,14 @@ def cases_v2():
     pcs = pc.copy()
     pcs[rng.random(pc.shape) < 0.7] = 0
     dw = np.moveaxis(np.round(pc * 20), 0, 2).astype(np.int8).copy()
+    # §14: kept weights in runs of one sign (as neighbouring pixels of one neuron's row)
+    sign = np.where(np.cumsum(rng.random((8, 40)) < 0.15, axis=1) % 2, -1.0, 1.0)
+    runs = np.where(rng.random((8, 40)) < 0.3, sign * rng.choice([0.25, 0.5, 1.0], (8, 40)), 0).astype(np.float32)
+    long_gaps = np.zeros(400, np.float32)
+    long_gaps[[0, 1, 2, 150, 151, 399]] = [0.5, 0.25, -0.5, -1.0, -0.5, 1.0]
+    sign = np.where(np.cumsum(rng.random((60, 200)) < 0.03, axis=1) % 2, -1.0, 1.0)
+    runs_big = np.where(rng.random((60, 200)) < 0.3, sign * rng.choice(np.linspace(0.1, 1, 8), (60, 200)), 0)
+    runs_big = runs_big.astype(np.float32)
     return [
         ("grouped_dense_f32_axis0", pc, {"layout": "grouped_dense", "axis": 0}),
         ("grouped_sparse_f32_axis0", pcs, {"layout": "grouped_sparse", "axis": 0}),
@@ -228,6 +270,11 @@ def cases_v2():
         ("int2_sparse", np.where(rng.random(61) < 0.3, 1, 0).astype(ml_dtypes.int2), {"layout": "sparse"}),
         ("v1_sparse", pcs, {"version": 1}),
         ("v1_dense_i8", dw, {"version": 1, "layout": "dense"}),
+        ("context_sparse_f32_runs", runs, {"layout": "context_sparse"}),
+        ("context_sparse_i16_fillers", np.round(long_gaps * 50).astype(np.int16), {"layout": "context_sparse"}),
+        ("context_sparse_u8_odd_k", np.where(rng.random(90) < 0.4, rng.integers(0, 7, 90), 3).astype(np.uint8),
+         {"layout": "context_sparse"}),
+        ("context_sparse_picked_automatically", runs_big, {}),
     ]
 
 
@@ -258,6 +305,9 @@ def test_spec_reader_new_layouts(name, array, kw):
     packed = codec.encode(array, **kw)
     if "layout" in kw:
         assert codec.info(packed)["layout"] == kw["layout"]
+    if name.endswith("picked_automatically"):  # §14 is smaller here, so the encoder picks it
+        assert codec.info(packed)["layout"] == "context_sparse"
+        assert len(packed) < len(codec.encode(array, layout="sparse"))
     check_against_reference(array, packed)
     back = codec.decode(packed)
     assert back.dtype == array.dtype and back.tobytes() == array.tobytes()

@@ -48,11 +48,6 @@ def test_delegate_pointer_is_the_created_delegate():
 
 
 # ---- training side (issue 14) ----
-import keras
-
-
-
-
 def test_is_functional():
     inputs = keras.Input((2,))
     functional = keras.Model(inputs, keras.layers.Dense(1)(inputs))
@@ -77,3 +72,28 @@ def test_flatten_layers_sees_nested_and_held_layers():
     assert {"inner", "inner_fc", lstm.name, lstm.cell.name} <= names
     assert model.name not in names
     assert model.name in {l.name for l in _compat.flatten_layers(model, include_self=True)}
+
+
+
+# ---- export: per-tensor quantization switch of the TFLite converter (issue 15) ----------------
+def test_converter_per_tensor_gives_one_scale_per_weight_tensor():
+    import numpy as np
+    import tensorflow as tf
+
+    from dc_keras.export import _flatbuffer as fb
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6)])
+
+    def scales(per_tensor):
+        conv = tf.lite.TFLiteConverter.from_keras_model(m)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([np.random.rand(1, 8).astype(np.float32)] for _ in range(8))
+        if per_tensor:
+            _compat.converter_per_tensor(conv)
+        model = fb.read_model(conv.convert())
+        return [len(t.quantization.scale) for t in model.subgraphs[0].tensors
+                if t.type == fb.schema.TensorType.INT8 and fb.buffer_bytes(model, t.buffer)]
+
+    assert scales(False) == [6]  # the converter's default: per channel
+    assert scales(True) == [1]

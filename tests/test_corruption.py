@@ -68,6 +68,9 @@ def _lenet_style_model():
         w = centroids[np.abs(w[..., None] - centroids).argmin(-1)]
         if w.ndim > 1:
             w[np.abs(w) < np.quantile(np.abs(w), 0.7)] = 0
+        if w.ndim == 2 and w.shape[1] == 64:  # fc1: signs in runs along the inputs, so its packed
+            runs = np.where((np.arange(w.shape[0])[:, None] // 24 + np.arange(64)) % 2, -1, 1)
+            w = np.abs(w) * runs.astype(np.float32)  # kernel uses the context layout (FORMAT §14)
         v.assign(w)
     return model
 
@@ -104,9 +107,11 @@ def spec(tmp_path_factory):
     from dc_keras import export, runtime
 
     plain = export.to_tflite(_lenet_style_model(), pack=False)
-    packed = export.pack(plain)
+    packed = export.pack(plain, context_model=True)  # the sweep covers FORMAT §14 too
     buffers = _packed_buffers(packed)
     assert len(buffers) >= 3, "the LeNet-style model must have several packed weight buffers"
+    layouts = {packed[pos + 7] for _, pos, _, _ in buffers}
+    assert {1, 5} <= layouts, f"the sweep must cover the sparse and context-sparse layouts, got {layouts}"
     x = np.random.default_rng(1).random((2, 28, 28, 1), np.float32)
     it = runtime.Interpreter(model_content=packed, num_threads=1)
     y_ref, weights = _run(it, x)

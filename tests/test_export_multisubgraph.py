@@ -21,7 +21,7 @@ def control_flow_tflite():
             def body(i, h):
                 return i + 1, tf.tanh(tf.matmul(h, tf.constant(w1)))
 
-            _, h = tf.while_loop(lambda i, h: i < 3, body, [tf.constant(0), x])
+            _, h = tf.while_loop(lambda i, _h: i < 3, body, [tf.constant(0), x])
             return tf.cond(tf.reduce_sum(h) > 0, lambda: tf.matmul(h, tf.constant(w2)),
                            lambda: tf.matmul(h - 1.0, tf.constant(w2)) * 2.0)
 

@@ -130,31 +130,44 @@ def test_pack_twice_is_refused_and_unpack_of_plain_is_identity():
     assert export.unpack(plain) == plain
 
 
-def test_unclustered_tensors_are_left_alone():
+def test_unclustered_tensors_use_the_lossless_float_layout():
+    """Codec v2: an unclustered float kernel (10^4 distinct values) packs with the float-planes
+    layout (FORMAT.md §12, exponent/byte planes) when that saves min_saving, bit-exact; format
+    version 1 has no such layout and leaves it raw."""
     import keras
 
+    from dc_keras import codec
+
+    keras.utils.set_random_seed(0)
     m = keras.Sequential([keras.Input((100,)), keras.layers.Dense(100), keras.layers.Dense(50)])
     w = m.layers[1].kernel.numpy()
     m.layers[1].kernel.assign(np.round(w * 4) / 4)  # only the second layer is clustered
     plain = export.to_tflite(m, pack=False)
-    # format version 1 has no lossless float layout: the unclustered kernel stays raw
-    packed = export.pack(plain, version=1)
-    model = fb.read_model(packed)
-    sg = model.subgraphs[0]
-    outputs = {int(op.outputs[0]) for op in sg.operators if fb.opcode_name(model, op) == "HuffDecode"}
-    kept = {fb.tensor_name(t) for i, t in enumerate(sg.tensors) if i not in outputs and t.shape is not None
-            and list(t.shape) == [100, 100] and fb.buffer_bytes(model, t.buffer)}
-    assert len(outputs) == 1 and len(kept) == 1  # the 100x100 float kernel with 10^4 distinct values
-    # a model with nothing packable comes back unchanged
+
+    def layouts(packed):
+        model = fb.read_model(packed)
+        sg, out = model.subgraphs[0], {}
+        for op in sg.operators:
+            if fb.opcode_name(model, op) == "HuffDecode":
+                t = sg.tensors[int(op.outputs[0])]
+                out[tuple(t.shape)] = codec.info(fb.buffer_bytes(model, sg.tensors[int(op.inputs[0])].buffer))["layout"]
+        return out
+
+    packed = export.pack(plain)
+    got = layouts(packed)
+    assert got[(100, 100)] == "float_planes" and got[(50, 100)] != "float_planes"
+    assert _tensors(export.unpack(packed)) == _tensors(plain)
+    assert (100, 100) not in layouts(export.pack(plain, version=1))
+    # nothing saves 50 % (or, in version 1, nothing is clustered): the model comes back unchanged
     m2 = keras.Sequential([keras.Input((100,)), keras.layers.Dense(100)])
     plain2 = export.to_tflite(m2, pack=False)
+    assert export.pack(plain2, min_saving=0.5) == plain2
     assert export.pack(plain2, version=1) == plain2
-    # version 2 packs unclustered floats losslessly (FORMAT.md §12) when that saves min_saving
-    from dc_keras import codec
-    w2 = m2.layers[0].kernel.numpy()
-    saving = 1 - len(codec.encode(w2)) / w2.nbytes
-    assert codec.info(codec.encode(w2))["layout"] == "float_planes"
-    assert (export.pack(plain2) != plain2) == (saving >= 0.1)
+
+
+def _tensors(data):
+    m = fb.read_model(data)
+    return [(fb.tensor_name(t), list(t.shape), fb.buffer_bytes(m, t.buffer)) for t in m.subgraphs[0].tensors]
 
 
 def test_min_bytes():
@@ -191,7 +204,7 @@ def test_malformed_tflite_gives_value_error():
         with pytest.raises(ValueError):
             fn(b"garbage garbage garbage")
     rng = np.random.RandomState(0)
-    for trial in range(40):  # random byte corruption: a ValueError or a valid result, nothing else
+    for _ in range(40):  # random byte corruption: a ValueError or a valid result, nothing else
         data = bytearray(plain)
         for pos in rng.randint(8, len(data), size=rng.randint(1, 20)):
             data[pos] = rng.randint(256)
@@ -351,7 +364,7 @@ def test_fuzzed_packed_models_never_crash(tmp_path):
 def test_fuzzed_packed_file_bytes_give_value_error_or_result():
     packed = export.pack(em.tflite("conv", None))
     rng = np.random.RandomState(2)
-    for trial in range(30):
+    for _ in range(30):
         data = bytearray(packed)
         for pos in rng.randint(8, len(data), size=rng.randint(1, 12)):
             data[pos] = rng.randint(256)
@@ -360,3 +373,105 @@ def test_fuzzed_packed_file_bytes_give_value_error_or_result():
                 fn(bytes(data))
             except ValueError:
                 pass
+
+
+def _sparse_tflite(block, quantize=None):
+    """Converter's EXPERIMENTAL_SPARSITY output of a pruned, clustered MLP (blocks of 1x4 along the
+    input dimension if ``block``: then FULLY_CONNECTED reads the sparse tensor itself)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(4)
+    m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(48, activation="relu"), keras.layers.Dense(8)])
+    em.cluster_and_prune(m, levels=8, prune=0.0)
+    rng = np.random.RandomState(0)
+    for layer in m.layers:
+        k = layer.kernel.numpy()
+        keep = rng.rand(k.shape[0] // 4 if block else k.shape[0], k.shape[1]) < 0.15
+        k = k * (np.repeat(keep, 4, axis=0) if block else keep)
+        layer.kernel.assign(k)
+    conv = tf.lite.TFLiteConverter.from_keras_model(m)
+    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] + ([tf.lite.Optimize.DEFAULT] if quantize else [])
+    return bytes(conv.convert()), m
+
+
+@pytest.mark.parametrize("quantize", [None, "dynamic"])
+def test_tflite_sparse_tensors_read_by_densify_are_packed_bit_exact(quantize):
+    from dc_keras.export import _sparse
+
+    plain, keras_model = _sparse_tflite(block=False, quantize=quantize)
+    before = fb.read_model(plain)
+    assert [fb.opcode_name(before, op) for op in before.subgraphs[0].operators].count("DENSIFY") == 2
+    # densify() reproduces the Keras kernels (transposed: TFLite FC weights are [out, in]; a sparse
+    # tensor stores no -0.0, DENSIFY writes +0.0 there too)
+    if quantize is None:
+        dense = sorted((d.shape, d.tobytes()) for _, _, d in _sparse.densify_plans(before, 0))
+        want = sorted((k.T.shape, np.ascontiguousarray(k.T + np.float32(0)).tobytes())  # -0 -> +0
+                      for k in (layer.kernel.numpy() for layer in keras_model.layers))
+        assert dense == want
+    rep = export.inspect(plain)
+    assert [r.status for r in rep.rows if r.shape == (48, 64)] == ["packable"]
+    packed = export.pack(plain)
+    names = _ops(packed)[1][0]
+    assert names.count("DENSIFY") == 1 and names.count("HuffDecode") == 1 and len(packed) < 0.8 * len(plain)
+    # (the small 8x48 kernel does not pay for a decoder op and stays sparse)
+    xs = np.random.RandomState(1).rand(10, 64).astype(np.float32)
+    r = em.no_default_delegates("litert")
+    ref = em.run(em.reference_interpreter("litert", plain, experimental_op_resolver_type=r), xs)
+    np.testing.assert_array_equal(
+        em.run(runtime.Interpreter(model_content=packed, backend="litert", experimental_op_resolver_type=r), xs), ref)
+    back = export.unpack(packed)  # dense constants now, same outputs
+    np.testing.assert_array_equal(
+        em.run(em.reference_interpreter("litert", back, experimental_op_resolver_type=r), xs), ref)
+
+
+def test_sparse_tensor_read_by_a_sparse_kernel_is_kept_with_a_reason():
+    plain, _ = _sparse_tflite(block=True)
+    m = fb.read_model(plain)
+    sparse = [t for t in m.subgraphs[0].tensors if t.sparsity is not None]
+    assert sparse, "the converter should have written a sparse tensor"
+    rep = export.inspect(plain)
+    direct = [r for r in rep.rows if "sparse kernel" in r.reason]
+    densified = [r for r in rep.rows if "DENSIFY becomes HuffDecode" in r.reason]
+    assert len(direct) + len(densified) == len(sparse)
+    packed = export.pack(plain)
+    xs = np.random.RandomState(2).rand(10, 64).astype(np.float32)
+    r = em.no_default_delegates("litert")
+    np.testing.assert_array_equal(
+        em.run(runtime.Interpreter(model_content=packed, backend="litert", experimental_op_resolver_type=r), xs),
+        em.run(em.reference_interpreter("litert", plain, experimental_op_resolver_type=r), xs))
+    if direct:
+        after = fb.read_model(packed)
+        assert sum(t.sparsity is not None for t in after.subgraphs[0].tensors) >= len(direct)
+
+
+def test_cli_pack_strip_strings_reports_saving(tmp_path):
+    src, dst = tmp_path / "m.tflite", tmp_path / "m.packed.tflite"
+    src.write_bytes(em.tflite("dense", None))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--strip-strings", str(src), str(dst)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    saved = int(re.search(r"strings stripped: (\d+) B saved", out.stdout).group(1))
+    assert saved > 0 and len(dst.read_bytes()) + saved == len(export.pack(em.tflite("dense", None)))
+    m = fb.read_model(dst.read_bytes())
+    assert not any(fb.tensor_name(t) for t in m.subgraphs[0].tensors)
+
+
+def test_int2_tensor_is_left_raw_with_a_reason():
+    """INT2 is in the packed format (§13) but TFLite cannot size int2 tensors, so the op could not
+    output one: pack leaves it raw and inspect says why (the file is only inspected, not run)."""
+    from dc_keras.codec import pack_subbyte
+
+    m = fb.read_model(em.tflite("dense", "int8"))
+    sg = m.subgraphs[0]
+    i, t = max(((i, t) for i, t in enumerate(sg.tensors) if t.type == fb.schema.TensorType.INT8
+                and len(fb.buffer_bytes(m, t.buffer)) > 1000), key=lambda it: len(fb.buffer_bytes(m, it[1].buffer)))
+    n = int(np.prod(t.shape))
+    t.type = fb.schema.TensorType.INT2
+    m.buffers[t.buffer].data = np.frombuffer(pack_subbyte(np.arange(n) % 2, 19), np.uint8)
+    data = fb.write_model(m)
+    row = next(r for r in export.inspect(data).rows if r.dtype == "int2")
+    assert row.status == "refused" and "cannot size int2" in row.reason
+    packed = fb.read_model(export.pack(data))
+    assert fb.buffer_bytes(packed, packed.subgraphs[0].tensors[i].buffer) == fb.buffer_bytes(m, t.buffer)

@@ -30,7 +30,7 @@ def test_public_names_import_both_ways():
     assert dc_keras.models.lenet_5 is lenet_5 and dc_keras.models.lenet_300_100 is lenet_300_100
     assert dc_keras.datasets.mnist is mnist and dc_keras.datasets.fashion_mnist is fashion_mnist
     with pytest.raises(AttributeError):
-        dc_keras.no_such_name
+        _ = dc_keras.no_such_name
 
 
 @pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Debian dataset-fashion-mnist not installed")

@@ -3,11 +3,10 @@ layers, nested models with a frozen base, multiple inputs/outputs, Sequential <-
 import keras
 import numpy as np
 import pytest
+from _compress_flow import assert_same_predictions, check_compressed, five_calls, kernels, np_, random_data, wrappers_of
 
 import dc_keras
 from dc_keras.train import ClusterWrapper, PruneWrapper
-from _compress_flow import (assert_same_predictions, check_compressed, five_calls, kernels, np_, random_data,
-                            wrappers_of)
 
 
 def residual_ops_model():

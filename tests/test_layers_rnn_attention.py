@@ -9,10 +9,10 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from _compress_flow import check_compressed, five_calls, random_data, wrappers_of
 
 import dc_keras
-from dc_keras.train import ClusterWrapper, PruneWrapper
-from _compress_flow import check_compressed, five_calls, random_data, wrappers_of
+from dc_keras.train import PruneWrapper
 
 
 def sequence_model():

@@ -102,7 +102,7 @@ def runs(lib_path, models):
     bad = _bad_jobs(d, paths, files, x)
     results = _run_jobs(lib_path, d, jobs + bad)
     out = {"bad": results[len(jobs):]}
-    for (name, job), res in zip(plan.items(), results):
+    for (name, _job), res in zip(plan.items(), results):
         assert res["ok"], f"{name}: {res['error']}\n{res['log']}"
         out[name] = (res, np.load(d / f"{name}.out.npy"))
     return out

@@ -54,6 +54,8 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     elif "02_pack_existing" in path:
         assert "bit-identical: True" in text
         assert "same outputs after unpack: True" in text
+    elif "04_tfmot_tutorials" in path:
+        assert "tfmot tutorial checks: True" in text
     elif "03_compression_report" in path:
         assert (tmp_path / "report.png").stat().st_size > 0
         assert (tmp_path / "cli_report.png").stat().st_size > 0

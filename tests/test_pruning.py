@@ -402,7 +402,7 @@ def test_tensorboard_sparsity(tmp_path):
     import tensorflow as tf
 
     tags = set()
-    for event_file in glob.glob(os.path.join(str(tmp_path), "events.*")):
+    for event_file in glob.glob(os.path.join(str(tmp_path), "train", "events.*")):  # Keras's run folder
         for event in tf.compat.v1.train.summary_iterator(event_file):
             for value in event.summary.value:
                 tags.add(value.tag)

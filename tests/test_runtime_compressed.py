@@ -153,8 +153,8 @@ def _big_fc_packed():
 
 
 def test_decoded_weights_released_after_xnnpack_packs_them(tmp_path):
-    """Default route: the decoded 8 MiB FC weight is freed once XNNPACK holds its packed copy
-    (keep_decoded=1 keeps it); outputs are unchanged, also after a resize."""
+    """keep_decoded=0 (opt-in): the decoded 8 MiB FC weight is freed once XNNPACK holds its packed
+    copy (keep_decoded=1, the default, keeps it); outputs are unchanged, also after a resize."""
     path = tmp_path / "big.packed.tflite"
     path.write_bytes(_big_fc_packed())
     code = textwrap.dedent(f"""
@@ -188,5 +188,11 @@ def test_decoded_weights_released_after_xnnpack_packs_them(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     out = __import__("json").loads(res.stdout.strip().splitlines()[-1])
     assert out["0"][1] == out["1"][1] and out["0"][2] and out["1"][2]
-    # the 8 MiB decoded copy is gone in the default route, kept with keep_decoded=1
+    # the 8 MiB decoded copy is gone with keep_decoded=0, kept with keep_decoded=1 (default)
     assert out["1"][0] - out["0"][0] > 6 * 2**20, out
+
+
+def test_release_decoded_is_opt_in_and_checked():
+    """Default: decoded weights stay readable (see test_corruption); release_decoded must be a bool."""
+    with pytest.raises(ValueError, match="release_decoded must be True or False"):
+        runtime.Interpreter(model_content=_big_fc_packed(), release_decoded="yes")

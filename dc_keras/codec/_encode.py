@@ -3,7 +3,7 @@ import struct
 
 import numpy as np
 
-from ._format import MAX_CODE_LENGTH, MAX_SYMBOLS, NUM_STREAMS
+from ._format import MAX_CODE_LENGTH, MAX_SYMBOLS, MAX_TABLE_ENTRIES, NUM_STREAMS
 
 _UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 
@@ -266,7 +266,8 @@ def _streams_dense(idx, code):
     return out
 
 
-def _streams_sparse(plan):
+def _entries(plan):
+    """§6 entries (gap, index) with the fillers: (gaps, indices), int64 arrays of length E."""
     g, bg, q = plan["G"], plan["bg"], plan["q"]
     reps = q + 1
     e = int(reps.sum()) + plan["trail"] // g  # trailing fillers: fewer than G implicit (§6)
@@ -275,16 +276,75 @@ def _streams_sparse(plan):
     last = np.cumsum(reps) - 1
     gaps_out[last] = plan["gaps"] % g
     idx_out[last] = plan["vals"]
+    return gaps_out, idx_out
+
+
+def _streams_sparse(plan):
+    gaps_out, idx_out = _entries(plan)
     gc, ic = plan["gap_code"], plan["index_code"]
+    return len(gaps_out), _pack_entries(gaps_out, idx_out, gc, [ic], np.zeros(len(idx_out), np.int64))
+
+
+
+
+
+def _segments(e):
+    """§14: first entry of each stream's segment (stream s holds ceil((E - s) / 4) entries)."""
+    counts = [(e - s + NUM_STREAMS - 1) // NUM_STREAMS if e > s else 0 for s in range(NUM_STREAMS)]
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def _pack_entries(gaps_out, idx_out, gc, icodes, ctx, segmented=False):
+    """§6 streams (entry j in stream j mod 4) or §14's (stream s = segment s of the entries):
+    each entry's gap code, then its index code from table ctx[j]."""
+    ilen = np.stack([c.lengths.astype(np.int64) for c in icodes])
+    icod = np.stack([c.codes for c in icodes])
+    bounds = _segments(len(gaps_out))
     out = []
     for s in range(NUM_STREAMS):
-        gs, is_ = gaps_out[s::NUM_STREAMS], idx_out[s::NUM_STREAMS]
+        sl = slice(bounds[s], bounds[s + 1]) if segmented else slice(s, None, NUM_STREAMS)
+        gs, is_, cs = gaps_out[sl], idx_out[sl], ctx[sl]
         codes = np.empty(2 * len(gs), np.uint64)
         lens = np.empty(2 * len(gs), np.int64)
-        codes[0::2], codes[1::2] = gc.codes[gs], ic.codes[is_]
-        lens[0::2], lens[1::2] = gc.lengths[gs], ic.lengths[is_]
+        codes[0::2], codes[1::2] = gc.codes[gs], icod[cs, is_]
+        lens[0::2], lens[1::2] = gc.lengths[gs], ilen[cs, is_]
         out.append(pack_bits(codes, lens))
-    return e, out
+    return out
+
+
+def index_contexts(gaps_out, idx_out, classes, bg):
+    """§14: context of each entry's index code = 2 * class of the previous entry's index in its
+    segment (the background's for a segment's first entry) + (1 if the entry's gap is 0)."""
+    prev = np.concatenate([[bg], idx_out[:-1]]).astype(np.int64)
+    firsts = _segments(len(idx_out))[:-1]
+    prev[firsts[firsts < len(idx_out)]] = bg
+    return 2 * np.asarray(classes, np.int64)[prev] + (gaps_out == 0)
+
+
+def segment_starts(gaps_out):
+    """§14: position where the segments of streams 1, 2, 3 start (after the previous ones' entries)."""
+    ends = np.concatenate([[0], np.cumsum(gaps_out + 1)])
+    return [int(ends[j]) for j in _segments(len(gaps_out))[1:4]]
+
+
+def _context_plan(plan, classes, n_ctx, k, limit):
+    """§14 on top of a §6 plan: one index code per context; None if the tables would not fit."""
+    gaps_out, idx_out = _entries(plan)
+    ctx = index_contexts(gaps_out, idx_out, classes, plan["bg"])
+    gc = plan["gap_code"]
+    for lim in range(limit, 0, -1):
+        try:
+            icodes = [_Code(np.bincount(idx_out[ctx == c], minlength=k), lim) for c in range(n_ctx)]
+        except ValueError:  # more symbols than 2^lim
+            return None
+        if (1 << gc.max_len) + n_ctx * (1 << max(c.max_len for c in icodes)) <= MAX_TABLE_ENTRIES:
+            break
+    else:
+        return None
+    bits = gc.bits + sum(c.bits for c in icodes)
+    size = bits / 8 + gc.descriptor_size() + sum(c.descriptor_size() for c in icodes) + 21 + (k + 1) // 2
+    return {"size": size, "gaps_out": gaps_out, "idx_out": idx_out, "ctx": ctx, "classes": classes,
+            "index_codes": icodes}
 
 
 def _unique_small(bits):

@@ -17,11 +17,16 @@ LAYOUT_SPARSE = 1  # §6
 LAYOUT_GROUPED_DENSE = 2  # §11
 LAYOUT_GROUPED_SPARSE = 3  # §11
 LAYOUT_FLOAT_PLANES = 4  # §12
+LAYOUT_CONTEXT_SPARSE = 5  # §14
+MAX_CONTEXT_SYMBOLS = 1024  # §14: codebook size limit of the context layout
+MAX_INDEX_CONTEXTS = 8  # §14: index codes of the context-modelled sparse layout
+MAX_TABLE_ENTRIES = 2 * 4096  # §14: decode-table entries of all codes of a tensor together
 LAYOUT_NAMES = {LAYOUT_DENSE: "dense", LAYOUT_SPARSE: "sparse", LAYOUT_GROUPED_DENSE: "grouped_dense",
-                LAYOUT_GROUPED_SPARSE: "grouped_sparse", LAYOUT_FLOAT_PLANES: "float_planes"}
+                LAYOUT_GROUPED_SPARSE: "grouped_sparse", LAYOUT_FLOAT_PLANES: "float_planes",
+                LAYOUT_CONTEXT_SPARSE: "context_sparse"}
 LAYOUT_CODES = {v: k for k, v in LAYOUT_NAMES.items()}
 LAYOUT_SINCE = {LAYOUT_DENSE: 1, LAYOUT_SPARSE: 1, LAYOUT_GROUPED_DENSE: 2, LAYOUT_GROUPED_SPARSE: 2,
-                LAYOUT_FLOAT_PLANES: 2}  # §10: first version that allows each layout
+                LAYOUT_FLOAT_PLANES: 2, LAYOUT_CONTEXT_SPARSE: 2}  # §10: first version that allows each layout
 PLANE_SYMBOLS = 256  # §12
 
 try:  # bfloat16 and the sub-byte integer types as numpy dtypes (ml_dtypes ships with TF/JAX)
@@ -213,6 +218,34 @@ def _parse_sparse(r, out, n):
     out["gap_code"] = _read_alphabet(r, g, "gap code")
 
 
+def _parse_contexts(r, out):
+    """§14: C, the class map, the C index codes; index_code = their length range (for §9)."""
+    k = out["codebook_size"]
+    if k > MAX_CONTEXT_SYMBOLS:
+        raise CorruptDataError(f"codebook size {k} > {MAX_CONTEXT_SYMBOLS} in the context layout (§14)")
+    starts = [0] + [r.u32("segment start") for _ in range(3)]
+    if any(b < a for a, b in zip(starts, starts[1:])) or starts[3] > out["num_elements"]:
+        raise CorruptDataError(f"segment starts {starts[1:]} are not nondecreasing positions <= N")
+    out["segment_starts"] = starts
+    c = r.u8("context count")
+    if not (2 <= c <= MAX_INDEX_CONTEXTS and c % 2 == 0):
+        raise CorruptDataError(f"context count {c} is not an even number in 2..{MAX_INDEX_CONTEXTS}")
+    raw = np.frombuffer(r.take((k + 1) // 2, "class map"), np.uint8)
+    nib = np.stack([raw & 15, raw >> 4], axis=1).reshape(-1)
+    if k % 2 and nib[-1]:
+        raise CorruptDataError("class map: padding nibble is not zero")
+    classes = nib[:k]
+    if int(classes.max()) >= c // 2:
+        raise CorruptDataError(f"class map: class {int(classes.max())} >= {c // 2}")
+    codes = [_read_alphabet(r, k, f"index code of context {i}") for i in range(c)]
+    if (1 << out["gap_code"]["max_length"]) + c * (1 << max(x["max_length"] for x in codes)) > MAX_TABLE_ENTRIES:
+        raise CorruptDataError(f"decode tables need more than {MAX_TABLE_ENTRIES} entries (§14)")
+    out.update(contexts=c, classes=classes, index_codes=codes)
+    lo = min(int(x["lengths"][x["lengths"] > 0].min()) if x["max_length"] else 0 for x in codes)
+    out["index_code"] = {"max_length": max(x["max_length"] for x in codes), "min_length": lo,
+                         "lengths": np.zeros(k, np.uint8), "single_symbol": None}
+
+
 def _parse_streams(r, out, data):
     """§7 stream sizes and bounds, §12 raw plane, §9 zero-bit rule."""
     sparse = "entries" in out
@@ -231,7 +264,8 @@ def _parse_streams(r, out, data):
         raise CorruptDataError(f"{len(data) - end} trailing bytes after the streams")
     # §9 (as dc_peek): each stream holds its symbols' bits, no more, no less
     count = out["entries"] if sparse else out["num_elements"]
-    lo = sum(int(c["lengths"][c["lengths"] > 0].min()) if c["max_length"] else 0 for c in codes)
+    lo = sum(c["min_length"] if "min_length" in c else int(c["lengths"][c["lengths"] > 0].min())
+             if c["max_length"] else 0 for c in codes)
     hi = sum(c["max_length"] for c in codes)
     for s, size in enumerate(sizes):
         cs = (count - s + NUM_STREAMS - 1) // NUM_STREAMS if count > s else 0
@@ -263,8 +297,11 @@ def parse_header(data):
         out["index_code"] = _read_alphabet(r, PLANE_SYMBOLS, "exponent code")
     else:
         _parse_codebook(r, out)
-        if out["layout"] in ("sparse", "grouped_sparse"):
+        if out["layout"] in ("sparse", "grouped_sparse", "context_sparse"):
             _parse_sparse(r, out, n)
-        out["index_code"] = _read_alphabet(r, out["codebook_size"], "index code")
+        if out["layout"] == "context_sparse":
+            _parse_contexts(r, out)
+        else:
+            out["index_code"] = _read_alphabet(r, out["codebook_size"], "index code")
     _parse_streams(r, out, data)
     return out

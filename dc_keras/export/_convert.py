@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from dc_keras._fileio import atomic_write
+from dc_keras.export import _backend
 from dc_keras._logs import quiet_conversion
 from dc_keras.export import _flatbuffer as fb
 from dc_keras.export._pack import DEFAULT_MIN_BYTES, PACKED_SUFFIX, _tensor_array
@@ -97,10 +98,14 @@ def _set_option(conv, key, value):
             target = getattr(target, part)
 
 
-def _configurer(quantize, representative_data, converter_options, configure):
+def _configurer(quantize, representative_data, converter_options, configure, per_channel=True):
     import tensorflow as tf
 
     def apply(conv, batch):
+        if quantize in ("int8", "dynamic") and not per_channel:
+            from dc_keras import _compat
+
+            _compat.converter_per_tensor(conv)
         if quantize == "float16":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_types = [tf.float16]
@@ -117,6 +122,12 @@ def _configurer(quantize, representative_data, converter_options, configure):
         return conv
 
     return apply
+
+
+def _is_clustered(model, max_values=256):
+    """True if every weight matrix / kernel of ``model`` holds at most ``max_values`` distinct values."""
+    kernels = [np.asarray(w) for w in model.get_weights() if np.ndim(w) >= 2]
+    return bool(kernels) and all(np.unique(k).size <= max_values for k in kernels)
 
 
 def _recurrent_layers(model):
@@ -327,7 +338,8 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
                "model built without it")
     elif quantize in ("int8", "dynamic"):
         cause = f"quantize={quantize!r} quantizes per output channel (each channel has its own scale)"
-        fix = "export with quantize=None or 'float16', which keep the shared values"
+        fix = ("export with per_channel=False (one scale per tensor keeps the shared values; the default "
+               "when every kernel has <= 256 distinct values), or quantize=None / 'float16'")
     else:
         cause = "the converter rewrote the values (a folded BatchNormalization, Mul/Add or other constant op)"
         fix = "fold such ops into the layer before clustering, or cluster after the rewrite"
@@ -339,7 +351,7 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
 
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
               min_bytes: int = DEFAULT_MIN_BYTES, batch_size=None, converter_options=None,
-              configure=None) -> bytes:
+              configure=None, per_channel=None) -> bytes:
     """Converts a Keras 3 model to ``.tflite`` with TFLite's converter, then packs its weights.
 
     Recurrent models (LSTM, GRU, SimpleRNN, Bidirectional) are converted with a static batch of 1
@@ -368,6 +380,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         is an error.
       configure: a callable receiving the converter just before ``convert()`` (after
         ``converter_options``), for anything the options cannot express.
+      per_channel: for ``quantize="int8"``/``"dynamic"``: one int8 scale per output channel (the
+        converter's default) or per tensor. ``None`` (default): per tensor when the model is
+        clustered (every kernel has <= 256 distinct values), which keeps the weight sharing
+        (<= 2**bits int8 codes per tensor, so it packs like the float model; per-channel scales
+        spread them, see docs/quantization.md), else per channel.
 
     Returns:
       The ``.tflite`` bytes.
@@ -387,10 +404,19 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       >>> data = dc_keras.export.to_tflite(model, configure=flex)                       # doctest: +SKIP
     """
     _check_arguments(quantize, batch_size, converter_options, configure)
+    if _backend.needs_tensorflow_child():  # torch backend: dc_keras/export/_backend.py
+        data = _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
+                                                min_bytes=min_bytes, batch_size=batch_size,
+                                                converter_options=converter_options, configure=configure)
+        if path is not None:
+            atomic_write(path, data)
+        return data
     if quantize == "int8":
         _representative(representative_data)  # validate before the slow conversion
     shared = _shared_kernels(model) if pack else []
-    apply = _configurer(quantize, representative_data, converter_options, configure)
+    if per_channel is None:
+        per_channel = not _is_clustered(model)
+    apply = _configurer(quantize, representative_data, converter_options, configure, per_channel)
     data = bytes(_convert(model, apply, batch_size))
     if pack:
         packed = _pack(data, min_bytes=min_bytes)

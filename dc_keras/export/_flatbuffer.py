@@ -121,11 +121,7 @@ def read_model(data) -> "schema.ModelT":
         raise ValueError("malformed .tflite: the model has no subgraph")
     nbuf = len(model.buffers or [])
     nops = len(model.operatorCodes or [])
-    for b in model.buffers or []:
-        if b.offset > 1 or b.size > 0:
-            raise ValueError(
-                "this .tflite keeps buffer data outside the flatbuffer (models > 2 GB); not supported"
-            )
+    model._dc_external_buffers = _load_external_buffers(model, data)
     for s, sg in enumerate(model.subgraphs):
         n = len(sg.tensors or [])
         for t in sg.tensors or []:
@@ -151,12 +147,123 @@ def read_model(data) -> "schema.ModelT":
     return model
 
 
-def write_model(model: "schema.ModelT") -> bytes:
-    """Serialises a ``ModelT`` with every buffer's data 16-byte aligned."""
+def _load_external_buffers(model, data: bytes) -> bool:
+    """Moves buffer data stored after the flatbuffer (``Buffer.offset``/``size``) into ``data``.
+
+    ai-edge-quantizer / litert-quantizer and the converter for models > 2 GB write every buffer's
+    bytes after the flatbuffer and record their absolute file offset and size (offsets 0 and 1
+    mean "no external data", as in TFLite's ``IsValidBufferOffset``). Returns True when the file
+    uses that convention, so that ``write_model`` can keep it.
+    """
+    external = False
+    for i, b in enumerate(model.buffers or []):
+        has_data = b.data is not None and len(b.data) > 0
+        if b.offset <= 1:
+            if b.size > 0 and not has_data:
+                raise ValueError(f"malformed .tflite: buffer {i} declares {b.size} bytes but no offset")
+            b.offset, b.size = 0, 0
+            continue
+        if has_data:
+            raise ValueError(f"malformed .tflite: buffer {i} has both inline data and an offset")
+        if b.offset + b.size > len(data):
+            raise ValueError(
+                f"malformed .tflite: buffer {i} lies outside the file (bytes {b.offset}..{b.offset + b.size}"
+                f" of a {len(data)}-byte file); truncated download or copy?"
+            )
+        b.data = np.frombuffer(data, np.uint8, count=b.size, offset=b.offset)
+        b.offset, b.size = 0, 0
+        external = True
+    return external
+
+
+def uses_external_buffers(model) -> bool:
+    """True if ``model`` (from ``read_model``) came from a file with buffers after the flatbuffer."""
+    return bool(getattr(model, "_dc_external_buffers", False))
+
+
+BUFFER_LOCATIONS = ("auto", "inline", "external")
+# ai-edge-quantizer writes buffers after the flatbuffer only from this much buffer data on; "auto"
+# inlines smaller models (the classic layout every runtime, TFLite Micro included, reads).
+EXTERNAL_MIN_BYTES = 256 * 1024
+# Flatbuffers address with signed 32-bit offsets: a file with inline data must stay below 2 GiB.
+_INLINE_LIMIT = 2**31 - 2**20
+
+
+def write_model(model: "schema.ModelT", buffers: str = "auto") -> bytes:
+    """Serialises a ``ModelT``; every buffer's data starts on a 16-byte boundary of the file.
+
+    ``buffers``: ``"auto"`` (keep the convention of the file ``model`` was read from, but inline
+    when the buffer data is under ``EXTERNAL_MIN_BYTES``, as ai-edge-quantizer does), ``"inline"``
+    (data inside the flatbuffer, the classic layout every runtime reads) or ``"external"`` (data
+    after the flatbuffer, ``Buffer.offset``/``size``). Inline data that would exceed the 2 GiB a
+    flatbuffer can address always goes external (``"inline"`` then raises ``ValueError``).
+    """
+    if buffers not in BUFFER_LOCATIONS:
+        raise ValueError(f"buffers must be one of {BUFFER_LOCATIONS}, got {buffers!r}")
     model.buffers = [_as_aligned(b) for b in (model.buffers or [])]
+    payloads = [_payload(b) for b in model.buffers]
+    total = sum(len(p) + BUFFER_ALIGNMENT for p in payloads)
+    external = buffers == "external" or (
+        buffers == "auto" and uses_external_buffers(model) and total >= EXTERNAL_MIN_BYTES)
+    if not external and total > _INLINE_LIMIT:
+        if buffers == "inline":
+            raise ValueError("buffers='inline': the model's data exceeds the 2 GiB a flatbuffer can "
+                             "address; use buffers='auto' or 'external'")
+        external = True
+    if not external:
+        for b in model.buffers:
+            b.offset, b.size = 0, 0
+        return _finish(model)
+    return _write_external(model, payloads)
+
+
+def _payload(b) -> bytes:
+    if b.data is None or len(b.data) == 0:
+        return b""
+    return np.asarray(b.data, dtype=np.uint8).tobytes()
+
+
+def _finish(model) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
+
+
+def _align(n: int) -> int:
+    return -(-n // BUFFER_ALIGNMENT) * BUFFER_ALIGNMENT
+
+
+def _write_external(model, payloads) -> bytes:
+    """Flatbuffer without data, then each non-empty buffer at a 16-byte aligned absolute offset.
+
+    Written twice: first with a placeholder offset (1: non-zero, so the 8-byte field is present)
+    to learn the flatbuffer's length, then with the real offsets; the two have the same length
+    because only the values of fixed-width fields change.
+    """
+    saved = [b.data for b in model.buffers]
+    offsets, end = [], 0
+    try:
+        for b, p in zip(model.buffers, payloads):
+            b.data, b.offset, b.size = None, (1 if p else 0), len(p)
+        first = _finish(model)
+        pos = _align(len(first))
+        for b, p in zip(model.buffers, payloads):
+            if p:
+                b.offset = pos
+                offsets.append((pos, p))
+                end = pos + len(p)
+                pos = _align(end)
+        head = _finish(model)
+    finally:
+        for b, d in zip(model.buffers, saved):
+            b.data, b.offset, b.size = d, 0, 0
+    if len(head) != len(first):
+        raise RuntimeError("flatbuffer length changed between the two passes (flatbuffers bug?)")
+    out = bytearray(max(end, len(head)))
+    out[: len(head)] = head
+    for off, p in offsets:
+        out[off : off + len(p)] = p
+    return bytes(out)
 
 
 def _as_aligned(b: "schema.BufferT") -> _AlignedBufferT:

@@ -8,7 +8,8 @@ import numpy as np
 
 from dc_keras._fileio import atomic_write, figure_bytes
 from dc_keras.export import _flatbuffer as fb
-from dc_keras.export._pack import DEFAULT_MIN_BYTES, _codec, _saves_enough, _tensor_array
+from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _saves_enough, _subgraph_facts,
+                                   _tensor_array, skip_reason)
 
 
 @dataclasses.dataclass
@@ -25,6 +26,7 @@ class TensorRow:
     raw_bytes: int
     packed_bytes: int | None
     status: str  # "packed", "packable", "kept" (would not shrink enough), "refused", "small"
+    reason: str = ""  # why a tensor is not packed ("kept", "refused", "small"); "" otherwise
 
 
 @dataclasses.dataclass
@@ -34,6 +36,7 @@ class Report:
     file_bytes: int
     rows: list
     packed: bool
+    external_buffers: bool = False  # buffer data after the flatbuffer (Buffer.offset/size)
 
     @property
     def raw_total(self) -> int:
@@ -45,19 +48,21 @@ class Report:
 
     def to_text(self) -> str:
         head = f"{'sg':>2} {'tensor':40} {'dtype':8} {'shape':18} {'density':>7} {'distinct':>8} " \
-               f"{'raw bytes':>11} {'packed':>11} {'ratio':>6}  status"
+               f"{'raw bytes':>11} {'packed':>11} {'ratio':>6}  {'status':9} reason"
         lines = [head, "-" * len(head)]
         for r in self.rows:
             name = r.name if len(r.name) <= 40 else "..." + r.name[-37:]
             packed = "-" if r.packed_bytes is None else str(r.packed_bytes)
             ratio = "-" if not r.packed_bytes else f"{r.raw_bytes / r.packed_bytes:.1f}x"
             lines.append(f"{r.subgraph:>2} {name:40} {r.dtype:8} {str(list(r.shape)):18} "
-                         f"{r.density:7.3f} {r.distinct:>8} {r.raw_bytes:>11} {packed:>11} {ratio:>6}  {r.status}")
+                         f"{r.density:7.3f} {r.distinct:>8} {r.raw_bytes:>11} {packed:>11} {ratio:>6}  {r.status:9} {r.reason}")
         lines.append("-" * len(head))
         tot_ratio = self.raw_total / self.packed_total if self.packed_total else float("nan")
         lines.append(f"constant tensors: {len(self.rows)}   raw {self.raw_total} B   "
                      f"{'packed' if self.packed else 'packable to'} {self.packed_total} B ({tot_ratio:.1f}x)")
-        lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'})")
+        where = "after the flatbuffer (Buffer.offset/size)" if self.external_buffers else "inline"
+        lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'}; "
+                     f"buffer data {where})")
         return "\n".join(lines)
 
     __str__ = to_text
@@ -149,6 +154,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     model = fb.read_model(tflite_bytes)
     codec = _codec()
     hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
+    users = _buffer_users(model)
     rows = []
     bar = _progress(model)
     for s, sg in enumerate(model.subgraphs):
@@ -158,38 +164,78 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                     and len(op.inputs) == 1 and len(op.outputs) == 1:
                 decoded_from[int(op.outputs[0])] = int(op.inputs[0])
         packed_inputs = set(decoded_from.values())
+        facts = _subgraph_facts(model, sg)
+        from dc_keras.export import _sparse
+
+        dense_of = {i: dense for _, i, dense in _sparse.densify_plans(model, s)}
         for i, t in _tensors_with_progress(bar, model, sg.tensors or []):
             if i in packed_inputs:
                 continue
-            name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
-            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-            if i in decoded_from:
-                data = fb.buffer_bytes(model, sg.tensors[decoded_from[i]].buffer)
-                try:
-                    arr = np.asarray(codec.decode(data))
-                except ValueError as exc:
-                    raise ValueError(f"tensor {name!r}: packed data is invalid: {exc}") from None
-                density, distinct = _stats(arr)
-                rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, len(data), "packed"))
-                continue
-            raw = fb.buffer_bytes(model, t.buffer)
-            if not raw:
-                continue
-            arr = _tensor_array(model, t)
-            if arr is None:
-                rows.append(TensorRow(s, name, dtype, shape, float("nan"), 0, len(raw), None, "refused"))
-                continue
-            density, distinct = _stats(arr)
-            if arr.nbytes < max(min_bytes, 1):
-                rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, None, "small"))
-                continue
-            try:
-                size = len(codec.encode(arr))
-            except ValueError:
-                rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes, None, "refused"))
-                continue
-            ok = _saves_enough(size, arr.nbytes)
-            rows.append(TensorRow(s, name, dtype, shape, density, distinct, arr.nbytes,
-                                  size if ok else None, "packable" if ok else "kept"))
+            if i in dense_of:
+                rows.append(_sparse_row(model, codec, s, t, dense_of[i]))
+            elif i in decoded_from:
+                rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
+            elif fb.buffer_bytes(model, t.buffer):
+                why = skip_reason(model, t, i, facts, users)
+                rows.append(_plain_row(model, codec, s, t, why, min_bytes))
     bar.close()
-    return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd))
+    return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd),
+                  external_buffers=fb.uses_external_buffers(model))
+
+
+def _packed_row(model, codec, s, t, packed_tensor):
+    name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
+    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+    data = fb.buffer_bytes(model, packed_tensor.buffer)
+    try:
+        arr = np.asarray(codec.decode(data))
+    except ValueError as exc:
+        raise ValueError(f"tensor {name!r}: packed data is invalid: {exc}") from None
+    density, distinct = _stats(arr)
+    return TensorRow(s, name, dtype, shape, density, distinct, int(codec.info(data)["raw_bytes"]), len(data),
+                     "packed", codec.info(data)["layout"])
+
+
+def _sparse_row(model, codec, s, t, dense):
+    """A TFLite-sparse constant read through DENSIFY: raw = values + index arrays as stored."""
+    from dc_keras.export import _sparse
+
+    name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
+    stored = _sparse.stored_bytes(t, model)
+    density, distinct = _stats(dense)
+    try:
+        size = len(codec.encode(dense))
+    except ValueError as exc:
+        return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "refused",
+                         f"TFLite-sparse, densified: codec: {exc}")
+    if _saves_enough(size, stored):
+        return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, size, "packable",
+                         "TFLite-sparse: DENSIFY becomes HuffDecode")
+    return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "kept",
+                     f"TFLite-sparse: dense packing {size} B vs {stored} B stored (min_saving)")
+
+
+def _plain_row(model, codec, s, t, why, min_bytes):
+    name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
+    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+    raw = fb.buffer_bytes(model, t.buffer)
+    arr = _tensor_array(model, t) if why is None else None
+    if arr is None:
+        why = why or f"buffer holds {len(raw)} B, not the {dtype}{list(shape)} the tensor declares"
+        return TensorRow(s, name, dtype, shape, float("nan"), 0, len(raw), None, "refused", why)
+    density, distinct = _stats(arr)
+    nbytes = len(raw)
+    if nbytes < max(min_bytes, 1):
+        return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "small",
+                         f"under min_bytes={min_bytes}")
+    try:
+        packed = codec.encode(arr)
+    except ValueError as exc:
+        return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "refused",
+                         f"codec: {exc}")
+    size = len(packed)
+    if _saves_enough(size, nbytes):
+        return TensorRow(s, name, dtype, shape, density, distinct, nbytes, size, "packable",
+                         codec.info(packed)["layout"])
+    return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "kept",
+                     f"packs to {size} B = {size / nbytes:.0%} of raw (min_saving)")

@@ -20,20 +20,50 @@ def _codec():
     return codec
 
 
+# TensorTypes the HuffDecode op outputs (tflite_kernels/src/huffdecode_op.c): the packed format's
+# dtype codes are TensorType values; INT2 / UINT4 are in the format (§13) but TFLite 2.21 cannot
+# size such tensors (GetSizeOfType), so the op refuses them and pack leaves them raw.
+_OP_TYPES = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.INT32,
+             schema.TensorType.UINT8, schema.TensorType.INT16, schema.TensorType.INT8,
+             schema.TensorType.INT4, schema.TensorType.BFLOAT16}
+
+
+def packable_type(tensor_type) -> bool:
+    """True if ``pack`` can pack constants of this TFLite TensorType (format and op support it)."""
+    return int(tensor_type) in _OP_TYPES
+
+
+def _type_reason(tensor_type) -> str:
+    name = fb.TYPE_NAMES.get(tensor_type, tensor_type)
+    if tensor_type in (schema.TensorType.INT2, schema.TensorType.UINT4):
+        return (f"{name}: in the packed format (FORMAT.md §13), but TFLite 2.21 cannot size {name} "
+                "tensors (GetSizeOfType), so the HuffDecode op cannot output one")
+    return f"{name}: no packed-format element type for it"
+
+
 def _tensor_array(model, t):
-    """The constant data of tensor ``t`` as a numpy array, or None (no data / unsupported)."""
+    """The constant data of tensor ``t`` as a numpy array, or None (no data / unsupported).
+
+    Sub-byte tensors (int4, uint4, int2), stored two or four per byte, come back one element per
+    numpy item (``ml_dtypes`` types), as ``dc_keras.codec.encode`` takes them.
+    """
     raw = fb.buffer_bytes(model, t.buffer)
-    if not raw:
+    if not raw or not packable_type(t.type):
         return None
-    dtype = fb.NUMPY_DTYPES.get(t.type)
-    if dtype is None:
-        return None
+    from dc_keras.codec import _format, unpack_subbyte
+
     shape = [int(d) for d in (t.shape if t.shape is not None else [])]
     if any(d < 0 for d in shape):
         return None
-    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(raw):
+    n = int(np.prod(shape, dtype=np.int64))
+    if _format.output_bytes(int(t.type), n) != len(raw):
         return None
-    return np.frombuffer(raw, dtype).reshape(shape)
+    if int(t.type) in _format.SUBBYTE_CODES:
+        return unpack_subbyte(raw, shape, int(t.type))
+    dtype = _format.CODE_DTYPES.get(int(t.type))
+    if dtype is None:
+        return None
+    return np.frombuffer(raw, dtype.newbyteorder("<")).reshape(shape)
 
 
 def _graph_facts(sg):
@@ -65,6 +95,11 @@ def _with_loop_state(model, sg, facts):
     return consumers, produced, io
 
 
+def _subgraph_facts(model, sg):
+    """(consumers, produced, graph io) of a subgraph, WHILE loop state counted as produced."""
+    return _with_loop_state(model, sg, _graph_facts(sg))
+
+
 def _buffer_users(model):
     users = {}
     for s, sg in enumerate(model.subgraphs):
@@ -78,16 +113,29 @@ def _buffer_users(model):
     return users
 
 
-def _is_candidate(model, t, idx, consumers, produced, io):
-    return (
-        t.buffer > 0
-        and idx in consumers
-        and idx not in produced
-        and idx not in io
-        and not t.isVariable
-        and t.sparsity is None
-        and t.type in fb.NUMPY_DTYPES
-    )
+def skip_reason(model, t, idx, facts, users):
+    """Why constant tensor ``idx`` (``t``) of a subgraph cannot be packed, or None if it can be.
+
+    ``facts`` is ``_graph_facts`` of its subgraph, ``users`` is ``_buffer_users(model)``. The
+    reasons are what ``inspect`` prints in its ``reason`` column.
+    """
+    consumers, produced, io = facts
+    if t.sparsity is not None:
+        return ("TFLite-sparse tensor read by an operator's own sparse kernel (not through DENSIFY): "
+                "a decoded dense tensor would change the kernel, so it stays as stored")
+    if not packable_type(t.type):
+        return _type_reason(t.type)
+    if t.isVariable:
+        return "variable tensor (written at run time)"
+    if idx in io:
+        return "graph input/output"
+    if idx in produced:
+        return "written by an operator (not a constant)"
+    if idx not in consumers:
+        return "no operator reads it"
+    if any(r[0] == "metadata" for r in users.get(t.buffer, [])):
+        return "buffer shared with metadata"
+    return None
 
 
 def _saves_enough(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
@@ -95,19 +143,29 @@ def _saves_enough(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     return packed_bytes <= (1.0 - min_saving) * raw_bytes
 
 
+def _check_args(min_bytes, min_saving, buffers):
+    if not isinstance(min_bytes, (int, np.integer)) or min_bytes < 0:
+        raise ValueError(f"min_bytes must be a non-negative int, got {min_bytes!r}")
+    if not isinstance(min_saving, (int, float)) or not 0 <= min_saving < 1:
+        raise ValueError(f"min_saving must be a number in [0, 1), got {min_saving!r}")
+    if buffers not in fb.BUFFER_LOCATIONS:
+        raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
+
+
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
-         min_saving: float = DEFAULT_MIN_SAVING, version: int = 2) -> bytes:
+         min_saving: float = DEFAULT_MIN_SAVING, version: int = 2, *, strip_strings: bool = False,
+         buffers: str = "auto", context_model: bool = False) -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
 
     Works on any ``.tflite`` (Keras 3 or tf_keras made, float, float16-weight or int8 quantized,
-    several subgraphs). A constant tensor of at least ``min_bytes`` bytes whose packed form
-    (``dc_keras.codec.encode``) is smaller becomes a uint8 1-D constant feeding a ``HuffDecode``
-    custom op, inserted just before the tensor's first consumer; the op's output is the original
-    tensor (same index, name, type, shape and quantization), whose buffer is emptied. Tensors the
-    codec refuses (e.g. > 4096 distinct values: an unclustered float tensor), that do not save
-    more than the added op and tensor cost, or that shrink by less than ``min_saving`` (decoding
-    costs load time, so near-incompressible tensors stay raw) are left as they are, and so is everything else in the model. Buffer data in the
-    output is 16-byte aligned.
+    several subgraphs, buffers inside or after the flatbuffer as ai-edge-quantizer writes them).
+    A constant tensor of at least ``min_bytes`` bytes whose packed form (``dc_keras.codec.encode``)
+    is smaller becomes a uint8 1-D constant feeding a ``HuffDecode`` custom op, inserted just
+    before the tensor's first consumer; the op's output is the original tensor (same index, name,
+    type, shape and quantization), whose buffer is emptied. Tensors the codec refuses, that do not
+    save more than the added op and tensor cost, or that shrink by less than ``min_saving``
+    (decoding costs load time) are left as they are, and so is everything else in the model
+    (``inspect`` says why per tensor). Buffer data in the output is 16-byte aligned.
 
     Run it with ``dc_keras.runtime.Interpreter`` (or any TFLite runtime given the library's op /
     delegate, see ``dc_keras.runtime``).
@@ -121,9 +179,19 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         0.1: a tensor must pack to at most 90 % of its raw size).
       version: packed-tensor format version (docs/FORMAT.md §10): 2 (default) or 1 for apps
         that ship a decoder that reads version 1 only (tensors version 1 cannot express stay raw).
+      context_model: also try the context-modelled sparse layout (FORMAT.md §14): a few percent
+        smaller on pruned kernels whose neighbouring weights share a sign, but ~0.8x the decode
+        speed of the plain sparse layout, so off by default.
+      strip_strings: drop the tensor names, subgraph names and model description (signature
+        keys and signature input/output names stay, so ``get_signature_runner`` keeps working;
+        ``get_input_details()`` then shows empty names). Default False.
+      buffers: where buffer data goes: ``"auto"`` (the input's convention; inline when the data
+        is under 256 KiB, as ai-edge-quantizer does), ``"inline"`` or ``"external"`` (after the
+        flatbuffer, ``Buffer.offset``/``size``).
 
     Returns:
-      The packed model's bytes; the input itself when nothing packs smaller.
+      The packed model's bytes; the input itself when nothing packs smaller (and no strings are
+      stripped / buffers moved).
 
     Raises:
       ValueError: the input is not a valid ``.tflite``, or it is already packed (it contains
@@ -133,69 +201,126 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
 
     Example:
       >>> packed = dc_keras.export.pack(open("model.tflite", "rb").read())   # doctest: +SKIP
-      >>> open("model.packed.tflite", "wb").write(packed)                    # doctest: +SKIP
+      >>> small = dc_keras.export.pack(data, strip_strings=True)            # doctest: +SKIP
     """
-    if not isinstance(min_bytes, (int, np.integer)) or min_bytes < 0:
-        raise ValueError(f"min_bytes must be a non-negative int, got {min_bytes!r}")
-    if not isinstance(min_saving, (int, float)) or not 0 <= min_saving < 1:
-        raise ValueError(f"min_saving must be a number in [0, 1), got {min_saving!r}")
+    return pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
+                           buffers=buffers, context_model=context_model)[0]
+
+
+def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
+                    min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto",
+                    context_model=False):
+    """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes}`` (for the CLI)."""
+    _check_args(min_bytes, min_saving, buffers)
     if version not in (1, 2):
         raise ValueError(f"version must be 1 or 2 (docs/FORMAT.md §10), got {version!r}")
     model = fb.read_model(tflite_bytes)
-    codes = model.operatorCodes or []
-    if any(fb.is_huffdecode_code(c) for c in codes):
+    if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
+    facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
+    enc = {"version": version, "context_model": bool(context_model)}  # codec.encode options
+    plans = _plan(model, facts, min_bytes, verify, min_saving, enc)
+    sparse = _plan_sparse(model, min_saving, verify, enc)
+    stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0}
+    rewrite = strip_strings or buffers != "auto"
+    if not stats["packed_tensors"] and not rewrite:
+        return bytes(tflite_bytes), stats
+    if stats["packed_tensors"]:
+        _rewrite(model, facts, plans, sparse)
+    if strip_strings:
+        with_names = fb.write_model(model, buffers)
+        _strip_strings(model)
+    out = fb.write_model(model, buffers)
+    if strip_strings:
+        stats["strings_saved"] = len(with_names) - len(out)
+    if not rewrite and len(out) >= len(tflite_bytes):
+        stats["packed_tensors"] = 0
+        return bytes(tflite_bytes), stats  # nothing worth packing after all
+    return out, stats
+
+
+def _strip_strings(model):
+    """Names no runtime needs: tensors, subgraphs, the description (signatures keep theirs)."""
+    model.description = None
+    for sg in model.subgraphs:
+        sg.name = None
+        for t in sg.tensors or []:
+            t.name = None
+
+
+def _plan(model, facts, min_bytes, verify, min_saving, enc):
+    """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer)."""
     codec = _codec()
     users = _buffer_users(model)
-
-    # 1. Decide per buffer: every tensor using it must be a candidate of the same dtype/shape.
-    plans = {}  # (subgraph, tensor) -> packed bytes
-    packed_cache = {}  # (buffer, dtype, shape) -> bytes or None
     eligible = {}
-    facts = [_with_loop_state(model, sg, _graph_facts(sg)) for sg in model.subgraphs]
     for b, refs in users.items():
-        ok = all(r[0] != "metadata" for r in refs)
-        if ok:
-            for s, i in refs:
-                consumers, produced, io = facts[s]
-                t = model.subgraphs[s].tensors[i]
-                if not _is_candidate(model, t, i, consumers, produced, io):
-                    ok = False
-                    break
-        eligible[b] = ok
+        eligible[b] = all(r[0] != "metadata" for r in refs) and all(
+            skip_reason(model, model.subgraphs[s].tensors[i], i, facts[s], users) is None
+            for s, i in refs)
+    plans, packed_cache = {}, {}  # cache: (buffer, dtype, shape) -> bytes or None
     for s, sg in enumerate(model.subgraphs):
         for i, t in enumerate(sg.tensors or []):
             if t.buffer <= 0 or not eligible.get(t.buffer, False):
                 continue
             arr = _tensor_array(model, t)
-            if arr is None or arr.nbytes < max(min_bytes, 1):
+            nbytes = len(fb.buffer_bytes(model, t.buffer))  # as stored (sub-byte types packed)
+            if arr is None or nbytes < max(min_bytes, 1):
                 continue
-            key = (t.buffer, arr.dtype.str, arr.shape)
+            key = (t.buffer, int(t.type), arr.shape)
             if key not in packed_cache:
-                packed_cache[key] = _encode_checked(codec, arr, verify, version)
+                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer), enc)
             data = packed_cache[key]
             overhead = _PER_TENSOR_OVERHEAD + len(fb.tensor_name(t)) + len(PACKED_SUFFIX)
-            if data is not None and len(data) + overhead < arr.nbytes \
-                    and _saves_enough(len(data), arr.nbytes, min_saving):
+            if data is not None and len(data) + overhead < nbytes \
+                    and _saves_enough(len(data), nbytes, min_saving):
                 plans[(s, i)] = data
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():
         if eligible.get(b) and not all((s, i) in plans for s, i in refs):
             for s, i in refs:
                 plans.pop((s, i), None)
-    if not plans:
-        return bytes(tflite_bytes)
+    return plans
 
-    # 2. Rewrite.
+
+def _huffdecode_code(model):
+    """Index of the ``HuffDecode`` operator code, appended on first use."""
+    for k, c in enumerate(model.operatorCodes or []):
+        if fb.is_huffdecode_code(c):
+            return k
     code = schema.OperatorCodeT()
     code.deprecatedBuiltinCode = fb.CUSTOM_CODE
     code.builtinCode = fb.CUSTOM_CODE
     code.customCode = fb.HUFFDECODE.decode()
     code.version = 1
-    model.operatorCodes = list(codes) + [code]
-    hd_index = len(model.operatorCodes) - 1
+    model.operatorCodes = list(model.operatorCodes or []) + [code]
+    return len(model.operatorCodes) - 1
+
+
+def _add_packed(model, tensors, data, name, new_buffers):
+    """Appends a uint8 constant tensor holding ``data`` (buffers shared by content); its index."""
+    if data not in new_buffers:
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(data, np.uint8)
+        model.buffers.append(buf)
+        new_buffers[data] = len(model.buffers) - 1
+    pt = schema.TensorT()
+    pt.shape = [len(data)]
+    pt.type = schema.TensorType.UINT8
+    pt.buffer = new_buffers[data]
+    pt.name = name + PACKED_SUFFIX
+    tensors.append(pt)
+    return len(tensors) - 1
+
+
+def _rewrite(model, facts, plans, sparse):
+    """Adds the ``HuffDecode`` code, packed tensors/buffers and ops; empties the packed buffers.
+
+    ``sparse``: {subgraph: [(DENSIFY op index, sparse tensor index, packed dense bytes)]}: those
+    ``DENSIFY`` ops become ``HuffDecode`` ops and their sparse inputs are removed.
+    """
+    hd_index = _huffdecode_code(model)
     new_buffers = {}  # packed bytes -> buffer index (shared constants stay shared)
-    emptied = set()
+    emptied, dropped_buffers, densify_codes = set(), set(), set()
     for s, sg in enumerate(model.subgraphs):
         consumers = facts[s][0]
         inserts = {}
@@ -204,23 +329,18 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
             data = plans.get((s, i))
             if data is None:
                 continue
-            if data not in new_buffers:
-                buf = schema.BufferT()
-                buf.data = np.frombuffer(data, np.uint8)
-                model.buffers.append(buf)
-                new_buffers[data] = len(model.buffers) - 1
-            pt = schema.TensorT()
-            pt.shape = [len(data)]
-            pt.type = schema.TensorType.UINT8
-            pt.buffer = new_buffers[data]
-            pt.name = fb.tensor_name(t) + PACKED_SUFFIX
-            tensors.append(pt)
             op = schema.OperatorT()
             op.opcodeIndex = hd_index
-            op.inputs = [len(tensors) - 1]
+            op.inputs = [_add_packed(model, tensors, data, fb.tensor_name(t), new_buffers)]
             op.outputs = [i]
             inserts.setdefault(consumers[i], []).append(op)
             emptied.add(t.buffer)
+        for j, i, data in sparse.get(s, []):
+            op = sg.operators[j]  # DENSIFY(sparse) -> HuffDecode(packed), same output tensor
+            densify_codes.add(op.opcodeIndex)
+            op.opcodeIndex, op.builtinOptionsType, op.builtinOptions = hd_index, 0, None
+            op.inputs = [_add_packed(model, tensors, data, fb.tensor_name(sg.tensors[i]), new_buffers)]
+            dropped_buffers.add(sg.tensors[i].buffer)
         sg.tensors = tensors
         ops = []
         for j, op in enumerate(sg.operators or []):
@@ -229,20 +349,41 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         sg.operators = ops
     for b in emptied:
         model.buffers[b].data = None
-    out = fb.write_model(model)
-    if len(out) >= len(tflite_bytes):
-        return bytes(tflite_bytes)  # nothing worth packing after all
+    for s, items in sparse.items():
+        _remove_tensors(model, s, {i for _, i, _ in items})
+    _remove_unused_buffers(model, dropped_buffers)
+    _remove_unused_codes(model, densify_codes)
+
+
+def _plan_sparse(model, min_saving, verify, enc):
+    """{subgraph: [(DENSIFY op, sparse tensor, packed dense bytes)]} where packing the dense
+    tensor beats the sparse one (values + index arrays)."""
+    from dc_keras.export import _sparse
+
+    codec = _codec()
+    out = {}
+    for s, sg in enumerate(model.subgraphs):
+        for j, i, dense in _sparse.densify_plans(model, s):
+            t = sg.tensors[i]
+            stored = _sparse.stored_bytes(t, model)
+            data = _encode_checked(codec, dense, verify, enc=enc)
+            if data is not None and len(data) + _PER_TENSOR_OVERHEAD < stored \
+                    and _saves_enough(len(data), stored, min_saving):
+                out.setdefault(s, []).append((j, i, data))
     return out
 
 
-def _encode_checked(codec, arr, verify, version=2):
+def _encode_checked(codec, arr, verify, raw=None, enc=None):
+    """Packed bytes of ``arr`` (None if the codec refuses it); with ``verify`` decoded again and
+    compared byte for byte with ``raw`` (the tensor's buffer as TFLite stores it)."""
     try:
-        data = codec.encode(arr, version=version)
+        data = codec.encode(arr, **(enc or {}))
     except ValueError:
         return None  # refused: too many distinct values, unsupported shape, ...
     if verify:
-        back = np.asarray(codec.decode(data))
-        if back.dtype != arr.dtype or back.shape != arr.shape or back.tobytes() != arr.tobytes():
+        want = raw if raw is not None else _stored_bytes(arr)
+        back = np.asarray(codec.decode(data, raw=True)).tobytes()
+        if back != want:
             raise RuntimeError(
                 "dc_keras.codec round trip is not bit-exact for a tensor of shape "
                 f"{arr.shape} {arr.dtype}; refusing to write a wrong model (codec bug)"
@@ -250,12 +391,23 @@ def _encode_checked(codec, arr, verify, version=2):
     return bytes(data)
 
 
-def unpack(packed_bytes) -> bytes:
+def _stored_bytes(arr):
+    """``arr`` as TFLite stores it (sub-byte types packed, §13)."""
+    from dc_keras.codec import _format, pack_subbyte
+
+    code = _format.DTYPE_CODES.get(arr.dtype)
+    if code in _format.SUBBYTE_CODES:
+        return pack_subbyte(arr, code)
+    return np.ascontiguousarray(arr).tobytes()
+
+
+def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
     """Turns a packed ``.tflite`` back into an ordinary one with identical tensor contents.
 
     Every ``HuffDecode`` op is decoded in Python (``dc_keras.codec.decode``) and removed, its
     output tensor gets its constant data back, and the packed tensors, buffers and the operator
-    code disappear. A model without ``HuffDecode`` ops is returned unchanged.
+    code disappear. A model without ``HuffDecode`` ops is returned unchanged. ``buffers`` is as
+    in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data).
 
     Raises:
       ValueError: not a valid ``.tflite``, or a ``HuffDecode`` op / packed buffer is malformed
@@ -264,10 +416,12 @@ def unpack(packed_bytes) -> bytes:
     Example:
       >>> plain = dc_keras.export.unpack(packed)   # doctest: +SKIP
     """
+    if buffers not in fb.BUFFER_LOCATIONS:
+        raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
     model = fb.read_model(packed_bytes)
     codes = model.operatorCodes or []
     hd = {k for k, c in enumerate(codes) if fb.is_huffdecode_code(c)}
-    if not hd:
+    if not hd and buffers == "auto":
         return bytes(packed_bytes)
     codec = _codec()
     removed_buffers = set()
@@ -290,18 +444,7 @@ def unpack(packed_bytes) -> bytes:
                 raise ValueError(f"{where}: packed input of {name!r} is not a constant uint8 tensor")
             if p.shape is None or [int(d) for d in p.shape] != [len(raw)]:
                 raise ValueError(f"{where}: packed input of {name!r} must be 1-D with one entry per byte")
-            try:
-                arr = np.asarray(codec.decode(raw))
-            except ValueError as exc:
-                raise ValueError(f"{where}: packed data of {name!r} is invalid: {exc}") from None
-            want = fb.NUMPY_DTYPES.get(t.type)
-            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-            if want is None or arr.dtype.newbyteorder("<") != want or arr.shape != shape:
-                raise ValueError(
-                    f"{where}: packed data of {name!r} is {arr.dtype}{list(arr.shape)} but the tensor is "
-                    f"{fb.TYPE_NAMES.get(t.type, t.type)}{list(shape)}"
-                )
-            data = np.ascontiguousarray(arr, dtype=want).tobytes()
+            data = _decode_for(codec, raw, t, where, name)
             b = t.buffer
             if b > 0 and b < len(model.buffers) and b not in removed_buffers:
                 existing = fb.buffer_bytes(model, b)
@@ -318,7 +461,22 @@ def unpack(packed_bytes) -> bytes:
         _remove_tensors(model, s, drop_tensors)
     _remove_unused_buffers(model, removed_buffers)
     _remove_unused_codes(model, hd)
-    return fb.write_model(model)
+    return fb.write_model(model, buffers)
+
+
+def _decode_for(codec, raw, t, where, name):
+    """The buffer bytes of tensor ``t`` decoded from ``raw``; ValueError if they do not fit it."""
+    try:
+        head = codec.info(raw)
+        data = np.asarray(codec.decode(raw, raw=True)).tobytes()
+    except ValueError as exc:
+        raise ValueError(f"{where}: packed data of {name!r} is invalid: {exc}") from None
+    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+    if head["dtype_code"] != int(t.type) or tuple(head["shape"]) != shape:
+        raise ValueError(
+            f"{where}: packed data of {name!r} is {head.get('dtype_name', head['dtype_code'])}"
+            f"{list(head['shape'])} but the tensor is {fb.TYPE_NAMES.get(t.type, t.type)}{list(shape)}")
+    return data
 
 
 def _remove_tensors(model, s, drop):

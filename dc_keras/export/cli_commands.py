@@ -58,14 +58,17 @@ def _min_bytes(args):
 
 def cmd_pack(args):
     from dc_keras._fileio import atomic_write
-    from dc_keras.export import pack
+    from dc_keras.export._pack import pack_with_stats
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
     with _working(f"packing {args.input}", len(data)):
-        out = pack(data, min_bytes=_min_bytes(args))
+        out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
+                                     buffers=args.buffers, context_model=args.context_model)
     atomic_write(args.output, out)
     note = "" if out != data else " (nothing packed smaller: written unchanged)"
+    if args.strip_strings:
+        note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
 
 
@@ -87,7 +90,7 @@ def cmd_unpack(args):
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
     with _working(f"unpacking {args.input}", len(data)):
-        out = unpack(data)
+        out = unpack(data, buffers=args.buffers)
     atomic_write(args.output, out)
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B")
 
@@ -123,6 +126,12 @@ def _min_bytes_option(parser):
                              "(default: dc_keras.export.DEFAULT_MIN_BYTES = 256)")
 
 
+def _buffers_option(p):
+    p.add_argument("--buffers", choices=("auto", "inline", "external"), default="auto",
+                   help="where buffer data goes: auto (the input's convention, inline under 256 KiB), "
+                        "inline, or external (after the flatbuffer, Buffer.offset/size)")
+
+
 def add_commands(commands):
     """Adds ``pack``, ``unpack`` and ``inspect`` to ``commands`` (an argparse sub-parsers object);
     returns their names."""
@@ -131,12 +140,20 @@ def add_commands(commands):
     p.add_argument("input", metavar="IN", help="the .tflite to pack")
     p.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
     _min_bytes_option(p)
+    p.add_argument("--strip-strings", dest="strip_strings", action="store_true",
+                   help="drop tensor/subgraph names and the model description (signatures keep working); "
+                        "prints the bytes saved")
+    p.add_argument("--context-model", dest="context_model", action="store_true",
+                   help="also try the context-modelled sparse layout (docs/FORMAT.md section 14): a few "
+                        "percent smaller on some pruned kernels, ~0.8x the decode speed")
+    _buffers_option(p)
     p.set_defaults(func=cmd_pack)
 
     p = commands.add_parser("unpack", help="restore an ordinary .tflite from a packed one",
                             description="Decode every HuffDecode op of IN; write the ordinary .tflite to OUT.")
     p.add_argument("input", metavar="IN", help="a packed .tflite")
     p.add_argument("output", metavar="OUT", help="where to write the ordinary .tflite")
+    _buffers_option(p)
     p.set_defaults(func=cmd_unpack)
 
     p = commands.add_parser("inspect", help="per-tensor size table of a .tflite (packed or not)",

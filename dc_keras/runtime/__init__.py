@@ -114,6 +114,10 @@ class Interpreter:
         dense weights are never kept; every other op is decoded as with ``"decoded"``). Float
         results then differ from dense kernels by summation order (~1e-6 relative); int8 is exact.
         The same option for C/Android users: ``load_delegate(path, {"weights": "compressed"})``.
+      release_decoded: ``True`` frees each decoded weight once XNNPACK has packed its own copy
+        (saves the decoded copy's memory; delegate option ``keep_decoded=0``). Reading such a
+        weight tensor afterwards (``get_tensor``) returns freed memory, so it is off by default;
+        see docs/android.md.
 
     Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,
     ``invoke``, ``get_tensor``, ``get_signature_runner``, ...) is the backend interpreter's.
@@ -127,10 +131,13 @@ class Interpreter:
     """
 
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
-                 weights="decoded", **kwargs):
+                 weights="decoded", release_decoded=False, **kwargs):
         backend = _check_args(backend, decode, weights)
+        if not isinstance(release_decoded, bool):
+            raise ValueError(f"release_decoded must be True or False, got {release_decoded!r}")
         user_delegates = list(kwargs.pop("experimental_delegates", None) or [])
-        options = {"weights": weights} if weights != "decoded" else None
+        options = dict({"weights": weights} if weights != "decoded" else {},
+                       **({"keep_decoded": "0"} if release_decoded else {})) or None
         self._delegate = None
         if backend == "litert":
             from ai_edge_litert import interpreter as mod

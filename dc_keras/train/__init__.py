@@ -9,12 +9,13 @@ of a pruned/clustered model loads with ``keras.saving.load_model`` and no ``cust
 Keras already is), in either order.
 """
 from dc_keras.train import schedules
-from dc_keras.train.clustering import ClusterWrapper, cluster
 from dc_keras.train.bn_fold import fold_batchnorm
-from dc_keras.train.report import CoverageReport, coverage
+from dc_keras.train.clustering import ClusterWrapper, cluster
 from dc_keras.train.pruning import PruneWrapper, PruningCallback, prune
+from dc_keras.train.report import CoverageReport, coverage
 from dc_keras.train.sensitivity import plot_sensitivity, sensitivity, suggest_bits, suggest_sparsity
 from dc_keras.train.strip import strip
+from dc_keras.train.summaries import ClusteringSummaries
 
 __all__ = [
     "schedules",
@@ -23,6 +24,7 @@ __all__ = [
     "PruningCallback",
     "cluster",
     "ClusterWrapper",
+    "ClusteringSummaries",
     "strip",
     "coverage",
     "fold_batchnorm",

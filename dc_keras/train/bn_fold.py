@@ -10,8 +10,8 @@ inference (per-channel scale and shift); pruned zeros stay zeros. See docs/model
 A fold needs: the layer's only output consumer is the BatchNormalization, no activation in
 between, channels-last data, the BatchNormalization normalises the last axis and has one call.
 """
-import numpy as np
 import keras
+import numpy as np
 
 from dc_keras.train import _base
 
@@ -107,7 +107,11 @@ def plan(model, chosen):
     folds, notes = {}, []
 
     def walk(m):
-        edges = _edges(m)
+        try:
+            edges = _edges(m)
+        except Exception as e:  # a custom layer without get_config(): its graph cannot be read
+            notes.append(f"BatchNormalization folding skipped in {m.name!r}: its config cannot be read ({e})")
+            edges = []
         for producer, consumer in edges:
             if isinstance(consumer, keras.layers.BatchNormalization) and id(producer) in chosen \
                     and not isinstance(producer, keras.Model):

@@ -12,7 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from dc_keras.train import _base, bn_fold, report as _report
+from dc_keras.train import _base, bn_fold
+from dc_keras.train import report as _report
 from dc_keras.train.kmeans import INITS, kmeans_1d
 
 
@@ -39,9 +40,16 @@ class ClusterWrapper(_base.CompressionWrapper):
         init: ``"linear"``, ``"density"``, ``"random"`` or ``"kmeans++"``.
         preserve_sparsity: keep exact zeros at 0 and out of the clusters.
         seed: RNG seed of the random / kmeans++ initialisations.
+        clusters: optional number of centroids when it is not a power of two (tfmot's
+            ``number_of_clusters``, up to 4096); ``bits`` then becomes the index width it needs.
     """
 
-    def __init__(self, layer, bits=5, init="linear", preserve_sparsity=True, seed=0, **kwargs):
+    def __init__(self, layer, bits=5, init="linear", preserve_sparsity=True, seed=0, clusters=None, **kwargs):
+        if clusters is not None:
+            if isinstance(clusters, bool) or not isinstance(clusters, numbers.Integral) or not 1 <= clusters <= 4096:
+                raise ValueError(f"`clusters` must be an integer between 1 and 4096, got {clusters!r}.")
+            bits = max(1, int(clusters - 1).bit_length())
+        self._n_clusters = None if clusters is None else int(clusters)
         self.bits = _check_bits(bits)
         if init not in INITS:
             raise ValueError(f"`init` must be one of {INITS}, got {init!r}.")
@@ -62,7 +70,7 @@ class ClusterWrapper(_base.CompressionWrapper):
 
     @property
     def clusters(self):
-        return 2 ** self.bits
+        return self._n_clusters if self._n_clusters is not None else 2 ** self.bits
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -133,6 +141,8 @@ class ClusterWrapper(_base.CompressionWrapper):
     def get_config(self):
         config = super().get_config()
         config.update(bits=self.bits, init=self.init, preserve_sparsity=self.preserve_sparsity, seed=self.seed)
+        if self._n_clusters is not None:
+            config["clusters"] = self._n_clusters
         return config
 
     @classmethod
@@ -180,7 +190,7 @@ def _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm):
 
 
 def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0,
-            fold_batchnorm=True, include_frozen=False, min_params=0):
+            fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None):
     """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
 
     Args:
@@ -202,6 +212,8 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
             reported; fine-tuning then trains the folded kernel (BN statistics frozen).
         include_frozen: also cluster layers with ``trainable=False`` (default: left, reported).
         min_params: leave layers with fewer compressible weights dense (reported as too small).
+        clusters: optional centroid count for every clustered layer when it is not a power of two
+            (tfmot's ``number_of_clusters``, up to 4096); overrides ``bits``.
 
     The documented flow is ``prune`` -> fit -> ``strip`` -> ``cluster`` -> fit -> ``strip``. The
     returned model has a ``compression_report`` (also logged): clustered layers, folds, skipped
@@ -224,13 +236,13 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         if layers is not None:
             raise ValueError("`layers` only applies to models; pass the layer itself to cluster one layer.")
         layer = model_or_layer
-        return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed)
+        return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed, clusters=clusters)
     return _cluster_model(model_or_layer, bits, init, preserve_sparsity, layers, seed, fold_batchnorm,
-                          include_frozen, min_params)
+                          include_frozen, min_params, clusters)
 
 
 def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batchnorm, include_frozen,
-                   min_params):
+                   min_params, clusters=None):
     existing = _base.find_wrappers(model)
     if existing:
         raise ValueError(
@@ -261,7 +273,7 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
             fresh = rebuilder.clone(original)
         if id(original) not in chosen:
             return fresh
-        wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed)
+        wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed, clusters=clusters)
         wrapper.trainable = fresh.trainable
         wrappers.append(wrapper)
         return wrapper

@@ -19,7 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from dc_keras.train import _base, report as _report
+from dc_keras.train import _base, summaries
+from dc_keras.train import report as _report
 from dc_keras.train.schedules import PruningSchedule
 
 _NO_CALLBACK = (
@@ -30,16 +31,28 @@ _NO_CALLBACK = (
 
 
 class _MaskConstraint:
-    """Variable constraint ``w -> base(w) * mask``, applied by the optimizer after each update."""
+    """Variable constraint ``w -> base(w) * mask``, applied by the optimizer after each update.
+
+    On JAX the optimizer runs statelessly (``optimizer.stateless_apply``) with only the trainable
+    and optimizer variables in scope, so the mask variable has no readable value there. The
+    wrapper's forward pass of the same traced step hands over the mask it just used
+    (:attr:`live`); the constraint applies that one, which is also the value stored for the step.
+    """
 
     def __init__(self, mask, base=None):
         self.mask = mask
         self.base = base
+        self.live = None  # mask tensor of the current (JAX) training step, set by the forward pass
+
+    def _mask_value(self):
+        if self.live is not None:
+            return self.live
+        return ops.convert_to_tensor(self.mask)
 
     def __call__(self, w):
         if self.base is not None:
             w = self.base(w)
-        return w * ops.cast(self.mask, w.dtype)
+        return w * ops.cast(self._mask_value(), w.dtype)
 
 
 def _check_m_by_n(value):
@@ -113,7 +126,7 @@ class PruneWrapper(_base.CompressionWrapper):
                         f"{self.layer.name}/{name} (shape {tuple(var.shape)}, axis {axis})."
                     )
         self.pruning_step = self.add_weight(
-            name="pruning_step", shape=(), dtype="int64", initializer="zeros",
+            name="pruning_step", shape=(), dtype=_STEP_DTYPE, initializer="zeros",
             trainable=False, aggregation="only_first_replica",
         )
         self._untracked("_masks", [])
@@ -132,6 +145,12 @@ class PruneWrapper(_base.CompressionWrapper):
             self._thresholds.append(threshold)
             base = var.constraint.base if isinstance(var.constraint, _MaskConstraint) else var.constraint
             var.constraint = _MaskConstraint(mask, base)
+
+    def _forget_live_masks(self):
+        """Drop the JAX step's mask tensors (tracers of a finished trace)."""
+        for _, var, _ in self._targets:
+            if isinstance(var.constraint, _MaskConstraint):
+                var.constraint.live = None
 
     def _release(self):
         for _, var, _ in self._targets:
@@ -179,7 +198,10 @@ class PruneWrapper(_base.CompressionWrapper):
                 raise RuntimeError(_NO_CALLBACK.format(name=self.name))
             step = ops.convert_to_tensor(self.pruning_step)
             update = self.schedule.should_update(step)
-            in_strategy = _distributed()
+            # JAX traces the cond branches as separate functions: a variable assigned inside one
+            # would leak its tracer out of the branch, so there (as under tf.distribute) the
+            # assign follows the cond.
+            in_strategy = _distributed() or _STATELESS_OPTIMIZER
             for (name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
                 w = ops.convert_to_tensor(var)
                 m_old = ops.convert_to_tensor(mask)
@@ -197,6 +219,8 @@ class PruneWrapper(_base.CompressionWrapper):
                     mask.assign(m_new)
                     threshold.assign(t_new)
                 m_new = ops.stop_gradient(m_new)
+                if _STATELESS_OPTIMIZER and isinstance(var.constraint, _MaskConstraint):
+                    var.constraint.live = m_new
                 pairs.append((var, var * ops.cast(m_new, var.dtype)))
             self.pruning_step.assign_add(1)
         else:
@@ -222,6 +246,13 @@ class PruneWrapper(_base.CompressionWrapper):
         layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
         schedule = keras.saving.deserialize_keras_object(config.pop("schedule"), custom_objects=custom_objects)
         return cls(layer, schedule, **config)
+
+
+# Backends whose optimizer applies constraints statelessly, outside the model's variable scope.
+_STATELESS_OPTIMIZER = keras.backend.backend() == "jax"
+# JAX has no int64 unless jax_enable_x64 (it would truncate with a warning on every model): int32
+# there (2**31 steps); a saved int64 counter loads into it.
+_STEP_DTYPE = "int32" if keras.backend.backend() == "jax" else "int64"
 
 
 def _distributed():
@@ -305,8 +336,10 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
 
 class PruningCallback(keras.callbacks.Callback):
     """Required in ``fit`` for pruned models: arms the wrappers' in-graph step counters and, with
-    ``log_dir``, writes per-layer sparsity to TensorBoard (``sparsity/<layer>/<weight>``) at the end
-    of each epoch.
+    ``log_dir``, writes per-layer sparsity (``sparsity/<layer>/<weight>``) to ``<log_dir>/train`` at
+    every mask update, on ``keras.callbacks.TensorBoard``'s batch step axis (give both the same
+    ``log_dir``; see :mod:`dc_keras.train.summaries`). It warns when the schedule cannot reach its
+    target sparsity within this ``fit()``.
 
     The step counter itself advances inside the traced training step (one per batch, also with
     ``steps_per_execution > 1``) and is saved with the model, so a reloaded model resumes its
@@ -315,15 +348,24 @@ class PruningCallback(keras.callbacks.Callback):
     step and ``cb.on_train_end()`` after the last.
 
     Example:
-        >>> pruned.fit(x, y, epochs=3, callbacks=[dc_keras.PruningCallback(log_dir="logs/prune")])
+        >>> pruned.fit(x, y, epochs=3, callbacks=[keras.callbacks.TensorBoard("logs", update_freq="batch"),
+        ...                                       dc_keras.PruningCallback(log_dir="logs")])
     """
 
     def __init__(self, log_dir=None):
         super().__init__()
-        if log_dir is not None and not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
-            raise ValueError(f"`log_dir` must be a path or None, got {log_dir!r}.")
-        self.log_dir = None if log_dir is None else str(log_dir)
-        self._writer = None
+        self._log = None if log_dir is None else summaries.PruningLog(log_dir)
+        self.log_dir = None if log_dir is None else self._log.log_dir
+        if self._log is not None:
+            # A batch hook only when logging: Keras dispatches callbacks without one asynchronously.
+            self.on_train_batch_end = self._log_batch
+            self.on_epoch_begin = self._log_epoch
+
+    def _log_batch(self, batch, logs=None):
+        self._log.batch_end(self.model, batch)
+
+    def _log_epoch(self, epoch, logs=None):
+        self._log.epoch_begin()
 
     def _wrappers(self):
         if self.model is None:
@@ -341,6 +383,9 @@ class PruningCallback(keras.callbacks.Callback):
             wrapper._armed = True
         self._start_steps = [self._step_of(w) for w in wrappers]
         self._verified = False
+        self._check_schedules(wrappers)
+        if self._log is not None:
+            self._log.begin(wrappers, self._start_steps)
         # A train function whose tracing failed because this callback was missing is stale:
         # start from a fresh one (traced lazily on the first batch). Otherwise keep the cached one.
         if any(w._trace_failed for w in wrappers) and hasattr(self.model, "make_train_function"):
@@ -348,6 +393,22 @@ class PruningCallback(keras.callbacks.Callback):
                 self.model.make_train_function(force=True)
         for wrapper in wrappers:
             wrapper._trace_failed = False
+
+    def _check_schedules(self, wrappers):
+        """Warn when this fit() ends before a schedule reaches its target sparsity."""
+        steps, epochs = (self.params or {}).get("steps"), (self.params or {}).get("epochs")
+        if not steps or not epochs:
+            return  # length unknown (e.g. an unbounded dataset)
+        seen = []
+        for wrapper, start in zip(wrappers, self._start_steps):
+            if wrapper.schedule in seen:
+                continue
+            seen.append(wrapper.schedule)
+            sched, last = wrapper.schedule, start + int(steps) * int(epochs) - 1
+            # Only a fit() that is meant to finish the schedule (ends within its last update
+            # interval or later) is checked: training in several shorter fit() calls is fine.
+            if sched.end_step != -1 and last >= sched.end_step - sched.frequency:
+                sched.check_reachable(start, int(steps) * int(epochs), where=f"fit() of layer {wrapper.name!r}")
 
     @staticmethod
     def _step_of(wrapper):
@@ -375,9 +436,9 @@ class PruningCallback(keras.callbacks.Callback):
     def _disarm(self):
         for wrapper in self._wrappers():
             wrapper._armed = False
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            wrapper._forget_live_masks()
+        if self._log is not None:
+            self._log.close()
 
     def sparsity(self):
         """``{"layer/weight": sparsity}`` for every pruned weight of the model."""
@@ -402,24 +463,6 @@ class PruningCallback(keras.callbacks.Callback):
         except RuntimeError:
             self._disarm()
             raise
-        if self.log_dir is None:
-            return
-        import tensorflow as tf  # TensorBoard summaries (callback code, not layer code)
-
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        wrappers = self._wrappers()
-        step = int(ops.convert_to_numpy(wrappers[0].pruning_step))
-        from tensorflow.core.framework import summary_pb2
-
-        # tf.summary.write with the "scalars" plugin metadata is what tf.summary.scalar emits; it
-        # does not need the tensorboard package to be installed.
-        metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-        with self._writer.as_default():
-            for key, value in self.sparsity().items():
-                tf.summary.write(f"sparsity/{key}", tf.constant(value, tf.float32), step=step, metadata=metadata)
-        self._writer.flush()
 
 
 __all__ = ["PruneWrapper", "prune", "PruningCallback"]

@@ -9,14 +9,21 @@ graph mode, under XLA and under ``tf.distribute``.
   ``initial_sparsity`` to ``final_sparsity`` with a cubic (``power``) curve.
 - :class:`StdThreshold`: Han et al.'s rule, threshold = ``quality`` x std of the layer's weights.
 
-The argument names are those of ``tfmot.sparsity.keras`` so that migrating is a change of import.
+The argument names are those of ``tfmot.sparsity.keras``; ``import dc_keras.compat.tfmot as tfmot``
+provides tfmot's whole pruning/clustering API (docs/migrating_from_tfmot.md). Unlike tfmot, masks
+are also updated at ``end_step``, and a schedule whose ``end_step``/``frequency`` cannot reach its
+target warns (:meth:`PruningSchedule.check_reachable`).
 """
 import numbers
+import warnings
 
 import keras
 from keras import ops
 
 _PACKAGE = "dc_keras"
+# Step arithmetic dtype: JAX has no int64 unless jax_enable_x64 (it truncates with a warning).
+_INT = "int32" if keras.backend.backend() == "jax" else "int64"
+_REACH_TOLERANCE = 0.01  # sparsity short of the target that is not worth a warning
 
 
 def _check_int(name, value, minimum):
@@ -62,15 +69,65 @@ class PruningSchedule:
 
         True at ``begin_step``, every ``frequency`` steps after it, and at ``end_step``.
         """
-        step = ops.cast(step, "int64")
-        begin = ops.cast(self.begin_step, "int64")
+        step = ops.cast(step, _INT)
+        begin = ops.cast(self.begin_step, _INT)
         after_begin = ops.greater_equal(step, begin)
-        on_frequency = ops.equal(ops.mod(step - begin, ops.cast(self.frequency, "int64")), 0)
+        on_frequency = ops.equal(ops.mod(step - begin, ops.cast(self.frequency, _INT)), 0)
         if self.end_step == -1:
             return ops.logical_and(after_begin, on_frequency)
-        end = ops.cast(self.end_step, "int64")
+        end = ops.cast(self.end_step, _INT)
         in_window = ops.logical_and(after_begin, ops.less_equal(step, end))
         return ops.logical_and(in_window, ops.logical_or(on_frequency, ops.equal(step, end)))
+
+    # -- reachability (host-side arithmetic, mirrors should_update / sparsity) -------------------
+    def target_sparsity_value(self):
+        """The sparsity this schedule is meant to end at (None for threshold schedules)."""
+        return None
+
+    def sparsity_at(self, step):
+        """Python float: the sparsity the masks get at an update at ``step``."""
+        return float(ops.convert_to_numpy(self.sparsity(step)))
+
+    def last_update(self, first_step, num_steps):
+        """``(step, sparsity)`` of the last mask update among the training steps
+        ``first_step .. first_step + num_steps - 1``, or None when there is none."""
+        last = first_step + num_steps - 1
+        if num_steps <= 0 or last < self.begin_step:
+            return None
+        hi = last if self.end_step == -1 else min(last, self.end_step)
+        if hi < first_step:
+            return None
+        if self.end_step != -1 and hi == self.end_step:
+            step = hi
+        else:
+            step = self.begin_step + (hi - self.begin_step) // self.frequency * self.frequency
+            if step < first_step:
+                return None
+        return step, (self.sparsity_at(step) if self.kind == "sparsity" else None)
+
+    def check_reachable(self, first_step, num_steps, where="training"):
+        """Warn (``UserWarning``) when ``num_steps`` training steps from ``first_step`` end below
+        the target sparsity because of ``end_step``/``frequency``. Returns the warning text or None."""
+        target = self.target_sparsity_value()
+        if target is None or num_steps is None:
+            return None
+        found = self.last_update(first_step, num_steps)
+        reached = found[1] if found else None
+        if reached is not None and reached >= target - _REACH_TOLERANCE:
+            return None
+        ends = f"ends at sparsity {reached:.3g}" if reached is not None else "never updates the masks"
+        if found is None and first_step + num_steps - 1 < self.begin_step:
+            why = f"begin_step={self.begin_step} is after the last step"
+        else:
+            why = (f"masks update only every frequency={self.frequency} steps from begin_step={self.begin_step}"
+                   + (f" and at end_step={self.end_step}" if self.end_step != -1 else ""))
+        fix = ("Lower `frequency` (e.g. to divide end_step - begin_step), or train until step end_step "
+               "(end_step + 1 steps in all)." if found is not None or self.end_step != -1
+               else "Lower `begin_step` or train longer.")
+        text = (f"{self!r}: {where} runs steps {first_step}..{first_step + num_steps - 1}, so it {ends} "
+                f"instead of {target:.3g} ({why}). {fix}")
+        warnings.warn(text, UserWarning, stacklevel=3)
+        return text
 
     def get_config(self):
         return {"begin_step": self.begin_step, "end_step": self.end_step, "frequency": self.frequency}
@@ -103,6 +160,12 @@ class ConstantSparsity(PruningSchedule):
     def sparsity(self, step):
         return ops.convert_to_tensor(self.target_sparsity, "float32")
 
+    def target_sparsity_value(self):
+        return self.target_sparsity
+
+    def sparsity_at(self, step):
+        return self.target_sparsity
+
     def get_config(self):
         return {"target_sparsity": self.target_sparsity, **super().get_config()}
 
@@ -127,6 +190,18 @@ class PolynomialDecay(PruningSchedule):
         if isinstance(power, bool) or not isinstance(power, numbers.Real) or power <= 0:
             raise ValueError(f"`power` must be a positive number, got {power!r}.")
         self.power = float(power)
+        # The usual recipe sets end_step = steps_per_epoch * epochs: training then runs steps
+        # 0 .. end_step - 1 and never reaches the update at end_step itself.
+        self.check_reachable(self.begin_step, self.end_step - self.begin_step,
+                             where=f"training for end_step - begin_step = {self.end_step - self.begin_step} steps")
+
+    def target_sparsity_value(self):
+        return self.final_sparsity
+
+    def sparsity_at(self, step):
+        span = max(self.end_step - self.begin_step, 1)
+        progress = min(max((step - self.begin_step) / span, 0.0), 1.0)
+        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1.0 - progress) ** self.power
 
     def sparsity(self, step):
         step = ops.cast(step, "float32")

@@ -3,7 +3,6 @@ import os
 import pathlib
 import subprocess
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 KERNELS = ROOT / "tflite_kernels"

@@ -70,6 +70,12 @@ def _arrays():
         "f32_unclustered_planes": (rng.normal(0, 0.05, (300, 200)).astype(np.float32), {}),
         "f16_unclustered_planes": (rng.normal(0, 0.5, (257, 3)).astype(np.float16), {"layout": "float_planes"}),
         "f32_sparse_version1": (shared((100, 300), np.float32, 16, 0.1), {"version": 1}),
+        # §14 context-modelled sparse: kept weights in runs of one sign along the rows
+        "f32_context_sparse_300x784": (np.abs(shared((300, 784), np.float32, 16, 0.07)) * np.where(
+            np.cumsum(rng.random((300, 784)) < 0.005, axis=1) % 2, -1, 1).astype(np.float32),
+                                       {"layout": "context_sparse"}),
+        "i8_context_sparse_fillers": (np.where(np.arange(5000) % 1000 < 300, shared((5000,), np.int8, 20, 0.3), 0),
+                                      {"layout": "context_sparse"}),
     }
     return cases
 

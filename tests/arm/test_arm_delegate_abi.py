@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from arm_helpers import ARCHS, KERNELS, built, run_arch
+from arm_helpers import ARCHS, KERNELS, built
 
 COMPILERS = {"host": "gcc", "aarch64": "aarch64-linux-gnu-gcc", "armv7": "arm-linux-gnueabihf-gcc"}
 

@@ -92,8 +92,8 @@ static DcRunner* dc_runner_create(const void* data, size_t size, int num_threads
     TfLiteInterpreterOptionsAddDelegate(options, r->delegate);
   } else {
     /* The name must outlive the options: a string literal does. */
-    TfLiteInterpreterOptionsAddCustomOp(options, "HuffDecode", DcKerasHuffDecodeRegistration(),
-                                        1, 1);
+    TfLiteInterpreterOptionsAddCustomOp(options, "HuffDecode", DcKerasHuffDecodeRegistration(), 1,
+                                        1);
   }
   r->interpreter = TfLiteInterpreterCreate(r->model, options);
   TfLiteInterpreterOptionsDelete(options);
@@ -141,8 +141,10 @@ static void throw_java(JNIEnv* env, const char* cls, const char* msg) {
 }
 
 /* PackedModel.nativeCreate(model: ByteBuffer (direct), numThreads: Int, route: Int): Long */
-JNIEXPORT jlong JNICALL Java_org_dckeras_example_PackedModel_nativeCreate(
-    JNIEnv* env, jclass cls, jobject model, jint num_threads, jint route) {
+JNIEXPORT jlong JNICALL Java_org_dckeras_example_PackedModel_nativeCreate(JNIEnv* env, jclass cls,
+                                                                          jobject model,
+                                                                          jint num_threads,
+                                                                          jint route) {
   char err[600];
   const void* data = (*env)->GetDirectBufferAddress(env, model);
   jlong size = (*env)->GetDirectBufferCapacity(env, model);
@@ -199,7 +201,7 @@ JNIEXPORT jfloatArray JNICALL Java_org_dckeras_example_PackedModel_nativeRun(
 
 /* PackedModel.nativeClose(handle: Long) */
 JNIEXPORT void JNICALL Java_org_dckeras_example_PackedModel_nativeClose(JNIEnv* env, jclass cls,
-                                                                       jlong handle) {
+                                                                        jlong handle) {
   (void)env;
   (void)cls;
   dc_runner_destroy((DcRunner*)(intptr_t)handle);
@@ -208,7 +210,7 @@ JNIEXPORT void JNICALL Java_org_dckeras_example_PackedModel_nativeClose(JNIEnv* 
 /* HuffDecodeDelegate.nativeCreate(): Long -- a TfLiteDelegate* for the Java API
  * (org.tensorflow.lite.Delegate.getNativeHandle()). */
 JNIEXPORT jlong JNICALL Java_org_dckeras_example_HuffDecodeDelegate_nativeCreate(JNIEnv* env,
-                                                                                jclass cls) {
+                                                                                 jclass cls) {
   TfLiteDelegate* d = tflite_plugin_create_delegate(NULL, NULL, 0, NULL);
   (void)cls;
   if (!d) throw_java(env, "java/lang/OutOfMemoryError", "HuffDecode delegate");
@@ -217,8 +219,8 @@ JNIEXPORT jlong JNICALL Java_org_dckeras_example_HuffDecodeDelegate_nativeCreate
 
 /* HuffDecodeDelegate.nativeDelete(handle: Long) -- after the Interpreter using it is closed. */
 JNIEXPORT void JNICALL Java_org_dckeras_example_HuffDecodeDelegate_nativeDelete(JNIEnv* env,
-                                                                               jclass cls,
-                                                                               jlong handle) {
+                                                                                jclass cls,
+                                                                                jlong handle) {
   (void)env;
   (void)cls;
   tflite_plugin_destroy_delegate((TfLiteDelegate*)(intptr_t)handle);

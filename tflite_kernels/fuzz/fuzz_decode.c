@@ -32,12 +32,12 @@
 #define DC_FUZZ_MAX_OUTPUT (16u << 20)
 #endif
 
-#define REQUIRE(cond)                                                    \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
+#define REQUIRE(cond)                                                                   \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
       fprintf(stderr, "fuzz_decode: property failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                           \
-    }                                                                    \
+      abort();                                                                          \
+    }                                                                                   \
   } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           info.element_bits == 16 || info.element_bits == 32);
   REQUIRE(info.element_size == (info.element_bits < 8 ? 1 : info.element_bits / 8));
   REQUIRE(info.output_bytes == (info.num_elements * info.element_bits + 7) / 8);
-  REQUIRE(info.layout <= (info.version == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_FLOAT_PLANES));
+  REQUIRE(info.layout <= (info.version == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_CONTEXT_SPARSE));
   /* FORMAT.md §9, no blow-up: the declared output is bounded by the input size (dense N <= 8 *
    * stream bytes, sparse N < (8 * stream bytes + 1) * 4096) unless every code is zero-bit, and
    * then it is at most DC_MAX_ZERO_BIT_OUTPUT. */

@@ -36,33 +36,34 @@ TfLiteDelegate* tflite_plugin_create_delegate(char** keys, char** values, size_t
                                               void (*report_error)(const char*));
 void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate);
 
-#define REQUIRE(cond)                                                              \
-  do {                                                                             \
-    if (!(cond)) {                                                                 \
+#define REQUIRE(cond)                                                               \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
       fprintf(stderr, "fuzz_op: property failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                                     \
-    }                                                                              \
+      abort();                                                                      \
+    }                                                                               \
   } while (0)
 
 /* ---- fake runtime ---- */
 typedef struct {
-  TfLiteContext ctx;      /* first: the op sees a TfLiteContext* */
+  TfLiteContext ctx; /* first: the op sees a TfLiteContext* */
   TfLiteTensor tensors[2];
   TfLiteNode node;
   TfLiteRegistration reg;
   int fail_alloc;
-  int errors;             /* ReportError calls */
+  int errors; /* ReportError calls */
   char last_error[600];
-  void* owned_data;       /* data block allocated by the fake Resize* */
+  void* owned_data; /* data block allocated by the fake Resize* */
   TfLiteIntArray* owned_dims[4];
   int num_owned_dims;
-  int plan_storage[2];    /* TfLiteIntArray {size, data[1]} */
+  int plan_storage[2]; /* TfLiteIntArray {size, data[1]} */
   TfLiteRegistration delegate_kernel;
   int replaced;
 } Fake;
 
 static TfLiteIntArray* int_array(int n) {
-  TfLiteIntArray* a = (TfLiteIntArray*)calloc(1, sizeof(TfLiteIntArray) + sizeof(int) * (size_t)(n ? n : 1));
+  TfLiteIntArray* a =
+      (TfLiteIntArray*)calloc(1, sizeof(TfLiteIntArray) + sizeof(int) * (size_t)(n ? n : 1));
   REQUIRE(a != NULL);
   a->size = n;
   return a;
@@ -85,9 +86,12 @@ static void report_error(TfLiteContext* ctx, const char* fmt, ...) {
 
 static size_t type_size(TfLiteType t) {
   switch (t) {
-    case kTfLiteFloat32: case kTfLiteInt32: return 4;
-    case kTfLiteFloat16: case kTfLiteInt16: return 2;
-    case kTfLiteUInt8: case kTfLiteInt8: return 1;
+    case kTfLiteFloat32:
+    case kTfLiteInt32: return 4;
+    case kTfLiteFloat16:
+    case kTfLiteInt16: return 2;
+    case kTfLiteUInt8:
+    case kTfLiteInt8: return 1;
     default: return 8;
   }
 }
@@ -115,7 +119,8 @@ static TfLiteStatus resize_impl(Fake* f, TfLiteTensor* t, int rank, const int* s
   return kTfLiteOk;
 }
 
-static TfLiteStatus resize_explicit(TfLiteContext* ctx, TfLiteTensor* t, int rank, const int* shape) {
+static TfLiteStatus resize_explicit(TfLiteContext* ctx, TfLiteTensor* t, int rank,
+                                    const int* shape) {
   return resize_impl((Fake*)ctx, t, rank, shape);
 }
 
@@ -134,7 +139,8 @@ static TfLiteStatus get_plan(TfLiteContext* ctx, TfLiteIntArray** plan) {
   return kTfLiteOk;
 }
 
-static TfLiteStatus get_node(TfLiteContext* ctx, int index, TfLiteNode** node, TfLiteRegistration** reg) {
+static TfLiteStatus get_node(TfLiteContext* ctx, int index, TfLiteNode** node,
+                             TfLiteRegistration** reg) {
   Fake* f = (Fake*)ctx;
   if (index != 0) return kTfLiteError;
   *node = &f->node;
@@ -164,7 +170,10 @@ static TfLiteType header_type(uint8_t d) {
     case 3: return kTfLiteUInt8;
     case 7: return kTfLiteInt16;
     case 9: return kTfLiteInt8;
-    case 17: case 18: case 19: case 20: return kTfLiteNoType;
+    case 17:
+    case 18:
+    case 19:
+    case 20: return kTfLiteNoType;
     default: return kTfLiteFloat32;
   }
 }
@@ -212,8 +221,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (ctl & 8) otype = otype == kTfLiteInt8 ? kTfLiteUInt8 : kTfLiteInt8;
   if (ctl & 4) {
-    if (rank > 0 && (ctl & 32)) shape[rank - 1] = shape[rank - 1] == 1 ? 2 : 1;
-    else if (rank < DC_MAX_RANK) shape[rank++] = 1;
+    if (rank > 0 && (ctl & 32))
+      shape[rank - 1] = shape[rank - 1] == 1 ? 2 : 1;
+    else if (rank < DC_MAX_RANK)
+      shape[rank++] = 1;
   }
   out_bytes = type_size(otype);
   for (k = 0; k < rank; ++k) {
@@ -281,7 +292,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       matches = 0;
     }
-    if (matches && (header_type((uint8_t)info.dtype) != otype || otype == kTfLiteNoType)) matches = 0;
+    if (matches && (header_type((uint8_t)info.dtype) != otype || otype == kTfLiteNoType))
+      matches = 0;
     if (matches) {
       ref = (uint8_t*)malloc(info.output_bytes ? (size_t)info.output_bytes : 1);
       REQUIRE(ref != NULL);

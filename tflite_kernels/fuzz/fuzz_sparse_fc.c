@@ -26,12 +26,12 @@
 #define DC_FUZZ_MAX_OUTPUT (16u << 20)
 #endif
 
-#define REQUIRE(cond)                                                                 \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
+#define REQUIRE(cond)                                                                      \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
       fprintf(stderr, "fuzz_sparse_fc: property failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                                        \
-    }                                                                                 \
+      abort();                                                                             \
+    }                                                                                      \
   } while (0)
 
 static void check_form(const dc_sparse_fc* m, const void* dense) {
@@ -137,12 +137,13 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (st == DC_SFC_DECODE) REQUIRE(ds != DC_OK && dd == ds);
   if (st == DC_SFC_OK) {
     REQUIRE(dd == DC_OK && info.rank == 2 && m.rows == info.dims[0] && m.cols == info.dims[1]);
-    REQUIRE(info.dtype == m.dtype &&
-            (m.dtype == DC_DTYPE_FLOAT32 || m.dtype == DC_DTYPE_INT8));
+    REQUIRE(info.dtype == m.dtype && (m.dtype == DC_DTYPE_FLOAT32 || m.dtype == DC_DTYPE_INT8));
     check_form(&m, dense);
     if ((uint64_t)m.rows * m.cols <= (1u << 20)) {
-      if (m.dtype == DC_DTYPE_FLOAT32) check_float(&m, (const float*)dense);
-      else check_int8(&m, (const int8_t*)dense);
+      if (m.dtype == DC_DTYPE_FLOAT32)
+        check_float(&m, (const float*)dense);
+      else
+        check_int8(&m, (const int8_t*)dense);
     }
     dc_sparse_fc_free(&m);
   }

@@ -73,10 +73,15 @@ def tensors():
     out.append(("int4_pruned", np.where(rng.random(777) < 0.15, rng.integers(-8, 8, 777), 0).astype(ml_dtypes.int4)))
     out.append(("uint4_weights", rng.integers(0, 16, 101).astype(ml_dtypes.uint4)))
     out.append(("int2_weights", rng.integers(-2, 2, (7, 9)).astype(ml_dtypes.int2)))
+    # §14: kept weights in runs of one sign along a row (context-modelled sparse)
+    sign = np.where(np.cumsum(rng.random((30, 60)) < 0.03, axis=1) % 2, -1.0, 1.0)
+    runs = np.where(rng.random((30, 60)) < 0.2, sign * rng.choice(np.linspace(0.1, 1, 12), (30, 60)), 0)
+    out.append(("sign_runs_f32", runs.astype(np.float32)))
+    out.append(("sign_runs_int8", np.round(runs * 60).astype(np.int8)))
     return out
 
 
-LAYOUTS = (None, "dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes")
+LAYOUTS = (None, "dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes", "context_sparse")
 
 
 def seeds():

@@ -46,7 +46,8 @@ enum {
   DC_LAYOUT_SPARSE = 1,         /* §6, version >= 1 */
   DC_LAYOUT_GROUPED_DENSE = 2,  /* §11, version >= 2 */
   DC_LAYOUT_GROUPED_SPARSE = 3, /* §11, version >= 2 */
-  DC_LAYOUT_FLOAT_PLANES = 4    /* §12, version >= 2 */
+  DC_LAYOUT_FLOAT_PLANES = 4,   /* §12, version >= 2 */
+  DC_LAYOUT_CONTEXT_SPARSE = 5  /* §14, version >= 2 */
 };
 
 /* Element types (§2): numerically equal to the TensorType enum of the TFLite flatbuffer schema
@@ -54,27 +55,31 @@ enum {
  * (float32 is 1 and float16 is 10 there), so the op maps between the two explicitly.
  * INT4, INT2 and UINT4 are sub-byte types (§13): the output is packed as TFLite stores them. */
 enum {
-  DC_DTYPE_FLOAT32 = 0,  /* version >= 1 */
-  DC_DTYPE_FLOAT16 = 1,  /* version >= 1 */
-  DC_DTYPE_INT32 = 2,    /* version >= 1 */
-  DC_DTYPE_UINT8 = 3,    /* version >= 1 */
-  DC_DTYPE_INT16 = 7,    /* version >= 1 */
-  DC_DTYPE_INT8 = 9,     /* version >= 1 */
-  DC_DTYPE_INT4 = 17,    /* version >= 2, §13 */
-  DC_DTYPE_BFLOAT16 = 18,/* version >= 2 */
-  DC_DTYPE_INT2 = 19,    /* version >= 2, §13 */
-  DC_DTYPE_UINT4 = 20    /* version >= 2, §13 */
+  DC_DTYPE_FLOAT32 = 0,   /* version >= 1 */
+  DC_DTYPE_FLOAT16 = 1,   /* version >= 1 */
+  DC_DTYPE_INT32 = 2,     /* version >= 1 */
+  DC_DTYPE_UINT8 = 3,     /* version >= 1 */
+  DC_DTYPE_INT16 = 7,     /* version >= 1 */
+  DC_DTYPE_INT8 = 9,      /* version >= 1 */
+  DC_DTYPE_INT4 = 17,     /* version >= 2, §13 */
+  DC_DTYPE_BFLOAT16 = 18, /* version >= 2 */
+  DC_DTYPE_INT2 = 19,     /* version >= 2, §13 */
+  DC_DTYPE_UINT4 = 20     /* version >= 2, §13 */
 };
 
 #define DC_MAX_RANK 8
 
 /* Other limits (docs/FORMAT.md section 1). */
-#define DC_MAX_ELEMENTS 2147483647u /* element count <= 2^31 - 1            */
-#define DC_MAX_SYMBOLS 4096u        /* codebook size and gap alphabet size  */
-#define DC_MAX_CODE_LENGTH 12u      /* Huffman code length limit            */
-#define DC_NUM_STREAMS 4u           /* interleaved bit streams              */
+#define DC_MAX_ELEMENTS 2147483647u       /* element count <= 2^31 - 1            */
+#define DC_MAX_SYMBOLS 4096u              /* codebook size and gap alphabet size  */
+#define DC_MAX_CODE_LENGTH 12u            /* Huffman code length limit            */
+#define DC_NUM_STREAMS 4u                 /* interleaved bit streams              */
 #define DC_MAX_ZERO_BIT_OUTPUT (1u << 24) /* output bytes if all codes are zero-bit */
-/* Largest workspace dc_workspace_size() can ask for: two 2^12-entry u16 tables + alignment. */
+#define DC_MAX_INDEX_CONTEXTS 8u     /* §14: index codes of the context-modelled sparse layout */
+#define DC_MAX_TABLE_ENTRIES 8192u   /* §14: decode-table entries of all codes of one tensor */
+#define DC_MAX_CONTEXT_SYMBOLS 1024u /* §14: codebook size limit of the context layout */
+/* Largest workspace dc_workspace_size() can ask for: two 2^12-entry u16 tables + alignment
+ * (§14 keeps all its tables within the same 2 * 2^12 entries). */
 #define DC_MAX_WORKSPACE (2u * 2u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 
 typedef enum {
@@ -98,14 +103,14 @@ typedef enum {
 /* Header facts needed before decoding (to size the output). */
 typedef struct {
   uint32_t version;
-  uint32_t dtype;          /* DC_DTYPE_* */
-  uint32_t rank;           /* 0..DC_MAX_RANK */
+  uint32_t dtype; /* DC_DTYPE_* */
+  uint32_t rank;  /* 0..DC_MAX_RANK */
   uint64_t dims[DC_MAX_RANK];
-  uint64_t num_elements;   /* product of dims (1 for rank 0) */
-  uint64_t element_size;   /* bytes per element (1 for the sub-byte types) */
-  uint64_t output_bytes;   /* num_elements * element_bits / 8, rounded up */
-  uint32_t layout;         /* DC_LAYOUT_* */
-  uint32_t element_bits;   /* 2, 4, 8, 16 or 32 */
+  uint64_t num_elements; /* product of dims (1 for rank 0) */
+  uint64_t element_size; /* bytes per element (1 for the sub-byte types) */
+  uint64_t output_bytes; /* num_elements * element_bits / 8, rounded up */
+  uint32_t layout;       /* DC_LAYOUT_* */
+  uint32_t element_bits; /* 2, 4, 8, 16 or 32 */
 } dc_tensor_info;
 
 /* Parse and validate the header (docs/FORMAT.md §2-§7, §9, §11-§13).  Checks
@@ -128,8 +133,7 @@ DC_API dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out, size_
                               void* workspace, size_t workspace_size);
 
 /* dc_decode_ws with a DC_MAX_WORKSPACE workspace on the stack (host convenience). */
-DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out,
-                           size_t out_size);
+DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t out_size);
 
 /* §8: CRC-32 (zlib's crc32: ISO-HDLC polynomial, reflected, init and final xor 0xFFFFFFFF)
  * of `len` bytes, continuing from `crc` (0 to start). */

@@ -27,37 +27,35 @@
 extern "C" {
 #endif
 
-#define DC_SFC_MAX_COLS 65536u   /* columns are stored as uint16 */
-#define DC_SFC_MAX_VALUES 255u   /* distinct non-zero float values */
-#define DC_SFC_BATCH_TILE 8u     /* batch rows processed together */
+#define DC_SFC_MAX_COLS 65536u /* columns are stored as uint16 */
+#define DC_SFC_MAX_VALUES 255u /* distinct non-zero float values */
+#define DC_SFC_BATCH_TILE 8u   /* batch rows processed together */
 
 typedef enum {
   DC_SFC_OK = 0,
   DC_SFC_UNSUPPORTED = 1, /* valid tensor this form cannot hold: use dense */
   DC_SFC_NOMEM = 2,
-  DC_SFC_DECODE = 3,      /* packed bytes invalid: see *decode_status */
+  DC_SFC_DECODE = 3, /* packed bytes invalid: see *decode_status */
   DC_SFC_ARGUMENT = 4
 } dc_sfc_status;
 
 typedef struct {
   uint32_t rows, cols;
-  uint32_t dtype;       /* DC_DTYPE_FLOAT32 or DC_DTYPE_INT8 */
-  uint32_t num_values;  /* float32: codebook entries in use */
+  uint32_t dtype;      /* DC_DTYPE_FLOAT32 or DC_DTYPE_INT8 */
+  uint32_t num_values; /* float32: codebook entries in use */
   uint64_t nnz;
-  uint32_t* row_ptr;    /* rows + 1 entries, row_ptr[0] = 0, row_ptr[rows] = nnz */
-  uint16_t* col;        /* nnz column indices, < cols, increasing within a row */
-  uint8_t* code;        /* nnz value codes */
-  int32_t* row_sum;     /* int8: sum of each row's weights; NULL for float */
-  float codebook[256];  /* float32: non-zero values by code */
+  uint32_t* row_ptr;   /* rows + 1 entries, row_ptr[0] = 0, row_ptr[rows] = nnz */
+  uint16_t* col;       /* nnz column indices, < cols, increasing within a row */
+  uint8_t* code;       /* nnz value codes */
+  int32_t* row_sum;    /* int8: sum of each row's weights; NULL for float */
+  float codebook[256]; /* float32: non-zero values by code */
 } dc_sparse_fc;
 
 /* Builds *m from a packed tensor.  On DC_SFC_UNSUPPORTED `why` says why (the
  * caller falls back to the dense route); on DC_SFC_DECODE *decode_status holds
  * the decoder's reason.  *m is zeroed on any failure. */
-DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size,
-                                        dc_sparse_fc* m,
-                                        dc_status* decode_status, char* why,
-                                        size_t why_size);
+DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
+                                        dc_status* decode_status, char* why, size_t why_size);
 
 DC_API void dc_sparse_fc_free(dc_sparse_fc* m);
 
@@ -67,9 +65,9 @@ DC_API size_t dc_sparse_fc_bytes(const dc_sparse_fc* m);
 /* y[b, r] = act(sum_c W[r, c] x[b, c] + bias[r]) for b < batch, clamped to
  * [act_min, act_max].  bias may be NULL.  scratch: cols * DC_SFC_BATCH_TILE
  * floats (unused when batch == 1, may then be NULL). */
-DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x,
-                               size_t batch, const float* bias, float act_min,
-                               float act_max, float* y, float* scratch);
+DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t batch,
+                               const float* bias, float act_min, float act_max, float* y,
+                               float* scratch);
 
 /* Quantized int8 (TFLite full-integer FC, weight zero point 0):
  * acc = sum_c W[r,c] (x[b,c] - input_zp) + bias[r];
@@ -77,11 +75,10 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x,
  * the fp32 requantization of XNNPACK (round half to even).  scale has rows
  * entries (per-tensor: all equal); bias may be NULL.  scratch: cols *
  * DC_SFC_BATCH_TILE int32 (unused when batch == 1, may then be NULL). */
-DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x,
-                              size_t batch, int32_t input_zp,
-                              const int32_t* bias, const float* scale,
-                              int32_t output_zp, int32_t qmin, int32_t qmax,
-                              int8_t* y, int32_t* scratch);
+DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t batch,
+                              int32_t input_zp, const int32_t* bias, const float* scale,
+                              int32_t output_zp, int32_t qmin, int32_t qmax, int8_t* y,
+                              int32_t* scratch);
 
 #ifdef __cplusplus
 }

@@ -55,7 +55,9 @@ typedef enum {
   kTfLiteInt16 = 7,
   kTfLiteComplex64 = 8,
   kTfLiteInt8 = 9,
-  kTfLiteFloat16 = 10
+  kTfLiteFloat16 = 10,
+  kTfLiteInt4 = 18, /* tflite_types.h (TF 2.21); stored two per byte */
+  kTfLiteBFloat16 = 19
 } TfLiteType;
 
 typedef enum {
@@ -173,13 +175,11 @@ typedef struct TfLiteDelegateParams {
 #define DC_TFLITE_REGISTRATION_RESERVE 16
 
 typedef struct TfLiteRegistration {
-  void* (*init)(struct TfLiteContext* context, const char* buffer,
-                size_t length);
+  void* (*init)(struct TfLiteContext* context, const char* buffer, size_t length);
   void (*free)(struct TfLiteContext* context, void* buffer);
   TfLiteStatus (*prepare)(struct TfLiteContext* context, TfLiteNode* node);
   TfLiteStatus (*invoke)(struct TfLiteContext* context, TfLiteNode* node);
-  const char* (*profiling_string)(const struct TfLiteContext* context,
-                                  const TfLiteNode* node);
+  const char* (*profiling_string)(const struct TfLiteContext* context, const TfLiteNode* node);
   int32_t builtin_code;
   const char* custom_name;
   int version;
@@ -198,8 +198,7 @@ typedef struct DcPaddedRegistration {
 
 typedef struct TfLiteContext {
   size_t tensors_size;
-  TfLiteStatus (*GetExecutionPlan)(struct TfLiteContext* context,
-                                   TfLiteIntArray** execution_plan);
+  TfLiteStatus (*GetExecutionPlan)(struct TfLiteContext* context, TfLiteIntArray** execution_plan);
   TfLiteTensor* tensors;
   void* impl_;
   TfLiteStatus (*ResizeTensor)(struct TfLiteContext*, TfLiteTensor* tensor,
@@ -207,12 +206,12 @@ typedef struct TfLiteContext {
   void (*ReportError)(struct TfLiteContext*, const char* msg, ...);
   TfLiteStatus (*AddTensors)(struct TfLiteContext*, int tensors_to_add,
                              int* first_new_tensor_index);
-  TfLiteStatus (*GetNodeAndRegistration)(struct TfLiteContext*, int node_index,
-                                         TfLiteNode** node,
+  TfLiteStatus (*GetNodeAndRegistration)(struct TfLiteContext*, int node_index, TfLiteNode** node,
                                          TfLiteRegistration** registration);
-  TfLiteStatus (*ReplaceNodeSubsetsWithDelegateKernels)(
-      struct TfLiteContext*, TfLiteRegistration registration,
-      const TfLiteIntArray* nodes_to_replace, struct TfLiteDelegate* delegate);
+  TfLiteStatus (*ReplaceNodeSubsetsWithDelegateKernels)(struct TfLiteContext*,
+                                                        TfLiteRegistration registration,
+                                                        const TfLiteIntArray* nodes_to_replace,
+                                                        struct TfLiteDelegate* delegate);
   int recommended_num_threads;
   void* GetExternalContext;
   void* SetExternalContext;
@@ -222,16 +221,14 @@ typedef struct TfLiteContext {
   void* AllocateBufferForEval;
   void* RequestScratchBufferInArena;
   void* GetScratchBuffer;
-  TfLiteStatus (*ResizeTensorExplicit)(struct TfLiteContext* ctx,
-                                       TfLiteTensor* tensor, int dims,
+  TfLiteStatus (*ResizeTensorExplicit)(struct TfLiteContext* ctx, TfLiteTensor* tensor, int dims,
                                        const int* shape);
   /* Later fields are never read by this library. */
 } TfLiteContext;
 
 typedef struct TfLiteDelegate {
   void* data_;
-  TfLiteStatus (*Prepare)(TfLiteContext* context,
-                          struct TfLiteDelegate* delegate);
+  TfLiteStatus (*Prepare)(TfLiteContext* context, struct TfLiteDelegate* delegate);
   void* CopyFromBufferHandle;
   void* CopyToBufferHandle;
   void* FreeBufferHandle;
@@ -263,8 +260,7 @@ DC_ABI_ASSERT(offsetof(TfLiteContext, tensors) == 16, ctx_tensors);
 DC_ABI_ASSERT(offsetof(TfLiteContext, ResizeTensor) == 32, ctx_resize);
 DC_ABI_ASSERT(offsetof(TfLiteContext, ReportError) == 40, ctx_report);
 DC_ABI_ASSERT(offsetof(TfLiteContext, GetNodeAndRegistration) == 56, ctx_getnode);
-DC_ABI_ASSERT(offsetof(TfLiteContext, ReplaceNodeSubsetsWithDelegateKernels) == 64,
-              ctx_replace);
+DC_ABI_ASSERT(offsetof(TfLiteContext, ReplaceNodeSubsetsWithDelegateKernels) == 64, ctx_replace);
 DC_ABI_ASSERT(offsetof(TfLiteContext, ResizeTensorExplicit) == 144, ctx_resize_explicit);
 DC_ABI_ASSERT(offsetof(TfLiteFullyConnectedParams, keep_num_dims) == 8, fc_keep);
 DC_ABI_ASSERT(offsetof(TfLiteAffineQuantization, quantized_dimension) == 16, affine_qdim);

@@ -22,13 +22,13 @@
 #endif
 
 typedef struct {
-  uint8_t mode;     /* DcTflmDecodeMode */
+  uint8_t mode; /* DcTflmDecodeMode */
   uint8_t bad_options;
-  uint8_t decoded;  /* decode-once: output ready */
+  uint8_t decoded; /* decode-once: output ready */
   int in_idx, out_idx;
-  int scratch_idx;  /* decode-each-invoke workspace, -1 if none */
+  int scratch_idx; /* decode-each-invoke workspace, -1 if none */
   size_t packed_bytes, out_bytes, ws_bytes;
-  void* out;        /* decode-once: persistent decoded tensor */
+  void* out; /* decode-once: persistent decoded tensor */
 } OpData;
 
 static int tflm_type(uint32_t dc_dtype) {
@@ -97,37 +97,45 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
     ctx->ReportError(ctx, "HuffDecode: could not get tensors %d/%d", d->in_idx, d->out_idx);
     return 0;
   }
-  if (in->type != kDcTflmUInt8 || in->dims == NULL || in->dims->size != 1 || in->dims->data[0] < 0) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): the packed input must be a 1-D uint8 "
-                     "tensor; re-export the model with dc_keras.export.pack", d->out_idx);
+  if (in->type != kDcTflmUInt8 || in->dims == NULL || in->dims->size != 1 ||
+      in->dims->data[0] < 0) {
+    ctx->ReportError(ctx,
+                     "HuffDecode (output tensor %d): the packed input must be a 1-D uint8 "
+                     "tensor; re-export the model with dc_keras.export.pack",
+                     d->out_idx);
     return 0;
   }
   /* Before planning only constants (flatbuffer data) have a data pointer. */
   if (in->data.raw_const == NULL) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): the packed input must be a constant "
-                     "in the model", d->out_idx);
+    ctx->ReportError(ctx,
+                     "HuffDecode (output tensor %d): the packed input must be a constant "
+                     "in the model",
+                     d->out_idx);
     return 0;
   }
   d->packed_bytes = (size_t)in->dims->data[0];
   st = dc_peek((const uint8_t*)in->data.raw_const, d->packed_bytes, info);
   if (st != DC_OK) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): invalid packed tensor: %s",
-                     d->out_idx, dc_strerror(st));
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): invalid packed tensor: %s", d->out_idx,
+                     dc_strerror(st));
     return 0;
   }
   want = tflm_type(info->dtype);
-  if (want < 0 || want != out->type || out->dims == NULL || out->dims->size < 0 ||
+  if (want < 0 || want != (int)out->type || out->dims == NULL || out->dims->size < 0 ||
       (uint32_t)out->dims->size != info->rank) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): packed dtype/rank (%u/%u) differ from "
+    ctx->ReportError(ctx,
+                     "HuffDecode (output tensor %d): packed dtype/rank (%u/%u) differ from "
                      "the output's (type %d, rank %d); the model was edited after packing",
-                     d->out_idx, (unsigned)info->dtype, (unsigned)info->rank, out->type,
+                     d->out_idx, (unsigned)info->dtype, (unsigned)info->rank, (int)out->type,
                      out->dims ? out->dims->size : -1);
     return 0;
   }
   for (k = 0; k < info->rank; ++k) {
     if (out->dims->data[k] < 0 || (uint64_t)out->dims->data[k] != info->dims[k]) {
-      ctx->ReportError(ctx, "HuffDecode (output tensor %d): packed dim %u differs from the "
-                       "output's; the model was edited after packing", d->out_idx, (unsigned)k);
+      ctx->ReportError(ctx,
+                       "HuffDecode (output tensor %d): packed dim %u differs from the "
+                       "output's; the model was edited after packing",
+                       d->out_idx, (unsigned)k);
       return 0;
     }
   }
@@ -149,7 +157,8 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
     return kDcTflmError;
   }
   if (d->bad_options) {
-    ctx->ReportError(ctx, "HuffDecode: custom options must be empty or one byte (0: decode "
+    ctx->ReportError(ctx,
+                     "HuffDecode: custom options must be empty or one byte (0: decode "
                      "once, 1: decode every invoke)");
     return kDcTflmError;
   }
@@ -179,9 +188,11 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
     d->out = d->out_bytes ? ctx->AllocatePersistentBuffer(ctx, d->out_bytes) : NULL;
     if (d->ws_bytes) ws = ctx->AllocatePersistentBuffer(ctx, d->ws_bytes);
     if ((d->out_bytes && d->out == NULL) || (d->ws_bytes && ws == NULL)) {
-      ctx->ReportError(ctx, "HuffDecode (output tensor %d): arena too small for the %u decoded "
+      ctx->ReportError(ctx,
+                       "HuffDecode (output tensor %d): arena too small for the %u decoded "
                        "bytes (+%u workspace); enlarge the arena or decode this layer every "
-                       "invoke", d->out_idx, (unsigned)d->out_bytes, (unsigned)d->ws_bytes);
+                       "invoke",
+                       d->out_idx, (unsigned)d->out_bytes, (unsigned)d->ws_bytes);
       return kDcTflmError;
     }
     st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, d->out, d->out_bytes, ws,
@@ -196,8 +207,10 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
     d->decoded = 1;
   } else if (d->ws_bytes) {
     if (ctx->RequestScratchBufferInArena(ctx, d->ws_bytes, &d->scratch_idx) != kDcTflmOk) {
-      ctx->ReportError(ctx, "HuffDecode (output tensor %d): could not plan a %u-byte scratch "
-                       "buffer", d->out_idx, (unsigned)d->ws_bytes);
+      ctx->ReportError(ctx,
+                       "HuffDecode (output tensor %d): could not plan a %u-byte scratch "
+                       "buffer",
+                       d->out_idx, (unsigned)d->ws_bytes);
       return kDcTflmError;
     }
   }
@@ -227,8 +240,8 @@ static DcTflmStatus op_invoke(DcTflmContext* ctx, DcTflmNode* node) {
     ctx->ReportError(ctx, "HuffDecode (output tensor %d): missing buffers at invoke", d->out_idx);
     return kDcTflmError;
   }
-  st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, out->data.data, d->out_bytes,
-              ws, d->ws_bytes);
+  st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, out->data.data, d->out_bytes, ws,
+              d->ws_bytes);
   if (st != DC_OK) {
     ctx->ReportError(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
                      dc_strerror(st));
@@ -237,10 +250,10 @@ static DcTflmStatus op_invoke(DcTflmContext* ctx, DcTflmNode* node) {
   return kDcTflmOk;
 }
 
-static const DcTflmRegistration g_once = {init_once, NULL, op_prepare, op_invoke, NULL,
-                                          kDcTflmBuiltinCustom, DC_TFLM_HUFFDECODE_NAME};
-static const DcTflmRegistration g_each = {init_each, NULL, op_prepare, op_invoke, NULL,
-                                          kDcTflmBuiltinCustom, DC_TFLM_HUFFDECODE_NAME};
+static const DcTflmRegistration g_once = {
+    init_once, NULL, op_prepare, op_invoke, NULL, kDcTflmBuiltinCustom, DC_TFLM_HUFFDECODE_NAME};
+static const DcTflmRegistration g_each = {
+    init_each, NULL, op_prepare, op_invoke, NULL, kDcTflmBuiltinCustom, DC_TFLM_HUFFDECODE_NAME};
 
 const DcTflmRegistration* DcTflmHuffDecodeRegistration(DcTflmDecodeMode default_mode) {
   return default_mode == DC_TFLM_DECODE_EACH_INVOKE ? &g_each : &g_once;

@@ -41,7 +41,8 @@ static int add_custom(void* resolver, const DcTflmRegistration* reg) {
   DcTflmPythonOpsResolver* r = (DcTflmPythonOpsResolver*)resolver;
   unsigned i;
   if (r == NULL || !layout_ok(r)) {
-    fprintf(stderr, "HuffDecode: the tflite-micro resolver does not have the layout this library "
+    fprintf(stderr,
+            "HuffDecode: the tflite-micro resolver does not have the layout this library "
             "was built for (tflite-micro==%s, commit %.7s); install that wheel version\n",
             DC_TFLM_WHEEL_VERSION, DC_TFLM_COMMIT);
     return 0;
@@ -71,7 +72,9 @@ DC_EXPORT bool DcKerasRegisterHuffDecodeTflmEachInvoke(void* resolver) {
 }
 
 /* The wheel version this library's layout is pinned to (checked by the Python side first). */
-DC_EXPORT const char* DcKerasTflmWheelVersion(void) { return DC_TFLM_WHEEL_VERSION; }
+DC_EXPORT const char* DcKerasTflmWheelVersion(void) {
+  return DC_TFLM_WHEEL_VERSION;
+}
 #else
 #error "huffdecode_tflm_wheel.c is for the 64-bit PyPI wheel; MCU builds use huffdecode_tflm.c only"
 #endif

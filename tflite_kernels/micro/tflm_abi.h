@@ -47,15 +47,26 @@ extern "C" {
 #define DC_TFLM_COMMIT "88f8587b3fa6e4e027caf5437b1510a86bf31a60"
 #define DC_TFLM_WHEEL_VERSION "0.dev20260203175027"
 
+/* Enums are declared as enums (not int) on purpose: arm-none-eabi GCC defaults to short enums
+ * (AAPCS, __ARM_SIZEOF_MINIMAL_ENUM == 1), where TFLM's TfLiteType and TfLiteAllocationType
+ * fields are one byte each; ours have the same value ranges (< 256), so they get the same size
+ * under either ABI (asserted below and, against TFLM's headers, in huffdecode_tflm_register.cc). */
 typedef enum { kDcTflmOk = 0, kDcTflmError = 1 } DcTflmStatus;
 
 /* TfLiteType values (runtime enum, not the schema's TensorType). */
-enum {
-  kDcTflmFloat32 = 1, kDcTflmInt32 = 2, kDcTflmUInt8 = 3, kDcTflmInt64 = 4,
-  kDcTflmInt16 = 7, kDcTflmInt8 = 9, kDcTflmFloat16 = 10
-};
-enum { kDcTflmMmapRo = 1 };             /* TfLiteAllocationType: constant (flatbuffer) data */
-enum { kDcTflmBuiltinCustom = 32 };     /* BuiltinOperator_CUSTOM */
+typedef enum {
+  kDcTflmNoType = 0,
+  kDcTflmFloat32 = 1,
+  kDcTflmInt32 = 2,
+  kDcTflmUInt8 = 3,
+  kDcTflmInt64 = 4,
+  kDcTflmInt16 = 7,
+  kDcTflmInt8 = 9,
+  kDcTflmFloat16 = 10
+} DcTflmType;
+/* TfLiteAllocationType: kTfLiteMmapRo = constant (flatbuffer) data. */
+typedef enum { kDcTflmMemNone = 0, kDcTflmMmapRo = 1 } DcTflmAllocationType;
+enum { kDcTflmBuiltinCustom = 32 };      /* BuiltinOperator_CUSTOM */
 enum { kDcTflmPythonResolverOps = 200 }; /* PythonOpsResolver = MicroMutableOpResolver<200> */
 
 typedef struct DcTflmIntArray {
@@ -64,7 +75,7 @@ typedef struct DcTflmIntArray {
 } DcTflmIntArray;
 
 typedef struct DcTflmQuantization {
-  int type;
+  DcTflmType quantization_type_placeholder_; /* TfLiteQuantizationType (an enum, < 256) */
   void* params;
 } DcTflmQuantization;
 
@@ -82,8 +93,8 @@ typedef struct DcTflmTensor {
   } data;
   DcTflmIntArray* dims;
   size_t bytes;
-  int type;            /* TfLiteType */
-  int allocation_type; /* TfLiteAllocationType */
+  DcTflmType type;
+  DcTflmAllocationType allocation_type;
   bool is_variable;
 } DcTflmTensor;
 
@@ -93,7 +104,7 @@ typedef struct DcTflmEvalTensor {
     const void* raw_const;
   } data;
   DcTflmIntArray* dims;
-  int type;
+  DcTflmType type;
 } DcTflmEvalTensor;
 
 typedef struct DcTflmNode {
@@ -186,12 +197,17 @@ DC_TFLM_ASSERT(offsetof(DcTflmPythonOpsResolver, builtin_codes) == 11212, res_co
 DC_TFLM_ASSERT(offsetof(DcTflmPythonOpsResolver, num_builtin_ops) == 13616, res_nbuiltin);
 DC_TFLM_ASSERT(sizeof(DcTflmPythonOpsResolver) == 13624, res_size);
 #elif defined(__ILP32__) || (defined(__arm__) && !defined(__aarch64__)) || defined(__XTENSA__)
+#if defined(__ARM_SIZEOF_MINIMAL_ENUM) && __ARM_SIZEOF_MINIMAL_ENUM == 1 /* arm-none-eabi */
+DC_TFLM_ASSERT(sizeof(DcTflmTensor) == 32, tensor_size);
+DC_TFLM_ASSERT(offsetof(DcTflmTensor, allocation_type) == 29, tensor_alloc);
+#else
 DC_TFLM_ASSERT(sizeof(DcTflmTensor) == 40, tensor_size);
+DC_TFLM_ASSERT(offsetof(DcTflmTensor, allocation_type) == 32, tensor_alloc);
+#endif
 DC_TFLM_ASSERT(offsetof(DcTflmTensor, data) == 16, tensor_data);
 DC_TFLM_ASSERT(offsetof(DcTflmTensor, dims) == 20, tensor_dims);
 DC_TFLM_ASSERT(offsetof(DcTflmTensor, bytes) == 24, tensor_bytes);
 DC_TFLM_ASSERT(offsetof(DcTflmTensor, type) == 28, tensor_type);
-DC_TFLM_ASSERT(offsetof(DcTflmTensor, allocation_type) == 32, tensor_alloc);
 DC_TFLM_ASSERT(sizeof(DcTflmEvalTensor) == 12, eval_tensor_size);
 DC_TFLM_ASSERT(offsetof(DcTflmNode, user_data) == 12, node_user_data);
 DC_TFLM_ASSERT(offsetof(DcTflmNode, custom_initial_data) == 20, node_custom_data);

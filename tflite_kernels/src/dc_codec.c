@@ -33,25 +33,31 @@
 /* ---------------------------------------------------------------------------------------- */
 /* Little-endian loads (§1): byte assembly, which gcc/clang turn into one load where legal.  */
 /* ---------------------------------------------------------------------------------------- */
-static inline uint32_t ld16(const uint8_t* p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+static inline uint32_t ld16(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+}
 static inline uint32_t ld32(const uint8_t* p) {
   return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 static inline uint64_t ld64(const uint8_t* p) {
   return (uint64_t)ld32(p) | ((uint64_t)ld32(p + 4) << 32);
 }
-static inline uint64_t min_u64(uint64_t x, uint64_t y) { return x < y ? x : y; }
+static inline uint64_t min_u64(uint64_t x, uint64_t y) {
+  return x < y ? x : y;
+}
 
 const char* dc_strerror(dc_status status) {
   switch (status) {
     case DC_OK: return "ok";
     case DC_ERR_TRUNCATED: return "truncated: the buffer is shorter than the sizes it declares";
     case DC_ERR_MAGIC: return "not a packed tensor (bad magic)";
-    case DC_ERR_VERSION: return "unsupported packed tensor format version (newer than this decoder?)";
+    case DC_ERR_VERSION:
+      return "unsupported packed tensor format version (newer than this decoder?)";
     case DC_ERR_DTYPE: return "unknown element type (for this format version)";
     case DC_ERR_SHAPE: return "invalid rank or dimensions, or element count too large";
     case DC_ERR_CODEBOOK: return "invalid codebook size or value";
-    case DC_ERR_LAYOUT: return "unknown layout or invalid layout parameters (for this version and type)";
+    case DC_ERR_LAYOUT:
+      return "unknown layout or invalid layout parameters (for this version and type)";
     case DC_ERR_CODE_LENGTHS: return "Huffman code lengths do not form a valid code";
     case DC_ERR_STREAM: return "corrupt bit stream (overrun, spare bytes, bad padding or position)";
     case DC_ERR_SIZE_MISMATCH: return "declared sizes disagree with each other";
@@ -66,11 +72,15 @@ const char* dc_strerror(dc_status status) {
 /* §2 element types: bits per element, 0 if unknown for this version. */
 static uint32_t element_bits(uint32_t dtype, uint32_t version) {
   switch (dtype) {
-    case DC_DTYPE_FLOAT32: case DC_DTYPE_INT32: return 32;
-    case DC_DTYPE_FLOAT16: case DC_DTYPE_INT16: return 16;
-    case DC_DTYPE_UINT8: case DC_DTYPE_INT8: return 8;
+    case DC_DTYPE_FLOAT32:
+    case DC_DTYPE_INT32: return 32;
+    case DC_DTYPE_FLOAT16:
+    case DC_DTYPE_INT16: return 16;
+    case DC_DTYPE_UINT8:
+    case DC_DTYPE_INT8: return 8;
     case DC_DTYPE_BFLOAT16: return version >= 2 ? 16 : 0;
-    case DC_DTYPE_INT4: case DC_DTYPE_UINT4: return version >= 2 ? 4 : 0;
+    case DC_DTYPE_INT4:
+    case DC_DTYPE_UINT4: return version >= 2 ? 4 : 0;
     case DC_DTYPE_INT2: return version >= 2 ? 2 : 0;
     default: return 0;
   }
@@ -126,12 +136,14 @@ static inline uint32_t alph_len(const dc_alphabet* a, uint32_t s) {
   return a->max_len == 0 ? 0 : (a->lengths[s / 2] >> ((s & 1) * 4)) & 15u;
 }
 
-/* Builds the 2^L single-level table of §4: entry = symbol << 4 | length. */
-static void build_table(const dc_alphabet* a, uint16_t* table) {
+#define CLS_SYM(s) (classes ? (s) << 2 | ((classes[(s) >> 1] >> (((s)&1u) << 2)) & 3u) : (s))
+/* Builds the 2^L single-level table of §4: entry = symbol << 4 | length; with a §14 class map
+ * (K <= 1024) entry = (symbol << 2 | class) << 4 | length. */
+static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t* classes) {
   uint32_t L = a->max_len, s, l;
   uint32_t bl_count[DC_MAX_CODE_LENGTH + 1], next_code[DC_MAX_CODE_LENGTH + 2], code = 0;
   if (L == 0) {
-    table[0] = (uint16_t)(a->single << 4);
+    table[0] = (uint16_t)(CLS_SYM(a->single) << 4);
     return;
   }
   memset(bl_count, 0, sizeof bl_count);
@@ -147,21 +159,30 @@ static void build_table(const dc_alphabet* a, uint16_t* table) {
     c = next_code[len]++;
     for (b = 0; b < len; ++b) r |= ((c >> b) & 1u) << (len - 1 - b);
     step = 1u << len;
-    for (k = r; k < (1u << L); k += step) table[k] = (uint16_t)((s << 4) | len);
+    for (k = r; k < (1u << L); k += step) table[k] = (uint16_t)((CLS_SYM(s) << 4) | len);
   }
+}
+
+#undef CLS_SYM
+
+static void build_table(const dc_alphabet* a, uint16_t* table) {
+  build_table_cls(a, table, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* §2-§7, §11-§13 header                                                                     */
 /* ---------------------------------------------------------------------------------------- */
-static uint64_t ceil_div8(uint64_t bits) { return (bits + 7) / 8; }
+static uint64_t ceil_div8(uint64_t bits) {
+  return (bits + 7) / 8;
+}
 
 /* §2 up to and including the checksum field(s); §10 version / layout / dtype rules. */
 static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
   size_t pos;
   uint32_t r, bits, v;
   uint64_t n = 1;
-  if (size < 8) return size >= 4 && memcmp(data, DC_MAGIC, 4) != 0 ? DC_ERR_MAGIC : DC_ERR_TRUNCATED;
+  if (size < 8)
+    return size >= 4 && memcmp(data, DC_MAGIC, 4) != 0 ? DC_ERR_MAGIC : DC_ERR_TRUNCATED;
   if (memcmp(data, DC_MAGIC, 4) != 0) return DC_ERR_MAGIC;
   v = h->info.version = data[4];
   if (v < DC_VERSION_MIN || v > DC_VERSION_MAX) return DC_ERR_VERSION;
@@ -174,11 +195,12 @@ static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, si
   h->info.rank = data[6];
   if (h->info.rank > DC_MAX_RANK) return DC_ERR_SHAPE;
   h->layout = h->info.layout = data[7];
-  if (h->layout > (v == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_FLOAT_PLANES)) return DC_ERR_LAYOUT;
+  if (h->layout > (v == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_CONTEXT_SPARSE)) return DC_ERR_LAYOUT;
   /* §11/§13: sub-byte types use §5/§6 only; §12 is for floats only. */
   if (bits < 8 && h->layout > DC_LAYOUT_SPARSE) return DC_ERR_LAYOUT;
   if (h->layout == DC_LAYOUT_FLOAT_PLANES && !is_float(h->info.dtype)) return DC_ERR_LAYOUT;
-  h->sparse = h->layout == DC_LAYOUT_SPARSE || h->layout == DC_LAYOUT_GROUPED_SPARSE;
+  h->sparse = h->layout == DC_LAYOUT_SPARSE || h->layout == DC_LAYOUT_GROUPED_SPARSE ||
+              h->layout == DC_LAYOUT_CONTEXT_SPARSE;
   pos = 8;
   if (size - pos < 4u * h->info.rank) return DC_ERR_TRUNCATED;
   for (r = 0; r < h->info.rank; ++r) {
@@ -256,6 +278,50 @@ static dc_status parse_sparse(const uint8_t* data, size_t size, dc_header* h, si
   return parse_alphabet(data, size, pos_io, h->gap_alphabet, &h->gap_code);
 }
 
+/* Table entries (u16) of a code: 2^L, or 1 for the zero-bit code. */
+static size_t table_entries(const dc_alphabet* a) {
+  return (size_t)1 << a->max_len;
+}
+
+/* §14: C, the class map and the C index codes; index_code gets their shortest and longest
+ * lengths for the §9 stream bounds. */
+static dc_status parse_contexts(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
+  size_t pos = *pos_io, nbytes = ((size_t)h->k + 1) / 2, total;
+  uint32_t c, i, lo = 99, hi = 0;
+  dc_status st;
+  if (size - pos < 13) return DC_ERR_TRUNCATED;
+  h->seg_start[0] = 0;
+  for (c = 1; c < 4; ++c) { /* segment starts: nondecreasing, <= N */
+    h->seg_start[c] = ld32(data + pos + 4 * (c - 1));
+    if (h->seg_start[c] < h->seg_start[c - 1] || h->seg_start[c] > h->info.num_elements)
+      return DC_ERR_LAYOUT;
+  }
+  pos += 12;
+  h->contexts = data[pos++];
+  if (h->k > DC_MAX_CONTEXT_SYMBOLS) return DC_ERR_CODEBOOK;
+  if (h->contexts < 2 || h->contexts > DC_MAX_INDEX_CONTEXTS || (h->contexts & 1))
+    return DC_ERR_LAYOUT;
+  if (size - pos < nbytes) return DC_ERR_TRUNCATED;
+  h->classes = data + pos;
+  for (i = 0; i < h->k; ++i)
+    if (((h->classes[i / 2] >> ((i & 1) * 4)) & 15u) >= h->contexts / 2) return DC_ERR_LAYOUT;
+  if ((h->k & 1) && (h->classes[nbytes - 1] >> 4) != 0) return DC_ERR_LAYOUT;
+  pos += nbytes;
+  for (c = 0; c < h->contexts; ++c) {
+    st = parse_alphabet(data, size, &pos, h->k, &h->ctx_code[c]);
+    if (st != DC_OK) return st;
+    if (h->ctx_code[c].min_len < lo) lo = h->ctx_code[c].min_len;
+    if (h->ctx_code[c].max_len > hi) hi = h->ctx_code[c].max_len;
+  }
+  total = table_entries(&h->gap_code) + ((size_t)h->contexts << hi); /* §14 table budget */
+  if (total > DC_MAX_TABLE_ENTRIES) return DC_ERR_LAYOUT;
+  h->index_code = h->ctx_code[0];
+  h->index_code.min_len = lo;
+  h->index_code.max_len = hi;
+  *pos_io = pos;
+  return DC_OK;
+}
+
 /* §7 stream sizes and bounds, §12 raw plane, §9 zero-bit rule. */
 static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, size_t pos) {
   uint64_t total = 0, tail;
@@ -318,7 +384,9 @@ dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
     st = parse_sparse(data, size, h, &pos);
     if (st != DC_OK) return st;
   }
-  st = parse_alphabet(data, size, &pos, h->k, &h->index_code);
+  st = h->layout == DC_LAYOUT_CONTEXT_SPARSE
+           ? parse_contexts(data, size, h, &pos)
+           : parse_alphabet(data, size, &pos, h->k, &h->index_code);
   if (st != DC_OK) return st;
   return parse_streams(data, size, h, pos);
 }
@@ -332,12 +400,13 @@ dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info) {
   return st;
 }
 
-/* Table entries (u16) of a code: 2^L, or 1 for the zero-bit code. */
-static size_t table_entries(const dc_alphabet* a) { return (size_t)1 << a->max_len; }
-
 static size_t workspace_bytes(const dc_header* h) {
   size_t e = 0;
-  if (h->info.num_elements > 0) {
+  uint32_t c;
+  if (h->info.num_elements > 0 && h->contexts > 0) { /* §14 */
+    e = table_entries(&h->gap_code) + (size_t)h->contexts * table_entries(&h->index_code);
+    (void)c;
+  } else if (h->info.num_elements > 0) {
     e = table_entries(&h->index_code);
     if (h->sparse) e += table_entries(&h->gap_code);
   }
@@ -357,12 +426,12 @@ dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* bytes) {
 /* §8 CRC-32 (slice-by-8 in 4 lanes, tables in dc_codec_crc.h)                                          */
 /* ---------------------------------------------------------------------------------------- */
 /* One slice-by-8 step: 8 bytes at p into the (conditioned) register c. */
-#define DC_CRC8(c, p)                                                                          \
-  do {                                                                                         \
-    uint32_t lo_ = (c) ^ ld32(p), hi_ = ld32((p) + 4);                                        \
-    (c) = t[7][lo_ & 0xFFu] ^ t[6][(lo_ >> 8) & 0xFFu] ^ t[5][(lo_ >> 16) & 0xFFu] ^          \
-          t[4][lo_ >> 24] ^ t[3][hi_ & 0xFFu] ^ t[2][(hi_ >> 8) & 0xFFu] ^                     \
-          t[1][(hi_ >> 16) & 0xFFu] ^ t[0][hi_ >> 24];                                         \
+#define DC_CRC8(c, p)                                                                \
+  do {                                                                               \
+    uint32_t lo_ = (c) ^ ld32(p), hi_ = ld32((p) + 4);                               \
+    (c) = t[7][lo_ & 0xFFu] ^ t[6][(lo_ >> 8) & 0xFFu] ^ t[5][(lo_ >> 16) & 0xFFu] ^ \
+          t[4][lo_ >> 24] ^ t[3][hi_ & 0xFFu] ^ t[2][(hi_ >> 8) & 0xFFu] ^           \
+          t[1][(hi_ >> 16) & 0xFFu] ^ t[0][hi_ >> 24];                               \
   } while (0)
 
 #ifndef DC_CRC_SMALL_TABLE
@@ -445,11 +514,11 @@ static void br_init(bitreader* b, size_t start, size_t size) {
 }
 
 /* Branch-free refill (needs pos + 8 <= end): afterwards count is 56..63. */
-#define BR_REFILL_FAST(b, data)                                  \
-  do {                                                           \
-    (b).bits |= ld64((data) + (b).pos) << (b).count;             \
-    (b).pos += (63u - (b).count) >> 3;                           \
-    (b).count |= 56u;                                            \
+#define BR_REFILL_FAST(b, data)                      \
+  do {                                               \
+    (b).bits |= ld64((data) + (b).pos) << (b).count; \
+    (b).pos += (63u - (b).count) >> 3;               \
+    (b).count |= 56u;                                \
   } while (0)
 
 /* Safe refill: bytes past the end read as zero (overrun is detected by br_finish). */
@@ -475,7 +544,6 @@ static dc_status br_finish(bitreader* b, const uint8_t* data) {
   if (pad && (b->bits & ((1u << pad) - 1u)) != 0) return DC_ERR_STREAM;
   return DC_OK;
 }
-
 
 /* Refills that stay inside the stream from the current position: each fast refill advances
  * pos by at most 7 bytes and loads 8. */
@@ -559,7 +627,8 @@ static void checksum_bytes(uint32_t* a, uint32_t* b, const uint8_t* p, size_t le
 
 /* §8.1: the rest of the output, then the header (up to the streams) with the checksum fields
  * as zeros. */
-static int checksum_v1_finish(cksum* c, const dc_header* h, const uint8_t* data, const uint8_t* out) {
+static int checksum_v1_finish(cksum* c, const dc_header* h, const uint8_t* data,
+                              const uint8_t* out) {
   static const uint8_t zeros[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   checksum_bytes(&c->a, &c->b, out + c->done, h->info.output_bytes - c->done);
   dc_checksum_update(&c->a, &c->b, data, h->check_pos / 4);
@@ -573,7 +642,8 @@ static int checksum_v1_finish(cksum* c, const dc_header* h, const uint8_t* data,
 /* ---------------------------------------------------------------------------------------- */
 /* Element i := value v (esz bytes; for sub-byte types, bits < 8, the low bits of v[0], which
  * §13 guarantees are the only ones set).  Sub-byte stores read-modify-write their byte. */
-DC_INLINE void put1(uint8_t* out, uint64_t i, const uint8_t* v, const size_t esz, const unsigned bits) {
+DC_INLINE void put1(uint8_t* out, uint64_t i, const uint8_t* v, const size_t esz,
+                    const unsigned bits) {
   if (bits == 4 || bits == 2) {
     const unsigned per = 8 / bits, sh = (unsigned)(i % per) * bits;
     uint8_t* o = out + i / per;
@@ -641,7 +711,8 @@ static void fill_grouped(uint8_t* out, const dc_header* h, uint32_t index) {
   size_t done;
   for (g = 0; p < period; ++g) {
     uint64_t to = min_u64(period, p + h->inner);
-    fill_elements(out, p, to, h->codebook + ((size_t)g * h->k + index) * esz, esz, 8 * (unsigned)esz);
+    fill_elements(out, p, to, h->codebook + ((size_t)g * h->k + index) * esz, esz,
+                  8 * (unsigned)esz);
     p = to;
   }
   for (done = pbytes; done < total;) { /* multiples of the period keep the pattern */
@@ -651,12 +722,12 @@ static void fill_grouped(uint8_t* out, const dc_header* h, uint32_t index) {
   }
 }
 
-#define DEC(b, table, mask, sym)                 \
-  do {                                           \
-    uint32_t e_ = (table)[(b).bits & (mask)];    \
-    (sym) = e_ >> 4;                             \
-    (b).bits >>= (e_ & 15u);                     \
-    (b).count -= (e_ & 15u);                     \
+#define DEC(b, table, mask, sym)              \
+  do {                                        \
+    uint32_t e_ = (table)[(b).bits & (mask)]; \
+    (sym) = e_ >> 4;                          \
+    (b).bits >>= (e_ & 15u);                  \
+    (b).count -= (e_ & 15u);                  \
   } while (0)
 
 /* Iterations between checksum updates (dense: 16 K elements). */
@@ -700,18 +771,22 @@ DC_INLINE dc_status dense_body(const uint8_t* data, const dc_header* h, const ui
   uint32_t s, sym;
   dc_status st;
   streams_init(br, h);
-  b0 = br[0]; b1 = br[1]; b2 = br[2]; b3 = br[3];
-#define DC_NEXT_ELEMENT()                                   \
-  do {                                                      \
-    if (grouped && --rem == 0) {                            \
-      rem = h->inner;                                       \
-      gb += gstep;                                          \
-      if (gb == cb_end) gb = cb;                            \
-    }                                                       \
+  b0 = br[0];
+  b1 = br[1];
+  b2 = br[2];
+  b3 = br[3];
+#define DC_NEXT_ELEMENT()        \
+  do {                           \
+    if (grouped && --rem == 0) { \
+      rem = h->inner;            \
+      gb += gstep;               \
+      if (gb == cb_end) gb = cb; \
+    }                            \
   } while (0)
   /* Each iteration: 1 refill and 4 symbols (4 * 12 <= 56 bits) per stream.  `it` is a number
    * of iterations that cannot reach past any stream's end. */
-  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64((rounds - k) / 4, DC_CHUNK_ITERS))) > 0) {
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64((rounds - k) / 4, DC_CHUNK_ITERS))) >
+         0) {
     for (; it > 0; --it) {
       uint32_t r;
       BR_REFILL_FAST(b0, data);
@@ -726,12 +801,19 @@ DC_INLINE dc_status dense_body(const uint8_t* data, const dc_header* h, const ui
         DEC(b2, tab, mask, s2);
         DEC(b3, tab, mask, s3);
         if (grouped) {
-          v0 = gb + s0 * esz; DC_NEXT_ELEMENT();
-          v1 = gb + s1 * esz; DC_NEXT_ELEMENT();
-          v2 = gb + s2 * esz; DC_NEXT_ELEMENT();
-          v3 = gb + s3 * esz; DC_NEXT_ELEMENT();
+          v0 = gb + s0 * esz;
+          DC_NEXT_ELEMENT();
+          v1 = gb + s1 * esz;
+          DC_NEXT_ELEMENT();
+          v2 = gb + s2 * esz;
+          DC_NEXT_ELEMENT();
+          v3 = gb + s3 * esz;
+          DC_NEXT_ELEMENT();
         } else {
-          v0 = cb + s0 * esz; v1 = cb + s1 * esz; v2 = cb + s2 * esz; v3 = cb + s3 * esz;
+          v0 = cb + s0 * esz;
+          v1 = cb + s1 * esz;
+          v2 = cb + s2 * esz;
+          v3 = cb + s3 * esz;
         }
         put4(out, 4 * (k + r), v0, v1, v2, v3, esz, bits);
       }
@@ -741,8 +823,12 @@ DC_INLINE dc_status dense_body(const uint8_t* data, const dc_header* h, const ui
   }
 #undef DC_NEXT_ELEMENT
   /* Tail: each stream on its own with the safe refill. */
-  br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;
-  if (bits < 8) memset(out + k * 4 * bits / 8, 0, (size_t)(h->info.output_bytes - k * 4 * bits / 8));
+  br[0] = b0;
+  br[1] = b1;
+  br[2] = b2;
+  br[3] = b3;
+  if (bits < 8)
+    memset(out + k * 4 * bits / 8, 0, (size_t)(h->info.output_bytes - k * 4 * bits / 8));
   for (s = 0; s < 4; ++s) {
     bitreader* b = &br[s];
     uint64_t i;
@@ -761,12 +847,12 @@ DC_INLINE dc_status dense_body(const uint8_t* data, const dc_header* h, const ui
 /* §6 sparse and §11 grouped sparse                                                          */
 /* ---------------------------------------------------------------------------------------- */
 /* One entry: p += gap, bounds check, store, p += 1. */
-#define DC_ENTRY(g, i)                                                            \
-  do {                                                                            \
-    p += (g);                                                                     \
-    if (p >= n) return DC_ERR_STREAM;                                             \
-    put1(out, p, grouped ? group_value(h, p, (i), esz) : cb + (i) * esz, esz, bits); \
-    p++;                                                                          \
+#define DC_ENTRY(g, i)                                                             \
+  do {                                                                             \
+    p += (g);                                                                      \
+    if (p >= n) return DC_ERR_STREAM;                                              \
+    put1(out, p, grouped ? group_value(h, p, (i), esz) : cb + (i)*esz, esz, bits); \
+    p++;                                                                           \
   } while (0)
 
 DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
@@ -782,7 +868,10 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
   uint32_t s;
   dc_status st;
   streams_init(br, h);
-  b0 = br[0]; b1 = br[1]; b2 = br[2]; b3 = br[3];
+  b0 = br[0];
+  b1 = br[1];
+  b2 = br[2];
+  b3 = br[3];
   if (grouped) { /* each group has its own background value: fill everything up front */
     fill_grouped(out, h, h->background);
     filled = n;
@@ -823,7 +912,10 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
     }
     ck_upto(ck, out, (size_t)(p * esz));
   }
-  br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;
+  br[0] = b0;
+  br[1] = b1;
+  br[2] = b2;
+  br[3] = b3;
   for (; j < e; ++j) {
     bitreader* bb = &br[j & 3];
     uint32_t g, i;
@@ -848,11 +940,129 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
 #undef DC_ENTRY
 
 /* ---------------------------------------------------------------------------------------- */
+/* §14 context-modelled sparse                                                               */
+/* ---------------------------------------------------------------------------------------- */
+/* Entry of a segment: gap g, then the index code chosen by the context 2 * class of the
+ * segment's previous index + (g == 0); the table entry carries the class in bits 4-5 (§14 tables
+ * are built with the class map), so no other load sits in the chain.  Stored as §6. */
+#define DC_CTX_ENTRY(b, g, p, q, e)                  \
+  do {                                               \
+    const uint32_t c_ = ((q) << 1) + ((g) == 0);     \
+    uint32_t i_;                                     \
+    DEC(b, itab + ((size_t)c_ << ilen), imask, i_);  \
+    (p) += (g);                                      \
+    if ((p) >= (e)) return DC_ERR_STREAM;            \
+    put1(out, (p), cb + (i_ >> 2) * esz, esz, bits); \
+    (p)++;                                           \
+    (q) = i_ & 3u;                                   \
+  } while (0)
+
+/* Background ahead of a segment's position: at least `ahead` elements (within the segment). */
+DC_INLINE void ctx_fill(uint8_t* out, uint64_t* filled, uint64_t p, uint64_t end, uint64_t ahead,
+                        const uint8_t* bgv, const size_t esz, const unsigned bits) {
+  uint64_t reach = min_u64(end, p + ahead);
+  if (*filled < reach) {
+    uint64_t to = min_u64(end, *filled + DC_FILL_CHUNK > reach ? *filled + DC_FILL_CHUNK : reach);
+    fill_elements(out, *filled, to, bgv, esz, bits);
+    *filled = to;
+  }
+}
+
+DC_INLINE dc_status context_body(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
+                                 const uint16_t* itab, uint8_t* out, const size_t esz,
+                                 const unsigned bits) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint32_t ilen = h->index_code.max_len; /* every context's table has 2^ilen entries */
+  const uint64_t imask = (1u << ilen) - 1u;
+  const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, G = h->gap_alphabet;
+  const uint8_t* cb = h->codebook;
+  const uint8_t* bgv = cb + (size_t)h->background * esz;
+  const uint32_t bgc = (h->classes[h->background >> 1] >> ((h->background & 1u) << 2)) & 3u;
+  /* segment s covers positions [seg_start[s], end s); p = position, q = previous class */
+  const uint64_t e0 = h->seg_start[1], e1 = h->seg_start[2], e2 = h->seg_start[3], e3 = n;
+  uint64_t p0 = 0, p1 = e0, p2 = e1, p3 = e2, left = h->stream_count[3], done = 0, it;
+  uint64_t pos[4], end[4], filled[4];
+  uint32_t q0 = bgc, q1 = bgc, q2 = bgc, q3 = bgc, q[4], s;
+  dc_status st;
+  streams_init(br, h);
+  for (s = 0; s < 4; ++s) filled[s] = h->seg_start[s];
+  b0 = br[0];
+  b1 = br[1];
+  b2 = br[2];
+  b3 = br[3];
+  /* 1 refill and 2 entries (<= 2 * (12 + 12) bits) per stream per iteration; the four segments
+   * are independent chains. `left`: entries of the shortest stream (3) not yet decoded. */
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64(left / 2, DC_CHUNK_ITERS))) > 0) {
+    if (it * 2 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (2 * G) + 1;
+    ctx_fill(out, &filled[0], p0, e0, it * 2 * G, bgv, esz, bits);
+    ctx_fill(out, &filled[1], p1, e1, it * 2 * G, bgv, esz, bits);
+    ctx_fill(out, &filled[2], p2, e2, it * 2 * G, bgv, esz, bits);
+    ctx_fill(out, &filled[3], p3, e3, it * 2 * G, bgv, esz, bits);
+    left -= 2 * it;
+    done += 2 * it;
+    for (; it > 0; --it) {
+      uint32_t r;
+      BR_REFILL_FAST(b0, data);
+      BR_REFILL_FAST(b1, data);
+      BR_REFILL_FAST(b2, data);
+      BR_REFILL_FAST(b3, data);
+      for (r = 0; r < 2; ++r) {
+        uint32_t g0, g1, g2, g3;
+        DEC(b0, gtab, gmask, g0);
+        DEC(b1, gtab, gmask, g1);
+        DEC(b2, gtab, gmask, g2);
+        DEC(b3, gtab, gmask, g3);
+        DC_CTX_ENTRY(b0, g0, p0, q0, e0);
+        DC_CTX_ENTRY(b1, g1, p1, q1, e1);
+        DC_CTX_ENTRY(b2, g2, p2, q2, e2);
+        DC_CTX_ENTRY(b3, g3, p3, q3, e3);
+      }
+    }
+  }
+  br[0] = b0;
+  br[1] = b1;
+  br[2] = b2;
+  br[3] = b3;
+  pos[0] = p0;
+  pos[1] = p1;
+  pos[2] = p2;
+  pos[3] = p3;
+  end[0] = e0;
+  end[1] = e1;
+  end[2] = e2;
+  end[3] = e3;
+  q[0] = q0;
+  q[1] = q1;
+  q[2] = q2;
+  q[3] = q3;
+  for (s = 0; s < 4; ++s) {
+    bitreader* bb = &br[s];
+    uint64_t k;
+    for (k = done; k < h->stream_count[s]; ++k) {
+      uint32_t g;
+      br_refill_safe(bb, data);
+      DEC(*bb, gtab, gmask, g);
+      ctx_fill(out, &filled[s], pos[s], end[s], (uint64_t)g + 1, bgv, esz, bits);
+      DC_CTX_ENTRY(*bb, g, pos[s], q[s], end[s]);
+    }
+    /* §14: a segment ends where the next starts; the last leaves fewer than G */
+    if (s < 3 ? pos[s] != end[s] : end[s] - pos[s] >= G) return DC_ERR_STREAM;
+    fill_elements(out, filled[s], end[s], bgv, esz, bits);
+    st = br_finish(bb, data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+#undef DC_CTX_ENTRY
+
+/* ---------------------------------------------------------------------------------------- */
 /* §12 float planes                                                                          */
 /* ---------------------------------------------------------------------------------------- */
 /* Element i from its symbol (the 8 bits below the sign) and its raw bytes (the other bits, the
  * sign on top), W = 8 * esz bits: x = (rest & M) | sym << (W - 9) | (rest >> (W - 9)) << (W - 1). */
-#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define DC_LITTLE_ENDIAN 1 /* host order = format order: whole-word memcpy loads and stores */
 #else
 #define DC_LITTLE_ENDIAN 0
@@ -860,8 +1070,8 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
 
 /* `wide`: element i is not the last one, so a 4-byte load of its 3 rest bytes stays inside the
  * input (the rest plane ends the input, §12). */
-DC_INLINE void put_plane(uint8_t* out, uint64_t i, uint32_t sym, const uint8_t* rest, const size_t esz,
-                         const int wide) {
+DC_INLINE void put_plane(uint8_t* out, uint64_t i, uint32_t sym, const uint8_t* rest,
+                         const size_t esz, const int wide) {
   if (esz == 4) {
     const uint8_t* r = rest + i * 3;
     uint32_t v;
@@ -906,7 +1116,10 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
     return DC_OK;
   }
   streams_init(br, h);
-  b0 = br[0]; b1 = br[1]; b2 = br[2]; b3 = br[3];
+  b0 = br[0];
+  b1 = br[1];
+  b2 = br[2];
+  b3 = br[3];
   /* the last round is left to the tail: elements of the fast loop are never the last (wide) */
   while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), (rounds - k - (rounds > k)) / 4)) > 0) {
     for (; it > 0; --it) {
@@ -930,7 +1143,10 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
       k += 4;
     }
   }
-  br[0] = b0; br[1] = b1; br[2] = b2; br[3] = b3;
+  br[0] = b0;
+  br[1] = b1;
+  br[2] = b2;
+  br[3] = b3;
   for (s = 0; s < 4; ++s) {
     bitreader* b = &br[s];
     for (i = k * 4 + s; i < n; i += 4) {
@@ -947,15 +1163,15 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
 /* ---------------------------------------------------------------------------------------- */
 /* Thin wrappers: one instance of each body per element size (constants fold away)          */
 /* ---------------------------------------------------------------------------------------- */
-#define DC_DENSE(NAME, ESZ, BITS, GROUPED)                                                        \
-  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o,  \
-                        cksum* c) {                                                           \
-    return dense_body(d, h, t, o, c, ESZ, BITS, GROUPED);                                     \
+#define DC_DENSE(NAME, ESZ, BITS, GROUPED)                                                   \
+  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o, \
+                        cksum* c) {                                                          \
+    return dense_body(d, h, t, o, c, ESZ, BITS, GROUPED);                                    \
   }
-#define DC_SPARSE(NAME, ESZ, BITS, GROUPED)                                                       \
-  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt,             \
-                        const uint16_t* it, uint8_t* o, cksum* c) {                           \
-    return sparse_body(d, h, gt, it, o, c, ESZ, BITS, GROUPED);                               \
+#define DC_SPARSE(NAME, ESZ, BITS, GROUPED)                                       \
+  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
+                        const uint16_t* it, uint8_t* o, cksum* c) {               \
+    return sparse_body(d, h, gt, it, o, c, ESZ, BITS, GROUPED);                   \
   }
 DC_DENSE(dense_b2, 1, 2, 0)
 DC_DENSE(dense_b4, 1, 4, 0)
@@ -973,6 +1189,14 @@ DC_SPARSE(sparse_e4, 4, 32, 0)
 DC_SPARSE(sparse_g1, 1, 8, 1)
 DC_SPARSE(sparse_g2, 2, 16, 1)
 DC_SPARSE(sparse_g4, 4, 32, 1)
+#define DC_CONTEXT(NAME, ESZ)                                                     \
+  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
+                        const uint16_t* t, uint8_t* o) {                          \
+    return context_body(d, h, gt, t, o, ESZ, 8 * ESZ);                            \
+  }
+DC_CONTEXT(context_e1, 1)
+DC_CONTEXT(context_e2, 2)
+DC_CONTEXT(context_e4, 4)
 static dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
   return planes_body(d, h, t, o, 2);
 }
@@ -985,10 +1209,33 @@ typedef dc_status (*sparse_fn)(const uint8_t*, const dc_header*, const uint16_t*
                                uint8_t*, cksum*);
 
 /* Index by element_bits: 2, 4, 8, 16, 32 -> 0..4. */
-static int size_slot(uint32_t bits) { return bits == 2 ? 0 : bits == 4 ? 1 : bits == 8 ? 2 : bits == 16 ? 3 : 4; }
+static int size_slot(uint32_t bits) {
+  return bits == 2 ? 0 : bits == 4 ? 1 : bits == 8 ? 2 : bits == 16 ? 3 : 4;
+}
 
-static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* itab, uint16_t* gtab,
-                             uint8_t* out, cksum* ck) {
+/* §14: the workspace holds the gap table, then one table per context, each of 2^Lmax entries
+ * (Lmax: the longest index code), so the context picks its table by a shift, no load. */
+static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_t* ws,
+                                uint8_t* out) {
+  const size_t size = (size_t)1 << h->index_code.max_len;
+  uint16_t* t = ws + table_entries(&h->gap_code);
+  uint32_t c;
+  build_table(&h->gap_code, ws);
+  for (c = 0; c < h->contexts; ++c) {
+    uint16_t* tc = t + c * size;
+    size_t done = table_entries(&h->ctx_code[c]);
+    build_table_cls(&h->ctx_code[c], tc, h->classes);
+    for (; done < size; done *= 2) memcpy(tc + done, tc, done * sizeof *tc); /* period 2^L */
+  }
+  switch (h->cb_esize) {
+    case 1: return context_e1(data, h, ws, t, out);
+    case 2: return context_e2(data, h, ws, t, out);
+    default: return context_e4(data, h, ws, t, out);
+  }
+}
+
+static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* itab,
+                             uint16_t* gtab, uint8_t* out, cksum* ck) {
   static const dense_fn dense[2][5] = {{dense_b2, dense_b4, dense_e1, dense_e2, dense_e4},
                                        {NULL, NULL, dense_g1, dense_g2, dense_g4}};
   static const sparse_fn sparse[2][5] = {{sparse_b2, sparse_b4, sparse_e1, sparse_e2, sparse_e4},
@@ -998,6 +1245,7 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
   const size_t esz = h->cb_esize;
   /* §13: the padding bits of the last byte are zero; stores below never touch them */
   if (h->info.element_bits < 8) out[h->info.output_bytes - 1] = 0;
+  if (h->layout == DC_LAYOUT_CONTEXT_SPARSE) return decode_context(data, h, itab, out);
   build_table(&h->index_code, itab);
   if (h->layout == DC_LAYOUT_FLOAT_PLANES)
     return esz == 4 ? planes_e4(data, h, itab, out) : planes_e2(data, h, itab, out);

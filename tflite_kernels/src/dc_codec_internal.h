@@ -10,36 +10,40 @@
 
 /* §4 alphabet descriptor. */
 typedef struct {
-  uint32_t n;              /* alphabet size */
-  uint32_t max_len;        /* L: 0 (single zero-bit symbol) .. 12 */
-  uint32_t min_len;        /* shortest code length in use (0 if L = 0) */
-  uint32_t single;         /* the symbol when L = 0 */
-  const uint8_t* lengths;  /* ceil(n/2) nibble bytes when L > 0, points into the input */
+  uint32_t n;             /* alphabet size */
+  uint32_t max_len;       /* L: 0 (single zero-bit symbol) .. 12 */
+  uint32_t min_len;       /* shortest code length in use (0 if L = 0) */
+  uint32_t single;        /* the symbol when L = 0 */
+  const uint8_t* lengths; /* ceil(n/2) nibble bytes when L > 0, points into the input */
 } dc_alphabet;
 
 typedef struct {
   dc_tensor_info info;
-  uint32_t layout;            /* DC_LAYOUT_* */
-  uint32_t sparse;            /* layout has gap/index entries (§6, §11) */
-  size_t check_pos;           /* offset of the checksum field(s) (§2) */
-  uint32_t check_a, check_b;  /* version 1: Fletcher-64 (§8.1) */
-  uint32_t check;             /* version 2: CRC-32 (§8) */
-  uint32_t k;                 /* codebook entries (per group for §11) */
-  uint32_t groups;            /* C: codebook tables (1 unless §11) */
-  uint32_t axis;              /* §11 */
-  uint64_t inner;             /* §11: elements per run of one group (product of dims after axis) */
-  uint32_t cb_esize;          /* bytes per codebook value (1 for the sub-byte types, §13) */
-  const uint8_t* codebook;    /* groups * k * cb_esize bytes, points into the input */
-  uint32_t background;        /* sparse: codebook index */
-  uint64_t entries;           /* sparse: E */
-  uint32_t gap_alphabet;      /* sparse: G */
+  uint32_t layout;           /* DC_LAYOUT_* */
+  uint32_t sparse;           /* layout has gap/index entries (§6, §11) */
+  size_t check_pos;          /* offset of the checksum field(s) (§2) */
+  uint32_t check_a, check_b; /* version 1: Fletcher-64 (§8.1) */
+  uint32_t check;            /* version 2: CRC-32 (§8) */
+  uint32_t k;                /* codebook entries (per group for §11) */
+  uint32_t groups;           /* C: codebook tables (1 unless §11) */
+  uint32_t axis;             /* §11 */
+  uint64_t inner;            /* §11: elements per run of one group (product of dims after axis) */
+  uint32_t cb_esize;         /* bytes per codebook value (1 for the sub-byte types, §13) */
+  const uint8_t* codebook;   /* groups * k * cb_esize bytes, points into the input */
+  uint32_t background;       /* sparse: codebook index */
+  uint64_t entries;          /* sparse: E */
+  uint32_t gap_alphabet;     /* sparse: G */
   dc_alphabet gap_code, index_code;
-  size_t streams_pos;         /* first stream byte (= end of the §8.1 header) */
+  uint32_t contexts;                  /* §14: index codes C (0 for other layouts) */
+  uint64_t seg_start[DC_NUM_STREAMS]; /* §14: first position of each stream's segment */
+  const uint8_t* classes;             /* §14: ceil(K/2) class nibbles, points into the input */
+  dc_alphabet ctx_code[DC_MAX_INDEX_CONTEXTS]; /* §14: index code of each context */
+  size_t streams_pos;                          /* first stream byte (= end of the §8.1 header) */
   size_t stream_start[DC_NUM_STREAMS];
   uint64_t stream_size[DC_NUM_STREAMS];
   uint64_t stream_count[DC_NUM_STREAMS]; /* symbols (dense) or entries (sparse) per stream */
-  size_t rest_pos;            /* §12: raw plane offset */
-  uint32_t rest_bytes;        /* §12: raw bytes per element */
+  size_t rest_pos;                       /* §12: raw plane offset */
+  uint32_t rest_bytes;                   /* §12: raw bytes per element */
 } dc_header;
 
 /* Parses and validates everything of §2-§7, §9, §11-§13 that needs no decoding. */

@@ -61,8 +61,7 @@ static int value_code(ValueMap* vm, dc_sparse_fc* m, uint32_t bits, float v) {
   }
 }
 
-static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why,
-                                   size_t why_size) {
+static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why, size_t why_size) {
   ValueMap vm;
   memset(vm.val, 0xff, sizeof vm.val); /* -1 = empty */
   uint32_t last_bits = 0;
@@ -84,8 +83,7 @@ static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why,
         last_code = value_code(&vm, m, bits, v);
         last_bits = bits;
         if (last_code < 0) {
-          say(why, why_size, "more than %u distinct non-zero values",
-              DC_SFC_MAX_VALUES);
+          say(why, why_size, "more than %u distinct non-zero values", DC_SFC_MAX_VALUES);
           return DC_SFC_UNSUPPORTED;
         }
       }
@@ -131,8 +129,7 @@ static uint64_t count_nonzero(const void* w, uint32_t dtype, uint64_t n) {
   return nnz;
 }
 
-static dc_sfc_status check_shape(const dc_tensor_info* info, char* why,
-                                 size_t why_size) {
+static dc_sfc_status check_shape(const dc_tensor_info* info, char* why, size_t why_size) {
   if (info->dtype != DC_DTYPE_FLOAT32 && info->dtype != DC_DTYPE_INT8) {
     say(why, why_size, "weights are neither float32 nor int8");
     return DC_SFC_UNSUPPORTED;
@@ -141,11 +138,10 @@ static dc_sfc_status check_shape(const dc_tensor_info* info, char* why,
     say(why, why_size, "weights are not 2-D");
     return DC_SFC_UNSUPPORTED;
   }
-  if (info->dims[0] == 0 || info->dims[1] == 0 ||
-      info->dims[1] > DC_SFC_MAX_COLS || info->dims[0] >= 0x7fffffffu) {
+  if (info->dims[0] == 0 || info->dims[1] == 0 || info->dims[1] > DC_SFC_MAX_COLS ||
+      info->dims[0] >= 0x7fffffffu) {
     say(why, why_size, "weight shape %llux%llu out of range (input size 1..%u)",
-        (unsigned long long)info->dims[0], (unsigned long long)info->dims[1],
-        DC_SFC_MAX_COLS);
+        (unsigned long long)info->dims[0], (unsigned long long)info->dims[1], DC_SFC_MAX_COLS);
     return DC_SFC_UNSUPPORTED;
   }
   return DC_SFC_OK;
@@ -160,17 +156,14 @@ static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz) {
   if (m->dtype == DC_DTYPE_INT8) {
     m->row_sum = (int32_t*)malloc((size_t)m->rows * sizeof(int32_t));
   }
-  if (!m->row_ptr || !m->col || !m->code ||
-      (m->dtype == DC_DTYPE_INT8 && !m->row_sum)) {
+  if (!m->row_ptr || !m->col || !m->code || (m->dtype == DC_DTYPE_INT8 && !m->row_sum)) {
     return DC_SFC_NOMEM;
   }
   return DC_SFC_OK;
 }
 
-DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size,
-                                        dc_sparse_fc* m,
-                                        dc_status* decode_status, char* why,
-                                        size_t why_size) {
+DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
+                                        dc_status* decode_status, char* why, size_t why_size) {
   dc_tensor_info info;
   if (decode_status) *decode_status = DC_OK;
   if (!m) return DC_SFC_ARGUMENT;
@@ -214,8 +207,8 @@ static float clampf(float v, float lo, float hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-static void float_batch1(const dc_sparse_fc* m, const float* x,
-                         const float* bias, float lo, float hi, float* y) {
+static void float_batch1(const dc_sparse_fc* m, const float* x, const float* bias, float lo,
+                         float hi, float* y) {
   const uint16_t* col = m->col;
   const uint8_t* code = m->code;
   const float* cb = m->codebook;
@@ -240,8 +233,8 @@ static void float_batch1(const dc_sparse_fc* m, const float* x,
  * unaligned loads through memcpy); otherwise plain C. */
 #if defined(__GNUC__)
 typedef float dc_v4f __attribute__((vector_size(16)));
-static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T,
-                        const float* bias, float lo, float hi, float* y) {
+static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, const float* bias,
+                        float lo, float hi, float* y) {
   const float* cb = m->codebook;
   const uint16_t* col = m->col;
   const uint8_t* code = m->code;
@@ -266,8 +259,8 @@ static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T,
   }
 }
 #else
-static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T,
-                        const float* bias, float lo, float hi, float* y) {
+static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, const float* bias,
+                        float lo, float hi, float* y) {
   const float* cb = m->codebook;
   const uint32_t rows = m->rows;
   for (uint32_t r = 0; r < rows; ++r) {
@@ -283,9 +276,9 @@ static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T,
 }
 #endif
 
-DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x,
-                               size_t batch, const float* bias, float act_min,
-                               float act_max, float* y, float* scratch) {
+DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t batch,
+                               const float* bias, float act_min, float act_max, float* y,
+                               float* scratch) {
   const size_t cols = m->cols, rows = m->rows;
   for (size_t b0 = 0; b0 < batch;) {
     size_t left = batch - b0;
@@ -311,8 +304,7 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x,
 /* XNNPACK's fp32 requantization: scale in float, clamp, round half to even
  * (the 1.5 * 2^23 trick is exact for |v| <= 2^22; v is clamped to a few
  * hundred first). */
-static int8_t requantize(int32_t acc, float scale, int32_t zp, int32_t qmin,
-                         int32_t qmax) {
+static int8_t requantize(int32_t acc, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
   float v = (float)acc * scale;
   const float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
   v = v < lo ? lo : (v > hi ? hi : v);
@@ -328,23 +320,20 @@ static int32_t wrap_add(int32_t a, int32_t b) {
 }
 
 /* bias[r] - input_zp * sum_c W[r, c] */
-static int32_t offset(const dc_sparse_fc* m, uint32_t r, int32_t izp,
-                      const int32_t* bias) {
+static int32_t offset(const dc_sparse_fc* m, uint32_t r, int32_t izp, const int32_t* bias) {
   uint32_t off = (uint32_t)(bias ? bias[r] : 0);
   off -= (uint32_t)izp * (uint32_t)m->row_sum[r];
   return (int32_t)off;
 }
 
-static void int8_batch1(const dc_sparse_fc* m, const int8_t* x, int32_t izp,
-                        const int32_t* bias, const float* scale, int32_t ozp,
-                        int32_t qmin, int32_t qmax, int8_t* y) {
+static void int8_batch1(const dc_sparse_fc* m, const int8_t* x, int32_t izp, const int32_t* bias,
+                        const float* scale, int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
   for (uint32_t r = 0; r < m->rows; ++r) {
     int32_t acc = 0;
     for (uint32_t j = m->row_ptr[r]; j < m->row_ptr[r + 1]; ++j) {
       acc += (int32_t)(int8_t)m->code[j] * (int32_t)x[m->col[j]];
     }
-    y[r] = requantize(wrap_add(acc, offset(m, r, izp, bias)), scale[r], ozp,
-                      qmin, qmax);
+    y[r] = requantize(wrap_add(acc, offset(m, r, izp, bias)), scale[r], ozp, qmin, qmax);
   }
 }
 
@@ -352,9 +341,9 @@ static void int8_batch1(const dc_sparse_fc* m, const int8_t* x, int32_t izp,
 #if defined(__GNUC__)
 typedef int32_t dc_v4i __attribute__((vector_size(16)));
 #endif
-static void int8_tile8(const dc_sparse_fc* m, const int32_t* xt, uint32_t T,
-                       int32_t izp, const int32_t* bias, const float* scale,
-                       int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
+static void int8_tile8(const dc_sparse_fc* m, const int32_t* xt, uint32_t T, int32_t izp,
+                       const int32_t* bias, const float* scale, int32_t ozp, int32_t qmin,
+                       int32_t qmax, int8_t* y) {
   const uint16_t* col = m->col;
   const uint8_t* code = m->code;
   const uint32_t rows = m->rows;
@@ -384,23 +373,20 @@ static void int8_tile8(const dc_sparse_fc* m, const int32_t* xt, uint32_t T,
 #endif
     const int32_t off = offset(m, r, izp, bias);
     for (uint32_t b = 0; b < T; ++b) {
-      y[(size_t)b * rows + r] =
-          requantize(wrap_add(acc[b], off), scale[r], ozp, qmin, qmax);
+      y[(size_t)b * rows + r] = requantize(wrap_add(acc[b], off), scale[r], ozp, qmin, qmax);
     }
   }
 }
 
-DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x,
-                              size_t batch, int32_t input_zp,
-                              const int32_t* bias, const float* scale,
-                              int32_t output_zp, int32_t qmin, int32_t qmax,
-                              int8_t* y, int32_t* scratch) {
+DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t batch,
+                              int32_t input_zp, const int32_t* bias, const float* scale,
+                              int32_t output_zp, int32_t qmin, int32_t qmax, int8_t* y,
+                              int32_t* scratch) {
   const size_t cols = m->cols, rows = m->rows;
   for (size_t b0 = 0; b0 < batch;) {
     size_t left = batch - b0;
     if (left == 1 || !scratch) {
-      int8_batch1(m, x + b0 * cols, input_zp, bias, scale, output_zp, qmin, qmax,
-                  y + b0 * rows);
+      int8_batch1(m, x + b0 * cols, input_zp, bias, scale, output_zp, qmin, qmax, y + b0 * rows);
       ++b0;
       continue;
     }
@@ -410,8 +396,7 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x,
         scratch[c * 8 + b] = b < T ? x[(b0 + b) * cols + c] : 0;
       }
     }
-    int8_tile8(m, scratch, T, input_zp, bias, scale, output_zp, qmin, qmax,
-               y + b0 * rows);
+    int8_tile8(m, scratch, T, input_zp, bias, scale, output_zp, qmin, qmax, y + b0 * rows);
     b0 += T;
   }
 }

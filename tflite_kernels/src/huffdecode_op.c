@@ -47,8 +47,8 @@
 
 static const char kOpName[] = "HuffDecode";
 static const char kDelegateKernelName[] = "DcKerasHuffDecodeDelegate";
-enum { kBuiltinDelegate = 51 };     /* BuiltinOperator DELEGATE */
-enum { kDecodedAlignment = 64 };    /* like TFLite's kDefaultTensorAlignment */
+enum { kBuiltinDelegate = 51 };  /* BuiltinOperator DELEGATE */
+enum { kDecodedAlignment = 64 }; /* like TFLite's kDefaultTensorAlignment */
 
 /* ------------------------------------------------------------------ */
 /* shared validation                                                   */
@@ -63,7 +63,9 @@ static int dc_to_tflite_type(uint32_t dtype) {
     case DC_DTYPE_UINT8: return kTfLiteUInt8;
     case DC_DTYPE_INT16: return kTfLiteInt16;
     case DC_DTYPE_INT8: return kTfLiteInt8;
-    default: return -1;
+    case DC_DTYPE_INT4: return kTfLiteInt4;
+    case DC_DTYPE_BFLOAT16: return kTfLiteBFloat16;
+    default: return -1; /* int2/uint4: TFLite 2.21 cannot size such tensors */
   }
 }
 
@@ -71,6 +73,8 @@ static const char* type_name(int t) {
   switch (t) {
     case kTfLiteFloat32: return "float32";
     case kTfLiteFloat16: return "float16";
+    case kTfLiteInt4: return "int4";
+    case kTfLiteBFloat16: return "bfloat16";
     case kTfLiteInt32: return "int32";
     case kTfLiteUInt8: return "uint8";
     case kTfLiteInt16: return "int16";
@@ -80,6 +84,13 @@ static const char* type_name(int t) {
     case kTfLiteString: return "string";
     default: return "unsupported type";
   }
+}
+
+/* The output's byte size fits the decoded tensor: equal, or for int4 the
+ * runtime's one-byte-per-element size (the data stays packed, §13). */
+static int output_size_ok(const TfLiteTensor* out, const dc_tensor_info* info) {
+  if ((uint64_t)out->bytes == info->output_bytes) return 1;
+  return info->dtype == DC_DTYPE_INT4 && (uint64_t)out->bytes == info->num_elements;
 }
 
 static const char* tensor_name(const TfLiteTensor* t) {
@@ -94,17 +105,14 @@ static void set_msg(char* msg, size_t size, const char* fmt, ...) {
 }
 
 /* Looks up the node's single input/output; NULL + message on misuse. */
-static int node_tensors(const TfLiteContext* context, const TfLiteNode* node,
-                        TfLiteTensor** in, TfLiteTensor** out, char* msg,
-                        size_t msg_size) {
-  if (!node->inputs || !node->outputs || node->inputs->size != 1 ||
-      node->outputs->size != 1) {
+static int node_tensors(const TfLiteContext* context, const TfLiteNode* node, TfLiteTensor** in,
+                        TfLiteTensor** out, char* msg, size_t msg_size) {
+  if (!node->inputs || !node->outputs || node->inputs->size != 1 || node->outputs->size != 1) {
     set_msg(msg, msg_size, "HuffDecode: expected 1 input and 1 output");
     return 0;
   }
   int i = node->inputs->data[0], o = node->outputs->data[0];
-  if (i < 0 || o < 0 || (size_t)i >= context->tensors_size ||
-      (size_t)o >= context->tensors_size) {
+  if (i < 0 || o < 0 || (size_t)i >= context->tensors_size || (size_t)o >= context->tensors_size) {
     set_msg(msg, msg_size, "HuffDecode: tensor index out of range");
     return 0;
   }
@@ -115,59 +123,48 @@ static int node_tensors(const TfLiteContext* context, const TfLiteNode* node,
 
 /* Checks the packed input and that its header matches the output tensor
  * (dtype, shape, byte size).  Returns 1 and fills *info, or 0 + message. */
-static int check_packed(const TfLiteTensor* in, const TfLiteTensor* out,
-                        dc_tensor_info* info, char* msg, size_t msg_size) {
+static int check_packed(const TfLiteTensor* in, const TfLiteTensor* out, dc_tensor_info* info,
+                        char* msg, size_t msg_size) {
   const char* oname = tensor_name(out);
   if (in->type != kTfLiteUInt8) {
-    set_msg(msg, msg_size,
-            "HuffDecode(%s): packed input '%s' must be uint8, got %s", oname,
+    set_msg(msg, msg_size, "HuffDecode(%s): packed input '%s' must be uint8, got %s", oname,
             tensor_name(in), type_name(in->type));
     return 0;
   }
   if (!in->dims || in->dims->size != 1) {
-    set_msg(msg, msg_size, "HuffDecode(%s): packed input '%s' must be 1-D",
-            oname, tensor_name(in));
+    set_msg(msg, msg_size, "HuffDecode(%s): packed input '%s' must be 1-D", oname, tensor_name(in));
     return 0;
   }
   if (in->allocation_type != kTfLiteMmapRo || in->data.raw_const == NULL) {
-    set_msg(msg, msg_size,
-            "HuffDecode(%s): packed input '%s' must be a constant tensor",
-            oname, tensor_name(in));
+    set_msg(msg, msg_size, "HuffDecode(%s): packed input '%s' must be a constant tensor", oname,
+            tensor_name(in));
     return 0;
   }
   if (in->dims->data[0] < 0 || (size_t)in->dims->data[0] != in->bytes) {
-    set_msg(msg, msg_size,
-            "HuffDecode(%s): packed input '%s' byte size disagrees with its shape",
+    set_msg(msg, msg_size, "HuffDecode(%s): packed input '%s' byte size disagrees with its shape",
             oname, tensor_name(in));
     return 0;
   }
   dc_status st = dc_peek((const uint8_t*)in->data.raw_const, in->bytes, info);
   if (st != DC_OK) {
-    set_msg(msg, msg_size, "HuffDecode(%s): invalid packed tensor: %s", oname,
-            dc_strerror(st));
+    set_msg(msg, msg_size, "HuffDecode(%s): invalid packed tensor: %s", oname, dc_strerror(st));
     return 0;
   }
   int want = dc_to_tflite_type(info->dtype);
   if (want < 0 || want != (int)out->type) {
-    set_msg(msg, msg_size,
-            "HuffDecode(%s): packed dtype %s does not match output dtype %s",
-            oname, want < 0 ? "unknown" : type_name(want), type_name(out->type));
+    set_msg(msg, msg_size, "HuffDecode(%s): packed dtype %s does not match output dtype %s", oname,
+            want < 0 ? "unknown" : type_name(want), type_name(out->type));
     return 0;
   }
-  if (!out->dims || out->dims->size < 0 ||
-      (uint32_t)out->dims->size != info->rank) {
-    set_msg(msg, msg_size,
-            "HuffDecode(%s): packed rank %u does not match output rank %d",
-            oname, (unsigned)info->rank, out->dims ? out->dims->size : -1);
+  if (!out->dims || out->dims->size < 0 || (uint32_t)out->dims->size != info->rank) {
+    set_msg(msg, msg_size, "HuffDecode(%s): packed rank %u does not match output rank %d", oname,
+            (unsigned)info->rank, out->dims ? out->dims->size : -1);
     return 0;
   }
   for (uint32_t k = 0; k < info->rank; ++k) {
-    if (out->dims->data[k] < 0 ||
-        (uint64_t)out->dims->data[k] != info->dims[k]) {
-      set_msg(msg, msg_size,
-              "HuffDecode(%s): packed dim %u is %llu but the output's is %d",
-              oname, (unsigned)k, (unsigned long long)info->dims[k],
-              out->dims->data[k]);
+    if (out->dims->data[k] < 0 || (uint64_t)out->dims->data[k] != info->dims[k]) {
+      set_msg(msg, msg_size, "HuffDecode(%s): packed dim %u is %llu but the output's is %d", oname,
+              (unsigned)k, (unsigned long long)info->dims[k], out->dims->data[k]);
       return 0;
     }
   }
@@ -230,30 +227,33 @@ static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
   if (context->ResizeTensorExplicit) {
     rs = context->ResizeTensorExplicit(context, out, (int)info.rank, dims);
   } else {
-    TfLiteIntArray* shape = (TfLiteIntArray*)malloc(
-        sizeof(TfLiteIntArray) + sizeof(int) * (info.rank ? info.rank : 1));
+    TfLiteIntArray* shape =
+        (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * (info.rank ? info.rank : 1));
     if (!shape) {
-      context->ReportError(context, "HuffDecode(%s): out of memory",
-                           tensor_name(out));
+      context->ReportError(context, "HuffDecode(%s): out of memory", tensor_name(out));
       return kTfLiteError;
     }
     shape->size = (int)info.rank;
     for (uint32_t k = 0; k < info.rank; ++k) shape->data[k] = dims[k];
     rs = context->ResizeTensor(context, out, shape); /* takes ownership */
   }
-  if (rs != kTfLiteOk || out->data.data == NULL ||
-      (uint64_t)out->bytes != info.output_bytes) {
+  /* TFLite sizes int4 tensors at one byte per element (util.cc GetSizeOfType)
+   * although kernels read them packed two per byte: accept the larger size. */
+  if (rs != kTfLiteOk || out->data.data == NULL || !output_size_ok(out, &info)) {
     context->ReportError(context,
                          "HuffDecode(%s): could not allocate %llu bytes for the "
                          "decoded tensor",
                          tensor_name(out), (unsigned long long)info.output_bytes);
     return kTfLiteError;
   }
-  dc_status st = dc_decode((const uint8_t*)in->data.raw_const, in->bytes,
-                           out->data.data, out->bytes);
+  if (out->bytes > info.output_bytes) {
+    memset((uint8_t*)out->data.data + info.output_bytes, 0, out->bytes - info.output_bytes);
+  }
+  dc_status st = dc_decode((const uint8_t*)in->data.raw_const, in->bytes, out->data.data,
+                           (size_t)info.output_bytes);
   if (st != DC_OK) {
-    context->ReportError(context, "HuffDecode(%s): decoding failed: %s",
-                         tensor_name(out), dc_strerror(st));
+    context->ReportError(context, "HuffDecode(%s): decoding failed: %s", tensor_name(out),
+                         dc_strerror(st));
     return kTfLiteError;
   }
   state->decoded = 1;
@@ -272,23 +272,23 @@ static TfLiteStatus op_invoke(TfLiteContext* context, TfLiteNode* node) {
 
 /* Static storage: every field not named here (incl. the zero tail) is zero. */
 static const DcPaddedRegistration g_op_registration = {
-    .reg = {
-        .init = op_init,
-        .free = op_free,
-        .prepare = op_prepare,
-        .invoke = op_invoke,
-        .builtin_code = kTfLiteBuiltinCustom,
-        .custom_name = kOpName,
-        .version = 1,
-    },
+    .reg =
+        {
+            .init = op_init,
+            .free = op_free,
+            .prepare = op_prepare,
+            .invoke = op_invoke,
+            .builtin_code = kTfLiteBuiltinCustom,
+            .custom_name = kOpName,
+            .version = 1,
+        },
 };
 
 DC_EXPORT const TfLiteRegistration* DcKerasHuffDecodeRegistration(void) {
   return &g_op_registration.reg;
 }
 
-typedef void (*AddCustomII)(void* self, const char* name,
-                            const TfLiteRegistration* registration,
+typedef void (*AddCustomII)(void* self, const char* name, const TfLiteRegistration* registration,
                             int min_version, int max_version);
 
 static AddCustomII g_add_custom = NULL;
@@ -324,40 +324,42 @@ DC_EXPORT void DcKerasRegisterHuffDecode(void* resolver) {
 
 /* One FULLY_CONNECTED node run from compact weights (weights="compressed"). */
 typedef struct {
-  int node;           /* original FC node index */
+  const TfLiteContext* ctx; /* subgraph (node/tensor indices are per subgraph) */
+  int node;                 /* original FC node index */
   int input, bias, output;
-  int weight;         /* the dense weight tensor: never allocated */
-  int packed;         /* packed uint8 tensor, the node's new input 1 */
+  int weight; /* the dense weight tensor: never allocated */
+  int packed; /* packed uint8 tensor, the node's new input 1 */
   int activation;
   int keep_num_dims;
-  float act_min, act_max;       /* float */
-  int32_t input_zp, output_zp;  /* int8 */
+  float act_min, act_max;      /* float */
+  int32_t input_zp, output_zp; /* int8 */
   int32_t qmin, qmax;
-  float* scale;                 /* int8: rows requantization scales */
+  float* scale; /* int8: rows requantization scales */
   dc_sparse_fc m;
   char name[96];
 } FcPlan;
 
 typedef struct {
-  TfLiteDelegate base;    /* first: the runtime sees a TfLiteDelegate */
-  uint64_t reserved[8];   /* zeros for fields a newer runtime may read */
-  void** blocks;          /* raw malloc blocks of decoded tensors */
+  TfLiteDelegate base;  /* first: the runtime sees a TfLiteDelegate */
+  uint64_t reserved[8]; /* zeros for fields a newer runtime may read */
+  void** blocks;        /* raw malloc blocks of decoded tensors */
   size_t num_blocks, cap_blocks;
-  int compressed;         /* option weights=compressed */
-  int keep_decoded;       /* option keep_decoded=1: never release decoded weights */
-  struct Decoded* dec;    /* decoded weight tensors (release bookkeeping) */
+  int compressed;      /* option weights=compressed */
+  int keep_decoded;    /* 1 (default): keep decoded weights; option keep_decoded=0 releases
+                        * those XNNPACK packed a copy of (reading such a tensor afterwards,
+                        * e.g. get_tensor, returns freed memory: opt-in only) */
+  struct Decoded* dec; /* decoded weight tensors (release bookkeeping) */
   size_t num_dec, cap_dec;
   /* The runtime's GetExecutionPlan / GetNodeAndRegistration as seen during
    * Prepare (kernels get stubs that refuse): plain accessors of the subgraph
    * behind context->impl_, used by release_packed_copies. */
   TfLiteStatus (*get_plan)(struct TfLiteContext*, TfLiteIntArray**);
-  TfLiteStatus (*get_node)(struct TfLiteContext*, int, TfLiteNode**,
-                           TfLiteRegistration**);
-  FcPlan** fcs;           /* compressed FC nodes (stable pointers) */
+  TfLiteStatus (*get_node)(struct TfLiteContext*, int, TfLiteNode**, TfLiteRegistration**);
+  FcPlan** fcs; /* compressed FC nodes (stable pointers) */
   size_t num_fcs, cap_fcs;
-  char* report;           /* one line per FC considered (DcKerasHuffDecodeDelegateReport) */
+  char* report; /* one line per FC considered (DcKerasHuffDecodeDelegateReport) */
   size_t report_len, report_cap;
-  char error[512];        /* first decode error, reported by the kernel */
+  char error[512]; /* first decode error, reported by the kernel */
 } DcDelegate;
 
 static int delegate_keep(DcDelegate* d, void* block) {
@@ -398,22 +400,23 @@ static void report_line(DcDelegate* d, const char* fmt, ...) {
  * (never repacks) on a resize.  If the delegates are applied again, the
  * delegate's Prepare decodes it again. */
 typedef struct Decoded {
+  const TfLiteContext* ctx; /* subgraph of `tensor` */
   int tensor;
-  void* block;     /* malloc block, NULL once released */
-  int* consumers;  /* original node indices */
+  void* block;    /* malloc block, NULL once released */
+  int* consumers; /* original node indices */
   int num_consumers;
   int eligible;
 } Decoded;
 
-static Decoded* find_decoded(const DcDelegate* d, int tensor) {
+static Decoded* find_decoded(const DcDelegate* d, const TfLiteContext* ctx, int tensor) {
   for (size_t i = 0; i < d->num_dec; ++i) {
-    if (d->dec[i].tensor == tensor) return &d->dec[i];
+    if (d->dec[i].ctx == ctx && d->dec[i].tensor == tensor) return &d->dec[i];
   }
   return NULL;
 }
 
-static void track_decoded(DcDelegate* d, int tensor, void* block) {
-  Decoded* r = find_decoded(d, tensor);
+static void track_decoded(DcDelegate* d, const TfLiteContext* ctx, int tensor, void* block) {
+  Decoded* r = find_decoded(d, ctx, tensor);
   if (!r) {
     if (d->num_dec == d->cap_dec) {
       size_t cap = d->cap_dec ? 2 * d->cap_dec : 16;
@@ -424,14 +427,15 @@ static void track_decoded(DcDelegate* d, int tensor, void* block) {
     }
     r = &d->dec[d->num_dec++];
     memset(r, 0, sizeof *r);
+    r->ctx = ctx;
     r->tensor = tensor;
   }
   r->block = block;
 }
 
-static FcPlan* find_fc(const DcDelegate* d, int node) {
+static FcPlan* find_fc(const DcDelegate* d, const TfLiteContext* ctx, int node) {
   for (size_t i = 0; i < d->num_fcs; ++i) {
-    if (d->fcs[i]->node == node) return d->fcs[i];
+    if (d->fcs[i]->ctx == ctx && d->fcs[i]->node == node) return d->fcs[i];
   }
   return NULL;
 }
@@ -452,8 +456,7 @@ typedef struct {
   size_t scratch_bytes;
 } KernelState;
 
-static void* kernel_init(TfLiteContext* context, const char* buffer,
-                         size_t length) {
+static void* kernel_init(TfLiteContext* context, const char* buffer, size_t length) {
   (void)context;
   (void)length;
   KernelState* ks = (KernelState*)calloc(1, sizeof(KernelState));
@@ -468,7 +471,7 @@ static void* kernel_init(TfLiteContext* context, const char* buffer,
     return NULL;
   }
   for (int k = 0; k < nodes->size; ++k) {
-    FcPlan* p = d ? find_fc(d, nodes->data[k]) : NULL;
+    FcPlan* p = d ? find_fc(d, context, nodes->data[k]) : NULL;
     if (p) ks->fcs[ks->num_fcs++] = p;
   }
   return ks;
@@ -499,8 +502,8 @@ static int in_array(const TfLiteIntArray* a, int v) {
 
 /* Shapes the output of one compressed FC from its current input (as TFLite's
  * FULLY_CONNECTED does) and makes sure it will have memory. */
-static TfLiteStatus fc_prepare(TfLiteContext* context, const KernelState* ks,
-                               FcPlan* p, size_t* batch_out) {
+static TfLiteStatus fc_prepare(TfLiteContext* context, const KernelState* ks, FcPlan* p,
+                               size_t* batch_out) {
   TfLiteTensor* in = &context->tensors[p->input];
   TfLiteTensor* out = &context->tensors[p->output];
   size_t elems = 1;
@@ -509,11 +512,11 @@ static TfLiteStatus fc_prepare(TfLiteContext* context, const KernelState* ks,
     elems *= (size_t)in->dims->data[k];
   }
   if (!in->dims || in->dims->size < 1 || elems % p->m.cols != 0 ||
-      (p->keep_num_dims &&
-       (uint32_t)in->dims->data[in->dims->size - 1] != p->m.cols)) {
+      (p->keep_num_dims && (uint32_t)in->dims->data[in->dims->size - 1] != p->m.cols)) {
     context->ReportError(context,
                          "dc_keras compressed FC(%s): input size is not a "
-                         "multiple of %u", p->name, (unsigned)p->m.cols);
+                         "multiple of %u",
+                         p->name, (unsigned)p->m.cols);
     return kTfLiteError;
   }
   size_t batch = elems / p->m.cols;
@@ -555,7 +558,7 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
     if (t < 0 || (size_t)t >= context->tensors_size ||
         (!is_fc_output(ks, t) && context->tensors[t].data.data == NULL &&
          context->tensors[t].bytes != 0 &&
-         !(find_decoded(d, t) && !find_decoded(d, t)->block))) {
+         !(find_decoded(d, context, t) && !find_decoded(d, context, t)->block))) {
       context->ReportError(context, "HuffDecode delegate: output %d not decoded", t);
       return kTfLiteError;
     }
@@ -580,31 +583,25 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
-static TfLiteStatus fc_invoke(TfLiteContext* context, const KernelState* ks,
-                              const FcPlan* p) {
+static TfLiteStatus fc_invoke(TfLiteContext* context, const KernelState* ks, const FcPlan* p) {
   const TfLiteTensor* in = &context->tensors[p->input];
   TfLiteTensor* out = &context->tensors[p->output];
   const TfLiteTensor* bias = p->bias >= 0 ? &context->tensors[p->bias] : NULL;
   size_t esize = p->m.dtype == DC_DTYPE_FLOAT32 ? sizeof(float) : 1;
   size_t batch = in->bytes / esize / p->m.cols;
-  if (!in->data.raw_const || !out->data.data ||
-      out->bytes != batch * p->m.rows * esize ||
+  if (!in->data.raw_const || !out->data.data || out->bytes != batch * p->m.rows * esize ||
       in->bytes != batch * p->m.cols * esize) {
-    context->ReportError(context, "dc_keras compressed FC(%s): tensors not ready",
-                         p->name);
+    context->ReportError(context, "dc_keras compressed FC(%s): tensors not ready", p->name);
     return kTfLiteError;
   }
   if (p->m.dtype == DC_DTYPE_FLOAT32) {
     dc_sparse_fc_float(&p->m, (const float*)in->data.raw_const, batch,
-                       bias ? (const float*)bias->data.raw_const : NULL,
-                       p->act_min, p->act_max, (float*)out->data.data,
-                       (float*)ks->scratch);
+                       bias ? (const float*)bias->data.raw_const : NULL, p->act_min, p->act_max,
+                       (float*)out->data.data, (float*)ks->scratch);
   } else {
-    dc_sparse_fc_int8(&p->m, (const int8_t*)in->data.raw_const, batch,
-                      p->input_zp,
-                      bias ? (const int32_t*)bias->data.raw_const : NULL,
-                      p->scale, p->output_zp, p->qmin, p->qmax,
-                      (int8_t*)out->data.data, (int32_t*)ks->scratch);
+    dc_sparse_fc_int8(&p->m, (const int8_t*)in->data.raw_const, batch, p->input_zp,
+                      bias ? (const int32_t*)bias->data.raw_const : NULL, p->scale, p->output_zp,
+                      p->qmin, p->qmax, (int8_t*)out->data.data, (int32_t*)ks->scratch);
   }
   return kTfLiteOk;
 }
@@ -619,8 +616,8 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
 
 /* Decodes one HuffDecode node now; on success its output becomes a constant
  * (kTfLiteMmapRo) backed by memory owned by the delegate. */
-static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
-                                TfLiteNode* node, char* msg, size_t msg_size) {
+static int delegate_decode_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node, char* msg,
+                                size_t msg_size) {
   TfLiteTensor *in, *out;
   dc_tensor_info info;
   if (!node_tensors(context, node, &in, &out, msg, msg_size)) return 0;
@@ -628,36 +625,34 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d,
     return 1; /* already decoded (delegate applied again) */
   }
   if (!check_packed(in, out, &info, msg, msg_size)) return 0;
-  const Decoded* prev = find_decoded(d, node->outputs->data[0]);
+  const Decoded* prev = find_decoded(d, context, node->outputs->data[0]);
   if (prev && !prev->block && out->bytes == 0) {
     out->bytes = (size_t)info.output_bytes; /* released earlier: decode again */
   }
-  if ((uint64_t)out->bytes != info.output_bytes) {
-    set_msg(msg, msg_size, "HuffDecode(%s): output byte size %llu != %llu",
-            tensor_name(out), (unsigned long long)out->bytes,
+  if (!output_size_ok(out, &info)) {
+    set_msg(msg, msg_size, "HuffDecode(%s): output byte size %llu != %llu", tensor_name(out),
+            (unsigned long long)out->bytes, (unsigned long long)info.output_bytes);
+    return 0;
+  }
+  size_t n = (size_t)out->bytes; /* >= output_bytes (int4: see output_size_ok) */
+  void* block = calloc(1, n + kDecodedAlignment);
+  if (!block || !delegate_keep(d, block)) {
+    free(block);
+    set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)", tensor_name(out),
             (unsigned long long)info.output_bytes);
     return 0;
   }
-  size_t n = (size_t)info.output_bytes;
-  void* block = malloc(n + kDecodedAlignment);
-  if (!block || !delegate_keep(d, block)) {
-    free(block);
-    set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)",
-            tensor_name(out), (unsigned long long)info.output_bytes);
-    return 0;
-  }
-  uintptr_t p = ((uintptr_t)block + kDecodedAlignment - 1) &
-                ~(uintptr_t)(kDecodedAlignment - 1);
-  dc_status st = dc_decode((const uint8_t*)in->data.raw_const, in->bytes,
-                           (void*)p, n);
+  uintptr_t p = ((uintptr_t)block + kDecodedAlignment - 1) & ~(uintptr_t)(kDecodedAlignment - 1);
+  dc_status st =
+      dc_decode((const uint8_t*)in->data.raw_const, in->bytes, (void*)p, (size_t)info.output_bytes);
   if (st != DC_OK) {
-    set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s",
-            tensor_name(out), dc_strerror(st));
+    set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s", tensor_name(out),
+            dc_strerror(st));
     return 0;
   }
   out->data.data = (void*)p;
   out->allocation_type = kTfLiteMmapRo;
-  track_decoded(d, node->outputs->data[0], block);
+  track_decoded(d, context, node->outputs->data[0], block);
   return 1;
 }
 
@@ -681,8 +676,14 @@ static int fc_activation(FcPlan* p, int act, const TfLiteTensor* out) {
   switch (act) {
     case kTfLiteActNone: break;
     case kTfLiteActRelu: lo = 0.f; break;
-    case kTfLiteActReluN1To1: lo = -1.f; hi = 1.f; break;
-    case kTfLiteActRelu6: lo = 0.f; hi = 6.f; break;
+    case kTfLiteActReluN1To1:
+      lo = -1.f;
+      hi = 1.f;
+      break;
+    case kTfLiteActRelu6:
+      lo = 0.f;
+      hi = 6.f;
+      break;
     default: return 0;
   }
   p->activation = act;
@@ -704,13 +705,13 @@ static int fc_activation(FcPlan* p, int act, const TfLiteTensor* out) {
 /* int8: per-row scales in_scale * w_scale[r] / out_scale, as XNNPACK's. */
 static int fc_int8_params(FcPlan* p, const TfLiteTensor* in, const TfLiteTensor* w,
                           const TfLiteTensor* out, char* why, size_t why_size) {
-  const TfLiteAffineQuantization* q =
-      w->quantization.type == kTfLiteAffineQuantization
-          ? (const TfLiteAffineQuantization*)w->quantization.params : NULL;
+  const TfLiteAffineQuantization* q = w->quantization.type == kTfLiteAffineQuantization
+                                          ? (const TfLiteAffineQuantization*)w->quantization.params
+                                          : NULL;
   uint32_t rows = p->m.rows;
   if (!q || !q->scale || (q->scale->size != 1 && (uint32_t)q->scale->size != rows) ||
-      (q->scale->size != 1 && q->quantized_dimension != 0) ||
-      !(in->params.scale > 0.f) || !(out->params.scale > 0.f)) {
+      (q->scale->size != 1 && q->quantized_dimension != 0) || !(in->params.scale > 0.f) ||
+      !(out->params.scale > 0.f)) {
     set_msg(why, why_size, "int8 weights without per-tensor/per-row scales");
     return 0;
   }
@@ -738,17 +739,16 @@ static int fc_int8_params(FcPlan* p, const TfLiteTensor* in, const TfLiteTensor*
  * Returns 1 if the compressed kernel can run it, else 0 + reason. */
 static int fc_supported(TfLiteContext* context, const TfLiteNode* node, char* why,
                         size_t why_size) {
-  const TfLiteFullyConnectedParams* prm =
-      (const TfLiteFullyConnectedParams*)node->builtin_data;
-  if (!node->inputs || node->inputs->size < 2 || node->inputs->size > 3 ||
-      !node->outputs || node->outputs->size != 1 || !prm) {
+  const TfLiteFullyConnectedParams* prm = (const TfLiteFullyConnectedParams*)node->builtin_data;
+  if (!node->inputs || node->inputs->size < 2 || node->inputs->size > 3 || !node->outputs ||
+      node->outputs->size != 1 || !prm) {
     set_msg(why, why_size, "unexpected FULLY_CONNECTED node");
     return 0;
   }
   if (prm->weights_format != 0 ||
       (prm->activation < kTfLiteActNone || prm->activation > kTfLiteActRelu6)) {
-    set_msg(why, why_size, "fused activation %d / weights format %d not supported",
-            prm->activation, prm->weights_format);
+    set_msg(why, why_size, "fused activation %d / weights format %d not supported", prm->activation,
+            prm->weights_format);
     return 0;
   }
   for (int k = 0; k < node->inputs->size; ++k) {
@@ -767,15 +767,17 @@ static int fc_supported(TfLiteContext* context, const TfLiteNode* node, char* wh
   const TfLiteTensor* w = &context->tensors[node->inputs->data[1]];
   const TfLiteTensor* out = &context->tensors[o];
   int bt = node->inputs->size == 3 && node->inputs->data[2] >= 0
-               ? (int)context->tensors[node->inputs->data[2]].type : -1;
+               ? (int)context->tensors[node->inputs->data[2]].type
+               : -1;
   int is_float = in->type == kTfLiteFloat32 && w->type == kTfLiteFloat32 &&
                  out->type == kTfLiteFloat32 && (bt < 0 || bt == kTfLiteFloat32);
-  int is_int8 = in->type == kTfLiteInt8 && w->type == kTfLiteInt8 &&
-                out->type == kTfLiteInt8 && (bt < 0 || bt == kTfLiteInt32);
+  int is_int8 = in->type == kTfLiteInt8 && w->type == kTfLiteInt8 && out->type == kTfLiteInt8 &&
+                (bt < 0 || bt == kTfLiteInt32);
   if (!is_float && !is_int8) {
-    set_msg(why, why_size, "types input %s / weights %s / output %s: only float32 "
-            "and full-integer int8 run compressed", type_name(in->type),
-            type_name(w->type), type_name(out->type));
+    set_msg(why, why_size,
+            "types input %s / weights %s / output %s: only float32 "
+            "and full-integer int8 run compressed",
+            type_name(in->type), type_name(w->type), type_name(out->type));
     return 0;
   }
   return 1;
@@ -783,10 +785,9 @@ static int fc_supported(TfLiteContext* context, const TfLiteNode* node, char* wh
 
 /* Builds the compact form of a supported FC node.  Returns 1 done, 0 not
  * suitable (reason in why: run dense), -1 invalid packed bytes (msg). */
-static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index,
-                        int packed, FcPlan** out_plan, char* why, size_t why_size) {
-  const TfLiteFullyConnectedParams* prm =
-      (const TfLiteFullyConnectedParams*)node->builtin_data;
+static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index, int packed,
+                        FcPlan** out_plan, char* why, size_t why_size) {
+  const TfLiteFullyConnectedParams* prm = (const TfLiteFullyConnectedParams*)node->builtin_data;
   int wi = node->inputs->data[1];
   const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
   const TfLiteTensor* w = &context->tensors[wi];
@@ -807,8 +808,8 @@ static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index
     return -1;
   }
   dc_status ds = DC_OK;
-  dc_sfc_status st = dc_sparse_fc_build((const uint8_t*)pk->data.raw_const, pk->bytes,
-                                        &p->m, &ds, why, why_size);
+  dc_sfc_status st =
+      dc_sparse_fc_build((const uint8_t*)pk->data.raw_const, pk->bytes, &p->m, &ds, why, why_size);
   if (st != DC_SFC_OK) {
     free(p);
     if (st == DC_SFC_UNSUPPORTED) return 0;
@@ -816,6 +817,7 @@ static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index
             st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
     return -1;
   }
+  p->ctx = context;
   p->node = node_index;
   p->input = node->inputs->data[0];
   p->bias = bi;
@@ -868,8 +870,7 @@ typedef struct {
 /* Compressed mode: marks FC nodes whose weights come straight from a
  * HuffDecode node and feed nothing else (candidates), and those HuffDecode
  * nodes (skip: not decoded unless the FC ends up dense). */
-static int find_candidates(TfLiteContext* context, DcDelegate* d, PlanNode* pn,
-                           int n) {
+static int find_candidates(TfLiteContext* context, DcDelegate* d, PlanNode* pn, int n) {
   size_t nt = context->tensors_size;
   int* uses = (int*)calloc(nt ? nt : 1, sizeof(int));
   int* huff_at = (int*)calloc(nt ? nt : 1, sizeof(int)); /* plan pos + 1 */
@@ -891,10 +892,10 @@ static int find_candidates(TfLiteContext* context, DcDelegate* d, PlanNode* pn,
   }
   for (int k = 0; k < n; ++k) {
     if (pn[k].reg->builtin_code != kTfLiteBuiltinFullyConnected) continue;
-    FcPlan* p = find_fc(d, pn[k].index);
+    FcPlan* p = find_fc(d, context, pn[k].index);
     int w = p ? p->weight
-              : (pn[k].node->inputs && pn[k].node->inputs->size >= 2
-                     ? pn[k].node->inputs->data[1] : -1);
+              : (pn[k].node->inputs && pn[k].node->inputs->size >= 2 ? pn[k].node->inputs->data[1]
+                                                                     : -1);
     if (w < 0 || (size_t)w >= nt || !huff_at[w] || (!p && uses[w] != 1)) continue;
     PlanNode* h = &pn[huff_at[w] - 1];
     if (!h->node->inputs || h->node->inputs->size != 1) continue;
@@ -914,10 +915,9 @@ static PlanNode* huff_feeding(PlanNode* pn, int n, int packed) {
 }
 
 /* Runs one candidate FC compressed, or falls back to decoding its weights. */
-static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc,
-                             PlanNode* huff) {
+static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc, PlanNode* huff) {
   char why[512] = "";
-  FcPlan* p = find_fc(d, fc->index);
+  FcPlan* p = find_fc(d, context, fc->index);
   int r = p ? 1 : 0;
   if (!p && fc_supported(context, fc->node, why, sizeof why)) {
     r = fc_plan_make(context, fc->node, fc->index, fc->fc_packed, &p, why, sizeof why);
@@ -928,11 +928,9 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     }
     if (r == 1) {
       fc->node->inputs->data[1] = p->packed; /* the dense weight loses its consumer */
-      report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\n", p->name,
-                  (unsigned)p->m.rows, (unsigned)p->m.cols,
-                  p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8",
-                  (unsigned long long)p->m.nnz,
-                  (unsigned long long)dc_sparse_fc_bytes(&p->m));
+      report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\n", p->name, (unsigned)p->m.rows,
+                  (unsigned)p->m.cols, p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8",
+                  (unsigned long long)p->m.nnz, (unsigned long long)dc_sparse_fc_bytes(&p->m));
     }
   }
   if (r == 1) {
@@ -944,8 +942,7 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     return;
   }
   char msg[512];
-  report_line(d, "dense\t%s\t%s\n",
-              tensor_name(&context->tensors[fc->node->inputs->data[1]]), why);
+  report_line(d, "dense\t%s\t%s\n", tensor_name(&context->tensors[fc->node->inputs->data[1]]), why);
   huff->skip = 0;
   if (!delegate_decode_node(context, d, huff->node, msg, sizeof msg)) {
     remember_error(d, msg);
@@ -954,10 +951,10 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
 
 /* Records, for every decoded tensor, its consumers in the original graph and
  * whether they are all filter inputs of FC / conv nodes (release-eligible). */
-static void note_consumers(DcDelegate* d, const PlanNode* pn, int n) {
+static void note_consumers(const TfLiteContext* context, DcDelegate* d, const PlanNode* pn, int n) {
   for (size_t i = 0; i < d->num_dec; ++i) {
     Decoded* r = &d->dec[i];
-    if (r->consumers) continue; /* the original graph does not change */
+    if (r->ctx != context || r->consumers) continue; /* the graph does not change */
     int count = 0, ok = 1;
     for (int k = 0; k < n; ++k) {
       const TfLiteIntArray* ins = pn[k].node->inputs;
@@ -1028,13 +1025,15 @@ static int* xnnpack_taken(TfLiteContext* context, const DcDelegate* d, int* num)
  * (it packed its own copy when it created its runtime). */
 static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
   int pending = 0;
-  for (size_t i = 0; i < d->num_dec; ++i) pending |= d->dec[i].block && d->dec[i].eligible;
+  for (size_t i = 0; i < d->num_dec; ++i) {
+    pending |= d->dec[i].ctx == context && d->dec[i].block && d->dec[i].eligible;
+  }
   if (d->keep_decoded || !pending) return;
   int num_taken = 0;
   int* taken = xnnpack_taken(context, d, &num_taken);
   for (size_t i = 0; taken && i < d->num_dec; ++i) {
     Decoded* r = &d->dec[i];
-    if (!r->block || !r->eligible) continue;
+    if (r->ctx != context || !r->block || !r->eligible) continue;
     int all = 1;
     for (int c = 0; c < r->num_consumers && all; ++c) {
       all = in_list(taken, num_taken, r->consumers[c]);
@@ -1052,8 +1051,7 @@ static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
   free(taken);
 }
 
-static TfLiteStatus delegate_prepare(TfLiteContext* context,
-                                     TfLiteDelegate* delegate) {
+static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* delegate) {
   DcDelegate* d = (DcDelegate*)delegate->data_;
   TfLiteIntArray* plan = NULL;
   d->get_plan = context->GetExecutionPlan;
@@ -1062,8 +1060,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context,
     return kTfLiteError;
   }
   size_t cap = (size_t)(plan->size > 0 ? plan->size : 1);
-  TfLiteIntArray* claimed =
-      (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * cap);
+  TfLiteIntArray* claimed = (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * cap);
   PlanNode* pn = (PlanNode*)calloc(cap, sizeof(PlanNode));
   if (!claimed || !pn) {
     free(claimed);
@@ -1074,8 +1071,8 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context,
   for (int k = 0; k < plan->size; ++k) {
     TfLiteNode* node = NULL;
     TfLiteRegistration* reg = NULL;
-    if (context->GetNodeAndRegistration(context, plan->data[k], &node, &reg) !=
-            kTfLiteOk || !node || !reg) {
+    if (context->GetNodeAndRegistration(context, plan->data[k], &node, &reg) != kTfLiteOk ||
+        !node || !reg) {
       continue;
     }
     PlanNode e = {plan->data[k], node, reg, -1, 0};
@@ -1098,7 +1095,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context,
     PlanNode* h = huff_feeding(pn, n, pn[k].fc_packed);
     if (h) settle_candidate(context, d, &pn[k], h);
   }
-  note_consumers(d, pn, n);
+  note_consumers(context, d, pn, n);
   claimed->size = 0;
   for (int k = 0; k < n; ++k) {
     if (is_huff(pn[k].reg) || (pn[k].fc_packed >= 0 && pn[k].skip == 2)) {
@@ -1117,22 +1114,20 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context,
     kernel.builtin_code = kBuiltinDelegate;
     kernel.custom_name = kDelegateKernelName;
     kernel.version = 1;
-    status = context->ReplaceNodeSubsetsWithDelegateKernels(context, kernel,
-                                                            claimed, delegate);
+    status = context->ReplaceNodeSubsetsWithDelegateKernels(context, kernel, claimed, delegate);
   }
   free(claimed);
   return status;
 }
 
-/* Options: "weights" = "decoded" (default) | "compressed". */
+/* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0". */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
                          void (*report_error)(const char*)) {
   char msg[256];
   for (size_t i = 0; i < n; ++i) {
     const char* k = keys ? keys[i] : NULL;
     const char* v = values ? values[i] : NULL;
-    if (k && v && strcmp(k, "keep_decoded") == 0 &&
-        (strcmp(v, "0") == 0 || strcmp(v, "1") == 0)) {
+    if (k && v && strcmp(k, "keep_decoded") == 0 && (strcmp(v, "0") == 0 || strcmp(v, "1") == 0)) {
       d->keep_decoded = v[0] == '1';
       continue;
     }
@@ -1142,17 +1137,18 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
       continue;
     }
     snprintf(msg, sizeof msg,
-             "dc_keras HuffDecode delegate: unknown option %s=%s (the only option is "
-             "weights=decoded|compressed, keep_decoded=0|1)", k ? k : "(null)", v ? v : "(null)");
+             "dc_keras HuffDecode delegate: unknown option %s=%s (the options are "
+             "weights=decoded|compressed and keep_decoded=1|0)",
+             k ? k : "(null)", v ? v : "(null)");
     if (report_error) report_error(msg);
     return 0;
   }
   return 1;
 }
 
-DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(
-    char** options_keys, char** options_values, size_t num_options,
-    void (*report_error)(const char*)) {
+DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, char** options_values,
+                                                        size_t num_options,
+                                                        void (*report_error)(const char*)) {
   /* Python's load_delegate passes the count as a C int: trust 32 bits. */
   size_t n = (size_t)(uint32_t)num_options;
   DcDelegate* d = (DcDelegate*)calloc(1, sizeof(DcDelegate));
@@ -1160,6 +1156,7 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(
     if (report_error) report_error("dc_keras HuffDecode delegate: out of memory");
     return NULL;
   }
+  d->keep_decoded = 1;
   if (!parse_options(d, options_keys, options_values, n, report_error)) {
     free(d);
     return NULL;
@@ -1188,7 +1185,7 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
  * <bytes>" or "dense <weights> <reason>".  Copies up to size - 1 bytes (NUL
  * terminated) and returns the full length. */
 DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate, char* buf,
-                                       size_t size) {
+                                                 size_t size) {
   const DcDelegate* d = delegate ? (const DcDelegate*)delegate->data_ : NULL;
   const char* r = d && d->report ? d->report : "";
   size_t len = strlen(r);

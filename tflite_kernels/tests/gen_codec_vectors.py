@@ -59,6 +59,16 @@ def vectors():
     out.append(("int2_dense", rng.integers(-2, 2, 203).astype(ml_dtypes.int2), "dense"))
     out.append(("int2_sparse", np.where(rng.random(1001) < 0.1, -1, 0).astype(ml_dtypes.int2), "sparse"))
     out.append(("int4_constant", np.full(77, -3, ml_dtypes.int4), None))
+    # §14 context-modelled sparse: runs of same-sign values (the fast loop, fillers, odd K)
+    cs = np.zeros((60, 97), np.float32)
+    runs = rng.random(cs.shape) < 0.15
+    sign = np.where(np.cumsum(rng.random(cs.shape) < 0.2, axis=1) % 2, -1.0, 1.0)
+    cs[runs] = (sign * rng.choice(np.linspace(0.1, 1, 9), size=cs.shape))[runs].astype(np.float32)
+    cs[:, 40:] = 0  # long gaps: fillers
+    out.append(("context_sparse_f32", cs, "context_sparse"))
+    ci = np.where(rng.random(777) < 0.3, rng.integers(-20, 20, 777), -5).astype(np.int8)
+    out.append(("context_sparse_i8_zero_point", ci, "context_sparse"))
+    out.append(("context_sparse_f16_small", np.array([0, 1, 1, -1, 0, 0, 2, 0], np.float16), "context_sparse"))
     return out
 
 

@@ -15,16 +15,16 @@
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (cond) {                                            \
-      passed++;                                            \
-    } else {                                               \
-      failed++;                                            \
+#define CHECK(cond, ...)                                     \
+  do {                                                       \
+    if (cond) {                                              \
+      passed++;                                              \
+    } else {                                                 \
+      failed++;                                              \
       printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      printf(__VA_ARGS__);                                 \
-      printf("\n");                                        \
-    }                                                      \
+      printf(__VA_ARGS__);                                   \
+      printf("\n");                                          \
+    }                                                        \
   } while (0)
 
 #define NVEC2 (sizeof codec_vectors / sizeof codec_vectors[0])
@@ -32,7 +32,9 @@ static int passed, failed;
 #define NVEC (NVEC1 + NVEC2)
 
 /* Vector v of both sets: the version 1 files first. */
-static const codec_vector* vec(size_t v) { return v < NVEC1 ? &codec_vectors_v1[v] : &codec_vectors[v - NVEC1]; }
+static const codec_vector* vec(size_t v) {
+  return v < NVEC1 ? &codec_vectors_v1[v] : &codec_vectors[v - NVEC1];
+}
 
 /* Decodes a heap copy of exactly `size` bytes; returns the status. */
 static dc_status decode_copy(const uint8_t* src, size_t size, uint8_t** out_p, size_t* out_size) {
@@ -87,8 +89,7 @@ static void test_vectors(void) {
         CHECK(dc_decode(t->packed, t->packed_size, big, t->raw_size - 1) == DC_ERR_OUTPUT_SIZE,
               "%s: short out size accepted", t->name);
       st = dc_decode(t->packed, t->packed_size, big + 1, t->raw_size);
-      CHECK(st == DC_OK && memcmp(big + 1, t->raw, t->raw_size) == 0, "%s: unaligned out",
-            t->name);
+      CHECK(st == DC_OK && memcmp(big + 1, t->raw, t->raw_size) == 0, "%s: unaligned out", t->name);
       free(big);
     }
     CHECK(info.version == (v < NVEC1 ? 1u : 2u) && info.layout == t->layout, "%s: version/layout",
@@ -106,7 +107,8 @@ static void test_vectors(void) {
             dc_strerror(st));
       if (info.num_elements)
         CHECK(dc_decode_ws(t->packed, t->packed_size, o2, t->raw_size, wbuf + 1, ws - 1) ==
-                  DC_ERR_WORKSPACE, "%s: short workspace accepted", t->name);
+                  DC_ERR_WORKSPACE,
+              "%s: short workspace accepted", t->name);
       free(wbuf);
       free(o2);
     }
@@ -225,8 +227,15 @@ static void test_hostile_headers(void) {
   h[5] = DC_DTYPE_BFLOAT16;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "bfloat16 in version 1");
   h[4] = 2;
-  h[7] = 5;
-  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 5 in version 2");
+  h[7] = 6;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 6 in version 2");
+  h[4] = 1;
+  h[5] = DC_DTYPE_FLOAT32;
+  h[7] = DC_LAYOUT_CONTEXT_SPARSE;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 5 in version 1");
+  h[4] = 2;
+  h[5] = DC_DTYPE_INT4;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "context sparse int4");
   h[5] = DC_DTYPE_INT4;
   h[7] = DC_LAYOUT_GROUPED_DENSE;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "grouped int4");
@@ -270,13 +279,14 @@ static void test_hostile_headers(void) {
     c[4] = 1;
     c[6] = 1;
     put32(c + 8, 1u << 30);
-    c[20] = 1;    /* K = 1, value 0.0 at 22..25 */
-    c[26] = 0;    /* L = 0, single symbol 0 at 27..28; stream sizes (all 0) at 29..44 */
+    c[20] = 1; /* K = 1, value 0.0 at 22..25 */
+    c[26] = 0; /* L = 0, single symbol 0 at 27..28; stream sizes (all 0) at 29..44 */
     {
       uint8_t d[45];
       memset(d, 0, sizeof d);
       memcpy(d, c, sizeof c);
-      CHECK(dc_peek(d, sizeof d, &info) == DC_ERR_SIZE_MISMATCH || dc_peek(d, sizeof d, &info) == DC_ERR_SHAPE,
+      CHECK(dc_peek(d, sizeof d, &info) == DC_ERR_SIZE_MISMATCH ||
+                dc_peek(d, sizeof d, &info) == DC_ERR_SHAPE,
             "zero-bit bomb: %s", dc_strerror(dc_peek(d, sizeof d, &info)));
       put32(d + 8, 1000);
       CHECK(dc_peek(d, sizeof d, &info) == DC_OK && info.output_bytes == 4000, "1000 zeros header");
@@ -309,7 +319,8 @@ static void test_crc_and_subbyte_values(void) {
     copy = (uint8_t*)malloc(t->packed_size);
     memcpy(copy, t->packed, t->packed_size);
     copy[cpos] ^= 1; /* the CRC field itself */
-    CHECK(decode_copy(copy, t->packed_size, &out, &out_size) == DC_ERR_CHECKSUM, "%s: crc", t->name);
+    CHECK(decode_copy(copy, t->packed_size, &out, &out_size) == DC_ERR_CHECKSUM, "%s: crc",
+          t->name);
     free(out);
     if (info.element_bits < 8 && t->layout == DC_LAYOUT_DENSE) {
       memcpy(copy, t->packed, t->packed_size);

@@ -15,14 +15,14 @@ TfLiteDelegate* tflite_plugin_create_delegate(char**, char**, size_t, void (*)(c
 void tflite_plugin_destroy_delegate(TfLiteDelegate*);
 
 static int passed, failed;
-#define CHECK(cond, what)                                              \
-  do {                                                                 \
-    if (cond) {                                                        \
-      passed++;                                                        \
-    } else {                                                           \
-      failed++;                                                        \
+#define CHECK(cond, what)                                                                       \
+  do {                                                                                          \
+    if (cond) {                                                                                 \
+      passed++;                                                                                 \
+    } else {                                                                                    \
+      failed++;                                                                                 \
       printf("FAIL %s:%d: %s (%s) last error: %s\n", __FILE__, __LINE__, #cond, what, g_error); \
-    }                                                                  \
+    }                                                                                           \
   } while (0)
 
 /* ---- fake runtime ---- */
@@ -48,8 +48,9 @@ static TfLiteStatus resize_explicit(TfLiteContext* c, TfLiteTensor* t, int rank,
   (void)c;
   size_t n = 1;
   for (int k = 0; k < rank; ++k) n *= (size_t)shape[k];
-  size_t es = t->type == kTfLiteFloat32 || t->type == kTfLiteInt32 ? 4
-              : t->type == kTfLiteFloat16 || t->type == kTfLiteInt16 ? 2 : 1;
+  size_t es = t->type == kTfLiteFloat32 || t->type == kTfLiteInt32   ? 4
+              : t->type == kTfLiteFloat16 || t->type == kTfLiteInt16 ? 2
+                                                                     : 1;
   t->bytes = n * es;
   if (t->allocation_type == kTfLitePersistentRo) {
     t->data.data = malloc(t->bytes ? t->bytes : 1);
@@ -83,7 +84,8 @@ static TfLiteStatus replace(TfLiteContext* c, TfLiteRegistration reg, const TfLi
 }
 
 static TfLiteIntArray* int_array(int n, const int* v) {
-  TfLiteIntArray* a = (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * (size_t)(n ? n : 1));
+  TfLiteIntArray* a =
+      (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * (size_t)(n ? n : 1));
   a->size = n;
   for (int k = 0; k < n; ++k) a->data[k] = v[k];
   return a;
@@ -100,7 +102,11 @@ static void setup(void) {
   memset(g_tensors, 0, sizeof g_tensors);
   memset(g_nodes, 0, sizeof g_nodes);
   memset(g_regs, 0, sizeof g_regs);
-  free(g_in_list); free(g_out_list); free(g_in_dims); free(g_out_dims); free(g_packed);
+  free(g_in_list);
+  free(g_out_list);
+  free(g_in_dims);
+  free(g_out_dims);
+  free(g_packed);
   g_in_list = int_array(1, &zero);
   g_out_list = int_array(1, &one);
   g_in_dims = int_array(1, &n);
@@ -149,15 +155,17 @@ static void op_done(void) {
 
 static void test_op_decodes_in_prepare(void) {
   const TfLiteRegistration* r = DcKerasHuffDecodeRegistration();
-  CHECK(r->builtin_code == kTfLiteBuiltinCustom && strcmp(r->custom_name, "HuffDecode") == 0, "registration");
+  CHECK(r->builtin_code == kTfLiteBuiltinCustom && strcmp(r->custom_name, "HuffDecode") == 0,
+        "registration");
   setup();
   CHECK(op_run() == kTfLiteOk, "prepare ok");
   CHECK(g_tensors[1].allocation_type == kTfLitePersistentRo, "persistent ro output");
-  CHECK(g_tensors[1].data.data != NULL &&
-            memcmp(g_tensors[1].data.data, dense_float32_rank3_raw, sizeof dense_float32_rank3_raw) == 0,
+  CHECK(g_tensors[1].data.data != NULL && memcmp(g_tensors[1].data.data, dense_float32_rank3_raw,
+                                                 sizeof dense_float32_rank3_raw) == 0,
         "decoded content");
   void* first = g_tensors[1].data.data;
-  CHECK(r->prepare(&g_ctx, &g_nodes[0]) == kTfLiteOk && g_tensors[1].data.data == first, "re-prepare keeps data");
+  CHECK(r->prepare(&g_ctx, &g_nodes[0]) == kTfLiteOk && g_tensors[1].data.data == first,
+        "re-prepare keeps data");
   CHECK(r->invoke(&g_ctx, &g_nodes[0]) == kTfLiteOk, "invoke no-op");
   op_done();
 }
@@ -173,7 +181,12 @@ static void test_op_errors(void) {
   g_tensors[0].type = kTfLiteInt8;
   expect_op_error("input type", "must be uint8");
   setup();
-  { const int d[2] = {1, (int)sizeof dense_float32_rank3_packed}; free(g_in_dims); g_in_dims = int_array(2, d); g_tensors[0].dims = g_in_dims; }
+  {
+    const int d[2] = {1, (int)sizeof dense_float32_rank3_packed};
+    free(g_in_dims);
+    g_in_dims = int_array(2, d);
+    g_tensors[0].dims = g_in_dims;
+  }
   expect_op_error("input rank", "must be 1-D");
   setup();
   g_tensors[0].allocation_type = kTfLiteArenaRw;
@@ -204,13 +217,18 @@ static void test_delegate(void) {
   char* keys[1] = {NULL};
   setup();
   TfLiteDelegate* d = tflite_plugin_create_delegate(keys, keys, 0, NULL);
-  CHECK(d != NULL && d->Prepare != NULL && d->flags == kTfLiteDelegateFlagsAllowDynamicTensors, "create");
+  CHECK(d != NULL && d->Prepare != NULL && d->flags == kTfLiteDelegateFlagsAllowDynamicTensors,
+        "create");
   g_replaced_calls = 0;
   CHECK(d->Prepare(&g_ctx, d) == kTfLiteOk, "delegate prepare");
-  CHECK(g_replaced_calls == 1 && g_replaced_count == 1 && g_replaced_nodes[0] == 0, "claims HuffDecode only");
-  CHECK(g_tensors[1].allocation_type == kTfLiteMmapRo && g_tensors[1].data.data != NULL, "constant output");
+  CHECK(g_replaced_calls == 1 && g_replaced_count == 1 && g_replaced_nodes[0] == 0,
+        "claims HuffDecode only");
+  CHECK(g_tensors[1].allocation_type == kTfLiteMmapRo && g_tensors[1].data.data != NULL,
+        "constant output");
   CHECK(((uintptr_t)g_tensors[1].data.data & 63u) == 0, "64-byte aligned");
-  CHECK(memcmp(g_tensors[1].data.data, dense_float32_rank3_raw, sizeof dense_float32_rank3_raw) == 0, "decoded");
+  CHECK(
+      memcmp(g_tensors[1].data.data, dense_float32_rank3_raw, sizeof dense_float32_rank3_raw) == 0,
+      "decoded");
   TfLiteNode kernel_node;
   memset(&kernel_node, 0, sizeof kernel_node);
   kernel_node.outputs = g_out_list;
@@ -237,7 +255,11 @@ int main(void) {
   test_op_errors();
   test_delegate();
   for (int k = 0; k < g_heap_n; ++k) free(g_heap[k]);
-  free(g_in_list); free(g_out_list); free(g_in_dims); free(g_out_dims); free(g_packed);
+  free(g_in_list);
+  free(g_out_list);
+  free(g_in_dims);
+  free(g_out_dims);
+  free(g_packed);
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -12,14 +12,14 @@
 #include "dc_sparse_fc.h"
 
 static int failures = 0;
-#define CHECK(cond, ...)                                  \
-  do {                                                    \
-    if (!(cond)) {                                        \
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
       fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                       \
-      fprintf(stderr, "\n");                              \
-      ++failures;                                         \
-    }                                                     \
+      fprintf(stderr, __VA_ARGS__);                        \
+      fprintf(stderr, "\n");                               \
+      ++failures;                                          \
+    }                                                      \
   } while (0)
 
 static uint32_t rng_state = 12345u;
@@ -148,15 +148,16 @@ static void test_vectors(void) {
     if (v->dtype == DC_DTYPE_INT8) {
       CHECK(m.nnz == nnz, "%s: nnz %llu vs %llu", v->name, (unsigned long long)m.nnz,
             (unsigned long long)nnz);
-      for (size_t b = 1; b <= 10; b += 4) check_int8((const int8_t*)v->raw, rows, cols, &m, b, v->name);
+      for (size_t b = 1; b <= 10; b += 4)
+        check_int8((const int8_t*)v->raw, rows, cols, &m, b, v->name);
     }
     CHECK(dc_sparse_fc_bytes(&m) > 0, "%s: bytes", v->name);
     dc_sparse_fc_free(&m);
     /* every truncation and a byte flip at every position: clean status, no crash */
     for (size_t cut = 0; cut < v->packed_size; cut += 1 + v->packed_size / 64) {
       st = dc_sparse_fc_build(v->packed, cut, &m, &ds, why, sizeof why);
-      CHECK(st == DC_SFC_DECODE && ds != DC_OK && m.row_ptr == NULL, "%s: cut %zu -> %d",
-            v->name, cut, st);
+      CHECK(st == DC_SFC_DECODE && ds != DC_OK && m.row_ptr == NULL, "%s: cut %zu -> %d", v->name,
+            cut, st);
     }
     uint8_t* bad = malloc(v->packed_size);
     for (size_t pos = 0; pos < v->packed_size; ++pos) {

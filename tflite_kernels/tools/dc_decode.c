@@ -94,8 +94,7 @@ static int decode_one(const char* in_path, const char* out_path) {
     return 1;
   }
   printf("dtype=%u shape=[", (unsigned)info.dtype);
-  for (i = 0; i < info.rank; ++i)
-    printf("%s%llu", i ? "," : "", (unsigned long long)info.dims[i]);
+  for (i = 0; i < info.rank; ++i) printf("%s%llu", i ? "," : "", (unsigned long long)info.dims[i]);
   printf("] bytes=%llu\n", (unsigned long long)info.output_bytes);
   return 0;
 }

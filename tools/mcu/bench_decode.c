@@ -79,8 +79,8 @@ int main(void) {
     }
     printf("BENCH %s %s %lu %lu %lu %lu %lu %lu %lu\n", t->name, t->layout,
            (unsigned long)t->elements, (unsigned long)t->nonzero, (unsigned long)t->packed_size,
-           (unsigned long)ticks * MCU_INSNS_PER_TICK, (unsigned long)stack,
-           (unsigned long)ws_bytes, (unsigned long)ck_ticks * MCU_INSNS_PER_TICK);
+           (unsigned long)ticks * MCU_INSNS_PER_TICK, (unsigned long)stack, (unsigned long)ws_bytes,
+           (unsigned long)ck_ticks * MCU_INSNS_PER_TICK);
   }
   printf("BENCH_DONE %u\n", failures);
   return (int)failures;

@@ -3,6 +3,9 @@
 #define DC_MCU_H_
 #include <stddef.h>
 #include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 /* Instruction counter: valid under `qemu -icount shift=0`; 1 tick = 40 instructions. */
 #define MCU_INSNS_PER_TICK 40u
 void mcu_counter_start(void);
@@ -11,4 +14,7 @@ uint32_t mcu_counter_ticks(void);
 void mcu_stack_paint(void);
 size_t mcu_stack_used(void);
 size_t mcu_stack_size(void);
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -22,12 +22,27 @@ extern void initialise_monitor_handles(void);
 
 void Reset_Handler(void);
 void Fault_Handler(void);
-static void Default_Handler(void) { Fault_Handler(); }
+static void Default_Handler(void) {
+  Fault_Handler();
+}
 
 __attribute__((section(".vectors"), used)) static void (*const vectors[16])(void) = {
-    (void (*)(void))(&__stack_top), Reset_Handler, Default_Handler, Fault_Handler,
-    Fault_Handler, Fault_Handler, Fault_Handler, 0, 0, 0, 0, Default_Handler, Default_Handler, 0,
-    Default_Handler, Default_Handler};
+    (void (*)(void))(&__stack_top),
+    Reset_Handler,
+    Default_Handler,
+    Fault_Handler,
+    Fault_Handler,
+    Fault_Handler,
+    Fault_Handler,
+    0,
+    0,
+    0,
+    0,
+    Default_Handler,
+    Default_Handler,
+    0,
+    Default_Handler,
+    Default_Handler};
 
 #define SCB_CPACR (*(volatile uint32_t*)0xE000ED88u)
 #define SCB_CFSR (*(volatile uint32_t*)0xE000ED28u)
@@ -78,7 +93,9 @@ void mcu_counter_start(void) {
   TIMER0_VALUE = 0xFFFFFFFFu;
   TIMER0_CTRL = 1;
 }
-uint32_t mcu_counter_ticks(void) { return 0xFFFFFFFFu - TIMER0_VALUE; }
+uint32_t mcu_counter_ticks(void) {
+  return 0xFFFFFFFFu - TIMER0_VALUE;
+}
 
 /* ---- stack painting ---- */
 #define PAINT 0xC5C5C5C5u
@@ -97,4 +114,6 @@ size_t mcu_stack_used(void) {
   while (q < sp && *q == PAINT) ++q;
   return (size_t)((uint8_t*)sp - (uint8_t*)q);
 }
-size_t mcu_stack_size(void) { return (size_t)((uint8_t*)&__stack_top - (uint8_t*)&__stack_limit); }
+size_t mcu_stack_size(void) {
+  return (size_t)((uint8_t*)&__stack_top - (uint8_t*)&__stack_limit);
+}

@@ -163,11 +163,17 @@ for line in open(path):
         info[f[0]] = " ".join(f[1:])
     elif f[0] == "decoder_api":
         info[f[0]] = f[1]
-tot_i = sum(r["decode_insns"] for r in rows if r["name"].endswith("float32"))
-tot_n = sum(r["elements"] for r in rows if r["name"].endswith("float32"))
+groups = {}
+for r in rows:  # per model: "<model>_<tensor>" (BENCH_TFLITE) or "<tensor>_<dtype>" (synthetic)
+    g = r["name"].split("_")[0] if not r["name"].startswith("fc") else r["name"].split("_")[-1]
+    i, n = groups.get(g, (0, 0))
+    groups[g] = (i + r["decode_insns"], n + r["elements"])
 res = dict(info, cpu="cortex-m4 (qemu mps2-an386, -icount shift=0)", tensors=rows,
            max_stack_bytes=max(r["stack_bytes"] for r in rows),
-           float32_insns_per_element=round(tot_i / max(tot_n, 1), 2), loadavg=os.getloadavg())
+           insns_per_element_by_model={g: round(i / n, 2) for g, (i, n) in groups.items()},
+           loadavg=os.getloadavg())
+print("   instructions per output element, all tensors of: " +
+      ", ".join(f"{g} {v}" for g, v in res["insns_per_element_by_model"].items()))
 json.dump(res, open(path.replace(".txt", ".json"), "w"), indent=1)
 for r in rows:
     print(f"   {r['name']:<28} {r['layout']:<6} {r['elements']:>8} el {r['insns_per_element']:>6} insn/el "

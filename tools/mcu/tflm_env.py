@@ -82,3 +82,32 @@ def ensure(venv=VENV):
 
 if __name__ == "__main__":
     print(ensure())
+
+
+#: Newer nightly whose pure-Python compression package also LUT-compresses float tensors (the
+#: pinned runtime's only takes quantized ones); used for size comparisons only (tflm_lut.py).
+LUT_TOOL_VERSION = "0.dev20261023182759"
+
+
+def ensure_lut_tool(path=None):
+    """Installs (once) that nightly + bitarray --no-deps into a directory; returns the directory
+    to put on PYTHONPATH of the project venv's python (numpy, flatbuffers, yaml come from it)."""
+    path = path or os.path.join(os.path.dirname(VENV), f"tflm-lut-{LUT_TOOL_VERSION}")
+    stamp = os.path.join(path, ".dc_stamp")
+    reqs = [f"tflite-micro=={LUT_TOOL_VERSION}", "bitarray==3.12.3"]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(stamp):
+            return path
+        tmp = path + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
+                            "--disable-pip-version-check", "--target", tmp] + reqs, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"installing {reqs} failed:\n{(r.stdout + r.stderr)[-3000:]}")
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+        with open(stamp, "w") as f:
+            f.write(" ".join(reqs))
+    return path

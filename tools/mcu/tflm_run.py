@@ -114,14 +114,20 @@ def _capture_fd2(path):
 def lut_compress(model):
     """TFLM's own compression (tflite_micro.compression, LUT): every constant tensor of >= 1000
     elements that it accepts, at the smallest index bit width that holds its values."""
-    from tflite_micro.tensorflow.lite.micro.compression import compress as tc
-    from tflite_micro.tensorflow.lite.micro.compression import spec
+    import importlib
+
+    # (the package's `compress` attribute is the function; the module holds the helpers)
+    tc = importlib.import_module("tflite_micro.tensorflow.lite.micro.compression.compress")
+    spec = importlib.import_module("tflite_micro.tensorflow.lite.micro.compression.spec")
 
     facade = tc.model_facade.read(model)
     specs, skipped = [], []
     for sg in facade.subgraphs:
         for t in sg.tensors:
-            arr = t.array if t.buffer is not None and t.buffer.data is not None else None
+            try:
+                arr = t.array
+            except (TypeError, AttributeError, ValueError):  # no constant data
+                continue
             if arr is None or arr.size < 1000:
                 continue
             try:

@@ -1,0 +1,158 @@
+"""Microcontroller figures for docs/microcontrollers.md -> docs/results/mcu_lenet_300_100.json.
+
+    python benchmarks/mcu_bench.py [--models DIR] [--skip-m4]
+
+On the trained, pruned (7 % kept) and clustered (5 bits) LeNet-300-100 of
+benchmarks/mcu_models.py (trained once, cached in DIR), in one run:
+  1. flash bytes: float32 and full-int8 .tflite, unpacked / packed by dc_keras (current format) /
+     compressed by TFLM's own tool (tflite_micro.compression, LUT, smallest index width per
+     tensor): the pinned runtime wheel's tool ("lut", quantized tensors only) and the newer
+     nightly's (tools/mcu/tflm_lut.py, "lut_new", float too, per tensor or per channel);
+  2. TFLM (PyPI wheel, x86) runs 200 MNIST test images through each model: packed outputs must
+     equal the unpacked model's bit for bit (decode once and decode every invoke), arena bytes of
+     each (TFLM's recording allocator);
+  3. Cortex-M4 (qemu mps2-an386, -icount): decode instructions per output element, stack and
+     workspace for every weight tensor of the two unpacked models, via tools/mcu/test_mcu.sh
+     (BENCH_TFLITE), plus code size of decoder and kernel.
+Machine load is recorded (os.getloadavg).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import _common
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT_JSON = os.path.join(ROOT, "docs", "results", "mcu_lenet_300_100.json")
+
+
+def _write(path, data):
+    _common.atomic_write(path, data)
+
+
+def _tflm_env():
+    """tools/mcu/tflm_env.py, loaded from its path (tools/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tflm_env", os.path.join(ROOT, "tools", "mcu", "tflm_env.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def tflm_section(models_dir, work):
+    from dc_keras import export
+
+    tflm_env = _tflm_env()
+
+    lib_dir = os.path.join(work, "lib")
+    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro"), f"BUILD={lib_dir}"],
+                   check=True)
+    x = np.load(os.path.join(models_dir, "x_test.npy"))
+    xp = os.path.join(work, "x.npy")
+    np.save(xp, x)
+    files, sizes = {}, {}
+    for kind in ("float", "int8"):
+        with open(os.path.join(models_dir, f"{kind}.tflite"), "rb") as f:
+            raw = f.read()
+        packed = export.pack(raw)
+        for name, data in ((kind, raw), (f"{kind}.packed", packed)):
+            files[name] = os.path.join(work, f"{name}.tflite")
+            _write(files[name], data)
+            sizes[name] = len(data)
+    once, each = "DcKerasRegisterHuffDecodeTflm", "DcKerasRegisterHuffDecodeTflmEachInvoke"
+    plan = {}
+    for kind in ("float", "int8"):
+        plan[kind] = dict(model=files[kind], registerers=[])
+        plan[f"{kind}.packed.once"] = dict(model=files[f"{kind}.packed"], registerers=[once])
+        plan[f"{kind}.packed.each"] = dict(model=files[f"{kind}.packed"], registerers=[each])
+        plan[f"{kind}.lut"] = dict(model=files[kind], registerers=[],
+                                   lut_out=os.path.join(work, f"{kind}.lut.tflite"))
+    jobs = [dict(j, input=xp, out=os.path.join(work, f"{n}.out.npy"), arena_usage=True) for n, j in plan.items()]
+    _write(os.path.join(work, "jobs.json"), json.dumps(jobs).encode())
+    r = subprocess.run([tflm_env.ensure(), os.path.join(ROOT, "tools", "mcu", "tflm_run.py"), "--lib",
+                        os.path.join(lib_dir, "libdc_huffdecode_tflm.so"), "--jobs", os.path.join(work, "jobs.json")],
+                       capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    if r.returncode != 0:
+        raise SystemExit(r.stderr[-3000:])
+    results = dict(zip(plan, json.loads(r.stdout.strip().splitlines()[-1])))
+    out = {"images": int(len(x)), "runs": {}}
+    y = np.load(os.path.join(models_dir, "y_test.npy"))
+    for name, res in results.items():
+        row = {k: v for k, v in res.items() if k not in ("log",)}
+        if res.get("lut_out") or name.endswith(".lut"):
+            if os.path.exists(plan[name]["lut_out"]):
+                sizes[name] = os.path.getsize(plan[name]["lut_out"])
+            if not res["ok"]:
+                row["log_tail"] = res["log"][-600:]
+        if res["ok"] and os.path.exists(os.path.join(work, f"{name}.out.npy")):
+            pred = np.load(os.path.join(work, f"{name}.out.npy"))
+            ref = np.load(os.path.join(work, f"{name.split('.')[0]}.out.npy"))
+            row["bit_exact_vs_unpacked"] = bool(pred.tobytes() == ref.tobytes())
+            row["test_error"] = float((pred.argmax(1) != y[:len(pred)]).mean())
+        out["runs"][name] = row
+    # TFLM's LUT compression with the newer nightly's tool (float + int8; tools/mcu/tflm_lut.py)
+    lut_dir = tflm_env.ensure_lut_tool()
+    out["lut_tool"] = {}
+    for kind in ("float", "int8"):
+        dst = os.path.join(work, f"{kind}.lut_new.tflite")
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "mcu", "tflm_lut.py"), files[kind], dst],
+                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=lut_dir,
+                                                                    TF_CPP_MIN_LOG_LEVEL="3"))
+        if r.returncode != 0:
+            raise SystemExit(f"tflm_lut.py failed:\n{r.stderr[-3000:]}")
+        info = json.loads(r.stdout.strip().splitlines()[-1])
+        out["lut_tool"][kind] = info
+        sizes[f"{kind}.lut_new"] = info["bytes"]
+    out["flash_bytes"] = sizes
+    return out
+
+
+def m4_section(models_dir, work):
+    env = dict(os.environ, BENCH_TFLITE=" ".join(os.path.join(models_dir, f"{k}.tflite") for k in ("float", "int8")),
+               DC_MCU_OUT=os.path.join(work, "m4.txt"), PY=sys.executable)
+    r = subprocess.run([os.path.join(ROOT, "tools", "mcu", "test_mcu.sh")], env=env, capture_output=True, text=True)
+    print(r.stdout[-2500:])
+    if r.returncode != 0:
+        raise SystemExit(f"test_mcu.sh failed:\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}")
+    with open(os.path.join(work, "m4.json")) as f:
+        return json.load(f)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=os.path.join(os.path.expanduser("~"), ".cache", "dc_keras", "mcu", "lenet"))
+    ap.add_argument("--skip-m4", action="store_true")
+    a = ap.parse_args(argv)
+    if not os.path.exists(os.path.join(a.models, "float.tflite")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mcu_models.py"), "--out", a.models],
+                       check=True)
+    t0 = time.time()
+    res = {"benchmark": "mcu_lenet_300_100", "machine": _common.machine_info(frameworks=False),
+           "loadavg_start": os.getloadavg()}
+    with open(os.path.join(a.models, "meta.json")) as f:
+        res["model"] = json.load(f)
+    with tempfile.TemporaryDirectory(prefix="mcu_bench") as work:
+        res["tflm_x86"] = tflm_section(a.models, work)
+        if not a.skip_m4:
+            res["cortex_m4"] = m4_section(a.models, work)
+    sz = res["tflm_x86"]["flash_bytes"]
+    res["ratios_packed_vs_lut"] = {f"{k} ({lut})": round(sz[f"{k}.packed"] / sz[f"{k}.{lut}"], 3)
+                                   for k in ("float", "int8") for lut in ("lut", "lut_new")
+                                   if f"{k}.{lut}" in sz and sz[f"{k}.{lut}"] != sz[k]}
+    res["loadavg_end"] = os.getloadavg()
+    res["seconds"] = round(time.time() - t0, 1)
+    os.makedirs(os.path.dirname(OUT_JSON), exist_ok=True)
+    _common.write_json(OUT_JSON, res)
+    print(json.dumps(res["ratios_packed_vs_lut"]), json.dumps(sz))
+    print(f"wrote {OUT_JSON}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""``tfmot.clustering.keras`` on Keras 3: trained weight sharing by :func:`dc_keras.cluster`.
+
+Same names, argument names and defaults as tensorflow_model_optimization 0.8, including the
+sparsity-preserving option (``preserve_sparsity=True``, tfmot's experimental flag). Differences
+(docs/migrating_from_tfmot.md): per-channel clustering is not available (an error says so).
+
+Example:
+    >>> import dc_keras.compat.tfmot as tfmot
+    >>> CentroidInitialization = tfmot.clustering.keras.CentroidInitialization
+    >>> clustered = tfmot.clustering.keras.cluster_weights(
+    ...     model, number_of_clusters=16, cluster_centroids_init=CentroidInitialization.LINEAR)
+"""
+import contextlib
+import numbers
+
+from dc_keras.train import clustering as _clustering
+from dc_keras.train.strip import strip as _strip_model
+
+
+class CentroidInitialization:
+    """How the centroids start (tfmot's enum values; they map to dc_keras's ``init``).
+
+    Example:
+        >>> cluster_weights(model, 16, cluster_centroids_init=CentroidInitialization.DENSITY_BASED)
+    """
+
+    LINEAR = "LINEAR"
+    RANDOM = "RANDOM"
+    DENSITY_BASED = "DENSITY_BASED"
+    KMEANS_PLUS_PLUS = "KMEANS_PLUS_PLUS"
+
+
+_INITS = {
+    CentroidInitialization.LINEAR: "linear",
+    CentroidInitialization.RANDOM: "random",
+    CentroidInitialization.DENSITY_BASED: "density",
+    CentroidInitialization.KMEANS_PLUS_PLUS: "kmeans++",
+}
+
+
+def _init_of(value):
+    key = getattr(value, "value", value)  # an Enum member or its string
+    if isinstance(key, str) and key.upper() in _INITS:
+        return _INITS[key.upper()]
+    raise ValueError(f"cluster_centroids_init must be one of CentroidInitialization.{{{', '.join(_INITS)}}}, "
+                     f"got {value!r}.")
+
+
+def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=CentroidInitialization.KMEANS_PLUS_PLUS,
+                    preserve_sparsity=False, cluster_per_channel=False, **kwargs):
+    """Shares the kernel values of a model, layer or list of layers among ``number_of_clusters``
+    trainable centroids (tfmot's signature and defaults).
+
+    Args:
+        to_cluster: a Sequential/Functional model (a clustered copy is returned), a layer or a list of layers.
+        number_of_clusters: centroids per kernel (any integer >= 1, not only powers of two).
+        cluster_centroids_init: a :class:`CentroidInitialization` value (default k-means++, as in tfmot).
+        preserve_sparsity: keep pruned (exactly zero) weights at zero, outside the clusters.
+        cluster_per_channel: only False.
+
+    Example:
+        >>> clustered = cluster_weights(model, number_of_clusters=16,
+        ...                             cluster_centroids_init=CentroidInitialization.LINEAR)
+    """
+    if kwargs:
+        raise TypeError(f"cluster_weights() got unsupported argument(s) {sorted(kwargs)}.")
+    if isinstance(number_of_clusters, bool) or not isinstance(number_of_clusters, numbers.Integral) \
+            or number_of_clusters < 1:
+        raise ValueError(f"number_of_clusters must be a positive integer, got {number_of_clusters!r}.")
+    if cluster_per_channel:
+        raise ValueError("cluster_per_channel=True is not supported by dc_keras: one set of centroids per "
+                         "kernel. Pass cluster_per_channel=False.")
+    init = _init_of(cluster_centroids_init)
+    args = dict(init=init, preserve_sparsity=bool(preserve_sparsity), clusters=int(number_of_clusters))
+    if isinstance(to_cluster, (list, tuple)):
+        return [_clustering.cluster(layer, **args) for layer in to_cluster]
+    return _clustering.cluster(to_cluster, **args)
+
+
+def strip_clustering(model):
+    """Removes the clustering wrappers; each kernel keeps only its shared values (:func:`dc_keras.strip`).
+
+    Example:
+        >>> final = strip_clustering(clustered)
+    """
+    return _strip_model(model)
+
+
+@contextlib.contextmanager
+def cluster_scope():
+    """tfmot needs it to load clustered models; dc_keras's wrappers are registered with Keras.
+
+    Example:
+        >>> with cluster_scope():
+        ...     model = keras.saving.load_model("clustered.keras")
+    """
+    yield
+
+
+ClusterWeights = _clustering.ClusterWrapper
+
+__all__ = ["cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope", "ClusterWeights"]

@@ -1,0 +1,130 @@
+"""``tfmot.sparsity.keras`` on Keras 3: magnitude pruning by :func:`dc_keras.prune`.
+
+Same names, argument names and defaults as tensorflow_model_optimization 0.8. Differences
+(docs/migrating_from_tfmot.md): masks are also updated at ``end_step`` itself; a schedule that
+cannot reach its target warns; ``PruningSummaries`` writes sparsity only (add
+``keras.callbacks.TensorBoard`` for the loss curves) and also arms pruning; block sparsity and
+pruning policies are not available (an error says so).
+
+Example:
+    >>> import dc_keras.compat.tfmot as tfmot
+    >>> pruned = tfmot.sparsity.keras.prune_low_magnitude(
+    ...     model, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0))
+"""
+import abc
+import contextlib
+
+
+from dc_keras.train import pruning as _pruning
+from dc_keras.train.strip import strip as _strip_model
+from dc_keras.train.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
+
+
+def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), block_pooling_type="AVG",
+                        pruning_policy=None, sparsity_m_by_n=None, **kwargs):
+    """Wraps a model, a layer or a list of layers for magnitude pruning (tfmot's signature).
+
+    Args:
+        to_prune: a Sequential/Functional model (a pruned copy is returned), a layer (its
+            wrapper is returned, e.g. from a ``clone_model`` ``clone_function``) or a list of layers.
+        pruning_schedule: a ``PolynomialDecay`` / ``ConstantSparsity``; default
+            ``ConstantSparsity(0.5, 0)`` as in tfmot.
+        block_size, block_pooling_type: only tfmot's defaults ``(1, 1)`` / ``"AVG"`` (no block sparsity).
+        pruning_policy: only None.
+        sparsity_m_by_n: ``(m, n)`` structured sparsity, e.g. ``(2, 4)``.
+
+    Example:
+        >>> pruned = prune_low_magnitude(model, pruning_schedule=PolynomialDecay(0.5, 0.8, 0, 1000))
+    """
+    if kwargs:
+        raise TypeError(f"prune_low_magnitude() got unsupported argument(s) {sorted(kwargs)}; "
+                        "dc_keras.compat.tfmot supports tfmot's documented arguments only.")
+    if tuple(block_size) != (1, 1):
+        raise ValueError(f"block_size={tuple(block_size)!r}: block sparsity is not supported by dc_keras; use "
+                         "block_size=(1, 1) (unstructured) or sparsity_m_by_n=(m, n) for structured sparsity.")
+    if block_pooling_type not in ("AVG", "MAX"):
+        raise ValueError(f"block_pooling_type must be 'AVG' or 'MAX', got {block_pooling_type!r}.")
+    if pruning_policy is not None:
+        raise ValueError("pruning_policy is not supported by dc_keras (tfmot's PruneForLatencyOnXNNPack); "
+                         "pass pruning_policy=None and choose the layers with a clone_function instead.")
+    schedule = ConstantSparsity(0.5, 0) if pruning_schedule is None else pruning_schedule
+    if isinstance(to_prune, (list, tuple)):
+        return [_pruning.prune(layer, schedule, sparsity_m_by_n=sparsity_m_by_n) for layer in to_prune]
+    return _pruning.prune(to_prune, schedule, sparsity_m_by_n=sparsity_m_by_n)
+
+
+class UpdatePruningStep(_pruning.PruningCallback):
+    """Required callback while training a pruned model (tfmot's name for
+    :class:`dc_keras.PruningCallback`).
+
+    Example:
+        >>> pruned.fit(x, y, callbacks=[UpdatePruningStep()])
+    """
+
+    def __init__(self):
+        super().__init__()
+
+
+class PruningSummaries(_pruning.PruningCallback):
+    """Writes each pruned weight's sparsity to ``<log_dir>/train`` at every mask update, on
+    ``keras.callbacks.TensorBoard``'s step axis.
+
+    Unlike tfmot's (a ``TensorBoard`` subclass) it writes no loss/metric curves: add
+    ``keras.callbacks.TensorBoard(log_dir)`` for those. ``update_freq`` is accepted for tfmot's
+    signature; sparsity is written whenever the masks change.
+
+    Example:
+        >>> pruned.fit(x, y, callbacks=[UpdatePruningStep(), PruningSummaries(log_dir="logs")])
+    """
+
+    def __init__(self, log_dir, update_freq="epoch", **kwargs):
+        if kwargs:
+            raise TypeError(f"PruningSummaries() got unsupported argument(s) {sorted(kwargs)} (TensorBoard "
+                            "options belong to keras.callbacks.TensorBoard, which you can add next to it).")
+        if update_freq not in ("epoch", "batch") and (isinstance(update_freq, bool) or not isinstance(update_freq, int)):
+            raise ValueError(f"update_freq must be 'epoch', 'batch' or an int, got {update_freq!r}.")
+        self.update_freq = update_freq
+        super().__init__(log_dir=log_dir)
+
+
+def strip_pruning(model):
+    """Removes the pruning wrappers; the kernels keep their zeros (:func:`dc_keras.strip`).
+
+    Example:
+        >>> final = strip_pruning(pruned)
+    """
+    return _strip_model(model)
+
+
+@contextlib.contextmanager
+def prune_scope():
+    """tfmot needs it to load pruned models; dc_keras's wrappers are registered with Keras, so
+    ``keras.saving.load_model`` works with or without it.
+
+    Example:
+        >>> with prune_scope():
+        ...     model = keras.saving.load_model("pruned.keras")
+    """
+    yield
+
+
+class PrunableLayer(abc.ABC):
+    """Mix-in for custom layers: implement :meth:`get_prunable_weights` (a list of the layer's
+    variables to prune) and the layer can be given to ``prune_low_magnitude``.
+
+    Example:
+        >>> class MyDense(keras.layers.Dense, PrunableLayer):
+        ...     def get_prunable_weights(self):
+        ...         return [self.kernel]
+    """
+
+    @abc.abstractmethod
+    def get_prunable_weights(self):
+        raise NotImplementedError("Must be implemented in subclasses.")
+
+
+PruneLowMagnitude = _pruning.PruneWrapper
+
+__all__ = ["prune_low_magnitude", "PolynomialDecay", "ConstantSparsity", "PruningSchedule", "UpdatePruningStep",
+           "PruningSummaries", "strip_pruning", "prune_scope", "PrunableLayer", "PruneLowMagnitude"]
+

@@ -1,0 +1,165 @@
+"""TensorBoard summaries of pruning and clustering, on ``keras.callbacks.TensorBoard``'s axes.
+
+Keras's TensorBoard callback writes training summaries to ``<log_dir>/train``; its batch-level
+scalars use a step that counts the ``on_train_batch_end`` calls of the current ``fit()`` (one per
+batch, or one per execution with ``steps_per_execution > 1``), starting at 1. The writers here use
+the same folder and the same step, so ``sparsity/...`` lines up with ``batch_loss`` when both
+callbacks share a ``log_dir``.
+
+- Pruning (:class:`dc_keras.PruningCallback` with ``log_dir``): ``sparsity/<layer>/<weight>`` at
+  every call in which a mask update happened (the schedule says when, host-side, so the masks are
+  read only then). With ``steps_per_execution > 1`` several updates of one execution give one point
+  (the last one's masks).
+- Clustering (:class:`ClusteringSummaries`): ``clusters/<layer>/<weight>`` (distinct non-zero
+  values in use) and ``centroid_drift/<layer>/<weight>`` (mean absolute change of the centroids
+  since the start of ``fit``), every ``update_freq`` calls and at the end of each epoch.
+
+Summaries are written with ``tf.summary.write`` (TensorFlow is installed with dc_keras on every
+Keras backend; the ``tensorboard`` package is needed only to view them, and by
+``keras.callbacks.TensorBoard``).
+"""
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def _check_log_dir(log_dir):
+    if not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
+        raise ValueError(f"`log_dir` must be a path, got {log_dir!r}.")
+    return os.fsdecode(os.fspath(log_dir))
+
+
+def sync_model_state(model):
+    """On JAX, ``fit`` keeps the variables' values in a separate state during an epoch; write them
+    back so callbacks read current values (``Trainer.jax_state_sync``, public). No-op elsewhere."""
+    sync = getattr(model, "jax_state_sync", None)
+    if callable(sync):
+        sync()
+
+
+class SummaryLog:
+    """Owns a ``tf.summary`` writer for ``<log_dir>/train`` and Keras's batch step counter."""
+
+    def __init__(self, log_dir):
+        self.log_dir = _check_log_dir(log_dir)
+        self.train_dir = os.path.join(self.log_dir, "train")
+        self._writer = None
+        self.calls = 0  # on_train_batch_end calls in this fit() (Keras TensorBoard's step)
+
+    def begin(self):
+        self.calls = 0
+
+    def write(self, values, step):
+        """Write ``{tag: float}`` at ``step``."""
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.train_dir)
+        # What tf.summary.scalar writes (a float32 tensor tagged for the "scalars" plugin), through
+        # the public tf.summary.write: tf.summary.scalar itself needs the tensorboard package.
+        metadata = tf.compat.v1.SummaryMetadata(
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+        with self._writer.as_default():
+            for tag, value in values.items():
+                tf.summary.write(tag, tf.constant(float(value), tf.float32), step=int(step), metadata=metadata)
+        self._writer.flush()
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class PruningLog(SummaryLog):
+    """Per-update-step sparsity of a model's :class:`~dc_keras.train.PruneWrapper` layers."""
+
+    def begin(self, wrappers, start_steps):
+        super().begin()
+        self.wrappers = wrappers
+        self.start_steps = start_steps
+        self.done = 0  # training steps of this fit() done (host-side count)
+        self.epoch_base = 0
+
+    def epoch_begin(self):
+        self.epoch_base = self.done
+
+    def batch_end(self, model, batch):
+        """After the call that ran batches up to ``batch`` (index in the epoch)."""
+        self.calls += 1
+        done = self.epoch_base + int(batch) + 1
+        prev, self.done = self.done, max(self.done, done)
+        updated = [w for w, s0 in zip(self.wrappers, self.start_steps)
+                   if done > prev and w.schedule.last_update(s0 + prev, done - prev) is not None]
+        if not updated:
+            return
+        sync_model_state(model)
+        self.write({f"sparsity/{w.name}/{name}": v for w in updated for name, v in w.sparsity().items()},
+                   self.calls)
+
+
+class ClusteringSummaries(keras.callbacks.Callback):
+    """Writes cluster count and centroid drift of a clustered model to ``<log_dir>/train``.
+
+    Args:
+        log_dir: the same directory as ``keras.callbacks.TensorBoard(log_dir)``.
+        update_freq: ``"epoch"`` (end of each epoch) or an int ``n``: also every ``n`` batches.
+
+    Example:
+        >>> clustered.fit(x, y, epochs=2, callbacks=[keras.callbacks.TensorBoard("logs"),
+        ...                                          dc_keras.train.ClusteringSummaries("logs")])
+    """
+
+    def __init__(self, log_dir, update_freq="epoch"):
+        super().__init__()
+        if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, int)
+                                       or update_freq < 1):
+            raise ValueError(f"`update_freq` must be 'epoch' or a positive int, got {update_freq!r}.")
+        self.update_freq = update_freq
+        self._log = SummaryLog(log_dir)
+        self.log_dir = self._log.log_dir
+        if update_freq != "epoch":
+            self.on_train_batch_end = self._batch_end  # batch hook only when asked (it syncs)
+
+    def _wrappers(self):
+        from dc_keras.train.clustering import ClusterWrapper
+        from dc_keras.train import _base
+
+        wrappers = _base.find_wrappers(self.model, ClusterWrapper)
+        if not wrappers:
+            raise ValueError(f"ClusteringSummaries: model {self.model.name!r} has no clustered layers.")
+        return wrappers
+
+    def on_train_begin(self, logs=None):
+        self._log.begin()
+        self._start = {id(c): ops.convert_to_numpy(c) for w in self._wrappers() for c in w._centroids}
+
+    def _batch_end(self, batch, logs=None):
+        self._log.calls += 1
+        if self._log.calls % self.update_freq == 0:
+            self._write()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_calls = self._log.calls
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.update_freq == "epoch":  # no batch hook: count this epoch's calls as Keras does
+            steps = (self.params or {}).get("steps") or 0
+            per_call = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
+            self._log.calls = self._epoch_calls + -(-steps // per_call)
+        self._write()
+
+    def _write(self):
+        sync_model_state(self.model)
+        values = {}
+        for wrapper in self._wrappers():
+            counts = wrapper.distinct_values()
+            for (name, _, _), centroids in zip(wrapper._targets, wrapper._centroids):
+                now = ops.convert_to_numpy(centroids)
+                values[f"clusters/{wrapper.name}/{name}"] = counts[name]
+                values[f"centroid_drift/{wrapper.name}/{name}"] = float(np.mean(np.abs(now - self._start[id(centroids)])))
+        self._log.write(values, max(self._log.calls, 1))
+
+    def on_train_end(self, logs=None):
+        self._log.close()

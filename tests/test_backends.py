@@ -1,0 +1,225 @@
+"""Keras 3 backends (issue 16): prune + cluster train, save, load and export on TensorFlow, JAX and
+PyTorch, and a ``.keras`` saved on one backend loads (and resumes pruning) on another.
+
+The in-process tests run on whatever ``KERAS_BACKEND`` pytest runs with (``make test-backends``
+runs them under jax and torch too); the cross-backend tests start one child process per backend.
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+from dc_keras.schedules import PolynomialDecay
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BACKEND = keras.backend.backend()
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(64, 12)).astype("float32")
+Y = RNG.integers(0, 3, size=64)
+
+
+def mlp():
+    inputs = keras.Input((12,))
+    h = keras.layers.Dense(24, activation="relu", name="d1")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
+
+
+def _compile(model, jit_compile, steps):
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile, steps_per_execution=steps)
+    return model
+
+
+def _masks(model):
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, dc_keras.train.PruneWrapper):
+            for (_, var, _), mask in zip(layer._targets, layer._masks):
+                out.append((layer, keras.ops.convert_to_numpy(var), keras.ops.convert_to_numpy(mask)))
+    return out
+
+
+# torch: Keras allows steps_per_execution=1 only, and jit_compile means torch.compile (slow, and
+# not what a torch user gets by default); TF and JAX: the jitted multi-step path.
+MODES = [(False, 1), (True, 4)] if BACKEND != "torch" else [(False, 1)]
+
+
+@pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
+def test_prune_cluster_train_on_this_backend(jit_compile, steps):
+    pruned = _compile(dc_keras.prune(mlp(), PolynomialDecay(0.2, 0.75, begin_step=0, end_step=10, frequency=3)),
+                      jit_compile, steps)
+    pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    for layer, w, mask in _masks(pruned):
+        assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 16
+        assert (mask == 0).mean() == pytest.approx(0.75, abs=0.02)
+        assert np.all(w[mask == 0] == 0.0), "pruned weights must stay exactly 0"
+        assert np.all(w[mask == 1] != 0.0)
+    stripped = dc_keras.strip(pruned)
+    clustered = _compile(dc_keras.cluster(stripped, bits=2), jit_compile, steps)
+    before = [keras.ops.convert_to_numpy(w) for w in clustered.trainable_weights]
+    clustered.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    after = [keras.ops.convert_to_numpy(w) for w in clustered.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after)), "centroids did not train"
+    final = dc_keras.strip(clustered)
+    for name in ("d1", "out"):
+        kernel = final.get_layer(name).get_weights()[0]
+        assert np.unique(kernel[kernel != 0]).size <= 4
+        assert (kernel == 0).mean() >= 0.74  # the zeros survived clustering
+
+
+def test_export_on_this_backend_matches_keras(tmp_path):
+    """to_tflite works on every backend (torch: through a TF-backend subprocess) and the packed
+    .tflite computes what the Keras model computes."""
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+
+    from dc_keras.runtime import Interpreter
+
+    model = dc_keras.strip(dc_keras.cluster(mlp(), bits=3))
+    path = tmp_path / "m.tflite"
+    data = dc_keras.export.to_tflite(model, path=str(path))
+    assert path.read_bytes() == data
+    expected = keras.ops.convert_to_numpy(model(X[:5]))
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    interp.resize_tensor_input(inp["index"], [5, 12])
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], X[:5])
+    interp.invoke()
+    np.testing.assert_allclose(interp.get_tensor(out["index"]), expected, rtol=1e-5, atol=1e-5)
+    plain = dc_keras.export.to_tflite(model, pack=False)
+    ref = LiteRT(model_content=plain)
+    ref.resize_tensor_input(ref.get_input_details()[0]["index"], [5, 12])
+    ref.allocate_tensors()
+    ref.set_tensor(ref.get_input_details()[0]["index"], X[:5])
+    ref.invoke()
+    np.testing.assert_array_equal(interp.get_tensor(out["index"]), ref.get_tensor(ref.get_output_details()[0]["index"]))
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the TF-subprocess export route is the torch backend's")
+def test_torch_export_rejects_what_cannot_cross_the_process_boundary():
+    model = mlp()
+    with pytest.raises(ValueError, match="configure= and converter_options= cannot be used.*torch"):
+        dc_keras.export.to_tflite(model, configure=print)
+    with pytest.raises(ValueError, match="not a generator function"):
+        dc_keras.export.to_tflite(model, quantize="int8", representative_data=lambda: iter([X[:1]]))
+    data = dc_keras.export.to_tflite(model, quantize="int8", representative_data=X[:20], batch_size=2)
+    assert data[4:8] == b"TFL3"
+
+
+# --------------------------------------------------------------------------------------------
+# across backends (children)
+
+_CHILD = r"""
+import json, sys
+import numpy as np, keras, dc_keras
+mode, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
+X = np.load(src + ".x.npy")
+Y = np.load(src + ".y.npy")
+model = keras.saving.load_model(src)  # no custom_objects
+out = {"backend": keras.backend.backend(), "layers": [type(l).__name__ for l in model.layers if type(l).__name__ != "InputLayer"],
+       "pred": keras.ops.convert_to_numpy(model.predict(X, verbose=0)).tolist()}
+if mode == "resume":
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    w = [l for l in model.layers if isinstance(l, dc_keras.train.PruneWrapper)]
+    out["steps"] = [int(keras.ops.convert_to_numpy(l.pruning_step)) for l in w]
+    out["sparsity"] = [v for l in w for v in l.sparsity().values()]
+    out["zeros_ok"] = all(bool(np.all(keras.ops.convert_to_numpy(v)[keras.ops.convert_to_numpy(m) == 0] == 0))
+                          for l in w for (_, v, _), m in zip(l._targets, l._masks))
+    model.save(dst)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _other_backends():
+    names = ["tensorflow", "jax"] + (["torch"] if importlib.util.find_spec("torch") else [])
+    return [b for b in names if b != BACKEND]
+
+
+def _child(backend, mode, src, dst=""):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", _CHILD, mode, str(src), str(dst)], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.parametrize("other", _other_backends())
+def test_keras_file_moves_between_backends(other, tmp_path):
+    """Pruned .keras saved here resumes pruning on ``other`` (same masks, step counter, zeros);
+    the file saved there loads back here with the same outputs. Clustered too."""
+    pruned = _compile(dc_keras.prune(mlp(), PolynomialDecay(0.2, 0.8, begin_step=0, end_step=12, frequency=2)),
+                      False, 1)
+    pruned.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])  # 8 steps
+    src, dst = tmp_path / "pruned.keras", tmp_path / f"pruned_{other}.keras"
+    pruned.save(src)
+    np.save(str(src) + ".x.npy", X)
+    np.save(str(src) + ".y.npy", Y)
+    res = _child(other, "resume", src, dst)
+    assert res["backend"] == other
+    assert res["layers"] == ["PruneWrapper", "PruneWrapper"]
+    np.testing.assert_allclose(res["pred"], keras.ops.convert_to_numpy(pruned.predict(X, verbose=0)),
+                               rtol=1e-5, atol=1e-5)
+    assert res["steps"] == [16, 16] and res["zeros_ok"]
+    assert res["sparsity"] == pytest.approx([0.8, 0.8], abs=0.02)  # schedule finished over there
+    back = keras.saving.load_model(dst)
+    np.save(str(dst) + ".x.npy", X)
+    np.save(str(dst) + ".y.npy", Y)
+    there = _child(other, "load", dst)["pred"]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(back.predict(X, verbose=0)), there, rtol=1e-5, atol=1e-5)
+    for layer, w, mask in _masks(back):
+        assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 16
+        assert np.all(w[mask == 0] == 0)
+    clustered = dc_keras.cluster(dc_keras.strip(back), bits=2)
+    csrc = tmp_path / "clustered.keras"
+    clustered.save(csrc)
+    np.save(str(csrc) + ".x.npy", X)
+    np.save(str(csrc) + ".y.npy", Y)
+    res = _child(other, "load", csrc)
+    assert res["layers"] == ["ClusterWrapper", "ClusterWrapper"]
+    np.testing.assert_allclose(res["pred"], keras.ops.convert_to_numpy(clustered.predict(X, verbose=0)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def _readme_example():
+    """The README's Python example, with ``model = ...`` made concrete and tiny data defined."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "model = ...  #" in code and "dc_keras.export.to_tflite(model" in code
+    setup = textwrap.dedent("""
+        import numpy as np
+        rng = np.random.default_rng(0)
+        x = rng.random((256, 20), dtype=np.float32)
+        y = rng.integers(0, 4, 256)
+        model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(4, activation="softmax")])
+    """)
+    lines = [setup if line.startswith("model = ...") else line for line in code.splitlines()]
+    return "\n".join(lines) + textwrap.dedent("""
+        import json
+        print("RESULT " + json.dumps({"backend": keras.backend.backend(), "bytes": len(packed),
+                                      "outputs": interpreter.get_output_details()[0]["shape"].tolist()}))
+    """)
+
+
+@pytest.mark.parametrize("backend", [b for b in ("jax", "torch") if importlib.util.find_spec(b)])
+def test_readme_example_unchanged_on_backend(backend, tmp_path):
+    """A JAX or PyTorch user runs the README example as is (only KERAS_BACKEND differs)."""
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", _readme_example()], env=env, cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    assert res["backend"] == backend and res["bytes"] > 0
+    assert (tmp_path / "model.tflite").read_bytes()[4:8] == b"TFL3"

@@ -1,0 +1,210 @@
+"""dc_keras.compat.tfmot (issue 16): tfmot's Keras pruning/clustering API on Keras 3.
+
+The schedules are compared step by step with tensorflow_model_optimization itself (a child
+process with TF_USE_LEGACY_KERAS=1, as tfmot needs tf_keras); the tutorials' code runs in
+examples/04_tfmot_tutorials.ipynb (tests/test_notebooks.py).
+"""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+import dc_keras.compat.tfmot as tfmot
+
+sparsity = tfmot.sparsity.keras
+clustering = tfmot.clustering.keras
+RNG = np.random.default_rng(2)
+X = RNG.normal(size=(64, 12)).astype("float32")
+Y = RNG.integers(0, 3, size=64)
+
+
+def mlp():
+    return keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, activation="relu", name="d1"),
+                             keras.layers.Dense(3, name="out")])
+
+
+def _compile(m, lr=0.01):
+    m.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return m
+
+
+def test_every_name_is_there():
+    for name in ("prune_low_magnitude", "PolynomialDecay", "ConstantSparsity", "UpdatePruningStep",
+                 "PruningSummaries", "strip_pruning", "PrunableLayer", "prune_scope", "PruningSchedule"):
+        assert hasattr(sparsity, name), name
+    for name in ("cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope"):
+        assert hasattr(clustering, name), name
+    assert {"LINEAR", "RANDOM", "DENSITY_BASED", "KMEANS_PLUS_PLUS"} <= set(vars(clustering.CentroidInitialization))
+
+
+_TFMOT_SCHEDULES = r"""
+import json, sys
+import tensorflow_model_optimization as tfmot
+s = tfmot.sparsity.keras
+cases = json.loads(sys.argv[1])
+out = []
+for kind, kwargs, steps in cases:
+    sched = getattr(s, kind)(**kwargs)
+    row = []
+    for step in steps:
+        should, value = sched(step)
+        row.append([bool(should), float(value)])
+    out.append(row)
+print("RESULT " + json.dumps(out))
+"""
+
+CASES = [
+    ("PolynomialDecay", dict(initial_sparsity=0.5, final_sparsity=0.8, begin_step=0, end_step=844), [0, 1, 99, 100, 400, 800, 843]),
+    ("PolynomialDecay", dict(initial_sparsity=0.2, final_sparsity=0.9, begin_step=10, end_step=70, power=2, frequency=20),
+     [0, 9, 10, 30, 50, 69]),
+    ("ConstantSparsity", dict(target_sparsity=0.6, begin_step=5, end_step=45, frequency=10), [0, 5, 6, 15, 25, 35, 44]),
+    ("ConstantSparsity", dict(target_sparsity=0.7, begin_step=0), [0, 1, 100, 250, 300]),
+]
+
+
+def test_schedules_match_tfmot_step_by_step():
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    r = subprocess.run([sys.executable, "-c", _TFMOT_SCHEDULES, json.dumps(CASES)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    theirs = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    for (kind, kwargs, steps), row in zip(CASES, theirs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = getattr(sparsity, kind)(**kwargs)
+        for step, (should, value) in zip(steps, row):
+            assert bool(keras.ops.convert_to_numpy(ours.should_update(step))) == should, (kind, kwargs, step)
+            if should:
+                assert float(keras.ops.convert_to_numpy(ours.sparsity(step))) == pytest.approx(value, abs=1e-6)
+
+
+def test_tutorial_schedule_that_cannot_finish_warns():
+    # 1000 images, batch 128, 2 epochs: end_step = 16 < frequency = 100, so the masks are set once
+    # (step 0, sparsity 0.5) and the final 0.8 is never reached (tfmot says nothing).
+    end_step = int(np.ceil(1000 * 0.9 / 128)) * 2
+    with pytest.warns(UserWarning, match=r"ends at sparsity 0\.5 instead of 0\.8"):
+        schedule = sparsity.PolynomialDecay(initial_sparsity=0.50, final_sparsity=0.80, begin_step=0, end_step=end_step)
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=schedule))
+    with pytest.warns(UserWarning, match=r"fit\(\) of layer 'd1'.*steps 0\.\.15.*ends at sparsity 0\.5"):
+        pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a schedule that finishes stays silent
+        sparsity.PolynomialDecay(initial_sparsity=0.50, final_sparsity=0.80, begin_step=0, end_step=844)
+        sparsity.PolynomialDecay(0.5, 0.8, 0, end_step=16, frequency=4)
+
+
+def test_prune_model_layer_list_and_clone_function():
+    schedule = sparsity.ConstantSparsity(0.5, begin_step=0, frequency=1)
+    pruned = sparsity.prune_low_magnitude(mlp(), pruning_schedule=schedule)
+    assert [type(l).__name__ for l in pruned.layers] == ["PruneWrapper"] * 2
+    assert isinstance(sparsity.prune_low_magnitude(keras.layers.Dense(3)), dc_keras.train.PruneWrapper)
+    wrapped = sparsity.prune_low_magnitude([keras.layers.Dense(3), keras.layers.Dense(4)])
+    assert [type(w).__name__ for w in wrapped] == ["PruneWrapper"] * 2
+    assert sparsity.prune_low_magnitude(keras.layers.Dense(3)).schedule == sparsity.ConstantSparsity(0.5, 0)
+
+    base = mlp()
+
+    def apply_pruning_to_dense(layer):  # the tutorial's "prune some layers" pattern
+        if isinstance(layer, keras.layers.Dense) and layer.name == "d1":
+            return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    some = _compile(keras.models.clone_model(base, clone_function=apply_pruning_to_dense))
+    assert [type(l).__name__ for l in some.layers] == ["PruneWrapper", "Dense"]
+    some.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    stripped = sparsity.strip_pruning(some)
+    kernel = stripped.get_layer("d1").get_weights()[0]
+    assert (kernel == 0).mean() == pytest.approx(0.5, abs=0.01)
+    assert (stripped.get_layer("out").get_weights()[0] == 0).mean() == 0
+
+
+@keras.saving.register_keras_serializable(package="test_compat_tfmot")
+class MyDense(keras.layers.Dense, sparsity.PrunableLayer):
+    def get_prunable_weights(self):
+        return [self.kernel]
+
+
+def test_prunable_layer_and_m_by_n():
+    layer = MyDense(8)
+    model = keras.Sequential([keras.Input((12,)), layer, keras.layers.Dense(3)])
+    pruned = _compile(sparsity.prune_low_magnitude(model, pruning_schedule=sparsity.ConstantSparsity(0.5, 0),
+                                                   sparsity_m_by_n=(2, 4)))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    kernel = sparsity.strip_pruning(pruned).layers[0].get_weights()[0]
+    groups = (kernel != 0).reshape(3, 4, 8).sum(axis=1)
+    assert np.all(groups == 2)
+    with pytest.raises(TypeError):
+        sparsity.PrunableLayer()
+
+
+def test_unsupported_tfmot_options_say_so():
+    with pytest.raises(ValueError, match="block sparsity"):
+        sparsity.prune_low_magnitude(mlp(), block_size=(1, 4))
+    with pytest.raises(ValueError, match="pruning_policy"):
+        sparsity.prune_low_magnitude(mlp(), pruning_policy=object())
+    with pytest.raises(TypeError, match="unsupported"):
+        sparsity.prune_low_magnitude(mlp(), foo=1)
+    with pytest.raises(ValueError, match="cluster_per_channel"):
+        clustering.cluster_weights(mlp(), 8, cluster_per_channel=True)
+    with pytest.raises(ValueError, match="cluster_centroids_init"):
+        clustering.cluster_weights(mlp(), 8, cluster_centroids_init="LLOYD")
+    with pytest.raises(ValueError, match="number_of_clusters"):
+        clustering.cluster_weights(mlp(), 0)
+
+
+@pytest.mark.parametrize("init", ["LINEAR", "RANDOM", "DENSITY_BASED", "KMEANS_PLUS_PLUS"])
+def test_cluster_weights_any_count_and_init(init, tmp_path):
+    clustered = _compile(clustering.cluster_weights(
+        mlp(), number_of_clusters=5, cluster_centroids_init=getattr(clustering.CentroidInitialization, init)))
+    clustered.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    path = tmp_path / "c.keras"
+    clustered.save(path)
+    with clustering.cluster_scope():
+        loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(X, verbose=0), clustered.predict(X, verbose=0), rtol=1e-6)
+    final = clustering.strip_clustering(loaded)
+    for layer in final.layers:
+        assert np.unique(layer.get_weights()[0]).size <= 5
+
+
+def test_sparsity_preserving_clustering_and_summaries(tmp_path):
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=sparsity.ConstantSparsity(0.7, 0)))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0,
+               callbacks=[sparsity.UpdatePruningStep(), sparsity.PruningSummaries(log_dir=str(tmp_path))])
+    assert os.listdir(tmp_path / "train")
+    stripped = sparsity.strip_pruning(pruned)
+    zeros = {l.name: l.get_weights()[0] == 0 for l in stripped.layers}
+    params = {"number_of_clusters": 8, "cluster_centroids_init": clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
+              "preserve_sparsity": True}
+    sc = _compile(clustering.cluster_weights(stripped, **params))
+    sc.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    final = clustering.strip_clustering(sc)
+    for layer in final.layers:
+        k = layer.get_weights()[0]
+        assert np.array_equal(k == 0, zeros[layer.name])  # same zeros, nothing revived
+        assert np.unique(k[k != 0]).size <= 8
+    # tfmot's default preserve_sparsity=False clusters the zeros too
+    plain = clustering.cluster_weights(stripped, 8)
+    assert not any(w.preserve_sparsity for w in plain.layers)
+
+
+def test_dc_keras_api_warns_too_but_not_for_chunked_fits():
+    with pytest.warns(UserWarning, match="ends at sparsity 0.5 instead of 0.8"):
+        schedule = dc_keras.schedules.PolynomialDecay(0.5, 0.8, begin_step=0, end_step=16)
+    assert schedule.last_update(0, 16) == (0, 0.5)
+    assert schedule.last_update(0, 17) == (16, pytest.approx(0.8))
+    ok = dc_keras.schedules.PolynomialDecay(0.5, 0.8, begin_step=0, end_step=16, frequency=4)
+    pruned = _compile(dc_keras.prune(mlp(), ok))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])  # steps 0..3
+        pruned.fit(X, Y, batch_size=16, epochs=4, verbose=0, callbacks=[dc_keras.PruningCallback()])  # 4..19
+    never = dc_keras.schedules.ConstantSparsity(0.9, begin_step=50, end_step=60, frequency=5)
+    with pytest.warns(UserWarning, match="never updates the masks.*begin_step=50 is after the last step"):
+        assert never.check_reachable(0, 40) is not None

@@ -1,0 +1,100 @@
+"""TensorBoard summaries (issue 16): pruning sparsity per mask update and clustering cluster count /
+centroid drift land in ``<log_dir>/train`` on keras.callbacks.TensorBoard's batch step axis.
+Checked by reading the event files back (tf.compat.v1.train.summary_iterator)."""
+import glob
+import importlib.util
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+from dc_keras.schedules import PolynomialDecay
+
+RNG = np.random.default_rng(1)
+X = RNG.normal(size=(96, 10)).astype("float32")
+Y = RNG.integers(0, 3, size=96)
+
+
+def mlp():
+    inputs = keras.Input((10,))
+    h = keras.layers.Dense(16, activation="relu", name="d1")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
+
+
+# keras.callbacks.TensorBoard writes through tf.summary.scalar, which needs the tensorboard package.
+# Without it the test checks our points against the axis that callback uses (one step per
+# on_train_batch_end call of the fit, from 1) instead of against its files.
+HAVE_TB = importlib.util.find_spec("tensorboard") is not None
+
+
+def keras_tb(log_dir):
+    return [keras.callbacks.TensorBoard(str(log_dir), update_freq=1)] if HAVE_TB else []
+
+
+def batch_steps(scalars, calls):
+    """Keras's batch axis: from its own event files when available."""
+    return [s for s, _ in scalars["batch_loss"]] if HAVE_TB else list(range(1, calls + 1))
+
+
+def read_scalars(log_dir):
+    """{tag: [(step, value), ...]} from every event file in ``log_dir/train``."""
+    import tensorflow as tf
+
+    out = {}
+    files = glob.glob(os.path.join(str(log_dir), "train", "events.*"))
+    assert files, os.listdir(str(log_dir))
+    for path in files:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                v = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                out.setdefault(value.tag, []).append((int(event.step), v))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("spe", [1, 2])
+def test_sparsity_per_update_step_lines_up_with_keras_tensorboard(tmp_path, spe):
+    with pytest.warns(UserWarning, match="ends at sparsity 0.778 instead of 0.8"):  # 12 steps: 0..11
+        schedule = PolynomialDecay(0.2, 0.8, begin_step=0, end_step=12, frequency=4)
+    pruned = dc_keras.prune(mlp(), schedule)
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=spe)
+    pruned.fit(X, Y, batch_size=16, epochs=3, verbose=0,  # 18 steps; updates at 0, 4, 8, 12
+               callbacks=keras_tb(tmp_path) + [dc_keras.PruningCallback(log_dir=str(tmp_path))])
+    scalars = read_scalars(tmp_path)
+    keras_steps = batch_steps(scalars, 18 // spe)
+    assert keras_steps == list(range(1, 18 // spe + 1))
+    points = scalars["sparsity/d1/kernel"]
+    # the call that ran step s is number s // spe + 1 on Keras's axis
+    assert [s for s, _ in points] == [keras_steps[s // spe] for s in (0, 4, 8, 12)]
+    expected = [schedule.sparsity_at(s) for s in (0, 4, 8, 12)]
+    assert [v for _, v in points] == pytest.approx(expected, abs=1 / 160 + 1e-6)  # 160 weights
+    assert points[-1][1] == pytest.approx(0.8, abs=0.01)
+    assert [s for s, _ in scalars["sparsity/out/kernel"]] == [s for s, _ in points]  # every layer logged
+    assert not glob.glob(os.path.join(str(tmp_path), "events.*")), "nothing outside Keras's run folders"
+
+
+def test_clustering_summaries(tmp_path):
+    clustered = dc_keras.cluster(mlp(), bits=2)
+    clustered.compile(keras.optimizers.Adam(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    clustered.fit(X, Y, batch_size=16, epochs=2, verbose=0,
+                  callbacks=keras_tb(tmp_path) + [dc_keras.train.ClusteringSummaries(str(tmp_path), update_freq=3)])
+    scalars = read_scalars(tmp_path)
+    counts = scalars["clusters/d1/kernel"]
+    drift = scalars["centroid_drift/d1/kernel"]
+    steps = [s for s, _ in counts]
+    assert steps == [3, 6, 6, 9, 12, 12]  # every 3 batches and at each epoch end (6 batches/epoch)
+    assert all(0 < v <= 4 for _, v in counts)
+    assert drift[0][1] > 0 and drift[-1][1] >= drift[0][1] * 0.5
+    assert {s for s, _ in drift} <= set(batch_steps(scalars, 12))
+
+
+def test_clustering_summaries_epoch_mode_steps(tmp_path):
+    clustered = dc_keras.cluster(mlp(), bits=2)
+    clustered.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=4)
+    clustered.fit(X, Y, batch_size=16, epochs=2, verbose=0,
+                  callbacks=[dc_keras.train.ClusteringSummaries(str(tmp_path))])
+    # 6 batches per epoch in executions of 4 -> 2 calls per epoch
+    assert [s for s, _ in read_scalars(tmp_path)["clusters/out/kernel"]] == [2, 4]
+    with pytest.raises(ValueError, match="update_freq"):
+        dc_keras.train.ClusteringSummaries(str(tmp_path), update_freq=0)
