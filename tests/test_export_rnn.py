@@ -182,7 +182,7 @@ def test_cluster_spread_warning_for_per_channel_quantization():
     model = _conv_bn_model(with_bn=False)
     x = np.random.default_rng(4).normal(size=(16, 12, 12, 3)).astype("float32")
     with pytest.warns(export.ClusterSpreadWarning) as caught:
-        export.to_tflite(model, quantize="int8", representative_data=x)
+        export.to_tflite(model, quantize="int8", representative_data=x, per_channel=True)
     messages = [str(w.message) for w in caught if issubclass(w.category, export.ClusterSpreadWarning)]
     assert any("'conv_a'" in m for m in messages), messages  # 17 values -> a different scale per channel
     assert all("quantize='int8' quantizes per output channel" in m for m in messages), messages
