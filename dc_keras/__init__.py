@@ -20,6 +20,7 @@ _PUBLIC_API = {
     # submodules
     "cli": "dc_keras.cli",
     "codec": "dc_keras.codec",
+    "compat": "dc_keras.compat",  # compat.tfmot: the tfmot drop-in
     "datasets": "dc_keras.datasets",
     "demo": "dc_keras.demo",
     "export": "dc_keras.export",

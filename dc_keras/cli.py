@@ -15,6 +15,7 @@ Run `dc-keras COMMAND --help` for the options of one command.
 import argparse
 import sys
 
+from absl import flags as absl_flags
 from absl.flags import argparse_flags
 
 from dc_keras import __version__
@@ -46,13 +47,26 @@ def _add_demo(commands):
     return ("demo",)
 
 
+def _absl_logging_flags():
+    """A FlagValues holding just absl's logging flags (the same Flag objects as absl.flags.FLAGS)."""
+    import absl.logging  # noqa: F401  (defines those flags; at parse time, not at import)
+
+    fv = absl_flags.FlagValues()
+    for name in ("verbosity", "logtostderr", "alsologtostderr", "stderrthreshold", "log_dir"):
+        if name in absl_flags.FLAGS:
+            fv[name] = absl_flags.FLAGS[name]
+    return fv
+
+
 def build_parser():
     """The ``dc-keras`` argument parser and the names of its commands."""
     first, rest = __doc__.split("\n\n", 1)
-    # absl's argparse integration: sub-commands as argparse does them, plus absl's own flags
-    # (--verbosity, --logtostderr, --helpfull, ...) for the absl logging the library uses.
+    # absl's argparse integration: sub-commands as argparse does them, plus absl's logging flags
+    # (--verbosity, --logtostderr, --helpfull); only those, so that absl flags other modules of
+    # the process defined (e.g. a benchmark's --seed) cannot clash with a command's options.
     parser = argparse_flags.ArgumentParser(prog="dc-keras", description=first, epilog=rest, allow_abbrev=False,
-                                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                                           inherited_absl_flags=_absl_logging_flags())
     parser.add_argument("--version", action="version", version=f"dc-keras {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     names = _add_demo(commands) + _export_cli.add_commands(commands)

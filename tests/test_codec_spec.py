@@ -274,7 +274,7 @@ def cases_v2():
         ("context_sparse_i16_fillers", np.round(long_gaps * 50).astype(np.int16), {"layout": "context_sparse"}),
         ("context_sparse_u8_odd_k", np.where(rng.random(90) < 0.4, rng.integers(0, 7, 90), 3).astype(np.uint8),
          {"layout": "context_sparse"}),
-        ("context_sparse_picked_automatically", runs_big, {}),
+        ("context_sparse_picked_automatically", runs_big, {"context_model": True}),
     ]
 
 
@@ -305,7 +305,7 @@ def test_spec_reader_new_layouts(name, array, kw):
     packed = codec.encode(array, **kw)
     if "layout" in kw:
         assert codec.info(packed)["layout"] == kw["layout"]
-    if name.endswith("picked_automatically"):  # §14 is smaller here, so the encoder picks it
+    if name.endswith("picked_automatically"):  # §14 is smaller here, so the encoder picks it (opt-in)
         assert codec.info(packed)["layout"] == "context_sparse"
         assert len(packed) < len(codec.encode(array, layout="sparse"))
     check_against_reference(array, packed)

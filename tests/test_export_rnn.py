@@ -180,6 +180,16 @@ def test_no_cluster_spread_warning_without_bn_or_without_packing():
 
 def test_cluster_spread_warning_for_per_channel_quantization():
     model = _conv_bn_model(with_bn=False)
+    # Deterministic spread, whatever the initializer drew: channel c keeps only its values up to a
+    # channel-specific magnitude, so the channels' max |w| (their int8 scales) differ while the
+    # layer keeps its 17 shared values.
+    kernel = model.get_layer("conv_a").kernel
+    w = keras.ops.convert_to_numpy(kernel)
+    levels = np.unique(np.abs(w[w != 0]))
+    for c in range(w.shape[-1]):
+        cap = levels[len(levels) // 2 + c % (len(levels) - len(levels) // 2)]
+        w[..., c] = np.where(np.abs(w[..., c]) > cap, 0.0, w[..., c])
+    kernel.assign(w)
     x = np.random.default_rng(4).normal(size=(16, 12, 12, 3)).astype("float32")
     with pytest.warns(export.ClusterSpreadWarning) as caught:
         export.to_tflite(model, quantize="int8", representative_data=x, per_channel=True)
