@@ -21,7 +21,9 @@ def test_clustered_model_quantizes_per_tensor_and_packs_like_float(quantize):
     model = em.keras_model("dense")
     rep = em.inputs("dense", 32, seed=5)
     float_packed = export.to_tflite(model)
-    auto = export.to_tflite(model, quantize=quantize, representative_data=rep, pack=False)
+    # int8: per tensor is the default for clustered models; dynamic: opt-in (docs/quantization.md)
+    auto = export.to_tflite(model, quantize=quantize, representative_data=rep, pack=False,
+                            **({} if quantize == "int8" else {"per_channel": False}))
     per_channel = export.to_tflite(model, quantize=quantize, representative_data=rep, pack=False,
                                    per_channel=True)
     kernels = [w.numpy() for w in model.weights if w.numpy().ndim == 2 and w.numpy().size >= 1024]
@@ -61,3 +63,11 @@ def test_unclustered_model_keeps_per_channel():
     m = keras.Sequential([keras.Input((40,)), keras.layers.Dense(64)])  # 2560 distinct weights
     data = export.to_tflite(m, quantize="int8", representative_data=np.random.rand(8, 40), pack=False)
     assert [len(q.scale) for _, q in _int8_kernels(data)] == [64]
+
+
+def test_dynamic_range_default_stays_per_channel():
+    """Per-tensor dynamic range is opt-in: TFLite's per-tensor hybrid kernels gave NaN outputs on a
+    BatchNorm-folded DS-CNN (docs/quantization.md)."""
+    model = em.keras_model("dense")
+    got = _int8_kernels(export.to_tflite(model, quantize="dynamic", pack=False))
+    assert got and all(len(q.scale) > 1 for _, q in got)
