@@ -68,7 +68,9 @@ def build_parser():
                                            formatter_class=argparse.RawDescriptionHelpFormatter,
                                            inherited_absl_flags=_absl_logging_flags())
     parser.add_argument("--version", action="version", version=f"dc-keras {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    # sub-commands are plain argparse parsers: only the top level carries absl's flags
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                     parser_class=argparse.ArgumentParser)
     names = _add_demo(commands) + _export_cli.add_commands(commands)
     return parser, sorted(names)
 

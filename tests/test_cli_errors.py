@@ -186,3 +186,13 @@ def test_disk_full_simulated_in_process(tmp_path, plain, monkeypatch, capsys):
         assert str(tmp_path / "out.tflite") in lines[0] and ".tmp" not in lines[0], lines[0]
     assert _snapshot(tmp_path) == ["m.tflite"]
     assert src.read_bytes() == plain
+
+
+def test_cli_options_do_not_clash_with_other_absl_flags_of_the_process():
+    """A benchmark (or user code) that defined an absl flag named like a command option (--seed)
+    must not break the CLI in the same process (the sub-commands carry no absl flags)."""
+    code = ("from absl import flags\nflags.DEFINE_integer('seed', 0, 'another module')\n"
+            "from dc_keras import cli\nparser, _ = cli.build_parser()\n"
+            "print(parser.parse_args(['demo', '--seed', '3']).seed)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "3", r.stderr[-2000:]
