@@ -18,7 +18,8 @@ Models (one row each in ``ZOO``; per-model settings live only there):
 Per-layer choices follow fixed rules (``sparsity_plan``), never the test data: layers with fewer
 than ``min_params`` weights and the first layer that sees the input stay dense (they are clustered
 only); every other covered layer gets the model's sparsity (``sparsity_big`` for layers with at least
-``big_params`` weights); ``bits`` for every clustered layer. Training uses 5,000 (image) / 2,000
+``big_params`` weights); ``bits`` for every clustered layer, or ``bits_pruned`` (when set) for the pruned
+ones; ``cluster_biases`` (when set) also shares the biases, BatchNorm-folded ones included. Training uses 5,000 (image) / 2,000
 (sequence) training samples as a validation split (reported, never used for choices); errors are
 measured on the full held-out test split through the ``.tflite`` interpreter (packed file). Every
 model's packed outputs are compared bit for bit with the unpacked ``.tflite`` of the same final model.
@@ -27,7 +28,6 @@ model's packed outputs are compared bit for bit with the unpacked ``.tflite`` of
     .venv/bin/python benchmarks/model_zoo.py --models=ds_cnn,lstm --epoch_scale=0.25
     .venv/bin/python benchmarks/results_doc.py ... --zoo docs/results/model_zoo.json
 """
-import inspect as _inspect
 import json
 import os
 import sys
@@ -47,6 +47,8 @@ flags.DEFINE_integer("train_subset", 0, "training samples per model (0: ZOO's tr
 flags.DEFINE_bool("update", False, "keep the other models' rows of an existing --json (each row records "
                   "its own date, load and commit); replace only the rows of the models run now")
 flags.DEFINE_integer("seed", 0, "training seed")
+flags.DEFINE_string("config", None, "JSON object overriding ZOO settings of every model run now (search runs; "
+                    "recorded in the row's config and command), e.g. '{\"sparsity_big\": 0.93, \"bits_pruned\": 4}'")
 flags.DEFINE_string("work_dir", os.path.expanduser("~/.cache/dc_keras/zoo"), "where .tflite files go")
 
 SEQ_T, SEQ_F, SEQ_CLASSES, MOTIF = 32, 8, 10, 6
@@ -297,9 +299,22 @@ def compress(model, cfg, data, epochs, seed, verbose=None):
                                     max_shift=shift, seed=seed, verbose=verbose)
     t_prune = (time.time() - t) / 60
     t = time.time()
-    shared = pipeline.cluster_finetune(pruned, x, y, bits=cfg["bits"], epochs=epochs[2], max_shift=shift,
-                                       seed=seed, verbose=verbose)
+    shared = pipeline.cluster_finetune(pruned, x, y, bits=layer_bits(cfg, rows), epochs=epochs[2],
+                                       max_shift=shift, seed=seed, verbose=verbose,
+                                       **_bias_kwargs(cfg))
     return shared, rows, {"prune_minutes": t_prune, "cluster_minutes": (time.time() - t) / 60}
+
+
+def layer_bits(cfg, plan):
+    """``bits`` for every clustered layer, or a dict (every covered layer of ``plan`` by name) giving
+    the pruned ones ``bits_pruned``."""
+    if cfg.get("bits_pruned") in (None, cfg["bits"]):
+        return cfg["bits"]
+    return {r["layer"]: cfg["bits_pruned"] if r["sparsity_target"] else cfg["bits"] for r in plan}
+
+
+def _bias_kwargs(cfg):
+    return {"cluster_biases": cfg["cluster_biases"]} if cfg.get("cluster_biases") else {}
 
 
 def export_and_check(model, x_test, y_test, work_path=None):
@@ -316,7 +331,7 @@ def export_and_check(model, x_test, y_test, work_path=None):
     out_packed = pipeline.predict_tflite(packed, x_test)
     out_plain = pipeline.predict_tflite(unpacked, x_test)
     return {
-        "packed": packed, "unpacked_bytes": len(unpacked),
+        "packed": packed, "unpacked": unpacked, "unpacked_bytes": len(unpacked), "plain_outputs": out_plain,
         "identical": out_packed.tobytes() == out_plain.tobytes(),
         "error": float(np.mean(np.argmax(out_packed, -1) != y_test)),
         "warnings": sorted({str(w.message) for w in caught}),
@@ -327,13 +342,14 @@ def _epochs(cfg, scale):
     return tuple(max(1, int(round(e * scale))) if e else 0 for e in cfg["epochs"])
 
 
-def run_model(name, scale, seed, train_subset=0, work_dir=None, verbose=None):
-    """Trains, compresses, exports and measures one zoo model; returns its JSON row."""
+def run_model(name, scale, seed, train_subset=0, work_dir=None, verbose=None, override=None):
+    """Trains, compresses, exports and measures one zoo model; returns its JSON row. ``override``:
+    settings replacing ZOO's for this run (a search run; recorded in the row)."""
     import keras
 
     from dc_keras import export, pipeline
 
-    cfg, start = ZOO[name], time.time()
+    cfg, start = {**ZOO[name], **(override or {})}, time.time()
     epochs = _epochs(cfg, scale)
     (x, y), (xv, yv), (xt, yt) = load(cfg["data"], train_subset or cfg["train_samples"])
     keras.utils.set_random_seed(seed)
@@ -353,6 +369,7 @@ def run_model(name, scale, seed, train_subset=0, work_dir=None, verbose=None):
     final, plan, times = compress(model, cfg, (x, y), epochs, seed, verbose)
     path = os.path.join(work_dir, f"{name}.packed.tflite") if work_dir else None
     out = export_and_check(final, xt, yt, path)
+    stripped = stripped_check(out, xt, yt, len(float_tfl))
     stats = weight_stats(final, {r["layer"] for r in plan})
     row = {
         "model": name, "data": cfg["data"], "input_shape": list(x.shape[1:]), "train_samples": len(x),
@@ -365,16 +382,21 @@ def run_model(name, scale, seed, train_subset=0, work_dir=None, verbose=None):
         "error_increase_pp": 100 * (out["error"] - base_error),
         "baseline_val_error": base_val, "final_val_error": _keras_error(final, xv, yv),
         "packed_outputs_identical": out["identical"], "bytes": bytes_breakdown(out["packed"]),
-        "export_warnings": out["warnings"], "stripped_names": _stripped(out["packed"], len(float_tfl)),
+        "export_warnings": out["warnings"], "stripped_names": stripped, "override": override or None,
         "minutes": {"baseline": t_base, **times, "total": (time.time() - start) / 60},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
         "loadavg_end": [round(v, 2) for v in os.getloadavg()],
     }
     goal = GOALS.get(name)
     row["goal"] = None if goal is None else {"ratio": goal[0], "max_increase_pp": goal[1]}
+    row["goal_verdict_uses"] = "names kept (the default pack); goal_met_stripped: the same goal for the file packed with strip_strings=True"
     row["goal_met"] = None if goal is None else bool(row["ratio"] >= goal[0] and row["error_increase_pp"] <= goal[1])
+    row["goal_met_stripped"] = None if goal is None else bool(
+        stripped["ratio"] >= goal[0] and 100 * (stripped["error"] - base_error) <= goal[1] and stripped["identical"])
     _log(f"{name}: {row['ratio']:.1f}x ({len(float_tfl):,} -> {len(out['packed']):,} B), error "
-         f"{100 * base_error:.2f} % -> {100 * out['error']:.2f} %, identical={out['identical']}, "
+         f"{100 * base_error:.2f} % -> {100 * out['error']:.2f} %, identical={out['identical']}, names stripped "
+         f"{stripped['ratio']:.1f}x (identical={stripped['identical']}), val error {100 * base_val:.2f} % -> "
+         f"{100 * row['final_val_error']:.2f} %, "
          f"{row['minutes']['total']:.1f} min")
     return row
 
@@ -391,14 +413,17 @@ def _commit():
         return None
 
 
-def _stripped(packed, float_bytes):
-    """Size with tensor names stripped, when this checkout's ``pack`` offers ``strip_strings``."""
-    from dc_keras import export
+def stripped_check(out, x_test, y_test, float_bytes):
+    """The same final model packed with ``strip_strings=True`` (tensor, subgraph names and the
+    description dropped): its size, ratio, test error and whether its outputs are bit-identical
+    to the unpacked ``.tflite`` (``out`` from ``export_and_check``)."""
+    from dc_keras import export, pipeline
 
-    if "strip_strings" not in _inspect.signature(export.pack).parameters:
-        return None
-    data = export.pack(export.unpack(packed), strip_strings=True)
-    return {"bytes": len(data), "ratio": float_bytes / len(data)}
+    data = export.pack(out["unpacked"], strip_strings=True)
+    outputs = pipeline.predict_tflite(data, x_test)
+    return {"bytes": len(data), "ratio": float_bytes / len(data), "bytes_saved": len(out["packed"]) - len(data),
+            "identical": outputs.tobytes() == out["plain_outputs"].tobytes(),
+            "error": float(np.mean(np.argmax(outputs, -1) != y_test))}
 
 
 def _keras_error(model, x, y):
@@ -430,7 +455,8 @@ def main(argv):
         result["command"] = old.get("command", "") + " ; " + result["command"]
     for name in names:
         try:
-            row = run_model(name, FLAGS.epoch_scale, FLAGS.seed, FLAGS.train_subset, FLAGS.work_dir)
+            row = run_model(name, FLAGS.epoch_scale, FLAGS.seed, FLAGS.train_subset, FLAGS.work_dir,
+                            override=json.loads(FLAGS.config) if FLAGS.config else None)
             row["command"] = "benchmarks/model_zoo.py " + " ".join(sys.argv[1:])
             result["models"].append(row)
         except Exception as exc:  # one model failing must not lose the others' figures
