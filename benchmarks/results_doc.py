@@ -178,6 +178,17 @@ def merge_zoo(paths):
     return merged
 
 
+def _yes_no(value):
+    return "-" if value is None else ("yes" if value else "**no**")
+
+
+def _zoo_bits(r):
+    """The row's bits: one figure, or pruned-layer bits / other layers' bits, plus biases if shared."""
+    cfg = r.get("config", {})
+    text = str(r["bits"]) if cfg.get("bits_pruned") in (None, r["bits"]) else f"{cfg['bits_pruned']} pruned / {r['bits']}"
+    return text + (f", biases {cfg['cluster_biases']}" if cfg.get("cluster_biases") else "")
+
+
 def zoo_section(zoo):
     """The model-zoo section (benchmarks/model_zoo.py JSON): one row per model, then where the bytes go."""
     rows = sorted(zoo["models"], key=lambda r: (ZOO_ORDER.index(r["model"]) if r["model"] in ZOO_ORDER else 99,
@@ -199,24 +210,29 @@ def zoo_section(zoo):
            "sparsity target. Errors: the packed `.tflite` through `dc_keras.runtime.Interpreter` on the full "
            "held-out test split (Fashion-MNIST: 10,000 images; sequences: 5,000 generated with another seed), "
            "against the model's own float baseline `.tflite`. Ratio: baseline float `.tflite` / packed file "
-           "(whole files). Image models train on a subset of the 60,000 images (column `train`) to keep CPU "
+           "(whole files). Two packed files per model, both bit-identical checked against the unpacked `.tflite`: "
+           "names kept (the default `pack`, **the goal verdict of record**, column `met`) and packed with "
+           "`strip_strings=True` (tensor/subgraph names and description dropped; column `met, stripped`). Image models train on a subset of the 60,000 images (column `train`) to keep CPU "
            "time sane; 5,000 (sequences: 2,000) training samples are held out for validation.", "",
            "| model | data | train | epochs (base/prune/share) | params | covered | sparsity of covered | bits | "
-           "float .tflite (B) | packed (B) | ratio | error: float -> packed | change | goal | met | bit-identical | "
-           "validation error (Keras) | minutes | load at end |",
-           "|" + "---|" * 19]
+           "float .tflite (B) | packed (B) | ratio | ratio, names stripped | error: float -> packed | change | goal | "
+           "met | met, stripped | bit-identical (kept / stripped) | validation error (Keras) | minutes | load at end |",
+           "|" + "---|" * 21]
     for r in rows:
         e, g = r["epochs"], r.get("goal")
         goal = "-" if not g else f">= {g['ratio']:.0f}x at <= +{g['max_increase_pp']:.0f} pp"
-        met = "-" if r.get("goal_met") is None else ("yes" if r["goal_met"] else "**no**")
+        met, met_st = (_yes_no(r.get(k)) for k in ("goal_met", "goal_met_stripped"))
+        st = r.get("stripped_names") or {}
+        same = ("yes" if r["packed_outputs_identical"] else "**NO**") + (
+            "" if "identical" not in st else " / " + ("yes" if st["identical"] else "**NO**"))
         la = r.get("loadavg_end") or [float("nan")]
         out.append(
             f"| {r['label']} | {ZOO_DATA.get(r['data'], r['data'])} | {r['train_samples']:,} | "
             f"{e['baseline']}/{e['prune']}/{e['cluster']} | {r['baseline_params']:,} | "
-            f"{100 * r['covered_fraction']:.1f} % | {100 * r['sparsity_covered']:.1f} % | {r['bits']} | "
-            f"{r['float_tflite_bytes']:,} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | "
+            f"{100 * r['covered_fraction']:.1f} % | {100 * r['sparsity_covered']:.1f} % | {_zoo_bits(r)} | "
+            f"{r['float_tflite_bytes']:,} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | {ratio(st.get('ratio'))} | "
             f"{pct(r['baseline_error'])} -> {pct(r['final_error'])} | {r['error_increase_pp']:+.2f} pp | {goal} | "
-            f"{met} | {'yes' if r['packed_outputs_identical'] else '**NO**'} | "
+            f"{met} | {met_st} | {same} | "
             f"{pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])} | {r['minutes']['total']:.1f} | "
             f"{la[0]:.1f} |")
     out += ["", "### Where the packed bytes go", "",
@@ -232,6 +248,9 @@ def zoo_section(zoo):
                  for k in ("packed_tensors", "raw_1d", "raw_other", "tensor_names", "structure")]
         out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} |")
     runs = [f"- {r['label']}: {r['note']}" for r in rows if r.get("note")]
+    runs += [f"- {r['label']}: search run, `--config` " + json.dumps(r["override"], sort_keys=True)
+             + f"; validation error {pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])}"
+             for r in rows if r.get("override")]
     if runs:
         out += ["", "Runs with a second configuration (chosen from the first run's size and validation error, "
                 "never the test split):", ""] + runs

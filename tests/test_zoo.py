@@ -81,6 +81,17 @@ def test_tiny_zoo_model_compresses_exports_and_packs_bit_exact(name):
     np.testing.assert_allclose(out_plain, final.predict(x, verbose=0), rtol=1e-3, atol=1e-5)
     parts = zoo.bytes_breakdown(packed)
     assert parts["packed_tensors"] > 0 and parts["structure"] > 0 and parts["file"] == len(packed)
+    # the zoo's second file: names stripped, smaller, still bit-identical to the unpacked file
+    stripped = zoo.stripped_check({"packed": packed, "unpacked": plain, "plain_outputs": out_plain}, x, y, len(plain))
+    assert stripped["identical"] and 0 < stripped["bytes"] < len(packed), stripped
+    assert stripped["bytes_saved"] == len(packed) - stripped["bytes"]
+
+
+def test_zoo_bits_rule_gives_pruned_layers_their_own_bits():
+    plan = [{"layer": "conv0", "sparsity_target": 0.0}, {"layer": "pw0", "sparsity_target": 0.9}]
+    assert zoo.layer_bits({"bits": 5}, plan) == 5
+    assert zoo.layer_bits({"bits": 5, "bits_pruned": 5}, plan) == 5
+    assert zoo.layer_bits({"bits": 5, "bits_pruned": 4}, plan) == {"conv0": 5, "pw0": 4}
 
 
 @pytest.mark.slow
