@@ -271,6 +271,56 @@ def test_keras_round_trip(tmp_path):
         np.testing.assert_array_equal(np_(w._assignments[0]), a)
 
 
+def _with_random_biases(model):
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(RNG.normal(size=layer.bias.shape).astype("float32"))
+    return model
+
+
+def test_cluster_biases_share_and_keep_sharing_through_fit(tmp_path):
+    model = _with_random_biases(mlp())
+    free = compile_(dc_keras.cluster(model, bits=3), keras.optimizers.Adam(0.01))
+    shared = compile_(dc_keras.cluster(model, bits=3, cluster_biases=2), keras.optimizers.Adam(0.01))
+    report = str(shared.compression_report)
+    assert "d1 (Dense): kernel, bias [544]" in report and "cluster_biases: 2 bits" in report
+    assert "bias" not in str(free.compression_report)
+    assert "d1 (Dense): kernel, bias [544]" in str(dc_keras.coverage(shared))
+    d1 = shared.get_layer("d1")
+    assert [tuple(c.shape) for c in d1._centroids] == [(8,), (4,)]
+    before = [np_(a).copy() for a in d1._assignments]
+    for m in (free, shared):
+        m.fit(X, Y, batch_size=32, epochs=2, verbose=0)
+    for a, b in zip(before, d1._assignments):
+        np.testing.assert_array_equal(a, np_(b))  # assignments never change
+    for name in ("d1", "d2", "out"):
+        kept = dc_keras.strip(shared).get_layer(name)
+        assert len(np.unique(np_(kept.bias))) <= 4 and len(np.unique(np_(kept.kernel))) <= 8
+        if name != "out":  # (4 biases) default: biases stay free floats
+            assert len(np.unique(np_(dc_keras.strip(free).get_layer(name).bias))) > 4
+    # True: the kernel's count; the option survives a .keras round trip without custom_objects
+    same = dc_keras.cluster(model, bits=3, cluster_biases=True)
+    assert same.get_layer("d2").bias_clusters == 8
+    path = str(tmp_path / "biases.keras")
+    shared.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_layer("d1").cluster_biases == 2
+    np.testing.assert_array_equal(np_(loaded.get_layer("d1")._centroids[1]), np_(d1._centroids[1]))
+    np.testing.assert_allclose(loaded.predict(X, verbose=0), shared.predict(X, verbose=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="cluster_biases"):
+        dc_keras.cluster(model, cluster_biases="yes")
+    with pytest.raises(ValueError, match="cluster_biases"):
+        dc_keras.cluster(model, cluster_biases=13)
+
+
+def test_cluster_biases_without_bias_is_reported():
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, use_bias=False, name="nb"),
+                              keras.layers.Dense(4, name="wb")])
+    clustered = dc_keras.cluster(model, bits=2, cluster_biases=True)
+    assert "nb: no bias to cluster" in str(clustered.compression_report)
+    assert clustered.get_layer("wb").cluster_targets()[-1][0] == "bias"
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="bits"):
         dc_keras.cluster(mlp(), bits=0)

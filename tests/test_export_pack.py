@@ -475,3 +475,35 @@ def test_int2_tensor_is_left_raw_with_a_reason():
     assert row.status == "refused" and "cannot size int2" in row.reason
     packed = fb.read_model(export.pack(data))
     assert fb.buffer_bytes(packed, packed.subgraphs[0].tensors[i].buffer) == fb.buffer_bytes(m, t.buffer)
+
+
+def test_clustered_biases_pack_when_it_saves_bytes():
+    """cluster(cluster_biases=3): the 300-entry bias packs as indices + codebook (it saves more
+    than a HuffDecode op and tensor cost), the 10-entry one stays raw (under min_bytes); the
+    packed file computes bit-identically. Free float biases do not pack (no sharing to use)."""
+    import keras
+
+    import dc_keras
+
+    rng = np.random.default_rng(3)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(300, activation="relu", name="h"),
+                              keras.layers.Dense(10, name="o")])
+    for layer in model.layers:
+        layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
+
+    def bias_rows(cluster_biases):
+        plain = export.to_tflite(dc_keras.strip(dc_keras.cluster(model, bits=4, cluster_biases=cluster_biases)),
+                                 pack=False)
+        packed = export.pack(plain)
+        xs = rng.normal(size=(8, 64)).astype("float32")
+        np.testing.assert_array_equal(em.run(runtime.Interpreter(model_content=packed), xs),
+                                      em.run(runtime.Interpreter(model_content=plain), xs))
+        return {r.shape: r for r in export.inspect(packed).rows if len(r.shape) == 1}, len(packed)
+
+    shared, shared_size = bias_rows(3)
+    free, free_size = bias_rows(False)
+    assert shared[(300,)].status == "packed" and shared[(300,)].distinct == 8
+    assert shared[(300,)].packed_bytes < 1200 // 4
+    assert shared[(10,)].status == "small"
+    assert free[(300,)].status == "kept"
+    assert shared_size < free_size - 800

@@ -42,9 +42,18 @@ class ClusterWrapper(_base.CompressionWrapper):
         seed: RNG seed of the random / kmeans++ initialisations.
         clusters: optional number of centroids when it is not a power of two (tfmot's
             ``number_of_clusters``, up to 4096); ``bits`` then becomes the index width it needs.
+        cluster_biases: also share the bias vector(s) of the layer (``False``, default: biases
+            stay free float weights that train normally). ``True`` gives each bias as many
+            centroids as the kernel; an int gives it ``2**cluster_biases`` centroids. A clustered
+            bias keeps its assignments through fine-tuning like a kernel (only its centroids
+            train), so the packed export can store it as indices + codebook.
+
+    Example:
+        >>> wrapper = ClusterWrapper(trained_dense, bits=4, cluster_biases=3)
     """
 
-    def __init__(self, layer, bits=5, init="linear", preserve_sparsity=True, seed=0, clusters=None, **kwargs):
+    def __init__(self, layer, bits=5, init="linear", preserve_sparsity=True, seed=0, clusters=None,
+                 cluster_biases=False, **kwargs):
         if clusters is not None:
             if isinstance(clusters, bool) or not isinstance(clusters, numbers.Integral) or not 1 <= clusters <= 4096:
                 raise ValueError(f"`clusters` must be an integer between 1 and 4096, got {clusters!r}.")
@@ -58,7 +67,9 @@ class ClusterWrapper(_base.CompressionWrapper):
             raise ValueError(f"`preserve_sparsity` must be True or False, got {preserve_sparsity!r}.")
         self.preserve_sparsity = bool(preserve_sparsity)
         self.seed = int(seed)
+        self.cluster_biases = _check_cluster_biases(cluster_biases)
         super().__init__(layer, **kwargs)
+        self._untracked("_bias_names", set())
         self._untracked("_centroids", [])
         self._untracked("_assignments", [])
         # A built layer has trained weights: cluster them now (eagerly, in numpy); build() then
@@ -66,14 +77,34 @@ class ClusterWrapper(_base.CompressionWrapper):
         self._untracked("_pending", None)
         self._untracked("_clustered_at_init", bool(getattr(layer, "built", False)))
         if getattr(layer, "built", False):
-            self._untracked("_pending", [self._kmeans(var) for _, var, _ in _base.compressible_weights(layer)])
+            self._untracked("_pending", [self._kmeans(var, self._clusters_of(name))
+                                         for name, var, _ in self.cluster_targets(layer)])
 
     @property
     def clusters(self):
         return self._n_clusters if self._n_clusters is not None else 2 ** self.bits
 
+    @property
+    def bias_clusters(self):
+        """Centroids per clustered bias (0 when biases are not clustered)."""
+        if self.cluster_biases is False:
+            return 0
+        return self.clusters if self.cluster_biases is True else 2 ** self.cluster_biases
+
+    def _clusters_of(self, name):
+        return self.bias_clusters if name in self._bias_names else self.clusters
+
+    def cluster_targets(self, layer=None):
+        """``[(name, variable, axis)]`` this wrapper clusters in ``layer`` (default: its own):
+        the kernel(s), then the bias(es) when ``cluster_biases`` is set."""
+        layer = self.layer if layer is None else layer
+        biases = bias_weights(layer) if self.cluster_biases is not False else []
+        self._untracked("_bias_names", {name for name, _, _ in biases})
+        return _base.compressible_weights(layer) + biases
+
     def build(self, input_shape=None):
         super().build(input_shape)
+        self._untracked("_targets", self.cluster_targets())
         self._untracked("_centroids", [])
         self._untracked("_assignments", [])
         pending = self._pending or [None] * len(self._targets)
@@ -83,7 +114,7 @@ class ClusterWrapper(_base.CompressionWrapper):
                 c_init = _ValueInitializer(values[0])
                 a_init = _ValueInitializer(values[1])
             centroids = self.add_weight(
-                name=f"{name}_centroids", shape=(self.clusters,), dtype=var.dtype, initializer=c_init,
+                name=f"{name}_centroids", shape=(self._clusters_of(name),), dtype=var.dtype, initializer=c_init,
                 trainable=True,
             )
             assignments = self.add_weight(
@@ -99,27 +130,28 @@ class ClusterWrapper(_base.CompressionWrapper):
         for _, var, _ in self._targets:
             var.trainable = True
 
-    def _kmeans(self, var):
+    def _kmeans(self, var, clusters):
         w = np.asarray(ops.convert_to_numpy(var), dtype=np.float64)
-        idx = np.full(w.shape, self.clusters, dtype=np.int32)  # the constant-zero slot
+        idx = np.full(w.shape, clusters, dtype=np.int32)  # the constant-zero slot
         keep = (w != 0) if self.preserve_sparsity else np.ones(w.shape, bool)
-        if not keep.all() and self.clusters + 1 > _base.MAX_CODEBOOK:
+        if not keep.all() and clusters + 1 > _base.MAX_CODEBOOK:
             raise ValueError(
-                f"Layer {self.layer.name!r}: bits={self.bits} with preserve_sparsity=True on a kernel with "
-                f"zeros needs {self.clusters + 1} codebook entries; the packed format holds "
+                f"Layer {self.layer.name!r}: bits={max(1, int(clusters - 1).bit_length())} with "
+                f"preserve_sparsity=True on a weight with "
+                f"zeros needs {clusters + 1} codebook entries; the packed format holds "
                 f"{_base.MAX_CODEBOOK} (docs/FORMAT.md §2). Use bits <= {_base.MAX_BITS - 1} or "
                 "preserve_sparsity=False."
             )
-        c = np.zeros(self.clusters)
+        c = np.zeros(clusters)
         if keep.any():
-            c, a = kmeans_1d(w[keep], self.clusters, init=self.init, seed=self.seed)
+            c, a = kmeans_1d(w[keep], clusters, init=self.init, seed=self.seed)
             idx[keep] = a.astype(np.int32)
         return c, idx
 
     def initialize_clusters(self):
         """Run k-means (numpy) on the inner layer's current weights and set centroids/assignments."""
-        for (_name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
-            c, idx = self._kmeans(var)
+        for (name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
+            c, idx = self._kmeans(var, self._clusters_of(name))
             centroids.assign(c.astype(centroids.dtype))
             assignments.assign(idx)
 
@@ -143,6 +175,8 @@ class ClusterWrapper(_base.CompressionWrapper):
         config.update(bits=self.bits, init=self.init, preserve_sparsity=self.preserve_sparsity, seed=self.seed)
         if self._n_clusters is not None:
             config["clusters"] = self._n_clusters
+        if self.cluster_biases is not False:
+            config["cluster_biases"] = self.cluster_biases
         return config
 
     @classmethod
@@ -150,6 +184,32 @@ class ClusterWrapper(_base.CompressionWrapper):
         config = dict(config)
         layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
         return cls(layer, **config)
+
+
+def _check_cluster_biases(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return _check_bits(value, "cluster_biases")
+    raise ValueError(
+        f"`cluster_biases` must be False, True (the kernel's bits) or an int of bits 1..{_base.MAX_BITS}, "
+        f"got {value!r}."
+    )
+
+
+def bias_weights(layer):
+    """``[(name, variable, 0)]``: the bias vector(s) of a supported layer (none with
+    ``use_bias=False``). RNN biases live in the cell, attention biases in the projections."""
+    if _base._is_bidirectional_rnn(layer):
+        return bias_weights(layer.forward_layer) and [
+            ("forward_bias", layer.forward_layer.cell.bias, 0), ("backward_bias", layer.backward_layer.cell.bias, 0)]
+    if _base._is_rnn(layer):
+        layer = layer.cell
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return [(f"{p}_bias", getattr(layer, f"{p}_dense").bias, 0) for p in _base._MHA_PROJECTIONS
+                if isinstance(getattr(getattr(layer, f"{p}_dense"), "bias", None), keras.Variable)]
+    bias = getattr(layer, "bias", None)
+    return [("bias", bias, 0)] if isinstance(bias, keras.Variable) else []
 
 
 class _ValueInitializer:
@@ -190,7 +250,7 @@ def _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm):
 
 
 def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0,
-            fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None):
+            fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None, cluster_biases=False):
     """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
 
     Args:
@@ -214,6 +274,12 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         min_params: leave layers with fewer compressible weights dense (reported as too small).
         clusters: optional centroid count for every clustered layer when it is not a power of two
             (tfmot's ``number_of_clusters``, up to 4096); overrides ``bits``.
+        cluster_biases: also share each clustered layer's bias(es): ``False`` (default; biases
+            stay free floats), ``True`` (as many centroids as the layer's kernel) or an int of
+            bits for the biases (e.g. 3). Clustered biases keep their assignments through
+            fine-tuning like the kernels, and the packed export stores them as indices +
+            codebook when that is smaller (a 300-entry float bias: 1,200 B raw). The report
+            lists ``bias`` among each layer's compressed weights.
 
     The documented flow is ``prune`` -> fit -> ``strip`` -> ``cluster`` -> fit -> ``strip``. The
     returned model has a ``compression_report`` (also logged): clustered layers, folds, skipped
@@ -225,10 +291,12 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         >>> clustered.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
         >>> clustered.fit(x, y, epochs=2)
         >>> final = dc_keras.strip(clustered)  # each kernel: at most 2**bits distinct non-zeros
+        >>> small = dc_keras.cluster(dc_keras.strip(pruned), bits=4, cluster_biases=3)  # biases too
     """
     if bits is None:
         bits = {}
     _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm)
+    cluster_biases = _check_cluster_biases(cluster_biases)
     if not isinstance(model_or_layer, keras.layers.Layer):
         raise ValueError(f"cluster() takes a Keras model or layer, got {type(model_or_layer).__name__}.")
 
@@ -236,13 +304,14 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         if layers is not None:
             raise ValueError("`layers` only applies to models; pass the layer itself to cluster one layer.")
         layer = model_or_layer
-        return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed, clusters=clusters)
+        return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed, clusters=clusters,
+                              cluster_biases=cluster_biases)
     return _cluster_model(model_or_layer, bits, init, preserve_sparsity, layers, seed, fold_batchnorm,
-                          include_frozen, min_params, clusters)
+                          include_frozen, min_params, clusters, cluster_biases)
 
 
 def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batchnorm, include_frozen,
-                   min_params, clusters=None):
+                   min_params, clusters=None, cluster_biases=False):
     existing = _base.find_wrappers(model)
     if existing:
         raise ValueError(
@@ -273,7 +342,8 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
             fresh = rebuilder.clone(original)
         if id(original) not in chosen:
             return fresh
-        wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed, clusters=clusters)
+        wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed, clusters=clusters,
+                                 cluster_biases=cluster_biases)
         wrapper.trainable = fresh.trainable
         wrappers.append(wrapper)
         return wrapper
@@ -282,7 +352,28 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
     for wrapper in wrappers:
         if not wrapper._clustered_at_init:
             wrapper.initialize_clusters()
+    if cluster_biases is not False:
+        _report_biases(report, wrappers)
     return _report.attach(new_model, report)
+
+
+def _report_biases(report, wrappers):
+    """With ``cluster_biases``: the report lists each layer's clustered biases (and counts them),
+    and says which clustered layers have no bias to share."""
+    by_name = {w.layer.name: w for w in wrappers}
+    for entry in report.wrapped:
+        wrapper = by_name.get(entry["layer"])
+        if wrapper is None:
+            continue
+        biases = [(n, v) for n, v, _ in wrapper._targets if n in wrapper._bias_names]
+        if biases:
+            entry["weights"] = entry["weights"] + [n for n, _ in biases]
+            entry["params"] += _base.params(v for _, v in biases)
+        else:
+            report.notes.append(f"{entry['layer']}: no bias to cluster (use_bias=False)")
+    bits = "the kernel's bits" if wrappers and wrappers[0].cluster_biases is True else \
+        f"{wrappers[0].cluster_biases} bits" if wrappers else ""
+    report.notes.append(f"biases clustered too (cluster_biases: {bits})")
 
 
 __all__ = ["ClusterWrapper", "cluster"]

@@ -125,8 +125,8 @@ def coverage(model, include_frozen=False):
     inner = {id(v) for w in wrappers for v in w.layer.weights}
     state = {id(v) for w in wrappers for v in w.weights if id(v) not in inner}  # masks, centroids
     report = CoverageReport("coverage", _base.params(v for v in model.weights if id(v) not in state))
-    for wrapper in wrappers:
-        report.add_wrapped(wrapper.layer, _base.compressible_weights(wrapper.layer))
+    for wrapper in wrappers:  # a wrapper's targets include clustered biases (cluster_biases=...)
+        report.add_wrapped(wrapper.layer, wrapper._targets or _base.compressible_weights(wrapper.layer))
     for layer, frozen in _base.graph_layers(model):
         if layer.weights and not isinstance(layer, _base.CompressionWrapper):
             reason = _base.unsupported_reason(layer) or (
