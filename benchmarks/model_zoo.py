@@ -28,6 +28,7 @@ model's packed outputs are compared bit for bit with the unpacked ``.tflite`` of
     .venv/bin/python benchmarks/model_zoo.py --models=ds_cnn,lstm --epoch_scale=0.25
     .venv/bin/python benchmarks/results_doc.py ... --zoo docs/results/model_zoo.json
 """
+import functools
 import json
 import os
 import sys
@@ -401,7 +402,9 @@ def run_model(name, scale, seed, train_subset=0, work_dir=None, verbose=None, ov
     return row
 
 
+@functools.lru_cache(maxsize=None)
 def _commit():
+    """The checkout's commit, read once (``main`` calls it before training: the code that runs)."""
     import subprocess
 
     try:
@@ -443,6 +446,7 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown model(s) {unknown}; the zoo has {list(ZOO)}")
     os.makedirs(FLAGS.work_dir, exist_ok=True)
+    _commit()  # the commit at start: the code this process runs, even if HEAD moves meanwhile
     result = {"command": "benchmarks/model_zoo.py " + " ".join(sys.argv[1:]),
               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "loadavg_start": [round(v, 2) for v in os.getloadavg()], "epoch_scale": FLAGS.epoch_scale,
