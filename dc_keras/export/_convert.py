@@ -178,6 +178,14 @@ def _has_depthwise(model):
     return any(isinstance(layer, kinds) for layer in _leaf_layers(model))
 
 
+def _scales(model, quantize, per_channel):
+    """``(per_channel, legacy_dynamic)``: per tensor by default for a clustered model (keeps the
+    sharing); the legacy dynamic-range quantizer for per-tensor dynamic range with depthwise layers."""
+    if per_channel is None:
+        per_channel = not _is_clustered(model)
+    return per_channel, quantize == "dynamic" and not per_channel and _has_depthwise(model)
+
+
 def _is_clustered(model, max_values=256):
     """True if every weight matrix / kernel of ``model`` holds at most ``max_values`` distinct values."""
     kernels = [np.asarray(w) for w in model.get_weights() if np.ndim(w) >= 2]
@@ -434,14 +442,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         is an error.
       configure: a callable receiving the converter just before ``convert()`` (after
         ``converter_options``), for anything the options cannot express.
-      per_channel: for ``quantize="int8"``/``"dynamic"``: one int8 scale per output channel (the
-        converter's default) or per tensor. ``None`` (default): per tensor when the model is
-        clustered (every kernel has <= 256 distinct values), which keeps the weight sharing
-        (<= 2**bits int8 codes per tensor, so it packs like the float model; per-channel scales
-        spread them, see docs/quantization.md), else per channel. Per-tensor dynamic range of a
-        model with depthwise layers uses the converter's legacy dynamic-range quantizer (a
-        DEQUANTIZE before each int8 depthwise filter): TFLite's hybrid depthwise kernel reads one
-        scale per channel and outputs NaN on a per-tensor filter.
+      per_channel: int8 scales per output channel (the converter's default) or per tensor. ``None``:
+        per tensor for a clustered model (every kernel <= 256 distinct values: it keeps the sharing
+        and packs like the float model, docs/quantization.md), else per channel. Per-tensor dynamic
+        range uses the converter's legacy quantizer when the model has depthwise layers (see
+        ``_misread_depthwise``: TFLite's hybrid depthwise kernel needs per-channel scales).
 
     Returns:
       The ``.tflite`` bytes.
@@ -464,17 +469,16 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if _backend.needs_tensorflow_child():  # torch backend: dc_keras/export/_backend.py
         data = _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
                                                 min_bytes=min_bytes, batch_size=batch_size,
-                                                converter_options=converter_options, configure=configure)
+                                                converter_options=converter_options, configure=configure,
+                                                per_channel=per_channel)
         if path is not None:
             atomic_write(path, data)
         return data
     if quantize == "int8":
         _representative(representative_data)  # validate before the slow conversion
     shared = _shared_kernels(model) if pack else []
-    if per_channel is None:  # per tensor keeps the sharing of a clustered model (docstring)
-        per_channel = not _is_clustered(model)
-    legacy = quantize == "dynamic" and not per_channel and _has_depthwise(model)
-    apply = _configurer(quantize, representative_data, converter_options, configure, per_channel, legacy)
+    apply = _configurer(quantize, representative_data, converter_options, configure,
+                        *_scales(model, quantize, per_channel))
     data = bytes(_convert(model, apply, batch_size))
     if quantize == "dynamic":
         _check_hybrid_depthwise(data)
