@@ -107,7 +107,8 @@ class Interpreter:
       backend: ``"auto"`` (LiteRT when installed, else TF), ``"litert"`` or ``"tensorflow"``
         (TF's ``InterpreterWithCustomOps``).
       decode: ``"delegate"`` (default; keeps XNNPACK on the packed weights) or ``"op"``
-        (TF backend only: the plain custom op, decoding in its Prepare).
+        (TF backend only: the plain custom op, decoding in its Prepare; refuses packed INT4 filters
+        of a dynamic-range FULLY_CONNECTED, which TFLite would run on another kernel).
       weights: ``"decoded"`` (default: packed weights are decoded to dense constants at load and
         run on the ordinary kernels, XNNPACK included) or ``"compressed"`` (FULLY_CONNECTED layers
         with packed float32 / int8 weights run from a compact sparse form built at load -- the
