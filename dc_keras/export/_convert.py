@@ -186,6 +186,19 @@ def _scales(model, quantize, per_channel):
     return per_channel, quantize == "dynamic" and not per_channel and _has_depthwise(model)
 
 
+def _convert_checked(model, batch_size, quantize, per_channel, configurer):
+    """Converts; a per-tensor dynamic-range file with a misread depthwise filter (a depthwise op no
+    Keras layer type announced, e.g. a lowered grouped convolution) is converted again with the
+    legacy quantizer, and refused if it still has one."""
+    per_channel, legacy = _scales(model, quantize, per_channel)
+    data = bytes(_convert(model, configurer(per_channel, legacy), batch_size))
+    if quantize == "dynamic" and not legacy and _misread_depthwise(data):
+        data = bytes(_convert(model, configurer(per_channel, True), batch_size))
+    if quantize == "dynamic":
+        _check_hybrid_depthwise(data)
+    return data
+
+
 def _is_clustered(model, max_values=256):
     """True if every weight matrix / kernel of ``model`` holds at most ``max_values`` distinct values."""
     kernels = [np.asarray(w) for w in model.get_weights() if np.ndim(w) >= 2]
@@ -477,11 +490,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if quantize == "int8":
         _representative(representative_data)  # validate before the slow conversion
     shared = _shared_kernels(model) if pack else []
-    apply = _configurer(quantize, representative_data, converter_options, configure,
-                        *_scales(model, quantize, per_channel))
-    data = bytes(_convert(model, apply, batch_size))
-    if quantize == "dynamic":
-        _check_hybrid_depthwise(data)
+    data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
+        quantize, representative_data, converter_options, configure, pc, legacy))
     if pack:
         packed = _pack(data, min_bytes=min_bytes)
         for message in _spread_messages(model, shared, data, packed, quantize):
