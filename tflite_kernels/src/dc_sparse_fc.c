@@ -264,6 +264,7 @@ DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_s
   m->dtype = h.info.dtype;
   /* Dense route (§5, §12, §14, version 1, non-zero background): a transient dense copy,
    * decoded, scanned twice, freed (never kept). */
+  m->from_dense = 1;
   void* dense = malloc((size_t)h.info.output_bytes);
   if (!dense) return DC_SFC_NOMEM;
   st = dc_decode(packed, size, dense, (size_t)h.info.output_bytes);
