@@ -155,11 +155,14 @@ static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t
   }
   for (s = 0; s < a->n; ++s) {
     uint32_t len = alph_len(a, s), c, r = 0, b, step, k;
+    uint16_t entry;
     if (len == 0) continue;
     c = next_code[len]++;
     for (b = 0; b < len; ++b) r |= ((c >> b) & 1u) << (len - 1 - b);
     step = 1u << len;
-    for (k = r; k < (1u << L); k += step) table[k] = (uint16_t)((CLS_SYM(s) << 4) | len);
+    /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */
+    entry = (uint16_t)((CLS_SYM(s) << 4) | len);
+    for (k = r; k < (1u << L); k += step) table[k] = entry;
   }
 }
 
