@@ -8,7 +8,7 @@
  * non-zero (3 B) keeps the whole 4096x4096 layer at 10 % in 5 MB and costs
  * one gather of x, one codebook load (L1) and one multiply-add per non-zero.
  * Alternatives measured on 4096x4096 (x86-64, one core, best of 300-400 runs,
- * same process, 2026-11-29): this kernel 0.53-0.60 ns per non-zero at 5, 10
+ * same process, 2026-11-29): this kernel 0.53-0.61 ns per non-zero at 5, 10
  * and 30 % density (linear in the non-zeros: 0.46-0.50 ms at 5 %, 0.89-1.04 ms
  * at 10 %); 2-byte entries (8-bit column step + 8-bit code, 2 B per non-zero,
  * 33 % less memory) 1.2-1.3x slower (the running column is a serial chain);
