@@ -78,6 +78,14 @@ def tensors():
     runs = np.where(rng.random((30, 60)) < 0.2, sign * rng.choice(np.linspace(0.1, 1, 12), (30, 60)), 0)
     out.append(("sign_runs_f32", runs.astype(np.float32)))
     out.append(("sign_runs_int8", np.round(runs * 60).astype(np.int8)))
+    # 2-D FC weights with a zero background, which the compressed FC form builds straight from
+    # the entries (dc_decode_rows): empty rows, -0.0 entries, per-row / per-column int8 tables
+    fc = _clustered(rng, (24, 40), 16, 0.9)
+    fc[3:6] = 0
+    fc[10, ::5] = -0.0
+    out.append(("fc_f32_rows_negzero", fc))
+    out.append(("fc_int8_per_row_sparse", np.clip(np.round(fc * 300 * rng.uniform(0.5, 2, (24, 1))),
+                                                  -127, 127).astype(np.int8)))
     return out
 
 
