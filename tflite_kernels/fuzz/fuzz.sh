@@ -93,7 +93,7 @@ case "$MODE" in
     seeds
     for h in $HARNESSES; do
       # shellcheck disable=SC2086
-      $CC $CFLAGS_F $SAN -o "$OUT/replay_$h" fuzz/replay_main.c "fuzz/fuzz_$h.c" $SRCS -lm
+      $CC $CFLAGS_F $SAN -o "$OUT/replay_$h" fuzz/replay_main.c "fuzz/fuzz_$h.c" $SRCS -lm -lpthread
       "$OUT/replay_$h" $(regressions "$h") "$(seeddir "$h")"
     done
     ;;
@@ -104,7 +104,7 @@ case "$MODE" in
     mkdir -p "$OUT/artifacts"
     for h in $HARNESSES; do
       # shellcheck disable=SC2086
-      "$CL" $CFLAGS_F -fsanitize=fuzzer $SAN -o "$OUT/fuzz_$h" "fuzz/fuzz_$h.c" $SRCS -lm
+      "$CL" $CFLAGS_F -fsanitize=fuzzer $SAN -o "$OUT/fuzz_$h" "fuzz/fuzz_$h.c" $SRCS -lm -lpthread
       CORPUS="$OUT/corpus-$MODE/$h"
       mkdir -p "$CORPUS"
       echo "== fuzz_$h: $SECS s ($("$CL" --version | head -n 1))"
