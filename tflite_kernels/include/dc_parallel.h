@@ -40,6 +40,12 @@ DC_API int dc_decode_threads(int requested);
  * DC_OK (0: all decoded). */
 DC_API size_t dc_decode_many(dc_decode_job* jobs, size_t num_jobs, int threads);
 
+/* A 64-byte aligned block of n bytes for decoded output (not zeroed), freed
+ * with free(); 2 MiB and larger blocks are huge-page aligned and advised
+ * (fewer page faults when the decoder first writes them).  NULL if out of
+ * memory. */
+DC_API void* dc_alloc_output(size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -640,14 +640,16 @@ static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
     return 0;
   }
   size_t n = (size_t)out->bytes; /* >= output_bytes (int4: see output_size_ok) */
-  void* block = calloc(1, n + kDecodedAlignment);
+  void* block = dc_alloc_output(n); /* kDecodedAlignment-aligned, not zeroed */
   if (!block || !delegate_keep(d, block)) {
     free(block);
     set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)", tensor_name(out),
             (unsigned long long)info.output_bytes);
     return 0;
   }
-  uintptr_t p = ((uintptr_t)block + kDecodedAlignment - 1) & ~(uintptr_t)(kDecodedAlignment - 1);
+  /* The decoder writes output_bytes; zero the rest (int4: runtime size > data). */
+  memset((uint8_t*)block + info.output_bytes, 0, n - (size_t)info.output_bytes);
+  uintptr_t p = (uintptr_t)block;
   job->packed = (const uint8_t*)in->data.raw_const;
   job->packed_size = in->bytes;
   job->out = (void*)p;
