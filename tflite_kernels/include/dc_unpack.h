@@ -1,0 +1,65 @@
+/*
+ * dc_unpack.h -- turn a packed .tflite (HuffDecode ops, docs/FORMAT.md) into a
+ * plain .tflite on the device: no TensorFlow, no Python, no flatbuffers
+ * library.  For runtimes and accelerator delegates (GPU, NPU) that take no
+ * custom op: unpack once (e.g. at an app's first launch), cache the result,
+ * load the cached file as any other model.  See docs/android.md.
+ *
+ * How (docs/FORMAT.md §15): the input flatbuffer is copied unchanged except
+ * for in-place edits, and new Buffer tables holding the decoded bytes are
+ * appended after it (16-byte aligned data):
+ *   - each HuffDecode op is removed from its subgraph's operator list;
+ *   - its output tensor's buffer entry points to a new Buffer with the
+ *     decoded bytes (the tensor keeps its index, name, type, shape and
+ *     quantization, so signatures and tensor indices are unchanged);
+ *   - trailing HuffDecode operator codes are dropped.
+ * The packed uint8 tensors stay in the file as unused constants (no op reads
+ * them), so the result is the unpacked model's size plus the packed bytes;
+ * dc_keras.export.unpack (Python) also removes those.  Every tensor's
+ * contents equal dc_keras.export.unpack's, so outputs are bit-identical.
+ * Not handled (clear error, use dc_keras.export.unpack): a HuffDecode output
+ * tensor without a buffer of its own (packed from a TFLite DENSIFY op), or
+ * a buffer shared by tensors that decode to different bytes.
+ */
+#ifndef DC_UNPACK_H_
+#define DC_UNPACK_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dc_codec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  DC_UNPACK_OK = 0,
+  DC_UNPACK_MALFORMED = 1,   /* not a readable .tflite flatbuffer */
+  DC_UNPACK_BAD_PACKED = 2,  /* a HuffDecode op or its packed tensor is invalid */
+  DC_UNPACK_UNSUPPORTED = 3, /* valid, but this unpacker cannot rewrite it (see above) */
+  DC_UNPACK_TOO_LARGE = 4,   /* the result would pass max_output (2 GiB: flatbuffer offsets) */
+  DC_UNPACK_NO_MEMORY = 5
+} dc_unpack_status;
+
+/* Unpacks `packed` (n bytes; never modified) into a new malloc'd buffer
+ * (*out, *out_n; release with dc_unpack_free).  A model without HuffDecode
+ * ops comes back as an identical copy.  On error *out is NULL and `why`
+ * (why_n bytes, may be NULL) says what is wrong, naming the tensor and the
+ * fix.  Packed tensors are decoded in parallel (dc_decode_many, threads as
+ * dc_decode_threads(0)). */
+DC_API dc_unpack_status dc_unpack(const uint8_t* packed, size_t n, uint8_t** out, size_t* out_n,
+                                  char* why, size_t why_n);
+
+/* Same with a bound on the result's size in bytes (<= 2 GiB - 1): for
+ * memory-bounded callers and the fuzz harness. */
+DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_t max_output,
+                                          uint8_t** out, size_t* out_n, char* why, size_t why_n);
+
+DC_API void dc_unpack_free(uint8_t* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DC_UNPACK_H_ */
