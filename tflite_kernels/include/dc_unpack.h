@@ -58,6 +58,23 @@ DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_
 
 DC_API void dc_unpack_free(uint8_t* out);
 
+/* One HuffDecode op of a model, as dc_list_huffdecode finds it (checked like dc_unpack does,
+ * not decoded): its packed bytes (pointing into the model) and its output tensor. */
+typedef struct {
+  const uint8_t* packed;
+  size_t packed_size;
+  size_t output_bytes;
+  uint32_t rank;
+  int32_t dims[DC_MAX_RANK];
+  char name[96]; /* output tensor name (truncated) */
+} dc_huffdecode_op;
+
+/* Lists every HuffDecode op of a .tflite in subgraph/operator order into a malloc'd array
+ * (*ops, *num_ops; free()).  Used by the LiteRT CompiledModel kernel (dc_litert_op.c), which
+ * must give output shapes without seeing tensor data.  Errors as dc_unpack. */
+DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_huffdecode_op** ops,
+                                           size_t* num_ops, char* why, size_t why_n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -179,6 +179,8 @@ static int buffer_bytes(Fb* f, const Vec* buffers, uint32_t i, const uint8_t** p
 typedef struct {
   uint32_t buffer; /* the output tensor's buffer, to be given the decoded bytes */
   char name[96];
+  uint32_t rank;
+  int32_t dims[DC_MAX_RANK];
 } Target;
 
 typedef struct {
@@ -189,6 +191,7 @@ typedef struct {
   size_t num_jobs, cap_jobs;
   size_t total; /* decoded bytes */
   size_t max_output;
+  int list_only; /* dc_list_huffdecode: plan without output memory */
 } Plan;
 
 static int is_huff_code(Fb* f, const Vec* codes, size_t k, int* yes) {
@@ -259,7 +262,7 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
     say(f, "HuffDecode(%s): the packed data's dtype/shape do not match the tensor's", t.name);
     return DC_UNPACK_BAD_PACKED;
   }
-  if (t.buffer == 0 || t.buffer >= pl->buffers.count) {
+  if (!pl->list_only && (t.buffer == 0 || t.buffer >= pl->buffers.count)) {
     say(f, "HuffDecode(%s): the tensor has no buffer of its own (packed from a DENSIFY op?); "
         "this unpacker cannot add buffers: use dc_keras.export.unpack", t.name);
     return DC_UNPACK_UNSUPPORTED;
@@ -273,11 +276,14 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
   j->packed = raw;
   j->packed_size = len;
   j->out_size = (size_t)info.output_bytes;
-  j->out = dc_alloc_output(j->out_size);
+  j->out = pl->list_only ? NULL : dc_alloc_output(j->out_size);
   j->status = DC_OK;
-  if (!j->out) return say(f, "out of memory (%s)", t.name), DC_UNPACK_NO_MEMORY;
-  pl->targets[pl->num_jobs].buffer = t.buffer;
-  memcpy(pl->targets[pl->num_jobs].name, t.name, sizeof t.name);
+  if (!j->out && !pl->list_only) return say(f, "out of memory (%s)", t.name), DC_UNPACK_NO_MEMORY;
+  Target* tg = &pl->targets[pl->num_jobs];
+  tg->buffer = t.buffer;
+  memcpy(tg->name, t.name, sizeof t.name);
+  tg->rank = info.rank;
+  for (uint32_t k = 0; k < info.rank; ++k) tg->dims[k] = (int32_t)info.dims[k];
   pl->num_jobs++;
   pl->total += j->out_size + 64; /* data + table + alignment */
   return DC_UNPACK_OK;
@@ -462,3 +468,37 @@ DC_API dc_unpack_status dc_unpack(const uint8_t* packed, size_t n, uint8_t** out
 }
 
 DC_API void dc_unpack_free(uint8_t* out) { free(out); }
+
+DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_huffdecode_op** ops,
+                                           size_t* num_ops, char* why, size_t why_n) {
+  Fb f = {model, n, why, why_n};
+  Plan pl;
+  memset(&pl, 0, sizeof pl);
+  pl.max_output = DC_FLATBUFFER_MAX;
+  pl.list_only = 1;
+  if (why && why_n) why[0] = '\0';
+  if (!ops || !num_ops || !model) return say(&f, "dc_list_huffdecode: bad arguments"), DC_UNPACK_MALFORMED;
+  *ops = NULL;
+  *num_ops = 0;
+  int r = plan_model(&f, &pl);
+  dc_huffdecode_op* list = NULL;
+  if (r == DC_UNPACK_OK) {
+    list = (dc_huffdecode_op*)calloc(pl.num_jobs + 1, sizeof *list);
+    if (!list) r = (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
+  }
+  for (size_t i = 0; list && i < pl.num_jobs; ++i) {
+    list[i].packed = pl.jobs[i].packed;
+    list[i].packed_size = pl.jobs[i].packed_size;
+    list[i].output_bytes = pl.jobs[i].out_size;
+    list[i].rank = pl.targets[i].rank;
+    memcpy(list[i].dims, pl.targets[i].dims, sizeof list[i].dims);
+    memcpy(list[i].name, pl.targets[i].name, sizeof list[i].name);
+  }
+  if (r == DC_UNPACK_OK) {
+    *ops = list;
+    *num_ops = pl.num_jobs;
+  }
+  plan_free(&pl);
+  return (dc_unpack_status)r;
+}
+
