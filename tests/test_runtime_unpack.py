@@ -143,3 +143,45 @@ def test_compiled_model_runs_packed_bit_identical(tmp_path):
     np.testing.assert_array_equal(got2, want)
     with pytest.raises(ValueError, match="exactly one"):
         runtime.compiled_model()
+
+
+def _embedding_tflite():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    m = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(500, 32)])
+    em.cluster_and_prune(m)
+    return export.to_tflite(m, pack=False)
+
+
+def test_custom_op_kernel_on_compiled_model_c_api(tmp_path):
+    """HuffDecode as a LiteRT custom op kernel (LiteRtAddCustomOpKernelOption) via libLiteRt.so."""
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    from dc_keras.runtime._litert_c import CustomOpCompiledModel
+
+    plain = _embedding_tflite()  # GATHER: no arithmetic on the weights -> exact on any kernel
+    packed = export.pack(plain)
+    assert "HuffDecode" in sum(_ops(packed), [])
+    (tmp_path / "e.tflite").write_bytes(plain)
+    ids = np.random.RandomState(0).randint(0, 500, size=(1, 6)).astype(np.int32)
+    want = _compiled_run(CompiledModel.from_file(str(tmp_path / "e.tflite")), ids)
+    m = CustomOpCompiledModel(packed)
+    for _ in range(2):  # the decoded weights are copied in on every run
+        (got,) = m.run(ids)
+        np.testing.assert_array_equal(got.ravel(), want)
+    m.close()
+    plain_fc = em.tflite("dense", None)  # FC: dynamic-weight kernel, summation order differs
+    (tmp_path / "d.tflite").write_bytes(plain_fc)
+    x = em.inputs("dense", 1)
+    want = _compiled_run(CompiledModel.from_file(str(tmp_path / "d.tflite")), x)
+    (got,) = CustomOpCompiledModel(export.pack(plain_fc)).run(x)
+    np.testing.assert_allclose(got.ravel(), want, rtol=1e-5, atol=1e-6)
+    bad = bytearray(packed)
+    model = fb.read_model(packed)
+    raw = max((bytes(fb.buffer_bytes(model, t.buffer)) for t in model.subgraphs[0].tensors
+               if fb.tensor_name(t).endswith(export._pack.PACKED_SUFFIX)), key=len)
+    at = packed.index(raw)
+    bad[at + len(raw) // 2] ^= 0xFF
+    with pytest.raises(ValueError, match=r"HuffDecode\(.*\): (decoding failed|invalid packed)"):
+        CustomOpCompiledModel(bytes(bad))

@@ -75,6 +75,15 @@ typedef struct {
 DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_huffdecode_op** ops,
                                            size_t* num_ops, char* why, size_t why_n);
 
+/* A copy of a packed .tflite whose packed tensors' bytes start on `alignment` (a power of 2,
+ * 16..4096) offsets of the file: each misaligned one is appended again, aligned, and its Buffer
+ * entry pointed there (the model grows by those bytes).  LiteRT's CompiledModel hands a custom
+ * op's constant input over as a host buffer and refuses one that is not 64-byte aligned
+ * ("Unaligned host memory pointer"), while .tflite writers align data to 16: use 64 before
+ * the custom-op route (dc_litert_op.c), and load the result from 64-byte aligned memory. */
+DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t alignment,
+                                        uint8_t** out, size_t* out_n, char* why, size_t why_n);
+
 #ifdef __cplusplus
 }
 #endif

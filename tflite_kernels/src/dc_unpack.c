@@ -181,6 +181,7 @@ typedef struct {
   char name[96];
   uint32_t rank;
   int32_t dims[DC_MAX_RANK];
+  uint32_t packed_buffer; /* the packed input's buffer */
 } Target;
 
 typedef struct {
@@ -281,6 +282,7 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
   if (!j->out && !pl->list_only) return say(f, "out of memory (%s)", t.name), DC_UNPACK_NO_MEMORY;
   Target* tg = &pl->targets[pl->num_jobs];
   tg->buffer = t.buffer;
+  tg->packed_buffer = p.buffer;
   memcpy(tg->name, t.name, sizeof t.name);
   tg->rank = info.rank;
   for (uint32_t k = 0; k < info.rank; ++k) tg->dims[k] = (int32_t)info.dims[k];
@@ -390,41 +392,61 @@ static void drop_ops(Fb* f, const Plan* pl, uint8_t* out) {
   if (n != pl->codes.count) put32(out + pl->codes.start - 4, (uint32_t)n);
 }
 
-/* Lays out [input][pad][vtable][Buffer table, data]... and patches offsets. */
-static int assemble(Fb* f, const Plan* pl, const unsigned char* keep, uint8_t** out,
-                    size_t* out_n) {
-  size_t base = align_up(f->n, kDataAlign), end = base + 8, any = 0;
-  for (size_t i = 0; i < pl->num_jobs; ++i) any += keep[i];
-  if (!any) end = f->n; /* nothing to append: the input with its ops removed */
-  for (size_t i = 0; i < pl->num_jobs; ++i) {
-    if (!keep[i]) continue;
-    size_t v = align_up(end + 8 + 4, kDataAlign) - 4; /* data at v + 4, 16-aligned */
-    end = align_up(v + 4 + pl->jobs[i].out_size, 4);
+/* New contents for buffer `buffer`, appended by append_buffers. */
+typedef struct {
+  uint32_t buffer;
+  const void* data;
+  size_t size;
+} NewBuffer;
+
+/* Lays out [input][pad][vtable][Buffer table, data]... (data `align`-aligned in the file) and
+ * points each buffers[b] entry at its new table.  A copy of the input if count is 0. */
+static int append_buffers(Fb* f, const Vec* buffers, const NewBuffer* nb, size_t count,
+                          size_t align, size_t max_output, uint8_t** out, size_t* out_n) {
+  size_t base = align_up(f->n, 16), end = count ? base + 8 : f->n;
+  for (size_t i = 0; i < count; ++i) {
+    size_t v = align_up(end + 8 + 4, align) - 4; /* data at v + 4, aligned */
+    end = align_up(v + 4 + nb[i].size, 4);
   }
-  if (end > pl->max_output) {
-    return say(f, "the unpacked model would exceed %zu bytes", pl->max_output), DC_UNPACK_TOO_LARGE;
+  if (end > max_output) {
+    return say(f, "the unpacked model would exceed %zu bytes", max_output), DC_UNPACK_TOO_LARGE;
   }
   uint8_t* o = (uint8_t*)calloc(1, end);
   if (!o) return say(f, "out of memory (%zu bytes)", end), DC_UNPACK_NO_MEMORY;
   memcpy(o, f->b, f->n);
   static const uint8_t vtable[8] = {6, 0, 8, 0, 4, 0, 0, 0}; /* Buffer: field 0 (data) at +4 */
-  if (any) memcpy(o + base, vtable, sizeof vtable);
+  if (count) memcpy(o + base, vtable, sizeof vtable);
   size_t pos = base + 8;
-  for (size_t i = 0; i < pl->num_jobs; ++i) {
-    if (!keep[i]) continue;
-    size_t t = pos, v = align_up(t + 8 + 4, kDataAlign) - 4;
-    put32(o + t, (uint32_t)(t - base));         /* soffset: vtable = t - (t - base) */
-    put32(o + t + 4, (uint32_t)(v - (t + 4)));  /* data vector */
-    put32(o + v, (uint32_t)pl->jobs[i].out_size);
-    memcpy(o + v + 4, pl->jobs[i].out, pl->jobs[i].out_size);
-    size_t entry = pl->buffers.start + 4 * (size_t)pl->targets[i].buffer;
+  for (size_t i = 0; i < count; ++i) {
+    size_t t = pos, v = align_up(t + 8 + 4, align) - 4;
+    put32(o + t, (uint32_t)(t - base));        /* soffset: vtable = t - (t - base) */
+    put32(o + t + 4, (uint32_t)(v - (t + 4))); /* data vector */
+    put32(o + v, (uint32_t)nb[i].size);
+    memcpy(o + v + 4, nb[i].data, nb[i].size);
+    size_t entry = buffers->start + 4 * (size_t)nb[i].buffer;
     put32(o + entry, (uint32_t)(t - entry)); /* buffers[b] -> the new table */
-    pos = align_up(v + 4 + pl->jobs[i].out_size, 4);
+    pos = align_up(v + 4 + nb[i].size, 4);
   }
-  drop_ops(f, pl, o);
   *out = o;
   *out_n = end;
   return DC_UNPACK_OK;
+}
+
+/* The decoded tensors as new buffers, then the HuffDecode ops removed. */
+static int assemble(Fb* f, const Plan* pl, const unsigned char* keep, uint8_t** out,
+                    size_t* out_n) {
+  NewBuffer* nb = (NewBuffer*)calloc(pl->num_jobs + 1, sizeof *nb);
+  if (!nb) return say(f, "out of memory"), DC_UNPACK_NO_MEMORY;
+  size_t count = 0;
+  for (size_t i = 0; i < pl->num_jobs; ++i) {
+    if (!keep[i]) continue;
+    NewBuffer e = {pl->targets[i].buffer, pl->jobs[i].out, pl->jobs[i].out_size};
+    nb[count++] = e;
+  }
+  int r = append_buffers(f, &pl->buffers, nb, count, kDataAlign, pl->max_output, out, out_n);
+  free(nb);
+  if (r == DC_UNPACK_OK) drop_ops(f, pl, *out);
+  return r;
 }
 
 static void plan_free(Plan* pl) {
@@ -498,6 +520,38 @@ DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_hu
     *ops = list;
     *num_ops = pl.num_jobs;
   }
+  plan_free(&pl);
+  return (dc_unpack_status)r;
+}
+
+DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t alignment,
+                                        uint8_t** out, size_t* out_n, char* why, size_t why_n) {
+  Fb f = {model, n, why, why_n};
+  Plan pl;
+  memset(&pl, 0, sizeof pl);
+  pl.max_output = DC_FLATBUFFER_MAX;
+  pl.list_only = 1;
+  if (why && why_n) why[0] = '\0';
+  if (!out || !out_n || !model || alignment < 16 || alignment > 4096 ||
+      (alignment & (alignment - 1))) {
+    return say(&f, "dc_align_packed: bad arguments (alignment: a power of 2, 16..4096)"),
+           DC_UNPACK_MALFORMED;
+  }
+  *out = NULL;
+  *out_n = 0;
+  int r = plan_model(&f, &pl);
+  NewBuffer* nb = r == DC_UNPACK_OK ? (NewBuffer*)calloc(pl.num_jobs + 1, sizeof *nb) : NULL;
+  if (r == DC_UNPACK_OK && !nb) r = (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
+  size_t count = 0;
+  for (size_t i = 0; nb && i < pl.num_jobs; ++i) {
+    int seen = (uintptr_t)(pl.jobs[i].packed - model) % alignment == 0; /* already aligned */
+    for (size_t e = 0; e < count && !seen; ++e) seen = nb[e].buffer == pl.targets[i].packed_buffer;
+    if (seen) continue;
+    NewBuffer b = {pl.targets[i].packed_buffer, pl.jobs[i].packed, pl.jobs[i].packed_size};
+    nb[count++] = b;
+  }
+  if (r == DC_UNPACK_OK) r = append_buffers(&f, &pl.buffers, nb, count, alignment, pl.max_output, out, out_n);
+  free(nb);
   plan_free(&pl);
   return (dc_unpack_status)r;
 }
