@@ -532,6 +532,10 @@ DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t a
   pl.max_output = DC_FLATBUFFER_MAX;
   pl.list_only = 1;
   if (why && why_n) why[0] = '\0';
+  if (out && out_n) {
+    *out = NULL;
+    *out_n = 0;
+  }
   if (!out || !out_n || !model || alignment < 16 || alignment > 4096 ||
       (alignment & (alignment - 1))) {
     return say(&f, "dc_align_packed: bad arguments (alignment: a power of 2, 16..4096)"),
