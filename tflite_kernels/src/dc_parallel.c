@@ -14,6 +14,23 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* glibc 2.34 moved the pthread functions into libc under a new symbol version; bind to the
+ * original versions (present in every glibc since the architecture's first) so that the
+ * library keeps needing nothing newer than GLIBC_2.17 (tools/arm/check_abi.py). */
+#if defined(__GLIBC__) && !defined(__ANDROID__)
+#if defined(__x86_64__)
+#define DC_PTHREAD_VER "GLIBC_2.2.5"
+#elif defined(__aarch64__)
+#define DC_PTHREAD_VER "GLIBC_2.17"
+#elif defined(__arm__)
+#define DC_PTHREAD_VER "GLIBC_2.4"
+#endif
+#ifdef DC_PTHREAD_VER
+__asm__(".symver pthread_create, pthread_create@" DC_PTHREAD_VER);
+__asm__(".symver pthread_join, pthread_join@" DC_PTHREAD_VER);
+#endif
+#endif
+
 static void decode_one(dc_decode_job* j) {
   j->status = dc_decode(j->packed, j->packed_size, j->out, j->out_size);
 }
