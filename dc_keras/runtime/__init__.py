@@ -36,7 +36,7 @@ from dc_keras._native import load_library
 from dc_keras._compat import delegate_pointer, tflite_add_custom_address
 
 __all__ = ["Interpreter", "library_path", "REGISTERER", "OP_NAME", "prepare_tensorflow_registerer",
-           "available_backends"]
+           "available_backends", "unpack", "compiled_model"]
 
 OP_NAME = "HuffDecode"
 REGISTERER = "DcKerasRegisterHuffDecode"
@@ -286,3 +286,72 @@ def _check_args(backend, decode, weights) -> str:
     if decode == "op" and weights == "compressed":
         raise ValueError("weights='compressed' runs inside the delegate: use decode='delegate'")
     return backend
+
+
+def _c_unpack_fn():
+    lib = load_library()
+    fn = lib.dc_unpack
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.POINTER(ctypes.c_uint8)),
+                   ctypes.POINTER(ctypes.c_size_t), ctypes.c_char_p, ctypes.c_size_t]
+    lib.dc_unpack_free.argtypes = [ctypes.POINTER(ctypes.c_uint8)]
+    lib.dc_unpack_free.restype = None
+    return fn, lib.dc_unpack_free
+
+
+def unpack(packed) -> bytes:
+    """A packed ``.tflite`` (bytes) as a plain one, by the C library's ``dc_unpack``.
+
+    The same code an Android/C app runs at first launch (``dc_unpack.h``; no TensorFlow, no
+    Python needed there): HuffDecode ops removed, weights restored as constants, packed tensors
+    decoded in parallel. Every tensor holds the bytes ``dc_keras.export.unpack`` gives, so
+    outputs are bit-identical; the result keeps the packed tensors as unused constants (a little
+    larger than ``dc_keras.export.unpack``'s output, which also rewrites the whole flatbuffer).
+
+    Raises:
+      ValueError: not a ``.tflite``, a malformed packed tensor, or a model this unpacker cannot
+        rewrite (the message names the tensor and says to use ``dc_keras.export.unpack``).
+
+    Example:
+      >>> plain = dc_keras.runtime.unpack(open("m.packed.tflite", "rb").read())   # doctest: +SKIP
+    """
+    data = bytes(packed)
+    fn, free = _c_unpack_fn()
+    out = ctypes.POINTER(ctypes.c_uint8)()
+    size = ctypes.c_size_t(0)
+    why = ctypes.create_string_buffer(512)
+    status = fn(data, len(data), ctypes.byref(out), ctypes.byref(size), why, len(why))
+    if status != 0:
+        raise ValueError(f"dc_unpack: {why.value.decode(errors='replace')}")
+    try:
+        return ctypes.string_at(out, size.value)
+    finally:
+        free(out)
+
+
+def compiled_model(model_path=None, model_content=None, **kwargs):
+    """LiteRT ``CompiledModel`` of a packed (or plain) ``.tflite``.
+
+    ``CompiledModel`` takes no custom op from Python, so the packed file is unpacked in memory
+    by the C library (``unpack``) and handed to ``CompiledModel.from_buffer``: the model then
+    runs exactly as its unpacked file does (same kernels, XNNPACK on constant weights,
+    bit-identical outputs; GPU/NPU ``hardware_accel`` work too). ``kwargs`` go to
+    ``from_buffer`` (``hardware_accel``, ``environment``, ``options``).
+
+    Example:
+      >>> cm = dc_keras.runtime.compiled_model("m.packed.tflite")          # doctest: +SKIP
+      >>> ins, outs = cm.create_input_buffers(0), cm.create_output_buffers(0)   # doctest: +SKIP
+      >>> cm.run_by_index(0, ins, outs)                                    # doctest: +SKIP
+    """
+    if (model_path is None) == (model_content is None):
+        raise ValueError("give exactly one of model_path and model_content")
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    if model_path is not None:
+        with open(model_path, "rb") as f:
+            model_content = f.read()
+    plain = unpack(model_content)
+    cm = CompiledModel.from_buffer(plain, **kwargs)
+    cm._dc_keras_model = plain  # the runtime may read the flatbuffer in place: keep it alive
+    return cm
+
