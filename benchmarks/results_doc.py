@@ -160,7 +160,7 @@ def speed_section(speed):
     return out
 
 
-ZOO_ORDER = ["mobilenetv2_035", "resnet", "ds_cnn", "lstm", "transformer", "conv1d"]
+ZOO_ORDER = ["mobilenetv2_035", "resnet", "ds_cnn", "lstm", "transformer", "transformer_128", "conv1d"]
 ZOO_DATA = {"fashion32x3": "Fashion-MNIST, padded to 32x32, 3 channels", "fashion": "Fashion-MNIST 28x28x1",
             "sequences": "generated sequences 32x8"}
 
@@ -242,15 +242,20 @@ def zoo_section(zoo):
             "`cluster_biases` (bits in the `bits` column) the biases are shared too and `pack` packs one only when "
             "its packed form plus the HuffDecode op, the extra tensor and its name (~190 B with names kept, ~80 B "
             "stripped) is smaller: a 128-entry bias at 3 bits packs 512 -> ~120 B, a 64-entry one (96 B packed) "
-            "stays raw.", "",
+            "stays raw. "
+            "Last column: the run's file re-packed with `pack(strip_strings=True, compact=True)` "
+            "(`benchmarks/zoo_repack.py`; outputs bit-identical on 500 test inputs).", "",
             "| model | file (B) | packed tensors | raw 1-D (biases) | raw other | tensor names | other structure | "
-            "with names stripped |", "|---|---|---|---|---|---|---|---|"]
+            "with names stripped | stripped + `compact` |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b, st = r["bytes"], r.get("stripped_names")
         stripped = "-" if not st else f"{st['bytes']:,} B ({ratio(st['ratio'])})"
+        rp = (r.get("repacked") or {}).get("strip_strings+compact")
+        both = "-" if not rp else (f"{rp['bytes']:,} B ({ratio(rp['ratio'])})" if rp["outputs_identical"]
+                                   else "**outputs differ**")
         cells = [f"{b[k]:,} ({100 * b[k] / b['file']:.0f} %)"
                  for k in ("packed_tensors", "raw_1d", "raw_other", "tensor_names", "structure")]
-        out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} |")
+        out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} | {both} |")
     runs = [f"- {r['label']}: {r['note']}" for r in rows if r.get("note")]
     runs += [f"- {r['label']}: search run, `--config` " + json.dumps(r["override"], sort_keys=True)
              + f"; validation error {pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])}"
@@ -258,6 +263,16 @@ def zoo_section(zoo):
     if runs:
         out += ["", "Runs with a second configuration (chosen from the first run's size and validation error, "
                 "never the test split):", ""] + runs
+    batch = [f"- {r['label']}: exported with a static batch of {r['config']['batch_size']}; with the converter's "
+             f"dynamic batch the float file is {r['dynamic_batch']['float_tflite_bytes']:,} B and the packed one "
+             f"{r['dynamic_batch']['packed_bytes']:,} B ({ratio(r['dynamic_batch']['ratio'])}): the shape-computing "
+             "ops a dynamic batch keeps" for r in rows if r.get("dynamic_batch")]
+    if batch:
+        out += ["", "Static batch:", ""] + batch
+    stages = [f"- {r['label']}: {pct(r['baseline_val_error'])} -> {pct(r['minutes']['pruned_val_error'])} pruned -> "
+              f"{pct(r['final_val_error'])} shared" for r in rows if r["minutes"].get("pruned_val_error") is not None]
+    if stages:
+        out += ["", "Validation error per stage (Keras, the 2,000 held-out training samples):", ""] + stages
     notes = [f"- {r['label']}: " + " / ".join(r["export_warnings"]) for r in rows if r.get("export_warnings")]
     if notes:
         out += ["", "Warnings `to_tflite` gave:", ""] + notes
@@ -518,7 +533,8 @@ def main(argv=None):
               "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
     if args.zoo:
-        lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min"]
+        lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min",
+                        ".venv/bin/python benchmarks/zoo_repack.py --json=docs/results/model_zoo.json  # + strip/compact sizes"]
         lines[-5] += " --zoo docs/results/model_zoo*.json"
     if args.runtime:
         with open(args.runtime) as f:

@@ -507,3 +507,37 @@ def test_clustered_biases_pack_when_it_saves_bytes():
     assert shared[(10,)].status == "small"
     assert free[(300,)].status == "kept"
     assert shared_size < free_size - 800
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_pack_compact_drops_unread_tables_and_keeps_outputs(quantize):
+    """compact=True: empty quantization tables go, activation tensors share buffer 0; outputs stay
+    bit-identical (both decode routes), int8 scales survive, unpack still restores every constant."""
+    plain = em.tflite("conv", quantize)
+    packed, compact = export.pack(plain), export.pack(plain, compact=True)
+    assert len(compact) < len(packed)
+    m = fb.read_model(compact)
+    tensors = [t for sg in m.subgraphs for t in sg.tensors]
+    assert all(t.quantization is None or t.quantization.scale is not None for t in tensors)
+    if quantize:
+        assert any(t.quantization is not None for t in tensors)  # real scales are kept
+    assert len(m.buffers) < len(fb.read_model(packed).buffers)
+    xs = em.inputs("conv", 12, seed=5)
+    for backend, decode in ROUTES:
+        resolver = em.no_default_delegates(backend)
+        ref = em.run(em.reference_interpreter(backend, plain, experimental_op_resolver_type=resolver), xs)
+        got = em.run(runtime.Interpreter(model_content=compact, backend=backend, decode=decode,
+                                         experimental_op_resolver_type=resolver), xs)
+        np.testing.assert_array_equal(got, ref)
+    assert _tensors(export.unpack(compact)) == _tensors(export.unpack(packed))
+
+
+def test_cli_pack_compact(tmp_path):
+    src, dst = tmp_path / "m.tflite", tmp_path / "m.packed.tflite"
+    src.write_bytes(em.tflite("dense", None))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--compact", str(src), str(dst)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert dst.read_bytes() == export.pack(src.read_bytes(), compact=True)
+    assert len(dst.read_bytes()) < len(export.pack(src.read_bytes()))

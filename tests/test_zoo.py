@@ -36,7 +36,7 @@ def _data(name, n=16, seed=0):
 
 
 ZOO_INPUTS = {"mobilenetv2_035": (32, 32, 3), "resnet": (28, 28, 1), "ds_cnn": (28, 28, 1),
-              "lstm": None, "transformer": None, "conv1d": None}
+              "lstm": None, "transformer": None, "transformer_128": None, "conv1d": None}
 
 
 def _fit(model, x, y, callbacks=()):

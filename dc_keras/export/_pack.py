@@ -154,7 +154,7 @@ def _check_args(min_bytes, min_saving, buffers):
 
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
          min_saving: float = DEFAULT_MIN_SAVING, version: int = 2, *, strip_strings: bool = False,
-         buffers: str = "auto", context_model: bool = False) -> bytes:
+         buffers: str = "auto", context_model: bool = False, compact: bool = False) -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
 
     Works on any ``.tflite`` (Keras 3 or tf_keras made, float, float16-weight or int8 quantized,
@@ -185,6 +185,11 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       strip_strings: drop the tensor names, subgraph names and model description (signature
         keys and signature input/output names stay, so ``get_signature_runner`` keeps working;
         ``get_input_details()`` then shows empty names). Default False.
+      compact: also drop flatbuffer tables no runtime reads: empty ``QuantizationParameters``
+        (float tensors) and the empty buffer the converter gives every activation tensor (they
+        then share buffer 0, the schema's empty buffer; variable tensors, decoded tensors and
+        metadata keep theirs). Outputs are unchanged; on a 68 K-parameter transformer it saves
+        ~2.3 KB (5 %). Default False.
       buffers: where buffer data goes: ``"auto"`` (the input's convention; inline when the data
         is under 256 KiB, as ai-edge-quantizer does), ``"inline"`` or ``"external"`` (after the
         flatbuffer, ``Buffer.offset``/``size``).
@@ -202,14 +207,15 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     Example:
       >>> packed = dc_keras.export.pack(open("model.tflite", "rb").read())   # doctest: +SKIP
       >>> small = dc_keras.export.pack(data, strip_strings=True)            # doctest: +SKIP
+      >>> smaller = dc_keras.export.pack(data, strip_strings=True, compact=True)  # doctest: +SKIP
     """
     return pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
-                           buffers=buffers, context_model=context_model)[0]
+                           buffers=buffers, context_model=context_model, compact=compact)[0]
 
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                     min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto",
-                    context_model=False):
+                    context_model=False, compact=False):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes}`` (for the CLI)."""
     _check_args(min_bytes, min_saving, buffers)
     if version not in (1, 2):
@@ -222,11 +228,13 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc)
     sparse = _plan_sparse(model, min_saving, verify, enc)
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0}
-    rewrite = strip_strings or buffers != "auto"
+    rewrite = strip_strings or compact or buffers != "auto"
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
     if stats["packed_tensors"]:
         _rewrite(model, facts, plans, sparse)
+    if compact:
+        _compact(model)
     if strip_strings:
         with_names = fb.write_model(model, buffers)
         _strip_strings(model)
@@ -246,6 +254,36 @@ def _strip_strings(model):
         sg.name = None
         for t in sg.tensors or []:
             t.name = None
+
+
+def _compact(model):
+    """``pack(compact=True)``: drops empty quantization tables; activation tensors share buffer 0."""
+    hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
+    keep = {b for b, refs in _buffer_users(model).items() if any(r[0] == "metadata" for r in refs)}
+    for sg in model.subgraphs:
+        for op in sg.operators or []:
+            if op.opcodeIndex in hd:  # decoded tensors keep their own (empty) buffer
+                keep.update(sg.tensors[int(i)].buffer for i in op.outputs if int(i) >= 0)
+    moved = set()
+    for sg in model.subgraphs:
+        for t in sg.tensors or []:
+            q = t.quantization
+            if q is not None and not any(_has_items(getattr(q, f, None))
+                                         for f in ("min", "max", "scale", "zeroPoint", "details")):
+                t.quantization = None
+            if t.buffer > 0 and t.buffer not in keep and not t.isVariable and not fb.buffer_bytes(model, t.buffer):
+                moved.add(t.buffer)
+    for sg in model.subgraphs:  # a buffer also used by a variable tensor stays
+        moved.difference_update(t.buffer for t in sg.tensors or [] if t.isVariable)
+    for sg in model.subgraphs:
+        for t in sg.tensors or []:
+            if t.buffer in moved:
+                t.buffer = 0
+    _remove_unused_buffers(model, moved)
+
+
+def _has_items(v):
+    return v is not None and (not hasattr(v, "__len__") or len(v) > 0)
 
 
 def _plan(model, facts, min_bytes, verify, min_saving, enc):

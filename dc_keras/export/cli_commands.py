@@ -64,7 +64,8 @@ def cmd_pack(args):
     data = _read(args.input)
     with _working(f"packing {args.input}", len(data)):
         out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
-                                     buffers=args.buffers, context_model=args.context_model)
+                                     buffers=args.buffers, context_model=args.context_model,
+                                     compact=args.compact)
     atomic_write(args.output, out)
     note = "" if out != data else " (nothing packed smaller: written unchanged)"
     if args.strip_strings:
@@ -143,6 +144,9 @@ def add_commands(commands):
     p.add_argument("--strip-strings", dest="strip_strings", action="store_true",
                    help="drop tensor/subgraph names and the model description (signatures keep working); "
                         "prints the bytes saved")
+    p.add_argument("--compact", action="store_true",
+                   help="also drop flatbuffer tables no runtime reads (empty quantization tables, one empty "
+                        "buffer per activation tensor); outputs unchanged")
     p.add_argument("--context-model", dest="context_model", action="store_true",
                    help="also try the context-modelled sparse layout (docs/FORMAT.md section 14): a few "
                         "percent smaller on some pruned kernels, ~0.8x the decode speed")
