@@ -17,9 +17,8 @@ import time
 from absl import app, flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-import model_zoo  # noqa: E402  (its --json: the JSON to extend, in place; --work_dir: the run's)
+import model_zoo  # noqa: E402  benchmarks/ is on sys.path when run as a script; its --json: the JSON to extend, in place
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("samples", 500, "test inputs compared bit for bit")
