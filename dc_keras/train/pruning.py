@@ -1,17 +1,24 @@
 """Magnitude pruning inside ``model.fit`` (Deep Compression stage 1) for Keras 3.
 
 How it works: :class:`PruneWrapper` holds, per pruned weight, a non-trainable 0/1 mask and the
-last threshold, plus a step counter. In training mode its forward pass (1) asks the schedule
-whether to update the masks at the current step and, if so, recomputes them from the weight
-magnitudes, (2) advances the step counter, (3) feeds ``weight * mask`` to the inner layer, so a
-pruned weight gets exactly zero gradient. The weight variable also carries a constraint
-``w -> w * mask`` that every Keras optimizer applies after its update, so the stored pruned
-weights are exactly 0 after every step whatever the optimizer state (momentum, Adam moments,
-AdamW decay). Everything happens in the traced step, so ``steps_per_execution > 1``,
-``jit_compile`` and ``tf.distribute`` need nothing special.
+last threshold, plus a step counter. In training mode its forward pass feeds ``weight * mask`` to
+the inner layer, so a pruned weight gets exactly zero gradient, and advances the step counter.
+The weight variable also carries a constraint ``w -> w * mask`` that every Keras optimizer
+applies after its update, so the stored pruned weights are exactly 0 after every step whatever
+the optimizer state (momentum, Adam moments, AdamW decay).
 
-:class:`PruningCallback` must be passed to ``fit`` (it arms the wrappers and logs sparsity);
-training without it raises a clear error.
+When the masks change: inside ``fit()``, :class:`PruningCallback` recomputes them on the host
+(numpy) in ``on_train_batch_begin`` of every step the schedule names, and zeroes the newly pruned
+weights, so the compiled step only reads the masks (no conditional, no mask writes: the step
+costs little more than the plain model's). With ``steps_per_execution = n`` Keras calls the
+callback once per ``n`` steps: an update the schedule puts inside an execution is applied at the
+start of that execution (with that update's sparsity). In a custom training loop (and in a
+``fit()`` whose subclassed model builds its layers in the first step) the traced step itself
+updates the masks at the scheduled steps. ``jit_compile``, ``tf.distribute`` and the JAX/torch
+backends need nothing special.
+
+:class:`PruningCallback` must be passed to ``fit`` (it arms the wrappers, updates the masks and
+logs sparsity); training without it raises a clear error.
 """
 import numbers
 
@@ -395,17 +402,22 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
 
 
 class PruningCallback(keras.callbacks.Callback):
-    """Required in ``fit`` for pruned models: arms the wrappers' in-graph step counters and, with
-    ``log_dir``, writes per-layer sparsity (``sparsity/<layer>/<weight>``) to ``<log_dir>/train`` at
-    every mask update, on ``keras.callbacks.TensorBoard``'s batch step axis (give both the same
-    ``log_dir``; see :mod:`dc_keras.train.summaries`). It warns when the schedule cannot reach its
-    target sparsity within this ``fit()``.
+    """Required in ``fit`` for pruned models: arms the wrappers, updates their masks between
+    training steps when the schedule says so and, with ``log_dir``, writes per-layer sparsity
+    (``sparsity/<layer>/<weight>``) to ``<log_dir>/train`` at every mask update, on
+    ``keras.callbacks.TensorBoard``'s batch step axis (give both the same ``log_dir``; see
+    :mod:`dc_keras.train.summaries`). It warns when the schedule cannot reach its target sparsity
+    within this ``fit()``.
 
-    The step counter itself advances inside the traced training step (one per batch, also with
-    ``steps_per_execution > 1``) and is saved with the model, so a reloaded model resumes its
-    schedule. Tracing a training step of a pruned layer without the callback raises an error; a
-    train function already traced with the callback keeps pruning correctly in later fit() calls. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
-    step and ``cb.on_train_end()`` after the last.
+    The step counter advances inside the traced training step (one per batch, also with
+    ``steps_per_execution > 1``) and is saved with the model, so a reloaded model (or
+    ``keras.callbacks.BackupAndRestore``) resumes its schedule. With ``steps_per_execution = n``
+    mask updates happen at execution boundaries (the start of the execution holding the scheduled
+    step). Tracing a training step of a pruned layer without the callback raises an error; a later
+    ``fit()`` without the callback that reuses a train function traced with it keeps the masks
+    fixed (pruned weights stay 0): pass the callback to every ``fit()``. Custom training loops:
+    ``cb.set_model(model); cb.on_train_begin()`` before the first step (the step then updates the
+    masks itself) and ``cb.on_train_end()`` after the last.
 
     Example:
         >>> pruned.fit(x, y, epochs=3, callbacks=[keras.callbacks.TensorBoard("logs", update_freq="batch"),
