@@ -223,12 +223,19 @@ def main(argv=None):
     ap.add_argument("--cold", type=int, default=8, help="invokes timed after evicting the caches")
     ap.add_argument("--quick", action="store_true", help="fc models at 10 %% only, 1 round")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--models", default=None,
+                    help="comma-separated subset of the models (e.g. mobilenetv2,fc4096_d10); default: all")
     if argv and argv[0] == "--child":
         return child(argv[1], argv[2], int(argv[3]), int(argv[4]))
     args = ap.parse_args(argv)
     names = [f"{k}_d{int(d * 100)}" for k in FC_SHAPES for d in DENSITIES] + ["mobilenetv2"]
     if args.quick:
         names, args.rounds = [n for n in names if n.endswith("_d10")], 1
+    if args.models:
+        unknown = set(args.models.split(",")) - set(names)
+        if unknown:
+            ap.error(f"unknown --models {sorted(unknown)}; choose from {names}")
+        names = [n for n in names if n in args.models.split(",")]
     models = build_models(names)
     load_before = os.getloadavg()
     samples = {m: {r: [] for r in routes} for m, routes in models.items()}

@@ -9,4 +9,4 @@ DC_INCLUDE  := include
 DC_CFLAGS   := -std=c99 -O2 -fPIC -fvisibility=hidden -Wall -Wextra
 DC_WERROR   := -Werror
 DC_LDFLAGS  := -shared -Wl,-z,defs
-DC_LIBS     := -lm
+DC_LIBS     := -lm -lpthread

@@ -36,7 +36,7 @@ from dc_keras._native import load_library
 from dc_keras._compat import delegate_pointer, tflite_add_custom_address
 
 __all__ = ["Interpreter", "library_path", "REGISTERER", "OP_NAME", "prepare_tensorflow_registerer",
-           "available_backends"]
+           "available_backends", "unpack", "compiled_model"]
 
 OP_NAME = "HuffDecode"
 REGISTERER = "DcKerasRegisterHuffDecode"
@@ -107,7 +107,8 @@ class Interpreter:
       backend: ``"auto"`` (LiteRT when installed, else TF), ``"litert"`` or ``"tensorflow"``
         (TF's ``InterpreterWithCustomOps``).
       decode: ``"delegate"`` (default; keeps XNNPACK on the packed weights) or ``"op"``
-        (TF backend only: the plain custom op, decoding in its Prepare).
+        (TF backend only: the plain custom op, decoding in its Prepare; refuses packed INT4 filters
+        of a dynamic-range FULLY_CONNECTED, which TFLite would run on another kernel).
       weights: ``"decoded"`` (default: packed weights are decoded to dense constants at load and
         run on the ordinary kernels, XNNPACK included) or ``"compressed"`` (FULLY_CONNECTED layers
         with packed float32 / int8 weights run from a compact sparse form built at load -- the
@@ -151,6 +152,8 @@ class Interpreter:
         else:
             from tensorflow.lite.python import interpreter as mod
 
+            if decode == "op":
+                _check_op_route(model_path, model_content)
             registerers = list(kwargs.pop("custom_op_registerers", None) or [])
             registerers.append(prepare_tensorflow_registerer())
             delegates = user_delegates
@@ -212,6 +215,55 @@ def _report_row(f) -> dict:
     return {"weights": f[1], "route": "dense", "reason": f[2]}
 
 
+def _op_route_int4_hybrids(content) -> list:
+    """Names of packed INT4 weights that ``decode="op"`` cannot run as the unpacked model does:
+    HuffDecode outputs read as the filter of a FULLY_CONNECTED with a float input (dynamic range).
+
+    TFLite's optimized FULLY_CONNECTED takes its 4-bit hybrid kernel only for a constant filter
+    (``IsConstantTensor``: kTfLiteMmapRo); the op route's decoded output is kTfLitePersistentRo, so
+    the layer runs the generic int8 hybrid kernel instead and its outputs differ in the last bits.
+    The delegate route hands decoded weights back as constants (same kernel, bit-exact).
+    """
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    T, Op = schema.TensorType, schema.BuiltinOperator
+    try:
+        m = schema.Model.GetRootAs(content, 0)
+        names = []
+        for si in range(m.SubgraphsLength()):
+            sg = m.Subgraphs(si)
+            decoded = set()
+            for oi in range(sg.OperatorsLength()):
+                op = sg.Operators(oi)
+                code = m.OperatorCodes(op.OpcodeIndex())
+                builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+                if builtin == Op.CUSTOM and code.CustomCode() == OP_NAME.encode() and op.OutputsLength():
+                    decoded.add(op.Outputs(0))
+                elif builtin == Op.FULLY_CONNECTED and op.InputsLength() >= 2 and op.Inputs(1) in decoded:
+                    x, w = sg.Tensors(op.Inputs(0)), sg.Tensors(op.Inputs(1))
+                    if x.Type() == T.FLOAT32 and w.Type() == T.INT4:
+                        names.append((w.Name() or b"").decode("utf-8", "replace"))
+        return names
+    except Exception:  # not a readable flatbuffer: the interpreter reports it
+        return []
+
+
+def _check_op_route(model_path, model_content):
+    if model_content is None and model_path is not None:
+        with open(model_path, "rb") as f:
+            model_content = f.read()
+    names = _op_route_int4_hybrids(bytes(model_content)) if model_content is not None else []
+    if names:
+        raise ValueError(
+            f"decode='op' cannot run this model bit-exactly: {len(names)} packed INT4 weight(s) of a "
+            f"dynamic-range FULLY_CONNECTED ({', '.join(repr(n) for n in names[:3])}). TFLite takes its "
+            "4-bit kernel only for constant filters and the op's decoded output is not one, so the "
+            "outputs would differ from the unpacked model's. Use decode='delegate' (the default), which "
+            "hands the decoded weights back as constants.")
+
+
 def _check_args(backend, decode, weights) -> str:
     """Validates the wrapper's own arguments; returns the concrete backend (imports nothing)."""
     if backend not in _BACKENDS:
@@ -234,3 +286,72 @@ def _check_args(backend, decode, weights) -> str:
     if decode == "op" and weights == "compressed":
         raise ValueError("weights='compressed' runs inside the delegate: use decode='delegate'")
     return backend
+
+
+def _c_unpack_fn():
+    lib = load_library()
+    fn = lib.dc_unpack
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.POINTER(ctypes.c_uint8)),
+                   ctypes.POINTER(ctypes.c_size_t), ctypes.c_char_p, ctypes.c_size_t]
+    lib.dc_unpack_free.argtypes = [ctypes.POINTER(ctypes.c_uint8)]
+    lib.dc_unpack_free.restype = None
+    return fn, lib.dc_unpack_free
+
+
+def unpack(packed) -> bytes:
+    """A packed ``.tflite`` (bytes) as a plain one, by the C library's ``dc_unpack``.
+
+    The same code an Android/C app runs at first launch (``dc_unpack.h``; no TensorFlow, no
+    Python needed there): HuffDecode ops removed, weights restored as constants, packed tensors
+    decoded in parallel. Every tensor holds the bytes ``dc_keras.export.unpack`` gives, so
+    outputs are bit-identical; the result keeps the packed tensors as unused constants (a little
+    larger than ``dc_keras.export.unpack``'s output, which also rewrites the whole flatbuffer).
+
+    Raises:
+      ValueError: not a ``.tflite``, a malformed packed tensor, or a model this unpacker cannot
+        rewrite (the message names the tensor and says to use ``dc_keras.export.unpack``).
+
+    Example:
+      >>> plain = dc_keras.runtime.unpack(open("m.packed.tflite", "rb").read())   # doctest: +SKIP
+    """
+    data = bytes(packed)
+    fn, free = _c_unpack_fn()
+    out = ctypes.POINTER(ctypes.c_uint8)()
+    size = ctypes.c_size_t(0)
+    why = ctypes.create_string_buffer(512)
+    status = fn(data, len(data), ctypes.byref(out), ctypes.byref(size), why, len(why))
+    if status != 0:
+        raise ValueError(f"dc_unpack: {why.value.decode(errors='replace')}")
+    try:
+        return ctypes.string_at(out, size.value)
+    finally:
+        free(out)
+
+
+def compiled_model(model_path=None, model_content=None, **kwargs):
+    """LiteRT ``CompiledModel`` of a packed (or plain) ``.tflite``.
+
+    ``CompiledModel`` takes no custom op from Python, so the packed file is unpacked in memory
+    by the C library (``unpack``) and handed to ``CompiledModel.from_buffer``: the model then
+    runs exactly as its unpacked file does (same kernels, XNNPACK on constant weights,
+    bit-identical outputs; GPU/NPU ``hardware_accel`` work too). ``kwargs`` go to
+    ``from_buffer`` (``hardware_accel``, ``environment``, ``options``).
+
+    Example:
+      >>> cm = dc_keras.runtime.compiled_model("m.packed.tflite")          # doctest: +SKIP
+      >>> ins, outs = cm.create_input_buffers(0), cm.create_output_buffers(0)   # doctest: +SKIP
+      >>> cm.run_by_index(0, ins, outs)                                    # doctest: +SKIP
+    """
+    if (model_path is None) == (model_content is None):
+        raise ValueError("give exactly one of model_path and model_content")
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    if model_path is not None:
+        with open(model_path, "rb") as f:
+            model_content = f.read()
+    plain = unpack(model_content)
+    cm = CompiledModel.from_buffer(plain, **kwargs)
+    cm._dc_keras_model = plain  # the runtime may read the flatbuffer in place: keep it alive
+    return cm
+

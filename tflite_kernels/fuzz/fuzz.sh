@@ -11,7 +11,7 @@
 # CC (replay compiler, default cc), CLANG (libFuzzer compiler, default: clang, clang-NN),
 # FUZZ_SECONDS, FUZZ_TIMEOUT (wall-clock seconds per input before libFuzzer reports a hang,
 # default 30: a 16 MiB constant decodes twice in ~0.5 s under ASan on an idle core, but a shared
-# machine can stretch that 20x), FUZZ_HARNESSES (default "decode op sparse_fc"), FUZZ_ARGS (extra
+# machine can stretch that 20x), FUZZ_HARNESSES (default "decode op sparse_fc unpack"), FUZZ_ARGS (extra
 # libFuzzer flags), OUT (default build-fuzz).
 # Exit status: 0 = no finding (or libFuzzer unavailable and not root: skipped with a message),
 # 1 = a harness found a crash / sanitizer error / failed property (reproducer in $OUT/artifacts).
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."              # tflite_kernels/
 MODE=${1:-smoke}
 PY=${PY:-python3}
 OUT=${OUT:-build-fuzz}
-HARNESSES=${FUZZ_HARNESSES:-decode op sparse_fc}
+HARNESSES=${FUZZ_HARNESSES:-decode op sparse_fc unpack}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 CFLAGS_F="-std=c99 -g -O1 -Wall -Wextra -Werror -Iinclude"
 SRCS=$(ls src/*.c)
@@ -37,7 +37,7 @@ seeds() {
   else
     echo "fuzz.sh: warning: could not generate seeds with PY=$PY (see $OUT/seeds.log); using regressions only"
     rm -rf "$OUT/seeds.new"
-    mkdir -p "$OUT/seeds/decode" "$OUT/seeds/op"
+    mkdir -p "$OUT/seeds/decode" "$OUT/seeds/op" "$OUT/seeds/unpack"
   fi
 }
 
@@ -93,7 +93,7 @@ case "$MODE" in
     seeds
     for h in $HARNESSES; do
       # shellcheck disable=SC2086
-      $CC $CFLAGS_F $SAN -o "$OUT/replay_$h" fuzz/replay_main.c "fuzz/fuzz_$h.c" $SRCS -lm
+      $CC $CFLAGS_F $SAN -o "$OUT/replay_$h" fuzz/replay_main.c "fuzz/fuzz_$h.c" $SRCS -lm -lpthread
       "$OUT/replay_$h" $(regressions "$h") "$(seeddir "$h")"
     done
     ;;
@@ -104,7 +104,7 @@ case "$MODE" in
     mkdir -p "$OUT/artifacts"
     for h in $HARNESSES; do
       # shellcheck disable=SC2086
-      "$CL" $CFLAGS_F -fsanitize=fuzzer $SAN -o "$OUT/fuzz_$h" "fuzz/fuzz_$h.c" $SRCS -lm
+      "$CL" $CFLAGS_F -fsanitize=fuzzer $SAN -o "$OUT/fuzz_$h" "fuzz/fuzz_$h.c" $SRCS -lm -lpthread
       CORPUS="$OUT/corpus-$MODE/$h"
       mkdir -p "$CORPUS"
       echo "== fuzz_$h: $SECS s ($("$CL" --version | head -n 1))"

@@ -3,7 +3,9 @@
  * fuzz_decode).
  *
  * Properties checked besides memory safety (any violation aborts):
- *  - dc_sparse_fc_build succeeds only for a 2-D float32/int8 tensor that dc_decode accepts;
+ *  - dc_sparse_fc_build succeeds only for a 2-D float32/int8 tensor that dc_decode accepts
+ *    (both of its routes: straight from the §6/§11 entries through dc_decode_rows, and
+ *    through a dense copy; the seeds of gen_seeds.py reach both);
  *    on DC_SFC_DECODE its decode status equals dc_decode's; DC_SFC_UNSUPPORTED comes with a
  *    reason; a failed build leaves the form zeroed;
  *  - a built form is consistent (row_ptr monotone, ends at nnz, columns < cols and increasing

@@ -6,6 +6,9 @@ corpus follows the format as it evolves and no binary blobs are committed:
   OUT/decode/  one packed tensor per file (fuzz_decode.c input)
   OUT/op/      a control byte + a packed tensor (fuzz_op.c input; the control byte picks the
                route: op / legacy ResizeTensor / delegate / failing allocation, and mismatches)
+  OUT/unpack/  packed .tflite files (fuzz_unpack.c input): tiny FULLY_CONNECTED models built
+               with the TFLite schema module and packed by dc_keras.export.pack, plus the
+               committed tests/data/zoo_lstm128.packed.tflite (several subgraphs)
 
 The tensors are Deep Compression shaped: clustered (k-means-like: few distinct values) and
 pruned weights of a small LeNet-style network in every supported dtype, every layout (format
@@ -78,6 +81,14 @@ def tensors():
     runs = np.where(rng.random((30, 60)) < 0.2, sign * rng.choice(np.linspace(0.1, 1, 12), (30, 60)), 0)
     out.append(("sign_runs_f32", runs.astype(np.float32)))
     out.append(("sign_runs_int8", np.round(runs * 60).astype(np.int8)))
+    # 2-D FC weights with a zero background, which the compressed FC form builds straight from
+    # the entries (dc_decode_rows): empty rows, -0.0 entries, per-row / per-column int8 tables
+    fc = _clustered(rng, (24, 40), 16, 0.9)
+    fc[3:6] = 0
+    fc[10, ::5] = -0.0
+    out.append(("fc_f32_rows_negzero", fc))
+    out.append(("fc_int8_per_row_sparse", np.clip(np.round(fc * 300 * rng.uniform(0.5, 2, (24, 1))),
+                                                  -127, 127).astype(np.int8)))
     return out
 
 
@@ -107,6 +118,52 @@ def seeds():
             yield f"{name}_maxlen5", data, a
 
 
+def _fc_model(w):
+    """A one-op FULLY_CONNECTED .tflite with constant weights ``w`` (units x inputs)."""
+    from dc_keras.export import _flatbuffer as fb
+    from dc_keras.export._flatbuffer import schema
+
+    def tensor(shape, buffer, name, ttype=schema.TensorType.FLOAT32):
+        t = schema.TensorT()
+        t.shape, t.buffer, t.name, t.type = list(shape), buffer, name, ttype
+        return t
+
+    m = schema.ModelT()
+    m.version = 3
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
+    code.version = 1
+    m.operatorCodes = [code]
+    empty, wbuf = schema.BufferT(), schema.BufferT()
+    wbuf.data = np.frombuffer(np.ascontiguousarray(w).tobytes(), np.uint8)
+    m.buffers = [empty, wbuf]
+    sg = schema.SubGraphT()
+    sg.tensors = [tensor((1, w.shape[1]), 0, "x"), tensor(w.shape, 1, "w"), tensor((1, w.shape[0]), 0, "y")]
+    sg.inputs, sg.outputs = [0], [2]
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, -1], [2]
+    op.builtinOptionsType = schema.BuiltinOptions.FullyConnectedOptions
+    op.builtinOptions = schema.FullyConnectedOptionsT()
+    sg.operators = [op]
+    m.subgraphs = [sg]
+    return fb.write_model(m)
+
+
+def tflite_seeds():
+    """(name, packed .tflite bytes) for fuzz_unpack.c."""
+    from dc_keras import export
+
+    rng = np.random.default_rng(7)
+    for name, shape, k, sparsity in (("fc_small", (6, 10), 4, 0.5), ("fc_dense", (16, 24), 16, 0.0),
+                                     ("fc_sparse", (32, 40), 8, 0.9)):
+        packed = export.pack(_fc_model(_clustered(rng, shape, k, sparsity)), min_bytes=0, min_saving=0.0)
+        yield name, packed
+    lstm = os.path.join(HERE, "..", "..", "tests", "data", "zoo_lstm128.packed.tflite")
+    if os.path.exists(lstm):
+        with open(lstm, "rb") as f:
+            yield "zoo_lstm128", f.read()
+
+
 def main(argv):
     if len(argv) != 2:
         print(__doc__)
@@ -125,8 +182,12 @@ def main(argv):
             with open(os.path.join(out, "op", f"{name}_c{ctl}"), "wb") as f:
                 f.write(bytes([ctl]) + data)
         count += 1
+    os.makedirs(os.path.join(out, "unpack"), exist_ok=True)
+    for name, data in tflite_seeds():
+        with open(os.path.join(out, "unpack", name), "wb") as f:
+            f.write(data)
     digest = hashlib.sha256(b"".join(d for _, d, _ in seeds())).hexdigest()[:12]
-    print(f"gen_seeds: {count} packed tensors -> {out}/decode, {out}/op (sha256 {digest})")
+    print(f"gen_seeds: {count} packed tensors -> {out}/decode, {out}/op (sha256 {digest}); {out}/unpack")
     return 0
 
 

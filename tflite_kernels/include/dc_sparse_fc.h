@@ -4,9 +4,12 @@
  *
  * dc_sparse_fc_build() turns the packed bytes of a 2-D weight [rows = output
  * units, cols = input size] into a compact row-compressed form that the
- * kernels below run directly; the dense weight matrix is never kept (it is
- * decoded once into a transient scratch buffer through dc_decode, scanned,
- * and freed).  Layout, per non-zero weight: a 16-bit column and a 1-byte
+ * kernels below run directly; the dense weight matrix is never kept.  A
+ * sparse tensor (docs/FORMAT.md §6, §11 layout 3, version 2) with a zero
+ * background is decoded straight into the rows (dc_decode_rows: no dense
+ * tensor at all, ~4 ns per entry); other layouts (§5, §12, §14, version 1,
+ * a non-zero background) go through a transient dense copy (dc_decode, scan,
+ * free: ~15x slower, and the dense size in transient memory).  Layout, per non-zero weight: a 16-bit column and a 1-byte
  * value code (float32: index into a codebook of <= 255 non-zero values;
  * int8: the weight itself), rows delimited by 32-bit offsets: 3 bytes per
  * non-zero + 4 bytes per row.
@@ -48,6 +51,7 @@ typedef struct {
   uint16_t* col;       /* nnz column indices, < cols, increasing within a row */
   uint8_t* code;       /* nnz value codes */
   int32_t* row_sum;    /* int8: sum of each row's weights; NULL for float */
+  uint32_t from_dense; /* 1: built through a transient dense copy; 0: straight from the entries */
   float codebook[256]; /* float32: non-zero values by code */
 } dc_sparse_fc;
 

@@ -155,11 +155,14 @@ static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t
   }
   for (s = 0; s < a->n; ++s) {
     uint32_t len = alph_len(a, s), c, r = 0, b, step, k;
+    uint16_t entry;
     if (len == 0) continue;
     c = next_code[len]++;
     for (b = 0; b < len; ++b) r |= ((c >> b) & 1u) << (len - 1 - b);
     step = 1u << len;
-    for (k = r; k < (1u << L); k += step) table[k] = (uint16_t)((CLS_SYM(s) << 4) | len);
+    /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */
+    entry = (uint16_t)((CLS_SYM(s) << 4) | len);
+    for (k = r; k < (1u << L); k += step) table[k] = entry;
   }
 }
 
@@ -938,6 +941,142 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
   return DC_OK;
 }
 #undef DC_ENTRY
+
+/* ---------------------------------------------------------------------------------------- */
+/* §6 sparse and §11 grouped sparse (layouts 1, 3) straight to compressed rows               */
+/* ---------------------------------------------------------------------------------------- */
+/* dc_decode_rows (dc_codec_internal.h): the entries of §6 are walked exactly as sparse_body
+ * walks them (same stream order, same checks: p < N per entry, N - p < G at the end, §7's
+ * stream rules), but instead of storing codebook[index] at element p of a dense [rows, cols]
+ * tensor, each entry appends (p mod cols, value_code[q][index]) to row p / cols, q being its
+ * §11 group (0 ungrouped; the row for axis 0, the column for axis 1).  value codes > 255 mark
+ * values the caller does not keep (the background, zeros): they append nothing.  The dense
+ * tensor is never materialised. mode: 0 ungrouped, 1 grouped by row, 2 grouped by column. */
+#define DC_ROW_ENTRY(g, i)                                         \
+  do {                                                             \
+    uint32_t c_, v_;                                               \
+    p += (g);                                                      \
+    if (p >= n) return DC_ERR_STREAM;                              \
+    if (p >= rend) { /* next row(s); p < N keeps row < rows */     \
+      do {                                                         \
+        rp[++row] = (uint32_t)k;                                   \
+        rend += cols;                                              \
+      } while (p >= rend);                                         \
+      if (mode == 1) vrow = vc + (size_t)row * K;                  \
+    }                                                              \
+    c_ = (uint32_t)(p - (rend - cols));                            \
+    v_ = (mode == 2 ? vc + (size_t)c_ * K : vrow)[(i)];            \
+    col[k] = (uint16_t)c_;                                         \
+    code[k] = (uint8_t)v_;                                         \
+    k += (v_ >> 8) ^ 1u; /* kept: < 256; skipped: 256 */           \
+    p++;                                                           \
+  } while (0)
+
+DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
+                              const uint16_t* itab, dc_rows* r, const int mode) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;
+  const uint64_t imask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
+  const uint64_t cols = r->cols;
+  const size_t K = h->k;
+  const uint16_t* vc = r->value_code;
+  const uint16_t* vrow = vc;
+  uint32_t* rp = r->row_ptr;
+  uint16_t* col = r->col;
+  uint8_t* code = r->code;
+  uint64_t j = 0, p = 0, k = 0, rend = cols, it, row = 0;
+  uint32_t s;
+  dc_status st;
+  streams_init(br, h);
+  b0 = br[0];
+  b1 = br[1];
+  b2 = br[2];
+  b3 = br[3];
+  rp[0] = 0;
+  /* 1 refill and 2 entries (2 * (12 + 12) <= 56 bits) per stream per iteration, as §6's
+   * decoder; k <= j < E, so the appends stay inside the caller's E-entry arrays. */
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), (e - j) / 8)) > 0) {
+    j += 8 * it;
+    for (; it > 0; --it) {
+      uint32_t rr;
+      BR_REFILL_FAST(b0, data);
+      BR_REFILL_FAST(b1, data);
+      BR_REFILL_FAST(b2, data);
+      BR_REFILL_FAST(b3, data);
+      for (rr = 0; rr < 2; ++rr) {
+        uint32_t g0, g1, g2, g3, i0, i1, i2, i3;
+        DEC(b0, gtab, gmask, g0);
+        DEC(b1, gtab, gmask, g1);
+        DEC(b2, gtab, gmask, g2);
+        DEC(b3, gtab, gmask, g3);
+        DEC(b0, itab, imask, i0);
+        DEC(b1, itab, imask, i1);
+        DEC(b2, itab, imask, i2);
+        DEC(b3, itab, imask, i3);
+        DC_ROW_ENTRY(g0, i0);
+        DC_ROW_ENTRY(g1, i1);
+        DC_ROW_ENTRY(g2, i2);
+        DC_ROW_ENTRY(g3, i3);
+      }
+    }
+  }
+  br[0] = b0;
+  br[1] = b1;
+  br[2] = b2;
+  br[3] = b3;
+  for (; j < e; ++j) {
+    bitreader* bb = &br[j & 3];
+    uint32_t g, i;
+    br_refill_safe(bb, data);
+    DEC(*bb, gtab, gmask, g);
+    DEC(*bb, itab, imask, i);
+    DC_ROW_ENTRY(g, i);
+  }
+  if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  for (s = 0; s < 4; ++s) {
+    st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  while (row < r->rows) rp[++row] = (uint32_t)k;
+  r->nnz = k;
+  return DC_OK;
+}
+#undef DC_ROW_ENTRY
+
+static dc_status rows_plain(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+                            const uint16_t* it, dc_rows* r) {
+  return rows_body(d, h, gt, it, r, 0);
+}
+static dc_status rows_by_row(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+                             const uint16_t* it, dc_rows* r) {
+  return rows_body(d, h, gt, it, r, 1);
+}
+static dc_status rows_by_col(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+                             const uint16_t* it, dc_rows* r) {
+  return rows_body(d, h, gt, it, r, 2);
+}
+
+dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r) {
+  uint16_t ws[2u << DC_MAX_CODE_LENGTH]; /* gap and index tables, <= 2^12 entries each */
+  uint16_t* gtab = ws + ((size_t)1 << DC_MAX_CODE_LENGTH);
+  uint64_t groups_needed;
+  if (!data || !h || !r || !r->row_ptr || !r->col || !r->code || !r->value_code)
+    return DC_ERR_ARGUMENT;
+  /* version 1's check covers the decoded tensor (§8.1): only dc_decode_ws can verify it */
+  if (h->info.version < 2 || h->info.rank != 2 || h->info.num_elements == 0 ||
+      (h->layout != DC_LAYOUT_SPARSE && h->layout != DC_LAYOUT_GROUPED_SPARSE) ||
+      r->rows != h->info.dims[0] || r->cols != h->info.dims[1] || r->capacity < h->entries ||
+      r->cols > 65536u)
+    return DC_ERR_ARGUMENT;
+  groups_needed = h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1;
+  if (r->value_code_len < groups_needed * h->k) return DC_ERR_ARGUMENT;
+  if (!crc_ok(h, data, size)) return DC_ERR_CHECKSUM; /* §8: before decoding */
+  build_table(&h->index_code, ws);
+  build_table(&h->gap_code, gtab);
+  if (h->layout == DC_LAYOUT_SPARSE) return rows_plain(data, h, gtab, ws, r);
+  return h->axis == 0 ? rows_by_row(data, h, gtab, ws, r) : rows_by_col(data, h, gtab, ws, r);
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* §14 context-modelled sparse                                                               */

@@ -52,4 +52,23 @@ dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h);
 /* §8.1 (version 1): Fletcher update over `nwords` little-endian 32-bit words at p. */
 void dc_checksum_update(uint32_t* a, uint32_t* b, const uint8_t* p, size_t nwords);
 
+/* Compressed rows of a 2-D sparse tensor [rows, cols] (dc_decode_rows). */
+typedef struct {
+  uint32_t rows, cols;        /* the tensor's dims (cols <= 65536) */
+  const uint16_t* value_code; /* per (group, codebook index), group-major: the value's 8-bit
+                               * code, or 256 for a value not kept (background, zero) */
+  uint64_t value_code_len;    /* entries: >= groups * K (groups: 1 unless §11) */
+  uint32_t* row_ptr;          /* rows + 1 entries: row r's kept values are [row_ptr[r], row_ptr[r+1]) */
+  uint16_t* col;              /* capacity entries: column of each kept value, increasing per row */
+  uint8_t* code;              /* capacity entries: value code of each kept value */
+  uint64_t capacity;          /* >= E (entry count, §6) */
+  uint64_t nnz;               /* out: kept values */
+} dc_rows;
+
+/* Decodes a version >= 2 sparse tensor (§6, or §11 layout 3) of rank 2, already parsed into *h
+ * by dc_parse from the same bytes, straight into compressed rows: no dense tensor.  Same checks
+ * and statuses as dc_decode_ws (CRC first, §8; then §6/§7/§9); DC_ERR_ARGUMENT for a tensor it
+ * does not handle (other layout or version, rank, sizes). */
+dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r);
+
 #endif /* DC_CODEC_INTERNAL_H_ */

@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "dc_codec.h"
+#include "dc_parallel.h"
 #include "dc_sparse_fc.h"
 #include "tflite_abi.h"
 
@@ -360,6 +361,7 @@ typedef struct {
   char* report; /* one line per FC considered (DcKerasHuffDecodeDelegateReport) */
   size_t report_len, report_cap;
   char error[512]; /* first decode error, reported by the kernel */
+  int decode_threads; /* option decode_threads: 0 = all CPUs (dc_decode_threads), 1 = serial */
 } DcDelegate;
 
 static int delegate_keep(DcDelegate* d, void* block) {
@@ -616,13 +618,16 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
 
 /* Decodes one HuffDecode node now; on success its output becomes a constant
  * (kTfLiteMmapRo) backed by memory owned by the delegate. */
-static int delegate_decode_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node, char* msg,
-                                size_t msg_size) {
+/* Decoded route, step 1: checks one HuffDecode node and allocates its
+ * output block; fills *job (the decode to run) and *block.  Returns 1 (job
+ * staged), 2 (output already decoded: nothing to do) or 0 + message. */
+static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node,
+                               dc_decode_job* job, void** block_out, char* msg, size_t msg_size) {
   TfLiteTensor *in, *out;
   dc_tensor_info info;
   if (!node_tensors(context, node, &in, &out, msg, msg_size)) return 0;
   if (out->allocation_type == kTfLiteMmapRo && out->data.data != NULL) {
-    return 1; /* already decoded (delegate applied again) */
+    return 2; /* already decoded (delegate applied again) */
   }
   if (!check_packed(in, out, &info, msg, msg_size)) return 0;
   const Decoded* prev = find_decoded(d, context, node->outputs->data[0]);
@@ -635,25 +640,52 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d, TfLiteNod
     return 0;
   }
   size_t n = (size_t)out->bytes; /* >= output_bytes (int4: see output_size_ok) */
-  void* block = calloc(1, n + kDecodedAlignment);
+  void* block = dc_alloc_output(n); /* kDecodedAlignment-aligned, not zeroed */
   if (!block || !delegate_keep(d, block)) {
     free(block);
     set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)", tensor_name(out),
             (unsigned long long)info.output_bytes);
     return 0;
   }
-  uintptr_t p = ((uintptr_t)block + kDecodedAlignment - 1) & ~(uintptr_t)(kDecodedAlignment - 1);
-  dc_status st =
-      dc_decode((const uint8_t*)in->data.raw_const, in->bytes, (void*)p, (size_t)info.output_bytes);
-  if (st != DC_OK) {
+  /* The decoder writes output_bytes; zero the rest (int4: runtime size > data). */
+  memset((uint8_t*)block + info.output_bytes, 0, n - (size_t)info.output_bytes);
+  uintptr_t p = (uintptr_t)block;
+  job->packed = (const uint8_t*)in->data.raw_const;
+  job->packed_size = in->bytes;
+  job->out = (void*)p;
+  job->out_size = (size_t)info.output_bytes;
+  job->status = DC_OK;
+  *block_out = block;
+  return 1;
+}
+
+/* Decoded route, step 2: after a successful decode, the output becomes a
+ * read-only constant; 0 + message if the decode failed. */
+static int delegate_finish_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node,
+                                const dc_decode_job* job, void* block, char* msg,
+                                size_t msg_size) {
+  TfLiteTensor* out = &context->tensors[node->outputs->data[0]];
+  if (job->status != DC_OK) {
     set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s", tensor_name(out),
-            dc_strerror(st));
+            dc_strerror(job->status));
     return 0;
   }
-  out->data.data = (void*)p;
+  out->data.data = job->out;
   out->allocation_type = kTfLiteMmapRo;
   track_decoded(d, context, node->outputs->data[0], block);
   return 1;
+}
+
+/* Decodes one HuffDecode node in the calling thread (compressed route's
+ * fallback; the decoded route batches all nodes through decode_nodes). */
+static int delegate_decode_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node, char* msg,
+                                size_t msg_size) {
+  dc_decode_job job;
+  void* block = NULL;
+  int r = delegate_stage_node(context, d, node, &job, &block, msg, msg_size);
+  if (r != 1) return r != 0;
+  dc_decode_many(&job, 1, 1);
+  return delegate_finish_node(context, d, node, &job, block, msg, msg_size);
 }
 
 /* ---- compressed FULLY_CONNECTED: deciding and building ---------------- */
@@ -1051,6 +1083,41 @@ static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
   free(taken);
 }
 
+/* Decoded route: decodes every HuffDecode node not left to the compressed
+ * route, all tensors at once on d->decode_threads threads (0: all CPUs).
+ * Decode errors are remembered (reported by the kernel's Prepare); returns
+ * 0 only when out of memory for the job list. */
+static int decode_nodes(TfLiteContext* context, DcDelegate* d, const PlanNode* pn, int n) {
+  char msg[512];
+  dc_decode_job* jobs = (dc_decode_job*)calloc((size_t)(n > 0 ? n : 1), sizeof(dc_decode_job));
+  void** blocks = (void**)calloc((size_t)(n > 0 ? n : 1), sizeof(void*));
+  int* node_of = (int*)calloc((size_t)(n > 0 ? n : 1), sizeof(int));
+  if (!jobs || !blocks || !node_of) {
+    free(jobs);
+    free(blocks);
+    free(node_of);
+    return 0;
+  }
+  size_t m = 0;
+  for (int k = 0; k < n; ++k) {
+    if (!is_huff(pn[k].reg) || pn[k].skip) continue;
+    int r = delegate_stage_node(context, d, pn[k].node, &jobs[m], &blocks[m], msg, sizeof msg);
+    if (r == 0) remember_error(d, msg);
+    if (r == 1) node_of[m++] = k;
+  }
+  dc_decode_many(jobs, m, d->decode_threads);
+  for (size_t j = 0; j < m; ++j) {
+    if (!delegate_finish_node(context, d, pn[node_of[j]].node, &jobs[j], blocks[j], msg,
+                              sizeof msg)) {
+      remember_error(d, msg);
+    }
+  }
+  free(jobs);
+  free(blocks);
+  free(node_of);
+  return 1;
+}
+
 static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* delegate) {
   DcDelegate* d = (DcDelegate*)delegate->data_;
   TfLiteIntArray* plan = NULL;
@@ -1083,12 +1150,10 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     free(pn);
     return kTfLiteError;
   }
-  for (int k = 0; k < n; ++k) { /* decoded route: every other HuffDecode node */
-    char msg[512];
-    if (!is_huff(pn[k].reg) || pn[k].skip) continue;
-    if (!delegate_decode_node(context, d, pn[k].node, msg, sizeof msg)) {
-      remember_error(d, msg);
-    }
+  if (!decode_nodes(context, d, pn, n)) { /* decoded route: every other HuffDecode node */
+    free(claimed);
+    free(pn);
+    return kTfLiteError;
   }
   for (int k = 0; k < n; ++k) {
     if (pn[k].fc_packed < 0) continue;
@@ -1120,7 +1185,21 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
   return status;
 }
 
-/* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0". */
+/* decode_threads: a decimal 0..DC_MAX_DECODE_THREADS (0: one per CPU). */
+static int parse_threads(const char* v, int* out) {
+  int t = 0;
+  if (!*v || strlen(v) > 2) return 0;
+  for (const char* c = v; *c; ++c) {
+    if (*c < '0' || *c > '9') return 0;
+    t = 10 * t + (*c - '0');
+  }
+  if (t > DC_MAX_DECODE_THREADS) return 0;
+  *out = t;
+  return 1;
+}
+
+/* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0";
+ * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N. */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
                          void (*report_error)(const char*)) {
   char msg[256];
@@ -1131,6 +1210,9 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
       d->keep_decoded = v[0] == '1';
       continue;
     }
+    if (k && v && strcmp(k, "decode_threads") == 0 && parse_threads(v, &d->decode_threads)) {
+      continue;
+    }
     if (k && v && strcmp(k, "weights") == 0 &&
         (strcmp(v, "decoded") == 0 || strcmp(v, "compressed") == 0)) {
       d->compressed = strcmp(v, "compressed") == 0;
@@ -1138,8 +1220,9 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
     }
     snprintf(msg, sizeof msg,
              "dc_keras HuffDecode delegate: unknown option %s=%s (the options are "
-             "weights=decoded|compressed and keep_decoded=1|0)",
-             k ? k : "(null)", v ? v : "(null)");
+             "weights=decoded|compressed, keep_decoded=1|0 and decode_threads=0..%d, "
+             "0 = one per CPU)",
+             k ? k : "(null)", v ? v : "(null)", DC_MAX_DECODE_THREADS);
     if (report_error) report_error(msg);
     return 0;
   }

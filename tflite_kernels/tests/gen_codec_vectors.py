@@ -69,6 +69,21 @@ def vectors():
     ci = np.where(rng.random(777) < 0.3, rng.integers(-20, 20, 777), -5).astype(np.int8)
     out.append(("context_sparse_i8_zero_point", ci, "context_sparse"))
     out.append(("context_sparse_f16_small", np.array([0, 1, 1, -1, 0, 0, 2, 0], np.float16), "context_sparse"))
+    # 2-D float32 / int8 sparse with a zero background: the compressed FC form is built from
+    # these straight from the entries (dc_decode_rows): fast loop, rows skipped by one gap,
+    # -0.0 stored as an entry but not kept, one column, §11 grouped by row and by column
+    fw = np.zeros((37, 300), np.float32)
+    keep = rng.random(fw.shape) < 0.1
+    fw[keep] = rng.choice(np.linspace(-1, 1, 32).astype(np.float32), size=keep.sum())
+    fw[5:9] = 0
+    fw[20, ::7] = -0.0
+    out.append(("sparse_fc_f32_rows", fw, "sparse"))
+    qi = np.where(rng.random((50, 33)) < 0.15, rng.integers(-128, 128, (50, 33)), 0).astype(np.int8)
+    out.append(("sparse_fc_i8_rows", qi, "sparse"))
+    out.append(("sparse_fc_i8_one_col", np.ascontiguousarray(qi[:, :1]), "sparse"))
+    out.append(("grouped_sparse_fc_f32_by_row", pcs.reshape(12, 45), "grouped_sparse"))
+    out.append(("grouped_sparse_fc_i8_by_col", np.round(pcs.reshape(36, 15) * 60).astype(np.int8),
+                ("grouped_sparse", 1)))
     return out
 
 

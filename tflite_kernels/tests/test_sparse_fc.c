@@ -123,9 +123,105 @@ static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_s
   free(x), free(bias), free(scale), free(y), free(scratch);
 }
 
+/* The form holds exactly the non-zeros of the decoded tensor `raw`, row by row, columns
+ * increasing, codes valid (float: codebook[code] has the weight's bit pattern). */
+static void check_form(const dc_sparse_fc* m, const uint8_t* raw, const char* name) {
+  uint64_t k = 0;
+  int bad = 0;
+  CHECK(m->row_ptr[0] == 0 && m->row_ptr[m->rows] == m->nnz, "%s: row_ptr ends", name);
+  for (uint32_t r = 0; r < m->rows && !bad; ++r) {
+    bad |= m->row_ptr[r] > m->row_ptr[r + 1];
+    for (uint32_t c = 0; c < m->cols && !bad; ++c) {
+      size_t i = (size_t)r * m->cols + c;
+      if (m->dtype == DC_DTYPE_FLOAT32) {
+        uint32_t bits;
+        memcpy(&bits, raw + 4 * i, 4);
+        if ((bits << 1) == 0) continue;
+        bad |= k >= m->row_ptr[r + 1] || m->col[k] != c || m->code[k] >= m->num_values ||
+               memcmp(&m->codebook[m->code[k]], &bits, 4) != 0;
+      } else {
+        int8_t v = (int8_t)raw[i];
+        if (v == 0) continue;
+        bad |= k >= m->row_ptr[r + 1] || m->col[k] != c || (int8_t)m->code[k] != v;
+      }
+      ++k;
+    }
+    bad |= k != m->row_ptr[r + 1];
+    if (m->dtype == DC_DTYPE_INT8 && !bad) {
+      int32_t sum = 0;
+      for (uint32_t c = 0; c < m->cols; ++c) sum += (int8_t)raw[(size_t)r * m->cols + c];
+      bad |= sum != m->row_sum[r];
+    }
+    CHECK(!bad, "%s: row %u differs from the decoded tensor", name, r);
+  }
+}
+
+/* float kernel on a built form against the dense decoded weights (batch 1 and 3). */
+static void check_float_vs_raw(const dc_sparse_fc* m, const float* w, const char* name) {
+  const size_t batch = 3;
+  float* x = malloc(batch * m->cols * sizeof(float));
+  float* y = malloc(batch * m->rows * sizeof(float));
+  float* y1 = malloc(m->rows * sizeof(float));
+  float* scratch = malloc((size_t)m->cols * DC_SFC_BATCH_TILE * sizeof(float));
+  for (size_t i = 0; i < batch * m->cols; ++i) x[i] = (float)((int)(rnd() % 2001) - 1000) / 256.f;
+  dc_sparse_fc_float(m, x, batch, NULL, -INFINITY, INFINITY, y, scratch);
+  dc_sparse_fc_float(m, x, 1, NULL, -INFINITY, INFINITY, y1, NULL);
+  for (size_t b = 0; b < batch; ++b) {
+    for (uint32_t r = 0; r < m->rows; ++r) {
+      double acc = 0, mag = 0;
+      for (uint32_t c = 0; c < m->cols; ++c) {
+        double t = (double)w[(size_t)r * m->cols + c] * x[b * m->cols + c];
+        acc += t, mag += fabs(t);
+      }
+      CHECK(fabs(y[b * m->rows + r] - acc) <= 1e-6 * mag + 1e-30, "%s: float [%zu,%u] %g vs %g",
+            name, b, r, y[b * m->rows + r], acc);
+      if (b == 0) CHECK(fabs(y1[r] - acc) <= 1e-6 * mag + 1e-30, "%s: float batch 1", name);
+    }
+  }
+  free(x), free(y), free(y1), free(scratch);
+}
+
+/* Byte flips with the CRC (§8) recomputed, so that the structural checks of the entries, not
+ * the checksum, must catch them: the builder's status equals dc_decode's, and whatever it
+ * builds holds exactly the decoded tensor's non-zeros. */
+static void flips_with_crc(const codec_vector* v) {
+  const size_t check = 8 + 4 * (size_t)v->rank, n = v->packed_size;
+  uint8_t* bad = malloc(n);
+  for (size_t pos = 0; pos < n; ++pos) {
+    if (pos >= check && pos < check + 4) continue;
+    for (int f = 0; f < 2; ++f) {
+      memcpy(bad, v->packed, n);
+      bad[pos] ^= f ? 0x01 : 0xa5;
+      uint32_t c = dc_crc32(0, bad, check);
+      c = dc_crc32(c, bad + check + 4, n - check - 4);
+      for (int b = 0; b < 4; ++b) bad[check + b] = (uint8_t)(c >> (8 * b));
+      dc_sparse_fc m;
+      dc_status ds = DC_OK, dd;
+      char why[200] = "";
+      dc_sfc_status st = dc_sparse_fc_build(bad, n, &m, &ds, why, sizeof why);
+      dc_tensor_info info;
+      dc_status dp = dc_peek(bad, n, &info);
+      if (dp == DC_OK && info.output_bytes > (64u << 20)) { /* a flipped dim: too big to check */
+        if (st == DC_SFC_OK) dc_sparse_fc_free(&m);
+        continue;
+      }
+      uint8_t* dense = dp == DC_OK ? malloc(info.output_bytes + 1) : NULL;
+      dd = dp == DC_OK ? dc_decode(bad, n, dense, info.output_bytes) : dp;
+      if (st == DC_SFC_DECODE) CHECK(ds == dd, "%s: flip %zu: %d vs dc_decode %d", v->name, pos, ds, dd);
+      if (st == DC_SFC_OK) {
+        CHECK(dd == DC_OK, "%s: flip %zu built what dc_decode rejects (%d)", v->name, pos, dd);
+        if (dd == DC_OK) check_form(&m, dense, v->name);
+        dc_sparse_fc_free(&m);
+      }
+      free(dense);
+    }
+  }
+  free(bad);
+}
+
 static void test_vectors(void) {
   size_t n = sizeof codec_vectors / sizeof codec_vectors[0];
-  int built = 0;
+  int built = 0, direct = 0;
   for (size_t i = 0; i < n; ++i) {
     const codec_vector* v = &codec_vectors[i];
     dc_sparse_fc m;
@@ -145,6 +241,18 @@ static void test_vectors(void) {
     uint64_t nnz = 0;
     for (size_t k = 0; k < v->raw_size; ++k) nnz += v->raw[k] != 0; /* int8 */
     CHECK(m.rows == rows && m.cols == cols && m.row_ptr[rows] == m.nnz, "%s: shape", v->name);
+    check_form(&m, v->raw, v->name);
+    /* §6 / §11 sparse with a zero background: straight from the entries, else the dense route */
+    int zero_bg = strncmp(v->name, "sparse_fc_", 10) == 0 || strncmp(v->name, "grouped_sparse_fc_", 18) == 0;
+    direct += zero_bg;
+    CHECK(m.from_dense == !zero_bg, "%s: built %s", v->name, m.from_dense ? "through a dense copy" : "from the entries");
+    if (zero_bg) flips_with_crc(v);
+    if (v->dtype == DC_DTYPE_FLOAT32) {
+      float* w = malloc(v->raw_size);
+      memcpy(w, v->raw, v->raw_size);
+      check_float_vs_raw(&m, w, v->name);
+      free(w);
+    }
     if (v->dtype == DC_DTYPE_INT8) {
       CHECK(m.nnz == nnz, "%s: nnz %llu vs %llu", v->name, (unsigned long long)m.nnz,
             (unsigned long long)nnz);
@@ -171,6 +279,7 @@ static void test_vectors(void) {
     free(bad);
   }
   CHECK(built >= 1, "no 2-D float32/int8 vector in codec_vectors.h");
+  CHECK(direct == 5, "%d vectors built straight from the entries, expected 5", direct);
 }
 
 static void test_int8_kernel_random(void) {

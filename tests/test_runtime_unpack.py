@@ -1,0 +1,187 @@
+"""On-device unpack (C ``dc_unpack``, ``dc_keras.runtime.unpack``), its CLI, and packed models
+through LiteRT's ``CompiledModel`` (``dc_keras.runtime.compiled_model``)."""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import _export_models as em
+from dc_keras import export, runtime
+from dc_keras.export import _flatbuffer as fb
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LSTM = os.path.join(ROOT, "tests", "data", "zoo_lstm128.packed.tflite")
+
+
+def _packed(kind, quantize=None):
+    return export.pack(em.tflite(kind, quantize))
+
+
+def _models():
+    with open(LSTM, "rb") as f:
+        lstm = f.read()
+    return {"dense": _packed("dense"), "conv_int8": _packed("conv", "int8"), "lstm": lstm}
+
+
+def _tensor_bytes(model_bytes):
+    """{(subgraph, tensor name): constant bytes} of every tensor with data."""
+    model = fb.read_model(model_bytes)
+    out = {}
+    for s, sg in enumerate(model.subgraphs):
+        for t in sg.tensors or []:
+            data = fb.buffer_bytes(model, t.buffer) if t.buffer > 0 else b""
+            out[(s, fb.tensor_name(t))] = bytes(data)
+    return out
+
+
+def _ops(model_bytes):
+    model = fb.read_model(model_bytes)
+    return [[fb.opcode_name(model, op) for op in sg.operators or []] for sg in model.subgraphs]
+
+
+@pytest.mark.parametrize("name", ["dense", "conv_int8", "lstm"])
+def test_c_unpack_matches_python_unpack(name):
+    packed = _models()[name]
+    c, py = runtime.unpack(packed), export.unpack(packed)
+    assert _ops(c) == _ops(py)  # the same operators in the same order, no HuffDecode left
+    tc, tp = _tensor_bytes(c), _tensor_bytes(py)
+    for key, data in tp.items():
+        assert tc[key] == data, key  # every tensor of the Python result, same bytes
+    extra = {k for k in tc if k not in tp}  # the packed tensors, now unused constants
+    assert all(k[1].endswith(export._pack.PACKED_SUFFIX) for k in extra), extra
+    assert runtime.unpack(c) == c  # nothing left to unpack: an identical copy
+
+
+@pytest.mark.parametrize("kind,quantize", [("dense", None), ("conv", "int8")])
+def test_c_unpacked_model_runs_bit_identical(kind, quantize):
+    from ai_edge_litert.interpreter import Interpreter
+
+    plain = em.tflite(kind, quantize)
+    c = runtime.unpack(export.pack(plain))
+    xs = em.inputs(kind, 4)
+    if quantize:
+        from ai_edge_litert.interpreter import Interpreter as I  # noqa: N814
+
+        det = I(model_content=plain).get_input_details()[0]
+        if det["dtype"] != np.float32:
+            scale, zp = det["quantization"]
+            xs = np.clip(np.round(xs / scale + zp), -128, 127).astype(det["dtype"])
+    want = em.run(Interpreter(model_content=plain), xs)
+    got = em.run(Interpreter(model_content=c), xs)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_unpack_errors_are_clear():
+    with pytest.raises(ValueError, match="not a .tflite"):
+        runtime.unpack(b"\x00\x01")
+    packed = bytearray(_models()["dense"])
+    model = fb.read_model(bytes(packed))
+    raw = max((bytes(fb.buffer_bytes(model, t.buffer)) for t in model.subgraphs[0].tensors
+               if fb.tensor_name(t).endswith(export._pack.PACKED_SUFFIX)), key=len)
+    at = bytes(packed).index(raw)
+    packed[at + len(raw) // 2] ^= 0xFF  # corrupt the payload of one packed tensor
+    with pytest.raises(ValueError, match=r"HuffDecode\(.*\): (decoding failed|invalid packed)"):
+        runtime.unpack(bytes(packed))
+    good = _models()["dense"]
+    for n in range(0, len(good), max(1, len(good) // 97)):  # every truncation: an error, no crash
+        try:
+            runtime.unpack(good[:n])
+        except ValueError as e:
+            assert str(e).startswith("dc_unpack: ") and len(str(e)) > 12
+
+
+def test_cli_writes_atomically_and_reports_errors(tmp_path):
+    tool = os.path.join(ROOT, "tflite_kernels", "build", "dc_unpack")
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), "tools"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    src = tmp_path / "m.packed.tflite"
+    src.write_bytes(_models()["dense"])
+    before = src.read_bytes()
+    out = tmp_path / "m.tflite"
+    old = os.umask(0o027)
+    try:
+        r = subprocess.run([tool, str(src), str(out)], capture_output=True, text=True, timeout=60)
+    finally:
+        os.umask(old)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == runtime.unpack(before) and src.read_bytes() == before
+    assert (out.stat().st_mode & 0o777) == 0o640  # 0666 minus the umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.packed.tflite", "m.tflite"]
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model")
+    r = subprocess.run([tool, str(bad), str(tmp_path / "x.tflite")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "not a .tflite" in r.stderr
+    assert not (tmp_path / "x.tflite").exists()
+    assert subprocess.run([tool], capture_output=True, timeout=60).returncode == 2
+
+
+def _compiled_run(cm, x):
+    ins, outs = cm.create_input_buffers(0), cm.create_output_buffers(0)
+    ins[0].write(x)
+    cm.run_by_index(0, ins, outs)
+    sig = list(cm.get_signature_list())[0]
+    det = list(cm.get_output_tensor_details(sig).values())[0]
+    return outs[0].read(int(np.prod(det["shape"])), np.dtype(det["dtype"]))
+
+
+def test_compiled_model_runs_packed_bit_identical(tmp_path):
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    plain = em.tflite("dense", None)
+    packed = tmp_path / "m.packed.tflite"
+    packed.write_bytes(export.pack(plain))
+    unpacked = tmp_path / "m.tflite"
+    unpacked.write_bytes(plain)
+    x = em.inputs("dense", 1)
+    want = _compiled_run(CompiledModel.from_file(str(unpacked)), x)
+    got = _compiled_run(runtime.compiled_model(str(packed)), x)
+    np.testing.assert_array_equal(got, want)
+    got2 = _compiled_run(runtime.compiled_model(model_content=packed.read_bytes()), x)
+    np.testing.assert_array_equal(got2, want)
+    with pytest.raises(ValueError, match="exactly one"):
+        runtime.compiled_model()
+
+
+def _embedding_tflite():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    m = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(500, 32)])
+    em.cluster_and_prune(m)
+    return export.to_tflite(m, pack=False)
+
+
+def test_custom_op_kernel_on_compiled_model_c_api(tmp_path):
+    """HuffDecode as a LiteRT custom op kernel (LiteRtAddCustomOpKernelOption) via libLiteRt.so."""
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    from dc_keras.runtime._litert_c import CustomOpCompiledModel
+
+    plain = _embedding_tflite()  # GATHER: no arithmetic on the weights -> exact on any kernel
+    packed = export.pack(plain)
+    assert "HuffDecode" in sum(_ops(packed), [])
+    (tmp_path / "e.tflite").write_bytes(plain)
+    ids = np.random.RandomState(0).randint(0, 500, size=(1, 6)).astype(np.int32)
+    want = _compiled_run(CompiledModel.from_file(str(tmp_path / "e.tflite")), ids)
+    m = CustomOpCompiledModel(packed)
+    for _ in range(2):  # the decoded weights are copied in on every run
+        (got,) = m.run(ids)
+        np.testing.assert_array_equal(got.ravel(), want)
+    m.close()
+    plain_fc = em.tflite("dense", None)  # FC: dynamic-weight kernel, summation order differs
+    (tmp_path / "d.tflite").write_bytes(plain_fc)
+    x = em.inputs("dense", 1)
+    want = _compiled_run(CompiledModel.from_file(str(tmp_path / "d.tflite")), x)
+    (got,) = CustomOpCompiledModel(export.pack(plain_fc)).run(x)
+    np.testing.assert_allclose(got.ravel(), want, rtol=1e-5, atol=1e-6)
+    bad = bytearray(packed)
+    model = fb.read_model(packed)
+    raw = max((bytes(fb.buffer_bytes(model, t.buffer)) for t in model.subgraphs[0].tensors
+               if fb.tensor_name(t).endswith(export._pack.PACKED_SUFFIX)), key=len)
+    at = packed.index(raw)
+    bad[at + len(raw) // 2] ^= 0xFF
+    with pytest.raises(ValueError, match=r"HuffDecode\(.*\): (decoding failed|invalid packed)"):
+        CustomOpCompiledModel(bytes(bad))

@@ -1,0 +1,53 @@
+/*
+ * dc_parallel.h -- decode many packed tensors at once on a small pthread pool.
+ *
+ * Every tensor is decoded by dc_decode (docs/FORMAT.md) into its own output
+ * buffer; tensors are independent, so the bytes written do not depend on the
+ * number of threads or on scheduling (deterministic output).  Used by the
+ * HuffDecode delegate's Prepare (decoded route) and by dc_unpack.
+ */
+#ifndef DC_PARALLEL_H_
+#define DC_PARALLEL_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dc_codec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  const uint8_t* packed; /* packed tensor bytes (docs/FORMAT.md) */
+  size_t packed_size;
+  void* out; /* output buffer of out_size bytes (the tensor's decoded size) */
+  size_t out_size;
+  dc_status status; /* set by dc_decode_many: DC_OK or the decoder's error */
+} dc_decode_job;
+
+/* Largest pool dc_decode_many starts. */
+#define DC_MAX_DECODE_THREADS 64
+
+/* Threads the decoder uses when asked for `requested` (<= 0: automatic):
+ * the environment variable DC_KERAS_DECODE_THREADS if set (1 = single
+ * thread), else the online CPUs, capped by DC_MAX_DECODE_THREADS. */
+DC_API int dc_decode_threads(int requested);
+
+/* Decodes every job, largest first, on min(threads, num_jobs) threads
+ * (threads <= 0: dc_decode_threads(0); 1, or a failure to start a thread:
+ * in the calling thread).  Returns the number of jobs whose status is not
+ * DC_OK (0: all decoded). */
+DC_API size_t dc_decode_many(dc_decode_job* jobs, size_t num_jobs, int threads);
+
+/* A 64-byte aligned block of n bytes for decoded output (not zeroed), freed
+ * with free(); 2 MiB and larger blocks are huge-page aligned and advised
+ * (fewer page faults when the decoder first writes them).  NULL if out of
+ * memory. */
+DC_API void* dc_alloc_output(size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DC_PARALLEL_H_ */

@@ -1,0 +1,91 @@
+/*
+ * dc_unpack.h -- turn a packed .tflite (HuffDecode ops, docs/FORMAT.md) into a
+ * plain .tflite on the device: no TensorFlow, no Python, no flatbuffers
+ * library.  For runtimes and accelerator delegates (GPU, NPU) that take no
+ * custom op: unpack once (e.g. at an app's first launch), cache the result,
+ * load the cached file as any other model.  See docs/android.md.
+ *
+ * How (docs/FORMAT.md §15): the input flatbuffer is copied unchanged except
+ * for in-place edits, and new Buffer tables holding the decoded bytes are
+ * appended after it (16-byte aligned data):
+ *   - each HuffDecode op is removed from its subgraph's operator list;
+ *   - its output tensor's buffer entry points to a new Buffer with the
+ *     decoded bytes (the tensor keeps its index, name, type, shape and
+ *     quantization, so signatures and tensor indices are unchanged);
+ *   - trailing HuffDecode operator codes are dropped.
+ * The packed uint8 tensors stay in the file as unused constants (no op reads
+ * them), so the result is the unpacked model's size plus the packed bytes;
+ * dc_keras.export.unpack (Python) also removes those.  Every tensor's
+ * contents equal dc_keras.export.unpack's, so outputs are bit-identical.
+ * Not handled (clear error, use dc_keras.export.unpack): a HuffDecode output
+ * tensor without a buffer of its own (packed from a TFLite DENSIFY op), or
+ * a buffer shared by tensors that decode to different bytes.
+ */
+#ifndef DC_UNPACK_H_
+#define DC_UNPACK_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dc_codec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  DC_UNPACK_OK = 0,
+  DC_UNPACK_MALFORMED = 1,   /* not a readable .tflite flatbuffer */
+  DC_UNPACK_BAD_PACKED = 2,  /* a HuffDecode op or its packed tensor is invalid */
+  DC_UNPACK_UNSUPPORTED = 3, /* valid, but this unpacker cannot rewrite it (see above) */
+  DC_UNPACK_TOO_LARGE = 4,   /* the result would pass max_output (2 GiB: flatbuffer offsets) */
+  DC_UNPACK_NO_MEMORY = 5
+} dc_unpack_status;
+
+/* Unpacks `packed` (n bytes; never modified) into a new malloc'd buffer
+ * (*out, *out_n; release with dc_unpack_free).  A model without HuffDecode
+ * ops comes back as an identical copy.  On error *out is NULL and `why`
+ * (why_n bytes, may be NULL) says what is wrong, naming the tensor and the
+ * fix.  Packed tensors are decoded in parallel (dc_decode_many, threads as
+ * dc_decode_threads(0)). */
+DC_API dc_unpack_status dc_unpack(const uint8_t* packed, size_t n, uint8_t** out, size_t* out_n,
+                                  char* why, size_t why_n);
+
+/* Same with a bound on the result's size in bytes (<= 2 GiB - 1): for
+ * memory-bounded callers and the fuzz harness. */
+DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_t max_output,
+                                          uint8_t** out, size_t* out_n, char* why, size_t why_n);
+
+DC_API void dc_unpack_free(uint8_t* out);
+
+/* One HuffDecode op of a model, as dc_list_huffdecode finds it (checked like dc_unpack does,
+ * not decoded): its packed bytes (pointing into the model) and its output tensor. */
+typedef struct {
+  const uint8_t* packed;
+  size_t packed_size;
+  size_t output_bytes;
+  uint32_t rank;
+  int32_t dims[DC_MAX_RANK];
+  char name[96]; /* output tensor name (truncated) */
+} dc_huffdecode_op;
+
+/* Lists every HuffDecode op of a .tflite in subgraph/operator order into a malloc'd array
+ * (*ops, *num_ops; free()).  Used by the LiteRT CompiledModel kernel (dc_litert_op.c), which
+ * must give output shapes without seeing tensor data.  Errors as dc_unpack. */
+DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_huffdecode_op** ops,
+                                           size_t* num_ops, char* why, size_t why_n);
+
+/* A copy of a packed .tflite whose packed tensors' bytes start on `alignment` (a power of 2,
+ * 16..4096) offsets of the file: each misaligned one is appended again, aligned, and its Buffer
+ * entry pointed there (the model grows by those bytes).  LiteRT's CompiledModel hands a custom
+ * op's constant input over as a host buffer and refuses one that is not 64-byte aligned
+ * ("Unaligned host memory pointer"), while .tflite writers align data to 16: use 64 before
+ * the custom-op route (dc_litert_op.c), and load the result from 64-byte aligned memory. */
+DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t alignment,
+                                        uint8_t** out, size_t* out_n, char* why, size_t why_n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DC_UNPACK_H_ */

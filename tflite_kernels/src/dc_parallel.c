@@ -1,0 +1,162 @@
+/*
+ * dc_parallel.c -- dc_decode_many: decode independent packed tensors on a
+ * small pthread pool (see dc_parallel.h).  Work is handed out one tensor at a
+ * time, largest first, from a mutex-protected index; each job writes only its
+ * own output buffer and status, so the result is the same for any thread count.
+ */
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE (Linux, Android) */
+#include "dc_parallel.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* glibc 2.34 moved the pthread functions into libc under a new symbol version; bind to the
+ * original versions (present in every glibc since the architecture's first) so that the
+ * library keeps needing nothing newer than GLIBC_2.17 (tools/arm/check_abi.py). */
+#if defined(__GLIBC__) && !defined(__ANDROID__)
+#if defined(__x86_64__)
+#define DC_PTHREAD_VER "GLIBC_2.2.5"
+#elif defined(__aarch64__)
+#define DC_PTHREAD_VER "GLIBC_2.17"
+#elif defined(__arm__)
+#define DC_PTHREAD_VER "GLIBC_2.4"
+#endif
+#ifdef DC_PTHREAD_VER
+__asm__(".symver pthread_create, pthread_create@" DC_PTHREAD_VER);
+__asm__(".symver pthread_join, pthread_join@" DC_PTHREAD_VER);
+#endif
+#endif
+
+static void decode_one(dc_decode_job* j) {
+  j->status = dc_decode(j->packed, j->packed_size, j->out, j->out_size);
+}
+
+DC_API int dc_decode_threads(int requested) {
+  long n = requested;
+  if (n <= 0) {
+    const char* env = getenv("DC_KERAS_DECODE_THREADS");
+    char* end = NULL;
+    long e = env && *env ? strtol(env, &end, 10) : 0;
+    if (env && *env && end && *end == '\0' && e > 0) {
+      n = e;
+    } else {
+      n = sysconf(_SC_NPROCESSORS_ONLN);
+    }
+  }
+  if (n < 1) n = 1;
+  if (n > DC_MAX_DECODE_THREADS) n = DC_MAX_DECODE_THREADS;
+  return (int)n;
+}
+
+typedef struct {
+  dc_decode_job* jobs;
+  const size_t* order; /* job indices, largest output first */
+  size_t num_jobs;
+  size_t next;
+  pthread_mutex_t lock;
+} Pool;
+
+static void* worker(void* arg) {
+  Pool* p = (Pool*)arg;
+  for (;;) {
+    pthread_mutex_lock(&p->lock);
+    size_t k = p->next < p->num_jobs ? p->next++ : p->num_jobs;
+    pthread_mutex_unlock(&p->lock);
+    if (k >= p->num_jobs) return NULL;
+    decode_one(&p->jobs[p->order[k]]);
+  }
+}
+
+/* Heap sort (no recursion, no allocation besides `order`); `before(a, b)`:
+ * job a is decoded before job b (larger output first, then job order). */
+static int before(const dc_decode_job* jobs, size_t a, size_t b) {
+  if (jobs[a].out_size != jobs[b].out_size) return jobs[a].out_size > jobs[b].out_size;
+  return a < b;
+}
+
+static void sift(const dc_decode_job* jobs, size_t* o, size_t start, size_t end) {
+  size_t root = start;
+  while (2 * root + 1 < end) {
+    size_t child = 2 * root + 1;
+    if (child + 1 < end && before(jobs, o[child], o[child + 1])) ++child;
+    if (!before(jobs, o[root], o[child])) return;
+    size_t t = o[root];
+    o[root] = o[child];
+    o[child] = t;
+    root = child;
+  }
+}
+
+/* Sorts `o` into `before` order. */
+static void sort_largest_first(const dc_decode_job* jobs, size_t* o, size_t n) {
+  for (size_t i = n / 2; i-- > 0;) sift(jobs, o, i, n);
+  for (size_t end = n; end-- > 1;) {
+    size_t t = o[0];
+    o[0] = o[end];
+    o[end] = t;
+    sift(jobs, o, 0, end);
+  }
+}
+
+static size_t count_failed(const dc_decode_job* jobs, size_t n) {
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) bad += jobs[i].status != DC_OK;
+  return bad;
+}
+
+DC_API size_t dc_decode_many(dc_decode_job* jobs, size_t num_jobs, int threads) {
+  if (!jobs || num_jobs == 0) return 0;
+  int t = dc_decode_threads(threads);
+  if ((size_t)t > num_jobs) t = (int)num_jobs;
+  size_t* order = t > 1 ? (size_t*)malloc(num_jobs * sizeof(size_t)) : NULL;
+  if (!order) t = 1;
+  if (t <= 1) {
+    for (size_t i = 0; i < num_jobs; ++i) decode_one(&jobs[i]);
+    return count_failed(jobs, num_jobs);
+  }
+  for (size_t i = 0; i < num_jobs; ++i) order[i] = i;
+  sort_largest_first(jobs, order, num_jobs);
+  Pool pool;
+  memset(&pool, 0, sizeof pool);
+  pool.jobs = jobs;
+  pool.order = order;
+  pool.num_jobs = num_jobs;
+  if (pthread_mutex_init(&pool.lock, NULL) != 0) {
+    free(order);
+    for (size_t i = 0; i < num_jobs; ++i) decode_one(&jobs[i]);
+    return count_failed(jobs, num_jobs);
+  }
+  pthread_t tid[DC_MAX_DECODE_THREADS];
+  int started = 0;
+  for (int i = 1; i < t; ++i) { /* the caller is worker 0 */
+    if (pthread_create(&tid[started], NULL, worker, &pool) != 0) break;
+    ++started;
+  }
+  worker(&pool);
+  for (int i = 0; i < started; ++i) pthread_join(tid[i], NULL);
+  pthread_mutex_destroy(&pool.lock);
+  free(order);
+  return count_failed(jobs, num_jobs);
+}
+
+/* Output memory for decoded tensors.  Blocks of 2 MiB and more are 2 MiB
+ * aligned and marked MADV_HUGEPAGE where the kernel has transparent huge
+ * pages in "madvise" mode (Linux, Android): first-touch page faults then
+ * cost 3x less CPU (64 MiB: 33 ms -> 10.5 ms measured here).  The tail that
+ * does not fill a huge page keeps 4 KiB pages, so resident memory does not
+ * grow.  Freed with free(). */
+#define DC_HUGE_PAGE ((size_t)2 << 20)
+
+DC_API void* dc_alloc_output(size_t n) {
+  void* p = NULL;
+  size_t align = n >= DC_HUGE_PAGE ? DC_HUGE_PAGE : 64;
+  if (posix_memalign(&p, align, n ? n : 1) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+  if (align == DC_HUGE_PAGE) (void)madvise(p, n - n % DC_HUGE_PAGE, MADV_HUGEPAGE);
+#endif
+  return p;
+}

@@ -1,0 +1,562 @@
+/*
+ * dc_unpack.c -- packed .tflite -> plain .tflite in C (see dc_unpack.h and
+ * docs/FORMAT.md §15).  A minimal, bounds-checked flatbuffer reader for the
+ * few TFLite schema tables involved (Model, SubGraph, Tensor, Operator,
+ * OperatorCode, Buffer); the writer only patches 32-bit offsets in a copy of
+ * the input and appends Buffer tables after it.  Every read of the untrusted
+ * input is checked against its size; nothing recurses.
+ *
+ * TFLite schema field ids used here (schema.fbs):
+ *   Model:        1 operator_codes, 2 subgraphs, 4 buffers
+ *   SubGraph:     0 tensors, 3 operators
+ *   Tensor:       0 shape, 1 type, 2 buffer, 3 name
+ *   Operator:     0 opcode_index, 1 inputs, 2 outputs
+ *   OperatorCode: 0 deprecated_builtin_code, 1 custom_code, 3 builtin_code
+ *   Buffer:       0 data, 1 offset, 2 size
+ */
+#include "dc_unpack.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dc_parallel.h"
+
+enum { kCustom = 32, kUInt8 = 3, kDataAlign = 16 };
+#define DC_FLATBUFFER_MAX ((size_t)0x7fffffff) /* flatbuffer offsets are < 2 GiB */
+
+typedef struct {
+  const uint8_t* b;
+  size_t n;
+  char* why;
+  size_t why_n;
+} Fb;
+
+static int say(Fb* f, const char* fmt, ...) {
+  if (f->why && f->why_n) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->why, f->why_n, fmt, ap);
+    va_end(ap);
+  }
+  return 0;
+}
+
+static uint32_t le32(const uint8_t* p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put32(uint8_t* p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+static int u32at(const Fb* f, size_t pos, uint32_t* v) {
+  if (pos > f->n || f->n - pos < 4) return 0;
+  *v = le32(f->b + pos);
+  return 1;
+}
+
+/* Field `id` of the table at t: 1 (at *pos, `width` bytes fit the table),
+ * 0 absent, -1 malformed. */
+static int field(const Fb* f, size_t t, unsigned id, size_t width, size_t* pos) {
+  uint32_t so;
+  if (!u32at(f, t, &so)) return -1;
+  int64_t vt = (int64_t)t - (int64_t)(int32_t)so;
+  if (vt < 0 || (uint64_t)vt + 4 > f->n || vt % 2) return -1;
+  const uint8_t* v = f->b + vt;
+  size_t vsize = (size_t)v[0] | (size_t)v[1] << 8, tsize = (size_t)v[2] | (size_t)v[3] << 8;
+  if (vsize < 4 || vsize % 2 || (uint64_t)vt + vsize > f->n || tsize < 4 || t + tsize > f->n) {
+    return -1;
+  }
+  size_t slot = 4 + 2 * (size_t)id;
+  if (slot + 2 > vsize) return 0;
+  size_t fo = (size_t)v[slot] | (size_t)v[slot + 1] << 8;
+  if (fo == 0) return 0;
+  if (fo < 4 || fo + width > tsize) return -1;
+  *pos = t + fo;
+  return 1;
+}
+
+/* Scalar field with a default; 0 if malformed. */
+static int scalar(const Fb* f, size_t t, unsigned id, size_t width, uint64_t dflt, uint64_t* v) {
+  size_t pos = 0;
+  int r = field(f, t, id, width, &pos);
+  if (r < 0) return 0;
+  *v = dflt;
+  if (r == 0) return 1;
+  uint64_t x = 0;
+  for (size_t k = 0; k < width; ++k) x |= (uint64_t)f->b[pos + k] << (8 * k);
+  *v = x;
+  return 1;
+}
+
+/* Follows the uoffset at pos. */
+static int deref(const Fb* f, size_t pos, size_t* target) {
+  uint32_t u;
+  if (!u32at(f, pos, &u) || u == 0 || (uint64_t)pos + u >= f->n) return 0;
+  *target = pos + u;
+  return 1;
+}
+
+typedef struct {
+  size_t start; /* first element */
+  size_t count;
+} Vec;
+
+/* Vector field `id` of table t with elements of `elem` bytes; absent = empty.
+ * Returns 0 if malformed. */
+static int vec(const Fb* f, size_t t, unsigned id, size_t elem, Vec* out) {
+  size_t pos = 0, at = 0;
+  uint32_t count;
+  int r = field(f, t, id, 4, &pos);
+  out->start = out->count = 0;
+  if (r <= 0) return r == 0;
+  if (!deref(f, pos, &at) || !u32at(f, at, &count)) return 0;
+  if (count > (f->n - at - 4) / elem) return 0;
+  out->start = at + 4;
+  out->count = count;
+  return 1;
+}
+
+static int table_at(const Fb* f, const Vec* v, size_t i, size_t* t) {
+  return i < v->count && deref(f, v->start + 4 * i, t);
+}
+
+static int32_t i32_elem(const Fb* f, const Vec* v, size_t i) {
+  return (int32_t)le32(f->b + v->start + 4 * i);
+}
+
+/* Tensor fields this file needs. */
+typedef struct {
+  int type;
+  uint32_t buffer;
+  Vec shape;
+  char name[96];
+} Tensor;
+
+static int read_tensor(Fb* f, const Vec* tensors, int32_t index, Tensor* t) {
+  size_t tt;
+  uint64_t type, buffer;
+  Vec name;
+  if (index < 0 || !table_at(f, tensors, (size_t)index, &tt) || !scalar(f, tt, 1, 1, 0, &type) ||
+      !scalar(f, tt, 2, 4, 0, &buffer) || !vec(f, tt, 0, 4, &t->shape) || !vec(f, tt, 3, 1, &name)) {
+    return say(f, "malformed .tflite: tensor %d cannot be read", (int)index);
+  }
+  t->type = (int)(int8_t)type;
+  t->buffer = (uint32_t)buffer;
+  size_t k = name.count < sizeof t->name - 1 ? name.count : sizeof t->name - 1;
+  memcpy(t->name, f->b + name.start, k);
+  t->name[k] = '\0';
+  return 1;
+}
+
+/* Bytes of buffer i: inline data, or (offset > 1) a range of the file. */
+static int buffer_bytes(Fb* f, const Vec* buffers, uint32_t i, const uint8_t** p, size_t* len) {
+  size_t bt;
+  Vec data;
+  uint64_t off, size;
+  if (!table_at(f, buffers, i, &bt) || !vec(f, bt, 0, 1, &data) || !scalar(f, bt, 1, 8, 0, &off) ||
+      !scalar(f, bt, 2, 8, 0, &size)) {
+    return say(f, "malformed .tflite: buffer %u cannot be read", (unsigned)i);
+  }
+  *p = f->b + data.start;
+  *len = data.count;
+  if (data.count == 0 && off > 1) {
+    if (off > f->n || size > f->n - off) {
+      return say(f, "malformed .tflite: buffer %u lies outside the file", (unsigned)i);
+    }
+    *p = f->b + off;
+    *len = (size_t)size;
+  }
+  return 1;
+}
+
+/* One HuffDecode op to undo. */
+typedef struct {
+  uint32_t buffer; /* the output tensor's buffer, to be given the decoded bytes */
+  char name[96];
+  uint32_t rank;
+  int32_t dims[DC_MAX_RANK];
+  uint32_t packed_buffer; /* the packed input's buffer */
+} Target;
+
+typedef struct {
+  Vec codes, subgraphs, buffers;
+  unsigned char* is_huff; /* per operator code */
+  dc_decode_job* jobs;
+  Target* targets;
+  size_t num_jobs, cap_jobs;
+  size_t total; /* decoded bytes */
+  size_t max_output;
+  int list_only; /* dc_list_huffdecode: plan without output memory */
+} Plan;
+
+static int is_huff_code(Fb* f, const Vec* codes, size_t k, int* yes) {
+  size_t ct;
+  uint64_t dep, builtin;
+  Vec name;
+  if (!table_at(f, codes, k, &ct) || !scalar(f, ct, 0, 1, 0, &dep) ||
+      !scalar(f, ct, 3, 4, 0, &builtin) || !vec(f, ct, 1, 1, &name)) {
+    return say(f, "malformed .tflite: operator code %zu cannot be read", k);
+  }
+  int32_t code = (int32_t)(int8_t)dep > (int32_t)builtin ? (int32_t)(int8_t)dep : (int32_t)builtin;
+  *yes = code == kCustom && name.count == 10 && memcmp(f->b + name.start, "HuffDecode", 10) == 0;
+  return 1;
+}
+
+static int add_job(Plan* pl) {
+  if (pl->num_jobs < pl->cap_jobs) return 1;
+  size_t cap = pl->cap_jobs ? 2 * pl->cap_jobs : 16;
+  dc_decode_job* j = (dc_decode_job*)realloc(pl->jobs, cap * sizeof *j);
+  if (j) pl->jobs = j;
+  Target* t = j ? (Target*)realloc(pl->targets, cap * sizeof *t) : NULL;
+  if (t) pl->targets = t;
+  if (!j || !t) return 0;
+  pl->cap_jobs = cap;
+  return 1;
+}
+
+/* Checks one HuffDecode op (packed input -> weight output) and plans its
+ * decode.  Returns a dc_unpack_status. */
+static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size_t ot) {
+  Vec ins, outs;
+  Tensor p, t;
+  if (!vec(f, ot, 1, 4, &ins) || !vec(f, ot, 2, 4, &outs)) {
+    return say(f, "malformed .tflite: subgraph %zu operator %zu", s, o), DC_UNPACK_MALFORMED;
+  }
+  if (ins.count != 1 || outs.count != 1) {
+    say(f, "subgraph %zu operator %zu (HuffDecode): expected one input and one output", s, o);
+    return DC_UNPACK_BAD_PACKED;
+  }
+  if (!read_tensor(f, tensors, i32_elem(f, &ins, 0), &p) ||
+      !read_tensor(f, tensors, i32_elem(f, &outs, 0), &t)) {
+    return DC_UNPACK_MALFORMED;
+  }
+  const uint8_t* raw = NULL;
+  size_t len = 0;
+  if (p.buffer >= pl->buffers.count) {
+    say(f, "HuffDecode(%s): packed input '%s' has no constant buffer", t.name, p.name);
+    return DC_UNPACK_BAD_PACKED;
+  }
+  if (!buffer_bytes(f, &pl->buffers, p.buffer, &raw, &len)) return DC_UNPACK_MALFORMED;
+  if (p.type != kUInt8 || len == 0 || p.shape.count != 1 ||
+      i32_elem(f, &p.shape, 0) != (int64_t)len) {
+    say(f, "HuffDecode(%s): packed input '%s' must be a constant 1-D uint8 tensor with one "
+        "entry per byte", t.name, p.name);
+    return DC_UNPACK_BAD_PACKED;
+  }
+  dc_tensor_info info;
+  dc_status st = dc_peek(raw, len, &info);
+  if (st != DC_OK) {
+    say(f, "HuffDecode(%s): invalid packed tensor: %s", t.name, dc_strerror(st));
+    return DC_UNPACK_BAD_PACKED;
+  }
+  int same = (int)info.dtype == t.type && info.rank == t.shape.count;
+  for (uint32_t k = 0; same && k < info.rank; ++k) {
+    same = i32_elem(f, &t.shape, k) >= 0 && (uint64_t)i32_elem(f, &t.shape, k) == info.dims[k];
+  }
+  if (!same) {
+    say(f, "HuffDecode(%s): the packed data's dtype/shape do not match the tensor's", t.name);
+    return DC_UNPACK_BAD_PACKED;
+  }
+  if (!pl->list_only && (t.buffer == 0 || t.buffer >= pl->buffers.count)) {
+    say(f, "HuffDecode(%s): the tensor has no buffer of its own (packed from a DENSIFY op?); "
+        "this unpacker cannot add buffers: use dc_keras.export.unpack", t.name);
+    return DC_UNPACK_UNSUPPORTED;
+  }
+  if (pl->total > pl->max_output || info.output_bytes + 64 > pl->max_output - pl->total) {
+    say(f, "HuffDecode(%s): the unpacked model would exceed %zu bytes", t.name, pl->max_output);
+    return DC_UNPACK_TOO_LARGE;
+  }
+  if (!add_job(pl)) return say(f, "out of memory"), DC_UNPACK_NO_MEMORY;
+  dc_decode_job* j = &pl->jobs[pl->num_jobs];
+  j->packed = raw;
+  j->packed_size = len;
+  j->out_size = (size_t)info.output_bytes;
+  j->out = pl->list_only ? NULL : dc_alloc_output(j->out_size);
+  j->status = DC_OK;
+  if (!j->out && !pl->list_only) return say(f, "out of memory (%s)", t.name), DC_UNPACK_NO_MEMORY;
+  Target* tg = &pl->targets[pl->num_jobs];
+  tg->buffer = t.buffer;
+  tg->packed_buffer = p.buffer;
+  memcpy(tg->name, t.name, sizeof t.name);
+  tg->rank = info.rank;
+  for (uint32_t k = 0; k < info.rank; ++k) tg->dims[k] = (int32_t)info.dims[k];
+  pl->num_jobs++;
+  pl->total += j->out_size + 64; /* data + table + alignment */
+  return DC_UNPACK_OK;
+}
+
+/* Reads the model and plans every HuffDecode op, in subgraph order. */
+static int plan_model(Fb* f, Plan* pl) {
+  uint32_t root;
+  size_t model;
+  if (f->n < 8 || !u32at(f, 0, &root) || !deref(f, 0, &model)) {
+    return say(f, "not a .tflite flatbuffer (too short or bad root offset)"), DC_UNPACK_MALFORMED;
+  }
+  if (!vec(f, model, 1, 4, &pl->codes) || !vec(f, model, 2, 4, &pl->subgraphs) ||
+      !vec(f, model, 4, 4, &pl->buffers)) {
+    return say(f, "malformed .tflite: model table"), DC_UNPACK_MALFORMED;
+  }
+  pl->is_huff = (unsigned char*)calloc(pl->codes.count + 1, 1);
+  if (!pl->is_huff) return say(f, "out of memory"), DC_UNPACK_NO_MEMORY;
+  for (size_t k = 0; k < pl->codes.count; ++k) {
+    int yes = 0;
+    if (!is_huff_code(f, &pl->codes, k, &yes)) return DC_UNPACK_MALFORMED;
+    pl->is_huff[k] = (unsigned char)yes;
+  }
+  for (size_t s = 0; s < pl->subgraphs.count; ++s) {
+    size_t st, ot;
+    Vec tensors, ops;
+    if (!table_at(f, &pl->subgraphs, s, &st) || !vec(f, st, 0, 4, &tensors) ||
+        !vec(f, st, 3, 4, &ops)) {
+      return say(f, "malformed .tflite: subgraph %zu", s), DC_UNPACK_MALFORMED;
+    }
+    for (size_t o = 0; o < ops.count; ++o) {
+      uint64_t code;
+      if (!table_at(f, &ops, o, &ot) || !scalar(f, ot, 0, 4, 0, &code) ||
+          code >= pl->codes.count) {
+        return say(f, "malformed .tflite: subgraph %zu operator %zu", s, o), DC_UNPACK_MALFORMED;
+      }
+      if (!pl->is_huff[code]) continue;
+      int r = plan_op(f, pl, &tensors, s, o, ot);
+      if (r != DC_UNPACK_OK) return r;
+    }
+  }
+  return DC_UNPACK_OK;
+}
+
+/* After decoding: several ops may fill one buffer only with equal bytes, and
+ * a buffer that already has data must hold exactly the decoded bytes. */
+static int check_targets(Fb* f, Plan* pl, unsigned char* keep) {
+  for (size_t i = 0; i < pl->num_jobs; ++i) {
+    const dc_decode_job* j = &pl->jobs[i];
+    if (j->status != DC_OK) {
+      say(f, "HuffDecode(%s): decoding failed: %s", pl->targets[i].name, dc_strerror(j->status));
+      return DC_UNPACK_BAD_PACKED;
+    }
+    keep[i] = 1;
+    for (size_t e = 0; e < i && keep[i]; ++e) {
+      if (pl->targets[e].buffer != pl->targets[i].buffer) continue;
+      if (pl->jobs[e].out_size != j->out_size || memcmp(pl->jobs[e].out, j->out, j->out_size)) {
+        say(f, "HuffDecode(%s): buffer %u is shared with '%s' but decodes to different bytes; "
+            "use dc_keras.export.unpack", pl->targets[i].name, (unsigned)pl->targets[i].buffer,
+            pl->targets[e].name);
+        return DC_UNPACK_UNSUPPORTED;
+      }
+      keep[i] = 0; /* same bytes: the first one's Buffer serves both */
+    }
+    const uint8_t* have = NULL;
+    size_t have_n = 0;
+    if (!buffer_bytes(f, &pl->buffers, pl->targets[i].buffer, &have, &have_n)) {
+      return DC_UNPACK_MALFORMED;
+    }
+    if (have_n && (have_n != j->out_size || memcmp(have, j->out, have_n))) {
+      say(f, "HuffDecode(%s): its buffer %u already holds other data; use dc_keras.export.unpack",
+          pl->targets[i].name, (unsigned)pl->targets[i].buffer);
+      return DC_UNPACK_UNSUPPORTED;
+    }
+    if (have_n) keep[i] = 0; /* already there */
+  }
+  return DC_UNPACK_OK;
+}
+
+static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+/* Removes the HuffDecode ops from every operator vector of `out` (a copy of
+ * the input): kept entries move down, their offsets grow by the distance. */
+static void drop_ops(Fb* f, const Plan* pl, uint8_t* out) {
+  for (size_t s = 0; s < pl->subgraphs.count; ++s) {
+    size_t st = 0, ot = 0;
+    Vec ops = {0, 0};
+    uint64_t code = 0;
+    (void)table_at(f, &pl->subgraphs, s, &st); /* all checked by plan_model */
+    (void)vec(f, st, 3, 4, &ops);
+    size_t kept = 0;
+    for (size_t o = 0; o < ops.count; ++o) {
+      (void)table_at(f, &ops, o, &ot);
+      (void)scalar(f, ot, 0, 4, 0, &code);
+      if (pl->is_huff[code]) continue;
+      uint32_t u = le32(f->b + ops.start + 4 * o) + (uint32_t)(4 * (o - kept));
+      put32(out + ops.start + 4 * kept, u);
+      ++kept;
+    }
+    if (kept != ops.count) put32(out + ops.start - 4, (uint32_t)kept);
+  }
+  size_t n = pl->codes.count;
+  while (n > 0 && pl->is_huff[n - 1]) --n; /* no op uses them any more */
+  if (n != pl->codes.count) put32(out + pl->codes.start - 4, (uint32_t)n);
+}
+
+/* New contents for buffer `buffer`, appended by append_buffers. */
+typedef struct {
+  uint32_t buffer;
+  const void* data;
+  size_t size;
+} NewBuffer;
+
+/* Lays out [input][pad][vtable][Buffer table, data]... (data `align`-aligned in the file) and
+ * points each buffers[b] entry at its new table.  A copy of the input if count is 0. */
+static int append_buffers(Fb* f, const Vec* buffers, const NewBuffer* nb, size_t count,
+                          size_t align, size_t max_output, uint8_t** out, size_t* out_n) {
+  size_t base = align_up(f->n, 16), end = count ? base + 8 : f->n;
+  for (size_t i = 0; i < count; ++i) {
+    size_t v = align_up(end + 8 + 4, align) - 4; /* data at v + 4, aligned */
+    end = align_up(v + 4 + nb[i].size, 4);
+  }
+  if (end > max_output) {
+    return say(f, "the unpacked model would exceed %zu bytes", max_output), DC_UNPACK_TOO_LARGE;
+  }
+  uint8_t* o = (uint8_t*)calloc(1, end);
+  if (!o) return say(f, "out of memory (%zu bytes)", end), DC_UNPACK_NO_MEMORY;
+  memcpy(o, f->b, f->n);
+  static const uint8_t vtable[8] = {6, 0, 8, 0, 4, 0, 0, 0}; /* Buffer: field 0 (data) at +4 */
+  if (count) memcpy(o + base, vtable, sizeof vtable);
+  size_t pos = base + 8;
+  for (size_t i = 0; i < count; ++i) {
+    size_t t = pos, v = align_up(t + 8 + 4, align) - 4;
+    put32(o + t, (uint32_t)(t - base));        /* soffset: vtable = t - (t - base) */
+    put32(o + t + 4, (uint32_t)(v - (t + 4))); /* data vector */
+    put32(o + v, (uint32_t)nb[i].size);
+    memcpy(o + v + 4, nb[i].data, nb[i].size);
+    size_t entry = buffers->start + 4 * (size_t)nb[i].buffer;
+    put32(o + entry, (uint32_t)(t - entry)); /* buffers[b] -> the new table */
+    pos = align_up(v + 4 + nb[i].size, 4);
+  }
+  *out = o;
+  *out_n = end;
+  return DC_UNPACK_OK;
+}
+
+/* The decoded tensors as new buffers, then the HuffDecode ops removed. */
+static int assemble(Fb* f, const Plan* pl, const unsigned char* keep, uint8_t** out,
+                    size_t* out_n) {
+  NewBuffer* nb = (NewBuffer*)calloc(pl->num_jobs + 1, sizeof *nb);
+  if (!nb) return say(f, "out of memory"), DC_UNPACK_NO_MEMORY;
+  size_t count = 0;
+  for (size_t i = 0; i < pl->num_jobs; ++i) {
+    if (!keep[i]) continue;
+    NewBuffer e = {pl->targets[i].buffer, pl->jobs[i].out, pl->jobs[i].out_size};
+    nb[count++] = e;
+  }
+  int r = append_buffers(f, &pl->buffers, nb, count, kDataAlign, pl->max_output, out, out_n);
+  free(nb);
+  if (r == DC_UNPACK_OK) drop_ops(f, pl, *out);
+  return r;
+}
+
+static void plan_free(Plan* pl) {
+  for (size_t i = 0; i < pl->num_jobs; ++i) free(pl->jobs[i].out);
+  free(pl->jobs);
+  free(pl->targets);
+  free(pl->is_huff);
+}
+
+DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_t max_output,
+                                          uint8_t** out, size_t* out_n, char* why, size_t why_n) {
+  Fb f = {packed, n, why, why_n};
+  Plan pl;
+  memset(&pl, 0, sizeof pl);
+  pl.max_output = max_output < DC_FLATBUFFER_MAX ? max_output : DC_FLATBUFFER_MAX;
+  if (why && why_n) why[0] = '\0';
+  if (!out || !out_n) return say(&f, "dc_unpack: out and out_n are required"), DC_UNPACK_MALFORMED;
+  *out = NULL;
+  *out_n = 0;
+  if (!packed) return say(&f, "dc_unpack: no input"), DC_UNPACK_MALFORMED;
+  if (n > pl.max_output) {
+    return say(&f, "input of %zu bytes exceeds the %zu byte bound", n, pl.max_output),
+           DC_UNPACK_TOO_LARGE;
+  }
+  int r = plan_model(&f, &pl);
+  unsigned char* keep = NULL;
+  if (r == DC_UNPACK_OK) {
+    dc_decode_many(pl.jobs, pl.num_jobs, 0);
+    keep = (unsigned char*)calloc(pl.num_jobs + 1, 1);
+    r = keep ? check_targets(&f, &pl, keep) : (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
+  }
+  if (r == DC_UNPACK_OK) r = assemble(&f, &pl, keep, out, out_n);
+  free(keep);
+  plan_free(&pl);
+  return (dc_unpack_status)r;
+}
+
+DC_API dc_unpack_status dc_unpack(const uint8_t* packed, size_t n, uint8_t** out, size_t* out_n,
+                                  char* why, size_t why_n) {
+  return dc_unpack_bounded(packed, n, DC_FLATBUFFER_MAX, out, out_n, why, why_n);
+}
+
+DC_API void dc_unpack_free(uint8_t* out) { free(out); }
+
+DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_huffdecode_op** ops,
+                                           size_t* num_ops, char* why, size_t why_n) {
+  Fb f = {model, n, why, why_n};
+  Plan pl;
+  memset(&pl, 0, sizeof pl);
+  pl.max_output = DC_FLATBUFFER_MAX;
+  pl.list_only = 1;
+  if (why && why_n) why[0] = '\0';
+  if (!ops || !num_ops || !model) return say(&f, "dc_list_huffdecode: bad arguments"), DC_UNPACK_MALFORMED;
+  *ops = NULL;
+  *num_ops = 0;
+  int r = plan_model(&f, &pl);
+  dc_huffdecode_op* list = NULL;
+  if (r == DC_UNPACK_OK) {
+    list = (dc_huffdecode_op*)calloc(pl.num_jobs + 1, sizeof *list);
+    if (!list) r = (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
+  }
+  for (size_t i = 0; list && i < pl.num_jobs; ++i) {
+    list[i].packed = pl.jobs[i].packed;
+    list[i].packed_size = pl.jobs[i].packed_size;
+    list[i].output_bytes = pl.jobs[i].out_size;
+    list[i].rank = pl.targets[i].rank;
+    memcpy(list[i].dims, pl.targets[i].dims, sizeof list[i].dims);
+    memcpy(list[i].name, pl.targets[i].name, sizeof list[i].name);
+  }
+  if (r == DC_UNPACK_OK) {
+    *ops = list;
+    *num_ops = pl.num_jobs;
+  }
+  plan_free(&pl);
+  return (dc_unpack_status)r;
+}
+
+DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t alignment,
+                                        uint8_t** out, size_t* out_n, char* why, size_t why_n) {
+  Fb f = {model, n, why, why_n};
+  Plan pl;
+  memset(&pl, 0, sizeof pl);
+  pl.max_output = DC_FLATBUFFER_MAX;
+  pl.list_only = 1;
+  if (why && why_n) why[0] = '\0';
+  if (out && out_n) {
+    *out = NULL;
+    *out_n = 0;
+  }
+  if (!out || !out_n || !model || alignment < 16 || alignment > 4096 ||
+      (alignment & (alignment - 1))) {
+    return say(&f, "dc_align_packed: bad arguments (alignment: a power of 2, 16..4096)"),
+           DC_UNPACK_MALFORMED;
+  }
+  *out = NULL;
+  *out_n = 0;
+  int r = plan_model(&f, &pl);
+  NewBuffer* nb = r == DC_UNPACK_OK ? (NewBuffer*)calloc(pl.num_jobs + 1, sizeof *nb) : NULL;
+  if (r == DC_UNPACK_OK && !nb) r = (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
+  size_t count = 0;
+  for (size_t i = 0; nb && i < pl.num_jobs; ++i) {
+    int seen = (uintptr_t)(pl.jobs[i].packed - model) % alignment == 0; /* already aligned */
+    for (size_t e = 0; e < count && !seen; ++e) seen = nb[e].buffer == pl.targets[i].packed_buffer;
+    if (seen) continue;
+    NewBuffer b = {pl.targets[i].packed_buffer, pl.jobs[i].packed, pl.jobs[i].packed_size};
+    nb[count++] = b;
+  }
+  if (r == DC_UNPACK_OK) r = append_buffers(&f, &pl.buffers, nb, count, alignment, pl.max_output, out, out_n);
+  free(nb);
+  plan_free(&pl);
+  return (dc_unpack_status)r;
+}
+

@@ -1,0 +1,98 @@
+/*
+ * dc_unpack -- turn a packed .tflite (HuffDecode ops) into a plain .tflite with the C library
+ * (dc_unpack.h): no TensorFlow, no Python.  The same code an app calls at first launch.
+ *
+ *   usage: dc_unpack PACKED.tflite OUT.tflite
+ *
+ * Reads PACKED (never modified), writes OUT atomically: a temporary file next to OUT
+ * (created with mode 0666 minus the umask), then renamed over OUT.  Prints
+ * "unpacked IN (N bytes) -> OUT (M bytes)" on success; on any error it prints one line
+ * naming the problem and exits with status 1 (2 for a usage error).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dc_unpack.h"
+
+static int read_all(const char* path, uint8_t** data, size_t* size) {
+  FILE* f = fopen(path, "rb");
+  size_t cap = 1 << 16, len = 0;
+  uint8_t* buf = f ? (uint8_t*)malloc(cap) : NULL;
+  while (buf) {
+    len += fread(buf + len, 1, cap - len, f);
+    if (len < cap) break;
+    uint8_t* bigger = (uint8_t*)realloc(buf, cap * 2);
+    if (!bigger) {
+      free(buf);
+      buf = NULL;
+      break;
+    }
+    buf = bigger;
+    cap *= 2;
+  }
+  int bad = !f || !buf || ferror(f);
+  if (f) fclose(f);
+  if (bad) {
+    free(buf);
+    return -1;
+  }
+  *data = buf;
+  *size = len;
+  return 0;
+}
+
+/* Writes data to path through a temporary file and rename (mode 0666 & ~umask). */
+static int write_atomic(const char* path, const uint8_t* data, size_t size) {
+  size_t n = strlen(path) + 32;
+  char* tmp = (char*)malloc(n);
+  if (!tmp) return -1;
+  snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+  int ok = fd >= 0;
+  size_t done = 0;
+  while (ok && done < size) {
+    ssize_t w = write(fd, data + done, size - done);
+    if (w < 0 && errno == EINTR) continue;
+    ok = w > 0;
+    if (ok) done += (size_t)w;
+  }
+  if (fd >= 0) ok = (fsync(fd) == 0) & ok, ok = (close(fd) == 0) & ok;
+  if (ok) ok = rename(tmp, path) == 0;
+  if (!ok && fd >= 0) unlink(tmp);
+  free(tmp);
+  return ok ? 0 : -1;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: dc_unpack PACKED.tflite OUT.tflite\n");
+    return 2;
+  }
+  uint8_t *in = NULL, *out = NULL;
+  size_t in_n = 0, out_n = 0;
+  char why[512];
+  if (read_all(argv[1], &in, &in_n) != 0) {
+    fprintf(stderr, "dc_unpack: cannot read %s: %s\n", argv[1], strerror(errno));
+    return 1;
+  }
+  dc_unpack_status st = dc_unpack(in, in_n, &out, &out_n, why, sizeof why);
+  free(in);
+  if (st != DC_UNPACK_OK) {
+    fprintf(stderr, "dc_unpack: %s: %s\n", argv[1], why);
+    return 1;
+  }
+  int w = write_atomic(argv[2], out, out_n);
+  dc_unpack_free(out);
+  if (w != 0) {
+    fprintf(stderr, "dc_unpack: cannot write %s: %s\n", argv[2], strerror(errno));
+    return 1;
+  }
+  printf("unpacked %s (%zu bytes) -> %s (%zu bytes)\n", argv[1], in_n, argv[2], out_n);
+  return 0;
+}
