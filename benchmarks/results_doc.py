@@ -457,6 +457,26 @@ def fit_step_section(fs):
     return out + [""]
 
 
+def multi_worker_section(mw):
+    """Section of docs/results.md from benchmarks/bench_multi_worker.py --json (issue 16).
+
+    Example:
+        >>> lines = multi_worker_section(json.load(open("docs/results/multi_worker_step.json")))
+    """
+    m, c = mw["machine"], mw["config"]
+    out = ["## Multi-worker fit step: pruned and clustered vs plain, same distribution", "",
+           f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), load average {m['loadavg_before'][0]:.1f} at the "
+           f"start and {m['loadavg'][0]:.1f} at the end (1 min), command `{mw['command']}`. {c['model']}, Keras 3 "
+           f"{c['backend'].upper()} backend, `keras.distribution.{c['distribution']}` over {c['workers']} worker "
+           f"processes on 127.0.0.1 ({c['devices']} devices), global batch {c['batch_size']}; median of {c['rounds']} "
+           f"timed epochs of {c['steps']} steps per model on worker 0, the three models interleaved round by round.", "",
+           "| model | ms/step | ratio to plain | goal |", "|---|---|---|---|"]
+    for r in mw["rows"]:
+        goal = "-" if r["goal_met"] is None else (f"<= {mw['goal_ratio']}x: " + ("met" if r["goal_met"] else "NOT met"))
+        out.append(f"| {r['model']} | {1e3 * r['step_s']:.2f} | **{r['ratio']:.2f}x** | {goal} |")
+    return out + [""]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table1", nargs="+", default=[], help="paper_table1.py --json outputs")
@@ -471,6 +491,8 @@ def main(argv=None):
     p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
     p.add_argument("--codec", default=None, help="bench_codec.py --json output (docs/results/codec_context.json)")
     p.add_argument("--fit-step", default=None, help="bench_fit_step.py --json output (docs/results/fit_step.json)")
+    p.add_argument("--multi-worker", default=None,
+                   help="bench_multi_worker.py --json output (docs/results/multi_worker_step.json)")
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--img_dir", default="docs/img")
     args = p.parse_args(argv)
@@ -542,6 +564,9 @@ def main(argv=None):
     if args.fit_step:
         with open(args.fit_step) as f:
             lines += fit_step_section(json.load(f))
+    if args.multi_worker:
+        with open(args.multi_worker) as f:
+            lines += multi_worker_section(json.load(f))
     if args.speed:
         with open(args.speed) as f:
             lines += speed_section(json.load(f))

@@ -478,3 +478,37 @@ def test_mirrored_strategy_two_devices():
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize("schedule, m_by_n", [(PolynomialDecay(0.1, 0.8, 0, 10, frequency=2), None),
+                                               (StdThreshold(1.0, 0), None), (ConstantSparsity(0.5, 0), (2, 4))],
+                         ids=["poly", "std", "2of4"])
+def test_host_mask_update_matches_the_in_step_update(schedule, m_by_n):
+    """fit() updates masks on the host (PruneWrapper.update_masks, numpy); custom loops in the
+    traced step (_new_mask, keras.ops): both give the same masks and zero the same weights."""
+    wrapper = dc_keras.prune(keras.layers.Dense(12), schedule, sparsity_m_by_n=m_by_n)
+    wrapper.build((None, 16))
+    (_, var, axis), mask, threshold = wrapper._targets[0], wrapper._masks[0], wrapper._thresholds[0]
+    w = keras.ops.convert_to_numpy(var).copy()
+    for step in (0, 4):
+        ref, _ = wrapper._new_mask(keras.ops.convert_to_tensor(var), keras.ops.convert_to_tensor(mask),
+                                   keras.ops.convert_to_tensor(threshold), axis, step)
+        wrapper.update_masks(step)
+        got = keras.ops.convert_to_numpy(mask)
+        np.testing.assert_array_equal(got, keras.ops.convert_to_numpy(ref))
+        assert 0 < (got == 0).mean() < 1
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(var), w * got)
+
+
+def test_fit_updates_masks_between_steps_at_scheduled_steps():
+    """Inside fit() the callback applies each update before the scheduled step runs."""
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(round(float((pruned_weights(self.model)[0][2] == 0).mean()), 2))
+
+    sched = PolynomialDecay(0.2, 0.6, begin_step=2, end_step=6, frequency=2, power=1)
+    pruned = compile_(dc_keras.prune(mlp(), sched, layers=["d1"]), keras.optimizers.SGD(0.01))
+    pruned.fit(X[:64], Y[:64], batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback(), Spy()])
+    assert seen == [0.0, 0.0, 0.2, 0.2, 0.4, 0.4, 0.6, 0.6]

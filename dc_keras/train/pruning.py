@@ -1,17 +1,24 @@
 """Magnitude pruning inside ``model.fit`` (Deep Compression stage 1) for Keras 3.
 
 How it works: :class:`PruneWrapper` holds, per pruned weight, a non-trainable 0/1 mask and the
-last threshold, plus a step counter. In training mode its forward pass (1) asks the schedule
-whether to update the masks at the current step and, if so, recomputes them from the weight
-magnitudes, (2) advances the step counter, (3) feeds ``weight * mask`` to the inner layer, so a
-pruned weight gets exactly zero gradient. The weight variable also carries a constraint
-``w -> w * mask`` that every Keras optimizer applies after its update, so the stored pruned
-weights are exactly 0 after every step whatever the optimizer state (momentum, Adam moments,
-AdamW decay). Everything happens in the traced step, so ``steps_per_execution > 1``,
-``jit_compile`` and ``tf.distribute`` need nothing special.
+last threshold, plus a step counter. In training mode its forward pass feeds ``weight * mask`` to
+the inner layer, so a pruned weight gets exactly zero gradient, and advances the step counter.
+The weight variable also carries a constraint ``w -> w * mask`` that every Keras optimizer
+applies after its update, so the stored pruned weights are exactly 0 after every step whatever
+the optimizer state (momentum, Adam moments, AdamW decay).
 
-:class:`PruningCallback` must be passed to ``fit`` (it arms the wrappers and logs sparsity);
-training without it raises a clear error.
+When the masks change: inside ``fit()``, :class:`PruningCallback` recomputes them on the host
+(numpy) in ``on_train_batch_begin`` of every step the schedule names, and zeroes the newly pruned
+weights, so the compiled step only reads the masks (no conditional, no mask writes: the step
+costs little more than the plain model's). With ``steps_per_execution = n`` Keras calls the
+callback once per ``n`` steps: an update the schedule puts inside an execution is applied at the
+start of that execution (with that update's sparsity). In a custom training loop (and in a
+``fit()`` whose subclassed model builds its layers in the first step) the traced step itself
+updates the masks at the scheduled steps. ``jit_compile``, ``tf.distribute`` and the JAX/torch
+backends need nothing special.
+
+:class:`PruningCallback` must be passed to ``fit`` (it arms the wrappers, updates the masks and
+logs sparsity); training without it raises a clear error.
 """
 import numbers
 
@@ -112,6 +119,8 @@ class PruneWrapper(_base.CompressionWrapper):
         super().__init__(layer, **kwargs)
         self._armed = False
         self._trace_failed = False
+        self._host_updates = False  # masks updated by PruningCallback between steps (inside fit)
+        self._traced_host = None  # mode the last traced training step used (None: not traced)
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
 
@@ -190,42 +199,100 @@ class PruneWrapper(_base.CompressionWrapper):
         threshold_var.assign(t)
         return ops.convert_to_tensor(mask_var), ops.convert_to_tensor(threshold_var)
 
-    def compressed_values(self, training):
-        pairs = []
-        if training:
-            if not self._armed:
-                self._trace_failed = True
-                raise RuntimeError(_NO_CALLBACK.format(name=self.name))
-            step = ops.convert_to_tensor(self.pruning_step)
-            update = self.schedule.should_update(step)
-            # JAX traces the cond branches as separate functions: a variable assigned inside one
-            # would leak its tracer out of the branch, so there (as under tf.distribute) the
-            # assign follows the cond.
-            in_strategy = _distributed() or _STATELESS_OPTIMIZER
-            for (_name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
-                w = ops.convert_to_tensor(var)
-                m_old = ops.convert_to_tensor(mask)
-                t_old = ops.convert_to_tensor(threshold)
-                # Masks are written only on update steps (every `frequency` steps), inside the
-                # taken branch: an unconditional assign copied every mask on every step. Under a
-                # tf.distribute strategy an aggregated variable's assign is a synchronization point,
-                # which TF does not allow inside a cond branch: there it stays after the cond.
-                def recompute(w=w, m=m_old, t=t_old, a=axis, mv=mask, tv=threshold):
-                    new = self._new_mask(w, m, t, a, step)
-                    return new if in_strategy else self._store_mask(mv, tv, *new)
+    def update_masks(self, step):
+        """Recompute the masks on the host (numpy), as the schedule says for training step
+        ``step``, and zero the newly pruned weights. :class:`PruningCallback` calls it between
+        training steps inside ``fit()``. Same masks as the in-step update of a custom loop.
 
-                m_new, t_new = ops.cond(update, recompute, lambda m=m_old, t=t_old: (m, t))
-                if in_strategy:
-                    mask.assign(m_new)
-                    threshold.assign(t_new)
-                m_new = ops.stop_gradient(m_new)
-                if _STATELESS_OPTIMIZER and isinstance(var.constraint, _MaskConstraint):
-                    var.constraint.live = m_new
-                pairs.append((var, var * ops.cast(m_new, var.dtype)))
-            self.pruning_step.assign_add(1)
-        else:
-            for (_name, var, _axis), mask in zip(self._targets, self._masks):
-                pairs.append((var, var * ops.cast(mask, var.dtype)))
+        Example:
+            >>> wrapper.update_masks(step=100)  # masks for step 100 of the schedule
+        """
+        sparsity = None
+        if self.schedule.kind == "sparsity":
+            sparsity = np.float32(ops.convert_to_numpy(self.schedule.sparsity(int(step))))
+        for (_name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
+            w = ops.convert_to_numpy(var)
+            old = ops.convert_to_numpy(mask)
+            new, t = self._new_mask_np(w, old, float(ops.convert_to_numpy(threshold)), axis, sparsity)
+            if np.array_equal(new, old) and t == float(ops.convert_to_numpy(threshold)):
+                continue
+            mask.assign(new.astype(old.dtype))
+            threshold.assign(np.float32(t))
+            var.assign((w * new.astype(w.dtype)).astype(w.dtype))
+
+    def _new_mask_np(self, w, mask, threshold, axis, sparsity):
+        """numpy twin of :meth:`_new_mask` (float32 arithmetic like the traced version)."""
+        w_abs = np.abs(w * mask)
+        if self.sparsity_m_by_n is not None:
+            if not sparsity > 0:
+                return mask, threshold
+            m, n = self.sparsity_m_by_n
+            moved = np.moveaxis(w_abs, axis, -1)
+            rank = np.argsort(np.argsort(moved.reshape(-1, n), axis=-1, kind="stable"), axis=-1, kind="stable")
+            keep = (rank >= n - m).reshape(moved.shape)
+            return np.moveaxis(keep, -1, axis).astype(mask.dtype), threshold
+        a32 = w_abs.astype(np.float32)
+        if self.schedule.kind == "threshold":
+            signed = (w * mask).astype(np.float32)
+            alive = (w_abs != 0).astype(np.float32)
+            count = np.float32(max(alive.sum(dtype=np.float32), 1.0))
+            mean = signed.sum(dtype=np.float32) / count
+            std = np.sqrt((alive * np.square(signed - mean)).sum(dtype=np.float32) / count)
+            t = np.float32(self.schedule.quality) * std if threshold < 0 else np.float32(threshold)
+            return ((w_abs > 0) & (a32 >= t)).astype(mask.dtype), float(t)
+        size = a32.size
+        k = min(int(np.floor(sparsity * np.float32(size) + np.float32(1e-3))), size)
+        if k <= 0:
+            return mask, threshold
+        t = np.partition(a32.reshape(-1), k - 1)[k - 1]
+        return (a32 > t).astype(mask.dtype), float(t)
+
+    def compressed_values(self, training):
+        if not training:
+            return [(var, var * ops.cast(mask, var.dtype)) for (_n, var, _a), mask in zip(self._targets, self._masks)]
+        if not self._armed:
+            self._trace_failed = True
+            raise RuntimeError(_NO_CALLBACK.format(name=self.name))
+        self._traced_host = self._host_updates
+        pairs = self._masked_host() if self._host_updates else self._masked_in_step()
+        self.pruning_step.assign_add(1)
+        return pairs
+
+    def _use_mask(self, var, m):
+        m = ops.stop_gradient(m)
+        if _STATELESS_OPTIMIZER and isinstance(var.constraint, _MaskConstraint):
+            var.constraint.live = m
+        return (var, var * ops.cast(m, var.dtype))
+
+    def _masked_host(self):
+        """Training step inside fit(): the masks are read only (PruningCallback updates them)."""
+        return [self._use_mask(var, ops.convert_to_tensor(mask))
+                for (_n, var, _a), mask in zip(self._targets, self._masks)]
+
+    def _masked_in_step(self):
+        """Custom training loops: the traced step itself updates the masks when the schedule says so."""
+        pairs = []
+        step = ops.convert_to_tensor(self.pruning_step)
+        update = self.schedule.should_update(step)
+        # JAX traces the cond branches as separate functions: a variable assigned inside one
+        # would leak its tracer out of the branch, so there (as under tf.distribute, where an
+        # aggregated variable's assign is a synchronization point TF does not allow inside a cond
+        # branch) the assign follows the cond.
+        in_strategy = _distributed() or _STATELESS_OPTIMIZER
+        for (_name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
+            w = ops.convert_to_tensor(var)
+            m_old = ops.convert_to_tensor(mask)
+            t_old = ops.convert_to_tensor(threshold)
+
+            def recompute(w=w, m=m_old, t=t_old, a=axis, mv=mask, tv=threshold):
+                new = self._new_mask(w, m, t, a, step)
+                return new if in_strategy else self._store_mask(mv, tv, *new)
+
+            m_new, t_new = ops.cond(update, recompute, lambda m=m_old, t=t_old: (m, t))
+            if in_strategy:
+                mask.assign(m_new)
+                threshold.assign(t_new)
+            pairs.append(self._use_mask(var, m_new))
         return pairs
 
     # -- reporting -------------------------------------------------------------------------------
@@ -335,17 +402,22 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
 
 
 class PruningCallback(keras.callbacks.Callback):
-    """Required in ``fit`` for pruned models: arms the wrappers' in-graph step counters and, with
-    ``log_dir``, writes per-layer sparsity (``sparsity/<layer>/<weight>``) to ``<log_dir>/train`` at
-    every mask update, on ``keras.callbacks.TensorBoard``'s batch step axis (give both the same
-    ``log_dir``; see :mod:`dc_keras.train.summaries`). It warns when the schedule cannot reach its
-    target sparsity within this ``fit()``.
+    """Required in ``fit`` for pruned models: arms the wrappers, updates their masks between
+    training steps when the schedule says so and, with ``log_dir``, writes per-layer sparsity
+    (``sparsity/<layer>/<weight>``) to ``<log_dir>/train`` at every mask update, on
+    ``keras.callbacks.TensorBoard``'s batch step axis (give both the same ``log_dir``; see
+    :mod:`dc_keras.train.summaries`). It warns when the schedule cannot reach its target sparsity
+    within this ``fit()``.
 
-    The step counter itself advances inside the traced training step (one per batch, also with
-    ``steps_per_execution > 1``) and is saved with the model, so a reloaded model resumes its
-    schedule. Tracing a training step of a pruned layer without the callback raises an error; a
-    train function already traced with the callback keeps pruning correctly in later fit() calls. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
-    step and ``cb.on_train_end()`` after the last.
+    The step counter advances inside the traced training step (one per batch, also with
+    ``steps_per_execution > 1``) and is saved with the model, so a reloaded model (or
+    ``keras.callbacks.BackupAndRestore``) resumes its schedule. With ``steps_per_execution = n``
+    mask updates happen at execution boundaries (the start of the execution holding the scheduled
+    step). Tracing a training step of a pruned layer without the callback raises an error; a later
+    ``fit()`` without the callback that reuses a train function traced with it keeps the masks
+    fixed (pruned weights stay 0): pass the callback to every ``fit()``. Custom training loops:
+    ``cb.set_model(model); cb.on_train_begin()`` before the first step (the step then updates the
+    masks itself) and ``cb.on_train_end()`` after the last.
 
     Example:
         >>> pruned.fit(x, y, epochs=3, callbacks=[keras.callbacks.TensorBoard("logs", update_freq="batch"),
@@ -356,16 +428,46 @@ class PruningCallback(keras.callbacks.Callback):
         super().__init__()
         self._log = None if log_dir is None else summaries.PruningLog(log_dir)
         self.log_dir = None if log_dir is None else self._log.log_dir
+        self._host = False
         if self._log is not None:
-            # A batch hook only when logging: Keras dispatches callbacks without one asynchronously.
+            # A batch-end hook only when logging: Keras dispatches callbacks without one
+            # asynchronously (on_train_batch_begin does not change that).
             self.on_train_batch_end = self._log_batch
-            self.on_epoch_begin = self._log_epoch
 
     def _log_batch(self, batch, logs=None):
         self._log.batch_end(self.model, batch)
 
-    def _log_epoch(self, epoch, logs=None):
-        self._log.epoch_begin()
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._log is not None:
+            self._log.epoch_begin()
+        if self._host:
+            summaries.sync_model_state(self.model)
+            wrappers = self._wrappers()
+            self._bases = [self._step_of(w) for w in wrappers]
+            self._next = [w.schedule.next_update(b) for w, b in zip(wrappers, self._bases)]
+
+    def on_train_batch_begin(self, batch, logs=None):
+        """Inside fit(): update the masks due in the execution that starts at ``batch``.
+
+        The steps ``batch .. batch + steps_per_execution - 1`` run as one call, so an update the
+        schedule puts inside it is applied at its start (with that update's sparsity).
+        """
+        if not self._host:
+            return
+        spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
+        steps = (self.params or {}).get("steps")
+        count = min(spe, int(steps) - int(batch)) if steps else spe
+        synced = False
+        for i, wrapper in enumerate(self._wrappers_cache):
+            first = self._bases[i] + int(batch)
+            if self._next[i] is None or self._next[i] >= first + count:
+                continue
+            found = wrapper.schedule.last_update(first, count)
+            if not synced:  # JAX: fit() holds the variables' values apart; write them back first
+                summaries.sync_model_state(self.model)
+                synced = True
+            wrapper.update_masks(found[0])
+            self._next[i] = wrapper.schedule.next_update(first + count)
 
     def _wrappers(self):
         if self.model is None:
@@ -379,16 +481,25 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         wrappers = self._wrappers()
+        # Inside fit() (Keras gave the callback its params) the masks are updated here, between
+        # training steps; a custom training loop (on_train_begin only) updates them in its step,
+        # and so does a fit() whose model builds its layers in the first step (subclassed model).
+        self._host = bool(self.params) and "epochs" in self.params and all(w.built for w in wrappers)
+        self._wrappers_cache = wrappers
+        retrace = False
         for wrapper in wrappers:
             wrapper._armed = True
+            wrapper._host_updates = self._host
+            retrace = retrace or wrapper._trace_failed or wrapper._traced_host not in (None, self._host)
         self._start_steps = [self._step_of(w) for w in wrappers]
         self._verified = False
         self._check_schedules(wrappers)
         if self._log is not None:
             self._log.begin(wrappers, self._start_steps)
-        # A train function whose tracing failed because this callback was missing is stale:
-        # start from a fresh one (traced lazily on the first batch). Otherwise keep the cached one.
-        if any(w._trace_failed for w in wrappers) and hasattr(self.model, "make_train_function"):
+        # A train function whose tracing failed because this callback was missing, or that was
+        # traced for the other mask-update mode, is stale: start from a fresh one (traced lazily
+        # on the first batch). Otherwise keep the cached one.
+        if retrace and hasattr(self.model, "make_train_function"):
             if getattr(self.model, "train_function", None) is not None:
                 self.model.make_train_function(force=True)
         for wrapper in wrappers:

@@ -105,6 +105,19 @@ class PruningSchedule:
                 return None
         return step, (self.sparsity_at(step) if self.kind == "sparsity" else None)
 
+    def next_update(self, step):
+        """First step ``>= step`` at which the masks update (host-side ``should_update``), or None.
+
+        Example:
+            >>> ConstantSparsity(0.5, begin_step=3, frequency=4).next_update(5)
+            7
+        """
+        step = max(int(step), self.begin_step)
+        if self.end_step != -1 and step > self.end_step:
+            return None
+        found = self.begin_step + -(-(step - self.begin_step) // self.frequency) * self.frequency
+        return found if self.end_step == -1 else min(found, self.end_step)
+
     def check_reachable(self, first_step, num_steps, where="training"):
         """Warn (``UserWarning``) when ``num_steps`` training steps from ``first_step`` end below
         the target sparsity because of ``end_step``/``frequency``. Returns the warning text or None."""
