@@ -264,7 +264,7 @@ def _compress(run, baseline, baseline_source, stem):
     return _trained_or_cached(run, "shared", "cluster_minutes", key, resume, share)
 
 
-def _stripped(run, shared_float, base_float, result):
+def _stripped(run, shared_float, base_float):
     """The same packed model with ``pack(strip_strings=True)`` (no tensor / subgraph names, no
     description): whole-file ratio beside the default (names kept). The weights-only ratio is
     measured again on the stripped file (the same constant bytes: names are not weights)."""
@@ -360,7 +360,7 @@ def run(args):
     r.save("shared_packed.tflite", shared_packed)
     identical = _check_bit_exact(shared_packed, shared_float, r.data[2])
     result = _result(r, shared, shared_packed, base_float, identical, sensitivity)
-    result["stripped"] = _stripped(r, shared_float, base_float, result)
+    result["stripped"] = _stripped(r, shared_float, base_float)
     checkpoint(args, result)  # the dc_keras rows are saved even if a peer run is interrupted
     if args.peers:
         _peers(r, result, baseline, shared, shared_float)
