@@ -10,6 +10,11 @@ pruning run per sparsity setting; each ``--bits`` variant shares the same pruned
         --cluster_biases 3 --json docs/results/search_lenet_300_100.json
 
 Each run appends its candidates to the JSON (``{"model", "candidates": [...]}``).
+
+``--ladder PRUNED.keras`` instead measures which change buys how many bytes, without training: the
+pruned model (e.g. paper_table1's ``pruned.keras``) shared by k-means (no fine-tuning) with the
+old recipe's bits and free biases, then each lever added in turn; rows go to the JSON's
+``ladder`` (the sizes of packed files; no error is measured here).
 """
 import argparse
 import json
@@ -44,11 +49,42 @@ def _kept(model, layers):
     return kept / total
 
 
+LADDER = {  # (label, bits, cluster_biases, context_model); None: the recipe's own bits
+    "lenet-300-100": [("paper bits (5 per layer), biases free", {"fc1": 5, "fc2": 5, "fc3": 5}, False, False),
+                      ("+ biases shared (3 bits)", {"fc1": 5, "fc2": 5, "fc3": 5}, 3, False),
+                      ("+ recipe bits", None, 3, False),
+                      ("+ context-modelled packing (FORMAT.md §14, opt-in)", None, 3, True)],
+    "lenet-5": [("paper bits (8 conv, 5 fc), biases free", {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5}, False, False),
+                ("+ biases shared (3 bits)", {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5}, 3, False),
+                ("+ recipe bits", None, 3, False),
+                ("+ context-modelled packing (FORMAT.md §14, opt-in)", None, 3, True)],
+}
+
+
+def ladder(model_name, pruned_path, bits, base_raw, base_file):
+    """Bytes of one pruned model under each lever of the recipe, added one at a time."""
+    import keras
+
+    import dc_keras
+
+    pruned = keras.saving.load_model(pruned_path)
+    rows = []
+    for label, step_bits, cluster_biases, context_model in LADDER[model_name]:
+        shared = dc_keras.strip(dc_keras.cluster(pruned, bits=step_bits or bits, cluster_biases=cluster_biases))
+        _, sizes = _sizes(shared, base_raw, base_file, context_model)
+        rows.append({"step": label, "bits": step_bits or bits, "cluster_biases": cluster_biases,
+                     "context_model": context_model, **sizes})
+        log(f"{label}: file {sizes['file_bytes']:,} B ({sizes['ratio']:.1f}x), weights {sizes['weights_ratio']:.1f}x")
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(CONFIG), required=True)
-    p.add_argument("--sparsity", type=lambda t: _parse_map(t, float), required=True)
-    p.add_argument("--bits", type=lambda t: _parse_map(t, int), action="append", required=True)
+    p.add_argument("--sparsity", type=lambda t: _parse_map(t, float), default=None)
+    p.add_argument("--bits", type=lambda t: _parse_map(t, int), action="append", default=None)
+    p.add_argument("--ladder", default=None, metavar="PRUNED.keras",
+                   help="bytes bought by each lever on this pruned model (CONFIG bits), no training")
     p.add_argument("--cluster_biases", type=int, default=0, help="bits of the shared biases; 0: biases free")
     p.add_argument("--prune_epochs", type=int, default=None)
     p.add_argument("--prune_lr", type=float, default=None)
@@ -60,6 +96,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", required=True)
     args = p.parse_args(argv)
+    if not args.ladder and not (args.sparsity and args.bits):
+        p.error("give --sparsity and --bits (a search), or --ladder PRUNED.keras")
 
     import keras
 
@@ -72,6 +110,15 @@ def main(argv=None):
     baseline = keras.saving.load_model(os.path.join(os.path.expanduser(args.baseline_dir), cfg["builder"] + ".keras"))
     base_plain = export.to_tflite(baseline, pack=False)
     base_raw = export.inspect(base_plain).raw_total
+    if args.ladder:
+        out = {"model": args.model, "candidates": []}
+        if os.path.exists(args.json):
+            with open(args.json) as f:
+                out = json.load(f)
+        out["ladder"] = {"pruned": args.ladder, "rows": ladder(args.model, args.ladder, cfg["bits"], base_raw,
+                                                               len(base_plain)), "machine": machine_info()}
+        write_json(args.json, out)
+        return
     prune_epochs = args.prune_epochs or cfg["prune_epochs"]
     prune_lr = args.prune_lr or cfg["prune_lr"]
     cluster_epochs = cfg["cluster_epochs"] if args.cluster_epochs is None else args.cluster_epochs
