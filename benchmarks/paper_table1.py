@@ -1,8 +1,14 @@
 """Deep Compression, Table 1 on the embedded MNIST: LeNet-300-100 and LeNet-5 through the whole chain.
 
 Stages: trained baseline -> iterative magnitude pruning with retraining (AGP schedule, per-layer
-targets) -> trained weight sharing (linear-init k-means per layer, centroid fine-tuning) ->
-TFLite export -> Huffman packing (HuffDecode ops). Every stage is exported and packed, and its
+targets) -> trained weight sharing (linear-init k-means per layer, centroid fine-tuning; biases
+shared too) -> TFLite export -> Huffman packing (HuffDecode ops).
+
+The defaults (``_common.CONFIG``) are issue 19's recipe, chosen on validation data only: the last
+``--val`` (5,000) training images are held out from every training stage, and
+``benchmarks/recipe_search.py`` scored the candidates by the error of their packed files on them
+(recorded in docs/results/search_<model>.json, shown in docs/results.md). The levers: lower
+density on the big layers, per-layer bits below the paper's 5 / 8, biases shared with 3 bits. Every stage is exported and packed, and its
 test error is measured on that packed ``.tflite`` through ``dc_keras.runtime.Interpreter`` over
 the 10,000 test images. Ratios are whole files: float ``.tflite`` of the baseline / packed file.
 
