@@ -44,7 +44,7 @@ LITERATURE = {
 CONFIG = {
     "lenet-300-100": {
         "builder": "lenet_300_100",
-        "sparsity": {"fc1": 0.965, "fc2": 0.93, "fc3": 0.75},
+        "sparsity": {"fc1": 0.96, "fc2": 0.92, "fc3": 0.7},
         "bits": {"fc1": 3, "fc2": 4, "fc3": 5},
         "prune_epochs": 20, "cluster_epochs": 4,
         # Adam lr of pruning/retraining (cosine-decayed): 1e-3 recovered better than 5e-4 in

@@ -340,7 +340,7 @@ def _search_record(name):
     with open(path) as f:
         search = json.load(f)
     return {"file": os.path.relpath(path, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")),
-            "note": search.get("note", ""), "candidates": search["candidates"]}
+            "note": search.get("note", ""), "candidates": search["candidates"], "ladder": search.get("ladder")}
 
 
 def run(args):

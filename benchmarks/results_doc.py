@@ -109,6 +109,15 @@ def search_section(r):
         out.append(f"| {sp} | {bits} | {c['cluster_biases'] or 'free'} bits | {c['prune_epochs']} | "
                    f"{pct(c['kept_fraction'])} | {pct(c['val_error'])} | {kb(c['file_bytes'])} ({ratio(c['ratio'])}) | "
                    f"{ratio(c['weights_ratio'])} |")
+    lad = search.get("ladder")
+    if lad:
+        out += ["", f"What each lever buys, on the pruned model of this run (`{os.path.basename(lad['pruned'])}`; "
+                "k-means without fine-tuning, so the bytes only):", "",
+                "| step | bits | whole file | weights only |", "|---|---|---|---|"]
+        for row in lad["rows"]:
+            bits = ", ".join(f"{k} {v}" for k, v in row["bits"].items())
+            out.append(f"| {row['step']} | {bits} | {kb(row['file_bytes'])} B ({ratio(row['ratio'])}) | "
+                       f"{ratio(row['weights_ratio'])} |")
     return out + [""]
 
 
