@@ -330,6 +330,31 @@ def quantized_section(q):
     return lines
 
 
+def quantized_zoo_section(q):
+    """The bytes table of benchmarks/bench_quantized_zoo.py (issue 15, second model): a zoo CNN."""
+    m = q["machine"]
+    fp = next(r for r in q["rows"] if r["variant"] == "float32")
+    lines = [f"## Quantized and packed: same pruned + clustered weights ({q['model']}, Fashion-MNIST)", "",
+             f"The {q['model']} of benchmarks/model_zoo.py ({q['train_samples']:,} training images, epochs "
+             f"{'/'.join(map(str, q['epochs']))}, BatchNorm folded by `cluster`), exported every way and packed; "
+             "error on the 10,000 test images measured on the packed file; \"bit-exact\": packed and unpacked "
+             f"files give identical outputs. \"vs float packed\" is packed bytes / {fp['packed_bytes']:,} B.", "",
+             "| export | file bytes | packed bytes | vs float packed | test error | vs float (pp) | bit-exact | finite |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in q["rows"]:
+        lines.append(f"| {r['variant']} | {r['bytes']:,} | {r['packed_bytes']:,} | {r['vs_float_packed']:.3f}x | "
+                     f"{pct(r['test_error'])} | {r['error_vs_float_pp']:+.2f} | {'yes' if r['bit_exact'] else 'NO'} | "
+                     f"{'yes' if r.get('finite', True) else 'NO (NaN/inf)'} |")
+    if q.get("failures"):
+        lines += ["", "Did not run: " + "; ".join(q["failures"])]
+    checks = [f"{r['variant']}: {r['vs_float_packed']:.3f}x, {r['error_vs_float_pp']:+.2f} pp, "
+              f"{'met' if r['goal_met'] else 'NOT met'}" for r in q["rows"] if "(default)" in r["variant"]]
+    lines += ["", "Goal (issue 15): " + "; ".join(checks) + ". Command: `" + q["command"] +
+              f"`; load average {m['loadavg'][0]:.1f} before, {m['loadavg_after'][0]:.1f} after; "
+              f"{q['minutes']:.0f} min.", ""]
+    return lines
+
+
 RUNTIME_ROUTES = ("dense", "decoded", "compressed", "tflite_sparse", "tflite_1x4")
 RUNTIME_GOALS = [  # (model, route, metric, limit, label)
     ("fc4096_d10", "compressed", "batch1_s_ratio", 0.3, "4096² FC 10 %, batch 1: latency ≤ 0.3x (median)"),
@@ -457,7 +482,8 @@ def main(argv=None):
     p.add_argument("--speed", default=None, help="speed_table.py --json output")
     p.add_argument("--zoo", nargs="+", default=None,
                    help="model_zoo.py JSON(s) (docs/results/model_zoo*.json); several runs' rows are merged")
-    p.add_argument("--quantized", default=None, help="bench_quantized.py --json output")
+    p.add_argument("--quantized", nargs="+", default=None,
+                   help="bench_quantized.py / bench_quantized_zoo.py --json output(s)")
     p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
     p.add_argument("--codec", default=None, help="bench_codec.py --json output (docs/results/codec_context.json)")
     p.add_argument("--fit-step", default=None, help="bench_fit_step.py --json output (docs/results/fit_step.json)")
@@ -516,10 +542,11 @@ def main(argv=None):
               ".venv/bin/python benchmarks/speed_table.py --json speed.json",
               ".venv/bin/python benchmarks/bench_runtime.py --json runtime.json   # ~10 min",
               ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
+              ".venv/bin/python benchmarks/bench_quantized_zoo.py --json quantized_zoo.json   # DS-CNN, ~15 min",
               ".venv/bin/python benchmarks/bench_codec.py --quick --tflite PRUNED_CLUSTERED.tflite --json codec_context.json",
               ".venv/bin/python benchmarks/bench_fit_step.py --json fit_step.json   # TF + JAX + tfmot, ~5 min",
               ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
-              "--runtime runtime.json --quantized quantized.json --fit-step fit_step.json",
+              "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
     if args.zoo:
         lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min"]
@@ -533,9 +560,10 @@ def main(argv=None):
     if args.speed:
         with open(args.speed) as f:
             lines += speed_section(json.load(f))
-    if args.quantized:
-        with open(args.quantized) as f:
-            lines += quantized_section(json.load(f))
+    for path in args.quantized or []:
+        with open(path) as f:
+            q = json.load(f)
+        lines += quantized_zoo_section(q) if q.get("benchmark") == "quantized_zoo" else quantized_section(q)
     if args.codec:
         with open(args.codec) as f:
             lines += codec_section(json.load(f))

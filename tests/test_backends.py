@@ -112,6 +112,18 @@ def test_torch_export_rejects_what_cannot_cross_the_process_boundary():
         dc_keras.export.to_tflite(model, quantize="int8", representative_data=lambda: iter([X[:1]]))
     data = dc_keras.export.to_tflite(model, quantize="int8", representative_data=X[:20], batch_size=2)
     assert data[4:8] == b"TFL3"
+    # per_channel crosses the process boundary (it was dropped before)
+    from dc_keras.export import _flatbuffer as fb
+
+    def kernel_scales(content):
+        m = fb.read_model(content)
+        return sorted(len(t.quantization.scale) for t in m.subgraphs[0].tensors
+                      if t.type == fb.schema.TensorType.INT8 and t.quantization is not None
+                      and t.quantization.scale is not None and len(fb.buffer_bytes(m, t.buffer)) >= 36)
+
+    for per_channel, want in ((False, [1, 1]), (True, [3, 24])):
+        assert kernel_scales(dc_keras.export.to_tflite(model, quantize="int8", representative_data=X[:20],
+                                                       per_channel=per_channel, pack=False)) == want
 
 
 # --------------------------------------------------------------------------------------------

@@ -65,6 +65,12 @@ def _zoo_args(res):
     return ["--zoo", *zoo] if zoo else []
 
 
+def _quantized_args(res):
+    """bench_quantized.py's JSON, then bench_quantized_zoo.py's if committed."""
+    return [os.path.join(res, n) for n in ("quantized.json", "quantized_zoo.json")
+            if n == "quantized.json" or os.path.exists(os.path.join(res, n))]
+
+
 def test_results_doc_reproduces_docs_results_md(tmp_path):
     """The JSON schema results_doc.py reads is unchanged: from the committed docs/results/*.json
     it writes docs/results.md exactly as committed."""
@@ -72,7 +78,7 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
     res = os.path.join(ROOT, "docs", "results")
     table1 = [os.path.join(res, n) for n in ("lenet_300_100.json", "lenet_300_100_point2.json", "lenet_5.json")]
     r = subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), "--table1", *table1,
-                        "--speed", os.path.join(res, "speed.json"), "--quantized", os.path.join(res, "quantized.json"),
+                        "--speed", os.path.join(res, "speed.json"), "--quantized", *_quantized_args(res),
                         "--runtime", os.path.join(res, "runtime.json"),
                         "--fit-step", os.path.join(res, "fit_step.json"),
                         "--codec", os.path.join(res, "codec_context.json"), "--out", "docs/results.md",

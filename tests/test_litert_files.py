@@ -183,6 +183,37 @@ def test_int4_files_pack_and_run_bit_exact(files, recipe):
     assert _tensor_contents(export.unpack(packed)) == _tensor_contents(plain)
 
 
+def _run_tf(content, xs, decode=None):
+    """TF's interpreter without default delegates: plain for the unpacked file, dc_keras' with the
+    given decode route for a packed one."""
+    from tensorflow.lite.python.interpreter import Interpreter, OpResolverType
+
+    kw = {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    it = Interpreter(model_content=content, **kw) if decode is None else \
+        runtime.Interpreter(model_content=content, backend="tensorflow", decode=decode, **kw)
+    return em.run(it, xs)
+
+
+def test_op_route_refuses_dynamic_int4_and_runs_weight_only_int4_bit_exact(files, tmp_path):
+    """decode='op' on a dynamic-range INT4 FULLY_CONNECTED: TFLite's optimized 4-bit hybrid kernel
+    needs a constant filter, the op's decoded output is not one, so the generic int8 hybrid kernel
+    would run instead (outputs differ in the last bits): refused with the reason and the fix. The
+    weight-only INT4 file (DEQUANTIZE -> float FC) and the delegate route stay bit-exact."""
+    xs = _inputs(12, seed=9)
+    dynamic = export.pack(files["dynamic_wi4_afp32"])
+    path = tmp_path / "dynamic_wi4.tflite"
+    path.write_bytes(dynamic)
+    for kwargs in ({"model_content": dynamic}, {"model_path": str(path)}):
+        with pytest.raises(ValueError, match=r"decode='op' cannot run this model bit-exactly: 3 packed INT4.*"
+                                             r"FULLY_CONNECTED.*decode='delegate'"):
+            runtime.Interpreter(backend="tensorflow", decode="op", **kwargs)
+    np.testing.assert_array_equal(_run_tf(dynamic, xs, decode="delegate"), _run_tf(files["dynamic_wi4_afp32"], xs))
+    weight_only = export.pack(files["weight_only_wi4_afp32"])
+    for decode in ("op", "delegate"):
+        np.testing.assert_array_equal(_run_tf(weight_only, xs, decode=decode),
+                                      _run_tf(files["weight_only_wi4_afp32"], xs))
+
+
 def test_strip_strings_keeps_signatures_and_outputs(files):
     from ai_edge_litert.interpreter import Interpreter
 

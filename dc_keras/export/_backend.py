@@ -38,7 +38,8 @@ if args["representative"] is not None:
     rep = [np.load(p) for p in args["representative"]]
     rep = rep[0] if len(rep) == 1 else rep
 to_tflite(model, pack=args["pack"], quantize=args["quantize"], path=args["out"],
-          representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"])
+          representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"],
+          per_channel=args["per_channel"])
 """
 
 # Seconds the TF child may take (TF start-up + conversion of a large model on a slow machine).
@@ -53,7 +54,7 @@ def needs_tensorflow_child():
 
 
 def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_bytes, batch_size=None,
-                            converter_options=None, configure=None):
+                            converter_options=None, configure=None, per_channel=None):
     """Save ``model`` as ``.keras`` and convert it in a ``KERAS_BACKEND=tensorflow`` child.
 
     Returns the ``.tflite`` bytes (packed when ``pack``).
@@ -83,7 +84,8 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
         out = os.path.join(tmp, "model.tflite")
         args = {"model": model_path, "pack": bool(pack), "quantize": quantize, "out": out,
                 "representative": rep_paths, "min_bytes": int(min_bytes),
-                "batch_size": None if batch_size is None else int(batch_size)}
+                "batch_size": None if batch_size is None else int(batch_size),
+                "per_channel": None if per_channel is None else bool(per_channel)}
         env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

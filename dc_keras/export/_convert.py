@@ -98,7 +98,8 @@ def _set_option(conv, key, value):
             target = getattr(target, part)
 
 
-def _configurer(quantize, representative_data, converter_options, configure, per_channel=True):
+def _configurer(quantize, representative_data, converter_options, configure, per_channel=True,
+                legacy_dynamic=False):
     import tensorflow as tf
 
     def apply(conv, batch):
@@ -111,6 +112,8 @@ def _configurer(quantize, representative_data, converter_options, configure, per
             conv.target_spec.supported_types = [tf.float16]
         elif quantize == "dynamic":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            if legacy_dynamic:  # per-tensor DEPTHWISE_CONV_2D hybrids: see _misread_depthwise
+                conv.experimental_new_dynamic_range_quantizer = False
         elif quantize == "int8":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.representative_dataset = _representative(representative_data, batch or 1)
@@ -122,6 +125,78 @@ def _configurer(quantize, representative_data, converter_options, configure, per
         return conv
 
     return apply
+
+
+def _misread_depthwise(content):
+    """Filters of DEPTHWISE_CONV_2D operators that TFLite's hybrid kernel misreads: float input,
+    int8 filter with ONE scale for several output channels.
+
+    The hybrid depthwise kernel (``EvalHybridPerChannel`` in TFLite's depthwise_conv.cc, LiteRT and
+    TF 2.21 alike, reference and optimized) always reads ``scale[c]`` for every output channel ``c``;
+    its Prepare check ``len(scale) == filter.shape[quantized_dimension]`` passes for a per-tensor
+    scale only because a depthwise filter is ``[1, H, W, C]`` and ``quantized_dimension`` is 0. So
+    channels 1..C-1 take whatever follows the one scale in memory: garbage multipliers, outputs of
+    1e38, inf, NaN. TF's MLIR dynamic-range quantizer (the converter's default) writes exactly that
+    with ``_experimental_disable_per_channel``; its legacy quantizer
+    (``experimental_new_dynamic_range_quantizer=False``) keeps the int8 per-tensor filter and puts a
+    DEQUANTIZE in front of the float depthwise kernel instead (same int8 codes, so the sharing stays),
+    which ``to_tflite`` selects for per-tensor dynamic range of a model with depthwise layers.
+    """
+    m = fb.read_model(content)
+    found = []
+    for sg in m.subgraphs:
+        tensors = sg.tensors or []
+        for op in sg.operators or []:
+            inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+            if fb.opcode_name(m, op) != "DEPTHWISE_CONV_2D" or len(inputs) < 2 or min(inputs[:2]) < 0:
+                continue
+            x, w = tensors[inputs[0]], tensors[inputs[1]]
+            scales = w.quantization.scale if w.quantization is not None else None
+            shape = list(w.shape) if w.shape is not None else []
+            if (x.type == fb.schema.TensorType.FLOAT32 and w.type == fb.schema.TensorType.INT8
+                    and scales is not None and len(scales) == 1 and shape and shape[-1] > 1):
+                found.append(fb.tensor_name(w))
+    return found
+
+
+def _check_hybrid_depthwise(content):
+    bad = _misread_depthwise(content)
+    if bad:
+        raise RuntimeError(
+            f"to_tflite: the converter wrote {len(bad)} dynamic-range DEPTHWISE_CONV_2D filter(s) with one "
+            f"int8 scale for all channels ({', '.join(repr(b) for b in bad[:3])}); TFLite's hybrid depthwise "
+            "kernel reads one scale per channel, so this file would output garbage or NaN. Fix: do not "
+            "override experimental_new_dynamic_range_quantizer (dc_keras sets it to False for per-tensor "
+            "dynamic range), or export with per_channel=True.")
+
+
+def _has_depthwise(model):
+    import keras
+
+    kinds = tuple(getattr(keras.layers, n) for n in ("DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+                                                    "SeparableConv2D") if hasattr(keras.layers, n))
+    return any(isinstance(layer, kinds) for layer in _leaf_layers(model))
+
+
+def _scales(model, quantize, per_channel):
+    """``(per_channel, legacy_dynamic)``: per tensor by default for a clustered model (keeps the
+    sharing); the legacy dynamic-range quantizer for per-tensor dynamic range with depthwise layers."""
+    if per_channel is None:
+        per_channel = not _is_clustered(model)
+    return per_channel, quantize == "dynamic" and not per_channel and _has_depthwise(model)
+
+
+def _convert_checked(model, batch_size, quantize, per_channel, configurer):
+    """Converts; a per-tensor dynamic-range file with a misread depthwise filter (a depthwise op no
+    Keras layer type announced, e.g. a lowered grouped convolution) is converted again with the
+    legacy quantizer, and refused if it still has one."""
+    per_channel, legacy = _scales(model, quantize, per_channel)
+    data = bytes(_convert(model, configurer(per_channel, legacy), batch_size))
+    if quantize == "dynamic" and not legacy and _misread_depthwise(data):
+        data = bytes(_convert(model, configurer(per_channel, True), batch_size))
+    if quantize == "dynamic":
+        _check_hybrid_depthwise(data)
+    return data
 
 
 def _is_clustered(model, max_values=256):
@@ -380,13 +455,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         is an error.
       configure: a callable receiving the converter just before ``convert()`` (after
         ``converter_options``), for anything the options cannot express.
-      per_channel: for ``quantize="int8"``/``"dynamic"``: one int8 scale per output channel (the
-        converter's default) or per tensor. ``None`` (default): for ``"int8"``, per tensor when
-        the model is clustered (every kernel has <= 256 distinct values), which keeps the weight
-        sharing (<= 2**bits int8 codes per tensor, so it packs like the float model; per-channel
-        scales spread them, see docs/quantization.md), else per channel; for ``"dynamic"``, per
-        channel: TFLite's per-tensor hybrid kernels gave NaN outputs on a BatchNorm-folded DS-CNN
-        (fine on LeNet-300-100), so ``per_channel=False`` is opt-in there.
+      per_channel: int8 scales per output channel (the converter's default) or per tensor. ``None``:
+        per tensor for a clustered model (every kernel <= 256 distinct values: it keeps the sharing
+        and packs like the float model, docs/quantization.md), else per channel. Per-tensor dynamic
+        range uses the converter's legacy quantizer when the model has depthwise layers (see
+        ``_misread_depthwise``: TFLite's hybrid depthwise kernel needs per-channel scales).
 
     Returns:
       The ``.tflite`` bytes.
@@ -409,17 +482,16 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if _backend.needs_tensorflow_child():  # torch backend: dc_keras/export/_backend.py
         data = _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
                                                 min_bytes=min_bytes, batch_size=batch_size,
-                                                converter_options=converter_options, configure=configure)
+                                                converter_options=converter_options, configure=configure,
+                                                per_channel=per_channel)
         if path is not None:
             atomic_write(path, data)
         return data
     if quantize == "int8":
         _representative(representative_data)  # validate before the slow conversion
     shared = _shared_kernels(model) if pack else []
-    if per_channel is None:  # per tensor only where measured safe: full-integer int8 (docstring)
-        per_channel = quantize != "int8" or not _is_clustered(model)
-    apply = _configurer(quantize, representative_data, converter_options, configure, per_channel)
-    data = bytes(_convert(model, apply, batch_size))
+    data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
+        quantize, representative_data, converter_options, configure, pc, legacy))
     if pack:
         packed = _pack(data, min_bytes=min_bytes)
         for message in _spread_messages(model, shared, data, packed, quantize):

@@ -107,7 +107,8 @@ class Interpreter:
       backend: ``"auto"`` (LiteRT when installed, else TF), ``"litert"`` or ``"tensorflow"``
         (TF's ``InterpreterWithCustomOps``).
       decode: ``"delegate"`` (default; keeps XNNPACK on the packed weights) or ``"op"``
-        (TF backend only: the plain custom op, decoding in its Prepare).
+        (TF backend only: the plain custom op, decoding in its Prepare; refuses packed INT4 filters
+        of a dynamic-range FULLY_CONNECTED, which TFLite would run on another kernel).
       weights: ``"decoded"`` (default: packed weights are decoded to dense constants at load and
         run on the ordinary kernels, XNNPACK included) or ``"compressed"`` (FULLY_CONNECTED layers
         with packed float32 / int8 weights run from a compact sparse form built at load -- the
@@ -151,6 +152,8 @@ class Interpreter:
         else:
             from tensorflow.lite.python import interpreter as mod
 
+            if decode == "op":
+                _check_op_route(model_path, model_content)
             registerers = list(kwargs.pop("custom_op_registerers", None) or [])
             registerers.append(prepare_tensorflow_registerer())
             delegates = user_delegates
@@ -210,6 +213,55 @@ def _report_row(f) -> dict:
         return {"weights": f[1], "route": "compressed", "shape": (rows, cols), "dtype": f[3],
                 "nonzeros": int(f[4]), "bytes": int(f[5])}
     return {"weights": f[1], "route": "dense", "reason": f[2]}
+
+
+def _op_route_int4_hybrids(content) -> list:
+    """Names of packed INT4 weights that ``decode="op"`` cannot run as the unpacked model does:
+    HuffDecode outputs read as the filter of a FULLY_CONNECTED with a float input (dynamic range).
+
+    TFLite's optimized FULLY_CONNECTED takes its 4-bit hybrid kernel only for a constant filter
+    (``IsConstantTensor``: kTfLiteMmapRo); the op route's decoded output is kTfLitePersistentRo, so
+    the layer runs the generic int8 hybrid kernel instead and its outputs differ in the last bits.
+    The delegate route hands decoded weights back as constants (same kernel, bit-exact).
+    """
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    T, Op = schema.TensorType, schema.BuiltinOperator
+    try:
+        m = schema.Model.GetRootAs(content, 0)
+        names = []
+        for si in range(m.SubgraphsLength()):
+            sg = m.Subgraphs(si)
+            decoded = set()
+            for oi in range(sg.OperatorsLength()):
+                op = sg.Operators(oi)
+                code = m.OperatorCodes(op.OpcodeIndex())
+                builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+                if builtin == Op.CUSTOM and code.CustomCode() == OP_NAME.encode() and op.OutputsLength():
+                    decoded.add(op.Outputs(0))
+                elif builtin == Op.FULLY_CONNECTED and op.InputsLength() >= 2 and op.Inputs(1) in decoded:
+                    x, w = sg.Tensors(op.Inputs(0)), sg.Tensors(op.Inputs(1))
+                    if x.Type() == T.FLOAT32 and w.Type() == T.INT4:
+                        names.append((w.Name() or b"").decode("utf-8", "replace"))
+        return names
+    except Exception:  # not a readable flatbuffer: the interpreter reports it
+        return []
+
+
+def _check_op_route(model_path, model_content):
+    if model_content is None and model_path is not None:
+        with open(model_path, "rb") as f:
+            model_content = f.read()
+    names = _op_route_int4_hybrids(bytes(model_content)) if model_content is not None else []
+    if names:
+        raise ValueError(
+            f"decode='op' cannot run this model bit-exactly: {len(names)} packed INT4 weight(s) of a "
+            f"dynamic-range FULLY_CONNECTED ({', '.join(repr(n) for n in names[:3])}). TFLite takes its "
+            "4-bit kernel only for constant filters and the op's decoded output is not one, so the "
+            "outputs would differ from the unpacked model's. Use decode='delegate' (the default), which "
+            "hands the decoded weights back as constants.")
 
 
 def _check_args(backend, decode, weights) -> str:
