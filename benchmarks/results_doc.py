@@ -111,7 +111,7 @@ def search_section(r):
                    f"{ratio(c['weights_ratio'])} |")
     lad = search.get("ladder")
     if lad:
-        out += ["", f"What each lever buys, on the pruned model of this run (`{os.path.basename(lad['pruned'])}`; "
+        out += ["", f"What each lever buys, added one at a time on one pruned model ({lad['pruned']}; "
                 "k-means without fine-tuning, so the bytes only):", "",
                 "| step | bits | whole file | weights only |", "|---|---|---|---|"]
         for row in lad["rows"]:
@@ -121,7 +121,7 @@ def search_section(r):
     return out + [""]
 
 
-def model_section(r, img_rel, title=None):
+def model_section(r, img_rel, title=None, show_search=True):
     out = [f"## {title or r['model']}", ""]
     c = r["config"]
     total = r["timings"].get("total_minutes")
@@ -140,7 +140,7 @@ def model_section(r, img_rel, title=None):
             + (f", {c['val_images']:,} training images held out for validation (final validation error "
                f"{pct(r['val_error'])})" if c.get("val_images") else "")
             + f", seed {c['seed']}. Baseline: {r['stages'][0]['note']}.", ""]
-    out += search_section(r)
+    out += search_section(r) if show_search else []
     out += ["### Stages", "",
             "Every row is exported to `.tflite`, packed, and its test error measured on that packed file "
             "through `dc_keras.runtime.Interpreter` "
@@ -531,7 +531,8 @@ def main(argv=None):
             img = os.path.join(args.img_dir, f"{r['model'].replace('-', '_')}{'' if n == 1 else f'_{n}'}_size_vs_error.png")
             if r["peers"]:
                 plot_size_vs_error(r, img)
-            lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."), title)
+            lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."), title,
+                                   show_search=n == 1)
     if args.zoo:
         lines += zoo_section(merge_zoo(args.zoo))
     lines += ["## Reproduce", "", "```sh",
