@@ -1,8 +1,14 @@
 """Deep Compression, Table 1 on the embedded MNIST: LeNet-300-100 and LeNet-5 through the whole chain.
 
 Stages: trained baseline -> iterative magnitude pruning with retraining (AGP schedule, per-layer
-targets) -> trained weight sharing (linear-init k-means per layer, centroid fine-tuning) ->
-TFLite export -> Huffman packing (HuffDecode ops). Every stage is exported and packed, and its
+targets) -> trained weight sharing (linear-init k-means per layer, centroid fine-tuning; biases
+shared too) -> TFLite export -> Huffman packing (HuffDecode ops).
+
+The defaults (``_common.CONFIG``) are issue 19's recipe, chosen on validation data only: the last
+``--val`` (5,000) training images are held out from every training stage, and
+``benchmarks/recipe_search.py`` scored the candidates by the error of their packed files on them
+(recorded in docs/results/search_<model>.json, shown in docs/results.md). The levers: lower
+density on the big layers, per-layer bits below the paper's 5 / 8, biases shared with 3 bits. Every stage is exported and packed, and its
 test error is measured on that packed ``.tflite`` through ``dc_keras.runtime.Interpreter`` over
 the 10,000 test images. Ratios are whole files: float ``.tflite`` of the baseline / packed file.
 
@@ -26,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from _common import CONFIG, GOALS, PAPER, log, machine_info, write_json
+from _common import CONFIG, GOALS, LITERATURE, PAPER, log, machine_info, write_json
 
 SENSITIVITY_SWEEP = (0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.965, 0.975, 0.985)
 
@@ -102,7 +108,7 @@ class Run:
     args: argparse.Namespace
     cfg: dict
     out_dir: str
-    data: tuple  # (x_train, y_train, x_test, y_test)
+    data: tuple  # (x_train, y_train, x_test, y_test, x_val, y_val)
     stages: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     layers: set = field(default_factory=set)
@@ -129,7 +135,7 @@ class Run:
 
         t = time.time()
         float_tfl = export.to_tflite(model, pack=False)
-        packed = export.pack(float_tfl)
+        packed = export.pack(float_tfl, context_model=self.cfg["context_model"])
         err = self.evaluate(packed)
         kept, total = weight_counts(model, self.layers)
         row = {"stage": stage, "params": total, "params_kept": kept, "kept_fraction": kept / total,
@@ -153,18 +159,26 @@ def _settings(args):
     cfg["prune_lr"] = args.prune_lr or cfg["prune_lr"]
     if args.cluster_epochs is not None:
         cfg["cluster_epochs"] = args.cluster_epochs
+    if args.cluster_biases is not None:
+        cfg["cluster_biases"] = args.cluster_biases or False
+    if args.context_model is not None:
+        cfg["context_model"] = args.context_model
     return cfg
 
 
 def _mnist(args):
+    """(x_train, y_train, x_test, y_test, x_val, y_val): the last ``--val`` training images are
+    held out for every choice (sensitivity, recipe search); training uses the rest."""
     from dc_keras import datasets
 
     (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
+    x_val, y_val = datasets.normalize(x_train[len(x_train) - args.val:]), y_train[len(y_train) - args.val:]
+    x_train, y_train = x_train[:len(x_train) - args.val], y_train[:len(y_train) - args.val]
     if args.train_subset:
         x_train, y_train = x_train[:args.train_subset], y_train[:args.train_subset]
     if args.test_subset:
         x_test, y_test = x_test[:args.test_subset], y_test[:args.test_subset]
-    return datasets.normalize(x_train), y_train, datasets.normalize(x_test), y_test
+    return datasets.normalize(x_train), y_train, datasets.normalize(x_test), y_test, x_val, y_val
 
 
 def _baseline(run):
@@ -193,11 +207,11 @@ def _baseline(run):
 
 
 def _sensitivity(run, baseline):
-    """One layer pruned at a time, no retraining, on the last 5,000 training images."""
+    """One layer pruned at a time, no retraining, on the held-out validation images (``--val``)."""
     from dc_keras import train
 
     t0 = time.time()
-    x_val, y_val = run.data[0][-5000:], run.data[1][-5000:]
+    x_val, y_val = run.data[4], run.data[5]
     sens = train.sensitivity(baseline, (x_val, y_val), sparsities=SENSITIVITY_SWEEP, metric="error",
                              layers=sorted(run.layers))
     suggested = train.suggest_sparsity(sens, max_drop=run.args.max_drop)
@@ -231,9 +245,9 @@ def _compress(run, baseline, baseline_source, stem):
     """Pruning, then weight sharing (each cached with --resume); returns the shared model."""
     from dc_keras import pipeline
 
-    args, cfg, (x_train, y_train, _, _) = run.args, run.cfg, run.data
+    args, cfg, (x_train, y_train) = run.args, run.cfg, run.data[:2]
     key = {"model": args.model, "sparsity": cfg["sparsity"], "prune_epochs": cfg["prune_epochs"],
-           "prune_lr": cfg["prune_lr"], "seed": args.seed, "train_subset": args.train_subset,
+           "prune_lr": cfg["prune_lr"], "seed": args.seed, "train_subset": args.train_subset, "val": args.val,
            "baseline": baseline_source,
            "baseline_mtime": os.path.getmtime(stem + ".keras") if os.path.exists(stem + ".keras") else None}
     resume = args.resume and baseline_source.endswith(".keras")  # a baseline trained just now is new
@@ -247,25 +261,27 @@ def _compress(run, baseline, baseline_source, stem):
     run.add_stage("pruned", pruned, 32, run.timings["prune_minutes"], f"iterative pruning, {cfg['prune_epochs']} epochs")
 
     def share():
-        log(f"weight sharing {cfg['bits']} bits, {cfg['cluster_epochs']} fine-tuning epochs")
+        log(f"weight sharing {cfg['bits']} bits (biases: {cfg['cluster_biases'] or 'free'}), "
+            f"{cfg['cluster_epochs']} fine-tuning epochs")
         return pipeline.cluster_finetune(pruned, x_train, y_train, bits=cfg["bits"], epochs=cfg["cluster_epochs"],
-                                         seed=args.seed, verbose=run.verbose)
+                                         seed=args.seed, verbose=run.verbose, cluster_biases=cfg["cluster_biases"])
 
-    key = dict(key, bits=cfg["bits"], cluster_epochs=cfg["cluster_epochs"])
+    key = dict(key, bits=cfg["bits"], cluster_epochs=cfg["cluster_epochs"], cluster_biases=cfg["cluster_biases"])
     return _trained_or_cached(run, "shared", "cluster_minutes", key, resume, share)
 
 
-def _stripped(run, shared_float, base_float, result):
+def _stripped(run, shared_float, base_float):
     """The same packed model with ``pack(strip_strings=True)`` (no tensor / subgraph names, no
-    description): whole-file ratio beside the default (names kept). Weights are the same bytes,
-    so the weights-only ratio does not change."""
+    description): whole-file ratio beside the default (names kept). The weights-only ratio is
+    measured again on the stripped file (the same constant bytes: names are not weights)."""
     from dc_keras import export
 
-    stripped = export.pack(shared_float, strip_strings=True)
+    stripped = export.pack(shared_float, strip_strings=True, context_model=run.cfg["context_model"])
     run.save("shared_packed_stripped.tflite", stripped)
     identical = _check_bit_exact(stripped, shared_float, run.data[2])
-    return {"packed_bytes": len(stripped), "ratio": len(base_float) / len(stripped),
-            "weights_ratio": result["weights_ratio"], "outputs_identical": identical}
+    weights = export.inspect(stripped).packed_total
+    return {"packed_bytes": len(stripped), "ratio": len(base_float) / len(stripped), "weights_bytes": weights,
+            "weights_ratio": export.inspect(base_float).raw_total / weights, "outputs_identical": identical}
 
 
 def _check_bit_exact(shared_packed, shared_float, x_test):
@@ -300,15 +316,31 @@ def _result(run, shared, shared_packed, base_float, identical, sensitivity):
         "weights_ratio": export.inspect(base_float).raw_total / report.packed_total,
         "packed_outputs_identical": identical,
         "paper": PAPER[name],
-        "goal": {"ratio": GOALS[name][0], "test_error": GOALS[name][1], "stretch_ratio": GOALS[name][2]},
+        "goal": {"ratio": GOALS[name][0], "test_error": GOALS[name][1], "weights_ratio": GOALS[name][2]},
         "config": {"sparsity": cfg["sparsity"], "bits": cfg["bits"], "prune_epochs": cfg["prune_epochs"],
                    "prune_lr": cfg["prune_lr"], "cluster_epochs": cfg["cluster_epochs"], "seed": args.seed,
-                   "train_subset": args.train_subset, "test_subset": args.test_subset},
+                   "cluster_biases": cfg["cluster_biases"], "context_model": cfg["context_model"],
+                   "val_images": args.val, "train_subset": args.train_subset, "test_subset": args.test_subset},
+        "val_error": run.evaluate(shared_packed, run.data[4], run.data[5]),
+        "literature": LITERATURE.get(name, []), "search": _search_record(name),
         "sensitivity": {"report": sens, "max_drop": args.max_drop, "suggested": suggested,
                         "used": args.targets == "sensitivity"},
         "stages": run.stages, "layers": per_layer, "timings": run.timings, "machine": machine_info(),
         "command": _command_line(), "peers": [], "complete": False,
     }
+
+
+def _search_record(name):
+    """The recipe search behind CONFIG (benchmarks/recipe_search.py, validation data only), if
+    recorded in docs/results/search_<model>.json."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results",
+                        f"search_{name.replace('-', '_')}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        search = json.load(f)
+    return {"file": os.path.relpath(path, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")),
+            "note": search.get("note", ""), "candidates": search["candidates"], "ladder": search.get("ladder")}
 
 
 def run(args):
@@ -334,7 +366,7 @@ def run(args):
     r.save("shared_packed.tflite", shared_packed)
     identical = _check_bit_exact(shared_packed, shared_float, r.data[2])
     result = _result(r, shared, shared_packed, base_float, identical, sensitivity)
-    result["stripped"] = _stripped(r, shared_float, base_float, result)
+    result["stripped"] = _stripped(r, shared_float, base_float)
     checkpoint(args, result)  # the dc_keras rows are saved even if a peer run is interrupted
     if args.peers:
         _peers(r, result, baseline, shared, shared_float)
@@ -386,7 +418,8 @@ def _tfmot_peer(run, result, peer, baseline):
     try:
         res = peers.tfmot_recipe(args.model, baseline, cfg["sparsity"], cfg["bits"], cfg["prune_epochs"],
                                  cfg["cluster_epochs"], prune_lr=cfg["prune_lr"], seed=args.seed,
-                                 train_subset=args.train_subset, out_dir=os.path.join(run.out_dir, "tfmot"), log=log)
+                                 train_subset=len(run.data[0]),  # the same images: the --val ones held out
+                                 out_dir=os.path.join(run.out_dir, "tfmot"), log=log)
         err = run.evaluate(res["tflite"])
         note = f"tfmot {res['tfmot']} on tf_keras {res['tf_keras']}, same baseline weights, sparsity, clusters, epochs"
         peer("tfmot: prune + cluster + strip + TFLite (.tflite)", len(res["tflite"]), err, note)
@@ -440,11 +473,17 @@ def main(argv=None):
     p.add_argument("--prune_epochs", type=int, default=None)
     p.add_argument("--prune_lr", type=float, default=None, help="Adam lr of pruning/retraining (tfmot gets the same)")
     p.add_argument("--cluster_epochs", type=int, default=None)
+    p.add_argument("--cluster_biases", type=int, default=None,
+                   help="bits of the shared biases (dc_keras.cluster(cluster_biases=...)); 0: biases stay free")
+    p.add_argument("--context_model", action=argparse.BooleanOptionalAction, default=None,
+                   help="pack with the context-modelled layout (FORMAT.md §14, opt-in)")
+    p.add_argument("--val", type=int, default=5000,
+                   help="last training images held out as validation data for every choice (never trained on)")
     p.add_argument("--sparsity", type=lambda t: _parse_map(t, float), default=None, help="e.g. fc1=0.97,fc2=0.9")
     p.add_argument("--bits", type=lambda t: _parse_map(t, int), default=None, help="e.g. fc1=4")
     p.add_argument("--targets", choices=("config", "sensitivity"), default="config",
                    help="per-layer sparsity: the tuned CONFIG table, or dc_keras.suggest_sparsity from a "
-                        "one-shot sensitivity sweep on 5,000 training images (always recorded; never the test set)")
+                        "one-shot sensitivity sweep on the --val images (always recorded; never the test set)")
     p.add_argument("--max_drop", type=float, default=0.01,
                    help="--targets sensitivity: largest validation error increase per layer (one-shot, "
                         "before retraining)")
@@ -457,6 +496,8 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="reuse pruned/shared models saved in --out_dir by an earlier run with the same settings")
     args = p.parse_args(argv)
+    if not 100 <= args.val <= 30000:
+        p.error(f"--val must be between 100 and 30000 held-out training images, got {args.val}")
     t0 = time.time()
     result = run(args)
     result["timings"]["total_minutes"] = (time.time() - t0) / 60

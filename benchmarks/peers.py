@@ -263,7 +263,7 @@ def main(argv=None):
     model = keras.saving.load_model(stem + ".keras")
     cfg = CONFIG[args.model]
     res = tfmot_recipe(args.model, model, cfg["sparsity"], cfg["bits"], args.prune_epochs, args.cluster_epochs,
-                       train_subset=args.train_subset, seed=args.seed)
+                       prune_lr=cfg["prune_lr"], train_subset=args.train_subset, seed=args.seed)
     _, (x_test, y_test) = datasets.mnist.load_data()
     err = pipeline.evaluate_tflite(res["tflite"], datasets.normalize(x_test), y_test)
     out = {"model": args.model, "command": " ".join(["python", "benchmarks/peers.py"] + sys.argv[1:]),

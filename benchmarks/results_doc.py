@@ -51,28 +51,77 @@ def plot_size_vs_error(result, path):
     plt.close(fig)
 
 
+def _verdict(r):
+    """Goal check: whole-file ratio, test error and (newer JSONs) the weights-only ratio."""
+    g = r["goal"]
+    checks = [("ratio", r["ratio"] < g["ratio"]), ("error", r["test_error"] > g["test_error"])]
+    if "weights_ratio" in g:
+        checks.append(("weights-only ratio", r["weights_ratio"] < g["weights_ratio"]))
+    misses = [w for w, bad in checks if bad]
+    if misses:
+        return "no: " + " and ".join(misses) + " outside the goal"
+    if "stretch_ratio" in g:
+        return "yes, stretch %.0fx %s" % (g["stretch_ratio"], "too" if r["ratio"] >= g["stretch_ratio"] else "not reached")
+    return "yes"
+
+
+def _goal_text(g):
+    weights = f", >= {g['weights_ratio']:.0f}x weights only" if "weights_ratio" in g else ""
+    return f">= {g['ratio']:.0f}x{weights} at <= {100 * g['test_error']:.2f} %"
+
+
 def table1_summary(results):
     lines = ["| model | baseline error | params kept | dc_keras ratio | dc_keras error | whole file, names stripped | "
-             "weights only | paper ratio | paper error | tfmot ratio (zipped) | tfmot error | goal | met |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "weights only | weights only, names stripped | paper ratio | paper error | later methods (weights only) | "
+             "tfmot ratio (zipped) | tfmot error | goal | met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         tf = r.get("tfmot")
         tf_zip = next((p for p in r["peers"] if p["method"].startswith("tfmot: same, zipped")), None)
-        g = r["goal"]
-        misses = [w for w, bad in (("ratio", r["ratio"] < g["ratio"]), ("error", r["test_error"] > g["test_error"])) if bad]
-        verdict = ("yes, stretch %.0fx %s" % (g["stretch_ratio"], "too" if r["ratio"] >= g["stretch_ratio"] else "not reached")
-                   if not misses else "no: " + " and ".join(misses) + " outside the goal")
+        st = r.get("stripped") or {}
+        later = "; ".join(f"{x['method'].split(' (')[0]} {ratio(x['ratio'])} at {pct(x['test_error'])}"
+                          for x in r.get("literature", [])) or "-"
         lines.append(
             f"| {r['model']} | {pct(r['baseline_error'])} | {pct(r['stages'][-1]['kept_fraction'])} | **{ratio(r['ratio'])}** | **{pct(r['test_error'])}** | "
-            f"{ratio(r['stripped']['ratio']) if r.get('stripped') else 'not measured'} | "
+            f"{ratio(st['ratio']) if st else 'not measured'} | "
             f"{ratio(r['weights_ratio']) if r.get('weights_ratio') else '-'} | "
-            f"{ratio(r['paper']['ratio'])} | {pct(r['paper']['test_error'])} | "
+            f"{ratio(st['weights_ratio']) if st.get('weights_ratio') else '-'} | "
+            f"{ratio(r['paper']['ratio'])} | {pct(r['paper']['test_error'])} | {later} | "
             f"{ratio(tf_zip['ratio']) if tf_zip else '-'} | {pct(tf['test_error']) if tf else '-'} | "
-            f">= {g['ratio']:.0f}x at <= {100 * g['test_error']:.2f} % | {verdict} |")
+            f"{_goal_text(r['goal'])} | {_verdict(r)} |")
     return lines
 
 
-def model_section(r, img_rel, title=None):
+def search_section(r):
+    """The recipe search behind the run's settings (benchmarks/recipe_search.py), if recorded."""
+    search = r.get("search")
+    if not search:
+        return []
+    out = ["### Recipe search (validation data only)", "",
+           f"From `{search['file']}`: each candidate trained on the training images minus the held-out "
+           "validation images, scored by the error of its packed file on those validation images; the "
+           "test set is never used for a choice. " + search.get("note", ""), "",
+           "| sparsity | bits | biases | pruning epochs | kept | val error | whole file | weights only |",
+           "|---|---|---|---|---|---|---|---|"]
+    for c in search["candidates"]:
+        bits = ", ".join(f"{k} {v}" for k, v in c["bits"].items())
+        sp = ", ".join(f"{k} {100 * v:g} %" for k, v in c["sparsity"].items())
+        out.append(f"| {sp} | {bits} | {c['cluster_biases'] or 'free'} bits | {c['prune_epochs']} | "
+                   f"{pct(c['kept_fraction'])} | {pct(c['val_error'])} | {kb(c['file_bytes'])} ({ratio(c['ratio'])}) | "
+                   f"{ratio(c['weights_ratio'])} |")
+    lad = search.get("ladder")
+    if lad:
+        out += ["", f"What each lever buys, added one at a time on one pruned model ({lad['pruned']}; "
+                "k-means without fine-tuning, so the bytes only):", "",
+                "| step | bits | whole file | weights only |", "|---|---|---|---|"]
+        for row in lad["rows"]:
+            bits = ", ".join(f"{k} {v}" for k, v in row["bits"].items())
+            out.append(f"| {row['step']} | {bits} | {kb(row['file_bytes'])} B ({ratio(row['ratio'])}) | "
+                       f"{ratio(row['weights_ratio'])} |")
+    return out + [""]
+
+
+def model_section(r, img_rel, title=None, show_search=True):
     out = [f"## {title or r['model']}", ""]
     c = r["config"]
     total = r["timings"].get("total_minutes")
@@ -86,7 +135,12 @@ def model_section(r, img_rel, title=None):
             f"Per-layer sparsity {c['sparsity']}, bits {c['bits']}, {c['prune_epochs']} pruning epochs, "
             f"{c['cluster_epochs']} weight-sharing epochs"
             + (f", pruning Adam lr {c['prune_lr']:g}" if c.get("prune_lr") else "")
+            + (f", biases shared with {c['cluster_biases']} bits" if c.get("cluster_biases") else "")
+            + (", packed with the context-modelled layout (FORMAT.md §14)" if c.get("context_model") else "")
+            + (f", {c['val_images']:,} training images held out for validation (final validation error "
+               f"{pct(r['val_error'])})" if c.get("val_images") else "")
             + f", seed {c['seed']}. Baseline: {r['stages'][0]['note']}.", ""]
+    out += search_section(r) if show_search else []
     out += ["### Stages", "",
             "Every row is exported to `.tflite`, packed, and its test error measured on that packed file "
             "through `dc_keras.runtime.Interpreter` "
@@ -124,7 +178,7 @@ def model_section(r, img_rel, title=None):
     if sens:
         rep = sens["report"]
         out += ["", "### Per-layer sensitivity (one layer pruned at a time, no retraining; 5,000 "
-                "training images; the test set is never used for choices)", "",
+                "held-out training images; the test set is never used for choices)", "",
                 "| layer | " + " | ".join(f"{100 * v:.1f} %" for v in rep["values"]) + " |",
                 "|---|" + "---|" * len(rep["values"])]
         for layer, vals in rep["layers"].items():
@@ -537,7 +591,8 @@ def main(argv=None):
             img = os.path.join(args.img_dir, f"{r['model'].replace('-', '_')}{'' if n == 1 else f'_{n}'}_size_vs_error.png")
             if r["peers"]:
                 plot_size_vs_error(r, img)
-            lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."), title)
+            lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."), title,
+                                   show_search=n == 1)
     if args.zoo:
         lines += zoo_section(merge_zoo(args.zoo))
     lines += ["## Reproduce", "", "```sh",

@@ -37,6 +37,7 @@ _PUBLIC_API = {
     "PruningCallback": "dc_keras.train",
     "sensitivity": "dc_keras.train",
     "suggest_sparsity": "dc_keras.train",
+    "suggest_bits": "dc_keras.train",
     "plot_sensitivity": "dc_keras.train",
 }
 

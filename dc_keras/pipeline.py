@@ -88,13 +88,14 @@ def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, bat
 
 
 def cluster_finetune(model, x, y, bits=None, epochs=3, init="linear", lr=2e-4, batch_size=128, max_shift=2,
-                     seed=0, verbose=None, **cluster_kwargs):
+                     seed=0, verbose=None, cluster_biases=False, **cluster_kwargs):
     """Trained weight sharing: clusters each layer's non-zero weights into ``2**bits`` shared values,
     fine-tunes the centroids, and returns the stripped model.
 
     Args:
         bits: int or dict layer name/class -> bits; None uses ``dc_keras.cluster``'s defaults
             (8 for conv, 5 for dense, the paper's choice).
+        cluster_biases: share the biases too (``dc_keras.cluster``'s option: False, True or bits).
         **cluster_kwargs: passed on to ``dc_keras.cluster`` (e.g. ``min_params``).
 
     Example:
@@ -105,7 +106,8 @@ def cluster_finetune(model, x, y, bits=None, epochs=3, init="linear", lr=2e-4, b
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     kwargs = {} if bits is None else {"bits": bits}
-    wrapped = train.cluster(model, init=init, preserve_sparsity=True, **kwargs, **cluster_kwargs)
+    wrapped = train.cluster(model, init=init, preserve_sparsity=True, cluster_biases=cluster_biases, **kwargs,
+                            **cluster_kwargs)
     if epochs:
         _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose)
     return train.strip(wrapped)

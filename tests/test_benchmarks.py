@@ -94,4 +94,4 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
         assert (tmp_path / "docs" / "results.md").read_text() == f.read()
     assert sorted(p.name for p in (tmp_path / "docs" / "img").iterdir()) == [
-        "lenet_300_100_size_vs_error.png", "lenet_5_size_vs_error.png"]
+        "lenet_300_100_2_size_vs_error.png", "lenet_300_100_size_vs_error.png", "lenet_5_size_vs_error.png"]

@@ -62,6 +62,30 @@ def test_suggest_sparsity_and_bits():
         dc_keras.suggest_sparsity(report, max_drop=-1)
 
 
+def test_suggest_from_a_budget_spends_it_where_it_saves_most():
+    # "big" has 100x the weights of "small": a total budget of 1 point goes to big first
+    report = {"metric": "error", "higher_is_better": False, "baseline": 0.10, "mode": "sparsity",
+              "values": [0.5, 0.8, 0.9], "params": {"big": 10000, "small": 100},
+              "layers": {"big": [0.100, 0.105, 0.130], "small": [0.101, 0.104, 0.106]}}
+    assert dc_keras.suggest_sparsity(report, budget=0.01) == {"big": 0.8, "small": 0.8}
+    assert dc_keras.suggest_sparsity(report, budget=0.0) == {"big": 0.5, "small": 0.0}
+    assert dc_keras.suggest_sparsity(report, budget=1.0) == {"big": 0.9, "small": 0.9}
+    bits = {"metric": "error", "higher_is_better": False, "baseline": 0.10, "mode": "bits",
+            "values": [2, 3, 4, 5], "params": {"big": 10000, "small": 100},
+            "layers": {"big": [0.20, 0.104, 0.101, 0.100], "small": [0.103, 0.101, 0.100, 0.100]}}
+    assert dc_keras.suggest_bits(bits, budget=0.005) == {"big": 3, "small": 3}
+    assert dc_keras.suggest_bits(bits, budget=0.0) == {"big": 5, "small": 4}
+    assert dc_keras.suggest_bits(bits, budget=0.2) == {"big": 2, "small": 2}
+    with pytest.raises(ValueError, match="budget"):
+        dc_keras.suggest_bits(bits, budget=-0.1)
+
+
+def test_bits_report_counts_kept_weights(trained):
+    report = dc_keras.sensitivity(trained, (X, Y), bits=[2, 6], metric="error")
+    assert report["params"] == {"wide": int(np.count_nonzero(trained.get_layer("wide").kernel.numpy())), "head": 64}
+    assert set(dc_keras.suggest_bits(report, budget=0.05)) == {"wide", "head"}
+
+
 def test_bits_sweep_and_plot(trained, tmp_path):
     report = dc_keras.sensitivity(trained, (X, Y), bits=[1, 4], layers=["wide"], metric="error")
     assert report["mode"] == "bits" and list(report["layers"]) == ["wide"]

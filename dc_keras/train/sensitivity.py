@@ -87,7 +87,8 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         higher_is_better: override the metric's direction (callables default to True).
 
     Returns a dict: ``{"metric", "higher_is_better", "baseline", "mode": "sparsity"|"bits",
-    "values": [...], "layers": {layer_name: [metric at each value]}}``.
+    "values": [...], "layers": {layer_name: [metric at each value]}, "params": {layer_name:
+    compressible weights (non-zeros in bits mode)}}``.
 
     Example:
         >>> report = dc_keras.sensitivity(model, (x_val, y_val), sparsities=[0.5, 0.8, 0.9, 0.95])
@@ -112,7 +113,7 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
     chosen, _ = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
     baseline = fn(*_collect(model, data, batch_size))
     report = {"metric": name, "higher_is_better": bool(better), "baseline": baseline, "mode": mode,
-              "values": values, "layers": {}}
+              "values": values, "layers": {}, "params": {}}
     for layer, _ in chosen.values():
         targets = _base.compressible_weights(layer)
         originals = [ops.convert_to_numpy(var).copy() for _, var, _ in targets]
@@ -126,6 +127,7 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
             for (_, var, _), w in zip(targets, originals):
                 var.assign(w)
         report["layers"][layer.name] = results
+        report["params"][layer.name] = int(sum(np.count_nonzero(w) if mode == "bits" else w.size for w in originals))
     return report
 
 
@@ -139,12 +141,54 @@ def _check_report(report, mode):
         raise ValueError(f"Expected a report from dc_keras.sensitivity() in {mode!r} mode.")
 
 
-def suggest_sparsity(report, max_drop=0.01):
-    """Per layer, the largest swept sparsity whose metric drop stays within ``max_drop``.
+def _check_budget(budget):
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0):
+        raise ValueError(f"`budget` must be None or a non-negative number (total metric drop), got {budget!r}.")
+
+
+def _spend(report, budget, levels, start, saving):
+    """Greedy split of a total metric-drop ``budget`` over the layers: repeatedly move one layer to
+    the level that saves the most weights (or index bits) per unit of added drop, while the sum
+    of the one-at-a-time drops stays within ``budget``. ``levels``: swept values from least to
+    most compression; ``start``: a layer's value before any step; ``saving(value)``: the fraction
+    saved at ``value``."""
+    size = report.get("params") or {}
+    results = {layer: dict(zip(report["values"], r)) for layer, r in report["layers"].items()}
+    chosen = {layer: start for layer in results}
+    cost = {layer: 0.0 for layer in results}
+    total = 0.0
+    while True:
+        best = None
+        for layer, table in results.items():
+            after = levels[levels.index(chosen[layer]) + 1:] if chosen[layer] in levels else levels
+            for value in after:
+                extra = max(0.0, _drop(report, table[value])) - cost[layer]
+                gain = size.get(layer, 1) * (saving(value) - saving(chosen[layer]))
+                if gain <= 0 or total + extra > budget + 1e-12:
+                    continue
+                score = gain / max(extra, 1e-9)
+                if best is None or score > best[0]:
+                    best = (score, layer, value, extra)
+        if best is None:
+            return chosen
+        _, layer, value, extra = best
+        chosen[layer], cost[layer], total = value, cost[layer] + extra, total + extra
+
+
+def suggest_sparsity(report, max_drop=0.01, budget=None):
+    """Per layer, the largest swept sparsity whose metric drop stays within ``max_drop``; or, with
+    ``budget``, a split of one total metric drop over the layers that removes the most weights.
 
     Returns ``{layer_name: sparsity}`` (0.0 when even the smallest sparsity costs too much). The
     layers were measured one at a time, so pruning all at once costs more than each alone:
-    retrain, or use a smaller ``max_drop``.
+    retrain, or use a smaller ``max_drop`` / ``budget``. Sweep on validation data, never the
+    test set.
+
+    Args:
+        report: a :func:`sensitivity` report in sparsity mode.
+        max_drop: largest drop of the metric allowed per layer (ignored with ``budget``).
+        budget: total drop allowed, summed over the layers' one-at-a-time drops; spent greedily
+            where it removes the most weights per unit of drop (big, robust layers first).
 
     Example:
         >>> targets = dc_keras.suggest_sparsity(report, max_drop=0.005)
@@ -154,6 +198,9 @@ def suggest_sparsity(report, max_drop=0.01):
     _check_report(report, "sparsity")
     if not isinstance(max_drop, (int, float)) or max_drop < 0:
         raise ValueError(f"`max_drop` must be a non-negative number, got {max_drop!r}.")
+    _check_budget(budget)
+    if budget is not None:
+        return _spend(report, budget, sorted(report["values"]), 0.0, lambda s: s)
     out = {}
     for layer, results in report["layers"].items():
         ok = [s for s, r in zip(report["values"], results) if _drop(report, r) <= max_drop]
@@ -161,12 +208,32 @@ def suggest_sparsity(report, max_drop=0.01):
     return out
 
 
-def suggest_bits(report, max_drop=0.01):
+def suggest_bits(report, max_drop=0.01, budget=None):
     """Per layer, the fewest swept bits whose metric drop stays within ``max_drop`` (the largest
-    swept width when none does). Feed the result to ``dc_keras.cluster(model, bits=...)``."""
+    swept width when none does); or, with ``budget``, a split of one total metric drop over the
+    layers that saves the most index bits (layers with many kept weights go lowest first).
+
+    Sweep with ``sensitivity(model, (x_val, y_val), bits=[...])`` on a pruned model and
+    validation data (never the test set); feed the result to ``dc_keras.cluster(model, bits=...)``.
+    Fine-tuning the centroids recovers part of the one-shot drop, so the sweep is conservative.
+
+    Args:
+        report: a :func:`sensitivity` report in bits mode.
+        max_drop: largest drop of the metric allowed per layer (ignored with ``budget``).
+        budget: total drop allowed, summed over the layers' one-at-a-time drops.
+
+    Example:
+        >>> report = dc_keras.sensitivity(pruned, (x_val, y_val), bits=[2, 3, 4, 5, 6], metric="error")
+        >>> bits = dc_keras.suggest_bits(report, budget=0.004)    # e.g. {"fc1": 3, "fc2": 4, "fc3": 5}
+        >>> shared = dc_keras.cluster(pruned, bits=bits)
+    """
     _check_report(report, "bits")
     if not isinstance(max_drop, (int, float)) or max_drop < 0:
         raise ValueError(f"`max_drop` must be a non-negative number, got {max_drop!r}.")
+    _check_budget(budget)
+    if budget is not None:
+        widest = max(report["values"])
+        return _spend(report, budget, sorted(report["values"], reverse=True), widest, lambda b: 1.0 - b / widest)
     out = {}
     for layer, results in report["layers"].items():
         ok = [b for b, r in zip(report["values"], results) if _drop(report, r) <= max_drop]

@@ -1,0 +1,159 @@
+"""Recipe search for benchmarks/paper_table1.py (issue 19): choices on VALIDATION data only.
+
+The last ``--val`` training images are held out: pruning and weight sharing train on the rest,
+and every candidate is scored by the error of its packed ``.tflite`` on the held-out images and
+by its packed sizes (whole file, constant tensors only). The test set is never loaded. One
+pruning run per sparsity setting; each ``--bits`` variant shares the same pruned model.
+
+    .venv/bin/python benchmarks/recipe_search.py --model lenet-300-100 \\
+        --sparsity fc1=0.965,fc2=0.93,fc3=0.75 --bits fc1=4,fc2=4,fc3=5 --bits fc1=3,fc2=4,fc3=5 \\
+        --cluster_biases 3 --json docs/results/search_lenet_300_100.json
+
+Each run appends its candidates to the JSON (``{"model", "candidates": [...]}``).
+
+``--ladder PRUNED.keras`` instead measures which change buys how many bytes, without training: the
+pruned model (e.g. paper_table1's ``pruned.keras``) shared by k-means (no fine-tuning) with the
+old recipe's bits and free biases, then each lever added in turn; rows go to the JSON's
+``ladder`` (the sizes of packed files; no error is measured here).
+"""
+import argparse
+import json
+import os
+import time
+
+from _common import CONFIG, log, machine_info, write_json
+
+
+def _parse_map(text, cast):
+    return {k.strip(): cast(v) for k, v in (item.split("=") for item in text.split(","))}
+
+
+def _sizes(model, base_raw, base_file, context_model):
+    from dc_keras import export
+
+    plain = export.to_tflite(model, pack=False)
+    packed = export.pack(plain, context_model=context_model)
+    report = export.inspect(packed)
+    return packed, {"file_bytes": len(packed), "ratio": base_file / len(packed),
+                    "weights_bytes": report.packed_total, "weights_ratio": base_raw / report.packed_total,
+                    "stripped_bytes": len(export.pack(plain, strip_strings=True, context_model=context_model))}
+
+
+def _kept(model, layers):
+    import numpy as np
+
+    kept = total = 0
+    for name in layers:
+        k = np.asarray(model.get_layer(name).kernel)
+        kept, total = kept + int(np.count_nonzero(k)), total + k.size
+    return kept / total
+
+
+LADDER = {  # (label, bits, cluster_biases, context_model); None: the recipe's own bits
+    "lenet-300-100": [("paper bits (5 per layer), biases free", {"fc1": 5, "fc2": 5, "fc3": 5}, False, False),
+                      ("+ biases shared (3 bits)", {"fc1": 5, "fc2": 5, "fc3": 5}, 3, False),
+                      ("+ recipe bits", None, 3, False),
+                      ("+ context-modelled packing (FORMAT.md §14, opt-in)", None, 3, True)],
+    "lenet-5": [("paper bits (8 conv, 5 fc), biases free", {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5}, False, False),
+                ("+ biases shared (3 bits)", {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5}, 3, False),
+                ("+ recipe bits", None, 3, False),
+                ("+ context-modelled packing (FORMAT.md §14, opt-in)", None, 3, True)],
+}
+
+
+def ladder(model_name, pruned_path, bits, base_raw, base_file):
+    """Bytes of one pruned model under each lever of the recipe, added one at a time."""
+    import keras
+
+    import dc_keras
+
+    pruned = keras.saving.load_model(pruned_path)
+    rows = []
+    for label, step_bits, cluster_biases, context_model in LADDER[model_name]:
+        shared = dc_keras.strip(dc_keras.cluster(pruned, bits=step_bits or bits, cluster_biases=cluster_biases))
+        _, sizes = _sizes(shared, base_raw, base_file, context_model)
+        rows.append({"step": label, "bits": step_bits or bits, "cluster_biases": cluster_biases,
+                     "context_model": context_model, **sizes})
+        log(f"{label}: file {sizes['file_bytes']:,} B ({sizes['ratio']:.1f}x), weights {sizes['weights_ratio']:.1f}x")
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=sorted(CONFIG), required=True)
+    p.add_argument("--sparsity", type=lambda t: _parse_map(t, float), default=None)
+    p.add_argument("--bits", type=lambda t: _parse_map(t, int), action="append", default=None)
+    p.add_argument("--ladder", default=None, metavar="PRUNED.keras",
+                   help="bytes bought by each lever on this pruned model (CONFIG bits), no training")
+    p.add_argument("--cluster_biases", type=int, default=0, help="bits of the shared biases; 0: biases free")
+    p.add_argument("--prune_epochs", type=int, default=None)
+    p.add_argument("--prune_lr", type=float, default=None)
+    p.add_argument("--cluster_epochs", type=int, default=None)
+    p.add_argument("--ramp_fraction", type=float, default=0.6)
+    p.add_argument("--context_model", action="store_true", help="pack with FORMAT.md §14 (opt-in layout)")
+    p.add_argument("--val", type=int, default=5000, help="held-out last training images")
+    p.add_argument("--baseline_dir", default="~/.cache/dc_keras/baselines")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", required=True)
+    args = p.parse_args(argv)
+    if not args.ladder and not (args.sparsity and args.bits):
+        p.error("give --sparsity and --bits (a search), or --ladder PRUNED.keras")
+
+    import keras
+
+    from dc_keras import datasets, export, pipeline
+
+    cfg = CONFIG[args.model]
+    (x, y), _ = datasets.mnist.load_data()
+    x = datasets.normalize(x)
+    x_fit, y_fit, x_val, y_val = x[:-args.val], y[:-args.val], x[-args.val:], y[-args.val:]
+    baseline = keras.saving.load_model(os.path.join(os.path.expanduser(args.baseline_dir), cfg["builder"] + ".keras"))
+    base_plain = export.to_tflite(baseline, pack=False)
+    base_raw = export.inspect(base_plain).raw_total
+    if args.ladder:
+        out = {"model": args.model, "candidates": []}
+        if os.path.exists(args.json):
+            with open(args.json) as f:
+                out = json.load(f)
+        out["ladder"] = {"pruned": args.ladder, "rows": ladder(args.model, args.ladder, cfg["bits"], base_raw,
+                                                               len(base_plain)), "machine": machine_info()}
+        write_json(args.json, out)
+        return
+    prune_epochs = args.prune_epochs or cfg["prune_epochs"]
+    prune_lr = args.prune_lr or cfg["prune_lr"]
+    cluster_epochs = cfg["cluster_epochs"] if args.cluster_epochs is None else args.cluster_epochs
+    t0 = time.time()
+    log(f"{args.model}: pruning {args.sparsity}, {prune_epochs} epochs, lr {prune_lr}")
+    pruned = pipeline.prune_retrain(baseline, x_fit, y_fit, args.sparsity, epochs=prune_epochs, lr=prune_lr,
+                                    ramp_fraction=args.ramp_fraction, seed=args.seed, verbose=0)
+    prune_minutes = (time.time() - t0) / 60
+    pruned_err = pipeline.evaluate_tflite(export.to_tflite(pruned, pack=False), x_val, y_val, progress=False)
+    log(f"pruned: validation error {100 * pruned_err:.2f} % ({prune_minutes:.1f} min)")
+    out = {"model": args.model, "candidates": []}
+    if os.path.exists(args.json):
+        with open(args.json) as f:
+            out = json.load(f)
+    for bits in args.bits:
+        t1 = time.time()
+        shared = pipeline.cluster_finetune(pruned, x_fit, y_fit, bits=bits, epochs=cluster_epochs, seed=args.seed,
+                                           verbose=0, cluster_biases=args.cluster_biases or False)
+        packed, sizes = _sizes(shared, base_raw, len(base_plain), args.context_model)
+        err = pipeline.evaluate_tflite(packed, x_val, y_val, progress=False)
+        row = {"sparsity": args.sparsity, "bits": bits, "cluster_biases": args.cluster_biases,
+               "prune_epochs": prune_epochs, "prune_lr": prune_lr, "ramp_fraction": args.ramp_fraction,
+               "cluster_epochs": cluster_epochs, "context_model": args.context_model, "seed": args.seed,
+               "kept_fraction": _kept(shared, args.sparsity), "val_images": args.val,
+               "pruned_val_error": pruned_err, "val_error": err, **sizes,
+               "minutes": {"prune": prune_minutes, "cluster": (time.time() - t1) / 60},
+               "machine": machine_info()}
+        log(f"bits {bits}: val error {100 * err:.2f} %, file {sizes['file_bytes']:,} B ({sizes['ratio']:.1f}x), "
+            f"weights {sizes['weights_ratio']:.1f}x, kept {100 * row['kept_fraction']:.2f} %")
+        if os.path.exists(args.json):  # another search process may have appended meanwhile
+            with open(args.json) as f:
+                out = json.load(f)
+        out["candidates"].append(row)
+        write_json(args.json, out)
+
+
+if __name__ == "__main__":
+    main()
