@@ -28,17 +28,8 @@
 
 #include "dc_codec.h"
 
-#ifndef DC_FUZZ_MAX_OUTPUT
-#define DC_FUZZ_MAX_OUTPUT (16u << 20)
-#endif
-
-#define REQUIRE(cond)                                                                   \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      fprintf(stderr, "fuzz_decode: property failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                                          \
-    }                                                                                   \
-  } while (0)
+#define DC_FUZZ_NAME "fuzz_decode"
+#include "dc_fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dc_tensor_info info;

@@ -26,23 +26,14 @@
 #include "dc_codec.h"
 #include "tflite_abi.h"
 
-#ifndef DC_FUZZ_MAX_OUTPUT
-#define DC_FUZZ_MAX_OUTPUT (16u << 20)
-#endif
+#define DC_FUZZ_NAME "fuzz_op"
+#include "dc_fuzz.h"
 
 /* Exported by huffdecode_op.c (no public header declares them: they are entry points). */
 const TfLiteRegistration* DcKerasHuffDecodeRegistration(void);
 TfLiteDelegate* tflite_plugin_create_delegate(char** keys, char** values, size_t n,
                                               void (*report_error)(const char*));
 void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate);
-
-#define REQUIRE(cond)                                                               \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      fprintf(stderr, "fuzz_op: property failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                                      \
-    }                                                                               \
-  } while (0)
 
 /* ---- fake runtime ---- */
 typedef struct {

@@ -24,17 +24,8 @@
 #include "dc_codec.h"
 #include "dc_sparse_fc.h"
 
-#ifndef DC_FUZZ_MAX_OUTPUT
-#define DC_FUZZ_MAX_OUTPUT (16u << 20)
-#endif
-
-#define REQUIRE(cond)                                                                      \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      fprintf(stderr, "fuzz_sparse_fc: property failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                                             \
-    }                                                                                      \
-  } while (0)
+#define DC_FUZZ_NAME "fuzz_sparse_fc"
+#include "dc_fuzz.h"
 
 static void check_form(const dc_sparse_fc* m, const void* dense) {
   uint64_t k = 0;

@@ -15,23 +15,15 @@
 
 #include "dc_unpack.h"
 
-#ifndef DC_FUZZ_MAX_OUTPUT
-#define DC_FUZZ_MAX_OUTPUT (16u << 20)
-#endif
-
-#define REQUIRE(cond)                                                               \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      fprintf(stderr, "fuzz_unpack: property failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                                      \
-    }                                                                               \
-  } while (0)
+#define DC_FUZZ_NAME "fuzz_unpack"
+#include "dc_fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint8_t* out = (uint8_t*)1;
   size_t n = 12345;
   char why[256];
-  dc_unpack_status st = dc_unpack_bounded(data, size, DC_FUZZ_MAX_OUTPUT, &out, &n, why, sizeof why);
+  dc_unpack_status st =
+      dc_unpack_bounded(data, size, DC_FUZZ_MAX_OUTPUT, &out, &n, why, sizeof why);
   if (st != DC_UNPACK_OK) {
     REQUIRE(out == NULL && n == 0);
     REQUIRE(why[0] != '\0' && memchr(why, '\0', sizeof why) != NULL);
