@@ -952,24 +952,24 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
  * §11 group (0 ungrouped; the row for axis 0, the column for axis 1).  value codes > 255 mark
  * values the caller does not keep (the background, zeros): they append nothing.  The dense
  * tensor is never materialised. mode: 0 ungrouped, 1 grouped by row, 2 grouped by column. */
-#define DC_ROW_ENTRY(g, i)                                         \
-  do {                                                             \
-    uint32_t c_, v_;                                               \
-    p += (g);                                                      \
-    if (p >= n) return DC_ERR_STREAM;                              \
-    if (p >= rend) { /* next row(s); p < N keeps row < rows */     \
-      do {                                                         \
-        rp[++row] = (uint32_t)k;                                   \
-        rend += cols;                                              \
-      } while (p >= rend);                                         \
-      if (mode == 1) vrow = vc + (size_t)row * K;                  \
-    }                                                              \
-    c_ = (uint32_t)(p - (rend - cols));                            \
-    v_ = (mode == 2 ? vc + (size_t)c_ * K : vrow)[(i)];            \
-    col[k] = (uint16_t)c_;                                         \
-    code[k] = (uint8_t)v_;                                         \
-    k += (v_ >> 8) ^ 1u; /* kept: < 256; skipped: 256 */           \
-    p++;                                                           \
+#define DC_ROW_ENTRY(g, i)                                     \
+  do {                                                         \
+    uint32_t c_, v_;                                           \
+    p += (g);                                                  \
+    if (p >= n) return DC_ERR_STREAM;                          \
+    if (p >= rend) { /* next row(s); p < N keeps row < rows */ \
+      do {                                                     \
+        rp[++row] = (uint32_t)k;                               \
+        rend += cols;                                          \
+      } while (p >= rend);                                     \
+      if (mode == 1) vrow = vc + (size_t)row * K;              \
+    }                                                          \
+    c_ = (uint32_t)(p - (rend - cols));                        \
+    v_ = (mode == 2 ? vc + (size_t)c_ * K : vrow)[(i)];        \
+    col[k] = (uint16_t)c_;                                     \
+    code[k] = (uint8_t)v_;                                     \
+    k += (v_ >> 8) ^ 1u; /* kept: < 256; skipped: 256 */       \
+    p++;                                                       \
   } while (0)
 
 DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uint16_t* gtab,

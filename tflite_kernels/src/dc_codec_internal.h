@@ -58,11 +58,11 @@ typedef struct {
   const uint16_t* value_code; /* per (group, codebook index), group-major: the value's 8-bit
                                * code, or 256 for a value not kept (background, zero) */
   uint64_t value_code_len;    /* entries: >= groups * K (groups: 1 unless §11) */
-  uint32_t* row_ptr;          /* rows + 1 entries: row r's kept values are [row_ptr[r], row_ptr[r+1]) */
-  uint16_t* col;              /* capacity entries: column of each kept value, increasing per row */
-  uint8_t* code;              /* capacity entries: value code of each kept value */
-  uint64_t capacity;          /* >= E (entry count, §6) */
-  uint64_t nnz;               /* out: kept values */
+  uint32_t* row_ptr; /* rows + 1 entries: row r's kept values are [row_ptr[r], row_ptr[r+1]) */
+  uint16_t* col;     /* capacity entries: column of each kept value, increasing per row */
+  uint8_t* code;     /* capacity entries: value code of each kept value */
+  uint64_t capacity; /* >= E (entry count, §6) */
+  uint64_t nnz;      /* out: kept values */
 } dc_rows;
 
 /* Decodes a version >= 2 sparse tensor (§6, or §11 layout 3) of rank 2, already parsed into *h

@@ -52,8 +52,8 @@ typedef struct {
   DcLiteRtStatus (*GetOutputLayouts)(void* user_data, size_t num_inputs,
                                      const DcLiteRtLayout* input_layouts, size_t num_outputs,
                                      DcLiteRtLayout* output_layouts);
-  DcLiteRtStatus (*Run)(void* user_data, size_t num_inputs, void* const* inputs,
-                        size_t num_outputs, void* const* outputs);
+  DcLiteRtStatus (*Run)(void* user_data, size_t num_inputs, void* const* inputs, size_t num_outputs,
+                        void* const* outputs);
   DcLiteRtStatus (*Destroy)(void* user_data);
 } DcLiteRtCustomOpKernel; /* LiteRtCustomOpKernel */
 
@@ -105,16 +105,19 @@ static DcLiteRtStatus k_layouts(void* user_data, size_t num_inputs, const DcLite
     if (k->ops[i].packed_size != (size_t)in[0].dimensions[0]) continue;
     if (found && (found->rank != k->ops[i].rank ||
                   memcmp(found->dims, k->ops[i].dims, sizeof found->dims) != 0)) {
-      record(k, "HuffDecode(%s, %s): two packed tensors of %d bytes have different shapes; "
-             "unpack the model (dc_unpack) for CompiledModel", found->name, k->ops[i].name,
-             in[0].dimensions[0]);
+      record(k,
+             "HuffDecode(%s, %s): two packed tensors of %d bytes have different shapes; "
+             "unpack the model (dc_unpack) for CompiledModel",
+             found->name, k->ops[i].name, in[0].dimensions[0]);
       return kDcLiteRtInvalidArgument;
     }
     found = &k->ops[i];
   }
   if (!found) {
-    record(k, "HuffDecode: no packed tensor of %d bytes in the model given to "
-           "DcKerasLiteRtHuffDecodeCreate", in[0].dimensions[0]);
+    record(k,
+           "HuffDecode: no packed tensor of %d bytes in the model given to "
+           "DcKerasLiteRtHuffDecodeCreate",
+           in[0].dimensions[0]);
     return kDcLiteRtInvalidArgument;
   }
   memset(&out[0], 0, sizeof out[0]);
@@ -136,8 +139,8 @@ static DcLiteRtStatus k_run(void* user_data, size_t num_inputs, void* const* inp
     return kDcLiteRtRuntimeFailure;
   }
   size_t i = 0;
-  while (i < k->num_ops && (k->ops[i].packed_size != src_n ||
-                            memcmp(k->ops[i].packed, src, src_n) != 0)) {
+  while (i < k->num_ops &&
+         (k->ops[i].packed_size != src_n || memcmp(k->ops[i].packed, src, src_n) != 0)) {
     ++i;
   }
   k->api.unlock(inputs[0]);
@@ -161,7 +164,9 @@ static DcLiteRtStatus k_run(void* user_data, size_t num_inputs, void* const* inp
 
 static const DcLiteRtCustomOpKernel g_kernel = {k_init, k_layouts, k_run, k_destroy};
 
-DC_EXPORT const void* DcKerasLiteRtHuffDecodeKernel(void) { return &g_kernel; }
+DC_EXPORT const void* DcKerasLiteRtHuffDecodeKernel(void) {
+  return &g_kernel;
+}
 
 DC_EXPORT void DcKerasLiteRtHuffDecodeDestroy(void* state) {
   DcLiteRtHuff* k = (DcLiteRtHuff*)state;
@@ -178,7 +183,8 @@ DC_EXPORT void* DcKerasLiteRtHuffDecodeCreate(const uint8_t* model, size_t n,
                                               const DcLiteRtApi* api, char* why, size_t why_n) {
   DcLiteRtHuff* k = (DcLiteRtHuff*)calloc(1, sizeof *k);
   if (!k || !api || !api->lock || !api->unlock || !api->size) {
-    if (why && why_n) snprintf(why, why_n, "%s", k ? "the LiteRT functions are required" : "out of memory");
+    if (why && why_n)
+      snprintf(why, why_n, "%s", k ? "the LiteRT functions are required" : "out of memory");
     free(k);
     return NULL;
   }

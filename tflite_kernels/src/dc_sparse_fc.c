@@ -23,12 +23,12 @@
  */
 #include "dc_sparse_fc.h"
 
-#include "dc_codec_internal.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "dc_codec_internal.h"
 
 static void say(char* why, size_t size, const char* fmt, ...) {
   if (!why || !size) return;
@@ -192,8 +192,8 @@ static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) 
       vc[i] = q ? q : 256;
     } else {
       const uint8_t* b = h->codebook + 4 * i;
-      uint32_t bits = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                      (uint32_t)b[3] << 24;
+      uint32_t bits =
+          (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
       float v;
       memcpy(&v, &bits, sizeof v);
       int c = (bits << 1) == 0 ? 256 : value_code(&vm, m, bits, v);
@@ -215,8 +215,8 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
                                   dc_sparse_fc* m, dc_status* decode_status) {
   const uint64_t groups = h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1;
   const uint64_t len = groups * h->k;
-  if (h->info.version < 2 || (h->layout != DC_LAYOUT_SPARSE && h->layout != DC_LAYOUT_GROUPED_SPARSE) ||
-      len > (1u << 22))
+  if (h->info.version < 2 ||
+      (h->layout != DC_LAYOUT_SPARSE && h->layout != DC_LAYOUT_GROUPED_SPARSE) || len > (1u << 22))
     return DC_SFC_UNSUPPORTED;
   uint16_t* vc = value_codes(h, m, len);
   if (!vc) return DC_SFC_UNSUPPORTED;
@@ -225,7 +225,8 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     free(vc);
     return s;
   }
-  dc_rows r = {m->rows, m->cols, vc, len, m->row_ptr, m->col, m->code, h->entries ? h->entries : 1, 0};
+  dc_rows r = {m->rows, m->cols, vc, len, m->row_ptr, m->col, m->code, h->entries ? h->entries : 1,
+               0};
   dc_status st = dc_decode_rows(packed, size, h, &r);
   free(vc);
   if (st != DC_OK) {

@@ -143,7 +143,8 @@ static int read_tensor(Fb* f, const Vec* tensors, int32_t index, Tensor* t) {
   uint64_t type, buffer;
   Vec name;
   if (index < 0 || !table_at(f, tensors, (size_t)index, &tt) || !scalar(f, tt, 1, 1, 0, &type) ||
-      !scalar(f, tt, 2, 4, 0, &buffer) || !vec(f, tt, 0, 4, &t->shape) || !vec(f, tt, 3, 1, &name)) {
+      !scalar(f, tt, 2, 4, 0, &buffer) || !vec(f, tt, 0, 4, &t->shape) ||
+      !vec(f, tt, 3, 1, &name)) {
     return say(f, "malformed .tflite: tensor %d cannot be read", (int)index);
   }
   t->type = (int)(int8_t)type;
@@ -245,8 +246,10 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
   if (!buffer_bytes(f, &pl->buffers, p.buffer, &raw, &len)) return DC_UNPACK_MALFORMED;
   if (p.type != kUInt8 || len == 0 || p.shape.count != 1 ||
       i32_elem(f, &p.shape, 0) != (int64_t)len) {
-    say(f, "HuffDecode(%s): packed input '%s' must be a constant 1-D uint8 tensor with one "
-        "entry per byte", t.name, p.name);
+    say(f,
+        "HuffDecode(%s): packed input '%s' must be a constant 1-D uint8 tensor with one "
+        "entry per byte",
+        t.name, p.name);
     return DC_UNPACK_BAD_PACKED;
   }
   dc_tensor_info info;
@@ -264,8 +267,10 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
     return DC_UNPACK_BAD_PACKED;
   }
   if (!pl->list_only && (t.buffer == 0 || t.buffer >= pl->buffers.count)) {
-    say(f, "HuffDecode(%s): the tensor has no buffer of its own (packed from a DENSIFY op?); "
-        "this unpacker cannot add buffers: use dc_keras.export.unpack", t.name);
+    say(f,
+        "HuffDecode(%s): the tensor has no buffer of its own (packed from a DENSIFY op?); "
+        "this unpacker cannot add buffers: use dc_keras.export.unpack",
+        t.name);
     return DC_UNPACK_UNSUPPORTED;
   }
   if (pl->total > pl->max_output || info.output_bytes + 64 > pl->max_output - pl->total) {
@@ -318,8 +323,7 @@ static int plan_model(Fb* f, Plan* pl) {
     }
     for (size_t o = 0; o < ops.count; ++o) {
       uint64_t code;
-      if (!table_at(f, &ops, o, &ot) || !scalar(f, ot, 0, 4, 0, &code) ||
-          code >= pl->codes.count) {
+      if (!table_at(f, &ops, o, &ot) || !scalar(f, ot, 0, 4, 0, &code) || code >= pl->codes.count) {
         return say(f, "malformed .tflite: subgraph %zu operator %zu", s, o), DC_UNPACK_MALFORMED;
       }
       if (!pl->is_huff[code]) continue;
@@ -343,9 +347,10 @@ static int check_targets(Fb* f, Plan* pl, unsigned char* keep) {
     for (size_t e = 0; e < i && keep[i]; ++e) {
       if (pl->targets[e].buffer != pl->targets[i].buffer) continue;
       if (pl->jobs[e].out_size != j->out_size || memcmp(pl->jobs[e].out, j->out, j->out_size)) {
-        say(f, "HuffDecode(%s): buffer %u is shared with '%s' but decodes to different bytes; "
-            "use dc_keras.export.unpack", pl->targets[i].name, (unsigned)pl->targets[i].buffer,
-            pl->targets[e].name);
+        say(f,
+            "HuffDecode(%s): buffer %u is shared with '%s' but decodes to different bytes; "
+            "use dc_keras.export.unpack",
+            pl->targets[i].name, (unsigned)pl->targets[i].buffer, pl->targets[e].name);
         return DC_UNPACK_UNSUPPORTED;
       }
       keep[i] = 0; /* same bytes: the first one's Buffer serves both */
@@ -365,7 +370,9 @@ static int check_targets(Fb* f, Plan* pl, unsigned char* keep) {
   return DC_UNPACK_OK;
 }
 
-static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+static size_t align_up(size_t x, size_t a) {
+  return (x + a - 1) / a * a;
+}
 
 /* Removes the HuffDecode ops from every operator vector of `out` (a copy of
  * the input): kept entries move down, their offsets grow by the distance. */
@@ -489,7 +496,9 @@ DC_API dc_unpack_status dc_unpack(const uint8_t* packed, size_t n, uint8_t** out
   return dc_unpack_bounded(packed, n, DC_FLATBUFFER_MAX, out, out_n, why, why_n);
 }
 
-DC_API void dc_unpack_free(uint8_t* out) { free(out); }
+DC_API void dc_unpack_free(uint8_t* out) {
+  free(out);
+}
 
 DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_huffdecode_op** ops,
                                            size_t* num_ops, char* why, size_t why_n) {
@@ -499,7 +508,8 @@ DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_hu
   pl.max_output = DC_FLATBUFFER_MAX;
   pl.list_only = 1;
   if (why && why_n) why[0] = '\0';
-  if (!ops || !num_ops || !model) return say(&f, "dc_list_huffdecode: bad arguments"), DC_UNPACK_MALFORMED;
+  if (!ops || !num_ops || !model)
+    return say(&f, "dc_list_huffdecode: bad arguments"), DC_UNPACK_MALFORMED;
   *ops = NULL;
   *num_ops = 0;
   int r = plan_model(&f, &pl);
@@ -554,9 +564,9 @@ DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t a
     NewBuffer b = {pl.targets[i].packed_buffer, pl.jobs[i].packed, pl.jobs[i].packed_size};
     nb[count++] = b;
   }
-  if (r == DC_UNPACK_OK) r = append_buffers(&f, &pl.buffers, nb, count, alignment, pl.max_output, out, out_n);
+  if (r == DC_UNPACK_OK)
+    r = append_buffers(&f, &pl.buffers, nb, count, alignment, pl.max_output, out, out_n);
   free(nb);
   plan_free(&pl);
   return (dc_unpack_status)r;
 }
-

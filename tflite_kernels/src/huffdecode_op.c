@@ -360,7 +360,7 @@ typedef struct {
   size_t num_fcs, cap_fcs;
   char* report; /* one line per FC considered (DcKerasHuffDecodeDelegateReport) */
   size_t report_len, report_cap;
-  char error[512]; /* first decode error, reported by the kernel */
+  char error[512];    /* first decode error, reported by the kernel */
   int decode_threads; /* option decode_threads: 0 = all CPUs (dc_decode_threads), 1 = serial */
 } DcDelegate;
 
@@ -639,7 +639,7 @@ static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
             (unsigned long long)out->bytes, (unsigned long long)info.output_bytes);
     return 0;
   }
-  size_t n = (size_t)out->bytes; /* >= output_bytes (int4: see output_size_ok) */
+  size_t n = (size_t)out->bytes;    /* >= output_bytes (int4: see output_size_ok) */
   void* block = dc_alloc_output(n); /* kDecodedAlignment-aligned, not zeroed */
   if (!block || !delegate_keep(d, block)) {
     free(block);
@@ -662,8 +662,7 @@ static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
 /* Decoded route, step 2: after a successful decode, the output becomes a
  * read-only constant; 0 + message if the decode failed. */
 static int delegate_finish_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node,
-                                const dc_decode_job* job, void* block, char* msg,
-                                size_t msg_size) {
+                                const dc_decode_job* job, void* block, char* msg, size_t msg_size) {
   TfLiteTensor* out = &context->tensors[node->outputs->data[0]];
   if (job->status != DC_OK) {
     set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s", tensor_name(out),

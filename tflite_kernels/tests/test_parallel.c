@@ -7,17 +7,7 @@
 
 #include "codec_vectors.h"
 #include "dc_parallel.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                      \
-  do {                                        \
-    if (!(cond)) {                            \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);           \
-      fprintf(stderr, "\n");                  \
-      ++failures;                             \
-    }                                         \
-  } while (0)
+#include "dc_test.h"
 
 #define NVEC (sizeof codec_vectors / sizeof codec_vectors[0])
 #define REPEAT 7 /* every vector several times: more jobs than threads */
@@ -47,8 +37,8 @@ static void run(int threads, int corrupt) {
     uint8_t* ref = (uint8_t*)malloc(v->raw_size ? v->raw_size : 1);
     dc_status st = dc_decode(copies[i], v->packed_size, ref, v->raw_size);
     want_bad += st != DC_OK;
-    CHECK(jobs[i].status == st, "threads=%d job %zu (%s): status %d, alone %d", threads, i,
-          v->name, (int)jobs[i].status, (int)st);
+    CHECK(jobs[i].status == st, "threads=%d job %zu (%s): status %d, alone %d", threads, i, v->name,
+          (int)jobs[i].status, (int)st);
     if (st == DC_OK) {
       CHECK(memcmp(jobs[i].out, v->raw, v->raw_size) == 0, "threads=%d job %zu (%s): bytes differ",
             threads, i, v->name);

@@ -10,17 +10,7 @@
 
 #include "codec_vectors.h"
 #include "dc_sparse_fc.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fprintf(stderr, "\n");                               \
-      ++failures;                                          \
-    }                                                      \
-  } while (0)
+#include "dc_test.h"
 
 static uint32_t rng_state = 12345u;
 static uint32_t rnd(void) {
@@ -207,7 +197,8 @@ static void flips_with_crc(const codec_vector* v) {
       }
       uint8_t* dense = dp == DC_OK ? malloc(info.output_bytes + 1) : NULL;
       dd = dp == DC_OK ? dc_decode(bad, n, dense, info.output_bytes) : dp;
-      if (st == DC_SFC_DECODE) CHECK(ds == dd, "%s: flip %zu: %d vs dc_decode %d", v->name, pos, ds, dd);
+      if (st == DC_SFC_DECODE)
+        CHECK(ds == dd, "%s: flip %zu: %d vs dc_decode %d", v->name, pos, ds, dd);
       if (st == DC_SFC_OK) {
         CHECK(dd == DC_OK, "%s: flip %zu built what dc_decode rejects (%d)", v->name, pos, dd);
         if (dd == DC_OK) check_form(&m, dense, v->name);
@@ -243,9 +234,11 @@ static void test_vectors(void) {
     CHECK(m.rows == rows && m.cols == cols && m.row_ptr[rows] == m.nnz, "%s: shape", v->name);
     check_form(&m, v->raw, v->name);
     /* §6 / §11 sparse with a zero background: straight from the entries, else the dense route */
-    int zero_bg = strncmp(v->name, "sparse_fc_", 10) == 0 || strncmp(v->name, "grouped_sparse_fc_", 18) == 0;
+    int zero_bg =
+        strncmp(v->name, "sparse_fc_", 10) == 0 || strncmp(v->name, "grouped_sparse_fc_", 18) == 0;
     direct += zero_bg;
-    CHECK(m.from_dense == !zero_bg, "%s: built %s", v->name, m.from_dense ? "through a dense copy" : "from the entries");
+    CHECK(m.from_dense == !zero_bg, "%s: built %s", v->name,
+          m.from_dense ? "through a dense copy" : "from the entries");
     if (zero_bg) flips_with_crc(v);
     if (v->dtype == DC_DTYPE_FLOAT32) {
       float* w = malloc(v->raw_size);

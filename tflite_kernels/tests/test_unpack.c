@@ -9,18 +9,8 @@
 #include <string.h>
 
 #include "dc_parallel.h"
+#include "dc_test.h"
 #include "dc_unpack.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                     \
-  do {                                                       \
-    if (!(cond)) {                                           \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);   \
-      fprintf(stderr, __VA_ARGS__);                          \
-      fprintf(stderr, "\n");                                 \
-      ++failures;                                            \
-    }                                                        \
-  } while (0)
 
 static uint8_t* read_file(const char* path, size_t* n) {
   FILE* f = fopen(path, "rb");
@@ -62,7 +52,8 @@ static void check_contents(const uint8_t* model, size_t n, const uint8_t* plain,
 int main(void) {
   size_t n = 0;
   uint8_t* model = read_file("../tests/data/zoo_lstm128.packed.tflite", &n);
-  CHECK(model != NULL, "cannot read ../tests/data/zoo_lstm128.packed.tflite (run from tflite_kernels/)");
+  CHECK(model != NULL,
+        "cannot read ../tests/data/zoo_lstm128.packed.tflite (run from tflite_kernels/)");
   if (!model) return 1;
   uint8_t *plain = NULL, *again = NULL;
   size_t pn = 0, an = 0;
@@ -73,21 +64,25 @@ int main(void) {
   dc_huffdecode_op* ops = NULL;
   size_t num = 1;
   CHECK(plain && dc_list_huffdecode(plain, pn, &ops, &num, why, sizeof why) == DC_UNPACK_OK &&
-            num == 0, "HuffDecode ops left after unpacking: %zu", num);
+            num == 0,
+        "HuffDecode ops left after unpacking: %zu", num);
   free(ops);
   CHECK(dc_unpack(plain, pn, &again, &an, why, sizeof why) == DC_UNPACK_OK && an == pn &&
-            memcmp(again, plain, pn) == 0, "unpacking a plain model must return it unchanged");
+            memcmp(again, plain, pn) == 0,
+        "unpacking a plain model must return it unchanged");
   dc_unpack_free(again);
   /* one thread gives the same bytes */
   setenv("DC_KERAS_DECODE_THREADS", "1", 1);
   CHECK(dc_unpack(model, n, &again, &an, why, sizeof why) == DC_UNPACK_OK && an == pn &&
-            memcmp(again, plain, pn) == 0, "single-thread unpack differs");
+            memcmp(again, plain, pn) == 0,
+        "single-thread unpack differs");
   unsetenv("DC_KERAS_DECODE_THREADS");
   dc_unpack_free(again);
   /* aligned packed bytes: every packed tensor 64-aligned, unpacks to the same tensors */
   uint8_t* al = NULL;
   size_t aln = 0;
-  CHECK(dc_align_packed(model, n, 64, &al, &aln, why, sizeof why) == DC_UNPACK_OK, "align: %s", why);
+  CHECK(dc_align_packed(model, n, 64, &al, &aln, why, sizeof why) == DC_UNPACK_OK, "align: %s",
+        why);
   CHECK(dc_list_huffdecode(al, aln, &ops, &num, why, sizeof why) == DC_UNPACK_OK, "list aligned");
   for (size_t i = 0; i < num; ++i) {
     CHECK((size_t)(ops[i].packed - al) % 64 == 0, "packed %s not 64-aligned", ops[i].name);
@@ -121,7 +116,8 @@ int main(void) {
   free(bad);
   uint8_t* o = NULL;
   CHECK(dc_unpack((const uint8_t*)"TFL3", 4, &o, &an, why, sizeof why) == DC_UNPACK_MALFORMED &&
-            strstr(why, "not a .tflite") != NULL, "short input: %s", why);
+            strstr(why, "not a .tflite") != NULL,
+        "short input: %s", why);
   dc_unpack_free(plain);
   free(model);
   if (failures) {

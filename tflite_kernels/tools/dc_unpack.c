@@ -10,6 +10,8 @@
  * naming the problem and exits with status 1 (2 for a usage error).
  */
 #define _POSIX_C_SOURCE 200809L
+#include "dc_unpack.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,8 +19,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "dc_unpack.h"
 
 static int read_all(const char* path, uint8_t** data, size_t* size) {
   FILE* f = fopen(path, "rb");
