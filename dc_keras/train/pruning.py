@@ -216,9 +216,9 @@ class PruneWrapper(_base.CompressionWrapper):
             new, t = self._new_mask_np(w, old, float(ops.convert_to_numpy(threshold)), axis, sparsity)
             if np.array_equal(new, old) and t == float(ops.convert_to_numpy(threshold)):
                 continue
-            mask.assign(new.astype(old.dtype))
-            threshold.assign(np.float32(t))
-            var.assign((w * new.astype(w.dtype)).astype(w.dtype))
+            _assign_host(mask, new.astype(old.dtype))
+            _assign_host(threshold, np.float32(t))
+            _assign_host(var, (w * new.astype(w.dtype)).astype(w.dtype))
 
     def _new_mask_np(self, w, mask, threshold, axis, sparsity):
         """numpy twin of :meth:`_new_mask` (float32 arithmetic like the traced version)."""
@@ -320,6 +320,26 @@ _STATELESS_OPTIMIZER = keras.backend.backend() == "jax"
 # JAX has no int64 unless jax_enable_x64 (it would truncate with a warning on every model): int32
 # there (2**31 steps); a saved int64 counter loads into it.
 _STEP_DTYPE = "int32" if keras.backend.backend() == "jax" else "int64"
+
+
+def _assign_host(variable, value):
+    """``variable.assign(value)`` for a host (numpy) value computed identically on every process.
+
+    On JAX with a multi-process distribution a plain assign is a ``jax.device_put`` to a sharding
+    spanning all processes, which first checks across processes that every one holds the same
+    value (one collective per variable: ~400 ms per LeNet mask update on loopback). The value
+    is built here in the variable's own sharding from the local copy (``jax.make_array_from_callback``,
+    the public multi-controller constructor), so the assign itself moves nothing; every process
+    computes the same value from the same weights, as examples/multi_worker.py's digests check.
+    """
+    if _STATELESS_OPTIMIZER:
+        sharding = getattr(variable.value, "sharding", None)
+        if sharding is not None and not sharding.is_fully_addressable:
+            import jax
+
+            value = np.asarray(value, dtype=variable.dtype)
+            value = jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+    variable.assign(value)
 
 
 def _distributed():
