@@ -123,6 +123,7 @@ class PruneWrapper(_base.CompressionWrapper):
         self._traced_host = None  # mode the last traced training step used (None: not traced)
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
+        self._untracked("_last_update", None)  # JAX: (step, input arrays, assigned values)
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -207,9 +208,21 @@ class PruneWrapper(_base.CompressionWrapper):
         Example:
             >>> wrapper.update_masks(step=100)  # masks for step 100 of the schedule
         """
+        # JAX values are immutable arrays: the same input arrays and step give the same update.
+        # fit() over a dataset of unknown length calls the callback once more after the last
+        # batch; Keras then restores the variables it holds (undoing that update), and the next
+        # epoch's first batch repeats it on those very arrays: reuse the result then.
+        inputs = [v.value for v in self._update_variables()] if _STATELESS_OPTIMIZER else None
+        memo = self._last_update
+        if inputs is not None and memo is not None and memo[0] == int(step) and \
+                all(a is b for a, b in zip(memo[1], inputs)):
+            for variable, value in memo[2]:
+                variable.assign(value)
+            return
         sparsity = None
         if self.schedule.kind == "sparsity":
             sparsity = np.float32(ops.convert_to_numpy(self.schedule.sparsity(int(step))))
+        assigned = []
         for (_name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
             w = ops.convert_to_numpy(var)
             old = ops.convert_to_numpy(mask)
@@ -219,6 +232,13 @@ class PruneWrapper(_base.CompressionWrapper):
             _assign_host(mask, new.astype(old.dtype))
             _assign_host(threshold, np.float32(t))
             _assign_host(var, (w * new.astype(w.dtype)).astype(w.dtype))
+            assigned += [mask, threshold, var]
+        if inputs is not None:
+            self._untracked("_last_update", (int(step), inputs, [(v, v.value) for v in assigned]))
+
+    def _update_variables(self):
+        return [v for (_n, var, _a), mask, thr in zip(self._targets, self._masks, self._thresholds)
+                for v in (var, mask, thr)]
 
     def _new_mask_np(self, w, mask, threshold, axis, sparsity):
         """numpy twin of :meth:`_new_mask` (float32 arithmetic like the traced version)."""
