@@ -74,6 +74,32 @@ def test_prune_cluster_train_on_this_backend(jit_compile, steps):
         assert (kernel == 0).mean() >= 0.74  # the zeros survived clustering
 
 
+def test_repeated_mask_update_on_the_same_arrays_is_reused():
+    """On JAX (immutable arrays) an update repeated at the same step on the same input arrays
+    reuses the first result (fit() repeats one after an epoch of unknown length); new weights at
+    the same step are pruned afresh; the result equals a fresh computation everywhere."""
+    wrapper = dc_keras.prune(keras.layers.Dense(8), PolynomialDecay(0.2, 0.6, 0, 10, frequency=2))
+    wrapper.build((None, 16))
+    (_, var, _), mask, threshold = wrapper._targets[0], wrapper._masks[0], wrapper._thresholds[0]
+    before = [v.value for v in (var, mask, threshold)]
+    wrapper.update_masks(4)
+    first = keras.ops.convert_to_numpy(mask).copy()
+    first_value = mask.value
+    for v, value in zip((var, mask, threshold), before):  # what fit() does after the extra callback
+        v.assign(value)
+    wrapper.update_masks(4)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(mask), first)
+    if BACKEND == "jax":
+        assert mask.value is first_value  # reused, not recomputed
+    fresh = RNG.normal(size=tuple(var.shape)).astype("float32")
+    var.assign(fresh)
+    mask.assign(np.ones(tuple(var.shape), "float32"))
+    wrapper.update_masks(4)
+    got = keras.ops.convert_to_numpy(mask)
+    assert not np.array_equal(got, first) and (got == 0).sum() == 65  # floor(0.5136 * 128)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(var), fresh * got)
+
+
 def test_export_on_this_backend_matches_keras(tmp_path):
     """to_tflite works on every backend (torch: through a TF-backend subprocess) and the packed
     .tflite computes what the Keras model computes."""
