@@ -1435,9 +1435,8 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
 }
 
 /* What the delegate did with each FULLY_CONNECTED / EMBEDDING_LOOKUP / GATHER
- * fed by packed weights, one
- * tab-separated line each: "compressed <weights> <rows>x<cols> <dtype> <nnz>
- * <bytes>" or "dense <weights> <reason>".  Copies up to size - 1 bytes (NUL
+ * fed by packed weights, one tab-separated line each: "compressed <weights>
+ * <rows>x<cols> <dtype> <nnz> <bytes> <op>" or "dense <weights> <reason> <op>".  Copies up to size - 1 bytes (NUL
  * terminated) and returns the full length. */
 DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate, char* buf,
                                                  size_t size) {
