@@ -127,7 +127,7 @@ static void compact_int8(const int8_t* w, dc_sparse_fc* m) {
     int32_t sum = 0;
     m->row_ptr[r] = k;
     for (uint32_t c = 0; c < cols; ++c) {
-      if (row[c] == 0) continue;
+      if (row[c] == m->fill) continue;
       col[k] = (uint16_t)c;
       code[k] = (uint8_t)row[c];
       sum += row[c];
@@ -138,14 +138,15 @@ static void compact_int8(const int8_t* w, dc_sparse_fc* m) {
   m->row_ptr[rows] = k;
 }
 
-static uint64_t count_nonzero(const void* w, uint32_t dtype, uint64_t n, uint32_t table) {
+static uint64_t count_nonzero(const void* w, uint32_t dtype, uint64_t n, uint32_t table,
+                              int32_t fill) {
   uint64_t nnz = 0;
   if (dtype == DC_DTYPE_FLOAT32) {
     const uint32_t* f = (const uint32_t*)w;
     for (uint64_t i = 0; i < n; ++i) nnz += !omitted(f[i], table);
   } else {
     const int8_t* q = (const int8_t*)w;
-    for (uint64_t i = 0; i < n; ++i) nnz += (q[i] != 0);
+    for (uint64_t i = 0; i < n; ++i) nnz += (q[i] != fill);
   }
   return nnz;
 }
@@ -191,10 +192,12 @@ static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) 
   ValueMap vm;
   if (!vc) return NULL;
   memset(vm.val, 0xff, sizeof vm.val);
+  /* int8 table: the background (e.g. the zero point of an asymmetric table) is not stored */
+  if (m->table && m->dtype == DC_DTYPE_INT8) m->fill = (int8_t)h->codebook[h->background];
   for (uint64_t i = 0; i < len; ++i) {
     if (m->dtype == DC_DTYPE_INT8) {
       uint8_t q = h->codebook[i];
-      vc[i] = q ? q : 256;
+      vc[i] = (int8_t)q != m->fill ? q : 256;
     } else {
       const uint8_t* b = h->codebook + 4 * i;
       uint32_t bits =
@@ -255,6 +258,17 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
   return DC_SFC_OK;
 }
 
+static int8_t most_common_int8(const void* w, uint64_t n) {
+  uint64_t count[256] = {0};
+  const uint8_t* q = (const uint8_t*)w;
+  for (uint64_t i = 0; i < n; ++i) count[q[i]]++;
+  unsigned best = 0;
+  for (unsigned v = 1; v < 256; ++v) {
+    if (count[v] > count[best]) best = v;
+  }
+  return (int8_t)best;
+}
+
 static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
                            dc_status* decode_status, char* why, size_t why_size, uint32_t table) {
   dc_header h;
@@ -294,7 +308,8 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     if (decode_status) *decode_status = st;
     return DC_SFC_DECODE;
   }
-  s = alloc_form(m, count_nonzero(dense, h.info.dtype, h.info.num_elements, table));
+  if (table && h.info.dtype == DC_DTYPE_INT8) m->fill = most_common_int8(dense, h.info.num_elements);
+  s = alloc_form(m, count_nonzero(dense, h.info.dtype, h.info.num_elements, table, m->fill));
   if (s == DC_SFC_OK) {
     if (h.info.dtype == DC_DTYPE_FLOAT32) {
       s = compact_float((const float*)dense, m, why, why_size);
@@ -340,7 +355,7 @@ DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64
       for (uint32_t j = m->row_ptr[r]; j < end; ++j) y[m->col[j]] = m->codebook[m->code[j]];
     } else {
       int8_t* y = (int8_t*)out + i * cols;
-      memset(y, 0, cols);
+      memset(y, (uint8_t)m->fill, cols);
       for (uint32_t j = m->row_ptr[r]; j < end; ++j) y[m->col[j]] = (int8_t)m->code[j];
     }
   }
