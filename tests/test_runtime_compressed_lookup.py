@@ -102,6 +102,8 @@ def _as_embedding_lookup(content, hybrid=False):
         assert fb.opcode_name(m, ops[-1]) == "DEQUANTIZE" and fb.opcode_name(m, ops[-2]) == "GATHER"
         ops[-2].outputs = ops[-1].outputs
         del ops[-1]
+        table = m.subgraphs[0].tensors[ops[-1].inputs[0]]
+        table.quantization.zeroPoint = [0]  # TFLite's hybrid lookup takes a symmetric table
     for op in ops:
         code = m.operatorCodes[op.opcodeIndex]
         if code.builtinCode == schema.BuiltinOperator.GATHER:
