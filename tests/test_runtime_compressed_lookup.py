@@ -141,3 +141,22 @@ def test_hybrid_embedding_lookup_keeps_decoded_route_and_says_why():
     want, got = _run(_plain(plain), ids), _run(it, ids)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+def test_negative_zero_entries_are_kept():
+    """A lookup is a copy: -0.0 in the table comes out as -0.0 (the FC form drops +-0 alike)."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(64, 8)])
+    w = np.round(np.random.RandomState(0).randn(64, 8) * 2) / 4
+    w[np.abs(w) < 0.3] = 0
+    w[::3][w[::3] == 0] = -0.0  # every third row: its zeros are -0.0
+    model.layers[0].set_weights([w.astype(np.float32)])
+    plain = export.to_tflite(model, pack=False)
+    ids = np.array([[0, 3, 1, 63]], np.int32)
+    want = _run(_plain(plain), ids)
+    assert np.any(np.signbit(want) & (want == 0))  # the converter kept the -0.0 entries
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+    assert it.compressed_report()[0]["route"] == "compressed"
+    np.testing.assert_array_equal(_run(it, ids).view(np.uint32), want.view(np.uint32))
