@@ -308,7 +308,8 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     if (decode_status) *decode_status = st;
     return DC_SFC_DECODE;
   }
-  if (table && h.info.dtype == DC_DTYPE_INT8) m->fill = most_common_int8(dense, h.info.num_elements);
+  if (table && h.info.dtype == DC_DTYPE_INT8)
+    m->fill = most_common_int8(dense, h.info.num_elements);
   s = alloc_form(m, count_nonzero(dense, h.info.dtype, h.info.num_elements, table, m->fill));
   if (s == DC_SFC_OK) {
     if (h.info.dtype == DC_DTYPE_FLOAT32) {

@@ -1081,10 +1081,10 @@ static int find_candidates(TfLiteContext* context, DcDelegate* d, PlanNode* pn, 
     }
     FcPlan* p = find_fc(d, context, pn[k].index);
     int slot = table_slot(code);
-    int w = p ? p->weight
-              : (pn[k].node->inputs && pn[k].node->inputs->size >= 2
-                     ? pn[k].node->inputs->data[slot]
-                     : -1);
+    int w =
+        p ? p->weight
+          : (pn[k].node->inputs && pn[k].node->inputs->size >= 2 ? pn[k].node->inputs->data[slot]
+                                                                 : -1);
     if (w < 0 || (size_t)w >= nt || !huff_at[w] || (!p && uses[w] != 1)) continue;
     PlanNode* h = &pn[huff_at[w] - 1];
     if (!h->node->inputs || h->node->inputs->size != 1) continue;
@@ -1129,10 +1129,10 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     }
     if (r == 1) {
       fc->node->inputs->data[slot] = p->packed; /* the dense weight loses its consumer */
-      report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\t%s\n", p->name,
-                  (unsigned)p->m.rows, (unsigned)p->m.cols,
-                  p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8", (unsigned long long)p->m.nnz,
-                  (unsigned long long)dc_sparse_fc_bytes(&p->m), op_name(p->op));
+      report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\t%s\n", p->name, (unsigned)p->m.rows,
+                  (unsigned)p->m.cols, p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8",
+                  (unsigned long long)p->m.nnz, (unsigned long long)dc_sparse_fc_bytes(&p->m),
+                  op_name(p->op));
     }
   }
   if (r == 1) {
@@ -1144,8 +1144,9 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     return;
   }
   char msg[512];
-  report_line(d, "dense\t%s\t%s\t%s\n", tensor_name(&context->tensors[fc->node->inputs->data[slot]]),
-              why, op_name(fc->reg->builtin_code));
+  report_line(d, "dense\t%s\t%s\t%s\n",
+              tensor_name(&context->tensors[fc->node->inputs->data[slot]]), why,
+              op_name(fc->reg->builtin_code));
   huff->skip = 0;
   if (!delegate_decode_node(context, d, huff->node, msg, sizeof msg)) {
     remember_error(d, msg);

@@ -249,7 +249,7 @@ static void check_table(const codec_vector* v) {
             "%s: gathered row %d differs (idx64 %d)", v->name, i32[i], w);
     }
   }
-  i32[n] = (int32_t)n, i64[n] = -1;       /* first bad index at position n */
+  i32[n] = (int32_t)n, i64[n] = -1;        /* first bad index at position n */
   i32[n + 1] = -1, i64[n + 1] = INT64_MAX; /* (and another after it) */
   memset(out, 0x5a, (n + 2) * row);
   CHECK(dc_sparse_gather(&t, i32, 0, n + 2, out) == n, "%s: int32 bad index", v->name);
