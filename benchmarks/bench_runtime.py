@@ -10,7 +10,9 @@ Routes (each measured in its own fresh process; rounds interleave the routes):
   tflite_1x4     FC 4096^2 only: the same density pruned in 1x4 blocks along the input dim,
                  EXPERIMENTAL_SPARSITY (TFLite's built-in block-sparse FC kernel)
 FC models: one Dense layer (bias, no activation), weights pruned to the density (unstructured,
-smallest |w|) and clustered to 32 values. Ratios are vs `dense` of the same model, same run.
+smallest |w|) and clustered to 32 values. Embedding models (emb<rows>x<width>): one
+keras.layers.Embedding (GATHER in TFLite) with its table pruned and clustered the same way, 16 ids
+per call (batch 8: 8 x 16). Ratios are vs `dense` of the same model, same run.
 Latency: median of the invokes (and the fastest one: on a loaded machine a long invoke is more
 often preempted, which the minimum filters out).
 Memory = growth of the process's RSS from before the interpreter is created to after load +
@@ -34,6 +36,7 @@ import numpy as np  # noqa: E402
 CACHE = os.path.expanduser("~/.cache/dc_keras/bench_runtime")
 FC_SHAPES = {"fc784x300": (784, 300), "fc1024": (1024, 1024), "fc4096": (4096, 4096)}
 DENSITIES = (0.05, 0.10, 0.30)
+EMB_SHAPES = {"emb50000x64": (50000, 64)}  # GATHER on a 12.8 MB float table
 FLUSH_BYTES = 256 << 20
 
 
@@ -69,6 +72,13 @@ def _invoke_times(it, n):
     return ts
 
 
+def _input(shape, dtype, seed):
+    rng = np.random.RandomState(seed)
+    if np.issubdtype(dtype, np.integer):  # embedding ids: rows spread over the first 1000
+        return rng.randint(0, 1000, size=shape).astype(dtype)
+    return rng.rand(*shape).astype(dtype)
+
+
 def child(route, path, invokes, cold):
     import ai_edge_litert.interpreter  # noqa: F401  (imports before the baseline)
     import dc_keras.runtime  # noqa: F401
@@ -80,7 +90,7 @@ def child(route, path, invokes, cold):
     load = time.perf_counter() - t0
     inp = it.get_input_details()[0]
     shape = list(inp["shape"])
-    x = np.random.RandomState(0).rand(*shape).astype(inp["dtype"])
+    x = _input(shape, inp["dtype"], 0)
     it.set_tensor(inp["index"], x)
     for _ in range(3):
         it.invoke()
@@ -107,7 +117,7 @@ def child(route, path, invokes, cold):
     shape[0] = 8
     it.resize_tensor_input(inp["index"], shape)
     it.allocate_tensors()
-    it.set_tensor(inp["index"], np.random.RandomState(1).rand(*shape).astype(inp["dtype"]))
+    it.set_tensor(inp["index"], _input(shape, inp["dtype"], 1))
     it.invoke()
     res["batch8_s"] = statistics.median(_invoke_times(it, max(5, invokes // 4)))
     print("RESULT " + json.dumps(res))
@@ -178,6 +188,13 @@ def _build_one(name, paths, export):
         from bench_load_invoke import build  # benchmarks/ is on sys.path when run as a script
 
         model = build(1.0, 224)
+    elif name.startswith("emb"):
+        import keras
+
+        base, d = name.split("_d")
+        rows, width = EMB_SHAPES[base]
+        model = keras.Sequential([keras.Input((16,), dtype="int32"), keras.layers.Embedding(rows, width)])
+        model.layers[0].set_weights([fc_weights(rows, width, int(d) / 100, seed=rows)])
     else:
         base, d = name.split("_d")
         n_in, n_out = FC_SHAPES[base]
@@ -228,7 +245,8 @@ def main(argv=None):
     if argv and argv[0] == "--child":
         return child(argv[1], argv[2], int(argv[3]), int(argv[4]))
     args = ap.parse_args(argv)
-    names = [f"{k}_d{int(d * 100)}" for k in FC_SHAPES for d in DENSITIES] + ["mobilenetv2"]
+    names = ([f"{k}_d{int(d * 100)}" for k in FC_SHAPES for d in DENSITIES] + ["mobilenetv2"]
+             + [f"{k}_d10" for k in EMB_SHAPES])
     if args.quick:
         names, args.rounds = [n for n in names if n.endswith("_d10")], 1
     if args.models:

@@ -57,7 +57,9 @@ def _representative(data, batch=1):
     if callable(data):
         return data
     inputs = data if isinstance(data, (list, tuple)) else [data]
-    inputs = [np.asarray(a, dtype=np.float32) for a in inputs]
+    # integer inputs (token ids of an Embedding) keep their dtype; the rest is fed as float32
+    inputs = [np.asarray(a) for a in inputs]
+    inputs = [a if a.dtype.kind in "iu" else a.astype(np.float32) for a in inputs]
     n = min(len(a) for a in inputs)
     if n == 0:
         raise ValueError("representative_data is empty")

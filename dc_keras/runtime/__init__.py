@@ -111,8 +111,9 @@ class Interpreter:
         of a dynamic-range FULLY_CONNECTED, which TFLite would run on another kernel).
       weights: ``"decoded"`` (default: packed weights are decoded to dense constants at load and
         run on the ordinary kernels, XNNPACK included) or ``"compressed"`` (FULLY_CONNECTED layers
-        with packed float32 / int8 weights run from a compact sparse form built at load -- the
-        dense weights are never kept; every other op is decoded as with ``"decoded"``). Float
+        with packed float32 / int8 weights, and EMBEDDING_LOOKUP / GATHER (axis 0) on packed
+        float32 / int8 tables, run from a compact sparse form built at load -- the dense weights
+        are never kept; every other op is decoded as with ``"decoded"``; lookups are bit-exact). Float
         results then differ from dense kernels by summation order (~1e-6 relative); int8 is exact.
         The same option for C/Android users: ``load_delegate(path, {"weights": "compressed"})``.
       release_decoded: ``True`` frees each decoded weight once XNNPACK has packed its own copy
@@ -169,12 +170,14 @@ class Interpreter:
         self.weights = weights
 
     def compressed_report(self) -> list:
-        """What ``weights="compressed"`` did with each FULLY_CONNECTED fed by packed weights.
+        """What ``weights="compressed"`` did with each FULLY_CONNECTED, EMBEDDING_LOOKUP and
+        GATHER (axis 0) fed by packed weights.
 
         One dict per layer: ``{"weights": tensor name, "route": "compressed", "shape": (units,
-        inputs), "dtype", "nonzeros", "bytes": size of the compact form}`` or ``{"weights",
-        "route": "dense", "reason"}`` (layers the compressed kernel cannot run keep the decoded
-        route). Empty with ``weights="decoded"``.
+        inputs) or (table rows, row width), "dtype", "nonzeros", "bytes": size of the compact
+        form, "op": "FULLY_CONNECTED" | "EMBEDDING_LOOKUP" | "GATHER"}`` or ``{"weights",
+        "route": "dense", "reason", "op"}`` (layers the compressed kernels cannot run keep the
+        decoded route). Empty with ``weights="decoded"``.
 
         Example:
           >>> it = Interpreter(model_content=packed, weights="compressed")   # doctest: +SKIP
@@ -211,8 +214,8 @@ def _report_row(f) -> dict:
     if f[0] == "compressed":
         rows, cols = (int(v) for v in f[2].split("x"))
         return {"weights": f[1], "route": "compressed", "shape": (rows, cols), "dtype": f[3],
-                "nonzeros": int(f[4]), "bytes": int(f[5])}
-    return {"weights": f[1], "route": "dense", "reason": f[2]}
+                "nonzeros": int(f[4]), "bytes": int(f[5]), "op": f[6]}
+    return {"weights": f[1], "route": "dense", "reason": f[2], "op": f[3]}
 
 
 def _op_route_int4_hybrids(content) -> list:

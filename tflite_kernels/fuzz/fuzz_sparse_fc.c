@@ -13,7 +13,11 @@
  *    decoded tensor;
  *  - the float kernel (batch 1 and 3) matches a double-precision dense product within
  *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel equals the dense
- *    integer formula with rintf requantization exactly.
+ *    integer formula with rintf requantization exactly;
+ *  - the lookup-table form (dc_sparse_table_build) fails with the same decode status, and when
+ *    built, dc_sparse_gather returns every decoded row bit for bit (int32 and int64 indices,
+ *    rows in reverse order) and refuses indices -1 and rows (returns their position, writes
+ *    nothing).
  */
 #include <math.h>
 #include <stdint.h>
@@ -106,6 +110,43 @@ static void check_int8(const dc_sparse_fc* m, const int8_t* w) {
   free(x), free(y), free(scratch), free(scale);
 }
 
+static void check_table(const uint8_t* buf, size_t size, dc_sfc_status fc_st, dc_status fc_ds,
+                        const void* dense) {
+  dc_sparse_fc t;
+  dc_status ds = DC_OK;
+  char why[256] = "";
+  dc_sfc_status st = dc_sparse_table_build(buf, size, &t, &ds, why, sizeof why);
+  REQUIRE((st == DC_SFC_DECODE) == (fc_st == DC_SFC_DECODE) && ds == fc_ds);
+  if (st != DC_SFC_OK) {
+    REQUIRE(t.row_ptr == NULL && t.col == NULL && t.code == NULL && t.row_sum == NULL);
+    if (st == DC_SFC_UNSUPPORTED) REQUIRE(why[0] != '\0');
+    return;
+  }
+  REQUIRE(t.row_sum == NULL && t.row_ptr[0] == 0 && t.row_ptr[t.rows] == t.nnz);
+  const size_t es = t.dtype == DC_DTYPE_FLOAT32 ? 4 : 1, row = es * t.cols;
+  const size_t n = t.rows < 64 ? t.rows : 64; /* rows - 1 down to rows - n */
+  int32_t* i32 = malloc((n + 1) * sizeof(int32_t));
+  int64_t* i64 = malloc((n + 1) * sizeof(int64_t));
+  uint8_t* out = malloc((n + 1) * row);
+  REQUIRE(i32 && i64 && out);
+  for (size_t i = 0; i < n; ++i) i64[i] = i32[i] = (int32_t)(t.rows - 1 - i);
+  for (int w = 0; w < 2; ++w) {
+    memset(out, 0xA5, (n + 1) * row);
+    REQUIRE(dc_sparse_gather(&t, w ? (const void*)i64 : (const void*)i32, w, n, out) == n);
+    for (size_t i = 0; i < n; ++i) {
+      REQUIRE(memcmp(out + i * row, (const uint8_t*)dense + (size_t)i32[i] * row, row) == 0);
+    }
+  }
+  i32[n] = -1;
+  i64[n] = (int64_t)t.rows;
+  memset(out, 0xA5, (n + 1) * row);
+  REQUIRE(dc_sparse_gather(&t, i32, 0, n + 1, out) == n);
+  REQUIRE(dc_sparse_gather(&t, i64, 1, n + 1, out) == n);
+  for (size_t i = 0; i < (n + 1) * row; ++i) REQUIRE(out[i] == 0xA5);
+  free(i32), free(i64), free(out);
+  dc_sparse_fc_free(&t);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dc_tensor_info info;
   uint8_t* buf = (uint8_t*)malloc(size ? size : 1);
@@ -140,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     dc_sparse_fc_free(&m);
   }
+  if (st == DC_SFC_DECODE || dd == DC_OK) check_table(buf, size, st, ds, dense);
   free(dense);
   free(buf);
   return 0;

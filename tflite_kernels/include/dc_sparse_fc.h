@@ -52,6 +52,9 @@ typedef struct {
   uint8_t* code;       /* nnz value codes */
   int32_t* row_sum;    /* int8: sum of each row's weights; NULL for float */
   uint32_t from_dense; /* 1: built through a transient dense copy; 0: straight from the entries */
+  uint32_t table;      /* 1: lookup table (dc_sparse_table_build): -0.0 kept, no row_sum */
+  int32_t fill;        /* value of the cells not stored: 0, or for an int8 table its background
+                        * (packed background / most common value, e.g. the zero point) */
   float codebook[256]; /* float32: non-zero values by code */
 } dc_sparse_fc;
 
@@ -60,6 +63,22 @@ typedef struct {
  * the decoder's reason.  *m is zeroed on any failure. */
 DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
                                         dc_status* decode_status, char* why, size_t why_size);
+
+/* The same form for a lookup table [rows = entries, cols = row width] of
+ * EMBEDDING_LOOKUP / GATHER (axis 0): every stored bit pattern but +0.0 is
+ * kept (-0.0 included: a lookup copies values bit for bit), no row sums.
+ * int8 tables leave out their background value (m->fill: the packed
+ * background, or the most common value), e.g. an asymmetric zero point. */
+DC_API dc_sfc_status dc_sparse_table_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
+                                           dc_status* decode_status, char* why, size_t why_size);
+
+/* out[i, :] = table row idx[i] for i < n (float32 tables: float rows, int8
+ * tables: the int8 values; m->fill where nothing is stored).  idx holds n
+ * int32 (idx64 = 0) or int64 (idx64 = 1) indices.  Every index is checked
+ * against [0, rows) before anything is written: returns n on success, else
+ * the position of the first index out of range (out untouched). */
+DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64, size_t n,
+                               void* out);
 
 DC_API void dc_sparse_fc_free(dc_sparse_fc* m);
 

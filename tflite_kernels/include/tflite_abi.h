@@ -80,6 +80,13 @@ typedef struct TfLiteIntArray {
 } TfLiteIntArray;
 
 enum { kTfLiteBuiltinFullyConnected = 9 }; /* BuiltinOperator FULLY_CONNECTED */
+enum { kTfLiteBuiltinEmbeddingLookup = 7, kTfLiteBuiltinGather = 36 };
+
+/* builtin_op_data.h: builtin data of GATHER (read through a pointer). */
+typedef struct TfLiteGatherParams {
+  int axis;
+  int batch_dims;
+} TfLiteGatherParams;
 
 /* builtin_op_data.h: TfLiteFusedActivation */
 typedef enum {

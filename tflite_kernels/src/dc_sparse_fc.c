@@ -55,6 +55,12 @@ DC_API size_t dc_sparse_fc_bytes(const dc_sparse_fc* m) {
   return b;
 }
 
+/* A float that the compact form leaves out: +-0 for FC (contributes nothing); only +0 for a
+ * lookup table (dc_sparse_table_build), whose rows are copied bit for bit (-0 is kept). */
+static int omitted(uint32_t bits, uint32_t table) {
+  return table ? bits == 0 : (bits << 1) == 0;
+}
+
 /* Codebook index of a non-zero float (by bit pattern); -1 when full. */
 typedef struct {
   uint32_t key[512];
@@ -91,7 +97,7 @@ static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why, s
     row_ptr[r] = k;
     for (uint32_t c = 0; c < cols; ++c) {
       uint32_t bits = row[c];
-      if ((bits << 1) == 0) continue; /* +0 and -0: contribute nothing */
+      if (omitted(bits, m->table)) continue;
       if (bits != last_bits || last_code < 0) {
         float v;
         memcpy(&v, &bits, sizeof v);
@@ -121,25 +127,26 @@ static void compact_int8(const int8_t* w, dc_sparse_fc* m) {
     int32_t sum = 0;
     m->row_ptr[r] = k;
     for (uint32_t c = 0; c < cols; ++c) {
-      if (row[c] == 0) continue;
+      if (row[c] == m->fill) continue;
       col[k] = (uint16_t)c;
       code[k] = (uint8_t)row[c];
       sum += row[c];
       ++k;
     }
-    m->row_sum[r] = sum;
+    if (m->row_sum) m->row_sum[r] = sum;
   }
   m->row_ptr[rows] = k;
 }
 
-static uint64_t count_nonzero(const void* w, uint32_t dtype, uint64_t n) {
+static uint64_t count_nonzero(const void* w, uint32_t dtype, uint64_t n, uint32_t table,
+                              int32_t fill) {
   uint64_t nnz = 0;
   if (dtype == DC_DTYPE_FLOAT32) {
-    const uint32_t* f = (const uint32_t*)w; /* float bits: +-0 have no bit but the sign */
-    for (uint64_t i = 0; i < n; ++i) nnz += ((f[i] << 1) != 0);
+    const uint32_t* f = (const uint32_t*)w;
+    for (uint64_t i = 0; i < n; ++i) nnz += !omitted(f[i], table);
   } else {
     const int8_t* q = (const int8_t*)w;
-    for (uint64_t i = 0; i < n; ++i) nnz += (q[i] != 0);
+    for (uint64_t i = 0; i < n; ++i) nnz += (q[i] != fill);
   }
   return nnz;
 }
@@ -168,10 +175,9 @@ static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz) {
   m->row_ptr = (uint32_t*)malloc(((size_t)m->rows + 1) * sizeof(uint32_t));
   m->col = (uint16_t*)malloc(n * sizeof(uint16_t));
   m->code = (uint8_t*)malloc(n);
-  if (m->dtype == DC_DTYPE_INT8) {
-    m->row_sum = (int32_t*)malloc((size_t)m->rows * sizeof(int32_t));
-  }
-  if (!m->row_ptr || !m->col || !m->code || (m->dtype == DC_DTYPE_INT8 && !m->row_sum)) {
+  const int sums = m->dtype == DC_DTYPE_INT8 && !m->table; /* FC only */
+  if (sums) m->row_sum = (int32_t*)malloc((size_t)m->rows * sizeof(int32_t));
+  if (!m->row_ptr || !m->col || !m->code || (sums && !m->row_sum)) {
     return DC_SFC_NOMEM;
   }
   return DC_SFC_OK;
@@ -186,17 +192,19 @@ static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) 
   ValueMap vm;
   if (!vc) return NULL;
   memset(vm.val, 0xff, sizeof vm.val);
+  /* int8 table: the background (e.g. the zero point of an asymmetric table) is not stored */
+  if (m->table && m->dtype == DC_DTYPE_INT8) m->fill = (int8_t)h->codebook[h->background];
   for (uint64_t i = 0; i < len; ++i) {
     if (m->dtype == DC_DTYPE_INT8) {
       uint8_t q = h->codebook[i];
-      vc[i] = q ? q : 256;
+      vc[i] = (int8_t)q != m->fill ? q : 256;
     } else {
       const uint8_t* b = h->codebook + 4 * i;
       uint32_t bits =
           (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
       float v;
       memcpy(&v, &bits, sizeof v);
-      int c = (bits << 1) == 0 ? 256 : value_code(&vm, m, bits, v);
+      int c = omitted(bits, m->table) ? 256 : value_code(&vm, m, bits, v);
       if (c < 0) break;
       vc[i] = (uint16_t)c;
     }
@@ -240,7 +248,7 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     if (c) m->col = c;
     if (q) m->code = q;
   }
-  if (m->dtype == DC_DTYPE_INT8) {
+  if (m->row_sum) {
     for (uint32_t row = 0; row < m->rows; ++row) {
       int32_t sum = 0;
       for (uint32_t j = m->row_ptr[row]; j < m->row_ptr[row + 1]; ++j) sum += (int8_t)m->code[j];
@@ -250,12 +258,24 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
   return DC_SFC_OK;
 }
 
-DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
-                                        dc_status* decode_status, char* why, size_t why_size) {
+static int8_t most_common_int8(const void* w, uint64_t n) {
+  uint64_t count[256] = {0};
+  const uint8_t* q = (const uint8_t*)w;
+  for (uint64_t i = 0; i < n; ++i) count[q[i]]++;
+  unsigned best = 0;
+  for (unsigned v = 1; v < 256; ++v) {
+    if (count[v] > count[best]) best = v;
+  }
+  return (int8_t)best;
+}
+
+static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
+                           dc_status* decode_status, char* why, size_t why_size, uint32_t table) {
   dc_header h;
   if (decode_status) *decode_status = DC_OK;
   if (!m) return DC_SFC_ARGUMENT;
   memset(m, 0, sizeof *m);
+  m->table = table;
   if (!packed) return DC_SFC_ARGUMENT;
   dc_status st = dc_parse(packed, size, &h);
   if (st != DC_OK) {
@@ -273,6 +293,7 @@ DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_s
     return s;
   }
   dc_sparse_fc_free(m);
+  m->table = table;
   m->rows = (uint32_t)h.info.dims[0];
   m->cols = (uint32_t)h.info.dims[1];
   m->dtype = h.info.dtype;
@@ -287,7 +308,9 @@ DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_s
     if (decode_status) *decode_status = st;
     return DC_SFC_DECODE;
   }
-  s = alloc_form(m, count_nonzero(dense, h.info.dtype, h.info.num_elements));
+  if (table && h.info.dtype == DC_DTYPE_INT8)
+    m->fill = most_common_int8(dense, h.info.num_elements);
+  s = alloc_form(m, count_nonzero(dense, h.info.dtype, h.info.num_elements, table, m->fill));
   if (s == DC_SFC_OK) {
     if (h.info.dtype == DC_DTYPE_FLOAT32) {
       s = compact_float((const float*)dense, m, why, why_size);
@@ -298,6 +321,46 @@ DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_s
   free(dense);
   if (s != DC_SFC_OK) dc_sparse_fc_free(m);
   return s;
+}
+
+DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
+                                        dc_status* decode_status, char* why, size_t why_size) {
+  return build(packed, size, m, decode_status, why, why_size, 0);
+}
+
+DC_API dc_sfc_status dc_sparse_table_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
+                                           dc_status* decode_status, char* why, size_t why_size) {
+  return build(packed, size, m, decode_status, why, why_size, 1);
+}
+
+/* --------------------------------------------------------------- gather */
+
+static int64_t index_at(const void* idx, int idx64, size_t i) {
+  if (idx64) return ((const int64_t*)idx)[i];
+  return ((const int32_t*)idx)[i];
+}
+
+DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64, size_t n,
+                               void* out) {
+  for (size_t i = 0; i < n; ++i) { /* all checked before anything is written */
+    int64_t r = index_at(idx, idx64, i);
+    if (r < 0 || r >= (int64_t)m->rows) return i;
+  }
+  const size_t cols = m->cols;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t r = (uint32_t)index_at(idx, idx64, i);
+    const uint32_t end = m->row_ptr[r + 1];
+    if (m->dtype == DC_DTYPE_FLOAT32) {
+      float* y = (float*)out + i * cols;
+      memset(y, 0, cols * sizeof(float));
+      for (uint32_t j = m->row_ptr[r]; j < end; ++j) y[m->col[j]] = m->codebook[m->code[j]];
+    } else {
+      int8_t* y = (int8_t*)out + i * cols;
+      memset(y, (uint8_t)m->fill, cols);
+      for (uint32_t j = m->row_ptr[r]; j < end; ++j) y[m->col[j]] = (int8_t)m->code[j];
+    }
+  }
+  return n;
 }
 
 /* ---------------------------------------------------------------- float */

@@ -323,10 +323,13 @@ DC_EXPORT void DcKerasRegisterHuffDecode(void* resolver) {
 /* the delegate (external-delegate plugin route)                      */
 /* ------------------------------------------------------------------ */
 
-/* One FULLY_CONNECTED node run from compact weights (weights="compressed"). */
+/* One FULLY_CONNECTED, EMBEDDING_LOOKUP or GATHER node run from compact
+ * weights (weights="compressed").  Lookups: input = the indices, weight =
+ * the table. */
 typedef struct {
   const TfLiteContext* ctx; /* subgraph (node/tensor indices are per subgraph) */
-  int node;                 /* original FC node index */
+  int node;                 /* original node index */
+  int op;                   /* builtin code */
   int input, bias, output;
   int weight; /* the dense weight tensor: never allocated */
   int packed; /* packed uint8 tensor, the node's new input 1 */
@@ -442,6 +445,17 @@ static FcPlan* find_fc(const DcDelegate* d, const TfLiteContext* ctx, int node) 
   return NULL;
 }
 
+/* Input slot of the weights / table: GATHER(params, indices), the others (x, weights). */
+static int table_slot(int op) {
+  return op == kTfLiteBuiltinGather ? 0 : 1;
+}
+
+static const char* op_name(int op) {
+  return op == kTfLiteBuiltinGather            ? "GATHER"
+         : op == kTfLiteBuiltinEmbeddingLookup ? "EMBEDDING_LOOKUP"
+                                               : "FULLY_CONNECTED";
+}
+
 static void fc_plan_free(FcPlan* p) {
   if (!p) return;
   dc_sparse_fc_free(&p->m);
@@ -542,6 +556,29 @@ static TfLiteStatus fc_prepare(TfLiteContext* context, const KernelState* ks, Fc
   return context->ResizeTensor(context, out, shape); /* takes ownership */
 }
 
+/* Lookups: output = indices shape + [row width] (GATHER axis 0 of a 2-D table;
+ * EMBEDDING_LOOKUP takes 1-D indices). */
+static TfLiteStatus lookup_prepare(TfLiteContext* context, const KernelState* ks, FcPlan* p) {
+  const TfLiteTensor* idx = &context->tensors[p->input];
+  TfLiteTensor* out = &context->tensors[p->output];
+  int rank = idx->dims ? idx->dims->size : -1;
+  if (rank < 0 || rank > 7 || (p->op == kTfLiteBuiltinEmbeddingLookup && rank != 1)) {
+    context->ReportError(context, "dc_keras compressed %s(%s): indices of rank %d", op_name(p->op),
+                         p->name, rank);
+    return kTfLiteError;
+  }
+  TfLiteIntArray* shape =
+      (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * (size_t)(rank + 1));
+  if (!shape) return kTfLiteError;
+  shape->size = rank + 1;
+  for (int k = 0; k < rank; ++k) shape->data[k] = idx->dims->data[k];
+  shape->data[rank] = (int)p->m.cols;
+  if (!in_array(ks->outputs, p->output) && out->allocation_type == kTfLiteArenaRw) {
+    out->allocation_type = kTfLiteDynamic;
+  }
+  return context->ResizeTensor(context, out, shape);
+}
+
 static void release_packed_copies(TfLiteContext* context, DcDelegate* d);
 
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
@@ -569,6 +606,10 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   size_t need = 0;
   for (int i = 0; ks && i < ks->num_fcs; ++i) {
     size_t batch = 0;
+    if (ks->fcs[i]->op != kTfLiteBuiltinFullyConnected) {
+      if (lookup_prepare(context, ks, ks->fcs[i]) != kTfLiteOk) return kTfLiteError;
+      continue;
+    }
     if (fc_prepare(context, ks, ks->fcs[i], &batch) != kTfLiteOk) return kTfLiteError;
     size_t b = (size_t)ks->fcs[i]->m.cols * DC_SFC_BATCH_TILE * sizeof(float);
     if (batch > 1 && b > need) need = b;
@@ -608,10 +649,38 @@ static TfLiteStatus fc_invoke(TfLiteContext* context, const KernelState* ks, con
   return kTfLiteOk;
 }
 
+/* Index out of range: fails like TFLite's GATHER / EMBEDDING_LOOKUP (never read). */
+static TfLiteStatus lookup_invoke(TfLiteContext* context, const FcPlan* p) {
+  const TfLiteTensor* idx = &context->tensors[p->input];
+  TfLiteTensor* out = &context->tensors[p->output];
+  int idx64 = idx->type == kTfLiteInt64;
+  size_t n = idx->bytes / (idx64 ? 8u : 4u);
+  size_t esize = p->m.dtype == DC_DTYPE_FLOAT32 ? sizeof(float) : 1;
+  if ((n && !idx->data.raw_const) || !out->data.data || out->bytes != n * p->m.cols * esize) {
+    context->ReportError(context, "dc_keras compressed %s(%s): tensors not ready", op_name(p->op),
+                         p->name);
+    return kTfLiteError;
+  }
+  size_t bad = dc_sparse_gather(&p->m, idx->data.raw_const, idx64, n, out->data.data);
+  if (bad != n) {
+    long long v = idx64 ? (long long)((const int64_t*)idx->data.raw_const)[bad]
+                        : (long long)((const int32_t*)idx->data.raw_const)[bad];
+    context->ReportError(context,
+                         "dc_keras compressed %s(%s): index out of bounds: indices[%zu] = %lld, "
+                         "the table has rows [0, %u)",
+                         op_name(p->op), p->name, bad, v, (unsigned)p->m.rows);
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
 static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
   const KernelState* ks = (const KernelState*)node->user_data;
   for (int i = 0; ks && i < ks->num_fcs; ++i) {
-    if (fc_invoke(context, ks, ks->fcs[i]) != kTfLiteOk) return kTfLiteError;
+    TfLiteStatus st = ks->fcs[i]->op == kTfLiteBuiltinFullyConnected
+                          ? fc_invoke(context, ks, ks->fcs[i])
+                          : lookup_invoke(context, ks->fcs[i]);
+    if (st != kTfLiteOk) return kTfLiteError;
   }
   return kTfLiteOk;
 }
@@ -850,6 +919,7 @@ static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index
   }
   p->ctx = context;
   p->node = node_index;
+  p->op = kTfLiteBuiltinFullyConnected;
   p->input = node->inputs->data[0];
   p->bias = bi;
   p->output = node->outputs->data[0];
@@ -862,6 +932,88 @@ static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index
     fc_plan_free(p);
     return 0;
   }
+  *out_plan = p;
+  return 1;
+}
+
+/* Checks an EMBEDDING_LOOKUP / GATHER node (before anything is decoded):
+ * 2-D float32 or int8 table, axis 0, int32 (or GATHER int64) indices, output
+ * of the table's type (EMBEDDING_LOOKUP's hybrid int8 -> float stays dense).
+ * Returns 1 if the compressed lookup can run it, else 0 + reason. */
+static int lookup_supported(TfLiteContext* context, const TfLiteNode* node, int op, char* why,
+                            size_t why_size) {
+  if (!node->inputs || node->inputs->size != 2 || !node->outputs || node->outputs->size != 1) {
+    set_msg(why, why_size, "unexpected %s node", op_name(op));
+    return 0;
+  }
+  for (int k = 0; k < 3; ++k) {
+    int t = k < 2 ? node->inputs->data[k] : node->outputs->data[0];
+    if (t < 0 || (size_t)t >= context->tensors_size) {
+      set_msg(why, why_size, "tensor index out of range");
+      return 0;
+    }
+  }
+  const TfLiteTensor* w = &context->tensors[node->inputs->data[table_slot(op)]];
+  const TfLiteTensor* idx = &context->tensors[node->inputs->data[1 - table_slot(op)]];
+  const TfLiteTensor* out = &context->tensors[node->outputs->data[0]];
+  if (op == kTfLiteBuiltinGather) {
+    const TfLiteGatherParams* prm = (const TfLiteGatherParams*)node->builtin_data;
+    int rank = w->dims ? w->dims->size : 0;
+    if (!prm || !(prm->axis == 0 || prm->axis == -rank) || prm->batch_dims != 0) {
+      set_msg(why, why_size, "GATHER axis %d / batch_dims %d: only axis 0 runs compressed",
+              prm ? prm->axis : -1, prm ? prm->batch_dims : -1);
+      return 0;
+    }
+  }
+  int idx_ok =
+      idx->type == kTfLiteInt32 || (op == kTfLiteBuiltinGather && idx->type == kTfLiteInt64);
+  if (!idx_ok || (w->type != kTfLiteFloat32 && w->type != kTfLiteInt8) || out->type != w->type) {
+    set_msg(why, why_size,
+            "types table %s / indices %s / output %s: float32 and int8 tables with int32/int64 "
+            "indices run compressed",
+            type_name(w->type), type_name(idx->type), type_name(out->type));
+    return 0;
+  }
+  if (w->dims && w->dims->size != 2) {
+    set_msg(why, why_size, "table is not 2-D");
+    return 0;
+  }
+  return 1;
+}
+
+/* Builds the compact form of a supported lookup's table.  Returns 1 done, 0
+ * not suitable (reason in why: run dense), -1 invalid packed bytes (why). */
+static int lookup_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index, int op,
+                            int packed, FcPlan** out_plan, char* why, size_t why_size) {
+  int wi = node->inputs->data[table_slot(op)];
+  const TfLiteTensor* w = &context->tensors[wi];
+  const TfLiteTensor* pk = &context->tensors[packed];
+  dc_tensor_info info;
+  if (!check_packed(pk, w, &info, why, why_size)) return -1;
+  FcPlan* p = (FcPlan*)calloc(1, sizeof(FcPlan));
+  if (!p) {
+    set_msg(why, why_size, "HuffDecode(%s): out of memory", tensor_name(w));
+    return -1;
+  }
+  dc_status ds = DC_OK;
+  dc_sfc_status st = dc_sparse_table_build((const uint8_t*)pk->data.raw_const, pk->bytes, &p->m,
+                                           &ds, why, why_size);
+  if (st != DC_SFC_OK) {
+    free(p);
+    if (st == DC_SFC_UNSUPPORTED) return 0;
+    set_msg(why, why_size, "HuffDecode(%s): %s", tensor_name(w),
+            st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
+    return -1;
+  }
+  p->ctx = context;
+  p->node = node_index;
+  p->op = op;
+  p->input = node->inputs->data[1 - table_slot(op)];
+  p->bias = -1;
+  p->output = node->outputs->data[0];
+  p->weight = wi;
+  p->packed = packed;
+  snprintf(p->name, sizeof p->name, "%s", tensor_name(w));
   *out_plan = p;
   return 1;
 }
@@ -922,11 +1074,17 @@ static int find_candidates(TfLiteContext* context, DcDelegate* d, PlanNode* pn, 
     }
   }
   for (int k = 0; k < n; ++k) {
-    if (pn[k].reg->builtin_code != kTfLiteBuiltinFullyConnected) continue;
+    int code = pn[k].reg->builtin_code;
+    if (code != kTfLiteBuiltinFullyConnected && code != kTfLiteBuiltinGather &&
+        code != kTfLiteBuiltinEmbeddingLookup) {
+      continue;
+    }
     FcPlan* p = find_fc(d, context, pn[k].index);
-    int w = p ? p->weight
-              : (pn[k].node->inputs && pn[k].node->inputs->size >= 2 ? pn[k].node->inputs->data[1]
-                                                                     : -1);
+    int slot = table_slot(code);
+    int w =
+        p ? p->weight
+          : (pn[k].node->inputs && pn[k].node->inputs->size >= 2 ? pn[k].node->inputs->data[slot]
+                                                                 : -1);
     if (w < 0 || (size_t)w >= nt || !huff_at[w] || (!p && uses[w] != 1)) continue;
     PlanNode* h = &pn[huff_at[w] - 1];
     if (!h->node->inputs || h->node->inputs->size != 1) continue;
@@ -945,23 +1103,36 @@ static PlanNode* huff_feeding(PlanNode* pn, int n, int packed) {
   return NULL;
 }
 
-/* Runs one candidate FC compressed, or falls back to decoding its weights. */
+/* Decides and builds one candidate (FC or lookup).  1 / 0 / -1 as fc_plan_make. */
+static int plan_make(TfLiteContext* context, PlanNode* c, FcPlan** p, char* why, size_t why_size) {
+  int op = c->reg->builtin_code;
+  if (op == kTfLiteBuiltinFullyConnected) {
+    if (!fc_supported(context, c->node, why, why_size)) return 0;
+    return fc_plan_make(context, c->node, c->index, c->fc_packed, p, why, why_size);
+  }
+  if (!lookup_supported(context, c->node, op, why, why_size)) return 0;
+  return lookup_plan_make(context, c->node, c->index, op, c->fc_packed, p, why, why_size);
+}
+
+/* Runs one candidate compressed, or falls back to decoding its weights. */
 static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc, PlanNode* huff) {
   char why[512] = "";
   FcPlan* p = find_fc(d, context, fc->index);
   int r = p ? 1 : 0;
-  if (!p && fc_supported(context, fc->node, why, sizeof why)) {
-    r = fc_plan_make(context, fc->node, fc->index, fc->fc_packed, &p, why, sizeof why);
+  const int slot = table_slot(fc->reg->builtin_code);
+  if (!p) {
+    r = plan_make(context, fc, &p, why, sizeof why);
     if (r == 1 && !keep_fc(d, p)) {
       fc_plan_free(p);
       r = -1;
       set_msg(why, sizeof why, "dc_keras compressed FC: out of memory");
     }
     if (r == 1) {
-      fc->node->inputs->data[1] = p->packed; /* the dense weight loses its consumer */
-      report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\n", p->name, (unsigned)p->m.rows,
+      fc->node->inputs->data[slot] = p->packed; /* the dense weight loses its consumer */
+      report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\t%s\n", p->name, (unsigned)p->m.rows,
                   (unsigned)p->m.cols, p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8",
-                  (unsigned long long)p->m.nnz, (unsigned long long)dc_sparse_fc_bytes(&p->m));
+                  (unsigned long long)p->m.nnz, (unsigned long long)dc_sparse_fc_bytes(&p->m),
+                  op_name(p->op));
     }
   }
   if (r == 1) {
@@ -973,7 +1144,9 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     return;
   }
   char msg[512];
-  report_line(d, "dense\t%s\t%s\n", tensor_name(&context->tensors[fc->node->inputs->data[1]]), why);
+  report_line(d, "dense\t%s\t%s\t%s\n",
+              tensor_name(&context->tensors[fc->node->inputs->data[slot]]), why,
+              op_name(fc->reg->builtin_code));
   huff->skip = 0;
   if (!delegate_decode_node(context, d, huff->node, msg, sizeof msg)) {
     remember_error(d, msg);
@@ -1262,9 +1435,9 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   free(d);
 }
 
-/* What the delegate did with each FULLY_CONNECTED fed by packed weights, one
- * tab-separated line each: "compressed <weights> <rows>x<cols> <dtype> <nnz>
- * <bytes>" or "dense <weights> <reason>".  Copies up to size - 1 bytes (NUL
+/* What the delegate did with each FULLY_CONNECTED / EMBEDDING_LOOKUP / GATHER
+ * fed by packed weights, one tab-separated line each: "compressed <weights>
+ * <rows>x<cols> <dtype> <nnz> <bytes> <op>" or "dense <weights> <reason> <op>".  Copies up to size - 1 bytes (NUL
  * terminated) and returns the full length. */
 DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate, char* buf,
                                                  size_t size) {

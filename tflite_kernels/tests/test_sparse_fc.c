@@ -2,7 +2,9 @@
  * building it from packed vectors (codec_vectors.h, whatever format version
  * the decoder speaks), rejecting what it cannot hold, surviving corrupted
  * bytes, and the float32/int8 kernels against a dense reference for batch
- * sizes around the tile size and every fused activation range. */
+ * sizes around the tile size and every fused activation range.  The lookup
+ * table form (dc_sparse_table_build + dc_sparse_gather: EMBEDDING_LOOKUP /
+ * GATHER) returns the decoded rows bit for bit and refuses bad indices. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,6 +212,58 @@ static void flips_with_crc(const codec_vector* v) {
   free(bad);
 }
 
+/* Lookup table form of one vector: every row (reverse order, int32 and int64
+ * indices) equals the decoded row byte for byte; an index out of range fails
+ * at its position and writes nothing. */
+static void check_table(const codec_vector* v) {
+  dc_sparse_fc t;
+  dc_status ds;
+  char why[200] = "";
+  dc_sfc_status st = dc_sparse_table_build(v->packed, v->packed_size, &t, &ds, why, sizeof why);
+  CHECK(st == DC_SFC_OK, "%s: table build failed %d (%s)", v->name, st, why);
+  if (st != DC_SFC_OK) return;
+  CHECK(t.table == 1 && t.row_sum == NULL, "%s: table form", v->name);
+  const size_t es = t.dtype == DC_DTYPE_FLOAT32 ? 4 : 1, row = es * t.cols, n = t.rows;
+  uint64_t stored = 0; /* cells other than the fill value */
+  for (size_t i = 0; i < (size_t)t.rows * t.cols; ++i) {
+    if (t.dtype == DC_DTYPE_FLOAT32) {
+      uint32_t bits;
+      memcpy(&bits, v->raw + 4 * i, 4);
+      stored += bits != 0;
+    } else {
+      stored += (int8_t)v->raw[i] != t.fill;
+    }
+  }
+  CHECK(t.nnz == stored, "%s: table holds %llu values, expected %llu", v->name,
+        (unsigned long long)t.nnz, (unsigned long long)stored);
+  int32_t* i32 = malloc((n + 2) * sizeof(int32_t));
+  int64_t* i64 = malloc((n + 2) * sizeof(int64_t));
+  uint8_t* out = malloc((n + 2) * row);
+  for (size_t i = 0; i < n; ++i) i64[i] = i32[i] = (int32_t)(n - 1 - i);
+  for (int w = 0; w < 2; ++w) {
+    memset(out, 0x5a, (n + 2) * row);
+    CHECK(dc_sparse_gather(&t, w ? (const void*)i64 : (const void*)i32, w, n, out) == n,
+          "%s: gather", v->name);
+    for (size_t i = 0; i < n; ++i) {
+      CHECK(memcmp(out + i * row, v->raw + (size_t)i32[i] * row, row) == 0,
+            "%s: gathered row %d differs (idx64 %d)", v->name, i32[i], w);
+    }
+  }
+  i32[n] = (int32_t)n, i64[n] = -1;        /* first bad index at position n */
+  i32[n + 1] = -1, i64[n + 1] = INT64_MAX; /* (and another after it) */
+  memset(out, 0x5a, (n + 2) * row);
+  CHECK(dc_sparse_gather(&t, i32, 0, n + 2, out) == n, "%s: int32 bad index", v->name);
+  CHECK(dc_sparse_gather(&t, i64, 1, n + 2, out) == n, "%s: int64 bad index", v->name);
+  i64[0] = (int64_t)1 << 32; /* would alias row 0 if truncated to 32 bits */
+  CHECK(dc_sparse_gather(&t, i64, 1, 1, out) == 0, "%s: 2^32 index", v->name);
+  int clean = 1;
+  for (size_t i = 0; i < (n + 2) * row; ++i) clean &= out[i] == 0x5a;
+  CHECK(clean, "%s: a failed gather wrote output", v->name);
+  CHECK(dc_sparse_gather(&t, i32, 0, 0, out) == 0, "%s: empty gather", v->name);
+  free(i32), free(i64), free(out);
+  dc_sparse_fc_free(&t);
+}
+
 static void test_vectors(void) {
   size_t n = sizeof codec_vectors / sizeof codec_vectors[0];
   int built = 0, direct = 0;
@@ -223,6 +277,8 @@ static void test_vectors(void) {
                v->dims[0] > 0 && v->dims[1] > 0;
     if (!fits) {
       CHECK(st == DC_SFC_UNSUPPORTED && why[0], "%s: expected UNSUPPORTED, got %d", v->name, st);
+      st = dc_sparse_table_build(v->packed, v->packed_size, &m, &ds, why, sizeof why);
+      CHECK(st == DC_SFC_UNSUPPORTED && why[0] && !m.row_ptr, "%s: table UNSUPPORTED", v->name);
       continue;
     }
     CHECK(st == DC_SFC_OK, "%s: build failed %d (%s)", v->name, st, why);
@@ -254,6 +310,7 @@ static void test_vectors(void) {
     }
     CHECK(dc_sparse_fc_bytes(&m) > 0, "%s: bytes", v->name);
     dc_sparse_fc_free(&m);
+    check_table(v);
     /* every truncation and a byte flip at every position: clean status, no crash */
     for (size_t cut = 0; cut < v->packed_size; cut += 1 + v->packed_size / 64) {
       st = dc_sparse_fc_build(v->packed, cut, &m, &ds, why, sizeof why);
