@@ -1058,11 +1058,12 @@ static dc_status rows_by_col(const uint8_t* d, const dc_header* h, const uint16_
 }
 
 dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r) {
-  uint16_t ws[2u << DC_MAX_CODE_LENGTH]; /* gap and index tables, <= 2^12 entries each */
-  uint16_t* gtab = ws + ((size_t)1 << DC_MAX_CODE_LENGTH);
+  uint16_t *ws, *gtab; /* index and gap tables, <= 2^12 entries each, in r->tables */
   uint64_t groups_needed;
-  if (!data || !h || !r || !r->row_ptr || !r->col || !r->code || !r->value_code)
+  if (!data || !h || !r || !r->row_ptr || !r->col || !r->code || !r->value_code || !r->tables)
     return DC_ERR_ARGUMENT;
+  ws = r->tables;
+  gtab = ws + ((size_t)1 << DC_MAX_CODE_LENGTH);
   /* version 1's check covers the decoded tensor (§8.1): only dc_decode_ws can verify it */
   if (h->info.version < 2 || h->info.rank != 2 || h->info.num_elements == 0 ||
       (h->layout != DC_LAYOUT_SPARSE && h->layout != DC_LAYOUT_GROUPED_SPARSE) ||

@@ -62,6 +62,8 @@ typedef struct {
   uint16_t* col;     /* capacity entries: column of each kept value, increasing per row */
   uint8_t* code;     /* capacity entries: value code of each kept value */
   uint64_t capacity; /* >= E (entry count, §6) */
+  uint16_t* tables;  /* workspace: 2 << DC_MAX_CODE_LENGTH entries for the two decode tables
+                      * (the caller's, so the decoder keeps no 16 KB frame on a small stack) */
   uint64_t nnz;      /* out: kept values */
 } dc_rows;
 

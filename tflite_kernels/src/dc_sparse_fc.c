@@ -233,9 +233,15 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     free(vc);
     return s;
   }
+  uint16_t* tables = (uint16_t*)malloc(sizeof(uint16_t) * (2u << DC_MAX_CODE_LENGTH));
+  if (!tables) {
+    free(vc);
+    return DC_SFC_NOMEM;
+  }
   dc_rows r = {m->rows, m->cols, vc, len, m->row_ptr, m->col, m->code, h->entries ? h->entries : 1,
-               0};
+               tables,  0};
   dc_status st = dc_decode_rows(packed, size, h, &r);
+  free(tables);
   free(vc);
   if (st != DC_OK) {
     if (decode_status) *decode_status = st;
