@@ -883,6 +883,40 @@ static int fc_supported(TfLiteContext* context, const TfLiteNode* node, char* wh
   return 1;
 }
 
+/* The part of a compressed plan FC and lookups share: allocation, the compact form built from the
+ * packed tensor (`table`: dc_sparse_table_build, else dc_sparse_fc_build), and the fields every op
+ * sets.  Returns 1 (*out set), 0 (form not suitable, reason in why) or -1 (why). */
+static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, int op, int wi,
+                      int packed, int table, FcPlan** out, char* why, size_t why_size) {
+  const TfLiteTensor* w = &context->tensors[wi];
+  const TfLiteTensor* pk = &context->tensors[packed];
+  FcPlan* p = (FcPlan*)calloc(1, sizeof(FcPlan));
+  if (!p) {
+    set_msg(why, why_size, "HuffDecode(%s): out of memory", tensor_name(w));
+    return -1;
+  }
+  dc_status ds = DC_OK;
+  const uint8_t* bytes = (const uint8_t*)pk->data.raw_const;
+  dc_sfc_status st = table ? dc_sparse_table_build(bytes, pk->bytes, &p->m, &ds, why, why_size)
+                           : dc_sparse_fc_build(bytes, pk->bytes, &p->m, &ds, why, why_size);
+  if (st != DC_SFC_OK) {
+    free(p);
+    if (st == DC_SFC_UNSUPPORTED) return 0;
+    set_msg(why, why_size, "HuffDecode(%s): %s", tensor_name(w),
+            st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
+    return -1;
+  }
+  p->ctx = context;
+  p->node = node_index;
+  p->op = op;
+  p->output = node->outputs->data[0];
+  p->weight = wi;
+  p->packed = packed;
+  snprintf(p->name, sizeof p->name, "%s", tensor_name(w));
+  *out = p;
+  return 1;
+}
+
 /* Builds the compact form of a supported FC node.  Returns 1 done, 0 not
  * suitable (reason in why: run dense), -1 invalid packed bytes (msg). */
 static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index, int packed,
@@ -902,31 +936,13 @@ static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index
             (unsigned long long)info.dims[0]);
     return 0;
   }
-  FcPlan* p = (FcPlan*)calloc(1, sizeof(FcPlan));
-  if (!p) {
-    set_msg(why, why_size, "HuffDecode(%s): out of memory", tensor_name(w));
-    return -1;
-  }
-  dc_status ds = DC_OK;
-  dc_sfc_status st =
-      dc_sparse_fc_build((const uint8_t*)pk->data.raw_const, pk->bytes, &p->m, &ds, why, why_size);
-  if (st != DC_SFC_OK) {
-    free(p);
-    if (st == DC_SFC_UNSUPPORTED) return 0;
-    set_msg(why, why_size, "HuffDecode(%s): %s", tensor_name(w),
-            st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
-    return -1;
-  }
-  p->ctx = context;
-  p->node = node_index;
-  p->op = kTfLiteBuiltinFullyConnected;
+  FcPlan* p = NULL;
+  int r = plan_build(context, node, node_index, kTfLiteBuiltinFullyConnected, wi, packed, 0, &p,
+                     why, why_size);
+  if (r != 1) return r;
   p->input = node->inputs->data[0];
   p->bias = bi;
-  p->output = node->outputs->data[0];
-  p->weight = wi;
-  p->packed = packed;
   p->keep_num_dims = prm->keep_num_dims ? 1 : 0;
-  snprintf(p->name, sizeof p->name, "%s", tensor_name(w));
   if (!fc_activation(p, prm->activation, out) ||
       (p->m.dtype == DC_DTYPE_INT8 && !fc_int8_params(p, in, w, out, why, why_size))) {
     fc_plan_free(p);
@@ -990,30 +1006,11 @@ static int lookup_plan_make(TfLiteContext* context, TfLiteNode* node, int node_i
   const TfLiteTensor* pk = &context->tensors[packed];
   dc_tensor_info info;
   if (!check_packed(pk, w, &info, why, why_size)) return -1;
-  FcPlan* p = (FcPlan*)calloc(1, sizeof(FcPlan));
-  if (!p) {
-    set_msg(why, why_size, "HuffDecode(%s): out of memory", tensor_name(w));
-    return -1;
-  }
-  dc_status ds = DC_OK;
-  dc_sfc_status st = dc_sparse_table_build((const uint8_t*)pk->data.raw_const, pk->bytes, &p->m,
-                                           &ds, why, why_size);
-  if (st != DC_SFC_OK) {
-    free(p);
-    if (st == DC_SFC_UNSUPPORTED) return 0;
-    set_msg(why, why_size, "HuffDecode(%s): %s", tensor_name(w),
-            st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
-    return -1;
-  }
-  p->ctx = context;
-  p->node = node_index;
-  p->op = op;
+  FcPlan* p = NULL;
+  int r = plan_build(context, node, node_index, op, wi, packed, 1, &p, why, why_size);
+  if (r != 1) return r;
   p->input = node->inputs->data[1 - table_slot(op)];
   p->bias = -1;
-  p->output = node->outputs->data[0];
-  p->weight = wi;
-  p->packed = packed;
-  snprintf(p->name, sizeof p->name, "%s", tensor_name(w));
   *out_plan = p;
   return 1;
 }
