@@ -241,15 +241,24 @@ def _trained_or_cached(run, what, timing, key, resume, train_fn):
     return model
 
 
+def cache_keys(model, cfg, seed, train_subset, val, baseline_source, stem):
+    """The settings a saved ``pruned.keras`` / ``shared.keras`` must match for ``--resume`` to reuse
+    it (benchmarks/recipe_search.py ``--work_dir`` saves its candidates under the same keys, so the
+    run of the chosen candidate reports exactly the model the validation rule picked)."""
+    key = {"model": model, "sparsity": cfg["sparsity"], "prune_epochs": cfg["prune_epochs"],
+           "prune_lr": cfg["prune_lr"], "seed": seed, "train_subset": train_subset, "val": val,
+           "baseline": baseline_source,
+           "baseline_mtime": os.path.getmtime(stem + ".keras") if os.path.exists(stem + ".keras") else None}
+    return key, dict(key, bits=cfg["bits"], cluster_epochs=cfg["cluster_epochs"],
+                     cluster_biases=cfg["cluster_biases"])
+
+
 def _compress(run, baseline, baseline_source, stem):
     """Pruning, then weight sharing (each cached with --resume); returns the shared model."""
     from dc_keras import pipeline
 
     args, cfg, (x_train, y_train) = run.args, run.cfg, run.data[:2]
-    key = {"model": args.model, "sparsity": cfg["sparsity"], "prune_epochs": cfg["prune_epochs"],
-           "prune_lr": cfg["prune_lr"], "seed": args.seed, "train_subset": args.train_subset, "val": args.val,
-           "baseline": baseline_source,
-           "baseline_mtime": os.path.getmtime(stem + ".keras") if os.path.exists(stem + ".keras") else None}
+    key, shared_key = cache_keys(args.model, cfg, args.seed, args.train_subset, args.val, baseline_source, stem)
     resume = args.resume and baseline_source.endswith(".keras")  # a baseline trained just now is new
 
     def prune():
@@ -266,8 +275,7 @@ def _compress(run, baseline, baseline_source, stem):
         return pipeline.cluster_finetune(pruned, x_train, y_train, bits=cfg["bits"], epochs=cfg["cluster_epochs"],
                                          seed=args.seed, verbose=run.verbose, cluster_biases=cfg["cluster_biases"])
 
-    key = dict(key, bits=cfg["bits"], cluster_epochs=cfg["cluster_epochs"], cluster_biases=cfg["cluster_biases"])
-    return _trained_or_cached(run, "shared", "cluster_minutes", key, resume, share)
+    return _trained_or_cached(run, "shared", "cluster_minutes", shared_key, resume, share)
 
 
 def _stripped(run, shared_float, base_float):
