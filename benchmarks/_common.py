@@ -52,6 +52,9 @@ CONFIG = {
         "prune_lr": 1e-3,
         "baseline_epochs": 20,
         "cluster_biases": 3, "context_model": False,
+        # validation images (the last ones of the training set) the recipe was chosen on; the
+        # baseline must not have trained on them (benchmarks/baselines.py --val 10000)
+        "val": 10000,
     },
     "lenet-5": {
         "builder": "lenet_5",
@@ -60,6 +63,7 @@ CONFIG = {
         "prune_epochs": 10, "cluster_epochs": 3, "prune_lr": 5e-4,
         "baseline_epochs": 15,
         "cluster_biases": 3, "context_model": False,
+        "val": 5000,
     },
 }
 

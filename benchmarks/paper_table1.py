@@ -348,7 +348,8 @@ def _search_record(name):
     with open(path) as f:
         search = json.load(f)
     return {"file": os.path.relpath(path, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")),
-            "note": search.get("note", ""), "candidates": search["candidates"], "ladder": search.get("ladder")}
+            "note": search.get("note", ""), "candidates": search["candidates"], "ladder": search.get("ladder"),
+            "rule": search.get("rule"), "pick": search.get("pick"), "earlier_note": search.get("earlier_note")}
 
 
 def run(args):
@@ -485,8 +486,9 @@ def main(argv=None):
                    help="bits of the shared biases (dc_keras.cluster(cluster_biases=...)); 0: biases stay free")
     p.add_argument("--context_model", action=argparse.BooleanOptionalAction, default=None,
                    help="pack with the context-modelled layout (FORMAT.md §14, opt-in)")
-    p.add_argument("--val", type=int, default=5000,
-                   help="last training images held out as validation data for every choice (never trained on)")
+    p.add_argument("--val", type=int, default=None,
+                   help="last training images held out as validation data for every choice (never trained on); "
+                        "default: the model's CONFIG (the held-out set its recipe was chosen on)")
     p.add_argument("--sparsity", type=lambda t: _parse_map(t, float), default=None, help="e.g. fc1=0.97,fc2=0.9")
     p.add_argument("--bits", type=lambda t: _parse_map(t, int), default=None, help="e.g. fc1=4")
     p.add_argument("--targets", choices=("config", "sensitivity"), default="config",
@@ -504,6 +506,8 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="reuse pruned/shared models saved in --out_dir by an earlier run with the same settings")
     args = p.parse_args(argv)
+    if args.val is None:
+        args.val = CONFIG[args.model]["val"]
     if not 100 <= args.val <= 30000:
         p.error(f"--val must be between 100 and 30000 held-out training images, got {args.val}")
     t0 = time.time()

@@ -100,15 +100,29 @@ def search_section(r):
     out = ["### Recipe search (validation data only)", "",
            f"From `{search['file']}`: each candidate trained on the training images minus the held-out "
            "validation images, scored by the error of its packed file on those validation images; the "
-           "test set is never used for a choice. " + search.get("note", ""), "",
-           "| sparsity | bits | biases | pruning epochs | kept | val error | whole file | weights only |",
-           "|---|---|---|---|---|---|---|---|"]
+           "test set is never used for a choice. " + search.get("note", ""), ""]
+    rule, pick = search.get("rule"), search.get("pick")
+    if rule:
+        out += [f"Rule of search `{rule['tag']}` (written down {rule['written']}): validation error <= baseline's "
+                f"validation error + {100 * rule['x']:.2f} pp, then the smallest packed file. Pick: candidate "
+                f"{pick['candidate'] + 1} of {pick['of']} ({'meets the rule' if pick['meets_rule'] else 'NO candidate met the rule: lowest validation error'})."
+                if pick else f"Rule of search `{rule['tag']}` (written down {rule['written']}): no pick recorded.", ""]
+        if search.get("earlier_note"):
+            out += [search["earlier_note"], ""]
+    out += ["| search | sparsity | bits | biases | pruning epochs | kept | val error (baseline) | whole file | "
+            "weights only | test error |", "|---|---|---|---|---|---|---|---|---|---|"]
+    n_tag = {}
     for c in search["candidates"]:
+        tag = c.get("search")
+        n_tag[tag] = n_tag.get(tag, 0) + 1
+        chosen = bool(pick and rule and tag == rule["tag"] and n_tag[tag] == pick["candidate"] + 1)
         bits = ", ".join(f"{k} {v}" for k, v in c["bits"].items())
         sp = ", ".join(f"{k} {100 * v:g} %" for k, v in c["sparsity"].items())
-        out.append(f"| {sp} | {bits} | {c['cluster_biases'] or 'free'} bits | {c['prune_epochs']} | "
-                   f"{pct(c['kept_fraction'])} | {pct(c['val_error'])} | {kb(c['file_bytes'])} ({ratio(c['ratio'])}) | "
-                   f"{ratio(c['weights_ratio'])} |")
+        base = f" ({pct(c['baseline_val_error'])})" if "baseline_val_error" in c else ""
+        out.append(f"| {tag or '-'}{' **pick**' if chosen else ''} | {sp} | {bits} | {c['cluster_biases'] or 'free'} bits | "
+                   f"{c['prune_epochs']} | {pct(c['kept_fraction'])} | {pct(c['val_error'])}{base} | "
+                   f"{kb(c['file_bytes'])} ({ratio(c['ratio'])}) | {ratio(c['weights_ratio'])} | "
+                   f"{pct(c['test_error']) if c.get('test_error') is not None else '-'} |")
     lad = search.get("ladder")
     if lad:
         out += ["", f"What each lever buys, added one at a time on one pruned model ({lad['pruned']}; "

@@ -95,3 +95,26 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
         assert (tmp_path / "docs" / "results.md").read_text() == f.read()
     assert sorted(p.name for p in (tmp_path / "docs" / "img").iterdir()) == [
         "lenet_300_100_2_size_vs_error.png", "lenet_300_100_size_vs_error.png", "lenet_5_size_vs_error.png"]
+
+
+def test_recipe_search_pick_applies_the_written_rule():
+    """recipe_search.pick: the smallest file within baseline val error + x among the rule's tag;
+    other searches' rows are ignored; none qualifying -> the lowest validation error, flagged."""
+    code = r'''
+import json, recipe_search
+def c(tag, val, size, base=0.0120):
+    return {"search": tag, "val_error": val, "baseline_val_error": base, "file_bytes": size,
+            "sparsity": {"fc1": 0.9}, "bits": {"fc1": 3}}
+rule = {"tag": "t", "x": 0.003}
+s = {"rule": rule, "candidates": [c("old", 0.0100, 100), c("t", 0.0149, 900), c("t", 0.0151, 800),
+                                    c("t", 0.0140, 1000), c("t", 0.0150, 950)]}
+p = recipe_search.pick(s)
+assert p["meets_rule"] and p["candidate"] == 0 and p["file_bytes"] == 900 and p["of"] == 4, p
+s["rule"] = dict(rule, x=0.001)
+p = recipe_search.pick(s)
+assert not p["meets_rule"] and p["file_bytes"] == 1000, p
+print("ok")
+'''
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=BENCH,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([BENCH, ROOT])))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]

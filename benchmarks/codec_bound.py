@@ -1,0 +1,200 @@
+"""What a better model could buy on a pruned + clustered tensor (issue 19's codec goal, <= 0.75x of
+the best general-purpose compressor): entropies and Huffman costs of the sparse layout's two
+symbol streams under candidate contexts the decoder could know, side by side with our packed
+sizes (FORMAT.md §6, §14) and gzip-9 / bz2-9 / xz-9e / zstd-19 of the same raw float32 bytes.
+
+Streams, as §6 builds them (fillers included, G as the encoder picks it):
+  gap   the background run before each entry;   index   the codebook index of each entry.
+Contexts measured (all known to a decoder before it decodes the symbol):
+  gap:   previous gap bucket (0, 1, 2-3, 4-7, ..); kept/not kept of the element one image row
+         above the run's start (``--image_width``: a fully-connected kernel [out, in] whose input is
+         an image has each row = one neuron's image of W-pixel rows).
+  index: §14's (sign class of the previous entry, gap = 0); the 2-D sign vote of the already
+         decoded neighbours left, up, up-left, up-right in the image (sum of +1 / -1 / 0);
+         the four neighbours' classes jointly.
+  mask:  the kept/not-kept bit of every element coded on its own (what an arithmetic / ANS
+         binary coder would pay): i.i.d., given the element's pixel density, given the 2-D
+         neighbours (left, up, up-left, up-right, two left), given both.
+"Huffman" costs are Huffman codes per context (length-limited to 12, FORMAT.md §4) including
+each table's descriptor; "entropy" costs are static conditional entropies (no model cost, an
+unreachable floor for the given context). Fixed bytes (header, codebook, stream sizes) are taken
+from the §6 file.
+
+    .venv/bin/python benchmarks/codec_bound.py --tflite PICK/shared_float.tflite \\
+        --json docs/results/codec_bound.json
+"""
+import argparse
+import bz2
+import gzip
+import lzma
+import os
+
+import numpy as np
+
+from _common import log, machine_info, write_json
+from bench_codec import tflite_weights
+from dc_keras import codec
+from dc_keras.codec._encode import _descriptor_size, code_lengths
+
+try:
+    import zstandard
+except ImportError:  # pragma: no cover
+    zstandard = None
+
+
+def entropy_bytes(x, ctx=None):
+    """Static (conditional) entropy of the symbols ``x`` given ``ctx``, in bytes."""
+    ctx = np.zeros(len(x), np.int64) if ctx is None else ctx
+    total = 0.0
+    for c in np.unique(ctx):
+        _, cnt = np.unique(x[ctx == c], return_counts=True)
+        total -= float((cnt * np.log2(cnt / cnt.sum())).sum())
+    return total / 8
+
+
+def huffman_bytes(x, n, ctx=None):
+    """Bytes of one length-limited Huffman code per context value, descriptors (§4) included."""
+    ctx = np.zeros(len(x), np.int64) if ctx is None else ctx
+    bits = 0
+    for c in np.unique(ctx):
+        cnt = np.bincount(x[ctx == c], minlength=n)
+        lengths, max_len = code_lengths(cnt)
+        bits += int(np.dot(cnt, lengths.astype(np.int64))) + 8 * _descriptor_size(n, max_len)
+    return bits / 8
+
+
+def entries(w, G):
+    """§6's entries of ``w`` (flat, background 0): (gap, index, position) with fillers, and K."""
+    f = w.reshape(-1)
+    pos = np.flatnonzero(f)
+    runs = np.diff(pos, prepend=-1) - 1
+    uniq, idx = np.unique(f[pos].view(np.uint32), return_inverse=True)
+    bg = int(np.searchsorted(uniq, np.float32(0).view(np.uint32)))
+    idx = idx + (idx >= bg)  # index of 0.0 in the full codebook
+    fill = runs // G
+    gap, index, where = [], [], []
+    for r, i, p, k in zip(runs, idx, pos, fill):
+        gap += [G - 1] * int(k) + [int(r % G)]
+        index += [bg] * int(k) + [int(i)]
+        where += [-1] * int(k) + [int(p)]
+    return np.array(gap), np.array(index), np.array(where), len(uniq) + 1
+
+
+def _classes(f):
+    return np.where(f == 0, 0, np.where(f > 0, 1, -1)).astype(np.int64)
+
+
+def _neighbour(cls, pos, d, width, dx):
+    """Class of the element ``d`` before ``pos`` if it lies in the same image (0 outside)."""
+    q = pos - d
+    x = pos % width
+    ok = (pos >= 0) & (q >= 0) & (x + dx >= 0) & (x + dx < width)
+    return np.where(ok, cls[np.maximum(q, 0)], 0)
+
+
+def index_rows(f, gap, index, where, K, W):
+    cls = _classes(f)
+    neg = (where >= 0) & (f[np.maximum(where, 0)] < 0)  # sign class of each entry (fillers: 0.0)
+    prev = np.concatenate([[0], neg[:-1]]).astype(np.int64)
+    g0 = (gap == 0).astype(np.int64)
+    left, up = _neighbour(cls, where, 1, W, -1), _neighbour(cls, where, W, W, 0)
+    ul, ur = _neighbour(cls, where, W + 1, W, -1), _neighbour(cls, where, W - 1, W, 1)
+    vote = np.sign(left + up + ul + ur) + 1
+    joint = (((left + 1) * 3 + up + 1) * 3 + ul + 1) * 3 + ur + 1
+    ctxs = {"none (order 0)": None, "§14: previous entry's sign class, gap = 0": prev * 2 + g0,
+            f"2-D sign vote of left/up/up-left/up-right (W={W})": vote,
+            f"2-D vote x gap = 0 (W={W})": vote * 2 + g0,
+            f"left, up, up-left, up-right classes jointly (W={W}, 81 contexts)": joint}
+    return [{"stream": "index", "context": k, "entropy_bytes": entropy_bytes(index, c),
+             "huffman_bytes": huffman_bytes(index, K, c)} for k, c in ctxs.items()]
+
+
+def gap_rows(f, gap, where, G, W):
+    prev = np.concatenate([[0], gap[:-1]])
+    bucket = np.digitize(prev, [1, 2, 4, 8, 16, 32, 64])
+    start = np.where(where >= 0, where - gap, 0)
+    above = _neighbour(np.abs(_classes(f)), start, W, W, 0)
+    ctxs = {"none (order 0)": None, "previous gap bucket (8)": bucket,
+            f"element one image row above the run's start kept (W={W})": above}
+    return [{"stream": "gap", "context": k, "entropy_bytes": entropy_bytes(gap, c),
+             "huffman_bytes": huffman_bytes(gap, G, c)} for k, c in ctxs.items()]
+
+
+def mask_rows(w, W):
+    """Kept bits coded one by one (binary arithmetic/ANS coder floor) under 2-D contexts."""
+    m = (w.reshape(-1) != 0).astype(np.int64)
+    p = np.arange(m.size)
+    n = [_neighbour(m, p, d, W, dx) for d, dx in ((1, -1), (W, 0), (W + 1, -1), (W - 1, 1), (2, -2))]
+    nbrs = (((n[0] * 2 + n[1]) * 2 + n[2]) * 2 + n[3]) * 2 + n[4]
+    pixel = p % w.shape[-1]
+    dens = np.bincount(pixel, weights=m, minlength=w.shape[-1]) / (m.size / w.shape[-1])
+    dbucket = np.digitize(dens[pixel], [0.005, 0.02, 0.04, 0.07, 0.1, 0.15, 0.25])
+    ctxs = {"i.i.d. (one density)": None, "pixel density (8 buckets; side info not counted)": dbucket,
+            f"2-D neighbours left, up, up-left, up-right, two left (W={W}, 32 contexts)": nbrs,
+            "both (256 contexts)": nbrs * 8 + dbucket}
+    return [{"stream": "mask bits", "context": k, "entropy_bytes": entropy_bytes(m, c), "huffman_bytes": None}
+            for k, c in ctxs.items()]
+
+
+def compressors(raw):
+    out = {"gzip-9": len(gzip.compress(raw, 9, mtime=0)), "bz2-9": len(bz2.compress(raw, 9)),
+           "xz-9e": len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME))}
+    if zstandard is not None:
+        out["zstd-19"] = len(zstandard.ZstdCompressor(level=19).compress(raw))
+    return out
+
+
+def tensor_report(name, w, W):
+    plain, ctx = codec.encode(w, layout="sparse"), codec.encode(w, context_model=True)
+    i6 = codec.info(plain)
+    G = i6["gap_alphabet"]
+    fixed = len(plain) - sum(i6["stream_bytes"]) - _descriptor_size(G, i6["gap_code"]["max_length"]) \
+        - _descriptor_size(i6["codebook_size"], i6["index_code"]["max_length"])
+    gap, index, where, K = entries(w, G)
+    f = w.reshape(-1)
+    comp = compressors(np.ascontiguousarray(w, np.float32).tobytes())
+    best = min(comp.values())
+    rows = gap_rows(f, gap, where, G, W) + index_rows(f, gap, index, where, K, W) \
+        + mask_rows(w, W)
+    best_huff = fixed + min(r["huffman_bytes"] for r in rows if r["stream"] == "gap") \
+        + min(r["huffman_bytes"] for r in rows if r["stream"] == "index")
+    floor = fixed + min(r["entropy_bytes"] for r in rows if r["stream"] == "mask bits") \
+        + min(r["entropy_bytes"] for r in rows if r["stream"] == "index")
+    out = {"tensor": name, "shape": list(w.shape), "nonzero": int(np.count_nonzero(w)), "entries": len(gap),
+           "gap_alphabet": G, "codebook_size": K, "image_width": W, "fixed_bytes": fixed,
+           "packed_sparse_bytes": len(plain), "packed_context_bytes": len(ctx), "compressor_bytes": comp,
+           "best_compressor": min(comp, key=comp.get), "goal_bytes": 0.75 * best,
+           "best_huffman_family_bytes": best_huff, "context_coder_floor_bytes": floor, "rows": rows}
+    for k in ("packed_sparse_bytes", "packed_context_bytes", "best_huffman_family_bytes",
+              "context_coder_floor_bytes"):
+        out[k.replace("_bytes", "_vs_best")] = out[k] / best
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tflite", required=True, help="a pruned + clustered float .tflite")
+    ap.add_argument("--image_width", type=int, default=28, help="W of the 2-D contexts (MNIST: 28)")
+    ap.add_argument("--min_elements", type=int, default=20000)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    out = {"tflite": os.path.basename(args.tflite), "machine": machine_info(frameworks=False), "tensors": []}
+    for name, w in tflite_weights(args.tflite, args.min_elements):
+        if w.ndim != 2 or np.count_nonzero(w) > 0.5 * w.size:
+            continue
+        r = tensor_report(name, w, args.image_width)
+        out["tensors"].append(r)
+        log(f"{name} {w.shape}: §6 {r['packed_sparse_bytes']:,} B ({r['packed_sparse_vs_best']:.3f}x), §14 "
+            f"{r['packed_context_bytes']:,} B ({r['packed_context_vs_best']:.3f}x) of {r['best_compressor']} "
+            f"{min(r['compressor_bytes'].values()):,} B; goal {r['goal_bytes']:,.0f} B; best Huffman-family "
+            f"{r['best_huffman_family_bytes']:,.0f} B ({r['best_huffman_family_vs_best']:.3f}x); context-coder "
+            f"floor {r['context_coder_floor_bytes']:,.0f} B ({r['context_coder_floor_vs_best']:.3f}x)")
+        for row in r["rows"]:
+            hb = "-" if row["huffman_bytes"] is None else f"{row['huffman_bytes']:,.0f}"
+            log(f"   {row['stream']:<9} | {row['context']:<75} H {row['entropy_bytes']:>8,.0f} B  Huffman {hb} B")
+    if args.json:
+        write_json(args.json, out)
+
+
+if __name__ == "__main__":
+    main()
