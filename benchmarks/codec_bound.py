@@ -28,6 +28,7 @@ import bz2
 import gzip
 import lzma
 import os
+import sys
 
 import numpy as np
 
@@ -116,8 +117,19 @@ def gap_rows(f, gap, where, G, W):
     above = _neighbour(np.abs(_classes(f)), start, W, W, 0)
     ctxs = {"none (order 0)": None, "previous gap bucket (8)": bucket,
             f"element one image row above the run's start kept (W={W})": above}
-    return [{"stream": "gap", "context": k, "entropy_bytes": entropy_bytes(gap, c),
+    rows = [{"stream": "gap", "context": k, "entropy_bytes": entropy_bytes(gap, c),
              "huffman_bytes": huffman_bytes(gap, G, c)} for k, c in ctxs.items()]
+    return rows
+
+
+def empty_column_rows(w, G):
+    """Positions coded over the columns that hold any kept weight (the others, e.g. pruned input
+    pixels, skipped): gap cost plus a 1-bit-per-column map of the live columns."""
+    live = np.any(w != 0, axis=0)
+    gap = entries(w[:, live], G)[0]
+    side = (w.shape[1] + 7) // 8
+    return [{"stream": "gap", "context": f"order 0, {int((~live).sum())} empty columns skipped (+{side} B map)",
+             "entropy_bytes": entropy_bytes(gap) + side, "huffman_bytes": huffman_bytes(gap, G) + side}]
 
 
 def mask_rows(w, W):
@@ -154,7 +166,7 @@ def tensor_report(name, w, W):
     f = w.reshape(-1)
     comp = compressors(np.ascontiguousarray(w, np.float32).tobytes())
     best = min(comp.values())
-    rows = gap_rows(f, gap, where, G, W) + index_rows(f, gap, index, where, K, W) \
+    rows = gap_rows(f, gap, where, G, W) + empty_column_rows(w, G) + index_rows(f, gap, index, where, K, W) \
         + mask_rows(w, W)
     best_huff = fixed + min(r["huffman_bytes"] for r in rows if r["stream"] == "gap") \
         + min(r["huffman_bytes"] for r in rows if r["stream"] == "index")
@@ -178,7 +190,8 @@ def main(argv=None):
     ap.add_argument("--min_elements", type=int, default=20000)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    out = {"tflite": os.path.basename(args.tflite), "machine": machine_info(frameworks=False), "tensors": []}
+    out = {"tflite": os.path.basename(args.tflite), "machine": machine_info(frameworks=False), "tensors": [],
+           "command": " ".join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))}
     for name, w in tflite_weights(args.tflite, args.min_elements):
         if w.ndim != 2 or np.count_nonzero(w) > 0.5 * w.size:
             continue

@@ -503,6 +503,36 @@ def codec_section(c):
     return out + [""]
 
 
+def codec_bound_section(cb):
+    """benchmarks/codec_bound.py --json: what context modelling could buy on the same tensors, as
+    per-context Huffman codes (tables included) and as static conditional entropies (a floor)."""
+    m = cb["machine"]
+    out = ["## Codec: what modelling could buy (vs the <= 0.75x goal)", "",
+           f"Run: {m['date']}, command `{cb['command']}` on `{cb['tflite']}`. Sizes in bytes; ratios are to the "
+           "best of gzip-9 / bz2-9 / xz-9e / zstd-19 of the same float32 tensor. *Best Huffman-family*: the fixed "
+           "bytes of the §6 file plus the cheapest measured context for each stream, Huffman-coded per context with "
+           "its tables. *Context-coder floor*: the same fixed bytes plus the static conditional entropies of the "
+           "kept/not-kept bits (coded one by one, as an arithmetic / ANS binary coder would) and of the indices "
+           "under the best measured contexts, model cost not counted.", "",
+           "| tensor | best compressor | goal (0.75x) | §6 | §14 | best Huffman-family | context-coder floor |",
+           "|---|---|---|---|---|---|---|"]
+    for t in cb["tensors"]:
+        best = min(t["compressor_bytes"].values())
+        out.append(f"| {t['tensor']} {'x'.join(map(str, t['shape']))} | {best:,} ({t['best_compressor']}) | "
+                   f"{t['goal_bytes']:,.0f} | {t['packed_sparse_bytes']:,} ({t['packed_sparse_vs_best']:.3f}x) | "
+                   f"{t['packed_context_bytes']:,} ({t['packed_context_vs_best']:.3f}x) | "
+                   f"{t['best_huffman_family_bytes']:,.0f} ({t['best_huffman_family_vs_best']:.3f}x) | "
+                   f"{t['context_coder_floor_bytes']:,.0f} ({t['context_coder_floor_vs_best']:.3f}x) |")
+    for t in cb["tensors"]:
+        out += ["", f"{t['tensor']} ({'x'.join(map(str, t['shape']))}, {t['nonzero']:,} kept, G = {t['gap_alphabet']}, "
+                f"K = {t['codebook_size']}, fixed bytes {t['fixed_bytes']:,}):", "",
+                "| stream | context | entropy | Huffman (tables included) |", "|---|---|---|---|"]
+        for r in t["rows"]:
+            hb = "-" if r["huffman_bytes"] is None else f"{r['huffman_bytes']:,.0f}"
+            out.append(f"| {r['stream']} | {r['context']} | {r['entropy_bytes']:,.0f} | {hb} |")
+    return out + [""]
+
+
 def fit_step_section(fs):
     """Section of docs/results.md from benchmarks/bench_fit_step.py --json (issue 16)."""
     m = fs["machine"]
@@ -558,6 +588,7 @@ def main(argv=None):
                    help="bench_quantized.py / bench_quantized_zoo.py --json output(s)")
     p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
     p.add_argument("--codec", default=None, help="bench_codec.py --json output (docs/results/codec_context.json)")
+    p.add_argument("--codec-bound", default=None, help="codec_bound.py --json output (docs/results/codec_bound.json)")
     p.add_argument("--fit-step", default=None, help="bench_fit_step.py --json output (docs/results/fit_step.json)")
     p.add_argument("--multi-worker", default=None,
                    help="bench_multi_worker.py --json output (docs/results/multi_worker_step.json)")
@@ -612,16 +643,18 @@ def main(argv=None):
     lines += ["## Reproduce", "", "```sh",
               "make install                                             # includes the bench extra: tf_keras, tfmot 0.8.1, zstandard",
               ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines",
-              ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --json lenet_300_100.json",
+              ".venv/bin/python benchmarks/baselines.py --models lenet-300-100 --val 10000 --out_dir ~/.cache/dc_keras/baselines_val10k",
+              ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json lenet_300_100.json",
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --json lenet_5.json",
               ".venv/bin/python benchmarks/speed_table.py --json speed.json",
               ".venv/bin/python benchmarks/bench_runtime.py --json runtime.json   # ~10 min",
               ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
               ".venv/bin/python benchmarks/bench_quantized_zoo.py --json quantized_zoo.json   # DS-CNN, ~15 min",
               ".venv/bin/python benchmarks/bench_codec.py --quick --tflite PRUNED_CLUSTERED.tflite --json codec_context.json",
+              ".venv/bin/python benchmarks/codec_bound.py --tflite PRUNED_CLUSTERED.tflite --json codec_bound.json",
               ".venv/bin/python benchmarks/bench_fit_step.py --json fit_step.json   # TF + JAX + tfmot, ~5 min",
               ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
-              "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json",
+              "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json --codec-bound codec_bound.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
     if args.zoo:
         lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min",
@@ -646,6 +679,9 @@ def main(argv=None):
     if args.codec:
         with open(args.codec) as f:
             lines += codec_section(json.load(f))
+    if args.codec_bound:
+        with open(args.codec_bound) as f:
+            lines += codec_bound_section(json.load(f))
     write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
