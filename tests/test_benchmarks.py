@@ -88,7 +88,7 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
     it writes docs/results.md exactly as committed."""
     (tmp_path / "docs" / "img").mkdir(parents=True)
     res = os.path.join(ROOT, "docs", "results")
-    table1 = [os.path.join(res, n) for n in ("lenet_300_100.json", "lenet_300_100_point2.json", "lenet_5.json")]
+    table1 = [os.path.join(res, n) for n in ("lenet_300_100.json", "lenet_5.json")]
     r = subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), "--table1", *table1,
                         "--speed", os.path.join(res, "speed.json"), "--quantized", *_quantized_args(res),
                         "--runtime", os.path.join(res, "runtime.json"),
@@ -100,7 +100,7 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
         assert (tmp_path / "docs" / "results.md").read_text() == f.read()
     assert sorted(p.name for p in (tmp_path / "docs" / "img").iterdir()) == [
-        "lenet_300_100_2_size_vs_error.png", "lenet_300_100_size_vs_error.png", "lenet_5_size_vs_error.png"]
+        "lenet_300_100_size_vs_error.png", "lenet_5_size_vs_error.png"]
 
 
 def test_recipe_search_pick_applies_the_written_rule():
