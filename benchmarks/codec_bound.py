@@ -16,9 +16,11 @@ Contexts measured (all known to a decoder before it decodes the symbol):
          binary coder would pay): i.i.d., given the element's pixel density, given the 2-D
          neighbours (left, up, up-left, up-right, two left), given both.
 "Huffman" costs are Huffman codes per context (length-limited to 12, FORMAT.md §4) including
-each table's descriptor; "entropy" costs are static conditional entropies (no model cost, an
-unreachable floor for the given context). Fixed bytes (header, codebook, stream sizes) are taken
-from the §6 file.
+each table's descriptor, and without them ("tables free": a bound for any cleverer table coding;
+only for at most 81 context values, beyond which free tables overfit); "entropy" costs are static conditional entropies (no model cost, an
+unreachable floor for the given context; the "context-coder floor" takes the lowest position cost,
+gaps or mask bits, plus the lowest index cost, contexts with more than 81 values left out). Fixed
+bytes (header, codebook, stream sizes) are taken from the §6 file.
 
     .venv/bin/python benchmarks/codec_bound.py --tflite PICK/shared_float.tflite \\
         --json docs/results/codec_bound.json
@@ -53,15 +55,28 @@ def entropy_bytes(x, ctx=None):
     return total / 8
 
 
-def huffman_bytes(x, n, ctx=None):
-    """Bytes of one length-limited Huffman code per context value, descriptors (§4) included."""
+def huffman_bytes(x, n, ctx=None, tables=True):
+    """Bytes of one length-limited Huffman code per context value, descriptors (§4) included
+    unless ``tables`` is False (then: the code bits alone, as if the tables were free)."""
     ctx = np.zeros(len(x), np.int64) if ctx is None else ctx
     bits = 0
     for c in np.unique(ctx):
         cnt = np.bincount(x[ctx == c], minlength=n)
         lengths, max_len = code_lengths(cnt)
-        bits += int(np.dot(cnt, lengths.astype(np.int64))) + 8 * _descriptor_size(n, max_len)
+        bits += int(np.dot(cnt, lengths.astype(np.int64))) + (8 * _descriptor_size(n, max_len) if tables else 0)
     return bits / 8
+
+
+def _row(stream, context, x, n, ctx):
+    """One measured context: entropy, Huffman with tables, Huffman with free tables (the latter
+    only for at most MAX_FREE_CONTEXTS context values: with more, free tables overfit)."""
+    few = ctx is None or len(np.unique(ctx)) <= MAX_FREE_CONTEXTS
+    return {"stream": stream, "context": context, "entropy_bytes": entropy_bytes(x, ctx),
+            "huffman_bytes": huffman_bytes(x, n, ctx),
+            "huffman_free_tables_bytes": huffman_bytes(x, n, ctx, tables=False) if few else None}
+
+
+MAX_FREE_CONTEXTS = 81
 
 
 def entries(w, G):
@@ -93,7 +108,7 @@ def _neighbour(cls, pos, d, width, dx):
     return np.where(ok, cls[np.maximum(q, 0)], 0)
 
 
-def index_rows(f, gap, index, where, K, W):
+def index_rows(f, gap, index, where, K, W, cols):
     cls = _classes(f)
     neg = (where >= 0) & (f[np.maximum(where, 0)] < 0)  # sign class of each entry (fillers: 0.0)
     prev = np.concatenate([[0], neg[:-1]]).astype(np.int64)
@@ -102,24 +117,41 @@ def index_rows(f, gap, index, where, K, W):
     ul, ur = _neighbour(cls, where, W + 1, W, -1), _neighbour(cls, where, W - 1, W, 1)
     vote = np.sign(left + up + ul + ur) + 1
     joint = (((left + 1) * 3 + up + 1) * 3 + ul + 1) * 3 + ur + 1
-    ctxs = {"none (order 0)": None, "§14: previous entry's sign class, gap = 0": prev * 2 + g0,
+    prev_index = np.concatenate([[0], index[:-1]])
+    in_row = (np.maximum(where, 0) % cols) * 8 // cols
+    ctxs = {"none (order 0)": None, "previous index (order 1)": prev_index,
+            "position in the row (8 buckets)": in_row,
+            "§14: previous entry's sign class, gap = 0": prev * 2 + g0,
             f"2-D sign vote of left/up/up-left/up-right (W={W})": vote,
             f"2-D vote x gap = 0 (W={W})": vote * 2 + g0,
             f"left, up, up-left, up-right classes jointly (W={W}, 81 contexts)": joint}
-    return [{"stream": "index", "context": k, "entropy_bytes": entropy_bytes(index, c),
-             "huffman_bytes": huffman_bytes(index, K, c)} for k, c in ctxs.items()]
+    return [_row("index", k, index, K, c) for k, c in ctxs.items()]
 
 
-def gap_rows(f, gap, where, G, W):
+def gap_rows(f, gap, where, G, W, cols):
     prev = np.concatenate([[0], gap[:-1]])
     bucket = np.digitize(prev, [1, 2, 4, 8, 16, 32, 64])
-    start = np.where(where >= 0, where - gap, 0)
+    start = np.maximum(np.where(where >= 0, where - gap, 0), 0)
     above = _neighbour(np.abs(_classes(f)), start, W, W, 0)
-    ctxs = {"none (order 0)": None, "previous gap bucket (8)": bucket,
+    mask = (f != 0).reshape(-1, cols)
+    density = mask.mean(axis=0)[start % cols]
+    ctxs = {"none (order 0)": None, "previous gap (order 1)": prev, "previous gap bucket (8)": bucket,
+            "position of the run's start in the row (8 buckets)": (start % cols) * 8 // cols,
+            "density of the run start's column (8 buckets; side info not counted)":
+                np.digitize(density, [0.005, 0.02, 0.04, 0.07, 0.1, 0.15, 0.25]),
             f"element one image row above the run's start kept (W={W})": above}
-    rows = [{"stream": "gap", "context": k, "entropy_bytes": entropy_bytes(gap, c),
-             "huffman_bytes": huffman_bytes(gap, G, c)} for k, c in ctxs.items()]
-    return rows
+    return [_row("gap", k, gap, G, c) for k, c in ctxs.items()]
+
+
+def per_row_rows(w, G):
+    """Positions as a count per row plus gaps restarted at each row (the row's tail implicit)."""
+    counts = np.count_nonzero(w, axis=1)
+    gaps = np.concatenate([entries(r[None, :], G)[0] for r in w if np.any(r)] or [np.zeros(0, np.int64)])
+    n = int(counts.max()) + 1
+    return [{"stream": "gap", "context": "order 0, restarted each row (+ per-row counts, order 0)",
+             "entropy_bytes": entropy_bytes(gaps) + entropy_bytes(counts),
+             "huffman_bytes": huffman_bytes(gaps, G) + huffman_bytes(counts, n),
+             "huffman_free_tables_bytes": huffman_bytes(gaps, G, tables=False) + huffman_bytes(counts, n, tables=False)}]
 
 
 def empty_column_rows(w, G):
@@ -129,7 +161,8 @@ def empty_column_rows(w, G):
     gap = entries(w[:, live], G)[0]
     side = (w.shape[1] + 7) // 8
     return [{"stream": "gap", "context": f"order 0, {int((~live).sum())} empty columns skipped (+{side} B map)",
-             "entropy_bytes": entropy_bytes(gap) + side, "huffman_bytes": huffman_bytes(gap, G) + side}]
+             "entropy_bytes": entropy_bytes(gap) + side, "huffman_bytes": huffman_bytes(gap, G) + side,
+             "huffman_free_tables_bytes": huffman_bytes(gap, G, tables=False) + side}]
 
 
 def mask_rows(w, W):
@@ -144,8 +177,8 @@ def mask_rows(w, W):
     ctxs = {"i.i.d. (one density)": None, "pixel density (8 buckets; side info not counted)": dbucket,
             f"2-D neighbours left, up, up-left, up-right, two left (W={W}, 32 contexts)": nbrs,
             "both (256 contexts)": nbrs * 8 + dbucket}
-    return [{"stream": "mask bits", "context": k, "entropy_bytes": entropy_bytes(m, c), "huffman_bytes": None}
-            for k, c in ctxs.items()]
+    return [{"stream": "mask bits", "context": k, "entropy_bytes": entropy_bytes(m, c), "huffman_bytes": None,
+             "huffman_free_tables_bytes": None} for k, c in ctxs.items()]
 
 
 def compressors(raw):
@@ -166,19 +199,28 @@ def tensor_report(name, w, W):
     f = w.reshape(-1)
     comp = compressors(np.ascontiguousarray(w, np.float32).tobytes())
     best = min(comp.values())
-    rows = gap_rows(f, gap, where, G, W) + empty_column_rows(w, G) + index_rows(f, gap, index, where, K, W) \
+    cols = w.shape[-1]
+    rows = gap_rows(f, gap, where, G, W, cols) + per_row_rows(w, G) + empty_column_rows(w, G) \
+        + index_rows(f, gap, index, where, K, W, cols) \
         + mask_rows(w, W)
     best_huff = fixed + min(r["huffman_bytes"] for r in rows if r["stream"] == "gap") \
         + min(r["huffman_bytes"] for r in rows if r["stream"] == "index")
-    floor = fixed + min(r["entropy_bytes"] for r in rows if r["stream"] == "mask bits") \
-        + min(r["entropy_bytes"] for r in rows if r["stream"] == "index")
+    free = fixed + sum(min(r["huffman_free_tables_bytes"] for r in rows
+                           if r["stream"] == st and r["huffman_free_tables_bytes"] is not None)
+                       for st in ("gap", "index"))
+    # positions: gap or mask-bit entropies, index: entropies; contexts with > 81 values (over-fit
+    # static entropies) left out
+    fair = [r for r in rows if r["huffman_free_tables_bytes"] is not None or r["stream"] == "mask bits"]
+    floor = fixed + min(r["entropy_bytes"] for r in fair if r["stream"] != "index") \
+        + min(r["entropy_bytes"] for r in fair if r["stream"] == "index")
     out = {"tensor": name, "shape": list(w.shape), "nonzero": int(np.count_nonzero(w)), "entries": len(gap),
            "gap_alphabet": G, "codebook_size": K, "image_width": W, "fixed_bytes": fixed,
            "packed_sparse_bytes": len(plain), "packed_context_bytes": len(ctx), "compressor_bytes": comp,
            "best_compressor": min(comp, key=comp.get), "goal_bytes": 0.75 * best,
-           "best_huffman_family_bytes": best_huff, "context_coder_floor_bytes": floor, "rows": rows}
+           "best_huffman_family_bytes": best_huff, "huffman_free_tables_bound_bytes": free,
+           "context_coder_floor_bytes": floor, "rows": rows}
     for k in ("packed_sparse_bytes", "packed_context_bytes", "best_huffman_family_bytes",
-              "context_coder_floor_bytes"):
+              "huffman_free_tables_bound_bytes", "context_coder_floor_bytes"):
         out[k.replace("_bytes", "_vs_best")] = out[k] / best
     return out
 
@@ -200,11 +242,14 @@ def main(argv=None):
         log(f"{name} {w.shape}: §6 {r['packed_sparse_bytes']:,} B ({r['packed_sparse_vs_best']:.3f}x), §14 "
             f"{r['packed_context_bytes']:,} B ({r['packed_context_vs_best']:.3f}x) of {r['best_compressor']} "
             f"{min(r['compressor_bytes'].values()):,} B; goal {r['goal_bytes']:,.0f} B; best Huffman-family "
-            f"{r['best_huffman_family_bytes']:,.0f} B ({r['best_huffman_family_vs_best']:.3f}x); context-coder "
+            f"{r['best_huffman_family_bytes']:,.0f} B ({r['best_huffman_family_vs_best']:.3f}x), tables free "
+            f"{r['huffman_free_tables_bound_bytes']:,.0f} B ({r['huffman_free_tables_bound_vs_best']:.3f}x); context-coder "
             f"floor {r['context_coder_floor_bytes']:,.0f} B ({r['context_coder_floor_vs_best']:.3f}x)")
         for row in r["rows"]:
             hb = "-" if row["huffman_bytes"] is None else f"{row['huffman_bytes']:,.0f}"
-            log(f"   {row['stream']:<9} | {row['context']:<75} H {row['entropy_bytes']:>8,.0f} B  Huffman {hb} B")
+            hf = "-" if row["huffman_free_tables_bytes"] is None else f"{row['huffman_free_tables_bytes']:,.0f}"
+            log(f"   {row['stream']:<9} | {row['context']:<75} H {row['entropy_bytes']:>8,.0f} B  Huffman {hb} B"
+                f" (tables free {hf} B)")
     if args.json:
         write_json(args.json, out)
 
