@@ -5,7 +5,8 @@ targets) -> trained weight sharing (linear-init k-means per layer, centroid fine
 shared too) -> TFLite export -> Huffman packing (HuffDecode ops).
 
 The defaults (``_common.CONFIG``) are issue 19's recipe, chosen on validation data only: the last
-``--val`` (5,000) training images are held out from every training stage, and
+``--val`` training images (CONFIG: 10,000 for LeNet-300-100, 5,000 for LeNet-5) are held out from
+every training stage (the baseline too: ``baselines.py --val``), and
 ``benchmarks/recipe_search.py`` scored the candidates by the error of their packed files on them
 (recorded in docs/results/search_<model>.json, shown in docs/results.md). The levers: lower
 density on the big layers, per-layer bits below the paper's 5 / 8, biases shared with 3 bits. Every stage is exported and packed, and its
