@@ -74,7 +74,19 @@ def main(argv):
     print(f"{'model':<16}{'epochs':>8}{'minutes':>9}{'tflite error':>14}{'paper':>8}")
     for r in results:
         print(f"{r['model']:<16}{r['epochs']:>8}{r['minutes']:>9.1f}{100 * r['tflite_test_error']:>13.2f}%{100 * r['paper_error']:>7.2f}%")
-    write_json(os.path.join(FLAGS.out_dir, "baselines.json"), results)
+    summary = os.path.join(FLAGS.out_dir, "baselines.json")
+    write_json(summary, _merged(summary, results))
+
+
+def _merged(path, results):
+    """The entries already in ``path`` for models not trained now, then this run's (a run for one
+    model keeps the other models' records of the same folder)."""
+    old = []
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+    done = {r["model"] for r in results}
+    return [r for r in old if r.get("model") not in done] + results
 
 
 if __name__ == "__main__":
