@@ -65,7 +65,7 @@ CONFIG = {
         "prune_epochs": 10, "cluster_epochs": 3, "prune_lr": 5e-4,
         "baseline_epochs": 15,
         "cluster_biases": 3, "context_model": False,
-        "val": 5000,
+        "val": 10000,  # baseline: benchmarks/baselines.py --val 10000
     },
 }
 

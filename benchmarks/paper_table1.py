@@ -5,7 +5,7 @@ targets) -> trained weight sharing (linear-init k-means per layer, centroid fine
 shared too) -> TFLite export -> Huffman packing (HuffDecode ops).
 
 The defaults (``_common.CONFIG``) are issue 19's recipe, chosen on validation data only: the last
-``--val`` training images (CONFIG: 10,000 for LeNet-300-100, 5,000 for LeNet-5) are held out from
+``--val`` training images (CONFIG: 10,000 for both LeNets) are held out from
 every training stage (the baseline too: ``baselines.py --val``), and
 ``benchmarks/recipe_search.py`` scored the candidates by the error of their packed files on them
 (recorded in docs/results/search_<model>.json, shown in docs/results.md). The levers: lower
@@ -207,22 +207,44 @@ def _baseline(run):
     return model, source, stem
 
 
-def _sensitivity(run, baseline):
-    """One layer pruned at a time, no retraining, on the held-out validation images (``--val``)."""
+def _sensitivity(run, baseline, baseline_source):
+    """One layer pruned at a time, no retraining, on the held-out validation images (``--val``).
+    With ``--resume`` and a loaded baseline, a sweep saved in ``--out_dir`` for the same baseline
+    file, validation images, sparsities and layers is reused (its minutes are then None)."""
     from dc_keras import train
 
     t0 = time.time()
     x_val, y_val = run.data[4], run.data[5]
-    sens = train.sensitivity(baseline, (x_val, y_val), sparsities=SENSITIVITY_SWEEP, metric="error",
-                             layers=sorted(run.layers))
+    key = {"baseline": baseline_source, "val": run.args.val, "sparsities": list(SENSITIVITY_SWEEP),
+           "layers": sorted(run.layers), "metric": "error",
+           "baseline_mtime": os.path.getmtime(baseline_source) if baseline_source.endswith(".keras") else None}
+    path = os.path.join(run.out_dir, "sensitivity.json")
+    sens = _cached_sensitivity(path, key) if run.args.resume and baseline_source.endswith(".keras") else None
+    if sens is None:
+        sens = train.sensitivity(baseline, (x_val, y_val), sparsities=SENSITIVITY_SWEEP, metric="error",
+                                 layers=sorted(run.layers))
+        if baseline_source.endswith(".keras"):
+            write_json(path, {"key": key, "report": sens})
+        run.timings["sensitivity_minutes"] = (time.time() - t0) / 60
+    else:
+        log(f"sensitivity: reusing {path} (same baseline, validation images, sparsities, layers)")
+        run.timings["sensitivity_minutes"] = None
     suggested = train.suggest_sparsity(sens, max_drop=run.args.max_drop)
-    run.timings["sensitivity_minutes"] = (time.time() - t0) / 60
     log(f"sensitivity (validation error, one layer at a time): suggested at max_drop={run.args.max_drop}: "
         f"{suggested}")
     if run.args.targets == "sensitivity":
         run.cfg["sparsity"] = {k: v for k, v in suggested.items() if v > 0}
         run.layers = set(run.cfg["sparsity"])
     return sens, suggested
+
+
+def _cached_sensitivity(path, key):
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return saved["report"] if saved.get("key") == json.loads(json.dumps(key)) else None
 
 
 def _trained_or_cached(run, what, timing, key, resume, train_fn):
@@ -365,7 +387,7 @@ def run(args):
     r = Run(args, cfg, out_dir, _mnist(args), layers=set(cfg["sparsity"]))
 
     baseline, baseline_source, stem = _baseline(r)
-    sensitivity = _sensitivity(r, baseline)
+    sensitivity = _sensitivity(r, baseline, baseline_source)
     base_float, _ = r.add_stage("baseline", baseline, 32, r.timings["baseline_minutes"], baseline_source)
     r.save("baseline.tflite", base_float)
     shared = _compress(r, baseline, baseline_source, stem)

@@ -142,8 +142,11 @@ def model_section(r, img_rel, title=None, show_search=True):
     wall = f"{total:.0f} min wall time" if total is not None else "wall time not recorded (peer runs interrupted)"
     reused = [label for k, label in (("prune_minutes", "pruned"), ("cluster_minutes", "weight-shared"))
               if k in r["timings"] and r["timings"][k] is None]
+    sens_reused = "sensitivity_minutes" in r["timings"] and r["timings"]["sensitivity_minutes"] is None
     if reused:
-        wall += (f"; the {' and '.join(reused)} stage models were reused (`--resume`) from an earlier run of "
+        wall += (f"; the {' and '.join(reused)} stage models"
+                 + (" and the per-layer sensitivity sweep" if sens_reused else "")
+                 + " were reused (`--resume`) from an earlier run of "
                  "the same code with identical settings, everything else ran in this one")
     out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, {wall}, {load_text(r['machine'])}.  ",
             f"Per-layer sparsity {c['sparsity']}, bits {c['bits']}, {c['prune_epochs']} pruning epochs, "
@@ -191,7 +194,8 @@ def model_section(r, img_rel, title=None, show_search=True):
     sens = r.get("sensitivity")
     if sens:
         rep = sens["report"]
-        out += ["", "### Per-layer sensitivity (one layer pruned at a time, no retraining; 5,000 "
+        n_val = r.get("config", {}).get("val_images") or 5000
+        out += ["", f"### Per-layer sensitivity (one layer pruned at a time, no retraining; {n_val:,} "
                 "held-out training images; the test set is never used for choices)", "",
                 "| layer | " + " | ".join(f"{100 * v:.1f} %" for v in rep["values"]) + " |",
                 "|---|" + "---|" * len(rep["values"])]
