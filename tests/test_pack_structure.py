@@ -1,0 +1,102 @@
+"""What ``pack`` adds as flatbuffer structure (docs/FORMAT.md §15): nameless packed tensors,
+4-byte aligned packed data, ``compact`` on by default; bit-exact on every route, and files written
+by the older packer (named ``<name>/dc_packed``, 16-byte aligned, no compact) still run and unpack."""
+import os
+
+import numpy as np
+import pytest
+
+import _export_models as em
+from dc_keras import export, runtime
+from dc_keras.export import _flatbuffer as fb
+from dc_keras.export import _pack
+
+OLD_FIXTURE = os.path.join(os.path.dirname(__file__), "data", "zoo_lstm128.packed.tflite")
+
+
+def _zero_overhead_twin(packed):
+    """``packed`` with every HuffDecode op and packed tensor removed and the packed bytes put in the
+    decoded tensor's own buffer: the same data with none of the structure pack adds."""
+    m = fb.read_model(packed)
+    pairs = _pack.packed_tensors(m)
+    for s, p, o in pairs:
+        sg = m.subgraphs[s]
+        m.buffers[sg.tensors[o].buffer].data = m.buffers[sg.tensors[p].buffer].data
+    hd = {k for k, c in enumerate(m.operatorCodes) if fb.is_huffdecode_code(c)}
+    for s, sg in enumerate(m.subgraphs):
+        sg.operators = [op for op in sg.operators if op.opcodeIndex not in hd]
+        _pack._remove_tensors(m, s, {p for s2, p, _ in pairs if s2 == s})
+    _pack._remove_unused_buffers(m, {b for b in range(len(m.buffers))})
+    _pack._remove_unused_codes(m, hd)
+    return fb.write_model(m), len(pairs)
+
+
+@pytest.mark.parametrize("kind,quantize", [("dense", None), ("conv", None), ("conv", "int8")])
+def test_bytes_added_per_packed_tensor(kind, quantize):
+    """Besides its packed bytes, a packed tensor costs at most the planning constant (80 B): no
+    name, 4-byte aligned data, one op; the old packer added ~140 B plus the name twice."""
+    packed = export.pack(em.tflite(kind, quantize), compact=False)
+    twin, n = _zero_overhead_twin(packed)
+    assert n >= 2
+    per_tensor = (len(packed) - len(twin)) / n
+    assert 40 <= per_tensor <= _pack._PER_TENSOR_OVERHEAD, per_tensor
+    m = fb.read_model(packed)
+    assert all(m.subgraphs[s].tensors[p].name is None for s, p, _ in _pack.packed_tensors(m))
+    assert all(fb.tensor_name(m.subgraphs[s].tensors[o]) for s, _, o in _pack.packed_tensors(m))
+
+
+@pytest.mark.parametrize("kind,quantize", [("dense", None), ("conv", "int8"), ("conv", "float16")])
+def test_compact_default_is_output_identical_and_smaller(kind, quantize):
+    plain = em.tflite(kind, quantize)
+    default, full = export.pack(plain), export.pack(plain, compact=False)
+    assert default == export.pack(plain, compact=True)
+    assert len(default) < len(full)
+    xs = em.inputs(kind, 16, seed=9)
+    ref = em.run(em.reference_interpreter("litert", plain), xs)
+    for data in (default, full):
+        for backend, decode in [("litert", "delegate"), ("tensorflow", "op")]:
+            got = em.run(runtime.Interpreter(model_content=data, backend=backend, decode=decode), xs)
+            np.testing.assert_array_equal(got, ref)
+        # the C unpack tool restores a model an ordinary interpreter runs bit-identically
+        c = runtime.unpack(data)
+        np.testing.assert_array_equal(em.run(em.reference_interpreter("litert", c), xs), ref)
+    assert export.unpack(export.unpack(default)) == export.unpack(default)
+
+
+def test_compact_argument_and_nothing_to_pack():
+    plain = em.tflite("dense", None)
+    assert export.pack(plain, min_bytes=10**9) == plain  # default: nothing packs -> input as is
+    assert export.pack(plain, min_bytes=10**9, compact=False) == plain
+    compacted = export.pack(plain, min_bytes=10**9, compact=True)  # asked for: rewritten
+    assert len(compacted) < len(plain)
+    xs = em.inputs("dense", 8, seed=1)
+    np.testing.assert_array_equal(em.run(em.reference_interpreter("litert", compacted), xs),
+                                  em.run(em.reference_interpreter("litert", plain), xs))
+    for bad in ("yes", 1, 0):
+        with pytest.raises(ValueError, match="compact must be None"):
+            export.pack(plain, compact=bad)
+
+
+def test_file_of_the_older_packer_runs_unpacks_and_repacks_smaller():
+    """tests/data/zoo_lstm128.packed.tflite was written by the packer of 2026-11-29 (named packed
+    tensors, 16-byte aligned data, no compact): it still runs through the delegate, the op and the
+    C unpack tool, bit-identical to its unpacked model, and re-packs smaller to the same outputs."""
+    with open(OLD_FIXTURE, "rb") as f:
+        old = f.read()
+    m = fb.read_model(old)
+    names = [fb.tensor_name(m.subgraphs[s].tensors[p]) for s, p, _ in _pack.packed_tensors(m)]
+    assert names and all(n.endswith(_pack.PACKED_SUFFIX) for n in names)
+    plain = export.unpack(old)
+    new = export.pack(plain)
+    assert len(new) < len(old) - 40 * len(names)
+    xs = np.random.default_rng(4).normal(size=(3, 32, 8)).astype("float32")  # the file's batch is 1
+
+    def outputs(data, **kw):
+        it = runtime.Interpreter(model_content=data, **kw) if kw else em.reference_interpreter("litert", data)
+        return em.run(it, xs)
+
+    ref = outputs(plain)
+    for data in (old, new):
+        np.testing.assert_array_equal(outputs(data, backend="litert", decode="delegate"), ref)
+        np.testing.assert_array_equal(outputs(data, backend="tensorflow", decode="op"), ref)
+        np.testing.assert_array_equal(outputs(runtime.unpack(data)), ref)
