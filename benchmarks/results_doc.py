@@ -236,6 +236,14 @@ def _yes_no(value):
     return "-" if value is None else ("yes" if value else "**no**")
 
 
+def _repacked_cell(r, variant):
+    """A zoo row's file re-packed by ``zoo_repack.py`` with pack ``variant``: bytes (ratio), or "-"."""
+    rp = (r.get("repacked") or {}).get(variant)
+    if not rp:
+        return "-"
+    return f"{rp['bytes']:,} B ({ratio(rp['ratio'])})" if rp["outputs_identical"] else "**outputs differ**"
+
+
 def _zoo_bits(r):
     """The row's bits: one figure, or pruned-layer bits / other layers' bits, plus biases if shared."""
     cfg = r.get("config", {})
@@ -294,22 +302,23 @@ def zoo_section(zoo):
             "including the biases BatchNormalization folding creates (float32, one per output channel). "
             "Tensor names and the rest of the flatbuffer (operators, shapes, tables) are what `pack` leaves. With "
             "`cluster_biases` (bits in the `bits` column) the biases are shared too and `pack` packs one only when "
-            "its packed form plus the HuffDecode op, the extra tensor and its name (~190 B with names kept, ~80 B "
-            "stripped) is smaller: a 128-entry bias at 3 bits packs 512 -> ~120 B, a 64-entry one (96 B packed) "
-            "stays raw. "
-            "Last column: the run's file re-packed with `pack(strip_strings=True, compact=True)` "
-            "(`benchmarks/zoo_repack.py`; outputs bit-identical on 500 test inputs).", "",
+            "its packed form plus what a packed tensor adds (the HuffDecode op, the extra tensor and buffer: "
+            "64-68 B with names kept or stripped since docs/FORMAT.md §15's nameless packed tensors; before, "
+            "~190 B with names kept, ~80 B stripped) is smaller: a 128-entry bias at 3 bits packs 512 -> ~120 B, "
+            "a 64-entry one (96 B packed) stays raw. "
+            "Last columns: the run's file (packed by the packer of its date) re-packed by today's `pack` "
+            "(`benchmarks/zoo_repack.py`, same weights, outputs bit-identical on 500 test inputs): with its "
+            "defaults (names kept, `compact` on), and with `strip_strings=True, compact=True`.", "",
             "| model | file (B) | packed tensors | raw 1-D (biases) | raw other | tensor names | other structure | "
-            "with names stripped | stripped + `compact` |", "|---|---|---|---|---|---|---|---|---|"]
+            "with names stripped | re-packed, names kept | re-packed, stripped + `compact` |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b, st = r["bytes"], r.get("stripped_names")
         stripped = "-" if not st else f"{st['bytes']:,} B ({ratio(st['ratio'])})"
-        rp = (r.get("repacked") or {}).get("strip_strings+compact")
-        both = "-" if not rp else (f"{rp['bytes']:,} B ({ratio(rp['ratio'])})" if rp["outputs_identical"]
-                                   else "**outputs differ**")
+        kept, both = (_repacked_cell(r, k) for k in ("default", "strip_strings+compact"))
         cells = [f"{b[k]:,} ({100 * b[k] / b['file']:.0f} %)"
                  for k in ("packed_tensors", "raw_1d", "raw_other", "tensor_names", "structure")]
-        out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} | {both} |")
+        out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} | {kept} | {both} |")
     runs = [f"- {r['label']}: {r['note']}" for r in rows if r.get("note")]
     runs += [f"- {r['label']}: search run, `--config` " + json.dumps(r["override"], sort_keys=True)
              + f"; validation error {pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])}"

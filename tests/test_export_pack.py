@@ -123,7 +123,9 @@ def test_unpack_restores_every_tensor(kind, quantize):
             assert fb.buffer_bytes(a, ta.buffer) == fb.buffer_bytes(b, tb.buffer)
         for oa, ob in zip(sa.operators, sb.operators):
             assert list(oa.inputs) == list(ob.inputs) and list(oa.outputs) == list(ob.outputs)
-    assert len(b.buffers) == len(a.buffers)
+    # compact (the default) lets activation tensors share buffer 0; without it every buffer stays
+    assert len(b.buffers) < len(a.buffers)
+    assert len(fb.read_model(export.unpack(export.pack(plain, compact=False))).buffers) == len(a.buffers)
     # and the unpacked file runs like the original
     xs = em.inputs(kind, 5)
     r = em.no_default_delegates("litert")
@@ -524,7 +526,7 @@ def test_pack_compact_drops_unread_tables_and_keeps_outputs(quantize):
     """compact=True: empty quantization tables go, activation tensors share buffer 0; outputs stay
     bit-identical (both decode routes), int8 scales survive, unpack still restores every constant."""
     plain = em.tflite("conv", quantize)
-    packed, compact = export.pack(plain), export.pack(plain, compact=True)
+    packed, compact = export.pack(plain, compact=False), export.pack(plain, compact=True)
     assert len(compact) < len(packed)
     m = fb.read_model(compact)
     tensors = [t for sg in m.subgraphs for t in sg.tensors]
@@ -549,5 +551,10 @@ def test_cli_pack_compact(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--compact", str(src), str(dst)],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    assert dst.read_bytes() == export.pack(src.read_bytes(), compact=True)
-    assert len(dst.read_bytes()) < len(export.pack(src.read_bytes()))
+    assert dst.read_bytes() == export.pack(src.read_bytes(), compact=True) == export.pack(src.read_bytes())
+    full = tmp_path / "full.tflite"
+    out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--no-compact", str(src), str(full)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert full.read_bytes() == export.pack(src.read_bytes(), compact=False)
+    assert len(dst.read_bytes()) < len(full.read_bytes())
