@@ -45,21 +45,32 @@ def test_bytes_added_per_packed_tensor(kind, quantize):
     assert all(fb.tensor_name(m.subgraphs[s].tensors[o]) for s, _, o in _pack.packed_tensors(m))
 
 
+def _same_outputs(plain, packed_files, xs):
+    """Each packed file gives ``plain``'s outputs bit for bit: through the delegate (LiteRT) and the
+    op (TensorFlow), each against the same runtime on ``plain`` with the same kernels (no default
+    delegates), and unpacked by the C tool (``runtime.unpack``) in an ordinary interpreter."""
+    refs = {}
+    for backend, decode in [("litert", "delegate"), ("tensorflow", "op")]:
+        r = em.no_default_delegates(backend)
+        refs[backend] = em.run(em.reference_interpreter(backend, plain, experimental_op_resolver_type=r), xs)
+        for data in packed_files:
+            got = em.run(runtime.Interpreter(model_content=data, backend=backend, decode=decode,
+                                             experimental_op_resolver_type=r), xs)
+            np.testing.assert_array_equal(got, refs[backend])
+    r = em.no_default_delegates("litert")
+    for data in packed_files:
+        c = runtime.unpack(data)
+        got = em.run(em.reference_interpreter("litert", c, experimental_op_resolver_type=r), xs)
+        np.testing.assert_array_equal(got, refs["litert"])
+
+
 @pytest.mark.parametrize("kind,quantize", [("dense", None), ("conv", "int8"), ("conv", "float16")])
 def test_compact_default_is_output_identical_and_smaller(kind, quantize):
     plain = em.tflite(kind, quantize)
     default, full = export.pack(plain), export.pack(plain, compact=False)
     assert default == export.pack(plain, compact=True)
     assert len(default) < len(full)
-    xs = em.inputs(kind, 16, seed=9)
-    ref = em.run(em.reference_interpreter("litert", plain), xs)
-    for data in (default, full):
-        for backend, decode in [("litert", "delegate"), ("tensorflow", "op")]:
-            got = em.run(runtime.Interpreter(model_content=data, backend=backend, decode=decode), xs)
-            np.testing.assert_array_equal(got, ref)
-        # the C unpack tool restores a model an ordinary interpreter runs bit-identically
-        c = runtime.unpack(data)
-        np.testing.assert_array_equal(em.run(em.reference_interpreter("litert", c), xs), ref)
+    _same_outputs(plain, [default, full], em.inputs(kind, 16, seed=9))
     assert export.unpack(export.unpack(default)) == export.unpack(default)
 
 
@@ -90,16 +101,7 @@ def test_file_of_the_older_packer_runs_unpacks_and_repacks_smaller():
     new = export.pack(plain)
     assert len(new) < len(old) - 40 * len(names)
     xs = np.random.default_rng(4).normal(size=(3, 32, 8)).astype("float32")  # the file's batch is 1
-
-    def outputs(data, **kw):
-        it = runtime.Interpreter(model_content=data, **kw) if kw else em.reference_interpreter("litert", data)
-        return em.run(it, xs)
-
-    ref = outputs(plain)
-    for data in (old, new):
-        np.testing.assert_array_equal(outputs(data, backend="litert", decode="delegate"), ref)
-        np.testing.assert_array_equal(outputs(data, backend="tensorflow", decode="op"), ref)
-        np.testing.assert_array_equal(outputs(runtime.unpack(data)), ref)
+    _same_outputs(plain, [old, new], xs)
 
 
 def test_packed_tensor_lookup_works_on_new_and_old_files():

@@ -236,7 +236,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                     context_model=False, compact=None):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes}`` (for the CLI)."""
     _check_args(min_bytes, min_saving, buffers)
-    if compact not in (None, True, False):
+    if compact is not None and not isinstance(compact, bool):
         raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
                          f"got {compact!r}")
     if version not in (1, 2):
