@@ -345,12 +345,14 @@ def test_corrupt_model_helper_is_faithful(spec):
     """The patching itself: no-op truncation length restores the original bytes, and a
     truncated model still parses as a flatbuffer with the shorter packed tensor."""
     from dc_keras.export import _flatbuffer as fb
+    from dc_keras.export._pack import packed_tensors
 
     packed, buffers = spec["packed"], spec["buffers"]
-    name, pos, n, spos = buffers[0]
+    name, pos, n, spos = buffers[0]  # name: the tensor its HuffDecode op decodes
     assert corrupt(packed, buffers, ("flip", 0, 5, 5)) == packed  # the same bit twice
     m = fb.read_model(corrupt(packed, buffers, ("trunc", 0, n // 2)))
-    t = [t for t in m.subgraphs[0].tensors if fb.tensor_name(t) == name][0]
+    sg = m.subgraphs[0]
+    t = [sg.tensors[p] for s, p, o in packed_tensors(m) if s == 0 and fb.tensor_name(sg.tensors[o]) == name][0]
     assert list(t.shape) == [n // 2] and len(m.buffers[t.buffer].data) == n // 2
 
 
