@@ -303,7 +303,7 @@ def zoo_section(zoo):
             "Tensor names and the rest of the flatbuffer (operators, shapes, tables) are what `pack` leaves. With "
             "`cluster_biases` (bits in the `bits` column) the biases are shared too and `pack` packs one only when "
             "its packed form plus what a packed tensor adds (the HuffDecode op, the extra tensor and buffer: "
-            "64-68 B with names kept or stripped since docs/FORMAT.md §15's nameless packed tensors; before, "
+            "63-68 B with names kept or stripped since docs/FORMAT.md §15's nameless packed tensors; before, "
             "~190 B with names kept, ~80 B stripped) is smaller: a 128-entry bias at 3 bits packs 512 -> ~120 B, "
             "a 64-entry one (96 B packed) stays raw. "
             "Last columns: the run's file (packed by the packer of its date) re-packed by today's `pack` "

@@ -14,7 +14,7 @@ DEFAULT_MIN_SAVING = 0.1
 # through their HuffDecode op (``packed_tensors``), not by name.
 PACKED_SUFFIX = "/dc_packed"
 # Flatbuffer bytes a packed tensor adds besides its data (nameless uint8 tensor + its Buffer +
-# the HuffDecode operator, vectors, 4-byte alignment; measured 64-68 B on the model zoo, see
+# the HuffDecode operator, vectors, 4-byte alignment; measured 63-68 B on the model zoo, see
 # tests/test_export_pack.py): a tensor is packed only if it saves more than that.
 _PER_TENSOR_OVERHEAD = 80
 
