@@ -84,7 +84,7 @@ ZOO = {
                  note="fourth search (s4, 10,000 validation sequences of seed 3 instead of 2,000; rule fixed and "
                       "committed before its runs): runs s4_1 (70 %, 6 bits, min_params 2000, 12/24/5 epochs), "
                       "s4_2 (65 %, 5 bits, min_params 2000, 12/24/5), s4_3 (70 %, 5 bits, min_params 2000, "
-                      "12/30/6), s4_4 (this row's settings, 8/10/3); of the runs whose whole-file ratio (names "
+                      "12/24/5), s4_4 (this row's settings, 8/10/3); of the runs whose whole-file ratio (names "
                       "kept) is >= 8.5x, the smallest validation-error increase (Keras, final minus baseline on "
                       "the 10,000 validation sequences); increases within 0.1 pp of the smallest are tied and the "
                       "tie goes to the larger ratio; if no run reaches 8.5x, the largest ratio >= 8x. The test split "
