@@ -244,9 +244,10 @@ def _zoo_bits(r):
 
 
 def _val_size(r):
-    """`` (on <source>)`` for a row whose validation split is not the held-out training samples."""
+    """`` (N own-seed validation sequences)`` for a row whose validation split is not the held-out
+    training samples (model_zoo.py ``val_samples``: generated from a seed of their own)."""
     src = r.get("val_source") or ""
-    return "" if not src or src.startswith("held-out") else f" (on {src})"
+    return "" if not src or src.startswith("held-out") else f" ({r['val_samples']:,} own-seed validation sequences)"
 
 
 def zoo_section(zoo):
