@@ -265,6 +265,13 @@ def _zoo_bits(r):
     return text + (f", biases {cfg['cluster_biases']}" if cfg.get("cluster_biases") else "")
 
 
+def _val_size(r):
+    """`` (N own-seed validation sequences)`` for a row whose validation split is not the held-out
+    training samples (model_zoo.py ``val_samples``: generated from a seed of their own)."""
+    src = r.get("val_source") or ""
+    return "" if not src or src.startswith("held-out") else f" ({r['val_samples']:,} own-seed validation sequences)"
+
+
 def zoo_section(zoo):
     """The model-zoo section (benchmarks/model_zoo.py JSON): one row per model, then where the bytes go."""
     rows = sorted(zoo["models"], key=lambda r: (ZOO_ORDER.index(r["model"]) if r["model"] in ZOO_ORDER else 99,
@@ -289,7 +296,9 @@ def zoo_section(zoo):
            "(whole files). Two packed files per model, both bit-identical checked against the unpacked `.tflite`: "
            "names kept (the default `pack`, **the goal verdict of record**, column `met`) and packed with "
            "`strip_strings=True` (tensor/subgraph names and description dropped; column `met, stripped`). Image models train on a subset of the 60,000 images (column `train`) to keep CPU "
-           "time sane; 5,000 (sequences: 2,000) training samples are held out for validation.", "",
+           "time sane; 5,000 (sequences: 2,000) training samples are held out for validation, except where the "
+           "validation column names its own split (a sequence row with `val_samples`: that many sequences generated "
+           "from a third seed; training and test sequences unchanged).", "",
            "| model | data | train | epochs (base/prune/share) | params | covered | sparsity of covered | bits | "
            "float .tflite (B) | packed (B) | ratio | ratio, names stripped | error: float -> packed | change | goal | "
            "met | met, stripped | bit-identical (kept / stripped) | validation error (Keras) | minutes | load at end |",
@@ -309,7 +318,7 @@ def zoo_section(zoo):
             f"{r['float_tflite_bytes']:,} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | {ratio(st.get('ratio'))} | "
             f"{pct(r['baseline_error'])} -> {pct(r['final_error'])} | {r['error_increase_pp']:+.2f} pp | {goal} | "
             f"{met} | {met_st} | {same} | "
-            f"{pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])} | {r['minutes']['total']:.1f} | "
+            f"{pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])}{_val_size(r)} | {r['minutes']['total']:.1f} | "
             f"{la[0]:.1f} |")
     out += ["", "### Where the packed bytes go", "",
             "Packed tensors: Huffman-packed kernels (and any other tensor that packs). Raw 1-D: biases, "
@@ -347,9 +356,11 @@ def zoo_section(zoo):
     if batch:
         out += ["", "Static batch:", ""] + batch
     stages = [f"- {r['label']}: {pct(r['baseline_val_error'])} -> {pct(r['minutes']['pruned_val_error'])} pruned -> "
-              f"{pct(r['final_val_error'])} shared" for r in rows if r["minutes"].get("pruned_val_error") is not None]
+              f"{pct(r['final_val_error'])} shared{_val_size(r)}" for r in rows
+              if r["minutes"].get("pruned_val_error") is not None]
     if stages:
-        out += ["", "Validation error per stage (Keras, the 2,000 held-out training samples):", ""] + stages
+        out += ["", "Validation error per stage (Keras; held-out training samples unless a row names its own "
+                "validation split):", ""] + stages
     notes = [f"- {r['label']}: " + " / ".join(r["export_warnings"]) for r in rows if r.get("export_warnings")]
     if notes:
         out += ["", "Warnings `to_tflite` gave:", ""] + notes
