@@ -254,11 +254,26 @@ def _yes_no(value):
     return "-" if value is None else ("yes" if value else "**no**")
 
 
+def _repacked_cell(r, variant):
+    """A zoo row's file re-packed by ``zoo_repack.py`` with pack ``variant``: bytes (ratio), or "-"."""
+    rp = (r.get("repacked") or {}).get(variant)
+    if not rp:
+        return "-"
+    return f"{rp['bytes']:,} B ({ratio(rp['ratio'])})" if rp["outputs_identical"] else "**outputs differ**"
+
+
 def _zoo_bits(r):
     """The row's bits: one figure, or pruned-layer bits / other layers' bits, plus biases if shared."""
     cfg = r.get("config", {})
     text = str(r["bits"]) if cfg.get("bits_pruned") in (None, r["bits"]) else f"{cfg['bits_pruned']} pruned / {r['bits']}"
     return text + (f", biases {cfg['cluster_biases']}" if cfg.get("cluster_biases") else "")
+
+
+def _val_size(r):
+    """`` (N own-seed validation sequences)`` for a row whose validation split is not the held-out
+    training samples (model_zoo.py ``val_samples``: generated from a seed of their own)."""
+    src = r.get("val_source") or ""
+    return "" if not src or src.startswith("held-out") else f" ({r['val_samples']:,} own-seed validation sequences)"
 
 
 def zoo_section(zoo):
@@ -285,7 +300,9 @@ def zoo_section(zoo):
            "(whole files). Two packed files per model, both bit-identical checked against the unpacked `.tflite`: "
            "names kept (the default `pack`, **the goal verdict of record**, column `met`) and packed with "
            "`strip_strings=True` (tensor/subgraph names and description dropped; column `met, stripped`). Image models train on a subset of the 60,000 images (column `train`) to keep CPU "
-           "time sane; 5,000 (sequences: 2,000) training samples are held out for validation.", "",
+           "time sane; 5,000 (sequences: 2,000) training samples are held out for validation, except where the "
+           "validation column names its own split (a sequence row with `val_samples`: that many sequences generated "
+           "from a third seed; training and test sequences unchanged).", "",
            "| model | data | train | epochs (base/prune/share) | params | covered | sparsity of covered | bits | "
            "float .tflite (B) | packed (B) | ratio | ratio, names stripped | error: float -> packed | change | goal | "
            "met | met, stripped | bit-identical (kept / stripped) | validation error (Keras) | minutes | load at end |",
@@ -305,29 +322,30 @@ def zoo_section(zoo):
             f"{r['float_tflite_bytes']:,} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | {ratio(st.get('ratio'))} | "
             f"{pct(r['baseline_error'])} -> {pct(r['final_error'])} | {r['error_increase_pp']:+.2f} pp | {goal} | "
             f"{met} | {met_st} | {same} | "
-            f"{pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])} | {r['minutes']['total']:.1f} | "
+            f"{pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])}{_val_size(r)} | {r['minutes']['total']:.1f} | "
             f"{la[0]:.1f} |")
     out += ["", "### Where the packed bytes go", "",
             "Packed tensors: Huffman-packed kernels (and any other tensor that packs). Raw 1-D: biases, "
             "including the biases BatchNormalization folding creates (float32, one per output channel). "
             "Tensor names and the rest of the flatbuffer (operators, shapes, tables) are what `pack` leaves. With "
             "`cluster_biases` (bits in the `bits` column) the biases are shared too and `pack` packs one only when "
-            "its packed form plus the HuffDecode op, the extra tensor and its name (~190 B with names kept, ~80 B "
-            "stripped) is smaller: a 128-entry bias at 3 bits packs 512 -> ~120 B, a 64-entry one (96 B packed) "
-            "stays raw. "
-            "Last column: the run's file re-packed with `pack(strip_strings=True, compact=True)` "
-            "(`benchmarks/zoo_repack.py`; outputs bit-identical on 500 test inputs).", "",
+            "its packed form plus what a packed tensor adds (the HuffDecode op, the extra tensor and buffer: "
+            "63-68 B with names kept or stripped since docs/FORMAT.md §15's nameless packed tensors; before, "
+            "~190 B with names kept, ~80 B stripped) is smaller: a 128-entry bias at 3 bits packs 512 -> ~120 B, "
+            "a 64-entry one (96 B packed) stays raw. "
+            "Last columns: the run's file (packed by the packer of its date) re-packed by today's `pack` "
+            "(`benchmarks/zoo_repack.py`, same weights, outputs bit-identical on 500 test inputs): with its "
+            "defaults (names kept, `compact` on), and with `strip_strings=True, compact=True`.", "",
             "| model | file (B) | packed tensors | raw 1-D (biases) | raw other | tensor names | other structure | "
-            "with names stripped | stripped + `compact` |", "|---|---|---|---|---|---|---|---|---|"]
+            "with names stripped | re-packed, names kept | re-packed, stripped + `compact` |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b, st = r["bytes"], r.get("stripped_names")
         stripped = "-" if not st else f"{st['bytes']:,} B ({ratio(st['ratio'])})"
-        rp = (r.get("repacked") or {}).get("strip_strings+compact")
-        both = "-" if not rp else (f"{rp['bytes']:,} B ({ratio(rp['ratio'])})" if rp["outputs_identical"]
-                                   else "**outputs differ**")
+        kept, both = (_repacked_cell(r, k) for k in ("default", "strip_strings+compact"))
         cells = [f"{b[k]:,} ({100 * b[k] / b['file']:.0f} %)"
                  for k in ("packed_tensors", "raw_1d", "raw_other", "tensor_names", "structure")]
-        out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} | {both} |")
+        out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} | {kept} | {both} |")
     runs = [f"- {r['label']}: {r['note']}" for r in rows if r.get("note")]
     runs += [f"- {r['label']}: search run, `--config` " + json.dumps(r["override"], sort_keys=True)
              + f"; validation error {pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])}"
@@ -342,9 +360,11 @@ def zoo_section(zoo):
     if batch:
         out += ["", "Static batch:", ""] + batch
     stages = [f"- {r['label']}: {pct(r['baseline_val_error'])} -> {pct(r['minutes']['pruned_val_error'])} pruned -> "
-              f"{pct(r['final_val_error'])} shared" for r in rows if r["minutes"].get("pruned_val_error") is not None]
+              f"{pct(r['final_val_error'])} shared{_val_size(r)}" for r in rows
+              if r["minutes"].get("pruned_val_error") is not None]
     if stages:
-        out += ["", "Validation error per stage (Keras, the 2,000 held-out training samples):", ""] + stages
+        out += ["", "Validation error per stage (Keras; held-out training samples unless a row names its own "
+                "validation split):", ""] + stages
     notes = [f"- {r['label']}: " + " / ".join(r["export_warnings"]) for r in rows if r.get("export_warnings")]
     if notes:
         out += ["", "Warnings `to_tflite` gave:", ""] + notes

@@ -51,6 +51,17 @@ def test_zoo_table_is_complete():
     assert x.shape == (50, zoo.SEQ_T, zoo.SEQ_F) and x.tobytes() == x2.tobytes() and (y == y2).all()
 
 
+def test_sequence_validation_split_from_its_own_seed_leaves_training_and_test_unchanged():
+    (x, y), (xv, yv), (xt, yt) = zoo.load("sequences", train_subset=300)
+    (x2, y2), (xv2, yv2), (xt2, yt2) = zoo.load("sequences", train_subset=300, val_samples=400)
+    assert x.tobytes() == x2.tobytes() and xt.tobytes() == xt2.tobytes() and (y == y2).all() and (yt == yt2).all()
+    assert xv.shape[0] == 2000 and xv2.shape == (400, zoo.SEQ_T, zoo.SEQ_F) and yv2.shape == (400,)
+    assert xv2.tobytes() == zoo.make_sequences(400, seed=zoo.SEQ_VAL_SEED)[0].tobytes()
+    assert len({zoo.SEQ_TRAIN_SEED, zoo.SEQ_TEST_SEED, zoo.SEQ_VAL_SEED}) == 3
+    with pytest.raises(ValueError, match="val_samples"):  # image data has its fixed split: a clear error
+        zoo.load("fashion", val_samples=400)
+
+
 @pytest.mark.parametrize("name", list(zoo.ZOO))
 def test_tiny_zoo_model_compresses_exports_and_packs_bit_exact(name):
     keras.utils.set_random_seed(0)
