@@ -29,6 +29,13 @@
 #else
 #define DC_INLINE static inline
 #endif
+/* The per-size decoder instances: never inlined into their caller, whose frame (the parsed
+ * header) would otherwise also hold the decode loop's locals for the whole decode (stack). */
+#if defined(__GNUC__) || defined(__clang__)
+#define DC_NOINLINE static __attribute__((noinline))
+#else
+#define DC_NOINLINE static
+#endif
 
 /* ---------------------------------------------------------------------------------------- */
 /* Little-endian loads (§1): byte assembly, which gcc/clang turn into one load where legal.  */
@@ -1073,15 +1080,15 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
 }
 #undef DC_ROW_ENTRY
 
-static dc_status rows_plain(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+DC_NOINLINE dc_status rows_plain(const uint8_t* d, const dc_header* h, const uint16_t* gt,
                             const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 0);
 }
-static dc_status rows_by_row(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+DC_NOINLINE dc_status rows_by_row(const uint8_t* d, const dc_header* h, const uint16_t* gt,
                              const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 1);
 }
-static dc_status rows_by_col(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+DC_NOINLINE dc_status rows_by_col(const uint8_t* d, const dc_header* h, const uint16_t* gt,
                              const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 2);
 }
@@ -1333,12 +1340,12 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
 /* Thin wrappers: one instance of each body per element size (constants fold away)          */
 /* ---------------------------------------------------------------------------------------- */
 #define DC_DENSE(NAME, ESZ, BITS, GROUPED)                                                   \
-  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o, \
+  DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o, \
                         cksum* c) {                                                          \
     return dense_body(d, h, t, o, c, ESZ, BITS, GROUPED);                                    \
   }
 #define DC_SPARSE(NAME, ESZ, BITS, GROUPED)                                       \
-  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
+  DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
                         const uint16_t* it, uint8_t* o, cksum* c) {               \
     return sparse_body(d, h, gt, it, o, c, ESZ, BITS, GROUPED);                   \
   }
@@ -1359,17 +1366,17 @@ DC_SPARSE(sparse_g1, 1, 8, 1)
 DC_SPARSE(sparse_g2, 2, 16, 1)
 DC_SPARSE(sparse_g4, 4, 32, 1)
 #define DC_CONTEXT(NAME, ESZ)                                                     \
-  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
+  DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
                         const uint16_t* t, uint8_t* o) {                          \
     return context_body(d, h, gt, t, o, ESZ, 8 * ESZ);                            \
   }
 DC_CONTEXT(context_e1, 1)
 DC_CONTEXT(context_e2, 2)
 DC_CONTEXT(context_e4, 4)
-static dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
+DC_NOINLINE dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
   return planes_body(d, h, t, o, 2);
 }
-static dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
+DC_NOINLINE dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
   return planes_body(d, h, t, o, 4);
 }
 
