@@ -198,7 +198,8 @@ static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t
     tail += count[l] << (L - l);
   }
   fill_codes(a, table, classes, next, 1, m, m);
-  for (size = 1u << m; size < (1u << L); size *= 2) memcpy(table + size, table, size * sizeof *table);
+  for (size = 1u << m; size < (1u << L); size *= 2)
+    memcpy(table + size, table, size * sizeof *table);
   if (m < L) fill_codes(a, table, classes, next, m + 1, L, L);
 }
 
@@ -1081,15 +1082,15 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
 #undef DC_ROW_ENTRY
 
 DC_NOINLINE dc_status rows_plain(const uint8_t* d, const dc_header* h, const uint16_t* gt,
-                            const uint16_t* it, dc_rows* r) {
+                                 const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 0);
 }
 DC_NOINLINE dc_status rows_by_row(const uint8_t* d, const dc_header* h, const uint16_t* gt,
-                             const uint16_t* it, dc_rows* r) {
+                                  const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 1);
 }
 DC_NOINLINE dc_status rows_by_col(const uint8_t* d, const dc_header* h, const uint16_t* gt,
-                             const uint16_t* it, dc_rows* r) {
+                                  const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 2);
 }
 
@@ -1339,15 +1340,15 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
 /* ---------------------------------------------------------------------------------------- */
 /* Thin wrappers: one instance of each body per element size (constants fold away)          */
 /* ---------------------------------------------------------------------------------------- */
-#define DC_DENSE(NAME, ESZ, BITS, GROUPED)                                                   \
+#define DC_DENSE(NAME, ESZ, BITS, GROUPED)                                                        \
   DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o, \
-                        cksum* c) {                                                          \
-    return dense_body(d, h, t, o, c, ESZ, BITS, GROUPED);                                    \
+                             cksum* c) {                                                          \
+    return dense_body(d, h, t, o, c, ESZ, BITS, GROUPED);                                         \
   }
-#define DC_SPARSE(NAME, ESZ, BITS, GROUPED)                                       \
+#define DC_SPARSE(NAME, ESZ, BITS, GROUPED)                                            \
   DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
-                        const uint16_t* it, uint8_t* o, cksum* c) {               \
-    return sparse_body(d, h, gt, it, o, c, ESZ, BITS, GROUPED);                   \
+                             const uint16_t* it, uint8_t* o, cksum* c) {               \
+    return sparse_body(d, h, gt, it, o, c, ESZ, BITS, GROUPED);                        \
   }
 DC_DENSE(dense_b2, 1, 2, 0)
 DC_DENSE(dense_b4, 1, 4, 0)
@@ -1365,18 +1366,20 @@ DC_SPARSE(sparse_e4, 4, 32, 0)
 DC_SPARSE(sparse_g1, 1, 8, 1)
 DC_SPARSE(sparse_g2, 2, 16, 1)
 DC_SPARSE(sparse_g4, 4, 32, 1)
-#define DC_CONTEXT(NAME, ESZ)                                                     \
+#define DC_CONTEXT(NAME, ESZ)                                                          \
   DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
-                        const uint16_t* t, uint8_t* o) {                          \
-    return context_body(d, h, gt, t, o, ESZ, 8 * ESZ);                            \
+                             const uint16_t* t, uint8_t* o) {                          \
+    return context_body(d, h, gt, t, o, ESZ, 8 * ESZ);                                 \
   }
 DC_CONTEXT(context_e1, 1)
 DC_CONTEXT(context_e2, 2)
 DC_CONTEXT(context_e4, 4)
-DC_NOINLINE dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
+DC_NOINLINE dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t,
+                                uint8_t* o) {
   return planes_body(d, h, t, o, 2);
 }
-DC_NOINLINE dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
+DC_NOINLINE dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t,
+                                uint8_t* o) {
   return planes_body(d, h, t, o, 4);
 }
 
