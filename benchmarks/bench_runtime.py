@@ -16,7 +16,10 @@ per call (batch 8: 8 x 16). Ratios are vs `dense` of the same model, same run.
 Latency: median of the invokes (and the fastest one: on a loaded machine a long invoke is more
 often preempted, which the minimum filters out).
 Memory = growth of the process's RSS from before the interpreter is created to after load +
-invokes (from /proc/self/smaps_rollup), split into anonymous and file-backed pages.
+invokes (from /proc/self/smaps_rollup), split into anonymous and file-backed pages.  The
+baseline is taken after the imports and numpy.random's first use (the inputs' generator), so
+only the interpreter's pages count: its model (mmapped by path), arenas, weights and the
+LiteRT / dc_keras code pages it touches.
 
 Usage: python benchmarks/bench_runtime.py [--rounds N] [--quick] [--json docs/results/runtime.json]
 """
@@ -83,6 +86,9 @@ def child(route, path, invokes, cold):
     import ai_edge_litert.interpreter  # noqa: F401  (imports before the baseline)
     import dc_keras.runtime  # noqa: F401
 
+    # numpy.random (used by _input) loads lazily, with libcrypto: ~5 MiB of the benchmark's own
+    # pages that would otherwise be counted in every route's memory.
+    _input([1], np.float32, 0)
     rss0 = smaps()
     t0 = time.perf_counter()
     it = _make(route, path)
@@ -233,6 +239,17 @@ def summarize(samples):
     return out
 
 
+def _kernel_name():
+    """The compressed route's batch-1 kernels on this machine ("avx512" or "scalar")."""
+    import ctypes
+
+    from dc_keras import runtime
+
+    fn = ctypes.CDLL(runtime.library_path()).dc_sparse_fc_kernel_name
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -265,7 +282,9 @@ def main(argv=None):
         print(f"round {rnd + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
     result = {"machine": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                           "nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-                          "loadavg_start": list(load_before), "loadavg": list(os.getloadavg())},
+                          "loadavg_start": list(load_before), "loadavg": list(os.getloadavg()),
+                          "compressed_kernel": _kernel_name(),
+                          "memory_baseline": "taken after the imports and numpy.random's first use"},
               "command": "python benchmarks/bench_runtime.py " + " ".join(argv or sys.argv[1:]),
               "rounds": args.rounds, "models": {}}
     for m in models:
