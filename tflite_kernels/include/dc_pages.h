@@ -25,6 +25,12 @@ extern "C" {
  * number of bytes released (0: nothing done). */
 DC_API size_t dc_release_file_pages(const void* p, size_t n);
 
+/* Maps the whole pages inside [p, p + n) of freshly allocated memory writable in one call
+ * (madvise MADV_POPULATE_WRITE, Linux 5.14+) instead of one page fault per page as a builder
+ * first writes them (4096x4096 at 10 %: 1,200 faults, ~0.8 ms of the 7 ms compact-form build
+ * in a fresh process).  A hint: does nothing where unsupported.  The contents are unchanged. */
+DC_API void dc_populate_pages(void* p, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,9 +46,25 @@ DC_API size_t dc_release_file_pages(const void* p, size_t n) {
   if (madvise((void*)a, (size_t)(b - a), MADV_DONTNEED) != 0) return 0;
   return (size_t)(b - a);
 }
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 uapi; older kernels answer EINVAL (ignored) */
+#endif
+
+DC_API void dc_populate_pages(void* p, size_t n) {
+  const long page = sysconf(_SC_PAGESIZE);
+  if (!p || page <= 0) return;
+  const uintptr_t mask = (uintptr_t)page - 1u;
+  const uintptr_t a = ((uintptr_t)p + mask) & ~mask, b = ((uintptr_t)p + n) & ~mask;
+  if (b > a) (void)madvise((void*)a, (size_t)(b - a), MADV_POPULATE_WRITE);
+}
 #else
 DC_API size_t dc_release_file_pages(const void* p, size_t n) {
   (void)p, (void)n;
   return 0;
+}
+
+DC_API void dc_populate_pages(void* p, size_t n) {
+  (void)p, (void)n;
 }
 #endif

@@ -1,7 +1,8 @@
 /*
  * dc_sparse_fc.c -- compact row-compressed FULLY_CONNECTED weights built from
  * packed bytes, and the float32 / int8 kernels that run on them
- * (dc_sparse_fc.h).  Plain C99, scalar; no allocation in the kernels.
+ * (dc_sparse_fc.h).  C99 scalar kernels, plus AVX-512 batch-1 kernels picked at
+ * run time on x86-64 (GCC/Clang intrinsics); no allocation in the kernels.
  *
  * Why this layout (measured, docs/android.md): batch-1 sparse FC is bound by
  * the work per non-zero, not by bytes.  A 16-bit column + 1-byte code per
@@ -29,6 +30,7 @@
 #include <string.h>
 
 #include "dc_codec_internal.h"
+#include "dc_pages.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(DC_SFC_NO_SIMD)
@@ -215,6 +217,9 @@ static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz) {
   if (!m->row_ptr || !m->col || !m->code || (sums && !m->row_sum)) {
     return DC_SFC_NOMEM;
   }
+  /* the builders write them front to back; a shrink gives back what stays unused */
+  dc_populate_pages(m->col, n * sizeof(uint16_t));
+  dc_populate_pages(m->code, n);
   return DC_SFC_OK;
 }
 
@@ -448,8 +453,8 @@ DC_AVX512 static inline __m512 weights16(__m512i q, __m512 c0, __m512 c1, const 
   return perm ? _mm512_permutex2var_ps(c0, q, c1) : _mm512_i32gather_ps(q, cb, 4);
 }
 
-DC_AVX512 static void float_batch1_avx512(const dc_sparse_fc* m, const float* x,
-                                          const float* bias, float lo, float hi, float* y) {
+DC_AVX512 static void float_batch1_avx512(const dc_sparse_fc* m, const float* x, const float* bias,
+                                          float lo, float hi, float* y) {
   const uint16_t* col = m->col;
   const uint8_t* code = m->code;
   const float* cb = m->codebook;
