@@ -77,8 +77,12 @@ static void test_file(void) {
     size_t got = dc_release_file_pages(ro + 100, n - 100);
     long after = rss_kb(ro);
     CHECK(got >= n - 2 * 4096 && got <= n - 100, "released %zu of %zu bytes", got, n);
-    CHECK(before >= 200 && after >= 0 && after <= before - 200,
-          "resident kB of the mapping: %ld before, %ld after", before, after);
+    if (before < 0) { /* e.g. qemu-user on a 32-bit guest: smaps shows the host's addresses */
+      printf("test_pages: /proc/self/smaps does not list the mapping: resident size not checked\n");
+    } else {
+      CHECK(before >= 200 && after >= 0 && after <= before - 200,
+            "resident kB of the mapping: %ld before, %ld after", before, after);
+    }
     CHECK(memcmp(ro, buf, n) == 0, "read-only mapping changed after release");
     rw[7] ^= 0xff; /* a private writable mapping may differ from its file: never dropped */
     CHECK(dc_release_file_pages(rw, n) == 0, "writable mapping released");
