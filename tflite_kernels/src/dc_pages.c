@@ -11,29 +11,52 @@
 
 #if defined(__linux__)
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* The whole of /proc/self/maps (NUL-terminated, malloc'd; NULL on failure).  fread, not fgets:
+ * the library keeps to the C functions every target libc provides (tools/arm/check_abi.py). */
+static char* read_maps(void) {
+  FILE* f = fopen("/proc/self/maps", "r");
+  size_t len = 0, cap = 1u << 16;
+  char* buf = f ? (char*)malloc(cap) : NULL;
+  while (buf) {
+    len += fread(buf + len, 1, cap - 1 - len, f);
+    if (len < cap - 1) break;
+    char* nb = (char*)realloc(buf, 2 * cap);
+    if (!nb) {
+      free(buf);
+      buf = NULL;
+      break;
+    }
+    buf = nb;
+    cap *= 2;
+  }
+  if (f) fclose(f);
+  if (buf) buf[len] = '\0';
+  return buf;
+}
+
 /* 1 if [a, b) lies inside one mapping of /proc/self/maps that is file-backed (inode != 0) and
  * not writable (a private writable mapping may hold modified copies of the file's pages). */
 static int in_readonly_file_map(uintptr_t a, uintptr_t b) {
-  FILE* f = fopen("/proc/self/maps", "r");
-  char line[4352];
-  int ok = 0, fresh = 1; /* fresh: the buffer starts a line */
-  if (!f) return 0;
-  while (fgets(line, sizeof line, f)) {
-    const int starts = fresh;
+  char* maps = read_maps();
+  int ok = 0;
+  for (char* line = maps; line && *line;) {
+    char* next = strchr(line, '\n');
     unsigned long lo, hi, inode;
     char perms[8];
-    fresh = strchr(line, '\n') != NULL; /* a longer line continues in the next buffer */
-    if (!starts || sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms, &inode) != 4) continue;
-    if (a >= lo && a < hi) {
+    if (next) *next++ = '\0';
+    if (sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms, &inode) == 4 && a >= lo &&
+        a < hi) {
       ok = b <= hi && inode != 0 && perms[0] == 'r' && perms[1] != 'w';
       break;
     }
+    line = next;
   }
-  fclose(f);
+  free(maps);
   return ok;
 }
 
