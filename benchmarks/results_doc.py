@@ -469,7 +469,9 @@ def runtime_section(rt):
            "model in the same run. `decoded` and `compressed` run the packed `.tflite` through "
            "`dc_keras.runtime.Interpreter(release_decoded=True)` (decoded weights freed once XNNPACK "
            "packed its copy; opt-in, docs/android.md). Memory: growth of the process's resident set from before the "
-           "interpreter is created to after load + invokes (anonymous + file-backed pages). "
+           "interpreter is created" + (f" ({m['memory_baseline']})" if m.get("memory_baseline") else "")
+           + " to after load + invokes (anonymous + file-backed pages). "
+           + (f"Compressed batch-1 kernels: {m['compressed_kernel']}. " if m.get("compressed_kernel") else "") +
            "Batch 1: median of the invokes, and the fastest (with the load above the CPU count a long "
            "invoke is often preempted; the minimum filters that out). "
            "DRAM: batch-1 invoke timed right after writing 256 MiB to evict the caches. "

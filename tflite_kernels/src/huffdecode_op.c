@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "dc_codec.h"
+#include "dc_pages.h"
 #include "dc_parallel.h"
 #include "dc_sparse_fc.h"
 #include "tflite_abi.h"
@@ -970,6 +971,9 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
             st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
     return -1;
   }
+  /* The packed bytes are read again only if the delegate is applied again; those of a model
+   * opened by path are file pages: drop them from this process (dc_pages.h; they fault back). */
+  dc_release_file_pages(bytes, pk->bytes);
   p->ctx = context;
   p->node = node_index;
   p->op = op;
