@@ -19,7 +19,9 @@ Per-layer choices follow fixed rules (``sparsity_plan``), never the test data: l
 than ``min_params`` weights and the first layer that sees the input stay dense (they are clustered
 only); every other covered layer gets the model's sparsity (``sparsity_big`` for layers with at least
 ``big_params`` weights); ``bits`` for every clustered layer, or ``bits_pruned`` (when set) for the pruned
-ones; ``cluster_biases`` (when set) also shares the biases, BatchNorm-folded ones included. Training uses 5,000 (image) / 2,000
+ones, and ``bits_by_type`` (when set) per layer class; ``prune_ramp`` (default 0.6) is the share of the
+pruning epochs over which sparsity rises, ``cluster_lr`` (default 2e-4) the centroid fine-tune rate;
+``cluster_biases`` (when set) also shares the biases, BatchNorm-folded ones included. Training uses 5,000 (image) / 2,000
 (sequence) training samples as a validation split (reported, never used for choices); errors are
 measured on the full held-out test split through the ``.tflite`` interpreter (packed file). Every
 model's packed outputs are compared bit for bit with the unpacked ``.tflite`` of the same final model.
@@ -317,9 +319,11 @@ def bytes_breakdown(packed):
 
     report = inspect(packed)
     out = {"file": len(packed), "packed_tensors": 0, "raw_1d": 0, "raw_other": 0}
+    out["packed_1d"] = 0  # of packed_tensors: the 1-D ones (shared biases, folded BN shifts)
     for r in report.rows:
         if r.status == "packed":
             out["packed_tensors"] += r.packed_bytes
+            out["packed_1d"] += r.packed_bytes if len(r.shape) <= 1 else 0
         elif len(r.shape) <= 1:
             out["raw_1d"] += r.raw_bytes
         else:
@@ -341,12 +345,13 @@ def compress(model, cfg, data, epochs, seed, verbose=None, val=None):
     targets, rows = sparsity_plan(model, cfg)
     t = time.time()
     pruned = pipeline.prune_retrain(model, x, y, targets, epochs=epochs[1], lr=cfg["prune_lr"],
-                                    max_shift=shift, seed=seed, verbose=verbose)
+                                    ramp_fraction=cfg.get("prune_ramp", 0.6), max_shift=shift, seed=seed,
+                                    verbose=verbose)
     t_prune = (time.time() - t) / 60
     pruned_val = None if val is None else _keras_error(pruned, *val)
     t = time.time()
     shared = pipeline.cluster_finetune(pruned, x, y, bits=layer_bits(cfg, rows), epochs=epochs[2],
-                                       max_shift=shift, seed=seed, verbose=verbose,
+                                       lr=cfg.get("cluster_lr", 2e-4), max_shift=shift, seed=seed, verbose=verbose,
                                        **_bias_kwargs(cfg))
     return shared, rows, {"prune_minutes": t_prune, "cluster_minutes": (time.time() - t) / 60,
                           "pruned_val_error": pruned_val}
@@ -354,10 +359,13 @@ def compress(model, cfg, data, epochs, seed, verbose=None, val=None):
 
 def layer_bits(cfg, plan):
     """``bits`` for every clustered layer, or a dict (every covered layer of ``plan`` by name) giving
-    the pruned ones ``bits_pruned``."""
-    if cfg.get("bits_pruned") in (None, cfg["bits"]):
+    the pruned ones ``bits_pruned`` and the layers of a class in ``bits_by_type`` (class name -> bits,
+    e.g. ``{"DepthwiseConv2D": 4}``) that class's bits, which win over both."""
+    by_type = cfg.get("bits_by_type") or {}
+    if cfg.get("bits_pruned") in (None, cfg["bits"]) and not by_type:
         return cfg["bits"]
-    return {r["layer"]: cfg["bits_pruned"] if r["sparsity_target"] else cfg["bits"] for r in plan}
+    pruned = cfg.get("bits_pruned") or cfg["bits"]
+    return {r["layer"]: by_type.get(r.get("type"), pruned if r["sparsity_target"] else cfg["bits"]) for r in plan}
 
 
 def _bias_kwargs(cfg):
