@@ -266,6 +266,7 @@ def _zoo_bits(r):
     """The row's bits: one figure, or pruned-layer bits / other layers' bits, plus biases if shared."""
     cfg = r.get("config", {})
     text = str(r["bits"]) if cfg.get("bits_pruned") in (None, r["bits"]) else f"{cfg['bits_pruned']} pruned / {r['bits']}"
+    text += "".join(f", {kind} {b}" for kind, b in sorted((cfg.get("bits_by_type") or {}).items()))
     return text + (f", biases {cfg['cluster_biases']}" if cfg.get("cluster_biases") else "")
 
 

@@ -103,6 +103,11 @@ def test_zoo_bits_rule_gives_pruned_layers_their_own_bits():
     assert zoo.layer_bits({"bits": 5}, plan) == 5
     assert zoo.layer_bits({"bits": 5, "bits_pruned": 5}, plan) == 5
     assert zoo.layer_bits({"bits": 5, "bits_pruned": 4}, plan) == {"conv0": 5, "pw0": 4}
+    typed = [dict(plan[0], type="Conv2D"), dict(plan[1], type="Conv2D"),
+             {"layer": "dw0", "type": "DepthwiseConv2D", "sparsity_target": 0.5}]
+    assert zoo.layer_bits({"bits": 5, "bits_pruned": 4, "bits_by_type": {"DepthwiseConv2D": 6}}, typed) == {
+        "conv0": 5, "pw0": 4, "dw0": 6}
+    assert zoo.layer_bits({"bits": 5, "bits_by_type": {"Conv2D": 3}}, typed) == {"conv0": 3, "pw0": 3, "dw0": 5}
 
 
 @pytest.mark.slow
