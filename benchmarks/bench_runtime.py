@@ -16,7 +16,10 @@ per call (batch 8: 8 x 16). Ratios are vs `dense` of the same model, same run.
 Latency: median of the invokes (and the fastest one: on a loaded machine a long invoke is more
 often preempted, which the minimum filters out).
 Memory = growth of the process's RSS from before the interpreter is created to after load +
-invokes (from /proc/self/smaps_rollup), split into anonymous and file-backed pages.
+invokes (from /proc/self/smaps_rollup), split into anonymous and file-backed pages.  The
+baseline is taken after the imports and numpy.random's first use (the inputs' generator), so
+only the interpreter's pages count: its model (mmapped by path), arenas, weights and the
+LiteRT / dc_keras code pages it touches.
 
 Usage: python benchmarks/bench_runtime.py [--rounds N] [--quick] [--json docs/results/runtime.json]
 """
@@ -63,12 +66,17 @@ def _make(route, path):
                                weights="compressed" if route == "compressed" else "decoded")
 
 
-def _invoke_times(it, n):
+def _invoke_times(it, n, cpu=None):
+    """Wall time of n invokes; `cpu` (a list) also gets each invoke's CPU time of this thread
+    (every route runs batch-1 FC in the calling thread): unlike wall time it leaves out the time
+    other processes hold the core, a steadier pilot on a loaded machine."""
     ts = []
     for _ in range(n):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         it.invoke()
         ts.append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append(time.thread_time() - c0)
     return ts
 
 
@@ -83,6 +91,9 @@ def child(route, path, invokes, cold):
     import ai_edge_litert.interpreter  # noqa: F401  (imports before the baseline)
     import dc_keras.runtime  # noqa: F401
 
+    # numpy.random (used by _input) loads lazily, with libcrypto: ~5 MiB of the benchmark's own
+    # pages that would otherwise be counted in every route's memory.
+    _input([1], np.float32, 0)
     rss0 = smaps()
     t0 = time.perf_counter()
     it = _make(route, path)
@@ -95,9 +106,11 @@ def child(route, path, invokes, cold):
     for _ in range(3):
         it.invoke()
     out = it.get_tensor(it.get_output_details()[0]["index"]).copy()
-    ts1 = _invoke_times(it, invokes)
+    cpu1 = []
+    ts1 = _invoke_times(it, invokes, cpu1)
     rss1 = smaps()
-    res = {"load_s": load, "batch1_s": statistics.median(ts1), "batch1_min_s": min(ts1), "rss_anon": rss1["Anonymous"] - rss0["Anonymous"],
+    res = {"load_s": load, "batch1_s": statistics.median(ts1), "batch1_min_s": min(ts1),
+           "batch1_cpu_s": statistics.median(cpu1), "rss_anon": rss1["Anonymous"] - rss0["Anonymous"],
            "rss_file": rss1["File"] - rss0["File"], "rss_total": rss1["Rss"],
            "output": out.ravel()[:64].tolist(), "tflite_bytes": os.path.getsize(path)}
     if hasattr(it, "compressed_report"):
@@ -219,7 +232,8 @@ def run_child(route, path, invokes, cold):
 
 
 def summarize(samples):
-    keys = ("load_s", "batch1_s", "batch1_min_s", "batch1_dram_s", "batch8_s", "rss_anon", "rss_file")
+    keys = ("load_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s", "rss_anon",
+            "rss_file")
     ok = [s for s in samples if "error" not in s]
     if not ok:
         return {"error": samples[0]["error"]}
@@ -231,6 +245,17 @@ def summarize(samples):
             out[k] = ok[0][k]
     out["output"] = ok[0]["output"]
     return out
+
+
+def _kernel_name():
+    """The compressed route's batch-1 kernels on this machine ("avx512" or "scalar")."""
+    import ctypes
+
+    from dc_keras import runtime
+
+    fn = ctypes.CDLL(runtime.library_path()).dc_sparse_fc_kernel_name
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
 
 
 def main(argv=None):
@@ -265,7 +290,9 @@ def main(argv=None):
         print(f"round {rnd + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
     result = {"machine": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                           "nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-                          "loadavg_start": list(load_before), "loadavg": list(os.getloadavg())},
+                          "loadavg_start": list(load_before), "loadavg": list(os.getloadavg()),
+                          "compressed_kernel": _kernel_name(),
+                          "memory_baseline": "taken after the imports and numpy.random's first use"},
               "command": "python benchmarks/bench_runtime.py " + " ".join(argv or sys.argv[1:]),
               "rounds": args.rounds, "models": {}}
     for m in models:
@@ -277,8 +304,8 @@ def main(argv=None):
             o = np.array(v.pop("output"))
             if r in ("decoded", "compressed") and len(o) == len(dense_out):
                 v["max_rel_diff_vs_dense"] = float(np.abs(o - dense_out).max() / (np.abs(dense_out).max() or 1))
-            for k in ("load_s", "batch1_s", "batch1_min_s", "batch1_dram_s", "batch8_s", "rss_anon",
-                      "rss_delta"):
+            for k in ("load_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s",
+                      "rss_anon", "rss_delta"):
                 if k in v and res["dense"].get(k):
                     v[k + "_ratio"] = v[k] / res["dense"][k]
         res["dense"].pop("output", None)

@@ -100,15 +100,29 @@ def search_section(r):
     out = ["### Recipe search (validation data only)", "",
            f"From `{search['file']}`: each candidate trained on the training images minus the held-out "
            "validation images, scored by the error of its packed file on those validation images; the "
-           "test set is never used for a choice. " + search.get("note", ""), "",
-           "| sparsity | bits | biases | pruning epochs | kept | val error | whole file | weights only |",
-           "|---|---|---|---|---|---|---|---|"]
+           "test set is never used for a choice. " + search.get("note", ""), ""]
+    rule, pick = search.get("rule"), search.get("pick")
+    if rule:
+        out += [f"Rule of search `{rule['tag']}` (written down {rule['written']}): validation error <= baseline's "
+                f"validation error + {100 * rule['x']:.2f} pp, then the smallest packed file. Pick: candidate "
+                f"{pick['candidate'] + 1} of {pick['of']} ({'meets the rule' if pick['meets_rule'] else 'NO candidate met the rule: lowest validation error'})."
+                if pick else f"Rule of search `{rule['tag']}` (written down {rule['written']}): no pick recorded.", ""]
+        if search.get("earlier_note"):
+            out += [search["earlier_note"], ""]
+    out += ["| search | sparsity | bits | biases | pruning epochs | kept | val error (baseline) | whole file | "
+            "weights only | test error |", "|---|---|---|---|---|---|---|---|---|---|"]
+    n_tag = {}
     for c in search["candidates"]:
+        tag = c.get("search")
+        n_tag[tag] = n_tag.get(tag, 0) + 1
+        chosen = bool(pick and rule and tag == rule["tag"] and n_tag[tag] == pick["candidate"] + 1)
         bits = ", ".join(f"{k} {v}" for k, v in c["bits"].items())
         sp = ", ".join(f"{k} {100 * v:g} %" for k, v in c["sparsity"].items())
-        out.append(f"| {sp} | {bits} | {c['cluster_biases'] or 'free'} bits | {c['prune_epochs']} | "
-                   f"{pct(c['kept_fraction'])} | {pct(c['val_error'])} | {kb(c['file_bytes'])} ({ratio(c['ratio'])}) | "
-                   f"{ratio(c['weights_ratio'])} |")
+        base = f" ({pct(c['baseline_val_error'])})" if "baseline_val_error" in c else ""
+        out.append(f"| {tag or '-'}{' **pick**' if chosen else ''} | {sp} | {bits} | {c['cluster_biases'] or 'free'} bits | "
+                   f"{c['prune_epochs']} | {pct(c['kept_fraction'])} | {pct(c['val_error'])}{base} | "
+                   f"{kb(c['file_bytes'])} ({ratio(c['ratio'])}) | {ratio(c['weights_ratio'])} | "
+                   f"{pct(c['test_error']) if c.get('test_error') is not None else '-'} |")
     lad = search.get("ladder")
     if lad:
         out += ["", f"What each lever buys, added one at a time on one pruned model ({lad['pruned']}; "
@@ -128,8 +142,11 @@ def model_section(r, img_rel, title=None, show_search=True):
     wall = f"{total:.0f} min wall time" if total is not None else "wall time not recorded (peer runs interrupted)"
     reused = [label for k, label in (("prune_minutes", "pruned"), ("cluster_minutes", "weight-shared"))
               if k in r["timings"] and r["timings"][k] is None]
+    sens_reused = "sensitivity_minutes" in r["timings"] and r["timings"]["sensitivity_minutes"] is None
     if reused:
-        wall += (f"; the {' and '.join(reused)} stage models were reused (`--resume`) from an earlier run of "
+        wall += (f"; the {' and '.join(reused)} stage models"
+                 + (" and the per-layer sensitivity sweep" if sens_reused else "")
+                 + " were reused (`--resume`) from an earlier run of "
                  "the same code with identical settings, everything else ran in this one")
     out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, {wall}, {load_text(r['machine'])}.  ",
             f"Per-layer sparsity {c['sparsity']}, bits {c['bits']}, {c['prune_epochs']} pruning epochs, "
@@ -177,7 +194,8 @@ def model_section(r, img_rel, title=None, show_search=True):
     sens = r.get("sensitivity")
     if sens:
         rep = sens["report"]
-        out += ["", "### Per-layer sensitivity (one layer pruned at a time, no retraining; 5,000 "
+        n_val = r.get("config", {}).get("val_images") or 5000
+        out += ["", f"### Per-layer sensitivity (one layer pruned at a time, no retraining; {n_val:,} "
                 "held-out training images; the test set is never used for choices)", "",
                 "| layer | " + " | ".join(f"{100 * v:.1f} %" for v in rep["values"]) + " |",
                 "|---|" + "---|" * len(rep["values"])]
@@ -236,11 +254,27 @@ def _yes_no(value):
     return "-" if value is None else ("yes" if value else "**no**")
 
 
+def _repacked_cell(r, variant):
+    """A zoo row's file re-packed by ``zoo_repack.py`` with pack ``variant``: bytes (ratio), or "-"."""
+    rp = (r.get("repacked") or {}).get(variant)
+    if not rp:
+        return "-"
+    return f"{rp['bytes']:,} B ({ratio(rp['ratio'])})" if rp["outputs_identical"] else "**outputs differ**"
+
+
 def _zoo_bits(r):
     """The row's bits: one figure, or pruned-layer bits / other layers' bits, plus biases if shared."""
     cfg = r.get("config", {})
     text = str(r["bits"]) if cfg.get("bits_pruned") in (None, r["bits"]) else f"{cfg['bits_pruned']} pruned / {r['bits']}"
+    text += "".join(f", {kind} {b}" for kind, b in sorted((cfg.get("bits_by_type") or {}).items()))
     return text + (f", biases {cfg['cluster_biases']}" if cfg.get("cluster_biases") else "")
+
+
+def _val_size(r):
+    """`` (N own-seed validation sequences)`` for a row whose validation split is not the held-out
+    training samples (model_zoo.py ``val_samples``: generated from a seed of their own)."""
+    src = r.get("val_source") or ""
+    return "" if not src or src.startswith("held-out") else f" ({r['val_samples']:,} own-seed validation sequences)"
 
 
 def zoo_section(zoo):
@@ -267,7 +301,9 @@ def zoo_section(zoo):
            "(whole files). Two packed files per model, both bit-identical checked against the unpacked `.tflite`: "
            "names kept (the default `pack`, **the goal verdict of record**, column `met`) and packed with "
            "`strip_strings=True` (tensor/subgraph names and description dropped; column `met, stripped`). Image models train on a subset of the 60,000 images (column `train`) to keep CPU "
-           "time sane; 5,000 (sequences: 2,000) training samples are held out for validation.", "",
+           "time sane; 5,000 (sequences: 2,000) training samples are held out for validation, except where the "
+           "validation column names its own split (a sequence row with `val_samples`: that many sequences generated "
+           "from a third seed; training and test sequences unchanged).", "",
            "| model | data | train | epochs (base/prune/share) | params | covered | sparsity of covered | bits | "
            "float .tflite (B) | packed (B) | ratio | ratio, names stripped | error: float -> packed | change | goal | "
            "met | met, stripped | bit-identical (kept / stripped) | validation error (Keras) | minutes | load at end |",
@@ -287,29 +323,30 @@ def zoo_section(zoo):
             f"{r['float_tflite_bytes']:,} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | {ratio(st.get('ratio'))} | "
             f"{pct(r['baseline_error'])} -> {pct(r['final_error'])} | {r['error_increase_pp']:+.2f} pp | {goal} | "
             f"{met} | {met_st} | {same} | "
-            f"{pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])} | {r['minutes']['total']:.1f} | "
+            f"{pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])}{_val_size(r)} | {r['minutes']['total']:.1f} | "
             f"{la[0]:.1f} |")
     out += ["", "### Where the packed bytes go", "",
             "Packed tensors: Huffman-packed kernels (and any other tensor that packs). Raw 1-D: biases, "
             "including the biases BatchNormalization folding creates (float32, one per output channel). "
             "Tensor names and the rest of the flatbuffer (operators, shapes, tables) are what `pack` leaves. With "
             "`cluster_biases` (bits in the `bits` column) the biases are shared too and `pack` packs one only when "
-            "its packed form plus the HuffDecode op, the extra tensor and its name (~190 B with names kept, ~80 B "
-            "stripped) is smaller: a 128-entry bias at 3 bits packs 512 -> ~120 B, a 64-entry one (96 B packed) "
-            "stays raw. "
-            "Last column: the run's file re-packed with `pack(strip_strings=True, compact=True)` "
-            "(`benchmarks/zoo_repack.py`; outputs bit-identical on 500 test inputs).", "",
+            "its packed form plus what a packed tensor adds (the HuffDecode op, the extra tensor and buffer: "
+            "63-68 B with names kept or stripped since docs/FORMAT.md §15's nameless packed tensors; before, "
+            "~190 B with names kept, ~80 B stripped) is smaller: a 128-entry bias at 3 bits packs 512 -> ~120 B, "
+            "a 64-entry one (96 B packed) stays raw. "
+            "Last columns: the run's file (packed by the packer of its date) re-packed by today's `pack` "
+            "(`benchmarks/zoo_repack.py`, same weights, outputs bit-identical on 500 test inputs): with its "
+            "defaults (names kept, `compact` on), and with `strip_strings=True, compact=True`.", "",
             "| model | file (B) | packed tensors | raw 1-D (biases) | raw other | tensor names | other structure | "
-            "with names stripped | stripped + `compact` |", "|---|---|---|---|---|---|---|---|---|"]
+            "with names stripped | re-packed, names kept | re-packed, stripped + `compact` |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b, st = r["bytes"], r.get("stripped_names")
         stripped = "-" if not st else f"{st['bytes']:,} B ({ratio(st['ratio'])})"
-        rp = (r.get("repacked") or {}).get("strip_strings+compact")
-        both = "-" if not rp else (f"{rp['bytes']:,} B ({ratio(rp['ratio'])})" if rp["outputs_identical"]
-                                   else "**outputs differ**")
+        kept, both = (_repacked_cell(r, k) for k in ("default", "strip_strings+compact"))
         cells = [f"{b[k]:,} ({100 * b[k] / b['file']:.0f} %)"
                  for k in ("packed_tensors", "raw_1d", "raw_other", "tensor_names", "structure")]
-        out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} | {both} |")
+        out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} | {kept} | {both} |")
     runs = [f"- {r['label']}: {r['note']}" for r in rows if r.get("note")]
     runs += [f"- {r['label']}: search run, `--config` " + json.dumps(r["override"], sort_keys=True)
              + f"; validation error {pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])}"
@@ -324,9 +361,11 @@ def zoo_section(zoo):
     if batch:
         out += ["", "Static batch:", ""] + batch
     stages = [f"- {r['label']}: {pct(r['baseline_val_error'])} -> {pct(r['minutes']['pruned_val_error'])} pruned -> "
-              f"{pct(r['final_val_error'])} shared" for r in rows if r["minutes"].get("pruned_val_error") is not None]
+              f"{pct(r['final_val_error'])} shared{_val_size(r)}" for r in rows
+              if r["minutes"].get("pruned_val_error") is not None]
     if stages:
-        out += ["", "Validation error per stage (Keras, the 2,000 held-out training samples):", ""] + stages
+        out += ["", "Validation error per stage (Keras; held-out training samples unless a row names its own "
+                "validation split):", ""] + stages
     notes = [f"- {r['label']}: " + " / ".join(r["export_warnings"]) for r in rows if r.get("export_warnings")]
     if notes:
         out += ["", "Warnings `to_tflite` gave:", ""] + notes
@@ -431,7 +470,9 @@ def runtime_section(rt):
            "model in the same run. `decoded` and `compressed` run the packed `.tflite` through "
            "`dc_keras.runtime.Interpreter(release_decoded=True)` (decoded weights freed once XNNPACK "
            "packed its copy; opt-in, docs/android.md). Memory: growth of the process's resident set from before the "
-           "interpreter is created to after load + invokes (anonymous + file-backed pages). "
+           "interpreter is created" + (f" ({m['memory_baseline']})" if m.get("memory_baseline") else "")
+           + " to after load + invokes (anonymous + file-backed pages). "
+           + (f"Compressed batch-1 kernels: {m['compressed_kernel']}. " if m.get("compressed_kernel") else "") +
            "Batch 1: median of the invokes, and the fastest (with the load above the CPU count a long "
            "invoke is often preempted; the minimum filters that out). "
            "DRAM: batch-1 invoke timed right after writing 256 MiB to evict the caches. "
@@ -486,6 +527,42 @@ def codec_section(c):
                    f"({r['layout']}) | {r['bits_per_nonzero']:.2f} | "
                    + " | ".join(f"{cb[k]:,}" if k in cb else "-" for k in ("gzip-9", "bz2-9", "xz-9e", "zstd-19"))
                    + f" | {r['ratio_vs_best']:.3f}x ({r['best_compressor']}) | {six} | {dec} |")
+    return out + [""]
+
+
+def codec_bound_section(cb):
+    """benchmarks/codec_bound.py --json: what context modelling could buy on the same tensors, as
+    per-context Huffman codes (tables included) and as static conditional entropies (a floor)."""
+    m = cb["machine"]
+    out = ["## Codec: what modelling could buy (vs the <= 0.75x goal)", "",
+           f"Run: {m['date']}, command `{cb['command']}` on `{cb['tflite']}`. Sizes in bytes; ratios are to the "
+           "best of gzip-9 / bz2-9 / xz-9e / zstd-19 of the same float32 tensor. *Best Huffman-family*: the fixed "
+           "bytes of the §6 file plus the cheapest measured context for each stream, Huffman-coded per context with "
+           "its tables. *Context-coder floor*: the same fixed bytes plus the lowest static conditional entropy of "
+           "the positions (gap symbols, or the kept/not-kept bits coded one by one as an arithmetic / ANS binary "
+           "coder would) and of the indices, under the measured contexts with at most 81 values, model cost not "
+           "counted.", "",
+           "*Tables free*: the same with the Huffman tables not counted (a bound for any cleverer table coding; "
+           "only contexts with at most 81 values).", "",
+           "| tensor | best compressor | goal (0.75x) | §6 | §14 | best Huffman-family | Huffman, tables free | "
+           "context-coder floor |",
+           "|---|---|---|---|---|---|---|---|"]
+    for t in cb["tensors"]:
+        best = min(t["compressor_bytes"].values())
+        out.append(f"| {t['tensor']} {'x'.join(map(str, t['shape']))} | {best:,} ({t['best_compressor']}) | "
+                   f"{t['goal_bytes']:,.0f} | {t['packed_sparse_bytes']:,} ({t['packed_sparse_vs_best']:.3f}x) | "
+                   f"{t['packed_context_bytes']:,} ({t['packed_context_vs_best']:.3f}x) | "
+                   f"{t['best_huffman_family_bytes']:,.0f} ({t['best_huffman_family_vs_best']:.3f}x) | "
+                   f"{t['huffman_free_tables_bound_bytes']:,.0f} ({t['huffman_free_tables_bound_vs_best']:.3f}x) | "
+                   f"{t['context_coder_floor_bytes']:,.0f} ({t['context_coder_floor_vs_best']:.3f}x) |")
+    for t in cb["tensors"]:
+        out += ["", f"{t['tensor']} ({'x'.join(map(str, t['shape']))}, {t['nonzero']:,} kept, G = {t['gap_alphabet']}, "
+                f"K = {t['codebook_size']}, fixed bytes {t['fixed_bytes']:,}):", "",
+                "| stream | context | entropy | Huffman (tables included) | Huffman, tables free |", "|---|---|---|---|---|"]
+        for r in t["rows"]:
+            hb = "-" if r["huffman_bytes"] is None else f"{r['huffman_bytes']:,.0f}"
+            hf = "-" if r.get("huffman_free_tables_bytes") is None else f"{r['huffman_free_tables_bytes']:,.0f}"
+            out.append(f"| {r['stream']} | {r['context']} | {r['entropy_bytes']:,.0f} | {hb} | {hf} |")
     return out + [""]
 
 
@@ -563,6 +640,7 @@ def main(argv=None):
                    help="bench_quantized.py / bench_quantized_zoo.py --json output(s)")
     p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
     p.add_argument("--codec", default=None, help="bench_codec.py --json output (docs/results/codec_context.json)")
+    p.add_argument("--codec-bound", default=None, help="codec_bound.py --json output (docs/results/codec_bound.json)")
     p.add_argument("--fit-step", default=None, help="bench_fit_step.py --json output (docs/results/fit_step.json)")
     p.add_argument("--multi-worker", default=None,
                    help="bench_multi_worker.py --json output (docs/results/multi_worker_step.json)")
@@ -617,16 +695,18 @@ def main(argv=None):
     lines += ["## Reproduce", "", "```sh",
               "make install                                             # includes the bench extra: tf_keras, tfmot 0.8.1, zstandard",
               ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines",
-              ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --json lenet_300_100.json",
-              ".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --json lenet_5.json",
+              ".venv/bin/python benchmarks/baselines.py --val 10000 --out_dir ~/.cache/dc_keras/baselines_val10k",
+              ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json lenet_300_100.json",
+              ".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json lenet_5.json",
               ".venv/bin/python benchmarks/speed_table.py --json speed.json",
               ".venv/bin/python benchmarks/bench_runtime.py --json runtime.json   # ~10 min",
               ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
               ".venv/bin/python benchmarks/bench_quantized_zoo.py --json quantized_zoo.json   # DS-CNN, ~15 min",
               ".venv/bin/python benchmarks/bench_codec.py --quick --tflite PRUNED_CLUSTERED.tflite --json codec_context.json",
+              ".venv/bin/python benchmarks/codec_bound.py --tflite PRUNED_CLUSTERED.tflite --json codec_bound.json",
               ".venv/bin/python benchmarks/bench_fit_step.py --json fit_step.json   # TF + JAX + tfmot, ~5 min",
               ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
-              "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json",
+              "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json --codec-bound codec_bound.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
     if args.zoo:
         lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min",
@@ -651,6 +731,9 @@ def main(argv=None):
     if args.codec:
         with open(args.codec) as f:
             lines += codec_section(json.load(f))
+    if args.codec_bound:
+        with open(args.codec_bound) as f:
+            lines += codec_bound_section(json.load(f))
     write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

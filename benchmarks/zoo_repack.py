@@ -1,5 +1,7 @@
 """Re-packs the files a ``model_zoo.py`` run left in its work dir with ``pack``'s size options, and
-adds the sizes to that run's JSON rows (key ``repacked``; the zoo models are not retrained).
+adds the sizes to that run's JSON rows (key ``repacked``; the zoo models are not retrained): after
+a change of ``pack``'s structure (e.g. FORMAT.md §15's nameless packed tensors) this measures the
+same weights packed by today's ``pack``.
 
 For each row of ``--json`` whose ``<work_dir>/<model>.packed.tflite`` is the file the row measured
 (same byte count), the file is unpacked and packed again with ``strip_strings`` and/or ``compact``;
@@ -23,7 +25,9 @@ import model_zoo  # noqa: E402  benchmarks/ is on sys.path when run as a script;
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("samples", 500, "test inputs compared bit for bit")
 
-VARIANTS = {"strip_strings": dict(strip_strings=True), "compact": dict(compact=True),
+# "default": pack's defaults (names kept; compact on since 2026-11-30); "no_compact": every table
+# kept, as pack wrote before that (but with its nameless 4-byte aligned packed tensors).
+VARIANTS = {"default": {}, "no_compact": dict(compact=False), "strip_strings": dict(strip_strings=True),
             "strip_strings+compact": dict(strip_strings=True, compact=True)}
 
 

@@ -76,19 +76,23 @@ def _lenet_style_model():
 
 
 def _packed_buffers(packed):
-    """[(tensor name, data offset, length, shape offset)] of every HuffDecode input in the model
-    bytes, found with the flatbuffer schema's table accessors (no re-serialisation)."""
+    """[(decoded tensor name, data offset, length, shape offset)] of every HuffDecode input in the
+    model bytes, found with the flatbuffer schema's table accessors (no re-serialisation). The
+    packed tensors are found through their HuffDecode op: pack writes them nameless."""
     from dc_keras.export._flatbuffer import schema
 
     root = schema.Model.GetRootAs(packed, 0)
+    codes = [k for k in range(root.OperatorCodesLength())
+             if root.OperatorCodes(k).CustomCode() == b"HuffDecode"]
     out = []
     for s in range(root.SubgraphsLength()):
         sg = root.Subgraphs(s)
-        for j in range(sg.TensorsLength()):
-            t = sg.Tensors(j)
-            name = t.Name().decode()
-            if not name.endswith("/dc_packed"):
+        for o in range(sg.OperatorsLength()):
+            op = sg.Operators(o)
+            if op.OpcodeIndex() not in codes:
                 continue
+            t = sg.Tensors(op.Inputs(0))
+            name = sg.Tensors(op.Outputs(0)).Name().decode()
             b = root.Buffers(t.Buffer())
             pos = b._tab.Vector(b._tab.Offset(4))  # Buffer.data
             spos = t._tab.Vector(t._tab.Offset(4))  # Tensor.shape
@@ -114,7 +118,7 @@ def spec(tmp_path_factory):
     assert {1, 5} <= layouts, f"the sweep must cover the sparse and context-sparse layouts, got {layouts}"
     x = np.random.default_rng(1).random((2, 28, 28, 1), np.float32)
     it = runtime.Interpreter(model_content=packed, num_threads=1)
-    y_ref, weights = _run(it, x)
+    y_ref, weights = _run(it, x, sorted(name for name, _, _, _ in buffers))
     # originals from the unpacked model (an ordinary interpreter), by tensor name
     from ai_edge_litert.interpreter import Interpreter as Plain
 
@@ -140,16 +144,11 @@ def spec(tmp_path_factory):
 # ------------------------------------------------------------------------------------------
 # worker side (python tests/test_corruption.py --worker SPEC ROUTE CASES.json OUT.jsonl)
 # ------------------------------------------------------------------------------------------
-def _huffdecode_outputs(it):
-    """Names of the weight tensors produced by HuffDecode (the packed input's name minus suffix)."""
-    names = {d["name"] for d in it.get_tensor_details()}
-    return sorted(n[: -len("/dc_packed")] for n in names if n.endswith("/dc_packed"))
-
-
-def _run(it, x):
+def _run(it, x, names):
+    """Outputs for ``x`` and the bytes of the tensors ``names`` (the HuffDecode outputs)."""
     it.allocate_tensors()
     idx = {d["name"]: d["index"] for d in it.get_tensor_details()}
-    weights = {n: it.get_tensor(idx[n]).tobytes() for n in _huffdecode_outputs(it)}
+    weights = {n: it.get_tensor(idx[n]).tobytes() for n in names}
     inp = it.get_input_details()[0]["index"]
     out = it.get_output_details()[0]["index"]
     ys = []
@@ -197,14 +196,15 @@ def _worker(spec_path, route, cases_path, out_path):
         todo = json.load(f)
     kwargs = {"backend": "tensorflow", "decode": "op"} if route == "op" else {}
     out = open(out_path, "a")
-    _run(runtime.Interpreter(model_content=spec["packed"], num_threads=1, **kwargs), spec["x"])  # warm up
+    names = sorted(spec["originals"])
+    _run(runtime.Interpreter(model_content=spec["packed"], num_threads=1, **kwargs), spec["x"], names)  # warm up
     out.write(json.dumps([-1, "ready", ""]) + "\n")
     out.flush()
     for i, case in todo:
         model = corrupt(spec["packed"], spec["buffers"], case)
         try:
             it = runtime.Interpreter(model_content=model, num_threads=1, **kwargs)
-            y, weights = _run(it, spec["x"])
+            y, weights = _run(it, spec["x"], names)
         except (RuntimeError, ValueError) as exc:
             result = ["prepare_failed", _reason(exc)]
         else:
@@ -345,12 +345,14 @@ def test_corrupt_model_helper_is_faithful(spec):
     """The patching itself: no-op truncation length restores the original bytes, and a
     truncated model still parses as a flatbuffer with the shorter packed tensor."""
     from dc_keras.export import _flatbuffer as fb
+    from dc_keras.export._pack import packed_tensors
 
     packed, buffers = spec["packed"], spec["buffers"]
-    name, pos, n, spos = buffers[0]
+    name, pos, n, spos = buffers[0]  # name: the tensor its HuffDecode op decodes
     assert corrupt(packed, buffers, ("flip", 0, 5, 5)) == packed  # the same bit twice
     m = fb.read_model(corrupt(packed, buffers, ("trunc", 0, n // 2)))
-    t = [t for t in m.subgraphs[0].tensors if fb.tensor_name(t) == name][0]
+    sg = m.subgraphs[0]
+    t = [sg.tensors[p] for s, p, o in packed_tensors(m) if s == 0 and fb.tensor_name(sg.tensors[o]) == name][0]
     assert list(t.shape) == [n // 2] and len(m.buffers[t.buffer].data) == n // 2
 
 

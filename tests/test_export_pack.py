@@ -51,6 +51,17 @@ def test_delegate_route_keeps_xnnpack_bit_identical_with_default_options(kind, q
     np.testing.assert_array_equal(got, ref)
 
 
+def _quant(q):
+    """Quantization parameters as the runtimes read them: None for no table or an empty one."""
+    if q is None:
+        return None
+    fields = {f: getattr(q, f) for f in ("scale", "zeroPoint", "min", "max")}
+    fields = {f: np.asarray(v).tolist() for f, v in fields.items() if v is not None and len(v)}
+    if not fields and q.details is None:
+        return None
+    return fields, q.quantizedDimension, q.detailsType
+
+
 @pytest.mark.parametrize("quantize", QUANT)
 def test_pack_structure_names_order_alignment(quantize):
     plain = em.tflite("conv", quantize)
@@ -62,12 +73,7 @@ def test_pack_structure_names_order_alignment(quantize):
     for i, t in enumerate(sg0.tensors):
         u = sg1.tensors[i]
         assert (fb.tensor_name(u), u.type, list(u.shape)) == (fb.tensor_name(t), t.type, list(t.shape))
-        qa, qb = t.quantization, u.quantization
-        assert (qa is None) == (qb is None)
-        if qa is not None:
-            for field in ("scale", "zeroPoint", "quantizedDimension", "min", "max"):
-                a, b = getattr(qa, field), getattr(qb, field)
-                assert (None if a is None else np.asarray(a).tolist()) == (None if b is None else np.asarray(b).tolist())
+        assert _quant(t.quantization) == _quant(u.quantization)  # an empty table = none (compact)
     # Each HuffDecode: uint8 1-D constant input, output = an original constant, before its consumers.
     decoded = 0
     for j, op in enumerate(sg1.operators):
@@ -87,13 +93,17 @@ def test_pack_structure_names_order_alignment(quantize):
     names0 = [fb.opcode_name(before, op) for op in sg0.operators]
     names1 = [fb.opcode_name(after, op) for op in sg1.operators if fb.opcode_name(after, op) != "HuffDecode"]
     assert names0 == names1
-    # Every non-empty buffer starts on a 16-byte boundary of the file.
+    # The packed tensors are nameless (FORMAT.md §15); every non-empty buffer starts on a 16-byte
+    # boundary of the file, a packed one (read only by the decoder, at any offset) on a 4-byte one.
+    pairs = export._pack.packed_tensors(after)
+    assert len(pairs) == decoded and all(sg1.tensors[p].name is None for _, p, _ in pairs)
+    packed_buffers = {sg1.tensors[p].buffer for _, p, _ in pairs}
     root = fb.schema.Model.GetRootAs(packed, 0)
     for i in range(root.BuffersLength()):
         b = root.Buffers(i)
         if b.DataLength():
             start = b._tab.Vector(b._tab.Offset(4))
-            assert start % 16 == 0, (i, start)
+            assert start % (4 if i in packed_buffers else 16) == 0, (i, start)
 
 
 @pytest.mark.parametrize("quantize", QUANT)
@@ -113,7 +123,9 @@ def test_unpack_restores_every_tensor(kind, quantize):
             assert fb.buffer_bytes(a, ta.buffer) == fb.buffer_bytes(b, tb.buffer)
         for oa, ob in zip(sa.operators, sb.operators):
             assert list(oa.inputs) == list(ob.inputs) and list(oa.outputs) == list(ob.outputs)
-    assert len(b.buffers) == len(a.buffers)
+    # compact (the default) lets activation tensors share buffer 0; without it every buffer stays
+    assert len(b.buffers) < len(a.buffers)
+    assert len(fb.read_model(export.unpack(export.pack(plain, compact=False))).buffers) == len(a.buffers)
     # and the unpacked file runs like the original
     xs = em.inputs(kind, 5)
     r = em.no_default_delegates("litert")
@@ -514,7 +526,7 @@ def test_pack_compact_drops_unread_tables_and_keeps_outputs(quantize):
     """compact=True: empty quantization tables go, activation tensors share buffer 0; outputs stay
     bit-identical (both decode routes), int8 scales survive, unpack still restores every constant."""
     plain = em.tflite("conv", quantize)
-    packed, compact = export.pack(plain), export.pack(plain, compact=True)
+    packed, compact = export.pack(plain, compact=False), export.pack(plain, compact=True)
     assert len(compact) < len(packed)
     m = fb.read_model(compact)
     tensors = [t for sg in m.subgraphs for t in sg.tensors]
@@ -539,5 +551,10 @@ def test_cli_pack_compact(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--compact", str(src), str(dst)],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    assert dst.read_bytes() == export.pack(src.read_bytes(), compact=True)
-    assert len(dst.read_bytes()) < len(export.pack(src.read_bytes()))
+    assert dst.read_bytes() == export.pack(src.read_bytes(), compact=True) == export.pack(src.read_bytes())
+    full = tmp_path / "full.tflite"
+    out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--no-compact", str(src), str(full)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert full.read_bytes() == export.pack(src.read_bytes(), compact=False)
+    assert len(dst.read_bytes()) < len(full.read_bytes())

@@ -105,3 +105,54 @@ def test_signature_runner_on_packed_model():
     assert got.keys() == want.keys()
     for k in got:
         np.testing.assert_array_equal(got[k], want[k])
+
+
+def _arena_model():
+    """An embedding table (1 MiB, GATHER: not XNNPACK's, so its decoded copy is never released)
+    and a fully-connected weight (2 MiB, packed by XNNPACK), pruned and on a grid so they pack:
+    3 MiB of decoded weights, which the delegate decodes into one huge-page arena."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    m = keras.Sequential([keras.Input((8,), dtype="int32"), keras.layers.Embedding(4096, 64),
+                          keras.layers.Flatten(), keras.layers.Dense(1024)])
+    for layer in (m.layers[0], m.layers[2]):
+        w = layer.get_weights()
+        k = w[0]
+        k[np.abs(k) < np.quantile(np.abs(k), 0.9)] = 0
+        w[0] = np.round(k * 64) / 64
+        layer.set_weights(w)
+    return export.to_tflite(m, pack=False)
+
+
+def test_decoded_weights_in_one_arena_are_bit_exact_kept_and_released():
+    """decode_nodes puts all decoded weights (>= 2 MiB in all) in one mapping: outputs equal the
+    unpacked model's bit for bit with keep_decoded 1 and 0; with 0 the FC weight's pages are
+    returned while the embedding table next to it in the arena stays readable (later invokes,
+    a resize, the table read back with get_tensor)."""
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+    plain = _arena_model()
+    packed = export.pack(plain)
+    assert len(packed) < len(plain) // 4
+    ids = np.random.RandomState(0).randint(0, 4096, size=(3, 8)).astype(np.int32)
+    ref = Interpreter(model_content=plain)
+
+    def run(it, x):
+        i = it.get_input_details()[0]["index"]
+        it.resize_tensor_input(i, list(x.shape))
+        it.allocate_tensors()
+        it.set_tensor(i, x)
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"]).copy()
+
+    want1, want3 = run(ref, ids[:1]), run(ref, ids)
+    table = [d for d in ref.get_tensor_details() if tuple(d["shape"]) == (4096, 64)][0]
+    for keep in ("1", "0"):
+        it = Interpreter(model_content=packed,
+                         experimental_delegates=[load_delegate(runtime.library_path(), {"keep_decoded": keep})])
+        for _ in range(2):
+            assert run(it, ids[:1]).tobytes() == want1.tobytes()
+            assert run(it, ids).tobytes() == want3.tobytes()
+        got = [d for d in it.get_tensor_details() if tuple(d["shape"]) == (4096, 64)][0]
+        assert it.get_tensor(got["index"]).tobytes() == ref.get_tensor(table["index"]).tobytes()

@@ -196,3 +196,46 @@ def test_release_decoded_is_opt_in_and_checked():
     """Default: decoded weights stay readable (see test_corruption); release_decoded must be a bool."""
     with pytest.raises(ValueError, match="release_decoded must be True or False"):
         runtime.Interpreter(model_content=_big_fc_packed(), release_decoded="yes")
+
+
+def _mapping_rss_kb(path):
+    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
+                inside = len(head) >= 6 and head[5] == str(path)
+            elif inside and head[0] == "Rss:":
+                total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_packed_file_pages_are_released_after_the_compact_build(tmp_path):
+    """Opened by path, LiteRT maps the file: once the compact form is built the packed bytes of a
+    compressed layer are dropped from the process (dc_release_file_pages), later reads fault
+    them back (a resize re-applies the delegate); a model passed as bytes is never touched."""
+    import keras
+
+    w = np.random.RandomState(3).randn(256, 384).astype(np.float32)
+    w[np.abs(w) < 1.0] = 0  # ~32 % non-zero
+    w = np.clip(np.round(w * 8) / 8, -3, 3)  # ~32 shared values
+    m = keras.Sequential([keras.Input((256,)), keras.layers.Dense(384)])
+    m.layers[0].set_weights([w, np.linspace(-1, 1, 384).astype(np.float32)])
+    plain = export.to_tflite(m, pack=False)
+    packed = export.pack(plain)
+    path = tmp_path / "big.packed.tflite"
+    path.write_bytes(packed)
+    it = runtime.Interpreter(model_path=str(path), weights="compressed")
+    it.allocate_tensors()
+    assert [r["route"] for r in it.compressed_report()] == ["compressed"]
+    assert len(packed) > 24_000  # 6 whole pages or more
+    resident = _mapping_rss_kb(path) * 1024
+    assert resident < len(packed) // 2, (resident, len(packed))
+    xs = np.random.RandomState(4).randn(3, 256).astype(np.float32)
+    _close(em.run(it, xs), em.run(_plain(plain), xs))
+    _close(_run_batch(it, xs), _run_batch(_plain(plain), xs))
+    from_bytes = runtime.Interpreter(model_content=packed, weights="compressed")
+    _close(_run_batch(from_bytes, xs), _run_batch(_plain(plain), xs))
+    _close(_run_batch(from_bytes, xs[:1]), _run_batch(_plain(plain), xs[:1]))

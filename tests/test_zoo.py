@@ -51,6 +51,17 @@ def test_zoo_table_is_complete():
     assert x.shape == (50, zoo.SEQ_T, zoo.SEQ_F) and x.tobytes() == x2.tobytes() and (y == y2).all()
 
 
+def test_sequence_validation_split_from_its_own_seed_leaves_training_and_test_unchanged():
+    (x, y), (xv, yv), (xt, yt) = zoo.load("sequences", train_subset=300)
+    (x2, y2), (xv2, yv2), (xt2, yt2) = zoo.load("sequences", train_subset=300, val_samples=400)
+    assert x.tobytes() == x2.tobytes() and xt.tobytes() == xt2.tobytes() and (y == y2).all() and (yt == yt2).all()
+    assert xv.shape[0] == 2000 and xv2.shape == (400, zoo.SEQ_T, zoo.SEQ_F) and yv2.shape == (400,)
+    assert xv2.tobytes() == zoo.make_sequences(400, seed=zoo.SEQ_VAL_SEED)[0].tobytes()
+    assert len({zoo.SEQ_TRAIN_SEED, zoo.SEQ_TEST_SEED, zoo.SEQ_VAL_SEED}) == 3
+    with pytest.raises(ValueError, match="val_samples"):  # image data has its fixed split: a clear error
+        zoo.load("fashion", val_samples=400)
+
+
 @pytest.mark.parametrize("name", list(zoo.ZOO))
 def test_tiny_zoo_model_compresses_exports_and_packs_bit_exact(name):
     keras.utils.set_random_seed(0)
@@ -92,6 +103,11 @@ def test_zoo_bits_rule_gives_pruned_layers_their_own_bits():
     assert zoo.layer_bits({"bits": 5}, plan) == 5
     assert zoo.layer_bits({"bits": 5, "bits_pruned": 5}, plan) == 5
     assert zoo.layer_bits({"bits": 5, "bits_pruned": 4}, plan) == {"conv0": 5, "pw0": 4}
+    typed = [dict(plan[0], type="Conv2D"), dict(plan[1], type="Conv2D"),
+             {"layer": "dw0", "type": "DepthwiseConv2D", "sparsity_target": 0.5}]
+    assert zoo.layer_bits({"bits": 5, "bits_pruned": 4, "bits_by_type": {"DepthwiseConv2D": 6}}, typed) == {
+        "conv0": 5, "pw0": 4, "dw0": 6}
+    assert zoo.layer_bits({"bits": 5, "bits_by_type": {"Conv2D": 3}}, typed) == {"conv0": 3, "pw0": 3, "dw0": 5}
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from dc_keras._fileio import atomic_write
 from dc_keras.export import _backend
 from dc_keras._logs import quiet_conversion
 from dc_keras.export import _flatbuffer as fb
-from dc_keras.export._pack import DEFAULT_MIN_BYTES, PACKED_SUFFIX, _tensor_array
+from dc_keras.export._pack import DEFAULT_MIN_BYTES, _tensor_array, packed_tensors
 from dc_keras.export._pack import pack as _pack
 
 QUANTIZE_MODES = (None, "float16", "int8", "dynamic")
@@ -400,9 +400,8 @@ def _spread_messages(model, shared, converted, packed, quantize):
 def _packed_names(packed):
     if packed is None:
         return set()
-    m = fb.read_model(packed)
-    return {fb.tensor_name(t)[: -len(PACKED_SUFFIX)] for sg in m.subgraphs for t in sg.tensors or []
-            if fb.tensor_name(t).endswith(PACKED_SUFFIX)}
+    m = fb.read_model(packed)  # the names of the tensors HuffDecode ops decode
+    return {fb.tensor_name(m.subgraphs[s].tensors[o]) for s, _, o in packed_tensors(m)}
 
 
 def _spread_message(model, layer, path, name, before, after, quantize, siblings, was_packed):

@@ -8,10 +8,15 @@ from dc_keras.export._flatbuffer import schema
 
 DEFAULT_MIN_BYTES = 256
 DEFAULT_MIN_SAVING = 0.1
+# Name suffix of the packed uint8 tensors pack wrote before 2026-11-30 (FORMAT.md §15): such files
+# still load and unpack; pack now writes its packed tensors nameless (names are for people and
+# these tensors are the packer's own; the decoded tensor keeps its name). Find packed tensors
+# through their HuffDecode op (``packed_tensors``), not by name.
 PACKED_SUFFIX = "/dc_packed"
-# Flatbuffer bytes a packed tensor adds besides its data (tensor + operator tables, vectors,
-# alignment padding) plus its name: a tensor is packed only if it saves more than that.
-_PER_TENSOR_OVERHEAD = 128
+# Flatbuffer bytes a packed tensor adds besides its data (nameless uint8 tensor + its Buffer +
+# the HuffDecode operator, vectors, 4-byte alignment; measured 63-68 B on the model zoo, see
+# tests/test_export_pack.py): a tensor is packed only if it saves more than that.
+_PER_TENSOR_OVERHEAD = 80
 
 
 def _codec():
@@ -138,6 +143,16 @@ def skip_reason(t, idx, facts, users):
     return None
 
 
+def packed_tensors(model):
+    """``[(subgraph, packed tensor, decoded tensor)]``: the input and output index of every
+    ``HuffDecode`` op of ``model`` (a ``ModelT``). The way to find packed tensors: ``pack`` writes
+    them nameless (FORMAT.md §15), older files named them ``<name>/dc_packed``."""
+    hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
+    return [(s, int(op.inputs[0]), int(op.outputs[0])) for s, sg in enumerate(model.subgraphs)
+            for op in sg.operators or [] if op.opcodeIndex in hd
+            and op.inputs is not None and len(op.inputs) == 1 and op.outputs is not None and len(op.outputs) == 1]
+
+
 def _saves_enough(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     """The ``min_saving`` rule, shared by pack and inspect: packed to at most (1 - min_saving) of raw."""
     return packed_bytes <= (1.0 - min_saving) * raw_bytes
@@ -154,7 +169,7 @@ def _check_args(min_bytes, min_saving, buffers):
 
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
          min_saving: float = DEFAULT_MIN_SAVING, version: int = 2, *, strip_strings: bool = False,
-         buffers: str = "auto", context_model: bool = False, compact: bool = False) -> bytes:
+         buffers: str = "auto", context_model: bool = False, compact=None) -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
 
     Works on any ``.tflite`` (Keras 3 or tf_keras made, float, float16-weight or int8 quantized,
@@ -188,8 +203,11 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       compact: also drop flatbuffer tables no runtime reads: empty ``QuantizationParameters``
         (float tensors) and the empty buffer the converter gives every activation tensor (they
         then share buffer 0, the schema's empty buffer; variable tensors, decoded tensors and
-        metadata keep theirs). Outputs are unchanged; on a 68 K-parameter transformer it saves
-        ~2.3 KB (5 %). Default False.
+        metadata keep theirs). The runtimes read both forms the same way (no quantization; an
+        arena tensor), so outputs are unchanged; on a 68 K-parameter transformer it saves ~2.1 KB
+        (5 %). Default None: on whenever the model is rewritten (something packs, or strings are
+        stripped / buffers moved); ``True`` also rewrites a model with nothing to pack, ``False``
+        keeps every table (the output of ``pack`` before this default).
       buffers: where buffer data goes: ``"auto"`` (the input's convention; inline when the data
         is under 256 KiB, as ai-edge-quantizer does), ``"inline"`` or ``"external"`` (after the
         flatbuffer, ``Buffer.offset``/``size``).
@@ -207,7 +225,7 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     Example:
       >>> packed = dc_keras.export.pack(open("model.tflite", "rb").read())   # doctest: +SKIP
       >>> small = dc_keras.export.pack(data, strip_strings=True)            # doctest: +SKIP
-      >>> smaller = dc_keras.export.pack(data, strip_strings=True, compact=True)  # doctest: +SKIP
+      >>> tables = dc_keras.export.pack(data, compact=False)   # keeps empty tables  # doctest: +SKIP
     """
     return pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
                            buffers=buffers, context_model=context_model, compact=compact)[0]
@@ -215,9 +233,12 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                     min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto",
-                    context_model=False, compact=False):
+                    context_model=False, compact=None):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes}`` (for the CLI)."""
     _check_args(min_bytes, min_saving, buffers)
+    if compact is not None and not isinstance(compact, bool):
+        raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
+                         f"got {compact!r}")
     if version not in (1, 2):
         raise ValueError(f"version must be 1 or 2 (docs/FORMAT.md §10), got {version!r}")
     model = fb.read_model(tflite_bytes)
@@ -228,12 +249,12 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc)
     sparse = _plan_sparse(model, min_saving, verify, enc)
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0}
-    rewrite = strip_strings or compact or buffers != "auto"
+    rewrite = strip_strings or compact is True or buffers != "auto"
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
     if stats["packed_tensors"]:
         _rewrite(model, facts, plans, sparse)
-    if compact:
+    if compact is not False:
         _compact(model)
     if strip_strings:
         with_names = fb.write_model(model, buffers)
@@ -308,8 +329,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc):
             if key not in packed_cache:
                 packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer), enc)
             data = packed_cache[key]
-            overhead = _PER_TENSOR_OVERHEAD + len(fb.tensor_name(t)) + len(PACKED_SUFFIX)
-            if data is not None and len(data) + overhead < nbytes \
+            if data is not None and len(data) + _PER_TENSOR_OVERHEAD < nbytes \
                     and _saves_enough(len(data), nbytes, min_saving):
                 plans[(s, i)] = data
     # A buffer is emptied only if all of its tensors are packed.
@@ -334,18 +354,18 @@ def _huffdecode_code(model):
     return len(model.operatorCodes) - 1
 
 
-def _add_packed(model, tensors, data, name, new_buffers):
-    """Appends a uint8 constant tensor holding ``data`` (buffers shared by content); its index."""
+def _add_packed(model, tensors, data, new_buffers):
+    """Appends a nameless uint8 constant tensor holding ``data`` (buffers shared by content, data
+    4-byte aligned: the decoder reads it at any offset, §1); its index."""
     if data not in new_buffers:
-        buf = schema.BufferT()
+        buf = fb.PackedBufferT()
         buf.data = np.frombuffer(data, np.uint8)
         model.buffers.append(buf)
         new_buffers[data] = len(model.buffers) - 1
     pt = schema.TensorT()
     pt.shape = [len(data)]
     pt.type = schema.TensorType.UINT8
-    pt.buffer = new_buffers[data]
-    pt.name = name + PACKED_SUFFIX
+    pt.buffer = new_buffers[data]  # no name: FORMAT.md §15
     tensors.append(pt)
     return len(tensors) - 1
 
@@ -369,7 +389,7 @@ def _rewrite(model, facts, plans, sparse):
                 continue
             op = schema.OperatorT()
             op.opcodeIndex = hd_index
-            op.inputs = [_add_packed(model, tensors, data, fb.tensor_name(t), new_buffers)]
+            op.inputs = [_add_packed(model, tensors, data, new_buffers)]
             op.outputs = [i]
             inserts.setdefault(consumers[i], []).append(op)
             emptied.add(t.buffer)
@@ -377,7 +397,7 @@ def _rewrite(model, facts, plans, sparse):
             op = sg.operators[j]  # DENSIFY(sparse) -> HuffDecode(packed), same output tensor
             densify_codes.add(op.opcodeIndex)
             op.opcodeIndex, op.builtinOptionsType, op.builtinOptions = hd_index, 0, None
-            op.inputs = [_add_packed(model, tensors, data, fb.tensor_name(sg.tensors[i]), new_buffers)]
+            op.inputs = [_add_packed(model, tensors, data, new_buffers)]
             dropped_buffers.add(sg.tensors[i].buffer)
         sg.tensors = tensors
         ops = []

@@ -144,9 +144,11 @@ def add_commands(commands):
     p.add_argument("--strip-strings", dest="strip_strings", action="store_true",
                    help="drop tensor/subgraph names and the model description (signatures keep working); "
                         "prints the bytes saved")
-    p.add_argument("--compact", action="store_true",
-                   help="also drop flatbuffer tables no runtime reads (empty quantization tables, one empty "
-                        "buffer per activation tensor); outputs unchanged")
+    p.add_argument("--compact", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop flatbuffer tables no runtime reads (empty quantization tables, one empty "
+                        "buffer per activation tensor); outputs unchanged. Default: on when the model is "
+                        "rewritten; --compact also rewrites a model with nothing to pack, --no-compact "
+                        "keeps every table")
     p.add_argument("--context-model", dest="context_model", action="store_true",
                    help="also try the context-modelled sparse layout (docs/FORMAT.md section 14): a few "
                         "percent smaller on some pruned kernels, ~0.8x the decode speed")

@@ -12,8 +12,9 @@
  *    within a row, codes < num_values for float) and holds exactly the non-zeros of the
  *    decoded tensor;
  *  - the float kernel (batch 1 and 3) matches a double-precision dense product within
- *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel equals the dense
- *    integer formula with rintf requantization exactly;
+ *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel (batch 3, and
+ *    batch 1 on an input of exactly one row) equals the dense integer formula with rintf
+ *    requantization exactly; both with the kernels chosen at run time and the scalar ones;
  *  - the lookup-table form (dc_sparse_table_build) fails with the same decode status, and when
  *    built, dc_sparse_gather returns every decoded row bit for bit (int32 and int64 indices,
  *    rows in reverse order) and refuses indices -1 and rows (returns their position, writes
@@ -95,7 +96,14 @@ static void check_int8(const dc_sparse_fc* m, const int8_t* w) {
   REQUIRE(x && y && scratch && scale);
   for (size_t i = 0; i < batch * m->cols; ++i) x[i] = (int8_t)(i * 131 + 7);
   for (uint32_t r = 0; r < m->rows; ++r) scale[r] = 1.0f / (float)(64 + r % 1000);
+  int8_t* x1 = malloc(m->cols); /* batch 1 on its own buffer: nothing past it may be read */
+  int8_t* y1 = malloc(m->rows);
+  REQUIRE(x1 && y1);
+  memcpy(x1, x, m->cols);
   dc_sparse_fc_int8(m, x, batch, 5, NULL, scale, -2, -128, 127, y, scratch);
+  dc_sparse_fc_int8(m, x1, 1, 5, NULL, scale, -2, -128, 127, y1, NULL);
+  for (uint32_t r = 0; r < m->rows; ++r) REQUIRE(y1[r] == y[r]);
+  free(x1), free(y1);
   for (size_t b = 0; b < batch; ++b) {
     for (uint32_t r = 0; r < m->rows; ++r) {
       int32_t acc = 0;
@@ -173,12 +181,14 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     REQUIRE(dd == DC_OK && info.rank == 2 && m.rows == info.dims[0] && m.cols == info.dims[1]);
     REQUIRE(info.dtype == m.dtype && (m.dtype == DC_DTYPE_FLOAT32 || m.dtype == DC_DTYPE_INT8));
     check_form(&m, dense);
-    if ((uint64_t)m.rows * m.cols <= (1u << 20)) {
+    for (int simd = 1; simd >= 0 && (uint64_t)m.rows * m.cols <= (1u << 20); --simd) {
+      dc_sparse_fc_use_simd(simd); /* the run-time choice (AVX-512 on such CPUs), then scalar */
       if (m.dtype == DC_DTYPE_FLOAT32)
         check_float(&m, (const float*)dense);
       else
         check_int8(&m, (const int8_t*)dense);
     }
+    dc_sparse_fc_use_simd(1);
     dc_sparse_fc_free(&m);
   }
   if (st == DC_SFC_DECODE || dd == DC_OK) check_table(buf, size, st, ds, dense);

@@ -7,8 +7,9 @@ corpus follows the format as it evolves and no binary blobs are committed:
   OUT/op/      a control byte + a packed tensor (fuzz_op.c input; the control byte picks the
                route: op / legacy ResizeTensor / delegate / failing allocation, and mismatches)
   OUT/unpack/  packed .tflite files (fuzz_unpack.c input): tiny FULLY_CONNECTED models built
-               with the TFLite schema module and packed by dc_keras.export.pack, plus the
-               committed tests/data/zoo_lstm128.packed.tflite (several subgraphs)
+               with the TFLite schema module and packed by dc_keras.export.pack (with and
+               without compact), plus the committed tests/data/zoo_lstm128.packed.tflite
+               (several subgraphs; written by the older packer: named packed tensors)
 
 The tensors are Deep Compression shaped: clustered (k-means-like: few distinct values) and
 pruned weights of a small LeNet-style network in every supported dtype, every layout (format
@@ -156,8 +157,10 @@ def tflite_seeds():
     rng = np.random.default_rng(7)
     for name, shape, k, sparsity in (("fc_small", (6, 10), 4, 0.5), ("fc_dense", (16, 24), 16, 0.0),
                                      ("fc_sparse", (32, 40), 8, 0.9)):
-        packed = export.pack(_fc_model(_clustered(rng, shape, k, sparsity)), min_bytes=0, min_saving=0.0)
-        yield name, packed
+        model = _fc_model(_clustered(rng, shape, k, sparsity))
+        yield name, export.pack(model, min_bytes=0, min_saving=0.0)
+        if name == "fc_sparse":  # every table kept (pack's compact=False; FORMAT.md §15)
+            yield name + "_full", export.pack(model, min_bytes=0, min_saving=0.0, compact=False)
     lstm = os.path.join(HERE, "..", "..", "tests", "data", "zoo_lstm128.packed.tflite")
     if os.path.exists(lstm):
         with open(lstm, "rb") as f:

@@ -46,6 +46,21 @@ DC_API size_t dc_decode_many(dc_decode_job* jobs, size_t num_jobs, int threads);
  * memory. */
 DC_API void* dc_alloc_output(size_t n);
 
+/* Output memory for many decoded tensors at once (dc_decode_many's jobs):
+ * one anonymous mapping of `size` bytes, 2 MiB aligned, its whole 2 MiB
+ * pages advised for transparent huge pages, so that first writes fault a
+ * few huge pages instead of a 4 KiB page at a time (MobileNetV2's 62
+ * tensors, 13.9 MB: ~3,100 page faults).  Carve 64-byte aligned blocks out
+ * of it; dc_arena_drop(a, p, n) returns the whole pages inside [p, p + n)
+ * to the system (a block no longer needed), dc_arena_free unmaps it all.
+ * NULL if the mapping fails (then allocate with dc_alloc_output). */
+typedef struct dc_arena dc_arena;
+DC_API dc_arena* dc_arena_new(size_t size);
+DC_API uint8_t* dc_arena_base(const dc_arena* a);
+DC_API size_t dc_arena_size(const dc_arena* a);
+DC_API void dc_arena_drop(dc_arena* a, void* p, size_t n);
+DC_API void dc_arena_free(dc_arena* a);
+
 #ifdef __cplusplus
 }
 #endif

@@ -103,6 +103,16 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t bat
                               int32_t output_zp, int32_t qmin, int32_t qmax, int8_t* y,
                               int32_t* scratch);
 
+/* The batch-1 kernels in use: "avx512" (x86-64 with AVX-512 F/BW/VL, probed at run time:
+ * 16 non-zeros per step, see dc_sparse_fc.c) or "scalar" (every other CPU; same results up to
+ * float summation order, int8 identical). */
+DC_API const char* dc_sparse_fc_kernel_name(void);
+
+/* on = 0 makes every later call use the scalar kernels (tests, comparisons), 1 (default) lets
+ * dc_sparse_fc_kernel_name() choose; returns the previous setting.  Not thread-safe: set it
+ * before any kernel runs. */
+DC_API int dc_sparse_fc_use_simd(int on);
+
 #ifdef __cplusplus
 }
 #endif

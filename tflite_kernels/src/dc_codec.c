@@ -29,6 +29,13 @@
 #else
 #define DC_INLINE static inline
 #endif
+/* The per-size decoder instances: never inlined into their caller, whose frame (the parsed
+ * header) would otherwise also hold the decode loop's locals for the whole decode (stack). */
+#if defined(__GNUC__) || defined(__clang__)
+#define DC_NOINLINE static __attribute__((noinline))
+#else
+#define DC_NOINLINE static
+#endif
 
 /* ---------------------------------------------------------------------------------------- */
 /* Little-endian loads (§1): byte assembly, which gcc/clang turn into one load where legal.  */
@@ -137,33 +144,63 @@ static inline uint32_t alph_len(const dc_alphabet* a, uint32_t s) {
 }
 
 #define CLS_SYM(s) (classes ? (s) << 2 | ((classes[(s) >> 1] >> (((s)&1u) << 2)) & 3u) : (s))
+/* The `len` low bits of canonical code c in reverse order (§7: the stream holds a code's most
+ * significant bit first, the bit reader returns the oldest bit lowest); len <= 16. */
+static inline uint32_t rev_code(uint32_t c, uint32_t len) {
+  c = ((c & 0x5555u) << 1) | ((c >> 1) & 0x5555u);
+  c = ((c & 0x3333u) << 2) | ((c >> 2) & 0x3333u);
+  c = ((c & 0x0F0Fu) << 4) | ((c >> 4) & 0x0F0Fu);
+  c = ((c & 0x00FFu) << 8) | ((c >> 8) & 0x00FFu);
+  return c >> (16u - len);
+}
+
+/* Entries of every code of length lo..hi into the first 2^top entries (a code of length len
+ * fills every 2^len-th entry from its reversed code); `next` holds each length's next code. */
+static void fill_codes(const dc_alphabet* a, uint16_t* table, const uint8_t* classes,
+                       uint32_t* next, uint32_t lo, uint32_t hi, uint32_t top) {
+  uint32_t s, k, end = 1u << top;
+  for (s = 0; s < a->n; ++s) {
+    uint32_t len = alph_len(a, s);
+    uint16_t entry;
+    if (len < lo || len > hi) continue;
+    /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */
+    entry = (uint16_t)((CLS_SYM(s) << 4) | len);
+    for (k = rev_code(next[len]++, len); k < end; k += 1u << len) table[k] = entry;
+  }
+}
+
 /* Builds the 2^L single-level table of §4: entry = symbol << 4 | length; with a §14 class map
- * (K <= 1024) entry = (symbol << 2 | class) << 4 | length. */
+ * (K <= 1024) entry = (symbol << 2 | class) << 4 | length.  Codes of length <= m go into the
+ * first 2^m entries, which doubling copies repeat up to 2^L (a code of length <= m repeats with
+ * period 2^m); the longer codes are then stored at each of their entries.  m minimises the
+ * stores: 2^m, plus the entries of the longer codes, plus the copies (counted as 1/4 store per
+ * entry).  The parse (§4) checked the lengths form a complete code, so every entry is set. */
 static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t* classes) {
-  uint32_t L = a->max_len, s, l;
-  uint32_t bl_count[DC_MAX_CODE_LENGTH + 1], next_code[DC_MAX_CODE_LENGTH + 2], code = 0;
+  uint32_t L = a->max_len, s, l, m = 1, code = 0, count[DC_MAX_CODE_LENGTH + 1];
+  uint32_t next[DC_MAX_CODE_LENGTH + 1], size, best = 0xFFFFFFFFu, tail = 0;
   if (L == 0) {
     table[0] = (uint16_t)(CLS_SYM(a->single) << 4);
     return;
   }
-  memset(bl_count, 0, sizeof bl_count);
-  for (s = 0; s < a->n; ++s) bl_count[alph_len(a, s)]++;
-  bl_count[0] = 0;
-  for (l = 1; l <= L; ++l) {
-    code = (code + bl_count[l - 1]) << 1;
-    next_code[l] = code;
+  memset(count, 0, sizeof count);
+  for (s = 0; s < a->n; ++s) count[alph_len(a, s)]++;
+  count[0] = 0;
+  for (l = 1; l <= L; ++l) { /* §4 canonical codes: first code of each length */
+    code = (code + count[l - 1]) << 1;
+    next[l] = code;
   }
-  for (s = 0; s < a->n; ++s) {
-    uint32_t len = alph_len(a, s), c, r = 0, b, step, k;
-    uint16_t entry;
-    if (len == 0) continue;
-    c = next_code[len]++;
-    for (b = 0; b < len; ++b) r |= ((c >> b) & 1u) << (len - 1 - b);
-    step = 1u << len;
-    /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */
-    entry = (uint16_t)((CLS_SYM(s) << 4) | len);
-    for (k = r; k < (1u << L); k += step) table[k] = entry;
+  for (l = L; l >= 1; --l) { /* tail: entries of the codes longer than l */
+    uint32_t cost = (1u << l) + tail + (((1u << L) - (1u << l)) >> 2);
+    if (cost <= best) {
+      best = cost;
+      m = l;
+    }
+    tail += count[l] << (L - l);
   }
+  fill_codes(a, table, classes, next, 1, m, m);
+  for (size = 1u << m; size < (1u << L); size *= 2)
+    memcpy(table + size, table, size * sizeof *table);
+  if (m < L) fill_codes(a, table, classes, next, m + 1, L, L);
 }
 
 #undef CLS_SYM
@@ -1044,16 +1081,16 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
 }
 #undef DC_ROW_ENTRY
 
-static dc_status rows_plain(const uint8_t* d, const dc_header* h, const uint16_t* gt,
-                            const uint16_t* it, dc_rows* r) {
+DC_NOINLINE dc_status rows_plain(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+                                 const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 0);
 }
-static dc_status rows_by_row(const uint8_t* d, const dc_header* h, const uint16_t* gt,
-                             const uint16_t* it, dc_rows* r) {
+DC_NOINLINE dc_status rows_by_row(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+                                  const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 1);
 }
-static dc_status rows_by_col(const uint8_t* d, const dc_header* h, const uint16_t* gt,
-                             const uint16_t* it, dc_rows* r) {
+DC_NOINLINE dc_status rows_by_col(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+                                  const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 2);
 }
 
@@ -1303,15 +1340,15 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
 /* ---------------------------------------------------------------------------------------- */
 /* Thin wrappers: one instance of each body per element size (constants fold away)          */
 /* ---------------------------------------------------------------------------------------- */
-#define DC_DENSE(NAME, ESZ, BITS, GROUPED)                                                   \
-  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o, \
-                        cksum* c) {                                                          \
-    return dense_body(d, h, t, o, c, ESZ, BITS, GROUPED);                                    \
+#define DC_DENSE(NAME, ESZ, BITS, GROUPED)                                                        \
+  DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o, \
+                             cksum* c) {                                                          \
+    return dense_body(d, h, t, o, c, ESZ, BITS, GROUPED);                                         \
   }
-#define DC_SPARSE(NAME, ESZ, BITS, GROUPED)                                       \
-  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
-                        const uint16_t* it, uint8_t* o, cksum* c) {               \
-    return sparse_body(d, h, gt, it, o, c, ESZ, BITS, GROUPED);                   \
+#define DC_SPARSE(NAME, ESZ, BITS, GROUPED)                                            \
+  DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
+                             const uint16_t* it, uint8_t* o, cksum* c) {               \
+    return sparse_body(d, h, gt, it, o, c, ESZ, BITS, GROUPED);                        \
   }
 DC_DENSE(dense_b2, 1, 2, 0)
 DC_DENSE(dense_b4, 1, 4, 0)
@@ -1329,18 +1366,20 @@ DC_SPARSE(sparse_e4, 4, 32, 0)
 DC_SPARSE(sparse_g1, 1, 8, 1)
 DC_SPARSE(sparse_g2, 2, 16, 1)
 DC_SPARSE(sparse_g4, 4, 32, 1)
-#define DC_CONTEXT(NAME, ESZ)                                                     \
-  static dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
-                        const uint16_t* t, uint8_t* o) {                          \
-    return context_body(d, h, gt, t, o, ESZ, 8 * ESZ);                            \
+#define DC_CONTEXT(NAME, ESZ)                                                          \
+  DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
+                             const uint16_t* t, uint8_t* o) {                          \
+    return context_body(d, h, gt, t, o, ESZ, 8 * ESZ);                                 \
   }
 DC_CONTEXT(context_e1, 1)
 DC_CONTEXT(context_e2, 2)
 DC_CONTEXT(context_e4, 4)
-static dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
+DC_NOINLINE dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t,
+                                uint8_t* o) {
   return planes_body(d, h, t, o, 2);
 }
-static dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t, uint8_t* o) {
+DC_NOINLINE dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t,
+                                uint8_t* o) {
   return planes_body(d, h, t, o, 4);
 }
 

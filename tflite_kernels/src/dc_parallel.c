@@ -160,3 +160,59 @@ DC_API void* dc_alloc_output(size_t n) {
 #endif
   return p;
 }
+
+struct dc_arena {
+  uint8_t* map; /* the mapping (map_size bytes); base: its first 2 MiB boundary */
+  size_t map_size;
+  uint8_t* base;
+  size_t size;
+};
+
+DC_API dc_arena* dc_arena_new(size_t size) {
+  dc_arena* a = (dc_arena*)calloc(1, sizeof *a);
+  if (!a || size == 0 || size > SIZE_MAX - DC_HUGE_PAGE) {
+    free(a);
+    return NULL;
+  }
+  /* a 2 MiB boundary inside: map one huge page more than asked (untouched pages cost nothing) */
+  size_t map_size = size + (size >= DC_HUGE_PAGE ? DC_HUGE_PAGE : 0);
+  void* m = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) {
+    free(a);
+    return NULL;
+  }
+  a->map = (uint8_t*)m;
+  a->map_size = map_size;
+  a->base = a->map;
+  if (size >= DC_HUGE_PAGE) {
+    a->base = (uint8_t*)(((uintptr_t)m + DC_HUGE_PAGE - 1) & ~(uintptr_t)(DC_HUGE_PAGE - 1));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(a->base, size - size % DC_HUGE_PAGE, MADV_HUGEPAGE);
+#endif
+  }
+  a->size = size;
+  return a;
+}
+
+DC_API uint8_t* dc_arena_base(const dc_arena* a) {
+  return a ? a->base : NULL;
+}
+
+DC_API size_t dc_arena_size(const dc_arena* a) {
+  return a ? a->size : 0;
+}
+
+DC_API void dc_arena_drop(dc_arena* a, void* p, size_t n) {
+  long pg = sysconf(_SC_PAGESIZE);
+  uintptr_t page = pg > 0 ? (uintptr_t)pg : 4096u;
+  uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+  uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
+  if (!a || (uint8_t*)p < a->base || (uint8_t*)p + n > a->base + a->size || hi <= lo) return;
+  (void)madvise((void*)lo, hi - lo, MADV_DONTNEED); /* pages shared with a neighbour stay */
+}
+
+DC_API void dc_arena_free(dc_arena* a) {
+  if (!a) return;
+  munmap(a->map, a->map_size);
+  free(a);
+}

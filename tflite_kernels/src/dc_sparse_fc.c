@@ -1,7 +1,8 @@
 /*
  * dc_sparse_fc.c -- compact row-compressed FULLY_CONNECTED weights built from
  * packed bytes, and the float32 / int8 kernels that run on them
- * (dc_sparse_fc.h).  Plain C99, scalar; no allocation in the kernels.
+ * (dc_sparse_fc.h).  C99 scalar kernels, plus AVX-512 batch-1 kernels picked at
+ * run time on x86-64 (GCC/Clang intrinsics); no allocation in the kernels.
  *
  * Why this layout (measured, docs/android.md): batch-1 sparse FC is bound by
  * the work per non-zero, not by bytes.  A 16-bit column + 1-byte code per
@@ -29,6 +30,42 @@
 #include <string.h>
 
 #include "dc_codec_internal.h"
+#include "dc_pages.h"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(DC_SFC_NO_SIMD)
+#define DC_SFC_X86 1
+#include <immintrin.h>
+#else
+#define DC_SFC_X86 0
+#endif
+
+/* -1: not probed yet; 0: scalar kernels; 1: AVX-512 batch-1 kernels (dc_sparse_fc_use_simd). */
+static int simd_level = -1;
+static int simd_allowed = 1;
+
+static int simd(void) {
+  if (simd_level < 0) {
+    int level = 0;
+#if DC_SFC_X86
+    __builtin_cpu_init();
+    level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl");
+#endif
+    simd_level = level;
+  }
+  return simd_allowed ? simd_level : 0;
+}
+
+DC_API int dc_sparse_fc_use_simd(int on) {
+  int was = simd_allowed;
+  simd_allowed = on != 0;
+  return was;
+}
+
+DC_API const char* dc_sparse_fc_kernel_name(void) {
+  return simd() ? "avx512" : "scalar";
+}
 
 static void say(char* why, size_t size, const char* fmt, ...) {
   if (!why || !size) return;
@@ -180,6 +217,9 @@ static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz) {
   if (!m->row_ptr || !m->col || !m->code || (sums && !m->row_sum)) {
     return DC_SFC_NOMEM;
   }
+  /* the builders write them front to back; a shrink gives back what stays unused */
+  dc_populate_pages(m->col, n * sizeof(uint16_t));
+  dc_populate_pages(m->code, n);
   return DC_SFC_OK;
 }
 
@@ -396,6 +436,57 @@ static void float_batch1(const dc_sparse_fc* m, const float* x, const float* bia
   }
 }
 
+/* x86-64 with AVX-512 (F, BW, VL; chosen at run time): 16 non-zeros per step, their columns
+ * and codes widened from one 32 B and one 16 B load, x gathered (vgatherdps), the weights looked
+ * up in registers (vpermt2ps over the first 32 codebook entries, or gathered from the codebook
+ * when there are more), one FMA per 16 non-zeros into 16 lanes; a row's last < 16 non-zeros
+ * are masked (masked loads: nothing read past the row's arrays).  Summation order: lane l of
+ * a row holds the non-zeros at offsets = l (mod 16) from the row start (two accumulators
+ * alternate in blocks of 16), lanes added pairwise at the end, then the bias.  4096x4096 at
+ * 10 % (1.68 M non-zeros, one core, 2026-11-30): 0.23 ns per non-zero against 0.58 ns for
+ * the scalar loop below; gathering the weights too: 0.41 ns; AVX2 (8 lanes, 2 gathers): 0.44 ns
+ * (not shipped: slower than scalar where gathers are microcoded, e.g. older AMD cores). */
+#if DC_SFC_X86
+#define DC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+DC_AVX512 static inline __m512 weights16(__m512i q, __m512 c0, __m512 c1, const float* cb,
+                                         int perm) {
+  return perm ? _mm512_permutex2var_ps(c0, q, c1) : _mm512_i32gather_ps(q, cb, 4);
+}
+
+DC_AVX512 static void float_batch1_avx512(const dc_sparse_fc* m, const float* x, const float* bias,
+                                          float lo, float hi, float* y) {
+  const uint16_t* col = m->col;
+  const uint8_t* code = m->code;
+  const float* cb = m->codebook;
+  const int perm = m->num_values <= 32;
+  const __m512 c0 = _mm512_loadu_ps(cb), c1 = _mm512_loadu_ps(cb + 16);
+  for (uint32_t r = 0; r < m->rows; ++r) {
+    uint32_t j = m->row_ptr[r];
+    const uint32_t end = m->row_ptr[r + 1];
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (; j + 32 <= end; j += 32) {
+      __m512i c = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(col + j)));
+      __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(code + j)));
+      __m512i c2 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(col + j + 16)));
+      __m512i q2 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(code + j + 16)));
+      a0 = _mm512_fmadd_ps(weights16(q, c0, c1, cb, perm), _mm512_i32gather_ps(c, x, 4), a0);
+      a1 = _mm512_fmadd_ps(weights16(q2, c0, c1, cb, perm), _mm512_i32gather_ps(c2, x, 4), a1);
+    }
+    for (; j < end; j += 16) {
+      const uint32_t left = end - j;
+      const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
+      __m512i c = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, col + j));
+      __m512i q = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, code + j));
+      __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, c, x, 4);
+      a0 = _mm512_mask3_fmadd_ps(weights16(q, c0, c1, cb, perm), xv, a0, k);
+    }
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    if (bias) acc += bias[r];
+    y[r] = clampf(acc, lo, hi);
+  }
+}
+#endif
+
 /* Full tile of 8: the 8 sums stay in registers.  With GCC/Clang the two
  * halves are 4-lane vectors (SSE / NEON through generic vector extensions;
  * unaligned loads through memcpy); otherwise plain C. */
@@ -451,6 +542,13 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t bat
   for (size_t b0 = 0; b0 < batch;) {
     size_t left = batch - b0;
     if (left == 1 || !scratch) {
+#if DC_SFC_X86
+      if (simd()) {
+        float_batch1_avx512(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
+        ++b0;
+        continue;
+      }
+#endif
       float_batch1(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
       ++b0;
       continue;
@@ -505,6 +603,39 @@ static void int8_batch1(const dc_sparse_fc* m, const int8_t* x, int32_t izp, con
   }
 }
 
+#if DC_SFC_X86
+/* AVX-512 int8 batch 1: 16 non-zeros per step, x gathered as 32-bit words at byte offsets
+ * (x[c..c+3], the low byte sign-extended), so a step runs only while its last column is
+ * < cols - 3 (columns increase along a row); the rest of the row is scalar.  Integer sums:
+ * identical to int8_batch1 in any order. */
+DC_AVX512 static void int8_batch1_avx512(const dc_sparse_fc* m, const int8_t* x, int32_t izp,
+                                         const int32_t* bias, const float* scale, int32_t ozp,
+                                         int32_t qmin, int32_t qmax, int8_t* y) {
+  const uint16_t* col = m->col;
+  const uint8_t* code = m->code;
+  const uint32_t safe = m->cols > 3 ? m->cols - 3 : 0; /* columns whose 4-byte word is in x */
+  for (uint32_t r = 0; r < m->rows; ++r) {
+    uint32_t j = m->row_ptr[r];
+    const uint32_t end = m->row_ptr[r + 1];
+    __m512i a = _mm512_setzero_si512();
+    while (j < end) {
+      const uint32_t n = end - j < 16 ? end - j : 16;
+      if (col[j + n - 1] >= safe) break;
+      const __mmask16 k = (__mmask16)(n == 16 ? 0xffffu : (1u << n) - 1u);
+      __m512i c = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, col + j));
+      __m512i w = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, code + j));
+      __m512i xv = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, c, x, 1);
+      xv = _mm512_srai_epi32(_mm512_slli_epi32(xv, 24), 24);
+      a = _mm512_add_epi32(a, _mm512_mullo_epi32(w, xv)); /* masked lanes: 0 * 0 */
+      j += n;
+    }
+    int32_t acc = _mm512_reduce_add_epi32(a);
+    for (; j < end; ++j) acc += (int32_t)(int8_t)code[j] * (int32_t)x[col[j]];
+    y[r] = requantize(wrap_add(acc, offset(m, r, izp, bias)), scale[r], ozp, qmin, qmax);
+  }
+}
+#endif
+
 /* Tile of T <= 8 batch rows; xt[c * 8 + b] = x as int32, zeros past T. */
 #if defined(__GNUC__)
 typedef int32_t dc_v4i __attribute__((vector_size(16)));
@@ -554,6 +685,14 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t bat
   for (size_t b0 = 0; b0 < batch;) {
     size_t left = batch - b0;
     if (left == 1 || !scratch) {
+#if DC_SFC_X86
+      if (simd()) {
+        int8_batch1_avx512(m, x + b0 * cols, input_zp, bias, scale, output_zp, qmin, qmax,
+                           y + b0 * rows);
+        ++b0;
+        continue;
+      }
+#endif
       int8_batch1(m, x + b0 * cols, input_zp, bias, scale, output_zp, qmin, qmax, y + b0 * rows);
       ++b0;
       continue;

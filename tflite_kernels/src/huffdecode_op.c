@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "dc_codec.h"
+#include "dc_pages.h"
 #include "dc_parallel.h"
 #include "dc_sparse_fc.h"
 #include "tflite_abi.h"
@@ -348,6 +349,8 @@ typedef struct {
   uint64_t reserved[8]; /* zeros for fields a newer runtime may read */
   void** blocks;        /* raw malloc blocks of decoded tensors */
   size_t num_blocks, cap_blocks;
+  struct Arena* arenas; /* mappings holding many decoded tensors (decode_nodes) */
+  size_t num_arenas, cap_arenas;
   int compressed;      /* option weights=compressed */
   int keep_decoded;    /* 1 (default): keep decoded weights; option keep_decoded=0 releases
                         * those XNNPACK packed a copy of (reading such a tensor afterwards,
@@ -407,11 +410,36 @@ static void report_line(DcDelegate* d, const char* fmt, ...) {
 typedef struct Decoded {
   const TfLiteContext* ctx; /* subgraph of `tensor` */
   int tensor;
-  void* block;    /* malloc block, NULL once released */
+  void* block;    /* malloc block or part of arenas[arena], NULL once released */
+  int arena;      /* index in DcDelegate.arenas, -1: a malloc block */
+  size_t bytes;   /* the block's size */
   int* consumers; /* original node indices */
   int num_consumers;
   int eligible;
 } Decoded;
+
+/* One dc_arena and the number of its blocks not yet released. */
+typedef struct Arena {
+  dc_arena* mem;
+  size_t live;
+} Arena;
+
+/* Adds an arena for `blocks` blocks; its index, or -1 (out of memory: freed). */
+static int delegate_keep_arena(DcDelegate* d, dc_arena* mem, size_t blocks) {
+  if (d->num_arenas == d->cap_arenas) {
+    size_t cap = d->cap_arenas ? 2 * d->cap_arenas : 4;
+    Arena* na = (Arena*)realloc(d->arenas, cap * sizeof(Arena));
+    if (!na) {
+      dc_arena_free(mem);
+      return -1;
+    }
+    d->arenas = na;
+    d->cap_arenas = cap;
+  }
+  d->arenas[d->num_arenas].mem = mem;
+  d->arenas[d->num_arenas].live = blocks;
+  return (int)d->num_arenas++;
+}
 
 static Decoded* find_decoded(const DcDelegate* d, const TfLiteContext* ctx, int tensor) {
   for (size_t i = 0; i < d->num_dec; ++i) {
@@ -420,7 +448,8 @@ static Decoded* find_decoded(const DcDelegate* d, const TfLiteContext* ctx, int 
   return NULL;
 }
 
-static void track_decoded(DcDelegate* d, const TfLiteContext* ctx, int tensor, void* block) {
+static void track_decoded(DcDelegate* d, const TfLiteContext* ctx, int tensor, void* block,
+                          int arena, size_t bytes) {
   Decoded* r = find_decoded(d, ctx, tensor);
   if (!r) {
     if (d->num_dec == d->cap_dec) {
@@ -436,6 +465,26 @@ static void track_decoded(DcDelegate* d, const TfLiteContext* ctx, int tensor, v
     r->tensor = tensor;
   }
   r->block = block;
+  r->arena = arena;
+  r->bytes = bytes;
+}
+
+/* Frees a decoded tensor's block (its arena's pages; the arena once all its blocks are gone). */
+static void drop_block(DcDelegate* d, Decoded* r) {
+  if (r->arena >= 0 && (size_t)r->arena < d->num_arenas) {
+    Arena* a = &d->arenas[r->arena];
+    dc_arena_drop(a->mem, r->block, r->bytes);
+    if (a->live > 0 && --a->live == 0) {
+      dc_arena_free(a->mem);
+      a->mem = NULL;
+    }
+  } else {
+    for (size_t b = 0; b < d->num_blocks; ++b) {
+      if (d->blocks[b] == r->block) d->blocks[b] = NULL;
+    }
+    free(r->block);
+  }
+  r->block = NULL;
 }
 
 static FcPlan* find_fc(const DcDelegate* d, const TfLiteContext* ctx, int node) {
@@ -685,13 +734,10 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
-/* Decodes one HuffDecode node now; on success its output becomes a constant
- * (kTfLiteMmapRo) backed by memory owned by the delegate. */
-/* Decoded route, step 1: checks one HuffDecode node and allocates its
- * output block; fills *job (the decode to run) and *block.  Returns 1 (job
- * staged), 2 (output already decoded: nothing to do) or 0 + message. */
-static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node,
-                               dc_decode_job* job, void** block_out, char* msg, size_t msg_size) {
+/* Decoded route, step 1: checks one HuffDecode node; *bytes = the size of its output block.
+ * Returns 1 (to decode), 2 (output already decoded: nothing to do) or 0 + message. */
+static int delegate_check_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node,
+                               size_t* bytes, char* msg, size_t msg_size) {
   TfLiteTensor *in, *out;
   dc_tensor_info info;
   if (!node_tensors(context, node, &in, &out, msg, msg_size)) return 0;
@@ -708,20 +754,38 @@ static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
             (unsigned long long)out->bytes, (unsigned long long)info.output_bytes);
     return 0;
   }
-  size_t n = (size_t)out->bytes;    /* >= output_bytes (int4: see output_size_ok) */
-  void* block = dc_alloc_output(n); /* kDecodedAlignment-aligned, not zeroed */
-  if (!block || !delegate_keep(d, block)) {
-    free(block);
-    set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)", tensor_name(out),
-            (unsigned long long)info.output_bytes);
-    return 0;
+  *bytes = (size_t)out->bytes; /* >= output_bytes (int4: see output_size_ok) */
+  return 1;
+}
+
+/* Decoded route, step 2: the node's output block -- `mem` (part of an arena, 64-byte aligned)
+ * or, if NULL, a block of its own -- and *job, the decode to run.  Returns 1 (job staged),
+ * 2 (already decoded) or 0 + message. */
+static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node,
+                               uint8_t* mem, dc_decode_job* job, void** block_out, char* msg,
+                               size_t msg_size) {
+  size_t n = 0;
+  int r = delegate_check_node(context, d, node, &n, msg, msg_size);
+  if (r != 1) return r;
+  const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
+  const TfLiteTensor* out = &context->tensors[node->outputs->data[0]];
+  dc_tensor_info info;
+  dc_peek((const uint8_t*)in->data.raw_const, in->bytes, &info); /* checked by step 1 */
+  void* block = mem;
+  if (!block) {
+    block = dc_alloc_output(n); /* kDecodedAlignment-aligned, not zeroed */
+    if (!block || !delegate_keep(d, block)) {
+      free(block);
+      set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)", tensor_name(out),
+              (unsigned long long)info.output_bytes);
+      return 0;
+    }
   }
   /* The decoder writes output_bytes; zero the rest (int4: runtime size > data). */
   memset((uint8_t*)block + info.output_bytes, 0, n - (size_t)info.output_bytes);
-  uintptr_t p = (uintptr_t)block;
   job->packed = (const uint8_t*)in->data.raw_const;
   job->packed_size = in->bytes;
-  job->out = (void*)p;
+  job->out = block;
   job->out_size = (size_t)info.output_bytes;
   job->status = DC_OK;
   *block_out = block;
@@ -731,7 +795,8 @@ static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
 /* Decoded route, step 2: after a successful decode, the output becomes a
  * read-only constant; 0 + message if the decode failed. */
 static int delegate_finish_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node,
-                                const dc_decode_job* job, void* block, char* msg, size_t msg_size) {
+                                const dc_decode_job* job, void* block, int arena, char* msg,
+                                size_t msg_size) {
   TfLiteTensor* out = &context->tensors[node->outputs->data[0]];
   if (job->status != DC_OK) {
     set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s", tensor_name(out),
@@ -740,7 +805,7 @@ static int delegate_finish_node(TfLiteContext* context, DcDelegate* d, TfLiteNod
   }
   out->data.data = job->out;
   out->allocation_type = kTfLiteMmapRo;
-  track_decoded(d, context, node->outputs->data[0], block);
+  track_decoded(d, context, node->outputs->data[0], block, arena, out->bytes);
   return 1;
 }
 
@@ -750,10 +815,10 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d, TfLiteNod
                                 size_t msg_size) {
   dc_decode_job job;
   void* block = NULL;
-  int r = delegate_stage_node(context, d, node, &job, &block, msg, msg_size);
+  int r = delegate_stage_node(context, d, node, NULL, &job, &block, msg, msg_size);
   if (r != 1) return r != 0;
   dc_decode_many(&job, 1, 1);
-  return delegate_finish_node(context, d, node, &job, block, msg, msg_size);
+  return delegate_finish_node(context, d, node, &job, block, -1, msg, msg_size);
 }
 
 /* ---- compressed FULLY_CONNECTED: deciding and building ---------------- */
@@ -906,6 +971,9 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
             st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
     return -1;
   }
+  /* The packed bytes are read again only if the delegate is applied again; those of a model
+   * opened by path are file pages: drop them from this process (dc_pages.h; they fault back). */
+  dc_release_file_pages(bytes, pk->bytes);
   p->ctx = context;
   p->node = node_index;
   p->op = op;
@@ -1240,11 +1308,7 @@ static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
       all = in_list(taken, num_taken, r->consumers[c]);
     }
     if (!all) continue;
-    for (size_t b = 0; b < d->num_blocks; ++b) {
-      if (d->blocks[b] == r->block) d->blocks[b] = NULL;
-    }
-    free(r->block);
-    r->block = NULL;
+    drop_block(d, r);
     /* bytes 0: the runtime's "input lacks data" check skips empty tensors */
     context->tensors[r->tensor].data.data = NULL;
     context->tensors[r->tensor].bytes = 0;
@@ -1258,32 +1322,57 @@ static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
  * 0 only when out of memory for the job list. */
 static int decode_nodes(TfLiteContext* context, DcDelegate* d, const PlanNode* pn, int n) {
   char msg[512];
-  dc_decode_job* jobs = (dc_decode_job*)calloc((size_t)(n > 0 ? n : 1), sizeof(dc_decode_job));
-  void** blocks = (void**)calloc((size_t)(n > 0 ? n : 1), sizeof(void*));
-  int* node_of = (int*)calloc((size_t)(n > 0 ? n : 1), sizeof(int));
-  if (!jobs || !blocks || !node_of) {
+  size_t cnt = (size_t)(n > 0 ? n : 1), m = 0, total = 0, kept = 0;
+  dc_decode_job* jobs = (dc_decode_job*)calloc(cnt, sizeof(dc_decode_job));
+  void** blocks = (void**)calloc(cnt, sizeof(void*));
+  int* node_of = (int*)calloc(cnt, sizeof(int));
+  size_t* offset = (size_t*)calloc(cnt, sizeof(size_t));
+  if (!jobs || !blocks || !node_of || !offset) {
     free(jobs);
     free(blocks);
     free(node_of);
+    free(offset);
     return 0;
   }
-  size_t m = 0;
-  for (int k = 0; k < n; ++k) {
+  for (int k = 0; k < n; ++k) { /* the nodes to decode and their place in one arena */
+    size_t bytes = 0;
     if (!is_huff(pn[k].reg) || pn[k].skip) continue;
-    int r = delegate_stage_node(context, d, pn[k].node, &jobs[m], &blocks[m], msg, sizeof msg);
+    int r = delegate_check_node(context, d, pn[k].node, &bytes, msg, sizeof msg);
     if (r == 0) remember_error(d, msg);
-    if (r == 1) node_of[m++] = k;
+    if (r != 1) continue;
+    offset[m] = total;
+    total += (bytes + kDecodedAlignment - 1) & ~(size_t)(kDecodedAlignment - 1);
+    node_of[m++] = k;
   }
-  dc_decode_many(jobs, m, d->decode_threads);
+  /* 2 MiB or more: one mapping with huge pages (see dc_arena_new), else a block each */
+  dc_arena* mem = total >= ((size_t)2 << 20) ? dc_arena_new(total) : NULL;
+  int arena = mem ? delegate_keep_arena(d, mem, 0) : -1;
+  uint8_t* base = arena >= 0 ? dc_arena_base(mem) : NULL;
+  size_t staged = 0;
   for (size_t j = 0; j < m; ++j) {
-    if (!delegate_finish_node(context, d, pn[node_of[j]].node, &jobs[j], blocks[j], msg,
-                              sizeof msg)) {
+    int r = delegate_stage_node(context, d, pn[node_of[j]].node, base ? base + offset[j] : NULL,
+                                &jobs[staged], &blocks[staged], msg, sizeof msg);
+    if (r == 0) remember_error(d, msg);
+    if (r == 1) node_of[staged++] = node_of[j];
+  }
+  dc_decode_many(jobs, staged, d->decode_threads);
+  for (size_t j = 0; j < staged; ++j) {
+    if (!delegate_finish_node(context, d, pn[node_of[j]].node, &jobs[j], blocks[j],
+                              base ? arena : -1, msg, sizeof msg)) {
       remember_error(d, msg);
+    } else {
+      kept += base != NULL;
     }
+  }
+  if (arena >= 0) d->arenas[arena].live = kept;
+  if (arena >= 0 && kept == 0) {
+    dc_arena_free(d->arenas[arena].mem);
+    d->arenas[arena].mem = NULL;
   }
   free(jobs);
   free(blocks);
   free(node_of);
+  free(offset);
   return 1;
 }
 
@@ -1423,6 +1512,8 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (!delegate) return;
   DcDelegate* d = (DcDelegate*)delegate->data_;
   for (size_t i = 0; i < d->num_blocks; ++i) free(d->blocks[i]);
+  for (size_t i = 0; i < d->num_arenas; ++i) dc_arena_free(d->arenas[i].mem);
+  free(d->arenas);
   for (size_t i = 0; i < d->num_dec; ++i) free(d->dec[i].consumers);
   free(d->dec);
   for (size_t i = 0; i < d->num_fcs; ++i) fc_plan_free(d->fcs[i]);

@@ -54,7 +54,32 @@ static void run(int threads, int corrupt) {
   free(copies);
 }
 
+/* dc_arena: 2 MiB aligned when >= 2 MiB; dropping a block zeroes only the whole pages inside it
+ * (a neighbour sharing its first or last page keeps its bytes); drops outside are ignored. */
+static void arena(void) {
+  const size_t size = (size_t)5 << 20, page = 4096;
+  CHECK(dc_arena_new(0) == NULL, "empty arena");
+  dc_arena* a = dc_arena_new(size);
+  CHECK(a != NULL, "arena of 5 MiB");
+  if (!a) return;
+  uint8_t* b = dc_arena_base(a);
+  CHECK(dc_arena_size(a) == size && ((uintptr_t)b & (((uintptr_t)2 << 20) - 1)) == 0,
+        "size and 2 MiB alignment");
+  memset(b, 7, size);
+  /* block [100, 3 pages + 200): only pages 1 and 2 lie inside it */
+  dc_arena_drop(a, b + 100, 3 * page + 100);
+  CHECK(b[99] == 7 && b[page - 1] == 7 && b[3 * page + 200] == 7, "neighbours' bytes kept");
+  CHECK(b[page] == 0 && b[3 * page - 1] == 0, "whole pages inside the block returned (zero)");
+  dc_arena_drop(a, b + size - 10, 100); /* past the end: ignored */
+  dc_arena_drop(a, b - page, page);     /* before the start: ignored */
+  CHECK(b[size - 1] == 7 && b[0] == 7, "drops outside the arena ignored");
+  dc_arena_drop(NULL, b, page);
+  dc_arena_free(a);
+  dc_arena_free(NULL);
+}
+
 int main(void) {
+  arena();
   int counts[] = {1, 2, 3, 8, 0, -1};
   for (size_t c = 0; c < sizeof counts / sizeof counts[0]; ++c) {
     run(counts[c], 0);

@@ -5,6 +5,12 @@
  * sizes around the tile size and every fused activation range.  The lookup
  * table form (dc_sparse_table_build + dc_sparse_gather: EMBEDDING_LOOKUP /
  * GATHER) returns the decoded rows bit for bit and refuses bad indices. */
+#if defined(__linux__) || defined(__APPLE__)
+#define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS */
+#include <sys/mman.h>
+#include <unistd.h>
+#define DC_GUARD_PAGES 1
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,12 +52,15 @@ static void from_dense_float(const float* w, uint32_t rows, uint32_t cols, dc_sp
   m->nnz = k;
 }
 
-static void test_float_kernel(uint32_t rows, uint32_t cols, size_t batch, float lo, float hi,
-                              int with_bias) {
+/* nvalues distinct non-zero weights (> 32: the AVX-512 kernel gathers them from the codebook
+ * instead of permuting two registers), a fraction tenths / 10 of the weights non-zero. */
+static void test_float_kernel_n(uint32_t rows, uint32_t cols, size_t batch, float lo, float hi,
+                                int with_bias, uint32_t nvalues, uint32_t tenths) {
   float* w = calloc((size_t)rows * cols, sizeof(float));
-  const float values[5] = {0.5f, -0.25f, 1.75f, -3.0f, 0.125f};
+  float values[255] = {0.5f, -0.25f, 1.75f, -3.0f, 0.125f};
+  for (uint32_t v = 5; v < nvalues; ++v) values[v] = (float)((int)v - 128) / 32.f + 1.f / 1024.f;
   for (size_t i = 0; i < (size_t)rows * cols; ++i) {
-    if (rnd() % 10 < 3) w[i] = values[rnd() % 5];
+    if (rnd() % 10 < tenths) w[i] = values[rnd() % nvalues];
   }
   float* x = malloc(batch * cols * sizeof(float));
   for (size_t i = 0; i < batch * cols; ++i) x[i] = (float)((int)(rnd() % 2001) - 1000) / 256.f;
@@ -79,6 +88,11 @@ static void test_float_kernel(uint32_t rows, uint32_t cols, size_t batch, float 
   free(w), free(x), free(bias), free(y), free(scratch);
 }
 
+static void test_float_kernel(uint32_t rows, uint32_t cols, size_t batch, float lo, float hi,
+                              int with_bias) {
+  test_float_kernel_n(rows, cols, batch, lo, hi, with_bias, 5, 3);
+}
+
 static int8_t ref_requant(int32_t acc, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
   float v = rintf((float)acc * scale) + (float)zp;
   if (v < qmin) v = (float)qmin;
@@ -86,10 +100,38 @@ static int8_t ref_requant(int32_t acc, float scale, int32_t zp, int32_t qmin, in
   return (int8_t)v;
 }
 
+/* n bytes that end right before an inaccessible page (where the OS allows it): a kernel that
+ * reads past its input faults instead of reading slack.  guarded_free releases it. */
+static void* guarded(size_t n, size_t* map_size) {
+#ifdef DC_GUARD_PAGES
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE), body = (n + page - 1) / page * page;
+  uint8_t* p = mmap(NULL, body + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED && mprotect(p + body, page, PROT_NONE) == 0) {
+    *map_size = body + page;
+    return p + body - n;
+  }
+  if (p != MAP_FAILED) munmap(p, body + page);
+#endif
+  *map_size = 0;
+  return malloc(n ? n : 1);
+}
+
+static void guarded_free(void* q, size_t n, size_t map_size) {
+#ifdef DC_GUARD_PAGES
+  if (map_size) {
+    munmap((uint8_t*)q + n - (map_size - (size_t)sysconf(_SC_PAGESIZE)), map_size);
+    return;
+  }
+#endif
+  (void)n, (void)map_size;
+  free(q);
+}
+
 /* int8: checks one kernel run against the plain dense formula. */
 static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_sparse_fc* m,
                        size_t batch, const char* what) {
-  int8_t* x = malloc(batch * cols);
+  size_t x_map;
+  int8_t* x = guarded(batch * cols, &x_map); /* the AVX-512 kernel reads 4-byte words of x */
   for (size_t i = 0; i < batch * cols; ++i) x[i] = (int8_t)(rnd() & 0xff);
   int32_t* bias = malloc(rows * sizeof(int32_t));
   float* scale = malloc(rows * sizeof(float));
@@ -112,7 +154,8 @@ static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_s
             y[b * rows + r], want);
     }
   }
-  free(x), free(bias), free(scale), free(y), free(scratch);
+  guarded_free(x, batch * cols, x_map);
+  free(bias), free(scale), free(y), free(scratch);
 }
 
 /* The form holds exactly the non-zeros of the decoded tensor `raw`, row by row, columns
@@ -332,11 +375,10 @@ static void test_vectors(void) {
   CHECK(direct == 5, "%d vectors built straight from the entries, expected 5", direct);
 }
 
-static void test_int8_kernel_random(void) {
-  const uint32_t rows = 37, cols = 53;
+static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t tenths) {
   int8_t* w = calloc((size_t)rows * cols, 1);
   for (size_t i = 0; i < (size_t)rows * cols; ++i) {
-    if (rnd() % 10 < 2) w[i] = (int8_t)(rnd() & 0xff);
+    if (rnd() % 10 < tenths) w[i] = (int8_t)(rnd() & 0xff);
   }
   dc_sparse_fc m;
   memset(&m, 0, sizeof m);
@@ -364,14 +406,30 @@ static void test_int8_kernel_random(void) {
 int main(void) {
   const float inf = INFINITY;
   size_t batches[] = {1, 2, 7, 8, 9, 17};
-  for (size_t i = 0; i < sizeof batches / sizeof batches[0]; ++i) {
-    test_float_kernel(33, 70, batches[i], -inf, inf, 1);
-    test_float_kernel(5, 4, batches[i], 0.f, 6.f, 0);
+  printf("test_sparse_fc: batch-1 kernels %s\n", dc_sparse_fc_kernel_name());
+  /* every kernel test twice: the kernels dc_sparse_fc_kernel_name() picks (AVX-512 on such
+   * x86-64 CPUs), then the scalar ones */
+  for (int pass = 0; pass < 2; ++pass) {
+    dc_sparse_fc_use_simd(pass == 0);
+    for (size_t i = 0; i < sizeof batches / sizeof batches[0]; ++i) {
+      test_float_kernel(33, 70, batches[i], -inf, inf, 1);
+      test_float_kernel(5, 4, batches[i], 0.f, 6.f, 0);
+    }
+    test_float_kernel(64, 300, 3, -1.f, 1.f, 1);
+    test_float_kernel(3, 1, 1, 0.f, inf, 1);
+    /* rows of 0..~1000 non-zeros: full 32-wide steps, 16-wide tails, > 32 codebook values */
+    for (uint32_t t = 1; t <= 10; t += 3) {
+      test_float_kernel_n(40, 1031, 1, -inf, inf, 1, 32, t);
+      test_float_kernel_n(40, 1031, 1, -inf, inf, 0, 33, t);
+      test_float_kernel_n(17, 517, 1, -2.f, 2.f, 1, 255, t);
+    }
+    test_int8_kernel_random(37, 53, 2);
+    test_int8_kernel_random(29, 260, 9); /* dense rows: the last columns (scalar) too */
+    test_int8_kernel_random(31, 3, 10);  /* cols < 4: all scalar */
+    test_int8_kernel_random(9, 4, 10);
+    test_vectors();
   }
-  test_float_kernel(64, 300, 3, -1.f, 1.f, 1);
-  test_float_kernel(3, 1, 1, 0.f, inf, 1);
-  test_int8_kernel_random();
-  test_vectors();
+  dc_sparse_fc_use_simd(1);
   dc_sparse_fc m;
   char why[64];
   CHECK(dc_sparse_fc_build(NULL, 0, &m, NULL, why, sizeof why) == DC_SFC_ARGUMENT, "NULL data");

@@ -38,7 +38,7 @@ ldexp ldexpf frexp frexpf fabs fabsf floor floorf ceil ceilf sqrt sqrtf exp expf
 log2f pow powf fmod fmodf round roundf lround lroundf nearbyint nearbyintf rint rintf trunc truncf
 fmin fminf fmax fmaxf isnan isinf
 raise pthread_once pthread_mutex_lock pthread_mutex_unlock
-pthread_create pthread_join pthread_mutex_init pthread_mutex_destroy sysconf madvise
+pthread_create pthread_join pthread_mutex_init pthread_mutex_destroy sysconf madvise mmap munmap
 """.split())
 # Names that glibc headers or gcc emit for the functions above (or for startup code); the NDK
 # build compiles the same source against bionic's headers, which map them to bionic names.

@@ -1,0 +1,164 @@
+"""What ``pack`` adds as flatbuffer structure (docs/FORMAT.md §15): nameless packed tensors,
+4-byte aligned packed data, ``compact`` on by default; bit-exact on every route, and files written
+by the older packer (named ``<name>/dc_packed``, 16-byte aligned, no compact) still run and unpack."""
+import os
+
+import numpy as np
+import pytest
+
+import _export_models as em
+from dc_keras import export, runtime
+from dc_keras.export import _flatbuffer as fb
+from dc_keras.export import _pack
+
+OLD_FIXTURE = os.path.join(os.path.dirname(__file__), "data", "zoo_lstm128.packed.tflite")
+
+
+def _zero_overhead_twin(packed):
+    """``packed`` with every HuffDecode op and packed tensor removed and the packed bytes put in the
+    decoded tensor's own buffer: the same data with none of the structure pack adds per tensor.
+    Only sized, never run."""
+    m = fb.read_model(packed)
+    pairs = _pack.packed_tensors(m)
+    for s, p, o in pairs:
+        sg = m.subgraphs[s]
+        m.buffers[sg.tensors[o].buffer].data = m.buffers[sg.tensors[p].buffer].data
+    hd = {k for k, c in enumerate(m.operatorCodes) if fb.is_huffdecode_code(c)}
+    for s, sg in enumerate(m.subgraphs):
+        sg.operators = [op for op in sg.operators if op.opcodeIndex not in hd]
+        _pack._remove_tensors(m, s, {p for s2, p, _ in pairs if s2 == s})
+    _pack._remove_unused_buffers(m, {b for b in range(len(m.buffers))})
+    return fb.write_model(m), len(pairs)  # (the HuffDecode operator code, once per model, stays)
+
+
+@pytest.mark.parametrize("kind,quantize", [("dense", None), ("conv", None), ("conv", "int8")])
+def test_bytes_added_per_packed_tensor(kind, quantize):
+    """Besides its packed bytes, a packed tensor costs at most the planning constant (80 B): no
+    name, 4-byte aligned data, one op; the old packer added ~140 B plus the name twice."""
+    packed = export.pack(em.tflite(kind, quantize), compact=False)
+    twin, n = _zero_overhead_twin(packed)
+    assert n >= 2
+    per_tensor = (len(packed) - len(twin)) / n
+    assert 40 <= per_tensor <= _pack._PER_TENSOR_OVERHEAD, per_tensor
+    m = fb.read_model(packed)
+    assert all(m.subgraphs[s].tensors[p].name is None for s, p, _ in _pack.packed_tensors(m))
+    assert all(fb.tensor_name(m.subgraphs[s].tensors[o]) for s, _, o in _pack.packed_tensors(m))
+
+
+def _same_outputs(plain, packed_files, xs):
+    """Each packed file gives ``plain``'s outputs bit for bit: through the delegate (LiteRT) and the
+    op (TensorFlow), each against the same runtime on ``plain`` with the same kernels (no default
+    delegates), and unpacked by the C tool (``runtime.unpack``) in an ordinary interpreter."""
+    refs = {}
+    for backend, decode in [("litert", "delegate"), ("tensorflow", "op")]:
+        r = em.no_default_delegates(backend)
+        refs[backend] = em.run(em.reference_interpreter(backend, plain, experimental_op_resolver_type=r), xs)
+        for data in packed_files:
+            got = em.run(runtime.Interpreter(model_content=data, backend=backend, decode=decode,
+                                             experimental_op_resolver_type=r), xs)
+            np.testing.assert_array_equal(got, refs[backend])
+    r = em.no_default_delegates("litert")
+    for data in packed_files:
+        c = runtime.unpack(data)
+        got = em.run(em.reference_interpreter("litert", c, experimental_op_resolver_type=r), xs)
+        np.testing.assert_array_equal(got, refs["litert"])
+
+
+@pytest.mark.parametrize("kind,quantize", [("dense", None), ("conv", "int8"), ("conv", "float16")])
+def test_compact_default_is_output_identical_and_smaller(kind, quantize):
+    plain = em.tflite(kind, quantize)
+    default, full = export.pack(plain), export.pack(plain, compact=False)
+    assert default == export.pack(plain, compact=True)
+    assert len(default) < len(full)
+    _same_outputs(plain, [default, full], em.inputs(kind, 16, seed=9))
+    assert export.unpack(export.unpack(default)) == export.unpack(default)
+
+
+def test_compact_argument_and_nothing_to_pack():
+    plain = em.tflite("dense", None)
+    assert export.pack(plain, min_bytes=10**9) == plain  # default: nothing packs -> input as is
+    assert export.pack(plain, min_bytes=10**9, compact=False) == plain
+    compacted = export.pack(plain, min_bytes=10**9, compact=True)  # asked for: rewritten
+    assert len(compacted) < len(plain)
+    xs = em.inputs("dense", 8, seed=1)
+    np.testing.assert_array_equal(em.run(em.reference_interpreter("litert", compacted), xs),
+                                  em.run(em.reference_interpreter("litert", plain), xs))
+    for bad in ("yes", 1, 0):
+        with pytest.raises(ValueError, match="compact must be None"):
+            export.pack(plain, compact=bad)
+
+
+def test_file_of_the_older_packer_runs_unpacks_and_repacks_smaller():
+    """tests/data/zoo_lstm128.packed.tflite was written by the packer of 2026-11-29 (named packed
+    tensors, 16-byte aligned data, no compact): it still runs through the delegate, the op and the
+    C unpack tool, bit-identical to its unpacked model, and re-packs smaller to the same outputs."""
+    with open(OLD_FIXTURE, "rb") as f:
+        old = f.read()
+    m = fb.read_model(old)
+    names = [fb.tensor_name(m.subgraphs[s].tensors[p]) for s, p, _ in _pack.packed_tensors(m)]
+    assert names and all(n.endswith(_pack.PACKED_SUFFIX) for n in names)
+    plain = export.unpack(old)
+    new = export.pack(plain)
+    assert len(new) < len(old) - 40 * len(names)
+    xs = np.random.default_rng(4).normal(size=(3, 32, 8)).astype("float32")  # the file's batch is 1
+    _same_outputs(plain, [old, new], xs)
+
+
+def test_packed_tensor_lookup_works_on_new_and_old_files():
+    """``to_tflite``'s "clustered but packed poorly / left raw" warning finds the packed tensors
+    through their HuffDecode op: the decoded names, for nameless and for old named packed tensors."""
+    from dc_keras.export import _convert
+
+    plain = em.tflite("dense", None)
+    packed = export.pack(plain)
+    m = fb.read_model(packed)
+    want = {fb.tensor_name(m.subgraphs[s].tensors[o]) for s, _, o in _pack.packed_tensors(m)}
+    assert want and all(want) and _convert._packed_names(packed) == want
+    with open(OLD_FIXTURE, "rb") as f:
+        old = f.read()
+    m = fb.read_model(old)
+    by_suffix = {fb.tensor_name(t)[: -len(_pack.PACKED_SUFFIX)] for sg in m.subgraphs for t in sg.tensors
+                 if fb.tensor_name(t).endswith(_pack.PACKED_SUFFIX)}
+    assert by_suffix and _convert._packed_names(old) == by_suffix
+    assert _convert._packed_names(None) == set()
+
+
+def _unshared(data):
+    """``data`` serialised with a plain ``flatbuffers.Builder`` (every vector written again)."""
+    import flatbuffers
+
+    m = fb.read_model(data)
+    m.buffers = [fb._as_aligned(b) for b in m.buffers]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(m.Pack(builder), file_identifier=fb.FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+@pytest.mark.parametrize("kind,quantize", [("conv", "float16"), ("conv", "int8")])
+def test_shared_vectors_read_the_same(kind, quantize):
+    """write_model writes each distinct numeric vector once (several tensors' shape offsets point
+    at one vector): smaller, the same ModelT when read back, the same outputs on every route and
+    after the C unpack tool; unpack then pack again gives the same bytes."""
+    plain = em.tflite(kind, quantize)
+    packed = export.pack(plain)
+    unshared = _unshared(packed)
+    assert len(packed) < len(unshared)
+    a, b = fb.read_model(packed), fb.read_model(unshared)
+    ours = {p for _, p, _ in _pack.packed_tensors(a)}  # shapes written from a list: not shared
+    root = fb.schema.Model.GetRootAs(packed, 0)
+    sg = root.Subgraphs(0)
+    by_value = {}  # shape -> offsets of the tensors' shape vectors
+    for i in range(sg.TensorsLength()):
+        t = sg.Tensors(i)
+        if t.ShapeLength() and i not in ours:
+            by_value.setdefault(tuple(t.ShapeAsNumpy()), set()).add(t._tab.Vector(t._tab.Offset(4)))
+    assert all(len(offsets) == 1 for offsets in by_value.values())  # equal shapes: one vector
+    assert sg.TensorsLength() - len(ours) > len(by_value)  # (the model repeats some shapes)
+    for sa, sb in zip(a.subgraphs, b.subgraphs):
+        for ta, tb in zip(sa.tensors, sb.tensors):
+            assert (fb.tensor_name(ta), ta.type, list(ta.shape), ta.buffer) == \
+                   (fb.tensor_name(tb), tb.type, list(tb.shape), tb.buffer)
+    assert [fb.buffer_bytes(a, i) for i in range(len(a.buffers))] == \
+           [fb.buffer_bytes(b, i) for i in range(len(b.buffers))]
+    _same_outputs(plain, [packed, unshared], em.inputs(kind, 12, seed=3))
+    assert export.pack(export.unpack(packed)) == packed
