@@ -1,13 +1,15 @@
-"""fit() step time of pruned vs plain LeNet-300-100 at batch 128: dc_keras on Keras 3 with the
-TensorFlow and the JAX backend (one subprocess each, in one run) and, side by side, tfmot's
-prune_low_magnitude on tf_keras (Keras 2; TF_USE_LEGACY_KERAS=1 because tfmot does not run on Keras 3).
+"""fit() step time of pruned and of clustered vs plain LeNet-300-100 at batch 128: dc_keras on Keras 3
+with the TensorFlow and the JAX backend (one subprocess each, in one run) and, side by side, tfmot's
+prune_low_magnitude / cluster_weights on tf_keras (Keras 2; TF_USE_LEGACY_KERAS=1 because tfmot does
+not run on Keras 3). Pruned: 90 % sparsity with PruningCallback. Clustered: the fine-tuning step of
+5-bit weight sharing (32 trainable centroids per kernel, a centroid gather in the forward pass).
 
     python benchmarks/bench_fit_step.py [--steps 200] [--repeats 5] [--json docs/results/fit_step.json]
 
-Goal (issue 16): dc_keras pruned / plain <= 1.1x on TF and on JAX. Times are medians over
-``--repeats`` timed epochs of ``--steps`` batches each, after a warm-up epoch that traces/compiles
-the step; plain and pruned epochs alternate so machine load affects both alike. The JSON records
-the machine load (os.getloadavg) before and after.
+Goal (issue 16): dc_keras pruned / plain <= 1.1x on TF and on JAX (the clustered ratio is held to
+the same bar). Times are medians over ``--repeats`` timed epochs of ``--steps`` batches each, after
+a warm-up epoch that traces/compiles the step; plain, pruned and clustered epochs alternate so
+machine load affects them alike. The JSON records the machine load (os.getloadavg) before and after.
 """
 import argparse
 import json
@@ -39,10 +41,17 @@ def lenet():
     h = keras.layers.Dense(100, activation="relu", name="fc2")(h)
     return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="fc3")(h))
 
-def make(pruned):
+def make(kind):
     model = lenet()
     callbacks = []
-    if pruned and legacy:
+    pruned = kind == "pruned"
+    if kind == "clustered" and legacy:
+        cl = tfmot.clustering.keras
+        model = cl.cluster_weights(model, number_of_clusters=32,
+                                   cluster_centroids_init=cl.CentroidInitialization.LINEAR)
+    elif kind == "clustered":
+        model = dc_keras.cluster(model, bits=5)
+    elif pruned and legacy:
         sched = tfmot.sparsity.keras.ConstantSparsity(0.9, begin_step=0, frequency=100)
         model = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=sched)
         callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
@@ -52,11 +61,11 @@ def make(pruned):
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     return model, callbacks
 
-runs = {name: make(name == "pruned") for name in ("plain", "pruned")}
+runs = {name: make(name) for name in ("plain", "pruned", "clustered")}
 for model, callbacks in runs.values():  # warm-up: trace and compile
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks)
 import os
-times = {"plain": [], "pruned": [], "plain_cpu": [], "pruned_cpu": []}
+times = {k: [] for name in runs for k in (name, name + "_cpu")}
 for _ in range(repeats):
     for name, (model, callbacks) in runs.items():
         t0, c0 = time.perf_counter(), sum(os.times()[:2])
@@ -98,7 +107,8 @@ def main(argv=None):
     load_before = os.getloadavg()
     print(f"LeNet-300-100, batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, 90 % sparsity")
     print("wall = elapsed time; cpu = user+sys CPU time of the process (steadier on a loaded machine)")
-    print(f"{'framework':32} {'plain ms/step':>14} {'pruned ms/step':>15} {'ratio':>7} {'cpu ratio':>10}")
+    print(f"{'':32} {'plain':>10} {'pruned':>10} {'ratio':>7} {'cpu':>7} {'clustered':>10} {'ratio':>7} {'cpu':>7}")
+    print(f"{'framework':32} {'ms/step':>10} {'ms/step':>10} {'':7} {'ratio':>7} {'ms/step':>10} {'':7} {'ratio':>7}")
     sides = (("dc_keras, Keras 3 TensorFlow", False, "tensorflow"), ("dc_keras, Keras 3 JAX", False, "jax"))
     if not args.skip_tfmot:
         sides += (("tfmot 0.8 (tf_keras, Keras 2)", True, "tensorflow"),)
@@ -112,13 +122,18 @@ def main(argv=None):
             continue
         ratio = result["pruned"] / result["plain"]
         cpu_ratio = result["pruned_cpu"] / max(result["plain_cpu"], 1e-9)
+        c_ratio = result["clustered"] / result["plain"]
+        c_cpu_ratio = result["clustered_cpu"] / max(result["plain_cpu"], 1e-9)
         rows.append({"label": label, "backend": backend, "legacy": legacy, "plain_s": result["plain"],
                      "pruned_s": result["pruned"], "ratio": ratio, "cpu_ratio": cpu_ratio,
-                     "goal_met": None if legacy else ratio <= GOAL, "seconds": time.time() - t0})
-        print(f"{label:32} {1e3 * result['plain']:14.2f} {1e3 * result['pruned']:15.2f} {ratio:6.2f}x"
-              f" {cpu_ratio:9.2f}x   ({time.time() - t0:.0f} s)")
+                     "goal_met": None if legacy else ratio <= GOAL,
+                     "clustered_s": result["clustered"], "cluster_ratio": c_ratio, "cluster_cpu_ratio": c_cpu_ratio,
+                     "cluster_goal_met": None if legacy else c_ratio <= GOAL, "seconds": time.time() - t0})
+        print(f"{label:32} {1e3 * result['plain']:10.2f} {1e3 * result['pruned']:10.2f} {ratio:6.2f}x"
+              f" {cpu_ratio:6.2f}x {1e3 * result['clustered']:10.2f} {c_ratio:6.2f}x {c_cpu_ratio:6.2f}x"
+              f"   ({time.time() - t0:.0f} s)")
     load_after = os.getloadavg()
-    print(f"goal: dc_keras ratio <= {GOAL:.2f}x on each backend")
+    print(f"goal: dc_keras ratio <= {GOAL:.2f}x on each backend (pruned; clustered held to the same bar)")
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} CPUs")
     if args.json:
         import platform
@@ -128,7 +143,7 @@ def main(argv=None):
 
         out = {"benchmark": "fit_step", "command": "python benchmarks/bench_fit_step.py " + " ".join(argv or sys.argv[1:]),
                "config": {"steps": args.steps, "repeats": args.repeats, "batch_size": args.batch_size,
-                          "model": "LeNet-300-100", "sparsity": 0.9},
+                          "model": "LeNet-300-100", "sparsity": 0.9, "cluster_bits": 5},
                "goal_ratio": GOAL, "rows": rows,
                "machine": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nproc": os.cpu_count(),
                            "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),

@@ -567,25 +567,44 @@ def codec_bound_section(cb):
 
 
 def fit_step_section(fs):
-    """Section of docs/results.md from benchmarks/bench_fit_step.py --json (issue 16)."""
+    """Section of docs/results.md from benchmarks/bench_fit_step.py --json (issue 16). Rows of runs
+    that also timed the clustered fine-tuning step (``clustered_s``) get its columns too."""
     m = fs["machine"]
     c = fs["config"]
-    out = ["## Fit step: pruned vs plain, per Keras backend", "",
+    clustered = any("clustered_s" in r for r in fs["rows"])
+    title = "pruned and clustered vs plain" if clustered else "pruned vs plain"
+    out = [f"## Fit step: {title}, per Keras backend", "",
            f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), load average {m['loadavg_before'][0]:.1f} at the "
            f"start and {m['loadavg'][0]:.1f} at the end (1 min), command `{fs['command']}`. {c['model']}, batch "
-           f"{c['batch_size']}, {c['steps']} steps per timed epoch, median of {c['repeats']} epochs; plain and "
-           "pruned epochs alternate in one process per backend. cpu ratio = user+sys CPU time ratio (steadier "
-           "on a loaded machine).", "",
-           "| backend | plain ms/step | pruned ms/step | ratio | cpu ratio | goal |",
-           "|---|---|---|---|---|---|"]
+           f"{c['batch_size']}, {c['steps']} steps per timed epoch, median of {c['repeats']} epochs; "
+           + ("plain, pruned and clustered" if clustered else "plain and pruned")
+           + " epochs alternate in one process per backend. cpu ratio = user+sys CPU time ratio (steadier "
+           "on a loaded machine)."
+           + (f" Clustered: the fine-tuning step of {c.get('cluster_bits', 5)}-bit weight sharing." if clustered else ""),
+           ""]
+    head = "| backend | plain ms/step | pruned ms/step | ratio | cpu ratio | goal |"
+    rule = "|---|---|---|---|---|---|"
+    if clustered:
+        head += " clustered ms/step | ratio | cpu ratio | goal |"
+        rule += "---|---|---|---|"
+    out += [head, rule]
     for r in fs["rows"]:
         if "error" in r:
-            out.append(f"| {r['label']} | failed: {r['error'][-120:]!r} | | | | |")
+            out.append(f"| {r['label']} | failed: {r['error'][-120:]!r} | | | | |" + (" | | | |" if clustered else ""))
             continue
-        goal = "-" if r["goal_met"] is None else (f"<= {fs['goal_ratio']}x: " + ("met" if r["goal_met"] else "NOT met"))
-        out.append(f"| {r['label']} | {1e3 * r['plain_s']:.2f} | {1e3 * r['pruned_s']:.2f} | **{r['ratio']:.2f}x** "
-                   f"| {r['cpu_ratio']:.2f}x | {goal} |")
+        row = (f"| {r['label']} | {1e3 * r['plain_s']:.2f} | {1e3 * r['pruned_s']:.2f} | **{r['ratio']:.2f}x** "
+               f"| {r['cpu_ratio']:.2f}x | {_goal(r['goal_met'], fs['goal_ratio'])} |")
+        if clustered and "clustered_s" in r:
+            row += (f" {1e3 * r['clustered_s']:.2f} | **{r['cluster_ratio']:.2f}x** | {r['cluster_cpu_ratio']:.2f}x "
+                    f"| {_goal(r['cluster_goal_met'], fs['goal_ratio'])} |")
+        elif clustered:
+            row += " - | - | - | - |"
+        out.append(row)
     return out + [""]
+
+
+def _goal(met, ratio):
+    return "-" if met is None else (f"<= {ratio}x: " + ("met" if met else "NOT met"))
 
 
 def multi_worker_section(mw):

@@ -124,3 +124,33 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=BENCH,
                        env=dict(os.environ, PYTHONPATH=os.pathsep.join([BENCH, ROOT])))
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+def test_fit_step_section_renders_clustered_columns_and_old_rows():
+    """bench_fit_step.py's JSON with the clustered step (and a row without it, as older runs wrote)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_results_doc", os.path.join(BENCH, "results_doc.py"))
+    doc = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, BENCH)  # as when run as `python benchmarks/results_doc.py` (imports _common)
+    try:
+        spec.loader.exec_module(doc)
+    finally:
+        sys.path.remove(BENCH)
+    machine = {"date": "d", "nproc": 2, "cpu": "x86_64", "loadavg_before": [0.5], "loadavg": [0.7]}
+    config = {"model": "LeNet-300-100", "batch_size": 128, "steps": 200, "repeats": 5, "cluster_bits": 5}
+    row = {"label": "dc_keras, Keras 3 JAX", "plain_s": 0.002, "pruned_s": 0.0021, "ratio": 1.05,
+           "cpu_ratio": 1.04, "goal_met": True}
+    fs = {"machine": machine, "config": config, "command": "c", "goal_ratio": 1.1,
+          "rows": [dict(row, clustered_s=0.0025, cluster_ratio=1.25, cluster_cpu_ratio=1.2, cluster_goal_met=False),
+                   dict(row, label="old row")]}
+    lines = doc.fit_step_section(fs)
+    assert lines[0] == "## Fit step: pruned and clustered vs plain, per Keras backend"
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[0].endswith("| clustered ms/step | ratio | cpu ratio | goal |")
+    assert table[1].endswith("| 2.50 | **1.25x** | 1.20x | <= 1.1x: NOT met |")
+    assert "| **1.05x** | 1.04x | <= 1.1x: met |" in table[1]
+    assert table[2].startswith("| old row |") and table[2].endswith(" - | - | - | - |")
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    old = doc.fit_step_section(dict(fs, rows=[row]))
+    assert old[0] == "## Fit step: pruned vs plain, per Keras backend" and "clustered" not in "".join(old)

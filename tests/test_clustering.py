@@ -110,6 +110,53 @@ def test_centroid_gradient_is_sum_of_member_gradients():
     np.testing.assert_allclose(g_centroids, expected, rtol=1e-4, atol=1e-6)
 
 
+def _value_and_centroid_grad(gather, centroids, assignments, upstream):
+    """sum(gather(centroids, assignments) * upstream) and its gradient w.r.t. the centroids."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        c = tf.Variable(centroids)
+        with tf.GradientTape() as tape:
+            w = gather(tf.convert_to_tensor(c), tf.constant(assignments))
+            loss = tf.reduce_sum(w * upstream)
+        return np_(w), np_(tape.gradient(loss, c))
+    if backend == "jax":
+        import jax
+
+        def f(c):
+            w = gather(c, assignments)
+            return (w * upstream).sum(), w
+
+        (_, w), g = jax.value_and_grad(f, has_aux=True)(centroids)
+        return np_(w), np_(g)
+    pytest.skip(f"the {backend} backend uses keras.ops.take itself: nothing to compare")
+
+
+@pytest.mark.parametrize("clusters", [4, 33, 256])
+def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters):
+    # The training step's gather (weighted-bincount gradient on TF, clip-mode take on JAX) must give
+    # exactly what keras.ops.take and its autodiff give: the same values and the same centroid sums.
+    from dc_keras.train.clustering import gather_centroids
+
+    rng = np.random.default_rng(clusters)
+    centroids = rng.normal(size=clusters).astype("float32")
+    assignments = rng.integers(0, clusters + 1, size=(300, 70)).astype("int32")  # clusters: zero slot
+    upstream = rng.normal(size=(300, 70)).astype("float32")
+
+    def generic(c, a):
+        table = keras.ops.concatenate([c, keras.ops.zeros((1,), c.dtype)], axis=0)
+        return keras.ops.take(table, a, axis=0)
+
+    w_fast, g_fast = _value_and_centroid_grad(gather_centroids, centroids, assignments, upstream)
+    w_ref, g_ref = _value_and_centroid_grad(generic, centroids, assignments, upstream)
+    np.testing.assert_array_equal(w_fast, w_ref)
+    np.testing.assert_array_equal(g_fast, g_ref)
+    assert g_fast.shape == (clusters,)
+    members = [upstream[assignments == j].sum(dtype=np.float64) for j in range(clusters)]
+    np.testing.assert_allclose(g_fast, members, rtol=1e-4, atol=1e-4)
+
+
 def test_prune_then_cluster_flow_keeps_zeros_and_assignments():
     pruned = compile_(dc_keras.prune(mlp(), ConstantSparsity(0.8, 0)))
     pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])

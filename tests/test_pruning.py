@@ -149,6 +149,80 @@ def test_pruned_weights_exactly_zero_after_every_step(optimizer):
         assert np.all(w[mask == 1] != 0.0)
 
 
+@pytest.mark.parametrize(
+    "optimizer",
+    [lambda: keras.optimizers.SGD(0.05, momentum=0.9), lambda: keras.optimizers.AdamW(0.01, weight_decay=0.1)],
+    ids=["sgd_momentum", "adamw"],
+)
+def test_folded_mask_trains_bit_exact_like_the_masked_forward_pass(optimizer, monkeypatch):
+    # Inside fit() the forward pass reads the stored (already masked) weights instead of computing
+    # weight * mask; the trained weights, masks and losses must not change by a single bit.
+    from dc_keras.train import pruning
+
+    def train(fold):
+        keras.utils.set_random_seed(3)
+        model = compile_(dc_keras.prune(mlp(), PolynomialDecay(0.3, 0.8, begin_step=2, end_step=14, frequency=3)),
+                         optimizer())
+        monkeypatch.setattr(pruning, "_clips_by_norm", lambda opt: not fold)
+        history = model.fit(X, Y, batch_size=8, epochs=2, verbose=0, shuffle=False,
+                            callbacks=[dc_keras.PruningCallback()])
+        assert all(w._traced_host == (True, fold) for w, _, _ in pruned_weights(model))
+        return history.history["loss"], [(keras.ops.convert_to_numpy(v), m) for _, v, m in pruned_weights(model)]
+
+    loss_fold, folded = train(True)
+    loss_mul, multiplied = train(False)
+    assert loss_fold == loss_mul
+    for (w_f, m_f), (w_m, m_m) in zip(folded, multiplied):
+        np.testing.assert_array_equal(m_f, m_m)
+        np.testing.assert_array_equal(w_f, w_m)
+        assert (m_f == 0).mean() == pytest.approx(0.8, abs=0.01)
+        assert np.all(w_f[m_f == 0] == 0.0)
+
+
+def test_fit_zeroes_hand_set_weights_before_the_first_step():
+    # The folded forward pass needs the pruned weights at exactly 0 from the first step on, also
+    # after dense values were written into them between two fit() calls.
+    pruned = compile_(dc_keras.prune(mlp(), ConstantSparsity(0.7, begin_step=0, frequency=100)))
+    pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    for _, var, _ in pruned_weights(pruned):
+        var.assign(np.full(var.shape, 0.5, "float32"))
+
+    class Probe(keras.callbacks.Callback):
+        seen = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.seen is None:
+                self.seen = [(keras.ops.convert_to_numpy(v), m) for _, v, m in pruned_weights(self.model)]
+
+    probe = Probe()
+    pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback(), probe])
+    for w, m in probe.seen:
+        assert (m == 0).mean() == pytest.approx(0.7, abs=0.02)
+        assert np.all(w[m == 0] == 0.0) and np.all(w[m == 1] == 0.5)
+
+
+def test_norm_clipping_optimizer_keeps_the_masked_forward_pass():
+    # clipnorm / global_clipnorm see every gradient: the pruned weights' must stay exactly 0 there.
+    from dc_keras.train import pruning
+
+    assert pruning._clips_by_norm(keras.optimizers.Adam(global_clipnorm=1.0))
+    assert pruning._clips_by_norm(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(clipnorm=0.5)))
+    assert not pruning._clips_by_norm(keras.optimizers.Adam(clipvalue=1.0))
+    assert not pruning._clips_by_norm(None)
+    pruned = compile_(dc_keras.prune(mlp(), ConstantSparsity(0.5, begin_step=0, frequency=100)),
+                      keras.optimizers.Adam(0.01, global_clipnorm=0.1))
+
+    class Mode(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.modes = [w._traced_host for w, _, _ in pruned_weights(self.model)]
+
+    mode = Mode()
+    pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback(), mode])
+    assert mode.modes == [(True, False)] * 3
+    for _, var, mask in pruned_weights(pruned):
+        assert np.all(keras.ops.convert_to_numpy(var)[mask == 0] == 0.0)
+
+
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_steps_per_execution_and_jit(jit_compile):
     pruned = dc_keras.prune(mlp(), PolynomialDecay(0.0, 0.75, begin_step=0, end_step=10, frequency=2))

@@ -158,8 +158,8 @@ class ClusterWrapper(_base.CompressionWrapper):
     def compressed_values(self, training):
         pairs = []
         for (_name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
-            table = ops.concatenate([ops.convert_to_tensor(centroids), ops.zeros((1,), centroids.dtype)], axis=0)
-            pairs.append((var, ops.cast(ops.take(table, assignments, axis=0), var.dtype)))
+            shared = gather_centroids(ops.convert_to_tensor(centroids), ops.convert_to_tensor(assignments))
+            pairs.append((var, ops.cast(shared, var.dtype)))
         return pairs
 
     def distinct_values(self):
@@ -184,6 +184,45 @@ class ClusterWrapper(_base.CompressionWrapper):
         config = dict(config)
         layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
         return cls(layer, **config)
+
+
+def gather_centroids(centroids, assignments):
+    """``concat(centroids, [0])[assignments]``: the shared weights (index ``len(centroids)`` is the
+    constant-zero slot). The gradient of each centroid is the sum of its members' gradients.
+
+    The generic ``ops.take`` is slow in the training step: on TensorFlow its gradient is an
+    ``IndexedSlices`` over every weight that the concat and the optimizer turn dense again through
+    ``unsorted_segment_sum`` (~10x a weighted ``bincount`` of the same sums, which is used here),
+    and ``take`` first rewrites negative indices (one more pass over the assignments). On JAX
+    ``take``'s default "fill" mode masks out-of-range indices in the gather and its scatter-add
+    gradient; the assignments are always in range (``clip`` gives the same values). Same sums, in
+    the same order, as the generic path (tests/test_clustering.py compares them bit for bit).
+    """
+    table = ops.concatenate([centroids, ops.zeros((1,), centroids.dtype)], axis=0)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _gather_tf(table, assignments)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.take(table, assignments, axis=0, mode="clip")
+    return ops.take(table, assignments, axis=0)
+
+
+def _gather_tf(table, assignments):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def gather(table):
+        def grad(upstream):
+            flat = tf.reshape(assignments, (-1,))
+            sums = tf.math.bincount(flat, weights=tf.reshape(upstream, (-1,)), minlength=tf.shape(table)[0],
+                                    maxlength=tf.shape(table)[0], dtype=upstream.dtype)
+            return sums
+
+        return tf.gather(table, assignments), grad
+
+    return gather(table)
 
 
 def _check_cluster_biases(value):

@@ -1,11 +1,16 @@
 """Magnitude pruning inside ``model.fit`` (Deep Compression stage 1) for Keras 3.
 
 How it works: :class:`PruneWrapper` holds, per pruned weight, a non-trainable 0/1 mask and the
-last threshold, plus a step counter. In training mode its forward pass feeds ``weight * mask`` to
-the inner layer, so a pruned weight gets exactly zero gradient, and advances the step counter.
-The weight variable also carries a constraint ``w -> w * mask`` that every Keras optimizer
-applies after its update, so the stored pruned weights are exactly 0 after every step whatever
-the optimizer state (momentum, Adam moments, AdamW decay).
+last threshold, plus a step counter. The weight variable carries a constraint ``w -> w * mask``
+that every Keras optimizer applies after its update, so the stored pruned weights are exactly 0
+after every step whatever the optimizer state (momentum, Adam moments, AdamW decay). Inside
+``fit()`` the mask is folded into the stored weights (they are zeroed at every mask update and at
+the start of ``fit()``), so the forward pass reads them as they are, bit for bit what
+``weight * mask`` gives, and the step costs one multiply per pruned weight (the constraint) over
+the plain model's. The pruned weights then get a gradient, which the constraint discards (the
+optimizer's own state for them is never used); with an optimizer that clips by norm, and in a
+custom training loop, the forward pass feeds ``weight * mask`` instead, so a pruned weight gets
+exactly zero gradient. Each training step advances the step counter.
 
 When the masks change: inside ``fit()``, :class:`PruningCallback` recomputes them on the host
 (numpy) in ``on_train_batch_begin`` of every step the schedule names, and zeroes the newly pruned
@@ -120,6 +125,7 @@ class PruneWrapper(_base.CompressionWrapper):
         self._armed = False
         self._trace_failed = False
         self._host_updates = False  # masks updated by PruningCallback between steps (inside fit)
+        self._fold = False  # host updates and the forward pass reads the stored (masked) weights
         self._traced_host = None  # mode the last traced training step used (None: not traced)
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
@@ -273,7 +279,7 @@ class PruneWrapper(_base.CompressionWrapper):
         if not self._armed:
             self._trace_failed = True
             raise RuntimeError(_NO_CALLBACK.format(name=self.name))
-        self._traced_host = self._host_updates
+        self._traced_host = (self._host_updates, self._fold)
         pairs = self._masked_host() if self._host_updates else self._masked_in_step()
         self.pruning_step.assign_add(1)
         return pairs
@@ -285,9 +291,32 @@ class PruneWrapper(_base.CompressionWrapper):
         return (var, var * ops.cast(m, var.dtype))
 
     def _masked_host(self):
-        """Training step inside fit(): the masks are read only (PruningCallback updates them)."""
+        """Training step inside fit(): the masks are read only (PruningCallback updates them).
+
+        The stored weights already hold the mask (PruningCallback zeroes them at every update and
+        at the start of fit(), the constraint after every optimizer step), so the forward pass
+        reads them as they are: ``w * mask == w`` bit for bit. Only the constraint reads the
+        mask. With an optimizer that clips by norm (``clipnorm``/``global_clipnorm``) the product
+        stays, so the pruned weights' zero gradients keep the norm what it was.
+        """
+        if self._fold:
+            for (_n, var, _a), mask in zip(self._targets, self._masks):
+                if _STATELESS_OPTIMIZER and isinstance(var.constraint, _MaskConstraint):
+                    var.constraint.live = ops.convert_to_tensor(mask)
+            return []
         return [self._use_mask(var, ops.convert_to_tensor(mask))
                 for (_n, var, _a), mask in zip(self._targets, self._masks)]
+
+    def _zero_pruned(self):
+        """Host side: make the stored weights hold the mask (``w = w * mask``) where they do not
+        (e.g. weights set by hand since the last update). Returns whether anything changed."""
+        changed = False
+        for (_n, var, _a), mask in zip(self._targets, self._masks):
+            w, m = ops.convert_to_numpy(var), ops.convert_to_numpy(mask)
+            if np.any(w[m == 0] != 0):
+                _assign_host(var, (w * m.astype(w.dtype)).astype(w.dtype))
+                changed = True
+        return changed
 
     def _masked_in_step(self):
         """Custom training loops: the traced step itself updates the masks when the schedule says so."""
@@ -360,6 +389,15 @@ def _assign_host(variable, value):
             value = np.asarray(value, dtype=variable.dtype)
             value = jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
     variable.assign(value)
+
+
+def _clips_by_norm(optimizer):
+    """Does ``optimizer`` (or the one a LossScaleOptimizer wraps) clip gradients by a norm?"""
+    while optimizer is not None:
+        if getattr(optimizer, "clipnorm", None) or getattr(optimizer, "global_clipnorm", None):
+            return True
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    return False
 
 
 def _distributed():
@@ -469,6 +507,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._log = None if log_dir is None else summaries.PruningLog(log_dir)
         self.log_dir = None if log_dir is None else self._log.log_dir
         self._host = False
+        self._due, self._spe = None, 1
         if self._log is not None:
             # A batch-end hook only when logging: Keras dispatches callbacks without one
             # asynchronously (on_train_batch_begin does not change that).
@@ -485,6 +524,8 @@ class PruningCallback(keras.callbacks.Callback):
             wrappers = self._wrappers()
             self._bases = [self._step_of(w) for w in wrappers]
             self._next = [w.schedule.next_update(b) for w, b in zip(wrappers, self._bases)]
+            self._spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
+            self._set_due()
 
     def on_train_batch_begin(self, batch, logs=None):
         """Inside fit(): update the masks due in the execution that starts at ``batch``.
@@ -492,9 +533,9 @@ class PruningCallback(keras.callbacks.Callback):
         The steps ``batch .. batch + steps_per_execution - 1`` run as one call, so an update the
         schedule puts inside it is applied at its start (with that update's sparsity).
         """
-        if not self._host:
-            return
-        spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
+        if not self._host or self._due is None or int(batch) + self._spe <= self._due:
+            return  # no update is due in this execution (the usual case): no per-batch work
+        spe = self._spe
         steps = (self.params or {}).get("steps")
         count = min(spe, int(steps) - int(batch)) if steps else spe
         synced = False
@@ -508,6 +549,12 @@ class PruningCallback(keras.callbacks.Callback):
                 synced = True
             wrapper.update_masks(found[0])
             self._next[i] = wrapper.schedule.next_update(first + count)
+        self._set_due()
+
+    def _set_due(self):
+        """First batch index of this epoch at which some wrapper's next mask update falls."""
+        due = [n - b for n, b in zip(self._next, self._bases) if n is not None]
+        self._due = min(due) if due else None
 
     def _wrappers(self):
         if self.model is None:
@@ -526,11 +573,15 @@ class PruningCallback(keras.callbacks.Callback):
         # and so does a fit() whose model builds its layers in the first step (subclassed model).
         self._host = bool(self.params) and "epochs" in self.params and all(w.built for w in wrappers)
         self._wrappers_cache = wrappers
+        fold = self._host and not _clips_by_norm(getattr(self.model, "optimizer", None))
         retrace = False
         for wrapper in wrappers:
             wrapper._armed = True
             wrapper._host_updates = self._host
-            retrace = retrace or wrapper._trace_failed or wrapper._traced_host not in (None, self._host)
+            wrapper._fold = fold
+            retrace = retrace or wrapper._trace_failed or wrapper._traced_host not in (None, (self._host, fold))
+            if fold:
+                wrapper._zero_pruned()
         self._start_steps = [self._step_of(w) for w in wrappers]
         self._verified = False
         self._check_schedules(wrappers)
