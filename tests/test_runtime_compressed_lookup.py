@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dc_keras import export, runtime
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 
 VOCAB, DIM = 300, 16
 
