@@ -4,6 +4,9 @@ Deep Compression, Table 1: LeNet-300-100 1.64 %, LeNet-5 0.80 % top-1 error on M
 The trained models are saved as .keras files outside the repo for later stages.
 
     .venv/bin/python benchmarks/baselines.py --out_dir ~/.cache/dc_keras/baselines [--models lenet-300-100,lenet-5]
+
+``--val N`` holds out the last N training images (the validation set of recipe_search.py /
+paper_table1.py ``--val N``): the baseline then never saw the images later choices are made on.
 """
 import json
 import os
@@ -19,6 +22,8 @@ flags.DEFINE_string("out_dir", os.path.expanduser("~/.cache/dc_keras/baselines")
 flags.DEFINE_list("models", ["lenet-300-100", "lenet-5"], "which models")
 flags.DEFINE_integer("epochs", None, "epochs (default: 20 for LeNet-300-100, 15 for LeNet-5)")
 flags.DEFINE_integer("seed", 0, "random seed")
+flags.DEFINE_integer("val", 0, "hold out the last VAL training images (never trained on) so that choices made "
+                     "later on them (benchmarks/recipe_search.py --val VAL) are on unseen data; 0: train on all")
 
 TARGETS = {"lenet-300-100": 0.0164, "lenet-5": 0.0080}
 
@@ -50,6 +55,9 @@ def main(argv):
 
     (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
     x_train, x_test = datasets.normalize(x_train), datasets.normalize(x_test)
+    if not 0 <= FLAGS.val < len(x_train):
+        raise app.UsageError(f"--val must be between 0 and {len(x_train) - 1}, got {FLAGS.val}")
+    x_train, y_train = x_train[:len(x_train) - FLAGS.val], y_train[:len(y_train) - FLAGS.val]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     results = []
     for name in FLAGS.models:
@@ -59,6 +67,7 @@ def main(argv):
         stem = os.path.join(FLAGS.out_dir, name.replace("-", "_"))
         model.save(stem + ".keras")
         atomic_write(stem + ".tflite", tfl)
+        info["train_images"], info["val_held_out"] = len(x_train), FLAGS.val
         results.append(info)
         print(json.dumps(info), flush=True)
     print()

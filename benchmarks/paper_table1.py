@@ -5,7 +5,8 @@ targets) -> trained weight sharing (linear-init k-means per layer, centroid fine
 shared too) -> TFLite export -> Huffman packing (HuffDecode ops).
 
 The defaults (``_common.CONFIG``) are issue 19's recipe, chosen on validation data only: the last
-``--val`` (5,000) training images are held out from every training stage, and
+``--val`` training images (CONFIG: 10,000 for LeNet-300-100, 5,000 for LeNet-5) are held out from
+every training stage (the baseline too: ``baselines.py --val``), and
 ``benchmarks/recipe_search.py`` scored the candidates by the error of their packed files on them
 (recorded in docs/results/search_<model>.json, shown in docs/results.md). The levers: lower
 density on the big layers, per-layer bits below the paper's 5 / 8, biases shared with 3 bits. Every stage is exported and packed, and its
@@ -241,15 +242,24 @@ def _trained_or_cached(run, what, timing, key, resume, train_fn):
     return model
 
 
+def cache_keys(model, cfg, seed, train_subset, val, baseline_source, stem):
+    """The settings a saved ``pruned.keras`` / ``shared.keras`` must match for ``--resume`` to reuse
+    it (benchmarks/recipe_search.py ``--work_dir`` saves its candidates under the same keys, so the
+    run of the chosen candidate reports exactly the model the validation rule picked)."""
+    key = {"model": model, "sparsity": cfg["sparsity"], "prune_epochs": cfg["prune_epochs"],
+           "prune_lr": cfg["prune_lr"], "seed": seed, "train_subset": train_subset, "val": val,
+           "baseline": baseline_source,
+           "baseline_mtime": os.path.getmtime(stem + ".keras") if os.path.exists(stem + ".keras") else None}
+    return key, dict(key, bits=cfg["bits"], cluster_epochs=cfg["cluster_epochs"],
+                     cluster_biases=cfg["cluster_biases"])
+
+
 def _compress(run, baseline, baseline_source, stem):
     """Pruning, then weight sharing (each cached with --resume); returns the shared model."""
     from dc_keras import pipeline
 
     args, cfg, (x_train, y_train) = run.args, run.cfg, run.data[:2]
-    key = {"model": args.model, "sparsity": cfg["sparsity"], "prune_epochs": cfg["prune_epochs"],
-           "prune_lr": cfg["prune_lr"], "seed": args.seed, "train_subset": args.train_subset, "val": args.val,
-           "baseline": baseline_source,
-           "baseline_mtime": os.path.getmtime(stem + ".keras") if os.path.exists(stem + ".keras") else None}
+    key, shared_key = cache_keys(args.model, cfg, args.seed, args.train_subset, args.val, baseline_source, stem)
     resume = args.resume and baseline_source.endswith(".keras")  # a baseline trained just now is new
 
     def prune():
@@ -266,8 +276,7 @@ def _compress(run, baseline, baseline_source, stem):
         return pipeline.cluster_finetune(pruned, x_train, y_train, bits=cfg["bits"], epochs=cfg["cluster_epochs"],
                                          seed=args.seed, verbose=run.verbose, cluster_biases=cfg["cluster_biases"])
 
-    key = dict(key, bits=cfg["bits"], cluster_epochs=cfg["cluster_epochs"], cluster_biases=cfg["cluster_biases"])
-    return _trained_or_cached(run, "shared", "cluster_minutes", key, resume, share)
+    return _trained_or_cached(run, "shared", "cluster_minutes", shared_key, resume, share)
 
 
 def _stripped(run, shared_float, base_float):
@@ -340,7 +349,8 @@ def _search_record(name):
     with open(path) as f:
         search = json.load(f)
     return {"file": os.path.relpath(path, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")),
-            "note": search.get("note", ""), "candidates": search["candidates"], "ladder": search.get("ladder")}
+            "note": search.get("note", ""), "candidates": search["candidates"], "ladder": search.get("ladder"),
+            "rule": search.get("rule"), "pick": search.get("pick"), "earlier_note": search.get("earlier_note")}
 
 
 def run(args):
@@ -477,8 +487,9 @@ def main(argv=None):
                    help="bits of the shared biases (dc_keras.cluster(cluster_biases=...)); 0: biases stay free")
     p.add_argument("--context_model", action=argparse.BooleanOptionalAction, default=None,
                    help="pack with the context-modelled layout (FORMAT.md §14, opt-in)")
-    p.add_argument("--val", type=int, default=5000,
-                   help="last training images held out as validation data for every choice (never trained on)")
+    p.add_argument("--val", type=int, default=None,
+                   help="last training images held out as validation data for every choice (never trained on); "
+                        "default: the model's CONFIG (the held-out set its recipe was chosen on)")
     p.add_argument("--sparsity", type=lambda t: _parse_map(t, float), default=None, help="e.g. fc1=0.97,fc2=0.9")
     p.add_argument("--bits", type=lambda t: _parse_map(t, int), default=None, help="e.g. fc1=4")
     p.add_argument("--targets", choices=("config", "sensitivity"), default="config",
@@ -496,6 +507,8 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="reuse pruned/shared models saved in --out_dir by an earlier run with the same settings")
     args = p.parse_args(argv)
+    if args.val is None:
+        args.val = CONFIG[args.model]["val"]
     if not 100 <= args.val <= 30000:
         p.error(f"--val must be between 100 and 30000 held-out training images, got {args.val}")
     t0 = time.time()

@@ -78,6 +78,48 @@ def ladder(model_name, pruned_path, bits, base_raw, base_file):
     return rows
 
 
+def _slug(sparsity, bits):
+    return "_".join(f"{k}{v:g}" for k, v in sparsity.items()) + "__" + "_".join(f"{k}b{v}" for k, v in bits.items())
+
+
+def _save_for_resume(args, cfg, stem, bits, pruned, shared):
+    """Saves the candidate's pruned and shared models where ``paper_table1.py --out_dir DIR --resume``
+    (same baseline, --val, settings) reuses them: the reported run is then exactly this candidate."""
+    from paper_table1 import _store, cache_keys
+
+    out_dir = os.path.join(os.path.expanduser(args.work_dir), _slug(args.sparsity, bits))
+    os.makedirs(out_dir, exist_ok=True)
+    run_cfg = {"sparsity": args.sparsity, "prune_epochs": cfg["prune_epochs"], "prune_lr": cfg["prune_lr"],
+               "bits": bits, "cluster_epochs": cfg["cluster_epochs"], "cluster_biases": args.cluster_biases or False}
+    key, shared_key = cache_keys(args.model, run_cfg, args.seed, None, args.val, stem + ".keras", stem)
+    _store(out_dir, "pruned", key, pruned)
+    _store(out_dir, "shared", shared_key, shared)
+    return out_dir
+
+
+def pick(search):
+    """Applies ``search["rule"]`` (written down before its runs) to the candidates of its tag: the
+    smallest packed file whose validation error is at most the baseline's validation error + ``x``;
+    when none qualifies, the lowest validation error (then the pick misses the rule, and says so)."""
+    rule = search["rule"]
+    cands = [c for c in search["candidates"] if c.get("search") == rule["tag"]]
+    if not cands:
+        raise SystemExit(f"no candidates of search {rule['tag']!r} in the JSON yet")
+    ok = [c for c in cands if c["val_error"] <= c["baseline_val_error"] + rule["x"] + 1e-12]
+    best = min(ok, key=lambda c: (c["file_bytes"], c["val_error"])) if ok else min(
+        cands, key=lambda c: (c["val_error"], c["file_bytes"]))
+    return {"tag": rule["tag"], "meets_rule": bool(ok), "candidate": cands.index(best), "sparsity": best["sparsity"],
+            "bits": best["bits"], "val_error": best["val_error"], "baseline_val_error": best["baseline_val_error"],
+            "file_bytes": best["file_bytes"], "work_dir": best.get("work_dir"), "of": len(cands)}
+
+
+def _load(path, model):
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {"model": model, "candidates": []}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(CONFIG), required=True)
@@ -95,7 +137,19 @@ def main(argv=None):
     p.add_argument("--baseline_dir", default="~/.cache/dc_keras/baselines")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", required=True)
+    p.add_argument("--tag", default=None, help="search name stored with each candidate (the JSON's rule names "
+                                                 "the tag it selects among)")
+    p.add_argument("--work_dir", default=None,
+                   help="save each candidate's pruned/shared models here, one folder per candidate, in "
+                        "paper_table1.py's --resume format")
+    p.add_argument("--pick", action="store_true", help="apply the JSON's rule to its candidates; store the pick")
     args = p.parse_args(argv)
+    if args.pick:
+        search = _load(args.json, args.model)
+        search["pick"] = pick(search)
+        write_json(args.json, search)
+        log(f"pick: {json.dumps(search['pick'])}")
+        return
     if not args.ladder and not (args.sparsity and args.bits):
         p.error("give --sparsity and --bits (a search), or --ladder PRUNED.keras")
 
@@ -107,7 +161,8 @@ def main(argv=None):
     (x, y), _ = datasets.mnist.load_data()
     x = datasets.normalize(x)
     x_fit, y_fit, x_val, y_val = x[:-args.val], y[:-args.val], x[-args.val:], y[-args.val:]
-    baseline = keras.saving.load_model(os.path.join(os.path.expanduser(args.baseline_dir), cfg["builder"] + ".keras"))
+    stem = os.path.join(os.path.expanduser(args.baseline_dir), cfg["builder"])
+    baseline = keras.saving.load_model(stem + ".keras")
     base_plain = export.to_tflite(baseline, pack=False)
     base_raw = export.inspect(base_plain).raw_total
     if args.ladder:
@@ -128,11 +183,9 @@ def main(argv=None):
                                     ramp_fraction=args.ramp_fraction, seed=args.seed, verbose=0)
     prune_minutes = (time.time() - t0) / 60
     pruned_err = pipeline.evaluate_tflite(export.to_tflite(pruned, pack=False), x_val, y_val, progress=False)
-    log(f"pruned: validation error {100 * pruned_err:.2f} % ({prune_minutes:.1f} min)")
-    out = {"model": args.model, "candidates": []}
-    if os.path.exists(args.json):
-        with open(args.json) as f:
-            out = json.load(f)
+    base_err = pipeline.evaluate_tflite(base_plain, x_val, y_val, progress=False)
+    log(f"pruned: validation error {100 * pruned_err:.2f} % (baseline {100 * base_err:.2f} %, "
+        f"{prune_minutes:.1f} min)")
     for bits in args.bits:
         t1 = time.time()
         shared = pipeline.cluster_finetune(pruned, x_fit, y_fit, bits=bits, epochs=cluster_epochs, seed=args.seed,
@@ -145,12 +198,14 @@ def main(argv=None):
                "kept_fraction": _kept(shared, args.sparsity), "val_images": args.val,
                "pruned_val_error": pruned_err, "val_error": err, **sizes,
                "minutes": {"prune": prune_minutes, "cluster": (time.time() - t1) / 60},
-               "machine": machine_info()}
+               "machine": machine_info(), "search": args.tag, "baseline": stem + ".keras",
+               "baseline_val_error": base_err,
+               "work_dir": _save_for_resume(args, {"prune_epochs": prune_epochs, "prune_lr": prune_lr,
+                                                    "cluster_epochs": cluster_epochs}, stem, bits, pruned, shared)
+               if args.work_dir else None}
         log(f"bits {bits}: val error {100 * err:.2f} %, file {sizes['file_bytes']:,} B ({sizes['ratio']:.1f}x), "
             f"weights {sizes['weights_ratio']:.1f}x, kept {100 * row['kept_fraction']:.2f} %")
-        if os.path.exists(args.json):  # another search process may have appended meanwhile
-            with open(args.json) as f:
-                out = json.load(f)
+        out = _load(args.json, args.model)  # another search process may have appended meanwhile
         out["candidates"].append(row)
         write_json(args.json, out)
 

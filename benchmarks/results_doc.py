@@ -100,15 +100,29 @@ def search_section(r):
     out = ["### Recipe search (validation data only)", "",
            f"From `{search['file']}`: each candidate trained on the training images minus the held-out "
            "validation images, scored by the error of its packed file on those validation images; the "
-           "test set is never used for a choice. " + search.get("note", ""), "",
-           "| sparsity | bits | biases | pruning epochs | kept | val error | whole file | weights only |",
-           "|---|---|---|---|---|---|---|---|"]
+           "test set is never used for a choice. " + search.get("note", ""), ""]
+    rule, pick = search.get("rule"), search.get("pick")
+    if rule:
+        out += [f"Rule of search `{rule['tag']}` (written down {rule['written']}): validation error <= baseline's "
+                f"validation error + {100 * rule['x']:.2f} pp, then the smallest packed file. Pick: candidate "
+                f"{pick['candidate'] + 1} of {pick['of']} ({'meets the rule' if pick['meets_rule'] else 'NO candidate met the rule: lowest validation error'})."
+                if pick else f"Rule of search `{rule['tag']}` (written down {rule['written']}): no pick recorded.", ""]
+        if search.get("earlier_note"):
+            out += [search["earlier_note"], ""]
+    out += ["| search | sparsity | bits | biases | pruning epochs | kept | val error (baseline) | whole file | "
+            "weights only | test error |", "|---|---|---|---|---|---|---|---|---|---|"]
+    n_tag = {}
     for c in search["candidates"]:
+        tag = c.get("search")
+        n_tag[tag] = n_tag.get(tag, 0) + 1
+        chosen = bool(pick and rule and tag == rule["tag"] and n_tag[tag] == pick["candidate"] + 1)
         bits = ", ".join(f"{k} {v}" for k, v in c["bits"].items())
         sp = ", ".join(f"{k} {100 * v:g} %" for k, v in c["sparsity"].items())
-        out.append(f"| {sp} | {bits} | {c['cluster_biases'] or 'free'} bits | {c['prune_epochs']} | "
-                   f"{pct(c['kept_fraction'])} | {pct(c['val_error'])} | {kb(c['file_bytes'])} ({ratio(c['ratio'])}) | "
-                   f"{ratio(c['weights_ratio'])} |")
+        base = f" ({pct(c['baseline_val_error'])})" if "baseline_val_error" in c else ""
+        out.append(f"| {tag or '-'}{' **pick**' if chosen else ''} | {sp} | {bits} | {c['cluster_biases'] or 'free'} bits | "
+                   f"{c['prune_epochs']} | {pct(c['kept_fraction'])} | {pct(c['val_error'])}{base} | "
+                   f"{kb(c['file_bytes'])} ({ratio(c['ratio'])}) | {ratio(c['weights_ratio'])} | "
+                   f"{pct(c['test_error']) if c.get('test_error') is not None else '-'} |")
     lad = search.get("ladder")
     if lad:
         out += ["", f"What each lever buys, added one at a time on one pruned model ({lad['pruned']}; "
@@ -489,6 +503,42 @@ def codec_section(c):
     return out + [""]
 
 
+def codec_bound_section(cb):
+    """benchmarks/codec_bound.py --json: what context modelling could buy on the same tensors, as
+    per-context Huffman codes (tables included) and as static conditional entropies (a floor)."""
+    m = cb["machine"]
+    out = ["## Codec: what modelling could buy (vs the <= 0.75x goal)", "",
+           f"Run: {m['date']}, command `{cb['command']}` on `{cb['tflite']}`. Sizes in bytes; ratios are to the "
+           "best of gzip-9 / bz2-9 / xz-9e / zstd-19 of the same float32 tensor. *Best Huffman-family*: the fixed "
+           "bytes of the §6 file plus the cheapest measured context for each stream, Huffman-coded per context with "
+           "its tables. *Context-coder floor*: the same fixed bytes plus the lowest static conditional entropy of "
+           "the positions (gap symbols, or the kept/not-kept bits coded one by one as an arithmetic / ANS binary "
+           "coder would) and of the indices, under the measured contexts with at most 81 values, model cost not "
+           "counted.", "",
+           "*Tables free*: the same with the Huffman tables not counted (a bound for any cleverer table coding; "
+           "only contexts with at most 81 values).", "",
+           "| tensor | best compressor | goal (0.75x) | §6 | §14 | best Huffman-family | Huffman, tables free | "
+           "context-coder floor |",
+           "|---|---|---|---|---|---|---|---|"]
+    for t in cb["tensors"]:
+        best = min(t["compressor_bytes"].values())
+        out.append(f"| {t['tensor']} {'x'.join(map(str, t['shape']))} | {best:,} ({t['best_compressor']}) | "
+                   f"{t['goal_bytes']:,.0f} | {t['packed_sparse_bytes']:,} ({t['packed_sparse_vs_best']:.3f}x) | "
+                   f"{t['packed_context_bytes']:,} ({t['packed_context_vs_best']:.3f}x) | "
+                   f"{t['best_huffman_family_bytes']:,.0f} ({t['best_huffman_family_vs_best']:.3f}x) | "
+                   f"{t['huffman_free_tables_bound_bytes']:,.0f} ({t['huffman_free_tables_bound_vs_best']:.3f}x) | "
+                   f"{t['context_coder_floor_bytes']:,.0f} ({t['context_coder_floor_vs_best']:.3f}x) |")
+    for t in cb["tensors"]:
+        out += ["", f"{t['tensor']} ({'x'.join(map(str, t['shape']))}, {t['nonzero']:,} kept, G = {t['gap_alphabet']}, "
+                f"K = {t['codebook_size']}, fixed bytes {t['fixed_bytes']:,}):", "",
+                "| stream | context | entropy | Huffman (tables included) | Huffman, tables free |", "|---|---|---|---|---|"]
+        for r in t["rows"]:
+            hb = "-" if r["huffman_bytes"] is None else f"{r['huffman_bytes']:,.0f}"
+            hf = "-" if r.get("huffman_free_tables_bytes") is None else f"{r['huffman_free_tables_bytes']:,.0f}"
+            out.append(f"| {r['stream']} | {r['context']} | {r['entropy_bytes']:,.0f} | {hb} | {hf} |")
+    return out + [""]
+
+
 def fit_step_section(fs):
     """Section of docs/results.md from benchmarks/bench_fit_step.py --json (issue 16)."""
     m = fs["machine"]
@@ -544,6 +594,7 @@ def main(argv=None):
                    help="bench_quantized.py / bench_quantized_zoo.py --json output(s)")
     p.add_argument("--runtime", default=None, help="bench_runtime.py --json output (docs/results/runtime.json)")
     p.add_argument("--codec", default=None, help="bench_codec.py --json output (docs/results/codec_context.json)")
+    p.add_argument("--codec-bound", default=None, help="codec_bound.py --json output (docs/results/codec_bound.json)")
     p.add_argument("--fit-step", default=None, help="bench_fit_step.py --json output (docs/results/fit_step.json)")
     p.add_argument("--multi-worker", default=None,
                    help="bench_multi_worker.py --json output (docs/results/multi_worker_step.json)")
@@ -598,16 +649,18 @@ def main(argv=None):
     lines += ["## Reproduce", "", "```sh",
               "make install                                             # includes the bench extra: tf_keras, tfmot 0.8.1, zstandard",
               ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines",
-              ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --json lenet_300_100.json",
+              ".venv/bin/python benchmarks/baselines.py --models lenet-300-100 --val 10000 --out_dir ~/.cache/dc_keras/baselines_val10k",
+              ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json lenet_300_100.json",
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --json lenet_5.json",
               ".venv/bin/python benchmarks/speed_table.py --json speed.json",
               ".venv/bin/python benchmarks/bench_runtime.py --json runtime.json   # ~10 min",
               ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
               ".venv/bin/python benchmarks/bench_quantized_zoo.py --json quantized_zoo.json   # DS-CNN, ~15 min",
               ".venv/bin/python benchmarks/bench_codec.py --quick --tflite PRUNED_CLUSTERED.tflite --json codec_context.json",
+              ".venv/bin/python benchmarks/codec_bound.py --tflite PRUNED_CLUSTERED.tflite --json codec_bound.json",
               ".venv/bin/python benchmarks/bench_fit_step.py --json fit_step.json   # TF + JAX + tfmot, ~5 min",
               ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
-              "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json",
+              "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json --codec-bound codec_bound.json",
               "```", "", "The exact commands of this run are listed in each section.", ""]
     if args.zoo:
         lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min",
@@ -632,6 +685,9 @@ def main(argv=None):
     if args.codec:
         with open(args.codec) as f:
             lines += codec_section(json.load(f))
+    if args.codec_bound:
+        with open(args.codec_bound) as f:
+            lines += codec_bound_section(json.load(f))
     write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

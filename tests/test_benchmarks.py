@@ -71,6 +71,12 @@ def _multi_worker_args(res):
     return ["--multi-worker", path] if os.path.exists(path) else []
 
 
+def _codec_bound_args(res):
+    """benchmarks/codec_bound.py's JSON, once committed."""
+    path = os.path.join(res, "codec_bound.json")
+    return ["--codec-bound", path] if os.path.exists(path) else []
+
+
 def _quantized_args(res):
     """bench_quantized.py's JSON, then bench_quantized_zoo.py's if committed."""
     return [os.path.join(res, n) for n in ("quantized.json", "quantized_zoo.json")
@@ -82,16 +88,39 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
     it writes docs/results.md exactly as committed."""
     (tmp_path / "docs" / "img").mkdir(parents=True)
     res = os.path.join(ROOT, "docs", "results")
-    table1 = [os.path.join(res, n) for n in ("lenet_300_100.json", "lenet_300_100_point2.json", "lenet_5.json")]
+    table1 = [os.path.join(res, n) for n in ("lenet_300_100.json", "lenet_5.json")]
     r = subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), "--table1", *table1,
                         "--speed", os.path.join(res, "speed.json"), "--quantized", *_quantized_args(res),
                         "--runtime", os.path.join(res, "runtime.json"),
                         "--fit-step", os.path.join(res, "fit_step.json"),
                         "--codec", os.path.join(res, "codec_context.json"), "--out", "docs/results.md",
-                        "--img_dir", "docs/img", *_zoo_args(res), *_multi_worker_args(res)],
+                        "--img_dir", "docs/img", *_zoo_args(res), *_multi_worker_args(res), *_codec_bound_args(res)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
         assert (tmp_path / "docs" / "results.md").read_text() == f.read()
     assert sorted(p.name for p in (tmp_path / "docs" / "img").iterdir()) == [
-        "lenet_300_100_2_size_vs_error.png", "lenet_300_100_size_vs_error.png", "lenet_5_size_vs_error.png"]
+        "lenet_300_100_size_vs_error.png", "lenet_5_size_vs_error.png"]
+
+
+def test_recipe_search_pick_applies_the_written_rule():
+    """recipe_search.pick: the smallest file within baseline val error + x among the rule's tag;
+    other searches' rows are ignored; none qualifying -> the lowest validation error, flagged."""
+    code = r'''
+import json, recipe_search
+def c(tag, val, size, base=0.0120):
+    return {"search": tag, "val_error": val, "baseline_val_error": base, "file_bytes": size,
+            "sparsity": {"fc1": 0.9}, "bits": {"fc1": 3}}
+rule = {"tag": "t", "x": 0.003}
+s = {"rule": rule, "candidates": [c("old", 0.0100, 100), c("t", 0.0149, 900), c("t", 0.0151, 800),
+                                    c("t", 0.0140, 1000), c("t", 0.0150, 950)]}
+p = recipe_search.pick(s)
+assert p["meets_rule"] and p["candidate"] == 0 and p["file_bytes"] == 900 and p["of"] == 4, p
+s["rule"] = dict(rule, x=0.001)
+p = recipe_search.pick(s)
+assert not p["meets_rule"] and p["file_bytes"] == 1000, p
+print("ok")
+'''
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=BENCH,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([BENCH, ROOT])))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
