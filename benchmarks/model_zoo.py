@@ -347,7 +347,7 @@ def weight_stats(model, names):
 def bytes_breakdown(packed):
     """Where the packed file's bytes go: packed tensors, raw tensors (1-D: biases, folded BN
     shifts; other), tensor names, and the rest of the flatbuffer (operators, shapes, tables)."""
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
     from dc_keras.export import inspect
 
     report = inspect(packed)

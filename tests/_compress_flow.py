@@ -78,3 +78,30 @@ def check_compressed(final, names, sparsity=0.5, bits=3):
             k = ks[path]
             assert abs(float(np.mean(k == 0)) - sparsity) <= 0.5 / k.size + 0.02, (path, np.mean(k == 0))
             assert 1 <= len(np.unique(k[k != 0])) <= 2 ** bits, path
+
+
+# Layer types the training wrappers support: name -> (input shape, layer factory).
+LAYER_CASES = {
+    "dense": ((12,), lambda: keras.layers.Dense(8)),
+    "conv1d": ((10, 4), lambda: keras.layers.Conv1D(8, 3)),
+    "conv2d": ((6, 6, 4), lambda: keras.layers.Conv2D(8, 3)),
+    "conv3d": ((4, 4, 4, 4), lambda: keras.layers.Conv3D(4, 2)),
+    "depthwise": ((6, 6, 4), lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2)),
+    "separable": ((6, 6, 4), lambda: keras.layers.SeparableConv2D(8, 3)),
+    "conv2d_transpose": ((5, 5, 4), lambda: keras.layers.Conv2DTranspose(4, 3)),
+    "embedding": ((5,), lambda: keras.layers.Embedding(20, 8)),
+}
+
+
+def layer_case(case):
+    """``(model, layer, x, y, weight names)``: LAYER_CASES[case] between an Input and a Dense head,
+    16 random samples, and the names of the layer's compressible weights."""
+    shape, make = LAYER_CASES[case]
+    layer = make()
+    model = keras.Sequential([keras.Input(shape, dtype="int32" if case == "embedding" else "float32"), layer,
+                              keras.layers.Flatten(), keras.layers.Dense(1, name="head")])
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 20, size=(16,) + shape) if case == "embedding" else rng.normal(size=(16,) + shape)
+    y = rng.normal(size=(16, 1))
+    names = {"separable": ["depthwise_kernel", "pointwise_kernel"], "embedding": ["embeddings"]}.get(case, ["kernel"])
+    return model, layer, x, y, names

@@ -61,6 +61,16 @@ def run(interpreter, xs):
     return np.concatenate(ys)
 
 
+def run_batch(interpreter, xs):
+    """Runs ``xs`` as one batch (the input resized to its shape); returns the output."""
+    inp = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(inp, list(xs.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp, xs)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+
 def no_default_delegates(backend):
     if backend == "litert":
         from ai_edge_litert.interpreter import OpResolverType

@@ -139,7 +139,7 @@ def test_torch_export_rejects_what_cannot_cross_the_process_boundary():
     data = dc_keras.export.to_tflite(model, quantize="int8", representative_data=X[:20], batch_size=2)
     assert data[4:8] == b"TFL3"
     # per_channel crosses the process boundary (it was dropped before)
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     def kernel_scales(content):
         m = fb.read_model(content)

@@ -47,7 +47,7 @@ def plain():
 
 def _with_schema_version(model, version):
     """``model`` with the Model.version field (flatbuffer field 0) set to ``version``."""
-    from dc_keras.export._flatbuffer import schema
+    from dc_keras._flatbuffer import schema
 
     root = schema.Model.GetRootAs(model, 0)
     o = root._tab.Offset(4)

@@ -12,6 +12,8 @@ import dc_keras
 from dc_keras.schedules import ConstantSparsity
 from dc_keras.train.kmeans import kmeans_1d
 
+from _compress_flow import LAYER_CASES, layer_case
+
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(96, 16)).astype("float32")
 Y = RNG.integers(0, 4, size=96)
@@ -212,31 +214,15 @@ def test_bits_mapping_and_defaults():
     assert got == {"c": 6}
 
 
-LAYER_CASES = {
-    "conv1d": ((10, 4), lambda: keras.layers.Conv1D(8, 3)),
-    "conv3d": ((4, 4, 4, 4), lambda: keras.layers.Conv3D(4, 2)),
-    "depthwise": ((6, 6, 4), lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2)),
-    "separable": ((6, 6, 4), lambda: keras.layers.SeparableConv2D(8, 3)),
-    "conv2d_transpose": ((5, 5, 4), lambda: keras.layers.Conv2DTranspose(4, 3)),
-    "embedding": ((5,), lambda: keras.layers.Embedding(20, 8)),
-}
-
-
-@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+# dense and conv2d: the other tests of this file cluster them.
+@pytest.mark.parametrize("case", sorted(set(LAYER_CASES) - {"dense", "conv2d"}))
 def test_supported_layer_types(case):
-    shape, make = LAYER_CASES[case]
-    layer = make()
-    model = keras.Sequential([keras.Input(shape, dtype="int32" if case == "embedding" else "float32"), layer,
-                              keras.layers.Flatten(), keras.layers.Dense(1, name="head")])
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 20, size=(16,) + shape) if case == "embedding" else rng.normal(size=(16,) + shape)
-    y = rng.normal(size=(16, 1))
+    model, layer, x, y, names = layer_case(case)
     clustered = dc_keras.cluster(model, bits=2, layers=[type(layer)])
     clustered.compile("adam", "mse")
     clustered.fit(x, y, batch_size=8, epochs=1, verbose=0)
     plain = dc_keras.strip(clustered)
     assert type(plain.layers[0]) is type(layer)
-    names = {"separable": ["depthwise_kernel", "pointwise_kernel"], "embedding": ["embeddings"]}.get(case, ["kernel"])
     for name in names:
         w = [v for v in plain.layers[0].weights if v.name == name][0].numpy()
         assert np.unique(w[w != 0]).size <= 4, name

@@ -80,7 +80,7 @@ def test_converter_per_tensor_gives_one_scale_per_weight_tensor():
     import numpy as np
     import tensorflow as tf
 
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     keras.utils.set_random_seed(0)
     m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6)])

@@ -79,7 +79,7 @@ def _packed_buffers(packed):
     """[(decoded tensor name, data offset, length, shape offset)] of every HuffDecode input in the
     model bytes, found with the flatbuffer schema's table accessors (no re-serialisation). The
     packed tensors are found through their HuffDecode op: pack writes them nameless."""
-    from dc_keras.export._flatbuffer import schema
+    from dc_keras._flatbuffer import schema
 
     root = schema.Model.GetRootAs(packed, 0)
     codes = [k for k in range(root.OperatorCodesLength())
@@ -344,7 +344,7 @@ def _assert_clean(cases, results):
 def test_corrupt_model_helper_is_faithful(spec):
     """The patching itself: no-op truncation length restores the original bytes, and a
     truncated model still parses as a flatbuffer with the shorter packed tensor."""
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
     from dc_keras.export._pack import packed_tensors
 
     packed, buffers = spec["packed"], spec["buffers"]

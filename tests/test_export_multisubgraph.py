@@ -4,7 +4,7 @@ import pytest
 
 import _export_models as em
 from dc_keras import export, runtime
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 import _export_models as em
 from dc_keras import export, runtime
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 
 ROUTES = [("litert", "delegate"), ("tensorflow", "delegate"), ("tensorflow", "op")]
 QUANT = [None, "float16", "int8"]

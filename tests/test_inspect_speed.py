@@ -30,7 +30,7 @@ def test_distinct_counts_bit_patterns_of_floats():
 def _big_float_model(n):
     """A one-FULLY_CONNECTED .tflite with an n x n random float32 weight, written with the
     schema's object API (no TensorFlow needed)."""
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     S = fb.schema
     w = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)

@@ -6,7 +6,7 @@ import pytest
 
 import _export_models as em
 from dc_keras import export
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 
 
 def _int8_kernels(content):

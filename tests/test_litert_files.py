@@ -16,7 +16,7 @@ import pytest
 
 import _export_models as em
 from dc_keras import export, runtime
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 
 RECIPES = ["dynamic_wi8_afp32", "weight_only_wi8_afp32", "static_wi8_ai8", "weight_only_wi4_afp32",
            "dynamic_wi4_afp32"]

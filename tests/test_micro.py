@@ -111,7 +111,7 @@ def runs(lib_path, models):
 def _bad_jobs(d, paths, files, x):
     """A flipped stream byte (both modes), two-byte custom options, no registerer, and the same
     registerer twice: each must fail, with the kernel's / TFLM's message."""
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     data = files["float.packed"]
     i = data.index(b"DCHF")

@@ -8,7 +8,7 @@ import pytest
 
 import _export_models as em
 from dc_keras import export, runtime
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 from dc_keras.export import _pack
 
 OLD_FIXTURE = os.path.join(os.path.dirname(__file__), "data", "zoo_lstm128.packed.tflite")

@@ -13,6 +13,8 @@ import pytest
 import dc_keras
 from dc_keras.schedules import ConstantSparsity, PolynomialDecay, StdThreshold
 
+from _compress_flow import LAYER_CASES, layer_case
+
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(96, 16)).astype("float32")
 Y = RNG.integers(0, 4, size=96)
@@ -314,34 +316,15 @@ def test_per_layer_schedules_and_strip():
     assert not any(isinstance(v.constraint, object) and v.constraint is not None for v in plain.weights)
 
 
-LAYER_CASES = {
-    "dense": ((12,), lambda: keras.layers.Dense(8)),
-    "conv1d": ((10, 4), lambda: keras.layers.Conv1D(8, 3)),
-    "conv2d": ((6, 6, 4), lambda: keras.layers.Conv2D(8, 3)),
-    "conv3d": ((4, 4, 4, 4), lambda: keras.layers.Conv3D(4, 2)),
-    "depthwise": ((6, 6, 4), lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2)),
-    "separable": ((6, 6, 4), lambda: keras.layers.SeparableConv2D(8, 3)),
-    "conv2d_transpose": ((5, 5, 4), lambda: keras.layers.Conv2DTranspose(4, 3)),
-    "embedding": ((5,), lambda: keras.layers.Embedding(20, 8)),
-}
-
-
 @pytest.mark.parametrize("case", sorted(LAYER_CASES))
 def test_supported_layer_types(case):
-    shape, make = LAYER_CASES[case]
-    layer = make()
-    model = keras.Sequential([keras.Input(shape, dtype="int32" if case == "embedding" else "float32"), layer,
-                              keras.layers.Flatten(), keras.layers.Dense(1, name="head")])
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 20, size=(16,) + shape) if case == "embedding" else rng.normal(size=(16,) + shape)
-    y = rng.normal(size=(16, 1))
+    model, layer, x, y, names = layer_case(case)
     pruned = dc_keras.prune(model, ConstantSparsity(0.5, 0), layers=[type(layer)])
     pruned.compile("sgd", "mse")
     pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
     plain = dc_keras.strip(pruned)
     stripped = plain.layers[0]
     assert type(stripped) is type(layer)
-    names = {"separable": ["depthwise_kernel", "pointwise_kernel"], "embedding": ["embeddings"]}.get(case, ["kernel"])
     for name in names:
         w = [v for v in stripped.weights if v.name == name][0].numpy()
         assert (w == 0).mean() == pytest.approx(0.5, abs=0.05), name

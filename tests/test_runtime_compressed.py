@@ -23,15 +23,6 @@ def _close(got, want):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
 
 
-def _run_batch(it, xs):
-    i = it.get_input_details()[0]["index"]
-    it.resize_tensor_input(i, list(xs.shape))
-    it.allocate_tensors()
-    it.set_tensor(i, xs)
-    it.invoke()
-    return it.get_tensor(it.get_output_details()[0]["index"]).copy()
-
-
 def test_interpreter_does_not_import_tensorflow(tmp_path):
     path = tmp_path / "m.packed.tflite"
     path.write_bytes(export.pack(em.tflite("dense", None)))
@@ -68,7 +59,7 @@ def test_compressed_matches_dense_batch1_and_batch(quantize):
     else:
         _close(got, ref)
     for n in (2, 8, 9):  # batch tile of 8, remainder, re-prepare after resize
-        want, have = _run_batch(_plain(plain), xs[:n]), _run_batch(it, xs[:n])
+        want, have = em.run_batch(_plain(plain), xs[:n]), em.run_batch(it, xs[:n])
         if quantize == "int8":
             np.testing.assert_array_equal(have, want)
         else:

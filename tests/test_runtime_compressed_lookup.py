@@ -5,8 +5,9 @@ import functools
 import numpy as np
 import pytest
 
+from _export_models import run_batch
 from dc_keras import export, runtime
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 
 VOCAB, DIM = 300, 16
 
@@ -42,15 +43,6 @@ def _ops(content):
     return [fb.opcode_name(m, op) for op in m.subgraphs[0].operators]
 
 
-def _run(it, ids):
-    inp = it.get_input_details()[0]["index"]
-    it.resize_tensor_input(inp, list(ids.shape))
-    it.allocate_tensors()
-    it.set_tensor(inp, ids)
-    it.invoke()
-    return it.get_tensor(it.get_output_details()[0]["index"]).copy()
-
-
 def _ids(shape, dtype="int32", seed=0):
     return np.random.RandomState(seed).randint(0, VOCAB, size=shape).astype(dtype)
 
@@ -70,11 +62,11 @@ def test_gather_on_packed_table_bit_exact(quantize, dtype):
     assert r["bytes"] < VOCAB * DIM * (1 if quantize else 2)
     for shape in ((1, 6), (5, 6), (2, 6)):  # resize and re-prepare between runs
         ids = _ids(shape, dtype, seed=shape[0])
-        want = _run(_plain(plain), ids)
-        got = _run(it, ids)
+        want = run_batch(_plain(plain), ids)
+        got = run_batch(it, ids)
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))  # bit for bit
-    decoded = _run(runtime.Interpreter(model_content=packed), ids)
+    decoded = run_batch(runtime.Interpreter(model_content=packed), ids)
     np.testing.assert_array_equal(got.view(np.uint8), decoded.view(np.uint8))
 
 
@@ -82,12 +74,12 @@ def test_gather_index_out_of_range_fails_clearly():
     packed = export.pack(_embedding_tflite())
     it = runtime.Interpreter(model_content=packed, weights="compressed")
     ids = _ids((1, 6))
-    np.testing.assert_array_equal(_run(it, ids), _run(_plain(_embedding_tflite()), ids))
+    np.testing.assert_array_equal(run_batch(it, ids), run_batch(_plain(_embedding_tflite()), ids))
     ids[0, 3] = VOCAB + 7
     with pytest.raises(RuntimeError, match=r"GATHER.*index out of bounds.*307.*\[0, 300\)"):
-        _run(it, ids)
+        run_batch(it, ids)
     ids[0, 3] = 4  # the interpreter still works afterwards
-    np.testing.assert_array_equal(_run(it, ids), _run(_plain(_embedding_tflite()), ids))
+    np.testing.assert_array_equal(run_batch(it, ids), run_batch(_plain(_embedding_tflite()), ids))
 
 
 def _as_embedding_lookup(content, hybrid=False):
@@ -123,10 +115,10 @@ def test_embedding_lookup_on_packed_table_bit_exact(quantize):
         ("compressed", "EMBEDDING_LOOKUP")]
     for n in (1, 7):
         ids = _ids((n,), seed=n)
-        want, got = _run(_plain(plain), ids), _run(it, ids)
+        want, got = run_batch(_plain(plain), ids), run_batch(it, ids)
         np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
     with pytest.raises(RuntimeError, match=r"EMBEDDING_LOOKUP.*index out of bounds"):
-        _run(it, np.array([3, VOCAB], np.int32))  # (negative ids: wrapped by the graph first)
+        run_batch(it, np.array([3, VOCAB], np.int32))  # (negative ids: wrapped by the graph first)
 
 
 def test_hybrid_embedding_lookup_keeps_decoded_route_and_says_why():
@@ -138,7 +130,7 @@ def test_hybrid_embedding_lookup_keeps_decoded_route_and_says_why():
     assert r["route"] == "dense" and r["op"] == "EMBEDDING_LOOKUP"
     assert "table int8" in r["reason"] and "output float32" in r["reason"], r
     ids = _ids((4,))
-    want, got = _run(_plain(plain), ids), _run(it, ids)
+    want, got = run_batch(_plain(plain), ids), run_batch(it, ids)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
 
@@ -155,8 +147,8 @@ def test_negative_zero_entries_are_kept():
     model.layers[0].set_weights([w.astype(np.float32)])
     plain = export.to_tflite(model, pack=False)
     ids = np.array([[0, 3, 1, 63]], np.int32)
-    want = _run(_plain(plain), ids)
+    want = run_batch(_plain(plain), ids)
     assert np.any(np.signbit(want) & (want == 0))  # the converter kept the -0.0 entries
     it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
     assert it.compressed_report()[0]["route"] == "compressed"
-    np.testing.assert_array_equal(_run(it, ids).view(np.uint32), want.view(np.uint32))
+    np.testing.assert_array_equal(run_batch(it, ids).view(np.uint32), want.view(np.uint32))

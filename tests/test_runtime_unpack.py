@@ -8,7 +8,7 @@ import pytest
 
 import _export_models as em
 from dc_keras import export, runtime
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LSTM = os.path.join(ROOT, "tests", "data", "zoo_lstm128.packed.tflite")

@@ -15,7 +15,7 @@ import pytest
 
 import _export_models as em
 from dc_keras import export, runtime
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 
 pytestmark = pytest.mark.legacy
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -23,7 +23,7 @@ import numpy as np
 from dc_keras._fileio import atomic_write
 from dc_keras.export import _backend
 from dc_keras._logs import quiet_conversion
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import DEFAULT_MIN_BYTES, _tensor_array, packed_tensors
 from dc_keras.export._pack import pack as _pack
 

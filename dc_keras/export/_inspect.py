@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from dc_keras._fileio import atomic_write, figure_bytes
-from dc_keras.export import _flatbuffer as fb
+from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _saves_enough, _subgraph_facts,
                                    _tensor_array, skip_reason)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dc_keras.export import _flatbuffer as fb
-from dc_keras.export._flatbuffer import schema
+from dc_keras import _flatbuffer as fb
+from dc_keras._flatbuffer import schema
 
 DENSIFY = "DENSIFY"
 

@@ -75,7 +75,7 @@ def cmd_pack(args):
 
 def is_packed(tflite_bytes) -> bool:
     """True if the ``.tflite`` has ``HuffDecode`` ops (raises ValueError when it is not a .tflite)."""
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     model = fb.read_model(tflite_bytes)
     return any(fb.is_huffdecode_code(c) for c in model.operatorCodes or [])

@@ -92,7 +92,7 @@ def _check(status, what):
 
 def _io_specs(content):
     """[(shape, dtype)] of signature 0's inputs and outputs (subgraph inputs/outputs if none)."""
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     model = fb.read_model(content)
     sg = model.subgraphs[0]

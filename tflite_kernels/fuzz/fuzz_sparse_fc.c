@@ -9,8 +9,8 @@
  *    on DC_SFC_DECODE its decode status equals dc_decode's; DC_SFC_UNSUPPORTED comes with a
  *    reason; a failed build leaves the form zeroed;
  *  - a built form is consistent (row_ptr monotone, ends at nnz, columns < cols and increasing
- *    within a row, codes < num_values for float) and holds exactly the non-zeros of the
- *    decoded tensor;
+ *    within a row, codes < num_values for float, int8 row sums) and holds exactly the non-zeros
+ *    of the decoded tensor (tests/sparse_fc_check.h, shared with tests/test_sparse_fc.c);
  *  - the float kernel (batch 1 and 3) matches a double-precision dense product within
  *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel (batch 3, and
  *    batch 1 on an input of exactly one row) equals the dense integer formula with rintf
@@ -26,38 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tests/sparse_fc_check.h"
 #include "dc_codec.h"
 #include "dc_sparse_fc.h"
 
 #define DC_FUZZ_NAME "fuzz_sparse_fc"
 #include "dc_fuzz.h"
-
-static void check_form(const dc_sparse_fc* m, const void* dense) {
-  uint64_t k = 0;
-  REQUIRE(m->row_ptr[0] == 0 && m->row_ptr[m->rows] == m->nnz);
-  for (uint32_t r = 0; r < m->rows; ++r) {
-    REQUIRE(m->row_ptr[r] <= m->row_ptr[r + 1]);
-    for (uint32_t c = 0; c < m->cols; ++c) {
-      size_t i = (size_t)r * m->cols + c;
-      int nz;
-      if (m->dtype == DC_DTYPE_FLOAT32) {
-        float v;
-        memcpy(&v, (const uint8_t*)dense + 4 * i, 4);
-        nz = v != 0.0f;
-        if (nz) {
-          REQUIRE(k < m->row_ptr[r + 1] && m->col[k] == c && m->code[k] < m->num_values);
-          REQUIRE(memcmp(&m->codebook[m->code[k]], &v, 4) == 0);
-        }
-      } else {
-        int8_t v = ((const int8_t*)dense)[i];
-        nz = v != 0;
-        if (nz) REQUIRE(k < m->row_ptr[r + 1] && m->col[k] == c && (int8_t)m->code[k] == v);
-      }
-      k += nz;
-    }
-    REQUIRE(k == m->row_ptr[r + 1]);
-  }
-}
 
 static void check_float(const dc_sparse_fc* m, const float* w) {
   const size_t batch = 3;
@@ -72,18 +46,8 @@ static void check_float(const dc_sparse_fc* m, const float* w) {
   for (size_t i = 0; i < batch * m->cols; ++i) x[i] = (float)((int)(i * 7919 % 17) - 8) / 8.f;
   dc_sparse_fc_float(m, x, batch, NULL, -INFINITY, INFINITY, y, scratch);
   dc_sparse_fc_float(m, x, 1, NULL, -INFINITY, INFINITY, y1, NULL);
-  for (size_t b = 0; b < batch; ++b) {
-    for (uint32_t r = 0; r < m->rows; ++r) {
-      double acc = 0, mag = 0;
-      for (uint32_t c = 0; c < m->cols; ++c) {
-        double t = (double)w[(size_t)r * m->cols + c] * x[b * m->cols + c];
-        acc += t, mag += fabs(t);
-      }
-      double tol = 1e-5 * mag + 1e-30;
-      REQUIRE(fabs(y[b * m->rows + r] - acc) <= tol || (isinf(y[b * m->rows + r]) && mag > 1e37));
-      if (b == 0) REQUIRE(fabs(y1[r] - acc) <= tol || (isinf(y1[r]) && mag > 1e37));
-    }
-  }
+  REQUIRE(sfc_float_mismatch(m, w, x, batch, y, 1e-5, 1) < 0);
+  REQUIRE(sfc_float_mismatch(m, w, x, 1, y1, 1e-5, 1) < 0);
   free(x), free(y), free(y1), free(scratch);
 }
 
@@ -180,7 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (st == DC_SFC_OK) {
     REQUIRE(dd == DC_OK && info.rank == 2 && m.rows == info.dims[0] && m.cols == info.dims[1]);
     REQUIRE(info.dtype == m.dtype && (m.dtype == DC_DTYPE_FLOAT32 || m.dtype == DC_DTYPE_INT8));
-    check_form(&m, dense);
+    REQUIRE(sfc_form_mismatch(&m, dense) < 0);
     for (int simd = 1; simd >= 0 && (uint64_t)m.rows * m.cols <= (1u << 20); --simd) {
       dc_sparse_fc_use_simd(simd); /* the run-time choice (AVX-512 on such CPUs), then scalar */
       if (m.dtype == DC_DTYPE_FLOAT32)

@@ -121,8 +121,8 @@ def seeds():
 
 def _fc_model(w):
     """A one-op FULLY_CONNECTED .tflite with constant weights ``w`` (units x inputs)."""
-    from dc_keras.export import _flatbuffer as fb
-    from dc_keras.export._flatbuffer import schema
+    from dc_keras import _flatbuffer as fb
+    from dc_keras._flatbuffer import schema
 
     def tensor(shape, buffer, name, ttype=schema.TensorType.FLOAT32):
         t = schema.TensorT()

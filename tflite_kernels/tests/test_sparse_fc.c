@@ -19,6 +19,7 @@
 #include "codec_vectors.h"
 #include "dc_sparse_fc.h"
 #include "dc_test.h"
+#include "sparse_fc_check.h"
 
 static uint32_t rng_state = 12345u;
 static uint32_t rnd(void) {
@@ -158,37 +159,10 @@ static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_s
   free(bias), free(scale), free(y), free(scratch);
 }
 
-/* The form holds exactly the non-zeros of the decoded tensor `raw`, row by row, columns
- * increasing, codes valid (float: codebook[code] has the weight's bit pattern). */
+/* The form holds exactly the non-zeros of the decoded tensor `raw` (sparse_fc_check.h). */
 static void check_form(const dc_sparse_fc* m, const uint8_t* raw, const char* name) {
-  uint64_t k = 0;
-  int bad = 0;
-  CHECK(m->row_ptr[0] == 0 && m->row_ptr[m->rows] == m->nnz, "%s: row_ptr ends", name);
-  for (uint32_t r = 0; r < m->rows && !bad; ++r) {
-    bad |= m->row_ptr[r] > m->row_ptr[r + 1];
-    for (uint32_t c = 0; c < m->cols && !bad; ++c) {
-      size_t i = (size_t)r * m->cols + c;
-      if (m->dtype == DC_DTYPE_FLOAT32) {
-        uint32_t bits;
-        memcpy(&bits, raw + 4 * i, 4);
-        if ((bits << 1) == 0) continue;
-        bad |= k >= m->row_ptr[r + 1] || m->col[k] != c || m->code[k] >= m->num_values ||
-               memcmp(&m->codebook[m->code[k]], &bits, 4) != 0;
-      } else {
-        int8_t v = (int8_t)raw[i];
-        if (v == 0) continue;
-        bad |= k >= m->row_ptr[r + 1] || m->col[k] != c || (int8_t)m->code[k] != v;
-      }
-      ++k;
-    }
-    bad |= k != m->row_ptr[r + 1];
-    if (m->dtype == DC_DTYPE_INT8 && !bad) {
-      int32_t sum = 0;
-      for (uint32_t c = 0; c < m->cols; ++c) sum += (int8_t)raw[(size_t)r * m->cols + c];
-      bad |= sum != m->row_sum[r];
-    }
-    CHECK(!bad, "%s: row %u differs from the decoded tensor", name, r);
-  }
+  int64_t r = sfc_form_mismatch(m, raw);
+  CHECK(r < 0, "%s: row %lld (of %u) differs from the decoded tensor", name, (long long)r, m->rows);
 }
 
 /* float kernel on a built form against the dense decoded weights (batch 1 and 3). */
@@ -201,18 +175,9 @@ static void check_float_vs_raw(const dc_sparse_fc* m, const float* w, const char
   for (size_t i = 0; i < batch * m->cols; ++i) x[i] = (float)((int)(rnd() % 2001) - 1000) / 256.f;
   dc_sparse_fc_float(m, x, batch, NULL, -INFINITY, INFINITY, y, scratch);
   dc_sparse_fc_float(m, x, 1, NULL, -INFINITY, INFINITY, y1, NULL);
-  for (size_t b = 0; b < batch; ++b) {
-    for (uint32_t r = 0; r < m->rows; ++r) {
-      double acc = 0, mag = 0;
-      for (uint32_t c = 0; c < m->cols; ++c) {
-        double t = (double)w[(size_t)r * m->cols + c] * x[b * m->cols + c];
-        acc += t, mag += fabs(t);
-      }
-      CHECK(fabs(y[b * m->rows + r] - acc) <= 1e-6 * mag + 1e-30, "%s: float [%zu,%u] %g vs %g",
-            name, b, r, y[b * m->rows + r], acc);
-      if (b == 0) CHECK(fabs(y1[r] - acc) <= 1e-6 * mag + 1e-30, "%s: float batch 1", name);
-    }
-  }
+  int64_t i = sfc_float_mismatch(m, w, x, batch, y, 1e-6, 0);
+  CHECK(i < 0, "%s: float output %lld (batch %zu) off", name, (long long)i, batch);
+  CHECK(sfc_float_mismatch(m, w, x, 1, y1, 1e-6, 0) < 0, "%s: float batch 1", name);
   free(x), free(y), free(y1), free(scratch);
 }
 

@@ -14,38 +14,7 @@
 #include <stdlib.h>
 
 #include "dc_codec.h"
-
-static int read_file(const char* path, uint8_t** data, size_t* size) {
-  FILE* f = fopen(path, "rb");
-  size_t cap = 1 << 16, len = 0, n;
-  uint8_t* buf;
-  if (!f) return -1;
-  buf = (uint8_t*)malloc(cap);
-  while (buf) {
-    n = fread(buf + len, 1, cap - len, f);
-    len += n;
-    if (len < cap) break;
-    {
-      uint8_t* bigger = (uint8_t*)realloc(buf, cap * 2);
-      if (!bigger) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = bigger;
-      cap *= 2;
-    }
-  }
-  if (!buf || ferror(f)) {
-    free(buf);
-    fclose(f);
-    return -1;
-  }
-  fclose(f);
-  *data = buf;
-  *size = len;
-  return 0;
-}
+#include "tool_io.h"
 
 static int decode_one(const char* in_path, const char* out_path) {
   uint8_t* data = NULL;
@@ -57,7 +26,7 @@ static int decode_one(const char* in_path, const char* out_path) {
   uint32_t i;
   int ok;
 
-  if (read_file(in_path, &data, &size) != 0) {
+  if (tool_read_file(in_path, &data, &size) != 0) {
     fprintf(stderr, "dc_decode: cannot read %s\n", in_path);
     return 1;
   }

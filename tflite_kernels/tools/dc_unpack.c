@@ -20,32 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int read_all(const char* path, uint8_t** data, size_t* size) {
-  FILE* f = fopen(path, "rb");
-  size_t cap = 1 << 16, len = 0;
-  uint8_t* buf = f ? (uint8_t*)malloc(cap) : NULL;
-  while (buf) {
-    len += fread(buf + len, 1, cap - len, f);
-    if (len < cap) break;
-    uint8_t* bigger = (uint8_t*)realloc(buf, cap * 2);
-    if (!bigger) {
-      free(buf);
-      buf = NULL;
-      break;
-    }
-    buf = bigger;
-    cap *= 2;
-  }
-  int bad = !f || !buf || ferror(f);
-  if (f) fclose(f);
-  if (bad) {
-    free(buf);
-    return -1;
-  }
-  *data = buf;
-  *size = len;
-  return 0;
-}
+#include "tool_io.h"
 
 /* Writes data to path through a temporary file and rename (mode 0666 & ~umask). */
 static int write_atomic(const char* path, const uint8_t* data, size_t size) {
@@ -77,7 +52,7 @@ int main(int argc, char** argv) {
   uint8_t *in = NULL, *out = NULL;
   size_t in_n = 0, out_n = 0;
   char why[512];
-  if (read_all(argv[1], &in, &in_n) != 0) {
+  if (tool_read_file(argv[1], &in, &in_n) != 0) {
     fprintf(stderr, "dc_unpack: cannot read %s: %s\n", argv[1], strerror(errno));
     return 1;
   }

@@ -44,7 +44,7 @@ def synthetic():
 
 
 def from_tflite(paths):
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     out = []
     for path in paths:

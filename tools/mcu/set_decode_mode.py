@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 def set_modes(tflite_bytes, modes, default=None):
     """Returns the model with HuffDecode custom options set: ``modes`` maps output tensor name ->
     0 (once) / 1 (every invoke); ``default`` (0/1/None) applies to the ops not named."""
-    from dc_keras.export import _flatbuffer as fb
+    from dc_keras import _flatbuffer as fb
 
     model = fb.read_model(tflite_bytes)
     codes = model.operatorCodes or []

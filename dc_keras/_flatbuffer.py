@@ -1,5 +1,9 @@
 """Reading and writing ``.tflite`` flatbuffers through the generated TFLite schema module.
 
+Shared file-format infrastructure (like ``_fileio``): ``export/`` reads and rewrites models with it,
+``runtime/`` only reads a model's input/output specs. It imports neither Keras nor TensorFlow
+(only when LiteRT's schema module is missing) and no other dc_keras module.
+
 Parsing goes through the flatc object API (``Model.GetRootAs`` + ``ModelT.InitFromObj``) after a
 cheap bounds check of the big vectors, so malformed bytes raise ``ValueError`` instead of hanging
 or raising random internal errors. Serialising goes through ``ModelT.Pack`` with one documented
