@@ -165,7 +165,7 @@ def test_folded_mask_trains_bit_exact_like_the_masked_forward_pass(optimizer, mo
         keras.utils.set_random_seed(3)
         model = compile_(dc_keras.prune(mlp(), PolynomialDecay(0.3, 0.8, begin_step=2, end_step=14, frequency=3)),
                          optimizer())
-        monkeypatch.setattr(pruning, "_clips_by_norm", lambda opt: not fold)
+        monkeypatch.setattr(pruning, "_clips_by_norm", lambda _opt: not fold)
         history = model.fit(X, Y, batch_size=8, epochs=2, verbose=0, shuffle=False,
                             callbacks=[dc_keras.PruningCallback()])
         assert all(w._traced_host == (True, fold) for w, _, _ in pruned_weights(model))
