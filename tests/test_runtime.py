@@ -138,13 +138,7 @@ def test_decoded_weights_in_one_arena_are_bit_exact_kept_and_released():
     ids = np.random.RandomState(0).randint(0, 4096, size=(3, 8)).astype(np.int32)
     ref = Interpreter(model_content=plain)
 
-    def run(it, x):
-        i = it.get_input_details()[0]["index"]
-        it.resize_tensor_input(i, list(x.shape))
-        it.allocate_tensors()
-        it.set_tensor(i, x)
-        it.invoke()
-        return it.get_tensor(it.get_output_details()[0]["index"]).copy()
+    run = em.run_batch
 
     want1, want3 = run(ref, ids[:1]), run(ref, ids)
     table = [d for d in ref.get_tensor_details() if tuple(d["shape"]) == (4096, 64)][0]
