@@ -569,3 +569,20 @@ def test_fit_updates_masks_between_steps_at_scheduled_steps():
     pruned = compile_(dc_keras.prune(mlp(), sched, layers=["d1"]), keras.optimizers.SGD(0.01))
     pruned.fit(X[:64], Y[:64], batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback(), Spy()])
     assert seen == [0.0, 0.0, 0.2, 0.2, 0.4, 0.4, 0.6, 0.6]
+
+
+@pytest.mark.parametrize("zero_share", [0.0, 0.5, 0.9, 0.95, 1.0])
+def test_kth_smallest_magnitude_equals_a_full_partition(zero_share):
+    """The host mask update's selection skips the stored zeros of pruned weights; the threshold
+    must be the full partition's bit for bit (below, at and above the target's zero count; NaN)."""
+    from dc_keras.train.pruning import _kth_smallest_abs
+
+    rng = np.random.RandomState(int(zero_share * 100))
+    a = np.abs(rng.randn(5000).astype(np.float32))
+    a[rng.rand(5000) < zero_share] = 0.0
+    a[7] = np.nan if zero_share < 1.0 else 0.0
+    a[:50] = a[50:100]  # ties
+    for k in (1, 17, 2500, 4500, 4750, 4999, 5000):
+        want = np.partition(a, k - 1)[k - 1]
+        got = _kth_smallest_abs(a, k)
+        assert got.dtype == want.dtype and (got.tobytes() == want.tobytes()), (k, got, want)

@@ -270,8 +270,7 @@ class PruneWrapper(_base.CompressionWrapper):
         k = min(int(np.floor(sparsity * np.float32(size) + np.float32(1e-3))), size)
         if k <= 0:
             return mask, threshold
-        t = np.partition(a32.reshape(-1), k - 1)[k - 1]
-        return (a32 > t).astype(mask.dtype), float(t)
+        return (a32 > (t := _kth_smallest_abs(a32.reshape(-1), k))).astype(mask.dtype), float(t)
 
     def compressed_values(self, training):
         if not training:
@@ -477,6 +476,19 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
 
     new_model, _ = _base.rewrite_model(model, replace, "prune")
     return _report.attach(new_model, report)
+
+
+def _kth_smallest_abs(flat, k):
+    """``np.partition(flat, k - 1)[k - 1]`` for non-negative ``flat`` (magnitudes), without
+    sorting the zeros: pruned weights are stored as exact zeros, so once a layer holds its target
+    sparsity the k-th smallest magnitude is 0 (no partition at all); below it, only the non-zero
+    magnitudes are partitioned. Same value bit for bit (zeros sort first, NaN last, as in
+    ``np.partition``)."""
+    zeros = flat.size - np.count_nonzero(flat)
+    if zeros >= k:
+        return flat.dtype.type(0)
+    rest = flat[flat != 0]
+    return np.partition(rest, k - zeros - 1)[k - zeros - 1]
 
 
 class PruningCallback(keras.callbacks.Callback):
