@@ -232,8 +232,9 @@ class PruneWrapper(_base.CompressionWrapper):
         for (_name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
             w = ops.convert_to_numpy(var)
             old = ops.convert_to_numpy(mask)
-            new, t = self._new_mask_np(w, old, float(ops.convert_to_numpy(threshold)), axis, sparsity)
-            if np.array_equal(new, old) and t == float(ops.convert_to_numpy(threshold)):
+            old_t = float(ops.convert_to_numpy(threshold))
+            new, t = self._new_mask_np(w, old, old_t, axis, sparsity)
+            if np.array_equal(new, old) and t == old_t:
                 continue
             _assign_host(mask, new.astype(old.dtype))
             _assign_host(threshold, np.float32(t))
@@ -308,14 +309,11 @@ class PruneWrapper(_base.CompressionWrapper):
 
     def _zero_pruned(self):
         """Host side: make the stored weights hold the mask (``w = w * mask``) where they do not
-        (e.g. weights set by hand since the last update). Returns whether anything changed."""
-        changed = False
+        (e.g. weights set by hand since the last update)."""
         for (_n, var, _a), mask in zip(self._targets, self._masks):
             w, m = ops.convert_to_numpy(var), ops.convert_to_numpy(mask)
             if np.any(w[m == 0] != 0):
                 _assign_host(var, (w * m.astype(w.dtype)).astype(w.dtype))
-                changed = True
-        return changed
 
     def _masked_in_step(self):
         """Custom training loops: the traced step itself updates the masks when the schedule says so."""
