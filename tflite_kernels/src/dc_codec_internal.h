@@ -64,6 +64,8 @@ typedef struct {
   uint64_t capacity; /* >= E (entry count, §6) */
   uint16_t* tables;  /* workspace: 2 << DC_MAX_CODE_LENGTH entries for the two decode tables
                       * (the caller's, so the decoder keeps no 16 KB frame on a small stack) */
+  uint32_t* pairs;   /* workspace: 2 << DC_MAX_CODE_LENGTH entries (ungrouped tensors: the
+                      * gap + index pair table, then a chunk of decoded entries) */
   uint64_t nnz;      /* out: kept values */
 } dc_rows;
 

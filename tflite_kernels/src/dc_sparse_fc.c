@@ -31,6 +31,7 @@
 
 #include "dc_codec_internal.h"
 #include "dc_pages.h"
+#include "dc_parallel.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(DC_SFC_NO_SIMD)
@@ -206,20 +207,33 @@ static dc_sfc_status check_shape(const dc_tensor_info* info, char* why, size_t w
   return DC_SFC_OK;
 }
 
-static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz) {
+/* Forms from this size on have their pages mapped by a helper thread during the build
+ * (dc_prefault_start); smaller ones in the caller (a thread costs more than it saves). */
+#define DC_SFC_PREFAULT_BYTES ((size_t)1 << 20)
+
+/* The arrays of a form of `nnz` non-zeros.  col and code come from dc_alloc_output (2 MiB and
+ * larger blocks huge-page advised); their pages are mapped writable up front (the builders write
+ * them front to back), by a helper thread for large forms: *pf, to be joined by the caller
+ * (dc_prefault_join) before it frees or shrinks them. */
+static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz, dc_prefault** pf) {
   size_t n = nnz ? (size_t)nnz : 1;
+  *pf = NULL;
   m->nnz = nnz;
   m->row_ptr = (uint32_t*)malloc(((size_t)m->rows + 1) * sizeof(uint32_t));
-  m->col = (uint16_t*)malloc(n * sizeof(uint16_t));
-  m->code = (uint8_t*)malloc(n);
+  m->col = (uint16_t*)dc_alloc_output(n * sizeof(uint16_t));
+  m->code = (uint8_t*)dc_alloc_output(n);
   const int sums = m->dtype == DC_DTYPE_INT8 && !m->table; /* FC only */
   if (sums) m->row_sum = (int32_t*)malloc((size_t)m->rows * sizeof(int32_t));
   if (!m->row_ptr || !m->col || !m->code || (sums && !m->row_sum)) {
     return DC_SFC_NOMEM;
   }
   /* the builders write them front to back; a shrink gives back what stays unused */
-  dc_populate_pages(m->col, n * sizeof(uint16_t));
-  dc_populate_pages(m->code, n);
+  if (n * 3 >= DC_SFC_PREFAULT_BYTES) {
+    *pf = dc_prefault_start(m->col, n * sizeof(uint16_t), m->code, n);
+  } else {
+    dc_populate_pages(m->col, n * sizeof(uint16_t));
+    dc_populate_pages(m->code, n);
+  }
   return DC_SFC_OK;
 }
 
@@ -268,19 +282,20 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     return DC_SFC_UNSUPPORTED;
   uint16_t* vc = value_codes(h, m, len);
   if (!vc) return DC_SFC_UNSUPPORTED;
-  dc_sfc_status s = alloc_form(m, h->entries); /* upper bound, shrunk below */
-  if (s != DC_SFC_OK) {
-    free(vc);
-    return s;
-  }
-  uint16_t* tables = (uint16_t*)malloc(sizeof(uint16_t) * (2u << DC_MAX_CODE_LENGTH));
+  dc_prefault* pf = NULL;
+  dc_sfc_status s = alloc_form(m, h->entries, &pf); /* upper bound, shrunk below */
+  /* decode workspace: two 2^12-entry u16 tables, then 2 * 2^12 u32 (pair table, scratch) */
+  uint16_t* tables =
+      s == DC_SFC_OK ? (uint16_t*)malloc(sizeof(uint16_t) * (6u << DC_MAX_CODE_LENGTH)) : NULL;
   if (!tables) {
+    dc_prefault_join(pf);
     free(vc);
-    return DC_SFC_NOMEM;
+    return s != DC_SFC_OK ? s : DC_SFC_NOMEM;
   }
   dc_rows r = {m->rows, m->cols, vc, len, m->row_ptr, m->col, m->code, h->entries ? h->entries : 1,
-               tables,  0};
+               tables,  (uint32_t*)(void*)(tables + (2u << DC_MAX_CODE_LENGTH)), 0};
   dc_status st = dc_decode_rows(packed, size, h, &r);
+  dc_prefault_join(pf);
   free(tables);
   free(vc);
   if (st != DC_OK) {
@@ -356,7 +371,8 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   }
   if (table && h.info.dtype == DC_DTYPE_INT8)
     m->fill = most_common_int8(dense, h.info.num_elements);
-  s = alloc_form(m, count_nonzero(dense, h.info.dtype, h.info.num_elements, table, m->fill));
+  dc_prefault* pf = NULL;
+  s = alloc_form(m, count_nonzero(dense, h.info.dtype, h.info.num_elements, table, m->fill), &pf);
   if (s == DC_SFC_OK) {
     if (h.info.dtype == DC_DTYPE_FLOAT32) {
       s = compact_float((const float*)dense, m, why, why_size);
@@ -364,6 +380,7 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
       compact_int8((const int8_t*)dense, m);
     }
   }
+  dc_prefault_join(pf);
   free(dense);
   if (s != DC_SFC_OK) dc_sparse_fc_free(m);
   return s;
