@@ -61,16 +61,13 @@ DC_API size_t dc_arena_size(const dc_arena* a);
 DC_API void dc_arena_drop(dc_arena* a, void* p, size_t n);
 DC_API void dc_arena_free(dc_arena* a);
 
-/* Maps two blocks of fresh memory writable (dc_populate_pages: page allocation and zeroing, the
- * kernel's part of a first write) on a helper thread while the caller fills them from the front,
- * e.g. the compact form's arrays during its build (4096x4096 at 10 %: 5 MB, ~1 ms of a
- * fresh-process build off the critical path).  Either block may be NULL / 0.  Runs in the calling
- * thread and returns NULL with one CPU (dc_decode_threads(0) == 1) or when no thread starts.
- * The contents are never changed: pages the caller reaches first are simply already mapped.
- * dc_prefault_join (NULL: nothing) waits for the helper; call it before freeing the blocks. */
-typedef struct dc_prefault dc_prefault;
-DC_API dc_prefault* dc_prefault_start(void* p1, size_t n1, void* p2, size_t n2);
-DC_API void dc_prefault_join(dc_prefault* t);
+/* Runs fn(arg) on a helper thread while the caller goes on (e.g. the compact-form build maps its
+ * arrays and checks the packed bytes' CRC there while it decodes them: dc_sparse_fc.c).  With
+ * one CPU (dc_decode_threads(0) == 1) or when no thread starts, runs it in the calling thread
+ * and returns NULL.  dc_task_join (NULL: nothing) waits for it and frees the task. */
+typedef struct dc_task dc_task;
+DC_API dc_task* dc_task_start(void (*fn)(void*), void* arg);
+DC_API void dc_task_join(dc_task* t);
 
 #ifdef __cplusplus
 }

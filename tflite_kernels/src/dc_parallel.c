@@ -9,8 +9,6 @@
 #include "dc_parallel.h"
 
 #include <pthread.h>
-
-#include "dc_pages.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -219,35 +217,31 @@ DC_API void dc_arena_free(dc_arena* a) {
   free(a);
 }
 
-struct dc_prefault {
+struct dc_task {
   pthread_t tid;
-  void* p[2];
-  size_t n[2];
+  void (*fn)(void*);
+  void* arg;
 };
 
-static void* prefault_run(void* arg) {
-  dc_prefault* t = (dc_prefault*)arg;
-  dc_populate_pages(t->p[0], t->n[0]);
-  dc_populate_pages(t->p[1], t->n[1]);
+static void* task_run(void* arg) {
+  dc_task* t = (dc_task*)arg;
+  t->fn(t->arg);
   return NULL;
 }
 
-DC_API dc_prefault* dc_prefault_start(void* p1, size_t n1, void* p2, size_t n2) {
-  dc_prefault* t = dc_decode_threads(0) > 1 ? (dc_prefault*)malloc(sizeof *t) : NULL;
+DC_API dc_task* dc_task_start(void (*fn)(void*), void* arg) {
+  dc_task* t = dc_decode_threads(0) > 1 ? (dc_task*)malloc(sizeof *t) : NULL;
   if (t) {
-    t->p[0] = p1;
-    t->n[0] = n1;
-    t->p[1] = p2;
-    t->n[1] = n2;
-    if (pthread_create(&t->tid, NULL, prefault_run, t) == 0) return t;
+    t->fn = fn;
+    t->arg = arg;
+    if (pthread_create(&t->tid, NULL, task_run, t) == 0) return t;
     free(t);
   }
-  dc_populate_pages(p1, n1); /* one CPU, or no thread: in the caller */
-  dc_populate_pages(p2, n2);
+  fn(arg); /* one CPU, or no thread: in the caller */
   return NULL;
 }
 
-DC_API void dc_prefault_join(dc_prefault* t) {
+DC_API void dc_task_join(dc_task* t) {
   if (!t) return;
   pthread_join(t->tid, NULL);
   free(t);
