@@ -1095,8 +1095,8 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
  * entries, positions, checks and statuses as rows_body (1.4x its speed on that layer). */
 #define DC_PAIR_BITS 12u
 #define DC_PAIR_BOTH (1u << 6)
-static void build_pairs(const uint16_t* gtab, uint32_t gmask, const uint16_t* itab,
-                        uint32_t imask, const uint16_t* vc, uint32_t* pairs) {
+static void build_pairs(const uint16_t* gtab, uint32_t gmask, const uint16_t* itab, uint32_t imask,
+                        const uint16_t* vc, uint32_t* pairs) {
   uint32_t w;
   for (w = 0; w < (1u << DC_PAIR_BITS); ++w) {
     const uint32_t ge = gtab[w & gmask], lg = ge & 15u;
@@ -1113,38 +1113,36 @@ static void build_pairs(const uint16_t* gtab, uint32_t gmask, const uint16_t* it
  * as a pair-table word (gap + 1, value code) in r->pairs's scratch part, pass 2 appends it. */
 #define DC_PAIR_CHUNK 4096u
 /* the pair table and a chunk fit the 2 << DC_MAX_CODE_LENGTH words of r->pairs */
-typedef char dc_pair_workspace_fits[DC_PAIR_BITS <= DC_MAX_CODE_LENGTH &&
-                                            DC_PAIR_CHUNK <= (1u << DC_MAX_CODE_LENGTH)
-                                        ? 1
-                                        : -1];
-#define DC_PAIR_RAW(b, out)                                                \
-  do {                                                                     \
-    uint32_t e_ = pairs[(b).bits & ((1u << DC_PAIR_BITS) - 1u)];          \
-    (b).bits >>= (e_ & 15u);                                               \
-    (b).count -= (e_ & 15u);                                               \
-    if (!(e_ & DC_PAIR_BOTH)) {                                            \
-      uint32_t i_;                                                         \
-      DEC(b, itab, imask, i_);                                             \
-      e_ = (e_ & 0xFFFF0000u) | (uint32_t)vc[i_] << 7;                     \
-    }                                                                      \
-    (out) = e_;                                                            \
+typedef char dc_pair_workspace_fits
+    [DC_PAIR_BITS <= DC_MAX_CODE_LENGTH && DC_PAIR_CHUNK <= (1u << DC_MAX_CODE_LENGTH) ? 1 : -1];
+#define DC_PAIR_RAW(b, out)                                      \
+  do {                                                           \
+    uint32_t e_ = pairs[(b).bits & ((1u << DC_PAIR_BITS) - 1u)]; \
+    (b).bits >>= (e_ & 15u);                                     \
+    (b).count -= (e_ & 15u);                                     \
+    if (!(e_ & DC_PAIR_BOTH)) {                                  \
+      uint32_t i_;                                               \
+      DEC(b, itab, imask, i_);                                   \
+      e_ = (e_ & 0xFFFF0000u) | (uint32_t)vc[i_] << 7;           \
+    }                                                            \
+    (out) = e_;                                                  \
   } while (0)
 /* Appends entry word w: q = position + 1 of the entry (q <= rend: inside the current row). */
-#define DC_PAIR_PLACE(w)                                                   \
-  do {                                                                     \
-    const uint32_t w_ = (w), v_ = (w_ >> 7) & 0x1FFu;                      \
-    q += w_ >> 16;                                                         \
-    if (q > rend) { /* next row(s); q <= N keeps row < rows */             \
-      if (q > n) return DC_ERR_STREAM;                                     \
-      do {                                                                 \
-        rp[++row] = (uint32_t)k;                                           \
-        rend += cols;                                                      \
-      } while (q > rend);                                                  \
-      base = rend - cols + 1u;                                             \
-    }                                                                      \
-    col[k] = (uint16_t)(q - base);                                         \
-    code[k] = (uint8_t)v_;                                                 \
-    k += (v_ >> 8) ^ 1u; /* kept: < 256; skipped: 256 */                   \
+#define DC_PAIR_PLACE(w)                                       \
+  do {                                                         \
+    const uint32_t w_ = (w), v_ = (w_ >> 7) & 0x1FFu;          \
+    q += w_ >> 16;                                             \
+    if (q > rend) { /* next row(s); q <= N keeps row < rows */ \
+      if (q > n) return DC_ERR_STREAM;                         \
+      do {                                                     \
+        rp[++row] = (uint32_t)k;                               \
+        rend += cols;                                          \
+      } while (q > rend);                                      \
+      base = rend - cols + 1u;                                 \
+    }                                                          \
+    col[k] = (uint16_t)(q - base);                             \
+    code[k] = (uint8_t)v_;                                     \
+    k += (v_ >> 8) ^ 1u; /* kept: < 256; skipped: 256 */       \
   } while (0)
 
 DC_NOINLINE dc_status rows_plain(const uint8_t* data, const dc_header* h, const uint32_t* pairs,

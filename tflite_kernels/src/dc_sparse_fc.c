@@ -330,8 +330,17 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     free(vc);
     return s != DC_SFC_OK ? s : DC_SFC_NOMEM;
   }
-  dc_rows r = {m->rows, m->cols, vc, len, m->row_ptr, m->col, m->code, h->entries ? h->entries : 1,
-               tables,  (uint32_t*)(void*)(tables + (2u << DC_MAX_CODE_LENGTH)), 0, w.h != NULL};
+  dc_rows r = {.rows = m->rows,
+               .cols = m->cols,
+               .value_code = vc,
+               .value_code_len = len,
+               .row_ptr = m->row_ptr,
+               .col = m->col,
+               .code = m->code,
+               .capacity = h->entries ? h->entries : 1,
+               .tables = tables,
+               .pairs = (uint32_t*)(void*)(tables + (2u << DC_MAX_CODE_LENGTH)),
+               .crc_checked = w.h != NULL};
   dc_status st = dc_decode_rows(packed, size, h, &r);
   helper_join(m, &w, task);
   if (w.h && !w.crc_ok) st = DC_ERR_CHECKSUM; /* §8: as if checked first */
