@@ -1092,7 +1092,8 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
  * << 16 | value code << 7 | both << 6 | bits used (bits 4-5 zero).  The index is looked up in
  * the bits after the gap with the window's missing high bits as zeros: a code that fits in the
  * bits present is the stream's (codes are prefix-free), a longer one is not used.  Same
- * entries, positions, checks and statuses as rows_body (1.4x its speed on that layer). */
+ * entries, positions, checks and statuses as rows_body; with the two passes below 1.1-1.15x
+ * its speed on that layer (x86-64, loaded machine, best of 30: 5.57 -> 4.95 ms incl. the CRC). */
 #define DC_PAIR_BITS 12u
 #define DC_PAIR_BOTH (1u << 6)
 static void build_pairs(const uint16_t* gtab, uint32_t gmask, const uint16_t* itab, uint32_t imask,
