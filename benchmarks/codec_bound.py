@@ -15,6 +15,11 @@ Contexts measured (all known to a decoder before it decodes the symbol):
   mask:  the kept/not-kept bit of every element coded on its own (what an arithmetic / ANS
          binary coder would pay): i.i.d., given the element's pixel density, given the 2-D
          neighbours (left, up, up-left, up-right, two left), given both.
+  adaptive: the kept bit of every element and the index of every kept one under models learned
+         while decoding (Krichevsky-Trofimov counts per context: model cost included, no tables):
+         what an adaptive binary arithmetic coder would pay, one decision per element.
+"static rANS" costs are fractional-bit codes from one frequency table per context, tables counted
+(the cheaper of 12-bit frequencies in Elias-gamma and 5-bit half-bit code lengths).
 "Huffman" costs are Huffman codes per context (length-limited to 12, FORMAT.md §4) including
 each table's descriptor, and without them ("tables free": a bound for any cleverer table coding;
 only for at most 81 context values, beyond which free tables overfit); "entropy" costs are static conditional entropies (no model cost, an
@@ -22,8 +27,10 @@ unreachable floor for the given context; the "context-coder floor" takes the low
 gaps or mask bits, plus the lowest index cost, contexts with more than 81 values left out). Fixed
 bytes (header, codebook, stream sizes) are taken from the §6 file.
 
-    .venv/bin/python benchmarks/codec_bound.py --tflite PICK/shared_float.tflite \\
+    .venv/bin/python benchmarks/codec_bound.py --tflite PICK/shared_float.tflite --bench-tensor \\
         --json docs/results/codec_bound.json
+
+(--bench-tensor adds bench_codec.py's own tensor: trains LeNet-300-100 one epoch, ~30 s.)
 """
 import argparse
 import bz2
