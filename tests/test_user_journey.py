@@ -74,3 +74,98 @@ def test_path_instead_of_bytes_says_read_it(plain):
             fn("model.tflite")
         with pytest.raises(TypeError, match=r"got PosixPath: read the file first"):
             fn(pathlib.Path("model.tflite"))
+
+
+# -- input and output paths ---------------------------------------------------------------------
+
+def test_missing_input_names_it_and_the_fix(tmp_path, capsys):
+    line = _error(capsys, ["pack", tmp_path / "missing.tflite", tmp_path / "o.tflite"])
+    assert "missing.tflite: No such file or directory; check the path" in line, line
+    line = _error(capsys, ["inspect", tmp_path])
+    assert "give the path of a .tflite file" in line, line
+
+
+def test_output_in_missing_directory(tmp_path, plain, capsys):
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    out = tmp_path / "no_such_dir" / "m.packed.tflite"
+    line = _error(capsys, ["pack", src, out])
+    assert str(out) in line and f"the directory {out.parent} does not exist: create it" in line, line
+    assert src.read_bytes() == plain and sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def test_output_is_a_directory(tmp_path, plain, capsys):
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    (tmp_path / "outdir").mkdir()
+    line = _error(capsys, ["pack", src, tmp_path / "outdir"])
+    assert "give a file name for the output" in line, line
+    assert os.listdir(tmp_path / "outdir") == [] and src.read_bytes() == plain
+
+
+@pytest.mark.parametrize("err,fix", [(errno.EROFS, "choose an output path in a writable directory"),
+                                     (errno.EACCES, "choose an output path in a writable directory"),
+                                     (errno.ENOSPC, "free some space")])
+def test_unwritable_output_names_the_fix(tmp_path, monkeypatch, err, fix):
+    """atomic_write (every output: CLI, to_tflite(path=), plots) says what to do; the strerror and
+    the output path stay in the message (scripts grep for them)."""
+    real_open = os.open
+
+    def failing_open(path, flags, mode=0o777, **kw):
+        if str(path).endswith(".tmp"):
+            raise OSError(err, os.strerror(err), path)
+        return real_open(path, flags, mode, **kw)
+
+    monkeypatch.setattr(_fileio.os, "open", failing_open)
+    target = tmp_path / "m.tflite"
+    with pytest.raises(OSError) as info:
+        _fileio.atomic_write(target, b"x")
+    e = info.value
+    assert e.errno == err and e.filename == str(target)
+    assert e.strerror.startswith(os.strerror(err)) and fix in e.strerror, e.strerror
+    assert os.listdir(tmp_path) == []
+
+
+# -- documented CLI flags exist -----------------------------------------------------------------
+
+def _documented_flags():
+    """``(command, flag)`` for every ``dc-keras COMMAND ... --flag`` in README.md and docs/*.md."""
+    found = set()
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for cmd, rest in re.findall(r"dc-keras (pack|unpack|inspect|demo)\b([^`\n]*)", doc.read_text()):
+            for flag in re.findall(r"(--[a-z][a-z_-]*)", rest):
+                found.add((cmd, flag))
+    return sorted(found)
+
+
+def test_every_documented_cli_flag_exists():
+    flags = _documented_flags()
+    assert ("pack", "--strip-strings") in flags and len(flags) >= 4, flags
+    parser, _ = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices  # argparse has no public API
+    missing = [(c, f) for c, f in flags if f not in subparsers[c]._option_string_actions]
+    assert not missing, f"documented but not accepted by the CLI: {missing}"
+
+
+def test_underscore_and_dash_spellings(tmp_path, plain, capsys):
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    a, b = tmp_path / "a.tflite", tmp_path / "b.tflite"
+    assert cli.main(["pack", str(src), str(a), "--strip_strings", "--context_model"]) == 0
+    assert cli.main(["pack", str(src), str(b), "--strip-strings", "--context-model"]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert "strings stripped" in capsys.readouterr().out
+
+
+def test_python_dash_m_dc_keras():
+    r = subprocess.run([sys.executable, "-m", "dc_keras", "--version"], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.startswith("dc-keras "), (r.stdout, r.stderr)
+
+
+def test_multi_worker_help_documents_worker_id():
+    """docs/multi_worker.md tells users on real hosts to pass --worker-id: --help must list it."""
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "multi_worker.py"), "--help"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "--worker-id" in r.stdout and "--coordinator" in r.stdout, r.stdout
