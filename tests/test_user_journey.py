@@ -169,3 +169,18 @@ def test_multi_worker_help_documents_worker_id():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "--worker-id" in r.stdout and "--coordinator" in r.stdout, r.stdout
+
+
+# -- tfmot users ----------------------------------------------------------------------------------
+
+def test_tfmot_quantization_names_the_replacement():
+    import dc_keras.compat.tfmot as tfmot
+
+    with pytest.raises(AttributeError, match=r"quantize='int8'.*docs/quantization.md"):
+        tfmot.quantization.keras.quantize_model  # noqa: B018
+    with pytest.raises(AttributeError, match="preserve_sparsity=True"):
+        tfmot.experimental  # noqa: B018
+    with pytest.raises(AttributeError, match="migrating_from_tfmot"):
+        tfmot.no_such_name  # noqa: B018
+    assert not hasattr(tfmot, "quantization")
+    assert tfmot.sparsity.keras.prune_low_magnitude and tfmot.clustering.keras.cluster_weights
