@@ -184,3 +184,40 @@ def test_tfmot_quantization_names_the_replacement():
         tfmot.no_such_name  # noqa: B018
     assert not hasattr(tfmot, "quantization")
     assert tfmot.sparsity.keras.prune_low_magnitude and tfmot.clustering.keras.cluster_weights
+
+
+# -- exporting a model that was not stripped ------------------------------------------------------
+
+def test_to_tflite_of_a_wrapped_model_strips_it_and_says_so():
+    """Forgetting `strip` before `to_tflite` used to raise a false ClusterSpreadWarning about the
+    pruning mask ("clustered to 2 distinct values in Keras"); now the export is that of the
+    stripped model, with one warning that says to strip, and the model passed in is unchanged."""
+    import keras
+
+    import dc_keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(128), keras.layers.Dense(2)])
+    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.8, 0, frequency=1))
+    pruned.compile("sgd", "mse")
+    pruned.fit(x, np.zeros((64, 2), "float32"), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    before = [w.copy() for w in pruned.get_weights()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = dc_keras.export.to_tflite(pruned)
+    ours = [w for w in caught if issubclass(w.category, UserWarning) and "to_tflite" in str(w.message)]
+    assert len(ours) == 1 and "dc_keras.strip" in str(ours[0].message), [str(w.message) for w in ours]
+    assert not issubclass(ours[0].category, dc_keras.export.ClusterSpreadWarning)
+    assert isinstance(pruned.layers[0], dc_keras.train.PruneWrapper)
+    assert all(np.array_equal(a, b) for a, b in zip(before, pruned.get_weights()))
+    stripped = dc_keras.export.to_tflite(dc_keras.strip(pruned))
+    assert len(data) == len(stripped)
+    outs = []
+    for blob in (data, stripped):
+        it = dc_keras.runtime.Interpreter(model_content=blob)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x[:1])
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+    assert np.array_equal(outs[0], outs[1])

@@ -318,10 +318,36 @@ def _leaf_layers(model):
     return out
 
 
+def _without_wrappers(model):
+    """``model`` with dc_keras's training wrappers stripped (a copy: ``model`` is not modified),
+    with a warning naming them; ``model`` itself when it has none or is subclassed (whose strip works
+    in place: the user's call). The converter would otherwise see kernels, masks and centroids."""
+    from dc_keras.train import _base, strip
+
+    wrapped = _base.find_wrappers(model)
+    if not wrapped:
+        return model
+    names = sorted({w.name for w in wrapped})
+    if not _base.is_graph_model(model):
+        warnings.warn(f"to_tflite: layers {names} still have dc_keras pruning/clustering wrappers; call "
+                      "dc_keras.strip(model) before exporting (flow: prune -> fit -> strip -> cluster -> fit -> "
+                      "strip -> to_tflite)", UserWarning, stacklevel=3)
+        return model
+    warnings.warn(f"to_tflite: layers {names} still had dc_keras pruning/clustering wrappers: exported "
+                  "dc_keras.strip(model) (same outputs; the model passed in is unchanged). Call dc_keras.strip "
+                  "yourself before exporting to silence this warning", UserWarning, stacklevel=3)
+    return strip(model)
+
+
 def _shared_kernels(model):
-    """Keras weights that look clustered: ``(layer, weight path, size, distinct values)``."""
+    """Keras weights that look clustered: ``(layer, weight path, size, distinct values)``. Layers
+    still wrapped for training are left out: their masks / indices are not what the converter exports."""
+    from dc_keras.train import _base
+
     out, seen = [], set()
     for layer in _leaf_layers(model):
+        if isinstance(layer, _base.CompressionWrapper):
+            continue
         for w in layer.weights:
             if id(w) in seen or len(w.shape) < 2:
                 continue
@@ -438,7 +464,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
 
     Args:
       model: a built ``keras.Model`` (typically after ``dc_keras.strip``: pruned, clustered
-        weights, so they pack well).
+        weights, so they pack well). A Sequential/Functional model that still has dc_keras
+        wrappers is exported as ``dc_keras.strip(model)``, with a warning.
       pack: run ``dc_keras.export.pack`` on the converted model (default True).
       quantize: ``None`` (float32), ``"float16"`` (float16 weights), ``"dynamic"`` (int8 weights,
         float activations) or ``"int8"`` (full integer post-training quantization; needs
@@ -480,6 +507,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       >>> data = dc_keras.export.to_tflite(model, configure=flex)                       # doctest: +SKIP
     """
     _check_arguments(quantize, batch_size, converter_options, configure)
+    model = _without_wrappers(model)
     if _backend.needs_tensorflow_child():  # torch backend: dc_keras/export/_backend.py
         data = _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
                                                 min_bytes=min_bytes, batch_size=batch_size,
