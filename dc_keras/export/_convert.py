@@ -451,6 +451,29 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
             f"the .tflite, so it was {fate}. Likely cause: {cause}. Fix: {fix}.")
 
 
+def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size, converter_options,
+                         configure, per_channel):
+    """The ``.tflite`` converted in a TF-backend child (torch always; JAX when nothing in the call needs
+    this process: dc_keras/export/_backend.py), or None to convert here. A JAX child that fails
+    falls back to this process with a warning."""
+    must = _backend.needs_tensorflow_child()
+    if not must and not _backend.prefers_tensorflow_child(configure, converter_options, representative_data):
+        return None
+    try:
+        return _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
+                                                min_bytes=min_bytes, batch_size=batch_size,
+                                                converter_options=converter_options, configure=configure,
+                                                per_channel=per_channel)
+    except RuntimeError as exc:
+        if must:
+            raise
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        warnings.warn(f"to_tflite: the TensorFlow-backend conversion of this JAX model failed ({last}); "
+                      "converting in this process through jax2tf instead (a correct but unfused, larger "
+                      "graph; docs: dc_keras/export/_backend.py)", UserWarning, stacklevel=3)
+        return None
+
+
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
               min_bytes: int = DEFAULT_MIN_BYTES, batch_size=None, converter_options=None,
               configure=None, per_channel=None) -> bytes:
@@ -508,11 +531,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     """
     _check_arguments(quantize, batch_size, converter_options, configure)
     model = _without_wrappers(model)
-    if _backend.needs_tensorflow_child():  # torch backend: dc_keras/export/_backend.py
-        data = _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
-                                                min_bytes=min_bytes, batch_size=batch_size,
-                                                converter_options=converter_options, configure=configure,
-                                                per_channel=per_channel)
+    data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
+                                converter_options, configure, per_channel)
+    if data is not None:
         if path is not None:
             atomic_write(path, data)
         return data
