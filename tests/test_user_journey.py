@@ -280,3 +280,31 @@ def test_jax_routing(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
     with pytest.raises(RuntimeError, match="Unknown layer"):
         _convert._in_tensorflow_child(None, True, None, None, 256, None, None, None, None)
+
+
+# -- dc_keras.pipeline on a small data set -----------------------------------------------------
+
+def test_prune_retrain_warns_only_when_the_target_is_missed():
+    """README's "Beyond LeNet" recipe on a few batches: prune_retrain knows how many steps it trains,
+    so the schedule constructor's guess ("training for end_step steps ... ends at sparsity 0") must
+    not fire when the run does reach the target; the fit-time check still warns when it does not."""
+    import keras
+
+    import dc_keras
+
+    (x, y), _ = dc_keras.datasets.mnist.load_data()
+    x, y = dc_keras.datasets.normalize(x[:256]), y[:256]
+
+    def run(**kw):
+        keras.utils.set_random_seed(0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = dc_keras.pipeline.prune_retrain(dc_keras.models.lenet_300_100(), x, y, 0.75, epochs=1,
+                                                    verbose=0, **kw)
+        fc1 = model.get_layer("fc1").get_weights()[0]
+        return [str(w.message) for w in caught if "instead of 0.75" in str(w.message)], float(np.mean(fc1 == 0))
+
+    messages, sparsity = run()  # 2 steps, end_step 1: reached
+    assert messages == [] and sparsity == pytest.approx(0.75, abs=0.01), (messages, sparsity)
+    messages, sparsity = run(ramp_fraction=1.0)  # end_step 2 = the step after the last: not reached
+    assert messages and all("fit()" in m for m in messages) and sparsity < 0.7, (messages, sparsity)
