@@ -6,6 +6,7 @@ The CLI cases run `dc_keras.cli.main` in-process (the subprocess path is covered
 tests/test_cli_errors.py); each must print exactly one `dc-keras CMD: error: ...` line.
 """
 import errno
+import json
 import os
 import pathlib
 import re
@@ -226,21 +227,26 @@ def test_to_tflite_of_a_wrapped_model_strips_it_and_says_so():
 # -- exporting from the JAX backend -------------------------------------------------------------
 
 _JAX_EXPORT = r"""
-import sys, numpy as np, keras, dc_keras
+import json, sys, warnings, numpy as np, keras, dc_keras
 assert keras.backend.backend() == "jax"
 rng = np.random.default_rng(0)
-model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(64, activation="relu", name="fc1"),
-                          keras.layers.Dense(3, activation="softmax", name="fc2")], name="mlp")
+model = keras.Sequential([keras.Input((6, 4)), keras.layers.LSTM(16, name="rnn"),
+                          keras.layers.Dense(64, activation="relu", name="fc1"),
+                          keras.layers.Dense(3, activation="softmax", name="fc2")], name="seq")
 model.set_weights([np.where(rng.random(w.shape) < 0.2, np.round(rng.normal(size=w.shape), 1), 0).astype("float32")
                    for w in model.get_weights()])
 model.save(sys.argv[1])
-dc_keras.export.to_tflite(model, path=sys.argv[2])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    dc_keras.export.to_tflite(model, path=sys.argv[2])
+print("WARNINGS " + json.dumps([str(w.message) for w in caught if str(w.message).startswith("to_tflite")]))
 """
 
 
 def test_jax_export_is_the_tensorflow_backends_file(tmp_path):
-    """A JAX user gets the .tflite a TF user gets (converted in a TF-backend child). The in-process
-    jax2tf route gave an unfused graph: 61 ops instead of 11 and +11 % packed bytes on LeNet-300-100."""
+    """A JAX user gets the .tflite a TF user gets (converted in a TF-backend child), and the child's
+    warnings (here: the recurrent model's static batch) reach the caller. The in-process jax2tf route
+    gave an unfused graph: 61 ops instead of 11 and +11 % packed bytes on LeNet-300-100."""
     import keras
 
     import dc_keras
@@ -253,7 +259,10 @@ def test_jax_export_is_the_tensorflow_backends_file(tmp_path):
     r = subprocess.run([sys.executable, "-c", _JAX_EXPORT, str(src), str(out)], env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert out.read_bytes() == dc_keras.export.to_tflite(keras.saving.load_model(src))
+    relayed = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("WARNINGS ")][-1][9:])
+    assert len(relayed) == 1 and "fixed batch of 1" in relayed[0], relayed
+    with pytest.warns(UserWarning, match="fixed batch of 1"):
+        assert out.read_bytes() == dc_keras.export.to_tflite(keras.saving.load_model(src))
 
 
 def test_jax_routing(monkeypatch):

@@ -43,9 +43,16 @@ rep = None
 if args["representative"] is not None:
     rep = [np.load(p) for p in args["representative"]]
     rep = rep[0] if len(rep) == 1 else rep
-to_tflite(model, pack=args["pack"], quantize=args["quantize"], path=args["out"],
-          representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"],
-          per_channel=args["per_channel"])
+import warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    to_tflite(model, pack=args["pack"], quantize=args["quantize"], path=args["out"],
+              representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"],
+              per_channel=args["per_channel"])
+relay = [{"category": w.category.__name__, "message": str(w.message)} for w in caught
+         if issubclass(w.category, UserWarning) and str(w.message).startswith("to_tflite")]
+with open(args["warnings"], "w") as f:
+    json.dump(relay, f)
 """
 
 # Seconds the TF child may take (TF start-up + conversion of a large model on a slow machine).
@@ -100,7 +107,7 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
                 np.save(rep_paths[-1], a.astype(np.float32) if a.dtype.kind == "f" else a)
         out = os.path.join(tmp, "model.tflite")
         args = {"model": model_path, "pack": bool(pack), "quantize": quantize, "out": out,
-                "representative": rep_paths, "min_bytes": int(min_bytes),
+                "representative": rep_paths, "min_bytes": int(min_bytes), "warnings": os.path.join(tmp, "warnings.json"),
                 "batch_size": None if batch_size is None else int(batch_size),
                 "per_channel": None if per_channel is None else bool(per_channel)}
         env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
@@ -118,5 +125,22 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
                 "to_tflite: converting in a TensorFlow-backend subprocess failed (the model was saved "
                 f"as .keras and loaded with KERAS_BACKEND=tensorflow):\n{tail}"
             )
+        _relay_warnings(args["warnings"])
         with open(out, "rb") as f:
             return f.read()
+
+
+def _relay_warnings(path):
+    """Re-issues here the ``to_tflite`` warnings the child recorded (static batch, ClusterSpreadWarning,
+    ...): without this they would stay in the child's captured stderr."""
+    import warnings
+
+    from dc_keras.export._convert import ClusterSpreadWarning
+
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        relayed = json.load(f)
+    for w in relayed:
+        category = ClusterSpreadWarning if w["category"] == "ClusterSpreadWarning" else UserWarning
+        warnings.warn(w["message"], category, stacklevel=4)
