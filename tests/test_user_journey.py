@@ -158,6 +158,16 @@ def test_underscore_and_dash_spellings(tmp_path, plain, capsys):
     assert "strings stripped" in capsys.readouterr().out
 
 
+def test_unknown_option_names_the_command(capsys):
+    """`dc-keras pack IN OUT --typo` used to print the top-level usage and "dc-keras: error: ..."."""
+    assert cli.main(["pack", "a.tflite", "b.tflite", "--strip-text"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: dc-keras pack ") and "--strip-strings" in err, err
+    assert "dc-keras pack: error: unrecognized arguments: --strip-text; `dc-keras pack --help`" in err, err
+    assert cli.main(["--verbosity=1"]) == 2
+    assert "dc-keras: error: missing command; one of: demo, inspect, pack, unpack" in capsys.readouterr().err
+
+
 def test_python_dash_m_dc_keras():
     r = subprocess.run([sys.executable, "-m", "dc_keras", "--version"], capture_output=True, text=True,
                        timeout=300, cwd=ROOT)
