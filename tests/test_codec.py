@@ -1,4 +1,5 @@
 """Round trips and error handling of dc_keras.codec (docs/FORMAT.md), through the public API."""
+import ctypes
 import heapq
 import struct
 
@@ -440,3 +441,51 @@ def test_context_sparse_hostile_fields_rejected_with_valid_crc():
             codec.decode(_with_crc(bad))
         except codec.CorruptDataError:
             pass
+
+
+@pytest.fixture
+def portable_and_simd():
+    """Decodes with the x86-64 fast paths (BMI2 dense loop, carry-less CRC) and without them
+    (dc_codec_use_simd(0): the portable code), restoring the setting afterwards."""
+    from dc_keras.codec._decode import _library
+
+    lib = _library()
+    lib.dc_codec_use_simd.argtypes = [ctypes.c_int]
+    lib.dc_codec_use_simd.restype = ctypes.c_int
+
+    def both(packed):
+        out = []
+        for on in (1, 0):
+            was = lib.dc_codec_use_simd(on)
+            try:
+                out.append(codec.decode(packed))
+            except codec.CorruptDataError as e:
+                out.append(f"error {e.status}")
+            finally:
+                lib.dc_codec_use_simd(was)
+        return out
+
+    return both
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_fast_dense_path_matches_portable_decoder(portable_and_simd, version, dtype):
+    """§5 32-bit dense: the BMI2 loop gives the portable loop's bytes for every size (stream tails,
+    fast-loop chunk edges) and code length up to 12 bits, and the same error for corrupt data."""
+    rng = np.random.default_rng(version)
+    for n, k, skew in [(1, 2, 0), (15, 3, 0), (16, 5, 0), (17, 7, 1), (63, 256, 0), (64, 256, 1),
+                       (65, 9, 2), (1000, 31, 1), (16 * 1024 * 4 + 5, 200, 2), (40000, 4000, 3),
+                       (70001, 256, 0)]:
+        vals = values_for(dtype, k, rng)
+        p = rng.random(k) ** (1 + 4 * skew)  # skewed: long codes (the encoder caps them at 12 bits)
+        a = vals[rng.choice(k, size=n, p=p / p.sum())]
+        packed = codec.encode(a, layout="dense", version=version)
+        fast, portable = portable_and_simd(packed)
+        assert fast.tobytes() == portable.tobytes() == a.tobytes(), (n, k)
+        bad = bytearray(packed)
+        for pos in rng.integers(len(packed) // 2, len(packed), size=6):
+            bad[pos] ^= 1 << int(rng.integers(8))
+            fast, portable = portable_and_simd(bytes(bad))
+            assert str(fast) == str(portable) or fast.tobytes() == portable.tobytes()
+            bad[pos] = packed[pos]
