@@ -470,9 +470,11 @@ def portable_and_simd():
 
 @pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
-def test_fast_dense_path_matches_portable_decoder(portable_and_simd, version, dtype):
-    """§5 32-bit dense: the BMI2 loop gives the portable loop's bytes for every size (stream tails,
-    fast-loop chunk edges) and code length up to 12 bits, and the same error for corrupt data."""
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_fast_paths_match_portable_decoder(portable_and_simd, version, dtype, layout):
+    """§5 / §6 32-bit: the BMI2 loops give the portable loops' bytes for every size (stream tails,
+    fast-loop chunk edges), density and code length up to 12 bits, and the same error for corrupt
+    data."""
     rng = np.random.default_rng(version)
     for n, k, skew in [(1, 2, 0), (15, 3, 0), (16, 5, 0), (17, 7, 1), (63, 256, 0), (64, 256, 1),
                        (65, 9, 2), (1000, 31, 1), (16 * 1024 * 4 + 5, 200, 2), (40000, 4000, 3),
@@ -480,7 +482,10 @@ def test_fast_dense_path_matches_portable_decoder(portable_and_simd, version, dt
         vals = values_for(dtype, k, rng)
         p = rng.random(k) ** (1 + 4 * skew)  # skewed: long codes (the encoder caps them at 12 bits)
         a = vals[rng.choice(k, size=n, p=p / p.sum())]
-        packed = codec.encode(a, layout="dense", version=version)
+        if layout == "sparse":  # long and short gaps
+            a = np.where(rng.random(n) < (0.02, 0.1, 0.5)[skew % 3], a, 0).astype(dtype)
+            a[: min(n, 3)] = vals[-1]
+        packed = codec.encode(a, layout=layout, version=version)
         fast, portable = portable_and_simd(packed)
         assert fast.tobytes() == portable.tobytes() == a.tobytes(), (n, k)
         bad = bytearray(packed)

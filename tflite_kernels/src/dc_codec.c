@@ -1514,8 +1514,109 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status dense_e4_bmi2(const ui
   }
   return DC_OK;
 }
-#undef DC_BMI2_LOAD
 #undef DC_BMI2_SYM
+
+/* §6 sparse, 32-bit elements, ungrouped, with BMI2: sparse_body's walk (same streams, entries,
+ * checks and background fill) with dense_e4_bmi2's position-based streams: per iteration one load
+ * per stream feeds its 2 entries (gap and index symbols, <= 48 bits). */
+#define DC_BMI2_DEC(w, table, bits, sym)               \
+  do {                                                 \
+    const uint64_t e_ = (table)[_bzhi_u64((w), bits)]; \
+    (w) >>= e_ & 15u;                                  \
+    (sym) = (uint32_t)(e_ >> 4);                       \
+  } while (0)
+#define DC_BMI2_ENTRY(g, i)                        \
+  do {                                             \
+    p += (g);                                      \
+    if (p >= n) return DC_ERR_STREAM;              \
+    memcpy(out + p * 4u, cb + (size_t)(i)*4u, 4u); \
+    p++;                                           \
+  } while (0)
+__attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status sparse_e4_bmi2(const uint8_t* data,
+                                                                         const dc_header* h,
+                                                                         const uint16_t* gtab,
+                                                                         const uint16_t* itab,
+                                                                         uint8_t* out, cksum* ck) {
+  bitreader br[4];
+  const uint32_t Lg = h->gap_code.max_len, Li = h->index_code.max_len;
+  const uint64_t gmask = (1u << Lg) - 1u, imask = (1u << Li) - 1u;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
+  const uint8_t* cb = h->codebook;
+  const uint8_t* bgv = cb + (size_t)h->background * 4u;
+  uint64_t j = 0, p = 0, filled = 0, it, q[4];
+  uint32_t s;
+  dc_status st;
+  streams_init(br, h);
+  for (s = 0; s < 4; ++s) q[s] = (uint64_t)br[s].start * 8u;
+  while ((it = min_u64(
+              min_u64(min_u64(pos_safe_iters(q[0], br[0].end), pos_safe_iters(q[1], br[1].end)),
+                      min_u64(pos_safe_iters(q[2], br[2].end), pos_safe_iters(q[3], br[3].end))),
+              min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {
+    uint64_t reach, q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
+    if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;
+    reach = min_u64(n, p + it * 8 * G);
+    if (filled < reach) {
+      uint64_t to = min_u64(n, filled + DC_FILL_CHUNK > reach ? filled + DC_FILL_CHUNK : reach);
+      fill_elements(out, filled, to, bgv, 4, 32);
+      filled = to;
+    }
+    j += 8 * it;
+    for (; it > 0; --it) {
+      uint64_t w0 = DC_BMI2_LOAD(q0), w1 = DC_BMI2_LOAD(q1), w2 = DC_BMI2_LOAD(q2),
+               w3 = DC_BMI2_LOAD(q3);
+      uint32_t r;
+      for (r = 0; r < 2; ++r) {
+        uint32_t g0, g1, g2, g3, i0, i1, i2, i3;
+        DC_BMI2_DEC(w0, gtab, Lg, g0);
+        DC_BMI2_DEC(w1, gtab, Lg, g1);
+        DC_BMI2_DEC(w2, gtab, Lg, g2);
+        DC_BMI2_DEC(w3, gtab, Lg, g3);
+        DC_BMI2_DEC(w0, itab, Li, i0);
+        DC_BMI2_DEC(w1, itab, Li, i1);
+        DC_BMI2_DEC(w2, itab, Li, i2);
+        DC_BMI2_DEC(w3, itab, Li, i3);
+        DC_BMI2_ENTRY(g0, i0);
+        DC_BMI2_ENTRY(g1, i1);
+        DC_BMI2_ENTRY(g2, i2);
+        DC_BMI2_ENTRY(g3, i3);
+      }
+      q0 += (uint64_t)__builtin_clzll(w0) - 6u;
+      q1 += (uint64_t)__builtin_clzll(w1) - 6u;
+      q2 += (uint64_t)__builtin_clzll(w2) - 6u;
+      q3 += (uint64_t)__builtin_clzll(w3) - 6u;
+    }
+    q[0] = q0;
+    q[1] = q1;
+    q[2] = q2;
+    q[3] = q3;
+    ck_upto(ck, out, (size_t)(p * 4u));
+  }
+  for (s = 0; s < 4; ++s) br_seek(&br[s], data, q[s]);
+  for (; j < e; ++j) { /* the tail: sparse_body's */
+    bitreader* bb = &br[j & 3];
+    uint32_t g, i;
+    br_refill_safe(bb, data);
+    DEC(*bb, gtab, gmask, g);
+    DEC(*bb, itab, imask, i);
+    if (p + g < n && filled <= p + g) {
+      uint64_t to = min_u64(n, p + g + G + DC_FILL_CHUNK);
+      fill_elements(out, filled, to, bgv, 4, 32);
+      filled = to;
+    }
+    DC_BMI2_ENTRY(g, i);
+  }
+  if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  fill_elements(out, filled, n, bgv, 4, 32);
+  for (s = 0; s < 4; ++s) {
+    st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+#undef DC_BMI2_DEC
+#undef DC_BMI2_ENTRY
+
+#undef DC_BMI2_LOAD
 
 static int dense_bmi2_ok(void) {
   static int level = -1; /* a benign race: every thread stores the same value */
@@ -1632,6 +1733,11 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
 #endif
   if (!h->sparse) return dense[grouped][slot](data, h, itab, out, ck);
   build_table(&h->gap_code, gtab);
+#if DC_DENSE_BMI2
+  if (!grouped && slot == 4 && h->index_code.max_len <= 12 && h->gap_code.max_len <= 12 &&
+      dense_bmi2_ok())
+    return sparse_e4_bmi2(data, h, gtab, itab, out, ck);
+#endif
   return sparse[grouped][slot](data, h, gtab, itab, out, ck);
 }
 
