@@ -15,6 +15,8 @@ keras.layers.Embedding (GATHER in TFLite) with its table pruned and clustered th
 per call (batch 8: 8 x 16). Ratios are vs `dense` of the same model, same run.
 Latency: median of the invokes (and the fastest one: on a loaded machine a long invoke is more
 often preempted, which the minimum filters out).
+Load: wall time of create + allocate_tensors, and its CPU time (load_cpu_s: all the process's
+threads, the parallel decode included; steadier than wall time on a loaded machine).
 Memory = growth of the process's RSS from before the interpreter is created to after load +
 invokes (from /proc/self/smaps_rollup), split into anonymous and file-backed pages.  The
 baseline is taken after the imports and numpy.random's first use (the inputs' generator), so
@@ -95,10 +97,10 @@ def child(route, path, invokes, cold):
     # pages that would otherwise be counted in every route's memory.
     _input([1], np.float32, 0)
     rss0 = smaps()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     it = _make(route, path)
     it.allocate_tensors()
-    load = time.perf_counter() - t0
+    load, load_cpu = time.perf_counter() - t0, time.process_time() - c0
     inp = it.get_input_details()[0]
     shape = list(inp["shape"])
     x = _input(shape, inp["dtype"], 0)
@@ -109,7 +111,7 @@ def child(route, path, invokes, cold):
     cpu1 = []
     ts1 = _invoke_times(it, invokes, cpu1)
     rss1 = smaps()
-    res = {"load_s": load, "batch1_s": statistics.median(ts1), "batch1_min_s": min(ts1),
+    res = {"load_s": load, "load_cpu_s": load_cpu, "batch1_s": statistics.median(ts1), "batch1_min_s": min(ts1),
            "batch1_cpu_s": statistics.median(cpu1), "rss_anon": rss1["Anonymous"] - rss0["Anonymous"],
            "rss_file": rss1["File"] - rss0["File"], "rss_total": rss1["Rss"],
            "output": out.ravel()[:64].tolist(), "tflite_bytes": os.path.getsize(path)}
@@ -232,7 +234,7 @@ def run_child(route, path, invokes, cold):
 
 
 def summarize(samples):
-    keys = ("load_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s", "rss_anon",
+    keys = ("load_s", "load_cpu_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s", "rss_anon",
             "rss_file")
     ok = [s for s in samples if "error" not in s]
     if not ok:
@@ -304,7 +306,7 @@ def main(argv=None):
             o = np.array(v.pop("output"))
             if r in ("decoded", "compressed") and len(o) == len(dense_out):
                 v["max_rel_diff_vs_dense"] = float(np.abs(o - dense_out).max() / (np.abs(dense_out).max() or 1))
-            for k in ("load_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s",
+            for k in ("load_s", "load_cpu_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s",
                       "rss_anon", "rss_delta"):
                 if k in v and res["dense"].get(k):
                     v[k + "_ratio"] = v[k] / res["dense"][k]
