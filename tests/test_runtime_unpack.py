@@ -186,3 +186,39 @@ def test_custom_op_kernel_on_compiled_model_c_api(tmp_path):
     bad[at + len(raw) // 2] ^= 0xFF
     with pytest.raises(ValueError, match=r"HuffDecode\(.*\): (decoding failed|invalid packed)"):
         CustomOpCompiledModel(bytes(bad))
+
+
+def _tool():
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), "tools"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return os.path.join(ROOT, "tflite_kernels", "build", "dc_unpack")
+
+
+def test_cli_refuses_to_overwrite_its_input(tmp_path):
+    tool = _tool()
+    src = tmp_path / "m.packed.tflite"
+    src.write_bytes(_models()["dense"])
+    before = src.read_bytes()
+    os.link(src, tmp_path / "hard.tflite")
+    os.symlink(src, tmp_path / "sym.tflite")
+    for out in [src, tmp_path / "." / "m.packed.tflite", tmp_path / "hard.tflite",
+                tmp_path / "sym.tflite"]:
+        r = subprocess.run([tool, str(src), str(out)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, (out, r.stdout)
+        assert "same file as the input" in r.stderr and "choose a different output path" in r.stderr
+        assert r.stderr.count("\n") == 1
+        assert src.read_bytes() == before and (tmp_path / "hard.tflite").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hard.tflite", "m.packed.tflite",
+                                                          "sym.tflite"]
+
+
+def test_cli_refuses_a_model_without_packed_tensors(tmp_path):
+    tool = _tool()
+    plain = tmp_path / "plain.tflite"
+    plain.write_bytes(em.tflite("dense", None))
+    r = subprocess.run([tool, str(plain), str(tmp_path / "out.tflite")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1
+    assert "is not packed" in r.stderr and "nothing to unpack" in r.stderr
+    assert not (tmp_path / "out.tflite").exists()

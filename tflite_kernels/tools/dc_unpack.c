@@ -7,7 +7,10 @@
  * Reads PACKED (never modified), writes OUT atomically: a temporary file next to OUT
  * (created with mode 0666 minus the umask), then renamed over OUT.  Prints
  * "unpacked IN (N bytes) -> OUT (M bytes)" on success; on any error it prints one line
- * naming the problem and exits with status 1 (2 for a usage error).
+ * naming the problem and the fix, and exits with status 1 (2 for a usage error).  It refuses
+ * (status 1, nothing written) an OUT that is the same file as PACKED (same device and inode:
+ * also a hard link, a symlink or another spelling of the path) and a PACKED without
+ * HuffDecode ops (nothing to unpack; as `dc-keras unpack`).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "dc_unpack.h"
@@ -39,8 +42,10 @@ static int write_atomic(const char* path, const uint8_t* data, size_t size) {
   }
   if (fd >= 0) ok = (fsync(fd) == 0) & ok, ok = (close(fd) == 0) & ok;
   if (ok) ok = rename(tmp, path) == 0;
+  int err = errno;
   if (!ok && fd >= 0) unlink(tmp);
   free(tmp);
+  errno = err;
   return ok ? 0 : -1;
 }
 
@@ -52,14 +57,33 @@ int main(int argc, char** argv) {
   uint8_t *in = NULL, *out = NULL;
   size_t in_n = 0, out_n = 0;
   char why[512];
+  struct stat si, so;
+  if (stat(argv[1], &si) == 0 && stat(argv[2], &so) == 0 && si.st_dev == so.st_dev &&
+      si.st_ino == so.st_ino) {
+    fprintf(stderr,
+            "dc_unpack: the output %s is the same file as the input %s, which is never "
+            "overwritten: choose a different output path\n",
+            argv[2], argv[1]);
+    return 1;
+  }
   if (tool_read_file(argv[1], &in, &in_n) != 0) {
     fprintf(stderr, "dc_unpack: cannot read %s: %s\n", argv[1], strerror(errno));
     return 1;
   }
   dc_unpack_status st = dc_unpack(in, in_n, &out, &out_n, why, sizeof why);
+  /* dc_unpack returns a model without HuffDecode ops as an identical copy */
+  int unchanged = st == DC_UNPACK_OK && out_n == in_n && memcmp(out, in, in_n) == 0;
   free(in);
   if (st != DC_UNPACK_OK) {
     fprintf(stderr, "dc_unpack: %s: %s\n", argv[1], why);
+    return 1;
+  }
+  if (unchanged) {
+    dc_unpack_free(out);
+    fprintf(stderr,
+            "dc_unpack: %s is not packed (it has no HuffDecode op): it already is an ordinary "
+            ".tflite, nothing to unpack; %s was not written\n",
+            argv[1], argv[2]);
     return 1;
   }
   int w = write_atomic(argv[2], out, out_n);
