@@ -90,6 +90,8 @@ def test_unpack_errors_are_clear():
             runtime.unpack(good[:n])
         except ValueError as e:
             assert str(e).startswith("dc_unpack: ") and len(str(e)) > 12
+            if "malformed .tflite" in str(e):  # names the fix, as dc_keras._flatbuffer does
+                assert str(e).endswith(fb.CORRUPT_FIX), str(e)
 
 
 def test_cli_writes_atomically_and_reports_errors(tmp_path):
@@ -222,3 +224,19 @@ def test_cli_refuses_a_model_without_packed_tensors(tmp_path):
     assert r.returncode == 1
     assert "is not packed" in r.stderr and "nothing to unpack" in r.stderr
     assert not (tmp_path / "out.tflite").exists()
+
+
+def test_cli_errors_name_the_fix(tmp_path):
+    tool = _tool()
+    good = _models()["dense"]
+    bad = tmp_path / "cut.tflite"
+    bad.write_bytes(good[: len(good) // 2])  # truncated: tables point past the end
+    r = subprocess.run([tool, str(bad), str(tmp_path / "o.tflite")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "malformed .tflite" in r.stderr, r.stderr
+    assert r.stderr.strip().endswith(fb.CORRUPT_FIX)
+    bad.write_bytes(b"not a model")
+    r = subprocess.run([tool, str(bad), str(tmp_path / "o.tflite")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "not a .tflite" in r.stderr and "dc-keras pack" in r.stderr
+    assert not (tmp_path / "o.tflite").exists()

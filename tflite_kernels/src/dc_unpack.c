@@ -463,6 +463,18 @@ static void plan_free(Plan* pl) {
   free(pl->is_huff);
 }
 
+/* Appends what the user can do to a MALFORMED error (as dc_keras/_flatbuffer.py does). */
+static int with_fix(Fb* f, int r) {
+  if (r != DC_UNPACK_MALFORMED || !f->why || !f->why_n) return r;
+  size_t len = strlen(f->why);
+  const char* fix = strncmp(f->why, "not a .tflite", 13) == 0
+                        ? "give a packed .tflite (the output of dc_keras.export.pack or dc-keras pack)"
+                        : "the file is truncated or corrupt: export it again or copy it again from "
+                          "its source";
+  if (len + 1 < f->why_n) snprintf(f->why + len, f->why_n - len, "%s%s", len ? "; " : "", fix);
+  return r;
+}
+
 DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_t max_output,
                                           uint8_t** out, size_t* out_n, char* why, size_t why_n) {
   Fb f = {packed, n, why, why_n};
@@ -478,12 +490,12 @@ DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_
     return say(&f, "input of %zu bytes exceeds the %zu byte bound", n, pl.max_output),
            DC_UNPACK_TOO_LARGE;
   }
-  int r = plan_model(&f, &pl);
+  int r = with_fix(&f, plan_model(&f, &pl));
   unsigned char* keep = NULL;
   if (r == DC_UNPACK_OK) {
     dc_decode_many(pl.jobs, pl.num_jobs, 0);
     keep = (unsigned char*)calloc(pl.num_jobs + 1, 1);
-    r = keep ? check_targets(&f, &pl, keep) : (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
+    r = keep ? with_fix(&f, check_targets(&f, &pl, keep)) : (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
   }
   if (r == DC_UNPACK_OK) r = assemble(&f, &pl, keep, out, out_n);
   free(keep);
@@ -512,7 +524,7 @@ DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_hu
     return say(&f, "dc_list_huffdecode: bad arguments"), DC_UNPACK_MALFORMED;
   *ops = NULL;
   *num_ops = 0;
-  int r = plan_model(&f, &pl);
+  int r = with_fix(&f, plan_model(&f, &pl));
   dc_huffdecode_op* list = NULL;
   if (r == DC_UNPACK_OK) {
     list = (dc_huffdecode_op*)calloc(pl.num_jobs + 1, sizeof *list);
@@ -553,7 +565,7 @@ DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t a
   }
   *out = NULL;
   *out_n = 0;
-  int r = plan_model(&f, &pl);
+  int r = with_fix(&f, plan_model(&f, &pl));
   NewBuffer* nb = r == DC_UNPACK_OK ? (NewBuffer*)calloc(pl.num_jobs + 1, sizeof *nb) : NULL;
   if (r == DC_UNPACK_OK && !nb) r = (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
   size_t count = 0;
