@@ -129,6 +129,34 @@ def _bounds_check(model, size: int) -> None:
                 _check_vector(op.CustomOptionsLength(), 1, size, f"operator {o} custom options")
 
 
+def _check_header(data) -> None:
+    """Size and file identifier: ``ValueError`` naming the problem and the fix."""
+    if len(data) < 16:
+        raise ValueError(f"not a .tflite model: only {len(data)} bytes; {NOT_TFLITE_FIX}")
+    if bytes(data[4:8]) != FILE_IDENTIFIER:
+        what = ("it is a zip archive (a .keras model?): convert it first with dc_keras.export.to_tflite"
+                if bytes(data[:4]) == b"PK\x03\x04" else NOT_TFLITE_FIX)
+        raise ValueError(f"not a .tflite model: file identifier is {bytes(data[4:8])!r}, expected "
+                         f"{FILE_IDENTIFIER!r}; {what}")
+
+
+def check_model(data) -> None:
+    """Cheap validity check of ``.tflite`` bytes (``bytes`` or an ``mmap``): size, file identifier,
+    root table and the lengths of its vectors -- no object tree is built, no tensor data is read.
+    Raises the ``ValueError`` ``read_model`` would for a model that fails it.
+
+    Example:
+      >>> check_model(open("m.tflite", "rb").read())   # doctest: +SKIP
+    """
+    _check_header(data)
+    try:
+        _bounds_check(schema.Model.GetRootAs(data, 0), len(data))
+    except ValueError:
+        raise
+    except Exception as exc:  # flatbuffers raises struct.error, IndexError, ... on garbage
+        raise _malformed(_parse_failure(exc, len(data))) from None
+
+
 def read_model(data) -> "schema.ModelT":
     """Parses ``.tflite`` bytes into a mutable ``ModelT``; ``ValueError`` if they are not a valid model."""
     if isinstance(data, (bytearray, memoryview)):
@@ -137,14 +165,7 @@ def read_model(data) -> "schema.ModelT":
         hint = (": read the file first, e.g. open(path, 'rb').read()"
                 if isinstance(data, (str, os.PathLike)) else "")
         raise TypeError(f"expected .tflite content as bytes, got {type(data).__name__}{hint}")
-    if len(data) < 16:
-        raise ValueError(f"not a .tflite model: only {len(data)} bytes; {NOT_TFLITE_FIX}")
-    if data[4:8] != FILE_IDENTIFIER:
-        what = ("it is a zip archive (a .keras model?): convert it first with dc_keras.export.to_tflite"
-                if data[:4] == b"PK\x03\x04" else NOT_TFLITE_FIX)
-        raise ValueError(
-            f"not a .tflite model: file identifier is {data[4:8]!r}, expected {FILE_IDENTIFIER!r}; {what}"
-        )
+    _check_header(data)
     try:
         root = schema.Model.GetRootAs(data, 0)
         _bounds_check(root, len(data))

@@ -167,3 +167,39 @@ def test_decoded_weights_in_one_arena_are_bit_exact_kept_and_released():
             assert run(it, ids).tobytes() == want3.tobytes()
         got = [d for d in it.get_tensor_details() if tuple(d["shape"]) == (4096, 64)][0]
         assert it.get_tensor(got["index"]).tobytes() == ref.get_tensor(table["index"]).tobytes()
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_bad_model_path_names_the_file_and_the_fix(tmp_path, backend):
+    from dc_keras import _flatbuffer as fb
+
+    missing = tmp_path / "missing.tflite"
+    with pytest.raises(FileNotFoundError, match=r"missing\.tflite: no such file: check the path"):
+        runtime.Interpreter(model_path=str(missing), backend=backend)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        runtime.Interpreter(model_path=tmp_path, backend=backend)
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"this is not a model at all")
+    with pytest.raises(ValueError, match=r"bad\.tflite: not a \.tflite model.*give a TensorFlow Lite"):
+        runtime.Interpreter(model_path=str(bad), backend=backend)
+    with pytest.raises(ValueError, match=r"model_content: not a \.tflite model"):
+        runtime.Interpreter(model_content=b"this is not a model at all", backend=backend)
+    good = export.pack(em.tflite("dense", None))
+    for n in range(16, len(good), max(1, len(good) // 23)):  # every truncation: named, with the fix
+        bad.write_bytes(good[:n])
+        with pytest.raises(ValueError) as e:
+            runtime.Interpreter(model_path=str(bad), backend=backend)
+        assert str(e.value).startswith(f"{bad}: ") and fb.CORRUPT_FIX in str(e.value), (n, e.value)
+
+
+def test_runtime_load_errors_get_the_file_name_and_the_fix():
+    from dc_keras import _flatbuffer as fb
+
+    with pytest.raises(ValueError, match=r"^m\.tflite: LiteRT cannot load it \(The model is not a "
+                                         r"valid Flatbuffer buffer\); the file is truncated") as e:
+        with runtime._load_errors("m.tflite"):
+            raise ValueError("The model is not a valid Flatbuffer buffer")
+    assert str(e.value).endswith(fb.CORRUPT_FIX)
+    with pytest.raises(ValueError, match="^other$"):  # other errors pass through unchanged
+        with runtime._load_errors("m.tflite"):
+            raise ValueError("other")

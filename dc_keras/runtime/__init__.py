@@ -27,8 +27,11 @@ Using the library without this module:
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
+import mmap
+import os
 import threading
 
 from dc_keras._native import library_path as _native_library_path
@@ -96,6 +99,51 @@ def prepare_tensorflow_registerer() -> str:
         return REGISTERER
 
 
+def _check_model(model_path, model_content) -> str:
+    """Cheap check that the model exists and is a .tflite (header, root table, vector lengths;
+    a file is mapped, not read) before LiteRT/TF sees it, whose errors name neither the file nor
+    a fix. Returns how errors name the model."""
+    from dc_keras import _flatbuffer as fb
+
+    if model_path is None:
+        if model_content is not None:
+            _named(fb.check_model, "model_content", bytes(model_content))
+        return "model_content"
+    path = os.fspath(model_path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file: check the path (model_path is a .tflite "
+                                "file, e.g. written by dc_keras.export.pack or dc-keras pack)")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory: give the path of a .tflite file")
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < 16:
+            _named(fb.check_model, path, f.read())
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            _named(fb.check_model, path, m)
+    return path
+
+
+def _named(check, label, data) -> None:
+    try:
+        check(data)
+    except ValueError as e:
+        raise ValueError(f"{label}: {e}") from None
+
+
+@contextlib.contextmanager
+def _load_errors(label):
+    """LiteRT/TF's load errors with the model's name and the fix."""
+    from dc_keras._flatbuffer import CORRUPT_FIX
+
+    try:
+        yield
+    except ValueError as e:
+        msg = " ".join(str(e).split())
+        if "Could not open" in msg or "not a valid Flatbuffer" in msg:
+            raise ValueError(f"{label}: LiteRT cannot load it ({msg}); {CORRUPT_FIX}") from None
+        raise
+
+
 class Interpreter:
     """A TFLite interpreter that runs packed models (``HuffDecode`` ops) and ordinary ones.
 
@@ -135,6 +183,7 @@ class Interpreter:
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
                  weights="decoded", release_decoded=False, **kwargs):
         backend = _check_args(backend, decode, weights)
+        label = _check_model(model_path, model_content)
         if not isinstance(release_decoded, bool):
             raise ValueError(f"release_decoded must be True or False, got {release_decoded!r}")
         user_delegates = list(kwargs.pop("experimental_delegates", None) or [])
@@ -146,10 +195,11 @@ class Interpreter:
 
             self._delegate = mod.load_delegate(library_path(), options)
             delegates = [self._delegate] + user_delegates
-            self._interpreter = mod.Interpreter(
-                model_path=model_path, model_content=model_content,
-                experimental_delegates=delegates, **kwargs,
-            )
+            with _load_errors(label):
+                self._interpreter = mod.Interpreter(
+                    model_path=model_path, model_content=model_content,
+                    experimental_delegates=delegates, **kwargs,
+                )
         else:
             from tensorflow.lite.python import interpreter as mod
 
@@ -161,10 +211,11 @@ class Interpreter:
             if decode == "delegate":
                 self._delegate = mod.load_delegate(library_path(), options)
                 delegates = [self._delegate] + user_delegates
-            self._interpreter = mod.InterpreterWithCustomOps(
-                model_path=model_path, model_content=model_content,
-                custom_op_registerers=registerers, experimental_delegates=delegates, **kwargs,
-            )
+            with _load_errors(label):
+                self._interpreter = mod.InterpreterWithCustomOps(
+                    model_path=model_path, model_content=model_content,
+                    custom_op_registerers=registerers, experimental_delegates=delegates, **kwargs,
+                )
         self.backend = backend
         self.decode = decode
         self.weights = weights

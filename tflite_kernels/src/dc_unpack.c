@@ -467,10 +467,11 @@ static void plan_free(Plan* pl) {
 static int with_fix(Fb* f, int r) {
   if (r != DC_UNPACK_MALFORMED || !f->why || !f->why_n) return r;
   size_t len = strlen(f->why);
-  const char* fix = strncmp(f->why, "not a .tflite", 13) == 0
-                        ? "give a packed .tflite (the output of dc_keras.export.pack or dc-keras pack)"
-                        : "the file is truncated or corrupt: export it again or copy it again from "
-                          "its source";
+  const char* fix =
+      strncmp(f->why, "not a .tflite", 13) == 0
+          ? "give a packed .tflite (the output of dc_keras.export.pack or dc-keras pack)"
+          : "the file is truncated or corrupt: export it again or copy it again from "
+            "its source";
   if (len + 1 < f->why_n) snprintf(f->why + len, f->why_n - len, "%s%s", len ? "; " : "", fix);
   return r;
 }
@@ -495,7 +496,8 @@ DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_
   if (r == DC_UNPACK_OK) {
     dc_decode_many(pl.jobs, pl.num_jobs, 0);
     keep = (unsigned char*)calloc(pl.num_jobs + 1, 1);
-    r = keep ? with_fix(&f, check_targets(&f, &pl, keep)) : (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
+    r = keep ? with_fix(&f, check_targets(&f, &pl, keep))
+             : (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
   }
   if (r == DC_UNPACK_OK) r = assemble(&f, &pl, keep, out, out_n);
   free(keep);
