@@ -140,17 +140,21 @@ def _check_header(data) -> None:
                          f"{FILE_IDENTIFIER!r}; {what}")
 
 
-def check_model(data) -> None:
+def check_model(data) -> bool:
     """Cheap validity check of ``.tflite`` bytes (``bytes`` or an ``mmap``): size, file identifier,
     root table and the lengths of its vectors -- no object tree is built, no tensor data is read.
-    Raises the ``ValueError`` ``read_model`` would for a model that fails it.
+    Raises the ``ValueError`` ``read_model`` would for a model that fails it; returns True if the
+    model has a ``HuffDecode`` operator code (it is packed).
 
     Example:
       >>> check_model(open("m.tflite", "rb").read())   # doctest: +SKIP
+      False
     """
     _check_header(data)
     try:
-        _bounds_check(schema.Model.GetRootAs(data, 0), len(data))
+        root = schema.Model.GetRootAs(data, 0)
+        _bounds_check(root, len(data))
+        return any(_is_huffdecode_table(root.OperatorCodes(k)) for k in range(root.OperatorCodesLength()))
     except ValueError:
         raise
     except Exception as exc:  # flatbuffers raises struct.error, IndexError, ... on garbage
@@ -380,6 +384,12 @@ def is_huffdecode_code(code) -> bool:
     if isinstance(name, str):
         name = name.encode()
     return builtin == CUSTOM_CODE and name == HUFFDECODE
+
+
+def _is_huffdecode_table(code) -> bool:
+    """``is_huffdecode_code`` on a flatbuffer ``OperatorCode`` table (no object tree)."""
+    return code is not None and max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == CUSTOM_CODE \
+        and code.CustomCode() == HUFFDECODE
 
 
 def tensor_name(t) -> str:

@@ -203,3 +203,23 @@ def test_runtime_load_errors_get_the_file_name_and_the_fix():
     with pytest.raises(ValueError, match="^other$"):  # other errors pass through unchanged
         with runtime._load_errors("m.tflite"):
             raise ValueError("other")
+
+
+def test_compressed_weights_on_an_unpacked_model_warn_once(tmp_path):
+    import warnings
+
+    plain = em.tflite("dense", None)
+    path = tmp_path / "plain.tflite"
+    path.write_bytes(plain)
+    for kw in ({"model_path": str(path)}, {"model_content": plain}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            it = runtime.Interpreter(weights="compressed", **kw)
+        ours = [str(w.message) for w in caught if "no packed tensors" in str(w.message)]
+        assert len(ours) == 1 and "dc_keras.export.pack or dc-keras pack" in ours[0], ours
+        assert it.compressed_report() == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+        runtime.Interpreter(model_content=plain)
+    assert not [w for w in caught if "no packed tensors" in str(w.message)]

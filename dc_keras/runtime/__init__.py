@@ -33,6 +33,7 @@ import importlib.util
 import mmap
 import os
 import threading
+import warnings
 
 from dc_keras._native import library_path as _native_library_path
 from dc_keras._native import load_library
@@ -99,16 +100,16 @@ def prepare_tensorflow_registerer() -> str:
         return REGISTERER
 
 
-def _check_model(model_path, model_content) -> str:
+def _check_model(model_path, model_content) -> tuple:
     """Cheap check that the model exists and is a .tflite (header, root table, vector lengths;
     a file is mapped, not read) before LiteRT/TF sees it, whose errors name neither the file nor
-    a fix. Returns how errors name the model."""
+    a fix. Returns how errors name the model and whether it is packed (has HuffDecode ops)."""
     from dc_keras import _flatbuffer as fb
 
     if model_path is None:
-        if model_content is not None:
-            _named(fb.check_model, "model_content", bytes(model_content))
-        return "model_content"
+        if model_content is None:
+            return "model_content", None  # LiteRT/TF say that one of the two is needed
+        return "model_content", _named(fb.check_model, "model_content", bytes(model_content))
     path = os.fspath(model_path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file: check the path (model_path is a .tflite "
@@ -119,13 +120,12 @@ def _check_model(model_path, model_content) -> str:
         if os.fstat(f.fileno()).st_size < 16:
             _named(fb.check_model, path, f.read())
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            _named(fb.check_model, path, m)
-    return path
+            return path, _named(fb.check_model, path, m)
 
 
-def _named(check, label, data) -> None:
+def _named(check, label, data):
     try:
-        check(data)
+        return check(data)
     except ValueError as e:
         raise ValueError(f"{label}: {e}") from None
 
@@ -183,7 +183,11 @@ class Interpreter:
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
                  weights="decoded", release_decoded=False, **kwargs):
         backend = _check_args(backend, decode, weights)
-        label = _check_model(model_path, model_content)
+        label, packed = _check_model(model_path, model_content)
+        if weights == "compressed" and packed is False:
+            warnings.warn(f"{label} has no packed tensors (no HuffDecode op), so weights='compressed' "
+                          "has nothing to do and the model runs as it is: pack it first with "
+                          "dc_keras.export.pack or dc-keras pack", UserWarning, stacklevel=2)
         if not isinstance(release_decoded, bool):
             raise ValueError(f"release_decoded must be True or False, got {release_decoded!r}")
         user_delegates = list(kwargs.pop("experimental_delegates", None) or [])
