@@ -41,6 +41,14 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path):
     r = _cli("pack", bad, bad)
     assert r.returncode != 0 and "must differ" in r.stderr
     assert bad.read_bytes() == b"not a model at all, definitely"
+    os.link(bad, tmp_path / "hard.tflite")
+    os.symlink(bad, tmp_path / "sym.tflite")
+    for out in ("hard.tflite", "sym.tflite"):  # another name of the same file
+        for cmd in ("pack", "unpack"):
+            r = _cli(cmd, bad, tmp_path / out)
+            assert r.returncode != 0 and "choose a different output path" in r.stderr, r.stderr
+            assert (tmp_path / out).read_bytes() == b"not a model at all, definitely"
+            assert os.path.islink(tmp_path / "sym.tflite")
     r = _cli("inspect")
     assert r.returncode != 0
 

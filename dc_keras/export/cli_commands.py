@@ -29,8 +29,11 @@ def _read(path):
 
 
 def _check_paths(src, dst):
-    if os.path.abspath(src) == os.path.abspath(dst):
-        raise ValueError(f"OUT must differ from IN ({dst}): inputs are never modified")
+    same = os.path.abspath(src) == os.path.abspath(dst) or (
+        os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst))  # links too
+    if same:
+        raise ValueError(f"OUT must differ from IN: {dst} is the same file as {src}, and inputs are "
+                         "never modified: choose a different output path")
 
 
 @contextlib.contextmanager
