@@ -372,7 +372,8 @@ def _search_record(name):
         search = json.load(f)
     return {"file": os.path.relpath(path, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")),
             "note": search.get("note", ""), "candidates": search["candidates"], "ladder": search.get("ladder"),
-            "rule": search.get("rule"), "pick": search.get("pick"), "earlier_note": search.get("earlier_note")}
+            "rule": search.get("rule"), "pick": search.get("pick"), "earlier_note": search.get("earlier_note"),
+            "earlier_rules": search.get("earlier_rules", [])}
 
 
 def run(args):
