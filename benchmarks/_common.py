@@ -62,9 +62,9 @@ CONFIG = {
     },
     "lenet-5": {
         "builder": "lenet_5",
-        "sparsity": {"conv1": 0.5, "conv2": 0.88, "fc1": 0.975, "fc2": 0.8},
-        "bits": {"conv1": 5, "conv2": 4, "fc1": 4, "fc2": 4},
-        "prune_epochs": 10, "cluster_epochs": 3, "prune_lr": 5e-4,
+        "sparsity": {"conv1": 0.5, "conv2": 0.88, "fc1": 0.98, "fc2": 0.8},
+        "bits": {"conv1": 5, "conv2": 4, "fc1": 3, "fc2": 4},
+        "prune_epochs": 24, "cluster_epochs": 6, "prune_lr": 5e-4,
         "baseline_epochs": 15,
         "cluster_biases": 3, "context_model": False,
         "val": 10000,  # baseline: benchmarks/baselines.py --val 10000
