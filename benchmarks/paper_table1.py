@@ -9,7 +9,7 @@ The defaults (``_common.CONFIG``) are issue 19's recipe, chosen on validation da
 every training stage (the baseline too: ``baselines.py --val``), and
 ``benchmarks/recipe_search.py`` scored the candidates by the error of their packed files on them
 (recorded in docs/results/search_<model>.json, shown in docs/results.md). The levers: lower
-density on the big layers, per-layer bits below the paper's 5 / 8, biases shared with 3 bits. Every stage is exported and packed, and its
+density on the big layers, longer retraining, per-layer bits below the paper's 5 / 8, biases shared with 3 bits. Every stage is exported and packed, and its
 test error is measured on that packed ``.tflite`` through ``dc_keras.runtime.Interpreter`` over
 the 10,000 test images. Ratios are whole files: float ``.tflite`` of the baseline / packed file.
 
