@@ -97,6 +97,8 @@ def _rule_text(rule, pick):
     head = f"Rule of search `{rule['tag']}` (written down {rule['written']}): "
     if rule.get("kind") == "ratio_then_val":
         head += rule["text"] + " Why: " + rule["why"]
+        if rule.get("added"):
+            head += f" Runs added to the plan at {rule['added']['written']}: {rule['added']['why']}."
     else:
         head += (f"validation error <= baseline's validation error + {100 * rule['x']:.2f} pp, then the smallest "
                  "packed file.")
