@@ -78,7 +78,9 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_pruning.py::test_folded_mask_trains_bit_exact_like_the_masked_forward_pass \
   tests/test_pruning.py::test_fit_zeroes_hand_set_weights_before_the_first_step \
   tests/test_clustering.py::test_prune_then_cluster_flow_keeps_zeros_and_assignments \
-  tests/test_clustering.py::test_fast_centroid_gather_is_bit_exact_with_generic_take
+  tests/test_clustering.py::test_fast_centroid_gather_is_bit_exact_with_generic_take \
+  tests/test_clustering.py::test_loading_out_of_range_assignments_is_a_clear_error \
+  tests/test_compat_files.py
 test-backends: $(if $(wildcard $(VPY)),,$(STAMP))
 	KERAS_BACKEND=jax $(VPY) -m pytest -q -p no:cacheprovider -k "not moves_between and not readme" $(BACKEND_TESTS)
 	@if $(VPY) -c "import torch" 2>/dev/null; then \

@@ -9,6 +9,7 @@ writing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import secrets
@@ -40,10 +41,28 @@ def _fsync_directory(directory: str) -> None:
             os.close(fd)
 
 
+def _write_fix(err: int, path: str) -> str:
+    """What to do about ``errno`` ``err`` when writing ``path`` ("" when there is no general advice)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if err == errno.ENOENT:
+        return f"the directory {directory} does not exist: create it first or choose another output path"
+    if err == errno.EISDIR:
+        return f"give a file name for the output, e.g. {os.path.join(path, 'model.tflite')}"
+    if err in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{directory} is not writable: choose an output path in a writable directory"
+    if err in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "free some space or choose an output path on another disk (nothing was written)"
+    return ""
+
+
 def _naming(exc: OSError, path: str) -> OSError:
     """``exc`` re-raised as the error ``open(path, "wb")`` would give: the output path, not the
-    temporary file, in the message."""
-    return type(exc)(exc.errno, exc.strerror or str(exc), path) if exc.errno else exc
+    temporary file, in the message, and what to do about it."""
+    if not exc.errno:
+        return exc
+    fix = _write_fix(exc.errno, path)
+    reason = exc.strerror or str(exc)
+    return type(exc)(exc.errno, f"{reason}; {fix}" if fix else reason, path)
 
 
 def atomic_write(path, data: bytes) -> str:

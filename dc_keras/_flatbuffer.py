@@ -15,6 +15,10 @@ buffer to the largest alignment used, so end-relative alignment is also start-re
 """
 from __future__ import annotations
 
+import os
+import re
+import struct
+
 import numpy as np
 
 try:  # LiteRT's copy is the newer schema; TF's is the fallback.
@@ -72,9 +76,26 @@ class PackedBufferT(_AlignedBufferT):
     ALIGN = 4
 
 
+# What the user can do, appended to "malformed .tflite" / "not a .tflite model" errors.
+CORRUPT_FIX = "the file is truncated or corrupt: export it again or copy it again from its source"
+NOT_TFLITE_FIX = "give a TensorFlow Lite model (the output of tf.lite.TFLiteConverter or dc_keras.export.to_tflite)"
+
+
+def _malformed(detail: str) -> ValueError:
+    return ValueError(f"malformed .tflite: {detail}; {CORRUPT_FIX}")
+
+
+def _parse_failure(exc: Exception, size: int) -> str:
+    """What a flatbuffers exception on ``size`` bytes means to a user (no library internals)."""
+    at = re.search(r"at offset (\d+)", str(exc))
+    if isinstance(exc, struct.error) and at:
+        return f"a table points past the end of the file (byte {int(at.group(1)):,} of a {size:,}-byte file)"
+    return f"the flatbuffer cannot be parsed ({type(exc).__name__}: {' '.join(str(exc).split())})"
+
+
 def _check_vector(n: int, elem_size: int, size: int, what: str) -> None:
     if n < 0 or n * elem_size > size:
-        raise ValueError(f"malformed .tflite: {what} declares {n} entries, more than the file can hold")
+        raise _malformed(f"{what} declares {n} entries, more than the file can hold")
 
 
 def _bounds_check(model, size: int) -> None:
@@ -91,7 +112,7 @@ def _bounds_check(model, size: int) -> None:
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
         if sg is None:
-            raise ValueError(f"malformed .tflite: subgraph {s} is missing")
+            raise _malformed(f"subgraph {s} is missing")
         _check_vector(sg.TensorsLength(), 4, size, f"subgraph {s} tensor list")
         _check_vector(sg.OperatorsLength(), 4, size, f"subgraph {s} operator list")
         _check_vector(sg.InputsLength(), 4, size, f"subgraph {s} inputs")
@@ -113,12 +134,16 @@ def read_model(data) -> "schema.ModelT":
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
     if not isinstance(data, bytes):
-        raise TypeError(f"expected .tflite content as bytes, got {type(data).__name__}")
+        hint = (": read the file first, e.g. open(path, 'rb').read()"
+                if isinstance(data, (str, os.PathLike)) else "")
+        raise TypeError(f"expected .tflite content as bytes, got {type(data).__name__}{hint}")
     if len(data) < 16:
-        raise ValueError(f"not a .tflite model: only {len(data)} bytes")
+        raise ValueError(f"not a .tflite model: only {len(data)} bytes; {NOT_TFLITE_FIX}")
     if data[4:8] != FILE_IDENTIFIER:
+        what = ("it is a zip archive (a .keras model?): convert it first with dc_keras.export.to_tflite"
+                if data[:4] == b"PK\x03\x04" else NOT_TFLITE_FIX)
         raise ValueError(
-            f"not a .tflite model: file identifier is {data[4:8]!r}, expected {FILE_IDENTIFIER!r}"
+            f"not a .tflite model: file identifier is {data[4:8]!r}, expected {FILE_IDENTIFIER!r}; {what}"
         )
     try:
         root = schema.Model.GetRootAs(data, 0)
@@ -127,12 +152,12 @@ def read_model(data) -> "schema.ModelT":
     except ValueError:
         raise
     except Exception as exc:  # flatbuffers raises struct.error, IndexError, ... on garbage
-        raise ValueError(f"malformed .tflite: {type(exc).__name__}: {exc}") from None
+        raise _malformed(_parse_failure(exc, len(data))) from None
     if model.version != SCHEMA_VERSION:
         raise ValueError(f"unsupported .tflite schema version {model.version} (this tool reads version "
                          f"{SCHEMA_VERSION}, the only one TFLite runtimes load)")
     if not model.subgraphs:
-        raise ValueError("malformed .tflite: the model has no subgraph")
+        raise _malformed("the model has no subgraph")
     nbuf = len(model.buffers or [])
     nops = len(model.operatorCodes or [])
     model._dc_external_buffers = _load_external_buffers(model, data)
@@ -140,24 +165,22 @@ def read_model(data) -> "schema.ModelT":
         n = len(sg.tensors or [])
         for t in sg.tensors or []:
             if not 0 <= t.buffer < max(nbuf, 1):
-                raise ValueError(f"malformed .tflite: subgraph {s} tensor refers to missing buffer {t.buffer}")
+                raise _malformed(f"subgraph {s} tensor refers to missing buffer {t.buffer}")
             if getattr(t, "externalBuffer", 0):
                 raise ValueError("this .tflite uses external buffers; not supported")
         for o, op in enumerate(sg.operators or []):
             if not 0 <= op.opcodeIndex < nops:
-                raise ValueError(f"malformed .tflite: subgraph {s} operator {o} has no operator code")
+                raise _malformed(f"subgraph {s} operator {o} has no operator code")
             for idx in list(op.inputs if op.inputs is not None else []) + list(
                 op.outputs if op.outputs is not None else []
             ):
                 if not -1 <= int(idx) < n:
-                    raise ValueError(
-                        f"malformed .tflite: subgraph {s} operator {o} refers to missing tensor {idx}"
-                    )
+                    raise _malformed(f"subgraph {s} operator {o} refers to missing tensor {idx}")
         for idx in list(sg.inputs if sg.inputs is not None else []) + list(
             sg.outputs if sg.outputs is not None else []
         ):
             if not 0 <= int(idx) < n:
-                raise ValueError(f"malformed .tflite: subgraph {s} input/output {idx} is not a tensor")
+                raise _malformed(f"subgraph {s} input/output {idx} is not a tensor")
     return model
 
 
@@ -174,15 +197,15 @@ def _load_external_buffers(model, data: bytes) -> bool:
         has_data = b.data is not None and len(b.data) > 0
         if b.offset <= 1:
             if b.size > 0 and not has_data:
-                raise ValueError(f"malformed .tflite: buffer {i} declares {b.size} bytes but no offset")
+                raise _malformed(f"buffer {i} declares {b.size} bytes but no offset")
             b.offset, b.size = 0, 0
             continue
         if has_data:
-            raise ValueError(f"malformed .tflite: buffer {i} has both inline data and an offset")
+            raise _malformed(f"buffer {i} has both inline data and an offset")
         if b.offset + b.size > len(data):
-            raise ValueError(
-                f"malformed .tflite: buffer {i} lies outside the file (bytes {b.offset}..{b.offset + b.size}"
-                f" of a {len(data)}-byte file); truncated download or copy?"
+            raise _malformed(
+                f"buffer {i} lies outside the file (bytes {b.offset}..{b.offset + b.size}"
+                f" of a {len(data)}-byte file)"
             )
         b.data = np.frombuffer(data, np.uint8, count=b.size, offset=b.offset)
         b.offset, b.size = 0, 0

@@ -72,6 +72,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
                                      parser_class=argparse.ArgumentParser)
     names = _add_demo(commands) + _export_cli.add_commands(commands)
+    parser.dc_commands = dict(commands.choices)  # name -> sub-command parser (usage of a bad option)
     return parser, sorted(names)
 
 
@@ -100,9 +101,19 @@ def main(argv=None) -> int:
         print(f"dc-keras: error: unknown command {argv[0]!r}; one of: " + ", ".join(names), file=sys.stderr)
         return 2
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except SystemExit as e:  # --help / --version (0) or a usage error argparse already printed (2)
         return e.code if isinstance(e.code, int) else 2
+    if args.command is None:  # only options, e.g. `dc-keras --foo`
+        parser.print_usage(sys.stderr)
+        print("dc-keras: error: " + (f"unrecognized arguments: {' '.join(unknown)}; " if unknown else "")
+              + "missing command; one of: " + ", ".join(names), file=sys.stderr)
+        return 2
+    if unknown:  # argparse would blame the top-level parser ("dc-keras: error: ...") with its usage
+        parser.dc_commands[args.command].print_usage(sys.stderr)
+        print(f"dc-keras {args.command}: error: unrecognized arguments: {' '.join(unknown)}; "
+              f"`dc-keras {args.command} --help` lists its options", file=sys.stderr)
+        return 2
     try:
         return args.func(args) or 0
     except (ValueError, OSError) as e:  # user-facing errors: one line, non-zero exit

@@ -11,6 +11,7 @@ Training uses Adam with cosine decay on randomly shifted (+-2 px) images
 (``dc_keras.datasets.ShiftedBatches``); every function returns a plain (stripped) Keras model.
 """
 import sys
+import warnings
 
 import numpy as np
 
@@ -77,7 +78,11 @@ def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, bat
     frequency = max(1, min(50, end))
 
     def schedule(target):
-        return train.schedules.PolynomialDecay(0.0, float(target), begin_step=0, end_step=end, frequency=frequency)
+        # The constructor warns on the guess that training runs end_step steps; here it runs `steps`
+        # (> end_step unless ramp_fraction=1), and PruningCallback's fit-time check warns if that falls short.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"PolynomialDecay\(.*\): training for end_step", category=UserWarning)
+            return train.schedules.PolynomialDecay(0.0, float(target), begin_step=0, end_step=end, frequency=frequency)
 
     if isinstance(sparsity, dict):
         wrapped = train.prune(model, layers={name: schedule(s) for name, s in sparsity.items()})

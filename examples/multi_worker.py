@@ -266,7 +266,9 @@ def main(argv=None):
     ap.add_argument("--timeout", type=int, default=600, help="seconds for a job / for joining it")
     ap.add_argument("--kill-worker", type=int, default=None)
     ap.add_argument("--kill-after-epoch", type=int, default=1)
-    ap.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-id", type=int, default=None,
+                    help="run only this worker (0..N-1; with --coordinator and --work-dir: one per host, "
+                         "docs/multi_worker.md); without it, N workers are started on 127.0.0.1")
     ap.add_argument("--coordinator", default=None, help="host:port of worker 0 (real hosts; see docs)")
     args = ap.parse_args(argv)
     if args.workers < 1:

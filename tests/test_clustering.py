@@ -135,16 +135,18 @@ def _value_and_centroid_grad(gather, centroids, assignments, upstream):
     pytest.skip(f"the {backend} backend uses keras.ops.take itself: nothing to compare")
 
 
-@pytest.mark.parametrize("clusters", [4, 33, 256])
-def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters):
-    # The training step's gather (weighted-bincount gradient on TF, clip-mode take on JAX) must give
-    # exactly what keras.ops.take and its autodiff give: the same values and the same centroid sums.
+@pytest.mark.parametrize("clusters,shape", [(4, (300, 70)), (33, (300, 70)), (256, (300, 70)), (257, (3000, 300))])
+def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters, shape):
+    # The training step's gather (XLA-compiled gather and segment sum on TF, a promise_in_bounds
+    # lax.gather on JAX) must give exactly what keras.ops.take and its autodiff give: the same
+    # values and the same centroid sums, each summed in index order (900,000 entries: TF's weighted
+    # bincount, used before, summed those across threads, in another order).
     from dc_keras.train.clustering import gather_centroids
 
     rng = np.random.default_rng(clusters)
     centroids = rng.normal(size=clusters).astype("float32")
-    assignments = rng.integers(0, clusters + 1, size=(300, 70)).astype("int32")  # clusters: zero slot
-    upstream = rng.normal(size=(300, 70)).astype("float32")
+    assignments = rng.integers(0, clusters + 1, size=shape).astype("int32")  # clusters: zero slot
+    upstream = rng.normal(size=shape).astype("float32")
 
     def generic(c, a):
         table = keras.ops.concatenate([c, keras.ops.zeros((1,), c.dtype)], axis=0)
@@ -157,6 +159,21 @@ def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters):
     assert g_fast.shape == (clusters,)
     members = [upstream[assignments == j].sum(dtype=np.float64) for j in range(clusters)]
     np.testing.assert_allclose(g_fast, members, rtol=1e-4, atol=1e-4)
+    serial = np.zeros(clusters + 1, np.float32)
+    np.add.at(serial, assignments.reshape(-1), upstream.reshape(-1))  # in index order, in float32
+    np.testing.assert_array_equal(g_fast, serial[:clusters])
+
+
+def test_loading_out_of_range_assignments_is_a_clear_error(tmp_path):
+    clustered = dc_keras.cluster(mlp(), bits=2)
+    wrapper = wrappers(clustered)[0]
+    a = np_(wrapper._assignments[0]).copy()
+    a[0, 0] = 5  # 4 centroids + the zero slot 4: index 5 is outside the codebook
+    wrapper._assignments[0].assign(a)
+    path = tmp_path / "damaged.keras"
+    clustered.save(path)
+    with pytest.raises(ValueError, match=r"assignments of 'kernel' hold index 5, outside 0\.\.4"):
+        keras.saving.load_model(path)
 
 
 def test_prune_then_cluster_flow_keeps_zeros_and_assignments():

@@ -1,4 +1,5 @@
 """Round trips and error handling of dc_keras.codec (docs/FORMAT.md), through the public API."""
+import ctypes
 import heapq
 import struct
 
@@ -440,3 +441,56 @@ def test_context_sparse_hostile_fields_rejected_with_valid_crc():
             codec.decode(_with_crc(bad))
         except codec.CorruptDataError:
             pass
+
+
+@pytest.fixture
+def portable_and_simd():
+    """Decodes with the x86-64 fast paths (BMI2 dense loop, carry-less CRC) and without them
+    (dc_codec_use_simd(0): the portable code), restoring the setting afterwards."""
+    from dc_keras.codec._decode import _library
+
+    lib = _library()
+    lib.dc_codec_use_simd.argtypes = [ctypes.c_int]
+    lib.dc_codec_use_simd.restype = ctypes.c_int
+
+    def both(packed):
+        out = []
+        for on in (1, 0):
+            was = lib.dc_codec_use_simd(on)
+            try:
+                out.append(codec.decode(packed))
+            except codec.CorruptDataError as e:
+                out.append(f"error {e.status}")
+            finally:
+                lib.dc_codec_use_simd(was)
+        return out
+
+    return both
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_fast_paths_match_portable_decoder(portable_and_simd, version, dtype, layout):
+    """§5 / §6 32-bit: the BMI2 loops give the portable loops' bytes for every size (stream tails,
+    fast-loop chunk edges), density and code length up to 12 bits, and the same error for corrupt
+    data."""
+    rng = np.random.default_rng(version)
+    for n, k, skew in [(1, 2, 0), (15, 3, 0), (16, 5, 0), (17, 7, 1), (63, 256, 0), (64, 256, 1),
+                       (65, 9, 2), (1000, 31, 1), (16 * 1024 * 4 + 5, 200, 2), (40000, 4000, 3),
+                       (70001, 256, 0)]:
+        vals = values_for(dtype, k, rng)
+        p = rng.random(k) ** (1 + 4 * skew)  # skewed: long codes (the encoder caps them at 12 bits)
+        a = vals[rng.choice(k, size=n, p=p / p.sum())]
+        if layout == "sparse":  # long and short gaps
+            a = np.where(rng.random(n) < (0.02, 0.1, 0.5)[skew % 3], a, 0).astype(dtype)
+            a[: min(n, 3)] = vals[-1]
+        packed = codec.encode(a, layout=layout, version=version)
+        fast, portable = portable_and_simd(packed)
+        assert fast.tobytes() == portable.tobytes() == a.tobytes(), (n, k)
+        bad = bytearray(packed)
+        for pos in rng.integers(len(packed) // 2, len(packed), size=6):
+            bad[pos] ^= 1 << int(rng.integers(8))
+            fast, portable = portable_and_simd(bytes(bad))
+            assert str(fast) == str(portable) or fast.tobytes() == portable.tobytes()
+            bad[pos] = packed[pos]

@@ -14,6 +14,23 @@ def test_library_path_and_backends():
     assert runtime.available_backends() == ["litert", "tensorflow"]
 
 
+def test_auto_backend_looks_up_only_what_it_needs(monkeypatch):
+    """backend="auto" picks LiteRT without even looking TensorFlow up (each lookup scans sys.path:
+    part of every Interpreter's load time), and falls back to TF, or a clear error, without it."""
+    looked = []
+
+    def installed(have):
+        return lambda module: looked.append(module) or module in have
+
+    monkeypatch.setattr(runtime, "_installed", installed({"ai_edge_litert", "tensorflow"}))
+    assert runtime._check_args("auto", "delegate", "decoded") == "litert" and looked == ["ai_edge_litert"]
+    monkeypatch.setattr(runtime, "_installed", installed({"tensorflow"}))
+    assert runtime._check_args("auto", "delegate", "decoded") == "tensorflow"
+    monkeypatch.setattr(runtime, "_installed", installed(set()))
+    with pytest.raises(ImportError, match="pip install ai-edge-litert"):
+        runtime._check_args("auto", "delegate", "decoded")
+
+
 def test_argument_errors():
     plain = em.tflite("dense", None)
     with pytest.raises(ValueError, match="backend"):

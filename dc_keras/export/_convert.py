@@ -318,10 +318,36 @@ def _leaf_layers(model):
     return out
 
 
+def _without_wrappers(model):
+    """``model`` with dc_keras's training wrappers stripped (a copy: ``model`` is not modified),
+    with a warning naming them; ``model`` itself when it has none or is subclassed (whose strip works
+    in place: the user's call). The converter would otherwise see kernels, masks and centroids."""
+    from dc_keras.train import _base, strip
+
+    wrapped = _base.find_wrappers(model)
+    if not wrapped:
+        return model
+    names = sorted({w.name for w in wrapped})
+    if not _base.is_graph_model(model):
+        warnings.warn(f"to_tflite: layers {names} still have dc_keras pruning/clustering wrappers; call "
+                      "dc_keras.strip(model) before exporting (flow: prune -> fit -> strip -> cluster -> fit -> "
+                      "strip -> to_tflite)", UserWarning, stacklevel=3)
+        return model
+    warnings.warn(f"to_tflite: layers {names} still had dc_keras pruning/clustering wrappers: exported "
+                  "dc_keras.strip(model) (same outputs; the model passed in is unchanged). Call dc_keras.strip "
+                  "yourself before exporting to silence this warning", UserWarning, stacklevel=3)
+    return strip(model)
+
+
 def _shared_kernels(model):
-    """Keras weights that look clustered: ``(layer, weight path, size, distinct values)``."""
+    """Keras weights that look clustered: ``(layer, weight path, size, distinct values)``. Layers
+    still wrapped for training are left out: their masks / indices are not what the converter exports."""
+    from dc_keras.train import _base
+
     out, seen = [], set()
     for layer in _leaf_layers(model):
+        if isinstance(layer, _base.CompressionWrapper):
+            continue
         for w in layer.weights:
             if id(w) in seen or len(w.shape) < 2:
                 continue
@@ -425,6 +451,29 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
             f"the .tflite, so it was {fate}. Likely cause: {cause}. Fix: {fix}.")
 
 
+def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size, converter_options,
+                         configure, per_channel):
+    """The ``.tflite`` converted in a TF-backend child (torch always; JAX when nothing in the call needs
+    this process: dc_keras/export/_backend.py), or None to convert here. A JAX child that fails
+    falls back to this process with a warning."""
+    must = _backend.needs_tensorflow_child()
+    if not must and not _backend.prefers_tensorflow_child(configure, converter_options, representative_data):
+        return None
+    try:
+        return _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
+                                                min_bytes=min_bytes, batch_size=batch_size,
+                                                converter_options=converter_options, configure=configure,
+                                                per_channel=per_channel)
+    except RuntimeError as exc:
+        if must:
+            raise
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        warnings.warn(f"to_tflite: the TensorFlow-backend conversion of this JAX model failed ({last}); "
+                      "converting in this process through jax2tf instead (a correct but unfused, larger "
+                      "graph; docs: dc_keras/export/_backend.py)", UserWarning, stacklevel=3)
+        return None
+
+
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
               min_bytes: int = DEFAULT_MIN_BYTES, batch_size=None, converter_options=None,
               configure=None, per_channel=None) -> bytes:
@@ -438,7 +487,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
 
     Args:
       model: a built ``keras.Model`` (typically after ``dc_keras.strip``: pruned, clustered
-        weights, so they pack well).
+        weights, so they pack well). A Sequential/Functional model that still has dc_keras
+        wrappers is exported as ``dc_keras.strip(model)``, with a warning.
       pack: run ``dc_keras.export.pack`` on the converted model (default True).
       quantize: ``None`` (float32), ``"float16"`` (float16 weights), ``"dynamic"`` (int8 weights,
         float activations) or ``"int8"`` (full integer post-training quantization; needs
@@ -480,11 +530,10 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       >>> data = dc_keras.export.to_tflite(model, configure=flex)                       # doctest: +SKIP
     """
     _check_arguments(quantize, batch_size, converter_options, configure)
-    if _backend.needs_tensorflow_child():  # torch backend: dc_keras/export/_backend.py
-        data = _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
-                                                min_bytes=min_bytes, batch_size=batch_size,
-                                                converter_options=converter_options, configure=configure,
-                                                per_channel=per_channel)
+    model = _without_wrappers(model)
+    data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
+                                converter_options, configure, per_channel)
+    if data is not None:
         if path is not None:
             atomic_write(path, data)
         return data

@@ -16,8 +16,16 @@ PROGRESS_MIN_BYTES = 16 << 20
 
 
 def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
+    """The bytes of an input file; a missing or unreadable path raises ``OSError`` saying what to do."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError as exc:
+        raise type(exc)(exc.errno, f"{exc.strerror}; check the path of the input .tflite", path) from None
+    except IsADirectoryError as exc:
+        raise type(exc)(exc.errno, f"{exc.strerror}; give the path of a .tflite file", path) from None
+    except PermissionError as exc:
+        raise type(exc)(exc.errno, f"{exc.strerror}; the input must be readable by you", path) from None
 
 
 def _check_paths(src, dst):
@@ -141,7 +149,7 @@ def add_commands(commands):
     p.add_argument("input", metavar="IN", help="the .tflite to pack")
     p.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
     _min_bytes_option(p)
-    p.add_argument("--strip-strings", dest="strip_strings", action="store_true",
+    p.add_argument("--strip-strings", "--strip_strings", dest="strip_strings", action="store_true",
                    help="drop tensor/subgraph names and the model description (signatures keep working); "
                         "prints the bytes saved")
     p.add_argument("--compact", action=argparse.BooleanOptionalAction, default=None,
@@ -149,7 +157,7 @@ def add_commands(commands):
                         "buffer per activation tensor); outputs unchanged. Default: on when the model is "
                         "rewritten; --compact also rewrites a model with nothing to pack, --no-compact "
                         "keeps every table")
-    p.add_argument("--context-model", dest="context_model", action="store_true",
+    p.add_argument("--context-model", "--context_model", dest="context_model", action="store_true",
                    help="also try the context-modelled sparse layout (docs/FORMAT.md section 14): a few "
                         "percent smaller on some pruned kernels, ~0.8x the decode speed")
     _buffers_option(p)

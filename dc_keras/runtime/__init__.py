@@ -42,6 +42,7 @@ OP_NAME = "HuffDecode"
 REGISTERER = "DcKerasRegisterHuffDecode"
 _BACKENDS = ("auto", "litert", "tensorflow")
 _WEIGHTS = ("decoded", "compressed")
+_BACKEND_MODULES = (("litert", "ai_edge_litert"), ("tensorflow", "tensorflow"))  # "auto" order
 _lock = threading.Lock()
 _registerer_ready = False
 
@@ -66,8 +67,7 @@ def _installed(module: str) -> bool:
 
 def available_backends() -> list:
     """Backends installed here, in ``"auto"`` preference order (imports neither of them)."""
-    found = [("litert", "ai_edge_litert"), ("tensorflow", "tensorflow")]
-    return [name for name, module in found if _installed(module)]
+    return [name for name, module in _BACKEND_MODULES if _installed(module)]
 
 
 def prepare_tensorflow_registerer() -> str:
@@ -275,12 +275,11 @@ def _check_args(backend, decode, weights) -> str:
         raise ValueError(f"decode must be 'delegate' or 'op', got {decode!r}")
     if weights not in _WEIGHTS:
         raise ValueError(f"weights must be one of {_WEIGHTS}, got {weights!r}")
-    if backend == "auto":
-        found = available_backends()
-        if not found:
+    if backend == "auto":  # the first installed one; TF is not even looked up when LiteRT is there
+        backend = next((name for name, module in _BACKEND_MODULES if _installed(module)), None)
+        if backend is None:
             raise ImportError("neither ai_edge_litert nor tensorflow is installed: "
                               "pip install ai-edge-litert")
-        backend = found[0]
     if decode == "op" and backend != "tensorflow":
         raise ValueError(
             "decode='op' needs backend='tensorflow' (LiteRT's Python API cannot register a "

@@ -139,6 +139,11 @@ DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t o
  * of `len` bytes, continuing from `crc` (0 to start). */
 DC_API uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len);
 
+/* The x86-64 fast paths (CRC-32 by carry-less multiplication, §5 32-bit dense decode with BMI2;
+ * used where the CPU has them): off (0) runs the portable code only, for tests and benchmarks
+ * that compare the two.  Process-wide; returns the previous setting (default on). */
+DC_API int dc_codec_use_simd(int on);
+
 /* Static English description of a status code. */
 DC_API const char* dc_strerror(dc_status status);
 

@@ -24,6 +24,24 @@
 #include "dc_codec_crc.h"
 #include "dc_codec_internal.h"
 
+/* §8's CRC by carry-less multiplication on x86-64 (gcc/clang, chosen at run time: crc_clmul);
+ * -DDC_NO_SIMD keeps the portable table code only. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(DC_NO_SIMD) && \
+    !defined(DC_CRC_SMALL_TABLE)
+#define DC_CRC_CLMUL 1
+#include <immintrin.h>
+#else
+#define DC_CRC_CLMUL 0
+#endif
+/* §5's most common case (32-bit elements, ungrouped) has a second loop for x86-64 CPUs with BMI2
+ * (dense_e4_bmi2, chosen at run time), same flags. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(DC_NO_SIMD)
+#define DC_DENSE_BMI2 1
+#include <immintrin.h>
+#else
+#define DC_DENSE_BMI2 0
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define DC_INLINE static inline __attribute__((always_inline))
 #else
@@ -496,8 +514,76 @@ static uint32_t crc_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
 }
 #endif
 
+static int simd_allowed = 1; /* dc_codec_use_simd */
+
+int dc_codec_use_simd(int on) {
+  int was = simd_allowed;
+  simd_allowed = on != 0;
+  return was;
+}
+
+#if DC_CRC_CLMUL
+/* x86-64 with PCLMULQDQ: carry-less multiplication folds 64 bytes per step in four 128-bit lanes
+ * (the method of Intel's "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ", 2009;
+ * constants for the reflected polynomial 0xEDB88320: x^(512+32) and x^(512-32) mod P for the
+ * four-lane fold, x^(128+32), x^(128-32) for the fold into one lane, bit-reflected, shifted left
+ * by one).  Folding keeps the message's residue mod P, so the last 128-bit lane, stored as 16
+ * bytes, has the CRC the folded prefix had: the table code below finishes it and the tail.
+ * About 10x the speed of slice-by-8 (MobileNetV2's 3.5 MB: 0.9 ms -> 0.1 ms).  Returns the
+ * conditioned register after the first `*used` bytes (a multiple of 16, at least 64). */
+__attribute__((target("pclmul,sse2"))) static uint32_t crc_clmul(uint32_t c, const uint8_t* p,
+                                                                 size_t len, size_t* used) {
+  const __m128i k4 = _mm_set_epi64x(0x1c6e41596LL, 0x154442bd4LL);
+  const __m128i k1 = _mm_set_epi64x(0x0ccaa009eLL, 0x1751997d0LL);
+  __m128i x0 = _mm_loadu_si128((const __m128i*)p), x1 = _mm_loadu_si128((const __m128i*)(p + 16));
+  __m128i x2 = _mm_loadu_si128((const __m128i*)(p + 32)),
+          x3 = _mm_loadu_si128((const __m128i*)(p + 48));
+  uint8_t last[16];
+  size_t i = 64;
+  x0 = _mm_xor_si128(x0, _mm_cvtsi32_si128((int)c));
+#define DC_FOLD(x, k, next) \
+  x = _mm_xor_si128(        \
+      _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11)), next)
+  for (; i + 64 <= len; i += 64) {
+    DC_FOLD(x0, k4, _mm_loadu_si128((const __m128i*)(p + i)));
+    DC_FOLD(x1, k4, _mm_loadu_si128((const __m128i*)(p + i + 16)));
+    DC_FOLD(x2, k4, _mm_loadu_si128((const __m128i*)(p + i + 32)));
+    DC_FOLD(x3, k4, _mm_loadu_si128((const __m128i*)(p + i + 48)));
+  }
+  DC_FOLD(x0, k1, x1);
+  DC_FOLD(x0, k1, x2);
+  DC_FOLD(x0, k1, x3);
+  for (; i + 16 <= len; i += 16) DC_FOLD(x0, k1, _mm_loadu_si128((const __m128i*)(p + i)));
+#undef DC_FOLD
+  _mm_storeu_si128((__m128i*)last, x0);
+  *used = i;
+  c = 0;
+  for (int b = 0; b < 16; ++b) c = dc_crc_table[0][(c ^ last[b]) & 0xFFu] ^ (c >> 8);
+  return c;
+}
+
+static int crc_clmul_ok(void) {
+  static int level = -1; /* a benign race: every thread stores the same value */
+  if (level < 0) {
+    __builtin_cpu_init();
+    level = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
+  }
+  return level && simd_allowed;
+}
+#endif
+
 uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len) {
   const uint32_t(*t)[256] = dc_crc_table;
+#if DC_CRC_CLMUL
+  if (len >= 256 && crc_clmul_ok()) {
+    size_t used = 0;
+    crc = crc_clmul(~crc, p, len, &used);
+    p += used;
+    len -= used;
+    for (; len > 0; --len, ++p) crc = t[0][(crc ^ *p) & 0xFFu] ^ (crc >> 8);
+    return ~crc;
+  }
+#endif
 #ifndef DC_CRC_SMALL_TABLE
   /* Long inputs: four lanes of equal length in one loop (independent dependency chains, so the
    * table loads of the four overlap), combined at the end. */
@@ -533,6 +619,10 @@ static int crc_ok(const dc_header* h, const uint8_t* data, size_t size) {
   uint32_t c = dc_crc32(0, data, h->check_pos);
   c = dc_crc32(c, data + h->check_pos + 4, size - h->check_pos - 4);
   return c == h->check;
+}
+
+int dc_crc_ok(const dc_header* h, const uint8_t* data, size_t size) {
+  return crc_ok(h, data, size);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -590,6 +680,26 @@ static dc_status br_finish(bitreader* b, const uint8_t* data) {
 static inline uint64_t br_safe_refills(const bitreader* b) {
   return b->pos + 8 <= b->end ? (b->end - 8 - b->pos) / 7 + 1 : 0;
 }
+
+#if DC_DENSE_BMI2
+/* Puts a fresh reader (br_init) at absolute bit position q, as a position-based loop left it. */
+static void br_seek(bitreader* b, const uint8_t* data, uint64_t q) {
+  const uint32_t r = (uint32_t)(q & 7u);
+  b->pos = (size_t)(q >> 3);
+  b->bits = 0;
+  b->count = 0;
+  br_refill_safe(b, data);
+  b->bits >>= r;
+  b->count -= r;
+}
+
+/* Iterations of a position-based loop that loads 8 bytes at q / 8 and then advances q by at most
+ * 48 bits (4 symbols of <= 12 bits: q / 8 by <= 6 bytes) with every load inside the stream. */
+static inline uint64_t pos_safe_iters(uint64_t q, size_t end) {
+  const uint64_t byte = q >> 3;
+  return byte + 8 <= end ? (end - 8 - byte) / 6 + 1 : 0;
+}
+#endif
 
 /* ---------------------------------------------------------------------------------------- */
 /* §8 checksum                                                                               */
@@ -1081,10 +1191,131 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
 }
 #undef DC_ROW_ENTRY
 
-DC_NOINLINE dc_status rows_plain(const uint8_t* d, const dc_header* h, const uint16_t* gt,
-                                 const uint16_t* it, dc_rows* r) {
-  return rows_body(d, h, gt, it, r, 0);
+/* Ungrouped tensors (§6, the common case) take a pair table: one lookup decodes a whole entry
+ * when its gap code and index code both end inside the next DC_PAIR_BITS stream bits (94 % of
+ * the entries of a 4096x4096 layer at 10 % density), giving gap + 1, the value code and the
+ * bits used; otherwise it gives the gap and the index takes its own lookup.  Entry: (gap + 1)
+ * << 16 | value code << 7 | both << 6 | bits used (bits 4-5 zero).  The index is looked up in
+ * the bits after the gap with the window's missing high bits as zeros: a code that fits in the
+ * bits present is the stream's (codes are prefix-free), a longer one is not used.  Same
+ * entries, positions, checks and statuses as rows_body; with the two passes below 1.1-1.15x
+ * its speed on that layer (x86-64, loaded machine, best of 30: 5.57 -> 4.95 ms incl. the CRC). */
+#define DC_PAIR_BITS 12u
+#define DC_PAIR_BOTH (1u << 6)
+static void build_pairs(const uint16_t* gtab, uint32_t gmask, const uint16_t* itab, uint32_t imask,
+                        const uint16_t* vc, uint32_t* pairs) {
+  uint32_t w;
+  for (w = 0; w < (1u << DC_PAIR_BITS); ++w) {
+    const uint32_t ge = gtab[w & gmask], lg = ge & 15u;
+    const uint32_t ie = itab[(w >> lg) & imask], li = ie & 15u;
+    const uint32_t gap1 = ((uint32_t)ge >> 4) + 1u;
+    pairs[w] = lg + li <= DC_PAIR_BITS
+                   ? gap1 << 16 | (uint32_t)vc[ie >> 4] << 7 | DC_PAIR_BOTH | (lg + li)
+                   : gap1 << 16 | lg;
+  }
 }
+
+/* Decoding and placing are two passes over chunks of DC_PAIR_CHUNK entries (the decode loop keeps
+ * four streams' state in registers, the placing loop the row state): pass 1 stores each entry
+ * as a pair-table word (gap + 1, value code) in r->pairs's scratch part, pass 2 appends it. */
+#define DC_PAIR_CHUNK 4096u
+/* the pair table and a chunk fit the 2 << DC_MAX_CODE_LENGTH words of r->pairs */
+typedef char dc_pair_workspace_fits
+    [DC_PAIR_BITS <= DC_MAX_CODE_LENGTH && DC_PAIR_CHUNK <= (1u << DC_MAX_CODE_LENGTH) ? 1 : -1];
+#define DC_PAIR_RAW(b, out)                                      \
+  do {                                                           \
+    uint32_t e_ = pairs[(b).bits & ((1u << DC_PAIR_BITS) - 1u)]; \
+    (b).bits >>= (e_ & 15u);                                     \
+    (b).count -= (e_ & 15u);                                     \
+    if (!(e_ & DC_PAIR_BOTH)) {                                  \
+      uint32_t i_;                                               \
+      DEC(b, itab, imask, i_);                                   \
+      e_ = (e_ & 0xFFFF0000u) | (uint32_t)vc[i_] << 7;           \
+    }                                                            \
+    (out) = e_;                                                  \
+  } while (0)
+/* Appends entry word w: q = position + 1 of the entry (q <= rend: inside the current row). */
+#define DC_PAIR_PLACE(w)                                       \
+  do {                                                         \
+    const uint32_t w_ = (w), v_ = (w_ >> 7) & 0x1FFu;          \
+    q += w_ >> 16;                                             \
+    if (q > rend) { /* next row(s); q <= N keeps row < rows */ \
+      if (q > n) return DC_ERR_STREAM;                         \
+      do {                                                     \
+        rp[++row] = (uint32_t)k;                               \
+        rend += cols;                                          \
+      } while (q > rend);                                      \
+      base = rend - cols + 1u;                                 \
+    }                                                          \
+    col[k] = (uint16_t)(q - base);                             \
+    code[k] = (uint8_t)v_;                                     \
+    k += (v_ >> 8) ^ 1u; /* kept: < 256; skipped: 256 */       \
+  } while (0)
+
+DC_NOINLINE dc_status rows_plain(const uint8_t* data, const dc_header* h, const uint32_t* pairs,
+                                 const uint16_t* itab, dc_rows* r) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint64_t imask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
+  const uint64_t cols = r->cols;
+  const uint16_t* vc = r->value_code;
+  uint32_t* const raw = r->pairs + ((size_t)1 << DC_PAIR_BITS);
+  uint32_t* rp = r->row_ptr;
+  uint16_t* col = r->col;
+  uint8_t* code = r->code;
+  uint64_t j = 0, q = 0, k = 0, rend = cols, base = 1, it, row = 0, x;
+  uint32_t s;
+  dc_status st;
+  streams_init(br, h);
+  b0 = br[0];
+  b1 = br[1];
+  b2 = br[2];
+  b3 = br[3];
+  rp[0] = 0;
+  /* as rows_body: 1 refill and 2 entries (<= 2 * 24 bits) per stream per iteration */
+  while ((it = min_u64(min_u64(safe_iters(&b0, &b1, &b2, &b3), (e - j) / 8), DC_PAIR_CHUNK / 8)) >
+         0) {
+    uint32_t* o = raw;
+    j += 8 * it;
+    for (x = it; x > 0; --x, o += 8) {
+      BR_REFILL_FAST(b0, data);
+      BR_REFILL_FAST(b1, data);
+      BR_REFILL_FAST(b2, data);
+      BR_REFILL_FAST(b3, data);
+      DC_PAIR_RAW(b0, o[0]);
+      DC_PAIR_RAW(b1, o[1]);
+      DC_PAIR_RAW(b2, o[2]);
+      DC_PAIR_RAW(b3, o[3]);
+      DC_PAIR_RAW(b0, o[4]);
+      DC_PAIR_RAW(b1, o[5]);
+      DC_PAIR_RAW(b2, o[6]);
+      DC_PAIR_RAW(b3, o[7]);
+    }
+    for (x = 0; x < 8 * it; ++x) DC_PAIR_PLACE(raw[x]);
+  }
+  br[0] = b0;
+  br[1] = b1;
+  br[2] = b2;
+  br[3] = b3;
+  for (; j < e; ++j) {
+    bitreader* bb = &br[j & 3];
+    uint32_t w;
+    br_refill_safe(bb, data);
+    DC_PAIR_RAW(*bb, w);
+    DC_PAIR_PLACE(w);
+  }
+  if (n - q >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  for (s = 0; s < 4; ++s) {
+    st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  while (row < r->rows) rp[++row] = (uint32_t)k;
+  r->nnz = k;
+  return DC_OK;
+}
+#undef DC_PAIR_RAW
+#undef DC_PAIR_PLACE
+
 DC_NOINLINE dc_status rows_by_row(const uint8_t* d, const dc_header* h, const uint16_t* gt,
                                   const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 1);
@@ -1097,7 +1328,8 @@ DC_NOINLINE dc_status rows_by_col(const uint8_t* d, const dc_header* h, const ui
 dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r) {
   uint16_t *ws, *gtab; /* index and gap tables, <= 2^12 entries each, in r->tables */
   uint64_t groups_needed;
-  if (!data || !h || !r || !r->row_ptr || !r->col || !r->code || !r->value_code || !r->tables)
+  if (!data || !h || !r || !r->row_ptr || !r->col || !r->code || !r->value_code || !r->tables ||
+      !r->pairs)
     return DC_ERR_ARGUMENT;
   ws = r->tables;
   gtab = ws + ((size_t)1 << DC_MAX_CODE_LENGTH);
@@ -1109,10 +1341,14 @@ dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, d
     return DC_ERR_ARGUMENT;
   groups_needed = h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1;
   if (r->value_code_len < groups_needed * h->k) return DC_ERR_ARGUMENT;
-  if (!crc_ok(h, data, size)) return DC_ERR_CHECKSUM; /* §8: before decoding */
+  if (!r->crc_checked && !crc_ok(h, data, size)) return DC_ERR_CHECKSUM; /* §8: first */
   build_table(&h->index_code, ws);
   build_table(&h->gap_code, gtab);
-  if (h->layout == DC_LAYOUT_SPARSE) return rows_plain(data, h, gtab, ws, r);
+  if (h->layout == DC_LAYOUT_SPARSE) {
+    build_pairs(gtab, (1u << h->gap_code.max_len) - 1u, ws, (1u << h->index_code.max_len) - 1u,
+                r->value_code, r->pairs);
+    return rows_plain(data, h, r->pairs, ws, r);
+  }
   return h->axis == 0 ? rows_by_row(data, h, gtab, ws, r) : rows_by_col(data, h, gtab, ws, r);
 }
 
@@ -1337,6 +1573,191 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
   return DC_OK;
 }
 
+#if DC_DENSE_BMI2
+/* §5 dense, 32-bit elements, ungrouped, for CPUs with BMI2: the same symbols in the same order
+ * as dense_body, in fewer instructions per symbol.  Each stream is a bit position q instead of
+ * a bit buffer + count: per iteration one 8-byte load at q / 8 gives its next 57 bits w, with a
+ * marker bit above them; each of its 4 symbols is a BZHI-masked table lookup, a shift of w
+ * (SHRX) and the codebook copy, and q then advances by the bits consumed, which the marker's
+ * new place tells (leading zeros - 6).  The tail is dense_body's. */
+#define DC_BMI2_SYM(w, o)                       \
+  do {                                          \
+    const uint64_t e_ = tab[_bzhi_u64((w), L)]; \
+    (w) >>= e_ & 15u;                           \
+    memcpy((o), cb + (e_ >> 4) * 4u, 4u);       \
+  } while (0)
+#define DC_BMI2_LOAD(q) ((_bzhi_u64(ld64(data + ((q) >> 3)) >> ((q)&7u), 57)) | ((uint64_t)1 << 57))
+__attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status dense_e4_bmi2(const uint8_t* data,
+                                                                        const dc_header* h,
+                                                                        const uint16_t* tab,
+                                                                        uint8_t* out, cksum* ck) {
+  bitreader br[4];
+  const uint32_t L = h->index_code.max_len;
+  const uint64_t n = h->info.num_elements, rounds = n / 4;
+  const uint8_t* cb = h->codebook;
+  uint64_t k = 0, it, q[4];
+  uint32_t s;
+  streams_init(br, h);
+  for (s = 0; s < 4; ++s) q[s] = (uint64_t)br[s].start * 8u;
+  while ((it = min_u64(
+              min_u64(min_u64(pos_safe_iters(q[0], br[0].end), pos_safe_iters(q[1], br[1].end)),
+                      min_u64(pos_safe_iters(q[2], br[2].end), pos_safe_iters(q[3], br[3].end))),
+              min_u64((rounds - k) / 4, DC_CHUNK_ITERS))) > 0) {
+    uint64_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
+    uint8_t* o = out + k * 16u;
+    k += 4 * it;
+    for (; it > 0; --it, o += 64) {
+      uint64_t w0 = DC_BMI2_LOAD(q0), w1 = DC_BMI2_LOAD(q1), w2 = DC_BMI2_LOAD(q2),
+               w3 = DC_BMI2_LOAD(q3);
+      uint32_t r;
+      for (r = 0; r < 4; ++r) {
+        DC_BMI2_SYM(w0, o + 16 * r);
+        DC_BMI2_SYM(w1, o + 16 * r + 4);
+        DC_BMI2_SYM(w2, o + 16 * r + 8);
+        DC_BMI2_SYM(w3, o + 16 * r + 12);
+      }
+      q0 += (uint64_t)__builtin_clzll(w0) - 6u; /* w != 0: the marker is at bit >= 57 - 48 */
+      q1 += (uint64_t)__builtin_clzll(w1) - 6u;
+      q2 += (uint64_t)__builtin_clzll(w2) - 6u;
+      q3 += (uint64_t)__builtin_clzll(w3) - 6u;
+    }
+    q[0] = q0;
+    q[1] = q1;
+    q[2] = q2;
+    q[3] = q3;
+    ck_upto(ck, out, (size_t)(k * 16u));
+  }
+  for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
+    bitreader* b = &br[s];
+    const uint64_t mask = (1u << L) - 1u;
+    uint64_t i;
+    uint32_t sym;
+    dc_status st;
+    br_seek(b, data, q[s]);
+    for (i = k * 4 + s; i < n; i += 4) {
+      br_refill_safe(b, data);
+      DEC(*b, tab, mask, sym);
+      put1(out, i, cb + sym * 4u, 4, 32);
+    }
+    st = br_finish(b, data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+#undef DC_BMI2_SYM
+
+/* §6 sparse, 32-bit elements, ungrouped, with BMI2: sparse_body's walk (same streams, entries,
+ * checks and background fill) with dense_e4_bmi2's position-based streams: per iteration one load
+ * per stream feeds its 2 entries (gap and index symbols, <= 48 bits). */
+#define DC_BMI2_DEC(w, table, bits, sym)               \
+  do {                                                 \
+    const uint64_t e_ = (table)[_bzhi_u64((w), bits)]; \
+    (w) >>= e_ & 15u;                                  \
+    (sym) = (uint32_t)(e_ >> 4);                       \
+  } while (0)
+#define DC_BMI2_ENTRY(g, i)                        \
+  do {                                             \
+    p += (g);                                      \
+    if (p >= n) return DC_ERR_STREAM;              \
+    memcpy(out + p * 4u, cb + (size_t)(i)*4u, 4u); \
+    p++;                                           \
+  } while (0)
+__attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status sparse_e4_bmi2(const uint8_t* data,
+                                                                         const dc_header* h,
+                                                                         const uint16_t* gtab,
+                                                                         const uint16_t* itab,
+                                                                         uint8_t* out, cksum* ck) {
+  bitreader br[4];
+  const uint32_t Lg = h->gap_code.max_len, Li = h->index_code.max_len;
+  const uint64_t gmask = (1u << Lg) - 1u, imask = (1u << Li) - 1u;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
+  const uint8_t* cb = h->codebook;
+  const uint8_t* bgv = cb + (size_t)h->background * 4u;
+  uint64_t j = 0, p = 0, filled = 0, it, q[4];
+  uint32_t s;
+  dc_status st;
+  streams_init(br, h);
+  for (s = 0; s < 4; ++s) q[s] = (uint64_t)br[s].start * 8u;
+  while ((it = min_u64(
+              min_u64(min_u64(pos_safe_iters(q[0], br[0].end), pos_safe_iters(q[1], br[1].end)),
+                      min_u64(pos_safe_iters(q[2], br[2].end), pos_safe_iters(q[3], br[3].end))),
+              min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {
+    uint64_t reach, q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
+    if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;
+    reach = min_u64(n, p + it * 8 * G);
+    if (filled < reach) {
+      uint64_t to = min_u64(n, filled + DC_FILL_CHUNK > reach ? filled + DC_FILL_CHUNK : reach);
+      fill_elements(out, filled, to, bgv, 4, 32);
+      filled = to;
+    }
+    j += 8 * it;
+    for (; it > 0; --it) {
+      uint64_t w0 = DC_BMI2_LOAD(q0), w1 = DC_BMI2_LOAD(q1), w2 = DC_BMI2_LOAD(q2),
+               w3 = DC_BMI2_LOAD(q3);
+      uint32_t r;
+      for (r = 0; r < 2; ++r) {
+        uint32_t g0, g1, g2, g3, i0, i1, i2, i3;
+        DC_BMI2_DEC(w0, gtab, Lg, g0);
+        DC_BMI2_DEC(w1, gtab, Lg, g1);
+        DC_BMI2_DEC(w2, gtab, Lg, g2);
+        DC_BMI2_DEC(w3, gtab, Lg, g3);
+        DC_BMI2_DEC(w0, itab, Li, i0);
+        DC_BMI2_DEC(w1, itab, Li, i1);
+        DC_BMI2_DEC(w2, itab, Li, i2);
+        DC_BMI2_DEC(w3, itab, Li, i3);
+        DC_BMI2_ENTRY(g0, i0);
+        DC_BMI2_ENTRY(g1, i1);
+        DC_BMI2_ENTRY(g2, i2);
+        DC_BMI2_ENTRY(g3, i3);
+      }
+      q0 += (uint64_t)__builtin_clzll(w0) - 6u;
+      q1 += (uint64_t)__builtin_clzll(w1) - 6u;
+      q2 += (uint64_t)__builtin_clzll(w2) - 6u;
+      q3 += (uint64_t)__builtin_clzll(w3) - 6u;
+    }
+    q[0] = q0;
+    q[1] = q1;
+    q[2] = q2;
+    q[3] = q3;
+    ck_upto(ck, out, (size_t)(p * 4u));
+  }
+  for (s = 0; s < 4; ++s) br_seek(&br[s], data, q[s]);
+  for (; j < e; ++j) { /* the tail: sparse_body's */
+    bitreader* bb = &br[j & 3];
+    uint32_t g, i;
+    br_refill_safe(bb, data);
+    DEC(*bb, gtab, gmask, g);
+    DEC(*bb, itab, imask, i);
+    if (p + g < n && filled <= p + g) {
+      uint64_t to = min_u64(n, p + g + G + DC_FILL_CHUNK);
+      fill_elements(out, filled, to, bgv, 4, 32);
+      filled = to;
+    }
+    DC_BMI2_ENTRY(g, i);
+  }
+  if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  fill_elements(out, filled, n, bgv, 4, 32);
+  for (s = 0; s < 4; ++s) {
+    st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+#undef DC_BMI2_DEC
+#undef DC_BMI2_ENTRY
+
+#undef DC_BMI2_LOAD
+
+static int dense_bmi2_ok(void) {
+  static int level = -1; /* a benign race: every thread stores the same value */
+  if (level < 0) {
+    __builtin_cpu_init();
+    level = __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+  }
+  return level && simd_allowed;
+}
+#endif
+
 /* ---------------------------------------------------------------------------------------- */
 /* Thin wrappers: one instance of each body per element size (constants fold away)          */
 /* ---------------------------------------------------------------------------------------- */
@@ -1436,8 +1857,17 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
                     esz, h->info.element_bits);
     return DC_OK;
   }
+#if DC_DENSE_BMI2
+  if (!h->sparse && !grouped && slot == 4 && h->index_code.max_len <= 12 && dense_bmi2_ok())
+    return dense_e4_bmi2(data, h, itab, out, ck);
+#endif
   if (!h->sparse) return dense[grouped][slot](data, h, itab, out, ck);
   build_table(&h->gap_code, gtab);
+#if DC_DENSE_BMI2
+  if (!grouped && slot == 4 && h->index_code.max_len <= 12 && h->gap_code.max_len <= 12 &&
+      dense_bmi2_ok())
+    return sparse_e4_bmi2(data, h, gtab, itab, out, ck);
+#endif
   return sparse[grouped][slot](data, h, gtab, itab, out, ck);
 }
 

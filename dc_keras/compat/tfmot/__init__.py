@@ -18,3 +18,21 @@ Example:
 from dc_keras.compat.tfmot import clustering, sparsity
 
 __all__ = ["sparsity", "clustering"]
+
+_NOT_PROVIDED = {
+    "quantization": ("tfmot.quantization (quantization-aware training) is not provided on Keras 3: train in "
+                     "float with pruning/clustering, then quantize at export with "
+                     "dc_keras.export.to_tflite(model, quantize='int8', representative_data=x) or "
+                     "quantize='dynamic' (per-tensor scales keep the shared values; docs/quantization.md)"),
+    "experimental": ("tfmot.experimental (PQAT/CQAT combinations) is not provided on Keras 3: use "
+                     "cluster_weights(..., preserve_sparsity=True), then dc_keras.export.to_tflite(model, "
+                     "quantize='int8', representative_data=x) (docs/migrating_from_tfmot.md)"),
+}
+
+
+def __getattr__(name):
+    """tfmot modules this drop-in does not have: an AttributeError that names the replacement."""
+    if name in _NOT_PROVIDED:
+        raise AttributeError(_NOT_PROVIDED[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}; it provides tfmot.sparsity.keras and "
+                         "tfmot.clustering.keras (every name: docs/migrating_from_tfmot.md)")
