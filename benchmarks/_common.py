@@ -36,21 +36,21 @@ LITERATURE = {
 }
 
 # Per-layer targets, chosen on validation data (the last ``val`` training images, held out from
-# training; benchmarks/recipe_search.py, recorded in docs/results/search_<model>.json; LeNet-300-100:
-# search s4_val10k, 10,000 images the baseline never saw, by the rule written in that file before
-# its runs: the smallest packed file within the baseline's validation error + 0.30 pp; LeNet-5:
-# search s4_val10k of search_lenet_5.json, same form with + 0.15 pp: no candidate met it, so its
-# fallback, the lowest validation error, was taken). Issue 19's
-# recipe: lower density than the paper's (92/91/74 % and 34/88/92/81 % pruned) on the big layers,
+# training; benchmarks/recipe_search.py, recorded in docs/results/search_<model>.json): search
+# s5_val10k of each file, 10,000 images the baseline never saw, by the rule written (committed) in
+# that file before its runs: of the candidates whose packed file meets the ratio goals (+1 %), the
+# lowest validation error (ties within 0.03 pp: the smaller file). Issue 19's recipe: lower density
+# than the paper's (92/91/74 % and 34/88/92/81 % pruned) on the big layers, longer retraining
+# (LeNet-300-100 30 + 6 epochs, LeNet-5 24 + 6: the lever that bought the validation error back),
 # per-layer bits below the paper's 5 / 8 (fc1 3 bits: its few kept weights need few shared values
 # once the centroids are fine-tuned), and biases shared with 3 bits (8 values: the packed export
 # then stores the larger biases as indices, ~1 KB less on LeNet-300-100, ~1.6 KB on LeNet-5).
 CONFIG = {
     "lenet-300-100": {
         "builder": "lenet_300_100",
-        "sparsity": {"fc1": 0.96, "fc2": 0.92, "fc3": 0.7},
+        "sparsity": {"fc1": 0.955, "fc2": 0.92, "fc3": 0.6},
         "bits": {"fc1": 3, "fc2": 4, "fc3": 5},
-        "prune_epochs": 20, "cluster_epochs": 4,
+        "prune_epochs": 30, "cluster_epochs": 6,
         # Adam lr of pruning/retraining (cosine-decayed): 1e-3 recovered better than 5e-4 in
         # the demo's measurements (12 epochs: 1.36 % vs 1.71 %).
         "prune_lr": 1e-3,
@@ -62,9 +62,9 @@ CONFIG = {
     },
     "lenet-5": {
         "builder": "lenet_5",
-        "sparsity": {"conv1": 0.5, "conv2": 0.88, "fc1": 0.975, "fc2": 0.8},
-        "bits": {"conv1": 5, "conv2": 4, "fc1": 4, "fc2": 4},
-        "prune_epochs": 10, "cluster_epochs": 3, "prune_lr": 5e-4,
+        "sparsity": {"conv1": 0.5, "conv2": 0.88, "fc1": 0.98, "fc2": 0.8},
+        "bits": {"conv1": 5, "conv2": 4, "fc1": 3, "fc2": 4},
+        "prune_epochs": 24, "cluster_epochs": 6, "prune_lr": 5e-4,
         "baseline_epochs": 15,
         "cluster_biases": 3, "context_model": False,
         "val": 10000,  # baseline: benchmarks/baselines.py --val 10000

@@ -9,7 +9,7 @@ The defaults (``_common.CONFIG``) are issue 19's recipe, chosen on validation da
 every training stage (the baseline too: ``baselines.py --val``), and
 ``benchmarks/recipe_search.py`` scored the candidates by the error of their packed files on them
 (recorded in docs/results/search_<model>.json, shown in docs/results.md). The levers: lower
-density on the big layers, per-layer bits below the paper's 5 / 8, biases shared with 3 bits. Every stage is exported and packed, and its
+density on the big layers, longer retraining, per-layer bits below the paper's 5 / 8, biases shared with 3 bits. Every stage is exported and packed, and its
 test error is measured on that packed ``.tflite`` through ``dc_keras.runtime.Interpreter`` over
 the 10,000 test images. Ratios are whole files: float ``.tflite`` of the baseline / packed file.
 
@@ -372,7 +372,8 @@ def _search_record(name):
         search = json.load(f)
     return {"file": os.path.relpath(path, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")),
             "note": search.get("note", ""), "candidates": search["candidates"], "ladder": search.get("ladder"),
-            "rule": search.get("rule"), "pick": search.get("pick"), "earlier_note": search.get("earlier_note")}
+            "rule": search.get("rule"), "pick": search.get("pick"), "earlier_note": search.get("earlier_note"),
+            "earlier_rules": search.get("earlier_rules", [])}
 
 
 def run(args):

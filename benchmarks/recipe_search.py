@@ -98,19 +98,35 @@ def _save_for_resume(args, cfg, stem, bits, pruned, shared):
 
 
 def pick(search):
-    """Applies ``search["rule"]`` (written down before its runs) to the candidates of its tag: the
-    smallest packed file whose validation error is at most the baseline's validation error + ``x``;
-    when none qualifies, the lowest validation error (then the pick misses the rule, and says so)."""
+    """Applies ``search["rule"]`` (written down before its runs) to the candidates of its tag.
+
+    ``kind`` "val_then_size" (default; searches up to s4): the smallest packed file whose validation
+    error is at most the baseline's + ``x``; none qualifying -> the lowest validation error (flagged).
+    ``kind`` "ratio_then_val" (s5): among files >= ``min_ratio`` whole and >= ``min_weights_ratio``
+    weights only, the lowest validation error (within ``tie`` of it: the smaller file); ``meets_margin``
+    says whether that error is <= the baseline's + ``margin_x``; none eligible -> the largest ratio."""
     rule = search["rule"]
     cands = [c for c in search["candidates"] if c.get("search") == rule["tag"]]
     if not cands:
         raise SystemExit(f"no candidates of search {rule['tag']!r} in the JSON yet")
-    ok = [c for c in cands if c["val_error"] <= c["baseline_val_error"] + rule["x"] + 1e-12]
-    best = min(ok, key=lambda c: (c["file_bytes"], c["val_error"])) if ok else min(
-        cands, key=lambda c: (c["val_error"], c["file_bytes"]))
-    return {"tag": rule["tag"], "meets_rule": bool(ok), "candidate": cands.index(best), "sparsity": best["sparsity"],
-            "bits": best["bits"], "val_error": best["val_error"], "baseline_val_error": best["baseline_val_error"],
-            "file_bytes": best["file_bytes"], "work_dir": best.get("work_dir"), "of": len(cands)}
+    if rule.get("kind", "val_then_size") == "ratio_then_val":
+        ok = [c for c in cands if c["ratio"] >= rule["min_ratio"] and c["weights_ratio"] >= rule["min_weights_ratio"]]
+        if ok:
+            low = min(c["val_error"] for c in ok)
+            best = min((c for c in ok if c["val_error"] <= low + rule.get("tie", 0.0003) + 1e-12),
+                       key=lambda c: (c["file_bytes"], c["val_error"]))
+        else:
+            best = max(cands, key=lambda c: (c[rule.get("fallback", "ratio")], -c["val_error"]))
+    else:
+        ok = [c for c in cands if c["val_error"] <= c["baseline_val_error"] + rule["x"] + 1e-12]
+        best = min(ok, key=lambda c: (c["file_bytes"], c["val_error"])) if ok else min(
+            cands, key=lambda c: (c["val_error"], c["file_bytes"]))
+    out = {"tag": rule["tag"], "meets_rule": bool(ok), "candidate": cands.index(best), "sparsity": best["sparsity"],
+           "bits": best["bits"], "val_error": best["val_error"], "baseline_val_error": best["baseline_val_error"],
+           "file_bytes": best["file_bytes"], "work_dir": best.get("work_dir"), "of": len(cands)}
+    if "margin_x" in rule:
+        out["meets_margin"] = bool(best["val_error"] <= best["baseline_val_error"] + rule["margin_x"] + 1e-12)
+    return out
 
 
 def _load(path, model):

@@ -92,6 +92,27 @@ def table1_summary(results):
     return lines
 
 
+def _rule_text(rule, pick):
+    """One search's rule (written down before its runs) and what it picked."""
+    head = f"Rule of search `{rule['tag']}` (written down {rule['written']}): "
+    if rule.get("kind") == "ratio_then_val":
+        head += rule["text"] + " Why: " + rule["why"]
+        if rule.get("added"):
+            head += f" Runs added to the plan at {rule['added']['written']}: {rule['added']['why']}."
+    else:
+        head += (f"validation error <= baseline's validation error + {100 * rule['x']:.2f} pp, then the smallest "
+                 "packed file.")
+    if not pick:
+        return head + " No pick recorded."
+    verdict = "meets the rule" if pick["meets_rule"] else (
+        "NO candidate met the rule: " + ("largest ratio" if rule.get("kind") == "ratio_then_val" else
+                                         "lowest validation error"))
+    if "meets_margin" in pick:
+        verdict += (f"; validation {pct(pick['val_error'])} vs baseline {pct(pick['baseline_val_error'])}: "
+                    + ("within" if pick["meets_margin"] else "OUTSIDE") + f" the +{100 * rule['margin_x']:.2f} pp margin")
+    return head + f" Pick: candidate {pick['candidate'] + 1} of {pick['of']} ({verdict})."
+
+
 def search_section(r):
     """The recipe search behind the run's settings (benchmarks/recipe_search.py), if recorded."""
     search = r.get("search")
@@ -103,24 +124,24 @@ def search_section(r):
            "test set is never used for a choice. " + search.get("note", ""), ""]
     rule, pick = search.get("rule"), search.get("pick")
     if rule:
-        out += [f"Rule of search `{rule['tag']}` (written down {rule['written']}): validation error <= baseline's "
-                f"validation error + {100 * rule['x']:.2f} pp, then the smallest packed file. Pick: candidate "
-                f"{pick['candidate'] + 1} of {pick['of']} ({'meets the rule' if pick['meets_rule'] else 'NO candidate met the rule: lowest validation error'})."
-                if pick else f"Rule of search `{rule['tag']}` (written down {rule['written']}): no pick recorded.", ""]
+        out += [_rule_text(rule, pick), ""]
+        for earlier in search.get("earlier_rules", []):
+            out += ["Earlier: " + _rule_text(earlier["rule"], earlier.get("pick")), ""]
         if search.get("earlier_note"):
             out += [search["earlier_note"], ""]
-    out += ["| search | sparsity | bits | biases | pruning epochs | kept | val error (baseline) | whole file | "
+    out += ["| search | sparsity | bits | biases | epochs (pruning / sharing) | kept | val error (baseline) | whole file | "
             "weights only | test error |", "|---|---|---|---|---|---|---|---|---|---|"]
     n_tag = {}
+    picks = [(rule, pick)] + [(e["rule"], e.get("pick")) for e in search.get("earlier_rules", [])]
     for c in search["candidates"]:
         tag = c.get("search")
         n_tag[tag] = n_tag.get(tag, 0) + 1
-        chosen = bool(pick and rule and tag == rule["tag"] and n_tag[tag] == pick["candidate"] + 1)
+        chosen = any(p and r and tag == r["tag"] and n_tag[tag] == p["candidate"] + 1 for r, p in picks)
         bits = ", ".join(f"{k} {v}" for k, v in c["bits"].items())
         sp = ", ".join(f"{k} {100 * v:g} %" for k, v in c["sparsity"].items())
         base = f" ({pct(c['baseline_val_error'])})" if "baseline_val_error" in c else ""
         out.append(f"| {tag or '-'}{' **pick**' if chosen else ''} | {sp} | {bits} | {c['cluster_biases'] or 'free'} bits | "
-                   f"{c['prune_epochs']} | {pct(c['kept_fraction'])} | {pct(c['val_error'])}{base} | "
+                   f"{c['prune_epochs']} / {c.get('cluster_epochs', '-')} | {pct(c['kept_fraction'])} | {pct(c['val_error'])}{base} | "
                    f"{kb(c['file_bytes'])} ({ratio(c['ratio'])}) | {ratio(c['weights_ratio'])} | "
                    f"{pct(c['test_error']) if c.get('test_error') is not None else '-'} |")
     lad = search.get("ladder")

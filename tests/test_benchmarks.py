@@ -126,6 +126,40 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
 
 
+def test_recipe_search_pick_ratio_then_val_rule():
+    """recipe_search.pick, kind ratio_then_val: files below either ratio floor are out; of the rest,
+    the lowest validation error (a 0.03 pp tie -> the smaller file); the margin flag; none eligible
+    -> the largest ratio of the fallback kind, flagged."""
+    code = r'''
+import recipe_search
+def c(tag, val, size, ratio, wratio, base=0.0142):
+    return {"search": tag, "val_error": val, "baseline_val_error": base, "file_bytes": size, "ratio": ratio,
+            "weights_ratio": wratio, "sparsity": {"fc1": 0.9}, "bits": {"fc1": 3}}
+rule = {"tag": "t", "kind": "ratio_then_val", "min_ratio": 60.6, "min_weights_ratio": 70.7, "margin_x": 0.0018,
+        "tie": 0.0003, "fallback": "ratio"}
+s = {"rule": rule, "candidates": [c("old", 0.0100, 100, 99, 99), c("t", 0.0150, 900, 62, 80),
+                                    c("t", 0.0152, 800, 65, 85), c("t", 0.0140, 2000, 59, 99),
+                                    c("t", 0.0149, 950, 61, 69), c("t", 0.0170, 700, 70, 95)]}
+p = recipe_search.pick(s)
+assert p["meets_rule"] and p["candidate"] == 1 and p["file_bytes"] == 800 and p["of"] == 5, p
+assert p["meets_margin"], p
+s["rule"] = dict(rule, tie=0.0001)
+p = recipe_search.pick(s)
+assert p["file_bytes"] == 900 and p["meets_margin"], p
+s["rule"] = dict(rule, tie=0.0001, margin_x=0.0005)
+assert not recipe_search.pick(s)["meets_margin"]
+s["rule"] = dict(rule, min_ratio=80.0)
+p = recipe_search.pick(s)
+assert not p["meets_rule"] and p["file_bytes"] == 700, p
+s["rule"] = dict(rule, min_ratio=80.0, fallback="weights_ratio")
+assert recipe_search.pick(s)["file_bytes"] == 2000
+print("ok")
+'''
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=BENCH,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([BENCH, ROOT])))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
 def test_fit_step_section_renders_clustered_columns_and_old_rows():
     """bench_fit_step.py's JSON with the clustered step (and a row without it, as older runs wrote)."""
     import importlib.util

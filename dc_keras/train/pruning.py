@@ -507,6 +507,9 @@ class PruningCallback(keras.callbacks.Callback):
     ``cb.set_model(model); cb.on_train_begin()`` before the first step (the step then updates the
     masks itself) and ``cb.on_train_end()`` after the last.
 
+    ``keras.callbacks.TensorBoard`` (and viewing the logs) needs the ``tensorboard`` package
+    (``pip install dc_keras[tensorboard]``); ``PruningCallback(log_dir=...)`` alone does not.
+
     Example:
         >>> pruned.fit(x, y, epochs=3, callbacks=[keras.callbacks.TensorBoard("logs", update_freq="batch"),
         ...                                       dc_keras.PruningCallback(log_dir="logs")])

@@ -213,7 +213,7 @@ def suggest_bits(report, max_drop=0.01, budget=None):
     swept width when none does); or, with ``budget``, a split of one total metric drop over the
     layers that saves the most index bits (layers with many kept weights go lowest first).
 
-    Sweep with ``sensitivity(model, (x_val, y_val), bits=[...])`` on a pruned model and
+    Sweep with ``sensitivity(model, (x_val, y_val), bits=[...])`` on a pruned, stripped model and
     validation data (never the test set); feed the result to ``dc_keras.cluster(model, bits=...)``.
     Fine-tuning the centroids recovers part of the one-shot drop, so the sweep is conservative.
 
@@ -223,9 +223,10 @@ def suggest_bits(report, max_drop=0.01, budget=None):
         budget: total drop allowed, summed over the layers' one-at-a-time drops.
 
     Example:
-        >>> report = dc_keras.sensitivity(pruned, (x_val, y_val), bits=[2, 3, 4, 5, 6], metric="error")
+        >>> sparse = dc_keras.strip(pruned)                        # after the pruning fit
+        >>> report = dc_keras.sensitivity(sparse, (x_val, y_val), bits=[2, 3, 4, 5, 6], metric="error")
         >>> bits = dc_keras.suggest_bits(report, budget=0.004)    # e.g. {"fc1": 3, "fc2": 4, "fc3": 5}
-        >>> shared = dc_keras.cluster(pruned, bits=bits)
+        >>> shared = dc_keras.cluster(sparse, bits=bits)
     """
     _check_report(report, "bits")
     if not isinstance(max_drop, (int, float)) or max_drop < 0:

@@ -106,6 +106,9 @@ class ClusteringSummaries(keras.callbacks.Callback):
         log_dir: the same directory as ``keras.callbacks.TensorBoard(log_dir)``.
         update_freq: ``"epoch"`` (end of each epoch) or an int ``n``: also every ``n`` batches.
 
+    Writing needs TensorFlow's summary writer (any backend); viewing, and Keras's own
+    ``keras.callbacks.TensorBoard``, need the ``tensorboard`` package (``pip install dc_keras[tensorboard]``).
+
     Example:
         >>> clustered.fit(x, y, epochs=2, callbacks=[keras.callbacks.TensorBoard("logs"),
         ...                                          dc_keras.train.ClusteringSummaries("logs")])
