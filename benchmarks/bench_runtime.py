@@ -13,6 +13,8 @@ FC models: one Dense layer (bias, no activation), weights pruned to the density 
 smallest |w|) and clustered to 32 values. Embedding models (emb<rows>x<width>): one
 keras.layers.Embedding (GATHER in TFLite) with its table pruned and clustered the same way, 16 ids
 per call (batch 8: 8 x 16). Ratios are vs `dense` of the same model, same run.
+Load: wall time of create + allocate_tensors (and its CPU time in every thread of the process,
+load_cpu_s: a steadier pilot on a loaded machine).
 Latency: median of the invokes (and the fastest one: on a loaded machine a long invoke is more
 often preempted, which the minimum filters out).
 Memory = growth of the process's RSS from before the interpreter is created to after load +
@@ -28,6 +30,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -80,6 +83,12 @@ def _invoke_times(it, n, cpu=None):
     return ts
 
 
+def _cpu():
+    """CPU time of this process (every thread: a route's helper threads count)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _input(shape, dtype, seed):
     rng = np.random.RandomState(seed)
     if np.issubdtype(dtype, np.integer):  # embedding ids: rows spread over the first 1000
@@ -95,10 +104,11 @@ def child(route, path, invokes, cold):
     # pages that would otherwise be counted in every route's memory.
     _input([1], np.float32, 0)
     rss0 = smaps()
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     it = _make(route, path)
     it.allocate_tensors()
     load = time.perf_counter() - t0
+    load_cpu = _cpu() - c0
     inp = it.get_input_details()[0]
     shape = list(inp["shape"])
     x = _input(shape, inp["dtype"], 0)
@@ -109,7 +119,7 @@ def child(route, path, invokes, cold):
     cpu1 = []
     ts1 = _invoke_times(it, invokes, cpu1)
     rss1 = smaps()
-    res = {"load_s": load, "batch1_s": statistics.median(ts1), "batch1_min_s": min(ts1),
+    res = {"load_s": load, "load_cpu_s": load_cpu, "batch1_s": statistics.median(ts1), "batch1_min_s": min(ts1),
            "batch1_cpu_s": statistics.median(cpu1), "rss_anon": rss1["Anonymous"] - rss0["Anonymous"],
            "rss_file": rss1["File"] - rss0["File"], "rss_total": rss1["Rss"],
            "output": out.ravel()[:64].tolist(), "tflite_bytes": os.path.getsize(path)}
@@ -232,7 +242,7 @@ def run_child(route, path, invokes, cold):
 
 
 def summarize(samples):
-    keys = ("load_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s", "rss_anon",
+    keys = ("load_s", "load_cpu_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s", "rss_anon",
             "rss_file")
     ok = [s for s in samples if "error" not in s]
     if not ok:
@@ -304,7 +314,7 @@ def main(argv=None):
             o = np.array(v.pop("output"))
             if r in ("decoded", "compressed") and len(o) == len(dense_out):
                 v["max_rel_diff_vs_dense"] = float(np.abs(o - dense_out).max() / (np.abs(dense_out).max() or 1))
-            for k in ("load_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s",
+            for k in ("load_s", "load_cpu_s", "batch1_s", "batch1_min_s", "batch1_cpu_s", "batch1_dram_s", "batch8_s",
                       "rss_anon", "rss_delta"):
                 if k in v and res["dense"].get(k):
                     v[k + "_ratio"] = v[k] / res["dense"][k]

@@ -15,6 +15,11 @@ Contexts measured (all known to a decoder before it decodes the symbol):
   mask:  the kept/not-kept bit of every element coded on its own (what an arithmetic / ANS
          binary coder would pay): i.i.d., given the element's pixel density, given the 2-D
          neighbours (left, up, up-left, up-right, two left), given both.
+  adaptive: the kept bit of every element and the index of every kept one under models learned
+         while decoding (Krichevsky-Trofimov counts per context: model cost included, no tables):
+         what an adaptive binary arithmetic coder would pay, one decision per element.
+"static rANS" costs are fractional-bit codes from one frequency table per context, tables counted
+(the cheaper of 12-bit frequencies in Elias-gamma and 5-bit half-bit code lengths).
 "Huffman" costs are Huffman codes per context (length-limited to 12, FORMAT.md §4) including
 each table's descriptor, and without them ("tables free": a bound for any cleverer table coding;
 only for at most 81 context values, beyond which free tables overfit); "entropy" costs are static conditional entropies (no model cost, an
@@ -22,8 +27,10 @@ unreachable floor for the given context; the "context-coder floor" takes the low
 gaps or mask bits, plus the lowest index cost, contexts with more than 81 values left out). Fixed
 bytes (header, codebook, stream sizes) are taken from the §6 file.
 
-    .venv/bin/python benchmarks/codec_bound.py --tflite PICK/shared_float.tflite \\
+    .venv/bin/python benchmarks/codec_bound.py --tflite PICK/shared_float.tflite --bench-tensor \\
         --json docs/results/codec_bound.json
+
+(--bench-tensor adds bench_codec.py's own tensor: trains LeNet-300-100 one epoch, ~30 s.)
 """
 import argparse
 import bz2
@@ -35,7 +42,7 @@ import sys
 import numpy as np
 
 from _common import log, machine_info, write_json
-from bench_codec import tflite_weights
+from bench_codec import tflite_weights, trained_lenet300_ip1
 from dc_keras import codec
 from dc_keras.codec._encode import _descriptor_size, code_lengths
 
@@ -67,12 +74,75 @@ def huffman_bytes(x, n, ctx=None, tables=True):
     return bits / 8
 
 
+def adaptive_bytes(x, n, ctx=None, a=0.5):
+    """Bytes an *adaptive* arithmetic / ANS coder pays for the symbols ``x`` (alphabet ``n``) coded
+    in order, one model per context value: symbol i costs -log2((c_i + a) / (t + a n)), c_i and t the
+    counts of that symbol and of all symbols seen before in the same context (Krichevsky-Trofimov
+    for a = 0.5). The model is learned while decoding, so this includes the model cost (no tables,
+    no side information): a realistic figure, not a floor. Coder overhead (state flush, rounding
+    of probabilities) is not counted (a few bytes)."""
+    x = np.asarray(x, np.int64)
+    if len(x) == 0:
+        return 0.0
+    ctx = np.zeros(len(x), np.int64) if ctx is None else np.asarray(ctx, np.int64)
+    seen_sym = _seen_before(ctx * n + x)
+    seen_ctx = _seen_before(ctx)
+    return float(-np.log2((seen_sym + a) / (seen_ctx + a * n)).sum()) / 8
+
+
+def _seen_before(key):
+    """For each position, how many earlier positions hold the same key."""
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    first = np.concatenate([[0], np.flatnonzero(k[1:] != k[:-1]) + 1])
+    start = np.repeat(first, np.diff(np.concatenate([first, [len(k)]])))
+    out = np.empty(len(key), np.int64)
+    out[order] = np.arange(len(k)) - start
+    return out
+
+
+def rans_bytes(x, n, ctx=None, precision=12):
+    """Bytes of a *static* rANS / arithmetic code of ``x`` with one frequency table per context value,
+    each table the cheaper of (a) the counts normalised to 2^precision (every used symbol >= 1),
+    sent as Elias-gamma codes of f + 1 (2 floor(log2(f + 1)) + 1 bits per symbol, 1 for an unused
+    one) and (b) half-bit code lengths round(2 log2(total / count)) in 1..31 (5 bits per symbol,
+    0 = unused), the probabilities 2^(-l / 2) renormalised. A symbol of probability p costs
+    -log2(p) bits (fractional: no Huffman rounding); what a static-table coder that decodes one
+    entry at a time (as §6) could reach."""
+    x = np.asarray(x, np.int64)
+    ctx = np.zeros(len(x), np.int64) if ctx is None else np.asarray(ctx, np.int64)
+    bits = 0.0
+    for c in np.unique(ctx):
+        cnt = np.bincount(x[ctx == c], minlength=n)
+        used = cnt > 0
+        f = _normalise(cnt, 1 << precision)
+        exact = float((cnt[used] * (precision - np.log2(f[used]))).sum()) \
+            + float((2 * np.floor(np.log2(f + 1)) + 1).sum())
+        half = np.clip(np.round(2 * np.log2(cnt.sum() / np.maximum(cnt, 1))), 1, 31)
+        q = np.where(used, 2.0 ** (-half / 2), 0)
+        coarse = float(-(cnt[used] * np.log2(q[used] / q.sum())).sum()) + 5 * n
+        bits += min(exact, coarse)
+    return bits / 8
+
+
+def _normalise(cnt, total):
+    """Frequencies summing to ``total``, proportional to ``cnt``, >= 1 for every used symbol."""
+    used = cnt > 0
+    if used.sum() <= 1:
+        return np.where(used, total, 0)
+    f = np.where(used, np.maximum(1, np.floor(cnt * total / cnt.sum())), 0).astype(np.int64)
+    while f.sum() != total:  # move the rounding error onto the largest frequencies
+        i = int(np.argmax(f))
+        f[i] += np.sign(total - f.sum()) * min(abs(total - int(f.sum())), int(f[i]) - 1)
+    return f
+
+
 def _row(stream, context, x, n, ctx):
     """One measured context: entropy, Huffman with tables, Huffman with free tables (the latter
     only for at most MAX_FREE_CONTEXTS context values: with more, free tables overfit)."""
     few = ctx is None or len(np.unique(ctx)) <= MAX_FREE_CONTEXTS
     return {"stream": stream, "context": context, "entropy_bytes": entropy_bytes(x, ctx),
-            "huffman_bytes": huffman_bytes(x, n, ctx),
+            "huffman_bytes": huffman_bytes(x, n, ctx), "rans_bytes": rans_bytes(x, n, ctx),
             "huffman_free_tables_bytes": huffman_bytes(x, n, ctx, tables=False) if few else None}
 
 
@@ -181,6 +251,54 @@ def mask_rows(w, W):
              "huffman_free_tables_bytes": None} for k, c in ctxs.items()]
 
 
+def _density_so_far(m, axis):
+    """Bucket (0..7) of the kept fraction among the elements of the same column (axis 0) or row
+    (axis 1) already decoded; 8 while fewer than 8 of them are known. No side information."""
+    seen = np.cumsum(m, axis=axis) - m
+    before = np.broadcast_to(np.arange(m.shape[axis]).reshape((-1, 1) if axis == 0 else (1, -1)), m.shape)
+    return np.where(before < 8, 8, np.minimum(seen * 40 // np.maximum(before, 1), 7))
+
+
+def adaptive_rows(w, W):
+    """Positions and indices under *adaptive* models (learned while decoding; model cost included):
+    the kept/not-kept bit of every element, then the codebook index of each kept element, given
+    what a decoder knows (densities so far of the element's column and row, the two elements left,
+    the 2-D neighbours in a W-wide image, §14's class and the 2-D sign vote)."""
+    w2 = w.reshape(w.shape[0], -1)
+    m = (w2 != 0).astype(np.int64)
+    f = w2.reshape(-1)
+    p = np.arange(f.size)
+    flat = m.reshape(-1)
+    left = [_neighbour(flat, p, d, w2.shape[1], -d) for d in (1, 2)]
+    img = [_neighbour(flat, p, d, W, dx) for d, dx in ((W, 0), (W + 1, -1), (W - 1, 1), (2 * W, 0))]
+    col, row = _density_so_far(m, 0).reshape(-1), _density_so_far(m, 1).reshape(-1)
+    near = left[0] * 2 + left[1]
+    mask_ctx = {"i.i.d.": None, "column density so far (9 buckets)": col,
+                "row density so far (9 buckets)": row,
+                "column and row density so far, two left (324 contexts)": (col * 9 + row) * 4 + near,
+                f"two left, up, up-left, up-right (W={W}, 32 contexts)": ((near * 2 + img[0]) * 2 + img[1]) * 2 + img[2],
+                f"two left, up, up-left, up-right, two up (W={W}, 64 contexts)":
+                    (((near * 2 + img[0]) * 2 + img[1]) * 2 + img[2]) * 2 + img[3],
+                f"how many of those 6 are kept (0..6) x column density so far (W={W}, 63 contexts)":
+                    (left[0] + left[1] + sum(img)) * 9 + col,
+                "all of these (2,592 contexts)": (((col * 9 + row) * 4 + near) * 2 + img[0]) * 4 + img[1] * 2 + img[2]}
+    rows = [{"stream": "mask bits, adaptive", "context": k, "entropy_bytes": adaptive_bytes(flat, 2, c),
+             "huffman_bytes": None, "huffman_free_tables_bytes": None} for k, c in mask_ctx.items()]
+    pos = np.flatnonzero(f)
+    uniq, idx = np.unique(f[pos].view(np.uint32), return_inverse=True)
+    cls = _classes(f)
+    prev = np.concatenate([[0], (f[pos[:-1]] < 0)]).astype(np.int64)
+    adj = np.concatenate([[0], np.diff(pos) == 1]).astype(np.int64)
+    nbr = [_neighbour(cls, pos, d, W, dx) for d, dx in ((1, -1), (W, 0), (W + 1, -1), (W - 1, 1), (2, -2), (2 * W, 0))]
+    vote = np.sign(sum(nbr[:4])) + 1
+    idx_ctx = {"none (order 0)": None, "§14: previous kept weight's sign class, adjacent": prev * 2 + adj,
+               f"2-D sign vote of left/up/up-left/up-right x adjacent (W={W})": vote * 2 + adj,
+               f"sum of the sign classes of those 4, two left and two up, clipped to -2..2 (W={W})":
+                   np.clip(sum(nbr), -2, 2) + 2}
+    return rows + [{"stream": "index, adaptive", "context": k, "entropy_bytes": adaptive_bytes(idx, len(uniq), c),
+                    "huffman_bytes": None, "huffman_free_tables_bytes": None} for k, c in idx_ctx.items()]
+
+
 def compressors(raw):
     out = {"gzip-9": len(gzip.compress(raw, 9, mtime=0)), "bz2-9": len(bz2.compress(raw, 9)),
            "xz-9e": len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME))}
@@ -202,7 +320,7 @@ def tensor_report(name, w, W):
     cols = w.shape[-1]
     rows = gap_rows(f, gap, where, G, W, cols) + per_row_rows(w, G) + empty_column_rows(w, G) \
         + index_rows(f, gap, index, where, K, W, cols) \
-        + mask_rows(w, W)
+        + mask_rows(w, W) + adaptive_rows(w, W)
     best_huff = fixed + min(r["huffman_bytes"] for r in rows if r["stream"] == "gap") \
         + min(r["huffman_bytes"] for r in rows if r["stream"] == "index")
     free = fixed + sum(min(r["huffman_free_tables_bytes"] for r in rows
@@ -213,16 +331,39 @@ def tensor_report(name, w, W):
     fair = [r for r in rows if r["huffman_free_tables_bytes"] is not None or r["stream"] == "mask bits"]
     floor = fixed + min(r["entropy_bytes"] for r in fair if r["stream"] != "index") \
         + min(r["entropy_bytes"] for r in fair if r["stream"] == "index")
+    # adaptive coder: the cheapest adaptive position model plus the cheapest adaptive index model
+    rans = fixed + sum(min(r["rans_bytes"] for r in rows if r["stream"] == st and r.get("rans_bytes") is not None)
+                       for st in ("gap", "index"))
+    adaptive = fixed + sum(min(r["entropy_bytes"] for r in rows if r["stream"] == st)
+                           for st in ("mask bits, adaptive", "index, adaptive"))
     out = {"tensor": name, "shape": list(w.shape), "nonzero": int(np.count_nonzero(w)), "entries": len(gap),
            "gap_alphabet": G, "codebook_size": K, "image_width": W, "fixed_bytes": fixed,
            "packed_sparse_bytes": len(plain), "packed_context_bytes": len(ctx), "compressor_bytes": comp,
            "best_compressor": min(comp, key=comp.get), "goal_bytes": 0.75 * best,
            "best_huffman_family_bytes": best_huff, "huffman_free_tables_bound_bytes": free,
-           "context_coder_floor_bytes": floor, "rows": rows}
+           "context_coder_floor_bytes": floor, "static_rans_bytes": rans,
+           "adaptive_coder_bytes": adaptive, "rows": rows}
     for k in ("packed_sparse_bytes", "packed_context_bytes", "best_huffman_family_bytes",
-              "huffman_free_tables_bound_bytes", "context_coder_floor_bytes"):
+              "huffman_free_tables_bound_bytes", "context_coder_floor_bytes", "static_rans_bytes", "adaptive_coder_bytes"):
         out[k.replace("_bytes", "_vs_best")] = out[k] / best
     return out
+
+
+def _log_report(name, w, r):
+    log(f"{name} {w.shape}: §6 {r['packed_sparse_bytes']:,} B ({r['packed_sparse_vs_best']:.3f}x), §14 "
+        f"{r['packed_context_bytes']:,} B ({r['packed_context_vs_best']:.3f}x) of {r['best_compressor']} "
+        f"{min(r['compressor_bytes'].values()):,} B; goal {r['goal_bytes']:,.0f} B; best Huffman-family "
+        f"{r['best_huffman_family_bytes']:,.0f} B ({r['best_huffman_family_vs_best']:.3f}x), tables free "
+        f"{r['huffman_free_tables_bound_bytes']:,.0f} B ({r['huffman_free_tables_bound_vs_best']:.3f}x); context-coder "
+        f"floor {r['context_coder_floor_bytes']:,.0f} B ({r['context_coder_floor_vs_best']:.3f}x); static rANS "
+        f"{r['static_rans_bytes']:,.0f} B ({r['static_rans_vs_best']:.3f}x); adaptive coder "
+        f"{r['adaptive_coder_bytes']:,.0f} B ({r['adaptive_coder_vs_best']:.3f}x)")
+    for row in r["rows"]:
+        hb = "-" if row["huffman_bytes"] is None else f"{row['huffman_bytes']:,.0f}"
+        hf = "-" if row["huffman_free_tables_bytes"] is None else f"{row['huffman_free_tables_bytes']:,.0f}"
+        rb = "-" if row.get("rans_bytes") is None else f"{row['rans_bytes']:,.0f}"
+        log(f"   {row['stream']:<9} | {row['context']:<75} H {row['entropy_bytes']:>8,.0f} B  Huffman {hb} B"
+            f" (tables free {hf} B)  static rANS {rb} B")
 
 
 def main(argv=None):
@@ -230,26 +371,24 @@ def main(argv=None):
     ap.add_argument("--tflite", required=True, help="a pruned + clustered float .tflite")
     ap.add_argument("--image_width", type=int, default=28, help="W of the 2-D contexts (MNIST: 28)")
     ap.add_argument("--min_elements", type=int, default=20000)
+    ap.add_argument("--bench-tensor", action="store_true",
+                    help="also bench_codec.py's tensor: LeNet-300-100's first kernel trained 1 epoch on "
+                         "Fashion-MNIST, one-shot pruned to 8 %%, 5-bit k-means, as [in, out] and [out, in]")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     out = {"tflite": os.path.basename(args.tflite), "machine": machine_info(frameworks=False), "tensors": [],
            "command": " ".join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))}
-    for name, w in tflite_weights(args.tflite, args.min_elements):
-        if w.ndim != 2 or np.count_nonzero(w) > 0.5 * w.size:
-            continue
+    tensors = [(name, w) for name, w in tflite_weights(args.tflite, args.min_elements)
+               if w.ndim == 2 and np.count_nonzero(w) <= 0.5 * w.size]
+    if args.bench_tensor:
+        w = trained_lenet300_ip1()
+        if w is None:
+            raise SystemExit("--bench-tensor needs keras and Fashion-MNIST (see bench_codec.py)")
+        tensors += [("bench_codec.py ip1 [in, out]", w), ("bench_codec.py ip1 [out, in]", np.ascontiguousarray(w.T))]
+    for name, w in tensors:
         r = tensor_report(name, w, args.image_width)
         out["tensors"].append(r)
-        log(f"{name} {w.shape}: §6 {r['packed_sparse_bytes']:,} B ({r['packed_sparse_vs_best']:.3f}x), §14 "
-            f"{r['packed_context_bytes']:,} B ({r['packed_context_vs_best']:.3f}x) of {r['best_compressor']} "
-            f"{min(r['compressor_bytes'].values()):,} B; goal {r['goal_bytes']:,.0f} B; best Huffman-family "
-            f"{r['best_huffman_family_bytes']:,.0f} B ({r['best_huffman_family_vs_best']:.3f}x), tables free "
-            f"{r['huffman_free_tables_bound_bytes']:,.0f} B ({r['huffman_free_tables_bound_vs_best']:.3f}x); context-coder "
-            f"floor {r['context_coder_floor_bytes']:,.0f} B ({r['context_coder_floor_vs_best']:.3f}x)")
-        for row in r["rows"]:
-            hb = "-" if row["huffman_bytes"] is None else f"{row['huffman_bytes']:,.0f}"
-            hf = "-" if row["huffman_free_tables_bytes"] is None else f"{row['huffman_free_tables_bytes']:,.0f}"
-            log(f"   {row['stream']:<9} | {row['context']:<75} H {row['entropy_bytes']:>8,.0f} B  Huffman {hb} B"
-                f" (tables free {hf} B)")
+        _log_report(name, w, r)
     if args.json:
         write_json(args.json, out)
 

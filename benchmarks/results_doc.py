@@ -550,9 +550,16 @@ def codec_bound_section(cb):
            "counted.", "",
            "*Tables free*: the same with the Huffman tables not counted (a bound for any cleverer table coding; "
            "only contexts with at most 81 values).", "",
+           "*Static rANS*: the fixed bytes plus the cheapest measured context per stream coded with fractional "
+           "bits (rANS / arithmetic) from one frequency table per context, every table byte counted (a coder that "
+           "decodes entry by entry like §6). *Adaptive coder*: the fixed bytes plus the cheapest *adaptive* model "
+           "of the kept/not-kept bit of every element and of the indices (rows marked *adaptive*; their "
+           "\"entropy\" column is the code length of a model learned while decoding, Krichevsky-Trofimov counts per "
+           "context: model cost included, coder overhead not; such a coder decodes one binary decision per "
+           "element, not per kept weight).", "",
            "| tensor | best compressor | goal (0.75x) | §6 | §14 | best Huffman-family | Huffman, tables free | "
-           "context-coder floor |",
-           "|---|---|---|---|---|---|---|---|"]
+           "context-coder floor | static rANS | adaptive coder |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for t in cb["tensors"]:
         best = min(t["compressor_bytes"].values())
         out.append(f"| {t['tensor']} {'x'.join(map(str, t['shape']))} | {best:,} ({t['best_compressor']}) | "
@@ -560,15 +567,19 @@ def codec_bound_section(cb):
                    f"{t['packed_context_bytes']:,} ({t['packed_context_vs_best']:.3f}x) | "
                    f"{t['best_huffman_family_bytes']:,.0f} ({t['best_huffman_family_vs_best']:.3f}x) | "
                    f"{t['huffman_free_tables_bound_bytes']:,.0f} ({t['huffman_free_tables_bound_vs_best']:.3f}x) | "
-                   f"{t['context_coder_floor_bytes']:,.0f} ({t['context_coder_floor_vs_best']:.3f}x) |")
+                   f"{t['context_coder_floor_bytes']:,.0f} ({t['context_coder_floor_vs_best']:.3f}x) | "
+                   + " | ".join(f"{t[k + '_bytes']:,.0f} ({t[k + '_vs_best']:.3f}x)" if k + "_bytes" in t else "-"
+                                for k in ("static_rans", "adaptive_coder")) + " |")
     for t in cb["tensors"]:
         out += ["", f"{t['tensor']} ({'x'.join(map(str, t['shape']))}, {t['nonzero']:,} kept, G = {t['gap_alphabet']}, "
                 f"K = {t['codebook_size']}, fixed bytes {t['fixed_bytes']:,}):", "",
-                "| stream | context | entropy | Huffman (tables included) | Huffman, tables free |", "|---|---|---|---|---|"]
+                "| stream | context | entropy | Huffman (tables included) | Huffman, tables free | static rANS |",
+                "|---|---|---|---|---|---|"]
         for r in t["rows"]:
             hb = "-" if r["huffman_bytes"] is None else f"{r['huffman_bytes']:,.0f}"
             hf = "-" if r.get("huffman_free_tables_bytes") is None else f"{r['huffman_free_tables_bytes']:,.0f}"
-            out.append(f"| {r['stream']} | {r['context']} | {r['entropy_bytes']:,.0f} | {hb} | {hf} |")
+            rb = "-" if r.get("rans_bytes") is None else f"{r['rans_bytes']:,.0f}"
+            out.append(f"| {r['stream']} | {r['context']} | {r['entropy_bytes']:,.0f} | {hb} | {hf} | {rb} |")
     return out + [""]
 
 
@@ -709,7 +720,7 @@ def main(argv=None):
               ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
               ".venv/bin/python benchmarks/bench_quantized_zoo.py --json quantized_zoo.json   # DS-CNN, ~15 min",
               ".venv/bin/python benchmarks/bench_codec.py --quick --tflite PRUNED_CLUSTERED.tflite --json codec_context.json",
-              ".venv/bin/python benchmarks/codec_bound.py --tflite PRUNED_CLUSTERED.tflite --json codec_bound.json",
+              ".venv/bin/python benchmarks/codec_bound.py --tflite PRUNED_CLUSTERED.tflite --bench-tensor --json codec_bound.json",
               ".venv/bin/python benchmarks/bench_fit_step.py --json fit_step.json   # TF + JAX + tfmot, ~5 min",
               ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
               "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json --codec-bound codec_bound.json",

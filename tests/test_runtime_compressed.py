@@ -230,3 +230,41 @@ def test_packed_file_pages_are_released_after_the_compact_build(tmp_path):
     from_bytes = runtime.Interpreter(model_content=packed, weights="compressed")
     _close(em.run_batch(from_bytes, xs), em.run_batch(_plain(plain), xs))
     _close(em.run_batch(from_bytes, xs[:1]), em.run_batch(_plain(plain), xs[:1]))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+@pytest.mark.parametrize("threads", ["2", "1"])
+def test_large_layer_build_with_helper_thread(tmp_path, monkeypatch, threads):
+    """A compact form of 1 MiB or more is built beside a helper (dc_task_start: its pages mapped,
+    the packed bytes' CRC and file mapping checked there while the caller decodes; with
+    DC_KERAS_DECODE_THREADS=1 in the caller first): same outputs, file pages released by path
+    only, and a corrupted byte still fails with the checksum error."""
+    import keras
+
+    monkeypatch.setenv("DC_KERAS_DECODE_THREADS", threads)
+    rng = np.random.RandomState(5)
+    w = rng.randn(1024, 1024).astype(np.float32)
+    w[np.abs(w) < 0.5] = 0  # ~62 % non-zero: ~650,000 entries, a 1.9 MB form
+    w = np.clip(np.round(w * 8) / 8, -3, 3)
+    m = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(1024)])
+    m.layers[0].set_weights([w, np.linspace(-1, 1, 1024).astype(np.float32)])
+    plain = export.to_tflite(m, pack=False)
+    packed = export.pack(plain)
+    path = tmp_path / "large.packed.tflite"
+    path.write_bytes(packed)
+    xs = rng.randn(2, 1024).astype(np.float32)
+    want = em.run_batch(_plain(plain), xs)
+    it = runtime.Interpreter(model_path=str(path), weights="compressed")
+    it.allocate_tensors()
+    (row,) = it.compressed_report()
+    assert row["route"] == "compressed" and row["bytes"] >= 1 << 20, row
+    assert _mapping_rss_kb(path) * 1024 < len(packed) // 2
+    _close(em.run_batch(it, xs), want)
+    _close(em.run_batch(runtime.Interpreter(model_content=packed, weights="compressed"), xs), want)
+    bad = bytearray(packed)
+    at = packed.rfind(b"DCHF")  # the weight (the bias is packed before it)
+    assert len(packed) - at > len(packed) // 2
+    bad[at + len(packed) // 4] ^= 0x10  # inside the weight's streams
+    with pytest.raises(RuntimeError, match="checksum"):
+        it = runtime.Interpreter(model_content=bytes(bad), weights="compressed")
+        it.allocate_tensors()

@@ -61,6 +61,14 @@ DC_API size_t dc_arena_size(const dc_arena* a);
 DC_API void dc_arena_drop(dc_arena* a, void* p, size_t n);
 DC_API void dc_arena_free(dc_arena* a);
 
+/* Runs fn(arg) on a helper thread while the caller goes on (e.g. the compact-form build maps its
+ * arrays and checks the packed bytes' CRC there while it decodes them: dc_sparse_fc.c).  With
+ * one CPU (dc_decode_threads(0) == 1) or when no thread starts, runs it in the calling thread
+ * and returns NULL.  dc_task_join (NULL: nothing) waits for it and frees the task. */
+typedef struct dc_task dc_task;
+DC_API dc_task* dc_task_start(void (*fn)(void*), void* arg);
+DC_API void dc_task_join(dc_task* t);
+
 #ifdef __cplusplus
 }
 #endif

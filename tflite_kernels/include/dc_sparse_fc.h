@@ -56,6 +56,9 @@ typedef struct {
   int32_t fill;        /* value of the cells not stored: 0, or for an int8 table its background
                         * (packed background / most common value, e.g. the zero point) */
   float codebook[256]; /* float32: non-zero values by code */
+  int32_t packed_file; /* what the builder found about the packed bytes it was given (dc_pages.h,
+                        * looked up on its helper thread for large forms): 1 they lie in a
+                        * read-only file mapping, 0 they do not, -1 not looked up */
 } dc_sparse_fc;
 
 /* Builds *m from a packed tensor.  On DC_SFC_UNSUPPORTED `why` says why (the

@@ -535,6 +535,10 @@ static int crc_ok(const dc_header* h, const uint8_t* data, size_t size) {
   return c == h->check;
 }
 
+int dc_crc_ok(const dc_header* h, const uint8_t* data, size_t size) {
+  return crc_ok(h, data, size);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* §7 bit reader                                                                             */
 /* ---------------------------------------------------------------------------------------- */
@@ -1081,10 +1085,131 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
 }
 #undef DC_ROW_ENTRY
 
-DC_NOINLINE dc_status rows_plain(const uint8_t* d, const dc_header* h, const uint16_t* gt,
-                                 const uint16_t* it, dc_rows* r) {
-  return rows_body(d, h, gt, it, r, 0);
+/* Ungrouped tensors (§6, the common case) take a pair table: one lookup decodes a whole entry
+ * when its gap code and index code both end inside the next DC_PAIR_BITS stream bits (94 % of
+ * the entries of a 4096x4096 layer at 10 % density), giving gap + 1, the value code and the
+ * bits used; otherwise it gives the gap and the index takes its own lookup.  Entry: (gap + 1)
+ * << 16 | value code << 7 | both << 6 | bits used (bits 4-5 zero).  The index is looked up in
+ * the bits after the gap with the window's missing high bits as zeros: a code that fits in the
+ * bits present is the stream's (codes are prefix-free), a longer one is not used.  Same
+ * entries, positions, checks and statuses as rows_body; with the two passes below 1.1-1.15x
+ * its speed on that layer (x86-64, loaded machine, best of 30: 5.57 -> 4.95 ms incl. the CRC). */
+#define DC_PAIR_BITS 12u
+#define DC_PAIR_BOTH (1u << 6)
+static void build_pairs(const uint16_t* gtab, uint32_t gmask, const uint16_t* itab, uint32_t imask,
+                        const uint16_t* vc, uint32_t* pairs) {
+  uint32_t w;
+  for (w = 0; w < (1u << DC_PAIR_BITS); ++w) {
+    const uint32_t ge = gtab[w & gmask], lg = ge & 15u;
+    const uint32_t ie = itab[(w >> lg) & imask], li = ie & 15u;
+    const uint32_t gap1 = ((uint32_t)ge >> 4) + 1u;
+    pairs[w] = lg + li <= DC_PAIR_BITS
+                   ? gap1 << 16 | (uint32_t)vc[ie >> 4] << 7 | DC_PAIR_BOTH | (lg + li)
+                   : gap1 << 16 | lg;
+  }
 }
+
+/* Decoding and placing are two passes over chunks of DC_PAIR_CHUNK entries (the decode loop keeps
+ * four streams' state in registers, the placing loop the row state): pass 1 stores each entry
+ * as a pair-table word (gap + 1, value code) in r->pairs's scratch part, pass 2 appends it. */
+#define DC_PAIR_CHUNK 4096u
+/* the pair table and a chunk fit the 2 << DC_MAX_CODE_LENGTH words of r->pairs */
+typedef char dc_pair_workspace_fits
+    [DC_PAIR_BITS <= DC_MAX_CODE_LENGTH && DC_PAIR_CHUNK <= (1u << DC_MAX_CODE_LENGTH) ? 1 : -1];
+#define DC_PAIR_RAW(b, out)                                      \
+  do {                                                           \
+    uint32_t e_ = pairs[(b).bits & ((1u << DC_PAIR_BITS) - 1u)]; \
+    (b).bits >>= (e_ & 15u);                                     \
+    (b).count -= (e_ & 15u);                                     \
+    if (!(e_ & DC_PAIR_BOTH)) {                                  \
+      uint32_t i_;                                               \
+      DEC(b, itab, imask, i_);                                   \
+      e_ = (e_ & 0xFFFF0000u) | (uint32_t)vc[i_] << 7;           \
+    }                                                            \
+    (out) = e_;                                                  \
+  } while (0)
+/* Appends entry word w: q = position + 1 of the entry (q <= rend: inside the current row). */
+#define DC_PAIR_PLACE(w)                                       \
+  do {                                                         \
+    const uint32_t w_ = (w), v_ = (w_ >> 7) & 0x1FFu;          \
+    q += w_ >> 16;                                             \
+    if (q > rend) { /* next row(s); q <= N keeps row < rows */ \
+      if (q > n) return DC_ERR_STREAM;                         \
+      do {                                                     \
+        rp[++row] = (uint32_t)k;                               \
+        rend += cols;                                          \
+      } while (q > rend);                                      \
+      base = rend - cols + 1u;                                 \
+    }                                                          \
+    col[k] = (uint16_t)(q - base);                             \
+    code[k] = (uint8_t)v_;                                     \
+    k += (v_ >> 8) ^ 1u; /* kept: < 256; skipped: 256 */       \
+  } while (0)
+
+DC_NOINLINE dc_status rows_plain(const uint8_t* data, const dc_header* h, const uint32_t* pairs,
+                                 const uint16_t* itab, dc_rows* r) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint64_t imask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
+  const uint64_t cols = r->cols;
+  const uint16_t* vc = r->value_code;
+  uint32_t* const raw = r->pairs + ((size_t)1 << DC_PAIR_BITS);
+  uint32_t* rp = r->row_ptr;
+  uint16_t* col = r->col;
+  uint8_t* code = r->code;
+  uint64_t j = 0, q = 0, k = 0, rend = cols, base = 1, it, row = 0, x;
+  uint32_t s;
+  dc_status st;
+  streams_init(br, h);
+  b0 = br[0];
+  b1 = br[1];
+  b2 = br[2];
+  b3 = br[3];
+  rp[0] = 0;
+  /* as rows_body: 1 refill and 2 entries (<= 2 * 24 bits) per stream per iteration */
+  while ((it = min_u64(min_u64(safe_iters(&b0, &b1, &b2, &b3), (e - j) / 8), DC_PAIR_CHUNK / 8)) >
+         0) {
+    uint32_t* o = raw;
+    j += 8 * it;
+    for (x = it; x > 0; --x, o += 8) {
+      BR_REFILL_FAST(b0, data);
+      BR_REFILL_FAST(b1, data);
+      BR_REFILL_FAST(b2, data);
+      BR_REFILL_FAST(b3, data);
+      DC_PAIR_RAW(b0, o[0]);
+      DC_PAIR_RAW(b1, o[1]);
+      DC_PAIR_RAW(b2, o[2]);
+      DC_PAIR_RAW(b3, o[3]);
+      DC_PAIR_RAW(b0, o[4]);
+      DC_PAIR_RAW(b1, o[5]);
+      DC_PAIR_RAW(b2, o[6]);
+      DC_PAIR_RAW(b3, o[7]);
+    }
+    for (x = 0; x < 8 * it; ++x) DC_PAIR_PLACE(raw[x]);
+  }
+  br[0] = b0;
+  br[1] = b1;
+  br[2] = b2;
+  br[3] = b3;
+  for (; j < e; ++j) {
+    bitreader* bb = &br[j & 3];
+    uint32_t w;
+    br_refill_safe(bb, data);
+    DC_PAIR_RAW(*bb, w);
+    DC_PAIR_PLACE(w);
+  }
+  if (n - q >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  for (s = 0; s < 4; ++s) {
+    st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  while (row < r->rows) rp[++row] = (uint32_t)k;
+  r->nnz = k;
+  return DC_OK;
+}
+#undef DC_PAIR_RAW
+#undef DC_PAIR_PLACE
+
 DC_NOINLINE dc_status rows_by_row(const uint8_t* d, const dc_header* h, const uint16_t* gt,
                                   const uint16_t* it, dc_rows* r) {
   return rows_body(d, h, gt, it, r, 1);
@@ -1097,7 +1222,8 @@ DC_NOINLINE dc_status rows_by_col(const uint8_t* d, const dc_header* h, const ui
 dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r) {
   uint16_t *ws, *gtab; /* index and gap tables, <= 2^12 entries each, in r->tables */
   uint64_t groups_needed;
-  if (!data || !h || !r || !r->row_ptr || !r->col || !r->code || !r->value_code || !r->tables)
+  if (!data || !h || !r || !r->row_ptr || !r->col || !r->code || !r->value_code || !r->tables ||
+      !r->pairs)
     return DC_ERR_ARGUMENT;
   ws = r->tables;
   gtab = ws + ((size_t)1 << DC_MAX_CODE_LENGTH);
@@ -1109,10 +1235,14 @@ dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, d
     return DC_ERR_ARGUMENT;
   groups_needed = h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1;
   if (r->value_code_len < groups_needed * h->k) return DC_ERR_ARGUMENT;
-  if (!crc_ok(h, data, size)) return DC_ERR_CHECKSUM; /* §8: before decoding */
+  if (!r->crc_checked && !crc_ok(h, data, size)) return DC_ERR_CHECKSUM; /* §8: first */
   build_table(&h->index_code, ws);
   build_table(&h->gap_code, gtab);
-  if (h->layout == DC_LAYOUT_SPARSE) return rows_plain(data, h, gtab, ws, r);
+  if (h->layout == DC_LAYOUT_SPARSE) {
+    build_pairs(gtab, (1u << h->gap_code.max_len) - 1u, ws, (1u << h->index_code.max_len) - 1u,
+                r->value_code, r->pairs);
+    return rows_plain(data, h, r->pairs, ws, r);
+  }
   return h->axis == 0 ? rows_by_row(data, h, gtab, ws, r) : rows_by_col(data, h, gtab, ws, r);
 }
 

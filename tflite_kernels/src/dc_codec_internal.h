@@ -64,8 +64,15 @@ typedef struct {
   uint64_t capacity; /* >= E (entry count, §6) */
   uint16_t* tables;  /* workspace: 2 << DC_MAX_CODE_LENGTH entries for the two decode tables
                       * (the caller's, so the decoder keeps no 16 KB frame on a small stack) */
+  uint32_t* pairs;   /* workspace: 2 << DC_MAX_CODE_LENGTH entries (ungrouped tensors: the
+                      * gap + index pair table, then a chunk of decoded entries) */
   uint64_t nnz;      /* out: kept values */
+  int crc_checked;   /* 1: the caller checks §8's CRC itself (dc_crc_ok) before it uses the rows
+                      * (e.g. on another thread during the decode); 0: dc_decode_rows does, first */
 } dc_rows;
+
+/* §8: the CRC-32 of a version 2 tensor parsed into *h from the same bytes matches its field. */
+int dc_crc_ok(const dc_header* h, const uint8_t* data, size_t size);
 
 /* Decodes a version >= 2 sparse tensor (§6, or §11 layout 3) of rank 2, already parsed into *h
  * by dc_parse from the same bytes, straight into compressed rows: no dense tensor.  Same checks

@@ -60,14 +60,30 @@ static int in_readonly_file_map(uintptr_t a, uintptr_t b) {
   return ok;
 }
 
-DC_API size_t dc_release_file_pages(const void* p, size_t n) {
+/* The whole pages [*a, *b) inside [p, p + n); 0 if there are none. */
+static int whole_pages(const void* p, size_t n, uintptr_t* a, uintptr_t* b) {
   const long page = sysconf(_SC_PAGESIZE);
   if (!p || page <= 0) return 0;
   const uintptr_t mask = (uintptr_t)page - 1u;
-  const uintptr_t a = ((uintptr_t)p + mask) & ~mask, b = ((uintptr_t)p + n) & ~mask;
-  if (b <= a || !in_readonly_file_map(a, b)) return 0;
-  if (madvise((void*)a, (size_t)(b - a), MADV_DONTNEED) != 0) return 0;
+  *a = ((uintptr_t)p + mask) & ~mask;
+  *b = ((uintptr_t)p + n) & ~mask;
+  return *b > *a;
+}
+
+DC_API int dc_file_pages_readonly(const void* p, size_t n) {
+  uintptr_t a, b;
+  return whole_pages(p, n, &a, &b) && in_readonly_file_map(a, b);
+}
+
+DC_API size_t dc_drop_file_pages(const void* p, size_t n) {
+  uintptr_t a, b;
+  if (!whole_pages(p, n, &a, &b) || madvise((void*)a, (size_t)(b - a), MADV_DONTNEED) != 0)
+    return 0;
   return (size_t)(b - a);
+}
+
+DC_API size_t dc_release_file_pages(const void* p, size_t n) {
+  return dc_file_pages_readonly(p, n) ? dc_drop_file_pages(p, n) : 0;
 }
 
 #ifndef MADV_POPULATE_WRITE
@@ -82,6 +98,16 @@ DC_API void dc_populate_pages(void* p, size_t n) {
   if (b > a) (void)madvise((void*)a, (size_t)(b - a), MADV_POPULATE_WRITE);
 }
 #else
+DC_API int dc_file_pages_readonly(const void* p, size_t n) {
+  (void)p, (void)n;
+  return 0;
+}
+
+DC_API size_t dc_drop_file_pages(const void* p, size_t n) {
+  (void)p, (void)n;
+  return 0;
+}
+
 DC_API size_t dc_release_file_pages(const void* p, size_t n) {
   (void)p, (void)n;
   return 0;

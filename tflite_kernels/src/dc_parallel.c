@@ -216,3 +216,33 @@ DC_API void dc_arena_free(dc_arena* a) {
   munmap(a->map, a->map_size);
   free(a);
 }
+
+struct dc_task {
+  pthread_t tid;
+  void (*fn)(void*);
+  void* arg;
+};
+
+static void* task_run(void* arg) {
+  dc_task* t = (dc_task*)arg;
+  t->fn(t->arg);
+  return NULL;
+}
+
+DC_API dc_task* dc_task_start(void (*fn)(void*), void* arg) {
+  dc_task* t = dc_decode_threads(0) > 1 ? (dc_task*)malloc(sizeof *t) : NULL;
+  if (t) {
+    t->fn = fn;
+    t->arg = arg;
+    if (pthread_create(&t->tid, NULL, task_run, t) == 0) return t;
+    free(t);
+  }
+  fn(arg); /* one CPU, or no thread: in the caller */
+  return NULL;
+}
+
+DC_API void dc_task_join(dc_task* t) {
+  if (!t) return;
+  pthread_join(t->tid, NULL);
+  free(t);
+}

@@ -973,7 +973,11 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
   }
   /* The packed bytes are read again only if the delegate is applied again; those of a model
    * opened by path are file pages: drop them from this process (dc_pages.h; they fault back). */
-  dc_release_file_pages(bytes, pk->bytes);
+  if (p->m.packed_file < 0) {
+    dc_release_file_pages(bytes, pk->bytes);
+  } else if (p->m.packed_file) {
+    dc_drop_file_pages(bytes, pk->bytes); /* the builder checked the mapping */
+  }
   p->ctx = context;
   p->node = node_index;
   p->op = op;

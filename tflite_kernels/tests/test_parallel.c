@@ -1,11 +1,13 @@
 /* test_parallel.c -- dc_decode_many (dc_parallel.h): every thread count gives the
- * reference bytes of every vector, errors are per job, and the thread-count policy. */
+ * reference bytes of every vector, errors are per job, and the thread-count policy; dc_task runs
+ * its function once, on a helper or in the caller. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec_vectors.h"
+#include "dc_pages.h"
 #include "dc_parallel.h"
 #include "dc_test.h"
 
@@ -78,8 +80,48 @@ static void arena(void) {
   dc_arena_free(NULL);
 }
 
+/* A task mapping two blocks (dc_populate_pages) while this thread writes them from the front, as
+ * a compact-form build does: it runs exactly once, and every byte written before, during and
+ * after reads back. */
+typedef struct {
+  uint8_t* p[2];
+  size_t n[2];
+  int runs;
+} PopulateJob;
+
+static void populate_job(void* arg) {
+  PopulateJob* j = (PopulateJob*)arg;
+  dc_populate_pages(j->p[0], j->n[0]);
+  dc_populate_pages(j->p[1], j->n[1]);
+  j->runs++;
+}
+
+static void task(int helper) {
+  size_t n1 = (3u << 20) + 12345, n2 = (1u << 20) + 7;
+  uint8_t* a = (uint8_t*)dc_alloc_output(n1);
+  uint8_t* b = (uint8_t*)dc_alloc_output(n2);
+  CHECK(a && b, "out of memory");
+  if (!a || !b) return;
+  memset(a, 0x11, 4096); /* written before the task starts */
+  PopulateJob job = {{a, b}, {n1, n2}, 0};
+  dc_task* t = dc_task_start(populate_job, &job);
+  CHECK(helper ? 1 : t == NULL && job.runs == 1, "DC_KERAS_DECODE_THREADS=1: run in the caller");
+  for (size_t i = 4096; i < n1; ++i) a[i] = (uint8_t)(i * 7u);
+  for (size_t i = 0; i < n2; ++i) b[i] = (uint8_t)(i * 13u + 1u);
+  dc_task_join(t);
+  CHECK(job.runs == 1, "task ran %d times", job.runs);
+  size_t bad = 0;
+  for (size_t i = 0; i < n1; ++i) bad += a[i] != (i < 4096 ? 0x11 : (uint8_t)(i * 7u));
+  for (size_t i = 0; i < n2; ++i) bad += b[i] != (uint8_t)(i * 13u + 1u);
+  CHECK(bad == 0, "task (helper %d): %zu bytes changed", helper, bad);
+  dc_task_join(NULL);
+  free(a);
+  free(b);
+}
+
 int main(void) {
   arena();
+  task(1);
   int counts[] = {1, 2, 3, 8, 0, -1};
   for (size_t c = 0; c < sizeof counts / sizeof counts[0]; ++c) {
     run(counts[c], 0);
@@ -91,6 +133,7 @@ int main(void) {
   setenv("DC_KERAS_DECODE_THREADS", "1", 1);
   CHECK(dc_decode_threads(0) == 1, "environment: single thread");
   CHECK(dc_decode_threads(5) == 5, "an explicit count wins over the environment");
+  task(0);
   setenv("DC_KERAS_DECODE_THREADS", "zero", 1);
   CHECK(dc_decode_threads(0) >= 1, "bad environment value: automatic");
   unsetenv("DC_KERAS_DECODE_THREADS");
