@@ -86,7 +86,7 @@ ZOO = {
                         "15.6x, val +0.70 pp (out); e2 = d6's settings with 8 sharing epochs 16.9x, +1.07 (out: d6 "
                         "re-measured on the larger split); e3 (90/93 %, 4 bits) stopped during its baseline; e4 = e1 with "
                         "5-bit biases 15.1x, +0.66 (out); e5 = e1 on 40,000 training images, 3/6/4 epochs 15.7x, +1.80 "
-                        "(out); e6 91/94 %, 5/14/8 epochs 15.1x, -0.32: chosen. Earlier searches (5,000 validation "
+                        "(out); e6 91/94 %, 5/14/8 epochs 15.1x, -0.32: chosen (test -0.22 pp; with --seed=1: 15.1x, val -0.13, test -0.17). Earlier searches (5,000 validation "
                         "images): session 3 kept 90/93 %, 4 bits pruned / 5, 5-bit biases (12.6x, val +0.48, test "
                         "+0.59); session 4 chose d6 (pointwise 92/95 %, 4 bits pruned, dw 4 bits, 4-bit biases, 5/12/4: "
                         "14.7x, val +0.52 but test +1.22 pp)"),
