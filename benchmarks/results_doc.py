@@ -293,8 +293,14 @@ def _zoo_bits(r):
 
 def _val_size(r):
     """`` (N own-seed validation sequences)`` for a row whose validation split is not the held-out
-    training samples (model_zoo.py ``val_samples``: generated from a seed of their own)."""
+    training samples (model_zoo.py ``val_samples``: generated from a seed of their own); `` (N held-out
+    validation images, +x ± se pp)`` for an image row with a larger held-out split (``val_samples``)."""
     src = r.get("val_source") or ""
+    if src.startswith("held-out training images") and r.get("val_samples", 5000) != 5000:
+        se = r.get("val_increase_se_pp")
+        rise = 100 * (r["final_val_error"] - r["baseline_val_error"])
+        return f" ({r['val_samples']:,} held-out validation images" + (
+            "" if se is None else f", {rise:+.2f} ± {se:.2f} pp") + ")"
     return "" if not src or src.startswith("held-out") else f" ({r['val_samples']:,} own-seed validation sequences)"
 
 

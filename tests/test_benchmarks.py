@@ -188,3 +188,27 @@ def test_fit_step_section_renders_clustered_columns_and_old_rows():
     assert all(line.count("|") == table[0].count("|") for line in table)
     old = doc.fit_step_section(dict(fs, rows=[row]))
     assert old[0] == "## Fit step: pruned vs plain, per Keras backend" and "clustered" not in "".join(old)
+
+
+def test_zoo_validation_column_names_a_larger_image_split_and_keeps_old_rows():
+    """results_doc._val_size: an image row with model_zoo.py's ``val_samples`` shows its split size and
+    the increase with its standard error; old rows (no val_samples override, no SE) render as before."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_results_doc_zoo", os.path.join(BENCH, "results_doc.py"))
+    doc = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, BENCH)
+    try:
+        spec.loader.exec_module(doc)
+    finally:
+        sys.path.remove(BENCH)
+    new = {"val_source": "held-out training images (the last 20,000 of the 60,000; training: the first 20,000, "
+           "disjoint)", "val_samples": 20000, "baseline_val_error": 0.1300, "final_val_error": 0.1352,
+           "val_increase_se_pp": 0.157}
+    assert doc._val_size(new) == " (20,000 held-out validation images, +0.52 ± 0.16 pp)"
+    assert doc._val_size({**new, "val_increase_se_pp": None}) == " (20,000 held-out validation images)"
+    old = {"val_source": "held-out training images (the last 5,000)", "val_samples": 5000,
+           "baseline_val_error": 0.13, "final_val_error": 0.14}
+    assert doc._val_size(old) == "" and doc._val_size({"val_samples": 5000}) == ""
+    seq = {"val_source": "10,000 generated sequences, seed 3 (...)", "val_samples": 10000}
+    assert doc._val_size(seq) == " (10,000 own-seed validation sequences)"

@@ -58,8 +58,37 @@ def test_sequence_validation_split_from_its_own_seed_leaves_training_and_test_un
     assert xv.shape[0] == 2000 and xv2.shape == (400, zoo.SEQ_T, zoo.SEQ_F) and yv2.shape == (400,)
     assert xv2.tobytes() == zoo.make_sequences(400, seed=zoo.SEQ_VAL_SEED)[0].tobytes()
     assert len({zoo.SEQ_TRAIN_SEED, zoo.SEQ_TEST_SEED, zoo.SEQ_VAL_SEED}) == 3
-    with pytest.raises(ValueError, match="val_samples"):  # image data has its fixed split: a clear error
-        zoo.load("fashion", val_samples=400)
+    with pytest.raises(ValueError, match="val_samples"):  # not a count: a clear error
+        zoo.load("sequences", val_samples=0.5)
+
+
+def test_image_validation_split_is_the_last_images_disjoint_from_the_same_training_images():
+    (x, y), (xv, yv), (xt, yt) = zoo.load("fashion", train_subset=300)
+    (x2, y2), (xv2, yv2), (xt2, yt2) = zoo.load("fashion", train_subset=300, val_samples=10000)
+    assert x.tobytes() == x2.tobytes() and (y == y2).all() and xt.tobytes() == xt2.tobytes() and (yt == yt2).all()
+    assert xv.shape == (5000, 28, 28, 1) and xv2.shape == (10000, 28, 28, 1) and yv2.shape == (10000,)
+    assert xv2[-5000:].tobytes() == xv.tobytes()  # the old split is the new one's tail: the last images
+    (_, _), (xv3, _), (_, _) = zoo.load("fashion", train_subset=50000, val_samples=10000)  # fits exactly
+    assert xv3.tobytes() == xv2.tobytes()
+    for bad in (0, -5, True, 1.5, "10000"):
+        with pytest.raises(ValueError, match="val_samples must be a positive whole number"):
+            zoo.load("fashion", train_subset=300, val_samples=bad)
+    with pytest.raises(ValueError, match="overlap training"):
+        zoo.load("fashion", train_subset=50001, val_samples=10000)
+    cfg = {**zoo.ZOO["ds_cnn"], "val_samples": 20000}
+    assert zoo._val_source(cfg) == ("held-out training images (the last 20,000 of the 60,000; training: the first "
+                                    "20,000, disjoint)")
+    assert zoo._val_source(zoo.ZOO["resnet"]) == "held-out training images (the last 5,000)"
+
+
+def test_validation_increase_standard_error_is_paired():
+    base = np.array([1, 0, 0, 1, 0, 0, 0, 0], bool)
+    final = np.array([1, 1, 0, 0, 1, 0, 0, 0], bool)  # +2 -1 over 8: +12.5 pp, 3 flips
+    out = zoo._val_change(base, final)
+    d = np.array([0, 1, 0, -1, 1, 0, 0, 0], float)
+    assert out["final_val_error"] == 3 / 8 and out["val_flips"] == 3
+    assert out["val_increase_se_pp"] == pytest.approx(100 * d.std() / np.sqrt(8))
+    assert zoo._val_change(base, base)["val_increase_se_pp"] == 0.0
 
 
 @pytest.mark.parametrize("name", list(zoo.ZOO))
