@@ -223,3 +223,19 @@ def test_compressed_weights_on_an_unpacked_model_warn_once(tmp_path):
         runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
         runtime.Interpreter(model_content=plain)
     assert not [w for w in caught if "no packed tensors" in str(w.message)]
+
+
+def test_loading_a_good_model_does_not_import_the_schema_module(tmp_path):
+    """The load path stays cheap: the flatbuffer schema module (~25 ms to import) is only for errors.
+    (It was imported on every load once, which made the packed routes' load 17x dense on small layers.)"""
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.packed.tflite"
+    path.write_bytes(export.pack(em.tflite("dense", None)))
+    code = ("import sys; from dc_keras import runtime\n"
+            f"for w in ('decoded', 'compressed'): runtime.Interpreter(model_path={str(path)!r}, weights=w)"
+            ".allocate_tensors()\n"
+            "print(sorted(m for m in sys.modules if 'schema_py_generated' in m or m == 'dc_keras._flatbuffer'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out

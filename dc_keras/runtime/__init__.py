@@ -100,16 +100,16 @@ def prepare_tensorflow_registerer() -> str:
         return REGISTERER
 
 
-def _check_model(model_path, model_content) -> tuple:
-    """Cheap check that the model exists and is a .tflite (header, root table, vector lengths;
-    a file is mapped, not read) before LiteRT/TF sees it, whose errors name neither the file nor
-    a fix. Returns how errors name the model and whether it is packed (has HuffDecode ops)."""
-    from dc_keras import _flatbuffer as fb
-
+def _check_model(model_path, model_content) -> str:
+    """Cheap checks before LiteRT/TF sees the model, whose errors name neither the file nor a fix:
+    the path exists and is a file, and the first bytes are a .tflite header (size, identifier).
+    Nothing heavier runs on the load path (the schema module alone costs ~25 ms to import); a model
+    LiteRT then refuses is diagnosed by ``_load_errors``. Returns how errors name the model."""
     if model_path is None:
         if model_content is None:
-            return "model_content", None  # LiteRT/TF say that one of the two is needed
-        return "model_content", _named(fb.check_model, "model_content", bytes(model_content))
+            return "model_content"  # LiteRT/TF say that one of the two is needed
+        _check_header("model_content", memoryview(model_content)[:16].tobytes())
+        return "model_content"
     path = os.fspath(model_path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file: check the path (model_path is a .tflite "
@@ -117,10 +117,30 @@ def _check_model(model_path, model_content) -> tuple:
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory: give the path of a .tflite file")
     with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size < 16:
-            _named(fb.check_model, path, f.read())
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return path, _named(fb.check_model, path, m)
+        _check_header(path, f.read(16))
+    return path
+
+
+def _check_header(label, head: bytes) -> None:
+    if len(head) < 16 or head[4:8] != b"TFL3":
+        from dc_keras import _flatbuffer as fb
+
+        _named(fb.check_model, label, head)
+
+
+def _model_bytes(model_path, model_content):
+    """The model's bytes (a read-only map of a file), for diagnostics only."""
+    if model_path is None:
+        return contextlib.nullcontext(model_content if hasattr(model_content, "find") else bytes(model_content))
+    with open(model_path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _mentions_huffdecode(model_path, model_content) -> bool:
+    """Whether the model holds the op name ``HuffDecode`` (every packed model does): a byte scan,
+    run only to decide the warning of ``weights="compressed"`` on an unpacked model."""
+    with _model_bytes(model_path, model_content) as data:
+        return data.find(b"HuffDecode") >= 0
 
 
 def _named(check, label, data):
@@ -131,17 +151,20 @@ def _named(check, label, data):
 
 
 @contextlib.contextmanager
-def _load_errors(label):
-    """LiteRT/TF's load errors with the model's name and the fix."""
-    from dc_keras._flatbuffer import CORRUPT_FIX
-
+def _load_errors(label, model_path=None, model_content=None):
+    """LiteRT/TF's load errors with the model's name, the cause our parser finds and the fix."""
     try:
         yield
     except ValueError as e:
+        from dc_keras._flatbuffer import CORRUPT_FIX, check_model
+
+        if model_path is not None or model_content is not None:
+            with _model_bytes(model_path, model_content) as data:
+                _named(check_model, label, data)  # raises with the cause when our parser sees one
         msg = " ".join(str(e).split())
-        if "Could not open" in msg or "not a valid Flatbuffer" in msg:
-            raise ValueError(f"{label}: LiteRT cannot load it ({msg}); {CORRUPT_FIX}") from None
-        raise
+        if "Could not open" not in msg and "not a valid Flatbuffer" not in msg:
+            raise
+        raise ValueError(f"{label}: LiteRT cannot load it ({msg}); {CORRUPT_FIX}") from None
 
 
 class Interpreter:
@@ -183,8 +206,8 @@ class Interpreter:
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
                  weights="decoded", release_decoded=False, **kwargs):
         backend = _check_args(backend, decode, weights)
-        label, packed = _check_model(model_path, model_content)
-        if weights == "compressed" and packed is False:
+        label = _check_model(model_path, model_content)
+        if weights == "compressed" and not _mentions_huffdecode(model_path, model_content):
             warnings.warn(f"{label} has no packed tensors (no HuffDecode op), so weights='compressed' "
                           "has nothing to do and the model runs as it is: pack it first with "
                           "dc_keras.export.pack or dc-keras pack", UserWarning, stacklevel=2)
@@ -199,7 +222,7 @@ class Interpreter:
 
             self._delegate = mod.load_delegate(library_path(), options)
             delegates = [self._delegate] + user_delegates
-            with _load_errors(label):
+            with _load_errors(label, model_path, model_content):
                 self._interpreter = mod.Interpreter(
                     model_path=model_path, model_content=model_content,
                     experimental_delegates=delegates, **kwargs,
@@ -215,7 +238,7 @@ class Interpreter:
             if decode == "delegate":
                 self._delegate = mod.load_delegate(library_path(), options)
                 delegates = [self._delegate] + user_delegates
-            with _load_errors(label):
+            with _load_errors(label, model_path, model_content):
                 self._interpreter = mod.InterpreterWithCustomOps(
                     model_path=model_path, model_content=model_content,
                     custom_op_registerers=registerers, experimental_delegates=delegates, **kwargs,
