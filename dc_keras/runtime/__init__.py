@@ -143,6 +143,16 @@ def _mentions_huffdecode(model_path, model_content) -> bool:
         return data.find(b"HuffDecode") >= 0
 
 
+def _full_check(label, model_path, model_content) -> None:
+    """Our parser's whole-model check (bounds of every table and buffer), named, with the fix."""
+    if model_path is None and model_content is None:
+        return
+    from dc_keras._flatbuffer import check_model
+
+    with _model_bytes(model_path, model_content) as data:
+        _named(check_model, label, data)
+
+
 def _named(check, label, data):
     try:
         return check(data)
@@ -156,11 +166,9 @@ def _load_errors(label, model_path=None, model_content=None):
     try:
         yield
     except ValueError as e:
-        from dc_keras._flatbuffer import CORRUPT_FIX, check_model
+        from dc_keras._flatbuffer import CORRUPT_FIX
 
-        if model_path is not None or model_content is not None:
-            with _model_bytes(model_path, model_content) as data:
-                _named(check_model, label, data)  # raises with the cause when our parser sees one
+        _full_check(label, model_path, model_content)  # raises with the cause when our parser sees one
         msg = " ".join(str(e).split())
         if "Could not open" not in msg and "not a valid Flatbuffer" not in msg:
             raise
@@ -207,6 +215,8 @@ class Interpreter:
                  weights="decoded", release_decoded=False, **kwargs):
         backend = _check_args(backend, decode, weights)
         label = _check_model(model_path, model_content)
+        if backend == "tensorflow":  # TF's loader does not bound-check buffers stored past the flatbuffer
+            _full_check(label, model_path, model_content)  # (LiteRT does); TF's import dwarfs this one
         if weights == "compressed" and not _mentions_huffdecode(model_path, model_content):
             warnings.warn(f"{label} has no packed tensors (no HuffDecode op), so weights='compressed' "
                           "has nothing to do and the model runs as it is: pack it first with "
