@@ -207,15 +207,8 @@ def test_packed_file_pages_are_released_after_the_compact_build(tmp_path):
     """Opened by path, LiteRT maps the file: once the compact form is built the packed bytes of a
     compressed layer are dropped from the process (dc_release_file_pages), later reads fault
     them back (a resize re-applies the delegate); a model passed as bytes is never touched."""
-    import keras
 
-    w = np.random.RandomState(3).randn(256, 384).astype(np.float32)
-    w[np.abs(w) < 1.0] = 0  # ~32 % non-zero
-    w = np.clip(np.round(w * 8) / 8, -3, 3)  # ~32 shared values
-    m = keras.Sequential([keras.Input((256,)), keras.layers.Dense(384)])
-    m.layers[0].set_weights([w, np.linspace(-1, 1, 384).astype(np.float32)])
-    plain = export.to_tflite(m, pack=False)
-    packed = export.pack(plain)
+    plain, packed = _pruned_shared_dense(np.random.RandomState(3), 256, 384, cut=1.0)  # ~32 % non-zero
     path = tmp_path / "big.packed.tflite"
     path.write_bytes(packed)
     it = runtime.Interpreter(model_path=str(path), weights="compressed")
@@ -232,6 +225,20 @@ def test_packed_file_pages_are_released_after_the_compact_build(tmp_path):
     _close(em.run_batch(from_bytes, xs[:1]), em.run_batch(_plain(plain), xs[:1]))
 
 
+def _pruned_shared_dense(rng, n_in, n_out, cut):
+    """One Dense layer with weights |w| < cut pruned and rounded to 1/8 steps (~32 shared values):
+    the unpacked and the packed .tflite."""
+    import keras
+
+    w = rng.randn(n_in, n_out).astype(np.float32)
+    w[np.abs(w) < cut] = 0
+    w = np.clip(np.round(w * 8) / 8, -3, 3)
+    m = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(n_out)])
+    m.layers[0].set_weights([w, np.linspace(-1, 1, n_out).astype(np.float32)])
+    plain = export.to_tflite(m, pack=False)
+    return plain, export.pack(plain)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
 @pytest.mark.parametrize("threads", ["2", "1"])
 def test_large_layer_build_with_helper_thread(tmp_path, monkeypatch, threads):
@@ -239,17 +246,10 @@ def test_large_layer_build_with_helper_thread(tmp_path, monkeypatch, threads):
     the packed bytes' CRC and file mapping checked there while the caller decodes; with
     DC_KERAS_DECODE_THREADS=1 in the caller first): same outputs, file pages released by path
     only, and a corrupted byte still fails with the checksum error."""
-    import keras
 
     monkeypatch.setenv("DC_KERAS_DECODE_THREADS", threads)
     rng = np.random.RandomState(5)
-    w = rng.randn(1024, 1024).astype(np.float32)
-    w[np.abs(w) < 0.5] = 0  # ~62 % non-zero: ~650,000 entries, a 1.9 MB form
-    w = np.clip(np.round(w * 8) / 8, -3, 3)
-    m = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(1024)])
-    m.layers[0].set_weights([w, np.linspace(-1, 1, 1024).astype(np.float32)])
-    plain = export.to_tflite(m, pack=False)
-    packed = export.pack(plain)
+    plain, packed = _pruned_shared_dense(rng, 1024, 1024, cut=0.5)  # ~62 %: ~650,000 entries, a 1.9 MB form
     path = tmp_path / "large.packed.tflite"
     path.write_bytes(packed)
     xs = rng.randn(2, 1024).astype(np.float32)
