@@ -111,6 +111,12 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t bat
  * float summation order, int8 identical). */
 DC_API const char* dc_sparse_fc_kernel_name(void);
 
+/* Forms of at least `bytes` bytes (3 per stored entry) are built with a helper thread beside
+ * the caller (default 1 MiB; on more than one CPU); returns the previous setting.  For tests and
+ * fuzzing (0: every form), which thereby run the two-thread build on small tensors.  Not
+ * thread-safe: set it before building. */
+DC_API size_t dc_sparse_fc_set_helper_bytes(size_t bytes);
+
 /* on = 0 makes every later call use the scalar kernels (tests, comparisons), 1 (default) lets
  * dc_sparse_fc_kernel_name() choose; returns the previous setting.  Not thread-safe: set it
  * before any kernel runs. */

@@ -628,12 +628,10 @@ int dc_crc_ok(const dc_header* h, const uint8_t* data, size_t size) {
 /* ---------------------------------------------------------------------------------------- */
 /* §7 bit reader                                                                             */
 /* ---------------------------------------------------------------------------------------- */
-typedef struct {
-  uint64_t bits;  /* next stream bits, LSB = next bit; valid: the low `count` bits */
-  uint32_t count; /* 0..64 */
-  size_t pos;     /* next byte to load (absolute offset in data; may pass `end`) */
-  size_t start, end;
-} bitreader;
+/* bits: next stream bits, LSB = next bit, valid: the low `count` (0..64); pos: next byte to
+ * load (absolute offset in data; may pass `end`).  Declared in dc_codec_internal.h (the staged
+ * row decode keeps its readers between calls). */
+typedef dc_bitreader bitreader;
 
 static void br_init(bitreader* b, size_t start, size_t size) {
   b->bits = 0;
@@ -1215,13 +1213,14 @@ static void build_pairs(const uint16_t* gtab, uint32_t gmask, const uint16_t* it
   }
 }
 
-/* Decoding and placing are two passes over chunks of DC_PAIR_CHUNK entries (the decode loop keeps
+/* Decoding and placing are two passes over chunks of DC_ROWS_CHUNK entries (the decode loop keeps
  * four streams' state in registers, the placing loop the row state): pass 1 stores each entry
- * as a pair-table word (gap + 1, value code) in r->pairs's scratch part, pass 2 appends it. */
-#define DC_PAIR_CHUNK 4096u
+ * as a pair-table word (gap + 1, value code) in a buffer (rows_plain: r->pairs's scratch part;
+ * dc_sparse_fc.c's two-thread build: a ring that the other thread places from), pass 2 appends
+ * it. */
 /* the pair table and a chunk fit the 2 << DC_MAX_CODE_LENGTH words of r->pairs */
 typedef char dc_pair_workspace_fits
-    [DC_PAIR_BITS <= DC_MAX_CODE_LENGTH && DC_PAIR_CHUNK <= (1u << DC_MAX_CODE_LENGTH) ? 1 : -1];
+    [DC_PAIR_BITS <= DC_MAX_CODE_LENGTH && DC_ROWS_CHUNK <= (1u << DC_MAX_CODE_LENGTH) ? 1 : -1];
 #define DC_PAIR_RAW(b, out)                                      \
   do {                                                           \
     uint32_t e_ = pairs[(b).bits & ((1u << DC_PAIR_BITS) - 1u)]; \
@@ -1252,66 +1251,116 @@ typedef char dc_pair_workspace_fits
     k += (v_ >> 8) ^ 1u; /* kept: < 256; skipped: 256 */       \
   } while (0)
 
-DC_NOINLINE dc_status rows_plain(const uint8_t* data, const dc_header* h, const uint32_t* pairs,
-                                 const uint16_t* itab, dc_rows* r) {
-  bitreader b0, b1, b2, b3, br[4];
-  const uint64_t imask = (1u << h->index_code.max_len) - 1u;
-  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
-  const uint64_t cols = r->cols;
-  const uint16_t* vc = r->value_code;
-  uint32_t* const raw = r->pairs + ((size_t)1 << DC_PAIR_BITS);
+/* The staged form of rows_plain (dc_codec_internal.h). */
+static void rows_plain_init(dc_rows_plain_state* s, const uint8_t* data, const dc_header* h,
+                            const uint16_t* itab, dc_rows* r) {
+  memset(s, 0, sizeof *s);
+  streams_init(s->dec.br, h);
+  s->dec.data = data;
+  s->dec.h = h;
+  s->dec.itab = itab;
+  s->dec.pairs = r->pairs;
+  s->dec.vc = r->value_code;
+  s->place.rend = r->cols;
+  s->place.base = 1;
+  s->place.r = r;
+  r->row_ptr[0] = 0;
+}
+
+size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words) {
+  const uint8_t* data = s->dec.data;
+  const uint16_t* itab = s->dec.itab;
+  const uint32_t* pairs = s->dec.pairs;
+  const uint16_t* vc = s->dec.vc;
+  const uint64_t imask = (1u << s->dec.h->index_code.max_len) - 1u;
+  bitreader b0 = s->dec.br[0], b1 = s->dec.br[1], b2 = s->dec.br[2], b3 = s->dec.br[3];
+  /* as rows_body: 1 refill and 2 entries (<= 2 * 24 bits) per stream per iteration */
+  const uint64_t it = min_u64(min_u64(safe_iters(&b0, &b1, &b2, &b3), (s->dec.h->entries - s->dec.j) / 8),
+                              DC_ROWS_CHUNK / 8);
+  uint32_t* o = words;
+  uint64_t x;
+  for (x = it; x > 0; --x, o += 8) {
+    BR_REFILL_FAST(b0, data);
+    BR_REFILL_FAST(b1, data);
+    BR_REFILL_FAST(b2, data);
+    BR_REFILL_FAST(b3, data);
+    DC_PAIR_RAW(b0, o[0]);
+    DC_PAIR_RAW(b1, o[1]);
+    DC_PAIR_RAW(b2, o[2]);
+    DC_PAIR_RAW(b3, o[3]);
+    DC_PAIR_RAW(b0, o[4]);
+    DC_PAIR_RAW(b1, o[5]);
+    DC_PAIR_RAW(b2, o[6]);
+    DC_PAIR_RAW(b3, o[7]);
+  }
+  s->dec.br[0] = b0;
+  s->dec.br[1] = b1;
+  s->dec.br[2] = b2;
+  s->dec.br[3] = b3;
+  s->dec.j += 8 * it;
+  return (size_t)(8 * it);
+}
+
+dc_status dc_rows_plain_place(dc_rows_plain_state* s, const uint32_t* words, size_t count) {
+  dc_rows* r = s->place.r;
+  const uint64_t n = s->dec.h->info.num_elements, cols = r->cols;
   uint32_t* rp = r->row_ptr;
   uint16_t* col = r->col;
   uint8_t* code = r->code;
-  uint64_t j = 0, q = 0, k = 0, rend = cols, base = 1, it, row = 0, x;
-  uint32_t s;
+  uint64_t q = s->place.q, k = s->place.k, rend = s->place.rend, base = s->place.base;
+  uint64_t row = s->place.row;
+  size_t x;
+  for (x = 0; x < count; ++x) DC_PAIR_PLACE(words[x]);
+  s->place.q = q;
+  s->place.k = k;
+  s->place.rend = rend;
+  s->place.base = base;
+  s->place.row = row;
+  return DC_OK;
+}
+
+dc_status dc_rows_plain_end(dc_rows_plain_state* s) {
+  const uint8_t* data = s->dec.data;
+  const dc_header* h = s->dec.h;
+  const uint16_t* itab = s->dec.itab;
+  const uint32_t* pairs = s->dec.pairs;
+  const uint16_t* vc = s->dec.vc;
+  const uint64_t imask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t e = h->entries, G = h->gap_alphabet;
+  dc_rows* r = s->place.r;
+  uint64_t j;
+  uint32_t t;
   dc_status st;
-  streams_init(br, h);
-  b0 = br[0];
-  b1 = br[1];
-  b2 = br[2];
-  b3 = br[3];
-  rp[0] = 0;
-  /* as rows_body: 1 refill and 2 entries (<= 2 * 24 bits) per stream per iteration */
-  while ((it = min_u64(min_u64(safe_iters(&b0, &b1, &b2, &b3), (e - j) / 8), DC_PAIR_CHUNK / 8)) >
-         0) {
-    uint32_t* o = raw;
-    j += 8 * it;
-    for (x = it; x > 0; --x, o += 8) {
-      BR_REFILL_FAST(b0, data);
-      BR_REFILL_FAST(b1, data);
-      BR_REFILL_FAST(b2, data);
-      BR_REFILL_FAST(b3, data);
-      DC_PAIR_RAW(b0, o[0]);
-      DC_PAIR_RAW(b1, o[1]);
-      DC_PAIR_RAW(b2, o[2]);
-      DC_PAIR_RAW(b3, o[3]);
-      DC_PAIR_RAW(b0, o[4]);
-      DC_PAIR_RAW(b1, o[5]);
-      DC_PAIR_RAW(b2, o[6]);
-      DC_PAIR_RAW(b3, o[7]);
-    }
-    for (x = 0; x < 8 * it; ++x) DC_PAIR_PLACE(raw[x]);
-  }
-  br[0] = b0;
-  br[1] = b1;
-  br[2] = b2;
-  br[3] = b3;
-  for (; j < e; ++j) {
-    bitreader* bb = &br[j & 3];
+  for (j = s->dec.j; j < e; ++j) {
+    bitreader* bb = &s->dec.br[j & 3];
     uint32_t w;
     br_refill_safe(bb, data);
     DC_PAIR_RAW(*bb, w);
-    DC_PAIR_PLACE(w);
-  }
-  if (n - q >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
-  for (s = 0; s < 4; ++s) {
-    st = br_finish(&br[s], data);
+    st = dc_rows_plain_place(s, &w, 1);
     if (st != DC_OK) return st;
   }
-  while (row < r->rows) rp[++row] = (uint32_t)k;
-  r->nnz = k;
+  if (h->info.num_elements - s->place.q >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  for (t = 0; t < 4; ++t) {
+    st = br_finish(&s->dec.br[t], data);
+    if (st != DC_OK) return st;
+  }
+  while (s->place.row < r->rows) r->row_ptr[++s->place.row] = (uint32_t)s->place.k;
+  r->nnz = s->place.k;
   return DC_OK;
+}
+
+/* One thread: decode a chunk into the scratch part of r->pairs, place it, and so on. */
+DC_NOINLINE dc_status rows_plain(const uint8_t* data, const dc_header* h, const uint16_t* itab,
+                                 dc_rows* r) {
+  uint32_t* const raw = r->pairs + ((size_t)1 << DC_PAIR_BITS);
+  dc_rows_plain_state s;
+  size_t n;
+  rows_plain_init(&s, data, h, itab, r);
+  while ((n = dc_rows_plain_decode(&s, raw)) > 0) {
+    dc_status st = dc_rows_plain_place(&s, raw, n);
+    if (st != DC_OK) return st;
+  }
+  return dc_rows_plain_end(&s);
 }
 #undef DC_PAIR_RAW
 #undef DC_PAIR_PLACE
@@ -1325,14 +1374,15 @@ DC_NOINLINE dc_status rows_by_col(const uint8_t* d, const dc_header* h, const ui
   return rows_body(d, h, gt, it, r, 2);
 }
 
-dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r) {
-  uint16_t *ws, *gtab; /* index and gap tables, <= 2^12 entries each, in r->tables */
+/* dc_decode_rows's checks (arguments, then §8's CRC unless the caller checks it) and its two
+ * decode tables in r->tables (index table, then gap table). */
+static dc_status rows_prepare(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r) {
+  uint16_t* ws; /* index and gap tables, <= 2^12 entries each, in r->tables */
   uint64_t groups_needed;
   if (!data || !h || !r || !r->row_ptr || !r->col || !r->code || !r->value_code || !r->tables ||
       !r->pairs)
     return DC_ERR_ARGUMENT;
   ws = r->tables;
-  gtab = ws + ((size_t)1 << DC_MAX_CODE_LENGTH);
   /* version 1's check covers the decoded tensor (§8.1): only dc_decode_ws can verify it */
   if (h->info.version < 2 || h->info.rank != 2 || h->info.num_elements == 0 ||
       (h->layout != DC_LAYOUT_SPARSE && h->layout != DC_LAYOUT_GROUPED_SPARSE) ||
@@ -1343,11 +1393,32 @@ dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, d
   if (r->value_code_len < groups_needed * h->k) return DC_ERR_ARGUMENT;
   if (!r->crc_checked && !crc_ok(h, data, size)) return DC_ERR_CHECKSUM; /* §8: first */
   build_table(&h->index_code, ws);
-  build_table(&h->gap_code, gtab);
+  build_table(&h->gap_code, ws + ((size_t)1 << DC_MAX_CODE_LENGTH));
+  return DC_OK;
+}
+
+dc_status dc_rows_plain_begin(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r,
+                              dc_rows_plain_state* s) {
+  dc_status st;
+  if (!s || !h || h->layout != DC_LAYOUT_SPARSE) return DC_ERR_ARGUMENT;
+  st = rows_prepare(data, size, h, r);
+  if (st != DC_OK) return st;
+  build_pairs(r->tables + ((size_t)1 << DC_MAX_CODE_LENGTH), (1u << h->gap_code.max_len) - 1u,
+              r->tables, (1u << h->index_code.max_len) - 1u, r->value_code, r->pairs);
+  rows_plain_init(s, data, h, r->tables, r);
+  return DC_OK;
+}
+
+dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r) {
+  dc_status st = rows_prepare(data, size, h, r);
+  uint16_t *ws, *gtab;
+  if (st != DC_OK) return st;
+  ws = r->tables;
+  gtab = ws + ((size_t)1 << DC_MAX_CODE_LENGTH);
   if (h->layout == DC_LAYOUT_SPARSE) {
     build_pairs(gtab, (1u << h->gap_code.max_len) - 1u, ws, (1u << h->index_code.max_len) - 1u,
                 r->value_code, r->pairs);
-    return rows_plain(data, h, r->pairs, ws, r);
+    return rows_plain(data, h, ws, r);
   }
   return h->axis == 0 ? rows_by_row(data, h, gtab, ws, r) : rows_by_col(data, h, gtab, ws, r);
 }

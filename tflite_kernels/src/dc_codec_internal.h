@@ -71,6 +71,52 @@ typedef struct {
                       * (e.g. on another thread during the decode); 0: dc_decode_rows does, first */
 } dc_rows;
 
+/* A §7 bit reader (dc_codec.c's `bitreader`): the next stream bits, LSB = next bit, of which the
+ * low `count` are valid; pos: next byte to load (absolute offset; may pass `end`). */
+typedef struct {
+  uint64_t bits;
+  uint32_t count;
+  size_t pos;
+  size_t start, end;
+} dc_bitreader;
+
+/* dc_decode_rows of an ungrouped tensor (§6, layout 1) in stages, so that decoding the entries
+ * and placing them into the rows can run on two threads (dc_sparse_fc.c): dc_rows_plain_begin,
+ * then chunks of at most DC_ROWS_CHUNK entries, each decoded by dc_rows_plain_decode into a
+ * buffer and placed by dc_rows_plain_place in the same order, then dc_rows_plain_end.  The
+ * decode side touches only `dec`, the place side only `place` and r's arrays (64 bytes apart).
+ * Same entries, checks and statuses as dc_decode_rows. */
+#define DC_ROWS_CHUNK 4096u
+typedef struct {
+  struct {
+    dc_bitreader br[4];
+    uint64_t j; /* entries decoded */
+    const uint8_t* data;
+    const dc_header* h;
+    const uint16_t* itab;
+    const uint32_t* pairs;
+    const uint16_t* vc;
+  } dec;
+  char pad_[64];
+  struct {
+    uint64_t q, k, rend, base, row; /* position + 1 of the last entry, kept values, row state */
+    dc_rows* r;
+  } place;
+} dc_rows_plain_state;
+
+/* Checks and prepares as dc_decode_rows (its statuses: the arguments, then the CRC unless
+ * r->crc_checked); DC_ERR_ARGUMENT also for a tensor that is not ungrouped (§11: use
+ * dc_decode_rows).  r->tables and r->pairs hold the decode tables until dc_rows_plain_end. */
+dc_status dc_rows_plain_begin(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r,
+                              dc_rows_plain_state* s);
+/* Decodes the next chunk of entries into words[0 .. return value) (<= DC_ROWS_CHUNK); 0 when
+ * the chunked part is done (the rest is dc_rows_plain_end's). */
+size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words);
+/* Places n decoded entries; DC_ERR_STREAM for a position past the tensor (§6). */
+dc_status dc_rows_plain_place(dc_rows_plain_state* s, const uint32_t* words, size_t n);
+/* The last entries (decoded and placed one by one), §6's and §7's end checks, r->nnz. */
+dc_status dc_rows_plain_end(dc_rows_plain_state* s);
+
 /* §8: the CRC-32 of a version 2 tensor parsed into *h from the same bytes matches its field. */
 int dc_crc_ok(const dc_header* h, const uint8_t* data, size_t size);
 

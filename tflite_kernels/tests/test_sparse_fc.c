@@ -340,6 +340,37 @@ static void test_vectors(void) {
   CHECK(direct == 5, "%d vectors built straight from the entries, expected 5", direct);
 }
 
+/* Forms built with the helper thread (dc_sparse_fc_set_helper_bytes(0): on a multi-core machine,
+ * §6 tensors decoded by this thread and placed by the helper) equal the one-thread ones. */
+static void test_helper_build_equal(void) {
+  size_t n = sizeof codec_vectors / sizeof codec_vectors[0];
+  int compared = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const codec_vector* v = &codec_vectors[i];
+    dc_sparse_fc a, b;
+    dc_status da, db;
+    char why[200] = "";
+    size_t old = dc_sparse_fc_set_helper_bytes((size_t)-1);
+    dc_sfc_status sa = dc_sparse_fc_build(v->packed, v->packed_size, &a, &da, why, sizeof why);
+    dc_sparse_fc_set_helper_bytes(0);
+    dc_sfc_status sb = dc_sparse_fc_build(v->packed, v->packed_size, &b, &db, why, sizeof why);
+    dc_sparse_fc_set_helper_bytes(old);
+    CHECK(sa == sb && (sa != DC_SFC_DECODE || da == db), "%s: helper build %d/%d vs %d/%d",
+          v->name, sb, db, sa, da);
+    if (sa == DC_SFC_OK && sb == DC_SFC_OK) {
+      ++compared;
+      CHECK(a.nnz == b.nnz && a.rows == b.rows && a.from_dense == b.from_dense &&
+                a.packed_file == -1 && b.packed_file == 0 &&
+                !memcmp(a.row_ptr, b.row_ptr, (a.rows + 1) * sizeof(uint32_t)) &&
+                !memcmp(a.col, b.col, a.nnz * sizeof(uint16_t)) && !memcmp(a.code, b.code, a.nnz),
+            "%s: helper build differs", v->name);
+    }
+    if (sa == DC_SFC_OK) dc_sparse_fc_free(&a);
+    if (sb == DC_SFC_OK) dc_sparse_fc_free(&b);
+  }
+  CHECK(compared >= 5, "only %d forms compared", compared);
+}
+
 static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t tenths) {
   int8_t* w = calloc((size_t)rows * cols, 1);
   for (size_t i = 0; i < (size_t)rows * cols; ++i) {
@@ -395,6 +426,12 @@ int main(void) {
     test_vectors();
   }
   dc_sparse_fc_use_simd(1);
+  /* every vector again with the helper thread on every form (the size threshold at 0) */
+  size_t old_helper = dc_sparse_fc_set_helper_bytes(0);
+  test_vectors();
+  dc_sparse_fc_set_helper_bytes(old_helper);
+  CHECK(old_helper == (size_t)1 << 20, "default helper threshold %zu", old_helper);
+  test_helper_build_equal();
   dc_sparse_fc m;
   char why[64];
   CHECK(dc_sparse_fc_build(NULL, 0, &m, NULL, why, sizeof why) == DC_SFC_ARGUMENT, "NULL data");
