@@ -227,12 +227,15 @@ DC_API size_t dc_sparse_fc_set_helper_bytes(size_t bytes) {
 
 /* Two-thread build of an ungrouped §6 tensor (the common case): the caller decodes chunks of
  * entries (dc_rows_plain_decode) into a ring of DC_SFC_RING chunks, the helper places them
- * into the rows (dc_rows_plain_place) in the same order; then the caller finishes
- * (dc_rows_plain_end).  Same entries, checks and statuses as one thread (dc_decode_rows); a
- * placing error stops both.  The two sides share only the ring and the counters below (GCC /
- * Clang atomics: release when a side hands a chunk over, acquire before the other reads it);
- * a side with nothing to do spins briefly, then yields its CPU.  4096x4096 at 10 %: decoding
- * ~57 % and placing ~43 % of the one-thread time. */
+ * into the rows (dc_rows_plain_place) in order; then the caller finishes (dc_rows_plain_end).
+ * Same entries, checks and statuses as one thread (dc_decode_rows); a placing error stops both.
+ * Placing is shared, not handed over: whichever side holds the place lock places the oldest
+ * decoded chunk, and the caller places itself when the ring is full or it has decoded
+ * everything, so a helper that gets no CPU (other processes, one core) delays nothing but its
+ * own chunks -- the build then runs at one-thread speed.  The two sides share only the ring, the
+ * lock and the counters below (GCC / Clang atomics: release when a chunk is handed over or
+ * placed, acquire before it is read); a side with nothing to do spins briefly, then yields its
+ * CPU.  4096x4096 at 10 %: decoding ~57 % and placing ~43 % of the one-thread time. */
 #if defined(__GNUC__) || defined(__clang__)
 #define DC_SFC_PIPE 1
 #include <pthread.h>
@@ -243,12 +246,13 @@ typedef struct {
   char pad_[64 - sizeof(unsigned long)];
 } Counter;
 typedef struct {
-  dc_rows_plain_state s;
-  uint32_t* ring; /* DC_SFC_RING * DC_ROWS_CHUNK words */
-  size_t len[DC_SFC_RING];
-  Counter produced, consumed, closed, placed, failed; /* chunks; flags 0/1 */
-  dc_status place_status;
-  pthread_t caller; /* the helper places only on its own thread */
+  dc_rows_plain_state s;          /* s.place: only with the lock held */
+  uint32_t* ring;                 /* DC_SFC_RING * DC_ROWS_CHUNK words */
+  size_t len[DC_SFC_RING];        /* entries of each decoded chunk */
+  Counter produced, placed;       /* chunks decoded, chunks placed (placed: under the lock) */
+  Counter lock, closed, failed;   /* 0/1 */
+  dc_status place_status;         /* under the lock */
+  pthread_t caller;               /* the helper places only on its own thread */
 } Pipe;
 
 static unsigned long ld_acq(const Counter* c) {
@@ -256,6 +260,10 @@ static unsigned long ld_acq(const Counter* c) {
 }
 static void st_rel(Counter* c, unsigned long v) {
   __atomic_store_n(&c->v, v, __ATOMIC_RELEASE);
+}
+static int try_lock(Counter* c) {
+  return __atomic_load_n(&c->v, __ATOMIC_RELAXED) == 0 &&
+         __atomic_exchange_n(&c->v, 1ul, __ATOMIC_ACQUIRE) == 0;
 }
 static void wait_step(unsigned* spins) {
   if (++*spins < 512) {
@@ -267,15 +275,14 @@ static void wait_step(unsigned* spins) {
   }
 }
 
-/* The helper's side: places chunks until the caller closes the pipe (or a chunk fails). */
-static void pipe_place(Pipe* p) {
-  unsigned long c;
-  unsigned spins = 0;
-  for (c = 0;; ++c) {
-    while (ld_acq(&p->produced) <= c) {
-      if (ld_acq(&p->closed) && ld_acq(&p->produced) <= c) goto done;
-      wait_step(&spins);
-    }
+/* Places the decoded chunks not placed yet, at most `max` of them, if the place lock is free;
+ * returns how many it placed (0: lock taken or nothing decoded). */
+static unsigned long place_some(Pipe* p, unsigned long max) {
+  unsigned long done = 0;
+  if (!try_lock(&p->lock)) return 0;
+  unsigned long c = p->placed.v;
+  const unsigned long end = ld_acq(&p->produced);
+  for (; c < end && done < max && !p->failed.v; ++c, ++done) {
     const unsigned slot = (unsigned)(c % DC_SFC_RING);
     dc_status st = dc_rows_plain_place(&p->s, p->ring + (size_t)slot * DC_ROWS_CHUNK, p->len[slot]);
     if (st != DC_OK) {
@@ -283,24 +290,38 @@ static void pipe_place(Pipe* p) {
       st_rel(&p->failed, 1);
       break;
     }
-    st_rel(&p->consumed, c + 1);
+    st_rel(&p->placed, c + 1);
   }
-done:
-  st_rel(&p->placed, 1);
+  st_rel(&p->lock, 0);
+  return done;
+}
+
+/* The helper's side: places chunks, one at a time, until the caller closes the pipe. */
+static void pipe_place(Pipe* p) {
+  unsigned spins = 0;
+  while (!ld_acq(&p->closed) && !ld_acq(&p->failed)) {
+    if (place_some(p, 1)) {
+      spins = 0;
+    } else {
+      wait_step(&spins);
+    }
+  }
 }
 
 typedef struct Helper_ Helper;
 static void helper_checks(Helper* w);
 
-/* The caller's side, after dc_rows_plain_begin: decodes every chunk, closes the pipe, takes the
- * helper's checks (CRC, file mapping: helper_checks) while the helper places the last chunks,
- * waits for it to finish.  DC_OK or the placing error. */
+/* The caller's side, after dc_rows_plain_begin: decodes every chunk (placing the oldest one
+ * itself when the ring is full), closes the pipe, does the helper's checks (CRC, file mapping:
+ * helper_checks) and places what is left.  DC_OK or the placing error. */
 static dc_status pipe_decode(Pipe* p, Helper* w) {
   unsigned long c;
   unsigned spins = 0;
   for (c = 0; !ld_acq(&p->failed); ++c) {
     const unsigned slot = (unsigned)(c % DC_SFC_RING);
-    while (c - ld_acq(&p->consumed) >= DC_SFC_RING && !ld_acq(&p->failed)) wait_step(&spins);
+    while (c - ld_acq(&p->placed) >= DC_SFC_RING && !ld_acq(&p->failed)) {
+      if (!place_some(p, 1)) wait_step(&spins);
+    }
     size_t n = dc_rows_plain_decode(&p->s, p->ring + (size_t)slot * DC_ROWS_CHUNK);
     if (!n) break;
     p->len[slot] = n;
@@ -308,7 +329,11 @@ static dc_status pipe_decode(Pipe* p, Helper* w) {
   }
   st_rel(&p->closed, 1);
   helper_checks(w);
-  while (!ld_acq(&p->placed)) wait_step(&spins);
+  while (ld_acq(&p->placed) < ld_acq(&p->produced) && !ld_acq(&p->failed)) {
+    if (!place_some(p, DC_SFC_RING)) wait_step(&spins);
+  }
+  while (!try_lock(&p->lock)) wait_step(&spins); /* the helper is out of s.place */
+  st_rel(&p->lock, 0);
   return ld_acq(&p->failed) ? p->place_status : DC_OK;
 }
 #else
@@ -349,13 +374,14 @@ static void helper_checks(Helper* w) {
 
 static void helper_run(void* arg) {
   Helper* w = (Helper*)arg;
-  dc_populate_pages(w->col, w->col_bytes);
 #if DC_SFC_PIPE
   if (w->pipe && !pthread_equal(pthread_self(), w->pipe->caller)) {
+    if (!ld_acq(&w->pipe->closed)) dc_populate_pages(w->col, w->col_bytes);
     pipe_place(w->pipe); /* the caller maps w->code and does the checks */
     return;
   }
 #endif
+  dc_populate_pages(w->col, w->col_bytes);
   dc_populate_pages(w->code, w->code_bytes);
   helper_checks(w);
 }
