@@ -15,6 +15,8 @@
  *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel (batch 3, and
  *    batch 1 on an input of exactly one row) equals the dense integer formula with rintf
  *    requantization exactly; both with the kernels chosen at run time and the scalar ones;
+ *  - built with the helper thread on every form (dc_sparse_fc_set_helper_bytes(0): decoding and
+ *    placing on two threads), the same status and the same form;
  *  - the lookup-table form (dc_sparse_table_build) fails with the same decode status, and when
  *    built, dc_sparse_gather returns every decoded row bit for bit (int32 and int64 indices,
  *    rows in reverse order) and refuses indices -1 and rows (returns their position, writes
@@ -119,6 +121,26 @@ static void check_table(const uint8_t* buf, size_t size, dc_sfc_status fc_st, dc
   dc_sparse_fc_free(&t);
 }
 
+/* The same build with the helper thread on every form (dc_sparse_fc_set_helper_bytes(0): §6
+ * tensors decoded by this thread and placed by both, in chunks through a ring) gives the same
+ * status and the same form. */
+static void check_helper_build(const uint8_t* buf, size_t size, dc_sfc_status st, dc_status ds,
+                               const dc_sparse_fc* m) {
+  dc_sparse_fc h;
+  dc_status hs = DC_OK;
+  char why[256] = "";
+  size_t old = dc_sparse_fc_set_helper_bytes(0);
+  dc_sfc_status hst = dc_sparse_fc_build(buf, size, &h, &hs, why, sizeof why);
+  dc_sparse_fc_set_helper_bytes(old);
+  REQUIRE(hst == st && (st != DC_SFC_DECODE || hs == ds));
+  if (hst != DC_SFC_OK) return;
+  REQUIRE(h.rows == m->rows && h.cols == m->cols && h.nnz == m->nnz);
+  REQUIRE(!memcmp(h.row_ptr, m->row_ptr, ((size_t)m->rows + 1) * sizeof(uint32_t)));
+  REQUIRE(!m->nnz || (!memcmp(h.col, m->col, m->nnz * sizeof(uint16_t)) &&
+                      !memcmp(h.code, m->code, m->nnz)));
+  dc_sparse_fc_free(&h);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dc_tensor_info info;
   uint8_t* buf = (uint8_t*)malloc(size ? size : 1);
@@ -136,6 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     REQUIRE(m.row_ptr == NULL && m.col == NULL && m.code == NULL && m.row_sum == NULL);
   }
   if (st == DC_SFC_UNSUPPORTED) REQUIRE(why[0] != '\0');
+  check_helper_build(buf, size, st, ds, &m);
   size_t out_size = dc_peek(buf, size, &info) == DC_OK ? (size_t)info.output_bytes : 0;
   void* dense = malloc(out_size ? out_size : 1);
   REQUIRE(dense);

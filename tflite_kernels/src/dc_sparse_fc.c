@@ -346,10 +346,9 @@ typedef struct {
 /* The helper's work, none of which the decode waits for: map the form's arrays (page allocation
  * and zeroing, the kernel's part of their first writes), check the packed bytes' CRC (§8) and
  * whether they lie in a read-only file mapping (dc_pages.h, /proc/self/maps).  With a Pipe it
- * maps the column array and places the decoded entries; the caller maps the code array before
- * it decodes and does the checks after (4096x4096 at 10 %, first build in a process, CPU time:
- * decode 3.2 ms, place 2.5, page mapping 1.1 (col 2/3, code 1/3), CRC + maps 0.2; the helper
- * mapping both arrays first held the decode up by ~1 ms).  The caller uses nothing of the form before
+ * maps the arrays, then places decoded entries; the caller does the checks once it has decoded
+ * (4096x4096 at 10 %, first build in a process, CPU time: decode 3.2 ms, place 2.5, page
+ * mapping 1.1, CRC + maps 0.2; the caller places while the helper maps pages).  The caller uses nothing of the form before
  * dc_task_join, and returns the checksum error if the CRC does not match, whatever the decode
  * found: the same statuses as checking it first. */
 struct Helper_ {
@@ -377,7 +376,8 @@ static void helper_run(void* arg) {
 #if DC_SFC_PIPE
   if (w->pipe && !pthread_equal(pthread_self(), w->pipe->caller)) {
     if (!ld_acq(&w->pipe->closed)) dc_populate_pages(w->col, w->col_bytes);
-    pipe_place(w->pipe); /* the caller maps w->code and does the checks */
+    if (!ld_acq(&w->pipe->closed)) dc_populate_pages(w->code, w->code_bytes);
+    pipe_place(w->pipe); /* the caller does the checks */
     return;
   }
 #endif
@@ -513,7 +513,6 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
   dc_status st;
 #if DC_SFC_PIPE
   if (w.pipe && task) { /* the helper runs on its own thread: it places, this thread decodes */
-    dc_populate_pages(w.code, w.code_bytes); /* while the helper maps w.col (2x larger) */
     st = dc_rows_plain_begin(packed, size, h, &r, &pipe.s);
     if (st == DC_OK) {
       st = pipe_decode(&pipe, &w);
