@@ -113,8 +113,9 @@ DC_API const char* dc_sparse_fc_kernel_name(void);
 
 /* Forms of at least `bytes` bytes (3 per stored entry) are built with a helper thread beside
  * the caller (default 1 MiB; on more than one CPU); returns the previous setting.  For tests and
- * fuzzing (0: every form), which thereby run the two-thread build on small tensors.  Not
- * thread-safe: set it before building. */
+ * fuzzing: 0 builds every form so, and the two threads then hand entries over in chunks of 8
+ * (instead of 4096), so that small tensors exercise the whole hand-over.  Not thread-safe: set
+ * it before building. */
 DC_API size_t dc_sparse_fc_set_helper_bytes(size_t bytes);
 
 /* on = 0 makes every later call use the scalar kernels (tests, comparisons), 1 (default) lets

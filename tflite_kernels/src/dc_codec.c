@@ -1267,7 +1267,7 @@ static void rows_plain_init(dc_rows_plain_state* s, const uint8_t* data, const d
   r->row_ptr[0] = 0;
 }
 
-size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words) {
+size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words, size_t max) {
   const uint8_t* data = s->dec.data;
   const uint16_t* itab = s->dec.itab;
   const uint32_t* pairs = s->dec.pairs;
@@ -1276,7 +1276,7 @@ size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words) {
   bitreader b0 = s->dec.br[0], b1 = s->dec.br[1], b2 = s->dec.br[2], b3 = s->dec.br[3];
   /* as rows_body: 1 refill and 2 entries (<= 2 * 24 bits) per stream per iteration */
   const uint64_t it = min_u64(min_u64(safe_iters(&b0, &b1, &b2, &b3), (s->dec.h->entries - s->dec.j) / 8),
-                              DC_ROWS_CHUNK / 8);
+                              min_u64(max, DC_ROWS_CHUNK) / 8);
   uint32_t* o = words;
   uint64_t x;
   for (x = it; x > 0; --x, o += 8) {
@@ -1356,7 +1356,7 @@ DC_NOINLINE dc_status rows_plain(const uint8_t* data, const dc_header* h, const 
   dc_rows_plain_state s;
   size_t n;
   rows_plain_init(&s, data, h, itab, r);
-  while ((n = dc_rows_plain_decode(&s, raw)) > 0) {
+  while ((n = dc_rows_plain_decode(&s, raw, DC_ROWS_CHUNK)) > 0) {
     dc_status st = dc_rows_plain_place(&s, raw, n);
     if (st != DC_OK) return st;
   }

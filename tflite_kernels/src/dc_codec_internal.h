@@ -109,9 +109,9 @@ typedef struct {
  * dc_decode_rows).  r->tables and r->pairs hold the decode tables until dc_rows_plain_end. */
 dc_status dc_rows_plain_begin(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r,
                               dc_rows_plain_state* s);
-/* Decodes the next chunk of entries into words[0 .. return value) (<= DC_ROWS_CHUNK); 0 when
- * the chunked part is done (the rest is dc_rows_plain_end's). */
-size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words);
+/* Decodes the next chunk of entries into words[0 .. return value) (at most max, a multiple of 8
+ * up to DC_ROWS_CHUNK); 0 when the chunked part is done (the rest is dc_rows_plain_end's). */
+size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words, size_t max);
 /* Places n decoded entries; DC_ERR_STREAM for a position past the tensor (§6). */
 dc_status dc_rows_plain_place(dc_rows_plain_state* s, const uint32_t* words, size_t n);
 /* The last entries (decoded and placed one by one), §6's and §7's end checks, r->nnz. */
