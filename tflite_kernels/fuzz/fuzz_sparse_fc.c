@@ -136,8 +136,8 @@ static void check_helper_build(const uint8_t* buf, size_t size, dc_sfc_status st
   if (hst != DC_SFC_OK) return;
   REQUIRE(h.rows == m->rows && h.cols == m->cols && h.nnz == m->nnz);
   REQUIRE(!memcmp(h.row_ptr, m->row_ptr, ((size_t)m->rows + 1) * sizeof(uint32_t)));
-  REQUIRE(!m->nnz || (!memcmp(h.col, m->col, m->nnz * sizeof(uint16_t)) &&
-                      !memcmp(h.code, m->code, m->nnz)));
+  REQUIRE(!m->nnz ||
+          (!memcmp(h.col, m->col, m->nnz * sizeof(uint16_t)) && !memcmp(h.code, m->code, m->nnz)));
   dc_sparse_fc_free(&h);
 }
 

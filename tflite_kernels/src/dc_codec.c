@@ -1263,6 +1263,7 @@ static void rows_plain_init(dc_rows_plain_state* s, const uint8_t* data, const d
   s->dec.vc = r->value_code;
   s->place.rend = r->cols;
   s->place.base = 1;
+  s->place.n = h->info.num_elements;
   s->place.r = r;
   r->row_ptr[0] = 0;
 }
@@ -1275,8 +1276,9 @@ size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words, size_t max)
   const uint64_t imask = (1u << s->dec.h->index_code.max_len) - 1u;
   bitreader b0 = s->dec.br[0], b1 = s->dec.br[1], b2 = s->dec.br[2], b3 = s->dec.br[3];
   /* as rows_body: 1 refill and 2 entries (<= 2 * 24 bits) per stream per iteration */
-  const uint64_t it = min_u64(min_u64(safe_iters(&b0, &b1, &b2, &b3), (s->dec.h->entries - s->dec.j) / 8),
-                              min_u64(max, DC_ROWS_CHUNK) / 8);
+  const uint64_t it =
+      min_u64(min_u64(safe_iters(&b0, &b1, &b2, &b3), (s->dec.h->entries - s->dec.j) / 8),
+              min_u64(max, DC_ROWS_CHUNK) / 8);
   uint32_t* o = words;
   uint64_t x;
   for (x = it; x > 0; --x, o += 8) {
@@ -1303,7 +1305,7 @@ size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words, size_t max)
 
 dc_status dc_rows_plain_place(dc_rows_plain_state* s, const uint32_t* words, size_t count) {
   dc_rows* r = s->place.r;
-  const uint64_t n = s->dec.h->info.num_elements, cols = r->cols;
+  const uint64_t n = s->place.n, cols = r->cols;
   uint32_t* rp = r->row_ptr;
   uint16_t* col = r->col;
   uint8_t* code = r->code;
@@ -1339,7 +1341,8 @@ dc_status dc_rows_plain_end(dc_rows_plain_state* s) {
     st = dc_rows_plain_place(s, &w, 1);
     if (st != DC_OK) return st;
   }
-  if (h->info.num_elements - s->place.q >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  if (h->info.num_elements - s->place.q >= G)
+    return DC_ERR_STREAM; /* §6: trailing background < G */
   for (t = 0; t < 4; ++t) {
     st = br_finish(&s->dec.br[t], data);
     if (st != DC_OK) return st;

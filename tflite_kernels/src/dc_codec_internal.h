@@ -100,6 +100,7 @@ typedef struct {
   char pad_[64];
   struct {
     uint64_t q, k, rend, base, row; /* position + 1 of the last entry, kept values, row state */
+    uint64_t n;                     /* the tensor's elements (§6: q <= n) */
     dc_rows* r;
   } place;
 } dc_rows_plain_state;

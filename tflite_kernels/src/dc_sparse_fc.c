@@ -246,13 +246,13 @@ typedef struct {
   char pad_[64 - sizeof(unsigned long)];
 } Counter;
 typedef struct {
-  dc_rows_plain_state s;          /* s.place: only with the lock held */
-  uint32_t* ring;                 /* DC_SFC_RING * DC_ROWS_CHUNK words */
-  size_t len[DC_SFC_RING];        /* entries of each decoded chunk */
-  Counter produced, placed;       /* chunks decoded, chunks placed (placed: under the lock) */
-  Counter lock, closed, failed;   /* 0/1 */
-  dc_status place_status;         /* under the lock */
-  pthread_t caller;               /* the helper places only on its own thread */
+  dc_rows_plain_state s;        /* s.place: only with the lock held */
+  uint32_t* ring;               /* DC_SFC_RING * DC_ROWS_CHUNK words */
+  size_t len[DC_SFC_RING];      /* entries of each decoded chunk */
+  Counter produced, placed;     /* chunks decoded, chunks placed (placed: under the lock) */
+  Counter lock, closed, failed; /* 0/1 */
+  dc_status place_status;       /* under the lock */
+  pthread_t caller;             /* the helper places only on its own thread */
 } Pipe;
 
 static unsigned long ld_acq(const Counter* c) {

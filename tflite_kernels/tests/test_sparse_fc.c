@@ -355,8 +355,8 @@ static void test_helper_build_equal(void) {
     dc_sparse_fc_set_helper_bytes(0);
     dc_sfc_status sb = dc_sparse_fc_build(v->packed, v->packed_size, &b, &db, why, sizeof why);
     dc_sparse_fc_set_helper_bytes(old);
-    CHECK(sa == sb && (sa != DC_SFC_DECODE || da == db), "%s: helper build %d/%d vs %d/%d",
-          v->name, sb, db, sa, da);
+    CHECK(sa == sb && (sa != DC_SFC_DECODE || da == db), "%s: helper build %d/%d vs %d/%d", v->name,
+          sb, db, sa, da);
     if (sa == DC_SFC_OK && sb == DC_SFC_OK) {
       ++compared;
       CHECK(a.nnz == b.nnz && a.rows == b.rows && a.from_dense == b.from_dense &&
