@@ -233,9 +233,9 @@ DC_API size_t dc_sparse_fc_set_helper_bytes(size_t bytes) {
  * decoded chunk, and the caller places itself when the ring is full or it has decoded
  * everything, so a helper that gets no CPU (other processes, one core) delays nothing but its
  * own chunks -- the build then runs at one-thread speed.  The two sides share only the ring, the
- * lock and the counters below (GCC / Clang atomics: release when a chunk is handed over or
- * placed, acquire before it is read); a side with nothing to do spins briefly, then yields its
- * CPU.  4096x4096 at 10 %: decoding ~57 % and placing ~43 % of the one-thread time. */
+ * lock (a mutex, held while placing a chunk) and the counters below (GCC / Clang
+ * atomics: release when a chunk is handed over or placed, acquire before it is read); a side
+ * with nothing to do spins briefly, then yields its CPU.  4096x4096 at 10 %: decoding ~57 % and placing ~43 % of the one-thread time. */
 #if defined(__GNUC__) || defined(__clang__)
 #define DC_SFC_PIPE 1
 #include <pthread.h>
@@ -246,13 +246,15 @@ typedef struct {
   char pad_[64 - sizeof(unsigned long)];
 } Counter;
 typedef struct {
-  dc_rows_plain_state s;        /* s.place: only with the lock held */
-  uint32_t* ring;               /* DC_SFC_RING * DC_ROWS_CHUNK words */
-  size_t len[DC_SFC_RING];      /* entries of each decoded chunk */
-  Counter produced, placed;     /* chunks decoded, chunks placed (placed: under the lock) */
-  Counter lock, closed, failed; /* 0/1 */
-  dc_status place_status;       /* under the lock */
-  pthread_t caller;             /* the helper places only on its own thread */
+  dc_rows_plain_state s;    /* s.place: only with the lock held */
+  uint32_t* ring;           /* DC_SFC_RING * DC_ROWS_CHUNK words */
+  size_t len[DC_SFC_RING];  /* entries of each decoded chunk */
+  Counter produced, placed; /* chunks decoded, chunks placed (placed: under the lock) */
+  Counter closed, failed;   /* 0/1 */
+  pthread_mutex_t lock;     /* placing (a mutex: on aarch64 gcc makes an atomic exchange a libgcc
+                             * call needing glibc's __getauxval, which Android lacks) */
+  dc_status place_status;   /* under the lock */
+  pthread_t caller;         /* the helper places only on its own thread */
 } Pipe;
 
 static unsigned long ld_acq(const Counter* c) {
@@ -260,10 +262,6 @@ static unsigned long ld_acq(const Counter* c) {
 }
 static void st_rel(Counter* c, unsigned long v) {
   __atomic_store_n(&c->v, v, __ATOMIC_RELEASE);
-}
-static int try_lock(Counter* c) {
-  return __atomic_load_n(&c->v, __ATOMIC_RELAXED) == 0 &&
-         __atomic_exchange_n(&c->v, 1ul, __ATOMIC_ACQUIRE) == 0;
 }
 static void wait_step(unsigned* spins) {
   if (++*spins < 512) {
@@ -275,11 +273,12 @@ static void wait_step(unsigned* spins) {
   }
 }
 
-/* Places the decoded chunks not placed yet, at most `max` of them, if the place lock is free;
- * returns how many it placed (0: lock taken or nothing decoded). */
+/* Places the decoded chunks not placed yet, at most `max` of them (waiting for the lock if the
+ * other side holds it: it is placing a chunk); returns how many it placed. */
 static unsigned long place_some(Pipe* p, unsigned long max) {
   unsigned long done = 0;
-  if (!try_lock(&p->lock)) return 0;
+  if (ld_acq(&p->placed) >= ld_acq(&p->produced)) return 0; /* nothing to place: no lock */
+  pthread_mutex_lock(&p->lock);
   unsigned long c = p->placed.v;
   const unsigned long end = ld_acq(&p->produced);
   for (; c < end && done < max && !p->failed.v; ++c, ++done) {
@@ -292,7 +291,7 @@ static unsigned long place_some(Pipe* p, unsigned long max) {
     }
     st_rel(&p->placed, c + 1);
   }
-  st_rel(&p->lock, 0);
+  pthread_mutex_unlock(&p->lock);
   return done;
 }
 
@@ -334,8 +333,8 @@ static dc_status pipe_decode(Pipe* p, Helper* w) {
   while (ld_acq(&p->placed) < ld_acq(&p->produced) && !ld_acq(&p->failed)) {
     if (!place_some(p, DC_SFC_RING)) wait_step(&spins);
   }
-  while (!try_lock(&p->lock)) wait_step(&spins); /* the helper is out of s.place */
-  st_rel(&p->lock, 0);
+  pthread_mutex_lock(&p->lock); /* the helper is out of s.place */
+  pthread_mutex_unlock(&p->lock);
   return ld_acq(&p->failed) ? p->place_status : DC_OK;
 }
 #else
@@ -486,7 +485,12 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     memset(&pipe, 0, sizeof pipe);
     pipe.ring = ring;
     pipe.caller = pthread_self();
-    w.pipe = &pipe;
+    if (pthread_mutex_init(&pipe.lock, NULL) == 0) {
+      w.pipe = &pipe;
+    } else {
+      free(ring);
+      ring = NULL;
+    }
   }
 #endif
   dc_sfc_status s = alloc_form(m, h->entries, &w, &task); /* upper bound, shrunk below */
@@ -496,6 +500,7 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
   if (!tables) {
     helper_join(m, &w, task);
 #if DC_SFC_PIPE
+    if (ring) pthread_mutex_destroy(&pipe.lock);
     free(ring);
 #endif
     free(vc);
@@ -529,6 +534,7 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
   }
   helper_join(m, &w, task);
 #if DC_SFC_PIPE
+  if (ring) pthread_mutex_destroy(&pipe.lock);
   free(ring);
 #endif
   if (w.h && !w.crc_ok) st = DC_ERR_CHECKSUM; /* §8: as if checked first */
