@@ -198,13 +198,14 @@ def _lazy_available():
     return bool(a)
 
 
-def test_decoded_weights_decoded_while_xnnpack_packs_are_bit_exact():
+def test_decoded_weights_decoded_while_xnnpack_packs_are_bit_exact(monkeypatch):
     """decode_async (default): with two or more CPUs the delegate's Prepare hands the weights'
     addresses out at once and a helper decodes them while the XNNPACK delegate packs (a page
     not decoded yet waits for it). Outputs and weights read back equal the unpacked model's bit
-    for bit, kept or released, with decode_async 1 and 0; the helper was used where userfaultfd
-    is allowed (DcKerasHuffDecodeDelegateAsync) and not otherwise; a corrupt packed tensor that
-    the helper decodes makes allocate_tensors fail with the decoder's reason."""
+    for bit, kept or released, with decode_async 1 and 0, on LiteRT and TF; the helper was used
+    where userfaultfd is allowed (DcKerasHuffDecodeDelegateAsync) and not otherwise nor with
+    DC_KERAS_DECODE_ASYNC=0; a corrupt packed tensor, decoded by the helper or in place, makes
+    allocate_tensors fail with the decoder's reason."""
     import ctypes
 
     from ai_edge_litert.interpreter import Interpreter, load_delegate
@@ -231,6 +232,14 @@ def test_decoded_weights_decoded_while_xnnpack_packs_are_bit_exact():
         if keep == "1":
             idx = {d["name"]: d["index"] for d in it.get_tensor_details()}
             assert {n: it.get_tensor(idx[n]).tobytes() for n in kernels} == weights
+    tf_it = runtime.Interpreter(model_content=packed, backend="tensorflow")  # the TF runtime too
+    assert em.run_batch(tf_it, x).tobytes() == want.tobytes()
+    assert (fn(delegate_pointer(tf_it._delegate)) > 0) == lazy
+    monkeypatch.setenv("DC_KERAS_DECODE_ASYNC", "0")  # the environment's switch
+    off = runtime.Interpreter(model_content=packed)
+    assert em.run_batch(off, x).tobytes() == want.tobytes()
+    assert fn(delegate_pointer(off._delegate)) == 0
+    monkeypatch.delenv("DC_KERAS_DECODE_ASYNC")
     pos = [i for i in range(len(packed)) if packed.startswith(b"DCHF", i)]
     assert len(pos) >= 5
     for p in pos:  # every packed tensor in turn: those the helper decodes and those decoded in place

@@ -14,8 +14,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Lazy arenas (dc_arena_new_lazy): Linux's userfaultfd, missing mode, filled by UFFDIO_COPY. */
-#if defined(__linux__) && !defined(DC_NO_UFFD)
+/* Lazy arenas (dc_arena_new_lazy): Linux's userfaultfd, missing mode, filled by UFFDIO_COPY.
+ * Not on Android: before Android 13 an app's seccomp policy may kill the process (SIGSYS) on the
+ * syscall instead of refusing it; not measured there either. */
+#if defined(__linux__) && !defined(__ANDROID__) && !defined(DC_NO_UFFD)
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -315,6 +317,9 @@ DC_API dc_arena* dc_arena_new_lazy(size_t size) {
     free(a);
     return NULL;
   }
+  /* A child forked before the fill is joined would see zeros where tensors are still missing
+   * (its copy is not registered): it gets no copy of the arena until then (lazy_release). */
+  (void)madvise(m, size, MADV_DONTFORK);
   a->map = a->base = (uint8_t*)m;
   a->map_size = a->size = size;
   a->uffd = fd;
@@ -331,6 +336,7 @@ static void lazy_release(dc_arena* a) {
   if (a->uffd < 0) return;
   lazy_unregister(a);
   close(a->uffd);
+  (void)madvise(a->map, a->map_size, MADV_DOFORK);
 #endif
   a->uffd = -1;
 }

@@ -1408,14 +1408,17 @@ static int first_uses(const TfLiteContext* context, const PlanNode* pn, int n, c
  * the classifier's ~2.9 ms, and the head's decode leaves the load's critical path).  join_lazy (the kernel's Prepare) waits and reports errors.  Returns the number
  * of nodes left to decode in place, moved to the front of node_of / sizes: m (nothing done) where
  * that does not pay or is not available (one CPU, few or one dominant tensor, no userfaultfd,
- * option decode_async=0). */
+ * option decode_async=0 or environment DC_KERAS_DECODE_ASYNC=0). */
 static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNode* pn, int n,
                             int* node_of, size_t* sizes, size_t m) {
   const int threads = dc_decode_threads(d->decode_threads);
   const size_t page = dc_page_size();
   size_t total = 0, largest = 0, head = 0, tail = 0, s = 0, off = 0, left = 0;
   char msg[512];
-  if (!d->decode_async || threads < 2 || m < 4 || d->lazy) return m;
+  const char* env = getenv("DC_KERAS_DECODE_ASYNC");
+  if (!d->decode_async || (env && strcmp(env, "0") == 0) || threads < 2 || m < 4 || d->lazy) {
+    return m;
+  }
   for (size_t j = 0; j < m; ++j) {
     size_t span = (sizes[j] + page - 1) / page * page;
     total += span;

@@ -120,9 +120,9 @@ static void task(int helper) {
   free(b);
 }
 
-/* dc_arena_fill into a lazy arena (or, where userfaultfd is refused, an ordinary one): this
- * thread reads every output while the helpers are still filling -- a page not written yet waits
- * for its tensor -- and sees the reference bytes, then zeros up to the block's end; a corrupt
+/* dc_arena_fill into a lazy arena (want_lazy; skipped where userfaultfd is refused) or an
+ * ordinary one: this thread reads every output -- from a lazy arena while the helpers are still
+ * filling: a page not written yet waits for its tensor -- and sees the reference bytes, then zeros up to the block's end; a corrupt
  * job fails alone (its pages still appear: no reader waits forever); after the join the arena is
  * ordinary memory (dc_arena_drop zeroes whole pages). */
 static void lazy(int threads, int want_lazy) {
@@ -162,6 +162,10 @@ static void lazy(int threads, int want_lazy) {
     off += span[i];
   }
   dc_fill* f = dc_arena_fill(a, jobs, span, filled, n, threads);
+  if (!want_lazy) { /* an ordinary arena: readers must wait for the join */
+    dc_arena_fill_join(f);
+    f = NULL;
+  }
   size_t bad = 0, tail = 0;
   for (size_t i = n; i-- > 0;) { /* the last jobs first: those written last */
     const codec_vector* v = &codec_vectors[i % NVEC];
