@@ -252,6 +252,27 @@ def test_decoded_weights_decoded_while_xnnpack_packs_are_bit_exact(monkeypatch):
         assert (fn(delegate_pointer(dlg)) > 0) == lazy
 
 
+def test_interpreter_dropped_while_the_helper_decodes(tmp_path):
+    """An interpreter dropped before allocate_tensors frees the model's buffers while
+    decode_lazily's helper may still be decoding from them: the runtime frees the delegate's
+    kernels first, and their free waits for the helper (without that wait this crashed)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "layers.packed.tflite"
+    path.write_bytes(export.pack(_layers_model()))
+    code = ("import sys, gc\n"
+            "from dc_keras import runtime\n"
+            "p = sys.argv[1]; data = open(p, 'rb').read()\n"
+            "for _ in range(40):\n"
+            "    it = runtime.Interpreter(model_path=p); del it\n"
+            "    it = runtime.Interpreter(model_content=bytes(data)); del it; gc.collect()\n"
+            "print('dropped 80')\n")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300)
+    assert r.returncode == 0 and "dropped 80" in r.stdout, (r.returncode, r.stderr[-2000:])
+
+
 @pytest.mark.parametrize("backend", ["litert", "tensorflow"])
 def test_bad_model_path_names_the_file_and_the_fix(tmp_path, backend):
     from dc_keras import _flatbuffer as fb

@@ -344,7 +344,7 @@ typedef struct {
   char name[96];
 } FcPlan;
 
-typedef struct {
+typedef struct DcDelegateS {
   TfLiteDelegate base;  /* first: the runtime sees a TfLiteDelegate */
   uint64_t reserved[8]; /* zeros for fields a newer runtime may read */
   void** blocks;        /* raw malloc blocks of decoded tensors */
@@ -522,6 +522,7 @@ typedef struct {
   const TfLiteIntArray* outputs; /* partition outputs (owned by the runtime) */
   void* scratch;                 /* batch tile, DC_SFC_BATCH_TILE * max cols floats */
   size_t scratch_bytes;
+  struct DcDelegateS* d; /* the delegate (kernel_free joins its decode_lazily fill) */
 } KernelState;
 
 static void* kernel_init(TfLiteContext* context, const char* buffer, size_t length) {
@@ -533,6 +534,7 @@ static void* kernel_init(TfLiteContext* context, const char* buffer, size_t leng
   DcDelegate* d = (DcDelegate*)params->delegate->data_;
   const TfLiteIntArray* nodes = params->nodes_to_replace;
   ks->outputs = params->output_tensors;
+  ks->d = d;
   ks->fcs = (FcPlan**)calloc((size_t)(nodes->size > 0 ? nodes->size : 1), sizeof(FcPlan*));
   if (!ks->fcs) {
     free(ks);
@@ -545,10 +547,15 @@ static void* kernel_init(TfLiteContext* context, const char* buffer, size_t leng
   return ks;
 }
 
+static void join_lazy(DcDelegate* d, int report);
+
 static void kernel_free(TfLiteContext* context, void* buffer) {
   (void)context;
   KernelState* ks = (KernelState*)buffer;
   if (!ks) return;
+  /* The runtime frees its nodes before the model's buffers: a helper still decoding from them
+   * (an interpreter dropped before allocate_tensors) must be done first. */
+  if (ks->d) join_lazy(ks->d, 0);
   free(ks->fcs);
   free(ks->scratch);
   free(ks);
@@ -632,7 +639,6 @@ static TfLiteStatus lookup_prepare(TfLiteContext* context, const KernelState* ks
 }
 
 static void release_packed_copies(TfLiteContext* context, DcDelegate* d);
-static void join_lazy(DcDelegate* d, int report);
 
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   DcDelegate* d = node->delegate ? (DcDelegate*)node->delegate->data_ : NULL;
@@ -1405,8 +1411,10 @@ static int first_uses(const TfLiteContext* context, const PlanNode* pn, int n, c
  * returns, and the XNNPACK delegate packs the head's weights as they appear, without waiting
  * (the helper's copy costs ~1.5x an in-place decode per byte, so it could not also keep ahead
  * with the tail; MobileNetV2 on 2 CPUs: the caller's share of the decode drops from ~3.6 ms to
- * the classifier's ~2.9 ms, and the head's decode leaves the load's critical path).  join_lazy (the kernel's Prepare) waits and reports errors.  Returns the number
- * of nodes left to decode in place, moved to the front of node_of / sizes: m (nothing done) where
+ * the classifier's ~2.9 ms, and the head's decode leaves the load's critical path).  join_lazy
+ * (the kernel's Prepare; its free, the delegate's destruction) waits and reports errors.  The
+ * helper reads the packed bytes in the model: the runtime frees the kernel before the model.
+ * Returns the number of nodes left to decode in place, moved to the front of node_of / sizes: m (nothing done) where
  * that does not pay or is not available (one CPU, few or one dominant tensor, no userfaultfd,
  * option decode_async=0 or environment DC_KERAS_DECODE_ASYNC=0). */
 static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNode* pn, int n,
@@ -1632,6 +1640,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     kernel.version = 1;
     status = context->ReplaceNodeSubsetsWithDelegateKernels(context, kernel, claimed, delegate);
   }
+  if (status != kTfLiteOk) join_lazy(d, 0); /* the model may be freed next: no helper reading it */
   free(claimed);
   return status;
 }
