@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
 # Scripts added while issue 18 landed that still edit sys.path (their owners' to change: scripts
@@ -278,8 +280,28 @@ assert s["bytes"]["gap + index streams + codebook"] == {"a": 126, "b": 131}, s
 b = s["best"]
 assert (b["input"], b["coder"], b["bytes"]) == ("gap + index streams + codebook", "a", 126), b
 assert abs(b["vs_best"] - 0.63) < 1e-9 and abs(b["decode_melem_s"] - 1000 / 0.002 / 1e6) < 1e-9, b
-m = codec_peers.measure({"x": b"abc" * 50})
-assert set(m["sizes"]["x"]) | {n.split(" (")[0] for n in m["missing"]} >= {"zpaq", "pyppmd", "brotli"}, m
+m = codec_peers.measure({"x": b"abc" * 50})  # every coder is either measured or listed as missing
+fam = {"zpaq (PyPI)": "zpaq -m", "pyppmd (PyPI)": "PPMd", "brotli (PyPI)": "brotli"}
+fam.update({k: k for k in codec_peers.CLI})
+for miss, prefix in fam.items():
+    assert any(n.startswith(miss) for n in m["missing"]) != any(k.startswith(prefix) for k in m["sizes"]["x"]), (miss, m)
 print("ok")
 '''
     _run_bench_code(code)
+
+
+@pytest.mark.slow
+def test_codec_peers_venv_measures_every_python_coder():
+    """codec_peers.run_peers makes its venv (PyPI once) and every in-memory coder round-trips and sizes
+    a structured input below its raw length."""
+    code = r'''
+import codec_peers
+raw = bytes(range(256)) * 64
+r = codec_peers.run_peers({"t": raw})
+sizes = r["sizes"]["t"]
+assert not [m for m in r["missing"] if "PyPI" in m], r["missing"]
+assert {"zpaq -m5", "PPMd var.H order 2", "brotli -q 11 -w 24"} <= set(sizes), sizes
+assert all(0 < v < len(raw) // 4 for v in sizes.values()), sizes
+print("ok")
+'''
+    _run_bench_code(code, timeout=900)
