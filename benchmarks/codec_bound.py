@@ -477,6 +477,65 @@ def low_rank_rows(w, ranks=(1, 2, 4, 8), bits=(2, 3, 4), buckets=16):
                      "entropy_bytes": best[0], "huffman_bytes": None, "huffman_free_tables_bytes": None})
     return rows
 
+
+def _uniform_plus_gauss_cdf(x, lim, sig):
+    """P(U + N <= x) for U ~ Uniform(-lim, lim), N ~ Normal(0, sig^2) (exact, elementwise)."""
+    from math import erf, exp, pi, sqrt
+    phi_cdf = np.frompyfunc(lambda z: 0.5 * (1 + erf(z / sqrt(2))), 1, 1)
+    phi_pdf = np.frompyfunc(lambda z: exp(-0.5 * z * z) / sqrt(2 * pi), 1, 1)
+
+    def g(z):  # an antiderivative of Phi(z / sig)
+        z = np.asarray(z, np.float64)
+        return z * phi_cdf(z / sig).astype(np.float64) + sig * phi_pdf(z / sig).astype(np.float64)
+
+    return (g(x + lim) - g(x - lim)) / (2 * lim)
+
+
+def oracle_rows(w, d, ranks=(1, 2, 4, 8, 16), factor_bits=3):
+    """How the tensor came about, as a model: each trained weight = its Glorot-uniform initial value
+    (i.i.d. on [-L, L]) + the training update, the symbol = the pruning / k-means interval it falls in.
+    Code lengths of the actual symbols (i) knowing only L and the update's spread (Gaussian: a two-
+    parameter model any coder could use), (ii) knowing in addition the true update's top-r singular
+    vectors, paid at ``factor_bits`` bits per entry (an oracle: the encoder has only the tensor, and the
+    factors are priced below what they would cost), (iii) knowing the whole update for free (an oracle
+    floor: what the initial weights' randomness alone costs). ``d``: trained_lenet300_ip1's details."""
+    delta = d["trained"] - d["init"]
+    lim, thr, cent = d["init_limit"], d["threshold"], np.asarray(d["centroids"], np.float64)
+    mids = (cent[1:] + cent[:-1]) / 2
+    f = d["trained"].reshape(-1)
+    kept = np.abs(f) > thr
+    j = np.searchsorted(mids, f)
+    lo = np.where(kept, np.concatenate([[-np.inf], mids])[j], -thr)
+    hi = np.where(kept, np.concatenate([mids, [np.inf]])[j], thr)
+    lo, hi = np.maximum(lo, -1e3), np.minimum(hi, 1e3)
+    if not np.array_equal(np.where(kept, cent.astype(np.float32)[j], 0).reshape(w.shape), w):
+        raise ValueError("the details do not reproduce the tensor")
+
+    def bits(mu, sig):
+        p = _uniform_plus_gauss_cdf(hi - mu, lim, sig) - _uniform_plus_gauss_cdf(lo - mu, lim, sig)
+        # a kept weight's interval may cross the pruned band [-thr, thr]: take that part out
+        inner_lo, inner_hi = np.maximum(lo, -thr), np.minimum(hi, thr)
+        cross = kept & (inner_hi > inner_lo)
+        if cross.any():
+            p = p - np.where(cross, _uniform_plus_gauss_cdf(inner_hi - mu, lim, sig)
+                             - _uniform_plus_gauss_cdf(inner_lo - mu, lim, sig), 0)
+        return float(-np.log2(np.maximum(p, 1e-300)).sum())
+
+    tiny = 1e-6 * lim  # a spread of 0 (no update) as a very narrow Gaussian
+    rows = [{"model": "initial weights i.i.d. uniform + a Gaussian update (2 parameters)",
+             "bytes": bits(np.full(f.size, delta.mean()), max(delta.std(), tiny)) / 8 + 8}]
+    u, sv, vt = np.linalg.svd(delta, full_matrices=False)
+    for r in ranks:
+        mu = (u[:, :r] * sv[:r]) @ vt[:r]
+        side = r * sum(delta.shape) * factor_bits / 8
+        rows.append({"model": f"+ the true update's top-{r} singular vectors at {factor_bits} bits per entry "
+                              f"({side:,.0f} B) (oracle)", "bytes": bits(mu.reshape(-1), max((delta - mu).std(), tiny)) / 8 + side,
+                     "update_energy": float((sv[:r] ** 2).sum() / (sv ** 2).sum())})
+    exact = bits(delta.reshape(-1), tiny)
+    rows.append({"model": "+ the whole true update, free (oracle floor: the initial weights' randomness alone)",
+                 "bytes": exact / 8})
+    return rows
+
 def compressors(raw):
     out = {"gzip-9": len(gzip.compress(raw, 9, mtime=0)), "bz2-9": len(bz2.compress(raw, 9)),
            "xz-9e": len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME))}
@@ -650,16 +709,20 @@ def main(argv=None):
     tensors = [(name, w) for name, w in tflite_weights(args.tflite, args.min_elements)
                if w.ndim == 2 and np.count_nonzero(w) <= 0.5 * w.size]
     if args.bench_tensor:
-        w = trained_lenet300_ip1()
-        if w is None:
+        trained = trained_lenet300_ip1(details=True)
+        if trained is None:
             raise SystemExit("--bench-tensor needs keras and Fashion-MNIST (see bench_codec.py)")
-        tensors += [("bench_codec.py ip1 [in, out]", w), ("bench_codec.py ip1 [out, in]", np.ascontiguousarray(w.T))]
+        bench, details = trained
+        tensors += [("bench_codec.py ip1 [in, out]", bench), ("bench_codec.py ip1 [out, in]", np.ascontiguousarray(bench.T))]
     for name, w in tensors:
         r = tensor_report(name, w, args.image_width)
         out["tensors"].append(r)
         _log_report(name, w, r)
     if args.bench_tensor:  # the [out, in] copy against the stored [in, out] tensor's best compressor too
         stored, t = out["tensors"][-2:]
+        stored["oracle_rows"] = oracle_rows(bench, details)
+        for r in stored["oracle_rows"]:
+            log(f"   generative model: {r['model']}: {r['bytes']:,.0f} B (+ {stored['fixed_bytes']} fixed)")
         t["stored_orientation_best_bytes"] = min(stored["compressor_bytes"].values())
         t["strongest_model_vs_stored_best"] = t["strongest_model_bytes"] / t["stored_orientation_best_bytes"]
     if args.peers:

@@ -305,3 +305,45 @@ assert all(0 < v < len(raw) // 4 for v in sizes.values()), sizes
 print("ok")
 '''
     _run_bench_code(code, timeout=900)
+
+
+def test_codec_bound_oracle_rows_exact_on_a_known_process():
+    """codec_bound.oracle_rows: with no training update, the 'whole update free' code length is exactly
+    -log2(interval length / 2L) summed over the elements; with a large update the update-aware rows beat
+    the update-blind one; a tensor the details do not reproduce is refused."""
+    code = r'''
+import numpy as np, codec_bound as cb
+from bench_codec import kmeans_linear_1d
+rng = np.random.default_rng(1)
+lim = 0.1
+w0 = rng.uniform(-lim, lim, (40, 60))
+def details(trained):
+    thr = float(np.quantile(np.abs(trained), 0.9))
+    keep = np.abs(trained) > thr
+    out = np.zeros(trained.shape, np.float32)
+    out[keep], cent = kmeans_linear_1d(trained[keep], 8, centroids=True)
+    return out, {"init": w0, "trained": trained, "threshold": thr, "centroids": cent, "init_limit": lim}
+w, d = details(w0.copy())
+rows = cb.oracle_rows(w, d, ranks=(1,))
+mids = (d["centroids"][1:] + d["centroids"][:-1]) / 2
+edges = np.concatenate([[-lim], mids, [lim]])
+f = w0.reshape(-1)
+kept = np.abs(f) > d["threshold"]
+j = np.searchsorted(mids, f)
+length = np.where(kept, np.minimum(edges[j + 1], lim) - np.maximum(edges[j], -lim), 2 * d["threshold"])
+length = length - np.where(kept, np.clip(np.minimum(edges[j + 1], d["threshold"]) - np.maximum(edges[j], -d["threshold"]), 0, None), 0)
+want = -np.log2(length / (2 * lim)).sum() / 8
+assert abs(rows[-1]["bytes"] - want) < 0.01 * want, (rows[-1], want)
+trend = np.outer(np.linspace(-1, 1, 40), np.linspace(-1, 1, 60)) * 0.2  # a rank-1 update
+w, d = details(w0 + trend)
+rows = cb.oracle_rows(w, d, ranks=(1,))
+assert rows[1]["bytes"] < 0.9 * rows[0]["bytes"] and rows[1]["update_energy"] > 0.99, rows
+d["threshold"] *= 1.1
+try:
+    cb.oracle_rows(w, d)
+    raise SystemExit("not refused")
+except ValueError as e:
+    assert "reproduce" in str(e)
+print("ok")
+'''
+    _run_bench_code(code)
