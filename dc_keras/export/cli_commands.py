@@ -82,6 +82,19 @@ def cmd_pack(args):
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
+    _print_refused(stats["refused"], args.input)
+
+
+def _print_refused(refused, path, shown=5):
+    """One line per constant tensor pack cannot pack (at most ``shown``), on stdout after the result."""
+    if not refused:
+        return
+    print(f"not packed: {len(refused)} constant tensor(s), {sum(n for _, n, _ in refused)} B "
+          f"(`dc-keras inspect {path}` lists every tensor):")
+    for name, nbytes, why in refused[:shown]:
+        print(f"  {name or '(unnamed)'}: {nbytes} B: {why}")
+    if len(refused) > shown:
+        print(f"  ... and {len(refused) - shown} more")
 
 
 def is_packed(tflite_bytes) -> bool:
