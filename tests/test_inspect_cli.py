@@ -76,3 +76,81 @@ def test_pack_of_a_packable_model_reports_no_refusal(tmp_path, capsys):
     src.write_bytes(em.tflite("dense", None))
     assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
     assert "not packed" not in capsys.readouterr().out
+
+
+# -- `inspect --plot BADPATH`: refused before any work ------------------------------------------
+
+def _plot_error(capsys, model, plot):
+    """Runs `inspect MODEL --plot=PLOT`; returns the one error line (exit 1, nothing on stdout:
+    the table is not printed before the path is checked)."""
+    status = cli.main(["inspect", str(model), f"--plot={plot}"])
+    out, err = capsys.readouterr()
+    assert status == 1, (out, err)
+    assert out == "", out  # failed before the table
+    assert len(err.strip().splitlines()) == 1 and err.startswith("dc-keras inspect: error: "), err
+    assert "Traceback" not in err
+    return err.strip()
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("missing_dir", "does not exist: create it first"),
+    ("a_directory", "give a file name for the output, e.g. "),
+    ("under_a_file", "is not a directory: choose an output path"),
+    ("bad_extension", "'.xyz' is not an image format matplotlib writes; end the plot path with one of"),
+    ("pgf_without_latex", ".pgf output needs LaTeX"),
+])
+def test_bad_plot_path_fails_before_the_table(tmp_path, int64_file, capsys, monkeypatch, case, expect):
+    (tmp_path / "afile").write_bytes(b"x")
+    plot = {"missing_dir": tmp_path / "no_such_dir" / "s.png", "a_directory": tmp_path,
+            "under_a_file": tmp_path / "afile" / "s.png", "bad_extension": tmp_path / "s.xyz",
+            "pgf_without_latex": tmp_path / "s.pgf"}[case]
+    if case == "pgf_without_latex":  # as on a machine without LaTeX, whatever this one has
+        import shutil
+
+        monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    before = sorted(os.listdir(tmp_path))
+    line = _plot_error(capsys, int64_file, plot)
+    assert str(plot) in line and expect in line, line
+    if case == "a_directory":
+        assert os.path.join(str(plot), "sizes.png") in line, line  # a plot name, not model.tflite
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written
+
+
+def test_bad_plot_path_is_checked_before_the_model_is_read(tmp_path, capsys):
+    """Even with a missing model, the plot path's error comes first (no work on a doomed run)."""
+    line = _plot_error(capsys, tmp_path / "missing.tflite", tmp_path / "s.xyz")
+    assert "'.xyz' is not an image format" in line, line
+
+
+def test_unwritable_plot_directory(tmp_path, int64_file, capsys, monkeypatch):
+    """A directory the user cannot write (os.access: root writes even chmod 0555 directories, so
+    the access check is simulated): Permission denied, the directory and the fix, nothing written."""
+    from dc_keras import _fileio
+
+    real_access = os.access
+    monkeypatch.setattr(_fileio.os, "access",
+                        lambda p, mode, **kw: False if str(p) == str(tmp_path) else real_access(p, mode, **kw))
+    line = _plot_error(capsys, int64_file, tmp_path / "s.png")
+    assert "Permission denied" in line and f"{tmp_path} is not writable" in line, line
+
+
+def test_good_plot_path_and_formats(tmp_path, int64_file, capsys):
+    for name in ("s.png", "s.svg", "S.PDF"):
+        assert cli.main(["inspect", str(int64_file), f"--plot={tmp_path / name}"]) == 0
+        assert f"size chart written to {tmp_path / name}" in capsys.readouterr().out
+    assert (tmp_path / "s.svg").read_bytes().lstrip().startswith(b"<?xml")
+    assert (tmp_path / "S.PDF").read_bytes().startswith(b"%PDF")
+
+
+def test_pack_output_path_checked_before_packing(tmp_path, int64_file, capsys, monkeypatch):
+    """pack/unpack check OUT before the (possibly long) packing: the codec is never reached."""
+    from dc_keras.export import _pack
+
+    def boom(*a, **k):
+        raise AssertionError("packed before checking the output path")
+
+    monkeypatch.setattr(_pack, "pack_with_stats", boom)
+    for cmd in ("pack", "unpack"):
+        status = cli.main([cmd, str(int64_file), str(tmp_path / "no_dir" / "o.tflite")])
+        err = capsys.readouterr().err
+        assert status == 1 and "does not exist: create it first" in err and "Traceback" not in err, err

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from dc_keras._fileio import atomic_write, figure_bytes
+from dc_keras._fileio import atomic_write, check_writable, figure_bytes
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _saves_enough, _subgraph_facts,
                                    _tensor_array, skip_reason)
@@ -74,7 +74,15 @@ class Report:
     __str__ = to_text
 
     def plot(self, path) -> None:
-        """Writes a bar chart of raw vs packed bytes per tensor (the paper's size breakdown)."""
+        """Writes a bar chart of raw vs packed bytes per tensor (the paper's size breakdown).
+
+        The format follows the extension of ``path`` (.png, .pdf, .svg, ...; PNG without one).
+        Raises ``OSError`` / ``ValueError`` (see :func:`check_plot_path`) before drawing anything.
+
+        Example:
+          >>> dc_keras.export.inspect(data).plot("sizes.png")   # doctest: +SKIP
+        """
+        fmt = check_plot_path(path)
         import matplotlib
 
         matplotlib.use("Agg")
@@ -95,9 +103,42 @@ class Report:
         ax.legend()
         fig.tight_layout()
         try:
-            atomic_write(path, figure_bytes(fig, os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"))
+            atomic_write(path, figure_bytes(fig, fmt))
         finally:
             plt.close(fig)
+
+
+def check_plot_path(path) -> str:
+    """The matplotlib format ``Report.plot(path)`` writes, after checking ``path`` can be written.
+
+    Call it before any work (``dc-keras inspect --plot`` does, before reading the model).
+
+    Raises:
+      OSError: the directory does not exist or is not writable, or ``path`` is a directory (the
+        message names the path and the fix, as ``dc_keras._fileio.atomic_write`` would).
+      ValueError: the extension is not a format matplotlib writes here (``.pgf`` needs LaTeX).
+    """
+    import shutil
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = check_writable(path, example="sizes.png")
+    ext = os.path.splitext(path)[1]
+    fmt = ext.lstrip(".").lower() or "png"
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if fmt not in formats:
+        raise ValueError(f"{path}: {ext!r} is not an image format matplotlib writes; end the plot path with "
+                         f"one of " + ", ".join("." + f for f in sorted(formats) if f != "pgf")
+                         + " (e.g. sizes.png)")
+    if fmt == "pgf":
+        import matplotlib
+
+        tex = matplotlib.rcParams["pgf.texsystem"]
+        if shutil.which(tex) is None:
+            raise ValueError(f"{path}: .pgf output needs LaTeX ({tex!r} is not installed); install it or "
+                             "use .pdf / .svg / .png")
+    return fmt
 
 
 #: constant data above which ``inspect`` shows a progress bar (on a terminal only).

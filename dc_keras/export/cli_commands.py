@@ -68,11 +68,12 @@ def _min_bytes(args):
 
 
 def cmd_pack(args):
-    from dc_keras._fileio import atomic_write
+    from dc_keras._fileio import atomic_write, check_writable
     from dc_keras.export._pack import pack_with_stats
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
+    check_writable(args.output)  # a bad output path fails now, not after packing
     with _working(f"packing {args.input}", len(data)):
         out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
                                      buffers=args.buffers, context_model=args.context_model,
@@ -106,11 +107,12 @@ def is_packed(tflite_bytes) -> bool:
 
 
 def cmd_unpack(args):
-    from dc_keras._fileio import atomic_write
+    from dc_keras._fileio import atomic_write, check_writable
     from dc_keras.export import unpack
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
+    check_writable(args.output)
     if not is_packed(data):
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
@@ -122,7 +124,10 @@ def cmd_unpack(args):
 
 def cmd_inspect(args):
     from dc_keras.export import inspect
+    from dc_keras.export._inspect import check_plot_path
 
+    if args.plot:
+        check_plot_path(args.plot)  # a bad --plot path fails now, not after the table
     report = inspect(_read(args.file), min_bytes=_min_bytes(args))
     print(report.to_text())
     if args.plot:
@@ -190,7 +195,8 @@ def add_commands(commands):
                             description="Per-tensor size table of FILE: raw vs packed bytes, density, "
                                         "distinct values.")
     p.add_argument("file", metavar="FILE", help="a .tflite, packed or not")
-    p.add_argument("--plot", metavar="OUT.png", help="also write a raw-vs-packed size chart to this path")
+    p.add_argument("--plot", metavar="OUT.png", help="also write a raw-vs-packed size chart to this path "
+                   "(format from the extension: .png, .pdf, .svg, ...; checked before the model is read)")
     _min_bytes_option(p)
     p.set_defaults(func=cmd_inspect)
     return ("pack", "unpack", "inspect")
