@@ -240,3 +240,47 @@ def test_cli_errors_name_the_fix(tmp_path):
                        text=True, timeout=60)
     assert r.returncode == 1 and "not a .tflite" in r.stderr and "dc-keras pack" in r.stderr
     assert not (tmp_path / "o.tflite").exists()
+
+
+def n_ops(model_bytes):
+    return sum(len(ops) for ops in _ops(model_bytes))
+
+
+def _packed_payload(packed):
+    """(packed data bytes, number of packed buffers) of a packed model."""
+    model = fb.read_model(packed)
+    bufs = {model.subgraphs[s].tensors[p].buffer for s, p, _ in export._pack.packed_tensors(model)}
+    return sum(len(fb.buffer_bytes(model, b)) for b in bufs), len(bufs)
+
+
+@pytest.mark.parametrize("kind,quantize", [("conv", None), ("conv", "int8"), ("dense", None)])
+def test_c_unpack_size_is_accounted_and_both_unpacks_run_bit_identical(kind, quantize):
+    """The C unpacker's output is larger than ``dc_keras.export.unpack``'s by design (FORMAT.md
+    §15, docs/android.md): it is the packed file itself (so the packed payload and the packing
+    tables stay, as unused constants / unreferenced tables) plus one appended Buffer table per
+    decoded tensor. This pins the size down to that accounting (no duplicated data, no other
+    growth), and both unpacked files give the original model's outputs bit for bit."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    plain = em.tflite(kind, quantize)
+    packed = export.pack(plain)
+    c, py = runtime.unpack(packed), export.unpack(packed)
+    model = fb.read_model(c)
+    decoded = {model.subgraphs[s].tensors[o].buffer for s, _, o in export._pack.packed_tensors(fb.read_model(packed))}
+    dec_bytes = sum(len(fb.buffer_bytes(model, b)) for b in decoded)
+    appended = len(c) - len(packed)
+    # the input, padded to 16 B, then one 8-B vtable, then per buffer: 8-B table + 4-B length +
+    # data (16-B aligned in the file: at most 12 B of padding before, 3 after)
+    assert sum(a != b for a, b in zip(c, packed)) <= 4 * (len(decoded) + 3 * n_ops(packed))  # offsets patched
+    assert 8 + dec_bytes + 12 * len(decoded) <= appended <= 15 + 8 + dec_bytes + 27 * len(decoded), appended
+    payload, n = _packed_payload(packed)
+    extra = len(c) - len(py)  # packed payload + packing tables (<= 100 B per packed tensor) + appended tables
+    assert payload <= extra <= payload + (100 + 27) * n + 64, (extra, payload, n)
+    xs = em.inputs(kind, 4)
+    det = Interpreter(model_content=plain).get_input_details()[0]
+    if det["dtype"] != np.float32:
+        scale, zp = det["quantization"]
+        xs = np.clip(np.round(xs / scale + zp), -128, 127).astype(det["dtype"])
+    want = em.run(Interpreter(model_content=plain), xs)
+    for unpacked in (c, py):
+        np.testing.assert_array_equal(em.run(Interpreter(model_content=unpacked), xs), want)

@@ -14,8 +14,9 @@
  *     quantization, so signatures and tensor indices are unchanged);
  *   - trailing HuffDecode operator codes are dropped.
  * The packed uint8 tensors stay in the file as unused constants (no op reads
- * them), so the result is the unpacked model's size plus the packed bytes;
- * dc_keras.export.unpack (Python) also removes those.  Every tensor's
+ * them), so the result is dc_keras.export.unpack's size plus the packed bytes
+ * and ~90 B of tables per packed tensor (docs/FORMAT.md §15); the Python
+ * unpacker rewrites the whole flatbuffer and removes those.  Every tensor's
  * contents equal dc_keras.export.unpack's, so outputs are bit-identical.
  * Not handled (clear error, use dc_keras.export.unpack): a HuffDecode output
  * tensor without a buffer of its own (packed from a TFLite DENSIFY op), or
