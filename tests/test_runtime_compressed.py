@@ -256,8 +256,9 @@ def test_large_layer_build_with_helper_thread(tmp_path, monkeypatch, threads):
     want = em.run_batch(_plain(plain), xs)
     it = runtime.Interpreter(model_path=str(path), weights="compressed")
     it.allocate_tensors()
-    (row,) = it.compressed_report()
+    row, bias = sorted(it.compressed_report(), key=lambda r: r["route"])  # the bias is packed too
     assert row["route"] == "compressed" and row["bytes"] >= 1 << 20, row
+    assert bias["route"] == "dense" and "input 2 of FULLY_CONNECTED, not its weights" in bias["reason"], bias
     assert _mapping_rss_kb(path) * 1024 < len(packed) // 2
     _close(em.run_batch(it, xs), want)
     _close(em.run_batch(runtime.Interpreter(model_content=packed, weights="compressed"), xs), want)
@@ -268,3 +269,33 @@ def test_large_layer_build_with_helper_thread(tmp_path, monkeypatch, threads):
     with pytest.raises(RuntimeError, match="checksum"):
         it = runtime.Interpreter(model_content=bytes(bad), weights="compressed")
         it.allocate_tensors()
+
+
+def test_report_lists_every_packed_tensor_with_route_and_reason():
+    """Every packed tensor appears in compressed_report(): the conv model's CONV_2D and
+    DEPTHWISE_CONV_2D filters (no compressed kernel) as 'dense' with the reason and the op, the
+    Dense layer as 'compressed'; names match the packed model's HuffDecode outputs one for one."""
+    from dc_keras import _flatbuffer as fb
+
+    packed = export.pack(em.tflite("conv", None))
+    model = fb.read_model(packed)
+    want = sorted(fb.tensor_name(model.subgraphs[s].tensors[o])
+                  for s, _, o in export._pack.packed_tensors(model))
+    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    report = it.compressed_report()
+    assert sorted(r["weights"] for r in report) == want, report
+    ops = {r["op"]: r for r in report}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(ops), report
+    for op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        row = ops[op]
+        assert row["route"] == "dense" and f"{op} has no compressed kernel" in row["reason"], row
+    assert ops["FULLY_CONNECTED"]["route"] == "compressed"
+    it.allocate_tensors()  # a second Prepare adds no duplicate rows
+    assert sorted(r["weights"] for r in it.compressed_report()) == want
+
+
+def test_report_names_builtins_the_c_table_does_not():
+    from dc_keras.runtime import _op_label, _report_row
+
+    assert _op_label("BUILTIN_126") == "BATCH_MATMUL" and _op_label("BUILTIN_99999") == "BUILTIN_99999"
+    assert _report_row(["dense", "w", "read by 2 operators", "BUILTIN_3"])["op"] == "CONV_2D"
