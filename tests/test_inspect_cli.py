@@ -154,3 +154,49 @@ def test_pack_output_path_checked_before_packing(tmp_path, int64_file, capsys, m
         status = cli.main([cmd, str(int64_file), str(tmp_path / "no_dir" / "o.tflite")])
         err = capsys.readouterr().err
         assert status == 1 and "does not exist: create it first" in err and "Traceback" not in err, err
+
+
+# -- a new user's bad inputs: the error names the file -------------------------------------------
+
+@pytest.fixture(scope="module")
+def plain():
+    import _export_models as em
+
+    return em.tflite("dense", None)
+
+
+@pytest.mark.parametrize("cmd", ["pack", "unpack", "inspect"])
+def test_truncated_input_error_names_the_file(tmp_path, plain, capsys, cmd):
+    """A script running over many files must see which one is truncated."""
+    src = tmp_path / "cut.tflite"
+    src.write_bytes(plain[: len(plain) // 2])
+    argv = [cmd, str(src)] + ([str(tmp_path / "o.tflite")] if cmd != "inspect" else [])
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dc-keras {cmd}: error: {src}: malformed .tflite"), err
+    assert "truncated or corrupt" in err and len(err.splitlines()) == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["cut.tflite"]
+
+
+def test_packing_a_packed_file_names_it_and_the_way_out(tmp_path, plain, capsys):
+    src = tmp_path / "m.packed.tflite"
+    src.write_bytes(export.pack(plain))
+    assert cli.main(["pack", str(src), str(tmp_path / "o.tflite")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"{src} is already packed" in err and f"dc-keras unpack {src} " in err, err
+    assert not (tmp_path / "o.tflite").exists()
+
+
+def test_existing_output_is_replaced_and_the_cli_says_so(tmp_path, plain, capsys):
+    src, out, back = tmp_path / "m.tflite", tmp_path / "p.tflite", tmp_path / "u.tflite"
+    src.write_bytes(plain)
+    assert cli.main(["pack", str(src), str(out)]) == 0
+    assert "replaced" not in capsys.readouterr().out
+    out.write_bytes(b"old contents")
+    assert cli.main(["pack", str(src), str(out)]) == 0
+    assert f"replaced the existing {out}" in capsys.readouterr().out
+    assert out.read_bytes() == export.pack(plain)
+    back.write_bytes(b"old")
+    assert cli.main(["unpack", str(out), str(back)]) == 0
+    assert f"replaced the existing {back}" in capsys.readouterr().out
+    assert back.read_bytes() == export.unpack(out.read_bytes())

@@ -28,6 +28,23 @@ def _read(path):
         raise type(exc)(exc.errno, f"{exc.strerror}; the input must be readable by you", path) from None
 
 
+@contextlib.contextmanager
+def _about(path):
+    """Errors about the model read from ``path`` name that file (a user running a script over
+    many files must see which one is truncated or already packed)."""
+    try:
+        yield
+    except ValueError as exc:
+        msg = " ".join(str(exc).split())
+        if msg.startswith("model is already packed"):
+            raise ValueError(f"{path} is already packed (it has HuffDecode ops), so there is nothing to "
+                             f"pack: use it as it is, or run `dc-keras unpack {path} PLAIN.tflite` first "
+                             "to pack it again with other options") from None
+        if not msg.startswith(os.fspath(path)):
+            raise ValueError(f"{path}: {msg}") from None
+        raise
+
+
 def _check_paths(src, dst):
     same = os.path.abspath(src) == os.path.abspath(dst) or (
         os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst))  # links too
@@ -74,12 +91,14 @@ def cmd_pack(args):
     _check_paths(args.input, args.output)
     data = _read(args.input)
     check_writable(args.output)  # a bad output path fails now, not after packing
-    with _working(f"packing {args.input}", len(data)):
+    with _working(f"packing {args.input}", len(data)), _about(args.input):
         out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
                                      buffers=args.buffers, context_model=args.context_model,
                                      compact=args.compact)
+    replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
     note = "" if out != data else " (nothing packed smaller: written unchanged)"
+    note += f"; replaced the existing {args.output}" if replaced else ""
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
@@ -113,13 +132,17 @@ def cmd_unpack(args):
     _check_paths(args.input, args.output)
     data = _read(args.input)
     check_writable(args.output)
-    if not is_packed(data):
+    with _about(args.input):
+        packed = is_packed(data)
+    if not packed:
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
-    with _working(f"unpacking {args.input}", len(data)):
+    with _working(f"unpacking {args.input}", len(data)), _about(args.input):
         out = unpack(data, buffers=args.buffers)
+    replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
-    print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B")
+    print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B"
+          + (f"; replaced the existing {args.output}" if replaced else ""))
 
 
 def cmd_inspect(args):
@@ -128,7 +151,9 @@ def cmd_inspect(args):
 
     if args.plot:
         check_plot_path(args.plot)  # a bad --plot path fails now, not after the table
-    report = inspect(_read(args.file), min_bytes=_min_bytes(args))
+    data = _read(args.file)
+    with _about(args.file):
+        report = inspect(data, min_bytes=_min_bytes(args))
     print(report.to_text())
     if args.plot:
         report.plot(args.plot)
