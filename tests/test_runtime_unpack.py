@@ -284,3 +284,21 @@ def test_c_unpack_size_is_accounted_and_both_unpacks_run_bit_identical(kind, qua
     want = em.run(Interpreter(model_content=plain), xs)
     for unpacked in (c, py):
         np.testing.assert_array_equal(em.run(Interpreter(model_content=unpacked), xs), want)
+
+
+def test_cli_io_errors_name_the_fix(tmp_path):
+    """dc_unpack's read/write errors say what to do, as dc-keras's do (a directory as OUT is
+    refused before decoding)."""
+    tool = _tool()
+    src = tmp_path / "m.packed.tflite"
+    src.write_bytes(_models()["dense"])
+    (tmp_path / "afile").write_bytes(b"x")
+    cases = [((tmp_path / "missing.tflite", tmp_path / "o.tflite"), "check the path of the packed .tflite"),
+             ((tmp_path, tmp_path / "o.tflite"), "give the path of a .tflite file"),
+             ((src, tmp_path / "no_dir" / "o.tflite"), "its directory does not exist: create it first"),
+             ((src, tmp_path / "afile" / "o.tflite"), "choose an output path in an existing directory"),
+             ((src, tmp_path), "give a file name for the output")]
+    for (a, b), fix in cases:
+        r = subprocess.run([tool, str(a), str(b)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and fix in r.stderr and r.stderr.count("\n") == 1, (a, b, r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.packed.tflite"]
