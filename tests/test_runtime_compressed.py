@@ -299,3 +299,30 @@ def test_report_names_builtins_the_c_table_does_not():
 
     assert _op_label("BUILTIN_126") == "BATCH_MATMUL" and _op_label("BUILTIN_99999") == "BUILTIN_99999"
     assert _report_row(["dense", "w", "read by 2 operators", "BUILTIN_3"])["op"] == "CONV_2D"
+
+
+def test_report_gives_the_reason_for_weights_read_by_several_ops():
+    """One packed weight read by two FULLY_CONNECTED ops (the second FC's weights pointed at the
+    first's in the flatbuffer): no compressed candidate, so a 'dense' row saying so; outputs as
+    the unpacked model."""
+    import keras
+    from dc_keras import _flatbuffer as fb
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((20,))
+    d = keras.layers.Dense(64)
+    m = em.cluster_and_prune(keras.Model(inp, keras.layers.Concatenate()([d(inp), d(inp * 2.0)])))
+    model = fb.read_model(export.to_tflite(m, pack=False))
+    sg = model.subgraphs[0]
+    fcs = [op for op in sg.operators if fb.opcode_name(model, op) == "FULLY_CONNECTED"]
+    assert len(fcs) == 2
+    fcs[1].inputs = [int(v) for v in fcs[1].inputs]
+    fcs[1].inputs[1] = int(fcs[0].inputs[1])  # one weight tensor, two readers
+    plain = fb.write_model(model)
+    packed = export.pack(plain)
+    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    rows = [r for r in it.compressed_report() if r["weights"] == fb.tensor_name(sg.tensors[fcs[0].inputs[1]])]
+    assert len(rows) == 1 and rows[0]["route"] == "dense", it.compressed_report()
+    assert "read by 2 operators" in rows[0]["reason"] and rows[0]["op"] == "FULLY_CONNECTED", rows
+    xs = em.inputs("dense", 3, seed=3)
+    _close(em.run(it, xs), em.run(_plain(plain), xs))
