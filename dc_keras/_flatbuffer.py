@@ -53,8 +53,8 @@ class _AlignedBufferT(schema.BufferT):
     ALIGN = BUFFER_ALIGNMENT
 
     def Pack(self, builder):
-        data_off = None
-        if self.data is not None and len(self.data) > 0:
+        data_off = getattr(builder, "prewritten", {}).get(id(self))
+        if data_off is None and self.data is not None and len(self.data) > 0:
             payload = np.asarray(self.data, dtype=np.uint8).tobytes()
             builder.StartVector(1, len(payload), self.ALIGN)
             builder.head = builder.head - len(payload)
@@ -71,9 +71,19 @@ class _AlignedBufferT(schema.BufferT):
 class PackedBufferT(_AlignedBufferT):
     """The buffer of a packed tensor (``pack``): 4-byte aligned, the flatbuffer minimum. Its only
     reader is the HuffDecode decoder, which reads the bytes at any offset (FORMAT.md §1), so the
-    up-to-12 bytes of padding 16-byte alignment costs per packed tensor are not spent."""
+    up-to-12 bytes of padding 16-byte alignment costs per packed tensor are not spent. Inline
+    packed data are written first, so they are the last bytes of the file (see ``_finish``)."""
 
     ALIGN = 4
+
+    def prewrite(self, builder):
+        """Writes the data vector now (before any table); ``Pack`` then refers to it."""
+        if self.data is not None and len(self.data) > 0:
+            payload = np.asarray(self.data, dtype=np.uint8).tobytes()
+            builder.StartVector(1, len(payload), self.ALIGN)
+            builder.head = builder.head - len(payload)
+            builder.Bytes[builder.head : builder.head + len(payload)] = payload
+            builder.prewritten[id(self)] = builder.EndVector()
 
 
 # What the user can do, appended to "malformed .tflite" / "not a .tflite model" errors.
@@ -306,7 +316,14 @@ class _SharingBuilder(flatbuffers.Builder):
 
 
 def _finish(model) -> bytes:
+    """The flatbuffer of ``model``. Packed tensors' data vectors are written first, so they are the
+    file's tail (FORMAT.md §15): nothing but their Buffer tables points there, and an on-device
+    unpacker (``dc_unpack``) can cut them off without rewriting the flatbuffer."""
     builder = _SharingBuilder(1024)
+    builder.prewritten = {}  # id(PackedBufferT) -> offset of its data vector
+    for b in reversed(model.buffers or []):  # the first written ends the file
+        if isinstance(b, PackedBufferT):
+            b.prewrite(builder)
     builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
 
