@@ -407,10 +407,11 @@ def unpack(packed) -> bytes:
     The same code an Android/C app runs at first launch (``dc_unpack.h``; no TensorFlow, no
     Python needed there): HuffDecode ops removed, weights restored as constants, packed tensors
     decoded in parallel. Every tensor holds the bytes ``dc_keras.export.unpack`` gives, so
-    outputs are bit-identical. The result keeps the packed tensors as unused constants (the C code
-    patches the packed file in place and appends the decoded weights), so it is larger than
-    ``dc_keras.export.unpack``'s output (which rewrites the whole flatbuffer) by the packed payload
-    plus ~90 B of tables per packed tensor: e.g. +5 % on MobileNetV2-0.35 (docs/FORMAT.md §15).
+    outputs are bit-identical. The C code patches the packed file in place, drops the packed data
+    (the file's tail, as ``pack`` writes it) and appends the decoded weights, so the result is
+    ``dc_keras.export.unpack``'s size plus ~90 B of tables per packed tensor (+0.3 % on
+    MobileNetV2-0.35); files packed before 2026-11-30 also keep their packed data as unused
+    constants (docs/FORMAT.md §15).
 
     Raises:
       ValueError: not a ``.tflite``, a malformed packed tensor, or a model this unpacker cannot
