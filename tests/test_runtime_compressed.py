@@ -263,8 +263,13 @@ def test_large_layer_build_with_helper_thread(tmp_path, monkeypatch, threads):
     _close(em.run_batch(it, xs), want)
     _close(em.run_batch(runtime.Interpreter(model_content=packed, weights="compressed"), xs), want)
     bad = bytearray(packed)
-    at = packed.rfind(b"DCHF")  # the weight (the bias is packed before it)
-    assert len(packed) - at > len(packed) // 2
+    from dc_keras import _flatbuffer as fb
+
+    model = fb.read_model(packed)
+    weight = max((fb.buffer_bytes(model, model.subgraphs[s].tensors[p].buffer)
+                  for s, p, _ in export._pack.packed_tensors(model)), key=len)  # the weight, not the bias
+    at = packed.index(weight)
+    assert len(weight) > len(packed) // 2 and at + len(packed) // 4 < at + len(weight)
     bad[at + len(packed) // 4] ^= 0x10  # inside the weight's streams
     with pytest.raises(RuntimeError, match="checksum"):
         it = runtime.Interpreter(model_content=bytes(bad), weights="compressed")
