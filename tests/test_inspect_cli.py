@@ -107,7 +107,7 @@ def test_bad_plot_path_fails_before_the_table(tmp_path, int64_file, capsys, monk
     if case == "pgf_without_latex":  # as on a machine without LaTeX, whatever this one has
         import shutil
 
-        monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+        monkeypatch.setattr(shutil, "which", lambda *_a, **_k: None)
     before = sorted(os.listdir(tmp_path))
     line = _plot_error(capsys, int64_file, plot)
     assert str(plot) in line and expect in line, line

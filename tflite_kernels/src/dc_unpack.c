@@ -576,8 +576,7 @@ static int assemble(Fb* f, const Plan* pl, const unsigned char* keep, uint8_t** 
   }
   Tail* tails = NULL;
   size_t num_tails = 0, cut = packed_tail(f, pl, &tails, &num_tails);
-  int r = append_buffers(f, &pl->buffers, nb, count, kDataAlign, pl->max_output, cut, out,
-                         out_n);
+  int r = append_buffers(f, &pl->buffers, nb, count, kDataAlign, pl->max_output, cut, out, out_n);
   free(nb);
   if (r == DC_UNPACK_OK) {
     tail_fix(*out, cut, tails, num_tails);

@@ -1389,14 +1389,22 @@ static const char* node_op_name(const TfLiteRegistration* reg, char* buf, size_t
   static const struct {
     int code;
     const char* name;
-  } kNames[] = {{0, "ADD"},         {2, "CONCATENATION"},
-                {3, "CONV_2D"},     {4, "DEPTHWISE_CONV_2D"},
-                {7, "EMBEDDING_LOOKUP"}, {9, "FULLY_CONNECTED"},
-                {16, "LSTM"},       {18, "MUL"},
-                {27, "SVDF"},       {35, "UNIDIRECTIONAL_SEQUENCE_RNN"},
-                {36, "GATHER"},     {41, "SUB"},
-                {44, "UNIDIRECTIONAL_SEQUENCE_LSTM"}, {52, "BIDIRECTIONAL_SEQUENCE_LSTM"},
-                {67, "TRANSPOSE_CONV"}, {126, "BATCH_MATMUL"},
+  } kNames[] = {{0, "ADD"},
+                {2, "CONCATENATION"},
+                {3, "CONV_2D"},
+                {4, "DEPTHWISE_CONV_2D"},
+                {7, "EMBEDDING_LOOKUP"},
+                {9, "FULLY_CONNECTED"},
+                {16, "LSTM"},
+                {18, "MUL"},
+                {27, "SVDF"},
+                {35, "UNIDIRECTIONAL_SEQUENCE_RNN"},
+                {36, "GATHER"},
+                {41, "SUB"},
+                {44, "UNIDIRECTIONAL_SEQUENCE_LSTM"},
+                {52, "BIDIRECTIONAL_SEQUENCE_LSTM"},
+                {67, "TRANSPOSE_CONV"},
+                {126, "BATCH_MATMUL"},
                 {132, "CONV_3D"}};
   if (reg->builtin_code == kTfLiteBuiltinCustom && reg->custom_name) return reg->custom_name;
   for (size_t i = 0; i < sizeof kNames / sizeof kNames[0]; ++i) {

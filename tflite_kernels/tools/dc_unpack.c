@@ -57,8 +57,10 @@ static const char* io_fix(int err, int output) {
            : err == EACCES ? "the input must be readable by you"
                            : "check the input file";
   }
-  if (err == ENOENT) return "its directory does not exist: create it first or choose another output path";
-  if (err == ENOTDIR) return "a part of its directory is a file: choose an output path in an existing directory";
+  if (err == ENOENT)
+    return "its directory does not exist: create it first or choose another output path";
+  if (err == ENOTDIR)
+    return "a part of its directory is a file: choose an output path in an existing directory";
   if (err == EISDIR) return "give a file name for the output, e.g. DIR/model.tflite";
   if (err == EACCES || err == EPERM || err == EROFS) {
     return "its directory is not writable: choose an output path in a writable directory";
