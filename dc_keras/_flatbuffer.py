@@ -108,6 +108,17 @@ def _check_vector(n: int, elem_size: int, size: int, what: str) -> None:
         raise _malformed(f"{what} declares {n} entries, more than the file can hold")
 
 
+def _check_data_end(buf, i: int, size: int) -> None:
+    """Buffer data must end inside the file: ``pack`` puts the packed data last (FORMAT.md §15),
+    so a file cut in its last bytes has every table intact and only this shows the cut."""
+    o = buf._tab.Offset(4)  # Buffer.data
+    if o:
+        end = buf._tab.Vector(o) + buf._tab.VectorLen(o)
+        if end > size:
+            raise _malformed(f"buffer {i}'s data runs past the end of the file (to byte {end:,} of a "
+                             f"{size:,}-byte file)")
+
+
 def _bounds_check(model, size: int) -> None:
     """Rejects absurd vector lengths before the object API walks them element by element."""
     _check_vector(model.SubgraphsLength(), 4, size, "subgraph list")
@@ -119,6 +130,7 @@ def _bounds_check(model, size: int) -> None:
         buf = model.Buffers(i)
         if buf is not None:
             _check_vector(buf.DataLength(), 1, size, f"buffer {i}")
+            _check_data_end(buf, i, size)
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
         if sg is None:
