@@ -1576,6 +1576,99 @@ static int decode_nodes(TfLiteContext* context, DcDelegate* d, const PlanNode* p
   return 1;
 }
 
+/* ---- compressed mode: the route of every other packed weight --------- */
+
+/* Name of a node's operator for the report: the common builtins by name,
+ * custom ops by their name, other builtins as BUILTIN_<code> (the Python
+ * report maps those to names). */
+static const char* node_op_name(const TfLiteRegistration* reg, char* buf, size_t n) {
+  static const struct {
+    int code;
+    const char* name;
+  } kNames[] = {{0, "ADD"},
+                {2, "CONCATENATION"},
+                {3, "CONV_2D"},
+                {4, "DEPTHWISE_CONV_2D"},
+                {7, "EMBEDDING_LOOKUP"},
+                {9, "FULLY_CONNECTED"},
+                {16, "LSTM"},
+                {18, "MUL"},
+                {27, "SVDF"},
+                {35, "UNIDIRECTIONAL_SEQUENCE_RNN"},
+                {36, "GATHER"},
+                {41, "SUB"},
+                {44, "UNIDIRECTIONAL_SEQUENCE_LSTM"},
+                {52, "BIDIRECTIONAL_SEQUENCE_LSTM"},
+                {67, "TRANSPOSE_CONV"},
+                {126, "BATCH_MATMUL"},
+                {132, "CONV_3D"}};
+  if (reg->builtin_code == kTfLiteBuiltinCustom && reg->custom_name) return reg->custom_name;
+  for (size_t i = 0; i < sizeof kNames / sizeof kNames[0]; ++i) {
+    if (kNames[i].code == reg->builtin_code) return kNames[i].name;
+  }
+  snprintf(buf, n, "BUILTIN_%d", reg->builtin_code);
+  return buf;
+}
+
+/* 1 if `tensor` is the output of a HuffDecode node feeding a compressed
+ * candidate (settle_candidate reported it, compressed or dense). */
+static int fed_candidate(const PlanNode* pn, int n, int tensor) {
+  for (int k = 0; k < n; ++k) {
+    const TfLiteIntArray* outs = pn[k].node->outputs;
+    const TfLiteIntArray* ins = pn[k].node->inputs;
+    if (!is_huff(pn[k].reg) || !outs || outs->size != 1 || outs->data[0] != tensor || !ins ||
+        ins->size != 1) {
+      continue;
+    }
+    for (int j = 0; j < n; ++j) {
+      if (pn[j].fc_packed >= 0 && pn[j].fc_packed == ins->data[0]) return 1;
+    }
+  }
+  return 0;
+}
+
+/* Compressed mode: a "dense" report line, with the reason, for every decoded
+ * weight that was no compressed candidate (CONV_2D filters, weights read by
+ * several operators, ...), so that every packed tensor appears in the report.
+ * Before note_consumers: reports each context's tensors at its first Prepare. */
+static void report_decoded(TfLiteContext* context, DcDelegate* d, const PlanNode* pn, int n) {
+  for (size_t i = 0; d->compressed && i < d->num_dec; ++i) {
+    const Decoded* r = &d->dec[i];
+    if (r->ctx != context || r->consumers || fed_candidate(pn, n, r->tensor)) continue;
+    int count = 0, first = -1, slot = -1;
+    for (int k = 0; k < n; ++k) {
+      const TfLiteIntArray* ins = pn[k].node->inputs;
+      for (int j = 0; ins && j < ins->size; ++j) {
+        if (ins->data[j] != r->tensor) continue;
+        if (count++ == 0) first = k, slot = j;
+      }
+    }
+    char why[256], opbuf[32];
+    const char* op = first < 0 ? "-" : node_op_name(pn[first].reg, opbuf, sizeof opbuf);
+    int code = first < 0 ? -1 : pn[first].reg->builtin_code;
+    int lookup_or_fc = code == kTfLiteBuiltinFullyConnected || code == kTfLiteBuiltinGather ||
+                       code == kTfLiteBuiltinEmbeddingLookup;
+    if (count == 0) {
+      set_msg(why, sizeof why, "no operator reads it; decoded");
+    } else if (count > 1) {
+      set_msg(why, sizeof why,
+              "read by %d operators (first: %s); the compressed kernels take weights read by "
+              "one FULLY_CONNECTED, EMBEDDING_LOOKUP or GATHER only; decoded",
+              count, op);
+    } else if (!lookup_or_fc) {
+      set_msg(why, sizeof why,
+              "%s has no compressed kernel (FULLY_CONNECTED, EMBEDDING_LOOKUP and GATHER do); "
+              "decoded",
+              op);
+    } else if (slot != table_slot(code)) {
+      set_msg(why, sizeof why, "input %d of %s, not its weights; decoded", slot, op);
+    } else {
+      set_msg(why, sizeof why, "not a compressed candidate; decoded");
+    }
+    report_line(d, "dense\t%s\t%s\t%s\n", tensor_name(&context->tensors[r->tensor]), why, op);
+  }
+}
+
 static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* delegate) {
   DcDelegate* d = (DcDelegate*)delegate->data_;
   TfLiteIntArray* plan = NULL;
@@ -1619,6 +1712,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     PlanNode* h = huff_feeding(pn, n, pn[k].fc_packed);
     if (h) settle_candidate(context, d, &pn[k], h);
   }
+  report_decoded(context, d, pn, n);
   note_consumers(context, d, pn, n);
   claimed->size = 0;
   for (int k = 0; k < n; ++k) {
