@@ -14,7 +14,8 @@ smallest |w|) and clustered to 32 values. Embedding models (emb<rows>x<width>): 
 keras.layers.Embedding (GATHER in TFLite) with its table pruned and clustered the same way, 16 ids
 per call (batch 8: 8 x 16). Ratios are vs `dense` of the same model, same run.
 Load: wall time of create + allocate_tensors (and its CPU time in every thread of the process,
-load_cpu_s: a steadier pilot on a loaded machine).
+load_cpu_s: a steadier pilot on a loaded machine). Children run with OPENBLAS_NUM_THREADS=1 (numpy's
+idle BLAS threads would otherwise spin on the other cores during the load).
 Latency: median of the invokes (and the fastest one: on a loaded machine a long invoke is more
 often preempted, which the minimum filters out).
 Memory = growth of the process's RSS from before the interpreter is created to after load +
@@ -234,7 +235,12 @@ def _build_one(name, paths, export):
 # ---------------------------------------------------------------- parent
 def run_child(route, path, invokes, cold):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", route, path, str(invokes), str(cold)]
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    # OPENBLAS_NUM_THREADS=1: numpy's OpenBLAS otherwise starts a thread per CPU at import, which
+    # busy-waits for work for a while; it often still spins when the load starts (12 ms of CPU
+    # measured in a 14 ms dense load) and then takes the core a route's helper threads need. No
+    # route uses BLAS, and no app loading a model has that thread: it is the benchmark's own.
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OPENBLAS_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])

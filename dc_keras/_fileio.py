@@ -41,13 +41,15 @@ def _fsync_directory(directory: str) -> None:
             os.close(fd)
 
 
-def _write_fix(err: int, path: str) -> str:
+def _write_fix(err: int, path: str, example: str = "model.tflite") -> str:
     """What to do about ``errno`` ``err`` when writing ``path`` ("" when there is no general advice)."""
     directory = os.path.dirname(os.path.abspath(path))
     if err == errno.ENOENT:
         return f"the directory {directory} does not exist: create it first or choose another output path"
+    if err == errno.ENOTDIR:
+        return f"{directory} is not a directory: choose an output path in an existing directory"
     if err == errno.EISDIR:
-        return f"give a file name for the output, e.g. {os.path.join(path, 'model.tflite')}"
+        return f"give a file name for the output, e.g. {os.path.join(path, example)}"
     if err in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"{directory} is not writable: choose an output path in a writable directory"
     if err in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
@@ -63,6 +65,38 @@ def _naming(exc: OSError, path: str) -> OSError:
     fix = _write_fix(exc.errno, path)
     reason = exc.strerror or str(exc)
     return type(exc)(exc.errno, f"{reason}; {fix}" if fix else reason, path)
+
+
+def _read_only_mount(directory: str) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 0))
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
+
+
+def check_writable(path, example: str = "model.tflite") -> str:
+    """Raises the ``OSError`` :func:`atomic_write` would raise for ``path`` (missing or read-only
+    directory, a directory given as the file), before any work: commands call it first so a bad
+    output path fails at once, not after minutes of packing. ``example`` is the file name the
+    message suggests when ``path`` is a directory. Returns ``path`` as a string.
+
+    Example:
+      >>> check_writable("out/model.tflite")   # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        err = errno.EISDIR
+    elif not os.path.exists(directory):
+        err = errno.ENOENT if not os.path.lexists(directory) or os.path.islink(directory) else errno.ENOTDIR
+    elif not os.path.isdir(directory):
+        err = errno.ENOTDIR
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        err = errno.EROFS if _read_only_mount(directory) else errno.EACCES
+    else:
+        return path
+    fix = _write_fix(err, path, example)
+    raise OSError(err, f"{os.strerror(err)}; {fix}", path)
 
 
 def atomic_write(path, data: bytes) -> str:

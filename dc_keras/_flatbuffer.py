@@ -53,8 +53,8 @@ class _AlignedBufferT(schema.BufferT):
     ALIGN = BUFFER_ALIGNMENT
 
     def Pack(self, builder):
-        data_off = None
-        if self.data is not None and len(self.data) > 0:
+        data_off = getattr(builder, "prewritten", {}).get(id(self))
+        if data_off is None and self.data is not None and len(self.data) > 0:
             payload = np.asarray(self.data, dtype=np.uint8).tobytes()
             builder.StartVector(1, len(payload), self.ALIGN)
             builder.head = builder.head - len(payload)
@@ -71,9 +71,19 @@ class _AlignedBufferT(schema.BufferT):
 class PackedBufferT(_AlignedBufferT):
     """The buffer of a packed tensor (``pack``): 4-byte aligned, the flatbuffer minimum. Its only
     reader is the HuffDecode decoder, which reads the bytes at any offset (FORMAT.md §1), so the
-    up-to-12 bytes of padding 16-byte alignment costs per packed tensor are not spent."""
+    up-to-12 bytes of padding 16-byte alignment costs per packed tensor are not spent. Inline
+    packed data are written first, so they are the last bytes of the file (see ``_finish``)."""
 
     ALIGN = 4
+
+    def prewrite(self, builder):
+        """Writes the data vector now (before any table); ``Pack`` then refers to it."""
+        if self.data is not None and len(self.data) > 0:
+            payload = np.asarray(self.data, dtype=np.uint8).tobytes()
+            builder.StartVector(1, len(payload), self.ALIGN)
+            builder.head = builder.head - len(payload)
+            builder.Bytes[builder.head : builder.head + len(payload)] = payload
+            builder.prewritten[id(self)] = builder.EndVector()
 
 
 # What the user can do, appended to "malformed .tflite" / "not a .tflite model" errors.
@@ -98,6 +108,17 @@ def _check_vector(n: int, elem_size: int, size: int, what: str) -> None:
         raise _malformed(f"{what} declares {n} entries, more than the file can hold")
 
 
+def _check_data_end(buf, i: int, size: int) -> None:
+    """Buffer data must end inside the file: ``pack`` puts the packed data last (FORMAT.md §15),
+    so a file cut in its last bytes has every table intact and only this shows the cut."""
+    o = buf._tab.Offset(4)  # Buffer.data
+    if o:
+        end = buf._tab.Vector(o) + buf._tab.VectorLen(o)
+        if end > size:
+            raise _malformed(f"buffer {i}'s data runs past the end of the file (to byte {end:,} of a "
+                             f"{size:,}-byte file)")
+
+
 def _bounds_check(model, size: int) -> None:
     """Rejects absurd vector lengths before the object API walks them element by element."""
     _check_vector(model.SubgraphsLength(), 4, size, "subgraph list")
@@ -109,6 +130,7 @@ def _bounds_check(model, size: int) -> None:
         buf = model.Buffers(i)
         if buf is not None:
             _check_vector(buf.DataLength(), 1, size, f"buffer {i}")
+            _check_data_end(buf, i, size)
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
         if sg is None:
@@ -306,7 +328,14 @@ class _SharingBuilder(flatbuffers.Builder):
 
 
 def _finish(model) -> bytes:
+    """The flatbuffer of ``model``. Packed tensors' data vectors are written first, so they are the
+    file's tail (FORMAT.md §15): nothing but their Buffer tables points there, and an on-device
+    unpacker (``dc_unpack``) can cut them off without rewriting the flatbuffer."""
     builder = _SharingBuilder(1024)
+    builder.prewritten = {}  # id(PackedBufferT) -> offset of its data vector
+    for b in reversed(model.buffers or []):  # the first written ends the file
+        if isinstance(b, PackedBufferT):
+            b.prewrite(builder)
     builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
 

@@ -113,11 +113,16 @@ def _bad_jobs(d, paths, files, x):
     registerer twice: each must fail, with the kernel's / TFLM's message."""
     from dc_keras import _flatbuffer as fb
 
+    from dc_keras.export._pack import packed_tensors
+
     data = files["float.packed"]
-    i = data.index(b"DCHF")
-    corrupt = bytearray(data)
-    corrupt[i + 120] ^= 0x10  # inside the first packed tensor, past its header
     m = fb.read_model(data)
+    raw = max((fb.buffer_bytes(m, m.subgraphs[s].tensors[p].buffer) for s, p, _ in packed_tensors(m)),
+              key=len)  # the largest packed tensor (file order is not tensor order)
+    assert len(raw) > 240
+    i = data.index(raw)
+    corrupt = bytearray(data)
+    corrupt[i + 120] ^= 0x10  # inside that packed tensor, past its header
     for sg in m.subgraphs:
         for op in sg.operators:
             if fb.is_huffdecode_code(m.operatorCodes[op.opcodeIndex]):

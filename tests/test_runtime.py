@@ -169,6 +169,110 @@ def test_decoded_weights_in_one_arena_are_bit_exact_kept_and_released():
         assert it.get_tensor(got["index"]).tobytes() == ref.get_tensor(table["index"]).tobytes()
 
 
+def _layers_model():
+    """Five 256x256 FULLY_CONNECTED layers (256 KiB of float weights each, pruned and on a grid so
+    they pack): 1.25 MiB of decoded weights, no tensor above half of it -- what decode_lazily
+    decodes on a helper thread while the XNNPACK delegate packs the first layers."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    m = keras.Sequential([keras.Input((256,))] + [keras.layers.Dense(256, activation="relu")
+                                                   for _ in range(5)])
+    for layer in m.layers:
+        k, b = layer.get_weights()
+        k[np.abs(k) < np.quantile(np.abs(k), 0.8)] = 0
+        layer.set_weights([np.round(k * 64) / 64, b])
+    return export.to_tflite(m, pack=False)
+
+
+def _lazy_available():
+    """Whether this kernel lets the library use userfaultfd (dc_arena_new_lazy)."""
+    import ctypes
+
+    lib = ctypes.CDLL(runtime.library_path())
+    lib.dc_arena_new_lazy.restype = ctypes.c_void_p
+    lib.dc_arena_new_lazy.argtypes = [ctypes.c_size_t]
+    lib.dc_arena_free.argtypes = [ctypes.c_void_p]
+    a = lib.dc_arena_new_lazy(1 << 20)
+    lib.dc_arena_free(a)
+    return bool(a)
+
+
+def test_decoded_weights_decoded_while_xnnpack_packs_are_bit_exact(monkeypatch):
+    """decode_async (default): with two or more CPUs the delegate's Prepare hands the weights'
+    addresses out at once and a helper decodes them while the XNNPACK delegate packs (a page
+    not decoded yet waits for it). Outputs and weights read back equal the unpacked model's bit
+    for bit, kept or released, with decode_async 1 and 0, on LiteRT and TF; the helper was used
+    where userfaultfd is allowed (DcKerasHuffDecodeDelegateAsync) and not otherwise nor with
+    DC_KERAS_DECODE_ASYNC=0; a corrupt packed tensor, decoded by the helper or in place, makes
+    allocate_tensors fail with the decoder's reason."""
+    import ctypes
+
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+    from dc_keras._compat import delegate_pointer
+
+    plain = _layers_model()
+    packed = export.pack(plain)
+    x = np.random.RandomState(1).rand(4, 256).astype(np.float32)
+    ref = Interpreter(model_content=plain)
+    want = em.run_batch(ref, x)
+    kernels = sorted(d["name"] for d in ref.get_tensor_details() if tuple(d["shape"]) == (256, 256))
+    assert len(kernels) == 5
+    by_name = {d["name"]: d["index"] for d in ref.get_tensor_details()}
+    weights = {n: ref.get_tensor(by_name[n]).tobytes() for n in kernels}
+    fn = ctypes.CDLL(runtime.library_path()).DcKerasHuffDecodeDelegateAsync
+    fn.restype, fn.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
+    lazy = _lazy_available() and (os.cpu_count() or 1) >= 2
+    for async_, keep in (("1", "1"), ("1", "0"), ("0", "1")):
+        dlg = load_delegate(runtime.library_path(), {"decode_async": async_, "keep_decoded": keep,
+                                                     "decode_threads": "2"})
+        it = Interpreter(model_content=packed, experimental_delegates=[dlg])
+        assert em.run_batch(it, x).tobytes() == want.tobytes()
+        assert (fn(delegate_pointer(dlg)) > 0) == (lazy and async_ == "1"), (async_, lazy)
+        if keep == "1":
+            idx = {d["name"]: d["index"] for d in it.get_tensor_details()}
+            assert {n: it.get_tensor(idx[n]).tobytes() for n in kernels} == weights
+    tf_it = runtime.Interpreter(model_content=packed, backend="tensorflow")  # the TF runtime too
+    assert em.run_batch(tf_it, x).tobytes() == want.tobytes()
+    assert (fn(delegate_pointer(tf_it._delegate)) > 0) == lazy
+    monkeypatch.setenv("DC_KERAS_DECODE_ASYNC", "0")  # the environment's switch
+    off = runtime.Interpreter(model_content=packed)
+    assert em.run_batch(off, x).tobytes() == want.tobytes()
+    assert fn(delegate_pointer(off._delegate)) == 0
+    monkeypatch.delenv("DC_KERAS_DECODE_ASYNC")
+    pos = [i for i in range(len(packed)) if packed.startswith(b"DCHF", i)]
+    assert len(pos) >= 5
+    for p in pos:  # every packed tensor in turn: those the helper decodes and those decoded in place
+        bad = bytearray(packed)
+        bad[p + int.from_bytes(packed[p - 4:p], "little") - 8] ^= 0x40  # in its bit streams
+        dlg = load_delegate(runtime.library_path(), {"decode_threads": "2"})
+        it = Interpreter(model_content=bytes(bad), experimental_delegates=[dlg])
+        with pytest.raises(RuntimeError, match=r"HuffDecode\(.*\): decoding failed: checksum mismatch"):
+            it.allocate_tensors()
+        assert (fn(delegate_pointer(dlg)) > 0) == lazy
+
+
+def test_interpreter_dropped_while_the_helper_decodes(tmp_path):
+    """An interpreter dropped before allocate_tensors frees the model's buffers while
+    decode_lazily's helper may still be decoding from them: the runtime frees the delegate's
+    kernels first, and their free waits for the helper (without that wait this crashed)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "layers.packed.tflite"
+    path.write_bytes(export.pack(_layers_model()))
+    code = ("import sys, gc\n"
+            "from dc_keras import runtime\n"
+            "p = sys.argv[1]; data = open(p, 'rb').read()\n"
+            "for _ in range(40):\n"
+            "    it = runtime.Interpreter(model_path=p); del it\n"
+            "    it = runtime.Interpreter(model_content=bytes(data)); del it; gc.collect()\n"
+            "print('dropped 80')\n")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300)
+    assert r.returncode == 0 and "dropped 80" in r.stdout, (r.returncode, r.stderr[-2000:])
+
+
 @pytest.mark.parametrize("backend", ["litert", "tensorflow"])
 def test_bad_model_path_names_the_file_and_the_fix(tmp_path, backend):
     from dc_keras import _flatbuffer as fb

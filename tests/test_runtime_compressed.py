@@ -256,15 +256,78 @@ def test_large_layer_build_with_helper_thread(tmp_path, monkeypatch, threads):
     want = em.run_batch(_plain(plain), xs)
     it = runtime.Interpreter(model_path=str(path), weights="compressed")
     it.allocate_tensors()
-    (row,) = it.compressed_report()
+    row, bias = sorted(it.compressed_report(), key=lambda r: r["route"])  # the bias is packed too
     assert row["route"] == "compressed" and row["bytes"] >= 1 << 20, row
+    assert bias["route"] == "dense" and "input 2 of FULLY_CONNECTED, not its weights" in bias["reason"], bias
     assert _mapping_rss_kb(path) * 1024 < len(packed) // 2
     _close(em.run_batch(it, xs), want)
     _close(em.run_batch(runtime.Interpreter(model_content=packed, weights="compressed"), xs), want)
     bad = bytearray(packed)
-    at = packed.rfind(b"DCHF")  # the weight (the bias is packed before it)
-    assert len(packed) - at > len(packed) // 2
+    from dc_keras import _flatbuffer as fb
+
+    model = fb.read_model(packed)
+    weight = max((fb.buffer_bytes(model, model.subgraphs[s].tensors[p].buffer)
+                  for s, p, _ in export._pack.packed_tensors(model)), key=len)  # the weight, not the bias
+    at = packed.index(weight)
+    assert len(weight) > len(packed) // 2 and at + len(packed) // 4 < at + len(weight)
     bad[at + len(packed) // 4] ^= 0x10  # inside the weight's streams
     with pytest.raises(RuntimeError, match="checksum"):
         it = runtime.Interpreter(model_content=bytes(bad), weights="compressed")
         it.allocate_tensors()
+
+
+def test_report_lists_every_packed_tensor_with_route_and_reason():
+    """Every packed tensor appears in compressed_report(): the conv model's CONV_2D and
+    DEPTHWISE_CONV_2D filters (no compressed kernel) as 'dense' with the reason and the op, the
+    Dense layer as 'compressed'; names match the packed model's HuffDecode outputs one for one."""
+    from dc_keras import _flatbuffer as fb
+
+    packed = export.pack(em.tflite("conv", None))
+    model = fb.read_model(packed)
+    want = sorted(fb.tensor_name(model.subgraphs[s].tensors[o])
+                  for s, _, o in export._pack.packed_tensors(model))
+    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    report = it.compressed_report()
+    assert sorted(r["weights"] for r in report) == want, report
+    ops = {r["op"]: r for r in report}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(ops), report
+    for op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        row = ops[op]
+        assert row["route"] == "dense" and f"{op} has no compressed kernel" in row["reason"], row
+    assert ops["FULLY_CONNECTED"]["route"] == "compressed"
+    it.allocate_tensors()  # a second Prepare adds no duplicate rows
+    assert sorted(r["weights"] for r in it.compressed_report()) == want
+
+
+def test_report_names_builtins_the_c_table_does_not():
+    from dc_keras.runtime import _op_label, _report_row
+
+    assert _op_label("BUILTIN_126") == "BATCH_MATMUL" and _op_label("BUILTIN_99999") == "BUILTIN_99999"
+    assert _report_row(["dense", "w", "read by 2 operators", "BUILTIN_3"])["op"] == "CONV_2D"
+
+
+def test_report_gives_the_reason_for_weights_read_by_several_ops():
+    """One packed weight read by two FULLY_CONNECTED ops (the second FC's weights pointed at the
+    first's in the flatbuffer): no compressed candidate, so a 'dense' row saying so; outputs as
+    the unpacked model."""
+    import keras
+    from dc_keras import _flatbuffer as fb
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((20,))
+    d = keras.layers.Dense(64)
+    m = em.cluster_and_prune(keras.Model(inp, keras.layers.Concatenate()([d(inp), d(inp * 2.0)])))
+    model = fb.read_model(export.to_tflite(m, pack=False))
+    sg = model.subgraphs[0]
+    fcs = [op for op in sg.operators if fb.opcode_name(model, op) == "FULLY_CONNECTED"]
+    assert len(fcs) == 2
+    fcs[1].inputs = [int(v) for v in fcs[1].inputs]
+    fcs[1].inputs[1] = int(fcs[0].inputs[1])  # one weight tensor, two readers
+    plain = fb.write_model(model)
+    packed = export.pack(plain)
+    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    rows = [r for r in it.compressed_report() if r["weights"] == fb.tensor_name(sg.tensors[fcs[0].inputs[1]])]
+    assert len(rows) == 1 and rows[0]["route"] == "dense", it.compressed_report()
+    assert "read by 2 operators" in rows[0]["reason"] and rows[0]["op"] == "FULLY_CONNECTED", rows
+    xs = em.inputs("dense", 3, seed=3)
+    _close(em.run(it, xs), em.run(_plain(plain), xs))

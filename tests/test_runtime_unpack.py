@@ -240,3 +240,96 @@ def test_cli_errors_name_the_fix(tmp_path):
                        text=True, timeout=60)
     assert r.returncode == 1 and "not a .tflite" in r.stderr and "dc-keras pack" in r.stderr
     assert not (tmp_path / "o.tflite").exists()
+
+
+def n_ops(model_bytes):
+    return sum(len(ops) for ops in _ops(model_bytes))
+
+
+def _packed_payload(packed):
+    """(packed data bytes, number of packed buffers) of a packed model."""
+    model = fb.read_model(packed)
+    bufs = {model.subgraphs[s].tensors[p].buffer for s, p, _ in export._pack.packed_tensors(model)}
+    return sum(len(fb.buffer_bytes(model, b)) for b in bufs), len(bufs)
+
+
+def _run_all(model_bytes, xs):
+    """Outputs under LiteRT and TF's interpreter (both must agree bit for bit)."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    a = em.run(Interpreter(model_content=model_bytes), xs)
+    b = em.run(tf.lite.Interpreter(model_content=model_bytes), xs)
+    np.testing.assert_array_equal(a, b)
+    return a
+
+
+def _inputs_for(plain, kind):
+    from ai_edge_litert.interpreter import Interpreter
+
+    xs = em.inputs(kind, 4)
+    det = Interpreter(model_content=plain).get_input_details()[0]
+    if det["dtype"] != np.float32:
+        scale, zp = det["quantization"]
+        xs = np.clip(np.round(xs / scale + zp), -128, 127).astype(det["dtype"])
+    return xs
+
+
+@pytest.mark.parametrize("kind,quantize", [("conv", None), ("conv", "int8"), ("dense", None)])
+def test_c_unpack_drops_the_packed_data_and_runs_bit_identical(kind, quantize):
+    """pack writes the packed data vectors as the file's last bytes (FORMAT.md §15), so dc_unpack
+    cuts them off: its output is dc_keras.export.unpack's size plus only the packing tables left
+    in place (<= ~100 B per packed tensor) and its appended Buffer tables, not the packed payload
+    (MobileNetV2-0.35: +4.4 KB instead of +89.5 KB). Both unpacked files, the C one under LiteRT
+    and TF's interpreter, give the original model's outputs bit for bit."""
+    plain = em.tflite(kind, quantize)
+    packed = export.pack(plain)
+    payload, n = _packed_payload(packed)
+    model = fb.read_model(packed)
+    tail = [packed.rindex(fb.buffer_bytes(model, model.subgraphs[s].tensors[p].buffer))
+            for s, p, _ in export._pack.packed_tensors(model)]
+    assert min(tail) >= len(packed) - payload - 7 * n  # the packed data are the file's tail
+    c, py = runtime.unpack(packed), export.unpack(packed)
+    extra = len(c) - len(py)
+    assert 0 < extra <= (100 + 27) * n + 64 < payload, (extra, payload, n)
+    cm = fb.read_model(c)
+    for s, p, o in export._pack.packed_tensors(model):  # packed tensors left without data,
+        assert fb.buffer_bytes(cm, cm.subgraphs[s].tensors[p].buffer) == b""  # decoded ones full
+        assert fb.buffer_bytes(cm, cm.subgraphs[s].tensors[o].buffer) == fb.buffer_bytes(
+            fb.read_model(py), next(t.buffer for t in fb.read_model(py).subgraphs[s].tensors
+                                    if t.name == model.subgraphs[s].tensors[o].name))
+    assert runtime.unpack(c) == c
+    xs = _inputs_for(plain, kind)
+    want = _run_all(plain, xs)
+    for unpacked in (c, py):
+        np.testing.assert_array_equal(_run_all(unpacked, xs), want)
+
+
+def test_c_unpack_of_an_older_layout_keeps_the_packed_data():
+    """Files packed before the tail layout (the LSTM fixture): the packed data are not the last
+    bytes, so dc_unpack keeps them as unused constants (no rewrite on the device) and appends."""
+    with open(LSTM, "rb") as f:
+        packed = f.read()
+    payload, n = _packed_payload(packed)
+    c, py = runtime.unpack(packed), export.unpack(packed)
+    assert payload <= len(c) - len(py) <= payload + (300 + 27) * n + 64  # older files: names, tables
+    tc, tp = _tensor_bytes(c), _tensor_bytes(py)
+    assert all(tc[k] == v for k, v in tp.items())
+
+
+def test_cli_io_errors_name_the_fix(tmp_path):
+    """dc_unpack's read/write errors say what to do, as dc-keras's do (a directory as OUT is
+    refused before decoding)."""
+    tool = _tool()
+    src = tmp_path / "m.packed.tflite"
+    src.write_bytes(_models()["dense"])
+    (tmp_path / "afile").write_bytes(b"x")
+    cases = [((tmp_path / "missing.tflite", tmp_path / "o.tflite"), "check the path of the packed .tflite"),
+             ((tmp_path, tmp_path / "o.tflite"), "give the path of a .tflite file"),
+             ((src, tmp_path / "no_dir" / "o.tflite"), "its directory does not exist: create it first"),
+             ((src, tmp_path / "afile" / "o.tflite"), "choose an output path in an existing directory"),
+             ((src, tmp_path), "give a file name for the output")]
+    for (a, b), fix in cases:
+        r = subprocess.run([tool, str(a), str(b)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and fix in r.stderr and r.stderr.count("\n") == 1, (a, b, r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.packed.tflite"]

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from dc_keras._fileio import atomic_write, figure_bytes
+from dc_keras._fileio import atomic_write, check_writable, figure_bytes
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _saves_enough, _subgraph_facts,
                                    _tensor_array, skip_reason)
@@ -21,8 +21,8 @@ class TensorRow:
     name: str
     dtype: str
     shape: tuple
-    density: float
-    distinct: int
+    density: float | None  # None: the data could not be read as its dtype (see ``reason``)
+    distinct: int | None
     raw_bytes: int
     packed_bytes: int | None
     status: str  # "packed", "packable", "kept" (would not shrink enough), "refused", "small"
@@ -54,12 +54,18 @@ class Report:
             name = r.name if len(r.name) <= 40 else "..." + r.name[-37:]
             packed = "-" if r.packed_bytes is None else str(r.packed_bytes)
             ratio = "-" if not r.packed_bytes else f"{r.raw_bytes / r.packed_bytes:.1f}x"
+            density = "-" if r.density is None else f"{r.density:.3f}"
+            distinct = "-" if r.distinct is None else str(r.distinct)
             lines.append(f"{r.subgraph:>2} {name:40} {r.dtype:8} {str(list(r.shape)):18} "
-                         f"{r.density:7.3f} {r.distinct:>8} {r.raw_bytes:>11} {packed:>11} {ratio:>6}  {r.status:9} {r.reason}")
+                         f"{density:>7} {distinct:>8} {r.raw_bytes:>11} {packed:>11} {ratio:>6}  {r.status:9} {r.reason}")
         lines.append("-" * len(head))
-        tot_ratio = self.raw_total / self.packed_total if self.packed_total else float("nan")
+        tot_ratio = f"{self.raw_total / self.packed_total:.1f}x" if self.packed_total else "-"
         lines.append(f"constant tensors: {len(self.rows)}   raw {self.raw_total} B   "
-                     f"{'packed' if self.packed else 'packable to'} {self.packed_total} B ({tot_ratio:.1f}x)")
+                     f"{'packed' if self.packed else 'packable to'} {self.packed_total} B ({tot_ratio})")
+        refused = [r for r in self.rows if r.status == "refused"]
+        if refused:
+            lines.append(f"refused: {len(refused)} tensor(s), {sum(r.raw_bytes for r in refused)} B stay raw "
+                         "(the reason column says why)")
         where = "after the flatbuffer (Buffer.offset/size)" if self.external_buffers else "inline"
         lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'}; "
                      f"buffer data {where})")
@@ -68,7 +74,15 @@ class Report:
     __str__ = to_text
 
     def plot(self, path) -> None:
-        """Writes a bar chart of raw vs packed bytes per tensor (the paper's size breakdown)."""
+        """Writes a bar chart of raw vs packed bytes per tensor (the paper's size breakdown).
+
+        The format follows the extension of ``path`` (.png, .pdf, .svg, ...; PNG without one).
+        Raises ``OSError`` / ``ValueError`` (see :func:`check_plot_path`) before drawing anything.
+
+        Example:
+          >>> dc_keras.export.inspect(data).plot("sizes.png")   # doctest: +SKIP
+        """
+        fmt = check_plot_path(path)
         import matplotlib
 
         matplotlib.use("Agg")
@@ -89,9 +103,42 @@ class Report:
         ax.legend()
         fig.tight_layout()
         try:
-            atomic_write(path, figure_bytes(fig, os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"))
+            atomic_write(path, figure_bytes(fig, fmt))
         finally:
             plt.close(fig)
+
+
+def check_plot_path(path) -> str:
+    """The matplotlib format ``Report.plot(path)`` writes, after checking ``path`` can be written.
+
+    Call it before any work (``dc-keras inspect --plot`` does, before reading the model).
+
+    Raises:
+      OSError: the directory does not exist or is not writable, or ``path`` is a directory (the
+        message names the path and the fix, as ``dc_keras._fileio.atomic_write`` would).
+      ValueError: the extension is not a format matplotlib writes here (``.pgf`` needs LaTeX).
+    """
+    import shutil
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = check_writable(path, example="sizes.png")
+    ext = os.path.splitext(path)[1]
+    fmt = ext.lstrip(".").lower() or "png"
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if fmt not in formats:
+        raise ValueError(f"{path}: {ext!r} is not an image format matplotlib writes; end the plot path with "
+                         f"one of " + ", ".join("." + f for f in sorted(formats) if f != "pgf")
+                         + " (e.g. sizes.png)")
+    if fmt == "pgf":
+        import matplotlib
+
+        tex = matplotlib.rcParams["pgf.texsystem"]
+        if shutil.which(tex) is None:
+            raise ValueError(f"{path}: .pgf output needs LaTeX ({tex!r} is not installed); install it or "
+                             "use .pdf / .svg / .png")
+    return fmt
 
 
 #: constant data above which ``inspect`` shows a progress bar (on a terminal only).
@@ -215,14 +262,34 @@ def _sparse_row(model, codec, s, t, dense):
                      f"TFLite-sparse: dense packing {size} B vs {stored} B stored (min_saving)")
 
 
+#: numpy dtypes of TensorTypes the packer refuses but whose data ``inspect`` can still read
+#: (for the density and distinct columns); little-endian as TFLite stores them.
+_READABLE = {"int64": "<i8", "uint64": "<u8", "float64": "<f8", "uint32": "<u4", "uint16": "<u2",
+             "bool": "|u1", "complex64": "<c8"}
+
+
+def _any_array(model, t, dtype, shape):
+    """``_tensor_array``, plus the types the packer refuses but numpy reads (int64, ...); None when
+    the data cannot be read as the declared dtype and shape (strings, sparse, size mismatch)."""
+    arr = _tensor_array(model, t)
+    if arr is not None or dtype not in _READABLE or t.sparsity is not None or any(d < 0 for d in shape):
+        return arr
+    raw = fb.buffer_bytes(model, t.buffer)
+    want = np.dtype(_READABLE[dtype])
+    if len(raw) != int(np.prod(shape, dtype=np.int64)) * want.itemsize:
+        return None
+    return np.frombuffer(raw, want).reshape(shape)
+
+
 def _plain_row(model, codec, s, t, why, min_bytes):
     name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
     raw = fb.buffer_bytes(model, t.buffer)
-    arr = _tensor_array(model, t) if why is None else None
-    if arr is None:
+    arr = _any_array(model, t, dtype, shape)
+    if why is not None or arr is None:  # refused: say why; stats only when the data reads as declared
         why = why or f"buffer holds {len(raw)} B, not the {dtype}{list(shape)} the tensor declares"
-        return TensorRow(s, name, dtype, shape, float("nan"), 0, len(raw), None, "refused", why)
+        density, distinct = _stats(arr) if arr is not None else (None, None)
+        return TensorRow(s, name, dtype, shape, density, distinct, len(raw), None, "refused", why)
     density, distinct = _stats(arr)
     nbytes = len(raw)
     if nbytes < max(min_bytes, 1):

@@ -234,7 +234,9 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                     min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto",
                     context_model=False, compact=None):
-    """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes}`` (for the CLI)."""
+    """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes, "refused": [(name,
+    bytes, reason)]}`` (for the CLI; ``refused``: constants of at least ``min_bytes`` that cannot be
+    packed, e.g. int64 ones; tensors that pack but not smaller enough are not listed)."""
     _check_args(min_bytes, min_saving, buffers)
     if compact is not None and not isinstance(compact, bool):
         raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
@@ -246,9 +248,11 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     enc = {"version": version, "context_model": bool(context_model)}  # codec.encode options
-    plans = _plan(model, facts, min_bytes, verify, min_saving, enc)
+    refused = []
+    plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused)
     sparse = _plan_sparse(model, min_saving, verify, enc)
-    stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0}
+    stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
+             "refused": refused}
     rewrite = strip_strings or compact is True or buffers != "auto"
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
@@ -307,8 +311,18 @@ def _has_items(v):
     return v is not None and (not hasattr(v, "__len__") or len(v) > 0)
 
 
-def _plan(model, facts, min_bytes, verify, min_saving, enc):
-    """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer)."""
+def _refusal(model, t, reason, min_bytes, refused):
+    """Records in ``refused`` a constant of at least ``min_bytes`` that cannot be packed: (name, bytes, why)."""
+    nbytes = len(fb.buffer_bytes(model, t.buffer)) if t.buffer > 0 else 0
+    if refused is not None and nbytes >= max(min_bytes, 1):
+        refused.append((fb.tensor_name(t), nbytes, reason))
+
+
+def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None):
+    """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer).
+
+    Constants that cannot be packed (a type or use pack refuses, or the codec refuses the data)
+    are appended to ``refused`` as (name, bytes, reason), when given."""
     codec = _codec()
     users = _buffer_users(model)
     eligible = {}
@@ -320,6 +334,9 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc):
     for s, sg in enumerate(model.subgraphs):
         for i, t in enumerate(sg.tensors or []):
             if t.buffer <= 0 or not eligible.get(t.buffer, False):
+                why = skip_reason(t, i, facts[s], users) if t.buffer > 0 else None
+                if why is not None and why != "no operator reads it":
+                    _refusal(model, t, why, min_bytes, refused)
                 continue
             arr = _tensor_array(model, t)
             nbytes = len(fb.buffer_bytes(model, t.buffer))  # as stored (sub-byte types packed)
@@ -328,6 +345,9 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc):
             key = (t.buffer, int(t.type), arr.shape)
             if key not in packed_cache:
                 packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer), enc)
+                if packed_cache[key] is None:
+                    _refusal(model, t, "the codec refuses its data (e.g. > 4096 distinct values: cluster it)",
+                             min_bytes, refused)
             data = packed_cache[key]
             if data is not None and len(data) + _PER_TENSOR_OVERHEAD < nbytes \
                     and _saves_enough(len(data), nbytes, min_saving):

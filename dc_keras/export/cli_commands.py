@@ -28,6 +28,23 @@ def _read(path):
         raise type(exc)(exc.errno, f"{exc.strerror}; the input must be readable by you", path) from None
 
 
+@contextlib.contextmanager
+def _about(path):
+    """Errors about the model read from ``path`` name that file (a user running a script over
+    many files must see which one is truncated or already packed)."""
+    try:
+        yield
+    except ValueError as exc:
+        msg = " ".join(str(exc).split())
+        if msg.startswith("model is already packed"):
+            raise ValueError(f"{path} is already packed (it has HuffDecode ops), so there is nothing to "
+                             f"pack: use it as it is, or run `dc-keras unpack {path} PLAIN.tflite` first "
+                             "to pack it again with other options") from None
+        if not msg.startswith(os.fspath(path)):
+            raise ValueError(f"{path}: {msg}") from None
+        raise
+
+
 def _check_paths(src, dst):
     same = os.path.abspath(src) == os.path.abspath(dst) or (
         os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst))  # links too
@@ -68,20 +85,36 @@ def _min_bytes(args):
 
 
 def cmd_pack(args):
-    from dc_keras._fileio import atomic_write
+    from dc_keras._fileio import atomic_write, check_writable
     from dc_keras.export._pack import pack_with_stats
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
-    with _working(f"packing {args.input}", len(data)):
+    check_writable(args.output)  # a bad output path fails now, not after packing
+    with _working(f"packing {args.input}", len(data)), _about(args.input):
         out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
                                      buffers=args.buffers, context_model=args.context_model,
                                      compact=args.compact)
+    replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
     note = "" if out != data else " (nothing packed smaller: written unchanged)"
+    note += f"; replaced the existing {args.output}" if replaced else ""
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
+    _print_refused(stats["refused"], args.input)
+
+
+def _print_refused(refused, path, shown=5):
+    """One line per constant tensor pack cannot pack (at most ``shown``), on stdout after the result."""
+    if not refused:
+        return
+    print(f"not packed: {len(refused)} constant tensor(s), {sum(n for _, n, _ in refused)} B "
+          f"(`dc-keras inspect {path}` lists every tensor):")
+    for name, nbytes, why in refused[:shown]:
+        print(f"  {name or '(unnamed)'}: {nbytes} B: {why}")
+    if len(refused) > shown:
+        print(f"  ... and {len(refused) - shown} more")
 
 
 def is_packed(tflite_bytes) -> bool:
@@ -93,24 +126,34 @@ def is_packed(tflite_bytes) -> bool:
 
 
 def cmd_unpack(args):
-    from dc_keras._fileio import atomic_write
+    from dc_keras._fileio import atomic_write, check_writable
     from dc_keras.export import unpack
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
-    if not is_packed(data):
+    check_writable(args.output)
+    with _about(args.input):
+        packed = is_packed(data)
+    if not packed:
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
-    with _working(f"unpacking {args.input}", len(data)):
+    with _working(f"unpacking {args.input}", len(data)), _about(args.input):
         out = unpack(data, buffers=args.buffers)
+    replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
-    print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B")
+    print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B"
+          + (f"; replaced the existing {args.output}" if replaced else ""))
 
 
 def cmd_inspect(args):
     from dc_keras.export import inspect
+    from dc_keras.export._inspect import check_plot_path
 
-    report = inspect(_read(args.file), min_bytes=_min_bytes(args))
+    if args.plot:
+        check_plot_path(args.plot)  # a bad --plot path fails now, not after the table
+    data = _read(args.file)
+    with _about(args.file):
+        report = inspect(data, min_bytes=_min_bytes(args))
     print(report.to_text())
     if args.plot:
         report.plot(args.plot)
@@ -177,7 +220,8 @@ def add_commands(commands):
                             description="Per-tensor size table of FILE: raw vs packed bytes, density, "
                                         "distinct values.")
     p.add_argument("file", metavar="FILE", help="a .tflite, packed or not")
-    p.add_argument("--plot", metavar="OUT.png", help="also write a raw-vs-packed size chart to this path")
+    p.add_argument("--plot", metavar="OUT.png", help="also write a raw-vs-packed size chart to this path "
+                   "(format from the extension: .png, .pdf, .svg, ...; checked before the model is read)")
     _min_bytes_option(p)
     p.set_defaults(func=cmd_inspect)
     return ("pack", "unpack", "inspect")

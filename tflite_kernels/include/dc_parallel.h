@@ -61,6 +61,34 @@ DC_API size_t dc_arena_size(const dc_arena* a);
 DC_API void dc_arena_drop(dc_arena* a, void* p, size_t n);
 DC_API void dc_arena_free(dc_arena* a);
 
+/* The decoded route's load in parallel with its consumer (Linux): an arena whose pages appear
+ * only as dc_arena_fill writes them -- a reader of a page not yet written waits for it (a
+ * userfaultfd registered over the arena, missing mode) -- so the caller can hand the tensors'
+ * addresses out at once and go on (the XNNPACK delegate packs the first layers while the last
+ * ones are still being decoded on another core).  dc_arena_new_lazy returns NULL where that is not
+ * available (not Linux, Android; userfaultfd refused by the kernel or seccomp): use dc_arena_new
+ * and dc_decode_many.  Until the join the arena is not inherited by a forked child.  Blocks must be whole pages (dc_page_size) at page-aligned offsets, and no
+ * one but dc_arena_fill may write to the arena before dc_arena_fill_join.  A reader faulting from
+ * kernel mode (a syscall given an address in it) before the fill gets EFAULT where only
+ * user-mode userfaultfd is allowed. */
+DC_API size_t dc_page_size(void);
+DC_API dc_arena* dc_arena_new_lazy(size_t size);
+
+/* Decodes the jobs into a lazy arena on `threads` helper threads (>= 1), taking them in the
+ * order given (the order its readers need them), while the caller goes on.  Job k's output
+ * (jobs[k].out, page-aligned in the arena) owns span[k] bytes (a multiple of the page size,
+ * >= out_size): the decoded bytes, then zeros.  Each job's pages appear together once it is
+ * decoded (a failed decode's too: its bytes are then meaningless, and its status says so).
+ * `jobs`, `span` and `filled` must stay valid until dc_arena_fill_join, which waits for the
+ * helpers, sets filled[k] (1: job k's pages were written; 0: they could not be -- the arena then
+ * turned into ordinary zero-filled memory so that no reader waits forever) and makes the arena
+ * ordinary memory (dc_arena_drop works again).  Returns NULL (having done the whole fill in the
+ * calling thread) if no helper thread starts.  A non-lazy arena is filled by plain decodes. */
+typedef struct dc_fill dc_fill;
+DC_API dc_fill* dc_arena_fill(dc_arena* a, dc_decode_job* jobs, const size_t* span,
+                              int* filled, size_t num_jobs, int threads);
+DC_API void dc_arena_fill_join(dc_fill* f);
+
 /* Runs fn(arg) on a helper thread while the caller goes on (e.g. the compact-form build maps its
  * arrays and checks the packed bytes' CRC there while it decodes them: dc_sparse_fc.c).  With
  * one CPU (dc_decode_threads(0) == 1) or when no thread starts, runs it in the calling thread

@@ -13,9 +13,11 @@
  *     decoded bytes (the tensor keeps its index, name, type, shape and
  *     quantization, so signatures and tensor indices are unchanged);
  *   - trailing HuffDecode operator codes are dropped.
- * The packed uint8 tensors stay in the file as unused constants (no op reads
- * them), so the result is the unpacked model's size plus the packed bytes;
- * dc_keras.export.unpack (Python) also removes those.  Every tensor's
+ * The packed uint8 tensors stay in the file, unused and (when their data are
+ * the file's tail, as dc_keras.export.pack writes them) without data: the
+ * result is dc_keras.export.unpack's size plus ~90 B of tables per packed
+ * tensor (docs/FORMAT.md §15); for files packed before that layout the packed
+ * bytes stay too.  The Python unpacker rewrites the whole flatbuffer.  Every tensor's
  * contents equal dc_keras.export.unpack's, so outputs are bit-identical.
  * Not handled (clear error, use dc_keras.export.unpack): a HuffDecode output
  * tensor without a buffer of its own (packed from a TFLite DENSIFY op), or

@@ -14,6 +14,26 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* Lazy arenas (dc_arena_new_lazy): Linux's userfaultfd, missing mode, filled by UFFDIO_COPY.
+ * Not on Android: before Android 13 an app's seccomp policy may kill the process (SIGSYS) on the
+ * syscall instead of refusing it; not measured there either. */
+#if defined(__linux__) && !defined(__ANDROID__) && !defined(DC_NO_UFFD)
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#if defined(__NR_userfaultfd) && defined(UFFDIO_COPY) && defined(UFFDIO_REGISTER)
+#define DC_UFFD 1
+#endif
+#endif
+#ifndef DC_UFFD
+#define DC_UFFD 0
+#endif
+#if DC_UFFD && !defined(UFFD_USER_MODE_ONLY)
+#define UFFD_USER_MODE_ONLY 1 /* Linux 5.11 uapi; older kernels refuse the flag (EINVAL) */
+#endif
+
 /* glibc 2.34 moved the pthread functions into libc under a new symbol version; bind to the
  * original versions (present in every glibc since the architecture's first) so that the
  * library keeps needing nothing newer than GLIBC_2.17 (tools/arm/check_abi.py). */
@@ -166,6 +186,7 @@ struct dc_arena {
   size_t map_size;
   uint8_t* base;
   size_t size;
+  int uffd; /* lazy arena (dc_arena_new_lazy) until its fill is joined; else -1 */
 };
 
 DC_API dc_arena* dc_arena_new(size_t size) {
@@ -181,6 +202,7 @@ DC_API dc_arena* dc_arena_new(size_t size) {
     free(a);
     return NULL;
   }
+  a->uffd = -1;
   a->map = (uint8_t*)m;
   a->map_size = map_size;
   a->base = a->map;
@@ -207,14 +229,225 @@ DC_API void dc_arena_drop(dc_arena* a, void* p, size_t n) {
   uintptr_t page = pg > 0 ? (uintptr_t)pg : 4096u;
   uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
   uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
-  if (!a || (uint8_t*)p < a->base || (uint8_t*)p + n > a->base + a->size || hi <= lo) return;
+  if (!a || a->uffd >= 0 || (uint8_t*)p < a->base || (uint8_t*)p + n > a->base + a->size ||
+      hi <= lo)
+    return;
   (void)madvise((void*)lo, hi - lo, MADV_DONTNEED); /* pages shared with a neighbour stay */
 }
 
+static void lazy_release(dc_arena* a);
+
 DC_API void dc_arena_free(dc_arena* a) {
   if (!a) return;
+  lazy_release(a);
   munmap(a->map, a->map_size);
   free(a);
+}
+
+DC_API size_t dc_page_size(void) {
+  long pg = sysconf(_SC_PAGESIZE);
+  return pg > 0 ? (size_t)pg : 4096u;
+}
+
+#if DC_UFFD
+/* A userfaultfd with the API handshake done, or -1: full mode first (kernel-mode faults wait
+ * too; needs privilege or vm.unprivileged_userfaultfd=1), else user-mode faults only. */
+static int uffd_open(void) {
+  const int flags[2] = {O_CLOEXEC, O_CLOEXEC | UFFD_USER_MODE_ONLY};
+  for (int i = 0; i < 2; ++i) {
+    long fd = syscall(__NR_userfaultfd, flags[i]);
+    if (fd < 0) continue;
+    struct uffdio_api api;
+    memset(&api, 0, sizeof api);
+    api.api = UFFD_API;
+    if (ioctl((int)fd, UFFDIO_API, &api) == 0) return (int)fd;
+    close((int)fd);
+  }
+  return -1;
+}
+
+/* Unregisters the whole arena: pages not written yet become ordinary zero-fill memory and every
+ * reader waiting for one wakes up (the kernel wakes them when the range is unregistered). */
+static void lazy_unregister(dc_arena* a) {
+  struct uffdio_range r;
+  r.start = (uintptr_t)a->map;
+  r.len = a->map_size;
+  (void)ioctl(a->uffd, UFFDIO_UNREGISTER, &r);
+}
+
+/* Writes [src, src + len) to the missing pages at dst (page multiples), waking their readers. */
+static int lazy_copy(int fd, uint8_t* dst, const uint8_t* src, size_t len) {
+  size_t done = 0;
+  int retries = 0;
+  while (done < len) {
+    struct uffdio_copy c;
+    memset(&c, 0, sizeof c);
+    c.dst = (uintptr_t)(dst + done);
+    c.src = (uintptr_t)(src + done);
+    c.len = len - done;
+    if (ioctl(fd, UFFDIO_COPY, &c) == 0) return 1;
+    if (c.copy > 0) {
+      done += (size_t)c.copy; /* partial (the mappings changed meanwhile): go on */
+    } else if (c.copy != -EAGAIN || ++retries > 1000) {
+      return 0;
+    }
+  }
+  return 1;
+}
+#endif
+
+DC_API dc_arena* dc_arena_new_lazy(size_t size) {
+#if DC_UFFD
+  const size_t page = dc_page_size();
+  if (size == 0 || size % page != 0) return NULL;
+  int fd = uffd_open();
+  if (fd < 0) return NULL;
+  dc_arena* a = (dc_arena*)calloc(1, sizeof *a);
+  void* m = a ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+              : MAP_FAILED;
+  struct uffdio_register reg;
+  memset(&reg, 0, sizeof reg);
+  reg.range.start = (uintptr_t)m;
+  reg.range.len = size;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  if (m == MAP_FAILED || ioctl(fd, UFFDIO_REGISTER, &reg) != 0 ||
+      !(reg.ioctls & ((uint64_t)1 << _UFFDIO_COPY))) {
+    if (m != MAP_FAILED) munmap(m, size);
+    close(fd);
+    free(a);
+    return NULL;
+  }
+  /* A child forked before the fill is joined would see zeros where tensors are still missing
+   * (its copy is not registered): it gets no copy of the arena until then (lazy_release). */
+  (void)madvise(m, size, MADV_DONTFORK);
+  a->map = a->base = (uint8_t*)m;
+  a->map_size = a->size = size;
+  a->uffd = fd;
+  return a;
+#else
+  (void)size;
+  return NULL;
+#endif
+}
+
+/* The arena becomes ordinary memory (every waiting reader wakes up). */
+static void lazy_release(dc_arena* a) {
+#if DC_UFFD
+  if (a->uffd < 0) return;
+  lazy_unregister(a);
+  close(a->uffd);
+  (void)madvise(a->map, a->map_size, MADV_DOFORK);
+#endif
+  a->uffd = -1;
+}
+
+typedef struct {
+  dc_arena* a;
+  dc_decode_job* jobs;
+  const size_t* span;
+  int* filled;
+  size_t num_jobs, next, stage_size;
+  int broken; /* a copy failed: the arena was unregistered, jobs not written yet fail */
+  pthread_mutex_t lock;
+} FillPool;
+
+struct dc_fill {
+  FillPool pool;
+  pthread_t tid[DC_MAX_DECODE_THREADS];
+  int started;
+};
+
+/* One helper: decodes the next job into its own staging pages, then moves them into place
+ * (UFFDIO_COPY: the pages appear at once, with their bytes, and their readers wake up). */
+static void* fill_worker(void* arg) {
+  FillPool* p = (FillPool*)arg;
+  uint8_t* stage = NULL;
+  for (;;) {
+    pthread_mutex_lock(&p->lock);
+    size_t k = p->next < p->num_jobs ? p->next++ : p->num_jobs;
+    int broken = p->broken;
+    pthread_mutex_unlock(&p->lock);
+    if (k >= p->num_jobs) break;
+    dc_decode_job* j = &p->jobs[k];
+    if (p->a->uffd < 0) { /* an ordinary arena: decode in place */
+      j->status = dc_decode(j->packed, j->packed_size, j->out, j->out_size);
+      memset((uint8_t*)j->out + j->out_size, 0, p->span[k] - j->out_size);
+      p->filled[k] = 1;
+      continue;
+    }
+#if DC_UFFD
+    if (broken) continue;
+    if (!stage) {
+      void* m = mmap(NULL, p->stage_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+      stage = m == MAP_FAILED ? NULL : (uint8_t*)m;
+#ifdef MADV_HUGEPAGE
+      if (stage && p->stage_size >= DC_HUGE_PAGE) (void)madvise(stage, p->stage_size, MADV_HUGEPAGE);
+#endif
+    }
+    if (stage) {
+      j->status = dc_decode(j->packed, j->packed_size, stage, j->out_size);
+      memset(stage + j->out_size, 0, p->span[k] - j->out_size);
+    }
+    if (stage && lazy_copy(p->a->uffd, (uint8_t*)j->out, stage, p->span[k])) {
+      p->filled[k] = 1;
+      continue;
+    }
+    pthread_mutex_lock(&p->lock); /* no reader may wait forever: the arena turns ordinary */
+    if (!p->broken) lazy_unregister(p->a);
+    p->broken = 1;
+    pthread_mutex_unlock(&p->lock);
+#else
+    (void)broken;
+#endif
+  }
+  if (stage) munmap(stage, p->stage_size);
+  return NULL;
+}
+
+DC_API dc_fill* dc_arena_fill(dc_arena* a, dc_decode_job* jobs, const size_t* span, int* filled,
+                              size_t num_jobs, int threads) {
+  if (!a) return NULL;
+  if ((!jobs || !span || !filled) && num_jobs > 0) {
+    lazy_release(a);
+    return NULL;
+  }
+  dc_fill* f = (dc_fill*)calloc(1, sizeof *f);
+  FillPool local, *p = f ? &f->pool : &local;
+  memset(p, 0, sizeof *p);
+  p->a = a;
+  p->jobs = jobs;
+  p->span = span;
+  p->filled = filled;
+  p->num_jobs = num_jobs;
+  for (size_t k = 0; k < num_jobs; ++k) {
+    filled[k] = 0;
+    if (span[k] > p->stage_size) p->stage_size = span[k];
+  }
+  if (pthread_mutex_init(&p->lock, NULL) != 0) {
+    free(f);
+    lazy_release(a); /* pages appear as zeros: no job is filled */
+    return NULL;
+  }
+  if (threads > DC_MAX_DECODE_THREADS) threads = DC_MAX_DECODE_THREADS;
+  for (int i = 0; f && i < threads && (size_t)i < num_jobs; ++i) {
+    if (pthread_create(&f->tid[f->started], NULL, fill_worker, p) != 0) break;
+    ++f->started;
+  }
+  if (f && f->started > 0) return f;
+  fill_worker(p); /* no helper: the whole fill here */
+  pthread_mutex_destroy(&p->lock);
+  lazy_release(a);
+  free(f);
+  return NULL;
+}
+
+DC_API void dc_arena_fill_join(dc_fill* f) {
+  if (!f) return;
+  for (int i = 0; i < f->started; ++i) pthread_join(f->tid[i], NULL);
+  pthread_mutex_destroy(&f->pool.lock);
+  lazy_release(f->pool.a);
+  free(f);
 }
 
 struct dc_task {

@@ -7,7 +7,9 @@
  * input is checked against its size; nothing recurses.
  *
  * TFLite schema field ids used here (schema.fbs):
- *   Model:        1 operator_codes, 2 subgraphs, 4 buffers
+ *   Model:        1 operator_codes, 2 subgraphs, 4 buffers, 5 metadata_buffer,
+ *                 6 metadata
+ *   Metadata:     1 buffer
  *   SubGraph:     0 tensors, 3 operators
  *   Tensor:       0 shape, 1 type, 2 buffer, 3 name
  *   Operator:     0 opcode_index, 1 inputs, 2 outputs
@@ -183,9 +185,12 @@ typedef struct {
   uint32_t rank;
   int32_t dims[DC_MAX_RANK];
   uint32_t packed_buffer; /* the packed input's buffer */
+  size_t subgraph;        /* where the op is */
+  int32_t packed_tensor;  /* its packed input */
 } Target;
 
 typedef struct {
+  size_t model; /* the Model table */
   Vec codes, subgraphs, buffers;
   unsigned char* is_huff; /* per operator code */
   dc_decode_job* jobs;
@@ -288,6 +293,8 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
   Target* tg = &pl->targets[pl->num_jobs];
   tg->buffer = t.buffer;
   tg->packed_buffer = p.buffer;
+  tg->subgraph = s;
+  tg->packed_tensor = i32_elem(f, &ins, 0);
   memcpy(tg->name, t.name, sizeof t.name);
   tg->rank = info.rank;
   for (uint32_t k = 0; k < info.rank; ++k) tg->dims[k] = (int32_t)info.dims[k];
@@ -303,6 +310,7 @@ static int plan_model(Fb* f, Plan* pl) {
   if (f->n < 8 || !u32at(f, 0, &root) || !deref(f, 0, &model)) {
     return say(f, "not a .tflite flatbuffer (too short or bad root offset)"), DC_UNPACK_MALFORMED;
   }
+  pl->model = model;
   if (!vec(f, model, 1, 4, &pl->codes) || !vec(f, model, 2, 4, &pl->subgraphs) ||
       !vec(f, model, 4, 4, &pl->buffers)) {
     return say(f, "malformed .tflite: model table"), DC_UNPACK_MALFORMED;
@@ -407,10 +415,13 @@ typedef struct {
 } NewBuffer;
 
 /* Lays out [input][pad][vtable][Buffer table, data]... (data `align`-aligned in the file) and
- * points each buffers[b] entry at its new table.  A copy of the input if count is 0. */
+ * points each buffers[b] entry at its new table.  A copy of the input if count is 0.  With
+ * cut > 0 only the input's first `cut` bytes are kept, then 4 bytes for tail_fix's vtable. */
 static int append_buffers(Fb* f, const Vec* buffers, const NewBuffer* nb, size_t count,
-                          size_t align, size_t max_output, uint8_t** out, size_t* out_n) {
-  size_t base = align_up(f->n, 16), end = count ? base + 8 : f->n;
+                          size_t align, size_t max_output, size_t cut, uint8_t** out,
+                          size_t* out_n) {
+  size_t in_n = cut ? cut + 4 : f->n;
+  size_t base = align_up(in_n, 16), end = count ? base + 8 : in_n;
   for (size_t i = 0; i < count; ++i) {
     size_t v = align_up(end + 8 + 4, align) - 4; /* data at v + 4, aligned */
     end = align_up(v + 4 + nb[i].size, 4);
@@ -420,7 +431,7 @@ static int append_buffers(Fb* f, const Vec* buffers, const NewBuffer* nb, size_t
   }
   uint8_t* o = (uint8_t*)calloc(1, end);
   if (!o) return say(f, "out of memory (%zu bytes)", end), DC_UNPACK_NO_MEMORY;
-  memcpy(o, f->b, f->n);
+  memcpy(o, f->b, cut ? cut : f->n);
   static const uint8_t vtable[8] = {6, 0, 8, 0, 4, 0, 0, 0}; /* Buffer: field 0 (data) at +4 */
   if (count) memcpy(o + base, vtable, sizeof vtable);
   size_t pos = base + 8;
@@ -439,7 +450,120 @@ static int append_buffers(Fb* f, const Vec* buffers, const NewBuffer* nb, size_t
   return DC_UNPACK_OK;
 }
 
-/* The decoded tensors as new buffers, then the HuffDecode ops removed. */
+/* ---- dropping the packed data (FORMAT.md §15) ----------------------- */
+
+/* One packed data vector and the Buffer table that points at it. */
+typedef struct {
+  size_t begin, end; /* its length prefix .. one past its last byte */
+  size_t table;      /* its Buffer table */
+} Tail;
+
+static int cmp_tail(const void* a, const void* b) {
+  size_t x = ((const Tail*)a)->begin, y = ((const Tail*)b)->begin;
+  return x < y ? -1 : x > y;
+}
+
+/* 1 if the buffers marked in `mark` are read by HuffDecode inputs only (no
+ * other tensor, no metadata); 0 if not or unreadable. */
+static int only_packed_readers(Fb* f, const Plan* pl, const unsigned char* mark) {
+  size_t nb = pl->buffers.count, st, tt, mt;
+  for (size_t s = 0; s < pl->subgraphs.count; ++s) {
+    Vec tensors;
+    if (!table_at(f, &pl->subgraphs, s, &st) || !vec(f, st, 0, 4, &tensors)) return 0;
+    for (size_t k = 0; k < tensors.count; ++k) {
+      uint64_t b;
+      if (!table_at(f, &tensors, k, &tt) || !scalar(f, tt, 2, 4, 0, &b)) return 0;
+      if (b >= nb || !mark[b]) continue;
+      int packed_input = 0;
+      for (size_t i = 0; i < pl->num_jobs && !packed_input; ++i) {
+        packed_input = pl->targets[i].subgraph == s && pl->targets[i].packed_tensor == (int32_t)k;
+      }
+      if (!packed_input) return 0;
+    }
+  }
+  Vec mb, md;
+  if (!vec(f, pl->model, 5, 4, &mb) || !vec(f, pl->model, 6, 4, &md)) return 0;
+  for (size_t k = 0; k < mb.count; ++k) {
+    uint32_t b = (uint32_t)i32_elem(f, &mb, k);
+    if (b < nb && mark[b]) return 0;
+  }
+  for (size_t k = 0; k < md.count; ++k) {
+    uint64_t b;
+    if (!table_at(f, &md, k, &mt) || !scalar(f, mt, 1, 4, 0, &b)) return 0;
+    if (b < nb && mark[b]) return 0;
+  }
+  return 1;
+}
+
+/* Checks the tail rules; the cut position or 0 (t: the count packed vectors). */
+static size_t tail_cut(Fb* f, const Plan* pl, const unsigned char* mark, Tail* t, size_t count) {
+  if (!count || !only_packed_readers(f, pl, mark)) return 0;
+  qsort(t, count, sizeof *t, cmp_tail);
+  size_t cut = t[0].begin;
+  if (cut % 4 || t[count - 1].end > f->n || f->n - t[count - 1].end > 3) return 0;
+  for (size_t k = 0; k < count; ++k) {
+    if (t[k].table >= cut) return 0; /* the pointing Buffer table is in the tail */
+    if (k + 1 < count && (t[k + 1].begin < t[k].end || t[k + 1].begin - t[k].end > 3)) return 0;
+  }
+  for (size_t b = 0; b < pl->buffers.count; ++b) { /* no other buffer's data in the tail */
+    size_t bt;
+    Vec data;
+    if (mark[b]) continue;
+    if (!table_at(f, &pl->buffers, b, &bt) || !vec(f, bt, 0, 1, &data)) return 0;
+    if (data.start && data.start - 4 + 4 > cut) return 0;
+  }
+  return cut;
+}
+
+/* When the packed tensors' data vectors are the file's last bytes, read by
+ * nothing but their Buffer tables (as dc_keras.export.pack writes them), the
+ * output ends before them: returns that position (their Buffer tables then get
+ * a vtable there without fields: tail_fix) and the vectors in *tails; else 0
+ * (the packed data stay as unused constants, e.g. in files packed before). */
+static size_t packed_tail(Fb* f, const Plan* pl, Tail** tails, size_t* num) {
+  size_t nb = pl->buffers.count, count = 0, cut = 0;
+  unsigned char* mark = (unsigned char*)calloc(nb + 1, 1);
+  Tail* t = (Tail*)calloc(pl->num_jobs + 1, sizeof *t);
+  int ok = mark && t;
+  for (size_t i = 0; ok && i < pl->num_jobs; ++i) {
+    uint32_t b = pl->targets[i].packed_buffer;
+    size_t bt = 0;
+    Vec data;
+    if (b >= nb || mark[b]) continue;
+    mark[b] = 1;
+    /* inline data only: external data (Buffer.offset) are not a tail */
+    ok = table_at(f, &pl->buffers, b, &bt) && vec(f, bt, 0, 1, &data) && data.count > 0;
+    if (ok) {
+      Tail e = {data.start - 4, data.start + data.count, bt};
+      t[count++] = e;
+    }
+  }
+  if (ok) cut = tail_cut(f, pl, mark, t, count);
+  free(mark);
+  if (!cut) {
+    free(t);
+    t = NULL;
+    count = 0;
+  }
+  *tails = t;
+  *num = count;
+  return cut;
+}
+
+/* Gives each packed Buffer table the vtable without fields written at `cut`:
+ * no data field at all, as a Buffer pack empties (an empty data vector would
+ * make TFLite read the tensor as a 0-byte constant). */
+static void tail_fix(uint8_t* out, size_t cut, const Tail* t, size_t count) {
+  static const uint8_t kNoFields[4] = {4, 0, 4, 0}; /* vtable 4 B, table 4 B */
+  if (count) memcpy(out + cut, kNoFields, sizeof kNoFields);
+  for (size_t k = 0; k < count; ++k) {
+    /* soffset = table - vtable, negative: the vtable is after the table */
+    put32(out + t[k].table, (uint32_t)(-(int64_t)(cut - t[k].table)));
+  }
+}
+
+/* The decoded tensors as new buffers, the packed data dropped when they are
+ * the file's tail, then the HuffDecode ops removed. */
 static int assemble(Fb* f, const Plan* pl, const unsigned char* keep, uint8_t** out,
                     size_t* out_n) {
   NewBuffer* nb = (NewBuffer*)calloc(pl->num_jobs + 1, sizeof *nb);
@@ -450,9 +574,15 @@ static int assemble(Fb* f, const Plan* pl, const unsigned char* keep, uint8_t** 
     NewBuffer e = {pl->targets[i].buffer, pl->jobs[i].out, pl->jobs[i].out_size};
     nb[count++] = e;
   }
-  int r = append_buffers(f, &pl->buffers, nb, count, kDataAlign, pl->max_output, out, out_n);
+  Tail* tails = NULL;
+  size_t num_tails = 0, cut = packed_tail(f, pl, &tails, &num_tails);
+  int r = append_buffers(f, &pl->buffers, nb, count, kDataAlign, pl->max_output, cut, out, out_n);
   free(nb);
-  if (r == DC_UNPACK_OK) drop_ops(f, pl, *out);
+  if (r == DC_UNPACK_OK) {
+    tail_fix(*out, cut, tails, num_tails);
+    drop_ops(f, pl, *out);
+  }
+  free(tails);
   return r;
 }
 
@@ -579,7 +709,7 @@ DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t a
     nb[count++] = b;
   }
   if (r == DC_UNPACK_OK)
-    r = append_buffers(&f, &pl.buffers, nb, count, alignment, pl.max_output, out, out_n);
+    r = append_buffers(&f, &pl.buffers, nb, count, alignment, pl.max_output, 0, out, out_n);
   free(nb);
   plan_free(&pl);
   return (dc_unpack_status)r;

@@ -1,6 +1,7 @@
 /* test_parallel.c -- dc_decode_many (dc_parallel.h): every thread count gives the
  * reference bytes of every vector, errors are per job, and the thread-count policy; dc_task runs
- * its function once, on a helper or in the caller. */
+ * its function once, on a helper or in the caller; dc_arena_fill's lazy arenas give readers the
+ * reference bytes while the fill is still running. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,9 +120,97 @@ static void task(int helper) {
   free(b);
 }
 
+/* dc_arena_fill into a lazy arena (want_lazy; skipped where userfaultfd is refused) or an
+ * ordinary one: this thread reads every output -- from a lazy arena while the helpers are still
+ * filling: a page not written yet waits for its tensor -- and sees the reference bytes, then zeros up to the block's end; a corrupt
+ * job fails alone (its pages still appear: no reader waits forever); after the join the arena is
+ * ordinary memory (dc_arena_drop zeroes whole pages). */
+static void lazy(int threads, int want_lazy) {
+  const size_t page = dc_page_size(), n = NVEC * REPEAT;
+  dc_decode_job* jobs = (dc_decode_job*)calloc(n, sizeof *jobs);
+  size_t* span = (size_t*)calloc(n, sizeof *span);
+  int* filled = (int*)calloc(n, sizeof *filled);
+  uint8_t** copies = (uint8_t**)calloc(n, sizeof *copies);
+  size_t total = 0;
+  CHECK(jobs && span && filled && copies, "out of memory");
+  if (!jobs || !span || !filled || !copies) return;
+  for (size_t i = 0; i < n; ++i) {
+    const codec_vector* v = &codec_vectors[i % NVEC];
+    span[i] = (v->raw_size / page + 1) * page; /* at least one zero byte after the data */
+    total += span[i];
+  }
+  CHECK(dc_arena_new_lazy(page + 1) == NULL, "lazy arena of a size that is no page multiple");
+  dc_arena* a = want_lazy ? dc_arena_new_lazy(total) : dc_arena_new(total);
+  if (want_lazy && !a) {
+    printf("test_parallel: userfaultfd refused here, lazy arenas not tested\n");
+    free(jobs), free(span), free(filled), free(copies);
+    return;
+  }
+  CHECK(a != NULL, "arena of %zu bytes", total);
+  if (!a) return;
+  uint8_t* base = dc_arena_base(a);
+  size_t off = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const codec_vector* v = &codec_vectors[i % NVEC];
+    copies[i] = (uint8_t*)malloc(v->packed_size);
+    memcpy(copies[i], v->packed, v->packed_size);
+    if (i % 9 == 4 && v->packed_size > 24) copies[i][v->packed_size / 2] ^= 0x5a;
+    jobs[i].packed = copies[i];
+    jobs[i].packed_size = v->packed_size;
+    jobs[i].out = base + off;
+    jobs[i].out_size = v->raw_size;
+    off += span[i];
+  }
+  dc_fill* f = dc_arena_fill(a, jobs, span, filled, n, threads);
+  if (!want_lazy) { /* an ordinary arena: readers must wait for the join */
+    dc_arena_fill_join(f);
+    f = NULL;
+  }
+  size_t bad = 0, tail = 0;
+  for (size_t i = n; i-- > 0;) { /* the last jobs first: those written last */
+    const codec_vector* v = &codec_vectors[i % NVEC];
+    const uint8_t* out = (const uint8_t*)jobs[i].out;
+    uint8_t* ref = (uint8_t*)malloc(v->raw_size ? v->raw_size : 1);
+    dc_status st = dc_decode(copies[i], v->packed_size, ref, v->raw_size);
+    if (st == DC_OK) bad += memcmp(out, v->raw, v->raw_size) != 0;
+    for (size_t k = v->raw_size; k < span[i]; ++k) tail += out[k] != 0;
+    free(ref);
+  }
+  dc_arena_fill_join(f);
+  size_t want_bad = 0, not_filled = 0, status_bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const codec_vector* v = &codec_vectors[i % NVEC];
+    uint8_t* ref = (uint8_t*)malloc(v->raw_size ? v->raw_size : 1);
+    dc_status st = dc_decode(copies[i], v->packed_size, ref, v->raw_size);
+    want_bad += st != DC_OK;
+    status_bad += jobs[i].status != st;
+    not_filled += filled[i] != 1;
+    free(ref);
+    free(copies[i]);
+  }
+  CHECK(bad == 0 && tail == 0, "lazy %d threads=%d: %zu outputs differ, %zu tail bytes not zero",
+        want_lazy, threads, bad, tail);
+  CHECK(status_bad == 0 && not_filled == 0, "lazy %d threads=%d: %zu statuses wrong, %zu unfilled",
+        want_lazy, threads, status_bad, not_filled);
+  CHECK(want_bad > 0, "corruption left every vector decodable");
+  memset(base, 7, 2 * page); /* ordinary memory after the join */
+  dc_arena_drop(a, base, 2 * page);
+  CHECK(base[0] == 0 && base[2 * page - 1] == 0, "drop after the join");
+  dc_arena_free(a);
+  CHECK(dc_arena_fill(NULL, jobs, span, filled, n, 1) == NULL, "no arena");
+  free(jobs);
+  free(span);
+  free(filled);
+  free(copies);
+}
+
 int main(void) {
   arena();
   task(1);
+  lazy(1, 1);
+  lazy(2, 1);
+  lazy(0, 1); /* no helper thread: the whole fill in the caller */
+  lazy(2, 0);
   int counts[] = {1, 2, 3, 8, 0, -1};
   for (size_t c = 0; c < sizeof counts / sizeof counts[0]; ++c) {
     run(counts[c], 0);

@@ -1,9 +1,12 @@
 #define _POSIX_C_SOURCE 200809L
 /* test_unpack.c -- dc_unpack / dc_list_huffdecode / dc_align_packed (dc_unpack.h) on the
- * committed packed model ../tests/data/zoo_lstm128.packed.tflite (run from tflite_kernels/, as
- * `make test`, CTest and `make test-arm` do): every op's decoded bytes land in the output, the
- * result has nothing left to unpack, hostile variants (every truncation, byte flips) fail with a
- * message or succeed, never crash (run under ASan/UBSan by `make test-sanitize`). */
+ * committed packed models ../tests/data/zoo_lstm128.packed.tflite (packed data interleaved: an
+ * older pack; kept as unused constants) and ../tests/data/conv_int8_tail.packed.tflite (packed
+ * data as the file's tail, as pack writes them now: cut off, FORMAT.md §15); run from
+ * tflite_kernels/, as `make test`, CTest and `make test-arm` do: every op's decoded bytes land in
+ * the output, the result has nothing left to unpack, hostile variants (every truncation, byte
+ * flips) fail with a message or succeed, never crash (run under ASan/UBSan by
+ * `make test-sanitize`). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,18 +52,37 @@ static void check_contents(const uint8_t* model, size_t n, const uint8_t* plain,
   free(ops);
 }
 
-int main(void) {
+/* How many of the model's packed tensors occur (whole) in `out`. */
+static size_t packed_in(const uint8_t* model, size_t n, const uint8_t* out, size_t on) {
+  dc_huffdecode_op* ops = NULL;
+  size_t num = 0, found = 0;
+  char why[256];
+  CHECK(dc_list_huffdecode(model, n, &ops, &num, why, sizeof why) == DC_UNPACK_OK, "list: %s", why);
+  for (size_t i = 0; i < num; ++i) {
+    int hit = 0;
+    for (size_t at = 0; !hit && at + ops[i].packed_size <= on; ++at) {
+      hit = out[at] == ops[i].packed[0] && memcmp(out + at, ops[i].packed, ops[i].packed_size) == 0;
+    }
+    found += (size_t)hit;
+  }
+  free(ops);
+  return found;
+}
+
+static void check_model(const char* path, int tail) {
   size_t n = 0;
-  uint8_t* model = read_file("../tests/data/zoo_lstm128.packed.tflite", &n);
-  CHECK(model != NULL,
-        "cannot read ../tests/data/zoo_lstm128.packed.tflite (run from tflite_kernels/)");
-  if (!model) return 1;
+  uint8_t* model = read_file(path, &n);
+  CHECK(model != NULL, "cannot read %s (run from tflite_kernels/)", path);
+  if (!model) return;
   uint8_t *plain = NULL, *again = NULL;
   size_t pn = 0, an = 0;
   char why[256];
   CHECK(dc_unpack(model, n, &plain, &pn, why, sizeof why) == DC_UNPACK_OK, "unpack: %s", why);
   CHECK(plain && pn > n && memcmp(plain, model, 8) == 0, "output");
   if (plain) check_contents(model, n, plain, pn);
+  /* the tail layout drops the packed data; the older layout keeps them as unused constants */
+  size_t kept = plain ? packed_in(model, n, plain, pn) : 0;
+  CHECK(tail ? kept == 0 : kept >= 2, "%s: %zu packed tensors left in the output", path, kept);
   dc_huffdecode_op* ops = NULL;
   size_t num = 1;
   CHECK(plain && dc_list_huffdecode(plain, pn, &ops, &num, why, sizeof why) == DC_UNPACK_OK &&
@@ -120,6 +142,11 @@ int main(void) {
         "short input: %s", why);
   dc_unpack_free(plain);
   free(model);
+}
+
+int main(void) {
+  check_model("../tests/data/zoo_lstm128.packed.tflite", 0);
+  check_model("../tests/data/conv_int8_tail.packed.tflite", 1);
   if (failures) {
     fprintf(stderr, "test_unpack: %d failure(s)\n", failures);
     return 1;

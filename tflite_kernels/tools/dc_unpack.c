@@ -49,6 +49,28 @@ static int write_atomic(const char* path, const uint8_t* data, size_t size) {
   return ok ? 0 : -1;
 }
 
+/* What to do about errno `err` when reading the input / writing the output (as dc-keras says). */
+static const char* io_fix(int err, int output) {
+  if (!output) {
+    return err == ENOENT   ? "check the path of the packed .tflite"
+           : err == EISDIR ? "give the path of a .tflite file"
+           : err == EACCES ? "the input must be readable by you"
+                           : "check the input file";
+  }
+  if (err == ENOENT)
+    return "its directory does not exist: create it first or choose another output path";
+  if (err == ENOTDIR)
+    return "a part of its directory is a file: choose an output path in an existing directory";
+  if (err == EISDIR) return "give a file name for the output, e.g. DIR/model.tflite";
+  if (err == EACCES || err == EPERM || err == EROFS) {
+    return "its directory is not writable: choose an output path in a writable directory";
+  }
+  if (err == ENOSPC || err == EDQUOT) {
+    return "free some space or choose an output path on another disk (nothing was written)";
+  }
+  return "choose another output path";
+}
+
 int main(int argc, char** argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: dc_unpack PACKED.tflite OUT.tflite\n");
@@ -66,8 +88,14 @@ int main(int argc, char** argv) {
             argv[2], argv[1]);
     return 1;
   }
+  if (stat(argv[2], &so) == 0 && S_ISDIR(so.st_mode)) { /* before the work, not after it */
+    fprintf(stderr, "dc_unpack: cannot write %s: %s; %s\n", argv[2], strerror(EISDIR),
+            io_fix(EISDIR, 1));
+    return 1;
+  }
   if (tool_read_file(argv[1], &in, &in_n) != 0) {
-    fprintf(stderr, "dc_unpack: cannot read %s: %s\n", argv[1], strerror(errno));
+    int err = errno;
+    fprintf(stderr, "dc_unpack: cannot read %s: %s; %s\n", argv[1], strerror(err), io_fix(err, 0));
     return 1;
   }
   dc_unpack_status st = dc_unpack(in, in_n, &out, &out_n, why, sizeof why);
@@ -89,7 +117,8 @@ int main(int argc, char** argv) {
   int w = write_atomic(argv[2], out, out_n);
   dc_unpack_free(out);
   if (w != 0) {
-    fprintf(stderr, "dc_unpack: cannot write %s: %s\n", argv[2], strerror(errno));
+    int err = errno;
+    fprintf(stderr, "dc_unpack: cannot write %s: %s; %s\n", argv[2], strerror(err), io_fix(err, 1));
     return 1;
   }
   printf("unpacked %s (%zu bytes) -> %s (%zu bytes)\n", argv[1], in_n, argv[2], out_n);

@@ -39,8 +39,8 @@ log2f pow powf fmod fmodf round roundf lround lroundf nearbyint nearbyintf rint 
 fmin fminf fmax fmaxf isnan isinf
 raise pthread_once pthread_mutex_lock pthread_mutex_unlock
 pthread_create pthread_join pthread_mutex_init pthread_mutex_destroy sysconf madvise mmap munmap
-pthread_self sched_yield
-""".split())
+close ioctl syscall pthread_self sched_yield
+""".split())  # close/ioctl/syscall: dc_parallel.c's lazy arenas (userfaultfd; compiled out on Android)
 # Names that glibc headers or gcc emit for the functions above (or for startup code); the NDK
 # build compiles the same source against bionic's headers, which map them to bionic names.
 GLIBC_HEADER_NAMES = set("""

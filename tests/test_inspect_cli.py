@@ -1,0 +1,202 @@
+"""`dc-keras inspect` / `pack` reporting (QA session 6): tensors the packer refuses show their
+data's statistics and the reason (never `nan`), refusals are reported by `pack` too, and a bad
+`--plot` path is refused before any work, with one error line naming the problem and the fix.
+
+The CLI runs in-process (`dc_keras.cli.main`); tests/test_export_cli.py covers the subprocess path.
+"""
+import functools
+import os
+
+import numpy as np
+import pytest
+
+from dc_keras import cli, export
+
+
+@functools.lru_cache(maxsize=None)
+def _int64_tflite():
+    """A .tflite whose one constant is int64 (2000 values in 0..6): ``x + c`` on an int64 input."""
+    import tensorflow as tf
+
+    c = tf.constant(np.arange(2000, dtype=np.int64) % 7)
+
+    @tf.function(input_signature=[tf.TensorSpec([2000], tf.int64)])
+    def f(x):
+        return x + c
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    return conv.convert()
+
+
+@pytest.fixture()
+def int64_file(tmp_path):
+    p = tmp_path / "int64.tflite"
+    p.write_bytes(_int64_tflite())
+    return p
+
+
+def test_inspect_of_a_refused_int64_tensor_gives_stats_and_reason(int64_file, capsys):
+    report = export.inspect(int64_file.read_bytes())
+    (row,) = report.rows
+    assert row.dtype == "int64" and row.status == "refused" and row.packed_bytes is None
+    assert row.density == pytest.approx(1 - 286 / 2000) and row.distinct == 7  # 286 zeros, 0..6
+    assert "int64" in row.reason and "no packed-format element type" in row.reason
+    assert cli.main(["inspect", str(int64_file)]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out, out
+    line = next(ln for ln in out.splitlines() if ln.lstrip().startswith("0 add/y"))
+    assert " 0.857 " in line and " 7 " in line and "refused" in line and "no packed-format" in line, line
+    assert "refused: 1 tensor(s), 16000 B stay raw" in out, out
+
+
+def test_unreadable_refused_tensor_shows_a_dash_not_nan():
+    """A constant whose buffer does not hold its declared shape: no statistics, '-' and the reason."""
+    from dc_keras.export._inspect import Report, TensorRow
+
+    row = TensorRow(0, "t", "int64", (3,), None, None, 5, None, "refused", "buffer holds 5 B, not ...")
+    text = Report(file_bytes=100, rows=[row], packed=False).to_text()
+    assert "nan" not in text and "buffer holds 5 B" in text, text
+    assert Report(file_bytes=100, rows=[], packed=False).to_text().count("nan") == 0
+
+
+def test_pack_reports_the_tensors_it_cannot_pack(int64_file, tmp_path, capsys):
+    out = tmp_path / "p.tflite"
+    assert cli.main(["pack", str(int64_file), str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "not packed: 1 constant tensor(s), 16000 B" in text, text
+    assert "add/y: 16000 B: int64: no packed-format element type for it" in text, text
+    _, stats = export._pack.pack_with_stats(int64_file.read_bytes())
+    assert stats["refused"] == [("add/y", 16000, "int64: no packed-format element type for it")]
+
+
+def test_pack_of_a_packable_model_reports_no_refusal(tmp_path, capsys):
+    import _export_models as em
+
+    src = tmp_path / "m.tflite"
+    src.write_bytes(em.tflite("dense", None))
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    assert "not packed" not in capsys.readouterr().out
+
+
+# -- `inspect --plot BADPATH`: refused before any work ------------------------------------------
+
+def _plot_error(capsys, model, plot):
+    """Runs `inspect MODEL --plot=PLOT`; returns the one error line (exit 1, nothing on stdout:
+    the table is not printed before the path is checked)."""
+    status = cli.main(["inspect", str(model), f"--plot={plot}"])
+    out, err = capsys.readouterr()
+    assert status == 1, (out, err)
+    assert out == "", out  # failed before the table
+    assert len(err.strip().splitlines()) == 1 and err.startswith("dc-keras inspect: error: "), err
+    assert "Traceback" not in err
+    return err.strip()
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("missing_dir", "does not exist: create it first"),
+    ("a_directory", "give a file name for the output, e.g. "),
+    ("under_a_file", "is not a directory: choose an output path"),
+    ("bad_extension", "'.xyz' is not an image format matplotlib writes; end the plot path with one of"),
+    ("pgf_without_latex", ".pgf output needs LaTeX"),
+])
+def test_bad_plot_path_fails_before_the_table(tmp_path, int64_file, capsys, monkeypatch, case, expect):
+    (tmp_path / "afile").write_bytes(b"x")
+    plot = {"missing_dir": tmp_path / "no_such_dir" / "s.png", "a_directory": tmp_path,
+            "under_a_file": tmp_path / "afile" / "s.png", "bad_extension": tmp_path / "s.xyz",
+            "pgf_without_latex": tmp_path / "s.pgf"}[case]
+    if case == "pgf_without_latex":  # as on a machine without LaTeX, whatever this one has
+        import shutil
+
+        monkeypatch.setattr(shutil, "which", lambda *_a, **_k: None)
+    before = sorted(os.listdir(tmp_path))
+    line = _plot_error(capsys, int64_file, plot)
+    assert str(plot) in line and expect in line, line
+    if case == "a_directory":
+        assert os.path.join(str(plot), "sizes.png") in line, line  # a plot name, not model.tflite
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written
+
+
+def test_bad_plot_path_is_checked_before_the_model_is_read(tmp_path, capsys):
+    """Even with a missing model, the plot path's error comes first (no work on a doomed run)."""
+    line = _plot_error(capsys, tmp_path / "missing.tflite", tmp_path / "s.xyz")
+    assert "'.xyz' is not an image format" in line, line
+
+
+def test_unwritable_plot_directory(tmp_path, int64_file, capsys, monkeypatch):
+    """A directory the user cannot write (os.access: root writes even chmod 0555 directories, so
+    the access check is simulated): Permission denied, the directory and the fix, nothing written."""
+    from dc_keras import _fileio
+
+    real_access = os.access
+    monkeypatch.setattr(_fileio.os, "access",
+                        lambda p, mode, **kw: False if str(p) == str(tmp_path) else real_access(p, mode, **kw))
+    line = _plot_error(capsys, int64_file, tmp_path / "s.png")
+    assert "Permission denied" in line and f"{tmp_path} is not writable" in line, line
+
+
+def test_good_plot_path_and_formats(tmp_path, int64_file, capsys):
+    for name in ("s.png", "s.svg", "S.PDF"):
+        assert cli.main(["inspect", str(int64_file), f"--plot={tmp_path / name}"]) == 0
+        assert f"size chart written to {tmp_path / name}" in capsys.readouterr().out
+    assert (tmp_path / "s.svg").read_bytes().lstrip().startswith(b"<?xml")
+    assert (tmp_path / "S.PDF").read_bytes().startswith(b"%PDF")
+
+
+def test_pack_output_path_checked_before_packing(tmp_path, int64_file, capsys, monkeypatch):
+    """pack/unpack check OUT before the (possibly long) packing: the codec is never reached."""
+    from dc_keras.export import _pack
+
+    def boom(*a, **k):
+        raise AssertionError("packed before checking the output path")
+
+    monkeypatch.setattr(_pack, "pack_with_stats", boom)
+    for cmd in ("pack", "unpack"):
+        status = cli.main([cmd, str(int64_file), str(tmp_path / "no_dir" / "o.tflite")])
+        err = capsys.readouterr().err
+        assert status == 1 and "does not exist: create it first" in err and "Traceback" not in err, err
+
+
+# -- a new user's bad inputs: the error names the file -------------------------------------------
+
+@pytest.fixture(scope="module")
+def plain():
+    import _export_models as em
+
+    return em.tflite("dense", None)
+
+
+@pytest.mark.parametrize("cmd", ["pack", "unpack", "inspect"])
+def test_truncated_input_error_names_the_file(tmp_path, plain, capsys, cmd):
+    """A script running over many files must see which one is truncated."""
+    src = tmp_path / "cut.tflite"
+    src.write_bytes(plain[: len(plain) // 2])
+    argv = [cmd, str(src)] + ([str(tmp_path / "o.tflite")] if cmd != "inspect" else [])
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dc-keras {cmd}: error: {src}: malformed .tflite"), err
+    assert "truncated or corrupt" in err and len(err.splitlines()) == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["cut.tflite"]
+
+
+def test_packing_a_packed_file_names_it_and_the_way_out(tmp_path, plain, capsys):
+    src = tmp_path / "m.packed.tflite"
+    src.write_bytes(export.pack(plain))
+    assert cli.main(["pack", str(src), str(tmp_path / "o.tflite")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"{src} is already packed" in err and f"dc-keras unpack {src} " in err, err
+    assert not (tmp_path / "o.tflite").exists()
+
+
+def test_existing_output_is_replaced_and_the_cli_says_so(tmp_path, plain, capsys):
+    src, out, back = tmp_path / "m.tflite", tmp_path / "p.tflite", tmp_path / "u.tflite"
+    src.write_bytes(plain)
+    assert cli.main(["pack", str(src), str(out)]) == 0
+    assert "replaced" not in capsys.readouterr().out
+    out.write_bytes(b"old contents")
+    assert cli.main(["pack", str(src), str(out)]) == 0
+    assert f"replaced the existing {out}" in capsys.readouterr().out
+    assert out.read_bytes() == export.pack(plain)
+    back.write_bytes(b"old")
+    assert cli.main(["unpack", str(out), str(back)]) == 0
+    assert f"replaced the existing {back}" in capsys.readouterr().out
+    assert back.read_bytes() == export.unpack(out.read_bytes())
