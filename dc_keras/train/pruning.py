@@ -130,6 +130,7 @@ class PruneWrapper(_base.CompressionWrapper):
         self._count_on_host = False  # JAX fit(): PruningCallback counts the steps (see _set_host_state)
         self._host_state = False  # pruning_step and thresholds are out of the variables fit() passes around
         self._traced_host = None  # mode the last traced training step used (None: not traced)
+        self._traced_count = False  # ... and whether it left the step counting to the callback
         self._untracked("_host_steps", None)  # PruningCallback's writer of the counters (JAX fit())
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
@@ -283,7 +284,8 @@ class PruneWrapper(_base.CompressionWrapper):
         if not self._armed:
             self._trace_failed = True
             raise RuntimeError(_NO_CALLBACK.format(name=self.name))
-        self._traced_host = (self._host_updates, self._fold, self._count_on_host)
+        self._traced_host = (self._host_updates, self._fold)
+        self._traced_count = self._count_on_host
         pairs = self._masked_host() if self._host_updates else self._masked_in_step()
         if not self._count_on_host:
             self.pruning_step.assign_add(1)
@@ -677,8 +679,9 @@ class PruningCallback(keras.callbacks.Callback):
             wrapper._count_on_host = lean
             wrapper._set_host_state(lean)
             wrapper._untracked("_host_steps", self._write_steps if lean else None)
-            mode = (self._host, fold, lean)
-            retrace = retrace or wrapper._trace_failed or wrapper._traced_host not in (None, mode)
+            stale = wrapper._traced_host not in (None, (self._host, fold)) or \
+                (wrapper._traced_host is not None and wrapper._traced_count != lean)
+            retrace = retrace or wrapper._trace_failed or stale
             if fold:
                 wrapper._zero_pruned()
         self._start_steps = [self._step_of(w) for w in wrappers]
