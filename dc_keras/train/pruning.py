@@ -453,6 +453,15 @@ def _fully_addressable(variable):
     return sharding is None or sharding.is_fully_addressable
 
 
+def _optimizer_steps(optimizer):
+    """``optimizer.iterations`` as an int when it counts every training step (not with gradient
+    accumulation or a loss-scale wrapper, which skips steps), else None."""
+    if optimizer is None or getattr(optimizer, "inner_optimizer", None) is not None or \
+            getattr(optimizer, "gradient_accumulation_steps", None) or not optimizer.built:
+        return None
+    return int(ops.convert_to_numpy(optimizer.iterations))
+
+
 def _clips_by_norm(optimizer):
     """Does ``optimizer`` (or the one a LossScaleOptimizer wraps) clip gradients by a norm?"""
     while optimizer is not None:
@@ -587,6 +596,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._host = False
         self._due, self._spe = None, 1
         self._batch = None  # first batch of the execution running now (JAX fit(): the step count)
+        self._epoch_iterations = None  # the optimizer's step count at the start of the epoch
         if self._log is not None:
             # A batch-end hook only when logging: Keras dispatches callbacks without one
             # asynchronously (on_train_batch_begin does not change that).
@@ -605,6 +615,8 @@ class PruningCallback(keras.callbacks.Callback):
             self._next = [w.schedule.next_update(b) for w, b in zip(wrappers, self._bases)]
             self._spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
             self._batch = None
+            self._epoch_iterations = _optimizer_steps(getattr(self.model, "optimizer", None)) \
+                if self._wrappers_cache and self._wrappers_cache[0]._count_on_host else None
             self._set_due()
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -632,15 +644,20 @@ class PruningCallback(keras.callbacks.Callback):
             self._next[i] = wrapper.schedule.next_update(first + count)
         self._set_due()
 
-    def _write_steps(self):
+    def _write_steps(self, epoch_end=False):
         """JAX fit(): set each wrapper's ``pruning_step`` to the steps it has trained (the compiled
         step does not count them; an execution counts from its start: at its end, where Keras saves
-        and logs, that is exact)."""
+        and logs, that is exact). An epoch that ends short of ``steps`` without ``stop_training``
+        ran out of data, and Keras may have called the batch hook once more without a batch: the
+        optimizer's step count, when it counts every step, says how many ran."""
         if not self._host or self._batch is None:
             return
-        steps = (self.params or {}).get("steps")
-        done = int(self._batch) + self._spe
-        done = min(done, int(steps)) if steps else done
+        steps = int((self.params or {}).get("steps") or 0)
+        done = min(int(self._batch) + self._spe, steps)
+        if epoch_end and done < steps and not getattr(self.model, "stop_training", False):
+            ran = _optimizer_steps(getattr(self.model, "optimizer", None))
+            if ran is not None and self._epoch_iterations is not None:
+                done = min(done, ran - self._epoch_iterations)
         for wrapper, base in zip(self._wrappers_cache, self._bases):
             if wrapper._count_on_host:
                 _assign_host(wrapper.pruning_step, np.asarray(base + done, dtype=wrapper.pruning_step.dtype))
@@ -737,7 +754,7 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     def on_train_end(self, logs=None):
-        self._write_steps()
+        self._write_steps(epoch_end=True)
         self._disarm()
         self._verify_progress()
 
@@ -759,7 +776,7 @@ class PruningCallback(keras.callbacks.Callback):
         return result
 
     def on_epoch_end(self, epoch, logs=None):
-        self._write_steps()
+        self._write_steps(epoch_end=True)
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             self._disarm()
