@@ -10,7 +10,10 @@ the start of ``fit()``), so the forward pass reads them as they are, bit for bit
 the plain model's. The pruned weights then get a gradient, which the constraint discards (the
 optimizer's own state for them is never used); with an optimizer that clips by norm, and in a
 custom training loop, the forward pass feeds ``weight * mask`` instead, so a pruned weight gets
-exactly zero gradient. Each training step advances the step counter.
+exactly zero gradient. Each training step advances the step counter; in a JAX ``fit()`` of known
+length PruningCallback counts the steps on the host instead and takes the counter and the
+thresholds out of the variables Keras carries through the compiled step (they are written back at
+every epoch end and before any save), so the JAX step carries nothing but the masks.
 
 When the masks change: inside ``fit()``, :class:`PruningCallback` recomputes them on the host
 (numpy) in ``on_train_batch_begin`` of every step the schedule names, and zeroes the newly pruned
@@ -263,7 +266,7 @@ class PruneWrapper(_base.CompressionWrapper):
             rank = np.argsort(np.argsort(moved.reshape(-1, n), axis=-1, kind="stable"), axis=-1, kind="stable")
             keep = (rank >= n - m).reshape(moved.shape)
             return np.moveaxis(keep, -1, axis).astype(mask.dtype), threshold
-        a32 = w_abs.astype(np.float32)
+        a32 = w_abs.astype(np.float32, copy=False)
         if self.schedule.kind == "threshold":
             signed = (w * mask).astype(np.float32)
             alive = (w_abs != 0).astype(np.float32)
@@ -572,7 +575,8 @@ class PruningCallback(keras.callbacks.Callback):
     within this ``fit()``.
 
     The step counter advances inside the traced training step (one per batch, also with
-    ``steps_per_execution > 1``) and is saved with the model, so a reloaded model (or
+    ``steps_per_execution > 1``; in a JAX ``fit()`` of known length this callback counts instead, see
+    the module docs) and is saved with the model, so a reloaded model (or
     ``keras.callbacks.BackupAndRestore``) resumes its schedule. With ``steps_per_execution = n``
     mask updates happen at execution boundaries (the start of the execution holding the scheduled
     step). Tracing a training step of a pruned layer without the callback raises an error; a later
