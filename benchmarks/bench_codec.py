@@ -48,8 +48,9 @@ PAPER_LENET300_BITS_PER_NZ = 27 * 1024 * 8 / (0.08 * 266_610)
 PAPER_FIXED_BITS_PER_NZ = 5 + 6
 
 
-def kmeans_linear_1d(values, k, iters=15):
-    """1-D k-means with linear initialisation (centroids evenly spaced between min and max)."""
+def kmeans_linear_1d(values, k, iters=15, centroids=False):
+    """1-D k-means with linear initialisation (centroids evenly spaced between min and max); with
+    ``centroids``, (values, all k centroids) - empty clusters keep their place."""
     cent = np.linspace(values.min(), values.max(), k)
     for _ in range(iters):
         assign = np.searchsorted((cent[1:] + cent[:-1]) / 2, values)
@@ -57,7 +58,7 @@ def kmeans_linear_1d(values, k, iters=15):
         cnt = np.bincount(assign, minlength=k)
         cent = np.where(cnt > 0, sums / np.maximum(cnt, 1), cent)
     assign = np.searchsorted((cent[1:] + cent[:-1]) / 2, values)
-    return cent.astype(np.float32)[assign]
+    return (cent.astype(np.float32)[assign], cent) if centroids else cent.astype(np.float32)[assign]
 
 
 def pruned_clustered(shape, density, bits, seed):
@@ -77,9 +78,11 @@ FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 FASHION_LABELS = "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"
 
 
-def trained_lenet300_ip1(epochs=1, density=0.08, bits=5, seed=0):
+def trained_lenet300_ip1(epochs=1, density=0.08, bits=5, seed=0, details=False):
     """LeNet-300-100 trained on Fashion-MNIST for `epochs`, first kernel magnitude-pruned (one
-    shot, no retraining) and clustered like the paper. None if the data set is missing."""
+    shot, no retraining) and clustered like the paper. None if the data set is missing. With
+    ``details``: (tensor, {"init", "trained", "threshold", "centroids", "init_limit"}), the kernel before
+    and after training (float64), the pruning threshold, all k-means centroids, Glorot's limit."""
     if not (os.path.exists(FASHION_MNIST) and os.path.exists(FASHION_LABELS)):
         return None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -92,13 +95,18 @@ def trained_lenet300_ip1(epochs=1, density=0.08, bits=5, seed=0):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(300, activation="relu"),
                               keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10)])
+    w0 = np.asarray(model.layers[0].kernel.numpy(), np.float64)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=128, epochs=epochs, verbose=0)
     w = np.asarray(model.layers[0].kernel.numpy(), np.float32)
-    keep = np.abs(w) > np.quantile(np.abs(w), 1 - density)
+    thr = np.quantile(np.abs(w), 1 - density)
+    keep = np.abs(w) > thr
     out = np.zeros_like(w)
-    out[keep] = kmeans_linear_1d(w[keep].astype(np.float64), 2**bits)
-    return out
+    out[keep], cent = kmeans_linear_1d(w[keep].astype(np.float64), 2**bits, centroids=True)
+    if not details:
+        return out
+    return out, {"init": w0, "trained": w.astype(np.float64), "threshold": float(thr), "centroids": cent,
+                 "init_limit": float(np.sqrt(6 / sum(w.shape)))}
 
 
 def best_time(fn, reps, min_total=0.2):

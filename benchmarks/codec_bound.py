@@ -18,6 +18,15 @@ Contexts measured (all known to a decoder before it decodes the symbol):
   adaptive: the kept bit of every element and the index of every kept one under models learned
          while decoding (Krichevsky-Trofimov counts per context: model cost included, no tables):
          what an adaptive binary arithmetic coder would pay, one decision per element.
+  side info counted: models sent ahead of the data, their parameters paid for: the kept bit under
+         per-row / per-column densities (rank-1 logistic sigmoid(a_i + b_j), quantised); the indices of
+         each row (column) under that row's own histogram (enumerative code); every element's symbol
+         given a bucket of a rank-r prediction of the tensor (quantised SVD factors).
+  mixing: the kept bit under a logistic mix of 5 adaptive predictors (what context-mixing
+         compressors do); --peers also runs such compressors (zpaq, PPMd, brotli, lrzip, 7-Zip PPMd)
+         on the float32 tensor, its dense index array and the two streams (benchmarks/codec_peers.py).
+"strongest model": the fixed bytes plus the cheapest position and index models (or joint model)
+whose model cost is paid (Huffman / rANS tables, adaptive, side info counted).
 "static rANS" costs are fractional-bit codes from one frequency table per context, tables counted
 (the cheaper of 12-bit frequencies in Elias-gamma and 5-bit half-bit code lengths).
 "Huffman" costs are Huffman codes per context (length-limited to 12, FORMAT.md §4) including
@@ -27,13 +36,14 @@ unreachable floor for the given context; the "context-coder floor" takes the low
 gaps or mask bits, plus the lowest index cost, contexts with more than 81 values left out). Fixed
 bytes (header, codebook, stream sizes) are taken from the §6 file.
 
-    .venv/bin/python benchmarks/codec_bound.py --tflite PICK/shared_float.tflite --bench-tensor \\
+    .venv/bin/python benchmarks/codec_bound.py --tflite PICK/shared_float.tflite --bench-tensor --peers \\
         --json docs/results/codec_bound.json
 
 (--bench-tensor adds bench_codec.py's own tensor: trains LeNet-300-100 one epoch, ~30 s.)
 """
 import argparse
 import bz2
+import ctypes
 import gzip
 import lzma
 import os
@@ -42,8 +52,9 @@ import sys
 import numpy as np
 
 from _common import log, machine_info, write_json
-from bench_codec import tflite_weights, trained_lenet300_ip1
+from bench_codec import best_time, tflite_weights, trained_lenet300_ip1
 from dc_keras import codec
+from dc_keras.codec._decode import _library
 from dc_keras.codec._encode import _descriptor_size, code_lengths
 
 try:
@@ -299,12 +310,250 @@ def adaptive_rows(w, W):
                     "huffman_bytes": None, "huffman_free_tables_bytes": None} for k, c in idx_ctx.items()]
 
 
+# ---------------------------------------------------------------------------------------------
+# models with their side information counted, and a mixing model (issue 19: is 0.75x reachable?)
+# ---------------------------------------------------------------------------------------------
+def _fit_rank1(m, iters=30):
+    """Maximum-likelihood a_i, b_j of p_ij = sigmoid(a_i + b_j) for the 0/1 matrix ``m``
+    (alternating one-dimensional Newton steps)."""
+    a = np.zeros(m.shape[0])
+    b = np.full(m.shape[1], np.log(m.mean() / (1 - m.mean())))
+    for _ in range(iters):
+        for ax in (1, 0):
+            p = 1 / (1 + np.exp(-(a[:, None] + b[None, :])))
+            step = np.clip((m - p).sum(axis=ax) / ((p * (1 - p)).sum(axis=ax) + 1e-9), -2, 2)
+            if ax == 1:
+                a += step
+            else:
+                b += step
+    return a, b
+
+
+def _logit_density(m, axis):
+    """Per-row (axis 1) or per-column (axis 0) log-odds of the kept fraction, clipped off 0 and 1."""
+    n = m.shape[axis]
+    d = np.clip(m.mean(axis=axis), 0.5 / n, 1 - 0.5 / n)
+    return np.log(d / (1 - d))
+
+
+def _mask_bits(m, a, b):
+    """Bits of the 0/1 matrix ``m`` coded with p_ij = sigmoid(a_i + b_j) (an ideal arithmetic coder)."""
+    p = np.clip(1 / (1 + np.exp(-(a[:, None] + b[None, :]))), 1e-6, 1 - 1e-6)
+    return float(-(m * np.log2(p) + (1 - m) * np.log2(1 - p)).sum())
+
+
+def _param_bytes(q):
+    """Side information of integer parameters ``q``: an adaptive (KT) code of q - min(q), + 2 bytes."""
+    q = q - q.min()
+    return adaptive_bytes(q, int(q.max()) + 1) + 2
+
+
+def rank1_mask_rows(w):
+    """The kept bit of every element under a per-row and/or per-column density, p_ij = sigmoid(a_i + b_j)
+    (rank-1 logistic), a_i, b_j quantised to a step of 1/16 .. 1 and sent (side information counted; the
+    step giving the smallest total is taken), and the unquantised fit with free parameters (a floor)."""
+    m = (w.reshape(w.shape[0], -1) != 0).astype(np.float64)
+    a, b = _fit_rank1(m)
+    zero_r, zero_c = np.zeros(m.shape[0]), np.zeros(m.shape[1])
+    fits = {"per-row density": (_logit_density(m, 1), zero_c, True, False),
+            "per-column density": (zero_r, _logit_density(m, 0), False, True),
+            "per-row and per-column densities, rank-1 logistic": (a, b, True, True)}
+    rows = [{"stream": "mask bits", "context": "rank-1 logistic sigmoid(a_i + b_j), parameters free (side info not counted)",
+             "entropy_bytes": _mask_bits(m, a, b) / 8, "huffman_bytes": None, "huffman_free_tables_bytes": None}]
+    for name, (ra, cb, use_r, use_c) in fits.items():
+        best = None
+        for step in (0.0625, 0.125, 0.25, 0.5, 1.0):
+            qa, qb = np.round(ra / step).astype(np.int64), np.round(cb / step).astype(np.int64)
+            side = (_param_bytes(qa) if use_r else 0) + (_param_bytes(qb) if use_c else 0)
+            total = _mask_bits(m, qa * step, qb * step) / 8 + side
+            if best is None or total < best[0]:
+                best = (total, side, step)
+        rows.append({"stream": "mask bits, side info counted",
+                     "context": f"{name} (step {best[2]:g}, {best[1]:,.0f} B of parameters included)",
+                     "entropy_bytes": best[0], "huffman_bytes": None, "huffman_free_tables_bytes": None})
+    return rows
+
+
+def _log2_fact(n):
+    from math import lgamma, log
+    return lgamma(n + 1) / log(2)
+
+
+def own_histogram_rows(w):
+    """Indices of the kept weights of each row (and, separately, of each column) coded with that row's
+    own index histogram: the histogram sent first (log2 C(n + K - 1, K - 1) bits, every histogram of n
+    entries equally likely), then the row's indices as one of the multinomial(n; counts) sequences with
+    that histogram (enumerative code: the cheapest code for a known histogram). Side information counted.
+    Also an adaptive (KT) model per row, which needs no side information."""
+    w2 = w.reshape(w.shape[0], -1)
+    f = w2.reshape(-1)
+    pos = np.flatnonzero(f)
+    uniq, idx = np.unique(f[pos].view(np.uint32), return_inverse=True)
+    k = len(uniq)
+    rows = []
+    for axis, (unit, what) in enumerate(((pos // w2.shape[1], "row"), (pos % w2.shape[1], "column"))):
+        side = code = 0.0
+        for u in np.unique(unit):
+            c = np.bincount(idx[unit == u], minlength=k)
+            n = int(c.sum())
+            side += _log2_fact(n + k - 1) - _log2_fact(n) - _log2_fact(k - 1)
+            code += _log2_fact(n) - sum(_log2_fact(int(x)) for x in c)
+        rows += [{"stream": "index, side info counted",
+                  "context": f"each {what}'s own histogram, enumerative ({side / 8:,.0f} B of histograms included)",
+                  "entropy_bytes": (side + code) / 8, "huffman_bytes": None, "huffman_free_tables_bytes": None},
+                 {"stream": "index, adaptive", "context": f"each {what}'s own counts so far (KT)",
+                  "entropy_bytes": adaptive_bytes(idx, k, unit), "huffman_bytes": None,
+                  "huffman_free_tables_bytes": None}]
+    return rows
+
+
+def mixed_mask_row(w, W, lr=0.002):
+    """The kept bit of every element under a logistic mix (as context-mixing compressors do) of five
+    adaptive predictors, all causal (no side information): the 6 kept bits two left / up / up-left /
+    up-right / two up (W-wide image), the column and row densities so far, the number of those 6 kept x
+    the column density so far, the same x the row density so far, and the sum of the 6 neighbours'
+    magnitudes x the column density so far; mixer weights chosen by the column density so far and
+    learned online (rate ``lr``). Model cost included; a realistic figure for a slow adaptive coder."""
+    from math import exp, log, log2
+    w2 = w.reshape(w.shape[0], -1)
+    m = (w2 != 0).astype(np.int64)
+    flat, f = m.reshape(-1), np.abs(w2.reshape(-1)).astype(np.float64)
+    p = np.arange(flat.size)
+    offs = [(d, -d, w2.shape[1]) for d in (1, 2)] + [(d, dx, W) for d, dx in ((W, 0), (W + 1, -1), (W - 1, 1), (2 * W, 0))]
+    nb = [_neighbour(flat, p, d, width, dx) for d, dx, width in offs]
+    mag = sum(_neighbour(f, p, d, width, dx) for d, dx, width in offs) / np.abs(f[f > 0]).mean()
+    col, row = _density_so_far(m, 0).reshape(-1), _density_so_far(m, 1).reshape(-1)
+    kept6 = sum(nb)
+    ctxs = np.stack([sum(v << i for i, v in enumerate(nb)), col * 9 + row, kept6 * 9 + col, kept6 * 9 + row,
+                     np.minimum(np.round(mag).astype(np.int64), 7) * 9 + col], 1).tolist()
+    counts = [[[0.4, 0.4] for _ in range(c)] for c in (64, 81, 63, 63, 72)]
+    weights = [[0.3] * 5 for _ in range(9)]
+    bits = 0.0
+    for y, c, sel in zip(flat.tolist(), ctxs, col.tolist()):
+        x = [log(counts[k][c[k]][1] / counts[k][c[k]][0]) for k in range(5)]
+        wt = weights[sel]
+        z = sum(a * b for a, b in zip(wt, x))
+        pr = min(max(1 / (1 + exp(-max(min(z, 30), -30))), 1e-6), 1 - 1e-6)
+        bits -= log2(pr if y else 1 - pr)
+        err = lr * (y - pr)
+        weights[sel] = [a + err * b for a, b in zip(wt, x)]
+        for k in range(5):
+            counts[k][c[k]][y] += 1
+    return {"stream": "mask bits, adaptive", "context": f"logistic mix of 5 adaptive predictors (W={W}; no side info)",
+            "entropy_bytes": bits / 8, "huffman_bytes": None, "huffman_free_tables_bytes": None}
+
+
+
+def low_rank_rows(w, ranks=(1, 2, 4, 8), bits=(2, 3, 4), buckets=16):
+    """Every element's symbol (background or codebook index: mask and index jointly) given its
+    bucket of a rank-r prediction mu = U V^T of the tensor (truncated SVD, both factors scaled by
+    sqrt(S) and quantised to ``bits`` bits per entry over their range; ``buckets`` quantiles of mu),
+    coded by static rANS with one table per bucket. Side information counted: the factors (adaptive KT
+    code of the quantised integers, + 8 B of ranges each), the bucket edges (4 B each), the tables."""
+    w2 = w.reshape(w.shape[0], -1).astype(np.float64)
+    f = w2.reshape(-1)
+    inv = np.unique(f.astype(np.float32).view(np.uint32), return_inverse=True)[1]
+    k = int(inv.max()) + 1
+    u, sv, vt = np.linalg.svd(w2, full_matrices=False)
+    rows = []
+    for r in ranks:
+        best = None
+        for b in bits:
+            fac = [u[:, :r] * np.sqrt(sv[:r]), vt[:r].T * np.sqrt(sv[:r])]
+            q, side = [], 0.0
+            for x in fac:
+                lo, hi = x.min(), x.max()
+                qi = np.round((x - lo) / (hi - lo) * (2 ** b - 1)).astype(np.int64)
+                q.append(lo + qi * (hi - lo) / (2 ** b - 1))
+                side += _param_bytes(qi.reshape(-1)) + 8
+            mu = (q[0] @ q[1].T).reshape(-1)
+            ctx = np.digitize(mu, np.quantile(mu, np.linspace(0, 1, buckets + 1)[1:-1]))
+            total = rans_bytes(inv, k, ctx) + side + 4 * (buckets - 1)
+            if best is None or total < best[0]:
+                best = (total, side, b)
+        rows.append({"stream": "joint symbol, side info counted",
+                     "context": f"bucket of a rank-{r} prediction ({buckets} buckets; {best[2]}-bit factors, "
+                                f"{best[1]:,.0f} B of factors included)",
+                     "entropy_bytes": best[0], "huffman_bytes": None, "huffman_free_tables_bytes": None})
+    return rows
+
+
+def _uniform_plus_gauss_cdf(x, lim, sig):
+    """P(U + N <= x) for U ~ Uniform(-lim, lim), N ~ Normal(0, sig^2) (exact, elementwise)."""
+    from math import erf, exp, pi, sqrt
+    phi_cdf = np.frompyfunc(lambda z: 0.5 * (1 + erf(z / sqrt(2))), 1, 1)
+    phi_pdf = np.frompyfunc(lambda z: exp(-0.5 * z * z) / sqrt(2 * pi), 1, 1)
+
+    def g(z):  # an antiderivative of Phi(z / sig)
+        z = np.asarray(z, np.float64)
+        return z * phi_cdf(z / sig).astype(np.float64) + sig * phi_pdf(z / sig).astype(np.float64)
+
+    return (g(x + lim) - g(x - lim)) / (2 * lim)
+
+
+def oracle_rows(w, d, ranks=(1, 2, 4, 8, 16), factor_bits=3):
+    """How the tensor came about, as a model: each trained weight = its Glorot-uniform initial value
+    (i.i.d. on [-L, L]) + the training update, the symbol = the pruning / k-means interval it falls in.
+    Code lengths of the actual symbols (i) knowing only L and the update's spread (Gaussian: a two-
+    parameter model any coder could use), (ii) knowing in addition the true update's top-r singular
+    vectors, paid at ``factor_bits`` bits per entry (an oracle: the encoder has only the tensor, and the
+    factors are priced below what they would cost), (iii) knowing the whole update for free (an oracle
+    floor: what the initial weights' randomness alone costs). ``d``: trained_lenet300_ip1's details."""
+    delta = d["trained"] - d["init"]
+    lim, thr, cent = d["init_limit"], d["threshold"], np.asarray(d["centroids"], np.float64)
+    mids = (cent[1:] + cent[:-1]) / 2
+    f = d["trained"].reshape(-1)
+    kept = np.abs(f) > thr
+    j = np.searchsorted(mids, f)
+    lo = np.where(kept, np.concatenate([[-np.inf], mids])[j], -thr)
+    hi = np.where(kept, np.concatenate([mids, [np.inf]])[j], thr)
+    lo, hi = np.maximum(lo, -1e3), np.minimum(hi, 1e3)
+    if not np.array_equal(np.where(kept, cent.astype(np.float32)[j], 0).reshape(w.shape), w):
+        raise ValueError("the details do not reproduce the tensor")
+
+    def bits(mu, sig):
+        p = _uniform_plus_gauss_cdf(hi - mu, lim, sig) - _uniform_plus_gauss_cdf(lo - mu, lim, sig)
+        # a kept weight's interval may cross the pruned band [-thr, thr]: take that part out
+        inner_lo, inner_hi = np.maximum(lo, -thr), np.minimum(hi, thr)
+        cross = kept & (inner_hi > inner_lo)
+        if cross.any():
+            p = p - np.where(cross, _uniform_plus_gauss_cdf(inner_hi - mu, lim, sig)
+                             - _uniform_plus_gauss_cdf(inner_lo - mu, lim, sig), 0)
+        return float(-np.log2(np.maximum(p, 1e-300)).sum())
+
+    tiny = 1e-6 * lim  # a spread of 0 (no update) as a very narrow Gaussian
+    rows = [{"model": "initial weights i.i.d. uniform + a Gaussian update (2 parameters)",
+             "bytes": bits(np.full(f.size, delta.mean()), max(delta.std(), tiny)) / 8 + 8}]
+    u, sv, vt = np.linalg.svd(delta, full_matrices=False)
+    for r in ranks:
+        mu = (u[:, :r] * sv[:r]) @ vt[:r]
+        side = r * sum(delta.shape) * factor_bits / 8
+        rows.append({"model": f"+ the true update's top-{r} singular vectors at {factor_bits} bits per entry "
+                              f"({side:,.0f} B) (oracle)", "bytes": bits(mu.reshape(-1), max((delta - mu).std(), tiny)) / 8 + side,
+                     "update_energy": float((sv[:r] ** 2).sum() / (sv ** 2).sum())})
+    exact = bits(delta.reshape(-1), tiny)
+    rows.append({"model": "+ the whole true update, free (oracle floor: the initial weights' randomness alone)",
+                 "bytes": exact / 8})
+    return rows
+
 def compressors(raw):
     out = {"gzip-9": len(gzip.compress(raw, 9, mtime=0)), "bz2-9": len(bz2.compress(raw, 9)),
            "xz-9e": len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME))}
     if zstandard is not None:
         out["zstd-19"] = len(zstandard.ZstdCompressor(level=19).compress(raw))
     return out
+
+
+def decode_melem_s(packed, n):
+    """Our C decoder's speed on ``packed`` (n float32 elements): million elements per CPU second, best run."""
+    lib, out = _library(), np.empty(n, np.float32)
+
+    def run():
+        st = lib.dc_decode(packed, len(packed), out.ctypes.data_as(ctypes.c_void_p), out.nbytes)
+        if st:
+            raise RuntimeError(lib.dc_strerror(st))
+
+    return n / best_time(run, 20)[0] / 1e6
 
 
 def tensor_report(name, w, W):
@@ -320,7 +569,7 @@ def tensor_report(name, w, W):
     cols = w.shape[-1]
     rows = gap_rows(f, gap, where, G, W, cols) + per_row_rows(w, G) + empty_column_rows(w, G) \
         + index_rows(f, gap, index, where, K, W, cols) \
-        + mask_rows(w, W) + adaptive_rows(w, W)
+        + mask_rows(w, W) + adaptive_rows(w, W) + rank1_mask_rows(w) + own_histogram_rows(w) + [mixed_mask_row(w, W)] + low_rank_rows(w)
     best_huff = fixed + min(r["huffman_bytes"] for r in rows if r["stream"] == "gap") \
         + min(r["huffman_bytes"] for r in rows if r["stream"] == "index")
     free = fixed + sum(min(r["huffman_free_tables_bytes"] for r in rows
@@ -336,17 +585,76 @@ def tensor_report(name, w, W):
                        for st in ("gap", "index"))
     adaptive = fixed + sum(min(r["entropy_bytes"] for r in rows if r["stream"] == st)
                            for st in ("mask bits, adaptive", "index, adaptive"))
+    strongest, parts = _strongest(rows, fixed)
     out = {"tensor": name, "shape": list(w.shape), "nonzero": int(np.count_nonzero(w)), "entries": len(gap),
            "gap_alphabet": G, "codebook_size": K, "image_width": W, "fixed_bytes": fixed,
            "packed_sparse_bytes": len(plain), "packed_context_bytes": len(ctx), "compressor_bytes": comp,
            "best_compressor": min(comp, key=comp.get), "goal_bytes": 0.75 * best,
            "best_huffman_family_bytes": best_huff, "huffman_free_tables_bound_bytes": free,
            "context_coder_floor_bytes": floor, "static_rans_bytes": rans,
-           "adaptive_coder_bytes": adaptive, "rows": rows}
+           "adaptive_coder_bytes": adaptive, "strongest_model_bytes": strongest,
+           "strongest_model_parts": parts,
+           "packed_decode_melem_s": decode_melem_s(min(plain, ctx, key=len), w.size), "rows": rows}
     for k in ("packed_sparse_bytes", "packed_context_bytes", "best_huffman_family_bytes",
-              "huffman_free_tables_bound_bytes", "context_coder_floor_bytes", "static_rans_bytes", "adaptive_coder_bytes"):
+              "huffman_free_tables_bound_bytes", "context_coder_floor_bytes", "static_rans_bytes", "adaptive_coder_bytes",
+              "strongest_model_bytes"):
         out[k.replace("_bytes", "_vs_best")] = out[k] / best
     return out
+
+
+def _realistic(r):
+    """A row's cost with its model paid for (None if it has none): Huffman or static rANS with the
+    tables, or the code length of an adaptive / side-information-counted model."""
+    if r["stream"].endswith((", adaptive", ", side info counted")):
+        return r["entropy_bytes"]
+    costs = [r[k] for k in ("huffman_bytes", "rans_bytes") if r.get(k) is not None]
+    return min(costs) if costs else None
+
+
+def _strongest(rows, fixed):
+    """(bytes, [(stream, context) of each part]) of the cheapest paid-for model: the cheapest position row
+    plus the cheapest index row, or the cheapest joint row, plus the fixed bytes."""
+    def cheapest(streams):
+        ok = [r for r in rows if r["stream"].split(",")[0] in streams and _realistic(r) is not None]
+        return min(ok, key=_realistic) if ok else None
+
+    pos, idx, joint = cheapest(("gap", "mask bits")), cheapest(("index",)), cheapest(("joint symbol",))
+    split = fixed + _realistic(pos) + _realistic(idx)
+    if joint is not None and fixed + _realistic(joint) < split:
+        return fixed + _realistic(joint), [[joint["stream"], joint["context"]]]
+    return split, [[pos["stream"], pos["context"]], [idx["stream"], idx["context"]]]
+
+
+def peer_blobs(name, w, G):
+    """The byte strings the peer coders see for one tensor: the float32 tensor, its dense index array
+    (one uint8 per element, the background one of the symbols), and §6's gap and index streams as uint8
+    (G capped at 256)."""
+    f = w.reshape(-1)
+    gap, index, _, _ = entries(w, min(G, 256))  # G > 256: more fillers, so that a gap fits a byte
+    if len(np.unique(f)) > 256:
+        raise ValueError(f"{name}: more than 256 distinct values (no uint8 index stream)")
+    return {f"{name}|float32": np.ascontiguousarray(w, np.float32).tobytes(),
+            f"{name}|dense uint8 index": np.unique(f, return_inverse=True)[1].astype(np.uint8).tobytes(),
+            f"{name}|gap stream": gap.astype(np.uint8).tobytes(), f"{name}|index stream": index.astype(np.uint8).tobytes()}
+
+
+def peer_summary(name, report, peers):
+    """Per input (float32; the dense uint8 index + the float32 codebook; the two streams + the codebook)
+    each coder's bytes, and the smallest of all with its ratio to the best of gzip/bz2/xz/zstd."""
+    cb = 4 * (report["codebook_size"] - 1)
+    s = {k.split("|")[1]: v for k, v in peers["sizes"].items() if k.split("|")[0] == name}
+    table = {"float32": dict(s["float32"]),
+             "dense uint8 index + codebook": {c: v + cb for c, v in s["dense uint8 index"].items()},
+             "gap + index streams + codebook": {c: v + s["index stream"][c] + cb for c, v in s["gap stream"].items()}}
+    inp, coder = min(((i, c) for i in table for c in table[i]), key=lambda ic: table[ic[0]][ic[1]])
+    n = report["shape"][0] * report["shape"][1]
+    blobs = {"float32": ["float32"], "dense uint8 index + codebook": ["dense uint8 index"],
+             "gap + index streams + codebook": ["gap stream", "index stream"]}[inp]
+    dec = [peers["decode_seconds"][f"{name}|{b}"].get(coder) for b in blobs]
+    best = {"input": inp, "coder": coder, "bytes": table[inp][coder],
+            "vs_best": table[inp][coder] / min(report["compressor_bytes"].values()),
+            "decode_melem_s": n / sum(dec) / 1e6 if all(dec) else None}
+    return {"bytes": table, "overhead": peers["overhead"], "missing": peers["missing"], "best": best}
 
 
 def _log_report(name, w, r):
@@ -357,13 +665,30 @@ def _log_report(name, w, r):
         f"{r['huffman_free_tables_bound_bytes']:,.0f} B ({r['huffman_free_tables_bound_vs_best']:.3f}x); context-coder "
         f"floor {r['context_coder_floor_bytes']:,.0f} B ({r['context_coder_floor_vs_best']:.3f}x); static rANS "
         f"{r['static_rans_bytes']:,.0f} B ({r['static_rans_vs_best']:.3f}x); adaptive coder "
-        f"{r['adaptive_coder_bytes']:,.0f} B ({r['adaptive_coder_vs_best']:.3f}x)")
+        f"{r['adaptive_coder_bytes']:,.0f} B ({r['adaptive_coder_vs_best']:.3f}x); strongest model "
+        f"{r['strongest_model_bytes']:,.0f} B ({r['strongest_model_vs_best']:.3f}x)")
     for row in r["rows"]:
         hb = "-" if row["huffman_bytes"] is None else f"{row['huffman_bytes']:,.0f}"
         hf = "-" if row["huffman_free_tables_bytes"] is None else f"{row['huffman_free_tables_bytes']:,.0f}"
         rb = "-" if row.get("rans_bytes") is None else f"{row['rans_bytes']:,.0f}"
         log(f"   {row['stream']:<9} | {row['context']:<75} H {row['entropy_bytes']:>8,.0f} B  Huffman {hb} B"
             f" (tables free {hf} B)  static rANS {rb} B")
+
+
+def _add_peers(tensors, reports):
+    from codec_peers import run_peers
+
+    blobs = {}
+    for (name, w), r in zip(tensors, reports):
+        blobs.update(peer_blobs(name, w, r["gap_alphabet"]))
+    peers = run_peers(blobs)
+    for (name, w), r in zip(tensors, reports):
+        r["peers"] = peer_summary(name, r, peers)
+        b = r["peers"]["best"]
+        log(f"{name}: strongest peer {b['coder']} on the {b['input']}: {b['bytes']:,} B ({b['vs_best']:.3f}x); "
+            + "; ".join(f"{i}: " + ", ".join(f"{c} {v:,}" for c, v in t.items()) for i, t in r["peers"]["bytes"].items()))
+    if peers["missing"]:
+        log("not installed (rows missing): " + ", ".join(peers["missing"]))
 
 
 def main(argv=None):
@@ -374,6 +699,9 @@ def main(argv=None):
     ap.add_argument("--bench-tensor", action="store_true",
                     help="also bench_codec.py's tensor: LeNet-300-100's first kernel trained 1 epoch on "
                          "Fashion-MNIST, one-shot pruned to 8 %%, 5-bit k-means, as [in, out] and [out, in]")
+    ap.add_argument("--peers", action="store_true",
+                    help="also context-mixing / PPM coders (zpaq, PPMd, brotli from PyPI in their own venv, made "
+                         "on first use; zpaq / lrzip / 7zz command-line coders when on PATH) on each tensor")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     out = {"tflite": os.path.basename(args.tflite), "machine": machine_info(frameworks=False), "tensors": [],
@@ -381,14 +709,24 @@ def main(argv=None):
     tensors = [(name, w) for name, w in tflite_weights(args.tflite, args.min_elements)
                if w.ndim == 2 and np.count_nonzero(w) <= 0.5 * w.size]
     if args.bench_tensor:
-        w = trained_lenet300_ip1()
-        if w is None:
+        trained = trained_lenet300_ip1(details=True)
+        if trained is None:
             raise SystemExit("--bench-tensor needs keras and Fashion-MNIST (see bench_codec.py)")
-        tensors += [("bench_codec.py ip1 [in, out]", w), ("bench_codec.py ip1 [out, in]", np.ascontiguousarray(w.T))]
+        bench, details = trained
+        tensors += [("bench_codec.py ip1 [in, out]", bench), ("bench_codec.py ip1 [out, in]", np.ascontiguousarray(bench.T))]
     for name, w in tensors:
         r = tensor_report(name, w, args.image_width)
         out["tensors"].append(r)
         _log_report(name, w, r)
+    if args.bench_tensor:  # the [out, in] copy against the stored [in, out] tensor's best compressor too
+        stored, t = out["tensors"][-2:]
+        stored["oracle_rows"] = oracle_rows(bench, details)
+        for r in stored["oracle_rows"]:
+            log(f"   generative model: {r['model']}: {r['bytes']:,.0f} B (+ {stored['fixed_bytes']} fixed)")
+        t["stored_orientation_best_bytes"] = min(stored["compressor_bytes"].values())
+        t["strongest_model_vs_stored_best"] = t["strongest_model_bytes"] / t["stored_orientation_best_bytes"]
+    if args.peers:
+        _add_peers(tensors, out["tensors"])
     if args.json:
         write_json(args.json, out)
 

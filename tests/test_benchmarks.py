@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
 # Scripts added while issue 18 landed that still edit sys.path (their owners' to change: scripts
@@ -212,3 +214,136 @@ def test_zoo_validation_column_names_a_larger_image_split_and_keeps_old_rows():
     assert doc._val_size(old) == "" and doc._val_size({"val_samples": 5000}) == ""
     seq = {"val_source": "10,000 generated sequences, seed 3 (...)", "val_samples": 10000}
     assert doc._val_size(seq) == " (10,000 own-seed validation sequences)"
+
+
+def _run_bench_code(code, timeout=300):
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=BENCH,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([BENCH, ROOT])))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.stdout[-2000:], r.stderr[-3000:])
+
+
+def test_codec_bound_side_info_models_pay_for_their_parameters():
+    """codec_bound.py's issue-19 rows: the enumerative own-histogram cost is exact on a tiny case; each
+    side-information model wins on data with that structure and pays for its parameters on i.i.d. data;
+    the mixing model learns a striped mask; the strongest-model total takes joint rows into account."""
+    code = r'''
+import numpy as np, codec_bound as cb
+from math import log2
+# one row, K = 2 (0.5, 1.0), indices 0, 0, 1: histogram C(4, 1) = 4 -> 2 bits, sequence 3 -> log2 3 bits
+r = cb.own_histogram_rows(np.array([[0.5, 0.5, 1.0]], np.float32))[0]
+assert abs(r["entropy_bytes"] - (2 + log2(3)) / 8) < 1e-9, r
+rng = np.random.default_rng(0)
+iid = ((rng.random((120, 200)) < 0.1) * rng.choice([-1.0, -0.5, 0.5, 1.0], (120, 200))).astype(np.float32)
+h_mask = cb.entropy_bytes((iid != 0).reshape(-1).astype(np.int64))
+rows = {x["context"].split(" (")[0]: x["entropy_bytes"] for x in cb.rank1_mask_rows(iid)}
+assert min(v for k, v in rows.items() if "free" not in k) > h_mask - 5, (rows, h_mask)
+dense = (rng.random((120, 1)) < 0.5) * 0.4 + 0.02  # half the rows dense, half sparse
+rowy = ((rng.random((120, 200)) < dense) * 1.0).astype(np.float32)
+rows = {x["context"].split(" (")[0]: x["entropy_bytes"] for x in cb.rank1_mask_rows(rowy)}
+assert rows["per-row density"] < 0.8 * cb.entropy_bytes((rowy != 0).reshape(-1).astype(np.int64)), rows
+# each row uses its own 2 of 16 values: the row's histogram beats order 0 with the histograms paid
+vals = np.linspace(-1, 1, 16).astype(np.float32)
+own = np.where(rng.random((64, 100)) < 0.3, vals[(np.arange(64)[:, None] % 8) * 2 + rng.integers(0, 2, (64, 100))], 0)
+f = own[own != 0]
+r = cb.own_histogram_rows(own.astype(np.float32))[0]
+assert r["entropy_bytes"] < 0.7 * cb.entropy_bytes(np.unique(f, return_inverse=True)[1]), r
+r = cb.own_histogram_rows(iid)[0]  # i.i.d. indices: the histograms cost more than they save
+assert r["entropy_bytes"] > cb.entropy_bytes(np.unique(iid[iid != 0], return_inverse=True)[1]), r
+stripes = np.tile(np.arange(56) % 4 == 0, (60, 1)).astype(np.float32)  # every 4th column kept
+mix = cb.mixed_mask_row(stripes, 28)["entropy_bytes"]
+assert mix < 0.2 * cb.entropy_bytes((stripes != 0).reshape(-1).astype(np.int64)), mix
+lr = cb.low_rank_rows(np.outer(np.linspace(-1, 1, 60), np.linspace(-1, 1, 80)).round(1).astype(np.float32), ranks=(1,))
+h = cb.entropy_bytes(np.unique(np.outer(np.linspace(-1, 1, 60), np.linspace(-1, 1, 80)).round(1), return_inverse=True)[1])
+assert lr[0]["entropy_bytes"] < 0.8 * h, (lr, h)
+rows = [{"stream": "gap", "huffman_bytes": 10.0, "rans_bytes": 9.0, "entropy_bytes": 1.0},
+        {"stream": "mask bits", "huffman_bytes": None, "entropy_bytes": 2.0},  # a floor: no model cost
+        {"stream": "mask bits, adaptive", "huffman_bytes": None, "entropy_bytes": 8.0},
+        {"stream": "index, side info counted", "huffman_bytes": None, "entropy_bytes": 5.0}]
+assert [cb._realistic(x) for x in rows] == [9.0, None, 8.0, 5.0]
+print("ok")
+'''
+    _run_bench_code(code)
+
+
+def test_codec_bound_peer_summary_adds_the_codebook_and_finds_the_smallest():
+    """codec_bound.peer_summary: inputs without the float values pay the codebook; the smallest coder/input
+    wins; its decode speed comes from the matching blobs; codec_peers.measure lists coders not installed."""
+    code = r'''
+import codec_bound as cb, codec_peers
+rep = {"codebook_size": 5, "shape": [10, 100], "compressor_bytes": {"bz2-9": 200}}
+sz = {"t|float32": {"a": 150, "b": 140}, "t|dense uint8 index": {"a": 130, "b": 125},
+      "t|gap stream": {"a": 60, "b": 70}, "t|index stream": {"a": 50, "b": 45}}
+dec = {k: {"a": 0.001, "b": 0.002} for k in sz}
+s = cb.peer_summary("t", rep, {"sizes": sz, "decode_seconds": dec, "overhead": {}, "missing": ["x"]})
+assert s["bytes"]["dense uint8 index + codebook"] == {"a": 146, "b": 141}, s
+assert s["bytes"]["gap + index streams + codebook"] == {"a": 126, "b": 131}, s
+b = s["best"]
+assert (b["input"], b["coder"], b["bytes"]) == ("gap + index streams + codebook", "a", 126), b
+assert abs(b["vs_best"] - 0.63) < 1e-9 and abs(b["decode_melem_s"] - 1000 / 0.002 / 1e6) < 1e-9, b
+m = codec_peers.measure({"x": b"abc" * 50})  # every coder is either measured or listed as missing
+fam = {"zpaq (PyPI)": "zpaq -m", "pyppmd (PyPI)": "PPMd", "brotli (PyPI)": "brotli"}
+fam.update({k: k for k in codec_peers.CLI})
+for miss, prefix in fam.items():
+    assert any(n.startswith(miss) for n in m["missing"]) != any(k.startswith(prefix) for k in m["sizes"]["x"]), (miss, m)
+print("ok")
+'''
+    _run_bench_code(code)
+
+
+@pytest.mark.slow
+def test_codec_peers_venv_measures_every_python_coder():
+    """codec_peers.run_peers makes its venv (PyPI once) and every in-memory coder round-trips and sizes
+    a structured input below its raw length."""
+    code = r'''
+import codec_peers
+raw = bytes(range(256)) * 64
+r = codec_peers.run_peers({"t": raw})
+sizes = r["sizes"]["t"]
+assert not [m for m in r["missing"] if "PyPI" in m], r["missing"]
+assert {"zpaq -m5", "PPMd var.H order 2", "brotli -q 11 -w 24"} <= set(sizes), sizes
+assert all(0 < v < len(raw) // 4 for v in sizes.values()), sizes
+print("ok")
+'''
+    _run_bench_code(code, timeout=900)
+
+
+def test_codec_bound_oracle_rows_exact_on_a_known_process():
+    """codec_bound.oracle_rows: with no training update, the 'whole update free' code length is exactly
+    -log2(interval length / 2L) summed over the elements; with a large update the update-aware rows beat
+    the update-blind one; a tensor the details do not reproduce is refused."""
+    code = r'''
+import numpy as np, codec_bound as cb
+from bench_codec import kmeans_linear_1d
+rng = np.random.default_rng(1)
+lim = 0.1
+w0 = rng.uniform(-lim, lim, (40, 60))
+def details(trained):
+    thr = float(np.quantile(np.abs(trained), 0.9))
+    keep = np.abs(trained) > thr
+    out = np.zeros(trained.shape, np.float32)
+    out[keep], cent = kmeans_linear_1d(trained[keep], 8, centroids=True)
+    return out, {"init": w0, "trained": trained, "threshold": thr, "centroids": cent, "init_limit": lim}
+w, d = details(w0.copy())
+rows = cb.oracle_rows(w, d, ranks=(1,))
+mids = (d["centroids"][1:] + d["centroids"][:-1]) / 2
+edges = np.concatenate([[-lim], mids, [lim]])
+f = w0.reshape(-1)
+kept = np.abs(f) > d["threshold"]
+j = np.searchsorted(mids, f)
+length = np.where(kept, np.minimum(edges[j + 1], lim) - np.maximum(edges[j], -lim), 2 * d["threshold"])
+length = length - np.where(kept, np.clip(np.minimum(edges[j + 1], d["threshold"]) - np.maximum(edges[j], -d["threshold"]), 0, None), 0)
+want = -np.log2(length / (2 * lim)).sum() / 8
+assert abs(rows[-1]["bytes"] - want) < 0.01 * want, (rows[-1], want)
+trend = np.outer(np.linspace(-1, 1, 40), np.linspace(-1, 1, 60)) * 0.2  # a rank-1 update
+w, d = details(w0 + trend)
+rows = cb.oracle_rows(w, d, ranks=(1,))
+assert rows[1]["bytes"] < 0.9 * rows[0]["bytes"] and rows[1]["update_energy"] > 0.99, rows
+d["threshold"] *= 1.1
+try:
+    cb.oracle_rows(w, d)
+    raise SystemExit("not refused")
+except ValueError as e:
+    assert "reproduce" in str(e)
+print("ok")
+'''
+    _run_bench_code(code)
