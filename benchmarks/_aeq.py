@@ -4,35 +4,21 @@ environment), used by benchmarks/bench_quantized.py and tests/test_litert_files.
 ``quantize(float_bytes, calib, recipes)`` creates ``~/.cache/dc_keras/venvs/ai-edge-quantizer-0.10.0``
 on first use (pip from PyPI, ~20 s; reused afterwards) and runs ``tests/_aeq_child.py`` there.
 """
-import fcntl
 import os
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
 
+from _venv import cached_venv
+
 AEQ_VERSION = "0.10.0"
-VENV = os.path.join(os.path.expanduser("~/.cache/dc_keras/venvs"), f"ai-edge-quantizer-{AEQ_VERSION}")
 CHILD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "_aeq_child.py")
 
 
 def venv_python():
     """The venv's python, created once under a lock; RuntimeError with pip's output if it cannot be."""
-    py = os.path.join(VENV, "bin", "python")
-    os.makedirs(os.path.dirname(VENV), exist_ok=True)
-    with open(VENV + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(os.path.join(VENV, ".complete")):
-            for cmd in ([sys.executable, "-m", "venv", "--clear", VENV],
-                        [py, "-m", "pip", "install", "-q", f"ai-edge-quantizer=={AEQ_VERSION}"]):
-                r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-                if r.returncode != 0:
-                    raise RuntimeError(f"could not create the ai-edge-quantizer venv at {VENV} ({' '.join(cmd)}):\n"
-                                       f"{r.stdout[-2000:]}{r.stderr[-2000:]}\nIt needs PyPI access once "
-                                       "(the venv is reused afterwards).")
-            open(os.path.join(VENV, ".complete"), "w").close()
-    return py
+    return cached_venv(f"ai-edge-quantizer-{AEQ_VERSION}", [f"ai-edge-quantizer=={AEQ_VERSION}"], "ai-edge-quantizer")
 
 
 def quantize(float_bytes, calib, recipes):

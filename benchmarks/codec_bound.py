@@ -391,7 +391,7 @@ def own_histogram_rows(w):
     uniq, idx = np.unique(f[pos].view(np.uint32), return_inverse=True)
     k = len(uniq)
     rows = []
-    for axis, (unit, what) in enumerate(((pos // w2.shape[1], "row"), (pos % w2.shape[1], "column"))):
+    for unit, what in ((pos // w2.shape[1], "row"), (pos % w2.shape[1], "column")):
         side = code = 0.0
         for u in np.unique(unit):
             c = np.bincount(idx[unit == u], minlength=k)
@@ -682,7 +682,7 @@ def _add_peers(tensors, reports):
     for (name, w), r in zip(tensors, reports):
         blobs.update(peer_blobs(name, w, r["gap_alphabet"]))
     peers = run_peers(blobs)
-    for (name, w), r in zip(tensors, reports):
+    for (name, _w), r in zip(tensors, reports):
         r["peers"] = peer_summary(name, r, peers)
         b = r["peers"]["best"]
         log(f"{name}: strongest peer {b['coder']} on the {b['input']}: {b['bytes']:,} B ({b['vs_best']:.3f}x); "

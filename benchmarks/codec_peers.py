@@ -12,7 +12,6 @@ Output: {"sizes": {name: {coder: bytes}}, "overhead": {coder: bytes of a 1-byte 
 "seconds" / "decode_seconds": {name: {coder: encode / decode CPU s}}, "missing": [coders not installed]}. Container overhead
 (archive headers, the coder's model description) is in every size; "overhead" shows how much.
 """
-import fcntl
 import json
 import os
 import shutil
@@ -23,27 +22,15 @@ import time
 
 import numpy as np
 
+from _venv import cached_venv
+
 PPMD_ORDERS = (2, 4, 8, 16)
 PACKAGES = ("pyppmd==1.3.1", "brotli==1.2.1", "zpaq==0.3.7", "numpy")
-VENV = os.path.join(os.path.expanduser("~/.cache/dc_keras/venvs"), "codec_peers")
 
 
 def venv_python():
     """The peers venv's python, created once under a lock (pip from PyPI, ~20 s; reused afterwards)."""
-    py = os.path.join(VENV, "bin", "python")
-    os.makedirs(os.path.dirname(VENV), exist_ok=True)
-    with open(VENV + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(os.path.join(VENV, ".complete")):
-            for cmd in ([sys.executable, "-m", "venv", "--clear", VENV],
-                        [py, "-m", "pip", "install", "-q", *PACKAGES]):
-                r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-                if r.returncode != 0:
-                    raise RuntimeError(f"could not create the codec peers venv at {VENV} ({' '.join(cmd)}):\n"
-                                       f"{r.stdout[-2000:]}{r.stderr[-2000:]}\nIt needs PyPI access once "
-                                       "(the venv is reused afterwards).")
-            open(os.path.join(VENV, ".complete"), "w").close()
-    return py
+    return cached_venv("codec_peers", PACKAGES, "codec peers")
 
 
 def run_peers(blobs):

@@ -96,6 +96,34 @@ def flatten_layers(layer, include_self=False):
     return list(layer._flatten_layers(include_self=include_self, recursive=True))
 
 
+def untrack_variables(layer, variables):
+    """Remove ``variables`` from ``layer``'s tracked variables (its ``weights`` and, on JAX, the
+    state ``fit()`` passes into and out of the compiled step); their values stay.
+
+    Why private: Keras 3 has no public way to stop tracking a variable; ``Layer._untrack_variable``
+    is what Keras itself uses (e.g. for a layer's seed generator). dc_keras takes a pruned layer's
+    step counter and thresholds out of the JAX training step this way for the length of a
+    ``fit()`` (the step does not use them) and puts them back with :func:`track_variables`.
+    Tested: Keras 3.15 (JAX, TensorFlow, torch backends).
+    """
+    for variable in variables:
+        layer._untrack_variable(variable)
+
+
+def track_variables(layer, variables):
+    """Track ``variables`` on ``layer`` again, in this order, after its other variables of the same
+    kind (trainable / non-trainable). Why private: see :func:`untrack_variables`
+    (``Layer._track_variable``; the tracker is locked once the layer is built)."""
+    locked = layer._tracker.locked
+    layer._tracker.unlock()
+    try:
+        for variable in variables:
+            layer._track_variable(variable)
+    finally:
+        if locked:
+            layer._tracker.lock()
+
+
 # ---------------------------------------------------------------------------------------------
 # export: per-tensor weight quantization in TFLite's converter (owner: export/pack, issue 15)
 #

@@ -261,3 +261,38 @@ def test_readme_example_unchanged_on_backend(backend, tmp_path):
     res = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
     assert res["backend"] == backend and res["bytes"] > 0
     assert (tmp_path / "model.tflite").read_bytes()[4:8] == b"TFL3"
+
+
+def test_fit_counts_steps_and_saves_them_whatever_the_callback_order(tmp_path):
+    # JAX: the compiled step carries no step counter or threshold (PruningCallback counts on the
+    # host); on every backend the counter is exact at each epoch end, also in a checkpoint written
+    # by a callback that runs before PruningCallback, and model.weights is the same after fit().
+    pruned = _compile(dc_keras.prune(mlp(), PolynomialDecay(0.2, 0.75, begin_step=0, end_step=10, frequency=3)),
+                      False, 1)
+    names = [v.path for v in pruned.weights]
+    seen = []
+
+    class Save(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if BACKEND == "jax" and batch == 1:  # inside the epoch: out of fit()'s carried state
+                carried = {id(v) for v in self.model.non_trainable_variables}
+                seen.append([id(w.pruning_step) in carried for w in self.model.layers
+                             if isinstance(w, dc_keras.train.PruneWrapper)])
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.save_weights(str(tmp_path / f"e{epoch}.weights.h5"))
+
+    pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[Save(), dc_keras.PruningCallback()])
+    assert [v.path for v in pruned.weights] == names
+    if BACKEND == "jax":
+        assert seen == [[False, False]] * 2
+    for epoch, steps in ((0, 8), (1, 16)):
+        fresh = _compile(dc_keras.prune(mlp(), PolynomialDecay(0.2, 0.75, begin_step=0, end_step=10, frequency=3)),
+                         False, 1)
+        fresh.load_weights(str(tmp_path / f"e{epoch}.weights.h5"))
+        assert [int(keras.ops.convert_to_numpy(layer.pruning_step)) for layer, _, _ in _masks(fresh)] == [steps] * 2
+    for (layer, w, mask), (other, w2, mask2) in zip(_masks(pruned), _masks(fresh)):
+        np.testing.assert_array_equal(w, w2)
+        np.testing.assert_array_equal(mask, mask2)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer._thresholds[0]),
+                                      keras.ops.convert_to_numpy(other._thresholds[0]))

@@ -97,3 +97,25 @@ def test_converter_per_tensor_gives_one_scale_per_weight_tensor():
 
     assert scales(False) == [6]  # the converter's default: per channel
     assert scales(True) == [1]
+
+
+# ---- training side: variables kept out of JAX fit()'s compiled step (issue 16) ----------------
+def test_untrack_and_track_variables_keep_values_and_order():
+    class Extra(keras.layers.Dense):
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.a = self.add_weight(name="a", shape=(), initializer="ones", trainable=False)
+            self.b = self.add_weight(name="b", shape=(2,), initializer="zeros", trainable=False)
+
+    layer = Extra(3)
+    model = keras.Sequential([keras.Input((2,)), layer])  # built: its tracker is locked
+    a, b = layer.a, layer.b
+    _compat.untrack_variables(layer, [a])
+    assert [v.name for v in layer.non_trainable_variables] == ["b"]
+    assert all(v is not a for v in model.weights) and len(model.weights) == 3
+    assert float(keras.ops.convert_to_numpy(a)) == 1.0  # the value stays
+    _compat.untrack_variables(layer, [b])
+    _compat.track_variables(layer, [a, b])  # back, in this order
+    assert [v.name for v in layer.non_trainable_variables] == ["a", "b"]
+    assert [v.name for v in model.weights] == ["kernel", "bias", "a", "b"]
+    assert layer._tracker.locked

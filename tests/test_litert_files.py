@@ -10,6 +10,7 @@ and keeps the main environment free of a second TFLite runtime. If the venv cann
 helper is benchmarks/_aeq.py (shared with benchmarks/bench_quantized.py).
 """
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -27,9 +28,14 @@ def _aeq():
     """benchmarks/_aeq.py (venv creation + quantizer run), loaded by path."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_dc_keras_aeq", os.path.join(HERE, "..", "benchmarks", "_aeq.py"))
+    bench = os.path.join(HERE, "..", "benchmarks")
+    spec = importlib.util.spec_from_file_location("_dc_keras_aeq", os.path.join(bench, "_aeq.py"))
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.path.insert(0, bench)  # as when run as `python benchmarks/X.py` (it imports _venv)
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(bench)
     return mod
 
 

@@ -10,7 +10,10 @@ the start of ``fit()``), so the forward pass reads them as they are, bit for bit
 the plain model's. The pruned weights then get a gradient, which the constraint discards (the
 optimizer's own state for them is never used); with an optimizer that clips by norm, and in a
 custom training loop, the forward pass feeds ``weight * mask`` instead, so a pruned weight gets
-exactly zero gradient. Each training step advances the step counter.
+exactly zero gradient. Each training step advances the step counter; in a JAX ``fit()`` of known
+length PruningCallback counts the steps on the host instead and takes the counter and the
+thresholds out of the variables Keras carries through the compiled step (they are written back at
+every epoch end and before any save), so the JAX step carries nothing but the masks.
 
 When the masks change: inside ``fit()``, :class:`PruningCallback` recomputes them on the host
 (numpy) in ``on_train_batch_begin`` of every step the schedule names, and zeroes the newly pruned
@@ -31,6 +34,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from dc_keras import _compat
 from dc_keras.train import _base, summaries
 from dc_keras.train import report as _report
 from dc_keras.train.schedules import PruningSchedule
@@ -126,7 +130,11 @@ class PruneWrapper(_base.CompressionWrapper):
         self._trace_failed = False
         self._host_updates = False  # masks updated by PruningCallback between steps (inside fit)
         self._fold = False  # host updates and the forward pass reads the stored (masked) weights
+        self._count_on_host = False  # JAX fit(): PruningCallback counts the steps (see _set_host_state)
+        self._host_state = False  # pruning_step and thresholds are out of the variables fit() passes around
         self._traced_host = None  # mode the last traced training step used (None: not traced)
+        self._traced_count = False  # ... and whether it left the step counting to the callback
+        self._untracked("_host_steps", None)  # PruningCallback's writer of the counters (JAX fit())
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
         self._untracked("_last_update", None)  # JAX: (step, input arrays, assigned values)
@@ -258,7 +266,7 @@ class PruneWrapper(_base.CompressionWrapper):
             rank = np.argsort(np.argsort(moved.reshape(-1, n), axis=-1, kind="stable"), axis=-1, kind="stable")
             keep = (rank >= n - m).reshape(moved.shape)
             return np.moveaxis(keep, -1, axis).astype(mask.dtype), threshold
-        a32 = w_abs.astype(np.float32)
+        a32 = w_abs.astype(np.float32, copy=False)
         if self.schedule.kind == "threshold":
             signed = (w * mask).astype(np.float32)
             alive = (w_abs != 0).astype(np.float32)
@@ -280,8 +288,10 @@ class PruneWrapper(_base.CompressionWrapper):
             self._trace_failed = True
             raise RuntimeError(_NO_CALLBACK.format(name=self.name))
         self._traced_host = (self._host_updates, self._fold)
+        self._traced_count = self._count_on_host
         pairs = self._masked_host() if self._host_updates else self._masked_in_step()
-        self.pruning_step.assign_add(1)
+        if not self._count_on_host:
+            self.pruning_step.assign_add(1)
         return pairs
 
     def _use_mask(self, var, m):
@@ -308,8 +318,14 @@ class PruneWrapper(_base.CompressionWrapper):
                 for (_n, var, _a), mask in zip(self._targets, self._masks)]
 
     def _zero_pruned(self):
-        """Host side: make the stored weights hold the mask (``w = w * mask``) where they do not
-        (e.g. weights set by hand since the last update)."""
+        """Make the stored weights hold the mask (``w = w * mask``) where they do not (e.g. weights
+        set by hand since the last update). On single-process JAX the product is assigned as it is
+        (bit for bit what the host check writes, and nothing where the weights already hold the
+        mask): an asynchronous device op, so fit() starts without waiting for a copy to the host."""
+        if _STATELESS_OPTIMIZER and all(_fully_addressable(var) for _n, var, _a in self._targets):
+            for (_n, var, _a), mask in zip(self._targets, self._masks):
+                var.assign(var * ops.cast(mask, var.dtype))
+            return
         for (_n, var, _a), mask in zip(self._targets, self._masks):
             w, m = ops.convert_to_numpy(var), ops.convert_to_numpy(mask)
             if np.any(w[m == 0] != 0):
@@ -340,6 +356,53 @@ class PruneWrapper(_base.CompressionWrapper):
                 threshold.assign(t_new)
             pairs.append(self._use_mask(var, m_new))
         return pairs
+
+    # -- state kept out of the compiled step (JAX fit) ---------------------------------------------
+    def _ordered_state(self):
+        """The wrapper's own variables in their saved order: ``pruning_step``, then the mask and the
+        threshold of each pruned weight (the order ``build`` creates them in; files depend on it)."""
+        return [self.pruning_step] + [v for pair in zip(self._masks, self._thresholds) for v in pair]
+
+    def _set_host_state(self, host):
+        """JAX ``fit()`` passes every model variable into and out of its compiled step. With
+        ``host=True`` the step counter and the thresholds leave that set (the step neither reads
+        nor changes them: PruningCallback counts the steps and updates the thresholds between
+        steps); ``host=False`` puts them back, in their original order, for custom training loops
+        (``stateless_call``) and everything else. Saving and loading use :meth:`_ordered_state`
+        either way."""
+        if not self.built or bool(host) == self._host_state:
+            return
+        aside = [self.pruning_step] + list(self._thresholds)
+        if host:
+            _compat.untrack_variables(self, aside)
+        else:
+            _compat.untrack_variables(self, list(self._masks))
+            _compat.track_variables(self, self._ordered_state())
+        self._host_state = bool(host)
+
+    def save_own_variables(self, store):
+        """Keras saving (``.keras``, ``.weights.h5``, checkpoints): the variables of
+        :meth:`_ordered_state`, with the step counter PruningCallback keeps during a JAX fit()."""
+        if not self.built:
+            return super().save_own_variables(store)
+        if self._host_steps is not None:
+            self._host_steps()
+        for i, var in enumerate(self._ordered_state()):
+            store[f"{i}"] = var
+
+    def load_own_variables(self, store):
+        """Keras loading: the variables of :meth:`_ordered_state` (files of every dc_keras version)."""
+        if not self.built:
+            return super().load_own_variables(store)
+        ordered = self._ordered_state()
+        if len(store.keys()) != len(ordered):
+            raise ValueError(
+                f"Layer {self.name!r} expects {len(ordered)} variables (pruning_step, then a mask and a "
+                f"threshold per pruned weight) but the file holds {len(store.keys())}: it was saved from "
+                "a different model. Load it into the model it was saved from."
+            )
+        for i, var in enumerate(ordered):
+            var.assign(store[f"{i}"])
 
     # -- reporting -------------------------------------------------------------------------------
     def sparsity(self):
@@ -386,6 +449,20 @@ def _assign_host(variable, value):
             value = np.asarray(value, dtype=variable.dtype)
             value = jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
     variable.assign(value)
+
+
+def _fully_addressable(variable):
+    sharding = getattr(variable.value, "sharding", None)
+    return sharding is None or sharding.is_fully_addressable
+
+
+def _optimizer_steps(optimizer):
+    """``optimizer.iterations`` as an int when it counts every training step (not with gradient
+    accumulation or a loss-scale wrapper, which skips steps), else None."""
+    if optimizer is None or getattr(optimizer, "inner_optimizer", None) is not None or \
+            getattr(optimizer, "gradient_accumulation_steps", None) or not optimizer.built:
+        return None
+    return int(ops.convert_to_numpy(optimizer.iterations))
 
 
 def _clips_by_norm(optimizer):
@@ -498,7 +575,8 @@ class PruningCallback(keras.callbacks.Callback):
     within this ``fit()``.
 
     The step counter advances inside the traced training step (one per batch, also with
-    ``steps_per_execution > 1``) and is saved with the model, so a reloaded model (or
+    ``steps_per_execution > 1``; in a JAX ``fit()`` of known length this callback counts instead, see
+    the module docs) and is saved with the model, so a reloaded model (or
     ``keras.callbacks.BackupAndRestore``) resumes its schedule. With ``steps_per_execution = n``
     mask updates happen at execution boundaries (the start of the execution holding the scheduled
     step). Tracing a training step of a pruned layer without the callback raises an error; a later
@@ -521,6 +599,8 @@ class PruningCallback(keras.callbacks.Callback):
         self.log_dir = None if log_dir is None else self._log.log_dir
         self._host = False
         self._due, self._spe = None, 1
+        self._batch = None  # first batch of the execution running now (JAX fit(): the step count)
+        self._epoch_iterations = None  # the optimizer's step count at the start of the epoch
         if self._log is not None:
             # A batch-end hook only when logging: Keras dispatches callbacks without one
             # asynchronously (on_train_batch_begin does not change that).
@@ -538,6 +618,9 @@ class PruningCallback(keras.callbacks.Callback):
             self._bases = [self._step_of(w) for w in wrappers]
             self._next = [w.schedule.next_update(b) for w, b in zip(wrappers, self._bases)]
             self._spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
+            self._batch = None
+            self._epoch_iterations = _optimizer_steps(getattr(self.model, "optimizer", None)) \
+                if self._wrappers_cache and self._wrappers_cache[0]._count_on_host else None
             self._set_due()
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -546,6 +629,7 @@ class PruningCallback(keras.callbacks.Callback):
         The steps ``batch .. batch + steps_per_execution - 1`` run as one call, so an update the
         schedule puts inside it is applied at its start (with that update's sparsity).
         """
+        self._batch = batch
         if not self._host or self._due is None or int(batch) + self._spe <= self._due:
             return  # no update is due in this execution (the usual case): no per-batch work
         spe = self._spe
@@ -563,6 +647,24 @@ class PruningCallback(keras.callbacks.Callback):
             wrapper.update_masks(found[0])
             self._next[i] = wrapper.schedule.next_update(first + count)
         self._set_due()
+
+    def _write_steps(self, epoch_end=False):
+        """JAX fit(): set each wrapper's ``pruning_step`` to the steps it has trained (the compiled
+        step does not count them; an execution counts from its start: at its end, where Keras saves
+        and logs, that is exact). An epoch that ends short of ``steps`` without ``stop_training``
+        ran out of data, and Keras may have called the batch hook once more without a batch: the
+        optimizer's step count, when it counts every step, says how many ran."""
+        if not self._host or self._batch is None:
+            return
+        steps = int((self.params or {}).get("steps") or 0)
+        done = min(int(self._batch) + self._spe, steps)
+        if epoch_end and done < steps and not getattr(self.model, "stop_training", False):
+            ran = _optimizer_steps(getattr(self.model, "optimizer", None))
+            if ran is not None and self._epoch_iterations is not None:
+                done = min(done, ran - self._epoch_iterations)
+        for wrapper, base in zip(self._wrappers_cache, self._bases):
+            if wrapper._count_on_host:
+                _assign_host(wrapper.pruning_step, np.asarray(base + done, dtype=wrapper.pruning_step.dtype))
 
     def _set_due(self):
         """First batch index of this epoch at which some wrapper's next mask update falls."""
@@ -587,12 +689,20 @@ class PruningCallback(keras.callbacks.Callback):
         self._host = bool(self.params) and "epochs" in self.params and all(w.built for w in wrappers)
         self._wrappers_cache = wrappers
         fold = self._host and not _clips_by_norm(getattr(self.model, "optimizer", None))
+        # JAX fit() of known length: the step counters and thresholds stay out of the compiled step
+        # (fewer variables carried through it, no counter update in it); this callback counts.
+        lean = self._host and _STATELESS_OPTIMIZER and bool((self.params or {}).get("steps"))
         retrace = False
         for wrapper in wrappers:
             wrapper._armed = True
             wrapper._host_updates = self._host
             wrapper._fold = fold
-            retrace = retrace or wrapper._trace_failed or wrapper._traced_host not in (None, (self._host, fold))
+            wrapper._count_on_host = lean
+            wrapper._set_host_state(lean)
+            wrapper._untracked("_host_steps", self._write_steps if lean else None)
+            stale = wrapper._traced_host not in (None, (self._host, fold)) or \
+                (wrapper._traced_host is not None and wrapper._traced_count != lean)
+            retrace = retrace or wrapper._trace_failed or stale
             if fold:
                 wrapper._zero_pruned()
         self._start_steps = [self._step_of(w) for w in wrappers]
@@ -636,7 +746,10 @@ class PruningCallback(keras.callbacks.Callback):
             return
         self._verified = True
         wrappers = self._wrappers()
-        stuck = [w.name for w, start in zip(wrappers, self._start_steps) if self._step_of(w) == start]
+        # A step counted on the host proves nothing: there, the traced step must have run the
+        # wrapper in training mode (which records the mode it was traced for).
+        stuck = [w.name for w, start in zip(wrappers, self._start_steps)
+                 if (w._traced_host is None if w._count_on_host else self._step_of(w) == start)]
         if stuck:
             raise RuntimeError(
                 f"Pruned layer(s) {stuck} were not called in training mode during training, so they "
@@ -645,6 +758,7 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     def on_train_end(self, logs=None):
+        self._write_steps(epoch_end=True)
         self._disarm()
         self._verify_progress()
 
@@ -652,6 +766,8 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper in self._wrappers():
             wrapper._armed = False
             wrapper._forget_live_masks()
+            wrapper._untracked("_host_steps", None)
+            wrapper._set_host_state(False)
         if self._log is not None:
             self._log.close()
 
@@ -664,6 +780,7 @@ class PruningCallback(keras.callbacks.Callback):
         return result
 
     def on_epoch_end(self, epoch, logs=None):
+        self._write_steps(epoch_end=True)
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             self._disarm()

@@ -85,8 +85,8 @@ DC_API dc_arena* dc_arena_new_lazy(size_t size);
  * ordinary memory (dc_arena_drop works again).  Returns NULL (having done the whole fill in the
  * calling thread) if no helper thread starts.  A non-lazy arena is filled by plain decodes. */
 typedef struct dc_fill dc_fill;
-DC_API dc_fill* dc_arena_fill(dc_arena* a, dc_decode_job* jobs, const size_t* span,
-                              int* filled, size_t num_jobs, int threads);
+DC_API dc_fill* dc_arena_fill(dc_arena* a, dc_decode_job* jobs, const size_t* span, int* filled,
+                              size_t num_jobs, int threads);
 DC_API void dc_arena_fill_join(dc_fill* f);
 
 /* Runs fn(arg) on a helper thread while the caller goes on (e.g. the compact-form build maps its

@@ -303,8 +303,8 @@ DC_API dc_arena* dc_arena_new_lazy(size_t size) {
   int fd = uffd_open();
   if (fd < 0) return NULL;
   dc_arena* a = (dc_arena*)calloc(1, sizeof *a);
-  void* m = a ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-              : MAP_FAILED;
+  void* m =
+      a ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
   struct uffdio_register reg;
   memset(&reg, 0, sizeof reg);
   reg.range.start = (uintptr_t)m;
@@ -378,11 +378,12 @@ static void* fill_worker(void* arg) {
 #if DC_UFFD
     if (broken) continue;
     if (!stage) {
-      void* m = mmap(NULL, p->stage_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+      void* m =
+          mmap(NULL, p->stage_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       stage = m == MAP_FAILED ? NULL : (uint8_t*)m;
 #ifdef MADV_HUGEPAGE
-      if (stage && p->stage_size >= DC_HUGE_PAGE) (void)madvise(stage, p->stage_size, MADV_HUGEPAGE);
+      if (stage && p->stage_size >= DC_HUGE_PAGE)
+        (void)madvise(stage, p->stage_size, MADV_HUGEPAGE);
 #endif
     }
     if (stage) {

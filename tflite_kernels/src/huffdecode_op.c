@@ -369,7 +369,8 @@ typedef struct DcDelegateS {
   char error[512];    /* first decode error, reported by the kernel */
   int decode_threads; /* option decode_threads: 0 = all CPUs (dc_decode_threads), 1 = serial */
   int decode_async;   /* option decode_async (default 1): decode_lazily where available */
-  size_t async_tensors; /* tensors decode_lazily handed to a helper (DcKerasHuffDecodeDelegateAsync) */
+  size_t
+      async_tensors; /* tensors decode_lazily handed to a helper (DcKerasHuffDecodeDelegateAsync) */
   struct LazyFill* lazy; /* decode_lazily's fill, joined by join_lazy */
 } DcDelegate;
 
@@ -1466,8 +1467,8 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
     const size_t j = order[i], span = (sizes[j] + page - 1) / page * page;
     TfLiteNode* node = pn[node_of[j]].node;
     void* block = NULL;
-    int r = delegate_stage_node(context, d, node, base + off, 0, &f->jobs[s], &block, msg,
-                                sizeof msg);
+    int r =
+        delegate_stage_node(context, d, node, base + off, 0, &f->jobs[s], &block, msg, sizeof msg);
     off += span;
     if (r == 0) remember_error(d, msg);
     if (r != 1) continue;
@@ -1538,7 +1539,7 @@ static int decode_nodes(TfLiteContext* context, DcDelegate* d, const PlanNode* p
   }
   const size_t all = m;
   m = decode_lazily(context, d, pn, n, node_of, sizes, m); /* those left to decode here */
-  for (size_t j = 0; j < m; ++j) { /* their place in one arena */
+  for (size_t j = 0; j < m; ++j) {                         /* their place in one arena */
     offset[j] = total;
     total += (sizes[j] + kDecodedAlignment - 1) & ~(size_t)(kDecodedAlignment - 1);
   }
@@ -1548,8 +1549,8 @@ static int decode_nodes(TfLiteContext* context, DcDelegate* d, const PlanNode* p
   uint8_t* base = arena >= 0 ? dc_arena_base(mem) : NULL;
   size_t staged = 0;
   for (size_t j = 0; j < m; ++j) {
-    int r = delegate_stage_node(context, d, pn[node_of[j]].node, base ? base + offset[j] : NULL,
-                                1, &jobs[staged], &blocks[staged], msg, sizeof msg);
+    int r = delegate_stage_node(context, d, pn[node_of[j]].node, base ? base + offset[j] : NULL, 1,
+                                &jobs[staged], &blocks[staged], msg, sizeof msg);
     if (r == 0) remember_error(d, msg);
     if (r == 1) node_of[staged++] = node_of[j];
   }
