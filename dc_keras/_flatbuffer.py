@@ -108,12 +108,17 @@ def _check_vector(n: int, elem_size: int, size: int, what: str) -> None:
         raise _malformed(f"{what} declares {n} entries, more than the file can hold")
 
 
+def buffer_data_end(buf) -> int:
+    """Offset just past a ``schema.Buffer``'s data vector in the file (0 when it has none)."""
+    o = buf._tab.Offset(4)  # Buffer.data
+    return buf._tab.Vector(o) + buf._tab.VectorLen(o) if o else 0
+
+
 def _check_data_end(buf, i: int, size: int) -> None:
     """Buffer data must end inside the file: ``pack`` puts the packed data last (FORMAT.md §15),
     so a file cut in its last bytes has every table intact and only this shows the cut."""
-    o = buf._tab.Offset(4)  # Buffer.data
-    if o:
-        end = buf._tab.Vector(o) + buf._tab.VectorLen(o)
+    end = buffer_data_end(buf)
+    if end:
         if end > size:
             raise _malformed(f"buffer {i}'s data runs past the end of the file (to byte {end:,} of a "
                              f"{size:,}-byte file)")

@@ -289,12 +289,30 @@ def test_bad_model_path_names_the_file_and_the_fix(tmp_path, backend):
     with pytest.raises(ValueError, match=r"model_content: not a \.tflite model"):
         runtime.Interpreter(model_content=b"this is not a model at all", backend=backend)
     good = export.pack(em.tflite("dense", None))
-    tail = range(len(good) - 64, len(good), 4)  # the last bytes too: TF's loader alone accepts those
-    for n in list(range(16, len(good), max(1, len(good) // 23))) + list(tail):  # each named, with the fix
+    end = _last_referenced_byte(good)  # the packed data end the file, then alignment padding
+    assert len(good) - 16 < end <= len(good), (end, len(good))
+    tail = list(range(len(good) - 64, end))  # the last bytes too: TF's loader alone accepts those
+    for n in list(range(16, end, max(1, len(good) // 23))) + tail:  # each named, with the fix
         bad.write_bytes(good[:n])
-        with pytest.raises(ValueError) as e:
+        try:
             runtime.Interpreter(model_path=str(bad), backend=backend)
-        assert str(e.value).startswith(f"{bad}: ") and fb.CORRUPT_FIX in str(e.value), (n, e.value)
+        except ValueError as e:
+            assert str(e).startswith(f"{bad}: ") and fb.CORRUPT_FIX in str(e), (n, e)
+        else:
+            pytest.fail(f"a file cut to {n} of {len(good)} bytes (data end at {end}) loaded")
+    x = em.inputs("dense", 2)
+    want = em.run(runtime.Interpreter(model_content=good, backend=backend), x)
+    for n in range(end, len(good)):  # only padding cut: the model is whole and runs as before
+        bad.write_bytes(good[:n])
+        np.testing.assert_array_equal(em.run(runtime.Interpreter(model_path=str(bad), backend=backend), x), want)
+
+
+def _last_referenced_byte(model):
+    """End of the last buffer's data in ``model`` (bytes after it are alignment padding)."""
+    from dc_keras._flatbuffer import buffer_data_end, schema
+
+    m = schema.Model.GetRootAsModel(model, 0)
+    return max(buffer_data_end(m.Buffers(i)) for i in range(m.BuffersLength()))
 
 
 def test_runtime_load_errors_get_the_file_name_and_the_fix():
