@@ -52,14 +52,20 @@ class _AlignedBufferT(schema.BufferT):
 
     ALIGN = BUFFER_ALIGNMENT
 
+    def _write_data(self, builder):
+        """Writes the data vector (``ALIGN``-aligned); its offset, or None when there is no data."""
+        if self.data is None or len(self.data) == 0:
+            return None
+        payload = np.asarray(self.data, dtype=np.uint8).tobytes()
+        builder.StartVector(1, len(payload), self.ALIGN)
+        builder.head = builder.head - len(payload)
+        builder.Bytes[builder.head : builder.head + len(payload)] = payload
+        return builder.EndVector()
+
     def Pack(self, builder):
         data_off = getattr(builder, "prewritten", {}).get(id(self))
-        if data_off is None and self.data is not None and len(self.data) > 0:
-            payload = np.asarray(self.data, dtype=np.uint8).tobytes()
-            builder.StartVector(1, len(payload), self.ALIGN)
-            builder.head = builder.head - len(payload)
-            builder.Bytes[builder.head : builder.head + len(payload)] = payload
-            data_off = builder.EndVector()
+        if data_off is None:
+            data_off = self._write_data(builder)
         schema.BufferStart(builder)
         if data_off is not None:
             schema.BufferAddData(builder, data_off)
@@ -78,12 +84,9 @@ class PackedBufferT(_AlignedBufferT):
 
     def prewrite(self, builder):
         """Writes the data vector now (before any table); ``Pack`` then refers to it."""
-        if self.data is not None and len(self.data) > 0:
-            payload = np.asarray(self.data, dtype=np.uint8).tobytes()
-            builder.StartVector(1, len(payload), self.ALIGN)
-            builder.head = builder.head - len(payload)
-            builder.Bytes[builder.head : builder.head + len(payload)] = payload
-            builder.prewritten[id(self)] = builder.EndVector()
+        data_off = self._write_data(builder)
+        if data_off is not None:
+            builder.prewritten[id(self)] = data_off
 
 
 # What the user can do, appended to "malformed .tflite" / "not a .tflite model" errors.
@@ -117,11 +120,10 @@ def buffer_data_end(buf) -> int:
 def _check_data_end(buf, i: int, size: int) -> None:
     """Buffer data must end inside the file: ``pack`` puts the packed data last (FORMAT.md §15),
     so a file cut in its last bytes has every table intact and only this shows the cut."""
-    end = buffer_data_end(buf)
-    if end:
-        if end > size:
-            raise _malformed(f"buffer {i}'s data runs past the end of the file (to byte {end:,} of a "
-                             f"{size:,}-byte file)")
+    end = buffer_data_end(buf)  # 0 without data
+    if end > size:
+        raise _malformed(f"buffer {i}'s data runs past the end of the file (to byte {end:,} of a "
+                         f"{size:,}-byte file)")
 
 
 def _bounds_check(model, size: int) -> None:
