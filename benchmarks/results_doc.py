@@ -704,18 +704,30 @@ def _peers_table(cb):
 
 def fit_step_section(fs):
     """Section of docs/results.md from benchmarks/bench_fit_step.py --json (issue 16). Rows of runs
-    that also timed the clustered fine-tuning step (``clustered_s``) get its columns too."""
+    that also timed the clustered fine-tuning step (``clustered_s``) get its columns too; runs with
+    interleaved rounds (``config["rounds"]``) give each ratio's min-max over the rounds.
+
+    Example:
+        >>> lines = fit_step_section(json.load(open("docs/results/fit_step.json")))
+    """
     m = fs["machine"]
     c = fs["config"]
     clustered = any("clustered_s" in r for r in fs["rows"])
     title = "pruned and clustered vs plain" if clustered else "pruned vs plain"
+    kinds = "plain, pruned and clustered" if clustered else "plain and pruned"
+    if "rounds" in c:
+        method = (f"{c['steps']} steps per timed `fit()` epoch, {c['rounds']} interleaved rounds ({kinds}, one epoch "
+                  f"each, after {c['warmup']} warm-up epochs per model) in one process per backend; ratio = median "
+                  "over the rounds of the wrapped epoch's time / the mean of the plain epochs just before and after "
+                  "it, [min-max] over the rounds; ms/step = median epoch. cpu = user+sys CPU time of the process "
+                  "(steadier on a loaded machine).")
+    else:
+        method = (f"{c['steps']} steps per timed epoch, median of {c['repeats']} epochs; {kinds} epochs alternate in "
+                  "one process per backend. cpu ratio = user+sys CPU time ratio (steadier on a loaded machine).")
     out = [f"## Fit step: {title}, per Keras backend", "",
            f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), load average {m['loadavg_before'][0]:.1f} at the "
            f"start and {m['loadavg'][0]:.1f} at the end (1 min), command `{fs['command']}`. {c['model']}, batch "
-           f"{c['batch_size']}, {c['steps']} steps per timed epoch, median of {c['repeats']} epochs; "
-           + ("plain, pruned and clustered" if clustered else "plain and pruned")
-           + " epochs alternate in one process per backend. cpu ratio = user+sys CPU time ratio (steadier "
-           "on a loaded machine)."
+           f"{c['batch_size']}, " + method
            + (f" Clustered: the fine-tuning step of {c.get('cluster_bits', 5)}-bit weight sharing." if clustered else ""),
            ""]
     head = "| backend | plain ms/step | pruned ms/step | ratio | cpu ratio | goal |"
@@ -728,15 +740,23 @@ def fit_step_section(fs):
         if "error" in r:
             out.append(f"| {r['label']} | failed: {r['error'][-120:]!r} | | | | |" + (" | | | |" if clustered else ""))
             continue
-        row = (f"| {r['label']} | {1e3 * r['plain_s']:.2f} | {1e3 * r['pruned_s']:.2f} | **{r['ratio']:.2f}x** "
-               f"| {r['cpu_ratio']:.2f}x | {_goal(r['goal_met'], fs['goal_ratio'])} |")
+        row = (f"| {r['label']} | {1e3 * r['plain_s']:.2f} | {1e3 * r['pruned_s']:.2f} | {_ratio(r, 'ratio', True)} "
+               f"| {_ratio(r, 'cpu_ratio')} | {_goal(r['goal_met'], fs['goal_ratio'])} |")
         if clustered and "clustered_s" in r:
-            row += (f" {1e3 * r['clustered_s']:.2f} | **{r['cluster_ratio']:.2f}x** | {r['cluster_cpu_ratio']:.2f}x "
-                    f"| {_goal(r['cluster_goal_met'], fs['goal_ratio'])} |")
+            row += (f" {1e3 * r['clustered_s']:.2f} | {_ratio(r, 'cluster_ratio', True)} | "
+                    f"{_ratio(r, 'cluster_cpu_ratio')} | {_goal(r['cluster_goal_met'], fs['goal_ratio'])} |")
         elif clustered:
             row += " - | - | - | - |"
         out.append(row)
     return out + [""]
+
+
+def _ratio(row, key, bold=False):
+    """``**1.05x**`` (old runs) or ``**1.05x** [0.98-1.12]`` (runs with the ratio's min and max)."""
+    text = f"**{row[key]:.2f}x**" if bold else f"{row[key]:.2f}x"
+    if key + "_min" in row:
+        text += f" [{row[key + '_min']:.2f}-{row[key + '_max']:.2f}]"
+    return text
 
 
 def _goal(met, ratio):

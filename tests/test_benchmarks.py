@@ -192,6 +192,57 @@ def test_fit_step_section_renders_clustered_columns_and_old_rows():
     assert old[0] == "## Fit step: pruned vs plain, per Keras backend" and "clustered" not in "".join(old)
 
 
+def _load_bench(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", os.path.join(BENCH, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, BENCH)  # as when run as `python benchmarks/NAME.py` (imports _common)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(BENCH)
+    return module
+
+
+def test_fit_step_round_ratios_bracket_each_wrapped_epoch_by_the_plain_ones():
+    """bench_fit_step.py: each wrapped epoch over the mean of the plain epochs before and after it;
+    the row holds the medians, min and max over the rounds, CPU beside wall, and the epochs."""
+    bench = _load_bench("bench_fit_step")
+    assert bench.round_ratios([2.2, 3.0, 1.0], [2.0, 2.0, 4.0, 2.0]) == pytest.approx([1.1, 1.0, 1 / 3])
+    times = {"plain": [1.0, 3.0, 1.0, 1.0], "pruned": [2.0, 1.1, 1.3], "clustered": [1.0, 1.0, 1.0],
+             "plain_cpu": [1.0, 1.0, 1.0, 1.0], "pruned_cpu": [1.05, 1.0, 1.2], "clustered_cpu": [0.9, 1.0, 1.1]}
+    row = bench.summarize(times)
+    # Rounds 0 and 1 bracket a load spike in plain epoch 1 (ratios 1.0 and 0.55); round 2 gives 1.3.
+    assert row["ratio"] == pytest.approx(1.0) and row["ratio_min"] == pytest.approx(0.55)
+    assert row["ratio_max"] == pytest.approx(1.3)
+    assert row["cpu_ratio"] == pytest.approx(1.05) and row["cpu_ratio_max"] == pytest.approx(1.2)
+    assert row["cluster_ratio"] == pytest.approx(0.5) and row["cluster_ratio_max"] == pytest.approx(1.0)
+    assert row["cluster_cpu_ratio"] == pytest.approx(1.0) and row["cluster_cpu_ratio_min"] == pytest.approx(0.9)
+    assert row["plain_s"] == pytest.approx(1.0) and row["pruned_s"] == pytest.approx(1.3)
+    assert row["pruned_cpu_s"] == pytest.approx(1.05) and row["epochs"]["plain"] == times["plain"]
+
+
+def test_fit_step_section_shows_the_spread_of_round_ratios():
+    """A run with interleaved rounds: each ratio with its [min-max]; the method says how it was taken."""
+    doc = _load_bench("results_doc")
+    machine = {"date": "d", "nproc": 2, "cpu": "x86_64", "loadavg_before": [0.5], "loadavg": [0.7]}
+    config = {"model": "LeNet-300-100", "batch_size": 128, "steps": 200, "rounds": 15, "repeats": 15, "warmup": 2,
+              "cluster_bits": 5}
+    row = {"label": "dc_keras, Keras 3 TensorFlow", "plain_s": 0.005, "pruned_s": 0.0052, "ratio": 1.04,
+           "ratio_min": 0.97, "ratio_max": 1.12, "cpu_ratio": 1.03, "cpu_ratio_min": 1.0, "cpu_ratio_max": 1.06,
+           "goal_met": True, "clustered_s": 0.0056, "cluster_ratio": 1.12, "cluster_ratio_min": 1.01,
+           "cluster_ratio_max": 1.3, "cluster_cpu_ratio": 1.09, "cluster_cpu_ratio_min": 1.02,
+           "cluster_cpu_ratio_max": 1.2, "cluster_goal_met": False}
+    lines = doc.fit_step_section({"machine": machine, "config": config, "command": "c", "goal_ratio": 1.1,
+                                  "rows": [row]})
+    assert "15 interleaved rounds" in lines[2] and "2 warm-up epochs" in lines[2]
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[1] == ("| dc_keras, Keras 3 TensorFlow | 5.00 | 5.20 | **1.04x** [0.97-1.12] | 1.03x [1.00-1.06] "
+                        "| <= 1.1x: met | 5.60 | **1.12x** [1.01-1.30] | 1.09x [1.02-1.20] | <= 1.1x: NOT met |")
+    assert table[1].count("|") == table[0].count("|")
+
+
 def test_zoo_validation_column_names_a_larger_image_split_and_keeps_old_rows():
     """results_doc._val_size: an image row with model_zoo.py's ``val_samples`` shows its split size and
     the increase with its standard error; old rows (no val_samples override, no SE) render as before."""
