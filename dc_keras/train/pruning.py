@@ -10,10 +10,11 @@ the start of ``fit()``), so the forward pass reads them as they are, bit for bit
 the plain model's. The pruned weights then get a gradient, which the constraint discards (the
 optimizer's own state for them is never used); with an optimizer that clips by norm, and in a
 custom training loop, the forward pass feeds ``weight * mask`` instead, so a pruned weight gets
-exactly zero gradient. Each training step advances the step counter; in a JAX ``fit()`` of known
-length PruningCallback counts the steps on the host instead and takes the counter and the
-thresholds out of the variables Keras carries through the compiled step (they are written back at
-every epoch end and before any save), so the JAX step carries nothing but the masks.
+exactly zero gradient. Each training step advances the step counter; in a ``fit()`` of known
+length (outside ``tf.distribute``) PruningCallback counts the steps on the host instead and writes
+the counter back at every epoch end and before any save, so the compiled step has no counter
+update; on JAX it also takes the counter and the thresholds out of the variables Keras carries
+through the compiled step, so the JAX step carries nothing but the masks.
 
 When the masks change: inside ``fit()``, :class:`PruningCallback` recomputes them on the host
 (numpy) in ``on_train_batch_begin`` of every step the schedule names, and zeroes the newly pruned
@@ -130,11 +131,11 @@ class PruneWrapper(_base.CompressionWrapper):
         self._trace_failed = False
         self._host_updates = False  # masks updated by PruningCallback between steps (inside fit)
         self._fold = False  # host updates and the forward pass reads the stored (masked) weights
-        self._count_on_host = False  # JAX fit(): PruningCallback counts the steps (see _set_host_state)
+        self._count_on_host = False  # fit() of known length: PruningCallback counts the steps
         self._host_state = False  # pruning_step and thresholds are out of the variables fit() passes around
         self._traced_host = None  # mode the last traced training step used (None: not traced)
         self._traced_count = False  # ... and whether it left the step counting to the callback
-        self._untracked("_host_steps", None)  # PruningCallback's writer of the counters (JAX fit())
+        self._untracked("_host_steps", None)  # PruningCallback's writer of the counters (host-counted fit())
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
         self._untracked("_last_update", None)  # JAX: (step, input arrays, assigned values)
@@ -317,12 +318,13 @@ class PruneWrapper(_base.CompressionWrapper):
         return [self._use_mask(var, ops.convert_to_tensor(mask))
                 for (_n, var, _a), mask in zip(self._targets, self._masks)]
 
-    def _zero_pruned(self):
+    def _zero_pruned(self, on_device=False):
         """Make the stored weights hold the mask (``w = w * mask``) where they do not (e.g. weights
-        set by hand since the last update). On single-process JAX the product is assigned as it is
-        (bit for bit what the host check writes, and nothing where the weights already hold the
-        mask): an asynchronous device op, so fit() starts without waiting for a copy to the host."""
-        if _STATELESS_OPTIMIZER and all(_fully_addressable(var) for _n, var, _a in self._targets):
+        set by hand since the last update). ``on_device`` (TF outside tf.distribute, single-process
+        JAX): the product is assigned as it is (bit for bit what the host check writes, and
+        nothing where the weights already hold the mask): one device op per weight instead of two
+        copies to the host and a numpy check (on JAX asynchronous, so fit() starts without waiting)."""
+        if on_device and all(_fully_addressable(var) for _n, var, _a in self._targets):
             for (_n, var, _a), mask in zip(self._targets, self._masks):
                 var.assign(var * ops.cast(mask, var.dtype))
             return
@@ -382,7 +384,7 @@ class PruneWrapper(_base.CompressionWrapper):
 
     def save_own_variables(self, store):
         """Keras saving (``.keras``, ``.weights.h5``, checkpoints): the variables of
-        :meth:`_ordered_state`, with the step counter PruningCallback keeps during a JAX fit()."""
+        :meth:`_ordered_state`, with the step counter PruningCallback keeps during a fit() it counts."""
         if not self.built:
             return super().save_own_variables(store)
         if self._host_steps is not None:
@@ -474,13 +476,17 @@ def _clips_by_norm(optimizer):
     return False
 
 
-def _distributed():
-    """True inside a ``tf.distribute`` strategy scope (TF backend)."""
+def _distributed(model=None):
+    """True inside a ``tf.distribute`` strategy scope, or for a ``model`` built in one (TF backend:
+    Keras's TF trainer keeps the strategy of its creation scope, public ``distribute_strategy``)."""
     if keras.backend.backend() != "tensorflow":
         return False
     import tensorflow as tf
 
-    return tf.distribute.has_strategy()
+    if tf.distribute.has_strategy():
+        return True
+    strategy = getattr(model, "distribute_strategy", None)
+    return strategy is not None and strategy is not tf.distribute.get_strategy()
 
 
 def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, include_frozen=False,
@@ -574,14 +580,15 @@ class PruningCallback(keras.callbacks.Callback):
     :mod:`dc_keras.train.summaries`). It warns when the schedule cannot reach its target sparsity
     within this ``fit()``.
 
-    The step counter advances inside the traced training step (one per batch, also with
-    ``steps_per_execution > 1``; in a JAX ``fit()`` of known length this callback counts instead, see
-    the module docs) and is saved with the model, so a reloaded model (or
+    The step counter counts training steps (one per batch, also with ``steps_per_execution > 1``):
+    in a ``fit()`` of known length (outside ``tf.distribute``) this callback counts them and writes
+    the counter at every epoch end and before any save; otherwise the traced training step advances
+    it (see the module docs). It is saved with the model, so a reloaded model (or
     ``keras.callbacks.BackupAndRestore``) resumes its schedule. With ``steps_per_execution = n``
     mask updates happen at execution boundaries (the start of the execution holding the scheduled
     step). Tracing a training step of a pruned layer without the callback raises an error; a later
     ``fit()`` without the callback that reuses a train function traced with it keeps the masks
-    fixed (pruned weights stay 0): pass the callback to every ``fit()``. Custom training loops:
+    fixed (pruned weights stay 0) and the schedule where it was: pass the callback to every ``fit()``. Custom training loops:
     ``cb.set_model(model); cb.on_train_begin()`` before the first step (the step then updates the
     masks itself) and ``cb.on_train_end()`` after the last.
 
@@ -599,7 +606,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.log_dir = None if log_dir is None else self._log.log_dir
         self._host = False
         self._due, self._spe = None, 1
-        self._batch = None  # first batch of the execution running now (JAX fit(): the step count)
+        self._batch = None  # first batch of the execution running now (host-counted fit(): the step count)
         self._epoch_iterations = None  # the optimizer's step count at the start of the epoch
         if self._log is not None:
             # A batch-end hook only when logging: Keras dispatches callbacks without one
@@ -649,7 +656,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._set_due()
 
     def _write_steps(self, epoch_end=False):
-        """JAX fit(): set each wrapper's ``pruning_step`` to the steps it has trained (the compiled
+        """fit() of known length: set each wrapper's ``pruning_step`` to the steps it has trained (the compiled
         step does not count them; an execution counts from its start: at its end, where Keras saves
         and logs, that is exact). An epoch that ends short of ``steps`` without ``stop_training``
         ran out of data, and Keras may have called the batch hook once more without a batch: the
@@ -689,22 +696,26 @@ class PruningCallback(keras.callbacks.Callback):
         self._host = bool(self.params) and "epochs" in self.params and all(w.built for w in wrappers)
         self._wrappers_cache = wrappers
         fold = self._host and not _clips_by_norm(getattr(self.model, "optimizer", None))
-        # JAX fit() of known length: the step counters and thresholds stay out of the compiled step
-        # (fewer variables carried through it, no counter update in it); this callback counts.
-        lean = self._host and _STATELESS_OPTIMIZER and bool((self.params or {}).get("steps"))
+        # fit() of known length (outside tf.distribute): this callback counts the steps, so the
+        # compiled step has no counter update; on JAX the step counters and thresholds also stay
+        # out of the variables carried through the compiled step.
+        local = not _distributed(self.model)
+        count = self._host and bool((self.params or {}).get("steps")) and local
+        lean = count and _STATELESS_OPTIMIZER
+        on_device = local and keras.backend.backend() in ("tensorflow", "jax")
         retrace = False
         for wrapper in wrappers:
             wrapper._armed = True
             wrapper._host_updates = self._host
             wrapper._fold = fold
-            wrapper._count_on_host = lean
+            wrapper._count_on_host = count
             wrapper._set_host_state(lean)
-            wrapper._untracked("_host_steps", self._write_steps if lean else None)
+            wrapper._untracked("_host_steps", self._write_steps if count else None)
             stale = wrapper._traced_host not in (None, (self._host, fold)) or \
-                (wrapper._traced_host is not None and wrapper._traced_count != lean)
+                (wrapper._traced_host is not None and wrapper._traced_count != count)
             retrace = retrace or wrapper._trace_failed or stale
             if fold:
-                wrapper._zero_pruned()
+                wrapper._zero_pruned(on_device)
         self._start_steps = [self._step_of(w) for w in wrappers]
         self._verified = False
         self._check_schedules(wrappers)
