@@ -135,7 +135,8 @@ def _value_and_centroid_grad(gather, centroids, assignments, upstream):
     pytest.skip(f"the {backend} backend uses keras.ops.take itself: nothing to compare")
 
 
-@pytest.mark.parametrize("clusters,shape", [(4, (300, 70)), (33, (300, 70)), (256, (300, 70)), (257, (3000, 300))])
+@pytest.mark.parametrize("clusters,shape", [(4, (300, 70)), (33, (300, 70)), (256, (300, 70)), (257, (3000, 300)),
+                                            (33, (100, 10)), (16, (64, 64)), (16, (4097,))])  # TF: native <= 4096
 def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters, shape):
     # The training step's gather (XLA-compiled gather and segment sum on TF, a promise_in_bounds
     # lax.gather on JAX) must give exactly what keras.ops.take and its autodiff give: the same
