@@ -135,7 +135,7 @@ class PruneWrapper(_base.CompressionWrapper):
         self._host_state = False  # pruning_step and thresholds are out of the variables fit() passes around
         self._traced_host = None  # mode the last traced training step used (None: not traced)
         self._traced_count = False  # ... and whether it left the step counting to the callback
-        self._untracked("_host_steps", None)  # PruningCallback's writer of the counters (host-counted fit())
+        self._untracked("_host_steps", None)  # PruningCallback's counter writer (host-counted fit())
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
         self._untracked("_last_update", None)  # JAX: (step, input arrays, assigned values)
@@ -384,7 +384,7 @@ class PruneWrapper(_base.CompressionWrapper):
 
     def save_own_variables(self, store):
         """Keras saving (``.keras``, ``.weights.h5``, checkpoints): the variables of
-        :meth:`_ordered_state`, with the step counter PruningCallback keeps during a fit() it counts."""
+        :meth:`_ordered_state`, with the step count PruningCallback keeps in a fit() it counts."""
         if not self.built:
             return super().save_own_variables(store)
         if self._host_steps is not None:
@@ -588,9 +588,9 @@ class PruningCallback(keras.callbacks.Callback):
     mask updates happen at execution boundaries (the start of the execution holding the scheduled
     step). Tracing a training step of a pruned layer without the callback raises an error; a later
     ``fit()`` without the callback that reuses a train function traced with it keeps the masks
-    fixed (pruned weights stay 0) and the schedule where it was: pass the callback to every ``fit()``. Custom training loops:
-    ``cb.set_model(model); cb.on_train_begin()`` before the first step (the step then updates the
-    masks itself) and ``cb.on_train_end()`` after the last.
+    fixed (pruned weights stay 0) and the schedule where it was: pass the callback to every
+    ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
+    step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last.
 
     ``keras.callbacks.TensorBoard`` (and viewing the logs) needs the ``tensorboard`` package
     (``pip install dc_keras[tensorboard]``); ``PruningCallback(log_dir=...)`` alone does not.
@@ -656,9 +656,9 @@ class PruningCallback(keras.callbacks.Callback):
         self._set_due()
 
     def _write_steps(self, epoch_end=False):
-        """fit() of known length: set each wrapper's ``pruning_step`` to the steps it has trained (the compiled
-        step does not count them; an execution counts from its start: at its end, where Keras saves
-        and logs, that is exact). An epoch that ends short of ``steps`` without ``stop_training``
+        """fit() of known length: set each wrapper's ``pruning_step`` to the steps it has trained
+        (the compiled step does not count them; an execution counts from its start: at its end,
+        where Keras saves and logs, that is exact). An epoch that ends short of ``steps`` without ``stop_training``
         ran out of data, and Keras may have called the batch hook once more without a batch: the
         optimizer's step count, when it counts every step, says how many ran."""
         if not self._host or self._batch is None:
