@@ -4,7 +4,8 @@ prune_low_magnitude / cluster_weights on tf_keras (Keras 2; TF_USE_LEGACY_KERAS=
 not run on Keras 3). Pruned: 90 % sparsity with PruningCallback. Clustered: the fine-tuning step of
 5-bit weight sharing (32 trainable centroids per kernel, a centroid gather in the forward pass).
 
-    python benchmarks/bench_fit_step.py [--steps 200] [--repeats 5] [--json docs/results/fit_step.json]
+    python benchmarks/bench_fit_step.py [--steps 200] [--repeats 5] [--backends tensorflow,jax]
+                                        [--skip-tfmot] [--json docs/results/fit_step.json]
 
 Goal (issue 16): dc_keras pruned / plain <= 1.1x on TF and on JAX (the clustered ratio is held to
 the same bar). Times are medians over ``--repeats`` timed epochs of ``--steps`` batches each, after
@@ -74,6 +75,9 @@ for _ in range(repeats):
         times[name + "_cpu"].append((sum(os.times()[:2]) - c0) / steps)
 out = {k: float(np.median(v)) for k, v in times.items()}
 out["backend"] = "tf_keras" if legacy else keras.backend.backend()
+if not legacy and out["backend"] == "jax":  # the clustered step's native centroid kernels (make jax-ffi)
+    from dc_keras.train import _jax_ffi
+    out["jax_ffi"] = _jax_ffi.available()
 print("RESULT " + json.dumps(out))
 """
 
@@ -102,6 +106,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--skip-tfmot", action="store_true", help="time dc_keras only")
+    p.add_argument("--backends", default="tensorflow,jax",
+                   help="comma-separated Keras backends to time dc_keras on (default: tensorflow,jax)")
     p.add_argument("--json", default=None, help="write the results here (e.g. docs/results/fit_step.json)")
     args = p.parse_args(argv)
     load_before = os.getloadavg()
@@ -109,7 +115,11 @@ def main(argv=None):
     print("wall = elapsed time; cpu = user+sys CPU time of the process (steadier on a loaded machine)")
     print(f"{'':32} {'plain':>10} {'pruned':>10} {'ratio':>7} {'cpu':>7} {'clustered':>10} {'ratio':>7} {'cpu':>7}")
     print(f"{'framework':32} {'ms/step':>10} {'ms/step':>10} {'':7} {'ratio':>7} {'ms/step':>10} {'':7} {'ratio':>7}")
-    sides = (("dc_keras, Keras 3 TensorFlow", False, "tensorflow"), ("dc_keras, Keras 3 JAX", False, "jax"))
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(backends) - {"tensorflow", "jax"})
+    if unknown or not backends:
+        p.error(f"--backends: choose from tensorflow, jax (got {args.backends!r})")
+    sides = tuple((f"dc_keras, Keras 3 {'TensorFlow' if b == 'tensorflow' else 'JAX'}", False, b) for b in backends)
     if not args.skip_tfmot:
         sides += (("tfmot 0.8 (tf_keras, Keras 2)", True, "tensorflow"),)
     rows = []
@@ -129,6 +139,8 @@ def main(argv=None):
                      "goal_met": None if legacy else ratio <= GOAL,
                      "clustered_s": result["clustered"], "cluster_ratio": c_ratio, "cluster_cpu_ratio": c_cpu_ratio,
                      "cluster_goal_met": None if legacy else c_ratio <= GOAL, "seconds": time.time() - t0})
+        if "jax_ffi" in result:
+            rows[-1]["jax_ffi"] = result["jax_ffi"]
         print(f"{label:32} {1e3 * result['plain']:10.2f} {1e3 * result['pruned']:10.2f} {ratio:6.2f}x"
               f" {cpu_ratio:6.2f}x {1e3 * result['clustered']:10.2f} {c_ratio:6.2f}x {c_cpu_ratio:6.2f}x"
               f"   ({time.time() - t0:.0f} s)")

@@ -1,0 +1,123 @@
+"""The clustered training step's centroid gather on JAX through native XLA CPU kernels (issue 16).
+
+``libdc_jax_ffi.so`` (``jax_kernels/dc_centroids.cc``, built by ``make jax-ffi``, part of
+``make install``) holds two XLA FFI handlers, called with JAX's public ``jax.ffi`` API:
+``DcCentroidGather`` (``concat(centroids, [0])[assignments]``) and ``DcCentroidSums`` (each
+centroid's members' gradients summed one by one in index order from +0.0, as XLA's scatter-add of
+the generic ``take`` path sums them). :func:`gather` ties them together with ``jax.custom_vjp``.
+The results are bit-identical to the ``lax.gather`` path, which runs instead when the library is
+absent, when the arrays are not float32/int32 or not on the CPU, or when turned off.
+
+``DC_KERAS_JAX_FFI``: ``auto`` (default: use the library when present; its absence is logged once
+at INFO level on the ``dc_keras`` logger), ``0`` (never use it), ``1`` (required: raise if it
+cannot load). ``DC_KERAS_JAX_FFI_LIBRARY`` names a library built elsewhere.
+
+Example:
+    >>> from dc_keras.train import _jax_ffi
+    >>> _jax_ffi.available()  # True after `make install` / `make jax-ffi`
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+
+LIBRARY_NAME = "libdc_jax_ffi.so"
+_MODE_ENV, _PATH_ENV = "DC_KERAS_JAX_FFI", "DC_KERAS_JAX_FFI_LIBRARY"
+_GATHER, _SUMS = "dc_keras_centroid_gather", "dc_keras_centroid_sums"
+logger = logging.getLogger("dc_keras")
+_lock = threading.Lock()
+_state = {}  # "ok": bool once decided; "why": the reason it is off; "gather": the custom_vjp function
+
+
+def library_path() -> str:
+    """Where the library is looked for: ``$DC_KERAS_JAX_FFI_LIBRARY`` or ``dc_keras/_native/``."""
+    override = os.environ.get(_PATH_ENV)
+    if override:
+        return os.path.abspath(override)
+    native = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_native")
+    return os.path.join(native, LIBRARY_NAME)
+
+
+def _mode() -> str:
+    mode = os.environ.get(_MODE_ENV, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "0", "1"):
+        raise ValueError(f"{_MODE_ENV} must be auto, 0 or 1, got {mode!r}.")
+    return mode
+
+
+def _load():
+    """Registers the two FFI targets; returns ``None`` or the reason they are unavailable."""
+    if _mode() == "0":
+        return f"{_MODE_ENV}=0"
+    path = library_path()
+    if not os.path.isfile(path):
+        return f"{path} not found (build it with `make jax-ffi`, part of `make install`)"
+    try:
+        import jax
+
+        lib = ctypes.CDLL(path)
+        jax.ffi.register_ffi_target(_GATHER, jax.ffi.pycapsule(lib.DcCentroidGather), platform="cpu")
+        jax.ffi.register_ffi_target(_SUMS, jax.ffi.pycapsule(lib.DcCentroidSums), platform="cpu")
+    except (OSError, AttributeError, RuntimeError, ValueError) as err:  # stale/foreign library, old jax
+        return f"{path} did not load ({type(err).__name__}: {err}); rebuild it with `make jax-ffi`"
+    return None
+
+
+def available() -> bool:
+    """True when the native kernels are registered with JAX (decided once per process).
+
+    Raises ``RuntimeError`` when ``DC_KERAS_JAX_FFI=1`` and they cannot be."""
+    with _lock:
+        if "ok" not in _state:
+            why = _load()
+            _state.update(ok=why is None, why=why)
+            if why is not None and _mode() == "1":
+                _state.clear()
+                raise RuntimeError(f"{_MODE_ENV}=1 but the native centroid kernels are unavailable: {why}.")
+            if why is not None:
+                logger.info("dc_keras: clustered training on JAX uses lax.gather (same results, slower): %s", why)
+        return _state["ok"]
+
+
+def usable(centroids, assignments) -> bool:
+    """The kernels take float32 centroids and int32 assignments, on the CPU."""
+    import jax
+
+    if str(centroids.dtype) != "float32" or str(assignments.dtype) != "int32" or centroids.ndim != 1:
+        return False
+    if 0 in assignments.shape or centroids.shape[0] == 0 or jax.default_backend() != "cpu":
+        return False
+    return available()
+
+
+def gather(centroids, assignments):
+    """``concat(centroids, [0])[assignments]`` with the per-centroid sums as its gradient (see the
+    module docstring). Call only when :func:`usable` says so."""
+    return _gather_fn()(centroids, assignments)
+
+
+def _gather_fn():
+    if "gather" not in _state:
+        import jax
+        import numpy as np
+
+        def call(target, shape, dtype, *args):
+            return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype), vmap_method="sequential")(*args)
+
+        @jax.custom_vjp
+        def fn(centroids, assignments):
+            return call(_GATHER, assignments.shape, centroids.dtype, centroids, assignments)
+
+        def fwd(centroids, assignments):
+            return fn(centroids, assignments), (assignments, centroids.shape)
+
+        def bwd(res, upstream):
+            assignments, shape = res
+            sums = call(_SUMS, shape, upstream.dtype, upstream, assignments)
+            return sums, np.zeros(assignments.shape, jax.dtypes.float0)  # int input: no cotangent
+
+        fn.defvjp(fwd, bwd)
+        _state["gather"] = fn
+    return _state["gather"]
