@@ -100,6 +100,11 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_clustering.py::test_prune_then_cluster_flow_keeps_zeros_and_assignments \
   tests/test_clustering.py::test_fast_centroid_gather_is_bit_exact_with_generic_take \
   tests/test_clustering.py::test_loading_out_of_range_assignments_is_a_clear_error \
+  tests/test_clustering.py::test_jax_native_kernels_are_bit_exact_with_the_lax_path \
+  tests/test_clustering.py::test_jax_native_kernels_refuse_out_of_range_assignments \
+  tests/test_clustering.py::test_jax_without_native_library_falls_back_bit_identically \
+  tests/test_clustering.py::test_preserve_sparsity_false_clusters_zeros \
+  tests/test_clustering.py::test_keras_round_trip \
   tests/test_compat_files.py
 test-backends: $(if $(wildcard $(VPY)),,$(STAMP))
 	KERAS_BACKEND=jax $(VPY) -m pytest -q -p no:cacheprovider -k "not moves_between and not readme" $(BACKEND_TESTS)
