@@ -29,13 +29,14 @@ namespace ffi = xla::ffi;
 namespace {
 
 ffi::Error OutOfRange(int64_t bad, int64_t n) {
-  return ffi::Error::InvalidArgument(
-      "dc_keras centroid gather: assignment " + std::to_string(bad) + " outside 0.." + std::to_string(n) +
-      " (" + std::to_string(n) + " centroids and the zero slot); the assignments are damaged");
+  return ffi::Error::InvalidArgument("dc_keras centroid gather: assignment " + std::to_string(bad) +
+                                     " outside 0.." + std::to_string(n) + " (" + std::to_string(n) +
+                                     " centroids and the zero slot); the assignments are damaged");
 }
 
 // Scalar gather of entries [begin, end); returns the first bad index position or -1.
-int64_t GatherScalar(const float* c, uint32_t n, const int32_t* idx, float* out, size_t begin, size_t end) {
+int64_t GatherScalar(const float* c, uint32_t n, const int32_t* idx, float* out, size_t begin,
+                     size_t end) {
   for (size_t i = begin; i < end; ++i) {
     uint32_t a = static_cast<uint32_t>(idx[i]);
     if (a < n) {
@@ -52,11 +53,13 @@ int64_t GatherScalar(const float* c, uint32_t n, const int32_t* idx, float* out,
 #ifdef DC_HAVE_AVX512_PATH
 // Tables of n + 1 <= 48 slots: three 16-float registers (the zero slot and the padding hold +0.0);
 // vpermt2ps picks from slots 0..31, vpermps from 32..47. Returns the bad position or -1.
-__attribute__((target("avx512f"))) int64_t GatherAvx512(const float* c, uint32_t n, const int32_t* idx,
-                                                        float* out, size_t count) {
+__attribute__((target("avx512f"))) int64_t GatherAvx512(const float* c, uint32_t n,
+                                                        const int32_t* idx, float* out,
+                                                        size_t count) {
   alignas(64) float table[48] = {0};
   std::memcpy(table, c, n * sizeof(float));
-  const __m512 lo = _mm512_load_ps(table), hi = _mm512_load_ps(table + 16), top = _mm512_load_ps(table + 32);
+  const __m512 lo = _mm512_load_ps(table), hi = _mm512_load_ps(table + 16),
+               top = _mm512_load_ps(table + 32);
   const __m512i limit = _mm512_set1_epi32(static_cast<int32_t>(n)), k32 = _mm512_set1_epi32(32);
   __mmask16 bad = 0;
   size_t i = 0;
@@ -72,7 +75,8 @@ __attribute__((target("avx512f"))) int64_t GatherAvx512(const float* c, uint32_t
 }
 #endif
 
-ffi::Error GatherImpl(ffi::Buffer<ffi::F32> centroids, ffi::Buffer<ffi::S32> idx, ffi::ResultBuffer<ffi::F32> out) {
+ffi::Error GatherImpl(ffi::Buffer<ffi::F32> centroids, ffi::Buffer<ffi::S32> idx,
+                      ffi::ResultBuffer<ffi::F32> out) {
   const uint32_t n = static_cast<uint32_t>(centroids.element_count());
   const size_t count = idx.element_count();
   int64_t bad;
@@ -87,7 +91,8 @@ ffi::Error GatherImpl(ffi::Buffer<ffi::F32> centroids, ffi::Buffer<ffi::S32> idx
   return bad < 0 ? ffi::Error::Success() : OutOfRange(idx.typed_data()[bad], n);
 }
 
-ffi::Error SumsImpl(ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx, ffi::ResultBuffer<ffi::F32> sums) {
+ffi::Error SumsImpl(ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx,
+                    ffi::ResultBuffer<ffi::F32> sums) {
   const uint32_t n = static_cast<uint32_t>(sums->element_count());
   const size_t count = idx.element_count();
   const float* g = grads.typed_data();
@@ -107,8 +112,10 @@ ffi::Error SumsImpl(ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx, ffi:
 }  // namespace
 
 // The two handlers are the library's only exported symbols (built with -fvisibility=hidden).
-extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* DcCentroidGather(XLA_FFI_CallFrame* frame);
-extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* DcCentroidSums(XLA_FFI_CallFrame* frame);
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* DcCentroidGather(
+    XLA_FFI_CallFrame* frame);
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* DcCentroidSums(
+    XLA_FFI_CallFrame* frame);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DcCentroidGather, GatherImpl,
                               ffi::Ffi::Bind()
@@ -117,9 +124,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(DcCentroidGather, GatherImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // shared weights, their shape
 );
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DcCentroidSums, SumsImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // upstream gradient, the assignments' shape
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // assignments
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // per-centroid sums (n,)
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    DcCentroidSums, SumsImpl,
+    ffi::Ffi::Bind()
+        .Arg<ffi::Buffer<ffi::F32>>()  // upstream gradient, the assignments' shape
+        .Arg<ffi::Buffer<ffi::S32>>()  // assignments
+        .Ret<ffi::Buffer<ffi::F32>>()  // per-centroid sums (n,)
 );
