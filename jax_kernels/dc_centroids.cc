@@ -9,12 +9,19 @@
 //                    path gives; the zero slot's sum is not needed and not computed).
 // Both refuse an index outside 0..n (an error naming it, never a read outside the table).
 //
-// Costs on a LeNet-300-100 fc1 (235,200 entries, 33 slots): the gather is one vpermt2ps per
-// 16 entries with AVX-512 (tables of up to 48 slots), a scalar loop otherwise; the sums keep one
-// accumulator per centroid in memory (the same dependency chain per centroid as a serial loop).
+// Costs on a LeNet-300-100 fc1 (235,200 entries, 33 slots; x86-64 with AVX-512): the gather is
+// one vpermt2ps per 16 entries (tables of up to 48 slots; a scalar loop otherwise), split between
+// the calling thread and one of XLA's intra-op threads (~30 us; lax.gather ~220 us). The sums keep
+// one accumulator per centroid in memory, one thread (~130-190 us; XLA's scatter-add ~260 us):
+// splitting the centroids between two threads was slower (a stream with half the centroids
+// repeats a centroid twice as often, and each repeat waits on the previous add of it).
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -55,38 +62,79 @@ int64_t GatherScalar(const float* c, uint32_t n, const int32_t* idx, float* out,
 // vpermt2ps picks from slots 0..31, vpermps from 32..47. Returns the bad position or -1.
 __attribute__((target("avx512f"))) int64_t GatherAvx512(const float* c, uint32_t n,
                                                         const int32_t* idx, float* out,
-                                                        size_t count) {
+                                                        size_t begin, size_t end) {
   alignas(64) float table[48] = {0};
   std::memcpy(table, c, n * sizeof(float));
   const __m512 lo = _mm512_load_ps(table), hi = _mm512_load_ps(table + 16),
                top = _mm512_load_ps(table + 32);
   const __m512i limit = _mm512_set1_epi32(static_cast<int32_t>(n)), k32 = _mm512_set1_epi32(32);
   __mmask16 bad = 0;
-  size_t i = 0;
-  for (; i + 16 <= count; i += 16) {
+  size_t i = begin;
+  for (; i + 16 <= end; i += 16) {
     __m512i a = _mm512_loadu_si512(idx + i);
     bad |= _mm512_cmpgt_epu32_mask(a, limit);
     __m512 v = _mm512_permutex2var_ps(lo, a, hi);
     v = _mm512_mask_permutexvar_ps(v, _mm512_cmpge_epu32_mask(a, k32), a, top);
     _mm512_storeu_ps(out + i, v);
   }
-  if (bad) return GatherScalar(c, n, idx, out, 0, count);  // finds the first bad position
-  return GatherScalar(c, n, idx, out, i, count);
+  if (bad) return GatherScalar(c, n, idx, out, begin, end);  // finds the first bad position
+  return GatherScalar(c, n, idx, out, i, end);
 }
 #endif
 
-ffi::Error GatherImpl(ffi::Buffer<ffi::F32> centroids, ffi::Buffer<ffi::S32> idx,
-                      ffi::ResultBuffer<ffi::F32> out) {
+int64_t GatherRange(const float* c, uint32_t n, const int32_t* idx, float* out, size_t begin,
+                    size_t end) {
+#ifdef DC_HAVE_AVX512_PATH
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (n + 1 <= 48 && avx512) return GatherAvx512(c, n, idx, out, begin, end);
+#endif
+  return GatherScalar(c, n, idx, out, begin, end);
+}
+
+// A large gather is cut into chunks that the calling thread and one task on XLA's intra-op pool
+// claim from a counter (each entry is a copy: the result does not depend on who copies it). The
+// caller claims every chunk still unclaimed, so it only ever waits for a chunk the helper is
+// copying right now: no deadlock when the pool is busy or has no free thread, and a helper that
+// starts late finds nothing to do (it holds the job by shared_ptr, never the buffers).
+struct GatherJob {
+  const float* c;
+  uint32_t n;
+  const int32_t* idx;
+  float* out;
+  size_t count, chunk;
+  int chunks;
+  std::atomic<int> next{0}, done{0};
+  std::atomic<int64_t> bad{-1};
+
+  void Work() {
+    for (int k; (k = next.fetch_add(1)) < chunks;) {
+      size_t begin = k * chunk, end = std::min(count, begin + chunk);
+      int64_t b = GatherRange(c, n, idx, out, begin, end), seen = bad.load();
+      while (b >= 0 && (seen < 0 || b < seen) && !bad.compare_exchange_weak(seen, b)) {
+      }
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
+constexpr size_t kParallelMin = 1 << 16, kChunk = 1 << 14;  // entries (multiples of 16)
+
+ffi::Error GatherImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> centroids,
+                      ffi::Buffer<ffi::S32> idx, ffi::ResultBuffer<ffi::F32> out) {
   const uint32_t n = static_cast<uint32_t>(centroids.element_count());
   const size_t count = idx.element_count();
   int64_t bad;
-#ifdef DC_HAVE_AVX512_PATH
-  if (n + 1 <= 48 && __builtin_cpu_supports("avx512f")) {
-    bad = GatherAvx512(centroids.typed_data(), n, idx.typed_data(), out->typed_data(), count);
-  } else
-#endif
-  {
-    bad = GatherScalar(centroids.typed_data(), n, idx.typed_data(), out->typed_data(), 0, count);
+  if (count < kParallelMin || pool.num_threads() < 2) {
+    bad = GatherRange(centroids.typed_data(), n, idx.typed_data(), out->typed_data(), 0, count);
+  } else {
+    auto job = std::make_shared<GatherJob>();
+    job->c = centroids.typed_data(), job->n = n, job->idx = idx.typed_data();
+    job->out = out->typed_data(), job->count = count, job->chunk = kChunk;
+    job->chunks = static_cast<int>((count + kChunk - 1) / kChunk);
+    pool.Schedule([job] { job->Work(); });
+    job->Work();
+    while (job->done.load(std::memory_order_acquire) < job->chunks) std::this_thread::yield();
+    bad = job->bad.load();
   }
   return bad < 0 ? ffi::Error::Success() : OutOfRange(idx.typed_data()[bad], n);
 }
@@ -119,6 +167,7 @@ extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* DcCentroidSums(
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DcCentroidGather, GatherImpl,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()        // XLA's intra-op threads
                                   .Arg<ffi::Buffer<ffi::F32>>()  // centroids (n,)
                                   .Arg<ffi::Buffer<ffi::S32>>()  // assignments, any shape
                                   .Ret<ffi::Buffer<ffi::F32>>()  // shared weights, their shape

@@ -226,6 +226,10 @@ def test_jax_native_kernels_refuse_out_of_range_assignments(jax_ffi):
             np.asarray(jax.jit(jax_ffi.gather)(centroids, assignments))
         with pytest.raises(Exception, match=rf"assignment {bad} outside 0\.\.4"):
             np.asarray(jax.grad(lambda c, a=assignments: jax_ffi.gather(c, a).sum())(centroids))
+    large = np.zeros((400, 300), "int32")  # a gather split between two threads: the first bad one
+    large.reshape(-1)[[70_001, 110_003]] = (7, 9)
+    with pytest.raises(Exception, match=r"assignment 7 outside 0\.\.4"):
+        np.asarray(jax.jit(jax_ffi.gather)(centroids, large))
 
 
 def test_jax_without_native_library_falls_back_bit_identically(jax_ffi, monkeypatch, caplog, tmp_path):
