@@ -256,7 +256,14 @@ def test_jax_without_native_library_falls_back_bit_identically(jax_ffi, monkeypa
     d1 = dc_keras.strip(native).get_layer("d1").kernel.numpy()
     np.testing.assert_array_equal(d1 == 0, dc_keras.strip(fallback).get_layer("d1").kernel.numpy() == 0)
     assert np.mean(d1 == 0) > 0.3  # preserve_sparsity: the zero slot stayed 0 on both routes
+    foreign = np._core._multiarray_umath.__file__  # a shared library without the two handlers
     monkeypatch.setattr(jax_ffi, "_state", {})
+    monkeypatch.setenv("DC_KERAS_JAX_FFI_LIBRARY", foreign)
+    with caplog.at_level("INFO", logger="dc_keras"):
+        assert not jax_ffi.available()
+    assert f"{foreign} did not load (AttributeError" in caplog.records[-1].getMessage()
+    monkeypatch.setattr(jax_ffi, "_state", {})
+    monkeypatch.setenv("DC_KERAS_JAX_FFI_LIBRARY", missing)
     monkeypatch.setenv("DC_KERAS_JAX_FFI", "1")  # asked for: an error naming the fix, not a fallback
     with pytest.raises(RuntimeError, match="DC_KERAS_JAX_FFI=1 .*make jax-ffi"):
         jax_ffi.available()

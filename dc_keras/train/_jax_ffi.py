@@ -62,6 +62,28 @@ def _load():
         jax.ffi.register_ffi_target(_SUMS, jax.ffi.pycapsule(lib.DcCentroidSums), platform="cpu")
     except (OSError, AttributeError, RuntimeError, ValueError) as err:  # stale/foreign library, old jax
         return f"{path} did not load ({type(err).__name__}: {err}); rebuild it with `make jax-ffi`"
+    return _smoke_test(path)
+
+
+def _smoke_test(path):
+    """Runs both kernels once (a library built against another jaxlib can register and still fail
+    when called): ``None`` if they give numpy's answer, else the reason."""
+    import jax
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=5).astype("float32")
+    assignments = rng.integers(0, 6, size=70_000).astype("int32")  # >= 65,536: the two-thread gather too
+    upstream = rng.normal(size=70_000).astype("float32")
+    try:
+        shared = np.asarray(jax.jit(_gather_fn())(centroids, assignments))
+        grad = np.asarray(jax.jit(jax.grad(lambda c: (_gather_fn()(c, assignments) * upstream).sum()))(centroids))
+    except Exception as err:  # any failure of a stale or foreign library means: do not use it
+        return f"{path} failed a test call ({type(err).__name__}: {err}); rebuild it with `make jax-ffi`"
+    sums = np.zeros(6, np.float32)
+    np.add.at(sums, assignments, upstream)
+    if not (np.array_equal(shared, np.append(centroids, 0)[assignments]) and np.array_equal(grad, sums[:5])):
+        return f"{path} gave wrong results in a test call; rebuild it with `make jax-ffi`"
     return None
 
 
