@@ -67,7 +67,17 @@ def _load():
 
 def _smoke_test(path):
     """Runs both kernels once (a library built against another jaxlib can register and still fail
-    when called): ``None`` if they give numpy's answer, else the reason."""
+    when called): ``None`` if they give numpy's answer, else the reason. Runs in a thread of its
+    own: the first call usually comes while Keras traces the training step, and JAX's trace state
+    is per thread (in this thread the test call would be staged into that trace, not run)."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(_smoke_test_here(path)), name="dc_keras-jax-ffi-check")
+    worker.start()
+    worker.join()
+    return result[0] if result else f"{path}: the test call did not finish; rebuild it with `make jax-ffi`"
+
+
+def _smoke_test_here(path):
     import jax
     import numpy as np
 
