@@ -78,6 +78,8 @@ out["backend"] = "tf_keras" if legacy else keras.backend.backend()
 if not legacy and out["backend"] == "jax":  # the clustered step's native centroid kernels (make jax-ffi)
     from dc_keras.train import _jax_ffi
     out["jax_ffi"] = _jax_ffi.available()
+    if not out["jax_ffi"]:
+        out["jax_ffi_why"] = _jax_ffi._state.get("why")
 print("RESULT " + json.dumps(out))
 """
 
@@ -144,6 +146,9 @@ def main(argv=None):
         print(f"{label:32} {1e3 * result['plain']:10.2f} {1e3 * result['pruned']:10.2f} {ratio:6.2f}x"
               f" {cpu_ratio:6.2f}x {1e3 * result['clustered']:10.2f} {c_ratio:6.2f}x {c_cpu_ratio:6.2f}x"
               f"   ({time.time() - t0:.0f} s)")
+        if "jax_ffi" in result:
+            print(f"{'':32} clustered step: " + ("native centroid kernels (make jax-ffi)" if result["jax_ffi"] else
+                                                 f"lax.gather fallback: {result.get('jax_ffi_why')}"))
     load_after = os.getloadavg()
     print(f"goal: dc_keras ratio <= {GOAL:.2f}x on each backend (pruned; clustered held to the same bar)")
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} CPUs")
