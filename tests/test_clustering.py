@@ -214,6 +214,15 @@ def test_jax_native_kernels_are_bit_exact_with_the_lax_path(jax_ffi, clusters, s
     np.add.at(serial, assignments.reshape(-1), upstream.reshape(-1))  # in index order, in float32
     np.testing.assert_array_equal(g_fast, serial[:clusters])
 
+    # Reverse over reverse (e.g. a gradient penalty): the gather and the sums transpose each other.
+    def hvp(gather, c, a, u, v):
+        grad = jax.grad(lambda c: (gather(c, a) ** 2 * u).sum())
+        return jax.grad(lambda c: (grad(c) * v).sum())(c)
+
+    v = rng.normal(size=clusters).astype("float32")
+    np.testing.assert_array_equal(np_(jax.jit(hvp, static_argnums=0)(jax_ffi.gather, centroids, assignments, upstream, v)),
+                                  np_(jax.jit(hvp, static_argnums=0)(_lax_reference, centroids, assignments, upstream, v)))
+
 
 def test_jax_native_kernels_refuse_out_of_range_assignments(jax_ffi):
     import jax

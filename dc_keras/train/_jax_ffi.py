@@ -6,7 +6,9 @@
 centroid's members' gradients summed one by one in index order from +0.0, as XLA's scatter-add of
 the generic ``take`` path sums them). :func:`gather` ties them together with ``jax.custom_vjp``.
 The results are bit-identical to the ``lax.gather`` path, which runs instead when the library is
-absent, when the arrays are not float32/int32 or not on the CPU, or when turned off.
+absent, when the arrays are not float32/int32 or not on the CPU, or when turned off. The two
+kernels are each other's transpose, so gradients of gradients work; forward-mode differentiation
+(``jax.jvp``, ``jax.jacfwd``) of the centroids does not (JAX says so): use ``DC_KERAS_JAX_FFI=0``.
 
 ``DC_KERAS_JAX_FFI``: ``auto`` (default: use the library when present; its absence is logged once
 at INFO level on the ``dc_keras`` logger), ``0`` (never use it), ``1`` (required: raise if it
@@ -19,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import threading
@@ -138,18 +141,27 @@ def _gather_fn():
         def call(target, shape, dtype, *args):
             return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype), vmap_method="sequential")(*args)
 
-        @jax.custom_vjp
-        def fn(centroids, assignments):
+        # The gather and the sums are each other's transpose: each one's gradient is the other, so
+        # reverse-over-reverse differentiation works too (forward mode, jax.jvp, does not: a
+        # custom_vjp function has none; DC_KERAS_JAX_FFI=0 gives the lax path, which has it).
+        def no_cotangent(assignments):  # the int input's
+            return np.zeros(assignments.shape, jax.dtypes.float0)
+
+        @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+        def gather_n(n, centroids, assignments):  # n: the number of centroids (static)
             return call(_GATHER, assignments.shape, centroids.dtype, centroids, assignments)
 
-        def fwd(centroids, assignments):
-            return fn(centroids, assignments), (assignments, centroids.shape)
+        @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+        def sums_n(n, upstream, assignments):
+            return call(_SUMS, (n,), upstream.dtype, upstream, assignments)
 
-        def bwd(res, upstream):
-            assignments, shape = res
-            sums = call(_SUMS, shape, upstream.dtype, upstream, assignments)
-            return sums, np.zeros(assignments.shape, jax.dtypes.float0)  # int input: no cotangent
+        gather_n.defvjp(lambda n, c, a: (gather_n(n, c, a), a),
+                        lambda n, a, upstream: (sums_n(n, upstream, a), no_cotangent(a)))
+        sums_n.defvjp(lambda n, u, a: (sums_n(n, u, a), a),
+                      lambda n, a, ct: (gather_n(n, ct, a), no_cotangent(a)))
 
-        fn.defvjp(fwd, bwd)
+        def fn(centroids, assignments):
+            return gather_n(int(centroids.shape[0]), centroids, assignments)
+
         _state["gather"] = fn
     return _state["gather"]
