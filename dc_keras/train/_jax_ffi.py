@@ -148,7 +148,7 @@ def _gather_fn():
             return np.zeros(assignments.shape, jax.dtypes.float0)
 
         @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-        def gather_n(n, centroids, assignments):  # n: the number of centroids (static)
+        def gather_n(n, centroids, assignments):  # noqa: ARG001 (n, static: the sums need it)
             return call(_GATHER, assignments.shape, centroids.dtype, centroids, assignments)
 
         @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
