@@ -143,6 +143,11 @@ ffi::Error SumsImpl(ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx,
                     ffi::ResultBuffer<ffi::F32> sums) {
   const uint32_t n = static_cast<uint32_t>(sums->element_count());
   const size_t count = idx.element_count();
+  if (grads.element_count() != count) {
+    return ffi::Error::InvalidArgument(
+        "dc_keras centroid sums: " + std::to_string(grads.element_count()) + " gradients for " +
+        std::to_string(count) + " assignments");
+  }
   const float* g = grads.typed_data();
   const int32_t* a = idx.typed_data();
   // Slot n (the zero slot) is summed into a scratch accumulator and dropped: no branch per entry.
@@ -159,7 +164,7 @@ ffi::Error SumsImpl(ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx,
 
 }  // namespace
 
-// The two handlers are the library's only exported symbols (built with -fvisibility=hidden).
+// The two handlers: the library's entry points (built with -fvisibility=hidden).
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* DcCentroidGather(
     XLA_FFI_CallFrame* frame);
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* DcCentroidSums(
