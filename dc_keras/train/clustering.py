@@ -228,10 +228,10 @@ def gather_centroids(centroids, assignments, training=True):
     neither (the assignments are always in range: k-means makes them, and a loaded file is
     checked, :meth:`ClusterWrapper.load_own_variables`). Faster still (and the default after
     ``make install``), two native XLA CPU kernels through JAX's FFI do the gather and the sums
-    (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1 in isolation: gather ~220 -> ~30 us on two
-    threads, sums ~260 -> ~190 us). Same values and
-    sums, in the same order, as the generic path on every route (tests/test_clustering.py compares
-    them bit for bit, with and without the native kernels).
+    (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1, each op timed alone: gather ~220 -> ~30 us
+    on two threads, sums ~260 -> ~190 us). Same values and sums, in the same order, as the generic
+    path on every route (tests/test_clustering.py compares them bit for bit, with and without the
+    native kernels).
     """
     backend = keras.backend.backend()
     if backend == "jax":
