@@ -9,12 +9,13 @@
 //                    path gives; the zero slot's sum is not needed and not computed).
 // Both refuse an index outside 0..n (an error naming it, never a read outside the table).
 //
-// Costs on a LeNet-300-100 fc1 (235,200 entries, 33 slots; x86-64 with AVX-512): the gather is
-// one vpermt2ps per 16 entries (tables of up to 48 slots; a scalar loop otherwise), split between
-// the calling thread and one of XLA's intra-op threads (~30 us; lax.gather ~220 us). The sums keep
-// one accumulator per centroid in memory, one thread (~130-190 us; XLA's scatter-add ~260 us):
-// splitting the centroids between two threads was slower (a stream with half the centroids
-// repeats a centroid twice as often, and each repeat waits on the previous add of it).
+// Costs on a LeNet-300-100 fc1 (235,200 entries, 33 slots; x86-64 with AVX-512), each op timed
+// alone: the gather is one vpermt2ps per 16 entries (tables of up to 48 slots; a scalar loop
+// otherwise), split between the calling thread and one of XLA's intra-op threads (~30 us;
+// lax.gather ~220 us). The sums keep one accumulator per centroid in memory, one thread (~120-200
+// us; XLA's scatter-add ~220-260 us; with 90 % of the entries in the zero slot, as after pruning,
+// ~190 us vs ~750 us): splitting the centroids between two threads did not pay (each thread must
+// first pick its entries out of all of them, ~40 us, and then adds half as many).
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -139,6 +140,58 @@ ffi::Error GatherImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> centroids,
   return bad < 0 ? ffi::Error::Success() : OutOfRange(idx.typed_data()[bad], n);
 }
 
+// Adds g[i] to s[a[i]] for i in [begin, end), in order; s has n + 1 slots (slot n: the zero
+// slot's scratch). Returns the first bad position or -1.
+int64_t SumsScalar(const float* g, const int32_t* a, size_t begin, size_t end, float* s,
+                   uint32_t n) {
+  for (size_t i = begin; i < end; ++i) {
+    uint32_t j = static_cast<uint32_t>(a[i]);
+    if (j > n) return static_cast<int64_t>(i);
+    s[j] += g[i];
+  }
+  return -1;
+}
+
+#ifdef DC_HAVE_AVX512_PATH
+// With pruned weights most entries point at the zero slot, and adding them all to one scratch
+// accumulator is a chain of dependent adds (90 % zeros: ~5x slower than none). Blocks whose first
+// 64 entries hold at least 8 zero-slot ones are first compressed to their other entries (kept in
+// order, in an L1 buffer), which alone are added; the other blocks take the plain loop.
+constexpr size_t kSumsBlock = 1024;
+
+__attribute__((target("avx512f"))) int64_t SumsAvx512(const float* g, const int32_t* a,
+                                                      size_t count, float* s, uint32_t n) {
+  const __m512i zero_slot = _mm512_set1_epi32(static_cast<int32_t>(n));
+  alignas(64) int32_t kept_a[kSumsBlock + 16];
+  alignas(64) float kept_g[kSumsBlock + 16];
+  size_t i = 0;
+  for (; i + kSumsBlock <= count; i += kSumsBlock) {
+    int zeros = 0;
+    for (size_t k = i; k < i + 64; k += 16) {
+      zeros += __builtin_popcount(_mm512_cmpeq_epi32_mask(_mm512_loadu_si512(a + k), zero_slot));
+    }
+    if (zeros < 8) {
+      int64_t bad = SumsScalar(g, a, i, i + kSumsBlock, s, n);
+      if (bad >= 0) return bad;
+      continue;
+    }
+    size_t kept = 0;
+    __mmask16 bad = 0;
+    for (size_t k = i; k < i + kSumsBlock; k += 16) {
+      __m512i x = _mm512_loadu_si512(a + k);
+      bad |= _mm512_cmpgt_epu32_mask(x, zero_slot);
+      __mmask16 m = _mm512_cmpneq_epi32_mask(x, zero_slot);
+      _mm512_storeu_si512(kept_a + kept, _mm512_maskz_compress_epi32(m, x));
+      _mm512_storeu_ps(kept_g + kept, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(g + k)));
+      kept += __builtin_popcount(m);
+    }
+    if (bad) return SumsScalar(g, a, i, i + kSumsBlock, s, n);  // finds the bad position
+    for (size_t k = 0; k < kept; ++k) s[kept_a[k]] += kept_g[k];
+  }
+  return SumsScalar(g, a, i, count, s, n);
+}
+#endif
+
 ffi::Error SumsImpl(ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx,
                     ffi::ResultBuffer<ffi::F32> sums) {
   const uint32_t n = static_cast<uint32_t>(sums->element_count());
@@ -148,17 +201,20 @@ ffi::Error SumsImpl(ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx,
         "dc_keras centroid sums: " + std::to_string(grads.element_count()) + " gradients for " +
         std::to_string(count) + " assignments");
   }
-  const float* g = grads.typed_data();
-  const int32_t* a = idx.typed_data();
-  // Slot n (the zero slot) is summed into a scratch accumulator and dropped: no branch per entry.
+  // Slot n (the zero slot) is summed into a scratch accumulator and dropped.
   std::vector<float> acc(n + 1, 0.0f);
-  float* s = acc.data();
-  for (size_t i = 0; i < count; ++i) {
-    uint32_t j = static_cast<uint32_t>(a[i]);
-    if (j > n) return OutOfRange(a[i], n);
-    s[j] += g[i];
+  int64_t bad;
+#ifdef DC_HAVE_AVX512_PATH
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) {
+    bad = SumsAvx512(grads.typed_data(), idx.typed_data(), count, acc.data(), n);
+  } else
+#endif
+  {
+    bad = SumsScalar(grads.typed_data(), idx.typed_data(), 0, count, acc.data(), n);
   }
-  std::memcpy(sums->typed_data(), s, n * sizeof(float));
+  if (bad >= 0) return OutOfRange(idx.typed_data()[bad], n);
+  std::memcpy(sums->typed_data(), acc.data(), n * sizeof(float));
   return ffi::Error::Success();
 }
 

@@ -189,16 +189,22 @@ def _lax_reference(c, a):
 
 
 # 33 slots: the AVX-512 register-table gather; 48 the largest such table; 49+: the scalar loop. Sizes
-# that are not multiples of 16 exercise the tail.
-@pytest.mark.parametrize("clusters,shape", [(1, (5, 3)), (4, (7, 13)), (32, (784, 300)), (47, (61, 17)),
-                                            (48, (100, 3)), (256, (300, 70)), (4096, (999, 31))])
-def test_jax_native_kernels_are_bit_exact_with_the_lax_path(jax_ffi, clusters, shape):
+# that are not multiples of 16 exercise the tail. `pruned`: that fraction of the entries (mixed with
+# blocks of none) point at the zero slot, as after prune -> cluster (the sums skip them by blocks).
+@pytest.mark.parametrize("clusters,shape,pruned", [
+    (1, (5, 3), 0), (4, (7, 13), 0), (32, (784, 300), 0), (47, (61, 17), 0), (48, (100, 3), 0),
+    (256, (300, 70), 0), (4096, (999, 31), 0), (32, (784, 300), 0.9), (5, (333, 77), 0.5)])
+def test_jax_native_kernels_are_bit_exact_with_the_lax_path(jax_ffi, clusters, shape, pruned):
     import jax
 
     rng = np.random.default_rng(clusters)
     centroids = rng.normal(size=clusters).astype("float32")
     centroids[0] = -0.0  # signed zeros: the sums start from +0.0 like XLA's scatter-add
     assignments = rng.integers(0, clusters + 1, size=shape).astype("int32")
+    if pruned:
+        flat = assignments.reshape(-1)
+        flat[rng.random(flat.size) < pruned] = clusters
+        flat[5000:9000] = rng.integers(0, clusters, size=flat[5000:9000].size)  # blocks without zeros
     assignments.reshape(-1)[:3] = 0
     upstream = rng.normal(size=shape).astype("float32")
     upstream.reshape(-1)[:3] = -0.0
@@ -239,6 +245,14 @@ def test_jax_native_kernels_refuse_out_of_range_assignments(jax_ffi):
     large.reshape(-1)[[70_001, 110_003]] = (7, 9)
     with pytest.raises(Exception, match=r"assignment 7 outside 0\.\.4"):
         np.asarray(jax.jit(jax_ffi.gather)(centroids, large))
+    sums = jax.ffi.ffi_call(jax_ffi._SUMS, jax.ShapeDtypeStruct((4,), "float32"))  # the sums kernel alone
+    for first in (50_000, 50_030):  # in a block the sums compress (mostly zero slot): found there too
+        pruned = np.full((400, 300), 4, "int32")
+        pruned.reshape(-1)[[first, 90_000]] = (6, 8)
+        with pytest.raises(Exception, match=r"assignment 6 outside 0\.\.4"):
+            np.asarray(sums(np.ones(pruned.shape, "float32"), pruned))
+    with pytest.raises(Exception, match="120000 gradients for 119999 assignments"):
+        np.asarray(sums(np.ones(120_000, "float32"), np.zeros(119_999, "int32")))
 
 
 def test_jax_without_native_library_falls_back_bit_identically(jax_ffi, monkeypatch, caplog, tmp_path):
