@@ -19,7 +19,10 @@ install: $(STAMP) lib jax-ffi
 	  if ! command -v clang-format >/dev/null 2>&1; then \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang-format || echo "warning: could not apt-get install clang-format"; \
 	  fi; \
-	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format)"; fi
+	  if ! command -v c++ >/dev/null 2>&1; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ || echo "warning: could not apt-get install g++ (make jax-ffi)"; \
+	  fi; \
+	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, g++)"; fi
 	@touch $@
 
 # pip --no-compile: byte-compiling all ~14,500 .py files of the dependencies costs ~50 CPU s;
