@@ -6,9 +6,9 @@ STAMP     := $(VENV)/.installed
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install install-torch lib native-copy demo test test-lane-c test-lane-emu test-py test-backends test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
+.PHONY: install install-torch lib native-copy jax-ffi demo test test-lane-c test-lane-emu test-py test-backends test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
 
-install: $(STAMP) lib
+install: $(STAMP) lib jax-ffi
 
 # System packages (only when root and apt is there; harmless otherwise).
 .apt-stamp:
@@ -19,7 +19,10 @@ install: $(STAMP) lib
 	  if ! command -v clang-format >/dev/null 2>&1; then \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang-format || echo "warning: could not apt-get install clang-format"; \
 	  fi; \
-	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format)"; fi
+	  if ! command -v c++ >/dev/null 2>&1; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ || echo "warning: could not apt-get install g++ (make jax-ffi)"; \
+	  fi; \
+	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, g++)"; fi
 	@touch $@
 
 # pip --no-compile: byte-compiling all ~14,500 .py files of the dependencies costs ~50 CPU s;
@@ -42,6 +45,26 @@ KLIB ?= tflite_kernels/build/libdc_huffdecode.so
 native-copy:
 	@mkdir -p $(dir $(NATIVE))
 	@if [ -f $(KLIB) ]; then cp $(KLIB) $(NATIVE).tmp.$$$$ && mv -f $(NATIVE).tmp.$$$$ $(NATIVE); fi
+
+# The clustered training step's XLA CPU kernels for the JAX backend (jax_kernels/dc_centroids.cc,
+# C++17 against the XLA FFI headers that jaxlib ships: jax.ffi.include_dir()). Optional: without
+# a C++ compiler or jax the step uses lax.gather instead (same results, slower), and this target
+# says so. Rebuilt when the source or jaxlib's headers change; installed atomically like
+# native-copy (a process may have the old library loaded).
+JAX_FFI     := dc_keras/_native/libdc_jax_ffi.so
+JAX_FFI_SRC := jax_kernels/dc_centroids.cc
+JAX_FFI_INC  = $(shell $(VPY) -c "import jax.ffi; print(jax.ffi.include_dir())" 2>/dev/null)
+CXX         ?= c++
+jax-ffi: $(if $(wildcard $(VPY)),,$(STAMP))
+	@if [ -z "$(JAX_FFI_INC)" ]; then echo "jax-ffi: jax is not installed in $(VENV): skipped (clustered training on JAX uses lax.gather)"; \
+	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "jax-ffi: no C++ compiler ($(CXX)): skipped (clustered training on JAX uses lax.gather; apt install g++)"; \
+	else $(MAKE) --no-print-directory $(JAX_FFI) JAX_FFI_HEADERS="$(JAX_FFI_INC)"; fi
+
+$(JAX_FFI): $(JAX_FFI_SRC) $(wildcard $(JAX_FFI_HEADERS)/xla/ffi/api/*.h)
+	@mkdir -p jax_kernels/build
+	$(CXX) -std=c++17 -O2 -DNDEBUG -fPIC -fvisibility=hidden -fvisibility-inlines-hidden -Wall -Wextra -Werror \
+	  -isystem "$(JAX_FFI_HEADERS)" -shared -o jax_kernels/build/libdc_jax_ffi.so $(JAX_FFI_SRC)
+	cp jax_kernels/build/libdc_jax_ffi.so $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
 
 demo: install
 	$(VENV)/bin/dc-keras demo
@@ -80,6 +103,11 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_clustering.py::test_prune_then_cluster_flow_keeps_zeros_and_assignments \
   tests/test_clustering.py::test_fast_centroid_gather_is_bit_exact_with_generic_take \
   tests/test_clustering.py::test_loading_out_of_range_assignments_is_a_clear_error \
+  tests/test_clustering.py::test_jax_native_kernels_are_bit_exact_with_the_lax_path \
+  tests/test_clustering.py::test_jax_native_kernels_refuse_out_of_range_assignments \
+  tests/test_clustering.py::test_jax_without_native_library_falls_back_bit_identically \
+  tests/test_clustering.py::test_preserve_sparsity_false_clusters_zeros \
+  tests/test_clustering.py::test_keras_round_trip \
   tests/test_compat_files.py
 test-backends: $(if $(wildcard $(VPY)),,$(STAMP))
 	KERAS_BACKEND=jax $(VPY) -m pytest -q -p no:cacheprovider -k "not moves_between and not readme" $(BACKEND_TESTS)
@@ -120,8 +148,8 @@ test-mcu: $(if $(wildcard $(VPY)),,$(STAMP))
 # tests/codec_vectors*.h are generated data.
 C_FORMAT_PENDING :=
 # Tracked sources only (build and fuzz directories hold generated C); without git, the globs.
-C_SOURCES := $(or $(shell git ls-files 'tflite_kernels/*.[ch]' 'tools/*.[ch]' 2>/dev/null), \
-  $(wildcard tflite_kernels/*/*.c tflite_kernels/*/*.h tflite_kernels/*/*/*.c tflite_kernels/*/*/*.h tools/*/*.c tools/*/*.h tools/*/*/*.c))
+C_SOURCES := $(or $(shell git ls-files 'tflite_kernels/*.[ch]' 'tools/*.[ch]' 'jax_kernels/*.cc' 2>/dev/null), \
+  $(wildcard tflite_kernels/*/*.c tflite_kernels/*/*.h tflite_kernels/*/*/*.c tflite_kernels/*/*/*.h tools/*/*.c tools/*/*.h tools/*/*/*.c jax_kernels/*.cc))
 C_FORMAT_FILES := $(filter-out tflite_kernels/tests/codec_vectors%.h $(C_FORMAT_PENDING), $(sort $(C_SOURCES)))
 CLANG_FORMAT ?= clang-format
 lint: $(if $(wildcard $(VPY)),,$(STAMP))
@@ -130,4 +158,4 @@ lint: $(if $(wildcard $(VPY)),,$(STAMP))
 	$(CLANG_FORMAT) --dry-run --Werror $(C_FORMAT_FILES)
 
 clean:
-	rm -rf build dist *.egg-info tflite_kernels/build $(NATIVE) .apt-stamp
+	rm -rf build dist *.egg-info tflite_kernels/build $(NATIVE) jax_kernels/build $(JAX_FFI) .apt-stamp

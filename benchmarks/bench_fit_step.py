@@ -4,7 +4,8 @@ prune_low_magnitude / cluster_weights on tf_keras (Keras 2; TF_USE_LEGACY_KERAS=
 not run on Keras 3). Pruned: 90 % sparsity with PruningCallback. Clustered: the fine-tuning step of
 5-bit weight sharing (32 trainable centroids per kernel, a centroid gather in the forward pass).
 
-    python benchmarks/bench_fit_step.py [--steps 200] [--rounds 15] [--warmup 2] [--json docs/results/fit_step.json]
+    python benchmarks/bench_fit_step.py [--steps 200] [--rounds 15] [--warmup 2] [--backends tensorflow,jax]
+                                        [--skip-tfmot] [--json docs/results/fit_step.json]
 
 Goal (issue 16): dc_keras pruned / plain <= 1.1x on TF and on JAX (the clustered ratio is held to
 the same bar).
@@ -89,6 +90,11 @@ for _ in range(rounds):
         epoch(name)
 epoch("plain")  # closes the last round: every wrapped epoch lies between two plain ones
 times["backend"] = "tf_keras" if legacy else keras.backend.backend()
+if not legacy and times["backend"] == "jax":  # the clustered step's native centroid kernels (make jax-ffi)
+    from dc_keras.train import _jax_ffi
+    times["jax_ffi"] = _jax_ffi.available()
+    if not times["jax_ffi"]:
+        times["jax_ffi_why"] = _jax_ffi._state.get("why")
 print("RESULT " + json.dumps(times))
 """
 
@@ -148,8 +154,9 @@ def main(argv=None):
                    help="interleaved rounds (plain, pruned, clustered) of one timed epoch each")
     p.add_argument("--warmup", type=int, default=2, help="untimed epochs per model first (tracing, compiling)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--backends", default="tensorflow,jax", help="comma-separated Keras 3 backends to time")
     p.add_argument("--skip-tfmot", action="store_true", help="time dc_keras only")
+    p.add_argument("--backends", default="tensorflow,jax",
+                   help="comma-separated Keras backends to time dc_keras on (default: tensorflow,jax)")
     p.add_argument("--json", default=None, help="write the results here (e.g. docs/results/fit_step.json)")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
@@ -160,8 +167,11 @@ def main(argv=None):
     print("ratio: median over rounds of wrapped / mean of the plain epochs before and after it [min-max];")
     print("wall = elapsed time, cpu = user+sys CPU time of the process (steadier on a loaded machine)")
     print(f"{'':32} {'plain':>7} {'pruned':>7} {'pruned ratio wall, cpu':>34} {'clust.':>7} {'clustered ratio wall, cpu':>34}")
-    names = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
-    sides = tuple((f"dc_keras, Keras 3 {names.get(b, b)}", False, b) for b in args.backends.split(",") if b)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(backends) - {"tensorflow", "jax"})
+    if unknown or not backends:
+        p.error(f"--backends: choose from tensorflow, jax (got {args.backends!r})")
+    sides = tuple((f"dc_keras, Keras 3 {'TensorFlow' if b == 'tensorflow' else 'JAX'}", False, b) for b in backends)
     if not args.skip_tfmot:
         sides += (("tfmot 0.8 (tf_keras, Keras 2)", True, "tensorflow"),)
     rows = []
@@ -175,9 +185,14 @@ def main(argv=None):
         row = {"label": label, "backend": backend, "legacy": legacy, **summarize(result)}
         row.update(goal_met=None if legacy else row["ratio"] <= GOAL,
                    cluster_goal_met=None if legacy else row["cluster_ratio"] <= GOAL, seconds=time.time() - t0)
+        if "jax_ffi" in result:
+            row["jax_ffi"] = result["jax_ffi"]
         rows.append(row)
         print(f"{label:32} {1e3 * row['plain_s']:7.2f} {1e3 * row['pruned_s']:7.2f} {_cell(row, '')} "
               f"{1e3 * row['clustered_s']:7.2f} {_cell(row, 'cluster_')}   ({row['seconds']:.0f} s)")
+        if "jax_ffi" in result:
+            print(f"{'':32} clustered step: " + ("native centroid kernels (make jax-ffi)" if result["jax_ffi"] else
+                                                 f"lax.gather fallback: {result.get('jax_ffi_why')}"))
     load_after = os.getloadavg()
     print(f"goal: dc_keras ratio <= {GOAL:.2f}x on each backend (pruned; clustered held to the same bar)")
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} CPUs")

@@ -748,6 +748,11 @@ def fit_step_section(fs):
         elif clustered:
             row += " - | - | - | - |"
         out.append(row)
+    native = [r for r in fs["rows"] if "jax_ffi" in r]
+    if native:  # bench_fit_step.py records whether the JAX clustered step ran the native kernels
+        out += ["", "JAX clustered step: " + "; ".join(
+            f"{r['label']}: " + ("native centroid kernels (`make jax-ffi`)" if r["jax_ffi"] else
+                                 "lax.gather fallback (native centroid kernels not built)") for r in native) + "."]
     return out + [""]
 
 

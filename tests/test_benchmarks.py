@@ -190,6 +190,11 @@ def test_fit_step_section_renders_clustered_columns_and_old_rows():
     assert all(line.count("|") == table[0].count("|") for line in table)
     old = doc.fit_step_section(dict(fs, rows=[row]))
     assert old[0] == "## Fit step: pruned vs plain, per Keras backend" and "clustered" not in "".join(old)
+    assert not [line for line in lines if "kernels" in line]  # rows without jax_ffi: no note
+    for used, says in ((True, "native centroid kernels (`make jax-ffi`)"), (False, "lax.gather fallback")):
+        noted = doc.fit_step_section(dict(fs, rows=[dict(fs["rows"][0], jax_ffi=used)]))
+        assert [line for line in noted if line.startswith("JAX clustered step: ")] == [
+            f"JAX clustered step: dc_keras, Keras 3 JAX: {says}" + ("" if used else " (native centroid kernels not built)") + "."]
 
 
 def _load_bench(name):

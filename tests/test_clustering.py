@@ -165,6 +165,137 @@ def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters, shape):
     np.testing.assert_array_equal(g_fast, serial[:clusters])
 
 
+# --------------------------------------------------------------------------------------------
+# JAX: the native centroid kernels (dc_keras/train/_jax_ffi.py, jax_kernels/dc_centroids.cc)
+
+
+@pytest.fixture
+def jax_ffi():
+    """The native-kernel module on the JAX backend; skips elsewhere, and (reported) when the library
+    was not built (`make jax-ffi`, part of `make install`)."""
+    if keras.backend.backend() != "jax":
+        pytest.skip("the native centroid kernels are for the JAX backend (run with KERAS_BACKEND=jax)")
+    from dc_keras.train import _jax_ffi
+
+    if not os.path.isfile(_jax_ffi.library_path()):
+        pytest.skip(f"{_jax_ffi.library_path()} not built: run `make jax-ffi`")
+    assert _jax_ffi.available()
+    return _jax_ffi
+
+
+def _lax_reference(c, a):
+    from dc_keras.train.clustering import _gather_jax
+
+    return _gather_jax(keras.ops.concatenate([c, keras.ops.zeros((1,), c.dtype)], axis=0), a)
+
+
+# 33 slots: the AVX-512 register-table gather; 48 the largest such table; 49+: the scalar loop. Sizes
+# that are not multiples of 16 exercise the tail. `pruned`: that fraction of the entries (mixed with
+# blocks of none) point at the zero slot, as after prune -> cluster (the sums skip them by blocks).
+@pytest.mark.parametrize("clusters,shape,pruned", [
+    (1, (5, 3), 0), (4, (7, 13), 0), (32, (784, 300), 0), (47, (61, 17), 0), (48, (100, 3), 0),
+    (256, (300, 70), 0), (4096, (999, 31), 0), (32, (784, 300), 0.9), (5, (333, 77), 0.5)])
+def test_jax_native_kernels_are_bit_exact_with_the_lax_path(jax_ffi, clusters, shape, pruned):
+    import jax
+
+    rng = np.random.default_rng(clusters)
+    centroids = rng.normal(size=clusters).astype("float32")
+    centroids[0] = -0.0  # signed zeros: the sums start from +0.0 like XLA's scatter-add
+    assignments = rng.integers(0, clusters + 1, size=shape).astype("int32")
+    if pruned:
+        flat = assignments.reshape(-1)
+        flat[rng.random(flat.size) < pruned] = clusters
+        flat[5000:9000] = rng.integers(0, clusters, size=flat[5000:9000].size)  # blocks without zeros
+    assignments.reshape(-1)[:3] = 0
+    upstream = rng.normal(size=shape).astype("float32")
+    upstream.reshape(-1)[:3] = -0.0
+    assert jax_ffi.usable(centroids, assignments)
+    for fn in (jax.jit, lambda f: f):  # inside a compiled step and eagerly
+        w_fast, g_fast = _value_and_centroid_grad(fn(jax_ffi.gather), centroids, assignments, upstream)
+        w_ref, g_ref = _value_and_centroid_grad(fn(_lax_reference), centroids, assignments, upstream)
+        np.testing.assert_array_equal(w_fast, w_ref)
+        assert np.signbit(w_fast).tolist() == np.signbit(w_ref).tolist()
+        np.testing.assert_array_equal(g_fast, g_ref)
+        assert np.signbit(g_fast).tolist() == np.signbit(g_ref).tolist()
+    serial = np.zeros(clusters + 1, np.float32)
+    np.add.at(serial, assignments.reshape(-1), upstream.reshape(-1))  # in index order, in float32
+    np.testing.assert_array_equal(g_fast, serial[:clusters])
+
+    # Reverse over reverse (e.g. a gradient penalty): the gather and the sums transpose each other.
+    def hvp(gather, c, a, u, v):
+        grad = jax.grad(lambda c: (gather(c, a) ** 2 * u).sum())
+        return jax.grad(lambda c: (grad(c) * v).sum())(c)
+
+    v = rng.normal(size=clusters).astype("float32")
+    np.testing.assert_array_equal(np_(jax.jit(hvp, static_argnums=0)(jax_ffi.gather, centroids, assignments, upstream, v)),
+                                  np_(jax.jit(hvp, static_argnums=0)(_lax_reference, centroids, assignments, upstream, v)))
+
+
+def test_jax_native_kernels_refuse_out_of_range_assignments(jax_ffi):
+    import jax
+
+    centroids = np.arange(4, dtype="float32")
+    for bad in (5, -1):
+        assignments = np.zeros((40,), "int32")
+        assignments[33] = bad  # past the 32-entry vector part: found by the tail too
+        with pytest.raises(Exception, match=rf"assignment {bad} outside 0\.\.4"):
+            np.asarray(jax.jit(jax_ffi.gather)(centroids, assignments))
+        with pytest.raises(Exception, match=rf"assignment {bad} outside 0\.\.4"):
+            np.asarray(jax.grad(lambda c, a=assignments: jax_ffi.gather(c, a).sum())(centroids))
+    large = np.zeros((400, 300), "int32")  # a gather split between two threads: the first bad one
+    large.reshape(-1)[[70_001, 110_003]] = (7, 9)
+    with pytest.raises(Exception, match=r"assignment 7 outside 0\.\.4"):
+        np.asarray(jax.jit(jax_ffi.gather)(centroids, large))
+    sums = jax.ffi.ffi_call(jax_ffi._SUMS, jax.ShapeDtypeStruct((4,), "float32"))  # the sums kernel alone
+    for first in (50_000, 50_030):  # in a block the sums compress (mostly zero slot): found there too
+        pruned = np.full((400, 300), 4, "int32")
+        pruned.reshape(-1)[[first, 90_000]] = (6, 8)
+        with pytest.raises(Exception, match=r"assignment 6 outside 0\.\.4"):
+            np.asarray(sums(np.ones(pruned.shape, "float32"), pruned))
+    with pytest.raises(Exception, match="120000 gradients for 119999 assignments"):
+        np.asarray(sums(np.ones(120_000, "float32"), np.zeros(119_999, "int32")))
+
+
+def test_jax_without_native_library_falls_back_bit_identically(jax_ffi, monkeypatch, caplog, tmp_path):
+    def train(use_native):
+        monkeypatch.setattr(jax_ffi, "_state", {})  # decided afresh inside fit()'s trace of the step
+        keras.utils.set_random_seed(1)
+        model = mlp()
+        k = model.get_layer("d1").kernel.numpy()
+        model.get_layer("d1").kernel.assign(np.where(np.abs(k) < 0.2, 0.0, k))  # "pruned" weights
+        model = compile_(dc_keras.cluster(model, bits=3), keras.optimizers.Adam(0.01))
+        model.fit(X, Y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        return model
+
+    native = train(True)
+    assert jax_ffi._state["ok"] is True, jax_ffi._state.get("why")
+    missing = str(tmp_path / "absent.so")
+    monkeypatch.setenv("DC_KERAS_JAX_FFI_LIBRARY", missing)
+    with caplog.at_level("INFO", logger="dc_keras"):
+        fallback = train(False)
+        assert not jax_ffi.usable(np.zeros(2, "float32"), np.zeros(3, "int32"))
+    notes = [r.getMessage() for r in caplog.records if "lax.gather" in r.getMessage()]
+    assert len(notes) == 1 and missing in notes[0] and "make jax-ffi" in notes[0]  # once, naming the fix
+    for a, b in zip(native.weights, fallback.weights):
+        np.testing.assert_array_equal(np_(a), np_(b), err_msg=a.path)
+    d1 = dc_keras.strip(native).get_layer("d1").kernel.numpy()
+    np.testing.assert_array_equal(d1 == 0, dc_keras.strip(fallback).get_layer("d1").kernel.numpy() == 0)
+    assert np.mean(d1 == 0) > 0.3  # preserve_sparsity: the zero slot stayed 0 on both routes
+    foreign = np._core._multiarray_umath.__file__  # a shared library without the two handlers
+    monkeypatch.setattr(jax_ffi, "_state", {})
+    monkeypatch.setenv("DC_KERAS_JAX_FFI_LIBRARY", foreign)
+    with caplog.at_level("INFO", logger="dc_keras"):
+        assert not jax_ffi.available()
+    assert f"{foreign} did not load (AttributeError" in caplog.records[-1].getMessage()
+    monkeypatch.setattr(jax_ffi, "_state", {})
+    monkeypatch.setenv("DC_KERAS_JAX_FFI_LIBRARY", missing)
+    monkeypatch.setenv("DC_KERAS_JAX_FFI", "1")  # asked for: an error naming the fix, not a fallback
+    with pytest.raises(RuntimeError, match="DC_KERAS_JAX_FFI=1 .*make jax-ffi"):
+        jax_ffi.available()
+    monkeypatch.setenv("DC_KERAS_JAX_FFI", "0")
+    assert not jax_ffi.available()
+
+
 def test_loading_out_of_range_assignments_is_a_clear_error(tmp_path):
     clustered = dc_keras.cluster(mlp(), bits=2)
     wrapper = wrappers(clustered)[0]

@@ -1,0 +1,167 @@
+"""The clustered training step's centroid gather on JAX through native XLA CPU kernels (issue 16).
+
+``libdc_jax_ffi.so`` (``jax_kernels/dc_centroids.cc``, built by ``make jax-ffi``, part of
+``make install``) holds two XLA FFI handlers, called with JAX's public ``jax.ffi`` API:
+``DcCentroidGather`` (``concat(centroids, [0])[assignments]``) and ``DcCentroidSums`` (each
+centroid's members' gradients summed one by one in index order from +0.0, as XLA's scatter-add of
+the generic ``take`` path sums them). :func:`gather` ties them together with ``jax.custom_vjp``.
+The results are bit-identical to the ``lax.gather`` path, which runs instead when the library is
+absent, when the arrays are not float32/int32 or not on the CPU, or when turned off. The two
+kernels are each other's transpose, so gradients of gradients work; forward-mode differentiation
+(``jax.jvp``, ``jax.jacfwd``) of the centroids does not (JAX says so): use ``DC_KERAS_JAX_FFI=0``.
+
+``DC_KERAS_JAX_FFI``: ``auto`` (default: use the library when present; its absence is logged once
+at INFO level on the ``dc_keras`` logger), ``0`` (never use it), ``1`` (required: raise if it
+cannot load). ``DC_KERAS_JAX_FFI_LIBRARY`` names a library built elsewhere.
+
+Example:
+    >>> from dc_keras.train import _jax_ffi
+    >>> _jax_ffi.available()  # True after `make install` / `make jax-ffi`
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import threading
+
+LIBRARY_NAME = "libdc_jax_ffi.so"
+_MODE_ENV, _PATH_ENV = "DC_KERAS_JAX_FFI", "DC_KERAS_JAX_FFI_LIBRARY"
+_GATHER, _SUMS = "dc_keras_centroid_gather", "dc_keras_centroid_sums"
+logger = logging.getLogger("dc_keras")
+_lock = threading.Lock()
+_state = {}  # "ok": bool once decided; "why": the reason it is off; "gather": the custom_vjp function
+
+
+def library_path() -> str:
+    """Where the library is looked for: ``$DC_KERAS_JAX_FFI_LIBRARY`` or ``dc_keras/_native/``."""
+    override = os.environ.get(_PATH_ENV)
+    if override:
+        return os.path.abspath(override)
+    native = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_native")
+    return os.path.join(native, LIBRARY_NAME)
+
+
+def _mode() -> str:
+    mode = os.environ.get(_MODE_ENV, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "0", "1"):
+        raise ValueError(f"{_MODE_ENV} must be auto, 0 or 1, got {mode!r}.")
+    return mode
+
+
+def _load():
+    """Registers the two FFI targets; returns ``None`` or the reason they are unavailable."""
+    if _mode() == "0":
+        return f"{_MODE_ENV}=0"
+    path = library_path()
+    if not os.path.isfile(path):
+        return f"{path} not found (build it with `make jax-ffi`, part of `make install`)"
+    try:
+        import jax
+
+        lib = ctypes.CDLL(path)
+        jax.ffi.register_ffi_target(_GATHER, jax.ffi.pycapsule(lib.DcCentroidGather), platform="cpu")
+        jax.ffi.register_ffi_target(_SUMS, jax.ffi.pycapsule(lib.DcCentroidSums), platform="cpu")
+    except (OSError, AttributeError, RuntimeError, ValueError) as err:  # stale/foreign library, old jax
+        return f"{path} did not load ({type(err).__name__}: {err}); rebuild it with `make jax-ffi`"
+    return _smoke_test(path)
+
+
+def _smoke_test(path):
+    """Runs both kernels once (a library built against another jaxlib can register and still fail
+    when called): ``None`` if they give numpy's answer, else the reason. Runs in a thread of its
+    own: the first call usually comes while Keras traces the training step, and JAX's trace state
+    is per thread (in this thread the test call would be staged into that trace, not run)."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(_smoke_test_here(path)), name="dc_keras-jax-ffi-check")
+    worker.start()
+    worker.join()
+    return result[0] if result else f"{path}: the test call did not finish; rebuild it with `make jax-ffi`"
+
+
+def _smoke_test_here(path):
+    import jax
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=5).astype("float32")
+    assignments = rng.integers(0, 6, size=70_000).astype("int32")  # >= 65,536: the two-thread gather too
+    upstream = rng.normal(size=70_000).astype("float32")
+    try:
+        shared = np.asarray(jax.jit(_gather_fn())(centroids, assignments))
+        grad = np.asarray(jax.jit(jax.grad(lambda c: (_gather_fn()(c, assignments) * upstream).sum()))(centroids))
+    except Exception as err:  # any failure of a stale or foreign library means: do not use it
+        return f"{path} failed a test call ({type(err).__name__}: {err}); rebuild it with `make jax-ffi`"
+    sums = np.zeros(6, np.float32)
+    np.add.at(sums, assignments, upstream)
+    if not (np.array_equal(shared, np.append(centroids, 0)[assignments]) and np.array_equal(grad, sums[:5])):
+        return f"{path} gave wrong results in a test call; rebuild it with `make jax-ffi`"
+    return None
+
+
+def available() -> bool:
+    """True when the native kernels are registered with JAX (decided once per process).
+
+    Raises ``RuntimeError`` when ``DC_KERAS_JAX_FFI=1`` and they cannot be."""
+    with _lock:
+        if "ok" not in _state:
+            why = _load()
+            _state.update(ok=why is None, why=why)
+            if why is not None and _mode() == "1":
+                _state.clear()
+                raise RuntimeError(f"{_MODE_ENV}=1 but the native centroid kernels are unavailable: {why}.")
+            if why is not None:
+                logger.info("dc_keras: clustered training on JAX uses lax.gather (same results, slower): %s", why)
+        return _state["ok"]
+
+
+def usable(centroids, assignments) -> bool:
+    """The kernels take float32 centroids and int32 assignments, on the CPU."""
+    import jax
+
+    if str(centroids.dtype) != "float32" or str(assignments.dtype) != "int32" or centroids.ndim != 1:
+        return False
+    if 0 in assignments.shape or centroids.shape[0] == 0 or jax.default_backend() != "cpu":
+        return False
+    return available()
+
+
+def gather(centroids, assignments):
+    """``concat(centroids, [0])[assignments]`` with the per-centroid sums as its gradient (see the
+    module docstring). Call only when :func:`usable` says so."""
+    return _gather_fn()(centroids, assignments)
+
+
+def _gather_fn():
+    if "gather" not in _state:
+        import jax
+        import numpy as np
+
+        def call(target, shape, dtype, *args):
+            return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype), vmap_method="sequential")(*args)
+
+        # The gather and the sums are each other's transpose: each one's gradient is the other, so
+        # reverse-over-reverse differentiation works too (forward mode, jax.jvp, does not: a
+        # custom_vjp function has none; DC_KERAS_JAX_FFI=0 gives the lax path, which has it).
+        def no_cotangent(assignments):  # the int input's
+            return np.zeros(assignments.shape, jax.dtypes.float0)
+
+        @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+        def gather_n(n, centroids, assignments):  # noqa: ARG001 (n, static: the sums need it)
+            return call(_GATHER, assignments.shape, centroids.dtype, centroids, assignments)
+
+        @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+        def sums_n(n, upstream, assignments):
+            return call(_SUMS, (n,), upstream.dtype, upstream, assignments)
+
+        gather_n.defvjp(lambda n, c, a: (gather_n(n, c, a), a),
+                        lambda n, a, upstream: (sums_n(n, upstream, a), no_cotangent(a)))
+        sums_n.defvjp(lambda n, u, a: (sums_n(n, u, a), a),
+                      lambda n, a, ct: (gather_n(n, ct, a), no_cotangent(a)))
+
+        def fn(centroids, assignments):
+            return gather_n(int(centroids.shape[0]), centroids, assignments)
+
+        _state["gather"] = fn
+    return _state["gather"]
