@@ -6,9 +6,9 @@ STAMP     := $(VENV)/.installed
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install install-torch lib native-copy jax-ffi demo test test-lane-c test-lane-emu test-py test-backends test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
+.PHONY: install install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-py test-backends test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
 
-install: $(STAMP) lib jax-ffi
+install: $(STAMP) lib jax-ffi tf-ops
 
 # System packages (only when root and apt is there; harmless otherwise).
 .apt-stamp:
@@ -20,7 +20,7 @@ install: $(STAMP) lib jax-ffi
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang-format || echo "warning: could not apt-get install clang-format"; \
 	  fi; \
 	  if ! command -v c++ >/dev/null 2>&1; then \
-	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ || echo "warning: could not apt-get install g++ (make jax-ffi)"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ || echo "warning: could not apt-get install g++ (make jax-ffi, make tf-ops)"; \
 	  fi; \
 	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, g++)"; fi
 	@touch $@
@@ -53,6 +53,7 @@ native-copy:
 # native-copy (a process may have the old library loaded).
 JAX_FFI     := dc_keras/_native/libdc_jax_ffi.so
 JAX_FFI_SRC := jax_kernels/dc_centroids.cc
+CENTROIDS_CORE := jax_kernels/dc_centroids_core.h
 JAX_FFI_INC  = $(shell $(VPY) -c "import jax.ffi; print(jax.ffi.include_dir())" 2>/dev/null)
 CXX         ?= c++
 jax-ffi: $(if $(wildcard $(VPY)),,$(STAMP))
@@ -60,11 +61,32 @@ jax-ffi: $(if $(wildcard $(VPY)),,$(STAMP))
 	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "jax-ffi: no C++ compiler ($(CXX)): skipped (clustered training on JAX uses lax.gather; apt install g++)"; \
 	else $(MAKE) --no-print-directory $(JAX_FFI) JAX_FFI_HEADERS="$(JAX_FFI_INC)"; fi
 
-$(JAX_FFI): $(JAX_FFI_SRC) $(wildcard $(JAX_FFI_HEADERS)/xla/ffi/api/*.h)
+$(JAX_FFI): $(JAX_FFI_SRC) $(CENTROIDS_CORE) $(wildcard $(JAX_FFI_HEADERS)/xla/ffi/api/*.h)
 	@mkdir -p jax_kernels/build
 	$(CXX) -std=c++17 -O2 -DNDEBUG -fPIC -fvisibility=hidden -fvisibility-inlines-hidden -Wall -Wextra -Werror \
 	  -isystem "$(JAX_FFI_HEADERS)" -shared -o jax_kernels/build/libdc_jax_ffi.so $(JAX_FFI_SRC)
 	cp jax_kernels/build/libdc_jax_ffi.so $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
+
+# The same kernel loops (jax_kernels/dc_centroids_core.h) as TensorFlow custom ops for the TF
+# backend's clustered training step (jax_kernels/dc_centroids_tf.cc, loaded with
+# tf.load_op_library), compiled with TF's own flags (tf.sysconfig). Optional like jax-ffi: without
+# a C++ compiler or TF the step uses XLA-compiled tf.gather / unsorted_segment_sum (same results,
+# slower), and this target says so. Rebuilt when the sources or TF's framework library change;
+# installed atomically.
+TF_OPS     := dc_keras/_native/libdc_tf_ops.so
+TF_OPS_SRC := jax_kernels/dc_centroids_tf.cc
+# TF's headers as -isystem (its own warnings are not ours under -Werror), then its other flags.
+TF_OPS_FLAGS = $(shell $(VPY) -c "import tensorflow as tf, sys; s = tf.sysconfig; print(' '.join(['-isystem ' + s.get_include()] + [f for f in s.get_compile_flags() if not f.startswith('-I')] + s.get_link_flags()))" 2>/dev/null)
+TF_OPS_LIBDIR = $(shell $(VPY) -c "import tensorflow as tf; print(tf.sysconfig.get_lib())" 2>/dev/null)
+tf-ops: $(if $(wildcard $(VPY)),,$(STAMP))
+	@flags='$(TF_OPS_FLAGS)'; if [ -z "$$flags" ]; then echo "tf-ops: tensorflow is not installed in $(VENV): skipped (clustered training on TF uses XLA-compiled tf.gather)"; \
+	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "tf-ops: no C++ compiler ($(CXX)): skipped (clustered training on TF uses XLA-compiled tf.gather; apt install g++)"; \
+	else $(MAKE) --no-print-directory $(TF_OPS) TF_OPS_CFLAGS="$$flags" TF_OPS_DIR="$(TF_OPS_LIBDIR)"; fi
+
+$(TF_OPS): $(TF_OPS_SRC) $(CENTROIDS_CORE) $(wildcard $(TF_OPS_DIR)/libtensorflow_framework.so*)
+	@mkdir -p jax_kernels/build
+	$(CXX) -O2 -DNDEBUG -fPIC -Wall -Wextra -Werror -shared -o jax_kernels/build/libdc_tf_ops.so $(TF_OPS_SRC) $(TF_OPS_CFLAGS)
+	cp jax_kernels/build/libdc_tf_ops.so $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
 
 demo: install
 	$(VENV)/bin/dc-keras demo
@@ -148,8 +170,8 @@ test-mcu: $(if $(wildcard $(VPY)),,$(STAMP))
 # tests/codec_vectors*.h are generated data.
 C_FORMAT_PENDING :=
 # Tracked sources only (build and fuzz directories hold generated C); without git, the globs.
-C_SOURCES := $(or $(shell git ls-files 'tflite_kernels/*.[ch]' 'tools/*.[ch]' 'jax_kernels/*.cc' 2>/dev/null), \
-  $(wildcard tflite_kernels/*/*.c tflite_kernels/*/*.h tflite_kernels/*/*/*.c tflite_kernels/*/*/*.h tools/*/*.c tools/*/*.h tools/*/*/*.c jax_kernels/*.cc))
+C_SOURCES := $(or $(shell git ls-files 'tflite_kernels/*.[ch]' 'tools/*.[ch]' 'jax_kernels/*.cc' 'jax_kernels/*.h' 2>/dev/null), \
+  $(wildcard tflite_kernels/*/*.c tflite_kernels/*/*.h tflite_kernels/*/*/*.c tflite_kernels/*/*/*.h tools/*/*.c tools/*/*.h tools/*/*/*.c jax_kernels/*.cc jax_kernels/*.h))
 C_FORMAT_FILES := $(filter-out tflite_kernels/tests/codec_vectors%.h $(C_FORMAT_PENDING), $(sort $(C_SOURCES)))
 CLANG_FORMAT ?= clang-format
 lint: $(if $(wildcard $(VPY)),,$(STAMP))
@@ -158,4 +180,4 @@ lint: $(if $(wildcard $(VPY)),,$(STAMP))
 	$(CLANG_FORMAT) --dry-run --Werror $(C_FORMAT_FILES)
 
 clean:
-	rm -rf build dist *.egg-info tflite_kernels/build $(NATIVE) jax_kernels/build $(JAX_FFI) .apt-stamp
+	rm -rf build dist *.egg-info tflite_kernels/build $(NATIVE) jax_kernels/build $(JAX_FFI) $(TF_OPS) .apt-stamp

@@ -221,7 +221,10 @@ def gather_centroids(centroids, assignments, training=True):
     small XLA-compiled functions instead (a LeNet-300-100 fit step: 2.3 ms -> 0.3 ms of CPU for
     fc1's gather), whose scatter-add sums each centroid's members in index order like the generic
     path (a weighted ``bincount``, used before, splits large tensors across threads); kernels of at
-    most 4,096 entries use TF's own gather and segment sum (cheaper than an XLA call). Inference
+    most 4,096 entries use TF's own gather and segment sum (cheaper than an XLA call). Faster still
+    (and the default after ``make install``), two native TF CPU ops, the same kernel loops as the
+    JAX ones below, do the gather and the sums without XLA's launch cost
+    (:mod:`dc_keras.train._tf_ops`, ``make tf-ops``). Inference
     (``training=False``: ``strip``, export of an unstripped model) keeps the plain ``tf.gather``.
     On JAX ``take`` clamps or masks the indices (an extra pass over them in the gather and in its
     scatter-add gradient) and flattens them in a layout that makes XLA copy the kernel's gradient
@@ -232,7 +235,7 @@ def gather_centroids(centroids, assignments, training=True):
     (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1, each op timed alone: gather ~220 -> ~30 us
     on two threads, sums ~260 -> ~190 us). Same values and sums, in the same order, as the generic
     path on every route (tests/test_clustering.py compares them bit for bit, with and without the
-    native kernels).
+    native kernels, on both backends).
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -240,6 +243,12 @@ def gather_centroids(centroids, assignments, training=True):
 
         if _jax_ffi.usable(centroids, assignments):
             return _jax_ffi.gather(centroids, assignments)
+    if backend == "tensorflow" and training:
+        from dc_keras.train import _tf_ops
+
+        assignments = ops.convert_to_tensor(assignments)  # a Keras variable: pass its value
+        if _tf_ops.usable(centroids, assignments):
+            return _tf_ops.gather(centroids, assignments)
     table = ops.concatenate([centroids, ops.zeros((1,), centroids.dtype)], axis=0)
     if backend == "tensorflow":
         return _gather_tf(table, assignments) if training else ops.take(table, assignments, axis=0)

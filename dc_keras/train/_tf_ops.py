@@ -1,0 +1,161 @@
+"""The clustered training step's centroid gather on TensorFlow through native CPU ops (issue 16).
+
+``libdc_tf_ops.so`` (``jax_kernels/dc_centroids_tf.cc``, built by ``make tf-ops``, part of
+``make install``; the same kernel loops as the JAX backend's FFI kernels, shared through
+``jax_kernels/dc_centroids_core.h``) holds two TF ops, loaded with the public
+``tf.load_op_library``: ``DcCentroidGather`` (``concat(centroids, [0])[assignments]``) and
+``DcCentroidSums`` (each centroid's members' gradients summed one by one in index order from
++0.0, as ``tf.math.unsorted_segment_sum`` and XLA's scatter-add of the other paths sum them).
+:func:`gather` ties them together with ``tf.custom_gradient`` (each op's gradient is the other, so
+gradients of gradients work). The results are bit-identical to the path without the library
+(XLA-compiled ``tf.gather`` / ``unsorted_segment_sum``), which runs instead when the library is
+absent or fails its first-use check, when the tensors are not float32/int32, when a GPU is
+visible (the ops are CPU-only), or when turned off. Only the training step uses them: inference
+and ``strip`` keep the plain ``tf.gather``.
+
+``DC_KERAS_TF_OPS``: ``auto`` (default: use the library when present; its absence is logged once
+at INFO level on the ``dc_keras`` logger), ``0`` (never use it), ``1`` (required: raise if it
+cannot load). ``DC_KERAS_TF_OPS_LIBRARY`` names a library built elsewhere. (The JAX backend's
+switch is ``DC_KERAS_JAX_FFI``, same values: each backend's library is built and checked on its
+own.)
+
+Example:
+    >>> from dc_keras.train import _tf_ops
+    >>> _tf_ops.available()  # True after `make install` / `make tf-ops`
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+LIBRARY_NAME = "libdc_tf_ops.so"
+_MODE_ENV, _PATH_ENV = "DC_KERAS_TF_OPS", "DC_KERAS_TF_OPS_LIBRARY"
+logger = logging.getLogger("dc_keras")
+_lock = threading.Lock()
+_state = {}  # "ok": bool once decided; "why": the reason it is off; "ops": the two loaded ops
+
+
+def library_path() -> str:
+    """Where the library is looked for: ``$DC_KERAS_TF_OPS_LIBRARY`` or ``dc_keras/_native/``."""
+    override = os.environ.get(_PATH_ENV)
+    if override:
+        return os.path.abspath(override)
+    native = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_native")
+    return os.path.join(native, LIBRARY_NAME)
+
+
+def _mode() -> str:
+    mode = os.environ.get(_MODE_ENV, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "0", "1"):
+        raise ValueError(f"{_MODE_ENV} must be auto, 0 or 1, got {mode!r}.")
+    return mode
+
+
+def _load():
+    """Loads the op library: ``(ops, None)`` or ``(None, the reason it is unavailable)``."""
+    if _mode() == "0":
+        return None, f"{_MODE_ENV}=0"
+    path = library_path()
+    if not os.path.isfile(path):
+        return None, f"{path} not found (build it with `make tf-ops`, part of `make install`)"
+    import tensorflow as tf
+
+    try:
+        module = tf.load_op_library(path)
+        ops = (module.dc_centroid_gather, module.dc_centroid_sums)
+    except (tf.errors.OpError, OSError, AttributeError, RuntimeError, ValueError) as err:  # stale/foreign
+        return None, f"{path} did not load ({type(err).__name__}: {err}); rebuild it with `make tf-ops`"
+    why = _smoke_test(path, ops)
+    return (None, why) if why else (ops, None)
+
+
+def _smoke_test(path, ops):
+    """Runs both ops once, eagerly (a library built against another TF can load and still fail
+    when called): ``None`` if they give numpy's answer, else the reason. The first use usually
+    comes while Keras traces the training step; TF's graph and tape state is per thread, so the
+    check runs at once in a thread of its own instead of being staged into the step's graph
+    (``tf.init_scope`` leaves the graph but also pauses the tapes: no gradient to check)."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(_smoke_test_here(path, ops)), name="dc_keras-tf-ops-check")
+    worker.start()
+    worker.join()
+    return result[0] if result else f"{path}: the test call did not finish; rebuild it with `make tf-ops`"
+
+
+def _smoke_test_here(path, ops):
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=5).astype("float32")
+    assignments = rng.integers(0, 6, size=70_000).astype("int32")  # >= 65,536: the two-thread gather too
+    upstream = rng.normal(size=70_000).astype("float32")
+    if not tf.executing_eagerly():
+        return "the test call could not run eagerly (TF1-style graph mode?)"
+    try:
+        c = tf.constant(centroids)
+        with tf.GradientTape() as tape:
+            tape.watch(c)
+            shared = _gather_with(ops, c, tf.constant(assignments))
+            loss = tf.reduce_sum(shared * upstream)
+        grad = tape.gradient(loss, c).numpy()
+        shared = shared.numpy()
+    except Exception as err:  # noqa: BLE001 (any failure of a stale or foreign library: do not use it)
+        return f"{path} failed a test call ({type(err).__name__}: {err}); rebuild it with `make tf-ops`"
+    sums = np.zeros(6, np.float32)
+    np.add.at(sums, assignments, upstream)
+    if not (np.array_equal(shared, np.append(centroids, 0)[assignments]) and np.array_equal(grad, sums[:5])):
+        return f"{path} gave wrong results in a test call; rebuild it with `make tf-ops`"
+    return None
+
+
+def available() -> bool:
+    """True when the native ops are loaded and passed their check (decided once per process).
+
+    Raises ``RuntimeError`` when ``DC_KERAS_TF_OPS=1`` and they cannot be."""
+    with _lock:
+        if "ok" not in _state:
+            ops, why = _load()
+            _state.update(ok=why is None, why=why, ops=ops)
+            if why is not None:
+                if _mode() == "1":
+                    _state.clear()
+                    raise RuntimeError(f"{_MODE_ENV}=1 but the native centroid ops are unavailable: {why}.")
+                logger.info("dc_keras: clustered training on TF uses XLA-compiled tf.gather (same results, "
+                            "slower): %s", why)
+        return _state["ok"]
+
+
+def usable(centroids, assignments) -> bool:
+    """The ops take float32 centroids (a vector) and int32 assignments, on the CPU."""
+    import tensorflow as tf
+
+    if centroids.dtype != tf.float32 or assignments.dtype != tf.int32 or centroids.shape.rank != 1:
+        return False
+    if centroids.shape[0] in (None, 0) or tf.config.list_logical_devices("GPU"):
+        return False
+    return available()
+
+
+def gather(centroids, assignments):
+    """``concat(centroids, [0])[assignments]`` with the per-centroid sums as its gradient (see the
+    module docstring). Call only when :func:`usable` says so."""
+    return _gather_with(_state["ops"], centroids, assignments)
+
+
+def _gather_with(ops, centroids, assignments):
+    import tensorflow as tf
+
+    gather_op, sums_op = ops
+    n = int(centroids.shape[0])
+
+    @tf.custom_gradient
+    def gather_(c):
+        return gather_op(c, assignments), lambda upstream: sums_(upstream)
+
+    @tf.custom_gradient
+    def sums_(upstream):  # the gather's gradient; its own gradient is the gather again
+        return sums_op(upstream, assignments, n=n), lambda ct: gather_(ct)
+
+    return gather_(centroids)
