@@ -135,13 +135,38 @@ def _value_and_centroid_grad(gather, centroids, assignments, upstream):
     pytest.skip(f"the {backend} backend uses keras.ops.take itself: nothing to compare")
 
 
+# Each backend's native centroid kernels: (module in dc_keras.train, its switch, its make target).
+_NATIVE = {"tensorflow": ("_tf_ops", "DC_KERAS_TF_OPS", "make tf-ops"),
+           "jax": ("_jax_ffi", "DC_KERAS_JAX_FFI", "make jax-ffi")}
+
+
+@pytest.fixture(params=["native", "fallback"])
+def route(request, monkeypatch):
+    """The training step's gather with the backend's native kernels (required: they must load) and
+    without them (switched off); yields the native module (None on torch) to check which one ran."""
+    if keras.backend.backend() not in _NATIVE:
+        yield None
+        return
+    import importlib
+
+    name, env, target = _NATIVE[keras.backend.backend()]
+    module = importlib.import_module(f"dc_keras.train.{name}")
+    monkeypatch.setattr(module, "_state", {})
+    if request.param == "native" and not os.path.isfile(module.library_path()):
+        pytest.skip(f"{module.library_path()} not built: run `{target}`")
+    monkeypatch.setenv(env, "1" if request.param == "native" else "0")
+    yield module
+    assert module._state.get("ok") is (request.param == "native"), module._state.get("why")
+
+
 @pytest.mark.parametrize("clusters,shape", [(4, (300, 70)), (33, (300, 70)), (256, (300, 70)), (257, (3000, 300)),
                                             (33, (100, 10)), (16, (64, 64)), (16, (4097,))])  # TF: native <= 4096
-def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters, shape):
-    # The training step's gather (XLA-compiled gather and segment sum on TF, a promise_in_bounds
-    # lax.gather on JAX) must give exactly what keras.ops.take and its autodiff give: the same
-    # values and the same centroid sums, each summed in index order (900,000 entries: TF's weighted
-    # bincount, used before, summed those across threads, in another order).
+def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters, shape, route):
+    # The training step's gather (the native kernels, else XLA-compiled gather and segment sum on
+    # TF, a promise_in_bounds lax.gather on JAX) must give exactly what keras.ops.take and its
+    # autodiff give: the same values and the same centroid sums, each summed in index order
+    # (900,000 entries: TF's weighted bincount, used before, summed those across threads, in
+    # another order).
     from dc_keras.train.clustering import gather_centroids
 
     rng = np.random.default_rng(clusters)
@@ -294,6 +319,160 @@ def test_jax_without_native_library_falls_back_bit_identically(jax_ffi, monkeypa
         jax_ffi.available()
     monkeypatch.setenv("DC_KERAS_JAX_FFI", "0")
     assert not jax_ffi.available()
+
+
+# --------------------------------------------------------------------------------------------
+# TensorFlow: the same kernel loops as custom ops (dc_keras/train/_tf_ops.py, jax_kernels/dc_centroids_tf.cc)
+
+
+@pytest.fixture
+def tf_ops():
+    """The native-op module on the TF backend; skips elsewhere, and (reported) when the library was
+    not built (`make tf-ops`, part of `make install`)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the native centroid ops are for the TensorFlow backend")
+    from dc_keras.train import _tf_ops
+
+    if not os.path.isfile(_tf_ops.library_path()):
+        pytest.skip(f"{_tf_ops.library_path()} not built: run `make tf-ops`")
+    assert _tf_ops.available(), _tf_ops._state.get("why")
+    return _tf_ops
+
+
+def _tf_fallback(c, a):
+    import tensorflow as tf
+
+    from dc_keras.train.clustering import _gather_tf
+
+    return _gather_tf(tf.concat([c, tf.zeros((1,), c.dtype)], 0), a)
+
+
+def _tf_hvp(gather, c, a, u, v):
+    """Reverse over reverse (e.g. a gradient penalty): the gather's gradient differentiated again."""
+    import tensorflow as tf
+
+    c = tf.constant(c)
+    with tf.GradientTape() as outer:
+        outer.watch(c)
+        with tf.GradientTape() as inner:
+            inner.watch(c)
+            loss = tf.reduce_sum(gather(c, tf.constant(a)) ** 2 * u)
+        g = inner.gradient(loss, c)
+        s = tf.reduce_sum(g * v)
+    return np_(outer.gradient(s, c))
+
+
+# As for JAX: 33 slots take the AVX-512 register-table gather, 49+ the scalar loop, >= 65,536
+# entries the two-thread gather; tails; mostly zero-slot blocks in the sums; kernels below and
+# above 4,096 entries (the fallback's TF-kernel and XLA routes).
+@pytest.mark.parametrize("clusters,shape,pruned", [
+    (1, (5, 3), 0), (4, (7, 13), 0), (32, (784, 300), 0), (47, (61, 17), 0), (48, (100, 3), 0),
+    (256, (300, 70), 0), (4096, (999, 31), 0), (32, (784, 300), 0.9), (5, (333, 77), 0.5)])
+def test_tf_native_ops_are_bit_exact_with_the_fallback(tf_ops, clusters, shape, pruned):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(clusters)
+    centroids = rng.normal(size=clusters).astype("float32")
+    centroids[0] = -0.0  # signed zeros: the sums start from +0.0 like unsorted_segment_sum
+    assignments = rng.integers(0, clusters + 1, size=shape).astype("int32")
+    if pruned:
+        flat = assignments.reshape(-1)
+        flat[rng.random(flat.size) < pruned] = clusters
+        flat[5000:9000] = rng.integers(0, clusters, size=flat[5000:9000].size)  # blocks without zeros
+    assignments.reshape(-1)[:3] = 0
+    upstream = rng.normal(size=shape).astype("float32")
+    upstream.reshape(-1)[:3] = -0.0
+    for fn in (tf.function, lambda f: f):  # inside a traced step and eagerly
+        w_fast, g_fast = _value_and_centroid_grad(fn(tf_ops.gather), centroids, assignments, upstream)
+        w_ref, g_ref = _value_and_centroid_grad(fn(_tf_fallback), centroids, assignments, upstream)
+        np.testing.assert_array_equal(w_fast, w_ref)
+        assert np.signbit(w_fast).tolist() == np.signbit(w_ref).tolist()
+        np.testing.assert_array_equal(g_fast, g_ref)
+        assert np.signbit(g_fast).tolist() == np.signbit(g_ref).tolist()
+    serial = np.zeros(clusters + 1, np.float32)
+    np.add.at(serial, assignments.reshape(-1), upstream.reshape(-1))  # in index order, in float32
+    np.testing.assert_array_equal(g_fast, serial[:clusters])
+    v = rng.normal(size=clusters).astype("float32")
+    np.testing.assert_array_equal(_tf_hvp(tf_ops.gather, centroids, assignments, upstream, v),
+                                  _tf_hvp(_tf_fallback, centroids, assignments, upstream, v))
+
+
+def test_tf_native_ops_refuse_out_of_range_assignments(tf_ops):
+    import tensorflow as tf
+
+    centroids = tf.constant(np.arange(4, dtype="float32"))
+    gather_op, sums_op = tf_ops._state["ops"]
+    for bad in (5, -1):
+        assignments = np.zeros((40,), "int32")
+        assignments[33] = bad  # past the 32-entry vector part: found by the tail too
+        for fn in (tf.function(tf_ops.gather), tf_ops.gather):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=rf"assignment {bad} outside 0\.\.4"):
+                fn(centroids, tf.constant(assignments))
+    large = np.zeros((400, 300), "int32")  # a gather split between two threads: the first bad one
+    large.reshape(-1)[[70_001, 110_003]] = (7, 9)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"assignment 7 outside 0\.\.4"):
+        gather_op(centroids, large)
+    for first in (50_000, 50_030):  # in a block the sums compress (mostly zero slot): found there too
+        pruned = np.full((400, 300), 4, "int32")
+        pruned.reshape(-1)[[first, 90_000]] = (6, 8)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"assignment 6 outside 0\.\.4"):
+            sums_op(np.ones(pruned.shape, "float32"), pruned, n=4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="120000 gradients for 119999 assignments"):
+        sums_op(np.ones(120_000, "float32"), np.zeros(119_999, "int32"), n=4)
+    # In fit(): assignments damaged in memory (a loaded file is checked before) stop the step.
+    model = compile_(dc_keras.cluster(mlp(), bits=2, layers=["d1"]))
+    a = np_(model.get_layer("d1")._assignments[0]).copy()
+    a[3, 5] = 9
+    model.get_layer("d1")._assignments[0].assign(a)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"assignment 9 outside 0\.\.4"):
+        model.fit(X, Y, batch_size=32, epochs=1, verbose=0)
+
+
+def test_tf_without_native_library_falls_back_bit_identically(tf_ops, monkeypatch, caplog, tmp_path):
+    def train():
+        monkeypatch.setattr(tf_ops, "_state", {})  # decided afresh inside fit()'s trace of the step
+        keras.utils.set_random_seed(1)
+        model = mlp()
+        k = model.get_layer("d1").kernel.numpy()
+        model.get_layer("d1").kernel.assign(np.where(np.abs(k) < 0.2, 0.0, k))  # "pruned" weights
+        model = compile_(dc_keras.cluster(model, bits=3), keras.optimizers.Adam(0.01))
+        model.fit(X, Y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        return model
+
+    native = train()
+    assert tf_ops._state["ok"] is True, tf_ops._state.get("why")  # the check ran eagerly inside the trace
+    missing = str(tmp_path / "absent.so")
+    monkeypatch.setenv("DC_KERAS_TF_OPS_LIBRARY", missing)
+    with caplog.at_level("INFO", logger="dc_keras"):
+        fallback = train()
+        assert not tf_ops.available()
+    notes = [r.getMessage() for r in caplog.records if "XLA-compiled tf.gather" in r.getMessage()]
+    assert len(notes) == 1 and missing in notes[0] and "make tf-ops" in notes[0]  # once, naming the fix
+    for a, b in zip(native.weights, fallback.weights):
+        np.testing.assert_array_equal(np_(a), np_(b), err_msg=a.path)
+    d1 = dc_keras.strip(native).get_layer("d1").kernel.numpy()
+    np.testing.assert_array_equal(d1 == 0, dc_keras.strip(fallback).get_layer("d1").kernel.numpy() == 0)
+    assert np.mean(d1 == 0) > 0.3  # preserve_sparsity: the zero slot stayed 0 on both routes
+    foreign = np._core._multiarray_umath.__file__  # a shared library without the two ops
+    broken = tmp_path / "broken.so"
+    broken.write_bytes(b"not an ELF file")
+    for path, why in ((foreign, "did not load (AttributeError"), (str(broken), "did not load (NotFoundError")):
+        monkeypatch.setattr(tf_ops, "_state", {})
+        monkeypatch.setenv("DC_KERAS_TF_OPS_LIBRARY", path)
+        with caplog.at_level("INFO", logger="dc_keras"):
+            assert not tf_ops.available()
+        assert f"{path} {why}" in caplog.records[-1].getMessage()
+    monkeypatch.setattr(tf_ops, "_state", {})
+    monkeypatch.setenv("DC_KERAS_TF_OPS_LIBRARY", missing)
+    monkeypatch.setenv("DC_KERAS_TF_OPS", "1")  # asked for: an error naming the fix, not a fallback
+    with pytest.raises(RuntimeError, match="DC_KERAS_TF_OPS=1 .*make tf-ops"):
+        tf_ops.available()
+    monkeypatch.setenv("DC_KERAS_TF_OPS", "0")
+    assert not tf_ops.available()
+    monkeypatch.setattr(tf_ops, "_state", {})
+    monkeypatch.setenv("DC_KERAS_TF_OPS", "yes")
+    with pytest.raises(ValueError, match="DC_KERAS_TF_OPS must be auto, 0 or 1"):
+        tf_ops.available()
 
 
 def test_loading_out_of_range_assignments_is_a_clear_error(tmp_path):
