@@ -143,3 +143,31 @@ def converter_per_tensor(converter):
                            "(tested with TF 2.21); per-tensor quantization is unavailable")
     converter._experimental_disable_per_channel = True
     return converter
+
+
+# ---------------------------------------------------------------------------------------------
+# train: is the TF graph being traced compiled by XLA? (owner: train/clustering, issue 16)
+#
+# Why: the clustered training step's native TF ops (dc_keras/train/_tf_ops.py) have CPU kernels
+# only, no XLA lowering; inside ``tf.function(jit_compile=True)`` (``model.compile(jit_compile=True)``)
+# they would fail to compile, so the step takes the XLA-compilable fallback there. TF has no public
+# way to ask; ``tf.function`` marks the graph with an ``XLAControlFlowContext`` that TF's own
+# ``control_flow_util.GraphOrParentsInXlaContext`` finds (also through outer graphs).
+# Tested: TensorFlow 2.21.0. If it is gone, ``None`` ("cannot tell"): callers then take the path
+# that works under XLA.
+# ---------------------------------------------------------------------------------------------
+
+
+def tf_in_xla_context():
+    """True/False: the default TF graph (or one it is nested in) is XLA-compiled; ``None`` when
+    this TensorFlow gives no way to tell."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return None
+    check = getattr(control_flow_util, "GraphOrParentsInXlaContext", None)
+    if check is None:
+        return None
+    return bool(check(tf.compat.v1.get_default_graph()))

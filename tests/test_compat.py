@@ -119,3 +119,26 @@ def test_untrack_and_track_variables_keep_values_and_order():
     assert [v.name for v in layer.non_trainable_variables] == ["a", "b"]
     assert [v.name for v in model.weights] == ["kernel", "bias", "a", "b"]
     assert layer._tracker.locked
+
+
+def test_tf_in_xla_context_tells_jit_compiled_functions_apart():
+    if keras.backend.backend() != "tensorflow":
+        import pytest
+
+        pytest.skip("the shim is for the TF backend's training step")
+    import tensorflow as tf
+
+    seen = {}
+
+    def probe(name):
+        def fn(x):
+            seen[name] = _compat.tf_in_xla_context()
+            return x + 1
+        return fn
+
+    assert _compat.tf_in_xla_context() is False  # eager
+    tf.function(probe("graph"))(tf.constant(1.0))
+    tf.function(probe("xla"), jit_compile=True)(tf.constant(1.0))
+    inner = tf.function(probe("nested"))
+    tf.function(lambda x: inner(x), jit_compile=True)(tf.constant(1.0))  # a plain function inside XLA
+    assert seen == {"graph": False, "xla": True, "nested": True}

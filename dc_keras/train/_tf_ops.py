@@ -10,7 +10,8 @@
 gradients of gradients work). The results are bit-identical to the path without the library
 (XLA-compiled ``tf.gather`` / ``unsorted_segment_sum``), which runs instead when the library is
 absent or fails its first-use check, when the tensors are not float32/int32, when a GPU is
-visible (the ops are CPU-only), or when turned off. Only the training step uses them: inference
+visible (the ops are CPU-only), inside an XLA-compiled function (``jit_compile=True``: the ops
+have no XLA kernels), or when turned off. Only the training step uses them: inference
 and ``strip`` keep the plain ``tf.gather``.
 
 ``DC_KERAS_TF_OPS``: ``auto`` (default: use the library when present; its absence is logged once
@@ -135,13 +136,21 @@ def usable(centroids, assignments) -> bool:
         return False
     if centroids.shape[0] in (None, 0) or tf.config.list_logical_devices("GPU"):
         return False
+    from dc_keras import _compat
+
+    if _compat.tf_in_xla_context() is not False:  # no XLA kernels (jit_compile=True), or cannot tell
+        return False
     return available()
 
 
 def gather(centroids, assignments):
     """``concat(centroids, [0])[assignments]`` with the per-centroid sums as its gradient (see the
     module docstring). Call only when :func:`usable` says so."""
-    return _gather_with(_state["ops"], centroids, assignments)
+    import tensorflow as tf
+
+    # Tensors, not variables, inside tf.custom_gradient (a variable read there would need a
+    # `variables` gradient); an IndexedSlices upstream (e.g. from an Embedding) is made dense.
+    return _gather_with(_state["ops"], tf.convert_to_tensor(centroids), tf.convert_to_tensor(assignments))
 
 
 def _gather_with(ops, centroids, assignments):
@@ -152,10 +161,10 @@ def _gather_with(ops, centroids, assignments):
 
     @tf.custom_gradient
     def gather_(c):
-        return gather_op(c, assignments), lambda upstream: sums_(upstream)
+        return gather_op(c, assignments), lambda upstream: sums_(tf.convert_to_tensor(upstream))
 
     @tf.custom_gradient
     def sums_(upstream):  # the gather's gradient; its own gradient is the gather again
-        return sums_op(upstream, assignments, n=n), lambda ct: gather_(ct)
+        return sums_op(upstream, assignments, n=n), lambda ct: gather_(tf.convert_to_tensor(ct))
 
     return gather_(centroids)
