@@ -95,6 +95,11 @@ if not legacy and times["backend"] == "jax":  # the clustered step's native cent
     times["jax_ffi"] = _jax_ffi.available()
     if not times["jax_ffi"]:
         times["jax_ffi_why"] = _jax_ffi._state.get("why")
+if not legacy and times["backend"] == "tensorflow":  # the same kernels as TF custom ops (make tf-ops)
+    from dc_keras.train import _tf_ops
+    times["tf_ops"] = _tf_ops.available()
+    if not times["tf_ops"]:
+        times["tf_ops_why"] = _tf_ops._state.get("why")
 print("RESULT " + json.dumps(times))
 """
 
@@ -185,14 +190,18 @@ def main(argv=None):
         row = {"label": label, "backend": backend, "legacy": legacy, **summarize(result)}
         row.update(goal_met=None if legacy else row["ratio"] <= GOAL,
                    cluster_goal_met=None if legacy else row["cluster_ratio"] <= GOAL, seconds=time.time() - t0)
-        if "jax_ffi" in result:
-            row["jax_ffi"] = result["jax_ffi"]
+        for key in ("jax_ffi", "tf_ops"):
+            if key in result:
+                row[key] = result[key]
         rows.append(row)
         print(f"{label:32} {1e3 * row['plain_s']:7.2f} {1e3 * row['pruned_s']:7.2f} {_cell(row, '')} "
               f"{1e3 * row['clustered_s']:7.2f} {_cell(row, 'cluster_')}   ({row['seconds']:.0f} s)")
         if "jax_ffi" in result:
             print(f"{'':32} clustered step: " + ("native centroid kernels (make jax-ffi)" if result["jax_ffi"] else
                                                  f"lax.gather fallback: {result.get('jax_ffi_why')}"))
+        if "tf_ops" in result:
+            print(f"{'':32} clustered step: " + ("native centroid ops (make tf-ops)" if result["tf_ops"] else
+                                                 f"XLA tf.gather fallback: {result.get('tf_ops_why')}"))
     load_after = os.getloadavg()
     print(f"goal: dc_keras ratio <= {GOAL:.2f}x on each backend (pruned; clustered held to the same bar)")
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} CPUs")

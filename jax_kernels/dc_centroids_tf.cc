@@ -9,8 +9,12 @@
 // DcCentroidSums(grads[...], assignments[...], n) -> sums[n]:
 //     each centroid's members' gradients added one by one in index order from +0.0
 // Both refuse an index outside 0..n with an InvalidArgument error naming it. The loops are the JAX
-// FFI kernels' (dc_centroids_core.h): one implementation for both backends. The gather of a large
-// tensor is split between the calling thread and one task on the device's intra-op thread pool.
+// FFI kernels' (dc_centroids_core.h): one implementation for both backends. With split=true the
+// gather of a large tensor is shared between the calling thread and one task on the device's
+// intra-op thread pool, as on JAX; the training step leaves it false (one thread): on a loaded
+// 2-core machine the split cost more than it saved (LeNet-300-100 fc1, benchmarks/
+// bench_centroid_ops.py: ~60-95 us on one thread vs ~100-145 us split, wall and CPU alike), and
+// TF's executor already runs the step's independent ops side by side.
 #include <cstdint>
 #include <utility>
 
@@ -31,7 +35,9 @@ using tensorflow::shape_inference::InferenceContext;
 
 class DcCentroidGatherOp : public OpKernel {
  public:
-  explicit DcCentroidGatherOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit DcCentroidGatherOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("split", &split_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& centroids = ctx->input(0);
@@ -46,13 +52,16 @@ class DcCentroidGatherOp : public OpKernel {
     const int32_t* a = idx.flat<int32_t>().data();
     auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
     tensorflow::thread::ThreadPool* pool = workers ? workers->workers : nullptr;
-    const int threads = pool ? pool->NumThreads() : 1;
+    const int threads = split_ && pool ? pool->NumThreads() : 1;
     int64_t bad = dc_centroids::Gather(
         centroids.flat<float>().data(), n, a, out->flat<float>().data(), idx.NumElements(),
         threads, [pool](auto task) { pool->Schedule(std::move(task)); });
     OP_REQUIRES(ctx, bad < 0,
                 absl::InvalidArgumentError(dc_centroids::OutOfRangeMessage(a[bad], n)));
   }
+
+ private:
+  bool split_ = false;
 };
 
 class DcCentroidSumsOp : public OpKernel {
@@ -87,6 +96,7 @@ class DcCentroidSumsOp : public OpKernel {
 REGISTER_OP("DcCentroidGather")
     .Input("centroids: float")
     .Input("assignments: int32")
+    .Attr("split: bool = false")
     .Output("shared: float")
     .SetShapeFn([](InferenceContext* c) {
       c->set_output(0, c->input(1));

@@ -267,7 +267,7 @@ def test_jax_native_kernels_refuse_out_of_range_assignments(jax_ffi):
             np.asarray(jax.jit(jax_ffi.gather)(centroids, assignments))
         with pytest.raises(Exception, match=rf"assignment {bad} outside 0\.\.4"):
             np.asarray(jax.grad(lambda c, a=assignments: jax_ffi.gather(c, a).sum())(centroids))
-    large = np.zeros((400, 300), "int32")  # a gather split between two threads: the first bad one
+    large = np.zeros((400, 300), "int32")  # also a gather split between two threads: the first bad one
     large.reshape(-1)[[70_001, 110_003]] = (7, 9)
     with pytest.raises(Exception, match=r"assignment 7 outside 0\.\.4"):
         np.asarray(jax.jit(jax_ffi.gather)(centroids, large))
@@ -408,10 +408,13 @@ def test_tf_native_ops_refuse_out_of_range_assignments(tf_ops):
         for fn in (tf.function(tf_ops.gather), tf_ops.gather):
             with pytest.raises(tf.errors.InvalidArgumentError, match=rf"assignment {bad} outside 0\.\.4"):
                 fn(centroids, tf.constant(assignments))
-    large = np.zeros((400, 300), "int32")  # a gather split between two threads: the first bad one
+    large = np.zeros((400, 300), "int32")  # also a gather split between two threads: the first bad one
     large.reshape(-1)[[70_001, 110_003]] = (7, 9)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"assignment 7 outside 0\.\.4"):
-        gather_op(centroids, large)
+    for split in (False, True):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"assignment 7 outside 0\.\.4"):
+            gather_op(centroids, large, split=split)
+    shared = np_(gather_op(centroids, np.minimum(np.arange(200_000, dtype="int32") % 7, 4), split=True))
+    np.testing.assert_array_equal(shared, np.append(np_(centroids), 0)[np.minimum(np.arange(200_000) % 7, 4)])
     for first in (50_000, 50_030):  # in a block the sums compress (mostly zero slot): found there too
         pruned = np.full((400, 300), 4, "int32")
         pruned.reshape(-1)[[first, 90_000]] = (6, 8)

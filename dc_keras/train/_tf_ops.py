@@ -90,7 +90,7 @@ def _smoke_test_here(path, ops):
 
     rng = np.random.default_rng(0)
     centroids = rng.normal(size=5).astype("float32")
-    assignments = rng.integers(0, 6, size=70_000).astype("int32")  # >= 65,536: the two-thread gather too
+    assignments = rng.integers(0, 6, size=70_000).astype("int32")  # vector loops and tails
     upstream = rng.normal(size=70_000).astype("float32")
     if not tf.executing_eagerly():
         return "the test call could not run eagerly (TF1-style graph mode?)"
