@@ -37,7 +37,7 @@ def _looped(tf, op, repeat):
     def run(x, a):
         def body(i, acc):
             return i + 1, acc + tf.reshape(op(x, a), (-1,))[0]
-        return tf.while_loop(lambda i, acc: i < repeat, body, (tf.constant(0), tf.constant(0.0)),
+        return tf.while_loop(lambda i, _acc: i < repeat, body, (tf.constant(0), tf.constant(0.0)),
                              parallel_iterations=1)[1]
     return tf.function(run)
 
@@ -67,7 +67,7 @@ def main(argv=None):
     centroids = tf.constant(rng.normal(size=n).astype("float32"))
     table = tf.concat([centroids, tf.zeros((1,), tf.float32)], 0)
     upstream = tf.constant(rng.normal(size=(784, 300)).astype("float32"))
-    empty = _looped(tf, lambda x, a: x, args.repeat)
+    empty = _looped(tf, lambda x, _a: x, args.repeat)
     rows = []
     for pruned in (0.0, 0.9):
         a = rng.integers(0, n, size=(784, 300)).astype("int32")

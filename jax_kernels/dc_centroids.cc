@@ -28,8 +28,8 @@ ffi::Error OutOfRange(int64_t bad, int64_t n) {
 ffi::Error GatherImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> centroids,
                       ffi::Buffer<ffi::S32> idx, ffi::ResultBuffer<ffi::F32> out) {
   const uint32_t n = static_cast<uint32_t>(centroids.element_count());
-  int64_t bad = dc_centroids::Gather(centroids.typed_data(), n, idx.typed_data(),
-                                     out->typed_data(), idx.element_count(), pool.num_threads(),
+  int64_t bad = dc_centroids::Gather(centroids.typed_data(), n, idx.typed_data(), out->typed_data(),
+                                     idx.element_count(), pool.num_threads(),
                                      [&pool](auto task) { pool.Schedule(std::move(task)); });
   return bad < 0 ? ffi::Error::Success() : OutOfRange(idx.typed_data()[bad], n);
 }

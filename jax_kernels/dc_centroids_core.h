@@ -90,8 +90,8 @@ __attribute__((target("avx512f"))) inline int64_t GatherAvx512(const float* c, u
 }
 #endif
 
-inline int64_t GatherRange(const float* c, uint32_t n, const int32_t* idx, float* out,
-                           size_t begin, size_t end) {
+inline int64_t GatherRange(const float* c, uint32_t n, const int32_t* idx, float* out, size_t begin,
+                           size_t end) {
 #ifdef DC_HAVE_AVX512_PATH
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   if (n + 1 <= 48 && avx512) return GatherAvx512(c, n, idx, out, begin, end);

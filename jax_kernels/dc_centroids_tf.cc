@@ -53,9 +53,9 @@ class DcCentroidGatherOp : public OpKernel {
     auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
     tensorflow::thread::ThreadPool* pool = workers ? workers->workers : nullptr;
     const int threads = split_ && pool ? pool->NumThreads() : 1;
-    int64_t bad = dc_centroids::Gather(
-        centroids.flat<float>().data(), n, a, out->flat<float>().data(), idx.NumElements(),
-        threads, [pool](auto task) { pool->Schedule(std::move(task)); });
+    int64_t bad = dc_centroids::Gather(centroids.flat<float>().data(), n, a,
+                                       out->flat<float>().data(), idx.NumElements(), threads,
+                                       [pool](auto task) { pool->Schedule(std::move(task)); });
     OP_REQUIRES(ctx, bad < 0,
                 absl::InvalidArgumentError(dc_centroids::OutOfRangeMessage(a[bad], n)));
   }
@@ -74,15 +74,15 @@ class DcCentroidSumsOp : public OpKernel {
     const Tensor& grads = ctx->input(0);
     const Tensor& idx = ctx->input(1);
     const size_t count = idx.NumElements();
-    OP_REQUIRES(ctx, static_cast<size_t>(grads.NumElements()) == count,
-                absl::InvalidArgumentError(
-                    dc_centroids::CountMismatchMessage(grads.NumElements(), count)));
+    OP_REQUIRES(
+        ctx, static_cast<size_t>(grads.NumElements()) == count,
+        absl::InvalidArgumentError(dc_centroids::CountMismatchMessage(grads.NumElements(), count)));
     Tensor* sums = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, tensorflow::TensorShape({n_}), &sums));
     const int32_t* a = idx.flat<int32_t>().data();
     const uint32_t n = static_cast<uint32_t>(n_);
-    int64_t bad = dc_centroids::Sums(grads.flat<float>().data(), a, count,
-                                     sums->flat<float>().data(), n);
+    int64_t bad =
+        dc_centroids::Sums(grads.flat<float>().data(), a, count, sums->flat<float>().data(), n);
     OP_REQUIRES(ctx, bad < 0,
                 absl::InvalidArgumentError(dc_centroids::OutOfRangeMessage(a[bad], n)));
   }
