@@ -85,7 +85,7 @@ tf-ops: $(if $(wildcard $(VPY)),,$(STAMP))
 
 $(TF_OPS): $(TF_OPS_SRC) $(CENTROIDS_CORE) $(wildcard $(TF_OPS_DIR)/libtensorflow_framework.so*)
 	@mkdir -p jax_kernels/build
-	$(CXX) -O2 -DNDEBUG -fPIC -Wall -Wextra -Werror -shared -o jax_kernels/build/libdc_tf_ops.so $(TF_OPS_SRC) $(TF_OPS_CFLAGS)
+	$(CXX) -std=c++17 -O2 -DNDEBUG -fPIC -Wall -Wextra -Werror -shared -o jax_kernels/build/libdc_tf_ops.so $(TF_OPS_SRC) $(TF_OPS_CFLAGS)
 	cp jax_kernels/build/libdc_tf_ops.so $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
 
 demo: install
