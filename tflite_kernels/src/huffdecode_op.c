@@ -51,6 +51,9 @@ static const char kOpName[] = "HuffDecode";
 static const char kDelegateKernelName[] = "DcKerasHuffDecodeDelegate";
 enum { kBuiltinDelegate = 51 };  /* BuiltinOperator DELEGATE */
 enum { kDecodedAlignment = 64 }; /* like TFLite's kDefaultTensorAlignment */
+/* decode_lazily puts tensors of this size or more at multiples of it (dc_arena_fill moves them
+ * into the lazy arena a whole huge page at a time) */
+static const size_t kHugePage = (size_t)2 << 20;
 
 /* ------------------------------------------------------------------ */
 /* shared validation                                                   */
@@ -1523,23 +1526,19 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
   LazyFill* f = (LazyFill*)calloc(1, sizeof *f);
   int* first = (int*)malloc(sizeof(int) * m);
   size_t* order = (size_t*)malloc(sizeof(size_t) * m);
+  size_t* at = (size_t*)malloc(sizeof(size_t) * m); /* arena offset of each tensor */
   if (f) {
     f->jobs = (dc_decode_job*)calloc(m, sizeof(dc_decode_job));
     f->span = (size_t*)calloc(m, sizeof(size_t));
     f->filled = (int*)calloc(m, sizeof(int));
     f->tensor = (int*)calloc(m, sizeof(int));
   }
-  dc_arena* mem = NULL;
-  if (f && first && order && f->jobs && f->span && f->filled && f->tensor &&
-      first_uses(context, pn, n, node_of, m, first)) {
-    mem = dc_arena_new_lazy(total);
-  }
-  int arena = mem ? delegate_keep_arena(d, mem, 0) : -1;
-  uint8_t* base = arena >= 0 ? dc_arena_base(mem) : NULL;
-  if (!base) { /* no lazy arena: all in place */
+  if (!f || !first || !order || !at || !f->jobs || !f->span || !f->filled || !f->tensor ||
+      !first_uses(context, pn, n, node_of, m, first)) {
     lazy_free(f);
     free(first);
     free(order);
+    free(at);
     return m;
   }
   for (size_t j = 0; j < m; ++j) { /* insertion sort by first use (stable) */
@@ -1554,14 +1553,22 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
   }
   for (size_t i = 0; i < m; ++i) { /* the helpers' order: the tail, then the head */
     const size_t j = order[(head + i) % m], span = (sizes[j] + page - 1) / page * page;
+    if (span >= kHugePage) off = (off + kHugePage - 1) / kHugePage * kHugePage; /* moves whole */
+    at[i] = off;
+    off += span;
+  }
+  dc_arena* mem = dc_arena_new_lazy(off);
+  int arena = mem ? delegate_keep_arena(d, mem, 0) : -1;
+  uint8_t* base = arena >= 0 ? dc_arena_base(mem) : NULL;
+  for (size_t i = 0; base && i < m; ++i) {
+    const size_t j = order[(head + i) % m];
     TfLiteNode* node = pn[node_of[j]].node;
     void* block = NULL;
-    int r =
-        delegate_stage_node(context, d, node, base + off, 0, &f->jobs[s], &block, msg, sizeof msg);
-    off += span;
+    int r = delegate_stage_node(context, d, node, base + at[i], 0, &f->jobs[s], &block, msg,
+                                sizeof msg);
     if (r == 0) remember_error(d, msg);
     if (r != 1) continue;
-    f->span[s] = span;
+    f->span[s] = (sizes[j] + page - 1) / page * page;
     f->tensor[s] = node->outputs->data[0];
     /* status DC_OK: the tensor's address and constness now, its bytes from the fill */
     delegate_finish_node(context, d, node, &f->jobs[s], block, arena, msg, sizeof msg);
@@ -1569,6 +1576,11 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
   }
   free(first);
   free(order);
+  free(at);
+  if (!base) { /* no lazy arena: all in place */
+    lazy_free(f);
+    return m;
+  }
   d->arenas[arena].live = s;
   d->async_tensors += s;
   f->ctx = context;
