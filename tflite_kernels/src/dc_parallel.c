@@ -423,8 +423,7 @@ struct dc_fill {
 /* Job k moves in whole huge pages (lazy_move): a span of 2 MiB or more at a 2 MiB boundary of an
  * arena that can move pages. */
 static int moves_whole(const FillPool* p, size_t k) {
-  return p->a->move && p->span[k] >= DC_HUGE_PAGE &&
-         (uintptr_t)p->jobs[k].out % DC_HUGE_PAGE == 0;
+  return p->a->move && p->span[k] >= DC_HUGE_PAGE && (uintptr_t)p->jobs[k].out % DC_HUGE_PAGE == 0;
 }
 
 /* Job k decoded into fresh pages of its own, 2 MiB aligned and advised for huge pages, which then
