@@ -1492,26 +1492,30 @@ static int first_uses(const TfLiteContext* context, const PlanNode* pn, int n, c
   return 1;
 }
 
-/* Decoded route overlapped with the runtime's next steps (dc_arena_new_lazy).  Every tensor of
- * node_of[0..m) (sizes: their byte sizes) gets its address in a lazy arena at once, and helper
- * threads (one per CPU) decode them into it while the caller goes on: the delegate's Prepare
- * returns and the XNNPACK delegate packs each weight as soon as its pages appear.  The helpers
- * take the tail first -- the last-used tensors, up to 40 % of the bytes but at least one
- * (MobileNetV2's classifier, 37 %) -- and the rest in the order their first consumers run: one
- * helper decodes the tail while the other keeps ahead of the packing, then both go on with the
- * rest, so that the tail is there before the packing reaches it.  The caller decodes nothing (it
- * used to decode the tail in place: MobileNetV2 on 2 CPUs, ~2.5 ms on the load's critical path
- * while the one helper idled ~2.3 ms before the classifier was needed).  join_lazy (the kernel's
- * Prepare; its free, the delegate's destruction) waits and reports errors.  The helpers read the
- * packed bytes in the model: the runtime frees the kernel before the model.  Returns the number
- * of nodes left to decode in place, moved to the front of node_of / sizes: 0, or m (nothing done)
- * where that does not pay or is not available (one CPU, few or one dominant tensor, no
- * userfaultfd, option decode_async=0 or environment DC_KERAS_DECODE_ASYNC=0). */
+/* Decoded route overlapped with the runtime's next steps (dc_arena_new_lazy).  The tensors of
+ * node_of[0..m) (sizes: their byte sizes), in the order their first consumers run: the caller
+ * decodes the first ones in place -- up to 30 % of the bytes, divided by the number of helpers --
+ * while helper threads (one per CPU but one) decode the others, in that order, into a lazy arena
+ * whose addresses they get at once; the delegate's Prepare returns and the XNNPACK delegate packs
+ * the caller's tensors, then each of the others as soon as its pages appear (a reader of a page
+ * not decoded yet waits for it).  So the helpers start ahead of the packing, and the last-used
+ * tensors (MobileNetV2's classifier, 37 % of the bytes) are decoded while the first layers are
+ * packed, not in the load's critical path.  MobileNetV2 on 2 CPUs (one helper, ~7 ms of it,
+ * ~6.3 ms of packing): the caller used to decode the last-used 40 % in place (~2.5 ms) while the
+ * helper decoded the rest, then idled ~2.3 ms; a second helper on the classifier instead made
+ * three threads share two cores and slowed the packing.  Tensors of 2 MiB or more start on a
+ * 2 MiB boundary (dc_arena_fill moves their pages in a huge page at a time, where the kernel
+ * can).  join_lazy (the kernel's Prepare; its free, the delegate's destruction) waits and reports
+ * errors.  The helpers read the packed bytes in the model: the runtime frees the kernel before
+ * the model.  Returns the number of nodes left to decode in place, moved to the front of
+ * node_of / sizes: m (nothing done) where that does not pay or is not available (one CPU, few or
+ * one dominant tensor, no userfaultfd, option decode_async=0 or environment
+ * DC_KERAS_DECODE_ASYNC=0). */
 static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNode* pn, int n,
                             int* node_of, size_t* sizes, size_t m) {
-  const int threads = dc_decode_threads(d->decode_threads);
+  const int threads = dc_decode_threads(d->decode_threads), helpers = threads - 1;
   const size_t page = dc_page_size();
-  size_t total = 0, largest = 0, head = 0, tail = 0, s = 0, off = 0;
+  size_t total = 0, largest = 0, own = 0, mine = 0, s = 0, off = 0;
   char msg[512];
   const char* env = getenv("DC_KERAS_DECODE_ASYNC");
   if (!d->decode_async || (env && strcmp(env, "0") == 0) || threads < 2 || m < 4 || d->lazy) {
@@ -1546,22 +1550,22 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
     for (; i > 0 && first[order[i - 1]] > first[j]; --i) order[i] = order[i - 1];
     order[i] = j;
   }
-  for (head = m; head > 0; --head) { /* the tail: the last used, up to 40 % of the bytes */
-    size_t span = (sizes[order[head - 1]] + page - 1) / page * page;
-    if (head < m && 5 * (tail + span) > 2 * total) break;
-    tail += span;
+  for (mine = 0; mine < m; ++mine) { /* the caller's: the first used, up to 30 % / helpers */
+    size_t span = (sizes[order[mine]] + page - 1) / page * page;
+    if ((uint64_t)100 * (own + span) * (uint64_t)helpers > (uint64_t)30 * total) break;
+    own += span;
   }
-  for (size_t i = 0; i < m; ++i) { /* the helpers' order: the tail, then the head */
-    const size_t j = order[(head + i) % m], span = (sizes[j] + page - 1) / page * page;
+  for (size_t i = 0; i + mine < m; ++i) { /* the helpers' tensors' places */
+    const size_t j = order[mine + i], span = (sizes[j] + page - 1) / page * page;
     if (span >= kHugePage) off = (off + kHugePage - 1) / kHugePage * kHugePage; /* moves whole */
     at[i] = off;
     off += span;
   }
-  dc_arena* mem = dc_arena_new_lazy(off);
+  dc_arena* mem = mine < m ? dc_arena_new_lazy(off) : NULL;
   int arena = mem ? delegate_keep_arena(d, mem, 0) : -1;
   uint8_t* base = arena >= 0 ? dc_arena_base(mem) : NULL;
-  for (size_t i = 0; base && i < m; ++i) {
-    const size_t j = order[(head + i) % m];
+  for (size_t i = 0; base && i + mine < m; ++i) {
+    const size_t j = order[mine + i];
     TfLiteNode* node = pn[node_of[j]].node;
     void* block = NULL;
     int r = delegate_stage_node(context, d, node, base + at[i], 0, &f->jobs[s], &block, msg,
@@ -1574,6 +1578,16 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
     delegate_finish_node(context, d, node, &f->jobs[s], block, arena, msg, sizeof msg);
     ++s;
   }
+  if (base) { /* the caller's: to the front of node_of / sizes */
+    for (size_t i = 0; i < mine; ++i) {
+      first[i] = node_of[order[i]];
+      at[i] = sizes[order[i]];
+    }
+    for (size_t i = 0; i < mine; ++i) {
+      node_of[i] = first[i];
+      sizes[i] = at[i];
+    }
+  }
   free(first);
   free(order);
   free(at);
@@ -1585,14 +1599,14 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
   d->async_tensors += s;
   f->ctx = context;
   f->num = s;
-  f->fill = dc_arena_fill(mem, f->jobs, f->span, f->filled, s, threads);
+  f->fill = dc_arena_fill(mem, f->jobs, f->span, f->filled, s, helpers);
   d->lazy = f;
   if (s == 0) {
     join_lazy(d, 0);
     dc_arena_free(d->arenas[arena].mem);
     d->arenas[arena].mem = NULL;
   }
-  return 0;
+  return mine;
 }
 
 /* Decoded route: decodes every HuffDecode node not left to the compressed
