@@ -454,8 +454,8 @@ static int fill_moved(FillPool* p, size_t k) {
  * jobs: fill_moved). */
 static void* fill_worker(void* arg) {
   FillPool* p = (FillPool*)arg;
-  uint8_t* stage = NULL;
-  size_t stage_len = 0;
+  uint8_t *stage = NULL, *stage_map = NULL;
+  size_t stage_len = 0, stage_map_len = 0;
   for (;;) {
     pthread_mutex_lock(&p->lock);
     size_t k = p->next < p->num_jobs ? p->next++ : p->num_jobs;
@@ -477,14 +477,24 @@ static void* fill_worker(void* arg) {
       continue;
     }
     if (moved < 0 && stage_len < p->span[k]) { /* the stage: the largest staged span */
-      const size_t need = p->stage_size > p->span[k] ? p->stage_size : p->span[k];
-      if (stage) munmap(stage, stage_len);
-      void* m = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      stage = m == MAP_FAILED ? NULL : (uint8_t*)m;
-      stage_len = stage ? need : 0;
+      size_t need = p->stage_size > p->span[k] ? p->stage_size : p->span[k];
+      /* from 512 KiB on, whole huge pages: a few huge-page faults instead of one per 4 KiB
+       * (MobileNetV2: 1.6 MB, ~400 faults, ~0.8 ms of the helper) */
+      const int huge = need >= DC_HUGE_PAGE / 4 && need <= SIZE_MAX - 2 * DC_HUGE_PAGE;
+      if (huge) need = (need + DC_HUGE_PAGE - 1) / DC_HUGE_PAGE * DC_HUGE_PAGE;
+      if (stage_map) munmap(stage_map, stage_map_len);
+      stage_map_len = need + (huge ? DC_HUGE_PAGE : 0);
+      void* m =
+          mmap(NULL, stage_map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      stage_map = m == MAP_FAILED ? NULL : (uint8_t*)m;
+      stage = stage_map;
+      if (stage_map && huge) {
+        stage = (uint8_t*)(((uintptr_t)m + DC_HUGE_PAGE - 1) & ~(uintptr_t)(DC_HUGE_PAGE - 1));
 #ifdef MADV_HUGEPAGE
-      if (stage && need >= DC_HUGE_PAGE) (void)madvise(stage, need, MADV_HUGEPAGE);
+        (void)madvise(stage, need, MADV_HUGEPAGE);
 #endif
+      }
+      stage_len = stage ? need : 0;
     }
     if (moved < 0 && stage) {
       j->status = dc_decode(j->packed, j->packed_size, stage, j->out_size);
@@ -502,7 +512,7 @@ static void* fill_worker(void* arg) {
     (void)broken;
 #endif
   }
-  if (stage) munmap(stage, stage_len);
+  if (stage_map) munmap(stage_map, stage_map_len);
   return NULL;
 }
 
