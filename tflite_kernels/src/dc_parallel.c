@@ -357,12 +357,10 @@ DC_API dc_arena* dc_arena_new_lazy(size_t size) {
   void* m = a ? mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
               : MAP_FAILED;
   uint8_t* base = (uint8_t*)m;
+  /* Not advised for huge pages (unlike dc_arena_new): a huge page moved in stays one, and
+   * khugepaged must not fill the gaps between tensors later. */
   if (m != MAP_FAILED && size >= DC_HUGE_PAGE) {
     base = (uint8_t*)(((uintptr_t)m + DC_HUGE_PAGE - 1) & ~(uintptr_t)(DC_HUGE_PAGE - 1));
-#ifdef MADV_HUGEPAGE
-    /* the whole range: a split mapping would refuse copies across its parts */
-    (void)madvise(base, size, MADV_HUGEPAGE);
-#endif
   }
   struct uffdio_register reg;
   memset(&reg, 0, sizeof reg);
