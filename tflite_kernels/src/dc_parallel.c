@@ -312,6 +312,10 @@ static int lazy_copy(int fd, uint8_t* dst, const uint8_t* src, size_t len) {
     if (ioctl(fd, UFFDIO_COPY, &c) == 0) return 1;
     if (c.copy > 0) {
       done += (size_t)c.copy; /* partial (the mappings changed meanwhile): go on */
+    } else if (c.copy == -EEXIST) {
+      /* a page already in place: only the fill writes the arena, so lazy_move put it there
+       * (it may have moved more than it reported before it failed) */
+      done += dc_page_size();
     } else if (c.copy != -EAGAIN || ++retries > 1000) {
       return 0;
     }
