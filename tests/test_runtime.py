@@ -169,15 +169,16 @@ def test_decoded_weights_in_one_arena_are_bit_exact_kept_and_released():
         assert it.get_tensor(got["index"]).tobytes() == ref.get_tensor(table["index"]).tobytes()
 
 
-def _layers_model():
-    """Five 256x256 FULLY_CONNECTED layers (256 KiB of float weights each, pruned and on a grid so
-    they pack): 1.25 MiB of decoded weights, no tensor above half of it -- what decode_lazily
-    decodes on a helper thread while the XNNPACK delegate packs the first layers."""
+def _layers_model(widths=(256,) * 5):
+    """FULLY_CONNECTED layers of these widths on a 256-wide input (pruned and on a grid so they
+    pack); by default five 256x256 (256 KiB of float weights each): 1.25 MiB of decoded weights,
+    no tensor above half of it -- what decode_lazily decodes on helper threads while the XNNPACK
+    delegate packs the first layers."""
     import keras
 
     keras.utils.set_random_seed(7)
-    m = keras.Sequential([keras.Input((256,))] + [keras.layers.Dense(256, activation="relu")
-                                                   for _ in range(5)])
+    m = keras.Sequential([keras.Input((256,))] + [keras.layers.Dense(w, activation="relu")
+                                                   for w in widths])
     for layer in m.layers:
         k, b = layer.get_weights()
         k[np.abs(k) < np.quantile(np.abs(k), 0.8)] = 0
@@ -198,26 +199,30 @@ def _lazy_available():
     return bool(a)
 
 
-def test_decoded_weights_decoded_while_xnnpack_packs_are_bit_exact(monkeypatch):
+@pytest.mark.parametrize("widths", [(256,) * 5, (1024, 640, 1024, 256)], ids=["small", "large"])
+def test_decoded_weights_decoded_while_xnnpack_packs_are_bit_exact(monkeypatch, widths):
     """decode_async (default): with two or more CPUs the delegate's Prepare hands the weights'
-    addresses out at once and a helper decodes them while the XNNPACK delegate packs (a page
+    addresses out at once and helpers decode them while the XNNPACK delegate packs (a page
     not decoded yet waits for it). Outputs and weights read back equal the unpacked model's bit
-    for bit, kept or released, with decode_async 1 and 0, on LiteRT and TF; the helper was used
+    for bit, kept or released, with decode_async 1 and 0, on LiteRT and TF; the helpers were used
     where userfaultfd is allowed (DcKerasHuffDecodeDelegateAsync) and not otherwise nor with
-    DC_KERAS_DECODE_ASYNC=0; a corrupt packed tensor, decoded by the helper or in place, makes
-    allocate_tensors fail with the decoder's reason."""
+    DC_KERAS_DECODE_ASYNC=0; a corrupt packed tensor, decoded by a helper or in place, makes
+    allocate_tensors fail with the decoder's reason. "large": two 2.5 MiB kernels, which the
+    helpers decode into fresh huge pages and move into place (UFFDIO_MOVE, where the kernel has
+    it) instead of copying."""
     import ctypes
 
     from ai_edge_litert.interpreter import Interpreter, load_delegate
     from dc_keras._compat import delegate_pointer
 
-    plain = _layers_model()
+    plain = _layers_model(widths)
     packed = export.pack(plain)
     x = np.random.RandomState(1).rand(4, 256).astype(np.float32)
     ref = Interpreter(model_content=plain)
     want = em.run_batch(ref, x)
-    kernels = sorted(d["name"] for d in ref.get_tensor_details() if tuple(d["shape"]) == (256, 256))
-    assert len(kernels) == 5
+    kernels = sorted(d["name"] for d in ref.get_tensor_details() if len(d["shape"]) == 2
+                     and d["shape"][0] in widths and d["shape"][1] in (256,) + tuple(widths))
+    assert len(kernels) == len(widths)
     by_name = {d["name"]: d["index"] for d in ref.get_tensor_details()}
     weights = {n: ref.get_tensor(by_name[n]).tobytes() for n in kernels}
     fn = ctypes.CDLL(runtime.library_path()).DcKerasHuffDecodeDelegateAsync
@@ -241,7 +246,7 @@ def test_decoded_weights_decoded_while_xnnpack_packs_are_bit_exact(monkeypatch):
     assert fn(delegate_pointer(off._delegate)) == 0
     monkeypatch.delenv("DC_KERAS_DECODE_ASYNC")
     pos = [i for i in range(len(packed)) if packed.startswith(b"DCHF", i)]
-    assert len(pos) >= 5
+    assert len(pos) >= len(widths)
     for p in pos:  # every packed tensor in turn: those the helper decodes and those decoded in place
         bad = bytearray(packed)
         bad[p + int.from_bytes(packed[p - 4:p], "little") - 8] ^= 0x40  # in its bit streams

@@ -70,7 +70,7 @@ DC_API void dc_arena_free(dc_arena* a);
  * and dc_decode_many.  Until the join the arena is not inherited by a forked child.  Blocks must be whole pages (dc_page_size) at page-aligned offsets, and no
  * one but dc_arena_fill may write to the arena before dc_arena_fill_join.  A reader faulting from
  * kernel mode (a syscall given an address in it) before the fill gets EFAULT where only
- * user-mode userfaultfd is allowed. */
+ * user-mode userfaultfd is allowed.  An arena of 2 MiB or more starts on a 2 MiB boundary. */
 DC_API size_t dc_page_size(void);
 DC_API dc_arena* dc_arena_new_lazy(size_t size);
 
@@ -83,7 +83,11 @@ DC_API dc_arena* dc_arena_new_lazy(size_t size);
  * helpers, sets filled[k] (1: job k's pages were written; 0: they could not be -- the arena then
  * turned into ordinary zero-filled memory so that no reader waits forever) and makes the arena
  * ordinary memory (dc_arena_drop works again).  Returns NULL (having done the whole fill in the
- * calling thread) if no helper thread starts.  A non-lazy arena is filled by plain decodes. */
+ * calling thread) if no helper thread starts.  A non-lazy arena is filled by plain decodes.
+ * A helper decodes a job into staging pages of its own and puts them in place with one
+ * UFFDIO_COPY; a job of 2 MiB or more at a 2 MiB boundary, where the kernel has UFFDIO_MOVE
+ * (Linux 6.8), into fresh pages advised for huge pages that then move in whole (no copy; the
+ * last partial huge page is copied). */
 typedef struct dc_fill dc_fill;
 DC_API dc_fill* dc_arena_fill(dc_arena* a, dc_decode_job* jobs, const size_t* span, int* filled,
                               size_t num_jobs, int threads);

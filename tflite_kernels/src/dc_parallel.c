@@ -33,6 +33,23 @@
 #if DC_UFFD && !defined(UFFD_USER_MODE_ONLY)
 #define UFFD_USER_MODE_ONLY 1 /* Linux 5.11 uapi; older kernels refuse the flag (EINVAL) */
 #endif
+/* UFFDIO_MOVE (Linux 6.8 uapi): moves pages, a whole 2 MiB huge page at a time where aligned,
+ * into the arena instead of copying them.  Declared here for older headers; an older kernel
+ * refuses the feature (the arena then copies). */
+#if DC_UFFD && !defined(UFFDIO_MOVE)
+struct uffdio_move {
+  __u64 dst;
+  __u64 src;
+  __u64 len;
+  __u64 mode;
+  __s64 move;
+};
+#define _UFFDIO_MOVE (0x05)
+#define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
+#endif
+#if DC_UFFD && !defined(UFFD_FEATURE_MOVE)
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
 
 /* glibc 2.34 moved the pthread functions into libc under a new symbol version; bind to the
  * original versions (present in every glibc since the architecture's first) so that the
@@ -187,6 +204,7 @@ struct dc_arena {
   uint8_t* base;
   size_t size;
   int uffd; /* lazy arena (dc_arena_new_lazy) until its fill is joined; else -1 */
+  int move; /* lazy arena: UFFDIO_MOVE works (lazy_move) */
 };
 
 DC_API dc_arena* dc_arena_new(size_t size) {
@@ -251,16 +269,22 @@ DC_API size_t dc_page_size(void) {
 
 #if DC_UFFD
 /* A userfaultfd with the API handshake done, or -1: full mode first (kernel-mode faults wait
- * too; needs privilege or vm.unprivileged_userfaultfd=1), else user-mode faults only. */
-static int uffd_open(void) {
+ * too; needs privilege or vm.unprivileged_userfaultfd=1), else user-mode faults only; each with
+ * UFFDIO_MOVE first (*move = 1), else without (an unknown feature fails the handshake, after
+ * which the descriptor is not used again). */
+static int uffd_open(int* move) {
   const int flags[2] = {O_CLOEXEC, O_CLOEXEC | UFFD_USER_MODE_ONLY};
-  for (int i = 0; i < 2; ++i) {
-    long fd = syscall(__NR_userfaultfd, flags[i]);
+  for (int i = 0; i < 4; ++i) {
+    long fd = syscall(__NR_userfaultfd, flags[i / 2]);
     if (fd < 0) continue;
     struct uffdio_api api;
     memset(&api, 0, sizeof api);
     api.api = UFFD_API;
-    if (ioctl((int)fd, UFFDIO_API, &api) == 0) return (int)fd;
+    api.features = i % 2 == 0 ? UFFD_FEATURE_MOVE : 0;
+    if (ioctl((int)fd, UFFDIO_API, &api) == 0) {
+      *move = i % 2 == 0 && (api.features & UFFD_FEATURE_MOVE) != 0;
+      return (int)fd;
+    }
     close((int)fd);
   }
   return -1;
@@ -270,8 +294,8 @@ static int uffd_open(void) {
  * reader waiting for one wakes up (the kernel wakes them when the range is unregistered). */
 static void lazy_unregister(dc_arena* a) {
   struct uffdio_range r;
-  r.start = (uintptr_t)a->map;
-  r.len = a->map_size;
+  r.start = (uintptr_t)a->base;
+  r.len = a->size;
   (void)ioctl(a->uffd, UFFDIO_UNREGISTER, &r);
 }
 
@@ -288,41 +312,81 @@ static int lazy_copy(int fd, uint8_t* dst, const uint8_t* src, size_t len) {
     if (ioctl(fd, UFFDIO_COPY, &c) == 0) return 1;
     if (c.copy > 0) {
       done += (size_t)c.copy; /* partial (the mappings changed meanwhile): go on */
+    } else if (c.copy == -EEXIST) {
+      /* a page already in place: only the fill writes the arena, so lazy_move put it there
+       * (it may have moved more than it reported before it failed) */
+      done += dc_page_size();
     } else if (c.copy != -EAGAIN || ++retries > 1000) {
       return 0;
     }
   }
   return 1;
 }
+
+/* Moves the len bytes of pages at src (an ordinary private mapping, every page written) to the
+ * missing pages at dst (page multiples), waking their readers: whole 2 MiB huge pages move as
+ * such where both sides are aligned, the rest page by page, nothing is copied.  Returns the bytes
+ * moved (from the start; the caller copies the rest). */
+static size_t lazy_move(int fd, uint8_t* dst, uint8_t* src, size_t len) {
+  size_t done = 0;
+  int retries = 0;
+  while (done < len) {
+    struct uffdio_move m;
+    memset(&m, 0, sizeof m);
+    m.dst = (uintptr_t)(dst + done);
+    m.src = (uintptr_t)(src + done);
+    m.len = len - done;
+    if (ioctl(fd, UFFDIO_MOVE, &m) == 0) return len;
+    if (m.move > 0) {
+      done += (size_t)m.move; /* partial: go on */
+    } else if (m.move != -EAGAIN || ++retries > 1000) {
+      break;
+    }
+  }
+  return done;
+}
 #endif
 
 DC_API dc_arena* dc_arena_new_lazy(size_t size) {
 #if DC_UFFD
   const size_t page = dc_page_size();
-  if (size == 0 || size % page != 0) return NULL;
-  int fd = uffd_open();
+  int move = 0;
+  if (size == 0 || size % page != 0 || size > SIZE_MAX - DC_HUGE_PAGE) return NULL;
+  int fd = uffd_open(&move);
   if (fd < 0) return NULL;
   dc_arena* a = (dc_arena*)calloc(1, sizeof *a);
-  void* m =
-      a ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+  /* 2 MiB aligned from 2 MiB on (one huge page more mapped, never touched), so that whole huge
+   * pages can move in (lazy_move); only [base, base + size) is registered */
+  const size_t map_size = size + (size >= DC_HUGE_PAGE ? DC_HUGE_PAGE : 0);
+  void* m = a ? mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+              : MAP_FAILED;
+  uint8_t* base = (uint8_t*)m;
+  /* Not advised for huge pages (unlike dc_arena_new): a huge page moved in stays one, and
+   * khugepaged must not fill the gaps between tensors later. */
+  if (m != MAP_FAILED && size >= DC_HUGE_PAGE) {
+    base = (uint8_t*)(((uintptr_t)m + DC_HUGE_PAGE - 1) & ~(uintptr_t)(DC_HUGE_PAGE - 1));
+  }
   struct uffdio_register reg;
   memset(&reg, 0, sizeof reg);
-  reg.range.start = (uintptr_t)m;
+  reg.range.start = (uintptr_t)base;
   reg.range.len = size;
   reg.mode = UFFDIO_REGISTER_MODE_MISSING;
   if (m == MAP_FAILED || ioctl(fd, UFFDIO_REGISTER, &reg) != 0 ||
       !(reg.ioctls & ((uint64_t)1 << _UFFDIO_COPY))) {
-    if (m != MAP_FAILED) munmap(m, size);
+    if (m != MAP_FAILED) munmap(m, map_size);
     close(fd);
     free(a);
     return NULL;
   }
   /* A child forked before the fill is joined would see zeros where tensors are still missing
    * (its copy is not registered): it gets no copy of the arena until then (lazy_release). */
-  (void)madvise(m, size, MADV_DONTFORK);
-  a->map = a->base = (uint8_t*)m;
-  a->map_size = a->size = size;
+  (void)madvise(base, size, MADV_DONTFORK);
+  a->map = (uint8_t*)m;
+  a->map_size = map_size;
+  a->base = base;
+  a->size = size;
   a->uffd = fd;
+  a->move = move && (reg.ioctls & ((uint64_t)1 << _UFFDIO_MOVE)) != 0;
   return a;
 #else
   (void)size;
@@ -336,7 +400,7 @@ static void lazy_release(dc_arena* a) {
   if (a->uffd < 0) return;
   lazy_unregister(a);
   close(a->uffd);
-  (void)madvise(a->map, a->map_size, MADV_DOFORK);
+  (void)madvise(a->base, a->size, MADV_DOFORK);
 #endif
   a->uffd = -1;
 }
@@ -346,7 +410,7 @@ typedef struct {
   dc_decode_job* jobs;
   const size_t* span;
   int* filled;
-  size_t num_jobs, next, stage_size;
+  size_t num_jobs, next, stage_size; /* stage_size: read only once the helpers run */
   int broken; /* a copy failed: the arena was unregistered, jobs not written yet fail */
   pthread_mutex_t lock;
 } FillPool;
@@ -357,11 +421,43 @@ struct dc_fill {
   int started;
 };
 
+#if DC_UFFD
+/* Job k moves in whole huge pages (lazy_move): a span of 2 MiB or more at a 2 MiB boundary of an
+ * arena that can move pages. */
+static int moves_whole(const FillPool* p, size_t k) {
+  return p->a->move && p->span[k] >= DC_HUGE_PAGE && (uintptr_t)p->jobs[k].out % DC_HUGE_PAGE == 0;
+}
+
+/* Job k decoded into fresh pages of its own, 2 MiB aligned and advised for huge pages, which then
+ * move into the arena (the part short of a whole huge page is copied): no copy of the bulk, no
+ * page fault or page allocation per 4 KiB on either side where huge pages are available
+ * (MobileNetV2's classifier, 5.1 MB: ~1,000 UFFDIO_COPY pages, ~1.2 ms of the helper, before).
+ * Returns 1 (filled), 0 (could not write the pages) or -1 (no memory for the pages: stage it). */
+static int fill_moved(FillPool* p, size_t k) {
+  dc_decode_job* j = &p->jobs[k];
+  const size_t span = p->span[k], whole = span - span % DC_HUGE_PAGE, size = span + DC_HUGE_PAGE;
+  void* m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return -1;
+  uint8_t* src = (uint8_t*)(((uintptr_t)m + DC_HUGE_PAGE - 1) & ~(uintptr_t)(DC_HUGE_PAGE - 1));
+#ifdef MADV_HUGEPAGE
+  (void)madvise(src, span, MADV_HUGEPAGE);
+#endif
+  j->status = dc_decode(j->packed, j->packed_size, src, j->out_size);
+  memset(src + j->out_size, 0, span - j->out_size);
+  const size_t moved = lazy_move(p->a->uffd, (uint8_t*)j->out, src, whole);
+  const int ok = lazy_copy(p->a->uffd, (uint8_t*)j->out + moved, src + moved, span - moved);
+  munmap(m, size);
+  return ok;
+}
+#endif
+
 /* One helper: decodes the next job into its own staging pages, then moves them into place
- * (UFFDIO_COPY: the pages appear at once, with their bytes, and their readers wake up). */
+ * (UFFDIO_COPY: the pages appear at once, with their bytes, and their readers wake up; large
+ * jobs: fill_moved). */
 static void* fill_worker(void* arg) {
   FillPool* p = (FillPool*)arg;
-  uint8_t* stage = NULL;
+  uint8_t *stage = NULL, *stage_map = NULL;
+  size_t stage_len = 0, stage_map_len = 0;
   for (;;) {
     pthread_mutex_lock(&p->lock);
     size_t k = p->next < p->num_jobs ? p->next++ : p->num_jobs;
@@ -377,20 +473,36 @@ static void* fill_worker(void* arg) {
     }
 #if DC_UFFD
     if (broken) continue;
-    if (!stage) {
-      void* m =
-          mmap(NULL, p->stage_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      stage = m == MAP_FAILED ? NULL : (uint8_t*)m;
-#ifdef MADV_HUGEPAGE
-      if (stage && p->stage_size >= DC_HUGE_PAGE)
-        (void)madvise(stage, p->stage_size, MADV_HUGEPAGE);
-#endif
+    int moved = moves_whole(p, k) ? fill_moved(p, k) : -1;
+    if (moved == 1) {
+      p->filled[k] = 1;
+      continue;
     }
-    if (stage) {
+    if (moved < 0 && stage_len < p->span[k]) { /* the stage: the largest staged span */
+      size_t need = p->stage_size > p->span[k] ? p->stage_size : p->span[k];
+      /* from 512 KiB on, whole huge pages: a few huge-page faults instead of one per 4 KiB
+       * (MobileNetV2: 1.6 MB, ~400 faults, ~0.8 ms of the helper) */
+      const int huge = need >= DC_HUGE_PAGE / 4 && need <= SIZE_MAX - 2 * DC_HUGE_PAGE;
+      if (huge) need = (need + DC_HUGE_PAGE - 1) / DC_HUGE_PAGE * DC_HUGE_PAGE;
+      if (stage_map) munmap(stage_map, stage_map_len);
+      stage_map_len = need + (huge ? DC_HUGE_PAGE : 0);
+      void* m =
+          mmap(NULL, stage_map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      stage_map = m == MAP_FAILED ? NULL : (uint8_t*)m;
+      stage = stage_map;
+      if (stage_map && huge) {
+        stage = (uint8_t*)(((uintptr_t)m + DC_HUGE_PAGE - 1) & ~(uintptr_t)(DC_HUGE_PAGE - 1));
+#ifdef MADV_HUGEPAGE
+        (void)madvise(stage, need, MADV_HUGEPAGE);
+#endif
+      }
+      stage_len = stage ? need : 0;
+    }
+    if (moved < 0 && stage) {
       j->status = dc_decode(j->packed, j->packed_size, stage, j->out_size);
       memset(stage + j->out_size, 0, p->span[k] - j->out_size);
     }
-    if (stage && lazy_copy(p->a->uffd, (uint8_t*)j->out, stage, p->span[k])) {
+    if (moved < 0 && stage && lazy_copy(p->a->uffd, (uint8_t*)j->out, stage, p->span[k])) {
       p->filled[k] = 1;
       continue;
     }
@@ -402,7 +514,7 @@ static void* fill_worker(void* arg) {
     (void)broken;
 #endif
   }
-  if (stage) munmap(stage, p->stage_size);
+  if (stage_map) munmap(stage_map, stage_map_len);
   return NULL;
 }
 
@@ -421,8 +533,11 @@ DC_API dc_fill* dc_arena_fill(dc_arena* a, dc_decode_job* jobs, const size_t* sp
   p->span = span;
   p->filled = filled;
   p->num_jobs = num_jobs;
-  for (size_t k = 0; k < num_jobs; ++k) {
+  for (size_t k = 0; k < num_jobs; ++k) { /* stage_size: the largest span staged and copied */
     filled[k] = 0;
+#if DC_UFFD
+    if (a->uffd >= 0 && moves_whole(p, k)) continue;
+#endif
     if (span[k] > p->stage_size) p->stage_size = span[k];
   }
   if (pthread_mutex_init(&p->lock, NULL) != 0) {

@@ -51,6 +51,9 @@ static const char kOpName[] = "HuffDecode";
 static const char kDelegateKernelName[] = "DcKerasHuffDecodeDelegate";
 enum { kBuiltinDelegate = 51 };  /* BuiltinOperator DELEGATE */
 enum { kDecodedAlignment = 64 }; /* like TFLite's kDefaultTensorAlignment */
+/* decode_lazily puts tensors of this size or more at multiples of it (dc_arena_fill moves them
+ * into the lazy arena a whole huge page at a time) */
+static const size_t kHugePage = (size_t)2 << 20;
 
 /* ------------------------------------------------------------------ */
 /* shared validation                                                   */
@@ -371,7 +374,8 @@ typedef struct DcDelegateS {
   int decode_async;   /* option decode_async (default 1): decode_lazily where available */
   size_t
       async_tensors; /* tensors decode_lazily handed to a helper (DcKerasHuffDecodeDelegateAsync) */
-  struct LazyFill* lazy; /* decode_lazily's fill, joined by join_lazy */
+  struct LazyFill* lazy;   /* decode_lazily's fill, joined by join_lazy */
+  struct Release* release; /* release_packed_copies' frees, run by a helper (join_release) */
 } DcDelegate;
 
 static int delegate_keep(DcDelegate* d, void* block) {
@@ -473,20 +477,94 @@ static void track_decoded(DcDelegate* d, const TfLiteContext* ctx, int tensor, v
   r->bytes = bytes;
 }
 
-/* Frees a decoded tensor's block (its arena's pages; the arena once all its blocks are gone). */
-static void drop_block(DcDelegate* d, Decoded* r) {
+/* The memory release_packed_copies gives back: its syscalls and frees run on a helper thread
+ * (dc_task_start) while the runtime goes on with the other kernels' Prepare (MobileNetV2: 62
+ * blocks, 13.9 MB, ~0.6 ms off the load's critical path).  The bookkeeping is done at once; the
+ * helper touches only the memory listed here, which nothing references any more. */
+typedef struct Release {
+  dc_arena** drop_arena; /* drop [ptr, ptr + len) of drop_arena[i] (dc_arena_drop) ... */
+  void** drop_ptr;
+  size_t* drop_len;
+  size_t num_drops;
+  dc_arena** dead; /* ... then free these arenas and blocks */
+  size_t num_dead;
+  void** blocks;
+  size_t num_blocks;
+  dc_task* task;
+} Release;
+
+static void release_run(void* arg) {
+  Release* r = (Release*)arg;
+  for (size_t i = 0; i < r->num_drops; ++i) {
+    dc_arena_drop(r->drop_arena[i], r->drop_ptr[i], r->drop_len[i]);
+  }
+  for (size_t i = 0; i < r->num_dead; ++i) dc_arena_free(r->dead[i]);
+  for (size_t i = 0; i < r->num_blocks; ++i) free(r->blocks[i]);
+}
+
+static void release_free(Release* r) {
+  if (!r) return;
+  free(r->drop_arena);
+  free(r->drop_ptr);
+  free(r->drop_len);
+  free(r->dead);
+  free(r->blocks);
+  free(r);
+}
+
+/* A list for up to n blocks; NULL if out of memory (then drop_block frees at once). */
+static Release* release_new(size_t n) {
+  Release* r = (Release*)calloc(1, sizeof *r);
+  if (!r) return NULL;
+  n = n ? n : 1;
+  r->drop_arena = (dc_arena**)malloc(n * sizeof(dc_arena*));
+  r->drop_ptr = (void**)malloc(n * sizeof(void*));
+  r->drop_len = (size_t*)malloc(n * sizeof(size_t));
+  r->dead = (dc_arena**)malloc(n * sizeof(dc_arena*));
+  r->blocks = (void**)malloc(n * sizeof(void*));
+  if (!r->drop_arena || !r->drop_ptr || !r->drop_len || !r->dead || !r->blocks) {
+    release_free(r);
+    return NULL;
+  }
+  return r;
+}
+
+/* Waits for the last release_packed_copies' helper (its memory is then given back). */
+static void join_release(DcDelegate* d) {
+  if (!d->release) return;
+  dc_task_join(d->release->task);
+  release_free(d->release);
+  d->release = NULL;
+}
+
+/* Frees a decoded tensor's block (its arena's pages; the arena once all its blocks are gone),
+ * at once, or through `rel` (release_run) if not NULL. */
+static void drop_block(DcDelegate* d, Decoded* r, Release* rel) {
   if (r->arena >= 0 && (size_t)r->arena < d->num_arenas) {
     Arena* a = &d->arenas[r->arena];
-    dc_arena_drop(a->mem, r->block, r->bytes);
-    if (a->live > 0 && --a->live == 0) {
-      dc_arena_free(a->mem);
+    if (a->live > 0 && --a->live == 0) { /* its last block: the whole arena goes */
+      if (rel) {
+        rel->dead[rel->num_dead++] = a->mem;
+      } else {
+        dc_arena_free(a->mem);
+      }
       a->mem = NULL;
+    } else if (rel) {
+      rel->drop_arena[rel->num_drops] = a->mem;
+      rel->drop_ptr[rel->num_drops] = r->block;
+      rel->drop_len[rel->num_drops++] = r->bytes;
+    } else {
+      dc_arena_drop(a->mem, r->block, r->bytes);
     }
   } else {
     for (size_t b = 0; b < d->num_blocks; ++b) {
       if (d->blocks[b] == r->block) d->blocks[b] = NULL;
     }
-    free(r->block);
+    if (rel) {
+      rel->blocks[rel->num_blocks++] = r->block;
+    } else {
+      free(r->block);
+    }
   }
   r->block = NULL;
 }
@@ -737,6 +815,7 @@ static TfLiteStatus lookup_invoke(TfLiteContext* context, const FcPlan* p) {
 
 static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
   const KernelState* ks = (const KernelState*)node->user_data;
+  if (node->delegate) join_release((DcDelegate*)node->delegate->data_);
   for (int i = 0; ks && i < ks->num_fcs; ++i) {
     TfLiteStatus st = ks->fcs[i]->op == kTfLiteBuiltinFullyConnected
                           ? fc_invoke(context, ks, ks->fcs[i])
@@ -1310,13 +1389,16 @@ static int* xnnpack_taken(TfLiteContext* context, const DcDelegate* d, int* num)
 }
 
 /* Frees decoded weights whose consumers the XNNPACK delegate has all taken
- * (it packed its own copy when it created its runtime). */
+ * (it packed its own copy when it created its runtime).  The memory goes back on a helper
+ * thread (Release), joined by the next invoke at the latest. */
 static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
-  int pending = 0;
+  size_t pending = 0;
   for (size_t i = 0; i < d->num_dec; ++i) {
-    pending |= d->dec[i].ctx == context && d->dec[i].block && d->dec[i].eligible;
+    pending += d->dec[i].ctx == context && d->dec[i].block && d->dec[i].eligible;
   }
   if (d->keep_decoded || !pending) return;
+  join_release(d);
+  Release* rel = release_new(pending);
   int num_taken = 0;
   int* taken = xnnpack_taken(context, d, &num_taken);
   for (size_t i = 0; taken && i < d->num_dec; ++i) {
@@ -1327,12 +1409,18 @@ static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
       all = in_list(taken, num_taken, r->consumers[c]);
     }
     if (!all) continue;
-    drop_block(d, r);
+    drop_block(d, r, rel);
     /* bytes 0: the runtime's "input lacks data" check skips empty tensors */
     context->tensors[r->tensor].data.data = NULL;
     context->tensors[r->tensor].bytes = 0;
   }
   free(taken);
+  if (rel && rel->num_drops + rel->num_dead + rel->num_blocks == 0) {
+    release_free(rel);
+  } else if (rel) {
+    d->release = rel;
+    rel->task = dc_task_start(release_run, rel); /* NULL: done in this thread */
+  }
 }
 
 /* The overlapped decode of decode_lazily: jobs in the order their first consumers run. */
@@ -1404,25 +1492,30 @@ static int first_uses(const TfLiteContext* context, const PlanNode* pn, int n, c
   return 1;
 }
 
-/* Decoded route overlapped with the runtime's next steps (dc_arena_new_lazy).  Of the tensors
- * of node_of[0..m) (sizes: their byte sizes), in the order their first consumers run, the head
- * gets its addresses in a lazy arena at once and a helper thread decodes it in that order while
- * the caller goes on: the caller decodes the tail (the last-used tensors, up to 40 % of the bytes
- * but at least one: MobileNetV2's classifier, 37 %) in place meanwhile, the delegate's Prepare
- * returns, and the XNNPACK delegate packs the head's weights as they appear, without waiting
- * (the helper's copy costs ~1.5x an in-place decode per byte, so it could not also keep ahead
- * with the tail; MobileNetV2 on 2 CPUs: the caller's share of the decode drops from ~3.6 ms to
- * the classifier's ~2.9 ms, and the head's decode leaves the load's critical path).  join_lazy
- * (the kernel's Prepare; its free, the delegate's destruction) waits and reports errors.  The
- * helper reads the packed bytes in the model: the runtime frees the kernel before the model.
- * Returns the number of nodes left to decode in place, moved to the front of node_of / sizes: m (nothing done) where
- * that does not pay or is not available (one CPU, few or one dominant tensor, no userfaultfd,
- * option decode_async=0 or environment DC_KERAS_DECODE_ASYNC=0). */
+/* Decoded route overlapped with the runtime's next steps (dc_arena_new_lazy).  The tensors of
+ * node_of[0..m) (sizes: their byte sizes), in the order their first consumers run: the caller
+ * decodes the first ones in place -- up to 30 % of the bytes, divided by the number of helpers --
+ * while helper threads (one per CPU but one) decode the others, in that order, into a lazy arena
+ * whose addresses they get at once; the delegate's Prepare returns and the XNNPACK delegate packs
+ * the caller's tensors, then each of the others as soon as its pages appear (a reader of a page
+ * not decoded yet waits for it).  So the helpers start ahead of the packing, and the last-used
+ * tensors (MobileNetV2's classifier, 37 % of the bytes) are decoded while the first layers are
+ * packed, not in the load's critical path.  MobileNetV2 on 2 CPUs (one helper, ~7 ms of it,
+ * ~6.3 ms of packing): the caller used to decode the last-used 40 % in place (~2.5 ms) while the
+ * helper decoded the rest, then idled ~2.3 ms; a second helper on the classifier instead made
+ * three threads share two cores and slowed the packing.  Tensors of 2 MiB or more start on a
+ * 2 MiB boundary (dc_arena_fill moves their pages in a huge page at a time, where the kernel
+ * can).  join_lazy (the kernel's Prepare; its free, the delegate's destruction) waits and reports
+ * errors.  The helpers read the packed bytes in the model: the runtime frees the kernel before
+ * the model.  Returns the number of nodes left to decode in place, moved to the front of
+ * node_of / sizes: m (nothing done) where that does not pay or is not available (one CPU, few or
+ * one dominant tensor, no userfaultfd, option decode_async=0 or environment
+ * DC_KERAS_DECODE_ASYNC=0). */
 static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNode* pn, int n,
                             int* node_of, size_t* sizes, size_t m) {
-  const int threads = dc_decode_threads(d->decode_threads);
+  const int threads = dc_decode_threads(d->decode_threads), helpers = threads - 1;
   const size_t page = dc_page_size();
-  size_t total = 0, largest = 0, head = 0, tail = 0, s = 0, off = 0, left = 0;
+  size_t total = 0, largest = 0, own = 0, mine = 0, s = 0, off = 0;
   char msg[512];
   const char* env = getenv("DC_KERAS_DECODE_ASYNC");
   if (!d->decode_async || (env && strcmp(env, "0") == 0) || threads < 2 || m < 4 || d->lazy) {
@@ -1437,17 +1530,19 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
   LazyFill* f = (LazyFill*)calloc(1, sizeof *f);
   int* first = (int*)malloc(sizeof(int) * m);
   size_t* order = (size_t*)malloc(sizeof(size_t) * m);
+  size_t* at = (size_t*)malloc(sizeof(size_t) * m); /* arena offset of each tensor */
   if (f) {
     f->jobs = (dc_decode_job*)calloc(m, sizeof(dc_decode_job));
     f->span = (size_t*)calloc(m, sizeof(size_t));
     f->filled = (int*)calloc(m, sizeof(int));
     f->tensor = (int*)calloc(m, sizeof(int));
   }
-  if (!f || !first || !order || !f->jobs || !f->span || !f->filled || !f->tensor ||
+  if (!f || !first || !order || !at || !f->jobs || !f->span || !f->filled || !f->tensor ||
       !first_uses(context, pn, n, node_of, m, first)) {
     lazy_free(f);
     free(first);
     free(order);
+    free(at);
     return m;
   }
   for (size_t j = 0; j < m; ++j) { /* insertion sort by first use (stable) */
@@ -1455,57 +1550,63 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
     for (; i > 0 && first[order[i - 1]] > first[j]; --i) order[i] = order[i - 1];
     order[i] = j;
   }
-  for (head = m; head > 0; --head) { /* the tail: the last used, up to 40 % of the bytes */
-    size_t span = (sizes[order[head - 1]] + page - 1) / page * page;
-    if (head < m && 5 * (tail + span) > 2 * total) break;
-    tail += span;
+  for (mine = 0; mine < m; ++mine) { /* the caller's: the first used, up to 30 % / helpers */
+    size_t span = (sizes[order[mine]] + page - 1) / page * page;
+    if ((uint64_t)100 * (own + span) * (uint64_t)helpers > (uint64_t)30 * total) break;
+    own += span;
   }
-  dc_arena* mem = dc_arena_new_lazy(total - tail);
+  for (size_t i = 0; i + mine < m; ++i) { /* the helpers' tensors' places */
+    const size_t j = order[mine + i], span = (sizes[j] + page - 1) / page * page;
+    if (span >= kHugePage) off = (off + kHugePage - 1) / kHugePage * kHugePage; /* moves whole */
+    at[i] = off;
+    off += span;
+  }
+  dc_arena* mem = mine < m ? dc_arena_new_lazy(off) : NULL;
   int arena = mem ? delegate_keep_arena(d, mem, 0) : -1;
   uint8_t* base = arena >= 0 ? dc_arena_base(mem) : NULL;
-  for (size_t i = 0; base && i < head; ++i) {
-    const size_t j = order[i], span = (sizes[j] + page - 1) / page * page;
+  for (size_t i = 0; base && i + mine < m; ++i) {
+    const size_t j = order[mine + i];
     TfLiteNode* node = pn[node_of[j]].node;
     void* block = NULL;
-    int r =
-        delegate_stage_node(context, d, node, base + off, 0, &f->jobs[s], &block, msg, sizeof msg);
-    off += span;
+    int r = delegate_stage_node(context, d, node, base + at[i], 0, &f->jobs[s], &block, msg,
+                                sizeof msg);
     if (r == 0) remember_error(d, msg);
     if (r != 1) continue;
-    f->span[s] = span;
+    f->span[s] = (sizes[j] + page - 1) / page * page;
     f->tensor[s] = node->outputs->data[0];
     /* status DC_OK: the tensor's address and constness now, its bytes from the fill */
     delegate_finish_node(context, d, node, &f->jobs[s], block, arena, msg, sizeof msg);
     ++s;
   }
-  if (!base) { /* no lazy arena: all in place */
-    lazy_free(f);
-    free(first);
-    free(order);
-    return m;
-  }
-  for (size_t i = head; i < m; ++i) { /* the tail, decoded in place: to the front */
-    first[i - head] = node_of[order[i]];
-    order[i - head] = sizes[order[i]]; /* order[i - head] was read before */
-  }
-  for (left = 0; left < m - head; ++left) {
-    node_of[left] = first[left];
-    sizes[left] = order[left];
+  if (base) { /* the caller's: to the front of node_of / sizes */
+    for (size_t i = 0; i < mine; ++i) {
+      first[i] = node_of[order[i]];
+      at[i] = sizes[order[i]];
+    }
+    for (size_t i = 0; i < mine; ++i) {
+      node_of[i] = first[i];
+      sizes[i] = at[i];
+    }
   }
   free(first);
   free(order);
+  free(at);
+  if (!base) { /* no lazy arena: all in place */
+    lazy_free(f);
+    return m;
+  }
   d->arenas[arena].live = s;
   d->async_tensors += s;
   f->ctx = context;
   f->num = s;
-  f->fill = dc_arena_fill(mem, f->jobs, f->span, f->filled, s, 1);
+  f->fill = dc_arena_fill(mem, f->jobs, f->span, f->filled, s, helpers);
   d->lazy = f;
   if (s == 0) {
     join_lazy(d, 0);
     dc_arena_free(d->arenas[arena].mem);
     d->arenas[arena].mem = NULL;
   }
-  return left;
+  return mine;
 }
 
 /* Decoded route: decodes every HuffDecode node not left to the compressed
@@ -1674,6 +1775,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
   DcDelegate* d = (DcDelegate*)delegate->data_;
   TfLiteIntArray* plan = NULL;
   join_lazy(d, 1); /* applied again: the previous fill first */
+  join_release(d);
   d->get_plan = context->GetExecutionPlan;
   d->get_node = context->GetNodeAndRegistration;
   if (context->GetExecutionPlan(context, &plan) != kTfLiteOk || !plan) {
@@ -1815,6 +1917,7 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (!delegate) return;
   DcDelegate* d = (DcDelegate*)delegate->data_;
   join_lazy(d, 0);
+  join_release(d);
   for (size_t i = 0; i < d->num_blocks; ++i) free(d->blocks[i]);
   for (size_t i = 0; i < d->num_arenas; ++i) dc_arena_free(d->arenas[i].mem);
   free(d->arenas);

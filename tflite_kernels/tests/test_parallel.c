@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codec_vectors.h"
+#include "dc_codec.h"
 #include "dc_pages.h"
 #include "dc_parallel.h"
 #include "dc_test.h"
@@ -204,6 +205,98 @@ static void lazy(int threads, int want_lazy) {
   free(copies);
 }
 
+/* A packed float32 tensor of n elements (§2 version 2, §5 dense): codebook {0.5, -2} with a
+ * 1-bit code each, element i = codebook[bit (i * 2654435761 >> 13) & 1]; malloc'd, size in
+ * *size, the decoded bytes in *raw (malloc'd). */
+static uint8_t* big_packed(uint32_t n, size_t* size, uint8_t** raw) {
+  const float cb[2] = {0.5f, -2.0f};
+  const size_t count[4] = {(n + 3) / 4, (n + 2) / 4, (n + 1) / 4, n / 4};
+  size_t head = 4 + 4 + 4 + 4 + 2 + 8 + 1 + 1 + 16, streams = 0;
+  for (int s = 0; s < 4; ++s) streams += (count[s] + 7) / 8;
+  uint8_t* p = (uint8_t*)calloc(head + streams, 1);
+  *raw = (uint8_t*)malloc((size_t)n * 4);
+  if (!p || !*raw) return NULL;
+  memcpy(p, "DCHF", 4);
+  p[4] = 2, p[5] = 0, p[6] = 1, p[7] = 0; /* version 2, float32, rank 1, dense */
+  memcpy(p + 8, &n, 4);                   /* little-endian host (x86-64, aarch64) */
+  uint16_t k = 2;
+  memcpy(p + 16, &k, 2);
+  memcpy(p + 18, cb, 8);
+  p[26] = 1, p[27] = 0x11; /* L = 1, lengths (1, 1): codes 0 and 1 */
+  uint8_t* st = p + head;
+  for (int s = 0; s < 4; ++s) {
+    uint32_t bytes = (uint32_t)((count[s] + 7) / 8);
+    memcpy(p + 28 + 4 * s, &bytes, 4);
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    uint32_t bit = (uint32_t)(((uint64_t)i * 2654435761u) >> 13) & 1u;
+    memcpy(*raw + (size_t)i * 4, &cb[bit], 4);
+    size_t q = i / 4, off = 0;
+    for (uint32_t s = 0; s < i % 4; ++s) off += (count[s] + 7) / 8;
+    st[off + q / 8] |= (uint8_t)(bit << (q % 8));
+  }
+  uint32_t crc = dc_crc32(0, p, 12);
+  crc = dc_crc32(crc, p + 16, head + streams - 16);
+  memcpy(p + 12, &crc, 4);
+  *size = head + streams;
+  return p;
+}
+
+/* dc_arena_fill with jobs of 2 MiB and more (moved into the lazy arena a huge page at a time
+ * where the kernel has UFFDIO_MOVE, copied where not): one at a 2 MiB boundary, one corrupt
+ * there, one off the boundary, small ones between; this thread reads them back to front while
+ * the helpers fill.  Bytes, zero tails and statuses as dc_decode's. */
+static void lazy_large(int threads) {
+  const size_t page = dc_page_size(), huge = (size_t)2 << 20;
+  const uint32_t counts[5] = {1000, (5u << 20) / 4 + 1000, 3000, (5u << 20) / 4 + 1000, 700000};
+  size_t at[5], span[5], size[5], total = 0;
+  uint8_t *packed[5], *raw[5];
+  dc_decode_job jobs[5];
+  int filled[5];
+  for (int i = 0; i < 5; ++i) {
+    packed[i] = big_packed(counts[i], &size[i], &raw[i]);
+    CHECK(packed[i] && raw[i], "out of memory");
+    if (!packed[i] || !raw[i]) return;
+    span[i] = ((size_t)counts[i] * 4 / page + 1) * page;
+    if (i == 1) total = (total + huge - 1) / huge * huge;        /* job 1 at a 2 MiB boundary */
+    if (i == 3) total = (total + huge - 1) / huge * huge + page; /* job 3 off it */
+    at[i] = total;
+    total += span[i];
+  }
+  packed[4][size[4] - 3] ^= 0x21; /* job 4: corrupt (CRC) */
+  dc_arena* a = dc_arena_new_lazy(total);
+  if (!a) {
+    printf("test_parallel: userfaultfd refused here, large lazy jobs not tested\n");
+  } else {
+    CHECK((uintptr_t)dc_arena_base(a) % huge == 0, "a lazy arena of 2 MiB or more: aligned");
+    for (int i = 0; i < 5; ++i) {
+      jobs[i].packed = packed[i];
+      jobs[i].packed_size = size[i];
+      jobs[i].out = dc_arena_base(a) + at[i];
+      jobs[i].out_size = (size_t)counts[i] * 4;
+    }
+    dc_fill* f = dc_arena_fill(a, jobs, span, filled, 5, threads);
+    size_t bad = 0, tail = 0;
+    for (int i = 5; i-- > 0;) {
+      const uint8_t* out = (const uint8_t*)jobs[i].out;
+      if (i != 4) bad += memcmp(out, raw[i], (size_t)counts[i] * 4) != 0;
+      for (size_t k = (size_t)counts[i] * 4; k < span[i]; ++k) tail += out[k] != 0;
+    }
+    dc_arena_fill_join(f);
+    int st_ok = 1;
+    for (int i = 0; i < 5; ++i)
+      st_ok &= filled[i] == 1 && jobs[i].status == (i == 4 ? DC_ERR_CHECKSUM : DC_OK);
+    CHECK(bad == 0 && tail == 0, "large lazy jobs, threads=%d: %zu outputs differ, %zu tail bytes",
+          threads, bad, tail);
+    CHECK(st_ok, "large lazy jobs, threads=%d: statuses or filled flags wrong", threads);
+    dc_arena_free(a);
+  }
+  for (int i = 0; i < 5; ++i) {
+    free(packed[i]);
+    free(raw[i]);
+  }
+}
+
 int main(void) {
   arena();
   task(1);
@@ -211,6 +304,9 @@ int main(void) {
   lazy(2, 1);
   lazy(0, 1); /* no helper thread: the whole fill in the caller */
   lazy(2, 0);
+  lazy_large(1);
+  lazy_large(2);
+  lazy_large(0);
   int counts[] = {1, 2, 3, 8, 0, -1};
   for (size_t c = 0; c < sizeof counts / sizeof counts[0]; ++c) {
     run(counts[c], 0);
