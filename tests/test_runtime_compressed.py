@@ -78,6 +78,21 @@ def test_unsupported_layers_fall_back_to_decoded_and_are_reported():
     _close(em.run(it, xs), em.run(_plain(plain), xs))
 
 
+def test_report_keeps_every_field_of_long_lines():
+    """A dense row's reason plus a long tensor name once passed the C report's fixed line buffer:
+    the cut line lost its op field and compressed_report() raised IndexError (MobileNetV2)."""
+    from dc_keras._flatbuffer import read_model, write_model
+
+    model = read_model(em.tflite("dense", "dynamic"))
+    for t in model.subgraphs[0].tensors:
+        t.name = (b"a_rather_long_scope/" * 20) + (t.name or b"")
+    plain = write_model(model)
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+    dense = [r for r in it.compressed_report() if r["route"] == "dense"]
+    assert dense and all(len(r["weights"]) > 400 for r in dense), dense
+    assert all(r["op"] == "FULLY_CONNECTED" and r["reason"].endswith("run compressed") for r in dense), dense
+
+
 def test_conv_model_keeps_conv_layers_decoded():
     plain = em.tflite("conv", None)
     it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")

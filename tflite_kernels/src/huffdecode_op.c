@@ -391,13 +391,13 @@ static int delegate_keep(DcDelegate* d, void* block) {
 }
 
 static void report_line(DcDelegate* d, const char* fmt, ...) {
-  char line[320];
+  /* measured first: a line is never cut (a cut line lost its last fields and its newline) */
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
   if (n < 0) return;
-  size_t len = strlen(line);
+  size_t len = (size_t)n;
   if (d->report_len + len + 1 > d->report_cap) {
     size_t cap = (d->report_cap ? 2 * d->report_cap : 1024) + len;
     char* nr = (char*)realloc(d->report, cap);
@@ -405,7 +405,9 @@ static void report_line(DcDelegate* d, const char* fmt, ...) {
     d->report = nr;
     d->report_cap = cap;
   }
-  memcpy(d->report + d->report_len, line, len + 1);
+  va_start(ap, fmt);
+  (void)vsnprintf(d->report + d->report_len, len + 1, fmt, ap);
+  va_end(ap);
   d->report_len += len;
 }
 
