@@ -26,6 +26,8 @@ import logging
 import os
 import threading
 
+from dc_keras.train import _kernels
+
 LIBRARY_NAME = "libdc_jax_ffi.so"
 _MODE_ENV, _PATH_ENV = "DC_KERAS_JAX_FFI", "DC_KERAS_JAX_FFI_LIBRARY"
 _GATHER, _SUMS = "dc_keras_centroid_gather", "dc_keras_centroid_sums"
@@ -36,18 +38,11 @@ _state = {}  # "ok": bool once decided; "why": the reason it is off; "gather": t
 
 def library_path() -> str:
     """Where the library is looked for: ``$DC_KERAS_JAX_FFI_LIBRARY`` or ``dc_keras/_native/``."""
-    override = os.environ.get(_PATH_ENV)
-    if override:
-        return os.path.abspath(override)
-    native = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_native")
-    return os.path.join(native, LIBRARY_NAME)
+    return _kernels.library_path(LIBRARY_NAME, _PATH_ENV)
 
 
 def _mode() -> str:
-    mode = os.environ.get(_MODE_ENV, "auto").strip().lower() or "auto"
-    if mode not in ("auto", "0", "1"):
-        raise ValueError(f"{_MODE_ENV} must be auto, 0 or 1, got {mode!r}.")
-    return mode
+    return _kernels.mode(_MODE_ENV)
 
 
 def _load():

@@ -33,6 +33,8 @@ import logging
 import os
 import threading
 
+from dc_keras.train import _kernels
+
 LIBRARY_NAME = "libdc_tf_ops.so"
 _MODE_ENV, _PATH_ENV = "DC_KERAS_TF_OPS", "DC_KERAS_TF_OPS_LIBRARY"
 logger = logging.getLogger("dc_keras")
@@ -42,18 +44,11 @@ _state = {}  # "ok": bool once decided; "why": the reason it is off; "ops": the 
 
 def library_path() -> str:
     """Where the library is looked for: ``$DC_KERAS_TF_OPS_LIBRARY`` or ``dc_keras/_native/``."""
-    override = os.environ.get(_PATH_ENV)
-    if override:
-        return os.path.abspath(override)
-    native = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_native")
-    return os.path.join(native, LIBRARY_NAME)
+    return _kernels.library_path(LIBRARY_NAME, _PATH_ENV)
 
 
 def _mode() -> str:
-    mode = os.environ.get(_MODE_ENV, "auto").strip().lower() or "auto"
-    if mode not in ("auto", "0", "1"):
-        raise ValueError(f"{_MODE_ENV} must be auto, 0 or 1, got {mode!r}.")
-    return mode
+    return _kernels.mode(_MODE_ENV)
 
 
 def _load():
