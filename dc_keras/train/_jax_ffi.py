@@ -79,20 +79,14 @@ def _smoke_test_here(path):
     import jax
     import numpy as np
 
-    rng = np.random.default_rng(0)
-    centroids = rng.normal(size=5).astype("float32")
-    assignments = rng.integers(0, 6, size=70_000).astype("int32")  # >= 65,536: the two-thread gather too
-    upstream = rng.normal(size=70_000).astype("float32")
+    case = _kernels.check_case()
+    centroids, assignments, upstream = case
     try:
         shared = np.asarray(jax.jit(_gather_fn())(centroids, assignments))
         grad = np.asarray(jax.jit(jax.grad(lambda c: (_gather_fn()(c, assignments) * upstream).sum()))(centroids))
     except Exception as err:  # any failure of a stale or foreign library means: do not use it
         return f"{path} failed a test call ({type(err).__name__}: {err}); rebuild it with `make jax-ffi`"
-    sums = np.zeros(6, np.float32)
-    np.add.at(sums, assignments, upstream)
-    if not (np.array_equal(shared, np.append(centroids, 0)[assignments]) and np.array_equal(grad, sums[:5])):
-        return f"{path} gave wrong results in a test call; rebuild it with `make jax-ffi`"
-    return None
+    return _kernels.check_result(case, shared, grad, path, "jax-ffi")
 
 
 def available() -> bool:

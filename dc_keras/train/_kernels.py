@@ -22,3 +22,28 @@ def mode(mode_env: str) -> str:
     if value not in ("auto", "0", "1"):
         raise ValueError(f"{mode_env} must be auto, 0 or 1, got {value!r}.")
     return value
+
+
+def check_case():
+    """The first-use test call's inputs: ``(centroids, assignments, upstream)``; 5 centroids plus
+    the zero slot, 70,000 entries (vector loops, tails and, on JAX, the two-thread gather)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=5).astype("float32")
+    assignments = rng.integers(0, 6, size=70_000).astype("int32")
+    upstream = rng.normal(size=70_000).astype("float32")
+    return centroids, assignments, upstream
+
+
+def check_result(case, shared, grad, path: str, target: str):
+    """``None`` when the test call's gather ``shared`` and centroid gradient ``grad`` equal numpy's
+    bit for bit (sums in index order), else the reason, naming the ``make`` target that rebuilds."""
+    import numpy as np
+
+    centroids, assignments, upstream = case
+    sums = np.zeros(6, np.float32)
+    np.add.at(sums, assignments, upstream)
+    if not (np.array_equal(shared, np.append(centroids, 0)[assignments]) and np.array_equal(grad, sums[:5])):
+        return f"{path} gave wrong results in a test call; rebuild it with `make {target}`"
+    return None

@@ -83,13 +83,10 @@ def _smoke_test(path, ops):
 
 
 def _smoke_test_here(path, ops):
-    import numpy as np
     import tensorflow as tf
 
-    rng = np.random.default_rng(0)
-    centroids = rng.normal(size=5).astype("float32")
-    assignments = rng.integers(0, 6, size=70_000).astype("int32")  # vector loops and tails
-    upstream = rng.normal(size=70_000).astype("float32")
+    case = _kernels.check_case()
+    centroids, assignments, upstream = case
     if not tf.executing_eagerly():
         return "the test call could not run eagerly (TF1-style graph mode?)"
     try:
@@ -102,11 +99,7 @@ def _smoke_test_here(path, ops):
         shared = shared.numpy()
     except Exception as err:  # noqa: BLE001 (any failure of a stale or foreign library: do not use it)
         return f"{path} failed a test call ({type(err).__name__}: {err}); rebuild it with `make tf-ops`"
-    sums = np.zeros(6, np.float32)
-    np.add.at(sums, assignments, upstream)
-    if not (np.array_equal(shared, np.append(centroids, 0)[assignments]) and np.array_equal(grad, sums[:5])):
-        return f"{path} gave wrong results in a test call; rebuild it with `make tf-ops`"
-    return None
+    return _kernels.check_result(case, shared, grad, path, "tf-ops")
 
 
 def available() -> bool:
