@@ -270,15 +270,19 @@ def _gather_jax(table, assignments):
 _XLA = {}  # the compiled TF functions, made on first use (training on JAX never imports TF)
 
 
+def _segment_sums(upstream, assignments, n):
+    """Each centroid's members' gradients summed in index order (the gather's gradient)."""
+    import tensorflow as tf
+
+    return tf.math.unsorted_segment_sum(tf.reshape(upstream, (-1,)), tf.reshape(assignments, (-1,)), n)
+
+
 def _xla_functions():
     if not _XLA:
         import tensorflow as tf
 
-        def sums(upstream, assignments, n):
-            return tf.math.unsorted_segment_sum(tf.reshape(upstream, (-1,)), tf.reshape(assignments, (-1,)), n)
-
         _XLA["gather"] = tf.function(lambda t, a: tf.gather(t, a), jit_compile=True, autograph=False)
-        _XLA["sums"] = tf.function(sums, jit_compile=True, autograph=False)
+        _XLA["sums"] = tf.function(_segment_sums, jit_compile=True, autograph=False)
     return _XLA["gather"], _XLA["sums"]
 
 
@@ -294,10 +298,7 @@ _XLA_MIN_ENTRIES = 4097
 def _native_functions():
     import tensorflow as tf
 
-    def sums(upstream, assignments, n):
-        return tf.math.unsorted_segment_sum(tf.reshape(upstream, (-1,)), tf.reshape(assignments, (-1,)), n)
-
-    return tf.gather, sums
+    return tf.gather, _segment_sums
 
 
 def _gather_tf(table, assignments):
