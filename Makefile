@@ -124,6 +124,7 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_pruning.py::test_fit_zeroes_hand_set_weights_before_the_first_step \
   tests/test_clustering.py::test_prune_then_cluster_flow_keeps_zeros_and_assignments \
   tests/test_clustering.py::test_fast_centroid_gather_is_bit_exact_with_generic_take \
+  tests/test_clustering.py::test_centroid_sums_order_is_parts_in_index_order \
   tests/test_clustering.py::test_loading_out_of_range_assignments_is_a_clear_error \
   tests/test_clustering.py::test_jax_native_kernels_are_bit_exact_with_the_lax_path \
   tests/test_clustering.py::test_jax_native_kernels_refuse_out_of_range_assignments \

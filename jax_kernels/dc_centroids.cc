@@ -4,12 +4,14 @@
 // library dc_keras uses lax.gather and XLA's scatter-add instead, with bit-identical results.
 //
 // DcCentroidGather:  out[i] = idx[i] < n ? centroids[idx[i]] : 0   (idx[i] == n: the zero slot)
-// DcCentroidSums:    sums[j] = sum of g[i] over i with idx[i] == j, j < n, in increasing i from +0.0
+// DcCentroidSums:    sums[j] = sum of g[i] over i with idx[i] == j, j < n, in dc_keras's part order
+//                    (dc_centroids_core.h: up to 8 parts, each in increasing i from +0.0, then added
+//                    in part order), the parts shared with one helper thread of XLA's pool
 // Both refuse an index outside 0..n (an error naming it, never a read outside the table). The
 // loops live in dc_centroids_core.h, shared with the TensorFlow ops (dc_centroids_tf.cc); costs
 // there. Compared with XLA's own ops on a LeNet-300-100 fc1, each timed alone: lax.gather ~220 us
-// vs ~30 us on two threads; XLA's scatter-add ~220-260 us vs ~120-200 us (90 % of the entries in
-// the zero slot, as after pruning: ~750 us vs ~190 us).
+// vs ~30 us on two threads; XLA's scatter-add ~220-260 us vs ~65 us on two threads (90 % of the
+// entries in the zero slot, as after pruning: ~750 us vs ~40-80 us).
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -34,7 +36,7 @@ ffi::Error GatherImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> centroids,
   return bad < 0 ? ffi::Error::Success() : OutOfRange(idx.typed_data()[bad], n);
 }
 
-ffi::Error SumsImpl(ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx,
+ffi::Error SumsImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx,
                     ffi::ResultBuffer<ffi::F32> sums) {
   const uint32_t n = static_cast<uint32_t>(sums->element_count());
   const size_t count = idx.element_count();
@@ -42,8 +44,9 @@ ffi::Error SumsImpl(ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx,
     return ffi::Error::InvalidArgument(
         dc_centroids::CountMismatchMessage(grads.element_count(), count));
   }
-  int64_t bad =
-      dc_centroids::Sums(grads.typed_data(), idx.typed_data(), count, sums->typed_data(), n);
+  int64_t bad = dc_centroids::Sums(grads.typed_data(), idx.typed_data(), count, sums->typed_data(),
+                                   n, pool.num_threads(),
+                                   [&pool](auto task) { pool.Schedule(std::move(task)); });
   return bad < 0 ? ffi::Error::Success() : OutOfRange(idx.typed_data()[bad], n);
 }
 
@@ -66,6 +69,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(DcCentroidGather, GatherImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     DcCentroidSums, SumsImpl,
     ffi::Ffi::Bind()
+        .Ctx<ffi::ThreadPool>()        // XLA's intra-op threads
         .Arg<ffi::Buffer<ffi::F32>>()  // upstream gradient, the assignments' shape
         .Arg<ffi::Buffer<ffi::S32>>()  // assignments
         .Ret<ffi::Buffer<ffi::F32>>()  // per-centroid sums (n,)

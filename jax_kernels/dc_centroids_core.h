@@ -4,19 +4,28 @@
 // each library includes it once (everything lives in an anonymous namespace).
 //
 // Gather:  out[i] = idx[i] < n ? centroids[idx[i]] : 0   (idx[i] == n: the zero slot)
-// Sums:    sums[j] = sum of g[i] over i with idx[i] == j, j < n, added one by one in increasing i,
-//          starting from +0.0 (what XLA's scatter-add and TF's unsorted_segment_sum of the generic
-//          path give; the zero slot's sum is not needed and not kept).
+// Sums:    sums[j] = the sum of g[i] over i with idx[i] == j, j < n, in dc_keras's part order:
+//          the entries are cut into parts of P = SumsPartSize(count) entries (at most kSumsParts
+//          parts; P is ceil(count / 8) rounded up to a multiple of 8,192: one part up to 8,192
+//          entries); within part k (entries k*P .. k*P+P-1) each centroid's members are added one
+//          by one in increasing i, starting from +0.0; then the parts' partial sums are added in
+//          part order: ((part0 + part1) + part2) + ... The generic path of every backend
+//          computes the same order (dc_keras/train/clustering.py, centroid_sums_reference), so all
+//          routes give the same bits. The zero slot's sum is not needed and not kept.
 // Both report the first index outside 0..n (the caller raises an error naming it), never reading
 // outside the table.
 //
 // Costs on a LeNet-300-100 fc1 (235,200 entries, 33 slots; x86-64 with AVX-512), each op timed
 // alone: the gather is one vpermt2ps per 16 entries (tables of up to 48 slots; a scalar loop
 // otherwise), split between the calling thread and one helper thread of the framework's pool
-// (~30 us). The sums keep one accumulator per centroid in memory, one thread (~120-200 us; with
-// 90 % of the entries in the zero slot, as after pruning, ~190 us): splitting the centroids
-// between two threads did not pay (each thread must first pick its entries out of all of them,
-// ~40 us, and then adds half as many).
+// (~30 us). The sums keep one accumulator per centroid and part in memory (~120 us on one
+// thread, ~1.2 cycles an entry: a throughput limit, not a latency chain; with 90 % of the entries
+// in the zero slot, as after pruning, ~80 us); the parts are what lets two threads share them
+// (~65 us). (Index order across the whole tensor, used before, allowed one thread only: splitting
+// the centroids between two threads did not pay, each thread first picking its entries out of
+// all of them.) The adds of dense blocks run in a separate plain (SSE) function, entered after
+// vzeroupper: the same loop inlined into the AVX-512 function (VEX encoding, dirty upper register
+// state) cost ~25 % more (an isolated fc1 loop: ~190 -> ~150 us; in the fit step ~180 -> ~145).
 #ifndef DC_KERAS_DC_CENTROIDS_CORE_H_
 #define DC_KERAS_DC_CENTROIDS_CORE_H_
 
@@ -25,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -99,25 +109,21 @@ inline int64_t GatherRange(const float* c, uint32_t n, const int32_t* idx, float
   return GatherScalar(c, n, idx, out, begin, end);
 }
 
-// A large gather is cut into chunks that the calling thread and one task on the framework's
-// intra-op pool claim from a counter (each entry is a copy: the result does not depend on who
-// copies it). The caller claims every chunk still unclaimed, so it only ever waits for a chunk the
-// helper is copying right now: no deadlock when the pool is busy or has no free thread, and a
-// helper that starts late finds nothing to do (it holds the job by shared_ptr, never the buffers).
-struct GatherJob {
-  const float* c;
-  uint32_t n;
-  const int32_t* idx;
-  float* out;
-  size_t count, chunk;
-  int chunks;
+// Work cut into `parts` pieces that the calling thread and one task on the framework's intra-op
+// pool claim from a counter (each piece writes its own output: the result does not depend on who
+// runs it). The caller claims every piece still unclaimed, so it only ever waits for a piece the
+// helper is running right now: no deadlock when the pool is busy or has no free thread, and a
+// helper that starts late finds nothing to do (it holds the job by shared_ptr and never calls
+// `piece` then, so never touches the caller's buffers).
+struct PartsJob {
+  std::function<int64_t(int)> piece;  // runs piece k; returns its first bad position or -1
+  int parts = 0;
   std::atomic<int> next{0}, done{0};
   std::atomic<int64_t> bad{-1};
 
   void Work() {
-    for (int k; (k = next.fetch_add(1)) < chunks;) {
-      size_t begin = k * chunk, end = std::min(count, begin + chunk);
-      int64_t b = GatherRange(c, n, idx, out, begin, end), seen = bad.load();
+    for (int k; (k = next.fetch_add(1)) < parts;) {
+      int64_t b = piece(k), seen = bad.load();
       while (b >= 0 && (seen < 0 || b < seen) && !bad.compare_exchange_weak(seen, b)) {
       }
       done.fetch_add(1, std::memory_order_release);
@@ -125,29 +131,54 @@ struct GatherJob {
   }
 };
 
+// Runs piece(0..parts) (each returning its first bad position or -1) and returns the first bad
+// position of all, or -1. `schedule(task)` runs a task on a helper thread; used only when `split`.
+template <typename Schedule>
+int64_t RunParts(int parts, bool split, Schedule schedule, std::function<int64_t(int)> piece) {
+  if (!split || parts < 2) {
+    for (int k = 0; k < parts; ++k) {  // pieces in index order: the first bad one is the first
+      int64_t b = piece(k);
+      if (b >= 0) return b;
+    }
+    return -1;
+  }
+  auto job = std::make_shared<PartsJob>();
+  job->piece = std::move(piece), job->parts = parts;
+  schedule([job] { job->Work(); });
+  job->Work();
+  while (job->done.load(std::memory_order_acquire) < job->parts) std::this_thread::yield();
+  return job->bad.load();
+}
+
 constexpr size_t kParallelMin = 1 << 16, kChunk = 1 << 14;  // entries (multiples of 16)
 
-// The gather of `count` entries; `schedule(std::function-like task)` runs a task on a helper
-// thread (called only for large gathers, when `threads` >= 2). Returns the first bad position or
-// -1.
+// The gather of `count` entries, in chunks of kChunk shared with one helper thread when large and
+// `threads` >= 2. Returns the first bad position or -1.
 template <typename Schedule>
 int64_t Gather(const float* c, uint32_t n, const int32_t* idx, float* out, size_t count,
                int threads, Schedule schedule) {
   if (count < kParallelMin || threads < 2) return GatherRange(c, n, idx, out, 0, count);
-  auto job = std::make_shared<GatherJob>();
-  job->c = c, job->n = n, job->idx = idx, job->out = out, job->count = count, job->chunk = kChunk;
-  job->chunks = static_cast<int>((count + kChunk - 1) / kChunk);
-  schedule([job] { job->Work(); });
-  job->Work();
-  while (job->done.load(std::memory_order_acquire) < job->chunks) std::this_thread::yield();
-  return job->bad.load();
+  const int chunks = static_cast<int>((count + kChunk - 1) / kChunk);
+  return RunParts(chunks, true, schedule, [=](int k) {
+    size_t begin = k * kChunk, end = std::min(count, begin + kChunk);
+    return GatherRange(c, n, idx, out, begin, end);
+  });
 }
 
 // Adds g[i] to s[a[i]] for i in [begin, end), in order; s has n + 1 slots (slot n: the zero
-// slot's scratch). Returns the first bad position or -1.
-inline int64_t SumsScalar(const float* g, const int32_t* a, size_t begin, size_t end, float* s,
-                          uint32_t n) {
-  for (size_t i = begin; i < end; ++i) {
+// slot's scratch). Returns the first bad position or -1. Four entries a step through base +
+// offset addresses (micro-fused with VEX encoding too); never inlined into the AVX-512 code (see
+// the top of this file).
+__attribute__((noinline)) inline int64_t SumsScalar(const float* g, const int32_t* a, size_t begin,
+                                                    size_t end, float* s, uint32_t n) {
+  size_t i = begin;
+  for (const float* gp = g + i; i + 4 <= end; i += 4, gp += 4) {
+    const int32_t* ap = a + i;
+    uint32_t j0 = ap[0], j1 = ap[1], j2 = ap[2], j3 = ap[3];
+    if (j0 > n || j1 > n || j2 > n || j3 > n) break;  // the loop below finds which
+    s[j0] += gp[0], s[j1] += gp[1], s[j2] += gp[2], s[j3] += gp[3];
+  }
+  for (; i < end; ++i) {
     uint32_t j = static_cast<uint32_t>(a[i]);
     if (j > n) return static_cast<int64_t>(i);
     s[j] += g[i];
@@ -159,21 +190,24 @@ inline int64_t SumsScalar(const float* g, const int32_t* a, size_t begin, size_t
 // With pruned weights most entries point at the zero slot, and adding them all to one scratch
 // accumulator is a chain of dependent adds (90 % zeros: ~5x slower than none). Blocks whose first
 // 64 entries hold at least 8 zero-slot ones are first compressed to their other entries (kept in
-// order, in an L1 buffer), which alone are added; the other blocks take the plain loop.
+// order, in an L1 buffer), which alone are added; the other blocks take the plain loop. Parts
+// start at multiples of kSumsBlock.
 constexpr size_t kSumsBlock = 1024;
 
 __attribute__((target("avx512f"))) inline int64_t SumsAvx512(const float* g, const int32_t* a,
-                                                             size_t count, float* s, uint32_t n) {
+                                                             size_t begin, size_t end, float* s,
+                                                             uint32_t n) {
   const __m512i zero_slot = _mm512_set1_epi32(static_cast<int32_t>(n));
   alignas(64) int32_t kept_a[kSumsBlock + 16];
   alignas(64) float kept_g[kSumsBlock + 16];
-  size_t i = 0;
-  for (; i + kSumsBlock <= count; i += kSumsBlock) {
+  size_t i = begin;
+  for (; i + kSumsBlock <= end; i += kSumsBlock) {
     int zeros = 0;
     for (size_t k = i; k < i + 64; k += 16) {
       zeros += __builtin_popcount(_mm512_cmpeq_epi32_mask(_mm512_loadu_si512(a + k), zero_slot));
     }
     if (zeros < 8) {
+      _mm256_zeroupper();  // the scalar loop is SSE code: no dirty upper register state
       int64_t bad = SumsScalar(g, a, i, i + kSumsBlock, s, n);
       if (bad >= 0) return bad;
       continue;
@@ -188,30 +222,58 @@ __attribute__((target("avx512f"))) inline int64_t SumsAvx512(const float* g, con
       _mm512_storeu_ps(kept_g + kept, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(g + k)));
       kept += __builtin_popcount(m);
     }
-    if (bad) return SumsScalar(g, a, i, i + kSumsBlock, s, n);  // finds the bad position
-    for (size_t k = 0; k < kept; ++k) s[kept_a[k]] += kept_g[k];
+    if (bad) {
+      _mm256_zeroupper();
+      return SumsScalar(g, a, i, i + kSumsBlock, s, n);  // finds the bad position
+    }
+    for (size_t k = 0; k < kept; ++k) s[kept_a[k]] += kept_g[k];  // all in range: checked above
   }
-  return SumsScalar(g, a, i, count, s, n);
+  _mm256_zeroupper();
+  return SumsScalar(g, a, i, end, s, n);
 }
+#else
+constexpr size_t kSumsBlock = 1024;
 #endif
 
-// sums[0..n) of the `count` gradients `g` by assignment `a` (see the top of this file). Returns
-// the first bad position or -1 (then `sums` is left untouched).
-inline int64_t Sums(const float* g, const int32_t* a, size_t count, float* sums, uint32_t n) {
-  // Slot n (the zero slot) is summed into a scratch accumulator and dropped.
-  std::vector<float> acc(n + 1, 0.0f);
-  int64_t bad;
+// The sums' parts (see the top of this file): at most kSumsParts parts of SumsPartSize(count)
+// entries, a multiple of kSumsPartQuantum (itself a multiple of kSumsBlock).
+constexpr size_t kSumsParts = 8, kSumsPartQuantum = 8192;
+
+inline size_t SumsPartSize(size_t count) {
+  size_t per = (count + kSumsParts - 1) / kSumsParts;
+  return std::max<size_t>(1, (per + kSumsPartQuantum - 1) / kSumsPartQuantum) * kSumsPartQuantum;
+}
+
+inline int64_t SumsRange(const float* g, const int32_t* a, size_t begin, size_t end, float* s,
+                         uint32_t n) {
 #ifdef DC_HAVE_AVX512_PATH
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512) {
-    bad = SumsAvx512(g, a, count, acc.data(), n);
-  } else
+  if (avx512) return SumsAvx512(g, a, begin, end, s, n);
 #endif
-  {
-    bad = SumsScalar(g, a, 0, count, acc.data(), n);
+  return SumsScalar(g, a, begin, end, s, n);
+}
+
+// sums[0..n) of the `count` gradients `g` by assignment `a` (see the top of this file): the parts
+// are shared with one helper thread when large and `threads` >= 2 (same bits either way). Returns
+// the first bad position or -1 (then `sums` is left untouched).
+template <typename Schedule>
+int64_t Sums(const float* g, const int32_t* a, size_t count, float* sums, uint32_t n, int threads,
+             Schedule schedule) {
+  const size_t part = SumsPartSize(count), slots = n + 1;
+  const int parts = static_cast<int>(std::max<size_t>(1, (count + part - 1) / part));
+  std::vector<float> acc(parts * slots, 0.0f);  // each part's sums from +0.0 (slot n: scratch)
+  float* acc_data = acc.data();
+  int64_t bad = RunParts(parts, count >= kParallelMin && threads >= 2, schedule, [=](int k) {
+    size_t begin = k * part, end = std::min(count, begin + part);
+    return SumsRange(g, a, begin, end, acc_data + k * slots, n);
+  });
+  if (bad >= 0) return bad;
+  for (uint32_t j = 0; j < n; ++j) {
+    float total = acc_data[j];
+    for (int k = 1; k < parts; ++k) total += acc_data[k * slots + j];  // in part order
+    sums[j] = total;
   }
-  if (bad < 0) std::memcpy(sums, acc.data(), n * sizeof(float));
-  return bad;
+  return -1;
 }
 
 }  // namespace dc_centroids

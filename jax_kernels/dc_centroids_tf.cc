@@ -7,11 +7,13 @@
 // DcCentroidGather(centroids[n], assignments[...]) -> shared[...]:
 //     centroids[assignments], index n being the constant-zero slot
 // DcCentroidSums(grads[...], assignments[...], n) -> sums[n]:
-//     each centroid's members' gradients added one by one in index order from +0.0
+//     each centroid's members' gradients summed in dc_keras's part order (dc_centroids_core.h: up
+//     to 8 parts, each added one by one in index order from +0.0, then added in part order)
 // Both refuse an index outside 0..n with an InvalidArgument error naming it. The loops are the JAX
-// FFI kernels' (dc_centroids_core.h): one implementation for both backends. With split=true the
-// gather of a large tensor is shared between the calling thread and one task on the device's
-// intra-op thread pool, as on JAX; the training step leaves it false (one thread): on a loaded
+// FFI kernels' (dc_centroids_core.h): one implementation for both backends. With split=true a
+// large gather (its chunks) or sums (its parts) is shared between the calling thread and one task
+// on the device's intra-op thread pool, as on JAX (same bits either way); the training step leaves
+// it false (one thread): on a loaded
 // 2-core machine the split cost more than it saved (LeNet-300-100 fc1, benchmarks/
 // bench_centroid_ops.py: ~60-95 us on one thread vs ~100-145 us split, wall and CPU alike), and
 // TF's executor already runs the step's independent ops side by side.
@@ -68,6 +70,7 @@ class DcCentroidSumsOp : public OpKernel {
  public:
   explicit DcCentroidSumsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("n", &n_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("split", &split_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -81,14 +84,19 @@ class DcCentroidSumsOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, tensorflow::TensorShape({n_}), &sums));
     const int32_t* a = idx.flat<int32_t>().data();
     const uint32_t n = static_cast<uint32_t>(n_);
+    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+    tensorflow::thread::ThreadPool* pool = workers ? workers->workers : nullptr;
+    const int threads = split_ && pool ? pool->NumThreads() : 1;
     int64_t bad =
-        dc_centroids::Sums(grads.flat<float>().data(), a, count, sums->flat<float>().data(), n);
+        dc_centroids::Sums(grads.flat<float>().data(), a, count, sums->flat<float>().data(), n,
+                           threads, [pool](auto task) { pool->Schedule(std::move(task)); });
     OP_REQUIRES(ctx, bad < 0,
                 absl::InvalidArgumentError(dc_centroids::OutOfRangeMessage(a[bad], n)));
   }
 
  private:
   int64_t n_ = 0;
+  bool split_ = false;
 };
 
 }  // namespace
@@ -107,6 +115,7 @@ REGISTER_OP("DcCentroidSums")
     .Input("grads: float")
     .Input("assignments: int32")
     .Attr("n: int >= 1")
+    .Attr("split: bool = false")
     .Output("sums: float")
     .SetShapeFn([](InferenceContext* c) {
       int64_t n = 0;

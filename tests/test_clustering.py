@@ -10,6 +10,7 @@ import pytest
 
 import dc_keras
 from dc_keras.schedules import ConstantSparsity
+from dc_keras.train.clustering import centroid_sums_reference
 from dc_keras.train.kmeans import kmeans_1d
 
 from _compress_flow import LAYER_CASES, layer_case
@@ -163,10 +164,10 @@ def route(request, monkeypatch):
                                             (33, (100, 10)), (16, (64, 64)), (16, (4097,))])  # TF: native <= 4096
 def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters, shape, route):
     # The training step's gather (the native kernels, else XLA-compiled gather and segment sum on
-    # TF, a promise_in_bounds lax.gather on JAX) must give exactly what keras.ops.take and its
-    # autodiff give: the same values and the same centroid sums, each summed in index order
-    # (900,000 entries: TF's weighted bincount, used before, summed those across threads, in
-    # another order).
+    # TF, a promise_in_bounds lax.gather on JAX) must give exactly what keras.ops.take gives, and as
+    # the centroid sums exactly dc_keras's part order (centroid_sums_reference: up to 8 parts, each
+    # in index order, added in part order), which equals take's own gradient (plain index order)
+    # where the kernel forms one part (up to 8,192 entries) and is within rounding of it elsewhere.
     from dc_keras.train.clustering import gather_centroids
 
     rng = np.random.default_rng(clusters)
@@ -181,13 +182,40 @@ def test_fast_centroid_gather_is_bit_exact_with_generic_take(clusters, shape, ro
     w_fast, g_fast = _value_and_centroid_grad(gather_centroids, centroids, assignments, upstream)
     w_ref, g_ref = _value_and_centroid_grad(generic, centroids, assignments, upstream)
     np.testing.assert_array_equal(w_fast, w_ref)
-    np.testing.assert_array_equal(g_fast, g_ref)
     assert g_fast.shape == (clusters,)
+    np.testing.assert_array_equal(g_fast, centroid_sums_reference(upstream, assignments, clusters + 1)[:clusters])
+    if assignments.size <= 8192:
+        np.testing.assert_array_equal(g_fast, g_ref)
+    np.testing.assert_allclose(g_fast, g_ref, rtol=1e-4, atol=1e-4)
     members = [upstream[assignments == j].sum(dtype=np.float64) for j in range(clusters)]
     np.testing.assert_allclose(g_fast, members, rtol=1e-4, atol=1e-4)
-    serial = np.zeros(clusters + 1, np.float32)
-    np.add.at(serial, assignments.reshape(-1), upstream.reshape(-1))  # in index order, in float32
-    np.testing.assert_array_equal(g_fast, serial[:clusters])
+
+
+def test_centroid_sums_order_is_parts_in_index_order(route):
+    # The order is dc_keras's own (every route gives these bits): 200,000 entries form 7 parts of
+    # 32,768 (ceil(200,000 / 8) rounded up to a multiple of 8,192), the last one shorter; values
+    # chosen so that plain index order and the part order differ in float32: 1e8 in part 0, then
+    # 1.0 in every other entry of part 1, then -1e8 in part 5. Index order loses every 1.0
+    # (1e8 + 1 == 1e8); the parts sum the ones exactly (16,384) before adding them to 1e8.
+    from dc_keras.train.clustering import gather_centroids, sums_part_size
+
+    assert [sums_part_size(c) for c in (1, 8192, 8193, 65_537, 200_000, 784 * 300)] == [8192] * 3 + [16_384] + [32_768] * 2
+    count = 200_000
+    assignments = np.zeros(count, "int32")
+    assignments[1::2] = 1  # a second centroid takes the odd entries
+    assignments[-5:] = 2  # the zero slot (2 centroids)
+    upstream = np.zeros(count, "float32")
+    upstream[0] = 1e8
+    upstream[32_768:65_536:2] = 1.0
+    upstream[190_000] = -1e8
+    upstream[1::2] = 0.5
+    _, grad = _value_and_centroid_grad(gather_centroids, np.array([0.25, -0.5], "float32"), assignments, upstream)
+    expected = centroid_sums_reference(upstream, assignments, 3)[:2]
+    np.testing.assert_array_equal(grad, expected)
+    assert grad[0] == 16_384.0 and grad[1] == 0.5 * (count // 2 - 3)  # the odd entries but the last three
+    serial = np.zeros(3, np.float32)
+    np.add.at(serial, assignments, upstream)  # plain index order: every 1.0 lost next to 1e8
+    assert serial[0] == 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,9 +270,7 @@ def test_jax_native_kernels_are_bit_exact_with_the_lax_path(jax_ffi, clusters, s
         assert np.signbit(w_fast).tolist() == np.signbit(w_ref).tolist()
         np.testing.assert_array_equal(g_fast, g_ref)
         assert np.signbit(g_fast).tolist() == np.signbit(g_ref).tolist()
-    serial = np.zeros(clusters + 1, np.float32)
-    np.add.at(serial, assignments.reshape(-1), upstream.reshape(-1))  # in index order, in float32
-    np.testing.assert_array_equal(g_fast, serial[:clusters])
+    np.testing.assert_array_equal(g_fast, centroid_sums_reference(upstream, assignments, clusters + 1)[:clusters])
 
     # Reverse over reverse (e.g. a gradient penalty): the gather and the sums transpose each other.
     def hvp(gather, c, a, u, v):
@@ -389,9 +415,10 @@ def test_tf_native_ops_are_bit_exact_with_the_fallback(tf_ops, clusters, shape, 
         assert np.signbit(w_fast).tolist() == np.signbit(w_ref).tolist()
         np.testing.assert_array_equal(g_fast, g_ref)
         assert np.signbit(g_fast).tolist() == np.signbit(g_ref).tolist()
-    serial = np.zeros(clusters + 1, np.float32)
-    np.add.at(serial, assignments.reshape(-1), upstream.reshape(-1))  # in index order, in float32
-    np.testing.assert_array_equal(g_fast, serial[:clusters])
+    np.testing.assert_array_equal(g_fast, centroid_sums_reference(upstream, assignments, clusters + 1)[:clusters])
+    if assignments.size >= 65_536:  # the sums op's parts shared with a pool thread: the same bits
+        split = np_(tf_ops._state["ops"][1](upstream, assignments, n=clusters, split=True))
+        np.testing.assert_array_equal(split, g_fast)
     v = rng.normal(size=clusters).astype("float32")
     np.testing.assert_array_equal(_tf_hvp(tf_ops.gather, centroids, assignments, upstream, v),
                                   _tf_hvp(_tf_fallback, centroids, assignments, upstream, v))

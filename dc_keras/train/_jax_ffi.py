@@ -3,12 +3,14 @@
 ``libdc_jax_ffi.so`` (``jax_kernels/dc_centroids.cc``, built by ``make jax-ffi``, part of
 ``make install``) holds two XLA FFI handlers, called with JAX's public ``jax.ffi`` API:
 ``DcCentroidGather`` (``concat(centroids, [0])[assignments]``) and ``DcCentroidSums`` (each
-centroid's members' gradients summed one by one in index order from +0.0, as XLA's scatter-add of
-the generic ``take`` path sums them). :func:`gather` ties them together with ``jax.custom_vjp``.
-The results are bit-identical to the ``lax.gather`` path, which runs instead when the library is
-absent, when the arrays are not float32/int32 or not on the CPU, or when turned off. The two
-kernels are each other's transpose, so gradients of gradients work; forward-mode differentiation
-(``jax.jvp``, ``jax.jacfwd``) of the centroids does not (JAX says so): use ``DC_KERAS_JAX_FFI=0``.
+centroid's members' gradients summed in dc_keras's part order, the one the generic ``lax.gather``
+path's scatter-add uses too: ``dc_keras.train.clustering.SUMS_PARTS``; the parts of a large
+kernel are shared with one thread of XLA's pool). :func:`gather` ties them together with
+``jax.custom_vjp``. The results are bit-identical to the ``lax.gather`` path, which runs instead
+when the library is absent, when the arrays are not float32/int32 or not on the CPU, or when
+turned off. The two kernels are each other's transpose, so gradients of gradients work;
+forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) of the centroids does not, on either
+path (JAX says so).
 
 ``DC_KERAS_JAX_FFI``: ``auto`` (default: use the library when present; its absence is logged once
 at INFO level on the ``dc_keras`` logger), ``0`` (never use it), ``1`` (required: raise if it
@@ -132,7 +134,7 @@ def _gather_fn():
 
         # The gather and the sums are each other's transpose: each one's gradient is the other, so
         # reverse-over-reverse differentiation works too (forward mode, jax.jvp, does not: a
-        # custom_vjp function has none; DC_KERAS_JAX_FFI=0 gives the lax path, which has it).
+        # custom_vjp function has none).
         def no_cotangent(assignments):  # the int input's
             return np.zeros(assignments.shape, jax.dtypes.float0)
 

@@ -26,7 +26,8 @@ def mode(mode_env: str) -> str:
 
 def check_case():
     """The first-use test call's inputs: ``(centroids, assignments, upstream)``; 5 centroids plus
-    the zero slot, 70,000 entries (vector loops, tails and, on JAX, the two-thread gather)."""
+    the zero slot, 70,000 entries (vector loops, tails, all 8 parts of the sums and, on JAX, the
+    two-thread gather and sums)."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -38,12 +39,14 @@ def check_case():
 
 def check_result(case, shared, grad, path: str, target: str):
     """``None`` when the test call's gather ``shared`` and centroid gradient ``grad`` equal numpy's
-    bit for bit (sums in index order), else the reason, naming the ``make`` target that rebuilds."""
+    bit for bit (sums in dc_keras's part order), else the reason, naming the ``make`` target that
+    rebuilds."""
     import numpy as np
 
+    from dc_keras.train.clustering import centroid_sums_reference
+
     centroids, assignments, upstream = case
-    sums = np.zeros(6, np.float32)
-    np.add.at(sums, assignments, upstream)
+    sums = centroid_sums_reference(upstream, assignments, 6)
     if not (np.array_equal(shared, np.append(centroids, 0)[assignments]) and np.array_equal(grad, sums[:5])):
         return f"{path} gave wrong results in a test call; rebuild it with `make {target}`"
     return None

@@ -4,8 +4,9 @@
 ``make install``; the same kernel loops as the JAX backend's FFI kernels, shared through
 ``jax_kernels/dc_centroids_core.h``) holds two TF ops, loaded with the public
 ``tf.load_op_library``: ``DcCentroidGather`` (``concat(centroids, [0])[assignments]``) and
-``DcCentroidSums`` (each centroid's members' gradients summed one by one in index order from
-+0.0, as ``tf.math.unsorted_segment_sum`` and XLA's scatter-add of the other paths sum them).
+``DcCentroidSums`` (each centroid's members' gradients summed in dc_keras's part order, as the
+other paths' ``tf.math.unsorted_segment_sum`` / XLA scatter-add over one set of sums per part sum
+them: ``dc_keras.train.clustering.SUMS_PARTS``).
 :func:`gather` ties them together with ``tf.custom_gradient`` (each op's gradient is the other, so
 gradients of gradients work). The results are bit-identical to the path without the library
 (XLA-compiled ``tf.gather`` / ``unsorted_segment_sum``), which runs instead when the library is

@@ -212,30 +212,34 @@ class ClusterWrapper(_base.CompressionWrapper):
 
 def gather_centroids(centroids, assignments, training=True):
     """``concat(centroids, [0])[assignments]``: the shared weights (index ``len(centroids)`` is the
-    constant-zero slot). The gradient of each centroid is the sum of its members' gradients.
+    constant-zero slot). The gradient of each centroid is the sum of its members' gradients, in
+    dc_keras's part order (``SUMS_PARTS``: up to 8 parts of the entries, each summed in index order,
+    then added in part order), the same on every route below, so they give the same bits.
 
     The generic ``ops.take`` is slow in the training step. On TensorFlow (no XLA for ``fit`` on
     CPU-only machines) ``tf.gather`` of one scalar per weight costs ~6 ns an entry and its gradient
     is an ``IndexedSlices`` that the concat and the optimizer turn dense again through
     ``unsorted_segment_sum``; with ``training`` the gather and the per-centroid sums run as two
     small XLA-compiled functions instead (a LeNet-300-100 fit step: 2.3 ms -> 0.3 ms of CPU for
-    fc1's gather), whose scatter-add sums each centroid's members in index order like the generic
-    path (a weighted ``bincount``, used before, splits large tensors across threads); kernels of at
-    most 4,096 entries use TF's own gather and segment sum (cheaper than an XLA call). Faster still
-    (and the default after ``make install``), two native TF CPU ops, the same kernel loops as the
-    JAX ones below, do the gather and the sums without XLA's launch cost
+    fc1's gather), a scatter-add into one set of sums per part, in index order (a weighted
+    ``bincount``, used before, splits large tensors across threads in no defined order); kernels of
+    at most 4,096 entries use TF's own gather and segment sum (cheaper than an XLA call). Faster
+    still (and the default after ``make install``), two native TF CPU ops, the same kernel loops as
+    the JAX ones below, do the gather and the sums without XLA's launch cost
     (:mod:`dc_keras.train._tf_ops`, ``make tf-ops``). Inference
     (``training=False``: ``strip``, export of an unstripped model) keeps the plain ``tf.gather``.
     On JAX ``take`` clamps or masks the indices (an extra pass over them in the gather and in its
     scatter-add gradient) and flattens them in a layout that makes XLA copy the kernel's gradient
     before the scatter; a ``lax.gather`` over the flat assignments with ``promise_in_bounds`` has
     neither (the assignments are always in range: k-means makes them, and a loaded file is
-    checked, :meth:`ClusterWrapper.load_own_variables`). Faster still (and the default after
-    ``make install``), two native XLA CPU kernels through JAX's FFI do the gather and the sums
-    (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1, each op timed alone: gather ~220 -> ~30 us
-    on two threads, sums ~260 -> ~190 us). Same values and sums, in the same order, as the generic
-    path on every route (tests/test_clustering.py compares them bit for bit, with and without the
-    native kernels, on both backends).
+    checked, :meth:`ClusterWrapper.load_own_variables`); its gradient is the part-ordered
+    scatter-add (``jax.custom_vjp``: reverse mode, also twice, but no forward mode). Faster still
+    (and the default after ``make install``), two native XLA CPU kernels through JAX's FFI do the
+    gather and the sums (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1, each op timed alone:
+    gather ~220 -> ~30 us on two threads, sums ~260 -> ~65 us on two threads). The order is
+    dc_keras's, not a framework's: ``keras.ops.take``'s own gradient sums in plain index order and
+    can differ in the last bits (tests/test_clustering.py compares every route bit for bit with
+    :func:`centroid_sums_reference`, with and without the native kernels, on both backends).
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -257,24 +261,122 @@ def gather_centroids(centroids, assignments, training=True):
     return ops.take(table, assignments, axis=0)
 
 
+# The order of the centroid sums (the gather's gradient), the same on every route (the native
+# kernels, jax_kernels/dc_centroids_core.h, and the generic paths below): the entries, in index
+# order, are cut into parts of sums_part_size(count) entries (at most SUMS_PARTS parts); within a
+# part each centroid's members are added one by one in index order from +0.0, and then the parts'
+# partial sums are added in part order, ((part0 + part1) + part2) + ... Parts let two threads share
+# the sums of a large kernel (LeNet-300-100's fc1: ~120 us on one thread) with the same bits.
+SUMS_PARTS, SUMS_PART_QUANTUM = 8, 8192
+
+
+def sums_part_size(count):
+    """Entries per part of the centroid sums' order: ``ceil(count / 8)`` rounded up to a multiple
+    of 8,192 (so up to 8,192 entries form one part: plain index order).
+
+    Example:
+        >>> sums_part_size(784 * 300)
+        32768
+    """
+    per = -(-int(count) // SUMS_PARTS)
+    return max(1, -(-per // SUMS_PART_QUANTUM)) * SUMS_PART_QUANTUM
+
+
+def centroid_sums_reference(upstream, assignments, slots):
+    """The gather's gradient in numpy, in the order every route uses (see ``SUMS_PARTS``):
+    float32 ``sums[j]`` for ``j < slots`` (the last slot: the zero slot's, which training drops).
+
+    Example:
+        >>> centroid_sums_reference(np.ones(3, "float32"), np.array([0, 1, 0]), 2)
+        array([2., 1.], dtype=float32)
+    """
+    u = np.asarray(upstream, np.float32).reshape(-1)
+    a = np.asarray(assignments).reshape(-1)
+    partial = np.zeros((SUMS_PARTS, slots), np.float32)
+    np.add.at(partial, (np.arange(a.size) // sums_part_size(a.size), a), u)  # in index order
+    total = partial[0]
+    for part in partial[1:]:  # empty parts hold +0.0, which leaves a sum from +0.0 unchanged
+        total = total + part
+    return total
+
+
+_JAX = {}  # the JAX path's custom_vjp gather, made on first use
+
+
+def _add_parts(partial, slots):
+    """``partial`` (``SUMS_PARTS * slots``: each part's sums) added in part order."""
+    total = partial[:slots]
+    for k in range(1, SUMS_PARTS):
+        total = total + partial[k * slots:(k + 1) * slots]
+    return total
+
+
 def _gather_jax(table, assignments):
-    """The path without the native kernels: a ``lax.gather`` (its gradient: XLA's scatter-add)."""
+    """The path without the native kernels: a ``lax.gather`` whose gradient is the part-ordered
+    scatter-add of :func:`_jax_sums` (``jax.custom_vjp``)."""
+    if "gather" not in _JAX:
+        _JAX["gather"] = _jax_gather_fn()
+    return _JAX["gather"](table, assignments)
+
+
+def _jax_sums(upstream, assignments, slots):
+    """The centroid sums in part order on JAX: XLA's scatter-add (in index order) into one set of
+    sums per part, then the parts added in order."""
     from jax import lax
 
-    flat = lax.gather(table, ops.reshape(assignments, (-1, 1)),
-                      lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(), start_index_map=(0,)),
-                      slice_sizes=(1,), mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
-    return ops.reshape(flat, ops.shape(assignments))
+    flat_a = ops.reshape(assignments, (-1,))
+    count = int(flat_a.shape[0])
+    part = lax.iota("int32", count) // sums_part_size(count)
+    partial = ops.zeros((SUMS_PARTS * slots,), upstream.dtype).at[part * slots + flat_a].add(
+        ops.reshape(upstream, (-1,)), mode="promise_in_bounds")
+    return _add_parts(partial, slots)
+
+
+def _jax_gather_fn():
+    import functools
+
+    import jax
+    from jax import lax
+
+    def take(table, assignments):
+        flat = lax.gather(table, ops.reshape(assignments, (-1, 1)),
+                          lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(), start_index_map=(0,)),
+                          slice_sizes=(1,), mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+        return ops.reshape(flat, ops.shape(assignments))
+
+    def no_cotangent(assignments):  # the int input's
+        return np.zeros(assignments.shape, jax.dtypes.float0)
+
+    # As for the native kernels (_jax_ffi): the gather and the sums are each other's transpose, and
+    # each rule calls the other custom function, so a gradient of a gradient sums in part order too
+    # (differentiating the plain lax.gather would give XLA's own scatter-add order).
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def gather_n(slots, table, assignments):  # noqa: ARG001 (slots, static: the sums need it)
+        return take(table, assignments)
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def sums_n(slots, upstream, assignments):
+        return _jax_sums(upstream, assignments, slots)
+
+    gather_n.defvjp(lambda n, t, a: (gather_n(n, t, a), a), lambda n, a, u: (sums_n(n, u, a), no_cotangent(a)))
+    sums_n.defvjp(lambda n, u, a: (sums_n(n, u, a), a), lambda n, a, ct: (gather_n(n, ct, a), no_cotangent(a)))
+    return lambda table, assignments: gather_n(int(table.shape[0]), table, assignments)
 
 
 _XLA = {}  # the compiled TF functions, made on first use (training on JAX never imports TF)
 
 
 def _segment_sums(upstream, assignments, n):
-    """Each centroid's members' gradients summed in index order (the gather's gradient)."""
+    """Each centroid's members' gradients summed in part order (the gather's gradient; see
+    ``SUMS_PARTS``): one ``unsorted_segment_sum`` (in index order) over a set of sums per part, then
+    the parts added in order."""
     import tensorflow as tf
 
-    return tf.math.unsorted_segment_sum(tf.reshape(upstream, (-1,)), tf.reshape(assignments, (-1,)), n)
+    flat_a = tf.reshape(assignments, (-1,))
+    count = assignments.shape.num_elements()
+    part = tf.range(count, dtype=flat_a.dtype) // sums_part_size(count)
+    partial = tf.math.unsorted_segment_sum(tf.reshape(upstream, (-1,)), part * n + flat_a, SUMS_PARTS * n)
+    return _add_parts(partial, n)
 
 
 def _xla_functions():
