@@ -9,8 +9,9 @@ zero slot (as after pruning). Issue 16 (fit step wrapped vs plain <= 1.1x).
 Each op runs ``--repeat`` times one after the other in a tf.function's while loop, called ``--calls``
 times after a warm-up; the figure per op is the median per call of wall time and the mean of process
 CPU time (``time.process_time``: all threads), minus the same for the empty loop, over ``--repeat``.
-The fallback's figures include each XLA call's launch, which the training step pays too. "gather native split": the gather shared
-with one thread of TF's intra-op pool (``split=True``; the training step uses one thread).
+The fallback's figures include each XLA call's launch, which the training step pays too. "gather native split" / "sums
+native split": the gather's chunks / the sums' parts shared with one thread of TF's intra-op pool (``split=True``; the TF
+training step uses one thread; the JAX one shares both with a thread of XLA's pool).
 Prints one line per op and route, and the load average (a shared machine: compare CPU times).
 """
 import argparse
@@ -86,6 +87,7 @@ def main(argv=None):
             "gather native split": (lambda c, a: gather_op(c, a, split=True), centroids),
             "gather fallback (XLA)": (lambda t, a: _gather_tf(t, a), table),
             "sums native": (lambda u, a: sums_op(u, a, n=n), upstream),
+            "sums native split": (lambda u, a: sums_op(u, a, n=n, split=True), upstream),
             "sums fallback (XLA)": (fallback_grad, upstream),
         }
         for name, (op, x) in cases.items():

@@ -28,16 +28,16 @@ ffi::Error OutOfRange(int64_t bad, int64_t n) {
 }
 
 ffi::Error GatherImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> centroids,
-                      ffi::Buffer<ffi::S32> idx, ffi::ResultBuffer<ffi::F32> out) {
+                      ffi::Buffer<ffi::S32> idx, ffi::ResultBuffer<ffi::F32> out, bool split) {
   const uint32_t n = static_cast<uint32_t>(centroids.element_count());
   int64_t bad = dc_centroids::Gather(centroids.typed_data(), n, idx.typed_data(), out->typed_data(),
-                                     idx.element_count(), pool.num_threads(),
+                                     idx.element_count(), split ? pool.num_threads() : 1,
                                      [&pool](auto task) { pool.Schedule(std::move(task)); });
   return bad < 0 ? ffi::Error::Success() : OutOfRange(idx.typed_data()[bad], n);
 }
 
 ffi::Error SumsImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grads, ffi::Buffer<ffi::S32> idx,
-                    ffi::ResultBuffer<ffi::F32> sums) {
+                    ffi::ResultBuffer<ffi::F32> sums, bool split) {
   const uint32_t n = static_cast<uint32_t>(sums->element_count());
   const size_t count = idx.element_count();
   if (grads.element_count() != count) {
@@ -45,7 +45,7 @@ ffi::Error SumsImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grads, ffi::Buff
         dc_centroids::CountMismatchMessage(grads.element_count(), count));
   }
   int64_t bad = dc_centroids::Sums(grads.typed_data(), idx.typed_data(), count, sums->typed_data(),
-                                   n, pool.num_threads(),
+                                   n, split ? pool.num_threads() : 1,
                                    [&pool](auto task) { pool.Schedule(std::move(task)); });
   return bad < 0 ? ffi::Error::Success() : OutOfRange(idx.typed_data()[bad], n);
 }
@@ -64,6 +64,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(DcCentroidGather, GatherImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // centroids (n,)
                                   .Arg<ffi::Buffer<ffi::S32>>()  // assignments, any shape
                                   .Ret<ffi::Buffer<ffi::F32>>()  // shared weights, their shape
+                                  .Attr<bool>("split")  // share a large one with a pool thread
 );
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
@@ -73,4 +74,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
         .Arg<ffi::Buffer<ffi::F32>>()  // upstream gradient, the assignments' shape
         .Arg<ffi::Buffer<ffi::S32>>()  // assignments
         .Ret<ffi::Buffer<ffi::F32>>()  // per-centroid sums (n,)
+        .Attr<bool>("split")           // share the parts of a large one with a pool thread
 );

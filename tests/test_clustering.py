@@ -271,6 +271,12 @@ def test_jax_native_kernels_are_bit_exact_with_the_lax_path(jax_ffi, clusters, s
         np.testing.assert_array_equal(g_fast, g_ref)
         assert np.signbit(g_fast).tolist() == np.signbit(g_ref).tolist()
     np.testing.assert_array_equal(g_fast, centroid_sums_reference(upstream, assignments, clusters + 1)[:clusters])
+    if assignments.size >= 65_536:  # chunks and parts shared with a pool thread, or not: the same bits
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DC_KERAS_JAX_FFI_SPLIT", "0")
+            w_one, g_one = _value_and_centroid_grad(jax.jit(jax_ffi.gather), centroids, assignments, upstream)
+        np.testing.assert_array_equal(w_one, w_fast)
+        np.testing.assert_array_equal(g_one, g_fast)
 
     # Reverse over reverse (e.g. a gradient penalty): the gather and the sums transpose each other.
     def hvp(gather, c, a, u, v):
@@ -298,13 +304,18 @@ def test_jax_native_kernels_refuse_out_of_range_assignments(jax_ffi):
     with pytest.raises(Exception, match=r"assignment 7 outside 0\.\.4"):
         np.asarray(jax.jit(jax_ffi.gather)(centroids, large))
     sums = jax.ffi.ffi_call(jax_ffi._SUMS, jax.ShapeDtypeStruct((4,), "float32"))  # the sums kernel alone
-    for first in (50_000, 50_030):  # in a block the sums compress (mostly zero slot): found there too
+    for first in (50_000, 50_030, 100_000):  # in a block the sums compress (mostly zero slot), in a later part
         pruned = np.full((400, 300), 4, "int32")
-        pruned.reshape(-1)[[first, 90_000]] = (6, 8)
-        with pytest.raises(Exception, match=r"assignment 6 outside 0\.\.4"):
-            np.asarray(sums(np.ones(pruned.shape, "float32"), pruned))
+        pruned.reshape(-1)[[first, 110_000]] = (6, 8)
+        for split in (False, True):  # the parts on one thread or shared: the first bad one either way
+            with pytest.raises(Exception, match=r"assignment 6 outside 0\.\.4"):
+                np.asarray(sums(np.ones(pruned.shape, "float32"), pruned, split=np.bool_(split)))
     with pytest.raises(Exception, match="120000 gradients for 119999 assignments"):
-        np.asarray(sums(np.ones(120_000, "float32"), np.zeros(119_999, "int32")))
+        np.asarray(sums(np.ones(120_000, "float32"), np.zeros(119_999, "int32"), split=np.bool_(True)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DC_KERAS_JAX_FFI_SPLIT", "yes")
+        with pytest.raises(ValueError, match="DC_KERAS_JAX_FFI_SPLIT must be 0 or 1"):
+            jax.jit(jax_ffi.gather)(centroids, np.zeros(8, "int32"))
 
 
 def test_jax_without_native_library_falls_back_bit_identically(jax_ffi, monkeypatch, caplog, tmp_path):

@@ -15,6 +15,8 @@ path (JAX says so).
 ``DC_KERAS_JAX_FFI``: ``auto`` (default: use the library when present; its absence is logged once
 at INFO level on the ``dc_keras`` logger), ``0`` (never use it), ``1`` (required: raise if it
 cannot load). ``DC_KERAS_JAX_FFI_LIBRARY`` names a library built elsewhere.
+``DC_KERAS_JAX_FFI_SPLIT``: ``1`` (default) or ``0`` (each kernel call on one thread; see
+:func:`split_mode`).
 
 Example:
     >>> from dc_keras.train import _jax_ffi
@@ -31,7 +33,7 @@ import threading
 from dc_keras.train import _kernels
 
 LIBRARY_NAME = "libdc_jax_ffi.so"
-_MODE_ENV, _PATH_ENV = "DC_KERAS_JAX_FFI", "DC_KERAS_JAX_FFI_LIBRARY"
+_MODE_ENV, _PATH_ENV, _SPLIT_ENV = "DC_KERAS_JAX_FFI", "DC_KERAS_JAX_FFI_LIBRARY", "DC_KERAS_JAX_FFI_SPLIT"
 _GATHER, _SUMS = "dc_keras_centroid_gather", "dc_keras_centroid_sums"
 logger = logging.getLogger("dc_keras")
 _lock = threading.Lock()
@@ -107,6 +109,16 @@ def available() -> bool:
         return _state["ok"]
 
 
+def split_mode() -> bool:
+    """``DC_KERAS_JAX_FFI_SPLIT``: ``1`` (default) shares a large gather's chunks and a large
+    kernel's sums' parts with one thread of XLA's pool; ``0`` keeps each call on one thread (same
+    bits either way; read when a step is traced)."""
+    value = os.environ.get(_SPLIT_ENV, "1").strip() or "1"
+    if value not in ("0", "1"):
+        raise ValueError(f"{_SPLIT_ENV} must be 0 or 1, got {value!r}.")
+    return value == "1"
+
+
 def usable(centroids, assignments) -> bool:
     """The kernels take float32 centroids and int32 assignments, on the CPU."""
     import jax
@@ -130,7 +142,8 @@ def _gather_fn():
         import numpy as np
 
         def call(target, shape, dtype, *args):
-            return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype), vmap_method="sequential")(*args)
+            return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype), vmap_method="sequential")(
+                *args, split=np.bool_(split_mode()))
 
         # The gather and the sums are each other's transpose: each one's gradient is the other, so
         # reverse-over-reverse differentiation works too (forward mode, jax.jvp, does not: a
