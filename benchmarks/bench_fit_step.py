@@ -93,6 +93,7 @@ times["backend"] = "tf_keras" if legacy else keras.backend.backend()
 if not legacy and times["backend"] == "jax":  # the clustered step's native centroid kernels (make jax-ffi)
     from dc_keras.train import _jax_ffi
     times["jax_ffi"] = _jax_ffi.available()
+    times["jax_ffi_split"] = _jax_ffi.split_mode()  # DC_KERAS_JAX_FFI_SPLIT: large calls shared with a pool thread
     if not times["jax_ffi"]:
         times["jax_ffi_why"] = _jax_ffi._state.get("why")
 if not legacy and times["backend"] == "tensorflow":  # the same kernels as TF custom ops (make tf-ops)
@@ -190,14 +191,15 @@ def main(argv=None):
         row = {"label": label, "backend": backend, "legacy": legacy, **summarize(result)}
         row.update(goal_met=None if legacy else row["ratio"] <= GOAL,
                    cluster_goal_met=None if legacy else row["cluster_ratio"] <= GOAL, seconds=time.time() - t0)
-        for key in ("jax_ffi", "tf_ops"):
+        for key in ("jax_ffi", "jax_ffi_split", "tf_ops"):
             if key in result:
                 row[key] = result[key]
         rows.append(row)
         print(f"{label:32} {1e3 * row['plain_s']:7.2f} {1e3 * row['pruned_s']:7.2f} {_cell(row, '')} "
               f"{1e3 * row['clustered_s']:7.2f} {_cell(row, 'cluster_')}   ({row['seconds']:.0f} s)")
         if "jax_ffi" in result:
-            print(f"{'':32} clustered step: " + ("native centroid kernels (make jax-ffi)" if result["jax_ffi"] else
+            split = " shared with a pool thread" if result.get("jax_ffi_split") else " on one thread (DC_KERAS_JAX_FFI_SPLIT=0)"
+            print(f"{'':32} clustered step: " + ("native centroid kernels (make jax-ffi)" + split if result["jax_ffi"] else
                                                  f"lax.gather fallback: {result.get('jax_ffi_why')}"))
         if "tf_ops" in result:
             print(f"{'':32} clustered step: " + ("native centroid ops (make tf-ops)" if result["tf_ops"] else

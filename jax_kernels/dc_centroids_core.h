@@ -21,7 +21,8 @@
 // (~30 us). The sums keep one accumulator per centroid and part in memory (~120 us on one
 // thread, ~1.2 cycles an entry: a throughput limit, not a latency chain; with 90 % of the entries
 // in the zero slot, as after pruning, ~80 us); the parts are what lets two threads share them
-// (~65 us). (Index order across the whole tensor, used before, allowed one thread only: splitting
+// (about half the wall time when the second core is free; on a loaded 2-core machine, pilot
+// fit steps, the split did not pay: the JAX binding's split attribute, DC_KERAS_JAX_FFI_SPLIT). (Index order across the whole tensor, used before, allowed one thread only: splitting
 // the centroids between two threads did not pay, each thread first picking its entries out of
 // all of them.) The adds of dense blocks run in a separate plain (SSE) function, entered after
 // vzeroupper: the same loop inlined into the AVX-512 function (VEX encoding, dirty upper register
@@ -131,6 +132,14 @@ struct PartsJob {
   }
 };
 
+constexpr int kSpinLimit = 1 << 12;  // pause instructions: ~100 us
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 // Runs piece(0..parts) (each returning its first bad position or -1) and returns the first bad
 // position of all, or -1. `schedule(task)` runs a task on a helper thread; used only when `split`.
 template <typename Schedule>
@@ -146,7 +155,15 @@ int64_t RunParts(int parts, bool split, Schedule schedule, std::function<int64_t
   job->piece = std::move(piece), job->parts = parts;
   schedule([job] { job->Work(); });
   job->Work();
-  while (job->done.load(std::memory_order_acquire) < job->parts) std::this_thread::yield();
+  // The helper's last piece takes microseconds: spin for it (~100 us at most) rather than yield
+  // at once; on a loaded machine a yield can hand the core to another process for milliseconds.
+  for (int spins = 0; job->done.load(std::memory_order_acquire) < job->parts; ++spins) {
+    if (spins < kSpinLimit) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   return job->bad.load();
 }
 

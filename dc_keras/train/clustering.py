@@ -236,7 +236,8 @@ def gather_centroids(centroids, assignments, training=True):
     scatter-add (``jax.custom_vjp``: reverse mode, also twice, but no forward mode). Faster still
     (and the default after ``make install``), two native XLA CPU kernels through JAX's FFI do the
     gather and the sums (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1, each op timed alone:
-    gather ~220 -> ~30 us on two threads, sums ~260 -> ~65 us on two threads). The order is
+    gather ~220 -> ~30 us on two threads, sums ~260 -> ~120-150 us on one thread, its parts shared
+    with a second thread when large). The order is
     dc_keras's, not a framework's: ``keras.ops.take``'s own gradient sums in plain index order and
     can differ in the last bits (tests/test_clustering.py compares every route bit for bit with
     :func:`centroid_sums_reference`, with and without the native kernels, on both backends).
