@@ -142,9 +142,10 @@ DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t o
  * of `len` bytes, continuing from `crc` (0 to start). */
 DC_API uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len);
 
-/* The x86-64 fast paths (CRC-32 by carry-less multiplication, §5 32-bit dense decode with BMI2;
- * used where the CPU has them): off (0) runs the portable code only, for tests and benchmarks
- * that compare the two.  Process-wide; returns the previous setting (default on). */
+/* The x86-64 fast paths (CRC-32 by carry-less multiplication, §5/§6 32-bit decode with BMI2,
+ * §6 with AVX2 or AVX-512 stores; used where the CPU has them): off (0) runs the portable code
+ * only, 2 allows all but the AVX-512 ones, for tests and benchmarks that compare them.
+ * Process-wide; returns the previous setting (default 1: all). */
 DC_API int dc_codec_use_simd(int on);
 
 /* Static English description of a status code. */
