@@ -1829,12 +1829,13 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status sparse_e4_bmi2(const u
  *    the index and the bits used when the entry's gap code and index code both end inside them
  *    (91-95 % of the entries of the 8 %-dense LeNet-300-100 layers), else gap + 1 and the gap
  *    code's length, and the index takes its own lookup (a rarely taken branch).
- *  - Three entries per stream per 8-byte load (<= 57 bits): entries use 8 bits on average, so
- *    the check before the third (>= 24 bits left) rarely reloads.
- *  - The background is written by a fixed number of 32-byte stores per iteration just ahead of
- *    the entries' reach, interleaved with the decoding (the output's cache traffic overlaps the
- *    table lookups instead of following them as one memset); a slower chunked fill catches up
- *    when the entries outrun it (sparser tensors).
+ *  - Four entries per stream per 8-byte load (57 bits): entries use 8 bits on average; the
+ *    third and fourth are checked after decoding and, rarely, decoded again after a reload.
+ *  - The background is written by a fixed number of 32- or 64-byte stores per iteration just
+ *    ahead of the entries' reach, after prefetches for writing further ahead, interleaved with
+ *    the decoding (the output's cache traffic overlaps the table lookups instead of following
+ *    them as one memset); a chunked fill catches up when the entries outrun it (sparse
+ *    stretches).
  * Pair word: (gap + 1) << 19 | index << 7 | both << 6 | bits used (a shift by the word uses its
  * low 6 bits, the length). */
 #define DC_SP_BITS 12u
@@ -1923,13 +1924,18 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
     }                                                          \
     (x) = e_;                                                  \
   } while (0)
-/* Fewer than 24 bits (one entry) left before the marker: reload at the stream position. */
-#define DC_SP_ROOM(w, q)                                       \
-  do {                                                         \
-    if (__builtin_expect(((w) >> 24) == 0, 0)) {               \
-      (q) += (uint64_t)__builtin_clzll(w) - 6u;                \
-      (w) = DC_SP_LOAD(q);                                     \
-    }                                                          \
+/* An entry that may not fit in the bits left before the marker: decoded anyway; if it used
+ * the marker (w is then 0), decoded again from a reload at its stream position (rare: entries
+ * use 8 bits on average, the third and fourth start after 16 and 25). */
+#define DC_SP_DEC_LATE(w, x, q)                    \
+  do {                                             \
+    const uint64_t was_ = (w);                     \
+    DC_SP_DEC(w, x);                               \
+    if (__builtin_expect((w) == 0, 0)) {           \
+      (q) += (uint64_t)__builtin_clzll(was_) - 6u; \
+      (w) = DC_SP_LOAD(q);                         \
+      DC_SP_DEC(w, x);                             \
+    }                                              \
   } while (0)
 #define DC_SP_PUT(x, CHECK)                                      \
   do {                                                           \
@@ -1937,7 +1943,7 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
     if ((CHECK) && p > n) return DC_ERR_STREAM;                  \
     memcpy(out + (p - 1) * 4u, cb + (((x) >> 5) & 0x3FFCu), 4u); \
   } while (0)
-/* One iteration: 3 entries of each stream, in entry order (entry j is stream j mod 4's). */
+/* One iteration: 4 entries of each stream, in entry order (entry j is stream j mod 4's). */
 #define DC_SP_ROUND(CHECK) \
   do {                     \
     DC_SP_DEC(w0, x0);     \
@@ -1949,45 +1955,53 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
     DC_SP_PUT(x2, CHECK);  \
     DC_SP_PUT(x3, CHECK);  \
   } while (0)
+#define DC_SP_ROUND_LATE(CHECK)  \
+  do {                           \
+    DC_SP_DEC_LATE(w0, x0, q0);  \
+    DC_SP_DEC_LATE(w1, x1, q1);  \
+    DC_SP_DEC_LATE(w2, x2, q2);  \
+    DC_SP_DEC_LATE(w3, x3, q3);  \
+    DC_SP_PUT(x0, CHECK);        \
+    DC_SP_PUT(x1, CHECK);        \
+    DC_SP_PUT(x2, CHECK);        \
+    DC_SP_PUT(x3, CHECK);        \
+  } while (0)
 #define DC_SP_ITER(CHECK)                      \
   do {                                         \
     uint64_t w0 = DC_SP_LOAD(q0), w1 = DC_SP_LOAD(q1), w2 = DC_SP_LOAD(q2), w3 = DC_SP_LOAD(q3); \
     uint32_t x0, x1, x2, x3;                   \
     DC_SP_ROUND(CHECK);                        \
     DC_SP_ROUND(CHECK);                        \
-    DC_SP_ROOM(w0, q0);                        \
-    DC_SP_ROOM(w1, q1);                        \
-    DC_SP_ROOM(w2, q2);                        \
-    DC_SP_ROOM(w3, q3);                        \
-    DC_SP_ROUND(CHECK);                        \
+    DC_SP_ROUND_LATE(CHECK);                   \
+    DC_SP_ROUND_LATE(CHECK);                   \
     q0 += (uint64_t)__builtin_clzll(w0) - 6u;  \
     q1 += (uint64_t)__builtin_clzll(w1) - 6u;  \
     q2 += (uint64_t)__builtin_clzll(w2) - 6u;  \
     q3 += (uint64_t)__builtin_clzll(w3) - 6u;  \
   } while (0)
 /* Iterations of the loop below from bit position q with every load inside the stream: an
- * iteration advances <= 3 * 24 bits (9 bytes) and loads at most 6 bytes past its start. */
+ * iteration advances <= 4 * 24 bits (12 bytes) and loads at most 9 bytes past its start. */
 static inline uint64_t sp_safe_iters(uint64_t q, size_t end) {
   const uint64_t byte = q >> 3;
-  return byte + 14 <= end ? (end - 14 - byte) / 9 + 1 : 0;
+  return byte + 17 <= end ? (end - 17 - byte) / 12 + 1 : 0;
 }
 
 /* Background stores: 64 bytes (AVX-512 instance, `wide`) or 32 (AVX2). */
 typedef uint32_t dc_v64 __attribute__((vector_size(64), aligned(1), may_alias));
 typedef uint32_t dc_v32 __attribute__((vector_size(32), aligned(1), may_alias));
 
-__attribute__((target("bmi,bmi2,avx2"), always_inline)) static inline dc_status
+__attribute__((target("bmi,bmi2,lzcnt,avx2"), always_inline)) static inline dc_status
 sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* itab,
                      const uint32_t* pairs, uint8_t* out, cksum* ck, const int wide) {
   bitreader br[4];
   const uint32_t Li = h->index_code.max_len;
   const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
-  const uint64_t reach = 12 * G; /* elements an iteration's 12 entries can advance p by */
+  const uint64_t reach = 16 * G; /* elements an iteration's 16 entries can advance p by */
   const uint8_t* cb = h->codebook;
   const uint8_t* bgv = cb + (size_t)h->background * 4u;
-  /* background stores per iteration: groups of 4 x 32 bytes (32 elements), 1.25x the mean
-   * advance (12 n / e elements), at most 8 groups (sparser stretches take the chunked fill) */
-  const uint64_t ng = min_u64(8, (12 * 5 * n) / (4 * 32 * (e | 1)) + 1), step = 32 * ng;
+  /* background stores per iteration: groups of 128 bytes (32 elements), 1.25x the mean
+   * advance (16 n / e elements), at most 16 groups (sparser stretches take the chunked fill) */
+  const uint64_t ng = min_u64(16, (16 * 5 * n) / (4 * 32 * (e | 1)) + 1), step = 32 * ng;
   uint64_t j = 0, p = 0, filled = 0, it, q[4];
   uint32_t bg32, s;
   dc_v64 bg;
@@ -2001,17 +2015,17 @@ sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* it
   while ((it = min_u64(
               min_u64(min_u64(sp_safe_iters(q[0], br[0].end), sp_safe_iters(q[1], br[1].end)),
                       min_u64(sp_safe_iters(q[2], br[2].end), sp_safe_iters(q[3], br[3].end))),
-              min_u64((e - j) / 12, DC_CHUNK_ITERS))) > 0) {
+              min_u64((e - j) / 16, DC_CHUNK_ITERS))) > 0) {
     uint64_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3], need = min_u64(n, p + reach), soft;
     if (filled < need) { /* the start, or the entries outran the stores: fill a stretch */
-      const uint64_t to = min_u64(n, need + (ng == 8 ? DC_FILL_CHUNK : 16 * step));
+      const uint64_t to = min_u64(n, need + 16 * step);
       fill_elements(out, filled, to, bgv, 4, 32);
       filled = to;
     }
     soft = (n - filled) / step; /* iterations whose stores stay inside the output */
     if (soft > 0) {
       /* filled >= p + reach <= n before each iteration: its entries land below n unchecked */
-      j += 12 * it;
+      j += 16 * it;
       for (; it > 0; --it) {
         uint8_t* o = out + filled * 4u;
         uint64_t k;
@@ -2034,11 +2048,11 @@ sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* it
         }
         filled += filled < p + reach + step ? step : 0;
       }
-      j -= 12 * it; /* the iterations not run */
+      j -= 16 * it; /* the iterations not run */
     } else { /* the output's end: all of it filled, entries checked */
       fill_elements(out, filled, n, bgv, 4, 32);
       filled = n;
-      j += 12 * it;
+      j += 16 * it;
       for (; it > 0; --it) DC_SP_ITER(1);
     }
     q[0] = q0;
@@ -2077,20 +2091,21 @@ sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* it
   }
   return DC_OK;
 }
-__attribute__((target("bmi,bmi2,avx2"))) DC_NOINLINE dc_status
+__attribute__((target("bmi,bmi2,lzcnt,avx2"))) DC_NOINLINE dc_status
 sparse_e4_pairs_avx2(const uint8_t* data, const dc_header* h, const uint16_t* itab,
                      const uint32_t* pairs, uint8_t* out, cksum* ck) {
   return sparse_e4_pairs_body(data, h, itab, pairs, out, ck, 0);
 }
 /* AVX-512 CPUs (all with PREFETCHW): 64-byte stores, prefetches for writing. */
-__attribute__((target("bmi,bmi2,avx2,avx512f,prfchw"))) DC_NOINLINE dc_status
+__attribute__((target("bmi,bmi2,lzcnt,avx2,avx512f,prfchw"))) DC_NOINLINE dc_status
 sparse_e4_pairs_avx512(const uint8_t* data, const dc_header* h, const uint16_t* itab,
                        const uint32_t* pairs, uint8_t* out, cksum* ck) {
   return sparse_e4_pairs_body(data, h, itab, pairs, out, ck, 1);
 }
 #undef DC_SP_LOAD
 #undef DC_SP_DEC
-#undef DC_SP_ROOM
+#undef DC_SP_DEC_LATE
+#undef DC_SP_ROUND_LATE
 #undef DC_SP_PUT
 #undef DC_SP_ROUND
 #undef DC_SP_ITER
@@ -2104,7 +2119,8 @@ static int dense_bmi2_ok(void) {
   return level && simd_allowed;
 }
 
-/* 0: no pair path, 1: AVX2, 2: AVX-512. */
+/* 0: no pair path, 1: AVX2, 2: AVX-512 (every x86-64 CPU with BMI2 and AVX2 has LZCNT, every one
+ * with AVX-512 PREFETCHW: the instances also use them). */
 static int sparse_pairs_level(void) {
   static int level = -1; /* a benign race: every thread stores the same value */
   if (level < 0) {
