@@ -1870,7 +1870,7 @@ static void sp_first_codes(const dc_alphabet* g, uint32_t next[DC_MAX_CODE_LENGT
 #define DC_SP_FIRST 9u
 DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, uint32_t imask,
                                     uint32_t* pairs) {
-  uint32_t next[DC_MAX_CODE_LENGTH + 1], s, x, size;
+  uint32_t next[DC_MAX_CODE_LENGTH + 1], first[DC_MAX_CODE_LENGTH + 1], s, x, size;
   if (g->max_len == 0) { /* one gap value, zero bits */
     const uint32_t base = (g->single + 1u) << 19;
     for (x = 0; x < (1u << DC_SP_BITS); ++x)
@@ -1878,6 +1878,7 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
     return;
   }
   sp_first_codes(g, next);
+  memcpy(first, next, sizeof first);
   for (s = 0; s < g->n; ++s) { /* the first 2^F windows (words of longer codes: fixed below) */
     const uint32_t lg = alph_len(g, s), base = (s + 1u) << 19 | lg;
     uint32_t r;
@@ -1888,12 +1889,11 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
   }
   for (size = 1u << DC_SP_FIRST; size < (1u << DC_SP_BITS); size *= 2)
     memcpy(pairs + size, pairs, size * sizeof *pairs);
-  sp_first_codes(g, next);
   for (s = 0; s < g->n; ++s) {
     const uint32_t lg = alph_len(g, s), base = (s + 1u) << 19 | lg, room = DC_SP_BITS - lg;
     uint32_t r, y, z;
     if (lg == 0) continue;
-    r = rev_code(next[lg]++, lg);
+    r = rev_code(first[lg]++, lg);
     if (lg > DC_SP_FIRST) {
       for (x = 0; x < (1u << room); ++x) pairs[r | x << lg] = sp_word(base, itab, imask, x, room);
       continue;
@@ -1902,10 +1902,11 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
      * of y alone then gives a length beyond them) needs every extension z of y */
     for (y = 0; y < (1u << (DC_SP_FIRST - lg)); ++y) {
       if ((itab[y & imask] & 15u) <= DC_SP_FIRST - lg) continue;
-      for (z = 0; z < (1u << (DC_SP_BITS - DC_SP_FIRST)); ++z) {
-        x = y | z << (DC_SP_FIRST - lg);
-        pairs[r | x << lg] = sp_word(base, itab, imask, x, room);
-      }
+      /* windows r | y << lg | z << F: x = y | z << (F - lg) */
+      uint32_t* pw = pairs + (r | y << lg);
+      const uint32_t xs = 1u << (DC_SP_FIRST - lg);
+      for (z = 0; z < (1u << (DC_SP_BITS - DC_SP_FIRST)); ++z)
+        pw[z << DC_SP_FIRST] = sp_word(base, itab, imask, y + z * xs, room);
     }
   }
 }
