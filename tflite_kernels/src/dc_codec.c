@@ -1873,8 +1873,7 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
   uint32_t next[DC_MAX_CODE_LENGTH + 1], first[DC_MAX_CODE_LENGTH + 1], s, x, size;
   if (g->max_len == 0) { /* one gap value, zero bits */
     const uint32_t base = (g->single + 1u) << 19;
-    for (x = 0; x < (1u << DC_SP_BITS); ++x)
-      pairs[x] = sp_word(base, itab, imask, x, DC_SP_BITS);
+    for (x = 0; x < (1u << DC_SP_BITS); ++x) pairs[x] = sp_word(base, itab, imask, x, DC_SP_BITS);
     return;
   }
   sp_first_codes(g, next);
@@ -1914,16 +1913,16 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
 
 #define DC_SP_LOAD(q) ((_bzhi_u64(ld64(data + ((q) >> 3)) >> ((q)&7u), 57)) | ((uint64_t)1 << 57))
 /* One entry from stream word w (marker-terminated as in dense_e4_bmi2) into word x. */
-#define DC_SP_DEC(w, x)                                        \
-  do {                                                         \
-    uint32_t e_ = pairs[_bzhi_u64((w), DC_SP_BITS)];           \
-    (w) >>= e_ & 63u;                                          \
-    if (__builtin_expect(!(e_ & DC_SP_BOTH), 0)) {             \
-      const uint32_t i_ = itab[_bzhi_u64((w), Li)];            \
-      (w) >>= i_ & 15u;                                        \
-      e_ = (e_ & 0xFFF80000u) | (uint32_t)(i_ >> 4) << 7;      \
-    }                                                          \
-    (x) = e_;                                                  \
+#define DC_SP_DEC(w, x)                                   \
+  do {                                                    \
+    uint32_t e_ = pairs[_bzhi_u64((w), DC_SP_BITS)];      \
+    (w) >>= e_ & 63u;                                     \
+    if (__builtin_expect(!(e_ & DC_SP_BOTH), 0)) {        \
+      const uint32_t i_ = itab[_bzhi_u64((w), Li)];       \
+      (w) >>= i_ & 15u;                                   \
+      e_ = (e_ & 0xFFF80000u) | (uint32_t)(i_ >> 4) << 7; \
+    }                                                     \
+    (x) = e_;                                             \
   } while (0)
 /* An entry that may not fit in the bits left before the marker: decoded anyway; if it used
  * the marker (w is then 0), decoded again from a reload at its stream position (rare: entries
@@ -1956,29 +1955,29 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
     DC_SP_PUT(x2, CHECK);  \
     DC_SP_PUT(x3, CHECK);  \
   } while (0)
-#define DC_SP_ROUND_LATE(CHECK)  \
-  do {                           \
-    DC_SP_DEC_LATE(w0, x0, q0);  \
-    DC_SP_DEC_LATE(w1, x1, q1);  \
-    DC_SP_DEC_LATE(w2, x2, q2);  \
-    DC_SP_DEC_LATE(w3, x3, q3);  \
-    DC_SP_PUT(x0, CHECK);        \
-    DC_SP_PUT(x1, CHECK);        \
-    DC_SP_PUT(x2, CHECK);        \
-    DC_SP_PUT(x3, CHECK);        \
+#define DC_SP_ROUND_LATE(CHECK) \
+  do {                          \
+    DC_SP_DEC_LATE(w0, x0, q0); \
+    DC_SP_DEC_LATE(w1, x1, q1); \
+    DC_SP_DEC_LATE(w2, x2, q2); \
+    DC_SP_DEC_LATE(w3, x3, q3); \
+    DC_SP_PUT(x0, CHECK);       \
+    DC_SP_PUT(x1, CHECK);       \
+    DC_SP_PUT(x2, CHECK);       \
+    DC_SP_PUT(x3, CHECK);       \
   } while (0)
-#define DC_SP_ITER(CHECK)                      \
-  do {                                         \
+#define DC_SP_ITER(CHECK)                                                                        \
+  do {                                                                                           \
     uint64_t w0 = DC_SP_LOAD(q0), w1 = DC_SP_LOAD(q1), w2 = DC_SP_LOAD(q2), w3 = DC_SP_LOAD(q3); \
-    uint32_t x0, x1, x2, x3;                   \
-    DC_SP_ROUND(CHECK);                        \
-    DC_SP_ROUND(CHECK);                        \
-    DC_SP_ROUND_LATE(CHECK);                   \
-    DC_SP_ROUND_LATE(CHECK);                   \
-    q0 += (uint64_t)__builtin_clzll(w0) - 6u;  \
-    q1 += (uint64_t)__builtin_clzll(w1) - 6u;  \
-    q2 += (uint64_t)__builtin_clzll(w2) - 6u;  \
-    q3 += (uint64_t)__builtin_clzll(w3) - 6u;  \
+    uint32_t x0, x1, x2, x3;                                                                     \
+    DC_SP_ROUND(CHECK);                                                                          \
+    DC_SP_ROUND(CHECK);                                                                          \
+    DC_SP_ROUND_LATE(CHECK);                                                                     \
+    DC_SP_ROUND_LATE(CHECK);                                                                     \
+    q0 += (uint64_t)__builtin_clzll(w0) - 6u;                                                    \
+    q1 += (uint64_t)__builtin_clzll(w1) - 6u;                                                    \
+    q2 += (uint64_t)__builtin_clzll(w2) - 6u;                                                    \
+    q3 += (uint64_t)__builtin_clzll(w3) - 6u;                                                    \
   } while (0)
 /* Iterations of the loop below from bit position q with every load inside the stream: an
  * iteration advances <= 4 * 24 bits (12 bytes) and loads at most 9 bytes past its start. */
@@ -2050,7 +2049,7 @@ sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* it
         filled += filled < p + reach + step ? step : 0;
       }
       j -= 16 * it; /* the iterations not run */
-    } else { /* the output's end: all of it filled, entries checked */
+    } else {        /* the output's end: all of it filled, entries checked */
       fill_elements(out, filled, n, bgv, 4, 32);
       filled = n;
       j += 16 * it;
@@ -2129,7 +2128,8 @@ static int sparse_pairs_level(void) {
     level = !(__builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
               __builtin_cpu_supports("avx2"))
                 ? 0
-                : __builtin_cpu_supports("avx512f") ? 2 : 1;
+            : __builtin_cpu_supports("avx512f") ? 2
+                                                : 1;
   }
   return simd_allowed == 0 ? 0 : simd_allowed == 2 && level > 1 ? 1 : level;
 }
