@@ -2028,24 +2028,45 @@ sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* it
       j += 16 * it;
       for (; it > 0; --it) {
         uint8_t* o = out + filled * 4u;
-        uint64_t k;
         if (filled < p + reach || soft-- == 0) break;
         DC_SP_ITER(0);
-        for (k = 0; k < ng; ++k, o += 128) {
-          /* the lines a few iterations ahead: their fetch overlaps the decoding instead of
-           * holding these stores (and the decoding behind them) up */
-          __builtin_prefetch(o + 1024, 1, 3);
-          __builtin_prefetch(o + 1024 + 64, 1, 3);
-          if (wide) {
-            *(dc_v64*)o = bg;
-            *(dc_v64*)(o + 64) = bg;
-          } else {
-            *(dc_v32*)o = bgh;
-            *(dc_v32*)(o + 32) = bgh;
-            *(dc_v32*)(o + 64) = bgh;
-            *(dc_v32*)(o + 96) = bgh;
-          }
+        /* ng groups of 128 bytes, unrolled (a jump into the sequence, the same every time);
+         * the prefetches are for the lines a few iterations ahead: their fetch overlaps the
+         * decoding instead of holding these stores (and the decoding behind them) up */
+#define DC_SP_GROUP(g)                         \
+  do {                                         \
+    uint8_t* const og_ = o + 128 * (g);        \
+    __builtin_prefetch(og_ + 1024, 1, 3);      \
+    __builtin_prefetch(og_ + 1024 + 64, 1, 3); \
+    if (wide) {                                \
+      *(dc_v64*)og_ = bg;                      \
+      *(dc_v64*)(og_ + 64) = bg;               \
+    } else {                                   \
+      *(dc_v32*)og_ = bgh;                     \
+      *(dc_v32*)(og_ + 32) = bgh;              \
+      *(dc_v32*)(og_ + 64) = bgh;              \
+      *(dc_v32*)(og_ + 96) = bgh;              \
+    }                                          \
+  } while (0)
+        switch (ng) {
+          case 16: DC_SP_GROUP(15); /* fall through */
+          case 15: DC_SP_GROUP(14); /* fall through */
+          case 14: DC_SP_GROUP(13); /* fall through */
+          case 13: DC_SP_GROUP(12); /* fall through */
+          case 12: DC_SP_GROUP(11); /* fall through */
+          case 11: DC_SP_GROUP(10); /* fall through */
+          case 10: DC_SP_GROUP(9);  /* fall through */
+          case 9: DC_SP_GROUP(8);   /* fall through */
+          case 8: DC_SP_GROUP(7);   /* fall through */
+          case 7: DC_SP_GROUP(6);   /* fall through */
+          case 6: DC_SP_GROUP(5);   /* fall through */
+          case 5: DC_SP_GROUP(4);   /* fall through */
+          case 4: DC_SP_GROUP(3);   /* fall through */
+          case 3: DC_SP_GROUP(2);   /* fall through */
+          case 2: DC_SP_GROUP(1);   /* fall through */
+          default: DC_SP_GROUP(0);
         }
+#undef DC_SP_GROUP
         filled += filled < p + reach + step ? step : 0;
       }
       j -= 16 * it; /* the iterations not run */
