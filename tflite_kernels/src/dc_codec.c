@@ -1999,9 +1999,10 @@ sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* it
   const uint64_t reach = 16 * G; /* elements an iteration's 16 entries can advance p by */
   const uint8_t* cb = h->codebook;
   const uint8_t* bgv = cb + (size_t)h->background * 4u;
-  /* background stores per iteration: groups of 128 bytes (32 elements), 1.25x the mean
-   * advance (16 n / e elements), at most 16 groups (sparser stretches take the chunked fill) */
-  const uint64_t ng = min_u64(16, (16 * 5 * n) / (4 * 32 * (e | 1)) + 1), step = 32 * ng;
+  /* background stores per iteration: groups of 128 bytes (32 elements), the mean advance
+   * (16 n / e elements) + 1 group, at most 16 (sparser stretches take the chunked fill; more
+   * stores, idle in denser stretches, measured slower) */
+  const uint64_t ng = min_u64(16, (16 * 4 * n) / (4 * 32 * (e | 1)) + 1), step = 32 * ng;
   uint64_t j = 0, p = 0, filled = 0, it, q[4];
   uint32_t bg32, s;
   dc_v64 bg;
