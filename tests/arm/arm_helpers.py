@@ -55,3 +55,20 @@ def run_aarch64_python(env, argv, cpu=None):
                           env=proc_env)
     assert proc.returncode == 0, f"emulated aarch64 python failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
+
+
+def share_and_prune(model, seed, zero_fraction):
+    """Gives every layer with a kernel Deep Compression's kind of weights: 16 shared values
+    (linear over the kernel's range) and about `zero_fraction` of them zero; biases + 0.01."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        kernel, bias = layer.get_weights()
+        book = np.linspace(-1, 1, 16).astype(np.float32) * np.abs(kernel).max()
+        shared = book[np.abs(kernel[..., None] - book).argmin(-1)]
+        shared[rng.random(kernel.shape) < zero_fraction] = 0.0
+        layer.set_weights([shared, bias + 0.01])
+    return model

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from arm_helpers import ROOT, built, run_aarch64_python
+from arm_helpers import ROOT, built, run_aarch64_python, share_and_prune
 
 RUNNER = ROOT / "tools" / "arm" / "litert_run.py"
 
@@ -19,14 +19,7 @@ def _keras_mlp():
     keras.utils.set_random_seed(99)
     model = keras.Sequential([keras.Input((40,), batch_size=1), keras.layers.Dense(64, activation="relu"),
                               keras.layers.Dense(32, activation="relu6"), keras.layers.Dense(10)])
-    rng = np.random.default_rng(5)
-    for layer in model.layers:
-        kernel, bias = layer.get_weights()
-        book = np.linspace(-1, 1, 16).astype(np.float32) * np.abs(kernel).max()
-        shared = book[np.abs(kernel[..., None] - book).argmin(-1)]
-        shared[rng.random(kernel.shape) < 0.8] = 0.0
-        layer.set_weights([shared, bias + 0.01])
-    return model
+    return share_and_prune(model, seed=5, zero_fraction=0.8)
 
 
 @pytest.fixture(scope="module")

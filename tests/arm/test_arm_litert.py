@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from arm_helpers import ROOT, built, run_aarch64_python
+from arm_helpers import ROOT, built, run_aarch64_python, share_and_prune
 
 RUNNER = ROOT / "tools" / "arm" / "litert_run.py"
 N_SAMPLES = 6
@@ -43,16 +43,7 @@ def _keras_model():
     x = keras.layers.Dense(64, activation="relu")(x)
     out = keras.layers.Dense(10)(x)
     model = keras.Model(inp, out)
-    rng = np.random.default_rng(3)
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        kernel, bias = layer.get_weights()
-        book = np.linspace(-1, 1, 16).astype(np.float32) * np.abs(kernel).max()
-        shared = book[np.abs(kernel[..., None] - book).argmin(-1)]
-        shared[rng.random(kernel.shape) < 0.75] = 0.0
-        layer.set_weights([shared, bias + 0.01])
-    return model
+    return share_and_prune(model, seed=3, zero_fraction=0.75)
 
 
 @pytest.fixture(scope="module")
