@@ -135,7 +135,8 @@ DC_API dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* byt
 DC_API dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out, size_t out_size,
                               void* workspace, size_t workspace_size);
 
-/* dc_decode_ws with a DC_FAST_WORKSPACE workspace on the stack (host convenience). */
+/* dc_decode_ws with a workspace on the stack (host convenience): DC_FAST_WORKSPACE bytes on
+ * x86-64 (gcc/clang), DC_MAX_WORKSPACE elsewhere. */
 DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t out_size);
 
 /* §8: CRC-32 (zlib's crc32: ISO-HDLC polynomial, reflected, init and final xor 0xFFFFFFFF)

@@ -2318,7 +2318,13 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
   return DC_OK;
 }
 
+/* dc_decode's stack workspace: room for the x86-64 pair table only where that path exists */
+#if DC_DENSE_BMI2
+#define DC_DECODE_WORKSPACE DC_FAST_WORKSPACE
+#else
+#define DC_DECODE_WORKSPACE DC_MAX_WORKSPACE
+#endif
 dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t out_size) {
-  uint16_t ws[DC_FAST_WORKSPACE / 2];
+  uint16_t ws[DC_DECODE_WORKSPACE / 2];
   return dc_decode_ws(data, size, out, out_size, ws, sizeof ws);
 }
