@@ -445,8 +445,10 @@ def test_context_sparse_hostile_fields_rejected_with_valid_crc():
 
 @pytest.fixture
 def portable_and_simd():
-    """Decodes with the x86-64 fast paths (BMI2 dense loop, carry-less CRC) and without them
-    (dc_codec_use_simd(0): the portable code), restoring the setting afterwards."""
+    """Decodes with the x86-64 fast paths (BMI2 loops, carry-less CRC, the §6 float32 pair-table
+    loop with AVX-512 stores where the CPU has them), with those but AVX-512
+    (dc_codec_use_simd(2)) and without any (dc_codec_use_simd(0): the portable code), restoring
+    the setting afterwards: [fast, portable, fast without AVX-512]."""
     from dc_keras.codec._decode import _library
 
     lib = _library()
@@ -455,7 +457,7 @@ def portable_and_simd():
 
     def both(packed):
         out = []
-        for on in (1, 0):
+        for on in (1, 0, 2):
             was = lib.dc_codec_use_simd(on)
             try:
                 out.append(codec.decode(packed))
@@ -486,11 +488,46 @@ def test_fast_paths_match_portable_decoder(portable_and_simd, version, dtype, la
             a = np.where(rng.random(n) < (0.02, 0.1, 0.5)[skew % 3], a, 0).astype(dtype)
             a[: min(n, 3)] = vals[-1]
         packed = codec.encode(a, layout=layout, version=version)
-        fast, portable = portable_and_simd(packed)
-        assert fast.tobytes() == portable.tobytes() == a.tobytes(), (n, k)
+        fast, portable, avx2 = portable_and_simd(packed)
+        assert fast.tobytes() == portable.tobytes() == avx2.tobytes() == a.tobytes(), (n, k)
         bad = bytearray(packed)
         for pos in rng.integers(len(packed) // 2, len(packed), size=6):
             bad[pos] ^= 1 << int(rng.integers(8))
-            fast, portable = portable_and_simd(bytes(bad))
-            assert str(fast) == str(portable) or fast.tobytes() == portable.tobytes()
+            _assert_same_result(*portable_and_simd(bytes(bad)))
+            bad[pos] = packed[pos]
+
+
+def _assert_same_result(fast, portable, avx2):
+    for other in (fast, avx2):
+        assert str(other) == str(portable) or (
+            not isinstance(other, str) and other.tobytes() == portable.tobytes())
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_sparse_pair_loop_matches_portable_decoder(portable_and_simd, version):
+    """§6 float32, the x86-64 pair-table loop (one lookup per entry when gap and index codes fit
+    in 12 bits, 3 entries per stream load, background stores interleaved ahead of the entries):
+    the portable loop's bytes and statuses for dense and sparse stretches side by side (the
+    background stores fall behind and catch up), every gap alphabet up to 4096, a non-zero
+    background, 12-bit codes on both sides, and tensors ending inside the loop's last reach."""
+    rng = np.random.default_rng(17 + version)
+    cases = [(784 * 300, 0.08, 32, 0), (300 * 784, 0.3, 200, 1), (50_000, 0.01, 5, 0),
+             (4096 * 9 + 7, 0.6, 4000, 1), (20_011, 0.08, 32, 2), (3000, 0.5, 3, 0)]
+    for n, density, k, kind in cases:
+        vals = (rng.laplace(size=k) * 0.05).astype(np.float32)
+        p = rng.random(k) ** 4  # skewed: index codes up to 12 bits
+        a = vals[rng.choice(k, size=n, p=p / p.sum())]
+        keep = rng.random(n) < density
+        if kind == 1:  # empty stretches (pruned input rows): far apart entries, long gap codes
+            for start in rng.integers(0, n, size=12):
+                keep[start:start + int(rng.integers(300, 5000))] = False
+        a = np.where(keep, a, np.float32(0.25) if kind == 2 else np.float32(0)).astype(np.float32)
+        packed = codec.encode(a, layout="sparse", version=version)
+        assert codec.info(packed)["layout"] == "sparse"
+        fast, portable, avx2 = portable_and_simd(packed)
+        assert fast.tobytes() == portable.tobytes() == avx2.tobytes() == a.tobytes(), (n, density)
+        bad = bytearray(packed)
+        for pos in rng.integers(len(packed) // 3, len(packed), size=8):
+            bad[pos] ^= 1 << int(rng.integers(8))  # in the streams; v2: with a valid CRC
+            _assert_same_result(*portable_and_simd(_with_crc(bad) if version == 2 else bytes(bad)))
             bad[pos] = packed[pos]

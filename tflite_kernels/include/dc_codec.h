@@ -81,6 +81,9 @@ enum {
 /* Largest workspace dc_workspace_size() can ask for: two 2^12-entry u16 tables + alignment
  * (§14 keeps all its tables within the same 2 * 2^12 entries). */
 #define DC_MAX_WORKSPACE (2u * 2u * (1u << DC_MAX_CODE_LENGTH) + 16u)
+/* A workspace of this size (>= DC_MAX_WORKSPACE) lets dc_decode_ws take its fastest paths (x86-64:
+ * §6 float32 with a 2^12-entry gap + index pair table after the index table); dc_decode uses it. */
+#define DC_FAST_WORKSPACE (2u * (1u << DC_MAX_CODE_LENGTH) + 4u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 
 typedef enum {
   DC_OK = 0,
@@ -132,16 +135,18 @@ DC_API dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* byt
 DC_API dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out, size_t out_size,
                               void* workspace, size_t workspace_size);
 
-/* dc_decode_ws with a DC_MAX_WORKSPACE workspace on the stack (host convenience). */
+/* dc_decode_ws with a workspace on the stack (host convenience): DC_FAST_WORKSPACE bytes on
+ * x86-64 (gcc/clang), DC_MAX_WORKSPACE elsewhere. */
 DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t out_size);
 
 /* §8: CRC-32 (zlib's crc32: ISO-HDLC polynomial, reflected, init and final xor 0xFFFFFFFF)
  * of `len` bytes, continuing from `crc` (0 to start). */
 DC_API uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len);
 
-/* The x86-64 fast paths (CRC-32 by carry-less multiplication, §5 32-bit dense decode with BMI2;
- * used where the CPU has them): off (0) runs the portable code only, for tests and benchmarks
- * that compare the two.  Process-wide; returns the previous setting (default on). */
+/* The x86-64 fast paths (CRC-32 by carry-less multiplication, §5/§6 32-bit decode with BMI2,
+ * §6 with AVX2 or AVX-512 stores; used where the CPU has them): off (0) runs the portable code
+ * only, 2 allows all but the AVX-512 ones, for tests and benchmarks that compare them.
+ * Process-wide; returns the previous setting (default 1: all). */
 DC_API int dc_codec_use_simd(int on);
 
 /* Static English description of a status code. */

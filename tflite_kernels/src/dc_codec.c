@@ -514,11 +514,11 @@ static uint32_t crc_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
 }
 #endif
 
-static int simd_allowed = 1; /* dc_codec_use_simd */
+static int simd_allowed = 1; /* dc_codec_use_simd: 0 none, 1 all, 2 all but AVX-512 */
 
 int dc_codec_use_simd(int on) {
   int was = simd_allowed;
-  simd_allowed = on != 0;
+  simd_allowed = on == 2 ? 2 : on != 0;
   return was;
 }
 
@@ -1822,6 +1822,316 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status sparse_e4_bmi2(const u
 
 #undef DC_BMI2_LOAD
 
+/* §6 sparse, 32-bit elements, ungrouped, x86-64 with BMI2 and AVX2, when the caller's workspace
+ * has room for a pair table (DC_FAST_WORKSPACE bytes; dc_decode gives it): the same entries,
+ * positions, checks and statuses as sparse_body, decoded as follows.
+ *  - One lookup per entry: a 2^12-entry table indexed by the next 12 stream bits gives gap + 1,
+ *    the index and the bits used when the entry's gap code and index code both end inside them
+ *    (91-95 % of the entries of the 8 %-dense LeNet-300-100 layers), else gap + 1 and the gap
+ *    code's length, and the index takes its own lookup (a rarely taken branch).
+ *  - Four entries per stream per 8-byte load (57 bits): entries use 8 bits on average; the
+ *    third and fourth are checked after decoding and, rarely, decoded again after a reload.
+ *  - The background is written by a fixed number of 32- or 64-byte stores per iteration just
+ *    ahead of the entries' reach, after prefetches for writing further ahead, interleaved with
+ *    the decoding (the output's cache traffic overlaps the table lookups instead of following
+ *    them as one memset); a chunked fill catches up when the entries outrun it (sparse
+ *    stretches).
+ * Pair word: (gap + 1) << 19 | index << 7 | both << 6 | bits used (a shift by the word uses its
+ * low 6 bits, the length). */
+#define DC_SP_BITS 12u
+#define DC_SP_BOTH 64u
+/* Pair word of window r | x << lg (gap symbol s of code length lg, reversed code r): the index
+ * code read from x (its bits above `room` = 12 - lg missing, as zeros) if it fits, else none. */
+static inline uint32_t sp_word(uint32_t base, const uint16_t* itab, uint32_t imask, uint32_t x,
+                               uint32_t room) {
+  const uint32_t ie = itab[x & imask], li = ie & 15u;
+  const uint32_t hit = (uint32_t)(ie >> 4) << 7 | DC_SP_BOTH | li;
+  return base + (hit & (0u - (uint32_t)(li <= room))); /* branch-free: hits, misses interleave */
+}
+
+/* Canonical codes (§4) of alphabet g: next[l] = first code of length l. */
+static void sp_first_codes(const dc_alphabet* g, uint32_t next[DC_MAX_CODE_LENGTH + 1]) {
+  uint32_t count[DC_MAX_CODE_LENGTH + 1], code = 0, l, s;
+  memset(count, 0, sizeof count);
+  for (s = 0; s < g->n; ++s) count[alph_len(g, s)]++;
+  count[0] = 0;
+  next[0] = 0;
+  for (l = 1; l <= g->max_len; ++l) {
+    code = (code + count[l - 1]) << 1;
+    next[l] = code;
+  }
+}
+
+/* The 2^12 pair words.  A window's word depends only on its low lg + li bits when both codes fit
+ * in DC_SP_FIRST bits: the first 2^DC_SP_FIRST words are built, doubling copies repeat them, and
+ * only the windows that need more bits (a longer gap code, or an index code longer than the
+ * first bits leave) are then written one by one: ~2x fewer words computed than one per window
+ * (the build is ~8 % of decoding an 18.8 K-entry tensor). */
+#define DC_SP_FIRST 9u
+DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, uint32_t imask,
+                                    uint32_t* pairs) {
+  uint32_t next[DC_MAX_CODE_LENGTH + 1], first[DC_MAX_CODE_LENGTH + 1], s, x, size;
+  if (g->max_len == 0) { /* one gap value, zero bits */
+    const uint32_t base = (g->single + 1u) << 19;
+    for (x = 0; x < (1u << DC_SP_BITS); ++x) pairs[x] = sp_word(base, itab, imask, x, DC_SP_BITS);
+    return;
+  }
+  sp_first_codes(g, next);
+  memcpy(first, next, sizeof first);
+  for (s = 0; s < g->n; ++s) { /* the first 2^F windows (words of longer codes: fixed below) */
+    const uint32_t lg = alph_len(g, s), base = (s + 1u) << 19 | lg;
+    uint32_t r;
+    if (lg == 0 || lg > DC_SP_FIRST) continue;
+    r = rev_code(next[lg]++, lg);
+    for (x = 0; x < (1u << (DC_SP_FIRST - lg)); ++x)
+      pairs[r | x << lg] = sp_word(base, itab, imask, x, DC_SP_FIRST - lg);
+  }
+  for (size = 1u << DC_SP_FIRST; size < (1u << DC_SP_BITS); size *= 2)
+    memcpy(pairs + size, pairs, size * sizeof *pairs);
+  for (s = 0; s < g->n; ++s) {
+    const uint32_t lg = alph_len(g, s), base = (s + 1u) << 19 | lg, room = DC_SP_BITS - lg;
+    uint32_t r, y, z;
+    if (lg == 0) continue;
+    r = rev_code(first[lg]++, lg);
+    if (lg > DC_SP_FIRST) {
+      for (x = 0; x < (1u << room); ++x) pairs[r | x << lg] = sp_word(base, itab, imask, x, room);
+      continue;
+    }
+    /* y: the first bits after the gap code; an index code longer than they hold (the lookup
+     * of y alone then gives a length beyond them) needs every extension z of y */
+    for (y = 0; y < (1u << (DC_SP_FIRST - lg)); ++y) {
+      if ((itab[y & imask] & 15u) <= DC_SP_FIRST - lg) continue;
+      /* windows r | y << lg | z << F: x = y | z << (F - lg) */
+      uint32_t* pw = pairs + (r | y << lg);
+      const uint32_t xs = 1u << (DC_SP_FIRST - lg);
+      for (z = 0; z < (1u << (DC_SP_BITS - DC_SP_FIRST)); ++z)
+        pw[z << DC_SP_FIRST] = sp_word(base, itab, imask, y + z * xs, room);
+    }
+  }
+}
+#undef DC_SP_FIRST
+
+#define DC_SP_LOAD(q) ((_bzhi_u64(ld64(data + ((q) >> 3)) >> ((q)&7u), 57)) | ((uint64_t)1 << 57))
+/* One entry from stream word w (marker-terminated as in dense_e4_bmi2) into word x. */
+#define DC_SP_DEC(w, x)                                   \
+  do {                                                    \
+    uint32_t e_ = pairs[_bzhi_u64((w), DC_SP_BITS)];      \
+    (w) >>= e_ & 63u;                                     \
+    if (__builtin_expect(!(e_ & DC_SP_BOTH), 0)) {        \
+      const uint32_t i_ = itab[_bzhi_u64((w), Li)];       \
+      (w) >>= i_ & 15u;                                   \
+      e_ = (e_ & 0xFFF80000u) | (uint32_t)(i_ >> 4) << 7; \
+    }                                                     \
+    (x) = e_;                                             \
+  } while (0)
+/* An entry that may not fit in the bits left before the marker: decoded anyway; if it used
+ * the marker (w is then 0), decoded again from a reload at its stream position (rare: entries
+ * use 8 bits on average, the third and fourth start after 16 and 25). */
+#define DC_SP_DEC_LATE(w, x, q)                    \
+  do {                                             \
+    const uint64_t was_ = (w);                     \
+    DC_SP_DEC(w, x);                               \
+    if (__builtin_expect((w) == 0, 0)) {           \
+      (q) += (uint64_t)__builtin_clzll(was_) - 6u; \
+      (w) = DC_SP_LOAD(q);                         \
+      DC_SP_DEC(w, x);                             \
+    }                                              \
+  } while (0)
+#define DC_SP_PUT(x, CHECK)                                      \
+  do {                                                           \
+    p += (x) >> 19;                                              \
+    if ((CHECK) && p > n) return DC_ERR_STREAM;                  \
+    memcpy(out + (p - 1) * 4u, cb + (((x) >> 5) & 0x3FFCu), 4u); \
+  } while (0)
+/* One iteration: 4 entries of each stream, in entry order (entry j is stream j mod 4's). */
+#define DC_SP_ROUND(CHECK) \
+  do {                     \
+    DC_SP_DEC(w0, x0);     \
+    DC_SP_DEC(w1, x1);     \
+    DC_SP_DEC(w2, x2);     \
+    DC_SP_DEC(w3, x3);     \
+    DC_SP_PUT(x0, CHECK);  \
+    DC_SP_PUT(x1, CHECK);  \
+    DC_SP_PUT(x2, CHECK);  \
+    DC_SP_PUT(x3, CHECK);  \
+  } while (0)
+#define DC_SP_ROUND_LATE(CHECK) \
+  do {                          \
+    DC_SP_DEC_LATE(w0, x0, q0); \
+    DC_SP_DEC_LATE(w1, x1, q1); \
+    DC_SP_DEC_LATE(w2, x2, q2); \
+    DC_SP_DEC_LATE(w3, x3, q3); \
+    DC_SP_PUT(x0, CHECK);       \
+    DC_SP_PUT(x1, CHECK);       \
+    DC_SP_PUT(x2, CHECK);       \
+    DC_SP_PUT(x3, CHECK);       \
+  } while (0)
+#define DC_SP_ITER(CHECK)                                                                        \
+  do {                                                                                           \
+    uint64_t w0 = DC_SP_LOAD(q0), w1 = DC_SP_LOAD(q1), w2 = DC_SP_LOAD(q2), w3 = DC_SP_LOAD(q3); \
+    uint32_t x0, x1, x2, x3;                                                                     \
+    DC_SP_ROUND(CHECK);                                                                          \
+    DC_SP_ROUND(CHECK);                                                                          \
+    DC_SP_ROUND_LATE(CHECK);                                                                     \
+    DC_SP_ROUND_LATE(CHECK);                                                                     \
+    q0 += (uint64_t)__builtin_clzll(w0) - 6u;                                                    \
+    q1 += (uint64_t)__builtin_clzll(w1) - 6u;                                                    \
+    q2 += (uint64_t)__builtin_clzll(w2) - 6u;                                                    \
+    q3 += (uint64_t)__builtin_clzll(w3) - 6u;                                                    \
+  } while (0)
+/* Iterations of the loop below from bit position q with every load inside the stream: an
+ * iteration advances <= 4 * 24 bits (12 bytes) and loads at most 9 bytes past its start. */
+static inline uint64_t sp_safe_iters(uint64_t q, size_t end) {
+  const uint64_t byte = q >> 3;
+  return byte + 17 <= end ? (end - 17 - byte) / 12 + 1 : 0;
+}
+
+/* Background stores: 64 bytes (AVX-512 instance, `wide`) or 32 (AVX2). */
+typedef uint32_t dc_v64 __attribute__((vector_size(64), aligned(1), may_alias));
+typedef uint32_t dc_v32 __attribute__((vector_size(32), aligned(1), may_alias));
+
+__attribute__((target("bmi,bmi2,lzcnt,avx2"), always_inline)) static inline dc_status
+sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* itab,
+                     const uint32_t* pairs, uint8_t* out, cksum* ck, const int wide) {
+  bitreader br[4];
+  const uint32_t Li = h->index_code.max_len;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet;
+  const uint64_t reach = 16 * G; /* elements an iteration's 16 entries can advance p by */
+  const uint8_t* cb = h->codebook;
+  const uint8_t* bgv = cb + (size_t)h->background * 4u;
+  /* background stores per iteration: groups of 128 bytes (32 elements), the mean advance
+   * (16 n / e elements) + 1 group, at most 16 (sparser stretches take the chunked fill; more
+   * stores, idle in denser stretches, measured slower) */
+  const uint64_t ng = min_u64(16, (16 * 4 * n) / (4 * 32 * (e | 1)) + 1), step = 32 * ng;
+  uint64_t j = 0, p = 0, filled = 0, it, q[4];
+  uint32_t bg32, s;
+  dc_v64 bg;
+  dc_v32 bgh;
+  dc_status st;
+  memcpy(&bg32, bgv, 4);
+  bg = (dc_v64){0} + bg32;
+  bgh = (dc_v32){0} + bg32;
+  streams_init(br, h);
+  for (s = 0; s < 4; ++s) q[s] = (uint64_t)br[s].start * 8u;
+  while ((it = min_u64(
+              min_u64(min_u64(sp_safe_iters(q[0], br[0].end), sp_safe_iters(q[1], br[1].end)),
+                      min_u64(sp_safe_iters(q[2], br[2].end), sp_safe_iters(q[3], br[3].end))),
+              min_u64((e - j) / 16, DC_CHUNK_ITERS))) > 0) {
+    uint64_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3], need = min_u64(n, p + reach), soft;
+    if (filled < need) { /* the start, or the entries outran the stores: fill a stretch */
+      const uint64_t to = min_u64(n, need + 16 * step);
+      fill_elements(out, filled, to, bgv, 4, 32);
+      filled = to;
+    }
+    soft = (n - filled) / step; /* iterations whose stores stay inside the output */
+    if (soft > 0) {
+      /* filled >= p + reach <= n before each iteration: its entries land below n unchecked */
+      j += 16 * it;
+      for (; it > 0; --it) {
+        uint8_t* o = out + filled * 4u;
+        if (filled < p + reach || soft-- == 0) break;
+        DC_SP_ITER(0);
+        /* ng groups of 128 bytes, unrolled (a jump into the sequence, the same every time);
+         * the prefetches are for the lines a few iterations ahead: their fetch overlaps the
+         * decoding instead of holding these stores (and the decoding behind them) up */
+#define DC_SP_GROUP(g)                         \
+  do {                                         \
+    uint8_t* const og_ = o + 128 * (g);        \
+    __builtin_prefetch(og_ + 1024, 1, 3);      \
+    __builtin_prefetch(og_ + 1024 + 64, 1, 3); \
+    if (wide) {                                \
+      *(dc_v64*)og_ = bg;                      \
+      *(dc_v64*)(og_ + 64) = bg;               \
+    } else {                                   \
+      *(dc_v32*)og_ = bgh;                     \
+      *(dc_v32*)(og_ + 32) = bgh;              \
+      *(dc_v32*)(og_ + 64) = bgh;              \
+      *(dc_v32*)(og_ + 96) = bgh;              \
+    }                                          \
+  } while (0)
+        switch (ng) {
+          case 16: DC_SP_GROUP(15); /* fall through */
+          case 15: DC_SP_GROUP(14); /* fall through */
+          case 14: DC_SP_GROUP(13); /* fall through */
+          case 13: DC_SP_GROUP(12); /* fall through */
+          case 12: DC_SP_GROUP(11); /* fall through */
+          case 11: DC_SP_GROUP(10); /* fall through */
+          case 10: DC_SP_GROUP(9);  /* fall through */
+          case 9: DC_SP_GROUP(8);   /* fall through */
+          case 8: DC_SP_GROUP(7);   /* fall through */
+          case 7: DC_SP_GROUP(6);   /* fall through */
+          case 6: DC_SP_GROUP(5);   /* fall through */
+          case 5: DC_SP_GROUP(4);   /* fall through */
+          case 4: DC_SP_GROUP(3);   /* fall through */
+          case 3: DC_SP_GROUP(2);   /* fall through */
+          case 2: DC_SP_GROUP(1);   /* fall through */
+          default: DC_SP_GROUP(0);
+        }
+#undef DC_SP_GROUP
+        filled += filled < p + reach + step ? step : 0;
+      }
+      j -= 16 * it; /* the iterations not run */
+    } else {        /* the output's end: all of it filled, entries checked */
+      fill_elements(out, filled, n, bgv, 4, 32);
+      filled = n;
+      j += 16 * it;
+      for (; it > 0; --it) DC_SP_ITER(1);
+    }
+    q[0] = q0;
+    q[1] = q1;
+    q[2] = q2;
+    q[3] = q3;
+    ck_upto(ck, out, (size_t)(p * 4u));
+  }
+  for (s = 0; s < 4; ++s) br_seek(&br[s], data, q[s]);
+  for (; j < e; ++j) { /* the tail, one stream at a time with the safe refill */
+    bitreader* bb = &br[j & 3];
+    uint32_t x, g;
+    br_refill_safe(bb, data);
+    x = pairs[bb->bits & ((1u << DC_SP_BITS) - 1u)];
+    bb->bits >>= x & 63u;
+    bb->count -= x & 63u;
+    if (!(x & DC_SP_BOTH)) {
+      const uint32_t i_ = itab[bb->bits & ((1u << Li) - 1u)];
+      bb->bits >>= i_ & 15u;
+      bb->count -= i_ & 15u;
+      x = (x & 0xFFF80000u) | (uint32_t)(i_ >> 4) << 7;
+    }
+    g = (x >> 19) - 1u;
+    if (p + g < n && filled <= p + g) {
+      uint64_t to = min_u64(n, p + g + G + DC_FILL_CHUNK);
+      fill_elements(out, filled, to, bgv, 4, 32);
+      filled = to;
+    }
+    DC_SP_PUT(x, 1);
+  }
+  if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
+  fill_elements(out, filled, n, bgv, 4, 32);
+  for (s = 0; s < 4; ++s) {
+    st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+__attribute__((target("bmi,bmi2,lzcnt,avx2"))) DC_NOINLINE dc_status
+sparse_e4_pairs_avx2(const uint8_t* data, const dc_header* h, const uint16_t* itab,
+                     const uint32_t* pairs, uint8_t* out, cksum* ck) {
+  return sparse_e4_pairs_body(data, h, itab, pairs, out, ck, 0);
+}
+/* AVX-512 CPUs (all with PREFETCHW): 64-byte stores, prefetches for writing. */
+__attribute__((target("bmi,bmi2,lzcnt,avx2,avx512f,prfchw"))) DC_NOINLINE dc_status
+sparse_e4_pairs_avx512(const uint8_t* data, const dc_header* h, const uint16_t* itab,
+                       const uint32_t* pairs, uint8_t* out, cksum* ck) {
+  return sparse_e4_pairs_body(data, h, itab, pairs, out, ck, 1);
+}
+#undef DC_SP_LOAD
+#undef DC_SP_DEC
+#undef DC_SP_DEC_LATE
+#undef DC_SP_ROUND_LATE
+#undef DC_SP_PUT
+#undef DC_SP_ROUND
+#undef DC_SP_ITER
+
 static int dense_bmi2_ok(void) {
   static int level = -1; /* a benign race: every thread stores the same value */
   if (level < 0) {
@@ -1829,6 +2139,21 @@ static int dense_bmi2_ok(void) {
     level = __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
   }
   return level && simd_allowed;
+}
+
+/* 0: no pair path, 1: AVX2, 2: AVX-512 (every x86-64 CPU with BMI2 and AVX2 has LZCNT, every one
+ * with AVX-512 PREFETCHW: the instances also use them). */
+static int sparse_pairs_level(void) {
+  static int level = -1; /* a benign race: every thread stores the same value */
+  if (level < 0) {
+    __builtin_cpu_init();
+    level = !(__builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+              __builtin_cpu_supports("avx2"))
+                ? 0
+            : __builtin_cpu_supports("avx512f") ? 2
+                                                : 1;
+  }
+  return simd_allowed == 0 ? 0 : simd_allowed == 2 && level > 1 ? 1 : level;
 }
 #endif
 
@@ -1909,7 +2234,7 @@ static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_
 }
 
 static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* itab,
-                             uint16_t* gtab, uint8_t* out, cksum* ck) {
+                             uint16_t* gtab, uint32_t* pairs, uint8_t* out, cksum* ck) {
   static const dense_fn dense[2][5] = {{dense_b2, dense_b4, dense_e1, dense_e2, dense_e4},
                                        {NULL, NULL, dense_g1, dense_g2, dense_g4}};
   static const sparse_fn sparse[2][5] = {{sparse_b2, sparse_b4, sparse_e1, sparse_e2, sparse_e4},
@@ -1936,6 +2261,15 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
     return dense_e4_bmi2(data, h, itab, out, ck);
 #endif
   if (!h->sparse) return dense[grouped][slot](data, h, itab, out, ck);
+#if DC_DENSE_BMI2
+  if (pairs != NULL && !grouped && slot == 4 && sparse_pairs_level() > 0) {
+    build_sparse_pairs(&h->gap_code, itab, (1u << h->index_code.max_len) - 1u, pairs);
+    return sparse_pairs_level() == 2 ? sparse_e4_pairs_avx512(data, h, itab, pairs, out, ck)
+                                     : sparse_e4_pairs_avx2(data, h, itab, pairs, out, ck);
+  }
+#else
+  (void)pairs;
+#endif
   build_table(&h->gap_code, gtab);
 #if DC_DENSE_BMI2
   if (!grouped && slot == 4 && h->index_code.max_len <= 12 && h->gap_code.max_len <= 12 &&
@@ -1954,7 +2288,8 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
   dc_status st;
   uint8_t* out = (uint8_t*)out_v;
   uint16_t *itab, *gtab;
-  uintptr_t ws;
+  uint32_t* pairs;
+  uintptr_t ws, pt;
   cksum ck;
   if (data == NULL || (out == NULL && out_size != 0)) return DC_ERR_ARGUMENT;
   st = dc_parse(data, size, &h);
@@ -1971,14 +2306,25 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
     ws = ((uintptr_t)workspace + 1u) & ~(uintptr_t)1u; /* u16 alignment (2 spare bytes) */
     itab = (uint16_t*)ws;
     gtab = itab + table_entries(&h.index_code);
-    st = decode_body(data, &h, itab, gtab, out, h.info.version == 1 ? &ck : NULL);
+    /* §6 float32 on x86-64: a pair table after the index table if the workspace has room */
+    pt = ((uintptr_t)gtab + 3u) & ~(uintptr_t)3u;
+    pairs = h.sparse && pt - (uintptr_t)workspace + (4u << DC_MAX_CODE_LENGTH) <= workspace_size
+                ? (uint32_t*)pt
+                : NULL;
+    st = decode_body(data, &h, itab, gtab, pairs, out, h.info.version == 1 ? &ck : NULL);
     if (st != DC_OK) return st;
   }
   if (h.info.version == 1 && !checksum_v1_finish(&ck, &h, data, out)) return DC_ERR_CHECKSUM;
   return DC_OK;
 }
 
+/* dc_decode's stack workspace: room for the x86-64 pair table only where that path exists */
+#if DC_DENSE_BMI2
+#define DC_DECODE_WORKSPACE DC_FAST_WORKSPACE
+#else
+#define DC_DECODE_WORKSPACE DC_MAX_WORKSPACE
+#endif
 dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t out_size) {
-  uint16_t ws[DC_MAX_WORKSPACE / 2];
+  uint16_t ws[DC_DECODE_WORKSPACE / 2];
   return dc_decode_ws(data, size, out, out_size, ws, sizeof ws);
 }
