@@ -198,7 +198,7 @@ def main(argv=None):
         print(f"{label:32} {1e3 * row['plain_s']:7.2f} {1e3 * row['pruned_s']:7.2f} {_cell(row, '')} "
               f"{1e3 * row['clustered_s']:7.2f} {_cell(row, 'cluster_')}   ({row['seconds']:.0f} s)")
         if "jax_ffi" in result:
-            split = " shared with a pool thread" if result.get("jax_ffi_split") else " on one thread (DC_KERAS_JAX_FFI_SPLIT=0)"
+            split = " shared with a pool thread (DC_KERAS_JAX_FFI_SPLIT=1)" if result.get("jax_ffi_split") else " on one thread (DC_KERAS_JAX_FFI_SPLIT=0)"
             print(f"{'':32} clustered step: " + ("native centroid kernels (make jax-ffi)" + split if result["jax_ffi"] else
                                                  f"lax.gather fallback: {result.get('jax_ffi_why')}"))
         if "tf_ops" in result:

@@ -15,8 +15,8 @@ path (JAX says so).
 ``DC_KERAS_JAX_FFI``: ``auto`` (default: use the library when present; its absence is logged once
 at INFO level on the ``dc_keras`` logger), ``0`` (never use it), ``1`` (required: raise if it
 cannot load). ``DC_KERAS_JAX_FFI_LIBRARY`` names a library built elsewhere.
-``DC_KERAS_JAX_FFI_SPLIT``: ``1`` (default) or ``0`` (each kernel call on one thread; see
-:func:`split_mode`).
+``DC_KERAS_JAX_FFI_SPLIT``: ``0`` (default: each kernel call on one thread) or ``1`` (large calls
+shared with a pool thread; see :func:`split_mode`).
 
 Example:
     >>> from dc_keras.train import _jax_ffi
@@ -110,10 +110,12 @@ def available() -> bool:
 
 
 def split_mode() -> bool:
-    """``DC_KERAS_JAX_FFI_SPLIT``: ``1`` (default) shares a large gather's chunks and a large
-    kernel's sums' parts with one thread of XLA's pool; ``0`` keeps each call on one thread (same
-    bits either way; read when a step is traced)."""
-    value = os.environ.get(_SPLIT_ENV, "1").strip() or "1"
+    """``DC_KERAS_JAX_FFI_SPLIT``: ``0`` (default) keeps each call on one thread; ``1`` shares a
+    large gather's chunks and a large kernel's sums' parts with one thread of XLA's pool (same bits
+    either way; read when a step is traced). Default 0 because sharing did not pay on 2 CPUs: idle
+    LeNet-300-100 step, clustered vs plain, 1.12x wall / 1.19x CPU shared against 1.11x / 1.04x on
+    one thread (2026-11-30; under load sharing cost 5-10 % more)."""
+    value = os.environ.get(_SPLIT_ENV, "0").strip() or "0"
     if value not in ("0", "1"):
         raise ValueError(f"{_SPLIT_ENV} must be 0 or 1, got {value!r}.")
     return value == "1"
