@@ -1943,24 +1943,15 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
     if ((CHECK) && p > n) return DC_ERR_STREAM;                  \
     memcpy(out + (p - 1) * 4u, cb + (((x) >> 5) & 0x3FFCu), 4u); \
   } while (0)
-/* One iteration: 4 entries of each stream, in entry order (entry j is stream j mod 4's). */
-#define DC_SP_ROUND(CHECK) \
-  do {                     \
-    DC_SP_DEC(w0, x0);     \
-    DC_SP_DEC(w1, x1);     \
-    DC_SP_DEC(w2, x2);     \
-    DC_SP_DEC(w3, x3);     \
-    DC_SP_PUT(x0, CHECK);  \
-    DC_SP_PUT(x1, CHECK);  \
-    DC_SP_PUT(x2, CHECK);  \
-    DC_SP_PUT(x3, CHECK);  \
-  } while (0)
-#define DC_SP_ROUND_LATE(CHECK) \
+/* One round: an entry of each stream, in entry order (entry j is stream j mod 4's); DEC is
+ * DC_SP_DEC_EARLY (the entry lies inside the stream's load) or DC_SP_DEC_LATE (checked). */
+#define DC_SP_DEC_EARLY(w, x, q) DC_SP_DEC(w, x)
+#define DC_SP_ROUND(DEC, CHECK) \
   do {                          \
-    DC_SP_DEC_LATE(w0, x0, q0); \
-    DC_SP_DEC_LATE(w1, x1, q1); \
-    DC_SP_DEC_LATE(w2, x2, q2); \
-    DC_SP_DEC_LATE(w3, x3, q3); \
+    DEC(w0, x0, q0);            \
+    DEC(w1, x1, q1);            \
+    DEC(w2, x2, q2);            \
+    DEC(w3, x3, q3);            \
     DC_SP_PUT(x0, CHECK);       \
     DC_SP_PUT(x1, CHECK);       \
     DC_SP_PUT(x2, CHECK);       \
@@ -1970,10 +1961,10 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
   do {                                                                                           \
     uint64_t w0 = DC_SP_LOAD(q0), w1 = DC_SP_LOAD(q1), w2 = DC_SP_LOAD(q2), w3 = DC_SP_LOAD(q3); \
     uint32_t x0, x1, x2, x3;                                                                     \
-    DC_SP_ROUND(CHECK);                                                                          \
-    DC_SP_ROUND(CHECK);                                                                          \
-    DC_SP_ROUND_LATE(CHECK);                                                                     \
-    DC_SP_ROUND_LATE(CHECK);                                                                     \
+    DC_SP_ROUND(DC_SP_DEC_EARLY, CHECK);                                                         \
+    DC_SP_ROUND(DC_SP_DEC_EARLY, CHECK);                                                         \
+    DC_SP_ROUND(DC_SP_DEC_LATE, CHECK);                                                          \
+    DC_SP_ROUND(DC_SP_DEC_LATE, CHECK);                                                          \
     q0 += (uint64_t)__builtin_clzll(w0) - 6u;                                                    \
     q1 += (uint64_t)__builtin_clzll(w1) - 6u;                                                    \
     q2 += (uint64_t)__builtin_clzll(w2) - 6u;                                                    \
@@ -2127,7 +2118,7 @@ sparse_e4_pairs_avx512(const uint8_t* data, const dc_header* h, const uint16_t* 
 #undef DC_SP_LOAD
 #undef DC_SP_DEC
 #undef DC_SP_DEC_LATE
-#undef DC_SP_ROUND_LATE
+#undef DC_SP_DEC_EARLY
 #undef DC_SP_PUT
 #undef DC_SP_ROUND
 #undef DC_SP_ITER
