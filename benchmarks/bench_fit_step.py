@@ -95,12 +95,12 @@ if not legacy and times["backend"] == "jax":  # the clustered step's native cent
     times["jax_ffi"] = _jax_ffi.available()
     times["jax_ffi_split"] = _jax_ffi.split_mode()  # DC_KERAS_JAX_FFI_SPLIT: large calls shared with a pool thread
     if not times["jax_ffi"]:
-        times["jax_ffi_why"] = _jax_ffi._state.get("why")
+        times["jax_ffi_why"] = _jax_ffi.unavailable_reason()
 if not legacy and times["backend"] == "tensorflow":  # the same kernels as TF custom ops (make tf-ops)
     from dc_keras.train import _tf_ops
     times["tf_ops"] = _tf_ops.available()
     if not times["tf_ops"]:
-        times["tf_ops_why"] = _tf_ops._state.get("why")
+        times["tf_ops_why"] = _tf_ops.unavailable_reason()
 print("RESULT " + json.dumps(times))
 """
 

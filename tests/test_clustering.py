@@ -330,7 +330,8 @@ def test_jax_without_native_library_falls_back_bit_identically(jax_ffi, monkeypa
         return model
 
     native = train(True)
-    assert jax_ffi._state["ok"] is True, jax_ffi._state.get("why")
+    assert jax_ffi._state["ok"] is True, jax_ffi.unavailable_reason()
+    assert jax_ffi.unavailable_reason() is None
     missing = str(tmp_path / "absent.so")
     monkeypatch.setenv("DC_KERAS_JAX_FFI_LIBRARY", missing)
     with caplog.at_level("INFO", logger="dc_keras"):
@@ -338,6 +339,7 @@ def test_jax_without_native_library_falls_back_bit_identically(jax_ffi, monkeypa
         assert not jax_ffi.usable(np.zeros(2, "float32"), np.zeros(3, "int32"))
     notes = [r.getMessage() for r in caplog.records if "lax.gather" in r.getMessage()]
     assert len(notes) == 1 and missing in notes[0] and "make jax-ffi" in notes[0]  # once, naming the fix
+    assert missing in jax_ffi.unavailable_reason()
     for a, b in zip(native.weights, fallback.weights):
         np.testing.assert_array_equal(np_(a), np_(b), err_msg=a.path)
     d1 = dc_keras.strip(native).get_layer("d1").kernel.numpy()
@@ -481,7 +483,8 @@ def test_tf_without_native_library_falls_back_bit_identically(tf_ops, monkeypatc
         return model
 
     native = train()
-    assert tf_ops._state["ok"] is True, tf_ops._state.get("why")  # the check ran eagerly inside the trace
+    assert tf_ops._state["ok"] is True, tf_ops.unavailable_reason()  # the check ran eagerly inside the trace
+    assert tf_ops.unavailable_reason() is None
     missing = str(tmp_path / "absent.so")
     monkeypatch.setenv("DC_KERAS_TF_OPS_LIBRARY", missing)
     with caplog.at_level("INFO", logger="dc_keras"):
@@ -489,6 +492,7 @@ def test_tf_without_native_library_falls_back_bit_identically(tf_ops, monkeypatc
         assert not tf_ops.available()
     notes = [r.getMessage() for r in caplog.records if "XLA-compiled tf.gather" in r.getMessage()]
     assert len(notes) == 1 and missing in notes[0] and "make tf-ops" in notes[0]  # once, naming the fix
+    assert missing in tf_ops.unavailable_reason()
     for a, b in zip(native.weights, fallback.weights):
         np.testing.assert_array_equal(np_(a), np_(b), err_msg=a.path)
     d1 = dc_keras.strip(native).get_layer("d1").kernel.numpy()

@@ -109,6 +109,12 @@ def available() -> bool:
         return _state["ok"]
 
 
+def unavailable_reason():
+    """Why the native centroid kernels are off (e.g. the library is missing), or None when they are
+    in use or :func:`available` was not asked yet."""
+    return _state.get("why")
+
+
 def split_mode() -> bool:
     """``DC_KERAS_JAX_FFI_SPLIT``: ``0`` (default) keeps each call on one thread; ``1`` shares a
     large gather's chunks and a large kernel's sums' parts with one thread of XLA's pool (same bits

@@ -120,6 +120,12 @@ def available() -> bool:
         return _state["ok"]
 
 
+def unavailable_reason():
+    """Why the native centroid ops are off (e.g. the library is missing), or None when they are
+    in use or :func:`available` was not asked yet."""
+    return _state.get("why")
+
+
 def usable(centroids, assignments) -> bool:
     """The ops take float32 centroids (a vector) and int32 assignments, on the CPU."""
     import tensorflow as tf
