@@ -895,6 +895,26 @@ static void streams_init(bitreader br[4], const dc_header* h) {
   for (s = 0; s < 4; ++s) br_init(&br[s], h->stream_start[s], (size_t)h->stream_size[s]);
 }
 
+/* §6 tail (one entry at a time): the background filled ahead of an entry's position `at`. */
+static inline void fill_ahead(uint8_t* out, uint64_t* filled, uint64_t at, uint64_t n, uint64_t G,
+                              const uint8_t* bgv, size_t esz, unsigned bits) {
+  if (at < n && *filled <= at) {
+    uint64_t to = min_u64(n, at + G + DC_FILL_CHUNK);
+    fill_elements(out, *filled, to, bgv, esz, bits);
+    *filled = to;
+  }
+}
+
+/* Every stream ends exactly at its declared size (br_finish on each, first error wins). */
+static dc_status streams_finish(bitreader br[4], const uint8_t* data) {
+  uint32_t s;
+  for (s = 0; s < 4; ++s) {
+    dc_status st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+
 static inline uint64_t safe_iters(const bitreader* b0, const bitreader* b1, const bitreader* b2,
                                   const bitreader* b3) {
   return min_u64(min_u64(br_safe_refills(b0), br_safe_refills(b1)),
@@ -1013,8 +1033,6 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
   const uint8_t* cb = h->codebook;
   const uint8_t* bgv = cb + (size_t)h->background * esz;
   uint64_t j = 0, p = 0, filled = 0, it;
-  uint32_t s;
-  dc_status st;
   streams_init(br, h);
   b0 = br[0];
   b1 = br[1];
@@ -1070,20 +1088,12 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
     br_refill_safe(bb, data);
     DEC(*bb, gtab, gmask, g);
     DEC(*bb, itab, imask, i);
-    if (p + g < n && filled <= p + g) {
-      uint64_t to = min_u64(n, p + g + G + DC_FILL_CHUNK);
-      fill_elements(out, filled, to, bgv, esz, bits);
-      filled = to;
-    }
+    fill_ahead(out, &filled, p + g, n, G, bgv, esz, bits);
     DC_ENTRY(g, i);
   }
   if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
   fill_elements(out, filled, n, bgv, esz, bits);
-  for (s = 0; s < 4; ++s) {
-    st = br_finish(&br[s], data);
-    if (st != DC_OK) return st;
-  }
-  return DC_OK;
+  return streams_finish(br, data);
 }
 #undef DC_ENTRY
 
@@ -1131,7 +1141,6 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
   uint16_t* col = r->col;
   uint8_t* code = r->code;
   uint64_t j = 0, p = 0, k = 0, rend = cols, it, row = 0;
-  uint32_t s;
   dc_status st;
   streams_init(br, h);
   b0 = br[0];
@@ -1179,10 +1188,8 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
     DC_ROW_ENTRY(g, i);
   }
   if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
-  for (s = 0; s < 4; ++s) {
-    st = br_finish(&br[s], data);
-    if (st != DC_OK) return st;
-  }
+  st = streams_finish(br, data);
+  if (st != DC_OK) return st;
   while (row < r->rows) rp[++row] = (uint32_t)k;
   r->nnz = k;
   return DC_OK;
@@ -1749,7 +1756,6 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status sparse_e4_bmi2(const u
   const uint8_t* bgv = cb + (size_t)h->background * 4u;
   uint64_t j = 0, p = 0, filled = 0, it, q[4];
   uint32_t s;
-  dc_status st;
   streams_init(br, h);
   for (s = 0; s < 4; ++s) q[s] = (uint64_t)br[s].start * 8u;
   while ((it = min_u64(
@@ -1802,20 +1808,12 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status sparse_e4_bmi2(const u
     br_refill_safe(bb, data);
     DEC(*bb, gtab, gmask, g);
     DEC(*bb, itab, imask, i);
-    if (p + g < n && filled <= p + g) {
-      uint64_t to = min_u64(n, p + g + G + DC_FILL_CHUNK);
-      fill_elements(out, filled, to, bgv, 4, 32);
-      filled = to;
-    }
+    fill_ahead(out, &filled, p + g, n, G, bgv, 4, 32);
     DC_BMI2_ENTRY(g, i);
   }
   if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
   fill_elements(out, filled, n, bgv, 4, 32);
-  for (s = 0; s < 4; ++s) {
-    st = br_finish(&br[s], data);
-    if (st != DC_OK) return st;
-  }
-  return DC_OK;
+  return streams_finish(br, data);
 }
 #undef DC_BMI2_DEC
 #undef DC_BMI2_ENTRY
@@ -1998,7 +1996,6 @@ sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* it
   uint32_t bg32, s;
   dc_v64 bg;
   dc_v32 bgh;
-  dc_status st;
   memcpy(&bg32, bgv, 4);
   bg = (dc_v64){0} + bg32;
   bgh = (dc_v32){0} + bg32;
@@ -2089,20 +2086,12 @@ sparse_e4_pairs_body(const uint8_t* data, const dc_header* h, const uint16_t* it
       x = (x & 0xFFF80000u) | (uint32_t)(i_ >> 4) << 7;
     }
     g = (x >> 19) - 1u;
-    if (p + g < n && filled <= p + g) {
-      uint64_t to = min_u64(n, p + g + G + DC_FILL_CHUNK);
-      fill_elements(out, filled, to, bgv, 4, 32);
-      filled = to;
-    }
+    fill_ahead(out, &filled, p + g, n, G, bgv, 4, 32);
     DC_SP_PUT(x, 1);
   }
   if (n - p >= G) return DC_ERR_STREAM; /* §6: trailing background < G */
   fill_elements(out, filled, n, bgv, 4, 32);
-  for (s = 0; s < 4; ++s) {
-    st = br_finish(&br[s], data);
-    if (st != DC_OK) return st;
-  }
-  return DC_OK;
+  return streams_finish(br, data);
 }
 __attribute__((target("bmi,bmi2,lzcnt,avx2"))) DC_NOINLINE dc_status
 sparse_e4_pairs_avx2(const uint8_t* data, const dc_header* h, const uint16_t* itab,
