@@ -6,13 +6,13 @@
 // DcCentroidGather:  out[i] = idx[i] < n ? centroids[idx[i]] : 0   (idx[i] == n: the zero slot)
 // DcCentroidSums:    sums[j] = sum of g[i] over i with idx[i] == j, j < n, in dc_keras's part order
 //                    (dc_centroids_core.h: up to 8 parts, each in increasing i from +0.0, then added
-//                    in part order), the parts shared with one helper thread of XLA's pool
+//                    in part order), the parts shared with one helper thread of XLA's pool with split
 // Both refuse an index outside 0..n (an error naming it, never a read outside the table). The
 // loops live in dc_centroids_core.h, shared with the TensorFlow ops (dc_centroids_tf.cc); costs
 // there. Compared with XLA's own ops on a LeNet-300-100 fc1, each timed alone: lax.gather ~220 us
 // vs ~30 us on two threads; XLA's scatter-add ~220-260 us vs ~120-150 us on one thread, shared
 // with a second thread when large (90 % of the entries in the zero slot, as after pruning: ~750 us
-// vs ~60-90 us). The `split` attribute (DC_KERAS_JAX_FFI_SPLIT, default on) turns the sharing off.
+// vs ~60-90 us). The `split` attribute (DC_KERAS_JAX_FFI_SPLIT, default off) turns the sharing on.
 #include <cstdint>
 #include <string>
 #include <utility>

@@ -236,8 +236,8 @@ def gather_centroids(centroids, assignments, training=True):
     scatter-add (``jax.custom_vjp``: reverse mode, also twice, but no forward mode). Faster still
     (and the default after ``make install``), two native XLA CPU kernels through JAX's FFI do the
     gather and the sums (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1, each op timed alone:
-    gather ~220 -> ~30 us on two threads, sums ~260 -> ~120-150 us on one thread, its parts shared
-    with a second thread when large). The order is
+    gather ~220 -> ~30 us on two threads, sums ~260 -> ~120-150 us on one thread; each call runs
+    on one thread unless ``DC_KERAS_JAX_FFI_SPLIT=1`` shares large ones with a second). The order is
     dc_keras's, not a framework's: ``keras.ops.take``'s own gradient sums in plain index order and
     can differ in the last bits (tests/test_clustering.py compares every route bit for bit with
     :func:`centroid_sums_reference`, with and without the native kernels, on both backends).
@@ -295,10 +295,7 @@ def centroid_sums_reference(upstream, assignments, slots):
     a = np.asarray(assignments).reshape(-1)
     partial = np.zeros((SUMS_PARTS, slots), np.float32)
     np.add.at(partial, (np.arange(a.size) // sums_part_size(a.size), a), u)  # in index order
-    total = partial[0]
-    for part in partial[1:]:  # empty parts hold +0.0, which leaves a sum from +0.0 unchanged
-        total = total + part
-    return total
+    return _add_parts(partial.reshape(-1), slots)  # empty parts hold +0.0: adding them changes nothing
 
 
 _JAX = {}  # the JAX path's custom_vjp gather, made on first use
