@@ -19,9 +19,11 @@ object::
 
 (sha256 of the stripped weights per worker: equal when the workers agree). The launcher exits with
 1 if a worker failed, or if the masks, centroids or weights differ between workers, or a pruned
-weight is not exactly 0. ``--kill-worker I --kill-after-epoch K`` SIGKILLs worker I once it has
-finished epoch K (of both phases counted together) and restarts the whole job, which must then
-resume from the backups (used by tests/test_multi_worker.py).
+weight is not exactly 0. ``--kill-worker I --kill-after-epoch K`` SIGKILLs worker I once every
+worker has written its backup of epoch K (of both phases counted together; worker I waits there
+so the kill never lands mid-save) and restarts the whole job, which must then resume from the
+backups (used by tests/test_multi_worker.py). A restarted job checks that all workers resume from
+the same epoch and stops with an error naming the folders if they do not.
 
 On real hosts run the worker command on each host yourself (docs/multi_worker.md).
 """
@@ -74,10 +76,35 @@ def _lenet():
 FIRST_EPOCH = {}  # phase -> first epoch this process trained (after a restore: > 0)
 
 
-class _Progress:
-    """Prints ``EPOCH_DONE n`` (n counted over both phases) after each epoch's backup."""
+def _resume_epoch(backup):
+    """The epoch keras.callbacks.BackupAndRestore will resume ``backup`` from (0: no backup). Read
+    from the ``training_metadata.json`` it writes next to its weights (Keras 3's layout; the kill
+    test fails if that changes)."""
+    path = os.path.join(backup, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f)["epoch"])
 
-    def __new__(cls, offset, phase):
+
+def _same_in_all_workers(value, what, folder):
+    """All workers must resume from the same epoch (each restores its own backup): compare before
+    ``fit`` (its first collective), so a mismatch is an error, not a hang or a different model."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    values = [int(v) for v in np.asarray(multihost_utils.process_allgather(np.int32(value))).ravel()]
+    if len(set(values)) != 1:
+        raise RuntimeError(f"the workers' backups disagree on {what}: {values} (worker 0, 1, ...), "
+                           f"e.g. a worker died while saving. Delete {folder} in every worker's "
+                           "--work-dir to restart that phase.")
+
+
+class _Progress:
+    """Prints ``EPOCH_DONE n`` (n counted over both phases) after each epoch's backup; with
+    ``pause_after`` = n, waits there (to be killed)."""
+
+    def __new__(cls, offset, phase, pause_after=None):
         import keras
 
         class Progress(keras.callbacks.Callback):
@@ -86,6 +113,8 @@ class _Progress:
 
             def on_epoch_end(self, epoch, logs=None):
                 print(f"EPOCH_DONE {offset + epoch + 1}", flush=True)
+                while pause_after == offset + epoch + 1:  # the launcher SIGKILLs this process here
+                    time.sleep(1.0)
 
         return Progress()
 
@@ -96,7 +125,10 @@ def _fit(model, args, ds, epochs, phase, callbacks, offset, lr):
     model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     backup = os.path.join(args.work_dir, f"worker{args.worker_id}", phase)
     restore = keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False)
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=callbacks + [restore, _Progress(offset, phase)])
+    _same_in_all_workers(_resume_epoch(backup), f"the epoch to resume {phase} from",
+                         f"worker<i>/{phase}")
+    progress = _Progress(offset, phase, args.pause_after_epoch)
+    model.fit(ds, epochs=epochs, verbose=0, callbacks=callbacks + [restore, progress])
     FIRST_EPOCH.setdefault(phase, epochs)  # no epoch ran: the backup said the phase was complete
 
 
@@ -168,9 +200,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _spawn(args, worker_id, port):
+def _spawn(args, worker_id, port, extra=()):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker-id", str(worker_id),
-           "--coordinator", f"127.0.0.1:{port}"] + _shared_flags(args)
+           "--coordinator", f"127.0.0.1:{port}"] + _shared_flags(args) + list(extra)
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     log = open(os.path.join(args.work_dir, f"worker{worker_id}.log"), "a")
@@ -198,7 +230,10 @@ def _read_lines(proc, sink):
 def _run_job(args, kill):
     """Run one job; returns (results or None, killed?). ``kill`` = (worker, after_epoch) or None."""
     port = _free_port()
-    procs = [_spawn(args, i, port) for i in range(args.workers)]
+    # The worker to kill waits after its backup of epoch kill[1]; it is killed once every worker
+    # has printed that epoch (= written its backup), so no backup file is cut mid-write.
+    procs = [_spawn(args, i, port, ["--pause-after-epoch", str(kill[1])] if kill and i == kill[0] else [])
+             for i in range(args.workers)]
     lines = [[] for _ in procs]
     deadline = time.monotonic() + args.timeout
     killed = False
@@ -206,12 +241,13 @@ def _run_job(args, kill):
         while time.monotonic() < deadline:
             for (p, _), sink in zip(procs, lines):
                 _read_lines(p, sink)
-            if kill and not killed and f"EPOCH_DONE {kill[1]}" in lines[kill[0]]:
+            if kill and not killed and all(f"EPOCH_DONE {kill[1]}" in sink for sink in lines):
                 procs[kill[0]][0].send_signal(signal.SIGKILL)
                 killed = True
             codes = [p.poll() for p, _ in procs]
             if killed or any(c not in (None, 0) for c in codes):
-                time.sleep(1.0)
+                # the others stop at their next collective; let them exit by themselves
+                _wait_all(procs, 60.0)
                 return None, killed
             if all(c == 0 for c in codes):
                 for (p, _), sink in zip(procs, lines):
@@ -225,6 +261,12 @@ def _run_job(args, kill):
                 p.kill()
             p.wait(timeout=30)
             log.close()
+
+
+def _wait_all(procs, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and any(p.poll() is None for p, _ in procs):
+        time.sleep(0.2)
 
 
 def launch(args):
@@ -266,6 +308,8 @@ def main(argv=None):
     ap.add_argument("--timeout", type=int, default=600, help="seconds for a job / for joining it")
     ap.add_argument("--kill-worker", type=int, default=None)
     ap.add_argument("--kill-after-epoch", type=int, default=1)
+    ap.add_argument("--pause-after-epoch", type=int, default=None,
+                    help="worker only, for --kill-worker: wait after this epoch's backup")
     ap.add_argument("--worker-id", type=int, default=None,
                     help="run only this worker (0..N-1; with --coordinator and --work-dir: one per host, "
                          "docs/multi_worker.md); without it, N workers are started on 127.0.0.1")

@@ -46,6 +46,17 @@ def test_two_workers_agree_and_survive_a_killed_worker(tmp_path):
     assert killed["digest"] == clean["digest"]
     assert killed["masks"] == clean["masks"] and killed["centroids"] == clean["centroids"]
 
+    # Backups that disagree (as after a worker died mid-save): one clear error, not a hang or a
+    # silently different model.
+    meta = tmp_path / "killed" / "worker1" / "prune" / "training_metadata.json"
+    meta.write_text(json.dumps(dict(json.loads(meta.read_text()), epoch=1)))
+    r = subprocess.run([sys.executable, SCRIPT, *FLAGS, "--work-dir", str(tmp_path / "killed")], capture_output=True,
+                       text=True, timeout=1500, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 1 and '"error": "worker failed"' in r.stdout
+    logs = (tmp_path / "killed" / "worker0.log").read_text() + (tmp_path / "killed" / "worker1.log").read_text()
+    assert "the workers' backups disagree on the epoch to resume prune from: [2, 1]" in logs
+    assert "Delete worker<i>/prune in every worker's --work-dir" in logs
+
 
 def test_launcher_rejects_bad_flags():
     r = subprocess.run([sys.executable, SCRIPT, "--workers", "3", "--batch-size", "128"],
