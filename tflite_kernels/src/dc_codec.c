@@ -1747,69 +1747,57 @@ static void build_spread(const dc_header* h, uint16_t* tab, uint8_t* spread) {
   }
 }
 
-#define DC_SPREAD_SYM(w, o)                     \
-  do {                                          \
-    const uint32_t e_ = tab[_bzhi_u64((w), L)]; \
-    (w) >>= e_ & 63u; /* SHRX: no AND */   \
-    memcpy((o), spread + e_, 4u);               \
+#define DC_SPREAD_SYM(b, o)                          \
+  do {                                               \
+    const uint32_t e_ = tab[_bzhi_u64((b).bits, L)]; \
+    (b).bits >>= e_ & 63u; /* SHRX: no AND */        \
+    (b).count -= e_ & 63u;                           \
+    memcpy((o), spread + e_, 4u);                    \
   } while (0)
-/* Iterations of a loop that loads 8 bytes at q / 8 and then advances q by at most `bits`. */
-static inline uint64_t pos_safe_iters_bits(uint64_t q, size_t end, uint32_t bits) {
-  const uint64_t byte = q >> 3, step = (7u + bits) >> 3;
-  return byte + 8 <= end ? (end - 8 - byte) / step + 1 : 0;
-}
 __attribute__((target("bmi,bmi2"))) DC_INLINE dc_status
 dense_e4_spread_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
                      const uint8_t* spread, uint8_t* out, cksum* ck, const uint32_t S) {
-  bitreader br[4];
-  const uint32_t L = h->index_code.max_len, B = S * L;
+  bitreader b0, b1, b2, b3, br[4];
+  const uint32_t L = h->index_code.max_len;
   const uint64_t n = h->info.num_elements, rounds = n / 4;
-  uint64_t k = 0, it, q[4];
+  uint64_t k = 0, it, i;
   uint32_t s;
   streams_init(br, h);
-  for (s = 0; s < 4; ++s) q[s] = (uint64_t)br[s].start * 8u;
-  while ((it = min_u64(min_u64(min_u64(pos_safe_iters_bits(q[0], br[0].end, B),
-                                       pos_safe_iters_bits(q[1], br[1].end, B)),
-                               min_u64(pos_safe_iters_bits(q[2], br[2].end, B),
-                                       pos_safe_iters_bits(q[3], br[3].end, B))),
-                       min_u64((rounds - k) / S, DC_CHUNK_ITERS))) > 0) {
-    uint64_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
+  b0 = br[0];
+  b1 = br[1];
+  b2 = br[2];
+  b3 = br[3];
+  /* dense_body's refill (the next 8 bytes' load depends on the previous refill only, so it is
+   * off the symbols' chain) and S symbols of <= L bits per refill, S * L <= 56 */
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64((rounds - k) / S, DC_CHUNK_ITERS))) >
+         0) {
     uint8_t* o = out + k * 16u;
     k += S * it;
     for (; it > 0; --it, o += 16u * S) {
-      uint64_t w0 = DC_BMI2_LOAD(q0), w1 = DC_BMI2_LOAD(q1), w2 = DC_BMI2_LOAD(q2),
-               w3 = DC_BMI2_LOAD(q3);
       uint32_t r;
+      BR_REFILL_FAST(b0, data);
+      BR_REFILL_FAST(b1, data);
+      BR_REFILL_FAST(b2, data);
+      BR_REFILL_FAST(b3, data);
       for (r = 0; r < S; ++r) {
-        DC_SPREAD_SYM(w0, o + 16 * r);
-        DC_SPREAD_SYM(w1, o + 16 * r + 4);
-        DC_SPREAD_SYM(w2, o + 16 * r + 8);
-        DC_SPREAD_SYM(w3, o + 16 * r + 12);
+        DC_SPREAD_SYM(b0, o + 16 * r);
+        DC_SPREAD_SYM(b1, o + 16 * r + 4);
+        DC_SPREAD_SYM(b2, o + 16 * r + 8);
+        DC_SPREAD_SYM(b3, o + 16 * r + 12);
       }
-      q0 += (uint64_t)__builtin_clzll(w0) - 6u; /* the marker is at bit 57 - B >= 0 or above */
-      q1 += (uint64_t)__builtin_clzll(w1) - 6u;
-      q2 += (uint64_t)__builtin_clzll(w2) - 6u;
-      q3 += (uint64_t)__builtin_clzll(w3) - 6u;
     }
-    q[0] = q0;
-    q[1] = q1;
-    q[2] = q2;
-    q[3] = q3;
     ck_upto(ck, out, (size_t)(k * 16u));
   }
+  br[0] = b0;
+  br[1] = b1;
+  br[2] = b2;
+  br[3] = b3;
   for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
     bitreader* b = &br[s];
-    const uint64_t mask = (1u << L) - 1u;
-    uint64_t i;
     dc_status st;
-    br_seek(b, data, q[s]);
     for (i = k * 4 + s; i < n; i += 4) {
-      uint32_t e;
       br_refill_safe(b, data);
-      e = tab[b->bits & mask];
-      b->bits >>= e & 63u;
-      b->count -= e & 63u;
-      memcpy(out + i * 4u, spread + e, 4u);
+      DC_SPREAD_SYM(*b, out + i * 4u);
     }
     st = br_finish(b, data);
     if (st != DC_OK) return st;
