@@ -15,7 +15,11 @@
  *  - dc_decode rejects a wrong output size with DC_ERR_OUTPUT_SIZE;
  *  - dc_decode_ws, with an exact-size heap workspace of dc_workspace_size() bytes (so ASan
  *    sees any access past it), gives the same status and bytes as dc_decode, and rejects a
- *    workspace one byte short with DC_ERR_WORKSPACE;
+ *    workspace one byte short with DC_ERR_WORKSPACE (dc_decode's larger workspace takes the
+ *    x86-64 table paths: the §6 pair table, the §5 spread codebook; the exact one the plain
+ *    BMI2 or portable loops);
+ *  - dc_decode with dc_codec_use_simd(0) (the portable loops and CRC) gives the same status and
+ *    bytes as with the x86-64 fast paths;
  *  - decoding is deterministic (a second decode into another buffer gives the same bytes);
  *  - dc_strerror returns a non-empty string for every status.
  *
@@ -95,6 +99,13 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (wsz > 2 && info.num_elements > 0)
         REQUIRE(dc_decode_ws(buf, size, out2, nb, ws, wsz - 1) == DC_ERR_WORKSPACE);
       free(ws);
+    }
+    {
+      const int was = dc_codec_use_simd(0);
+      st2 = dc_decode(buf, size, out2, nb);
+      dc_codec_use_simd(was);
+      REQUIRE(st2 == st);
+      if (st == DC_OK) REQUIRE(nb == 0 || memcmp(out, out2, nb) == 0);
     }
     free(out);
     free(out2);
