@@ -83,7 +83,8 @@ enum {
  * (§14 keeps all its tables within the same 2 * 2^12 entries). */
 #define DC_MAX_WORKSPACE (2u * 2u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 /* A workspace of this size (>= DC_MAX_WORKSPACE) lets dc_decode_ws take its fastest paths (x86-64:
- * §6 float32 with a 2^12-entry gap + index pair table after the index table); dc_decode uses it. */
+ * §6 float32 with a 2^12-entry gap + index pair table after the index table, §5 float32 with
+ * K <= 256 and >= 8 K elements with a 64 K-byte spread codebook there); dc_decode uses it. */
 #define DC_FAST_WORKSPACE (2u * (1u << DC_MAX_CODE_LENGTH) + 4u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 
 typedef enum {
@@ -144,8 +145,8 @@ DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t o
  * of `len` bytes, continuing from `crc` (0 to start). */
 DC_API uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len);
 
-/* The x86-64 fast paths (CRC-32 by carry-less multiplication, §5/§6 32-bit decode with BMI2,
- * §6 with AVX2 or AVX-512 stores; used where the CPU has them): off (0) runs the portable code
+/* The x86-64 fast paths (CRC-32 by carry-less multiplication, §5/§6 32-bit decode with BMI2
+ * (§5 with a spread codebook), §6 with AVX2 or AVX-512 stores; used where the CPU has them): off (0) runs the portable code
  * only, 2 allows all but the AVX-512 ones, for tests and benchmarks that compare them.
  * Process-wide; returns the previous setting (default 1: all). */
 DC_API int dc_codec_use_simd(int on);
