@@ -1760,13 +1760,13 @@ static void build_spread(const dc_header* h, uint16_t* tab, uint8_t* spread) {
 /* c valid bits below the marker (bit c): adding (next 8 bytes - 1) << c puts the bytes above the
  * valid bits and removes the marker in one step (modulo 2^64); then the marker goes to bit c | 56
  * and the bits from there up are cleared. */
-#define DC_MARK_REFILL(w, pos)                                    \
-  do {                                                            \
-    const uint32_t c_ = 63u - (uint32_t)__builtin_clzll(w);       \
-    const uint32_t n_ = c_ | 56u;                                 \
-    (w) += (ld64(data + (pos)) - 1u) << c_;                       \
-    (pos) += (63u - c_) >> 3;                                     \
-    (w) = _bzhi_u64((w), n_) | (uint64_t)1 << n_;                 \
+#define DC_MARK_REFILL(w, pos)                              \
+  do {                                                      \
+    const uint32_t c_ = 63u - (uint32_t)__builtin_clzll(w); \
+    const uint32_t n_ = c_ | 56u;                           \
+    (w) += (ld64(data + (pos)) - 1u) << c_;                 \
+    (pos) += (63u - c_) >> 3;                               \
+    (w) = _bzhi_u64((w), n_) | (uint64_t)1 << n_;           \
   } while (0)
 static inline uint64_t mark_safe(uint64_t pos, size_t end) {
   return pos + 8 <= end ? (end - 8 - pos) / 7 + 1 : 0;
@@ -1788,8 +1788,7 @@ dense_e4_spread_body(const uint8_t* data, const dc_header* h, const uint16_t* ta
                                min_u64(mark_safe(p[2], br[2].end), mark_safe(p[3], br[3].end))),
                        min_u64((rounds - k) / S, DC_CHUNK_ITERS))) > 0) {
     uint8_t* o = out + k * 16u;
-    uint64_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], p0 = p[0], p1 = p[1], p2 = p[2],
-             p3 = p[3];
+    uint64_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
     k += S * it;
     for (; it > 0; --it, o += 16u * S) {
       uint32_t r;
@@ -1804,8 +1803,14 @@ dense_e4_spread_body(const uint8_t* data, const dc_header* h, const uint16_t* ta
         DC_SPREAD_SYM(w3, o + 16 * r + 12);
       }
     }
-    w[0] = w0; w[1] = w1; w[2] = w2; w[3] = w3;
-    p[0] = p0; p[1] = p1; p[2] = p2; p[3] = p3;
+    w[0] = w0;
+    w[1] = w1;
+    w[2] = w2;
+    w[3] = w3;
+    p[0] = p0;
+    p[1] = p1;
+    p[2] = p2;
+    p[3] = p3;
     ck_upto(ck, out, (size_t)(k * 16u));
   }
   for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
@@ -1829,11 +1834,11 @@ dense_e4_spread_body(const uint8_t* data, const dc_header* h, const uint16_t* ta
 }
 #undef DC_SPREAD_SYM
 #undef DC_MARK_REFILL
-#define DC_SPREAD(NAME, S)                                                                       \
-  __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status NAME(                          \
-      const uint8_t* d, const dc_header* h, const uint16_t* t, const uint8_t* sp, uint8_t* o,   \
-      cksum* c) {                                                                                \
-    return dense_e4_spread_body(d, h, t, sp, o, c, S);                                           \
+#define DC_SPREAD(NAME, S)                                                                    \
+  __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status NAME(                             \
+      const uint8_t* d, const dc_header* h, const uint16_t* t, const uint8_t* sp, uint8_t* o, \
+      cksum* c) {                                                                             \
+    return dense_e4_spread_body(d, h, t, sp, o, c, S);                                        \
   }
 DC_SPREAD(dense_e4_spread4, 4)
 DC_SPREAD(dense_e4_spread5, 5)

@@ -385,12 +385,12 @@ static size_t pack_dense_f32(uint8_t* p, const uint8_t* len, uint32_t k, const u
   }
   for (s = 0; s < k; ++s) code[s] = len[s] ? next[len[s]]++ : 0;
   memcpy(p, "DCHF", 4);
-  p[4] = 2; /* version */
-  p[5] = 0; /* float32 */
-  p[6] = 1; /* rank */
-  p[7] = 0; /* dense */
+  p[4] = 2;             /* version */
+  p[5] = 0;             /* float32 */
+  p[6] = 1;             /* rank */
+  p[7] = 0;             /* dense */
   memcpy(p + 8, &n, 4); /* little-endian host (the tests run on x86-64 / aarch64 / armv7) */
-  pos = 16;              /* check at 12 */
+  pos = 16;             /* check at 12 */
   p[pos++] = (uint8_t)k;
   p[pos++] = (uint8_t)(k >> 8);
   for (s = 0; s < k; ++s, pos += 4) {
