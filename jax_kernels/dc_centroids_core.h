@@ -242,7 +242,7 @@ constexpr size_t kSumsBlock = 1024;
 enum BlockKind { kDenseBlock, kSparseBlock, kBadBlock };
 
 __attribute__((target("avx512f"), noinline)) inline BlockKind ClassifyBlock(const int32_t* a,
-                                                                           uint32_t n) {
+                                                                            uint32_t n) {
   const __m512i zero_slot = _mm512_set1_epi32(static_cast<int32_t>(n));
   const __mmask16 all = 0xffff;  // maskz_max: plain _mm512_max_epu32 trips GCC 12's
                                  // -Wmaybe-uninitialized
@@ -252,7 +252,7 @@ __attribute__((target("avx512f"), noinline)) inline BlockKind ClassifyBlock(cons
               __builtin_popcount(_mm512_cmpeq_epi32_mask(m1, zero_slot)) +
               __builtin_popcount(_mm512_cmpeq_epi32_mask(m2, zero_slot)) +
               __builtin_popcount(_mm512_cmpeq_epi32_mask(m3, zero_slot));
-  if (zeros >= 8) return kSparseBlock;  // SumsSparseBlock checks the range
+  if (zeros >= 8) return kSparseBlock;            // SumsSparseBlock checks the range
   for (size_t k = 64; k < kSumsBlock; k += 64) {  // four running maxima: load-bound, not latency
     m0 = _mm512_maskz_max_epu32(all, m0, _mm512_loadu_si512(a + k));
     m1 = _mm512_maskz_max_epu32(all, m1, _mm512_loadu_si512(a + k + 16));
@@ -267,8 +267,8 @@ __attribute__((target("avx512f"), noinline)) inline BlockKind ClassifyBlock(cons
 // The block of kSumsBlock entries at a + i, mostly zero slot: its other entries compressed, then
 // added. Returns false (and adds nothing) when an assignment is out of range.
 __attribute__((target("avx512f"), noinline)) inline bool SumsSparseBlock(const float* g,
-                                                                        const int32_t* a, float* s,
-                                                                        uint32_t n) {
+                                                                         const int32_t* a, float* s,
+                                                                         uint32_t n) {
   const __m512i zero_slot = _mm512_set1_epi32(static_cast<int32_t>(n));
   alignas(64) int32_t kept_a[kSumsBlock + 16];
   alignas(64) float kept_g[kSumsBlock + 16];
