@@ -18,9 +18,11 @@
 // Costs on a LeNet-300-100 fc1 (235,200 entries, 33 slots; x86-64 with AVX-512), each op timed
 // alone: the gather is one vpermt2ps per 16 entries (tables of up to 48 slots; a scalar loop
 // otherwise), split between the calling thread and one helper thread of the framework's pool
-// (~30 us). The sums keep one accumulator per centroid and part in memory (~120 us on one
-// thread, ~1.2 cycles an entry: a throughput limit, not a latency chain; with 90 % of the entries
-// in the zero slot, as after pruning, ~80 us); the parts are what lets two threads share them
+// (~30 us; in a fit step, where the assignments come from L3 or memory, ~2-3x that: it prefetches
+// 1,024 entries ahead, ~10 % less there). The sums keep one accumulator per centroid and part in
+// memory (~120 us on one thread, ~1 cycle an entry: load-port bound, not a latency chain; two or
+// more parts interleaved in one loop, independent accumulators, measured no faster; with 90 % of
+// the entries in the zero slot, as after pruning, ~80 us); the parts are what lets two threads share them
 // (about half the wall time when the second core is free; on a loaded 2-core machine, pilot
 // fit steps, the split did not pay: the JAX binding's split attribute, DC_KERAS_JAX_FFI_SPLIT). (Index order across the whole tensor, used before, allowed one thread only: splitting
 // the centroids between two threads did not pay, each thread first picking its entries out of
@@ -77,6 +79,10 @@ inline int64_t GatherScalar(const float* c, uint32_t n, const int32_t* idx, floa
 }
 
 #ifdef DC_HAVE_AVX512_PATH
+// Prefetch distance of the gather, in entries (~1,000 cycles ahead; in a fit step the assignments
+// come from L3 or memory: the fc1 gather ~95 -> ~86 us, alone it does not change).
+constexpr size_t kGatherAhead = 1024;
+
 // Tables of n + 1 <= 48 slots: three 16-float registers (the zero slot and the padding hold +0.0);
 // vpermt2ps picks from slots 0..31, vpermps from 32..47. Returns the bad position or -1.
 __attribute__((target("avx512f"))) inline int64_t GatherAvx512(const float* c, uint32_t n,
@@ -90,6 +96,8 @@ __attribute__((target("avx512f"))) inline int64_t GatherAvx512(const float* c, u
   __mmask16 bad = 0;
   size_t i = begin;
   for (; i + 16 <= end; i += 16) {
+    const size_t ahead = std::min(i + kGatherAhead, end - 1);  // the lines ahead, in and out
+    __builtin_prefetch(idx + ahead), __builtin_prefetch(out + ahead, 1);
     __m512i a = _mm512_loadu_si512(idx + i);
     bad |= _mm512_cmpgt_epu32_mask(a, limit);
     __m512 v = _mm512_permutex2var_ps(lo, a, hi);
@@ -204,48 +212,92 @@ __attribute__((noinline)) inline int64_t SumsScalar(const float* g, const int32_
 }
 
 #ifdef DC_HAVE_AVX512_PATH
+// Adds g[i] to s[a[i]] for i in [begin, end), in order, with every a[i] known to be in range
+// (checked before): no compare per entry, and the assignments read two per 64-bit load. Plain
+// (SSE) code, never inlined into the AVX-512 code (see the top of this file).
+__attribute__((noinline)) inline void SumsInRange(const float* g, const int32_t* a, size_t i,
+                                                  size_t end, float* s) {
+  for (; i + 8 <= end; i += 8) {
+    uint64_t p0, p1, p2, p3;  // named, not an array: an array goes through the stack
+    std::memcpy(&p0, a + i, 8), std::memcpy(&p1, a + i + 2, 8);
+    std::memcpy(&p2, a + i + 4, 8), std::memcpy(&p3, a + i + 6, 8);
+    s[static_cast<uint32_t>(p0)] += g[i], s[p0 >> 32] += g[i + 1];
+    s[static_cast<uint32_t>(p1)] += g[i + 2], s[p1 >> 32] += g[i + 3];
+    s[static_cast<uint32_t>(p2)] += g[i + 4], s[p2 >> 32] += g[i + 5];
+    s[static_cast<uint32_t>(p3)] += g[i + 6], s[p3 >> 32] += g[i + 7];
+  }
+  for (; i < end; ++i) s[a[i]] += g[i];
+}
+
 // With pruned weights most entries point at the zero slot, and adding them all to one scratch
 // accumulator is a chain of dependent adds (90 % zeros: ~5x slower than none). Blocks whose first
-// 64 entries hold at least 8 zero-slot ones are first compressed to their other entries (kept in
-// order, in an L1 buffer), which alone are added; the other blocks take the plain loop. Parts
-// start at multiples of kSumsBlock.
+// 64 entries hold at least 8 zero-slot ones ("sparse") are first compressed to their other entries
+// (kept in order, in an L1 buffer), which alone are added; the other ("dense") blocks are
+// range-checked with vector max first and then take SumsInRange (SumsScalar's compare per entry
+// and 32-bit loads cost ~15 % more on an isolated fc1). Parts start at multiples of kSumsBlock.
+// The block loop itself is plain code calling small AVX-512 functions (each returns with
+// vzeroupper): the SSE loops never run with dirty upper register state, and no vector register
+// lives across a call to them (GCC restored one before the call when the loop was AVX-512 code).
 constexpr size_t kSumsBlock = 1024;
+enum BlockKind { kDenseBlock, kSparseBlock, kBadBlock };
 
-__attribute__((target("avx512f"))) inline int64_t SumsAvx512(const float* g, const int32_t* a,
-                                                             size_t begin, size_t end, float* s,
-                                                             uint32_t n) {
+__attribute__((target("avx512f"), noinline)) inline BlockKind ClassifyBlock(const int32_t* a,
+                                                                            uint32_t n) {
+  const __m512i zero_slot = _mm512_set1_epi32(static_cast<int32_t>(n));
+  const __mmask16 all = 0xffff;  // maskz_max: plain _mm512_max_epu32 trips GCC 12's
+                                 // -Wmaybe-uninitialized
+  __m512i m0 = _mm512_loadu_si512(a), m1 = _mm512_loadu_si512(a + 16),
+          m2 = _mm512_loadu_si512(a + 32), m3 = _mm512_loadu_si512(a + 48);
+  int zeros = __builtin_popcount(_mm512_cmpeq_epi32_mask(m0, zero_slot)) +
+              __builtin_popcount(_mm512_cmpeq_epi32_mask(m1, zero_slot)) +
+              __builtin_popcount(_mm512_cmpeq_epi32_mask(m2, zero_slot)) +
+              __builtin_popcount(_mm512_cmpeq_epi32_mask(m3, zero_slot));
+  if (zeros >= 8) return kSparseBlock;            // SumsSparseBlock checks the range
+  for (size_t k = 64; k < kSumsBlock; k += 64) {  // four running maxima: load-bound, not latency
+    m0 = _mm512_maskz_max_epu32(all, m0, _mm512_loadu_si512(a + k));
+    m1 = _mm512_maskz_max_epu32(all, m1, _mm512_loadu_si512(a + k + 16));
+    m2 = _mm512_maskz_max_epu32(all, m2, _mm512_loadu_si512(a + k + 32));
+    m3 = _mm512_maskz_max_epu32(all, m3, _mm512_loadu_si512(a + k + 48));
+  }
+  m0 = _mm512_maskz_max_epu32(all, _mm512_maskz_max_epu32(all, m0, m1),
+                              _mm512_maskz_max_epu32(all, m2, m3));
+  return _mm512_cmpgt_epu32_mask(m0, zero_slot) ? kBadBlock : kDenseBlock;  // unsigned: < 0 too
+}
+
+// The block of kSumsBlock entries at a + i, mostly zero slot: its other entries compressed, then
+// added. Returns false (and adds nothing) when an assignment is out of range.
+__attribute__((target("avx512f"), noinline)) inline bool SumsSparseBlock(const float* g,
+                                                                         const int32_t* a, float* s,
+                                                                         uint32_t n) {
   const __m512i zero_slot = _mm512_set1_epi32(static_cast<int32_t>(n));
   alignas(64) int32_t kept_a[kSumsBlock + 16];
   alignas(64) float kept_g[kSumsBlock + 16];
+  size_t kept = 0;
+  __mmask16 bad = 0;
+  for (size_t k = 0; k < kSumsBlock; k += 16) {
+    __m512i x = _mm512_loadu_si512(a + k);
+    bad |= _mm512_cmpgt_epu32_mask(x, zero_slot);
+    __mmask16 m = _mm512_cmpneq_epi32_mask(x, zero_slot);
+    _mm512_storeu_si512(kept_a + kept, _mm512_maskz_compress_epi32(m, x));
+    _mm512_storeu_ps(kept_g + kept, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(g + k)));
+    kept += __builtin_popcount(m);
+  }
+  if (bad) return false;
+  for (size_t k = 0; k < kept; ++k) s[kept_a[k]] += kept_g[k];  // all in range: checked above
+  return true;
+}
+
+inline int64_t SumsAvx512(const float* g, const int32_t* a, size_t begin, size_t end, float* s,
+                          uint32_t n) {
   size_t i = begin;
   for (; i + kSumsBlock <= end; i += kSumsBlock) {
-    int zeros = 0;
-    for (size_t k = i; k < i + 64; k += 16) {
-      zeros += __builtin_popcount(_mm512_cmpeq_epi32_mask(_mm512_loadu_si512(a + k), zero_slot));
-    }
-    if (zeros < 8) {
-      _mm256_zeroupper();  // the scalar loop is SSE code: no dirty upper register state
-      int64_t bad = SumsScalar(g, a, i, i + kSumsBlock, s, n);
-      if (bad >= 0) return bad;
-      continue;
-    }
-    size_t kept = 0;
-    __mmask16 bad = 0;
-    for (size_t k = i; k < i + kSumsBlock; k += 16) {
-      __m512i x = _mm512_loadu_si512(a + k);
-      bad |= _mm512_cmpgt_epu32_mask(x, zero_slot);
-      __mmask16 m = _mm512_cmpneq_epi32_mask(x, zero_slot);
-      _mm512_storeu_si512(kept_a + kept, _mm512_maskz_compress_epi32(m, x));
-      _mm512_storeu_ps(kept_g + kept, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(g + k)));
-      kept += __builtin_popcount(m);
-    }
-    if (bad) {
-      _mm256_zeroupper();
+    BlockKind kind = ClassifyBlock(a + i, n);
+    if (kind == kDenseBlock) {
+      SumsInRange(g, a, i, i + kSumsBlock, s);
+    } else if (kind == kBadBlock || !SumsSparseBlock(g + i, a + i, s, n)) {
       return SumsScalar(g, a, i, i + kSumsBlock, s, n);  // finds the bad position
     }
-    for (size_t k = 0; k < kept; ++k) s[kept_a[k]] += kept_g[k];  // all in range: checked above
   }
-  _mm256_zeroupper();
   return SumsScalar(g, a, i, end, s, n);
 }
 #else

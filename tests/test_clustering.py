@@ -310,6 +310,12 @@ def test_jax_native_kernels_refuse_out_of_range_assignments(jax_ffi):
         for split in (False, True):  # the parts on one thread or shared: the first bad one either way
             with pytest.raises(Exception, match=r"assignment 6 outside 0\.\.4"):
                 np.asarray(sums(np.ones(pruned.shape, "float32"), pruned, split=np.bool_(split)))
+    for first, bad in ((50_175, -1), (51_199, 6), (100_000, 7)):  # dense blocks (no zero slot): the
+        dense = np.arange(120_000, dtype="int32").reshape(400, 300) % 4  # range is checked per block
+        dense.reshape(-1)[[first, 110_000]] = (bad, 8)
+        for split in (False, True):
+            with pytest.raises(Exception, match=rf"assignment {bad} outside 0\.\.4"):
+                np.asarray(sums(np.ones(dense.shape, "float32"), dense, split=np.bool_(split)))
     with pytest.raises(Exception, match="120000 gradients for 119999 assignments"):
         np.asarray(sums(np.ones(120_000, "float32"), np.zeros(119_999, "int32"), split=np.bool_(True)))
     with pytest.MonkeyPatch.context() as mp:
@@ -460,6 +466,11 @@ def test_tf_native_ops_refuse_out_of_range_assignments(tf_ops):
         pruned.reshape(-1)[[first, 90_000]] = (6, 8)
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"assignment 6 outside 0\.\.4"):
             sums_op(np.ones(pruned.shape, "float32"), pruned, n=4)
+    for first, bad in ((50_175, -1), (51_199, 6), (100_000, 7)):  # dense blocks (no zero slot): the
+        dense = np.arange(120_000, dtype="int32").reshape(400, 300) % 4  # range is checked per block
+        dense.reshape(-1)[[first, 110_000]] = (bad, 8)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"assignment {bad} outside 0\.\.4"):
+            sums_op(np.ones(dense.shape, "float32"), dense, n=4)
     with pytest.raises(tf.errors.InvalidArgumentError, match="120000 gradients for 119999 assignments"):
         sums_op(np.ones(120_000, "float32"), np.zeros(119_999, "int32"), n=4)
     # In fit(): assignments damaged in memory (a loaded file is checked before) stop the step.
