@@ -1740,6 +1740,12 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status dense_e4_bmi2(const ui
  * 56..63 valid bits, which feed S = 56 / L symbols (4..7).  MobileNetV2's weights (K = 256,
  * codes of 7..9 bits, 6 symbols a refill) decode ~30 % faster than with dense_e4_bmi2. */
 #define DC_SPREAD_K 256u
+/* Below this many elements building the spread codebook costs more than it saves (MobileNetV2:
+ * 864 elements, 5.0 us with dense_e4_bmi2, 6.7 us with it); the fuzz build lowers it so that
+ * short inputs reach the loop. */
+#ifndef DC_SPREAD_MIN_ELEMENTS
+#define DC_SPREAD_MIN_ELEMENTS 8192u
+#endif
 static void build_spread(const dc_header* h, uint16_t* tab, uint8_t* spread) {
   const size_t entries = (size_t)1 << h->index_code.max_len;
   size_t i;
@@ -2428,11 +2434,10 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
                 : NULL;
     spread = NULL;
 #if DC_DENSE_BMI2
-    /* §5 float32 on x86-64: a spread codebook after the index table if K <= 256 and it fits;
-     * below 8 K elements building it costs more than it saves (MobileNetV2: 864 elements,
-     * 5.0 us with dense_e4_bmi2, 6.7 us with it) */
+    /* §5 float32 on x86-64: a spread codebook after the index table if K <= 256 and it fits */
     pt = ((uintptr_t)gtab + 63u) & ~(uintptr_t)63u;
-    if (h.layout == DC_LAYOUT_DENSE && h.k <= DC_SPREAD_K && h.info.num_elements >= 8192u &&
+    if (h.layout == DC_LAYOUT_DENSE && h.k <= DC_SPREAD_K &&
+        h.info.num_elements >= DC_SPREAD_MIN_ELEMENTS &&
         pt - (uintptr_t)workspace + 64u * h.k <= workspace_size)
       spread = (uint8_t*)pt;
 #endif
