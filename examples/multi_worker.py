@@ -76,28 +76,25 @@ def _lenet():
 FIRST_EPOCH = {}  # phase -> first epoch this process trained (after a restore: > 0)
 
 
-def _resume_epoch(backup):
-    """The epoch keras.callbacks.BackupAndRestore will resume ``backup`` from (0: no backup). Read
-    from the ``training_metadata.json`` it writes next to its weights (Keras 3's layout; the kill
-    test fails if that changes)."""
-    path = os.path.join(backup, "training_metadata.json")
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return int(json.load(f)["epoch"])
-
-
-def _same_in_all_workers(value, what, folder):
-    """All workers must resume from the same epoch (each restores its own backup): compare before
-    ``fit`` (its first collective), so a mismatch is an error, not a hang or a different model."""
+def _check_same_resume_epoch(backup, phase):
+    """All workers must resume ``phase`` from the same epoch (each restores its own backup):
+    compared before ``fit`` (its first collective), so a mismatch is an error, not a hang or a
+    different model. The epoch is read from the ``training_metadata.json`` that
+    keras.callbacks.BackupAndRestore writes next to its weights (0: no backup; Keras 3's layout,
+    the kill test fails if that changes)."""
     import numpy as np
     from jax.experimental import multihost_utils
 
-    values = [int(v) for v in np.asarray(multihost_utils.process_allgather(np.int32(value))).ravel()]
+    path = os.path.join(backup, "training_metadata.json")
+    epoch = 0
+    if os.path.exists(path):
+        with open(path) as f:
+            epoch = int(json.load(f)["epoch"])
+    values = [int(v) for v in np.asarray(multihost_utils.process_allgather(np.int32(epoch))).ravel()]
     if len(set(values)) != 1:
-        raise RuntimeError(f"the workers' backups disagree on {what}: {values} (worker 0, 1, ...), "
-                           f"e.g. a worker died while saving. Delete {folder} in every worker's "
-                           "--work-dir to restart that phase.")
+        raise RuntimeError(f"the workers' backups disagree on the epoch to resume {phase} from: {values} "
+                           f"(worker 0, 1, ...), e.g. a worker died while saving. Delete worker<i>/{phase} "
+                           "in every worker's --work-dir to restart that phase.")
 
 
 class _Progress:
@@ -125,8 +122,7 @@ def _fit(model, args, ds, epochs, phase, callbacks, offset, lr):
     model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     backup = os.path.join(args.work_dir, f"worker{args.worker_id}", phase)
     restore = keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False)
-    _same_in_all_workers(_resume_epoch(backup), f"the epoch to resume {phase} from",
-                         f"worker<i>/{phase}")
+    _check_same_resume_epoch(backup, phase)
     progress = _Progress(offset, phase, args.pause_after_epoch)
     model.fit(ds, epochs=epochs, verbose=0, callbacks=callbacks + [restore, progress])
     FIRST_EPOCH.setdefault(phase, epochs)  # no epoch ran: the backup said the phase was complete

@@ -18,11 +18,15 @@ FLAGS = ["--workers", "2", "--samples", "1024", "--batch-size", "128", "--prune-
          "--cluster-epochs", "1", "--timeout", "600"]
 
 
-def _run(work_dir, *extra):
+def _launch(work_dir, *extra):
     assert importlib.util.find_spec("jax") is not None, "jax is installed by `make install` (test extra)"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, SCRIPT, *FLAGS, "--work-dir", str(work_dir), *extra], env=env,
-                       capture_output=True, text=True, timeout=1500)
+    return subprocess.run([sys.executable, SCRIPT, *FLAGS, "--work-dir", str(work_dir), *extra], env=env,
+                          capture_output=True, text=True, timeout=1500)
+
+
+def _run(work_dir, *extra):
+    r = _launch(work_dir, *extra)
     last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
     return json.loads(last), r.stdout
@@ -50,8 +54,7 @@ def test_two_workers_agree_and_survive_a_killed_worker(tmp_path):
     # silently different model.
     meta = tmp_path / "killed" / "worker1" / "prune" / "training_metadata.json"
     meta.write_text(json.dumps(dict(json.loads(meta.read_text()), epoch=1)))
-    r = subprocess.run([sys.executable, SCRIPT, *FLAGS, "--work-dir", str(tmp_path / "killed")], capture_output=True,
-                       text=True, timeout=1500, env=dict(os.environ, PYTHONPATH=ROOT))
+    r = _launch(tmp_path / "killed")
     assert r.returncode == 1 and '"error": "worker failed"' in r.stdout
     logs = (tmp_path / "killed" / "worker0.log").read_text() + (tmp_path / "killed" / "worker1.log").read_text()
     assert "the workers' backups disagree on the epoch to resume prune from: [2, 1]" in logs
