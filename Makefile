@@ -128,7 +128,7 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_clustering.py::test_loading_out_of_range_assignments_is_a_clear_error \
   tests/test_clustering.py::test_jax_native_kernels_are_bit_exact_with_the_lax_path \
   tests/test_clustering.py::test_jax_native_kernels_refuse_out_of_range_assignments \
-  tests/test_clustering.py::test_jax_without_native_library_falls_back_bit_identically \
+  tests/test_clustering.py::test_without_native_library_falls_back_bit_identically \
   tests/test_clustering.py::test_preserve_sparsity_false_clusters_zeros \
   tests/test_clustering.py::test_keras_round_trip \
   tests/test_compat_files.py

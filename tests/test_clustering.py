@@ -324,48 +324,6 @@ def test_jax_native_kernels_refuse_out_of_range_assignments(jax_ffi):
             jax.jit(jax_ffi.gather)(centroids, np.zeros(8, "int32"))
 
 
-def test_jax_without_native_library_falls_back_bit_identically(jax_ffi, monkeypatch, caplog, tmp_path):
-    def train(use_native):
-        monkeypatch.setattr(jax_ffi, "_state", {})  # decided afresh inside fit()'s trace of the step
-        keras.utils.set_random_seed(1)
-        model = mlp()
-        k = model.get_layer("d1").kernel.numpy()
-        model.get_layer("d1").kernel.assign(np.where(np.abs(k) < 0.2, 0.0, k))  # "pruned" weights
-        model = compile_(dc_keras.cluster(model, bits=3), keras.optimizers.Adam(0.01))
-        model.fit(X, Y, batch_size=16, epochs=1, verbose=0, shuffle=False)
-        return model
-
-    native = train(True)
-    assert jax_ffi._state["ok"] is True, jax_ffi.unavailable_reason()
-    assert jax_ffi.unavailable_reason() is None
-    missing = str(tmp_path / "absent.so")
-    monkeypatch.setenv("DC_KERAS_JAX_FFI_LIBRARY", missing)
-    with caplog.at_level("INFO", logger="dc_keras"):
-        fallback = train(False)
-        assert not jax_ffi.usable(np.zeros(2, "float32"), np.zeros(3, "int32"))
-    notes = [r.getMessage() for r in caplog.records if "lax.gather" in r.getMessage()]
-    assert len(notes) == 1 and missing in notes[0] and "make jax-ffi" in notes[0]  # once, naming the fix
-    assert missing in jax_ffi.unavailable_reason()
-    for a, b in zip(native.weights, fallback.weights):
-        np.testing.assert_array_equal(np_(a), np_(b), err_msg=a.path)
-    d1 = dc_keras.strip(native).get_layer("d1").kernel.numpy()
-    np.testing.assert_array_equal(d1 == 0, dc_keras.strip(fallback).get_layer("d1").kernel.numpy() == 0)
-    assert np.mean(d1 == 0) > 0.3  # preserve_sparsity: the zero slot stayed 0 on both routes
-    foreign = np._core._multiarray_umath.__file__  # a shared library without the two handlers
-    monkeypatch.setattr(jax_ffi, "_state", {})
-    monkeypatch.setenv("DC_KERAS_JAX_FFI_LIBRARY", foreign)
-    with caplog.at_level("INFO", logger="dc_keras"):
-        assert not jax_ffi.available()
-    assert f"{foreign} did not load (AttributeError" in caplog.records[-1].getMessage()
-    monkeypatch.setattr(jax_ffi, "_state", {})
-    monkeypatch.setenv("DC_KERAS_JAX_FFI_LIBRARY", missing)
-    monkeypatch.setenv("DC_KERAS_JAX_FFI", "1")  # asked for: an error naming the fix, not a fallback
-    with pytest.raises(RuntimeError, match="DC_KERAS_JAX_FFI=1 .*make jax-ffi"):
-        jax_ffi.available()
-    monkeypatch.setenv("DC_KERAS_JAX_FFI", "0")
-    assert not jax_ffi.available()
-
-
 # --------------------------------------------------------------------------------------------
 # TensorFlow: the same kernel loops as custom ops (dc_keras/train/_tf_ops.py, jax_kernels/dc_centroids_tf.cc)
 
@@ -482,9 +440,30 @@ def test_tf_native_ops_refuse_out_of_range_assignments(tf_ops):
         model.fit(X, Y, batch_size=32, epochs=1, verbose=0)
 
 
-def test_tf_without_native_library_falls_back_bit_identically(tf_ops, monkeypatch, caplog, tmp_path):
+# --------------------------------------------------------------------------------------------
+# Both backends: without the native library, clustered training falls back bit-identically.
+# Per backend: the fixture of its native module, the prefix of its environment variables, what
+# the log says the fallback uses, the `make` target that builds the library, the check that the
+# module reports itself off, and the error each library that does not load gives: a foreign one
+# (a shared library without the two kernels / ops) and a broken one (not an ELF file).
+_FALLBACKS = {
+    "jax": dict(fixture="jax_ffi", env="DC_KERAS_JAX_FFI", route="lax.gather", target="jax-ffi",
+                off=lambda m: not m.usable(np.zeros(2, "float32"), np.zeros(3, "int32")),
+                unloadable={"foreign": "AttributeError", "broken": "OSError"}),
+    "tensorflow": dict(fixture="tf_ops", env="DC_KERAS_TF_OPS", route="XLA-compiled tf.gather", target="tf-ops",
+                       off=lambda m: not m.available(),
+                       unloadable={"foreign": "AttributeError", "broken": "NotFoundError"}),
+}
+
+
+@pytest.mark.parametrize("backend", sorted(_FALLBACKS))
+def test_without_native_library_falls_back_bit_identically(backend, request, monkeypatch, caplog, tmp_path):
+    spec = _FALLBACKS[backend]
+    native_module = request.getfixturevalue(spec["fixture"])  # skips on the other backend
+    env, target = spec["env"], spec["target"]
+
     def train():
-        monkeypatch.setattr(tf_ops, "_state", {})  # decided afresh inside fit()'s trace of the step
+        monkeypatch.setattr(native_module, "_state", {})  # decided afresh inside fit()'s trace of the step
         keras.utils.set_random_seed(1)
         model = mlp()
         k = model.get_layer("d1").kernel.numpy()
@@ -494,41 +473,42 @@ def test_tf_without_native_library_falls_back_bit_identically(tf_ops, monkeypatc
         return model
 
     native = train()
-    assert tf_ops._state["ok"] is True, tf_ops.unavailable_reason()  # the check ran eagerly inside the trace
-    assert tf_ops.unavailable_reason() is None
+    assert native_module._state["ok"] is True, native_module.unavailable_reason()  # checked inside the trace
+    assert native_module.unavailable_reason() is None
     missing = str(tmp_path / "absent.so")
-    monkeypatch.setenv("DC_KERAS_TF_OPS_LIBRARY", missing)
+    monkeypatch.setenv(f"{env}_LIBRARY", missing)
     with caplog.at_level("INFO", logger="dc_keras"):
         fallback = train()
-        assert not tf_ops.available()
-    notes = [r.getMessage() for r in caplog.records if "XLA-compiled tf.gather" in r.getMessage()]
-    assert len(notes) == 1 and missing in notes[0] and "make tf-ops" in notes[0]  # once, naming the fix
-    assert missing in tf_ops.unavailable_reason()
+        assert spec["off"](native_module)
+    notes = [r.getMessage() for r in caplog.records if spec["route"] in r.getMessage()]
+    assert len(notes) == 1 and missing in notes[0] and f"make {target}" in notes[0]  # once, naming the fix
+    assert missing in native_module.unavailable_reason()
     for a, b in zip(native.weights, fallback.weights):
         np.testing.assert_array_equal(np_(a), np_(b), err_msg=a.path)
     d1 = dc_keras.strip(native).get_layer("d1").kernel.numpy()
     np.testing.assert_array_equal(d1 == 0, dc_keras.strip(fallback).get_layer("d1").kernel.numpy() == 0)
     assert np.mean(d1 == 0) > 0.3  # preserve_sparsity: the zero slot stayed 0 on both routes
-    foreign = np._core._multiarray_umath.__file__  # a shared library without the two ops
     broken = tmp_path / "broken.so"
     broken.write_bytes(b"not an ELF file")
-    for path, why in ((foreign, "did not load (AttributeError"), (str(broken), "did not load (NotFoundError")):
-        monkeypatch.setattr(tf_ops, "_state", {})
-        monkeypatch.setenv("DC_KERAS_TF_OPS_LIBRARY", path)
+    libraries = {"foreign": np._core._multiarray_umath.__file__, "broken": str(broken)}
+    for kind, error in spec["unloadable"].items():
+        path = libraries[kind]
+        monkeypatch.setattr(native_module, "_state", {})
+        monkeypatch.setenv(f"{env}_LIBRARY", path)
         with caplog.at_level("INFO", logger="dc_keras"):
-            assert not tf_ops.available()
-        assert f"{path} {why}" in caplog.records[-1].getMessage()
-    monkeypatch.setattr(tf_ops, "_state", {})
-    monkeypatch.setenv("DC_KERAS_TF_OPS_LIBRARY", missing)
-    monkeypatch.setenv("DC_KERAS_TF_OPS", "1")  # asked for: an error naming the fix, not a fallback
-    with pytest.raises(RuntimeError, match="DC_KERAS_TF_OPS=1 .*make tf-ops"):
-        tf_ops.available()
-    monkeypatch.setenv("DC_KERAS_TF_OPS", "0")
-    assert not tf_ops.available()
-    monkeypatch.setattr(tf_ops, "_state", {})
-    monkeypatch.setenv("DC_KERAS_TF_OPS", "yes")
-    with pytest.raises(ValueError, match="DC_KERAS_TF_OPS must be auto, 0 or 1"):
-        tf_ops.available()
+            assert not native_module.available()
+        assert f"{path} did not load ({error}" in caplog.records[-1].getMessage()
+    monkeypatch.setattr(native_module, "_state", {})
+    monkeypatch.setenv(f"{env}_LIBRARY", missing)
+    monkeypatch.setenv(env, "1")  # asked for: an error naming the fix, not a fallback
+    with pytest.raises(RuntimeError, match=f"{env}=1 .*make {target}"):
+        native_module.available()
+    monkeypatch.setenv(env, "0")
+    assert not native_module.available()
+    monkeypatch.setattr(native_module, "_state", {})
+    monkeypatch.setenv(env, "yes")
+    with pytest.raises(ValueError, match=f"{env} must be auto, 0 or 1"):
+        native_module.available()
 
 
 def test_loading_out_of_range_assignments_is_a_clear_error(tmp_path):
