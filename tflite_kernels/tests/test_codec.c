@@ -12,6 +12,7 @@
 #include "codec_vectors.h"
 #include "codec_vectors_v1.h"
 #include "dc_codec.h"
+#include "dc_test_pack.h"
 
 static int passed, failed;
 
@@ -366,61 +367,6 @@ static void test_crc_and_subbyte_values(void) {
  * dc_decode, dense_e4_bmi2 with dc_workspace_size's exact workspace, the portable loop with
  * dc_codec_use_simd(0)): hand-encoded tensors of every max code length 1..12 ---------------- */
 
-/* Packs n symbols of a code with the given lengths (K symbols, complete) as a version 2 §5
- * float32 tensor; returns its size.  Symbol s's value has the bits 0x3F800000 + 7919 s. */
-static size_t pack_dense_f32(uint8_t* p, const uint8_t* len, uint32_t k, const uint16_t* sym,
-                             uint32_t n, uint32_t* sizes_at) {
-  uint32_t code[256], next[14], count[14], s, i, l, c = 0, maxl = 0, pos, crc;
-  uint8_t* st[4];
-  uint64_t bits[4] = {0, 0, 0, 0};
-  memset(count, 0, sizeof count);
-  for (s = 0; s < k; ++s) {
-    count[len[s]]++;
-    if (len[s] > maxl) maxl = len[s];
-  }
-  count[0] = 0;
-  for (l = 1; l <= 13; ++l) { /* §4 canonical codes, as DEFLATE */
-    c = (c + count[l - 1]) << 1;
-    next[l] = c;
-  }
-  for (s = 0; s < k; ++s) code[s] = len[s] ? next[len[s]]++ : 0;
-  memcpy(p, "DCHF", 4);
-  p[4] = 2;             /* version */
-  p[5] = 0;             /* float32 */
-  p[6] = 1;             /* rank */
-  p[7] = 0;             /* dense */
-  memcpy(p + 8, &n, 4); /* little-endian host (the tests run on x86-64 / aarch64 / armv7) */
-  pos = 16;             /* check at 12 */
-  p[pos++] = (uint8_t)k;
-  p[pos++] = (uint8_t)(k >> 8);
-  for (s = 0; s < k; ++s, pos += 4) {
-    uint32_t v = 0x3F800000u + 7919u * s;
-    memcpy(p + pos, &v, 4);
-  }
-  p[pos++] = (uint8_t)maxl;
-  for (s = 0; s < k; s += 2) p[pos++] = (uint8_t)(len[s] | (s + 1 < k ? len[s + 1] << 4 : 0));
-  for (s = 0; s < 4; ++s) /* stream bit counts first, to place them */
-    for (i = s; i < n; i += 4) bits[s] += len[sym[i]];
-  *sizes_at = pos;
-  st[0] = p + pos + 16;
-  for (s = 0; s < 4; ++s) {
-    uint32_t size = (uint32_t)((bits[s] + 7) / 8);
-    memcpy(p + pos + 4 * s, &size, 4);
-    if (s < 3) st[s + 1] = st[s] + size;
-    memset(st[s], 0, size);
-  }
-  for (s = 0; s < 4; ++s) { /* §7: LSB first, each code from its most significant bit */
-    uint64_t b = 0;
-    for (i = s; i < n; i += 4)
-      for (l = len[sym[i]]; l-- > 0; ++b)
-        if ((code[sym[i]] >> l) & 1u) st[s][b / 8] |= (uint8_t)(1u << (b % 8));
-  }
-  pos = (uint32_t)(st[3] - p) + (uint32_t)((bits[3] + 7) / 8);
-  crc = dc_crc32(dc_crc32(0, p, 12), p + 16, pos - 16);
-  memcpy(p + 12, &crc, 4);
-  return pos;
-}
-
 /* Decodes with dc_decode under each dc_codec_use_simd setting and with an exact workspace; all
  * must give the same status and, if DC_OK, the same bytes as `want` (NULL: any error). */
 static void decode_all_paths(const char* what, const uint8_t* p, size_t size, const uint8_t* want,
@@ -476,7 +422,7 @@ static void test_dense_f32_all_lengths(void) {
     for (z = 0; z < sizeof sizes / sizeof sizes[0]; ++z) {
       const uint32_t n = sizes[z];
       uint16_t* sym = (uint16_t*)malloc(n * sizeof *sym);
-      uint8_t* p = (uint8_t*)malloc(64 + 4 * k + k + (size_t)n * 2);
+      uint8_t* p = (uint8_t*)malloc(pack_dense_f32_bound(k, n));
       uint8_t* want = (uint8_t*)malloc((size_t)n * 4);
       char what[64];
       size_t size;
@@ -488,7 +434,7 @@ static void test_dense_f32_all_lengths(void) {
       }
       size = pack_dense_f32(p, len, k, sym, n, &sizes_at);
       for (i = 0; i < n; ++i) {
-        uint32_t v = 0x3F800000u + 7919u * sym[i];
+        uint32_t v = dc_test_f32_bits(sym[i]);
         memcpy(want + 4 * i, &v, 4);
       }
       snprintf(what, sizeof what, "dense f32 L%u K%u n%u", m <= 12 ? m : 9, k, n);

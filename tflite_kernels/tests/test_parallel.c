@@ -12,6 +12,7 @@
 #include "dc_pages.h"
 #include "dc_parallel.h"
 #include "dc_test.h"
+#include "dc_test_pack.h"
 
 #define NVEC (sizeof codec_vectors / sizeof codec_vectors[0])
 #define REPEAT 7 /* every vector several times: more jobs than threads */
@@ -205,40 +206,27 @@ static void lazy(int threads, int want_lazy) {
   free(copies);
 }
 
-/* A packed float32 tensor of n elements (§2 version 2, §5 dense): codebook {0.5, -2} with a
- * 1-bit code each, element i = codebook[bit (i * 2654435761 >> 13) & 1]; malloc'd, size in
+/* A packed float32 tensor of n elements (§2 version 2, §5 dense, dc_test_pack.h): two values
+ * with a 1-bit code each, element i = value[bit (i * 2654435761 >> 13) & 1]; malloc'd, size in
  * *size, the decoded bytes in *raw (malloc'd). */
 static uint8_t* big_packed(uint32_t n, size_t* size, uint8_t** raw) {
-  const float cb[2] = {0.5f, -2.0f};
-  const size_t count[4] = {(n + 3) / 4, (n + 2) / 4, (n + 1) / 4, n / 4};
-  size_t head = 4 + 4 + 4 + 4 + 2 + 8 + 1 + 1 + 16, streams = 0;
-  for (int s = 0; s < 4; ++s) streams += (count[s] + 7) / 8;
-  uint8_t* p = (uint8_t*)calloc(head + streams, 1);
+  static const uint8_t len[2] = {1, 1}; /* codes 0 and 1 */
+  uint16_t* sym = (uint16_t*)malloc((size_t)n * sizeof *sym);
+  uint8_t* p = (uint8_t*)malloc(pack_dense_f32_bound(2, n));
   *raw = (uint8_t*)malloc((size_t)n * 4);
-  if (!p || !*raw) return NULL;
-  memcpy(p, "DCHF", 4);
-  p[4] = 2, p[5] = 0, p[6] = 1, p[7] = 0; /* version 2, float32, rank 1, dense */
-  memcpy(p + 8, &n, 4);                   /* little-endian host (x86-64, aarch64) */
-  uint16_t k = 2;
-  memcpy(p + 16, &k, 2);
-  memcpy(p + 18, cb, 8);
-  p[26] = 1, p[27] = 0x11; /* L = 1, lengths (1, 1): codes 0 and 1 */
-  uint8_t* st = p + head;
-  for (int s = 0; s < 4; ++s) {
-    uint32_t bytes = (uint32_t)((count[s] + 7) / 8);
-    memcpy(p + 28 + 4 * s, &bytes, 4);
+  if (!sym || !p || !*raw) {
+    free(sym);
+    free(p);
+    return NULL;
   }
   for (uint32_t i = 0; i < n; ++i) {
-    uint32_t bit = (uint32_t)(((uint64_t)i * 2654435761u) >> 13) & 1u;
-    memcpy(*raw + (size_t)i * 4, &cb[bit], 4);
-    size_t q = i / 4, off = 0;
-    for (uint32_t s = 0; s < i % 4; ++s) off += (count[s] + 7) / 8;
-    st[off + q / 8] |= (uint8_t)(bit << (q % 8));
+    sym[i] = (uint16_t)((((uint64_t)i * 2654435761u) >> 13) & 1u);
+    uint32_t v = dc_test_f32_bits(sym[i]);
+    memcpy(*raw + (size_t)i * 4, &v, 4);
   }
-  uint32_t crc = dc_crc32(0, p, 12);
-  crc = dc_crc32(crc, p + 16, head + streams - 16);
-  memcpy(p + 12, &crc, 4);
-  *size = head + streams;
+  uint32_t sizes_at;
+  *size = pack_dense_f32(p, len, 2, sym, n, &sizes_at);
+  free(sym);
   return p;
 }
 

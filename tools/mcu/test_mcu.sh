@@ -60,7 +60,7 @@ WS=0
 if grep -q "DC_MAX_WORKSPACE" $K/include/dc_codec.h; then WS=1; fi
 DEC_FLAGS=""
 [ $WS = 1 ] && DEC_FLAGS="-Wstack-usage=4096 -Wno-error=stack-usage="
-KEY_FILES=($K/src/dc_codec*.c $K/src/dc_codec*.h $K/include/*.h $K/tests/test_codec.c $K/tests/codec_vectors.h
+KEY_FILES=($K/src/dc_codec*.c $K/src/dc_codec*.h $K/include/*.h $K/tests/test_codec.c $K/tests/codec_vectors.h $K/tests/dc_test_pack.h
            $K/micro/*.c $K/micro/*.h tools/mcu/*.c tools/mcu/*.h tools/mcu/mps2.ld
            tools/mcu/gen_bench_vectors.py tools/mcu/test_mcu.sh dc_keras/codec/*.py)
 KEY="$( (cat "${KEY_FILES[@]}"; echo "$COMMON $LINK $M4 $M7 $DEC_FLAGS ${BENCH_TFLITE:-}";
