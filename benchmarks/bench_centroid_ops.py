@@ -13,11 +13,13 @@ The fallback's figures include each XLA call's launch, which the training step p
 native split": the gather's chunks / the sums' parts shared with one thread of TF's intra-op pool (``split=True``; the TF
 training step uses one thread; the JAX one shares both with a thread of XLA's pool).
 Prints one line per op and route, and the load average (a shared machine: compare CPU times).
+``--json``: the rows with the machine, the command and the settings (benchmarks/results_doc.py
+``--centroid-ops`` makes its section of docs/results.md from it).
 """
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 
 
@@ -101,9 +103,18 @@ def main(argv=None):
           f"{1e6 * base[1]:.1f} us per call; "
           f"intra-op threads {args.intra_threads or 'default'}; load {load_before[0]:.1f} -> {load_after[0]:.1f})")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "calls": args.calls, "intra_threads": args.intra_threads,
-                       "loadavg_before": load_before, "loadavg_after": load_after}, f, indent=1)
+        import _common  # benchmarks/ is on sys.path when this runs as a script
+
+        _common.write_json(args.json, record(args, argv, rows, load_before, load_after, _common.machine_info()))
+        print(f"wrote {args.json}")
+
+
+def record(args, argv, rows, load_before, load_after, machine):
+    """The ``--json`` content: the rows, the settings, the command and the machine."""
+    return {"benchmark": "centroid_ops",
+            "command": " ".join(["python benchmarks/bench_centroid_ops.py", *(sys.argv[1:] if argv is None else argv)]),
+            "rows": rows, "calls": args.calls, "repeat": args.repeat, "intra_threads": args.intra_threads,
+            "loadavg_before": list(load_before), "loadavg_after": list(load_after), "machine": machine}
 
 
 if __name__ == "__main__":

@@ -788,6 +788,36 @@ def multi_worker_section(mw):
     return out + [""]
 
 
+def centroid_ops_section(co):
+    """Section of docs/results.md from benchmarks/bench_centroid_ops.py --json: per-op cost of the
+    clustered TF training step's centroid gather and sums, native ops vs the XLA fallback; each
+    native row also as a ratio to the fallback row of the same op and zero-slot share.
+
+    Example:
+        >>> lines = centroid_ops_section(json.load(open("docs/results/centroid_ops.json")))
+    """
+    m = co["machine"]
+    threads = co["intra_threads"] or "TF's default"
+    out = ["## Clustered TF training step: centroid ops, native vs fallback", "",
+           f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), load average {co['loadavg_before'][0]:.1f} at the "
+           f"start and {co['loadavg_after'][0]:.1f} at the end (1 min), command `{co['command']}`. LeNet-300-100's "
+           "fc1 (784 x 300 entries, 32 centroids + the zero slot), without and with 90 % of the entries in the zero "
+           f"slot. Each op runs {co['repeat']} times in a tf.function's while loop, called {co['calls']} times after "
+           "a warm-up; per op: the median wall time and the mean process CPU time (all threads) per call, minus the "
+           f"empty loop's, divided by {co['repeat']}. Native: `make tf-ops` (dc_keras/train/_tf_ops.py); split: shared "
+           "with one thread of TF's intra-op pool (the training step uses one thread); fallback: XLA-compiled "
+           "tf.gather / unsorted_segment_sum, each XLA call's launch included (the training step pays it too). "
+           f"TF intra-op threads: {threads}. Ratios: native / fallback (below 1x: the native op costs less).", "",
+           "| op | zero slot | wall µs | cpu µs | wall ratio | cpu ratio |", "|---|---|---|---|---|---|"]
+    fallback = {(r["op"].split()[0], r["pruned"]): r for r in co["rows"] if "fallback" in r["op"]}
+    for r in co["rows"]:
+        ref = None if "fallback" in r["op"] else fallback.get((r["op"].split()[0], r["pruned"]))
+        wall, cpu = ("-", "-") if ref is None else (f"{r['wall_us'] / ref['wall_us']:.2f}x",
+                                                     f"{r['cpu_us'] / ref['cpu_us']:.2f}x")
+        out.append(f"| {r['op']} | {100 * r['pruned']:.0f} % | {r['wall_us']:.1f} | {r['cpu_us']:.1f} | {wall} | {cpu} |")
+    return out + [""]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table1", nargs="+", default=[], help="paper_table1.py --json outputs")
@@ -805,6 +835,8 @@ def main(argv=None):
     p.add_argument("--fit-step", default=None, help="bench_fit_step.py --json output (docs/results/fit_step.json)")
     p.add_argument("--multi-worker", default=None,
                    help="bench_multi_worker.py --json output (docs/results/multi_worker_step.json)")
+    p.add_argument("--centroid-ops", default=None,
+                   help="bench_centroid_ops.py --json output (docs/results/centroid_ops.json)")
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--img_dir", default="docs/img")
     args = p.parse_args(argv)
@@ -873,6 +905,9 @@ def main(argv=None):
         lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min",
                         ".venv/bin/python benchmarks/zoo_repack.py --json=docs/results/model_zoo.json  # + strip/compact sizes"]
         lines[-5] += " --zoo docs/results/model_zoo*.json"
+    if args.centroid_ops:
+        lines[-5:-5] = [".venv/bin/python benchmarks/bench_centroid_ops.py --json centroid_ops.json   # make tf-ops first"]
+        lines[-5] += " --centroid-ops centroid_ops.json"
     if args.runtime:
         with open(args.runtime) as f:
             lines += runtime_section(json.load(f))
@@ -882,6 +917,9 @@ def main(argv=None):
     if args.multi_worker:
         with open(args.multi_worker) as f:
             lines += multi_worker_section(json.load(f))
+    if args.centroid_ops:
+        with open(args.centroid_ops) as f:
+            lines += centroid_ops_section(json.load(f))
     if args.speed:
         with open(args.speed) as f:
             lines += speed_section(json.load(f))

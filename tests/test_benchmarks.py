@@ -31,6 +31,19 @@ def _imports():
     return graph, names
 
 
+def _load_bench(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", os.path.join(BENCH, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, BENCH)  # as when run as `python benchmarks/NAME.py` (imports _common)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(BENCH)
+    return module
+
+
 def test_no_import_cycle_and_no_sys_path_edits():
     graph, names = _imports()
     assert "_common" in names and graph["_common"] == set()  # the shared module imports no script
@@ -79,6 +92,12 @@ def _codec_bound_args(res):
     return ["--codec-bound", path] if os.path.exists(path) else []
 
 
+def _centroid_ops_args(res):
+    """benchmarks/bench_centroid_ops.py's JSON, once committed."""
+    path = os.path.join(res, "centroid_ops.json")
+    return ["--centroid-ops", path] if os.path.exists(path) else []
+
+
 def _quantized_args(res):
     """bench_quantized.py's JSON, then bench_quantized_zoo.py's if committed."""
     return [os.path.join(res, n) for n in ("quantized.json", "quantized_zoo.json")
@@ -96,7 +115,8 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
                         "--runtime", os.path.join(res, "runtime.json"),
                         "--fit-step", os.path.join(res, "fit_step.json"),
                         "--codec", os.path.join(res, "codec_context.json"), "--out", "docs/results.md",
-                        "--img_dir", "docs/img", *_zoo_args(res), *_multi_worker_args(res), *_codec_bound_args(res)],
+                        "--img_dir", "docs/img", *_zoo_args(res), *_multi_worker_args(res), *_codec_bound_args(res),
+                        *_centroid_ops_args(res)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
@@ -164,15 +184,7 @@ print("ok")
 
 def test_fit_step_section_renders_clustered_columns_and_old_rows():
     """bench_fit_step.py's JSON with the clustered step (and a row without it, as older runs wrote)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_results_doc", os.path.join(BENCH, "results_doc.py"))
-    doc = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, BENCH)  # as when run as `python benchmarks/results_doc.py` (imports _common)
-    try:
-        spec.loader.exec_module(doc)
-    finally:
-        sys.path.remove(BENCH)
+    doc = _load_bench("results_doc")
     machine = {"date": "d", "nproc": 2, "cpu": "x86_64", "loadavg_before": [0.5], "loadavg": [0.7]}
     config = {"model": "LeNet-300-100", "batch_size": 128, "steps": 200, "repeats": 5, "cluster_bits": 5}
     row = {"label": "dc_keras, Keras 3 JAX", "plain_s": 0.002, "pruned_s": 0.0021, "ratio": 1.05,
@@ -195,19 +207,6 @@ def test_fit_step_section_renders_clustered_columns_and_old_rows():
         noted = doc.fit_step_section(dict(fs, rows=[dict(fs["rows"][0], jax_ffi=used)]))
         assert [line for line in noted if line.startswith("JAX clustered step: ")] == [
             f"JAX clustered step: dc_keras, Keras 3 JAX: {says}" + ("" if used else " (native centroid kernels not built)") + "."]
-
-
-def _load_bench(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", os.path.join(BENCH, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, BENCH)  # as when run as `python benchmarks/NAME.py` (imports _common)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(BENCH)
-    return module
 
 
 def test_fit_step_round_ratios_bracket_each_wrapped_epoch_by_the_plain_ones():
@@ -251,15 +250,7 @@ def test_fit_step_section_shows_the_spread_of_round_ratios():
 def test_zoo_validation_column_names_a_larger_image_split_and_keeps_old_rows():
     """results_doc._val_size: an image row with model_zoo.py's ``val_samples`` shows its split size and
     the increase with its standard error; old rows (no val_samples override, no SE) render as before."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_results_doc_zoo", os.path.join(BENCH, "results_doc.py"))
-    doc = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, BENCH)
-    try:
-        spec.loader.exec_module(doc)
-    finally:
-        sys.path.remove(BENCH)
+    doc = _load_bench("results_doc")
     new = {"val_source": "held-out training images (the last 20,000 of the 60,000; training: the first 20,000, "
            "disjoint)", "val_samples": 20000, "baseline_val_error": 0.1300, "final_val_error": 0.1352,
            "val_increase_se_pp": 0.157}
@@ -270,6 +261,45 @@ def test_zoo_validation_column_names_a_larger_image_split_and_keeps_old_rows():
     assert doc._val_size(old) == "" and doc._val_size({"val_samples": 5000}) == ""
     seq = {"val_source": "10,000 generated sequences, seed 3 (...)", "val_samples": 10000}
     assert doc._val_size(seq) == " (10,000 own-seed validation sequences)"
+
+
+def test_centroid_ops_section_from_the_benchmarks_own_record(tmp_path):
+    """bench_centroid_ops.py's --json record (built by its own ``record``, made-up figures) renders
+    as a section: each native row's ratios to the fallback row of the same op and zero-slot share;
+    results_doc.py --centroid-ops adds the section and its commands to the Reproduce block."""
+    import argparse
+    import json
+
+    bench, doc = _load_bench("bench_centroid_ops"), _load_bench("results_doc")
+    args = argparse.Namespace(calls=30, repeat=50, intra_threads=0)
+    rows = [{"op": "gather native", "pruned": 0.0, "wall_us": 40.0, "cpu_us": 50.0},
+            {"op": "gather fallback (XLA)", "pruned": 0.0, "wall_us": 100.0, "cpu_us": 200.0},
+            {"op": "sums native split", "pruned": 0.9, "wall_us": 30.0, "cpu_us": 90.0},
+            {"op": "sums fallback (XLA)", "pruned": 0.9, "wall_us": 120.0, "cpu_us": 60.0},
+            {"op": "sums native", "pruned": 0.0, "wall_us": 10.0, "cpu_us": 10.0}]  # no fallback row
+    machine = {"date": "2026-12-01 00:00 UTC", "nproc": 2, "cpu": "x86_64", "loadavg": [0.3, 0.2, 0.1]}
+    co = bench.record(args, ["--json", "c.json"], rows, (0.5, 0.4, 0.3), (0.7, 0.5, 0.3), machine)
+    lines = doc.centroid_ops_section(json.loads(json.dumps(co)))  # as read back from the file
+    assert lines[0] == "## Clustered TF training step: centroid ops, native vs fallback"
+    assert lines[2].startswith("Run: 2026-12-01 00:00 UTC on 2 CPUs (x86_64), load average 0.5 at the start and "
+                               "0.7 at the end (1 min), command `python benchmarks/bench_centroid_ops.py --json c.json`.")
+    assert "runs 50 times" in lines[2] and "called 30 times" in lines[2] and "threads: TF's default." in lines[2]
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[1:] == ["| gather native | 0 % | 40.0 | 50.0 | 0.40x | 0.25x |",
+                         "| gather fallback (XLA) | 0 % | 100.0 | 200.0 | - | - |",
+                         "| sums native split | 90 % | 30.0 | 90.0 | 0.25x | 1.50x |",
+                         "| sums fallback (XLA) | 90 % | 120.0 | 60.0 | - | - |",
+                         "| sums native | 0 % | 10.0 | 10.0 | - | - |"]
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    assert "threads: 2." in doc.centroid_ops_section(dict(co, intra_threads=2))[2]
+    (tmp_path / "c.json").write_text(json.dumps(co))
+    out = tmp_path / "results.md"
+    doc.main(["--centroid-ops", str(tmp_path / "c.json"), "--out", str(out), "--img_dir", str(tmp_path / "img")])
+    text = out.read_text()
+    assert "\n".join(lines) in text
+    assert ("\n.venv/bin/python benchmarks/bench_centroid_ops.py --json centroid_ops.json   # make tf-ops first\n"
+            ".venv/bin/python benchmarks/results_doc.py ") in text
+    assert "--codec-bound codec_bound.json --centroid-ops centroid_ops.json\n```" in text
 
 
 def _run_bench_code(code, timeout=300):
