@@ -242,18 +242,22 @@ def _lax_reference(c, a):
     return _gather_jax(keras.ops.concatenate([c, keras.ops.zeros((1,), c.dtype)], axis=0), a)
 
 
-# 33 slots: the AVX-512 register-table gather; 48 the largest such table; 49+: the scalar loop. Sizes
-# that are not multiples of 16 exercise the tail. `pruned`: that fraction of the entries (mixed with
-# blocks of none) point at the zero slot, as after prune -> cluster (the sums skip them by blocks).
-@pytest.mark.parametrize("clusters,shape,pruned", [
+# The native kernels' cases on both backends. 33 slots: the AVX-512 register-table gather; 48 the
+# largest such table; 49+: the scalar loop; >= 65,536 entries the two-thread gather. Sizes that are not
+# multiples of 16 exercise the tail. `pruned`: that fraction of the entries (mixed with blocks of
+# none) point at the zero slot, as after prune -> cluster (the sums skip them by blocks). On TF,
+# kernels below and above 4,096 entries also take the fallback's TF-kernel and XLA routes.
+_NATIVE_CASES = pytest.mark.parametrize("clusters,shape,pruned", [
     (1, (5, 3), 0), (4, (7, 13), 0), (32, (784, 300), 0), (47, (61, 17), 0), (48, (100, 3), 0),
     (256, (300, 70), 0), (4096, (999, 31), 0), (32, (784, 300), 0.9), (5, (333, 77), 0.5)])
-def test_jax_native_kernels_are_bit_exact_with_the_lax_path(jax_ffi, clusters, shape, pruned):
-    import jax
 
+
+def _native_case(clusters, shape, pruned):
+    """One case's ``(rng, centroids, assignments, upstream)``: signed zeros in the centroids and
+    the upstream gradients (the sums start from +0.0 like XLA's scatter-add / unsorted_segment_sum)."""
     rng = np.random.default_rng(clusters)
     centroids = rng.normal(size=clusters).astype("float32")
-    centroids[0] = -0.0  # signed zeros: the sums start from +0.0 like XLA's scatter-add
+    centroids[0] = -0.0
     assignments = rng.integers(0, clusters + 1, size=shape).astype("int32")
     if pruned:
         flat = assignments.reshape(-1)
@@ -262,15 +266,32 @@ def test_jax_native_kernels_are_bit_exact_with_the_lax_path(jax_ffi, clusters, s
     assignments.reshape(-1)[:3] = 0
     upstream = rng.normal(size=shape).astype("float32")
     upstream.reshape(-1)[:3] = -0.0
-    assert jax_ffi.usable(centroids, assignments)
-    for fn in (jax.jit, lambda f: f):  # inside a compiled step and eagerly
-        w_fast, g_fast = _value_and_centroid_grad(fn(jax_ffi.gather), centroids, assignments, upstream)
-        w_ref, g_ref = _value_and_centroid_grad(fn(_lax_reference), centroids, assignments, upstream)
+    return rng, centroids, assignments, upstream
+
+
+def _assert_native_matches(native, reference, compiled, centroids, assignments, upstream):
+    """The native gather's values and centroid gradients equal the reference's bit for bit (signs
+    of zeros too), inside ``compiled`` (jax.jit / tf.function) and eagerly, and the gradients equal
+    numpy's sums in dc_keras's part order; returns the eager ``(values, gradients)``."""
+    for fn in (compiled, lambda f: f):
+        w_fast, g_fast = _value_and_centroid_grad(fn(native), centroids, assignments, upstream)
+        w_ref, g_ref = _value_and_centroid_grad(fn(reference), centroids, assignments, upstream)
         np.testing.assert_array_equal(w_fast, w_ref)
         assert np.signbit(w_fast).tolist() == np.signbit(w_ref).tolist()
         np.testing.assert_array_equal(g_fast, g_ref)
         assert np.signbit(g_fast).tolist() == np.signbit(g_ref).tolist()
+    clusters = centroids.shape[0]
     np.testing.assert_array_equal(g_fast, centroid_sums_reference(upstream, assignments, clusters + 1)[:clusters])
+    return w_fast, g_fast
+
+
+@_NATIVE_CASES
+def test_jax_native_kernels_are_bit_exact_with_the_lax_path(jax_ffi, clusters, shape, pruned):
+    import jax
+
+    rng, centroids, assignments, upstream = _native_case(clusters, shape, pruned)
+    assert jax_ffi.usable(centroids, assignments)
+    w_fast, g_fast = _assert_native_matches(jax_ffi.gather, _lax_reference, jax.jit, centroids, assignments, upstream)
     if assignments.size >= 65_536:  # chunks and parts shared with a pool thread, or not: the same bits
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("DC_KERAS_JAX_FFI_SPLIT", "1" if not jax_ffi.split_mode() else "0")
@@ -365,34 +386,12 @@ def _tf_hvp(gather, c, a, u, v):
     return np_(outer.gradient(s, c))
 
 
-# As for JAX: 33 slots take the AVX-512 register-table gather, 49+ the scalar loop, >= 65,536
-# entries the two-thread gather; tails; mostly zero-slot blocks in the sums; kernels below and
-# above 4,096 entries (the fallback's TF-kernel and XLA routes).
-@pytest.mark.parametrize("clusters,shape,pruned", [
-    (1, (5, 3), 0), (4, (7, 13), 0), (32, (784, 300), 0), (47, (61, 17), 0), (48, (100, 3), 0),
-    (256, (300, 70), 0), (4096, (999, 31), 0), (32, (784, 300), 0.9), (5, (333, 77), 0.5)])
+@_NATIVE_CASES
 def test_tf_native_ops_are_bit_exact_with_the_fallback(tf_ops, clusters, shape, pruned):
     import tensorflow as tf
 
-    rng = np.random.default_rng(clusters)
-    centroids = rng.normal(size=clusters).astype("float32")
-    centroids[0] = -0.0  # signed zeros: the sums start from +0.0 like unsorted_segment_sum
-    assignments = rng.integers(0, clusters + 1, size=shape).astype("int32")
-    if pruned:
-        flat = assignments.reshape(-1)
-        flat[rng.random(flat.size) < pruned] = clusters
-        flat[5000:9000] = rng.integers(0, clusters, size=flat[5000:9000].size)  # blocks without zeros
-    assignments.reshape(-1)[:3] = 0
-    upstream = rng.normal(size=shape).astype("float32")
-    upstream.reshape(-1)[:3] = -0.0
-    for fn in (tf.function, lambda f: f):  # inside a traced step and eagerly
-        w_fast, g_fast = _value_and_centroid_grad(fn(tf_ops.gather), centroids, assignments, upstream)
-        w_ref, g_ref = _value_and_centroid_grad(fn(_tf_fallback), centroids, assignments, upstream)
-        np.testing.assert_array_equal(w_fast, w_ref)
-        assert np.signbit(w_fast).tolist() == np.signbit(w_ref).tolist()
-        np.testing.assert_array_equal(g_fast, g_ref)
-        assert np.signbit(g_fast).tolist() == np.signbit(g_ref).tolist()
-    np.testing.assert_array_equal(g_fast, centroid_sums_reference(upstream, assignments, clusters + 1)[:clusters])
+    rng, centroids, assignments, upstream = _native_case(clusters, shape, pruned)
+    _, g_fast = _assert_native_matches(tf_ops.gather, _tf_fallback, tf.function, centroids, assignments, upstream)
     if assignments.size >= 65_536:  # the sums op's parts shared with a pool thread: the same bits
         split = np_(tf_ops._state["ops"][1](upstream, assignments, n=clusters, split=True))
         np.testing.assert_array_equal(split, g_fast)
@@ -442,16 +441,14 @@ def test_tf_native_ops_refuse_out_of_range_assignments(tf_ops):
 
 # --------------------------------------------------------------------------------------------
 # Both backends: without the native library, clustered training falls back bit-identically.
-# Per backend: the fixture of its native module, the prefix of its environment variables, what
-# the log says the fallback uses, the `make` target that builds the library, the check that the
-# module reports itself off, and the error each library that does not load gives: a foreign one
-# (a shared library without the two kernels / ops) and a broken one (not an ELF file).
+# Per backend (besides _NATIVE's module, switch and make target): what the log says the fallback
+# uses, the check that the module reports itself off, and the error each library that does not
+# load gives: a foreign one (a shared library without the two kernels / ops) and a broken one
+# (not an ELF file).
 _FALLBACKS = {
-    "jax": dict(fixture="jax_ffi", env="DC_KERAS_JAX_FFI", route="lax.gather", target="jax-ffi",
-                off=lambda m: not m.usable(np.zeros(2, "float32"), np.zeros(3, "int32")),
+    "jax": dict(route="lax.gather", off=lambda m: not m.usable(np.zeros(2, "float32"), np.zeros(3, "int32")),
                 unloadable={"foreign": "AttributeError", "broken": "OSError"}),
-    "tensorflow": dict(fixture="tf_ops", env="DC_KERAS_TF_OPS", route="XLA-compiled tf.gather", target="tf-ops",
-                       off=lambda m: not m.available(),
+    "tensorflow": dict(route="XLA-compiled tf.gather", off=lambda m: not m.available(),
                        unloadable={"foreign": "AttributeError", "broken": "NotFoundError"}),
 }
 
@@ -459,8 +456,8 @@ _FALLBACKS = {
 @pytest.mark.parametrize("backend", sorted(_FALLBACKS))
 def test_without_native_library_falls_back_bit_identically(backend, request, monkeypatch, caplog, tmp_path):
     spec = _FALLBACKS[backend]
-    native_module = request.getfixturevalue(spec["fixture"])  # skips on the other backend
-    env, target = spec["env"], spec["target"]
+    module, env, fix = _NATIVE[backend]
+    native_module = request.getfixturevalue(module.lstrip("_"))  # the jax_ffi / tf_ops fixture: skips elsewhere
 
     def train():
         monkeypatch.setattr(native_module, "_state", {})  # decided afresh inside fit()'s trace of the step
@@ -481,7 +478,7 @@ def test_without_native_library_falls_back_bit_identically(backend, request, mon
         fallback = train()
         assert spec["off"](native_module)
     notes = [r.getMessage() for r in caplog.records if spec["route"] in r.getMessage()]
-    assert len(notes) == 1 and missing in notes[0] and f"make {target}" in notes[0]  # once, naming the fix
+    assert len(notes) == 1 and missing in notes[0] and fix in notes[0]  # once, naming the fix
     assert missing in native_module.unavailable_reason()
     for a, b in zip(native.weights, fallback.weights):
         np.testing.assert_array_equal(np_(a), np_(b), err_msg=a.path)
@@ -501,7 +498,7 @@ def test_without_native_library_falls_back_bit_identically(backend, request, mon
     monkeypatch.setattr(native_module, "_state", {})
     monkeypatch.setenv(f"{env}_LIBRARY", missing)
     monkeypatch.setenv(env, "1")  # asked for: an error naming the fix, not a fallback
-    with pytest.raises(RuntimeError, match=f"{env}=1 .*make {target}"):
+    with pytest.raises(RuntimeError, match=f"{env}=1 .*{fix}"):
         native_module.available()
     monkeypatch.setenv(env, "0")
     assert not native_module.available()
