@@ -136,3 +136,15 @@ def figure_bytes(fig, fmt: str) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt)
     return buf.getvalue()
+
+
+def write_figure(fig, path, fmt: str) -> None:
+    """Lays out a pyplot figure, writes it to ``path`` atomically as ``fmt`` and closes it (also
+    when writing fails)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.tight_layout()
+        atomic_write(path, figure_bytes(fig, fmt))
+    finally:
+        plt.close(fig)

@@ -587,6 +587,16 @@ def _remove_tensors(model, s, drop):
                 tm.tensorIndex = mapping.get(tm.tensorIndex, tm.tensorIndex)
 
 
+def _without(items, drop):
+    """``items`` without the indices in ``drop``, and each kept item's old index -> its new one."""
+    mapping, kept = {}, []
+    for i, item in enumerate(items):
+        if i not in drop:
+            mapping[i] = len(kept)
+            kept.append(item)
+    return kept, mapping
+
+
 def _remove_unused_buffers(model, candidates):
     referenced = set()
     for sg in model.subgraphs:
@@ -596,12 +606,7 @@ def _remove_unused_buffers(model, candidates):
     drop = {b for b in candidates if b > 0 and b not in referenced}
     if not drop:
         return
-    mapping, kept = {}, []
-    for i, b in enumerate(model.buffers):
-        if i not in drop:
-            mapping[i] = len(kept)
-            kept.append(b)
-    model.buffers = kept
+    model.buffers, mapping = _without(model.buffers, drop)
     for sg in model.subgraphs:
         for t in sg.tensors or []:
             t.buffer = mapping[t.buffer]
@@ -616,12 +621,7 @@ def _remove_unused_codes(model, candidates):
     drop = {c for c in candidates if c not in used}
     if not drop:
         return
-    mapping, kept = {}, []
-    for i, c in enumerate(model.operatorCodes):
-        if i not in drop:
-            mapping[i] = len(kept)
-            kept.append(c)
-    model.operatorCodes = kept
+    model.operatorCodes, mapping = _without(model.operatorCodes, drop)
     for sg in model.subgraphs:
         for op in sg.operators or []:
             op.opcodeIndex = mapping[op.opcodeIndex]

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dc_keras._fileio import atomic_write, figure_bytes
+from dc_keras._fileio import write_figure
 from dc_keras.train import _base
 from dc_keras.train.kmeans import kmeans_1d
 
@@ -265,11 +265,7 @@ def plot_sensitivity(report, path):
     ax.set_title("Per-layer sensitivity (one layer at a time, no retraining)")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    try:
-        atomic_write(path, figure_bytes(fig, ext))
-    finally:
-        plt.close(fig)
+    write_figure(fig, path, ext)
     return path
 
 
