@@ -136,12 +136,13 @@ def _drop(report, value):
     return delta if report["higher_is_better"] else -delta
 
 
-def _check_report(report, mode):
+def _check_suggest_args(report, mode, max_drop, budget):
+    """suggest_sparsity's / suggest_bits' arguments: a report of ``mode``, then ``max_drop``, then
+    ``budget``."""
     if not isinstance(report, dict) or report.get("mode") != mode or "layers" not in report:
         raise ValueError(f"Expected a report from dc_keras.sensitivity() in {mode!r} mode.")
-
-
-def _check_budget(budget):
+    if not isinstance(max_drop, (int, float)) or max_drop < 0:
+        raise ValueError(f"`max_drop` must be a non-negative number, got {max_drop!r}.")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0):
         raise ValueError(f"`budget` must be None or a non-negative number (total metric drop), got {budget!r}.")
 
@@ -195,10 +196,7 @@ def suggest_sparsity(report, max_drop=0.01, budget=None):
         >>> schedules = {n: PolynomialDecay(0.0, s, 0, 3000) for n, s in targets.items() if s > 0}
         >>> pruned = dc_keras.prune(model, layers=schedules)
     """
-    _check_report(report, "sparsity")
-    if not isinstance(max_drop, (int, float)) or max_drop < 0:
-        raise ValueError(f"`max_drop` must be a non-negative number, got {max_drop!r}.")
-    _check_budget(budget)
+    _check_suggest_args(report, "sparsity", max_drop, budget)
     if budget is not None:
         return _spend(report, budget, sorted(report["values"]), 0.0, lambda s: s)
     out = {}
@@ -228,10 +226,7 @@ def suggest_bits(report, max_drop=0.01, budget=None):
         >>> bits = dc_keras.suggest_bits(report, budget=0.004)    # e.g. {"fc1": 3, "fc2": 4, "fc3": 5}
         >>> shared = dc_keras.cluster(sparse, bits=bits)
     """
-    _check_report(report, "bits")
-    if not isinstance(max_drop, (int, float)) or max_drop < 0:
-        raise ValueError(f"`max_drop` must be a non-negative number, got {max_drop!r}.")
-    _check_budget(budget)
+    _check_suggest_args(report, "bits", max_drop, budget)
     if budget is not None:
         widest = max(report["values"])
         return _spend(report, budget, sorted(report["values"], reverse=True), widest, lambda b: 1.0 - b / widest)
