@@ -1,5 +1,7 @@
 """Small Keras models with clustered + pruned weights, converted to .tflite, for export/runtime tests."""
 import functools
+import subprocess
+import sys
 
 import numpy as np
 
@@ -86,3 +88,10 @@ def reference_interpreter(backend, content, **kwargs):
     else:
         from tensorflow.lite.python.interpreter import Interpreter
     return Interpreter(model_content=content, **kwargs)
+
+
+def cli(*args, timeout=600, **run_kwargs):
+    """``python -m dc_keras.cli ARGS`` (each argument through str) in a subprocess: its
+    CompletedProcess, stdout and stderr as text; ``run_kwargs`` go to subprocess.run."""
+    return subprocess.run([sys.executable, "-m", "dc_keras.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **run_kwargs)

@@ -20,11 +20,6 @@ import _export_models as em
 from dc_keras import export
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "dc_keras.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
-
-
 def _error_line(r):
     """The CLI's error: non-zero exit and stderr is exactly one 'dc-keras CMD: error: ...' line
     (printed once: no absl/logging copy such as 'E1129 12:00:00 ... error')."""
@@ -72,13 +67,13 @@ def test_bad_inputs_through_the_cli(tmp_path, plain):
     reasons = {}
     for name, data in cases.items():
         cmd = "unpack" if name.startswith("packed") else "pack"
-        r = _cli(cmd, tmp_path / name, tmp_path / ("out_" + name))
+        r = em.cli(cmd, tmp_path / name, tmp_path / ("out_" + name))
         reasons[name] = _error_line(r)
         assert (tmp_path / name).read_bytes() == data  # input unchanged
         assert _snapshot(tmp_path) == before, name  # no output, no temporary file
     assert "not a .tflite" in reasons["garbage.tflite"]
     assert "version" in reasons["version99.tflite"] and "99" in reasons["version99.tflite"]
-    r = _cli("pack", tmp_path / "missing.tflite", tmp_path / "out.tflite")
+    r = em.cli("pack", tmp_path / "missing.tflite", tmp_path / "out.tflite")
     assert "missing.tflite" in _error_line(r)
 
 
@@ -123,7 +118,7 @@ def test_read_only_output_directory(tmp_path, plain):
         if not mounted:
             ro.chmod(0o555)
         try:
-            r = _cli("pack", src, ro / "m.packed.tflite")
+            r = em.cli("pack", src, ro / "m.packed.tflite")
             line = _error_line(r)
             assert "Read-only" in line or "Permission denied" in line, line
             assert str(ro / "m.packed.tflite") in line and ".tmp" not in line, line  # the output, not a temp file
@@ -144,7 +139,7 @@ def test_disk_full_real_tmpfs(tmp_path, plain):
         assert len(packed) > 4096, "model too small to fill the tmpfs"
         src = tmp_path / "m.tflite"
         src.write_bytes(plain)
-        r = _cli("pack", src, full / "m.packed.tflite")
+        r = em.cli("pack", src, full / "m.packed.tflite")
         line = _error_line(r)
         assert "No space left" in line, line
         assert os.listdir(full) == []

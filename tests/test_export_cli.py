@@ -9,8 +9,7 @@ from dc_keras import export
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "dc_keras.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+    return em.cli(*args, timeout=300)
 
 
 def test_pack_unpack_inspect_commands(tmp_path):
@@ -102,8 +101,7 @@ def test_cli_module_defines_no_global_flags():
 
 
 def _cli_umask(umask, *args):
-    return subprocess.run([sys.executable, "-m", "dc_keras.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, preexec_fn=lambda: os.umask(umask))
+    return em.cli(*args, timeout=300, preexec_fn=lambda: os.umask(umask))
 
 
 def test_outputs_follow_the_umask(tmp_path):

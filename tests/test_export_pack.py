@@ -460,9 +460,7 @@ def test_sparse_tensor_read_by_a_sparse_kernel_is_kept_with_a_reason():
 def test_cli_pack_strip_strings_reports_saving(tmp_path):
     src, dst = tmp_path / "m.tflite", tmp_path / "m.packed.tflite"
     src.write_bytes(em.tflite("dense", None))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--strip-strings", str(src), str(dst)],
-                         capture_output=True, text=True, env=env)
+    out = em.cli("pack", "--strip-strings", src, dst)
     assert out.returncode == 0, out.stderr
     saved = int(re.search(r"strings stripped: (\d+) B saved", out.stdout).group(1))
     assert saved > 0 and len(dst.read_bytes()) + saved == len(export.pack(em.tflite("dense", None)))
@@ -547,14 +545,11 @@ def test_pack_compact_drops_unread_tables_and_keeps_outputs(quantize):
 def test_cli_pack_compact(tmp_path):
     src, dst = tmp_path / "m.tflite", tmp_path / "m.packed.tflite"
     src.write_bytes(em.tflite("dense", None))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--compact", str(src), str(dst)],
-                         capture_output=True, text=True, env=env)
+    out = em.cli("pack", "--compact", src, dst)
     assert out.returncode == 0, out.stderr
     assert dst.read_bytes() == export.pack(src.read_bytes(), compact=True) == export.pack(src.read_bytes())
     full = tmp_path / "full.tflite"
-    out = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--no-compact", str(src), str(full)],
-                         capture_output=True, text=True, env=env)
+    out = em.cli("pack", "--no-compact", src, full)
     assert out.returncode == 0, out.stderr
     assert full.read_bytes() == export.pack(src.read_bytes(), compact=False)
     assert len(dst.read_bytes()) < len(full.read_bytes())
