@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from _benchmarks import load as load_bench
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
 # Scripts added while issue 18 landed that still edit sys.path (their owners' to change: scripts
@@ -29,19 +31,6 @@ def _imports():
                 deps.add(node.module.split(".")[0])
         graph[name] = deps & names
     return graph, names
-
-
-def _load_bench(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", os.path.join(BENCH, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, BENCH)  # as when run as `python benchmarks/NAME.py` (imports _common)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(BENCH)
-    return module
 
 
 def test_no_import_cycle_and_no_sys_path_edits():
@@ -184,7 +173,7 @@ print("ok")
 
 def test_fit_step_section_renders_clustered_columns_and_old_rows():
     """bench_fit_step.py's JSON with the clustered step (and a row without it, as older runs wrote)."""
-    doc = _load_bench("results_doc")
+    doc = load_bench("results_doc")
     machine = {"date": "d", "nproc": 2, "cpu": "x86_64", "loadavg_before": [0.5], "loadavg": [0.7]}
     config = {"model": "LeNet-300-100", "batch_size": 128, "steps": 200, "repeats": 5, "cluster_bits": 5}
     row = {"label": "dc_keras, Keras 3 JAX", "plain_s": 0.002, "pruned_s": 0.0021, "ratio": 1.05,
@@ -212,7 +201,7 @@ def test_fit_step_section_renders_clustered_columns_and_old_rows():
 def test_fit_step_round_ratios_bracket_each_wrapped_epoch_by_the_plain_ones():
     """bench_fit_step.py: each wrapped epoch over the mean of the plain epochs before and after it;
     the row holds the medians, min and max over the rounds, CPU beside wall, and the epochs."""
-    bench = _load_bench("bench_fit_step")
+    bench = load_bench("bench_fit_step")
     assert bench.round_ratios([2.2, 3.0, 1.0], [2.0, 2.0, 4.0, 2.0]) == pytest.approx([1.1, 1.0, 1 / 3])
     times = {"plain": [1.0, 3.0, 1.0, 1.0], "pruned": [2.0, 1.1, 1.3], "clustered": [1.0, 1.0, 1.0],
              "plain_cpu": [1.0, 1.0, 1.0, 1.0], "pruned_cpu": [1.05, 1.0, 1.2], "clustered_cpu": [0.9, 1.0, 1.1]}
@@ -229,7 +218,7 @@ def test_fit_step_round_ratios_bracket_each_wrapped_epoch_by_the_plain_ones():
 
 def test_fit_step_section_shows_the_spread_of_round_ratios():
     """A run with interleaved rounds: each ratio with its [min-max]; the method says how it was taken."""
-    doc = _load_bench("results_doc")
+    doc = load_bench("results_doc")
     machine = {"date": "d", "nproc": 2, "cpu": "x86_64", "loadavg_before": [0.5], "loadavg": [0.7]}
     config = {"model": "LeNet-300-100", "batch_size": 128, "steps": 200, "rounds": 15, "repeats": 15, "warmup": 2,
               "cluster_bits": 5}
@@ -250,7 +239,7 @@ def test_fit_step_section_shows_the_spread_of_round_ratios():
 def test_zoo_validation_column_names_a_larger_image_split_and_keeps_old_rows():
     """results_doc._val_size: an image row with model_zoo.py's ``val_samples`` shows its split size and
     the increase with its standard error; old rows (no val_samples override, no SE) render as before."""
-    doc = _load_bench("results_doc")
+    doc = load_bench("results_doc")
     new = {"val_source": "held-out training images (the last 20,000 of the 60,000; training: the first 20,000, "
            "disjoint)", "val_samples": 20000, "baseline_val_error": 0.1300, "final_val_error": 0.1352,
            "val_increase_se_pp": 0.157}
@@ -270,7 +259,7 @@ def test_centroid_ops_section_from_the_benchmarks_own_record(tmp_path):
     import argparse
     import json
 
-    bench, doc = _load_bench("bench_centroid_ops"), _load_bench("results_doc")
+    bench, doc = load_bench("bench_centroid_ops"), load_bench("results_doc")
     args = argparse.Namespace(calls=30, repeat=50, intra_threads=0)
     rows = [{"op": "gather native", "pruned": 0.0, "wall_us": 40.0, "cpu_us": 50.0},
             {"op": "gather fallback (XLA)", "pruned": 0.0, "wall_us": 100.0, "cpu_us": 200.0},

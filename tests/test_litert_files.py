@@ -9,34 +9,22 @@ and keeps the main environment free of a second TFLite runtime. If the venv cann
 (no network / PyPI), the tests FAIL with the pip output - they are never skipped silently. The venv
 helper is benchmarks/_aeq.py (shared with benchmarks/bench_quantized.py).
 """
-import os
-import sys
 
 import numpy as np
 import pytest
 
 import _export_models as em
+from _benchmarks import load as load_bench
 from dc_keras import export, runtime
 from dc_keras import _flatbuffer as fb
 
 RECIPES = ["dynamic_wi8_afp32", "weight_only_wi8_afp32", "static_wi8_ai8", "weight_only_wi4_afp32",
            "dynamic_wi4_afp32"]
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _aeq():
-    """benchmarks/_aeq.py (venv creation + quantizer run), loaded by path."""
-    import importlib.util
-
-    bench = os.path.join(HERE, "..", "benchmarks")
-    spec = importlib.util.spec_from_file_location("_dc_keras_aeq", os.path.join(bench, "_aeq.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, bench)  # as when run as `python benchmarks/X.py` (it imports _venv)
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(bench)
-    return mod
+    """benchmarks/_aeq.py (venv creation + quantizer run), loaded by path (it imports _venv)."""
+    return load_bench("_aeq")
 
 
 def _lenet_float():
