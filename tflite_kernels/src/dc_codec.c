@@ -2191,125 +2191,84 @@ static void build_spread(const dc_header* h, uint16_t* tab, uint8_t* spread) {
   }
 }
 
-/* Index of the highest set bit of w != 0 (the marker). */
-static inline uint32_t top_bit(uint64_t w) {
+/* Leading zero bits of w != 0 (63 - the marker's bit). */
+static inline uint32_t lead_zeros(uint64_t w) {
 #if defined(__GNUC__) || defined(__clang__)
-  return 63u - (uint32_t)__builtin_clzll(w);
+  return (uint32_t)__builtin_clzll(w);
 #else
-  uint32_t c = 0, step;
+  uint32_t c = 63, step;
   for (step = 32; step > 0; step >>= 1)
     if (w >> step) {
       w >>= step;
-      c += step;
+      c -= step;
     }
   return c;
 #endif
 }
-/* The low n bits of w (n <= 63). */
-static inline uint64_t low_bits(uint64_t w, uint32_t n) {
-  return w & (((uint64_t)1 << n) - 1u);
-}
-
-#define DC_SPREAD_SYM(w, o)            \
-  do {                                 \
-    const uint32_t e_ = tab[(w)&mask]; \
-    (w) >>= e_ & 63u;                  \
-    memcpy((o), spread + e_, 4u);      \
-  } while (0)
-/* c valid bits below the marker (bit c): adding (next 8 bytes - 1) << c puts the bytes above the
- * valid bits and removes the marker in one step (modulo 2^64); then the marker goes to bit c | 56
- * and the bits from there up are cleared. */
-#define DC_MARK_REFILL(w, pos)                     \
-  do {                                             \
-    const uint32_t c_ = top_bit(w);                \
-    const uint64_t m_ = (uint64_t)1 << (c_ | 56u); \
-    (w) += (ld64(data + (pos)) - 1u) << c_;        \
-    (pos) += (63u - c_) >> 3;                      \
-    (w) = ((w) & (m_ - 1u)) | m_;                  \
-  } while (0)
 static inline uint64_t mark_safe(uint64_t pos, size_t end) {
   return pos + 8 <= end ? (end - 8 - pos) / 7 + 1 : 0;
 }
-DC_INLINE dc_status dense_e4_spread_body(const uint8_t* data, const dc_header* h,
-                                         const uint16_t* tab, const uint8_t* spread, uint8_t* out,
-                                         cksum* ck, const uint32_t S) {
-  bitreader br[4];
-  const uint32_t L = h->index_code.max_len;
-  const uint64_t mask = ((uint64_t)1 << L) - 1u;
-  const uint64_t n = h->info.num_elements, rounds = n / 4;
-  uint64_t k = 0, it, i, w[4], p[4];
-  uint32_t s;
-  streams_init(br, h);
-  for (s = 0; s < 4; ++s) {
-    w[s] = 1;
-    p[s] = br[s].pos;
-  }
-  while ((it = min_u64(min_u64(min_u64(mark_safe(p[0], br[0].end), mark_safe(p[1], br[1].end)),
-                               min_u64(mark_safe(p[2], br[2].end), mark_safe(p[3], br[3].end))),
-                       min_u64((rounds - k) / S, DC_CHUNK_ITERS))) > 0) {
-    uint8_t* o = out + k * 16u;
-    uint64_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
-    k += S * it;
-    for (; it > 0; --it, o += 16u * S) {
-      uint32_t r;
-      DC_MARK_REFILL(w0, p0);
-      DC_MARK_REFILL(w1, p1);
-      DC_MARK_REFILL(w2, p2);
-      DC_MARK_REFILL(w3, p3);
-      for (r = 0; r < S; ++r) {
-        DC_SPREAD_SYM(w0, o + 16 * r);
-        DC_SPREAD_SYM(w1, o + 16 * r + 4);
-        DC_SPREAD_SYM(w2, o + 16 * r + 8);
-        DC_SPREAD_SYM(w3, o + 16 * r + 12);
-      }
-    }
-    w[0] = w0;
-    w[1] = w1;
-    w[2] = w2;
-    w[3] = w3;
-    p[0] = p0;
-    p[1] = p1;
-    p[2] = p2;
-    p[3] = p3;
-    ck_upto(ck, out, (size_t)(k * 16u));
-  }
-  for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
-    bitreader* b = &br[s];
-    dc_status st;
-    b->count = top_bit(w[s]);
-    b->bits = low_bits(w[s], b->count);
-    b->pos = (size_t)p[s];
-    for (i = k * 4 + s; i < n; i += 4) {
-      uint32_t e;
-      br_refill_safe(b, data);
-      e = tab[b->bits & mask];
-      b->bits >>= e & 63u;
-      b->count -= e & 63u;
-      memcpy(out + i * 4u, spread + e, 4u);
-    }
-    st = br_finish(b, data);
-    if (st != DC_OK) return st;
-  }
-  return DC_OK;
-}
+
+/* One symbol: table entry, shift (the entry's low 6 bits, unmasked by x86-64/aarch64 shifts),
+ * the value read at the entry as a byte offset into the spread codebook, stored at o. */
+#define DC_SPREAD_SYM(w, o)                   \
+  do {                                        \
+    const uint32_t e_ = tab[DC_SP_LOW(w, L)]; \
+    (w) >>= e_ & 63u;                         \
+    memcpy((o), spread + e_, 4u);             \
+  } while (0)
+/* The refill: c = 63 - z valid bits below the marker (bit c); adding (next 8 bytes - 1) << c
+ * puts the bytes above the valid bits and removes the marker in one step (modulo 2^64); the
+ * stream advances by z / 8 bytes, and then the marker goes to bit c | 56 = 63 - z % 8 and the
+ * bits from there up are cleared.  Portable: shifting left by z % 8 puts that bit at bit 63,
+ * which is set, and shifting back clears what was above it (3 operations and no mask, also on
+ * 32-bit targets' register pairs).  BMI2: BZHI and the marker's OR, as measured first. */
+#define DC_MARK_REFILL_PORTABLE(w, pos)                          \
+  do {                                                           \
+    const uint32_t z_ = lead_zeros(w);                           \
+    (w) += (ld64(data + (pos)) - 1u) << (63u - z_);              \
+    (pos) += z_ >> 3;                                            \
+    (w) = (((w) << (z_ & 7u)) | (uint64_t)1 << 63) >> (z_ & 7u); \
+  } while (0)
+#define DC_SP_BODY dense_e4_spread_body
+#define DC_SP_ATTR
+#define DC_SP_LOW(w, n) ((w) & (((uint64_t)1 << (n)) - 1u))
+#define DC_SP_REFILL DC_MARK_REFILL_PORTABLE
+#include "dc_codec_spread.h"
+#if DC_DENSE_BMI2
+#define DC_MARK_REFILL_BMI2(w, pos)               \
+  do {                                            \
+    const uint32_t c_ = 63u - lead_zeros(w);      \
+    const uint32_t n_ = c_ | 56u;                 \
+    (w) += (ld64(data + (pos)) - 1u) << c_;       \
+    (pos) += (63u - c_) >> 3;                     \
+    (w) = _bzhi_u64((w), n_) | (uint64_t)1 << n_; \
+  } while (0)
+#define DC_SP_BODY dense_e4_spread_body_bmi2
+#define DC_SP_ATTR __attribute__((target("bmi,bmi2")))
+#define DC_SP_LOW(w, n) _bzhi_u64((w), (n))
+#define DC_SP_REFILL DC_MARK_REFILL_BMI2
+#include "dc_codec_spread.h"
+#undef DC_MARK_REFILL_BMI2
+#endif
+#undef DC_MARK_REFILL_PORTABLE
 #undef DC_SPREAD_SYM
-#undef DC_MARK_REFILL
-#define DC_SPREAD(NAME, ATTR, S)                                                           \
+#define DC_SPREAD(NAME, ATTR, BODY, S)                                                     \
   ATTR DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, \
                                   const uint8_t* sp, uint8_t* o, cksum* c) {               \
-    return dense_e4_spread_body(d, h, t, sp, o, c, S);                                     \
+    return BODY(d, h, t, sp, o, c, S);                                                     \
   }
 #define DC_PORTABLE /* no target attribute */
-DC_SPREAD(dense_e4_spread_p4, DC_PORTABLE, 4)
-DC_SPREAD(dense_e4_spread_p5, DC_PORTABLE, 5)
-DC_SPREAD(dense_e4_spread_p6, DC_PORTABLE, 6)
-DC_SPREAD(dense_e4_spread_p7, DC_PORTABLE, 7)
+DC_SPREAD(dense_e4_spread_p4, DC_PORTABLE, dense_e4_spread_body, 4)
+DC_SPREAD(dense_e4_spread_p5, DC_PORTABLE, dense_e4_spread_body, 5)
+DC_SPREAD(dense_e4_spread_p6, DC_PORTABLE, dense_e4_spread_body, 6)
+DC_SPREAD(dense_e4_spread_p7, DC_PORTABLE, dense_e4_spread_body, 7)
 #if DC_DENSE_BMI2
 #define DC_BMI2 __attribute__((target("bmi,bmi2")))
-DC_SPREAD(dense_e4_spread4, DC_BMI2, 4)
-DC_SPREAD(dense_e4_spread5, DC_BMI2, 5)
-DC_SPREAD(dense_e4_spread6, DC_BMI2, 6)
-DC_SPREAD(dense_e4_spread7, DC_BMI2, 7)
+DC_SPREAD(dense_e4_spread4, DC_BMI2, dense_e4_spread_body_bmi2, 4)
+DC_SPREAD(dense_e4_spread5, DC_BMI2, dense_e4_spread_body_bmi2, 5)
+DC_SPREAD(dense_e4_spread6, DC_BMI2, dense_e4_spread_body_bmi2, 6)
+DC_SPREAD(dense_e4_spread7, DC_BMI2, dense_e4_spread_body_bmi2, 7)
 #undef DC_BMI2
 #endif
 #undef DC_PORTABLE
