@@ -2221,8 +2221,8 @@ static inline uint64_t mark_safe(uint64_t pos, size_t end) {
  * puts the bytes above the valid bits and removes the marker in one step (modulo 2^64); the
  * stream advances by z / 8 bytes, and then the marker goes to bit c | 56 = 63 - z % 8 and the
  * bits from there up are cleared.  Portable: shifting left by z % 8 puts that bit at bit 63,
- * which is set, and shifting back clears what was above it (3 operations and no mask, also on
- * 32-bit targets' register pairs).  BMI2: BZHI and the marker's OR, as measured first. */
+ * which is set, and shifting back clears what was above it (3 operations on a 64-bit target, no
+ * mask to build).  BMI2: BZHI and the marker's OR, as measured first. */
 #define DC_MARK_REFILL_PORTABLE(w, pos)                          \
   do {                                                           \
     const uint32_t z_ = lead_zeros(w);                           \
