@@ -447,24 +447,28 @@ def test_context_sparse_hostile_fields_rejected_with_valid_crc():
 def portable_and_simd():
     """Decodes with the x86-64 fast paths (BMI2 loops, carry-less CRC, the §6 float32 pair-table
     loop with AVX-512 stores where the CPU has them), with those but AVX-512
-    (dc_codec_use_simd(2)) and without any (dc_codec_use_simd(0): the portable code), restoring
-    the setting afterwards: [fast, portable, fast without AVX-512]."""
+    (dc_codec_use_simd(2)), without any (dc_codec_use_simd(0): the portable reference code) and
+    with the portable §5 spread-codebook loop forced (dc_codec_portable_fast(2); the default on
+    64-bit ARM), restoring the settings afterwards: [fast, portable, fast without AVX-512,
+    portable spread]."""
     from dc_keras.codec._decode import _library
 
     lib = _library()
-    lib.dc_codec_use_simd.argtypes = [ctypes.c_int]
-    lib.dc_codec_use_simd.restype = ctypes.c_int
+    for name in ("dc_codec_use_simd", "dc_codec_portable_fast"):
+        getattr(lib, name).argtypes = [ctypes.c_int]
+        getattr(lib, name).restype = ctypes.c_int
 
     def both(packed):
         out = []
-        for on in (1, 0, 2):
-            was = lib.dc_codec_use_simd(on)
+        for switch, on in ((lib.dc_codec_use_simd, 1), (lib.dc_codec_use_simd, 0),
+                           (lib.dc_codec_use_simd, 2), (lib.dc_codec_portable_fast, 2)):
+            was = switch(on)
             try:
                 out.append(codec.decode(packed))
             except codec.CorruptDataError as e:
                 out.append(f"error {e.status}")
             finally:
-                lib.dc_codec_use_simd(was)
+                switch(was)
         return out
 
     return both
@@ -488,8 +492,9 @@ def test_fast_paths_match_portable_decoder(portable_and_simd, version, dtype, la
             a = np.where(rng.random(n) < (0.02, 0.1, 0.5)[skew % 3], a, 0).astype(dtype)
             a[: min(n, 3)] = vals[-1]
         packed = codec.encode(a, layout=layout, version=version)
-        fast, portable, avx2 = portable_and_simd(packed)
-        assert fast.tobytes() == portable.tobytes() == avx2.tobytes() == a.tobytes(), (n, k)
+        fast, portable, avx2, spread = portable_and_simd(packed)
+        assert (fast.tobytes() == portable.tobytes() == avx2.tobytes() == spread.tobytes()
+                == a.tobytes()), (n, k)
         bad = bytearray(packed)
         for pos in rng.integers(len(packed) // 2, len(packed), size=6):
             bad[pos] ^= 1 << int(rng.integers(8))
@@ -497,8 +502,8 @@ def test_fast_paths_match_portable_decoder(portable_and_simd, version, dtype, la
             bad[pos] = packed[pos]
 
 
-def _assert_same_result(fast, portable, avx2):
-    for other in (fast, avx2):
+def _assert_same_result(fast, portable, avx2, spread):
+    for other in (fast, avx2, spread):
         assert str(other) == str(portable) or (
             not isinstance(other, str) and other.tobytes() == portable.tobytes())
 
@@ -524,8 +529,9 @@ def test_sparse_pair_loop_matches_portable_decoder(portable_and_simd, version):
         a = np.where(keep, a, np.float32(0.25) if kind == 2 else np.float32(0)).astype(np.float32)
         packed = codec.encode(a, layout="sparse", version=version)
         assert codec.info(packed)["layout"] == "sparse"
-        fast, portable, avx2 = portable_and_simd(packed)
-        assert fast.tobytes() == portable.tobytes() == avx2.tobytes() == a.tobytes(), (n, density)
+        fast, portable, avx2, spread = portable_and_simd(packed)
+        assert (fast.tobytes() == portable.tobytes() == avx2.tobytes() == spread.tobytes()
+                == a.tobytes()), (n, density)
         bad = bytearray(packed)
         for pos in rng.integers(len(packed) // 3, len(packed), size=8):
             bad[pos] ^= 1 << int(rng.integers(8))  # in the streams; v2: with a valid CRC

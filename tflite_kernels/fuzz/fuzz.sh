@@ -22,7 +22,7 @@ PY=${PY:-python3}
 OUT=${OUT:-build-fuzz}
 HARNESSES=${FUZZ_HARNESSES:-decode op sparse_fc unpack}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-# DC_SPREAD_MIN_ELEMENTS: short inputs take the x86-64 §5 spread-codebook loop too (dc_codec.c)
+# DC_SPREAD_MIN_ELEMENTS: short inputs take the §5 spread-codebook loops too (dc_codec.c)
 CFLAGS_F="-std=c99 -g -O1 -Wall -Wextra -Werror -Iinclude -DDC_SPREAD_MIN_ELEMENTS=16"
 SRCS=$(ls src/*.c)
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:max_allocation_size_mb=2048}"

@@ -18,8 +18,10 @@
  *    workspace one byte short with DC_ERR_WORKSPACE (dc_decode's larger workspace takes the
  *    x86-64 table paths: the §6 pair table, the §5 spread codebook; the exact one the plain
  *    BMI2 or portable loops);
- *  - dc_decode with dc_codec_use_simd(0) (the portable loops and CRC) gives the same status and
- *    bytes as with the x86-64 fast paths;
+ *  - dc_decode with dc_codec_use_simd(0) (the portable reference loops and CRC) gives the same
+ *    status and bytes as with the x86-64 fast paths, and as with dc_codec_portable_fast(2) (the
+ *    portable §5 spread-codebook loop forced; fuzz.sh's DC_SPREAD_MIN_ELEMENTS=16 lets short
+ *    inputs reach it);
  *  - decoding is deterministic (a second decode into another buffer gives the same bytes);
  *  - dc_strerror returns a non-empty string for every status.
  *
@@ -104,6 +106,13 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const int was = dc_codec_use_simd(0);
       st2 = dc_decode(buf, size, out2, nb);
       dc_codec_use_simd(was);
+      REQUIRE(st2 == st);
+      if (st == DC_OK) REQUIRE(nb == 0 || memcmp(out, out2, nb) == 0);
+    }
+    {
+      const int was = dc_codec_portable_fast(2);
+      st2 = dc_decode(buf, size, out2, nb);
+      dc_codec_portable_fast(was);
       REQUIRE(st2 == st);
       if (st == DC_OK) REQUIRE(nb == 0 || memcmp(out, out2, nb) == 0);
     }

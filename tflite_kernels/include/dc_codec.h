@@ -15,7 +15,8 @@
  *    arm-none-eabi-gcc 12; deepest call chain about 1.5 KB).
  *  - dc_decode (host convenience): the same, with the workspace on its own
  *    stack: DC_MAX_WORKSPACE bytes (~16.5 KB), DC_FAST_WORKSPACE (~24.5 KB) on
- *    x86-64, where it buys the §6 pair-table path.
+ *    x86-64 and other 64-bit targets, where it buys the §6 pair-table path (x86-64)
+ *    and the §5 spread-codebook loop.
  */
 #ifndef DC_CODEC_H_
 #define DC_CODEC_H_
@@ -83,8 +84,9 @@ enum {
  * (§14 keeps all its tables within the same 2 * 2^12 entries). */
 #define DC_MAX_WORKSPACE (2u * 2u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 /* A workspace of this size (>= DC_MAX_WORKSPACE) lets dc_decode_ws take its fastest paths (x86-64:
- * §6 float32 with a 2^12-entry gap + index pair table after the index table, §5 float32 with
- * K <= 256 and >= 8 K elements with a 64 K-byte spread codebook there); dc_decode uses it. */
+ * §6 float32 with a 2^12-entry gap + index pair table after the index table; x86-64 and other
+ * 64-bit targets: §5 float32 with K <= 256 and >= 8 K elements with a 64 K-byte spread codebook
+ * there); dc_decode uses it. */
 #define DC_FAST_WORKSPACE (2u * (1u << DC_MAX_CODE_LENGTH) + 4u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 
 typedef enum {
@@ -138,7 +140,7 @@ DC_API dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out, size_
                               void* workspace, size_t workspace_size);
 
 /* dc_decode_ws with a workspace on the stack (host convenience): DC_FAST_WORKSPACE bytes on
- * x86-64 (gcc/clang), DC_MAX_WORKSPACE elsewhere. */
+ * x86-64 (gcc/clang) and other 64-bit targets, DC_MAX_WORKSPACE elsewhere. */
 DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t out_size);
 
 /* §8: CRC-32 (zlib's crc32: ISO-HDLC polynomial, reflected, init and final xor 0xFFFFFFFF)
@@ -150,6 +152,14 @@ DC_API uint32_t dc_crc32(uint32_t crc, const uint8_t* p, size_t len);
  * only, 2 allows all but the AVX-512 ones, for tests and benchmarks that compare them.
  * Process-wide; returns the previous setting (default 1: all). */
 DC_API int dc_codec_use_simd(int on);
+
+/* The portable (plain C) §5 float32 spread-codebook loop, taken when the workspace has room for
+ * its codebook (dc_decode on 64-bit targets; never with dc_workspace_size's exact size):
+ * 0 off (the reference loop), 1 (default) on 64-bit targets where no x86-64 BMI2 loop runs and
+ * dc_codec_use_simd is not 0, 2 forced on any target, before the BMI2 loops and whatever
+ * dc_codec_use_simd says, for tests and benchmarks that compare it with the reference
+ * (dc_codec_use_simd(0), or this set to 0).  Process-wide; returns the previous setting. */
+DC_API int dc_codec_portable_fast(int mode);
 
 /* Static English description of a status code. */
 DC_API const char* dc_strerror(dc_status status);

@@ -1727,142 +1727,6 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status dense_e4_bmi2(const ui
 }
 #undef DC_BMI2_SYM
 
-/* §5 dense, 32-bit elements, ungrouped, K <= 256, for CPUs with BMI2, given 64 K + 63 bytes of
- * workspace after the index table (dc_decode's DC_FAST_WORKSPACE has them; dc_workspace_size's
- * exact size keeps dense_e4_bmi2): the same symbols in fewer dependent steps.  The table entry is
- * symbol << 6 | length, so the shift of the stream bits takes the entry as it is (SHRX counts
- * modulo 64), and the element's value is read at the entry itself as a byte offset into a
- * "spread" copy of the codebook (the value of symbol s at byte 64 s + its code length): per
- * symbol BZHI, table load, SHRX, value load, store, of which BZHI, load, SHRX chain one symbol of
- * a stream to the next.  Each stream's bits w carry a marker bit above the valid ones (their
- * count is its position, read once per refill, not counted per symbol); a refill adds the next
- * 8 bytes above them (one load whose address depends on the previous refill only) and keeps
- * 56..63 valid bits, which feed S = 56 / L symbols (4..7).  MobileNetV2's weights (K = 256,
- * codes of 7..9 bits, 6 symbols a refill) decode with 20-23 % less CPU than with dense_e4_bmi2. */
-#define DC_SPREAD_K 256u
-/* Below this many elements building the spread codebook costs more than it saves (MobileNetV2:
- * 864 elements, 5.0 us with dense_e4_bmi2, 6.7 us with it); the fuzz build lowers it so that
- * short inputs reach the loop. */
-#ifndef DC_SPREAD_MIN_ELEMENTS
-#define DC_SPREAD_MIN_ELEMENTS 8192u
-#endif
-static void build_spread(const dc_header* h, uint16_t* tab, uint8_t* spread) {
-  const size_t entries = (size_t)1 << h->index_code.max_len;
-  size_t i;
-  uint32_t s;
-  for (i = 0; i < entries; ++i) tab[i] = (uint16_t)((tab[i] >> 4) << 6 | (tab[i] & 15u));
-  for (s = 0; s < h->k; ++s) {
-    const uint32_t len = alph_len(&h->index_code, s);
-    if (len) memcpy(spread + 64u * s + len, h->codebook + 4u * s, 4u);
-  }
-}
-
-#define DC_SPREAD_SYM(w, o)                     \
-  do {                                          \
-    const uint32_t e_ = tab[_bzhi_u64((w), L)]; \
-    (w) >>= e_ & 63u; /* SHRX: no AND */        \
-    memcpy((o), spread + e_, 4u);               \
-  } while (0)
-/* c valid bits below the marker (bit c): adding (next 8 bytes - 1) << c puts the bytes above the
- * valid bits and removes the marker in one step (modulo 2^64); then the marker goes to bit c | 56
- * and the bits from there up are cleared. */
-#define DC_MARK_REFILL(w, pos)                              \
-  do {                                                      \
-    const uint32_t c_ = 63u - (uint32_t)__builtin_clzll(w); \
-    const uint32_t n_ = c_ | 56u;                           \
-    (w) += (ld64(data + (pos)) - 1u) << c_;                 \
-    (pos) += (63u - c_) >> 3;                               \
-    (w) = _bzhi_u64((w), n_) | (uint64_t)1 << n_;           \
-  } while (0)
-static inline uint64_t mark_safe(uint64_t pos, size_t end) {
-  return pos + 8 <= end ? (end - 8 - pos) / 7 + 1 : 0;
-}
-__attribute__((target("bmi,bmi2"))) DC_INLINE dc_status
-dense_e4_spread_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
-                     const uint8_t* spread, uint8_t* out, cksum* ck, const uint32_t S) {
-  bitreader br[4];
-  const uint32_t L = h->index_code.max_len;
-  const uint64_t n = h->info.num_elements, rounds = n / 4;
-  uint64_t k = 0, it, i, w[4], p[4];
-  uint32_t s;
-  streams_init(br, h);
-  for (s = 0; s < 4; ++s) {
-    w[s] = 1;
-    p[s] = br[s].pos;
-  }
-  while ((it = min_u64(min_u64(min_u64(mark_safe(p[0], br[0].end), mark_safe(p[1], br[1].end)),
-                               min_u64(mark_safe(p[2], br[2].end), mark_safe(p[3], br[3].end))),
-                       min_u64((rounds - k) / S, DC_CHUNK_ITERS))) > 0) {
-    uint8_t* o = out + k * 16u;
-    uint64_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
-    k += S * it;
-    for (; it > 0; --it, o += 16u * S) {
-      uint32_t r;
-      DC_MARK_REFILL(w0, p0);
-      DC_MARK_REFILL(w1, p1);
-      DC_MARK_REFILL(w2, p2);
-      DC_MARK_REFILL(w3, p3);
-      for (r = 0; r < S; ++r) {
-        DC_SPREAD_SYM(w0, o + 16 * r);
-        DC_SPREAD_SYM(w1, o + 16 * r + 4);
-        DC_SPREAD_SYM(w2, o + 16 * r + 8);
-        DC_SPREAD_SYM(w3, o + 16 * r + 12);
-      }
-    }
-    w[0] = w0;
-    w[1] = w1;
-    w[2] = w2;
-    w[3] = w3;
-    p[0] = p0;
-    p[1] = p1;
-    p[2] = p2;
-    p[3] = p3;
-    ck_upto(ck, out, (size_t)(k * 16u));
-  }
-  for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
-    bitreader* b = &br[s];
-    dc_status st;
-    b->count = 63u - (uint32_t)__builtin_clzll(w[s]);
-    b->bits = _bzhi_u64(w[s], b->count);
-    b->pos = (size_t)p[s];
-    for (i = k * 4 + s; i < n; i += 4) {
-      uint32_t e;
-      br_refill_safe(b, data);
-      e = tab[b->bits & ((1u << L) - 1u)];
-      b->bits >>= e & 63u;
-      b->count -= e & 63u;
-      memcpy(out + i * 4u, spread + e, 4u);
-    }
-    st = br_finish(b, data);
-    if (st != DC_OK) return st;
-  }
-  return DC_OK;
-}
-#undef DC_SPREAD_SYM
-#undef DC_MARK_REFILL
-#define DC_SPREAD(NAME, S)                                                                    \
-  __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status NAME(                             \
-      const uint8_t* d, const dc_header* h, const uint16_t* t, const uint8_t* sp, uint8_t* o, \
-      cksum* c) {                                                                             \
-    return dense_e4_spread_body(d, h, t, sp, o, c, S);                                        \
-  }
-DC_SPREAD(dense_e4_spread4, 4)
-DC_SPREAD(dense_e4_spread5, 5)
-DC_SPREAD(dense_e4_spread6, 6)
-DC_SPREAD(dense_e4_spread7, 7)
-#undef DC_SPREAD
-
-/* dense_e4_spread* for a tensor of max code length L (12 >= L >= 1): S * L <= 56 bits a refill. */
-static dc_status dense_e4_spread(const uint8_t* data, const dc_header* h, uint16_t* tab,
-                                 uint8_t* spread, uint8_t* out, cksum* ck) {
-  const uint32_t L = h->index_code.max_len;
-  build_spread(h, tab, spread);
-  return L <= 8    ? dense_e4_spread7(data, h, tab, spread, out, ck)
-         : L == 9  ? dense_e4_spread6(data, h, tab, spread, out, ck)
-         : L <= 11 ? dense_e4_spread5(data, h, tab, spread, out, ck)
-                   : dense_e4_spread4(data, h, tab, spread, out, ck);
-}
-
 /* §6 sparse, 32-bit elements, ungrouped, with BMI2: sparse_body's walk (same streams, entries,
  * checks and background fill) with dense_e4_bmi2's position-based streams: per iteration one load
  * per stream feeds its 2 entries (gap and index symbols, <= 48 bits). */
@@ -2274,6 +2138,164 @@ static int sparse_pairs_level(void) {
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
+/* §5 dense, 32-bit elements, ungrouped, K <= 256: the spread-codebook loop                  */
+/* ---------------------------------------------------------------------------------------- */
+/* Given 64 K + 63 bytes of workspace after the index table (dc_decode's DC_FAST_WORKSPACE has
+ * them; dc_workspace_size's exact size keeps the loops above): the same symbols in fewer
+ * dependent steps.  The table entry is symbol << 6 | length, so the shift of the stream bits
+ * takes the entry as it is (x86-64 and aarch64 shifts count modulo 64: the `& 63` costs
+ * nothing), and the element's value is read at the entry itself as a byte offset into a
+ * "spread" copy of the codebook (the value of symbol s at byte 64 s + its code length): per
+ * symbol mask, table load, shift, value load, store, of which mask, load, shift chain one symbol
+ * of a stream to the next.  Each stream's bits w carry a marker bit above the valid ones (their
+ * count is its position, read once per refill, not counted per symbol); a refill adds the next
+ * 8 bytes above them (one load whose address depends on the previous refill only) and keeps
+ * 56..63 valid bits, which feed S = 56 / L symbols (4..7).  Plain C99 (dense_e4_spread_p*, for
+ * every 64-bit target: aarch64 phones, x86-64 without BMI2), also compiled for BMI2 on x86-64
+ * (dense_e4_spread*, where the mask is BZHI and the shift SHRX).  MobileNetV2's weights
+ * (K = 256, codes of 7..9 bits, 6 symbols a refill) decode with 20-23 % less CPU than with
+ * dense_e4_bmi2 (BMI2 instances); the portable instances' figures are in docs/android.md. */
+#define DC_SPREAD_K 256u
+/* Below this many elements building the spread codebook costs more than it saves (MobileNetV2:
+ * 864 elements, 5.0 us with dense_e4_bmi2, 6.7 us with it); the fuzz build lowers it so that
+ * short inputs reach the loop. */
+#ifndef DC_SPREAD_MIN_ELEMENTS
+#define DC_SPREAD_MIN_ELEMENTS 8192u
+#endif
+/* Whether the portable instances are the default where no BMI2 loop runs: on 64-bit targets
+ * (one register holds the stream bits); 32-bit ones (armv7, Cortex-M) keep dense_body, whose
+ * 64-bit shifts cost the same there and which was not measured slower on such a CPU. */
+#ifndef DC_PORTABLE_SPREAD_DEFAULT
+#if UINTPTR_MAX > 0xFFFFFFFFu
+#define DC_PORTABLE_SPREAD_DEFAULT 1
+#else
+#define DC_PORTABLE_SPREAD_DEFAULT 0
+#endif
+#endif
+static int portable_fast = 1; /* dc_codec_portable_fast: 0 off, 1 default targets, 2 forced */
+
+int dc_codec_portable_fast(int mode) {
+  int was = portable_fast;
+  portable_fast = mode == 2 ? 2 : mode != 0;
+  return was;
+}
+
+static void build_spread(const dc_header* h, uint16_t* tab, uint8_t* spread) {
+  const size_t entries = (size_t)1 << h->index_code.max_len;
+  size_t i;
+  uint32_t s;
+  for (i = 0; i < entries; ++i) tab[i] = (uint16_t)((tab[i] >> 4) << 6 | (tab[i] & 15u));
+  for (s = 0; s < h->k; ++s) {
+    const uint32_t len = alph_len(&h->index_code, s);
+    if (len) memcpy(spread + 64u * s + len, h->codebook + 4u * s, 4u);
+  }
+}
+
+/* Leading zero bits of w != 0 (63 - the marker's bit). */
+static inline uint32_t lead_zeros(uint64_t w) {
+#if defined(__GNUC__) || defined(__clang__)
+  return (uint32_t)__builtin_clzll(w);
+#else
+  uint32_t c = 63, step;
+  for (step = 32; step > 0; step >>= 1)
+    if (w >> step) {
+      w >>= step;
+      c -= step;
+    }
+  return c;
+#endif
+}
+static inline uint64_t mark_safe(uint64_t pos, size_t end) {
+  return pos + 8 <= end ? (end - 8 - pos) / 7 + 1 : 0;
+}
+
+/* One symbol: table entry, shift (the entry's low 6 bits, unmasked by x86-64/aarch64 shifts),
+ * the value read at the entry as a byte offset into the spread codebook, stored at o. */
+#define DC_SPREAD_SYM(w, o)                   \
+  do {                                        \
+    const uint32_t e_ = tab[DC_SP_LOW(w, L)]; \
+    (w) >>= e_ & 63u;                         \
+    memcpy((o), spread + e_, 4u);             \
+  } while (0)
+/* The refill: c = 63 - z valid bits below the marker (bit c); adding (next 8 bytes - 1) << c
+ * puts the bytes above the valid bits and removes the marker in one step (modulo 2^64); the
+ * stream advances by z / 8 bytes, and then the marker goes to bit c | 56 = 63 - z % 8 and the
+ * bits from there up are cleared.  Portable: shifting left by z % 8 puts that bit at bit 63,
+ * which is set, and shifting back clears what was above it (3 operations on a 64-bit target, no
+ * mask to build).  BMI2: BZHI and the marker's OR, as measured first. */
+#define DC_MARK_REFILL_PORTABLE(w, pos)                          \
+  do {                                                           \
+    const uint32_t z_ = lead_zeros(w);                           \
+    (w) += (ld64(data + (pos)) - 1u) << (63u - z_);              \
+    (pos) += z_ >> 3;                                            \
+    (w) = (((w) << (z_ & 7u)) | (uint64_t)1 << 63) >> (z_ & 7u); \
+  } while (0)
+#define DC_SP_BODY dense_e4_spread_body
+#define DC_SP_ATTR
+#define DC_SP_LOW(w, n) ((w) & (((uint64_t)1 << (n)) - 1u))
+#define DC_SP_REFILL DC_MARK_REFILL_PORTABLE
+#include "dc_codec_spread.h"
+#if DC_DENSE_BMI2
+#define DC_MARK_REFILL_BMI2(w, pos)               \
+  do {                                            \
+    const uint32_t c_ = 63u - lead_zeros(w);      \
+    const uint32_t n_ = c_ | 56u;                 \
+    (w) += (ld64(data + (pos)) - 1u) << c_;       \
+    (pos) += (63u - c_) >> 3;                     \
+    (w) = _bzhi_u64((w), n_) | (uint64_t)1 << n_; \
+  } while (0)
+#define DC_SP_BODY dense_e4_spread_body_bmi2
+#define DC_SP_ATTR __attribute__((target("bmi,bmi2")))
+#define DC_SP_LOW(w, n) _bzhi_u64((w), (n))
+#define DC_SP_REFILL DC_MARK_REFILL_BMI2
+#include "dc_codec_spread.h"
+#undef DC_MARK_REFILL_BMI2
+#endif
+#undef DC_MARK_REFILL_PORTABLE
+#undef DC_SPREAD_SYM
+#define DC_SPREAD(NAME, ATTR, BODY, S)                                                     \
+  ATTR DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, \
+                                  const uint8_t* sp, uint8_t* o, cksum* c) {               \
+    return BODY(d, h, t, sp, o, c, S);                                                     \
+  }
+#define DC_PORTABLE /* no target attribute */
+DC_SPREAD(dense_e4_spread_p4, DC_PORTABLE, dense_e4_spread_body, 4)
+DC_SPREAD(dense_e4_spread_p5, DC_PORTABLE, dense_e4_spread_body, 5)
+DC_SPREAD(dense_e4_spread_p6, DC_PORTABLE, dense_e4_spread_body, 6)
+DC_SPREAD(dense_e4_spread_p7, DC_PORTABLE, dense_e4_spread_body, 7)
+#if DC_DENSE_BMI2
+#define DC_BMI2 __attribute__((target("bmi,bmi2")))
+DC_SPREAD(dense_e4_spread4, DC_BMI2, dense_e4_spread_body_bmi2, 4)
+DC_SPREAD(dense_e4_spread5, DC_BMI2, dense_e4_spread_body_bmi2, 5)
+DC_SPREAD(dense_e4_spread6, DC_BMI2, dense_e4_spread_body_bmi2, 6)
+DC_SPREAD(dense_e4_spread7, DC_BMI2, dense_e4_spread_body_bmi2, 7)
+#undef DC_BMI2
+#endif
+#undef DC_PORTABLE
+#undef DC_SPREAD
+
+/* The spread loop for a tensor of max code length L (12 >= L >= 1): S * L <= 56 bits a refill;
+ * bmi2: the BMI2 instances (x86-64 CPUs that have it), else the portable ones. */
+static dc_status dense_e4_spread(const uint8_t* data, const dc_header* h, uint16_t* tab,
+                                 uint8_t* spread, uint8_t* out, cksum* ck, int bmi2) {
+  const uint32_t L = h->index_code.max_len;
+  build_spread(h, tab, spread);
+#if DC_DENSE_BMI2
+  if (bmi2)
+    return L <= 8    ? dense_e4_spread7(data, h, tab, spread, out, ck)
+           : L == 9  ? dense_e4_spread6(data, h, tab, spread, out, ck)
+           : L <= 11 ? dense_e4_spread5(data, h, tab, spread, out, ck)
+                     : dense_e4_spread4(data, h, tab, spread, out, ck);
+#else
+  (void)bmi2;
+#endif
+  return L <= 8    ? dense_e4_spread_p7(data, h, tab, spread, out, ck)
+         : L == 9  ? dense_e4_spread_p6(data, h, tab, spread, out, ck)
+         : L <= 11 ? dense_e4_spread_p5(data, h, tab, spread, out, ck)
+                   : dense_e4_spread_p4(data, h, tab, spread, out, ck);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Thin wrappers: one instance of each body per element size (constants fold away)          */
 /* ---------------------------------------------------------------------------------------- */
 #define DC_DENSE(NAME, ESZ, BITS, GROUPED)                                                        \
@@ -2373,13 +2395,19 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
                     esz, h->info.element_bits);
     return DC_OK;
   }
+  if (!h->sparse && !grouped && slot == 4 && h->index_code.max_len <= 12) {
+    /* §5 32-bit: forced portable spread loop (tests, benchmarks), else the BMI2 loops where the
+     * CPU has them, else the portable spread loop on the targets where it is the default */
+    if (spread != NULL && portable_fast == 2)
+      return dense_e4_spread(data, h, itab, spread, out, ck, 0);
 #if DC_DENSE_BMI2
-  if (!h->sparse && !grouped && slot == 4 && h->index_code.max_len <= 12 && dense_bmi2_ok())
-    return spread != NULL ? dense_e4_spread(data, h, itab, spread, out, ck)
-                          : dense_e4_bmi2(data, h, itab, out, ck);
-#else
-  (void)spread;
+    if (dense_bmi2_ok())
+      return spread != NULL ? dense_e4_spread(data, h, itab, spread, out, ck, 1)
+                            : dense_e4_bmi2(data, h, itab, out, ck);
 #endif
+    if (spread != NULL && portable_fast == 1 && simd_allowed && DC_PORTABLE_SPREAD_DEFAULT)
+      return dense_e4_spread(data, h, itab, spread, out, ck, 0);
+  }
   if (!h->sparse) return dense[grouped][slot](data, h, itab, out, ck);
 #if DC_DENSE_BMI2
   if (pairs != NULL && !grouped && slot == 4 && sparse_pairs_level() > 0) {
@@ -2433,14 +2461,12 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
                 ? (uint32_t*)pt
                 : NULL;
     spread = NULL;
-#if DC_DENSE_BMI2
-    /* §5 float32 on x86-64: a spread codebook after the index table if K <= 256 and it fits */
+    /* §5 float32: a spread codebook after the index table if K <= 256 and it fits */
     pt = ((uintptr_t)gtab + 63u) & ~(uintptr_t)63u;
     if (h.layout == DC_LAYOUT_DENSE && h.k <= DC_SPREAD_K &&
         h.info.num_elements >= DC_SPREAD_MIN_ELEMENTS &&
         pt - (uintptr_t)workspace + 64u * h.k <= workspace_size)
       spread = (uint8_t*)pt;
-#endif
     st = decode_body(data, &h, itab, gtab, pairs, spread, out, h.info.version == 1 ? &ck : NULL);
     if (st != DC_OK) return st;
   }
@@ -2448,8 +2474,9 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
   return DC_OK;
 }
 
-/* dc_decode's stack workspace: room for the x86-64 pair table only where that path exists */
-#if DC_DENSE_BMI2
+/* dc_decode's stack workspace: room for the x86-64 pair table and the spread codebook only where
+ * those paths run by default */
+#if DC_DENSE_BMI2 || DC_PORTABLE_SPREAD_DEFAULT
 #define DC_DECODE_WORKSPACE DC_FAST_WORKSPACE
 #else
 #define DC_DECODE_WORKSPACE DC_MAX_WORKSPACE

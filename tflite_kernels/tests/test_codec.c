@@ -367,40 +367,64 @@ static void test_crc_and_subbyte_values(void) {
  * dc_decode, dense_e4_bmi2 with dc_workspace_size's exact workspace, the portable loop with
  * dc_codec_use_simd(0)): hand-encoded tensors of every max code length 1..12 ---------------- */
 
-/* Decodes with dc_decode under each dc_codec_use_simd setting and with an exact workspace; all
- * must give the same status and, if DC_OK, the same bytes as `want` (NULL: any error). */
+/* Decodes with dc_decode under each dc_codec_use_simd setting, with the portable spread loop
+ * forced (dc_codec_portable_fast(2): through dc_decode, and through dc_decode_ws with a
+ * DC_FAST_WORKSPACE heap workspace at an odd address, which reaches it on 32-bit targets too),
+ * with it off, and with an exact workspace; all must give the same status as the reference
+ * (dc_codec_use_simd(0), path 2) and, if DC_OK, the same bytes as `want` (NULL: any error). */
+#define DC_TEST_PATHS 7
 static void decode_all_paths(const char* what, const uint8_t* p, size_t size, const uint8_t* want,
                              size_t nb) {
-  static const int modes[3] = {1, 2, 0};
+  static const int simd[DC_TEST_PATHS] = {1, 2, 0, 1, 1, 1, 1};
+  static const int portable[DC_TEST_PATHS] = {1, 1, 1, 1, 2, 2, 0};
   uint8_t* out = (uint8_t*)malloc(nb + 1);
-  dc_status first = DC_OK;
+  dc_status st[DC_TEST_PATHS];
   size_t ws_size = 0;
   int m;
-  for (m = 0; m < 4; ++m) {
-    dc_status st;
-    if (m < 3) {
-      int was = dc_codec_use_simd(modes[m]);
-      st = dc_decode(p, size, out, nb);
-      dc_codec_use_simd(was);
-    } else {
-      void* ws;
-      if (dc_workspace_size(p, size, &ws_size) != DC_OK) ws_size = 16;
-      ws = malloc(ws_size);
-      st = dc_decode_ws(p, size, out, nb, ws, ws_size);
+  for (m = 0; m < DC_TEST_PATHS; ++m) {
+    const int was = dc_codec_use_simd(simd[m]), was_p = dc_codec_portable_fast(portable[m]);
+    if (m == 3 || m == 5) {
+      uint8_t* ws;
+      if (m == 3 && dc_workspace_size(p, size, &ws_size) != DC_OK) ws_size = 16;
+      if (m == 5) ws_size = DC_FAST_WORKSPACE;
+      ws = (uint8_t*)malloc(ws_size + 1);
+      st[m] = dc_decode_ws(p, size, out, nb, ws + 1, ws_size);
       free(ws);
+    } else {
+      st[m] = dc_decode(p, size, out, nb);
     }
-    if (m == 0) first = st;
-    CHECK(st == first, "%s: path %d status %s, path 0 %s", what, m, dc_strerror(st),
-          dc_strerror(first));
+    dc_codec_use_simd(was);
+    dc_codec_portable_fast(was_p);
     if (want != NULL)
-      CHECK(st == DC_OK && memcmp(out, want, nb) == 0, "%s: path %d: %s / bytes differ", what, m,
-            dc_strerror(st));
+      CHECK(st[m] == DC_OK && memcmp(out, want, nb) == 0, "%s: path %d: %s / bytes differ", what, m,
+            dc_strerror(st[m]));
   }
+  for (m = 0; m < DC_TEST_PATHS; ++m)
+    CHECK(st[m] == st[2], "%s: path %d status %s, reference %s", what, m, dc_strerror(st[m]),
+          dc_strerror(st[2]));
   free(out);
 }
 
+/* Re-seals a version 2 tensor of `size` bytes after an edit (§8: CRC of all but bytes 12..15). */
+static void reseal(uint8_t* p, size_t size) {
+  uint32_t crc = dc_crc32(dc_crc32(0, p, 12), p + 16, size - 16);
+  memcpy(p + 12, &crc, 4);
+}
+
 static void test_dense_f32_all_lengths(void) {
-  static const uint32_t sizes[] = {1, 5, 27, 1000, 4 * 7 * 1024 + 13, 4 * 6 * 1024 * 2 + 3, 100003};
+  /* the spread loop's size threshold (8191, 8192 by default; the build with
+   * DC_SPREAD_MIN_ELEMENTS=1 takes it for all sizes) and its chunk edges for S = 7, 6, 5, 4 */
+  static const uint32_t sizes[] = {1,
+                                   5,
+                                   27,
+                                   1000,
+                                   8191,
+                                   8192,
+                                   4 * 7 * 1024 + 13,
+                                   4 * 6 * 1024 * 2 + 3,
+                                   4 * 5 * 1024 + 1,
+                                   4 * 4 * 1024 * 2 + 7,
+                                   100003};
   uint8_t len[256];
   uint32_t m, z, s, i, rnd = 12345;
   for (m = 1; m <= 14; ++m) {
@@ -439,17 +463,39 @@ static void test_dense_f32_all_lengths(void) {
       }
       snprintf(what, sizeof what, "dense f32 L%u K%u n%u", m <= 12 ? m : 9, k, n);
       decode_all_paths(what, p, size, want, (size_t)n * 4);
-      if (n > 8) { /* a flipped stream bit (CRC fixed), then the last stream one byte short */
-        uint32_t crc, s3;
+      if (n > 8) { /* a flipped stream bit, a stream boundary moved by one byte, random stream
+                    * bytes, then the last stream one byte short (CRC fixed each time) */
+        uint32_t s0, s1, s3;
+        const uint32_t first = sizes_at + 16;
         p[size - 1 - (n % 7)] ^= (uint8_t)(1u << (n % 8));
-        crc = dc_crc32(dc_crc32(0, p, 12), p + 16, size - 16);
-        memcpy(p + 12, &crc, 4);
+        reseal(p, size);
+        decode_all_paths(what, p, size, NULL, (size_t)n * 4);
+        memcpy(&s0, p + sizes_at, 4);
+        memcpy(&s1, p + sizes_at + 4, 4);
+        if (s1 > 0) {
+          s0 += 1;
+          s1 -= 1;
+          memcpy(p + sizes_at, &s0, 4);
+          memcpy(p + sizes_at + 4, &s1, 4);
+          reseal(p, size);
+          decode_all_paths(what, p, size, NULL, (size_t)n * 4);
+          s0 -= 2;
+          s1 += 2;
+          memcpy(p + sizes_at, &s0, 4);
+          memcpy(p + sizes_at + 4, &s1, 4);
+          reseal(p, size);
+          decode_all_paths(what, p, size, NULL, (size_t)n * 4);
+        }
+        for (i = first; i < size; ++i) {
+          rnd = rnd * 1103515245u + 12345u;
+          p[i] = (uint8_t)(rnd >> 16);
+        }
+        reseal(p, size);
         decode_all_paths(what, p, size, NULL, (size_t)n * 4);
         memcpy(&s3, p + sizes_at + 12, 4);
         s3 -= 1;
         memcpy(p + sizes_at + 12, &s3, 4);
-        crc = dc_crc32(dc_crc32(0, p, 12), p + 16, size - 1 - 16);
-        memcpy(p + 12, &crc, 4);
+        reseal(p, size - 1);
         decode_all_paths(what, p, size - 1, NULL, (size_t)n * 4);
       }
       free(sym);
