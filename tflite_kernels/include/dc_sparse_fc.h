@@ -59,7 +59,22 @@ typedef struct {
   int32_t packed_file; /* what the builder found about the packed bytes it was given (dc_pages.h,
                         * looked up on its helper thread for large forms): 1 they lie in a
                         * read-only file mapping, 0 they do not, -1 not looked up */
+  /* Batch-1 tile form (dc_sparse_fc_add_tiles; NULL tile_e: none), next to the rows above:
+   * rows in groups of 16 (one vector lane each), columns in blocks of 32; a tile (group, block
+   * with a non-zero) holds `steps` steps of 16 entries, step s of lane l being that row's s-th
+   * non-zero in the block: column in block | code << 5, or DC_SFC_TILE_EMPTY. */
+  uint32_t tile_groups;
+  uint32_t* tile_ptr;   /* tile_groups + 1 entries: the first tile of each group */
+  uint16_t* tile_block; /* per tile: its block (columns 32 * block ...) */
+  uint8_t* tile_steps;  /* per tile: 1..32 */
+  uint16_t* tile_e;     /* 16 per step, tiles in order */
+  uint64_t tile_entries;
 } dc_sparse_fc;
+
+#define DC_SFC_TILE_EMPTY 0x8000u
+/* The tile form is built only up to this size (bytes), i.e. for layers that stay in cache, where
+ * the row kernels' gather of x per non-zero is slower than dense (docs/android.md). */
+#define DC_SFC_TILE_MAX_BYTES ((size_t)2 << 20)
 
 /* Builds *m from a packed tensor.  On DC_SFC_UNSUPPORTED `why` says why (the
  * caller falls back to the dense route); on DC_SFC_DECODE *decode_status holds
@@ -82,6 +97,13 @@ DC_API dc_sfc_status dc_sparse_table_build(const uint8_t* packed, size_t size, d
  * the position of the first index out of range (out untouched). */
 DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64, size_t n,
                                void* out);
+
+/* Adds the batch-1 tile form to a float32 form of at most 32 codebook values when the AVX-512
+ * batch-1 kernels are in use (dc_sparse_fc_kernel_name) and the tile form stays within
+ * DC_SFC_TILE_MAX_BYTES; dc_sparse_fc_build calls it.  The batch-1 AVX-512 kernel then runs on
+ * the tiles (the rows stay for the other kernels).  Returns 1 if built, 0 if not applicable or
+ * out of memory (the form is unchanged and still complete). */
+DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m);
 
 DC_API void dc_sparse_fc_free(dc_sparse_fc* m);
 

@@ -69,23 +69,36 @@ static void test_float_kernel_n(uint32_t rows, uint32_t cols, size_t batch, floa
   for (uint32_t r = 0; r < rows; ++r) bias[r] = (float)((int)(rnd() % 201) - 100) / 64.f;
   float* y = malloc(batch * rows * sizeof(float));
   float* scratch = malloc(cols * DC_SFC_BATCH_TILE * sizeof(float));
-  dc_sparse_fc m;
-  from_dense_float(w, rows, cols, &m);
-  dc_sparse_fc_float(&m, x, batch, with_bias ? bias : NULL, lo, hi, y, scratch);
-  for (size_t b = 0; b < batch; ++b) {
-    for (uint32_t r = 0; r < rows; ++r) {
-      double acc = with_bias ? bias[r] : 0.0, mag = fabs(acc);
-      for (uint32_t c = 0; c < cols; ++c) {
-        acc += (double)w[(size_t)r * cols + c] * x[b * cols + c];
-        mag += fabs((double)w[(size_t)r * cols + c] * x[b * cols + c]);
+  for (int tiles = 0; tiles < 2; ++tiles) { /* the row form alone, then with the tile form */
+    dc_sparse_fc m;
+    from_dense_float(w, rows, cols, &m);
+    if (tiles) {
+      const int want = strcmp(dc_sparse_fc_kernel_name(), "avx512") == 0 && m.num_values <= 32;
+      CHECK(dc_sparse_fc_add_tiles(&m) == want, "tiles %ux%u, %u values: built %d", rows, cols,
+            m.num_values, !want);
+      CHECK(want == (m.tile_e != NULL), "tile form present");
+      if (!want) {
+        dc_sparse_fc_free(&m);
+        continue;
       }
-      double want = acc < lo ? lo : (acc > hi ? hi : acc);
-      double got = y[b * rows + r];
-      CHECK(fabs(got - want) <= 1e-6 * (mag + 1e-30) + 1e-30,
-            "float %ux%u batch %zu [%zu,%u]: %g vs %g", rows, cols, batch, b, r, got, want);
     }
+    dc_sparse_fc_float(&m, x, batch, with_bias ? bias : NULL, lo, hi, y, scratch);
+    for (size_t b = 0; b < batch; ++b) {
+      for (uint32_t r = 0; r < rows; ++r) {
+        double acc = with_bias ? bias[r] : 0.0, mag = fabs(acc);
+        for (uint32_t c = 0; c < cols; ++c) {
+          acc += (double)w[(size_t)r * cols + c] * x[b * cols + c];
+          mag += fabs((double)w[(size_t)r * cols + c] * x[b * cols + c]);
+        }
+        double want = acc < lo ? lo : (acc > hi ? hi : acc);
+        double got = y[b * rows + r];
+        CHECK(fabs(got - want) <= 1e-6 * (mag + 1e-30) + 1e-30,
+              "float %ux%u batch %zu tiles %d [%zu,%u]: %g vs %g", rows, cols, batch, tiles, b, r,
+              got, want);
+      }
+    }
+    dc_sparse_fc_free(&m);
   }
-  dc_sparse_fc_free(&m);
   free(w), free(x), free(bias), free(y), free(scratch);
 }
 
