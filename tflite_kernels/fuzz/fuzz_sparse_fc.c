@@ -17,7 +17,10 @@
  *    requantization exactly; both with the kernels chosen at run time and the scalar ones;
  *  - built with the helper thread on every form (dc_sparse_fc_set_helper_bytes(0): decoding and
  *    placing on two threads), the same status and the same form;
- *  - the lookup-table form (dc_sparse_table_build) fails with the same decode status, and when
+ *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
+ *    reason) and DECODE are the build's;
+ *  - the lookup-table form (dc_sparse_table_build) fails with the same decode status (unless
+ *    its header check refuses it: then UNSUPPORTED), and when
  *    built, dc_sparse_gather returns every decoded row bit for bit (int32 and int64 indices,
  *    rows in reverse order) and refuses indices -1 and rows (returns their position, writes
  *    nothing).
@@ -90,6 +93,12 @@ static void check_table(const uint8_t* buf, size_t size, dc_sfc_status fc_st, dc
   dc_status ds = DC_OK;
   char why[256] = "";
   dc_sfc_status st = dc_sparse_table_build(buf, size, &t, &ds, why, sizeof why);
+  if (dc_sparse_fc_check(buf, size, 1, why, sizeof why) == DC_SFC_UNSUPPORTED) {
+    /* refused from the header, before any decode (a table keeps -0.0: its codebook may hold
+     * one value more than the FC's) */
+    REQUIRE(st == DC_SFC_UNSUPPORTED && why[0] != '\0' && t.row_ptr == NULL);
+    return;
+  }
   REQUIRE((st == DC_SFC_DECODE) == (fc_st == DC_SFC_DECODE) && ds == fc_ds);
   if (st != DC_SFC_OK) {
     REQUIRE(t.row_ptr == NULL && t.col == NULL && t.code == NULL && t.row_sum == NULL);
@@ -158,6 +167,11 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     REQUIRE(m.row_ptr == NULL && m.col == NULL && m.code == NULL && m.row_sum == NULL);
   }
   if (st == DC_SFC_UNSUPPORTED) REQUIRE(why[0] != '\0');
+  /* what the header alone says, the build says too (before decoding anything) */
+  char cwhy[256] = "";
+  dc_sfc_status cst = dc_sparse_fc_check(buf, size, 0, cwhy, sizeof cwhy);
+  if (cst == DC_SFC_UNSUPPORTED) REQUIRE(st == DC_SFC_UNSUPPORTED && !strcmp(cwhy, why));
+  if (cst == DC_SFC_DECODE) REQUIRE(st == DC_SFC_DECODE);
   check_helper_build(buf, size, st, ds, &m);
   size_t out_size = dc_peek(buf, size, &info) == DC_OK ? (size_t)info.output_bytes : 0;
   void* dense = malloc(out_size ? out_size : 1);

@@ -90,6 +90,12 @@ def tensors():
     out.append(("fc_f32_rows_negzero", fc))
     out.append(("fc_int8_per_row_sparse", np.clip(np.round(fc * 300 * rng.uniform(0.5, 2, (24, 1))),
                                                   -127, 127).astype(np.int8)))
+    # more than 255 distinct non-zero floats: refused from the codebook (dc_sparse_fc_check); 255
+    # values and -0.0: the FC form keeps 255 (it drops -0.0), a table 256 (refused)
+    many = rng.permutation(np.linspace(0.01, 1, 300).astype(np.float32))[:300].reshape(15, 20)
+    out.append(("fc_f32_300_values", many * (rng.random((15, 20)) < 0.9)))
+    vals = np.append(np.linspace(0.01, 1, 255).astype(np.float32), np.float32(-0.0))
+    out.append(("fc_f32_255_values_negzero", rng.permutation(vals).reshape(16, 16)))
     return out
 
 

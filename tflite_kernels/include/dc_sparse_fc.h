@@ -82,6 +82,14 @@ typedef struct {
 DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
                                         dc_status* decode_status, char* why, size_t why_size);
 
+/* What dc_sparse_fc_build (table = 0) / dc_sparse_table_build (table = 1) can tell from the
+ * packed header alone, without decoding: DC_SFC_UNSUPPORTED with `why` (shape or element type
+ * not supported, or a float32 codebook of more than DC_SFC_MAX_VALUES distinct kept values),
+ * DC_SFC_DECODE for an invalid header, else DC_SFC_OK (the build may still find the tensor
+ * unsuitable). */
+DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int table, char* why,
+                                        size_t why_size);
+
 /* The same form for a lookup table [rows = entries, cols = row width] of
  * EMBEDDING_LOOKUP / GATHER (axis 0): every stored bit pattern but +0.0 is
  * kept (-0.0 included: a lookup copies values bit for bit), no row sums.

@@ -149,8 +149,7 @@ static int tile_pass(dc_sparse_fc* m, int fill, uint64_t* tiles, uint64_t* entri
 DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
   uint64_t tiles = 0, entries = 0;
   if (!m || m->tile_e || !m->row_ptr || m->dtype != DC_DTYPE_FLOAT32 || m->table ||
-      m->num_values > 32 || m->rows == 0 || m->cols == 0 || m->cols > DC_SFC_MAX_COLS ||
-      strcmp(dc_sparse_fc_kernel_name(), "avx512") != 0 ||
+      m->num_values > 32 || m->rows == 0 || m->cols == 0 || m->cols > DC_SFC_MAX_COLS || !simd() ||
       m->nnz > DC_SFC_TILE_MAX_BYTES / sizeof(uint16_t)) /* an entry at least per non-zero */
     return 0;
   m->tile_groups = (m->rows + 15) / 16;
@@ -655,6 +654,45 @@ static int8_t most_common_int8(const void* w, uint64_t n) {
   return (int8_t)best;
 }
 
+/* A float32 tensor whose codebook(s) hold more than DC_SFC_MAX_VALUES distinct kept bit patterns
+ * (every layout but §12's float planes stores its values there; the tensor holds only codebook
+ * values) cannot get a compact form: said from the header, before anything is decoded (a
+ * transient dense copy of a large layer costs as much as its decode). */
+static dc_sfc_status check_codebook(const dc_header* h, uint32_t table, char* why,
+                                    size_t why_size) {
+  if (h->info.dtype != DC_DTYPE_FLOAT32 || h->layout == DC_LAYOUT_FLOAT_PLANES || !h->codebook ||
+      h->cb_esize != 4)
+    return DC_SFC_OK;
+  const uint64_t len = (uint64_t)(h->groups ? h->groups : 1) * h->k;
+  if (len <= DC_SFC_MAX_VALUES) return DC_SFC_OK;
+  ValueMap vm;
+  dc_sparse_fc probe; /* value_code's count and codebook */
+  memset(vm.val, 0xff, sizeof vm.val);
+  probe.num_values = 0;
+  for (uint64_t i = 0; i < len; ++i) {
+    const uint8_t* b = h->codebook + 4 * i;
+    uint32_t bits =
+        (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    if (!omitted(bits, table) && value_code(&vm, &probe, bits, v) < 0) {
+      say(why, why_size, "more than %u distinct non-zero values (in its codebook)",
+          DC_SFC_MAX_VALUES);
+      return DC_SFC_UNSUPPORTED;
+    }
+  }
+  return DC_SFC_OK;
+}
+
+DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int table, char* why,
+                                        size_t why_size) {
+  dc_header h;
+  if (!packed) return DC_SFC_ARGUMENT;
+  if (dc_parse(packed, size, &h) != DC_OK) return DC_SFC_DECODE;
+  dc_sfc_status s = check_shape(&h.info, why, why_size);
+  return s != DC_SFC_OK ? s : check_codebook(&h, table != 0, why, why_size);
+}
+
 static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
                            dc_status* decode_status, char* why, size_t why_size, uint32_t table) {
   dc_header h;
@@ -670,6 +708,7 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     return DC_SFC_DECODE;
   }
   dc_sfc_status s = check_shape(&h.info, why, why_size);
+  if (s == DC_SFC_OK) s = check_codebook(&h, table, why, why_size);
   if (s != DC_SFC_OK) return s;
   m->rows = (uint32_t)h.info.dims[0];
   m->cols = (uint32_t)h.info.dims[1];

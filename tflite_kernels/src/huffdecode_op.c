@@ -1213,7 +1213,14 @@ typedef struct {
   TfLiteRegistration* reg;
   int fc_packed; /* compressed mode: packed tensor of a candidate FC, or -1 */
   int skip;      /* HuffDecode node whose output feeds only a compressed FC */
+  char* why;     /* compressed mode: why this FC / lookup is no candidate, known from the packed
+                  * header alone (dc_sparse_fc_check; its weights are decoded with the others) */
 } PlanNode;
+
+static void plan_nodes_free(PlanNode* pn, int n) {
+  for (int k = 0; pn && k < n; ++k) free(pn[k].why);
+  free(pn);
+}
 
 /* Compressed mode: marks FC nodes whose weights come straight from a
  * HuffDecode node and feed nothing else (candidates), and those HuffDecode
@@ -1253,7 +1260,20 @@ static int find_candidates(TfLiteContext* context, DcDelegate* d, PlanNode* pn, 
     if (w < 0 || (size_t)w >= nt || !huff_at[w] || (!p && uses[w] != 1)) continue;
     PlanNode* h = &pn[huff_at[w] - 1];
     if (!h->node->inputs || h->node->inputs->size != 1) continue;
-    pn[k].fc_packed = h->node->inputs->data[0];
+    const int pk = h->node->inputs->data[0];
+    char why[256] = "";
+    if (!p && pk >= 0 && (size_t)pk < nt && context->tensors[pk].data.raw_const &&
+        dc_sparse_fc_check((const uint8_t*)context->tensors[pk].data.raw_const,
+                           context->tensors[pk].bytes, code != kTfLiteBuiltinFullyConnected, why,
+                           sizeof why) == DC_SFC_UNSUPPORTED) {
+      /* decoded with the other tensors (in parallel, overlapped with the runtime's packing),
+       * not alone after them; report_decoded gives the reason */
+      const size_t len = strlen(why) + 1;
+      pn[k].why = (char*)malloc(len);
+      if (pn[k].why) memcpy(pn[k].why, why, len);
+      continue;
+    }
+    pn[k].fc_packed = pk;
     h->skip = 1;
   }
   free(uses);
@@ -1752,7 +1772,9 @@ static void report_decoded(TfLiteContext* context, DcDelegate* d, const PlanNode
     int code = first < 0 ? -1 : pn[first].reg->builtin_code;
     int lookup_or_fc = code == kTfLiteBuiltinFullyConnected || code == kTfLiteBuiltinGather ||
                        code == kTfLiteBuiltinEmbeddingLookup;
-    if (count == 0) {
+    if (count == 1 && pn[first].why) {
+      set_msg(why, sizeof why, "%s", pn[first].why);
+    } else if (count == 0) {
       set_msg(why, sizeof why, "no operator reads it; decoded");
     } else if (count > 1) {
       set_msg(why, sizeof why,
@@ -1799,17 +1821,17 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
         !node || !reg) {
       continue;
     }
-    PlanNode e = {plan->data[k], node, reg, -1, 0};
+    PlanNode e = {plan->data[k], node, reg, -1, 0, NULL};
     pn[n++] = e;
   }
   if (d->compressed && !find_candidates(context, d, pn, n)) {
     free(claimed);
-    free(pn);
+    plan_nodes_free(pn, n);
     return kTfLiteError;
   }
   if (!decode_nodes(context, d, pn, n)) { /* decoded route: every other HuffDecode node */
     free(claimed);
-    free(pn);
+    plan_nodes_free(pn, n);
     return kTfLiteError;
   }
   for (int k = 0; k < n; ++k) {
@@ -1825,7 +1847,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
       claimed->data[claimed->size++] = pn[k].index;
     }
   }
-  free(pn);
+  plan_nodes_free(pn, n);
   TfLiteStatus status = kTfLiteOk;
   if (claimed->size > 0) {
     TfLiteRegistration kernel;

@@ -19,6 +19,7 @@
 #include "codec_vectors.h"
 #include "dc_sparse_fc.h"
 #include "dc_test.h"
+#include "dc_test_pack.h"
 #include "sparse_fc_check.h"
 
 static uint32_t rng_state = 12345u;
@@ -412,6 +413,73 @@ static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t tenth
   free(w);
 }
 
+/* A [16, 16] §5 float32 tensor of 256 distinct codebook values, each used once; value 0 made
+ * +0.0 when zero_first (255 non-zero values then).  Returns its size (p: 2,048 bytes). */
+static size_t pack_256_values(uint8_t* p, int zero_first) {
+  uint8_t len[256], q[2048];
+  uint16_t sym[256];
+  uint32_t sizes_at, crc;
+  for (uint32_t s = 0; s < 256; ++s) len[s] = 8, sym[s] = (uint16_t)s;
+  CHECK(pack_dense_f32_bound(256, 256) + 4 <= sizeof q, "buffer");
+  size_t n = pack_dense_f32(q, len, 256, sym, 256, &sizes_at); /* rank 1 [256] */
+  memcpy(p, q, 8);
+  p[6] = 2; /* rank 2: dims 16, 16, then the check and the same body */
+  uint32_t d = 16;
+  memcpy(p + 8, &d, 4), memcpy(p + 12, &d, 4);
+  memcpy(p + 20, q + 16, n - 16);
+  if (zero_first) memset(p + 20 + 2, 0, 4); /* codebook[0] after K */
+  crc = dc_crc32(dc_crc32(0, p, 16), p + 20, n + 4 - 20);
+  memcpy(p + 16, &crc, 4);
+  return n + 4;
+}
+
+/* dc_sparse_fc_check says from the header alone what the build would refuse: a codebook of more
+ * than DC_SFC_MAX_VALUES non-zero values (the build then decodes nothing), not-2-D weights. */
+static void test_check_from_header(void) {
+  uint8_t p[2048];
+  char why[200] = "";
+  dc_sparse_fc m;
+  dc_status ds;
+  size_t n = pack_256_values(p, 0);
+  CHECK(dc_sparse_fc_check(p, n, 0, why, sizeof why) == DC_SFC_UNSUPPORTED &&
+            strstr(why, "in its codebook"),
+        "256 values: check said '%s'", why);
+  why[0] = 0;
+  CHECK(dc_sparse_fc_build(p, n, &m, &ds, why, sizeof why) == DC_SFC_UNSUPPORTED &&
+            strstr(why, "in its codebook") && !m.row_ptr,
+        "256 values: build said '%s'", why);
+  p[n - 1] ^= 0x5a; /* payload corrupted (CRC no longer matches): the header still answers */
+  CHECK(dc_sparse_fc_check(p, n, 1, why, sizeof why) == DC_SFC_UNSUPPORTED, "table, corrupted");
+  CHECK(dc_sparse_fc_build(p, n, &m, &ds, why, sizeof why) == DC_SFC_UNSUPPORTED,
+        "build of a corrupted tensor it cannot hold: UNSUPPORTED before any decode");
+  n = pack_256_values(p, 1); /* +0.0 is not kept: 255 values fit */
+  why[0] = 0;
+  CHECK(dc_sparse_fc_check(p, n, 0, why, sizeof why) == DC_SFC_OK && !why[0], "255: %s", why);
+  CHECK(dc_sparse_fc_build(p, n, &m, &ds, why, sizeof why) == DC_SFC_OK && m.num_values == 255 &&
+            m.nnz == 255,
+        "255 values: build %s", why);
+  dc_sparse_fc_free(&m);
+  /* a table keeps -0.0 / +0.0 apart but drops +0.0 too: 255 values */
+  CHECK(dc_sparse_fc_check(p, n, 1, why, sizeof why) == DC_SFC_OK, "table of 255 values");
+  p[n - 1] ^= 0x5a;
+  CHECK(dc_sparse_fc_check(p, n, 0, why, sizeof why) == DC_SFC_OK, "header only: no CRC check");
+  CHECK(
+      dc_sparse_fc_build(p, n, &m, &ds, why, sizeof why) == DC_SFC_DECODE && ds == DC_ERR_CHECKSUM,
+      "corrupted tensor that fits: the decode error");
+  p[0] = 'X';
+  CHECK(dc_sparse_fc_check(p, n, 0, why, sizeof why) == DC_SFC_DECODE, "bad magic");
+  CHECK(dc_sparse_fc_check(NULL, 0, 0, why, sizeof why) == DC_SFC_ARGUMENT, "NULL");
+  for (size_t i = 0; i < sizeof codec_vectors / sizeof codec_vectors[0]; ++i) {
+    const codec_vector* v = &codec_vectors[i];
+    dc_sfc_status b = dc_sparse_fc_build(v->packed, v->packed_size, &m, &ds, why, sizeof why);
+    dc_sparse_fc_free(&m);
+    dc_sfc_status c = dc_sparse_fc_check(v->packed, v->packed_size, 0, why, sizeof why);
+    /* the check refuses only what the build refuses; here only shapes, types */
+    CHECK(c == (b == DC_SFC_UNSUPPORTED ? DC_SFC_UNSUPPORTED : DC_SFC_OK), "%s: check %d build %d",
+          v->name, c, b);
+  }
+}
+
 int main(void) {
   const float inf = INFINITY;
   size_t batches[] = {1, 2, 7, 8, 9, 17};
@@ -445,6 +513,7 @@ int main(void) {
   dc_sparse_fc_set_helper_bytes(old_helper);
   CHECK(old_helper == (size_t)1 << 20, "default helper threshold %zu", old_helper);
   test_helper_build_equal();
+  test_check_from_header();
   dc_sparse_fc m;
   char why[64];
   CHECK(dc_sparse_fc_build(NULL, 0, &m, NULL, why, sizeof why) == DC_SFC_ARGUMENT, "NULL data");
