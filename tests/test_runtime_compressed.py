@@ -375,3 +375,46 @@ def test_fc_with_too_many_values_is_refused_from_its_codebook_and_decoded(densit
     assert row["reason"] == "more than 255 distinct non-zero values (in its codebook)", row
     xs = np.random.default_rng(1).random((5, 20)).astype(np.float32)
     np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
+
+
+def test_max_density_keeps_unpruned_fc_layers_decoded():
+    """max_density=0.9: the pruned FC (30 % density) runs compressed, the unpruned one (100 %)
+    stays decoded, with its density as the reason; without it both run compressed. Outputs within
+    summation order of the unpacked model either way. Bad values get one clear error, and the C
+    option takes whole percents 1..100 only."""
+    import keras
+    from ai_edge_litert.interpreter import load_delegate
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    inp = keras.Input((20,))
+    pruned, unpruned = keras.layers.Dense(64), keras.layers.Dense(10)
+    model = keras.Model(inp, unpruned(pruned(inp)))
+    values = np.linspace(-0.3, 0.3, 16, dtype=np.float32)
+    values = values[values != 0]
+    pruned.kernel.assign((rng.choice(values, (20, 64)) * (rng.random((20, 64)) < 0.3)).astype(np.float32))
+    unpruned.kernel.assign(rng.choice(values, (64, 10)).astype(np.float32))
+    plain = export.to_tflite(model, pack=False)
+    packed = export.pack(plain)
+    xs = np.random.default_rng(1).random((4, 20)).astype(np.float32)
+    ref = em.run(_plain(plain), xs)
+
+    it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.9)
+    rows = sorted(it.compressed_report(), key=lambda r: r["route"])
+    assert [r["route"] for r in rows] == ["compressed", "dense"], rows
+    assert rows[0]["shape"] == (64, 20) and rows[0]["nonzeros"] < 0.9 * 64 * 20
+    assert rows[1]["reason"] == "density 100.0 % > max_density 90 %; decoded", rows[1]
+    assert rows[1]["op"] == "FULLY_CONNECTED"
+    _close(em.run(it, xs), ref)
+    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    assert [r["route"] for r in it.compressed_report()] == ["compressed", "compressed"]
+    _close(em.run(it, xs), ref)
+
+    for bad in (0, 1.5, 0.905, True, "0.9", float("nan")):
+        with pytest.raises(ValueError, match="max_density must be a fraction"):
+            runtime.Interpreter(model_content=packed, weights="compressed", max_density=bad)
+    with pytest.raises(ValueError, match="weights='compressed' only"):
+        runtime.Interpreter(model_content=packed, max_density=0.9)
+    for bad in ("0", "101", "90.5", "", "-5"):
+        with pytest.raises(ValueError, match=r"max_density=1\.\.100"):
+            load_delegate(runtime.library_path(), {"weights": "compressed", "max_density": bad})

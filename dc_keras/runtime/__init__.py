@@ -203,6 +203,11 @@ class Interpreter:
         (saves the decoded copy's memory; delegate option ``keep_decoded=0``). Reading such a
         weight tensor afterwards (``get_tensor``) returns freed memory, so it is off by default;
         see docs/android.md.
+      max_density: with ``weights="compressed"``, a fraction in (0, 1] (whole percent, e.g.
+        ``0.9``): FULLY_CONNECTED layers with a larger share of non-zero weights stay decoded,
+        reported with their density (delegate option ``max_density=90``). Unpruned layers run
+        faster on the dense kernels, up to 8x at 95-100 % density (docs/android.md). Default
+        ``None``: every FC layer the compressed kernels can run is run compressed.
 
     Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,
     ``invoke``, ``get_tensor``, ``get_signature_runner``, ...) is the backend interpreter's.
@@ -216,8 +221,9 @@ class Interpreter:
     """
 
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
-                 weights="decoded", release_decoded=False, **kwargs):
+                 weights="decoded", release_decoded=False, max_density=None, **kwargs):
         backend = _check_args(backend, decode, weights)
+        density_pct = _check_max_density(max_density, weights)
         label = _check_model(model_path, model_content)
         if backend == "tensorflow":  # TF's loader does not bound-check buffers stored past the flatbuffer
             _full_check(label, model_path, model_content)  # (LiteRT does); TF's import dwarfs this one
@@ -229,7 +235,8 @@ class Interpreter:
             raise ValueError(f"release_decoded must be True or False, got {release_decoded!r}")
         user_delegates = list(kwargs.pop("experimental_delegates", None) or [])
         options = dict({"weights": weights} if weights != "decoded" else {},
-                       **({"keep_decoded": "0"} if release_decoded else {})) or None
+                       **({"keep_decoded": "0"} if release_decoded else {}),
+                       **({"max_density": str(density_pct)} if density_pct is not None else {})) or None
         self._delegate = None
         if backend == "litert":
             from ai_edge_litert import interpreter as mod
@@ -369,6 +376,22 @@ def _check_op_route(model_path, model_content):
             "4-bit kernel only for constant filters and the op's decoded output is not one, so the "
             "outputs would differ from the unpacked model's. Use decode='delegate' (the default), which "
             "hands the decoded weights back as constants.")
+
+
+def _check_max_density(max_density, weights):
+    """``max_density`` (a fraction in (0, 1], whole percent) as the delegate option's percent."""
+    if max_density is None:
+        return None
+    if weights != "compressed":
+        raise ValueError("max_density applies to weights='compressed' only (it keeps dense FC layers "
+                         f"decoded); got it with weights={weights!r}")
+    ok = (isinstance(max_density, (int, float)) and not isinstance(max_density, bool)
+          and 0 < max_density <= 1)  # NaN fails the range
+    pct = round(float(max_density) * 100) if ok else 0
+    if not ok or pct < 1 or abs(pct - float(max_density) * 100) > 1e-6:
+        raise ValueError(f"max_density must be a fraction in (0, 1] in whole percent (e.g. 0.9), "
+                         f"got {max_density!r}")
+    return pct
 
 
 def _check_args(backend, decode, weights) -> str:

@@ -372,6 +372,7 @@ typedef struct DcDelegateS {
   char error[512];    /* first decode error, reported by the kernel */
   int decode_threads; /* option decode_threads: 0 = all CPUs (dc_decode_threads), 1 = serial */
   int decode_async;   /* option decode_async (default 1): decode_lazily where available */
+  int max_density;    /* option max_density (percent, default 100): denser FC layers stay decoded */
   size_t
       async_tensors; /* tensors decode_lazily handed to a helper (DcKerasHuffDecodeDelegateAsync) */
   struct LazyFill* lazy;   /* decode_lazily's fill, joined by join_lazy */
@@ -1307,6 +1308,16 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
   const int slot = table_slot(fc->reg->builtin_code);
   if (!p) {
     r = plan_make(context, fc, &p, why, sizeof why);
+    const uint64_t n = r == 1 ? (uint64_t)p->m.rows * p->m.cols : 0;
+    if (r == 1 && p->op == kTfLiteBuiltinFullyConnected && d->max_density < 100 &&
+        (uint64_t)p->m.nnz * 100 > (uint64_t)d->max_density * n) {
+      /* the compact form was built to count the non-zeros: the weight is decoded below */
+      set_msg(why, sizeof why, "density %.1f %% > max_density %d %%; decoded",
+              100.0 * (double)p->m.nnz / (double)n, d->max_density);
+      fc_plan_free(p);
+      p = NULL;
+      r = 0;
+    }
     if (r == 1 && !keep_fc(d, p)) {
       fc_plan_free(p);
       r = -1;
@@ -1866,22 +1877,26 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
   return status;
 }
 
-/* decode_threads: a decimal 0..DC_MAX_DECODE_THREADS (0: one per CPU). */
-static int parse_threads(const char* v, int* out) {
+/* An option's decimal value in lo..hi (at most 3 digits): decode_threads 0..DC_MAX_DECODE_THREADS
+ * (0: one per CPU), max_density 1..100 (percent). */
+static int parse_uint(const char* v, int lo, int hi, int* out) {
   int t = 0;
-  if (!*v || strlen(v) > 2) return 0;
+  if (!*v || strlen(v) > 3) return 0;
   for (const char* c = v; *c; ++c) {
     if (*c < '0' || *c > '9') return 0;
     t = 10 * t + (*c - '0');
   }
-  if (t > DC_MAX_DECODE_THREADS) return 0;
+  if (t < lo || t > hi) return 0;
   *out = t;
   return 1;
 }
 
 /* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0";
  * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N;
- * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare). */
+ * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare);
+ * "max_density" = "100" (default) | "1".."99": with weights=compressed, FULLY_CONNECTED layers
+ * with more non-zero weights than that percent stay decoded (unpruned layers run faster on the
+ * dense kernels, docs/android.md). */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
                          void (*report_error)(const char*)) {
   char msg[256];
@@ -1892,11 +1907,15 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
       d->keep_decoded = v[0] == '1';
       continue;
     }
-    if (k && v && strcmp(k, "decode_threads") == 0 && parse_threads(v, &d->decode_threads)) {
+    if (k && v && strcmp(k, "decode_threads") == 0 &&
+        parse_uint(v, 0, DC_MAX_DECODE_THREADS, &d->decode_threads)) {
       continue;
     }
     if (k && v && strcmp(k, "decode_async") == 0 && (strcmp(v, "0") == 0 || strcmp(v, "1") == 0)) {
       d->decode_async = v[0] == '1';
+      continue;
+    }
+    if (k && v && strcmp(k, "max_density") == 0 && parse_uint(v, 1, 100, &d->max_density)) {
       continue;
     }
     if (k && v && strcmp(k, "weights") == 0 &&
@@ -1907,7 +1926,7 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
     snprintf(msg, sizeof msg,
              "dc_keras HuffDecode delegate: unknown option %s=%s (the options are "
              "weights=decoded|compressed, keep_decoded=1|0, decode_threads=0..%d "
-             "(0 = one per CPU) and decode_async=1|0)",
+             "(0 = one per CPU), decode_async=1|0 and max_density=1..100 (percent))",
              k ? k : "(null)", v ? v : "(null)", DC_MAX_DECODE_THREADS);
     if (report_error) report_error(msg);
     return 0;
@@ -1927,6 +1946,7 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
   }
   d->keep_decoded = 1;
   d->decode_async = 1;
+  d->max_density = 100;
   if (!parse_options(d, options_keys, options_values, n, report_error)) {
     free(d);
     return NULL;
