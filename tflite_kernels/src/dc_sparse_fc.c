@@ -193,14 +193,14 @@ typedef struct {
   int16_t val[512];
 } ValueMap;
 
-static int value_code(ValueMap* vm, dc_sparse_fc* m, uint32_t bits, float v) {
+static int value_code(ValueMap* vm, dc_sparse_fc* m, uint32_t bits) {
   uint32_t h = (bits * 2654435761u) >> 23; /* 9 bits */
   for (;;) {
     if (vm->val[h] < 0) {
       if (m->num_values >= DC_SFC_MAX_VALUES) return -1;
       vm->key[h] = bits;
       vm->val[h] = (int16_t)m->num_values;
-      m->codebook[m->num_values] = v;
+      memcpy(&m->codebook[m->num_values], &bits, sizeof bits);
       return (int)m->num_values++;
     }
     if (vm->key[h] == bits) return vm->val[h];
@@ -225,9 +225,7 @@ static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why, s
       uint32_t bits = row[c];
       if (omitted(bits, m->table)) continue;
       if (bits != last_bits || last_code < 0) {
-        float v;
-        memcpy(&v, &bits, sizeof v);
-        last_code = value_code(&vm, m, bits, v);
+        last_code = value_code(&vm, m, bits);
         last_bits = bits;
         if (last_code < 0) {
           say(why, why_size, "more than %u distinct non-zero values", DC_SFC_MAX_VALUES);
@@ -511,6 +509,12 @@ static void helper_join(dc_sparse_fc* m, Helper* w, dc_task* task) {
   if (m->packed_file == -2) m->packed_file = w->file;
 }
 
+/* The bit pattern of float32 codebook entry i (little-endian, FORMAT.md §3). */
+static uint32_t codebook_bits(const dc_header* h, uint64_t i) {
+  const uint8_t* b = h->codebook + 4 * i;
+  return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
 /* Value codes of a sparse tensor's codebook(s) (FORMAT.md §3, §11: groups * K entries,
  * group-major) for dc_decode_rows: float32 -> code of its bit pattern in m->codebook, int8 ->
  * the weight itself; 256 for +-0 (not stored).  0 when the direct route does not apply (the
@@ -527,12 +531,8 @@ static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) 
       uint8_t q = h->codebook[i];
       vc[i] = (int8_t)q != m->fill ? q : 256;
     } else {
-      const uint8_t* b = h->codebook + 4 * i;
-      uint32_t bits =
-          (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-      float v;
-      memcpy(&v, &bits, sizeof v);
-      int c = omitted(bits, m->table) ? 256 : value_code(&vm, m, bits, v);
+      const uint32_t bits = codebook_bits(h, i);
+      int c = omitted(bits, m->table) ? 256 : value_code(&vm, m, bits);
       if (c < 0) break;
       vc[i] = (uint16_t)c;
     }
@@ -670,12 +670,8 @@ static dc_sfc_status check_codebook(const dc_header* h, uint32_t table, char* wh
   memset(vm.val, 0xff, sizeof vm.val);
   probe.num_values = 0;
   for (uint64_t i = 0; i < len; ++i) {
-    const uint8_t* b = h->codebook + 4 * i;
-    uint32_t bits =
-        (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-    float v;
-    memcpy(&v, &bits, sizeof v);
-    if (!omitted(bits, table) && value_code(&vm, &probe, bits, v) < 0) {
+    const uint32_t bits = codebook_bits(h, i);
+    if (!omitted(bits, table) && value_code(&vm, &probe, bits) < 0) {
       say(why, why_size, "more than %u distinct non-zero values (in its codebook)",
           DC_SFC_MAX_VALUES);
       return DC_SFC_UNSUPPORTED;
