@@ -101,6 +101,17 @@ def machine_info(frameworks=True):
     return info
 
 
+def compressed_kernel_name():
+    """The weights="compressed" route's batch-1 kernels on this machine ("avx512" or "scalar")."""
+    import ctypes
+
+    from dc_keras import runtime
+
+    fn = ctypes.CDLL(runtime.library_path()).dc_sparse_fc_kernel_name
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
+
+
 def write_json(path, obj):
     """Writes ``obj`` as indented JSON, atomically (a reader never sees half a file)."""
     atomic_write(path, (json.dumps(obj, indent=1) + "\n").encode())

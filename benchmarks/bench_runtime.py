@@ -4,7 +4,8 @@ memory (anonymous / file-backed) and load time of FULLY_CONNECTED layers and Mob
 Routes (each measured in its own fresh process; rounds interleave the routes):
   dense          the unpacked .tflite, LiteRT Interpreter with default delegates (XNNPACK)
   decoded        the packed .tflite, dc_keras.runtime.Interpreter() (decode at load -> XNNPACK)
-  compressed     the packed .tflite, dc_keras.runtime.Interpreter(weights="compressed")
+  compressed     the packed .tflite, dc_keras.runtime.Interpreter(weights="compressed",
+                 max_density=1.0): every FC layer compressed, whatever its density
   tflite_sparse  the unpacked model converted with tf.lite.Optimize.EXPERIMENTAL_SPARSITY
                  (TFLite's own sparse format; unstructured sparsity gets a DENSIFY op)
   tflite_1x4     FC 4096^2 only: the same density pruned in 1x4 blocks along the input dim,
@@ -66,8 +67,9 @@ def _make(route, path):
         return Interpreter(model_path=path)
     from dc_keras import runtime
 
-    return runtime.Interpreter(model_path=path, release_decoded=True,  # memory goal: keep_decoded=0
-                               weights="compressed" if route == "compressed" else "decoded")
+    if route == "compressed":  # every FC layer compressed, at any density (the default stops at 30 %)
+        return runtime.Interpreter(model_path=path, release_decoded=True, weights="compressed", max_density=1.0)
+    return runtime.Interpreter(model_path=path, release_decoded=True)  # memory goal: keep_decoded=0
 
 
 def _invoke_times(it, n, cpu=None):
@@ -263,17 +265,6 @@ def summarize(samples):
     return out
 
 
-def _kernel_name():
-    """The compressed route's batch-1 kernels on this machine ("avx512" or "scalar")."""
-    import ctypes
-
-    from dc_keras import runtime
-
-    fn = ctypes.CDLL(runtime.library_path()).dc_sparse_fc_kernel_name
-    fn.restype = ctypes.c_char_p
-    return fn().decode()
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -304,10 +295,13 @@ def main(argv=None):
                 cold = args.cold if m.startswith("fc") else 0
                 samples[m][r].append(run_child(r, path, args.invokes, cold))
         print(f"round {rnd + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
+    from _common import compressed_kernel_name  # here: the measuring children import nothing more
+
     result = {"machine": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                           "nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
                           "loadavg_start": list(load_before), "loadavg": list(os.getloadavg()),
-                          "compressed_kernel": _kernel_name(),
+                          "compressed_kernel": compressed_kernel_name(),
+                          "compressed_max_density": 1.0,
                           "memory_baseline": "taken after the imports and numpy.random's first use"},
               "command": "python benchmarks/bench_runtime.py " + " ".join(argv or sys.argv[1:]),
               "rounds": args.rounds, "models": {}}

@@ -496,7 +496,9 @@ def runtime_section(rt):
            "are vs `dense` (unpacked `.tflite`, LiteRT with default delegates = XNNPACK) of the same "
            "model in the same run. `decoded` and `compressed` run the packed `.tflite` through "
            "`dc_keras.runtime.Interpreter(release_decoded=True)` (decoded weights freed once XNNPACK "
-           "packed its copy; opt-in, docs/android.md). Memory: growth of the process's resident set from before the "
+           "packed its copy; opt-in, docs/android.md), `compressed` with `weights=\"compressed\"`"
+           + (f", max_density={m['compressed_max_density']} (every FC layer compressed, whatever its density)"
+              if m.get("compressed_max_density") else "") + ". Memory: growth of the process's resident set from before the "
            "interpreter is created" + (f" ({m['memory_baseline']})" if m.get("memory_baseline") else "")
            + " to after load + invokes (anonymous + file-backed pages). "
            + (f"Compressed batch-1 kernels: {m['compressed_kernel']}. " if m.get("compressed_kernel") else "") +
@@ -788,6 +790,47 @@ def multi_worker_section(mw):
     return out + [""]
 
 
+def density_section(d):
+    """Section of docs/results.md from benchmarks/bench_density.py --json: compressed / decoded
+    invoke time of one FULLY_CONNECTED layer by density, weight type, size and batch, the compact
+    form's memory against the dense weight's, and which densities the default max_density runs
+    compressed (bold).
+
+    Example:
+        >>> lines = density_section(json.load(open("docs/results/density.json")))
+    """
+    m = d["machine"]
+    densities = sorted({round(100 * r["density"]) for r in d["rows"]})
+    out = ["## Compressed FC layers by density: the default `max_density`", "",
+           f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), load average {m['loadavg'][0]:.1f} at the start "
+           f"and {m['loadavg_end'][0]:.1f} at the end (1 min), command `{d['command']}`, compressed kernels: "
+           f"{d['compressed_kernel']}. One Dense layer (bias, 15 shared non-zero values, unstructured), packed; "
+           "`weights=\"compressed\", max_density=1.0` against `weights=\"decoded\"` (XNNPACK) in one process, "
+           f"{d['rounds']} alternating invokes each: compressed / decoded of the median invoke (below 1x the compressed "
+           "layer is faster). **Bold**: the layer runs compressed with `weights=\"compressed\"` and the default "
+           "`max_density`; the others stay decoded. int8: the converter's full-integer model (outputs checked equal). "
+           "Memory: the compact form's bytes / the dense weight's (float32: 4 B, int8: 1 B per weight).", "",
+           "| weights | size | batch | " + " | ".join(f"{p} %" for p in densities) + " |",
+           "|---|---|---|" + "---|" * len(densities)]
+    groups = {}
+    for r in d["rows"]:
+        groups.setdefault((r["dtype"], r["n"], r["batch"]), {})[round(100 * r["density"])] = r
+    mem = {}
+    for (dtype, n, batch), cells in groups.items():
+        row = []
+        for p in densities:
+            r = cells.get(p)
+            text = "–" if r is None else f"{r['ratio']:.2f}x"
+            row.append(f"**{text}**" if r is not None and r["default"] == "compressed" else text)
+            if r is not None:
+                mem.setdefault((dtype, n), {})[p] = r["compact_bytes"] / r["dense_bytes"]
+        out.append(f"| {dtype} | {n}² | {batch} | " + " | ".join(row) + " |")
+    for (dtype, n), cells in mem.items():
+        out.append(f"| {dtype} | {n}² | memory | " + " | ".join(
+            f"{cells[p]:.2f}x" if p in cells else "–" for p in densities) + " |")
+    return out + [""]
+
+
 def centroid_ops_section(co):
     """Section of docs/results.md from benchmarks/bench_centroid_ops.py --json: per-op cost of the
     clustered TF training step's centroid gather and sums, native ops vs the XLA fallback; each
@@ -837,6 +880,7 @@ def main(argv=None):
                    help="bench_multi_worker.py --json output (docs/results/multi_worker_step.json)")
     p.add_argument("--centroid-ops", default=None,
                    help="bench_centroid_ops.py --json output (docs/results/centroid_ops.json)")
+    p.add_argument("--density", default=None, help="bench_density.py --json output (docs/results/density.json)")
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--img_dir", default="docs/img")
     args = p.parse_args(argv)
@@ -908,9 +952,15 @@ def main(argv=None):
     if args.centroid_ops:
         lines[-5:-5] = [".venv/bin/python benchmarks/bench_centroid_ops.py --json centroid_ops.json   # make tf-ops first"]
         lines[-5] += " --centroid-ops centroid_ops.json"
+    if args.density:
+        lines[-5:-5] = [".venv/bin/python benchmarks/bench_density.py --json density.json   # ~5 min"]
+        lines[-5] += " --density density.json"
     if args.runtime:
         with open(args.runtime) as f:
             lines += runtime_section(json.load(f))
+    if args.density:
+        with open(args.density) as f:
+            lines += density_section(json.load(f))
     if args.fit_step:
         with open(args.fit_step) as f:
             lines += fit_step_section(json.load(f))

@@ -23,6 +23,13 @@ def _close(got, want):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
 
 
+# The test models of _export_models are ~93 % dense (clustered, lightly pruned): above the default
+# max_density (30 % float32, 25 % int8), where FC layers stay decoded. Tests of the compressed
+# kernels themselves run every FC layer compressed (max_density=1.0); the defaults have their own
+# test (test_default_max_density_by_weight_type).
+ALL = {"max_density": 1.0}
+
+
 def test_interpreter_does_not_import_tensorflow(tmp_path):
     path = tmp_path / "m.packed.tflite"
     path.write_bytes(export.pack(em.tflite("dense", None)))
@@ -46,7 +53,7 @@ def test_interpreter_does_not_import_tensorflow(tmp_path):
 def test_compressed_matches_dense_batch1_and_batch(quantize):
     plain = em.tflite("dense", quantize)
     packed = export.pack(plain)
-    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    it = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
     report = it.compressed_report()
     assert report and all(r["route"] == "compressed" for r in report), report
     assert {r["dtype"] for r in report} == {"float32" if quantize is None else "int8"}
@@ -69,7 +76,7 @@ def test_compressed_matches_dense_batch1_and_batch(quantize):
 def test_unsupported_layers_fall_back_to_decoded_and_are_reported():
     plain = em.tflite("dense", "dynamic")  # hybrid FC (float input, int8 weights)
     packed = export.pack(plain)
-    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    it = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
     report = it.compressed_report()
     dense = [r for r in report if r["route"] == "dense"]
     assert dense, report  # the converter keeps small layers float: those may run compressed
@@ -87,7 +94,7 @@ def test_report_keeps_every_field_of_long_lines():
     for t in model.subgraphs[0].tensors:
         t.name = (b"a_rather_long_scope/" * 20) + (t.name or b"")
     plain = write_model(model)
-    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed", **ALL)
     dense = [r for r in it.compressed_report() if r["route"] == "dense"]
     assert dense and all(len(r["weights"]) > 400 for r in dense), dense
     assert all(r["op"] == "FULLY_CONNECTED" and r["reason"].endswith("run compressed") for r in dense), dense
@@ -95,7 +102,7 @@ def test_report_keeps_every_field_of_long_lines():
 
 def test_conv_model_keeps_conv_layers_decoded():
     plain = em.tflite("conv", None)
-    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed", **ALL)
     xs = em.inputs("conv", 3, seed=2)
     _close(em.run(it, xs), em.run(_plain(plain), xs))
     assert runtime.Interpreter(model_content=export.pack(plain)).compressed_report() == []
@@ -107,7 +114,7 @@ def test_corrupt_packed_weights_fail_allocate_with_the_reason():
     assert at > 0
     packed[at + 60] ^= 0xFF  # inside the first packed tensor
     with pytest.raises(RuntimeError, match="HuffDecode"):
-        it = runtime.Interpreter(model_content=bytes(packed), weights="compressed")
+        it = runtime.Interpreter(model_content=bytes(packed), weights="compressed", **ALL)
         it.allocate_tensors()
 
 
@@ -132,7 +139,8 @@ def test_plain_litert_with_delegate_option():
     plain = em.tflite("dense", "int8")
     it = Interpreter(model_content=export.pack(plain),
                      experimental_delegates=[load_delegate(runtime.library_path(),
-                                                           {"weights": "compressed"})])
+                                                           {"weights": "compressed",
+                                                            "max_density": "100"})])
     xs = em.inputs("dense", 5, seed=6)
     np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
 
@@ -140,7 +148,7 @@ def test_plain_litert_with_delegate_option():
 def test_tensorflow_backend_compressed():
     plain = em.tflite("dense", None)
     it = runtime.Interpreter(model_content=export.pack(plain), backend="tensorflow",
-                             weights="compressed")
+                             weights="compressed", **ALL)
     assert all(r["route"] == "compressed" for r in it.compressed_report())
     xs = em.inputs("dense", 3, seed=8)
     _close(em.run(it, xs), em.run(_plain(plain), xs))
@@ -226,7 +234,7 @@ def test_packed_file_pages_are_released_after_the_compact_build(tmp_path):
     plain, packed = _pruned_shared_dense(np.random.RandomState(3), 256, 384, cut=1.0)  # ~32 % non-zero
     path = tmp_path / "big.packed.tflite"
     path.write_bytes(packed)
-    it = runtime.Interpreter(model_path=str(path), weights="compressed")
+    it = runtime.Interpreter(model_path=str(path), weights="compressed", **ALL)
     it.allocate_tensors()
     assert [r["route"] for r in it.compressed_report()] == ["compressed"]
     assert len(packed) > 24_000  # 6 whole pages or more
@@ -235,7 +243,7 @@ def test_packed_file_pages_are_released_after_the_compact_build(tmp_path):
     xs = np.random.RandomState(4).randn(3, 256).astype(np.float32)
     _close(em.run(it, xs), em.run(_plain(plain), xs))
     _close(em.run_batch(it, xs), em.run_batch(_plain(plain), xs))
-    from_bytes = runtime.Interpreter(model_content=packed, weights="compressed")
+    from_bytes = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
     _close(em.run_batch(from_bytes, xs), em.run_batch(_plain(plain), xs))
     _close(em.run_batch(from_bytes, xs[:1]), em.run_batch(_plain(plain), xs[:1]))
 
@@ -269,14 +277,14 @@ def test_large_layer_build_with_helper_thread(tmp_path, monkeypatch, threads):
     path.write_bytes(packed)
     xs = rng.randn(2, 1024).astype(np.float32)
     want = em.run_batch(_plain(plain), xs)
-    it = runtime.Interpreter(model_path=str(path), weights="compressed")
+    it = runtime.Interpreter(model_path=str(path), weights="compressed", **ALL)
     it.allocate_tensors()
     row, bias = sorted(it.compressed_report(), key=lambda r: r["route"])  # the bias is packed too
     assert row["route"] == "compressed" and row["bytes"] >= 1 << 20, row
     assert bias["route"] == "dense" and "input 2 of FULLY_CONNECTED, not its weights" in bias["reason"], bias
     assert _mapping_rss_kb(path) * 1024 < len(packed) // 2
     _close(em.run_batch(it, xs), want)
-    _close(em.run_batch(runtime.Interpreter(model_content=packed, weights="compressed"), xs), want)
+    _close(em.run_batch(runtime.Interpreter(model_content=packed, weights="compressed", **ALL), xs), want)
     bad = bytearray(packed)
     from dc_keras import _flatbuffer as fb
 
@@ -287,7 +295,7 @@ def test_large_layer_build_with_helper_thread(tmp_path, monkeypatch, threads):
     assert len(weight) > len(packed) // 2 and at + len(packed) // 4 < at + len(weight)
     bad[at + len(packed) // 4] ^= 0x10  # inside the weight's streams
     with pytest.raises(RuntimeError, match="checksum"):
-        it = runtime.Interpreter(model_content=bytes(bad), weights="compressed")
+        it = runtime.Interpreter(model_content=bytes(bad), weights="compressed", **ALL)
         it.allocate_tensors()
 
 
@@ -301,7 +309,7 @@ def test_report_lists_every_packed_tensor_with_route_and_reason():
     model = fb.read_model(packed)
     want = sorted(fb.tensor_name(model.subgraphs[s].tensors[o])
                   for s, _, o in export._pack.packed_tensors(model))
-    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    it = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
     report = it.compressed_report()
     assert sorted(r["weights"] for r in report) == want, report
     ops = {r["op"]: r for r in report}
@@ -340,7 +348,7 @@ def test_report_gives_the_reason_for_weights_read_by_several_ops():
     fcs[1].inputs[1] = int(fcs[0].inputs[1])  # one weight tensor, two readers
     plain = fb.write_model(model)
     packed = export.pack(plain)
-    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    it = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
     rows = [r for r in it.compressed_report() if r["weights"] == fb.tensor_name(sg.tensors[fcs[0].inputs[1]])]
     assert len(rows) == 1 and rows[0]["route"] == "dense", it.compressed_report()
     assert "read by 2 operators" in rows[0]["reason"] and rows[0]["op"] == "FULLY_CONNECTED", rows
@@ -377,24 +385,32 @@ def test_fc_with_too_many_values_is_refused_from_its_codebook_and_decoded(densit
     np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
 
 
-def test_max_density_keeps_unpruned_fc_layers_decoded():
-    """max_density=0.9: the pruned FC (30 % density) runs compressed, the unpruned one (100 %)
-    stays decoded, with its density as the reason; without it both run compressed. Outputs within
-    summation order of the unpacked model either way. Bad values get one clear error, and the C
-    option takes whole percents 1..100 only."""
+def _two_fc_model(first_density, second_density, seed=0):
+    """Dense(64) then Dense(10) on 20 inputs, 15 shared values, pruned to the given densities."""
     import keras
-    from ai_edge_litert.interpreter import load_delegate
 
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
     inp = keras.Input((20,))
-    pruned, unpruned = keras.layers.Dense(64), keras.layers.Dense(10)
-    model = keras.Model(inp, unpruned(pruned(inp)))
+    first, second = keras.layers.Dense(64), keras.layers.Dense(10)
+    model = keras.Model(inp, second(first(inp)))
     values = np.linspace(-0.3, 0.3, 16, dtype=np.float32)
     values = values[values != 0]
-    pruned.kernel.assign((rng.choice(values, (20, 64)) * (rng.random((20, 64)) < 0.3)).astype(np.float32))
-    unpruned.kernel.assign(rng.choice(values, (64, 10)).astype(np.float32))
-    plain = export.to_tflite(model, pack=False)
+    for layer, shape, density in ((first, (20, 64), first_density), (second, (64, 10), second_density)):
+        w = rng.choice(values, shape) * (rng.permutation(shape[0] * shape[1]).reshape(shape)
+                                         < round(density * shape[0] * shape[1]))
+        layer.kernel.assign(w.astype(np.float32))
+    return model
+
+
+def test_max_density_keeps_unpruned_fc_layers_decoded():
+    """max_density=0.9: the pruned FC (30 % density) runs compressed, the unpruned one (100 %)
+    stays decoded, with its density as the reason; max_density=1.0: both run compressed. Outputs
+    within summation order of the unpacked model either way. Bad values get one clear error, and
+    the C option takes whole percents 1..100 only."""
+    from ai_edge_litert.interpreter import load_delegate
+
+    plain = export.to_tflite(_two_fc_model(0.3, 1.0), pack=False)
     packed = export.pack(plain)
     xs = np.random.default_rng(1).random((4, 20)).astype(np.float32)
     ref = em.run(_plain(plain), xs)
@@ -402,11 +418,11 @@ def test_max_density_keeps_unpruned_fc_layers_decoded():
     it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.9)
     rows = sorted(it.compressed_report(), key=lambda r: r["route"])
     assert [r["route"] for r in rows] == ["compressed", "dense"], rows
-    assert rows[0]["shape"] == (64, 20) and rows[0]["nonzeros"] < 0.9 * 64 * 20
+    assert rows[0]["shape"] == (64, 20) and rows[0]["nonzeros"] == 384, rows[0]
     assert rows[1]["reason"] == "density 100.0 % > max_density 90 %; decoded", rows[1]
     assert rows[1]["op"] == "FULLY_CONNECTED"
     _close(em.run(it, xs), ref)
-    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=1.0)
     assert [r["route"] for r in it.compressed_report()] == ["compressed", "compressed"]
     _close(em.run(it, xs), ref)
 
@@ -418,3 +434,29 @@ def test_max_density_keeps_unpruned_fc_layers_decoded():
     for bad in ("0", "101", "90.5", "", "-5"):
         with pytest.raises(ValueError, match=r"max_density=1\.\.100"):
             load_delegate(runtime.library_path(), {"weights": "compressed", "max_density": bad})
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_default_max_density_by_weight_type(quantize):
+    """Without max_density, FULLY_CONNECTED layers run compressed up to 30 % density with float32
+    weights and up to 25 % with int8 ones (where the compact form pays: faster for float32,
+    smaller for int8, docs/android.md); a denser layer stays decoded and the report says it was
+    the default. Float: a layer at exactly 30 % runs compressed, a 40 % one not; int8: 20 % and
+    30 %."""
+    lo, hi = (0.3, 0.4) if quantize is None else (0.2, 0.3)
+    rng = np.random.default_rng(2)
+    plain = export.to_tflite(_two_fc_model(lo, hi, seed=1), pack=False, quantize=quantize,
+                             representative_data=rng.random((16, 20)).astype(np.float32))
+    packed = export.pack(plain)
+    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    rows = {r["route"]: r for r in it.compressed_report() if r["op"] == "FULLY_CONNECTED"}
+    assert set(rows) == {"compressed", "dense"}, it.compressed_report()
+    assert rows["compressed"]["shape"] == (64, 20), rows
+    kind, limit = ("float32", 30) if quantize is None else ("int8", 25)
+    assert rows["dense"]["reason"] == (f"density {100 * hi:.1f} % > {limit} % "
+                                       f"(default max_density for {kind} weights); decoded"), rows
+    xs = rng.random((4, 20)).astype(np.float32)
+    if quantize is None:
+        _close(em.run(it, xs), em.run(_plain(plain), xs))
+    else:  # integer kernels: exact
+        np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))

@@ -372,7 +372,7 @@ typedef struct DcDelegateS {
   char error[512];    /* first decode error, reported by the kernel */
   int decode_threads; /* option decode_threads: 0 = all CPUs (dc_decode_threads), 1 = serial */
   int decode_async;   /* option decode_async (default 1): decode_lazily where available */
-  int max_density;    /* option max_density (percent, default 100): denser FC layers stay decoded */
+  int max_density;    /* option max_density (percent; 0: by weight type, max_density_for) */
   size_t
       async_tensors; /* tensors decode_lazily handed to a helper (DcKerasHuffDecodeDelegateAsync) */
   struct LazyFill* lazy;   /* decode_lazily's fill, joined by join_lazy */
@@ -1300,6 +1300,22 @@ static int plan_make(TfLiteContext* context, PlanNode* c, FcPlan** p, char* why,
   return lookup_plan_make(context, c->node, c->index, op, c->fc_packed, p, why, why_size);
 }
 
+/* The default max_density (option not given), by weight type: the densest FULLY_CONNECTED layer
+ * that runs compressed; denser ones stay decoded (docs/android.md; benchmarks/bench_density.py,
+ * docs/results.md).  float32: the compact form is faster than XNNPACK's dense kernel up to ~30 %
+ * at batch 8 and ~45 % at batch 1 (AVX-512 test machine, 1024^2: 1.04x / 0.72x at 30 %, 1.64x /
+ * 0.89x at 40 %), and up to 8x slower on unpruned layers.  int8: XNNPACK's int8 kernel is faster
+ * than the compact form at every density measured (1024^2: 3.5x at 10 %), so int8 layers are
+ * compressed only where that saves memory: up to 25 %, where its 3 bytes per non-zero are ~0.75x
+ * the int8 weights. */
+#define DC_DEFAULT_MAX_DENSITY_FLOAT32 30
+#define DC_DEFAULT_MAX_DENSITY_INT8 25
+
+static int max_density_for(const DcDelegate* d, int dtype) {
+  if (d->max_density) return d->max_density;
+  return dtype == DC_DTYPE_INT8 ? DC_DEFAULT_MAX_DENSITY_INT8 : DC_DEFAULT_MAX_DENSITY_FLOAT32;
+}
+
 /* Runs one candidate compressed, or falls back to decoding its weights. */
 static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc, PlanNode* huff) {
   char why[512] = "";
@@ -1309,11 +1325,19 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
   if (!p) {
     r = plan_make(context, fc, &p, why, sizeof why);
     const uint64_t n = r == 1 ? (uint64_t)p->m.rows * p->m.cols : 0;
-    if (r == 1 && p->op == kTfLiteBuiltinFullyConnected && d->max_density < 100 &&
-        (uint64_t)p->m.nnz * 100 > (uint64_t)d->max_density * n) {
+    const int limit = r == 1 ? max_density_for(d, p->m.dtype) : 100;
+    if (r == 1 && p->op == kTfLiteBuiltinFullyConnected && limit < 100 &&
+        (uint64_t)p->m.nnz * 100 > (uint64_t)limit * n) {
       /* the compact form was built to count the non-zeros: the weight is decoded below */
-      set_msg(why, sizeof why, "density %.1f %% > max_density %d %%; decoded",
-              100.0 * (double)p->m.nnz / (double)n, d->max_density);
+      if (d->max_density) {
+        set_msg(why, sizeof why, "density %.1f %% > max_density %d %%; decoded",
+                100.0 * (double)p->m.nnz / (double)n, limit);
+      } else {
+        set_msg(why, sizeof why,
+                "density %.1f %% > %d %% (default max_density for %s weights); decoded",
+                100.0 * (double)p->m.nnz / (double)n, limit,
+                p->m.dtype == DC_DTYPE_INT8 ? "int8" : "float32");
+      }
       fc_plan_free(p);
       p = NULL;
       r = 0;
@@ -1894,9 +1918,10 @@ static int parse_uint(const char* v, int lo, int hi, int* out) {
 /* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0";
  * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N;
  * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare);
- * "max_density" = "100" (default) | "1".."99": with weights=compressed, FULLY_CONNECTED layers
- * with more non-zero weights than that percent stay decoded (unpruned layers run faster on the
- * dense kernels, docs/android.md). */
+ * "max_density" = "1".."100" (default: 30 for float32 weights, 25 for int8, max_density_for):
+ * with weights=compressed, FULLY_CONNECTED layers with more non-zero weights than that percent
+ * stay decoded (dense layers run faster on the dense kernels, docs/android.md); 100: all run
+ * compressed. */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
                          void (*report_error)(const char*)) {
   char msg[256];
@@ -1946,7 +1971,7 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
   }
   d->keep_decoded = 1;
   d->decode_async = 1;
-  d->max_density = 100;
+  d->max_density = 0; /* by weight type */
   if (!parse_options(d, options_keys, options_values, n, report_error)) {
     free(d);
     return NULL;
