@@ -460,3 +460,22 @@ def test_default_max_density_by_weight_type(quantize):
         _close(em.run(it, xs), em.run(_plain(plain), xs))
     else:  # integer kernels: exact
         np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
+
+
+@pytest.mark.parametrize("release", [False, True])
+def test_layer_over_the_density_limit_runs_on_its_counted_decode_bit_exact(release):
+    """An unpruned FC (packed in the dense layout) refused by the default max_density: the decode
+    its build made to count the non-zeros becomes the layer's weight (no second decode), so the
+    layer runs on the ordinary kernels bit-exact with the unpacked model, also when the decoded
+    weight is released after XNNPACK packed it. A pruned (10 %) layer in the sparse layout,
+    refused by max_density=0.05 after its direct build, is decoded again and bit-exact too."""
+    cases = [(export.to_tflite(_two_fc_model(1.0, 1.0, seed=3), pack=False), {}, 20),
+             (_pruned_shared_dense(np.random.RandomState(3), 256, 384, cut=1.65)[0], {"max_density": 0.05}, 256)]
+    for plain, kw, width in cases:
+        packed = export.pack(plain)
+        it = runtime.Interpreter(model_content=packed, weights="compressed", release_decoded=release, **kw)
+        rows = [r for r in it.compressed_report()
+                if r["op"] == "FULLY_CONNECTED" and "not its weights" not in r["reason"]]
+        assert rows and all(r["route"] == "dense" and r["reason"].startswith("density") for r in rows), rows
+        xs = np.random.default_rng(4).random((5, width)).astype(np.float32)
+        np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))

@@ -19,6 +19,9 @@
  *    placing on two threads), the same status and the same form;
  *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
  *    reason) and DECODE are the build's;
+ *  - dc_sparse_fc_build_max at the form's own count builds the same count; one below it refuses
+ *    it (DC_SFC_TOO_DENSE, the count kept, nothing else held) and hands over the decoded weight
+ *    exactly when the form came from a dense copy, equal to dc_decode's output;
  *  - the lookup-table form (dc_sparse_table_build) fails with the same decode status (unless
  *    its header check refuses it: then UNSUPPORTED), and when
  *    built, dc_sparse_gather returns every decoded row bit for bit (int32 and int64 indices,
@@ -150,6 +153,26 @@ static void check_helper_build(const uint8_t* buf, size_t size, dc_sfc_status st
   dc_sparse_fc_free(&h);
 }
 
+/* dc_sparse_fc_build_max around a built form's count m->nnz (see the list above). */
+static void check_build_max(const uint8_t* buf, size_t size, const dc_sparse_fc* m,
+                            const void* dense, size_t out_size) {
+  dc_sparse_fc b;
+  dc_status ds = DC_OK;
+  char why[256] = "";
+  void* got = NULL;
+  REQUIRE(dc_sparse_fc_build_max(buf, size, m->nnz, &b, &got, &ds, why, sizeof why) == DC_SFC_OK);
+  REQUIRE(got == NULL && b.nnz == m->nnz && b.rows == m->rows);
+  dc_sparse_fc_free(&b);
+  if (m->nnz == 0) return;
+  REQUIRE(dc_sparse_fc_build_max(buf, size, m->nnz - 1, &b, &got, &ds, why, sizeof why) ==
+          DC_SFC_TOO_DENSE);
+  REQUIRE(b.nnz == m->nnz && b.rows == m->rows && b.cols == m->cols && !b.row_ptr && !b.col &&
+          !b.code && !b.row_sum);
+  REQUIRE((got != NULL) == (m->from_dense != 0));
+  REQUIRE(!got || !memcmp(got, dense, out_size));
+  free(got);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dc_tensor_info info;
   uint8_t* buf = (uint8_t*)malloc(size ? size : 1);
@@ -190,6 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         check_int8(&m, (const int8_t*)dense);
     }
     dc_sparse_fc_use_simd(1);
+    check_build_max(buf, size, &m, dense, out_size);
     dc_sparse_fc_free(&m);
   }
   if (st == DC_SFC_DECODE || dd == DC_OK) check_table(buf, size, st, ds, dense);

@@ -39,7 +39,8 @@ typedef enum {
   DC_SFC_UNSUPPORTED = 1, /* valid tensor this form cannot hold: use dense */
   DC_SFC_NOMEM = 2,
   DC_SFC_DECODE = 3, /* packed bytes invalid: see *decode_status */
-  DC_SFC_ARGUMENT = 4
+  DC_SFC_ARGUMENT = 4,
+  DC_SFC_TOO_DENSE = 5 /* dc_sparse_fc_build_max: more non-zeros than asked for (m->nnz) */
 } dc_sfc_status;
 
 typedef struct {
@@ -81,6 +82,17 @@ typedef struct {
  * the decoder's reason.  *m is zeroed on any failure. */
 DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
                                         dc_status* decode_status, char* why, size_t why_size);
+
+/* dc_sparse_fc_build for a layer that is to run compressed only with at most max_nnz non-zero
+ * weights: a denser one is refused with DC_SFC_TOO_DENSE as soon as its count is known, before
+ * any compact form is built; *m is then zeroed but for rows, cols, dtype and nnz (the count).
+ * When the count came from the transient dense copy (every layout but §6's direct route), that
+ * decoded tensor is handed over in *dense (output_bytes bytes, 64-byte aligned, freed with
+ * free()) so that the caller can run the layer on it instead of decoding it again; otherwise (or
+ * dense == NULL) nothing is handed over and *dense is NULL.  max_nnz = UINT64_MAX: the build. */
+DC_API dc_sfc_status dc_sparse_fc_build_max(const uint8_t* packed, size_t size, uint64_t max_nnz,
+                                            dc_sparse_fc* m, void** dense, dc_status* decode_status,
+                                            char* why, size_t why_size);
 
 /* What dc_sparse_fc_build (table = 0) / dc_sparse_table_build (table = 1) can tell from the
  * packed header alone, without decoding: DC_SFC_UNSUPPORTED with `why` (shape or element type

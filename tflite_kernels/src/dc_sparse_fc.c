@@ -548,7 +548,7 @@ static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) 
  * through dc_decode_rows, the dense tensor is never built.  Returns DC_SFC_UNSUPPORTED (with
  * *m zeroed) when it does not apply, so the caller takes the dense route. */
 static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_header* h,
-                                  dc_sparse_fc* m, dc_status* decode_status) {
+                                  dc_sparse_fc* m, dc_status* decode_status, uint64_t max_nnz) {
   const uint64_t groups = h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1;
   const uint64_t len = groups * h->k;
   if (h->info.version < 2 ||
@@ -627,7 +627,8 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     return DC_SFC_DECODE;
   }
   m->nnz = r.nnz;
-  if (r.nnz && r.nnz < h->entries) { /* give back the fillers' and zeros' room */
+  if (r.nnz > max_nnz) return DC_SFC_TOO_DENSE; /* build() frees the rows */
+  if (r.nnz && r.nnz < h->entries) {            /* give back the fillers' and zeros' room */
     uint16_t* c = (uint16_t*)realloc(m->col, (size_t)r.nnz * sizeof(uint16_t));
     uint8_t* q = (uint8_t*)realloc(m->code, (size_t)r.nnz);
     if (c) m->col = c;
@@ -689,9 +690,20 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
   return s != DC_SFC_OK ? s : check_codebook(&h, table != 0, why, why_size);
 }
 
+/* A form refused as too dense (dc_sparse_fc_build_max): zeroed but for its shape, type, count. */
+static dc_sfc_status too_dense(dc_sparse_fc* m) {
+  const uint32_t rows = m->rows, cols = m->cols, dtype = m->dtype;
+  const uint64_t nnz = m->nnz;
+  dc_sparse_fc_free(m);
+  m->rows = rows, m->cols = cols, m->dtype = dtype, m->nnz = nnz;
+  return DC_SFC_TOO_DENSE;
+}
+
 static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
-                           dc_status* decode_status, char* why, size_t why_size, uint32_t table) {
+                           dc_status* decode_status, char* why, size_t why_size, uint32_t table,
+                           uint64_t max_nnz, void** dense_out) {
   dc_header h;
+  if (dense_out) *dense_out = NULL;
   if (decode_status) *decode_status = DC_OK;
   if (!m) return DC_SFC_ARGUMENT;
   memset(m, 0, sizeof *m);
@@ -709,7 +721,8 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   m->rows = (uint32_t)h.info.dims[0];
   m->cols = (uint32_t)h.info.dims[1];
   m->dtype = h.info.dtype;
-  s = build_direct(packed, size, &h, m, decode_status);
+  s = build_direct(packed, size, &h, m, decode_status, max_nnz);
+  if (s == DC_SFC_TOO_DENSE) return too_dense(m);
   if (s != DC_SFC_UNSUPPORTED) {
     if (s != DC_SFC_OK) dc_sparse_fc_free(m);
     if (s == DC_SFC_OK) (void)dc_sparse_fc_add_tiles(m);
@@ -724,7 +737,7 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   /* Dense route (§5, §12, §14, version 1, non-zero background): a transient dense copy,
    * decoded, scanned twice, freed (never kept). */
   m->from_dense = 1;
-  void* dense = malloc((size_t)h.info.output_bytes);
+  void* dense = dc_alloc_output((size_t)h.info.output_bytes); /* aligned: it may be handed over */
   if (!dense) return DC_SFC_NOMEM;
   st = dc_decode(packed, size, dense, (size_t)h.info.output_bytes);
   if (st != DC_OK) {
@@ -736,8 +749,17 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     m->fill = most_common_int8(dense, h.info.num_elements);
   dc_task* task = NULL;
   Helper w = {NULL, 0, NULL, 0, NULL, packed, size, 0, 0, NULL}; /* dc_decode checked the CRC */
-  s = alloc_form(m, count_nonzero(dense, h.info.dtype, h.info.num_elements, table, m->fill), &w,
-                 &task);
+  const uint64_t nnz = count_nonzero(dense, h.info.dtype, h.info.num_elements, table, m->fill);
+  if (nnz > max_nnz) {
+    m->nnz = nnz;
+    if (dense_out) {
+      *dense_out = dense;
+    } else {
+      free(dense);
+    }
+    return too_dense(m);
+  }
+  s = alloc_form(m, nnz, &w, &task);
   if (s == DC_SFC_OK) {
     if (h.info.dtype == DC_DTYPE_FLOAT32) {
       s = compact_float((const float*)dense, m, why, why_size);
@@ -754,12 +776,18 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
 
 DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
                                         dc_status* decode_status, char* why, size_t why_size) {
-  return build(packed, size, m, decode_status, why, why_size, 0);
+  return build(packed, size, m, decode_status, why, why_size, 0, UINT64_MAX, NULL);
+}
+
+DC_API dc_sfc_status dc_sparse_fc_build_max(const uint8_t* packed, size_t size, uint64_t max_nnz,
+                                            dc_sparse_fc* m, void** dense, dc_status* decode_status,
+                                            char* why, size_t why_size) {
+  return build(packed, size, m, decode_status, why, why_size, 0, max_nnz, dense);
 }
 
 DC_API dc_sfc_status dc_sparse_table_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
                                            dc_status* decode_status, char* why, size_t why_size) {
-  return build(packed, size, m, decode_status, why, why_size, 1);
+  return build(packed, size, m, decode_status, why, why_size, 1, UINT64_MAX, NULL);
 }
 
 /* --------------------------------------------------------------- gather */

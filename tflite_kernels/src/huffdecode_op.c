@@ -918,6 +918,30 @@ static int delegate_decode_node(TfLiteContext* context, DcDelegate* d, TfLiteNod
   return delegate_finish_node(context, d, node, &job, block, -1, msg, msg_size);
 }
 
+/* The compressed route's fallback for an FC its density limit refused: the weight its build
+ * decoded to count the non-zeros (`dense`: output_bytes, 64-byte aligned, malloc'ed) becomes the
+ * node's output, as delegate_decode_node would have made it (no second decode).  Takes `dense`
+ * (freed here if not kept). */
+static int delegate_adopt_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node, void* dense,
+                               char* msg, size_t msg_size) {
+  size_t n = 0;
+  int r = delegate_check_node(context, d, node, &n, msg, msg_size);
+  const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
+  dc_tensor_info info;
+  if (r != 1 || dc_peek((const uint8_t*)in->data.raw_const, in->bytes, &info) != DC_OK ||
+      n != (size_t)info.output_bytes) { /* already decoded, an error, or a padded output */
+    free(dense);
+    return r == 1 ? delegate_decode_node(context, d, node, msg, msg_size) : r != 0;
+  }
+  if (!delegate_keep(d, dense)) {
+    free(dense);
+    set_msg(msg, msg_size, "HuffDecode(%s): out of memory", tensor_name(in));
+    return 0;
+  }
+  dc_decode_job job = {(const uint8_t*)in->data.raw_const, in->bytes, dense, n, DC_OK};
+  return delegate_finish_node(context, d, node, &job, dense, -1, msg, msg_size);
+}
+
 /* ---- compressed FULLY_CONNECTED: deciding and building ---------------- */
 
 static int const_tensor(const TfLiteTensor* t) {
@@ -1045,11 +1069,20 @@ static int fc_supported(TfLiteContext* context, const TfLiteNode* node, char* wh
   return 1;
 }
 
+/* A FULLY_CONNECTED candidate's density limit (max_density): its build stops at more than
+ * max_nnz non-zeros (plan_build returns 2) with their count in nnz and, where the build decoded
+ * the dense weight to count them, that weight in dense (dc_sparse_fc_build_max; the caller's). */
+typedef struct {
+  uint64_t max_nnz, nnz;
+  void* dense;
+} DensityLimit;
+
 /* The part of a compressed plan FC and lookups share: allocation, the compact form built from the
  * packed tensor (`table`: dc_sparse_table_build, else dc_sparse_fc_build), and the fields every op
  * sets.  Returns 1 (*out set), 0 (form not suitable, reason in why) or -1 (why). */
 static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, int op, int wi,
-                      int packed, int table, FcPlan** out, char* why, size_t why_size) {
+                      int packed, int table, DensityLimit* lim, FcPlan** out, char* why,
+                      size_t why_size) {
   const TfLiteTensor* w = &context->tensors[wi];
   const TfLiteTensor* pk = &context->tensors[packed];
   FcPlan* p = (FcPlan*)calloc(1, sizeof(FcPlan));
@@ -1059,10 +1092,14 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
   }
   dc_status ds = DC_OK;
   const uint8_t* bytes = (const uint8_t*)pk->data.raw_const;
-  dc_sfc_status st = table ? dc_sparse_table_build(bytes, pk->bytes, &p->m, &ds, why, why_size)
-                           : dc_sparse_fc_build(bytes, pk->bytes, &p->m, &ds, why, why_size);
+  dc_sfc_status st =
+      table ? dc_sparse_table_build(bytes, pk->bytes, &p->m, &ds, why, why_size)
+            : dc_sparse_fc_build_max(bytes, pk->bytes, lim ? lim->max_nnz : UINT64_MAX, &p->m,
+                                     lim ? &lim->dense : NULL, &ds, why, why_size);
   if (st != DC_SFC_OK) {
+    if (st == DC_SFC_TOO_DENSE && lim) lim->nnz = p->m.nnz;
     free(p);
+    if (st == DC_SFC_TOO_DENSE) return 2;
     if (st == DC_SFC_UNSUPPORTED) return 0;
     set_msg(why, why_size, "HuffDecode(%s): %s", tensor_name(w),
             st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
@@ -1087,9 +1124,10 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
 }
 
 /* Builds the compact form of a supported FC node.  Returns 1 done, 0 not
- * suitable (reason in why: run dense), -1 invalid packed bytes (msg). */
+ * suitable (reason in why: run dense), 2 denser than lim allows (lim->nnz, lim->dense),
+ * -1 invalid packed bytes (msg). */
 static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index, int packed,
-                        FcPlan** out_plan, char* why, size_t why_size) {
+                        DensityLimit* lim, FcPlan** out_plan, char* why, size_t why_size) {
   const TfLiteFullyConnectedParams* prm = (const TfLiteFullyConnectedParams*)node->builtin_data;
   int wi = node->inputs->data[1];
   const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
@@ -1106,8 +1144,8 @@ static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index
     return 0;
   }
   FcPlan* p = NULL;
-  int r = plan_build(context, node, node_index, kTfLiteBuiltinFullyConnected, wi, packed, 0, &p,
-                     why, why_size);
+  int r = plan_build(context, node, node_index, kTfLiteBuiltinFullyConnected, wi, packed, 0, lim,
+                     &p, why, why_size);
   if (r != 1) return r;
   p->input = node->inputs->data[0];
   p->bias = bi;
@@ -1176,7 +1214,7 @@ static int lookup_plan_make(TfLiteContext* context, TfLiteNode* node, int node_i
   dc_tensor_info info;
   if (!check_packed(pk, w, &info, why, why_size)) return -1;
   FcPlan* p = NULL;
-  int r = plan_build(context, node, node_index, op, wi, packed, 1, &p, why, why_size);
+  int r = plan_build(context, node, node_index, op, wi, packed, 1, NULL, &p, why, why_size);
   if (r != 1) return r;
   p->input = node->inputs->data[1 - table_slot(op)];
   p->bias = -1;
@@ -1290,11 +1328,12 @@ static PlanNode* huff_feeding(PlanNode* pn, int n, int packed) {
 }
 
 /* Decides and builds one candidate (FC or lookup).  1 / 0 / -1 as fc_plan_make. */
-static int plan_make(TfLiteContext* context, PlanNode* c, FcPlan** p, char* why, size_t why_size) {
+static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcPlan** p, char* why,
+                     size_t why_size) {
   int op = c->reg->builtin_code;
   if (op == kTfLiteBuiltinFullyConnected) {
     if (!fc_supported(context, c->node, why, why_size)) return 0;
-    return fc_plan_make(context, c->node, c->index, c->fc_packed, p, why, why_size);
+    return fc_plan_make(context, c->node, c->index, c->fc_packed, lim, p, why, why_size);
   }
   if (!lookup_supported(context, c->node, op, why, why_size)) return 0;
   return lookup_plan_make(context, c->node, c->index, op, c->fc_packed, p, why, why_size);
@@ -1322,24 +1361,30 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
   FcPlan* p = find_fc(d, context, fc->index);
   int r = p ? 1 : 0;
   const int slot = table_slot(fc->reg->builtin_code);
+  void* dense = NULL; /* a refused FC's weight, decoded by its build to count the non-zeros */
   if (!p) {
-    r = plan_make(context, fc, &p, why, sizeof why);
-    const uint64_t n = r == 1 ? (uint64_t)p->m.rows * p->m.cols : 0;
-    const int limit = r == 1 ? max_density_for(d, p->m.dtype) : 100;
-    if (r == 1 && p->op == kTfLiteBuiltinFullyConnected && limit < 100 &&
-        (uint64_t)p->m.nnz * 100 > (uint64_t)limit * n) {
-      /* the compact form was built to count the non-zeros: the weight is decoded below */
+    /* FC: its density limit from the header (dtype, shape; checked again by the build) */
+    DensityLimit lim = {UINT64_MAX, 0, NULL}, *lp = NULL;
+    const TfLiteTensor* pk = &context->tensors[fc->fc_packed];
+    dc_tensor_info info;
+    int limit = 100;
+    if (fc->reg->builtin_code == kTfLiteBuiltinFullyConnected &&
+        dc_peek((const uint8_t*)pk->data.raw_const, pk->bytes, &info) == DC_OK && info.rank == 2) {
+      limit = max_density_for(d, info.dtype);
+      lim.max_nnz = (uint64_t)limit * info.dims[0] * info.dims[1] / 100;
+      lp = &lim;
+    }
+    r = plan_make(context, fc, lp, &p, why, sizeof why);
+    if (r == 2) {
+      const double pct = 100.0 * (double)lim.nnz / ((double)info.dims[0] * (double)info.dims[1]);
       if (d->max_density) {
-        set_msg(why, sizeof why, "density %.1f %% > max_density %d %%; decoded",
-                100.0 * (double)p->m.nnz / (double)n, limit);
+        set_msg(why, sizeof why, "density %.1f %% > max_density %d %%; decoded", pct, limit);
       } else {
         set_msg(why, sizeof why,
-                "density %.1f %% > %d %% (default max_density for %s weights); decoded",
-                100.0 * (double)p->m.nnz / (double)n, limit,
-                p->m.dtype == DC_DTYPE_INT8 ? "int8" : "float32");
+                "density %.1f %% > %d %% (default max_density for %s weights); decoded", pct, limit,
+                info.dtype == DC_DTYPE_INT8 ? "int8" : "float32");
       }
-      fc_plan_free(p);
-      p = NULL;
+      dense = lim.dense;
       r = 0;
     }
     if (r == 1 && !keep_fc(d, p)) {
@@ -1368,7 +1413,8 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
               tensor_name(&context->tensors[fc->node->inputs->data[slot]]), why,
               op_name(fc->reg->builtin_code));
   huff->skip = 0;
-  if (!delegate_decode_node(context, d, huff->node, msg, sizeof msg)) {
+  if (!(dense ? delegate_adopt_node(context, d, huff->node, dense, msg, sizeof msg)
+              : delegate_decode_node(context, d, huff->node, msg, sizeof msg))) {
     remember_error(d, msg);
   }
 }

@@ -480,6 +480,56 @@ static void test_check_from_header(void) {
   }
 }
 
+/* dc_sparse_fc_build_max: a limit of the tensor's own non-zero count builds the same form; one
+ * less refuses it (DC_SFC_TOO_DENSE: shape, type and count kept, nothing else held) and hands
+ * over the dense weight exactly when the build went through a dense copy, equal to dc_decode's. */
+static void test_build_max(void) {
+  int refused = 0, handed = 0;
+  for (size_t i = 0; i < sizeof codec_vectors / sizeof codec_vectors[0]; ++i) {
+    const codec_vector* v = &codec_vectors[i];
+    dc_sparse_fc a, b;
+    dc_status ds;
+    char why[200] = "";
+    void* dense = (void*)&a; /* must be reset */
+    if (dc_sparse_fc_build(v->packed, v->packed_size, &a, &ds, why, sizeof why) != DC_SFC_OK)
+      continue;
+    dc_sfc_status st =
+        dc_sparse_fc_build_max(v->packed, v->packed_size, a.nnz, &b, &dense, &ds, why, sizeof why);
+    CHECK(st == DC_SFC_OK && dense == NULL && b.nnz == a.nnz &&
+              !memcmp(a.row_ptr, b.row_ptr, (a.rows + 1) * sizeof(uint32_t)) &&
+              !memcmp(a.col, b.col, a.nnz * sizeof(uint16_t)) && !memcmp(a.code, b.code, a.nnz),
+          "%s: build_max at its own count", v->name);
+    if (st == DC_SFC_OK) dc_sparse_fc_free(&b);
+    if (a.nnz == 0) {
+      dc_sparse_fc_free(&a);
+      continue;
+    }
+    st = dc_sparse_fc_build_max(v->packed, v->packed_size, a.nnz - 1, &b, &dense, &ds, why,
+                                sizeof why);
+    ++refused;
+    CHECK(st == DC_SFC_TOO_DENSE && b.nnz == a.nnz && b.rows == a.rows && b.cols == a.cols &&
+              b.dtype == a.dtype && !b.row_ptr && !b.col && !b.code && !b.tile_e,
+          "%s: build_max below its count -> %d", v->name, st);
+    CHECK((dense != NULL) == (a.from_dense != 0), "%s: dense handed over %d, from_dense %u",
+          v->name, dense != NULL, a.from_dense);
+    if (dense) {
+      ++handed;
+      void* ref = malloc(v->raw_size);
+      CHECK(dc_decode(v->packed, v->packed_size, ref, v->raw_size) == DC_OK &&
+                !memcmp(ref, dense, v->raw_size) && (uintptr_t)dense % 64 == 0,
+            "%s: handed-over weight differs from dc_decode's", v->name);
+      free(ref);
+      free(dense);
+    }
+    st = dc_sparse_fc_build_max(v->packed, v->packed_size, a.nnz - 1, &b, NULL, &ds, why,
+                                sizeof why); /* nothing asked: nothing handed over (no leak) */
+    CHECK(st == DC_SFC_TOO_DENSE, "%s: build_max without dense", v->name);
+    dc_sparse_fc_free(&a);
+  }
+  CHECK(refused >= 5 && handed >= 1 && handed < refused,
+        "build_max: %d refused, %d handed over (both routes expected)", refused, handed);
+}
+
 int main(void) {
   const float inf = INFINITY;
   size_t batches[] = {1, 2, 7, 8, 9, 17};
@@ -514,6 +564,7 @@ int main(void) {
   CHECK(old_helper == (size_t)1 << 20, "default helper threshold %zu", old_helper);
   test_helper_build_equal();
   test_check_from_header();
+  test_build_max();
   dc_sparse_fc m;
   char why[64];
   CHECK(dc_sparse_fc_build(NULL, 0, &m, NULL, why, sizeof why) == DC_SFC_ARGUMENT, "NULL data");
