@@ -13,6 +13,7 @@ import errno
 import io
 import os
 import secrets
+import stat
 
 
 def _create_exclusive(directory: str, name: str) -> tuple[int, str]:
@@ -67,6 +68,22 @@ def _naming(exc: OSError, path: str) -> OSError:
     return type(exc)(exc.errno, f"{reason}; {fix}" if fix else reason, path)
 
 
+def _special_file(path: str):
+    """The ``OSError`` for an existing ``path`` (or symlink target) that is neither a regular file
+    nor a directory (``/dev/null``, a FIFO, a socket): renaming the output over it would replace
+    the device node itself. ``None`` for anything else."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = ("character device" if stat.S_ISCHR(mode) else "block device" if stat.S_ISBLK(mode)
+            else "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+    return OSError(errno.EINVAL, f"a {kind}, not a regular file: writing the output there would replace "
+                   f"the {kind} with a file; give the path of a regular file", path)
+
+
 def _read_only_mount(directory: str) -> bool:
     try:
         return bool(os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 0))
@@ -76,8 +93,8 @@ def _read_only_mount(directory: str) -> bool:
 
 def check_writable(path, example: str = "model.tflite") -> str:
     """Raises the ``OSError`` :func:`atomic_write` would raise for ``path`` (missing or read-only
-    directory, a directory given as the file), before any work: commands call it first so a bad
-    output path fails at once, not after minutes of packing. ``example`` is the file name the
+    directory, a directory given as the file, a device such as ``/dev/null``), before any work:
+    commands call it first so a bad output path fails at once, not after minutes of packing. ``example`` is the file name the
     message suggests when ``path`` is a directory. Returns ``path`` as a string.
 
     Example:
@@ -85,6 +102,9 @@ def check_writable(path, example: str = "model.tflite") -> str:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    special = _special_file(path)
+    if special:
+        raise special
     if os.path.isdir(path):
         err = errno.EISDIR
     elif not os.path.exists(directory):
@@ -111,6 +131,9 @@ def atomic_write(path, data: bytes) -> str:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    special = _special_file(path)
+    if special:
+        raise special
     try:
         fd, tmp = _create_exclusive(directory, os.path.basename(path))
     except OSError as exc:
