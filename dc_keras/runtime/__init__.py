@@ -447,6 +447,9 @@ def unpack(packed) -> bytes:
     Example:
       >>> plain = dc_keras.runtime.unpack(open("m.packed.tflite", "rb").read())   # doctest: +SKIP
     """
+    if isinstance(packed, (str, os.PathLike)):
+        raise TypeError(f"expected packed .tflite content as bytes, got {type(packed).__name__}: read the "
+                        "file first, e.g. open(path, 'rb').read(), or give the path to compiled_model")
     data = bytes(packed)
     fn, free = _c_unpack_fn()
     out = ctypes.POINTER(ctypes.c_uint8)()
@@ -479,10 +482,11 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
         raise ValueError("give exactly one of model_path and model_content")
     from ai_edge_litert.compiled_model import CompiledModel
 
+    label = _check_model(model_path, model_content)  # a missing path or a non-.tflite, named
     if model_path is not None:
         with open(model_path, "rb") as f:
             model_content = f.read()
-    plain = unpack(model_content)
+    plain = _named(unpack, label, model_content)
     cm = CompiledModel.from_buffer(plain, **kwargs)
     cm._dc_keras_model = plain  # the runtime may read the flatbuffer in place: keep it alive
     return cm
