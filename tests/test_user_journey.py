@@ -86,6 +86,20 @@ def test_missing_input_names_it_and_the_fix(tmp_path, capsys):
     assert "give the path of a .tflite file" in line, line
 
 
+def test_empty_path_is_a_usage_error(tmp_path, plain, capsys):
+    """`dc-keras pack "$IN" "$OUT"` with OUT unset: said so (was a missing-directory error naming
+    the parent of the working directory; `inspect --plot=` silently wrote no chart)."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    for argv, arg in ((["pack", src, ""], "OUT"), (["pack", "", src], "IN"), (["unpack", src, ""], "OUT"),
+                      (["inspect", ""], "FILE"), (["inspect", src, "--plot="], "--plot")):
+        assert cli.main([str(a) for a in argv]) == 2, argv
+        errors = [ln for ln in capsys.readouterr().err.splitlines() if ": error: " in ln]
+        assert errors == [f"dc-keras {argv[0]}: error: argument {arg}: empty path (an unset variable in the "
+                          "command?): give a file path"], errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"] and src.read_bytes() == plain
+
+
 def test_output_in_missing_directory(tmp_path, plain, capsys):
     src = tmp_path / "m.tflite"
     src.write_bytes(plain)

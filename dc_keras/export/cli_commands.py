@@ -175,6 +175,14 @@ def int_at_least(lower):
     return parse
 
 
+def _path(text):
+    """An argparse ``type``: a non-empty path (an empty one, e.g. an unset shell variable, would
+    otherwise be reported as a missing file or directory with no name)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path (an unset variable in the command?): give a file path")
+    return text
+
+
 def _min_bytes_option(parser):
     parser.add_argument("--min_bytes", "--min-bytes", type=int_at_least(0), metavar="N",
                         help="leave constant tensors smaller than N bytes alone "
@@ -192,8 +200,8 @@ def add_commands(commands):
     returns their names."""
     p = commands.add_parser("pack", help="Huffman-pack the weights of any .tflite (adds HuffDecode ops)",
                             description="Huffman-pack the weights of IN into OUT (IN is never modified).")
-    p.add_argument("input", metavar="IN", help="the .tflite to pack")
-    p.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
+    p.add_argument("input", metavar="IN", type=_path, help="the .tflite to pack")
+    p.add_argument("output", metavar="OUT", type=_path, help="where to write the packed .tflite")
     _min_bytes_option(p)
     p.add_argument("--strip-strings", "--strip_strings", dest="strip_strings", action="store_true",
                    help="drop tensor/subgraph names and the model description (signatures keep working); "
@@ -211,16 +219,16 @@ def add_commands(commands):
 
     p = commands.add_parser("unpack", help="restore an ordinary .tflite from a packed one",
                             description="Decode every HuffDecode op of IN; write the ordinary .tflite to OUT.")
-    p.add_argument("input", metavar="IN", help="a packed .tflite")
-    p.add_argument("output", metavar="OUT", help="where to write the ordinary .tflite")
+    p.add_argument("input", metavar="IN", type=_path, help="a packed .tflite")
+    p.add_argument("output", metavar="OUT", type=_path, help="where to write the ordinary .tflite")
     _buffers_option(p)
     p.set_defaults(func=cmd_unpack)
 
     p = commands.add_parser("inspect", help="per-tensor size table of a .tflite (packed or not)",
                             description="Per-tensor size table of FILE: raw vs packed bytes, density, "
                                         "distinct values.")
-    p.add_argument("file", metavar="FILE", help="a .tflite, packed or not")
-    p.add_argument("--plot", metavar="OUT.png", help="also write a raw-vs-packed size chart to this path "
+    p.add_argument("file", metavar="FILE", type=_path, help="a .tflite, packed or not")
+    p.add_argument("--plot", metavar="OUT.png", type=_path, help="also write a raw-vs-packed size chart to this path "
                    "(format from the extension: .png, .pdf, .svg, ...; checked before the model is read)")
     _min_bytes_option(p)
     p.set_defaults(func=cmd_inspect)
