@@ -77,6 +77,28 @@ def test_path_instead_of_bytes_says_read_it(plain):
             fn(pathlib.Path("model.tflite"))
 
 
+def test_appended_associated_files_are_not_dropped_silently(tmp_path, plain, capsys):
+    """A model with TFLite metadata's associated files (a zip after the flatbuffer, as Model
+    Maker / MediaPipe files have): the packed file does not keep them, and pack says so."""
+    import io
+    import zipfile
+
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("labels.txt", "cat\ndog\n")
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain + z.getvalue())
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {src} ends with a zip of 1 associated file(s) (labels.txt), which the packed model does " \
+           "not keep" in out and "attach them to the packed file again" in out, out
+    with pytest.warns(UserWarning, match=r"the input ends with a zip of 1 associated file\(s\) \(labels.txt\)"):
+        assert export.pack(src.read_bytes()) == (tmp_path / "p.tflite").read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export.pack(plain)  # nothing appended: no warning
+
+
 # -- input and output paths ---------------------------------------------------------------------
 
 def test_missing_input_names_it_and_the_fix(tmp_path, capsys):

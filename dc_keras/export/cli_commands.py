@@ -103,6 +103,10 @@ def cmd_pack(args):
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input)
+    if stats["dropped_files"]:
+        from dc_keras.export._pack import dropped_files_note
+
+        print("note: " + dropped_files_note(args.input, stats["dropped_files"]))
 
 
 def _print_refused(refused, path, shown=5):
