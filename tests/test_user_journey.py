@@ -99,6 +99,20 @@ def test_appended_associated_files_are_not_dropped_silently(tmp_path, plain, cap
         export.pack(plain)  # nothing appended: no warning
 
 
+def test_pack_that_packs_nothing_says_where_the_reasons_are(tmp_path, plain, capsys):
+    """A full-int8 file often packs nothing (no tensor saves min_saving): the summary says so and
+    points at inspect, also when --compact rewrote the model (a smaller file, no tensor packed)."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    for extra, unchanged in (([], True), (["--compact"], False)):
+        assert cli.main(["pack", str(src), str(tmp_path / "p.tflite"), "--min_bytes", str(len(plain)), *extra]) == 0
+        out = capsys.readouterr().out
+        why = f"(no tensor packed{': written unchanged' if unchanged else ''}; `dc-keras inspect {src}` says why"
+        assert why in out, out
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    assert "no tensor packed" not in capsys.readouterr().out
+
+
 # -- input and output paths ---------------------------------------------------------------------
 
 def test_missing_input_names_it_and_the_fix(tmp_path, capsys):

@@ -97,7 +97,9 @@ def cmd_pack(args):
                                      compact=args.compact)
     replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
-    note = "" if out != data else " (nothing packed smaller: written unchanged)"
+    note = "" if stats["packed_tensors"] else (
+        " (no tensor packed" + (": written unchanged" if out == data else "")
+        + f"; `dc-keras inspect {args.input}` says why per tensor)")
     note += f"; replaced the existing {args.output}" if replaced else ""
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
