@@ -20,11 +20,12 @@ def _create_exclusive(directory: str, name: str) -> tuple[int, str]:
     """Creates a new, empty temporary file next to ``name``: (fd, path).
 
     Unlike ``tempfile.mkstemp`` (always mode 0600), the file is created with mode 0666 so the
-    kernel applies the process umask, exactly as for ``open(path, "wb")``.
+    kernel applies the process umask, exactly as for ``open(path, "wb")``. Its name keeps at most
+    200 characters of ``name``, so any output name the file system allows (255 bytes) works.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        tmp = os.path.join(directory, f".{name[:200]}.{secrets.token_hex(4)}.tmp")  # <= NAME_MAX
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

@@ -136,6 +136,17 @@ def test_empty_path_is_a_usage_error(tmp_path, plain, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"] and src.read_bytes() == plain
 
 
+def test_longest_output_name_the_file_system_allows(tmp_path, plain, capsys):
+    """A 255-byte output name is valid: the temporary file next to it must not be longer (it was
+    '.NAME.xxxxxxxx.tmp': 'File name too long')."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    out = tmp_path / ("a" * (255 - len(".tflite")) + ".tflite")
+    assert cli.main(["pack", str(src), str(out)]) == 0, capsys.readouterr().err
+    assert out.read_bytes() == export.pack(plain)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.tflite", out.name])
+
+
 def test_output_in_missing_directory(tmp_path, plain, capsys):
     src = tmp_path / "m.tflite"
     src.write_bytes(plain)
