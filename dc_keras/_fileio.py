@@ -21,11 +21,13 @@ def _create_exclusive(directory: str, name: str) -> tuple[int, str]:
 
     Unlike ``tempfile.mkstemp`` (always mode 0600), the file is created with mode 0666 so the
     kernel applies the process umask, exactly as for ``open(path, "wb")``. Its name keeps at most
-    200 characters of ``name``, so any output name the file system allows (255 bytes) works.
+    200 bytes of ``name``, so any output name the file system allows (255 bytes) works.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    while len(os.fsencode(name)) > 200:  # the temporary name stays within NAME_MAX (255 bytes)
+        name = name[:-1]
     for _ in range(100):
-        tmp = os.path.join(directory, f".{name[:200]}.{secrets.token_hex(4)}.tmp")  # <= NAME_MAX
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

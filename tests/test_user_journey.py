@@ -141,10 +141,12 @@ def test_longest_output_name_the_file_system_allows(tmp_path, plain, capsys):
     '.NAME.xxxxxxxx.tmp': 'File name too long')."""
     src = tmp_path / "m.tflite"
     src.write_bytes(plain)
-    out = tmp_path / ("a" * (255 - len(".tflite")) + ".tflite")
-    assert cli.main(["pack", str(src), str(out)]) == 0, capsys.readouterr().err
-    assert out.read_bytes() == export.pack(plain)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.tflite", out.name])
+    for name in ("a" * (255 - len(".tflite")) + ".tflite", "模" * 80 + ".tflite"):  # 255 and 247 bytes
+        out = tmp_path / name
+        assert cli.main(["pack", str(src), str(out)]) == 0, capsys.readouterr().err
+        assert out.read_bytes() == export.pack(plain)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.tflite", out.name])
+        out.unlink()
 
 
 def test_output_in_missing_directory(tmp_path, plain, capsys):
