@@ -437,8 +437,8 @@ def unpack(packed) -> bytes:
     outputs are bit-identical. The C code patches the packed file in place, drops the packed data
     (the file's tail, as ``pack`` writes it) and appends the decoded weights, so the result is
     ``dc_keras.export.unpack``'s size plus ~90 B of tables per packed tensor (+0.3 % on
-    MobileNetV2-0.35); files packed before 2026-11-30 also keep their packed data as unused
-    constants (docs/FORMAT.md §15).
+    MobileNetV2-0.35); files packed before 2026-11-30 or with ``buffers="external"`` also keep
+    their packed data as unused constants (docs/FORMAT.md §15, docs/android.md).
 
     Raises:
       ValueError: not a ``.tflite``, a malformed packed tensor, or a model this unpacker cannot
