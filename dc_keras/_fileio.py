@@ -71,10 +71,19 @@ def _naming(exc: OSError, path: str) -> OSError:
     return type(exc)(exc.errno, f"{reason}; {fix}" if fix else reason, path)
 
 
-def _special_file(path: str):
-    """The ``OSError`` for an existing ``path`` (or symlink target) that is neither a regular file
-    nor a directory (``/dev/null``, a FIFO, a socket): renaming the output over it would replace
-    the device node itself. ``None`` for anything else."""
+def _bad_target(path: str, example: str = "model.tflite"):
+    """The ``OSError`` for an output ``path`` that cannot name a file whatever the directory allows,
+    ``None`` otherwise: a path ending in a separator that is not an existing directory (``out/``
+    would otherwise be reported as "the parent directory is not a directory"), or an existing
+    ``path`` (or symlink target) that is neither a regular file nor a directory (``/dev/null``, a
+    FIFO, a socket: renaming the output over it would replace the node itself)."""
+    if path.endswith((os.sep, os.altsep or os.sep)) and not os.path.isdir(path):
+        name = path.rstrip(os.sep + (os.altsep or ""))
+        if os.path.exists(name):
+            return OSError(errno.ENOTDIR, f"{os.strerror(errno.ENOTDIR)}; {name} is a file: give the output path "
+                           "without the trailing separator", path)
+        return OSError(errno.ENOENT, f"{os.strerror(errno.ENOENT)}; the directory {name} does not exist: create "
+                       f"it first and give a file name in it, e.g. {os.path.join(path, example)}", path)
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -105,9 +114,9 @@ def check_writable(path, example: str = "model.tflite") -> str:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    special = _special_file(path)
-    if special:
-        raise special
+    bad = _bad_target(path, example)
+    if bad:
+        raise bad
     if os.path.isdir(path):
         err = errno.EISDIR
     elif not os.path.exists(directory):
@@ -134,9 +143,9 @@ def atomic_write(path, data: bytes) -> str:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    special = _special_file(path)
-    if special:
-        raise special
+    bad = _bad_target(path)
+    if bad:
+        raise bad
     try:
         fd, tmp = _create_exclusive(directory, os.path.basename(path))
     except OSError as exc:

@@ -158,6 +158,23 @@ def test_output_in_missing_directory(tmp_path, plain, capsys):
     assert src.read_bytes() == plain and sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
 
 
+def test_output_with_a_trailing_slash(tmp_path, plain, capsys):
+    """`pack m.tflite out/` (no such directory) and `pack m.tflite p.tflite/` (a file): the message
+    was "<the current directory> is not a directory", which is false."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    (tmp_path / "p.tflite").write_bytes(b"old")
+    line = _error(capsys, ["pack", src, f"{tmp_path / 'out'}/"])
+    assert f"the directory {tmp_path / 'out'} does not exist: create it first and give a file name in it, " \
+           f"e.g. {tmp_path / 'out' / 'model.tflite'}" in line, line
+    line = _error(capsys, ["unpack", src, f"{tmp_path / 'p.tflite'}/"])
+    assert f"{tmp_path / 'p.tflite'} is a file: give the output path without the trailing separator" in line, line
+    with pytest.raises(FileNotFoundError, match="the directory .*out does not exist"):
+        _fileio.atomic_write(f"{tmp_path / 'out'}/", b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "p.tflite"]
+    assert src.read_bytes() == plain and (tmp_path / "p.tflite").read_bytes() == b"old"
+
+
 def test_output_is_a_directory(tmp_path, plain, capsys):
     src = tmp_path / "m.tflite"
     src.write_bytes(plain)
