@@ -224,6 +224,7 @@ class Interpreter:
                  weights="decoded", release_decoded=False, max_density=None, **kwargs):
         backend = _check_args(backend, decode, weights)
         density_pct = _check_max_density(max_density, weights)
+        model_content = _content_bytes(model_content)
         label = _check_model(model_path, model_content)
         if backend == "tensorflow":  # TF's loader does not bound-check buffers stored past the flatbuffer
             _full_check(label, model_path, model_content)  # (LiteRT does); TF's import dwarfs this one
@@ -392,6 +393,17 @@ def _check_max_density(max_density, weights):
         raise ValueError(f"max_density must be a fraction in (0, 1] in whole percent (e.g. 0.9), "
                          f"got {max_density!r}")
     return pct
+
+
+def _content_bytes(model_content):
+    """``model_content`` as the ``bytes`` LiteRT and TF take: a bytearray, memoryview or mmap (which
+    ``dc_keras.export.pack`` accepts too) is copied; anything else is a ``TypeError`` saying what to give."""
+    if model_content is None or isinstance(model_content, bytes):
+        return model_content
+    if isinstance(model_content, (bytearray, memoryview, mmap.mmap)):
+        return bytes(model_content)
+    hint = ": give a file's path as model_path" if isinstance(model_content, (str, os.PathLike)) else ""
+    raise TypeError(f"model_content must be the .tflite's bytes, got {type(model_content).__name__}{hint}")
 
 
 def _check_args(backend, decode, weights) -> str:
