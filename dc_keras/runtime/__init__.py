@@ -396,8 +396,9 @@ def _check_max_density(max_density, weights):
 
 
 def _content_bytes(model_content):
-    """``model_content`` as the ``bytes`` LiteRT and TF take: a bytearray, memoryview or mmap (which
-    ``dc_keras.export.pack`` accepts too) is copied; anything else is a ``TypeError`` saying what to give."""
+    """``model_content`` as the ``bytes`` LiteRT and TF take: a bytearray or memoryview (which
+    ``dc_keras.export.pack`` accepts too) or an mmap is copied; anything else is a ``TypeError``
+    saying what to give."""
     if model_content is None or isinstance(model_content, bytes):
         return model_content
     if isinstance(model_content, (bytearray, memoryview, mmap.mmap)):
