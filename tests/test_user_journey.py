@@ -79,7 +79,8 @@ def test_path_instead_of_bytes_says_read_it(plain):
 
 def test_appended_associated_files_are_not_dropped_silently(tmp_path, plain, capsys):
     """A model with TFLite metadata's associated files (a zip after the flatbuffer, as Model
-    Maker / MediaPipe files have): the packed file does not keep them, and pack says so."""
+    Maker / MediaPipe files have): the packed (or unpacked) file does not keep them, and pack
+    (unpack) says so."""
     import io
     import zipfile
 
@@ -97,6 +98,14 @@ def test_appended_associated_files_are_not_dropped_silently(tmp_path, plain, cap
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         export.pack(plain)  # nothing appended: no warning
+    # the files attached again to the packed file, as the note says: unpack says it drops them
+    packed = tmp_path / "p.tflite"
+    packed.write_bytes(packed.read_bytes() + z.getvalue())
+    assert cli.main(["unpack", str(packed), str(tmp_path / "u.tflite")]) == 0
+    out, err = capsys.readouterr()
+    assert f"note: {packed} ends with a zip of 1 associated file(s) (labels.txt)" in out and err == "", (out, err)
+    with pytest.warns(UserWarning, match=r"ends with a zip of 1 associated file\(s\) \(labels.txt\)"):
+        assert export.unpack(packed.read_bytes()) == (tmp_path / "u.tflite").read_bytes()
 
 
 def test_pack_that_packs_nothing_says_where_the_reasons_are(tmp_path, plain, capsys):

@@ -229,11 +229,16 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     """
     out, stats = pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
                                  buffers=buffers, context_model=context_model, compact=compact)
-    if stats["dropped_files"]:
+    _warn_dropped(stats["dropped_files"])
+    return out
+
+
+def _warn_dropped(names):
+    """``pack``/``unpack``'s warning about the appended files a rewritten model does not keep."""
+    if names:
         import warnings
 
-        warnings.warn(dropped_files_note("the input", stats["dropped_files"]), stacklevel=2)
-    return out
+        warnings.warn(dropped_files_note("the input", names), stacklevel=3)
 
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
@@ -276,11 +281,11 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if not rewrite and len(out) >= len(tflite_bytes):
         stats["packed_tensors"] = 0
         return bytes(tflite_bytes), stats  # nothing worth packing after all
-    stats["dropped_files"] = _appended_zip(tflite_bytes)
+    stats["dropped_files"] = appended_files(tflite_bytes)
     return out, stats
 
 
-def _appended_zip(data) -> list:
+def appended_files(data) -> list:
     """The names in a zip archive appended after the model, [] if there is none: TFLite metadata's
     associated files (label maps, vocabularies) as tflite_support's MetadataPopulator and
     MediaPipe Model Maker store them. A rewritten model is a new flatbuffer without them."""
@@ -297,7 +302,7 @@ def _appended_zip(data) -> list:
 
 
 def dropped_files_note(what, names, shown=5) -> str:
-    """What to tell about the appended files ``pack`` did not keep (``_appended_zip``)."""
+    """What to tell about the appended files ``pack`` or ``unpack`` did not keep (``appended_files``)."""
     listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
     return (f"{what} ends with a zip of {len(names)} associated file(s) ({listed}), which the packed model "
             "does not keep (its metadata stays); if the app reads them (e.g. labels for MediaPipe / the "
@@ -518,7 +523,8 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
     Every ``HuffDecode`` op is decoded in Python (``dc_keras.codec.decode``) and removed, its
     output tensor gets its constant data back, and the packed tensors, buffers and the operator
     code disappear. A model without ``HuffDecode`` ops is returned unchanged. ``buffers`` is as
-    in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data).
+    in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data). Files appended
+    after the model as a zip (TFLite metadata's associated files) are not kept: a warning names them.
 
     Raises:
       ValueError: not a valid ``.tflite``, or a ``HuffDecode`` op / packed buffer is malformed
@@ -572,6 +578,7 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
         _remove_tensors(model, s, drop_tensors)
     _remove_unused_buffers(model, removed_buffers)
     _remove_unused_codes(model, hd)
+    _warn_dropped(appended_files(packed_bytes))
     return fb.write_model(model, buffers)
 
 

@@ -10,6 +10,7 @@ import contextlib
 import os
 import sys
 import threading
+import warnings
 
 #: inputs above this size get a progress line on a terminal (inspect has its own bar).
 PROGRESS_MIN_BYTES = 16 << 20
@@ -105,10 +106,15 @@ def cmd_pack(args):
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input)
-    if stats["dropped_files"]:
-        from dc_keras.export._pack import dropped_files_note
+    _print_dropped(stats["dropped_files"], args.input)
 
-        print("note: " + dropped_files_note(args.input, stats["dropped_files"]))
+
+def _print_dropped(names, path):
+    """A note naming the files appended to ``path`` that the output does not keep."""
+    from dc_keras.export._pack import dropped_files_note
+
+    if names:
+        print("note: " + dropped_files_note(path, names))
 
 
 def _print_refused(refused, path, shown=5):
@@ -134,6 +140,7 @@ def is_packed(tflite_bytes) -> bool:
 def cmd_unpack(args):
     from dc_keras._fileio import atomic_write, check_writable
     from dc_keras.export import unpack
+    from dc_keras.export._pack import appended_files
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
@@ -143,12 +150,14 @@ def cmd_unpack(args):
     if not packed:
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
-    with _working(f"unpacking {args.input}", len(data)), _about(args.input):
+    with _working(f"unpacking {args.input}", len(data)), _about(args.input), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the dropped files' warning: a note below instead
         out = unpack(data, buffers=args.buffers)
     replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B"
           + (f"; replaced the existing {args.output}" if replaced else ""))
+    _print_dropped(appended_files(data), args.input)
 
 
 def cmd_inspect(args):
