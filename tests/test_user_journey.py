@@ -91,8 +91,8 @@ def test_appended_associated_files_are_not_dropped_silently(tmp_path, plain, cap
     src.write_bytes(plain + z.getvalue())
     assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
     out = capsys.readouterr().out
-    assert f"note: {src} ends with a zip of 1 associated file(s) (labels.txt), which the packed model does " \
-           "not keep" in out and "attach them to the packed file again" in out, out
+    assert f"note: {src} ends with a zip of 1 associated file(s) (labels.txt), which the output does " \
+           "not keep" in out and "attach them to the output again" in out, out
     with pytest.warns(UserWarning, match=r"the input ends with a zip of 1 associated file\(s\) \(labels.txt\)"):
         assert export.pack(src.read_bytes()) == (tmp_path / "p.tflite").read_bytes()
     with warnings.catch_warnings():

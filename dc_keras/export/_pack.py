@@ -304,9 +304,9 @@ def appended_files(data) -> list:
 def dropped_files_note(what, names, shown=5) -> str:
     """What to tell about the appended files ``pack`` or ``unpack`` did not keep (``appended_files``)."""
     listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
-    return (f"{what} ends with a zip of {len(names)} associated file(s) ({listed}), which the packed model "
+    return (f"{what} ends with a zip of {len(names)} associated file(s) ({listed}), which the output "
             "does not keep (its metadata stays); if the app reads them (e.g. labels for MediaPipe / the "
-            "TFLite Task Library), attach them to the packed file again with the tool that added them "
+            "TFLite Task Library), attach them to the output again with the tool that added them "
             "(e.g. tflite_support's MetadataPopulator)")
 
 
