@@ -99,6 +99,16 @@ def test_output_that_is_not_a_regular_file_is_refused(tmp_path, plain):
     assert src.read_bytes() == plain
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero on this platform")
+def test_input_that_is_a_device_is_refused(tmp_path):
+    """`dc-keras inspect /dev/zero` read until memory ran out (a terminal: until typed input)."""
+    for args in (("pack", "/dev/zero", tmp_path / "o.tflite"), ("unpack", "/dev/zero", tmp_path / "o.tflite"),
+                 ("inspect", "/dev/zero")):
+        line = _error_line(em.cli(*args, timeout=120))
+        assert line.endswith("/dev/zero: a device, not a file: give the path of a .tflite file"), line
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("cut", [1, 8, 16, 64, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, -1])
 def test_truncated_tflite_rejected(plain, cut):
     """Truncations anywhere: pack/unpack/inspect raise ValueError naming the problem."""

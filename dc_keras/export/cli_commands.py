@@ -7,7 +7,9 @@ Nothing here runs at import: the parsers are built by :func:`add_commands`.
 """
 import argparse
 import contextlib
+import errno
 import os
+import stat
 import sys
 import threading
 import warnings
@@ -17,9 +19,13 @@ PROGRESS_MIN_BYTES = 16 << 20
 
 
 def _read(path):
-    """The bytes of an input file; a missing or unreadable path raises ``OSError`` saying what to do."""
+    """The bytes of an input file; a missing or unreadable path or a device raises ``OSError``
+    saying what to do."""
     try:
         with open(path, "rb") as f:
+            if stat.S_ISCHR(os.fstat(f.fileno()).st_mode) or stat.S_ISBLK(os.fstat(f.fileno()).st_mode):
+                # /dev/zero never ends, a terminal waits for typing, a disk is no model
+                raise OSError(errno.EINVAL, "a device, not a file: give the path of a .tflite file", path)
             return f.read()
     except FileNotFoundError as exc:
         raise type(exc)(exc.errno, f"{exc.strerror}; check the path of the input .tflite", path) from None
