@@ -13,15 +13,19 @@ import errno
 import io
 import os
 import secrets
+import stat
 
 
 def _create_exclusive(directory: str, name: str) -> tuple[int, str]:
     """Creates a new, empty temporary file next to ``name``: (fd, path).
 
     Unlike ``tempfile.mkstemp`` (always mode 0600), the file is created with mode 0666 so the
-    kernel applies the process umask, exactly as for ``open(path, "wb")``.
+    kernel applies the process umask, exactly as for ``open(path, "wb")``. Its name keeps at most
+    200 bytes of ``name``, so any output name the file system allows (255 bytes) works.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    while len(os.fsencode(name)) > 200:  # the temporary name stays within NAME_MAX (255 bytes)
+        name = name[:-1]
     for _ in range(100):
         tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
         try:
@@ -67,6 +71,31 @@ def _naming(exc: OSError, path: str) -> OSError:
     return type(exc)(exc.errno, f"{reason}; {fix}" if fix else reason, path)
 
 
+def _bad_target(path: str, example: str = "model.tflite"):
+    """The ``OSError`` for an output ``path`` that cannot name a file whatever the directory allows,
+    ``None`` otherwise: a path ending in a separator that is not an existing directory (``out/``
+    would otherwise be reported as "the parent directory is not a directory"), or an existing
+    ``path`` (or symlink target) that is neither a regular file nor a directory (``/dev/null``, a
+    FIFO, a socket: renaming the output over it would replace the node itself)."""
+    if path.endswith((os.sep, os.altsep or os.sep)) and not os.path.isdir(path):
+        name = path.rstrip(os.sep + (os.altsep or ""))
+        if os.path.exists(name):
+            return OSError(errno.ENOTDIR, f"{os.strerror(errno.ENOTDIR)}; {name} is a file: give the output path "
+                           "without the trailing separator", path)
+        return OSError(errno.ENOENT, f"{os.strerror(errno.ENOENT)}; the directory {name} does not exist: create "
+                       f"it first and give a file name in it, e.g. {os.path.join(path, example)}", path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = ("character device" if stat.S_ISCHR(mode) else "block device" if stat.S_ISBLK(mode)
+            else "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+    return OSError(errno.EINVAL, f"a {kind}, not a regular file: writing the output there would replace "
+                   f"the {kind} with a file; give the path of a regular file", path)
+
+
 def _read_only_mount(directory: str) -> bool:
     try:
         return bool(os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 0))
@@ -76,8 +105,8 @@ def _read_only_mount(directory: str) -> bool:
 
 def check_writable(path, example: str = "model.tflite") -> str:
     """Raises the ``OSError`` :func:`atomic_write` would raise for ``path`` (missing or read-only
-    directory, a directory given as the file), before any work: commands call it first so a bad
-    output path fails at once, not after minutes of packing. ``example`` is the file name the
+    directory, a directory given as the file, a device such as ``/dev/null``), before any work:
+    commands call it first so a bad output path fails at once, not after minutes of packing. ``example`` is the file name the
     message suggests when ``path`` is a directory. Returns ``path`` as a string.
 
     Example:
@@ -85,6 +114,9 @@ def check_writable(path, example: str = "model.tflite") -> str:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    bad = _bad_target(path, example)
+    if bad:
+        raise bad
     if os.path.isdir(path):
         err = errno.EISDIR
     elif not os.path.exists(directory):
@@ -111,6 +143,9 @@ def atomic_write(path, data: bytes) -> str:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    bad = _bad_target(path)
+    if bad:
+        raise bad
     try:
         fd, tmp = _create_exclusive(directory, os.path.basename(path))
     except OSError as exc:

@@ -13,6 +13,7 @@ Commands:
 Run `dc-keras COMMAND --help` for the options of one command.
 """
 import argparse
+import os
 import sys
 
 from absl import flags as absl_flags
@@ -116,6 +117,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args) or 0
+    except BrokenPipeError:  # stdout closed early (`dc-keras inspect m.tflite | head`): quiet, as cat is
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + 13  # killed by SIGPIPE, as a C tool would be
     except (ValueError, OSError) as e:  # user-facing errors: one line, non-zero exit
         print(f"dc-keras {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1

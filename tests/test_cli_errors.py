@@ -10,6 +10,7 @@ process by a write that raises ENOSPC, through the same command function.
 import contextlib
 import errno
 import os
+import stat
 import struct
 import subprocess
 import sys
@@ -75,6 +76,37 @@ def test_bad_inputs_through_the_cli(tmp_path, plain):
     assert "version" in reasons["version99.tflite"] and "99" in reasons["version99.tflite"]
     r = em.cli("pack", tmp_path / "missing.tflite", tmp_path / "out.tflite")
     assert "missing.tflite" in _error_line(r)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_output_that_is_not_a_regular_file_is_refused(tmp_path, plain):
+    """An OUT that is a FIFO, a device (`dc-keras pack m.tflite /dev/null` as root) or a link to
+    one is refused: the atomic rename would replace the node itself with a file."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    packed = tmp_path / "p.tflite"
+    packed.write_bytes(export.pack(plain))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    os.symlink(fifo, tmp_path / "link")
+    before = _snapshot(tmp_path)
+    for args in (("pack", src, fifo), ("unpack", packed, fifo), ("pack", src, tmp_path / "link"),
+                 ("inspect", packed, f"--plot={fifo}")):
+        line = _error_line(em.cli(*args))
+        assert "a FIFO, not a regular file" in line and "give the path of a regular file" in line, line
+        assert _snapshot(tmp_path) == before, args
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.path.islink(tmp_path / "link"), args
+    assert src.read_bytes() == plain
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero on this platform")
+def test_input_that_is_a_device_is_refused(tmp_path):
+    """`dc-keras inspect /dev/zero` read until memory ran out (a terminal: until typed input)."""
+    for args in (("pack", "/dev/zero", tmp_path / "o.tflite"), ("unpack", "/dev/zero", tmp_path / "o.tflite"),
+                 ("inspect", "/dev/zero")):
+        line = _error_line(em.cli(*args, timeout=120))
+        assert line.endswith("/dev/zero: a device, not a file: give the path of a .tflite file"), line
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("cut", [1, 8, 16, 64, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, -1])

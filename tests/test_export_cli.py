@@ -52,6 +52,19 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path):
     assert r.returncode != 0
 
 
+def test_stdout_closed_early_is_not_an_error(tmp_path):
+    """`dc-keras inspect m.tflite | head -1`: the reader goes away before the table is printed;
+    the command ends quietly (exit 141, as SIGPIPE would), not with 'error: Broken pipe'."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(em.tflite("dense", None))
+    for args in (("inspect", src), ("pack", src, tmp_path / "p.tflite")):
+        proc = subprocess.Popen([sys.executable, "-m", "dc_keras.cli", *map(str, args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()  # before the interpreter has even imported dc_keras
+        err = proc.communicate(timeout=300)[1]
+        assert proc.returncode == 141 and err == "", (args, proc.returncode, err)
+
+
 def test_help_and_version_exit_zero():
     r = _cli("--help")
     assert r.returncode == 0, r.stderr

@@ -71,6 +71,18 @@ def test_missing_directory_is_reported_with_the_output_path(tmp_path):
     assert not (tmp_path / "no").exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_a_fifo_or_device_is_not_replaced(tmp_path):
+    """The rename would replace the node itself (for /dev/null as root: the system's /dev/null)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for fn in (_fileio.check_writable, lambda p: atomic_write(p, b"x")):
+        with pytest.raises(OSError, match="a FIFO, not a regular file") as info:
+            fn(fifo)
+        assert info.value.filename == str(fifo)
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(tmp_path) == ["pipe"]
+
+
 def test_figure_bytes_render_atomically(tmp_path, umask):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")

@@ -57,6 +57,26 @@ def test_model_path_plain_model_and_forwarding(tmp_path, backend):
     np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_model_content_takes_what_pack_takes(tmp_path, backend):
+    """bytearray / memoryview / mmap content (pack accepts them) runs as bytes do (LiteRT and TF
+    raised a pybind 'incompatible function arguments'); a path or an array says what to give."""
+    import mmap
+
+    packed = export.pack(em.tflite("dense", None))
+    xs = em.inputs("dense", 2)
+    ref = em.run(runtime.Interpreter(model_content=packed, backend=backend), xs)
+    (tmp_path / "p.tflite").write_bytes(packed)
+    with open(tmp_path / "p.tflite", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        for content in (bytearray(packed), memoryview(packed), m):
+            np.testing.assert_array_equal(em.run(runtime.Interpreter(model_content=content, backend=backend), xs), ref)
+    with pytest.raises(TypeError, match="model_content must be the .tflite's bytes, got str: give a file's path "
+                                        "as model_path"):
+        runtime.Interpreter(model_content=str(tmp_path / "p.tflite"), backend=backend)
+    with pytest.raises(TypeError, match="got ndarray"):
+        runtime.Interpreter(model_content=np.frombuffer(packed, np.uint8), backend=backend)
+
+
 def test_user_delegates_and_auto_backend():
     from ai_edge_litert.interpreter import load_delegate
 

@@ -148,6 +148,24 @@ def test_compiled_model_runs_packed_bit_identical(tmp_path):
         runtime.compiled_model()
 
 
+def test_compiled_model_and_unpack_path_errors_name_the_file_and_fix(tmp_path):
+    """As Interpreter(model_path=...): a missing path, a directory, a non-.tflite and a corrupt
+    packed file are named with the fix; unpack(path) says to read the file."""
+    (tmp_path / "notes.tflite").write_text("not a model\n")
+    packed = bytearray(_models()["dense"])
+    packed[len(packed) - 64] ^= 0xFF  # in the packed data at the file's tail
+    (tmp_path / "bad.packed.tflite").write_bytes(bytes(packed))
+    for name, err, match in (("missing.tflite", FileNotFoundError, "missing.tflite: no such file: check the path"),
+                             ("", IsADirectoryError, "is a directory: give the path of a .tflite file"),
+                             ("notes.tflite", ValueError, "notes.tflite: not a .tflite model"),
+                             ("bad.packed.tflite", ValueError, r"bad.packed.tflite: dc_unpack: HuffDecode\(")):
+        with pytest.raises(err, match=match):
+            runtime.compiled_model(str(tmp_path / name))
+    for path in ("m.packed.tflite", tmp_path / "notes.tflite"):
+        with pytest.raises(TypeError, match=r"got (str|PosixPath): read the file first"):
+            runtime.unpack(path)
+
+
 def _embedding_tflite():
     import keras
 

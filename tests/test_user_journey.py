@@ -77,6 +77,51 @@ def test_path_instead_of_bytes_says_read_it(plain):
             fn(pathlib.Path("model.tflite"))
 
 
+def test_appended_associated_files_are_not_dropped_silently(tmp_path, plain, capsys):
+    """A model with TFLite metadata's associated files (a zip after the flatbuffer, as Model
+    Maker / MediaPipe files have): the packed (or unpacked) file does not keep them, and pack
+    (unpack) says so."""
+    import io
+    import zipfile
+
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("labels.txt", "cat\ndog\n")
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain + z.getvalue())
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {src} ends with a zip of 1 associated file(s) (labels.txt), which the output does " \
+           "not keep" in out and "attach them to the output again" in out, out
+    with pytest.warns(UserWarning, match=r"the input ends with a zip of 1 associated file\(s\) \(labels.txt\)"):
+        assert export.pack(src.read_bytes()) == (tmp_path / "p.tflite").read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export.pack(plain)  # nothing appended: no warning
+    # the files attached again to the packed file, as the note says: unpack says it drops them
+    packed = tmp_path / "p.tflite"
+    packed.write_bytes(packed.read_bytes() + z.getvalue())
+    assert cli.main(["unpack", str(packed), str(tmp_path / "u.tflite")]) == 0
+    out, err = capsys.readouterr()
+    assert f"note: {packed} ends with a zip of 1 associated file(s) (labels.txt)" in out and err == "", (out, err)
+    with pytest.warns(UserWarning, match=r"ends with a zip of 1 associated file\(s\) \(labels.txt\)"):
+        assert export.unpack(packed.read_bytes()) == (tmp_path / "u.tflite").read_bytes()
+
+
+def test_pack_that_packs_nothing_says_where_the_reasons_are(tmp_path, plain, capsys):
+    """A full-int8 file often packs nothing (no tensor saves min_saving): the summary says so and
+    points at inspect, also when --compact rewrote the model (a smaller file, no tensor packed)."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    for extra, unchanged in (([], True), (["--compact"], False)):
+        assert cli.main(["pack", str(src), str(tmp_path / "p.tflite"), "--min_bytes", str(len(plain)), *extra]) == 0
+        out = capsys.readouterr().out
+        why = f"(no tensor packed{': written unchanged' if unchanged else ''}; `dc-keras inspect {src}` says why"
+        assert why in out, out
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    assert "no tensor packed" not in capsys.readouterr().out
+
+
 # -- input and output paths ---------------------------------------------------------------------
 
 def test_missing_input_names_it_and_the_fix(tmp_path, capsys):
@@ -86,6 +131,33 @@ def test_missing_input_names_it_and_the_fix(tmp_path, capsys):
     assert "give the path of a .tflite file" in line, line
 
 
+def test_empty_path_is_a_usage_error(tmp_path, plain, capsys):
+    """`dc-keras pack "$IN" "$OUT"` with OUT unset: said so (was a missing-directory error naming
+    the parent of the working directory; `inspect --plot=` silently wrote no chart)."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    for argv, arg in ((["pack", src, ""], "OUT"), (["pack", "", src], "IN"), (["unpack", src, ""], "OUT"),
+                      (["inspect", ""], "FILE"), (["inspect", src, "--plot="], "--plot")):
+        assert cli.main([str(a) for a in argv]) == 2, argv
+        errors = [ln for ln in capsys.readouterr().err.splitlines() if ": error: " in ln]
+        assert errors == [f"dc-keras {argv[0]}: error: argument {arg}: empty path (an unset variable in the "
+                          "command?): give a file path"], errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"] and src.read_bytes() == plain
+
+
+def test_longest_output_name_the_file_system_allows(tmp_path, plain, capsys):
+    """A 255-byte output name is valid: the temporary file next to it must not be longer (it was
+    '.NAME.xxxxxxxx.tmp': 'File name too long')."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    for name in ("a" * (255 - len(".tflite")) + ".tflite", "模" * 80 + ".tflite"):  # 255 and 247 bytes
+        out = tmp_path / name
+        assert cli.main(["pack", str(src), str(out)]) == 0, capsys.readouterr().err
+        assert out.read_bytes() == export.pack(plain)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.tflite", out.name])
+        out.unlink()
+
+
 def test_output_in_missing_directory(tmp_path, plain, capsys):
     src = tmp_path / "m.tflite"
     src.write_bytes(plain)
@@ -93,6 +165,23 @@ def test_output_in_missing_directory(tmp_path, plain, capsys):
     line = _error(capsys, ["pack", src, out])
     assert str(out) in line and f"the directory {out.parent} does not exist: create it" in line, line
     assert src.read_bytes() == plain and sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def test_output_with_a_trailing_slash(tmp_path, plain, capsys):
+    """`pack m.tflite out/` (no such directory) and `pack m.tflite p.tflite/` (a file): the message
+    was "<the current directory> is not a directory", which is false."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    (tmp_path / "p.tflite").write_bytes(b"old")
+    line = _error(capsys, ["pack", src, f"{tmp_path / 'out'}/"])
+    assert f"the directory {tmp_path / 'out'} does not exist: create it first and give a file name in it, " \
+           f"e.g. {tmp_path / 'out' / 'model.tflite'}" in line, line
+    line = _error(capsys, ["unpack", src, f"{tmp_path / 'p.tflite'}/"])
+    assert f"{tmp_path / 'p.tflite'} is a file: give the output path without the trailing separator" in line, line
+    with pytest.raises(FileNotFoundError, match="the directory .*out does not exist"):
+        _fileio.atomic_write(f"{tmp_path / 'out'}/", b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "p.tflite"]
+    assert src.read_bytes() == plain and (tmp_path / "p.tflite").read_bytes() == b"old"
 
 
 def test_output_is_a_directory(tmp_path, plain, capsys):

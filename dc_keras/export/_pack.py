@@ -227,16 +227,28 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       >>> small = dc_keras.export.pack(data, strip_strings=True)            # doctest: +SKIP
       >>> tables = dc_keras.export.pack(data, compact=False)   # keeps empty tables  # doctest: +SKIP
     """
-    return pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
-                           buffers=buffers, context_model=context_model, compact=compact)[0]
+    out, stats = pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
+                                 buffers=buffers, context_model=context_model, compact=compact)
+    _warn_dropped(stats["dropped_files"])
+    return out
+
+
+def _warn_dropped(names):
+    """``pack``/``unpack``'s warning about the appended files a rewritten model does not keep."""
+    if names:
+        import warnings
+
+        warnings.warn(dropped_files_note("the input", names), stacklevel=3)
 
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                     min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto",
                     context_model=False, compact=None):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes, "refused": [(name,
-    bytes, reason)]}`` (for the CLI; ``refused``: constants of at least ``min_bytes`` that cannot be
-    packed, e.g. int64 ones; tensors that pack but not smaller enough are not listed)."""
+    bytes, reason)], "dropped_files": [name]}`` (for the CLI; ``refused``: constants of at least
+    ``min_bytes`` that cannot be packed, e.g. int64 ones; tensors that pack but not smaller enough
+    are not listed; ``dropped_files``: the files of a zip appended to the input, which a rewritten
+    model does not keep)."""
     _check_args(min_bytes, min_saving, buffers)
     if compact is not None and not isinstance(compact, bool):
         raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
@@ -252,7 +264,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused)
     sparse = _plan_sparse(model, min_saving, verify, enc)
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
-             "refused": refused}
+             "refused": refused, "dropped_files": []}
     rewrite = strip_strings or compact is True or buffers != "auto"
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
@@ -269,7 +281,33 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if not rewrite and len(out) >= len(tflite_bytes):
         stats["packed_tensors"] = 0
         return bytes(tflite_bytes), stats  # nothing worth packing after all
+    stats["dropped_files"] = appended_files(tflite_bytes)
     return out, stats
+
+
+def appended_files(data) -> list:
+    """The names in a zip archive appended after the model, [] if there is none: TFLite metadata's
+    associated files (label maps, vocabularies) as tflite_support's MetadataPopulator and
+    MediaPipe Model Maker store them. A rewritten model is a new flatbuffer without them."""
+    import io
+    import zipfile
+
+    if b"PK\x05\x06" not in bytes(data[-(1 << 16) - 22:]):  # the zip's end record (cheap test first)
+        return []
+    try:
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        return []
+
+
+def dropped_files_note(what, names, shown=5) -> str:
+    """What to tell about the appended files ``pack`` or ``unpack`` did not keep (``appended_files``)."""
+    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return (f"{what} ends with a zip of {len(names)} associated file(s) ({listed}), which the output "
+            "does not keep (its metadata stays); if the app reads them (e.g. labels for MediaPipe / the "
+            "TFLite Task Library), attach them to the output again with the tool that added them "
+            "(e.g. tflite_support's MetadataPopulator)")
 
 
 def _strip_strings(model):
@@ -485,7 +523,8 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
     Every ``HuffDecode`` op is decoded in Python (``dc_keras.codec.decode``) and removed, its
     output tensor gets its constant data back, and the packed tensors, buffers and the operator
     code disappear. A model without ``HuffDecode`` ops is returned unchanged. ``buffers`` is as
-    in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data).
+    in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data). Files appended
+    after the model as a zip (TFLite metadata's associated files) are not kept: a warning names them.
 
     Raises:
       ValueError: not a valid ``.tflite``, or a ``HuffDecode`` op / packed buffer is malformed
@@ -539,6 +578,7 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
         _remove_tensors(model, s, drop_tensors)
     _remove_unused_buffers(model, removed_buffers)
     _remove_unused_codes(model, hd)
+    _warn_dropped(appended_files(packed_bytes))
     return fb.write_model(model, buffers)
 
 

@@ -7,18 +7,25 @@ Nothing here runs at import: the parsers are built by :func:`add_commands`.
 """
 import argparse
 import contextlib
+import errno
 import os
+import stat
 import sys
 import threading
+import warnings
 
 #: inputs above this size get a progress line on a terminal (inspect has its own bar).
 PROGRESS_MIN_BYTES = 16 << 20
 
 
 def _read(path):
-    """The bytes of an input file; a missing or unreadable path raises ``OSError`` saying what to do."""
+    """The bytes of an input file; a missing or unreadable path or a device raises ``OSError``
+    saying what to do."""
     try:
         with open(path, "rb") as f:
+            if stat.S_ISCHR(os.fstat(f.fileno()).st_mode) or stat.S_ISBLK(os.fstat(f.fileno()).st_mode):
+                # /dev/zero never ends, a terminal waits for typing, a disk is no model
+                raise OSError(errno.EINVAL, "a device, not a file: give the path of a .tflite file", path)
             return f.read()
     except FileNotFoundError as exc:
         raise type(exc)(exc.errno, f"{exc.strerror}; check the path of the input .tflite", path) from None
@@ -97,12 +104,23 @@ def cmd_pack(args):
                                      compact=args.compact)
     replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
-    note = "" if out != data else " (nothing packed smaller: written unchanged)"
+    note = "" if stats["packed_tensors"] else (
+        " (no tensor packed" + (": written unchanged" if out == data else "")
+        + f"; `dc-keras inspect {args.input}` says why per tensor)")
     note += f"; replaced the existing {args.output}" if replaced else ""
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input)
+    _print_dropped(stats["dropped_files"], args.input)
+
+
+def _print_dropped(names, path):
+    """A note naming the files appended to ``path`` that the output does not keep."""
+    from dc_keras.export._pack import dropped_files_note
+
+    if names:
+        print("note: " + dropped_files_note(path, names))
 
 
 def _print_refused(refused, path, shown=5):
@@ -128,6 +146,7 @@ def is_packed(tflite_bytes) -> bool:
 def cmd_unpack(args):
     from dc_keras._fileio import atomic_write, check_writable
     from dc_keras.export import unpack
+    from dc_keras.export._pack import appended_files
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
@@ -137,12 +156,14 @@ def cmd_unpack(args):
     if not packed:
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
-    with _working(f"unpacking {args.input}", len(data)), _about(args.input):
+    with _working(f"unpacking {args.input}", len(data)), _about(args.input), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the dropped files' warning: a note below instead
         out = unpack(data, buffers=args.buffers)
     replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B"
           + (f"; replaced the existing {args.output}" if replaced else ""))
+    _print_dropped(appended_files(data), args.input)
 
 
 def cmd_inspect(args):
@@ -175,6 +196,14 @@ def int_at_least(lower):
     return parse
 
 
+def _path(text):
+    """An argparse ``type``: a non-empty path (an empty one, e.g. an unset shell variable, would
+    otherwise be reported as a missing file or directory with no name)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path (an unset variable in the command?): give a file path")
+    return text
+
+
 def _min_bytes_option(parser):
     parser.add_argument("--min_bytes", "--min-bytes", type=int_at_least(0), metavar="N",
                         help="leave constant tensors smaller than N bytes alone "
@@ -192,8 +221,8 @@ def add_commands(commands):
     returns their names."""
     p = commands.add_parser("pack", help="Huffman-pack the weights of any .tflite (adds HuffDecode ops)",
                             description="Huffman-pack the weights of IN into OUT (IN is never modified).")
-    p.add_argument("input", metavar="IN", help="the .tflite to pack")
-    p.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
+    p.add_argument("input", metavar="IN", type=_path, help="the .tflite to pack")
+    p.add_argument("output", metavar="OUT", type=_path, help="where to write the packed .tflite")
     _min_bytes_option(p)
     p.add_argument("--strip-strings", "--strip_strings", dest="strip_strings", action="store_true",
                    help="drop tensor/subgraph names and the model description (signatures keep working); "
@@ -211,16 +240,16 @@ def add_commands(commands):
 
     p = commands.add_parser("unpack", help="restore an ordinary .tflite from a packed one",
                             description="Decode every HuffDecode op of IN; write the ordinary .tflite to OUT.")
-    p.add_argument("input", metavar="IN", help="a packed .tflite")
-    p.add_argument("output", metavar="OUT", help="where to write the ordinary .tflite")
+    p.add_argument("input", metavar="IN", type=_path, help="a packed .tflite")
+    p.add_argument("output", metavar="OUT", type=_path, help="where to write the ordinary .tflite")
     _buffers_option(p)
     p.set_defaults(func=cmd_unpack)
 
     p = commands.add_parser("inspect", help="per-tensor size table of a .tflite (packed or not)",
                             description="Per-tensor size table of FILE: raw vs packed bytes, density, "
                                         "distinct values.")
-    p.add_argument("file", metavar="FILE", help="a .tflite, packed or not")
-    p.add_argument("--plot", metavar="OUT.png", help="also write a raw-vs-packed size chart to this path "
+    p.add_argument("file", metavar="FILE", type=_path, help="a .tflite, packed or not")
+    p.add_argument("--plot", metavar="OUT.png", type=_path, help="also write a raw-vs-packed size chart to this path "
                    "(format from the extension: .png, .pdf, .svg, ...; checked before the model is read)")
     _min_bytes_option(p)
     p.set_defaults(func=cmd_inspect)

@@ -226,6 +226,7 @@ class Interpreter:
                  weights="decoded", release_decoded=False, max_density=None, **kwargs):
         backend = _check_args(backend, decode, weights)
         density_pct = _check_max_density(max_density, weights)
+        model_content = _content_bytes(model_content)
         label = _check_model(model_path, model_content)
         if backend == "tensorflow":  # TF's loader does not bound-check buffers stored past the flatbuffer
             _full_check(label, model_path, model_content)  # (LiteRT does); TF's import dwarfs this one
@@ -396,6 +397,18 @@ def _check_max_density(max_density, weights):
     return pct
 
 
+def _content_bytes(model_content):
+    """``model_content`` as the ``bytes`` LiteRT and TF take: a bytearray or memoryview (which
+    ``dc_keras.export.pack`` accepts too) or an mmap is copied; anything else is a ``TypeError``
+    saying what to give."""
+    if model_content is None or isinstance(model_content, bytes):
+        return model_content
+    if isinstance(model_content, (bytearray, memoryview, mmap.mmap)):
+        return bytes(model_content)
+    hint = ": give a file's path as model_path" if isinstance(model_content, (str, os.PathLike)) else ""
+    raise TypeError(f"model_content must be the .tflite's bytes, got {type(model_content).__name__}{hint}")
+
+
 def _check_args(backend, decode, weights) -> str:
     """Validates the wrapper's own arguments; returns the concrete backend (imports nothing)."""
     if backend not in _BACKENDS:
@@ -439,8 +452,8 @@ def unpack(packed) -> bytes:
     outputs are bit-identical. The C code patches the packed file in place, drops the packed data
     (the file's tail, as ``pack`` writes it) and appends the decoded weights, so the result is
     ``dc_keras.export.unpack``'s size plus ~90 B of tables per packed tensor (+0.3 % on
-    MobileNetV2-0.35); files packed before 2026-11-30 also keep their packed data as unused
-    constants (docs/FORMAT.md §15).
+    MobileNetV2-0.35); files packed before 2026-11-30 or with ``buffers="external"`` also keep
+    their packed data as unused constants (docs/FORMAT.md §15, docs/android.md).
 
     Raises:
       ValueError: not a ``.tflite``, a malformed packed tensor, or a model this unpacker cannot
@@ -449,6 +462,9 @@ def unpack(packed) -> bytes:
     Example:
       >>> plain = dc_keras.runtime.unpack(open("m.packed.tflite", "rb").read())   # doctest: +SKIP
     """
+    if isinstance(packed, (str, os.PathLike)):
+        raise TypeError(f"expected packed .tflite content as bytes, got {type(packed).__name__}: read the "
+                        "file first, e.g. open(path, 'rb').read(), or give the path to compiled_model")
     data = bytes(packed)
     fn, free = _c_unpack_fn()
     out = ctypes.POINTER(ctypes.c_uint8)()
@@ -481,10 +497,11 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
         raise ValueError("give exactly one of model_path and model_content")
     from ai_edge_litert.compiled_model import CompiledModel
 
+    label = _check_model(model_path, model_content)  # a missing path or a non-.tflite, named
     if model_path is not None:
         with open(model_path, "rb") as f:
             model_content = f.read()
-    plain = unpack(model_content)
+    plain = _named(unpack, label, model_content)
     cm = CompiledModel.from_buffer(plain, **kwargs)
     cm._dc_keras_model = plain  # the runtime may read the flatbuffer in place: keep it alive
     return cm
