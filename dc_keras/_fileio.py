@@ -134,28 +134,36 @@ def check_writable(path, example: str = "model.tflite") -> str:
 def atomic_write(path, data: bytes) -> str:
     """Writes ``data`` to ``path`` atomically; returns ``path`` as a string.
 
-    The new file's permissions follow the umask (0644 under umask 022, 0600 under 077). Errors
-    are raised as ``OSError`` naming ``path`` (not the temporary file), and nothing is left
-    behind.
+    A new file's permissions follow the umask (0644 under umask 022, 0600 under 077); a file
+    replaced keeps its permissions, and a symbolic link is written through (the link stays, the
+    file it points to gets the new bytes), as an editor saving the file would. Errors are raised
+    as ``OSError`` naming ``path`` (not the temporary file), and nothing is left behind.
 
     Example:
       >>> atomic_write("model.tflite", tflite_bytes)   # doctest: +SKIP
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     bad = _bad_target(path)
     if bad:
         raise bad
+    target = os.path.realpath(path) if os.path.islink(path) else path  # a dangling link: its target
+    directory = os.path.dirname(os.path.abspath(target))
     try:
-        fd, tmp = _create_exclusive(directory, os.path.basename(path))
+        keep_mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        keep_mode = None  # a new file: the umask decides
+    try:
+        fd, tmp = _create_exclusive(directory, os.path.basename(target))
     except OSError as exc:
         raise _naming(exc, path) from None
     try:
+        if keep_mode is not None and hasattr(os, "fchmod"):
+            os.fchmod(fd, keep_mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -41,6 +41,32 @@ def test_replaces_an_existing_file_and_leaves_other_files_alone(tmp_path, umask)
     assert sorted(os.listdir(tmp_path)) == ["in.bin", "out.bin"]
 
 
+def test_a_replaced_file_keeps_its_mode_and_a_symlink_is_written_through(tmp_path, umask):
+    """Replacing an output keeps what the user set up: a 0600 file stays 0600 (the umask would
+    make it 0644), and a symbolic link stays a link whose target gets the new bytes (the rename
+    used to turn models/latest.tflite -> v3.tflite into a regular file)."""
+    umask(0o022)
+    out = tmp_path / "private.bin"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    atomic_write(out, b"new")
+    assert out.read_bytes() == b"new" and stat.S_IMODE(out.stat().st_mode) == 0o600
+    sub = tmp_path / "models"
+    sub.mkdir()
+    target, link = sub / "v3.tflite", tmp_path / "latest.tflite"
+    target.write_bytes(b"v3")
+    link.symlink_to(os.path.join("models", "v3.tflite"))
+    atomic_write(link, b"v4")
+    assert link.is_symlink() and os.readlink(link) == os.path.join("models", "v3.tflite")
+    assert target.read_bytes() == b"v4" and stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert sorted(os.listdir(sub)) == ["v3.tflite"] and sorted(os.listdir(tmp_path)) == [
+        "latest.tflite", "models", "private.bin"]
+    dangling = tmp_path / "dangling.tflite"
+    dangling.symlink_to(os.path.join("models", "new.tflite"))
+    atomic_write(dangling, b"fresh")  # a link to a file not yet there: the file is created
+    assert dangling.is_symlink() and (sub / "new.tflite").read_bytes() == b"fresh"
+
+
 def test_failed_write_leaves_no_temporary_file_and_names_the_output(tmp_path, monkeypatch):
     out = tmp_path / "out.bin"
     out.write_bytes(b"previous")
