@@ -7,8 +7,9 @@ density and batch (1, 8): one Dense layer (bias, no activation) with 15 shared n
 the density's share of its weights non-zero (unstructured), packed. Two interpreters of the packed
 file in one process -- ``weights="decoded"`` (XNNPACK's dense kernels) and ``weights="compressed",
 max_density=1.0`` (every layer compressed) -- invoked alternately ``--rounds`` times after a
-warm-up; the figure is compressed / decoded of the median invoke (and of the fastest, steadier on
-a loaded machine). Memory: the compact form's bytes (compressed_report) against the dense weight's.
+warm-up, in 3 blocks; the figure is compressed / decoded of the median invoke, the median of the
+3 blocks' ratios (a passing disturbance spoils one block; also the ratio of the fastest
+invokes). Memory: the compact form's bytes (compressed_report) against the dense weight's.
 ``default``: the route the layer gets with ``weights="compressed"`` and no ``max_density``.
 
     python benchmarks/bench_density.py [--rounds 100] [--quick] [--json docs/results/density.json]
@@ -28,6 +29,7 @@ from _common import compressed_kernel_name, log, machine_info, write_json
 DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 SIZES = (1024, 4096)
 BATCHES = (1, 8)
+BLOCKS = 3
 
 
 def _model(n, density, rng):
@@ -39,7 +41,7 @@ def _model(n, density, rng):
     model = keras.Model(inp, fc(inp))
     values = np.linspace(-0.3, 0.3, 16, dtype=np.float32)
     values = values[values != 0]
-    keep = rng.permutation(n * n).reshape(n, n) < round(density * n * n)
+    keep = rng.permutation(n * n).reshape(n, n) < int(density * n * n)  # at most the density
     fc.kernel.assign((rng.choice(values, (n, n)) * keep).astype(np.float32))
     fc.bias.assign(rng.standard_normal(n).astype(np.float32) * 0.1)
     return model
@@ -97,20 +99,25 @@ def measure(dtype, n, density, batch, rounds, rng):
     for it in its.values():
         for _ in range(10):
             it.invoke()
-    times = {k: [] for k in its}
-    for _ in range(rounds):
-        for k, it in its.items():
-            t0 = time.perf_counter()
-            it.invoke()
-            times[k].append(time.perf_counter() - t0)
+    blocks = []  # BLOCKS blocks of `rounds` alternating invokes: a disturbance spoils one block
+    for _ in range(BLOCKS):
+        times = {k: [] for k in its}
+        for _ in range(rounds):
+            for k, it in its.items():
+                t0 = time.perf_counter()
+                it.invoke()
+                times[k].append(time.perf_counter() - t0)
+        blocks.append(times)
     out = {k: its[k].get_tensor(its[k].get_output_details()[0]["index"]) for k in its}
     if dtype == "int8":
         assert np.array_equal(out["decoded"], out["compressed"])
-    med = {k: statistics.median(v) for k, v in times.items()}
-    fast = {k: min(v) for k, v in times.items()}
+    med = [{k: statistics.median(v) for k, v in b.items()} for b in blocks]
+    fast = {k: min(min(b[k]) for b in blocks) for k in its}
+    ratios = [m["compressed"] / m["decoded"] for m in med]
+    mid = sorted(range(BLOCKS), key=lambda i: ratios[i])[BLOCKS // 2]  # the block of the median ratio
     return {"dtype": dtype, "n": n, "batch": batch, "density": row["nonzeros"] / (n * n),
-            "decoded_ms": 1e3 * med["decoded"], "compressed_ms": 1e3 * med["compressed"],
-            "ratio": med["compressed"] / med["decoded"],
+            "decoded_ms": 1e3 * med[mid]["decoded"], "compressed_ms": 1e3 * med[mid]["compressed"],
+            "ratio": ratios[mid], "block_ratios": ratios,
             "ratio_fastest": fast["compressed"] / fast["decoded"],
             "compact_bytes": row["bytes"], "dense_bytes": n * n * (1 if dtype == "int8" else 4),
             "default": drow["route"], "default_reason": drow.get("reason", "")}

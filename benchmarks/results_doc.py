@@ -806,8 +806,9 @@ def density_section(d):
            f"and {m['loadavg_end'][0]:.1f} at the end (1 min), command `{d['command']}`, compressed kernels: "
            f"{d['compressed_kernel']}. One Dense layer (bias, 15 shared non-zero values, unstructured), packed; "
            "`weights=\"compressed\", max_density=1.0` against `weights=\"decoded\"` (XNNPACK) in one process, "
-           f"{d['rounds']} alternating invokes each: compressed / decoded of the median invoke (below 1x the compressed "
-           "layer is faster). **Bold**: the layer runs compressed with `weights=\"compressed\"` and the default "
+           f"{d['rounds']} alternating invokes each" + (", in 3 blocks: compressed / decoded of the median invoke, the median of the "
+           "blocks' ratios" if d["rows"] and "block_ratios" in d["rows"][0] else ": compressed / decoded of the median invoke") +
+           " (below 1x the compressed layer is faster). **Bold**: the layer runs compressed with `weights=\"compressed\"` and the default "
            "`max_density`; the others stay decoded. int8: the converter's full-integer model (outputs checked equal). "
            "Memory: the compact form's bytes / the dense weight's (float32: 4 B, int8: 1 B per weight).", "",
            "| weights | size | batch | " + " | ".join(f"{p} %" for p in densities) + " |",

@@ -1341,12 +1341,12 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
 
 /* The default max_density (option not given), by weight type: the densest FULLY_CONNECTED layer
  * that runs compressed; denser ones stay decoded (docs/android.md; benchmarks/bench_density.py,
- * docs/results.md).  float32: the compact form is faster than XNNPACK's dense kernel up to ~30 %
- * at batch 8 and ~45 % at batch 1 (AVX-512 test machine, 1024^2: 1.04x / 0.72x at 30 %, 1.64x /
- * 0.89x at 40 %), and up to 8x slower on unpruned layers.  int8: XNNPACK's int8 kernel is faster
- * than the compact form at every density measured (1024^2: 3.5x at 10 %), so int8 layers are
- * compressed only where that saves memory: up to 25 %, where its 3 bytes per non-zero are ~0.75x
- * the int8 weights. */
+ * docs/results.md).  float32: the compact form is faster than XNNPACK's dense kernel up to about
+ * 30 % (AVX-512 test machine, 1024^2 and 4096^2: 0.73-0.95x at batch 1 and 1.05-1.07x at batch 8
+ * at 30 %, 0.89-1.47x at 40 %), and up to 8x slower on unpruned layers.  int8: XNNPACK's int8
+ * kernel is faster than the compact form at nearly every density (1024^2: 3.5x at 10 %), so int8
+ * layers are compressed only where that saves memory: up to 25 %, where its 3 bytes per non-zero
+ * are ~0.75x the int8 weights. */
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32 30
 #define DC_DEFAULT_MAX_DENSITY_INT8 25
 
