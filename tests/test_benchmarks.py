@@ -87,6 +87,12 @@ def _centroid_ops_args(res):
     return ["--centroid-ops", path] if os.path.exists(path) else []
 
 
+def _density_args(res):
+    """benchmarks/bench_density.py's JSON, once committed."""
+    path = os.path.join(res, "density.json")
+    return ["--density", path] if os.path.exists(path) else []
+
+
 def _quantized_args(res):
     """bench_quantized.py's JSON, then bench_quantized_zoo.py's if committed."""
     return [os.path.join(res, n) for n in ("quantized.json", "quantized_zoo.json")
@@ -105,7 +111,7 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
                         "--fit-step", os.path.join(res, "fit_step.json"),
                         "--codec", os.path.join(res, "codec_context.json"), "--out", "docs/results.md",
                         "--img_dir", "docs/img", *_zoo_args(res), *_multi_worker_args(res), *_codec_bound_args(res),
-                        *_centroid_ops_args(res)],
+                        *_centroid_ops_args(res), *_density_args(res)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
