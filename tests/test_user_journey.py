@@ -327,3 +327,18 @@ def test_prune_retrain_warns_only_when_the_target_is_missed():
     assert messages == [] and sparsity == pytest.approx(0.75, abs=0.01), (messages, sparsity)
     messages, sparsity = run(ramp_fraction=1.0)  # end_step 2 = the step after the last: not reached
     assert messages and all("fit()" in m for m in messages) and sparsity < 0.7, (messages, sparsity)
+
+
+def test_to_tflite_of_a_path_or_bytes_names_the_fix():
+    """`to_tflite("model.keras")` (or the bytes of a .tflite) failed with "AttributeError: 'str' object
+    has no attribute '_flatten_layers'" from inside dc_keras; it now says what to pass instead."""
+    with pytest.raises(ValueError, match=r"takes a Keras model, got str: load it first: "
+                                         r"to_tflite\(keras.saving.load_model\('model.keras'\)\)"):
+        export.to_tflite("model.keras")
+    with pytest.raises(ValueError, match=r"got PosixPath: load it first"):
+        export.to_tflite(pathlib.Path("model.keras"))
+    with pytest.raises(ValueError, match=r"got bytes: .*dc_keras.export.pack\(data\)"):
+        export.to_tflite(b"TFL3" + bytes(60))
+    with pytest.raises(ValueError, match=r"got NoneType"):
+        export.to_tflite(None, path="never_written.tflite")
+    assert not os.path.exists("never_written.tflite")

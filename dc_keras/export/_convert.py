@@ -14,6 +14,7 @@ real models:
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 import warnings
@@ -69,6 +70,21 @@ def _representative(data, batch=1):
             yield [a[i : i + batch] for a in inputs]
 
     return gen
+
+
+def _check_model(model):
+    """A Keras model (or layer) to convert; a path, bytes or None is a user's mix-up, named with its fix."""
+    import keras
+
+    if isinstance(model, keras.layers.Layer):
+        return
+    if isinstance(model, (str, os.PathLike)):
+        fix = f"load it first: to_tflite(keras.saving.load_model({str(model)!r}))"
+    elif isinstance(model, (bytes, bytearray, memoryview)):
+        fix = "for a .tflite you already have, use dc_keras.export.pack(data) (or `dc-keras pack IN OUT`)"
+    else:
+        fix = "pass the (stripped) model itself"
+    raise ValueError(f"to_tflite takes a Keras model, got {type(model).__name__}: {fix}")
 
 
 def _check_arguments(quantize, batch_size, converter_options, configure):
@@ -529,6 +545,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       ...     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
       >>> data = dc_keras.export.to_tflite(model, configure=flex)                       # doctest: +SKIP
     """
+    _check_model(model)
     _check_arguments(quantize, batch_size, converter_options, configure)
     model = _without_wrappers(model)
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
