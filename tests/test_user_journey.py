@@ -342,3 +342,44 @@ def test_to_tflite_of_a_path_or_bytes_names_the_fix():
     with pytest.raises(ValueError, match=r"got NoneType"):
         export.to_tflite(None, path="never_written.tflite")
     assert not os.path.exists("never_written.tflite")
+
+
+def test_strip_of_an_unfinished_schedule_warns_once():
+    """README's schedule (end_step=2000) on a small data set: the fit() trains far fewer steps, no
+    mask update reaches a non-zero sparsity, and strip() used to return an unpruned model without a
+    word. strip() now warns once, naming the layers, the sparsity held, the target and the fix;
+    not when the schedule finished, and not again when fit() already warned about it."""
+    import keras
+
+    import dc_keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, 64)
+    schedules = dc_keras.schedules
+
+    def run(schedule, epochs=1):
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, name="fc1"), keras.layers.Dense(2, name="fc2")])
+        pruned = dc_keras.prune(model, schedule)
+        pruned.compile("sgd", "sparse_categorical_crossentropy")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pruned.fit(x, y, batch_size=32, epochs=epochs, verbose=0, callbacks=[dc_keras.PruningCallback()])
+            plain = dc_keras.strip(pruned)
+        ours = [str(w.message) for w in caught if str(w.message).startswith("strip:")]
+        fit_warnings = [str(w.message) for w in caught if "fit() of layer" in str(w.message)]
+        return ours, fit_warnings, float(np.mean(plain.get_layer("fc1").get_weights()[0] == 0))
+
+    ours, _, zeros = run(schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=2000, frequency=100))
+    assert zeros == 0.0 and len(ours) == 1, ours
+    assert "['fc1', 'fc2'] hold sparsity 0, below the target 0.8" in ours[0] and "after 2 training steps" in ours[0]
+    assert "end_step to the steps you train" in ours[0], ours[0]
+    ours, _, zeros = run(schedules.StdThreshold(1.0, begin_step=50, frequency=10))
+    assert zeros == 0.0 and len(ours) == 1 and "['fc1', 'fc2'] never pruned" in ours[0], ours
+    assert run(schedules.ConstantSparsity(0.5, 0, frequency=1))[0] == []  # reached: silent
+    with warnings.catch_warnings():  # the constructors' guess (end_step steps trained) warns
+        warnings.simplefilter("ignore")
+        finished = schedules.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=3, frequency=1)
+        short = schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=2, frequency=100)
+    assert run(finished, epochs=2)[0] == []
+    ours, fit_warnings, _ = run(short)  # fit() said it falls short: strip() does not repeat it
+    assert len(fit_warnings) == 1 and ours == [], (fit_warnings, ours)
