@@ -383,3 +383,30 @@ def test_strip_of_an_unfinished_schedule_warns_once():
     assert run(finished, epochs=2)[0] == []
     ours, fit_warnings, _ = run(short)  # fit() said it falls short: strip() does not repeat it
     assert len(fit_warnings) == 1 and ours == [], (fit_warnings, ours)
+
+
+def test_to_tflite_of_a_mixed_precision_model_names_the_policy():
+    """A model trained under a mixed-precision policy computes its MatMuls in float16, which the
+    converter cannot lower; the error used to advise SELECT_TF_OPS (Flex) for the "missing" op. It
+    now names the layers, their dtype and the fix, and that fix (float32 rebuild) exports."""
+    import keras
+
+    def build(dtype):
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="fc1", dtype=dtype),
+                                 keras.layers.Dense(2, name="fc2", dtype=dtype)])
+
+    mixed = build("mixed_float16")
+    with pytest.raises(RuntimeError) as info:
+        export.to_tflite(mixed, pack=False)
+    text = str(info.value)
+    assert "Layer(s) 'fc1', 'fc2' compute in float16 (a mixed-precision dtype policy)" in text, text
+    assert "set_global_policy('float32')" in text and "SELECT_TF_OPS" not in text, text
+    plain = build("float32")
+    plain.set_weights(mixed.get_weights())
+    x = np.random.default_rng(0).normal(size=(1, 8)).astype("float32")
+    it = __import__("dc_keras").runtime.Interpreter(model_content=export.to_tflite(plain))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    np.testing.assert_allclose(it.get_tensor(it.get_output_details()[0]["index"]), plain.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
