@@ -250,6 +250,7 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     dc_keras.export.to_tflite(model, path=sys.argv[2])
 print("WARNINGS " + json.dumps([str(w.message) for w in caught if str(w.message).startswith("to_tflite")]))
+print("WARNED_AT " + json.dumps([w.filename for w in caught if str(w.message).startswith("to_tflite")]))
 """
 
 
@@ -271,6 +272,8 @@ def test_jax_export_is_the_tensorflow_backends_file(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     relayed = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("WARNINGS ")][-1][9:])
     assert len(relayed) == 1 and "fixed batch of 1" in relayed[0], relayed
+    where = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("WARNED_AT ")][-1][10:])
+    assert where == ["<string>"], where  # the relayed warning points at the caller's to_tflite line
     with pytest.warns(UserWarning, match="fixed batch of 1"):
         assert out.read_bytes() == dc_keras.export.to_tflite(keras.saving.load_model(src))
 
