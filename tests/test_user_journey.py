@@ -413,3 +413,36 @@ def test_to_tflite_of_a_mixed_precision_model_names_the_policy():
     it.invoke()
     np.testing.assert_allclose(it.get_tensor(it.get_output_details()[0]["index"]), plain.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_fit_after_the_schedule_ended_does_not_warn(tmp_path):
+    """Training on once the schedule has finished (another fit(), or a reloaded model) warned
+    "fit() ... runs steps 8..11, so it never updates the masks instead of 0.6" although the masks
+    already held 0.6; that fit() is now not checked, and neither it nor strip() warns."""
+    import keras
+
+    import dc_keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(128, 8)).astype("float32"), rng.integers(0, 2, 128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the constructor's guess (end_step steps trained) warns
+        schedule = dc_keras.schedules.PolynomialDecay(0.0, 0.6, begin_step=0, end_step=7, frequency=1)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, name="fc1"), keras.layers.Dense(2, name="fc2")])
+    pruned = dc_keras.prune(model, schedule)
+    pruned.compile("sgd", "sparse_categorical_crossentropy")
+    fit = dict(batch_size=32, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    pruned.fit(x, y, epochs=2, **fit)  # steps 0..7: reaches 0.6 at end_step
+    masks = [np.array(m) for w in pruned.layers for m in w._masks]
+    pruned.save(tmp_path / "pruned.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruned.fit(x, y, epochs=1, **fit)  # steps 8..11
+        reloaded = keras.saving.load_model(tmp_path / "pruned.keras")
+        reloaded.fit(x, y, epochs=1, **fit)
+        dc_keras.strip(pruned), dc_keras.strip(reloaded)
+    ours = [str(w.message) for w in caught if issubclass(w.category, UserWarning)
+            and ("fit() of layer" in str(w.message) or str(w.message).startswith("strip:"))]
+    assert ours == [], ours
+    assert all(np.array_equal(a, np.array(m)) for a, m in zip(masks, [m for w in pruned.layers for m in w._masks]))
+    assert pruned.get_layer("fc1").sparsity()["kernel"] == pytest.approx(0.6, abs=0.01)

@@ -763,8 +763,10 @@ class PruningCallback(keras.callbacks.Callback):
             seen.append(wrapper.schedule)
             sched, last = wrapper.schedule, start + int(steps) * int(epochs) - 1
             # Only a fit() that is meant to finish the schedule (ends within its last update
-            # interval or later) is checked: training in several shorter fit() calls is fine.
-            if sched.end_step != -1 and last >= sched.end_step - sched.frequency:
+            # interval or later) is checked: training in several shorter fit() calls is fine. A fit()
+            # that starts after end_step (fine-tuning on, a reloaded model) can change nothing:
+            # strip() says whether the masks reached the target.
+            if sched.end_step != -1 and last >= sched.end_step - sched.frequency and start <= sched.end_step:
                 if sched.check_reachable(start, int(steps) * int(epochs), where=f"fit() of layer {wrapper.name!r}"):
                     for other in wrappers:  # strip() does not repeat the warning
                         if other.schedule == sched:
