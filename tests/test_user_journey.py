@@ -446,3 +446,17 @@ def test_fit_after_the_schedule_ended_does_not_warn(tmp_path):
     assert ours == [], ours
     assert all(np.array_equal(a, np.array(m)) for a, m in zip(masks, [m for w in pruned.layers for m in w._masks]))
     assert pruned.get_layer("fc1").sparsity()["kernel"] == pytest.approx(0.6, abs=0.01)
+
+
+def test_cluster_seed_that_is_not_an_integer_is_named():
+    """`cluster(model, seed="a")` failed with "invalid literal for int() with base 10: 'a'" and
+    seed=1.7 was truncated to 1 without a word."""
+    import keras
+
+    import dc_keras
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc1")])
+    for bad in ("a", 1.7, None, True):
+        with pytest.raises(ValueError, match=r"`seed` must be an integer .*got " + re.escape(repr(bad))):
+            dc_keras.cluster(model, bits=3, seed=bad)
+    assert dc_keras.cluster(model, bits=3, seed=np.int64(3)).get_layer("fc1").seed == 3
