@@ -460,3 +460,20 @@ def test_cluster_seed_that_is_not_an_integer_is_named():
         with pytest.raises(ValueError, match=r"`seed` must be an integer .*got " + re.escape(repr(bad))):
             dc_keras.cluster(model, bits=3, seed=bad)
     assert dc_keras.cluster(model, bits=3, seed=np.int64(3)).get_layer("fc1").seed == 3
+
+
+def test_fitting_the_original_model_after_prune_says_prune_returns_a_new_model():
+    """`dc_keras.prune(model, s)` with its result dropped, then `model.fit(..., callbacks=[PruningCallback()])`:
+    the error said "use dc_keras.prune first" to a user who just had; it now says prune() returns a
+    new model and which one to fit."""
+    import keras
+
+    import dc_keras
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc1")])
+    dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0))  # result dropped
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"has no pruned layers\. dc_keras\.prune\(\) returns a new model .*"
+                                         r"`pruned = dc_keras\.prune\(model, schedule\)`, then compile and fit `pruned`"):
+        model.fit(np.zeros((8, 8), "float32"), np.zeros((8, 4), "float32"), verbose=0,
+                  callbacks=[dc_keras.PruningCallback()])

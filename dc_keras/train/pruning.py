@@ -705,7 +705,9 @@ class PruningCallback(keras.callbacks.Callback):
         wrappers = _base.find_wrappers(self.model, PruneWrapper)
         if not wrappers:
             raise ValueError(
-                f"PruningCallback: model {self.model.name!r} has no pruned layers (use dc_keras.prune first)."
+                f"PruningCallback: model {self.model.name!r} has no pruned layers. dc_keras.prune() returns a new "
+                "model and leaves its input unchanged: `pruned = dc_keras.prune(model, schedule)`, then compile and "
+                "fit `pruned`."
             )
         return wrappers
 
