@@ -339,6 +339,7 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     dc_keras.export.to_tflite(model, path=sys.argv[2])
 print("WARNINGS " + json.dumps([str(w.message) for w in caught if str(w.message).startswith("to_tflite")]))
+print("WARNED_AT " + json.dumps([w.filename for w in caught if str(w.message).startswith("to_tflite")]))
 """
 
 
@@ -360,6 +361,8 @@ def test_jax_export_is_the_tensorflow_backends_file(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     relayed = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("WARNINGS ")][-1][9:])
     assert len(relayed) == 1 and "fixed batch of 1" in relayed[0], relayed
+    where = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("WARNED_AT ")][-1][10:])
+    assert where == ["<string>"], where  # the relayed warning points at the caller's to_tflite line
     with pytest.warns(UserWarning, match="fixed batch of 1"):
         assert out.read_bytes() == dc_keras.export.to_tflite(keras.saving.load_model(src))
 
@@ -416,3 +419,150 @@ def test_prune_retrain_warns_only_when_the_target_is_missed():
     assert messages == [] and sparsity == pytest.approx(0.75, abs=0.01), (messages, sparsity)
     messages, sparsity = run(ramp_fraction=1.0)  # end_step 2 = the step after the last: not reached
     assert messages and all("fit()" in m for m in messages) and sparsity < 0.7, (messages, sparsity)
+
+
+def test_to_tflite_of_a_path_or_bytes_names_the_fix():
+    """`to_tflite("model.keras")` (or the bytes of a .tflite) failed with "AttributeError: 'str' object
+    has no attribute '_flatten_layers'" from inside dc_keras; it now says what to pass instead."""
+    with pytest.raises(ValueError, match=r"takes a Keras model, got str: load it first: "
+                                         r"to_tflite\(keras.saving.load_model\('model.keras'\)\)"):
+        export.to_tflite("model.keras")
+    with pytest.raises(ValueError, match=r"got PosixPath: load it first"):
+        export.to_tflite(pathlib.Path("model.keras"))
+    with pytest.raises(ValueError, match=r"got bytes: .*dc_keras.export.pack\(data\)"):
+        export.to_tflite(b"TFL3" + bytes(60))
+    with pytest.raises(ValueError, match=r"got NoneType"):
+        export.to_tflite(None, path="never_written.tflite")
+    assert not os.path.exists("never_written.tflite")
+
+
+def test_strip_of_an_unfinished_schedule_warns_once():
+    """README's schedule (end_step=2000) on a small data set: the fit() trains far fewer steps, no
+    mask update reaches a non-zero sparsity, and strip() used to return an unpruned model without a
+    word. strip() now warns once, naming the layers, the sparsity held, the target and the fix;
+    not when the schedule finished, and not again when fit() already warned about it."""
+    import keras
+
+    import dc_keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, 64)
+    schedules = dc_keras.schedules
+
+    def run(schedule, epochs=1):
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, name="fc1"), keras.layers.Dense(2, name="fc2")])
+        pruned = dc_keras.prune(model, schedule)
+        pruned.compile("sgd", "sparse_categorical_crossentropy")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pruned.fit(x, y, batch_size=32, epochs=epochs, verbose=0, callbacks=[dc_keras.PruningCallback()])
+            plain = dc_keras.strip(pruned)
+        ours = [str(w.message) for w in caught if str(w.message).startswith("strip:")]
+        fit_warnings = [str(w.message) for w in caught if "fit() of layer" in str(w.message)]
+        return ours, fit_warnings, float(np.mean(plain.get_layer("fc1").get_weights()[0] == 0))
+
+    ours, _, zeros = run(schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=2000, frequency=100))
+    assert zeros == 0.0 and len(ours) == 1, ours
+    assert "['fc1', 'fc2'] hold sparsity 0, below the target 0.8" in ours[0] and "after 2 training steps" in ours[0]
+    assert "end_step to the steps you train" in ours[0], ours[0]
+    ours, _, zeros = run(schedules.StdThreshold(1.0, begin_step=50, frequency=10))
+    assert zeros == 0.0 and len(ours) == 1 and "['fc1', 'fc2'] never pruned" in ours[0], ours
+    assert run(schedules.ConstantSparsity(0.5, 0, frequency=1))[0] == []  # reached: silent
+    with warnings.catch_warnings():  # the constructors' guess (end_step steps trained) warns
+        warnings.simplefilter("ignore")
+        finished = schedules.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=3, frequency=1)
+        short = schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=2, frequency=100)
+    assert run(finished, epochs=2)[0] == []
+    ours, fit_warnings, _ = run(short)  # fit() said it falls short: strip() does not repeat it
+    assert len(fit_warnings) == 1 and ours == [], (fit_warnings, ours)
+
+
+def test_to_tflite_of_a_mixed_precision_model_names_the_policy():
+    """A model trained under a mixed-precision policy computes its MatMuls in float16, which the
+    converter cannot lower; the error used to advise SELECT_TF_OPS (Flex) for the "missing" op. It
+    now names the layers, their dtype and the fix, and that fix (float32 rebuild) exports."""
+    import keras
+
+    def build(dtype):
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="fc1", dtype=dtype),
+                                 keras.layers.Dense(2, name="fc2", dtype=dtype)])
+
+    mixed = build("mixed_float16")
+    with pytest.raises(RuntimeError) as info:
+        export.to_tflite(mixed, pack=False)
+    text = str(info.value)
+    assert "Layer(s) 'fc1', 'fc2' compute in float16 (a mixed-precision dtype policy)" in text, text
+    assert "set_global_policy('float32')" in text and "SELECT_TF_OPS" not in text, text
+    plain = build("float32")
+    plain.set_weights(mixed.get_weights())
+    x = np.random.default_rng(0).normal(size=(1, 8)).astype("float32")
+    it = __import__("dc_keras").runtime.Interpreter(model_content=export.to_tflite(plain))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    np.testing.assert_allclose(it.get_tensor(it.get_output_details()[0]["index"]), plain.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_fit_after_the_schedule_ended_does_not_warn(tmp_path):
+    """Training on once the schedule has finished (another fit(), or a reloaded model) warned
+    "fit() ... runs steps 8..11, so it never updates the masks instead of 0.6" although the masks
+    already held 0.6; that fit() is now not checked, and neither it nor strip() warns."""
+    import keras
+
+    import dc_keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(128, 8)).astype("float32"), rng.integers(0, 2, 128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the constructor's guess (end_step steps trained) warns
+        schedule = dc_keras.schedules.PolynomialDecay(0.0, 0.6, begin_step=0, end_step=7, frequency=1)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, name="fc1"), keras.layers.Dense(2, name="fc2")])
+    pruned = dc_keras.prune(model, schedule)
+    pruned.compile("sgd", "sparse_categorical_crossentropy")
+    fit = dict(batch_size=32, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    pruned.fit(x, y, epochs=2, **fit)  # steps 0..7: reaches 0.6 at end_step
+    masks = [np.array(m) for w in pruned.layers for m in w._masks]
+    pruned.save(tmp_path / "pruned.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruned.fit(x, y, epochs=1, **fit)  # steps 8..11
+        reloaded = keras.saving.load_model(tmp_path / "pruned.keras")
+        reloaded.fit(x, y, epochs=1, **fit)
+        dc_keras.strip(pruned), dc_keras.strip(reloaded)
+    ours = [str(w.message) for w in caught if issubclass(w.category, UserWarning)
+            and ("fit() of layer" in str(w.message) or str(w.message).startswith("strip:"))]
+    assert ours == [], ours
+    assert all(np.array_equal(a, np.array(m)) for a, m in zip(masks, [m for w in pruned.layers for m in w._masks]))
+    assert pruned.get_layer("fc1").sparsity()["kernel"] == pytest.approx(0.6, abs=0.01)
+
+
+def test_cluster_seed_that_is_not_an_integer_is_named():
+    """`cluster(model, seed="a")` failed with "invalid literal for int() with base 10: 'a'" and
+    seed=1.7 was truncated to 1 without a word."""
+    import keras
+
+    import dc_keras
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc1")])
+    for bad in ("a", 1.7, None, True):
+        with pytest.raises(ValueError, match=r"`seed` must be an integer .*got " + re.escape(repr(bad))):
+            dc_keras.cluster(model, bits=3, seed=bad)
+    assert dc_keras.cluster(model, bits=3, seed=np.int64(3)).get_layer("fc1").seed == 3
+
+
+def test_fitting_the_original_model_after_prune_says_prune_returns_a_new_model():
+    """`dc_keras.prune(model, s)` with its result dropped, then `model.fit(..., callbacks=[PruningCallback()])`:
+    the error said "use dc_keras.prune first" to a user who just had; it now says prune() returns a
+    new model and which one to fit."""
+    import keras
+
+    import dc_keras
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc1")])
+    dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0))  # result dropped
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"has no pruned layers\. dc_keras\.prune\(\) returns a new model .*"
+                                         r"`pruned = dc_keras\.prune\(model, schedule\)`, then compile and fit `pruned`"):
+        model.fit(np.zeros((8, 8), "float32"), np.zeros((8, 4), "float32"), verbose=0,
+                  callbacks=[dc_keras.PruningCallback()])

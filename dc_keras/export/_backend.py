@@ -143,4 +143,4 @@ def _relay_warnings(path):
         relayed = json.load(f)
     for w in relayed:
         category = ClusterSpreadWarning if w["category"] == "ClusterSpreadWarning" else UserWarning
-        warnings.warn(w["message"], category, stacklevel=4)
+        warnings.warn(w["message"], category, stacklevel=5)  # the caller of to_tflite

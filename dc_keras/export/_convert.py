@@ -14,6 +14,7 @@ real models:
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 import warnings
@@ -69,6 +70,21 @@ def _representative(data, batch=1):
             yield [a[i : i + batch] for a in inputs]
 
     return gen
+
+
+def _check_model(model):
+    """A Keras model (or layer) to convert; a path, bytes or None is a user's mix-up, named with its fix."""
+    import keras
+
+    if isinstance(model, keras.layers.Layer):
+        return
+    if isinstance(model, (str, os.PathLike)):
+        fix = f"load it first: to_tflite(keras.saving.load_model({str(model)!r}))"
+    elif isinstance(model, (bytes, bytearray, memoryview)):
+        fix = "for a .tflite you already have, use dc_keras.export.pack(data) (or `dc-keras pack IN OUT`)"
+    else:
+        fix = "pass the (stripped) model itself"
+    raise ValueError(f"to_tflite takes a Keras model, got {type(model).__name__}: {fix}")
 
 
 def _check_arguments(quantize, batch_size, converter_options, configure):
@@ -254,7 +270,24 @@ def _first_error_line(exc):
     return re.sub(r"^.*?error: (loc\(.*?\): )?", "", text)[:300]
 
 
-def _failure(exc, batch_note):
+def _half_precision_layers(model):
+    """``(names, compute dtype)`` of the layers that compute in float16/bfloat16 (a mixed-precision
+    policy), which TFLite's converter cannot lower."""
+    half = [l for l in _leaf_layers(model)
+            if getattr(getattr(l, "dtype_policy", None), "compute_dtype", None) in ("float16", "bfloat16")]
+    return [l.name for l in half], (half[0].dtype_policy.compute_dtype if half else None)
+
+
+def _failure(exc, batch_note, model=None):
+    names, dtype = _half_precision_layers(model) if model is not None else ([], None)
+    if names:
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return RuntimeError(
+            f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}. Layer(s) {shown} compute in "
+            f"{dtype} (a mixed-precision dtype policy), which TFLite's converter cannot lower: build the "
+            "model again under keras.mixed_precision.set_global_policy('float32'), copy the weights "
+            "(set_weights(model.get_weights())) and export that one (quantize='float16' stores float16 "
+            f"weights). Converter error ({type(exc).__name__}) chained above.")
     return RuntimeError(
         f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}. If the converter lacks an op, "
         "to_tflite(..., converter_options={'target_spec.supported_ops': [tf.lite.OpsSet.TFLITE_BUILTINS, "
@@ -273,7 +306,7 @@ def _convert(model, apply, batch_size):
             except _ArgumentError:
                 raise
             except Exception as exc:
-                raise _failure(exc, f" (static batch {batch_size})") from exc
+                raise _failure(exc, f" (static batch {batch_size})", model) from exc
         recurrent = _recurrent_layers(model)
         if not recurrent:
             try:
@@ -282,13 +315,13 @@ def _convert(model, apply, batch_size):
                 raise
             except Exception as exc:
                 if not any(s in str(exc) for s in _TENSOR_LIST_ERRORS) or not getattr(model, "inputs", None):
-                    raise _failure(exc, "") from exc
+                    raise _failure(exc, "", model) from exc
         try:
             data = _convert_static(model, apply, 1)
         except _ArgumentError:
             raise
         except Exception as exc:
-            raise _failure(exc, " (static batch 1)") from exc
+            raise _failure(exc, " (static batch 1)", model) from exc
     why = (f"recurrent layer(s) {recurrent}" if recurrent else "ops (tensor lists)") + \
         " that TFLite only converts with a static batch dimension"
     warnings.warn(f"to_tflite: the model has {why}, so the .tflite takes a fixed batch of 1 "
@@ -529,6 +562,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       ...     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
       >>> data = dc_keras.export.to_tflite(model, configure=flex)                       # doctest: +SKIP
     """
+    _check_model(model)
     _check_arguments(quantize, batch_size, converter_options, configure)
     model = _without_wrappers(model)
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,

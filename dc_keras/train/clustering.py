@@ -66,6 +66,8 @@ class ClusterWrapper(_base.CompressionWrapper):
         if not isinstance(preserve_sparsity, (bool, np.bool_)):
             raise ValueError(f"`preserve_sparsity` must be True or False, got {preserve_sparsity!r}.")
         self.preserve_sparsity = bool(preserve_sparsity)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"`seed` must be an integer (the seed of the random / kmeans++ initialisations), got {seed!r}.")
         self.seed = int(seed)
         self.cluster_biases = _check_cluster_biases(cluster_biases)
         super().__init__(layer, **kwargs)

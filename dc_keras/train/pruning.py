@@ -37,6 +37,7 @@ from keras import ops
 
 from dc_keras import _compat
 from dc_keras.train import _base, summaries
+from dc_keras.train import schedules as _schedules
 from dc_keras.train import report as _report
 from dc_keras.train.schedules import PruningSchedule
 
@@ -139,6 +140,7 @@ class PruneWrapper(_base.CompressionWrapper):
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
         self._untracked("_last_update", None)  # JAX: (step, input arrays, assigned values)
+        self._untracked("_short_warned", False)  # a fit() already warned that the schedule falls short
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -407,6 +409,25 @@ class PruneWrapper(_base.CompressionWrapper):
             var.assign(store[f"{i}"])
 
     # -- reporting -------------------------------------------------------------------------------
+    def _short_of_target(self):
+        """``(held, target, steps)`` when the masks hold less than the schedule's target sparsity
+        (its schedule had not finished: too few steps trained), else None. Structured (m-by-n)
+        pruning and a fit() that already warned about its schedule are not checked again."""
+        if not self.built or self.sparsity_m_by_n is not None or self._short_warned:
+            return None
+        steps = int(ops.convert_to_numpy(self.pruning_step))
+        target = self.schedule.target_sparsity_value()
+        if target is None:  # threshold schedule: short only if it never pruned
+            applied = any(float(ops.convert_to_numpy(t)) >= 0 for t in self._thresholds)
+            return None if applied else (0.0, None, steps)
+        short = []
+        for mask in self._masks:
+            m = ops.convert_to_numpy(mask)
+            need = min(int(np.floor(np.float32(target) * np.float32(m.size) + np.float32(1e-3))), m.size)
+            if m.size - np.count_nonzero(m) < need - _schedules._REACH_TOLERANCE * m.size:
+                short.append(1.0 - np.count_nonzero(m) / m.size)
+        return (min(short), target, steps) if short else None
+
     def sparsity(self):
         """``{weight_name: fraction of entries pruned}`` from the current masks."""
         return {name: 1.0 - float(np.mean(ops.convert_to_numpy(mask)))
@@ -684,7 +705,9 @@ class PruningCallback(keras.callbacks.Callback):
         wrappers = _base.find_wrappers(self.model, PruneWrapper)
         if not wrappers:
             raise ValueError(
-                f"PruningCallback: model {self.model.name!r} has no pruned layers (use dc_keras.prune first)."
+                f"PruningCallback: model {self.model.name!r} has no pruned layers. dc_keras.prune() returns a new "
+                "model and leaves its input unchanged: `pruned = dc_keras.prune(model, schedule)`, then compile and "
+                "fit `pruned`."
             )
         return wrappers
 
@@ -742,9 +765,14 @@ class PruningCallback(keras.callbacks.Callback):
             seen.append(wrapper.schedule)
             sched, last = wrapper.schedule, start + int(steps) * int(epochs) - 1
             # Only a fit() that is meant to finish the schedule (ends within its last update
-            # interval or later) is checked: training in several shorter fit() calls is fine.
-            if sched.end_step != -1 and last >= sched.end_step - sched.frequency:
-                sched.check_reachable(start, int(steps) * int(epochs), where=f"fit() of layer {wrapper.name!r}")
+            # interval or later) is checked: training in several shorter fit() calls is fine. A fit()
+            # that starts after end_step (fine-tuning on, a reloaded model) can change nothing:
+            # strip() says whether the masks reached the target.
+            if sched.end_step != -1 and last >= sched.end_step - sched.frequency and start <= sched.end_step:
+                if sched.check_reachable(start, int(steps) * int(epochs), where=f"fit() of layer {wrapper.name!r}"):
+                    for other in wrappers:  # strip() does not repeat the warning
+                        if other.schedule == sched:
+                            other._untracked("_short_warned", True)
 
     @staticmethod
     def _step_of(wrapper):

@@ -1,7 +1,10 @@
 """``strip``: remove pruning/clustering wrappers, keeping the compressed weights."""
+import warnings
+
 import keras
 
 from dc_keras.train import _base
+from dc_keras.train.pruning import PruneWrapper
 
 
 def strip(model_or_layer):
@@ -19,6 +22,8 @@ def strip(model_or_layer):
         >>> plain = dc_keras.strip(pruned_model)
         >>> plain.save("pruned.keras")  # loads without dc_keras
     """
+    if isinstance(model_or_layer, keras.layers.Layer):
+        _warn_unfinished(_base.find_wrappers(model_or_layer, PruneWrapper))
     if isinstance(model_or_layer, _base.CompressionWrapper):
         return model_or_layer.strip_layer()
     if not isinstance(model_or_layer, keras.layers.Layer):
@@ -36,6 +41,34 @@ def strip(model_or_layer):
 
     new_model, _ = _base.rewrite_model(model, replace, "strip")
     return new_model
+
+
+def _warn_unfinished(wrappers):
+    """One warning naming the pruned layers whose masks hold less than their schedule's target
+    (e.g. ``end_step`` beyond the steps trained): stripping them would otherwise silently give a
+    model pruned less, or not at all."""
+    groups = {}
+    for wrapper in wrappers:
+        short = wrapper._short_of_target()
+        if short is not None:
+            entry = groups.setdefault(repr(wrapper.schedule), [wrapper.schedule, short, []])
+            entry[1] = min(entry[1], short, key=lambda s: s[0])
+            entry[2].append(wrapper.name)
+    if not groups:
+        return
+    parts = []
+    for text, (schedule, (held, target, steps), names) in groups.items():
+        if target is None:
+            parts.append(f"{names} never pruned ({text} starts at begin_step={schedule.begin_step}; "
+                         f"{steps} training steps done)")
+        else:
+            parts.append(f"{names} hold sparsity {held:.3g}, below the target {target:.3g} of {text} "
+                         f"after {steps} training steps")
+    warnings.warn(
+        "strip: pruned layer(s) " + "; ".join(parts) + ". The schedule had not finished: train on (more "
+        "epochs, or another fit() with dc_keras.PruningCallback()) or set end_step to the steps you train "
+        "(steps_per_epoch * epochs) before strip(); the stripped model keeps the masks as they are now.",
+        UserWarning, stacklevel=3)
 
 
 def _strip_in_place(model):
