@@ -90,6 +90,7 @@ def test_schedules_serialize():
         (lambda: ConstantSparsity(-0.1, 0), "target_sparsity"),
         (lambda: ConstantSparsity(0.5, 10, end_step=5), "end_step"),
         (lambda: PolynomialDecay(0.0, 1.2, 0, 10), "final_sparsity"),
+        (lambda: PolynomialDecay(0.9, 0.5, 0, 10), "masks only grow"),  # decreasing: a silent no-op before
         (lambda: PolynomialDecay(0.0, 0.5, 10, 3), "end_step"),
         (lambda: PolynomialDecay(0.0, 0.5, 0, -1), "end_step"),
         (lambda: ConstantSparsity(0.5, 0, frequency=0), "frequency"),

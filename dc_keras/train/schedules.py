@@ -200,6 +200,11 @@ class PolynomialDecay(PruningSchedule):
         super().__init__(begin_step, end_step, frequency)
         self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
         self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
+        if self.final_sparsity < self.initial_sparsity:
+            raise ValueError(
+                f"`final_sparsity` ({self.final_sparsity}) is below `initial_sparsity` ({self.initial_sparsity}): "
+                "pruning masks only grow (a pruned weight is never restored), so the layer would stay at "
+                f"{self.initial_sparsity} from the first update. Give final_sparsity >= initial_sparsity.")
         if isinstance(power, bool) or not isinstance(power, numbers.Real) or power <= 0:
             raise ValueError(f"`power` must be a positive number, got {power!r}.")
         self.power = float(power)
