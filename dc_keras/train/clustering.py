@@ -491,7 +491,8 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
     Args:
         model_or_layer: a Sequential/Functional model (rebuilt with :class:`ClusterWrapper` layers
             through ``keras.models.clone_model``, weights copied and clustered, input untouched,
-            result not compiled) or one layer (returns a wrapper; for subclassed models).
+            result compiled like the input, with a fresh optimizer, if the input was) or one
+            layer (returns a wrapper; for subclassed models).
         bits: an int in 1..12 (the packed format holds at most 4096 shared values), or a dict
             mapping layer names and/or classes to bits; layers the dict does not mention get the
             paper's defaults, 8 bits for convolutions and 5 otherwise. ``None`` means all defaults.

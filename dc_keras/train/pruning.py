@@ -517,7 +517,8 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
     Args:
         model_or_layer: a Sequential/Functional model (rebuilt with ``keras.models.clone_model``:
             operator nodes, ``keras.ops`` calls, shared layers, nested models and multiple inputs/
-            outputs are kept; weights copied; the input left untouched; the result is not compiled)
+            outputs are kept; weights copied; the input left untouched; the result is compiled
+            like the input, with a fresh optimizer of the same config, if the input was compiled)
             or a single layer (returns a :class:`PruneWrapper`; use this inside subclassed models).
         schedule: default schedule, e.g. ``dc_keras.schedules.PolynomialDecay(0.5, 0.9, 0, 1000)``.
         layers: None (every supported layer), a list of layer names and/or classes, or a dict

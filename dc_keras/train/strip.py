@@ -10,7 +10,8 @@ from dc_keras.train.pruning import PruneWrapper
 def strip(model_or_layer):
     """Return plain Keras layers whose kernels hold the pruned and/or clustered values.
 
-    - Sequential/Functional model: a new model (same layer names, not compiled) where every
+    - Sequential/Functional model: a new model (same layer names; compiled like the input, with
+      a fresh optimizer of the same config, if the input was compiled) where every
       :class:`~dc_keras.train.PruneWrapper` / :class:`~dc_keras.train.ClusterWrapper` is replaced by
       its inner layer holding ``weight * mask`` or the centroid values. The input is not modified.
     - A subclassed model: stripped **in place** (Keras cannot rebuild it): every attribute holding
