@@ -208,8 +208,8 @@ class Interpreter:
         reported with their density (delegate option ``max_density=50``). Default ``None``: 0.3
         for float32 weights (denser layers run faster on the dense kernels: at 40 % the compact
         form is 1.6x slower at batch 8, unpruned layers up to 8x slower), 0.25 for int8
-        (XNNPACK's int8 kernel is faster at every density measured: compressed int8 layers only
-        save memory, up to 25 %); docs/android.md. ``1.0`` runs every FC layer it can compressed.
+        (XNNPACK's int8 kernel is faster at nearly every density measured: compressed int8
+        layers save memory, not time, up to 25 %); docs/android.md. ``1.0`` runs every FC layer it can compressed.
 
     Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,
     ``invoke``, ``get_tensor``, ``get_signature_runner``, ...) is the backend interpreter's.
