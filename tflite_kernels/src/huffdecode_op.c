@@ -1327,7 +1327,7 @@ static PlanNode* huff_feeding(PlanNode* pn, int n, int packed) {
   return NULL;
 }
 
-/* Decides and builds one candidate (FC or lookup).  1 / 0 / -1 as fc_plan_make. */
+/* Decides and builds one candidate (FC or lookup).  1 / 0 / 2 / -1 as fc_plan_make. */
 static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcPlan** p, char* why,
                      size_t why_size) {
   int op = c->reg->builtin_code;
