@@ -852,28 +852,33 @@ static int delegate_check_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
   return 1;
 }
 
-/* Decoded route, step 2: the node's output block -- `mem` (part of an arena, 64-byte aligned)
- * or, if NULL, a block of its own -- and *job, the decode to run.  Returns 1 (job staged),
- * 2 (already decoded) or 0 + message. */
+/* Decoded route, step 2: the node's output block -- `mem` (part of an arena, 64-byte aligned),
+ * else `ready`, else a block of its own -- and *job, the decode to run.  `ready` (may be NULL) is a
+ * malloc'ed block that already holds the node's whole decode (64-byte aligned, output_bytes); this
+ * function takes it: it becomes the block when the output is exactly that size and no `mem` is
+ * given, else it is freed.  Returns 1 (job staged), 3 (job staged, its output is `ready`: nothing
+ * to decode), 2 (already decoded) or 0 + message. */
 static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node,
-                               uint8_t* mem, int zero_tail, dc_decode_job* job, void** block_out,
-                               char* msg, size_t msg_size) {
+                               uint8_t* mem, int zero_tail, void* ready, dc_decode_job* job,
+                               void** block_out, char* msg, size_t msg_size) {
   size_t n = 0;
   int r = delegate_check_node(context, d, node, &n, msg, msg_size);
-  if (r != 1) return r;
   const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
   const TfLiteTensor* out = &context->tensors[node->outputs->data[0]];
   dc_tensor_info info;
-  dc_peek((const uint8_t*)in->data.raw_const, in->bytes, &info); /* checked by step 1 */
-  void* block = mem;
-  if (!block) {
-    block = dc_alloc_output(n); /* kDecodedAlignment-aligned, not zeroed */
-    if (!block || !delegate_keep(d, block)) {
-      free(block);
-      set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)", tensor_name(out),
-              (unsigned long long)info.output_bytes);
-      return 0;
-    }
+  if (r == 1) dc_peek((const uint8_t*)in->data.raw_const, in->bytes, &info); /* checked: step 1 */
+  if (ready && (r != 1 || mem || n != (size_t)info.output_bytes)) {
+    free(ready); /* already decoded, an error, an arena's block or a padded (int4) output */
+    ready = NULL;
+  }
+  if (r != 1) return r;
+  void* block = mem ? (void*)mem : ready;
+  if (!block) block = dc_alloc_output(n); /* kDecodedAlignment-aligned, not zeroed */
+  if (block != mem && (!block || !delegate_keep(d, block))) {
+    free(block);
+    set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)", tensor_name(out),
+            (unsigned long long)info.output_bytes);
+    return 0;
   }
   /* The decoder writes output_bytes; zero the rest (int4: runtime size > data).  A lazy arena's
    * block (zero_tail 0) must not be touched here: its fill writes the tail. */
@@ -886,7 +891,7 @@ static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
   job->out_size = (size_t)info.output_bytes;
   job->status = DC_OK;
   *block_out = block;
-  return 1;
+  return ready ? 3 : 1;
 }
 
 /* Decoded route, step 2: after a successful decode, the output becomes a
@@ -906,40 +911,18 @@ static int delegate_finish_node(TfLiteContext* context, DcDelegate* d, TfLiteNod
   return 1;
 }
 
-/* Decodes one HuffDecode node in the calling thread (compressed route's
- * fallback; the decoded route batches all nodes through decode_nodes). */
-static int delegate_decode_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node, char* msg,
-                                size_t msg_size) {
+/* Decodes one HuffDecode node in the calling thread (compressed route's fallback; the decoded
+ * route batches all nodes through decode_nodes).  `ready`, if not NULL: the weight a refused FC's
+ * density check decoded to count its non-zeros (malloc'ed, output_bytes, 64-byte aligned); it
+ * becomes the node's output without a second decode when it fits (delegate_stage_node takes it). */
+static int delegate_decode_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node,
+                                void* ready, char* msg, size_t msg_size) {
   dc_decode_job job;
   void* block = NULL;
-  int r = delegate_stage_node(context, d, node, NULL, 1, &job, &block, msg, msg_size);
-  if (r != 1) return r != 0;
-  dc_decode_many(&job, 1, 1);
+  int r = delegate_stage_node(context, d, node, NULL, 1, ready, &job, &block, msg, msg_size);
+  if (r == 0 || r == 2) return r != 0;
+  if (r == 1) dc_decode_many(&job, 1, 1);
   return delegate_finish_node(context, d, node, &job, block, -1, msg, msg_size);
-}
-
-/* The compressed route's fallback for an FC its density limit refused: the weight its build
- * decoded to count the non-zeros (`dense`: output_bytes, 64-byte aligned, malloc'ed) becomes the
- * node's output, as delegate_decode_node would have made it (no second decode).  Takes `dense`
- * (freed here if not kept). */
-static int delegate_adopt_node(TfLiteContext* context, DcDelegate* d, TfLiteNode* node, void* dense,
-                               char* msg, size_t msg_size) {
-  size_t n = 0;
-  int r = delegate_check_node(context, d, node, &n, msg, msg_size);
-  const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
-  dc_tensor_info info;
-  if (r != 1 || dc_peek((const uint8_t*)in->data.raw_const, in->bytes, &info) != DC_OK ||
-      n != (size_t)info.output_bytes) { /* already decoded, an error, or a padded output */
-    free(dense);
-    return r == 1 ? delegate_decode_node(context, d, node, msg, msg_size) : r != 0;
-  }
-  if (!delegate_keep(d, dense)) {
-    free(dense);
-    set_msg(msg, msg_size, "HuffDecode(%s): out of memory", tensor_name(in));
-    return 0;
-  }
-  dc_decode_job job = {(const uint8_t*)in->data.raw_const, in->bytes, dense, n, DC_OK};
-  return delegate_finish_node(context, d, node, &job, dense, -1, msg, msg_size);
 }
 
 /* ---- compressed FULLY_CONNECTED: deciding and building ---------------- */
@@ -1413,8 +1396,7 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
               tensor_name(&context->tensors[fc->node->inputs->data[slot]]), why,
               op_name(fc->reg->builtin_code));
   huff->skip = 0;
-  if (!(dense ? delegate_adopt_node(context, d, huff->node, dense, msg, sizeof msg)
-              : delegate_decode_node(context, d, huff->node, msg, sizeof msg))) {
+  if (!delegate_decode_node(context, d, huff->node, dense, msg, sizeof msg)) {
     remember_error(d, msg);
   }
 }
@@ -1671,7 +1653,7 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
     const size_t j = order[mine + i];
     TfLiteNode* node = pn[node_of[j]].node;
     void* block = NULL;
-    int r = delegate_stage_node(context, d, node, base + at[i], 0, &f->jobs[s], &block, msg,
+    int r = delegate_stage_node(context, d, node, base + at[i], 0, NULL, &f->jobs[s], &block, msg,
                                 sizeof msg);
     if (r == 0) remember_error(d, msg);
     if (r != 1) continue;
@@ -1754,7 +1736,7 @@ static int decode_nodes(TfLiteContext* context, DcDelegate* d, const PlanNode* p
   size_t staged = 0;
   for (size_t j = 0; j < m; ++j) {
     int r = delegate_stage_node(context, d, pn[node_of[j]].node, base ? base + offset[j] : NULL, 1,
-                                &jobs[staged], &blocks[staged], msg, sizeof msg);
+                                NULL, &jobs[staged], &blocks[staged], msg, sizeof msg);
     if (r == 0) remember_error(d, msg);
     if (r == 1) node_of[staged++] = node_of[j];
   }
