@@ -72,3 +72,23 @@ def test_litert_load_delegate_with_options_gives_clear_error():
 
     with pytest.raises(ValueError, match="unknown option|Failed to load delegate"):
         load_delegate(runtime.library_path(), options={"foo": "bar"})
+
+
+def test_delegate_plugin_without_error_callback_prints_the_reason():
+    """docs/android.md's C snippet passes NULL as report_error: a bad option must not then give a
+    NULL delegate with the reason lost; it goes to stderr (one line naming the option and the
+    valid ones)."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes, sys\n"
+            "lib = ctypes.CDLL(sys.argv[1])\n"
+            "lib.tflite_plugin_create_delegate.restype = ctypes.c_void_p\n"
+            "k = (ctypes.c_char_p * 1)(b'weights'); v = (ctypes.c_char_p * 1)(b'compresed')\n"
+            "print(lib.tflite_plugin_create_delegate(k, v, ctypes.c_size_t(1), None) or 0)\n")
+    r = subprocess.run([sys.executable, "-c", code, runtime.library_path()], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "0", (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if "HuffDecode delegate" in ln]
+    assert len(lines) == 1, r.stderr
+    assert "unknown option weights=compresed" in lines[0] and "weights=decoded|compressed" in lines[0]
