@@ -127,7 +127,8 @@ def _bad_jobs(d, paths, files, x):
         for op in sg.operators:
             if fb.is_huffdecode_code(m.operatorCodes[op.opcodeIndex]):
                 op.customOptions = [1, 1]
-    for name, blob in (("corrupt", bytes(corrupt)), ("options", fb.write_model(m))):
+    int4 = _int4_packed(data)
+    for name, blob in (("corrupt", bytes(corrupt)), ("options", fb.write_model(m)), ("int4", int4)):
         with open(d / f"bad_{name}.tflite", "wb") as f:
             f.write(blob)
     c, o = str(d / "bad_corrupt.tflite"), str(d / "bad_options.tflite")
@@ -135,7 +136,28 @@ def _bad_jobs(d, paths, files, x):
             {"model": c, "registerers": [EACH], "input": x, "out": str(d / "b2.npy")},
             {"model": o, "registerers": [ONCE], "input": x, "out": str(d / "b3.npy")},
             {"model": paths["float.packed"], "registerers": [], "input": x, "out": str(d / "b4.npy")},
-            {"model": paths["float.packed"], "registerers": [ONCE, ONCE], "input": x, "out": str(d / "b5.npy")}]
+            {"model": paths["float.packed"], "registerers": [ONCE, ONCE], "input": x, "out": str(d / "b5.npy")},
+            {"model": str(d / "bad_int4.tflite"), "registerers": [ONCE], "input": x, "out": str(d / "b6.npy")}]
+
+
+def _int4_packed(data):
+    """The first packed weight of ``data`` replaced by a valid packed int4 tensor of its shape (as
+    ``pack`` writes for int4 weights, FORMAT.md §13), its output tensor typed INT4."""
+    import ml_dtypes
+
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import codec
+    from dc_keras.export._pack import packed_tensors
+
+    m = fb.read_model(data)
+    s, p, o = packed_tensors(m)[0]
+    packed, out = m.subgraphs[s].tensors[p], m.subgraphs[s].tensors[o]
+    shape = [int(n) for n in out.shape]
+    enc = codec.encode((np.arange(int(np.prod(shape))) % 7 - 3).astype(ml_dtypes.int4).reshape(shape))
+    m.buffers[packed.buffer].data = np.frombuffer(enc, np.uint8)
+    packed.shape = np.array([len(enc)], np.int32)
+    out.type = fb.schema.TensorType.INT4
+    return fb.write_model(m)
 
 
 @pytest.mark.parametrize("kind", ["float", "int8"])
@@ -170,6 +192,10 @@ def test_bad_models_fail_with_the_kernels_message(runs):
     assert "custom options must be empty or one byte" in r[2]["log"], r[2]
     assert "CUSTOM" in r[3]["log"] or "HuffDecode" in r[3]["log"], r[3]  # op not registered
     assert "already registered" in r[4]["log"], r[4]
+    # a valid packed int4 weight: says the kernel does not decode that type and what to do, not
+    # that the model was edited
+    assert "the TFLM kernel does not decode int4 tensors" in r[5]["log"], r[5]
+    assert "dc-keras unpack" in r[5]["log"] and "edited after packing" not in r[5]["log"], r[5]
 
 
 def test_registerer_refuses_an_unknown_resolver_layout(lib_path):
