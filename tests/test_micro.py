@@ -228,3 +228,27 @@ def test_registerer_refuses_an_unknown_resolver_layout(lib_path):
     ctypes.c_int32.from_address(base + 11212).value = 77
     before = bytes(fake)
     assert reg(base) is False and bytes(fake) == before
+
+
+def test_docs_python_snippet_runs_as_written(models, tmp_path):
+    """docs/microcontrollers.md's Python block, run as the doc says (from the repository root,
+    with the TFLM venv's python, after `make -C tflite_kernels/micro`), on a packed model: it must
+    run as written (no undefined names), with only the model's path swapped in."""
+    import re
+
+    with open(os.path.join(ROOT, "docs", "microcontrollers.md")) as f:
+        doc = f.read()
+    block = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    assert "model.packed.tflite" in block
+    _, paths, _ = models
+    app = tmp_path / "app.py"
+    app.write_text(block.replace("model.packed.tflite", paths["float.packed"]) +
+                   "\nimport numpy as np\n"
+                   "interp.set_input(np.zeros((1, 14, 14, 1), np.float32), 0)\n"
+                   "interp.invoke()\n"
+                   "print('outputs', interp.get_output(0).shape)\n")
+    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro")], check=True)
+    r = subprocess.run([tflm_env.ensure(), str(app)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "outputs (1, 10)" in r.stdout
