@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "dc_parallel.h"
+#include "dc_tflite.h"
 #include "dc_unpack.h"
 
 #define DC_EXPORT __attribute__((visibility("default")))
@@ -58,12 +59,8 @@ typedef struct {
   DcLiteRtStatus (*Destroy)(void* user_data);
 } DcLiteRtCustomOpKernel; /* LiteRtCustomOpKernel */
 
-/* The LiteRT functions the kernel calls, filled in by the host. */
-typedef struct {
-  DcLiteRtStatus (*lock)(void* buffer, void** host_mem, int lock_mode);
-  DcLiteRtStatus (*unlock)(void* buffer);
-  DcLiteRtStatus (*size)(void* buffer, size_t* size);
-} DcLiteRtApi;
+/* The LiteRT functions the kernel calls, filled in by the host (dc_tflite.h). */
+typedef DcKerasLiteRtApi DcLiteRtApi;
 
 typedef struct {
   DcLiteRtApi api;

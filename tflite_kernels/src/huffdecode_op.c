@@ -43,6 +43,7 @@
 #include "dc_pages.h"
 #include "dc_parallel.h"
 #include "dc_sparse_fc.h"
+#include "dc_tflite.h" /* the public declarations of the entry points below */
 #include "tflite_abi.h"
 
 #define DC_EXPORT __attribute__((visibility("default")))
