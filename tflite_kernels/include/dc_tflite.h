@@ -8,8 +8,9 @@
  *     TfLiteInterpreterOptionsAddCustomOp(options, "HuffDecode",
  *                                         DcKerasHuffDecodeRegistration(), 1, 1);
  * Delegate (applied before XNNPACK and any GPU/NPU delegate; destroyed after the interpreter):
- *     char* k[] = {"weights"};
- *     char* v[] = {"compressed"};
+ *     static char k0[] = "weights", v0[] = "compressed"; (C++ takes no string literal as char*)
+ *     char* k[] = {k0};
+ *     char* v[] = {v0};
  *     TfLiteDelegate* d = tflite_plugin_create_delegate(k, v, 1, my_report);
  *     if (!d) ... my_report got the reason (stderr when it is NULL)
  *     TfLiteInterpreterOptionsAddDelegate(options, d);
