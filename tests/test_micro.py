@@ -252,3 +252,39 @@ def test_docs_python_snippet_runs_as_written(models, tmp_path):
                        timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "outputs (1, 10)" in r.stdout
+
+
+def test_set_decode_mode_cli_errors_and_never_touches_its_input(models, tmp_path):
+    """tools/mcu/set_decode_mode.py, as docs/microcontrollers.md shows it: IN is never modified
+    (also when OUT names the same file), a bad name or a missing file is one line naming the
+    problem and the fix with status 1 and nothing written, no temporary file is left."""
+    _, paths, files = models
+    src = tmp_path / "m.packed.tflite"
+    src.write_bytes(files["float.packed"])
+    tool = os.path.join(ROOT, "tools", "mcu", "set_decode_mode.py")
+
+    def run(*args):
+        return subprocess.run([sys.executable, tool, *map(str, args)], capture_output=True, text=True,
+                              timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+    from dc_keras import _flatbuffer as fb
+    from dc_keras.export._pack import packed_tensors
+
+    m = fb.read_model(files["float.packed"])
+    name = fb.tensor_name(m.subgraphs[0].tensors[packed_tensors(m)[0][2]])
+    ok = run(src, tmp_path / "out.tflite", "--each-invoke", name)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "out.tflite").read_bytes() == set_decode_mode.set_modes(files["float.packed"], {name: 1})
+    for args, what in [((src, src, "--each-invoke", name), "same file as the input"),
+                       ((src, tmp_path / "." / src.name, "--all-each-invoke"), "same file as the input"),
+                       ((src, tmp_path / "o.tflite", "--each-invoke", "no/such/tensor"), "dc-keras inspect"),
+                       ((src, tmp_path / "o.tflite", "--once", name, "--each-invoke", name),
+                        "both --once and --each-invoke"),
+                       ((tmp_path / "missing.tflite", tmp_path / "o.tflite", "--all-each-invoke"),
+                        "check the path")]:
+        r = run(*args)
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith("set_decode_mode.py: ")]
+        assert r.returncode == 1 and len(lines) == 1 and what in lines[0], (args, r.stderr[-2000:])
+        assert "Traceback" not in r.stderr
+        assert src.read_bytes() == files["float.packed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.packed.tflite", "out.tflite"]
