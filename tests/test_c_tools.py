@@ -100,3 +100,24 @@ def test_dc_decode_errors_name_the_fix(tools, tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "is a .tflite model, not a packed tensor" in r.stderr and "dc_unpack" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def test_check_abi_refuses_what_is_not_a_shared_library(tmp_path):
+    """tools/arm/check_abi.py (docs/android.md: the portability check of the .so): the host
+    library passes; --help prints the usage and checks nothing (it printed "ok --help": readelf
+    took it as its own option); a missing file or a non-ELF file is a one-line FAIL naming the
+    file, never a traceback or an "ok"."""
+    import sys
+
+    tool = os.path.join(ROOT, "tools", "arm", "check_abi.py")
+    lib = os.path.join(BUILD, "libdc_huffdecode.so")
+    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels")], check=True, timeout=600)
+    r = _run([sys.executable, tool, lib])
+    assert r.returncode == 0 and r.stdout == f"ok   {lib}\n", (r.stdout, r.stderr)
+    r = _run([sys.executable, tool, "--help"])
+    assert r.returncode == 0 and "Usage: ``check_abi.py LIB.so" in r.stdout and "ok" not in r.stdout.split()
+    (tmp_path / "text.so").write_text("not an ELF file\n")
+    for path, why in [(tmp_path / "missing.so", "no such file"), (tmp_path / "text.so", "not an ELF shared library")]:
+        r = _run([sys.executable, tool, path])
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (path, r.stdout, r.stderr)
+        assert r.stdout.startswith(f"FAIL {path}") and why in r.stdout, (path, r.stdout)
