@@ -121,3 +121,20 @@ def test_check_abi_refuses_what_is_not_a_shared_library(tmp_path):
         r = _run([sys.executable, tool, path])
         assert r.returncode == 1 and "Traceback" not in r.stderr, (path, r.stdout, r.stderr)
         assert r.stdout.startswith(f"FAIL {path}") and why in r.stdout, (path, r.stdout)
+
+
+@pytest.mark.parametrize("name", ["dc_decode", "dc_unpack"])
+def test_a_device_as_input_is_refused_at_once(tools, name, tmp_path):
+    """/dev/zero as PACKED: the tools read until memory ran out (here capped at 1 GB of address
+    space so that the old behaviour cannot take the machine's memory), then blamed its size. A
+    device is refused before reading, as dc-keras does ("a device, not a file")."""
+    import resource
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    r = subprocess.run([tools[name], "/dev/zero", str(tmp_path / "out")], capture_output=True, text=True,
+                       timeout=60, preexec_fn=cap)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "/dev/zero: a device, not a file: give the path of a" in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == []

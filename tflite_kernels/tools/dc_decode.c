@@ -54,9 +54,7 @@ static int decode_one(const char* in_path, const char* out_path) {
     return 1;
   }
   if (tool_read_file(in_path, &data, &size) != 0) {
-    int err = errno;
-    fprintf(stderr, "dc_decode: cannot read %s: %s; %s\n", in_path, strerror(err),
-            tool_io_fix(err, 0, "packed tensor", "packed tensor"));
+    tool_read_error("dc_decode", in_path, errno, "packed tensor", "packed tensor");
     return 1;
   }
   st = dc_peek(data, size, &info);

@@ -50,9 +50,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (tool_read_file(argv[1], &in, &in_n) != 0) {
-    int err = errno;
-    fprintf(stderr, "dc_unpack: cannot read %s: %s; %s\n", argv[1], strerror(err),
-            tool_io_fix(err, 0, "packed .tflite", ".tflite"));
+    tool_read_error("dc_unpack", argv[1], errno, "packed .tflite", ".tflite");
     return 1;
   }
   dc_unpack_status st = dc_unpack(in, in_n, &out, &out_n, why, sizeof why);

@@ -24,10 +24,12 @@ static int tool_read_file(const char* path, uint8_t** data, size_t* size) {
   uint8_t* buf = f ? (uint8_t*)malloc(cap) : NULL;
   int bad, err = f ? ENOMEM : errno;
   struct stat st;
-  if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) { /* fopen(dir, "rb") succeeds */
+  if (f && fstat(fileno(f), &st) == 0 &&
+      (S_ISDIR(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+    /* fopen(dir, "rb") succeeds; a device (/dev/zero) would be read until memory runs out */
     free(buf);
     fclose(f);
-    errno = EISDIR;
+    errno = S_ISDIR(st.st_mode) ? EISDIR : ENODEV;
     return -1;
   }
   while (buf) {
@@ -100,6 +102,10 @@ static int tool_is_help(const char* arg) {
   return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
 }
 
+/* The one line for an input that tool_read_file could not read (errno `err`). */
+static void tool_read_error(const char* tool, const char* path, int err, const char* what,
+                            const char* kind);
+
 /* What to do about errno `err` when reading the input (`what`: e.g. "packed .tflite", `kind`:
  * e.g. ".tflite") or writing the output (as dc-keras says). */
 static const char* tool_io_fix(int err, int output, const char* what, const char* kind) {
@@ -126,6 +132,16 @@ static const char* tool_io_fix(int err, int output, const char* what, const char
     return "free some space or choose an output path on another disk (nothing was written)";
   }
   return "choose another output path";
+}
+
+static void tool_read_error(const char* tool, const char* path, int err, const char* what,
+                            const char* kind) {
+  if (err == ENODEV) {
+    fprintf(stderr, "%s: %s: a device, not a file: give the path of a %s file\n", tool, path, kind);
+  } else {
+    fprintf(stderr, "%s: cannot read %s: %s; %s\n", tool, path, strerror(err),
+            tool_io_fix(err, 0, what, kind));
+  }
 }
 
 #endif /* DC_TOOL_IO_H */
