@@ -103,3 +103,21 @@ def test_program_against_the_public_headers_builds_and_runs(lang, tmp_path):
     assert r.returncode == 0 and r.stdout == "ok\n", (r.returncode, r.stdout, r.stderr)
     # the bad option's reason went to stderr (no report_error callback), one line
     assert r.stderr.count("unknown option weights=compresed") == 1, r.stderr
+
+
+# TFLM's own C flags (tensorflow/lite/micro/tools/make/Makefile: CCFLAGS = -std=c11, CC_WARNINGS,
+# COMMON_FLAGS' -Werror): the flags the kernel and decoder get when an app adds them to a TFLM
+# Makefile build, as docs/microcontrollers.md says to.
+TFLM_CCFLAGS = ["-std=c11", "-Wimplicit-function-declaration", "-Wsign-compare", "-Wdouble-promotion",
+                "-Wshadow", "-Wunused-variable", "-Wmissing-field-initializers", "-Wunused-function",
+                "-Wswitch", "-Wvla", "-Wall", "-Wextra", "-Wstrict-aliasing", "-Wno-unused-parameter",
+                "-Werror", "-fno-unwind-tables", "-ffunction-sections", "-fdata-sections",
+                "-DTF_LITE_STATIC_MEMORY", "-Os"]
+
+
+@pytest.mark.parametrize("src", ["src/dc_codec.c", "micro/huffdecode_tflm.c"])
+def test_mcu_sources_compile_with_tflm_flags(src, tmp_path):
+    assert CC, "needs a C compiler (apt install gcc)"
+    kernels = os.path.join(ROOT, "tflite_kernels")
+    _compile([CC, *TFLM_CCFLAGS, f"-I{INCLUDE}", f"-I{os.path.join(kernels, 'micro')}", "-c",
+              os.path.join(kernels, src), "-o", str(tmp_path / "out.o")])
