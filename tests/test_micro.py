@@ -127,7 +127,8 @@ def _bad_jobs(d, paths, files, x):
         for op in sg.operators:
             if fb.is_huffdecode_code(m.operatorCodes[op.opcodeIndex]):
                 op.customOptions = [1, 1]
-    for name, blob in (("corrupt", bytes(corrupt)), ("options", fb.write_model(m))):
+    int4 = _int4_packed(data)
+    for name, blob in (("corrupt", bytes(corrupt)), ("options", fb.write_model(m)), ("int4", int4)):
         with open(d / f"bad_{name}.tflite", "wb") as f:
             f.write(blob)
     c, o = str(d / "bad_corrupt.tflite"), str(d / "bad_options.tflite")
@@ -135,7 +136,28 @@ def _bad_jobs(d, paths, files, x):
             {"model": c, "registerers": [EACH], "input": x, "out": str(d / "b2.npy")},
             {"model": o, "registerers": [ONCE], "input": x, "out": str(d / "b3.npy")},
             {"model": paths["float.packed"], "registerers": [], "input": x, "out": str(d / "b4.npy")},
-            {"model": paths["float.packed"], "registerers": [ONCE, ONCE], "input": x, "out": str(d / "b5.npy")}]
+            {"model": paths["float.packed"], "registerers": [ONCE, ONCE], "input": x, "out": str(d / "b5.npy")},
+            {"model": str(d / "bad_int4.tflite"), "registerers": [ONCE], "input": x, "out": str(d / "b6.npy")}]
+
+
+def _int4_packed(data):
+    """The first packed weight of ``data`` replaced by a valid packed int4 tensor of its shape (as
+    ``pack`` writes for int4 weights, FORMAT.md §13), its output tensor typed INT4."""
+    import ml_dtypes
+
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import codec
+    from dc_keras.export._pack import packed_tensors
+
+    m = fb.read_model(data)
+    s, p, o = packed_tensors(m)[0]
+    packed, out = m.subgraphs[s].tensors[p], m.subgraphs[s].tensors[o]
+    shape = [int(n) for n in out.shape]
+    enc = codec.encode((np.arange(int(np.prod(shape))) % 7 - 3).astype(ml_dtypes.int4).reshape(shape))
+    m.buffers[packed.buffer].data = np.frombuffer(enc, np.uint8)
+    packed.shape = np.array([len(enc)], np.int32)
+    out.type = fb.schema.TensorType.INT4
+    return fb.write_model(m)
 
 
 @pytest.mark.parametrize("kind", ["float", "int8"])
@@ -170,6 +192,10 @@ def test_bad_models_fail_with_the_kernels_message(runs):
     assert "custom options must be empty or one byte" in r[2]["log"], r[2]
     assert "CUSTOM" in r[3]["log"] or "HuffDecode" in r[3]["log"], r[3]  # op not registered
     assert "already registered" in r[4]["log"], r[4]
+    # a valid packed int4 weight: says the kernel does not decode that type and what to do, not
+    # that the model was edited
+    assert "the TFLM kernel does not decode int4 tensors" in r[5]["log"], r[5]
+    assert "dc-keras unpack" in r[5]["log"] and "edited after packing" not in r[5]["log"], r[5]
 
 
 def test_registerer_refuses_an_unknown_resolver_layout(lib_path):
@@ -202,3 +228,63 @@ def test_registerer_refuses_an_unknown_resolver_layout(lib_path):
     ctypes.c_int32.from_address(base + 11212).value = 77
     before = bytes(fake)
     assert reg(base) is False and bytes(fake) == before
+
+
+def test_docs_python_snippet_runs_as_written(models, tmp_path):
+    """docs/microcontrollers.md's Python block, run as the doc says (from the repository root,
+    with the TFLM venv's python, after `make -C tflite_kernels/micro`), on a packed model: it must
+    run as written (no undefined names), with only the model's path swapped in."""
+    import re
+
+    with open(os.path.join(ROOT, "docs", "microcontrollers.md")) as f:
+        doc = f.read()
+    block = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    assert "model.packed.tflite" in block
+    _, paths, _ = models
+    app = tmp_path / "app.py"
+    app.write_text(block.replace("model.packed.tflite", paths["float.packed"]) +
+                   "\nimport numpy as np\n"
+                   "interp.set_input(np.zeros((1, 14, 14, 1), np.float32), 0)\n"
+                   "interp.invoke()\n"
+                   "print('outputs', interp.get_output(0).shape)\n")
+    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro")], check=True)
+    r = subprocess.run([tflm_env.ensure(), str(app)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "outputs (1, 10)" in r.stdout
+
+
+def test_set_decode_mode_cli_errors_and_never_touches_its_input(models, tmp_path):
+    """tools/mcu/set_decode_mode.py, as docs/microcontrollers.md shows it: IN is never modified
+    (also when OUT names the same file), a bad name or a missing file is one line naming the
+    problem and the fix with status 1 and nothing written, no temporary file is left."""
+    _, paths, files = models
+    src = tmp_path / "m.packed.tflite"
+    src.write_bytes(files["float.packed"])
+    tool = os.path.join(ROOT, "tools", "mcu", "set_decode_mode.py")
+
+    def run(*args):
+        return subprocess.run([sys.executable, tool, *map(str, args)], capture_output=True, text=True,
+                              timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+    from dc_keras import _flatbuffer as fb
+    from dc_keras.export._pack import packed_tensors
+
+    m = fb.read_model(files["float.packed"])
+    name = fb.tensor_name(m.subgraphs[0].tensors[packed_tensors(m)[0][2]])
+    ok = run(src, tmp_path / "out.tflite", "--each-invoke", name)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "out.tflite").read_bytes() == set_decode_mode.set_modes(files["float.packed"], {name: 1})
+    for args, what in [((src, src, "--each-invoke", name), "same file as the input"),
+                       ((src, tmp_path / "." / src.name, "--all-each-invoke"), "same file as the input"),
+                       ((src, tmp_path / "o.tflite", "--each-invoke", "no/such/tensor"), "dc-keras inspect"),
+                       ((src, tmp_path / "o.tflite", "--once", name, "--each-invoke", name),
+                        "both --once and --each-invoke"),
+                       ((tmp_path / "missing.tflite", tmp_path / "o.tflite", "--all-each-invoke"),
+                        "check the path")]:
+        r = run(*args)
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith("set_decode_mode.py: ")]
+        assert r.returncode == 1 and len(lines) == 1 and what in lines[0], (args, r.stderr[-2000:])
+        assert "Traceback" not in r.stderr
+        assert src.read_bytes() == files["float.packed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.packed.tflite", "out.tflite"]

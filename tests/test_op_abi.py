@@ -72,3 +72,62 @@ def test_litert_load_delegate_with_options_gives_clear_error():
 
     with pytest.raises(ValueError, match="unknown option|Failed to load delegate"):
         load_delegate(runtime.library_path(), options={"foo": "bar"})
+
+
+def test_delegate_plugin_without_error_callback_prints_the_reason():
+    """docs/android.md's C snippet passes NULL as report_error: a bad option must not then give a
+    NULL delegate with the reason lost; it goes to stderr (one line naming the option and the
+    valid ones)."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes, sys\n"
+            "lib = ctypes.CDLL(sys.argv[1])\n"
+            "lib.tflite_plugin_create_delegate.restype = ctypes.c_void_p\n"
+            "k = (ctypes.c_char_p * 1)(b'weights'); v = (ctypes.c_char_p * 1)(b'compresed')\n"
+            "print(lib.tflite_plugin_create_delegate(k, v, ctypes.c_size_t(1), None) or 0)\n")
+    r = subprocess.run([sys.executable, "-c", code, runtime.library_path()], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "0", (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if "HuffDecode delegate" in ln]
+    assert len(lines) == 1, r.stderr
+    assert "unknown option weights=compresed" in lines[0] and "weights=decoded|compressed" in lines[0]
+
+
+def test_litert_kernel_refuses_packed_bytes_litert_cannot_wrap():
+    """LiteRT's CompiledModel wraps a custom op's constant input as a host buffer and refuses one
+    that is not 64-byte aligned, at the first run, with only "Unaligned host memory pointer" in its
+    log and status 3. DcKerasLiteRtHuffDecodeCreate sees the model first: it refuses such bytes
+    naming the tensor and the fix (dc_align_packed + 64-byte aligned memory)."""
+    import os
+
+    import numpy as np
+
+    from dc_keras.runtime import _litert_c
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "conv_int8_tail.packed.tflite")
+    with open(path, "rb") as f:
+        model = f.read()
+    lib = _litert_c._dc()
+    fn = ctypes.cast(lib.dc_unpack_free, ctypes.c_void_p)  # any non-NULL function for the API table
+    api = _litert_c._Api(fn, fn, fn)
+
+    def create(content, offset):
+        raw = np.zeros(len(content) + 128, np.uint8)
+        at = (-raw.ctypes.data) % 64 + offset
+        raw[at:at + len(content)] = np.frombuffer(content, np.uint8)
+        why = ctypes.create_string_buffer(512)
+        state = lib.DcKerasLiteRtHuffDecodeCreate(raw.ctypes.data + at, len(content), ctypes.byref(api), why,
+                                                  len(why))
+        if state:
+            lib.DcKerasLiteRtHuffDecodeDestroy(state)
+        return state, why.value.decode()
+
+    aligned = _litert_c._align_packed(lib, model)
+    state, why = create(aligned, 0)
+    assert state and why == ""
+    for content, offset in [(model, 0), (aligned, 16)]:
+        state, why = create(content, offset)
+        assert not state, offset
+        assert why.startswith("HuffDecode(") and "not 64-byte aligned" in why, why
+        assert "dc_align_packed(model, n, 64" in why and "64-byte aligned memory" in why, why

@@ -479,3 +479,11 @@ def test_layer_over_the_density_limit_runs_on_its_counted_decode_bit_exact(relea
         assert rows and all(r["route"] == "dense" and r["reason"].startswith("density") for r in rows), rows
         xs = np.random.default_rng(4).random((5, width)).astype(np.float32)
         np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
+
+
+def test_max_density_given_in_percent_says_python_takes_a_fraction():
+    """The delegate option is in percent (max_density=50, docs/android.md), the Python argument a
+    fraction: a C developer passing 50 to Python is told the fraction to write."""
+    for pct, frac in ((50, "0.5"), (30, "0.3"), (100, "1.0")):
+        with pytest.raises(ValueError, match=rf"got {pct}: .*percent.*max_density={frac}"):
+            runtime.Interpreter(model_content=b"unused", weights="compressed", max_density=pct)

@@ -392,8 +392,13 @@ def _check_max_density(max_density, weights):
           and 0 < max_density <= 1)  # NaN fails the range
     pct = round(float(max_density) * 100) if ok else 0
     if not ok or pct < 1 or abs(pct - float(max_density) * 100) > 1e-6:
+        hint = ""
+        if (isinstance(max_density, int) and not isinstance(max_density, bool)
+                and 1 < max_density <= 100):  # the delegate option's percent
+            hint = (f": {max_density} looks like the delegate option's percent; here it is a "
+                    f"fraction, max_density={max_density / 100}")
         raise ValueError(f"max_density must be a fraction in (0, 1] in whole percent (e.g. 0.9), "
-                         f"got {max_density!r}")
+                         f"got {max_density!r}{hint}")
     return pct
 
 

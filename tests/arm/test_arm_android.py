@@ -101,7 +101,7 @@ def test_android_example_compiles(arm_env, arch, tmp_path):
     (inc / "c_api.h").write_text("#pragma once\n" + C_API_DECLS)
     (inc / "c_api_experimental.h").write_text('#pragma once\n#include "tensorflow/lite/c/c_api.h"\n')
     cmd = [COMPILERS[arch], "-std=c99", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", "-c",
-           f"-I{tmp_path / 'include'}", f"-I{jni}", f"-I{jni / 'linux'}",
+           f"-I{tmp_path / 'include'}", f"-I{KERNELS / 'include'}", f"-I{jni}", f"-I{jni / 'linux'}",
            str(KERNELS / "android" / "dc_tflite_example.c"), "-o", str(tmp_path / "example.o")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

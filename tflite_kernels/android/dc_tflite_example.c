@@ -26,15 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dc_tflite.h" /* libdc_huffdecode.so's entry points (tflite_kernels/include) */
 #include "tensorflow/lite/c/c_api.h"
 #include "tensorflow/lite/c/c_api_experimental.h" /* AddCustomOp in older TFLite releases */
-
-/* Exported by libdc_huffdecode.so (tflite_kernels/src/huffdecode_op.c).  Declared here with
- * TFLite's own types: the library's structs have the upstream layout (tflite_abi.h). */
-const TfLiteRegistration* DcKerasHuffDecodeRegistration(void);
-TfLiteDelegate* tflite_plugin_create_delegate(char** keys, char** values, size_t num_options,
-                                              void (*report_error)(const char*));
-void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate);
 
 enum { DC_ROUTE_CUSTOM_OP = 0, DC_ROUTE_DELEGATE = 1 };
 
@@ -66,6 +60,12 @@ static DcRunner* dc_runner_create(const void* data, size_t size, int num_threads
                                   char* err, size_t err_size) {
   DcRunner* r = (DcRunner*)calloc(1, sizeof(DcRunner));
   TfLiteInterpreterOptions* options = NULL;
+  if (route != DC_ROUTE_CUSTOM_OP && route != DC_ROUTE_DELEGATE) {
+    snprintf(err, err_size, "route must be %d (ROUTE_CUSTOM_OP) or %d (ROUTE_DELEGATE), got %d",
+             DC_ROUTE_CUSTOM_OP, DC_ROUTE_DELEGATE, route);
+    free(r);
+    return NULL;
+  }
   if (!r || !(r->model_data = malloc(size ? size : 1))) {
     snprintf(err, err_size, "out of memory");
     free(r);

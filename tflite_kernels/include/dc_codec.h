@@ -11,8 +11,9 @@
  *    tables live in a caller-provided workspace of dc_workspace_size() bytes
  *    (at most DC_MAX_WORKSPACE, sized to the tensor's real code lengths); no
  *    function of the decoder uses more than 4 KiB of stack on this path (gcc
- *    -fstack-usage, -O2: largest frame 848 B on x86-64, 840 B on Cortex-M4 with
- *    arm-none-eabi-gcc 12; deepest call chain about 1.5 KB).
+ *    -fstack-usage, -O2: largest frame 784 B on x86-64 with gcc 12.2, measured
+ *    2026-12-01; Cortex-M4 frames and the painted high-water mark (~1.1 KB):
+ *    docs/microcontrollers.md; make test-mcu fails past 4 KiB).
  *  - dc_decode (host convenience): the same, with the workspace on its own
  *    stack: DC_MAX_WORKSPACE bytes (~16.5 KB), DC_FAST_WORKSPACE (~24.5 KB) on
  *    x86-64 and other 64-bit targets, where it buys the §6 pair-table path (x86-64)

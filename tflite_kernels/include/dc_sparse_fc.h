@@ -114,7 +114,8 @@ DC_API dc_sfc_status dc_sparse_table_build(const uint8_t* packed, size_t size, d
  * tables: the int8 values; m->fill where nothing is stored).  idx holds n
  * int32 (idx64 = 0) or int64 (idx64 = 1) indices.  Every index is checked
  * against [0, rows) before anything is written: returns n on success, else
- * the position of the first index out of range (out untouched). */
+ * the position of the first index out of range (out untouched); 0 when m, idx
+ * or out is NULL or m holds no form. */
 DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64, size_t n,
                                void* out);
 
@@ -129,6 +130,10 @@ DC_API void dc_sparse_fc_free(dc_sparse_fc* m);
 
 /* Bytes held by the compact form (for reports and benchmarks). */
 DC_API size_t dc_sparse_fc_bytes(const dc_sparse_fc* m);
+
+/* The two FC kernels below are the hot path and check nothing: m must be a form built by
+ * dc_sparse_fc_build (not a zeroed or freed one), x, y (and scratch for batch > 1) must be
+ * non-NULL and of the sizes given. */
 
 /* y[b, r] = act(sum_c W[r, c] x[b, c] + bias[r]) for b < batch, clamped to
  * [act_min, act_max].  bias may be NULL.  scratch: cols * DC_SFC_BATCH_TILE

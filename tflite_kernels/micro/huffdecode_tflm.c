@@ -43,6 +43,16 @@ static int tflm_type(uint32_t dc_dtype) {
   }
 }
 
+static const char* dtype_name(uint32_t dc_dtype) {
+  switch (dc_dtype) {
+    case DC_DTYPE_INT4: return "int4";
+    case DC_DTYPE_BFLOAT16: return "bfloat16";
+    case DC_DTYPE_INT2: return "int2";
+    case DC_DTYPE_UINT4: return "uint4";
+    default: return "this element type's";
+  }
+}
+
 static dc_status workspace_bytes(const uint8_t* data, size_t size, size_t* bytes) {
 #if DC_TFLM_HAVE_WS
   return dc_workspace_size(data, size, bytes);
@@ -121,7 +131,15 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
     return 0;
   }
   want = tflm_type(info->dtype);
-  if (want < 0 || want != (int)out->type || out->dims == NULL || out->dims->size < 0 ||
+  if (want < 0) { /* a valid tensor (e.g. int4 / bfloat16 weights) of a type not handled here */
+    ctx->ReportError(ctx,
+                     "HuffDecode (output tensor %d): the TFLM kernel does not decode %s tensors "
+                     "(it decodes float32, float16, int32, uint8, int16 and int8 ones); run this "
+                     "model unpacked on TFLM (dc-keras unpack IN OUT)",
+                     d->out_idx, dtype_name(info->dtype));
+    return 0;
+  }
+  if (want != (int)out->type || out->dims == NULL || out->dims->size < 0 ||
       (uint32_t)out->dims->size != info->rank) {
     ctx->ReportError(ctx,
                      "HuffDecode (output tensor %d): packed dtype/rank (%u/%u) differ from "

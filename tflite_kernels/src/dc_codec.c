@@ -1228,17 +1228,17 @@ static void build_pairs(const uint16_t* gtab, uint32_t gmask, const uint16_t* it
 /* the pair table and a chunk fit the 2 << DC_MAX_CODE_LENGTH words of r->pairs */
 typedef char dc_pair_workspace_fits
     [DC_PAIR_BITS <= DC_MAX_CODE_LENGTH && DC_ROWS_CHUNK <= (1u << DC_MAX_CODE_LENGTH) ? 1 : -1];
-#define DC_PAIR_RAW(b, out)                                      \
-  do {                                                           \
-    uint32_t e_ = pairs[(b).bits & ((1u << DC_PAIR_BITS) - 1u)]; \
-    (b).bits >>= (e_ & 15u);                                     \
-    (b).count -= (e_ & 15u);                                     \
-    if (!(e_ & DC_PAIR_BOTH)) {                                  \
-      uint32_t i_;                                               \
-      DEC(b, itab, imask, i_);                                   \
-      e_ = (e_ & 0xFFFF0000u) | (uint32_t)vc[i_] << 7;           \
-    }                                                            \
-    (out) = e_;                                                  \
+#define DC_PAIR_RAW(b, out)                                       \
+  do {                                                            \
+    uint32_t pe_ = pairs[(b).bits & ((1u << DC_PAIR_BITS) - 1u)]; \
+    (b).bits >>= (pe_ & 15u);                                     \
+    (b).count -= (pe_ & 15u);                                     \
+    if (!(pe_ & DC_PAIR_BOTH)) {                                  \
+      uint32_t i_;                                                \
+      DEC(b, itab, imask, i_);                                    \
+      pe_ = (pe_ & 0xFFFF0000u) | (uint32_t)vc[i_] << 7;          \
+    }                                                             \
+    (out) = pe_;                                                  \
   } while (0)
 /* Appends entry word w: q = position + 1 of the entry (q <= rend: inside the current row). */
 #define DC_PAIR_PLACE(w)                                       \

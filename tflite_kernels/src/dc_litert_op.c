@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "dc_parallel.h"
+#include "dc_tflite.h"
 #include "dc_unpack.h"
 
 #define DC_EXPORT __attribute__((visibility("default")))
@@ -39,6 +40,7 @@ typedef int DcLiteRtStatus;
 enum { kDcLiteRtOk = 0, kDcLiteRtInvalidArgument = 1, kDcLiteRtRuntimeFailure = 500 };
 enum { kDcLiteRtLockRead = 0, kDcLiteRtLockWrite = 1 };
 #define DC_LITERT_MAX_RANK 8
+#define DC_LITERT_HOST_ALIGNMENT 64 /* LITERT_HOST_MEMORY_BUFFER_ALIGNMENT */
 
 typedef struct {
   unsigned int rank : 7;
@@ -57,12 +59,8 @@ typedef struct {
   DcLiteRtStatus (*Destroy)(void* user_data);
 } DcLiteRtCustomOpKernel; /* LiteRtCustomOpKernel */
 
-/* The LiteRT functions the kernel calls, filled in by the host. */
-typedef struct {
-  DcLiteRtStatus (*lock)(void* buffer, void** host_mem, int lock_mode);
-  DcLiteRtStatus (*unlock)(void* buffer);
-  DcLiteRtStatus (*size)(void* buffer, size_t* size);
-} DcLiteRtApi;
+/* The LiteRT functions the kernel calls, filled in by the host (dc_tflite.h). */
+typedef DcKerasLiteRtApi DcLiteRtApi;
 
 typedef struct {
   DcLiteRtApi api;
@@ -178,7 +176,9 @@ DC_EXPORT void DcKerasLiteRtHuffDecodeDestroy(void* state) {
 }
 
 /* Decodes every HuffDecode op of `model`; NULL + why on error.  `model` must stay valid as long
- * as the state (its packed bytes are compared at run time). */
+ * as the state (its packed bytes are compared at run time), and be the buffer LiteRT loads:
+ * its packed tensors must start on 64-byte aligned addresses (dc_align_packed, then aligned
+ * memory), which LiteRT requires of a custom op's constant input; refused here otherwise. */
 DC_EXPORT void* DcKerasLiteRtHuffDecodeCreate(const uint8_t* model, size_t n,
                                               const DcLiteRtApi* api, char* why, size_t why_n) {
   DcLiteRtHuff* k = (DcLiteRtHuff*)calloc(1, sizeof *k);
@@ -190,6 +190,22 @@ DC_EXPORT void* DcKerasLiteRtHuffDecodeCreate(const uint8_t* model, size_t n,
   }
   k->api = *api;
   if (dc_list_huffdecode(model, n, &k->ops, &k->num_ops, why, why_n) != DC_UNPACK_OK) {
+    DcKerasLiteRtHuffDecodeDestroy(k);
+    return NULL;
+  }
+  /* LiteRT wraps each packed input as a host tensor buffer and refuses one that is not
+   * DC_LITERT_HOST_ALIGNMENT-aligned, at the first run and with a bare status: refuse here. */
+  for (size_t i = 0; i < k->num_ops; ++i) {
+    if (((uintptr_t)k->ops[i].packed % DC_LITERT_HOST_ALIGNMENT) == 0) continue;
+    if (why && why_n) {
+      snprintf(why, why_n,
+               "HuffDecode(%s): its packed bytes are not %d-byte aligned in memory, and LiteRT's "
+               "CompiledModel refuses such a constant input (\"Unaligned host memory pointer\"): "
+               "run dc_align_packed(model, n, %d, ...) and pass its result, copied to "
+               "%d-byte aligned memory (e.g. aligned_alloc), to LiteRT and to this function",
+               k->ops[i].name, DC_LITERT_HOST_ALIGNMENT, DC_LITERT_HOST_ALIGNMENT,
+               DC_LITERT_HOST_ALIGNMENT);
+    }
     DcKerasLiteRtHuffDecodeDestroy(k);
     return NULL;
   }

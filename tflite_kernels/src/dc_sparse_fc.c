@@ -799,7 +799,8 @@ static int64_t index_at(const void* idx, int idx64, size_t i) {
 
 DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64, size_t n,
                                void* out) {
-  for (size_t i = 0; i < n; ++i) { /* all checked before anything is written */
+  if (!m || !idx || !out || !m->row_ptr) return 0; /* nothing done: < n (or n == 0) */
+  for (size_t i = 0; i < n; ++i) {                 /* all checked before anything is written */
     int64_t r = index_at(idx, idx64, i);
     if (r < 0 || r >= (int64_t)m->rows) return i;
   }

@@ -652,8 +652,13 @@ DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_hu
   pl.max_output = DC_FLATBUFFER_MAX;
   pl.list_only = 1;
   if (why && why_n) why[0] = '\0';
-  if (!ops || !num_ops || !model)
-    return say(&f, "dc_list_huffdecode: bad arguments"), DC_UNPACK_MALFORMED;
+  if (!ops || !num_ops) {
+    return say(&f, "dc_list_huffdecode: ops and num_ops are required"), DC_UNPACK_MALFORMED;
+  }
+  if (!model) {
+    return say(&f, "dc_list_huffdecode: model is NULL: pass the .tflite's bytes"),
+           DC_UNPACK_MALFORMED;
+  }
   *ops = NULL;
   *num_ops = 0;
   int r = with_fix(&f, plan_model(&f, &pl));
@@ -690,9 +695,15 @@ DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t a
     *out = NULL;
     *out_n = 0;
   }
-  if (!out || !out_n || !model || alignment < 16 || alignment > 4096 ||
-      (alignment & (alignment - 1))) {
-    return say(&f, "dc_align_packed: bad arguments (alignment: a power of 2, 16..4096)"),
+  if (!out || !out_n)
+    return say(&f, "dc_align_packed: out and out_n are required"), DC_UNPACK_MALFORMED;
+  if (!model)
+    return say(&f, "dc_align_packed: model is NULL: pass the .tflite's bytes"), DC_UNPACK_MALFORMED;
+  if (alignment < 16 || alignment > 4096 || (alignment & (alignment - 1))) {
+    return say(&f,
+               "dc_align_packed: alignment must be a power of 2 in 16..4096, got %zu (64 for "
+               "LiteRT)",
+               alignment),
            DC_UNPACK_MALFORMED;
   }
   *out = NULL;

@@ -43,6 +43,7 @@
 #include "dc_pages.h"
 #include "dc_parallel.h"
 #include "dc_sparse_fc.h"
+#include "dc_tflite.h" /* the public declarations of the entry points below */
 #include "tflite_abi.h"
 
 #define DC_EXPORT __attribute__((visibility("default")))
@@ -1950,6 +1951,17 @@ static int parse_uint(const char* v, int lo, int hi, int* out) {
  * with weights=compressed, FULLY_CONNECTED layers with more non-zero weights than that percent
  * stay decoded (dense layers run faster on the dense kernels, docs/android.md); 100: all run
  * compressed. */
+/* Reports why tflite_plugin_create_delegate returns NULL: through the caller's callback, or, when
+ * it passed none (as a C caller may: docs/android.md), on stderr, so the reason is never lost. */
+static void report_option_error(void (*report_error)(const char*), const char* msg) {
+  if (report_error) {
+    report_error(msg);
+  } else {
+    fprintf(stderr, "%s\n", msg);
+    fflush(stderr);
+  }
+}
+
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
                          void (*report_error)(const char*)) {
   char msg[256];
@@ -1981,7 +1993,7 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
              "weights=decoded|compressed, keep_decoded=1|0, decode_threads=0..%d "
              "(0 = one per CPU), decode_async=1|0 and max_density=1..100 (percent))",
              k ? k : "(null)", v ? v : "(null)", DC_MAX_DECODE_THREADS);
-    if (report_error) report_error(msg);
+    report_option_error(report_error, msg);
     return 0;
   }
   return 1;
@@ -1994,7 +2006,7 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
   size_t n = (size_t)(uint32_t)num_options;
   DcDelegate* d = (DcDelegate*)calloc(1, sizeof(DcDelegate));
   if (!d) {
-    if (report_error) report_error("dc_keras HuffDecode delegate: out of memory");
+    report_option_error(report_error, "dc_keras HuffDecode delegate: out of memory");
     return NULL;
   }
   d->keep_decoded = 1;

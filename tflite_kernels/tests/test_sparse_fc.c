@@ -571,6 +571,14 @@ int main(void) {
   CHECK(dc_sparse_fc_build(codec_vectors[0].packed, 3, NULL, NULL, NULL, 0) == DC_SFC_ARGUMENT,
         "NULL form");
   dc_sparse_fc_free(NULL);
+  /* NULL arguments to the lookup: "not done" (a return < n), never a crash */
+  int32_t idx0 = 0;
+  float out0[4];
+  memset(&m, 0, sizeof m);
+  CHECK(dc_sparse_gather(NULL, &idx0, 0, 1, out0) == 0, "gather: NULL table");
+  CHECK(dc_sparse_gather(&m, NULL, 0, 1, out0) == 0, "gather: NULL indices");
+  CHECK(dc_sparse_gather(&m, &idx0, 0, 1, NULL) == 0, "gather: NULL output");
+  CHECK(dc_sparse_gather(NULL, NULL, 0, 0, NULL) == 0, "gather: nothing to do");
   if (failures) {
     fprintf(stderr, "test_sparse_fc: %d failure(s)\n", failures);
     return 1;

@@ -116,6 +116,24 @@ static void check_model(const char* path, int tail) {
   dc_unpack_free(al);
   CHECK(dc_align_packed(model, n, 48, &al, &aln, why, sizeof why) == DC_UNPACK_MALFORMED && !al,
         "alignment must be a power of 2");
+  CHECK(strstr(why, "alignment must be a power of 2 in 16..4096, got 48") != NULL, "why: %s", why);
+  /* a NULL argument: the message names it (not the alignment) */
+  CHECK(dc_align_packed(NULL, n, 64, &al, &aln, why, sizeof why) == DC_UNPACK_MALFORMED && !al &&
+            strstr(why, "model is NULL") != NULL,
+        "align NULL model: %s", why);
+  CHECK(dc_align_packed(model, n, 64, NULL, &aln, why, sizeof why) == DC_UNPACK_MALFORMED &&
+            strstr(why, "out and out_n are required") != NULL,
+        "align NULL out: %s", why);
+  {
+    dc_huffdecode_op* none = NULL;
+    size_t count = 0;
+    CHECK(dc_list_huffdecode(NULL, n, &none, &count, why, sizeof why) == DC_UNPACK_MALFORMED &&
+              strstr(why, "model is NULL") != NULL,
+          "list NULL model: %s", why);
+    CHECK(dc_list_huffdecode(model, n, NULL, &count, why, sizeof why) == DC_UNPACK_MALFORMED &&
+              strstr(why, "ops and num_ops are required") != NULL,
+          "list NULL ops: %s", why);
+  }
   /* hostile variants: an error with a message, or a success; never a crash */
   size_t errors = 0;
   for (size_t k = 0; k < n; k += 7) {

@@ -4,17 +4,33 @@
  * the same packed files are decoded by the x86_64, aarch64 and armv7 builds and the outputs
  * compared byte for byte.
  *
- *   usage: dc_decode PACKED OUT [PACKED OUT ...]
+ *   usage: dc_decode PACKED OUT [PACKED OUT ...]     (dc_decode --help)
  *
- * For each pair it prints "dtype=D shape=[d0,d1,...] bytes=N" and writes the decoded bytes
- * to OUT.  On any error (unreadable file, malformed packed tensor) it prints the decoder's
- * message naming the file and exits with status 1.
+ * For each pair, in order, it prints "dtype=D shape=[d0,d1,...] bytes=N" and writes the decoded
+ * bytes to OUT atomically (a temporary file next to OUT, mode 0666 minus the umask, renamed over
+ * OUT); PACKED is never modified.  At the first error (unreadable file, malformed packed tensor,
+ * OUT the same file as PACKED, unwritable OUT) it prints one line naming the file, the problem
+ * and the fix, leaves that OUT as it was and exits with status 1 (the pairs before it are
+ * written); 2 for a usage error.
  */
-#include <stdio.h>
-#include <stdlib.h>
-
+#define _POSIX_C_SOURCE 200809L
 #include "dc_codec.h"
 #include "tool_io.h"
+
+static const char USAGE[] =
+    "usage: dc_decode PACKED OUT [PACKED OUT ...]\n"
+    "Decodes each packed tensor PACKED (one tensor in docs/FORMAT.md's bytes, as\n"
+    "dc_keras.codec.encode writes it; not a whole .tflite: use dc_unpack for a model) to OUT as\n"
+    "raw little-endian elements in C order, and prints \"dtype=D shape=[...] bytes=N\".\n"
+    "PACKED is never modified; OUT is written atomically (temporary file + rename, mode 0666\n"
+    "minus the umask).\n"
+    "exit status: 0 all written; 1 error (one line on stderr naming the problem and the fix;\n"
+    "that OUT is left as it was, the pairs before it are written); 2 usage error.\n";
+
+/* The first bytes of a .tflite flatbuffer: root offset, then the file identifier "TFL3". */
+static int looks_like_tflite(const uint8_t* data, size_t size) {
+  return size >= 8 && data[4] == 'T' && data[5] == 'F' && data[6] == 'L' && data[7] == '3';
+}
 
 static int decode_one(const char* in_path, const char* out_path) {
   uint8_t* data = NULL;
@@ -22,15 +38,34 @@ static int decode_one(const char* in_path, const char* out_path) {
   dc_tensor_info info;
   dc_status st;
   void* out;
-  FILE* f;
   uint32_t i;
-  int ok;
+  int w;
 
+  if (tool_same_file(in_path, out_path)) {
+    fprintf(stderr,
+            "dc_decode: the output %s is the same file as the input %s, which is never "
+            "overwritten: choose a different output path\n",
+            out_path, in_path);
+    return 1;
+  }
+  if (tool_is_dir(out_path)) {
+    fprintf(stderr, "dc_decode: cannot write %s: %s; %s\n", out_path, strerror(EISDIR),
+            tool_io_fix(EISDIR, 1, "", ""));
+    return 1;
+  }
   if (tool_read_file(in_path, &data, &size) != 0) {
-    fprintf(stderr, "dc_decode: cannot read %s\n", in_path);
+    tool_read_error("dc_decode", in_path, errno, "packed tensor", "packed tensor");
     return 1;
   }
   st = dc_peek(data, size, &info);
+  if (st == DC_ERR_MAGIC && looks_like_tflite(data, size)) {
+    fprintf(stderr,
+            "dc_decode: %s is a .tflite model, not a packed tensor: dc_decode takes one packed "
+            "tensor (docs/FORMAT.md); to decode a whole packed model use dc_unpack %s OUT.tflite\n",
+            in_path, in_path);
+    free(data);
+    return 1;
+  }
   if (st != DC_OK) {
     fprintf(stderr, "dc_decode: %s: %s\n", in_path, dc_strerror(st));
     free(data);
@@ -43,7 +78,8 @@ static int decode_one(const char* in_path, const char* out_path) {
   }
   out = malloc(info.output_bytes ? (size_t)info.output_bytes : 1);
   if (!out) {
-    fprintf(stderr, "dc_decode: %s: out of memory\n", in_path);
+    fprintf(stderr, "dc_decode: %s: out of memory (%llu decoded bytes)\n", in_path,
+            (unsigned long long)info.output_bytes);
     free(data);
     return 1;
   }
@@ -54,12 +90,12 @@ static int decode_one(const char* in_path, const char* out_path) {
     free(out);
     return 1;
   }
-  f = fopen(out_path, "wb");
-  ok = f && fwrite(out, 1, (size_t)info.output_bytes, f) == (size_t)info.output_bytes;
-  if (f && fclose(f) != 0) ok = 0;
+  w = tool_write_atomic(out_path, (const uint8_t*)out, (size_t)info.output_bytes);
   free(out);
-  if (!ok) {
-    fprintf(stderr, "dc_decode: cannot write %s\n", out_path);
+  if (w != 0) {
+    int err = errno;
+    fprintf(stderr, "dc_decode: cannot write %s: %s; %s\n", out_path, strerror(err),
+            tool_io_fix(err, 1, "", ""));
     return 1;
   }
   printf("dtype=%u shape=[", (unsigned)info.dtype);
@@ -70,8 +106,13 @@ static int decode_one(const char* in_path, const char* out_path) {
 
 int main(int argc, char** argv) {
   int i;
+  if (argc == 2 && tool_is_help(argv[1])) {
+    fputs(USAGE, stdout);
+    return 0;
+  }
   if (argc < 3 || (argc - 1) % 2 != 0) {
-    fprintf(stderr, "usage: %s PACKED OUT [PACKED OUT ...]\n", argv[0]);
+    fprintf(stderr,
+            "usage: dc_decode PACKED OUT [PACKED OUT ...] (dc_decode --help: what it does)\n");
     return 2;
   }
   for (i = 1; i + 1 < argc; i += 2)

@@ -2,7 +2,7 @@
  * dc_unpack -- turn a packed .tflite (HuffDecode ops) into a plain .tflite with the C library
  * (dc_unpack.h): no TensorFlow, no Python.  The same code an app calls at first launch.
  *
- *   usage: dc_unpack PACKED.tflite OUT.tflite
+ *   usage: dc_unpack PACKED.tflite OUT.tflite     (dc_unpack --help)
  *
  * Reads PACKED (never modified), writes OUT atomically: a temporary file next to OUT
  * (created with mode 0666 minus the umask), then renamed over OUT.  Prints
@@ -15,87 +15,42 @@
 #define _POSIX_C_SOURCE 200809L
 #include "dc_unpack.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include "tool_io.h"
 
-/* Writes data to path through a temporary file and rename (mode 0666 & ~umask). */
-static int write_atomic(const char* path, const uint8_t* data, size_t size) {
-  size_t n = strlen(path) + 32;
-  char* tmp = (char*)malloc(n);
-  if (!tmp) return -1;
-  snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-  int ok = fd >= 0;
-  size_t done = 0;
-  while (ok && done < size) {
-    ssize_t w = write(fd, data + done, size - done);
-    if (w < 0 && errno == EINTR) continue;
-    ok = w > 0;
-    if (ok) done += (size_t)w;
-  }
-  if (fd >= 0) ok = (fsync(fd) == 0) & ok, ok = (close(fd) == 0) & ok;
-  if (ok) ok = rename(tmp, path) == 0;
-  int err = errno;
-  if (!ok && fd >= 0) unlink(tmp);
-  free(tmp);
-  errno = err;
-  return ok ? 0 : -1;
-}
-
-/* What to do about errno `err` when reading the input / writing the output (as dc-keras says). */
-static const char* io_fix(int err, int output) {
-  if (!output) {
-    return err == ENOENT   ? "check the path of the packed .tflite"
-           : err == EISDIR ? "give the path of a .tflite file"
-           : err == EACCES ? "the input must be readable by you"
-                           : "check the input file";
-  }
-  if (err == ENOENT)
-    return "its directory does not exist: create it first or choose another output path";
-  if (err == ENOTDIR)
-    return "a part of its directory is a file: choose an output path in an existing directory";
-  if (err == EISDIR) return "give a file name for the output, e.g. DIR/model.tflite";
-  if (err == EACCES || err == EPERM || err == EROFS) {
-    return "its directory is not writable: choose an output path in a writable directory";
-  }
-  if (err == ENOSPC || err == EDQUOT) {
-    return "free some space or choose an output path on another disk (nothing was written)";
-  }
-  return "choose another output path";
-}
+static const char USAGE[] =
+    "usage: dc_unpack PACKED.tflite OUT.tflite\n"
+    "Turns a packed .tflite (HuffDecode ops, from dc_keras.export.pack / dc-keras pack) into a\n"
+    "plain .tflite any TFLite/LiteRT runtime or accelerator loads.  PACKED is never modified;\n"
+    "OUT is written atomically (temporary file + rename, mode 0666 minus the umask).\n"
+    "exit status: 0 written; 1 error (one line on stderr naming the problem and the fix,\n"
+    "nothing written; also when OUT is PACKED or PACKED has no HuffDecode op); 2 usage error.\n";
 
 int main(int argc, char** argv) {
+  if (argc == 2 && tool_is_help(argv[1])) {
+    fputs(USAGE, stdout);
+    return 0;
+  }
   if (argc != 3) {
-    fprintf(stderr, "usage: dc_unpack PACKED.tflite OUT.tflite\n");
+    fprintf(stderr, "usage: dc_unpack PACKED.tflite OUT.tflite (dc_unpack --help: what it does)\n");
     return 2;
   }
   uint8_t *in = NULL, *out = NULL;
   size_t in_n = 0, out_n = 0;
   char why[512];
-  struct stat si, so;
-  if (stat(argv[1], &si) == 0 && stat(argv[2], &so) == 0 && si.st_dev == so.st_dev &&
-      si.st_ino == so.st_ino) {
+  if (tool_same_file(argv[1], argv[2])) {
     fprintf(stderr,
             "dc_unpack: the output %s is the same file as the input %s, which is never "
             "overwritten: choose a different output path\n",
             argv[2], argv[1]);
     return 1;
   }
-  if (stat(argv[2], &so) == 0 && S_ISDIR(so.st_mode)) { /* before the work, not after it */
+  if (tool_is_dir(argv[2])) { /* before the work, not after it */
     fprintf(stderr, "dc_unpack: cannot write %s: %s; %s\n", argv[2], strerror(EISDIR),
-            io_fix(EISDIR, 1));
+            tool_io_fix(EISDIR, 1, "", ""));
     return 1;
   }
   if (tool_read_file(argv[1], &in, &in_n) != 0) {
-    int err = errno;
-    fprintf(stderr, "dc_unpack: cannot read %s: %s; %s\n", argv[1], strerror(err), io_fix(err, 0));
+    tool_read_error("dc_unpack", argv[1], errno, "packed .tflite", ".tflite");
     return 1;
   }
   dc_unpack_status st = dc_unpack(in, in_n, &out, &out_n, why, sizeof why);
@@ -114,11 +69,12 @@ int main(int argc, char** argv) {
             argv[1], argv[2]);
     return 1;
   }
-  int w = write_atomic(argv[2], out, out_n);
+  int w = tool_write_atomic(argv[2], out, out_n);
   dc_unpack_free(out);
   if (w != 0) {
     int err = errno;
-    fprintf(stderr, "dc_unpack: cannot write %s: %s; %s\n", argv[2], strerror(err), io_fix(err, 1));
+    fprintf(stderr, "dc_unpack: cannot write %s: %s; %s\n", argv[2], strerror(err),
+            tool_io_fix(err, 1, "", ""));
     return 1;
   }
   printf("unpacked %s (%zu bytes) -> %s (%zu bytes)\n", argv[1], in_n, argv[2], out_n);

@@ -1,21 +1,37 @@
 /*
- * tool_io.h -- file reading shared by the command-line tools in this folder; header-only, each tool
- * is one translation unit.
+ * tool_io.h -- file handling shared by the command-line tools in this folder (POSIX); header-only,
+ * each tool is one translation unit and defines _POSIX_C_SOURCE 200809L before any include.
+ * Inputs are only read; outputs are written atomically (temporary file + rename, mode 0666 minus
+ * the umask), never over the input.
  */
 #ifndef DC_TOOL_IO_H
 #define DC_TOOL_IO_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-/* Reads the whole file at path into a malloc'ed buffer (*data, *size); -1 (nothing allocated) if
- * it cannot be opened or read, or memory runs out. */
+/* Reads the whole file at path into a malloc'ed buffer (*data, *size); -1 (nothing allocated,
+ * errno set) if it cannot be opened or read, or memory runs out. */
 static int tool_read_file(const char* path, uint8_t** data, size_t* size) {
   FILE* f = fopen(path, "rb");
   size_t cap = 1 << 16, len = 0;
   uint8_t* buf = f ? (uint8_t*)malloc(cap) : NULL;
-  int bad;
+  int bad, err = f ? ENOMEM : errno;
+  struct stat st;
+  if (f && fstat(fileno(f), &st) == 0 &&
+      (S_ISDIR(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+    /* fopen(dir, "rb") succeeds; a device (/dev/zero) would be read until memory runs out */
+    free(buf);
+    fclose(f);
+    errno = S_ISDIR(st.st_mode) ? EISDIR : ENODEV;
+    return -1;
+  }
   while (buf) {
     uint8_t* bigger;
     len += fread(buf + len, 1, cap - len, f);
@@ -29,15 +45,103 @@ static int tool_read_file(const char* path, uint8_t** data, size_t* size) {
     buf = bigger;
     cap *= 2;
   }
+  if (f && buf && ferror(f)) err = errno ? errno : EIO;
   bad = !f || !buf || ferror(f);
   if (f) fclose(f);
   if (bad) {
     free(buf);
+    errno = err;
     return -1;
   }
   *data = buf;
   *size = len;
   return 0;
+}
+
+/* Writes data to path through a temporary file next to it and rename (mode 0666 & ~umask):
+ * readers never see a half-written file, and on failure an existing file at path is left as it
+ * was and the temporary file is removed.  -1 with errno set on failure. */
+static int tool_write_atomic(const char* path, const uint8_t* data, size_t size) {
+  size_t n = strlen(path) + 32;
+  char* tmp = (char*)malloc(n);
+  if (!tmp) return -1;
+  snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+  int ok = fd >= 0;
+  size_t done = 0;
+  while (ok && done < size) {
+    ssize_t w = write(fd, data + done, size - done);
+    if (w < 0 && errno == EINTR) continue;
+    ok = w > 0;
+    if (ok) done += (size_t)w;
+  }
+  if (fd >= 0) ok = (fsync(fd) == 0) & ok, ok = (close(fd) == 0) & ok;
+  if (ok) ok = rename(tmp, path) == 0;
+  int err = errno;
+  if (!ok && fd >= 0) unlink(tmp);
+  free(tmp);
+  errno = err;
+  return ok ? 0 : -1;
+}
+
+/* 1 if both paths exist and are the same file (same device and inode: also a hard link, a symlink
+ * or another spelling of the path). */
+static int tool_same_file(const char* a, const char* b) {
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* 1 if path is an existing directory (an output path that cannot be written: checked before the
+ * work, not after it). */
+static int tool_is_dir(const char* path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int tool_is_help(const char* arg) {
+  return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+/* The one line for an input that tool_read_file could not read (errno `err`). */
+static void tool_read_error(const char* tool, const char* path, int err, const char* what,
+                            const char* kind);
+
+/* What to do about errno `err` when reading the input (`what`: e.g. "packed .tflite", `kind`:
+ * e.g. ".tflite") or writing the output (as dc-keras says). */
+static const char* tool_io_fix(int err, int output, const char* what, const char* kind) {
+  static char msg[128];
+  if (!output) {
+    if (err == ENOENT || err == EISDIR) {
+      if (err == ENOENT) snprintf(msg, sizeof msg, "check the path of the %s", what);
+      if (err == EISDIR) snprintf(msg, sizeof msg, "give the path of a %s file", kind);
+      return msg;
+    }
+    return err == EACCES   ? "the input must be readable by you"
+           : err == ENOMEM ? "the input does not fit in memory"
+                           : "check the input file";
+  }
+  if (err == ENOENT)
+    return "its directory does not exist: create it first or choose another output path";
+  if (err == ENOTDIR)
+    return "a part of its directory is a file: choose an output path in an existing directory";
+  if (err == EISDIR) return "give a file name for the output, e.g. DIR/out";
+  if (err == EACCES || err == EPERM || err == EROFS) {
+    return "its directory is not writable: choose an output path in a writable directory";
+  }
+  if (err == ENOSPC || err == EDQUOT) {
+    return "free some space or choose an output path on another disk (nothing was written)";
+  }
+  return "choose another output path";
+}
+
+static void tool_read_error(const char* tool, const char* path, int err, const char* what,
+                            const char* kind) {
+  if (err == ENODEV) {
+    fprintf(stderr, "%s: %s: a device, not a file: give the path of a %s file\n", tool, path, kind);
+  } else {
+    fprintf(stderr, "%s: cannot read %s: %s; %s\n", tool, path, strerror(err),
+            tool_io_fix(err, 0, what, kind));
+  }
 }
 
 #endif /* DC_TOOL_IO_H */

@@ -64,6 +64,17 @@ def _readelf(*args):
 
 def check(path):
     """Returns a list of problems (empty when the library passes)."""
+    import os
+
+    if not os.path.isfile(path):
+        return ["no such file: give the path of a built libdc_huffdecode.so"]
+    with open(path, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+            return ["not an ELF shared library: give the path of a built libdc_huffdecode.so"]
+    header = _readelf("-h", path)
+    if not re.search(r"Type:\s+DYN", header):
+        return ["not an ELF shared library (readelf -h: no Type DYN): give the path of a built "
+                "libdc_huffdecode.so"]
     problems = []
     dynamic = _readelf("-d", path)
     needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic)
@@ -98,6 +109,9 @@ def main(argv):
     if len(argv) < 2:
         print(__doc__)
         return 2
+    if argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     status = 0
     for path in argv[1:]:
         problems = check(path)

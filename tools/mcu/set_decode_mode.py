@@ -39,23 +39,58 @@ def set_modes(tflite_bytes, modes, default=None):
     return fb.write_model(model)
 
 
+def _fail(msg):
+    print(f"set_decode_mode.py: {msg}", file=sys.stderr)
+    return 1
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("input")
-    ap.add_argument("output")
-    ap.add_argument("--once", nargs="*", default=[])
-    ap.add_argument("--each-invoke", nargs="*", default=[])
-    ap.add_argument("--all-each-invoke", action="store_true")
+    """Command line (module docstring); returns the exit status: 0 written, 1 error (one line on
+    stderr naming the problem and the fix, nothing written), 2 usage error (argparse)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("input", help="a packed .tflite (never modified)")
+    ap.add_argument("output", help="where to write the result (atomically)")
+    ap.add_argument("--once", nargs="*", default=[], metavar="NAME",
+                    help="HuffDecode output tensors to decode once, in Prepare")
+    ap.add_argument("--each-invoke", nargs="*", default=[], metavar="NAME",
+                    help="HuffDecode output tensors to decode on every invoke")
+    ap.add_argument("--all-each-invoke", action="store_true",
+                    help="every HuffDecode op not named decodes on every invoke")
     a = ap.parse_args(argv)
+    both = sorted(set(a.once) & set(a.each_invoke))
+    if both:
+        return _fail(f"{both} named in both --once and --each-invoke: give each tensor one mode")
     modes = {n: 0 for n in a.once}
     modes.update({n: 1 for n in a.each_invoke})
-    with open(a.input, "rb") as f:
-        out = set_modes(f.read(), modes, 1 if a.all_each_invoke else None)
+    try:
+        same = os.path.samefile(a.input, a.output)
+    except OSError:
+        same = False
+    if same:
+        return _fail(f"the output {a.output} is the same file as the input {a.input}, which is never "
+                     "overwritten: choose a different output path")
+    try:
+        with open(a.input, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return _fail(f"cannot read {a.input}: {e.strerror}; check the path of the packed .tflite")
+    try:
+        out = set_modes(data, modes, 1 if a.all_each_invoke else None)
+    except ValueError as e:
+        return _fail(f"{a.input}: {e}")
     tmp = f"{a.output}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(out)
-    os.replace(tmp, a.output)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(out)
+        os.replace(tmp, a.output)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        return _fail(f"cannot write {a.output}: {e.strerror}; choose an output path in a writable directory")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The command-line tools in tflite_kernels/tools (``dc_decode``, ``dc_unpack``) as a C developer
+runs them: ``--help``, exit codes, outputs written atomically with the umask's mode, inputs never
+touched, one error line naming the problem and the fix.  (dc_unpack's unpacking itself:
+tests/test_runtime_unpack.py.)"""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from dc_keras import codec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "tflite_kernels", "build")
+
+
+@pytest.fixture(scope="module")
+def tools():
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), "tools"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return {name: os.path.join(BUILD, name) for name in ("dc_decode", "dc_unpack")}
+
+
+def _run(argv, **kw):
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=60, **kw)
+
+
+def _packed_tensor():
+    array = np.repeat(np.arange(-8, 8, dtype=np.float32), 16).reshape(16, 16)
+    return array, codec.encode(array)
+
+
+@pytest.mark.parametrize("name", ["dc_decode", "dc_unpack"])
+def test_help_and_usage_errors(tools, name, tmp_path):
+    """--help / -h print the usage on stdout and exit 0 (not "cannot read --help" or status 2);
+    a wrong argument count prints it on stderr and exits 2."""
+    for flag in ("--help", "-h"):
+        r = _run([tools[name], flag], cwd=tmp_path)
+        assert r.returncode == 0, (flag, r.stdout, r.stderr)
+        assert r.stdout.startswith(f"usage: {name} ") and "PACKED" in r.stdout and r.stderr == ""
+        assert "exit status" in r.stdout  # says what the exit codes mean
+    r = _run([tools[name]], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith(f"usage: {name} ") and r.stdout == ""
+    assert "--help" in r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_dc_decode_refuses_to_overwrite_its_input(tools, tmp_path):
+    _, packed = _packed_tensor()
+    src = tmp_path / "w.dcp"
+    src.write_bytes(packed)
+    os.link(src, tmp_path / "hard.dcp")
+    os.symlink(src, tmp_path / "sym.dcp")
+    for out in [src, tmp_path / "." / "w.dcp", tmp_path / "hard.dcp", tmp_path / "sym.dcp"]:
+        r = _run([tools["dc_decode"], src, out])
+        assert r.returncode == 1, (out, r.stdout)
+        assert "same file as the input" in r.stderr and "choose a different output path" in r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr
+        assert src.read_bytes() == packed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hard.dcp", "sym.dcp", "w.dcp"]
+
+
+def test_dc_decode_writes_atomically_with_the_umask(tools, tmp_path):
+    array, packed = _packed_tensor()
+    src = tmp_path / "w.dcp"
+    src.write_bytes(packed)
+    out = tmp_path / "w.raw"
+    old = os.umask(0o027)
+    try:
+        r = _run([tools["dc_decode"], src, out])
+    finally:
+        os.umask(old)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "dtype=0 shape=[16,16] bytes=1024\n"
+    assert out.read_bytes() == array.astype("<f4").tobytes() and src.read_bytes() == packed
+    assert (out.stat().st_mode & 0o777) == 0o640  # 0666 minus the umask
+    # a failed decode leaves an existing output as it was, and no temporary file
+    bad = bytearray(packed)
+    bad[len(bad) // 2] ^= 0x10
+    (tmp_path / "bad.dcp").write_bytes(bytes(bad))
+    out.write_bytes(b"previous result")
+    r = _run([tools["dc_decode"], tmp_path / "bad.dcp", out])
+    assert r.returncode == 1 and "bad.dcp" in r.stderr and r.stderr.count("\n") == 1
+    assert out.read_bytes() == b"previous result"
+    # an unwritable output directory: one line naming the fix, nothing left behind
+    r = _run([tools["dc_decode"], src, tmp_path / "no_dir" / "w.raw"])
+    assert r.returncode == 1 and "its directory does not exist" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.dcp", "w.dcp", "w.raw"]
+
+
+def test_dc_decode_errors_name_the_fix(tools, tmp_path):
+    """A missing input names the errno and the fix; a whole .tflite (the likeliest mistake: the
+    tool takes one packed tensor) says so and points to dc_unpack."""
+    r = _run([tools["dc_decode"], tmp_path / "missing.dcp", tmp_path / "o.raw"])
+    assert r.returncode == 1 and "No such file" in r.stderr and "check the path" in r.stderr
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    r = _run([tools["dc_decode"], model, tmp_path / "o.raw"])
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "is a .tflite model, not a packed tensor" in r.stderr and "dc_unpack" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def test_check_abi_refuses_what_is_not_a_shared_library(tmp_path):
+    """tools/arm/check_abi.py (docs/android.md: the portability check of the .so): the host
+    library passes; --help prints the usage and checks nothing (it printed "ok --help": readelf
+    took it as its own option); a missing file or a non-ELF file is a one-line FAIL naming the
+    file, never a traceback or an "ok"."""
+    import sys
+
+    tool = os.path.join(ROOT, "tools", "arm", "check_abi.py")
+    lib = os.path.join(BUILD, "libdc_huffdecode.so")
+    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels")], check=True, timeout=600)
+    r = _run([sys.executable, tool, lib])
+    assert r.returncode == 0 and r.stdout == f"ok   {lib}\n", (r.stdout, r.stderr)
+    r = _run([sys.executable, tool, "--help"])
+    assert r.returncode == 0 and "Usage: ``check_abi.py LIB.so" in r.stdout and "ok" not in r.stdout.split()
+    (tmp_path / "text.so").write_text("not an ELF file\n")
+    for path, why in [(tmp_path / "missing.so", "no such file"), (tmp_path / "text.so", "not an ELF shared library")]:
+        r = _run([sys.executable, tool, path])
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (path, r.stdout, r.stderr)
+        assert r.stdout.startswith(f"FAIL {path}") and why in r.stdout, (path, r.stdout)
+
+
+@pytest.mark.parametrize("name", ["dc_decode", "dc_unpack"])
+def test_a_device_as_input_is_refused_at_once(tools, name, tmp_path):
+    """/dev/zero as PACKED: the tools read until memory ran out (here capped at 1 GB of address
+    space so that the old behaviour cannot take the machine's memory), then blamed its size. A
+    device is refused before reading, as dc-keras does ("a device, not a file")."""
+    import resource
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    r = subprocess.run([tools[name], "/dev/zero", str(tmp_path / "out")], capture_output=True, text=True,
+                       timeout=60, preexec_fn=cap)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "/dev/zero: a device, not a file: give the path of a" in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == []
