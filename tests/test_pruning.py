@@ -594,3 +594,34 @@ def test_kth_smallest_magnitude_equals_a_full_partition(zero_share):
         want = np.partition(a, k - 1)[k - 1]
         got = _kth_smallest_abs(a, k)
         assert got.dtype == want.dtype and (got.tobytes() == want.tobytes()), (k, got, want)
+
+
+@pytest.mark.filterwarnings("ignore:PolynomialDecay.*training for end_step:UserWarning")
+def test_two_pruning_callbacks_in_one_fit_act_as_one(tmp_path):
+    """A second PruningCallback in the same fit() (a helper's next to the user's; tfmot's
+    UpdatePruningStep + PruningSummaries) must change nothing: same masks, thresholds, step counts
+    and weights bit for bit as with one, and its log is still written. Before, both updated the
+    masks at every scheduled step and the second update, seeing the weights the first had zeroed,
+    left every threshold at 0."""
+    sched = PolynomialDecay(0.2, 0.6, begin_step=2, end_step=8, frequency=1, power=1)
+
+    def run(callbacks):
+        keras.utils.set_random_seed(3)
+        pruned = compile_(dc_keras.prune(mlp(), sched), keras.optimizers.SGD(0.01))
+        pruned.fit(X[:64], Y[:64], batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
+        return [(w.name, int(keras.ops.convert_to_numpy(w.pruning_step)),
+                 [keras.ops.convert_to_numpy(t).tobytes() for t in w._thresholds],
+                 keras.ops.convert_to_numpy(var).tobytes(), m.tobytes())
+                for w, var, m in pruned_weights(pruned)]
+
+    one = run([dc_keras.PruningCallback()])
+    assert all(np.frombuffer(t[0], np.float32)[0] > 0 for _, _, t, _, _ in one)
+    log_dir = str(tmp_path / "logs")
+    two = run([dc_keras.PruningCallback(), dc_keras.PruningCallback(log_dir=log_dir)])
+    assert two == one
+    assert glob.glob(os.path.join(log_dir, "train", "events.out.tfevents.*"))
+    # again with the logging one first, and the tfmot names
+    import dc_keras.compat.tfmot as tfmot
+
+    assert run([tfmot.sparsity.keras.PruningSummaries(log_dir=str(tmp_path / "l2")),
+                tfmot.sparsity.keras.UpdatePruningStep()]) == one

@@ -614,6 +614,10 @@ class PruningCallback(keras.callbacks.Callback):
     ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
     step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last.
 
+    Several PruningCallbacks in one ``fit()`` (one you pass and one a helper adds, or tfmot's
+    ``UpdatePruningStep()`` next to ``PruningSummaries(log_dir)``) act as one: the first in the list
+    updates the masks and counts the steps, the others only write their own ``log_dir``.
+
     ``keras.callbacks.TensorBoard`` (and viewing the logs) needs the ``tensorboard`` package
     (``pip install dc_keras[tensorboard]``); ``PruningCallback(log_dir=...)`` alone does not.
 
@@ -627,6 +631,8 @@ class PruningCallback(keras.callbacks.Callback):
         self._log = None if log_dir is None else summaries.PruningLog(log_dir)
         self.log_dir = None if log_dir is None else self._log.log_dir
         self._host = False
+        self._follower = False  # another PruningCallback of the same fit() drives the wrappers
+        self._running = False  # between on_train_begin and on_train_end (as the driving callback)
         self._due, self._spe = None, 1
         self._batch = None  # first batch of the execution running now (host-counted fit(): the step count)
         self._epoch_iterations = None  # the optimizer's step count at the start of the epoch
@@ -712,8 +718,28 @@ class PruningCallback(keras.callbacks.Callback):
             )
         return wrappers
 
+    def _follows(self, wrappers):
+        """Another PruningCallback of this same fit() (Keras hands every callback of one fit() the
+        same ``params`` dict) already drives these wrappers: this one only logs."""
+        owner = getattr(wrappers[0], "_owner", None)
+        return bool(self.params) and owner is not None and owner is not self and \
+            getattr(owner, "_running", False) and owner.params is self.params
+
     def on_train_begin(self, logs=None):
         wrappers = self._wrappers()
+        self._follower = self._follows(wrappers)
+        if self._follower:
+            # A second PruningCallback in one fit() (e.g. tfmot's UpdatePruningStep next to
+            # PruningSummaries, or one added by a helper): the first one updates the masks and
+            # counts the steps; updating them twice would recompute each mask from weights the
+            # first update already zeroed. This one only writes its log.
+            self._host, self._wrappers_cache = False, wrappers
+            if self._log is not None:
+                self._log.begin(wrappers, [self._step_of(w) for w in wrappers])
+            return
+        self._running = True
+        for wrapper in wrappers:
+            wrapper._untracked("_owner", self)
         # Inside fit() (Keras gave the callback its params) the masks are updated here, between
         # training steps; a custom training loop (on_train_begin only) updates them in its step,
         # and so does a fit() whose model builds its layers in the first step (subclassed model).
@@ -798,11 +824,17 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     def on_train_end(self, logs=None):
+        if self._follower:
+            if self._log is not None:
+                self._log.close()
+            return
+        self._running = False
         self._write_steps(epoch_end=True)
         self._disarm()
         self._verify_progress()
 
     def _disarm(self):
+        self._running = False
         for wrapper in self._wrappers():
             wrapper._armed = False
             wrapper._forget_live_masks()
@@ -820,6 +852,8 @@ class PruningCallback(keras.callbacks.Callback):
         return result
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._follower:
+            return
         self._write_steps(epoch_end=True)
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
