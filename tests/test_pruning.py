@@ -625,3 +625,47 @@ def test_two_pruning_callbacks_in_one_fit_act_as_one(tmp_path):
 
     assert run([tfmot.sparsity.keras.PruningSummaries(log_dir=str(tmp_path / "l2")),
                 tfmot.sparsity.keras.UpdatePruningStep()]) == one
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+@pytest.mark.parametrize("order", ["pruning_first", "early_stopping_first"])
+def test_early_stopping_restore_best_weights_is_order_independent(order, steps_per_execution):
+    """EarlyStopping(restore_best_weights=True) must restore the best epoch's whole state - weights,
+    masks, thresholds and the step counter, bit for bit as they were at that epoch's end - wherever
+    it stands next to PruningCallback. Before: listed first, its snapshot held the previous epoch's
+    step count and PruningCallback's train end then wrote the last epoch's count over the restore
+    (masks of epoch 2 with the schedule at epoch 4); on JAX, listed second, set_weights failed (the
+    snapshot lacked the counter and thresholds the JAX fit() keeps out of its step)."""
+    scores = [3.0, 1.0, 2.0, 2.0, 2.0, 2.0]  # best epoch: the 2nd; patience 2 stops after the 4th
+
+    class Score(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["score"] = scores[epoch]
+
+    class Snapshots(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.taken = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.taken.append(self.model.get_weights())
+
+    keras.utils.set_random_seed(1)
+    sched = PolynomialDecay(0.2, 0.8, begin_step=0, end_step=32, frequency=8)
+    pruned = compile_(dc_keras.prune(mlp(), sched), keras.optimizers.SGD(0.05),
+                      steps_per_execution=steps_per_execution)
+    stop = keras.callbacks.EarlyStopping(monitor="score", mode="min", patience=2, restore_best_weights=True)
+    pc, snaps = dc_keras.PruningCallback(), Snapshots()
+    pair = [pc, stop] if order == "pruning_first" else [stop, pc]
+    pruned.fit(X[:64], Y[:64], batch_size=8, epochs=6, verbose=0, callbacks=[Score(), *pair, snaps])
+    assert len(snaps.taken) == 4 and stop.best_epoch == 1
+    best = snaps.taken[1]
+    steps = [int(w.pruning_step) for w, _, _ in pruned_weights(pruned)]
+    assert steps == [16] * len(steps), steps
+    got = pruned.get_weights()
+    assert len(got) == len(best) and all(a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(got, best))
+    for _, var, mask in pruned_weights(pruned):  # the restored weights hold their restored masks
+        assert np.all(keras.ops.convert_to_numpy(var)[mask == 0] == 0)
+    # ...and the schedule resumes from there (the next fit() trains steps 16..23)
+    pruned.fit(X[:64], Y[:64], batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    assert [int(w.pruning_step) for w, _, _ in pruned_weights(pruned)] == [24] * len(steps)

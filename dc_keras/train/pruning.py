@@ -384,6 +384,18 @@ class PruneWrapper(_base.CompressionWrapper):
             _compat.track_variables(self, self._ordered_state())
         self._host_state = bool(host)
 
+    @property
+    def weights(self):
+        """Keras's ``weights``, so ``get_weights``/``set_weights`` (and ``EarlyStopping(
+        restore_best_weights=True)``'s snapshot) see the same list during a JAX ``fit()`` that keeps
+        the counter and thresholds out of its step (:meth:`_set_host_state`) as outside it."""
+        weights = super().weights
+        if not self._host_state:
+            return weights
+        own = self._ordered_state()
+        ids = {id(v) for v in own}
+        return own + [v for v in weights if id(v) not in ids]
+
     def save_own_variables(self, store):
         """Keras saving (``.keras``, ``.weights.h5``, checkpoints): the variables of
         :meth:`_ordered_state`, with the step count PruningCallback keeps in a fit() it counts."""
@@ -614,6 +626,10 @@ class PruningCallback(keras.callbacks.Callback):
     ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
     step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last.
 
+    ``keras.callbacks.EarlyStopping(restore_best_weights=True)`` (before or after this callback in
+    the list) restores the best epoch's whole state: weights, masks, thresholds and step counter as
+    they were at the end of that epoch, so a later ``fit()`` resumes the schedule from there.
+
     Several PruningCallbacks in one ``fit()`` (one you pass and one a helper adds, or tfmot's
     ``UpdatePruningStep()`` next to ``PruningSummaries(log_dir)``) act as one: the first in the list
     updates the masks and counts the steps, the others only write their own ``log_dir``.
@@ -665,6 +681,11 @@ class PruningCallback(keras.callbacks.Callback):
         schedule puts inside it is applied at its start (with that update's sparsity).
         """
         self._batch = batch
+        if self._host and int(batch) + self._spe >= int((self.params or {}).get("steps") or 0) > 0:
+            # The epoch's last execution: the counter already says where it will end, so a callback
+            # listed before this one (EarlyStopping(restore_best_weights=True) taking its snapshot,
+            # ModelCheckpoint) reads this epoch's count at epoch end, not the previous one's.
+            self._write_steps()
         if not self._host or self._due is None or int(batch) + self._spe <= self._due:
             return  # no update is due in this execution (the usual case): no per-batch work
         spe = self._spe
@@ -855,6 +876,9 @@ class PruningCallback(keras.callbacks.Callback):
         if self._follower:
             return
         self._write_steps(epoch_end=True)
+        # Written: a later write (on_train_end) would undo a restore of the weights, step counter
+        # included, that a callback listed before this one (EarlyStopping) makes at train end.
+        self._batch = None
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             self._disarm()
