@@ -669,3 +669,32 @@ def test_early_stopping_restore_best_weights_is_order_independent(order, steps_p
     # ...and the schedule resumes from there (the next fit() trains steps 16..23)
     pruned.fit(X[:64], Y[:64], batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
     assert [int(w.pruning_step) for w, _, _ in pruned_weights(pruned)] == [24] * len(steps)
+
+
+def test_zero_initialised_kernel_warns_that_ties_prune_the_whole_layer():
+    """A kernel that is all zeros when pruning starts (kernel_initializer="zeros") has no magnitudes
+    to rank: every weight ties at the threshold 0 and the whole layer is pruned for good (sparsity
+    1.0 for a 0.5 target). Magnitude pruning cannot choose among equal weights, so dc_keras keeps that
+    result but says so once, naming the layer, the weight, the target, what was pruned and the fix;
+    a normally initialised layer, or a zero one trained before the schedule begins, gives no warning."""
+    import warnings
+
+    def run(initializer, begin_step=0):
+        inputs = keras.Input((16,))
+        x = keras.layers.Dense(32, name="d1", kernel_initializer=initializer)(inputs)  # linear: a zero kernel trains
+        model = keras.Model(inputs, keras.layers.Dense(4, name="out")(x))
+        pruned = compile_(dc_keras.prune(model, ConstantSparsity(0.5, begin_step, frequency=2)),
+                          keras.optimizers.SGD(0.05))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pruned.fit(X[:64], Y[:64], batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+        return pruned, [str(w.message) for w in caught if "tie at or below" in str(w.message)]
+
+    pruned, found = run("zeros")
+    assert pruned.get_layer("d1").sparsity()["kernel"] == 1.0
+    assert len(found) == 1, found
+    for part in ("'d1'", "'kernel'", "target sparsity 0.5", "512 of 512", "kernel_initializer='zeros'", "begin_step"):
+        assert part in found[0], (part, found[0])
+    assert run("glorot_uniform")[1] == []
+    pruned, found = run("zeros", begin_step=4)  # trained for 4 steps first: distinct magnitudes
+    assert found == [] and pruned.get_layer("d1").sparsity()["kernel"] == 0.5

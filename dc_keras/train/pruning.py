@@ -30,6 +30,7 @@ backends need nothing special.
 logs sparsity); training without it raises a clear error.
 """
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -113,6 +114,12 @@ class PruneWrapper(_base.CompressionWrapper):
             consecutive weights along the input dimension (e.g. ``(2, 4)``); the schedule then
             only decides when the pattern is applied.
 
+    Magnitude pruning ranks weights by ``|w|``: weights that tie at the threshold magnitude are
+    pruned together, so a kernel that is still all zeros when its first update comes
+    (``kernel_initializer="zeros"``, a layer never trained) is pruned whole, for good. Inside
+    ``fit()`` such an update warns (``UserWarning`` naming the layer, the weight, the target and
+    what was pruned); a custom training loop's in-step update cannot warn.
+
     Attributes:
         pruning_step: int64 variable, training steps seen (saved with the model).
     """
@@ -141,6 +148,7 @@ class PruneWrapper(_base.CompressionWrapper):
         self._untracked("_thresholds", [])
         self._untracked("_last_update", None)  # JAX: (step, input arrays, assigned values)
         self._untracked("_short_warned", False)  # a fit() already warned that the schedule falls short
+        self._untracked("_ties_warned", set())  # weights whose update already warned about tied magnitudes
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -247,12 +255,40 @@ class PruneWrapper(_base.CompressionWrapper):
             new, t = self._new_mask_np(w, old, old_t, axis, sparsity)
             if np.array_equal(new, old) and t == old_t:
                 continue
+            self._warn_ties(_name, new, old, sparsity, step)
             _assign_host(mask, new.astype(old.dtype))
             _assign_host(threshold, np.float32(t))
             _assign_host(var, (w * new.astype(w.dtype)).astype(w.dtype))
             assigned += [mask, threshold, var]
         if inputs is not None:
             self._untracked("_last_update", (int(step), inputs, [(v, v.value) for v in assigned]))
+
+    def _warn_ties(self, name, new, old, sparsity, step):
+        """Warn (once per weight) when an update prunes beyond its target because many weights
+        tie at the threshold magnitude: typically a kernel still all zeros when pruning starts
+        (``kernel_initializer="zeros"``, a layer never trained). Magnitude pruning cannot choose
+        among equal magnitudes; the tied weights are all masked, for good."""
+        if self.sparsity_m_by_n is not None or name in self._ties_warned:
+            return
+        size = new.size
+        pruned = size - int(np.count_nonzero(new))
+        if self.schedule.kind == "sparsity":
+            k = min(int(np.floor(sparsity * np.float32(size) + np.float32(1e-3))), size)
+            if pruned <= k + max(1, _schedules._REACH_TOLERANCE * size):
+                return
+            what = f"target sparsity {float(sparsity):.3g} ({k} of {size} weights)"
+        else:
+            if pruned < size or not np.any(old):
+                return
+            what = f"the {self.schedule.__class__.__name__} threshold (quality {self.schedule.quality})"
+        self._ties_warned.add(name)
+        warnings.warn(
+            f"Pruning layer {self.name!r} weight {name!r} at step {int(step)}: {what}, but {pruned} of {size} "
+            f"weights (sparsity {pruned / size:.3g}) tie at or below the threshold magnitude, so all of them are "
+            "pruned and stay 0 for the rest of training. Magnitude pruning needs distinct magnitudes: is the "
+            "kernel all zeros (kernel_initializer='zeros', or a layer not trained yet)? Initialise it with "
+            "non-zero values (e.g. Keras's default glorot_uniform) or start the schedule after some training "
+            "(begin_step).", UserWarning, stacklevel=2)
 
     def _update_variables(self):
         return [v for (_n, var, _a), mask, thr in zip(self._targets, self._masks, self._thresholds)
