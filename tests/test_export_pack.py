@@ -514,7 +514,7 @@ def test_clustered_biases_pack_when_it_saves_bytes():
     free, free_size = bias_rows(False)
     assert shared[(300,)].status == "packed" and shared[(300,)].distinct == 8
     assert shared[(300,)].packed_bytes < 1200 // 4
-    assert shared[(10,)].status == "small"
+    assert shared[(10,)].status == "skipped" and shared[(10,)].reason == "below min_bytes = 256"
     assert free[(300,)].status == "kept"
     assert shared_size < free_size - 800
 
