@@ -288,7 +288,8 @@ class PruneWrapper(_base.CompressionWrapper):
             "pruned and stay 0 for the rest of training. Magnitude pruning needs distinct magnitudes: is the "
             "kernel all zeros (kernel_initializer='zeros', or a layer not trained yet)? Initialise it with "
             "non-zero values (e.g. Keras's default glorot_uniform) or start the schedule after some training "
-            "(begin_step).", UserWarning, stacklevel=2)
+            "(begin_step). (Expected if they are the zeros of an earlier pruning, e.g. a stripped model pruned "
+            "again: start the schedule at that sparsity.)", UserWarning, stacklevel=2)
 
     def _update_variables(self):
         return [v for (_n, var, _a), mask, thr in zip(self._targets, self._masks, self._thresholds)
