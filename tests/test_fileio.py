@@ -172,6 +172,11 @@ def test_a_read_only_output_file_is_refused_not_replaced(shared_dir, capsys):
         f.write(em.tflite("dense", None))
     os.chmod(src, 0o644)
     assert cli.main(["pack", src, os.path.join(shared_dir, "warm.tflite")]) == 0  # imports done as root
+    import keras
+
+    from dc_keras import export
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     out = os.path.join(shared_dir, "out.tflite")
     with open(out, "wb") as f:
         f.write(b"keep me")
@@ -191,6 +196,8 @@ def test_a_read_only_output_file_is_refused_not_replaced(shared_dir, capsys):
         assert cli.main(["pack", src, out]) != 0
         err = capsys.readouterr().err.strip()
         assert err.startswith("dc-keras pack: error: ") and "read-only (mode 0444)" in err and out in err, err
+        with pytest.raises(PermissionError, match="read-only"):  # before converting anything
+            export.to_tflite(model, path=out)
     finally:
         if root:
             os.seteuid(0)
