@@ -19,9 +19,10 @@ model, the tensor, the reason and the fix: the constructor checks every packed t
 CRC-32 (FORMAT.md §8) with the C library before the runtime sees the model (about 0.2 ms for a
 1.8 MB packed 4096x4096 layer, under 1 % of its load), also where TFLite defers HuffDecode's
 Prepare to the first ``invoke()`` (ops after a dynamic shape, e.g. a SHAPE -> RESHAPE of a dynamic
-batch). Corruption the CRC cannot see (a hostile file with a correct CRC; version-1 files, whose
-checksum covers the decoded output) still fails where the decoder runs: ``allocate_tensors()``,
-or that first ``invoke()``.
+batch). What that check does not cover still fails where the decoder runs, ``allocate_tensors()``
+or that first ``invoke()``: a packed tensor whose header or graph wiring is invalid (the runtime
+names the exact rule), a hostile file with a correct CRC, version-1 files (their checksum covers
+the decoded output).
 
 Using the library without this module:
 
@@ -170,7 +171,6 @@ class _HuffDecodeOp(ctypes.Structure):  # dc_huffdecode_op (dc_unpack.h)
                 ("dims", ctypes.c_int32 * 8), ("name", ctypes.c_char * 96)]
 
 
-_DC_UNPACK_BAD_PACKED = 2
 _DC_ERR_CHECKSUM = 11
 
 
@@ -193,8 +193,9 @@ def _verify_packed(label, model_path, model_content) -> None:
     dynamic output shape (e.g. a SHAPE -> RESHAPE kept by a dynamic batch). Uses the C library's
     ``dc_list_huffdecode`` (the flatbuffer walk, each op's header and shape checked, nothing decoded)
     and ``dc_crc32`` (carry-less multiplication where the CPU has it): a fraction of a millisecond per
-    MB of packed data. Version-1 tensors (checksum over the decoded output) get the header check
-    only; a model the walk cannot read is left to the runtime's own diagnostics."""
+    MB of packed data. Version-1 tensors (checksum over the decoded output) are not checked here; a
+    model the walk rejects (a packed tensor's header or its wiring invalid) or cannot read is left to
+    the runtime, whose errors say precisely what is wrong."""
     if model_path is None and model_content is None:
         return
     lib = load_library()
@@ -220,10 +221,6 @@ def _verify_packed(label, model_path, model_content) -> None:
         why = ctypes.create_string_buffer(512)
         status = lst(base, n, ctypes.byref(ops), ctypes.byref(count), why, len(why))
         try:
-            if status == _DC_UNPACK_BAD_PACKED:
-                from dc_keras._flatbuffer import CORRUPT_FIX  # only on errors: it imports the schema
-
-                raise RuntimeError(f"{label}: {why.value.decode(errors='replace')}; {CORRUPT_FIX}")
             bad = None
             for i in range(count.value if status == 0 else 0):
                 op = ops[i]
@@ -240,10 +237,10 @@ def _verify_packed(label, model_path, model_content) -> None:
                 free(ctypes.cast(ops, ctypes.c_void_p))
             del keep
         if bad is not None:
-            from dc_keras._flatbuffer import CORRUPT_FIX
+            from dc_keras._flatbuffer import CORRUPT_FIX  # only on errors: it imports the schema
 
-            reason = lib.dc_strerror(_DC_ERR_CHECKSUM).decode()
-            raise RuntimeError(f"{label}: HuffDecode({bad}): {reason}; {CORRUPT_FIX}")
+            reason = lib.dc_strerror(_DC_ERR_CHECKSUM).decode()  # worded as the decoder's own error
+            raise RuntimeError(f"{label}: HuffDecode({bad}): decoding failed: {reason}; {CORRUPT_FIX}")
 
 
 def _named(check, label, data):
