@@ -15,8 +15,8 @@ plus ``backend`` (``"auto"``, ``"litert"`` or ``"tensorflow"``) and ``decode``:
   layers fed by decoded weights (they are not constants when it looks).
 
 A corrupt packed buffer makes ``Interpreter(...)`` itself fail with ``RuntimeError`` naming the
-model, the tensor, the reason and the fix: the constructor checks every packed tensor's header and
-CRC-32 (FORMAT.md §8) with the C library before the runtime sees the model (about 0.2 ms for a
+model, the tensor, the reason and the fix: the constructor checks every packed tensor's CRC-32
+(FORMAT.md §8) with the C library before the runtime sees the model (about 0.2 ms for a
 1.8 MB packed 4096x4096 layer, under 1 % of its load), also where TFLite defers HuffDecode's
 Prepare to the first ``invoke()`` (ops after a dynamic shape, e.g. a SHAPE -> RESHAPE of a dynamic
 batch). What that check does not cover still fails where the decoder runs, ``allocate_tensors()``
@@ -187,8 +187,8 @@ def _packed_model_view(model_path, model_content):
 
 
 def _verify_packed(label, model_path, model_content) -> None:
-    """Checks every packed tensor's header and CRC-32 (FORMAT.md §8) before the runtime sees the
-    model, so corrupt packed data fails here, naming the tensor, and not only at the first
+    """Checks every packed tensor's CRC-32 (FORMAT.md §8) before the runtime sees the model, so
+    corrupt packed data fails here, naming the tensor, and not only at the first
     ``invoke()``: TFLite defers the Prepare (where HuffDecode decodes) of every op after one with a
     dynamic output shape (e.g. a SHAPE -> RESHAPE kept by a dynamic batch). Uses the C library's
     ``dc_list_huffdecode`` (the flatbuffer walk, each op's header and shape checked, nothing decoded)
