@@ -4,7 +4,8 @@ Every output (``to_tflite(path=)``, ``dc-keras pack``/``unpack``/``demo``, plots
 :func:`atomic_write`: the bytes go to a temporary file in the target directory, are flushed to
 disk, and the file is renamed over ``path``. A reader never sees a half-written file, a failure
 leaves neither a partial output nor the temporary file behind, and inputs are never opened for
-writing.
+writing. An existing output the process may not write (a read-only file) is refused, not replaced
+by the rename (root may write any file: replaced, as ``cp`` does).
 """
 from __future__ import annotations
 
@@ -96,6 +97,27 @@ def _bad_target(path: str, example: str = "model.tflite"):
                    f"the {kind} with a file; give the path of a regular file", path)
 
 
+def _writable(path: str, mode: int = os.W_OK) -> bool:
+    """``os.access`` for this process's effective user (as the kernel checks an ``open``)."""
+    if os.access in getattr(os, "supports_effective_ids", ()):
+        return os.access(path, mode, effective_ids=True)
+    return os.access(path, mode)
+
+
+def _read_only_file(path: str, target: str, directory: str):
+    """The ``PermissionError`` for an existing output file the process may not write (mode 0444, or
+    another user's 0644 file) in a directory it may write, ``None`` otherwise. The rename could
+    replace such a file, but a read-only file says "do not overwrite": dc_keras refuses it as
+    ``open(path, "wb")``, ``cp``, ``gcc -o`` and ``zip`` do (not as root: root may write any file,
+    and those tools then replace it too)."""
+    if not os.path.isfile(target) or _writable(target) or not _writable(directory, os.W_OK | os.X_OK):
+        return None
+    mode = stat.S_IMODE(os.stat(target).st_mode)
+    return PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}; the existing file is read-only (mode "
+                           f"{mode:04o}) and was not replaced: make it writable (chmod u+w {path}) or choose "
+                           "another output path", path)
+
+
 def _read_only_mount(directory: str) -> bool:
     try:
         return bool(os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 0))
@@ -126,6 +148,10 @@ def check_writable(path, example: str = "model.tflite") -> str:
     elif not os.access(directory, os.W_OK | os.X_OK):
         err = errno.EROFS if _read_only_mount(directory) else errno.EACCES
     else:
+        target = os.path.realpath(path) if os.path.islink(path) else path
+        read_only = _read_only_file(path, target, os.path.dirname(os.path.abspath(target)))
+        if read_only:
+            raise read_only
         return path
     fix = _write_fix(err, path, example)
     raise OSError(err, f"{os.strerror(err)}; {fix}", path)
@@ -136,8 +162,11 @@ def atomic_write(path, data: bytes) -> str:
 
     A new file's permissions follow the umask (0644 under umask 022, 0600 under 077); a file
     replaced keeps its permissions, and a symbolic link is written through (the link stays, the
-    file it points to gets the new bytes), as an editor saving the file would. Errors are raised
-    as ``OSError`` naming ``path`` (not the temporary file), and nothing is left behind.
+    file it points to gets the new bytes), as an editor saving the file would. An existing file
+    the process may not write (read-only, or another user's) is not replaced: ``PermissionError``
+    naming it and the fix, as ``open(path, "wb")``, ``cp``, ``gcc -o`` and ``zip`` refuse it (root
+    may write any file, so as root it is replaced, as by those tools). Errors are raised as
+    ``OSError`` naming ``path`` (not the temporary file), and nothing is left behind.
 
     Example:
       >>> atomic_write("model.tflite", tflite_bytes)   # doctest: +SKIP
@@ -152,6 +181,9 @@ def atomic_write(path, data: bytes) -> str:
         keep_mode = stat.S_IMODE(os.stat(target).st_mode)
     except OSError:
         keep_mode = None  # a new file: the umask decides
+    read_only = _read_only_file(path, target, directory)
+    if read_only:
+        raise read_only
     try:
         fd, tmp = _create_exclusive(directory, os.path.basename(target))
     except OSError as exc:

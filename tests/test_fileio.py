@@ -142,3 +142,70 @@ def test_library_writers_follow_the_umask(tmp_path, umask):
     for name in ("m.tflite", "stage.tflite", "s.png"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
     assert sorted(os.listdir(tmp_path)) == ["m.tflite", "s.png", "stage.tflite"]
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory every user may write (pytest's tmp_path is private to root when run as root)."""
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="dc_keras_ro_")
+    os.chmod(d, 0o777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_read_only_output_file_is_refused_not_replaced(shared_dir, capsys):
+    """An existing output the user made read-only (chmod 444) is refused, as `cp`, `gcc -o`, `zip`
+    and `open(path, "wb")` refuse it (measured: all four 'Permission denied' as non-root): error
+    naming the file and the fix, the file and the directory unchanged - for the CLI (before
+    packing) and to_tflite's writer alike. Before, the atomic rename replaced it silently. As
+    root, which may write any file (those tools then replace it too), it is replaced and keeps its
+    mode. Run as root, the non-root half runs with the effective user id of `nobody`."""
+    import _export_models as em
+
+    from dc_keras import cli
+
+    src = os.path.join(shared_dir, "m.tflite")
+    with open(src, "wb") as f:
+        f.write(em.tflite("dense", None))
+    os.chmod(src, 0o644)
+    assert cli.main(["pack", src, os.path.join(shared_dir, "warm.tflite")]) == 0  # imports done as root
+    import keras
+
+    from dc_keras import export
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    out = os.path.join(shared_dir, "out.tflite")
+    with open(out, "wb") as f:
+        f.write(b"keep me")
+    os.chmod(out, 0o444)
+    root = os.geteuid() == 0
+    if root:
+        os.chown(out, 65534, 65534)
+        os.seteuid(65534)
+    try:
+        with pytest.raises(PermissionError) as info:
+            atomic_write(out, b"new")
+        message = str(info.value)
+        assert out in message and "read-only (mode 0444)" in message and f"chmod u+w {out}" in message, message
+        with pytest.raises(PermissionError, match="read-only"):
+            _fileio.check_writable(out)
+        capsys.readouterr()
+        assert cli.main(["pack", src, out]) != 0
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("dc-keras pack: error: ") and "read-only (mode 0444)" in err and out in err, err
+        with pytest.raises(PermissionError, match="read-only"):  # before converting anything
+            export.to_tflite(model, path=out)
+    finally:
+        if root:
+            os.seteuid(0)
+    with open(out, "rb") as f:
+        assert f.read() == b"keep me"
+    assert sorted(os.listdir(shared_dir)) == ["m.tflite", "out.tflite", "warm.tflite"]
+    if root:  # root may write it: replaced, like cp / open(path, "wb") as root
+        atomic_write(out, b"new")
+        with open(out, "rb") as f:
+            assert f.read() == b"new"
+        assert stat.S_IMODE(os.stat(out).st_mode) == 0o444

@@ -49,6 +49,27 @@ def test_inspect_of_a_refused_int64_tensor_gives_stats_and_reason(int64_file, ca
     assert "refused: 1 tensor(s), 16000 B stay raw" in out, out
 
 
+def test_constants_below_min_bytes_are_skipped_not_refused(int64_file, capsys):
+    """pack leaves constants smaller than min_bytes alone by design, whatever their type: inspect
+    calls them "skipped" with that reason (not "refused" with the int64 type reason, which is for
+    tensors pack looks at and cannot pack), counts them apart, and pack does not list them as not
+    packed. With min_bytes lowered below their size the real reason shows again."""
+    data = int64_file.read_bytes()  # one int64 constant of 16000 B
+    (row,) = export.inspect(data, min_bytes=16001).rows
+    assert (row.status, row.reason) == ("skipped", "below min_bytes = 16001"), row
+    assert row.distinct == 7  # statistics still shown
+    text = str(export.inspect(data, min_bytes=16001))
+    assert "refused" not in text, text
+    assert "skipped: 1 tensor(s), 16000 B below min_bytes" in text, text
+    assert export.inspect(data, min_bytes=16000).rows[0].status == "refused"
+    assert cli.main(["inspect", "--min-bytes", "16001", str(int64_file)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.lstrip().startswith("0 add/y"))
+    assert "skipped" in line and "below min_bytes = 16001" in line and "int64:" not in line, line
+    _, stats = export._pack.pack_with_stats(data, min_bytes=16001)
+    assert stats["refused"] == []
+
+
 def test_unreadable_refused_tensor_shows_a_dash_not_nan():
     """A constant whose buffer does not hold its declared shape: no statistics, '-' and the reason."""
     from dc_keras.export._inspect import Report, TensorRow

@@ -594,3 +594,107 @@ def test_kth_smallest_magnitude_equals_a_full_partition(zero_share):
         want = np.partition(a, k - 1)[k - 1]
         got = _kth_smallest_abs(a, k)
         assert got.dtype == want.dtype and (got.tobytes() == want.tobytes()), (k, got, want)
+
+
+@pytest.mark.filterwarnings("ignore:PolynomialDecay.*training for end_step:UserWarning")
+def test_two_pruning_callbacks_in_one_fit_act_as_one(tmp_path):
+    """A second PruningCallback in the same fit() (a helper's next to the user's; tfmot's
+    UpdatePruningStep + PruningSummaries) must change nothing: same masks, thresholds, step counts
+    and weights bit for bit as with one, and its log is still written. Before, both updated the
+    masks at every scheduled step and the second update, seeing the weights the first had zeroed,
+    left every threshold at 0."""
+    sched = PolynomialDecay(0.2, 0.6, begin_step=2, end_step=8, frequency=1, power=1)
+
+    def run(callbacks):
+        keras.utils.set_random_seed(3)
+        pruned = compile_(dc_keras.prune(mlp(), sched), keras.optimizers.SGD(0.01))
+        pruned.fit(X[:64], Y[:64], batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
+        return [(w.name, int(keras.ops.convert_to_numpy(w.pruning_step)),
+                 [keras.ops.convert_to_numpy(t).tobytes() for t in w._thresholds],
+                 keras.ops.convert_to_numpy(var).tobytes(), m.tobytes())
+                for w, var, m in pruned_weights(pruned)]
+
+    one = run([dc_keras.PruningCallback()])
+    assert all(np.frombuffer(t[0], np.float32)[0] > 0 for _, _, t, _, _ in one)
+    log_dir = str(tmp_path / "logs")
+    two = run([dc_keras.PruningCallback(), dc_keras.PruningCallback(log_dir=log_dir)])
+    assert two == one
+    assert glob.glob(os.path.join(log_dir, "train", "events.out.tfevents.*"))
+    # again with the logging one first, and the tfmot names
+    import dc_keras.compat.tfmot as tfmot
+
+    assert run([tfmot.sparsity.keras.PruningSummaries(log_dir=str(tmp_path / "l2")),
+                tfmot.sparsity.keras.UpdatePruningStep()]) == one
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+@pytest.mark.parametrize("order", ["pruning_first", "early_stopping_first"])
+def test_early_stopping_restore_best_weights_is_order_independent(order, steps_per_execution):
+    """EarlyStopping(restore_best_weights=True) must restore the best epoch's whole state - weights,
+    masks, thresholds and the step counter, bit for bit as they were at that epoch's end - wherever
+    it stands next to PruningCallback. Before: listed first, its snapshot held the previous epoch's
+    step count and PruningCallback's train end then wrote the last epoch's count over the restore
+    (masks of epoch 2 with the schedule at epoch 4); on JAX, listed second, set_weights failed (the
+    snapshot lacked the counter and thresholds the JAX fit() keeps out of its step)."""
+    scores = [3.0, 1.0, 2.0, 2.0, 2.0, 2.0]  # best epoch: the 2nd; patience 2 stops after the 4th
+
+    class Score(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["score"] = scores[epoch]
+
+    class Snapshots(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.taken = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.taken.append(self.model.get_weights())
+
+    keras.utils.set_random_seed(1)
+    sched = PolynomialDecay(0.2, 0.8, begin_step=0, end_step=32, frequency=8)
+    pruned = compile_(dc_keras.prune(mlp(), sched), keras.optimizers.SGD(0.05),
+                      steps_per_execution=steps_per_execution)
+    stop = keras.callbacks.EarlyStopping(monitor="score", mode="min", patience=2, restore_best_weights=True)
+    pc, snaps = dc_keras.PruningCallback(), Snapshots()
+    pair = [pc, stop] if order == "pruning_first" else [stop, pc]
+    pruned.fit(X[:64], Y[:64], batch_size=8, epochs=6, verbose=0, callbacks=[Score(), *pair, snaps])
+    assert len(snaps.taken) == 4 and stop.best_epoch == 1
+    best = snaps.taken[1]
+    steps = [int(w.pruning_step) for w, _, _ in pruned_weights(pruned)]
+    assert steps == [16] * len(steps), steps
+    got = pruned.get_weights()
+    assert len(got) == len(best) and all(a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(got, best))
+    for _, var, mask in pruned_weights(pruned):  # the restored weights hold their restored masks
+        assert np.all(keras.ops.convert_to_numpy(var)[mask == 0] == 0)
+    # ...and the schedule resumes from there (the next fit() trains steps 16..23)
+    pruned.fit(X[:64], Y[:64], batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    assert [int(w.pruning_step) for w, _, _ in pruned_weights(pruned)] == [24] * len(steps)
+
+
+def test_zero_initialised_kernel_warns_that_ties_prune_the_whole_layer():
+    """A kernel that is all zeros when pruning starts (kernel_initializer="zeros") has no magnitudes
+    to rank: every weight ties at the threshold 0 and the whole layer is pruned for good (sparsity
+    1.0 for a 0.5 target). Magnitude pruning cannot choose among equal weights, so dc_keras keeps that
+    result but says so once, naming the layer, the weight, the target, what was pruned and the fix;
+    a normally initialised layer, or a zero one trained before the schedule begins, gives no warning."""
+    import warnings
+
+    def run(initializer, begin_step=0):
+        inputs = keras.Input((16,))
+        x = keras.layers.Dense(32, name="d1", kernel_initializer=initializer)(inputs)  # linear: a zero kernel trains
+        model = keras.Model(inputs, keras.layers.Dense(4, name="out")(x))
+        pruned = compile_(dc_keras.prune(model, ConstantSparsity(0.5, begin_step, frequency=2)),
+                          keras.optimizers.SGD(0.05))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pruned.fit(X[:64], Y[:64], batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+        return pruned, [str(w.message) for w in caught if "tie at or below" in str(w.message)]
+
+    pruned, found = run("zeros")
+    assert pruned.get_layer("d1").sparsity()["kernel"] == 1.0
+    assert len(found) == 1, found
+    for part in ("'d1'", "'kernel'", "target sparsity 0.5", "512 of 512", "kernel_initializer='zeros'", "begin_step"):
+        assert part in found[0], (part, found[0])
+    assert run("glorot_uniform")[1] == []
+    pruned, found = run("zeros", begin_step=4)  # trained for 4 steps first: distinct magnitudes
+    assert found == [] and pruned.get_layer("d1").sparsity()["kernel"] == 0.5

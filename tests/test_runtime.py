@@ -387,3 +387,52 @@ def test_loading_a_good_model_does_not_import_the_schema_module(tmp_path):
             "print(sorted(m for m in sys.modules if 'schema_py_generated' in m or m == 'dc_keras._flatbuffer'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]", out
+
+
+def _dynamic_shape_packed():
+    """A packed model whose weights are read after a SHAPE -> RESHAPE (a reshape by the run-time
+    batch): TFLite defers the Prepare of every later op, HuffDecode's included, to invoke()."""
+    import keras
+
+    inputs = keras.Input((8, 16))
+    x = keras.layers.Dense(32, name="a")(inputs)
+    x = keras.layers.Lambda(lambda t: keras.ops.reshape(t, (keras.ops.shape(t)[0], -1)), output_shape=(256,))(x)
+    model = keras.Model(inputs, keras.layers.Dense(64, name="h")(x))
+    for layer in model.layers:
+        for v in layer.weights:
+            v.assign(np.round(keras.ops.convert_to_numpy(v) * 8) / 8)
+    return export.pack(export.to_tflite(model, pack=False))
+
+
+def test_corrupt_packed_data_fails_at_construction_even_when_prepare_is_deferred(tmp_path):
+    """A flipped byte in a packed tensor's bit stream used to surface only at the first invoke() in a
+    model whose HuffDecode Prepare TFLite defers (dynamic shapes): Interpreter() and
+    allocate_tensors() succeeded. The constructor now checks every packed tensor's CRC-32 (C library:
+    dc_list_huffdecode + dc_crc32, nothing decoded), on every route, and names the model, the tensor
+    and the fix; the intact model still loads and runs."""
+    from dc_keras import _flatbuffer as fb
+
+    packed = _dynamic_shape_packed()
+    model = fb.read_model(packed)
+    assert "SHAPE" in [fb.opcode_name(model, op) for op in model.subgraphs[0].operators]
+    x = np.zeros((1, 8, 16), np.float32)
+    good = runtime.Interpreter(model_content=packed)
+    assert em.run_batch(good, x).shape == (1, 64)
+    pos = [i for i in range(len(packed)) if packed.startswith(b"DCHF", i)]
+    assert len(pos) == 2
+    path = tmp_path / "bad.packed.tflite"
+    named = set()
+    for p in pos:
+        bad = bytearray(packed)
+        bad[p + int.from_bytes(packed[p - 4:p], "little") - 3] ^= 0x08  # the stream's last bytes
+        path.write_bytes(bad)
+        for kwargs in ({"model_content": bytes(bad)}, {"model_path": str(path)},
+                       {"model_path": str(path), "backend": "tensorflow", "decode": "op"},
+                       {"model_content": bytes(bad), "weights": "compressed", "max_density": 1.0}):
+            with pytest.raises(RuntimeError) as info:
+                runtime.Interpreter(**kwargs)
+            msg = str(info.value)
+            label = str(path) if "model_path" in kwargs else "model_content"
+            assert msg.startswith(f"{label}: HuffDecode(") and "checksum mismatch" in msg and "copy it again" in msg, msg
+            named.add(msg[len(label) + len(": HuffDecode("):].split(")")[0])
+    assert sorted(n.split("/", 1)[1] for n in named) == ["a_1/Tensordot/MatMul", "h_1/MatMul"], named

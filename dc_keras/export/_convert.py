@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from dc_keras._fileio import atomic_write
+from dc_keras._fileio import atomic_write, check_writable
 from dc_keras.export import _backend
 from dc_keras._logs import quiet_conversion
 from dc_keras import _flatbuffer as fb
@@ -564,6 +564,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     """
     _check_model(model)
     _check_arguments(quantize, batch_size, converter_options, configure)
+    if path is not None:
+        check_writable(path)  # a bad or read-only output fails now, not after the conversion
     model = _without_wrappers(model)
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
                                 converter_options, configure, per_channel)

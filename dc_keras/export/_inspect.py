@@ -25,8 +25,11 @@ class TensorRow:
     distinct: int | None
     raw_bytes: int
     packed_bytes: int | None
-    status: str  # "packed", "packable", "kept" (would not shrink enough), "refused", "small"
-    reason: str = ""  # why a tensor is not packed ("kept", "refused", "small"); "" otherwise
+    #: "packed", "packable", "kept" (packs, but would not shrink enough), "refused" (pack cannot pack
+    #: it: its type, its use in the graph, or the codec), "skipped" (smaller than ``min_bytes``: pack
+    #: leaves it alone by design, whatever else is true of it; "small" before 2026-12-01)
+    status: str
+    reason: str = ""  # why a tensor is not packed ("kept", "refused", "skipped"); "" otherwise
 
 
 @dataclasses.dataclass
@@ -66,6 +69,10 @@ class Report:
         if refused:
             lines.append(f"refused: {len(refused)} tensor(s), {sum(r.raw_bytes for r in refused)} B stay raw "
                          "(the reason column says why)")
+        skipped = [r for r in self.rows if r.status == "skipped"]
+        if skipped:
+            lines.append(f"skipped: {len(skipped)} tensor(s), {sum(r.raw_bytes for r in skipped)} B below min_bytes "
+                         "(left alone by design: too small for a packed header to pay off)")
         where = "after the flatbuffer (Buffer.offset/size)" if self.external_buffers else "inline"
         lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'}; "
                      f"buffer data {where})")
@@ -187,6 +194,9 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
 
     For a packed model the packed sizes are the real ones (decoded to compute density and distinct
     values); for an ordinary model they are what ``pack`` would produce.
+    Each row's ``status`` says what ``pack`` does with the tensor (see :class:`TensorRow`):
+    constants smaller than ``min_bytes`` are "skipped" (reason ``below min_bytes = N``), apart from
+    those pack looks at and cannot pack ("refused", with the reason).
 
     Raises:
       ValueError: not a valid ``.tflite``, or a packed tensor cannot be decoded.
@@ -282,15 +292,16 @@ def _plain_row(model, codec, s, t, why, min_bytes):
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
     raw = fb.buffer_bytes(model, t.buffer)
     arr = _any_array(model, t, dtype, shape)
+    if len(raw) < max(min_bytes, 1):  # pack does not look at it, whatever its type or use
+        density, distinct = _stats(arr) if arr is not None else (None, None)
+        return TensorRow(s, name, dtype, shape, density, distinct, len(raw), None, "skipped",
+                         f"below min_bytes = {min_bytes}")
     if why is not None or arr is None:  # refused: say why; stats only when the data reads as declared
         why = why or f"buffer holds {len(raw)} B, not the {dtype}{list(shape)} the tensor declares"
         density, distinct = _stats(arr) if arr is not None else (None, None)
         return TensorRow(s, name, dtype, shape, density, distinct, len(raw), None, "refused", why)
     density, distinct = _stats(arr)
     nbytes = len(raw)
-    if nbytes < max(min_bytes, 1):
-        return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "small",
-                         f"under min_bytes={min_bytes}")
     try:
         packed = codec.encode(arr)
     except ValueError as exc:

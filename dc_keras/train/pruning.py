@@ -30,6 +30,7 @@ backends need nothing special.
 logs sparsity); training without it raises a clear error.
 """
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -113,6 +114,12 @@ class PruneWrapper(_base.CompressionWrapper):
             consecutive weights along the input dimension (e.g. ``(2, 4)``); the schedule then
             only decides when the pattern is applied.
 
+    Magnitude pruning ranks weights by ``|w|``: weights that tie at the threshold magnitude are
+    pruned together, so a kernel that is still all zeros when its first update comes
+    (``kernel_initializer="zeros"``, a layer never trained) is pruned whole, for good. Inside
+    ``fit()`` such an update warns (``UserWarning`` naming the layer, the weight, the target and
+    what was pruned); a custom training loop's in-step update cannot warn.
+
     Attributes:
         pruning_step: int64 variable, training steps seen (saved with the model).
     """
@@ -141,6 +148,7 @@ class PruneWrapper(_base.CompressionWrapper):
         self._untracked("_thresholds", [])
         self._untracked("_last_update", None)  # JAX: (step, input arrays, assigned values)
         self._untracked("_short_warned", False)  # a fit() already warned that the schedule falls short
+        self._untracked("_ties_warned", set())  # weights whose update already warned about tied magnitudes
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -247,12 +255,41 @@ class PruneWrapper(_base.CompressionWrapper):
             new, t = self._new_mask_np(w, old, old_t, axis, sparsity)
             if np.array_equal(new, old) and t == old_t:
                 continue
+            self._warn_ties(_name, new, old, sparsity, step)
             _assign_host(mask, new.astype(old.dtype))
             _assign_host(threshold, np.float32(t))
             _assign_host(var, (w * new.astype(w.dtype)).astype(w.dtype))
             assigned += [mask, threshold, var]
         if inputs is not None:
             self._untracked("_last_update", (int(step), inputs, [(v, v.value) for v in assigned]))
+
+    def _warn_ties(self, name, new, old, sparsity, step):
+        """Warn (once per weight) when an update prunes beyond its target because many weights
+        tie at the threshold magnitude: typically a kernel still all zeros when pruning starts
+        (``kernel_initializer="zeros"``, a layer never trained). Magnitude pruning cannot choose
+        among equal magnitudes; the tied weights are all masked, for good."""
+        if self.sparsity_m_by_n is not None or name in self._ties_warned:
+            return
+        size = new.size
+        pruned = size - int(np.count_nonzero(new))
+        if self.schedule.kind == "sparsity":
+            k = min(int(np.floor(sparsity * np.float32(size) + np.float32(1e-3))), size)
+            if pruned <= k + max(1, _schedules._REACH_TOLERANCE * size):
+                return
+            what = f"target sparsity {float(sparsity):.3g} ({k} of {size} weights)"
+        else:
+            if pruned < size or not np.any(old):
+                return
+            what = f"the {self.schedule.__class__.__name__} threshold (quality {self.schedule.quality})"
+        self._ties_warned.add(name)
+        warnings.warn(
+            f"Pruning layer {self.name!r} weight {name!r} at step {int(step)}: {what}, but {pruned} of {size} "
+            f"weights (sparsity {pruned / size:.3g}) tie at or below the threshold magnitude, so all of them are "
+            "pruned and stay 0 for the rest of training. Magnitude pruning needs distinct magnitudes: is the "
+            "kernel all zeros (kernel_initializer='zeros', or a layer not trained yet)? Initialise it with "
+            "non-zero values (e.g. Keras's default glorot_uniform) or start the schedule after some training "
+            "(begin_step). (Expected if they are the zeros of an earlier pruning, e.g. a stripped model pruned "
+            "again: start the schedule at that sparsity.)", UserWarning, stacklevel=2)
 
     def _update_variables(self):
         return [v for (_n, var, _a), mask, thr in zip(self._targets, self._masks, self._thresholds)
@@ -383,6 +420,18 @@ class PruneWrapper(_base.CompressionWrapper):
             _compat.untrack_variables(self, list(self._masks))
             _compat.track_variables(self, self._ordered_state())
         self._host_state = bool(host)
+
+    @property
+    def weights(self):
+        """Keras's ``weights``, so ``get_weights``/``set_weights`` (and ``EarlyStopping(
+        restore_best_weights=True)``'s snapshot) see the same list during a JAX ``fit()`` that keeps
+        the counter and thresholds out of its step (:meth:`_set_host_state`) as outside it."""
+        weights = super().weights
+        if not self._host_state:
+            return weights
+        own = self._ordered_state()
+        ids = {id(v) for v in own}
+        return own + [v for v in weights if id(v) not in ids]
 
     def save_own_variables(self, store):
         """Keras saving (``.keras``, ``.weights.h5``, checkpoints): the variables of
@@ -614,6 +663,14 @@ class PruningCallback(keras.callbacks.Callback):
     ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
     step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last.
 
+    ``keras.callbacks.EarlyStopping(restore_best_weights=True)`` (before or after this callback in
+    the list) restores the best epoch's whole state: weights, masks, thresholds and step counter as
+    they were at the end of that epoch, so a later ``fit()`` resumes the schedule from there.
+
+    Several PruningCallbacks in one ``fit()`` (one you pass and one a helper adds, or tfmot's
+    ``UpdatePruningStep()`` next to ``PruningSummaries(log_dir)``) act as one: the first in the list
+    updates the masks and counts the steps, the others only write their own ``log_dir``.
+
     ``keras.callbacks.TensorBoard`` (and viewing the logs) needs the ``tensorboard`` package
     (``pip install dc_keras[tensorboard]``); ``PruningCallback(log_dir=...)`` alone does not.
 
@@ -627,6 +684,8 @@ class PruningCallback(keras.callbacks.Callback):
         self._log = None if log_dir is None else summaries.PruningLog(log_dir)
         self.log_dir = None if log_dir is None else self._log.log_dir
         self._host = False
+        self._follower = False  # another PruningCallback of the same fit() drives the wrappers
+        self._running = False  # between on_train_begin and on_train_end (as the driving callback)
         self._due, self._spe = None, 1
         self._batch = None  # first batch of the execution running now (host-counted fit(): the step count)
         self._epoch_iterations = None  # the optimizer's step count at the start of the epoch
@@ -659,6 +718,11 @@ class PruningCallback(keras.callbacks.Callback):
         schedule puts inside it is applied at its start (with that update's sparsity).
         """
         self._batch = batch
+        if self._host and int(batch) + self._spe >= int((self.params or {}).get("steps") or 0) > 0:
+            # The epoch's last execution: the counter already says where it will end, so a callback
+            # listed before this one (EarlyStopping(restore_best_weights=True) taking its snapshot,
+            # ModelCheckpoint) reads this epoch's count at epoch end, not the previous one's.
+            self._write_steps()
         if not self._host or self._due is None or int(batch) + self._spe <= self._due:
             return  # no update is due in this execution (the usual case): no per-batch work
         spe = self._spe
@@ -712,8 +776,28 @@ class PruningCallback(keras.callbacks.Callback):
             )
         return wrappers
 
+    def _follows(self, wrappers):
+        """Another PruningCallback of this same fit() (Keras hands every callback of one fit() the
+        same ``params`` dict) already drives these wrappers: this one only logs."""
+        owner = getattr(wrappers[0], "_owner", None)
+        return bool(self.params) and owner is not None and owner is not self and \
+            getattr(owner, "_running", False) and owner.params is self.params
+
     def on_train_begin(self, logs=None):
         wrappers = self._wrappers()
+        self._follower = self._follows(wrappers)
+        if self._follower:
+            # A second PruningCallback in one fit() (e.g. tfmot's UpdatePruningStep next to
+            # PruningSummaries, or one added by a helper): the first one updates the masks and
+            # counts the steps; updating them twice would recompute each mask from weights the
+            # first update already zeroed. This one only writes its log.
+            self._host, self._wrappers_cache = False, wrappers
+            if self._log is not None:
+                self._log.begin(wrappers, [self._step_of(w) for w in wrappers])
+            return
+        self._running = True
+        for wrapper in wrappers:
+            wrapper._untracked("_owner", self)
         # Inside fit() (Keras gave the callback its params) the masks are updated here, between
         # training steps; a custom training loop (on_train_begin only) updates them in its step,
         # and so does a fit() whose model builds its layers in the first step (subclassed model).
@@ -798,11 +882,17 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     def on_train_end(self, logs=None):
+        if self._follower:
+            if self._log is not None:
+                self._log.close()
+            return
+        self._running = False
         self._write_steps(epoch_end=True)
         self._disarm()
         self._verify_progress()
 
     def _disarm(self):
+        self._running = False
         for wrapper in self._wrappers():
             wrapper._armed = False
             wrapper._forget_live_masks()
@@ -820,7 +910,12 @@ class PruningCallback(keras.callbacks.Callback):
         return result
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._follower:
+            return
         self._write_steps(epoch_end=True)
+        # Written: a later write (on_train_end) would undo a restore of the weights, step counter
+        # included, that a callback listed before this one (EarlyStopping) makes at train end.
+        self._batch = None
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             self._disarm()
