@@ -404,12 +404,13 @@ def _dynamic_shape_packed():
     return export.pack(export.to_tflite(model, pack=False))
 
 
-def test_corrupt_packed_data_fails_at_construction_even_when_prepare_is_deferred(tmp_path):
+def test_corrupt_packed_data_fails_at_load_even_when_prepare_is_deferred(tmp_path):
     """A flipped byte in a packed tensor's bit stream used to surface only at the first invoke() in a
     model whose HuffDecode Prepare TFLite defers (dynamic shapes): Interpreter() and
-    allocate_tensors() succeeded. The constructor now checks every packed tensor's CRC-32 (C library:
-    dc_list_huffdecode + dc_crc32, nothing decoded), on every route, and names the model, the tensor
-    and the fix; the intact model still loads and runs."""
+    allocate_tensors() succeeded. Now it fails by allocate_tensors() on every route, naming the model,
+    the tensor and the fix: the delegate routes ask the delegate for its error
+    (DcKerasHuffDecodeDelegateError), decode='op' checks the CRCs at construction; the intact model
+    still loads and runs."""
     from dc_keras import _flatbuffer as fb
 
     packed = _dynamic_shape_packed()
@@ -430,7 +431,7 @@ def test_corrupt_packed_data_fails_at_construction_even_when_prepare_is_deferred
                        {"model_path": str(path), "backend": "tensorflow", "decode": "op"},
                        {"model_content": bytes(bad), "weights": "compressed", "max_density": 1.0}):
             with pytest.raises(RuntimeError) as info:
-                runtime.Interpreter(**kwargs)
+                runtime.Interpreter(**kwargs).allocate_tensors()
             msg = str(info.value)
             label = str(path) if "model_path" in kwargs else "model_content"
             assert msg.startswith(f"{label}: HuffDecode(") and "checksum mismatch" in msg and "copy it again" in msg, msg

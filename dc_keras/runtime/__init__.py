@@ -14,15 +14,14 @@ plus ``backend`` (``"auto"``, ``"litert"`` or ``"tensorflow"``) and ``decode``:
   Prepare into persistent read-only memory. XNNPACK is applied before that Prepare and then skips
   layers fed by decoded weights (they are not constants when it looks).
 
-A corrupt packed buffer makes ``Interpreter(...)`` itself fail with ``RuntimeError`` naming the
-model, the tensor, the reason and the fix: the constructor checks every packed tensor's CRC-32
-(FORMAT.md §8) with the C library before the runtime sees the model (about 0.2 ms for a
-1.8 MB packed 4096x4096 layer, under 1 % of its load), also where TFLite defers HuffDecode's
-Prepare to the first ``invoke()`` (ops after a dynamic shape, e.g. a SHAPE -> RESHAPE of a dynamic
-batch). What that check does not cover still fails where the decoder runs, ``allocate_tensors()``
-or that first ``invoke()``: a packed tensor whose header or graph wiring is invalid (the runtime
-names the exact rule), a hostile file with a correct CRC, version-1 files (their checksum covers
-the decoded output).
+A corrupt packed buffer makes ``allocate_tensors()`` fail with ``RuntimeError`` naming the model,
+the tensor, the decoder's reason and the fix, also where TFLite defers HuffDecode's Prepare to the
+first ``invoke()`` (ops after a dynamic output shape, e.g. a SHAPE -> RESHAPE of a dynamic batch):
+with ``decode="delegate"`` the delegate has decoded every packed tensor by then and
+``allocate_tensors()`` asks it for its first error (``DcKerasHuffDecodeDelegateError``, no extra
+pass over the weights); with ``decode="op"`` the constructor checks every packed tensor's CRC-32
+(FORMAT.md §8) first, since that op decodes in its own, deferred Prepare. A signature runner
+allocates on its own: there such an error still comes at its first call.
 
 Using the library without this module:
 
@@ -190,7 +189,10 @@ def _verify_packed(label, model_path, model_content) -> None:
     """Checks every packed tensor's CRC-32 (FORMAT.md §8) before the runtime sees the model, so
     corrupt packed data fails here, naming the tensor, and not only at the first
     ``invoke()``: TFLite defers the Prepare (where HuffDecode decodes) of every op after one with a
-    dynamic output shape (e.g. a SHAPE -> RESHAPE kept by a dynamic batch). Uses the C library's
+    dynamic output shape (e.g. a SHAPE -> RESHAPE kept by a dynamic batch). For ``decode="op"``
+    only: the delegate routes ask the delegate after ``allocate_tensors()`` instead (it has decoded
+    everything by then), which costs no second pass over the weights (this one: ~0.5 ms on
+    MobileNetV2's 3.6 MB packed file, ~3 % of its load). Uses the C library's
     ``dc_list_huffdecode`` (the flatbuffer walk, each op's header and shape checked, nothing decoded)
     and ``dc_crc32`` (carry-less multiplication where the CPU has it): a fraction of a millisecond per
     MB of packed data. Version-1 tensors (checksum over the decoded output) are not checked here; a
@@ -314,7 +316,8 @@ class Interpreter:
         density_pct = _check_max_density(max_density, weights)
         model_content = _content_bytes(model_content)
         label = _check_model(model_path, model_content)
-        _verify_packed(label, model_path, model_content)
+        if decode == "op":  # decodes in its own Prepare, which TFLite may defer to the first invoke
+            _verify_packed(label, model_path, model_content)
         if backend == "tensorflow":  # TF's loader does not bound-check buffers stored past the flatbuffer
             _full_check(label, model_path, model_content)  # (LiteRT does); TF's import dwarfs this one
         if weights == "compressed" and not _mentions_huffdecode(model_path, model_content):
@@ -357,6 +360,26 @@ class Interpreter:
         self.backend = backend
         self.decode = decode
         self.weights = weights
+        self._label = label
+
+    def allocate_tensors(self):
+        """The backend's ``allocate_tensors()``; a packed tensor that failed to decode raises here
+        (``RuntimeError`` naming the model, the tensor, the reason and the fix) even where TFLite
+        defers the delegate kernel's Prepare, which reports it, to the first ``invoke()`` (ops
+        after a dynamic output shape).
+
+        Example:
+          >>> it = dc_keras.runtime.Interpreter(model_content=packed)   # doctest: +SKIP
+          >>> it.allocate_tensors()                                     # doctest: +SKIP
+        """
+        self._interpreter.allocate_tensors()
+        if self._delegate is not None:
+            err = _delegate_error(self._delegate)
+            if err:
+                from dc_keras._flatbuffer import CORRUPT_FIX  # only on errors: it imports the schema
+
+                fix = f"; {CORRUPT_FIX}" if any(w in err for w in ("decoding failed", "corrupt")) else ""
+                raise RuntimeError(f"{self._label}: {err}{fix}")
 
     def compressed_report(self) -> list:
         """What ``weights="compressed"`` did with each packed tensor: its route and, when it is
@@ -399,6 +422,17 @@ class Interpreter:
     def __repr__(self):
         return (f"<dc_keras.runtime.Interpreter backend={self.backend!r} decode={self.decode!r} "
                 f"weights={self.weights!r}>")
+
+
+def _delegate_error(delegate) -> str:
+    """The delegate's first error ("" if none), once its decode helpers are done (C:
+    ``DcKerasHuffDecodeDelegateError``)."""
+    fn = load_library().DcKerasHuffDecodeDelegateError
+    fn.restype = ctypes.c_size_t
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    buf = ctypes.create_string_buffer(1024)
+    fn(delegate_pointer(delegate), buf, len(buf))
+    return buf.value.decode(errors="replace")
 
 
 def _op_label(name: str) -> str:

@@ -62,6 +62,13 @@ DC_API void tflite_plugin_destroy_delegate(struct TfLiteDelegate* delegate);
 DC_API size_t DcKerasHuffDecodeDelegateReport(const struct TfLiteDelegate* delegate, char* buf,
                                               size_t size);
 
+/* The delegate's first error, "" if none (waits for its decode helpers): TFLite reports it in the
+ * delegate kernel's Prepare, which it defers to the first Invoke for ops after a dynamic output
+ * shape; call this after AllocateTensors to fail at load then too.  Copies up to size - 1 bytes
+ * (NUL terminated), returns the full length. */
+DC_API size_t DcKerasHuffDecodeDelegateError(struct TfLiteDelegate* delegate, char* buf,
+                                             size_t size);
+
 /* ---- LiteRT CompiledModel custom op kernel (dc_litert_op.c) ---- */
 
 /* LiteRT's LiteRtLockTensorBuffer, LiteRtUnlockTensorBuffer and LiteRtGetTensorBufferSize

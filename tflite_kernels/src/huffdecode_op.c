@@ -2056,6 +2056,24 @@ DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate,
   return len;
 }
 
+/* The delegate's first error ("" if none), e.g. a packed tensor that failed to decode, after
+ * waiting for its decode helpers.  TFLite reports it in the delegate kernel's Prepare, which it
+ * defers to the first invoke for ops after a dynamic output shape: an app can call this right after
+ * AllocateTensors to fail at load in that case too.  Copies up to size - 1 bytes (NUL terminated)
+ * and returns the full length. */
+DC_EXPORT size_t DcKerasHuffDecodeDelegateError(TfLiteDelegate* delegate, char* buf, size_t size) {
+  DcDelegate* d = delegate ? (DcDelegate*)delegate->data_ : NULL;
+  if (d) join_lazy(d, 1); /* a deferred kernel Prepare has not joined them yet */
+  const char* e = d ? d->error : "";
+  size_t len = strlen(e);
+  if (buf && size) {
+    size_t c = len < size - 1 ? len : size - 1;
+    memcpy(buf, e, c);
+    buf[c] = '\0';
+  }
+  return len;
+}
+
 /* The number of tensors the delegate has decoded on a helper thread while the load went on
  * (decode_lazily: 0 where userfaultfd is refused, on one CPU, with decode_async=0, or for models
  * it does not pay for).  For tests and diagnostics. */
