@@ -150,6 +150,8 @@ def test_unsupported_tfmot_options_say_so():
         sparsity.prune_low_magnitude(mlp(), pruning_policy=object())
     with pytest.raises(TypeError, match="unsupported"):
         sparsity.prune_low_magnitude(mlp(), foo=1)
+    with pytest.raises(ValueError, match=r"0 < m < n \(m zeros in every n"):
+        sparsity.prune_low_magnitude(mlp(), sparsity_m_by_n=(4, 4))
     with pytest.raises(ValueError, match="cluster_per_channel"):
         clustering.cluster_weights(mlp(), 8, cluster_per_channel=True)
     with pytest.raises(ValueError, match="cluster_centroids_init"):
@@ -208,3 +210,94 @@ def test_dc_keras_api_warns_too_but_not_for_chunked_fits():
     never = dc_keras.schedules.ConstantSparsity(0.9, begin_step=50, end_step=60, frequency=5)
     with pytest.warns(UserWarning, match="never updates the masks.*begin_step=50 is after the last step"):
         assert never.check_reachable(0, 40) is not None
+
+
+# -- side by side with tfmot 0.8.1 in training (tests/_tfmot_masks_child.py) -------------------------
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _tfmot_masks_child as masks_child  # noqa: E402  (same weights and data on both sides)
+
+MASK_CASES = {
+    # tfmot's sparsity_m_by_n=(m, n): m zeros in every n consecutive weights along the input dimension
+    "m_by_n_1_4": dict(schedule=("ConstantSparsity", dict(target_sparsity=0.5, begin_step=0)),
+                       prune=dict(sparsity_m_by_n=[1, 4]), lr=0.0, batch_size=8, batches=3),
+    "m_by_n_3_4": dict(schedule=("ConstantSparsity", dict(target_sparsity=0.5, begin_step=0)),
+                       prune=dict(sparsity_m_by_n=[3, 4]), lr=0.0, batch_size=8, batches=3),
+    "constant_begin0": dict(schedule=("ConstantSparsity", dict(target_sparsity=0.5, begin_step=0, frequency=3)),
+                            lr=0.0, batch_size=8, batches=8),
+    "poly_begin2": dict(schedule=("PolynomialDecay", dict(initial_sparsity=0.2, final_sparsity=0.8, begin_step=2,
+                                                          end_step=8, frequency=2)),
+                        lr=0.0, batch_size=8, batches=10),
+    "revive": dict(schedule=("ConstantSparsity", dict(target_sparsity=0.5, begin_step=0, frequency=1)),
+                   lr=0.5, batch_size=16, batches=32),
+}
+
+
+@pytest.fixture(scope="module")
+def tfmot_masks():
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, masks_child.__file__, json.dumps(list(MASK_CASES.values()))], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    return {name: [(step, np.array(mask)) for step, mask in case_rows] for name, case_rows in zip(MASK_CASES, rows)}
+
+
+def dc_masks(case):
+    """The same case through dc_keras.compat.tfmot: the mask of d1 after every batch (batch b is step b)."""
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, name="d1"), keras.layers.Dense(3, name="out")])
+    model.set_weights(masks_child.mlp_weights())
+    kind, kwargs = case["schedule"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # schedules that do not finish in these few steps
+        pruned = sparsity.prune_low_magnitude(model, pruning_schedule=getattr(sparsity, kind)(**kwargs),
+                                              **case.get("prune", {}))
+        pruned.compile(keras.optimizers.SGD(case["lr"]), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        mask = [w for w in pruned.get_layer("d1").weights if w.name == "kernel_mask"][0]
+        rows = []
+        record = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda b, logs: rows.append((b, keras.ops.convert_to_numpy(mask).copy())))  # noqa: ARG005
+        x, y = masks_child.data(case["batch_size"] * case["batches"])
+        pruned.fit(x, y, batch_size=case["batch_size"], epochs=1, shuffle=False, verbose=0,
+                   callbacks=[sparsity.UpdatePruningStep(), record])
+    return rows
+
+
+@pytest.mark.parametrize("name", ["m_by_n_1_4", "m_by_n_3_4"])
+def test_m_by_n_means_m_zeros_of_n_as_in_tfmot(tfmot_masks, name):
+    # tfmot's (1, 4) prunes 1 of every 4 weights; dc_keras.prune's own (m, n) keeps m of n, and the
+    # drop-in passed tfmot's pair through unchanged: (1, 4) pruned 3 of 4 (75 % instead of 25 %).
+    theirs = tfmot_masks[name][-1][1]
+    ours = dc_masks(MASK_CASES[name])[-1][1]
+    m, n = MASK_CASES[name]["prune"]["sparsity_m_by_n"]
+    assert (ours == 0).mean() == pytest.approx(m / n)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_training_steps_are_numbered_as_documented(tfmot_masks):
+    # tfmot 0.8.1 numbers the first batch step 1 (its wrapper increments the counter before the mask
+    # update), dc_keras step 0; at every step both update, they prune the same weights (the count
+    # may differ by one: tfmot keeps round(size * (1 - s)), dc_keras prunes floor(size * s)).
+    theirs = tfmot_masks["poly_begin2"]
+    assert [step for step, _ in theirs] == list(range(1, 11))
+    ours = dc_masks(MASK_CASES["poly_begin2"])
+    tf_at = dict(theirs)
+    for step, mask in ours[1:]:
+        diff = np.count_nonzero(mask != tf_at[step])
+        assert diff <= 1, (step, diff)
+        assert np.all(mask[tf_at[step] == 1] == 1)  # dc_keras never prunes a weight tfmot keeps
+    # begin_step=0: dc_keras updates at step 0, i.e. the first batch; tfmot's first update is at
+    # step `frequency` (3 = the third batch), as the migration guide says.
+    theirs = [(m == 0).mean() for _, m in tfmot_masks["constant_begin0"]]
+    ours = [(m == 0).mean() for _, m in dc_masks(MASK_CASES["constant_begin0"])]
+    assert theirs[:2] == [0.0, 0.0] and theirs[2] == 0.5
+    assert ours == [0.5] * 8
+
+
+def test_pruned_weights_stay_pruned_unlike_tfmot(tfmot_masks):
+    # tfmot recomputes the mask from weights the optimizer has moved off zero, so a pruned weight
+    # can come back; dc_keras's masks only grow (migration guide, "Differences").
+    def revived(rows):
+        return sum(int(np.sum((a == 0) & (b == 1))) for (_, a), (_, b) in zip(rows, rows[1:]))
+
+    assert revived(tfmot_masks["revive"]) > 0
+    assert revived(dc_masks(MASK_CASES["revive"])) == 0

@@ -13,7 +13,7 @@ Example:
 """
 import abc
 import contextlib
-
+import numbers
 
 from dc_keras.train import pruning as _pruning
 from dc_keras.train.strip import strip as _strip_model
@@ -31,7 +31,9 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
             ``ConstantSparsity(0.5, 0)`` as in tfmot.
         block_size, block_pooling_type: only tfmot's defaults ``(1, 1)`` / ``"AVG"`` (no block sparsity).
         pruning_policy: only None.
-        sparsity_m_by_n: ``(m, n)`` structured sparsity, e.g. ``(2, 4)``.
+        sparsity_m_by_n: ``(m, n)`` structured sparsity as in tfmot: ``m`` zeros in every ``n``
+            consecutive weights along the input dimension, e.g. ``(2, 4)``. (``dc_keras.prune``'s
+            own ``sparsity_m_by_n`` counts the weights kept: this is its ``(n - m, n)``.)
 
     Example:
         >>> pruned = prune_low_magnitude(model, pruning_schedule=PolynomialDecay(0.5, 0.8, 0, 1000))
@@ -48,9 +50,24 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
         raise ValueError("pruning_policy is not supported by dc_keras (tfmot's PruneForLatencyOnXNNPack); "
                          "pass pruning_policy=None and choose the layers with a clone_function instead.")
     schedule = ConstantSparsity(0.5, 0) if pruning_schedule is None else pruning_schedule
+    keep_m_by_n = _kept_of(sparsity_m_by_n)
     if isinstance(to_prune, (list, tuple)):
-        return [_pruning.prune(layer, schedule, sparsity_m_by_n=sparsity_m_by_n) for layer in to_prune]
-    return _pruning.prune(to_prune, schedule, sparsity_m_by_n=sparsity_m_by_n)
+        return [_pruning.prune(layer, schedule, sparsity_m_by_n=keep_m_by_n) for layer in to_prune]
+    return _pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n)
+
+
+def _kept_of(m_by_n):
+    """tfmot's ``(m, n)`` (m zeros in every n) as dc_keras's (n - m kept of every n)."""
+    if m_by_n is None:
+        return None
+    try:
+        m, n = m_by_n
+    except (TypeError, ValueError):
+        m = n = None
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (m, n)) or not 0 < m < n:
+        raise ValueError(f"sparsity_m_by_n must be a pair (m, n) of integers with 0 < m < n (m zeros in every n "
+                         f"consecutive weights, e.g. (2, 4)), got {m_by_n!r}.")
+    return (int(n - m), int(n))
 
 
 class UpdatePruningStep(_pruning.PruningCallback):
