@@ -38,7 +38,7 @@ def test_every_name_is_there():
     for name in ("prune_low_magnitude", "PolynomialDecay", "ConstantSparsity", "UpdatePruningStep",
                  "PruningSummaries", "strip_pruning", "PrunableLayer", "prune_scope", "PruningSchedule"):
         assert hasattr(sparsity, name), name
-    for name in ("cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope"):
+    for name in ("cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope", "ClusteringSummaries"):
         assert hasattr(clustering, name), name
     assert {"LINEAR", "RANDOM", "DENSITY_BASED", "KMEANS_PLUS_PLUS"} <= set(vars(clustering.CentroidInitialization))
 
@@ -311,3 +311,63 @@ def test_pruned_weights_stay_pruned_unlike_tfmot(tfmot_masks):
 
     assert revived(tfmot_masks["revive"]) > 0
     assert revived(dc_masks(MASK_CASES["revive"])) == 0
+
+
+def test_tfmot_style_schedule_subclass_says_how_to_port():
+    # tfmot's custom schedules implement __call__(step) -> (should_prune, sparsity) and need no
+    # base __init__; the drop-in failed in fit() with "'Mine' object has no attribute 'end_step'".
+    class Mine(sparsity.PruningSchedule):
+        def __init__(self, target):
+            self.target = target
+
+        def __call__(self, step):
+            return (True, self.target)
+
+        def get_config(self):
+            return {"target": self.target}
+
+    with pytest.raises(ValueError, match=r"Mine implements tfmot's __call__\(step\).*super\(\)\.__init__.*sparsity\(step\)"):
+        sparsity.prune_low_magnitude(mlp(), pruning_schedule=Mine(0.5))
+
+    class Half(sparsity.PruningSchedule):  # a dc_keras-style one that skips the base __init__
+        def __init__(self):
+            pass
+
+        def sparsity(self, step):
+            return keras.ops.convert_to_tensor(0.5, "float32")
+
+    with pytest.raises(ValueError, match=r"Half has no begin_step, end_step, frequency \(PruningSchedule.__init__"):
+        dc_keras.prune(mlp(), Half())
+
+    class Ported(sparsity.PruningSchedule):  # what the message asks for
+        def __init__(self, target):
+            super().__init__(begin_step=0, frequency=1)
+            self.target = target
+
+        def sparsity(self, step):
+            return keras.ops.convert_to_tensor(self.target, "float32")
+
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=Ported(0.5)))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    assert (sparsity.strip_pruning(pruned).get_layer("d1").get_weights()[0] == 0).mean() == 0.5
+
+
+def test_tfmot_names_not_provided_say_what_to_use(tmp_path):
+    # Every public name of tfmot 0.8.1's sparsity.keras / clustering.keras is there or an
+    # AttributeError naming the replacement (was: "module ... has no attribute 'PruningPolicy'").
+    expected = {
+        sparsity: {"PruneForLatencyOnXNNPack": "clone_function", "PruningPolicy": "clone_function"},
+        clustering: {"ClusterableLayer": "get_prunable_weights", "clusterable_layer": "get_prunable_weights",
+                     "ClusteringAlgorithm": "not supported", "experimental": "preserve_sparsity=True"},
+    }
+    for module, names in expected.items():
+        for name, fix in names.items():
+            with pytest.raises(AttributeError, match=fix):
+                getattr(module, name)
+        with pytest.raises(AttributeError, match="docs/migrating_from_tfmot.md"):
+            module.no_such_name  # noqa: B018
+    # tfmot has ClusteringSummaries too (log_dir='logs', cluster_update_freq='epoch'): same name here.
+    clustered = _compile(clustering.cluster_weights(mlp(), 4))
+    clustered.fit(X, Y, batch_size=16, epochs=1, verbose=0,
+                  callbacks=[clustering.ClusteringSummaries(log_dir=str(tmp_path), cluster_update_freq="batch")])
+    assert os.listdir(tmp_path / "train")

@@ -123,6 +123,7 @@ class PruneWrapper(_base.CompressionWrapper):
                 f"`schedule` must be a dc_keras.schedules schedule (ConstantSparsity, PolynomialDecay, "
                 f"StdThreshold), got {schedule!r}."
             )
+        schedule.check_usable()
         self.schedule = schedule
         self.sparsity_m_by_n = _check_m_by_n(sparsity_m_by_n)
         if self.sparsity_m_by_n is not None and schedule.kind != "sparsity":

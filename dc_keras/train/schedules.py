@@ -142,6 +142,29 @@ class PruningSchedule:
         warnings.warn(text, UserWarning, stacklevel=3)
         return text
 
+    def check_usable(self):
+        """Raise one ``ValueError`` saying how to fix a subclass that cannot run: one written for
+        tfmot (``__call__(step)`` returning ``(should_prune, sparsity)``, no base ``__init__``) or
+        one that does not call ``PruningSchedule.__init__``. Called when a layer is wrapped.
+
+        Example:
+            >>> MySchedule(0.5).check_usable()  # nothing happens when it can run
+        """
+        name = type(self).__name__
+        missing = [a for a in ("begin_step", "end_step", "frequency") if not hasattr(self, a)]
+        no_rule = self.kind == "sparsity" and not callable(getattr(self, "sparsity", None))
+        if not missing and not no_rule:
+            return
+        tfmot_style = any("__call__" in vars(k) for k in type(self).__mro__)
+        problem = ("implements tfmot's __call__(step) -> (should_prune, sparsity)" if tfmot_style and no_rule
+                   else "has no sparsity(step) method" if no_rule
+                   else f"has no {', '.join(missing)} (PruningSchedule.__init__ was not called)")
+        raise ValueError(
+            f"Pruning schedule {name} {problem}. A dc_keras schedule calls "
+            "super().__init__(begin_step, end_step, frequency) (when to update the masks: at begin_step, every "
+            "frequency steps and at end_step) and implements sparsity(step) with keras.ops, returning the target "
+            "sparsity at that step (docs/migrating_from_tfmot.md, note 4).")
+
     def get_config(self):
         return {"begin_step": self.begin_step, "end_step": self.end_step, "frequency": self.frequency}
 
