@@ -14,6 +14,7 @@ import contextlib
 import numbers
 
 from dc_keras.train import clustering as _clustering
+from dc_keras.train import summaries as _summaries
 from dc_keras.train.strip import strip as _strip_model
 
 
@@ -97,6 +98,49 @@ def cluster_scope():
     yield
 
 
+class ClusteringSummaries(_summaries.ClusteringSummaries):
+    """Writes each clustered layer's cluster count and centroid drift to ``<log_dir>/train``
+    (tfmot's name and arguments for :class:`dc_keras.train.ClusteringSummaries`).
+
+    Unlike tfmot's (a ``TensorBoard`` subclass) it writes no loss/metric curves: add
+    ``keras.callbacks.TensorBoard(log_dir)`` for those. ``cluster_update_freq``: ``'epoch'``,
+    ``'batch'`` or every ``n`` batches.
+
+    Example:
+        >>> clustered.fit(x, y, callbacks=[ClusteringSummaries(log_dir="logs", cluster_update_freq="batch")])
+    """
+
+    def __init__(self, log_dir="logs", cluster_update_freq="epoch", **kwargs):
+        if kwargs:
+            raise TypeError(f"ClusteringSummaries() got unsupported argument(s) {sorted(kwargs)} (TensorBoard "
+                            "options belong to keras.callbacks.TensorBoard, which you can add next to it).")
+        super().__init__(log_dir, update_freq=1 if cluster_update_freq == "batch" else cluster_update_freq)
+
+
 ClusterWeights = _clustering.ClusterWrapper
 
-__all__ = ["cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope", "ClusterWeights"]
+_CUSTOM_LAYERS = ("tfmot.clustering.keras.{name} is not provided: dc_keras clusters the weights a custom layer "
+                  "lists in get_prunable_weights() (tfmot.sparsity.keras.PrunableLayer), with one set of centroids "
+                  "per weight; implement that instead of get_clusterable_weights() (docs/migrating_from_tfmot.md)")
+_NOT_PROVIDED = {
+    "ClusterableLayer": _CUSTOM_LAYERS,
+    "clusterable_layer": _CUSTOM_LAYERS,
+    "ClusteringAlgorithm": ("tfmot.clustering.keras.ClusteringAlgorithm is not supported: dc_keras's centroids get "
+                            "the summed gradient of their weights (the paper's rule) for every layer type; cluster "
+                            "the layer's weights by listing them in get_prunable_weights() (docs/migrating_from_tfmot.md)"),
+    "experimental": ("tfmot.clustering.keras.experimental is not provided: its cluster.cluster_weights(..., "
+                     "preserve_sparsity=True) is cluster_weights(..., preserve_sparsity=True) here "
+                     "(docs/migrating_from_tfmot.md)"),
+}
+
+
+def __getattr__(name):
+    """tfmot names this drop-in does not have: an AttributeError that names the replacement."""
+    if name in _NOT_PROVIDED:
+        raise AttributeError(_NOT_PROVIDED[name].format(name=name))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r} (tfmot.clustering.keras's names and what "
+                         "replaces the missing ones: docs/migrating_from_tfmot.md)")
+
+
+__all__ = ["cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope", "ClusteringSummaries",
+           "ClusterWeights"]

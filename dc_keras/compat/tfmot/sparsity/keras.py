@@ -142,6 +142,22 @@ class PrunableLayer(abc.ABC):
 
 PruneLowMagnitude = _pruning.PruneWrapper
 
+_NOT_PROVIDED = {
+    name: (f"tfmot.sparsity.keras.{name} is not provided: dc_keras has no pruning policies. Pass "
+           "pruning_policy=None and choose the layers to prune yourself: prune_low_magnitude(layer) in a "
+           "keras.models.clone_model clone_function (tfmot's 'prune some layers' recipe), or "
+           "dc_keras.prune(model, schedule, layers=[...]) (docs/migrating_from_tfmot.md)")
+    for name in ("PruneForLatencyOnXNNPack", "PruningPolicy")
+}
+
+
+def __getattr__(name):
+    """tfmot names this drop-in does not have: an AttributeError that names the replacement."""
+    if name in _NOT_PROVIDED:
+        raise AttributeError(_NOT_PROVIDED[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r} (tfmot.sparsity.keras's names and what "
+                         "replaces the missing ones: docs/migrating_from_tfmot.md)")
+
 __all__ = ["prune_low_magnitude", "PolynomialDecay", "ConstantSparsity", "PruningSchedule", "UpdatePruningStep",
            "PruningSummaries", "strip_pruning", "prune_scope", "PrunableLayer", "PruneLowMagnitude"]
 
