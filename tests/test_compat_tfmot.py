@@ -371,3 +371,33 @@ def test_tfmot_names_not_provided_say_what_to_use(tmp_path):
     clustered.fit(X, Y, batch_size=16, epochs=1, verbose=0,
                   callbacks=[clustering.ClusteringSummaries(log_dir=str(tmp_path), cluster_update_freq="batch")])
     assert os.listdir(tmp_path / "train")
+
+
+_LOAD_IN_FRESH_PROCESS = r"""
+import sys, keras
+try:
+    keras.saving.load_model(sys.argv[1])
+    print("LOADED WITHOUT dc_keras")
+except Exception:
+    pass
+import dc_keras.compat.tfmot  # registers the wrappers and schedules, as tfmot's prune_scope() did
+m = keras.saving.load_model(sys.argv[1])
+print("RESULT", [type(l).__name__ for l in m.layers])
+"""
+
+
+def test_saved_pruned_model_loads_after_import_without_scope(tmp_path):
+    # The guide's promise: no prune_scope()/custom_objects; what it needs is dc_keras imported.
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=sparsity.ConstantSparsity(0.5, 0)))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    r = subprocess.run([sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, str(path)], env=env, capture_output=True,
+                       text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "LOADED WITHOUT dc_keras" not in r.stdout
+    assert "RESULT ['PruneWrapper', 'PruneWrapper']" in r.stdout
+    guide = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "docs", "migrating_from_tfmot.md")).read()
+    assert "once dc_keras is imported" in guide
