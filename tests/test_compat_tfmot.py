@@ -401,3 +401,12 @@ def test_saved_pruned_model_loads_after_import_without_scope(tmp_path):
     guide = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "docs", "migrating_from_tfmot.md")).read()
     assert "once dc_keras is imported" in guide
+
+
+def test_errors_a_migrator_hits_name_the_tfmot_spelling_of_the_fix():
+    # The drop-in's user knows UpdatePruningStep and strip_pruning, not PruningCallback and strip.
+    pruned = _compile(sparsity.prune_low_magnitude(mlp()))
+    with pytest.raises(Exception, match=r"UpdatePruningStep\(\)"):
+        pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"strip_pruning\(\)"):
+        clustering.cluster_weights(pruned, 8)

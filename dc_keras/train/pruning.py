@@ -43,7 +43,8 @@ from dc_keras.train.schedules import PruningSchedule
 
 _NO_CALLBACK = (
     "Layer {name!r} is pruned but is being trained without dc_keras.PruningCallback. Pass "
-    "`callbacks=[dc_keras.PruningCallback()]` to fit(); in a custom training loop call "
+    "`callbacks=[dc_keras.PruningCallback()]` to fit() (tfmot.sparsity.keras.UpdatePruningStep() in "
+    "dc_keras.compat.tfmot); in a custom training loop call "
     "`cb = dc_keras.PruningCallback(); cb.set_model(model); cb.on_train_begin()` before the first step."
 )
 
