@@ -410,3 +410,33 @@ def test_errors_a_migrator_hits_name_the_tfmot_spelling_of_the_fix():
         pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"strip_pruning\(\)"):
         clustering.cluster_weights(pruned, 8)
+
+
+_TFMOT_WRAPPED_FILE = r"""
+import sys, numpy as np, tensorflow_model_optimization as tfmot, tf_keras as keras
+s = tfmot.sparsity.keras
+m = keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, name="d1"), keras.layers.Dense(3, name="out")])
+p = s.prune_low_magnitude(m, pruning_schedule=s.ConstantSparsity(0.5, 0, frequency=1))
+p.compile("sgd", "mse")
+p.fit(np.ones((8, 12)), np.ones((8, 3)), verbose=0, callbacks=[s.UpdatePruningStep()])
+p.save(sys.argv[1] + "/wrapped.h5")
+s.strip_pruning(p).save(sys.argv[1] + "/stripped.h5")
+"""
+
+
+@pytest.mark.legacy
+def test_tfmot_wrapped_keras2_file_in_prune_scope_says_to_strip_in_tfmot(tmp_path):
+    # A tfmot user loads checkpoints the tfmot way: `with prune_scope(): load_model(path)`. A file
+    # holding tfmot's own (Keras 2) wrappers cannot be rebuilt on Keras 3; the no-op scope let Keras
+    # say "Unknown layer: 'PruneLowMagnitude'. Please ensure you are using a custom_object_scope".
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, "-c", _TFMOT_WRAPPED_FILE, str(tmp_path)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for scope in (sparsity.prune_scope, clustering.cluster_scope):
+        with pytest.raises(ValueError, match=r"tfmot's Keras 2 PruneLowMagnitude wrapper of layer 'd1'.*strip_pruning"):
+            with scope():
+                keras.saving.load_model(tmp_path / "wrapped.h5")
+    with sparsity.prune_scope():  # the fix the message gives: the stripped file loads
+        stripped = keras.saving.load_model(tmp_path / "stripped.h5")
+    assert (stripped.get_layer("d1").get_weights()[0] == 0).mean() == 0.5

@@ -13,6 +13,7 @@ Example:
 import contextlib
 import numbers
 
+from dc_keras.compat.tfmot import _keras2
 from dc_keras.train import clustering as _clustering
 from dc_keras.train import summaries as _summaries
 from dc_keras.train.strip import strip as _strip_model
@@ -90,12 +91,15 @@ def strip_clustering(model):
 @contextlib.contextmanager
 def cluster_scope():
     """tfmot needs it to load clustered models; dc_keras's wrappers are registered with Keras.
+    Inside it, a file that still holds tfmot's own (Keras 2) wrappers is one ``ValueError`` saying
+    to ``strip_clustering`` / ``strip_pruning`` it in tfmot.
 
     Example:
         >>> with cluster_scope():
         ...     model = keras.saving.load_model("clustered.keras")
     """
-    yield
+    with _keras2.tfmot_file_scope():
+        yield
 
 
 class ClusteringSummaries(_summaries.ClusteringSummaries):

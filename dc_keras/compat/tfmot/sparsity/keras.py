@@ -15,6 +15,7 @@ import abc
 import contextlib
 import numbers
 
+from dc_keras.compat.tfmot import _keras2
 from dc_keras.train import pruning as _pruning
 from dc_keras.train.strip import strip as _strip_model
 from dc_keras.train.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
@@ -116,13 +117,15 @@ def strip_pruning(model):
 @contextlib.contextmanager
 def prune_scope():
     """tfmot needs it to load pruned models; dc_keras's wrappers are registered with Keras, so
-    ``keras.saving.load_model`` works with or without it.
+    ``keras.saving.load_model`` works with or without it. Inside it, a file that still holds
+    tfmot's own (Keras 2) wrappers is one ``ValueError`` saying to ``strip_pruning`` it in tfmot.
 
     Example:
         >>> with prune_scope():
         ...     model = keras.saving.load_model("pruned.keras")
     """
-    yield
+    with _keras2.tfmot_file_scope():
+        yield
 
 
 class PrunableLayer(abc.ABC):
