@@ -440,3 +440,17 @@ def test_tfmot_wrapped_keras2_file_in_prune_scope_says_to_strip_in_tfmot(tmp_pat
     with sparsity.prune_scope():  # the fix the message gives: the stripped file loads
         stripped = keras.saving.load_model(tmp_path / "stripped.h5")
     assert (stripped.get_layer("d1").get_weights()[0] == 0).mean() == 0.5
+
+
+def test_strip_warning_points_at_the_callers_line_and_names_the_tfmot_callback():
+    # Through the drop-in, strip's "schedule had not finished" warning pointed at
+    # dc_keras/compat/tfmot/sparsity/keras.py and named only dc_keras.PruningCallback.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        schedule = sparsity.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=40, frequency=2)
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=schedule))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])  # 4 steps
+    for strip in (sparsity.strip_pruning, clustering.strip_clustering, dc_keras.strip):
+        with pytest.warns(UserWarning, match=r"had not finished.*UpdatePruningStep\(\)") as record:
+            strip(pruned)
+        assert [w.filename for w in record if "had not finished" in str(w.message)] == [__file__]

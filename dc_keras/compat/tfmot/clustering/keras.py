@@ -16,7 +16,7 @@ import numbers
 from dc_keras.compat.tfmot import _keras2
 from dc_keras.train import clustering as _clustering
 from dc_keras.train import summaries as _summaries
-from dc_keras.train.strip import strip as _strip_model
+from dc_keras.train.strip import _strip as _strip_model
 
 
 class CentroidInitialization:
@@ -85,7 +85,7 @@ def strip_clustering(model):
     Example:
         >>> final = strip_clustering(clustered)
     """
-    return _strip_model(model)
+    return _strip_model(model)  # its warnings point at our caller
 
 
 @contextlib.contextmanager
