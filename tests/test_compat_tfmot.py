@@ -454,3 +454,41 @@ def test_strip_warning_points_at_the_callers_line_and_names_the_tfmot_callback()
         with pytest.warns(UserWarning, match=r"had not finished.*UpdatePruningStep\(\)") as record:
             strip(pruned)
         assert [w.filename for w in record if "had not finished" in str(w.message)] == [__file__]
+
+
+class _NoPrunableWeights(keras.layers.Layer):
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], 8), name="w")
+
+    def call(self, x):
+        return x @ self.w
+
+
+def test_whole_model_like_tfmot_frozen_layers_compressed_unknown_layers_refused():
+    # tfmot 0.8.1 (checked in a tf_keras child while writing this) wraps layers with trainable=False
+    # too and raises for a layer it cannot prune/cluster; the drop-in silently left both dense
+    # (dc_keras's own default, reported only on the INFO log).
+    def frozen_model():
+        frozen = keras.layers.Dense(16, name="frozen")
+        frozen.trainable = False
+        return keras.Sequential([keras.Input((12,)), frozen, keras.layers.Dense(3, name="head")])
+
+    pruned = _compile(sparsity.prune_low_magnitude(frozen_model(),
+                                                   pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=1)))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    for layer in sparsity.strip_pruning(pruned).layers:
+        assert (layer.get_weights()[0] == 0).mean() == 0.5, layer.name
+    clustered = clustering.cluster_weights(frozen_model(), 4)
+    assert [type(l).__name__ for l in clustered.layers] == ["ClusterWrapper"] * 2
+    custom = keras.Sequential([keras.Input((12,)), _NoPrunableWeights(name="mine"), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match=r"'mine'.*get_prunable_weights"):
+        sparsity.prune_low_magnitude(custom)
+    with pytest.raises(ValueError, match=r"'mine'.*get_prunable_weights"):
+        clustering.cluster_weights(custom, 4)
+    # Layers whose weights are vectors (tfmot: BatchNormalization / LayerNormalization, "nothing to
+    # prune") stay dense without an error.
+    normed = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8), keras.layers.LayerNormalization(),
+                               keras.layers.BatchNormalization(), keras.layers.Dense(3)])
+    assert [type(l).__name__ for l in sparsity.prune_low_magnitude(normed).layers] == \
+        ["PruneWrapper", "LayerNormalization", "BatchNormalization", "PruneWrapper"]
+    assert "ClusterWrapper" in [type(l).__name__ for l in clustering.cluster_weights(normed, 4).layers]

@@ -13,7 +13,10 @@ Example:
 import contextlib
 import numbers
 
+import keras
+
 from dc_keras.compat.tfmot import _keras2
+from dc_keras.compat.tfmot.sparsity import keras as _sparsity_keras
 from dc_keras.train import clustering as _clustering
 from dc_keras.train import summaries as _summaries
 from dc_keras.train.strip import _strip as _strip_model
@@ -76,6 +79,9 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
     args = dict(init=init, preserve_sparsity=bool(preserve_sparsity), clusters=int(number_of_clusters))
     if isinstance(to_cluster, (list, tuple)):
         return [_clustering.cluster(layer, **args) for layer in to_cluster]
+    if isinstance(to_cluster, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
+        return _sparsity_keras._refuse_unsupported(_clustering.cluster(to_cluster, include_frozen=True, **args),
+                                                  "clustered", "cluster_weights")
     return _clustering.cluster(to_cluster, **args)
 
 

@@ -15,6 +15,8 @@ import abc
 import contextlib
 import numbers
 
+import keras
+
 from dc_keras.compat.tfmot import _keras2
 from dc_keras.train import pruning as _pruning
 from dc_keras.train.strip import _strip as _strip_model
@@ -54,7 +56,28 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
     keep_m_by_n = _kept_of(sparsity_m_by_n)
     if isinstance(to_prune, (list, tuple)):
         return [_pruning.prune(layer, schedule, sparsity_m_by_n=keep_m_by_n) for layer in to_prune]
+    if isinstance(to_prune, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
+        return _refuse_unsupported(_pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n, include_frozen=True),
+                                  "pruned", "prune_low_magnitude")
     return _pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n)
+
+
+def _refuse_unsupported(model, what, call):
+    """tfmot refuses a model with a layer it cannot compress; dc_keras leaves such layers dense
+    (``compression_report``). Raise an error for those holding a trainable matrix or larger (what
+    the user expects compressed), naming the layers and the fixes; normalisation layers (vectors
+    only, which tfmot also leaves) stay dense."""
+    report = getattr(model, "compression_report", None)
+    unknown = [e for e in (report.skipped if report else []) if e["reason"].startswith("unsupported")
+               and any(len(w.shape) >= 2 for w in model.get_layer(e["layer"]).trainable_weights)]
+    if unknown:
+        names = ", ".join(f"{e['layer']!r} ({e['type']})" for e in unknown)
+        raise ValueError(
+            f"{call}: layer(s) {names} cannot be {what}: not a layer type dc_keras knows, and no "
+            "get_prunable_weights(). As in tfmot, give the custom layer a get_prunable_weights() returning "
+            "the variables to compress (tfmot.sparsity.keras.PrunableLayer), or wrap only the other layers: "
+            f"{call}(layer) in a keras.models.clone_model clone_function (docs/migrating_from_tfmot.md).")
+    return model
 
 
 def _kept_of(m_by_n):
