@@ -492,3 +492,16 @@ def test_whole_model_like_tfmot_frozen_layers_compressed_unknown_layers_refused(
     assert [type(l).__name__ for l in sparsity.prune_low_magnitude(normed).layers] == \
         ["PruneWrapper", "LayerNormalization", "BatchNormalization", "PruneWrapper"]
     assert "ClusterWrapper" in [type(l).__name__ for l in clustering.cluster_weights(normed, 4).layers]
+
+
+def test_depthwise_kernels_are_compressed_unlike_tfmot_as_the_guide_says():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3, name="dw"),
+                              keras.layers.SeparableConv2D(4, 3, name="sep"), keras.layers.Flatten(),
+                              keras.layers.Dense(3, name="fc")])
+    pruned = sparsity.prune_low_magnitude(model)
+    assert [type(l).__name__ for l in pruned.layers] == ["PruneWrapper", "PruneWrapper", "Flatten", "PruneWrapper"]
+    assert {w.name for w in pruned.get_layer("sep").weights if w.name.endswith("_mask")} == \
+        {"depthwise_kernel_mask", "pointwise_kernel_mask"}
+    guide = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "docs", "migrating_from_tfmot.md")).read()
+    assert "DepthwiseConv1D/2D kernels and SeparableConv's depthwise kernel are pruned too" in guide
