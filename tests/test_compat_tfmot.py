@@ -410,6 +410,11 @@ def test_errors_a_migrator_hits_name_the_tfmot_spelling_of_the_fix():
         pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"strip_pruning\(\)"):
         clustering.cluster_weights(pruned, 8)
+    # UpdatePruningStep on a model that is not pruned (tfmot ignores it): the result of
+    # prune_low_magnitude was dropped, or the callback is left over from a pruning fit().
+    plain = _compile(mlp())
+    with pytest.raises(ValueError, match=r"prune_low_magnitude\(model\).*leave the callback out"):
+        plain.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
 
 
 _TFMOT_WRAPPED_FILE = r"""

@@ -710,7 +710,8 @@ class PruningCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"PruningCallback: model {self.model.name!r} has no pruned layers. dc_keras.prune() returns a new "
                 "model and leaves its input unchanged: `pruned = dc_keras.prune(model, schedule)`, then compile and "
-                "fit `pruned`."
+                "fit `pruned` (dc_keras.compat.tfmot: `pruned = prune_low_magnitude(model)`, callback "
+                "UpdatePruningStep). If this model is not meant to be pruned, leave the callback out."
             )
         return wrappers
 
