@@ -76,3 +76,19 @@ def test_cli_pack_of_tfmot_file_equals_api_and_leaves_input(tfmot_dir, tmp_path)
     assert src.read_bytes() == before
     assert out.read_bytes() == export.pack(before)
     assert "x)" in proc.stdout  # "... -> packed: N B (R.RRx)"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_inspect_says_what_pack_left_and_why(tfmot_dir, name):
+    # docs/migrating_from_tfmot.md: `dc-keras inspect` lists every constant tensor of a tfmot file
+    # with why it was or was not packed.
+    plain = _read(tfmot_dir, name)
+    before = {r.name: r for r in export.inspect(plain).rows}
+    after = {r.name: r for r in export.inspect(export.pack(plain)).rows}
+    assert before.keys() == after.keys()
+    for tensor, row in after.items():
+        assert (row.status == "packed") == (before[tensor].status == "packable"), tensor
+        assert row.reason, tensor
+        if row.status != "packed":
+            assert row.status == before[tensor].status and row.reason == before[tensor].reason, tensor
+    assert {r.status for r in after.values()} >= {"packed", "small"}
