@@ -510,3 +510,14 @@ def test_depthwise_kernels_are_compressed_unlike_tfmot_as_the_guide_says():
     guide = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "docs", "migrating_from_tfmot.md")).read()
     assert "DepthwiseConv1D/2D kernels and SeparableConv's depthwise kernel are pruned too" in guide
+
+
+def test_schedule_warnings_point_at_the_users_line():
+    # The fit()-time warning pointed at dc_keras/train/pruning.py (Keras calls the callback).
+    with pytest.warns(UserWarning, match="ends at sparsity 0.5 instead of 0.8") as built:
+        schedule = sparsity.PolynomialDecay(initial_sparsity=0.50, final_sparsity=0.80, begin_step=0, end_step=16)
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=schedule))
+    with pytest.warns(UserWarning, match=r"fit\(\) of layer 'd1'") as fitted:
+        pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    for record in (built, fitted):
+        assert [w.filename for w in record if "instead of 0.8" in str(w.message)] == [__file__]

@@ -14,7 +14,9 @@ provides tfmot's whole pruning/clustering API (docs/migrating_from_tfmot.md). Un
 are also updated at ``end_step``, and a schedule whose ``end_step``/``frequency`` cannot reach its
 target warns (:meth:`PruningSchedule.check_reachable`).
 """
+import inspect
 import numbers
+import os
 import warnings
 
 import keras
@@ -24,6 +26,19 @@ _PACKAGE = "dc_keras"
 # Step arithmetic dtype: JAX has no int64 unless jax_enable_x64 (it truncates with a warning).
 _INT = "int32" if keras.backend.backend() == "jax" else "int64"
 _REACH_TOLERANCE = 0.01  # sparsity short of the target that is not worth a warning
+# Frames the schedule warnings skip to reach the user's line: the keras and dc_keras packages.
+_INTERNAL_DIRS = (os.path.dirname(os.path.abspath(keras.__file__)) + os.sep,
+                  os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep)
+
+
+def _user_stacklevel():
+    """``stacklevel`` for a ``warnings.warn`` in the function that calls this one, pointing at the
+    first frame outside dc_keras and Keras: the user's ``PolynomialDecay(...)`` line, or the
+    ``fit()`` call whose callback warns (Keras calls the callbacks)."""
+    frame, level = inspect.currentframe().f_back, 1
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_int(name, value, minimum):
@@ -139,7 +154,7 @@ class PruningSchedule:
                else "Lower `begin_step` or train longer.")
         text = (f"{self!r}: {where} runs steps {first_step}..{first_step + num_steps - 1}, so it {ends} "
                 f"instead of {target:.3g} ({why}). {fix}")
-        warnings.warn(text, UserWarning, stacklevel=3)
+        warnings.warn(text, UserWarning, stacklevel=_user_stacklevel())
         return text
 
     def check_usable(self):
