@@ -1,10 +1,11 @@
 """``tfmot.sparsity.keras`` on Keras 3: magnitude pruning by :func:`dc_keras.prune`.
 
 Same names, argument names and defaults as tensorflow_model_optimization 0.8. Differences
-(docs/migrating_from_tfmot.md): masks are also updated at ``end_step`` itself; a schedule that
-cannot reach its target warns; ``PruningSummaries`` writes sparsity only (add
-``keras.callbacks.TensorBoard`` for the loss curves) and also arms pruning; block sparsity and
-pruning policies are not available (an error says so).
+(docs/migrating_from_tfmot.md): the first training batch is step 0 (tfmot: 1) and masks are
+also updated at ``end_step`` itself; a pruned weight is never restored; a schedule that cannot
+reach its target warns; ``PruningSummaries`` writes sparsity only (add
+``keras.callbacks.TensorBoard`` for the loss curves) and also arms pruning; depthwise kernels are
+pruned too; block sparsity and pruning policies are not available (an error says so).
 
 Example:
     >>> import dc_keras.compat.tfmot as tfmot
