@@ -35,7 +35,10 @@ def _user_stacklevel():
     """``stacklevel`` for a ``warnings.warn`` in the function that calls this one, pointing at the
     first frame outside dc_keras and Keras: the user's ``PolynomialDecay(...)`` line, or the
     ``fit()`` call whose callback warns (Keras calls the callbacks)."""
-    frame, level = inspect.currentframe().f_back, 1
+    here = inspect.currentframe()
+    if here is None:  # a Python without frame introspection: the caller of the warning's caller
+        return 3
+    frame, level = here.f_back, 1
     while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
         frame, level = frame.f_back, level + 1
     return level
