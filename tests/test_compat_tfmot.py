@@ -38,7 +38,7 @@ def test_every_name_is_there():
     for name in ("prune_low_magnitude", "PolynomialDecay", "ConstantSparsity", "UpdatePruningStep",
                  "PruningSummaries", "strip_pruning", "PrunableLayer", "prune_scope", "PruningSchedule"):
         assert hasattr(sparsity, name), name
-    for name in ("cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope"):
+    for name in ("cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope", "ClusteringSummaries"):
         assert hasattr(clustering, name), name
     assert {"LINEAR", "RANDOM", "DENSITY_BASED", "KMEANS_PLUS_PLUS"} <= set(vars(clustering.CentroidInitialization))
 
@@ -150,6 +150,8 @@ def test_unsupported_tfmot_options_say_so():
         sparsity.prune_low_magnitude(mlp(), pruning_policy=object())
     with pytest.raises(TypeError, match="unsupported"):
         sparsity.prune_low_magnitude(mlp(), foo=1)
+    with pytest.raises(ValueError, match=r"0 < m < n \(m zeros in every n"):
+        sparsity.prune_low_magnitude(mlp(), sparsity_m_by_n=(4, 4))
     with pytest.raises(ValueError, match="cluster_per_channel"):
         clustering.cluster_weights(mlp(), 8, cluster_per_channel=True)
     with pytest.raises(ValueError, match="cluster_centroids_init"):
@@ -208,3 +210,314 @@ def test_dc_keras_api_warns_too_but_not_for_chunked_fits():
     never = dc_keras.schedules.ConstantSparsity(0.9, begin_step=50, end_step=60, frequency=5)
     with pytest.warns(UserWarning, match="never updates the masks.*begin_step=50 is after the last step"):
         assert never.check_reachable(0, 40) is not None
+
+
+# -- side by side with tfmot 0.8.1 in training (tests/_tfmot_masks_child.py) -------------------------
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _tfmot_masks_child as masks_child  # noqa: E402  (same weights and data on both sides)
+
+MASK_CASES = {
+    # tfmot's sparsity_m_by_n=(m, n): m zeros in every n consecutive weights along the input dimension
+    "m_by_n_1_4": dict(schedule=("ConstantSparsity", dict(target_sparsity=0.5, begin_step=0)),
+                       prune=dict(sparsity_m_by_n=[1, 4]), lr=0.0, batch_size=8, batches=3),
+    "m_by_n_3_4": dict(schedule=("ConstantSparsity", dict(target_sparsity=0.5, begin_step=0)),
+                       prune=dict(sparsity_m_by_n=[3, 4]), lr=0.0, batch_size=8, batches=3),
+    "constant_begin0": dict(schedule=("ConstantSparsity", dict(target_sparsity=0.5, begin_step=0, frequency=3)),
+                            lr=0.0, batch_size=8, batches=8),
+    "poly_begin2": dict(schedule=("PolynomialDecay", dict(initial_sparsity=0.2, final_sparsity=0.8, begin_step=2,
+                                                          end_step=8, frequency=2)),
+                        lr=0.0, batch_size=8, batches=10),
+    "tutorial_small": dict(schedule=("PolynomialDecay", dict(initial_sparsity=0.5, final_sparsity=0.8, begin_step=0,
+                                                             end_step=16)),
+                           lr=0.0, batch_size=8, batches=16),
+    "revive": dict(schedule=("ConstantSparsity", dict(target_sparsity=0.5, begin_step=0, frequency=1)),
+                   lr=0.5, batch_size=16, batches=32),
+}
+
+
+@pytest.fixture(scope="module")
+def tfmot_masks():
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, masks_child.__file__, json.dumps(list(MASK_CASES.values()))], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    return {name: [(step, np.array(mask)) for step, mask in case_rows] for name, case_rows in zip(MASK_CASES, rows)}
+
+
+def dc_masks(case):
+    """The same case through dc_keras.compat.tfmot: the mask of d1 after every batch (batch b is step b)."""
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, name="d1"), keras.layers.Dense(3, name="out")])
+    model.set_weights(masks_child.mlp_weights())
+    kind, kwargs = case["schedule"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # schedules that do not finish in these few steps
+        pruned = sparsity.prune_low_magnitude(model, pruning_schedule=getattr(sparsity, kind)(**kwargs),
+                                              **case.get("prune", {}))
+        pruned.compile(keras.optimizers.SGD(case["lr"]), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        mask = [w for w in pruned.get_layer("d1").weights if w.name == "kernel_mask"][0]
+        rows = []
+        record = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda b, logs: rows.append((b, keras.ops.convert_to_numpy(mask).copy())))  # noqa: ARG005
+        x, y = masks_child.data(case["batch_size"] * case["batches"])
+        pruned.fit(x, y, batch_size=case["batch_size"], epochs=1, shuffle=False, verbose=0,
+                   callbacks=[sparsity.UpdatePruningStep(), record])
+    return rows
+
+
+@pytest.mark.legacy
+@pytest.mark.parametrize("name", ["m_by_n_1_4", "m_by_n_3_4"])
+def test_m_by_n_means_m_zeros_of_n_as_in_tfmot(tfmot_masks, name):
+    # tfmot's (1, 4) prunes 1 of every 4 weights; dc_keras.prune's own (m, n) keeps m of n, and the
+    # drop-in passed tfmot's pair through unchanged: (1, 4) pruned 3 of 4 (75 % instead of 25 %).
+    theirs = tfmot_masks[name][-1][1]
+    ours = dc_masks(MASK_CASES[name])[-1][1]
+    m, n = MASK_CASES[name]["prune"]["sparsity_m_by_n"]
+    assert (ours == 0).mean() == pytest.approx(m / n)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.legacy
+def test_training_steps_are_numbered_as_documented(tfmot_masks):
+    # tfmot 0.8.1 numbers the first batch step 1 (its wrapper increments the counter before the mask
+    # update), dc_keras step 0; at every step both update, they prune the same weights (the count
+    # may differ by one: tfmot keeps round(size * (1 - s)), dc_keras prunes floor(size * s)).
+    theirs = tfmot_masks["poly_begin2"]
+    assert [step for step, _ in theirs] == list(range(1, 11))
+    ours = dc_masks(MASK_CASES["poly_begin2"])
+    tf_at = dict(theirs)
+    for step, mask in ours[1:]:
+        diff = np.count_nonzero(mask != tf_at[step])
+        assert diff <= 1, (step, diff)
+        assert np.all(mask[tf_at[step] == 1] == 1)  # dc_keras never prunes a weight tfmot keeps
+    # begin_step=0: dc_keras updates at step 0, i.e. the first batch; tfmot's first update is at
+    # step `frequency` (3 = the third batch), as the migration guide says.
+    theirs = [(m == 0).mean() for _, m in tfmot_masks["constant_begin0"]]
+    ours = [(m == 0).mean() for _, m in dc_masks(MASK_CASES["constant_begin0"])]
+    assert theirs[:2] == [0.0, 0.0] and theirs[2] == 0.5
+    assert ours == [0.5] * 8
+    # The guide's small-data tutorial case (end_step = 16 < frequency = 100): tfmot never prunes,
+    # dc_keras prunes once, at step 0, to 0.5 (and warns).
+    assert all(np.all(m == 1) for _, m in tfmot_masks["tutorial_small"])
+    assert [(m == 0).mean() for _, m in dc_masks(MASK_CASES["tutorial_small"])] == [0.5] * 16
+
+
+@pytest.mark.legacy
+def test_pruned_weights_stay_pruned_unlike_tfmot(tfmot_masks):
+    # tfmot recomputes the mask from weights the optimizer has moved off zero, so a pruned weight
+    # can come back; dc_keras's masks only grow (migration guide, "Differences").
+    def revived(rows):
+        return sum(int(np.sum((a == 0) & (b == 1))) for (_, a), (_, b) in zip(rows, rows[1:]))
+
+    assert revived(tfmot_masks["revive"]) > 0
+    assert revived(dc_masks(MASK_CASES["revive"])) == 0
+
+
+def test_tfmot_style_schedule_subclass_says_how_to_port():
+    # tfmot's custom schedules implement __call__(step) -> (should_prune, sparsity) and need no
+    # base __init__; the drop-in failed in fit() with "'Mine' object has no attribute 'end_step'".
+    class Mine(sparsity.PruningSchedule):
+        def __init__(self, target):
+            self.target = target
+
+        def __call__(self, step):
+            return (True, self.target)
+
+        def get_config(self):
+            return {"target": self.target}
+
+    with pytest.raises(ValueError, match=r"Mine implements tfmot's __call__\(step\).*super\(\)\.__init__.*sparsity\(step\)"):
+        sparsity.prune_low_magnitude(mlp(), pruning_schedule=Mine(0.5))
+
+    class Half(sparsity.PruningSchedule):  # a dc_keras-style one that skips the base __init__
+        def __init__(self):
+            pass
+
+        def sparsity(self, step):
+            return keras.ops.convert_to_tensor(0.5, "float32")
+
+    with pytest.raises(ValueError, match=r"Half has no begin_step, end_step, frequency \(PruningSchedule.__init__"):
+        dc_keras.prune(mlp(), Half())
+
+    class Ported(sparsity.PruningSchedule):  # what the message asks for
+        def __init__(self, target):
+            super().__init__(begin_step=0, frequency=1)
+            self.target = target
+
+        def sparsity(self, step):
+            return keras.ops.convert_to_tensor(self.target, "float32")
+
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=Ported(0.5)))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    assert (sparsity.strip_pruning(pruned).get_layer("d1").get_weights()[0] == 0).mean() == 0.5
+
+
+def test_tfmot_names_not_provided_say_what_to_use(tmp_path):
+    # Every public name of tfmot 0.8.1's sparsity.keras / clustering.keras is there or an
+    # AttributeError naming the replacement (was: "module ... has no attribute 'PruningPolicy'").
+    expected = {
+        sparsity: {"PruneForLatencyOnXNNPack": "clone_function", "PruningPolicy": "clone_function"},
+        clustering: {"ClusterableLayer": "get_prunable_weights", "clusterable_layer": "get_prunable_weights",
+                     "ClusteringAlgorithm": "not supported", "experimental": "preserve_sparsity=True"},
+    }
+    for module, names in expected.items():
+        for name, fix in names.items():
+            with pytest.raises(AttributeError, match=fix):
+                getattr(module, name)
+        with pytest.raises(AttributeError, match="docs/migrating_from_tfmot.md"):
+            module.no_such_name  # noqa: B018
+    # tfmot has ClusteringSummaries too (log_dir='logs', cluster_update_freq='epoch'): same name here.
+    clustered = _compile(clustering.cluster_weights(mlp(), 4))
+    clustered.fit(X, Y, batch_size=16, epochs=1, verbose=0,
+                  callbacks=[clustering.ClusteringSummaries(log_dir=str(tmp_path), cluster_update_freq="batch")])
+    assert os.listdir(tmp_path / "train")
+
+
+_LOAD_IN_FRESH_PROCESS = r"""
+import sys, keras
+try:
+    keras.saving.load_model(sys.argv[1])
+    print("LOADED WITHOUT dc_keras")
+except Exception:
+    pass
+import dc_keras.compat.tfmot  # registers the wrappers and schedules, as tfmot's prune_scope() did
+m = keras.saving.load_model(sys.argv[1])
+print("RESULT", [type(l).__name__ for l in m.layers])
+"""
+
+
+def test_saved_pruned_model_loads_after_import_without_scope(tmp_path):
+    # The guide's promise: no prune_scope()/custom_objects; what it needs is dc_keras imported.
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=sparsity.ConstantSparsity(0.5, 0)))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    r = subprocess.run([sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, str(path)], env=env, capture_output=True,
+                       text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "LOADED WITHOUT dc_keras" not in r.stdout
+    assert "RESULT ['PruneWrapper', 'PruneWrapper']" in r.stdout
+    guide = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "docs", "migrating_from_tfmot.md")).read()
+    assert "once dc_keras is imported" in guide
+
+
+def test_errors_a_migrator_hits_name_the_tfmot_spelling_of_the_fix():
+    # The drop-in's user knows UpdatePruningStep and strip_pruning, not PruningCallback and strip.
+    pruned = _compile(sparsity.prune_low_magnitude(mlp()))
+    with pytest.raises(Exception, match=r"UpdatePruningStep\(\)"):
+        pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"strip_pruning\(\)"):
+        clustering.cluster_weights(pruned, 8)
+    # UpdatePruningStep on a model that is not pruned (tfmot ignores it): the result of
+    # prune_low_magnitude was dropped, or the callback is left over from a pruning fit().
+    plain = _compile(mlp())
+    with pytest.raises(ValueError, match=r"prune_low_magnitude\(model\).*leave the callback out"):
+        plain.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+
+
+_TFMOT_WRAPPED_FILE = r"""
+import sys, numpy as np, tensorflow_model_optimization as tfmot, tf_keras as keras
+s = tfmot.sparsity.keras
+m = keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, name="d1"), keras.layers.Dense(3, name="out")])
+p = s.prune_low_magnitude(m, pruning_schedule=s.ConstantSparsity(0.5, 0, frequency=1))
+p.compile("sgd", "mse")
+p.fit(np.ones((8, 12)), np.ones((8, 3)), verbose=0, callbacks=[s.UpdatePruningStep()])
+p.save(sys.argv[1] + "/wrapped.h5")
+s.strip_pruning(p).save(sys.argv[1] + "/stripped.h5")
+"""
+
+
+@pytest.mark.legacy
+def test_tfmot_wrapped_keras2_file_in_prune_scope_says_to_strip_in_tfmot(tmp_path):
+    # A tfmot user loads checkpoints the tfmot way: `with prune_scope(): load_model(path)`. A file
+    # holding tfmot's own (Keras 2) wrappers cannot be rebuilt on Keras 3; the no-op scope let Keras
+    # say "Unknown layer: 'PruneLowMagnitude'. Please ensure you are using a custom_object_scope".
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, "-c", _TFMOT_WRAPPED_FILE, str(tmp_path)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for scope in (sparsity.prune_scope, clustering.cluster_scope):
+        with pytest.raises(ValueError, match=r"tfmot's Keras 2 PruneLowMagnitude wrapper of layer 'd1'.*strip_pruning"):
+            with scope():
+                keras.saving.load_model(tmp_path / "wrapped.h5")
+    with sparsity.prune_scope():  # the fix the message gives: the stripped file loads
+        stripped = keras.saving.load_model(tmp_path / "stripped.h5")
+    assert (stripped.get_layer("d1").get_weights()[0] == 0).mean() == 0.5
+
+
+def test_strip_warning_points_at_the_callers_line_and_names_the_tfmot_callback():
+    # Through the drop-in, strip's "schedule had not finished" warning pointed at
+    # dc_keras/compat/tfmot/sparsity/keras.py and named only dc_keras.PruningCallback.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        schedule = sparsity.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=40, frequency=2)
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=schedule))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])  # 4 steps
+    for strip in (sparsity.strip_pruning, clustering.strip_clustering, dc_keras.strip):
+        with pytest.warns(UserWarning, match=r"had not finished.*UpdatePruningStep\(\)") as record:
+            strip(pruned)
+        assert [w.filename for w in record if "had not finished" in str(w.message)] == [__file__]
+
+
+class _NoPrunableWeights(keras.layers.Layer):
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], 8), name="w")
+
+    def call(self, x):
+        return x @ self.w
+
+
+def test_whole_model_like_tfmot_frozen_layers_compressed_unknown_layers_refused():
+    # tfmot 0.8.1 (checked in a tf_keras child while writing this) wraps layers with trainable=False
+    # too and raises for a layer it cannot prune/cluster; the drop-in silently left both dense
+    # (dc_keras's own default, reported only on the INFO log).
+    def frozen_model():
+        frozen = keras.layers.Dense(16, name="frozen")
+        frozen.trainable = False
+        return keras.Sequential([keras.Input((12,)), frozen, keras.layers.Dense(3, name="head")])
+
+    pruned = _compile(sparsity.prune_low_magnitude(frozen_model(),
+                                                   pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=1)))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    for layer in sparsity.strip_pruning(pruned).layers:
+        assert (layer.get_weights()[0] == 0).mean() == 0.5, layer.name
+    clustered = clustering.cluster_weights(frozen_model(), 4)
+    assert [type(l).__name__ for l in clustered.layers] == ["ClusterWrapper"] * 2
+    custom = keras.Sequential([keras.Input((12,)), _NoPrunableWeights(name="mine"), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match=r"'mine'.*get_prunable_weights"):
+        sparsity.prune_low_magnitude(custom)
+    with pytest.raises(ValueError, match=r"'mine'.*get_prunable_weights"):
+        clustering.cluster_weights(custom, 4)
+    # Layers whose weights are vectors (tfmot: BatchNormalization / LayerNormalization, "nothing to
+    # prune") stay dense without an error.
+    normed = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8), keras.layers.LayerNormalization(),
+                               keras.layers.BatchNormalization(), keras.layers.Dense(3)])
+    assert [type(l).__name__ for l in sparsity.prune_low_magnitude(normed).layers] == \
+        ["PruneWrapper", "LayerNormalization", "BatchNormalization", "PruneWrapper"]
+    assert "ClusterWrapper" in [type(l).__name__ for l in clustering.cluster_weights(normed, 4).layers]
+
+
+def test_depthwise_kernels_are_compressed_unlike_tfmot_as_the_guide_says():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3, name="dw"),
+                              keras.layers.SeparableConv2D(4, 3, name="sep"), keras.layers.Flatten(),
+                              keras.layers.Dense(3, name="fc")])
+    pruned = sparsity.prune_low_magnitude(model)
+    assert [type(l).__name__ for l in pruned.layers] == ["PruneWrapper", "PruneWrapper", "Flatten", "PruneWrapper"]
+    assert {w.name for w in pruned.get_layer("sep").weights if w.name.endswith("_mask")} == \
+        {"depthwise_kernel_mask", "pointwise_kernel_mask"}
+    guide = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "docs", "migrating_from_tfmot.md")).read()
+    assert "DepthwiseConv1D/2D kernels and SeparableConv's depthwise kernel are pruned too" in guide
+
+
+def test_schedule_warnings_point_at_the_users_line():
+    # The fit()-time warning pointed at dc_keras/train/pruning.py (Keras calls the callback).
+    with pytest.warns(UserWarning, match="ends at sparsity 0.5 instead of 0.8") as built:
+        schedule = sparsity.PolynomialDecay(initial_sparsity=0.50, final_sparsity=0.80, begin_step=0, end_step=16)
+    pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=schedule))
+    with pytest.warns(UserWarning, match=r"fit\(\) of layer 'd1'") as fitted:
+        pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    for record in (built, fitted):
+        assert [w.filename for w in record if "instead of 0.8" in str(w.message)] == [__file__]

@@ -2,8 +2,9 @@
 
 tfmot does not run on Keras 3, so tests/_tfmot_child.py builds the files in a subprocess with
 ``TF_USE_LEGACY_KERAS=1``: pruned + clustered float, pruned + clustered int8 through tfmot's
-PCQAT, and pruned with dynamic-range quantization. Each is packed by ``dc_keras.export.pack``
-and by the ``dc-keras pack`` CLI, and must give outputs identical to the unpacked file.
+PCQAT, pruned with dynamic-range quantization, clustered int8 through CQAT, and plain QAT int8.
+Each is packed by ``dc_keras.export.pack`` and by the ``dc-keras pack`` CLI, and must give
+outputs identical to the unpacked file (plain QAT: nothing to pack, the file is left as it is).
 """
 import json
 import os
@@ -19,7 +20,7 @@ from dc_keras import _flatbuffer as fb
 
 pytestmark = pytest.mark.legacy
 HERE = os.path.dirname(os.path.abspath(__file__))
-FILES = ["pruned_clustered", "pcqat_int8", "pruned_dynamic"]
+FILES = ["pruned_clustered", "pcqat_int8", "pruned_dynamic", "cqat_int8"]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,10 @@ def test_tfmot_file_packs_smaller_and_runs_bit_identical(tfmot_dir, name):
     packed = export.pack(plain)
     ops = [fb.opcode_name(m, op) for m in [fb.read_model(packed)] for op in m.subgraphs[0].operators]
     assert "HuffDecode" in ops
-    # Pruned + clustered float: 16 shared values at 25 % density; int8 files: 25 % density.
-    assert len(packed) < len(plain) * (0.1 if name == "pruned_clustered" else 0.5), (len(plain), len(packed))
+    # Pruned + clustered float: 16 shared values at 25 % density; pruned int8 files: 25 % density;
+    # CQAT: 16 shared int8 values, dense.
+    limit = {"pruned_clustered": 0.1, "cqat_int8": 0.6}.get(name, 0.5)
+    assert len(packed) < len(plain) * limit, (len(plain), len(packed))
     xs = np.load(tfmot_dir / "inputs.npy")
     refs = {}
     for backend, decode in [("litert", "delegate"), ("tensorflow", "op")]:
@@ -76,3 +79,35 @@ def test_cli_pack_of_tfmot_file_equals_api_and_leaves_input(tfmot_dir, tmp_path)
     assert src.read_bytes() == before
     assert out.read_bytes() == export.pack(before)
     assert "x)" in proc.stdout  # "... -> packed: N B (R.RRx)"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_inspect_says_what_pack_left_and_why(tfmot_dir, name):
+    # docs/migrating_from_tfmot.md: `dc-keras inspect` lists every constant tensor of a tfmot file
+    # with why it was or was not packed.
+    plain = _read(tfmot_dir, name)
+    before = {r.name: r for r in export.inspect(plain).rows}
+    after = {r.name: r for r in export.inspect(export.pack(plain)).rows}
+    assert before.keys() == after.keys()
+    for tensor, row in after.items():
+        assert (row.status == "packed") == (before[tensor].status == "packable"), tensor
+        assert row.reason, tensor
+        if row.status != "packed":
+            assert row.status == before[tensor].status and row.reason == before[tensor].reason, tensor
+    assert {r.status for r in after.values()} >= {"packed", "small"}
+
+
+def test_plain_qat_file_is_left_as_is_and_the_cli_says_why(tfmot_dir, tmp_path):
+    # tfmot's plain QAT: dense int8 weights with ~256 distinct values each, nothing pack can shrink
+    # by its min_saving; the file is written unchanged and the CLI points at inspect.
+    src = tfmot_dir / "qat_int8.tflite"
+    plain = src.read_bytes()
+    assert export.pack(plain) == plain
+    out = tmp_path / "packed.tflite"
+    proc = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", str(src), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no tensor packed: written unchanged" in proc.stdout and "inspect" in proc.stdout
+    assert out.read_bytes() == plain
+    rows = export.inspect(plain).rows
+    assert rows and all(r.status != "packable" and r.reason for r in rows)

@@ -552,7 +552,8 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
     if existing:
         raise ValueError(
             f"Model {model.name!r} still has {type(existing[0]).__name__} {existing[0].name!r}: "
-            "call dc_keras.strip() before cluster() (flow: prune -> fit -> strip -> cluster -> fit -> strip)."
+            "call dc_keras.strip() before cluster() (tfmot's strip_pruning() before cluster_weights() in "
+            "dc_keras.compat.tfmot; flow: prune -> fit -> strip -> cluster -> fit -> strip)."
         )
     _base.check_buildable(model, "cluster")
     chosen, skipped = _base.select_layers(model, layers, what="clustered", mapping_ok=False,

@@ -44,7 +44,8 @@ from dc_keras.train.schedules import PruningSchedule
 
 _NO_CALLBACK = (
     "Layer {name!r} is pruned but is being trained without dc_keras.PruningCallback. Pass "
-    "`callbacks=[dc_keras.PruningCallback()]` to fit(); in a custom training loop call "
+    "`callbacks=[dc_keras.PruningCallback()]` to fit() (tfmot.sparsity.keras.UpdatePruningStep() in "
+    "dc_keras.compat.tfmot); in a custom training loop call "
     "`cb = dc_keras.PruningCallback(); cb.set_model(model); cb.on_train_begin()` before the first step."
 )
 
@@ -130,6 +131,7 @@ class PruneWrapper(_base.CompressionWrapper):
                 f"`schedule` must be a dc_keras.schedules schedule (ConstantSparsity, PolynomialDecay, "
                 f"StdThreshold), got {schedule!r}."
             )
+        schedule.check_usable()
         self.schedule = schedule
         self.sparsity_m_by_n = _check_m_by_n(sparsity_m_by_n)
         if self.sparsity_m_by_n is not None and schedule.kind != "sparsity":
@@ -772,7 +774,8 @@ class PruningCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"PruningCallback: model {self.model.name!r} has no pruned layers. dc_keras.prune() returns a new "
                 "model and leaves its input unchanged: `pruned = dc_keras.prune(model, schedule)`, then compile and "
-                "fit `pruned`."
+                "fit `pruned` (dc_keras.compat.tfmot: `pruned = prune_low_magnitude(model)`, callback "
+                "UpdatePruningStep). If this model is not meant to be pruned, leave the callback out."
             )
         return wrappers
 

@@ -14,7 +14,9 @@ provides tfmot's whole pruning/clustering API (docs/migrating_from_tfmot.md). Un
 are also updated at ``end_step``, and a schedule whose ``end_step``/``frequency`` cannot reach its
 target warns (:meth:`PruningSchedule.check_reachable`).
 """
+import inspect
 import numbers
+import os
 import warnings
 
 import keras
@@ -24,6 +26,22 @@ _PACKAGE = "dc_keras"
 # Step arithmetic dtype: JAX has no int64 unless jax_enable_x64 (it truncates with a warning).
 _INT = "int32" if keras.backend.backend() == "jax" else "int64"
 _REACH_TOLERANCE = 0.01  # sparsity short of the target that is not worth a warning
+# Frames the schedule warnings skip to reach the user's line: the keras and dc_keras packages.
+_INTERNAL_DIRS = (os.path.dirname(os.path.abspath(keras.__file__)) + os.sep,
+                  os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep)
+
+
+def _user_stacklevel():
+    """``stacklevel`` for a ``warnings.warn`` in the function that calls this one, pointing at the
+    first frame outside dc_keras and Keras: the user's ``PolynomialDecay(...)`` line, or the
+    ``fit()`` call whose callback warns (Keras calls the callbacks)."""
+    here = inspect.currentframe()
+    if here is None:  # a Python without frame introspection: the caller of the warning's caller
+        return 3
+    frame, level = here.f_back, 1
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_int(name, value, minimum):
@@ -139,8 +157,31 @@ class PruningSchedule:
                else "Lower `begin_step` or train longer.")
         text = (f"{self!r}: {where} runs steps {first_step}..{first_step + num_steps - 1}, so it {ends} "
                 f"instead of {target:.3g} ({why}). {fix}")
-        warnings.warn(text, UserWarning, stacklevel=3)
+        warnings.warn(text, UserWarning, stacklevel=_user_stacklevel())
         return text
+
+    def check_usable(self):
+        """Raise one ``ValueError`` saying how to fix a subclass that cannot run: one written for
+        tfmot (``__call__(step)`` returning ``(should_prune, sparsity)``, no base ``__init__``) or
+        one that does not call ``PruningSchedule.__init__``. Called when a layer is wrapped.
+
+        Example:
+            >>> MySchedule(0.5).check_usable()  # nothing happens when it can run
+        """
+        name = type(self).__name__
+        missing = [a for a in ("begin_step", "end_step", "frequency") if not hasattr(self, a)]
+        no_rule = self.kind == "sparsity" and not callable(getattr(self, "sparsity", None))
+        if not missing and not no_rule:
+            return
+        tfmot_style = any("__call__" in vars(k) for k in type(self).__mro__)
+        problem = ("implements tfmot's __call__(step) -> (should_prune, sparsity)" if tfmot_style and no_rule
+                   else "has no sparsity(step) method" if no_rule
+                   else f"has no {', '.join(missing)} (PruningSchedule.__init__ was not called)")
+        raise ValueError(
+            f"Pruning schedule {name} {problem}. A dc_keras schedule calls "
+            "super().__init__(begin_step, end_step, frequency) (when to update the masks: at begin_step, every "
+            "frequency steps and at end_step) and implements sparsity(step) with keras.ops, returning the target "
+            "sparsity at that step (docs/migrating_from_tfmot.md, note 4).")
 
     def get_config(self):
         return {"begin_step": self.begin_step, "end_step": self.end_step, "frequency": self.frequency}

@@ -23,8 +23,14 @@ def strip(model_or_layer):
         >>> plain = dc_keras.strip(pruned_model)
         >>> plain.save("pruned.keras")  # loads without dc_keras
     """
+    return _strip(model_or_layer)
+
+
+def _strip(model_or_layer, stacklevel=4):
+    """:func:`strip`; ``stacklevel`` of its warning counts from here (4: the caller of a function
+    that calls this one, as ``strip`` and the tfmot drop-in's ``strip_pruning`` do)."""
     if isinstance(model_or_layer, keras.layers.Layer):
-        _warn_unfinished(_base.find_wrappers(model_or_layer, PruneWrapper))
+        _warn_unfinished(_base.find_wrappers(model_or_layer, PruneWrapper), stacklevel)
     if isinstance(model_or_layer, _base.CompressionWrapper):
         return model_or_layer.strip_layer()
     if not isinstance(model_or_layer, keras.layers.Layer):
@@ -44,7 +50,7 @@ def strip(model_or_layer):
     return new_model
 
 
-def _warn_unfinished(wrappers):
+def _warn_unfinished(wrappers, stacklevel):
     """One warning naming the pruned layers whose masks hold less than their schedule's target
     (e.g. ``end_step`` beyond the steps trained): stripping them would otherwise silently give a
     model pruned less, or not at all."""
@@ -67,9 +73,10 @@ def _warn_unfinished(wrappers):
                          f"after {steps} training steps")
     warnings.warn(
         "strip: pruned layer(s) " + "; ".join(parts) + ". The schedule had not finished: train on (more "
-        "epochs, or another fit() with dc_keras.PruningCallback()) or set end_step to the steps you train "
+        "epochs, or another fit() with dc_keras.PruningCallback(), UpdatePruningStep() in dc_keras.compat.tfmot) "
+        "or set end_step to the steps you train "
         "(steps_per_epoch * epochs) before strip(); the stripped model keeps the masks as they are now.",
-        UserWarning, stacklevel=3)
+        UserWarning, stacklevel=stacklevel)
 
 
 def _strip_in_place(model):

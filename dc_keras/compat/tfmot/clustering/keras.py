@@ -13,8 +13,13 @@ Example:
 import contextlib
 import numbers
 
+import keras
+
+from dc_keras.compat.tfmot import _keras2
+from dc_keras.compat.tfmot.sparsity import keras as _sparsity_keras
 from dc_keras.train import clustering as _clustering
-from dc_keras.train.strip import strip as _strip_model
+from dc_keras.train import summaries as _summaries
+from dc_keras.train.strip import _strip as _strip_model
 
 
 class CentroidInitialization:
@@ -74,6 +79,9 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
     args = dict(init=init, preserve_sparsity=bool(preserve_sparsity), clusters=int(number_of_clusters))
     if isinstance(to_cluster, (list, tuple)):
         return [_clustering.cluster(layer, **args) for layer in to_cluster]
+    if isinstance(to_cluster, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
+        return _sparsity_keras._refuse_unsupported(_clustering.cluster(to_cluster, include_frozen=True, **args),
+                                                  "clustered", "cluster_weights")
     return _clustering.cluster(to_cluster, **args)
 
 
@@ -83,20 +91,66 @@ def strip_clustering(model):
     Example:
         >>> final = strip_clustering(clustered)
     """
-    return _strip_model(model)
+    return _strip_model(model)  # its warnings point at our caller
 
 
 @contextlib.contextmanager
 def cluster_scope():
     """tfmot needs it to load clustered models; dc_keras's wrappers are registered with Keras.
+    Inside it, a file that still holds tfmot's own (Keras 2) wrappers is one ``ValueError`` saying
+    to ``strip_clustering`` / ``strip_pruning`` it in tfmot.
 
     Example:
         >>> with cluster_scope():
         ...     model = keras.saving.load_model("clustered.keras")
     """
-    yield
+    with _keras2.tfmot_file_scope():
+        yield
+
+
+class ClusteringSummaries(_summaries.ClusteringSummaries):
+    """Writes each clustered layer's cluster count and centroid drift to ``<log_dir>/train``
+    (tfmot's name and arguments for :class:`dc_keras.train.ClusteringSummaries`).
+
+    Unlike tfmot's (a ``TensorBoard`` subclass) it writes no loss/metric curves: add
+    ``keras.callbacks.TensorBoard(log_dir)`` for those. ``cluster_update_freq``: ``'epoch'``,
+    ``'batch'`` or every ``n`` batches.
+
+    Example:
+        >>> clustered.fit(x, y, callbacks=[ClusteringSummaries(log_dir="logs", cluster_update_freq="batch")])
+    """
+
+    def __init__(self, log_dir="logs", cluster_update_freq="epoch", **kwargs):
+        if kwargs:
+            raise TypeError(f"ClusteringSummaries() got unsupported argument(s) {sorted(kwargs)} (TensorBoard "
+                            "options belong to keras.callbacks.TensorBoard, which you can add next to it).")
+        super().__init__(log_dir, update_freq=1 if cluster_update_freq == "batch" else cluster_update_freq)
 
 
 ClusterWeights = _clustering.ClusterWrapper
 
-__all__ = ["cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope", "ClusterWeights"]
+_CUSTOM_LAYERS = ("tfmot.clustering.keras.{name} is not provided: dc_keras clusters the weights a custom layer "
+                  "lists in get_prunable_weights() (tfmot.sparsity.keras.PrunableLayer), with one set of centroids "
+                  "per weight; implement that instead of get_clusterable_weights() (docs/migrating_from_tfmot.md)")
+_NOT_PROVIDED = {
+    "ClusterableLayer": _CUSTOM_LAYERS,
+    "clusterable_layer": _CUSTOM_LAYERS,
+    "ClusteringAlgorithm": ("tfmot.clustering.keras.ClusteringAlgorithm is not supported: dc_keras's centroids get "
+                            "the summed gradient of their weights (the paper's rule) for every layer type; cluster "
+                            "the layer's weights by listing them in get_prunable_weights() (docs/migrating_from_tfmot.md)"),
+    "experimental": ("tfmot.clustering.keras.experimental is not provided: its cluster.cluster_weights(..., "
+                     "preserve_sparsity=True) is cluster_weights(..., preserve_sparsity=True) here "
+                     "(docs/migrating_from_tfmot.md)"),
+}
+
+
+def __getattr__(name):
+    """tfmot names this drop-in does not have: an AttributeError that names the replacement."""
+    if name in _NOT_PROVIDED:
+        raise AttributeError(_NOT_PROVIDED[name].format(name=name))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r} (tfmot.clustering.keras's names and what "
+                         "replaces the missing ones: docs/migrating_from_tfmot.md)")
+
+
+__all__ = ["cluster_weights", "CentroidInitialization", "strip_clustering", "cluster_scope", "ClusteringSummaries",
+           "ClusterWeights"]

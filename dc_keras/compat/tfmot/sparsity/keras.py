@@ -1,10 +1,11 @@
 """``tfmot.sparsity.keras`` on Keras 3: magnitude pruning by :func:`dc_keras.prune`.
 
 Same names, argument names and defaults as tensorflow_model_optimization 0.8. Differences
-(docs/migrating_from_tfmot.md): masks are also updated at ``end_step`` itself; a schedule that
-cannot reach its target warns; ``PruningSummaries`` writes sparsity only (add
-``keras.callbacks.TensorBoard`` for the loss curves) and also arms pruning; block sparsity and
-pruning policies are not available (an error says so).
+(docs/migrating_from_tfmot.md): the first training batch is step 0 (tfmot: 1) and masks are
+also updated at ``end_step`` itself; a pruned weight is never restored; a schedule that cannot
+reach its target warns; ``PruningSummaries`` writes sparsity only (add
+``keras.callbacks.TensorBoard`` for the loss curves) and also arms pruning; depthwise kernels are
+pruned too; block sparsity and pruning policies are not available (an error says so).
 
 Example:
     >>> import dc_keras.compat.tfmot as tfmot
@@ -13,10 +14,13 @@ Example:
 """
 import abc
 import contextlib
+import numbers
 
+import keras
 
+from dc_keras.compat.tfmot import _keras2
 from dc_keras.train import pruning as _pruning
-from dc_keras.train.strip import strip as _strip_model
+from dc_keras.train.strip import _strip as _strip_model
 from dc_keras.train.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 
 
@@ -31,7 +35,9 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
             ``ConstantSparsity(0.5, 0)`` as in tfmot.
         block_size, block_pooling_type: only tfmot's defaults ``(1, 1)`` / ``"AVG"`` (no block sparsity).
         pruning_policy: only None.
-        sparsity_m_by_n: ``(m, n)`` structured sparsity, e.g. ``(2, 4)``.
+        sparsity_m_by_n: ``(m, n)`` structured sparsity as in tfmot: ``m`` zeros in every ``n``
+            consecutive weights along the input dimension, e.g. ``(2, 4)``. (``dc_keras.prune``'s
+            own ``sparsity_m_by_n`` counts the weights kept: this is its ``(n - m, n)``.)
 
     Example:
         >>> pruned = prune_low_magnitude(model, pruning_schedule=PolynomialDecay(0.5, 0.8, 0, 1000))
@@ -48,9 +54,45 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
         raise ValueError("pruning_policy is not supported by dc_keras (tfmot's PruneForLatencyOnXNNPack); "
                          "pass pruning_policy=None and choose the layers with a clone_function instead.")
     schedule = ConstantSparsity(0.5, 0) if pruning_schedule is None else pruning_schedule
+    keep_m_by_n = _kept_of(sparsity_m_by_n)
     if isinstance(to_prune, (list, tuple)):
-        return [_pruning.prune(layer, schedule, sparsity_m_by_n=sparsity_m_by_n) for layer in to_prune]
-    return _pruning.prune(to_prune, schedule, sparsity_m_by_n=sparsity_m_by_n)
+        return [_pruning.prune(layer, schedule, sparsity_m_by_n=keep_m_by_n) for layer in to_prune]
+    if isinstance(to_prune, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
+        return _refuse_unsupported(_pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n, include_frozen=True),
+                                  "pruned", "prune_low_magnitude")
+    return _pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n)
+
+
+def _refuse_unsupported(model, what, call):
+    """tfmot refuses a model with a layer it cannot compress; dc_keras leaves such layers dense
+    (``compression_report``). Raise an error for those holding a trainable matrix or larger (what
+    the user expects compressed), naming the layers and the fixes; normalisation layers (vectors
+    only, which tfmot also leaves) stay dense."""
+    report = getattr(model, "compression_report", None)
+    unknown = [e for e in (report.skipped if report else []) if e["reason"].startswith("unsupported")
+               and any(len(w.shape) >= 2 for w in model.get_layer(e["layer"]).trainable_weights)]
+    if unknown:
+        names = ", ".join(f"{e['layer']!r} ({e['type']})" for e in unknown)
+        raise ValueError(
+            f"{call}: layer(s) {names} cannot be {what}: not a layer type dc_keras knows, and no "
+            "get_prunable_weights(). As in tfmot, give the custom layer a get_prunable_weights() returning "
+            "the variables to compress (tfmot.sparsity.keras.PrunableLayer), or wrap only the other layers: "
+            f"{call}(layer) in a keras.models.clone_model clone_function (docs/migrating_from_tfmot.md).")
+    return model
+
+
+def _kept_of(m_by_n):
+    """tfmot's ``(m, n)`` (m zeros in every n) as dc_keras's (n - m kept of every n)."""
+    if m_by_n is None:
+        return None
+    try:
+        m, n = m_by_n
+    except (TypeError, ValueError):
+        m = n = None
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (m, n)) or not 0 < m < n:
+        raise ValueError(f"sparsity_m_by_n must be a pair (m, n) of integers with 0 < m < n (m zeros in every n "
+                         f"consecutive weights, e.g. (2, 4)), got {m_by_n!r}.")
+    return (int(n - m), int(n))
 
 
 class UpdatePruningStep(_pruning.PruningCallback):
@@ -93,19 +135,21 @@ def strip_pruning(model):
     Example:
         >>> final = strip_pruning(pruned)
     """
-    return _strip_model(model)
+    return _strip_model(model)  # its warnings point at our caller
 
 
 @contextlib.contextmanager
 def prune_scope():
     """tfmot needs it to load pruned models; dc_keras's wrappers are registered with Keras, so
-    ``keras.saving.load_model`` works with or without it.
+    ``keras.saving.load_model`` works with or without it. Inside it, a file that still holds
+    tfmot's own (Keras 2) wrappers is one ``ValueError`` saying to ``strip_pruning`` it in tfmot.
 
     Example:
         >>> with prune_scope():
         ...     model = keras.saving.load_model("pruned.keras")
     """
-    yield
+    with _keras2.tfmot_file_scope():
+        yield
 
 
 class PrunableLayer(abc.ABC):
@@ -124,6 +168,22 @@ class PrunableLayer(abc.ABC):
 
 
 PruneLowMagnitude = _pruning.PruneWrapper
+
+_NOT_PROVIDED = {
+    name: (f"tfmot.sparsity.keras.{name} is not provided: dc_keras has no pruning policies. Pass "
+           "pruning_policy=None and choose the layers to prune yourself: prune_low_magnitude(layer) in a "
+           "keras.models.clone_model clone_function (tfmot's 'prune some layers' recipe), or "
+           "dc_keras.prune(model, schedule, layers=[...]) (docs/migrating_from_tfmot.md)")
+    for name in ("PruneForLatencyOnXNNPack", "PruningPolicy")
+}
+
+
+def __getattr__(name):
+    """tfmot names this drop-in does not have: an AttributeError that names the replacement."""
+    if name in _NOT_PROVIDED:
+        raise AttributeError(_NOT_PROVIDED[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r} (tfmot.sparsity.keras's names and what "
+                         "replaces the missing ones: docs/migrating_from_tfmot.md)")
 
 __all__ = ["prune_low_magnitude", "PolynomialDecay", "ConstantSparsity", "PruningSchedule", "UpdatePruningStep",
            "PruningSummaries", "strip_pruning", "prune_scope", "PrunableLayer", "PruneLowMagnitude"]
