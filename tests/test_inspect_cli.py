@@ -90,6 +90,31 @@ def test_pack_reports_the_tensors_it_cannot_pack(int64_file, tmp_path, capsys):
     assert stats["refused"] == [("add/y", 16000, "int64: no packed-format element type for it")]
 
 
+def test_pack_reports_a_constant_whose_buffer_does_not_hold_its_shape(tmp_path, capsys):
+    """A float32 constant whose buffer is not its declared shape's size cannot be packed: pack used
+    to leave it without a word (inspect said "refused"); now both give the same reason."""
+    import _export_models as em
+
+    from dc_keras import _flatbuffer as fb
+
+    model = fb.read_model(em.tflite("dense", None))
+    sg = model.subgraphs[0]
+    i, t = max(((i, t) for i, t in enumerate(sg.tensors) if t.buffer > 0),
+               key=lambda it: len(fb.buffer_bytes(model, it[1].buffer)))
+    nbytes = len(fb.buffer_bytes(model, t.buffer))
+    t.shape = [int(d) for d in t.shape[:-1]] + [int(t.shape[-1]) + 1]  # one column more than stored
+    src = tmp_path / "bad_shape.tflite"
+    src.write_bytes(fb.write_model(model))
+    name = fb.tensor_name(t)
+    why = f"buffer holds {nbytes} B, not the float32{list(t.shape)} the tensor declares"
+    row = next(r for r in export.inspect(src.read_bytes()).rows if r.name == name)
+    assert (row.status, row.reason) == ("refused", why), row
+    _, stats = export._pack.pack_with_stats(src.read_bytes())
+    assert (name, nbytes, why) in stats["refused"], stats["refused"]
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    assert f"{name}: {nbytes} B: {why}" in capsys.readouterr().out
+
+
 def test_pack_of_a_packable_model_reports_no_refusal(tmp_path, capsys):
     import _export_models as em
 

@@ -378,6 +378,11 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None):
                 continue
             arr = _tensor_array(model, t)
             nbytes = len(fb.buffer_bytes(model, t.buffer))  # as stored (sub-byte types packed)
+            if arr is None and nbytes >= max(min_bytes, 1):  # worded as inspect's row for it
+                shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+                _refusal(model, t, f"buffer holds {nbytes} B, not the "
+                         f"{fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} the tensor declares",
+                         min_bytes, refused)
             if arr is None or nbytes < max(min_bytes, 1):
                 continue
             key = (t.buffer, int(t.type), arr.shape)
