@@ -138,3 +138,73 @@ def test_a_device_as_input_is_refused_at_once(tools, name, tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "/dev/zero: a device, not a file: give the path of a" in r.stderr, r.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["dc_decode", "dc_unpack"])
+def test_outputs_are_written_as_dc_keras_writes_them(tools, name, tmp_path):
+    """The C tools' output rules match dc-keras's (dc_keras/_fileio.py): a replaced OUT keeps its
+    mode (a 0600 output stayed private, it became 0666 minus the umask), a symbolic link is written
+    through (the link stays, its target gets the bytes), and a FIFO is refused with one line, left
+    as it was (the rename had replaced it by a regular file; as root a device such as /dev/null
+    would have gone the same way)."""
+    import _export_models as em
+
+    from dc_keras import export
+
+    if name == "dc_decode":
+        _, data = _packed_tensor()
+    else:
+        data = export.pack(em.tflite("dense", None))
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    r = _run([tools[name], src, out])
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() != b"old" and (out.stat().st_mode & 0o777) == 0o600
+    target = tmp_path / "target.bin"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(target.name)
+    r = _run([tools[name], src, link])
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and target.read_bytes() == out.read_bytes()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = _run([tools[name], src, fifo])
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "is a FIFO, not a file" in r.stderr and str(fifo) in r.stderr, r.stderr
+    assert os.path.exists(fifo) and not os.path.isfile(fifo)
+
+
+@pytest.mark.parametrize("name", ["dc_decode", "dc_unpack"])
+def test_a_read_only_output_is_refused(tools, name, shared_dir):
+    """A read-only OUT is refused as cp, gcc -o and zip refuse it, with one line naming the file,
+    its mode and the fix, and left as it was (the rename replaced it). Run as `nobody` when the
+    tests run as root (root may write any file: then it is replaced and keeps its mode)."""
+    import _export_models as em
+
+    from dc_keras import export
+
+    import pathlib
+
+    shared = pathlib.Path(shared_dir)
+    data = _packed_tensor()[1] if name == "dc_decode" else export.pack(em.tflite("dense", None))
+    src = shared / "in.bin"
+    src.write_bytes(data)
+    src.chmod(0o644)
+    out = shared / "out.bin"
+    out.write_bytes(b"keep me")
+    out.chmod(0o444)
+    root = os.geteuid() == 0
+    if root:
+        os.chown(out, 65534, 65534)
+    r = _run([tools[name], src, out], preexec_fn=(lambda: os.setuid(65534)) if root else None)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{out} is read-only (mode 0444)" in r.stderr and f"chmod u+w {out}" in r.stderr, r.stderr
+    assert out.read_bytes() == b"keep me" and sorted(os.listdir(shared)) == ["in.bin", "out.bin"]
+    if root:
+        r = _run([tools[name], src, out])
+        assert r.returncode == 0, r.stderr
+        assert out.read_bytes() != b"keep me" and (out.stat().st_mode & 0o777) == 0o444

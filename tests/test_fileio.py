@@ -144,18 +144,6 @@ def test_library_writers_follow_the_umask(tmp_path, umask):
     assert sorted(os.listdir(tmp_path)) == ["m.tflite", "s.png", "stage.tflite"]
 
 
-@pytest.fixture
-def shared_dir():
-    """A directory every user may write (pytest's tmp_path is private to root when run as root)."""
-    import shutil
-    import tempfile
-
-    d = tempfile.mkdtemp(prefix="dc_keras_ro_")
-    os.chmod(d, 0o777)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def test_a_read_only_output_file_is_refused_not_replaced(shared_dir, capsys):
     """An existing output the user made read-only (chmod 444) is refused, as `cp`, `gcc -o`, `zip`
     and `open(path, "wb")` refuse it (measured: all four 'Permission denied' as non-root): error

@@ -7,13 +7,14 @@
  *   usage: dc_decode PACKED OUT [PACKED OUT ...]     (dc_decode --help)
  *
  * For each pair, in order, it prints "dtype=D shape=[d0,d1,...] bytes=N" and writes the decoded
- * bytes to OUT atomically (a temporary file next to OUT, mode 0666 minus the umask, renamed over
- * OUT); PACKED is never modified.  At the first error (unreadable file, malformed packed tensor,
- * OUT the same file as PACKED, unwritable OUT) it prints one line naming the file, the problem
+ * bytes to OUT atomically (a temporary file next to OUT, renamed over OUT: a new OUT gets mode
+ * 0666 minus the umask, a replaced one keeps its mode, a symbolic link is written through); PACKED
+ * is never modified.  At the first error (unreadable file, malformed packed tensor, OUT the same
+ * file as PACKED, an OUT that is read-only, a device or a FIFO, unwritable OUT) it prints one line naming the file, the problem
  * and the fix, leaves that OUT as it was and exits with status 1 (the pairs before it are
  * written); 2 for a usage error.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* POSIX.1-2008 + XSI: realpath (tool_io.h) */
 #include "dc_codec.h"
 #include "tool_io.h"
 
@@ -22,8 +23,9 @@ static const char USAGE[] =
     "Decodes each packed tensor PACKED (one tensor in docs/FORMAT.md's bytes, as\n"
     "dc_keras.codec.encode writes it; not a whole .tflite: use dc_unpack for a model) to OUT as\n"
     "raw little-endian elements in C order, and prints \"dtype=D shape=[...] bytes=N\".\n"
-    "PACKED is never modified; OUT is written atomically (temporary file + rename, mode 0666\n"
-    "minus the umask).\n"
+    "PACKED is never modified; OUT is written atomically (temporary file + rename; a new OUT\n"
+    "gets mode 0666 minus the umask, a replaced one keeps its mode; a read-only OUT, a device\n"
+    "or a FIFO is refused).\n"
     "exit status: 0 all written; 1 error (one line on stderr naming the problem and the fix;\n"
     "that OUT is left as it was, the pairs before it are written); 2 usage error.\n";
 
@@ -48,6 +50,7 @@ static int decode_one(const char* in_path, const char* out_path) {
             out_path, in_path);
     return 1;
   }
+  if (tool_check_output("dc_decode", out_path)) return 1; /* device, FIFO, read-only */
   if (tool_is_dir(out_path)) {
     fprintf(stderr, "dc_decode: cannot write %s: %s; %s\n", out_path, strerror(EISDIR),
             tool_io_fix(EISDIR, 1, "", ""));

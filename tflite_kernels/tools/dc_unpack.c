@@ -4,15 +4,16 @@
  *
  *   usage: dc_unpack PACKED.tflite OUT.tflite     (dc_unpack --help)
  *
- * Reads PACKED (never modified), writes OUT atomically: a temporary file next to OUT
- * (created with mode 0666 minus the umask), then renamed over OUT.  Prints
+ * Reads PACKED (never modified), writes OUT atomically: a temporary file next to OUT, then
+ * renamed over OUT (a new OUT gets mode 0666 minus the umask, a replaced one keeps its mode, a
+ * symbolic link is written through; a read-only OUT, a device or a FIFO is refused).  Prints
  * "unpacked IN (N bytes) -> OUT (M bytes)" on success; on any error it prints one line
  * naming the problem and the fix, and exits with status 1 (2 for a usage error).  It refuses
  * (status 1, nothing written) an OUT that is the same file as PACKED (same device and inode:
  * also a hard link, a symlink or another spelling of the path) and a PACKED without
  * HuffDecode ops (nothing to unpack; as `dc-keras unpack`).
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* POSIX.1-2008 + XSI: realpath (tool_io.h) */
 #include "dc_unpack.h"
 
 #include "tool_io.h"
@@ -21,7 +22,8 @@ static const char USAGE[] =
     "usage: dc_unpack PACKED.tflite OUT.tflite\n"
     "Turns a packed .tflite (HuffDecode ops, from dc_keras.export.pack / dc-keras pack) into a\n"
     "plain .tflite any TFLite/LiteRT runtime or accelerator loads.  PACKED is never modified;\n"
-    "OUT is written atomically (temporary file + rename, mode 0666 minus the umask).\n"
+    "OUT is written atomically (temporary file + rename; a new OUT gets mode 0666 minus the\n"
+    "umask, a replaced one keeps its mode; a read-only OUT, a device or a FIFO is refused).\n"
     "exit status: 0 written; 1 error (one line on stderr naming the problem and the fix,\n"
     "nothing written; also when OUT is PACKED or PACKED has no HuffDecode op); 2 usage error.\n";
 
@@ -44,7 +46,8 @@ int main(int argc, char** argv) {
             argv[2], argv[1]);
     return 1;
   }
-  if (tool_is_dir(argv[2])) { /* before the work, not after it */
+  if (tool_check_output("dc_unpack", argv[2])) return 1; /* device, FIFO, read-only */
+  if (tool_is_dir(argv[2])) {                            /* before the work, not after it */
     fprintf(stderr, "dc_unpack: cannot write %s: %s; %s\n", argv[2], strerror(EISDIR),
             tool_io_fix(EISDIR, 1, "", ""));
     return 1;

@@ -1,8 +1,12 @@
 /*
  * tool_io.h -- file handling shared by the command-line tools in this folder (POSIX); header-only,
- * each tool is one translation unit and defines _POSIX_C_SOURCE 200809L before any include.
- * Inputs are only read; outputs are written atomically (temporary file + rename, mode 0666 minus
- * the umask), never over the input.
+ * each tool is one translation unit and defines _XOPEN_SOURCE 700 (POSIX.1-2008 with XSI:
+ * realpath) before any include.
+ * Inputs are only read; outputs are written atomically (temporary file + rename), never over the
+ * input: a new file gets mode 0666 minus the umask, a replaced one keeps its mode, a symbolic link
+ * is written through (the file it names is replaced, the link stays), and an output that is not a
+ * regular file (a device, a FIFO) or that the user may not write (read-only) is refused before any
+ * work (tool_check_output), as dc-keras's writer does.
  */
 #ifndef DC_TOOL_IO_H
 #define DC_TOOL_IO_H
@@ -58,17 +62,30 @@ static int tool_read_file(const char* path, uint8_t** data, size_t* size) {
   return 0;
 }
 
-/* Writes data to path through a temporary file next to it and rename (mode 0666 & ~umask):
- * readers never see a half-written file, and on failure an existing file at path is left as it
- * was and the temporary file is removed.  -1 with errno set on failure. */
+/* Writes data to path through a temporary file next to it and rename: readers never see a
+ * half-written file, and on failure an existing file at path is left as it was and the temporary
+ * file is removed.  A new file gets mode 0666 & ~umask, an existing one keeps its mode; a symbolic
+ * link is written through (its target is replaced).  -1 with errno set on failure. */
 static int tool_write_atomic(const char* path, const uint8_t* data, size_t size) {
+  struct stat st, lst;
+  char* real = NULL;
+  if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    real = realpath(path, NULL); /* NULL for a dangling link: it is replaced like a file */
+    if (real) path = real;
+  }
+  const int exists = stat(path, &st) == 0 && S_ISREG(st.st_mode);
   size_t n = strlen(path) + 32;
   char* tmp = (char*)malloc(n);
-  if (!tmp) return -1;
+  if (!tmp) {
+    free(real);
+    errno = ENOMEM;
+    return -1;
+  }
   snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
   int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
   int ok = fd >= 0;
   size_t done = 0;
+  if (ok && exists) ok = fchmod(fd, st.st_mode & 07777) == 0; /* the replaced file's mode */
   while (ok && done < size) {
     ssize_t w = write(fd, data + done, size - done);
     if (w < 0 && errno == EINTR) continue;
@@ -80,8 +97,33 @@ static int tool_write_atomic(const char* path, const uint8_t* data, size_t size)
   int err = errno;
   if (!ok && fd >= 0) unlink(tmp);
   free(tmp);
+  free(real);
   errno = err;
   return ok ? 0 : -1;
+}
+
+/* Checks an output path before the work: 0 if it may be written (absent, or a regular file the
+ * user may write), else 1 after one error line naming the problem and the fix.  A device or FIFO
+ * would be replaced by a regular file (as root: `OUT=/dev/null`); a read-only file is refused as
+ * cp, gcc -o and zip refuse it (root may write any file and replaces it, keeping its mode). */
+static int tool_check_output(const char* tool, const char* path) {
+  struct stat st;
+  if (stat(path, &st) != 0 || S_ISDIR(st.st_mode)) return 0; /* absent; a directory: at write */
+  if (!S_ISREG(st.st_mode)) {
+    fprintf(stderr, "%s: %s is %s, not a file: give the path of a file to write\n", tool, path,
+            S_ISFIFO(st.st_mode)   ? "a FIFO"
+            : S_ISSOCK(st.st_mode) ? "a socket"
+                                   : "a device");
+    return 1;
+  }
+  if (access(path, W_OK) != 0 && errno == EACCES) {
+    fprintf(stderr,
+            "%s: %s is read-only (mode %04o): make it writable (chmod u+w %s) or choose another "
+            "output path; it was not changed\n",
+            tool, path, (unsigned)(st.st_mode & 07777), path);
+    return 1;
+  }
+  return 0;
 }
 
 /* 1 if both paths exist and are the same file (same device and inode: also a hard link, a symlink
