@@ -2039,6 +2039,18 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   free(d);
 }
 
+/* Copies up to size - 1 bytes of s to buf (NUL terminated; nothing if buf is NULL or size 0) and
+ * returns strlen(s): the exported text getters' convention. */
+static size_t copy_out(const char* s, char* buf, size_t size) {
+  size_t len = strlen(s);
+  if (buf && size) {
+    size_t c = len < size - 1 ? len : size - 1;
+    memcpy(buf, s, c);
+    buf[c] = '\0';
+  }
+  return len;
+}
+
 /* What the delegate did with each FULLY_CONNECTED / EMBEDDING_LOOKUP / GATHER
  * fed by packed weights, one tab-separated line each: "compressed <weights>
  * <rows>x<cols> <dtype> <nnz> <bytes> <op>" or "dense <weights> <reason> <op>".  Copies up to size - 1 bytes (NUL
@@ -2046,14 +2058,7 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
 DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate, char* buf,
                                                  size_t size) {
   const DcDelegate* d = delegate ? (const DcDelegate*)delegate->data_ : NULL;
-  const char* r = d && d->report ? d->report : "";
-  size_t len = strlen(r);
-  if (buf && size) {
-    size_t c = len < size - 1 ? len : size - 1;
-    memcpy(buf, r, c);
-    buf[c] = '\0';
-  }
-  return len;
+  return copy_out(d && d->report ? d->report : "", buf, size);
 }
 
 /* The delegate's first error ("" if none), e.g. a packed tensor that failed to decode, after
@@ -2064,14 +2069,7 @@ DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate,
 DC_EXPORT size_t DcKerasHuffDecodeDelegateError(TfLiteDelegate* delegate, char* buf, size_t size) {
   DcDelegate* d = delegate ? (DcDelegate*)delegate->data_ : NULL;
   if (d) join_lazy(d, 1); /* a deferred kernel Prepare has not joined them yet */
-  const char* e = d ? d->error : "";
-  size_t len = strlen(e);
-  if (buf && size) {
-    size_t c = len < size - 1 ? len : size - 1;
-    memcpy(buf, e, c);
-    buf[c] = '\0';
-  }
-  return len;
+  return copy_out(d ? d->error : "", buf, size);
 }
 
 /* The number of tensors the delegate has decoded on a helper thread while the load went on
