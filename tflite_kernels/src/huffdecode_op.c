@@ -1877,7 +1877,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     free(pn);
     return kTfLiteError;
   }
-  int n = 0;
+  int n = 0, huffs = 0, others = 0;
   for (int k = 0; k < plan->size; ++k) {
     TfLiteNode* node = NULL;
     TfLiteRegistration* reg = NULL;
@@ -1887,6 +1887,17 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     }
     PlanNode e = {plan->data[k], node, reg, -1, 0, NULL};
     pn[n++] = e;
+    huffs += is_huff(reg);
+    others += node->delegate != NULL && node->delegate != delegate;
+  }
+  if (huffs && others) { /* a warning: the model still runs, with the outputs it would have */
+    context->ReportError(
+        context,
+        "HuffDecode delegate: applied after another delegate (%d of the graph's nodes are already "
+        "delegated): that delegate saw the packed weights' layers before their weights were "
+        "constants, so they stay on TFLite's builtin kernels; apply the HuffDecode delegate first "
+        "(docs/android.md, 'Order of delegates')",
+        others);
   }
   if (d->compressed && !find_candidates(context, d, pn, n)) {
     free(claimed);

@@ -13,6 +13,7 @@
 const TfLiteRegistration* DcKerasHuffDecodeRegistration(void);
 TfLiteDelegate* tflite_plugin_create_delegate(char**, char**, size_t, void (*)(const char*));
 void tflite_plugin_destroy_delegate(TfLiteDelegate*);
+size_t DcKerasHuffDecodeDelegateError(TfLiteDelegate*, char*, size_t);
 
 static int passed, failed;
 #define CHECK(cond, what)                                                                       \
@@ -245,8 +246,33 @@ static void test_delegate(void) {
   kernel_node.outputs = g_out_list;
   kernel_node.delegate = d;
   g_error[0] = '\0';
+  char why[512];
+  CHECK(DcKerasHuffDecodeDelegateError(d, why, sizeof why) > 0 &&
+            strstr(why, "HuffDecode(w): decoding failed") != NULL,
+        "the error can be asked for before the kernel's (deferred) Prepare");
   CHECK(g_kernel.prepare(&g_ctx, &kernel_node) == kTfLiteError, "kernel prepare fails");
   CHECK(strstr(g_error, "HuffDecode(w): decoding failed") != NULL, "reason reported");
+  tflite_plugin_destroy_delegate(d);
+
+  setup(); /* an intact model: no error, no warning */
+  d = tflite_plugin_create_delegate(keys, keys, 0, NULL);
+  CHECK(d->Prepare(&g_ctx, d) == kTfLiteOk && g_error[0] == '\0', "no warning when first");
+  CHECK(DcKerasHuffDecodeDelegateError(d, why, sizeof why) == 0 && why[0] == '\0', "no error");
+  tflite_plugin_destroy_delegate(d);
+
+  setup(); /* applied after another delegate that took the FULLY_CONNECTED: warned, still decodes */
+  TfLiteDelegate other;
+  memset(&other, 0, sizeof other);
+  g_nodes[1].delegate = &other;
+  g_regs[1].builtin_code = 51; /* BuiltinOperator DELEGATE: the other delegate's kernel */
+  d = tflite_plugin_create_delegate(keys, keys, 0, NULL);
+  CHECK(d->Prepare(&g_ctx, d) == kTfLiteOk && g_replaced_count == 1, "decodes after another");
+  CHECK(strstr(g_error, "applied after another delegate (1 of") != NULL &&
+            strstr(g_error, "apply the HuffDecode delegate first") != NULL,
+        "warns about the delegate order");
+  CHECK(
+      memcmp(g_tensors[1].data.data, dense_float32_rank3_raw, sizeof dense_float32_rank3_raw) == 0,
+      "decoded all the same");
   tflite_plugin_destroy_delegate(d);
 }
 
