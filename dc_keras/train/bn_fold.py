@@ -1,4 +1,4 @@
-"""Fold BatchNormalization into the preceding Conv/Depthwise/Separable/Dense before clustering.
+"""Fold BatchNormalization into the preceding Conv/ConvTranspose/Depthwise/Separable/Dense before clustering.
 
 Why: the TFLite converter folds an inference-mode BatchNormalization into the kernel in front of
 it (``W * gamma / sqrt(var + eps)`` per output channel), so a kernel clustered to 32 shared values
@@ -15,12 +15,13 @@ import numpy as np
 
 from dc_keras.train import _base
 
+# A transposed conv's kernel is (..., filters, in_channels): its output channels are axis -2.
+_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
 _FOLD_INTO = (
     keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
     keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
     keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense,
-)
-_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+) + _TRANSPOSED
 
 
 def _refs(obj, found):
@@ -89,8 +90,8 @@ def _bn_last_axis(bn):
 
 def foldable(layer, bn):
     """None if ``bn`` can be folded into ``layer`` (``layer`` -> ``bn`` directly), else why not."""
-    if isinstance(layer, _TRANSPOSED) or not isinstance(layer, _FOLD_INTO):
-        return f"{type(layer).__name__} is not a Conv/Depthwise/Separable/Dense layer"
+    if not isinstance(layer, _FOLD_INTO):
+        return f"{type(layer).__name__} is not a Conv/ConvTranspose/Depthwise/Separable/Dense layer"
     if layer.get_config().get("activation", "linear") != "linear":
         return f"{layer.name!r} has an activation before the BatchNormalization"
     if layer.get_config().get("data_format", "channels_last") != "channels_last":
@@ -155,6 +156,8 @@ def folded_weights(layer, bn):
         values["kernel"] = kernel * scale.reshape(kernel.shape[-2:])
     elif isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)):
         values["pointwise_kernel"] = values["pointwise_kernel"] * scale
+    elif isinstance(layer, _TRANSPOSED):
+        values["kernel"] = values["kernel"] * scale[:, None]
     else:
         values["kernel"] = values["kernel"] * scale
     bias = values.get("bias", np.zeros_like(scale))

@@ -502,7 +502,7 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         layers: None (every supported layer) or a list of layer names and/or classes.
         seed: seed of the random initialisations.
         fold_batchnorm: fold each BatchNormalization that directly follows a clustered
-            Conv/Depthwise/Separable/Dense layer into that layer's kernel and bias (inference
+            Conv/ConvTranspose/Depthwise/Separable/Dense layer into that layer's kernel and bias (inference
             statistics) before k-means, and replace it by ``keras.layers.Identity``; otherwise the
             TFLite converter folds it at export and the kernel loses its sharing. Each fold is
             reported; fine-tuning then trains the folded kernel (BN statistics frozen).
