@@ -119,3 +119,34 @@ def test_unsupported_layers_named_explicitly_give_accurate_errors():
     assert skipped == {"ln": "unsupported layer type LayerNormalization",
                        "stacked": "unsupported recurrent cell StackedRNNCells (supported: LSTM, GRU, SimpleRNN cells)"}
     assert [w.name for w in wrappers_of(pruned, PruneWrapper)] == ["fc"]
+
+
+def time_distributed_model():
+    inputs = keras.Input((3, 6, 6, 2))
+    h = keras.layers.TimeDistributed(keras.layers.Conv2D(8, 3, name="conv"), name="td_conv")(inputs)
+    h = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="td_pool")(h)
+    h = keras.layers.TimeDistributed(keras.layers.Dense(16, name="fc"), name="td_dense")(h)
+    h = keras.layers.TimeDistributed(keras.layers.LayerNormalization(), name="td_ln")(h)
+    h = keras.layers.LSTM(4, name="lstm")(h)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(h), name="td")
+
+
+def test_time_distributed_layers_are_compressed(tmp_path):
+    """TimeDistributed(Conv2D) / TimeDistributed(Dense) (video and sequence-tagging models) were
+    left dense as 'unsupported layer type TimeDistributed': wrapped as a whole, like Bidirectional,
+    with the inner layer's weight names; a TimeDistributed of an unsupported layer says which."""
+    model = time_distributed_model()
+    pruned, clustered, final = five_calls(model)
+    wrapped = {e["layer"]: e["weights"] for e in pruned.compression_report.wrapped}
+    assert wrapped == {"td_conv": ["kernel"], "td_dense": ["kernel"], "lstm": ["kernel", "recurrent_kernel"],
+                       "out": ["kernel"]}
+    skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
+    assert skipped == {"td_ln": "TimeDistributed of an unsupported layer type LayerNormalization"}
+    check_compressed(final, ["conv", "fc", "out"])  # variable paths name the inner layers
+    assert isinstance(final.get_layer("td_conv"), keras.layers.TimeDistributed)
+    assert dc_keras.train._base.is_conv(final.get_layer("td_conv"))  # default 8 bits, as for Conv2D
+    path = tmp_path / "td.keras"
+    clustered.save(path)
+    x, _ = random_data(model)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.models.load_model(path)(x)),
+                                  keras.ops.convert_to_numpy(clustered(x)))

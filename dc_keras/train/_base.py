@@ -43,14 +43,22 @@ _MHA_PROJECTIONS = ("query", "key", "value", "output")
 SUPPORTED_TYPES = (
     "Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, "
     "Embedding, LSTM, GRU, SimpleRNN (kernel and recurrent_kernel), Bidirectional of those, "
-    "MultiHeadAttention (query/key/value/output projections), or a custom layer with "
-    "`get_prunable_weights()` / `prunable_weights`"
+    "MultiHeadAttention (query/key/value/output projections), TimeDistributed of any of these, "
+    "or a custom layer with `get_prunable_weights()` / `prunable_weights`"
 )
 
 
 def is_conv(layer):
     """True for the convolution layer types (default 8 bits when clustering, like the paper)."""
+    if _is_time_distributed(layer):
+        return is_conv(layer.layer)
     return isinstance(layer, _CONV_TYPES)
+
+
+def _is_time_distributed(layer):
+    """A ``TimeDistributed`` of a layer that is not a model (wrapped as a whole, like Bidirectional:
+    its inner layer is rebuilt from the config, so a wrapper placed inside would not round-trip)."""
+    return isinstance(layer, keras.layers.TimeDistributed) and not isinstance(layer.layer, keras.Model)
 
 
 def _declared(layer):
@@ -89,6 +97,9 @@ def unsupported_reason(layer):
         return None
     if any(isinstance(layer, cls) for cls, _, _ in _SIMPLE):
         return None
+    if _is_time_distributed(layer):
+        inner = unsupported_reason(layer.layer)
+        return None if inner is None else f"TimeDistributed of {inner.replace('unsupported', 'an unsupported', 1)}"
     if _is_rnn(layer) or _is_bidirectional_rnn(layer) or isinstance(layer, keras.layers.MultiHeadAttention):
         return None
     if layer.built and not layer.weights:
@@ -142,6 +153,8 @@ def compressible_weights(layer):
         return _rnn_weights(layer)
     if _is_bidirectional_rnn(layer):
         return _rnn_weights(layer.forward_layer, "forward_") + _rnn_weights(layer.backward_layer, "backward_")
+    if _is_time_distributed(layer) and is_supported(layer.layer):
+        return compressible_weights(layer.layer)
     if isinstance(layer, keras.layers.MultiHeadAttention):
         return [(f"{p}_kernel", getattr(layer, f"{p}_dense").kernel, 0) for p in _MHA_PROJECTIONS]
     raise ValueError(

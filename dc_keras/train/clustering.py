@@ -435,6 +435,8 @@ def _check_cluster_biases(value):
 def bias_weights(layer):
     """``[(name, variable, 0)]``: the bias vector(s) of a supported layer (none with
     ``use_bias=False``). RNN biases live in the cell, attention biases in the projections."""
+    if _base._is_time_distributed(layer):
+        return bias_weights(layer.layer)
     if _base._is_bidirectional_rnn(layer):
         return bias_weights(layer.forward_layer) and [
             ("forward_bias", layer.forward_layer.cell.bias, 0), ("backward_bias", layer.backward_layer.cell.bias, 0)]
