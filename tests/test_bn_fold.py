@@ -141,3 +141,22 @@ def test_transposed_conv_then_batchnorm_is_folded_and_keeps_the_sharing(layer):
     bits = 3
     final = dc_keras.strip(dc_keras.cluster(model, bits=bits))
     assert max(_exported_kernel_distinct(final).values()) <= 2 ** bits + 1
+
+
+def test_batchnorm_after_a_shared_or_branching_layer_is_reported():
+    """A BatchNormalization after a layer that is called twice (a shared conv) or whose output also
+    feeds another layer cannot be folded; cluster said nothing (only to_tflite warned later, when
+    the converter had folded it into the shared kernel): the report now says which and why."""
+    inputs = keras.Input((6, 6, 4))
+    shared = keras.layers.Conv2D(4, 3, padding="same", name="sconv")
+    a = keras.layers.BatchNormalization(name="bn_shared")(shared(inputs))
+    b = shared(keras.layers.ReLU()(a))
+    c = keras.layers.Conv2D(4, 3, padding="same", name="bconv")(inputs)
+    d = keras.layers.BatchNormalization(name="bn_branch")(c)
+    h = keras.layers.Concatenate()([a + b, c, d])
+    model = _randomize_bn(keras.Model(inputs, keras.layers.Dense(2, name="out")(h)))
+    clustered = dc_keras.cluster(model, bits=3)
+    notes = clustered.compression_report.notes
+    assert clustered.compression_report.folds == []
+    assert any("'bn_shared' after 'sconv' not folded" in n and "called 2 times" in n for n in notes), notes
+    assert any("'bn_branch' after 'bconv' not folded" in n and "also feeds" in n for n in notes), notes
