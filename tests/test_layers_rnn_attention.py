@@ -150,3 +150,24 @@ def test_time_distributed_layers_are_compressed(tmp_path):
     x, _ = random_data(model)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.models.load_model(path)(x)),
                                   keras.ops.convert_to_numpy(clustered(x)))
+
+
+class _Scale(keras.layers.Layer):
+    """A user's own layer with a weight and no get_prunable_weights()."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], shape[-1]), name="w")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.w)
+
+
+def test_custom_layer_without_prunable_weights_is_reported_with_the_fix():
+    """The report said 'unsupported layer type _Scale' for a user's own layer, as for a Keras layer
+    dc_keras does not support: it now names the opt-in (get_prunable_weights())."""
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(_Scale(name="mine")(inputs)))
+    skipped = {e["layer"]: e["reason"] for e in dc_keras.coverage(model).skipped}
+    assert "get_prunable_weights()" in skipped["mine"] and "_Scale" in skipped["mine"], skipped
+    with pytest.raises(ValueError, match=r"'mine'.*_Scale \(a custom layer: .*get_prunable_weights\(\)"):
+        dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0), layers=["mine"])

@@ -106,6 +106,9 @@ def unsupported_reason(layer):
         return "it has no weights, so no prunable weights"
     if isinstance(layer, keras.layers.RNN):
         return f"unsupported recurrent cell {type(layer.cell).__name__} (supported: LSTM, GRU, SimpleRNN cells)"
+    if not type(layer).__module__.startswith(("keras.", "keras_hub.", "keras_nlp.", "keras_cv.")):
+        return (f"unsupported layer type {type(layer).__name__} (a custom layer: list the weights to "
+                "compress in get_prunable_weights())")
     return f"unsupported layer type {type(layer).__name__}"
 
 
