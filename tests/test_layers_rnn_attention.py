@@ -117,7 +117,8 @@ def test_unsupported_layers_named_explicitly_give_accurate_errors():
     pruned = dc_keras.prune(model, s)
     skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
     assert skipped == {"ln": "unsupported layer type LayerNormalization",
-                       "stacked": "unsupported recurrent cell StackedRNNCells (supported: LSTM, GRU, SimpleRNN cells)"}
+                       "stacked": "unsupported recurrent cell StackedRNNCells (supported: LSTM, GRU, SimpleRNN cells; "
+                                  "ConvLSTM1D/2D/3D)"}
     assert [w.name for w in wrappers_of(pruned, PruneWrapper)] == ["fc"]
 
 
@@ -171,3 +172,19 @@ def test_custom_layer_without_prunable_weights_is_reported_with_the_fix():
     assert "get_prunable_weights()" in skipped["mine"] and "_Scale" in skipped["mine"], skipped
     with pytest.raises(ValueError, match=r"'mine'.*_Scale \(a custom layer: .*get_prunable_weights\(\)"):
         dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0), layers=["mine"])
+
+
+@pytest.mark.parametrize("kind", ["1d", "2d"])
+def test_conv_lstm_is_compressed(kind):
+    """ConvLSTM1D/2D (precipitation / video models) were left dense: 'unsupported recurrent cell
+    ConvLSTMCell'. Their cell has a kernel and a recurrent kernel like LSTM's (conv layout)."""
+    if kind == "1d":
+        inputs, rnn = keras.Input((3, 6, 2)), keras.layers.ConvLSTM1D(4, 3, name="clstm")
+    else:
+        inputs, rnn = keras.Input((3, 5, 5, 2)), keras.layers.ConvLSTM2D(4, 3, name="clstm")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.Flatten()(rnn(inputs))))
+    pruned, clustered, final = five_calls(model)
+    wrapped = {e["layer"]: e["weights"] for e in pruned.compression_report.wrapped}
+    assert wrapped == {"clstm": ["kernel", "recurrent_kernel"], "out": ["kernel"]}, pruned.compression_report
+    check_compressed(final, ["conv_lstm_cell", "out"])
+    assert isinstance(final.get_layer("clstm"), type(rnn))

@@ -38,11 +38,13 @@ _SIMPLE = (
 )
 _CONV_TYPES = tuple(cls for cls, _, _ in _SIMPLE[:10])
 _RNN_CELLS = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
+# Their cell (ConvLSTMCell) is not exported by keras.layers: recognised by the public layer type.
+_CONV_LSTMS = (keras.layers.ConvLSTM1D, keras.layers.ConvLSTM2D, keras.layers.ConvLSTM3D)
 _MHA_PROJECTIONS = ("query", "key", "value", "output")
 
 SUPPORTED_TYPES = (
     "Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, "
-    "Embedding, LSTM, GRU, SimpleRNN (kernel and recurrent_kernel), Bidirectional of those, "
+    "Embedding, LSTM, GRU, SimpleRNN, ConvLSTM1D/2D/3D (kernel and recurrent_kernel), Bidirectional of those, "
     "MultiHeadAttention (query/key/value/output projections), TimeDistributed of any of these, "
     "or a custom layer with `get_prunable_weights()` / `prunable_weights`"
 )
@@ -76,7 +78,7 @@ def _declared(layer):
 
 
 def _is_rnn(layer):
-    return isinstance(layer, keras.layers.RNN) and isinstance(layer.cell, _RNN_CELLS)
+    return isinstance(layer, keras.layers.RNN) and (isinstance(layer.cell, _RNN_CELLS) or isinstance(layer, _CONV_LSTMS))
 
 
 def _is_bidirectional_rnn(layer):
@@ -105,7 +107,7 @@ def unsupported_reason(layer):
     if layer.built and not layer.weights:
         return "it has no weights, so no prunable weights"
     if isinstance(layer, keras.layers.RNN):
-        return f"unsupported recurrent cell {type(layer.cell).__name__} (supported: LSTM, GRU, SimpleRNN cells)"
+        return f"unsupported recurrent cell {type(layer.cell).__name__} (supported: LSTM, GRU, SimpleRNN cells; ConvLSTM1D/2D/3D)"
     if not type(layer).__module__.startswith(("keras.", "keras_hub.", "keras_nlp.", "keras_cv.")):
         return (f"unsupported layer type {type(layer).__name__} (a custom layer: list the weights to "
                 "compress in get_prunable_weights())")
