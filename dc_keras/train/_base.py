@@ -262,6 +262,11 @@ class CompressionWrapper(keras.layers.Wrapper):
         # that strip() puts back may not take one. Masks travel on the tensors (and explicit
         # `mask=` arguments through **kwargs).
         pairs = self.compressed_values(bool(training) if isinstance(training, bool) else False)
+        for var, value in pairs:
+            # Keras adds the regularizers of trainable variables only: a variable the wrapper
+            # computes (a clustered kernel: its centroids train) would lose the user's one.
+            if self.trainable and not var.trainable and getattr(var, "regularizer", None) is not None:
+                self.add_loss(var.regularizer(value))
         with substitute_variables(pairs, self.layer.variables):
             if training is not None:
                 kwargs["training"] = training
