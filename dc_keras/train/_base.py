@@ -233,6 +233,17 @@ class CompressionWrapper(keras.layers.Wrapper):
         self.supports_masking = bool(getattr(layer, "supports_masking", False))
         self._untracked("_targets", [])
 
+    def _check_store_not_stripped(self, store):
+        """A built wrapper loading a file that holds none of its variables: the file has the plain
+        layer there, as a subclassed model saved after strip() (stripped in place) does."""
+        if self.built and not list(store.keys()) and self.weights:
+            raise ValueError(
+                f"Layer {self.name!r} ({type(self).__name__}): the file holds no dc_keras variables for "
+                "it, only a plain layer, as a subclassed model saved after dc_keras.strip() (which strips "
+                "it in place) does, while this model wraps the layer again in __init__. Load the file into "
+                "an instance built without the wrappers (e.g. an __init__ flag that skips "
+                "dc_keras.prune/cluster), or load a file saved before strip().")
+
     # -- subclass interface -------------------------------------------------------------------
     def compressed_values(self, training):
         """Return ``[(variable, tensor), ...]`` used by the forward pass."""

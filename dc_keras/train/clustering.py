@@ -168,6 +168,7 @@ class ClusterWrapper(_base.CompressionWrapper):
     def load_own_variables(self, store):
         """Keras loading (``.keras``/``.weights.h5``): the centroids and assignments, then a range
         check of the assignments, which the training step's gather trusts to index the codebook."""
+        self._check_store_not_stripped(store)
         super().load_own_variables(store)
         self.check_assignments()
 
