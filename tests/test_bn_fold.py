@@ -1,4 +1,4 @@
-"""Issue 14: BatchNormalization folded into the preceding Conv/Depthwise/Separable/Dense before
+"""Issue 14: BatchNormalization folded into the preceding Conv/ConvTranspose/Depthwise/Separable/Dense before
 clustering, so the exported .tflite kernels keep 2**bits shared values (the converter would fold
 BN itself otherwise and multiply the distinct values by the number of channels)."""
 import keras
@@ -117,3 +117,46 @@ def test_five_calls_export_keeps_the_sharing():
     unfolded = dc_keras.strip(dc_keras.cluster(dc_keras.strip(dc_keras.prune(
         model, dc_keras.schedules.ConstantSparsity(0.5, 0))), bits=bits, fold_batchnorm=False))
     assert max(_exported_kernel_distinct(unfolded).values()) > 2 ** bits + 1
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", use_bias=False, name="tr"),
+    lambda: keras.layers.Conv1DTranspose(4, 3, name="tr"),
+    lambda: keras.layers.Conv3DTranspose(4, 2, name="tr"),
+], ids=["2d", "1d", "3d"])
+def test_transposed_conv_then_batchnorm_is_folded_and_keeps_the_sharing(layer):
+    """A decoder's Conv2DTranspose -> BatchNormalization: the converter folds the BN's scale into the
+    TRANSPOSE_CONV kernel (49 distinct values for a 3-bit kernel, seen in a user model), so cluster
+    must fold it first, as for Conv2D (the transposed kernel's output channels are axis -2)."""
+    tr = layer()
+    shape = {"Conv2DTranspose": (5, 5, 3), "Conv1DTranspose": (6, 3), "Conv3DTranspose": (3, 3, 3, 3)}[type(tr).__name__]
+    inputs = keras.Input(shape)
+    h = keras.layers.BatchNormalization(name="bn")(tr(inputs))
+    h = keras.layers.Flatten()(keras.layers.ReLU()(h))
+    model = _randomize_bn(keras.Model(inputs, keras.layers.Dense(2, name="out")(h)))
+    x = RNG.normal(size=(4,) + shape).astype("float32")
+    folded = fold_batchnorm(model)
+    assert folded.compression_report.folds == [("tr", "bn")], folded.compression_report.notes
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    bits = 3
+    final = dc_keras.strip(dc_keras.cluster(model, bits=bits))
+    assert max(_exported_kernel_distinct(final).values()) <= 2 ** bits + 1
+
+
+def test_batchnorm_after_a_shared_or_branching_layer_is_reported():
+    """A BatchNormalization after a layer that is called twice (a shared conv) or whose output also
+    feeds another layer cannot be folded; cluster said nothing (only to_tflite warned later, when
+    the converter had folded it into the shared kernel): the report now says which and why."""
+    inputs = keras.Input((6, 6, 4))
+    shared = keras.layers.Conv2D(4, 3, padding="same", name="sconv")
+    a = keras.layers.BatchNormalization(name="bn_shared")(shared(inputs))
+    b = shared(keras.layers.ReLU()(a))
+    c = keras.layers.Conv2D(4, 3, padding="same", name="bconv")(inputs)
+    d = keras.layers.BatchNormalization(name="bn_branch")(c)
+    h = keras.layers.Concatenate()([a + b, c, d])
+    model = _randomize_bn(keras.Model(inputs, keras.layers.Dense(2, name="out")(h)))
+    clustered = dc_keras.cluster(model, bits=3)
+    notes = clustered.compression_report.notes
+    assert clustered.compression_report.folds == []
+    assert any("'bn_shared' after 'sconv' not folded" in n and "called 2 times" in n for n in notes), notes
+    assert any("'bn_branch' after 'bconv' not folded" in n and "also feeds" in n for n in notes), notes

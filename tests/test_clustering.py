@@ -771,3 +771,25 @@ def test_mirrored_strategy_two_devices():
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK" in result.stdout
+
+
+def test_kernel_regularizer_still_applies_during_clustered_fine_tuning():
+    """A user's kernel_regularizer (L2 weight decay) was dropped without a word while the centroids
+    were fine-tuned: Keras adds regularizers of trainable variables only, and the clustered kernel
+    is not one. It now applies to the shared kernel the layer runs with (the pruned model already
+    kept it; strip keeps the regularizer on the plain layer)."""
+    import keras
+
+    import dc_keras
+
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(8, kernel_regularizer=keras.regularizers.L2(0.1), name="h")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="o")(h))
+    clustered = dc_keras.cluster(model, bits=2)
+    x = np.ones((2, 6), "float32")
+    clustered(x, training=True)
+    final = dc_keras.strip(clustered)
+    want = 0.1 * float(np.sum(keras.ops.convert_to_numpy(final.get_layer("h").kernel) ** 2))
+    assert len(clustered.losses) == 1, clustered.losses
+    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(clustered.losses[0])), want, rtol=1e-6)
+    assert final.get_layer("h").kernel_regularizer is not None

@@ -143,3 +143,30 @@ def test_wrapped_graph_predictions_match_before_training():
     with pytest.warns(UserWarning, match=r"strip: pruned layer\(s\) .* after 0 training steps"):
         stripped = dc_keras.strip(pruned)  # never trained: the schedule (begin_step 10,000) did not start
     assert_same_predictions(model, stripped, x)
+
+
+@keras.saving.register_keras_serializable("dc_keras_tests")
+class _WrapsInInit(keras.Model):
+    """docs/models.md's way for subclassed models: wrap the layers in __init__."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.fc = dc_keras.prune(keras.layers.Dense(2), dc_keras.schedules.ConstantSparsity(0.5, 0))
+
+    def call(self, x):
+        return self.fc(x)
+
+
+def test_stripped_subclassed_model_file_says_why_it_does_not_load(tmp_path):
+    """strip() strips a subclassed model in place, so its .keras file holds a plain Dense, while the
+    class's __init__ wraps it again on load: the error said 'saved from a different model. Load it
+    into the model it was saved from' (it was). It now names strip and the two ways out."""
+    net = _WrapsInInit()
+    net(np.zeros((1, 3), "float32"))
+    net.save(tmp_path / "wrapped.keras")
+    keras.models.load_model(tmp_path / "wrapped.keras")  # before strip: loads
+    dc_keras.strip(net)
+    assert isinstance(net.fc, keras.layers.Dense)
+    net.save(tmp_path / "stripped.keras")
+    with pytest.raises(ValueError, match=r"(?s)PruneWrapper.*no dc_keras variables.*after dc_keras\.strip.*without the wrappers"):
+        keras.models.load_model(tmp_path / "stripped.keras")

@@ -117,5 +117,74 @@ def test_unsupported_layers_named_explicitly_give_accurate_errors():
     pruned = dc_keras.prune(model, s)
     skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
     assert skipped == {"ln": "unsupported layer type LayerNormalization",
-                       "stacked": "unsupported recurrent cell StackedRNNCells (supported: LSTM, GRU, SimpleRNN cells)"}
+                       "stacked": "unsupported recurrent cell StackedRNNCells (supported: LSTM, GRU, SimpleRNN cells; "
+                                  "ConvLSTM1D/2D/3D)"}
     assert [w.name for w in wrappers_of(pruned, PruneWrapper)] == ["fc"]
+
+
+def time_distributed_model():
+    inputs = keras.Input((3, 6, 6, 2))
+    h = keras.layers.TimeDistributed(keras.layers.Conv2D(8, 3, name="conv"), name="td_conv")(inputs)
+    h = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="td_pool")(h)
+    h = keras.layers.TimeDistributed(keras.layers.Dense(16, name="fc"), name="td_dense")(h)
+    h = keras.layers.TimeDistributed(keras.layers.LayerNormalization(), name="td_ln")(h)
+    h = keras.layers.LSTM(4, name="lstm")(h)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(h), name="td")
+
+
+def test_time_distributed_layers_are_compressed(tmp_path):
+    """TimeDistributed(Conv2D) / TimeDistributed(Dense) (video and sequence-tagging models) were
+    left dense as 'unsupported layer type TimeDistributed': wrapped as a whole, like Bidirectional,
+    with the inner layer's weight names; a TimeDistributed of an unsupported layer says which."""
+    model = time_distributed_model()
+    pruned, clustered, final = five_calls(model)
+    wrapped = {e["layer"]: e["weights"] for e in pruned.compression_report.wrapped}
+    assert wrapped == {"td_conv": ["kernel"], "td_dense": ["kernel"], "lstm": ["kernel", "recurrent_kernel"],
+                       "out": ["kernel"]}
+    skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
+    assert skipped == {"td_ln": "TimeDistributed of an unsupported layer type LayerNormalization"}
+    check_compressed(final, ["conv", "fc", "out"])  # variable paths name the inner layers
+    assert isinstance(final.get_layer("td_conv"), keras.layers.TimeDistributed)
+    assert dc_keras.train._base.is_conv(final.get_layer("td_conv"))  # default 8 bits, as for Conv2D
+    path = tmp_path / "td.keras"
+    clustered.save(path)
+    x, _ = random_data(model)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.models.load_model(path)(x)),
+                                  keras.ops.convert_to_numpy(clustered(x)))
+
+
+class _Scale(keras.layers.Layer):
+    """A user's own layer with a weight and no get_prunable_weights()."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], shape[-1]), name="w")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.w)
+
+
+def test_custom_layer_without_prunable_weights_is_reported_with_the_fix():
+    """The report said 'unsupported layer type _Scale' for a user's own layer, as for a Keras layer
+    dc_keras does not support: it now names the opt-in (get_prunable_weights())."""
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(_Scale(name="mine")(inputs)))
+    skipped = {e["layer"]: e["reason"] for e in dc_keras.coverage(model).skipped}
+    assert "get_prunable_weights()" in skipped["mine"] and "_Scale" in skipped["mine"], skipped
+    with pytest.raises(ValueError, match=r"'mine'.*_Scale \(a custom layer: .*get_prunable_weights\(\)"):
+        dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0), layers=["mine"])
+
+
+@pytest.mark.parametrize("kind", ["1d", "2d"])
+def test_conv_lstm_is_compressed(kind):
+    """ConvLSTM1D/2D (precipitation / video models) were left dense: 'unsupported recurrent cell
+    ConvLSTMCell'. Their cell has a kernel and a recurrent kernel like LSTM's (conv layout)."""
+    if kind == "1d":
+        inputs, rnn = keras.Input((3, 6, 2)), keras.layers.ConvLSTM1D(4, 3, name="clstm")
+    else:
+        inputs, rnn = keras.Input((3, 5, 5, 2)), keras.layers.ConvLSTM2D(4, 3, name="clstm")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.Flatten()(rnn(inputs))))
+    pruned, clustered, final = five_calls(model)
+    wrapped = {e["layer"]: e["weights"] for e in pruned.compression_report.wrapped}
+    assert wrapped == {"clstm": ["kernel", "recurrent_kernel"], "out": ["kernel"]}, pruned.compression_report
+    check_compressed(final, ["conv_lstm_cell", "out"])
+    assert isinstance(final.get_layer("clstm"), type(rnn))

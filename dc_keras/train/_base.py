@@ -38,19 +38,29 @@ _SIMPLE = (
 )
 _CONV_TYPES = tuple(cls for cls, _, _ in _SIMPLE[:10])
 _RNN_CELLS = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
+# Their cell (ConvLSTMCell) is not exported by keras.layers: recognised by the public layer type.
+_CONV_LSTMS = (keras.layers.ConvLSTM1D, keras.layers.ConvLSTM2D, keras.layers.ConvLSTM3D)
 _MHA_PROJECTIONS = ("query", "key", "value", "output")
 
 SUPPORTED_TYPES = (
     "Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, "
-    "Embedding, LSTM, GRU, SimpleRNN (kernel and recurrent_kernel), Bidirectional of those, "
-    "MultiHeadAttention (query/key/value/output projections), or a custom layer with "
-    "`get_prunable_weights()` / `prunable_weights`"
+    "Embedding, LSTM, GRU, SimpleRNN, ConvLSTM1D/2D/3D (kernel and recurrent_kernel), Bidirectional of those, "
+    "MultiHeadAttention (query/key/value/output projections), TimeDistributed of any of these, "
+    "or a custom layer with `get_prunable_weights()` / `prunable_weights`"
 )
 
 
 def is_conv(layer):
     """True for the convolution layer types (default 8 bits when clustering, like the paper)."""
+    if _is_time_distributed(layer):
+        return is_conv(layer.layer)
     return isinstance(layer, _CONV_TYPES)
+
+
+def _is_time_distributed(layer):
+    """A ``TimeDistributed`` of a layer that is not a model (wrapped as a whole, like Bidirectional:
+    its inner layer is rebuilt from the config, so a wrapper placed inside would not round-trip)."""
+    return isinstance(layer, keras.layers.TimeDistributed) and not isinstance(layer.layer, keras.Model)
 
 
 def _declared(layer):
@@ -68,7 +78,7 @@ def _declared(layer):
 
 
 def _is_rnn(layer):
-    return isinstance(layer, keras.layers.RNN) and isinstance(layer.cell, _RNN_CELLS)
+    return isinstance(layer, keras.layers.RNN) and (isinstance(layer.cell, _RNN_CELLS) or isinstance(layer, _CONV_LSTMS))
 
 
 def _is_bidirectional_rnn(layer):
@@ -89,12 +99,18 @@ def unsupported_reason(layer):
         return None
     if any(isinstance(layer, cls) for cls, _, _ in _SIMPLE):
         return None
+    if _is_time_distributed(layer):
+        inner = unsupported_reason(layer.layer)
+        return None if inner is None else f"TimeDistributed of {inner.replace('unsupported', 'an unsupported', 1)}"
     if _is_rnn(layer) or _is_bidirectional_rnn(layer) or isinstance(layer, keras.layers.MultiHeadAttention):
         return None
     if layer.built and not layer.weights:
         return "it has no weights, so no prunable weights"
     if isinstance(layer, keras.layers.RNN):
-        return f"unsupported recurrent cell {type(layer.cell).__name__} (supported: LSTM, GRU, SimpleRNN cells)"
+        return f"unsupported recurrent cell {type(layer.cell).__name__} (supported: LSTM, GRU, SimpleRNN cells; ConvLSTM1D/2D/3D)"
+    if not type(layer).__module__.startswith(("keras.", "keras_hub.", "keras_nlp.", "keras_cv.")):
+        return (f"unsupported layer type {type(layer).__name__} (a custom layer: list the weights to "
+                "compress in get_prunable_weights())")
     return f"unsupported layer type {type(layer).__name__}"
 
 
@@ -142,6 +158,8 @@ def compressible_weights(layer):
         return _rnn_weights(layer)
     if _is_bidirectional_rnn(layer):
         return _rnn_weights(layer.forward_layer, "forward_") + _rnn_weights(layer.backward_layer, "backward_")
+    if _is_time_distributed(layer) and is_supported(layer.layer):
+        return compressible_weights(layer.layer)
     if isinstance(layer, keras.layers.MultiHeadAttention):
         return [(f"{p}_kernel", getattr(layer, f"{p}_dense").kernel, 0) for p in _MHA_PROJECTIONS]
     raise ValueError(
@@ -215,6 +233,17 @@ class CompressionWrapper(keras.layers.Wrapper):
         self.supports_masking = bool(getattr(layer, "supports_masking", False))
         self._untracked("_targets", [])
 
+    def _check_store_not_stripped(self, store):
+        """A built wrapper loading a file that holds none of its variables: the file has the plain
+        layer there, as a subclassed model saved after strip() (stripped in place) does."""
+        if self.built and not list(store.keys()) and self.weights:
+            raise ValueError(
+                f"Layer {self.name!r} ({type(self).__name__}): the file holds no dc_keras variables for "
+                "it, only a plain layer, as a subclassed model saved after dc_keras.strip() (which strips "
+                "it in place) does, while this model wraps the layer again in __init__. Load the file into "
+                "an instance built without the wrappers (e.g. an __init__ flag that skips "
+                "dc_keras.prune/cluster), or load a file saved before strip().")
+
     # -- subclass interface -------------------------------------------------------------------
     def compressed_values(self, training):
         """Return ``[(variable, tensor), ...]`` used by the forward pass."""
@@ -244,6 +273,11 @@ class CompressionWrapper(keras.layers.Wrapper):
         # that strip() puts back may not take one. Masks travel on the tensors (and explicit
         # `mask=` arguments through **kwargs).
         pairs = self.compressed_values(bool(training) if isinstance(training, bool) else False)
+        for var, value in pairs:
+            # Keras adds the regularizers of trainable variables only: a variable the wrapper
+            # computes (a clustered kernel: its centroids train) would lose the user's one.
+            if self.trainable and not var.trainable and getattr(var, "regularizer", None) is not None:
+                self.add_loss(var.regularizer(value))
         with substitute_variables(pairs, self.layer.variables):
             if training is not None:
                 kwargs["training"] = training

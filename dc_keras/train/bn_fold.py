@@ -1,4 +1,4 @@
-"""Fold BatchNormalization into the preceding Conv/Depthwise/Separable/Dense before clustering.
+"""Fold BatchNormalization into the preceding Conv/ConvTranspose/Depthwise/Separable/Dense before clustering.
 
 Why: the TFLite converter folds an inference-mode BatchNormalization into the kernel in front of
 it (``W * gamma / sqrt(var + eps)`` per output channel), so a kernel clustered to 32 shared values
@@ -15,12 +15,13 @@ import numpy as np
 
 from dc_keras.train import _base
 
+# A transposed conv's kernel is (..., filters, in_channels): its output channels are axis -2.
+_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
 _FOLD_INTO = (
     keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
     keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
     keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense,
-)
-_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+) + _TRANSPOSED
 
 
 def _refs(obj, found):
@@ -76,6 +77,41 @@ def _edges(model):
     return pairs
 
 
+def _blocked(model):
+    """``[(producer, batchnorm, reason)]``: a BatchNormalization whose one input comes from a layer
+    that :func:`_edges` cannot pair with it (the layer is shared, or its output is read elsewhere)."""
+    if isinstance(model, keras.Sequential):
+        return []
+    config = model.get_config()
+    nodes = {entry["name"]: entry.get("inbound_nodes", []) for entry in config["layers"]}
+    readers = {}
+    for name, inbound in nodes.items():
+        for node in inbound:
+            for ref in set(_refs(node, [])):
+                readers.setdefault(ref[0], []).append(name)
+    outputs = _output_names(config.get("output_layers", []), set())
+    by_name = {layer.name: layer for layer in model.layers}
+    blocked = []
+    for name, layer in by_name.items():
+        if not isinstance(layer, keras.layers.BatchNormalization) or len(nodes.get(name, [])) != 1:
+            continue
+        refs = _refs(nodes[name][0], [])
+        producer = refs[0][0] if len(refs) == 1 else None
+        if producer not in by_name:
+            continue
+        if len(nodes.get(producer, [])) != 1:
+            reason = f"{producer!r} is called {len(nodes[producer])} times (a shared layer)"
+        elif producer in outputs:
+            reason = f"{producer!r}'s output is also a model output"
+        elif len(readers.get(producer, [])) != 1:
+            others = sorted(set(readers[producer]) - {name})
+            reason = f"{producer!r}'s output also feeds {', '.join(repr(o) for o in others)}"
+        else:
+            continue
+        blocked.append((by_name[producer], layer, reason))
+    return blocked
+
+
 def _bn_last_axis(bn):
     axis = bn.axis if isinstance(bn.axis, int) else (bn.axis[0] if len(bn.axis) == 1 else None)
     if axis is None:
@@ -89,8 +125,8 @@ def _bn_last_axis(bn):
 
 def foldable(layer, bn):
     """None if ``bn`` can be folded into ``layer`` (``layer`` -> ``bn`` directly), else why not."""
-    if isinstance(layer, _TRANSPOSED) or not isinstance(layer, _FOLD_INTO):
-        return f"{type(layer).__name__} is not a Conv/Depthwise/Separable/Dense layer"
+    if not isinstance(layer, _FOLD_INTO):
+        return f"{type(layer).__name__} is not a Conv/ConvTranspose/Depthwise/Separable/Dense layer"
     if layer.get_config().get("activation", "linear") != "linear":
         return f"{layer.name!r} has an activation before the BatchNormalization"
     if layer.get_config().get("data_format", "channels_last") != "channels_last":
@@ -108,10 +144,10 @@ def plan(model, chosen):
 
     def walk(m):
         try:
-            edges = _edges(m)
+            edges, blocked = _edges(m), _blocked(m)
         except Exception as e:  # a custom layer without get_config(): its graph cannot be read
             notes.append(f"BatchNormalization folding skipped in {m.name!r}: its config cannot be read ({e})")
-            edges = []
+            edges, blocked = [], []
         for producer, consumer in edges:
             if isinstance(consumer, keras.layers.BatchNormalization) and id(producer) in chosen \
                     and not isinstance(producer, keras.Model):
@@ -121,6 +157,9 @@ def plan(model, chosen):
                     folds[id(consumer)] = producer
                 else:
                     notes.append(f"BatchNormalization {consumer.name!r} after {producer.name!r} not folded: {reason}")
+        for producer, bn, reason in blocked:
+            if id(producer) in chosen and not isinstance(producer, keras.Model):
+                notes.append(f"BatchNormalization {bn.name!r} after {producer.name!r} not folded: {reason}")
         for producer, consumer in edges:
             if isinstance(producer, keras.layers.BatchNormalization) and id(producer) not in folds \
                     and id(consumer) in chosen and _base.is_supported(consumer):
@@ -155,6 +194,8 @@ def folded_weights(layer, bn):
         values["kernel"] = kernel * scale.reshape(kernel.shape[-2:])
     elif isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)):
         values["pointwise_kernel"] = values["pointwise_kernel"] * scale
+    elif isinstance(layer, _TRANSPOSED):
+        values["kernel"] = values["kernel"] * scale[:, None]
     else:
         values["kernel"] = values["kernel"] * scale
     bias = values.get("bias", np.zeros_like(scale))

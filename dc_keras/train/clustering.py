@@ -168,6 +168,7 @@ class ClusterWrapper(_base.CompressionWrapper):
     def load_own_variables(self, store):
         """Keras loading (``.keras``/``.weights.h5``): the centroids and assignments, then a range
         check of the assignments, which the training step's gather trusts to index the codebook."""
+        self._check_store_not_stripped(store)
         super().load_own_variables(store)
         self.check_assignments()
 
@@ -435,6 +436,8 @@ def _check_cluster_biases(value):
 def bias_weights(layer):
     """``[(name, variable, 0)]``: the bias vector(s) of a supported layer (none with
     ``use_bias=False``). RNN biases live in the cell, attention biases in the projections."""
+    if _base._is_time_distributed(layer):
+        return bias_weights(layer.layer)
     if _base._is_bidirectional_rnn(layer):
         return bias_weights(layer.forward_layer) and [
             ("forward_bias", layer.forward_layer.cell.bias, 0), ("backward_bias", layer.backward_layer.cell.bias, 0)]
@@ -502,7 +505,7 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         layers: None (every supported layer) or a list of layer names and/or classes.
         seed: seed of the random initialisations.
         fold_batchnorm: fold each BatchNormalization that directly follows a clustered
-            Conv/Depthwise/Separable/Dense layer into that layer's kernel and bias (inference
+            Conv/ConvTranspose/Depthwise/Separable/Dense layer into that layer's kernel and bias (inference
             statistics) before k-means, and replace it by ``keras.layers.Identity``; otherwise the
             TFLite converter folds it at export and the kernel loses its sharing. Each fold is
             reported; fine-tuning then trains the folded kernel (BN statistics frozen).

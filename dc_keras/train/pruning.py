@@ -449,6 +449,7 @@ class PruneWrapper(_base.CompressionWrapper):
         """Keras loading: the variables of :meth:`_ordered_state` (files of every dc_keras version)."""
         if not self.built:
             return super().load_own_variables(store)
+        self._check_store_not_stripped(store)
         ordered = self._ordered_state()
         if len(store.keys()) != len(ordered):
             raise ValueError(
