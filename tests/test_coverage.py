@@ -29,7 +29,8 @@ def test_prune_report_and_log(caplog):
     assert report.total_params == 70 + 20 + 110 + 22
     assert report.fraction == pytest.approx(80 / 222)
     reasons = {e["layer"]: e["reason"] for e in report.skipped}
-    assert reasons["ln"] == "unsupported layer type LayerNormalization"
+    # normalisation layers are dense by design: said so, not reported as an unsupported type
+    assert reasons["ln"].startswith("normalization layer LayerNormalization: per-channel vectors, left dense by design")
     assert reasons["frozen_fc"].startswith("frozen") and "include_frozen=True" in reasons["frozen_fc"]
     log = caplog.text
     assert "2 layer(s) compressed, 80 of 222 parameters (36.0 %)" in log
@@ -59,7 +60,7 @@ def test_coverage_function_on_plain_and_wrapped_models():
 
 
 def test_naming_unsupported_or_frozen_layers():
-    with pytest.raises(ValueError, match="'ln' \\(LayerNormalization\\) cannot be pruned: unsupported layer type"):
+    with pytest.raises(ValueError, match="'ln' \\(LayerNormalization\\) cannot be pruned: normalization layer"):
         dc_keras.prune(model(), S, layers=["ln"])
     with pytest.raises(ValueError, match="'frozen_fc' is frozen.*include_frozen=True"):
         dc_keras.cluster(model(), layers=["frozen_fc"])

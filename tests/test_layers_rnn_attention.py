@@ -110,13 +110,14 @@ def test_unsupported_layers_named_explicitly_give_accurate_errors():
     h = keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.LSTMCell(3)]), name="stacked")(h)
     model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(h))
     s = dc_keras.schedules.ConstantSparsity(0.5, 0)
-    with pytest.raises(ValueError, match="'ln'.*unsupported layer type LayerNormalization"):
+    with pytest.raises(ValueError, match="'ln'.*normalization layer LayerNormalization: per-channel vectors, left dense by design"):
         dc_keras.prune(model, s, layers=["ln"])
     with pytest.raises(ValueError, match="'stacked'.*unsupported recurrent cell StackedRNNCells"):
         dc_keras.cluster(model, layers=["stacked"])
     pruned = dc_keras.prune(model, s)
     skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
-    assert skipped == {"ln": "unsupported layer type LayerNormalization",
+    assert skipped == {"ln": "normalization layer LayerNormalization: per-channel vectors, left dense by design "
+                             "(cluster folds a BatchNormalization that follows a conv or Dense layer into it)",
                        "stacked": "unsupported recurrent cell StackedRNNCells (supported: LSTM, GRU, SimpleRNN cells; "
                                   "ConvLSTM1D/2D/3D)"}
     assert [w.name for w in wrappers_of(pruned, PruneWrapper)] == ["fc"]
@@ -142,7 +143,7 @@ def test_time_distributed_layers_are_compressed(tmp_path):
     assert wrapped == {"td_conv": ["kernel"], "td_dense": ["kernel"], "lstm": ["kernel", "recurrent_kernel"],
                        "out": ["kernel"]}
     skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
-    assert skipped == {"td_ln": "TimeDistributed of an unsupported layer type LayerNormalization"}
+    assert skipped["td_ln"].startswith("TimeDistributed of a normalization layer LayerNormalization: "), skipped
     check_compressed(final, ["conv", "fc", "out"])  # variable paths name the inner layers
     assert isinstance(final.get_layer("td_conv"), keras.layers.TimeDistributed)
     assert dc_keras.train._base.is_conv(final.get_layer("td_conv"))  # default 8 bits, as for Conv2D

@@ -91,6 +91,13 @@ def is_supported(layer):
     return unsupported_reason(layer) is None
 
 
+#: Layers whose weights are per-channel scale / offset vectors: left dense by design, reported as such
+#: (not as an unsupported type). RMSNormalization exists from Keras 3.9.
+_NORMALIZATIONS = tuple(getattr(keras.layers, n) for n in (
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "RMSNormalization")
+    if hasattr(keras.layers, n))
+
+
 def unsupported_reason(layer):
     """None for a supported layer, else why it cannot be pruned or clustered."""
     if isinstance(layer, keras.Model):
@@ -101,11 +108,16 @@ def unsupported_reason(layer):
         return None
     if _is_time_distributed(layer):
         inner = unsupported_reason(layer.layer)
-        return None if inner is None else f"TimeDistributed of {inner.replace('unsupported', 'an unsupported', 1)}"
+        if inner is None:
+            return None
+        return f"TimeDistributed of {inner.replace('unsupported', 'an unsupported', 1).replace('normalization', 'a normalization', 1)}"
     if _is_rnn(layer) or _is_bidirectional_rnn(layer) or isinstance(layer, keras.layers.MultiHeadAttention):
         return None
     if layer.built and not layer.weights:
         return "it has no weights, so no prunable weights"
+    if isinstance(layer, _NORMALIZATIONS):
+        return (f"normalization layer {type(layer).__name__}: per-channel vectors, left dense by design "
+                "(cluster folds a BatchNormalization that follows a conv or Dense layer into it)")
     if isinstance(layer, keras.layers.RNN):
         return f"unsupported recurrent cell {type(layer.cell).__name__} (supported: LSTM, GRU, SimpleRNN cells; ConvLSTM1D/2D/3D)"
     if not type(layer).__module__.startswith(("keras.", "keras_hub.", "keras_nlp.", "keras_cv.")):
