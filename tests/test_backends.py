@@ -296,3 +296,24 @@ def test_fit_counts_steps_and_saves_them_whatever_the_callback_order(tmp_path):
         np.testing.assert_array_equal(mask, mask2)
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer._thresholds[0]),
                                       keras.ops.convert_to_numpy(other._thresholds[0]))
+
+
+@pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
+def test_fit_without_the_callback_keeps_the_model(jit_compile, steps):
+    """The missing-PruningCallback error leaves the model as it was on every backend: on JAX, Keras
+    detaches the variables' values before the first step and only reattaches them after a step
+    returned, so the error (raised while that step is traced) left every weight empty before
+    ('NoneType' object is not callable on the next fit/predict)."""
+    pruned = _compile(dc_keras.prune(mlp(), PolynomialDecay(0.2, 0.75, begin_step=0, end_step=10, frequency=3)),
+                      jit_compile, steps)
+    before = [keras.ops.convert_to_numpy(v).copy() for v in pruned.weights]
+    expected = keras.ops.convert_to_numpy(pruned.predict(X, verbose=0))
+    with pytest.raises(RuntimeError, match="trained without dc_keras.PruningCallback"):
+        pruned.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    for v, b in zip(pruned.weights, before):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), b, err_msg=v.path)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned.predict(X, verbose=0)), expected)
+    pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    for layer, w, mask in _masks(pruned):
+        assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 16
+        assert np.all(w[mask == 0] == 0.0)
