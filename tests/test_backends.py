@@ -344,3 +344,20 @@ def test_stripped_zeros_are_positive_zeros(tmp_path):
     for layer in ("d1", "out"):
         k = final.get_layer(layer).get_weights()[0]
         assert (k == 0).mean() >= 0.74 and _negative_zeros(k) == 0, layer
+
+
+def test_loading_a_pruned_model_does_not_repeat_the_schedule_warning(tmp_path):
+    """PolynomialDecay warns once, where the user builds it, when end_step - begin_step steps stop
+    short of the target; load_model (here, or on another backend when resuming there) rebuilt the
+    schedule from its config and repeated that warning at the load_model line, after training."""
+    import warnings
+
+    with pytest.warns(UserWarning, match="training for end_step - begin_step = 16 steps"):
+        schedule = PolynomialDecay(0.0, 0.75, begin_step=0, end_step=16, frequency=4)
+    pruned = _compile(dc_keras.prune(mlp(), schedule), False, 1)
+    pruned.save(tmp_path / "p.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.saving.load_model(tmp_path / "p.keras")
+    assert [str(w.message) for w in caught if "PolynomialDecay" in str(w.message)] == []
+    assert loaded.layers[1].schedule == schedule
