@@ -361,3 +361,23 @@ def test_loading_a_pruned_model_does_not_repeat_the_schedule_warning(tmp_path):
         loaded = keras.saving.load_model(tmp_path / "p.keras")
     assert [str(w.message) for w in caught if "PolynomialDecay" in str(w.message)] == []
     assert loaded.layers[1].schedule == schedule
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the in-process jax2tf export route is the JAX backend's")
+def test_jax_export_says_when_it_does_not_make_the_tensorflow_backends_file():
+    """On JAX, to_tflite converts in a TF-backend child (the TF backend's file, README) unless the call
+    needs this process (configure=, converter_options=, a generator as representative_data); it then
+    took the jax2tf route without a word: a different, larger file (here 4,328 B instead of 1,144 B)."""
+    import warnings
+
+    model = mlp()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        default = dc_keras.export.to_tflite(model, pack=False)
+    assert not [w for w in caught if "jax2tf" in str(w.message)]
+    for kwargs in ({"configure": lambda _: None}, {"converter_options": {"allow_custom_ops": True}}):
+        with pytest.warns(UserWarning, match=r"jax2tf.*KERAS_BACKEND=tensorflow") as record:
+            data = dc_keras.export.to_tflite(model, pack=False, **kwargs)
+        hit = [w for w in record if "jax2tf" in str(w.message)]
+        assert len(hit) == 1 and hit[0].filename == __file__, [(w.filename, str(w.message)) for w in record]
+        assert data != default
