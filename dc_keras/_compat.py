@@ -171,3 +171,43 @@ def tf_in_xla_context():
     if check is None:
         return None
     return bool(check(tf.compat.v1.get_default_graph()))
+
+
+# ---------------------------------------------------------------------------------------------
+# train: a JAX fit() whose first training step fails keeps the model's weights (owner: backends)
+#
+# Why: Keras 3's JAX ``Model.fit`` reads every variable's value into ``state``, detaches the
+# values from the variables (``_purge_model_variables``: ``v._value = None``) and calls the
+# compiled step; its ``finally`` reattaches them (``jax_state_sync``) only from ``_jax_state``,
+# which is set once a step has returned. An error raised while the first step is traced (our
+# missing-PruningCallback error) therefore left every variable of the model empty. Just before
+# raising, this hands ``fit``'s own ``state`` (the values it detached) to ``_jax_state``, so that
+# ``finally`` puts them back. ``train_on_batch`` does not detach, but marks the model unsynced the
+# same way: the same hand-over keeps a later sync from restoring an older state.
+# Tested: Keras 3.15.1 with JAX 0.10.2. If the frame or its names change, nothing is done.
+# ---------------------------------------------------------------------------------------------
+_JAX_STATE_KEYS = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
+
+
+def jax_keep_fit_state():
+    """Called while a Keras JAX training step is being traced, before raising out of it: lets the
+    enclosing ``fit``/``train_on_batch`` reattach the values it detached. Returns True if it did."""
+    import inspect
+    import keras
+
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            code = frame.f_code
+            path = code.co_filename.replace(os.sep, "/")
+            if code.co_name in ("fit", "train_on_batch") and path.endswith("/backend/jax/trainer.py"):
+                model, state = frame.f_locals.get("self"), frame.f_locals.get("state")
+                if isinstance(model, keras.Model) and isinstance(state, tuple) and len(state) == 4 \
+                        and not getattr(model, "_jax_state_synced", True):
+                    model._jax_state = dict(zip(_JAX_STATE_KEYS, state))
+                    return True
+                return False
+            frame = frame.f_back
+        return False
+    finally:
+        del frame

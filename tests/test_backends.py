@@ -296,3 +296,88 @@ def test_fit_counts_steps_and_saves_them_whatever_the_callback_order(tmp_path):
         np.testing.assert_array_equal(mask, mask2)
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer._thresholds[0]),
                                       keras.ops.convert_to_numpy(other._thresholds[0]))
+
+
+@pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
+def test_fit_without_the_callback_keeps_the_model(jit_compile, steps):
+    """The missing-PruningCallback error leaves the model as it was on every backend: on JAX, Keras
+    detaches the variables' values before the first step and only reattaches them after a step
+    returned, so the error (raised while that step is traced) left every weight empty before
+    ('NoneType' object is not callable on the next fit/predict)."""
+    pruned = _compile(dc_keras.prune(mlp(), PolynomialDecay(0.2, 0.75, begin_step=0, end_step=10, frequency=3)),
+                      jit_compile, steps)
+    before = [keras.ops.convert_to_numpy(v).copy() for v in pruned.weights]
+    expected = keras.ops.convert_to_numpy(pruned.predict(X, verbose=0))
+    with pytest.raises(RuntimeError, match="trained without dc_keras.PruningCallback"):
+        pruned.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    for v, b in zip(pruned.weights, before):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), b, err_msg=v.path)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned.predict(X, verbose=0)), expected)
+    pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    for layer, w, mask in _masks(pruned):
+        assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 16
+        assert np.all(w[mask == 0] == 0.0)
+
+
+def _negative_zeros(a):
+    return int(np.sum(np.signbit(a) & (a == 0)))
+
+
+def test_stripped_zeros_are_positive_zeros(tmp_path):
+    """A pruned weight is stored as w * 0, i.e. -0.0 where w was negative, in proportions that
+    differ between backends (the same training gave 285 on TF and 280 on torch); strip() wrote those
+    sign bits into the kernels, so the same model made different .tflite files on different
+    backends and packed larger (-0.0 is a value of its own to the packer: 2,882 B instead of
+    2,726 B for a 64x40 kernel at 17 % density). strip() now writes +0.0 for every zero."""
+    model = mlp()
+    kernel = model.get_layer("d1").get_weights()
+    assert (kernel[0] < 0).any()
+    pruned = _compile(dc_keras.prune(model, PolynomialDecay(0.2, 0.75, begin_step=0, end_step=10, frequency=3)),
+                      False, 1)
+    pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    assert sum(_negative_zeros(w) for _, w, _ in _masks(pruned)) > 0  # what training leaves
+    stripped = dc_keras.strip(pruned)
+    for layer in ("d1", "out"):
+        k = stripped.get_layer(layer).get_weights()[0]
+        assert (k == 0).mean() >= 0.74 and _negative_zeros(k) == 0, layer
+    final = dc_keras.strip(dc_keras.cluster(stripped, bits=2))
+    for layer in ("d1", "out"):
+        k = final.get_layer(layer).get_weights()[0]
+        assert (k == 0).mean() >= 0.74 and _negative_zeros(k) == 0, layer
+
+
+def test_loading_a_pruned_model_does_not_repeat_the_schedule_warning(tmp_path):
+    """PolynomialDecay warns once, where the user builds it, when end_step - begin_step steps stop
+    short of the target; load_model (here, or on another backend when resuming there) rebuilt the
+    schedule from its config and repeated that warning at the load_model line, after training."""
+    import warnings
+
+    with pytest.warns(UserWarning, match="training for end_step - begin_step = 16 steps"):
+        schedule = PolynomialDecay(0.0, 0.75, begin_step=0, end_step=16, frequency=4)
+    pruned = _compile(dc_keras.prune(mlp(), schedule), False, 1)
+    pruned.save(tmp_path / "p.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.saving.load_model(tmp_path / "p.keras")
+    assert [str(w.message) for w in caught if "PolynomialDecay" in str(w.message)] == []
+    assert loaded.layers[1].schedule == schedule
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the in-process jax2tf export route is the JAX backend's")
+def test_jax_export_says_when_it_does_not_make_the_tensorflow_backends_file():
+    """On JAX, to_tflite converts in a TF-backend child (the TF backend's file, README) unless the call
+    needs this process (configure=, converter_options=, a generator as representative_data); it then
+    took the jax2tf route without a word: a different, larger file (here 4,328 B instead of 1,144 B)."""
+    import warnings
+
+    model = mlp()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        default = dc_keras.export.to_tflite(model, pack=False)
+    assert not [w for w in caught if "jax2tf" in str(w.message)]
+    for kwargs in ({"configure": lambda _: None}, {"converter_options": {"allow_custom_ops": True}}):
+        with pytest.warns(UserWarning, match=r"jax2tf.*KERAS_BACKEND=tensorflow") as record:
+            data = dc_keras.export.to_tflite(model, pack=False, **kwargs)
+        hit = [w for w in record if "jax2tf" in str(w.message)]
+        assert len(hit) == 1 and hit[0].filename == __file__, [(w.filename, str(w.message)) for w in record]
+        assert data != default

@@ -142,3 +142,42 @@ def test_tf_in_xla_context_tells_jit_compiled_functions_apart():
     inner = tf.function(probe("nested"))
     tf.function(lambda x: inner(x), jit_compile=True)(tf.constant(1.0))  # a plain function inside XLA
     assert seen == {"graph": False, "xla": True, "nested": True}
+
+
+# ---- train: a JAX fit() whose first step fails keeps the weights (backends) ------------------
+_JAX_KEEP_CHILD = r"""
+import keras, numpy as np
+from dc_keras import _compat
+seen = []
+class Fails(keras.layers.Layer):
+    def call(self, x, training=None):
+        if training:
+            seen.append(_compat.jax_keep_fit_state())
+            raise ValueError("boom")
+        return x
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), Fails()])
+model.compile("sgd", "mse")
+before = [w.copy() for w in model.get_weights()]
+for call in (lambda: model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0),
+             lambda: model.train_on_batch(np.ones((4, 3)), np.ones((4, 2)))):
+    try:
+        call()
+    except ValueError:
+        pass
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+    model.make_train_function(force=True)
+print(seen, _compat.jax_keep_fit_state())
+"""
+
+
+def test_jax_keep_fit_state_reattaches_the_detached_weights():
+    import os
+
+    import pytest
+
+    pytest.importorskip("jax", reason="jax is not installed (make install installs it)")
+
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, "-c", _JAX_KEEP_CHILD], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[True, True] False"

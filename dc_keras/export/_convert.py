@@ -491,6 +491,19 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
     falls back to this process with a warning."""
     must = _backend.needs_tensorflow_child()
     if not must and not _backend.prefers_tensorflow_child(configure, converter_options, representative_data):
+        import keras
+
+        if keras.backend.backend() == "jax":
+            given = [name for name, value in (("configure=", configure is not None),
+                                              ("converter_options=", bool(converter_options)),
+                                              ("a generator function as representative_data", callable(representative_data)))
+                     if value]
+            warnings.warn(f"to_tflite: {' and '.join(given)} need(s) the converter in this process, so this JAX "
+                          "model is converted through jax2tf: a correct but unfused, larger graph, not the file "
+                          "the TensorFlow backend makes (docs: dc_keras/export/_backend.py). For that file, save "
+                          "the model (model.save('m.keras')) and call to_tflite on it in a process with "
+                          "KERAS_BACKEND=tensorflow (representative data can also be an array).",
+                          UserWarning, stacklevel=3)
         return None
     try:
         return _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,

@@ -311,8 +311,10 @@ class CompressionWrapper(keras.layers.Wrapper):
 
     def stripped_weights(self):
         """Numpy weights of the inner layer (``layer.get_weights()`` order) with the compressed
-        variables replaced by their final (masked / clustered) values."""
-        values = {id(var): ops.convert_to_numpy(value) for var, value in self.compressed_values(False)}
+        variables replaced by their final (masked / clustered) values. Zeros are +0.0: a pruned
+        weight is stored as ``w * 0`` (-0.0 where w was negative, as many as the backend's
+        arithmetic leaves), and a sign bit would be a value of its own to the packer."""
+        values = {id(var): _positive_zeros(ops.convert_to_numpy(value)) for var, value in self.compressed_values(False)}
         return [values[id(v)] if id(v) in values else ops.convert_to_numpy(v) for v in self.layer.weights]
 
     def strip_layer(self):
@@ -321,6 +323,12 @@ class CompressionWrapper(keras.layers.Wrapper):
         self._release()
         self.layer.set_weights(weights)
         return self.layer
+
+
+def _positive_zeros(array):
+    """``array`` with every -0.0 made +0.0 (``x + 0.0``: every other value is kept bit for bit)."""
+    array = np.asarray(array)
+    return array + array.dtype.type(0) if np.issubdtype(array.dtype, np.floating) else array
 
 
 def flatten_layers(model):

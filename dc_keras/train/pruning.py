@@ -328,6 +328,8 @@ class PruneWrapper(_base.CompressionWrapper):
             return [(var, var * ops.cast(mask, var.dtype)) for (_n, var, _a), mask in zip(self._targets, self._masks)]
         if not self._armed:
             self._trace_failed = True
+            if keras.backend.backend() == "jax":
+                _compat.jax_keep_fit_state()  # else fit() leaves every weight of the model empty
             raise RuntimeError(_NO_CALLBACK.format(name=self.name))
         self._traced_host = (self._host_updates, self._fold)
         self._traced_count = self._count_on_host

@@ -25,6 +25,7 @@ from keras import ops
 _PACKAGE = "dc_keras"
 # Step arithmetic dtype: JAX has no int64 unless jax_enable_x64 (it truncates with a warning).
 _INT = "int32" if keras.backend.backend() == "jax" else "int64"
+_REBUILDING = 0  # > 0 while from_config rebuilds a schedule (no constructor warning then)
 _REACH_TOLERANCE = 0.01  # sparsity short of the target that is not worth a warning
 # Frames the schedule warnings skip to reach the user's line: the keras and dc_keras packages.
 _INTERNAL_DIRS = (os.path.dirname(os.path.abspath(keras.__file__)) + os.sep,
@@ -188,7 +189,15 @@ class PruningSchedule:
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        # A schedule rebuilt from a saved model (load_model, here or on another backend) does not
+        # repeat the constructor's reachability warning: its user saw it when building it, and
+        # fit() checks the steps it will run.
+        global _REBUILDING
+        _REBUILDING += 1
+        try:
+            return cls(**config)
+        finally:
+            _REBUILDING -= 1
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
@@ -251,8 +260,9 @@ class PolynomialDecay(PruningSchedule):
         self.power = float(power)
         # The usual recipe sets end_step = steps_per_epoch * epochs: training then runs steps
         # 0 .. end_step - 1 and never reaches the update at end_step itself.
-        self.check_reachable(self.begin_step, self.end_step - self.begin_step,
-                             where=f"training for end_step - begin_step = {self.end_step - self.begin_step} steps")
+        if not _REBUILDING:
+            self.check_reachable(self.begin_step, self.end_step - self.begin_step,
+                                 where=f"training for end_step - begin_step = {self.end_step - self.begin_step} steps")
 
     def target_sparsity_value(self):
         return self.final_sparsity
