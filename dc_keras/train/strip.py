@@ -4,6 +4,7 @@ import warnings
 import keras
 
 from dc_keras.train import _base
+from dc_keras.train import schedules as _schedules
 from dc_keras.train.pruning import PruneWrapper
 
 
@@ -23,14 +24,8 @@ def strip(model_or_layer):
         >>> plain = dc_keras.strip(pruned_model)
         >>> plain.save("pruned.keras")  # loads without dc_keras
     """
-    return _strip(model_or_layer)
-
-
-def _strip(model_or_layer, stacklevel=4):
-    """:func:`strip`; ``stacklevel`` of its warning counts from here (4: the caller of a function
-    that calls this one, as ``strip`` and the tfmot drop-in's ``strip_pruning`` do)."""
     if isinstance(model_or_layer, keras.layers.Layer):
-        _warn_unfinished(_base.find_wrappers(model_or_layer, PruneWrapper), stacklevel)
+        _warn_unfinished(_base.find_wrappers(model_or_layer, PruneWrapper))
     if isinstance(model_or_layer, _base.CompressionWrapper):
         return model_or_layer.strip_layer()
     if not isinstance(model_or_layer, keras.layers.Layer):
@@ -50,7 +45,7 @@ def _strip(model_or_layer, stacklevel=4):
     return new_model
 
 
-def _warn_unfinished(wrappers, stacklevel):
+def _warn_unfinished(wrappers):
     """One warning naming the pruned layers whose masks hold less than their schedule's target
     (e.g. ``end_step`` beyond the steps trained): stripping them would otherwise silently give a
     model pruned less, or not at all."""
@@ -76,7 +71,7 @@ def _warn_unfinished(wrappers, stacklevel):
         "epochs, or another fit() with dc_keras.PruningCallback(), UpdatePruningStep() in dc_keras.compat.tfmot) "
         "or set end_step to the steps you train "
         "(steps_per_epoch * epochs) before strip(); the stripped model keeps the masks as they are now.",
-        UserWarning, stacklevel=stacklevel)
+        UserWarning, stacklevel=_schedules._user_stacklevel())  # the user's line, whichever entry point
 
 
 def _strip_in_place(model):

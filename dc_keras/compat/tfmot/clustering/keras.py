@@ -19,7 +19,7 @@ from dc_keras.compat.tfmot import _keras2
 from dc_keras.compat.tfmot.sparsity import keras as _sparsity_keras
 from dc_keras.train import clustering as _clustering
 from dc_keras.train import summaries as _summaries
-from dc_keras.train.strip import _strip as _strip_model
+from dc_keras.train.strip import strip as _strip_model
 
 
 class CentroidInitialization:
@@ -91,7 +91,7 @@ def strip_clustering(model):
     Example:
         >>> final = strip_clustering(clustered)
     """
-    return _strip_model(model)  # its warnings point at our caller
+    return _strip_model(model)  # its warning points at the user's line (the first frame outside dc_keras)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import keras
 
 from dc_keras.compat.tfmot import _keras2
 from dc_keras.train import pruning as _pruning
-from dc_keras.train.strip import _strip as _strip_model
+from dc_keras.train.strip import strip as _strip_model
 from dc_keras.train.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 
 
@@ -135,7 +135,7 @@ def strip_pruning(model):
     Example:
         >>> final = strip_pruning(pruned)
     """
-    return _strip_model(model)  # its warnings point at our caller
+    return _strip_model(model)  # its warning points at the user's line (the first frame outside dc_keras)
 
 
 @contextlib.contextmanager
