@@ -75,7 +75,9 @@ class _MaskConstraint:
         return w * ops.cast(self._mask_value(), w.dtype)
 
 
-def _check_m_by_n(value):
+def _check_m_by_n(value, meaning="keep m of every n"):
+    """``value`` as an ``(m, n)`` pair of ints with 0 < m < n (None stays None); ``meaning`` says
+    what m counts in the error (the tfmot drop-in's m counts zeros)."""
     if value is None:
         return None
     try:
@@ -86,7 +88,7 @@ def _check_m_by_n(value):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise ValueError(f"`sparsity_m_by_n` must hold integers, got {value!r}.")
     if not 0 < m < n:
-        raise ValueError(f"`sparsity_m_by_n` = ({m}, {n}) must satisfy 0 < m < n (keep m of every n).")
+        raise ValueError(f"`sparsity_m_by_n` = ({m}, {n}) must satisfy 0 < m < n ({meaning}).")
     return (int(m), int(n))
 
 
@@ -897,9 +899,8 @@ class PruningCallback(keras.callbacks.Callback):
             if self._log is not None:
                 self._log.close()
             return
-        self._running = False
         self._write_steps(epoch_end=True)
-        self._disarm()
+        self._disarm()  # no longer running
         self._verify_progress()
 
     def _disarm(self):

@@ -14,7 +14,6 @@ Example:
 """
 import abc
 import contextlib
-import numbers
 
 import keras
 
@@ -82,17 +81,10 @@ def _refuse_unsupported(model, what, call):
 
 
 def _kept_of(m_by_n):
-    """tfmot's ``(m, n)`` (m zeros in every n) as dc_keras's (n - m kept of every n)."""
-    if m_by_n is None:
-        return None
-    try:
-        m, n = m_by_n
-    except (TypeError, ValueError):
-        m = n = None
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (m, n)) or not 0 < m < n:
-        raise ValueError(f"sparsity_m_by_n must be a pair (m, n) of integers with 0 < m < n (m zeros in every n "
-                         f"consecutive weights, e.g. (2, 4)), got {m_by_n!r}.")
-    return (int(n - m), int(n))
+    """tfmot's ``(m, n)`` (m zeros in every n) as dc_keras's (n - m kept of every n); the same
+    rule 0 < m < n holds for both."""
+    pair = _pruning._check_m_by_n(m_by_n, meaning="m zeros in every n consecutive weights, e.g. (2, 4)")
+    return None if pair is None else (pair[1] - pair[0], pair[1])
 
 
 class UpdatePruningStep(_pruning.PruningCallback):
