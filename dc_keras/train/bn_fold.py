@@ -52,12 +52,13 @@ def _output_names(obj, found):
     return found
 
 
-def _edges(model):
-    """``[(producer, consumer)]`` pairs where ``consumer``'s only input is ``producer``'s only
-    output and nothing else reads it (also not a model output)."""
+def _graph(model):
+    """One read of a Functional model's config (``get_config`` serialises every layer):
+    ``(nodes, consumers, outputs, by_name)``: each layer's inbound nodes, the readers of each
+    layer's output (``[(reader, keras_history)]``), the output layers' names, the layers by name.
+    None for a Sequential (a plain chain)."""
     if isinstance(model, keras.Sequential):
-        layers = model.layers
-        return list(zip(layers[:-1], layers[1:]))
+        return None
     config = model.get_config()
     nodes = {entry["name"]: entry.get("inbound_nodes", []) for entry in config["layers"]}
     consumers = {}
@@ -66,7 +67,16 @@ def _edges(model):
             for ref in set(_refs(node, [])):
                 consumers.setdefault(ref[0], []).append((name, ref))
     outputs = _output_names(config.get("output_layers", []), set())
-    by_name = {layer.name: layer for layer in model.layers}
+    return nodes, consumers, outputs, {layer.name: layer for layer in model.layers}
+
+
+def _edges(model, graph):
+    """``[(producer, consumer)]`` pairs where ``consumer``'s only input is ``producer``'s only
+    output and nothing else reads it (also not a model output). ``graph``: :func:`_graph`."""
+    if graph is None:
+        layers = model.layers
+        return list(zip(layers[:-1], layers[1:]))
+    nodes, consumers, outputs, by_name = graph
     pairs = []
     for name, uses in consumers.items():
         if len(nodes.get(name, [])) != 1 or name in outputs or len(uses) != 1 or name not in by_name:
@@ -77,20 +87,13 @@ def _edges(model):
     return pairs
 
 
-def _blocked(model):
+def _blocked(graph):
     """``[(producer, batchnorm, reason)]``: a BatchNormalization whose one input comes from a layer
-    that :func:`_edges` cannot pair with it (the layer is shared, or its output is read elsewhere)."""
-    if isinstance(model, keras.Sequential):
+    that :func:`_edges` cannot pair with it (the layer is shared, or its output is read elsewhere).
+    ``graph``: :func:`_graph` (None, a Sequential: none)."""
+    if graph is None:
         return []
-    config = model.get_config()
-    nodes = {entry["name"]: entry.get("inbound_nodes", []) for entry in config["layers"]}
-    readers = {}
-    for name, inbound in nodes.items():
-        for node in inbound:
-            for ref in set(_refs(node, [])):
-                readers.setdefault(ref[0], []).append(name)
-    outputs = _output_names(config.get("output_layers", []), set())
-    by_name = {layer.name: layer for layer in model.layers}
+    nodes, consumers, outputs, by_name = graph
     blocked = []
     for name, layer in by_name.items():
         if not isinstance(layer, keras.layers.BatchNormalization) or len(nodes.get(name, [])) != 1:
@@ -99,12 +102,13 @@ def _blocked(model):
         producer = refs[0][0] if len(refs) == 1 else None
         if producer not in by_name:
             continue
+        readers = [reader for reader, _ in consumers.get(producer, [])]
         if len(nodes.get(producer, [])) != 1:
             reason = f"{producer!r} is called {len(nodes[producer])} times (a shared layer)"
         elif producer in outputs:
             reason = f"{producer!r}'s output is also a model output"
-        elif len(readers.get(producer, [])) != 1:
-            others = sorted(set(readers[producer]) - {name})
+        elif len(readers) != 1:
+            others = sorted(set(readers) - {name})
             reason = f"{producer!r}'s output also feeds {', '.join(repr(o) for o in others)}"
         else:
             continue
@@ -144,7 +148,8 @@ def plan(model, chosen):
 
     def walk(m):
         try:
-            edges, blocked = _edges(m), _blocked(m)
+            graph = _graph(m)
+            edges, blocked = _edges(m, graph), _blocked(graph)
         except Exception as e:  # a custom layer without get_config(): its graph cannot be read
             notes.append(f"BatchNormalization folding skipped in {m.name!r}: its config cannot be read ({e})")
             edges, blocked = [], []
