@@ -43,19 +43,7 @@ static int decode_one(const char* in_path, const char* out_path) {
   uint32_t i;
   int w;
 
-  if (tool_same_file(in_path, out_path)) {
-    fprintf(stderr,
-            "dc_decode: the output %s is the same file as the input %s, which is never "
-            "overwritten: choose a different output path\n",
-            out_path, in_path);
-    return 1;
-  }
-  if (tool_check_output("dc_decode", out_path)) return 1; /* device, FIFO, read-only */
-  if (tool_is_dir(out_path)) {
-    fprintf(stderr, "dc_decode: cannot write %s: %s; %s\n", out_path, strerror(EISDIR),
-            tool_io_fix(EISDIR, 1, "", ""));
-    return 1;
-  }
+  if (tool_check_output("dc_decode", in_path, out_path)) return 1; /* before the work */
   if (tool_read_file(in_path, &data, &size) != 0) {
     tool_read_error("dc_decode", in_path, errno, "packed tensor", "packed tensor");
     return 1;
@@ -93,14 +81,9 @@ static int decode_one(const char* in_path, const char* out_path) {
     free(out);
     return 1;
   }
-  w = tool_write_atomic(out_path, (const uint8_t*)out, (size_t)info.output_bytes);
+  w = tool_write_output("dc_decode", out_path, (const uint8_t*)out, (size_t)info.output_bytes);
   free(out);
-  if (w != 0) {
-    int err = errno;
-    fprintf(stderr, "dc_decode: cannot write %s: %s; %s\n", out_path, strerror(err),
-            tool_io_fix(err, 1, "", ""));
-    return 1;
-  }
+  if (w != 0) return 1;
   printf("dtype=%u shape=[", (unsigned)info.dtype);
   for (i = 0; i < info.rank; ++i) printf("%s%llu", i ? "," : "", (unsigned long long)info.dims[i]);
   printf("] bytes=%llu\n", (unsigned long long)info.output_bytes);

@@ -39,19 +39,7 @@ int main(int argc, char** argv) {
   uint8_t *in = NULL, *out = NULL;
   size_t in_n = 0, out_n = 0;
   char why[512];
-  if (tool_same_file(argv[1], argv[2])) {
-    fprintf(stderr,
-            "dc_unpack: the output %s is the same file as the input %s, which is never "
-            "overwritten: choose a different output path\n",
-            argv[2], argv[1]);
-    return 1;
-  }
-  if (tool_check_output("dc_unpack", argv[2])) return 1; /* device, FIFO, read-only */
-  if (tool_is_dir(argv[2])) {                            /* before the work, not after it */
-    fprintf(stderr, "dc_unpack: cannot write %s: %s; %s\n", argv[2], strerror(EISDIR),
-            tool_io_fix(EISDIR, 1, "", ""));
-    return 1;
-  }
+  if (tool_check_output("dc_unpack", argv[1], argv[2])) return 1; /* before the work */
   if (tool_read_file(argv[1], &in, &in_n) != 0) {
     tool_read_error("dc_unpack", argv[1], errno, "packed .tflite", ".tflite");
     return 1;
@@ -72,14 +60,9 @@ int main(int argc, char** argv) {
             argv[1], argv[2]);
     return 1;
   }
-  int w = tool_write_atomic(argv[2], out, out_n);
+  int w = tool_write_output("dc_unpack", argv[2], out, out_n);
   dc_unpack_free(out);
-  if (w != 0) {
-    int err = errno;
-    fprintf(stderr, "dc_unpack: cannot write %s: %s; %s\n", argv[2], strerror(err),
-            tool_io_fix(err, 1, "", ""));
-    return 1;
-  }
+  if (w != 0) return 1;
   printf("unpacked %s (%zu bytes) -> %s (%zu bytes)\n", argv[1], in_n, argv[2], out_n);
   return 0;
 }

@@ -102,52 +102,6 @@ static int tool_write_atomic(const char* path, const uint8_t* data, size_t size)
   return ok ? 0 : -1;
 }
 
-/* Checks an output path before the work: 0 if it may be written (absent, or a regular file the
- * user may write), else 1 after one error line naming the problem and the fix.  A device or FIFO
- * would be replaced by a regular file (as root: `OUT=/dev/null`); a read-only file is refused as
- * cp, gcc -o and zip refuse it (root may write any file and replaces it, keeping its mode). */
-static int tool_check_output(const char* tool, const char* path) {
-  struct stat st;
-  if (stat(path, &st) != 0 || S_ISDIR(st.st_mode)) return 0; /* absent; a directory: at write */
-  if (!S_ISREG(st.st_mode)) {
-    fprintf(stderr, "%s: %s is %s, not a file: give the path of a file to write\n", tool, path,
-            S_ISFIFO(st.st_mode)   ? "a FIFO"
-            : S_ISSOCK(st.st_mode) ? "a socket"
-                                   : "a device");
-    return 1;
-  }
-  if (access(path, W_OK) != 0 && errno == EACCES) {
-    fprintf(stderr,
-            "%s: %s is read-only (mode %04o): make it writable (chmod u+w %s) or choose another "
-            "output path; it was not changed\n",
-            tool, path, (unsigned)(st.st_mode & 07777), path);
-    return 1;
-  }
-  return 0;
-}
-
-/* 1 if both paths exist and are the same file (same device and inode: also a hard link, a symlink
- * or another spelling of the path). */
-static int tool_same_file(const char* a, const char* b) {
-  struct stat sa, sb;
-  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
-/* 1 if path is an existing directory (an output path that cannot be written: checked before the
- * work, not after it). */
-static int tool_is_dir(const char* path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int tool_is_help(const char* arg) {
-  return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
-}
-
-/* The one line for an input that tool_read_file could not read (errno `err`). */
-static void tool_read_error(const char* tool, const char* path, int err, const char* what,
-                            const char* kind);
-
 /* What to do about errno `err` when reading the input (`what`: e.g. "packed .tflite", `kind`:
  * e.g. ".tflite") or writing the output (as dc-keras says). */
 static const char* tool_io_fix(int err, int output, const char* what, const char* kind) {
@@ -176,6 +130,64 @@ static const char* tool_io_fix(int err, int output, const char* what, const char
   return "choose another output path";
 }
 
+/* 1 if both paths exist and are the same file (same device and inode: also a hard link, a symlink
+ * or another spelling of the path). */
+static int tool_same_file(const char* a, const char* b) {
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Checks the output path `out` before the work, not after it: 0 if it may be written (absent, or
+ * a regular file the user may write that is not the input `in`), else 1 after one error line
+ * naming the problem and the fix.  A device or FIFO would be replaced by a regular file (as root:
+ * `OUT=/dev/null`); a read-only file is refused as cp, gcc -o and zip refuse it (root may write
+ * any file and replaces it, keeping its mode). */
+static int tool_check_output(const char* tool, const char* in, const char* out) {
+  struct stat st;
+  if (tool_same_file(in, out)) {
+    fprintf(stderr,
+            "%s: the output %s is the same file as the input %s, which is never overwritten: "
+            "choose a different output path\n",
+            tool, out, in);
+    return 1;
+  }
+  if (stat(out, &st) != 0) return 0; /* absent: the write says why if it cannot create it */
+  if (S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "%s: cannot write %s: %s; %s\n", tool, out, strerror(EISDIR),
+            tool_io_fix(EISDIR, 1, "", ""));
+    return 1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fprintf(stderr, "%s: %s is %s, not a file: give the path of a file to write\n", tool, out,
+            S_ISFIFO(st.st_mode)   ? "a FIFO"
+            : S_ISSOCK(st.st_mode) ? "a socket"
+                                   : "a device");
+    return 1;
+  }
+  if (access(out, W_OK) != 0 && errno == EACCES) {
+    fprintf(stderr,
+            "%s: %s is read-only (mode %04o): make it writable (chmod u+w %s) or choose another "
+            "output path; it was not changed\n",
+            tool, out, (unsigned)(st.st_mode & 07777), out);
+    return 1;
+  }
+  return 0;
+}
+
+/* tool_write_atomic, and on failure one error line naming `path`, the cause and the fix: 0 / 1. */
+static int tool_write_output(const char* tool, const char* path, const uint8_t* data, size_t size) {
+  if (tool_write_atomic(path, data, size) == 0) return 0;
+  int err = errno;
+  fprintf(stderr, "%s: cannot write %s: %s; %s\n", tool, path, strerror(err),
+          tool_io_fix(err, 1, "", ""));
+  return 1;
+}
+
+static int tool_is_help(const char* arg) {
+  return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+/* The one line for an input that tool_read_file could not read (errno `err`). */
 static void tool_read_error(const char* tool, const char* path, int err, const char* what,
                             const char* kind) {
   if (err == ENODEV) {
