@@ -1955,13 +1955,6 @@ static int parse_uint(const char* v, int lo, int hi, int* out) {
   return 1;
 }
 
-/* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0";
- * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N;
- * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare);
- * "max_density" = "1".."100" (default: 30 for float32 weights, 25 for int8, max_density_for):
- * with weights=compressed, FULLY_CONNECTED layers with more non-zero weights than that percent
- * stay decoded (dense layers run faster on the dense kernels, docs/android.md); 100: all run
- * compressed. */
 /* Reports why tflite_plugin_create_delegate returns NULL: through the caller's callback, or, when
  * it passed none (as a C caller may: docs/android.md), on stderr, so the reason is never lost. */
 static void report_option_error(void (*report_error)(const char*), const char* msg) {
@@ -1973,6 +1966,13 @@ static void report_option_error(void (*report_error)(const char*), const char* m
   }
 }
 
+/* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0";
+ * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N;
+ * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare);
+ * "max_density" = "1".."100" (default: 30 for float32 weights, 25 for int8, max_density_for):
+ * with weights=compressed, FULLY_CONNECTED layers with more non-zero weights than that percent
+ * stay decoded (dense layers run faster on the dense kernels, docs/android.md); 100: all run
+ * compressed. */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
                          void (*report_error)(const char*)) {
   char msg[256];
