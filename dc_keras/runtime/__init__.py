@@ -194,20 +194,20 @@ def _verify_packed(label, model_path, model_content) -> None:
     everything by then), which costs no second pass over the weights (this one: ~0.5 ms on
     MobileNetV2's 3.6 MB packed file, ~3 % of its load). Uses the C library's
     ``dc_list_huffdecode`` (the flatbuffer walk, each op's header and shape checked, nothing decoded)
-    and ``dc_crc32`` (carry-less multiplication where the CPU has it): a fraction of a millisecond per
+    and ``dc_verify`` (the decoder's own header and CRC check, nothing decoded): a fraction of a millisecond per
     MB of packed data. Version-1 tensors (checksum over the decoded output) are not checked here; a
     model the walk rejects (a packed tensor's header or its wiring invalid) or cannot read is left to
     the runtime, whose errors say precisely what is wrong."""
     if model_path is None and model_content is None:
         return
     lib = load_library()
-    lst, crc, free = lib.dc_list_huffdecode, lib.dc_crc32, lib.dc_unpack_free  # free(), the library's own
+    lst, verify, free = lib.dc_list_huffdecode, lib.dc_verify, lib.dc_unpack_free  # free(), the library's own
     free.argtypes, free.restype = [ctypes.c_void_p], None
     lst.restype = ctypes.c_int
     lst.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.POINTER(_HuffDecodeOp)),
                     ctypes.POINTER(ctypes.c_size_t), ctypes.c_char_p, ctypes.c_size_t]
-    crc.restype = ctypes.c_uint32
-    crc.argtypes = [ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]
+    verify.restype = ctypes.c_int
+    verify.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     lib.dc_strerror.restype = ctypes.c_char_p
     lib.dc_strerror.argtypes = [ctypes.c_int]
     with _packed_model_view(model_path, model_content) as data:
@@ -223,17 +223,9 @@ def _verify_packed(label, model_path, model_content) -> None:
         why = ctypes.create_string_buffer(512)
         status = lst(base, n, ctypes.byref(ops), ctypes.byref(count), why, len(why))
         try:
-            bad = None
-            for i in range(count.value if status == 0 else 0):
-                op = ops[i]
-                head = ctypes.string_at(op.packed, min(op.packed_size, 8 + 4 * op.rank + 4))
-                if head[4] != 2:  # version 1: its checksum covers the decoded output
-                    continue
-                at = 8 + 4 * op.rank  # FORMAT.md §8: CRC of the bytes around the check field
-                c = crc(crc(0, op.packed, at), op.packed + at + 4, op.packed_size - at - 4)
-                if c != int.from_bytes(head[at:at + 4], "little"):
-                    bad = op.name.decode(errors="replace") or f"(unnamed; HuffDecode op {i})"
-                    break
+            bad = next((ops[i].name.decode(errors="replace") or f"(unnamed; HuffDecode op {i})"
+                        for i in range(count.value if status == 0 else 0)
+                        if verify(ops[i].packed, ops[i].packed_size) == _DC_ERR_CHECKSUM), None)
         finally:
             if ops:
                 free(ctypes.cast(ops, ctypes.c_void_p))

@@ -127,6 +127,11 @@ typedef struct {
  * the checksum (dc_decode / dc_decode_ws do). */
 DC_API dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info);
 
+/* dc_peek's checks plus, for version 2, the CRC of the packed bytes (§8), decoding nothing:
+ * DC_OK, DC_ERR_CHECKSUM or dc_peek's error.  Version 1's checksum covers the decoded output, so
+ * for it this is dc_peek (dc_decode checks it). */
+DC_API dc_status dc_verify(const uint8_t* data, size_t size);
+
 /* Workspace bytes dc_decode_ws needs for this tensor (2 bytes per decode-table entry, 2^L
  * entries per Huffman code of max length L, plus alignment slack; <= DC_MAX_WORKSPACE). */
 DC_API dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* bytes);

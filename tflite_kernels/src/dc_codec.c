@@ -625,6 +625,13 @@ int dc_crc_ok(const dc_header* h, const uint8_t* data, size_t size) {
   return crc_ok(h, data, size);
 }
 
+dc_status dc_verify(const uint8_t* data, size_t size) {
+  dc_header h;
+  dc_status st = dc_parse(data, size, &h);
+  if (st != DC_OK) return st;
+  return h.info.version >= 2 && !crc_ok(&h, data, size) ? DC_ERR_CHECKSUM : DC_OK;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* §7 bit reader                                                                             */
 /* ---------------------------------------------------------------------------------------- */

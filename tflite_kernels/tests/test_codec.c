@@ -341,7 +341,7 @@ static void test_crc_and_subbyte_values(void) {
   CHECK(dc_crc32(0, NULL, 0) == 0, "crc32 of nothing");
   for (v = 0; v < NVEC2; ++v) {
     const codec_vector* t = &codec_vectors[v];
-    dc_tensor_info info;
+    dc_tensor_info info, scratch;
     uint8_t* copy;
     uint8_t* out;
     size_t out_size, cpos;
@@ -349,10 +349,19 @@ static void test_crc_and_subbyte_values(void) {
     cpos = 8 + 4 * info.rank;
     copy = (uint8_t*)malloc(t->packed_size);
     memcpy(copy, t->packed, t->packed_size);
+    CHECK(dc_verify(t->packed, t->packed_size) == DC_OK, "%s: dc_verify of the intact tensor",
+          t->name);
     copy[cpos] ^= 1; /* the CRC field itself */
     CHECK(decode_copy(copy, t->packed_size, &out, &out_size) == DC_ERR_CHECKSUM, "%s: crc",
           t->name);
     free(out);
+    CHECK(dc_verify(copy, t->packed_size) == DC_ERR_CHECKSUM, "%s: dc_verify sees it", t->name);
+    copy[cpos] ^= 1;
+    copy[t->packed_size - 1] ^= 0x40; /* the last byte: stream data unless the tensor has none */
+    CHECK(dc_verify(copy, t->packed_size) == (dc_peek(copy, t->packed_size, &scratch) == DC_OK
+                                                  ? DC_ERR_CHECKSUM
+                                                  : dc_peek(copy, t->packed_size, &scratch)),
+          "%s: dc_verify of a changed last byte", t->name);
     if (info.element_bits < 8 && t->layout == DC_LAYOUT_DENSE) {
       memcpy(copy, t->packed, t->packed_size);
       copy[cpos + 4 + 2] |= 0x80; /* first codebook value */
