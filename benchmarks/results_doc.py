@@ -170,6 +170,7 @@ def model_section(r, img_rel, title=None, show_search=True):
                  + " were reused (`--resume`) from an earlier run of "
                  "the same code with identical settings, everything else ran in this one")
     out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, {wall}, {load_text(r['machine'])}.  ",
+            *([f"Why this run: {r['rerun']}  "] if r.get("rerun") else []),
             f"Per-layer sparsity {c['sparsity']}, bits {c['bits']}, {c['prune_epochs']} pruning epochs, "
             f"{c['cluster_epochs']} weight-sharing epochs"
             + (f", pruning Adam lr {c['prune_lr']:g}" if c.get("prune_lr") else "")
