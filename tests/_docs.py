@@ -87,3 +87,30 @@ def undefined_names(code):
         elif isinstance(node, ast.ExceptHandler) and node.name:
             bound.add(node.name)
     return sorted(read_ - bound)
+
+
+def texts(include_generated=True, notebooks=True):
+    """``{path: text}`` of the documentation a user reads: README.md, docs/*.md and, with
+    ``notebooks``, every cell of examples/*.ipynb."""
+    import glob
+    import json
+
+    out = {d: read(d) for d in doc_files(include_generated)}
+    if notebooks:
+        for nb in sorted(glob.glob(os.path.join(ROOT, "examples", "*.ipynb"))):
+            with open(nb, encoding="utf-8") as f:
+                cells = json.load(f)["cells"]
+            out[os.path.relpath(nb, ROOT)] = "\n".join("".join(c["source"]) for c in cells)
+    return out
+
+
+def command_lines(path, text):
+    """Command lines shown in ``text``: inline code spans (a span may wrap onto a second line), lines
+    of sh/bash/console blocks, and notebook `!` lines; comments removed, whitespace collapsed."""
+    spans = [re.sub(r"\s+", " ", s) for s in re.findall(r"`([^`\n]+(?:\n[^`\n]+)?)`", text)]
+    if path.endswith(".md"):
+        for lang, _, code in blocks(path):
+            if lang in ("sh", "bash", "console", "shell"):
+                spans += code.replace("\\\n", " ").splitlines()
+    spans += [line.strip().lstrip("!") for line in text.splitlines() if line.strip().startswith("!")]
+    return [re.sub(r"\s+#.*$", "", s).strip() for s in spans if s.strip()]

@@ -3,6 +3,7 @@ the notebooks' markdown): Python blocks run, commands exist with the flags shown
 against the public headers, relative links and anchors resolve. Conventions: tests/_docs.py."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -127,3 +128,174 @@ def test_python_block_defines_what_it_reads(doc, line, code):
 def test_python_block_runs(doc, line, code, block_results):
     error = block_results[f"{doc}:{line}"]
     assert error is None, f"{doc}:{line} fails as written (placeholders filled from tests/test_docs.py):\n{error}"
+
+
+# -- commands, scripts, files ----------------------------------------------------------------------
+
+TEXTS = _docs.texts()
+COMMANDS = sorted({(path, line) for path, text in TEXTS.items() for line in _docs.command_lines(path, text)})
+TOP_DIRS = ("benchmarks", "dc_keras", "docs", "examples", "jax_kernels", "tests", "tflite_kernels", "tools")
+
+
+def _make_targets(directory):
+    targets = set()
+    with open(os.path.join(ROOT, directory, "Makefile")) as f:
+        for line in f:
+            m = re.match(r"^([A-Za-z0-9_./ -]+?)\s*:(?![=:])", line)
+            if m:
+                targets.update(m.group(1).split())
+    return targets
+
+
+def test_every_make_target_shown_exists():
+    """`make [-C DIR] [VAR=value ...] TARGET ...` in the docs: DIR/Makefile has each TARGET."""
+    checked, missing = 0, []
+    for path, line in COMMANDS:
+        for m in re.finditer(r"(?:^|[;&|] *|\bVAR=\S+ )make((?: +\S+)*)", line):
+            words = m.group(1).split()
+            directory = "."
+            if words[:1] == ["-C"]:
+                directory, words = words[1], words[2:]
+            if "..." in words or not os.path.exists(os.path.join(ROOT, directory, "Makefile")):
+                if "..." not in words:
+                    missing.append((path, line, f"no {directory}/Makefile"))
+                continue  # `make ... TARGET=...`: another project's make line, quoted
+            targets = _make_targets(directory)
+            for w in words:
+                if re.match(r"^[a-z][a-z0-9_-]*$", w):
+                    checked += 1
+                    if w not in targets:
+                        missing.append((path, line, f"no target {w!r} in {directory}/Makefile"))
+    assert checked >= 20, checked
+    assert not missing, missing
+
+
+def _script(word):
+    """The repository file a command word names (`benchmarks/x.py`, `tools/mcu/y.py`, `bench_codec.py`)."""
+    for candidate in (word, os.path.join("benchmarks", word)):
+        if os.path.isfile(os.path.join(ROOT, candidate)):
+            return candidate
+    return None
+
+
+def _accepts(source, flag):
+    """Whether ``source`` (a script's text) declares ``flag``: argparse / sys.argv string literal, absl
+    ``flags.DEFINE_*("name", ...)``, or a C tool's ``tool_is_help`` for --help."""
+    text = _docs.read(source)
+    if source.endswith(".c"):
+        text += _docs.read("tflite_kernels/tools/tool_io.h") if "tool_is_help" in text else ""
+    for module in re.findall(r"^import (\w+)", text, re.M):  # absl flags of a sibling module it imports
+        sibling = os.path.join(os.path.dirname(source), module + ".py")
+        if os.path.isfile(os.path.join(ROOT, sibling)):
+            text += _docs.read(sibling)
+    name = flag[2:]
+    return bool(re.search(rf"""["']{re.escape(flag)}["'=]""", text)
+                or re.search(rf"""DEFINE_\w+\(\s*["']{re.escape(name)}["']""", text))
+
+
+def test_every_script_and_flag_shown_exists():
+    """`[python] path/script.py ... --flag` in the docs: the script exists and accepts each flag
+    (argparse / absl flag names in its source; a C tool: in tflite_kernels/tools/NAME.c)."""
+    checked, missing = 0, []
+    for path, line in COMMANDS:
+        words = line.split()
+        for k, w in enumerate(words):
+            before = os.path.basename(words[k - 1]) if k else ""
+            tool = re.match(r"^(?:tflite_kernels/build/|build-fuzz/)?(dc_unpack|dc_decode)$", w)
+            if "<" in w or "*" in w:
+                continue
+            if w.endswith((".py", ".sh")) and ("/" in w or before in ("python", "python3", "nice")
+                                              or k == 0 and len(words) > 1):
+                source = _script(w)
+            elif tool and k == 0 and len(words) > 1:
+                source = f"tflite_kernels/tools/{tool.group(1)}.c"
+            else:
+                continue
+            if source is None:
+                missing.append((path, line, f"{w}: no such file"))
+                break
+            checked += 1
+            args = []
+            for a in words[k + 1:]:
+                if ".py=" in a:
+                    break  # speed_table.py's --args SCRIPT=--flags: the flags of another script
+                args.append(a)
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*)", " ".join(args)):
+                if not _accepts(source, flag):
+                    missing.append((path, line, f"{source} has no option {flag}"))
+            break
+    assert checked >= 15, checked
+    assert not missing, missing
+
+
+def test_every_repository_path_shown_exists():
+    """Paths in code spans that start at a top-level folder (`tools/arm/check_abi.py`,
+    `tflite_kernels/include/dc_unpack.h`) exist; placeholders (`<harness>`, `*`, `...`) are skipped."""
+    missing, checked = [], 0
+    for path, text in TEXTS.items():
+        for span in re.findall(r"`([^`\n]+)`", text):
+            for word in span.split():
+                word = word.rstrip(".,;:)").split("::")[0]
+                if not word.startswith(tuple(d + "/" for d in TOP_DIRS)) or re.search(r"[<>*$]|\.\.\.|\{", word):
+                    continue
+                if word.startswith(("tflite_kernels/build", "jax_kernels/build")) or "build-fuzz" in word:
+                    continue  # build outputs
+                checked += 1
+                if not os.path.exists(os.path.join(ROOT, word.split("=")[0])):
+                    missing.append((path, word))
+    assert checked >= 50, checked
+    assert not missing, missing
+
+
+# -- links -----------------------------------------------------------------------------------------
+
+def _slug(heading):
+    """GitHub's anchor for a markdown heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"`|\*\*|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip()).lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(rel):
+    """Anchors of a markdown file (headings; a repeated heading gets -1, -2, ... as on GitHub)."""
+    seen, out = {}, set()
+    text = re.sub(r"```.*?```", "", _docs.read(rel), flags=re.S)
+    for m in re.finditer(r"^#{1,6}\s+(.+?)\s*#*\s*$", text, re.M):
+        slug = _slug(m.group(1))
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    out.update(re.findall(r"""<a\s+(?:name|id)=["']([^"']+)["']""", text))
+    return out
+
+
+def _links():
+    """``(file, target)`` of every relative markdown link (``[text](target)``, images too) outside code."""
+    out = []
+    for path, text in _docs.texts(include_generated=True).items():
+        if path.endswith(".md"):
+            text = re.sub(r"```.*?```", "", text, flags=re.S)
+        text = re.sub(r"`[^`\n]*`", "", text)
+        for target in re.findall(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", text):
+            if not re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+                out.append((path, target))
+    return out
+
+
+LINKS = _links()
+
+
+def test_links_found():
+    assert len(LINKS) >= 10 and any("#" in t for _, t in LINKS), LINKS
+
+
+@pytest.mark.parametrize(("path", "target"), LINKS, ids=[f"{p}->{t}" for p, t in LINKS])
+def test_relative_link_resolves(path, target):
+    """Every relative link and anchor of README.md, docs/*.md (results.md too) and the notebooks."""
+    file, _, anchor = target.partition("#")
+    dest = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+    assert os.path.exists(os.path.join(ROOT, dest)), f"{path}: link to {target}: {dest} does not exist"
+    if anchor:
+        assert dest.endswith(".md"), f"{path}: anchor {target} into a file that is not markdown"
+        anchors = _anchors(dest)
+        assert anchor in anchors, (f"{path}: no heading for #{anchor} in {dest}; "
+                                   f"near ones: {sorted(a for a in anchors if a[:6] == anchor[:6])}")
