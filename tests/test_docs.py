@@ -316,3 +316,116 @@ def test_docstring_examples_run():
     assert len(results) >= 60, sorted(results)
     failed = {name: report for name, report in results.items() if report}
     assert not failed, "docstring examples that fail:\n" + "\n".join(f"== {k}\n{v}" for k, v in failed.items())
+
+
+# -- figures quoted outside docs/results.md --------------------------------------------------------
+
+def _json(name):
+    with open(os.path.join(ROOT, "docs", "results", name)) as f:
+        return json.load(f)
+
+
+def _zoo(name, model=None):
+    rows = _json(name)["models"]
+    return next(r for r in rows if model is None or r["model"] == model)
+
+
+def _x(v):
+    return f"{v:.1f}x"
+
+
+def _pp(v):
+    return f"{v:+.2f} pp"
+
+
+def _zoo_line(name, model):
+    r = _zoo(name, model)
+    return f"{_x(r['ratio'])} [{_x(r['repacked']['default']['ratio'])}] ({_pp(r['error_increase_pp'])})"
+
+
+def _q(rows, variant):
+    return next(r for r in rows if r["variant"] == variant)
+
+
+def _figures():
+    """``(doc, text, source)``: each text is built from its source JSON and must appear in the doc."""
+    mn, first = _zoo("model_zoo_img.json", "mobilenetv2_035"), _zoo("model_zoo_a.json")
+    ds, ds1 = _zoo("model_zoo_ds_cnn_s5_e6.json"), _zoo("model_zoo_ds_cnn_s5_e6_seed1.json")
+    q, qz = _json("quantized.json")["rows"], _json("quantized_zoo.json")["rows"]
+    mcu, rt = _json("mcu_lenet_300_100.json"), _json("runtime.json")["models"]["mobilenetv2"]
+    flt, i8 = _q(q, "float32"), _q(q, "int8 per-channel (TFLite converter)")
+    out = [
+        ("README.md", f"{mn['float_tflite_bytes']:,} B -> {mn['packed_bytes']:,} B (**{_x(mn['ratio'])}** whole file; "
+                      f"{mn['stripped_names']['bytes']:,} B = **{_x(mn['stripped_names']['ratio'])}** packed with "
+                      f"`strip_strings=True`), test error {100 * mn['baseline_error']:.2f} % -> "
+                      f"{100 * mn['final_error']:.2f} % on the packed file ({100 * mn['sparsity_covered']:.0f} % of the "
+                      f"covered weights pruned", "model_zoo_img.json"),
+        ("README.md", f"A first run at lower sparsity gave {_x(first['ratio'])} at {100 * first['baseline_error']:.2f} % "
+                      f"-> {100 * first['final_error']:.2f} %", "model_zoo_a.json"),
+        ("README.md", f"resnet {_zoo_line('model_zoo_img.json', 'resnet')}", "model_zoo_img.json"),
+        ("README.md", f"ds_cnn {_x(ds['ratio'])} ({_pp(ds['error_increase_pp'])}; chosen on 20,000 held-out validation "
+                      f"images, {_pp(100 * (ds['final_val_error'] - ds['baseline_val_error']))} there; another seed: "
+                      f"{_x(ds1['ratio'])}, {_pp(ds1['error_increase_pp'])})", "model_zoo_ds_cnn_s5_e6*.json"),
+        ("README.md", f"lstm {_zoo_line('model_zoo_lstm_s4_2.json', 'lstm')[:-1]}; chosen", "model_zoo_lstm_s4_2.json"),
+        ("README.md", f"transformer (68 K parameters) {_zoo_line('model_zoo_transformer_s4_t2.json', 'transformer')}",
+         "model_zoo_transformer_s4_t2.json"),
+        ("README.md", f"transformer_128 (0.27 M) {_zoo_line('model_zoo_seq_transformer_128.json', 'transformer_128')}",
+         "model_zoo_seq_transformer_128.json"),
+        ("README.md", f"conv1d {_zoo_line('model_zoo_seq_lstm.json', 'conv1d')}", "model_zoo_seq_lstm.json"),
+        ("README.md", f"MobileNetV2 re-packed today: {_x(mn['repacked']['default']['ratio'])}", "model_zoo_img.json"),
+        ("docs/quantization.md", f"the reference: {flt['packed_bytes']:,} B packed ({_x(flt['bytes'] / flt['packed_bytes'])}), "
+                                 f"{100 * flt['test_error']:.2f} %", "quantized.json"),
+        ("docs/quantization.md", f"{i8['distinct_int_codes'][0]} / {i8['distinct_int_codes'][1]} codes in fc1 / fc2: int8 "
+                                 f"**{i8['vs_float_packed']:.2f}x**, dynamic "
+                                 f"**{_q(q, 'dynamic per-channel (TFLite converter)')['vs_float_packed']:.2f}x**",
+         "quantized.json"),
+        ("docs/quantization.md", f"turns into {i8['distinct_int_codes'][0]} and {i8['distinct_int_codes'][1]} distinct codes",
+         "quantized.json"),
+        ("docs/microcontrollers.md", f"{100 * sum(r['nonzero'] for r in mcu['model']['layers']) / sum(r['params'] for r in mcu['model']['layers']):.1f} % of weights kept "
+                                     f"(fc1 {100 * mcu['model']['layers'][0]['density']:.1f} %", "mcu_lenet_300_100.json"),
+        ("docs/android.md", f"compressed {rt['compressed']['load_s_ratio']:.2f}x, decoded {rt['decoded']['load_s_ratio']:.2f}x "
+                            "of dense", "runtime.json"),
+        ("docs/android.md", f"{rt['decoded']['load_s_ratio']:.2f}x, {1e3 * rt['decoded']['load_s']:.1f} vs "
+                            f"{1e3 * rt['dense']['load_s']:.1f} ms", "runtime.json"),
+    ]
+    for r in qz:  # quantization.md's DS-CNN table: bytes, packed bytes, ratio, error
+        label = {"float32": "float32", "int8 per-tensor (default) (TFLite converter)": "int8 full-integer, per tensor (default)",
+                 "dynamic per-tensor (default) (TFLite converter)": "dynamic int8, per tensor (default)",
+                 "int8 per-channel (TFLite converter)": "int8 full-integer, per channel",
+                 "dynamic per-channel (TFLite converter)": "dynamic int8, per channel"}.get(r["variant"])
+        if label:
+            ratio = f"**{r['vs_float_packed']:.3f}x**" if "default" in label else (
+                "1.00x" if label == "float32" else f"{r['vs_float_packed']:.3f}x")
+            out.append(("docs/quantization.md", f"| {label} | {r['bytes']:,} | {r['packed_bytes']:,} | {ratio} | "
+                                                f"{100 * r['test_error']:.2f} %", "quantized_zoo.json"))
+    x86 = mcu["tflm_x86"]["runs"]
+    for kind in ("float", "int8"):
+        out.append(("docs/microcontrollers.md", f"| {kind + '32' if kind == 'float' else kind} unpacked | — | "
+                                                f"{x86[kind]['arena_total_bytes']:,} |", "mcu_lenet_300_100.json"))
+        for mode, words in (("once", "decode once"), ("each", "decode every invoke")):
+            out.append(("docs/microcontrollers.md", f"packed, {words} | bit-exact | "
+                                                    f"{x86[f'{kind}.packed.{mode}']['arena_total_bytes']:,} |",
+                        "mcu_lenet_300_100.json"))
+    for t in mcu["cortex_m4"]["tensors"]:
+        out.append(("docs/microcontrollers.md", f"| {t['layout']} | {t['elements']:,} | {t['packed_bytes']:,} | "
+                                                f"{t['insns_per_element']:.2f} | {t['stack_bytes']:,} | "
+                                                f"{t['workspace_bytes']:,} |", "mcu_lenet_300_100.json"))
+    for n, batch in ((1024, 1), (1024, 8), (4096, 1), (4096, 8)):  # android.md's density table
+        cells = []
+        for d in (0.2, 0.3, 0.4, 0.5, 1.0):
+            r = next(r for r in _json("density.json")["rows"]
+                     if r["dtype"] == "float32" and r["n"] == n and r["batch"] == batch and abs(r["density"] - d) < 1e-3)
+            cells.append(f"{r['ratio']:.1f}x" if r["ratio"] >= 2 else f"{r['ratio']:.2f}x")
+        out.append(("docs/android.md", f"| {n}², batch {batch} | " + " | ".join(cells) + " |", "density.json"))
+    return out
+
+
+FIGURES = _figures()
+
+
+@pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
+def test_figure_matches_its_json(doc, text, source):
+    """A figure quoted outside docs/results.md, rebuilt from docs/results/<source>: a re-run that
+    changes the JSON, or an edit of the doc, shows up here (update both together)."""
+    body = re.sub(r"\s+", " ", _docs.read(doc))
+    assert text in body, f"{doc} does not say {text!r} (rebuilt from docs/results/{source})"
