@@ -70,9 +70,10 @@ def runnable(doc, code):
 
 _CHILD = r"""
 import contextlib, io, json, os, sys, tempfile, traceback
-results = {}
+results, dirs = {}, {}
 for key, code in json.load(sys.stdin).items():
-    os.chdir(tempfile.mkdtemp(prefix="dc_keras_doc_"))
+    dirs[key] = tempfile.mkdtemp(prefix="dc_keras_doc_")
+    os.chdir(dirs[key])
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out):
@@ -80,7 +81,7 @@ for key, code in json.load(sys.stdin).items():
         results[key] = None
     except BaseException:
         results[key] = traceback.format_exc()[-4000:]
-print("RESULTS " + json.dumps(results))
+print("RESULTS " + json.dumps({"errors": results, "dirs": dirs}))
 """
 
 
@@ -126,8 +127,34 @@ def test_python_block_defines_what_it_reads(doc, line, code):
 
 @pytest.mark.parametrize(("doc", "line", "code"), RUN_BLOCKS)
 def test_python_block_runs(doc, line, code, block_results):
-    error = block_results[f"{doc}:{line}"]
+    error = block_results["errors"][f"{doc}:{line}"]
     assert error is None, f"{doc}:{line} fails as written (placeholders filled from tests/test_docs.py):\n{error}"
+
+
+def test_readme_cli_lines_run_on_the_readme_model(block_results):
+    """README's `dc-keras pack / inspect / unpack` lines, run in order on "a .tflite you already
+    have": the README Python example's model.tflite (packed) unpacked first (the venv's dc-keras:
+    this interpreter's `-m dc_keras`)."""
+    first = next(p for p in PY_BLOCKS if p.values[0] == "README.md")
+    assert block_results["errors"][first.id] is None, "README's Python example failed: see test_python_block_runs"
+    workdir = block_results["dirs"][first.id]
+    lines = [re.sub(r"\s+#.*$", "", line) for line in code_lines("README.md") if line.startswith(".venv/bin/dc-keras ")]
+    assert [line.split()[1] for line in lines] == ["pack", "inspect", "unpack"], lines
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for line in [".venv/bin/dc-keras unpack model.tflite plain.tflite", *lines]:
+        if line.split()[1] == "pack":
+            os.replace(os.path.join(workdir, "plain.tflite"), os.path.join(workdir, "model.tflite"))
+        r = subprocess.run([sys.executable, "-m", "dc_keras", *line.split()[1:]], cwd=workdir, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (line, r.stdout[-2000:], r.stderr[-2000:])
+    assert os.path.getsize(os.path.join(workdir, "sizes.png")) > 0
+    with open(os.path.join(workdir, "model.tflite"), "rb") as f:
+        assert f.read(8)[4:8] == b"TFL3"
+
+
+def code_lines(doc):
+    """The lines of ``doc``'s sh blocks, in order."""
+    return [line for lang, _, code in _docs.blocks(doc) if lang == "sh" for line in code.splitlines()]
 
 
 # -- commands, scripts, files ----------------------------------------------------------------------
