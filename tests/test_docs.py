@@ -456,3 +456,11 @@ def test_figure_matches_its_json(doc, text, source):
     changes the JSON, or an edit of the doc, shows up here (update both together)."""
     body = re.sub(r"\s+", " ", _docs.read(doc))
     assert text in body, f"{doc} does not say {text!r} (rebuilt from docs/results/{source})"
+
+
+def test_fuzzing_md_describes_every_harness():
+    """docs/fuzzing.md's "The harnesses" names each tflite_kernels/fuzz/fuzz_*.c (it listed two of four)."""
+    harnesses = sorted(f for f in os.listdir(os.path.join(ROOT, "tflite_kernels", "fuzz"))
+                       if re.match(r"fuzz_\w+\.c$", f))
+    section = _docs.read("docs/fuzzing.md").split("## The harnesses", 1)[1].split("\n## ", 1)[0]
+    assert len(harnesses) >= 4 and [h for h in harnesses if f"* `{h}`" not in section] == [], harnesses
