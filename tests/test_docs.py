@@ -464,3 +464,80 @@ def test_fuzzing_md_describes_every_harness():
                        if re.match(r"fuzz_\w+\.c$", f))
     section = _docs.read("docs/fuzzing.md").split("## The harnesses", 1)[1].split("\n## ", 1)[0]
     assert len(harnesses) >= 4 and [h for h in harnesses if f"* `{h}`" not in section] == [], harnesses
+
+
+# -- calls shown in prose --------------------------------------------------------------------------
+
+# Bare names the docs use for dc_keras's own functions (`to_tflite(model, batch_size=8)`).
+_ALIASES = {**{f: f"dc_keras.export.{f}" for f in ("to_tflite", "pack", "unpack", "inspect")},
+            **{f: f"dc_keras.{f}" for f in ("prune", "cluster", "strip", "sensitivity", "suggest_sparsity",
+                                             "coverage", "PruningCallback")},
+            "Interpreter": "dc_keras.runtime.Interpreter", "compiled_model": "dc_keras.runtime.compiled_model",
+            "fold_batchnorm": "dc_keras.train.fold_batchnorm",
+            "ClusteringSummaries": "dc_keras.train.ClusteringSummaries"}
+
+
+def _resolve(dotted):
+    import importlib
+
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, part in enumerate(parts[1:], 1):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            obj = importlib.import_module(".".join(parts[: i + 1]))
+    return obj
+
+
+def _calls(texts):
+    """``(path, name, keywords)`` of each dc_keras call in the code spans and Python blocks of ``texts``."""
+    import ast
+
+    out = []
+    for path, text in texts.items():
+        spans = re.findall(r"`([^`]+)`", text)
+        spans += [code for _, _, code in (_docs.blocks(path, "python") if path.endswith(".md") else [])]
+        for span in spans:
+            try:
+                tree = ast.parse(span.strip())
+            except SyntaxError:
+                continue  # prose, a signature with defaults, another language
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call):
+                    name = ast.unparse(node.func)
+                    name = _ALIASES.get(name, name)
+                    if name.startswith("dc_keras."):
+                        out.append((path, name, [k.arg for k in node.keywords if k.arg]))
+    return out
+
+
+def _bad_calls(calls):
+    import inspect
+
+    bad = []
+    for path, name, keywords in calls:
+        try:
+            obj = _resolve(name)
+        except (ImportError, AttributeError) as e:
+            bad.append((path, name, f"does not exist ({e})"))
+            continue
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            continue
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            bad += [(path, name, f"takes no keyword {k!r}") for k in keywords if k not in params]
+    return bad
+
+
+def test_every_dc_keras_call_shown_exists_with_its_keywords():
+    """`dc_keras.X(...)` / `to_tflite(model, batch_size=8)` in the docs and notebooks: the function
+    exists and takes each keyword shown (blocks this file cannot run are checked this way too)."""
+    calls = _calls(_docs.texts())
+    assert len(calls) >= 40, calls
+    assert not _bad_calls(calls), _bad_calls(calls)
+    # and the check can fail
+    assert _bad_calls(_calls({"x.txt": "`dc_keras.prune(model, schedul=s)` `to_tflite(m, quantise='int8')` "
+                                      "`dc_keras.export.no_such()`"})) and \
+        len(_bad_calls(_calls({"x.txt": "`dc_keras.prune(model, schedul=s)` `to_tflite(m, quantise='int8')`"}))) == 2
