@@ -1,5 +1,5 @@
 """Runs every docstring example of dc_keras (doctest) in this fresh interpreter and prints
-``RESULTS {name: null | failure report}`` (tests/test_docs.py::test_docstring_examples_run).
+``RESULTS {name: null | failure report}`` (tests/test_docstrings.py::test_docstring_examples_run).
 
 Conventions (a docstring example is what a user copies):
 - an example runs in its module's namespace, with ``np``, ``keras`` and ``dc_keras`` imported;
