@@ -524,3 +524,26 @@ def test_every_dc_keras_call_shown_exists_with_its_keywords():
     assert _bad_calls(_calls({"x.txt": "`dc_keras.prune(model, schedul=s)` `to_tflite(m, quantise='int8')` "
                                       "`dc_keras.export.no_such()`"})) and \
         len(_bad_calls(_calls({"x.txt": "`dc_keras.prune(model, schedul=s)` `to_tflite(m, quantise='int8')`"}))) == 2
+
+
+def _missing_names(texts):
+    """``DC_*`` names (environment variables, C macros and enums) the texts use that no source defines."""
+    sources = []
+    for top in ("dc_keras", "tflite_kernels", "tools", "benchmarks", "jax_kernels", "tests"):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            sources += [os.path.join(folder, f) for f in files if f.endswith((".py", ".c", ".h", ".cc", ".sh", ".mk"))
+                        or f == "Makefile"]
+    pattern = r"\bDC_[A-Z0-9_]*[A-Z0-9]\b"
+    defined = set()
+    for path in sources + [os.path.join(ROOT, "Makefile")]:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            defined.update(re.findall(pattern, f.read()))
+    return sorted({n for text in texts.values() for n in re.findall(pattern, text)} - defined)
+
+
+def test_every_dc_name_shown_exists():
+    """`DC_KERAS_DECODE_THREADS=1`, `DC_TFLM_DECODE_EACH_INVOKE`, `DC_UNPACK_OK`, ...: each DC_* name the
+    docs and notebooks use is in the sources (a renamed variable or macro would leave the docs behind)."""
+    assert not _missing_names(_docs.texts())
+    typo = "DC_KERAS_DECODE" + "_THREAD"  # not spelled out: this file is one of the sources
+    assert _missing_names({"x": f"`{typo}=1`"}) == [typo]
