@@ -132,7 +132,7 @@ def check_writable(path, example: str = "model.tflite") -> str:
     message suggests when ``path`` is a directory. Returns ``path`` as a string.
 
     Example:
-      >>> check_writable("out/model.tflite")   # doctest: +SKIP
+      >>> check_writable("out/model.tflite")
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -169,7 +169,7 @@ def atomic_write(path, data: bytes) -> str:
     ``OSError`` naming ``path`` (not the temporary file), and nothing is left behind.
 
     Example:
-      >>> atomic_write("model.tflite", tflite_bytes)   # doctest: +SKIP
+      >>> atomic_write("model.tflite", tflite_bytes)
     """
     path = os.fspath(path)
     bad = _bad_target(path)

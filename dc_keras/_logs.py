@@ -97,7 +97,8 @@ def quiet_conversion():
     """Silences one TFLite conversion (see the module docstring); no-op with DC_KERAS_VERBOSE=1.
 
     Example:
-      >>> with quiet_conversion():                            # doctest: +SKIP
+      >>> import tensorflow as tf
+      >>> with quiet_conversion():
       ...     data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     """
     if verbose():

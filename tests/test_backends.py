@@ -230,20 +230,14 @@ def test_keras_file_moves_between_backends(other, tmp_path):
 
 
 def _readme_example():
-    """The README's Python example, with ``model = ...`` made concrete and tiny data defined."""
-    text = open(os.path.join(ROOT, "README.md")).read()
-    code = text.split("```python\n", 1)[1].split("```", 1)[0]
-    assert "model = ...  #" in code and "dc_keras.export.to_tflite(model" in code
-    setup = textwrap.dedent("""
-        import numpy as np
-        rng = np.random.default_rng(0)
-        x = rng.random((256, 20), dtype=np.float32)
-        y = rng.integers(0, 4, 256)
-        model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu"),
-                                  keras.layers.Dense(4, activation="softmax")])
-    """)
-    lines = [setup if line.startswith("model = ...") else line for line in code.splitlines()]
-    return "\n".join(lines) + textwrap.dedent("""
+    """The README's first Python example as tests/test_docs.py runs it (placeholders filled with a tiny
+    model and data), plus a line reporting what it made."""
+    import _docs
+    from test_docs import runnable
+
+    code = _docs.blocks("README.md", "python")[0][2]
+    assert "dc_keras.export.to_tflite(model" in code
+    return runnable("README.md", code) + textwrap.dedent("""
         import json
         print("RESULT " + json.dumps({"backend": keras.backend.backend(), "bytes": len(packed),
                                       "outputs": interpreter.get_output_details()[0]["shape"].tolist()}))

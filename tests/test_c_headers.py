@@ -3,8 +3,10 @@ its own as C99 and as C++ with -Wall -Wextra -pedantic -Werror, and a program wr
 them alone (no declarations copied from the sources, as docs/android.md's snippets need) builds as
 C and as C++, links against libdc_huffdecode.so and runs."""
 import os
+import re
 import shutil
 import subprocess
+import textwrap
 
 import pytest
 
@@ -121,3 +123,112 @@ def test_mcu_sources_compile_with_tflm_flags(src, tmp_path):
     kernels = os.path.join(ROOT, "tflite_kernels")
     _compile([CC, *TFLM_CCFLAGS, f"-I{INCLUDE}", f"-I{os.path.join(kernels, 'micro')}", "-c",
               os.path.join(kernels, src), "-o", str(tmp_path / "out.o")])
+
+
+# -- the C/C++ snippets of the docs, compiled as written -------------------------------------------
+# Each snippet's statements go into a function whose parameters are the snippet's inputs (named in
+# its comments); headers the project does not ship (TFLite's C API, TFLM, Android's log) come from
+# minimal stand-ins declared as upstream declares them, so what is checked is the snippet against
+# the public headers (names, types, argument counts).
+
+STUBS = {
+    "tensorflow/lite/c/c_api.h": """
+        #include <stdint.h>
+        typedef struct TfLiteModel TfLiteModel;
+        typedef struct TfLiteInterpreter TfLiteInterpreter;
+        typedef struct TfLiteInterpreterOptions TfLiteInterpreterOptions;
+        typedef struct TfLiteRegistration TfLiteRegistration;
+        typedef struct TfLiteDelegate TfLiteDelegate;
+        TfLiteInterpreterOptions* TfLiteInterpreterOptionsCreate(void);
+        void TfLiteInterpreterOptionsAddCustomOp(TfLiteInterpreterOptions* options, const char* name,
+            const TfLiteRegistration* registration, int32_t min_version, int32_t max_version);
+        void TfLiteInterpreterOptionsAddDelegate(TfLiteInterpreterOptions* options, TfLiteDelegate* delegate);
+        TfLiteInterpreter* TfLiteInterpreterCreate(const TfLiteModel* model,
+                                                   const TfLiteInterpreterOptions* optional_options);
+    """,
+    "tensorflow/lite/micro/micro_common.h": """
+        typedef struct TFLMRegistration TFLMRegistration;
+    """,
+    "tensorflow/lite/micro/micro_mutable_op_resolver.h": """
+        #include "tensorflow/lite/micro/micro_common.h"
+        namespace tflite {
+        template <unsigned N> class MicroMutableOpResolver {
+         public:
+          int AddFullyConnected() { return 0; }
+          int AddCustom(const char* name, const TFLMRegistration* registration) { return name && registration; }
+        };
+        }  // namespace tflite
+    """,
+    "android/log.h": """
+        enum { ANDROID_LOG_ERROR = 6 };
+        int __android_log_print(int prio, const char* tag, const char* fmt, ...);
+    """,
+}
+
+# (doc, text the snippet contains): (extra includes, the wrapping function's parameters)
+SNIPPETS = {
+    ("docs/android.md", "TfLiteInterpreterOptionsAddCustomOp"): ([], "const TfLiteModel* model"),
+    ("docs/android.md", "dc_unpack(packed"): (
+        ["android/log.h", "stdint.h", "stddef.h"],
+        "const uint8_t* packed, size_t packed_n, const char* cache, "
+        "int (*write_atomically)(const char* path, const uint8_t* data, size_t n)"),
+    ("docs/android.md", "tflite_plugin_create_delegate(k, v"): (
+        ["tensorflow/lite/c/c_api.h"], "TfLiteInterpreterOptions* options, void (*report)(const char*)"),
+    ("docs/microcontrollers.md", "Register_HUFFDECODE"): (["tensorflow/lite/micro/micro_mutable_op_resolver.h"], ""),
+}
+
+
+def _doc_snippets():
+    import _docs
+
+    out = []
+    for doc in _docs.doc_files():
+        for lang, line, code in _docs.blocks(doc):
+            if lang in ("c", "c++", "cpp"):
+                out.append(pytest.param(doc, lang, code, id=f"{doc}:{line}"))
+    # docs/android.md's delegate-options table: the C of its "C / JNI" row, in the order shown
+    row = next(r for r in _docs.read("docs/android.md").splitlines() if r.startswith("| C / JNI"))
+    spans = re.findall(r"`([^`]+)`", row)
+    code = "\n".join([s for s in spans if s.startswith("#include")]
+                     + [s if s.endswith(";") else s + ";" for s in spans
+                        if s.endswith(";") or s.startswith(("TfLiteInterpreterOptionsAddDelegate(", "tflite_plugin_destroy_delegate("))])
+    out.append(pytest.param("docs/android.md", "c", code, id="docs/android.md:table C / JNI"))
+    return out
+
+
+DOC_SNIPPETS = _doc_snippets()
+
+
+def _wrap(doc, code, lang):
+    """The snippet as a translation unit: its #includes on top, the rest in a function."""
+    key = [k for k in SNIPPETS if k[0] == doc and k[1] in code]
+    assert len(key) == 1, f"{doc}: a C snippet tests/test_c_headers.py does not know; add it to SNIPPETS"
+    includes, params = SNIPPETS[key[0]]
+    # an alternative shown commented out (`// resolver.AddCustom(...);`) compiles too
+    lines = [re.sub(r"^(\s*)//\s*(\w[\w.:]*\(.*\);)\s*$", r"\1\2", line) for line in code.splitlines()]
+    head = [line for line in lines if line.startswith("#include")]
+    body = [line for line in lines if not line.startswith("#include")]
+    extra = "".join(f"#include <{h}>\n" if h.endswith(".h") and "/" not in h and h[:-2].isalpha()
+                    else f'#include "{h}"\n' for h in includes)
+    return extra + "\n".join(head) + f"\n\nvoid doc_snippet({params or 'void'});\nvoid doc_snippet({params or 'void'}) {{\n" + \
+        "\n".join(body) + "\n}\n"
+
+
+@pytest.mark.parametrize(("doc", "lang", "code"), DOC_SNIPPETS)
+def test_doc_snippet_compiles_against_the_public_headers(doc, lang, code, tmp_path):
+    assert CC and CXX, "needs a C and a C++ compiler (apt install gcc g++)"
+    stubs = tmp_path / "stubs"
+    for name, text in STUBS.items():
+        (stubs / os.path.dirname(name)).mkdir(parents=True, exist_ok=True)
+        (stubs / name).write_text(f"#pragma once\n{textwrap.dedent(text)}")
+    src = tmp_path / ("snippet.cc" if lang != "c" else "snippet.c")
+    src.write_text(_wrap(doc, code, lang))
+    incs = [f"-I{INCLUDE}", f"-I{os.path.join(ROOT, 'tflite_kernels', 'micro')}", f"-I{stubs}"]
+    warn = ["-Wall", "-Wextra", "-Werror", "-Wno-unused-variable", "-Wno-unused-parameter"]
+    if lang == "c":  # docs/android.md's C is for C and C++ (JNI) code alike
+        _compile([CC, "-std=c99", *warn, *incs, "-fsyntax-only", str(src)])
+    _compile([CXX, "-std=c++17", *warn, *incs, "-fsyntax-only", "-x", "c++", str(src)])
+
+
+def test_doc_snippets_found():
+    assert len(DOC_SNIPPETS) >= 3 and len(SNIPPETS) == len(DOC_SNIPPETS), DOC_SNIPPETS

@@ -5,6 +5,7 @@ notebooks write their .tflite / .png files there).
 """
 import glob
 import os
+import re
 import sys
 
 import pytest
@@ -33,6 +34,26 @@ def _execute(path, workdir, monkeypatch):
     return nb
 
 
+# What a notebook's markdown says about its cells' output, and the output that bears it out
+# (regular expression over the printed text of the smoke run).
+CLAIMS = {
+    "01_quickstart_mnist.ipynb": [("The packed and unpacked files give bit-identical outputs",
+                                   r"bit-identical outputs: True")],
+    "02_pack_existing_tflite.ipynb": [
+        ("a MobileNetV2 image classifier (2.28 M parameters, 19 dog breeds)", r"-> \(None, 19\) 2,28\d,\d{3} parameters"),
+        ("1.18x, 15 % smaller, with `min_saving=0.0`", r"\(1\.1[6-9]\dx, 1[4-6]\.\d % smaller\)"),
+        ("the outputs are bit-identical", r"bit-identical: True")],
+    "03_compression_report.ipynb": [("The biggest tensor (`fc1`'s kernel) dominates",
+                                     r"fc1_1/MatMul +packed .*\n.*fc2_1/MatMul +packed")],
+    "04_tfmot_tutorials.ipynb": [("`print_model_weight_clusters` prints **9** values per kernel here",
+                                  r"conv2d/kernel: 9 clusters")],
+}
+
+
+def test_every_notebook_has_claims():
+    assert sorted(CLAIMS) == sorted(os.path.basename(p) for p in NOTEBOOKS)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
 def test_notebook_executes(path, tmp_path, monkeypatch):
     if "02_pack_existing" in path:
@@ -47,6 +68,10 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     assert not errors, errors
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    markdown = re.sub(r"\s+", " ", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"))
+    for said, shown in CLAIMS[os.path.basename(path)]:
+        assert said in markdown, f"the markdown no longer says {said!r}: update CLAIMS with it"
+        assert re.search(shown, text), f"the markdown says {said!r}, the output does not show {shown!r}:\n{text[-3000:]}"
     # every notebook checks packed vs unpacked itself and prints the verdict
     if "01_quickstart" in path:
         assert "bit-identical outputs: True" in text

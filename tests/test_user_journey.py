@@ -12,6 +12,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import tokenize
 import warnings
 
 import numpy as np
@@ -219,21 +220,36 @@ def test_unwritable_output_names_the_fix(tmp_path, monkeypatch, err, fix):
 # -- documented CLI flags exist -----------------------------------------------------------------
 
 def _documented_flags():
-    """``(command, flag)`` for every ``dc-keras COMMAND ... --flag`` in README.md and docs/*.md."""
+    """``(command, flag)`` for every ``dc-keras [COMMAND] ... --flag`` (or ``python -m dc_keras ...``) a
+    user reads: README.md, docs/*.md, the notebooks (markdown and ``!`` cells) and dc_keras's own
+    docstrings and messages; command ``None`` for the top-level options (``--version``)."""
+    import _docs
+
+    texts = dict(_docs.texts())
+    for path in sorted((ROOT / "dc_keras").rglob("*.py")):  # docstrings and messages, not comments
+        with open(path, "rb") as f:
+            strings = [t.string for t in tokenize.tokenize(f.readline) if t.type == tokenize.STRING]
+        texts[str(path.relative_to(ROOT))] = "\n".join(strings)
     found = set()
-    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        for cmd, rest in re.findall(r"dc-keras (pack|unpack|inspect|demo)\b([^`\n]*)", doc.read_text()):
-            for flag in re.findall(r"(--[a-z][a-z_-]*)", rest):
+    for text in texts.values():
+        for m in re.finditer(r"(?:dc-keras|python3? -m dc_keras)((?: +(?:[a-z][a-z_]*|--[a-z][a-z_=.-]*))*)", text):
+            words = m.group(1).split()
+            cmd = words[0] if words and words[0] in ("pack", "unpack", "inspect", "demo") else None
+            if words and not words[0].startswith("-") and cmd is None:
+                continue  # prose ("dc-keras and ..."), not a command line
+            rest = text[m.start(1):].split("\n", 1)[0].split("`", 1)[0]
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z_-]*)", rest):
                 found.add((cmd, flag))
-    return sorted(found)
+    return sorted(found, key=str)
 
 
 def test_every_documented_cli_flag_exists():
     flags = _documented_flags()
-    assert ("pack", "--strip-strings") in flags and len(flags) >= 4, flags
+    assert ("pack", "--strip-strings") in flags and (None, "--version") in flags and len(flags) >= 8, flags
     parser, _ = cli.build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command").choices  # argparse has no public API
-    missing = [(c, f) for c, f in flags if f not in subparsers[c]._option_string_actions]
+    missing = [(c, f) for c, f in flags
+               if f not in (subparsers[c] if c else parser)._option_string_actions]
     assert not missing, f"documented but not accepted by the CLI: {missing}"
 
 

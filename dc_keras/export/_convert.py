@@ -567,13 +567,14 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         that usually fix it (the converter's exception is chained).
 
     Example:
-      >>> data = dc_keras.export.to_tflite(model, path="lenet.tflite")                   # doctest: +SKIP
-      >>> data8 = dc_keras.export.to_tflite(model, quantize="int8", representative_data=x[:100])  # doctest: +SKIP
-      >>> rnn = dc_keras.export.to_tflite(lstm_model, batch_size=8,                      # doctest: +SKIP
+      >>> data = dc_keras.export.to_tflite(model, path="lenet.tflite")
+      >>> data8 = dc_keras.export.to_tflite(model, quantize="int8", representative_data=x[:100])
+      >>> rnn = dc_keras.export.to_tflite(lstm_model, batch_size=8,
       ...                                 converter_options={"experimental_enable_resource_variables": True})
-      >>> def flex(converter):                                                          # doctest: +SKIP
+      >>> import tensorflow as tf
+      >>> def flex(converter):
       ...     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
-      >>> data = dc_keras.export.to_tflite(model, configure=flex)                       # doctest: +SKIP
+      >>> data = dc_keras.export.to_tflite(model, configure=flex)
     """
     _check_model(model)
     _check_arguments(quantize, batch_size, converter_options, configure)

@@ -87,7 +87,7 @@ class Report:
         Raises ``OSError`` / ``ValueError`` (see :func:`check_plot_path`) before drawing anything.
 
         Example:
-          >>> dc_keras.export.inspect(data).plot("sizes.png")   # doctest: +SKIP
+          >>> dc_keras.export.inspect(data).plot("sizes.png")
         """
         fmt = check_plot_path(path)
         import matplotlib
@@ -202,7 +202,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
       ValueError: not a valid ``.tflite``, or a packed tensor cannot be decoded.
 
     Example:
-      >>> print(dc_keras.export.inspect(open("model.tflite", "rb").read()))   # doctest: +SKIP
+      >>> print(dc_keras.export.inspect(open("model.tflite", "rb").read()))
     """
     model = fb.read_model(tflite_bytes)
     codec = _codec()

@@ -223,9 +223,9 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       TypeError: ``tflite_bytes`` is not bytes-like.
 
     Example:
-      >>> packed = dc_keras.export.pack(open("model.tflite", "rb").read())   # doctest: +SKIP
-      >>> small = dc_keras.export.pack(data, strip_strings=True)            # doctest: +SKIP
-      >>> tables = dc_keras.export.pack(data, compact=False)   # keeps empty tables  # doctest: +SKIP
+      >>> packed = dc_keras.export.pack(open("model.tflite", "rb").read())
+      >>> small = dc_keras.export.pack(data, strip_strings=True)
+      >>> tables = dc_keras.export.pack(data, compact=False)   # keeps empty tables
     """
     out, stats = pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
                                  buffers=buffers, context_model=context_model, compact=compact)
@@ -536,7 +536,7 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
         (the message names the tensor and the decoder's reason).
 
     Example:
-      >>> plain = dc_keras.export.unpack(packed)   # doctest: +SKIP
+      >>> plain = dc_keras.export.unpack(packed)
     """
     if buffers not in fb.BUFFER_LOCATIONS:
         raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")

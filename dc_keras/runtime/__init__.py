@@ -62,9 +62,9 @@ def library_path() -> str:
     """Absolute path of ``libdc_huffdecode.so`` (op registration + external delegate).
 
     Example:
-      >>> from ai_edge_litert.interpreter import Interpreter, load_delegate   # doctest: +SKIP
+      >>> from ai_edge_litert.interpreter import Interpreter, load_delegate
       >>> it = Interpreter(model_path="m.packed.tflite",
-      ...                  experimental_delegates=[load_delegate(library_path())])  # doctest: +SKIP
+      ...                  experimental_delegates=[load_delegate(library_path())])
     """
     return _native_library_path()
 
@@ -88,9 +88,9 @@ def prepare_tensorflow_registerer() -> str:
     address of TF's ``MutableOpResolver::AddCustom`` (the library itself links only libc/libm).
 
     Example:
-      >>> from tensorflow.lite.python.interpreter import InterpreterWithCustomOps   # doctest: +SKIP
+      >>> from tensorflow.lite.python.interpreter import InterpreterWithCustomOps
       >>> it = InterpreterWithCustomOps(model_content=packed,
-      ...          custom_op_registerers=[prepare_tensorflow_registerer()])          # doctest: +SKIP
+      ...          custom_op_registerers=[prepare_tensorflow_registerer()])
     """
     global _registerer_ready
     with _lock:
@@ -296,10 +296,10 @@ class Interpreter:
     ``.backend`` names the backend used, ``.interpreter`` is the backend object.
 
     Example:
-      >>> it = dc_keras.runtime.Interpreter(model_content=packed)       # doctest: +SKIP
-      >>> it.allocate_tensors()                                         # doctest: +SKIP
-      >>> it.set_tensor(it.get_input_details()[0]["index"], x)          # doctest: +SKIP
-      >>> it.invoke(); y = it.get_tensor(it.get_output_details()[0]["index"])   # doctest: +SKIP
+      >>> it = dc_keras.runtime.Interpreter(model_content=packed)
+      >>> it.allocate_tensors()
+      >>> it.set_tensor(it.get_input_details()[0]["index"], x)
+      >>> it.invoke(); y = it.get_tensor(it.get_output_details()[0]["index"])
     """
 
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
@@ -361,8 +361,8 @@ class Interpreter:
         after a dynamic output shape).
 
         Example:
-          >>> it = dc_keras.runtime.Interpreter(model_content=packed)   # doctest: +SKIP
-          >>> it.allocate_tensors()                                     # doctest: +SKIP
+          >>> it = dc_keras.runtime.Interpreter(model_content=packed)
+          >>> it.allocate_tensors()
         """
         self._interpreter.allocate_tensors()
         if self._delegate is not None:
@@ -386,8 +386,8 @@ class Interpreter:
         the tensor, the first one if several). Empty with ``weights="decoded"``.
 
         Example:
-          >>> it = Interpreter(model_content=packed, weights="compressed")   # doctest: +SKIP
-          >>> [r["route"] for r in it.compressed_report()]                    # doctest: +SKIP
+          >>> it = Interpreter(model_content=packed, weights="compressed")
+          >>> [r["route"] for r in it.compressed_report()]
           ['compressed', 'compressed', 'dense']
         """
         if self._delegate is None:
@@ -578,7 +578,7 @@ def unpack(packed) -> bytes:
         rewrite (the message names the tensor and says to use ``dc_keras.export.unpack``).
 
     Example:
-      >>> plain = dc_keras.runtime.unpack(open("m.packed.tflite", "rb").read())   # doctest: +SKIP
+      >>> plain = dc_keras.runtime.unpack(open("m.packed.tflite", "rb").read())
     """
     if isinstance(packed, (str, os.PathLike)):
         raise TypeError(f"expected packed .tflite content as bytes, got {type(packed).__name__}: read the "
@@ -607,9 +607,9 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
     ``from_buffer`` (``hardware_accel``, ``environment``, ``options``).
 
     Example:
-      >>> cm = dc_keras.runtime.compiled_model("m.packed.tflite")          # doctest: +SKIP
-      >>> ins, outs = cm.create_input_buffers(0), cm.create_output_buffers(0)   # doctest: +SKIP
-      >>> cm.run_by_index(0, ins, outs)                                    # doctest: +SKIP
+      >>> cm = dc_keras.runtime.compiled_model("m.packed.tflite")
+      >>> ins, outs = cm.create_input_buffers(0), cm.create_output_buffers(0)
+      >>> cm.run_by_index(0, ins, outs)
     """
     if (model_path is None) == (model_content is None):
         raise ValueError("give exactly one of model_path and model_content")

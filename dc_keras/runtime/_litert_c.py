@@ -126,8 +126,8 @@ class CustomOpCompiledModel:
     as fast as the unpacked file: prefer it; this class shows and tests the custom-op route.
 
     Example:
-      >>> m = CustomOpCompiledModel(open("m.packed.tflite", "rb").read())   # doctest: +SKIP
-      >>> (y,) = m.run(x)                                                    # doctest: +SKIP
+      >>> m = CustomOpCompiledModel(open("m.packed.tflite", "rb").read())
+      >>> (y,) = m.run(x)
     """
 
     def __init__(self, model_content):

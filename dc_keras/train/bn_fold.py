@@ -228,7 +228,7 @@ def fold_batchnorm(model):
 
     Example:
         >>> folded = dc_keras.train.fold_batchnorm(model)
-        >>> np.allclose(folded.predict(x), model.predict(x), atol=1e-5)
+        >>> np.allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
         True
     """
     from dc_keras.train import report as _report

@@ -686,9 +686,10 @@ class PruningCallback(keras.callbacks.Callback):
     ``keras.callbacks.TensorBoard`` (and viewing the logs) needs the ``tensorboard`` package
     (``pip install dc_keras[tensorboard]``); ``PruningCallback(log_dir=...)`` alone does not.
 
-    Example:
+    Example (the second line needs the ``tensorboard`` package):
+        >>> pruned.fit(x, y, epochs=3, callbacks=[dc_keras.PruningCallback(log_dir="logs")], verbose=0)
         >>> pruned.fit(x, y, epochs=3, callbacks=[keras.callbacks.TensorBoard("logs", update_freq="batch"),
-        ...                                       dc_keras.PruningCallback(log_dir="logs")])
+        ...                                       dc_keras.PruningCallback(log_dir="logs")])  # doctest: +SKIP
     """
 
     def __init__(self, log_dir=None):

@@ -167,7 +167,20 @@ class PruningSchedule:
         one that does not call ``PruningSchedule.__init__``. Called when a layer is wrapped.
 
         Example:
+            >>> class MySchedule(dc_keras.schedules.PruningSchedule):
+            ...     def __init__(self, target):
+            ...         super().__init__(begin_step=0, end_step=1000, frequency=100)
+            ...         self.target = target
+            ...     def sparsity(self, step):
+            ...         return keras.ops.convert_to_tensor(self.target, "float32")
             >>> MySchedule(0.5).check_usable()  # nothing happens when it can run
+            >>> class TfmotStyle(dc_keras.schedules.PruningSchedule):
+            ...     def __call__(self, step):
+            ...         return True, 0.5
+            >>> TfmotStyle().check_usable()
+            Traceback (most recent call last):
+            ...
+            ValueError: Pruning schedule TfmotStyle implements tfmot's __call__(step) -> (should_prune, sparsity)...
         """
         name = type(self).__name__
         missing = [a for a in ("begin_step", "end_step", "frequency") if not hasattr(self, a)]

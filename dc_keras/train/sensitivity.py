@@ -193,7 +193,7 @@ def suggest_sparsity(report, max_drop=0.01, budget=None):
 
     Example:
         >>> targets = dc_keras.suggest_sparsity(report, max_drop=0.005)
-        >>> schedules = {n: PolynomialDecay(0.0, s, 0, 3000) for n, s in targets.items() if s > 0}
+        >>> schedules = {n: dc_keras.schedules.PolynomialDecay(0.0, s, 0, 3000) for n, s in targets.items() if s > 0}
         >>> pruned = dc_keras.prune(model, layers=schedules)
     """
     _check_suggest_args(report, "sparsity", max_drop, budget)

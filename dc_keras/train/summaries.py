@@ -109,9 +109,10 @@ class ClusteringSummaries(keras.callbacks.Callback):
     Writing needs TensorFlow's summary writer (any backend); viewing, and Keras's own
     ``keras.callbacks.TensorBoard``, need the ``tensorboard`` package (``pip install dc_keras[tensorboard]``).
 
-    Example:
+    Example (the second line needs the ``tensorboard`` package):
+        >>> clustered.fit(x, y, epochs=2, callbacks=[dc_keras.train.ClusteringSummaries("logs")], verbose=0)
         >>> clustered.fit(x, y, epochs=2, callbacks=[keras.callbacks.TensorBoard("logs"),
-        ...                                          dc_keras.train.ClusteringSummaries("logs")])
+        ...                                          dc_keras.train.ClusteringSummaries("logs")])  # doctest: +SKIP
     """
 
     def __init__(self, log_dir, update_freq="epoch"):

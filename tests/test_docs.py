@@ -1,0 +1,549 @@
+"""The documentation as a user copies from it (README.md, docs/*.md but the generated docs/results.md,
+the notebooks' markdown): Python blocks run, commands exist with the flags shown, C snippets compile
+against the public headers, relative links and anchors resolve. Conventions: tests/_docs.py."""
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import _docs
+from _docs import ROOT
+
+# -- Python blocks ---------------------------------------------------------------------------------
+
+# Tiny values for the placeholders (`name = ...`) of each block, keyed by (doc, placeholder names).
+_MLP = """
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu", name="fc1"),
+                              keras.layers.Dense(4, activation="softmax", name="fc2")])
+"""
+_XY = """
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x, y = rng.random((256, 20), dtype=np.float32), rng.integers(0, 4, 256)
+"""
+VALUES = {
+    ("README.md", "model"): "import keras\n" + textwrap.dedent(_MLP),
+    ("README.md", "x, y"): textwrap.dedent(_XY),
+    ("docs/models.md", "model"): "import keras\n" + textwrap.dedent(_MLP),
+    ("docs/models.md", "x, y"): textwrap.dedent(_XY),
+}
+
+# Blocks this file does not run (too slow for a doc test, or a different environment), with the
+# reason; matched by a string the block contains. Their names are still checked.
+NOT_RUN_HERE = {
+    ("README.md", "MobileNetV2"): "trains MobileNetV2 (minutes); the same pipeline calls run in "
+                                  "tests/test_user_journey.py and tests/test_zoo.py",
+    ("docs/multi_worker.md", "jax.distributed.initialize"): "one process per host; examples/multi_worker.py "
+                                                            "(the same steps) runs in tests/test_multi_worker.py",
+    ("docs/microcontrollers.md", "tflite_micro"): "needs the tflite-micro venv: run as written by "
+                                                  "tests/test_micro.py::test_docs_python_snippet_runs_as_written",
+}
+
+
+def _python_blocks():
+    out = []
+    for doc in _docs.doc_files():
+        for _, line, code in _docs.blocks(doc, "python"):
+            out.append(pytest.param(doc, line, code, id=f"{doc}:{line}"))
+    return out
+
+
+PY_BLOCKS = _python_blocks()
+
+
+def _not_run_here(doc, code):
+    return [why for (d, key), why in NOT_RUN_HERE.items() if d == doc and key in code]
+
+
+RUN_BLOCKS = [p for p in PY_BLOCKS if not _not_run_here(p.values[0], p.values[2])]
+
+
+def runnable(doc, code):
+    """The block with its placeholders filled from VALUES (KeyError naming a missing one)."""
+    values = {names: v for (d, names), v in VALUES.items() if d == doc}
+    return _docs.fill(code, values)
+
+
+_CHILD = r"""
+import contextlib, io, json, os, sys, tempfile, traceback
+results, dirs = {}, {}
+for key, code in json.load(sys.stdin).items():
+    dirs[key] = tempfile.mkdtemp(prefix="dc_keras_doc_")
+    os.chdir(dirs[key])
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, key, "exec"), {"__name__": "__main__"})
+        results[key] = None
+    except BaseException:
+        results[key] = traceback.format_exc()[-4000:]
+print("RESULTS " + json.dumps({"errors": results, "dirs": dirs}))
+"""
+
+
+@pytest.fixture(scope="module")
+def block_results():
+    """Runs every runnable Python block once, each in its own namespace and directory, in one fresh
+    TensorFlow-backend interpreter (a user's `python script.py`)."""
+    todo = {}
+    for p in RUN_BLOCKS:
+        doc, line, code = p.values
+        try:
+            todo[f"{doc}:{line}"] = runnable(doc, code)
+        except KeyError as e:
+            todo[f"{doc}:{line}"] = f"raise KeyError({str(e)!r} + ': add it to VALUES in tests/test_docs.py')"
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(todo), env=env, capture_output=True,
+                       text=True, timeout=600)
+    lines = [line for line in r.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert r.returncode == 0 and lines, r.stderr[-3000:]
+    return json.loads(lines[-1][8:])
+
+
+def test_python_blocks_found():
+    names = [p.id for p in PY_BLOCKS]
+    assert any(n.startswith("README.md:") for n in names) and len(names) >= 6, names
+
+
+def test_every_block_not_run_here_exists():
+    """NOT_RUN_HERE names blocks that are in the docs, one each (a stale entry would hide nothing)."""
+    for doc, key in NOT_RUN_HERE:
+        hits = [p.id for p in PY_BLOCKS if p.values[0] == doc and key in p.values[2]]
+        assert len(hits) == 1, (doc, key, hits)
+
+
+@pytest.mark.parametrize(("doc", "line", "code"), PY_BLOCKS)
+def test_python_block_defines_what_it_reads(doc, line, code):
+    """A block may leave inputs to the user only as `name = ...  # what it is` lines."""
+    missing = _docs.undefined_names(code)
+    assert not missing, (f"{doc}:{line}: the block reads {missing} but never defines them: import them, or "
+                         f"add a placeholder line `{missing[0]} = ...  # what it is`")
+
+
+@pytest.mark.parametrize(("doc", "line", "code"), RUN_BLOCKS)
+def test_python_block_runs(doc, line, code, block_results):
+    error = block_results["errors"][f"{doc}:{line}"]
+    assert error is None, f"{doc}:{line} fails as written (placeholders filled from tests/test_docs.py):\n{error}"
+
+
+def test_readme_cli_lines_run_on_the_readme_model(block_results):
+    """README's `dc-keras pack / inspect / unpack` lines, run in order on "a .tflite you already
+    have": the README Python example's model.tflite (packed) unpacked first (the venv's dc-keras:
+    this interpreter's `-m dc_keras`)."""
+    first = next(p for p in PY_BLOCKS if p.values[0] == "README.md")
+    assert block_results["errors"][first.id] is None, "README's Python example failed: see test_python_block_runs"
+    workdir = block_results["dirs"][first.id]
+    lines = [re.sub(r"\s+#.*$", "", line) for line in code_lines("README.md") if line.startswith(".venv/bin/dc-keras ")]
+    assert [line.split()[1] for line in lines] == ["pack", "inspect", "unpack"], lines
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for line in [".venv/bin/dc-keras unpack model.tflite plain.tflite", *lines]:
+        if line.split()[1] == "pack":
+            os.replace(os.path.join(workdir, "plain.tflite"), os.path.join(workdir, "model.tflite"))
+        r = subprocess.run([sys.executable, "-m", "dc_keras", *line.split()[1:]], cwd=workdir, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (line, r.stdout[-2000:], r.stderr[-2000:])
+    assert os.path.getsize(os.path.join(workdir, "sizes.png")) > 0
+    with open(os.path.join(workdir, "model.tflite"), "rb") as f:
+        assert f.read(8)[4:8] == b"TFL3"
+
+
+def code_lines(doc):
+    """The lines of ``doc``'s sh blocks, in order."""
+    return [line for lang, _, code in _docs.blocks(doc) if lang == "sh" for line in code.splitlines()]
+
+
+# -- commands, scripts, files ----------------------------------------------------------------------
+
+TEXTS = _docs.texts()
+COMMANDS = sorted({(path, line) for path, text in TEXTS.items() for line in _docs.command_lines(path, text)})
+TOP_DIRS = ("benchmarks", "dc_keras", "docs", "examples", "jax_kernels", "tests", "tflite_kernels", "tools")
+
+
+def _make_targets(directory):
+    targets = set()
+    with open(os.path.join(ROOT, directory, "Makefile")) as f:
+        for line in f:
+            m = re.match(r"^([A-Za-z0-9_./ -]+?)\s*:(?![=:])", line)
+            if m:
+                targets.update(m.group(1).split())
+    return targets
+
+
+def test_every_make_target_shown_exists():
+    """`make [-C DIR] [VAR=value ...] TARGET ...` in the docs: DIR/Makefile has each TARGET."""
+    checked, missing = 0, []
+    for path, line in COMMANDS:
+        for m in re.finditer(r"(?:^|[;&|] *|\bVAR=\S+ )make((?: +\S+)*)", line):
+            words = m.group(1).split()
+            directory = "."
+            if words[:1] == ["-C"]:
+                directory, words = words[1], words[2:]
+            if "..." in words or not os.path.exists(os.path.join(ROOT, directory, "Makefile")):
+                if "..." not in words:
+                    missing.append((path, line, f"no {directory}/Makefile"))
+                continue  # `make ... TARGET=...`: another project's make line, quoted
+            targets = _make_targets(directory)
+            for w in words:
+                if re.match(r"^[a-z][a-z0-9_-]*$", w):
+                    checked += 1
+                    if w not in targets:
+                        missing.append((path, line, f"no target {w!r} in {directory}/Makefile"))
+    assert checked >= 20, checked
+    assert not missing, missing
+
+
+def _script(word):
+    """The repository file a command word names (`benchmarks/x.py`, `tools/mcu/y.py`, `bench_codec.py`)."""
+    for candidate in (word, os.path.join("benchmarks", word)):
+        if os.path.isfile(os.path.join(ROOT, candidate)):
+            return candidate
+    return None
+
+
+def _accepts(source, flag):
+    """Whether ``source`` (a script's text) declares ``flag``: argparse / sys.argv string literal, absl
+    ``flags.DEFINE_*("name", ...)``, or a C tool's ``tool_is_help`` for --help."""
+    text = _docs.read(source)
+    if source.endswith(".c"):
+        text += _docs.read("tflite_kernels/tools/tool_io.h") if "tool_is_help" in text else ""
+    for module in re.findall(r"^import (\w+)", text, re.M):  # absl flags of a sibling module it imports
+        sibling = os.path.join(os.path.dirname(source), module + ".py")
+        if os.path.isfile(os.path.join(ROOT, sibling)):
+            text += _docs.read(sibling)
+    name = flag[2:]
+    return bool(re.search(rf"""["']{re.escape(flag)}["'=]""", text)
+                or re.search(rf"""DEFINE_\w+\(\s*["']{re.escape(name)}["']""", text))
+
+
+def test_every_script_and_flag_shown_exists():
+    """`[python] path/script.py ... --flag` in the docs: the script exists and accepts each flag
+    (argparse / absl flag names in its source; a C tool: in tflite_kernels/tools/NAME.c)."""
+    checked, missing = 0, []
+    for path, line in COMMANDS:
+        words = line.split()
+        for k, w in enumerate(words):
+            before = os.path.basename(words[k - 1]) if k else ""
+            tool = re.match(r"^(?:tflite_kernels/build/|build-fuzz/)?(dc_unpack|dc_decode)$", w)
+            if "<" in w or "*" in w:
+                continue
+            if w.endswith((".py", ".sh")) and ("/" in w or before in ("python", "python3", "nice")
+                                              or k == 0 and len(words) > 1):
+                source = _script(w)
+            elif tool and k == 0 and len(words) > 1:
+                source = f"tflite_kernels/tools/{tool.group(1)}.c"
+            else:
+                continue
+            if source is None:
+                missing.append((path, line, f"{w}: no such file"))
+                break
+            checked += 1
+            args = []
+            for a in words[k + 1:]:
+                if ".py=" in a:
+                    break  # speed_table.py's --args SCRIPT=--flags: the flags of another script
+                args.append(a)
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*)", " ".join(args)):
+                if not _accepts(source, flag):
+                    missing.append((path, line, f"{source} has no option {flag}"))
+            break
+    assert checked >= 15, checked
+    assert not missing, missing
+
+
+def test_every_repository_path_shown_exists():
+    """Paths in code spans that start at a top-level folder (`tools/arm/check_abi.py`,
+    `tflite_kernels/include/dc_unpack.h`) exist; placeholders (`<harness>`, `*`, `...`) are skipped."""
+    missing, checked = [], 0
+    for path, text in TEXTS.items():
+        for span in re.findall(r"`([^`\n]+)`", text):
+            for word in span.split():
+                word = word.rstrip(".,;:)").split("::")[0]
+                if not word.startswith(tuple(d + "/" for d in TOP_DIRS)) or re.search(r"[<>*$]|\.\.\.|\{", word):
+                    continue
+                if word.startswith(("tflite_kernels/build", "jax_kernels/build")) or "build-fuzz" in word:
+                    continue  # build outputs
+                checked += 1
+                if not os.path.exists(os.path.join(ROOT, word.split("=")[0])):
+                    missing.append((path, word))
+    assert checked >= 50, checked
+    assert not missing, missing
+
+
+# -- links -----------------------------------------------------------------------------------------
+
+def _slug(heading):
+    """GitHub's anchor for a markdown heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"`|\*\*|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip()).lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(rel):
+    """Anchors of a markdown file (headings; a repeated heading gets -1, -2, ... as on GitHub)."""
+    seen, out = {}, set()
+    text = re.sub(r"```.*?```", "", _docs.read(rel), flags=re.S)
+    for m in re.finditer(r"^#{1,6}\s+(.+?)\s*#*\s*$", text, re.M):
+        slug = _slug(m.group(1))
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    out.update(re.findall(r"""<a\s+(?:name|id)=["']([^"']+)["']""", text))
+    return out
+
+
+def _links():
+    """``(file, target)`` of every relative markdown link (``[text](target)``, images too) outside code."""
+    out = []
+    for path, text in _docs.texts(include_generated=True).items():
+        if path.endswith(".md"):
+            text = re.sub(r"```.*?```", "", text, flags=re.S)
+        text = re.sub(r"`[^`\n]*`", "", text)
+        for target in re.findall(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", text):
+            if not re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+                out.append((path, target))
+    return out
+
+
+LINKS = _links()
+
+
+def test_links_found():
+    assert len(LINKS) >= 10 and any("#" in t for _, t in LINKS), LINKS
+
+
+@pytest.mark.parametrize(("path", "target"), LINKS, ids=[f"{p}->{t}" for p, t in LINKS])
+def test_relative_link_resolves(path, target):
+    """Every relative link and anchor of README.md, docs/*.md (results.md too) and the notebooks."""
+    file, _, anchor = target.partition("#")
+    dest = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+    assert os.path.exists(os.path.join(ROOT, dest)), f"{path}: link to {target}: {dest} does not exist"
+    if anchor:
+        assert dest.endswith(".md"), f"{path}: anchor {target} into a file that is not markdown"
+        anchors = _anchors(dest)
+        assert anchor in anchors, (f"{path}: no heading for #{anchor} in {dest}; "
+                                   f"near ones: {sorted(a for a in anchors if a[:6] == anchor[:6])}")
+
+
+# -- figures quoted outside docs/results.md --------------------------------------------------------
+
+def _json(name):
+    with open(os.path.join(ROOT, "docs", "results", name)) as f:
+        return json.load(f)
+
+
+def _zoo(name, model=None):
+    rows = _json(name)["models"]
+    return next(r for r in rows if model is None or r["model"] == model)
+
+
+def _x(v):
+    return f"{v:.1f}x"
+
+
+def _pp(v):
+    return f"{v:+.2f} pp"
+
+
+def _zoo_line(name, model):
+    r = _zoo(name, model)
+    return f"{_x(r['ratio'])} [{_x(r['repacked']['default']['ratio'])}] ({_pp(r['error_increase_pp'])})"
+
+
+def _q(rows, variant):
+    return next(r for r in rows if r["variant"] == variant)
+
+
+def _figures():
+    """``(doc, text, source)``: each text is built from its source JSON and must appear in the doc."""
+    mn, first = _zoo("model_zoo_img.json", "mobilenetv2_035"), _zoo("model_zoo_a.json")
+    ds, ds1 = _zoo("model_zoo_ds_cnn_s5_e6.json"), _zoo("model_zoo_ds_cnn_s5_e6_seed1.json")
+    q, qz = _json("quantized.json")["rows"], _json("quantized_zoo.json")["rows"]
+    mcu, rt = _json("mcu_lenet_300_100.json"), _json("runtime.json")["models"]["mobilenetv2"]
+    flt, i8 = _q(q, "float32"), _q(q, "int8 per-channel (TFLite converter)")
+    out = [
+        ("README.md", f"{mn['float_tflite_bytes']:,} B -> {mn['packed_bytes']:,} B (**{_x(mn['ratio'])}** whole file; "
+                      f"{mn['stripped_names']['bytes']:,} B = **{_x(mn['stripped_names']['ratio'])}** packed with "
+                      f"`strip_strings=True`), test error {100 * mn['baseline_error']:.2f} % -> "
+                      f"{100 * mn['final_error']:.2f} % on the packed file ({100 * mn['sparsity_covered']:.0f} % of the "
+                      f"covered weights pruned", "model_zoo_img.json"),
+        ("README.md", f"A first run at lower sparsity gave {_x(first['ratio'])} at {100 * first['baseline_error']:.2f} % "
+                      f"-> {100 * first['final_error']:.2f} %", "model_zoo_a.json"),
+        ("README.md", f"resnet {_zoo_line('model_zoo_img.json', 'resnet')}", "model_zoo_img.json"),
+        ("README.md", f"ds_cnn {_x(ds['ratio'])} ({_pp(ds['error_increase_pp'])}; chosen on 20,000 held-out validation "
+                      f"images, {_pp(100 * (ds['final_val_error'] - ds['baseline_val_error']))} there; another seed: "
+                      f"{_x(ds1['ratio'])}, {_pp(ds1['error_increase_pp'])})", "model_zoo_ds_cnn_s5_e6*.json"),
+        ("README.md", f"lstm {_zoo_line('model_zoo_lstm_s4_2.json', 'lstm')[:-1]}; chosen", "model_zoo_lstm_s4_2.json"),
+        ("README.md", f"transformer (68 K parameters) {_zoo_line('model_zoo_transformer_s4_t2.json', 'transformer')}",
+         "model_zoo_transformer_s4_t2.json"),
+        ("README.md", f"transformer_128 (0.27 M) {_zoo_line('model_zoo_seq_transformer_128.json', 'transformer_128')}",
+         "model_zoo_seq_transformer_128.json"),
+        ("README.md", f"conv1d {_zoo_line('model_zoo_seq_lstm.json', 'conv1d')}", "model_zoo_seq_lstm.json"),
+        ("README.md", f"MobileNetV2 re-packed today: {_x(mn['repacked']['default']['ratio'])}", "model_zoo_img.json"),
+        ("docs/quantization.md", f"the reference: {flt['packed_bytes']:,} B packed ({_x(flt['bytes'] / flt['packed_bytes'])}), "
+                                 f"{100 * flt['test_error']:.2f} %", "quantized.json"),
+        ("docs/quantization.md", f"{i8['distinct_int_codes'][0]} / {i8['distinct_int_codes'][1]} codes in fc1 / fc2: int8 "
+                                 f"**{i8['vs_float_packed']:.2f}x**, dynamic "
+                                 f"**{_q(q, 'dynamic per-channel (TFLite converter)')['vs_float_packed']:.2f}x**",
+         "quantized.json"),
+        ("docs/quantization.md", f"turns into {i8['distinct_int_codes'][0]} and {i8['distinct_int_codes'][1]} distinct codes",
+         "quantized.json"),
+        ("docs/microcontrollers.md", f"{100 * sum(r['nonzero'] for r in mcu['model']['layers']) / sum(r['params'] for r in mcu['model']['layers']):.1f} % of weights kept "
+                                     f"(fc1 {100 * mcu['model']['layers'][0]['density']:.1f} %", "mcu_lenet_300_100.json"),
+        ("docs/android.md", f"compressed {rt['compressed']['load_s_ratio']:.2f}x, decoded {rt['decoded']['load_s_ratio']:.2f}x "
+                            "of dense", "runtime.json"),
+        ("docs/android.md", f"{rt['decoded']['load_s_ratio']:.2f}x, {1e3 * rt['decoded']['load_s']:.1f} vs "
+                            f"{1e3 * rt['dense']['load_s']:.1f} ms", "runtime.json"),
+    ]
+    for r in qz:  # quantization.md's DS-CNN table: bytes, packed bytes, ratio, error
+        label = {"float32": "float32", "int8 per-tensor (default) (TFLite converter)": "int8 full-integer, per tensor (default)",
+                 "dynamic per-tensor (default) (TFLite converter)": "dynamic int8, per tensor (default)",
+                 "int8 per-channel (TFLite converter)": "int8 full-integer, per channel",
+                 "dynamic per-channel (TFLite converter)": "dynamic int8, per channel"}.get(r["variant"])
+        if label:
+            ratio = f"**{r['vs_float_packed']:.3f}x**" if "default" in label else (
+                "1.00x" if label == "float32" else f"{r['vs_float_packed']:.3f}x")
+            out.append(("docs/quantization.md", f"| {label} | {r['bytes']:,} | {r['packed_bytes']:,} | {ratio} | "
+                                                f"{100 * r['test_error']:.2f} %", "quantized_zoo.json"))
+    x86 = mcu["tflm_x86"]["runs"]
+    for kind in ("float", "int8"):
+        out.append(("docs/microcontrollers.md", f"| {kind + '32' if kind == 'float' else kind} unpacked | — | "
+                                                f"{x86[kind]['arena_total_bytes']:,} |", "mcu_lenet_300_100.json"))
+        for mode, words in (("once", "decode once"), ("each", "decode every invoke")):
+            out.append(("docs/microcontrollers.md", f"packed, {words} | bit-exact | "
+                                                    f"{x86[f'{kind}.packed.{mode}']['arena_total_bytes']:,} |",
+                        "mcu_lenet_300_100.json"))
+    for t in mcu["cortex_m4"]["tensors"]:
+        out.append(("docs/microcontrollers.md", f"| {t['layout']} | {t['elements']:,} | {t['packed_bytes']:,} | "
+                                                f"{t['insns_per_element']:.2f} | {t['stack_bytes']:,} | "
+                                                f"{t['workspace_bytes']:,} |", "mcu_lenet_300_100.json"))
+    for n, batch in ((1024, 1), (1024, 8), (4096, 1), (4096, 8)):  # android.md's density table
+        cells = []
+        for d in (0.2, 0.3, 0.4, 0.5, 1.0):
+            r = next(r for r in _json("density.json")["rows"]
+                     if r["dtype"] == "float32" and r["n"] == n and r["batch"] == batch and abs(r["density"] - d) < 1e-3)
+            cells.append(f"{r['ratio']:.1f}x" if r["ratio"] >= 2 else f"{r['ratio']:.2f}x")
+        out.append(("docs/android.md", f"| {n}², batch {batch} | " + " | ".join(cells) + " |", "density.json"))
+    return out
+
+
+FIGURES = _figures()
+
+
+@pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
+def test_figure_matches_its_json(doc, text, source):
+    """A figure quoted outside docs/results.md, rebuilt from docs/results/<source>: a re-run that
+    changes the JSON, or an edit of the doc, shows up here (update both together)."""
+    body = re.sub(r"\s+", " ", _docs.read(doc))
+    assert text in body, f"{doc} does not say {text!r} (rebuilt from docs/results/{source})"
+
+
+def test_fuzzing_md_describes_every_harness():
+    """docs/fuzzing.md's "The harnesses" names each tflite_kernels/fuzz/fuzz_*.c (it listed two of four)."""
+    harnesses = sorted(f for f in os.listdir(os.path.join(ROOT, "tflite_kernels", "fuzz"))
+                       if re.match(r"fuzz_\w+\.c$", f))
+    section = _docs.read("docs/fuzzing.md").split("## The harnesses", 1)[1].split("\n## ", 1)[0]
+    assert len(harnesses) >= 4 and [h for h in harnesses if f"* `{h}`" not in section] == [], harnesses
+
+
+# -- calls shown in prose --------------------------------------------------------------------------
+
+# Bare names the docs use for dc_keras's own functions (`to_tflite(model, batch_size=8)`).
+_ALIASES = {**{f: f"dc_keras.export.{f}" for f in ("to_tflite", "pack", "unpack", "inspect")},
+            **{f: f"dc_keras.{f}" for f in ("prune", "cluster", "strip", "sensitivity", "suggest_sparsity",
+                                             "coverage", "PruningCallback")},
+            "Interpreter": "dc_keras.runtime.Interpreter", "compiled_model": "dc_keras.runtime.compiled_model",
+            "fold_batchnorm": "dc_keras.train.fold_batchnorm",
+            "ClusteringSummaries": "dc_keras.train.ClusteringSummaries"}
+
+
+def _resolve(dotted):
+    import importlib
+
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, part in enumerate(parts[1:], 1):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            obj = importlib.import_module(".".join(parts[: i + 1]))
+    return obj
+
+
+def _calls(texts):
+    """``(path, name, keywords)`` of each dc_keras call in the code spans and Python blocks of ``texts``."""
+    import ast
+
+    out = []
+    for path, text in texts.items():
+        spans = re.findall(r"`([^`]+)`", text)
+        spans += [code for _, _, code in (_docs.blocks(path, "python") if path.endswith(".md") else [])]
+        for span in spans:
+            try:
+                tree = ast.parse(span.strip())
+            except SyntaxError:
+                continue  # prose, a signature with defaults, another language
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call):
+                    name = ast.unparse(node.func)
+                    name = _ALIASES.get(name, name)
+                    if name.startswith("dc_keras."):
+                        out.append((path, name, [k.arg for k in node.keywords if k.arg]))
+    return out
+
+
+def _bad_calls(calls):
+    import inspect
+
+    bad = []
+    for path, name, keywords in calls:
+        try:
+            obj = _resolve(name)
+        except (ImportError, AttributeError) as e:
+            bad.append((path, name, f"does not exist ({e})"))
+            continue
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            continue
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            bad += [(path, name, f"takes no keyword {k!r}") for k in keywords if k not in params]
+    return bad
+
+
+def test_every_dc_keras_call_shown_exists_with_its_keywords():
+    """`dc_keras.X(...)` / `to_tflite(model, batch_size=8)` in the docs and notebooks: the function
+    exists and takes each keyword shown (blocks this file cannot run are checked this way too)."""
+    calls = _calls(_docs.texts())
+    assert len(calls) >= 40, calls
+    assert not _bad_calls(calls), _bad_calls(calls)
+    # and the check can fail
+    assert _bad_calls(_calls({"x.txt": "`dc_keras.prune(model, schedul=s)` `to_tflite(m, quantise='int8')` "
+                                      "`dc_keras.export.no_such()`"})) and \
+        len(_bad_calls(_calls({"x.txt": "`dc_keras.prune(model, schedul=s)` `to_tflite(m, quantise='int8')`"}))) == 2
+
+
+def _missing_names(texts):
+    """``DC_*`` names (environment variables, C macros and enums) the texts use that no source defines."""
+    sources = []
+    for top in ("dc_keras", "tflite_kernels", "tools", "benchmarks", "jax_kernels", "tests"):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            sources += [os.path.join(folder, f) for f in files if f.endswith((".py", ".c", ".h", ".cc", ".sh", ".mk"))
+                        or f == "Makefile"]
+    pattern = r"\bDC_[A-Z0-9_]*[A-Z0-9]\b"
+    defined = set()
+    for path in sources + [os.path.join(ROOT, "Makefile")]:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            defined.update(re.findall(pattern, f.read()))
+    return sorted({n for text in texts.values() for n in re.findall(pattern, text)} - defined)
+
+
+def test_every_dc_name_shown_exists():
+    """`DC_KERAS_DECODE_THREADS=1`, `DC_TFLM_DECODE_EACH_INVOKE`, `DC_UNPACK_OK`, ...: each DC_* name the
+    docs and notebooks use is in the sources (a renamed variable or macro would leave the docs behind)."""
+    assert not _missing_names(_docs.texts())
+    typo = "DC_KERAS_DECODE" + "_THREAD"  # not spelled out: this file is one of the sources
+    assert _missing_names({"x": f"`{typo}=1`"}) == [typo]
