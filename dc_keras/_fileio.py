@@ -59,6 +59,9 @@ def _write_fix(err: int, path: str, example: str = "model.tflite") -> str:
         return f"{directory} is not writable: choose an output path in a writable directory"
     if err in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return "free some space or choose an output path on another disk (nothing was written)"
+    if err == errno.EFBIG:
+        return ("the output is larger than this process may write (ulimit -f) or the file system allows: "
+                "raise the limit or choose an output path on another file system (nothing was written)")
     return ""
 
 

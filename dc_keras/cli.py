@@ -14,6 +14,7 @@ Run `dc-keras COMMAND --help` for the options of one command.
 """
 import argparse
 import os
+import signal
 import sys
 
 from absl import flags as absl_flags
@@ -128,15 +129,48 @@ def main(argv=None) -> int:
         return 130
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised where the command is, so that its clean-up runs (the
+    temporary file of an output being written is removed) before the process ends by the signal."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, _frame):
+    raise _Terminated(signum)
+
+
+def _end_by_signal(signum):
+    """Ends the process by ``signum`` with the default action, as if it had not been caught (the
+    caller sees the usual status: -15 from subprocess, 143 in a shell)."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    sys.exit(128 + signum)  # not reached where the signal's default action ends the process
+
+
 def run(argv=None):
-    """Console-script entry point (``dc-keras``)."""
-    quiet_tensorflow_startup()  # before any TensorFlow import: no C++ start-up chatter
-    if verbose():
-        sys.exit(main(argv))
-    # TensorFlow's C++ lines go to a temporary file, shown only if a crash (traceback) follows;
-    # Python's stderr (progress bars, errors) is unaffected.
-    with native_stderr_captured(keep_python_stderr=True, replay=(Exception,)):
-        status = main(argv)
+    """Console-script entry point (``dc-keras``).
+
+    SIGTERM (``kill``) and SIGHUP (a closed terminal) end a command as Ctrl-C does, through its
+    clean-up (no temporary file is left next to the output), and then the process by that signal;
+    a signal the caller ignores (``nohup``) stays ignored.
+    """
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _raise_terminated)
+    try:
+        quiet_tensorflow_startup()  # before any TensorFlow import: no C++ start-up chatter
+        if verbose():
+            status = main(argv)
+        else:
+            # TensorFlow's C++ lines go to a temporary file, shown only if a crash (traceback)
+            # follows; Python's stderr (progress bars, errors) is unaffected.
+            with native_stderr_captured(keep_python_stderr=True, replay=(Exception,)):
+                status = main(argv)
+    except _Terminated as term:
+        _end_by_signal(term.signum)
     sys.exit(status)
 
 

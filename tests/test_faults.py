@@ -100,3 +100,144 @@ def test_out_of_memory_while_decoding_says_out_of_memory(big_packed, tmp_path):
     assert line.startswith("ERROR"), r.stdout
     assert "NULL pointer" not in line, line
     assert "out of memory" in line and "memory limit" in line, line
+
+
+# ------------------------------------------------------------------------------------------
+# writing outputs: a file-size limit, a signal mid-write, the longest name (CLI and C tools)
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tools():
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), "tools"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return {name: os.path.join(BUILD, name) for name in ("dc_decode", "dc_unpack")}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Inputs of every writer: a plain and a packed .tflite, a packed tensor (all > 16 KiB out)."""
+    import _export_models as em
+
+    from dc_keras import codec, export
+
+    d = tmp_path_factory.mktemp("inputs")
+    plain = em.tflite("dense", None)
+    (d / "m.tflite").write_bytes(plain)
+    (d / "p.tflite").write_bytes(export.pack(plain))
+    (d / "w.dcp").write_bytes(codec.encode(np.repeat(np.arange(-8, 8, dtype=np.float32), 512)))
+    return d
+
+
+def _commands(tools, inputs):
+    """name -> argv without OUT: every command that writes an output file."""
+    py = [sys.executable, "-m", "dc_keras"]
+    return {"dc-keras pack": py + ["pack", inputs / "m.tflite"],
+            "dc-keras unpack": py + ["unpack", inputs / "p.tflite"],
+            "dc_unpack": [tools["dc_unpack"], inputs / "p.tflite"],
+            "dc_decode": [tools["dc_decode"], inputs / "w.dcp"]}
+
+
+WRITERS = ["dc-keras pack", "dc-keras unpack", "dc_unpack", "dc_decode"]
+
+
+def _listing(d):
+    return sorted(os.listdir(d))
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_file_size_limit_is_one_clear_error(tools, inputs, tmp_path, name):
+    """RLIMIT_FSIZE (ulimit -f) below the output's size: the C tools were killed by SIGXFSZ
+    ('File size limit exceeded', no error line of theirs) with their OUT.tmp.PID file left behind,
+    and dc-keras said only 'File too large'. Now each exits 1 with one line naming OUT, the cause
+    and the fix; the old OUT and the directory are as they were."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    limit = 2 << 10  # below the smallest output (the packed model: ~6 KB)
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300,
+                       env=ENV, preexec_fn=low_limit)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(out) in lines[0] and "File too large" in lines[0] and "ulimit -f" in lines[0], lines[0]
+    assert out.read_bytes() == b"old" and _listing(tmp_path) == ["out.bin"]
+
+
+_FSYNC_SIGNAL_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdlib.h>
+/* fsync of the output's temporary file: the signal named by SHIM_SIGNAL arrives right then
+ * (deterministically: while the temporary file is complete but not yet renamed) */
+int fsync(int fd) {
+  static int (*real)(int);
+  const char* sig = getenv("SHIM_SIGNAL");
+  if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+  if (sig) raise(atoi(sig));
+  return real(fd);
+}
+"""
+
+_PY_FSYNC_SIGNAL = """
+    import os, signal, sys
+    real = os.fsync
+    def fsync(fd):  # the signal arrives while the temporary file is complete but not renamed
+        os.kill(os.getpid(), int(os.environ["SHIM_SIGNAL"]))
+        return real(fd)
+    os.fsync = fsync
+    from dc_keras import cli
+    cli.run(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="module")
+def fsync_shim(tmp_path_factory):
+    d = tmp_path_factory.mktemp("shim")
+    (d / "shim.c").write_text(_FSYNC_SIGNAL_SHIM)
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(d / "shim.so"), str(d / "shim.c"), "-ldl"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return str(d / "shim.so")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+@pytest.mark.parametrize("name", WRITERS)
+def test_a_signal_mid_write_leaves_no_temporary_file(tools, inputs, fsync_shim, tmp_path, name, sig):
+    """kill (SIGTERM), a closed terminal (SIGHUP) or Ctrl-C (SIGINT) while the output is being
+    written: the temporary file was left next to OUT (dc-keras: '.OUT.xxxx.tmp' for SIGTERM and
+    SIGHUP, which Python does not turn into an exception; the C tools: 'OUT.tmp.PID' for all
+    three). Now it is removed, the old OUT is intact, and the process still ends as that signal
+    says (killed by it; dc-keras on Ctrl-C: 'interrupted', status 130)."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    env = dict(ENV, SHIM_SIGNAL=str(int(sig)))
+    if name.startswith("dc-keras"):
+        argv = [sys.executable, "-c", textwrap.dedent(_PY_FSYNC_SIGNAL)] + argv[3:]
+    else:
+        env["LD_PRELOAD"] = fsync_shim
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=env)
+    if name.startswith("dc-keras") and sig == signal.SIGINT:
+        assert r.returncode == 130 and r.stderr.strip().endswith("interrupted"), (r.returncode, r.stderr[-2000:])
+    else:
+        assert r.returncode == -sig, (r.returncode, r.stderr[-2000:])
+    assert _listing(tmp_path) == ["out.bin"] and out.read_bytes() == b"old"
+    assert (inputs / "m.tflite").exists() and _listing(inputs) == ["m.tflite", "p.tflite", "w.dcp"]
+
+
+@pytest.mark.parametrize("name", ["dc_unpack", "dc_decode"])
+def test_c_tools_write_the_longest_name_the_file_system_allows(tools, inputs, tmp_path, name):
+    """A 250-byte OUT name (NAME_MAX is 255): the C tools' temporary name, OUT + '.tmp.PID', was
+    too long ('File name too long; choose another output path' for a valid name); dc-keras's
+    writer keeps at most 200 bytes of the name in its temporary one (test_user_journey.py), and
+    now so do they."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / ("m" * 246 + ".bin")
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert _listing(tmp_path) == [out.name] and out.stat().st_size > 0
