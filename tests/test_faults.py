@@ -241,3 +241,78 @@ def test_c_tools_write_the_longest_name_the_file_system_allows(tools, inputs, tm
     r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert _listing(tmp_path) == [out.name] and out.stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------------------
+# training: Ctrl-C in the middle of a pruning fit(), then fit() again
+# ------------------------------------------------------------------------------------------
+def _pruning_run(interrupt_at=None):
+    """Prunes a small MLP over 3 epochs of 8 batches (PolynomialDecay 0.2 -> 0.8 by step 24, every
+    2 steps; plain SGD, fixed data order). With ``interrupt_at=(epoch, batch)`` a KeyboardInterrupt
+    ends the fit() after that batch, as Ctrl-C does, and a second fit() (a new PruningCallback)
+    trains on the batches the first one did not reach. Returns (masks, pruning steps, weights, the
+    optimizer's step count, warnings of the second fit())."""
+    import warnings
+
+    import keras
+
+    import dc_keras.train as dt
+    from dc_keras.train import schedules
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 20)).astype(np.float32)
+    y = np.argmax(x @ rng.normal(size=(20, 10)).astype(np.float32), axis=1).astype(np.int32)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu", name="fc1"),
+                              keras.layers.Dense(10, name="fc2")])
+    pruned = dt.prune(model, schedules.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=24, frequency=2))
+    pruned.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (self.epoch, batch) == interrupt_at:
+                raise KeyboardInterrupt
+
+    fit = dict(batch_size=32, shuffle=False, verbose=0)
+    caught = []
+    if interrupt_at is None:
+        pruned.fit(x, y, epochs=3, callbacks=[dt.PruningCallback()], **fit)
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            pruned.fit(x, y, epochs=3, callbacks=[dt.PruningCallback(), CtrlC()], **fit)
+        trained = int(pruned.optimizer.iterations.numpy())
+        assert trained == interrupt_at[0] * 8 + interrupt_at[1] + 1
+        first = trained % 8  # the rest of that epoch, then the epochs it did not reach
+        rest_x = np.concatenate([x[first * 32:]] + [x] * (2 - interrupt_at[0]))
+        rest_y = np.concatenate([y[first * 32:]] + [y] * (2 - interrupt_at[0]))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pruned.fit(rest_x, rest_y, epochs=1, callbacks=[dt.PruningCallback()], **fit)
+    state = {v.path.split("/", 1)[1]: np.array(v.numpy()) for v in pruned.weights}  # without the model name
+    masks = {k: v for k, v in state.items() if "mask" in k}
+    steps = {k: int(v) for k, v in state.items() if "pruning_step" in k}
+    return masks, steps, state, int(pruned.optimizer.iterations.numpy()), [str(w.message) for w in caught]
+
+
+def test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped():
+    """Ctrl-C after step 11 (epoch 2, batch 3) of a pruning fit(): the step counters said 8 (they
+    are written at epoch ends), so the next fit() repeated the mask updates of steps 8 and 10 (with
+    a misleading 'weights tie at the threshold: is the kernel all zeros?' warning, the masks being
+    sparser than step 8's target) and ended 3 steps behind the steps trained (21 of 24). Now the
+    next fit() takes the interrupted one's count from the optimizer: masks, counters and weights
+    equal an uninterrupted run's, bit for bit."""
+    ref_masks, ref_steps, ref_state, ref_iters, _ = _pruning_run()
+    assert ref_iters == 24 and set(ref_steps.values()) == {24} and len(ref_masks) == 2
+    masks, steps, state, iters, caught = _pruning_run(interrupt_at=(1, 2))
+    assert iters == 24
+    assert steps == ref_steps, steps
+    assert not [w for w in caught if "tie at or below the threshold" in w], caught
+    for k in ref_masks:
+        np.testing.assert_array_equal(masks[k], ref_masks[k], err_msg=k)
+    assert sorted(state) == sorted(ref_state)
+    for k in ref_state:
+        np.testing.assert_array_equal(state[k], ref_state[k], err_msg=k)
+
