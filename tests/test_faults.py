@@ -316,3 +316,85 @@ def test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped():
     for k in ref_state:
         np.testing.assert_array_equal(state[k], ref_state[k], err_msg=k)
 
+
+# ------------------------------------------------------------------------------------------
+# os.fork() between loading a packed model and running it
+# ------------------------------------------------------------------------------------------
+_FORK_CHILD = """
+    import ctypes, os, sys
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+    from dc_keras import runtime
+    from dc_keras._compat import delegate_pointer
+
+    packed, plain = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+    x = np.random.RandomState(1).rand(4, 256).astype(np.float32)
+    helpers = ctypes.CDLL(runtime.library_path()).DcKerasHuffDecodeDelegateAsync
+    helpers.restype, helpers.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
+
+    def run(it, allocate=True):
+        if allocate:
+            it.allocate_tensors()
+        it.resize_tensor_input(it.get_input_details()[0]["index"], x.shape)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"]).tobytes()
+
+    want = run(LiteRT(model_content=plain))
+    for case, kwargs in (("loaded", {}), ("allocated+release", {"release_decoded": True}),
+                         ("compressed", {"weights": "compressed"})):
+        it = runtime.Interpreter(model_content=packed, **kwargs)
+        if case == "allocated+release":
+            it.allocate_tensors()  # the release task (keep_decoded=0) may still be running
+        print(case, "helpers", helpers(delegate_pointer(it._delegate)), flush=True)
+        pid = os.fork()
+        if pid == 0:  # the interpreter made before the fork, then a new one
+            ok = True
+            try:
+                mine = run(it)
+                ok = case == "compressed" or mine == want
+                fresh = run(runtime.Interpreter(model_content=packed, **kwargs))
+                ok = ok and fresh == mine
+                print(case, "child", ok, flush=True)
+            except BaseException as exc:
+                print(case, "child error", repr(exc), flush=True)
+                ok = False
+            os._exit(0 if ok else 3)
+        parent = run(it)
+        _, status = os.waitpid(pid, 0)
+        assert case == "compressed" or parent == want, case
+        print(case, "status", status, flush=True)
+"""
+
+
+def test_fork_between_loading_and_running_a_packed_model(tmp_path):
+    """A process that forks after runtime.Interpreter(...) (multiprocessing's fork start method,
+    a server's pre-fork workers): where the delegate decodes on helper threads while the load
+    goes on (decode_async, two or more CPUs, userfaultfd), the weights' memory was not inherited
+    before allocate_tensors() joins the helpers (MADV_DONTFORK), so the child's allocate_tensors()
+    died with SIGSEGV (or waited forever in pthread_join on a helper the child does not have).
+    Now fork() waits for the helpers: the child runs the interpreter made before the fork and a
+    new one, bit-identical to the unpacked model (also after allocate_tensors with
+    release_decoded=True, whose release task runs on, and with weights='compressed')."""
+    import keras
+
+    from dc_keras import export
+
+    keras.utils.set_random_seed(7)
+    m = keras.Sequential([keras.Input((256,))] + [keras.layers.Dense(256, activation="relu") for _ in range(5)])
+    for layer in m.layers:  # 1.25 MiB of decoded weights in 5 tensors: what decode_async takes
+        k, b = layer.get_weights()
+        k[np.abs(k) < np.quantile(np.abs(k), 0.8)] = 0
+        layer.set_weights([np.round(k * 64) / 64, b])
+    plain = export.to_tflite(m, pack=False)
+    (tmp_path / "m.tflite").write_bytes(plain)
+    (tmp_path / "m.packed.tflite").write_bytes(export.pack(plain))
+    r = _child(_FORK_CHILD, tmp_path / "m.packed.tflite", tmp_path / "m.tflite", timeout=240)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-3000:])
+    lines = r.stdout.split("\n")
+    if "loaded helpers 0" in lines:
+        pytest.skip("the delegate decodes without helper threads here (one CPU or no userfaultfd): "
+                    "nothing runs across the fork")
+    for case in ("loaded", "allocated+release", "compressed"):
+        assert f"{case} child True" in lines and f"{case} status 0" in lines, r.stdout
