@@ -675,6 +675,9 @@ class PruningCallback(keras.callbacks.Callback):
     ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
     step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last.
 
+    A ``fit()`` interrupted in the middle of an epoch (Ctrl-C) is picked up by the next ``fit()``
+    with a PruningCallback: the schedule resumes from the steps the optimizer actually ran.
+
     ``keras.callbacks.EarlyStopping(restore_best_weights=True)`` (before or after this callback in
     the list) restores the best epoch's whole state: weights, masks, thresholds and step counter as
     they were at the end of that epoch, so a later ``fit()`` resumes the schedule from there.
