@@ -148,7 +148,7 @@ def check_writable(path, example: str = "model.tflite") -> str:
         err = errno.ENOENT if not os.path.lexists(directory) or os.path.islink(directory) else errno.ENOTDIR
     elif not os.path.isdir(directory):
         err = errno.ENOTDIR
-    elif not os.access(directory, os.W_OK | os.X_OK):
+    elif not _writable(directory, os.W_OK | os.X_OK):  # as the kernel checks an open: effective ids
         err = errno.EROFS if _read_only_mount(directory) else errno.EACCES
     else:
         target = os.path.realpath(path) if os.path.islink(path) else path

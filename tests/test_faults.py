@@ -398,3 +398,40 @@ def test_fork_between_loading_and_running_a_packed_model(tmp_path):
                     "nothing runs across the fork")
     for case in ("loaded", "allocated+release", "compressed"):
         assert f"{case} child True" in lines and f"{case} status 0" in lines, r.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# dc-keras demo: an out_dir it cannot write fails before the training
+# ------------------------------------------------------------------------------------------
+def test_demo_out_dir_it_cannot_write_fails_before_training(shared_dir, capsys):
+    """`dc-keras demo --out_dir DIR` with DIR read-only trained for minutes and failed at its first
+    file; with DIR a file it said only 'DIR: File exists'. Now both fail at once (nothing trained,
+    nothing written), naming DIR and the fix. Run as root, the read-only case runs with the
+    effective user id of `nobody` (root may write any directory)."""
+    from dc_keras import cli
+
+    a_file = os.path.join(shared_dir, "a_file")
+    with open(a_file, "w") as f:
+        f.write("keep me")
+    read_only = os.path.join(shared_dir, "ro")
+    os.mkdir(read_only, 0o555)
+    os.chmod(read_only, 0o555)
+    argv = ["demo", "--train_subset", "100", "--epochs", "1", "--out_dir"]
+    capsys.readouterr()
+    assert cli.main(argv + [a_file]) == 1
+    out, err = capsys.readouterr()
+    assert "[1/4]" not in out, out
+    assert err.strip() == (f"dc-keras demo: error: {a_file}: a file, not a directory: give out_dir (--out_dir) "
+                           "a directory you may write; it is created if missing"), err
+    root = os.geteuid() == 0
+    if root:
+        os.seteuid(65534)
+    try:
+        assert cli.main(argv + [read_only]) == 1
+    finally:
+        if root:
+            os.seteuid(0)
+    out, err = capsys.readouterr()
+    assert "[1/4]" not in out, out
+    assert err.startswith("dc-keras demo: error: ") and read_only in err and "writable directory" in err, err
+    assert os.listdir(read_only) == [] and open(a_file).read() == "keep me"
