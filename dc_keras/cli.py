@@ -124,6 +124,11 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as e:  # user-facing errors: one line, non-zero exit
         print(f"dc-keras {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except MemoryError as e:  # a model too large for the memory (limit) this process has
+        what = _one_line(e)
+        print(f"dc-keras {args.command}: error: out of memory{': ' + what if what else ''}; free some memory "
+              "or raise the process's memory limit (ulimit -v)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"dc-keras {args.command}: interrupted", file=sys.stderr)
         return 130

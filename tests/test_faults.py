@@ -435,3 +435,28 @@ def test_demo_out_dir_it_cannot_write_fails_before_training(shared_dir, capsys):
     assert "[1/4]" not in out, out
     assert err.startswith("dc-keras demo: error: ") and read_only in err and "writable directory" in err, err
     assert os.listdir(read_only) == [] and open(a_file).read() == "keep me"
+
+
+_CLI_LOW_MEMORY = """
+    import resource, sys
+    import numpy as np
+    from dc_keras import cli, codec, export
+    codec.decode(codec.encode(np.arange(1000, dtype=np.float32) % 7))  # imports and library loaded
+    size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (size + (24 << 20),) * 2)
+    cli.run(sys.argv[1:])
+"""
+
+
+def test_cli_out_of_memory_is_one_line(big_packed, tmp_path):
+    """`dc-keras unpack` of a model whose decoded weights do not fit in the process's memory limit
+    (RLIMIT_AS 24 MiB above its size; two 16 MiB kernels): a MemoryError traceback. Now one line
+    saying out of memory and the fix, status 1, no output file."""
+    path, _, _ = big_packed
+    out = tmp_path / "plain.tflite"
+    r = _child(_CLI_LOW_MEMORY, "unpack", path, out)
+    assert r.returncode == 1, (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert r.stderr.strip().startswith("dc-keras unpack: error: out of memory"), r.stderr[-3000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and "ulimit -v" in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == []
