@@ -246,14 +246,9 @@ def test_c_tools_write_the_longest_name_the_file_system_allows(tools, inputs, tm
 # ------------------------------------------------------------------------------------------
 # training: Ctrl-C in the middle of a pruning fit(), then fit() again
 # ------------------------------------------------------------------------------------------
-def _pruning_run(interrupt_at=None):
-    """Prunes a small MLP over 3 epochs of 8 batches (PolynomialDecay 0.2 -> 0.8 by step 24, every
-    2 steps; plain SGD, fixed data order). With ``interrupt_at=(epoch, batch)`` a KeyboardInterrupt
-    ends the fit() after that batch, as Ctrl-C does, and a second fit() (a new PruningCallback)
-    trains on the batches the first one did not reach. Returns (masks, pruning steps, weights, the
-    optimizer's step count, warnings of the second fit())."""
-    import warnings
-
+def _pruned_mlp():
+    """The data (8 batches of 32) and a compiled pruned MLP (PolynomialDecay 0.2 -> 0.8 by step
+    24, every 2 steps; plain SGD): (x, y, model)."""
     import keras
 
     import dc_keras.train as dt
@@ -267,6 +262,22 @@ def _pruning_run(interrupt_at=None):
                               keras.layers.Dense(10, name="fc2")])
     pruned = dt.prune(model, schedules.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=24, frequency=2))
     pruned.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    return x, y, pruned
+
+
+def _pruning_run(interrupt_at=None):
+    """Prunes a small MLP over 3 epochs of 8 batches (PolynomialDecay 0.2 -> 0.8 by step 24, every
+    2 steps; plain SGD, fixed data order). With ``interrupt_at=(epoch, batch)`` a KeyboardInterrupt
+    ends the fit() after that batch, as Ctrl-C does, and a second fit() (a new PruningCallback)
+    trains on the batches the first one did not reach. Returns (masks, pruning steps, weights, the
+    optimizer's step count, warnings of the second fit())."""
+    import warnings
+
+    import keras
+
+    import dc_keras.train as dt
+
+    x, y, pruned = _pruned_mlp()
 
     class CtrlC(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -460,3 +471,39 @@ def test_cli_out_of_memory_is_one_line(big_packed, tmp_path):
     assert r.stderr.strip().startswith("dc-keras unpack: error: out of memory"), r.stderr[-3000:]
     assert len(r.stderr.strip().splitlines()) == 1 and "ulimit -v" in r.stderr, r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule(tmp_path):
+    """keras.callbacks.ModelCheckpoint(save_freq=11) saves the pruned model after step 11, in the
+    middle of the second epoch (the step counters are written at epoch ends; PruningCallback
+    writes them before any save). Reloaded -- as a .keras file with keras.saving.load_model, or as
+    .weights.h5 into a new pruned model -- and trained on the batches after step 11, it ends with
+    the masks, counters and weights of an uninterrupted run, bit for bit (guards the counter a
+    mid-epoch save writes: no test saved mid-epoch before; no defect found)."""
+    import keras
+
+    import dc_keras.train as dt
+
+    x, y, ref = _pruned_mlp()
+    fit = dict(batch_size=32, shuffle=False, verbose=0)
+    ref.fit(x, y, epochs=3, callbacks=[dt.PruningCallback()], **fit)
+    want = [np.array(v.numpy()) for v in ref.weights]
+    rest_x, rest_y = np.concatenate([x[3 * 32:], x]), np.concatenate([y[3 * 32:], y])
+    for name in ("m.keras", "m.weights.h5"):
+        x, y, pruned = _pruned_mlp()
+        path = str(tmp_path / name)
+        save = keras.callbacks.ModelCheckpoint(path, save_freq=11, save_weights_only=name.endswith(".h5"))
+        pruned.fit(x, y, epochs=2, callbacks=[dt.PruningCallback(), save], **fit)  # 16 steps, saved at 11
+        if name.endswith(".keras"):
+            resumed = keras.saving.load_model(path)
+        else:
+            _, _, resumed = _pruned_mlp()
+            resumed.optimizer.build(resumed.trainable_variables)
+            resumed.load_weights(path)
+        steps = [int(v.numpy()) for v in resumed.weights if "pruning_step" in v.path]
+        assert steps == [11, 11] and int(resumed.optimizer.iterations.numpy()) == 11, (name, steps)
+        resumed.fit(rest_x, rest_y, epochs=1, callbacks=[dt.PruningCallback()], **fit)
+        got = [np.array(v.numpy()) for v in resumed.weights]
+        assert len(got) == len(want)
+        for v, a, b in zip(ref.weights, got, want):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: {v.path}")
