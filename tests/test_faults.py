@@ -498,3 +498,54 @@ def test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule(tmp_path)
         assert len(got) == len(want)
         for v, a, b in zip(ref.weights, got, want):
             np.testing.assert_array_equal(a, b, err_msg=f"{name}: {v.path}")
+
+
+# ------------------------------------------------------------------------------------------
+# output errors that named no fix
+# ------------------------------------------------------------------------------------------
+def test_output_name_too_long_fails_before_packing_with_the_fix(tmp_path, monkeypatch, capsys):
+    """An OUT name longer than the file system allows (300 bytes; NAME_MAX 255): dc-keras pack
+    packed the model first and then said only 'File name too long'. Now check_writable refuses
+    it before packing, saying the limit and the fix; nothing is written."""
+    import _export_models as em
+
+    from dc_keras import cli
+    from dc_keras.export import _pack
+
+    src = tmp_path / "m.tflite"
+    src.write_bytes(em.tflite("dense", None))
+
+    def not_now(*args, **kwargs):
+        raise AssertionError("packed before the output path was checked")
+
+    monkeypatch.setattr(_pack, "pack_with_stats", not_now)
+    out = tmp_path / ("b" * 300 + ".tflite")
+    capsys.readouterr()
+    assert cli.main(["pack", str(src), str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dc-keras pack: error: ") and len(err.splitlines()) == 1, err
+    assert err.endswith("File name too long; the file system allows names of at most 255 bytes: choose a "
+                        "shorter output name"), err
+    assert _listing(tmp_path) == ["m.tflite"]
+
+
+def test_disk_io_error_names_the_fix(tmp_path, monkeypatch):
+    """EIO from the disk while the output is made durable: 'Input/output error' alone; now with
+    what to do, naming the output (not the temporary file); the old output is intact."""
+    import errno
+
+    from dc_keras._fileio import atomic_write
+
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+
+    def failing_disk(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing_disk)
+    with pytest.raises(OSError) as info:
+        atomic_write(out, b"new")
+    assert info.value.filename == str(out) and info.value.errno == errno.EIO
+    assert info.value.strerror == ("Input/output error; the disk reported an input/output error: check the disk "
+                                   "or file system, or choose an output path on another disk (nothing was written)")
+    assert _listing(tmp_path) == ["out.bin"] and out.read_bytes() == b"old"
