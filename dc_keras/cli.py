@@ -16,6 +16,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 
 from absl import flags as absl_flags
 from absl.flags import argparse_flags
@@ -162,9 +163,11 @@ def run(argv=None):
     clean-up (no temporary file is left next to the output), and then the process by that signal;
     a signal the caller ignores (``nohup``) stays ignored.
     """
-    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
-            signal.signal(signum, _raise_terminated)
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
+    caught = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if main_thread and s is not None
+              and signal.getsignal(s) is signal.SIG_DFL]
+    for signum in caught:
+        signal.signal(signum, _raise_terminated)
     try:
         quiet_tensorflow_startup()  # before any TensorFlow import: no C++ start-up chatter
         if verbose():
@@ -176,6 +179,9 @@ def run(argv=None):
                 status = main(argv)
     except _Terminated as term:
         _end_by_signal(term.signum)
+    finally:
+        for signum in caught:  # as they were (run() called in a process that goes on)
+            signal.signal(signum, signal.SIG_DFL)
     sys.exit(status)
 
 

@@ -549,3 +549,28 @@ def test_disk_io_error_names_the_fix(tmp_path, monkeypatch):
     assert info.value.strerror == ("Input/output error; the disk reported an input/output error: check the disk "
                                    "or file system, or choose an output path on another disk (nothing was written)")
     assert _listing(tmp_path) == ["out.bin"] and out.read_bytes() == b"old"
+
+
+def test_cli_entry_point_runs_in_a_thread():
+    """cli.run() sets SIGTERM/SIGHUP handlers (test_a_signal_mid_write_leaves_no_temporary_file),
+    which Python allows in the main thread only: run from another thread it must still work
+    (without them) rather than fail with 'signal only works in main thread'."""
+    import threading
+
+    from dc_keras import cli
+
+    result = []
+
+    def call():
+        try:
+            cli.run(["--version"])
+        except SystemExit as exc:
+            result.append(exc.code)
+        except BaseException as exc:  # noqa: BLE001  (reported by the assertion)
+            result.append(repr(exc))
+
+    t = threading.Thread(target=call)
+    t.start()
+    t.join()
+    assert result == [0], result
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
