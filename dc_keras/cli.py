@@ -13,6 +13,7 @@ Commands:
 Run `dc-keras COMMAND --help` for the options of one command.
 """
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -79,9 +80,17 @@ def build_parser():
     return parser, sorted(names)
 
 
+#: errors of a write to a full or failing device: without a file name (every file error of the
+#: commands names its file), they come from printing the report to standard output
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
 def _one_line(exc):
     """``exc`` as a user reads it: "PATH: reason" for file errors (no "[Errno N]")."""
     if isinstance(exc, OSError) and exc.strerror:
+        if not exc.filename and exc.errno in _WRITE_ERRNOS:
+            return (f"cannot write the report to standard output: {exc.strerror} (the output files, if "
+                    "any, were written)")
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     return " ".join(str(exc).split())
 

@@ -574,3 +574,22 @@ def test_cli_entry_point_runs_in_a_thread():
     t.join()
     assert result == [0], result
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
+@pytest.mark.parametrize("name", WRITERS)
+def test_report_lost_on_a_full_stdout_is_an_error(tools, inputs, tmp_path, name):
+    """Standard output on a full device (`> /dev/full`; a full disk): dc_unpack and dc_decode
+    exited 0 with their report line lost (a script reading dc_decode's 'dtype=... bytes=N' got
+    nothing); dc-keras said 'No space left on device', as if the output had failed. Now each exits
+    1 with one line saying the report could not be written to standard output, and the output
+    file is written."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([str(a) for a in argv + [out]], stdout=full, stderr=subprocess.PIPE, text=True,
+                           timeout=300, env=ENV)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot write the report to standard output: No space left on device" in r.stderr, r.stderr
+    assert _listing(tmp_path) == ["out.bin"] and out.stat().st_size > 0

@@ -274,6 +274,17 @@ static int tool_write_output(const char* tool, const char* path, const uint8_t* 
   return 1;
 }
 
+/* At the end of a run that printed its report on stdout: 0, or 1 after one error line if the
+ * report could not be written (stdout a full disk, a closed pipe's EIO, ...): a script reading
+ * it must not take the silence for success.  The outputs written before stay written. */
+static int tool_finish_stdout(const char* tool) {
+  if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
+  int err = errno ? errno : EIO;
+  fprintf(stderr, "%s: cannot write the report to standard output: %s (the outputs were written)\n",
+          tool, strerror(err));
+  return 1;
+}
+
 static int tool_is_help(const char* arg) {
   return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
 }
