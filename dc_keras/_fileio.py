@@ -46,6 +46,14 @@ def _fsync_directory(directory: str) -> None:
             os.close(fd)
 
 
+def _name_max(directory: str) -> int:
+    """The longest file name (bytes) the file system of ``directory`` allows (255 where unknown)."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no such directory
+        return 255
+
+
 def _write_fix(err: int, path: str, example: str = "model.tflite") -> str:
     """What to do about ``errno`` ``err`` when writing ``path`` ("" when there is no general advice)."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -59,6 +67,14 @@ def _write_fix(err: int, path: str, example: str = "model.tflite") -> str:
         return f"{directory} is not writable: choose an output path in a writable directory"
     if err in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return "free some space or choose an output path on another disk (nothing was written)"
+    if err == errno.ENAMETOOLONG:
+        return f"the file system allows names of at most {_name_max(directory)} bytes: choose a shorter output name"
+    if err == errno.EIO:
+        return ("the disk reported an input/output error: check the disk or file system, or choose an output "
+                "path on another disk (nothing was written)")
+    if err == errno.EFBIG:
+        return ("the output is larger than this process may write (ulimit -f) or the file system allows: "
+                "raise the limit or choose an output path on another file system (nothing was written)")
     return ""
 
 
@@ -145,8 +161,10 @@ def check_writable(path, example: str = "model.tflite") -> str:
         err = errno.ENOENT if not os.path.lexists(directory) or os.path.islink(directory) else errno.ENOTDIR
     elif not os.path.isdir(directory):
         err = errno.ENOTDIR
-    elif not os.access(directory, os.W_OK | os.X_OK):
+    elif not _writable(directory, os.W_OK | os.X_OK):  # as the kernel checks an open: effective ids
         err = errno.EROFS if _read_only_mount(directory) else errno.EACCES
+    elif len(os.fsencode(os.path.basename(path))) > _name_max(directory):
+        err = errno.ENAMETOOLONG
     else:
         target = os.path.realpath(path) if os.path.islink(path) else path
         read_only = _read_only_file(path, target, os.path.dirname(os.path.abspath(target)))

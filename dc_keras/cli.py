@@ -13,8 +13,11 @@ Commands:
 Run `dc-keras COMMAND --help` for the options of one command.
 """
 import argparse
+import errno
 import os
+import signal
 import sys
+import threading
 
 from absl import flags as absl_flags
 from absl.flags import argparse_flags
@@ -77,9 +80,17 @@ def build_parser():
     return parser, sorted(names)
 
 
+#: errors of a write to a full or failing device: without a file name (every file error of the
+#: commands names its file), they come from printing the report to standard output
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
 def _one_line(exc):
     """``exc`` as a user reads it: "PATH: reason" for file errors (no "[Errno N]")."""
     if isinstance(exc, OSError) and exc.strerror:
+        if not exc.filename and exc.errno in _WRITE_ERRNOS:
+            return (f"cannot write the report to standard output: {exc.strerror} (the output files, if "
+                    "any, were written)")
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     return " ".join(str(exc).split())
 
@@ -123,20 +134,63 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as e:  # user-facing errors: one line, non-zero exit
         print(f"dc-keras {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except MemoryError as e:  # a model too large for the memory (limit) this process has
+        what = _one_line(e)
+        print(f"dc-keras {args.command}: error: out of memory{': ' + what if what else ''}; free some memory "
+              "or raise the process's memory limit (ulimit -v)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"dc-keras {args.command}: interrupted", file=sys.stderr)
         return 130
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised where the command is, so that its clean-up runs (the
+    temporary file of an output being written is removed) before the process ends by the signal."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, _frame):
+    raise _Terminated(signum)
+
+
+def _end_by_signal(signum):
+    """Ends the process by ``signum`` with the default action, as if it had not been caught (the
+    caller sees the usual status: -15 from subprocess, 143 in a shell)."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    sys.exit(128 + signum)  # not reached where the signal's default action ends the process
+
+
 def run(argv=None):
-    """Console-script entry point (``dc-keras``)."""
-    quiet_tensorflow_startup()  # before any TensorFlow import: no C++ start-up chatter
-    if verbose():
-        sys.exit(main(argv))
-    # TensorFlow's C++ lines go to a temporary file, shown only if a crash (traceback) follows;
-    # Python's stderr (progress bars, errors) is unaffected.
-    with native_stderr_captured(keep_python_stderr=True, replay=(Exception,)):
-        status = main(argv)
+    """Console-script entry point (``dc-keras``).
+
+    SIGTERM (``kill``) and SIGHUP (a closed terminal) end a command as Ctrl-C does, through its
+    clean-up (no temporary file is left next to the output), and then the process by that signal;
+    a signal the caller ignores (``nohup``) stays ignored.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
+    caught = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if main_thread and s is not None
+              and signal.getsignal(s) is signal.SIG_DFL]
+    for signum in caught:
+        signal.signal(signum, _raise_terminated)
+    try:
+        quiet_tensorflow_startup()  # before any TensorFlow import: no C++ start-up chatter
+        if verbose():
+            status = main(argv)
+        else:
+            # TensorFlow's C++ lines go to a temporary file, shown only if a crash (traceback)
+            # follows; Python's stderr (progress bars, errors) is unaffected.
+            with native_stderr_captured(keep_python_stderr=True, replay=(Exception,)):
+                status = main(argv)
+    except _Terminated as term:
+        _end_by_signal(term.signum)
+    finally:
+        for signum in caught:  # as they were (run() called in a process that goes on)
+            signal.signal(signum, signal.SIG_DFL)
     sys.exit(status)
 
 

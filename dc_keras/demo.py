@@ -6,12 +6,13 @@ Huffman packing (``HuffDecode`` op). Every test error in the table is measured o
 file with the interpreter over the full 10,000-image test set, never on the Keras model.
 """
 import dataclasses
+import errno
 import os
 import tempfile
 import time
 
 from dc_keras import pipeline
-from dc_keras._fileio import atomic_write
+from dc_keras._fileio import atomic_write, check_writable
 
 #: epochs per stage: (baseline, prune+retrain, cluster fine-tune). The quick default keeps the
 #: baseline's error (pruning at Adam lr 1e-3 with as many epochs as the baseline had); about
@@ -37,6 +38,20 @@ class StageResult:
 
 def _write(out_dir, name, data):
     return atomic_write(os.path.join(out_dir, name), data)
+
+
+def _prepare_out_dir(out_dir):
+    """Creates ``out_dir`` (and its parents) if missing; an ``OSError`` naming it and the fix,
+    before any training, when the demo could not write its files there (it used to train for
+    minutes and fail at the first file, or say only 'File exists' for a file)."""
+    fix = "give out_dir (--out_dir) a directory you may write; it is created if missing"
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(errno.ENOTDIR, f"a file, not a directory: {fix}", out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"{exc.strerror or exc}; {fix}", out_dir) from None
+    check_writable(os.path.join(out_dir, "lenet_300_100_float.tflite"))
 
 
 def _print_stage_table(rows):
@@ -74,7 +89,7 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
     if epochs:
         e_base = epochs
     out_dir = out_dir or tempfile.mkdtemp(prefix="dc_keras_demo_")
-    os.makedirs(out_dir, exist_ok=True)
+    _prepare_out_dir(out_dir)
 
     (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
     if train_subset:

@@ -675,6 +675,9 @@ class PruningCallback(keras.callbacks.Callback):
     ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
     step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last.
 
+    A ``fit()`` interrupted in the middle of an epoch (Ctrl-C) is picked up by the next ``fit()``
+    with a PruningCallback: the schedule resumes from the steps the optimizer actually ran.
+
     ``keras.callbacks.EarlyStopping(restore_best_weights=True)`` (before or after this callback in
     the list) restores the best epoch's whole state: weights, masks, thresholds and step counter as
     they were at the end of that epoch, so a later ``fit()`` resumes the schedule from there.
@@ -754,17 +757,18 @@ class PruningCallback(keras.callbacks.Callback):
             self._next[i] = wrapper.schedule.next_update(first + count)
         self._set_due()
 
-    def _write_steps(self, epoch_end=False):
+    def _write_steps(self, epoch_end=False, interrupted=False):
         """fit() of known length: set each wrapper's ``pruning_step`` to the steps it has trained
         (the compiled step does not count them; an execution counts from its start: at its end,
         where Keras saves and logs, that is exact). An epoch that ends short of ``steps`` without ``stop_training``
         ran out of data, and Keras may have called the batch hook once more without a batch: the
-        optimizer's step count, when it counts every step, says how many ran."""
+        optimizer's step count, when it counts every step, says how many ran. So it says for a
+        fit() ``interrupted`` in the middle of an execution (KeyboardInterrupt)."""
         if not self._host or self._batch is None:
             return
         steps = int((self.params or {}).get("steps") or 0)
         done = min(int(self._batch) + self._spe, steps)
-        if epoch_end and done < steps and not getattr(self.model, "stop_training", False):
+        if interrupted or (epoch_end and done < steps and not getattr(self.model, "stop_training", False)):
             ran = _optimizer_steps(getattr(self.model, "optimizer", None))
             if ran is not None and self._epoch_iterations is not None:
                 done = min(done, ran - self._epoch_iterations)
@@ -809,6 +813,15 @@ class PruningCallback(keras.callbacks.Callback):
             if self._log is not None:
                 self._log.begin(wrappers, [self._step_of(w) for w in wrappers])
             return
+        # A counted fit() that ended by an exception (KeyboardInterrupt, an error in a callback)
+        # in the middle of an epoch never reached on_epoch_end / on_train_end: its last steps
+        # are not in the counters yet. Written now (the optimizer's count says how many ran), the
+        # schedule resumes where training stopped instead of repeating those steps' updates.
+        unfinished = {id(w._host_steps.__self__): w._host_steps.__self__ for w in wrappers
+                      if w._host_steps is not None and getattr(w._host_steps, "__self__", None) is not None}
+        for other in unfinished.values():
+            other._write_steps(interrupted=True)
+            other._disarm()
         self._running = True
         for wrapper in wrappers:
             wrapper._untracked("_owner", self)

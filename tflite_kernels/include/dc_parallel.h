@@ -67,7 +67,8 @@ DC_API void dc_arena_free(dc_arena* a);
  * addresses out at once and go on (the XNNPACK delegate packs the first layers while the last
  * ones are still being decoded on another core).  dc_arena_new_lazy returns NULL where that is not
  * available (not Linux, Android; userfaultfd refused by the kernel or seccomp): use dc_arena_new
- * and dc_decode_many.  Until the join the arena is not inherited by a forked child.  Blocks must be whole pages (dc_page_size) at page-aligned offsets, and no
+ * and dc_decode_many.  fork() waits for the helpers of every fill and task in progress (the
+ * child inherits filled arenas; there dc_arena_fill_join and dc_task_join only free).  Blocks must be whole pages (dc_page_size) at page-aligned offsets, and no
  * one but dc_arena_fill may write to the arena before dc_arena_fill_join.  A reader faulting from
  * kernel mode (a syscall given an address in it) before the fill gets EFAULT where only
  * user-mode userfaultfd is allowed.  An arena of 2 MiB or more starts on a 2 MiB boundary. */

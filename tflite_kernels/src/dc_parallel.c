@@ -419,7 +419,73 @@ struct dc_fill {
   FillPool pool;
   pthread_t tid[DC_MAX_DECODE_THREADS];
   int started;
+  int finished;         /* helpers done (under g_live.lock) */
+  int forked;           /* a forked child's copy: its helpers are not threads of this process */
+  struct dc_fill* next; /* g_live.fills */
 };
+
+struct dc_task {
+  pthread_t tid;
+  void (*fn)(void*);
+  void* arg;
+  int finished, forked; /* as dc_fill's */
+  struct dc_task* next; /* g_live.tasks */
+};
+
+/* The helper threads running (dc_arena_fill's, dc_task_start's) and fork().  A forked child has
+ * only the thread that forked: a helper still running in the parent would be missing there, and
+ * a lazy arena before its join is not inherited at all (MADV_DONTFORK: nothing is mapped there
+ * in the child).  A child that then used the interpreter (its Prepare joins
+ * the fill) crashed (SIGSEGV reading the weights) or waited forever in pthread_join.  So
+ * fork_prepare (pthread_atfork) waits for every helper to finish and makes every lazy arena
+ * ordinary memory (filled: the child gets the decoded weights), and the child marks their copies
+ * forked, whose joins then only free them.  fork() waits for the decode in progress (the fill
+ * of a model's weights: milliseconds). */
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t done; /* a helper finished */
+  dc_fill* fills;
+  dc_task* tasks;
+  int atfork; /* fork handlers registered */
+} g_live = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0};
+
+static int live_running(void) {
+  for (const dc_fill* f = g_live.fills; f; f = f->next) {
+    if (f->finished < f->started) return 1;
+  }
+  for (const dc_task* t = g_live.tasks; t; t = t->next) {
+    if (!t->finished) return 1;
+  }
+  return 0;
+}
+
+static void fork_prepare(void) {
+  pthread_mutex_lock(&g_live.lock);
+  while (live_running()) pthread_cond_wait(&g_live.done, &g_live.lock);
+  for (dc_fill* f = g_live.fills; f; f = f->next) lazy_release(f->pool.a);
+}
+
+static void fork_parent(void) {
+  pthread_mutex_unlock(&g_live.lock);
+}
+
+static void fork_child(void) {
+  for (dc_fill* f = g_live.fills; f; f = f->next) f->forked = 1;
+  for (dc_task* t = g_live.tasks; t; t = t->next) t->forked = 1;
+  pthread_mutex_unlock(&g_live.lock);
+}
+
+/* Under g_live.lock: the fork handlers, once per process. */
+static void live_register_atfork(void) {
+  if (!g_live.atfork) g_live.atfork = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+}
+
+static void live_finished(int* finished) {
+  pthread_mutex_lock(&g_live.lock);
+  ++*finished;
+  pthread_cond_broadcast(&g_live.done);
+  pthread_mutex_unlock(&g_live.lock);
+}
 
 #if DC_UFFD
 /* Job k moves in whole huge pages (lazy_move): a span of 2 MiB or more at a 2 MiB boundary of an
@@ -518,6 +584,14 @@ static void* fill_worker(void* arg) {
   return NULL;
 }
 
+/* A helper thread of dc_arena_fill. */
+static void* fill_thread(void* arg) {
+  dc_fill* f = (dc_fill*)arg;
+  fill_worker(&f->pool);
+  live_finished(&f->finished);
+  return NULL;
+}
+
 DC_API dc_fill* dc_arena_fill(dc_arena* a, dc_decode_job* jobs, const size_t* span, int* filled,
                               size_t num_jobs, int threads) {
   if (!a) return NULL;
@@ -546,10 +620,17 @@ DC_API dc_fill* dc_arena_fill(dc_arena* a, dc_decode_job* jobs, const size_t* sp
     return NULL;
   }
   if (threads > DC_MAX_DECODE_THREADS) threads = DC_MAX_DECODE_THREADS;
+  pthread_mutex_lock(&g_live.lock); /* no fork() between the helpers' start and f's registration */
+  live_register_atfork();
   for (int i = 0; f && i < threads && (size_t)i < num_jobs; ++i) {
-    if (pthread_create(&f->tid[f->started], NULL, fill_worker, p) != 0) break;
+    if (pthread_create(&f->tid[f->started], NULL, fill_thread, f) != 0) break;
     ++f->started;
   }
+  if (f && f->started > 0) {
+    f->next = g_live.fills;
+    g_live.fills = f;
+  }
+  pthread_mutex_unlock(&g_live.lock);
   if (f && f->started > 0) return f;
   fill_worker(p); /* no helper: the whole fill here */
   pthread_mutex_destroy(&p->lock);
@@ -560,30 +641,38 @@ DC_API dc_fill* dc_arena_fill(dc_arena* a, dc_decode_job* jobs, const size_t* sp
 
 DC_API void dc_arena_fill_join(dc_fill* f) {
   if (!f) return;
-  for (int i = 0; i < f->started; ++i) pthread_join(f->tid[i], NULL);
+  for (int i = 0; !f->forked && i < f->started; ++i) pthread_join(f->tid[i], NULL);
+  pthread_mutex_lock(&g_live.lock);
+  dc_fill** at = &g_live.fills;
+  while (*at && *at != f) at = &(*at)->next;
+  if (*at) *at = f->next;
+  lazy_release(f->pool.a); /* under the lock: fork_prepare may release it too */
+  pthread_mutex_unlock(&g_live.lock);
   pthread_mutex_destroy(&f->pool.lock);
-  lazy_release(f->pool.a);
   free(f);
 }
-
-struct dc_task {
-  pthread_t tid;
-  void (*fn)(void*);
-  void* arg;
-};
 
 static void* task_run(void* arg) {
   dc_task* t = (dc_task*)arg;
   t->fn(t->arg);
+  live_finished(&t->finished);
   return NULL;
 }
 
 DC_API dc_task* dc_task_start(void (*fn)(void*), void* arg) {
-  dc_task* t = dc_decode_threads(0) > 1 ? (dc_task*)malloc(sizeof *t) : NULL;
+  dc_task* t = dc_decode_threads(0) > 1 ? (dc_task*)calloc(1, sizeof *t) : NULL;
   if (t) {
     t->fn = fn;
     t->arg = arg;
-    if (pthread_create(&t->tid, NULL, task_run, t) == 0) return t;
+    pthread_mutex_lock(&g_live.lock);
+    live_register_atfork();
+    const int started = pthread_create(&t->tid, NULL, task_run, t) == 0;
+    if (started) {
+      t->next = g_live.tasks;
+      g_live.tasks = t;
+    }
+    pthread_mutex_unlock(&g_live.lock);
+    if (started) return t;
     free(t);
   }
   fn(arg); /* one CPU, or no thread: in the caller */
@@ -592,6 +681,11 @@ DC_API dc_task* dc_task_start(void (*fn)(void*), void* arg) {
 
 DC_API void dc_task_join(dc_task* t) {
   if (!t) return;
-  pthread_join(t->tid, NULL);
+  if (!t->forked) pthread_join(t->tid, NULL);
+  pthread_mutex_lock(&g_live.lock);
+  dc_task** at = &g_live.tasks;
+  while (*at && *at != t) at = &(*at)->next;
+  if (*at) *at = t->next;
+  pthread_mutex_unlock(&g_live.lock);
   free(t);
 }

@@ -875,10 +875,14 @@ static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
   if (r != 1) return r;
   void* block = mem ? (void*)mem : ready;
   if (!block) block = dc_alloc_output(n); /* kDecodedAlignment-aligned, not zeroed */
-  if (block != mem && (!block || !delegate_keep(d, block))) {
-    free(block);
-    set_msg(msg, msg_size, "HuffDecode(%s): out of memory (%llu bytes)", tensor_name(out),
-            (unsigned long long)info.output_bytes);
+  /* !block: no `mem` given (NULL) and no memory: before, NULL == mem skipped this check and the
+   * decoder was handed a NULL output ("invalid argument (NULL pointer)") */
+  if (!block || (block != mem && !delegate_keep(d, block))) {
+    if (block != mem) free(block);
+    set_msg(msg, msg_size,
+            "HuffDecode(%s): out of memory (%llu bytes for the decoded tensor): free some memory "
+            "or raise the process's memory limit (ulimit -v)",
+            tensor_name(out), (unsigned long long)info.output_bytes);
     return 0;
   }
   /* The decoder writes output_bytes; zero the rest (int4: runtime size > data).  A lazy arena's

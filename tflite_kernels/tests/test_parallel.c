@@ -1,11 +1,13 @@
 /* test_parallel.c -- dc_decode_many (dc_parallel.h): every thread count gives the
  * reference bytes of every vector, errors are per job, and the thread-count policy; dc_task runs
  * its function once, on a helper or in the caller; dc_arena_fill's lazy arenas give readers the
- * reference bytes while the fill is still running. */
+ * reference bytes while the fill is still running, also in a child forked before the join. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "codec_vectors.h"
 #include "dc_codec.h"
@@ -206,6 +208,65 @@ static void lazy(int threads, int want_lazy) {
   free(copies);
 }
 
+/* fork() while a fill and a task may still be running (their joins not called yet): the child
+ * reads the reference bytes from the arena and joins both without waiting for threads it does
+ * not have (before, the lazy arena was not mapped in the child (SIGSEGV), and a join could wait
+ * forever); the parent then joins as usual.  alarm(): a hang is a failure, not a stuck test. */
+static void lazy_fork(void) {
+  const size_t page = dc_page_size(), n = NVEC;
+  dc_decode_job jobs[NVEC];
+  size_t span[NVEC], total = 0, off = 0;
+  int filled[NVEC];
+  for (size_t i = 0; i < n; ++i) {
+    span[i] = (codec_vectors[i].raw_size / page + 1) * page;
+    total += span[i];
+  }
+  dc_arena* a = dc_arena_new_lazy(total);
+  if (!a) return; /* userfaultfd refused: lazy() says so */
+  uint8_t* base = dc_arena_base(a);
+  for (size_t i = 0; i < n; ++i) {
+    jobs[i].packed = codec_vectors[i].packed;
+    jobs[i].packed_size = codec_vectors[i].packed_size;
+    jobs[i].out = base + off;
+    jobs[i].out_size = codec_vectors[i].raw_size;
+    off += span[i];
+  }
+  size_t n1 = (1u << 20) + 5;
+  uint8_t* mem = (uint8_t*)dc_alloc_output(n1);
+  PopulateJob job = {{mem, mem}, {n1, 0}, 0};
+  dc_fill* f = dc_arena_fill(a, jobs, span, filled, n, 2);
+  dc_task* t = dc_task_start(populate_job, &job);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(60);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const codec_vector* v = &codec_vectors[i];
+      if (jobs[i].status == DC_OK) bad += memcmp(jobs[i].out, v->raw, v->raw_size) != 0;
+    }
+    dc_task_join(t);
+    dc_arena_fill_join(f);
+    for (size_t i = 0; i < n; ++i) bad += filled[i] != 1;
+    _exit(bad == 0 && job.runs == 1 ? 0 : 3);
+  }
+  int status = -1;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork");
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "forked child: status %d (%s %d)", status,
+        WIFSIGNALED(status) ? "signal" : "exit",
+        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+  dc_task_join(t);
+  dc_arena_fill_join(f);
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const codec_vector* v = &codec_vectors[i];
+    bad += filled[i] != 1 || jobs[i].status != DC_OK || memcmp(jobs[i].out, v->raw, v->raw_size);
+  }
+  CHECK(bad == 0 && job.runs == 1, "after the fork: %zu jobs wrong", bad);
+  dc_arena_free(a);
+  free(mem);
+}
+
 /* A packed float32 tensor of n elements (§2 version 2, §5 dense, dc_test_pack.h): two values
  * with a 1-bit code each, element i = value[bit (i * 2654435761 >> 13) & 1]; malloc'd, size in
  * *size, the decoded bytes in *raw (malloc'd). */
@@ -292,6 +353,7 @@ int main(void) {
   lazy(2, 1);
   lazy(0, 1); /* no helper thread: the whole fill in the caller */
   lazy(2, 0);
+  lazy_fork();
   lazy_large(1);
   lazy_large(2);
   lazy_large(0);

@@ -103,5 +103,5 @@ int main(int argc, char** argv) {
   }
   for (i = 1; i + 1 < argc; i += 2)
     if (decode_one(argv[i], argv[i + 1]) != 0) return 1;
-  return 0;
+  return tool_finish_stdout("dc_decode");
 }

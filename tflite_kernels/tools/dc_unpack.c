@@ -64,5 +64,5 @@ int main(int argc, char** argv) {
   dc_unpack_free(out);
   if (w != 0) return 1;
   printf("unpacked %s (%zu bytes) -> %s (%zu bytes)\n", argv[1], in_n, argv[2], out_n);
-  return 0;
+  return tool_finish_stdout("dc_unpack");
 }

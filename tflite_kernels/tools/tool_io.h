@@ -6,13 +6,16 @@
  * input: a new file gets mode 0666 minus the umask, a replaced one keeps its mode, a symbolic link
  * is written through (the file it names is replaced, the link stays), and an output that is not a
  * regular file (a device, a FIFO) or that the user may not write (read-only) is refused before any
- * work (tool_check_output), as dc-keras's writer does.
+ * work (tool_check_output), as dc-keras's writer does.  A signal that ends the tool while it
+ * writes (SIGINT, SIGTERM, SIGHUP, SIGQUIT) removes the temporary file first; a file-size limit
+ * (ulimit -f) is an error line (EFBIG), not a death by SIGXFSZ.
  */
 #ifndef DC_TOOL_IO_H
 #define DC_TOOL_IO_H
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,44 +65,126 @@ static int tool_read_file(const char* path, uint8_t** data, size_t* size) {
   return 0;
 }
 
+/* The temporary file being written (tool_write_atomic): a signal that ends the tool (Ctrl-C,
+ * kill, a closed terminal) removes it first (tool_on_signal), so that no OUT.tmp file is left. */
+static char tool_tmp[8192];
+static volatile sig_atomic_t tool_tmp_live = 0;
+static const int tool_fatal_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+static void tool_on_signal(int sig) {
+  if (tool_tmp_live) unlink(tool_tmp); /* async-signal-safe */
+  signal(sig, SIG_DFL);
+  raise(sig); /* the usual death by that signal (the shell's 128 + N exit status) */
+}
+
+/* Installs tool_on_signal for the signals that end the tool (not for one the caller ignores, as
+ * nohup does), and ignores SIGXFSZ: a write beyond the file-size limit (ulimit -f) then fails with
+ * EFBIG, reported as any write error, instead of killing the tool with the temporary file left. */
+static void tool_handle_signals(void) {
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = tool_on_signal;
+  for (size_t i = 0; i < sizeof tool_fatal_signals / sizeof tool_fatal_signals[0]; ++i) {
+    if (sigaction(tool_fatal_signals[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) {
+      sigaction(tool_fatal_signals[i], &sa, NULL);
+    }
+  }
+  signal(SIGXFSZ, SIG_IGN);
+}
+
+/* Blocks (block 1) or unblocks the fatal signals: tool_tmp_live changes with the file's existence,
+ * atomically for tool_on_signal. */
+static void tool_block_signals(int block, sigset_t* saved) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (size_t i = 0; i < sizeof tool_fatal_signals / sizeof tool_fatal_signals[0]; ++i) {
+    sigaddset(&set, tool_fatal_signals[i]);
+  }
+  if (block) {
+    sigprocmask(SIG_BLOCK, &set, saved);
+  } else {
+    sigprocmask(SIG_SETMASK, saved, NULL);
+  }
+}
+
+/* Creates the temporary file next to path, "DIR/.NAME.PID-N.tmp" (NAME cut to 200 bytes, so that
+ * any name the file system allows for path works, as dc-keras's writer does), with mode 0666 (the
+ * umask applies) and O_EXCL; its name in tool_tmp.  The fd, or -1 with errno set. */
+static int tool_create_tmp(const char* path) {
+  const char* slash = strrchr(path, '/');
+  const char* name = slash ? slash + 1 : path;
+  const int dir_len = slash ? (int)(slash - path + 1) : 0;
+  size_t name_len = strlen(name);
+  if (name_len > 200) name_len = 200;
+  for (unsigned n = 0; n < 100; ++n) {
+    int len = snprintf(tool_tmp, sizeof tool_tmp, "%.*s.%.*s.%ld-%u.tmp", dir_len, path,
+                       (int)name_len, name, (long)getpid(), n);
+    if (len < 0 || (size_t)len >= sizeof tool_tmp) {
+      errno = ENAMETOOLONG;
+      return -1;
+    }
+    sigset_t saved;
+    tool_block_signals(1, &saved);
+    int fd = open(tool_tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    tool_tmp_live = fd >= 0;
+    int err = errno;
+    tool_block_signals(0, &saved);
+    if (fd >= 0 || err != EEXIST) {
+      errno = err;
+      return fd;
+    }
+  }
+  errno = EEXIST;
+  return -1;
+}
+
 /* Writes data to path through a temporary file next to it and rename: readers never see a
- * half-written file, and on failure an existing file at path is left as it was and the temporary
- * file is removed.  A new file gets mode 0666 & ~umask, an existing one keeps its mode; a symbolic
- * link is written through (its target is replaced).  -1 with errno set on failure. */
+ * half-written file, and on failure (or a signal that ends the tool) an existing file at path is
+ * left as it was and the temporary file is removed.  A new file gets mode 0666 & ~umask, an
+ * existing one keeps its mode; a symbolic link is written through (its target is replaced).  -1
+ * with errno set on failure. */
 static int tool_write_atomic(const char* path, const uint8_t* data, size_t size) {
   struct stat st, lst;
   char* real = NULL;
+  sigset_t saved;
+  tool_handle_signals();
   if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
     real = realpath(path, NULL); /* NULL for a dangling link: it is replaced like a file */
     if (real) path = real;
   }
   const int exists = stat(path, &st) == 0 && S_ISREG(st.st_mode);
-  size_t n = strlen(path) + 32;
-  char* tmp = (char*)malloc(n);
-  if (!tmp) {
-    free(real);
-    errno = ENOMEM;
-    return -1;
-  }
-  snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-  int ok = fd >= 0;
+  int fd = tool_create_tmp(path);
+  int err = fd >= 0 ? 0 : errno; /* the first failure's */
   size_t done = 0;
-  if (ok && exists) ok = fchmod(fd, st.st_mode & 07777) == 0; /* the replaced file's mode */
-  while (ok && done < size) {
+  if (!err && exists && fchmod(fd, st.st_mode & 07777) != 0) err = errno; /* the replaced mode */
+  while (!err && done < size) {
     ssize_t w = write(fd, data + done, size - done);
     if (w < 0 && errno == EINTR) continue;
-    ok = w > 0;
-    if (ok) done += (size_t)w;
+    if (w <= 0) err = w < 0 ? errno : EIO;
+    if (w > 0) done += (size_t)w;
   }
-  if (fd >= 0) ok = (fsync(fd) == 0) & ok, ok = (close(fd) == 0) & ok;
-  if (ok) ok = rename(tmp, path) == 0;
-  int err = errno;
-  if (!ok && fd >= 0) unlink(tmp);
-  free(tmp);
+  if (fd >= 0 && fsync(fd) != 0 && !err) err = errno;
+  if (fd >= 0 && close(fd) != 0 && !err) err = errno;
+  tool_block_signals(1, &saved);
+  if (!err && rename(tool_tmp, path) != 0) err = errno;
+  if (err && fd >= 0) unlink(tool_tmp);
+  tool_tmp_live = 0;
+  tool_block_signals(0, &saved);
+  if (!err) { /* the rename durable, as dc-keras's writer makes it */
+    char* dir = strdup(path);
+    char* slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash) slash[slash == dir ? 1 : 0] = '\0'; /* "/out": "/" */
+    int dfd = dir ? open(slash ? dir : ".", O_RDONLY) : -1;
+    if (dfd >= 0) {
+      (void)fsync(dfd);
+      close(dfd);
+    }
+    free(dir);
+  }
   free(real);
   errno = err;
-  return ok ? 0 : -1;
+  return err ? -1 : 0;
 }
 
 /* What to do about errno `err` when reading the input (`what`: e.g. "packed .tflite", `kind`:
@@ -127,6 +212,12 @@ static const char* tool_io_fix(int err, int output, const char* what, const char
   if (err == ENOSPC || err == EDQUOT) {
     return "free some space or choose an output path on another disk (nothing was written)";
   }
+  if (err == EFBIG) {
+    return "the output is larger than this process may write (ulimit -f) or the file system "
+           "allows: raise the limit or choose an output path on another file system (nothing "
+           "was written)";
+  }
+  if (err == ENAMETOOLONG) return "choose a shorter output path";
   return "choose another output path";
 }
 
@@ -180,6 +271,17 @@ static int tool_write_output(const char* tool, const char* path, const uint8_t* 
   int err = errno;
   fprintf(stderr, "%s: cannot write %s: %s; %s\n", tool, path, strerror(err),
           tool_io_fix(err, 1, "", ""));
+  return 1;
+}
+
+/* At the end of a run that printed its report on stdout: 0, or 1 after one error line if the
+ * report could not be written (stdout a full disk, a closed pipe's EIO, ...): a script reading
+ * it must not take the silence for success.  The outputs written before stay written. */
+static int tool_finish_stdout(const char* tool) {
+  if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
+  int err = errno ? errno : EIO;
+  fprintf(stderr, "%s: cannot write the report to standard output: %s (the outputs were written)\n",
+          tool, strerror(err));
   return 1;
 }
 

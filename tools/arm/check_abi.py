@@ -40,6 +40,7 @@ fmin fminf fmax fmaxf isnan isinf
 raise pthread_once pthread_mutex_lock pthread_mutex_unlock
 pthread_create pthread_join pthread_mutex_init pthread_mutex_destroy sysconf madvise mmap munmap
 close ioctl syscall pthread_self sched_yield
+pthread_cond_wait pthread_cond_broadcast pthread_atfork
 """.split())  # close/ioctl/syscall: dc_parallel.c's lazy arenas (userfaultfd; compiled out on Android)
 # Names that glibc headers or gcc emit for the functions above (or for startup code); the NDK
 # build compiles the same source against bionic's headers, which map them to bionic names.
@@ -53,7 +54,8 @@ __aeabi_memclr4 __aeabi_memclr8 __aeabi_unwind_cpp_pr0 __aeabi_unwind_cpp_pr1
 __aeabi_uldivmod __aeabi_ldivmod __aeabi_uidiv __aeabi_uidivmod __aeabi_idiv __aeabi_idivmod
 __aeabi_d2lz __aeabi_d2ulz __aeabi_f2lz __aeabi_f2ulz __aeabi_l2d __aeabi_ul2d __aeabi_l2f
 __aeabi_ul2f __aeabi_llsl __aeabi_llsr __aeabi_lasr
-""".split())
+__register_atfork
+""".split())  # __register_atfork: glibc's pthread_atfork (a libc_nonshared.a wrapper calling it)
 EXPORT_RE = re.compile(r"^(dc_\w+|tflite_plugin_\w+|\w*[Hh]uff[Dd]ecode\w*|_init|_fini)$")
 
 

@@ -1,0 +1,595 @@
+"""Failing environments (issue 10, s14 audit): a process out of memory, a file-size limit, a
+signal in the middle of a write, a fork between loading and running a model, an interrupted
+fit(). Each must end in one clear error naming the problem and the fix (or the right result),
+never a crash, a hang or a silent wrong result, and nothing the user had may be lost: no
+partial or temporary file left next to the output, inputs untouched.
+
+What other files already cover is not repeated here: atomic writes, umask and modes
+(test_fileio.py, test_c_tools.py), disk full and read-only outputs (test_cli_errors.py),
+hostile sizes (test_reliability.py), corrupt models (test_corruption.py), SIGKILL + resume
+(test_training_faults.py, test_multi_worker.py).
+"""
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "tflite_kernels", "build")
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+
+
+def _child(code, *args, timeout=300, **kw):
+    """Runs ``code`` in a fresh Python (dc_keras of this checkout) with ``args``."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=ENV, **kw)
+
+
+@pytest.fixture(scope="module")
+def big_packed(tmp_path_factory):
+    """The path of a packed model whose 2048x2048 float kernel decodes to 16 MiB (a small one
+    beside it)."""
+    import keras
+
+    from dc_keras import export
+
+    keras.utils.set_random_seed(5)
+    m = keras.Sequential([keras.Input((2048,)), keras.layers.Dense(2048, name="a"), keras.layers.Dense(16, name="b")])
+    for layer in m.layers:
+        k, b = layer.get_weights()
+        k[np.abs(k) < np.quantile(np.abs(k), 0.9)] = 0
+        layer.set_weights([np.round(k * 64) / 64, b])
+    path = tmp_path_factory.mktemp("big") / "big.packed.tflite"
+    path.write_bytes(export.pack(export.to_tflite(m, pack=False)))
+    return path
+
+
+# ------------------------------------------------------------------------------------------
+# memory: a low RLIMIT_AS while loading a large packed model
+# ------------------------------------------------------------------------------------------
+_LOW_MEMORY = """
+    import resource, sys
+    import numpy as np
+    from dc_keras import runtime
+    path, extra_mib = sys.argv[1], int(sys.argv[2])
+    small = runtime.Interpreter(model_content=open(path.replace("big.packed", "small.packed"), "rb").read())
+    small.allocate_tensors()  # everything imported and initialised first
+    size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (size + (extra_mib << 20),) * 2)
+    try:
+        it = runtime.Interpreter(model_path=path)
+        it.allocate_tensors()
+        print("LOADED")
+    except (RuntimeError, MemoryError) as exc:
+        print("ERROR", " ".join(str(exc).split()))
+"""
+
+
+def test_out_of_memory_while_decoding_says_out_of_memory(big_packed, tmp_path):
+    """A process that cannot get the 16 MiB a decoded weight needs (RLIMIT_AS 8 MiB above what it
+    uses): the delegate said 'decoding failed: invalid argument (NULL pointer)' (its out-of-memory
+    check compared the failed allocation, NULL, with the absent arena block, NULL, and handed the
+    decoder a NULL output); now 'out of memory' with the size and the fix, and no crash."""
+    import shutil
+
+    from dc_keras import export
+
+    path = big_packed
+    work = tmp_path / "big.packed.tflite"
+    shutil.copy(path, work)
+    import _export_models as em
+
+    (tmp_path / "small.packed.tflite").write_bytes(export.pack(em.tflite("dense", None)))
+    r = _child(_LOW_MEMORY, work, 8)
+    assert r.returncode == 0, (r.returncode, r.stderr[-3000:])
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("ERROR"), r.stdout
+    assert "NULL pointer" not in line, line
+    assert "out of memory" in line and "memory limit" in line, line
+
+
+# ------------------------------------------------------------------------------------------
+# writing outputs: a file-size limit, a signal mid-write, the longest name (CLI and C tools)
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tools():
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), "tools"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return {name: os.path.join(BUILD, name) for name in ("dc_decode", "dc_unpack")}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Inputs of every writer: a plain and a packed .tflite, a packed tensor (all > 16 KiB out)."""
+    import _export_models as em
+
+    from dc_keras import codec, export
+
+    d = tmp_path_factory.mktemp("inputs")
+    plain = em.tflite("dense", None)
+    (d / "m.tflite").write_bytes(plain)
+    (d / "p.tflite").write_bytes(export.pack(plain))
+    (d / "w.dcp").write_bytes(codec.encode(np.repeat(np.arange(-8, 8, dtype=np.float32), 512)))
+    return d
+
+
+def _commands(tools, inputs):
+    """name -> argv without OUT: every command that writes an output file."""
+    py = [sys.executable, "-m", "dc_keras"]
+    return {"dc-keras pack": py + ["pack", inputs / "m.tflite"],
+            "dc-keras unpack": py + ["unpack", inputs / "p.tflite"],
+            "dc_unpack": [tools["dc_unpack"], inputs / "p.tflite"],
+            "dc_decode": [tools["dc_decode"], inputs / "w.dcp"]}
+
+
+WRITERS = ["dc-keras pack", "dc-keras unpack", "dc_unpack", "dc_decode"]
+
+
+def _listing(d):
+    return sorted(os.listdir(d))
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_file_size_limit_is_one_clear_error(tools, inputs, tmp_path, name):
+    """RLIMIT_FSIZE (ulimit -f) below the output's size: the C tools were killed by SIGXFSZ
+    ('File size limit exceeded', no error line of theirs) with their OUT.tmp.PID file left behind,
+    and dc-keras said only 'File too large'. Now each exits 1 with one line naming OUT, the cause
+    and the fix; the old OUT and the directory are as they were."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    limit = 2 << 10  # below the smallest output (the packed model: ~6 KB)
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300,
+                       env=ENV, preexec_fn=low_limit)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(out) in lines[0] and "File too large" in lines[0] and "ulimit -f" in lines[0], lines[0]
+    assert out.read_bytes() == b"old" and _listing(tmp_path) == ["out.bin"]
+
+
+_FSYNC_SIGNAL_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdlib.h>
+/* fsync of the output's temporary file: the signal named by SHIM_SIGNAL arrives right then
+ * (deterministically: while the temporary file is complete but not yet renamed) */
+int fsync(int fd) {
+  static int (*real)(int);
+  const char* sig = getenv("SHIM_SIGNAL");
+  if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+  if (sig) raise(atoi(sig));
+  return real(fd);
+}
+"""
+
+_PY_FSYNC_SIGNAL = """
+    import os, signal, sys
+    real = os.fsync
+    def fsync(fd):  # the signal arrives while the temporary file is complete but not renamed
+        os.kill(os.getpid(), int(os.environ["SHIM_SIGNAL"]))
+        return real(fd)
+    os.fsync = fsync
+    from dc_keras import cli
+    cli.run(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="module")
+def fsync_shim(tmp_path_factory):
+    d = tmp_path_factory.mktemp("shim")
+    (d / "shim.c").write_text(_FSYNC_SIGNAL_SHIM)
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(d / "shim.so"), str(d / "shim.c"), "-ldl"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return str(d / "shim.so")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+@pytest.mark.parametrize("name", WRITERS)
+def test_a_signal_mid_write_leaves_no_temporary_file(tools, inputs, fsync_shim, tmp_path, name, sig):
+    """kill (SIGTERM), a closed terminal (SIGHUP) or Ctrl-C (SIGINT) while the output is being
+    written: the temporary file was left next to OUT (dc-keras: '.OUT.xxxx.tmp' for SIGTERM and
+    SIGHUP, which Python does not turn into an exception; the C tools: 'OUT.tmp.PID' for all
+    three). Now it is removed, the old OUT is intact, and the process still ends as that signal
+    says (killed by it; dc-keras on Ctrl-C: 'interrupted', status 130)."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    env = dict(ENV, SHIM_SIGNAL=str(int(sig)))
+    if name.startswith("dc-keras"):
+        argv = [sys.executable, "-c", textwrap.dedent(_PY_FSYNC_SIGNAL)] + argv[3:]
+    else:
+        env["LD_PRELOAD"] = fsync_shim
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=env)
+    if name.startswith("dc-keras") and sig == signal.SIGINT:
+        assert r.returncode == 130 and r.stderr.strip().endswith("interrupted"), (r.returncode, r.stderr[-2000:])
+    else:
+        assert r.returncode == -sig, (r.returncode, r.stderr[-2000:])
+    assert _listing(tmp_path) == ["out.bin"] and out.read_bytes() == b"old"
+    assert (inputs / "m.tflite").exists() and _listing(inputs) == ["m.tflite", "p.tflite", "w.dcp"]
+
+
+@pytest.mark.parametrize("name", ["dc_unpack", "dc_decode"])
+def test_c_tools_write_the_longest_name_the_file_system_allows(tools, inputs, tmp_path, name):
+    """A 250-byte OUT name (NAME_MAX is 255): the C tools' temporary name, OUT + '.tmp.PID', was
+    too long ('File name too long; choose another output path' for a valid name); dc-keras's
+    writer keeps at most 200 bytes of the name in its temporary one (test_user_journey.py), and
+    now so do they."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / ("m" * 246 + ".bin")
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert _listing(tmp_path) == [out.name] and out.stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------------------
+# training: Ctrl-C in the middle of a pruning fit(), then fit() again
+# ------------------------------------------------------------------------------------------
+def _pruned_mlp():
+    """The data (8 batches of 32) and a compiled pruned MLP (PolynomialDecay 0.2 -> 0.8 by step
+    24, every 2 steps; plain SGD): (x, y, model)."""
+    import keras
+
+    import dc_keras.train as dt
+    from dc_keras.train import schedules
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 20)).astype(np.float32)
+    y = np.argmax(x @ rng.normal(size=(20, 10)).astype(np.float32), axis=1).astype(np.int32)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu", name="fc1"),
+                              keras.layers.Dense(10, name="fc2")])
+    pruned = dt.prune(model, schedules.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=24, frequency=2))
+    pruned.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    return x, y, pruned
+
+
+def _pruning_run(interrupt_at=None):
+    """Prunes a small MLP over 3 epochs of 8 batches (PolynomialDecay 0.2 -> 0.8 by step 24, every
+    2 steps; plain SGD, fixed data order). With ``interrupt_at=(epoch, batch)`` a KeyboardInterrupt
+    ends the fit() after that batch, as Ctrl-C does, and a second fit() (a new PruningCallback)
+    trains on the batches the first one did not reach. Returns (masks, pruning steps, weights, the
+    optimizer's step count, warnings of the second fit())."""
+    import warnings
+
+    import keras
+
+    import dc_keras.train as dt
+
+    x, y, pruned = _pruned_mlp()
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (self.epoch, batch) == interrupt_at:
+                raise KeyboardInterrupt
+
+    fit = dict(batch_size=32, shuffle=False, verbose=0)
+    caught = []
+    if interrupt_at is None:
+        pruned.fit(x, y, epochs=3, callbacks=[dt.PruningCallback()], **fit)
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            pruned.fit(x, y, epochs=3, callbacks=[dt.PruningCallback(), CtrlC()], **fit)
+        trained = int(pruned.optimizer.iterations.numpy())
+        assert trained == interrupt_at[0] * 8 + interrupt_at[1] + 1
+        first = trained % 8  # the rest of that epoch, then the epochs it did not reach
+        rest_x = np.concatenate([x[first * 32:]] + [x] * (2 - interrupt_at[0]))
+        rest_y = np.concatenate([y[first * 32:]] + [y] * (2 - interrupt_at[0]))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pruned.fit(rest_x, rest_y, epochs=1, callbacks=[dt.PruningCallback()], **fit)
+    state = {v.path.split("/", 1)[1]: np.array(v.numpy()) for v in pruned.weights}  # without the model name
+    masks = {k: v for k, v in state.items() if "mask" in k}
+    steps = {k: int(v) for k, v in state.items() if "pruning_step" in k}
+    return masks, steps, state, int(pruned.optimizer.iterations.numpy()), [str(w.message) for w in caught]
+
+
+def test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped():
+    """Ctrl-C after step 11 (epoch 2, batch 3) of a pruning fit(): the step counters said 8 (they
+    are written at epoch ends), so the next fit() repeated the mask updates of steps 8 and 10 (with
+    a misleading 'weights tie at the threshold: is the kernel all zeros?' warning, the masks being
+    sparser than step 8's target) and ended 3 steps behind the steps trained (21 of 24). Now the
+    next fit() takes the interrupted one's count from the optimizer: masks, counters and weights
+    equal an uninterrupted run's, bit for bit."""
+    ref_masks, ref_steps, ref_state, ref_iters, _ = _pruning_run()
+    assert ref_iters == 24 and set(ref_steps.values()) == {24} and len(ref_masks) == 2
+    masks, steps, state, iters, caught = _pruning_run(interrupt_at=(1, 2))
+    assert iters == 24
+    assert steps == ref_steps, steps
+    assert not [w for w in caught if "tie at or below the threshold" in w], caught
+    for k in ref_masks:
+        np.testing.assert_array_equal(masks[k], ref_masks[k], err_msg=k)
+    assert sorted(state) == sorted(ref_state)
+    for k in ref_state:
+        np.testing.assert_array_equal(state[k], ref_state[k], err_msg=k)
+
+
+# ------------------------------------------------------------------------------------------
+# os.fork() between loading a packed model and running it
+# ------------------------------------------------------------------------------------------
+_FORK_CHILD = """
+    import ctypes, os, sys
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+    from dc_keras import runtime
+    from dc_keras._compat import delegate_pointer
+
+    packed, plain = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+    x = np.random.RandomState(1).rand(4, 256).astype(np.float32)
+    helpers = ctypes.CDLL(runtime.library_path()).DcKerasHuffDecodeDelegateAsync
+    helpers.restype, helpers.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
+
+    def run(it, allocate=True):
+        if allocate:
+            it.allocate_tensors()
+        it.resize_tensor_input(it.get_input_details()[0]["index"], x.shape)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"]).tobytes()
+
+    want = run(LiteRT(model_content=plain))
+    for case, kwargs in (("loaded", {}), ("allocated+release", {"release_decoded": True}),
+                         ("compressed", {"weights": "compressed"})):
+        it = runtime.Interpreter(model_content=packed, **kwargs)
+        if case == "allocated+release":
+            it.allocate_tensors()  # the release task (keep_decoded=0) may still be running
+        print(case, "helpers", helpers(delegate_pointer(it._delegate)), flush=True)
+        pid = os.fork()
+        if pid == 0:  # the interpreter made before the fork, then a new one
+            ok = True
+            try:
+                mine = run(it)
+                ok = case == "compressed" or mine == want
+                fresh = run(runtime.Interpreter(model_content=packed, **kwargs))
+                ok = ok and fresh == mine
+                print(case, "child", ok, flush=True)
+            except BaseException as exc:
+                print(case, "child error", repr(exc), flush=True)
+                ok = False
+            os._exit(0 if ok else 3)
+        parent = run(it)
+        _, status = os.waitpid(pid, 0)
+        assert case == "compressed" or parent == want, case
+        print(case, "status", status, flush=True)
+"""
+
+
+def test_fork_between_loading_and_running_a_packed_model(tmp_path):
+    """A process that forks after runtime.Interpreter(...) (multiprocessing's fork start method,
+    a server's pre-fork workers): where the delegate decodes on helper threads while the load
+    goes on (decode_async, two or more CPUs, userfaultfd), the weights' memory was not inherited
+    before allocate_tensors() joins the helpers (MADV_DONTFORK), so the child's allocate_tensors()
+    died with SIGSEGV (or waited forever in pthread_join on a helper the child does not have).
+    Now fork() waits for the helpers: the child runs the interpreter made before the fork and a
+    new one, bit-identical to the unpacked model (also after allocate_tensors with
+    release_decoded=True, whose release task runs on, and with weights='compressed')."""
+    import keras
+
+    from dc_keras import export
+
+    keras.utils.set_random_seed(7)
+    m = keras.Sequential([keras.Input((256,))] + [keras.layers.Dense(256, activation="relu") for _ in range(5)])
+    for layer in m.layers:  # 1.25 MiB of decoded weights in 5 tensors: what decode_async takes
+        k, b = layer.get_weights()
+        k[np.abs(k) < np.quantile(np.abs(k), 0.8)] = 0
+        layer.set_weights([np.round(k * 64) / 64, b])
+    plain = export.to_tflite(m, pack=False)
+    (tmp_path / "m.tflite").write_bytes(plain)
+    (tmp_path / "m.packed.tflite").write_bytes(export.pack(plain))
+    r = _child(_FORK_CHILD, tmp_path / "m.packed.tflite", tmp_path / "m.tflite", timeout=240)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-3000:])
+    lines = r.stdout.split("\n")
+    if "loaded helpers 0" in lines:
+        pytest.skip("the delegate decodes without helper threads here (one CPU or no userfaultfd): "
+                    "nothing runs across the fork")
+    for case in ("loaded", "allocated+release", "compressed"):
+        assert f"{case} child True" in lines and f"{case} status 0" in lines, r.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# dc-keras demo: an out_dir it cannot write fails before the training
+# ------------------------------------------------------------------------------------------
+def test_demo_out_dir_it_cannot_write_fails_before_training(shared_dir, capsys):
+    """`dc-keras demo --out_dir DIR` with DIR read-only trained for minutes and failed at its first
+    file; with DIR a file it said only 'DIR: File exists'. Now both fail at once (nothing trained,
+    nothing written), naming DIR and the fix. Run as root, the read-only case runs with the
+    effective user id of `nobody` (root may write any directory)."""
+    from dc_keras import cli
+
+    a_file = os.path.join(shared_dir, "a_file")
+    with open(a_file, "w") as f:
+        f.write("keep me")
+    read_only = os.path.join(shared_dir, "ro")
+    os.mkdir(read_only, 0o555)
+    os.chmod(read_only, 0o555)
+    argv = ["demo", "--train_subset", "100", "--epochs", "1", "--out_dir"]
+    capsys.readouterr()
+    assert cli.main(argv + [a_file]) == 1
+    out, err = capsys.readouterr()
+    assert "[1/4]" not in out, out
+    assert err.strip() == (f"dc-keras demo: error: {a_file}: a file, not a directory: give out_dir (--out_dir) "
+                           "a directory you may write; it is created if missing"), err
+    root = os.geteuid() == 0
+    if root:
+        os.seteuid(65534)
+    try:
+        assert cli.main(argv + [read_only]) == 1
+    finally:
+        if root:
+            os.seteuid(0)
+    out, err = capsys.readouterr()
+    assert "[1/4]" not in out, out
+    assert err.startswith("dc-keras demo: error: ") and read_only in err and "writable directory" in err, err
+    assert os.listdir(read_only) == [] and open(a_file).read() == "keep me"
+
+
+_CLI_LOW_MEMORY = """
+    import resource, sys
+    import numpy as np
+    from dc_keras import cli, codec, export
+    codec.decode(codec.encode(np.arange(1000, dtype=np.float32) % 7))  # imports and library loaded
+    size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (size + (12 << 20),) * 2)
+    cli.run(sys.argv[1:])
+"""
+
+
+def test_cli_out_of_memory_is_one_line(big_packed, tmp_path):
+    """`dc-keras unpack` of a model whose decoded weights do not fit in the process's memory limit
+    (RLIMIT_AS 12 MiB above its size; a 16 MiB kernel): a MemoryError traceback. Now one line
+    saying out of memory and the fix, status 1, no output file."""
+    path = big_packed
+    out = tmp_path / "plain.tflite"
+    r = _child(_CLI_LOW_MEMORY, "unpack", path, out)
+    assert r.returncode == 1, (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert r.stderr.strip().startswith("dc-keras unpack: error: out of memory"), r.stderr[-3000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and "ulimit -v" in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule(tmp_path):
+    """keras.callbacks.ModelCheckpoint(save_freq=11) saves the pruned model after step 11, in the
+    middle of the second epoch (the step counters are written at epoch ends; PruningCallback
+    writes them before any save). Reloaded -- as a .keras file with keras.saving.load_model, or as
+    .weights.h5 into a new pruned model -- and trained on the batches after step 11, it ends with
+    the masks, counters and weights of an uninterrupted run, bit for bit (guards the counter a
+    mid-epoch save writes: no test saved mid-epoch before; no defect found)."""
+    import keras
+
+    import dc_keras.train as dt
+
+    x, y, ref = _pruned_mlp()
+    fit = dict(batch_size=32, shuffle=False, verbose=0)
+    ref.fit(x, y, epochs=3, callbacks=[dt.PruningCallback()], **fit)
+    want = [np.array(v.numpy()) for v in ref.weights]
+    rest_x, rest_y = np.concatenate([x[3 * 32:], x]), np.concatenate([y[3 * 32:], y])
+    for name in ("m.keras", "m.weights.h5"):
+        x, y, pruned = _pruned_mlp()
+        path = str(tmp_path / name)
+        save = keras.callbacks.ModelCheckpoint(path, save_freq=11, save_weights_only=name.endswith(".h5"))
+        pruned.fit(x, y, epochs=2, callbacks=[dt.PruningCallback(), save], **fit)  # 16 steps, saved at 11
+        if name.endswith(".keras"):
+            resumed = keras.saving.load_model(path)
+        else:
+            _, _, resumed = _pruned_mlp()
+            resumed.optimizer.build(resumed.trainable_variables)
+            resumed.load_weights(path)
+        steps = [int(v.numpy()) for v in resumed.weights if "pruning_step" in v.path]
+        assert steps == [11, 11] and int(resumed.optimizer.iterations.numpy()) == 11, (name, steps)
+        resumed.fit(rest_x, rest_y, epochs=1, callbacks=[dt.PruningCallback()], **fit)
+        got = [np.array(v.numpy()) for v in resumed.weights]
+        assert len(got) == len(want)
+        for v, a, b in zip(ref.weights, got, want):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: {v.path}")
+
+
+# ------------------------------------------------------------------------------------------
+# output errors that named no fix
+# ------------------------------------------------------------------------------------------
+def test_output_name_too_long_fails_before_packing_with_the_fix(tmp_path, monkeypatch, capsys):
+    """An OUT name longer than the file system allows (300 bytes; NAME_MAX 255): dc-keras pack
+    packed the model first and then said only 'File name too long'. Now check_writable refuses
+    it before packing, saying the limit and the fix; nothing is written."""
+    import _export_models as em
+
+    from dc_keras import cli
+    from dc_keras.export import _pack
+
+    src = tmp_path / "m.tflite"
+    src.write_bytes(em.tflite("dense", None))
+
+    def not_now(*args, **kwargs):
+        raise AssertionError("packed before the output path was checked")
+
+    monkeypatch.setattr(_pack, "pack_with_stats", not_now)
+    out = tmp_path / ("b" * 300 + ".tflite")
+    capsys.readouterr()
+    assert cli.main(["pack", str(src), str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dc-keras pack: error: ") and len(err.splitlines()) == 1, err
+    assert err.endswith("File name too long; the file system allows names of at most 255 bytes: choose a "
+                        "shorter output name"), err
+    assert _listing(tmp_path) == ["m.tflite"]
+
+
+def test_disk_io_error_names_the_fix(tmp_path, monkeypatch):
+    """EIO from the disk while the output is made durable: 'Input/output error' alone; now with
+    what to do, naming the output (not the temporary file); the old output is intact."""
+    import errno
+
+    from dc_keras._fileio import atomic_write
+
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+
+    def failing_disk(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing_disk)
+    with pytest.raises(OSError) as info:
+        atomic_write(out, b"new")
+    assert info.value.filename == str(out) and info.value.errno == errno.EIO
+    assert info.value.strerror == ("Input/output error; the disk reported an input/output error: check the disk "
+                                   "or file system, or choose an output path on another disk (nothing was written)")
+    assert _listing(tmp_path) == ["out.bin"] and out.read_bytes() == b"old"
+
+
+def test_cli_entry_point_runs_in_a_thread():
+    """cli.run() sets SIGTERM/SIGHUP handlers (test_a_signal_mid_write_leaves_no_temporary_file),
+    which Python allows in the main thread only: run from another thread it must still work
+    (without them) rather than fail with 'signal only works in main thread'."""
+    import threading
+
+    from dc_keras import cli
+
+    result = []
+
+    def call():
+        try:
+            cli.run(["--version"])
+        except SystemExit as exc:
+            result.append(exc.code)
+        except BaseException as exc:  # noqa: BLE001  (reported by the assertion)
+            result.append(repr(exc))
+
+    t = threading.Thread(target=call)
+    t.start()
+    t.join()
+    assert result == [0], result
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
+@pytest.mark.parametrize("name", WRITERS)
+def test_report_lost_on_a_full_stdout_is_an_error(tools, inputs, tmp_path, name):
+    """Standard output on a full device (`> /dev/full`; a full disk): dc_unpack and dc_decode
+    exited 0 with their report line lost (a script reading dc_decode's 'dtype=... bytes=N' got
+    nothing); dc-keras said 'No space left on device', as if the output had failed. Now each exits
+    1 with one line saying the report could not be written to standard output, and the output
+    file is written."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([str(a) for a in argv + [out]], stdout=full, stderr=subprocess.PIPE, text=True,
+                           timeout=300, env=ENV)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot write the report to standard output: No space left on device" in r.stderr, r.stderr
+    assert _listing(tmp_path) == ["out.bin"] and out.stat().st_size > 0
