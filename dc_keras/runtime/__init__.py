@@ -294,6 +294,8 @@ class Interpreter:
     Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,
     ``invoke``, ``get_tensor``, ``get_signature_runner``, ...) is the backend interpreter's.
     ``.backend`` names the backend used, ``.interpreter`` is the backend object.
+    Like TFLite's, one interpreter is not thread-safe: use one per thread (several threads, each
+    with its own interpreter, may share a model file and the delegate library).
 
     Example:
       >>> it = dc_keras.runtime.Interpreter(model_content=packed)
