@@ -143,6 +143,11 @@ _NOT_PROVIDED = {
                      "(docs/migrating_from_tfmot.md)"),
 }
 
+# A package to the import system (a module with __path__ is one; no file is ever found under an
+# empty path), so that `from ...keras import <name>` of a name in _NOT_PROVIDED asks the finder in
+# dc_keras/compat/tfmot/__init__.py, which raises the ImportError with the message below.
+__path__ = []
+
 
 def __getattr__(name):
     """tfmot names this drop-in does not have: an AttributeError that names the replacement."""
