@@ -51,10 +51,22 @@ SUPPORTED_TYPES = (
 
 
 def is_conv(layer):
-    """True for the convolution layer types (default 8 bits when clustering, like the paper)."""
+    """True for the convolution layer types (default 8 bits when clustering, like the paper).
+
+    The paper gives conv layers 8 bits and FC layers 5 because a conv kernel is small and each of
+    its weights is applied at every position of the input, so sharing its values costs more
+    accuracy. A ConvLSTM's kernel and recurrent kernel are convolution kernels of that kind (they
+    slide over the image at every time step), so ConvLSTM1D/2D/3D (also inside Bidirectional or
+    TimeDistributed) count as conv; LSTM/GRU/SimpleRNN kernels are matrix products, like FC.
+
+    Example:
+        >>> is_conv(keras.layers.ConvLSTM2D(8, 3))  # True: 8 bits by default
+    """
     if _is_time_distributed(layer):
         return is_conv(layer.layer)
-    return isinstance(layer, _CONV_TYPES)
+    if isinstance(layer, keras.layers.Bidirectional):
+        return is_conv(layer.forward_layer)
+    return isinstance(layer, _CONV_TYPES + _CONV_LSTMS)
 
 
 def _is_time_distributed(layer):

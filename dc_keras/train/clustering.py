@@ -498,7 +498,9 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
             layer (returns a wrapper; for subclassed models).
         bits: an int in 1..12 (the packed format holds at most 4096 shared values), or a dict
             mapping layer names and/or classes to bits; layers the dict does not mention get the
-            paper's defaults, 8 bits for convolutions and 5 otherwise. ``None`` means all defaults.
+            paper's defaults, 8 bits for convolutions (Conv*, Depthwise, Separable, Transpose,
+            ConvLSTM1D/2D/3D) and 5 otherwise (Dense, Embedding, LSTM/GRU/SimpleRNN, attention).
+            ``None`` means all defaults.
         init: centroid initialisation, ``"linear"`` (paper's best), ``"density"``, ``"random"``,
             ``"kmeans++"``; followed by Lloyd iterations.
         preserve_sparsity: exact zeros (pruned weights) stay 0 and take no cluster.
