@@ -7,6 +7,7 @@ update rule) and the assignments never change. With ``preserve_sparsity=True`` t
 are exactly zero (pruned) point at an extra constant zero slot: they stay 0 and are no cluster.
 """
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ from keras import ops
 from dc_keras.train import _base, bn_fold
 from dc_keras.train import report as _report
 from dc_keras.train.kmeans import INITS, kmeans_1d
+from dc_keras.train.schedules import _user_stacklevel
 
 
 def _check_bits(bits, where="bits"):
@@ -48,6 +50,13 @@ class ClusterWrapper(_base.CompressionWrapper):
             bias keeps its assignments through fine-tuning like a kernel (only its centroids
             train), so the packed export can store it as indices + codebook.
 
+    Constraints: a clustered weight's ``keras.constraints.NonNeg`` (``kernel_constraint="non_neg"``,
+    ``bias_constraint``...) is applied to its centroids after each optimizer step, so the shared
+    kernel stays non-negative. Other constraints (MaxNorm, UnitNorm, MinMaxNorm, custom ones) act
+    on whole rows/columns, and projecting the kernel would give each weight its own value again:
+    they do not act during fine-tuning (a ``UserWarning`` at wrap time says so, and
+    ``unheld_constraints`` lists them); ``strip`` keeps them on the layer.
+
     Example:
         >>> wrapper = ClusterWrapper(trained_dense, bits=4, cluster_biases=3)
     """
@@ -72,6 +81,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         self.cluster_biases = _check_cluster_biases(cluster_biases)
         super().__init__(layer, **kwargs)
         self._untracked("_bias_names", set())
+        self._untracked("unheld_constraints", [])  # [(weight name, constraint class)], set by build()
         self._untracked("_centroids", [])
         self._untracked("_assignments", [])
         # A built layer has trained weights: cluster them now (eagerly, in numpy); build() then
@@ -109,6 +119,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         self._untracked("_targets", self.cluster_targets())
         self._untracked("_centroids", [])
         self._untracked("_assignments", [])
+        self._untracked("unheld_constraints", [])
         pending = self._pending or [None] * len(self._targets)
         for (name, var, _), values in zip(self._targets, pending):
             c_init, a_init = "zeros", "zeros"
@@ -117,7 +128,7 @@ class ClusterWrapper(_base.CompressionWrapper):
                 a_init = _ValueInitializer(values[1])
             centroids = self.add_weight(
                 name=f"{name}_centroids", shape=(self._clusters_of(name),), dtype=var.dtype, initializer=c_init,
-                trainable=True,
+                trainable=True, constraint=self._centroid_constraint(name, var),
             )
             assignments = self.add_weight(
                 name=f"{name}_assignments", shape=tuple(var.shape), dtype="int32", initializer=a_init,
@@ -131,6 +142,28 @@ class ClusterWrapper(_base.CompressionWrapper):
     def _release(self):
         for _, var, _ in self._targets:
             var.trainable = True
+
+    def _centroid_constraint(self, name, var):
+        """The constraint the centroids of ``var`` carry: the layer's own when it acts on each value
+        alone (``keras.constraints.NonNeg``), since then constraining the shared values is
+        constraining the kernel; else None, with a warning (once per weight) that it does not hold
+        during fine-tuning, listed in :attr:`unheld_constraints` and in ``cluster``'s report."""
+        constraint = getattr(var, "constraint", None)
+        if constraint is None:
+            return None
+        if type(constraint) is keras.constraints.NonNeg:
+            return keras.constraints.NonNeg()
+        kind = type(constraint).__name__
+        self.unheld_constraints.append((name, kind))
+        warnings.warn(
+            f"cluster: layer {self.layer.name!r} has a {kind} constraint on its {name!r}, which does not act "
+            f"during the clustered fine-tuning: only the shared values train, and a constraint that is not "
+            f"per value (a norm over an axis, or a custom one) cannot be applied to them without giving each "
+            f"weight its own value again (NonNeg is applied to the shared values). The fine-tuned {name!r} may "
+            f"not satisfy it; strip() keeps the constraint on the layer for later training. To silence this, "
+            f"set the layer's constraint to None before cluster(), or check the stripped weights yourself.",
+            UserWarning, stacklevel=_user_stacklevel())
+        return None
 
     def _kmeans(self, var, clusters):
         w = np.asarray(ops.convert_to_numpy(var), dtype=np.float64)
@@ -594,6 +627,9 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
     for wrapper in wrappers:
         if not wrapper._clustered_at_init:
             wrapper.initialize_clusters()
+        for name, kind in wrapper.unheld_constraints:
+            report.notes.append(f"{wrapper.name}: its {kind} constraint on {name!r} does not act during the "
+                                "clustered fine-tuning (only NonNeg is applied, to the shared values)")
     if cluster_biases is not False:
         _report_biases(report, wrappers)
     return _report.attach(new_model, report)
