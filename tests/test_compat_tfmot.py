@@ -190,10 +190,51 @@ def test_sparsity_preserving_clustering_and_summaries(tmp_path):
     for layer in final.layers:
         k = layer.get_weights()[0]
         assert np.array_equal(k == 0, zeros[layer.name])  # same zeros, nothing revived
-        assert np.unique(k[k != 0]).size <= 8
+        assert np.unique(k).size <= 8  # as in tfmot, number_of_clusters counts the zero
     # tfmot's default preserve_sparsity=False clusters the zeros too
     plain = clustering.cluster_weights(stripped, 8)
     assert not any(w.preserve_sparsity for w in plain.layers)
+
+
+@pytest.mark.legacy
+def test_preserve_sparsity_counts_the_zero_as_tfmot_does():
+    """cluster_weights(..., preserve_sparsity=True) made number_of_clusters non-zero values plus the
+    zero (9 values for 8); tfmot 0.8.1's zero is one of its number_of_clusters centroids. Clustered
+    the same way as tfmot in a tf_keras child (same weights with the zeros of a pruned model, same
+    data), each kernel now ends with at most number_of_clusters distinct values, zero included, as
+    many as tfmot's where every centroid is used, and keeps exactly its zeros (tfmot: at least
+    those); dc_keras.cluster(clusters=n) still means n non-zero values."""
+    from _tfmot_cluster_child import pruned_weights
+
+    counts = (3, 4, 8)
+    child = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_cluster_child.py")
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, child, *map(str, counts)], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    theirs = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    for n in counts:
+        model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, name="d1"), keras.layers.Dense(3, name="out")])
+        model.set_weights(pruned_weights())
+        zeros = {layer.name: layer.get_weights()[0] == 0 for layer in model.layers}
+        clustered = _compile(clustering.cluster_weights(model, number_of_clusters=n, preserve_sparsity=True,
+                                                        cluster_centroids_init=clustering.CentroidInitialization.LINEAR))
+        assert all(layer.clusters == n - 1 for layer in clustered.layers)
+        x, y = masks_child.data(64)
+        clustered.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        for layer in clustering.strip_clustering(clustered).layers:
+            k, tf_side = layer.get_weights()[0], theirs[str(n)][layer.name]
+            ours = np.unique(k).size
+            assert ours <= n and tf_side["distinct"] <= n, (n, layer.name, ours, tf_side["distinct"])
+            if n < 8:  # every centroid used on both sides (at 8, linear init leaves one of ours empty in
+                # the gap the pruned zeros leave around 0; tfmot splits its init at zero)
+                assert ours == tf_side["distinct"] == n, (n, layer.name, ours, tf_side["distinct"])
+            assert np.array_equal(k == 0, zeros[layer.name])
+            assert np.all(np.asarray(tf_side["zeros"], bool) >= zeros[layer.name])  # tfmot keeps them too
+    with pytest.raises(ValueError, match="number_of_clusters >= 2"):
+        clustering.cluster_weights(mlp(), number_of_clusters=1, preserve_sparsity=True)
+    assert dc_keras.strip(dc_keras.cluster(mlp(), clusters=3)).get_layer("d1").get_weights()[0].size and \
+        dc_keras.cluster(mlp(), clusters=3).get_layer("d1").clusters == 3
 
 
 def test_dc_keras_api_warns_too_but_not_for_chunked_fits():
