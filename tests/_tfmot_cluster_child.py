@@ -3,11 +3,14 @@
 Runs in its own process with ``TF_USE_LEGACY_KERAS=1`` (tfmot needs tf_keras):
 
     TF_USE_LEGACY_KERAS=1 python tests/_tfmot_cluster_child.py NUMBER_OF_CLUSTERS...
+    TF_USE_LEGACY_KERAS=1 python tests/_tfmot_cluster_child.py registry
 
 Clusters the MLP of ``tests/_tfmot_masks_child.py`` (same weights, half of each kernel's entries
 set to zero as a pruned model has them) with ``cluster_weights(..., preserve_sparsity=True)``,
 fits one epoch with Adam, strips it and prints one line ``RESULT <json>``: per number of clusters,
-per layer, the kernel's distinct values (zero included) and its zero mask.
+per layer, the kernel's distinct values (zero included) and its zero mask. ``registry`` instead
+prints which weights ``prune_low_magnitude`` and ``cluster_weights`` compress in a model with a
+DepthwiseConv2D, a SeparableConv2D and a Dense layer (``{"prune"|"cluster": {layer: [weight]}}``).
 """
 import json
 import os
@@ -54,5 +57,33 @@ def main(counts):
     print("RESULT " + json.dumps(result))
 
 
+def registry():
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        raise SystemExit("run with TF_USE_LEGACY_KERAS=1 (tfmot needs tf_keras)")
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+
+    def model():
+        return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3, name="dw"),
+                                 keras.layers.SeparableConv2D(4, 3, name="sep"), keras.layers.Flatten(),
+                                 keras.layers.Dense(3, name="fc")])
+
+    def short(variable):
+        return variable.name.split("/")[-1].split(":")[0]
+
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model())
+    clustered = tfmot.clustering.keras.cluster_weights(model(), number_of_clusters=4)
+    result = {
+        "prune": {layer.layer.name: sorted(short(w) for w, _, _ in layer.pruning_vars) for layer in pruned.layers
+                  if hasattr(layer, "pruning_vars")},
+        "cluster": {layer.layer.name: sorted(short(w) for w in layer.original_clusterable_weights.values())
+                    for layer in clustered.layers if hasattr(layer, "original_clusterable_weights")},
+    }
+    print("RESULT " + json.dumps(result))
+
+
 if __name__ == "__main__":
-    main([int(n) for n in sys.argv[1:]])
+    if sys.argv[1:] == ["registry"]:
+        registry()
+    else:
+        main([int(n) for n in sys.argv[1:]])

@@ -847,3 +847,33 @@ def test_norm_constraint_that_cannot_hold_is_warned_and_reported():
     assert clustered.get_layer("out").unheld_constraints == []
     assert any("capped" in note and "MaxNorm" in note for note in clustered.compression_report.notes)
     assert isinstance(dc_keras.strip(clustered).get_layer("capped").kernel_constraint, keras.constraints.MaxNorm)
+
+
+def test_wrapper_weights_option_compresses_only_the_named_weights(tmp_path):
+    """ClusterWrapper/PruneWrapper(weights=[...]) compress only the named weights (the tfmot
+    drop-in's registry: a SeparableConv's pointwise kernel); the others train as plain weights,
+    the option survives a .keras round trip, and an unknown name is one error naming the choices."""
+    rng = np.random.default_rng(7)
+    inputs = keras.Input((6, 6, 3))
+    sep = keras.layers.SeparableConv2D(8, 3, name="sep")
+    model = keras.Model(inputs, keras.layers.Flatten()(sep(inputs)))
+    depthwise = sep.get_weights()[0].copy()
+    wrapper = dc_keras.train.ClusterWrapper(sep, bits=2, weights=["pointwise_kernel"])
+    clustered = keras.Model(inputs, keras.layers.Flatten()(wrapper(inputs)))
+    assert [w.name for w in wrapper.weights if "centroids" in w.name] == ["pointwise_kernel_centroids"]
+    assert wrapper.get_config()["weights"] == ["pointwise_kernel"]
+    clustered.save(tmp_path / "c.keras")
+    loaded = keras.saving.load_model(tmp_path / "c.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), clustered.get_weights()))
+    final = dc_keras.strip(loaded).get_layer("sep").get_weights()
+    assert np.array_equal(final[0], depthwise)  # bit for bit: not clustered
+    assert np.unique(final[1]).size <= 4
+    x = rng.normal(size=(4, 6, 6, 3)).astype("float32")
+    assert np.array_equal(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(clustered(x)))
+    with pytest.raises(ValueError, match=r"'sep2'.*\['kernel'\].*'depthwise_kernel', 'pointwise_kernel'"):
+        layer = keras.layers.SeparableConv2D(8, 3, name="sep2")
+        layer.build((None, 6, 6, 3))
+        dc_keras.train.PruneWrapper(layer, ConstantSparsity(0.5, 0), weights=["kernel"]).build((None, 6, 6, 3))
+    with pytest.raises(ValueError, match="non-empty list of weight names"):
+        dc_keras.train.PruneWrapper(keras.layers.Dense(2), ConstantSparsity(0.5, 0), weights="kernel")
+    assert model.get_layer("sep") is sep

@@ -112,7 +112,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         layer = self.layer if layer is None else layer
         biases = bias_weights(layer) if self.cluster_biases is not False else []
         self._untracked("_bias_names", {name for name, _, _ in biases})
-        return _base.compressible_weights(layer) + biases
+        return self.selected(_base.compressible_weights(layer)) + biases
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -521,7 +521,8 @@ def _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm):
 
 
 def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0,
-            fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None, cluster_biases=False):
+            fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None, cluster_biases=False,
+            _weights_of=None):
     """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
 
     Args:
@@ -581,11 +582,11 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed, clusters=clusters,
                               cluster_biases=cluster_biases)
     return _cluster_model(model_or_layer, bits, init, preserve_sparsity, layers, seed, fold_batchnorm,
-                          include_frozen, min_params, clusters, cluster_biases)
+                          include_frozen, min_params, clusters, cluster_biases, _weights_of)
 
 
 def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batchnorm, include_frozen,
-                   min_params, clusters=None, cluster_biases=False):
+                   min_params, clusters=None, cluster_biases=False, weights_of=None):
     existing = _base.find_wrappers(model)
     if existing:
         raise ValueError(
@@ -596,6 +597,12 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
     _base.check_buildable(model, "cluster")
     chosen, skipped = _base.select_layers(model, layers, what="clustered", mapping_ok=False,
                                           include_frozen=include_frozen, min_params=min_params)
+    only, targets_of = {}, None
+    if weights_of is not None:  # the tfmot drop-in's layer registry (dc_keras.compat.tfmot)
+        chosen, skipped, only, targets_of = _base.restrict(chosen, skipped, weights_of)
+        if not chosen:
+            raise ValueError(f"Model {model.name!r} has no layer that can be clustered: "
+                             + "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
     if isinstance(bits, dict):
         names = {l.name for l, _ in _base.graph_layers(model)}
         unknown = [k for k in bits if isinstance(k, str) and k not in names]
@@ -603,7 +610,7 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
             raise ValueError(f"Unknown layer name(s) {unknown} in `bits`; model {model.name!r} has {sorted(names)}.")
     folds, notes = bn_fold.plan(model, chosen) if fold_batchnorm else ({}, [])
     skipped = [(layer, reason) for layer, reason in skipped if id(layer) not in folds]
-    report = _report.build_report("cluster", model, chosen, skipped)
+    report = _report.build_report("cluster", model, chosen, skipped, targets_of)
     report.notes.extend(notes)
     wrappers = []
 
@@ -618,7 +625,7 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
         if id(original) not in chosen:
             return fresh
         wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed, clusters=clusters,
-                                 cluster_biases=cluster_biases)
+                                 cluster_biases=cluster_biases, weights=only.get(id(original)))
         wrapper.trainable = fresh.trainable
         wrappers.append(wrapper)
         return wrapper

@@ -591,7 +591,7 @@ def _distributed(model=None):
 
 
 def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, include_frozen=False,
-          min_params=0):
+          min_params=0, _weights_of=None):
     """Wrap the prunable layers of a model (or one layer) for magnitude pruning during ``fit``.
 
     Args:
@@ -646,14 +646,21 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
     _base.check_buildable(model, "prune")
     chosen, skipped = _base.select_layers(model, layers, what="pruned", include_frozen=include_frozen,
                                           min_params=min_params)
-    report = _report.build_report("prune", model, chosen, skipped)
+    only, targets_of = {}, None
+    if _weights_of is not None:  # the tfmot drop-in's layer registry (dc_keras.compat.tfmot)
+        chosen, skipped, only, targets_of = _base.restrict(chosen, skipped, _weights_of)
+        if not chosen:
+            raise ValueError(f"Model {model.name!r} has no layer that can be pruned: "
+                             + "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
+    report = _report.build_report("prune", model, chosen, skipped, targets_of)
 
     def replace(original, rebuilder):
         fresh = rebuilder.clone(original)
         if id(original) not in chosen:
             return fresh
         own = chosen[id(original)][1]
-        wrapper = PruneWrapper(fresh, own if own is not None else schedule, sparsity_m_by_n=m_by_n)
+        wrapper = PruneWrapper(fresh, own if own is not None else schedule, sparsity_m_by_n=m_by_n,
+                               weights=only.get(id(original)))
         wrapper.trainable = fresh.trainable
         return wrapper
 

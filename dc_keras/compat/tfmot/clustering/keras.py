@@ -91,12 +91,23 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
                              "number_of_clusters >= 2 (e.g. 16: 15 shared non-zero values and 0).")
         clusters -= 1
     args = dict(init=init, preserve_sparsity=bool(preserve_sparsity), clusters=clusters)
+
+    def one(layer):
+        choice = _sparsity_keras._registry(layer)
+        if isinstance(choice, str):
+            return layer  # as tfmot, nothing of it is clustered (tfmot wraps it with no weight to cluster)
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(f"cluster_weights() takes a Keras model, layer or list of layers, got "
+                             f"{type(layer).__name__}.")
+        return _clustering.ClusterWrapper(layer, weights=choice, **args)
+
     if isinstance(to_cluster, (list, tuple)):
-        return [_clustering.cluster(layer, **args) for layer in to_cluster]
+        return [one(layer) for layer in to_cluster]
     if isinstance(to_cluster, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
-        return _sparsity_keras._refuse_unsupported(_clustering.cluster(to_cluster, include_frozen=True, **args),
-                                                  "clustered", "cluster_weights")
-    return _clustering.cluster(to_cluster, **args)
+        return _sparsity_keras._refuse_unsupported(
+            _clustering.cluster(to_cluster, include_frozen=True, _weights_of=_sparsity_keras._registry, **args),
+            "clustered", "cluster_weights")
+    return one(to_cluster)
 
 
 def strip_clustering(model):
