@@ -99,7 +99,7 @@ def cluster_finetune(model, x, y, bits=None, epochs=3, init="linear", lr=2e-4, b
 
     Args:
         bits: int or dict layer name/class -> bits; None uses ``dc_keras.cluster``'s defaults
-            (8 for conv, 5 for dense, the paper's choice).
+            (8 for conv layers, ConvLSTM included, 5 for the others, the paper's choice).
         cluster_biases: share the biases too (``dc_keras.cluster``'s option: False, True or bits).
         **cluster_kwargs: passed on to ``dc_keras.cluster`` (e.g. ``min_params``).
 

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -793,3 +794,86 @@ def test_kernel_regularizer_still_applies_during_clustered_fine_tuning():
     assert len(clustered.losses) == 1, clustered.losses
     np.testing.assert_allclose(float(keras.ops.convert_to_numpy(clustered.losses[0])), want, rtol=1e-6)
     assert final.get_layer("h").kernel_regularizer is not None
+
+
+def _nonneg_model():
+    rng = np.random.default_rng(4)
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(24, kernel_constraint="non_neg", bias_constraint="non_neg", name="pos")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(h))
+    pos = model.get_layer("pos")
+    pos.set_weights([np.abs(w).astype("float32") + 0.01 for w in (rng.normal(size=(8, 24)), rng.normal(size=24))])
+    out = model.get_layer("out")  # positive too: a lower target pulls every weight of "pos" down
+    out.set_weights([np.abs(rng.normal(size=(24, 1))).astype("float32") + 0.01, np.zeros(1, "float32")])
+    return model
+
+
+@pytest.mark.parametrize("cluster_biases", [False, True])
+def test_nonneg_constraint_holds_on_the_shared_values(tmp_path, cluster_biases):
+    """A kernel_constraint/bias_constraint did not act during the clustered fine-tuning (the kernel
+    is not trainable, the centroids had no constraint): a "non_neg" Dense came out with negative
+    shared values. NonNeg now constrains the centroids, so the fine-tuned and stripped kernel (and a
+    clustered bias) stay >= 0 and keep their sharing, also after a .keras round trip."""
+    x = np.abs(np.random.default_rng(5).normal(size=(64, 8))).astype("float32")
+    y = np.full((64, 1), -50.0, "float32")  # far below the outputs: every weight of "pos" is pulled down
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # NonNeg is held: no warning
+        clustered = dc_keras.cluster(_nonneg_model(), bits=3, cluster_biases=cluster_biases)
+    assert clustered.get_layer("pos").unheld_constraints == []
+    clustered.compile(keras.optimizers.Adam(0.1), "mse")
+    clustered.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    path = tmp_path / "c.keras"
+    clustered.save(path)
+    for model in (clustered, keras.saving.load_model(path)):
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # the loaded one keeps the constraint too
+        kernel, bias = dc_keras.strip(model).get_layer("pos").get_weights()
+        assert kernel.min() >= 0  # was -0.87 after the first fit()
+        assert np.count_nonzero(kernel == 0) > 0  # the loss did pull shared values down to the bound
+        assert np.unique(kernel).size <= 2 ** 3 + 1
+        if cluster_biases:
+            assert bias.min() >= 0 and np.unique(bias).size <= 2 ** 3 + 1
+
+
+def test_norm_constraint_that_cannot_hold_is_warned_and_reported():
+    """MaxNorm (a norm per column) cannot hold on shared values without undoing the sharing: cluster()
+    says so once, naming the layer, the weight and the constraint, lists it in the report's notes
+    and in the wrapper's unheld_constraints; strip() keeps the constraint on the layer."""
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(16, kernel_constraint=keras.constraints.MaxNorm(1.0), name="capped")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(h))
+    with pytest.warns(UserWarning, match=r"layer 'capped' has a MaxNorm constraint on its 'kernel'.*strip\(\) keeps"):
+        clustered = dc_keras.cluster(model, bits=3)
+    assert clustered.get_layer("capped").unheld_constraints == [("kernel", "MaxNorm")]
+    assert clustered.get_layer("out").unheld_constraints == []
+    assert any("capped" in note and "MaxNorm" in note for note in clustered.compression_report.notes)
+    assert isinstance(dc_keras.strip(clustered).get_layer("capped").kernel_constraint, keras.constraints.MaxNorm)
+
+
+def test_wrapper_weights_option_compresses_only_the_named_weights(tmp_path):
+    """ClusterWrapper/PruneWrapper(weights=[...]) compress only the named weights (the tfmot
+    drop-in's registry: a SeparableConv's pointwise kernel); the others train as plain weights,
+    the option survives a .keras round trip, and an unknown name is one error naming the choices."""
+    rng = np.random.default_rng(7)
+    inputs = keras.Input((6, 6, 3))
+    sep = keras.layers.SeparableConv2D(8, 3, name="sep")
+    model = keras.Model(inputs, keras.layers.Flatten()(sep(inputs)))
+    depthwise = sep.get_weights()[0].copy()
+    wrapper = dc_keras.train.ClusterWrapper(sep, bits=2, weights=["pointwise_kernel"])
+    clustered = keras.Model(inputs, keras.layers.Flatten()(wrapper(inputs)))
+    assert [w.name for w in wrapper.weights if "centroids" in w.name] == ["pointwise_kernel_centroids"]
+    assert wrapper.get_config()["weights"] == ["pointwise_kernel"]
+    clustered.save(tmp_path / "c.keras")
+    loaded = keras.saving.load_model(tmp_path / "c.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), clustered.get_weights()))
+    final = dc_keras.strip(loaded).get_layer("sep").get_weights()
+    assert np.array_equal(final[0], depthwise)  # bit for bit: not clustered
+    assert np.unique(final[1]).size <= 4
+    x = rng.normal(size=(4, 6, 6, 3)).astype("float32")
+    assert np.array_equal(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(clustered(x)))
+    with pytest.raises(ValueError, match=r"'sep2'.*\['kernel'\].*'depthwise_kernel', 'pointwise_kernel'"):
+        layer = keras.layers.SeparableConv2D(8, 3, name="sep2")
+        layer.build((None, 6, 6, 3))
+        dc_keras.train.PruneWrapper(layer, ConstantSparsity(0.5, 0), weights=["kernel"]).build((None, 6, 6, 3))
+    with pytest.raises(ValueError, match="non-empty list of weight names"):
+        dc_keras.train.PruneWrapper(keras.layers.Dense(2), ConstantSparsity(0.5, 0), weights="kernel")
+    assert model.get_layer("sep") is sep

@@ -190,10 +190,51 @@ def test_sparsity_preserving_clustering_and_summaries(tmp_path):
     for layer in final.layers:
         k = layer.get_weights()[0]
         assert np.array_equal(k == 0, zeros[layer.name])  # same zeros, nothing revived
-        assert np.unique(k[k != 0]).size <= 8
+        assert np.unique(k).size <= 8  # as in tfmot, number_of_clusters counts the zero
     # tfmot's default preserve_sparsity=False clusters the zeros too
     plain = clustering.cluster_weights(stripped, 8)
     assert not any(w.preserve_sparsity for w in plain.layers)
+
+
+@pytest.mark.legacy
+def test_preserve_sparsity_counts_the_zero_as_tfmot_does():
+    """cluster_weights(..., preserve_sparsity=True) made number_of_clusters non-zero values plus the
+    zero (9 values for 8); tfmot 0.8.1's zero is one of its number_of_clusters centroids. Clustered
+    the same way as tfmot in a tf_keras child (same weights with the zeros of a pruned model, same
+    data), each kernel now ends with at most number_of_clusters distinct values, zero included, as
+    many as tfmot's where every centroid is used, and keeps exactly its zeros (tfmot: at least
+    those); dc_keras.cluster(clusters=n) still means n non-zero values."""
+    from _tfmot_cluster_child import pruned_weights
+
+    counts = (3, 4, 8)
+    child = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_cluster_child.py")
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, child, *map(str, counts)], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    theirs = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    for n in counts:
+        model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, name="d1"), keras.layers.Dense(3, name="out")])
+        model.set_weights(pruned_weights())
+        zeros = {layer.name: layer.get_weights()[0] == 0 for layer in model.layers}
+        clustered = _compile(clustering.cluster_weights(model, number_of_clusters=n, preserve_sparsity=True,
+                                                        cluster_centroids_init=clustering.CentroidInitialization.LINEAR))
+        assert all(layer.clusters == n - 1 for layer in clustered.layers)
+        x, y = masks_child.data(64)
+        clustered.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        for layer in clustering.strip_clustering(clustered).layers:
+            k, tf_side = layer.get_weights()[0], theirs[str(n)][layer.name]
+            ours = np.unique(k).size
+            assert ours <= n and tf_side["distinct"] <= n, (n, layer.name, ours, tf_side["distinct"])
+            if n < 8:  # every centroid used on both sides (at 8, linear init leaves one of ours empty in
+                # the gap the pruned zeros leave around 0; tfmot splits its init at zero)
+                assert ours == tf_side["distinct"] == n, (n, layer.name, ours, tf_side["distinct"])
+            assert np.array_equal(k == 0, zeros[layer.name])
+            assert np.all(np.asarray(tf_side["zeros"], bool) >= zeros[layer.name])  # tfmot keeps them too
+    with pytest.raises(ValueError, match="number_of_clusters >= 2"):
+        clustering.cluster_weights(mlp(), number_of_clusters=1, preserve_sparsity=True)
+    assert dc_keras.strip(dc_keras.cluster(mlp(), clusters=3)).get_layer("d1").get_weights()[0].size and \
+        dc_keras.cluster(mlp(), clusters=3).get_layer("d1").clusters == 3
 
 
 def test_dc_keras_api_warns_too_but_not_for_chunked_fits():
@@ -499,17 +540,51 @@ def test_whole_model_like_tfmot_frozen_layers_compressed_unknown_layers_refused(
     assert "ClusterWrapper" in [type(l).__name__ for l in clustering.cluster_weights(normed, 4).layers]
 
 
-def test_depthwise_kernels_are_compressed_unlike_tfmot_as_the_guide_says():
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3, name="dw"),
-                              keras.layers.SeparableConv2D(4, 3, name="sep"), keras.layers.Flatten(),
-                              keras.layers.Dense(3, name="fc")])
-    pruned = sparsity.prune_low_magnitude(model)
-    assert [type(l).__name__ for l in pruned.layers] == ["PruneWrapper", "PruneWrapper", "Flatten", "PruneWrapper"]
-    assert {w.name for w in pruned.get_layer("sep").weights if w.name.endswith("_mask")} == \
-        {"depthwise_kernel_mask", "pointwise_kernel_mask"}
-    guide = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "docs", "migrating_from_tfmot.md")).read()
-    assert "DepthwiseConv1D/2D kernels and SeparableConv's depthwise kernel are pruned too" in guide
+@pytest.mark.legacy
+def test_depthwise_kernels_stay_dense_as_in_tfmot(tmp_path):
+    """The drop-in pruned and clustered DepthwiseConv kernels and SeparableConv's depthwise kernel,
+    which tfmot 0.8.1's layer registry leaves dense. It now compresses the weights tfmot does (read
+    from tfmot itself in a tf_keras child), in whole models and layer by layer, through a .keras
+    round trip; dc_keras.prune/cluster still compress the depthwise kernels."""
+    child = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_cluster_child.py")
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, child, "registry"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    theirs = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+
+    def model():
+        return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3, name="dw"),
+                                 keras.layers.SeparableConv2D(4, 3, name="sep"), keras.layers.Flatten(),
+                                 keras.layers.Dense(3, name="fc")])
+
+    def compressed(m):
+        return {l.name: sorted(name for name, _, _ in l._targets) for l in m.layers
+                if isinstance(l, dc_keras.train.PruneWrapper) or isinstance(l, dc_keras.train.ClusterWrapper)}
+
+    expected = {kind: {name: w for name, w in layers.items() if w} for kind, layers in theirs.items()}
+    assert expected["prune"] == expected["cluster"] == {"sep": ["pointwise_kernel"], "fc": ["kernel"]}
+    pruned = sparsity.prune_low_magnitude(model())
+    clustered = clustering.cluster_weights(model(), number_of_clusters=4)
+    assert compressed(pruned) == expected["prune"] and compressed(clustered) == expected["cluster"]
+    assert {e["layer"]: e["weights"] for e in pruned.compression_report.wrapped} == expected["prune"]
+    assert any(e["layer"] == "dw" and "tfmot" in e["reason"] for e in pruned.compression_report.skipped)
+    _compile(pruned).fit(np.ones((8, 8, 8, 3), "float32"), np.zeros(8), verbose=0,
+                         callbacks=[sparsity.UpdatePruningStep()])
+    pruned.save(tmp_path / "p.keras")
+    loaded = keras.saving.load_model(tmp_path / "p.keras")
+    assert compressed(loaded) == expected["prune"]
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), pruned.get_weights()))
+    final = sparsity.strip_pruning(loaded)
+    assert (final.get_layer("dw").get_weights()[0] != 0).all()
+    assert (final.get_layer("sep").get_weights()[0] != 0).all()  # its depthwise kernel
+    assert (final.get_layer("sep").get_weights()[1] == 0).mean() == 0.5  # its pointwise kernel
+    # layer by layer (a clone_function): tfmot wraps a DepthwiseConv2D with nothing to prune; here it stays
+    dw, sep = keras.layers.DepthwiseConv2D(3), keras.layers.SeparableConv2D(4, 3)
+    assert sparsity.prune_low_magnitude(dw) is dw and clustering.cluster_weights(dw, 4) is dw
+    assert sparsity.prune_low_magnitude(sep).only_weights == ("pointwise_kernel",)
+    # dc_keras's own API compresses them
+    own = dc_keras.prune(model(), sparsity.ConstantSparsity(0.5, 0))
+    assert compressed(own) == {"dw": ["kernel"], "sep": ["depthwise_kernel", "pointwise_kernel"], "fc": ["kernel"]}
 
 
 def test_schedule_warnings_point_at_the_users_line():

@@ -189,3 +189,24 @@ def test_conv_lstm_is_compressed(kind):
     assert wrapped == {"clstm": ["kernel", "recurrent_kernel"], "out": ["kernel"]}, pruned.compression_report
     check_compressed(final, ["conv_lstm_cell", "out"])
     assert isinstance(final.get_layer("clstm"), type(rnn))
+
+
+def test_default_bits_treat_conv_lstm_as_conv():
+    """bits=None gives the paper's widths: 8 for convolutions, 5 for the rest. ConvLSTM1D/2D/3D took
+    the RNN default (5) although their kernels are convolution kernels; now 8 (also inside
+    Bidirectional), while LSTM keeps 5 and a bits dict still wins."""
+    inputs = keras.Input((3, 5, 5, 2))
+    h = keras.layers.ConvLSTM2D(4, 3, return_sequences=True, name="clstm")(inputs)
+    h = keras.layers.TimeDistributed(keras.layers.Flatten())(h)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bilstm")(h)
+    h = keras.layers.LSTM(4, name="lstm")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(h))
+    clustered = dc_keras.cluster(model, bits=None)
+    bits = {layer.name: layer.bits for layer in clustered.layers if isinstance(layer, dc_keras.train.ClusterWrapper)}
+    assert bits == {"clstm": 8, "bilstm": 5, "lstm": 5, "out": 5}, bits
+    assert {layer.name: layer.bits for layer in dc_keras.cluster(model, bits={"lstm": 3}).layers
+            if isinstance(layer, dc_keras.train.ClusterWrapper)} == {"clstm": 8, "bilstm": 5, "lstm": 3, "out": 5}
+    for rnn, shape in ((keras.layers.ConvLSTM1D(4, 3), (3, 6, 2)), (keras.layers.ConvLSTM3D(2, 2), (2, 3, 3, 3, 1))):
+        inputs = keras.Input(shape)
+        one = keras.Model(inputs, keras.layers.Bidirectional(rnn, name="bi")(inputs))
+        assert dc_keras.cluster(one, bits=None).get_layer("bi").bits == 8

@@ -700,3 +700,46 @@ def test_zero_initialised_kernel_warns_that_ties_prune_the_whole_layer():
     assert run("glorot_uniform")[1] == []
     pruned, found = run("zeros", begin_step=4)  # trained for 4 steps first: distinct magnitudes
     assert found == [] and pruned.get_layer("d1").sparsity()["kernel"] == 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# the threshold variable and one callback listed twice
+
+
+def _thresholds(model):
+    return {f"{w.name}/{v.name}": float(keras.ops.convert_to_numpy(v)) for w in model.layers
+            if isinstance(w, dc_keras.train.PruneWrapper) for v in w.weights if v.name.endswith("_threshold")}
+
+
+def _largest_pruned(kernel, sparsity):
+    """The magnitude at or below which magnitude pruning to ``sparsity`` removes weights (float32)."""
+    flat = np.sort(np.abs(np.asarray(kernel, np.float32)).ravel())
+    return float(flat[int(np.floor(np.float32(sparsity) * np.float32(flat.size) + np.float32(1e-3))) - 1])
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_update_that_prunes_nothing_new_keeps_the_threshold(loop):
+    """ConstantSparsity repeats its target every `frequency` steps; those updates prune nothing new
+    and used to set `<weight>_threshold` to 0 (the k smallest magnitudes being the zeros already
+    pruned). It stays the magnitude of the update that pruned, in fit() and in a custom loop."""
+    model = mlp()
+    start = {layer.name: layer.get_weights()[0] for layer in model.layers if layer.weights}
+    pruned = compile_(dc_keras.prune(model, ConstantSparsity(0.5, begin_step=0, frequency=2)), "sgd")
+    cb = dc_keras.PruningCallback()
+    seen = []
+    if loop == "fit":
+        class Watch(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                seen.append(_thresholds(pruned))
+
+        pruned.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[cb, Watch()])
+    else:
+        cb.set_model(pruned)
+        cb.on_train_begin()
+        for i in range(6):
+            pruned(X[i * 16:(i + 1) * 16], training=True)  # in-step mask updates at steps 0, 2, 4 (no optimizer)
+            seen.append(_thresholds(pruned))
+        cb.on_train_end()
+    expected = {f"{name}/kernel_threshold": _largest_pruned(w, 0.5) for name, w in start.items()}
+    assert len(seen) == 6 and all(t == expected for t in seen), (seen, expected)
+    assert all(v > 0 for v in expected.values())

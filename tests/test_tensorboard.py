@@ -98,3 +98,31 @@ def test_clustering_summaries_epoch_mode_steps(tmp_path):
     assert [s for s, _ in read_scalars(tmp_path)["clusters/out/kernel"]] == [2, 4]
     with pytest.raises(ValueError, match="update_freq"):
         dc_keras.train.ClusteringSummaries(str(tmp_path), update_freq=0)
+
+
+@pytest.mark.parametrize("kind", ["pruning", "clustering"])
+def test_one_callback_listed_twice_acts_once(tmp_path, kind):
+    """The same PruningCallback / ClusteringSummaries instance listed twice in fit()'s callbacks
+    got every hook twice: its batch counter ran at double speed, so its points landed at twice
+    Keras TensorBoard's step. Listed twice it now writes exactly what it writes listed once (same
+    tags, steps and values, bit for bit) and trains the same weights."""
+    def run(log_dir, twice):
+        keras.utils.set_random_seed(3)
+        model = mlp()
+        if kind == "pruning":
+            compressed = dc_keras.prune(model, PolynomialDecay(0.2, 0.6, begin_step=0, end_step=10, frequency=2))
+            cb = dc_keras.PruningCallback(log_dir=str(log_dir))
+        else:
+            compressed = dc_keras.cluster(model, bits=2)
+            cb = dc_keras.train.ClusteringSummaries(str(log_dir), update_freq=2)
+        compressed.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        compressed.fit(X, Y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+                       callbacks=[cb, keras.callbacks.History(), cb] if twice else [cb])
+        return read_scalars(log_dir), [w.copy() for w in compressed.get_weights()]
+
+    once, once_weights = run(tmp_path / "once", False)
+    twice, twice_weights = run(tmp_path / "twice", True)
+    assert once and twice == once
+    assert len(twice_weights) == len(once_weights)
+    assert all(np.array_equal(a, b) for a, b in zip(twice_weights, once_weights))
+    assert max(s for points in once.values() for s, _ in points) <= 12  # 6 batches per epoch, 2 epochs

@@ -302,6 +302,51 @@ def test_tfmot_quantization_names_the_replacement():
     assert tfmot.sparsity.keras.prune_low_magnitude and tfmot.clustering.keras.cluster_weights
 
 
+def test_tfmot_modules_not_provided_import_with_the_same_message():
+    """The import spellings of tfmot's modules the drop-in does not have raise one ImportError with
+    the replacement (was Python's generic "cannot import name 'quantization' from ..." / "No module
+    named ..."), and leave nothing behind in sys.modules; the attribute spelling stays an
+    AttributeError (hasattr works)."""
+    import importlib
+    import sys
+
+    import dc_keras.compat.tfmot as tfmot
+
+    spellings = {
+        "from dc_keras.compat.tfmot import quantization": r"quantize='int8'.*docs/quantization.md",
+        "import dc_keras.compat.tfmot.quantization": r"quantize='int8'",
+        "from dc_keras.compat.tfmot.quantization.keras import quantize_model": r"quantize='int8'",
+        "import dc_keras.compat.tfmot.quantization.keras.default_8bit": r"quantize='int8'",
+        "from dc_keras.compat.tfmot import experimental": r"preserve_sparsity=True",
+        "from dc_keras.compat.tfmot.experimental.combine import Default8BitClusterPreserveQuantizeScheme":
+            r"preserve_sparsity=True",
+        "from dc_keras.compat.tfmot.sparsity.keras import PruningPolicy": r"clone_function",
+        "from dc_keras.compat.tfmot.sparsity.keras import PruneForLatencyOnXNNPack": r"clone_function",
+        "from dc_keras.compat.tfmot.clustering.keras import ClusterableLayer": r"get_prunable_weights\(\)",
+        "from dc_keras.compat.tfmot.clustering.keras import ClusteringAlgorithm": r"not supported",
+        "from dc_keras.compat.tfmot.clustering.keras.experimental import cluster": r"preserve_sparsity=True",
+    }
+    for statement, fix in spellings.items():
+        with pytest.raises(ImportError, match=fix) as caught:
+            exec(statement, {})
+        assert "cannot import name" not in str(caught.value) and "No module named" not in str(caught.value)
+        assert not isinstance(caught.value, ModuleNotFoundError), statement
+    assert not [m for m in sys.modules if m.startswith(("dc_keras.compat.tfmot.quantization",
+                                                        "dc_keras.compat.tfmot.experimental"))]
+    assert not hasattr(tfmot, "quantization") and not hasattr(tfmot.sparsity.keras, "PruningPolicy")
+    # Names tfmot does not have either keep Python's own errors; the provided ones import as before.
+    with pytest.raises(ImportError, match="cannot import name 'no_such_name'"):
+        exec("from dc_keras.compat.tfmot.sparsity.keras import no_such_name", {})
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("dc_keras.compat.tfmot.no_such_module")
+    namespace = {}
+    exec("from dc_keras.compat.tfmot.sparsity.keras import *\n"
+         "from dc_keras.compat.tfmot.sparsity import keras as sparsity\n"
+         "from dc_keras.compat.tfmot.clustering.keras import cluster_weights", namespace)
+    assert namespace["prune_low_magnitude"] is tfmot.sparsity.keras.prune_low_magnitude
+    assert namespace["sparsity"] is tfmot.sparsity.keras and namespace["cluster_weights"]
+
+
 # -- exporting a model that was not stripped ------------------------------------------------------
 
 def test_to_tflite_of_a_wrapped_model_strips_it_and_says_so():

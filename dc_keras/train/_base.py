@@ -51,10 +51,22 @@ SUPPORTED_TYPES = (
 
 
 def is_conv(layer):
-    """True for the convolution layer types (default 8 bits when clustering, like the paper)."""
+    """True for the convolution layer types (default 8 bits when clustering, like the paper).
+
+    The paper gives conv layers 8 bits and FC layers 5 because a conv kernel is small and each of
+    its weights is applied at every position of the input, so sharing its values costs more
+    accuracy. A ConvLSTM's kernel and recurrent kernel are convolution kernels of that kind (they
+    slide over the image at every time step), so ConvLSTM1D/2D/3D (also inside Bidirectional or
+    TimeDistributed) count as conv; LSTM/GRU/SimpleRNN kernels are matrix products, like FC.
+
+    Example:
+        >>> is_conv(keras.layers.ConvLSTM2D(8, 3))  # True: 8 bits by default
+    """
     if _is_time_distributed(layer):
         return is_conv(layer.layer)
-    return isinstance(layer, _CONV_TYPES)
+    if isinstance(layer, keras.layers.Bidirectional):
+        return is_conv(layer.forward_layer)
+    return isinstance(layer, _CONV_TYPES + _CONV_LSTMS)
 
 
 def _is_time_distributed(layer):
@@ -227,9 +239,16 @@ class CompressionWrapper(keras.layers.Wrapper):
     Subclasses implement :meth:`compressed_values` (the tensors the inner layer sees in place of
     its compressed variables) and may restore variable attributes in :meth:`_release`.
     The wrapper passes every call argument on (``mha(query, value)``, ``rnn(x, mask=m)``).
+
+    ``weights``: optional names of the layer's compressible weights to compress (default: all of
+    :func:`compressible_weights`), e.g. ``["pointwise_kernel"]`` for a SeparableConv2D whose
+    depthwise kernel stays dense (what tfmot's registry does; the drop-in uses it).
+
+    Example:
+        >>> PruneWrapper(keras.layers.SeparableConv2D(8, 3), schedule, weights=["pointwise_kernel"])
     """
 
-    def __init__(self, layer, **kwargs):
+    def __init__(self, layer, weights=None, **kwargs):
         if isinstance(layer, CompressionWrapper):
             raise ValueError(
                 f"Layer {layer.name!r} is already wrapped by {type(layer).__name__}; "
@@ -240,6 +259,11 @@ class CompressionWrapper(keras.layers.Wrapper):
                 f"Layer {layer.name!r} cannot be pruned or clustered: {unsupported_reason(layer)}. "
                 f"Supported: {SUPPORTED_TYPES}."
             )
+        if weights is not None:
+            if isinstance(weights, str) or not all(isinstance(w, str) for w in weights) or not list(weights):
+                raise ValueError(f"`weights` must be None or a non-empty list of weight names, got {weights!r}.")
+            weights = tuple(weights)
+        self._untracked("only_weights", weights)
         kwargs.setdefault("name", getattr(layer, "name", None))
         super().__init__(layer, **kwargs)
         self.supports_masking = bool(getattr(layer, "supports_masking", False))
@@ -255,6 +279,23 @@ class CompressionWrapper(keras.layers.Wrapper):
                 "it in place) does, while this model wraps the layer again in __init__. Load the file into "
                 "an instance built without the wrappers (e.g. an __init__ flag that skips "
                 "dc_keras.prune/cluster), or load a file saved before strip().")
+
+    def selected(self, targets):
+        """``targets`` (``[(name, variable, axis)]``) restricted to ``weights`` when it was given."""
+        if self.only_weights is None:
+            return targets
+        names = [name for name, _, _ in targets]
+        unknown = [w for w in self.only_weights if w not in names]
+        if unknown:
+            raise ValueError(f"Layer {self.layer.name!r}: `weights` names {unknown}, which it does not have; "
+                             f"its compressible weights are {names}.")
+        return [t for t in targets if t[0] in self.only_weights]
+
+    def get_config(self):
+        config = super().get_config()
+        if self.only_weights is not None:
+            config["weights"] = list(self.only_weights)
+        return config
 
     # -- subclass interface -------------------------------------------------------------------
     def compressed_values(self, training):
@@ -274,7 +315,7 @@ class CompressionWrapper(keras.layers.Wrapper):
                     f"Cannot build {type(self.layer).__name__} {self.layer.name!r} from one input shape "
                     f"({e}); call the layer once on its inputs before wrapping it."
                 ) from e
-        self._untracked("_targets", compressible_weights(self.layer))
+        self._untracked("_targets", self.selected(compressible_weights(self.layer)))
 
     def _untracked(self, name, value):
         """Set an attribute without Keras tracking (it holds the inner layer's variables)."""
@@ -307,7 +348,7 @@ class CompressionWrapper(keras.layers.Wrapper):
     # -- reporting / strip ---------------------------------------------------------------------
     def compressed_params(self):
         """Number of entries in the compressed variables."""
-        return params(v for _, v, _ in (self._targets or compressible_weights(self.layer)))
+        return params(v for _, v, _ in (self._targets or self.selected(compressible_weights(self.layer))))
 
     def stripped_weights(self):
         """Numpy weights of the inner layer (``layer.get_weights()`` order) with the compressed
@@ -475,6 +516,28 @@ def select_layers(model, layers, what="pruned", mapping_ok=True, include_frozen=
             f"Supported: {SUPPORTED_TYPES}."
         )
     return chosen, skipped
+
+
+def restrict(chosen, skipped, weights_of):
+    """Apply a per-layer weight choice to :func:`select_layers` output: ``weights_of(layer)`` gives
+    None (every compressible weight), a list of weight names, or a string: the reason the layer is
+    left dense (moved to ``skipped``). Returns ``(chosen, skipped, names)`` with ``names`` mapping
+    ``id(layer)`` to the names (or None), and a ``targets_of(layer)`` for the report."""
+    names = {}
+    for key, (layer, _value) in list(chosen.items()):
+        choice = weights_of(layer)
+        if isinstance(choice, str):
+            del chosen[key]
+            skipped = skipped + [(layer, choice)]
+        else:
+            names[key] = None if choice is None else tuple(choice)
+
+    def targets_of(layer):
+        targets = compressible_weights(layer)
+        only = names.get(id(layer))
+        return targets if only is None else [t for t in targets if t[0] in only]
+
+    return chosen, skipped, names, targets_of
 
 
 def check_buildable(model, what):

@@ -7,6 +7,7 @@ update rule) and the assignments never change. With ``preserve_sparsity=True`` t
 are exactly zero (pruned) point at an extra constant zero slot: they stay 0 and are no cluster.
 """
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ from keras import ops
 from dc_keras.train import _base, bn_fold
 from dc_keras.train import report as _report
 from dc_keras.train.kmeans import INITS, kmeans_1d
+from dc_keras.train.schedules import _user_stacklevel
 
 
 def _check_bits(bits, where="bits"):
@@ -48,6 +50,13 @@ class ClusterWrapper(_base.CompressionWrapper):
             bias keeps its assignments through fine-tuning like a kernel (only its centroids
             train), so the packed export can store it as indices + codebook.
 
+    Constraints: a clustered weight's ``keras.constraints.NonNeg`` (``kernel_constraint="non_neg"``,
+    ``bias_constraint``...) is applied to its centroids after each optimizer step, so the shared
+    kernel stays non-negative. Other constraints (MaxNorm, UnitNorm, MinMaxNorm, custom ones) act
+    on whole rows/columns, and projecting the kernel would give each weight its own value again:
+    they do not act during fine-tuning (a ``UserWarning`` at wrap time says so, and
+    ``unheld_constraints`` lists them); ``strip`` keeps them on the layer.
+
     Example:
         >>> wrapper = ClusterWrapper(trained_dense, bits=4, cluster_biases=3)
     """
@@ -72,6 +81,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         self.cluster_biases = _check_cluster_biases(cluster_biases)
         super().__init__(layer, **kwargs)
         self._untracked("_bias_names", set())
+        self._untracked("unheld_constraints", [])  # [(weight name, constraint class)], set by build()
         self._untracked("_centroids", [])
         self._untracked("_assignments", [])
         # A built layer has trained weights: cluster them now (eagerly, in numpy); build() then
@@ -102,13 +112,14 @@ class ClusterWrapper(_base.CompressionWrapper):
         layer = self.layer if layer is None else layer
         biases = bias_weights(layer) if self.cluster_biases is not False else []
         self._untracked("_bias_names", {name for name, _, _ in biases})
-        return _base.compressible_weights(layer) + biases
+        return self.selected(_base.compressible_weights(layer)) + biases
 
     def build(self, input_shape=None):
         super().build(input_shape)
         self._untracked("_targets", self.cluster_targets())
         self._untracked("_centroids", [])
         self._untracked("_assignments", [])
+        self._untracked("unheld_constraints", [])
         pending = self._pending or [None] * len(self._targets)
         for (name, var, _), values in zip(self._targets, pending):
             c_init, a_init = "zeros", "zeros"
@@ -117,7 +128,7 @@ class ClusterWrapper(_base.CompressionWrapper):
                 a_init = _ValueInitializer(values[1])
             centroids = self.add_weight(
                 name=f"{name}_centroids", shape=(self._clusters_of(name),), dtype=var.dtype, initializer=c_init,
-                trainable=True,
+                trainable=True, constraint=self._centroid_constraint(name, var),
             )
             assignments = self.add_weight(
                 name=f"{name}_assignments", shape=tuple(var.shape), dtype="int32", initializer=a_init,
@@ -131,6 +142,28 @@ class ClusterWrapper(_base.CompressionWrapper):
     def _release(self):
         for _, var, _ in self._targets:
             var.trainable = True
+
+    def _centroid_constraint(self, name, var):
+        """The constraint the centroids of ``var`` carry: the layer's own when it acts on each value
+        alone (``keras.constraints.NonNeg``), since then constraining the shared values is
+        constraining the kernel; else None, with a warning (once per weight) that it does not hold
+        during fine-tuning, listed in :attr:`unheld_constraints` and in ``cluster``'s report."""
+        constraint = getattr(var, "constraint", None)
+        if constraint is None:
+            return None
+        if type(constraint) is keras.constraints.NonNeg:
+            return keras.constraints.NonNeg()
+        kind = type(constraint).__name__
+        self.unheld_constraints.append((name, kind))
+        warnings.warn(
+            f"cluster: layer {self.layer.name!r} has a {kind} constraint on its {name!r}, which does not act "
+            f"during the clustered fine-tuning: only the shared values train, and a constraint that is not "
+            f"per value (a norm over an axis, or a custom one) cannot be applied to them without giving each "
+            f"weight its own value again (NonNeg is applied to the shared values). The fine-tuned {name!r} may "
+            f"not satisfy it; strip() keeps the constraint on the layer for later training. To silence this, "
+            f"set the layer's constraint to None before cluster(), or check the stripped weights yourself.",
+            UserWarning, stacklevel=_user_stacklevel())
+        return None
 
     def _kmeans(self, var, clusters):
         w = np.asarray(ops.convert_to_numpy(var), dtype=np.float64)
@@ -488,7 +521,8 @@ def _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm):
 
 
 def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0,
-            fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None, cluster_biases=False):
+            fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None, cluster_biases=False,
+            _weights_of=None):
     """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
 
     Args:
@@ -498,7 +532,9 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
             layer (returns a wrapper; for subclassed models).
         bits: an int in 1..12 (the packed format holds at most 4096 shared values), or a dict
             mapping layer names and/or classes to bits; layers the dict does not mention get the
-            paper's defaults, 8 bits for convolutions and 5 otherwise. ``None`` means all defaults.
+            paper's defaults, 8 bits for convolutions (Conv*, Depthwise, Separable, Transpose,
+            ConvLSTM1D/2D/3D) and 5 otherwise (Dense, Embedding, LSTM/GRU/SimpleRNN, attention).
+            ``None`` means all defaults.
         init: centroid initialisation, ``"linear"`` (paper's best), ``"density"``, ``"random"``,
             ``"kmeans++"``; followed by Lloyd iterations.
         preserve_sparsity: exact zeros (pruned weights) stay 0 and take no cluster.
@@ -546,11 +582,11 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed, clusters=clusters,
                               cluster_biases=cluster_biases)
     return _cluster_model(model_or_layer, bits, init, preserve_sparsity, layers, seed, fold_batchnorm,
-                          include_frozen, min_params, clusters, cluster_biases)
+                          include_frozen, min_params, clusters, cluster_biases, _weights_of)
 
 
 def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batchnorm, include_frozen,
-                   min_params, clusters=None, cluster_biases=False):
+                   min_params, clusters=None, cluster_biases=False, weights_of=None):
     existing = _base.find_wrappers(model)
     if existing:
         raise ValueError(
@@ -561,6 +597,12 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
     _base.check_buildable(model, "cluster")
     chosen, skipped = _base.select_layers(model, layers, what="clustered", mapping_ok=False,
                                           include_frozen=include_frozen, min_params=min_params)
+    only, targets_of = {}, None
+    if weights_of is not None:  # the tfmot drop-in's layer registry (dc_keras.compat.tfmot)
+        chosen, skipped, only, targets_of = _base.restrict(chosen, skipped, weights_of)
+        if not chosen:
+            raise ValueError(f"Model {model.name!r} has no layer that can be clustered: "
+                             + "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
     if isinstance(bits, dict):
         names = {l.name for l, _ in _base.graph_layers(model)}
         unknown = [k for k in bits if isinstance(k, str) and k not in names]
@@ -568,7 +610,7 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
             raise ValueError(f"Unknown layer name(s) {unknown} in `bits`; model {model.name!r} has {sorted(names)}.")
     folds, notes = bn_fold.plan(model, chosen) if fold_batchnorm else ({}, [])
     skipped = [(layer, reason) for layer, reason in skipped if id(layer) not in folds]
-    report = _report.build_report("cluster", model, chosen, skipped)
+    report = _report.build_report("cluster", model, chosen, skipped, targets_of)
     report.notes.extend(notes)
     wrappers = []
 
@@ -583,7 +625,7 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
         if id(original) not in chosen:
             return fresh
         wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed, clusters=clusters,
-                                 cluster_biases=cluster_biases)
+                                 cluster_biases=cluster_biases, weights=only.get(id(original)))
         wrapper.trainable = fresh.trainable
         wrappers.append(wrapper)
         return wrapper
@@ -592,6 +634,9 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
     for wrapper in wrappers:
         if not wrapper._clustered_at_init:
             wrapper.initialize_clusters()
+        for name, kind in wrapper.unheld_constraints:
+            report.notes.append(f"{wrapper.name}: its {kind} constraint on {name!r} does not act during the "
+                                "clustered fine-tuning (only NonNeg is applied, to the shared values)")
     if cluster_biases is not False:
         _report_biases(report, wrappers)
     return _report.attach(new_model, report)

@@ -125,6 +125,19 @@ class PruneWrapper(_base.CompressionWrapper):
 
     Attributes:
         pruning_step: int64 variable, training steps seen (saved with the model).
+
+    Each pruned weight also gets ``<weight>_mask`` (0/1) and ``<weight>_threshold``: -1 until an
+    update prunes, then the magnitude at or below which the last update that pruned something
+    removed weights (for :class:`~dc_keras.schedules.StdThreshold`: ``quality`` x std, fixed at
+    its first update). An update that prunes nothing new (e.g. ``ConstantSparsity`` repeating its
+    target every ``frequency`` steps) leaves it as it is.
+
+    Example:
+        >>> wrapper = dc_keras.prune(keras.layers.Dense(10), dc_keras.schedules.ConstantSparsity(0.5, 0))
+        >>> model = keras.Sequential([keras.Input((4,)), wrapper])
+        >>> model.compile("sgd", "mse")
+        >>> model.fit(x, y, callbacks=[dc_keras.PruningCallback()])
+        >>> wrapper.get_weights()  # [pruning_step, kernel_mask, kernel_threshold, kernel, bias]
     """
 
     def __init__(self, layer, schedule, sparsity_m_by_n=None, **kwargs):
@@ -220,7 +233,9 @@ class PruneWrapper(_base.CompressionWrapper):
         k = ops.minimum(k, size)
         t = ops.take(flat, ops.maximum(k - 1, 0))
         keep = ops.cast(ops.greater(ops.cast(w_abs, "float32"), t), mask.dtype)
-        prune_now = ops.greater(k, 0)
+        # An update that prunes nothing new (the k smallest are pruned already: t is 0) keeps the
+        # threshold of the last update that pruned, as the host update does.
+        prune_now = ops.logical_and(ops.greater(k, 0), ops.any(ops.not_equal(keep, mask)))
         return ops.where(prune_now, keep, mask), ops.where(prune_now, t, threshold)
 
     @staticmethod
@@ -262,7 +277,11 @@ class PruneWrapper(_base.CompressionWrapper):
             old = ops.convert_to_numpy(mask)
             old_t = float(ops.convert_to_numpy(threshold))
             new, t = self._new_mask_np(w, old, old_t, axis, sparsity)
-            if np.array_equal(new, old) and t == old_t:
+            # Nothing new pruned: mask, weights and threshold stay. For a sparsity schedule the
+            # threshold is the largest magnitude the last pruning update removed; an update whose
+            # k smallest magnitudes are all pruned already would make it 0 (StdThreshold fixes its
+            # threshold at its first update, whether or not that prunes).
+            if np.array_equal(new, old) and (t == old_t or self.schedule.kind == "sparsity"):
                 continue
             self._warn_ties(_name, new, old, sparsity, step)
             _assign_host(mask, new.astype(old.dtype))
@@ -572,7 +591,7 @@ def _distributed(model=None):
 
 
 def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, include_frozen=False,
-          min_params=0):
+          min_params=0, _weights_of=None):
     """Wrap the prunable layers of a model (or one layer) for magnitude pruning during ``fit``.
 
     Args:
@@ -627,14 +646,21 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
     _base.check_buildable(model, "prune")
     chosen, skipped = _base.select_layers(model, layers, what="pruned", include_frozen=include_frozen,
                                           min_params=min_params)
-    report = _report.build_report("prune", model, chosen, skipped)
+    only, targets_of = {}, None
+    if _weights_of is not None:  # the tfmot drop-in's layer registry (dc_keras.compat.tfmot)
+        chosen, skipped, only, targets_of = _base.restrict(chosen, skipped, _weights_of)
+        if not chosen:
+            raise ValueError(f"Model {model.name!r} has no layer that can be pruned: "
+                             + "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
+    report = _report.build_report("prune", model, chosen, skipped, targets_of)
 
     def replace(original, rebuilder):
         fresh = rebuilder.clone(original)
         if id(original) not in chosen:
             return fresh
         own = chosen[id(original)][1]
-        wrapper = PruneWrapper(fresh, own if own is not None else schedule, sparsity_m_by_n=m_by_n)
+        wrapper = PruneWrapper(fresh, own if own is not None else schedule, sparsity_m_by_n=m_by_n,
+                               weights=only.get(id(original)))
         wrapper.trainable = fresh.trainable
         return wrapper
 
@@ -684,7 +710,9 @@ class PruningCallback(keras.callbacks.Callback):
 
     Several PruningCallbacks in one ``fit()`` (one you pass and one a helper adds, or tfmot's
     ``UpdatePruningStep()`` next to ``PruningSummaries(log_dir)``) act as one: the first in the list
-    updates the masks and counts the steps, the others only write their own ``log_dir``.
+    updates the masks and counts the steps, the others only write their own ``log_dir``. The same
+    instance listed twice acts as if listed once (its ``log_dir`` gets each point once, on
+    ``keras.callbacks.TensorBoard``'s step axis).
 
     ``keras.callbacks.TensorBoard`` (and viewing the logs) needs the ``tensorboard`` package
     (``pip install dc_keras[tensorboard]``); ``PruningCallback(log_dir=...)`` alone does not.
@@ -710,10 +738,17 @@ class PruningCallback(keras.callbacks.Callback):
             # asynchronously (on_train_batch_begin does not change that).
             self.on_train_batch_end = self._log_batch
 
+    def _repeat(self, hook, *args):
+        return summaries.repeated_call(self, hook, *args)
+
     def _log_batch(self, batch, logs=None):
+        if self._repeat("on_train_batch_end", batch):
+            return
         self._log.batch_end(self.model, batch)
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._repeat("on_epoch_begin", epoch):
+            return
         if self._log is not None:
             self._log.epoch_begin()
         if self._host:
@@ -733,6 +768,8 @@ class PruningCallback(keras.callbacks.Callback):
         The steps ``batch .. batch + steps_per_execution - 1`` run as one call, so an update the
         schedule puts inside it is applied at its start (with that update's sparsity).
         """
+        if self._repeat("on_train_batch_begin", batch):
+            return
         self._batch = batch
         if self._host and int(batch) + self._spe >= int((self.params or {}).get("steps") or 0) > 0:
             # The epoch's last execution: the counter already says where it will end, so a callback
@@ -802,6 +839,8 @@ class PruningCallback(keras.callbacks.Callback):
             getattr(owner, "_running", False) and owner.params is self.params
 
     def on_train_begin(self, logs=None):
+        if self._repeat("on_train_begin"):
+            return
         wrappers = self._wrappers()
         self._follower = self._follows(wrappers)
         if self._follower:
@@ -909,6 +948,8 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     def on_train_end(self, logs=None):
+        if self._repeat("on_train_end"):
+            return
         if self._follower:
             if self._log is not None:
                 self._log.close()
@@ -936,7 +977,7 @@ class PruningCallback(keras.callbacks.Callback):
         return result
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._follower:
+        if self._repeat("on_epoch_end", epoch) or self._follower:
             return
         self._write_steps(epoch_end=True)
         # Written: a later write (on_train_end) would undo a restore of the weights, step counter

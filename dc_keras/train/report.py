@@ -91,11 +91,12 @@ class CoverageReport:
             logger.info("%s", line)
 
 
-def build_report(action, model, chosen, skipped):
-    """Report for ``model`` (the input of prune/cluster) given :func:`_base.select_layers` output."""
+def build_report(action, model, chosen, skipped, targets_of=None):
+    """Report for ``model`` (the input of prune/cluster) given :func:`_base.select_layers` output
+    (``targets_of(layer)``: the compressed weights, default all of ``compressible_weights``)."""
     report = CoverageReport(action, _base.params(model.weights))
     for layer, _ in chosen.values():
-        report.add_wrapped(layer, _base.compressible_weights(layer))
+        report.add_wrapped(layer, targets_of(layer) if targets_of else _base.compressible_weights(layer))
     for layer, reason in skipped:
         report.add_skipped(layer, reason)
     return report

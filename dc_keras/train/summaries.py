@@ -39,6 +39,24 @@ def sync_model_state(model):
         sync()
 
 
+def repeated_call(callback, hook, *args):
+    """True for the second call of a hook when one callback instance is listed twice in a fit()'s
+    callbacks: Keras calls the list in order, so each event reaches the instance twice in a row,
+    with the same arguments and the same ``params`` dict (one per fit()). Inside fit() only
+    (``params`` set): a custom training loop's calls are taken as they come.
+
+    Example:
+        >>> def on_epoch_end(self, epoch, logs=None):
+        ...     if repeated_call(self, "on_epoch_end", epoch):
+        ...         return
+    """
+    last = getattr(callback, "_dc_last_call", None)
+    if callback.params and last is not None and last[0] is callback.params and last[1:] == (hook, args):
+        return True
+    callback._dc_last_call = (callback.params, hook, args)
+    return False
+
+
 class SummaryLog:
     """Owns a ``tf.summary`` writer for ``<log_dir>/train`` and Keras's batch step counter."""
 
@@ -106,6 +124,8 @@ class ClusteringSummaries(keras.callbacks.Callback):
         log_dir: the same directory as ``keras.callbacks.TensorBoard(log_dir)``.
         update_freq: ``"epoch"`` (end of each epoch) or an int ``n``: also every ``n`` batches.
 
+    Listed twice in one ``fit()``, the same instance writes each point once.
+
     Writing needs TensorFlow's summary writer (any backend); viewing, and Keras's own
     ``keras.callbacks.TensorBoard``, need the ``tensorboard`` package (``pip install dc_keras[tensorboard]``).
 
@@ -136,18 +156,26 @@ class ClusteringSummaries(keras.callbacks.Callback):
         return wrappers
 
     def on_train_begin(self, logs=None):
+        if repeated_call(self, "on_train_begin"):
+            return
         self._log.begin()
         self._start = {id(c): ops.convert_to_numpy(c) for w in self._wrappers() for c in w._centroids}
 
     def _batch_end(self, batch, logs=None):
+        if repeated_call(self, "on_train_batch_end", batch):
+            return
         self._log.calls += 1
         if self._log.calls % self.update_freq == 0:
             self._write()
 
     def on_epoch_begin(self, epoch, logs=None):
+        if repeated_call(self, "on_epoch_begin", epoch):
+            return
         self._epoch_calls = self._log.calls
 
     def on_epoch_end(self, epoch, logs=None):
+        if repeated_call(self, "on_epoch_end", epoch):
+            return
         if self.update_freq == "epoch":  # no batch hook: count this epoch's calls as Keras does
             steps = (self.params or {}).get("steps") or 0
             per_call = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
@@ -166,4 +194,6 @@ class ClusteringSummaries(keras.callbacks.Callback):
         self._log.write(values, max(self._log.calls, 1))
 
     def on_train_end(self, logs=None):
+        if repeated_call(self, "on_train_end"):
+            return
         self._log.close()

@@ -35,13 +35,19 @@
 extern "C" {
 #endif
 
+/* Statuses of the functions below.  The values are part of the ABI and never change; new
+ * statuses are only appended, so treat any value other than DC_UNPACK_OK as an error (`why`
+ * says what is wrong).  DC_UNPACK_ARGUMENT is the caller's mistake, not the data's (as
+ * dc_codec.h's DC_ERR_ARGUMENT): an app should fix the call, not re-fetch or delete the file;
+ * the other errors are about the model bytes (or memory). */
 typedef enum {
   DC_UNPACK_OK = 0,
   DC_UNPACK_MALFORMED = 1,   /* not a readable .tflite flatbuffer */
   DC_UNPACK_BAD_PACKED = 2,  /* a HuffDecode op or its packed tensor is invalid */
   DC_UNPACK_UNSUPPORTED = 3, /* valid, but this unpacker cannot rewrite it (see above) */
   DC_UNPACK_TOO_LARGE = 4,   /* the result would pass max_output (2 GiB: flatbuffer offsets) */
-  DC_UNPACK_NO_MEMORY = 5
+  DC_UNPACK_NO_MEMORY = 5,
+  DC_UNPACK_ARGUMENT = 6 /* a NULL pointer or an out-of-range argument; nothing was read */
 } dc_unpack_status;
 
 /* Unpacks `packed` (n bytes; never modified) into a new malloc'd buffer

@@ -613,10 +613,17 @@ DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_
   memset(&pl, 0, sizeof pl);
   pl.max_output = max_output < DC_FLATBUFFER_MAX ? max_output : DC_FLATBUFFER_MAX;
   if (why && why_n) why[0] = '\0';
-  if (!out || !out_n) return say(&f, "dc_unpack: out and out_n are required"), DC_UNPACK_MALFORMED;
+  if (!out || !out_n) {
+    return say(&f,
+               "dc_unpack: out or out_n is NULL: pass the addresses of a uint8_t* and a size_t"),
+           DC_UNPACK_ARGUMENT;
+  }
   *out = NULL;
   *out_n = 0;
-  if (!packed) return say(&f, "dc_unpack: no input"), DC_UNPACK_MALFORMED;
+  if (!packed) {
+    return say(&f, "dc_unpack: packed is NULL: pass the packed .tflite's bytes"),
+           DC_UNPACK_ARGUMENT;
+  }
   if (n > pl.max_output) {
     return say(&f, "input of %zu bytes exceeds the %zu byte bound", n, pl.max_output),
            DC_UNPACK_TOO_LARGE;
@@ -653,11 +660,14 @@ DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_hu
   pl.list_only = 1;
   if (why && why_n) why[0] = '\0';
   if (!ops || !num_ops) {
-    return say(&f, "dc_list_huffdecode: ops and num_ops are required"), DC_UNPACK_MALFORMED;
+    return say(&f,
+               "dc_list_huffdecode: ops or num_ops is NULL: pass the addresses of a "
+               "dc_huffdecode_op* and a size_t"),
+           DC_UNPACK_ARGUMENT;
   }
   if (!model) {
     return say(&f, "dc_list_huffdecode: model is NULL: pass the .tflite's bytes"),
-           DC_UNPACK_MALFORMED;
+           DC_UNPACK_ARGUMENT;
   }
   *ops = NULL;
   *num_ops = 0;
@@ -696,15 +706,18 @@ DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t a
     *out_n = 0;
   }
   if (!out || !out_n)
-    return say(&f, "dc_align_packed: out and out_n are required"), DC_UNPACK_MALFORMED;
+    return say(&f,
+               "dc_align_packed: out or out_n is NULL: pass the addresses of a uint8_t* and "
+               "a size_t"),
+           DC_UNPACK_ARGUMENT;
   if (!model)
-    return say(&f, "dc_align_packed: model is NULL: pass the .tflite's bytes"), DC_UNPACK_MALFORMED;
+    return say(&f, "dc_align_packed: model is NULL: pass the .tflite's bytes"), DC_UNPACK_ARGUMENT;
   if (alignment < 16 || alignment > 4096 || (alignment & (alignment - 1))) {
     return say(&f,
                "dc_align_packed: alignment must be a power of 2 in 16..4096, got %zu (64 for "
                "LiteRT)",
                alignment),
-           DC_UNPACK_MALFORMED;
+           DC_UNPACK_ARGUMENT;
   }
   *out = NULL;
   *out_n = 0;

@@ -114,25 +114,47 @@ static void check_model(const char* path, int tail) {
   if (again) check_contents(model, n, again, an);
   dc_unpack_free(again);
   dc_unpack_free(al);
-  CHECK(dc_align_packed(model, n, 48, &al, &aln, why, sizeof why) == DC_UNPACK_MALFORMED && !al,
+  CHECK(dc_align_packed(model, n, 48, &al, &aln, why, sizeof why) == DC_UNPACK_ARGUMENT && !al,
         "alignment must be a power of 2");
   CHECK(strstr(why, "alignment must be a power of 2 in 16..4096, got 48") != NULL, "why: %s", why);
-  /* a NULL argument: the message names it (not the alignment) */
-  CHECK(dc_align_packed(NULL, n, 64, &al, &aln, why, sizeof why) == DC_UNPACK_MALFORMED && !al &&
+  /* a NULL argument: DC_UNPACK_ARGUMENT (the caller's mistake, not the data's: it was
+   * DC_UNPACK_MALFORMED), the message names it (not the alignment) */
+  CHECK(dc_align_packed(NULL, n, 64, &al, &aln, why, sizeof why) == DC_UNPACK_ARGUMENT && !al &&
             strstr(why, "model is NULL") != NULL,
         "align NULL model: %s", why);
-  CHECK(dc_align_packed(model, n, 64, NULL, &aln, why, sizeof why) == DC_UNPACK_MALFORMED &&
-            strstr(why, "out and out_n are required") != NULL,
+  CHECK(dc_align_packed(model, n, 64, NULL, &aln, why, sizeof why) == DC_UNPACK_ARGUMENT &&
+            strstr(why, "out or out_n is NULL") != NULL,
         "align NULL out: %s", why);
   {
     dc_huffdecode_op* none = NULL;
     size_t count = 0;
-    CHECK(dc_list_huffdecode(NULL, n, &none, &count, why, sizeof why) == DC_UNPACK_MALFORMED &&
+    CHECK(dc_list_huffdecode(NULL, n, &none, &count, why, sizeof why) == DC_UNPACK_ARGUMENT &&
               strstr(why, "model is NULL") != NULL,
           "list NULL model: %s", why);
-    CHECK(dc_list_huffdecode(model, n, NULL, &count, why, sizeof why) == DC_UNPACK_MALFORMED &&
-              strstr(why, "ops and num_ops are required") != NULL,
+    CHECK(dc_list_huffdecode(model, n, NULL, &count, why, sizeof why) == DC_UNPACK_ARGUMENT &&
+              strstr(why, "ops or num_ops is NULL") != NULL,
           "list NULL ops: %s", why);
+    CHECK(dc_list_huffdecode(model, n, &none, NULL, why, sizeof why) == DC_UNPACK_ARGUMENT,
+          "list NULL num_ops: %s", why);
+  }
+  {
+    uint8_t* o = (uint8_t*)1;
+    size_t on = 1;
+    CHECK(dc_unpack(NULL, n, &o, &on, why, sizeof why) == DC_UNPACK_ARGUMENT && o == NULL &&
+              on == 0 && strstr(why, "packed is NULL") != NULL,
+          "unpack NULL packed: %s", why);
+    CHECK(dc_unpack(model, n, NULL, &on, why, sizeof why) == DC_UNPACK_ARGUMENT &&
+              strstr(why, "out or out_n is NULL") != NULL,
+          "unpack NULL out: %s", why);
+    CHECK(dc_unpack_bounded(model, n, n * 4, &o, NULL, why, sizeof why) == DC_UNPACK_ARGUMENT &&
+              strstr(why, "out or out_n is NULL") != NULL,
+          "unpack_bounded NULL out_n: %s", why);
+    CHECK(dc_unpack(NULL, n, &o, &on, NULL, 0) == DC_UNPACK_ARGUMENT, "no why buffer");
+    /* the data errors keep their statuses and values (ABI) */
+    CHECK(DC_UNPACK_OK == 0 && DC_UNPACK_MALFORMED == 1 && DC_UNPACK_BAD_PACKED == 2 &&
+              DC_UNPACK_UNSUPPORTED == 3 && DC_UNPACK_TOO_LARGE == 4 && DC_UNPACK_NO_MEMORY == 5 &&
+              DC_UNPACK_ARGUMENT == 6,
+          "status values");
   }
   /* hostile variants: an error with a message, or a success; never a crash */
   size_t errors = 0;

@@ -60,7 +60,12 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
         to_cluster: a Sequential/Functional model (a clustered copy is returned), a layer or a list of layers.
         number_of_clusters: centroids per kernel (any integer >= 1, not only powers of two).
         cluster_centroids_init: a :class:`CentroidInitialization` value (default k-means++, as in tfmot).
-        preserve_sparsity: keep pruned (exactly zero) weights at zero, outside the clusters.
+        preserve_sparsity: keep pruned (exactly zero) weights at zero. As in tfmot the zero counts
+            among ``number_of_clusters``: ``number_of_clusters - 1`` trainable shared values plus
+            0, so a pruned kernel ends with at most ``number_of_clusters`` distinct values (the
+            wrappers' ``clusters`` is ``number_of_clusters - 1``; ``dc_keras.cluster`` counts
+            non-zero values only). Unlike tfmot, no non-zero weight becomes 0 (tfmot's zero
+            centroid also takes the weights nearest to it).
         cluster_per_channel: only False.
 
     Example:
@@ -76,13 +81,33 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
         raise ValueError("cluster_per_channel=True is not supported by dc_keras: one set of centroids per "
                          "kernel. Pass cluster_per_channel=False.")
     init = _init_of(cluster_centroids_init)
-    args = dict(init=init, preserve_sparsity=bool(preserve_sparsity), clusters=int(number_of_clusters))
+    clusters = int(number_of_clusters)
+    if preserve_sparsity:
+        # tfmot's sparsity-preserving clustering has number_of_clusters - 1 trainable centroids and a
+        # zero centroid; dc_keras's zero slot is outside its centroids: ask for one fewer.
+        if clusters < 2:
+            raise ValueError(f"number_of_clusters={clusters} with preserve_sparsity=True: as in tfmot, the count "
+                             "includes the zero, which leaves no cluster for the non-zero weights. Pass "
+                             "number_of_clusters >= 2 (e.g. 16: 15 shared non-zero values and 0).")
+        clusters -= 1
+    args = dict(init=init, preserve_sparsity=bool(preserve_sparsity), clusters=clusters)
+
+    def one(layer):
+        choice = _sparsity_keras._registry(layer)
+        if isinstance(choice, str):
+            return layer  # as tfmot, nothing of it is clustered (tfmot wraps it with no weight to cluster)
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(f"cluster_weights() takes a Keras model, layer or list of layers, got "
+                             f"{type(layer).__name__}.")
+        return _clustering.ClusterWrapper(layer, weights=choice, **args)
+
     if isinstance(to_cluster, (list, tuple)):
-        return [_clustering.cluster(layer, **args) for layer in to_cluster]
+        return [one(layer) for layer in to_cluster]
     if isinstance(to_cluster, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
-        return _sparsity_keras._refuse_unsupported(_clustering.cluster(to_cluster, include_frozen=True, **args),
-                                                  "clustered", "cluster_weights")
-    return _clustering.cluster(to_cluster, **args)
+        return _sparsity_keras._refuse_unsupported(
+            _clustering.cluster(to_cluster, include_frozen=True, _weights_of=_sparsity_keras._registry, **args),
+            "clustered", "cluster_weights")
+    return one(to_cluster)
 
 
 def strip_clustering(model):
@@ -142,6 +167,11 @@ _NOT_PROVIDED = {
                      "preserve_sparsity=True) is cluster_weights(..., preserve_sparsity=True) here "
                      "(docs/migrating_from_tfmot.md)"),
 }
+
+# A package to the import system (a module with __path__ is one; no file is ever found under an
+# empty path), so that `from ...keras import <name>` of a name in _NOT_PROVIDED asks the finder in
+# dc_keras/compat/tfmot/__init__.py, which raises the ImportError with the message below.
+__path__ = []
 
 
 def __getattr__(name):

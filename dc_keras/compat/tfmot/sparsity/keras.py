@@ -4,8 +4,9 @@ Same names, argument names and defaults as tensorflow_model_optimization 0.8. Di
 (docs/migrating_from_tfmot.md): the first training batch is step 0 (tfmot: 1) and masks are
 also updated at ``end_step`` itself; a pruned weight is never restored; a schedule that cannot
 reach its target warns; ``PruningSummaries`` writes sparsity only (add
-``keras.callbacks.TensorBoard`` for the loss curves) and also arms pruning; depthwise kernels are
-pruned too; block sparsity and pruning policies are not available (an error says so).
+``keras.callbacks.TensorBoard`` for the loss curves) and also arms pruning; block sparsity and
+pruning policies are not available (an error says so). As in tfmot's layer registry, depthwise
+kernels stay dense (DepthwiseConv1D/2D, SeparableConv's depthwise kernel: ``_registry``).
 
 Example:
     >>> import dc_keras.compat.tfmot as tfmot
@@ -18,6 +19,7 @@ import contextlib
 import keras
 
 from dc_keras.compat.tfmot import _keras2
+from dc_keras.train import _base
 from dc_keras.train import pruning as _pruning
 from dc_keras.train.strip import strip as _strip_model
 from dc_keras.train.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
@@ -54,12 +56,46 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
                          "pass pruning_policy=None and choose the layers with a clone_function instead.")
     schedule = ConstantSparsity(0.5, 0) if pruning_schedule is None else pruning_schedule
     keep_m_by_n = _kept_of(sparsity_m_by_n)
+
+    def one(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(f"prune_low_magnitude() takes a Keras model, layer or list of layers, got "
+                             f"{type(layer).__name__}.")
+        choice = _registry(layer)
+        if isinstance(choice, str):
+            return layer  # as tfmot, nothing of it is pruned (tfmot wraps it with no weight to prune)
+        return _pruning.PruneWrapper(layer, schedule, sparsity_m_by_n=keep_m_by_n, weights=choice)
+
     if isinstance(to_prune, (list, tuple)):
-        return [_pruning.prune(layer, schedule, sparsity_m_by_n=keep_m_by_n) for layer in to_prune]
+        return [one(layer) for layer in to_prune]
     if isinstance(to_prune, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
-        return _refuse_unsupported(_pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n, include_frozen=True),
+        return _refuse_unsupported(_pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n, include_frozen=True,
+                                                  _weights_of=_registry),
                                   "pruned", "prune_low_magnitude")
-    return _pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n)
+    return one(to_prune)
+
+
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+
+
+def _registry(layer):
+    """Which weights of ``layer`` the drop-in compresses where tfmot 0.8.1's layer registry differs
+    from dc_keras's: a DepthwiseConv1D/2D is left dense (the reason, as a string) and of a
+    SeparableConv1D/2D only ``pointwise_kernel`` is compressed; None (dc_keras's choice) for every
+    other layer and for a layer that declares its weights (``get_prunable_weights``, as in tfmot).
+
+    Example:
+        >>> _registry(keras.layers.SeparableConv2D(8, 3))  # ['pointwise_kernel']
+    """
+    if _base._declared(layer) is not None:
+        return None
+    if isinstance(layer, _DEPTHWISE):
+        return ("depthwise kernel, left dense as tfmot 0.8.1's layer registry does (dc_keras.prune / "
+                "dc_keras.cluster compress it)")
+    if isinstance(layer, _SEPARABLE):
+        return ["pointwise_kernel"]
+    return None
 
 
 def _refuse_unsupported(model, what, call):
@@ -168,6 +204,11 @@ _NOT_PROVIDED = {
            "dc_keras.prune(model, schedule, layers=[...]) (docs/migrating_from_tfmot.md)")
     for name in ("PruneForLatencyOnXNNPack", "PruningPolicy")
 }
+
+# A package to the import system (a module with __path__ is one; no file is ever found under an
+# empty path), so that `from ...keras import <name>` of a name in _NOT_PROVIDED asks the finder in
+# dc_keras/compat/tfmot/__init__.py, which raises the ImportError with the message below.
+__path__ = []
 
 
 def __getattr__(name):
