@@ -196,6 +196,36 @@ def fsync_shim(tmp_path_factory):
     return str(d / "shim.so")
 
 
+def _default_signal_actions():
+    """The child starts with the default action of the signals the tests send: a run under
+    ``nohup`` (as CI may be) inherits SIGHUP ignored, and exec keeps ignored signals ignored."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _ignore_sighup():
+    _default_signal_actions()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_a_hangup_under_nohup_is_ignored_as_asked(tools, inputs, fsync_shim, tmp_path, name):
+    """Under ``nohup`` (SIGHUP ignored) a closed terminal does not stop the writers: no handler of
+    ours takes SIGHUP back, the output is written whole and no temporary file is left."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    env = dict(ENV, SHIM_SIGNAL=str(int(signal.SIGHUP)))
+    if name.startswith("dc-keras"):
+        argv = [sys.executable, "-c", textwrap.dedent(_PY_FSYNC_SIGNAL)] + argv[3:]
+    else:
+        env["LD_PRELOAD"] = fsync_shim
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=env,
+                       preexec_fn=_ignore_sighup)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert _listing(tmp_path) == ["out.bin"] and out.read_bytes() != b"old" and out.stat().st_size > 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
 @pytest.mark.parametrize("name", WRITERS)
 def test_a_signal_mid_write_leaves_no_temporary_file(tools, inputs, fsync_shim, tmp_path, name, sig):
@@ -212,7 +242,8 @@ def test_a_signal_mid_write_leaves_no_temporary_file(tools, inputs, fsync_shim, 
         argv = [sys.executable, "-c", textwrap.dedent(_PY_FSYNC_SIGNAL)] + argv[3:]
     else:
         env["LD_PRELOAD"] = fsync_shim
-    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=env,
+                       preexec_fn=_default_signal_actions)
     if name.startswith("dc-keras") and sig == signal.SIGINT:
         assert r.returncode == 130 and r.stderr.strip().endswith("interrupted"), (r.returncode, r.stderr[-2000:])
     else:
