@@ -73,9 +73,9 @@ typedef struct {
 } dc_sparse_fc;
 
 #define DC_SFC_TILE_EMPTY 0x8000u
-/* The tile form is built only up to this size (bytes), i.e. for layers that stay in cache, where
- * the row kernels' gather of x per non-zero is slower than dense (docs/android.md). */
-#define DC_SFC_TILE_MAX_BYTES ((size_t)2 << 20)
+/* dc_sparse_fc_build keeps the tile form (instead of the rows) only while it holds at most this
+ * many entries per non-zero (docs/android.md). */
+#define DC_SFC_TILE_FILL 4u
 
 /* Builds *m from a packed tensor.  On DC_SFC_UNSUPPORTED `why` says why (the
  * caller falls back to the dense route); on DC_SFC_DECODE *decode_status holds
@@ -164,6 +164,11 @@ DC_API const char* dc_sparse_fc_kernel_name(void);
  * (instead of 4096), so that small tensors exercise the whole hand-over.  Not thread-safe: set
  * it before building. */
 DC_API size_t dc_sparse_fc_set_helper_bytes(size_t bytes);
+
+/* The tile form's limit of dc_sparse_fc_build (default DC_SFC_TILE_FILL entries per non-zero);
+ * returns the previous setting.  For tests and fuzzing: 0 makes every build that made tiles turn
+ * them into rows (the fallback path).  Not thread-safe: set it before building. */
+DC_API uint32_t dc_sparse_fc_set_tile_fill(uint32_t entries_per_nonzero);
 
 /* on = 0 makes every later call use the scalar kernels (tests, comparisons), 1 (default) lets
  * dc_sparse_fc_kernel_name() choose; returns the previous setting.  Not thread-safe: set it

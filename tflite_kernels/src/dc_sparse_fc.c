@@ -95,87 +95,270 @@ DC_API void dc_sparse_fc_free(dc_sparse_fc* m) {
   memset(m, 0, sizeof *m);
 }
 
+/* Builds the tile form group by group from rows given as (row_ptr, col, code): the whole form's
+ * rows (dc_sparse_fc_add_tiles, the dense and grouped routes), or, in the direct build, the rows
+ * of the groups decoded so far, placed by the decoder into a small scratch (tiles_place).  The
+ * arrays are sized once from bounds that hold for any input: a tile holds at least one non-zero
+ * and at most 16 x 32 entries, so tiles <= min(nnz, groups * blocks) and entries <= min(16 nnz,
+ * 512 tiles); tile_e is only reserved to that bound (dc_alloc_output: untouched pages cost no
+ * memory) and shrunk to what was written at the end (tiles_end). */
+typedef struct {
+  dc_sparse_fc* m;
+  uint32_t blocks, groups_done;
+  uint64_t tiles, entries, nnz; /* written so far (nnz: non-zeros placed into tiles) */
+  uint64_t tile_cap, entry_cap; /* the bounds above */
+  dc_rows* r;                   /* direct build: the decoder's scratch rows, else NULL */
+  uint64_t cap;                 /* entries of r->col / r->code */
+  int nomem;                    /* scratch growth failed */
+} Tiles;
+
+static void tiles_free(dc_sparse_fc* m) {
+  free(m->tile_ptr), free(m->tile_block), free(m->tile_steps), free(m->tile_e);
+  m->tile_ptr = NULL, m->tile_block = NULL, m->tile_steps = NULL, m->tile_e = NULL;
+  m->tile_groups = 0;
+  m->tile_entries = 0;
+}
+
+/* Allocates the tile arrays of *m for at most nnz_bound non-zeros; 0 when out of memory. */
+static int tiles_begin(Tiles* t, dc_sparse_fc* m, uint64_t nnz_bound) {
+  memset(t, 0, sizeof *t);
+  t->m = m;
+  t->blocks = (m->cols + 31) / 32;
+  m->tile_groups = (m->rows + 15) / 16;
+  const uint64_t nb = nnz_bound ? nnz_bound : 1, grid = (uint64_t)m->tile_groups * t->blocks;
+  t->tile_cap = grid < nb ? grid : nb;
+  t->entry_cap = 16 * nb < 512 * t->tile_cap ? 16 * nb : 512 * t->tile_cap;
+  if (t->entry_cap > SIZE_MAX / sizeof(uint16_t)) return 0;
+  m->tile_ptr = (uint32_t*)malloc(((size_t)m->tile_groups + 1) * sizeof(uint32_t));
+  m->tile_block = (uint16_t*)malloc((size_t)t->tile_cap * sizeof(uint16_t));
+  m->tile_steps = (uint8_t*)malloc((size_t)t->tile_cap);
+  m->tile_e = (uint16_t*)dc_alloc_output((size_t)t->entry_cap * sizeof(uint16_t));
+  if (!m->tile_ptr || !m->tile_block || !m->tile_steps || !m->tile_e) {
+    tiles_free(m);
+    return 0;
+  }
+  m->tile_ptr[0] = 0;
+  return 1;
+}
+
+/* Appends the tiles of group g: rows 16 g .. 16 g + 15 (those < rows) are [rp[r], rp[r + 1]) of
+ * col / code, columns increasing within a row (as every builder makes them), codes < 32.  The
+ * next block is the smallest block any lane still has a non-zero in (empty blocks cost nothing);
+ * a tile's steps are its longest row's non-zeros in the block, the shorter rows' lanes padded
+ * with DC_SFC_TILE_EMPTY. */
+static void emit_group(Tiles* t, uint32_t g, const uint32_t* rp, const uint16_t* col,
+                       const uint8_t* code) {
+  dc_sparse_fc* m = t->m;
+  uint32_t cur[16], end[16];
+  for (uint32_t l = 0; l < 16; ++l) {
+    const uint32_t r = 16 * g + l;
+    cur[l] = r < m->rows ? rp[r] : 0;
+    end[l] = r < m->rows ? rp[r + 1] : 0;
+  }
+  for (;;) {
+    uint32_t b = UINT32_MAX, n[16], steps = 0, kept = 0;
+    for (uint32_t l = 0; l < 16; ++l) {
+      if (cur[l] < end[l] && (uint32_t)col[cur[l]] / 32 < b) b = col[cur[l]] / 32u;
+    }
+    if (b == UINT32_MAX) break;
+    const uint32_t lim = 32 * (b + 1);
+    for (uint32_t l = 0; l < 16; ++l) {
+      uint32_t j = cur[l];
+      while (j < end[l] && col[j] < lim) ++j;
+      n[l] = j - cur[l];
+      if (n[l] > steps) steps = n[l];
+      kept += n[l];
+    }
+    if (t->tiles >= t->tile_cap || t->entries + 16u * steps > t->entry_cap) { /* cannot happen */
+      t->nomem = 1;
+      return;
+    }
+    uint16_t* out = m->tile_e + t->entries;
+    for (uint32_t i = 0; i < 16 * steps; ++i) out[i] = (uint16_t)DC_SFC_TILE_EMPTY;
+    for (uint32_t l = 0; l < 16; ++l) {
+      for (uint32_t s = 0; s < n[l]; ++s)
+        out[16 * s + l] = (uint16_t)((col[cur[l] + s] & 31u) | ((uint32_t)code[cur[l] + s] << 5));
+      cur[l] += n[l];
+    }
+    m->tile_block[t->tiles] = (uint16_t)b;
+    m->tile_steps[t->tiles] = (uint8_t)steps;
+    ++t->tiles;
+    t->entries += 16u * steps;
+    t->nnz += kept;
+  }
+  m->tile_ptr[g + 1] = (uint32_t)t->tiles;
+}
+
+/* Finishes the form (every group emitted): its size, tile_e shrunk to what was written. */
+static void tiles_end(Tiles* t) {
+  dc_sparse_fc* m = t->m;
+  m->tile_entries = t->entries;
+  if (t->entries < t->entry_cap) {
+    uint16_t* e = (uint16_t*)realloc(m->tile_e, (size_t)(t->entries ? t->entries : 1) * 2);
+    if (e) m->tile_e = e;
+  }
+}
+
 static size_t tile_bytes(uint64_t groups, uint64_t tiles, uint64_t entries) {
   return (size_t)((groups + 1) * sizeof(uint32_t) + tiles * (sizeof(uint16_t) + 1) +
                   entries * sizeof(uint16_t));
 }
 
-/* One pass over the rows of each 16-row group, block by block (fill = 0: counts only, and
- * stops with 0 as soon as the form would pass DC_SFC_TILE_MAX_BYTES; else returns 1).  Each
- * lane's cursor walks its row once (columns increase within a row). */
-static int tile_pass(dc_sparse_fc* m, int fill, uint64_t* tiles, uint64_t* entries) {
-  const uint32_t blocks = (m->cols + 31) / 32;
-  uint64_t t = 0, e = 0;
-  for (uint32_t g = 0; g < m->tile_groups; ++g) {
-    uint32_t cur[16], end[16];
-    for (uint32_t l = 0; l < 16; ++l) {
-      const uint32_t r = 16 * g + l;
-      cur[l] = r < m->rows ? m->row_ptr[r] : 0;
-      end[l] = r < m->rows ? m->row_ptr[r + 1] : 0;
-    }
-    if (fill) m->tile_ptr[g] = (uint32_t)t;
-    for (uint32_t b = 0; b < blocks; ++b) {
-      uint32_t n[16], steps = 0;
-      for (uint32_t l = 0; l < 16; ++l) {
-        uint32_t j = cur[l];
-        while (j < end[l] && m->col[j] < 32 * (b + 1)) ++j;
-        n[l] = j - cur[l];
-        if (n[l] > steps) steps = n[l];
-      }
-      if (steps == 0) continue;
-      if (fill) {
-        uint16_t* out = m->tile_e + e;
-        m->tile_block[t] = (uint16_t)b;
-        m->tile_steps[t] = (uint8_t)steps;
-        for (uint32_t s = 0; s < steps; ++s)
-          for (uint32_t l = 0; l < 16; ++l)
-            out[16 * s + l] =
-                s < n[l]
-                    ? (uint16_t)((m->col[cur[l] + s] & 31u) | ((uint32_t)m->code[cur[l] + s] << 5))
-                    : (uint16_t)DC_SFC_TILE_EMPTY;
-      }
-      for (uint32_t l = 0; l < 16; ++l) cur[l] += n[l];
-      ++t;
-      e += 16u * steps;
-    }
-    if (!fill && tile_bytes(m->tile_groups, t, e) > DC_SFC_TILE_MAX_BYTES) return 0;
+/* Which form a float32 FC layer of <= 32 values keeps when the AVX-512 kernels are in use
+ * (dc_sparse_fc_build): the tile form alone while it has at most DC_SFC_TILE_FILL entries per
+ * non-zero, else the rows alone (very sparse or oddly spread layers, where the padding of the
+ * tiles would cost more time and memory than the rows' gathers). */
+static uint32_t tile_fill = DC_SFC_TILE_FILL;
+
+DC_API uint32_t dc_sparse_fc_set_tile_fill(uint32_t entries_per_nonzero) {
+  const uint32_t old = tile_fill;
+  tile_fill = entries_per_nonzero;
+  return old;
+}
+
+static int tiles_fit(uint64_t entries, uint64_t nnz) {
+  return entries <= (uint64_t)tile_fill * nnz;
+}
+
+static int tiles_wanted(const dc_sparse_fc* m) {
+  return m->dtype == DC_DTYPE_FLOAT32 && !m->table && m->num_values <= 32 && m->rows > 0 &&
+         m->cols > 0 && m->cols <= DC_SFC_MAX_COLS && simd();
+}
+
+/* The rows of a tile form (the build's fallback when the tiles do not fit): lane l of a group's
+ * tiles, in order, is row 16 g + l in column order.  Replaces the tiles; 0 when out of memory
+ * (the form is then unchanged). */
+static int tiles_to_rows(dc_sparse_fc* m) {
+  const size_t n = m->nnz ? (size_t)m->nnz : 1;
+  uint32_t* rp = (uint32_t*)malloc(((size_t)m->rows + 1) * sizeof(uint32_t));
+  uint16_t* col = (uint16_t*)dc_alloc_output(n * sizeof(uint16_t));
+  uint8_t* code = (uint8_t*)dc_alloc_output(n);
+  if (!rp || !col || !code) {
+    free(rp), free(col), free(code);
+    return 0;
   }
-  if (fill) m->tile_ptr[m->tile_groups] = (uint32_t)t;
-  *tiles = t;
-  *entries = e;
+  const uint16_t* e = m->tile_e;
+  uint32_t k = 0;
+  for (uint32_t g = 0; g < m->tile_groups; ++g) {
+    uint32_t cnt[16] = {0}, at[16];
+    const uint16_t* ge = e;
+    for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1]; ++t)
+      for (uint32_t s = 0; s < m->tile_steps[t]; ++s, ge += 16)
+        for (uint32_t l = 0; l < 16; ++l) cnt[l] += ge[l] != DC_SFC_TILE_EMPTY;
+    for (uint32_t l = 0; l < 16 && 16 * g + l < m->rows; ++l) {
+      rp[16 * g + l] = k;
+      at[l] = k;
+      k += cnt[l];
+    }
+    for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1]; ++t)
+      for (uint32_t s = 0; s < m->tile_steps[t]; ++s, e += 16)
+        for (uint32_t l = 0; l < 16; ++l) {
+          if (e[l] == DC_SFC_TILE_EMPTY) continue;
+          col[at[l]] = (uint16_t)(32u * m->tile_block[t] + (e[l] & 31u));
+          code[at[l]++] = (uint8_t)(e[l] >> 5);
+        }
+  }
+  rp[m->rows] = k;
+  tiles_free(m);
+  m->row_ptr = rp, m->col = col, m->code = code;
+  return 1;
+}
+
+/* The tile form of the rows of *m (all of them, in one go); 0 if not built (out of memory). */
+static int rows_to_tiles(dc_sparse_fc* m) {
+  Tiles t;
+  if (!tiles_begin(&t, m, m->nnz)) return 0;
+  for (uint32_t g = 0; g < m->tile_groups && !t.nomem; ++g)
+    emit_group(&t, g, m->row_ptr, m->col, m->code);
+  if (t.nomem) {
+    tiles_free(m);
+    return 0;
+  }
+  tiles_end(&t);
   return 1;
 }
 
 DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
-  uint64_t tiles = 0, entries = 0;
-  if (!m || m->tile_e || !m->row_ptr || m->dtype != DC_DTYPE_FLOAT32 || m->table ||
-      m->num_values > 32 || m->rows == 0 || m->cols == 0 || m->cols > DC_SFC_MAX_COLS || !simd() ||
-      m->nnz > DC_SFC_TILE_MAX_BYTES / sizeof(uint16_t)) /* an entry at least per non-zero */
-    return 0;
-  m->tile_groups = (m->rows + 15) / 16;
-  if (!tile_pass(m, 0, &tiles, &entries)) {
-    m->tile_groups = 0;
+  if (!m || m->tile_e || !m->row_ptr || !tiles_wanted(m)) return 0;
+  return rows_to_tiles(m);
+}
+
+/* After a build of the rows (the dense route, §11's grouped tensors): on AVX-512, a float32 form
+ * of <= 32 values keeps the tile form instead when it fits (tiles_fit), else the rows. */
+static void rows_or_tiles(dc_sparse_fc* m) {
+  if (!tiles_wanted(m) || !rows_to_tiles(m)) return;
+  if (!tiles_fit(m->tile_entries, m->nnz)) {
+    tiles_free(m);
+    return;
+  }
+  free(m->row_ptr), free(m->col), free(m->code);
+  m->row_ptr = NULL, m->col = NULL, m->code = NULL;
+}
+
+/* Direct build of the tile form (build_direct): the decoder places the entries into scratch rows
+ * (t->r: row_ptr for every row, col / code of t->cap entries), and each group of 16 rows becomes
+ * tiles as soon as it is complete, so the row form is never built whole.  The scratch holds the
+ * group in progress and the chunk being placed; when a chunk would not fit, the entries of the
+ * groups already emitted are dropped (the rest moved to the front, row offsets shifted) and, if
+ * still needed, the scratch grows.  Room for n more entries: 1, or 0 when out of memory. */
+static int tiles_room(Tiles* t, dc_rows_plain_state* s, uint64_t n) {
+  dc_rows* r = t->r;
+  uint64_t k = s->place.k;
+  if (k + n <= t->cap) return 1;
+  const uint32_t first = 16 * t->groups_done; /* <= s->place.row: its offset is written */
+  const uint32_t off = r->row_ptr[first];
+  if (off) {
+    memmove(r->col, r->col + off, (size_t)(k - off) * sizeof(uint16_t));
+    memmove(r->code, r->code + off, (size_t)(k - off));
+    for (uint64_t i = first; i <= s->place.row; ++i) r->row_ptr[i] -= off;
+    k -= off;
+    s->place.k = k;
+  }
+  if (k + n <= t->cap) return 1;
+  const uint64_t cap = k + n > 2 * t->cap ? k + n : 2 * t->cap;
+  uint16_t* c = (uint16_t*)realloc(r->col, (size_t)cap * sizeof(uint16_t));
+  if (c) r->col = c;
+  uint8_t* q = c ? (uint8_t*)realloc(r->code, (size_t)cap) : NULL;
+  if (q) r->code = q;
+  if (!c || !q) {
+    t->nomem = 1;
     return 0;
   }
-  m->tile_ptr = (uint32_t*)malloc(((size_t)m->tile_groups + 1) * sizeof(uint32_t));
-  m->tile_block = (uint16_t*)malloc((size_t)(tiles ? tiles : 1) * sizeof(uint16_t));
-  m->tile_steps = (uint8_t*)malloc((size_t)(tiles ? tiles : 1));
-  m->tile_e = (uint16_t*)malloc((size_t)(entries ? entries : 1) * sizeof(uint16_t));
-  if (!m->tile_ptr || !m->tile_block || !m->tile_steps || !m->tile_e) {
-    free(m->tile_ptr), free(m->tile_block), free(m->tile_steps), free(m->tile_e);
-    m->tile_ptr = NULL, m->tile_block = NULL, m->tile_steps = NULL, m->tile_e = NULL;
-    m->tile_groups = 0;
-    return 0;
-  }
-  tile_pass(m, 1, &tiles, &entries);
-  m->tile_entries = entries;
+  t->cap = cap;
   return 1;
 }
 
+/* Emits the groups whose rows are all placed (all: every group, after the last entry). */
+static void tiles_flush(Tiles* t, const dc_rows_plain_state* s, int all) {
+  const uint32_t upto = all ? t->m->tile_groups : (uint32_t)(s->place.row / 16);
+  for (; t->groups_done < upto && !t->nomem; ++t->groups_done)
+    emit_group(t, t->groups_done, t->r->row_ptr, t->r->col, t->r->code);
+}
+
+/* dc_rows_plain_place into the scratch, then the completed groups into tiles.  Out of memory:
+ * DC_ERR_WORKSPACE with t->nomem set (the build returns DC_SFC_NOMEM). */
+static dc_status tiles_place(Tiles* t, dc_rows_plain_state* s, const uint32_t* words, size_t n) {
+  if (!tiles_room(t, s, n)) return DC_ERR_WORKSPACE;
+  dc_status st = dc_rows_plain_place(s, words, n);
+  if (st == DC_OK) tiles_flush(t, s, 0);
+  return t->nomem ? DC_ERR_WORKSPACE : st;
+}
+
+/* dc_rows_plain_end (the last entries, placed one by one, and the end checks) into the scratch,
+ * then the remaining groups. */
+static dc_status tiles_finish(Tiles* t, dc_rows_plain_state* s, const dc_header* h) {
+  if (!tiles_room(t, s, h->entries - s->dec.j)) return DC_ERR_WORKSPACE;
+  dc_status st = dc_rows_plain_end(s);
+  if (st == DC_OK) tiles_flush(t, s, 1);
+  return t->nomem ? DC_ERR_WORKSPACE : st;
+}
+
 DC_API size_t dc_sparse_fc_bytes(const dc_sparse_fc* m) {
-  if (!m || !m->row_ptr) return 0;
-  size_t b = sizeof *m + ((size_t)m->rows + 1) * sizeof(uint32_t) +
-             (size_t)m->nnz * (sizeof(uint16_t) + sizeof(uint8_t));
+  if (!m || (!m->row_ptr && !m->tile_e)) return 0;
+  size_t b = sizeof *m;
+  if (m->row_ptr)
+    b += ((size_t)m->rows + 1) * sizeof(uint32_t) +
+         (size_t)m->nnz * (sizeof(uint16_t) + sizeof(uint8_t));
   if (m->row_sum) b += (size_t)m->rows * sizeof(int32_t);
   if (m->tile_e) b += tile_bytes(m->tile_groups, m->tile_ptr[m->tile_groups], m->tile_entries);
   return b;
@@ -335,6 +518,7 @@ typedef struct {
                              * call needing glibc's __getauxval, which Android lacks) */
   dc_status place_status;   /* under the lock */
   pthread_t caller;         /* the helper places only on its own thread */
+  Tiles* tiles;             /* the tile form's direct build (tiles_place), or NULL: rows */
 } Pipe;
 
 static unsigned long ld_acq(const Counter* c) {
@@ -363,7 +547,9 @@ static unsigned long place_some(Pipe* p, unsigned long max) {
   const unsigned long end = ld_acq(&p->produced);
   for (; c < end && done < max && !p->failed.v; ++c, ++done) {
     const unsigned slot = (unsigned)(c % DC_SFC_RING);
-    dc_status st = dc_rows_plain_place(&p->s, p->ring + (size_t)slot * DC_ROWS_CHUNK, p->len[slot]);
+    const uint32_t* words = p->ring + (size_t)slot * DC_ROWS_CHUNK;
+    dc_status st = p->tiles ? tiles_place(p->tiles, &p->s, words, p->len[slot])
+                            : dc_rows_plain_place(&p->s, words, p->len[slot]);
     if (st != DC_OK) {
       p->place_status = st;
       st_rel(&p->failed, 1);
@@ -500,6 +686,41 @@ static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz, Helper* w, dc_tas
   return DC_SFC_OK;
 }
 
+/* alloc_form for the tile form's direct build (tiles_place): the tile arrays (tiles_begin, the
+ * bounds of `entries` non-zeros), and the decoder's scratch rows in *r: row_ptr of every row,
+ * col / code for the group in progress plus two chunks (or every entry, if fewer; tiles_room
+ * grows it if ever needed).  The helper
+ * maps the first pages of tile_e (2 entries per decoded entry: ~10 % density), as alloc_form's
+ * does col / code.  The caller frees r's arrays. */
+static dc_sfc_status alloc_tiles(dc_sparse_fc* m, uint64_t entries, Helper* w, dc_task** task,
+                                 Tiles* t, dc_rows* r) {
+  /* helper_bytes 0 (tests, fuzzing): a scratch of 64 entries, so that small tensors exercise
+   * tiles_room's moves and growth */
+  const uint64_t n = entries ? entries : 1,
+                 room = helper_bytes ? 16 * (uint64_t)m->cols + 2 * DC_ROWS_CHUNK : 64;
+  *task = NULL;
+  if (!tiles_begin(t, m, n)) return DC_SFC_NOMEM;
+  m->nnz = entries;
+  t->r = r;
+  t->cap = n < room ? n : room;
+  r->row_ptr = (uint32_t*)malloc(((size_t)m->rows + 1) * sizeof(uint32_t));
+  r->col = (uint16_t*)malloc((size_t)t->cap * sizeof(uint16_t));
+  r->code = (uint8_t*)malloc((size_t)t->cap);
+  if (!r->row_ptr || !r->col || !r->code) return DC_SFC_NOMEM;
+  w->col = m->tile_e;
+  w->col_bytes = (size_t)(2 * n < t->entry_cap ? 2 * n : t->entry_cap) * sizeof(uint16_t);
+  w->code = NULL;
+  w->code_bytes = 0;
+  if (n * 3 >= helper_bytes) {
+    *task = dc_task_start(helper_run, w);
+    m->packed_file = -2; /* set from w->file once joined */
+  } else {
+    w->h = NULL; /* the decoder checks the CRC (dc_rows_plain_begin) */
+    w->pipe = NULL;
+  }
+  return DC_SFC_OK;
+}
+
 /* Joins the helper of alloc_form (if any) and takes its findings. */
 static void helper_join(dc_sparse_fc* m, Helper* w, dc_task* task) {
 #if DC_SFC_PIPE
@@ -545,8 +766,12 @@ static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) 
 }
 
 /* Direct route (FORMAT.md §6, §11 layout 3, version 2): the entries go straight into the rows
- * through dc_decode_rows, the dense tensor is never built.  Returns DC_SFC_UNSUPPORTED (with
- * *m zeroed) when it does not apply, so the caller takes the dense route. */
+ * through dc_decode_rows, the dense tensor is never built; on AVX-512, an ungrouped float32
+ * tensor of <= 32 values goes through the same staged decoder into the tile form instead
+ * (alloc_tiles, tiles_place: the rows are never built whole; dc_rows_plain_begin checks what
+ * dc_decode_rows checks), kept if it fits (tiles_fit), else turned into rows.  Returns
+ * DC_SFC_UNSUPPORTED (with *m zeroed) when it does not apply, so the caller takes the dense
+ * route. */
 static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_header* h,
                                   dc_sparse_fc* m, dc_status* decode_status, uint64_t max_nnz) {
   const uint64_t groups = h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1;
@@ -556,6 +781,14 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     return DC_SFC_UNSUPPORTED;
   uint16_t* vc = value_codes(h, m, len);
   if (!vc) return DC_SFC_UNSUPPORTED;
+  const int tiled = h->layout == DC_LAYOUT_SPARSE && tiles_wanted(m);
+  Tiles tl;
+  dc_rows r = {.rows = m->rows,
+               .cols = m->cols,
+               .value_code = vc,
+               .value_code_len = len,
+               .capacity = h->entries ? h->entries : 1, /* tiled: tiles_room keeps the room */
+               .crc_checked = 0};
   dc_task* task = NULL;
   Helper w = {NULL, 0, NULL, 0, h, packed, size, 0, 0, NULL};
 #if DC_SFC_PIPE
@@ -567,6 +800,7 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     memset(&pipe, 0, sizeof pipe);
     pipe.ring = ring;
     pipe.caller = pthread_self();
+    pipe.tiles = tiled ? &tl : NULL;
     if (pthread_mutex_init(&pipe.lock, NULL) == 0) {
       w.pipe = &pipe;
     } else {
@@ -575,7 +809,13 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     }
   }
 #endif
-  dc_sfc_status s = alloc_form(m, h->entries, &w, &task); /* upper bound, shrunk below */
+  dc_sfc_status s; /* arrays for h->entries: an upper bound, shrunk below */
+  if (tiled) {
+    s = alloc_tiles(m, h->entries, &w, &task, &tl, &r);
+  } else {
+    s = alloc_form(m, h->entries, &w, &task);
+    r.row_ptr = m->row_ptr, r.col = m->col, r.code = m->code;
+  }
   /* decode workspace: two 2^12-entry u16 tables, then 2 * 2^12 u32 (pair table, scratch) */
   uint16_t* tables =
       s == DC_SFC_OK ? (uint16_t*)malloc(sizeof(uint16_t) * (6u << DC_MAX_CODE_LENGTH)) : NULL;
@@ -585,20 +825,13 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     if (ring) pthread_mutex_destroy(&pipe.lock);
     free(ring);
 #endif
+    if (tiled) free(r.row_ptr), free(r.col), free(r.code);
     free(vc);
     return s != DC_SFC_OK ? s : DC_SFC_NOMEM;
   }
-  dc_rows r = {.rows = m->rows,
-               .cols = m->cols,
-               .value_code = vc,
-               .value_code_len = len,
-               .row_ptr = m->row_ptr,
-               .col = m->col,
-               .code = m->code,
-               .capacity = h->entries ? h->entries : 1,
-               .tables = tables,
-               .pairs = (uint32_t*)(void*)(tables + (2u << DC_MAX_CODE_LENGTH)),
-               .crc_checked = w.h != NULL};
+  r.tables = tables;
+  r.pairs = (uint32_t*)(void*)(tables + (2u << DC_MAX_CODE_LENGTH));
+  r.crc_checked = w.h != NULL;
   dc_status st;
 #if DC_SFC_PIPE
   if (w.pipe && task) { /* the helper runs on its own thread: it places, this thread decodes */
@@ -608,10 +841,18 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     } else {
       helper_checks(&w);
     }
-    if (st == DC_OK) st = dc_rows_plain_end(&pipe.s);
+    if (st == DC_OK) st = tiled ? tiles_finish(&tl, &pipe.s, h) : dc_rows_plain_end(&pipe.s);
   } else
 #endif
-  {
+      if (tiled) { /* one thread: decode a chunk, place it (as dc_decode_rows), and so on */
+    dc_rows_plain_state ps;
+    uint32_t* chunk = r.pairs + ((size_t)1 << DC_MAX_CODE_LENGTH); /* after the pair table */
+    size_t n;
+    st = dc_rows_plain_begin(packed, size, h, &r, &ps);
+    while (st == DC_OK && (n = dc_rows_plain_decode(&ps, chunk, DC_ROWS_CHUNK)) > 0)
+      st = tiles_place(&tl, &ps, chunk, n);
+    if (st == DC_OK) st = tiles_finish(&tl, &ps, h);
+  } else {
     st = dc_decode_rows(packed, size, h, &r);
   }
   helper_join(m, &w, task);
@@ -622,13 +863,24 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
   if (w.h && !w.crc_ok) st = DC_ERR_CHECKSUM; /* §8: as if checked first */
   free(tables);
   free(vc);
+  if (tiled) {
+    free(r.row_ptr), free(r.col), free(r.code);
+    if (tl.nomem && st != DC_ERR_CHECKSUM) return DC_SFC_NOMEM;
+    r.nnz = tl.nnz; /* the scratch's count is that of the last groups */
+  }
   if (st != DC_OK) {
     if (decode_status) *decode_status = st;
     return DC_SFC_DECODE;
   }
   m->nnz = r.nnz;
-  if (r.nnz > max_nnz) return DC_SFC_TOO_DENSE; /* build() frees the rows */
-  if (r.nnz && r.nnz < h->entries) {            /* give back the fillers' and zeros' room */
+  if (r.nnz > max_nnz) return DC_SFC_TOO_DENSE; /* build() frees the form */
+  if (tiled) {
+    tiles_end(&tl);
+    /* tiles that do not fit: the rows (out of memory: the tiles stay, a complete form) */
+    if (!tiles_fit(m->tile_entries, m->nnz)) (void)tiles_to_rows(m);
+    return DC_SFC_OK;
+  }
+  if (r.nnz && r.nnz < h->entries) { /* give back the fillers' and zeros' room */
     uint16_t* c = (uint16_t*)realloc(m->col, (size_t)r.nnz * sizeof(uint16_t));
     uint8_t* q = (uint8_t*)realloc(m->code, (size_t)r.nnz);
     if (c) m->col = c;
@@ -641,6 +893,7 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
       m->row_sum[row] = sum;
     }
   }
+  rows_or_tiles(m); /* §11's grouped tensors: the rows first */
   return DC_SFC_OK;
 }
 
@@ -725,7 +978,6 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   if (s == DC_SFC_TOO_DENSE) return too_dense(m);
   if (s != DC_SFC_UNSUPPORTED) {
     if (s != DC_SFC_OK) dc_sparse_fc_free(m);
-    if (s == DC_SFC_OK) (void)dc_sparse_fc_add_tiles(m);
     return s;
   }
   dc_sparse_fc_free(m);
@@ -770,7 +1022,7 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   helper_join(m, &w, task);
   free(dense);
   if (s != DC_SFC_OK) dc_sparse_fc_free(m);
-  if (s == DC_SFC_OK) (void)dc_sparse_fc_add_tiles(m);
+  if (s == DC_SFC_OK) rows_or_tiles(m);
   return s;
 }
 
@@ -955,7 +1207,101 @@ DC_AVX512 static void float_tiles_avx512(const dc_sparse_fc* m, const float* x, 
     _mm512_mask_storeu_ps(y + 16 * g, k, _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc)));
   }
 }
+
+/* Batch 2..8 on the tile form: as float_tiles_avx512, with nb batch rows at once -- per tile
+ * each batch row's 32 x values in two registers, per step the entries and the weights
+ * (vpermt2ps by code) taken once for all nb rows, then per batch row x by vpermt2ps and one FMA
+ * into that row's accumulator.  Summation order: a row's non-zeros in column order into one
+ * accumulator (no alternation: the nb FMA chains already overlap), then the bias.  Inlined
+ * with a constant nb (float_tiles_batch), so the nb-element arrays live in registers. */
+DC_AVX512 static inline __attribute__((always_inline)) void tiles_nb(const dc_sparse_fc* m,
+                                                                     const float* x,
+                                                                     const uint32_t nb,
+                                                                     const float* bias, float lo,
+                                                                     float hi, float* y) {
+  const __m512 c0 = _mm512_loadu_ps(m->codebook), c1 = _mm512_loadu_ps(m->codebook + 16);
+  const __m512i empty = _mm512_set1_epi32((int)DC_SFC_TILE_EMPTY);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  const size_t cols = m->cols, rows = m->rows;
+  const uint32_t last = (m->cols - 1) / 32, part = m->cols % 32;
+  const __mmask16 ml = (__mmask16)(part == 0 || part >= 16 ? 0xffffu : (1u << part) - 1u);
+  const __mmask16 mh =
+      (__mmask16)(part == 0 ? 0xffffu : (part > 16 ? (1u << (part - 16)) - 1u : 0u));
+  const uint16_t* e = m->tile_e;
+  for (uint32_t g = 0; g < m->tile_groups; ++g) {
+    __m512 a[DC_SFC_BATCH_TILE];
+#pragma GCC unroll 8
+    for (uint32_t b = 0; b < nb; ++b) a[b] = _mm512_setzero_ps();
+    for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1]; ++t) {
+      const uint32_t blk = m->tile_block[t];
+      const __mmask16 kl = blk == last ? ml : 0xffffu, kh = blk == last ? mh : 0xffffu;
+      __m512 xl[DC_SFC_BATCH_TILE], xh[DC_SFC_BATCH_TILE];
+#pragma GCC unroll 8
+      for (uint32_t b = 0; b < nb; ++b) { /* masked: nothing read past a row of x */
+        xl[b] = _mm512_maskz_loadu_ps(kl, x + b * cols + 32u * blk);
+        xh[b] = _mm512_maskz_loadu_ps(kh, x + b * cols + 32u * blk + 16);
+      }
+      for (uint32_t s = m->tile_steps[t]; s > 0; --s, e += 16) {
+        const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
+        const __mmask16 k = _mm512_testn_epi32_mask(v, empty);
+        const __m512 w = _mm512_permutex2var_ps(c0, _mm512_srli_epi32(v, 5), c1);
+#pragma GCC unroll 8
+        for (uint32_t b = 0; b < nb; ++b)
+          a[b] = _mm512_mask3_fmadd_ps(w, _mm512_permutex2var_ps(xl[b], v, xh[b]), a[b], k);
+      }
+    }
+    const uint32_t left = m->rows - 16 * g;
+    const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(k, bias + 16 * g) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (uint32_t b = 0; b < nb; ++b) /* bias added as in float_tiles_avx512 (+0 if none) */
+      _mm512_mask_storeu_ps(y + b * rows + 16 * g, k,
+                            _mm512_min_ps(vhi, _mm512_max_ps(vlo, _mm512_add_ps(a[b], bv))));
+  }
+}
+
+DC_AVX512 static void float_tiles_batch(const dc_sparse_fc* m, const float* x, uint32_t nb,
+                                        const float* bias, float lo, float hi, float* y) {
+  switch (nb) {
+    case 2: tiles_nb(m, x, 2, bias, lo, hi, y); break;
+    case 3: tiles_nb(m, x, 3, bias, lo, hi, y); break;
+    case 4: tiles_nb(m, x, 4, bias, lo, hi, y); break;
+    case 5: tiles_nb(m, x, 5, bias, lo, hi, y); break;
+    case 6: tiles_nb(m, x, 6, bias, lo, hi, y); break;
+    case 7: tiles_nb(m, x, 7, bias, lo, hi, y); break;
+    default: tiles_nb(m, x, 8, bias, lo, hi, y); break;
+  }
+}
 #endif
+
+/* The tile form on the scalar kernels (a form built with the AVX-512 kernels in use, run after
+ * dc_sparse_fc_use_simd(0)): per group 16 rows x 2 accumulators, steps alternating between them
+ * as float_tiles_avx512 (products rounded before the add: results within float rounding of the
+ * AVX-512 kernel's FMAs, not bit-equal), then the bias; batch rows one after the other. */
+static float clampf(float v, float lo, float hi);
+static void float_tiles_scalar(const dc_sparse_fc* m, const float* x, const float* bias, float lo,
+                               float hi, float* y) {
+  const uint16_t* e = m->tile_e;
+  const float* cb = m->codebook;
+  for (uint32_t g = 0; g < m->tile_groups; ++g) {
+    float a[2][16];
+    memset(a, 0, sizeof a);
+    for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1]; ++t) {
+      const float* xb = x + 32u * m->tile_block[t];
+      for (uint32_t s = 0; s < m->tile_steps[t]; ++s, e += 16) {
+        for (uint32_t l = 0; l < 16; ++l) {
+          if (e[l] == DC_SFC_TILE_EMPTY) continue;
+          a[s & 1][l] += cb[e[l] >> 5] * xb[e[l] & 31u];
+        }
+      }
+    }
+    for (uint32_t l = 0; l < 16 && 16 * g + l < m->rows; ++l) {
+      float acc = a[0][l] + a[1][l];
+      if (bias) acc += bias[16 * g + l];
+      y[16 * g + l] = clampf(acc, lo, hi);
+    }
+  }
+}
 
 /* Full tile of 8: the 8 sums stay in registers.  With GCC/Clang the two
  * halves are 4-lane vectors (SSE / NEON through generic vector extensions;
@@ -1009,16 +1355,34 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t bat
                                const float* bias, float act_min, float act_max, float* y,
                                float* scratch) {
   const size_t cols = m->cols, rows = m->rows;
+  if (m->tile_e && (simd() || !m->row_ptr)) { /* the tile form (alone, or next to the rows) */
+    for (size_t b0 = 0; b0 < batch;) {
+      const size_t left = batch - b0;
+#if DC_SFC_X86
+      if (simd()) {
+        if (left == 1) {
+          float_tiles_avx512(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
+          ++b0;
+        } else {
+          const uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
+          float_tiles_batch(m, x + b0 * cols, T, bias, act_min, act_max, y + b0 * rows);
+          b0 += T;
+        }
+        continue;
+      }
+#endif
+      (void)left;
+      float_tiles_scalar(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
+      ++b0;
+    }
+    return;
+  }
   for (size_t b0 = 0; b0 < batch;) {
     size_t left = batch - b0;
     if (left == 1 || !scratch) {
 #if DC_SFC_X86
       if (simd()) {
-        if (m->tile_e) {
-          float_tiles_avx512(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
-        } else {
-          float_batch1_avx512(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
-        }
+        float_batch1_avx512(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
         ++b0;
         continue;
       }
