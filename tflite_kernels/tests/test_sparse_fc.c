@@ -147,6 +147,27 @@ static void test_float_kernel_x(uint32_t rows, uint32_t cols, size_t batch, floa
   free(w), free(x), free(bias), free(y), free(scratch);
 }
 
+/* dc_sparse_fc_add_tiles takes a caller's rows only when their columns increase strictly and
+ * stay < cols (the tile builder relies on it): repeated, decreasing, too large -> 0, no tiles. */
+static void test_add_tiles_refuses_bad_rows(void) {
+  float w[20 * 40];
+  for (int i = 0; i < 20 * 40; ++i) w[i] = i % 3 ? 0.f : (float)(1 + i % 5);
+  for (int bad = 0; bad < 4; ++bad) {
+    dc_sparse_fc m;
+    from_dense_float(w, 20, 40, &m);
+    const uint32_t j = m.row_ptr[3] + 2; /* row 3's third non-zero */
+    if (bad == 1) m.col[j] = m.col[j - 1];
+    if (bad == 2) m.col[j] = (uint16_t)(m.col[j - 1] - 1);
+    if (bad == 3) m.col[m.row_ptr[20] - 1] = 40;
+    const int was = dc_sparse_fc_use_simd(1);
+    const int built = dc_sparse_fc_add_tiles(&m);
+    dc_sparse_fc_use_simd(was);
+    CHECK(built == (bad == 0 && avx512_cpu()) && !m.tile_e == !built, "bad rows %d: built %d", bad,
+          built);
+    dc_sparse_fc_free(&m);
+  }
+}
+
 static void test_float_kernel_n(uint32_t rows, uint32_t cols, size_t batch, float lo, float hi,
                                 int with_bias, uint32_t nvalues, uint32_t tenths) {
   test_float_kernel_x(rows, cols, batch, lo, hi, with_bias, nvalues, tenths, 0);
@@ -651,6 +672,7 @@ int main(void) {
       test_float_kernel_x(18, 64, b, 0.f, 6.f, 1, 32, 10, 1);
     }
     test_float_kernel_n(100, 1000, 8, -inf, inf, 1, 32, 0); /* 1 % at most: empty blocks */
+    test_add_tiles_refuses_bad_rows();
     test_int8_kernel_random(37, 53, 2);
     test_int8_kernel_random(29, 260, 9); /* dense rows: the last columns (scalar) too */
     test_int8_kernel_random(31, 3, 10);  /* cols < 4: all scalar */
