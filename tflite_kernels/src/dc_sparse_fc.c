@@ -270,7 +270,7 @@ DC_API uint32_t dc_sparse_fc_set_tile_fill(uint32_t entries_per_nonzero) {
 }
 
 static int tiles_fit(uint64_t entries, uint64_t nnz) {
-  return entries <= (uint64_t)tile_fill * nnz;
+  return tile_fill > 0 && entries <= (uint64_t)tile_fill * nnz; /* an empty layer: 0 entries */
 }
 
 static int tiles_wanted(const dc_sparse_fc* m) {
