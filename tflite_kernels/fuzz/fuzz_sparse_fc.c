@@ -14,7 +14,8 @@
  *    non-zeros of the decoded tensor (tests/sparse_fc_check.h, shared with tests/test_sparse_fc.c);
  *  - built with the scalar kernels in use (dc_sparse_fc_use_simd(0)): the same status and count,
  *    rows only; built at a tile fill of 0 (dc_sparse_fc_set_tile_fill: every tile form turned
- *    back into rows): the same rows;
+ *    back into rows): the same rows; built with the tile builder's portable loop
+ *    (dc_sparse_fc_use_simd(2)): the same form;
  *  - the float kernel (batch 1 and 3) matches a double-precision dense product within
  *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel (batch 3, and
  *    batch 1 on an input of exactly one row) equals the dense integer formula with rintf
@@ -172,6 +173,11 @@ static void check_rows_build(const uint8_t* buf, size_t size, dc_sfc_status st, 
   dc_sparse_fc_set_tile_fill(fill);
   REQUIRE(bst == DC_SFC_OK && !b.tile_e && sfc_same_form(&a, &b));
   dc_sparse_fc_free(&a);
+  dc_sparse_fc_free(&b);
+  const int was2 = dc_sparse_fc_use_simd(2); /* the tile builder's portable loop: the same form */
+  REQUIRE(dc_sparse_fc_build(buf, size, &b, &bs, why, sizeof why) == DC_SFC_OK);
+  dc_sparse_fc_use_simd(was2);
+  REQUIRE(sfc_same_form(&b, m));
   dc_sparse_fc_free(&b);
 }
 

@@ -55,7 +55,8 @@
 #define DC_SFC_X86 0
 #endif
 
-/* -1: not probed yet; 0: scalar kernels; 1: AVX-512 batch-1 kernels (dc_sparse_fc_use_simd). */
+/* -1: not probed yet; 0: scalar kernels; 1: AVX-512 kernels; 2: and AVX-512 CD (the tile
+ * builder's vector loop).  simd_allowed: dc_sparse_fc_use_simd's setting (0, 1, 2). */
 static int simd_level = -1;
 static int simd_allowed = 1;
 
@@ -66,15 +67,16 @@ static int simd(void) {
     __builtin_cpu_init();
     level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl");
+    level += level && __builtin_cpu_supports("avx512cd"); /* 2: the tile builder's vector loop */
 #endif
     simd_level = level;
   }
-  return simd_allowed ? simd_level : 0;
+  return simd_allowed ? (simd_level > 0) : 0;
 }
 
 DC_API int dc_sparse_fc_use_simd(int on) {
   int was = simd_allowed;
-  simd_allowed = on != 0;
+  simd_allowed = on == 2 ? 2 : on != 0;
   return was;
 }
 
@@ -173,6 +175,55 @@ static int tiles_begin(Tiles* t, dc_sparse_fc* m, uint64_t nnz_bound) {
   return 1;
 }
 
+#if DC_SFC_X86
+/* emit_group's stage loop for one row (lane l) on AVX-512 (F, BW, VL, CD): 16 entries per step,
+ * each one's step in its block from vpconflictd (the earlier entries of the same block in the
+ * vector: contiguous, columns increasing) plus the run carried over from the previous vector,
+ * then stored one by one (there is no 16-bit scatter).  Same stage contents as the scalar loop;
+ * returns the first entry at or past column lim. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512cd"))) static uint32_t stage_row_avx512(
+    const uint16_t* col, const uint8_t* code, uint32_t j, uint32_t end, uint32_t lim, uint32_t b0,
+    uint32_t l, uint16_t* stage) {
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i vlim = _mm512_set1_epi32((int)lim), vb0 = _mm512_set1_epi32((int)b0);
+  const __m512i k31 = _mm512_set1_epi32(31), lane = _mm512_set1_epi32((int)l);
+  uint32_t prev_b = UINT32_MAX, prev_s = 0;
+  while (j < end) {
+    const uint32_t left = end - j;
+    const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
+    const __m512i c = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, col + j));
+    const __mmask16 kin = _mm512_mask_cmplt_epu32_mask(k, c, vlim); /* a prefix: c increases */
+    const uint32_t n = (uint32_t)__builtin_popcount((unsigned)kin);
+    if (!n) break;
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(kin, code + j));
+    const __m512i b = _mm512_srli_epi32(c, 5);
+    const __m512i conf = _mm512_maskz_conflict_epi32(kin, b); /* earlier lanes, same block */
+    const __m512i low = _mm512_and_si512(conf, _mm512_sub_epi32(_mm512_setzero_si512(), conf));
+    /* the run's first lane f = 31 - lzcnt(lowest bit); rank = i - f (0 without an earlier one) */
+    __m512i rank = _mm512_maskz_add_epi32(_mm512_test_epi32_mask(conf, conf), iota,
+                                          _mm512_sub_epi32(_mm512_lzcnt_epi32(low), k31));
+    rank = _mm512_mask_add_epi32(rank, _mm512_cmpeq_epi32_mask(b, _mm512_set1_epi32((int)prev_b)),
+                                 rank, _mm512_set1_epi32((int)prev_s + 1));
+    const __m512i blk = _mm512_and_si512(_mm512_sub_epi32(b, vb0), _mm512_set1_epi32(15));
+    const __m512i idx =
+        _mm512_or_si512(_mm512_or_si512(_mm512_slli_epi32(blk, 9),
+                                        _mm512_slli_epi32(_mm512_and_si512(rank, k31), 4)),
+                        lane);
+    const __m512i ent = _mm512_or_si512(_mm512_and_si512(c, k31), _mm512_slli_epi32(q, 5));
+    uint32_t ia[16], ea[16], ra[16];
+    _mm512_storeu_si512((void*)ia, idx);
+    _mm512_storeu_si512((void*)ea, ent);
+    _mm512_storeu_si512((void*)ra, rank);
+    for (uint32_t i = 0; i < n; ++i) stage[ia[i]] = (uint16_t)ea[i];
+    prev_b = (uint32_t)col[j + n - 1] >> 5;
+    prev_s = ra[n - 1];
+    j += n;
+    if (n < 16) break; /* lim reached, or the row's end */
+  }
+  return j;
+}
+#endif
+
 /* Appends the tiles of group g: rows 16 g .. 16 g + 15 (those < rows) are [rp[r], rp[r + 1]) of
  * col / code, columns strictly increasing within a row and < cols (what the decoder and every
  * builder make; dc_sparse_fc_add_tiles checks a caller's rows first: rows_ok).  DC_SFC_STAGE
@@ -198,6 +249,12 @@ static void emit_group(Tiles* t, uint32_t g, const uint32_t* rp, const uint16_t*
     const uint32_t lim = 32 * b1;
     uint16_t* const st0 = stage - (size_t)b0 * 512;
     for (uint32_t l = 0; l < 16; ++l) {
+#if DC_SFC_X86
+      if (simd_level == 2 && simd_allowed == 1) {
+        cur[l] = stage_row_avx512(col, code, cur[l], end[l], lim, b0, l, stage);
+        continue;
+      }
+#endif
       uint32_t j = cur[l], prev = UINT32_MAX, s = 0;
       const uint32_t e = end[l];
       for (; j < e && col[j] < lim; ++j) {

@@ -77,6 +77,15 @@ static int make_form(const float* w, uint32_t rows, uint32_t cols, int form, dc_
   CHECK(built == want, "tiles %ux%u, %u values: built %d", rows, cols, m->num_values, built);
   CHECK(want == (m->tile_e != NULL), "tile form present");
   if (built && sfc_tiles_mismatch(m, w) >= 0) CHECK(0, "tile form of %ux%u differs", rows, cols);
+  if (built) { /* the builder's portable loop (use_simd(2)) makes the same tiles as its AVX-512 one */
+    dc_sparse_fc p;
+    from_dense_float(w, rows, cols, &p);
+    const int was2 = dc_sparse_fc_use_simd(2);
+    CHECK(dc_sparse_fc_add_tiles(&p) == 1 && sfc_same_form(&p, m), "tiles %ux%u: portable loop",
+          rows, cols);
+    dc_sparse_fc_use_simd(was2);
+    dc_sparse_fc_free(&p);
+  }
   if (!built) {
     dc_sparse_fc_free(m);
     return 0;
@@ -401,6 +410,14 @@ static void test_vectors(void) {
       dc_sparse_fc_use_simd(was);
       CHECK(!rows.tile_e && !ref.tile_e && sfc_same_form(&rows, &ref),
             "%s: rows of the tiles differ from the rows", v->name);
+      dc_sparse_fc port; /* the tile builder's portable loop: the same form */
+      const int was2 = dc_sparse_fc_use_simd(2);
+      CHECK(
+          dc_sparse_fc_build(v->packed, v->packed_size, &port, &ds, why, sizeof why) == DC_SFC_OK &&
+              sfc_same_form(&port, &m),
+          "%s: tiles of the portable loop differ", v->name);
+      dc_sparse_fc_use_simd(was2);
+      dc_sparse_fc_free(&port);
       dc_sparse_fc_free(&rows), dc_sparse_fc_free(&ref);
       ++tiled;
     } else if (tiles_ok) { /* rows instead: the tiles would not fit */
