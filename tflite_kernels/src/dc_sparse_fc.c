@@ -222,6 +222,22 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512cd"))) static uint32_t st
   }
   return j;
 }
+
+/* emit_group's copy of a staged block (step 0 not empty) on AVX-512: its steps up to the first
+ * all-empty one (or 32) go to out (at most room entries; more: the steps, nothing written past)
+ * and back to empty in the stage; returns the steps. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static uint32_t copy_steps_avx512(
+    uint16_t* sb, uint16_t* out, uint64_t room) {
+  const __m256i empty = _mm256_set1_epi16((short)DC_SFC_TILE_EMPTY);
+  uint32_t s = 0;
+  for (; s < 32; ++s) {
+    const __m256i v = _mm256_loadu_si256((const __m256i*)(sb + 16 * s));
+    if (_mm256_cmpeq_epi16_mask(v, empty) == 0xffffu) break;
+    if (16u * (s + 1) <= room) _mm256_storeu_si256((__m256i*)(out + 16 * s), v);
+    _mm256_storeu_si256((__m256i*)(sb + 16 * s), empty);
+  }
+  return s;
+}
 #endif
 
 /* Appends the tiles of group g: rows 16 g .. 16 g + 15 (those < rows) are [rp[r], rp[r + 1]) of
@@ -268,15 +284,29 @@ static void emit_group(Tiles* t, uint32_t g, const uint32_t* rp, const uint16_t*
     for (uint32_t b = b0; b < b1; ++b) {
       uint16_t* sb = stage + (size_t)(b - b0) * 512;
       if (step_empty(sb)) continue;
-      uint32_t steps = 1;
-      while (steps < 32 && !step_empty(sb + 16 * steps)) ++steps;
-      if (t->tiles >= t->tile_cap || t->entries + 16u * steps > t->entry_cap) { /* cannot be */
+      if (t->tiles >= t->tile_cap) { /* cannot be */
         t->fail = 1;
         fill_empty(sb, 512);
         continue;
       }
-      memcpy(m->tile_e + t->entries, sb, 16u * steps * sizeof(uint16_t));
-      fill_empty(sb, 16u * steps);
+      uint32_t steps;
+#if DC_SFC_X86
+      if (simd_level == 2 && simd_allowed == 1) {
+        steps = copy_steps_avx512(sb, m->tile_e + t->entries, t->entry_cap - t->entries);
+      } else
+#endif
+      {
+        steps = 1;
+        while (steps < 32 && !step_empty(sb + 16 * steps)) ++steps;
+        if (t->entries + 16u * steps <= t->entry_cap)
+          memcpy(m->tile_e + t->entries, sb, 16u * steps * sizeof(uint16_t));
+        fill_empty(sb, 16u * steps);
+      }
+      if (t->entries + 16u * steps > t->entry_cap) { /* cannot be */
+        t->fail = 1;
+        fill_empty(sb, 512);
+        continue;
+      }
       m->tile_block[t->tiles] = (uint16_t)b;
       m->tile_steps[t->tiles] = (uint8_t)steps;
       ++t->tiles;
