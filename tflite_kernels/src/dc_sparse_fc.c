@@ -30,7 +30,7 @@
  * and statuses) but placed into a scratch of rows that becomes tiles 16 rows at a time
  * (tiles_place, emit_group), so the rows are never built whole and load does not pay for both.
  * Pilot 2026-12-01 (loaded 2-CPU guest, best of 9, one thread, CPU time): 4096x4096 at 10 %
- * built in 6.0 ms against 4.6 ms for the rows; batch 1 0.13 ns per non-zero against 0.28,
+ * built in 5.6 ms against 4.4 ms for the rows; batch 1 0.13 ns per non-zero against 0.28,
  * batch 8 0.55 against 1.27 ms; 2.0 entries per non-zero (6.9 MB against 5.1 MB of rows).
  */
 #if defined(__linux__) || defined(__ANDROID__) || defined(__APPLE__)
