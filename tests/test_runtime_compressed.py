@@ -487,3 +487,71 @@ def test_max_density_given_in_percent_says_python_takes_a_fraction():
     for pct, frac in ((50, "0.5"), (30, "0.3"), (100, "1.0")):
         with pytest.raises(ValueError, match=rf"got {pct}: .*percent.*max_density={frac}"):
             runtime.Interpreter(model_content=b"unused", weights="compressed", max_density=pct)
+
+
+def _sparse_fc_lib():
+    """The delegate's library (the same copy LiteRT loaded) with the C test switches of
+    dc_sparse_fc.h declared."""
+    import ctypes
+
+    lib = ctypes.CDLL(runtime.library_path())
+    lib.dc_sparse_fc_kernel_name.restype = ctypes.c_char_p
+    lib.dc_sparse_fc_use_simd.argtypes = [ctypes.c_int]
+    lib.dc_sparse_fc_set_tile_fill.argtypes = [ctypes.c_uint32]
+    lib.dc_sparse_fc_set_tile_fill.restype = ctypes.c_uint32
+    return lib
+
+
+def _tile_entries(w):
+    """Entries of the tile form of weight w [inputs, units] (dc_sparse_fc.h): per group of 16
+    units and block of 32 inputs, 16 x the most non-zeros of one unit in the block."""
+    nz = (w.T != 0).astype(np.int64)  # [units, inputs]
+    rows, cols = nz.shape
+    nz = np.pad(nz, ((0, -rows % 16), (0, -cols % 32)))
+    per = nz.reshape(nz.shape[0] // 16, 16, nz.shape[1] // 32, 32).sum(axis=3)  # [g, lane, block]
+    return 16 * int(per.max(axis=1).sum())
+
+
+@pytest.mark.parametrize("n_in,n_out,cut", [(1, 600, 1.1), (1, 300, 2.0), (17, 37, 1.645),
+                                            (1031, 40, 1.645), (300, 64, 2.3)])
+def test_float_layers_run_on_the_tile_form_and_after_simd_is_turned_off(n_in, n_out, cut):
+    """On an AVX-512 CPU a float32 FC layer of <= 32 values runs on the tile form instead of the
+    rows when it holds at most DC_SFC_TILE_FILL = 4 entries per non-zero (the report's bytes differ
+    from those of the rows, which a tile fill of 0 forces), else on the rows (1 input at ~5 %,
+    ~2 % density); batch 1 (float_tiles_avx512), 2..8 (the batched tile kernel), 9 (8 then 1)
+    match the dense model, also with the scalar kernels switched on after the build
+    (dc_sparse_fc_use_simd(0): the scalar tile kernel). Elsewhere: the rows both times."""
+    lib = _sparse_fc_lib()
+    avx512 = lib.dc_sparse_fc_kernel_name() == b"avx512"
+    rng = np.random.RandomState(n_in)
+    plain, packed = _pruned_shared_dense(rng, n_in, n_out, cut=cut)  # cut 1.645: ~10 %, 24 values
+    xs = rng.randn(9, n_in).astype(np.float32)
+    it = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
+    (row,) = [r for r in it.compressed_report() if r["route"] == "compressed"]
+    fill = lib.dc_sparse_fc_set_tile_fill(0)  # a tile form made is turned back into rows
+    try:
+        as_rows = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
+        (r0,) = [r for r in as_rows.compressed_report() if r["route"] == "compressed"]
+    finally:
+        lib.dc_sparse_fc_set_tile_fill(fill)
+    from dc_keras import _flatbuffer as fb
+
+    model = fb.read_model(plain)
+    w = max((np.frombuffer(fb.buffer_bytes(model, t.buffer), np.float32)
+             for t in model.subgraphs[0].tensors if fb.buffer_bytes(model, t.buffer)), key=len)
+    w = w.reshape(n_out, n_in).T  # the FC weight is [units, inputs]
+    nnz = int((w != 0).sum())
+    assert row["nonzeros"] == r0["nonzeros"] == nnz > 0 and len(np.unique(w[w != 0])) <= 32
+    tiles = avx512 and _tile_entries(w) <= 4 * nnz
+    assert (row["bytes"] != r0["bytes"]) == tiles, (row, r0, _tile_entries(w), nnz)
+    ref = _plain(plain)
+    for simd in (1, 0):
+        was = lib.dc_sparse_fc_use_simd(simd)
+        try:
+            for i in range(3):  # batch 1
+                _close(em.run_batch(it, xs[i:i + 1]), em.run_batch(ref, xs[i:i + 1]))
+            for n in range(2, 10):
+                _close(em.run_batch(it, xs[:n]), em.run_batch(ref, xs[:n]))
+            _close(em.run_batch(as_rows, xs), em.run_batch(ref, xs))
+        finally:
+            lib.dc_sparse_fc_use_simd(was)

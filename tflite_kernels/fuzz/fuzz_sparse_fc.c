@@ -8,9 +8,14 @@
  *    through a dense copy; the seeds of gen_seeds.py reach both);
  *    on DC_SFC_DECODE its decode status equals dc_decode's; DC_SFC_UNSUPPORTED comes with a
  *    reason; a failed build leaves the form zeroed;
- *  - a built form is consistent (row_ptr monotone, ends at nnz, columns < cols and increasing
- *    within a row, codes < num_values for float, int8 row sums) and holds exactly the non-zeros
- *    of the decoded tensor (tests/sparse_fc_check.h, shared with tests/test_sparse_fc.c);
+ *  - a built form is consistent (rows: row_ptr monotone, ends at nnz, columns < cols and
+ *    increasing within a row, codes < num_values for float, int8 row sums; the tile form kept
+ *    instead on AVX-512 CPUs: sfc_tiles_mismatch's structure checks) and holds exactly the
+ *    non-zeros of the decoded tensor (tests/sparse_fc_check.h, shared with tests/test_sparse_fc.c);
+ *  - built with the scalar kernels in use (dc_sparse_fc_use_simd(0)): the same status and count,
+ *    rows only; built at a tile fill of 0 (dc_sparse_fc_set_tile_fill: every tile form turned
+ *    back into rows): the same rows; built with the tile builder's portable loop
+ *    (dc_sparse_fc_use_simd(2)): the same form;
  *  - the float kernel (batch 1 and 3) matches a double-precision dense product within
  *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel (batch 3, and
  *    batch 1 on an input of exactly one row) equals the dense integer formula with rintf
@@ -146,11 +151,34 @@ static void check_helper_build(const uint8_t* buf, size_t size, dc_sfc_status st
   dc_sparse_fc_set_helper_bytes(old);
   REQUIRE(hst == st && (st != DC_SFC_DECODE || hs == ds));
   if (hst != DC_SFC_OK) return;
-  REQUIRE(h.rows == m->rows && h.cols == m->cols && h.nnz == m->nnz);
-  REQUIRE(!memcmp(h.row_ptr, m->row_ptr, ((size_t)m->rows + 1) * sizeof(uint32_t)));
-  REQUIRE(!m->nnz ||
-          (!memcmp(h.col, m->col, m->nnz * sizeof(uint16_t)) && !memcmp(h.code, m->code, m->nnz)));
+  REQUIRE(sfc_same_form(&h, m));
   dc_sparse_fc_free(&h);
+}
+
+/* The rows: built with the scalar kernels in use (never a tile form), the same status and count;
+ * built at a tile fill of 0 (a tile form made is turned into rows: tiles_to_rows), the same rows. */
+static void check_rows_build(const uint8_t* buf, size_t size, dc_sfc_status st, dc_status ds,
+                             const dc_sparse_fc* m) {
+  dc_sparse_fc a, b;
+  dc_status as = DC_OK, bs = DC_OK;
+  char why[256] = "";
+  const int was = dc_sparse_fc_use_simd(0);
+  dc_sfc_status ast = dc_sparse_fc_build(buf, size, &a, &as, why, sizeof why);
+  dc_sparse_fc_use_simd(was);
+  REQUIRE(ast == st && (st != DC_SFC_DECODE || as == ds));
+  if (ast != DC_SFC_OK) return;
+  REQUIRE(!a.tile_e && a.row_ptr && a.nnz == m->nnz);
+  const uint32_t fill = dc_sparse_fc_set_tile_fill(0);
+  dc_sfc_status bst = dc_sparse_fc_build(buf, size, &b, &bs, why, sizeof why);
+  dc_sparse_fc_set_tile_fill(fill);
+  REQUIRE(bst == DC_SFC_OK && !b.tile_e && sfc_same_form(&a, &b));
+  dc_sparse_fc_free(&a);
+  dc_sparse_fc_free(&b);
+  const int was2 = dc_sparse_fc_use_simd(2); /* the tile builder's portable loop: the same form */
+  REQUIRE(dc_sparse_fc_build(buf, size, &b, &bs, why, sizeof why) == DC_SFC_OK);
+  dc_sparse_fc_use_simd(was2);
+  REQUIRE(sfc_same_form(&b, m));
+  dc_sparse_fc_free(&b);
 }
 
 /* dc_sparse_fc_build_max around a built form's count m->nnz (see the list above). */
@@ -167,7 +195,7 @@ static void check_build_max(const uint8_t* buf, size_t size, const dc_sparse_fc*
   REQUIRE(dc_sparse_fc_build_max(buf, size, m->nnz - 1, &b, &got, &ds, why, sizeof why) ==
           DC_SFC_TOO_DENSE);
   REQUIRE(b.nnz == m->nnz && b.rows == m->rows && b.cols == m->cols && !b.row_ptr && !b.col &&
-          !b.code && !b.row_sum);
+          !b.code && !b.row_sum && !b.tile_e);
   REQUIRE((got != NULL) == (m->from_dense != 0));
   REQUIRE(!got || !memcmp(got, dense, out_size));
   free(got);
@@ -187,7 +215,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   char why[256] = "";
   dc_sfc_status st = dc_sparse_fc_build(buf, size, &m, &ds, why, sizeof why);
   if (st != DC_SFC_OK) {
-    REQUIRE(m.row_ptr == NULL && m.col == NULL && m.code == NULL && m.row_sum == NULL);
+    REQUIRE(m.row_ptr == NULL && m.col == NULL && m.code == NULL && m.row_sum == NULL &&
+            m.tile_e == NULL && m.tile_ptr == NULL);
   }
   if (st == DC_SFC_UNSUPPORTED) REQUIRE(why[0] != '\0');
   /* what the header alone says, the build says too (before decoding anything) */
@@ -196,6 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (cst == DC_SFC_UNSUPPORTED) REQUIRE(st == DC_SFC_UNSUPPORTED && !strcmp(cwhy, why));
   if (cst == DC_SFC_DECODE) REQUIRE(st == DC_SFC_DECODE);
   check_helper_build(buf, size, st, ds, &m);
+  check_rows_build(buf, size, st, ds, &m);
   size_t out_size = dc_peek(buf, size, &info) == DC_OK ? (size_t)info.output_bytes : 0;
   void* dense = malloc(out_size ? out_size : 1);
   REQUIRE(dense);

@@ -3,16 +3,27 @@
  * weight tensor (docs/android.md "Compressed execution").
  *
  * dc_sparse_fc_build() turns the packed bytes of a 2-D weight [rows = output
- * units, cols = input size] into a compact row-compressed form that the
- * kernels below run directly; the dense weight matrix is never kept.  A
- * sparse tensor (docs/FORMAT.md §6, §11 layout 3, version 2) with a zero
- * background is decoded straight into the rows (dc_decode_rows: no dense
- * tensor at all, ~4 ns per entry); other layouts (§5, §12, §14, version 1,
- * a non-zero background) go through a transient dense copy (dc_decode, scan,
- * free: ~15x slower, and the dense size in transient memory).  Layout, per non-zero weight: a 16-bit column and a 1-byte
- * value code (float32: index into a codebook of <= 255 non-zero values;
- * int8: the weight itself), rows delimited by 32-bit offsets: 3 bytes per
- * non-zero + 4 bytes per row.
+ * units, cols = input size] into a compact form that the kernels below run
+ * directly; the dense weight matrix is never kept.  A sparse tensor
+ * (docs/FORMAT.md §6, §11 layout 3, version 2) with a zero background is
+ * decoded straight into the form (dc_decode_rows: no dense tensor at all, ~4 ns
+ * per entry); other layouts (§5, §12, §14, version 1, a non-zero background) go
+ * through a transient dense copy (dc_decode, scan, free: ~15x slower, and the
+ * dense size in transient memory).  Two forms:
+ *  - rows (row_ptr, col, code): per non-zero weight a 16-bit column and a 1-byte
+ *    value code (float32: index into a codebook of <= 255 non-zero values; int8:
+ *    the weight itself), rows delimited by 32-bit offsets: 3 bytes per non-zero
+ *    + 4 bytes per row.  Every int8 form, lookup tables, float32 forms of more
+ *    than 32 values and every form built without the AVX-512 kernels.
+ *  - tiles (tile_*, below): float32 FC forms of <= 32 values built while the
+ *    AVX-512 kernels are in use (dc_sparse_fc_kernel_name), instead of the rows,
+ *    as long as they hold at most DC_SFC_TILE_FILL entries per non-zero (~2 at
+ *    10 % density: ~4.1 bytes per non-zero); the ungrouped §6 tensors (the
+ *    common case) are decoded straight into them, 16 rows at a time, without
+ *    building the rows.  Batch-1 and batched kernels without gathers
+ *    (docs/android.md "the tile form").
+ * A built form holds one of the two (dc_sparse_fc_add_tiles can add tiles next
+ * to rows); row_ptr == NULL means the tile form alone.
  *
  * The packed bytes are untrusted: everything is validated (dc_peek/dc_decode
  * checks the format and checksum; the builder checks rank, sizes, value count)
@@ -48,7 +59,8 @@ typedef struct {
   uint32_t dtype;      /* DC_DTYPE_FLOAT32 or DC_DTYPE_INT8 */
   uint32_t num_values; /* float32: codebook entries in use */
   uint64_t nnz;
-  uint32_t* row_ptr;   /* rows + 1 entries, row_ptr[0] = 0, row_ptr[rows] = nnz */
+  uint32_t* row_ptr;   /* rows + 1 entries, row_ptr[0] = 0, row_ptr[rows] = nnz; NULL (with col,
+                        * code) in a tile form alone */
   uint16_t* col;       /* nnz column indices, < cols, increasing within a row */
   uint8_t* code;       /* nnz value codes */
   int32_t* row_sum;    /* int8: sum of each row's weights; NULL for float */
@@ -60,10 +72,11 @@ typedef struct {
   int32_t packed_file; /* what the builder found about the packed bytes it was given (dc_pages.h,
                         * looked up on its helper thread for large forms): 1 they lie in a
                         * read-only file mapping, 0 they do not, -1 not looked up */
-  /* Batch-1 tile form (dc_sparse_fc_add_tiles; NULL tile_e: none), next to the rows above:
-   * rows in groups of 16 (one vector lane each), columns in blocks of 32; a tile (group, block
-   * with a non-zero) holds `steps` steps of 16 entries, step s of lane l being that row's s-th
-   * non-zero in the block: column in block | code << 5, or DC_SFC_TILE_EMPTY. */
+  /* Tile form (NULL tile_e: none), instead of the rows above (or next to them:
+   * dc_sparse_fc_add_tiles): rows in groups of 16 (one vector lane each), columns in blocks of
+   * 32; a tile (group, block with a non-zero; blocks increasing within a group) holds `steps`
+   * steps of 16 entries, step s of lane l being that row's s-th non-zero in the block: column
+   * in block | code << 5, or DC_SFC_TILE_EMPTY (a lane's entries first, then empty ones). */
   uint32_t tile_groups;
   uint32_t* tile_ptr;   /* tile_groups + 1 entries: the first tile of each group */
   uint16_t* tile_block; /* per tile: its block (columns 32 * block ...) */
@@ -73,9 +86,10 @@ typedef struct {
 } dc_sparse_fc;
 
 #define DC_SFC_TILE_EMPTY 0x8000u
-/* The tile form is built only up to this size (bytes), i.e. for layers that stay in cache, where
- * the row kernels' gather of x per non-zero is slower than dense (docs/android.md). */
-#define DC_SFC_TILE_MAX_BYTES ((size_t)2 << 20)
+/* dc_sparse_fc_build keeps the tile form (instead of the rows) only while it holds at most this
+ * many entries per non-zero (docs/android.md: beyond it the padding of short rows costs more
+ * kernel time and memory than the row kernels' gathers; very sparse or oddly spread layers). */
+#define DC_SFC_TILE_FILL 4u
 
 /* Builds *m from a packed tensor.  On DC_SFC_UNSUPPORTED `why` says why (the
  * caller falls back to the dense route); on DC_SFC_DECODE *decode_status holds
@@ -119,11 +133,12 @@ DC_API dc_sfc_status dc_sparse_table_build(const uint8_t* packed, size_t size, d
 DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64, size_t n,
                                void* out);
 
-/* Adds the batch-1 tile form to a float32 form of at most 32 codebook values when the AVX-512
- * batch-1 kernels are in use (dc_sparse_fc_kernel_name) and the tile form stays within
- * DC_SFC_TILE_MAX_BYTES; dc_sparse_fc_build calls it.  The batch-1 AVX-512 kernel then runs on
- * the tiles (the rows stay for the other kernels).  Returns 1 if built, 0 if not applicable or
- * out of memory (the form is unchanged and still complete). */
+/* Adds the tile form next to the rows of a float32 FC form of at most 32 codebook values when
+ * the AVX-512 kernels are in use (dc_sparse_fc_kernel_name), whatever its fill (for tests and
+ * comparisons: dc_sparse_fc_build keeps one form, see above).  The float kernels then run on the
+ * tiles while the AVX-512 kernels are in use, on the rows otherwise.  Returns 1 if built, 0 if
+ * not applicable (rows not strictly increasing, columns past cols included) or out of memory
+ * (the form is unchanged and still complete). */
 DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m);
 
 DC_API void dc_sparse_fc_free(dc_sparse_fc* m);
@@ -137,7 +152,9 @@ DC_API size_t dc_sparse_fc_bytes(const dc_sparse_fc* m);
 
 /* y[b, r] = act(sum_c W[r, c] x[b, c] + bias[r]) for b < batch, clamped to
  * [act_min, act_max].  bias may be NULL.  scratch: cols * DC_SFC_BATCH_TILE
- * floats (unused when batch == 1, may then be NULL). */
+ * floats (unused when batch == 1 or on a tile form, may then be NULL).  A tile
+ * form runs on the AVX-512 tile kernels (batch 1; 2..8 batch rows at a time),
+ * or on the scalar tile kernel after dc_sparse_fc_use_simd(0). */
 DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t batch,
                                const float* bias, float act_min, float act_max, float* y,
                                float* scratch);
@@ -165,9 +182,16 @@ DC_API const char* dc_sparse_fc_kernel_name(void);
  * it before building. */
 DC_API size_t dc_sparse_fc_set_helper_bytes(size_t bytes);
 
+/* The tile form's limit of dc_sparse_fc_build (default DC_SFC_TILE_FILL entries per non-zero);
+ * returns the previous setting.  For tests and fuzzing: 0 makes every build that made tiles turn
+ * them into rows (the fallback path).  Not thread-safe: set it before building. */
+DC_API uint32_t dc_sparse_fc_set_tile_fill(uint32_t entries_per_nonzero);
+
 /* on = 0 makes every later call use the scalar kernels (tests, comparisons), 1 (default) lets
- * dc_sparse_fc_kernel_name() choose; returns the previous setting.  Not thread-safe: set it
- * before any kernel runs. */
+ * dc_sparse_fc_kernel_name() choose, 2 as 1 but the tile form is built with the portable loop
+ * instead of its AVX-512 CD one (tests: the same form); returns the previous setting.  It applies to builds too: a
+ * form built with it at 0 holds rows only; a tile form built before runs on the scalar tile
+ * kernel.  Not thread-safe: set it before any build or kernel runs. */
 DC_API int dc_sparse_fc_use_simd(int on);
 
 #ifdef __cplusplus

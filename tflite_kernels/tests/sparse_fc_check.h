@@ -7,17 +7,85 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dc_sparse_fc.h"
 
+/* -1 if the tile form of m (float32) holds exactly the non-zeros of `dense` and is well formed:
+ * tile_ptr from 0, non-decreasing; a group's blocks increasing and < the block count; 1..32 steps
+ * per tile, none all empty; each lane a run of entries (columns increasing, < cols, codes <
+ * num_values, codebook[code] the weight's bit pattern) then DC_SFC_TILE_EMPTY only; lanes past
+ * the last row empty; tile_entries and nnz the totals.  Otherwise the first row of the group that
+ * differs (rows: the totals). */
+static int64_t sfc_tiles_mismatch(const dc_sparse_fc* m, const void* dense) {
+  const uint8_t* raw = (const uint8_t*)dense;
+  const uint32_t blocks = (m->cols + 31) / 32, groups = (m->rows + 15) / 16;
+  uint64_t e = 0, nnz = 0;
+  if (m->dtype != DC_DTYPE_FLOAT32 || m->tile_groups != groups || m->tile_ptr[0] != 0)
+    return m->rows;
+  uint32_t* rec = (uint32_t*)malloc((size_t)16 * m->cols * sizeof(uint32_t));
+  if (!rec) return m->rows;
+  for (uint32_t g = 0; g < groups; ++g) {
+    int bad = m->tile_ptr[g] > m->tile_ptr[g + 1];
+    int64_t last[16];
+    memset(rec, 0, (size_t)16 * m->cols * sizeof(uint32_t));
+    for (uint32_t l = 0; l < 16; ++l) last[l] = -1;
+    for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1] && !bad; ++t) {
+      const uint32_t b = m->tile_block[t], steps = m->tile_steps[t];
+      int done[16] = {0};
+      bad = b >= blocks || (t > m->tile_ptr[g] && b <= m->tile_block[t - 1]) || steps == 0 ||
+            steps > 32;
+      for (uint32_t s = 0; s < steps && !bad; ++s, e += 16) {
+        int any = 0;
+        for (uint32_t l = 0; l < 16 && !bad; ++l) {
+          const uint16_t v = m->tile_e[e + l];
+          if (v == DC_SFC_TILE_EMPTY) {
+            done[l] = 1;
+            continue;
+          }
+          const uint32_t c = 32 * b + (v & 31u), code = v >> 5;
+          bad = done[l] || (v & 0x8000u) || 16 * g + l >= m->rows || c >= m->cols ||
+                code >= m->num_values || (int64_t)c <= last[l];
+          if (bad) break;
+          last[l] = c;
+          memcpy(&rec[(size_t)l * m->cols + c], &m->codebook[code], 4);
+          any = 1;
+          ++nnz;
+        }
+        bad = bad || !any;
+      }
+    }
+    for (uint32_t l = 0; l < 16 && 16 * g + l < m->rows && !bad; ++l) {
+      for (uint32_t c = 0; c < m->cols && !bad; ++c) {
+        uint32_t bits;
+        memcpy(&bits, raw + 4 * ((size_t)(16 * g + l) * m->cols + c), 4);
+        if ((bits << 1) == 0) bits = 0; /* -0.0: not stored */
+        bad = rec[(size_t)l * m->cols + c] != bits;
+      }
+    }
+    if (bad) {
+      free(rec);
+      return 16 * (int64_t)g;
+    }
+  }
+  free(rec);
+  return e == m->tile_entries && nnz == m->nnz ? -1 : (int64_t)m->rows;
+}
+
 /* -1 if the form holds exactly the non-zeros of `dense` (the decoded row-major rows x cols
  * tensor) row by row, columns increasing, codes valid (float: codebook[code] has the weight's bit
  * pattern; -0.0 is a zero) and, for int8, row_sum[r] is the row's sum; otherwise the first row
- * that differs (rows: the ends of row_ptr). */
+ * that differs (rows: the ends of row_ptr).  A form holds rows, a tile form
+ * (sfc_tiles_mismatch), or both: each is checked. */
 static int64_t sfc_form_mismatch(const dc_sparse_fc* m, const void* dense) {
   const uint8_t* raw = (const uint8_t*)dense;
   uint64_t k = 0;
+  if (m->tile_e) {
+    const int64_t t = sfc_tiles_mismatch(m, dense);
+    if (t >= 0 || !m->row_ptr) return t;
+  }
+  if (!m->row_ptr) return m->rows;
   if (m->row_ptr[0] != 0 || m->row_ptr[m->rows] != m->nnz) return m->rows;
   for (uint32_t r = 0; r < m->rows; ++r) {
     int bad = m->row_ptr[r] > m->row_ptr[r + 1];
@@ -63,6 +131,29 @@ static int64_t sfc_float_mismatch(const dc_sparse_fc* m, const float* w, const f
     }
   }
   return -1;
+}
+
+/* 1 if two built forms are the same: shape, type, count, codebook, and the same rows and / or
+ * tile form, array for array. */
+static int sfc_same_form(const dc_sparse_fc* a, const dc_sparse_fc* b) {
+  if (a->rows != b->rows || a->cols != b->cols || a->dtype != b->dtype || a->nnz != b->nnz ||
+      a->num_values != b->num_values || !a->row_ptr != !b->row_ptr || !a->tile_e != !b->tile_e ||
+      memcmp(a->codebook, b->codebook, a->num_values * sizeof(float)) != 0)
+    return 0;
+  if (a->row_ptr &&
+      (memcmp(a->row_ptr, b->row_ptr, ((size_t)a->rows + 1) * sizeof(uint32_t)) ||
+       memcmp(a->col, b->col, a->nnz * sizeof(uint16_t)) || memcmp(a->code, b->code, a->nnz)))
+    return 0;
+  if (a->tile_e) {
+    const uint32_t tiles = a->tile_ptr[a->tile_groups];
+    if (a->tile_groups != b->tile_groups || a->tile_entries != b->tile_entries ||
+        memcmp(a->tile_ptr, b->tile_ptr, ((size_t)a->tile_groups + 1) * sizeof(uint32_t)) ||
+        memcmp(a->tile_block, b->tile_block, tiles * sizeof(uint16_t)) ||
+        memcmp(a->tile_steps, b->tile_steps, tiles) ||
+        memcmp(a->tile_e, b->tile_e, a->tile_entries * sizeof(uint16_t)))
+      return 0;
+  }
+  return 1;
 }
 
 #endif /* DC_SPARSE_FC_CHECK_H */

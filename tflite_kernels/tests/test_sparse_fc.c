@@ -54,10 +54,70 @@ static void from_dense_float(const float* w, uint32_t rows, uint32_t cols, dc_sp
   m->nnz = k;
 }
 
+/* 1 when this CPU has the AVX-512 kernels (whatever dc_sparse_fc_use_simd says now). */
+static int avx512_cpu(void) {
+  const int was = dc_sparse_fc_use_simd(1);
+  const int avx = strcmp(dc_sparse_fc_kernel_name(), "avx512") == 0;
+  dc_sparse_fc_use_simd(was);
+  return avx;
+}
+
+/* The forms a float kernel test runs on: the rows alone, the rows with the tile form
+ * (dc_sparse_fc_add_tiles), and the tile form alone (what dc_sparse_fc_build keeps on AVX-512
+ * CPUs: its rows freed).  The tiles are built with the AVX-512 kernels in use, also in the
+ * scalar pass: a form built so must run after dc_sparse_fc_use_simd(0) too.  0 when the form
+ * cannot be had here (no AVX-512, > 32 values). */
+static int make_form(const float* w, uint32_t rows, uint32_t cols, int form, dc_sparse_fc* m) {
+  from_dense_float(w, rows, cols, m);
+  if (form == 0) return 1;
+  const int want = avx512_cpu() && m->num_values <= 32;
+  const int was = dc_sparse_fc_use_simd(1);
+  const int built = dc_sparse_fc_add_tiles(m);
+  dc_sparse_fc_use_simd(was);
+  CHECK(built == want, "tiles %ux%u, %u values: built %d", rows, cols, m->num_values, built);
+  CHECK(want == (m->tile_e != NULL), "tile form present");
+  if (built && sfc_tiles_mismatch(m, w) >= 0) CHECK(0, "tile form of %ux%u differs", rows, cols);
+  if (built) { /* the builder's portable loop (use_simd(2)) makes the same tiles as its AVX-512 one */
+    dc_sparse_fc p;
+    from_dense_float(w, rows, cols, &p);
+    const int was2 = dc_sparse_fc_use_simd(2);
+    CHECK(dc_sparse_fc_add_tiles(&p) == 1 && sfc_same_form(&p, m), "tiles %ux%u: portable loop",
+          rows, cols);
+    dc_sparse_fc_use_simd(was2);
+    dc_sparse_fc_free(&p);
+  }
+  if (!built) {
+    dc_sparse_fc_free(m);
+    return 0;
+  }
+  if (form == 2) { /* tiles alone */
+    free(m->row_ptr), free(m->col), free(m->code);
+    m->row_ptr = NULL, m->col = NULL, m->code = NULL;
+    CHECK(dc_sparse_fc_bytes(m) > 0, "bytes of a tile form");
+  }
+  return 1;
+}
+
+/* The dense reference of y[b, r] (double precision) and the sum of |terms|; NaN / inf inputs
+ * give what IEEE arithmetic gives (NaN times a non-zero weight: NaN; inf - inf: NaN). */
+static double ref_out(const float* w, const float* x, const float* bias, uint32_t cols, size_t b,
+                      uint32_t r, double* mag) {
+  double acc = bias ? bias[r] : 0.0;
+  *mag = fabs(acc);
+  for (uint32_t c = 0; c < cols; ++c) {
+    const float wv = w[(size_t)r * cols + c];
+    if (wv == 0.f) continue; /* a zero weight is not stored: 0 * NaN does not count */
+    acc += (double)wv * x[b * cols + c];
+    *mag += fabs((double)wv * x[b * cols + c]);
+  }
+  return acc;
+}
+
 /* nvalues distinct non-zero weights (> 32: the AVX-512 kernel gathers them from the codebook
- * instead of permuting two registers), a fraction tenths / 10 of the weights non-zero. */
-static void test_float_kernel_n(uint32_t rows, uint32_t cols, size_t batch, float lo, float hi,
-                                int with_bias, uint32_t nvalues, uint32_t tenths) {
+ * instead of permuting two registers), a fraction tenths / 10 of the weights non-zero (0: an
+ * all-empty layer); special: 1 puts NaN, +inf and -inf into x. */
+static void test_float_kernel_x(uint32_t rows, uint32_t cols, size_t batch, float lo, float hi,
+                                int with_bias, uint32_t nvalues, uint32_t tenths, int special) {
   float* w = calloc((size_t)rows * cols, sizeof(float));
   float values[255] = {0.5f, -0.25f, 1.75f, -3.0f, 0.125f};
   for (uint32_t v = 5; v < nvalues; ++v) values[v] = (float)((int)v - 128) / 32.f + 1.f / 1024.f;
@@ -66,41 +126,60 @@ static void test_float_kernel_n(uint32_t rows, uint32_t cols, size_t batch, floa
   }
   float* x = malloc(batch * cols * sizeof(float));
   for (size_t i = 0; i < batch * cols; ++i) x[i] = (float)((int)(rnd() % 2001) - 1000) / 256.f;
+  if (special) {
+    for (size_t i = 0; i < batch * cols; i += 1 + rnd() % (3 * cols + 1))
+      x[i] = i % 3 == 0 ? NAN : (i % 3 == 1 ? INFINITY : -INFINITY);
+  }
   float* bias = malloc(rows * sizeof(float));
   for (uint32_t r = 0; r < rows; ++r) bias[r] = (float)((int)(rnd() % 201) - 100) / 64.f;
   float* y = malloc(batch * rows * sizeof(float));
   float* scratch = malloc(cols * DC_SFC_BATCH_TILE * sizeof(float));
-  for (int tiles = 0; tiles < 2; ++tiles) { /* the row form alone, then with the tile form */
+  for (int form = 0; form < 3; ++form) {
     dc_sparse_fc m;
-    from_dense_float(w, rows, cols, &m);
-    if (tiles) {
-      const int want = strcmp(dc_sparse_fc_kernel_name(), "avx512") == 0 && m.num_values <= 32;
-      CHECK(dc_sparse_fc_add_tiles(&m) == want, "tiles %ux%u, %u values: built %d", rows, cols,
-            m.num_values, !want);
-      CHECK(want == (m.tile_e != NULL), "tile form present");
-      if (!want) {
-        dc_sparse_fc_free(&m);
-        continue;
-      }
-    }
+    if (!make_form(w, rows, cols, form, &m)) continue;
     dc_sparse_fc_float(&m, x, batch, with_bias ? bias : NULL, lo, hi, y, scratch);
     for (size_t b = 0; b < batch; ++b) {
       for (uint32_t r = 0; r < rows; ++r) {
-        double acc = with_bias ? bias[r] : 0.0, mag = fabs(acc);
-        for (uint32_t c = 0; c < cols; ++c) {
-          acc += (double)w[(size_t)r * cols + c] * x[b * cols + c];
-          mag += fabs((double)w[(size_t)r * cols + c] * x[b * cols + c]);
-        }
-        double want = acc < lo ? lo : (acc > hi ? hi : acc);
-        double got = y[b * rows + r];
-        CHECK(fabs(got - want) <= 1e-6 * (mag + 1e-30) + 1e-30,
-              "float %ux%u batch %zu tiles %d [%zu,%u]: %g vs %g", rows, cols, batch, tiles, b, r,
-              got, want);
+        double mag;
+        const double acc = ref_out(w, x, with_bias ? bias : NULL, cols, b, r, &mag);
+        const double want = acc < lo ? lo : (acc > hi ? hi : acc);
+        const double got = y[b * rows + r];
+        const int ok = isnan(want)  ? isnan(got)
+                       : isinf(mag) ? got == want /* an inf term: that inf, or the clamp */
+                                    : fabs(got - want) <= 1e-6 * (mag + 1e-30) + 1e-30;
+        CHECK(ok, "float %ux%u batch %zu form %d special %d [%zu,%u]: %g vs %g", rows, cols, batch,
+              form, special, b, r, got, want);
       }
     }
     dc_sparse_fc_free(&m);
   }
   free(w), free(x), free(bias), free(y), free(scratch);
+}
+
+/* dc_sparse_fc_add_tiles takes a caller's rows only when their columns increase strictly and
+ * stay < cols (the tile builder relies on it): repeated, decreasing, too large -> 0, no tiles. */
+static void test_add_tiles_refuses_bad_rows(void) {
+  float w[20 * 40];
+  for (int i = 0; i < 20 * 40; ++i) w[i] = i % 3 ? 0.f : (float)(1 + i % 5);
+  for (int bad = 0; bad < 4; ++bad) {
+    dc_sparse_fc m;
+    from_dense_float(w, 20, 40, &m);
+    const uint32_t j = m.row_ptr[3] + 2; /* row 3's third non-zero */
+    if (bad == 1) m.col[j] = m.col[j - 1];
+    if (bad == 2) m.col[j] = (uint16_t)(m.col[j - 1] - 1);
+    if (bad == 3) m.col[m.row_ptr[20] - 1] = 40;
+    const int was = dc_sparse_fc_use_simd(1);
+    const int built = dc_sparse_fc_add_tiles(&m);
+    dc_sparse_fc_use_simd(was);
+    CHECK(built == (bad == 0 && avx512_cpu()) && !m.tile_e == !built, "bad rows %d: built %d", bad,
+          built);
+    dc_sparse_fc_free(&m);
+  }
+}
+
+static void test_float_kernel_n(uint32_t rows, uint32_t cols, size_t batch, float lo, float hi,
+                                int with_bias, uint32_t nvalues, uint32_t tenths) {
+  test_float_kernel_x(rows, cols, batch, lo, hi, with_bias, nvalues, tenths, 0);
 }
 
 static void test_float_kernel(uint32_t rows, uint32_t cols, size_t batch, float lo, float hi,
@@ -288,7 +367,7 @@ static void check_table(const codec_vector* v) {
 
 static void test_vectors(void) {
   size_t n = sizeof codec_vectors / sizeof codec_vectors[0];
-  int built = 0, direct = 0;
+  int built = 0, direct = 0, tiled = 0;
   for (size_t i = 0; i < n; ++i) {
     const codec_vector* v = &codec_vectors[i];
     dc_sparse_fc m;
@@ -309,7 +388,49 @@ static void test_vectors(void) {
     uint32_t rows = (uint32_t)v->dims[0], cols = (uint32_t)v->dims[1];
     uint64_t nnz = 0;
     for (size_t k = 0; k < v->raw_size; ++k) nnz += v->raw[k] != 0; /* int8 */
-    CHECK(m.rows == rows && m.cols == cols && m.row_ptr[rows] == m.nnz, "%s: shape", v->name);
+    CHECK(m.rows == rows && m.cols == cols && (m.row_ptr ? m.row_ptr[rows] == m.nnz : !!m.tile_e),
+          "%s: shape", v->name);
+    /* which form: on AVX-512, float32 of <= 32 values keeps the tiles alone while they fit */
+    const int tiles_ok = v->dtype == DC_DTYPE_FLOAT32 && m.num_values <= 32 &&
+                         !strcmp(dc_sparse_fc_kernel_name(), "avx512");
+    CHECK(!m.tile_e || tiles_ok, "%s: a tile form where it does not belong", v->name);
+    CHECK(!(m.tile_e && m.row_ptr), "%s: rows and tiles both kept", v->name);
+    if (m.tile_e) {
+      CHECK(m.tile_entries <= DC_SFC_TILE_FILL * m.nnz, "%s: tiles kept past their fill", v->name);
+      /* the same build at a fill of 0 turns them into rows (tiles_to_rows): those of a build
+       * with the scalar kernels, which never makes tiles; its kernels give the same results */
+      dc_sparse_fc rows, ref;
+      const uint32_t fill = dc_sparse_fc_set_tile_fill(0);
+      CHECK(dc_sparse_fc_build(v->packed, v->packed_size, &rows, &ds, why, sizeof why) == DC_SFC_OK,
+            "%s: build at fill 0", v->name);
+      dc_sparse_fc_set_tile_fill(fill);
+      const int was = dc_sparse_fc_use_simd(0);
+      CHECK(dc_sparse_fc_build(v->packed, v->packed_size, &ref, &ds, why, sizeof why) == DC_SFC_OK,
+            "%s: scalar build", v->name);
+      dc_sparse_fc_use_simd(was);
+      CHECK(!rows.tile_e && !ref.tile_e && sfc_same_form(&rows, &ref),
+            "%s: rows of the tiles differ from the rows", v->name);
+      dc_sparse_fc port; /* the tile builder's portable loop: the same form */
+      const int was2 = dc_sparse_fc_use_simd(2);
+      CHECK(
+          dc_sparse_fc_build(v->packed, v->packed_size, &port, &ds, why, sizeof why) == DC_SFC_OK &&
+              sfc_same_form(&port, &m),
+          "%s: tiles of the portable loop differ", v->name);
+      dc_sparse_fc_use_simd(was2);
+      dc_sparse_fc_free(&port);
+      dc_sparse_fc_free(&rows), dc_sparse_fc_free(&ref);
+      ++tiled;
+    } else if (tiles_ok) { /* rows instead: the tiles would not fit */
+      dc_sparse_fc t;
+      memcpy(&t, &m, sizeof t);
+      const int was = dc_sparse_fc_use_simd(1);
+      /* the tiles of a copy of the rows (t shares m's rows: only its tile arrays are freed) */
+      t.tile_e = NULL;
+      CHECK(dc_sparse_fc_add_tiles(&t) == 1 && t.tile_entries > DC_SFC_TILE_FILL * t.nnz,
+            "%s: rows kept though the tiles fit", v->name);
+      dc_sparse_fc_use_simd(was);
+      free(t.tile_ptr), free(t.tile_block), free(t.tile_steps), free(t.tile_e);
+    }
     check_form(&m, v->raw, v->name);
     /* §6 / §11 sparse with a zero background: straight from the entries, else the dense route */
     int zero_bg =
@@ -336,15 +457,16 @@ static void test_vectors(void) {
     /* every truncation and a byte flip at every position: clean status, no crash */
     for (size_t cut = 0; cut < v->packed_size; cut += 1 + v->packed_size / 64) {
       st = dc_sparse_fc_build(v->packed, cut, &m, &ds, why, sizeof why);
-      CHECK(st == DC_SFC_DECODE && ds != DC_OK && m.row_ptr == NULL, "%s: cut %zu -> %d", v->name,
-            cut, st);
+      CHECK(st == DC_SFC_DECODE && ds != DC_OK && m.row_ptr == NULL && m.tile_e == NULL,
+            "%s: cut %zu -> %d", v->name, cut, st);
     }
     uint8_t* bad = malloc(v->packed_size);
     for (size_t pos = 0; pos < v->packed_size; ++pos) {
       memcpy(bad, v->packed, v->packed_size);
       bad[pos] ^= 0x5a;
       st = dc_sparse_fc_build(bad, v->packed_size, &m, &ds, why, sizeof why);
-      CHECK(st != DC_SFC_OK || (m.rows == rows && m.row_ptr[m.rows] == m.nnz),
+      CHECK(st != DC_SFC_OK ||
+                (m.rows == rows && (m.row_ptr ? m.row_ptr[m.rows] == m.nnz : !!m.tile_e)),
             "%s: flip %zu built an inconsistent form", v->name, pos);
       if (st == DC_SFC_OK) dc_sparse_fc_free(&m);
     }
@@ -352,6 +474,10 @@ static void test_vectors(void) {
   }
   CHECK(built >= 1, "no 2-D float32/int8 vector in codec_vectors.h");
   CHECK(direct == 5, "%d vectors built straight from the entries, expected 5", direct);
+  if (!strcmp(dc_sparse_fc_kernel_name(), "avx512"))
+    CHECK(tiled >= 2, "only %d vectors kept the tile form", tiled);
+  else
+    CHECK(tiled == 0, "%d tile forms built without the AVX-512 kernels", tiled);
 }
 
 /* Forms built with the helper thread (dc_sparse_fc_set_helper_bytes(0): on a multi-core machine,
@@ -374,9 +500,7 @@ static void test_helper_build_equal(void) {
     if (sa == DC_SFC_OK && sb == DC_SFC_OK) {
       ++compared;
       CHECK(a.nnz == b.nnz && a.rows == b.rows && a.from_dense == b.from_dense &&
-                a.packed_file == -1 && b.packed_file == 0 &&
-                !memcmp(a.row_ptr, b.row_ptr, (a.rows + 1) * sizeof(uint32_t)) &&
-                !memcmp(a.col, b.col, a.nnz * sizeof(uint16_t)) && !memcmp(a.code, b.code, a.nnz),
+                a.packed_file == -1 && b.packed_file == 0 && sfc_same_form(&a, &b),
             "%s: helper build differs", v->name);
     }
     if (sa == DC_SFC_OK) dc_sparse_fc_free(&a);
@@ -495,9 +619,7 @@ static void test_build_max(void) {
       continue;
     dc_sfc_status st =
         dc_sparse_fc_build_max(v->packed, v->packed_size, a.nnz, &b, &dense, &ds, why, sizeof why);
-    CHECK(st == DC_SFC_OK && dense == NULL && b.nnz == a.nnz &&
-              !memcmp(a.row_ptr, b.row_ptr, (a.rows + 1) * sizeof(uint32_t)) &&
-              !memcmp(a.col, b.col, a.nnz * sizeof(uint16_t)) && !memcmp(a.code, b.code, a.nnz),
+    CHECK(st == DC_SFC_OK && dense == NULL && b.nnz == a.nnz && sfc_same_form(&a, &b),
           "%s: build_max at its own count", v->name);
     if (st == DC_SFC_OK) dc_sparse_fc_free(&b);
     if (a.nnz == 0) {
@@ -550,6 +672,24 @@ int main(void) {
       test_float_kernel_n(40, 1031, 1, -inf, inf, 0, 33, t);
       test_float_kernel_n(17, 517, 1, -2.f, 2.f, 1, 255, t);
     }
+    /* the tile form's corners, every batch size (1: float_tiles_avx512; 2..8: its batched
+     * kernel with nb rows; 9, 17: a full tile of 8 then the rest): 1..1031 columns (partial last
+     * blocks of 1, 16, 17, 31 columns), rows not a multiple of 16, empty rows and blocks (5 %),
+     * full blocks (100 %: 32 steps), an all-empty layer, NaN / inf inputs, activation clamps */
+    const size_t tile_batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17};
+    for (size_t i = 0; i < sizeof tile_batches / sizeof tile_batches[0]; ++i) {
+      const size_t b = tile_batches[i];
+      test_float_kernel_n(1, 1, b, -inf, inf, 1, 3, 10);
+      test_float_kernel_n(17, 33, b, -inf, inf, 1, 32, 10);  /* 32 steps; last block 1 column */
+      test_float_kernel_n(31, 48, b, 0.f, 6.f, 0, 32, 10);   /* last block 16 columns */
+      test_float_kernel_n(16, 49, b, -1.f, 1.f, 1, 7, 5);    /* 17 */
+      test_float_kernel_n(47, 1031, b, -inf, inf, 1, 32, 1); /* 7 */
+      test_float_kernel_n(20, 95, b, -inf, inf, 1, 5, 0);    /* all empty: the bias */
+      test_float_kernel_x(33, 70, b, -inf, inf, 1, 32, 3, 1);
+      test_float_kernel_x(18, 64, b, 0.f, 6.f, 1, 32, 10, 1);
+    }
+    test_float_kernel_n(100, 1000, 8, -inf, inf, 1, 32, 0); /* 1 % at most: empty blocks */
+    test_add_tiles_refuses_bad_rows();
     test_int8_kernel_random(37, 53, 2);
     test_int8_kernel_random(29, 260, 9); /* dense rows: the last columns (scalar) too */
     test_int8_kernel_random(31, 3, 10);  /* cols < 4: all scalar */
