@@ -245,6 +245,7 @@ class CompressionWrapper(keras.layers.Wrapper):
     depthwise kernel stays dense (what tfmot's registry does; the drop-in uses it).
 
     Example:
+        >>> from dc_keras.train.pruning import PruneWrapper
         >>> PruneWrapper(keras.layers.SeparableConv2D(8, 3), schedule, weights=["pointwise_kernel"])
     """
 

@@ -133,9 +133,9 @@ class PruneWrapper(_base.CompressionWrapper):
     target every ``frequency`` steps) leaves it as it is.
 
     Example:
-        >>> wrapper = dc_keras.prune(keras.layers.Dense(10), dc_keras.schedules.ConstantSparsity(0.5, 0))
-        >>> model = keras.Sequential([keras.Input((4,)), wrapper])
-        >>> model.compile("sgd", "mse")
+        >>> wrapper = dc_keras.prune(keras.layers.Dense(4), dc_keras.schedules.ConstantSparsity(0.5, 0))
+        >>> model = keras.Sequential([keras.Input((20,)), wrapper])
+        >>> model.compile("sgd", "sparse_categorical_crossentropy")
         >>> model.fit(x, y, callbacks=[dc_keras.PruningCallback()])
         >>> wrapper.get_weights()  # [pruning_step, kernel_mask, kernel_threshold, kernel, bias]
     """

@@ -18,7 +18,10 @@ Example:
     >>> pruned.compile("adam", "sparse_categorical_crossentropy")
     >>> pruned.fit(x, y, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     >>> final = tfmot.sparsity.keras.strip_pruning(pruned)
-    >>> from dc_keras.compat.tfmot import quantization  # ImportError: ... quantize='int8' ...
+    >>> from dc_keras.compat.tfmot import quantization
+    Traceback (most recent call last):
+    ...
+    ImportError: tfmot.quantization (quantization-aware training) is not provided on Keras 3: ... quantize='int8'...
 """
 import importlib.abc
 import importlib.util
