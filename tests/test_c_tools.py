@@ -14,13 +14,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "tflite_kernels", "build")
 
 
-@pytest.fixture(scope="module")
-def tools():
-    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), "tools"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return {name: os.path.join(BUILD, name) for name in ("dc_decode", "dc_unpack")}
-
 
 def _run(argv, **kw):
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=60, **kw)

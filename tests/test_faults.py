@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.path.join(ROOT, "tflite_kernels", "build")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
 
 
@@ -96,12 +95,6 @@ def test_out_of_memory_while_decoding_says_out_of_memory(big_packed, tmp_path):
 # ------------------------------------------------------------------------------------------
 # writing outputs: a file-size limit, a signal mid-write, the longest name (CLI and C tools)
 # ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tools():
-    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), "tools"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return {name: os.path.join(BUILD, name) for name in ("dc_decode", "dc_unpack")}
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +196,18 @@ def _default_signal_actions():
         signal.signal(sig, signal.SIG_DFL)
 
 
+def _write_with_signal_at_fsync(tools, inputs, fsync_shim, name, sig, out, preexec):
+    """Runs writer `name` into `out` with `sig` raised in its fsync of the temporary file."""
+    argv = _commands(tools, inputs)[name]
+    env = dict(ENV, SHIM_SIGNAL=str(int(sig)))
+    if name.startswith("dc-keras"):
+        argv = [sys.executable, "-c", textwrap.dedent(_PY_FSYNC_SIGNAL)] + argv[3:]
+    else:
+        env["LD_PRELOAD"] = fsync_shim
+    return subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=env,
+                          preexec_fn=preexec)
+
+
 def _ignore_sighup():
     _default_signal_actions()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -212,16 +217,9 @@ def _ignore_sighup():
 def test_a_hangup_under_nohup_is_ignored_as_asked(tools, inputs, fsync_shim, tmp_path, name):
     """Under ``nohup`` (SIGHUP ignored) a closed terminal does not stop the writers: no handler of
     ours takes SIGHUP back, the output is written whole and no temporary file is left."""
-    argv = _commands(tools, inputs)[name]
     out = tmp_path / "out.bin"
     out.write_bytes(b"old")
-    env = dict(ENV, SHIM_SIGNAL=str(int(signal.SIGHUP)))
-    if name.startswith("dc-keras"):
-        argv = [sys.executable, "-c", textwrap.dedent(_PY_FSYNC_SIGNAL)] + argv[3:]
-    else:
-        env["LD_PRELOAD"] = fsync_shim
-    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=env,
-                       preexec_fn=_ignore_sighup)
+    r = _write_with_signal_at_fsync(tools, inputs, fsync_shim, name, signal.SIGHUP, out, _ignore_sighup)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     assert _listing(tmp_path) == ["out.bin"] and out.read_bytes() != b"old" and out.stat().st_size > 0
 
@@ -234,16 +232,9 @@ def test_a_signal_mid_write_leaves_no_temporary_file(tools, inputs, fsync_shim, 
     SIGHUP, which Python does not turn into an exception; the C tools: 'OUT.tmp.PID' for all
     three). Now it is removed, the old OUT is intact, and the process still ends as that signal
     says (killed by it; dc-keras on Ctrl-C: 'interrupted', status 130)."""
-    argv = _commands(tools, inputs)[name]
     out = tmp_path / "out.bin"
     out.write_bytes(b"old")
-    env = dict(ENV, SHIM_SIGNAL=str(int(sig)))
-    if name.startswith("dc-keras"):
-        argv = [sys.executable, "-c", textwrap.dedent(_PY_FSYNC_SIGNAL)] + argv[3:]
-    else:
-        env["LD_PRELOAD"] = fsync_shim
-    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=env,
-                       preexec_fn=_default_signal_actions)
+    r = _write_with_signal_at_fsync(tools, inputs, fsync_shim, name, sig, out, _default_signal_actions)
     if name.startswith("dc-keras") and sig == signal.SIGINT:
         assert r.returncode == 130 and r.stderr.strip().endswith("interrupted"), (r.returncode, r.stderr[-2000:])
     else:

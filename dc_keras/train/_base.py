@@ -519,11 +519,12 @@ def select_layers(model, layers, what="pruned", mapping_ok=True, include_frozen=
     return chosen, skipped
 
 
-def restrict(chosen, skipped, weights_of):
+def restrict(chosen, skipped, weights_of, model, what):
     """Apply a per-layer weight choice to :func:`select_layers` output: ``weights_of(layer)`` gives
     None (every compressible weight), a list of weight names, or a string: the reason the layer is
     left dense (moved to ``skipped``). Returns ``(chosen, skipped, names)`` with ``names`` mapping
-    ``id(layer)`` to the names (or None), and a ``targets_of(layer)`` for the report."""
+    ``id(layer)`` to the names (or None), and a ``targets_of(layer)`` for the report. No layer
+    left is a ValueError naming each one's reason (``what``: "pruned", "clustered")."""
     names = {}
     for key, (layer, _value) in list(chosen.items()):
         choice = weights_of(layer)
@@ -538,6 +539,9 @@ def restrict(chosen, skipped, weights_of):
         only = names.get(id(layer))
         return targets if only is None else [t for t in targets if t[0] in only]
 
+    if not chosen:
+        raise ValueError(f"Model {model.name!r} has no layer that can be {what}: "
+                         + "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
     return chosen, skipped, names, targets_of
 
 

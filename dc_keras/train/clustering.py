@@ -599,10 +599,7 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
                                           include_frozen=include_frozen, min_params=min_params)
     only, targets_of = {}, None
     if weights_of is not None:  # the tfmot drop-in's layer registry (dc_keras.compat.tfmot)
-        chosen, skipped, only, targets_of = _base.restrict(chosen, skipped, weights_of)
-        if not chosen:
-            raise ValueError(f"Model {model.name!r} has no layer that can be clustered: "
-                             + "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
+        chosen, skipped, only, targets_of = _base.restrict(chosen, skipped, weights_of, model, "clustered")
     if isinstance(bits, dict):
         names = {l.name for l, _ in _base.graph_layers(model)}
         unknown = [k for k in bits if isinstance(k, str) and k not in names]

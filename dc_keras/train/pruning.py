@@ -648,10 +648,7 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
                                           min_params=min_params)
     only, targets_of = {}, None
     if _weights_of is not None:  # the tfmot drop-in's layer registry (dc_keras.compat.tfmot)
-        chosen, skipped, only, targets_of = _base.restrict(chosen, skipped, _weights_of)
-        if not chosen:
-            raise ValueError(f"Model {model.name!r} has no layer that can be pruned: "
-                             + "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
+        chosen, skipped, only, targets_of = _base.restrict(chosen, skipped, _weights_of, model, "pruned")
     report = _report.build_report("prune", model, chosen, skipped, targets_of)
 
     def replace(original, rebuilder):

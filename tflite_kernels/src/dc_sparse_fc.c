@@ -1292,6 +1292,13 @@ DC_AVX512 static void float_batch1_avx512(const dc_sparse_fc* m, const float* x,
   }
 }
 
+/* The two 16-column load masks of the last column block when it holds `part` = cols % 32
+ * columns (0: a full block), so that no x is read past the row. */
+static inline void last_block_masks(uint32_t part, __mmask16* ml, __mmask16* mh) {
+  *ml = (__mmask16)(part == 0 || part >= 16 ? 0xffffu : (1u << part) - 1u);
+  *mh = (__mmask16)(part == 0 ? 0xffffu : (part > 16 ? (1u << (part - 16)) - 1u : 0u));
+}
+
 /* Batch 1 on the tile form: lane l of a group's two accumulators holds
  * row 16 g + l; per tile, x's 32 columns of the block sit in two registers and each step takes
  * x (vpermt2ps by the entry's low 5 bits) and the weight (vpermt2ps by code = entry >> 5) with
@@ -1304,9 +1311,8 @@ DC_AVX512 static void float_tiles_avx512(const dc_sparse_fc* m, const float* x, 
   const __m512i empty = _mm512_set1_epi32((int)DC_SFC_TILE_EMPTY);
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   const uint32_t last = (m->cols - 1) / 32, part = m->cols % 32;
-  const __mmask16 ml = (__mmask16)(part == 0 || part >= 16 ? 0xffffu : (1u << part) - 1u);
-  const __mmask16 mh =
-      (__mmask16)(part == 0 ? 0xffffu : (part > 16 ? (1u << (part - 16)) - 1u : 0u));
+  __mmask16 ml, mh;
+  last_block_masks(part, &ml, &mh);
   const uint16_t* e = m->tile_e;
   for (uint32_t g = 0; g < m->tile_groups; ++g) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
@@ -1366,9 +1372,8 @@ DC_AVX512 static inline __attribute__((always_inline)) void tiles_nb(const dc_sp
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   const size_t cols = m->cols, rows = m->rows;
   const uint32_t last = (m->cols - 1) / 32, part = m->cols % 32;
-  const __mmask16 ml = (__mmask16)(part == 0 || part >= 16 ? 0xffffu : (1u << part) - 1u);
-  const __mmask16 mh =
-      (__mmask16)(part == 0 ? 0xffffu : (part > 16 ? (1u << (part - 16)) - 1u : 0u));
+  __mmask16 ml, mh;
+  last_block_masks(part, &ml, &mh);
   const uint16_t* e = m->tile_e;
   for (uint32_t g = 0; g < m->tile_groups; ++g) {
     __m512 a[DC_SFC_BATCH_TILE];
