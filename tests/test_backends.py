@@ -254,7 +254,7 @@ def test_readme_example_unchanged_on_backend(backend, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
     assert res["backend"] == backend and res["bytes"] > 0
-    assert (tmp_path / "model.tflite").read_bytes()[4:8] == b"TFL3"
+    assert (tmp_path / "model.packed.tflite").read_bytes()[4:8] == b"TFL3"
 
 
 def test_fit_counts_steps_and_saves_them_whatever_the_callback_order(tmp_path):

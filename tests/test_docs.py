@@ -133,17 +133,15 @@ def test_python_block_runs(doc, line, code, block_results):
 
 def test_readme_cli_lines_run_on_the_readme_model(block_results):
     """README's `dc-keras pack / inspect / unpack` lines, run in order on "a .tflite you already
-    have": the README Python example's model.tflite (packed) unpacked first (the venv's dc-keras:
-    this interpreter's `-m dc_keras`)."""
+    have": the README Python example's model.packed.tflite unpacked first to a plain model.tflite
+    (the venv's dc-keras: this interpreter's `-m dc_keras`)."""
     first = next(p for p in PY_BLOCKS if p.values[0] == "README.md")
     assert block_results["errors"][first.id] is None, "README's Python example failed: see test_python_block_runs"
     workdir = block_results["dirs"][first.id]
     lines = [re.sub(r"\s+#.*$", "", line) for line in code_lines("README.md") if line.startswith(".venv/bin/dc-keras ")]
     assert [line.split()[1] for line in lines] == ["pack", "inspect", "unpack"], lines
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    for line in [".venv/bin/dc-keras unpack model.tflite plain.tflite", *lines]:
-        if line.split()[1] == "pack":
-            os.replace(os.path.join(workdir, "plain.tflite"), os.path.join(workdir, "model.tflite"))
+    for line in [".venv/bin/dc-keras unpack model.packed.tflite model.tflite", *lines]:
         r = subprocess.run([sys.executable, "-m", "dc_keras", *line.split()[1:]], cwd=workdir, env=env,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, (line, r.stdout[-2000:], r.stderr[-2000:])
