@@ -92,16 +92,20 @@ static void say(char* why, size_t size, const char* fmt, ...) {
   va_end(ap);
 }
 
+static void tiles_free(dc_sparse_fc* m) {
+  free(m->tile_ptr), free(m->tile_block), free(m->tile_steps), free(m->tile_e);
+  m->tile_ptr = NULL, m->tile_block = NULL, m->tile_steps = NULL, m->tile_e = NULL;
+  m->tile_groups = 0;
+  m->tile_entries = 0;
+}
+
 DC_API void dc_sparse_fc_free(dc_sparse_fc* m) {
   if (!m) return;
   free(m->row_ptr);
   free(m->col);
   free(m->code);
   free(m->row_sum);
-  free(m->tile_ptr);
-  free(m->tile_block);
-  free(m->tile_steps);
-  free(m->tile_e);
+  tiles_free(m);
   memset(m, 0, sizeof *m);
 }
 
@@ -125,13 +129,6 @@ typedef struct {
   uint64_t cap;                 /* entries of r->col / r->code */
   int fail;                     /* out of memory, or rows not as the builders make them */
 } Tiles;
-
-static void tiles_free(dc_sparse_fc* m) {
-  free(m->tile_ptr), free(m->tile_block), free(m->tile_steps), free(m->tile_e);
-  m->tile_ptr = NULL, m->tile_block = NULL, m->tile_steps = NULL, m->tile_e = NULL;
-  m->tile_groups = 0;
-  m->tile_entries = 0;
-}
 
 #define DC_SFC_EMPTY4 0x8000800080008000ull /* four DC_SFC_TILE_EMPTY */
 
