@@ -24,9 +24,9 @@ def _close(got, want):
 
 
 # The test models of _export_models are ~93 % dense (clustered, lightly pruned): above the default
-# max_density (30 % float32, 25 % int8), where FC layers stay decoded. Tests of the compressed
-# kernels themselves run every FC layer compressed (max_density=1.0); the defaults have their own
-# test (test_default_max_density_by_weight_type).
+# max_density (float32: 30 % on the row form, 50 % on the tile form; int8: 25 %), where FC layers
+# stay decoded. Tests of the compressed kernels themselves run every FC layer compressed
+# (max_density=1.0); the defaults have their own tests (test_default_max_density_*).
 ALL = {"max_density": 1.0}
 
 
@@ -438,28 +438,116 @@ def test_max_density_keeps_unpruned_fc_layers_decoded():
 
 @pytest.mark.parametrize("quantize", [None, "int8"])
 def test_default_max_density_by_weight_type(quantize):
-    """Without max_density, FULLY_CONNECTED layers run compressed up to 30 % density with float32
-    weights and up to 25 % with int8 ones (where the compact form pays: faster for float32,
-    smaller for int8, docs/android.md); a denser layer stays decoded and the report says it was
-    the default. Float: a layer at exactly 30 % runs compressed, a 40 % one not; int8: 20 % and
-    30 %."""
+    """Without max_density, FULLY_CONNECTED layers on the row form run compressed up to 30 %
+    density with float32 weights and up to 25 % with int8 ones (where the compact form pays:
+    faster for float32, smaller for int8, docs/android.md); a denser layer stays decoded and the
+    report says which default applied. Float: a layer at exactly 30 % runs compressed, a 40 % one
+    not, on the row form of every CPU (dc_sparse_fc_use_simd(0) at load: what ARM CPUs build;
+    the tile form has its own default, test_default_max_density_by_form); int8 (always rows):
+    20 % and 30 %."""
     lo, hi = (0.3, 0.4) if quantize is None else (0.2, 0.3)
     rng = np.random.default_rng(2)
     plain = export.to_tflite(_two_fc_model(lo, hi, seed=1), pack=False, quantize=quantize,
                              representative_data=rng.random((16, 20)).astype(np.float32))
     packed = export.pack(plain)
-    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    lib = _sparse_fc_lib()
+    was = lib.dc_sparse_fc_use_simd(0)  # rows: the form ARM CPUs build
+    try:
+        it = runtime.Interpreter(model_content=packed, weights="compressed")
+    finally:
+        lib.dc_sparse_fc_use_simd(was)
     rows = {r["route"]: r for r in it.compressed_report() if r["op"] == "FULLY_CONNECTED"}
     assert set(rows) == {"compressed", "dense"}, it.compressed_report()
     assert rows["compressed"]["shape"] == (64, 20), rows
-    kind, limit = ("float32", 30) if quantize is None else ("int8", 25)
+    kind, limit = ("float32 weights on the row form", 30) if quantize is None else ("int8 weights", 25)
     assert rows["dense"]["reason"] == (f"density {100 * hi:.1f} % > {limit} % "
-                                       f"(default max_density for {kind} weights); decoded"), rows
+                                       f"(default max_density for {kind}); decoded"), rows
     xs = rng.random((4, 20)).astype(np.float32)
     if quantize is None:
         _close(em.run(it, xs), em.run(_plain(plain), xs))
     else:  # integer kernels: exact
         np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
+
+
+def _fc_routes(it):
+    """compressed_report()'s FULLY_CONNECTED weights, sorted: (route, shape or reason)."""
+    return sorted((r["route"], r["shape"] if r["route"] == "compressed" else r["reason"])
+                  for r in it.compressed_report() if r["op"] == "FULLY_CONNECTED")
+
+
+def _tile_form_model():
+    """_two_fc_model at 45 % (weight [64, 20]) and 60 % ([10, 64]), 15 values: between the row
+    form's default (30 %) and the tile form's (50 %), and above both; the unpacked and packed
+    .tflite."""
+    plain = export.to_tflite(_two_fc_model(0.45, 0.6, seed=5), pack=False)
+    return plain, export.pack(plain)
+
+
+ROWS_DEFAULT = "(default max_density for float32 weights on the row form)"
+TILES_DEFAULT = "(default max_density for float32 weights on the tile form)"
+
+
+def test_default_max_density_on_the_row_form_keeps_a_45_percent_layer_decoded():
+    """Float32 layers on the row form (the scalar kernels, dc_sparse_fc_use_simd(0) at load: what
+    ARM CPUs and CPUs without AVX-512 build) run compressed by default only up to 30 %: a 45 % and
+    a 60 % layer stay decoded, the report naming the row form's default; outputs within summation
+    order of the unpacked model. Runs on every CPU."""
+    plain, packed = _tile_form_model()
+    lib = _sparse_fc_lib()
+    was = lib.dc_sparse_fc_use_simd(0)
+    try:
+        it = runtime.Interpreter(model_content=packed, weights="compressed")
+    finally:
+        lib.dc_sparse_fc_use_simd(was)
+    assert _fc_routes(it) == [("dense", f"density 45.0 % > 30 % {ROWS_DEFAULT}; decoded"),
+                              ("dense", f"density 60.0 % > 30 % {ROWS_DEFAULT}; decoded")], it.compressed_report()
+    xs = np.random.default_rng(6).random((4, 20)).astype(np.float32)
+    np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))  # decoded: exact
+
+
+def test_default_max_density_by_form():
+    """On an AVX-512 CPU a float32 FC layer of <= 32 values runs on the tile form, whose default
+    max_density is 50 % (docs/results.md: faster than XNNPACK at batch 1 and 8 up to there): the
+    45 % layer runs compressed by default, the 60 % one stays decoded with the tile form's default
+    as reason. When its tiles do not fit (dc_sparse_fc_set_tile_fill(0): the build makes rows)
+    the 45 % layer is refused after its build by the row form's 30 %. An explicit max_density
+    applies to the tile form as to the rows (0.4: both decoded; 0.7: both compressed). Outputs
+    within summation order of the unpacked model, batch 1 and 4."""
+    lib = _sparse_fc_lib()
+    if lib.dc_sparse_fc_kernel_name() != b"avx512":
+        pytest.skip("the tile form needs an x86-64 CPU with AVX-512 F/BW/VL (dc_sparse_fc_kernel_name() "
+                    "is 'scalar' here); the row form's default: "
+                    "test_default_max_density_on_the_row_form_keeps_a_45_percent_layer_decoded")
+    plain, packed = _tile_form_model()
+    xs = np.random.default_rng(7).random((4, 20)).astype(np.float32)
+    ref = _plain(plain)
+
+    it = runtime.Interpreter(model_content=packed, weights="compressed")
+    routes = _fc_routes(it)
+    assert routes == [("compressed", (64, 20)),
+                      ("dense", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded")], routes
+    (row,) = [r for r in it.compressed_report() if r["route"] == "compressed"]
+    assert row["nonzeros"] == 576, row
+    for n in (1, 4):
+        _close(em.run_batch(it, xs[:n]), em.run_batch(ref, xs[:n]))
+
+    fill = lib.dc_sparse_fc_set_tile_fill(0)  # every tile form built is turned into rows
+    try:
+        it = runtime.Interpreter(model_content=packed, weights="compressed")
+    finally:
+        lib.dc_sparse_fc_set_tile_fill(fill)
+    assert _fc_routes(it) == [
+        ("dense", "density 45.0 % > 30 % (default max_density for float32 weights on the row form: "
+                  "its tiles did not fit); decoded"),
+        ("dense", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded")], it.compressed_report()
+    np.testing.assert_array_equal(em.run_batch(it, xs), em.run_batch(ref, xs))  # decoded: exact
+
+    it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.4)
+    assert _fc_routes(it) == [("dense", "density 45.0 % > max_density 40 %; decoded"),
+                              ("dense", "density 60.0 % > max_density 40 %; decoded")]
+    it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.7)
+    assert _fc_routes(it) == [("compressed", (10, 64)), ("compressed", (64, 20))]
+    _close(em.run_batch(it, xs), em.run_batch(ref, xs))
 
 
 @pytest.mark.parametrize("release", [False, True])

@@ -1047,30 +1047,36 @@ static int8_t most_common_int8(const void* w, uint64_t n) {
   return (int8_t)best;
 }
 
-/* A float32 tensor whose codebook(s) hold more than DC_SFC_MAX_VALUES distinct kept bit patterns
- * (every layout but §12's float planes stores its values there; the tensor holds only codebook
- * values) cannot get a compact form: said from the header, before anything is decoded (a
- * transient dense copy of a large layer costs as much as its decode). */
-static dc_sfc_status check_codebook(const dc_header* h, uint32_t table, char* why,
-                                    size_t why_size) {
+/* Distinct kept bit patterns (omitted: not counted) in the float32 codebook(s) of h (every layout
+ * but §12's float planes stores its values there; the tensor holds only codebook values), counted
+ * up to cap + 1 (more: cap + 1); 0 when h holds no float32 codebook. */
+static uint32_t codebook_values(const dc_header* h, uint32_t table, uint32_t cap) {
   if (h->info.dtype != DC_DTYPE_FLOAT32 || h->layout == DC_LAYOUT_FLOAT_PLANES || !h->codebook ||
       h->cb_esize != 4)
-    return DC_SFC_OK;
+    return 0;
   const uint64_t len = (uint64_t)(h->groups ? h->groups : 1) * h->k;
-  if (len <= DC_SFC_MAX_VALUES) return DC_SFC_OK;
   ValueMap vm;
   dc_sparse_fc probe; /* value_code's count and codebook */
   memset(vm.val, 0xff, sizeof vm.val);
   probe.num_values = 0;
   for (uint64_t i = 0; i < len; ++i) {
     const uint32_t bits = codebook_bits(h, i);
-    if (!omitted(bits, table) && value_code(&vm, &probe, bits) < 0) {
-      say(why, why_size, "more than %u distinct non-zero values (in its codebook)",
-          DC_SFC_MAX_VALUES);
-      return DC_SFC_UNSUPPORTED;
-    }
+    if (!omitted(bits, table) && (value_code(&vm, &probe, bits) < 0 || probe.num_values > cap))
+      return cap + 1; /* value_code: -1 past DC_SFC_MAX_VALUES */
   }
-  return DC_SFC_OK;
+  return probe.num_values;
+}
+
+/* A float32 tensor whose codebook(s) hold more than DC_SFC_MAX_VALUES distinct kept bit patterns
+ * cannot get a compact form: said from the header, before anything is decoded (a transient dense
+ * copy of a large layer costs as much as its decode). */
+static dc_sfc_status check_codebook(const dc_header* h, uint32_t table, char* why,
+                                    size_t why_size) {
+  const uint64_t len = (uint64_t)(h->groups ? h->groups : 1) * h->k;
+  if (len <= DC_SFC_MAX_VALUES || codebook_values(h, table, DC_SFC_MAX_VALUES) <= DC_SFC_MAX_VALUES)
+    return DC_SFC_OK;
+  say(why, why_size, "more than %u distinct non-zero values (in its codebook)", DC_SFC_MAX_VALUES);
+  return DC_SFC_UNSUPPORTED;
 }
 
 DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int table, char* why,
@@ -1080,6 +1086,18 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
   if (dc_parse(packed, size, &h) != DC_OK) return DC_SFC_DECODE;
   dc_sfc_status s = check_shape(&h.info, why, why_size);
   return s != DC_SFC_OK ? s : check_codebook(&h, table != 0, why, why_size);
+}
+
+/* tiles_wanted's test from the header: the build's num_values is that of the codebook(s) on the
+ * direct route (value_codes) and at most that on the dense route (the values present). */
+DC_API dc_sfc_form dc_sparse_fc_form(const uint8_t* packed, size_t size) {
+  dc_header h;
+  if (!packed || dc_parse(packed, size, &h) != DC_OK) return DC_SFC_FORM_NONE;
+  if (check_shape(&h.info, NULL, 0) != DC_SFC_OK || check_codebook(&h, 0, NULL, 0) != DC_SFC_OK)
+    return DC_SFC_FORM_NONE;
+  const int tiles = h.info.dtype == DC_DTYPE_FLOAT32 && h.layout != DC_LAYOUT_FLOAT_PLANES &&
+                    h.codebook && h.cb_esize == 4 && codebook_values(&h, 0, 32) <= 32 && simd();
+  return tiles ? DC_SFC_FORM_TILES : DC_SFC_FORM_ROWS;
 }
 
 /* A form refused as too dense (dc_sparse_fc_build_max): zeroed but for its shape, type, count. */

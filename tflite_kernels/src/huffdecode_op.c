@@ -373,7 +373,7 @@ typedef struct DcDelegateS {
   char error[512];    /* first decode error, reported by the kernel */
   int decode_threads; /* option decode_threads: 0 = all CPUs (dc_decode_threads), 1 = serial */
   int decode_async;   /* option decode_async (default 1): decode_lazily where available */
-  int max_density;    /* option max_density (percent; 0: by weight type, max_density_for) */
+  int max_density;    /* option max_density (percent; 0: by weight type and form, max_density_for) */
   size_t
       async_tensors; /* tensors decode_lazily handed to a helper (DcKerasHuffDecodeDelegateAsync) */
   struct LazyFill* lazy;   /* decode_lazily's fill, joined by join_lazy */
@@ -1327,20 +1327,40 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
   return lookup_plan_make(context, c->node, c->index, op, c->fc_packed, p, why, why_size);
 }
 
-/* The default max_density (option not given), by weight type: the densest FULLY_CONNECTED layer
- * that runs compressed; denser ones stay decoded (docs/android.md; benchmarks/bench_density.py,
- * docs/results.md).  float32: the compact form is faster than XNNPACK's dense kernel up to about
- * 30 % (AVX-512 test machine, 1024^2 and 4096^2: 0.73-0.95x at batch 1 and 1.05-1.07x at batch 8
- * at 30 %, 0.89-1.47x at 40 %), and up to 8x slower on unpruned layers.  int8: XNNPACK's int8
- * kernel is faster than the compact form at nearly every density (1024^2: 3.5x at 10 %), so int8
- * layers are compressed only where that saves memory: up to 25 %, where its 3 bytes per non-zero
- * are ~0.75x the int8 weights. */
+/* The default max_density (option not given), by weight type and the form the layer runs in
+ * (dc_sparse_fc_form): the densest FULLY_CONNECTED layer that runs compressed; denser ones stay
+ * decoded (docs/android.md; benchmarks/bench_density.py, docs/results.md "Compressed FC layers
+ * by density": 1024^2 and 4096^2, 15 values, batch 1 and 8, AVX-512 test machine, against
+ * XNNPACK's dense kernel).
+ *  - float32, row form (CPUs without AVX-512, ARM included; layers of > 32 values; tiles that
+ *    would not fit): faster than the dense kernel up to about 30 % (0.73-0.95x at batch 1 and
+ *    1.05-1.07x at batch 8 at 30 %, 0.89-1.47x at 40 %), and up to 8x slower on unpruned layers.
+ *  - float32, tile form (AVX-512, <= 32 values): 50 %, the densest density measured (5, 10, 20,
+ *    30, 40, 50, 70, 100 %) at which it is faster at batch 1 and 8 in both sizes (2026-12-01
+ *    14:10 run, at 50 %: 0.66x / 0.84x on 1024^2, 0.39x / 0.61x on 4096^2; at 70 % 1024^2 batch 8
+ *    takes 1.09x) and its memory is 0.33x of the dense weight's (at most 0.50x at 100 %: it is
+ *    always smaller).
+ *  - int8 (always rows): XNNPACK's int8 kernel is faster than the compact form at nearly every
+ *    density (1024^2: 3.5x at 10 %), so int8 layers are compressed only where that saves memory:
+ *    up to 25 %, where its 3 bytes per non-zero are ~0.75x the int8 weights.
+ * An explicit max_density applies to every form. */
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32 30
+#define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES 50
 #define DC_DEFAULT_MAX_DENSITY_INT8 25
 
-static int max_density_for(const DcDelegate* d, int dtype) {
+static int max_density_for(const DcDelegate* d, int dtype, dc_sfc_form form) {
   if (d->max_density) return d->max_density;
-  return dtype == DC_DTYPE_INT8 ? DC_DEFAULT_MAX_DENSITY_INT8 : DC_DEFAULT_MAX_DENSITY_FLOAT32;
+  if (dtype == DC_DTYPE_INT8) return DC_DEFAULT_MAX_DENSITY_INT8;
+  return form == DC_SFC_FORM_TILES ? DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES
+                                   : DC_DEFAULT_MAX_DENSITY_FLOAT32;
+}
+
+/* Which default max_density_for applied, for the report ("... (default max_density for %s)"). */
+static const char* default_density_name(int dtype, dc_sfc_form form, int tiles_did_not_fit) {
+  if (dtype == DC_DTYPE_INT8) return "int8 weights";
+  if (form == DC_SFC_FORM_TILES) return "float32 weights on the tile form";
+  return tiles_did_not_fit ? "float32 weights on the row form: its tiles did not fit"
+                           : "float32 weights on the row form";
 }
 
 /* Runs one candidate compressed, or falls back to decoding its weights. */
@@ -1355,22 +1375,37 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     DensityLimit lim = {UINT64_MAX, 0, NULL}, *lp = NULL;
     const TfLiteTensor* pk = &context->tensors[fc->fc_packed];
     dc_tensor_info info;
-    int limit = 100;
+    int limit = 100, tiles_did_not_fit = 0;
+    dc_sfc_form form = DC_SFC_FORM_ROWS;
     if (fc->reg->builtin_code == kTfLiteBuiltinFullyConnected &&
         dc_peek((const uint8_t*)pk->data.raw_const, pk->bytes, &info) == DC_OK && info.rank == 2) {
-      limit = max_density_for(d, info.dtype);
+      form = dc_sparse_fc_form((const uint8_t*)pk->data.raw_const, pk->bytes);
+      limit = max_density_for(d, info.dtype, form);
       lim.max_nnz = (uint64_t)limit * info.dims[0] * info.dims[1] / 100;
       lp = &lim;
     }
     r = plan_make(context, fc, lp, &p, why, sizeof why);
+    if (r == 1 && lp && !d->max_density && form == DC_SFC_FORM_TILES && !p->m.tile_e) {
+      /* built on the tile form's default, but its tiles did not fit (dc_sparse_fc_form): the
+       * rows' default applies (known only now: the layer was built) */
+      const int rows_limit = max_density_for(d, info.dtype, DC_SFC_FORM_ROWS);
+      if (p->m.nnz > (uint64_t)rows_limit * info.dims[0] * info.dims[1] / 100) {
+        lim.nnz = p->m.nnz;
+        limit = rows_limit;
+        form = DC_SFC_FORM_ROWS;
+        tiles_did_not_fit = 1;
+        fc_plan_free(p);
+        p = NULL;
+        r = 2;
+      }
+    }
     if (r == 2) {
       const double pct = 100.0 * (double)lim.nnz / ((double)info.dims[0] * (double)info.dims[1]);
       if (d->max_density) {
         set_msg(why, sizeof why, "density %.1f %% > max_density %d %%; decoded", pct, limit);
       } else {
-        set_msg(why, sizeof why,
-                "density %.1f %% > %d %% (default max_density for %s weights); decoded", pct, limit,
-                info.dtype == DC_DTYPE_INT8 ? "int8" : "float32");
+        set_msg(why, sizeof why, "density %.1f %% > %d %% (default max_density for %s); decoded",
+                pct, limit, default_density_name((int)info.dtype, form, tiles_did_not_fit));
       }
       dense = lim.dense;
       r = 0;
@@ -1973,10 +2008,10 @@ static void report_option_error(void (*report_error)(const char*), const char* m
 /* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0";
  * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N;
  * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare);
- * "max_density" = "1".."100" (default: 30 for float32 weights, 25 for int8, max_density_for):
- * with weights=compressed, FULLY_CONNECTED layers with more non-zero weights than that percent
- * stay decoded (dense layers run faster on the dense kernels, docs/android.md); 100: all run
- * compressed. */
+ * "max_density" = "1".."100" (default, max_density_for: 30 for float32 weights on the row form,
+ * 50 on the tile form, 25 for int8): with weights=compressed, FULLY_CONNECTED layers with more
+ * non-zero weights than that percent stay decoded (dense layers run faster on the dense kernels,
+ * docs/android.md); the option applies to every form; 100: all run compressed. */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
                          void (*report_error)(const char*)) {
   char msg[256];
@@ -2026,7 +2061,7 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
   }
   d->keep_decoded = 1;
   d->decode_async = 1;
-  d->max_density = 0; /* by weight type */
+  d->max_density = 0; /* by weight type and form (max_density_for) */
   if (!parse_options(d, options_keys, options_values, n, report_error)) {
     free(d);
     return NULL;

@@ -537,24 +537,32 @@ static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t tenth
   free(w);
 }
 
-/* A [16, 16] §5 float32 tensor of 256 distinct codebook values, each used once; value 0 made
- * +0.0 when zero_first (255 non-zero values then).  Returns its size (p: 2,048 bytes). */
-static size_t pack_256_values(uint8_t* p, int zero_first) {
+/* A [rows, k / rows] §5 float32 tensor of k distinct codebook values (k <= 256), each used once;
+ * value 0 made +0.0 when zero_first (k - 1 non-zero values then).  Returns its size (p: 2,048
+ * bytes). */
+static size_t pack_values(uint8_t* p, uint32_t k, uint32_t rows, int zero_first) {
   uint8_t len[256], q[2048];
   uint16_t sym[256];
-  uint32_t sizes_at, crc;
-  for (uint32_t s = 0; s < 256; ++s) len[s] = 8, sym[s] = (uint16_t)s;
-  CHECK(pack_dense_f32_bound(256, 256) + 4 <= sizeof q, "buffer");
-  size_t n = pack_dense_f32(q, len, 256, sym, 256, &sizes_at); /* rank 1 [256] */
+  uint32_t sizes_at, crc, big = 1, lb = 0;
+  while (big < k) big <<= 1, ++lb;
+  /* a complete code: big - k symbols of length lb - 1, the others of length lb */
+  for (uint32_t s = 0; s < k; ++s) len[s] = (uint8_t)(s < big - k ? lb - 1 : lb), sym[s] = (uint16_t)s;
+  CHECK(k >= 2 && k <= 256 && k % rows == 0 && pack_dense_f32_bound(k, k) + 4 <= sizeof q,
+        "pack_values %u", k);
+  size_t n = pack_dense_f32(q, len, k, sym, k, &sizes_at); /* rank 1 [k] */
   memcpy(p, q, 8);
-  p[6] = 2; /* rank 2: dims 16, 16, then the check and the same body */
-  uint32_t d = 16;
-  memcpy(p + 8, &d, 4), memcpy(p + 12, &d, 4);
+  p[6] = 2; /* rank 2: dims rows, k / rows, then the check and the same body */
+  uint32_t d0 = rows, d1 = k / rows;
+  memcpy(p + 8, &d0, 4), memcpy(p + 12, &d1, 4);
   memcpy(p + 20, q + 16, n - 16);
   if (zero_first) memset(p + 20 + 2, 0, 4); /* codebook[0] after K */
   crc = dc_crc32(dc_crc32(0, p, 16), p + 20, n + 4 - 20);
   memcpy(p + 16, &crc, 4);
   return n + 4;
+}
+
+static size_t pack_256_values(uint8_t* p, int zero_first) {
+  return pack_values(p, 256, 16, zero_first);
 }
 
 /* dc_sparse_fc_check says from the header alone what the build would refuse: a codebook of more
@@ -602,6 +610,69 @@ static void test_check_from_header(void) {
     CHECK(c == (b == DC_SFC_UNSUPPORTED ? DC_SFC_UNSUPPORTED : DC_SFC_OK), "%s: check %d build %d",
           v->name, c, b);
   }
+}
+
+/* dc_sparse_fc_form tells from the header the form the build makes: the tile form for float32
+ * of <= 32 non-zero codebook values while the AVX-512 kernels are in use (+0.0 not counted), the
+ * rows otherwise (33 values, int8, dc_sparse_fc_use_simd(0), CPUs without AVX-512), none for what
+ * the build refuses; a predicted tile form whose tiles would not fit ([1, 33]: one row padded to
+ * 16 lanes; [2, 1]) is built as rows, the one way the prediction misses. */
+static void test_form_from_header(void) {
+  const int avx = avx512_cpu(), was = dc_sparse_fc_use_simd(1);
+  const dc_sfc_form tiles = avx ? DC_SFC_FORM_TILES : DC_SFC_FORM_ROWS;
+  const struct {
+    uint32_t k, rows;
+    int zero_first;
+    dc_sfc_form form;
+    int built_tiles;
+  } cases[] = {{32, 32, 0, tiles, avx},   {33, 33, 0, DC_SFC_FORM_ROWS, 0},
+               {33, 33, 1, tiles, avx},   {33, 1, 1, tiles, 0},
+               {34, 34, 1, DC_SFC_FORM_ROWS, 0}, {16, 16, 0, tiles, avx}, {2, 2, 0, tiles, 0},
+               {256, 16, 1, DC_SFC_FORM_ROWS, 0}, {256, 16, 0, DC_SFC_FORM_NONE, 0}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    uint8_t p[2048];
+    char why[200] = "";
+    dc_sparse_fc m;
+    dc_status ds;
+    const size_t n = pack_values(p, cases[i].k, cases[i].rows, cases[i].zero_first);
+    const dc_sfc_form f = dc_sparse_fc_form(p, n);
+    CHECK(f == cases[i].form, "form of %u values [%u, %u] zero %d: %d, expected %d", cases[i].k,
+          cases[i].rows, cases[i].k / cases[i].rows, cases[i].zero_first, f, cases[i].form);
+    const dc_sfc_status st = dc_sparse_fc_build(p, n, &m, &ds, why, sizeof why);
+    CHECK((st == DC_SFC_OK) == (f != DC_SFC_FORM_NONE) &&
+              (st != DC_SFC_OK || (m.tile_e != NULL) == cases[i].built_tiles),
+          "build of %u values [%u, ...]: %d, tiles %d", cases[i].k, cases[i].rows, st,
+          st == DC_SFC_OK && m.tile_e != NULL);
+    if (st == DC_SFC_OK) dc_sparse_fc_free(&m);
+    dc_sparse_fc_use_simd(0); /* the scalar kernels: rows, always */
+    CHECK(dc_sparse_fc_form(p, n) == (f == DC_SFC_FORM_NONE ? DC_SFC_FORM_NONE : DC_SFC_FORM_ROWS),
+          "form of %u values with the scalar kernels", cases[i].k);
+    dc_sparse_fc_use_simd(1);
+    p[0] = 'X';
+    CHECK(dc_sparse_fc_form(p, n) == DC_SFC_FORM_NONE, "form of a bad header");
+  }
+  CHECK(dc_sparse_fc_form(NULL, 0) == DC_SFC_FORM_NONE, "form of NULL");
+  /* every vector: a built tile form was predicted; a predicted tile form is built as tiles or,
+   * where they would not fit, as rows; none exactly where the build refuses */
+  int predicted_tiles = 0;
+  for (size_t i = 0; i < sizeof codec_vectors / sizeof codec_vectors[0]; ++i) {
+    const codec_vector* v = &codec_vectors[i];
+    dc_sparse_fc m;
+    dc_status ds;
+    char why[200] = "";
+    const dc_sfc_form f = dc_sparse_fc_form(v->packed, v->packed_size);
+    const dc_sfc_status st = dc_sparse_fc_build(v->packed, v->packed_size, &m, &ds, why, sizeof why);
+    CHECK((st == DC_SFC_OK) == (f != DC_SFC_FORM_NONE), "%s: form %d, build %d", v->name, f, st);
+    if (st != DC_SFC_OK) continue;
+    CHECK(!m.tile_e || f == DC_SFC_FORM_TILES, "%s: tiles built, form %d said", v->name, f);
+    CHECK(f != DC_SFC_FORM_TILES || m.tile_e || m.num_values <= 32,
+          "%s: tiles predicted, %u values built", v->name, m.num_values);
+    CHECK(f != DC_SFC_FORM_TILES || avx, "%s: tiles predicted without AVX-512", v->name);
+    predicted_tiles += f == DC_SFC_FORM_TILES;
+    dc_sparse_fc_free(&m);
+  }
+  CHECK(!avx || predicted_tiles >= 2, "only %d vectors predicted on the tile form", predicted_tiles);
+  dc_sparse_fc_use_simd(was);
 }
 
 /* dc_sparse_fc_build_max: a limit of the tensor's own non-zero count builds the same form; one
@@ -704,6 +775,7 @@ int main(void) {
   CHECK(old_helper == (size_t)1 << 20, "default helper threshold %zu", old_helper);
   test_helper_build_equal();
   test_check_from_header();
+  test_form_from_header();
   test_build_max();
   dc_sparse_fc m;
   char why[64];
