@@ -1,6 +1,6 @@
 """weights="compressed" against the decoded route as a FULLY_CONNECTED layer gets denser: the
-figures behind the default ``max_density`` (30 % for float32 weights, 25 % for int8;
-dc_keras/runtime, tflite_kernels/src/huffdecode_op.c).
+figures behind the default ``max_density`` (float32 weights: 30 % on the row form, 50 % on the
+tile form of AVX-512 CPUs; int8: 25 %; dc_keras/runtime, tflite_kernels/src/huffdecode_op.c).
 
 For each weight type (float32; int8: the converter's full-integer model), size (1024^2, 4096^2),
 density and batch (1, 8): one Dense layer (bias, no activation) with 15 shared non-zero values,

@@ -67,7 +67,7 @@ def _make(route, path):
         return Interpreter(model_path=path)
     from dc_keras import runtime
 
-    if route == "compressed":  # every FC layer compressed, at any density (the default stops at 30 %)
+    if route == "compressed":  # every FC layer compressed, at any density (the default stops at 30-50 %)
         return runtime.Interpreter(model_path=path, release_decoded=True, weights="compressed", max_density=1.0)
     return runtime.Interpreter(model_path=path, release_decoded=True)  # memory goal: keep_decoded=0
 

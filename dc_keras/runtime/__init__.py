@@ -285,13 +285,15 @@ class Interpreter:
         see docs/android.md.
       max_density: with ``weights="compressed"``, a fraction in (0, 1] (whole percent, e.g.
         ``0.5``): FULLY_CONNECTED layers with a larger share of non-zero weights stay decoded,
-        reported with their density (delegate option ``max_density=50``). Default ``None``: 0.3
-        for float32 weights (on the row form, which ARM CPUs and layers of > 32 values run, denser
-        layers run faster on the dense kernels: at 40 % 1.5x slower at batch 8, unpruned up to 8x;
-        on AVX-512 CPUs a layer of <= 32 values runs on the tile form, faster at every density
-        measured at batch 1: pass ``1.0`` there), 0.25 for int8
-        (XNNPACK's int8 kernel is faster at nearly every density measured: compressed int8
-        layers save memory, not time, up to 25 %); docs/android.md. ``1.0`` runs every FC layer it can compressed.
+        reported with their density and the limit (delegate option ``max_density=50``); it applies
+        to every weight type and form. Default ``None``: by the form the layer runs in -- 0.3 for
+        float32 weights on the row form (ARM CPUs, CPUs without AVX-512, layers of > 32 values:
+        denser layers run faster on the dense kernels, at 40 % 1.5x slower at batch 8, unpruned up
+        to 8x), 0.5 for float32 weights on the tile form (AVX-512 CPUs, layers of <= 32 values:
+        the densest density measured where it is faster than the dense kernels at batch 1 and 8,
+        at a third of their memory), 0.25 for int8 (XNNPACK's int8 kernel is faster at nearly
+        every density measured: compressed int8 layers save memory, not time, up to 25 %);
+        docs/android.md. ``1.0`` runs every FC layer it can compressed.
 
     Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,
     ``invoke``, ``get_tensor``, ``get_signature_runner``, ...) is the backend interpreter's.

@@ -373,7 +373,7 @@ typedef struct DcDelegateS {
   char error[512];    /* first decode error, reported by the kernel */
   int decode_threads; /* option decode_threads: 0 = all CPUs (dc_decode_threads), 1 = serial */
   int decode_async;   /* option decode_async (default 1): decode_lazily where available */
-  int max_density;    /* option max_density (percent; 0: by weight type and form, max_density_for) */
+  int max_density;    /* option max_density (percent; 0: by type and form, max_density_for) */
   size_t
       async_tensors; /* tensors decode_lazily handed to a helper (DcKerasHuffDecodeDelegateAsync) */
   struct LazyFill* lazy;   /* decode_lazily's fill, joined by join_lazy */

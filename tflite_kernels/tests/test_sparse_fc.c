@@ -546,7 +546,8 @@ static size_t pack_values(uint8_t* p, uint32_t k, uint32_t rows, int zero_first)
   uint32_t sizes_at, crc, big = 1, lb = 0;
   while (big < k) big <<= 1, ++lb;
   /* a complete code: big - k symbols of length lb - 1, the others of length lb */
-  for (uint32_t s = 0; s < k; ++s) len[s] = (uint8_t)(s < big - k ? lb - 1 : lb), sym[s] = (uint16_t)s;
+  for (uint32_t s = 0; s < k; ++s)
+    len[s] = (uint8_t)(s < big - k ? lb - 1 : lb), sym[s] = (uint16_t)s;
   CHECK(k >= 2 && k <= 256 && k % rows == 0 && pack_dense_f32_bound(k, k) + 4 <= sizeof q,
         "pack_values %u", k);
   size_t n = pack_dense_f32(q, len, k, sym, k, &sizes_at); /* rank 1 [k] */
@@ -625,10 +626,15 @@ static void test_form_from_header(void) {
     int zero_first;
     dc_sfc_form form;
     int built_tiles;
-  } cases[] = {{32, 32, 0, tiles, avx},   {33, 33, 0, DC_SFC_FORM_ROWS, 0},
-               {33, 33, 1, tiles, avx},   {33, 1, 1, tiles, 0},
-               {34, 34, 1, DC_SFC_FORM_ROWS, 0}, {16, 16, 0, tiles, avx}, {2, 2, 0, tiles, 0},
-               {256, 16, 1, DC_SFC_FORM_ROWS, 0}, {256, 16, 0, DC_SFC_FORM_NONE, 0}};
+  } cases[] = {{32, 32, 0, tiles, avx},
+               {33, 33, 0, DC_SFC_FORM_ROWS, 0},
+               {33, 33, 1, tiles, avx},
+               {33, 1, 1, tiles, 0},
+               {34, 34, 1, DC_SFC_FORM_ROWS, 0},
+               {16, 16, 0, tiles, avx},
+               {2, 2, 0, tiles, 0},
+               {256, 16, 1, DC_SFC_FORM_ROWS, 0},
+               {256, 16, 0, DC_SFC_FORM_NONE, 0}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     uint8_t p[2048];
     char why[200] = "";
@@ -661,7 +667,8 @@ static void test_form_from_header(void) {
     dc_status ds;
     char why[200] = "";
     const dc_sfc_form f = dc_sparse_fc_form(v->packed, v->packed_size);
-    const dc_sfc_status st = dc_sparse_fc_build(v->packed, v->packed_size, &m, &ds, why, sizeof why);
+    const dc_sfc_status st =
+        dc_sparse_fc_build(v->packed, v->packed_size, &m, &ds, why, sizeof why);
     CHECK((st == DC_SFC_OK) == (f != DC_SFC_FORM_NONE), "%s: form %d, build %d", v->name, f, st);
     if (st != DC_SFC_OK) continue;
     CHECK(!m.tile_e || f == DC_SFC_FORM_TILES, "%s: tiles built, form %d said", v->name, f);
@@ -671,7 +678,8 @@ static void test_form_from_header(void) {
     predicted_tiles += f == DC_SFC_FORM_TILES;
     dc_sparse_fc_free(&m);
   }
-  CHECK(!avx || predicted_tiles >= 2, "only %d vectors predicted on the tile form", predicted_tiles);
+  CHECK(!avx || predicted_tiles >= 2, "only %d vectors predicted on the tile form",
+        predicted_tiles);
   dc_sparse_fc_use_simd(was);
 }
 
