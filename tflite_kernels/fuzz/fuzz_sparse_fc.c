@@ -23,7 +23,8 @@
  *  - built with the helper thread on every form (dc_sparse_fc_set_helper_bytes(0): decoding and
  *    placing on two threads), the same status and the same form;
  *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
- *    reason) and DECODE are the build's;
+ *    reason) and DECODE are the build's; dc_sparse_fc_form says NONE exactly where the check
+ *    refuses, and TILES only for a float32 tensor the build finds of <= 32 values;
  *  - dc_sparse_fc_build_max at the form's own count builds the same count; one below it refuses
  *    it (DC_SFC_TOO_DENSE, the count kept, nothing else held) and hands over the decoded weight
  *    exactly when the form came from a dense copy, equal to dc_decode's output;
@@ -224,6 +225,12 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dc_sfc_status cst = dc_sparse_fc_check(buf, size, 0, cwhy, sizeof cwhy);
   if (cst == DC_SFC_UNSUPPORTED) REQUIRE(st == DC_SFC_UNSUPPORTED && !strcmp(cwhy, why));
   if (cst == DC_SFC_DECODE) REQUIRE(st == DC_SFC_DECODE);
+  /* the form said from the header: none exactly where the check refuses; a predicted tile form
+   * is a float32 one of <= 32 values (the build may still make rows: tiles that do not fit) */
+  const dc_sfc_form form = dc_sparse_fc_form(buf, size);
+  REQUIRE((form == DC_SFC_FORM_NONE) == (cst != DC_SFC_OK));
+  if (form == DC_SFC_FORM_TILES && st == DC_SFC_OK)
+    REQUIRE(m.dtype == DC_DTYPE_FLOAT32 && m.num_values <= 32);
   check_helper_build(buf, size, st, ds, &m);
   check_rows_build(buf, size, st, ds, &m);
   size_t out_size = dc_peek(buf, size, &info) == DC_OK ? (size_t)info.output_bytes : 0;
