@@ -505,12 +505,13 @@ def test_default_max_density_on_the_row_form_keeps_a_45_percent_layer_decoded():
     np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))  # decoded: exact
 
 
-def test_default_max_density_by_form():
+def test_default_max_density_by_form(tmp_path):
     """On an AVX-512 CPU a float32 FC layer of <= 32 values runs on the tile form, whose default
     max_density is 50 % (docs/results.md: faster than XNNPACK at batch 1 and 8 up to there): the
     45 % layer runs compressed by default, the 60 % one stays decoded with the tile form's default
     as reason. When its tiles do not fit (dc_sparse_fc_set_tile_fill(0): the build makes rows)
-    the 45 % layer is refused after its build by the row form's 30 %. An explicit max_density
+    the 45 % layer is refused after its build by the row form's 30 % and decoded (from the file,
+    whose pages the build dropped: bit-exact with the unpacked model). An explicit max_density
     applies to the tile form as to the rows (0.4: both decoded; 0.7: both compressed). Outputs
     within summation order of the unpacked model, batch 1 and 4."""
     lib = _sparse_fc_lib()
@@ -531,9 +532,11 @@ def test_default_max_density_by_form():
     for n in (1, 4):
         _close(em.run_batch(it, xs[:n]), em.run_batch(ref, xs[:n]))
 
+    path = tmp_path / "m.packed.tflite"
+    path.write_bytes(packed)
     fill = lib.dc_sparse_fc_set_tile_fill(0)  # every tile form built is turned into rows
     try:
-        it = runtime.Interpreter(model_content=packed, weights="compressed")
+        it = runtime.Interpreter(model_path=str(path), weights="compressed")
     finally:
         lib.dc_sparse_fc_set_tile_fill(fill)
     assert _fc_routes(it) == [
