@@ -179,7 +179,9 @@ class ClusterWrapper(_base.CompressionWrapper):
             )
         c = np.zeros(clusters)
         if keep.any():
-            c, a = kmeans_1d(w[keep], clusters, init=self.init, seed=self.seed)
+            # the pruned zeros left out: a linear init splits at zero, none of its centroids starts
+            # in the empty interval around 0 that pruning leaves (they would stay empty)
+            c, a = kmeans_1d(w[keep], clusters, init=self.init, seed=self.seed, split_at_zero=not keep.all())
             idx[keep] = a.astype(np.int32)
         return c, idx
 
