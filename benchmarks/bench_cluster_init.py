@@ -31,7 +31,6 @@ Variants (how the non-zero weights of a pruned kernel start):
 """
 import argparse
 import contextlib
-import json
 import sys
 import time
 
@@ -186,7 +185,10 @@ def _variant(name):
 
     saved = clustering.kmeans_1d, kmeans.split_counts
     if name == "nosplit":
-        clustering.kmeans_1d = lambda *a, split_at_zero=False, **kw: saved[0](*a, split_at_zero=False, **kw)
+        def no_split(*a, **kw):
+            return saved[0](*a, **{**kw, "split_at_zero": False})
+
+        clustering.kmeans_1d = no_split
     elif name == "split-range":
         kmeans.split_counts = _split_range
     try:
