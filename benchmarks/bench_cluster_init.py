@@ -67,6 +67,8 @@ def main(argv=None):
                    help="paper_table1.py's sharing stage on --model, scored on the --val images")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="with --table1")
     p.add_argument("--drop-bit", action="store_true", help="with --table1: also each layer at one bit fewer")
+    p.add_argument("--table1-bits", default=None, type=lambda t: {k: int(v) for k, v in (i.split("=") for i in t.split(","))},
+                   help="with --table1: override CONFIG bits, e.g. fc1=2")
     p.add_argument("--val", type=int, default=10000, help="with --table1: last training images held out")
     p.add_argument("--baseline", default=None, help="with --table1: the baseline's float .tflite (for ratios)")
     p.add_argument("--json", default=None, help="with --table1: write the rows here")
@@ -204,7 +206,8 @@ def table1(args):
     import dc_keras
     from dc_keras import export, pipeline
 
-    cfg = CONFIG[args.table1]
+    cfg = dict(CONFIG[args.table1])
+    cfg["bits"] = {**cfg["bits"], **(args.table1_bits or {})}
     (x, y), _ = dc_keras.datasets.mnist.load_data()  # the test images are not used
     n = len(x) - args.val
     x_train, y_train = dc_keras.datasets.normalize(x[:n]), y[:n]
