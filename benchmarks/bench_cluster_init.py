@@ -15,7 +15,8 @@ bits, ``cluster_epochs``, ``cluster_biases``; ``pipeline.cluster_finetune``, see
 that stage starts from, per linear-init variant, scored on VALIDATION data only (the last ``--val``
 MNIST training images, which no stage trains on; the test set is not loaded): validation error of
 the packed ``.tflite``, packed bytes (whole file, weights only) and shared non-zero values per layer.
-``--drop-bit`` adds, per variant, one run per layer with that layer at one bit fewer.
+``--drop-bit`` adds, per variant, one run per layer with that layer at one bit fewer;
+``--table1-bits fc1=2`` changes CONFIG's bits for every run.
 Variants (how the non-zero weights of a pruned kernel start):
 
 - ``split-count``: dc_keras's ``linear`` (``kmeans_1d(split_at_zero=True)``): evenly spaced on each side
@@ -138,6 +139,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     w = base.get_layer(args.plot_layer).kernel.numpy().ravel()
+    pruned = bool(np.any(w == 0))  # cluster() then splits a linear init at zero
     w = w[w != 0]
     plot_bits = args.plot_bits if args.plot_bits in args.bits else args.bits[0]
     fig, axes = plt.subplots(len(args.inits), 1, figsize=(7, 2.2 * len(args.inits)), sharex=True)
@@ -145,7 +147,7 @@ def main(argv=None):
     for ax, init in zip(axes, args.inits):
         ax.hist(w, bins=200, color="#9ab", density=True)
         c_km, c_ft = centroids[(plot_bits, init)]
-        c_init = init_centroids(w, 2 ** plot_bits, init, seed=0)
+        c_init = init_centroids(w, 2 ** plot_bits, init, seed=0, split_at_zero=pruned)
         ymax = ax.get_ylim()[1]
         ax.plot(c_init, np.full_like(c_init, 0.06 * ymax), "x", color="tab:red", label="initialisation")
         ax.plot(c_km, np.full_like(c_km, 0.14 * ymax), "^", mfc="none", color="tab:blue",
