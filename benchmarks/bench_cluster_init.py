@@ -9,14 +9,37 @@ plot of the weight distribution with the centroids of each initialisation.
 (baseline + AGP pruning to ~92 %, a few epochs: higher error than the full recipe).
 Every layer is clustered at the given bits with each init, fine-tuned ``--epochs`` epochs (Adam,
 1e-4), then evaluated on the MNIST test set (error before and after fine-tuning).
+
+``--table1 MODEL --model pruned.keras``: instead, paper_table1.py's weight-sharing stage (its CONFIG
+bits, ``cluster_epochs``, ``cluster_biases``; ``pipeline.cluster_finetune``, seed 0) on a pruned model
+that stage starts from, per linear-init variant, scored on VALIDATION data only (the last ``--val``
+MNIST training images, which no stage trains on; the test set is not loaded): validation error of
+the packed ``.tflite``, packed bytes (whole file, weights only) and shared non-zero values per layer.
+``--drop-bit`` adds, per variant, one run per layer with that layer at one bit fewer;
+``--table1-bits fc1=2`` changes CONFIG's bits for every run.
+Variants (how the non-zero weights of a pruned kernel start):
+
+- ``split-count``: dc_keras's ``linear`` (``kmeans_1d(split_at_zero=True)``): evenly spaced on each side
+  of zero, the centroids shared between the sides in proportion to their numbers of weights (tfmot).
+- ``split-range``: the same, shared in proportion to each side's value range (``max - min``), so
+  both sides get about the same spacing (this script's replacement of ``kmeans.split_counts``).
+- ``nosplit``: evenly spaced between min and max, across the empty interval around zero (dc_keras's
+  ``linear`` before the split; this script calls ``kmeans_1d`` with ``split_at_zero=False``).
+
+    python benchmarks/bench_cluster_init.py --table1 lenet-300-100 \
+        --model ~/.cache/dc_keras/paper_table1/lenet_300_100/pruned.keras \
+        --baseline ~/.cache/dc_keras/paper_table1/lenet_300_100/baseline.tflite --json out.json
 """
 import argparse
+import contextlib
 import sys
 import time
 
 import numpy as np
 
-from _common import save_figure
+from _common import CONFIG, log, machine_info, save_figure, write_json
+
+VARIANTS = ("split-count", "split-range", "nosplit")
 
 
 def quick_pruned(x, y, epochs):
@@ -40,7 +63,16 @@ def quick_pruned(x, y, epochs):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("plot", help="output image (.png/.svg/.pdf)")
+    p.add_argument("plot", nargs="?", help="output image (.png/.svg/.pdf); not with --table1")
+    p.add_argument("--table1", choices=sorted(CONFIG), default=None,
+                   help="paper_table1.py's sharing stage on --model, scored on the --val images")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="with --table1")
+    p.add_argument("--drop-bit", action="store_true", help="with --table1: also each layer at one bit fewer")
+    p.add_argument("--table1-bits", default=None, type=lambda t: {k: int(v) for k, v in (i.split("=") for i in t.split(","))},
+                   help="with --table1: override CONFIG bits, e.g. fc1=2")
+    p.add_argument("--val", type=int, default=10000, help="with --table1: last training images held out")
+    p.add_argument("--baseline", default=None, help="with --table1: the baseline's float .tflite (for ratios)")
+    p.add_argument("--json", default=None, help="with --table1: write the rows here")
     p.add_argument("--model", default=None, help="pruned, stripped LeNet-300-100 .keras")
     p.add_argument("--bits", type=int, nargs="+", default=[3, 4, 5])
     p.add_argument("--inits", nargs="+", default=["linear", "density", "random", "kmeans++"])
@@ -49,6 +81,12 @@ def main(argv=None):
     p.add_argument("--plot-layer", default="fc2")
     p.add_argument("--plot-bits", type=int, default=4)
     args = p.parse_args(argv)
+    if args.table1:
+        if not args.model:
+            p.error("--table1 needs --model (the pruned, stripped model paper_table1.py saved)")
+        return table1(args)
+    if not args.plot:
+        p.error("the plot path is required (or use --table1)")
 
     import keras
 
@@ -101,6 +139,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     w = base.get_layer(args.plot_layer).kernel.numpy().ravel()
+    pruned = bool(np.any(w == 0))  # cluster() then splits a linear init at zero
     w = w[w != 0]
     plot_bits = args.plot_bits if args.plot_bits in args.bits else args.bits[0]
     fig, axes = plt.subplots(len(args.inits), 1, figsize=(7, 2.2 * len(args.inits)), sharex=True)
@@ -108,7 +147,7 @@ def main(argv=None):
     for ax, init in zip(axes, args.inits):
         ax.hist(w, bins=200, color="#9ab", density=True)
         c_km, c_ft = centroids[(plot_bits, init)]
-        c_init = init_centroids(w, 2 ** plot_bits, init, seed=0)
+        c_init = init_centroids(w, 2 ** plot_bits, init, seed=0, split_at_zero=pruned)
         ymax = ax.get_ylim()[1]
         ax.plot(c_init, np.full_like(c_init, 0.06 * ymax), "x", color="tab:red", label="initialisation")
         ax.plot(c_km, np.full_like(c_km, 0.14 * ymax), "^", mfc="none", color="tab:blue",
@@ -123,6 +162,89 @@ def main(argv=None):
     save_figure(fig, args.plot, dpi=120)
     plt.close(fig)
     print(f"\nwrote {args.plot}   ({(time.time() - t0) / 60:.1f} min)")
+    return 0
+
+
+def _split_range(values, k):
+    """``split-range``: ``kmeans.split_counts`` with the centroids shared in proportion to each
+    side's value range instead of its number of weights (same bounds)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    neg, pos = values[values < 0], values[values > 0]
+    if neg.size == 0 or pos.size == 0 or k < 2:
+        return (k, 0) if pos.size == 0 else (0, k)
+    span_neg, span_pos = neg.max() - neg.min(), pos.max() - pos.min()
+    share = span_neg / (span_neg + span_pos) if span_neg + span_pos > 0 else neg.size / values.size
+    n_neg = int(np.clip(np.round(k * share), 1, k - 1))
+    d_neg, d_pos = np.unique(neg).size, np.unique(pos).size
+    n_neg = min(n_neg, d_neg)
+    if k - n_neg > d_pos:
+        n_neg = min(k - d_pos, d_neg)
+    return n_neg, k - n_neg
+
+
+@contextlib.contextmanager
+def _variant(name):
+    """dc_keras.cluster's linear init as ``name`` for the duration (see the module docstring)."""
+    from dc_keras.train import clustering, kmeans
+
+    saved = clustering.kmeans_1d, kmeans.split_counts
+    if name == "nosplit":
+        def no_split(*a, **kw):
+            return saved[0](*a, **{**kw, "split_at_zero": False})
+
+        clustering.kmeans_1d = no_split
+    elif name == "split-range":
+        kmeans.split_counts = _split_range
+    try:
+        yield
+    finally:
+        clustering.kmeans_1d, kmeans.split_counts = saved
+
+
+def table1(args):
+    """paper_table1.py's weight-sharing stage per variant (and bit drop), on the --val images only."""
+    import keras
+
+    import dc_keras
+    from dc_keras import export, pipeline
+
+    cfg = dict(CONFIG[args.table1])
+    cfg["bits"] = {**cfg["bits"], **(args.table1_bits or {})}
+    (x, y), _ = dc_keras.datasets.mnist.load_data()  # the test images are not used
+    n = len(x) - args.val
+    x_train, y_train = dc_keras.datasets.normalize(x[:n]), y[:n]
+    x_val, y_val = dc_keras.datasets.normalize(x[n:]), y[n:]
+    pruned = keras.saving.load_model(args.model)
+    base = open(args.baseline, "rb").read() if args.baseline else None
+    base_raw = export.inspect(base).raw_total if base else None
+    runs = [(v, dict(cfg["bits"])) for v in args.variants]
+    if args.drop_bit:
+        runs += [(v, {**cfg["bits"], layer: b - 1}) for v in args.variants for layer, b in cfg["bits"].items()
+                 if b > 1]
+    rows = []
+    for variant, bits in runs:
+        t0 = time.time()
+        keras.utils.set_random_seed(0)
+        with _variant(variant):
+            shared = pipeline.cluster_finetune(pruned, x_train, y_train, bits=bits, epochs=cfg["cluster_epochs"],
+                                               seed=0, cluster_biases=cfg["cluster_biases"])
+        packed = export.pack(export.to_tflite(shared, pack=False), context_model=cfg["context_model"])
+        weights = export.inspect(packed).packed_total
+        err = pipeline.evaluate_tflite(packed, x_val, y_val, progress=False)
+        row = {"variant": variant, "bits": bits, "val_error": err, "val_wrong": int(round(err * len(x_val))),
+               "packed_bytes": len(packed), "weights_bytes": weights,
+               "ratio": len(base) / len(packed) if base else None,
+               "weights_ratio": base_raw / weights if base else None,
+               "shared_values": {r["layer"]: r["distinct"] for r in pipeline.layer_stats(shared)},
+               "minutes": (time.time() - t0) / 60}
+        rows.append(row)
+        log(f"{variant:<12} bits {bits}: val {100 * err:.2f} % ({row['val_wrong']} wrong), {len(packed):,} B"
+            + (f" ({row['ratio']:.1f}x / {row['weights_ratio']:.1f}x weights)" if base else "")
+            + f", shared values {row['shared_values']}")
+        if args.json:
+            write_json(args.json, {"model": args.table1, "pruned": args.model, "val_images": args.val,
+                                   "config": {k: cfg[k] for k in ("bits", "cluster_epochs", "cluster_biases")},
+                                   "rows": rows, "machine": machine_info(), "command": " ".join(sys.argv)})
     return 0
 
 

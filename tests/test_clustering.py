@@ -12,7 +12,7 @@ import pytest
 import dc_keras
 from dc_keras.schedules import ConstantSparsity
 from dc_keras.train.clustering import centroid_sums_reference
-from dc_keras.train.kmeans import kmeans_1d
+from dc_keras.train.kmeans import init_centroids, kmeans_1d, split_counts
 
 from _compress_flow import LAYER_CASES, layer_case
 
@@ -72,6 +72,76 @@ def test_kmeans_linear_init_spans_range():
         kmeans_1d(np.array([1.0, np.nan]), 2)
     with pytest.raises(ValueError, match="positive integer"):
         kmeans_1d(values, 0)
+
+
+def _pruned_normal(shape, sparsity, seed=0, scale=1.0):
+    """Normal weights with the ``sparsity`` fraction of smallest magnitudes set to 0 (as magnitude
+    pruning leaves them: nothing in (-t, t) but the zeros)."""
+    w = scale * np.random.default_rng(seed).normal(size=shape)
+    return np.where(np.abs(w) > np.quantile(np.abs(w), sparsity), w, 0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_linear_init_split_at_zero_keeps_every_centroid_live_on_pruned_weights(seed):
+    """Linear over [min, max] of a pruned kernel's non-zero weights puts centroids in the empty
+    interval around zero; no weight is nearest to them and they stay empty (the official
+    LeNet-300-100 fc1 kept 7 of 8 shared values at 3 bits, fc2 13 of 16 at 4; here 6 of 8, 10 of
+    16). split_at_zero spaces each side's centroids separately: all of them hold weights, and the
+    k-means error is lower."""
+    w = _pruned_normal(20000, 0.92, seed)
+    nz = w[w != 0]
+    for k in (8, 16):
+        c_all, a_all = kmeans_1d(nz, k)
+        c, a = kmeans_1d(nz, k, split_at_zero=True)
+        assert np.unique(a_all).size < k  # the empty centroids of the plain linear init
+        assert np.unique(a).size == k
+        assert np.mean((nz - c[a]) ** 2) < 0.8 * np.mean((nz - c_all[a_all]) ** 2)
+        c0 = init_centroids(nz, k, split_at_zero=True)
+        assert not np.any((c0 > nz[nz < 0].max()) & (c0 < nz[nz > 0].min()))  # none starts in the gap
+        assert c0[0] == nz.min() and c0[-1] == nz.max()  # the largest weights still have their own
+
+
+def test_split_counts_shares_the_centroids_by_side():
+    """In proportion to the number of weights on each side (tfmot's rule), with at least one per
+    side that has weights and at most the side's distinct values; one-sided values take all k."""
+    assert split_counts(np.r_[-np.ones(30) * np.arange(1, 31), np.arange(1, 11)], 8) == (6, 2)
+    assert split_counts(np.r_[-0.5, np.linspace(0.1, 1, 99)], 8) == (1, 7)  # round(0.08) = 0: still one
+    assert split_counts(np.r_[-0.5, -0.5, -0.4, np.linspace(0.2, 1, 7)], 8) == (2, 6)  # 2 distinct negatives
+    assert split_counts(np.r_[-0.5, -0.5, -0.4, np.linspace(0.1, 1, 3)], 8) == (2, 6)  # 5 values for 8
+    assert split_counts(np.r_[-1.0, -0.9, -0.8, -0.7, 0.5, 0.5], 4) == (3, 1)
+    assert split_counts(np.linspace(0.1, 1, 10), 4) == (0, 4)
+    assert split_counts(-np.linspace(0.1, 1, 10), 4) == (4, 0)
+    values = np.linspace(0.1, 1, 10)  # one-sided: split_at_zero changes nothing
+    np.testing.assert_array_equal(init_centroids(values, 4, split_at_zero=True), init_centroids(values, 4))
+    with pytest.raises(ValueError, match="split_at_zero"):
+        kmeans_1d(values, 2, split_at_zero="yes")
+
+
+def test_cluster_keeps_every_shared_value_of_a_pruned_kernel(tmp_path):
+    """dc_keras.cluster (default linear init, preserve_sparsity) on a magnitude-pruned kernel gives
+    it 2**bits shared non-zero values, also after fine-tuning and strip (it gave 6 of 8 and 11 of
+    16 here); an unpruned kernel is clustered as before (linear over [min, max]), and the file
+    round-trips."""
+    kernel = _pruned_normal((128, 128), 0.9, scale=0.1).astype("float32")
+    for bits in (3, 4):
+        model = keras.Sequential([keras.Input((128,)), keras.layers.Dense(128, name="fc")])
+        model.get_layer("fc").kernel.assign(kernel)
+        clustered = compile_(dc_keras.cluster(model, bits=bits), keras.optimizers.Adam(1e-3))
+        wrapper = clustered.get_layer("fc")
+        assert wrapper.distinct_values() == {"kernel": 2 ** bits}
+        clustered.fit(RNG.normal(size=(64, 128)).astype("float32"), RNG.integers(0, 128, 64), epochs=1, verbose=0)
+        final = dc_keras.strip(clustered).get_layer("fc").kernel.numpy()
+        assert np.unique(final[final != 0]).size == 2 ** bits
+        np.testing.assert_array_equal(final == 0, kernel == 0)
+    path = str(tmp_path / "clustered.keras")
+    clustered.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_layer("fc").init == "linear"
+    np.testing.assert_array_equal(np_(loaded.get_layer("fc")._centroids[0]), np_(wrapper._centroids[0]))
+    dense = mlp()
+    k = dense.get_layer("d1").kernel.numpy().astype(np.float64)
+    c, _ = kmeans_1d(k, 4)  # no zeros left out: the plain linear init
+    np.testing.assert_allclose(np_(dc_keras.cluster(dense, bits=2).get_layer("d1")._centroids[0]), c, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------

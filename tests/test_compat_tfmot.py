@@ -202,8 +202,8 @@ def test_preserve_sparsity_counts_the_zero_as_tfmot_does():
     zero (9 values for 8); tfmot 0.8.1's zero is one of its number_of_clusters centroids. Clustered
     the same way as tfmot in a tf_keras child (same weights with the zeros of a pruned model, same
     data), each kernel now ends with at most number_of_clusters distinct values, zero included, as
-    many as tfmot's where every centroid is used, and keeps exactly its zeros (tfmot: at least
-    those); dc_keras.cluster(clusters=n) still means n non-zero values."""
+    many as tfmot's (every centroid used: both split the linear init at zero), and keeps exactly
+    its zeros (tfmot: at least those); dc_keras.cluster(clusters=n) still means n non-zero values."""
     from _tfmot_cluster_child import pruned_weights
 
     counts = (3, 4, 8)
@@ -226,9 +226,9 @@ def test_preserve_sparsity_counts_the_zero_as_tfmot_does():
             k, tf_side = layer.get_weights()[0], theirs[str(n)][layer.name]
             ours = np.unique(k).size
             assert ours <= n and tf_side["distinct"] <= n, (n, layer.name, ours, tf_side["distinct"])
-            if n < 8:  # every centroid used on both sides (at 8, linear init leaves one of ours empty in
-                # the gap the pruned zeros leave around 0; tfmot splits its init at zero)
-                assert ours == tf_side["distinct"] == n, (n, layer.name, ours, tf_side["distinct"])
+            # every centroid used on both sides: like tfmot, the linear init splits at zero (before,
+            # at 8 one of ours started, and stayed, empty in the interval the pruned zeros leave)
+            assert ours == tf_side["distinct"] == n, (n, layer.name, ours, tf_side["distinct"])
             assert np.array_equal(k == 0, zeros[layer.name])
             assert np.all(np.asarray(tf_side["zeros"], bool) >= zeros[layer.name])  # tfmot keeps them too
     with pytest.raises(ValueError, match="number_of_clusters >= 2"):

@@ -66,7 +66,7 @@ def _share(w, bits):
     out = np.zeros_like(w)
     keep = w != 0
     if keep.any():
-        c, a = kmeans_1d(w[keep], 2 ** bits, init="linear")
+        c, a = kmeans_1d(w[keep], 2 ** bits, init="linear", split_at_zero=not keep.all())  # as cluster()
         out[keep] = c[a].astype(w.dtype)
     return out
 

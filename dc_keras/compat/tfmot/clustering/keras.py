@@ -65,7 +65,9 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
             0, so a pruned kernel ends with at most ``number_of_clusters`` distinct values (the
             wrappers' ``clusters`` is ``number_of_clusters - 1``; ``dc_keras.cluster`` counts
             non-zero values only). Unlike tfmot, no non-zero weight becomes 0 (tfmot's zero
-            centroid also takes the weights nearest to it).
+            centroid also takes the weights nearest to it). ``LINEAR`` then starts the centroids
+            evenly on each side of zero, shared in proportion to the negative and positive
+            weights, as tfmot does.
         cluster_per_channel: only False.
 
     Example:
