@@ -394,7 +394,7 @@ def run(args):
     shared = _compress(r, baseline, baseline_source, stem)
     shared_float, shared_packed = r.add_stage(
         "pruned + weight sharing + Huffman (packed)", shared, cfg["bits"], r.timings["cluster_minutes"],
-        f"k-means (linear init) + {cfg['cluster_epochs']} fine-tuning epochs")
+        f"k-means (linear init, split at zero) + {cfg['cluster_epochs']} fine-tuning epochs")
     r.save("shared_float.tflite", shared_float)
     r.save("shared_packed.tflite", shared_packed)
     identical = _check_bit_exact(shared_packed, shared_float, r.data[2])
