@@ -257,6 +257,98 @@ def test_c_tools_write_the_longest_name_the_file_system_allows(tools, inputs, tm
 
 
 # ------------------------------------------------------------------------------------------
+# output paths: symbolic links, directories, read-only directories (the same in both families)
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["dangling", "loop"])
+@pytest.mark.parametrize("name", WRITERS)
+def test_an_output_link_that_leads_to_no_file_is_refused(tools, inputs, tmp_path, name, case):
+    """OUT a dangling symbolic link (OUT -> new.bin, absent) or a loop (OUT -> OUT): the C tools
+    replaced the link by a regular file, dc-keras created new.bin through the dangling link and
+    replaced the loop by a file. One rule for both now, as GNU cp ('not writing through dangling
+    symlink'): refused before any work with one line saying what the link is and the fix; the
+    link stays as it was and no file is created."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    to = "new.bin" if case == "dangling" else "out.bin"
+    out.symlink_to(to)
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    line = r.stderr.strip()
+    assert str(out) in line, line
+    if case == "dangling":
+        assert ("a symbolic link to new.bin, which does not exist: outputs are not written through a dangling "
+                "link (as cp does not); create new.bin first, remove the link, or choose another output path") in line
+    else:
+        assert ("symbolic link loop (Too many levels of symbolic links): remove or fix the link, or choose "
+                "another output path") in line, line
+    assert out.is_symlink() and os.readlink(out) == to and _listing(tmp_path) == ["out.bin"]
+
+
+def _as_nobody():
+    """preexec_fn: the child runs as `nobody` when the tests run as root (root may write any
+    directory, so a read-only one would not be refused)."""
+    if os.geteuid() == 0:
+        os.setgid(65534)
+        os.setuid(65534)
+
+
+_PY_AS_NOBODY = """
+    import contextlib, io, os, sys
+    from dc_keras import cli
+    if os.geteuid() == 0:  # the interpreter may live where nobody cannot read: every import first,
+        with contextlib.redirect_stderr(io.StringIO()):  # by the command failing on IN as root
+            cli.main(sys.argv[1:2] + [sys.argv[2], os.path.join(os.path.dirname(sys.argv[2]), "warm.bin")])
+        os.setgid(65534)
+        os.setuid(65534)
+    cli.run(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_bad_output_paths_are_refused_before_the_work_alike_in_both_families(tools, shared_dir, name):
+    """OUT a directory, a symbolic link to IN, in a read-only directory, or a link (in a writable
+    directory) to a file in a read-only directory, with an IN that is no model: every writer
+    refuses OUT first, with one line naming the problem and the fix. The C tools found a read-only
+    directory only when writing, after the work (here: they reported IN instead), and dc-keras
+    said the link's directory was not writable, not the one its file is in."""
+    import pathlib
+
+    d = pathlib.Path(shared_dir)
+    src = d / "in.bin"
+    src.write_bytes(b"not a model, " * 100)
+    (d / "dir").mkdir()
+    ro = d / "ro"
+    ro.mkdir()
+    (ro / "f.bin").write_bytes(b"keep me")
+    os.chmod(ro / "f.bin", 0o666)
+    os.chmod(ro, 0o555)
+    (d / "to_in").symlink_to("in.bin")
+    (d / "to_ro").symlink_to(os.path.join("ro", "f.bin"))
+    for p in (d, src):
+        os.chmod(p, 0o777 if p == d else 0o644)
+    before = sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+    argv = _commands(tools, d)[name][:-1] + [src]
+    if name.startswith("dc-keras"):
+        argv = [sys.executable, "-c", textwrap.dedent(_PY_AS_NOBODY)] + argv[3:]
+    cases = {d / "dir": ["Is a directory; give a file name for the output"],
+             d / "to_in": ["is the same file as", "choose a different output path"],
+             ro / "new.bin": [f"{ro} is not writable: choose an output path in a writable directory"],
+             d / "to_ro": [f"{ro} is not writable: choose an output path in a writable directory"]}
+    try:
+        for out, wanted in cases.items():
+            r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=ENV,
+                               preexec_fn=None if name.startswith("dc-keras") else _as_nobody)
+            line = r.stderr.strip()
+            assert r.returncode == 1 and len(line.splitlines()) == 1, (out, r.returncode, r.stderr[-2000:])
+            assert str(out) in line and all(w in line for w in wanted), (out, line)
+        assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == before
+        assert (ro / "f.bin").read_bytes() == b"keep me" and (d / "to_in").is_symlink()
+    finally:
+        os.chmod(ro, 0o755)
+
+
+# ------------------------------------------------------------------------------------------
 # training: Ctrl-C in the middle of a pruning fit(), then fit() again
 # ------------------------------------------------------------------------------------------
 def _pruned_mlp():
