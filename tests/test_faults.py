@@ -690,20 +690,118 @@ def test_cli_entry_point_runs_in_a_thread():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def _env(buffered):
+    """ENV with Python's stdout block-buffered (as for a user: PYTHONUNBUFFERED unset) or not."""
+    env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
+    return env if buffered else dict(env, PYTHONUNBUFFERED="1")
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
 @pytest.mark.parametrize("name", WRITERS)
-def test_report_lost_on_a_full_stdout_is_an_error(tools, inputs, tmp_path, name):
+def test_report_lost_on_a_full_stdout_is_an_error(tools, inputs, tmp_path, name, buffered):
     """Standard output on a full device (`> /dev/full`; a full disk): dc_unpack and dc_decode
     exited 0 with their report line lost (a script reading dc_decode's 'dtype=... bytes=N' got
     nothing); dc-keras said 'No space left on device', as if the output had failed. Now each exits
     1 with one line saying the report could not be written to standard output, and the output
-    file is written."""
+    file is written. dc-keras with Python's stdout block-buffered (PYTHONUNBUFFERED unset, as a
+    user runs it; the test environment had it set) failed at exit instead: status 120 and
+    'Exception ignored in: <_io.TextIOWrapper name='<stdout>'...> OSError: [Errno 28]'."""
     argv = _commands(tools, inputs)[name]
     out = tmp_path / "out.bin"
     with open("/dev/full", "w") as full:
         r = subprocess.run([str(a) for a in argv + [out]], stdout=full, stderr=subprocess.PIPE, text=True,
-                           timeout=300, env=ENV)
+                           timeout=300, env=_env(buffered))
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "cannot write the report to standard output: No space left on device" in r.stderr, r.stderr
     assert _listing(tmp_path) == ["out.bin"] and out.stat().st_size > 0
+
+
+def _close_stdout():
+    os.close(1)
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_report_to_a_closed_stdout_is_an_error(tools, inputs, tmp_path, name):
+    """Standard output closed (`>&-`): the C tools said the report could not be written (status
+    1); dc-keras, whose sys.stdout is then None, dropped its report silently and exited 0. Now
+    both say so, and the output file is written."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    r = subprocess.run([str(a) for a in argv + [out]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       timeout=300, env=_env(True), preexec_fn=_close_stdout)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot write the report to standard output: Bad file descriptor" in r.stderr, r.stderr
+    assert _listing(tmp_path) == ["out.bin"] and out.stat().st_size > 0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
+def test_inspect_plot_is_written_when_stdout_is_full(inputs, tmp_path):
+    """`dc-keras inspect M --plot sizes.png > /dev/full`: the table's print failed, the command
+    stopped there and said '(the output files, if any, were written)' -- but the chart, drawn
+    after the table, was not. Now a report that cannot be written stops nothing: the chart is
+    written, and the one error line says the report was lost."""
+    plot = tmp_path / "sizes.png"
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "dc_keras", "inspect", str(inputs / "p.tflite"), "--plot", str(plot)],
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=300, env=_env(True))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, (r.returncode, r.stderr[-2000:])
+    assert "cannot write the report to standard output: No space left on device" in r.stderr, r.stderr
+    assert _listing(tmp_path) == ["sizes.png"] and plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_an_error_without_a_file_name_is_not_blamed_on_stdout(tmp_path, monkeypatch, capsys):
+    """The CLI took any OSError without a file name and errno ENOSPC, EIO or EFBIG for a failure
+    to print the report ('cannot write the report to standard output: ... (the output files, if
+    any, were written)') -- also one raised by the work itself (here: the packer), when nothing
+    was written. Now only a failed write to stdout is reported so; other errors as they are."""
+    import errno
+
+    import _export_models as em
+
+    from dc_keras import cli
+    from dc_keras.export import _pack
+
+    src = tmp_path / "m.tflite"
+    src.write_bytes(em.tflite("dense", None))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_pack, "pack_with_stats", full_disk)
+    capsys.readouterr()
+    assert cli.main(["pack", str(src), str(tmp_path / "out.tflite")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "dc-keras pack: error: No space left on device", err
+    assert _listing(tmp_path) == ["m.tflite"]
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_a_full_disk_for_the_output_names_the_output_not_stdout(tools, inputs, tmp_path, name):
+    """OUT on a full file system (a 4 KiB tmpfs, mounted in a private mount namespace: unshare -m,
+    root only) and the report on a working stdout: every writer names OUT, the cause and the fix
+    (not standard output), writes nothing there and prints no report."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to mount a tmpfs")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -m is not allowed here: {probe.stderr.decode()[-200:]}")
+    argv = _commands(tools, inputs)[name]
+    full = tmp_path / "full"
+    full.mkdir()
+    out = full / "out.bin"
+    mount = 'mount -t tmpfs -o size=4k tmpfs "$1" && cd / && shift && "$@"; s=$?; ls -A "$0"; exit $s'
+    r = subprocess.run(["unshare", "-m", "sh", "-c", mount, str(full), str(full)] + [str(a) for a in argv + [out]],
+                       capture_output=True, text=True, timeout=300, env=_env(True))
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(out) in lines[0] and "No space left on device" in lines[0], lines[0]
+    assert "free some space or choose an output path on another disk" in lines[0], lines[0]
+    assert "standard output" not in lines[0], lines[0]
+    assert r.stdout == "", r.stdout  # no report, and `ls -A` of the tmpfs: nothing left there
+    assert _listing(full) == []
