@@ -9,6 +9,7 @@ What other files already cover is not repeated here: atomic writes, umask and mo
 hostile sizes (test_reliability.py), corrupt models (test_corruption.py), SIGKILL + resume
 (test_training_faults.py, test_multi_worker.py).
 """
+import contextlib
 import os
 import resource
 import signal
@@ -805,3 +806,77 @@ def test_a_full_disk_for_the_output_names_the_output_not_stdout(tools, inputs, t
     assert "standard output" not in lines[0], lines[0]
     assert r.stdout == "", r.stdout  # no report, and `ls -A` of the tmpfs: nothing left there
     assert _listing(full) == []
+
+
+# ------------------------------------------------------------------------------------------
+# to_tflite on the JAX backend (a TF-backend child converts): the caller killed mid-export
+# ------------------------------------------------------------------------------------------
+_JAX_EXPORT = """
+    import keras
+    from dc_keras import export
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(16), keras.layers.Dense(4)])
+    export.to_tflite(m, pack=True)
+    print("converted", flush=True)
+"""
+
+
+def _processes_naming(text):
+    """PIDs of the processes whose command line contains ``text``."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
+@pytest.mark.parametrize("how", ["kill", "kill group"])
+def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how):
+    """A script exporting on the JAX backend (to_tflite converts in a TensorFlow-backend child,
+    through a temporary directory holding the saved model) is killed while the child converts:
+    `kill PID` (SIGTERM: Python's default action runs no clean-up, and the library installs no
+    signal handler) or SIGTERM to its process group (a closed terminal, `kill -- -PGID`,
+    timeout(1)). The dc_keras-export-* directory was left in $TMPDIR, and after `kill PID` the
+    child went on converting for nobody. Now the child's janitor sees its caller gone: it ends
+    the conversion and removes the directory; no process of the export is left."""
+    import glob
+    import time
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = dict(ENV, KERAS_BACKEND="jax", TMPDIR=str(tmpdir))
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_JAX_EXPORT)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_signal_actions)
+    found, dirs = [], []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:  # the child started, the model saved
+            dirs = glob.glob(str(tmpdir / "dc_keras-export-*"))
+            if dirs and os.path.exists(os.path.join(dirs[0], "model.keras")) and _processes_naming(dirs[0]):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None and dirs, ("the export ended before it could be killed", proc.communicate())
+        found = _processes_naming(dirs[0])
+        if how == "kill":
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGTERM and "converted" not in out, (proc.returncode, out)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (os.listdir(tmpdir) or _processes_naming(dirs[0])):
+            time.sleep(0.2)
+        assert os.listdir(tmpdir) == [], os.listdir(tmpdir)
+        assert _processes_naming(dirs[0]) == [], "a process of the export is still running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in set(found) & set(_processes_naming(str(tmpdir))):  # the ones this test made, if left
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
