@@ -834,15 +834,16 @@ def _processes_naming(text):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
-@pytest.mark.parametrize("how", ["kill", "kill group"])
+@pytest.mark.parametrize("how", ["kill", "kill group", "kill all"])
 def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how):
     """A script exporting on the JAX (or torch) backend (to_tflite converts in a TensorFlow-backend child,
     through a temporary directory holding the saved model) is killed while the child converts:
     `kill PID` (SIGTERM: Python's default action runs no clean-up, and the library installs no
-    signal handler) or SIGTERM to its process group (a closed terminal, `kill -- -PGID`,
-    timeout(1)). The dc_keras-export-* directory was left in $TMPDIR, and after `kill PID` the
-    child went on converting for nobody. Now the child's janitor sees its caller gone: it ends
-    the conversion and removes the directory; no process of the export is left."""
+    signal handler), SIGTERM to its process group (a closed terminal, `kill -- -PGID`,
+    timeout(1)) or to every process of the export (systemd stopping a service). The
+    dc_keras-export-* directory was left in $TMPDIR, and after `kill PID` the child went on
+    converting for nobody. Now the child's janitor sees its caller gone: it ends the conversion
+    and removes the directory; no process of the export is left."""
     import glob
     import time
 
@@ -865,8 +866,11 @@ def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how):
         found = _processes_naming(dirs[0])
         if how == "kill":
             os.kill(proc.pid, signal.SIGTERM)
-        else:
+        elif how == "kill group":
             os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            for pid in [proc.pid] + found:
+                os.kill(pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGTERM and "converted" not in out, (proc.returncode, out)
         ours = str(tmpdir / "dc_keras-export-*")  # (torch keeps its own torchinductor_root there)

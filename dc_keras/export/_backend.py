@@ -59,6 +59,8 @@ if alive >= 0 and os.fork() == 0:
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # the caller reads this process's stdout/stderr to their end
         os.dup2(null, fd)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a SIGTERM to every process of a
+        signal.signal(sig, signal.SIG_IGN)  # service (systemd's stop): it outlives the caller at most
     child = os.getppid()
     try:
         done = os.read(alive, 1)
