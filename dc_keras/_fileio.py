@@ -5,7 +5,10 @@ Every output (``to_tflite(path=)``, ``dc-keras pack``/``unpack``/``demo``, plots
 disk, and the file is renamed over ``path``. A reader never sees a half-written file, a failure
 leaves neither a partial output nor the temporary file behind, and inputs are never opened for
 writing. An existing output the process may not write (a read-only file) is refused, not replaced
-by the rename (root may write any file: replaced, as ``cp`` does).
+by the rename (root may write any file: replaced, as ``cp`` does). A symbolic link is written
+through (the link stays); one that leads to no file (dangling, or a loop) is refused, as GNU ``cp``
+refuses it, rather than creating a file where it points or replacing the link by a file. The C
+tools (tflite_kernels/tools/tool_io.h) follow the same rules.
 """
 from __future__ import annotations
 
@@ -54,9 +57,10 @@ def _name_max(directory: str) -> int:
         return 255
 
 
-def _write_fix(err: int, path: str, example: str = "model.tflite") -> str:
-    """What to do about ``errno`` ``err`` when writing ``path`` ("" when there is no general advice)."""
-    directory = os.path.dirname(os.path.abspath(path))
+def _write_fix(err: int, path: str, example: str = "model.tflite", directory: str | None = None) -> str:
+    """What to do about ``errno`` ``err`` when writing ``path`` ("" when there is no general advice);
+    ``directory``: the one the file is written in (of a symbolic link's target; default ``path``'s)."""
+    directory = directory or os.path.dirname(os.path.abspath(path))
     if err == errno.ENOENT:
         return f"the directory {directory} does not exist: create it first or choose another output path"
     if err == errno.ENOTDIR:
@@ -78,22 +82,52 @@ def _write_fix(err: int, path: str, example: str = "model.tflite") -> str:
     return ""
 
 
-def _naming(exc: OSError, path: str) -> OSError:
+def _naming(exc: OSError, path: str, directory: str | None = None) -> OSError:
     """``exc`` re-raised as the error ``open(path, "wb")`` would give: the output path, not the
-    temporary file, in the message, and what to do about it."""
+    temporary file, in the message, and what to do about it (``directory``: as for _write_fix)."""
     if not exc.errno:
         return exc
-    fix = _write_fix(exc.errno, path)
+    fix = _write_fix(exc.errno, path, directory=directory)
     reason = exc.strerror or str(exc)
     return type(exc)(exc.errno, f"{reason}; {fix}" if fix else reason, path)
 
 
+def _bad_link(path: str):
+    """The ``OSError`` for an output ``path`` that is a symbolic link leading to no file, ``None``
+    otherwise. A dangling link (its target missing) is not written through, as GNU ``cp`` refuses
+    ("not writing through dangling symlink"): the link usually outlived what it named, and writing
+    through it would create a file wherever it points (in another directory, possibly one another
+    user controls); replacing the link by a file would silently undo what the user set up. A loop
+    names no file at all. Either way: one error saying what the link is and what to do."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+        return None
+    except OSError as exc:
+        err = exc.errno
+    try:
+        to = os.readlink(path)
+    except OSError:
+        to = "?"
+    if err == errno.ELOOP:
+        return OSError(errno.ELOOP, f"a symbolic link loop ({os.strerror(errno.ELOOP)}): remove or fix the link, "
+                       "or choose another output path", path)
+    return OSError(errno.ENOENT, f"a symbolic link to {to}, which does not exist: outputs are not written "
+                   f"through a dangling link (as cp does not); create {to} first, remove the link, or choose "
+                   "another output path", path)
+
+
 def _bad_target(path: str, example: str = "model.tflite"):
     """The ``OSError`` for an output ``path`` that cannot name a file whatever the directory allows,
-    ``None`` otherwise: a path ending in a separator that is not an existing directory (``out/``
-    would otherwise be reported as "the parent directory is not a directory"), or an existing
-    ``path`` (or symlink target) that is neither a regular file nor a directory (``/dev/null``, a
-    FIFO, a socket: renaming the output over it would replace the node itself)."""
+    ``None`` otherwise: a symbolic link leading to no file (:func:`_bad_link`), a path ending in a
+    separator that is not an existing directory (``out/`` would otherwise be reported as "the
+    parent directory is not a directory"), or an existing ``path`` (or symlink target) that is
+    neither a regular file nor a directory (``/dev/null``, a FIFO, a socket: renaming the output
+    over it would replace the node itself)."""
+    bad = _bad_link(path)
+    if bad:
+        return bad
     if path.endswith((os.sep, os.altsep or os.sep)) and not os.path.isdir(path):
         name = path.rstrip(os.sep + (os.altsep or ""))
         if os.path.exists(name):
@@ -151,10 +185,11 @@ def check_writable(path, example: str = "model.tflite") -> str:
       >>> check_writable("out/model.tflite")
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     bad = _bad_target(path, example)
     if bad:
         raise bad
+    target = os.path.realpath(path) if os.path.islink(path) else path  # the file written (through a link)
+    directory = os.path.dirname(os.path.abspath(target))
     if os.path.isdir(path):
         err = errno.EISDIR
     elif not os.path.exists(directory):
@@ -166,12 +201,11 @@ def check_writable(path, example: str = "model.tflite") -> str:
     elif len(os.fsencode(os.path.basename(path))) > _name_max(directory):
         err = errno.ENAMETOOLONG
     else:
-        target = os.path.realpath(path) if os.path.islink(path) else path
-        read_only = _read_only_file(path, target, os.path.dirname(os.path.abspath(target)))
+        read_only = _read_only_file(path, target, directory)
         if read_only:
             raise read_only
         return path
-    fix = _write_fix(err, path, example)
+    fix = _write_fix(err, path, example, directory)
     raise OSError(err, f"{os.strerror(err)}; {fix}", path)
 
 
@@ -180,7 +214,8 @@ def atomic_write(path, data: bytes) -> str:
 
     A new file's permissions follow the umask (0644 under umask 022, 0600 under 077); a file
     replaced keeps its permissions, and a symbolic link is written through (the link stays, the
-    file it points to gets the new bytes), as an editor saving the file would. An existing file
+    file it points to gets the new bytes), as an editor saving the file would; a link that leads
+    to no file (dangling or a loop) is refused (``OSError`` saying so), as GNU ``cp`` refuses it. An existing file
     the process may not write (read-only, or another user's) is not replaced: ``PermissionError``
     naming it and the fix, as ``open(path, "wb")``, ``cp``, ``gcc -o`` and ``zip`` refuse it (root
     may write any file, so as root it is replaced, as by those tools). Errors are raised as
@@ -193,7 +228,7 @@ def atomic_write(path, data: bytes) -> str:
     bad = _bad_target(path)
     if bad:
         raise bad
-    target = os.path.realpath(path) if os.path.islink(path) else path  # a dangling link: its target
+    target = os.path.realpath(path) if os.path.islink(path) else path  # (_bad_target refused a dangling one)
     directory = os.path.dirname(os.path.abspath(target))
     try:
         keep_mode = stat.S_IMODE(os.stat(target).st_mode)
@@ -205,7 +240,7 @@ def atomic_write(path, data: bytes) -> str:
     try:
         fd, tmp = _create_exclusive(directory, os.path.basename(target))
     except OSError as exc:
-        raise _naming(exc, path) from None
+        raise _naming(exc, path, directory) from None
     try:
         if keep_mode is not None and hasattr(os, "fchmod"):
             os.fchmod(fd, keep_mode)
@@ -218,7 +253,7 @@ def atomic_write(path, data: bytes) -> str:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise _naming(exc, path) from None
+            raise _naming(exc, path, directory) from None
         raise
     _fsync_directory(directory)
     return path

@@ -80,19 +80,54 @@ def build_parser():
     return parser, sorted(names)
 
 
-#: errors of a write to a full or failing device: without a file name (every file error of the
-#: commands names its file), they come from printing the report to standard output
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
 def _one_line(exc):
     """``exc`` as a user reads it: "PATH: reason" for file errors (no "[Errno N]")."""
     if isinstance(exc, OSError) and exc.strerror:
-        if not exc.filename and exc.errno in _WRITE_ERRNOS:
-            return (f"cannot write the report to standard output: {exc.strerror} (the output files, if "
-                    "any, were written)")
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     return " ".join(str(exc).split())
+
+
+class _Report:
+    """``sys.stdout`` while a command runs: where its report (and Keras's progress) is printed.
+
+    A write or flush that fails (stdout on a full disk or ``/dev/full``, an I/O error, a closed
+    descriptor: ``>&-``, where Python's ``sys.stdout`` is ``None``) is recorded in ``error`` and
+    the rest of the report dropped, not raised: the command goes on and writes its output files,
+    and :func:`main` then says the report was lost (status 1), as the C tools do at the end
+    (tool_finish_stdout) and as C's stdio keeps a stream's error until it is checked. A closed
+    pipe (``| head``) still raises ``BrokenPipeError``: the reader went away, the command stops.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.error = None
+
+    def _guarded(self, call, *args):
+        if self.error is None:
+            try:
+                if self.stream is None:
+                    raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+                return call(*args)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                self.error = exc
+        return None
+
+    def write(self, text):
+        self._guarded(lambda t: self.stream.write(t), text)
+        return len(text)
+
+    def flush(self):
+        self._guarded(lambda: self.stream.flush())
+
+    def isatty(self):
+        return self.stream is not None and self.error is None and self.stream.isatty()
+
+    def __getattr__(self, name):  # encoding, fileno, ... of the real stream
+        if self.stream is None:
+            raise AttributeError(name)
+        return getattr(self.stream, name)
 
 
 def main(argv=None) -> int:
@@ -126,10 +161,12 @@ def main(argv=None) -> int:
         print(f"dc-keras {args.command}: error: unrecognized arguments: {' '.join(unknown)}; "
               f"`dc-keras {args.command} --help` lists its options", file=sys.stderr)
         return 2
+    report = sys.stdout = _Report(sys.stdout)
     try:
-        return args.func(args) or 0
+        status = args.func(args) or 0
+        report.flush()  # here, not at exit: a full disk's error is reported below
     except BrokenPipeError:  # stdout closed early (`dc-keras inspect m.tflite | head`): quiet, as cat is
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), report.stream.fileno())  # no second error at exit
         return 128 + 13  # killed by SIGPIPE, as a C tool would be
     except (ValueError, OSError) as e:  # user-facing errors: one line, non-zero exit
         print(f"dc-keras {args.command}: error: {_one_line(e)}", file=sys.stderr)
@@ -142,6 +179,28 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"dc-keras {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout = report.stream
+    if report.error is not None:  # the command's own work succeeded
+        _drop_unwritten(report.stream)
+        print(f"dc-keras {args.command}: error: cannot write the report to standard output: "
+              f"{report.error.strerror or report.error} (the output files, if any, were written)", file=sys.stderr)
+        return 1
+    return status
+
+
+def _drop_unwritten(stream):
+    """Points a failed stdout at /dev/null, so that what its buffer still holds does not fail a
+    second time when the interpreter flushes it at exit ("Exception ignored ... OSError")."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # None, or a stream without a descriptor (tests)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 class _Terminated(BaseException):

@@ -9,6 +9,7 @@ What other files already cover is not repeated here: atomic writes, umask and mo
 hostile sizes (test_reliability.py), corrupt models (test_corruption.py), SIGKILL + resume
 (test_training_faults.py, test_multi_worker.py).
 """
+import contextlib
 import os
 import resource
 import signal
@@ -254,6 +255,98 @@ def test_c_tools_write_the_longest_name_the_file_system_allows(tools, inputs, tm
     r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert _listing(tmp_path) == [out.name] and out.stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------------------
+# output paths: symbolic links, directories, read-only directories (the same in both families)
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["dangling", "loop"])
+@pytest.mark.parametrize("name", WRITERS)
+def test_an_output_link_that_leads_to_no_file_is_refused(tools, inputs, tmp_path, name, case):
+    """OUT a dangling symbolic link (OUT -> new.bin, absent) or a loop (OUT -> OUT): the C tools
+    replaced the link by a regular file, dc-keras created new.bin through the dangling link and
+    replaced the loop by a file. One rule for both now, as GNU cp ('not writing through dangling
+    symlink'): refused before any work with one line saying what the link is and the fix; the
+    link stays as it was and no file is created."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    to = "new.bin" if case == "dangling" else "out.bin"
+    out.symlink_to(to)
+    r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    line = r.stderr.strip()
+    assert str(out) in line, line
+    if case == "dangling":
+        assert ("a symbolic link to new.bin, which does not exist: outputs are not written through a dangling "
+                "link (as cp does not); create new.bin first, remove the link, or choose another output path") in line
+    else:
+        assert ("symbolic link loop (Too many levels of symbolic links): remove or fix the link, or choose "
+                "another output path") in line, line
+    assert out.is_symlink() and os.readlink(out) == to and _listing(tmp_path) == ["out.bin"]
+
+
+def _as_nobody():
+    """preexec_fn: the child runs as `nobody` when the tests run as root (root may write any
+    directory, so a read-only one would not be refused)."""
+    if os.geteuid() == 0:
+        os.setgid(65534)
+        os.setuid(65534)
+
+
+_PY_AS_NOBODY = """
+    import contextlib, io, os, sys
+    from dc_keras import cli
+    if os.geteuid() == 0:  # the interpreter may live where nobody cannot read: every import first,
+        with contextlib.redirect_stderr(io.StringIO()):  # by the command failing on IN as root
+            cli.main(sys.argv[1:2] + [sys.argv[2], os.path.join(os.path.dirname(sys.argv[2]), "warm.bin")])
+        os.setgid(65534)
+        os.setuid(65534)
+    cli.run(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_bad_output_paths_are_refused_before_the_work_alike_in_both_families(tools, shared_dir, name):
+    """OUT a directory, a symbolic link to IN, in a read-only directory, or a link (in a writable
+    directory) to a file in a read-only directory, with an IN that is no model: every writer
+    refuses OUT first, with one line naming the problem and the fix. The C tools found a read-only
+    directory only when writing, after the work (here: they reported IN instead), and dc-keras
+    said the link's directory was not writable, not the one its file is in."""
+    import pathlib
+
+    d = pathlib.Path(shared_dir)
+    src = d / "in.bin"
+    src.write_bytes(b"not a model, " * 100)
+    (d / "dir").mkdir()
+    ro = d / "ro"
+    ro.mkdir()
+    (ro / "f.bin").write_bytes(b"keep me")
+    os.chmod(ro / "f.bin", 0o666)
+    os.chmod(ro, 0o555)
+    (d / "to_in").symlink_to("in.bin")
+    (d / "to_ro").symlink_to(os.path.join("ro", "f.bin"))
+    for p in (d, src):
+        os.chmod(p, 0o777 if p == d else 0o644)
+    before = sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+    argv = _commands(tools, d)[name][:-1] + [src]
+    if name.startswith("dc-keras"):
+        argv = [sys.executable, "-c", textwrap.dedent(_PY_AS_NOBODY)] + argv[3:]
+    cases = {d / "dir": ["Is a directory; give a file name for the output"],
+             d / "to_in": ["is the same file as", "choose a different output path"],
+             ro / "new.bin": [f"{ro} is not writable: choose an output path in a writable directory"],
+             d / "to_ro": [f"{ro} is not writable: choose an output path in a writable directory"]}
+    try:
+        for out, wanted in cases.items():
+            r = subprocess.run([str(a) for a in argv + [out]], capture_output=True, text=True, timeout=300, env=ENV,
+                               preexec_fn=None if name.startswith("dc-keras") else _as_nobody)
+            line = r.stderr.strip()
+            assert r.returncode == 1 and len(line.splitlines()) == 1, (out, r.returncode, r.stderr[-2000:])
+            assert str(out) in line and all(w in line for w in wanted), (out, line)
+        assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == before
+        assert (ro / "f.bin").read_bytes() == b"keep me" and (d / "to_in").is_symlink()
+    finally:
+        os.chmod(ro, 0o755)
 
 
 # ------------------------------------------------------------------------------------------
@@ -598,20 +691,198 @@ def test_cli_entry_point_runs_in_a_thread():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def _env(buffered):
+    """ENV with Python's stdout block-buffered (as for a user: PYTHONUNBUFFERED unset) or not."""
+    env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
+    return env if buffered else dict(env, PYTHONUNBUFFERED="1")
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
 @pytest.mark.parametrize("name", WRITERS)
-def test_report_lost_on_a_full_stdout_is_an_error(tools, inputs, tmp_path, name):
+def test_report_lost_on_a_full_stdout_is_an_error(tools, inputs, tmp_path, name, buffered):
     """Standard output on a full device (`> /dev/full`; a full disk): dc_unpack and dc_decode
     exited 0 with their report line lost (a script reading dc_decode's 'dtype=... bytes=N' got
     nothing); dc-keras said 'No space left on device', as if the output had failed. Now each exits
     1 with one line saying the report could not be written to standard output, and the output
-    file is written."""
+    file is written. dc-keras with Python's stdout block-buffered (PYTHONUNBUFFERED unset, as a
+    user runs it; the test environment had it set) failed at exit instead: status 120 and
+    'Exception ignored in: <_io.TextIOWrapper name='<stdout>'...> OSError: [Errno 28]'."""
     argv = _commands(tools, inputs)[name]
     out = tmp_path / "out.bin"
     with open("/dev/full", "w") as full:
         r = subprocess.run([str(a) for a in argv + [out]], stdout=full, stderr=subprocess.PIPE, text=True,
-                           timeout=300, env=ENV)
+                           timeout=300, env=_env(buffered))
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "cannot write the report to standard output: No space left on device" in r.stderr, r.stderr
     assert _listing(tmp_path) == ["out.bin"] and out.stat().st_size > 0
+
+
+def _close_stdout():
+    os.close(1)
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_report_to_a_closed_stdout_is_an_error(tools, inputs, tmp_path, name):
+    """Standard output closed (`>&-`): the C tools said the report could not be written (status
+    1); dc-keras, whose sys.stdout is then None, dropped its report silently and exited 0. Now
+    both say so, and the output file is written."""
+    argv = _commands(tools, inputs)[name]
+    out = tmp_path / "out.bin"
+    r = subprocess.run([str(a) for a in argv + [out]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       timeout=300, env=_env(True), preexec_fn=_close_stdout)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot write the report to standard output: Bad file descriptor" in r.stderr, r.stderr
+    assert _listing(tmp_path) == ["out.bin"] and out.stat().st_size > 0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
+def test_inspect_plot_is_written_when_stdout_is_full(inputs, tmp_path):
+    """`dc-keras inspect M --plot sizes.png > /dev/full`: the table's print failed, the command
+    stopped there and said '(the output files, if any, were written)' -- but the chart, drawn
+    after the table, was not. Now a report that cannot be written stops nothing: the chart is
+    written, and the one error line says the report was lost."""
+    plot = tmp_path / "sizes.png"
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "dc_keras", "inspect", str(inputs / "p.tflite"), "--plot", str(plot)],
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=300, env=_env(True))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, (r.returncode, r.stderr[-2000:])
+    assert "cannot write the report to standard output: No space left on device" in r.stderr, r.stderr
+    assert _listing(tmp_path) == ["sizes.png"] and plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_an_error_without_a_file_name_is_not_blamed_on_stdout(tmp_path, monkeypatch, capsys):
+    """The CLI took any OSError without a file name and errno ENOSPC, EIO or EFBIG for a failure
+    to print the report ('cannot write the report to standard output: ... (the output files, if
+    any, were written)') -- also one raised by the work itself (here: the packer), when nothing
+    was written. Now only a failed write to stdout is reported so; other errors as they are."""
+    import errno
+
+    import _export_models as em
+
+    from dc_keras import cli
+    from dc_keras.export import _pack
+
+    src = tmp_path / "m.tflite"
+    src.write_bytes(em.tflite("dense", None))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_pack, "pack_with_stats", full_disk)
+    capsys.readouterr()
+    assert cli.main(["pack", str(src), str(tmp_path / "out.tflite")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "dc-keras pack: error: No space left on device", err
+    assert _listing(tmp_path) == ["m.tflite"]
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_a_full_disk_for_the_output_names_the_output_not_stdout(tools, inputs, tmp_path, name):
+    """OUT on a full file system (a 4 KiB tmpfs, mounted in a private mount namespace: unshare -m,
+    root only) and the report on a working stdout: every writer names OUT, the cause and the fix
+    (not standard output), writes nothing there and prints no report."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to mount a tmpfs")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -m is not allowed here: {probe.stderr.decode()[-200:]}")
+    argv = _commands(tools, inputs)[name]
+    full = tmp_path / "full"
+    full.mkdir()
+    out = full / "out.bin"
+    mount = 'mount -t tmpfs -o size=4k tmpfs "$1" && cd / && shift && "$@"; s=$?; ls -A "$0"; exit $s'
+    r = subprocess.run(["unshare", "-m", "sh", "-c", mount, str(full), str(full)] + [str(a) for a in argv + [out]],
+                       capture_output=True, text=True, timeout=300, env=_env(True))
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(out) in lines[0] and "No space left on device" in lines[0], lines[0]
+    assert "free some space or choose an output path on another disk" in lines[0], lines[0]
+    assert "standard output" not in lines[0], lines[0]
+    assert r.stdout == "", r.stdout  # no report, and `ls -A` of the tmpfs: nothing left there
+    assert _listing(full) == []
+
+
+# ------------------------------------------------------------------------------------------
+# to_tflite on the JAX/torch backend (a TF-backend child converts): the caller killed mid-export
+# ------------------------------------------------------------------------------------------
+_JAX_EXPORT = """
+    import keras
+    from dc_keras import export
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(16), keras.layers.Dense(4)])
+    export.to_tflite(m, pack=True)
+    print("converted", flush=True)
+"""
+
+
+def _processes_naming(text):
+    """PIDs of the processes whose command line contains ``text``."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
+@pytest.mark.parametrize("how", ["kill", "kill group", "kill all"])
+def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how):
+    """A script exporting on the JAX (or torch) backend (to_tflite converts in a TensorFlow-backend child,
+    through a temporary directory holding the saved model) is killed while the child converts:
+    `kill PID` (SIGTERM: Python's default action runs no clean-up, and the library installs no
+    signal handler), SIGTERM to its process group (a closed terminal, `kill -- -PGID`,
+    timeout(1)) or to every process of the export (systemd stopping a service). The
+    dc_keras-export-* directory was left in $TMPDIR, and after `kill PID` the child went on
+    converting for nobody. Now the child's janitor sees its caller gone: it ends the conversion
+    and removes the directory; no process of the export is left."""
+    import glob
+    import time
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    backend = os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
+    env = dict(ENV, KERAS_BACKEND=backend, TMPDIR=str(tmpdir))  # the torch pass of make test: on torch
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_JAX_EXPORT)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_signal_actions)
+    found, dirs = [], []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:  # the child started, the model saved
+            dirs = glob.glob(str(tmpdir / "dc_keras-export-*"))
+            if dirs and os.path.exists(os.path.join(dirs[0], "model.keras")) and _processes_naming(dirs[0]):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None and dirs, ("the export ended before it could be killed", proc.communicate())
+        found = _processes_naming(dirs[0])
+        if how == "kill":
+            os.kill(proc.pid, signal.SIGTERM)
+        elif how == "kill group":
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            for pid in [proc.pid] + found:
+                os.kill(pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGTERM and "converted" not in out, (proc.returncode, out)
+        ours = str(tmpdir / "dc_keras-export-*")  # (torch keeps its own torchinductor_root there)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (glob.glob(ours) or _processes_naming(dirs[0])):
+            time.sleep(0.2)
+        assert glob.glob(ours) == [], os.listdir(tmpdir)
+        assert _processes_naming(dirs[0]) == [], "a process of the export is still running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in set(found) & set(_processes_naming(str(tmpdir))):  # the ones this test made, if left
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

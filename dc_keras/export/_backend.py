@@ -19,9 +19,16 @@ TFLite's converter traces TensorFlow graphs. Per backend:
 The child is given the saved model, the arguments and (for ``quantize="int8"``) the
 representative data as ``.npy`` files; a generator function cannot cross the process boundary,
 so it is rejected with an error saying what to pass instead.
+
+The temporary directory holding them is removed by this process on return or any exception, and
+by the child's janitor (a fork of the child, made before anything heavy is imported) when this
+process is killed without its clean-up: the janitor waits on a pipe whose write end only this
+process holds and, at its end of file without the final byte, kills the conversion and removes
+the directory (see :func:`to_tflite_in_tensorflow`). No signal handler is installed here.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -31,13 +38,54 @@ import tempfile
 import numpy as np
 
 _CHILD = r"""
-import json, os, sys
+import json, os, shutil, signal, sys, time
+
+tmp, alive = sys.argv[1], int(sys.argv[2])
+
+
+def remove(tmp):
+    for _ in range(100):  # a process that was writing there may still be ending
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.lexists(tmp):
+            return
+        time.sleep(0.05)
+
+
+if alive >= 0 and os.fork() == 0:
+    # The janitor (first, before anything heavy is imported or any thread started): it waits on
+    # the pipe whose write end only the caller holds. One byte: the caller is alive and cleans up
+    # itself. End of file without it: the caller died (kill, SIGKILL, ...) with its temporary
+    # directory, so the conversion it waited for is ended and the directory removed here.
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # the caller reads this process's stdout/stderr to their end
+        os.dup2(null, fd)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a SIGTERM to every process of a
+        signal.signal(sig, signal.SIG_IGN)  # service (systemd's stop): it outlives the caller at most
+    child = os.getppid()
+    try:
+        done = os.read(alive, 1)
+    except OSError:
+        done = b""
+    if not done:
+        if os.getppid() == child:  # still converting (not yet reparented: no PID reuse)
+            os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while os.getppid() == child and time.monotonic() < deadline:
+            time.sleep(0.02)
+        remove(tmp)
+    os._exit(0)
+if alive >= 0:
+    os.close(alive)
+
 import numpy as np
 import keras
 import dc_keras.train  # registers the wrapper layers (unstripped models load too)
 from dc_keras.export._convert import to_tflite
 
-args = json.loads(sys.argv[1])
+text = sys.stdin.read()  # the arguments, once the caller has saved the model (it started this process first)
+if not text:
+    sys.exit(3)  # the caller failed or died before: nothing to convert
+args = json.loads(text)
 model = keras.saving.load_model(args["model"], compile=False)
 rep = None
 if args["representative"] is not None:
@@ -94,40 +142,93 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
             "when exporting from the torch backend: the conversion runs in a TensorFlow-backend "
             "subprocess. Pass e.g. x_train[:200]."
         )
-    with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
-        model_path = os.path.join(tmp, "model.keras")
-        model.save(model_path)
-        rep_paths = None
-        if representative_data is not None:
-            arrays = representative_data if isinstance(representative_data, (list, tuple)) else [representative_data]
-            rep_paths = []
-            for i, a in enumerate(arrays):
-                rep_paths.append(os.path.join(tmp, f"rep{i}.npy"))
-                a = np.asarray(a)  # float data as float32; integer inputs (token ids) keep their type
-                np.save(rep_paths[-1], a.astype(np.float32) if a.dtype.kind == "f" else a)
-        out = os.path.join(tmp, "model.tflite")
-        args = {"model": model_path, "pack": bool(pack), "quantize": quantize, "out": out,
-                "representative": rep_paths, "min_bytes": int(min_bytes), "warnings": os.path.join(tmp, "warnings.json"),
-                "batch_size": None if batch_size is None else int(batch_size),
-                "per_channel": None if per_channel is None else bool(per_channel)}
-        env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # The temporary directory (the saved model, the result) belongs to this process and the child
+    # together: whichever ends normally removes it. This process removes it on any return or
+    # exception (also KeyboardInterrupt, or the SIGTERM/SIGHUP that `dc-keras` turns into one);
+    # if it is killed outright instead (a plain `kill` of a script: Python's default SIGTERM runs
+    # no clean-up, and a library installs no signal handlers; SIGKILL; the OOM killer), the
+    # child's janitor sees the pipe below close, ends the conversion and removes the directory.
+    # The child runs in its own session, so that a signal to this process's group (a closed
+    # terminal, `kill -- -PGID`, timeout(1)) does not end it with the directory left behind.
+    # Left only if both are killed at once by SIGKILL (then the system's /tmp clean-up).
+    janitor = os.name == "posix" and hasattr(os, "fork")
+    alive_r, alive_w = os.pipe() if janitor else (-1, -1)
+    try:
+        with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
+            data = _convert_in_child(tmp, alive_r, model, pack, quantize, representative_data, min_bytes,
+                                     batch_size, per_channel)
+            _relay_warnings(os.path.join(tmp, "warnings.json"))  # here: its stacklevel counts from this frame
+            return data
+    finally:
+        if janitor:
+            os.close(alive_r)
+            with contextlib.suppress(OSError):
+                os.write(alive_w, b"x")  # the janitor: this process cleaned up itself
+            os.close(alive_w)
+
+
+def _convert_in_child(tmp, alive_r, model, pack, quantize, representative_data, min_bytes, batch_size,
+                      per_channel):
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    args_r, args_w = os.pipe()
+    try:
+        # started before the model is saved: it imports TensorFlow meanwhile, then reads the arguments
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, tmp, str(alive_r)], stdin=args_r,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                pass_fds=(alive_r,) if alive_r >= 0 else (), start_new_session=alive_r >= 0)
+    except BaseException:
+        os.close(args_w)
+        raise
+    finally:
+        os.close(args_r)
+    try:
         try:
-            proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], env=env,
-                                  capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+            args = _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel)
+            data = json.dumps(args).encode()
+            while data:
+                data = data[os.write(args_w, data):]
+        except BrokenPipeError:
+            pass  # the child has ended already: its error is reported below
+        finally:
+            os.close(args_w)  # on an error before the arguments, the child reads nothing and ends
+        try:
+            stdout, stderr = proc.communicate(timeout=CHILD_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"to_tflite: the TensorFlow-backend conversion did not finish in "
                                f"{CHILD_TIMEOUT} s") from None
-        if proc.returncode != 0 or not os.path.exists(out):
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-            raise RuntimeError(
-                "to_tflite: converting in a TensorFlow-backend subprocess failed (the model was saved "
-                f"as .keras and loaded with KERAS_BACKEND=tensorflow):\n{tail}"
-            )
-        _relay_warnings(args["warnings"])
-        with open(out, "rb") as f:
-            return f.read()
+    finally:
+        if proc.poll() is None:  # an error, a timeout, Ctrl-C: the child ends before the directory goes
+            proc.kill()
+            proc.communicate()
+    out = args["out"]
+    if proc.returncode != 0 or not os.path.exists(out):
+        tail = "\n".join((stderr or stdout).strip().splitlines()[-8:])
+        raise RuntimeError(
+            "to_tflite: converting in a TensorFlow-backend subprocess failed (the model was saved "
+            f"as .keras and loaded with KERAS_BACKEND=tensorflow):\n{tail}"
+        )
+    with open(out, "rb") as f:
+        return f.read()
+
+
+def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel):
+    """Saves the model (and representative data) in ``tmp``; the child's arguments."""
+    model_path = os.path.join(tmp, "model.keras")
+    model.save(model_path)
+    rep_paths = None
+    if representative_data is not None:
+        arrays = representative_data if isinstance(representative_data, (list, tuple)) else [representative_data]
+        rep_paths = []
+        for i, a in enumerate(arrays):
+            rep_paths.append(os.path.join(tmp, f"rep{i}.npy"))
+            a = np.asarray(a)  # float data as float32; integer inputs (token ids) keep their type
+            np.save(rep_paths[-1], a.astype(np.float32) if a.dtype.kind == "f" else a)
+    return {"model": model_path, "pack": bool(pack), "quantize": quantize, "out": os.path.join(tmp, "model.tflite"),
+            "representative": rep_paths, "min_bytes": int(min_bytes), "warnings": os.path.join(tmp, "warnings.json"),
+            "batch_size": None if batch_size is None else int(batch_size),
+            "per_channel": None if per_channel is None else bool(per_channel)}
 
 
 def _relay_warnings(path):

@@ -531,6 +531,15 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     more distinct values (a folded BatchNormalization, per-channel quantization) raises a
     :class:`ClusterSpreadWarning` naming the tensor, the counts, the cause and the fix.
 
+    Temporary files: the conversion goes through a temporary ``dc_keras-export-*`` directory
+    (``$TMPDIR``), removed on return and on any exception. On the JAX and torch backends a
+    TensorFlow-backend child process converts; if the calling process is killed instead (``kill``,
+    SIGKILL, a closed terminal), the child ends the conversion and removes the directory itself.
+    In-process (TensorFlow backend) a plain ``kill`` leaves it, since Python's default SIGTERM
+    runs no clean-up and dc_keras installs no signal handlers: the ``dc-keras`` command turns
+    SIGTERM into a clean exit, and a script may do the same
+    (``signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))``).
+
     Args:
       model: a built ``keras.Model`` (typically after ``dc_keras.strip``: pruned, clustered
         weights, so they pack well). A Sequential/Functional model that still has dc_keras

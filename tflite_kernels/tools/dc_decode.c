@@ -8,7 +8,8 @@
  *
  * For each pair, in order, it prints "dtype=D shape=[d0,d1,...] bytes=N" and writes the decoded
  * bytes to OUT atomically (a temporary file next to OUT, renamed over OUT: a new OUT gets mode
- * 0666 minus the umask, a replaced one keeps its mode, a symbolic link is written through); PACKED
+ * 0666 minus the umask, a replaced one keeps its mode, a symbolic link is written through; one
+ * that leads to no file, dangling or a loop, is refused); PACKED
  * is never modified.  At the first error (unreadable file, malformed packed tensor, OUT the same
  * file as PACKED, an OUT that is read-only, a device or a FIFO, unwritable OUT) it prints one line naming the file, the problem
  * and the fix, leaves that OUT as it was and exits with status 1 (the pairs before it are

@@ -6,7 +6,9 @@
  *
  * Reads PACKED (never modified), writes OUT atomically: a temporary file next to OUT, then
  * renamed over OUT (a new OUT gets mode 0666 minus the umask, a replaced one keeps its mode, a
- * symbolic link is written through; a read-only OUT, a device or a FIFO is refused).  Prints
+ * symbolic link is written through; a read-only OUT, a device, a FIFO, a link that leads to no
+ * file (dangling or a loop) and an OUT in a directory the user may not write are refused before
+ * the work).  Prints
  * "unpacked IN (N bytes) -> OUT (M bytes)" on success; on any error it prints one line
  * naming the problem and the fix, and exits with status 1 (2 for a usage error).  It refuses
  * (status 1, nothing written) an OUT that is the same file as PACKED (same device and inode:

@@ -5,10 +5,12 @@
  * Inputs are only read; outputs are written atomically (temporary file + rename), never over the
  * input: a new file gets mode 0666 minus the umask, a replaced one keeps its mode, a symbolic link
  * is written through (the file it names is replaced, the link stays), and an output that is not a
- * regular file (a device, a FIFO) or that the user may not write (read-only) is refused before any
- * work (tool_check_output), as dc-keras's writer does.  A signal that ends the tool while it
- * writes (SIGINT, SIGTERM, SIGHUP, SIGQUIT) removes the temporary file first; a file-size limit
- * (ulimit -f) is an error line (EFBIG), not a death by SIGXFSZ.
+ * regular file (a device, a FIFO), a link that leads to no file (dangling: not written through, as
+ * GNU cp refuses; a loop), an output the user may not write (read-only) or one in a directory the
+ * user may not write is refused before any work (tool_check_output), as dc-keras's writer does.
+ * A signal that ends the tool while it writes (SIGINT, SIGTERM, SIGHUP, SIGQUIT) removes the
+ * temporary file first; a file-size limit (ulimit -f) is an error line (EFBIG), not a death by
+ * SIGXFSZ.
  */
 #ifndef DC_TOOL_IO_H
 #define DC_TOOL_IO_H
@@ -150,8 +152,9 @@ static int tool_write_atomic(const char* path, const uint8_t* data, size_t size)
   sigset_t saved;
   tool_handle_signals();
   if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-    real = realpath(path, NULL); /* NULL for a dangling link: it is replaced like a file */
-    if (real) path = real;
+    real = realpath(path, NULL); /* NULL for a dangling link or a loop: not replaced by a file */
+    if (!real) return -1;        /* errno: ENOENT, ELOOP (tool_check_output said it first) */
+    path = real;
   }
   const int exists = stat(path, &st) == 0 && S_ISREG(st.st_mode);
   int fd = tool_create_tmp(path);
@@ -188,9 +191,10 @@ static int tool_write_atomic(const char* path, const uint8_t* data, size_t size)
 }
 
 /* What to do about errno `err` when reading the input (`what`: e.g. "packed .tflite", `kind`:
- * e.g. ".tflite") or writing the output (as dc-keras says). */
+ * e.g. ".tflite") or writing the output (`what`: the directory written in, or "": as dc-keras
+ * says). */
 static const char* tool_io_fix(int err, int output, const char* what, const char* kind) {
-  static char msg[128];
+  static char msg[8192 + 128];
   if (!output) {
     if (err == ENOENT || err == EISDIR) {
       if (err == ENOENT) snprintf(msg, sizeof msg, "check the path of the %s", what);
@@ -207,7 +211,12 @@ static const char* tool_io_fix(int err, int output, const char* what, const char
     return "a part of its directory is a file: choose an output path in an existing directory";
   if (err == EISDIR) return "give a file name for the output, e.g. DIR/out";
   if (err == EACCES || err == EPERM || err == EROFS) {
-    return "its directory is not writable: choose an output path in a writable directory";
+    if (!*what)
+      return "its directory is not writable: choose an output path in a writable directory";
+    snprintf(msg, sizeof msg,
+             "the directory %s is not writable: choose an output path in a writable directory",
+             what);
+    return msg;
   }
   if (err == ENOSPC || err == EDQUOT) {
     return "free some space or choose an output path on another disk (nothing was written)";
@@ -228,13 +237,51 @@ static int tool_same_file(const char* a, const char* b) {
   return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* The directory of the file `out` names (through a symbolic link: of its target) in dir[size]:
+ * "." for a bare name, "/" for "/name". */
+static void tool_output_dir(const char* out, char* dir, size_t size) {
+  struct stat lst;
+  char* real = lstat(out, &lst) == 0 && S_ISLNK(lst.st_mode) ? realpath(out, NULL) : NULL;
+  const char* path = real ? real : out;
+  const char* slash = strrchr(path, '/');
+  if (!slash) {
+    snprintf(dir, size, ".");
+  } else {
+    snprintf(dir, size, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+  }
+  free(real);
+}
+
 /* Checks the output path `out` before the work, not after it: 0 if it may be written (absent, or
- * a regular file the user may write that is not the input `in`), else 1 after one error line
- * naming the problem and the fix.  A device or FIFO would be replaced by a regular file (as root:
- * `OUT=/dev/null`); a read-only file is refused as cp, gcc -o and zip refuse it (root may write
- * any file and replaces it, keeping its mode). */
+ * a regular file the user may write that is not the input `in`, in a directory the user may
+ * write), else 1 after one error line naming the problem and the fix.  A device or FIFO would be
+ * replaced by a regular file (as root: `OUT=/dev/null`); a read-only file is refused as cp, gcc -o
+ * and zip refuse it (root may write any file and replaces it, keeping its mode); a symbolic link
+ * that leads to no file is refused as GNU cp refuses it ("not writing through dangling symlink":
+ * the link usually outlived what it named, and the file would appear wherever it points), not
+ * replaced by a file. */
 static int tool_check_output(const char* tool, const char* in, const char* out) {
   struct stat st;
+  char dir[8192];
+  if (lstat(out, &st) == 0 && S_ISLNK(st.st_mode) && stat(out, &st) != 0) {
+    int err = errno;
+    char to[4096];
+    ssize_t n = readlink(out, to, sizeof to - 1);
+    to[n > 0 ? n : 0] = '\0';
+    if (err == ELOOP) {
+      fprintf(stderr,
+              "%s: %s is a symbolic link loop (%s): remove or fix the link, or choose another "
+              "output path\n",
+              tool, out, strerror(ELOOP));
+    } else {
+      fprintf(stderr,
+              "%s: %s is a symbolic link to %s, which does not exist: outputs are not written "
+              "through a dangling link (as cp does not); create %s first, remove the link, or "
+              "choose another output path\n",
+              tool, out, to, to);
+    }
+    return 1;
+  }
   if (tool_same_file(in, out)) {
     fprintf(stderr,
             "%s: the output %s is the same file as the input %s, which is never overwritten: "
@@ -242,20 +289,31 @@ static int tool_check_output(const char* tool, const char* in, const char* out) 
             tool, out, in);
     return 1;
   }
-  if (stat(out, &st) != 0) return 0; /* absent: the write says why if it cannot create it */
-  if (S_ISDIR(st.st_mode)) {
+  const int absent = stat(out, &st) != 0;
+  if (!absent && S_ISDIR(st.st_mode)) {
     fprintf(stderr, "%s: cannot write %s: %s; %s\n", tool, out, strerror(EISDIR),
             tool_io_fix(EISDIR, 1, "", ""));
     return 1;
   }
-  if (!S_ISREG(st.st_mode)) {
+  if (!absent && !S_ISREG(st.st_mode)) {
     fprintf(stderr, "%s: %s is %s, not a file: give the path of a file to write\n", tool, out,
             S_ISFIFO(st.st_mode)   ? "a FIFO"
             : S_ISSOCK(st.st_mode) ? "a socket"
                                    : "a device");
     return 1;
   }
-  if (access(out, W_OK) != 0 && errno == EACCES) {
+  tool_output_dir(out, dir, sizeof dir);
+  struct stat dst; /* the temporary file and the rename need a directory the user may write */
+  int err = stat(dir, &dst) != 0            ? errno
+            : !S_ISDIR(dst.st_mode)         ? ENOTDIR
+            : access(dir, W_OK | X_OK) != 0 ? errno
+                                            : 0;
+  if (err) {
+    fprintf(stderr, "%s: cannot write %s: %s; %s\n", tool, out, strerror(err),
+            tool_io_fix(err, 1, dir, ""));
+    return 1;
+  }
+  if (!absent && access(out, W_OK) != 0 && errno == EACCES) {
     fprintf(stderr,
             "%s: %s is read-only (mode %04o): make it writable (chmod u+w %s) or choose another "
             "output path; it was not changed\n",
@@ -269,8 +327,10 @@ static int tool_check_output(const char* tool, const char* in, const char* out) 
 static int tool_write_output(const char* tool, const char* path, const uint8_t* data, size_t size) {
   if (tool_write_atomic(path, data, size) == 0) return 0;
   int err = errno;
+  char dir[8192];
+  tool_output_dir(path, dir, sizeof dir);
   fprintf(stderr, "%s: cannot write %s: %s; %s\n", tool, path, strerror(err),
-          tool_io_fix(err, 1, "", ""));
+          tool_io_fix(err, 1, dir, ""));
   return 1;
 }
 
