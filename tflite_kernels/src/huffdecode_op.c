@@ -1338,8 +1338,8 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  *  - float32, tile form (AVX-512, <= 32 values): 50 %, the densest density measured (5, 10, 20,
  *    30, 40, 50, 70, 100 %) at which it is faster at batch 1 and 8 in both sizes (2026-12-01
  *    14:10 run, at 50 %: 0.66x / 0.84x on 1024^2, 0.39x / 0.61x on 4096^2; at 70 % 1024^2 batch 8
- *    takes 1.09x) and its memory is 0.33x of the dense weight's (at most 0.50x at 100 %: it is
- *    always smaller).
+ *    takes 1.09x; the 16:42 run with this default: 0.57x / 0.85x, 0.48x / 0.68x, 1.08x) and its
+ *    memory is 0.33x of the dense weight's (at most 0.50x at 100 %: it is always smaller).
  *  - int8 (always rows): XNNPACK's int8 kernel is faster than the compact form at nearly every
  *    density (1024^2: 3.5x at 10 %), so int8 layers are compressed only where that saves memory:
  *    up to 25 %, where its 3 bytes per non-zero are ~0.75x the int8 weights.
