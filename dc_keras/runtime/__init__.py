@@ -291,7 +291,8 @@ class Interpreter:
         denser layers run faster on the dense kernels, at 40 % 1.5x slower at batch 8, unpruned up
         to 8x), 0.5 for float32 weights on the tile form (AVX-512 CPUs, layers of <= 32 values:
         the densest density measured where it is faster than the dense kernels at batch 1 and 8,
-        at a third of their memory), 0.25 for int8 (XNNPACK's int8 kernel is faster at nearly
+        at a third of their memory; at batch 16 and more it is slower from ~30 %: pass ``0.2``
+        for batched serving), 0.25 for int8 (XNNPACK's int8 kernel is faster at nearly
         every density measured: compressed int8 layers save memory, not time, up to 25 %);
         docs/android.md. ``1.0`` runs every FC layer it can compressed.
 
