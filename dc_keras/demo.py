@@ -16,7 +16,7 @@ from dc_keras._fileio import atomic_write, check_writable
 
 #: epochs per stage: (baseline, prune+retrain, cluster fine-tune). The quick default keeps the
 #: baseline's error (pruning at Adam lr 1e-3 with as many epochs as the baseline had); about
-#: 3 minutes of training on 2 idle CPU cores.
+#: 1.5 minutes of training on 2 idle CPU cores (2026-12-01; README's table).
 QUICK_EPOCHS = (15, 15, 3)
 FULL_EPOCHS = (20, 20, 4)
 #: Adam learning rate of the pruning/retraining stage (cosine-decayed to 0). With few epochs the
