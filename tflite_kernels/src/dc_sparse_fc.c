@@ -357,9 +357,24 @@ static int tiles_fit(uint64_t entries, uint64_t nnz) {
   return tile_fill > 0 && entries <= (uint64_t)tile_fill * nnz; /* an empty layer: 0 entries */
 }
 
+/* 1 for the weight shapes [rows, cols] a compact form holds (check_shape's test: columns are
+ * stored as uint16, rows counted in 32 bits). */
+static int shape_ok(uint64_t rows, uint64_t cols) {
+  return rows > 0 && rows < 0x7fffffffu && cols > 0 && cols <= DC_SFC_MAX_COLS;
+}
+
+/* 1 when the build gives a layer the tile form (kept while it fits, tiles_fit; else the rows):
+ * float32 FC weights (no lookup table) of at most 32 distinct kept values and a shape a form
+ * holds, while the AVX-512 kernels are in use.  The one test of tiles_wanted (the built form:
+ * its num_values) and dc_sparse_fc_form (the header: its codebook's count, which the build's
+ * num_values never exceeds), so that the two agree by construction. */
+static int tile_form(uint32_t dtype, uint32_t table, uint32_t num_values, uint64_t rows,
+                     uint64_t cols) {
+  return dtype == DC_DTYPE_FLOAT32 && !table && num_values <= 32 && shape_ok(rows, cols) && simd();
+}
+
 static int tiles_wanted(const dc_sparse_fc* m) {
-  return m->dtype == DC_DTYPE_FLOAT32 && !m->table && m->num_values <= 32 && m->rows > 0 &&
-         m->cols > 0 && m->cols <= DC_SFC_MAX_COLS && simd();
+  return tile_form(m->dtype, m->table, m->num_values, m->rows, m->cols);
 }
 
 /* The rows of a tile form (the build's fallback when the tiles do not fit): lane l of a group's
@@ -605,8 +620,7 @@ static dc_sfc_status check_shape(const dc_tensor_info* info, char* why, size_t w
     say(why, why_size, "weights are not 2-D");
     return DC_SFC_UNSUPPORTED;
   }
-  if (info->dims[0] == 0 || info->dims[1] == 0 || info->dims[1] > DC_SFC_MAX_COLS ||
-      info->dims[0] >= 0x7fffffffu) {
+  if (!shape_ok(info->dims[0], info->dims[1])) {
     say(why, why_size, "weight shape %llux%llu out of range (input size 1..%u)",
         (unsigned long long)info->dims[0], (unsigned long long)info->dims[1], DC_SFC_MAX_COLS);
     return DC_SFC_UNSUPPORTED;
@@ -1047,13 +1061,17 @@ static int8_t most_common_int8(const void* w, uint64_t n) {
   return (int8_t)best;
 }
 
+/* codebook_values of a tensor without a float32 codebook (int8, §12's float planes). */
+#define DC_SFC_NO_CODEBOOK UINT32_MAX
+
 /* Distinct kept bit patterns (omitted: not counted) in the float32 codebook(s) of h (every layout
  * but §12's float planes stores its values there; the tensor holds only codebook values), counted
- * up to cap + 1 (more: cap + 1); 0 when h holds no float32 codebook. */
-static uint32_t codebook_values(const dc_header* h, uint32_t table, uint32_t cap) {
+ * up to DC_SFC_MAX_VALUES + 1 (more: that); DC_SFC_NO_CODEBOOK when h holds no float32
+ * codebook. */
+static uint32_t codebook_values(const dc_header* h, uint32_t table) {
   if (h->info.dtype != DC_DTYPE_FLOAT32 || h->layout == DC_LAYOUT_FLOAT_PLANES || !h->codebook ||
       h->cb_esize != 4)
-    return 0;
+    return DC_SFC_NO_CODEBOOK;
   const uint64_t len = (uint64_t)(h->groups ? h->groups : 1) * h->k;
   ValueMap vm;
   dc_sparse_fc probe; /* value_code's count and codebook */
@@ -1061,20 +1079,26 @@ static uint32_t codebook_values(const dc_header* h, uint32_t table, uint32_t cap
   probe.num_values = 0;
   for (uint64_t i = 0; i < len; ++i) {
     const uint32_t bits = codebook_bits(h, i);
-    if (!omitted(bits, table) && (value_code(&vm, &probe, bits) < 0 || probe.num_values > cap))
-      return cap + 1; /* value_code: -1 past DC_SFC_MAX_VALUES */
+    if (!omitted(bits, table) && value_code(&vm, &probe, bits) < 0)
+      return DC_SFC_MAX_VALUES + 1; /* value_code: -1 past DC_SFC_MAX_VALUES */
   }
   return probe.num_values;
 }
 
-/* A float32 tensor whose codebook(s) hold more than DC_SFC_MAX_VALUES distinct kept bit patterns
- * cannot get a compact form: said from the header, before anything is decoded (a transient dense
- * copy of a large layer costs as much as its decode). */
-static dc_sfc_status check_codebook(const dc_header* h, uint32_t table, char* why,
-                                    size_t why_size) {
+/* What the header alone tells about a compact form of h (dc_sparse_fc_build, dc_sparse_fc_check
+ * and dc_sparse_fc_form all ask this): DC_SFC_UNSUPPORTED with `why` for a shape or element type
+ * no form holds (check_shape) or a float32 codebook of more than DC_SFC_MAX_VALUES distinct kept
+ * values (said before anything is decoded: a transient dense copy of a large layer costs as much
+ * as its decode), else DC_SFC_OK.  values: NULL, or where to put codebook_values (the codebook is
+ * then walked whatever its size; without it only a codebook that can exceed the limit is). */
+static dc_sfc_status check_header(const dc_header* h, uint32_t table, uint32_t* values, char* why,
+                                  size_t why_size) {
+  const dc_sfc_status s = check_shape(&h->info, why, why_size);
+  if (s != DC_SFC_OK) return s;
   const uint64_t len = (uint64_t)(h->groups ? h->groups : 1) * h->k;
-  if (len <= DC_SFC_MAX_VALUES || codebook_values(h, table, DC_SFC_MAX_VALUES) <= DC_SFC_MAX_VALUES)
-    return DC_SFC_OK;
+  const uint32_t n = values || len > DC_SFC_MAX_VALUES ? codebook_values(h, table) : 0;
+  if (values) *values = n;
+  if (n == DC_SFC_NO_CODEBOOK || n <= DC_SFC_MAX_VALUES) return DC_SFC_OK;
   say(why, why_size, "more than %u distinct non-zero values (in its codebook)", DC_SFC_MAX_VALUES);
   return DC_SFC_UNSUPPORTED;
 }
@@ -1084,20 +1108,20 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
   dc_header h;
   if (!packed) return DC_SFC_ARGUMENT;
   if (dc_parse(packed, size, &h) != DC_OK) return DC_SFC_DECODE;
-  dc_sfc_status s = check_shape(&h.info, why, why_size);
-  return s != DC_SFC_OK ? s : check_codebook(&h, table != 0, why, why_size);
+  return check_header(&h, table != 0, NULL, why, why_size);
 }
 
-/* tiles_wanted's test from the header: the build's num_values is that of the codebook(s) on the
- * direct route (value_codes) and at most that on the dense route (the values present). */
+/* check_header, then tile_form on its count: the build's num_values is that of the codebook(s)
+ * on the direct route (value_codes) and at most that on the dense route (the values present);
+ * without a codebook (int8, §12) the rows. */
 DC_API dc_sfc_form dc_sparse_fc_form(const uint8_t* packed, size_t size) {
   dc_header h;
-  if (!packed || dc_parse(packed, size, &h) != DC_OK) return DC_SFC_FORM_NONE;
-  if (check_shape(&h.info, NULL, 0) != DC_SFC_OK || check_codebook(&h, 0, NULL, 0) != DC_SFC_OK)
+  uint32_t values;
+  if (!packed || dc_parse(packed, size, &h) != DC_OK ||
+      check_header(&h, 0, &values, NULL, 0) != DC_SFC_OK)
     return DC_SFC_FORM_NONE;
-  const int tiles = h.info.dtype == DC_DTYPE_FLOAT32 && h.layout != DC_LAYOUT_FLOAT_PLANES &&
-                    h.codebook && h.cb_esize == 4 && codebook_values(&h, 0, 32) <= 32 && simd();
-  return tiles ? DC_SFC_FORM_TILES : DC_SFC_FORM_ROWS;
+  return tile_form(h.info.dtype, 0, values, h.info.dims[0], h.info.dims[1]) ? DC_SFC_FORM_TILES
+                                                                            : DC_SFC_FORM_ROWS;
 }
 
 /* A form refused as too dense (dc_sparse_fc_build_max): zeroed but for its shape, type, count. */
@@ -1125,8 +1149,7 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     if (decode_status) *decode_status = st;
     return DC_SFC_DECODE;
   }
-  dc_sfc_status s = check_shape(&h.info, why, why_size);
-  if (s == DC_SFC_OK) s = check_codebook(&h, table, why, why_size);
+  dc_sfc_status s = check_header(&h, table, NULL, why, why_size);
   if (s != DC_SFC_OK) return s;
   m->rows = (uint32_t)h.info.dims[0];
   m->cols = (uint32_t)h.info.dims[1];
