@@ -646,3 +646,157 @@ def test_float_layers_run_on_the_tile_form_and_after_simd_is_turned_off(n_in, n_
             _close(em.run_batch(as_rows, xs), em.run_batch(ref, xs))
         finally:
             lib.dc_sparse_fc_use_simd(was)
+
+
+def _sparse_fc_api():
+    """_sparse_fc_lib with the build API of dc_sparse_fc.h declared: dc_sparse_fc_form / _check /
+    _build / dc_sparse_table_build / _bytes / _free, and the form struct (dc_sparse_fc, as the
+    public header lays it out). Returns (lib, struct class)."""
+    import ctypes as C
+
+    class SparseFc(C.Structure):
+        _fields_ = [("rows", C.c_uint32), ("cols", C.c_uint32), ("dtype", C.c_uint32),
+                    ("num_values", C.c_uint32), ("nnz", C.c_uint64), ("row_ptr", C.c_void_p),
+                    ("col", C.c_void_p), ("code", C.c_void_p), ("row_sum", C.c_void_p),
+                    ("from_dense", C.c_uint32), ("table", C.c_uint32), ("fill", C.c_int32),
+                    ("codebook", C.c_float * 256), ("packed_file", C.c_int32),
+                    ("tile_groups", C.c_uint32), ("tile_ptr", C.c_void_p), ("tile_block", C.c_void_p),
+                    ("tile_steps", C.c_void_p), ("tile_e", C.c_void_p), ("tile_entries", C.c_uint64)]
+
+    lib = _sparse_fc_lib()
+    lib.dc_sparse_fc_form.argtypes = [C.c_char_p, C.c_size_t]
+    lib.dc_sparse_fc_check.argtypes = [C.c_char_p, C.c_size_t, C.c_int, C.c_char_p, C.c_size_t]
+    for f in (lib.dc_sparse_fc_build, lib.dc_sparse_table_build):
+        f.argtypes = [C.c_char_p, C.c_size_t, C.POINTER(SparseFc), C.POINTER(C.c_int), C.c_char_p, C.c_size_t]
+    lib.dc_sparse_fc_bytes.argtypes = [C.POINTER(SparseFc)]
+    lib.dc_sparse_fc_bytes.restype = C.c_size_t
+    lib.dc_sparse_fc_free.argtypes = [C.POINTER(SparseFc)]
+    return lib, SparseFc
+
+
+FORM_NONE, FORM_ROWS, FORM_TILES = 0, 1, 2  # dc_sfc_form
+SFC_OK, SFC_UNSUPPORTED = 0, 1  # dc_sfc_status
+
+
+def _form_tensors():
+    """(name, weight, layout, version) for test_form_from_header_agrees_with_the_build: 2-D float32
+    weights of 0, 1, 31, 32, 33, 255 and 256 distinct non-zero values (each used, so the
+    encoder's codebook holds exactly them), +0.0 and -0.0 around them, at 5 %, 40 % and 100 %
+    density, over shapes around the tile geometry (16 rows, 32 columns) and the column limit
+    (65536, 65537), in every layout (version 1: dense / sparse); int8 the same way (up to 255
+    values); then what no form holds: float16, int16, rank 1 and 3."""
+    rng = np.random.default_rng(16)
+    layouts = {np.float32: ["dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes", "context_sparse"],
+               np.int8: ["dense", "sparse", "grouped_dense", "grouped_sparse", "context_sparse"]}
+    out = []
+    shapes = [(1, 1), (2, 1), (1, 33), (15, 32), (16, 32), (17, 33), (40, 70), (1, 65536), (1, 65537)]
+    for shape in shapes:
+        n = shape[0] * shape[1]
+        for dtype in (np.float32, np.int8):
+            if dtype is np.float32:
+                pool = (0x3F800000 + 7919 * np.arange(256, dtype=np.uint32)).view(np.float32)
+                pool = np.where(np.arange(256) % 2, -pool, pool)  # distinct, non-zero, both signs
+            else:
+                pool = np.arange(-128, 128)[np.arange(-128, 128) != 0].astype(np.int8)
+            for nv in (0, 1, 31, 32, 33, 255, 256):
+                if nv > min(n, len(pool)) or (n > 2000 and nv not in (32, 33)):
+                    continue
+                for density in (0.05, 0.4, 1.0):
+                    k = min(n, max(nv, round(density * n)))
+                    if nv == 0 and density != 0.05:  # an all-zero weight: once
+                        continue
+                    w = np.zeros(n, dtype)
+                    at = rng.permutation(n)[:k]
+                    if nv:
+                        w[at] = np.concatenate([pool[:nv], rng.choice(pool[:nv], k - nv)])
+                    if dtype is np.float32 and nv in (32, 33) and k < n:
+                        w[rng.permutation(np.setdiff1d(np.arange(n), at))[:1]] = -0.0  # not kept by FC
+                    w = w.reshape(shape)
+                    lays = layouts[dtype] if n <= 2000 or density == 0.05 else ["sparse", "grouped_dense"]
+                    if len(np.unique(w)) < 2:  # a constant: the grouped and §14 layouts cannot hold it
+                        lays = [x for x in lays if not x.startswith(("grouped", "context"))]
+                    for layout in lays + ["dense/1", "sparse/1"]:
+                        lay, _, v = layout.partition("/")
+                        out.append((f"{dtype.__name__} {shape} {nv} values {density:.0%} {layout}", w, lay,
+                                    int(v or 2)))
+    for name, w in (("float16", np.ones((4, 8), np.float16)), ("int16", np.ones((4, 8), np.int16)),
+                    ("rank 1", np.ones(32, np.float32)), ("rank 3", np.ones((2, 4, 4), np.float32))):
+        out.append((name, w, "dense", 2))
+    return out
+
+
+def test_form_from_header_agrees_with_the_build():
+    """dc_sparse_fc_form (the form said from the header: the TFLite delegate's default max_density
+    depends on it) against dc_sparse_fc_build over _form_tensors (~1,000 packed weights): NONE
+    exactly where dc_sparse_fc_check refuses, and then the build refuses too (> 255 values, not
+    2-D float32 / int8, > 65536 columns); TILES for float32 of <= 32 kept values (-0.0 not
+    counted) with a codebook, on an AVX-512 CPU; ROWS otherwise. The build makes the tile form
+    exactly where TILES was said and its tiles hold at most 4 entries per non-zero (_tile_entries),
+    the rows elsewhere, with the count of the weight's distinct values and non-zeros. The one
+    place the header cannot tell (float planes, §12: no codebook) is said ROWS; the build may then
+    make tiles (<= 32 values) or refuse (> 255). With the scalar kernels (dc_sparse_fc_use_simd(0))
+    nothing is said or built on tiles; a lookup table (dc_sparse_table_build) never holds tiles.
+    The struct read here is checked against dc_sparse_fc_bytes."""
+    import ctypes as C
+
+    from dc_keras import codec
+
+    lib, SparseFc = _sparse_fc_api()
+    avx = lib.dc_sparse_fc_kernel_name() == b"avx512"
+    seen = set()
+    for name, w, layout, version in _form_tensors():
+        p = codec.encode(w, layout=layout, version=version)
+        info = codec.info(p)
+        assert info["layout"] == layout, (name, info["layout"])
+        two_d = w.ndim == 2 and w.dtype in (np.float32, np.int8) and 0 < w.shape[1] <= 65536
+        nz = w.view(np.uint32) << 1 != 0 if w.dtype == np.float32 else w != 0  # FC keeps all but +-0
+        kept = len(np.unique(w.view(np.uint32)[nz])) if w.dtype == np.float32 else 0
+        if w.dtype == np.float32 and layout != "float_planes":
+            cb = np.asarray(info["codebook"]).reshape(-1).view(np.uint32)
+            assert len(np.unique(cb[cb << 1 != 0])) == kept, name  # the codebook holds the values used
+        form = lib.dc_sparse_fc_form(p, len(p))
+        why, bwhy = C.create_string_buffer(256), C.create_string_buffer(256)
+        check = lib.dc_sparse_fc_check(p, len(p), 0, why, 256)
+        m, ds = SparseFc(), C.c_int(0)
+        st = lib.dc_sparse_fc_build(p, len(p), C.byref(m), C.byref(ds), bwhy, 256)
+        assert (form == FORM_NONE) == (check != SFC_OK), (name, form, check)
+        if not two_d or (w.dtype == np.float32 and layout != "float_planes" and kept > 255):
+            assert form == FORM_NONE and check == st == SFC_UNSUPPORTED and why.value == bwhy.value, name
+            seen.add("none")
+            continue
+        codebook_tiles = w.dtype == np.float32 and layout != "float_planes" and kept <= 32
+        assert form == (FORM_TILES if codebook_tiles and avx else FORM_ROWS), (name, form)
+        if layout == "float_planes" and kept > 255:  # §12: the count is known only from the decode
+            assert st == SFC_UNSUPPORTED and b"more than 255" in bwhy.value, (name, st, bwhy.value)
+            seen.add("planes > 255")
+            continue
+        assert st == SFC_OK, (name, st, ds.value, bwhy.value)
+        nnz = int(nz.sum())
+        assert (m.rows, m.cols, m.nnz) == (w.shape[0], w.shape[1], nnz), name
+        assert m.num_values == (kept if w.dtype == np.float32 else 0), (name, m.num_values, kept)
+        fits = _tile_entries(w.T) <= 4 * nnz
+        tiles = avx and w.dtype == np.float32 and kept <= 32 and fits
+        assert bool(m.tile_e) == tiles and bool(m.row_ptr) != tiles, (name, bool(m.tile_e), fits)
+        if m.row_ptr:  # the struct read as the header lays it out: its bytes as the library counts
+            assert lib.dc_sparse_fc_bytes(C.byref(m)) == (C.sizeof(SparseFc) + 4 * (w.shape[0] + 1) + 3 * nnz
+                                                         + (4 * w.shape[0] if m.row_sum else 0)), name
+        lib.dc_sparse_fc_free(C.byref(m))
+        seen.add((form, bool(tiles), layout == "float_planes"))
+        was = lib.dc_sparse_fc_use_simd(0)
+        try:
+            assert lib.dc_sparse_fc_form(p, len(p)) == FORM_ROWS, name
+            assert lib.dc_sparse_fc_build(p, len(p), C.byref(m), C.byref(ds), bwhy, 256) == SFC_OK, name
+            assert not m.tile_e and m.row_ptr and m.nnz == nnz, name
+            lib.dc_sparse_fc_free(C.byref(m))
+        finally:
+            lib.dc_sparse_fc_use_simd(was)
+        tcheck = lib.dc_sparse_fc_check(p, len(p), 1, why, 256)
+        tst = lib.dc_sparse_table_build(p, len(p), C.byref(m), C.byref(ds), bwhy, 256)
+        assert tcheck != SFC_UNSUPPORTED or tst == SFC_UNSUPPORTED, name
+        if tst == SFC_OK:
+            assert not m.tile_e and m.row_ptr and m.table == 1, name
+            lib.dc_sparse_fc_free(C.byref(m))
+    want = {"none", "planes > 255", (FORM_ROWS, False, False), (FORM_ROWS, False, True)}
+    if avx:  # tiles said and built, said and not fitting, and built from §12 planes without being said
+        want |= {(FORM_TILES, True, False), (FORM_TILES, False, False), (FORM_ROWS, True, True)}
+    assert want <= seen, want - seen
