@@ -469,6 +469,43 @@ def test_default_max_density_by_weight_type(quantize):
         np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
 
 
+def _one_fc_model(units, nonzeros, seed=0):
+    """Dense(units) on 20 inputs with exactly `nonzeros` non-zero weights of 15 shared values."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((20,))
+    layer = keras.layers.Dense(units)
+    model = keras.Model(inp, layer(inp))
+    values = np.linspace(-0.3, 0.3, 16, dtype=np.float32)
+    w = rng.choice(values[values != 0], (20, units)) * (rng.permutation(20 * units).reshape(20, units) < nonzeros)
+    layer.kernel.assign(w.astype(np.float32))
+    return model
+
+
+def test_density_just_above_the_limit_is_reported_above_it():
+    """A layer one non-zero above a density limit (769 of 2,560 weights: 30.04 %) is decoded, and
+    the report says a density above the limit ("30.04 % > 30 %", not "30.0 % > 30 %", which reads
+    as if it were not): the row form's default, an explicit max_density, and int8's default (641 of
+    2,560: 25.04 %). Layers at 1.5 points above keep one decimal ("31.5 % > 30 %")."""
+    rng = np.random.default_rng(3)
+    lib = _sparse_fc_lib()
+    for quantize, nonzeros, kw, reason in [
+            (None, 769, {}, f"density 30.04 % > 30 % {ROWS_DEFAULT}; decoded"),
+            (None, 807, {}, f"density 31.5 % > 30 % {ROWS_DEFAULT}; decoded"),
+            (None, 2305, {"max_density": 0.9}, "density 90.04 % > max_density 90 %; decoded"),
+            ("int8", 641, {}, "density 25.04 % > 25 % (default max_density for int8 weights); decoded")]:
+        plain = export.to_tflite(_one_fc_model(128, nonzeros), pack=False, quantize=quantize,
+                                 representative_data=rng.random((16, 20)).astype(np.float32))
+        was = lib.dc_sparse_fc_use_simd(0)  # the row form on every CPU
+        try:
+            it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed", **kw)
+        finally:
+            lib.dc_sparse_fc_use_simd(was)
+        assert _fc_routes(it) == [("dense", reason)], it.compressed_report()
+
+
 def _fc_routes(it):
     """compressed_report()'s FULLY_CONNECTED weights, sorted: (route, shape or reason)."""
     return sorted((r["route"], r["shape"] if r["route"] == "compressed" else r["reason"])

@@ -1363,6 +1363,17 @@ static const char* default_density_name(int dtype, dc_sfc_form form, int tiles_d
                            : "float32 weights on the row form";
 }
 
+/* A density above a limit in percent (nnz > limit * elements / 100) as the report prints it: one
+ * decimal, or as many more (up to 9) as it takes to print a number above the limit ("30.04",
+ * not "30.0" > 30 %, which reads as if it were not). */
+static void density_text(char* buf, size_t size, uint64_t nnz, uint64_t elements, int limit) {
+  const double pct = 100.0 * (double)nnz / (double)elements;
+  int decimals = 1;
+  snprintf(buf, size, "%.*f", decimals, pct);
+  while (decimals < 9 && strtod(buf, NULL) <= (double)limit)
+    snprintf(buf, size, "%.*f", ++decimals, pct);
+}
+
 /* Runs one candidate compressed, or falls back to decoding its weights. */
 static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc, PlanNode* huff) {
   char why[512] = "";
@@ -1400,12 +1411,13 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
       }
     }
     if (r == 2) {
-      const double pct = 100.0 * (double)lim.nnz / ((double)info.dims[0] * (double)info.dims[1]);
+      char pct[32];
+      density_text(pct, sizeof pct, lim.nnz, info.dims[0] * info.dims[1], limit);
       if (d->max_density) {
-        set_msg(why, sizeof why, "density %.1f %% > max_density %d %%; decoded", pct, limit);
+        set_msg(why, sizeof why, "density %s %% > max_density %d %%; decoded", pct, limit);
       } else {
-        set_msg(why, sizeof why, "density %.1f %% > %d %% (default max_density for %s); decoded",
-                pct, limit, default_density_name((int)info.dtype, form, tiles_did_not_fit));
+        set_msg(why, sizeof why, "density %s %% > %d %% (default max_density for %s); decoded", pct,
+                limit, default_density_name((int)info.dtype, form, tiles_did_not_fit));
       }
       dense = lim.dense;
       r = 0;
