@@ -24,7 +24,11 @@
  *    placing on two threads), the same status and the same form;
  *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
  *    reason) and DECODE are the build's; dc_sparse_fc_form says NONE exactly where the check
- *    refuses, and TILES only for a float32 tensor the build finds of <= 32 values;
+ *    refuses, and TILES only for a float32 tensor the build finds of <= 32 values; a tile form
+ *    built was said TILES unless it came through a dense copy (its values can be fewer than its
+ *    codebook's; §12 planes hold none); a TILES said but built as rows is a form whose tiles
+ *    (dc_sparse_fc_add_tiles on the same build) hold more than DC_SFC_TILE_FILL entries per
+ *    non-zero;
  *  - dc_sparse_fc_build_max at the form's own count builds the same count; one below it refuses
  *    it (DC_SFC_TOO_DENSE, the count kept, nothing else held) and hands over the decoded weight
  *    exactly when the form came from a dense copy, equal to dc_decode's output;
@@ -182,6 +186,21 @@ static void check_rows_build(const uint8_t* buf, size_t size, dc_sfc_status st, 
   dc_sparse_fc_free(&b);
 }
 
+/* The form said from the header against the one built (m, status OK; see the list above). */
+static void check_form_said(const uint8_t* buf, size_t size, dc_sfc_form form,
+                            const dc_sparse_fc* m) {
+  REQUIRE(form != DC_SFC_FORM_NONE);
+  if (form == DC_SFC_FORM_TILES) REQUIRE(m->dtype == DC_DTYPE_FLOAT32 && m->num_values <= 32);
+  if (m->tile_e) REQUIRE(form == DC_SFC_FORM_TILES || m->from_dense);
+  if (form != DC_SFC_FORM_TILES || m->tile_e) return;
+  dc_sparse_fc b; /* said TILES, built as rows: its tiles do not fit */
+  dc_status ds = DC_OK;
+  char why[256] = "";
+  REQUIRE(dc_sparse_fc_build(buf, size, &b, &ds, why, sizeof why) == DC_SFC_OK && !b.tile_e);
+  if (dc_sparse_fc_add_tiles(&b)) REQUIRE(b.tile_entries > (uint64_t)DC_SFC_TILE_FILL * b.nnz);
+  dc_sparse_fc_free(&b);
+}
+
 /* dc_sparse_fc_build_max around a built form's count m->nnz (see the list above). */
 static void check_build_max(const uint8_t* buf, size_t size, const dc_sparse_fc* m,
                             const void* dense, size_t out_size) {
@@ -229,8 +248,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
    * is a float32 one of <= 32 values (the build may still make rows: tiles that do not fit) */
   const dc_sfc_form form = dc_sparse_fc_form(buf, size);
   REQUIRE((form == DC_SFC_FORM_NONE) == (cst != DC_SFC_OK));
-  if (form == DC_SFC_FORM_TILES && st == DC_SFC_OK)
-    REQUIRE(m.dtype == DC_DTYPE_FLOAT32 && m.num_values <= 32);
+  if (st == DC_SFC_OK) check_form_said(buf, size, form, &m);
   check_helper_build(buf, size, st, ds, &m);
   check_rows_build(buf, size, st, ds, &m);
   size_t out_size = dc_peek(buf, size, &info) == DC_OK ? (size_t)info.output_bytes : 0;

@@ -613,6 +613,15 @@ static void test_check_from_header(void) {
   }
 }
 
+/* A tile form said (f) but rows built (m): tiles added to them (dc_sparse_fc_add_tiles: whatever
+ * their fill) hold more than DC_SFC_TILE_FILL entries per non-zero (else the build keeps them). */
+static void check_tiles_did_not_fit(dc_sparse_fc* m, dc_sfc_form f, const char* name) {
+  if (f != DC_SFC_FORM_TILES || m->tile_e || !dc_sparse_fc_add_tiles(m)) return;
+  CHECK(m->tile_entries > (uint64_t)DC_SFC_TILE_FILL * m->nnz,
+        "%s: tile form said, built as rows, but its %llu tile entries fit %llu non-zeros", name,
+        (unsigned long long)m->tile_entries, (unsigned long long)m->nnz);
+}
+
 /* dc_sparse_fc_form tells from the header the form the build makes: the tile form for float32
  * of <= 32 non-zero codebook values while the AVX-512 kernels are in use (+0.0 not counted), the
  * rows otherwise (33 values, int8, dc_sparse_fc_use_simd(0), CPUs without AVX-512), none for what
@@ -649,7 +658,10 @@ static void test_form_from_header(void) {
               (st != DC_SFC_OK || (m.tile_e != NULL) == cases[i].built_tiles),
           "build of %u values [%u, ...]: %d, tiles %d", cases[i].k, cases[i].rows, st,
           st == DC_SFC_OK && m.tile_e != NULL);
-    if (st == DC_SFC_OK) dc_sparse_fc_free(&m);
+    if (st == DC_SFC_OK) {
+      check_tiles_did_not_fit(&m, f, "pack_values");
+      dc_sparse_fc_free(&m);
+    }
     dc_sparse_fc_use_simd(0); /* the scalar kernels: rows, always */
     CHECK(dc_sparse_fc_form(p, n) == (f == DC_SFC_FORM_NONE ? DC_SFC_FORM_NONE : DC_SFC_FORM_ROWS),
           "form of %u values with the scalar kernels", cases[i].k);
@@ -676,6 +688,7 @@ static void test_form_from_header(void) {
           "%s: tiles predicted, %u values built", v->name, m.num_values);
     CHECK(f != DC_SFC_FORM_TILES || avx, "%s: tiles predicted without AVX-512", v->name);
     predicted_tiles += f == DC_SFC_FORM_TILES;
+    check_tiles_did_not_fit(&m, f, v->name);
     dc_sparse_fc_free(&m);
   }
   CHECK(!avx || predicted_tiles >= 2, "only %d vectors predicted on the tile form",
