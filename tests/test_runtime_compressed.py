@@ -469,17 +469,18 @@ def test_default_max_density_by_weight_type(quantize):
         np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
 
 
-def _one_fc_model(units, nonzeros, seed=0):
-    """Dense(units) on 20 inputs with exactly `nonzeros` non-zero weights of 15 shared values."""
+def _one_fc_model(units, nonzeros, seed=0, inputs=20):
+    """Dense(units) on `inputs` inputs with exactly `nonzeros` non-zero weights of 15 shared values."""
     import keras
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    inp = keras.Input((20,))
+    inp = keras.Input((inputs,))
     layer = keras.layers.Dense(units)
     model = keras.Model(inp, layer(inp))
     values = np.linspace(-0.3, 0.3, 16, dtype=np.float32)
-    w = rng.choice(values[values != 0], (20, units)) * (rng.permutation(20 * units).reshape(20, units) < nonzeros)
+    shape = (inputs, units)
+    w = rng.choice(values[values != 0], shape) * (rng.permutation(inputs * units).reshape(shape) < nonzeros)
     layer.kernel.assign(w.astype(np.float32))
     return model
 
@@ -504,6 +505,31 @@ def test_density_just_above_the_limit_is_reported_above_it():
         finally:
             lib.dc_sparse_fc_use_simd(was)
         assert _fc_routes(it) == [("dense", reason)], it.compressed_report()
+
+
+def test_layers_of_fewer_than_4_units_get_the_row_forms_default():
+    """A float32 FC layer of 1-3 output units never fits the tile form (16 rows per tile: more
+    than DC_SFC_TILE_FILL = 4 entries per non-zero), so dc_sparse_fc_form says rows from its header
+    and the row form's default (30 %) applies from the start, on every CPU: an unpruned Dense(1)
+    head (100 %), a Dense(2) at 62.5 % and a Dense(3) at 39 % stay decoded with the row form named
+    (before: on AVX-512 CPUs the tile form's 50 % was named, or the layer was built and then
+    refused as "its tiles did not fit"); a Dense(3) at 30 % runs compressed on the rows (the
+    report's bytes: the row form's 3 per non-zero + 4 per row). 256 inputs."""
+    xs = np.random.default_rng(8).random((4, 256)).astype(np.float32)
+    for units, nonzeros, want in [(1, 256, "density 100.0 % > 30 %"), (2, 320, "density 62.5 % > 30 %"),
+                                  (3, 300, "density 39.1 % > 30 %"), (3, 230, None)]:
+        plain = export.to_tflite(_one_fc_model(units, nonzeros, seed=units, inputs=256), pack=False)
+        it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+        if want:
+            assert _fc_routes(it) == [("dense", f"{want} {ROWS_DEFAULT}; decoded")], it.compressed_report()
+        else:
+            (row,) = it.compressed_report()
+            assert row["route"] == "compressed" and row["nonzeros"] == nonzeros, row
+            _, SparseFc = _sparse_fc_api()
+            import ctypes
+
+            assert row["bytes"] == ctypes.sizeof(SparseFc) + 4 * (units + 1) + 3 * nonzeros, row
+        _close(em.run(it, xs), em.run(_plain(plain), xs))
 
 
 def _fc_routes(it):
@@ -719,14 +745,15 @@ def _form_tensors():
     """(name, weight, layout, version) for test_form_from_header_agrees_with_the_build: 2-D float32
     weights of 0, 1, 31, 32, 33, 255 and 256 distinct non-zero values (each used, so the
     encoder's codebook holds exactly them), +0.0 and -0.0 around them, at 5 %, 40 % and 100 %
-    density, over shapes around the tile geometry (16 rows, 32 columns) and the column limit
-    (65536, 65537), in every layout (version 1: dense / sparse); int8 the same way (up to 255
+    density, over shapes around the tile geometry (16 rows, 32 columns; 3 and 4 rows) and the
+    column limit (65536, 65537), in every layout (version 1: dense / sparse); int8 the same way (up to 255
     values); then what no form holds: float16, int16, rank 1 and 3."""
     rng = np.random.default_rng(16)
     layouts = {np.float32: ["dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes", "context_sparse"],
                np.int8: ["dense", "sparse", "grouped_dense", "grouped_sparse", "context_sparse"]}
     out = []
-    shapes = [(1, 1), (2, 1), (1, 33), (15, 32), (16, 32), (17, 33), (40, 70), (1, 65536), (1, 65537)]
+    shapes = [(1, 1), (2, 1), (1, 33), (3, 11), (4, 8), (15, 32), (16, 32), (17, 33), (40, 70), (4, 65536),
+              (1, 65537)]
     for shape in shapes:
         n = shape[0] * shape[1]
         for dtype in (np.float32, np.int8):
@@ -767,9 +794,10 @@ def test_form_from_header_agrees_with_the_build():
     depends on it) against dc_sparse_fc_build over _form_tensors (~1,000 packed weights): NONE
     exactly where dc_sparse_fc_check refuses, and then the build refuses too (> 255 values, not
     2-D float32 / int8, > 65536 columns); TILES for float32 of <= 32 kept values (-0.0 not
-    counted) with a codebook, on an AVX-512 CPU; ROWS otherwise. The build makes the tile form
+    counted) with a codebook and >= 4 rows, on an AVX-512 CPU; ROWS otherwise. The build makes the tile form
     exactly where TILES was said and its tiles hold at most 4 entries per non-zero (_tile_entries),
-    the rows elsewhere, with the count of the weight's distinct values and non-zeros. The one
+    the rows elsewhere, with the count of the weight's distinct values and non-zeros. Layers of
+    1..3 rows (output units) are said and built as rows: their tiles never fit. The one
     place the header cannot tell (float planes, §12: no codebook) is said ROWS; the build may then
     make tiles (<= 32 values) or refuse (> 255). With the scalar kernels (dc_sparse_fc_use_simd(0))
     nothing is said or built on tiles; a lookup table (dc_sparse_table_build) never holds tiles.
@@ -801,7 +829,7 @@ def test_form_from_header_agrees_with_the_build():
             assert form == FORM_NONE and check == st == SFC_UNSUPPORTED and why.value == bwhy.value, name
             seen.add("none")
             continue
-        codebook_tiles = w.dtype == np.float32 and layout != "float_planes" and kept <= 32
+        codebook_tiles = w.dtype == np.float32 and layout != "float_planes" and kept <= 32 and w.shape[0] >= 4
         assert form == (FORM_TILES if codebook_tiles and avx else FORM_ROWS), (name, form)
         if layout == "float_planes" and kept > 255:  # §12: the count is known only from the decode
             assert st == SFC_UNSUPPORTED and b"more than 255" in bwhy.value, (name, st, bwhy.value)
@@ -812,7 +840,7 @@ def test_form_from_header_agrees_with_the_build():
         assert (m.rows, m.cols, m.nnz) == (w.shape[0], w.shape[1], nnz), name
         assert m.num_values == (kept if w.dtype == np.float32 else 0), (name, m.num_values, kept)
         fits = _tile_entries(w.T) <= 4 * nnz
-        tiles = avx and w.dtype == np.float32 and kept <= 32 and fits
+        tiles = avx and w.dtype == np.float32 and kept <= 32 and w.shape[0] >= 4 and fits
         assert bool(m.tile_e) == tiles and bool(m.row_ptr) != tiles, (name, bool(m.tile_e), fits)
         if m.row_ptr:  # the struct read as the header lays it out: its bytes as the library counts
             assert lib.dc_sparse_fc_bytes(C.byref(m)) == (C.sizeof(SparseFc) + 4 * (w.shape[0] + 1) + 3 * nnz

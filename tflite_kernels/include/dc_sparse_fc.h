@@ -120,13 +120,15 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
  * header and codebook alone, decoding nothing (for a caller that picks a density limit by form
  * before building: the TFLite delegate's default max_density, docs/android.md):
  *  - DC_SFC_FORM_TILES: float32 of at most 32 distinct non-zero values in its codebook(s), input
- *    size <= DC_SFC_MAX_COLS, while the AVX-512 kernels are in use (dc_sparse_fc_kernel_name,
+ *    size <= DC_SFC_MAX_COLS, at least 16 / DC_SFC_TILE_FILL = 4 output units (fewer never fit:
+ *    16 rows per tile), while the AVX-512 kernels are in use (dc_sparse_fc_kernel_name,
  *    dc_sparse_fc_use_simd).  The build still makes the rows instead when the tiles would hold
  *    more than DC_SFC_TILE_FILL entries per non-zero (dc_sparse_fc_set_tile_fill), which only
- *    the decode shows (e.g. fewer than 16 output units at high density): check m->tile_e.
- *  - DC_SFC_FORM_ROWS: every other tensor the build takes (int8, > 32 values, CPUs without
- *    AVX-512, §12 float planes, which hold no codebook); the build makes tiles of one only when
- *    its codebook holds values the tensor does not use or for §12 planes of <= 32 values.
+ *    the decode shows (e.g. 4..15 output units at high density): check m->tile_e.
+ *  - DC_SFC_FORM_ROWS: every other tensor the build takes (int8, > 32 values, 1..3 output units,
+ *    CPUs without AVX-512, §12 float planes, which hold no codebook); the build makes tiles of one
+ *    only when its codebook holds values the tensor does not use or for §12 planes of <= 32
+ *    values.
  *  - DC_SFC_FORM_NONE: what dc_sparse_fc_check refuses (not 2-D float32 / int8, shape, > 255
  *    values), an invalid header or NULL.
  * Like the build, it depends on dc_sparse_fc_use_simd's setting at the time of the call. */

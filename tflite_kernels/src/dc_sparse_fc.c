@@ -363,14 +363,28 @@ static int shape_ok(uint64_t rows, uint64_t cols) {
   return rows > 0 && rows < 0x7fffffffu && cols > 0 && cols <= DC_SFC_MAX_COLS;
 }
 
+/* 1 for a form the tile form can hold (dc_sparse_fc_add_tiles, whatever its fill): float32 FC
+ * weights (no lookup table) of at most 32 distinct kept values and a shape a form holds, while
+ * the AVX-512 kernels are in use. */
+static int tiles_hold(uint32_t dtype, uint32_t table, uint32_t num_values, uint64_t rows,
+                      uint64_t cols) {
+  return dtype == DC_DTYPE_FLOAT32 && !table && num_values <= 32 && shape_ok(rows, cols) && simd();
+}
+
 /* 1 when the build gives a layer the tile form (kept while it fits, tiles_fit; else the rows):
- * float32 FC weights (no lookup table) of at most 32 distinct kept values and a shape a form
- * holds, while the AVX-512 kernels are in use.  The one test of tiles_wanted (the built form:
- * its num_values) and dc_sparse_fc_form (the header: its codebook's count, which the build's
- * num_values never exceeds), so that the two agree by construction. */
+ * one tiles_hold holds, unless it has too few rows for its tiles ever to fit.  Each step of a
+ * tile is 16 entries, one per row of its group, so at most min(rows, 16) of them non-zeros: a
+ * layer has at least 16 / min(rows, 16) entries per non-zero, and with tile_fill * rows < 16 none
+ * with a non-zero fits (1..3 rows at the default fill of 4; an empty one gets the rows too).  A
+ * fill of 0 (the fallback's test switch) still makes every such build make tiles, then rows.
+ * The one test of tiles_wanted (the built form: its num_values) and dc_sparse_fc_form (the
+ * header: its codebook's count, which the build's num_values never exceeds), so that the two
+ * agree by construction. */
 static int tile_form(uint32_t dtype, uint32_t table, uint32_t num_values, uint64_t rows,
                      uint64_t cols) {
-  return dtype == DC_DTYPE_FLOAT32 && !table && num_values <= 32 && shape_ok(rows, cols) && simd();
+  const uint64_t lanes = rows < 16 ? rows : 16;
+  return tiles_hold(dtype, table, num_values, rows, cols) &&
+         (tile_fill == 0 || (uint64_t)tile_fill * lanes >= 16);
 }
 
 static int tiles_wanted(const dc_sparse_fc* m) {
@@ -432,7 +446,9 @@ static int rows_to_tiles(dc_sparse_fc* m) {
 }
 
 DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
-  if (!m || m->tile_e || !m->row_ptr || !tiles_wanted(m) || !rows_ok(m)) return 0;
+  if (!m || m->tile_e || !m->row_ptr ||
+      !tiles_hold(m->dtype, m->table, m->num_values, m->rows, m->cols) || !rows_ok(m))
+    return 0;
   return rows_to_tiles(m);
 }
 

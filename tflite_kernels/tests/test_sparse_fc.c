@@ -623,10 +623,12 @@ static void check_tiles_did_not_fit(dc_sparse_fc* m, dc_sfc_form f, const char* 
 }
 
 /* dc_sparse_fc_form tells from the header the form the build makes: the tile form for float32
- * of <= 32 non-zero codebook values while the AVX-512 kernels are in use (+0.0 not counted), the
- * rows otherwise (33 values, int8, dc_sparse_fc_use_simd(0), CPUs without AVX-512), none for what
- * the build refuses; a predicted tile form whose tiles would not fit ([1, 33]: one row padded to
- * 16 lanes; [2, 1]) is built as rows, the one way the prediction misses. */
+ * of <= 32 non-zero codebook values and at least 4 rows while the AVX-512 kernels are in use
+ * (+0.0 not counted), the rows otherwise (33 values, int8, 1..3 rows: [1, 33], [2, 1], [3, 4],
+ * whose tiles never fit, dc_sparse_fc_use_simd(0), CPUs without AVX-512), none for what the build
+ * refuses; a predicted tile form whose tiles do not fit ([4, 8] with one zero: 128 entries for
+ * 31 non-zeros; [4, 4] full: 64 for 16 fits) is built as rows, the one way the prediction
+ * misses. */
 static void test_form_from_header(void) {
   const int avx = avx512_cpu(), was = dc_sparse_fc_use_simd(1);
   const dc_sfc_form tiles = avx ? DC_SFC_FORM_TILES : DC_SFC_FORM_ROWS;
@@ -638,10 +640,13 @@ static void test_form_from_header(void) {
   } cases[] = {{32, 32, 0, tiles, avx},
                {33, 33, 0, DC_SFC_FORM_ROWS, 0},
                {33, 33, 1, tiles, avx},
-               {33, 1, 1, tiles, 0},
+               {33, 1, 1, DC_SFC_FORM_ROWS, 0},
                {34, 34, 1, DC_SFC_FORM_ROWS, 0},
                {16, 16, 0, tiles, avx},
-               {2, 2, 0, tiles, 0},
+               {2, 2, 0, DC_SFC_FORM_ROWS, 0},
+               {12, 3, 0, DC_SFC_FORM_ROWS, 0},
+               {16, 4, 0, tiles, avx},
+               {32, 4, 1, tiles, 0},
                {256, 16, 1, DC_SFC_FORM_ROWS, 0},
                {256, 16, 0, DC_SFC_FORM_NONE, 0}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
