@@ -131,7 +131,9 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
  *    values.
  *  - DC_SFC_FORM_NONE: what dc_sparse_fc_check refuses (not 2-D float32 / int8, shape, > 255
  *    values), an invalid header or NULL.
- * Like the build, it depends on dc_sparse_fc_use_simd's setting at the time of the call. */
+ * Like the build, it depends on the settings of dc_sparse_fc_use_simd and
+ * dc_sparse_fc_set_tile_fill (the 4 output units above are 16 / fill; a fill of 0 makes every
+ * build try tiles) at the time of the call. */
 typedef enum { DC_SFC_FORM_NONE = 0, DC_SFC_FORM_ROWS = 1, DC_SFC_FORM_TILES = 2 } dc_sfc_form;
 
 DC_API dc_sfc_form dc_sparse_fc_form(const uint8_t* packed, size_t size);
