@@ -833,69 +833,64 @@ def _processes_naming(text):
     return pids
 
 
-def _ignores_sigterm(pid):
-    """Whether process ``pid`` ignores SIGTERM (/proc/PID/status, SigIgn): the export's janitor, once set up."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
-    except (OSError, StopIteration):
-        return False
-    return bool(mask & (1 << (signal.SIGTERM - 1)))
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
-@pytest.mark.parametrize("how", ["kill", "kill group", "kill all"])
-def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how):
+@pytest.mark.parametrize("how,when", [("kill", "child started"), ("kill", "model saved"),
+                                      ("kill group", "child started"), ("kill group", "model saved"),
+                                      ("kill all", "child started"), ("kill all", "directory made"),
+                                      ("kill all", "model saved")])
+def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how, when):
     """A script exporting on the JAX (or torch) backend (to_tflite converts in a TensorFlow-backend child,
-    through a temporary directory holding the saved model) is killed while the child converts:
-    `kill PID` (SIGTERM: Python's default action runs no clean-up, and the library installs no
-    signal handler), SIGTERM to its process group (a closed terminal, `kill -- -PGID`,
-    timeout(1)) or to every process of the export (systemd stopping a service). The
-    dc_keras-export-* directory was left in $TMPDIR, and after `kill PID` the child went on
-    converting for nobody. Now the child's janitor sees its caller gone: it ends the conversion
-    and removes the directory; no process of the export is left."""
+    through a temporary directory holding the saved model) is killed: `kill PID` (SIGTERM: Python's
+    default action runs no clean-up, and the library installs no signal handler), SIGTERM to its
+    process group (a closed terminal, `kill -- -PGID`, timeout(1)) or to every process of the
+    export, again and again for half a second (systemd stopping a service; here also the processes
+    started meanwhile). The dc_keras-export-* directory was left in $TMPDIR, and after `kill PID`
+    the child went on converting for nobody; with the clean-up process (the child's janitor) it was
+    still left when every process was killed in the child's first moments, the directory made by the
+    caller before the janitor existed. Now the janitor makes the directory once it ignores SIGTERM:
+    at every moment, from the child's start (`when`) to the conversion, the directory is removed and
+    no process of the export is left."""
     import glob
     import time
 
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
+    ours = str(tmpdir / "dc_keras-export-*")  # (torch keeps its own torchinductor_root there)
     backend = os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
     env = dict(ENV, KERAS_BACKEND=backend, TMPDIR=str(tmpdir))  # the torch pass of make test: on torch
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_JAX_EXPORT)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=_default_signal_actions)
-    found, dirs = [], []
     try:
+        reached = {"child started": lambda: _processes_naming(str(tmpdir)),  # its argv names $TMPDIR
+                   "directory made": lambda: glob.glob(ours),
+                   "model saved": lambda: glob.glob(os.path.join(ours, "model.keras"))}[when]
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and proc.poll() is None:  # the child started, the model saved
-            dirs = glob.glob(str(tmpdir / "dc_keras-export-*"))
-            # ...and the child's janitor set up (it ignores SIGTERM): a kill in the child's first
-            # moments, before its janitor exists, still leaves the directory (to_tflite's docstring)
-            if (dirs and os.path.exists(os.path.join(dirs[0], "model.keras"))
-                    and any(map(_ignores_sigterm, _processes_naming(dirs[0])))):
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None and dirs, ("the export ended before it could be killed", proc.communicate())
-        found = _processes_naming(dirs[0])
+        while time.monotonic() < deadline and proc.poll() is None and not reached():
+            time.sleep(0.001)  # (a /proc scan takes a few ms more)
+        assert proc.poll() is None, ("the export ended before it could be killed", proc.communicate())
         if how == "kill":
             os.kill(proc.pid, signal.SIGTERM)
         elif how == "kill group":
             os.killpg(proc.pid, signal.SIGTERM)
         else:
-            for pid in [proc.pid] + found:
-                os.kill(pid, signal.SIGTERM)
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                for pid in [proc.pid] + _processes_naming(str(tmpdir)):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGTERM)
+                time.sleep(0.01)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGTERM and "converted" not in out, (proc.returncode, out)
-        ours = str(tmpdir / "dc_keras-export-*")  # (torch keeps its own torchinductor_root there)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (glob.glob(ours) or _processes_naming(dirs[0])):
+        while time.monotonic() < deadline and (glob.glob(ours) or _processes_naming(str(tmpdir))):
             time.sleep(0.2)
         assert glob.glob(ours) == [], os.listdir(tmpdir)
-        assert _processes_naming(dirs[0]) == [], "a process of the export is still running"
+        assert _processes_naming(str(tmpdir)) == [], "a process of the export is still running"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in set(found) & set(_processes_naming(str(tmpdir))):  # the ones this test made, if left
+        for pid in _processes_naming(str(tmpdir)):  # the ones this test made, if left
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
