@@ -10,6 +10,7 @@ hostile sizes (test_reliability.py), corrupt models (test_corruption.py), SIGKIL
 (test_training_faults.py, test_multi_worker.py).
 """
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -831,6 +832,46 @@ def _processes_naming(text):
         except OSError:
             continue
     return pids
+
+
+_EXPORT_CLOSED_STDIO = """
+    import json, os, sys, warnings
+    import keras
+    from dc_keras import export
+    keras.utils.set_random_seed(3)
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(16), keras.layers.Dense(4)])
+    relayed = {}
+    for name in ("closed", "open"):  # started with 0-2 closed; then /dev/null there: the usual case
+        if name == "open":
+            for fd in (0, 1, 2):
+                assert os.open(os.devnull, os.O_RDWR) == fd
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            export.to_tflite(m, path=os.path.join(sys.argv[1], name + ".tflite"))
+        relayed[name] = [str(w.message) for w in caught if str(w.message).startswith("to_tflite")]
+    with open(os.path.join(sys.argv[1], "warnings.json"), "w") as f:
+        json.dump(relayed, f)
+"""
+
+
+def _close_stdio():
+    for fd in (0, 1, 2):
+        os.close(fd)
+
+
+def test_an_export_with_stdin_stdout_stderr_closed_converts_as_usual(tmp_path):
+    """A process started with descriptors 0, 1 and 2 closed (a daemon, `<&- >&- 2>&-`) exports on the
+    JAX (or torch) backend: the pipes to the TF-backend child got numbers 0-2, which the child has as
+    its stdin/stdout/stderr, so its janitor read its own /dev/null, took the caller for dead and
+    ended the conversion at once; on JAX a warning and the unfused jax2tf graph followed (on torch
+    an error). Now the file is byte for byte the one made with 0-2 open, with no warning."""
+    backend = os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_EXPORT_CLOSED_STDIO), str(tmp_path)], timeout=600,
+                       env=dict(ENV, KERAS_BACKEND=backend), preexec_fn=_close_stdio)
+    assert r.returncode == 0, (r.returncode, _listing(tmp_path))
+    assert json.loads((tmp_path / "warnings.json").read_text()) == {"closed": [], "open": []}
+    assert _listing(tmp_path) == ["closed.tflite", "open.tflite", "warnings.json"]
+    assert (tmp_path / "closed.tflite").read_bytes() == (tmp_path / "open.tflite").read_bytes()
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")

@@ -177,8 +177,13 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
                                      min_bytes, batch_size, per_channel)
             _relay_warnings(os.path.join(tmp, "warnings.json"))  # here: its stacklevel counts from this frame
             return data
-    alive_r, alive_w = os.pipe()
-    report_r, report_w = os.pipe()
+    alive_r, alive_w = _pipe_above_stdio()
+    try:
+        report_r, report_w = _pipe_above_stdio()
+    except BaseException:
+        os.close(alive_r)
+        os.close(alive_w)
+        raise
     tmp = proc = None
     try:
         try:
@@ -215,6 +220,26 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
             with contextlib.suppress(OSError):
                 os.write(alive_w, b"x")  # the janitor: this process cleaned up itself
         os.close(alive_w)
+
+
+def _pipe_above_stdio():
+    """``os.pipe()`` with both ends above 2. In a process started with descriptor 0, 1 or 2 closed (a
+    daemon, ``>&-``) a pipe end there, passed to the child by number, would be the child's stdin,
+    stdout or stderr instead: its janitor read its own /dev/null, took the caller for dead and
+    ended the conversion at once."""
+    import fcntl
+
+    ends = list(os.pipe())
+    try:
+        for i, fd in enumerate(ends):
+            if fd <= 2:
+                ends[i] = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+                os.close(fd)
+    except BaseException:
+        for fd in ends:
+            os.close(fd)
+        raise
+    return ends
 
 
 def _start_child(parent, alive_r=-1, report_w=-1):
