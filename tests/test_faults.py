@@ -739,6 +739,60 @@ def test_report_to_a_closed_stdout_is_an_error(tools, inputs, tmp_path, name):
     assert _listing(tmp_path) == ["out.bin"] and out.stat().st_size > 0
 
 
+@pytest.fixture(scope="module")
+def normal_outputs(tools, inputs, tmp_path_factory):
+    """name -> the bytes a writer (or `dc-keras inspect --plot`) writes in a normal run, made on first use."""
+    made = {}
+
+    def output(name):
+        if name not in made:
+            out = tmp_path_factory.mktemp("normal") / _output_name(name)
+            r = subprocess.run([str(a) for a in _closed_fd_commands(tools, inputs, name, out)], capture_output=True,
+                               text=True, timeout=300, env=_env(True))
+            assert r.returncode == 0 and r.stdout and not r.stderr, (r.returncode, r.stdout, r.stderr[-2000:])
+            made[name] = out.read_bytes()
+        return made[name]
+
+    return output
+
+
+def _output_name(name):
+    return "out.png" if name == "dc-keras inspect --plot" else "out.bin"
+
+
+def _closed_fd_commands(tools, inputs, name, out):
+    if name == "dc-keras inspect --plot":
+        return [sys.executable, "-m", "dc_keras", "inspect", inputs / "p.tflite", "--plot", out]
+    return _commands(tools, inputs)[name] + [out]
+
+
+@pytest.mark.parametrize("closed", [(0,), (1,), (2,), (0, 1, 2)], ids=lambda c: "closed " + ",".join(map(str, c)))
+@pytest.mark.parametrize("name", WRITERS + ["dc-keras inspect --plot"])
+def test_started_with_standard_descriptors_closed_the_output_is_as_usual(tools, inputs, normal_outputs, tmp_path,
+                                                                         name, closed):
+    """A writer started with descriptor 0, 1 and/or 2 closed (`<&-`, `>&-`, `2>&-`, a daemon): the
+    output file it opens may get one of those numbers, and a report or a log line written there
+    would end up in the output. Checked (no defect found): the output is byte for byte the one of
+    a normal run and the only file in its directory; with stdout closed the run says the report
+    was lost (status 1, as test_report_to_a_closed_stdout_is_an_error), else status 0 and a
+    silent stderr."""
+    out = tmp_path / _output_name(name)
+
+    def close():
+        for fd in closed:
+            os.close(fd)
+
+    r = subprocess.run([str(a) for a in _closed_fd_commands(tools, inputs, name, out)], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300, env=_env(True),
+                       preexec_fn=close)
+    assert r.returncode == (1 if 1 in closed else 0), (r.returncode, r.stderr[-2000:])
+    if 2 not in closed:
+        assert len(r.stderr.strip().splitlines()) == (1 if 1 in closed else 0), r.stderr
+        assert ("cannot write the report to standard output: Bad file descriptor" in r.stderr) == (1 in closed)
+    assert _listing(tmp_path) == [out.name]
+    assert out.read_bytes() == normal_outputs(name)
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
 def test_inspect_plot_is_written_when_stdout_is_full(inputs, tmp_path):
     """`dc-keras inspect M --plot sizes.png > /dev/full`: the table's print failed, the command
