@@ -20,11 +20,12 @@ The child is given the saved model, the arguments and (for ``quantize="int8"``) 
 representative data as ``.npy`` files; a generator function cannot cross the process boundary,
 so it is rejected with an error saying what to pass instead.
 
-The temporary directory holding them is removed by this process on return or any exception, and
-by the child's janitor (a fork of the child, made before anything heavy is imported) when this
-process is killed without its clean-up: the janitor waits on a pipe whose write end only this
-process holds and, at its end of file without the final byte, kills the conversion and removes
-the directory (see :func:`to_tflite_in_tensorflow`). No signal handler is installed here.
+The temporary directory holding them is made by the child's janitor (a fork of the child, made
+before anything heavy is imported), once it ignores SIGTERM, SIGHUP and SIGINT, which reports its
+path to this process. This process removes it on return or any exception; the janitor waits on a
+pipe whose write end only this process holds and, at its end of file without the final byte
+(this process killed without its clean-up), kills the conversion and removes the directory (see
+:func:`to_tflite_in_tensorflow`). No signal handler is installed here.
 """
 from __future__ import annotations
 
@@ -164,12 +165,16 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
     # if it is killed outright instead (a plain `kill` of a script: Python's default SIGTERM runs
     # no clean-up, and a library installs no signal handlers; SIGKILL; the OOM killer), the
     # child's janitor sees the pipe below close, ends the conversion and removes the directory.
-    # The janitor makes the directory itself once it ignores SIGTERM and reports its path here,
-    # so a SIGTERM to this process, its group or every process of the export at any moment
-    # leaves nothing. The child runs in its own session, so that a signal to this process's group
+    # The janitor makes the directory itself, once a SIGTERM can no longer end it, and reports its
+    # path here: no moment exists where the directory is there and no process left that removes
+    # it, whatever SIGTERM/SIGHUP/SIGINT reaches this process, its group or every process of the
+    # export (an error or Ctrl-C before the path arrived: this process waits for it, then removes
+    # the directory). The child runs in its own session, so that a signal to this process's group
     # (a closed terminal, `kill -- -PGID`, timeout(1)) does not end it with the directory left
-    # behind. Left only if the janitor is killed by SIGKILL while this process cannot clean up
-    # (killed too, by SIGKILL or a plain kill): then the system's /tmp clean-up.
+    # behind. Left only when the janitor is ended by SIGKILL (which nothing can catch) and this
+    # process dies too without its clean-up (SIGKILL of every process, or a plain kill of a
+    # script after the janitor's SIGKILL), or in the microseconds between the janitor's mkdtemp
+    # and its report: then the system's /tmp clean-up.
     parent = tempfile.gettempdir()  # (none usable: FileNotFoundError naming the places tried)
     if not (os.name == "posix" and hasattr(os, "fork")):  # no janitor: this process makes the directory
         with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
