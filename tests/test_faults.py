@@ -928,6 +928,41 @@ def test_an_export_with_stdin_stdout_stderr_closed_converts_as_usual(tmp_path):
     assert (tmp_path / "closed.tflite").read_bytes() == (tmp_path / "open.tflite").read_bytes()
 
 
+_EXPORT_NO_TMPDIR = """
+    import sys, tempfile
+    import keras
+    from dc_keras import export
+    tempfile.tempdir = sys.argv[1]  # as a program may set it; here a directory that is not there
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(4)])
+    try:
+        export.to_tflite(m)
+    except OSError as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_to_do(tmp_path):
+    """On JAX/torch the child's clean-up process makes the temporary directory: when it cannot (here
+    tempfile.tempdir names a missing directory) to_tflite raises one OSError naming the place, the
+    reason and the fix (as the caller's own mkdtemp did: FileNotFoundError naming the path), and
+    no process of the export is left."""
+    import time
+
+    backend = os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
+    missing = tmp_path / "missing"
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_EXPORT_NO_TMPDIR), str(missing)], capture_output=True,
+                       text=True, timeout=600, env=dict(ENV, KERAS_BACKEND=backend))
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("FileNotFoundError ") and str(missing) in line, line
+    assert "cannot make a temporary directory" in line and "No such file or directory" in line, line
+    assert line.endswith("; set TMPDIR to an existing directory you may write"), line
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _processes_naming(str(missing)):
+        time.sleep(0.2)
+    assert _processes_naming(str(missing)) == [] and _listing(tmp_path) == []
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
 @pytest.mark.parametrize("how,when", [("kill", "child started"), ("kill", "model saved"),
                                       ("kill group", "child started"), ("kill group", "model saved"),

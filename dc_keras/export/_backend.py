@@ -30,6 +30,7 @@ pipe whose write end only this process holds and, at its end of file without the
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -221,10 +222,10 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
         os.close(report_r)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        if tmp is None or not os.path.lexists(tmp):  # else the janitor removes what is left
-            with contextlib.suppress(OSError):
-                os.write(alive_w, b"x")  # the janitor: this process cleaned up itself
-        os.close(alive_w)
+            if not os.path.lexists(tmp):  # the janitor: this process cleaned up itself
+                with contextlib.suppress(OSError):
+                    os.write(alive_w, b"x")
+        os.close(alive_w)  # without that byte the janitor removes the directory it made, if any
 
 
 def _pipe_above_stdio():
@@ -278,9 +279,11 @@ def _read_directory(report_r):
         text += chunk
     reply = json.loads(text)
     if "dir" not in reply:
+        full = reply["errno"] in (errno.ENOSPC, errno.EDQUOT)
+        fix = ("free some space there or set TMPDIR to a directory on another disk" if full
+               else "set TMPDIR to an existing directory you may write")
         raise OSError(reply["errno"], f"to_tflite: cannot make a temporary directory in {reply['path']} "
-                      f"({reply['error']}); free some space there or set TMPDIR to a writable directory",
-                      reply["path"])
+                      f"({reply['error']}); {fix}")
     return reply["dir"]
 
 
