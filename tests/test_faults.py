@@ -967,14 +967,16 @@ def test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_
 @pytest.mark.parametrize("how,when", [("kill", "child started"), ("kill", "model saved"),
                                       ("kill group", "child started"), ("kill group", "model saved"),
                                       ("kill all", "child started"), ("kill all", "directory made"),
-                                      ("kill all", "model saved")])
+                                      ("kill all", "model saved"), ("ctrl-c", "child started"),
+                                      ("ctrl-c", "directory made"), ("ctrl-c", "model saved")])
 def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how, when):
     """A script exporting on the JAX (or torch) backend (to_tflite converts in a TensorFlow-backend child,
     through a temporary directory holding the saved model) is killed: `kill PID` (SIGTERM: Python's
     default action runs no clean-up, and the library installs no signal handler), SIGTERM to its
     process group (a closed terminal, `kill -- -PGID`, timeout(1)) or to every process of the
     export, again and again for half a second (systemd stopping a service; here also the processes
-    started meanwhile). The dc_keras-export-* directory was left in $TMPDIR, and after `kill PID`
+    started meanwhile), or Ctrl-C (KeyboardInterrupt: the caller's own clean-up, which waits for a
+    directory not yet reported). The dc_keras-export-* directory was left in $TMPDIR, and after `kill PID`
     the child went on converting for nobody; with the clean-up process (the child's janitor) it was
     still left when every process was killed in the child's first moments, the directory made by the
     caller before the janitor existed. Now the janitor makes the directory once it ignores SIGTERM:
@@ -1001,6 +1003,11 @@ def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how, when):
         assert proc.poll() is None, ("the export ended before it could be killed", proc.communicate())
         if how == "kill":
             os.kill(proc.pid, signal.SIGTERM)
+        elif how == "ctrl-c":  # the terminal's SIGINT: the script's process group (the child has its own),
+            end = time.monotonic() + 60  # again until it ends (Keras's model.save swallows one at its start)
+            while proc.poll() is None and time.monotonic() < end:
+                os.killpg(proc.pid, signal.SIGINT)
+                time.sleep(0.2)
         elif how == "kill group":
             os.killpg(proc.pid, signal.SIGTERM)
         else:
@@ -1011,7 +1018,8 @@ def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how, when):
                         os.kill(pid, signal.SIGTERM)
                 time.sleep(0.01)
         out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == -signal.SIGTERM and "converted" not in out, (proc.returncode, out)
+        sig = signal.SIGINT if how == "ctrl-c" else signal.SIGTERM  # (KeyboardInterrupt: Python ends by SIGINT)
+        assert proc.returncode == -sig and "converted" not in out, (proc.returncode, out)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (glob.glob(ours) or _processes_naming(str(tmpdir))):
             time.sleep(0.2)
