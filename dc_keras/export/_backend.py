@@ -174,8 +174,8 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
     # (a closed terminal, `kill -- -PGID`, timeout(1)) does not end it with the directory left
     # behind. Left only when the janitor is ended by SIGKILL (which nothing can catch) and this
     # process dies too without its clean-up (SIGKILL of every process, or a plain kill of a
-    # script after the janitor's SIGKILL), or in the microseconds between the janitor's mkdtemp
-    # and its report: then the system's /tmp clean-up.
+    # script after the janitor's SIGKILL), or when the janitor is ended by SIGKILL in the
+    # microseconds between its mkdtemp and its report: then the system's /tmp clean-up.
     parent = tempfile.gettempdir()  # (none usable: FileNotFoundError naming the places tried)
     if not (os.name == "posix" and hasattr(os, "fork")):  # no janitor: this process makes the directory
         with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
@@ -270,7 +270,8 @@ def _start_child(parent, alive_r=-1, report_w=-1):
 
 def _read_directory(report_r):
     """The temporary directory the child's janitor made (its one JSON line on ``report_r``), or None
-    when the child ended before its janitor reported."""
+    when the child ended before its janitor reported; ``OSError`` (place, reason, fix) when the
+    janitor could not make it."""
     text = b""
     while not text.endswith(b"\n"):
         chunk = os.read(report_r, 4096)

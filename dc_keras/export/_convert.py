@@ -539,8 +539,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     ends the conversion and removes it. Left only if that clean-up process is itself killed by
     SIGKILL (which nothing can catch) and the calling process dies too without its clean-up, e.g.
     SIGKILL of every process at once. In-process (TensorFlow backend) a plain ``kill`` leaves it,
-    since Python's default SIGTERM runs no clean-up and dc_keras installs no signal handlers: the ``dc-keras`` command turns
-    SIGTERM into a clean exit, and a script may do the same
+    since Python's default SIGTERM runs no clean-up and dc_keras installs no signal handlers: the
+    ``dc-keras`` command turns SIGTERM into a clean exit, and a script may do the same
     (``signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))``).
 
     Args:
