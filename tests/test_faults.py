@@ -766,31 +766,98 @@ def _closed_fd_commands(tools, inputs, name, out):
     return _commands(tools, inputs)[name] + [out]
 
 
-@pytest.mark.parametrize("closed", [(0,), (1,), (2,), (0, 1, 2)], ids=lambda c: "closed " + ",".join(map(str, c)))
+# A library's stray line to stdout/stderr (TensorFlow's or XNNPACK's log, a C extension's printf)
+# while the output is being written: at the fsync of its temporary file, on the descriptors STRAY_FDS.
+_STRAY_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int fsync(int fd) {
+  static int (*real)(int);
+  const char* fds = getenv("STRAY_FDS");
+  if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+  for (; fds && *fds; ++fds)
+    if (*fds >= '0' && *fds <= '2') (void)!write(*fds - '0', "stray log line\n", 15);
+  return real(fd);
+}
+"""
+
+_PY_STRAY = """
+    import os, sys
+    real = os.fsync
+    def fsync(fd):
+        for n in os.environ["STRAY_FDS"].split(","):
+            try:
+                os.write(int(n), b"stray log line\\n")
+            except OSError:
+                pass
+        return real(fd)
+    os.fsync = fsync
+    from dc_keras import cli
+    cli.run(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="module")
+def stray_shim(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stray")
+    (d / "stray.c").write_text(_STRAY_SHIM)
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(d / "stray.so"), str(d / "stray.c"), "-ldl"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return str(d / "stray.so")
+
+
+@pytest.mark.parametrize("closed", [(0,), (1,), (2,), (1, 2), (0, 1, 2)], ids=lambda c: "closed " + ",".join(map(str, c)))
 @pytest.mark.parametrize("name", WRITERS + ["dc-keras inspect --plot"])
-def test_started_with_standard_descriptors_closed_the_output_is_as_usual(tools, inputs, normal_outputs, tmp_path,
-                                                                         name, closed):
-    """A writer started with descriptor 0, 1 and/or 2 closed (`<&-`, `>&-`, `2>&-`, a daemon): the
-    output file it opens may get one of those numbers, and a report or a log line written there
-    would end up in the output. Checked (no defect found): the output is byte for byte the one of
-    a normal run and the only file in its directory; with stdout closed the run says the report
-    was lost (status 1, as test_report_to_a_closed_stdout_is_an_error), else status 0 and a
-    silent stderr."""
+def test_started_with_standard_descriptors_closed_the_output_is_as_usual(tools, inputs, normal_outputs, stray_shim,
+                                                                         tmp_path, name, closed):
+    """A writer started with descriptor 0, 1 and/or 2 closed (`<&-`, `>&-`, `2>&-`, a daemon), while a
+    library writes a line to those descriptors as the output is written: the output's temporary file
+    got the closed number (the lowest free one), and the line ended up in the output
+    (`stray log line` in the written .tflite; the tools' own report and errors are written when no
+    output is open). Now each program opens /dev/null on a closed 0-2 first (as gnulib's stdopen:
+    stdout and stderr read-only, so a write there still fails as on a closed descriptor): the
+    output is byte for byte the one of a normal run and the only file in its directory; with
+    stdout closed the run says the report was lost (status 1, as
+    test_report_to_a_closed_stdout_is_an_error), else status 0 and a silent stderr."""
     out = tmp_path / _output_name(name)
+    argv = _closed_fd_commands(tools, inputs, name, out)
+    env = dict(_env(True), STRAY_FDS=",".join(map(str, closed)))
+    if name.startswith("dc-keras"):
+        argv = [sys.executable, "-c", textwrap.dedent(_PY_STRAY)] + argv[3:]
+    else:
+        env["LD_PRELOAD"] = stray_shim
 
     def close():
         for fd in closed:
             os.close(fd)
 
-    r = subprocess.run([str(a) for a in _closed_fd_commands(tools, inputs, name, out)], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300, env=_env(True),
-                       preexec_fn=close)
+    r = subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=300, env=env, preexec_fn=close)
     assert r.returncode == (1 if 1 in closed else 0), (r.returncode, r.stderr[-2000:])
     if 2 not in closed:
         assert len(r.stderr.strip().splitlines()) == (1 if 1 in closed else 0), r.stderr
         assert ("cannot write the report to standard output: Bad file descriptor" in r.stderr) == (1 in closed)
     assert _listing(tmp_path) == [out.name]
     assert out.read_bytes() == normal_outputs(name)
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_an_error_with_stderr_closed_is_not_printed_into_stdout(tools, inputs, tmp_path, name):
+    """`dc-keras inspect bad.tflite > sizes.txt 2>&-`: with stderr closed Python's sys.stderr is None,
+    and print(..., file=None) prints to sys.stdout, so dc-keras's error line went into the report
+    on stdout (a script reading it took the error for the report). Now, as the C tools, the error
+    is lost with stderr (status 1), and stdout holds nothing."""
+    argv = _commands(tools, inputs)[name][:-1] + [tmp_path / "missing.tflite", tmp_path / "out.bin"]
+    report = tmp_path / "report.txt"
+    with open(report, "w") as f:
+        r = subprocess.run([str(a) for a in argv], stdout=f, timeout=300, env=_env(True),
+                           preexec_fn=lambda: os.close(2))
+    assert r.returncode == 1
+    assert report.read_text() == "" and _listing(tmp_path) == ["report.txt"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
