@@ -10,7 +10,8 @@
  * user may not write is refused before any work (tool_check_output), as dc-keras's writer does.
  * A signal that ends the tool while it writes (SIGINT, SIGTERM, SIGHUP, SIGQUIT) removes the
  * temporary file first; a file-size limit (ulimit -f) is an error line (EFBIG), not a death by
- * SIGXFSZ.
+ * SIGXFSZ. A descriptor 0-2 closed at start-up gets /dev/null first (tool_open_std_fds), so that
+ * no file the tool opens takes its number.
  */
 #ifndef DC_TOOL_IO_H
 #define DC_TOOL_IO_H
