@@ -181,14 +181,19 @@ _PY_FSYNC_SIGNAL = """
 """
 
 
-@pytest.fixture(scope="module")
-def fsync_shim(tmp_path_factory):
+def _shim(tmp_path_factory, source):
+    """``source`` compiled as an LD_PRELOAD library; its path."""
     d = tmp_path_factory.mktemp("shim")
-    (d / "shim.c").write_text(_FSYNC_SIGNAL_SHIM)
+    (d / "shim.c").write_text(source)
     r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(d / "shim.so"), str(d / "shim.c"), "-ldl"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return str(d / "shim.so")
+
+
+@pytest.fixture(scope="module")
+def fsync_shim(tmp_path_factory):
+    return _shim(tmp_path_factory, _FSYNC_SIGNAL_SHIM)
 
 
 def _default_signal_actions():
@@ -802,12 +807,7 @@ _PY_STRAY = """
 
 @pytest.fixture(scope="module")
 def stray_shim(tmp_path_factory):
-    d = tmp_path_factory.mktemp("stray")
-    (d / "stray.c").write_text(_STRAY_SHIM)
-    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(d / "stray.so"), str(d / "stray.c"), "-ldl"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return str(d / "stray.so")
+    return _shim(tmp_path_factory, _STRAY_SHIM)
 
 
 @pytest.mark.parametrize("closed", [(0,), (1,), (2,), (1, 2), (0, 1, 2)], ids=lambda c: "closed " + ",".join(map(str, c)))
