@@ -136,7 +136,9 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_compat_files.py \
   tests/test_faults.py::test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \
-  tests/test_faults.py::test_a_killed_export_leaves_no_temporary_directory
+  tests/test_faults.py::test_a_killed_export_leaves_no_temporary_directory \
+  tests/test_faults.py::test_an_export_with_stdin_stdout_stderr_closed_converts_as_usual \
+  tests/test_faults.py::test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_to_do
 # test_faults.py: its backend-sensitive tests only (a fit() interrupted or checkpointed mid-epoch;
 # the JAX/torch export's child and temporary directory). The whole file took 85-92 s wall, 76-78 s CPU
 # per backend (2026-12-01, load 3-4, 63 tests); the rest (C tools, dc-keras pack/unpack, runtime

@@ -224,13 +224,39 @@ def _end_by_signal(signum):
     sys.exit(128 + signum)  # not reached where the signal's default action ends the process
 
 
+def _open_standard_descriptors():
+    """Descriptors 0-2 closed at start-up (``<&-``, ``>&-``, ``2>&-``, a daemon) get /dev/null, as
+    gnulib's stdopen does: else the first file the command opens (the output's temporary file) gets
+    that number, and a line a library writes to stdout/stderr meanwhile (TensorFlow's log, a C
+    extension's printf) ends up in the output. Stdin and stdout are opened in the contrary mode, so
+    that a write to stdout still fails with EBADF (``_Report``: the report was lost); stderr for
+    writing, and ``sys.stderr`` (None then) writes there: an error is lost with stderr, as a C
+    tool's, instead of ``print(file=None)`` printing it into the report on stdout."""
+    for fd, mode in ((0, os.O_WRONLY), (1, os.O_RDONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, mode)  # the lowest free number: fd
+            except OSError:
+                continue
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # as a standard descriptor is, for the processes it starts
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")
+
+
 def run(argv=None):
     """Console-script entry point (``dc-keras``).
 
     SIGTERM (``kill``) and SIGHUP (a closed terminal) end a command as Ctrl-C does, through its
     clean-up (no temporary file is left next to the output), and then the process by that signal;
-    a signal the caller ignores (``nohup``) stays ignored.
+    a signal the caller ignores (``nohup``) stays ignored. Closed descriptors 0-2 are opened on
+    /dev/null first (``_open_standard_descriptors``).
     """
+    _open_standard_descriptors()
     main_thread = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
     caught = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if main_thread and s is not None
               and signal.getsignal(s) is signal.SIG_DFL]

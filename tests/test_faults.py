@@ -10,6 +10,7 @@ hostile sizes (test_reliability.py), corrupt models (test_corruption.py), SIGKIL
 (test_training_faults.py, test_multi_worker.py).
 """
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -180,14 +181,19 @@ _PY_FSYNC_SIGNAL = """
 """
 
 
-@pytest.fixture(scope="module")
-def fsync_shim(tmp_path_factory):
+def _shim(tmp_path_factory, source):
+    """``source`` compiled as an LD_PRELOAD library; its path."""
     d = tmp_path_factory.mktemp("shim")
-    (d / "shim.c").write_text(_FSYNC_SIGNAL_SHIM)
+    (d / "shim.c").write_text(source)
     r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(d / "shim.so"), str(d / "shim.c"), "-ldl"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return str(d / "shim.so")
+
+
+@pytest.fixture(scope="module")
+def fsync_shim(tmp_path_factory):
+    return _shim(tmp_path_factory, _FSYNC_SIGNAL_SHIM)
 
 
 def _default_signal_actions():
@@ -738,6 +744,122 @@ def test_report_to_a_closed_stdout_is_an_error(tools, inputs, tmp_path, name):
     assert _listing(tmp_path) == ["out.bin"] and out.stat().st_size > 0
 
 
+@pytest.fixture(scope="module")
+def normal_outputs(tools, inputs, tmp_path_factory):
+    """name -> the bytes a writer (or `dc-keras inspect --plot`) writes in a normal run, made on first use."""
+    made = {}
+
+    def output(name):
+        if name not in made:
+            out = tmp_path_factory.mktemp("normal") / _output_name(name)
+            r = subprocess.run([str(a) for a in _closed_fd_commands(tools, inputs, name, out)], capture_output=True,
+                               text=True, timeout=300, env=_env(True))
+            assert r.returncode == 0 and r.stdout and not r.stderr, (r.returncode, r.stdout, r.stderr[-2000:])
+            made[name] = out.read_bytes()
+        return made[name]
+
+    return output
+
+
+def _output_name(name):
+    return "out.png" if name == "dc-keras inspect --plot" else "out.bin"
+
+
+def _closed_fd_commands(tools, inputs, name, out):
+    if name == "dc-keras inspect --plot":
+        return [sys.executable, "-m", "dc_keras", "inspect", inputs / "p.tflite", "--plot", out]
+    return _commands(tools, inputs)[name] + [out]
+
+
+# A library's stray line to stdout/stderr (TensorFlow's or XNNPACK's log, a C extension's printf)
+# while the output is being written: at the fsync of its temporary file, on the descriptors STRAY_FDS.
+_STRAY_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int fsync(int fd) {
+  static int (*real)(int);
+  const char* fds = getenv("STRAY_FDS");
+  if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+  for (; fds && *fds; ++fds)
+    if (*fds >= '0' && *fds <= '2') (void)!write(*fds - '0', "stray log line\n", 15);
+  return real(fd);
+}
+"""
+
+_PY_STRAY = """
+    import os, sys
+    real = os.fsync
+    def fsync(fd):
+        for n in os.environ["STRAY_FDS"].split(","):
+            try:
+                os.write(int(n), b"stray log line\\n")
+            except OSError:
+                pass
+        return real(fd)
+    os.fsync = fsync
+    from dc_keras import cli
+    cli.run(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="module")
+def stray_shim(tmp_path_factory):
+    return _shim(tmp_path_factory, _STRAY_SHIM)
+
+
+@pytest.mark.parametrize("closed", [(0,), (1,), (2,), (1, 2), (0, 1, 2)], ids=lambda c: "closed " + ",".join(map(str, c)))
+@pytest.mark.parametrize("name", WRITERS + ["dc-keras inspect --plot"])
+def test_started_with_standard_descriptors_closed_the_output_is_as_usual(tools, inputs, normal_outputs, stray_shim,
+                                                                         tmp_path, name, closed):
+    """A writer started with descriptor 0, 1 and/or 2 closed (`<&-`, `>&-`, `2>&-`, a daemon), while a
+    library writes a line to those descriptors as the output is written: the output's temporary file
+    got the closed number (the lowest free one), and the line ended up in the output
+    (`stray log line` in the written .tflite; the tools' own report and errors are written when no
+    output is open). Now each program opens /dev/null on a closed 0-2 first (as gnulib's stdopen:
+    stdout and stderr read-only, so a write there still fails as on a closed descriptor): the
+    output is byte for byte the one of a normal run and the only file in its directory; with
+    stdout closed the run says the report was lost (status 1, as
+    test_report_to_a_closed_stdout_is_an_error), else status 0 and a silent stderr."""
+    out = tmp_path / _output_name(name)
+    argv = _closed_fd_commands(tools, inputs, name, out)
+    env = dict(_env(True), STRAY_FDS=",".join(map(str, closed)))
+    if name.startswith("dc-keras"):
+        argv = [sys.executable, "-c", textwrap.dedent(_PY_STRAY)] + argv[3:]
+    else:
+        env["LD_PRELOAD"] = stray_shim
+
+    def close():
+        for fd in closed:
+            os.close(fd)
+
+    r = subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=300, env=env, preexec_fn=close)
+    assert r.returncode == (1 if 1 in closed else 0), (r.returncode, r.stderr[-2000:])
+    if 2 not in closed:
+        assert len(r.stderr.strip().splitlines()) == (1 if 1 in closed else 0), r.stderr
+        assert ("cannot write the report to standard output: Bad file descriptor" in r.stderr) == (1 in closed)
+    assert _listing(tmp_path) == [out.name]
+    assert out.read_bytes() == normal_outputs(name)
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_an_error_with_stderr_closed_is_not_printed_into_stdout(tools, inputs, tmp_path, name):
+    """`dc-keras inspect bad.tflite > sizes.txt 2>&-`: with stderr closed Python's sys.stderr is None,
+    and print(..., file=None) prints to sys.stdout, so dc-keras's error line went into the report
+    on stdout (a script reading it took the error for the report). Now, as the C tools, the error
+    is lost with stderr (status 1), and stdout holds nothing."""
+    argv = _commands(tools, inputs)[name][:-1] + [tmp_path / "missing.tflite", tmp_path / "out.bin"]
+    report = tmp_path / "report.txt"
+    with open(report, "w") as f:
+        r = subprocess.run([str(a) for a in argv], stdout=f, timeout=300, env=_env(True),
+                           preexec_fn=lambda: os.close(2))
+    assert r.returncode == 1
+    assert report.read_text() == "" and _listing(tmp_path) == ["report.txt"]
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
 def test_inspect_plot_is_written_when_stdout_is_full(inputs, tmp_path):
     """`dc-keras inspect M --plot sizes.png > /dev/full`: the table's print failed, the command
@@ -833,69 +955,147 @@ def _processes_naming(text):
     return pids
 
 
-def _ignores_sigterm(pid):
-    """Whether process ``pid`` ignores SIGTERM (/proc/PID/status, SigIgn): the export's janitor, once set up."""
+_EXPORT_CLOSED_STDIO = """
+    import json, os, sys, warnings
+    import keras
+    from dc_keras import export
+    keras.utils.set_random_seed(3)
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(16), keras.layers.Dense(4)])
+    relayed = {}
+    for name in ("closed", "open"):  # started with 0-2 closed; then /dev/null there: the usual case
+        if name == "open":
+            for fd in (0, 1, 2):
+                assert os.open(os.devnull, os.O_RDWR) == fd
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            export.to_tflite(m, path=os.path.join(sys.argv[1], name + ".tflite"))
+        relayed[name] = [str(w.message) for w in caught if str(w.message).startswith("to_tflite")]
+    with open(os.path.join(sys.argv[1], "warnings.json"), "w") as f:
+        json.dump(relayed, f)
+"""
+
+
+def _close_stdio():
+    for fd in (0, 1, 2):
+        os.close(fd)
+
+
+def test_an_export_with_stdin_stdout_stderr_closed_converts_as_usual(tmp_path):
+    """A process started with descriptors 0, 1 and 2 closed (a daemon, `<&- >&- 2>&-`) exports on the
+    JAX (or torch) backend: the pipes to the TF-backend child got numbers 0-2, which the child has as
+    its stdin/stdout/stderr, so its janitor read its own /dev/null, took the caller for dead and
+    ended the conversion at once; on JAX a warning and the unfused jax2tf graph followed (on torch
+    an error). Now the file is byte for byte the one made with 0-2 open, with no warning."""
+    backend = os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_EXPORT_CLOSED_STDIO), str(tmp_path)], timeout=600,
+                       env=dict(ENV, KERAS_BACKEND=backend), preexec_fn=_close_stdio)
+    assert r.returncode == 0, (r.returncode, _listing(tmp_path))
+    assert json.loads((tmp_path / "warnings.json").read_text()) == {"closed": [], "open": []}
+    assert _listing(tmp_path) == ["closed.tflite", "open.tflite", "warnings.json"]
+    assert (tmp_path / "closed.tflite").read_bytes() == (tmp_path / "open.tflite").read_bytes()
+
+
+_EXPORT_NO_TMPDIR = """
+    import sys, tempfile
+    import keras
+    from dc_keras import export
+    tempfile.tempdir = sys.argv[1]  # as a program may set it; here a directory that is not there
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(4)])
     try:
-        with open(f"/proc/{pid}/status") as f:
-            mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
-    except (OSError, StopIteration):
-        return False
-    return bool(mask & (1 << (signal.SIGTERM - 1)))
+        export.to_tflite(m)
+    except OSError as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_to_do(tmp_path):
+    """On JAX/torch the child's clean-up process makes the temporary directory: when it cannot (here
+    tempfile.tempdir names a missing directory) to_tflite raises one OSError naming the place, the
+    reason and the fix (as the caller's own mkdtemp did: FileNotFoundError naming the path), and
+    no process of the export is left."""
+    import time
+
+    backend = os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
+    missing = tmp_path / "missing"
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_EXPORT_NO_TMPDIR), str(missing)], capture_output=True,
+                       text=True, timeout=600, env=dict(ENV, KERAS_BACKEND=backend))
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("FileNotFoundError ") and str(missing) in line, line
+    assert "cannot make a temporary directory" in line and "No such file or directory" in line, line
+    assert line.endswith("; set TMPDIR to an existing directory you may write"), line
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _processes_naming(str(missing)):
+        time.sleep(0.2)
+    assert _processes_naming(str(missing)) == [] and _listing(tmp_path) == []
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
-@pytest.mark.parametrize("how", ["kill", "kill group", "kill all"])
-def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how):
+@pytest.mark.parametrize("how,when", [("kill", "child started"), ("kill", "model saved"),
+                                      ("kill group", "child started"), ("kill group", "model saved"),
+                                      ("kill all", "child started"), ("kill all", "directory made"),
+                                      ("kill all", "model saved"), ("ctrl-c", "child started"),
+                                      ("ctrl-c", "directory made"), ("ctrl-c", "model saved")])
+def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how, when):
     """A script exporting on the JAX (or torch) backend (to_tflite converts in a TensorFlow-backend child,
-    through a temporary directory holding the saved model) is killed while the child converts:
-    `kill PID` (SIGTERM: Python's default action runs no clean-up, and the library installs no
-    signal handler), SIGTERM to its process group (a closed terminal, `kill -- -PGID`,
-    timeout(1)) or to every process of the export (systemd stopping a service). The
-    dc_keras-export-* directory was left in $TMPDIR, and after `kill PID` the child went on
-    converting for nobody. Now the child's janitor sees its caller gone: it ends the conversion
-    and removes the directory; no process of the export is left."""
+    through a temporary directory holding the saved model) is killed: `kill PID` (SIGTERM: Python's
+    default action runs no clean-up, and the library installs no signal handler), SIGTERM to its
+    process group (a closed terminal, `kill -- -PGID`, timeout(1)) or to every process of the
+    export, again and again for half a second (systemd stopping a service; here also the processes
+    started meanwhile), or Ctrl-C (KeyboardInterrupt: the caller's own clean-up, which waits for a
+    directory not yet reported). The dc_keras-export-* directory was left in $TMPDIR, and after `kill PID`
+    the child went on converting for nobody; with the clean-up process (the child's janitor) it was
+    still left when every process was killed in the child's first moments, the directory made by the
+    caller before the janitor existed. Now the janitor makes the directory once it ignores SIGTERM:
+    at every moment, from the child's start (`when`) to the conversion, the directory is removed and
+    no process of the export is left."""
     import glob
     import time
 
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
+    ours = str(tmpdir / "dc_keras-export-*")  # (torch keeps its own torchinductor_root there)
     backend = os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
     env = dict(ENV, KERAS_BACKEND=backend, TMPDIR=str(tmpdir))  # the torch pass of make test: on torch
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_JAX_EXPORT)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=_default_signal_actions)
-    found, dirs = [], []
     try:
+        reached = {"child started": lambda: _processes_naming(str(tmpdir)),  # its argv names $TMPDIR
+                   "directory made": lambda: glob.glob(ours),
+                   "model saved": lambda: glob.glob(os.path.join(ours, "model.keras"))}[when]
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and proc.poll() is None:  # the child started, the model saved
-            dirs = glob.glob(str(tmpdir / "dc_keras-export-*"))
-            # ...and the child's janitor set up (it ignores SIGTERM): a kill in the child's first
-            # moments, before its janitor exists, still leaves the directory (to_tflite's docstring)
-            if (dirs and os.path.exists(os.path.join(dirs[0], "model.keras"))
-                    and any(map(_ignores_sigterm, _processes_naming(dirs[0])))):
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None and dirs, ("the export ended before it could be killed", proc.communicate())
-        found = _processes_naming(dirs[0])
+        while time.monotonic() < deadline and proc.poll() is None and not reached():
+            time.sleep(0.001)  # (a /proc scan takes a few ms more)
+        assert proc.poll() is None, ("the export ended before it could be killed", proc.communicate())
         if how == "kill":
             os.kill(proc.pid, signal.SIGTERM)
+        elif how == "ctrl-c":  # the terminal's SIGINT: the script's process group (the child has its own),
+            end = time.monotonic() + 60  # again until it ends (Keras's model.save swallows one at its start)
+            while proc.poll() is None and time.monotonic() < end:
+                os.killpg(proc.pid, signal.SIGINT)
+                time.sleep(0.2)
         elif how == "kill group":
             os.killpg(proc.pid, signal.SIGTERM)
         else:
-            for pid in [proc.pid] + found:
-                os.kill(pid, signal.SIGTERM)
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                for pid in [proc.pid] + _processes_naming(str(tmpdir)):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGTERM)
+                time.sleep(0.01)
         out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == -signal.SIGTERM and "converted" not in out, (proc.returncode, out)
-        ours = str(tmpdir / "dc_keras-export-*")  # (torch keeps its own torchinductor_root there)
+        sig = signal.SIGINT if how == "ctrl-c" else signal.SIGTERM  # (KeyboardInterrupt: Python ends by SIGINT)
+        assert proc.returncode == -sig and "converted" not in out, (proc.returncode, out)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (glob.glob(ours) or _processes_naming(dirs[0])):
+        while time.monotonic() < deadline and (glob.glob(ours) or _processes_naming(str(tmpdir))):
             time.sleep(0.2)
         assert glob.glob(ours) == [], os.listdir(tmpdir)
-        assert _processes_naming(dirs[0]) == [], "a process of the export is still running"
+        assert _processes_naming(str(tmpdir)) == [], "a process of the export is still running"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in set(found) & set(_processes_naming(str(tmpdir))):  # the ones this test made, if left
+        for pid in _processes_naming(str(tmpdir)):  # the ones this test made, if left
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)

@@ -20,17 +20,20 @@ The child is given the saved model, the arguments and (for ``quantize="int8"``) 
 representative data as ``.npy`` files; a generator function cannot cross the process boundary,
 so it is rejected with an error saying what to pass instead.
 
-The temporary directory holding them is removed by this process on return or any exception, and
-by the child's janitor (a fork of the child, made before anything heavy is imported) when this
-process is killed without its clean-up: the janitor waits on a pipe whose write end only this
-process holds and, at its end of file without the final byte, kills the conversion and removes
-the directory (see :func:`to_tflite_in_tensorflow`). No signal handler is installed here.
+The temporary directory holding them is made by the child's janitor (a fork of the child, made
+before anything heavy is imported), once it ignores SIGTERM, SIGHUP and SIGINT, which reports its
+path to this process. This process removes it on return or any exception; the janitor waits on a
+pipe whose write end only this process holds and, at its end of file without the final byte
+(this process killed without its clean-up), kills the conversion and removes the directory (see
+:func:`to_tflite_in_tensorflow`). No signal handler is installed here.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,9 +41,9 @@ import tempfile
 import numpy as np
 
 _CHILD = r"""
-import json, os, shutil, signal, sys, time
+import json, os, shutil, signal, sys, tempfile, time
 
-tmp, alive = sys.argv[1], int(sys.argv[2])
+parent, alive, report = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 
 def remove(tmp):
@@ -52,16 +55,29 @@ def remove(tmp):
 
 
 if alive >= 0 and os.fork() == 0:
-    # The janitor (first, before anything heavy is imported or any thread started): it waits on
-    # the pipe whose write end only the caller holds. One byte: the caller is alive and cleans up
-    # itself. End of file without it: the caller died (kill, SIGKILL, ...) with its temporary
-    # directory, so the conversion it waited for is ended and the directory removed here.
+    # The janitor (first, before anything heavy is imported or any thread started). It makes the
+    # temporary directory itself, once a SIGTERM can no longer end it, so no moment exists where
+    # the directory is there and nobody left to remove it; it reports the path on `report` and
+    # waits on the pipe whose write end only the caller holds. One byte: the caller is alive and
+    # has cleaned up itself. End of file without it: the caller died (kill, SIGKILL, ...) with its
+    # temporary directory, so the conversion it waited for is ended and the directory removed here.
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a SIGTERM to every process of a
+        signal.signal(sig, signal.SIG_IGN)  # service (systemd's stop): it outlives the caller at most
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # the caller reads this process's stdout/stderr to their end
         os.dup2(null, fd)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a SIGTERM to every process of a
-        signal.signal(sig, signal.SIG_IGN)  # service (systemd's stop): it outlives the caller at most
     child = os.getppid()
+    tmp = None
+    try:
+        tmp = tempfile.mkdtemp(prefix="dc_keras-export-", dir=parent)
+        line = json.dumps({"dir": tmp})
+    except OSError as exc:
+        line = json.dumps({"errno": exc.errno, "error": exc.strerror or str(exc), "path": parent})
+    try:
+        os.write(report, (line + "\n").encode())  # a few hundred bytes: one write to a pipe
+    except OSError:
+        pass  # the caller is gone: the end of file below says so
+    os.close(report)
     try:
         done = os.read(alive, 1)
     except OSError:
@@ -72,10 +88,12 @@ if alive >= 0 and os.fork() == 0:
         deadline = time.monotonic() + 30
         while os.getppid() == child and time.monotonic() < deadline:
             time.sleep(0.02)
-        remove(tmp)
+        if tmp is not None:
+            remove(tmp)
     os._exit(0)
 if alive >= 0:
     os.close(alive)
+    os.close(report)  # the caller sees its end of file when the janitor has reported (or died)
 
 import numpy as np
 import keras
@@ -148,41 +166,131 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
     # if it is killed outright instead (a plain `kill` of a script: Python's default SIGTERM runs
     # no clean-up, and a library installs no signal handlers; SIGKILL; the OOM killer), the
     # child's janitor sees the pipe below close, ends the conversion and removes the directory.
-    # The child runs in its own session, so that a signal to this process's group (a closed
-    # terminal, `kill -- -PGID`, timeout(1)) does not end it with the directory left behind.
-    # Left only if both are killed at once by SIGKILL (then the system's /tmp clean-up).
-    janitor = os.name == "posix" and hasattr(os, "fork")
-    alive_r, alive_w = os.pipe() if janitor else (-1, -1)
-    try:
+    # The janitor makes the directory itself, once a SIGTERM can no longer end it, and reports its
+    # path here: no moment exists where the directory is there and no process left that removes
+    # it, whatever SIGTERM/SIGHUP/SIGINT reaches this process, its group or every process of the
+    # export (an error or Ctrl-C before the path arrived: this process waits for it, then removes
+    # the directory). The child runs in its own session, so that a signal to this process's group
+    # (a closed terminal, `kill -- -PGID`, timeout(1)) does not end it with the directory left
+    # behind. Left only when the janitor is ended by SIGKILL (which nothing can catch) and this
+    # process dies too without its clean-up (SIGKILL of every process, or a plain kill of a
+    # script after the janitor's SIGKILL), or when the janitor is ended by SIGKILL in the
+    # microseconds between its mkdtemp and its report: then the system's /tmp clean-up.
+    parent = tempfile.gettempdir()  # (none usable: FileNotFoundError naming the places tried)
+    if not (os.name == "posix" and hasattr(os, "fork")):  # no janitor: this process makes the directory
         with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
-            data = _convert_in_child(tmp, alive_r, model, pack, quantize, representative_data, min_bytes,
-                                     batch_size, per_channel)
+            data = _convert_in_child(*_start_child(parent), tmp, model, pack, quantize, representative_data,
+                                     min_bytes, batch_size, per_channel)
             _relay_warnings(os.path.join(tmp, "warnings.json"))  # here: its stacklevel counts from this frame
             return data
-    finally:
-        if janitor:
+    alive_r, alive_w = _pipe_above_stdio()
+    try:
+        report_r, report_w = _pipe_above_stdio()
+    except BaseException:
+        os.close(alive_r)
+        os.close(alive_w)
+        raise
+    tmp = proc = None
+    try:
+        try:
+            proc, args_w = _start_child(parent, alive_r, report_w)
+        finally:
             os.close(alive_r)
-            with contextlib.suppress(OSError):
-                os.write(alive_w, b"x")  # the janitor: this process cleaned up itself
-            os.close(alive_w)
+            os.close(report_w)
+        try:
+            tmp = _read_directory(report_r)
+        finally:
+            if tmp is None:
+                os.close(args_w)  # the child, if still there, reads no arguments and ends
+        if tmp is None:
+            _, stderr = proc.communicate()
+            raise RuntimeError("to_tflite: the TensorFlow-backend subprocess ended at its start (exit status "
+                               f"{proc.returncode}):\n" + "\n".join(stderr.strip().splitlines()[-8:]))
+        data = _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes,
+                                 batch_size, per_channel)
+        _relay_warnings(os.path.join(tmp, "warnings.json"))
+        return data
+    finally:
+        # on an error or Ctrl-C the child is ended before the directory goes (_convert_in_child, or
+        # here); one not yet reported is waited for (the janitor reports it at once, or has ended)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if tmp is None and proc is not None:
+            with contextlib.suppress(OSError, ValueError):
+                tmp = _read_directory(report_r)
+        os.close(report_r)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.lexists(tmp):  # the janitor: this process cleaned up itself
+                with contextlib.suppress(OSError):
+                    os.write(alive_w, b"x")
+        os.close(alive_w)  # without that byte the janitor removes the directory it made, if any
 
 
-def _convert_in_child(tmp, alive_r, model, pack, quantize, representative_data, min_bytes, batch_size,
-                      per_channel):
+def _pipe_above_stdio():
+    """``os.pipe()`` with both ends above 2. In a process started with descriptor 0, 1 or 2 closed (a
+    daemon, ``>&-``) a pipe end there, passed to the child by number, would be the child's stdin,
+    stdout or stderr instead: its janitor read its own /dev/null, took the caller for dead and
+    ended the conversion at once."""
+    import fcntl
+
+    ends = list(os.pipe())
+    try:
+        for i, fd in enumerate(ends):
+            if fd <= 2:
+                ends[i] = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+                os.close(fd)
+    except BaseException:
+        for fd in ends:
+            os.close(fd)
+        raise
+    return ends
+
+
+def _start_child(parent, alive_r=-1, report_w=-1):
+    """The TF-backend child and the write end of its stdin. Started before the model is saved: it
+    imports TensorFlow meanwhile, then reads its arguments (JSON) there."""
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    janitor = alive_r >= 0
     args_r, args_w = os.pipe()
     try:
-        # started before the model is saved: it imports TensorFlow meanwhile, then reads the arguments
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, tmp, str(alive_r)], stdin=args_r,
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, parent, str(alive_r), str(report_w)], stdin=args_r,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                pass_fds=(alive_r,) if alive_r >= 0 else (), start_new_session=alive_r >= 0)
+                                pass_fds=(alive_r, report_w) if janitor else (), start_new_session=janitor)
     except BaseException:
         os.close(args_w)
         raise
     finally:
         os.close(args_r)
+    return proc, args_w
+
+
+def _read_directory(report_r):
+    """The temporary directory the child's janitor made (its one JSON line on ``report_r``), or None
+    when the child ended before its janitor reported; ``OSError`` (place, reason, fix) when the
+    janitor could not make it."""
+    text = b""
+    while not text.endswith(b"\n"):
+        chunk = os.read(report_r, 4096)
+        if not chunk:
+            return None
+        text += chunk
+    reply = json.loads(text)
+    if "dir" not in reply:
+        full = reply["errno"] in (errno.ENOSPC, errno.EDQUOT)
+        fix = ("free some space there or set TMPDIR to a directory on another disk" if full
+               else "set TMPDIR to an existing directory you may write")
+        raise OSError(reply["errno"], f"to_tflite: cannot make a temporary directory in {reply['path']} "
+                      f"({reply['error']}); {fix}")
+    return reply["dir"]
+
+
+def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes, batch_size,
+                      per_channel):
+    """The bytes the child converted: ``model`` and its arguments saved in ``tmp`` and sent on ``args_w``."""
     try:
         try:
             args = _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel)

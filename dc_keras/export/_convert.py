@@ -534,11 +534,13 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     Temporary files: the conversion goes through a temporary ``dc_keras-export-*`` directory
     (``$TMPDIR``), removed on return and on any exception. On the JAX and torch backends a
     TensorFlow-backend child process converts; if the calling process is killed instead (``kill``,
-    SIGKILL, a closed terminal), the child ends the conversion and removes the directory itself
-    (not when every process of the export is killed in the child's first moments, before the
-    clean-up process it forks first is set up: there the directory is left). In-process (TensorFlow backend) a plain ``kill`` leaves it, since Python's default SIGTERM
-    runs no clean-up and dc_keras installs no signal handlers: the ``dc-keras`` command turns
-    SIGTERM into a clean exit, and a script may do the same
+    SIGKILL, a closed terminal) or every process of the export is sent SIGTERM (a service stopped),
+    at any moment, the child's clean-up process, which makes the directory once it ignores SIGTERM,
+    ends the conversion and removes it. Left only if that clean-up process is itself killed by
+    SIGKILL (which nothing can catch) and the calling process dies too without its clean-up, e.g.
+    SIGKILL of every process at once. In-process (TensorFlow backend) a plain ``kill`` leaves it,
+    since Python's default SIGTERM runs no clean-up and dc_keras installs no signal handlers: the
+    ``dc-keras`` command turns SIGTERM into a clean exit, and a script may do the same
     (``signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))``).
 
     Args:

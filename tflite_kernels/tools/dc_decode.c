@@ -93,6 +93,7 @@ static int decode_one(const char* in_path, const char* out_path) {
 
 int main(int argc, char** argv) {
   int i;
+  tool_open_std_fds(); /* before any file is opened */
   if (argc == 2 && tool_is_help(argv[1])) {
     fputs(USAGE, stdout);
     return 0;

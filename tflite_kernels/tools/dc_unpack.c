@@ -30,6 +30,7 @@ static const char USAGE[] =
     "nothing written; also when OUT is PACKED or PACKED has no HuffDecode op); 2 usage error.\n";
 
 int main(int argc, char** argv) {
+  tool_open_std_fds(); /* before any file is opened */
   if (argc == 2 && tool_is_help(argv[1])) {
     fputs(USAGE, stdout);
     return 0;

@@ -10,7 +10,8 @@
  * user may not write is refused before any work (tool_check_output), as dc-keras's writer does.
  * A signal that ends the tool while it writes (SIGINT, SIGTERM, SIGHUP, SIGQUIT) removes the
  * temporary file first; a file-size limit (ulimit -f) is an error line (EFBIG), not a death by
- * SIGXFSZ.
+ * SIGXFSZ. A descriptor 0-2 closed at start-up gets /dev/null first (tool_open_std_fds), so that
+ * no file the tool opens takes its number.
  */
 #ifndef DC_TOOL_IO_H
 #define DC_TOOL_IO_H
@@ -24,6 +25,24 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* First thing in main: a descriptor 0, 1 or 2 that is closed (`>&-`, `2>&-`, a daemon) gets
+ * /dev/null, opened in the contrary mode as gnulib's stdopen does (stdin write-only, stdout and
+ * stderr read-only), so that a write to stdout still fails with EBADF as on a closed descriptor
+ * (tool_finish_stdout says the report was lost). Else the first file the tool opens (the input,
+ * the output's temporary file) would get that number, and what is written to stdout or stderr
+ * meanwhile (a report, a library's log line) would end up in it. */
+static void tool_open_std_fds(void) {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      int null = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY); /* the lowest free number: fd */
+      if (null > fd) {
+        dup2(null, fd);
+        close(null);
+      }
+    }
+  }
+}
 
 /* Reads the whole file at path into a malloc'ed buffer (*data, *size); -1 (nothing allocated,
  * errno set) if it cannot be opened or read, or memory runs out. */
