@@ -6,6 +6,7 @@ examples/04_tfmot_tutorials.ipynb (tests/test_notebooks.py).
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -480,12 +481,73 @@ def test_tfmot_wrapped_keras2_file_in_prune_scope_says_to_strip_in_tfmot(tmp_pat
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     for scope in (sparsity.prune_scope, clustering.cluster_scope):
-        with pytest.raises(ValueError, match=r"tfmot's Keras 2 PruneLowMagnitude wrapper of layer 'd1'.*strip_pruning"):
+        # The fix it gives is one that works: .h5 (tf_keras's .keras files mostly do not load on Keras 3,
+        # see test_keras2_model_is_named_with_the_fix) and compile=False.
+        with pytest.raises(ValueError, match=r"tfmot's Keras 2 PruneLowMagnitude wrapper of layer 'd1'.*strip_pruning"
+                                             r".*as \.h5 .*load_model\(path, compile=False\)"):
             with scope():
                 keras.saving.load_model(tmp_path / "wrapped.h5")
     with sparsity.prune_scope():  # the fix the message gives: the stripped file loads
         stripped = keras.saving.load_model(tmp_path / "stripped.h5")
     assert (stripped.get_layer("d1").get_weights()[0] == 0).mean() == 0.5
+
+
+_KERAS2_USER = r"""
+import sys, numpy as np, tensorflow as tf
+import keras, dc_keras, dc_keras.compat.tfmot as tfmot
+# tfmot's tutorial model, written as a tfmot user writes it, with TF_USE_LEGACY_KERAS=1 still set
+model = tf.keras.Sequential([tf.keras.layers.InputLayer(input_shape=(28, 28)), tf.keras.layers.Reshape((28, 28, 1)),
+                             tf.keras.layers.Conv2D(4, 3), tf.keras.layers.BatchNormalization(),
+                             tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
+calls = {
+    "prune_low_magnitude": lambda: tfmot.sparsity.keras.prune_low_magnitude(model),
+    "prune_low_magnitude(layer)": lambda: tfmot.sparsity.keras.prune_low_magnitude(model.layers[-1]),
+    "cluster_weights": lambda: tfmot.clustering.keras.cluster_weights(model, 8),
+    "strip_pruning": lambda: tfmot.sparsity.keras.strip_pruning(model),
+    "prune": lambda: dc_keras.prune(model), "cluster": lambda: dc_keras.cluster(model),
+    "strip": lambda: dc_keras.strip(model), "coverage": lambda: dc_keras.coverage(model),
+    "sensitivity": lambda: dc_keras.sensitivity(model, (np.zeros((2, 28, 28)), np.zeros(2))),
+    "to_tflite": lambda: dc_keras.export.to_tflite(model),
+}
+for name, call in calls.items():
+    try:
+        call()
+        print("NO ERROR", name)
+    except ValueError as e:
+        print("ERROR", name, "|", e)
+model.compile("adam", "mse")
+model.save(sys.argv[1] + "/m.h5")
+model.save(sys.argv[1] + "/m.keras")
+x = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
+loaded = keras.saving.load_model(sys.argv[1] + "/m.h5", compile=False)  # the fix the errors give
+print("SAME", np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0)))
+print("PRUNED", [type(l).__name__ for l in tfmot.sparsity.keras.prune_low_magnitude(loaded).layers])
+try:
+    keras.saving.load_model(sys.argv[1] + "/m.keras")
+    print("KERAS FILE LOADS")
+except TypeError:
+    print("KERAS FILE FAILS")
+"""
+
+
+@pytest.mark.legacy
+def test_keras2_model_is_named_with_the_fix(tmp_path):
+    # A tfmot user who keeps TF_USE_LEGACY_KERAS=1 builds tf.keras (tf_keras) models; every entry point
+    # said "prune_low_magnitude() takes a Keras model, layer or list of layers, got Sequential." about
+    # what is, to that user, a Keras Sequential model.
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, "-c", _KERAS2_USER, str(tmp_path)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    errors = {m[2]: m[0] for m in re.finditer(r"^(ERROR|NO ERROR) (\S+) .*$", r.stdout, re.M)}
+    assert len(errors) == 10, r.stdout
+    for name, line in errors.items():
+        kind = "Dense" if name.endswith("(layer)") else "Sequential"
+        assert line.startswith("ERROR") and f"got a Keras 2 (tf_keras) {kind}: dc_keras runs on Keras 3" in line, line
+        assert "TF_USE_LEGACY_KERAS=1 is set" in line and "load_model('model.h5', compile=False)" in line, line
+    assert "SAME True" in r.stdout and "PRUNED ['Reshape', 'PruneWrapper', 'BatchNormalization'" in r.stdout, r.stdout
+    # Why the guide and the errors say .h5: tf_keras's .keras file of this model does not load on Keras 3.
+    assert "KERAS FILE FAILS" in r.stdout, r.stdout
 
 
 def test_strip_warning_points_at_the_callers_line_and_names_the_tfmot_callback():

@@ -76,6 +76,8 @@ def _check_model(model):
     """A Keras model (or layer) to convert; a path, bytes or None is a user's mix-up, named with its fix."""
     import keras
 
+    from dc_keras.train import _base
+
     if isinstance(model, keras.layers.Layer):
         return
     if isinstance(model, (str, os.PathLike)):
@@ -84,7 +86,7 @@ def _check_model(model):
         fix = "for a .tflite you already have, use dc_keras.export.pack(data) (or `dc-keras pack IN OUT`)"
     else:
         fix = "pass the (stripped) model itself"
-    raise ValueError(f"to_tflite takes a Keras model, got {type(model).__name__}: {fix}")
+    raise _base.not_keras3_error("to_tflite", "a Keras model", model, fix)
 
 
 def _check_arguments(quantize, batch_size, converter_options, configure):

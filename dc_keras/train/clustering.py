@@ -582,7 +582,7 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
     _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm)
     cluster_biases = _check_cluster_biases(cluster_biases)
     if not isinstance(model_or_layer, keras.layers.Layer):
-        raise ValueError(f"cluster() takes a Keras model or layer, got {type(model_or_layer).__name__}.")
+        raise _base.not_keras3_error("cluster()", "a Keras model or layer", model_or_layer)
 
     if not isinstance(model_or_layer, keras.Model):
         if layers is not None:

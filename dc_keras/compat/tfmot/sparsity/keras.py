@@ -59,8 +59,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
 
     def one(layer):
         if not isinstance(layer, keras.layers.Layer):
-            raise ValueError(f"prune_low_magnitude() takes a Keras model, layer or list of layers, got "
-                             f"{type(layer).__name__}.")
+            raise _base.not_keras3_error("prune_low_magnitude()", "a Keras model, layer or list of layers", layer)
         choice = _registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is pruned (tfmot wraps it with no weight to prune)
