@@ -550,6 +550,53 @@ def test_keras2_model_is_named_with_the_fix(tmp_path):
     assert "KERAS FILE FAILS" in r.stdout, r.stdout
 
 
+def test_tfmot_custom_training_loop_guide_runs_and_logs(tmp_path):
+    """tfmot's *Pruning comprehensive guide*, "custom training loop", as written there (only the
+    import changed). It failed on the drop-in: `log_callback.on_epoch_begin(...)` with an
+    AttributeError ('PruningLog' object has no attribute 'done': on_train_begin, which tfmot's guide
+    never calls on that callback, set it up), then `step_callback.on_epoch_end(batch=...)` with a
+    TypeError (tfmot's UpdatePruningStep names that parameter `batch`)."""
+    import glob
+
+    import tensorflow as tf
+
+    input_shape = [20]
+    x_train = np.random.randn(1, 20).astype(np.float32)
+    y_train = keras.utils.to_categorical(np.random.randn(1), num_classes=20)
+    base_model = keras.Sequential([keras.Input(input_shape), keras.layers.Dense(20, name="d"), keras.layers.Flatten()])
+    model_for_pruning = tfmot.sparsity.keras.prune_low_magnitude(base_model)
+    log_dir = str(tmp_path)
+    loss = keras.losses.categorical_crossentropy
+    optimizer = keras.optimizers.Adam()
+    unused_arg = -1
+    epochs = 2
+    batches = 1
+    step_callback = tfmot.sparsity.keras.UpdatePruningStep()
+    step_callback.set_model(model_for_pruning)
+    log_callback = tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir)
+    log_callback.set_model(model_for_pruning)
+    step_callback.on_train_begin()
+    for _ in range(epochs):
+        log_callback.on_epoch_begin(epoch=unused_arg)
+        for _ in range(batches):
+            step_callback.on_train_batch_begin(batch=unused_arg)
+            with tf.GradientTape() as tape:
+                logits = model_for_pruning(x_train, training=True)
+                loss_value = loss(y_train, logits)
+                grads = tape.gradient(loss_value, model_for_pruning.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model_for_pruning.trainable_variables))
+        step_callback.on_epoch_end(batch=unused_arg)
+
+    stripped = tfmot.sparsity.keras.strip_pruning(model_for_pruning)
+    assert (stripped.get_layer("d").get_weights()[0] == 0).mean() == 0.5  # ConstantSparsity(0.5, 0): step 0
+    points = []
+    for path in glob.glob(os.path.join(log_dir, "train", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            points += [(value.tag, int(event.step), float(tf.make_ndarray(value.tensor))) for value in event.summary.value]
+    # One point per on_epoch_begin, at the steps trained so far (tfmot: the optimizer's step count).
+    assert sorted(points) == [("sparsity/d/kernel", 0, 0.0), ("sparsity/d/kernel", 1, 0.5)], points
+
+
 def test_strip_warning_points_at_the_callers_line_and_names_the_tfmot_callback():
     # Through the drop-in, strip's "schedule had not finished" warning pointed at
     # dc_keras/compat/tfmot/sparsity/keras.py and named only dc_keras.PruningCallback.

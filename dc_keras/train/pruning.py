@@ -696,7 +696,9 @@ class PruningCallback(keras.callbacks.Callback):
     ``fit()`` without the callback that reuses a train function traced with it keeps the masks
     fixed (pruned weights stay 0) and the schedule where it was: pass the callback to every
     ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
-    step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last.
+    step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last; there,
+    with ``log_dir``, ``cb.on_epoch_begin(epoch)`` writes the sparsity the masks hold at that point,
+    at the step count the pruned layers have reached (as tfmot's ``PruningSummaries`` does).
 
     A ``fit()`` interrupted in the middle of an epoch (Ctrl-C) is picked up by the next ``fit()``
     with a PruningCallback: the schedule resumes from the steps the optimizer actually ran.
@@ -747,7 +749,10 @@ class PruningCallback(keras.callbacks.Callback):
         if self._repeat("on_epoch_begin", epoch):
             return
         if self._log is not None:
-            self._log.epoch_begin()
+            if self.params:  # inside fit(): points at the mask updates, on TensorBoard's batch axis
+                self._log.epoch_begin()
+            else:  # a custom training loop (tfmot's guide calls this hook alone): the masks as they are now
+                self._log.write_now(self._wrappers())
         if self._host:
             summaries.sync_model_state(self.model)
             wrappers = self._wrappers()

@@ -133,6 +133,10 @@ class UpdatePruningStep(_pruning.PruningCallback):
     def __init__(self):
         super().__init__()
 
+    def on_epoch_end(self, batch, logs=None):
+        """tfmot's parameter name: its custom-training-loop guide calls ``on_epoch_end(batch=...)``."""
+        super().on_epoch_end(batch, logs)
+
 
 class PruningSummaries(_pruning.PruningCallback):
     """Writes each pruned weight's sparsity to ``<log_dir>/train`` at every mask update, on
