@@ -597,6 +597,43 @@ def test_tfmot_custom_training_loop_guide_runs_and_logs(tmp_path):
     assert sorted(points) == [("sparsity/d/kernel", 0, 0.0), ("sparsity/d/kernel", 1, 0.5)], points
 
 
+def test_tfmot_guides_wrap_unbuilt_layers():
+    """tfmot's comprehensive guides wrap layers before they are built: `cluster_weights(Dense(20,
+    input_shape=...))` in a Sequential and `cluster_weights(Dense(20))(i)` collapsed each kernel to
+    one value after training (no k-means at build), and `prune_low_magnitude(MyDenseLayer(20, ...))`
+    of a PrunableLayer whose get_prunable_weights() returns [self.kernel] raised "You must build the
+    layer before accessing `kernel`"."""
+    input_shape = [20]
+    x = np.random.default_rng(0).normal(size=(32, 20)).astype(np.float32)
+    y = keras.utils.to_categorical(np.arange(32) % 20, num_classes=20)
+    clustering_params = {"number_of_clusters": 3,
+                         "cluster_centroids_init": tfmot.clustering.keras.CentroidInitialization.LINEAR}
+    i = keras.Input(shape=(20,))
+    functional = keras.Model(inputs=i, outputs=keras.layers.Flatten()(
+        tfmot.clustering.keras.cluster_weights(keras.layers.Dense(20), **clustering_params)(i)))
+
+    class MyDenseLayer(keras.layers.Dense, tfmot.sparsity.keras.PrunableLayer):
+        def get_prunable_weights(self):
+            return [self.kernel]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Keras: "Do not pass an `input_shape`" (the guide's code)
+        sequential = keras.Sequential([
+            tfmot.clustering.keras.cluster_weights(keras.layers.Dense(20, input_shape=input_shape), **clustering_params),
+            keras.layers.Flatten()])
+        custom = keras.Sequential([
+            tfmot.sparsity.keras.prune_low_magnitude(MyDenseLayer(20, input_shape=input_shape)),
+            keras.layers.Flatten()])
+    for model in (sequential, functional):
+        model.compile(loss=keras.losses.categorical_crossentropy, optimizer="adam")
+        model.fit(x, y, verbose=0)
+        kernel = tfmot.clustering.keras.strip_clustering(model).layers[-2].get_weights()[0]
+        assert np.unique(kernel).size == 3, np.unique(kernel)
+    custom.compile(loss=keras.losses.categorical_crossentropy, optimizer="adam")
+    custom.fit(x, y, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    assert (tfmot.sparsity.keras.strip_pruning(custom).layers[0].get_weights()[0] == 0).mean() == 0.5
+
+
 def test_strip_warning_points_at_the_callers_line_and_names_the_tfmot_callback():
     # Through the drop-in, strip's "schedule had not finished" warning pointed at
     # dc_keras/compat/tfmot/sparsity/keras.py and named only dc_keras.PruningCallback.

@@ -77,6 +77,17 @@ def _is_time_distributed(layer):
     return isinstance(layer, keras.layers.TimeDistributed) and not isinstance(layer.layer, keras.Model)
 
 
+def declares_weights(layer):
+    """Does ``layer`` declare its prunable weights (``get_prunable_weights`` / ``prunable_weights``)?
+    Asks without calling them: a custom Dense's ``get_prunable_weights()`` returning ``[self.kernel]``
+    raises until the layer is built.
+
+    Example:
+        >>> declares_weights(keras.layers.Dense(4))  # False
+    """
+    return hasattr(layer, "get_prunable_weights") or hasattr(layer, "prunable_weights")
+
+
 def _declared(layer):
     """Weights a custom layer declares prunable: ``get_prunable_weights()`` (tfmot's API) or a
     ``prunable_weights`` attribute/method listing variables or variable names."""
@@ -116,7 +127,7 @@ def unsupported_reason(layer):
     """None for a supported layer, else why it cannot be pruned or clustered."""
     if isinstance(layer, keras.Model):
         return "a model (its own layers are handled one by one)"
-    if hasattr(layer, "get_prunable_weights") or hasattr(layer, "prunable_weights"):
+    if declares_weights(layer):
         return None
     if any(isinstance(layer, cls) for cls, _, _ in _SIMPLE):
         return None
@@ -269,6 +280,7 @@ class CompressionWrapper(keras.layers.Wrapper):
         self._untracked("only_weights", weights)
         kwargs.setdefault("name", getattr(layer, "name", None))
         super().__init__(layer, **kwargs)
+        _compat.carry_input_shape(self, layer)  # Sequential([wrapper(Dense(20, input_shape=...))]) builds now
         self.supports_masking = bool(getattr(layer, "supports_masking", False))
         self._untracked("_targets", [])
 

@@ -87,7 +87,7 @@ def _registry(layer):
     Example:
         >>> _registry(keras.layers.SeparableConv2D(8, 3))  # ['pointwise_kernel']
     """
-    if _base._declared(layer) is not None:
+    if _base.declares_weights(layer):
         return None
     if isinstance(layer, _DEPTHWISE):
         return ("depthwise kernel, left dense as tfmot 0.8.1's layer registry does (dc_keras.prune / "
