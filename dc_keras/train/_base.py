@@ -571,7 +571,7 @@ def not_keras3_error(what, expected, obj, fix=None):
     named as such, with how to get a Keras 3 model instead.
 
     Example:
-        >>> raise not_keras3_error("prune()", "a Keras model or layer", model)
+        >>> error = not_keras3_error("prune()", "a Keras model or layer", "model.keras")  # str(error): "... got str."
     """
     name = type(obj).__name__
     if _tf_keras_class(obj) is None:
