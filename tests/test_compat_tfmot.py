@@ -471,15 +471,21 @@ s.strip_pruning(p).save(sys.argv[1] + "/stripped.h5")
 """
 
 
+def _tf_keras_child(code, tmp_path):
+    """Runs ``code`` (argv[1] = tmp_path) in a tf_keras process (TF_USE_LEGACY_KERAS=1); its stdout."""
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
 @pytest.mark.legacy
 def test_tfmot_wrapped_keras2_file_in_prune_scope_says_to_strip_in_tfmot(tmp_path):
     # A tfmot user loads checkpoints the tfmot way: `with prune_scope(): load_model(path)`. A file
     # holding tfmot's own (Keras 2) wrappers cannot be rebuilt on Keras 3; the no-op scope let Keras
     # say "Unknown layer: 'PruneLowMagnitude'. Please ensure you are using a custom_object_scope".
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    r = subprocess.run([sys.executable, "-c", _TFMOT_WRAPPED_FILE, str(tmp_path)], env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
+    _tf_keras_child(_TFMOT_WRAPPED_FILE, tmp_path)
     for scope in (sparsity.prune_scope, clustering.cluster_scope):
         # The fix it gives is one that works: .h5 (tf_keras's .keras files mostly do not load on Keras 3,
         # see test_keras2_model_is_named_with_the_fix) and compile=False.
@@ -535,19 +541,16 @@ def test_keras2_model_is_named_with_the_fix(tmp_path):
     # A tfmot user who keeps TF_USE_LEGACY_KERAS=1 builds tf.keras (tf_keras) models; every entry point
     # said "prune_low_magnitude() takes a Keras model, layer or list of layers, got Sequential." about
     # what is, to that user, a Keras Sequential model.
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    r = subprocess.run([sys.executable, "-c", _KERAS2_USER, str(tmp_path)], env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    errors = {m[2]: m[0] for m in re.finditer(r"^(ERROR|NO ERROR) (\S+) .*$", r.stdout, re.M)}
-    assert len(errors) == 10, r.stdout
+    out = _tf_keras_child(_KERAS2_USER, tmp_path)
+    errors = {m[2]: m[0] for m in re.finditer(r"^(ERROR|NO ERROR) (\S+) .*$", out, re.M)}
+    assert len(errors) == 10, out
     for name, line in errors.items():
         kind = "Dense" if name.endswith("(layer)") else "Sequential"
         assert line.startswith("ERROR") and f"got a Keras 2 (tf_keras) {kind}: dc_keras runs on Keras 3" in line, line
         assert "TF_USE_LEGACY_KERAS=1 is set" in line and "load_model('model.h5', compile=False)" in line, line
-    assert "SAME True" in r.stdout and "PRUNED ['Reshape', 'PruneWrapper', 'BatchNormalization'" in r.stdout, r.stdout
+    assert "SAME True" in out and "PRUNED ['Reshape', 'PruneWrapper', 'BatchNormalization'" in out, out
     # Why the guide and the errors say .h5: tf_keras's .keras file of this model does not load on Keras 3.
-    assert "KERAS FILE FAILS" in r.stdout, r.stdout
+    assert "KERAS FILE FAILS" in out, out
 
 
 def test_tfmot_custom_training_loop_guide_runs_and_logs(tmp_path):
