@@ -499,6 +499,28 @@ def test_to_tflite_of_a_path_or_bytes_names_the_fix():
     assert not os.path.exists("never_written.tflite")
 
 
+def test_representative_data_mistakes_name_the_fix():
+    """quantize="int8" with the training pair `(x, y)`, a tf.data.Dataset or samples of another shape
+    failed inside TFLite's converter ("Invalid input shapes: expected 1 items got 2 items", then a
+    hint about Flex ops) or with "float() argument must be ... not '_BatchDataset'"."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    x = np.random.default_rng(0).random((16, 8), dtype=np.float32)
+    y = np.arange(16) % 4
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    cases = [((x, y), r"holds 2 arrays, but the model takes 1 input\(s\): give its inputs only \(no labels"),
+             (dataset, r"got _BatchDataset\. For a tf.data.Dataset .*representative_data=lambda: \(\[x\] for x, _ in "
+                       r"dataset.take\(100\)\)"),
+             (x[:, :6], r"an array of shape \(16, 6\) for the model's input .* of shape \(None, 8\)")]
+    for data, message in cases:
+        with pytest.raises(ValueError, match=message):
+            export.to_tflite(model, quantize="int8", representative_data=data)
+    # the fix the Dataset message gives converts
+    assert export.to_tflite(model, quantize="int8", representative_data=lambda: ([x] for x, _ in dataset.take(100)))
+
+
 def test_strip_of_an_unfinished_schedule_warns_once():
     """README's schedule (end_step=2000) on a small data set: the fit() trains far fewer steps, no
     mask update reaches a non-zero sparsity, and strip() used to return an unpruned model without a
