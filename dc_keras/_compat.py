@@ -174,6 +174,47 @@ def tf_in_xla_context():
 
 
 # ---------------------------------------------------------------------------------------------
+# train: is a layer being built inside a keras.StatelessScope? (owner: clustering)
+#
+# Why: a ClusterWrapper of a layer that was not built when wrapped clusters the weights the layer
+# is built with. Keras builds a subclassed model's layers in a symbolic pass under a
+# StatelessScope (torch: compute_output_spec; JAX: eval_shape): the variables created there are
+# deferred (their values are placeholders, assignments go to the scope), so they cannot be
+# clustered then. Keras exports ``keras.StatelessScope`` but not its ``in_stateless_scope()``.
+# Tested: Keras 3.15.1. If it is gone, ``None`` ("cannot tell"): the caller then clusters.
+# ---------------------------------------------------------------------------------------------
+
+
+def in_stateless_scope():
+    """True inside a ``keras.StatelessScope``, False outside; ``None`` when this Keras gives no way
+    to tell."""
+    try:
+        from keras.src.backend.common.stateless_scope import in_stateless_scope as check
+    except ImportError:
+        return None
+    return bool(check())
+
+
+# ---------------------------------------------------------------------------------------------
+# train: a wrapper takes over its layer's legacy ``input_shape=`` argument (owner: _base)
+#
+# Why: ``keras.Sequential([wrapper(keras.layers.Dense(20, input_shape=(20,))), ...])`` (tfmot's
+# guides) builds at construction only when its first layer holds the ``input_shape`` it was given,
+# which Keras keeps in ``Layer._input_shape_arg`` (not in the config, no public accessor). Without
+# it the model was built in fit()'s first, traced step: a ClusterWrapper cannot cluster there.
+# tfmot's wrappers do the same (``kwargs['input_shape'] = layer._batch_input_shape``).
+# Tested: Keras 3.15.1. If the attribute is gone, nothing is carried over.
+# ---------------------------------------------------------------------------------------------
+
+
+def carry_input_shape(wrapper, layer):
+    """Give ``wrapper`` the ``input_shape=`` argument ``layer`` was created with, if any."""
+    shape = getattr(layer, "_input_shape_arg", None)
+    if shape is not None and getattr(wrapper, "_input_shape_arg", None) is None:
+        wrapper._input_shape_arg = shape
+
+
+# ---------------------------------------------------------------------------------------------
 # train: a JAX fit() whose first training step fails keeps the model's weights (owner: backends)
 #
 # Why: Keras 3's JAX ``Model.fit`` reads every variable's value into ``state``, detaches the

@@ -74,15 +74,18 @@ def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, bat
     if not 0.0 < ramp_fraction <= 1.0:
         raise ValueError(f"ramp_fraction must be in (0, 1], got {ramp_fraction}")
     steps = epochs * len(ShiftedBatches(x, y, batch_size=batch_size))
-    end = max(1, int(steps * ramp_fraction))
+    # Training runs steps 0 .. steps - 1: the ramp ends at the last of them at the latest (ramp_fraction=1,
+    # or a single step, which prunes to the target at once).
+    end = min(max(1, int(steps * ramp_fraction)), steps - 1)
     frequency = max(1, min(50, end))
 
     def schedule(target):
         # The constructor warns on the guess that training runs end_step steps; here it runs `steps`
-        # (> end_step unless ramp_fraction=1), and PruningCallback's fit-time check warns if that falls short.
+        # (> end_step), and PruningCallback's fit-time check warns if that falls short.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"PolynomialDecay\(.*\): training for end_step", category=UserWarning)
-            return train.schedules.PolynomialDecay(0.0, float(target), begin_step=0, end_step=end, frequency=frequency)
+            return train.schedules.PolynomialDecay(0.0 if end else float(target), float(target), begin_step=0,
+                                                   end_step=end, frequency=frequency)
 
     if isinstance(sparsity, dict):
         wrapped = train.prune(model, layers={name: schedule(s) for name, s in sparsity.items()})

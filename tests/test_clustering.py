@@ -719,6 +719,47 @@ def test_custom_training_loop_and_subclassed_model():
     assert np.unique(net.hidden.kernel.numpy()).size <= 4
 
 
+def test_layer_wrapped_before_it_is_built_is_clustered_when_built():
+    """`dc_keras.cluster(keras.layers.Dense(16))` (and tfmot's guide: `cluster_weights(Dense(20, ...))`
+    in a Sequential) left the centroids and assignments at 0 when the layer was built inside the
+    wrapper: training then moved one shared value, and the stripped kernel had a single distinct value."""
+    for model in (keras.Sequential([keras.Input((16,)), dc_keras.cluster(keras.layers.Dense(12), bits=3),
+                                    keras.layers.Dense(4)]),
+                  keras.Model(*(lambda i: (i, keras.layers.Dense(4)(dc_keras.cluster(keras.layers.Dense(12), bits=3)(i))))(
+                      keras.Input((16,))))):
+        wrapper = model.layers[0] if isinstance(model, keras.Sequential) else model.layers[1]
+        assert wrapper.distinct_values()["kernel"] == 8
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
+        kernel = dc_keras.strip(model).get_layer(wrapper.name).get_weights()[0]
+        assert np.unique(kernel).size == 8, np.unique(kernel)
+
+
+def test_layer_wrapped_before_it_is_built_inside_a_subclassed_models_fit_is_refused():
+    """A subclassed model whose unbuilt layer is wrapped in __init__ builds it in fit()'s traced
+    step (TF) or symbolic pass (JAX, torch), where its weights have no values to cluster: that
+    collapsed silently like the case above; it is now one error saying to build the layer first."""
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = dc_keras.cluster(keras.layers.Dense(12), bits=3)
+            self.head = keras.layers.Dense(4)
+
+        def call(self, x, training=None):
+            return self.head(self.hidden(x, training=training))
+
+    net = Net()
+    net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match=r"Cannot cluster layer 'dense.*': it was not built when it was wrapped.*"
+                                         r"Build it before wrapping it \(`layer.build\(input_shape\)`"):
+        net.fit(X, Y, epochs=1, batch_size=32, verbose=0)
+    net = Net()
+    net(X[:2])  # the fix: an eager first call builds (and clusters) it
+    net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.fit(X, Y, epochs=1, batch_size=32, verbose=0)
+    assert net.hidden.distinct_values()["kernel"] == 8
+
+
 def test_keras_round_trip(tmp_path):
     clustered = compile_(dc_keras.cluster(mlp(), bits={"d1": 3, "d2": 4}, init="density"), keras.optimizers.Adam(0.01))
     clustered.fit(X, Y, batch_size=32, epochs=1, verbose=0)

@@ -181,3 +181,29 @@ def test_jax_keep_fit_state_reattaches_the_detached_weights():
     out = subprocess.run([sys.executable, "-c", _JAX_KEEP_CHILD], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[True, True] False"
+
+
+# ---- train: keras.StatelessScope detection (clustering a layer built inside the wrapper) -------
+def test_in_stateless_scope():
+    assert _compat.in_stateless_scope() is False
+    with keras.StatelessScope():
+        assert _compat.in_stateless_scope() is True
+    assert _compat.in_stateless_scope() is False
+
+
+# ---- train: a wrapper takes over its layer's legacy input_shape= argument ------------------------
+def test_carry_input_shape_builds_a_sequential_at_construction():
+    import warnings
+
+    import dc_keras
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Keras: "Do not pass an `input_shape`"
+        inner = keras.layers.Dense(4, input_shape=(6,))
+    wrapper = dc_keras.cluster(inner, bits=2)  # _compat.carry_input_shape in the wrapper's __init__
+    model = keras.Sequential([wrapper, keras.layers.Dense(2)])
+    assert model.built and wrapper.built and tuple(model.input_shape) == (None, 6)
+    plain = keras.layers.Dense(4)
+    other = keras.layers.Layer()
+    _compat.carry_input_shape(other, plain)  # no input_shape given: nothing carried
+    assert getattr(other, "_input_shape_arg", None) is None

@@ -6,6 +6,7 @@ examples/04_tfmot_tutorials.ipynb (tests/test_notebooks.py).
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -470,22 +471,170 @@ s.strip_pruning(p).save(sys.argv[1] + "/stripped.h5")
 """
 
 
+def _tf_keras_child(code, tmp_path):
+    """Runs ``code`` (argv[1] = tmp_path) in a tf_keras process (TF_USE_LEGACY_KERAS=1); its stdout."""
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
 @pytest.mark.legacy
 def test_tfmot_wrapped_keras2_file_in_prune_scope_says_to_strip_in_tfmot(tmp_path):
     # A tfmot user loads checkpoints the tfmot way: `with prune_scope(): load_model(path)`. A file
     # holding tfmot's own (Keras 2) wrappers cannot be rebuilt on Keras 3; the no-op scope let Keras
     # say "Unknown layer: 'PruneLowMagnitude'. Please ensure you are using a custom_object_scope".
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    r = subprocess.run([sys.executable, "-c", _TFMOT_WRAPPED_FILE, str(tmp_path)], env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
+    _tf_keras_child(_TFMOT_WRAPPED_FILE, tmp_path)
     for scope in (sparsity.prune_scope, clustering.cluster_scope):
-        with pytest.raises(ValueError, match=r"tfmot's Keras 2 PruneLowMagnitude wrapper of layer 'd1'.*strip_pruning"):
+        # The fix it gives is one that works: .h5 (tf_keras's .keras files mostly do not load on Keras 3,
+        # see test_keras2_model_is_named_with_the_fix) and compile=False.
+        with pytest.raises(ValueError, match=r"tfmot's Keras 2 PruneLowMagnitude wrapper of layer 'd1'.*strip_pruning"
+                                             r".*as \.h5 .*load_model\(path, compile=False\)"):
             with scope():
                 keras.saving.load_model(tmp_path / "wrapped.h5")
     with sparsity.prune_scope():  # the fix the message gives: the stripped file loads
         stripped = keras.saving.load_model(tmp_path / "stripped.h5")
     assert (stripped.get_layer("d1").get_weights()[0] == 0).mean() == 0.5
+
+
+_KERAS2_USER = r"""
+import sys, numpy as np, tensorflow as tf
+import keras, dc_keras, dc_keras.compat.tfmot as tfmot
+# tfmot's tutorial model, written as a tfmot user writes it, with TF_USE_LEGACY_KERAS=1 still set
+model = tf.keras.Sequential([tf.keras.layers.InputLayer(input_shape=(28, 28)), tf.keras.layers.Reshape((28, 28, 1)),
+                             tf.keras.layers.Conv2D(4, 3), tf.keras.layers.BatchNormalization(),
+                             tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
+calls = {
+    "prune_low_magnitude": lambda: tfmot.sparsity.keras.prune_low_magnitude(model),
+    "prune_low_magnitude(layer)": lambda: tfmot.sparsity.keras.prune_low_magnitude(model.layers[-1]),
+    "cluster_weights": lambda: tfmot.clustering.keras.cluster_weights(model, 8),
+    "strip_pruning": lambda: tfmot.sparsity.keras.strip_pruning(model),
+    "prune": lambda: dc_keras.prune(model), "cluster": lambda: dc_keras.cluster(model),
+    "strip": lambda: dc_keras.strip(model), "coverage": lambda: dc_keras.coverage(model),
+    "sensitivity": lambda: dc_keras.sensitivity(model, (np.zeros((2, 28, 28)), np.zeros(2))),
+    "to_tflite": lambda: dc_keras.export.to_tflite(model),
+}
+for name, call in calls.items():
+    try:
+        call()
+        print("NO ERROR", name)
+    except ValueError as e:
+        print("ERROR", name, "|", e)
+model.compile("adam", "mse")
+model.save(sys.argv[1] + "/m.h5")
+model.save(sys.argv[1] + "/m.keras")
+x = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
+loaded = keras.saving.load_model(sys.argv[1] + "/m.h5", compile=False)  # the fix the errors give
+print("SAME", np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0)))
+print("PRUNED", [type(l).__name__ for l in tfmot.sparsity.keras.prune_low_magnitude(loaded).layers])
+try:
+    keras.saving.load_model(sys.argv[1] + "/m.keras")
+    print("KERAS FILE LOADS")
+except TypeError:
+    print("KERAS FILE FAILS")
+"""
+
+
+@pytest.mark.legacy
+def test_keras2_model_is_named_with_the_fix(tmp_path):
+    # A tfmot user who keeps TF_USE_LEGACY_KERAS=1 builds tf.keras (tf_keras) models; every entry point
+    # said "prune_low_magnitude() takes a Keras model, layer or list of layers, got Sequential." about
+    # what is, to that user, a Keras Sequential model.
+    out = _tf_keras_child(_KERAS2_USER, tmp_path)
+    errors = {m[2]: m[0] for m in re.finditer(r"^(ERROR|NO ERROR) (\S+) .*$", out, re.M)}
+    assert len(errors) == 10, out
+    for name, line in errors.items():
+        kind = "Dense" if name.endswith("(layer)") else "Sequential"
+        assert line.startswith("ERROR") and f"got a Keras 2 (tf_keras) {kind}: dc_keras runs on Keras 3" in line, line
+        assert "TF_USE_LEGACY_KERAS=1 is set" in line and "load_model('model.h5', compile=False)" in line, line
+    assert "SAME True" in out and "PRUNED ['Reshape', 'PruneWrapper', 'BatchNormalization'" in out, out
+    # Why the guide and the errors say .h5: tf_keras's .keras file of this model does not load on Keras 3.
+    assert "KERAS FILE FAILS" in out, out
+
+
+def test_tfmot_custom_training_loop_guide_runs_and_logs(tmp_path):
+    """tfmot's *Pruning comprehensive guide*, "custom training loop", as written there (only the
+    import changed). It failed on the drop-in: `log_callback.on_epoch_begin(...)` with an
+    AttributeError ('PruningLog' object has no attribute 'done': on_train_begin, which tfmot's guide
+    never calls on that callback, set it up), then `step_callback.on_epoch_end(batch=...)` with a
+    TypeError (tfmot's UpdatePruningStep names that parameter `batch`)."""
+    import glob
+
+    import tensorflow as tf
+
+    input_shape = [20]
+    x_train = np.random.randn(1, 20).astype(np.float32)
+    y_train = keras.utils.to_categorical(np.random.randn(1), num_classes=20)
+    base_model = keras.Sequential([keras.Input(input_shape), keras.layers.Dense(20, name="d"), keras.layers.Flatten()])
+    model_for_pruning = tfmot.sparsity.keras.prune_low_magnitude(base_model)
+    log_dir = str(tmp_path)
+    loss = keras.losses.categorical_crossentropy
+    optimizer = keras.optimizers.Adam()
+    unused_arg = -1
+    epochs = 2
+    batches = 1
+    step_callback = tfmot.sparsity.keras.UpdatePruningStep()
+    step_callback.set_model(model_for_pruning)
+    log_callback = tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir)
+    log_callback.set_model(model_for_pruning)
+    step_callback.on_train_begin()
+    for _ in range(epochs):
+        log_callback.on_epoch_begin(epoch=unused_arg)
+        for _ in range(batches):
+            step_callback.on_train_batch_begin(batch=unused_arg)
+            with tf.GradientTape() as tape:
+                logits = model_for_pruning(x_train, training=True)
+                loss_value = loss(y_train, logits)
+                grads = tape.gradient(loss_value, model_for_pruning.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model_for_pruning.trainable_variables))
+        step_callback.on_epoch_end(batch=unused_arg)
+
+    stripped = tfmot.sparsity.keras.strip_pruning(model_for_pruning)
+    assert (stripped.get_layer("d").get_weights()[0] == 0).mean() == 0.5  # ConstantSparsity(0.5, 0): step 0
+    points = []
+    for path in glob.glob(os.path.join(log_dir, "train", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            points += [(value.tag, int(event.step), float(tf.make_ndarray(value.tensor))) for value in event.summary.value]
+    # One point per on_epoch_begin, at the steps trained so far (tfmot: the optimizer's step count).
+    assert sorted(points) == [("sparsity/d/kernel", 0, 0.0), ("sparsity/d/kernel", 1, 0.5)], points
+
+
+def test_tfmot_guides_wrap_unbuilt_layers():
+    """tfmot's comprehensive guides wrap layers before they are built: `cluster_weights(Dense(20,
+    input_shape=...))` in a Sequential and `cluster_weights(Dense(20))(i)` collapsed each kernel to
+    one value after training (no k-means at build), and `prune_low_magnitude(MyDenseLayer(20, ...))`
+    of a PrunableLayer whose get_prunable_weights() returns [self.kernel] raised "You must build the
+    layer before accessing `kernel`"."""
+    input_shape = [20]
+    x = np.random.default_rng(0).normal(size=(32, 20)).astype(np.float32)
+    y = keras.utils.to_categorical(np.arange(32) % 20, num_classes=20)
+    clustering_params = {"number_of_clusters": 3,
+                         "cluster_centroids_init": tfmot.clustering.keras.CentroidInitialization.LINEAR}
+    i = keras.Input(shape=(20,))
+    functional = keras.Model(inputs=i, outputs=keras.layers.Flatten()(
+        tfmot.clustering.keras.cluster_weights(keras.layers.Dense(20), **clustering_params)(i)))
+
+    class MyDenseLayer(keras.layers.Dense, tfmot.sparsity.keras.PrunableLayer):
+        def get_prunable_weights(self):
+            return [self.kernel]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Keras: "Do not pass an `input_shape`" (the guide's code)
+        sequential = keras.Sequential([
+            tfmot.clustering.keras.cluster_weights(keras.layers.Dense(20, input_shape=input_shape), **clustering_params),
+            keras.layers.Flatten()])
+        custom = keras.Sequential([
+            tfmot.sparsity.keras.prune_low_magnitude(MyDenseLayer(20, input_shape=input_shape)),
+            keras.layers.Flatten()])
+    for model in (sequential, functional):
+        model.compile(loss=keras.losses.categorical_crossentropy, optimizer="adam")
+        model.fit(x, y, verbose=0)
+        kernel = tfmot.clustering.keras.strip_clustering(model).layers[-2].get_weights()[0]
+        assert np.unique(kernel).size == 3, np.unique(kernel)
+    custom.compile(loss=keras.losses.categorical_crossentropy, optimizer="adam")
+    custom.fit(x, y, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    assert (tfmot.sparsity.keras.strip_pruning(custom).layers[0].get_weights()[0] == 0).mean() == 0.5
 
 
 def test_strip_warning_points_at_the_callers_line_and_names_the_tfmot_callback():

@@ -38,6 +38,26 @@ _SHARED_MAX_DISTINCT = 4096
 _SHARED_MIN_SIZE = 64
 
 
+def _check_representative(inputs, model):
+    """The arrays of ``representative_data`` against the model's inputs: their number (labels given
+    too, as ``(x, y)``, is the usual slip) and each one's shape past the samples axis."""
+    specs = getattr(model, "inputs", None)
+    if not specs:
+        return  # a subclassed model: the converter checks
+    if len(inputs) != len(specs):
+        raise ValueError(
+            f"representative_data holds {len(inputs)} arrays, but the model takes {len(specs)} input(s): give "
+            "its inputs only (no labels: representative_data=x, not (x, y))"
+            + (", one array per input in the order of model.inputs" if len(specs) > 1 else ""))
+    for a, spec in zip(inputs, specs):
+        want, got = tuple(spec.shape)[1:], tuple(np.shape(a))[1:]
+        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+            raise ValueError(
+                f"representative_data: an array of shape {tuple(np.shape(a))} for the model's input "
+                f"{getattr(spec, 'name', '')!r} of shape {tuple(spec.shape)}: give samples of that input "
+                "(first axis = samples)")
+
+
 class _ArgumentError(ValueError):
     """A bad argument (``converter_options`` entry, batch_size on a model without inputs): raised as is, never wrapped as a conversion failure."""
 
@@ -48,16 +68,25 @@ class ClusterSpreadWarning(UserWarning):
     likely cause and the fix."""
 
 
-def _representative(data, batch=1):
-    """A converter representative-dataset generator from an array, a list of arrays or a callable."""
+_REPRESENTATIVE = ("an array of typical inputs (first axis = samples), a list of such arrays for a multi-input "
+                   "model, or a generator function")
+
+
+def _representative(data, batch=1, model=None):
+    """A converter representative-dataset generator from an array, a list of arrays or a callable;
+    with ``model``, the arrays are checked against its inputs (count, shape) first."""
     if data is None:
-        raise ValueError(
-            "quantize='int8' needs representative_data: an array of typical inputs (first axis = "
-            "samples), a list of such arrays for a multi-input model, or a generator function"
-        )
+        raise ValueError(f"quantize='int8' needs representative_data: {_REPRESENTATIVE}")
     if callable(data):
         return data
+    if not isinstance(data, (list, tuple, np.ndarray)) and not hasattr(data, "__array__"):
+        raise ValueError(
+            f"representative_data must be {_REPRESENTATIVE}; got {type(data).__name__}. For a tf.data.Dataset of "
+            "(inputs, labels) batches, pass a function that yields the inputs: "
+            "representative_data=lambda: ([x] for x, _ in dataset.take(100))")
     inputs = data if isinstance(data, (list, tuple)) else [data]
+    if model is not None:
+        _check_representative(inputs, model)
     # integer inputs (token ids of an Embedding) keep their dtype; the rest is fed as float32
     inputs = [np.asarray(a) for a in inputs]
     inputs = [a if a.dtype.kind in "iu" else a.astype(np.float32) for a in inputs]
@@ -76,6 +105,8 @@ def _check_model(model):
     """A Keras model (or layer) to convert; a path, bytes or None is a user's mix-up, named with its fix."""
     import keras
 
+    from dc_keras.train import _base
+
     if isinstance(model, keras.layers.Layer):
         return
     if isinstance(model, (str, os.PathLike)):
@@ -84,7 +115,7 @@ def _check_model(model):
         fix = "for a .tflite you already have, use dc_keras.export.pack(data) (or `dc-keras pack IN OUT`)"
     else:
         fix = "pass the (stripped) model itself"
-    raise ValueError(f"to_tflite takes a Keras model, got {type(model).__name__}: {fix}")
+    raise _base.not_keras3_error("to_tflite", "a Keras model", model, fix)
 
 
 def _check_arguments(quantize, batch_size, converter_options, configure):
@@ -593,14 +624,14 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if path is not None:
         check_writable(path)  # a bad or read-only output fails now, not after the conversion
     model = _without_wrappers(model)
+    if quantize == "int8":
+        _representative(representative_data, model=model)  # validate before the slow conversion
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
                                 converter_options, configure, per_channel)
     if data is not None:
         if path is not None:
             atomic_write(path, data)
         return data
-    if quantize == "int8":
-        _representative(representative_data)  # validate before the slow conversion
     shared = _shared_kernels(model) if pack else []
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
         quantize, representative_data, converter_options, configure, pc, legacy))

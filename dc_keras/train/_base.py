@@ -10,6 +10,8 @@
   (operator nodes, ``keras.ops`` calls, shared layers, nested models), every weight copied; the
   input model is never modified.
 """
+import os
+
 import keras
 import numpy as np
 from keras import ops
@@ -75,6 +77,17 @@ def _is_time_distributed(layer):
     return isinstance(layer, keras.layers.TimeDistributed) and not isinstance(layer.layer, keras.Model)
 
 
+def declares_weights(layer):
+    """Does ``layer`` declare its prunable weights (``get_prunable_weights`` / ``prunable_weights``)?
+    Asks without calling them: a custom Dense's ``get_prunable_weights()`` returning ``[self.kernel]``
+    raises until the layer is built.
+
+    Example:
+        >>> declares_weights(keras.layers.Dense(4))  # False
+    """
+    return hasattr(layer, "get_prunable_weights") or hasattr(layer, "prunable_weights")
+
+
 def _declared(layer):
     """Weights a custom layer declares prunable: ``get_prunable_weights()`` (tfmot's API) or a
     ``prunable_weights`` attribute/method listing variables or variable names."""
@@ -114,7 +127,7 @@ def unsupported_reason(layer):
     """None for a supported layer, else why it cannot be pruned or clustered."""
     if isinstance(layer, keras.Model):
         return "a model (its own layers are handled one by one)"
-    if hasattr(layer, "get_prunable_weights") or hasattr(layer, "prunable_weights"):
+    if declares_weights(layer):
         return None
     if any(isinstance(layer, cls) for cls, _, _ in _SIMPLE):
         return None
@@ -267,6 +280,7 @@ class CompressionWrapper(keras.layers.Wrapper):
         self._untracked("only_weights", weights)
         kwargs.setdefault("name", getattr(layer, "name", None))
         super().__init__(layer, **kwargs)
+        _compat.carry_input_shape(self, layer)  # Sequential([wrapper(Dense(20, input_shape=...))]) builds now
         self.supports_masking = bool(getattr(layer, "supports_masking", False))
         self._untracked("_targets", [])
 
@@ -543,6 +557,33 @@ def restrict(chosen, skipped, weights_of, model, what):
         raise ValueError(f"Model {model.name!r} has no layer that can be {what}: "
                          + "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
     return chosen, skipped, names, targets_of
+
+
+def _tf_keras_class(obj):
+    """The tf_keras (Keras 2) class ``obj`` is an instance of, or None."""
+    return next((c for c in type(obj).__mro__ if c.__module__.split(".")[0] == "tf_keras"), None)
+
+
+def not_keras3_error(what, expected, obj, fix=None):
+    """The ``ValueError`` for ``what`` (e.g. ``"prune()"``) given ``obj`` in place of ``expected``
+    (e.g. ``"a Keras model or layer"``), ending with ``fix`` when given. A tf_keras (Keras 2) model
+    or layer (what ``tf.keras`` is under ``TF_USE_LEGACY_KERAS=1``, as tfmot's users have it) is
+    named as such, with how to get a Keras 3 model instead.
+
+    Example:
+        >>> error = not_keras3_error("prune()", "a Keras model or layer", "model.keras")  # str(error): "... got str."
+    """
+    name = type(obj).__name__
+    if _tf_keras_class(obj) is None:
+        return ValueError(f"{what} takes {expected}, got {name}" + (f": {fix}" if fix else "."))
+    legacy = os.environ.get("TF_USE_LEGACY_KERAS", "")
+    where = (f"TF_USE_LEGACY_KERAS={legacy} is set in this process, so tf.keras is tf_keras: unset it (before "
+             "TensorFlow is imported) or build the model with `keras.` in place of `tf.keras.`"
+             if legacy in ("1", "true", "True") else "build the model with `import keras` in place of tf_keras")
+    return ValueError(
+        f"{what} takes {expected} of Keras 3, got a Keras 2 (tf_keras) {name}: dc_keras runs on Keras 3; {where}. "
+        "A trained tf_keras model moves over as an .h5 file: model.save('model.h5') in tf_keras, then "
+        "keras.saving.load_model('model.h5', compile=False) here (docs/migrating_from_tfmot.md).")
 
 
 def check_buildable(model, what):

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from dc_keras import _compat
 from dc_keras.train import _base, bn_fold
 from dc_keras.train import report as _report
 from dc_keras.train.kmeans import INITS, kmeans_1d
@@ -33,8 +34,9 @@ class ClusterWrapper(_base.CompressionWrapper):
     """Wraps a layer and shares the values of its kernel(s) among ``2**bits`` trainable centroids.
 
     Usually created by :func:`cluster`. If ``layer`` is already built, its current weights are
-    clustered right away (k-means in numpy); otherwise call :meth:`initialize_clusters` after
-    the wrapper is built and the weights are loaded into ``wrapper.layer``.
+    clustered right away (k-means in numpy); otherwise when the wrapper is built, on the weights
+    the layer is built with (as tfmot's ``cluster_weights`` does). To cluster other weights loaded
+    into ``wrapper.layer`` later, call :meth:`initialize_clusters` again.
 
     Args:
         layer: a supported layer (see :func:`dc_keras.prune`).
@@ -89,6 +91,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         # creates the variables with these values, also when Keras builds inside a symbolic trace.
         self._untracked("_pending", None)
         self._untracked("_clustered_at_init", bool(getattr(layer, "built", False)))
+        self._untracked("_from_config", False)  # set by from_config: the values come from a file or are copied in
         if getattr(layer, "built", False):
             self._untracked("_pending", [self._kmeans(var, self._clusters_of(name))
                                          for name, var, _ in self.cluster_targets(layer)])
@@ -121,6 +124,10 @@ class ClusterWrapper(_base.CompressionWrapper):
         self._untracked("_centroids", [])
         self._untracked("_assignments", [])
         self._untracked("unheld_constraints", [])
+        # A layer that was not built when wrapped (tfmot's guide: `cluster_weights(Dense(20), ...)` in a
+        # Sequential) is clustered here, on the weights it was just built with, as tfmot does at build;
+        # without it the centroids and assignments stayed 0 and training collapsed each kernel to one value.
+        fresh = self._pending is None and not self._clustered_at_init and not self._from_config
         pending = self._pending or [None] * len(self._targets)
         for (name, var, _), values in zip(self._targets, pending):
             c_init, a_init = "zeros", "zeros"
@@ -139,6 +146,29 @@ class ClusterWrapper(_base.CompressionWrapper):
             self._assignments.append(assignments)
             var.trainable = False  # only the centroids train
         self._untracked("_pending", None)
+        if fresh:
+            self._check_readable()
+            self.initialize_clusters()
+            self._untracked("_clustered_at_init", True)
+
+    def _check_readable(self):
+        """A layer wrapped before it was built is clustered when it is built; raise if its weights
+        have no values to cluster there (a symbolic or traced build)."""
+        where = None
+        if _compat.in_stateless_scope():
+            where = "a symbolic pass (where Keras builds a subclassed model's layers), where its weights have no values yet"
+        else:
+            try:
+                for _, var, _ in self._targets:
+                    ops.convert_to_numpy(var)
+            except Exception:  # noqa: BLE001 (TF graph, JAX tracer: any backend's "not a value" error)
+                where = "a traced function, where its weights cannot be read"
+        if where is not None:
+            raise ValueError(
+                f"Cannot cluster layer {self.layer.name!r}: it was not built when it was wrapped, and it is being "
+                f"built inside {where}. Build it before wrapping it (`layer.build(input_shape)`, or call it once "
+                "on a batch), then dc_keras.cluster(layer); clustering shares the values of trained weights, so "
+                "it is usually given a trained layer or model.")
 
     def _release(self):
         for _, var, _ in self._targets:
@@ -246,7 +276,9 @@ class ClusterWrapper(_base.CompressionWrapper):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
-        return cls(layer, **config)
+        wrapper = cls(layer, **config)
+        wrapper._untracked("_from_config", True)  # its values are loaded (or copied) after build: no k-means
+        return wrapper
 
 
 def gather_centroids(centroids, assignments, training=True):
@@ -582,7 +614,7 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
     _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm)
     cluster_biases = _check_cluster_biases(cluster_biases)
     if not isinstance(model_or_layer, keras.layers.Layer):
-        raise ValueError(f"cluster() takes a Keras model or layer, got {type(model_or_layer).__name__}.")
+        raise _base.not_keras3_error("cluster()", "a Keras model or layer", model_or_layer)
 
     if not isinstance(model_or_layer, keras.Model):
         if layers is not None:

@@ -621,7 +621,7 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
     """
     m_by_n = _check_m_by_n(sparsity_m_by_n)
     if not isinstance(model_or_layer, keras.layers.Layer):
-        raise ValueError(f"prune() takes a Keras model or layer, got {type(model_or_layer).__name__}.")
+        raise _base.not_keras3_error("prune()", "a Keras model or layer", model_or_layer)
     if schedule is not None and not isinstance(schedule, PruningSchedule):
         raise ValueError(f"`schedule` must be a dc_keras.schedules schedule, got {schedule!r}.")
     if isinstance(layers, dict):
@@ -696,7 +696,9 @@ class PruningCallback(keras.callbacks.Callback):
     ``fit()`` without the callback that reuses a train function traced with it keeps the masks
     fixed (pruned weights stay 0) and the schedule where it was: pass the callback to every
     ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
-    step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last.
+    step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last; there,
+    with ``log_dir``, ``cb.on_epoch_begin(epoch)`` writes the sparsity the masks hold at that point,
+    at the step count the pruned layers have reached (as tfmot's ``PruningSummaries`` does).
 
     A ``fit()`` interrupted in the middle of an epoch (Ctrl-C) is picked up by the next ``fit()``
     with a PruningCallback: the schedule resumes from the steps the optimizer actually ran.
@@ -747,7 +749,10 @@ class PruningCallback(keras.callbacks.Callback):
         if self._repeat("on_epoch_begin", epoch):
             return
         if self._log is not None:
-            self._log.epoch_begin()
+            if self.params:  # inside fit(): points at the mask updates, on TensorBoard's batch axis
+                self._log.epoch_begin()
+            else:  # a custom training loop (tfmot's guide calls this hook alone): the masks as they are now
+                self._log.write_now(self._wrappers())
         if self._host:
             summaries.sync_model_state(self.model)
             wrappers = self._wrappers()

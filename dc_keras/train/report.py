@@ -117,7 +117,7 @@ def coverage(model, include_frozen=False):
         >>> print(dc_keras.coverage(keras.applications.MobileNetV2(weights=None)))
     """
     if not isinstance(model, keras.Model):
-        raise ValueError(f"coverage() takes a Keras model, got {type(model).__name__}.")
+        raise _base.not_keras3_error("coverage()", "a Keras model", model)
     _base.check_buildable(model, "coverage")
     wrappers = _base.find_wrappers(model)
     if not wrappers:

@@ -96,7 +96,7 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         >>> dc_keras.plot_sensitivity(report, "sensitivity.png")
     """
     if not isinstance(model, keras.Model):
-        raise ValueError(f"sensitivity() takes a Keras model, got {type(model).__name__}.")
+        raise _base.not_keras3_error("sensitivity()", "a Keras model", model)
     if _base.find_wrappers(model):
         raise ValueError("sensitivity() needs a plain model: call dc_keras.strip() on the wrapped model first.")
     name, fn, better = _metric(metric, higher_is_better)

@@ -29,7 +29,7 @@ def strip(model_or_layer):
     if isinstance(model_or_layer, _base.CompressionWrapper):
         return model_or_layer.strip_layer()
     if not isinstance(model_or_layer, keras.layers.Layer):
-        raise ValueError(f"strip() takes a Keras model or layer, got {type(model_or_layer).__name__}.")
+        raise _base.not_keras3_error("strip()", "a Keras model or layer", model_or_layer)
     if not isinstance(model_or_layer, keras.Model):
         return model_or_layer
     model = model_or_layer

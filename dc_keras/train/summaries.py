@@ -9,7 +9,8 @@ callbacks share a ``log_dir``.
 - Pruning (:class:`dc_keras.PruningCallback` with ``log_dir``): ``sparsity/<layer>/<weight>`` at
   every call in which a mask update happened (the schedule says when, host-side, so the masks are
   read only then). With ``steps_per_execution > 1`` several updates of one execution give one point
-  (the last one's masks).
+  (the last one's masks). In a custom training loop, at each ``on_epoch_begin`` call, at the
+  training step reached.
 - Clustering (:class:`ClusteringSummaries`): ``clusters/<layer>/<weight>`` (distinct non-zero
   values in use) and ``centroid_drift/<layer>/<weight>`` (mean absolute change of the centroids
   since the start of ``fit``), every ``update_freq`` calls and at the end of each epoch.
@@ -102,6 +103,13 @@ class PruningLog(SummaryLog):
 
     def epoch_begin(self):
         self.epoch_base = self.done
+
+    def write_now(self, wrappers):
+        """Outside fit() (a custom training loop): every wrapper's sparsity now, at the training
+        step its ``pruning_step`` has reached (tfmot's ``PruningSummaries`` writes at the optimizer's
+        step count)."""
+        step = max(int(ops.convert_to_numpy(w.pruning_step)) if w.built else 0 for w in wrappers)
+        self.write({f"sparsity/{w.name}/{name}": v for w in wrappers for name, v in w.sparsity().items()}, step)
 
     def batch_end(self, model, batch):
         """After the call that ran batches up to ``batch`` (index in the epoch)."""

@@ -25,7 +25,8 @@ def _stand_in(class_name, strip_name):
         raise ValueError(
             f"This file holds tfmot's Keras 2 {class_name} wrapper of layer {name!r}, which Keras 3 cannot "
             f"rebuild. In tfmot (tf_keras, TF_USE_LEGACY_KERAS=1) call {strip_name}(model) and save that model "
-            "(.h5 or .keras); keras.saving.load_model reads it here with its weights (and zeros), and "
+            "as .h5 (tf_keras's .keras files hold Keras 2 configs); keras.saving.load_model(path, compile=False) "
+            "reads it here with its weights (and zeros), and "
             "prune_low_magnitude / cluster_weights continue from it (docs/migrating_from_tfmot.md).")
 
     return type(class_name, (keras.layers.Layer,), {"from_config": classmethod(from_config),

@@ -17,6 +17,7 @@ import keras
 
 from dc_keras.compat.tfmot import _keras2
 from dc_keras.compat.tfmot.sparsity import keras as _sparsity_keras
+from dc_keras.train import _base
 from dc_keras.train import clustering as _clustering
 from dc_keras.train import summaries as _summaries
 from dc_keras.train.strip import strip as _strip_model
@@ -99,8 +100,7 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is clustered (tfmot wraps it with no weight to cluster)
         if not isinstance(layer, keras.layers.Layer):
-            raise ValueError(f"cluster_weights() takes a Keras model, layer or list of layers, got "
-                             f"{type(layer).__name__}.")
+            raise _base.not_keras3_error("cluster_weights()", "a Keras model, layer or list of layers", layer)
         return _clustering.ClusterWrapper(layer, weights=choice, **args)
 
     if isinstance(to_cluster, (list, tuple)):

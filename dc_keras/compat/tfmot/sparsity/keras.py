@@ -59,8 +59,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
 
     def one(layer):
         if not isinstance(layer, keras.layers.Layer):
-            raise ValueError(f"prune_low_magnitude() takes a Keras model, layer or list of layers, got "
-                             f"{type(layer).__name__}.")
+            raise _base.not_keras3_error("prune_low_magnitude()", "a Keras model, layer or list of layers", layer)
         choice = _registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is pruned (tfmot wraps it with no weight to prune)
@@ -88,7 +87,7 @@ def _registry(layer):
     Example:
         >>> _registry(keras.layers.SeparableConv2D(8, 3))  # ['pointwise_kernel']
     """
-    if _base._declared(layer) is not None:
+    if _base.declares_weights(layer):
         return None
     if isinstance(layer, _DEPTHWISE):
         return ("depthwise kernel, left dense as tfmot 0.8.1's layer registry does (dc_keras.prune / "
@@ -133,6 +132,10 @@ class UpdatePruningStep(_pruning.PruningCallback):
 
     def __init__(self):
         super().__init__()
+
+    def on_epoch_end(self, batch, logs=None):
+        """tfmot's parameter name: its custom-training-loop guide calls ``on_epoch_end(batch=...)``."""
+        super().on_epoch_end(batch, logs)
 
 
 class PruningSummaries(_pruning.PruningCallback):
