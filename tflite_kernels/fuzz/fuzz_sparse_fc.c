@@ -25,13 +25,14 @@
  *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
  *    reason) and DECODE are the build's; dc_sparse_fc_form says NONE exactly where the check
  *    refuses, and TILES only for a float32 tensor the build finds of <= 32 values; a tile form
- *    built was said TILES unless it came through a dense copy (its values can be fewer than its
- *    codebook's; §12 planes hold none); a TILES said but built as rows is a form whose tiles
- *    (dc_sparse_fc_add_tiles on the same build) hold more than DC_SFC_TILE_FILL entries per
- *    non-zero;
+ *    built was said TILES (on every route: the build follows the header); a TILES said but built
+ *    as rows kept the count of its tiles (tile_entries), more than DC_SFC_TILE_FILL entries per
+ *    non-zero, which dc_sparse_fc_add_tiles on the same build makes; ROWS said: no tiles built or
+ *    counted;
  *  - dc_sparse_fc_build_max at the form's own count builds the same count; one below it refuses
- *    it (DC_SFC_TOO_DENSE, the count kept, nothing else held) and hands over the decoded weight
- *    exactly when the form came from a dense copy, equal to dc_decode's output;
+ *    it (DC_SFC_TOO_DENSE, the count kept, and the count of tiles that would not have fit, that of
+ *    the build's rows; nothing else held) and hands over the decoded weight exactly when the form
+ *    came from a dense copy, equal to dc_decode's output;
  *  - the lookup-table form (dc_sparse_table_build) fails with the same decode status (unless
  *    its header check refuses it: then UNSUPPORTED), and when
  *    built, dc_sparse_gather returns every decoded row bit for bit (int32 and int64 indices,
@@ -191,13 +192,16 @@ static void check_form_said(const uint8_t* buf, size_t size, dc_sfc_form form,
                             const dc_sparse_fc* m) {
   REQUIRE(form != DC_SFC_FORM_NONE);
   if (form == DC_SFC_FORM_TILES) REQUIRE(m->dtype == DC_DTYPE_FLOAT32 && m->num_values <= 32);
-  if (m->tile_e) REQUIRE(form == DC_SFC_FORM_TILES || m->from_dense);
+  if (m->tile_e) REQUIRE(form == DC_SFC_FORM_TILES);
+  if (form != DC_SFC_FORM_TILES) REQUIRE(!m->tile_e && m->tile_entries == 0);
   if (form != DC_SFC_FORM_TILES || m->tile_e) return;
-  dc_sparse_fc b; /* said TILES, built as rows: its tiles do not fit */
+  /* said TILES, built as rows: its tiles do not fit (their count kept) */
+  REQUIRE(m->tile_entries > (uint64_t)DC_SFC_TILE_FILL * m->nnz);
+  dc_sparse_fc b;
   dc_status ds = DC_OK;
   char why[256] = "";
   REQUIRE(dc_sparse_fc_build(buf, size, &b, &ds, why, sizeof why) == DC_SFC_OK && !b.tile_e);
-  if (dc_sparse_fc_add_tiles(&b)) REQUIRE(b.tile_entries > (uint64_t)DC_SFC_TILE_FILL * b.nnz);
+  if (dc_sparse_fc_add_tiles(&b)) REQUIRE(b.tile_entries == m->tile_entries);
   dc_sparse_fc_free(&b);
 }
 
@@ -215,7 +219,8 @@ static void check_build_max(const uint8_t* buf, size_t size, const dc_sparse_fc*
   REQUIRE(dc_sparse_fc_build_max(buf, size, m->nnz - 1, &b, &got, &ds, why, sizeof why) ==
           DC_SFC_TOO_DENSE);
   REQUIRE(b.nnz == m->nnz && b.rows == m->rows && b.cols == m->cols && !b.row_ptr && !b.col &&
-          !b.code && !b.row_sum && !b.tile_e);
+          !b.code && !b.row_sum && !b.tile_e &&
+          b.tile_entries == (m->tile_e ? 0 : m->tile_entries));
   REQUIRE((got != NULL) == (m->from_dense != 0));
   REQUIRE(!got || !memcmp(got, dense, out_size));
   free(got);

@@ -13,10 +13,11 @@
  *  - rows (row_ptr, col, code): per non-zero weight a 16-bit column and a 1-byte
  *    value code (float32: index into a codebook of <= 255 non-zero values; int8:
  *    the weight itself), rows delimited by 32-bit offsets: 3 bytes per non-zero
- *    + 4 bytes per row.  Every int8 form, lookup tables, float32 forms of more
- *    than 32 values and every form built without the AVX-512 kernels.
- *  - tiles (tile_*, below): float32 FC forms of <= 32 values built while the
- *    AVX-512 kernels are in use (dc_sparse_fc_kernel_name), instead of the rows,
+ *    + 4 bytes per row.  Every int8 form, lookup tables, float32 forms whose
+ *    codebook(s) hold more than 32 values or that have none (§12 planes) and
+ *    every form built without the AVX-512 kernels.
+ *  - tiles (tile_*, below): float32 FC forms of <= 32 codebook values built while
+ *    the AVX-512 kernels are in use (dc_sparse_fc_kernel_name), instead of the rows,
  *    as long as they hold at most DC_SFC_TILE_FILL entries per non-zero (~2 at
  *    10 % density: ~4.1 bytes per non-zero); the ungrouped §6 tensors (the
  *    common case) are decoded straight into them, 16 rows at a time, without
@@ -78,11 +79,15 @@ typedef struct {
    * steps of 16 entries, step s of lane l being that row's s-th non-zero in the block: column
    * in block | code << 5, or DC_SFC_TILE_EMPTY (a lane's entries first, then empty ones). */
   uint32_t tile_groups;
-  uint32_t* tile_ptr;   /* tile_groups + 1 entries: the first tile of each group */
-  uint16_t* tile_block; /* per tile: its block (columns 32 * block ...) */
-  uint8_t* tile_steps;  /* per tile: 1..32 */
-  uint16_t* tile_e;     /* 16 per step, tiles in order */
-  uint64_t tile_entries;
+  uint32_t* tile_ptr;    /* tile_groups + 1 entries: the first tile of each group */
+  uint16_t* tile_block;  /* per tile: its block (columns 32 * block ...) */
+  uint8_t* tile_steps;   /* per tile: 1..32 */
+  uint16_t* tile_e;      /* 16 per step, tiles in order */
+  uint64_t tile_entries; /* entries of tile_e; with tile_e NULL, of a layer dc_sparse_fc_form
+                          * says TILES: the count of its tiles, which did not fit (more than
+                          * DC_SFC_TILE_FILL per non-zero: the rows instead; with
+                          * DC_SFC_TOO_DENSE: would not have fit), or 0 (out of memory for the
+                          * tiles: the rows; DC_SFC_TOO_DENSE: they fit) */
 } dc_sparse_fc;
 
 #define DC_SFC_TILE_EMPTY 0x8000u
@@ -99,7 +104,8 @@ DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_s
 
 /* dc_sparse_fc_build for a layer that is to run compressed only with at most max_nnz non-zero
  * weights: a denser one is refused with DC_SFC_TOO_DENSE as soon as its count is known, before
- * any compact form is built; *m is then zeroed but for rows, cols, dtype and nnz (the count).
+ * any compact form is built; *m is then zeroed but for rows, cols, dtype, nnz (the count) and
+ * tile_entries (non-zero: the layer was to take the tile form, which would not have fit, above).
  * When the count came from the transient dense copy (every layout but §6's direct route), that
  * decoded tensor is handed over in *dense (output_bytes bytes, 64-byte aligned, freed with
  * free()) so that the caller can run the layer on it instead of decoding it again; otherwise (or
@@ -124,11 +130,11 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
  *    16 rows per tile), while the AVX-512 kernels are in use (dc_sparse_fc_kernel_name,
  *    dc_sparse_fc_use_simd).  The build still makes the rows instead when the tiles would hold
  *    more than DC_SFC_TILE_FILL entries per non-zero (dc_sparse_fc_set_tile_fill), which only
- *    the decode shows (e.g. 4..15 output units at high density): check m->tile_e.
- *  - DC_SFC_FORM_ROWS: every other tensor the build takes (int8, > 32 values, 1..3 output units,
- *    CPUs without AVX-512, §12 float planes, which hold no codebook); the build makes tiles of one
- *    only when its codebook holds values the tensor does not use or for §12 planes of <= 32
- *    values.
+ *    the decode shows (e.g. 4..15 output units at high density): check m->tile_e, and
+ *    m->tile_entries for why not (also after DC_SFC_TOO_DENSE, see dc_sparse_fc).
+ *  - DC_SFC_FORM_ROWS: every other tensor the build takes (int8, > 32 values in the codebook(s),
+ *    also when the tensor uses fewer, 1..3 output units, CPUs without AVX-512, §12 float planes,
+ *    which hold no codebook): the build makes the rows of them, on every route.
  *  - DC_SFC_FORM_NONE: what dc_sparse_fc_check refuses (not 2-D float32 / int8, shape, > 255
  *    values), an invalid header or NULL.
  * Like the build, it depends on the settings of dc_sparse_fc_use_simd and

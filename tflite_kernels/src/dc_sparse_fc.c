@@ -372,13 +372,13 @@ static int tiles_hold(uint32_t dtype, uint32_t table, uint32_t num_values, uint6
 }
 
 /* 1 when the build gives a layer the tile form (kept while it fits, tiles_fit; else the rows):
- * one tiles_hold holds, unless it has too few rows for its tiles ever to fit.  Each step of a
+ * tiles_hold holds for the count of its header's codebook(s) (header_tiles), unless it has too few
+ * rows for its tiles ever to fit.  Each step of a
  * tile is 16 entries, one per row of its group, so at most min(rows, 16) of them non-zeros: a
  * layer has at least 16 / min(rows, 16) entries per non-zero, and with tile_fill * rows < 16 none
  * with a non-zero fits (1..3 rows at the default fill of 4; an empty one gets the rows too).  A
  * fill of 0 (the fallback's test switch) still makes every such build make tiles, then rows.
- * The one test of tiles_wanted (the built form: its num_values) and dc_sparse_fc_form (the
- * header: its codebook's count, which the build's num_values never exceeds), so that the two
+ * The one test of the build and dc_sparse_fc_form, both through header_tiles, so that the two
  * agree by construction. */
 static int tile_form(uint32_t dtype, uint32_t table, uint32_t num_values, uint64_t rows,
                      uint64_t cols) {
@@ -387,8 +387,47 @@ static int tile_form(uint32_t dtype, uint32_t table, uint32_t num_values, uint64
          (tile_fill == 0 || (uint64_t)tile_fill * lanes >= 16);
 }
 
-static int tiles_wanted(const dc_sparse_fc* m) {
-  return tile_form(m->dtype, m->table, m->num_values, m->rows, m->cols);
+/* The tile form's entries of rows (row_ptr, col) [rows, cols]: per group of 16 rows and block of
+ * 32 columns with a non-zero, 16 x the most non-zeros of one row in the block (what emit_group
+ * makes, without making it).  For a layer refused as too dense (dc_sparse_fc_build_max): whether
+ * its tiles would have fit. */
+static uint64_t rows_tile_entries(const uint32_t* row_ptr, const uint16_t* col, uint32_t rows,
+                                  uint32_t cols) {
+  uint8_t steps[DC_SFC_MAX_COLS / 32], run[DC_SFC_MAX_COLS / 32];
+  const uint32_t blocks = (cols + 31) / 32;
+  uint64_t e = 0;
+  for (uint32_t g = 0; 16 * g < rows; ++g) {
+    memset(steps, 0, blocks);
+    for (uint32_t r = 16 * g; r < rows && r < 16 * g + 16; ++r) {
+      memset(run, 0, blocks);
+      for (uint32_t j = row_ptr[r]; j < row_ptr[r + 1]; ++j) {
+        const uint32_t b = col[j] >> 5;
+        if (++run[b] > steps[b]) steps[b] = run[b];
+      }
+    }
+    for (uint32_t b = 0; b < blocks; ++b) e += 16u * steps[b];
+  }
+  return e;
+}
+
+/* rows_tile_entries of a dense float32 weight (+-0 not kept). */
+static uint64_t dense_tile_entries(const uint32_t* w, uint32_t rows, uint32_t cols) {
+  uint8_t steps[DC_SFC_MAX_COLS / 32];
+  const uint32_t blocks = (cols + 31) / 32;
+  uint64_t e = 0;
+  for (uint32_t g = 0; 16 * g < rows; ++g) {
+    memset(steps, 0, blocks);
+    for (uint32_t r = 16 * g; r < rows && r < 16 * g + 16; ++r) {
+      const uint32_t* row = w + (size_t)r * cols;
+      for (uint32_t b = 0; b < blocks; ++b) {
+        uint32_t n = 0;
+        for (uint32_t c = 32 * b; c < cols && c < 32 * b + 32; ++c) n += (row[c] << 1) != 0;
+        if (n > steps[b]) steps[b] = (uint8_t)n;
+      }
+    }
+    for (uint32_t b = 0; b < blocks; ++b) e += 16u * steps[b];
+  }
+  return e;
 }
 
 /* The rows of a tile form (the build's fallback when the tiles do not fit): lane l of a group's
@@ -425,8 +464,10 @@ static int tiles_to_rows(dc_sparse_fc* m) {
         }
   }
   rp[m->rows] = k;
+  const uint64_t entries = m->tile_entries;
   tiles_free(m);
   m->row_ptr = rp, m->col = col, m->code = code;
+  m->tile_entries = entries; /* the count of the tiles that did not fit (dc_sparse_fc.h) */
   return 1;
 }
 
@@ -452,12 +493,16 @@ DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
   return rows_to_tiles(m);
 }
 
-/* After a build of the rows (the dense route, §11's grouped tensors): on AVX-512, a float32 form
- * of <= 32 values keeps the tile form instead when it fits (tiles_fit), else the rows. */
-static void rows_or_tiles(dc_sparse_fc* m) {
-  if (!tiles_wanted(m) || !rows_to_tiles(m)) return;
+/* After a build of the rows (the dense route, §11's grouped tensors) of a layer the header gives
+ * the tile form (`tiles`: header_tiles): the tile form instead when it fits (tiles_fit), else the
+ * rows with tile_entries, their count, kept (dc_sparse_fc.h: the tiles did not fit); out of memory
+ * for the tiles: the rows, tile_entries 0. */
+static void rows_or_tiles(dc_sparse_fc* m, int tiles) {
+  if (!tiles || !rows_to_tiles(m)) return;
   if (!tiles_fit(m->tile_entries, m->nnz)) {
+    const uint64_t entries = m->tile_entries;
     tiles_free(m);
+    m->tile_entries = entries;
     return;
   }
   free(m->row_ptr), free(m->col), free(m->code);
@@ -941,7 +986,8 @@ static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) 
  * DC_SFC_UNSUPPORTED (with *m zeroed) when it does not apply, so the caller takes the dense
  * route. */
 static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_header* h,
-                                  dc_sparse_fc* m, dc_status* decode_status, uint64_t max_nnz) {
+                                  dc_sparse_fc* m, dc_status* decode_status, uint64_t max_nnz,
+                                  int tiles) {
   const uint64_t groups = h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1;
   const uint64_t len = groups * h->k;
   if (h->info.version < 2 ||
@@ -949,7 +995,7 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     return DC_SFC_UNSUPPORTED;
   uint16_t* vc = value_codes(h, m, len);
   if (!vc) return DC_SFC_UNSUPPORTED;
-  const int tiled = h->layout == DC_LAYOUT_SPARSE && tiles_wanted(m);
+  const int tiled = h->layout == DC_LAYOUT_SPARSE && tiles;
   Tiles tl;
   dc_rows r = {.rows = m->rows,
                .cols = m->cols,
@@ -1042,7 +1088,13 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
     return DC_SFC_DECODE;
   }
   m->nnz = r.nnz;
-  if (r.nnz > max_nnz) return DC_SFC_TOO_DENSE; /* build() frees the form */
+  if (r.nnz > max_nnz) { /* build() frees the form, keeping the count of tiles that do not fit */
+    const uint64_t e = tiled   ? tl.entries
+                       : tiles ? rows_tile_entries(m->row_ptr, m->col, m->rows, m->cols)
+                               : 0;
+    m->tile_entries = tiles_fit(e, r.nnz) ? 0 : e;
+    return DC_SFC_TOO_DENSE;
+  }
   if (tiled) {
     tiles_end(&tl);
     /* tiles that do not fit: the rows (out of memory: the tiles stay, a complete form) */
@@ -1062,7 +1114,7 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
       m->row_sum[row] = sum;
     }
   }
-  rows_or_tiles(m); /* §11's grouped tensors: the rows first */
+  rows_or_tiles(m, tiles); /* §11's grouped tensors: the rows first */
   return DC_SFC_OK;
 }
 
@@ -1127,25 +1179,33 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
   return check_header(&h, table != 0, NULL, why, why_size);
 }
 
-/* check_header, then tile_form on its count: the build's num_values is that of the codebook(s)
- * on the direct route (value_codes) and at most that on the dense route (the values present);
- * without a codebook (int8, §12) the rows. */
+/* Whether the build gives the layer of header h the tile form (tile_form), from the header alone:
+ * `values` is codebook_values of its codebook(s), DC_SFC_NO_CODEBOOK (more than 32: the rows) for
+ * int8 and §12's float planes.  The build follows it on every route, dc_sparse_fc_form says it: the
+ * two agree by construction and the form does not depend on the route.  (The dense route's form
+ * holds only the values the tensor uses, so a codebook with values the tensor does not use, or
+ * §12 planes of <= 32 values, could hold tiles: only the decode shows it, so they get the rows, as
+ * on the direct route, whose form codes every codebook value.) */
+static int header_tiles(const dc_header* h, uint32_t table, uint32_t values) {
+  return tile_form(h->info.dtype, table, values, h->info.dims[0], h->info.dims[1]);
+}
+
 DC_API dc_sfc_form dc_sparse_fc_form(const uint8_t* packed, size_t size) {
   dc_header h;
   uint32_t values;
   if (!packed || dc_parse(packed, size, &h) != DC_OK ||
       check_header(&h, 0, &values, NULL, 0) != DC_SFC_OK)
     return DC_SFC_FORM_NONE;
-  return tile_form(h.info.dtype, 0, values, h.info.dims[0], h.info.dims[1]) ? DC_SFC_FORM_TILES
-                                                                            : DC_SFC_FORM_ROWS;
+  return header_tiles(&h, 0, values) ? DC_SFC_FORM_TILES : DC_SFC_FORM_ROWS;
 }
 
-/* A form refused as too dense (dc_sparse_fc_build_max): zeroed but for its shape, type, count. */
+/* A form refused as too dense (dc_sparse_fc_build_max): zeroed but for its shape, type, count
+ * and tile_entries (the count of tiles that would not have fit, else 0). */
 static dc_sfc_status too_dense(dc_sparse_fc* m) {
   const uint32_t rows = m->rows, cols = m->cols, dtype = m->dtype;
-  const uint64_t nnz = m->nnz;
+  const uint64_t nnz = m->nnz, entries = m->tile_entries;
   dc_sparse_fc_free(m);
-  m->rows = rows, m->cols = cols, m->dtype = dtype, m->nnz = nnz;
+  m->rows = rows, m->cols = cols, m->dtype = dtype, m->nnz = nnz, m->tile_entries = entries;
   return DC_SFC_TOO_DENSE;
 }
 
@@ -1165,12 +1225,14 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     if (decode_status) *decode_status = st;
     return DC_SFC_DECODE;
   }
-  dc_sfc_status s = check_header(&h, table, NULL, why, why_size);
+  uint32_t values;
+  dc_sfc_status s = check_header(&h, table, &values, why, why_size);
   if (s != DC_SFC_OK) return s;
+  const int tiles = header_tiles(&h, table, values);
   m->rows = (uint32_t)h.info.dims[0];
   m->cols = (uint32_t)h.info.dims[1];
   m->dtype = h.info.dtype;
-  s = build_direct(packed, size, &h, m, decode_status, max_nnz);
+  s = build_direct(packed, size, &h, m, decode_status, max_nnz, tiles);
   if (s == DC_SFC_TOO_DENSE) return too_dense(m);
   if (s != DC_SFC_UNSUPPORTED) {
     if (s != DC_SFC_OK) dc_sparse_fc_free(m);
@@ -1200,6 +1262,10 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   const uint64_t nnz = count_nonzero(dense, h.info.dtype, h.info.num_elements, table, m->fill);
   if (nnz > max_nnz) {
     m->nnz = nnz;
+    if (tiles) { /* the count of its tiles, if they would not have fit */
+      const uint64_t e = dense_tile_entries((const uint32_t*)dense, m->rows, m->cols);
+      m->tile_entries = tiles_fit(e, nnz) ? 0 : e;
+    }
     if (dense_out) {
       *dense_out = dense;
     } else {
@@ -1218,7 +1284,7 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   helper_join(m, &w, task);
   free(dense);
   if (s != DC_SFC_OK) dc_sparse_fc_free(m);
-  if (s == DC_SFC_OK) rows_or_tiles(m);
+  if (s == DC_SFC_OK) rows_or_tiles(m, tiles);
   return s;
 }
 

@@ -1058,10 +1058,11 @@ static int fc_supported(TfLiteContext* context, const TfLiteNode* node, char* wh
 }
 
 /* A FULLY_CONNECTED candidate's density limit (max_density): its build stops at more than
- * max_nnz non-zeros (plan_build returns 2) with their count in nnz and, where the build decoded
- * the dense weight to count them, that weight in dense (dc_sparse_fc_build_max; the caller's). */
+ * max_nnz non-zeros (plan_build returns 2) with their count in nnz, the count of its tiles if they
+ * would not have fit in tile_entries (else 0) and, where the build decoded the dense weight to
+ * count them, that weight in dense (dc_sparse_fc_build_max; the caller's). */
 typedef struct {
-  uint64_t max_nnz, nnz;
+  uint64_t max_nnz, nnz, tile_entries;
   void* dense;
 } DensityLimit;
 
@@ -1085,7 +1086,7 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
             : dc_sparse_fc_build_max(bytes, pk->bytes, lim ? lim->max_nnz : UINT64_MAX, &p->m,
                                      lim ? &lim->dense : NULL, &ds, why, why_size);
   if (st != DC_SFC_OK) {
-    if (st == DC_SFC_TOO_DENSE && lim) lim->nnz = p->m.nnz;
+    if (st == DC_SFC_TOO_DENSE && lim) lim->nnz = p->m.nnz, lim->tile_entries = p->m.tile_entries;
     free(p);
     if (st == DC_SFC_TOO_DENSE) return 2;
     if (st == DC_SFC_UNSUPPORTED) return 0;
@@ -1356,12 +1357,18 @@ static int max_density_for(const DcDelegate* d, int dtype, dc_sfc_form form) {
                                    : DC_DEFAULT_MAX_DENSITY_FLOAT32;
 }
 
+/* Why a layer dc_sparse_fc_form said TILES got the rows (its m.tile_entries, dc_sparse_fc.h). */
+typedef enum { ROWS_SAID = 0, ROWS_TILES_DO_NOT_FIT, ROWS_NO_MEMORY_FOR_TILES } RowsWhy;
+
 /* Which default max_density_for applied, for the report ("... (default max_density for %s)"). */
-static const char* default_density_name(int dtype, dc_sfc_form form, int tiles_did_not_fit) {
+static const char* default_density_name(int dtype, dc_sfc_form form, RowsWhy rows_why) {
   if (dtype == DC_DTYPE_INT8) return "int8 weights";
   if (form == DC_SFC_FORM_TILES) return "float32 weights on the tile form";
-  return tiles_did_not_fit ? "float32 weights on the row form: its tiles did not fit"
-                           : "float32 weights on the row form";
+  if (rows_why == ROWS_TILES_DO_NOT_FIT)
+    return "float32 weights on the row form: its tiles did not fit";
+  if (rows_why == ROWS_NO_MEMORY_FOR_TILES)
+    return "float32 weights on the row form: out of memory for its tiles";
+  return "float32 weights on the row form";
 }
 
 /* A density above a limit in percent (nnz > limit * elements / 100) as the report prints it: one
@@ -1384,10 +1391,11 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
   void* dense = NULL; /* a refused FC's weight, decoded by its build to count the non-zeros */
   if (!p) {
     /* FC: its density limit from the header (dtype, shape; checked again by the build) */
-    DensityLimit lim = {UINT64_MAX, 0, NULL}, *lp = NULL;
+    DensityLimit lim = {UINT64_MAX, 0, 0, NULL}, *lp = NULL;
     const TfLiteTensor* pk = &context->tensors[fc->fc_packed];
     dc_tensor_info info;
-    int limit = 100, tiles_did_not_fit = 0;
+    int limit = 100;
+    RowsWhy rows_why = ROWS_SAID;
     dc_sfc_form form = DC_SFC_FORM_ROWS;
     if (fc->reg->builtin_code == kTfLiteBuiltinFullyConnected &&
         dc_peek((const uint8_t*)pk->data.raw_const, pk->bytes, &info) == DC_OK && info.rank == 2) {
@@ -1397,16 +1405,19 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
       lp = &lim;
     }
     r = plan_make(context, fc, lp, &p, why, sizeof why);
-    if (r == 1 && lp && !d->max_density && form == DC_SFC_FORM_TILES && !p->m.tile_e) {
-      /* built on the tile form's default, but its tiles did not fit (dc_sparse_fc_form): the
-       * rows' default applies (known only now: the layer was built) */
+    if (lp && !d->max_density && form == DC_SFC_FORM_TILES &&
+        ((r == 1 && !p->m.tile_e) || (r == 2 && lim.tile_entries))) {
+      /* on the tile form's default, but the rows: its tiles did not fit (dc_sparse_fc_form; a
+       * refused layer's would not have: their count) or there was no memory for them (built:
+       * tile_entries 0), known only now; the rows' default applies */
       const int rows_limit = max_density_for(d, info.dtype, DC_SFC_FORM_ROWS);
-      if (p->m.nnz > (uint64_t)rows_limit * info.dims[0] * info.dims[1] / 100) {
-        lim.nnz = p->m.nnz;
+      const uint64_t nnz = r == 1 ? p->m.nnz : lim.nnz;
+      if (nnz > (uint64_t)rows_limit * info.dims[0] * info.dims[1] / 100) {
+        rows_why = r == 2 || p->m.tile_entries ? ROWS_TILES_DO_NOT_FIT : ROWS_NO_MEMORY_FOR_TILES;
+        lim.nnz = nnz;
         limit = rows_limit;
         form = DC_SFC_FORM_ROWS;
-        tiles_did_not_fit = 1;
-        fc_plan_free(p);
+        if (r == 1) fc_plan_free(p);
         p = NULL;
         r = 2;
       }
@@ -1418,7 +1429,7 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
         set_msg(why, sizeof why, "density %s %% > max_density %d %%; decoded", pct, limit);
       } else {
         set_msg(why, sizeof why, "density %s %% > %d %% (default max_density for %s); decoded", pct,
-                limit, default_density_name((int)info.dtype, form, tiles_did_not_fit));
+                limit, default_density_name((int)info.dtype, form, rows_why));
       }
       dense = lim.dense;
       r = 0;

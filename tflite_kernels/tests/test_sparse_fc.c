@@ -537,17 +537,18 @@ static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t tenth
   free(w);
 }
 
-/* A [rows, k / rows] §5 float32 tensor of k distinct codebook values (k <= 256), each used once;
- * value 0 made +0.0 when zero_first (k - 1 non-zero values then).  Returns its size (p: 2,048
- * bytes). */
-static size_t pack_values(uint8_t* p, uint32_t k, uint32_t rows, int zero_first) {
+/* A [rows, k / rows] §5 float32 tensor of k distinct codebook values (k <= 256), element i being
+ * value i % used (used = 0: k, each used once; else the others unused, though coded); value 0 made
+ * +0.0 when zero_first (k - 1 non-zero values then).  Returns its size (p: 2,048 bytes). */
+static size_t pack_values_used(uint8_t* p, uint32_t k, uint32_t rows, int zero_first,
+                               uint32_t used) {
   uint8_t len[256], q[2048];
   uint16_t sym[256];
   uint32_t sizes_at, crc, big = 1, lb = 0;
   while (big < k) big <<= 1, ++lb;
   /* a complete code: big - k symbols of length lb - 1, the others of length lb */
   for (uint32_t s = 0; s < k; ++s)
-    len[s] = (uint8_t)(s < big - k ? lb - 1 : lb), sym[s] = (uint16_t)s;
+    len[s] = (uint8_t)(s < big - k ? lb - 1 : lb), sym[s] = (uint16_t)(used ? s % used : s);
   CHECK(k >= 2 && k <= 256 && k % rows == 0 && pack_dense_f32_bound(k, k) + 4 <= sizeof q,
         "pack_values %u", k);
   size_t n = pack_dense_f32(q, len, k, sym, k, &sizes_at); /* rank 1 [k] */
@@ -560,6 +561,10 @@ static size_t pack_values(uint8_t* p, uint32_t k, uint32_t rows, int zero_first)
   crc = dc_crc32(dc_crc32(0, p, 16), p + 20, n + 4 - 20);
   memcpy(p + 16, &crc, 4);
   return n + 4;
+}
+
+static size_t pack_values(uint8_t* p, uint32_t k, uint32_t rows, int zero_first) {
+  return pack_values_used(p, k, rows, zero_first, 0);
 }
 
 static size_t pack_256_values(uint8_t* p, int zero_first) {
@@ -613,22 +618,32 @@ static void test_check_from_header(void) {
   }
 }
 
-/* A tile form said (f) but rows built (m): tiles added to them (dc_sparse_fc_add_tiles: whatever
- * their fill) hold more than DC_SFC_TILE_FILL entries per non-zero (else the build keeps them). */
+/* A tile form said (f) but rows built (m): the build kept the count of its tiles (tile_entries,
+ * dc_sparse_fc.h: they did not fit), more than DC_SFC_TILE_FILL entries per non-zero, and tiles
+ * added to the rows (dc_sparse_fc_add_tiles: whatever their fill) have that many.  Said ROWS: no
+ * tiles, none counted. */
 static void check_tiles_did_not_fit(dc_sparse_fc* m, dc_sfc_form f, const char* name) {
-  if (f != DC_SFC_FORM_TILES || m->tile_e || !dc_sparse_fc_add_tiles(m)) return;
-  CHECK(m->tile_entries > (uint64_t)DC_SFC_TILE_FILL * m->nnz,
+  if (f != DC_SFC_FORM_TILES) {
+    CHECK(!m->tile_e && m->tile_entries == 0, "%s: rows said, tiles built or counted", name);
+    return;
+  }
+  if (m->tile_e) return;
+  const uint64_t counted = m->tile_entries;
+  CHECK(counted > (uint64_t)DC_SFC_TILE_FILL * m->nnz,
         "%s: tile form said, built as rows, but its %llu tile entries fit %llu non-zeros", name,
-        (unsigned long long)m->tile_entries, (unsigned long long)m->nnz);
+        (unsigned long long)counted, (unsigned long long)m->nnz);
+  CHECK(dc_sparse_fc_add_tiles(m) && m->tile_entries == counted,
+        "%s: %llu tile entries counted, %llu built", name, (unsigned long long)counted,
+        (unsigned long long)m->tile_entries);
 }
 
 /* dc_sparse_fc_form tells from the header the form the build makes: the tile form for float32
  * of <= 32 non-zero codebook values and at least 4 rows while the AVX-512 kernels are in use
  * (+0.0 not counted), the rows otherwise (33 values, int8, 1..3 rows: [1, 33], [2, 1], [3, 4],
- * whose tiles never fit, dc_sparse_fc_use_simd(0), CPUs without AVX-512), none for what the build
+ * whose tiles never fit, dc_sparse_fc_use_simd(0), CPUs without AVX-512; 40 codebook values of
+ * which 16 are used: the rows too, though the tiles of the 16 would fit), none for what the build
  * refuses; a predicted tile form whose tiles do not fit ([4, 8] with one zero: 128 entries for
- * 31 non-zeros; [4, 4] full: 64 for 16 fits) is built as rows, the one way the prediction
- * misses. */
+ * 31 non-zeros; [4, 4] full: 64 for 16 fits) is built as rows with their count kept. */
 static void test_form_from_header(void) {
   const int avx = avx512_cpu(), was = dc_sparse_fc_use_simd(1);
   const dc_sfc_form tiles = avx ? DC_SFC_FORM_TILES : DC_SFC_FORM_ROWS;
@@ -637,24 +652,22 @@ static void test_form_from_header(void) {
     int zero_first;
     dc_sfc_form form;
     int built_tiles;
-  } cases[] = {{32, 32, 0, tiles, avx},
-               {33, 33, 0, DC_SFC_FORM_ROWS, 0},
-               {33, 33, 1, tiles, avx},
-               {33, 1, 1, DC_SFC_FORM_ROWS, 0},
-               {34, 34, 1, DC_SFC_FORM_ROWS, 0},
-               {16, 16, 0, tiles, avx},
-               {2, 2, 0, DC_SFC_FORM_ROWS, 0},
-               {12, 3, 0, DC_SFC_FORM_ROWS, 0},
-               {16, 4, 0, tiles, avx},
-               {32, 4, 1, tiles, 0},
-               {256, 16, 1, DC_SFC_FORM_ROWS, 0},
-               {256, 16, 0, DC_SFC_FORM_NONE, 0}};
+    uint32_t used; /* pack_values_used */
+  } cases[] = {{32, 32, 0, tiles, avx, 0},          {33, 33, 0, DC_SFC_FORM_ROWS, 0, 0},
+               {33, 33, 1, tiles, avx, 0},          {33, 1, 1, DC_SFC_FORM_ROWS, 0, 0},
+               {34, 34, 1, DC_SFC_FORM_ROWS, 0, 0}, {16, 16, 0, tiles, avx, 0},
+               {2, 2, 0, DC_SFC_FORM_ROWS, 0, 0},   {12, 3, 0, DC_SFC_FORM_ROWS, 0, 0},
+               {16, 4, 0, tiles, avx, 0},           {32, 4, 1, tiles, 0, 0},
+               {40, 4, 0, DC_SFC_FORM_ROWS, 0, 16}, {40, 4, 1, DC_SFC_FORM_ROWS, 0, 16},
+               {40, 4, 0, DC_SFC_FORM_ROWS, 0, 33}, {256, 16, 1, DC_SFC_FORM_ROWS, 0, 0},
+               {256, 16, 0, DC_SFC_FORM_NONE, 0, 0}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     uint8_t p[2048];
     char why[200] = "";
     dc_sparse_fc m;
     dc_status ds;
-    const size_t n = pack_values(p, cases[i].k, cases[i].rows, cases[i].zero_first);
+    const size_t n =
+        pack_values_used(p, cases[i].k, cases[i].rows, cases[i].zero_first, cases[i].used);
     const dc_sfc_form f = dc_sparse_fc_form(p, n);
     CHECK(f == cases[i].form, "form of %u values [%u, %u] zero %d: %d, expected %d", cases[i].k,
           cases[i].rows, cases[i].k / cases[i].rows, cases[i].zero_first, f, cases[i].form);
@@ -663,6 +676,14 @@ static void test_form_from_header(void) {
               (st != DC_SFC_OK || (m.tile_e != NULL) == cases[i].built_tiles),
           "build of %u values [%u, ...]: %d, tiles %d", cases[i].k, cases[i].rows, st,
           st == DC_SFC_OK && m.tile_e != NULL);
+    if (st == DC_SFC_OK && m.nnz) { /* refused as too dense: the same count kept, if any */
+      dc_sparse_fc b;
+      CHECK(dc_sparse_fc_build_max(p, n, m.nnz - 1, &b, NULL, &ds, why, sizeof why) ==
+                    DC_SFC_TOO_DENSE &&
+                b.tile_entries == (m.tile_e ? 0 : m.tile_entries),
+            "build_max of %u values [%u, ...]: %llu tile entries", cases[i].k, cases[i].rows,
+            (unsigned long long)b.tile_entries);
+    }
     if (st == DC_SFC_OK) {
       check_tiles_did_not_fit(&m, f, "pack_values");
       dc_sparse_fc_free(&m);
@@ -689,8 +710,8 @@ static void test_form_from_header(void) {
     CHECK((st == DC_SFC_OK) == (f != DC_SFC_FORM_NONE), "%s: form %d, build %d", v->name, f, st);
     if (st != DC_SFC_OK) continue;
     CHECK(!m.tile_e || f == DC_SFC_FORM_TILES, "%s: tiles built, form %d said", v->name, f);
-    CHECK(f != DC_SFC_FORM_TILES || m.tile_e || m.num_values <= 32,
-          "%s: tiles predicted, %u values built", v->name, m.num_values);
+    CHECK(f != DC_SFC_FORM_TILES || m.num_values <= 32, "%s: tiles predicted, %u values built",
+          v->name, m.num_values);
     CHECK(f != DC_SFC_FORM_TILES || avx, "%s: tiles predicted without AVX-512", v->name);
     predicted_tiles += f == DC_SFC_FORM_TILES;
     check_tiles_did_not_fit(&m, f, v->name);
@@ -702,7 +723,8 @@ static void test_form_from_header(void) {
 }
 
 /* dc_sparse_fc_build_max: a limit of the tensor's own non-zero count builds the same form; one
- * less refuses it (DC_SFC_TOO_DENSE: shape, type and count kept, nothing else held) and hands
+ * less refuses it (DC_SFC_TOO_DENSE: shape, type and count kept, and the count of tiles that would
+ * not have fit, the build's tile_entries with the rows; nothing else held) and hands
  * over the dense weight exactly when the build went through a dense copy, equal to dc_decode's. */
 static void test_build_max(void) {
   int refused = 0, handed = 0;
@@ -729,6 +751,9 @@ static void test_build_max(void) {
     CHECK(st == DC_SFC_TOO_DENSE && b.nnz == a.nnz && b.rows == a.rows && b.cols == a.cols &&
               b.dtype == a.dtype && !b.row_ptr && !b.col && !b.code && !b.tile_e,
           "%s: build_max below its count -> %d", v->name, st);
+    /* the count of the tiles that would not have fit: that of the build's rows, else 0 */
+    CHECK(b.tile_entries == (a.tile_e ? 0 : a.tile_entries), "%s: refused, %llu tile entries",
+          v->name, (unsigned long long)b.tile_entries);
     CHECK((dense != NULL) == (a.from_dense != 0), "%s: dense handed over %d, from_dense %u",
           v->name, dense != NULL, a.from_dense);
     if (dense) {
