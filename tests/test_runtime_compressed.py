@@ -1,5 +1,6 @@
 """dc_keras.runtime: weights="compressed" (FULLY_CONNECTED from the compact sparse form) and an
 Interpreter that leaves TensorFlow alone."""
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -548,6 +549,7 @@ def _tile_form_model():
 
 ROWS_DEFAULT = "(default max_density for float32 weights on the row form)"
 TILES_DEFAULT = "(default max_density for float32 weights on the tile form)"
+ROWS_NO_FIT = "(default max_density for float32 weights on the row form: its tiles did not fit)"
 
 
 def test_default_max_density_on_the_row_form_keeps_a_45_percent_layer_decoded():
@@ -574,7 +576,8 @@ def test_default_max_density_by_form(tmp_path):
     45 % layer runs compressed by default, the 60 % one stays decoded with the tile form's default
     as reason. When its tiles do not fit (dc_sparse_fc_set_tile_fill(0): the build makes rows)
     the 45 % layer is refused after its build by the row form's 30 % and decoded (from the file,
-    whose pages the build dropped: bit-exact with the unpacked model). An explicit max_density
+    whose pages the build dropped: bit-exact with the unpacked model), and the report of the 60 %
+    one, refused before any form was built, names that limit too (its tiles would not have fit). An explicit max_density
     applies to the tile form as to the rows (0.4: both decoded; 0.7: both compressed). Outputs
     within summation order of the unpacked model, batch 1 and 4."""
     lib = _sparse_fc_lib()
@@ -602,10 +605,8 @@ def test_default_max_density_by_form(tmp_path):
         it = runtime.Interpreter(model_path=str(path), weights="compressed")
     finally:
         lib.dc_sparse_fc_set_tile_fill(fill)
-    assert _fc_routes(it) == [
-        ("dense", "density 45.0 % > 30 % (default max_density for float32 weights on the row form: "
-                  "its tiles did not fit); decoded"),
-        ("dense", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded")], it.compressed_report()
+    assert _fc_routes(it) == [("dense", f"density 45.0 % > 30 % {ROWS_NO_FIT}; decoded"),
+                              ("dense", f"density 60.0 % > 30 % {ROWS_NO_FIT}; decoded")], it.compressed_report()
     np.testing.assert_array_equal(em.run_batch(it, xs), em.run_batch(ref, xs))  # decoded: exact
 
     it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.4)
@@ -741,13 +742,30 @@ FORM_NONE, FORM_ROWS, FORM_TILES = 0, 1, 2  # dc_sfc_form
 SFC_OK, SFC_UNSUPPORTED = 0, 1  # dc_sfc_status
 
 
+def _packed_with_unused_values(w, unused, layout, version):
+    """Float32 w packed in the dense or sparse layout (§5, §6) of `version` with `unused` more
+    distinct non-zero values in its codebook that no element uses (no code: length 0), as an
+    encoder other than dc_keras's may write them; decodes to w."""
+    from dc_keras.codec import _layouts as lay
+
+    a, code, bits = lay._to_array(w, version)
+    uniq, idx, counts = lay._plain_codebook(bits, 4)
+    pool = 0x40000000 + 104729 * np.arange(1, 4 * unused + 1, dtype=np.uint32)
+    extra = np.setdiff1d(pool, uniq)[:unused].astype(uniq.dtype)
+    plan = lay._Plain(np.concatenate([uniq, extra]), idx, np.concatenate([counts, np.zeros(unused, counts.dtype)]),
+                      4, 12, layout == "sparse", False)
+    return lay._assemble(a, code, version, plan.layout, *plan.parts())
+
+
 def _form_tensors():
-    """(name, weight, layout, version) for test_form_from_header_agrees_with_the_build: 2-D float32
-    weights of 0, 1, 31, 32, 33, 255 and 256 distinct non-zero values (each used, so the
-    encoder's codebook holds exactly them), +0.0 and -0.0 around them, at 5 %, 40 % and 100 %
-    density, over shapes around the tile geometry (16 rows, 32 columns; 3 and 4 rows) and the
-    column limit (65536, 65537), in every layout (version 1: dense / sparse); int8 the same way (up to 255
-    values); then what no form holds: float16, int16, rank 1 and 3."""
+    """(name, weight, layout, version, packed) for test_form_from_header_agrees_with_the_build: 2-D
+    float32 weights of 0, 1, 31, 32, 33, 255 and 256 distinct non-zero values (each used, so the
+    encoder's codebook holds exactly them; packed None: codec.encode), +0.0 and -0.0 around them,
+    at 5 %, 40 % and 100 % density, over shapes around the tile geometry (16 rows, 32 columns; 3
+    and 4 rows) and the column limit (65536, 65537), in every layout (version 1: dense / sparse);
+    int8 the same way (up to 255 values); 15 values used and 10 or 20 more unused in the codebook
+    (_packed_with_unused_values: 25 or 35 in all), dense and sparse, versions 1 and 2; then what no
+    form holds: float16, int16, rank 1 and 3."""
     rng = np.random.default_rng(16)
     layouts = {np.float32: ["dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes", "context_sparse"],
                np.int8: ["dense", "sparse", "grouped_dense", "grouped_sparse", "context_sparse"]}
@@ -782,55 +800,72 @@ def _form_tensors():
                     for layout in lays + ["dense/1", "sparse/1"]:
                         lay, _, v = layout.partition("/")
                         out.append((f"{dtype.__name__} {shape} {nv} values {density:.0%} {layout}", w, lay,
-                                    int(v or 2)))
+                                    int(v or 2), None))
+    for shape in [(4, 8), (16, 32), (40, 70)]:
+        for density in (0.4, 1.0):
+            n = shape[0] * shape[1]
+            w = np.zeros(n, np.float32)
+            w[rng.permutation(n)[:round(density * n)]] = rng.choice(np.arange(1, 16, dtype=np.float32) / 8, round(density * n))
+            w = w.reshape(shape)
+            for unused, layout, version in itertools.product((10, 20), ("dense", "sparse"), (1, 2)):
+                out.append((f"float32 {shape} 15 values + {unused} unused {density:.0%} {layout}/{version}", w, layout,
+                            version, _packed_with_unused_values(w, unused, layout, version)))
     for name, w in (("float16", np.ones((4, 8), np.float16)), ("int16", np.ones((4, 8), np.int16)),
                     ("rank 1", np.ones(32, np.float32)), ("rank 3", np.ones((2, 4, 4), np.float32))):
-        out.append((name, w, "dense", 2))
+        out.append((name, w, "dense", 2, None))
     return out
 
 
 def test_form_from_header_agrees_with_the_build():
     """dc_sparse_fc_form (the form said from the header: the TFLite delegate's default max_density
-    depends on it) against dc_sparse_fc_build over _form_tensors (~1,000 packed weights): NONE
+    depends on it) against dc_sparse_fc_build over _form_tensors (~1,100 packed weights): NONE
     exactly where dc_sparse_fc_check refuses, and then the build refuses too (> 255 values, not
-    2-D float32 / int8, > 65536 columns); TILES for float32 of <= 32 kept values (-0.0 not
-    counted) with a codebook and >= 4 rows, on an AVX-512 CPU; ROWS otherwise. The build makes the tile form
-    exactly where TILES was said and its tiles hold at most 4 entries per non-zero (_tile_entries),
-    the rows elsewhere, with the count of the weight's distinct values and non-zeros. Layers of
-    1..3 rows (output units) are said and built as rows: their tiles never fit. The one
-    place the header cannot tell (float planes, §12: no codebook) is said ROWS; the build may then
-    make tiles (<= 32 values) or refuse (> 255). With the scalar kernels (dc_sparse_fc_use_simd(0))
-    nothing is said or built on tiles; a lookup table (dc_sparse_table_build) never holds tiles.
-    The struct read here is checked against dc_sparse_fc_bytes."""
+    2-D float32 / int8, > 65536 columns); TILES for float32 whose codebook holds <= 32 kept values
+    (-0.0 not counted; values the tensor does not use counted too) and >= 4 rows, on an AVX-512
+    CPU; ROWS otherwise. The build makes the tile form exactly where TILES was said and its tiles
+    hold at most 4 entries per non-zero (_tile_entries), the rows elsewhere, on every route (a
+    codebook of 35 values of which 15 are used: the rows, also through the dense copy, which
+    made tiles of them before; of 25: the tiles), with the count of the weight's non-zeros. Said
+    TILES but built as rows: tile_entries keeps the count of the tiles (they did not fit), and
+    dc_sparse_fc_build_max refusing the layer as too dense keeps it too (0 where they fit). Layers
+    of 1..3 rows (output units) are said and built as rows: their tiles never fit. Float planes
+    (§12: no codebook) are said and built as rows, or refused by the build (> 255 values: only
+    the decode shows it). With the scalar kernels (dc_sparse_fc_use_simd(0)) nothing is said or
+    built on tiles; a lookup table (dc_sparse_table_build) never holds tiles. The struct read here
+    is checked against dc_sparse_fc_bytes."""
     import ctypes as C
 
     from dc_keras import codec
 
     lib, SparseFc = _sparse_fc_api()
+    lib.dc_sparse_fc_build_max.argtypes = [C.c_char_p, C.c_size_t, C.c_uint64, C.POINTER(SparseFc), C.c_void_p,
+                                           C.POINTER(C.c_int), C.c_char_p, C.c_size_t]
     avx = lib.dc_sparse_fc_kernel_name() == b"avx512"
     seen = set()
-    for name, w, layout, version in _form_tensors():
-        p = codec.encode(w, layout=layout, version=version)
+    for name, w, layout, version, packed in _form_tensors():
+        p = codec.encode(w, layout=layout, version=version) if packed is None else packed
         info = codec.info(p)
         assert info["layout"] == layout, (name, info["layout"])
         two_d = w.ndim == 2 and w.dtype in (np.float32, np.int8) and 0 < w.shape[1] <= 65536
         nz = w.view(np.uint32) << 1 != 0 if w.dtype == np.float32 else w != 0  # FC keeps all but +-0
         kept = len(np.unique(w.view(np.uint32)[nz])) if w.dtype == np.float32 else 0
+        said = kept  # kept values in the codebook(s)
         if w.dtype == np.float32 and layout != "float_planes":
             cb = np.asarray(info["codebook"]).reshape(-1).view(np.uint32)
-            assert len(np.unique(cb[cb << 1 != 0])) == kept, name  # the codebook holds the values used
+            said = len(np.unique(cb[cb << 1 != 0]))
+            assert said == kept or packed is not None, name  # the encoder's codebook holds the values used
         form = lib.dc_sparse_fc_form(p, len(p))
         why, bwhy = C.create_string_buffer(256), C.create_string_buffer(256)
         check = lib.dc_sparse_fc_check(p, len(p), 0, why, 256)
         m, ds = SparseFc(), C.c_int(0)
         st = lib.dc_sparse_fc_build(p, len(p), C.byref(m), C.byref(ds), bwhy, 256)
         assert (form == FORM_NONE) == (check != SFC_OK), (name, form, check)
-        if not two_d or (w.dtype == np.float32 and layout != "float_planes" and kept > 255):
+        if not two_d or (w.dtype == np.float32 and layout != "float_planes" and said > 255):
             assert form == FORM_NONE and check == st == SFC_UNSUPPORTED and why.value == bwhy.value, name
             seen.add("none")
             continue
-        codebook_tiles = w.dtype == np.float32 and layout != "float_planes" and kept <= 32 and w.shape[0] >= 4
-        assert form == (FORM_TILES if codebook_tiles and avx else FORM_ROWS), (name, form)
+        said_tiles = avx and w.dtype == np.float32 and layout != "float_planes" and said <= 32 and w.shape[0] >= 4
+        assert form == (FORM_TILES if said_tiles else FORM_ROWS), (name, form)
         if layout == "float_planes" and kept > 255:  # §12: the count is known only from the decode
             assert st == SFC_UNSUPPORTED and b"more than 255" in bwhy.value, (name, st, bwhy.value)
             seen.add("planes > 255")
@@ -838,15 +873,22 @@ def test_form_from_header_agrees_with_the_build():
         assert st == SFC_OK, (name, st, ds.value, bwhy.value)
         nnz = int(nz.sum())
         assert (m.rows, m.cols, m.nnz) == (w.shape[0], w.shape[1], nnz), name
-        assert m.num_values == (kept if w.dtype == np.float32 else 0), (name, m.num_values, kept)
-        fits = _tile_entries(w.T) <= 4 * nnz
-        tiles = avx and w.dtype == np.float32 and kept <= 32 and w.shape[0] >= 4 and fits
-        assert bool(m.tile_e) == tiles and bool(m.row_ptr) != tiles, (name, bool(m.tile_e), fits)
+        # the values coded: those of the codebook (straight from §6's entries) or those used (dense copy)
+        assert m.num_values in ((kept, said) if w.dtype == np.float32 else (0,)), (name, m.num_values, kept)
+        entries = _tile_entries(w.T)
+        tiles = said_tiles and entries <= 4 * nnz
+        assert bool(m.tile_e) == tiles and bool(m.row_ptr) != tiles, (name, bool(m.tile_e), entries, nnz)
+        assert m.tile_entries == (entries if said_tiles else 0), (name, m.tile_entries, entries)
         if m.row_ptr:  # the struct read as the header lays it out: its bytes as the library counts
             assert lib.dc_sparse_fc_bytes(C.byref(m)) == (C.sizeof(SparseFc) + 4 * (w.shape[0] + 1) + 3 * nnz
                                                          + (4 * w.shape[0] if m.row_sum else 0)), name
         lib.dc_sparse_fc_free(C.byref(m))
+        if nnz:  # refused as too dense: the count of the tiles kept where they would not have fit
+            assert lib.dc_sparse_fc_build_max(p, len(p), nnz - 1, C.byref(m), None, C.byref(ds), bwhy, 256) == 5
+            assert (m.nnz, m.tile_entries) == (nnz, entries if said_tiles and not tiles else 0), name
         seen.add((form, bool(tiles), layout == "float_planes"))
+        if packed is not None:
+            seen.add(("unused", form, bool(tiles)))
         was = lib.dc_sparse_fc_use_simd(0)
         try:
             assert lib.dc_sparse_fc_form(p, len(p)) == FORM_ROWS, name
@@ -861,7 +903,7 @@ def test_form_from_header_agrees_with_the_build():
         if tst == SFC_OK:
             assert not m.tile_e and m.row_ptr and m.table == 1, name
             lib.dc_sparse_fc_free(C.byref(m))
-    want = {"none", "planes > 255", (FORM_ROWS, False, False), (FORM_ROWS, False, True)}
-    if avx:  # tiles said and built, said and not fitting, and built from §12 planes without being said
-        want |= {(FORM_TILES, True, False), (FORM_TILES, False, False), (FORM_ROWS, True, True)}
+    want = {"none", "planes > 255", (FORM_ROWS, False, False), (FORM_ROWS, False, True), ("unused", FORM_ROWS, False)}
+    if avx:  # tiles said and built, said and not fitting; 25 codebook values of which 15 are used: tiles
+        want |= {(FORM_TILES, True, False), (FORM_TILES, False, False), ("unused", FORM_TILES, True)}
     assert want <= seen, want - seen
