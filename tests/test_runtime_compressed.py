@@ -617,6 +617,154 @@ def test_default_max_density_by_form(tmp_path):
     _close(em.run_batch(it, xs), em.run_batch(ref, xs))
 
 
+def _skip_without_tiles(lib):
+    if lib.dc_sparse_fc_kernel_name() != b"avx512":
+        pytest.skip("the tile form needs an x86-64 CPU with AVX-512 F/BW/VL (dc_sparse_fc_kernel_name() "
+                    "is 'scalar' here)")
+
+
+def _rows_bytes(units, nonzeros):
+    """dc_sparse_fc_bytes of a float32 row form: the struct, 4 bytes per row + 1, 3 per non-zero."""
+    import ctypes
+
+    return ctypes.sizeof(_sparse_fc_api()[1]) + 4 * (units + 1) + 3 * nonzeros
+
+
+@pytest.mark.parametrize("packing", ["float_planes", "unused/dense", "unused/sparse"])
+def test_a_layers_form_and_default_density_do_not_depend_on_its_packing(monkeypatch, packing):
+    """A float32 Dense(64) of 15 values on 20 inputs runs on the tile form (AVX-512) with the tile
+    form's 50 % default when its packed codebook holds <= 32 values. Packed so that the header
+    cannot tell its values -- §12 float planes (no codebook), or a codebook of 35 values of which
+    20 are unused (another encoder), in the dense (§5: built through a dense copy) or the sparse
+    layout (§6: built from the entries) -- it is said and built as rows on every route: at 25 %
+    it runs compressed on the rows (the report's bytes), at 45 % it stays decoded with the row
+    form's 30 % named. Before, the dense copy's build made tiles of the 15 values used while the
+    delegate had applied the row form's default."""
+    from dc_keras import codec
+
+    _skip_without_tiles(_sparse_fc_lib())
+    encode = codec.encode
+
+    def pack_so(array, **kw):
+        a = np.asarray(array)
+        if a.dtype != np.float32 or a.shape != (64, 20):  # not the FC weight [units, inputs]
+            return encode(array, **kw)
+        if packing == "float_planes":
+            return encode(a, layout="float_planes")
+        return _packed_with_unused_values(a, 20, packing.split("/")[1], 2)
+
+    plain = {d: export.to_tflite(_one_fc_model(64, round(d * 1280), seed=9), pack=False) for d in (0.25, 0.45)}
+    as_usual = {d: runtime.Interpreter(model_content=export.pack(p), weights="compressed").compressed_report()
+                for d, p in plain.items()}
+    assert [r["route"] for r in as_usual[0.25] + as_usual[0.45]] == ["compressed"] * 2, as_usual
+    assert as_usual[0.25][0]["bytes"] != _rows_bytes(64, 320), as_usual  # the tile form
+    monkeypatch.setattr(codec, "encode", pack_so)
+    packed = {d: export.pack(p) for d, p in plain.items()}
+    monkeypatch.undo()
+    layout = codec.info(_weight_bytes(packed[0.25]))["layout"]
+    assert layout == packing.split("/")[-1], layout
+    it = runtime.Interpreter(model_content=packed[0.25], weights="compressed")
+    (row,) = it.compressed_report()
+    assert row["route"] == "compressed" and row["nonzeros"] == 320, row
+    assert row["bytes"] == _rows_bytes(64, 320), row  # the rows, whichever route built them
+    xs = np.random.default_rng(9).random((4, 20)).astype(np.float32)
+    _close(em.run(it, xs), em.run(_plain(plain[0.25]), xs))
+    it = runtime.Interpreter(model_content=packed[0.45], weights="compressed")
+    assert _fc_routes(it) == [("dense", f"density 45.0 % > 30 % {ROWS_DEFAULT}; decoded")], it.compressed_report()
+
+
+def _weight_bytes(packed):
+    """The packed bytes of the largest packed tensor of a packed .tflite (an FC weight)."""
+    from dc_keras import _flatbuffer as fb
+
+    model = fb.read_model(packed)
+    return max((fb.buffer_bytes(model, model.subgraphs[s].tensors[p].buffer)
+                for s, p, _ in export._pack.packed_tensors(model)), key=len)
+
+
+def test_layers_of_4_to_7_units_above_the_tile_default_name_the_limit_that_applied():
+    """A float32 layer of 4-7 output units said on the tile form (AVX-512, <= 32 values) and
+    denser than its 50 % default: refused before any form is built, its report names the limit
+    of the form the layer would have taken -- the tile form's 50 % when its tiles fit (an
+    unpruned Dense(4): 16 x 64 entries for 256 non-zeros, 4 per non-zero), the row form's 30 %
+    when they would not have (a Dense(4) at 60 %: more than 4 entries per non-zero, as the build
+    of a layer at 45 % finds them), as for a layer built and then refused. Before, both named the
+    tile form's default. 64 inputs; outputs decoded: bit-exact."""
+    _skip_without_tiles(_sparse_fc_lib())
+    xs = np.random.default_rng(10).random((3, 64)).astype(np.float32)
+    for nonzeros, want in [(256, f"density 100.0 % > 50 % {TILES_DEFAULT}"),
+                           (154, f"density 60.2 % > 30 % {ROWS_NO_FIT}"),
+                           (115, f"density 44.9 % > 30 % {ROWS_NO_FIT}")]:
+        model = _one_fc_model(4, nonzeros, seed=11, inputs=64)
+        w = model.layers[-1].kernel.numpy()
+        assert (_tile_entries(w) <= 4 * nonzeros) == ("tile form" in want), (_tile_entries(w), nonzeros)
+        plain = export.to_tflite(model, pack=False)
+        it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+        assert _fc_routes(it) == [("dense", f"{want}; decoded")], it.compressed_report()
+        np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
+
+
+_FAIL_ALIGNED_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+/* posix_memalign of DC_TEST_FAIL_ALIGNED_BYTES bytes called from libdc_huffdecode fails (ENOMEM) */
+int posix_memalign(void** p, size_t align, size_t n) {
+  static int (*real)(void**, size_t, size_t);
+  const char* fail = getenv("DC_TEST_FAIL_ALIGNED_BYTES");
+  Dl_info info;
+  if (!real) real = (int (*)(void**, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
+  if (fail && n == strtoull(fail, NULL, 10) && dladdr(__builtin_return_address(0), &info) &&
+      info.dli_fname && strstr(info.dli_fname, "libdc_huffdecode"))
+    return ENOMEM;
+  return real(p, align, n);
+}
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="an LD_PRELOAD shim")
+def test_a_tile_form_without_memory_falls_back_to_rows_and_says_so(tmp_path):
+    """The 45 % layer of _tile_form_model ([64, 20], 15 values) packed in version 1 (built through
+    a dense copy, then turned into tiles) when the tile form's entries (2,048: 4,096 bytes,
+    dc_alloc_output) cannot be allocated: the build keeps the rows, the row form's 30 % default
+    applies and the report says why -- "out of memory for its tiles" (before: "its tiles did not
+    fit", which they do: without the shim the layer runs compressed on them). The 60 % layer is
+    refused by the tile form's 50 % as usual. A child Python with posix_memalign of that size
+    failing in libdc_huffdecode (LD_PRELOAD)."""
+    lib = _sparse_fc_lib()
+    _skip_without_tiles(lib)
+    plain, _ = _tile_form_model()
+    path = tmp_path / "m.packed.tflite"
+    path.write_bytes(export.pack(plain, version=1))
+    assert _fc_routes(runtime.Interpreter(model_path=str(path), weights="compressed")) == [
+        ("compressed", (64, 20)), ("dense", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded")]
+    (tmp_path / "shim.c").write_text(_FAIL_ALIGNED_SHIM)
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "shim.so"), str(tmp_path / "shim.c"), "-ldl"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    code = textwrap.dedent(f"""
+        import json
+        from dc_keras import runtime
+        it = runtime.Interpreter(model_path={str(path)!r}, weights="compressed")
+        it.allocate_tensors()
+        print(json.dumps(sorted(r.get("reason", r["route"]) for r in it.compressed_report()
+                                if r["op"] == "FULLY_CONNECTED")))
+    """)
+    import os
+
+    env = dict(os.environ, LD_PRELOAD=str(tmp_path / "shim.so"), DC_TEST_FAIL_ALIGNED_BYTES="4096",
+               TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [
+        "density 45.0 % > 30 % (default max_density for float32 weights on the row form: out of memory for its "
+        "tiles); decoded", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded"], r.stdout
+
+
 @pytest.mark.parametrize("release", [False, True])
 def test_layer_over_the_density_limit_runs_on_its_counted_decode_bit_exact(release):
     """An unpruned FC (packed in the dense layout) refused by the default max_density: the decode
