@@ -372,14 +372,13 @@ static int tiles_hold(uint32_t dtype, uint32_t table, uint32_t num_values, uint6
 }
 
 /* 1 when the build gives a layer the tile form (kept while it fits, tiles_fit; else the rows):
- * tiles_hold holds for the count of its header's codebook(s) (header_tiles), unless it has too few
- * rows for its tiles ever to fit.  Each step of a
- * tile is 16 entries, one per row of its group, so at most min(rows, 16) of them non-zeros: a
- * layer has at least 16 / min(rows, 16) entries per non-zero, and with tile_fill * rows < 16 none
- * with a non-zero fits (1..3 rows at the default fill of 4; an empty one gets the rows too).  A
- * fill of 0 (the fallback's test switch) still makes every such build make tiles, then rows.
- * The one test of the build and dc_sparse_fc_form, both through header_tiles, so that the two
- * agree by construction. */
+ * tiles_hold holds for the count of its header's codebook(s) (header_tiles), unless it has too
+ * few rows for its tiles ever to fit.  Each step of a tile is 16 entries, one per row of its
+ * group, so at most min(rows, 16) of them non-zeros: a layer has at least 16 / min(rows, 16)
+ * entries per non-zero, and with tile_fill * rows < 16 none with a non-zero fits (1..3 rows at
+ * the default fill of 4; an empty one gets the rows too).  A fill of 0 (the fallback's test
+ * switch) still makes every such build make tiles, then rows.  The one test of the build and
+ * dc_sparse_fc_form, both through header_tiles, so that the two agree by construction. */
 static int tile_form(uint32_t dtype, uint32_t table, uint32_t num_values, uint64_t rows,
                      uint64_t cols) {
   const uint64_t lanes = rows < 16 ? rows : 16;
@@ -490,7 +489,10 @@ DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
   if (!m || m->tile_e || !m->row_ptr ||
       !tiles_hold(m->dtype, m->table, m->num_values, m->rows, m->cols) || !rows_ok(m))
     return 0;
-  return rows_to_tiles(m);
+  const uint64_t counted = m->tile_entries; /* tiles that did not fit: kept if none are built */
+  if (rows_to_tiles(m)) return 1;
+  m->tile_entries = counted;
+  return 0;
 }
 
 /* After a build of the rows (the dense route, §11's grouped tensors) of a layer the header gives
