@@ -1099,3 +1099,260 @@ def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how, when):
         for pid in _processes_naming(str(tmpdir)):  # the ones this test made, if left
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------------
+# to_tflite's temporary directories left by exports killed outright: the next export removes them
+# ------------------------------------------------------------------------------------------
+_EXPORT_IN = """
+    import os, sys
+    import keras
+    from dc_keras import export
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(16), keras.layers.Dense(4)])
+    data = export.to_tflite(m, batch_size=1)  # (a fixed batch: on TensorFlow too through a SavedModel)
+    print("converted", len(data), flush=True)
+"""
+
+
+def _export_backend(route):
+    """``KERAS_BACKEND`` for an export converting in a TF-backend child ("child": the JAX or torch
+    backend of this pass, JAX under TensorFlow) or in its own process ("in-process": TensorFlow)."""
+    if route == "in-process":
+        return "tensorflow"
+    return os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
+
+
+def _start_export(tmpdir, route, code=_EXPORT_IN):
+    env = dict(ENV, KERAS_BACKEND=_export_backend(route), TMPDIR=str(tmpdir))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for(proc, reached, what):
+    import time
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None and not reached():
+        time.sleep(0.001)
+    assert proc.poll() is None and reached(), (f"the export ended before {what}", proc.communicate())
+
+
+def _saved(tmpdir, route):
+    """The export's temporary directory holds the saved model (the caller's .keras for the child; the
+    SavedModel of the in-process conversion), so it is killed mid-conversion."""
+    import glob
+
+    name = "model.keras" if route == "child" else os.path.join("**", "saved_model.pb")
+    return lambda: glob.glob(os.path.join(str(tmpdir), "dc_keras-export-*", name), recursive=True)
+
+
+def _export_mid_conversion(tmp_path, route):
+    """$TMPDIR, the pattern of the export directories there, and an export started there, once its
+    model was saved in its directory."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    first = _start_export(tmpdir, route)
+    try:
+        _wait_for(first, _saved(tmpdir, route), "its model was saved")
+    except BaseException:
+        _end_all([first], tmpdir)
+        raise
+    return tmpdir, str(tmpdir / "dc_keras-export-*"), first
+
+
+def _parent_pid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _wait_gone(tmpdir, timeout=120):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _processes_naming(str(tmpdir)):
+        time.sleep(0.05)
+    assert _processes_naming(str(tmpdir)) == [], "a process of the export is still running"
+
+
+def _end_all(procs, tmpdir):
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for pid in _processes_naming(str(tmpdir)):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
+@pytest.mark.parametrize("route", ["child", "in-process"])
+def test_a_directory_left_by_an_export_killed_outright_is_removed_by_the_next_export(tmp_path, route):
+    """Every process of an export SIGKILLed mid-conversion (`kill -9` of all of them, the OOM killer, a
+    container stopped; on TensorFlow, in-process, a plain kill does the same): nothing could remove its
+    dc_keras-export-* directory, holding the saved model, and each such export left one more in $TMPDIR
+    for good. Now the next export in that $TMPDIR removes it (its owners' locks died with them) and says
+    so on the dc_keras logger (stderr when logging is not configured)."""
+    import glob
+
+    tmpdir, ours, first = _export_mid_conversion(tmp_path, route)
+    second = None
+    try:
+        for pid in _processes_naming(str(tmpdir)):  # the child and its janitor first: no clean-up can run
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate(timeout=60)
+        assert first.returncode == -signal.SIGKILL
+        _wait_gone(tmpdir)
+        left = glob.glob(ours)
+        assert len(left) == 1, os.listdir(tmpdir)  # nothing could remove it
+        second = _start_export(tmpdir, route)
+        out, err = second.communicate(timeout=600)
+        assert second.returncode == 0 and "converted" in out, err[-3000:]
+        assert glob.glob(ours) == [], os.listdir(tmpdir)
+        said = [line for line in err.splitlines() if "to_tflite removed" in line]
+        assert len(said) == 1 and said[0].startswith("dc_keras: to_tflite removed 1 temporary directory ("), err[-3000:]
+        assert said[0].endswith(f" left in {tmpdir} by exports that were killed: {os.path.basename(left[0])}"), said
+    finally:
+        _end_all([first] + ([second] if second else []), tmpdir)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
+@pytest.mark.parametrize("route", ["child", "in-process"])
+def test_the_directory_of_a_live_export_is_kept_by_another_export(tmp_path, route):
+    """Two exports at once in two processes, one $TMPDIR: the second removes only what exports that
+    were killed left, never the first one's directory. The first is stopped (SIGSTOP) mid-conversion
+    and, on the child route, its janitor (which made the directory) is SIGKILLed: the caller alone
+    says the directory is in use. The second converts and keeps it; the first, continued, converts
+    too (the same file) and removes its directory."""
+    import glob
+
+    tmpdir, ours, first = _export_mid_conversion(tmp_path, route)
+    second = None
+    try:
+        os.kill(first.pid, signal.SIGSTOP)
+        if route == "child":
+            pids = _processes_naming(str(tmpdir))
+            janitors = [pid for pid in pids if _parent_pid(pid) in pids]
+            assert len(janitors) == 1, pids
+            os.kill(janitors[0], signal.SIGKILL)
+        kept = glob.glob(ours)
+        assert len(kept) == 1, os.listdir(tmpdir)
+        inside = sorted(os.listdir(kept[0]))
+        second = _start_export(tmpdir, route)
+        out2, err2 = second.communicate(timeout=600)
+        assert second.returncode == 0 and "converted" in out2, err2[-3000:]
+        assert glob.glob(ours) == kept and sorted(os.listdir(kept[0])) == inside, os.listdir(tmpdir)
+        assert "to_tflite removed" not in err2, err2[-3000:]
+        os.kill(first.pid, signal.SIGCONT)
+        out1, err1 = first.communicate(timeout=600)
+        assert first.returncode == 0 and out1 == out2, (out1, err1[-3000:])
+        assert "jax2tf" not in err1 and "to_tflite" not in err1, err1[-3000:]  # no fallback, no warning
+        _wait_gone(tmpdir)
+        assert glob.glob(ours) == [], os.listdir(tmpdir)
+    finally:
+        if first.poll() is None:
+            with contextlib.suppress(OSError):
+                os.kill(first.pid, signal.SIGCONT)
+        _end_all([first] + ([second] if second else []), tmpdir)
+
+
+_EXPORT_TF_QUICK = """
+    import keras
+    from dc_keras import export
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(4)])
+    export.to_tflite(m)
+    print("converted", flush=True)
+"""
+
+
+def test_an_export_leaves_what_it_did_not_make_in_tmpdir(tmp_path):
+    """Next to the directories it removes, $TMPDIR holds things with similar names that are not a killed
+    export's: a directory without the marker a to_tflite directory holds (another program's, or an
+    older dc_keras's), a file, a link to a directory that has an unlocked marker, a marker that is a
+    link, and (when the tests run as root) another user's directory with an unlocked marker. The
+    export leaves each untouched and says nothing about them."""
+    from dc_keras._exportdir import MARKER
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    (tmpdir / "dc_keras-export-foreign").mkdir()
+    (tmpdir / "dc_keras-export-foreign" / "data.bin").write_bytes(b"x" * 100)
+    (tmpdir / "dc_keras-export-file").write_text("a file")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / MARKER).write_text("")
+    (tmpdir / "dc_keras-export-link").symlink_to(elsewhere)
+    (tmpdir / "dc_keras-export-linked-marker").mkdir()
+    (tmpdir / "dc_keras-export-linked-marker" / MARKER).symlink_to(elsewhere / MARKER)
+    if os.geteuid() == 0:
+        other = tmpdir / "dc_keras-export-nobody"
+        other.mkdir()
+        (other / MARKER).write_text("")
+        for p in (other, other / MARKER):
+            os.chown(p, 65534, 65534)
+    before = {p: sorted(os.listdir(tmpdir / p)) if (tmpdir / p).is_dir() else None for p in os.listdir(tmpdir)}
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_EXPORT_TF_QUICK)], capture_output=True, text=True,
+                       timeout=600, env=dict(ENV, KERAS_BACKEND="tensorflow", TMPDIR=str(tmpdir)))
+    assert r.returncode == 0 and "converted" in r.stdout, r.stderr[-3000:]
+    after = {p: sorted(os.listdir(tmpdir / p)) if (tmpdir / p).is_dir() else None for p in os.listdir(tmpdir)
+             if p.startswith("dc_keras-export-")}
+    assert after == before and (elsewhere / MARKER).exists(), (before, after)
+    assert "dc_keras-export" not in r.stderr, r.stderr[-3000:]
+
+
+_EXPORT_FORKING = """
+    import glob, os, sys, threading, time, warnings
+    import keras
+    from dc_keras import export
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork() of a process with threads
+    def fork_once_the_directory_is_made():
+        while not glob.glob(os.path.join(os.environ["TMPDIR"], "dc_keras-export-*")):
+            time.sleep(0.001)
+        pid = os.fork()  # as multiprocessing's "fork" start method does
+        if pid == 0:
+            time.sleep(600)
+            os._exit(0)
+        print("forked", pid, flush=True)
+    threading.Thread(target=fork_once_the_directory_is_made, daemon=True).start()
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(16), keras.layers.Dense(4)])
+    export.to_tflite(m)
+    print("converted", flush=True)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
+def test_a_killed_export_is_cleaned_up_while_a_process_it_forked_lives(tmp_path):
+    """A script exporting on the JAX (or torch) backend forks while the TF-backend child converts
+    (os.fork, a multiprocessing pool with the "fork" start method: no exec, so close-on-exec closes
+    nothing) and is then killed. The forked process held the write end of the pipe the janitor waits
+    on, so the janitor saw no end of file: the conversion went on for nobody and the directory stayed
+    as long as the forked process lived. Now the pipe (and the export's other caller-only descriptors)
+    are closed in forked children: the janitor ends the conversion and removes the directory while the
+    forked process still runs."""
+    import glob
+    import time
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    ours = str(tmpdir / "dc_keras-export-*")
+    proc = _start_export(tmpdir, "child", _EXPORT_FORKING)
+    forked = None
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("forked "), (line, proc.communicate())
+        forked = int(line.split()[1])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)  # (its stdout and stderr stay open in the forked process)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (glob.glob(ours) or _processes_naming(str(tmpdir))):
+            time.sleep(0.05)
+        os.kill(forked, 0)  # (still running: it is not what ended the wait)
+        assert glob.glob(ours) == [], os.listdir(tmpdir)
+        assert _processes_naming(str(tmpdir)) == [], "a process of the export is still running"
+    finally:
+        if forked is not None:
+            with contextlib.suppress(OSError):
+                os.kill(forked, signal.SIGKILL)
+        _end_all([proc], tmpdir)

@@ -23,9 +23,11 @@ so it is rejected with an error saying what to pass instead.
 The temporary directory holding them is made by the child's janitor (a fork of the child, made
 before anything heavy is imported), once it ignores SIGTERM, SIGHUP and SIGINT, which reports its
 path to this process. This process removes it on return or any exception; the janitor waits on a
-pipe whose write end only this process holds and, at its end of file without the final byte
-(this process killed without its clean-up), kills the conversion and removes the directory (see
-:func:`to_tflite_in_tensorflow`). No signal handler is installed here.
+pipe whose write end only this process holds (closed in the processes it forks) and, at its end of
+file without the final byte (this process killed without its clean-up), kills the conversion and
+removes the directory (see :func:`to_tflite_in_tensorflow`). No signal handler is installed here.
+Both hold a lock on the directory's lock file while they live: when both are killed outright, the
+next export removes the directory (dc_keras/_exportdir.py).
 """
 from __future__ import annotations
 
@@ -33,23 +35,24 @@ import contextlib
 import errno
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
+from dc_keras import _exportdir
+
 _CHILD = r"""
-import json, os, shutil, signal, sys, tempfile, time
+import json, os, signal, sys, time
+import dc_keras._exportdir as exportdir  # (no dependencies: cheap)
 
 parent, alive, report = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 
 def remove(tmp):
     for _ in range(100):  # a process that was writing there may still be ending
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not os.path.lexists(tmp):
+        if exportdir.remove(tmp):
             return
         time.sleep(0.05)
 
@@ -58,7 +61,7 @@ if alive >= 0 and os.fork() == 0:
     # The janitor (first, before anything heavy is imported or any thread started). It makes the
     # temporary directory itself, once a SIGTERM can no longer end it, so no moment exists where
     # the directory is there and nobody left to remove it; it reports the path on `report` and
-    # waits on the pipe whose write end only the caller holds. One byte: the caller is alive and
+    # waits on the pipe whose write end only the caller holds (closed in what it forks). One byte: the caller is alive and
     # has cleaned up itself. End of file without it: the caller died (kill, SIGKILL, ...) with its
     # temporary directory, so the conversion it waited for is ended and the directory removed here.
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a SIGTERM to every process of a
@@ -69,7 +72,7 @@ if alive >= 0 and os.fork() == 0:
     child = os.getppid()
     tmp = None
     try:
-        tmp = tempfile.mkdtemp(prefix="dc_keras-export-", dir=parent)
+        tmp, _lock = exportdir.make(parent)  # its lock, held until this process ends (dc_keras/_exportdir.py)
         line = json.dumps({"dir": tmp})
     except OSError as exc:
         line = json.dumps({"errno": exc.errno, "error": exc.strerror or str(exc), "path": parent})
@@ -172,25 +175,31 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
     # export (an error or Ctrl-C before the path arrived: this process waits for it, then removes
     # the directory). The child runs in its own session, so that a signal to this process's group
     # (a closed terminal, `kill -- -PGID`, timeout(1)) does not end it with the directory left
-    # behind. Left only when the janitor is ended by SIGKILL (which nothing can catch) and this
-    # process dies too without its clean-up (SIGKILL of every process, or a plain kill of a
-    # script after the janitor's SIGKILL), or when the janitor is ended by SIGKILL in the
-    # microseconds between its mkdtemp and its report: then the system's /tmp clean-up.
+    # behind. The descriptors only this process may hold (the pipe's write end, the child's arguments,
+    # the lock below) are closed in any process it forks (os.fork, multiprocessing), which would
+    # otherwise keep the janitor waiting as long as it lives. Left only when the janitor is ended
+    # by SIGKILL (which nothing can catch) and this process dies too without its clean-up (SIGKILL
+    # of every process, or a plain kill of a script after the janitor's SIGKILL): then the next
+    # export in the same $TMPDIR removes it, since no process holds its lock any more
+    # (dc_keras/_exportdir.py; this process and the janitor hold it while they live). Left for good
+    # only when the janitor is ended by SIGKILL in the microseconds between its mkdtemp and its
+    # lock file.
     parent = tempfile.gettempdir()  # (none usable: FileNotFoundError naming the places tried)
     if not (os.name == "posix" and hasattr(os, "fork")):  # no janitor: this process makes the directory
-        with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
+        with _exportdir.directory() as tmp:
             data = _convert_in_child(*_start_child(parent), tmp, model, pack, quantize, representative_data,
                                      min_bytes, batch_size, per_channel)
             _relay_warnings(os.path.join(tmp, "warnings.json"))  # here: its stacklevel counts from this frame
             return data
     alive_r, alive_w = _pipe_above_stdio()
+    _exportdir.caller_only(alive_w)  # a fork of this process (multiprocessing) must not keep the janitor waiting
     try:
         report_r, report_w = _pipe_above_stdio()
     except BaseException:
         os.close(alive_r)
-        os.close(alive_w)
+        _exportdir.close(alive_w)
         raise
-    tmp = proc = None
+    tmp = proc = lock = None
     try:
         try:
             proc, args_w = _start_child(parent, alive_r, report_w)
@@ -201,11 +210,12 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
             tmp = _read_directory(report_r)
         finally:
             if tmp is None:
-                os.close(args_w)  # the child, if still there, reads no arguments and ends
+                _exportdir.close(args_w)  # the child, if still there, reads no arguments and ends
         if tmp is None:
             _, stderr = proc.communicate()
             raise RuntimeError("to_tflite: the TensorFlow-backend subprocess ended at its start (exit status "
                                f"{proc.returncode}):\n" + "\n".join(stderr.strip().splitlines()[-8:]))
+        lock = _exportdir.hold(tmp)  # in use while this process lives, even if the janitor is killed
         data = _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes,
                                  batch_size, per_channel)
         _relay_warnings(os.path.join(tmp, "warnings.json"))
@@ -220,12 +230,11 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
             with contextlib.suppress(OSError, ValueError):
                 tmp = _read_directory(report_r)
         os.close(report_r)
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not os.path.lexists(tmp):  # the janitor: this process cleaned up itself
-                with contextlib.suppress(OSError):
-                    os.write(alive_w, b"x")
-        os.close(alive_w)  # without that byte the janitor removes the directory it made, if any
+        if tmp is not None and _exportdir.remove(tmp):  # the janitor: this process cleaned up itself
+            with contextlib.suppress(OSError):
+                os.write(alive_w, b"x")
+        _exportdir.close(lock)
+        _exportdir.close(alive_w)  # without that byte the janitor removes the directory it made, if any
 
 
 def _pipe_above_stdio():
@@ -256,12 +265,13 @@ def _start_child(parent, alive_r=-1, report_w=-1):
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     janitor = alive_r >= 0
     args_r, args_w = os.pipe()
+    _exportdir.caller_only(args_w)  # a fork of this process would keep the child waiting for their end
     try:
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, parent, str(alive_r), str(report_w)], stdin=args_r,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                 pass_fds=(alive_r, report_w) if janitor else (), start_new_session=janitor)
     except BaseException:
-        os.close(args_w)
+        _exportdir.close(args_w)
         raise
     finally:
         os.close(args_r)
@@ -300,7 +310,7 @@ def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_d
         except BrokenPipeError:
             pass  # the child has ended already: its error is reported below
         finally:
-            os.close(args_w)  # on an error before the arguments, the child reads nothing and ends
+            _exportdir.close(args_w)  # on an error before the arguments, the child reads nothing and ends
         try:
             stdout, stderr = proc.communicate(timeout=CHILD_TIMEOUT)
         except subprocess.TimeoutExpired:

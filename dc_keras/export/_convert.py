@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 import warnings
 
 import numpy as np
 
+from dc_keras import _exportdir
 from dc_keras._fileio import atomic_write, check_writable
 from dc_keras.export import _backend
 from dc_keras._logs import quiet_conversion
@@ -276,12 +276,13 @@ def _convert_dynamic(model, apply):
     try:
         return apply(tf.lite.TFLiteConverter.from_keras_model(model), None).convert()
     except Exception as first:  # Keras 3 models the direct route cannot trace: SavedModel
-        with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
+        with _exportdir.directory() as tmp:
+            saved = os.path.join(tmp, "saved_model")
             try:
-                model.export(tmp, format="tf_saved_model")
+                model.export(saved, format="tf_saved_model")
             except Exception:
                 raise first from None
-            return apply(tf.lite.TFLiteConverter.from_saved_model(tmp), None).convert()
+            return apply(tf.lite.TFLiteConverter.from_saved_model(saved), None).convert()
 
 
 def _convert_static(model, apply, batch):
@@ -290,9 +291,10 @@ def _convert_static(model, apply, batch):
     if not getattr(model, "inputs", None):
         raise _ArgumentError("batch_size needs a model with known inputs (a Functional or Sequential model "
                          "built with keras.Input)")
-    with tempfile.TemporaryDirectory(prefix="dc_keras-export-") as tmp:
-        model.export(tmp, format="tf_saved_model", input_signature=_input_signature(model, batch), verbose=False)
-        return apply(tf.lite.TFLiteConverter.from_saved_model(tmp), batch).convert()
+    with _exportdir.directory() as tmp:
+        saved = os.path.join(tmp, "saved_model")
+        model.export(saved, format="tf_saved_model", input_signature=_input_signature(model, batch), verbose=False)
+        return apply(tf.lite.TFLiteConverter.from_saved_model(saved), batch).convert()
 
 
 def _first_error_line(exc):
@@ -567,10 +569,16 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     TensorFlow-backend child process converts; if the calling process is killed instead (``kill``,
     SIGKILL, a closed terminal) or every process of the export is sent SIGTERM (a service stopped),
     at any moment, the child's clean-up process, which makes the directory once it ignores SIGTERM,
-    ends the conversion and removes it. Left only if that clean-up process is itself killed by
-    SIGKILL (which nothing can catch) and the calling process dies too without its clean-up, e.g.
-    SIGKILL of every process at once. In-process (TensorFlow backend) a plain ``kill`` leaves it,
-    since Python's default SIGTERM runs no clean-up and dc_keras installs no signal handlers: the
+    ends the conversion and removes it, also while a process the caller forked (``os.fork``, a
+    ``multiprocessing`` "fork" worker) lives on. A directory no process could remove (every process
+    of the export killed by SIGKILL at once: ``kill -9`` of all of them, the OOM killer, a container
+    stopped; in-process, on the TensorFlow backend, a plain ``kill``, since Python's default SIGTERM
+    runs no clean-up and dc_keras installs no signal handlers) is removed by the next ``to_tflite``
+    that uses the same ``$TMPDIR``, which says so on the ``dc_keras`` logger (level WARNING: stderr
+    when logging is not configured). Each directory holds a ``dc_keras-export.lock`` file that every
+    process using it keeps locked (``flock``, released by the kernel however the process dies), so a
+    directory another export is using is never removed, nor anything without that file, a symbolic
+    link or another user's directory; without ``fcntl.flock`` (Windows) nothing is swept. The
     ``dc-keras`` command turns SIGTERM into a clean exit, and a script may do the same
     (``signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))``).
 
@@ -626,6 +634,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     model = _without_wrappers(model)
     if quantize == "int8":
         _representative(representative_data, model=model)  # validate before the slow conversion
+    _exportdir.sweep()  # the temporary directories of earlier exports that were killed (logged)
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
                                 converter_options, configure, per_channel)
     if data is not None:
