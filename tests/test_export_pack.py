@@ -553,3 +553,26 @@ def test_cli_pack_compact(tmp_path):
     assert out.returncode == 0, out.stderr
     assert full.read_bytes() == export.pack(src.read_bytes(), compact=False)
     assert len(dst.read_bytes()) < len(full.read_bytes())
+
+
+@pytest.mark.parametrize("block", [False, True])
+def test_pack_names_as_not_packed_exactly_the_tensors_inspect_calls_refused(block, tmp_path):
+    """`dc-keras pack` of an EXPERIMENTAL_SPARSITY file listed every TFLite-sparse constant under
+    "not packed: ... read by an operator's own sparse kernel (not through DENSIFY)", also those read
+    through DENSIFY that it had just packed (inspect: "DENSIFY becomes HuffDecode"). The CLI's list
+    and ``pack_with_stats``' ``refused`` are now inspect's "refused" rows, name for name."""
+    plain, _ = _sparse_tflite(block=block)
+    src, dst = tmp_path / "sparse.tflite", tmp_path / "packed.tflite"
+    src.write_bytes(plain)
+    refused = [(r.name, r.raw_bytes) for r in export.inspect(plain).rows if r.status == "refused"]
+    _, stats = export._pack.pack_with_stats(plain)
+    assert [(name, n) for name, n, _ in stats["refused"]] == refused
+    out = em.cli("pack", src, dst)
+    assert out.returncode == 0, out.stderr
+    if refused:
+        assert f"not packed: {len(refused)} constant tensor(s)" in out.stdout, out.stdout
+    else:
+        assert "not packed" not in out.stdout, out.stdout
+    packable = [r.name for r in export.inspect(plain).rows if r.status == "packable"]
+    assert packable or block
+    assert not any(name in out.stdout for name in packable), out.stdout
