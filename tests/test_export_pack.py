@@ -576,3 +576,21 @@ def test_pack_names_as_not_packed_exactly_the_tensors_inspect_calls_refused(bloc
     packable = [r.name for r in export.inspect(plain).rows if r.status == "packable"]
     assert packable or block
     assert not any(name in out.stdout for name in packable), out.stdout
+
+
+def test_min_bytes_leaves_small_tflite_sparse_tensors_alone(tmp_path):
+    """`dc-keras pack --min-bytes N` (help: "leave constant tensors smaller than N bytes alone")
+    still turned the DENSIFY of a TFLite-sparse constant far below N into a HuffDecode, and
+    inspect called it "packable"; now both leave it ("skipped", as any other constant)."""
+    plain, _ = _sparse_tflite(block=False)
+    rows = [r for r in export.inspect(plain, min_bytes=0).rows if "TFLite-sparse" in r.reason]
+    assert rows and any(r.status == "packable" for r in rows)
+    above = max(r.raw_bytes for r in rows) + 1
+    assert export.pack(plain, min_bytes=above) == plain
+    assert {r.status for r in export.inspect(plain, min_bytes=above).rows if r.name in {x.name for x in rows}} \
+        == {"skipped"}
+    src, dst = tmp_path / "sparse.tflite", tmp_path / "packed.tflite"
+    src.write_bytes(plain)
+    out = em.cli("pack", "--min-bytes", str(above), src, dst)
+    assert out.returncode == 0 and "no tensor packed: written unchanged" in out.stdout, out.stdout + out.stderr
+    assert dst.read_bytes() == plain

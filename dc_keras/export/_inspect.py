@@ -225,7 +225,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
             if i in packed_inputs:
                 continue
             if i in dense_of:
-                rows.append(_sparse_row(model, codec, s, t, dense_of[i]))
+                rows.append(_sparse_row(model, codec, s, t, dense_of[i], min_bytes))
             elif i in decoded_from:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
             elif fb.buffer_bytes(model, t.buffer):
@@ -249,13 +249,16 @@ def _packed_row(model, codec, s, t, packed_tensor):
                      "packed", codec.info(data)["layout"])
 
 
-def _sparse_row(model, codec, s, t, dense):
+def _sparse_row(model, codec, s, t, dense, min_bytes):
     """A TFLite-sparse constant read through DENSIFY: raw = values + index arrays as stored."""
     from dc_keras.export import _sparse
 
     name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
     stored = _sparse.stored_bytes(t, model)
     density, distinct = _stats(dense)
+    if stored < max(min_bytes, 1):  # pack leaves it alone, as any constant below min_bytes
+        return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "skipped",
+                         f"below min_bytes = {min_bytes}")
     try:
         size = len(codec.encode(dense))
     except ValueError as exc:

@@ -261,7 +261,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     enc = {"version": version, "context_model": bool(context_model)}  # codec.encode options
     refused = []
-    sparse = _plan_sparse(model, min_saving, verify, enc, refused)
+    sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
              "refused": refused, "dropped_files": []}
@@ -485,10 +485,11 @@ def _rewrite(model, facts, plans, sparse):
     _remove_unused_codes(model, densify_codes)
 
 
-def _plan_sparse(model, min_saving, verify, enc, refused=None):
+def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
     """{subgraph: [(DENSIFY op, sparse tensor, packed dense bytes)]} where packing the dense
-    tensor beats the sparse one (values + index arrays). Tensors whose dense form the codec refuses
-    are appended to ``refused`` (name, stored bytes, reason as ``inspect`` words it), when given."""
+    tensor beats the sparse one (values + index arrays); those storing fewer than ``min_bytes``
+    are left alone, as any constant. Tensors whose dense form the codec refuses are appended to
+    ``refused`` (name, stored bytes, reason as ``inspect`` words it), when given."""
     from dc_keras.export import _sparse
 
     codec = _codec()
@@ -497,6 +498,8 @@ def _plan_sparse(model, min_saving, verify, enc, refused=None):
         for j, i, dense in _sparse.densify_plans(model, s):
             t = sg.tensors[i]
             stored = _sparse.stored_bytes(t, model)
+            if stored < max(min_bytes, 1):
+                continue
             data = _encode_checked(codec, dense, verify, enc=enc)
             if data is None and refused is not None:
                 refused.append((fb.tensor_name(t), stored, "TFLite-sparse, densified: the codec refuses its data"))
