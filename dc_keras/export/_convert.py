@@ -309,7 +309,24 @@ def _half_precision_layers(model):
     return [l.name for l in half], (half[0].dtype_policy.compute_dtype if half else None)
 
 
+def _keras_quantized_layers(model):
+    """``(names, mode)`` of the layers quantized by Keras' ``model.quantize(mode)`` (``quantization_mode``
+    set: int8, float8, ...), whose integer / float8 kernels TFLite's converter may not lower."""
+    quantized = [l for l in _leaf_layers(model) if getattr(l, "quantization_mode", None)]
+    return [l.name for l in quantized], (quantized[0].quantization_mode if quantized else None)
+
+
 def _failure(exc, batch_note, model=None):
+    names, mode = _keras_quantized_layers(model) if model is not None else ([], None)
+    if names:
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return RuntimeError(
+            f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}. Layer(s) {shown} were "
+            f"quantized by Keras (model.quantize({mode!r})), whose layers TFLite's converter cannot "
+            "lower (they are for Keras/JAX/TF inference). Export the float model instead (quantize() "
+            "changed this one in place: load or rebuild it from before) and let the converter quantize: "
+            "to_tflite(float_model, quantize='int8', representative_data=x) or quantize='dynamic' "
+            f"(docs/quantization.md). Converter error ({type(exc).__name__}) chained above.")
     names, dtype = _half_precision_layers(model) if model is not None else ([], None)
     if names:
         shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
