@@ -594,3 +594,20 @@ def test_min_bytes_leaves_small_tflite_sparse_tensors_alone(tmp_path):
     out = em.cli("pack", "--min-bytes", str(above), src, dst)
     assert out.returncode == 0 and "no tensor packed: written unchanged" in out.stdout, out.stdout + out.stderr
     assert dst.read_bytes() == plain
+
+
+def test_c_unpacker_restores_a_packed_densify_tensor_of_the_converter():
+    """docs/android.md listed "a packed tensor that came from a TFLite DENSIFY op" as not handled by
+    the C unpacker (dc_unpack / runtime.unpack); TFLite's converter gives DENSIFY's output a buffer of
+    its own and pack keeps it, so such files unpack in C, bit-exact (only a DENSIFY output written
+    without a buffer is refused)."""
+    plain, _ = _sparse_tflite(block=False)
+    packed = export.pack(plain)
+    assert "HuffDecode" in _ops(packed)[1][0]
+    back = runtime.unpack(packed)
+    assert "HuffDecode" not in _ops(back)[1][0]
+    xs = np.random.RandomState(3).rand(10, 64).astype(np.float32)
+    r = em.no_default_delegates("litert")
+    np.testing.assert_array_equal(
+        em.run(em.reference_interpreter("litert", back, experimental_op_resolver_type=r), xs),
+        em.run(em.reference_interpreter("litert", plain, experimental_op_resolver_type=r), xs))
