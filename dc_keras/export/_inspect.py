@@ -86,7 +86,7 @@ class Report:
         if extra:
             n = sum(1 for b in set(shared) if shared.count(b) > 1)
             lines.append(f"{extra + n} rows share {n} buffer{'s' if n > 1 else ''}: counted once in these totals "
-                         "(one weight read in several subgraphs or signatures)")
+                         "(a constant read in several subgraphs or signatures)")
         refused = [r for r in self.rows if r.status == "refused"]
         if refused:
             lines.append(f"refused: {len(refused)} tensor(s), {sum(r.raw_bytes for r in refused)} B stay raw "
