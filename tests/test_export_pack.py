@@ -553,3 +553,61 @@ def test_cli_pack_compact(tmp_path):
     assert out.returncode == 0, out.stderr
     assert full.read_bytes() == export.pack(src.read_bytes(), compact=False)
     assert len(dst.read_bytes()) < len(full.read_bytes())
+
+
+@pytest.mark.parametrize("block", [False, True])
+def test_pack_names_as_not_packed_exactly_the_tensors_inspect_calls_refused(block, tmp_path):
+    """`dc-keras pack` of an EXPERIMENTAL_SPARSITY file listed every TFLite-sparse constant under
+    "not packed: ... read by an operator's own sparse kernel (not through DENSIFY)", also those read
+    through DENSIFY that it had just packed (inspect: "DENSIFY becomes HuffDecode"). The CLI's list
+    and ``pack_with_stats``' ``refused`` are now inspect's "refused" rows, name for name."""
+    plain, _ = _sparse_tflite(block=block)
+    src, dst = tmp_path / "sparse.tflite", tmp_path / "packed.tflite"
+    src.write_bytes(plain)
+    refused = [(r.name, r.raw_bytes) for r in export.inspect(plain).rows if r.status == "refused"]
+    _, stats = export._pack.pack_with_stats(plain)
+    assert [(name, n) for name, n, _ in stats["refused"]] == refused
+    out = em.cli("pack", src, dst)
+    assert out.returncode == 0, out.stderr
+    if refused:
+        assert f"not packed: {len(refused)} constant tensor(s)" in out.stdout, out.stdout
+    else:
+        assert "not packed" not in out.stdout, out.stdout
+    packable = [r.name for r in export.inspect(plain).rows if r.status == "packable"]
+    assert packable or block
+    assert not any(name in out.stdout for name in packable), out.stdout
+
+
+def test_min_bytes_leaves_small_tflite_sparse_tensors_alone(tmp_path):
+    """`dc-keras pack --min-bytes N` (help: "leave constant tensors smaller than N bytes alone")
+    still turned the DENSIFY of a TFLite-sparse constant far below N into a HuffDecode, and
+    inspect called it "packable"; now both leave it ("skipped", as any other constant)."""
+    plain, _ = _sparse_tflite(block=False)
+    rows = [r for r in export.inspect(plain, min_bytes=0).rows if "TFLite-sparse" in r.reason]
+    assert rows and any(r.status == "packable" for r in rows)
+    above = max(r.raw_bytes for r in rows) + 1
+    assert export.pack(plain, min_bytes=above) == plain
+    assert {r.status for r in export.inspect(plain, min_bytes=above).rows if r.name in {x.name for x in rows}} \
+        == {"skipped"}
+    src, dst = tmp_path / "sparse.tflite", tmp_path / "packed.tflite"
+    src.write_bytes(plain)
+    out = em.cli("pack", "--min-bytes", str(above), src, dst)
+    assert out.returncode == 0 and "no tensor packed: written unchanged" in out.stdout, out.stdout + out.stderr
+    assert dst.read_bytes() == plain
+
+
+def test_c_unpacker_restores_a_packed_densify_tensor_of_the_converter():
+    """docs/android.md listed "a packed tensor that came from a TFLite DENSIFY op" as not handled by
+    the C unpacker (dc_unpack / runtime.unpack); TFLite's converter gives DENSIFY's output a buffer of
+    its own and pack keeps it, so such files unpack in C, bit-exact (only a DENSIFY output written
+    without a buffer is refused)."""
+    plain, _ = _sparse_tflite(block=False)
+    packed = export.pack(plain)
+    assert "HuffDecode" in _ops(packed)[1][0]
+    back = runtime.unpack(packed)
+    assert "HuffDecode" not in _ops(back)[1][0]
+    xs = np.random.RandomState(3).rand(10, 64).astype(np.float32)
+    r = em.no_default_delegates("litert")
+    np.testing.assert_array_equal(
+        em.run(em.reference_interpreter("litert", back, experimental_op_resolver_type=r), xs),
+        em.run(em.reference_interpreter("litert", plain, experimental_op_resolver_type=r), xs))

@@ -246,3 +246,37 @@ def test_existing_output_is_replaced_and_the_cli_says_so(tmp_path, plain, capsys
     assert cli.main(["unpack", str(out), str(back)]) == 0
     assert f"replaced the existing {back}" in capsys.readouterr().out
     assert back.read_bytes() == export.unpack(out.read_bytes())
+
+
+def test_totals_count_a_buffer_shared_by_several_subgraphs_once(capsys):
+    """A weight read in both branches of a tf.cond is one buffer for two subgraphs' tensors (the
+    converter shares it, pack packs it once): inspect's totals counted it once per row, so the
+    packed file's "packed" total was larger than the whole file (multi-signature and while/if
+    models). Totals now count each buffer once and say how many rows share one."""
+    import tensorflow as tf
+
+    from dc_keras import _flatbuffer as fb
+
+    module = tf.Module()
+    module.w = tf.Variable(np.round(np.random.default_rng(0).standard_normal((64, 64)) * 2).astype(np.float32) / 2)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 64], tf.float32)])
+    def f(x):
+        return tf.cond(tf.reduce_sum(x) > 0, lambda: tf.tanh(x @ module.w), lambda: -(x @ module.w))
+
+    plain = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], module).convert()
+    m = fb.read_model(plain)
+    users = [(s, t.buffer) for s, sg in enumerate(m.subgraphs) for t in sg.tensors
+             if len(fb.buffer_bytes(m, t.buffer)) == 64 * 64 * 4]
+    assert len(users) == 2 and len({b for _, b in users}) == 1, users  # one buffer, two subgraphs
+    packed = export.pack(plain)
+    for data, kind in ((plain, "packable to"), (packed, "packed")):
+        report = export.inspect(data)
+        big = [r for r in report.rows if r.raw_bytes == 64 * 64 * 4]
+        assert len(big) == 2 and big[0].packed_bytes == big[1].packed_bytes
+        small = sum(r.raw_bytes for r in report.rows) - 2 * 64 * 64 * 4
+        assert report.raw_total == 64 * 64 * 4 + small < len(plain)
+        assert report.packed_total < len(data), (report.packed_total, len(data))
+        text = report.to_text()
+        assert f"raw {report.raw_total} B   {kind} {report.packed_total} B" in text, text
+        assert "2 rows share 1 buffer: counted once in these totals" in text, text

@@ -288,3 +288,20 @@ def test_set_decode_mode_cli_errors_and_never_touches_its_input(models, tmp_path
         assert "Traceback" not in r.stderr
         assert src.read_bytes() == files["float.packed"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.packed.tflite", "out.tflite"]
+
+
+def test_set_decode_mode_refuses_a_model_that_is_not_packed(models, tmp_path):
+    """set_decode_mode.py on a model that was never packed (no HuffDecode op) wrote a copy and
+    exited 0, as if the layers now decoded every invoke; it is now one line saying the model is
+    not packed and the fix (status 1, nothing written), as `dc-keras unpack` refuses one."""
+    _, paths, files = models
+    tool = os.path.join(ROOT, "tools", "mcu", "set_decode_mode.py")
+    out = tmp_path / "o.tflite"
+    r = subprocess.run([sys.executable, tool, paths["float"], str(out), "--all-each-invoke"], capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("set_decode_mode.py: ")]
+    assert r.returncode == 1 and len(lines) == 1 and "not packed" in lines[0] and "dc-keras pack" in lines[0], \
+        r.stderr[-2000:]
+    assert not out.exists()
+    with pytest.raises(ValueError, match="not packed"):
+        set_decode_mode.set_modes(files["int8"], {}, default=1)

@@ -589,6 +589,30 @@ def test_to_tflite_of_a_mixed_precision_model_names_the_policy():
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["int8", "float8"])
+def test_to_tflite_of_a_keras_quantized_model_names_the_converter_route(mode):
+    """docs/quantization.md's row "Keras 3 model.quantize('int8'), then to_tflite": the converter
+    rejects Keras' int8 (and float8) layers, and the error advised SELECT_TF_OPS (Flex), which fails
+    the same way. It now names the layers, their quantization and the route that works: the float
+    model through the converter's own quantization (which then exports)."""
+    import keras
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="fc1"),
+                                 keras.layers.Dense(2, name="fc2")])
+
+    quantized = build()
+    quantized.quantize(mode)
+    with pytest.raises(RuntimeError) as info:
+        export.to_tflite(quantized, pack=False)
+    text = str(info.value)
+    assert f"Layer(s) 'fc1', 'fc2' were quantized by Keras (model.quantize('{mode}'))" in text, text
+    assert "quantize='int8', representative_data=" in text and "SELECT_TF_OPS" not in text, text
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
+    assert export.to_tflite(build(), quantize="int8", representative_data=x)[:8]  # the route named
+
+
 def test_fit_after_the_schedule_ended_does_not_warn(tmp_path):
     """Training on once the schedule has finished (another fit(), or a reloaded model) warned
     "fit() ... runs steps 8..11, so it never updates the masks instead of 0.6" although the masks

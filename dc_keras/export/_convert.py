@@ -311,22 +311,41 @@ def _half_precision_layers(model):
     return [l.name for l in half], (half[0].dtype_policy.compute_dtype if half else None)
 
 
+def _keras_quantized_layers(model):
+    """``(names, mode)`` of the layers quantized by Keras' ``model.quantize(mode)`` (``quantization_mode``
+    set: int8, float8, ...), whose integer / float8 kernels TFLite's converter may not lower."""
+    quantized = [l for l in _leaf_layers(model) if getattr(l, "quantization_mode", None)]
+    return [l.name for l in quantized], (quantized[0].quantization_mode if quantized else None)
+
+
 def _failure(exc, batch_note, model=None):
-    names, dtype = _half_precision_layers(model) if model is not None else ([], None)
-    if names:
-        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        return RuntimeError(
-            f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}. Layer(s) {shown} compute in "
-            f"{dtype} (a mixed-precision dtype policy), which TFLite's converter cannot lower: build the "
-            "model again under keras.mixed_precision.set_global_policy('float32'), copy the weights "
-            "(set_weights(model.get_weights())) and export that one (quantize='float16' stores float16 "
-            f"weights). Converter error ({type(exc).__name__}) chained above.")
+    head = f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}."
+    tail = f" Converter error ({type(exc).__name__}) chained above."
+    for find, says in ((_keras_quantized_layers, _quantized_fix), (_half_precision_layers, _half_precision_fix)):
+        names, kind = find(model) if model is not None else ([], None)
+        if names:
+            shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            return RuntimeError(f"{head} Layer(s) {shown} {says(kind)}{tail}")
     return RuntimeError(
-        f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}. If the converter lacks an op, "
+        f"{head} If the converter lacks an op, "
         "to_tflite(..., converter_options={'target_spec.supported_ops': [tf.lite.OpsSet.TFLITE_BUILTINS, "
         "tf.lite.OpsSet.SELECT_TF_OPS]}) allows TensorFlow ops (the .tflite then needs the Flex "
-        "delegate); converter_options / configure=callable(converter) set any other converter flag. "
-        f"Converter error ({type(exc).__name__}) chained above.")
+        "delegate); converter_options / configure=callable(converter) set any other converter flag." + tail)
+
+
+def _quantized_fix(mode):
+    return (f"were quantized by Keras (model.quantize({mode!r})), whose layers TFLite's converter cannot "
+            "lower (they are for Keras/JAX/TF inference). Export the float model instead (quantize() "
+            "changed this one in place: load or rebuild it from before) and let the converter quantize: "
+            "to_tflite(float_model, quantize='int8', representative_data=x) or quantize='dynamic' "
+            "(docs/quantization.md).")
+
+
+def _half_precision_fix(dtype):
+    return (f"compute in {dtype} (a mixed-precision dtype policy), which TFLite's converter cannot lower: "
+            "build the model again under keras.mixed_precision.set_global_policy('float32'), copy the "
+            "weights (set_weights(model.get_weights())) and export that one (quantize='float16' stores "
+            "float16 weights).")
 
 
 def _convert(model, apply, batch_size):

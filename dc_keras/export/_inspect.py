@@ -30,6 +30,9 @@ class TensorRow:
     #: leaves it alone by design, whatever else is true of it; "small" before 2026-12-01)
     status: str
     reason: str = ""  # why a tensor is not packed ("kept", "refused", "skipped"); "" otherwise
+    #: the buffer holding the row's data in the file (the packed tensor's for a packed row), or -1:
+    #: rows sharing one (a weight read in several subgraphs) count once in the totals
+    buffer: int = -1
 
 
 @dataclasses.dataclass
@@ -41,13 +44,26 @@ class Report:
     packed: bool
     external_buffers: bool = False  # buffer data after the flatbuffer (Buffer.offset/size)
 
+    def _distinct_rows(self):
+        """The rows, each buffer once (a buffer shared by several rows is counted with its first)."""
+        seen, out = set(), []
+        for r in self.rows:
+            if r.buffer > 0:
+                if r.buffer in seen:
+                    continue
+                seen.add(r.buffer)
+            out.append(r)
+        return out
+
     @property
     def raw_total(self) -> int:
-        return sum(r.raw_bytes for r in self.rows)
+        """Bytes of the constants' data, each buffer once."""
+        return sum(r.raw_bytes for r in self._distinct_rows())
 
     @property
     def packed_total(self) -> int:
-        return sum(r.packed_bytes if r.packed_bytes is not None else r.raw_bytes for r in self.rows)
+        """Their packed bytes (as they are, or as ``pack`` would write them), each buffer once."""
+        return sum(r.packed_bytes if r.packed_bytes is not None else r.raw_bytes for r in self._distinct_rows())
 
     def to_text(self) -> str:
         head = f"{'sg':>2} {'tensor':40} {'dtype':8} {'shape':18} {'density':>7} {'distinct':>8} " \
@@ -65,6 +81,12 @@ class Report:
         tot_ratio = f"{self.raw_total / self.packed_total:.1f}x" if self.packed_total else "-"
         lines.append(f"constant tensors: {len(self.rows)}   raw {self.raw_total} B   "
                      f"{'packed' if self.packed else 'packable to'} {self.packed_total} B ({tot_ratio})")
+        shared = [r.buffer for r in self.rows if r.buffer > 0]
+        extra = len(shared) - len(set(shared))
+        if extra:
+            n = sum(1 for b in set(shared) if shared.count(b) > 1)
+            lines.append(f"{extra + n} rows share {n} buffer{'s' if n > 1 else ''}: counted once in these totals "
+                         "(a constant read in several subgraphs or signatures)")
         refused = [r for r in self.rows if r.status == "refused"]
         if refused:
             lines.append(f"refused: {len(refused)} tensor(s), {sum(r.raw_bytes for r in refused)} B stay raw "
@@ -225,12 +247,15 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
             if i in packed_inputs:
                 continue
             if i in dense_of:
-                rows.append(_sparse_row(model, codec, s, t, dense_of[i]))
+                rows.append(_sparse_row(model, codec, s, t, dense_of[i], min_bytes))
+                rows[-1].buffer = t.buffer
             elif i in decoded_from:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
+                rows[-1].buffer = sg.tensors[decoded_from[i]].buffer
             elif fb.buffer_bytes(model, t.buffer):
                 why = skip_reason(t, i, facts, users)
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
+                rows[-1].buffer = t.buffer
     bar.close()
     return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd),
                   external_buffers=fb.uses_external_buffers(model))
@@ -249,13 +274,16 @@ def _packed_row(model, codec, s, t, packed_tensor):
                      "packed", codec.info(data)["layout"])
 
 
-def _sparse_row(model, codec, s, t, dense):
+def _sparse_row(model, codec, s, t, dense, min_bytes):
     """A TFLite-sparse constant read through DENSIFY: raw = values + index arrays as stored."""
     from dc_keras.export import _sparse
 
     name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
     stored = _sparse.stored_bytes(t, model)
     density, distinct = _stats(dense)
+    if stored < max(min_bytes, 1):  # pack leaves it alone, as any constant below min_bytes
+        return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "skipped",
+                         f"below min_bytes = {min_bytes}")
     try:
         size = len(codec.encode(dense))
     except ValueError as exc:

@@ -261,8 +261,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     enc = {"version": version, "context_model": bool(context_model)}  # codec.encode options
     refused = []
-    plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused)
-    sparse = _plan_sparse(model, min_saving, verify, enc)
+    sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
+    plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
              "refused": refused, "dropped_files": []}
     rewrite = strip_strings or compact is True or buffers != "auto"
@@ -356,11 +356,20 @@ def _refusal(model, t, reason, min_bytes, refused):
         refused.append((fb.tensor_name(t), nbytes, reason))
 
 
-def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None):
+def _densified(model):
+    """{(subgraph, tensor)} of the TFLite-sparse constants read through DENSIFY: ``_plan_sparse``
+    decides about them (packed, kept, or refused by the codec), not ``_plan``."""
+    from dc_keras.export import _sparse
+
+    return {(s, i) for s in range(len(model.subgraphs)) for _, i, _ in _sparse.densify_plans(model, s)}
+
+
+def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densified=frozenset()):
     """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer).
 
     Constants that cannot be packed (a type or use pack refuses, or the codec refuses the data)
-    are appended to ``refused`` as (name, bytes, reason), when given."""
+    are appended to ``refused`` as (name, bytes, reason), when given; ``densified`` (see
+    ``_densified``) are not (they are ``_plan_sparse``'s)."""
     codec = _codec()
     users = _buffer_users(model)
     eligible = {}
@@ -373,7 +382,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None):
         for i, t in enumerate(sg.tensors or []):
             if t.buffer <= 0 or not eligible.get(t.buffer, False):
                 why = skip_reason(t, i, facts[s], users) if t.buffer > 0 else None
-                if why is not None and why != "no operator reads it":
+                if why is not None and why != "no operator reads it" and (s, i) not in densified:
                     _refusal(model, t, why, min_bytes, refused)
                 continue
             arr = _tensor_array(model, t)
@@ -476,9 +485,11 @@ def _rewrite(model, facts, plans, sparse):
     _remove_unused_codes(model, densify_codes)
 
 
-def _plan_sparse(model, min_saving, verify, enc):
+def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
     """{subgraph: [(DENSIFY op, sparse tensor, packed dense bytes)]} where packing the dense
-    tensor beats the sparse one (values + index arrays)."""
+    tensor beats the sparse one (values + index arrays); those storing fewer than ``min_bytes``
+    are left alone, as any constant. Tensors whose dense form the codec refuses are appended to
+    ``refused`` (name, stored bytes, reason as ``inspect`` words it), when given."""
     from dc_keras.export import _sparse
 
     codec = _codec()
@@ -487,7 +498,11 @@ def _plan_sparse(model, min_saving, verify, enc):
         for j, i, dense in _sparse.densify_plans(model, s):
             t = sg.tensors[i]
             stored = _sparse.stored_bytes(t, model)
+            if stored < max(min_bytes, 1):
+                continue
             data = _encode_checked(codec, dense, verify, enc=enc)
+            if data is None and refused is not None:
+                refused.append((fb.tensor_name(t), stored, "TFLite-sparse, densified: the codec refuses its data"))
             if data is not None and len(data) + _PER_TENSOR_OVERHEAD < stored \
                     and _saves_enough(len(data), stored, min_saving):
                 out.setdefault(s, []).append((j, i, data))

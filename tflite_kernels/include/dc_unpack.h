@@ -20,7 +20,8 @@
  * bytes stay too.  The Python unpacker rewrites the whole flatbuffer.  Every tensor's
  * contents equal dc_keras.export.unpack's, so outputs are bit-identical.
  * Not handled (clear error, use dc_keras.export.unpack): a HuffDecode output
- * tensor without a buffer of its own (packed from a TFLite DENSIFY op), or
+ * tensor without a buffer of its own (a DENSIFY output its file gave none;
+ * TFLite's converter gives it one, so its EXPERIMENTAL_SPARSITY files unpack), or
  * a buffer shared by tensors that decode to different bytes.
  */
 #ifndef DC_UNPACK_H_

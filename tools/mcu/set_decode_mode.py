@@ -23,6 +23,9 @@ def set_modes(tflite_bytes, modes, default=None):
 
     model = fb.read_model(tflite_bytes)
     codes = model.operatorCodes or []
+    if not any(fb.is_huffdecode_code(c) for c in codes):
+        raise ValueError("not packed (it has no HuffDecode op), so there is no decode mode to set: pack it "
+                         "first (`dc-keras pack IN PACKED`), then set the modes on PACKED")
     seen = set()
     for sg in model.subgraphs:
         for op in sg.operators or []:
