@@ -96,7 +96,7 @@ static void tiles_free(dc_sparse_fc* m) {
   free(m->tile_ptr), free(m->tile_block), free(m->tile_steps), free(m->tile_e);
   m->tile_ptr = NULL, m->tile_block = NULL, m->tile_steps = NULL, m->tile_e = NULL;
   m->tile_groups = 0;
-  m->tile_entries = 0;
+  /* tile_entries stays: a rows form keeps the count of the tiles that did not fit */
 }
 
 DC_API void dc_sparse_fc_free(dc_sparse_fc* m) {
@@ -463,10 +463,8 @@ static int tiles_to_rows(dc_sparse_fc* m) {
         }
   }
   rp[m->rows] = k;
-  const uint64_t entries = m->tile_entries;
-  tiles_free(m);
+  tiles_free(m); /* tile_entries kept: the count of the tiles that did not fit (dc_sparse_fc.h) */
   m->row_ptr = rp, m->col = col, m->code = code;
-  m->tile_entries = entries; /* the count of the tiles that did not fit (dc_sparse_fc.h) */
   return 1;
 }
 
@@ -489,10 +487,7 @@ DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
   if (!m || m->tile_e || !m->row_ptr ||
       !tiles_hold(m->dtype, m->table, m->num_values, m->rows, m->cols) || !rows_ok(m))
     return 0;
-  const uint64_t counted = m->tile_entries; /* tiles that did not fit: kept if none are built */
-  if (rows_to_tiles(m)) return 1;
-  m->tile_entries = counted;
-  return 0;
+  return rows_to_tiles(m); /* none built: tile_entries (tiles that did not fit) unchanged */
 }
 
 /* After a build of the rows (the dense route, §11's grouped tensors) of a layer the header gives
@@ -502,9 +497,7 @@ DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
 static void rows_or_tiles(dc_sparse_fc* m, int tiles) {
   if (!tiles || !rows_to_tiles(m)) return;
   if (!tiles_fit(m->tile_entries, m->nnz)) {
-    const uint64_t entries = m->tile_entries;
-    tiles_free(m);
-    m->tile_entries = entries;
+    tiles_free(m); /* tile_entries kept */
     return;
   }
   free(m->row_ptr), free(m->col), free(m->code);
