@@ -12,12 +12,13 @@ So each directory holds a marker file, :data:`MARKER`, on which every process us
 holds a shared ``flock`` for as long as it does: the process that made it (the janitor, or the
 exporting process itself) and, on the JAX/torch backends, the caller once told the path. The
 kernel drops a process's locks when it dies, however it dies, and a PID reused later holds none.
-:func:`sweep` (run by every ``to_tflite``) removes the ``dc_keras-export-*`` directories of
-``$TMPDIR`` whose marker it can lock exclusively, i.e. that no live process uses, and reports them
-on the ``dc_keras`` logger (level WARNING: printed on stderr when logging is not configured). It
-leaves alone anything it did not make: a directory without the marker (another program's, or one
-made by a dc_keras without this file), a symbolic link, another user's directory (skipped without a
-word: in a shared ``/tmp`` it is not ours to judge, and the sticky bit forbids removing it anyway).
+:func:`sweep` (run once per ``to_tflite``, by the caller: not again by the TF-backend child of a
+JAX/torch export) removes the ``dc_keras-export-*`` directories of ``$TMPDIR`` whose marker it can
+lock exclusively, i.e. that no live process uses, and reports them on the ``dc_keras`` logger
+(level WARNING: printed on stderr when logging is not configured). It leaves alone anything it did
+not make: a directory without the marker (another program's, or one made by a dc_keras without this
+file), a symbolic link, another user's directory (skipped without a word: in a shared ``/tmp`` it
+is not ours to judge, and the sticky bit forbids removing it anyway).
 Where ``fcntl.flock`` does not exist (Windows) or the file system refuses locks, no marker is made
 and nothing is swept. A directory left in another ``$TMPDIR`` is removed by the next export that
 uses that one.

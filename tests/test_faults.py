@@ -1302,6 +1302,53 @@ def test_an_export_leaves_what_it_did_not_make_in_tmpdir(tmp_path):
     assert "dc_keras-export" not in r.stderr, r.stderr[-3000:]
 
 
+# Records in $SWEEP_LOG, one line per listing, which process listed $TMPDIR (what a sweep does first,
+# and nothing else of an export does): imported by every Python started with this directory on its
+# PYTHONPATH, so also by the TF-backend child that to_tflite starts (its PYTHONPATH extends the caller's).
+_LISTING_RECORDER = """
+import os, sys
+
+def _record(event, args, _dirs=("os.scandir", "os.listdir")):
+    if event in _dirs and args and isinstance(args[0], str) and os.environ.get("TMPDIR") \\
+            and os.path.realpath(args[0]) == os.path.realpath(os.environ["TMPDIR"]):
+        with open(os.environ["SWEEP_LOG"], "a") as f:
+            f.write(f"{os.getpid()}\\n")
+
+sys.addaudithook(_record)
+"""
+
+
+def test_an_export_through_the_tensorflow_child_sweeps_tmpdir_once(tmp_path):
+    """On JAX (and torch) to_tflite converts in a TensorFlow-backend child that calls to_tflite again:
+    $TMPDIR was swept twice per export, by the caller and again by the child (one more listing of a
+    possibly large /tmp and one more lock attempt per dc_keras-export-* directory there, and what the
+    child removed was reported on its stderr, which nobody reads). Now the caller alone sweeps: a
+    directory left by a killed export is removed and reported once, on the caller's logger, and
+    $TMPDIR is listed once, by the caller."""
+    from dc_keras import _exportdir
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    left, lock = _exportdir.make(str(tmpdir))  # as a killed export leaves it: marker there, no lock held
+    _exportdir.close(lock)
+    if lock is None:
+        pytest.skip("no flock on this file system: nothing is swept")
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "sitecustomize.py").write_text(_LISTING_RECORDER)
+    log = tmp_path / "listings"
+    env = dict(ENV, KERAS_BACKEND=_export_backend("child"), TMPDIR=str(tmpdir), SWEEP_LOG=str(log),
+               PYTHONPATH=os.pathsep.join([str(tmp_path / "hooks"), ROOT]))
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_EXPORT_TF_QUICK) + "import os; print('pid', os.getpid())"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0 and "converted" in r.stdout, r.stderr[-3000:]
+    assert "jax2tf" not in r.stderr, r.stderr[-3000:]  # converted in the child, no fallback
+    caller = r.stdout.split("pid", 1)[1].split()[0]
+    assert not os.path.exists(left), os.listdir(tmpdir)
+    said = [line for line in r.stderr.splitlines() if "to_tflite removed" in line]
+    assert len(said) == 1 and said[0].endswith(f"killed: {os.path.basename(left)}"), r.stderr[-3000:]
+    assert log.read_text().split() == [caller], (caller, log.read_text())
+
+
 _EXPORT_FORKING = """
     import glob, os, sys, threading, time, warnings
     import keras

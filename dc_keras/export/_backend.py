@@ -101,7 +101,10 @@ if alive >= 0:
 import numpy as np
 import keras
 import dc_keras.train  # registers the wrapper layers (unstripped models load too)
+import dc_keras.export._convert as convert
 from dc_keras.export._convert import to_tflite
+
+convert._SWEEP_TMPDIR = False  # the caller swept $TMPDIR before starting this process (once per export)
 
 text = sys.stdin.read()  # the arguments, once the caller has saved the model (it started this process first)
 if not text:

@@ -36,6 +36,9 @@ _TENSOR_LIST_ERRORS = ("TensorListReserve", "tensor list ops", "element_shape to
 # quarter as many distinct values as elements; smaller kernels are not checked.
 _SHARED_MAX_DISTINCT = 4096
 _SHARED_MIN_SIZE = 64
+# False in the TensorFlow-backend child of a JAX/torch export (dc_keras/export/_backend.py): its
+# caller swept $TMPDIR (_exportdir.sweep) just before starting it, once per export is enough.
+_SWEEP_TMPDIR = True
 
 
 def _check_representative(inputs, model):
@@ -653,7 +656,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     model = _without_wrappers(model)
     if quantize == "int8":
         _representative(representative_data, model=model)  # validate before the slow conversion
-    _exportdir.sweep()  # the temporary directories of earlier exports that were killed (logged)
+    if _SWEEP_TMPDIR:  # the temporary directories of earlier exports that were killed (logged)
+        _exportdir.sweep()
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
                                 converter_options, configure, per_channel)
     if data is not None:
