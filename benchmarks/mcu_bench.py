@@ -14,7 +14,7 @@ benchmarks/mcu_models.py (trained once, cached in DIR), in one run:
   3. Cortex-M4 (qemu mps2-an386, -icount): decode instructions per output element, stack and
      workspace for every weight tensor of the two unpacked models, via tools/mcu/test_mcu.sh
      (BENCH_TFLITE), plus code size of decoder and kernel.
-Machine load is recorded (os.getloadavg).
+Machine load (os.getloadavg) and the command line are recorded.
 """
 import argparse
 import json
@@ -135,6 +135,7 @@ def main(argv=None):
                        check=True)
     t0 = time.time()
     res = {"benchmark": "mcu_lenet_300_100", "machine": _common.machine_info(frameworks=False),
+           "command": " ".join(["python benchmarks/mcu_bench.py", *(sys.argv[1:] if argv is None else argv)]),
            "loadavg_start": os.getloadavg()}
     with open(os.path.join(a.models, "meta.json")) as f:
         res["model"] = json.load(f)

@@ -863,6 +863,98 @@ def centroid_ops_section(co):
     return out + [""]
 
 
+_MCU_RUNS = [("float", "float32 unpacked"), ("float.packed.once", "float32 packed, decode once"),
+             ("float.packed.each", "float32 packed, decode every invoke"),
+             ("float.lut", "float32 TFLM LUT (pinned wheel's tool)"), ("int8", "int8 unpacked"),
+             ("int8.packed.once", "int8 packed, decode once"), ("int8.packed.each", "int8 packed, decode every invoke"),
+             ("int8.lut", "int8 TFLM LUT (pinned wheel's tool)")]
+
+
+_MCU_LUT_TOOLS = [("lut", "pinned wheel"), ("lut_new", "newer tool")]
+
+
+def _mcu_tensor(name):
+    """``float fc1`` for mcu_bench's ``float_lenet_300_100_1_fc1_1_MatMul`` (the name itself otherwise)."""
+    kind, layer = name.split("_", 1)[0], [w for w in name.split("_") if w.startswith("fc") and w[2:].isdigit()]
+    return f"{kind} {layer[0]}" if kind in ("float", "int8") and layer else name
+
+
+def mcu_section(mcu):
+    """Section of docs/results.md from benchmarks/mcu_bench.py's JSON (docs/results/mcu_*.json): flash
+    bytes packed vs TFLite Micro's LUT compression, TFLM (x86 wheel) outputs and arena bytes, and the
+    Cortex-M4 decode cost under qemu (instructions per output element, stack, workspace, code size).
+
+    Example:
+        >>> lines = mcu_section(json.load(open("docs/results/mcu_lenet_300_100.json")))
+    """
+    m, model, tflm = mcu["machine"], mcu["model"], mcu["tflm_x86"]
+    start, end = mcu.get("loadavg_start"), mcu.get("loadavg_end")
+    load = (f"load average {start[0]:.1f} at the start and {end[0]:.1f} at the end (1 min)" if start and end
+            else load_text(m))
+    command = (f"command `{mcu['command']}`" if mcu.get("command") else
+               "command not recorded (`benchmarks/mcu_bench.py` wrote this file)")
+    layers = ", ".join(f"{r['layer']} {100 * r['density']:.1f} % kept, {r['distinct']} values" for r in model["layers"])
+    out = [f"## Microcontrollers ({mcu['benchmark']}): TensorFlow Lite Micro and Cortex-M4", "",
+           f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), {load}, {command}, {mcu['seconds']:.0f} s. "
+           f"Model: `benchmarks/mcu_models.py` (seed {model['seed']}; {layers}; float test error "
+           f"{pct(model['float_error_full_test'])}), float32 and full-integer int8 `.tflite`. Instruction counts are "
+           "exact (qemu `-icount`), no wall time is quoted. Details and goals: docs/microcontrollers.md.", "",
+           "Flash (`.tflite` bytes): dc_keras packed vs TFLite Micro's own compression (`tflite_micro.compression`, "
+           "LUT, same weights): the pinned runtime wheel's tool (quantized tensors only) and a newer nightly's.", "",
+           "| model | unpacked | dc_keras packed | TFLM LUT (pinned wheel) | TFLM LUT (newer tool) | packed / LUT |",
+           "|---|---|---|---|---|---|"]
+    sz, ratios = tflm["flash_bytes"], mcu.get("ratios_packed_vs_lut", {})
+    for kind, title in (("float", "float32"), ("int8", "int8")):
+        lut = f"{sz[kind + '.lut']:,}" if sz.get(kind + ".lut", sz[kind]) != sz[kind] else "not compressed"
+        new = f"{sz[kind + '.lut_new']:,}" if kind + ".lut_new" in sz else "-"
+        ratio = " / ".join(f"{ratios[f'{kind} ({lut})']:.3f} ({tool})" for lut, tool in _MCU_LUT_TOOLS
+                           if f"{kind} ({lut})" in ratios) or "-"
+        out.append(f"| {title} | {sz[kind]:,} | **{sz[kind + '.packed']:,}** | {lut} | {new} | **{ratio}** |")
+    out += ["", f"TFLM (PyPI wheel, x86-64, reference kernels), {tflm['images']} MNIST test images, batch 1; arena: "
+            "TFLM's recording allocator after one invoke; outputs compared bit for bit with the unpacked model's; "
+            "test error on these images.", "",
+            "| model | outputs vs unpacked | test error | arena bytes |", "|---|---|---|---|"]
+    for name, title in _MCU_RUNS:
+        r = tflm["runs"].get(name)
+        if r is None:
+            continue
+        if not r["ok"]:
+            out.append(f"| {title} | failed: {r.get('error') or '-'} | - | - |")
+            continue
+        same = "—" if "." not in name else ("bit-exact" if r.get("bit_exact_vs_unpacked") else "DIFFERENT")
+        if name.endswith(".lut") and not r.get("lut_tensors"):
+            same += " (no tensor compressed)"
+        out.append(f"| {title} | {same} | {pct(r['test_error'])} | {r['arena_total_bytes']:,} |")
+    c4 = mcu.get("cortex_m4")
+    if not c4:
+        out += ["", "Cortex-M4: not measured in this run (`--skip-m4`)."]
+    else:
+        out += ["", f"Cortex-M4: {c4['cpu']}, decoder `{c4['decoder_api']}`, every weight tensor: decode "
+                "instructions per output element (all the decoder executes: header checks, table build, CRC-32 of "
+                "the packed bytes, decode, background fill), painted stack high-water mark, decoder workspace.", "",
+                "| tensor | layout | elements | non-zero | packed B | decode instructions | instructions / element "
+                "| stack B | workspace B |", "|---|---|---|---|---|---|---|---|---|"]
+        by_kind = {}
+        for t in c4["tensors"]:
+            by_kind.setdefault(t["name"].split("_", 1)[0], []).append(t)
+        for kind, rows in by_kind.items():
+            for t in sorted(rows, key=lambda t: -t["elements"]):
+                out.append(f"| {_mcu_tensor(t['name'])} | {t['layout']} | {t['elements']:,} | {t['nonzero']:,} | "
+                           f"{t['packed_bytes']:,} | {t['decode_insns']:,} | {t['insns_per_element']:.2f} | "
+                           f"{t['stack_bytes']:,} | {t['workspace_bytes']:,} |")
+            whole = c4.get("insns_per_element_by_model", {}).get(kind)
+            if whole is not None:
+                out.append(f"| **{kind}, whole model** | | {sum(t['elements'] for t in rows):,} | | | "
+                           f"{sum(t['decode_insns'] for t in rows):,} | **{whole:.2f}** | | |")
+        o2, os_ = c4["code_bytes_O2"], c4["code_bytes_Os"]
+        out += ["", f"Code for Cortex-M4 (`.text+.rodata+.data` of the object, -O2 / -Os): decoder `dc_codec.c` "
+                f"{o2['decoder']:,} / {os_['decoder']:,} B, TFLM kernel `huffdecode_tflm.c` {o2['kernel']:,} / "
+                f"{os_['kernel']:,} B. Decoder stack: {c4['max_stack_bytes']:,} B at most over these tensors; largest "
+                f"frame (`-fstack-usage`) `{c4['largest_frame_m4_without_dc_decode']}` (the host convenience "
+                f"`dc_decode`, which the kernel never calls: `{c4['largest_frame_m4']}`)."]
+    return out + [""]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table1", nargs="+", default=[], help="paper_table1.py --json outputs")
@@ -883,6 +975,8 @@ def main(argv=None):
     p.add_argument("--centroid-ops", default=None,
                    help="bench_centroid_ops.py --json output (docs/results/centroid_ops.json)")
     p.add_argument("--density", default=None, help="bench_density.py --json output (docs/results/density.json)")
+    p.add_argument("--mcu", nargs="+", default=None,
+                   help="mcu_bench.py output(s) (docs/results/mcu_*.json): the microcontroller section")
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--img_dir", default="docs/img")
     args = p.parse_args(argv)
@@ -957,6 +1051,15 @@ def main(argv=None):
     if args.density:
         lines[-5:-5] = [".venv/bin/python benchmarks/bench_density.py --json density.json   # ~5 min"]
         lines[-5] += " --density density.json"
+    if args.multi_worker:
+        lines[-5:-5] = [".venv/bin/python benchmarks/bench_multi_worker.py --rounds 15 --json multi_worker_step.json"]
+        lines[-5] += " --multi-worker multi_worker_step.json"
+    if args.codec:  # (bench_codec.py's command is in the list above)
+        lines[-5] += " --codec codec_context.json"
+    if args.mcu:
+        lines[-5:-5] = [".venv/bin/python benchmarks/mcu_bench.py   # docs/results/mcu_lenet_300_100.json; "
+                        "qemu + arm-none-eabi-gcc (make test-mcu installs them)"]
+        lines[-5] += " --mcu docs/results/mcu_*.json"
     if args.runtime:
         with open(args.runtime) as f:
             lines += runtime_section(json.load(f))
@@ -985,6 +1088,9 @@ def main(argv=None):
     if args.codec_bound:
         with open(args.codec_bound) as f:
             lines += codec_bound_section(json.load(f))
+    for path in args.mcu or []:
+        with open(path) as f:
+            lines += mcu_section(json.load(f))
     write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

@@ -99,23 +99,33 @@ def _quantized_args(res):
             if n == "quantized.json" or os.path.exists(os.path.join(res, n))]
 
 
+def _mcu_args(res):
+    """benchmarks/mcu_bench.py's JSON(s), once committed."""
+    mcu = sorted(os.path.join(res, n) for n in os.listdir(res) if n.startswith("mcu_") and n.endswith(".json"))
+    return ["--mcu", *mcu] if mcu else []
+
+
 def test_results_doc_reproduces_docs_results_md(tmp_path):
     """The JSON schema results_doc.py reads is unchanged: from the committed docs/results/*.json
-    it writes docs/results.md exactly as committed."""
+    it writes docs/results.md exactly as committed, and the results_doc.py command its Reproduce
+    block records names every option used (it lacked --multi-worker and --codec: run as written,
+    it dropped those two sections)."""
     (tmp_path / "docs" / "img").mkdir(parents=True)
     res = os.path.join(ROOT, "docs", "results")
     table1 = [os.path.join(res, n) for n in ("lenet_300_100.json", "lenet_5.json")]
-    r = subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), "--table1", *table1,
-                        "--speed", os.path.join(res, "speed.json"), "--quantized", *_quantized_args(res),
-                        "--runtime", os.path.join(res, "runtime.json"),
-                        "--fit-step", os.path.join(res, "fit_step.json"),
-                        "--codec", os.path.join(res, "codec_context.json"), "--out", "docs/results.md",
-                        "--img_dir", "docs/img", *_zoo_args(res), *_multi_worker_args(res), *_codec_bound_args(res),
-                        *_centroid_ops_args(res), *_density_args(res)],
-                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    args = ["--table1", *table1, "--speed", os.path.join(res, "speed.json"), "--quantized", *_quantized_args(res),
+            "--runtime", os.path.join(res, "runtime.json"), "--fit-step", os.path.join(res, "fit_step.json"),
+            "--codec", os.path.join(res, "codec_context.json"), *_zoo_args(res), *_multi_worker_args(res),
+            *_codec_bound_args(res), *_centroid_ops_args(res), *_density_args(res), *_mcu_args(res)]
+    r = subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), *args, "--out", "docs/results.md",
+                        "--img_dir", "docs/img"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
-        assert (tmp_path / "docs" / "results.md").read_text() == f.read()
+        committed = f.read()
+    assert (tmp_path / "docs" / "results.md").read_text() == committed
+    recorded = [line for line in committed.splitlines() if line.startswith(".venv/bin/python benchmarks/results_doc.py ")]
+    assert len(recorded) == 1, recorded
+    assert sorted({w for w in recorded[0].split() if w.startswith("--")}) == sorted({a for a in args if a.startswith("--")})
     assert sorted(p.name for p in (tmp_path / "docs" / "img").iterdir()) == [
         "lenet_300_100_size_vs_error.png", "lenet_5_size_vs_error.png"]
 
@@ -296,6 +306,65 @@ def test_centroid_ops_section_from_the_benchmarks_own_record(tmp_path):
             ".venv/bin/python benchmarks/results_doc.py ") in text
     assert "--codec-bound codec_bound.json --centroid-ops centroid_ops.json\n```" in text
 
+
+
+def test_mcu_section_from_the_committed_run(tmp_path):
+    """results_doc.py --mcu renders mcu_bench.py's JSON (the committed run): flash bytes vs TFLM's LUT
+    with the recorded ratios, TFLM arena bytes and bit-exactness, the Cortex-M4 decode cost per tensor
+    with each model's whole-model row (instructions summed over its tensors), code size and stack; the
+    run's date, load and command (older runs recorded none: said so); a run without the Cortex-M4 part
+    (--skip-m4) or with a failed TFLM run still renders; the bench and the option join the Reproduce block."""
+    import copy
+    import json
+
+    doc = load_bench("results_doc")
+    path = os.path.join(ROOT, "docs", "results", "mcu_lenet_300_100.json")
+    with open(path) as f:
+        mcu = json.load(f)
+    lines = doc.mcu_section(mcu)
+    assert lines[0] == "## Microcontrollers (mcu_lenet_300_100): TensorFlow Lite Micro and Cortex-M4"
+    m = mcu["machine"]
+    assert lines[2].startswith(f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), load average "
+                               f"{mcu['loadavg_start'][0]:.1f} at the start and {mcu['loadavg_end'][0]:.1f} at the end")
+    assert "command not recorded" in lines[2]
+    assert "command `python benchmarks/mcu_bench.py --skip-m4`" in doc.mcu_section(
+        dict(mcu, command="python benchmarks/mcu_bench.py --skip-m4"))[2]
+    sz = mcu["tflm_x86"]["flash_bytes"]
+    table = [line for line in lines if line.startswith("| ")]
+    assert f"| float32 | {sz['float']:,} | **{sz['float.packed']:,}** | not compressed | {sz['float.lut_new']:,} | " \
+           f"**{mcu['ratios_packed_vs_lut']['float (lut_new)']:.3f} (newer tool)** |" in table
+    assert any(line.startswith(f"| int8 | {sz['int8']:,} | **{sz['int8.packed']:,}** | {sz['int8.lut']:,} | ")
+               and "(pinned wheel) / " in line for line in table)
+    once = mcu["tflm_x86"]["runs"]["float.packed.once"]
+    assert f"| float32 packed, decode once | bit-exact | {doc.pct(once['test_error'])} | {once['arena_total_bytes']:,} |" in table
+    c4 = mcu["cortex_m4"]
+    for kind in ("float", "int8"):
+        rows = [t for t in c4["tensors"] if t["name"].startswith(kind + "_")]
+        whole = [line for line in table if line.startswith(f"| **{kind}, whole model** |")]
+        assert whole == [f"| **{kind}, whole model** | | {sum(t['elements'] for t in rows):,} | | | "
+                         f"{sum(t['decode_insns'] for t in rows):,} | **{c4['insns_per_element_by_model'][kind]:.2f}** | | |"]
+        fc1 = next(t for t in rows if "_fc1_" in t["name"])
+        assert f"| {kind} fc1 | {fc1['layout']} | {fc1['elements']:,} | {fc1['nonzero']:,} | {fc1['packed_bytes']:,} | " \
+               f"{fc1['decode_insns']:,} | {fc1['insns_per_element']:.2f} | {fc1['stack_bytes']:,} | " \
+               f"{fc1['workspace_bytes']:,} |" in table
+    assert f"decoder `dc_codec.c` {c4['code_bytes_O2']['decoder']:,} / {c4['code_bytes_Os']['decoder']:,} B" in lines[-2]
+    assert f"Decoder stack: {c4['max_stack_bytes']:,} B" in lines[-2]
+    for header in [i for i, line in enumerate(table) if line.startswith("|---")]:
+        n = table[header].count("|")
+        width = next((i for i in range(header + 1, len(table)) if table[i].count("|") != n), len(table))
+        assert width > header + 1 and all(line.count("|") == n for line in table[header - 1:width])
+    skipped = copy.deepcopy(mcu)
+    del skipped["cortex_m4"]
+    skipped["tflm_x86"]["runs"]["int8.lut"] = {"ok": False, "error": "arena too small"}
+    short = doc.mcu_section(skipped)
+    assert "Cortex-M4: not measured in this run (`--skip-m4`)." in short
+    assert "| int8 TFLM LUT (pinned wheel's tool) | failed: arena too small | - | - |" in short
+    out = tmp_path / "results.md"
+    doc.main(["--mcu", path, "--out", str(out), "--img_dir", str(tmp_path / "img")])
+    text = out.read_text()
+    assert "\n".join(lines) in text
+    assert "\n.venv/bin/python benchmarks/mcu_bench.py   # docs/results/mcu_lenet_300_100.json" in text
+    assert "--codec-bound codec_bound.json --mcu docs/results/mcu_*.json\n```" in text
 
 def _run_bench_code(code, timeout=300):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=BENCH,
