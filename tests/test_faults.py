@@ -1122,8 +1122,8 @@ def _export_backend(route):
     return os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
 
 
-def _start_export(tmpdir, route, code=_EXPORT_IN):
-    env = dict(ENV, KERAS_BACKEND=_export_backend(route), TMPDIR=str(tmpdir))
+def _start_export(tmpdir, route, code=_EXPORT_IN, **more_env):
+    env = dict(ENV, KERAS_BACKEND=_export_backend(route), TMPDIR=str(tmpdir), **more_env)
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
@@ -1185,6 +1185,22 @@ def _end_all(procs, tmpdir):
             os.kill(pid, signal.SIGKILL)
 
 
+# Records in $SWEEP_LOG, one line per listing, which process listed $TMPDIR (what a sweep does first,
+# and nothing else of an export does): imported by every Python started with this directory on its
+# PYTHONPATH, so also by the TF-backend child that to_tflite starts (its PYTHONPATH extends the caller's).
+_LISTING_RECORDER = """
+import os, sys
+
+def _record(event, args, _dirs=("os.scandir", "os.listdir")):
+    if event in _dirs and args and isinstance(args[0], str) and os.environ.get("TMPDIR") \\
+            and os.path.realpath(args[0]) == os.path.realpath(os.environ["TMPDIR"]):
+        with open(os.environ["SWEEP_LOG"], "a") as f:
+            f.write(f"{os.getpid()}\\n")
+
+sys.addaudithook(_record)
+"""
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
 @pytest.mark.parametrize("route", ["child", "in-process"])
 def test_a_directory_left_by_an_export_killed_outright_is_removed_by_the_next_export(tmp_path, route):
@@ -1192,7 +1208,10 @@ def test_a_directory_left_by_an_export_killed_outright_is_removed_by_the_next_ex
     container stopped; on TensorFlow, in-process, a plain kill does the same): nothing could remove its
     dc_keras-export-* directory, holding the saved model, and each such export left one more in $TMPDIR
     for good. Now the next export in that $TMPDIR removes it (its owners' locks died with them) and says
-    so on the dc_keras logger (stderr when logging is not configured)."""
+    so on the dc_keras logger (stderr when logging is not configured). It lists $TMPDIR once: on the
+    child route the TF-backend child swept it again, in its own call of to_tflite (one more listing of
+    a possibly large /tmp and lock attempt per directory; what it removed was said on its stderr,
+    which nobody reads); now the caller alone sweeps."""
     import glob
 
     tmpdir, ours, first = _export_mid_conversion(tmp_path, route)
@@ -1207,10 +1226,15 @@ def test_a_directory_left_by_an_export_killed_outright_is_removed_by_the_next_ex
         _wait_gone(tmpdir)
         left = glob.glob(ours)
         assert len(left) == 1, os.listdir(tmpdir)  # nothing could remove it
-        second = _start_export(tmpdir, route)
+        (tmp_path / "hooks").mkdir()  # a record of who lists $TMPDIR (a sweep's first step)
+        (tmp_path / "hooks" / "sitecustomize.py").write_text(_LISTING_RECORDER)
+        log = tmp_path / "listings"
+        second = _start_export(tmpdir, route, SWEEP_LOG=str(log),
+                               PYTHONPATH=os.pathsep.join([str(tmp_path / "hooks"), ROOT]))
         out, err = second.communicate(timeout=600)
         assert second.returncode == 0 and "converted" in out, err[-3000:]
         assert glob.glob(ours) == [], os.listdir(tmpdir)
+        assert log.read_text().split() == [str(second.pid)], log.read_text()  # once, by the caller (not its child)
         said = [line for line in err.splitlines() if "to_tflite removed" in line]
         assert len(said) == 1 and said[0].startswith("dc_keras: to_tflite removed 1 temporary directory ("), err[-3000:]
         assert said[0].endswith(f" left in {tmpdir} by exports that were killed: {os.path.basename(left[0])}"), said
@@ -1300,53 +1324,6 @@ def test_an_export_leaves_what_it_did_not_make_in_tmpdir(tmp_path):
              if p.startswith("dc_keras-export-")}
     assert after == before and (elsewhere / MARKER).exists(), (before, after)
     assert "dc_keras-export" not in r.stderr, r.stderr[-3000:]
-
-
-# Records in $SWEEP_LOG, one line per listing, which process listed $TMPDIR (what a sweep does first,
-# and nothing else of an export does): imported by every Python started with this directory on its
-# PYTHONPATH, so also by the TF-backend child that to_tflite starts (its PYTHONPATH extends the caller's).
-_LISTING_RECORDER = """
-import os, sys
-
-def _record(event, args, _dirs=("os.scandir", "os.listdir")):
-    if event in _dirs and args and isinstance(args[0], str) and os.environ.get("TMPDIR") \\
-            and os.path.realpath(args[0]) == os.path.realpath(os.environ["TMPDIR"]):
-        with open(os.environ["SWEEP_LOG"], "a") as f:
-            f.write(f"{os.getpid()}\\n")
-
-sys.addaudithook(_record)
-"""
-
-
-def test_an_export_through_the_tensorflow_child_sweeps_tmpdir_once(tmp_path):
-    """On JAX (and torch) to_tflite converts in a TensorFlow-backend child that calls to_tflite again:
-    $TMPDIR was swept twice per export, by the caller and again by the child (one more listing of a
-    possibly large /tmp and one more lock attempt per dc_keras-export-* directory there, and what the
-    child removed was reported on its stderr, which nobody reads). Now the caller alone sweeps: a
-    directory left by a killed export is removed and reported once, on the caller's logger, and
-    $TMPDIR is listed once, by the caller."""
-    from dc_keras import _exportdir
-
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    left, lock = _exportdir.make(str(tmpdir))  # as a killed export leaves it: marker there, no lock held
-    _exportdir.close(lock)
-    if lock is None:
-        pytest.skip("no flock on this file system: nothing is swept")
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "sitecustomize.py").write_text(_LISTING_RECORDER)
-    log = tmp_path / "listings"
-    env = dict(ENV, KERAS_BACKEND=_export_backend("child"), TMPDIR=str(tmpdir), SWEEP_LOG=str(log),
-               PYTHONPATH=os.pathsep.join([str(tmp_path / "hooks"), ROOT]))
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_EXPORT_TF_QUICK) + "import os; print('pid', os.getpid())"],
-                       capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0 and "converted" in r.stdout, r.stderr[-3000:]
-    assert "jax2tf" not in r.stderr, r.stderr[-3000:]  # converted in the child, no fallback
-    caller = r.stdout.split("pid", 1)[1].split()[0]
-    assert not os.path.exists(left), os.listdir(tmpdir)
-    said = [line for line in r.stderr.splitlines() if "to_tflite removed" in line]
-    assert len(said) == 1 and said[0].endswith(f"killed: {os.path.basename(left)}"), r.stderr[-3000:]
-    assert log.read_text().split() == [caller], (caller, log.read_text())
 
 
 _EXPORT_FORKING = """
