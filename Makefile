@@ -99,9 +99,17 @@ demo: install
 # piece when it ends. Any failure fails `make test`. TEST_JOBS=1: all one after the other.
 TEST_JOBS ?= 2
 XDIST = $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
+# test_faults.py's exports through the TensorFlow-backend child run a JAX caller in a subprocess
+# whatever the pytest process's backend: the JAX pass (test-backends, BACKEND_TESTS below) runs them
+# as they are, so the TensorFlow pass leaves them out rather than repeat them word for word (~5 min
+# of CPU). A plain `pytest` runs them.
+IN_JAX_PASS := tests/test_faults.py::test_a_killed_export_leaves_no_temporary_directory \
+  tests/test_faults.py::test_an_export_with_stdin_stdout_stderr_closed_converts_as_usual \
+  tests/test_faults.py::test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_to_do \
+  tests/test_faults.py::test_a_killed_export_is_cleaned_up_while_a_process_it_forked_lives
 test: install install-torch
 	$(MAKE) lint
-	$(VPY) -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(VPY) -m pytest $(XDIST) $(addprefix --deselect ,$(IN_JAX_PASS)) $(PYTEST_ARGS)
 	$(MAKE) -j$(TEST_JOBS) -O test-lane-c test-lane-emu
 
 test-lane-c:
@@ -136,10 +144,7 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_compat_files.py \
   tests/test_faults.py::test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \
-  tests/test_faults.py::test_a_killed_export_leaves_no_temporary_directory \
-  tests/test_faults.py::test_an_export_with_stdin_stdout_stderr_closed_converts_as_usual \
-  tests/test_faults.py::test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_to_do \
-  tests/test_faults.py::test_a_killed_export_is_cleaned_up_while_a_process_it_forked_lives
+  $(IN_JAX_PASS)
 # test_faults.py: its backend-sensitive tests only (a fit() interrupted or checkpointed mid-epoch;
 # the JAX/torch export's child and temporary directory: 15 tests, each export a child that imports
 # TensorFlow). They took 576 s wall under jax, 579 s under torch (2026-12-01 21:20-21:48, as invoked
