@@ -470,8 +470,9 @@ def test_default_max_density_by_weight_type(quantize):
         np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
 
 
-def _one_fc_model(units, nonzeros, seed=0, inputs=20):
-    """Dense(units) on `inputs` inputs with exactly `nonzeros` non-zero weights of 15 shared values."""
+def _one_fc_model(units, nonzeros, seed=0, inputs=20, values=None):
+    """Dense(units) on `inputs` inputs with exactly `nonzeros` non-zero weights of 15 shared values
+    (`values`' non-zero ones; default: 15 between -0.3 and 0.3)."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -479,7 +480,7 @@ def _one_fc_model(units, nonzeros, seed=0, inputs=20):
     inp = keras.Input((inputs,))
     layer = keras.layers.Dense(units)
     model = keras.Model(inp, layer(inp))
-    values = np.linspace(-0.3, 0.3, 16, dtype=np.float32)
+    values = np.linspace(-0.3, 0.3, 16, dtype=np.float32) if values is None else np.asarray(values, np.float32)
     shape = (inputs, units)
     w = rng.choice(values[values != 0], shape) * (rng.permutation(inputs * units).reshape(shape) < nonzeros)
     layer.kernel.assign(w.astype(np.float32))
@@ -630,47 +631,61 @@ def _rows_bytes(units, nonzeros):
     return ctypes.sizeof(_sparse_fc_api()[1]) + 4 * (units + 1) + 3 * nonzeros
 
 
-@pytest.mark.parametrize("packing", ["float_planes", "unused/dense", "unused/sparse"])
-def test_a_layers_form_and_default_density_do_not_depend_on_its_packing(monkeypatch, packing):
+@pytest.mark.parametrize("packing", ["float_planes", "coded/dense", "uncoded/dense", "uncoded/sparse",
+                                     "uncoded/sparse/1"])
+def test_a_layers_form_and_default_density_follow_its_coded_values(monkeypatch, packing):
     """A float32 Dense(64) of 15 values on 20 inputs runs on the tile form (AVX-512) with the tile
-    form's 50 % default when its packed codebook holds <= 32 values. Packed so that the header
-    cannot tell its values -- §12 float planes (no codebook), or a codebook of 35 values of which
-    20 are unused (another encoder), in the dense (§5: built through a dense copy) or the sparse
-    layout (§6: built from the entries) -- it is said and built as rows on every route: at 25 %
-    it runs compressed on the rows (the report's bytes), at 45 % it stays decoded with the row
-    form's 30 % named. Before, the dense copy's build made tiles of the 15 values used while the
-    delegate had applied the row form's default."""
+    form's 50 % default when its packed codebook holds <= 32 values that have a code. Packed so
+    that the header cannot tell its values -- §12 float planes (no codebook), or a codebook of 35
+    values of which the 20 the layer does not use have a code too (another encoder; dense layout,
+    §5: built through a dense copy) -- it is said and built as rows on every route: at 25 % it
+    runs compressed on the rows (the report's bytes), at 45 % it stays decoded with the row form's
+    30 % named. When those 20 have no code (FORMAT.md §4: length 0, so no element can hold them)
+    they are not counted: the tile form, the same bytes as with dc_keras's own packing, in the
+    dense layout (through the dense copy) and the sparse one (version 2: straight from §6's
+    entries; version 1: the dense copy); the 45 % layer runs compressed too (before: the rows at
+    25 %, and decoded at 45 %). Weights k/8 and integer inputs: every sum is exact, so outputs equal
+    the unpacked model's bit for bit whatever the kernel's summation order."""
     from dc_keras import codec
 
     _skip_without_tiles(_sparse_fc_lib())
     encode = codec.encode
+    kind, layout, version = (packing.split("/") + ["2"])[:3] if "/" in packing else (packing, packing, "2")
+    version = int(version)
 
     def pack_so(array, **kw):
         a = np.asarray(array)
         if a.dtype != np.float32 or a.shape != (64, 20):  # not the FC weight [units, inputs]
             return encode(array, **kw)
-        if packing == "float_planes":
+        if kind == "float_planes":
             return encode(a, layout="float_planes")
-        return _packed_with_unused_values(a, 20, packing.split("/")[1], 2)
+        return _packed_with_unused_values(a, 20, layout, version, coded=kind == "coded")
 
-    plain = {d: export.to_tflite(_one_fc_model(64, round(d * 1280), seed=9), pack=False) for d in (0.25, 0.45)}
+    values = np.arange(-7, 9, dtype=np.float32) / 8
+    plain = {d: export.to_tflite(_one_fc_model(64, round(d * 1280), seed=9, values=values), pack=False)
+             for d in (0.25, 0.45)}
     as_usual = {d: runtime.Interpreter(model_content=export.pack(p), weights="compressed").compressed_report()
                 for d, p in plain.items()}
     assert [r["route"] for r in as_usual[0.25] + as_usual[0.45]] == ["compressed"] * 2, as_usual
     assert as_usual[0.25][0]["bytes"] != _rows_bytes(64, 320), as_usual  # the tile form
     monkeypatch.setattr(codec, "encode", pack_so)
-    packed = {d: export.pack(p) for d, p in plain.items()}
+    packed = {d: export.pack(p, version=version) for d, p in plain.items()}
     monkeypatch.undo()
-    layout = codec.info(_weight_bytes(packed[0.25]))["layout"]
-    assert layout == packing.split("/")[-1], layout
-    it = runtime.Interpreter(model_content=packed[0.25], weights="compressed")
-    (row,) = it.compressed_report()
-    assert row["route"] == "compressed" and row["nonzeros"] == 320, row
-    assert row["bytes"] == _rows_bytes(64, 320), row  # the rows, whichever route built them
-    xs = np.random.default_rng(9).random((4, 20)).astype(np.float32)
-    _close(em.run(it, xs), em.run(_plain(plain[0.25]), xs))
-    it = runtime.Interpreter(model_content=packed[0.45], weights="compressed")
-    assert _fc_routes(it) == [("dense", f"density 45.0 % > 30 % {ROWS_DEFAULT}; decoded")], it.compressed_report()
+    info = codec.info(_weight_bytes(packed[0.25]))
+    assert (info["layout"], info["version"]) == (layout, version), info
+    assert kind == "float_planes" or info["codebook_size"] == 37, info  # 15, +0.0, -0.0 and 20 more
+    xs = np.random.default_rng(9).integers(0, 4, (4, 20)).astype(np.float32)
+    for d, nonzeros in ((0.25, 320), (0.45, 576)):
+        it = runtime.Interpreter(model_content=packed[d], weights="compressed")
+        if kind == "uncoded":
+            assert it.compressed_report() == as_usual[d], (it.compressed_report(), as_usual[d])  # the tiles
+        elif d == 0.25:
+            (row,) = it.compressed_report()
+            assert row["route"] == "compressed" and row["nonzeros"] == nonzeros, row
+            assert row["bytes"] == _rows_bytes(64, nonzeros), row  # the rows, whichever route built them
+        else:
+            assert _fc_routes(it) == [("dense", f"density 45.0 % > 30 % {ROWS_DEFAULT}; decoded")], it.compressed_report()
+        np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain[d]), xs))
 
 
 def _weight_bytes(packed):
@@ -725,44 +740,72 @@ int posix_memalign(void** p, size_t align, size_t n) {
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="an LD_PRELOAD shim")
-def test_a_tile_form_without_memory_falls_back_to_rows_and_says_so(tmp_path):
-    """The 45 % layer of _tile_form_model ([64, 20], 15 values) packed in version 1 (built through
-    a dense copy, then turned into tiles) when the tile form's entries (2,048: 4,096 bytes,
-    dc_alloc_output) cannot be allocated: the build keeps the rows, the row form's 30 % default
-    applies and the report says why -- "out of memory for its tiles" (before: "its tiles did not
-    fit", which they do: without the shim the layer runs compressed on them). The 60 % layer is
-    refused by the tile form's 50 % as usual. A child Python with posix_memalign of that size
-    failing in libdc_huffdecode (LD_PRELOAD)."""
+@pytest.mark.parametrize("packing", ["dense/1", "sparse/2"])
+def test_a_tile_form_without_memory_falls_back_to_rows_and_says_so(tmp_path, monkeypatch, packing):
+    """The 45 % layer of _tile_form_model ([64, 20], 15 values) when the tile form's entries
+    (2,048: 4,096 bytes, dc_alloc_output) cannot be allocated, packed in the dense layout of
+    version 1 (built through a dense copy, then turned into tiles) or the sparse one of version 2
+    (§6: decoded straight into tiles): the build keeps the rows, the row form's 30 % default
+    applies and the report says why -- "out of memory for its tiles" (dense copy, before: "its
+    tiles did not fit", which they do; §6, before: the load failed, "out of memory"); without the
+    shim the layer runs compressed on the tiles. With
+    max_density=0.5 it runs compressed on those rows (the report's bytes), outputs within
+    summation order of the unpacked model. The 60 % layer is refused by the tile form's 50 % as
+    usual. A child Python with posix_memalign of that size failing in libdc_huffdecode
+    (LD_PRELOAD)."""
+    import json
+    import os
+
+    from dc_keras import codec
+
     lib = _sparse_fc_lib()
     _skip_without_tiles(lib)
     plain, _ = _tile_form_model()
+    layout, version = packing.split("/")
+    encode = codec.encode
+    monkeypatch.setattr(codec, "encode", lambda a, **kw: encode(a, **dict(kw, layout=layout)))
+    packed = export.pack(plain, version=int(version))
+    monkeypatch.undo()
+    assert {(codec.info(_weight_bytes(packed))["layout"], codec.info(_weight_bytes(packed))["version"])} == {
+        (layout, int(version))}
     path = tmp_path / "m.packed.tflite"
-    path.write_bytes(export.pack(plain, version=1))
+    path.write_bytes(packed)
     assert _fc_routes(runtime.Interpreter(model_path=str(path), weights="compressed")) == [
         ("compressed", (64, 20)), ("dense", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded")]
     (tmp_path / "shim.c").write_text(_FAIL_ALIGNED_SHIM)
     r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "shim.so"), str(tmp_path / "shim.c"), "-ldl"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+    xs = np.random.default_rng(12).random((3, 20)).astype(np.float32)
     code = textwrap.dedent(f"""
         import json
+        import numpy as np
         from dc_keras import runtime
-        it = runtime.Interpreter(model_path={str(path)!r}, weights="compressed")
-        it.allocate_tensors()
-        print(json.dumps(sorted(r.get("reason", r["route"]) for r in it.compressed_report()
-                                if r["op"] == "FULLY_CONNECTED")))
+        out = []
+        for kw in ({{}}, {{"max_density": 0.5}}):
+            it = runtime.Interpreter(model_path={str(path)!r}, weights="compressed", **kw)
+            it.allocate_tensors()
+            fc = [r for r in it.compressed_report() if r["op"] == "FULLY_CONNECTED"]
+            ys = []
+            for x in np.array({xs.tolist()!r}, np.float32):
+                it.set_tensor(it.get_input_details()[0]["index"], x[None])
+                it.invoke()
+                ys.append(it.get_tensor(it.get_output_details()[0]["index"])[0].tolist())
+            out.append([sorted(r.get("reason", "compressed %d bytes" % r.get("bytes", 0)) for r in fc), ys])
+        print(json.dumps(out))
     """)
-    import os
-
     env = dict(os.environ, LD_PRELOAD=str(tmp_path / "shim.so"), DC_TEST_FAIL_ALIGNED_BYTES="4096",
                TF_CPP_MIN_LOG_LEVEL="3")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
-    import json
-
-    assert json.loads(r.stdout.strip().splitlines()[-1]) == [
+    (defaults, ys), (limit, ys_limit) = json.loads(r.stdout.strip().splitlines()[-1])
+    assert defaults == [
         "density 45.0 % > 30 % (default max_density for float32 weights on the row form: out of memory for its "
         "tiles); decoded", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded"], r.stdout
+    assert limit == [f"compressed {_rows_bytes(64, 576)} bytes", "density 60.0 % > max_density 50 %; decoded"], r.stdout
+    want = em.run(_plain(plain), xs)
+    np.testing.assert_array_equal(np.array(ys, np.float32), want)  # decoded: exact
+    _close(np.array(ys_limit, np.float32), want)
 
 
 @pytest.mark.parametrize("release", [False, True])
@@ -890,19 +933,40 @@ FORM_NONE, FORM_ROWS, FORM_TILES = 0, 1, 2  # dc_sfc_form
 SFC_OK, SFC_UNSUPPORTED = 0, 1  # dc_sfc_status
 
 
-def _packed_with_unused_values(w, unused, layout, version):
+def _packed_with_unused_values(w, unused, layout, version, coded=False):
     """Float32 w packed in the dense or sparse layout (§5, §6) of `version` with `unused` more
-    distinct non-zero values in its codebook that no element uses (no code: length 0), as an
-    encoder other than dc_keras's may write them; decodes to w."""
+    distinct non-zero values in its codebook that no element uses, after its own, as an encoder
+    other than dc_keras's may write them: without a code (length 0, FORMAT.md §4), or with one
+    (`coded`, dense layout only: the code built as if each were used once); decodes to w."""
     from dc_keras.codec import _layouts as lay
 
+    assert not coded or layout == "dense", layout  # §6's index code counts the entries themselves
     a, code, bits = lay._to_array(w, version)
     uniq, idx, counts = lay._plain_codebook(bits, 4)
     pool = 0x40000000 + 104729 * np.arange(1, 4 * unused + 1, dtype=np.uint32)
     extra = np.setdiff1d(pool, uniq)[:unused].astype(uniq.dtype)
-    plan = lay._Plain(np.concatenate([uniq, extra]), idx, np.concatenate([counts, np.zeros(unused, counts.dtype)]),
-                      4, 12, layout == "sparse", False)
+    plan = lay._Plain(np.concatenate([uniq, extra]), idx,
+                      np.concatenate([counts, np.full(unused, int(coded), counts.dtype)]), 4, 12, layout == "sparse",
+                      False)
     return lay._assemble(a, code, version, plan.layout, *plan.parts())
+
+
+def _coded_values(info):
+    """Distinct kept (FC: all but +-0) float32 values of the coded entries of a packed header's
+    codebook(s) (codec.info): those with a code in its index code(s) (FORMAT.md §4: a length > 0,
+    or a zero-bit code's only symbol; §14: in any of its codes) and a sparse layout's background
+    -- the count dc_sparse_fc_form compares with 32."""
+    codes = info.get("index_codes") or [info["index_code"]]
+    coded = np.zeros(info["codebook_size"], bool)
+    for c in codes:
+        if c["max_length"] == 0:
+            coded[c["single_symbol"]] = True
+        else:
+            coded |= np.asarray(c["lengths"]) > 0
+    if "background_index" in info:
+        coded[info["background_index"]] = True
+    cb = np.asarray(info["codebook"]).reshape(-1, info["codebook_size"])[:, coded].reshape(-1).view(np.uint32)
+    return len(np.unique(cb[cb << 1 != 0]))
 
 
 def _form_tensors():
@@ -912,8 +976,8 @@ def _form_tensors():
     at 5 %, 40 % and 100 % density, over shapes around the tile geometry (16 rows, 32 columns; 3
     and 4 rows) and the column limit (65536, 65537), in every layout (version 1: dense / sparse);
     int8 the same way (up to 255 values); 15 values used and 10 or 20 more unused in the codebook
-    (_packed_with_unused_values: 25 or 35 in all), dense and sparse, versions 1 and 2; then what no
-    form holds: float16, int16, rank 1 and 3."""
+    (_packed_with_unused_values: 25 or 35 in all), without a code (dense and sparse, versions 1 and
+    2) or with one (dense); then what no form holds: float16, int16, rank 1 and 3."""
     rng = np.random.default_rng(16)
     layouts = {np.float32: ["dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes", "context_sparse"],
                np.int8: ["dense", "sparse", "grouped_dense", "grouped_sparse", "context_sparse"]}
@@ -958,6 +1022,9 @@ def _form_tensors():
             for unused, layout, version in itertools.product((10, 20), ("dense", "sparse"), (1, 2)):
                 out.append((f"float32 {shape} 15 values + {unused} unused {density:.0%} {layout}/{version}", w, layout,
                             version, _packed_with_unused_values(w, unused, layout, version)))
+                if layout == "dense":
+                    out.append((f"float32 {shape} 15 values + {unused} unused coded {density:.0%} dense/{version}", w,
+                                layout, version, _packed_with_unused_values(w, unused, layout, version, coded=True)))
     for name, w in (("float16", np.ones((4, 8), np.float16)), ("int16", np.ones((4, 8), np.int16)),
                     ("rank 1", np.ones(32, np.float32)), ("rank 3", np.ones((2, 4, 4), np.float32))):
         out.append((name, w, "dense", 2, None))
@@ -969,11 +1036,13 @@ def test_form_from_header_agrees_with_the_build():
     depends on it) against dc_sparse_fc_build over _form_tensors (~1,100 packed weights): NONE
     exactly where dc_sparse_fc_check refuses, and then the build refuses too (> 255 values, not
     2-D float32 / int8, > 65536 columns); TILES for float32 whose codebook holds <= 32 kept values
-    (-0.0 not counted; values the tensor does not use counted too) and >= 4 rows, on an AVX-512
-    CPU; ROWS otherwise. The build makes the tile form exactly where TILES was said and its tiles
-    hold at most 4 entries per non-zero (_tile_entries), the rows elsewhere, on every route (a
-    codebook of 35 values of which 15 are used: the rows, also through the dense copy, which
-    made tiles of them before; of 25: the tiles), with the count of the weight's non-zeros. Said
+    with a code (_coded_values: -0.0 not counted; values the tensor does not use but that have a
+    code counted too, those without one not) and >= 4 rows, on an AVX-512 CPU; ROWS otherwise. The
+    build makes the tile form exactly where TILES was said and its tiles hold at most 4 entries per
+    non-zero (_tile_entries), the rows elsewhere, on every route (a codebook of 35 values of which
+    15 are used: the tiles when the other 20 have no code, through the dense copy and straight from
+    §6's entries -- the rows before; the rows when they have one; of 25: the tiles), with the count
+    of the weight's non-zeros. Said
     TILES but built as rows: tile_entries keeps the count of the tiles (they did not fit), and
     dc_sparse_fc_build_max refusing the layer as too dense keeps it too (0 where they fit). Layers
     of 1..3 rows (output units) are said and built as rows: their tiles never fit. Float planes
@@ -997,10 +1066,9 @@ def test_form_from_header_agrees_with_the_build():
         two_d = w.ndim == 2 and w.dtype in (np.float32, np.int8) and 0 < w.shape[1] <= 65536
         nz = w.view(np.uint32) << 1 != 0 if w.dtype == np.float32 else w != 0  # FC keeps all but +-0
         kept = len(np.unique(w.view(np.uint32)[nz])) if w.dtype == np.float32 else 0
-        said = kept  # kept values in the codebook(s)
+        said = kept  # kept values of the coded entries of the codebook(s)
         if w.dtype == np.float32 and layout != "float_planes":
-            cb = np.asarray(info["codebook"]).reshape(-1).view(np.uint32)
-            said = len(np.unique(cb[cb << 1 != 0]))
+            said = _coded_values(info)
             assert said == kept or packed is not None, name  # the encoder's codebook holds the values used
         form = lib.dc_sparse_fc_form(p, len(p))
         why, bwhy = C.create_string_buffer(256), C.create_string_buffer(256)
@@ -1052,6 +1120,6 @@ def test_form_from_header_agrees_with_the_build():
             assert not m.tile_e and m.row_ptr and m.table == 1, name
             lib.dc_sparse_fc_free(C.byref(m))
     want = {"none", "planes > 255", (FORM_ROWS, False, False), (FORM_ROWS, False, True), ("unused", FORM_ROWS, False)}
-    if avx:  # tiles said and built, said and not fitting; 25 codebook values of which 15 are used: tiles
+    if avx:  # tiles said and built, said and not fitting; 25 or 35 codebook values of which 15 are coded: tiles
         want |= {(FORM_TILES, True, False), (FORM_TILES, False, False), ("unused", FORM_TILES, True)}
     assert want <= seen, want - seen

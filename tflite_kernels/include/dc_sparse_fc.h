@@ -14,8 +14,8 @@
  *    value code (float32: index into a codebook of <= 255 non-zero values; int8:
  *    the weight itself), rows delimited by 32-bit offsets: 3 bytes per non-zero
  *    + 4 bytes per row.  Every int8 form, lookup tables, float32 forms whose
- *    codebook(s) hold more than 32 values or that have none (§12 planes) and
- *    every form built without the AVX-512 kernels.
+ *    codebook(s) hold more than 32 values with a code or that have none (§12
+ *    planes) and every form built without the AVX-512 kernels.
  *  - tiles (tile_*, below): float32 FC forms of <= 32 codebook values built while
  *    the AVX-512 kernels are in use (dc_sparse_fc_kernel_name), instead of the rows,
  *    as long as they hold at most DC_SFC_TILE_FILL entries per non-zero (~2 at
@@ -58,7 +58,7 @@ typedef enum {
 typedef struct {
   uint32_t rows, cols;
   uint32_t dtype;      /* DC_DTYPE_FLOAT32 or DC_DTYPE_INT8 */
-  uint32_t num_values; /* float32: codebook entries in use */
+  uint32_t num_values; /* float32: codebook entries in use (distinct non-zero values coded) */
   uint64_t nnz;
   uint32_t* row_ptr;   /* rows + 1 entries, row_ptr[0] = 0, row_ptr[rows] = nnz; NULL (with col,
                         * code) in a tile form alone */
@@ -98,7 +98,10 @@ typedef struct {
 
 /* Builds *m from a packed tensor.  On DC_SFC_UNSUPPORTED `why` says why (the
  * caller falls back to the dense route); on DC_SFC_DECODE *decode_status holds
- * the decoder's reason.  *m is zeroed on any failure. */
+ * the decoder's reason.  *m is zeroed on any failure.  A tile form that finds
+ * no memory leaves the rows (tile_entries 0), on every route (the direct one
+ * decodes again into them); DC_SFC_NOMEM: not even the rows (or the dense
+ * copy) found memory. */
 DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
                                         dc_status* decode_status, char* why, size_t why_size);
 
@@ -116,7 +119,8 @@ DC_API dc_sfc_status dc_sparse_fc_build_max(const uint8_t* packed, size_t size, 
 
 /* What dc_sparse_fc_build (table = 0) / dc_sparse_table_build (table = 1) can tell from the
  * packed header alone, without decoding: DC_SFC_UNSUPPORTED with `why` (shape or element type
- * not supported, or a float32 codebook of more than DC_SFC_MAX_VALUES distinct kept values),
+ * not supported, or a float32 codebook of more than DC_SFC_MAX_VALUES distinct kept values that
+ * have a code: entries without one, FORMAT.md §4 length 0, are no values of the tensor),
  * DC_SFC_DECODE for an invalid header, else DC_SFC_OK (the build may still find the tensor
  * unsuitable). */
 DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int table, char* why,
@@ -125,16 +129,17 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
 /* Which form dc_sparse_fc_build would make of a FULLY_CONNECTED weight, said from the packed
  * header and codebook alone, decoding nothing (for a caller that picks a density limit by form
  * before building: the TFLite delegate's default max_density, docs/android.md):
- *  - DC_SFC_FORM_TILES: float32 of at most 32 distinct non-zero values in its codebook(s), input
- *    size <= DC_SFC_MAX_COLS, at least 16 / DC_SFC_TILE_FILL = 4 output units (fewer never fit:
+ *  - DC_SFC_FORM_TILES: float32 of at most 32 distinct non-zero values in its codebook(s), those
+ *    of entries with a code (FORMAT.md §4: entries without one, length 0, which no element can
+ *    use, are not counted; a sparse layout's background is), input size <= DC_SFC_MAX_COLS, at least 16 / DC_SFC_TILE_FILL = 4 output units (fewer never fit:
  *    16 rows per tile), while the AVX-512 kernels are in use (dc_sparse_fc_kernel_name,
  *    dc_sparse_fc_use_simd).  The build still makes the rows instead when the tiles would hold
  *    more than DC_SFC_TILE_FILL entries per non-zero (dc_sparse_fc_set_tile_fill), which only
  *    the decode shows (e.g. 4..15 output units at high density): check m->tile_e, and
  *    m->tile_entries for why not (also after DC_SFC_TOO_DENSE, see dc_sparse_fc).
- *  - DC_SFC_FORM_ROWS: every other tensor the build takes (int8, > 32 values in the codebook(s),
- *    also when the tensor uses fewer, 1..3 output units, CPUs without AVX-512, §12 float planes,
- *    which hold no codebook): the build makes the rows of them, on every route.
+ *  - DC_SFC_FORM_ROWS: every other tensor the build takes (int8, > 32 coded values in the
+ *    codebook(s), also when the tensor uses fewer, 1..3 output units, CPUs without AVX-512, §12
+ *    float planes, which hold no codebook): the build makes the rows of them, on every route.
  *  - DC_SFC_FORM_NONE: what dc_sparse_fc_check refuses (not 2-D float32 / int8, shape, > 255
  *    values), an invalid header or NULL.
  * Like the build, it depends on the settings of dc_sparse_fc_use_simd and

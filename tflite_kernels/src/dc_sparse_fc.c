@@ -938,6 +938,24 @@ static void helper_join(dc_sparse_fc* m, Helper* w, dc_task* task) {
   if (m->packed_file == -2) m->packed_file = w->file;
 }
 
+/* 1 if codebook index i (< K; of every group's table for §11) can occur in the tensor of h: it
+ * has a code in its index code (FORMAT.md §4: a length > 0, or the only symbol of a zero-bit
+ * code), in one of §14's C index codes, or it is a sparse layout's background (§6, §11, §14: the
+ * elements not stored, and the fillers).  An entry without a code (length 0: no element uses it,
+ * e.g. values clustered but pruned away, written by another encoder; dc_keras's writes none) is
+ * not a value of the tensor: the header's count of values (codebook_values, so the form said and
+ * built on every route) and the direct route's value codes (value_codes) leave it out. */
+static int index_coded(const dc_header* h, uint32_t i) {
+  if (h->sparse && i == h->background) return 1;
+  const uint32_t n = h->contexts ? h->contexts : 1;
+  for (uint32_t c = 0; c < n; ++c) {
+    const dc_alphabet* a = h->contexts ? &h->ctx_code[c] : &h->index_code;
+    if (a->max_len == 0 ? i == a->single : ((a->lengths[i / 2] >> (4 * (i & 1))) & 15u) != 0)
+      return 1;
+  }
+  return 0;
+}
+
 /* The bit pattern of float32 codebook entry i (little-endian, FORMAT.md §3). */
 static uint32_t codebook_bits(const dc_header* h, uint64_t i) {
   const uint8_t* b = h->codebook + 4 * i;
@@ -946,7 +964,9 @@ static uint32_t codebook_bits(const dc_header* h, uint64_t i) {
 
 /* Value codes of a sparse tensor's codebook(s) (FORMAT.md §3, §11: groups * K entries,
  * group-major) for dc_decode_rows: float32 -> code of its bit pattern in m->codebook, int8 ->
- * the weight itself; 256 for +-0 (not stored).  0 when the direct route does not apply (the
+ * the weight itself; 256 for +-0 (not stored) and for a float32 entry without a code
+ * (index_coded: no element decodes to it, so m->codebook holds the values codebook_values
+ * counts, and a tile form's codes stay below 32).  0 when the direct route does not apply (the
  * background is not zero in every group, or more than 255 distinct non-zero floats). */
 static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) {
   uint16_t* vc = (uint16_t*)malloc((size_t)len * sizeof(uint16_t));
@@ -961,7 +981,9 @@ static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) 
       vc[i] = (int8_t)q != m->fill ? q : 256;
     } else {
       const uint32_t bits = codebook_bits(h, i);
-      int c = omitted(bits, m->table) ? 256 : value_code(&vm, m, bits);
+      const int c = omitted(bits, m->table) || !index_coded(h, (uint32_t)(i % h->k))
+                        ? 256
+                        : value_code(&vm, m, bits);
       if (c < 0) break;
       vc[i] = (uint16_t)c;
     }
@@ -973,24 +995,24 @@ static uint16_t* value_codes(const dc_header* h, dc_sparse_fc* m, uint64_t len) 
   return NULL;
 }
 
-/* Direct route (FORMAT.md §6, §11 layout 3, version 2): the entries go straight into the rows
- * through dc_decode_rows, the dense tensor is never built; on AVX-512, an ungrouped float32
- * tensor of <= 32 values goes through the same staged decoder into the tile form instead
- * (alloc_tiles, tiles_place: the rows are never built whole; dc_rows_plain_begin checks what
- * dc_decode_rows checks), kept if it fits (tiles_fit), else turned into rows.  Returns
- * DC_SFC_UNSUPPORTED (with *m zeroed) when it does not apply, so the caller takes the dense
- * route. */
-static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_header* h,
-                                  dc_sparse_fc* m, dc_status* decode_status, uint64_t max_nnz,
-                                  int tiles) {
-  const uint64_t groups = h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1;
-  const uint64_t len = groups * h->k;
-  if (h->info.version < 2 ||
-      (h->layout != DC_LAYOUT_SPARSE && h->layout != DC_LAYOUT_GROUPED_SPARSE) || len > (1u << 22))
-    return DC_SFC_UNSUPPORTED;
+/* *m emptied for a build of the tensor of h (header checked): its shape and type, nothing else. */
+static void form_begin(dc_sparse_fc* m, const dc_header* h, uint32_t table) {
+  dc_sparse_fc_free(m);
+  m->packed_file = -1;
+  m->table = table;
+  m->rows = (uint32_t)h->info.dims[0];
+  m->cols = (uint32_t)h->info.dims[1];
+  m->dtype = h->info.dtype;
+}
+
+/* build_direct's one attempt; `tiled`: the tile form straight from the entries (else the rows,
+ * then rows_or_tiles). */
+static dc_sfc_status build_direct_as(const uint8_t* packed, size_t size, const dc_header* h,
+                                     dc_sparse_fc* m, dc_status* decode_status, uint64_t max_nnz,
+                                     int tiles, int tiled) {
+  const uint64_t len = (h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1) * (uint64_t)h->k;
   uint16_t* vc = value_codes(h, m, len);
   if (!vc) return DC_SFC_UNSUPPORTED;
-  const int tiled = h->layout == DC_LAYOUT_SPARSE && tiles;
   Tiles tl;
   dc_rows r = {.rows = m->rows,
                .cols = m->cols,
@@ -1109,8 +1131,32 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
       m->row_sum[row] = sum;
     }
   }
-  rows_or_tiles(m, tiles); /* §11's grouped tensors: the rows first */
+  rows_or_tiles(m, tiles); /* §11's grouped tensors (or no memory for tiles_place): rows first */
   return DC_SFC_OK;
+}
+
+/* Direct route (FORMAT.md §6, §11 layout 3, version 2): the entries go straight into the rows
+ * through dc_decode_rows, the dense tensor is never built; on AVX-512, an ungrouped float32
+ * tensor the header gives the tile form (`tiles`: header_tiles) goes through the same staged
+ * decoder into the tile form instead (alloc_tiles, tiles_place: the rows are never built whole;
+ * dc_rows_plain_begin checks what dc_decode_rows checks), kept if it fits (tiles_fit), else
+ * turned into rows.  Out of memory on that way (its arrays are sized for any fill, its scratch
+ * grows): decoded again into the rows, then tiles made of them if memory allows (rows_or_tiles),
+ * as the dense route does -- else the rows with tile_entries 0 (dc_sparse_fc.h: out of memory for
+ * the tiles) instead of a failed build.  Returns DC_SFC_UNSUPPORTED (with *m zeroed) when the
+ * route does not apply, so the caller takes the dense route. */
+static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_header* h,
+                                  dc_sparse_fc* m, dc_status* decode_status, uint64_t max_nnz,
+                                  int tiles) {
+  if (h->info.version < 2 ||
+      (h->layout != DC_LAYOUT_SPARSE && h->layout != DC_LAYOUT_GROUPED_SPARSE) ||
+      (h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1) * (uint64_t)h->k > (1u << 22))
+    return DC_SFC_UNSUPPORTED;
+  const int tiled = h->layout == DC_LAYOUT_SPARSE && tiles;
+  const dc_sfc_status s = build_direct_as(packed, size, h, m, decode_status, max_nnz, tiles, tiled);
+  if (s != DC_SFC_NOMEM || !tiled) return s;
+  form_begin(m, h, m->table);
+  return build_direct_as(packed, size, h, m, decode_status, max_nnz, tiles, 0);
 }
 
 static int8_t most_common_int8(const void* w, uint64_t n) {
@@ -1127,10 +1173,10 @@ static int8_t most_common_int8(const void* w, uint64_t n) {
 /* codebook_values of a tensor without a float32 codebook (int8, §12's float planes). */
 #define DC_SFC_NO_CODEBOOK UINT32_MAX
 
-/* Distinct kept bit patterns (omitted: not counted) in the float32 codebook(s) of h (every layout
- * but §12's float planes stores its values there; the tensor holds only codebook values), counted
- * up to DC_SFC_MAX_VALUES + 1 (more: that); DC_SFC_NO_CODEBOOK when h holds no float32
- * codebook. */
+/* Distinct kept bit patterns (omitted: not counted) of the coded entries (index_coded) of the
+ * float32 codebook(s) of h (every layout but §12's float planes stores its values there; the
+ * tensor holds only such values), counted up to DC_SFC_MAX_VALUES + 1 (more: that);
+ * DC_SFC_NO_CODEBOOK when h holds no float32 codebook. */
 static uint32_t codebook_values(const dc_header* h, uint32_t table) {
   if (h->info.dtype != DC_DTYPE_FLOAT32 || h->layout == DC_LAYOUT_FLOAT_PLANES || !h->codebook ||
       h->cb_esize != 4)
@@ -1142,7 +1188,8 @@ static uint32_t codebook_values(const dc_header* h, uint32_t table) {
   probe.num_values = 0;
   for (uint64_t i = 0; i < len; ++i) {
     const uint32_t bits = codebook_bits(h, i);
-    if (!omitted(bits, table) && value_code(&vm, &probe, bits) < 0)
+    if (!omitted(bits, table) && index_coded(h, (uint32_t)(i % h->k)) &&
+        value_code(&vm, &probe, bits) < 0)
       return DC_SFC_MAX_VALUES + 1; /* value_code: -1 past DC_SFC_MAX_VALUES */
   }
   return probe.num_values;
@@ -1151,7 +1198,7 @@ static uint32_t codebook_values(const dc_header* h, uint32_t table) {
 /* What the header alone tells about a compact form of h (dc_sparse_fc_build, dc_sparse_fc_check
  * and dc_sparse_fc_form all ask this): DC_SFC_UNSUPPORTED with `why` for a shape or element type
  * no form holds (check_shape) or a float32 codebook of more than DC_SFC_MAX_VALUES distinct kept
- * values (said before anything is decoded: a transient dense copy of a large layer costs as much
+ * coded values (said before anything is decoded: a transient dense copy of a large layer costs as much
  * as its decode), else DC_SFC_OK.  values: NULL, or where to put codebook_values (the codebook is
  * then walked whatever its size; without it only a codebook that can exceed the limit is). */
 static dc_sfc_status check_header(const dc_header* h, uint32_t table, uint32_t* values, char* why,
@@ -1175,12 +1222,13 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
 }
 
 /* Whether the build gives the layer of header h the tile form (tile_form), from the header alone:
- * `values` is codebook_values of its codebook(s), DC_SFC_NO_CODEBOOK (more than 32: the rows) for
- * int8 and §12's float planes.  The build follows it on every route, dc_sparse_fc_form says it: the
- * two agree by construction and the form does not depend on the route.  (The dense route's form
- * holds only the values the tensor uses, so a codebook with values the tensor does not use, or
- * §12 planes of <= 32 values, could hold tiles: only the decode shows it, so they get the rows, as
- * on the direct route, whose form codes every codebook value.) */
+ * `values` is codebook_values of its codebook(s) (the coded entries: index_coded),
+ * DC_SFC_NO_CODEBOOK (more than 32: the rows) for int8 and §12's float planes.  The build follows
+ * it on every route, dc_sparse_fc_form says it: the two agree by construction and the form does
+ * not depend on the route.  The direct route's form codes the values of the coded entries
+ * (value_codes), the dense route's those the tensor uses (a subset): both hold tiles where the
+ * header says so.  (Coded entries the tensor does not use, or §12 planes of <= 32 values, could
+ * hold tiles too: only the decode shows it, so they get the rows on every route.) */
 static int header_tiles(const dc_header* h, uint32_t table, uint32_t values) {
   return tile_form(h->info.dtype, table, values, h->info.dims[0], h->info.dims[1]);
 }
@@ -1224,21 +1272,14 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   dc_sfc_status s = check_header(&h, table, &values, why, why_size);
   if (s != DC_SFC_OK) return s;
   const int tiles = header_tiles(&h, table, values);
-  m->rows = (uint32_t)h.info.dims[0];
-  m->cols = (uint32_t)h.info.dims[1];
-  m->dtype = h.info.dtype;
+  form_begin(m, &h, table);
   s = build_direct(packed, size, &h, m, decode_status, max_nnz, tiles);
   if (s == DC_SFC_TOO_DENSE) return too_dense(m);
   if (s != DC_SFC_UNSUPPORTED) {
     if (s != DC_SFC_OK) dc_sparse_fc_free(m);
     return s;
   }
-  dc_sparse_fc_free(m);
-  m->packed_file = -1;
-  m->table = table;
-  m->rows = (uint32_t)h.info.dims[0];
-  m->cols = (uint32_t)h.info.dims[1];
-  m->dtype = h.info.dtype;
+  form_begin(m, &h, table);
   /* Dense route (§5, §12, §14, version 1, non-zero background): a transient dense copy,
    * decoded, scanned twice, freed (never kept). */
   m->from_dense = 1;

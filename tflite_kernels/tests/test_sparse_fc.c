@@ -538,18 +538,24 @@ static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t tenth
 }
 
 /* A [rows, k / rows] §5 float32 tensor of k distinct codebook values (k <= 256), element i being
- * value i % used (used = 0: k, each used once; else the others unused, though coded); value 0 made
- * +0.0 when zero_first (k - 1 non-zero values then).  Returns its size (p: 2,048 bytes). */
-static size_t pack_values_used(uint8_t* p, uint32_t k, uint32_t rows, int zero_first,
-                               uint32_t used) {
+ * value i % used (used = 0: k, each used once; else the others unused), of which the first `coded`
+ * have a code (coded = 0: all; the others none, length 0: FORMAT.md §4); value 0 made +0.0 when
+ * zero_first (k - 1 non-zero values then).  Returns its size (p: 2,048 bytes). */
+static size_t pack_values_coded(uint8_t* p, uint32_t k, uint32_t rows, int zero_first,
+                                uint32_t used, uint32_t coded) {
   uint8_t len[256], q[2048];
   uint16_t sym[256];
   uint32_t sizes_at, crc, big = 1, lb = 0;
-  while (big < k) big <<= 1, ++lb;
-  /* a complete code: big - k symbols of length lb - 1, the others of length lb */
+  const uint32_t c = coded ? coded : k;
+  while (big < c) big <<= 1, ++lb;
+  /* a complete code of the c first: big - c symbols of length lb - 1, the others of length lb */
   for (uint32_t s = 0; s < k; ++s)
-    len[s] = (uint8_t)(s < big - k ? lb - 1 : lb), sym[s] = (uint16_t)(used ? s % used : s);
-  CHECK(k >= 2 && k <= 256 && k % rows == 0 && pack_dense_f32_bound(k, k) + 4 <= sizeof q,
+    len[s] = (uint8_t)(s >= c        ? 0
+                       : s < big - c ? lb - 1
+                                     : lb),
+    sym[s] = (uint16_t)(used ? s % used : s);
+  CHECK(k >= 2 && k <= 256 && c >= 2 && c <= k && (used ? used : k) <= c && k % rows == 0 &&
+            pack_dense_f32_bound(k, k) + 4 <= sizeof q,
         "pack_values %u", k);
   size_t n = pack_dense_f32(q, len, k, sym, k, &sizes_at); /* rank 1 [k] */
   memcpy(p, q, 8);
@@ -564,7 +570,7 @@ static size_t pack_values_used(uint8_t* p, uint32_t k, uint32_t rows, int zero_f
 }
 
 static size_t pack_values(uint8_t* p, uint32_t k, uint32_t rows, int zero_first) {
-  return pack_values_used(p, k, rows, zero_first, 0);
+  return pack_values_coded(p, k, rows, zero_first, 0, 0);
 }
 
 static size_t pack_256_values(uint8_t* p, int zero_first) {
@@ -638,12 +644,15 @@ static void check_tiles_did_not_fit(dc_sparse_fc* m, dc_sfc_form f, const char* 
 }
 
 /* dc_sparse_fc_form tells from the header the form the build makes: the tile form for float32
- * of <= 32 non-zero codebook values and at least 4 rows while the AVX-512 kernels are in use
- * (+0.0 not counted), the rows otherwise (33 values, int8, 1..3 rows: [1, 33], [2, 1], [3, 4],
- * whose tiles never fit, dc_sparse_fc_use_simd(0), CPUs without AVX-512; 40 codebook values of
- * which 16 are used: the rows too, though the tiles of the 16 would fit), none for what the build
- * refuses; a predicted tile form whose tiles do not fit ([4, 8] with one zero: 128 entries for
- * 31 non-zeros; [4, 4] full: 64 for 16 fits) is built as rows with their count kept. */
+ * of <= 32 non-zero coded codebook values and at least 4 rows while the AVX-512 kernels are in
+ * use (+0.0 not counted), the rows otherwise (33 values, int8, 1..3 rows: [1, 33], [2, 1], [3, 4],
+ * whose tiles never fit, dc_sparse_fc_use_simd(0), CPUs without AVX-512; 40 codebook values, all
+ * coded, of which 16 are used: the rows too, though the tiles of the 16 would fit), none for what
+ * the build refuses; a predicted tile form whose tiles do not fit ([4, 8] with one zero: 128
+ * entries for 31 non-zeros; [4, 4] full: 64 for 16 fits; [4, 10] of 16 values with 3 zeros: 160
+ * for 37) is built as rows with their count kept.  Entries without a code (length 0) are not
+ * counted: 40 values of which 16 coded (and used) get the tiles, 256 of which 32 or 255 coded are
+ * no longer refused (before: rows, and none). */
 static void test_form_from_header(void) {
   const int avx = avx512_cpu(), was = dc_sparse_fc_use_simd(1);
   const dc_sfc_form tiles = avx ? DC_SFC_FORM_TILES : DC_SFC_FORM_ROWS;
@@ -652,22 +661,34 @@ static void test_form_from_header(void) {
     int zero_first;
     dc_sfc_form form;
     int built_tiles;
-    uint32_t used; /* pack_values_used */
-  } cases[] = {{32, 32, 0, tiles, avx, 0},          {33, 33, 0, DC_SFC_FORM_ROWS, 0, 0},
-               {33, 33, 1, tiles, avx, 0},          {33, 1, 1, DC_SFC_FORM_ROWS, 0, 0},
-               {34, 34, 1, DC_SFC_FORM_ROWS, 0, 0}, {16, 16, 0, tiles, avx, 0},
-               {2, 2, 0, DC_SFC_FORM_ROWS, 0, 0},   {12, 3, 0, DC_SFC_FORM_ROWS, 0, 0},
-               {16, 4, 0, tiles, avx, 0},           {32, 4, 1, tiles, 0, 0},
-               {40, 4, 0, DC_SFC_FORM_ROWS, 0, 16}, {40, 4, 1, DC_SFC_FORM_ROWS, 0, 16},
-               {40, 4, 0, DC_SFC_FORM_ROWS, 0, 33}, {256, 16, 1, DC_SFC_FORM_ROWS, 0, 0},
-               {256, 16, 0, DC_SFC_FORM_NONE, 0, 0}};
+    uint32_t used, coded; /* pack_values_coded */
+  } cases[] = {{32, 32, 0, tiles, avx, 0, 0},
+               {33, 33, 0, DC_SFC_FORM_ROWS, 0, 0, 0},
+               {33, 33, 1, tiles, avx, 0, 0},
+               {33, 1, 1, DC_SFC_FORM_ROWS, 0, 0, 0},
+               {34, 34, 1, DC_SFC_FORM_ROWS, 0, 0, 0},
+               {16, 16, 0, tiles, avx, 0, 0},
+               {2, 2, 0, DC_SFC_FORM_ROWS, 0, 0, 0},
+               {12, 3, 0, DC_SFC_FORM_ROWS, 0, 0, 0},
+               {16, 4, 0, tiles, avx, 0, 0},
+               {32, 4, 1, tiles, 0, 0, 0},
+               {40, 4, 0, DC_SFC_FORM_ROWS, 0, 16, 0},
+               {40, 4, 1, DC_SFC_FORM_ROWS, 0, 16, 0},
+               {40, 4, 0, DC_SFC_FORM_ROWS, 0, 33, 0},
+               {256, 16, 1, DC_SFC_FORM_ROWS, 0, 0, 0},
+               {256, 16, 0, DC_SFC_FORM_NONE, 0, 0, 0},
+               {40, 4, 0, tiles, avx, 16, 16},
+               {40, 4, 1, tiles, 0, 16, 16},
+               {40, 4, 0, DC_SFC_FORM_ROWS, 0, 16, 33},
+               {256, 16, 0, tiles, avx, 32, 32},
+               {256, 16, 0, DC_SFC_FORM_ROWS, 0, 200, 255}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     uint8_t p[2048];
     char why[200] = "";
     dc_sparse_fc m;
     dc_status ds;
-    const size_t n =
-        pack_values_used(p, cases[i].k, cases[i].rows, cases[i].zero_first, cases[i].used);
+    const size_t n = pack_values_coded(p, cases[i].k, cases[i].rows, cases[i].zero_first,
+                                       cases[i].used, cases[i].coded);
     const dc_sfc_form f = dc_sparse_fc_form(p, n);
     CHECK(f == cases[i].form, "form of %u values [%u, %u] zero %d: %d, expected %d", cases[i].k,
           cases[i].rows, cases[i].k / cases[i].rows, cases[i].zero_first, f, cases[i].form);
