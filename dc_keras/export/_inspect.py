@@ -231,7 +231,10 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     values); for an ordinary model they are what ``pack`` would produce.
     Each row's ``status`` says what ``pack`` does with the tensor (see :class:`TensorRow`):
     constants smaller than ``min_bytes`` are "skipped" (reason ``below min_bytes = N``), apart from
-    those pack looks at and cannot pack ("refused", with the reason).
+    those pack looks at and cannot pack ("refused", with the reason). A zip of associated files
+    after the model (TFLite metadata's labels, vocabularies) is listed in ``associated_files``
+    (name, bytes) and ``associated_bytes`` (the zip's size), and in the text's last line; a zip
+    end record whose archive cannot be read in ``associated_error``.
 
     Raises:
       ValueError: not a valid ``.tflite``, or a packed tensor cannot be decoded.
