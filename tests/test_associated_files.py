@@ -142,12 +142,18 @@ def test_cli_pack_and_unpack_keep_the_zip(tmp_path, plain, capsys):
 
 def test_zip64_records_are_rebased(plain):
     """A zip with zip64 end records and extra fields (zipfile writes them past 4 GiB or 65,535
-    members) keeps its members too: the 64-bit offsets are the ones rewritten."""
+    members) keeps its members too, through pack, unpack and dc_unpack: the 64-bit offsets are
+    the ones rewritten, all counting from the file start."""
+    from dc_keras.export import _zip
+
     src = appended(plain, zip64=True)
     assert b"PK\x06\x06" in src[-200:]
     packed = export.pack(src)
-    assert b"PK\x06\x06" in packed[-200:] and members(packed) == FILES
-    assert members(export.unpack(packed)) == FILES
+    for out in (packed, export.unpack(packed), runtime.unpack(packed)):
+        assert b"PK\x06\x06" in out[-200:] and members(out) == FILES
+        z = _zip.find(out)
+        assert len(z.patches) == 3 + len(FILES)  # locator, zip64 end record, end record, members
+        assert _zip.moved(out, z, z.start) == out[z.start:]  # every offset is a file position already
 
 
 def test_dc_unpack_keeps_the_zip(tools, tmp_path, plain, xs):
