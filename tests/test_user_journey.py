@@ -78,10 +78,10 @@ def test_path_instead_of_bytes_says_read_it(plain):
             fn(pathlib.Path("model.tflite"))
 
 
-def test_appended_associated_files_are_not_dropped_silently(tmp_path, plain, capsys):
+def test_appended_associated_files_are_kept(tmp_path, plain, capsys):
     """A model with TFLite metadata's associated files (a zip after the flatbuffer, as Model
-    Maker / MediaPipe files have): the packed (or unpacked) file does not keep them, and pack
-    (unpack) says so."""
+    Maker / MediaPipe files have): the packed and the unpacked file keep them, and the CLI says so
+    (tests/test_associated_files.py checks the bytes, the offsets, dc_unpack and inspect)."""
     import io
     import zipfile
 
@@ -90,23 +90,19 @@ def test_appended_associated_files_are_not_dropped_silently(tmp_path, plain, cap
         f.writestr("labels.txt", "cat\ndog\n")
     src = tmp_path / "m.tflite"
     src.write_bytes(plain + z.getvalue())
-    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
-    out = capsys.readouterr().out
-    assert f"note: {src} ends with a zip of 1 associated file(s) (labels.txt), which the output does " \
-           "not keep" in out and "attach them to the output again" in out, out
-    with pytest.warns(UserWarning, match=r"the input ends with a zip of 1 associated file\(s\) \(labels.txt\)"):
-        assert export.pack(src.read_bytes()) == (tmp_path / "p.tflite").read_bytes()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        export.pack(plain)  # nothing appended: no warning
-    # the files attached again to the packed file, as the note says: unpack says it drops them
-    packed = tmp_path / "p.tflite"
-    packed.write_bytes(packed.read_bytes() + z.getvalue())
-    assert cli.main(["unpack", str(packed), str(tmp_path / "u.tflite")]) == 0
+    packed, unpacked = tmp_path / "p.tflite", tmp_path / "u.tflite"
+    assert cli.main(["pack", str(src), str(packed)]) == 0
+    assert cli.main(["unpack", str(packed), str(unpacked)]) == 0
     out, err = capsys.readouterr()
-    assert f"note: {packed} ends with a zip of 1 associated file(s) (labels.txt)" in out and err == "", (out, err)
-    with pytest.warns(UserWarning, match=r"ends with a zip of 1 associated file\(s\) \(labels.txt\)"):
-        assert export.unpack(packed.read_bytes()) == (tmp_path / "u.tflite").read_bytes()
+    assert f"associated files kept: 1 (labels.txt), in the zip after {packed}'s model" in out and \
+        f"associated files kept: 1 (labels.txt), in the zip after {unpacked}'s model" in out and err == "", out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing dropped: no warning
+        assert export.pack(src.read_bytes()) == packed.read_bytes()
+        assert export.unpack(packed.read_bytes()) == unpacked.read_bytes()
+    for path in (packed, unpacked):
+        with zipfile.ZipFile(path) as f:
+            assert f.read("labels.txt") == b"cat\ndog\n"
 
 
 def test_pack_that_packs_nothing_says_where_the_reasons_are(tmp_path, plain, capsys):

@@ -43,6 +43,10 @@ class Report:
     rows: list
     packed: bool
     external_buffers: bool = False  # buffer data after the flatbuffer (Buffer.offset/size)
+    #: TFLite metadata's associated files in a zip appended after the model: [(name, bytes)]
+    associated_files: list = dataclasses.field(default_factory=list)
+    associated_bytes: int = 0  # the bytes that zip takes at the end of the file
+    associated_error: str = None  # why a zip end record at the end of the file is unreadable
 
     def _distinct_rows(self):
         """The rows, each buffer once (a buffer shared by several rows is counted with its first)."""
@@ -98,6 +102,15 @@ class Report:
         where = "after the flatbuffer (Buffer.offset/size)" if self.external_buffers else "inline"
         lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'}; "
                      f"buffer data {where})")
+        if self.associated_bytes:
+            from dc_keras.export._zip import describe
+
+            names, sizes = zip(*self.associated_files) if self.associated_files else ((), ())
+            lines.append(f"ends with {describe(list(names), list(sizes), self.associated_bytes)} (TFLite "
+                         "metadata's associated files; pack and unpack keep them)")
+        if self.associated_error:
+            lines.append(f"ends with a zip end record whose archive cannot be read ({self.associated_error}): "
+                         "pack and unpack cannot keep it")
         return "\n".join(lines)
 
     __str__ = to_text
@@ -218,7 +231,10 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     values); for an ordinary model they are what ``pack`` would produce.
     Each row's ``status`` says what ``pack`` does with the tensor (see :class:`TensorRow`):
     constants smaller than ``min_bytes`` are "skipped" (reason ``below min_bytes = N``), apart from
-    those pack looks at and cannot pack ("refused", with the reason).
+    those pack looks at and cannot pack ("refused", with the reason). A zip of associated files
+    after the model (TFLite metadata's labels, vocabularies) is listed in ``associated_files``
+    (name, bytes) and ``associated_bytes`` (the zip's size), and in the text's last line; a zip
+    end record whose archive cannot be read in ``associated_error``.
 
     Raises:
       ValueError: not a valid ``.tflite``, or a packed tensor cannot be decoded.
@@ -257,8 +273,14 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
                 rows[-1].buffer = t.buffer
     bar.close()
+    from dc_keras.export import _zip
+
+    _, z, error = _zip.split(tflite_bytes)
     return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd),
-                  external_buffers=fb.uses_external_buffers(model))
+                  external_buffers=fb.uses_external_buffers(model),
+                  associated_files=list(zip(z.names, z.sizes)) if z else [],
+                  associated_bytes=z.size(tflite_bytes) if z else 0,
+                  associated_error=str(error) if error else None)
 
 
 def _packed_row(model, codec, s, t, packed_tensor):

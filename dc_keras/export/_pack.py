@@ -180,7 +180,11 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     type, shape and quantization), whose buffer is emptied. Tensors the codec refuses, that do not
     save more than the added op and tensor cost, or that shrink by less than ``min_saving``
     (decoding costs load time) are left as they are, and so is everything else in the model
-    (``inspect`` says why per tensor). Buffer data in the output is 16-byte aligned.
+    (``inspect`` says why per tensor). Buffer data in the output is 16-byte aligned. A zip
+    appended after the model (TFLite metadata's associated files: the labels MediaPipe Tasks and
+    the TFLite Task Library read, vocabularies) is written after the packed model with the same
+    members, byte for byte, its offsets counted from the new file's start (docs/FORMAT.md §15);
+    a zip whose archive cannot be moved is reported by a warning.
 
     Run it with ``dc_keras.runtime.Interpreter`` (or any TFLite runtime given the library's op /
     delegate, see ``dc_keras.runtime``).
@@ -229,26 +233,27 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     """
     out, stats = pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
                                  buffers=buffers, context_model=context_model, compact=compact)
-    _warn_dropped(stats["dropped_files"])
+    _warn_dropped(stats["dropped_zip"])
     return out
 
 
-def _warn_dropped(names):
-    """``pack``/``unpack``'s warning about the appended files a rewritten model does not keep."""
-    if names:
+def _warn_dropped(error):
+    """``pack``/``unpack``'s warning about a trailing zip the output cannot keep (``with_zip``)."""
+    if error:
         import warnings
 
-        warnings.warn(dropped_files_note("the input", names), stacklevel=3)
+        warnings.warn(dropped_zip_note("the input", error), stacklevel=3)
 
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                     min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto",
                     context_model=False, compact=None):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes, "refused": [(name,
-    bytes, reason)], "dropped_files": [name]}`` (for the CLI; ``refused``: constants of at least
-    ``min_bytes`` that cannot be packed, e.g. int64 ones; tensors that pack but not smaller enough
-    are not listed; ``dropped_files``: the files of a zip appended to the input, which a rewritten
-    model does not keep)."""
+    bytes, reason)], "kept_files": [name], "dropped_zip": None or reason}`` (for the CLI;
+    ``refused``: constants of at least ``min_bytes`` that cannot be packed, e.g. int64 ones; tensors
+    that pack but not smaller enough are not listed; ``kept_files``: the associated files of a zip
+    appended to the input, written after the output's model (``_zip``); ``dropped_zip``: why the
+    input's trailing zip could not be kept, when it could not)."""
     _check_args(min_bytes, min_saving, buffers)
     if compact is not None and not isinstance(compact, bool):
         raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
@@ -264,7 +269,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
-             "refused": refused, "dropped_files": []}
+             "refused": refused, "kept_files": [], "dropped_zip": None}
     rewrite = strip_strings or compact is True or buffers != "auto"
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
@@ -278,36 +283,37 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     out = fb.write_model(model, buffers)
     if strip_strings:
         stats["strings_saved"] = len(with_names) - len(out)
+    out, stats["kept_files"], stats["dropped_zip"] = with_zip(out, tflite_bytes)
     if not rewrite and len(out) >= len(tflite_bytes):
-        stats["packed_tensors"] = 0
+        stats["packed_tensors"], stats["kept_files"], stats["dropped_zip"] = 0, [], None
         return bytes(tflite_bytes), stats  # nothing worth packing after all
-    stats["dropped_files"] = appended_files(tflite_bytes)
     return out, stats
 
 
-def appended_files(data) -> list:
-    """The names in a zip archive appended after the model, [] if there is none: TFLite metadata's
-    associated files (label maps, vocabularies) as tflite_support's MetadataPopulator and
-    MediaPipe Model Maker store them. A rewritten model is a new flatbuffer without them."""
-    import io
-    import zipfile
+def with_zip(model_bytes, source):
+    """``(model_bytes + the zip appended to source, its member names, None)``: TFLite metadata's
+    associated files (label maps, vocabularies; tflite_support's MetadataPopulator, Model Maker and
+    MediaPipe models carry them after the flatbuffer, and MediaPipe reads its labels there) follow
+    the rewritten model, byte for byte except for the zip's offsets, which count from the new
+    file's start (docs/FORMAT.md §15, ``_zip``). ``(model_bytes, [], reason)`` when ``source`` ends
+    with a zip end record whose archive cannot be moved; ``(model_bytes, [], None)`` without one."""
+    from dc_keras.export import _zip
 
-    if b"PK\x05\x06" not in bytes(data[-(1 << 16) - 22:]):  # the zip's end record (cheap test first)
-        return []
+    _, z, error = _zip.split(source)
+    if z is None:
+        return model_bytes, [], (str(error) if error else None)
     try:
-        with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
-            return z.namelist()
-    except (zipfile.BadZipFile, ValueError, EOFError):
-        return []
+        return bytes(model_bytes) + _zip.moved(source, z, len(model_bytes)), z.names, None
+    except _zip.ZipTailError as exc:
+        return model_bytes, [], str(exc)
 
 
-def dropped_files_note(what, names, shown=5) -> str:
-    """What to tell about the appended files ``pack`` or ``unpack`` did not keep (``appended_files``)."""
-    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
-    return (f"{what} ends with a zip of {len(names)} associated file(s) ({listed}), which the output "
-            "does not keep (its metadata stays); if the app reads them (e.g. labels for MediaPipe / the "
-            "TFLite Task Library), attach them to the output again with the tool that added them "
-            "(e.g. tflite_support's MetadataPopulator)")
+def dropped_zip_note(what, reason) -> str:
+    """What to tell when the zip at the end of ``what`` could not be kept (``with_zip``)."""
+    return (f"{what} ends with a zip end record, but its archive could not be kept in the output ({reason}); "
+            "if the app reads associated files from it (e.g. labels for MediaPipe / the TFLite Task Library), "
+            "attach them to the output again with the tool that added them (e.g. tflite_support's "
+            "MetadataPopulator)")
 
 
 def _strip_strings(model):
@@ -543,8 +549,8 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
     Every ``HuffDecode`` op is decoded in Python (``dc_keras.codec.decode``) and removed, its
     output tensor gets its constant data back, and the packed tensors, buffers and the operator
     code disappear. A model without ``HuffDecode`` ops is returned unchanged. ``buffers`` is as
-    in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data). Files appended
-    after the model as a zip (TFLite metadata's associated files) are not kept: a warning names them.
+    in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data). A zip appended
+    after the model (TFLite metadata's associated files) follows the output's model, as in ``pack``.
 
     Raises:
       ValueError: not a valid ``.tflite``, or a ``HuffDecode`` op / packed buffer is malformed
@@ -553,13 +559,26 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
     Example:
       >>> plain = dc_keras.export.unpack(packed)
     """
+    out, _, dropped = unpack_with_zip(packed_bytes, buffers=buffers)
+    _warn_dropped(dropped)
+    return out
+
+
+def unpack_with_zip(packed_bytes, *, buffers="auto"):
+    """``unpack``, also returning the associated files kept and why a trailing zip could not be
+    kept (``with_zip``; for the CLI)."""
     if buffers not in fb.BUFFER_LOCATIONS:
         raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
     model = fb.read_model(packed_bytes)
+    if buffers == "auto" and not any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
+        return bytes(packed_bytes), [], None
+    return with_zip(_unpack_model(model, buffers), packed_bytes)
+
+
+def _unpack_model(model, buffers):
+    """The rewritten, unpacked model of ``unpack`` (without what follows the flatbuffer)."""
     codes = model.operatorCodes or []
     hd = {k for k, c in enumerate(codes) if fb.is_huffdecode_code(c)}
-    if not hd and buffers == "auto":
-        return bytes(packed_bytes)
     codec = _codec()
     removed_buffers = set()
     for s, sg in enumerate(model.subgraphs):
@@ -598,7 +617,6 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
         _remove_tensors(model, s, drop_tensors)
     _remove_unused_buffers(model, removed_buffers)
     _remove_unused_codes(model, hd)
-    _warn_dropped(appended_files(packed_bytes))
     return fb.write_model(model, buffers)
 
 

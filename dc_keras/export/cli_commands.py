@@ -12,7 +12,6 @@ import os
 import stat
 import sys
 import threading
-import warnings
 
 #: inputs above this size get a progress line on a terminal (inspect has its own bar).
 PROGRESS_MIN_BYTES = 16 << 20
@@ -112,15 +111,19 @@ def cmd_pack(args):
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input)
-    _print_dropped(stats["dropped_files"], args.input)
+    _print_zip(stats["kept_files"], stats["dropped_zip"], args.input, args.output)
 
 
-def _print_dropped(names, path):
-    """A note naming the files appended to ``path`` that the output does not keep."""
-    from dc_keras.export._pack import dropped_files_note
+def _print_zip(names, dropped, path, output, shown=5):
+    """A line naming the associated files (the zip appended to ``path``) kept after ``output``'s
+    model, or a note saying why they could not be kept."""
+    from dc_keras.export._pack import dropped_zip_note
 
     if names:
-        print("note: " + dropped_files_note(path, names))
+        listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+        print(f"associated files kept: {len(names)} ({listed}), in the zip after {output}'s model")
+    if dropped:
+        print("note: " + dropped_zip_note(path, dropped))
 
 
 def _print_refused(refused, path, shown=5):
@@ -145,8 +148,7 @@ def is_packed(tflite_bytes) -> bool:
 
 def cmd_unpack(args):
     from dc_keras._fileio import atomic_write, check_writable
-    from dc_keras.export import unpack
-    from dc_keras.export._pack import appended_files
+    from dc_keras.export._pack import unpack_with_zip
 
     _check_paths(args.input, args.output)
     data = _read(args.input)
@@ -156,14 +158,13 @@ def cmd_unpack(args):
     if not packed:
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
-    with _working(f"unpacking {args.input}", len(data)), _about(args.input), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the dropped files' warning: a note below instead
-        out = unpack(data, buffers=args.buffers)
+    with _working(f"unpacking {args.input}", len(data)), _about(args.input):
+        out, kept, dropped = unpack_with_zip(data, buffers=args.buffers)
     replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B"
           + (f"; replaced the existing {args.output}" if replaced else ""))
-    _print_dropped(appended_files(data), args.input)
+    _print_zip(kept, dropped, args.input, args.output)
 
 
 def cmd_inspect(args):

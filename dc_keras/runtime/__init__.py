@@ -579,7 +579,9 @@ def unpack(packed) -> bytes:
     (the file's tail, as ``pack`` writes it) and appends the decoded weights, so the result is
     ``dc_keras.export.unpack``'s size plus ~90 B of tables per packed tensor (+0.3 % on
     MobileNetV2-0.35); files packed before 2026-11-30 or with ``buffers="external"`` also keep
-    their packed data as unused constants (docs/FORMAT.md §15, docs/android.md).
+    their packed data as unused constants (docs/FORMAT.md §15, docs/android.md). A zip of
+    associated files after the model (TFLite metadata's labels) follows the result, offsets
+    rewritten for its new position.
 
     Raises:
       ValueError: not a ``.tflite``, a malformed packed tensor, or a model this unpacker cannot

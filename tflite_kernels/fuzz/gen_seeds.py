@@ -8,7 +8,8 @@ corpus follows the format as it evolves and no binary blobs are committed:
                route: op / legacy ResizeTensor / delegate / failing allocation, and mismatches)
   OUT/unpack/  packed .tflite files (fuzz_unpack.c input): tiny FULLY_CONNECTED models built
                with the TFLite schema module and packed by dc_keras.export.pack (with and
-               without compact), plus the committed tests/data/zoo_lstm128.packed.tflite
+               without compact; one with a zip of associated files appended, classic and zip64),
+               plus the committed tests/data/zoo_lstm128.packed.tflite
                (several subgraphs; written by the older packer: named packed tensors)
 
 The tensors are Deep Compression shaped: clustered (k-means-like: few distinct values) and
@@ -156,6 +157,26 @@ def _fc_model(w):
     return fb.write_model(m)
 
 
+def _with_zip(model, zip64):
+    """``model`` + a zip of two associated files, appended as tflite_support's MetadataPopulator
+    does (zipfile mode "a": offsets from the file start); ``zip64``: with zip64 records."""
+    import io
+    import zipfile
+
+    f = io.BytesIO(model)
+    f.seek(0, 2)
+    limits = zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT
+    if zip64:
+        zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT = 8, 1
+    try:
+        with zipfile.ZipFile(f, "a") as z:
+            z.writestr("labels.txt", "cat\ndog\nbird\n")
+            z.writestr("vocab.txt", "a\nb\n")
+    finally:
+        zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT = limits
+    return f.getvalue()
+
+
 def tflite_seeds():
     """(name, packed .tflite bytes) for fuzz_unpack.c."""
     from dc_keras import export
@@ -167,6 +188,9 @@ def tflite_seeds():
         yield name, export.pack(model, min_bytes=0, min_saving=0.0)
         if name == "fc_sparse":  # every table kept (pack's compact=False; FORMAT.md §15)
             yield name + "_full", export.pack(model, min_bytes=0, min_saving=0.0, compact=False)
+            packed = export.pack(model, min_bytes=0, min_saving=0.0)
+            yield name + "_zip", _with_zip(packed, zip64=False)  # associated files after it (§15)
+            yield name + "_zip64", _with_zip(packed, zip64=True)
     lstm = os.path.join(HERE, "..", "..", "tests", "data", "zoo_lstm128.packed.tflite")
     if os.path.exists(lstm):
         with open(lstm, "rb") as f:

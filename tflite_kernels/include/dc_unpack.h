@@ -19,6 +19,10 @@
  * tensor (docs/FORMAT.md §15); for files packed before that layout the packed
  * bytes stay too.  The Python unpacker rewrites the whole flatbuffer.  Every tensor's
  * contents equal dc_keras.export.unpack's, so outputs are bit-identical.
+ * A zip of associated files after the model (TFLite metadata's labels / vocabularies, as
+ * MetadataPopulator appends them) is moved to the end of the result, same members, its offsets
+ * rewritten to count from the result's start (docs/FORMAT.md §15); one that cannot be moved
+ * is DC_UNPACK_UNSUPPORTED (dc_align_packed moves it the same way).
  * Not handled (clear error, use dc_keras.export.unpack): a HuffDecode output
  * tensor without a buffer of its own (a DENSIFY output its file gave none;
  * TFLite's converter gives it one, so its EXPERIMENTAL_SPARSITY files unpack), or

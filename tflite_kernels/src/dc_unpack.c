@@ -189,6 +189,21 @@ typedef struct {
   int32_t packed_tensor;  /* its packed input */
 } Target;
 
+/* An offset field of the zip appended after the model: `width` bytes at `pos` of the input
+ * that must hold the file position of `target` (an input position) once the zip has moved. */
+typedef struct {
+  size_t pos, target;
+  unsigned width;
+} ZipField;
+
+/* The zip archive appended after the model (TFLite metadata's associated files), if any:
+ * input[start, n).  start == n: none. */
+typedef struct {
+  size_t start;
+  ZipField* fields;
+  size_t num_fields;
+} Zip;
+
 typedef struct {
   size_t model; /* the Model table */
   Vec codes, subgraphs, buffers;
@@ -199,6 +214,7 @@ typedef struct {
   size_t total; /* decoded bytes */
   size_t max_output;
   int list_only; /* dc_list_huffdecode: plan without output memory */
+  Zip zip;       /* find_zip */
 } Plan;
 
 static int is_huff_code(Fb* f, const Vec* codes, size_t k, int* yes) {
@@ -407,6 +423,165 @@ static void drop_ops(Fb* f, const Plan* pl, uint8_t* out) {
   if (n != pl->codes.count) put32(out + pl->codes.start - 4, (uint32_t)n);
 }
 
+/* ---- the zip of associated files after the model (FORMAT.md §15) ----- */
+
+static uint16_t le16(const uint8_t* p) {
+  return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint64_t le64(const uint8_t* p) {
+  return le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static int zip_bad(Fb* f, const char* what) {
+  say(f,
+      "the file ends with a zip end record but its archive (TFLite metadata's associated "
+      "files) cannot be moved: %s; dc_keras.export.unpack writes the model without it",
+      what);
+  return DC_UNPACK_UNSUPPORTED;
+}
+
+static int zip_field(Zip* z, size_t cap, size_t pos, unsigned width, size_t target) {
+  if (z->num_fields >= cap) return 0;
+  ZipField e = {pos, target, width};
+  z->fields[z->num_fields++] = e;
+  return 1;
+}
+
+/* The local header offset (and the position of its field) of the central directory entry at
+ * `c`, from its zip64 extra field when the 32-bit one is saturated.  0 if malformed. */
+static int zip_local_offset(const uint8_t* b, size_t c, size_t extra, size_t extra_end,
+                            uint64_t* local, size_t* where, unsigned* width) {
+  uint32_t usize = le32(b + c + 24), csize = le32(b + c + 20), off = le32(b + c + 42);
+  *local = off;
+  *where = c + 42;
+  *width = 4;
+  if (usize != 0xffffffffu && csize != 0xffffffffu && off != 0xffffffffu &&
+      le16(b + c + 34) != 0xffff) {
+    return 1;
+  }
+  while (extra_end - extra >= 4) { /* zip64 extra: the saturated fields, in this order */
+    size_t tag = le16(b + extra), size = le16(b + extra + 2), at = extra + 4;
+    if (size > extra_end - at) return 0;
+    if (tag == 1) {
+      at += 8 * (size_t)(usize == 0xffffffffu) + 8 * (size_t)(csize == 0xffffffffu);
+      if (off != 0xffffffffu) return at <= extra + 4 + size;
+      if (at + 8 > extra + 4 + size) return 0;
+      *local = le64(b + at);
+      *where = at;
+      *width = 8;
+      return 1;
+    }
+    extra = at + size;
+  }
+  return 0;
+}
+
+/* Finds the zip whose end record ends the input (an archive comment's length included) and
+ * the offset fields that must change when it moves: every local header offset, the central
+ * directory's offset (end record, zip64 end record) and the zip64 end record's (locator).
+ * Offsets may count from the file start (as tflite_support's MetadataPopulator writes them)
+ * or from the archive start: the shift is where the central directory really is minus where
+ * it says it is, as zip readers infer it.  No end record: z->start = n.  Returns a status. */
+static int find_zip(Fb* f, Zip* z) {
+  const uint8_t* b = f->b;
+  size_t n = f->n, eocd = n;
+  z->start = n;
+  if (n < 22) return DC_UNPACK_OK;
+  size_t lowest = n - 22 > 0xffff ? n - 22 - 0xffff : 0;
+  for (size_t p = n - 22 + 1; p-- > lowest;) {
+    if (b[p] == 'P' && memcmp(b + p, "PK\5\6", 4) == 0 && p + 22 + le16(b + p + 20) == n) {
+      eocd = p;
+      break;
+    }
+  }
+  if (eocd == n) return DC_UNPACK_OK;
+  uint64_t disk = le16(b + eocd + 4), cd_disk = le16(b + eocd + 6), n_disk = le16(b + eocd + 8);
+  uint64_t n_total = le16(b + eocd + 10), cd_size = le32(b + eocd + 12);
+  uint64_t cd_offset = le32(b + eocd + 16);
+  size_t cd_end = eocd, loc = eocd - 20, rec = 0;
+  int z64 = eocd >= 20 && memcmp(b + loc, "PK\6\7", 4) == 0;
+  if (z64) {
+    if (le32(b + loc + 4) != 0 || le32(b + loc + 16) > 1) return zip_bad(f, "split over disks");
+    rec = loc - 56;
+    if (loc < 56 || memcmp(b + rec, "PK\6\6", 4) != 0 || le64(b + rec + 4) != 44) {
+      return zip_bad(f, "a zip64 end record not just before its locator, or with extensible data");
+    }
+    disk = le32(b + rec + 16);
+    cd_disk = le32(b + rec + 20);
+    n_disk = le64(b + rec + 24);
+    n_total = le64(b + rec + 32);
+    cd_size = le64(b + rec + 40);
+    cd_offset = le64(b + rec + 48);
+    cd_end = rec;
+  }
+  if (disk || cd_disk || n_disk != n_total) return zip_bad(f, "split over disks");
+  if (cd_size > cd_end || n_total > cd_size / 46 || cd_offset > DC_FLATBUFFER_MAX) {
+    return zip_bad(f, "its end record does not match its central directory");
+  }
+  size_t cd = cd_end - (size_t)cd_size, cap = (size_t)n_total + 3, pos = cd;
+  z->fields = (ZipField*)calloc(cap, sizeof *z->fields);
+  if (!z->fields) return say(f, "out of memory"), DC_UNPACK_NO_MEMORY;
+  if (z64) {
+    (void)zip_field(z, cap, loc + 8, 8, rec);
+    (void)zip_field(z, cap, rec + 48, 8, cd);
+  }
+  if (!z64 || le32(b + eocd + 16) != 0xffffffffu) (void)zip_field(z, cap, eocd + 16, 4, cd);
+  size_t start = cd;
+  for (uint64_t k = 0; k < n_total; ++k) {
+    if (cd_end - pos < 46 || memcmp(b + pos, "PK\1\2", 4) != 0) {
+      return zip_bad(f, "a central directory entry is missing or truncated");
+    }
+    size_t extra = pos + 46 + le16(b + pos + 28), extra_end = extra + le16(b + pos + 30);
+    size_t end = extra_end + le16(b + pos + 32), where = 0;
+    uint64_t local = 0;
+    unsigned width = 4;
+    if (end > cd_end || !zip_local_offset(b, pos, extra, extra_end, &local, &where, &width)) {
+      return zip_bad(f, "a central directory entry is malformed");
+    }
+    /* its file position: local + (cd - cd_offset), all below 2^32 here */
+    if (local > DC_FLATBUFFER_MAX || local + cd < cd_offset ||
+        (size_t)(local + cd - cd_offset) + 30 > cd ||
+        memcmp(b + (size_t)(local + cd - cd_offset), "PK\3\4", 4) != 0) {
+      return zip_bad(f, "a local header is not where the central directory says");
+    }
+    size_t at = (size_t)(local + cd - cd_offset);
+    if (at < start) start = at;
+    (void)zip_field(z, cap, where, width, at);
+    pos = end;
+  }
+  if (pos != cd_end) return zip_bad(f, "its central directory size does not match its entries");
+  z->start = start;
+  return DC_UNPACK_OK;
+}
+
+/* find_zip, and no buffer's data (Buffer.offset) may lie in the zip (the copy of the model
+ * ends where the zip starts). */
+static int plan_zip(Fb* f, Plan* pl) {
+  int r = find_zip(f, &pl->zip);
+  for (size_t i = 0; r == DC_UNPACK_OK && pl->zip.start < f->n && i < pl->buffers.count; ++i) {
+    const uint8_t* p = NULL;
+    size_t len = 0;
+    if (!buffer_bytes(f, &pl->buffers, (uint32_t)i, &p, &len)) return DC_UNPACK_MALFORMED;
+    if (len && (size_t)(p - f->b) + len > pl->zip.start) {
+      return zip_bad(f, "a buffer's data lie inside it");
+    }
+  }
+  return r;
+}
+
+/* Writes the input's zip at out + at, every offset field counting from the output's start. */
+static void move_zip(const Fb* f, const Zip* z, uint8_t* out, size_t at) {
+  memcpy(out + at, f->b + z->start, f->n - z->start);
+  for (size_t i = 0; i < z->num_fields; ++i) {
+    const ZipField* e = &z->fields[i];
+    uint8_t* p = out + at + (e->pos - z->start);
+    uint64_t v = (uint64_t)(at + (e->target - z->start));
+    put32(p, (uint32_t)v);
+    if (e->width == 8) put32(p + 4, (uint32_t)(v >> 32));
+  }
+}
+
 /* New contents for buffer `buffer`, appended by append_buffers. */
 typedef struct {
   uint32_t buffer;
@@ -414,24 +589,28 @@ typedef struct {
   size_t size;
 } NewBuffer;
 
-/* Lays out [input][pad][vtable][Buffer table, data]... (data `align`-aligned in the file) and
- * points each buffers[b] entry at its new table.  A copy of the input if count is 0.  With
- * cut > 0 only the input's first `cut` bytes are kept, then 4 bytes for tail_fix's vtable. */
+/* Lays out [input][pad][vtable][Buffer table, data]...[zip] (data `align`-aligned in the file)
+ * and points each buffers[b] entry at its new table.  A copy of the input if count and cut are
+ * 0.  With cut > 0 only the input's first `cut` bytes are kept, then 4 bytes for tail_fix's
+ * vtable.  The input's model ends where its appended zip starts (zip->start, the input's size
+ * when it has none); that zip is moved to the end (move_zip). */
 static int append_buffers(Fb* f, const Vec* buffers, const NewBuffer* nb, size_t count,
-                          size_t align, size_t max_output, size_t cut, uint8_t** out,
-                          size_t* out_n) {
-  size_t in_n = cut ? cut + 4 : f->n;
+                          size_t align, size_t max_output, size_t cut, const Zip* zip,
+                          uint8_t** out, size_t* out_n) {
+  size_t model_n = count || cut ? zip->start : f->n, zip_n = f->n - model_n;
+  size_t in_n = cut ? cut + 4 : model_n;
   size_t base = align_up(in_n, 16), end = count ? base + 8 : in_n;
   for (size_t i = 0; i < count; ++i) {
     size_t v = align_up(end + 8 + 4, align) - 4; /* data at v + 4, aligned */
     end = align_up(v + 4 + nb[i].size, 4);
   }
-  if (end > max_output) {
+  if (end > max_output || zip_n > max_output - end) {
     return say(f, "the unpacked model would exceed %zu bytes", max_output), DC_UNPACK_TOO_LARGE;
   }
-  uint8_t* o = (uint8_t*)calloc(1, end);
-  if (!o) return say(f, "out of memory (%zu bytes)", end), DC_UNPACK_NO_MEMORY;
-  memcpy(o, f->b, cut ? cut : f->n);
+  uint8_t* o = (uint8_t*)calloc(1, end + zip_n);
+  if (!o) return say(f, "out of memory (%zu bytes)", end + zip_n), DC_UNPACK_NO_MEMORY;
+  memcpy(o, f->b, cut ? cut : model_n);
+  if (zip_n) move_zip(f, zip, o, end);
   static const uint8_t vtable[8] = {6, 0, 8, 0, 4, 0, 0, 0}; /* Buffer: field 0 (data) at +4 */
   if (count) memcpy(o + base, vtable, sizeof vtable);
   size_t pos = base + 8;
@@ -446,7 +625,7 @@ static int append_buffers(Fb* f, const Vec* buffers, const NewBuffer* nb, size_t
     pos = align_up(v + 4 + nb[i].size, 4);
   }
   *out = o;
-  *out_n = end;
+  *out_n = end + zip_n;
   return DC_UNPACK_OK;
 }
 
@@ -499,8 +678,8 @@ static int only_packed_readers(Fb* f, const Plan* pl, const unsigned char* mark)
 static size_t tail_cut(Fb* f, const Plan* pl, const unsigned char* mark, Tail* t, size_t count) {
   if (!count || !only_packed_readers(f, pl, mark)) return 0;
   qsort(t, count, sizeof *t, cmp_tail);
-  size_t cut = t[0].begin;
-  if (cut % 4 || t[count - 1].end > f->n || f->n - t[count - 1].end > 3) return 0;
+  size_t cut = t[0].begin, model_end = pl->zip.start; /* the zip after the model moves */
+  if (cut % 4 || t[count - 1].end > model_end || model_end - t[count - 1].end > 3) return 0;
   for (size_t k = 0; k < count; ++k) {
     if (t[k].table >= cut) return 0; /* the pointing Buffer table is in the tail */
     if (k + 1 < count && (t[k + 1].begin < t[k].end || t[k + 1].begin - t[k].end > 3)) return 0;
@@ -576,7 +755,8 @@ static int assemble(Fb* f, const Plan* pl, const unsigned char* keep, uint8_t** 
   }
   Tail* tails = NULL;
   size_t num_tails = 0, cut = packed_tail(f, pl, &tails, &num_tails);
-  int r = append_buffers(f, &pl->buffers, nb, count, kDataAlign, pl->max_output, cut, out, out_n);
+  int r = append_buffers(f, &pl->buffers, nb, count, kDataAlign, pl->max_output, cut, &pl->zip, out,
+                         out_n);
   free(nb);
   if (r == DC_UNPACK_OK) {
     tail_fix(*out, cut, tails, num_tails);
@@ -591,6 +771,7 @@ static void plan_free(Plan* pl) {
   free(pl->jobs);
   free(pl->targets);
   free(pl->is_huff);
+  free(pl->zip.fields);
 }
 
 /* Appends what the user can do to a MALFORMED error (as dc_keras/_flatbuffer.py does). */
@@ -629,6 +810,7 @@ DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_
            DC_UNPACK_TOO_LARGE;
   }
   int r = with_fix(&f, plan_model(&f, &pl));
+  if (r == DC_UNPACK_OK) r = with_fix(&f, plan_zip(&f, &pl));
   unsigned char* keep = NULL;
   if (r == DC_UNPACK_OK) {
     dc_decode_many(pl.jobs, pl.num_jobs, 0);
@@ -722,6 +904,7 @@ DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t a
   *out = NULL;
   *out_n = 0;
   int r = with_fix(&f, plan_model(&f, &pl));
+  if (r == DC_UNPACK_OK) r = with_fix(&f, plan_zip(&f, &pl));
   NewBuffer* nb = r == DC_UNPACK_OK ? (NewBuffer*)calloc(pl.num_jobs + 1, sizeof *nb) : NULL;
   if (r == DC_UNPACK_OK && !nb) r = (say(&f, "out of memory"), DC_UNPACK_NO_MEMORY);
   size_t count = 0;
@@ -733,7 +916,8 @@ DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t a
     nb[count++] = b;
   }
   if (r == DC_UNPACK_OK)
-    r = append_buffers(&f, &pl.buffers, nb, count, alignment, pl.max_output, 0, out, out_n);
+    r = append_buffers(&f, &pl.buffers, nb, count, alignment, pl.max_output, 0, &pl.zip, out,
+                       out_n);
   free(nb);
   plan_free(&pl);
   return (dc_unpack_status)r;

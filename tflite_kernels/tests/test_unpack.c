@@ -6,7 +6,9 @@
  * tflite_kernels/, as `make test`, CTest and `make test-arm` do: every op's decoded bytes land in
  * the output, the result has nothing left to unpack, hostile variants (every truncation, byte
  * flips) fail with a message or succeed, never crash (run under ASan/UBSan by
- * `make test-sanitize`). */
+ * `make test-sanitize`); the same models with a zip of associated files appended (offsets from
+ * the file start or the zip start) unpack to the same model followed by that zip, its offsets
+ * counted from the new file's start (FORMAT.md §15). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,9 +186,137 @@ static void check_model(const char* path, int tail) {
   free(model);
 }
 
+/* ---- a zip of associated files after the model (FORMAT.md §15) ------------------------ */
+
+static void put16(uint8_t* p, unsigned v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32le(uint8_t* p, uint32_t v) {
+  put16(p, v & 0xffff);
+  put16(p + 2, v >> 16);
+}
+
+static uint32_t get32(const uint8_t* p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint32_t crc32_of(const uint8_t* p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; ++i) {
+    c ^= p[i];
+    for (int k = 0; k < 8; ++k) c = c >> 1 ^ (0xedb88320u & (0u - (c & 1)));
+  }
+  return ~c;
+}
+
+static const char kName[] = "labels.txt", kText[] = "cat\ndog\n";
+
+/* model + a stored zip holding labels.txt (as Python's zipfile writes it), its offsets counted
+ * from the file start (`absolute`, as MetadataPopulator appends it) or from the zip start. */
+static uint8_t* with_zip(const uint8_t* model, size_t n, int absolute, size_t* out_n) {
+  size_t nl = sizeof kName - 1, tl = sizeof kText - 1, local = 30 + nl + tl, cd = 46 + nl;
+  size_t zn = local + cd + 22, base = absolute ? n : 0;
+  uint8_t* b = (uint8_t*)calloc(1, n + zn);
+  if (!b) return NULL;
+  memcpy(b, model, n);
+  uint8_t *l = b + n, *c = l + local, *e = c + cd;
+  uint32_t crc = crc32_of((const uint8_t*)kText, tl);
+  put32le(l, 0x04034b50u);
+  put16(l + 4, 20);
+  put32le(l + 14, crc);
+  put32le(l + 18, (uint32_t)tl);
+  put32le(l + 22, (uint32_t)tl);
+  put16(l + 26, (unsigned)nl);
+  memcpy(l + 30, kName, nl);
+  memcpy(l + 30 + nl, kText, tl);
+  put32le(c, 0x02014b50u);
+  put16(c + 4, 20);
+  put16(c + 6, 20);
+  put32le(c + 16, crc);
+  put32le(c + 20, (uint32_t)tl);
+  put32le(c + 24, (uint32_t)tl);
+  put16(c + 28, (unsigned)nl);
+  put32le(c + 42, (uint32_t)base);
+  memcpy(c + 46, kName, nl);
+  put32le(e, 0x06054b50u);
+  put16(e + 8, 1);
+  put16(e + 10, 1);
+  put32le(e + 12, (uint32_t)cd);
+  put32le(e + 16, (uint32_t)(base + local));
+  *out_n = n + zn;
+  return b;
+}
+
+/* The file ends with that zip, read as tflite_support's Java ZipFile reads it: offsets taken
+ * literally, from the file start; 1 if labels.txt is there with its text. */
+static int zip_reads_literally(const uint8_t* b, size_t n) {
+  size_t nl = sizeof kName - 1, tl = sizeof kText - 1;
+  if (n < 22 || get32(b + n - 22) != 0x06054b50u) return 0;
+  size_t cd = get32(b + n - 22 + 16);
+  if (cd + 46 + nl > n || get32(b + cd) != 0x02014b50u) return 0;
+  size_t local = get32(b + cd + 42);
+  return local + 30 + nl + tl <= n && get32(b + local) == 0x04034b50u &&
+         memcmp(b + local + 30, kName, nl) == 0 && memcmp(b + local + 30 + nl, kText, tl) == 0;
+}
+
+static void check_zip(const char* path) {
+  size_t n = 0, pn = 0, zn = 0, on = 0;
+  uint8_t* model = read_file(path, &n);
+  CHECK(model != NULL, "cannot read %s (run from tflite_kernels/)", path);
+  if (!model) return;
+  uint8_t *plain = NULL, *out = NULL;
+  char why[256];
+  CHECK(dc_unpack(model, n, &plain, &pn, why, sizeof why) == DC_UNPACK_OK, "unpack: %s", why);
+  for (int absolute = 0; absolute < 2; ++absolute) {
+    uint8_t* z = with_zip(model, n, absolute, &zn);
+    CHECK(z && zip_reads_literally(z, zn) == absolute, "test zip (absolute %d)", absolute);
+    CHECK(dc_unpack(z, zn, &out, &on, why, sizeof why) == DC_UNPACK_OK, "unpack+zip: %s", why);
+    /* the same unpacked model (the packed data still cut off), then the zip, moved */
+    CHECK(out && on == pn + (zn - n) && memcmp(out, plain, pn) == 0, "%s+zip: %zu != %zu + %zu",
+          path, on, pn, zn - n);
+    CHECK(out && zip_reads_literally(out, on), "the moved zip's offsets must count from the start");
+    dc_unpack_free(out);
+    /* dc_align_packed appends too: the zip moves to its end as well */
+    CHECK(dc_align_packed(z, zn, 4096, &out, &on, why, sizeof why) == DC_UNPACK_OK, "align: %s",
+          why);
+    CHECK(out && zip_reads_literally(out, on), "aligned + zip");
+    dc_unpack_free(out);
+    /* hostile: truncated or flipped zip records fail with a message or succeed, never crash */
+    uint8_t* bad = (uint8_t*)malloc(zn);
+    for (size_t k = n; bad && k < zn; ++k) {
+      uint8_t* o = NULL;
+      dc_unpack_status st = dc_unpack(z, k, &o, &on, why, sizeof why);
+      CHECK(st == DC_UNPACK_OK || (o == NULL && why[0] != '\0'), "zip truncation %zu", k);
+      dc_unpack_free(o);
+      memcpy(bad, z, zn);
+      bad[k] ^= (uint8_t)(0xa5 + k);
+      o = NULL;
+      st = dc_unpack(bad, zn, &o, &on, why, sizeof why);
+      CHECK(st == DC_UNPACK_OK || (o == NULL && why[0] != '\0'), "zip flip %zu", k);
+      dc_unpack_free(o);
+    }
+    if (bad && z) { /* a local header offset that points at no local header: said, not dropped */
+      memcpy(bad, z, zn);
+      put32le(bad + zn - 22 - 46 - (sizeof kName - 1) + 42, 7);
+      uint8_t* o = NULL;
+      CHECK(dc_unpack(bad, zn, &o, &on, why, sizeof why) == DC_UNPACK_UNSUPPORTED && !o &&
+                strstr(why, "associated files) cannot be moved: a local header") != NULL,
+            "malformed zip: %s", why);
+    }
+    free(bad);
+    free(z);
+  }
+  dc_unpack_free(plain);
+  free(model);
+}
+
 int main(void) {
   check_model("../tests/data/zoo_lstm128.packed.tflite", 0);
   check_model("../tests/data/conv_int8_tail.packed.tflite", 1);
+  check_zip("../tests/data/conv_int8_tail.packed.tflite");
+  check_zip("../tests/data/zoo_lstm128.packed.tflite");
   if (failures) {
     fprintf(stderr, "test_unpack: %d failure(s)\n", failures);
     return 1;
