@@ -185,15 +185,16 @@ fuzz-smoke:
 	$(MAKE) -C tflite_kernels fuzz-smoke PY=$(abspath $(VPY))
 
 # tflite_kernels + LiteRT on emulated aarch64/armv7 (qemu); installs its tools when root,
-# otherwise skips with a message. See tools/arm/test_arm.sh and docs/android.md.
+# otherwise skips with a message. See tools/arm/test_arm.sh and docs/android.md. `+`: the script's
+# builds share make's job slots (a core the other lane has freed; no "jobserver unavailable").
 test-arm: lib  # the x86_64 side of the comparisons is dc_keras/_native (make native-copy)
-	PY=$(abspath $(VPY)) tools/arm/test_arm.sh
+	+PY=$(abspath $(VPY)) tools/arm/test_arm.sh
 
 # The decoder's C tests on emulated Cortex-M4/M7 (qemu-system-arm, bare metal), decode cost and
 # stack on M4; installs its tools when root, otherwise says so. See tools/mcu/test_mcu.sh and
 # docs/microcontrollers.md.
 test-mcu: $(if $(wildcard $(VPY)),,$(STAMP))
-	PY=$(abspath $(VPY)) tools/mcu/test_mcu.sh
+	+PY=$(abspath $(VPY)) tools/mcu/test_mcu.sh
 
 # Style: ruff (rules in pyproject.toml) and clang-format in check mode (.clang-format), on every
 # tracked C file; C_FORMAT_PENDING may list files exempted while being reworked (none now).
