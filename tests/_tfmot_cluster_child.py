@@ -33,7 +33,8 @@ def pruned_weights():
     return weights
 
 
-def main(counts):
+def cluster(counts):
+    """Per number of clusters, per layer: the stripped kernel's distinct values and zero mask."""
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise SystemExit("run with TF_USE_LEGACY_KERAS=1 (tfmot needs tf_keras)")
     import tensorflow_model_optimization as tfmot
@@ -54,10 +55,11 @@ def main(counts):
         result[number_of_clusters] = {
             layer.name: {"distinct": int(np.unique(layer.get_weights()[0]).size),
                          "zeros": (layer.get_weights()[0] == 0).astype(int).tolist()} for layer in final.layers}
-    print("RESULT " + json.dumps(result))
+    return result
 
 
 def registry():
+    """{"prune"|"cluster": {layer: [weight]}}: what tfmot compresses in a depthwise/separable model."""
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise SystemExit("run with TF_USE_LEGACY_KERAS=1 (tfmot needs tf_keras)")
     import tensorflow_model_optimization as tfmot
@@ -79,11 +81,8 @@ def registry():
         "cluster": {layer.layer.name: sorted(short(w) for w in layer.original_clusterable_weights.values())
                     for layer in clustered.layers if hasattr(layer, "original_clusterable_weights")},
     }
-    print("RESULT " + json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["registry"]:
-        registry()
-    else:
-        main([int(n) for n in sys.argv[1:]])
+    print("RESULT " + json.dumps(registry() if sys.argv[1:] == ["registry"] else cluster([int(n) for n in sys.argv[1:]])))

@@ -4,7 +4,7 @@ Runs in its own process with ``TF_USE_LEGACY_KERAS=1`` (tfmot needs tf_keras):
 
     TF_USE_LEGACY_KERAS=1 python tests/_tfmot_masks_child.py CASES_JSON
 
-Each case (see ``masks_case`` in tests/test_compat_tfmot.py, which runs the same case through
+Each case (see ``MASK_CASES`` and ``dc_masks`` in tests/test_compat_tfmot.py, which runs the same case through
 dc_keras.compat.tfmot) prunes the same two-layer MLP, with the same weights and data, by
 ``prune_low_magnitude`` + ``UpdatePruningStep`` and fits it with plain SGD, no shuffling. Prints
 one line ``RESULT <json>``: per case, after every batch, the pruning step and the mask of layer
@@ -28,7 +28,8 @@ def data(n):
     return rng.normal(size=(n, 12)).astype("float32"), rng.randint(0, 3, size=n)
 
 
-def main(cases):
+def masks(cases):
+    """Per case, per batch: [pruning step, mask of d1] (needs TF_USE_LEGACY_KERAS=1)."""
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise SystemExit("run with TF_USE_LEGACY_KERAS=1 (tfmot needs tf_keras)")
     import tensorflow_model_optimization as tfmot
@@ -58,8 +59,8 @@ def main(cases):
         pruned.fit(x, y, batch_size=case["batch_size"], epochs=1, shuffle=False, verbose=0,
                    callbacks=[s.UpdatePruningStep(), record])
         out.append(record.rows)
-    print("RESULT " + json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
-    main(json.loads(sys.argv[1]))
+    print("RESULT " + json.dumps(masks(json.loads(sys.argv[1]))))

@@ -1,8 +1,10 @@
 """dc_keras.compat.tfmot (issue 16): tfmot's Keras pruning/clustering API on Keras 3.
 
-The schedules are compared step by step with tensorflow_model_optimization itself (a child
-process with TF_USE_LEGACY_KERAS=1, as tfmot needs tf_keras); the tutorials' code runs in
-examples/04_tfmot_tutorials.ipynb (tests/test_notebooks.py).
+The schedules, masks, clusters and layer registry are compared with tensorflow_model_optimization
+itself: the module fixture ``tfmot_side`` computes tfmot's side of every comparison in one child
+process with TF_USE_LEGACY_KERAS=1, as tfmot needs tf_keras (tests/_tfmot_side_child.py); each
+test then only compares. The tutorials' code runs in examples/04_tfmot_tutorials.ipynb
+(tests/test_notebooks.py).
 """
 import json
 import os
@@ -44,22 +46,6 @@ def test_every_name_is_there():
     assert {"LINEAR", "RANDOM", "DENSITY_BASED", "KMEANS_PLUS_PLUS"} <= set(vars(clustering.CentroidInitialization))
 
 
-_TFMOT_SCHEDULES = r"""
-import json, sys
-import tensorflow_model_optimization as tfmot
-s = tfmot.sparsity.keras
-cases = json.loads(sys.argv[1])
-out = []
-for kind, kwargs, steps in cases:
-    sched = getattr(s, kind)(**kwargs)
-    row = []
-    for step in steps:
-        should, value = sched(step)
-        row.append([bool(should), float(value)])
-    out.append(row)
-print("RESULT " + json.dumps(out))
-"""
-
 CASES = [
     ("PolynomialDecay", dict(initial_sparsity=0.5, final_sparsity=0.8, begin_step=0, end_step=844), [0, 1, 99, 100, 400, 800, 843]),
     ("PolynomialDecay", dict(initial_sparsity=0.2, final_sparsity=0.9, begin_step=10, end_step=70, power=2, frequency=20),
@@ -69,12 +55,9 @@ CASES = [
 ]
 
 
-def test_schedules_match_tfmot_step_by_step():
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    r = subprocess.run([sys.executable, "-c", _TFMOT_SCHEDULES, json.dumps(CASES)], env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    theirs = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+@pytest.mark.legacy
+def test_schedules_match_tfmot_step_by_step(tfmot_side):
+    theirs = tfmot_side["schedules"]
     for (kind, kwargs, steps), row in zip(CASES, theirs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -198,7 +181,7 @@ def test_sparsity_preserving_clustering_and_summaries(tmp_path):
 
 
 @pytest.mark.legacy
-def test_preserve_sparsity_counts_the_zero_as_tfmot_does():
+def test_preserve_sparsity_counts_the_zero_as_tfmot_does(tfmot_side):
     """cluster_weights(..., preserve_sparsity=True) made number_of_clusters non-zero values plus the
     zero (9 values for 8); tfmot 0.8.1's zero is one of its number_of_clusters centroids. Clustered
     the same way as tfmot in a tf_keras child (same weights with the zeros of a pruned model, same
@@ -207,14 +190,8 @@ def test_preserve_sparsity_counts_the_zero_as_tfmot_does():
     its zeros (tfmot: at least those); dc_keras.cluster(clusters=n) still means n non-zero values."""
     from _tfmot_cluster_child import pruned_weights
 
-    counts = (3, 4, 8)
-    child = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_cluster_child.py")
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    r = subprocess.run([sys.executable, child, *map(str, counts)], env=env, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    theirs = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
-    for n in counts:
+    theirs = tfmot_side["cluster"]
+    for n in CLUSTER_COUNTS:
         model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, name="d1"), keras.layers.Dense(3, name="out")])
         model.set_weights(pruned_weights())
         zeros = {layer.name: layer.get_weights()[0] == 0 for layer in model.layers}
@@ -277,13 +254,53 @@ MASK_CASES = {
 }
 
 
+CLUSTER_COUNTS = (3, 4, 8)  # test_preserve_sparsity_counts_the_zero_as_tfmot_does
+
+
+class TfmotSide:
+    """tfmot's results by part (see tests/_tfmot_side_child.py); a part the child did not deliver
+    fails the test that needs it with the child's traceback or stderr."""
+
+    def __init__(self, results, proc):
+        self.results, self.proc = results, proc
+
+    def __getitem__(self, part):
+        got = self.results.get(part)
+        if got is None:
+            how = "timed out" if self.proc is None else f"exit code {self.proc.returncode}"
+            stderr = "" if self.proc is None else self.proc.stderr[-3000:]
+            pytest.fail(f"the tfmot child (tests/_tfmot_side_child.py) did not deliver part {part!r} ({how}):\n"
+                        f"{stderr}", pytrace=False)
+        if "error" in got:
+            pytest.fail(f"the tfmot child (tests/_tfmot_side_child.py) failed in part {part!r}:\n{got['error']}",
+                        pytrace=False)
+        return got["result"]
+
+
 @pytest.fixture(scope="module")
-def tfmot_masks():
+def tfmot_side(tmp_path_factory):
+    """Runs tfmot 0.8.1's side of every comparison here in one tf_keras process (10-20 s of imports
+    each, minutes under load, instead of once per test); the scripts run first, before tfmot is
+    imported, and write their files under ``tfmot_side.dir / NAME``."""
+    out = tmp_path_factory.mktemp("tfmot_side")
+    spec = {"script:keras2_user": _KERAS2_USER, "script:wrapped": _TFMOT_WRAPPED_FILE, "schedules": CASES,
+            "masks": list(MASK_CASES.values()), "cluster": list(CLUSTER_COUNTS), "registry": None}
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    r = subprocess.run([sys.executable, masks_child.__file__, json.dumps(list(MASK_CASES.values()))], env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rows = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    child = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_side_child.py")
+    try:
+        proc = subprocess.run([sys.executable, child, json.dumps(spec), str(out)], env=env, capture_output=True,
+                              text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        proc = None
+    results = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else {}
+    side = TfmotSide(results, proc)
+    side.dir = out
+    return side
+
+
+@pytest.fixture(scope="module")
+def tfmot_masks(tfmot_side):
+    rows = tfmot_side["masks"]
     return {name: [(step, np.array(mask)) for step, mask in case_rows] for name, case_rows in zip(MASK_CASES, rows)}
 
 
@@ -471,30 +488,22 @@ s.strip_pruning(p).save(sys.argv[1] + "/stripped.h5")
 """
 
 
-def _tf_keras_child(code, tmp_path):
-    """Runs ``code`` (argv[1] = tmp_path) in a tf_keras process (TF_USE_LEGACY_KERAS=1); its stdout."""
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r.stdout
-
-
 @pytest.mark.legacy
-def test_tfmot_wrapped_keras2_file_in_prune_scope_says_to_strip_in_tfmot(tmp_path):
+def test_tfmot_wrapped_keras2_file_in_prune_scope_says_to_strip_in_tfmot(tfmot_side):
     # A tfmot user loads checkpoints the tfmot way: `with prune_scope(): load_model(path)`. A file
     # holding tfmot's own (Keras 2) wrappers cannot be rebuilt on Keras 3; the no-op scope let Keras
     # say "Unknown layer: 'PruneLowMagnitude'. Please ensure you are using a custom_object_scope".
-    _tf_keras_child(_TFMOT_WRAPPED_FILE, tmp_path)
+    tfmot_side["script:wrapped"]  # _TFMOT_WRAPPED_FILE ran: tfmot's files, made in a tf_keras process
+    files = tfmot_side.dir / "wrapped"
     for scope in (sparsity.prune_scope, clustering.cluster_scope):
         # The fix it gives is one that works: .h5 (tf_keras's .keras files mostly do not load on Keras 3,
         # see test_keras2_model_is_named_with_the_fix) and compile=False.
         with pytest.raises(ValueError, match=r"tfmot's Keras 2 PruneLowMagnitude wrapper of layer 'd1'.*strip_pruning"
                                              r".*as \.h5 .*load_model\(path, compile=False\)"):
             with scope():
-                keras.saving.load_model(tmp_path / "wrapped.h5")
+                keras.saving.load_model(files / "wrapped.h5")
     with sparsity.prune_scope():  # the fix the message gives: the stripped file loads
-        stripped = keras.saving.load_model(tmp_path / "stripped.h5")
+        stripped = keras.saving.load_model(files / "stripped.h5")
     assert (stripped.get_layer("d1").get_weights()[0] == 0).mean() == 0.5
 
 
@@ -537,11 +546,11 @@ except TypeError:
 
 
 @pytest.mark.legacy
-def test_keras2_model_is_named_with_the_fix(tmp_path):
+def test_keras2_model_is_named_with_the_fix(tfmot_side):
     # A tfmot user who keeps TF_USE_LEGACY_KERAS=1 builds tf.keras (tf_keras) models; every entry point
     # said "prune_low_magnitude() takes a Keras model, layer or list of layers, got Sequential." about
     # what is, to that user, a Keras Sequential model.
-    out = _tf_keras_child(_KERAS2_USER, tmp_path)
+    out = tfmot_side["script:keras2_user"]  # _KERAS2_USER's stdout, run before tfmot is imported
     errors = {m[2]: m[0] for m in re.finditer(r"^(ERROR|NO ERROR) (\S+) .*$", out, re.M)}
     assert len(errors) == 10, out
     for name, line in errors.items():
@@ -690,16 +699,12 @@ def test_whole_model_like_tfmot_frozen_layers_compressed_unknown_layers_refused(
 
 
 @pytest.mark.legacy
-def test_depthwise_kernels_stay_dense_as_in_tfmot(tmp_path):
+def test_depthwise_kernels_stay_dense_as_in_tfmot(tfmot_side, tmp_path):
     """The drop-in pruned and clustered DepthwiseConv kernels and SeparableConv's depthwise kernel,
     which tfmot 0.8.1's layer registry leaves dense. It now compresses the weights tfmot does (read
     from tfmot itself in a tf_keras child), in whole models and layer by layer, through a .keras
     round trip; dc_keras.prune/cluster still compress the depthwise kernels."""
-    child = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_cluster_child.py")
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    r = subprocess.run([sys.executable, child, "registry"], env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    theirs = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    theirs = tfmot_side["registry"]
 
     def model():
         return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3, name="dw"),
