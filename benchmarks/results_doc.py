@@ -950,9 +950,18 @@ def mcu_section(mcu):
         out += ["", f"Code for Cortex-M4 (`.text+.rodata+.data` of the object, -O2 / -Os): decoder `dc_codec.c` "
                 f"{o2['decoder']:,} / {os_['decoder']:,} B, TFLM kernel `huffdecode_tflm.c` {o2['kernel']:,} / "
                 f"{os_['kernel']:,} B. Decoder stack: {c4['max_stack_bytes']:,} B at most over these tensors; largest "
-                f"frame (`-fstack-usage`) `{c4['largest_frame_m4_without_dc_decode']}` (the host convenience "
-                f"`dc_decode`, which the kernel never calls: `{c4['largest_frame_m4']}`)."]
+                f"frame (`-fstack-usage`): {_mcu_frame(c4['largest_frame_m4_without_dc_decode'])}; the host "
+                f"convenience `dc_decode`, which the kernel never calls: {_mcu_frame(c4['largest_frame_m4'])}."]
     return out + [""]
+
+
+def _mcu_frame(line):
+    """A -fstack-usage line ("path:line:col:function bytes kind") as text: "`function`, N B, kind (file
+    line L in that run's sources)"; a path:line word is not a repository path (tests/test_docs.py checks
+    those), and the line moves with every edit of the file."""
+    where, size, kind = line.rsplit(None, 2)
+    path, lineno, _col, function = where.rsplit(":", 3)
+    return f"`{function}`, {int(size):,} B, {kind} ({os.path.basename(path)} line {lineno} in that run's sources)"
 
 
 def main(argv=None):
