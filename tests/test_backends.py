@@ -158,22 +158,24 @@ def test_torch_export_rejects_what_cannot_cross_the_process_boundary():
 _CHILD = r"""
 import json, sys
 import numpy as np, keras, dc_keras
-mode, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
-X = np.load(src + ".x.npy")
-Y = np.load(src + ".y.npy")
-model = keras.saving.load_model(src)  # no custom_objects
-out = {"backend": keras.backend.backend(), "layers": [type(l).__name__ for l in model.layers if type(l).__name__ != "InputLayer"],
-       "pred": keras.ops.convert_to_numpy(model.predict(X, verbose=0)).tolist()}
-if mode == "resume":
-    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
-    w = [l for l in model.layers if isinstance(l, dc_keras.train.PruneWrapper)]
-    out["steps"] = [int(keras.ops.convert_to_numpy(l.pruning_step)) for l in w]
-    out["sparsity"] = [v for l in w for v in l.sparsity().values()]
-    out["zeros_ok"] = all(bool(np.all(keras.ops.convert_to_numpy(v)[keras.ops.convert_to_numpy(m) == 0] == 0))
-                          for l in w for (_, v, _), m in zip(l._targets, l._masks))
-    model.save(dst)
-print("RESULT " + json.dumps(out))
+results = []
+for mode, src, dst in json.loads(sys.argv[1]):  # several files in one process: one start-up of the backend
+    X = np.load(src + ".x.npy")
+    Y = np.load(src + ".y.npy")
+    model = keras.saving.load_model(src)  # no custom_objects
+    out = {"backend": keras.backend.backend(), "layers": [type(l).__name__ for l in model.layers if type(l).__name__ != "InputLayer"],
+           "pred": keras.ops.convert_to_numpy(model.predict(X, verbose=0)).tolist()}
+    if mode == "resume":
+        model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+        w = [l for l in model.layers if isinstance(l, dc_keras.train.PruneWrapper)]
+        out["steps"] = [int(keras.ops.convert_to_numpy(l.pruning_step)) for l in w]
+        out["sparsity"] = [v for l in w for v in l.sparsity().values()]
+        out["zeros_ok"] = all(bool(np.all(keras.ops.convert_to_numpy(v)[keras.ops.convert_to_numpy(m) == 0] == 0))
+                              for l in w for (_, v, _), m in zip(l._targets, l._masks))
+        model.save(dst)
+    results.append(out)
+print("RESULT " + json.dumps(results))
 """
 
 
@@ -182,10 +184,12 @@ def _other_backends():
     return [b for b in names if b != BACKEND]
 
 
-def _child(backend, mode, src, dst=""):
+def _child(backend, *jobs):
+    """_CHILD's results for ``jobs``, (mode, src[, dst]) each, run in that order in one process."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-c", _CHILD, mode, str(src), str(dst)], env=env,
+    jobs = [(mode, str(src), str(dst[0]) if dst else "") for mode, src, *dst in jobs]
+    r = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(jobs)], env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1]
@@ -203,7 +207,7 @@ def test_keras_file_moves_between_backends(other, tmp_path):
     pruned.save(src)
     np.save(str(src) + ".x.npy", X)
     np.save(str(src) + ".y.npy", Y)
-    res = _child(other, "resume", src, dst)
+    res, = _child(other, ("resume", src, dst))
     assert res["backend"] == other
     assert res["layers"] == ["PruneWrapper", "PruneWrapper"]
     np.testing.assert_allclose(res["pred"], keras.ops.convert_to_numpy(pruned.predict(X, verbose=0)),
@@ -213,8 +217,7 @@ def test_keras_file_moves_between_backends(other, tmp_path):
     back = keras.saving.load_model(dst)
     np.save(str(dst) + ".x.npy", X)
     np.save(str(dst) + ".y.npy", Y)
-    there = _child(other, "load", dst)["pred"]
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(back.predict(X, verbose=0)), there, rtol=1e-5, atol=1e-5)
+    here = keras.ops.convert_to_numpy(back.predict(X, verbose=0))
     for layer, w, mask in _masks(back):
         assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 16
         assert np.all(w[mask == 0] == 0)
@@ -223,7 +226,8 @@ def test_keras_file_moves_between_backends(other, tmp_path):
     clustered.save(csrc)
     np.save(str(csrc) + ".x.npy", X)
     np.save(str(csrc) + ".y.npy", Y)
-    res = _child(other, "load", csrc)
+    there, res = _child(other, ("load", dst), ("load", csrc))
+    np.testing.assert_allclose(here, there["pred"], rtol=1e-5, atol=1e-5)
     assert res["layers"] == ["ClusterWrapper", "ClusterWrapper"]
     np.testing.assert_allclose(res["pred"], keras.ops.convert_to_numpy(clustered.predict(X, verbose=0)),
                                rtol=1e-5, atol=1e-5)
