@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
+.PHONY: install install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-long test-long-lane-c test-long-lane-emu test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
 
 install: $(STAMP) lib jax-ffi tf-ops
 
@@ -91,12 +91,13 @@ $(TF_OPS): $(TF_OPS_SRC) $(CENTROIDS_CORE) $(wildcard $(TF_OPS_DIR)/libtensorflo
 demo: install
 	$(VENV)/bin/dc-keras demo
 
-# `make test` runs every check below. TEST_JOBS (default 2: the CI machine's cores) says how much
-# runs side by side: pytest on TEST_JOBS xdist workers, whole test files per worker (--dist loadfile:
-# module fixtures and the order inside a file stay as written), then two lanes next to each other,
-# the C lane (test-c, test-sanitize, fuzz-smoke, test-backends-torch) and the emulation lane
-# (test-backends, test-arm, test-mcu), each one step after the other; make -O prints each step's output in one
-# piece when it ends. Any failure fails `make test`. TEST_JOBS=1: all one after the other.
+# `make test` runs every check below but the tests marked `long` (see test-long). TEST_JOBS (default
+# 2: the CI machine's cores) says how much runs side by side: pytest on TEST_JOBS xdist workers,
+# whole test files per worker (--dist loadfile: module fixtures and the order inside a file stay as
+# written), then two lanes next to each other, the C lane (test-c, test-sanitize, test-backends-torch)
+# and the emulation lane (test-backends, test-arm, test-mcu), each one step after the other; make -O
+# prints each step's output in one piece when it ends. Any failure fails `make test`. TEST_JOBS=1:
+# all one after the other.
 TEST_JOBS ?= 2
 XDIST = $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
 # test_faults.py's exports through the TensorFlow-backend child run a JAX caller in a subprocess
@@ -115,13 +116,28 @@ test: install install-torch
 test-lane-c:
 	$(MAKE) test-c
 	$(MAKE) test-sanitize
-	$(MAKE) fuzz-smoke
 	$(MAKE) test-backends-torch
 
 test-lane-emu:
 	$(MAKE) test-backends
 	$(MAKE) test-arm
 	$(MAKE) test-mcu
+
+# What `make test` leaves out to stay near its 20-minute budget (tests marked `long`: the fault
+# matrices' cases beyond the first of each mechanism, cross-process and cross-backend repeats,
+# multi-worker training with a killed worker, two notebooks; libFuzzer smoke runs; the CMake
+# build under emulation): `.ci/run` runs it after `make test`. PYTEST_LONG_ARGS: extra pytest flags.
+test-long: install install-torch
+	$(VPY) -m pytest $(XDIST) -m long $(addprefix --deselect ,$(IN_JAX_PASS)) $(PYTEST_LONG_ARGS)
+	$(MAKE) -j$(TEST_JOBS) -O test-long-lane-c test-long-lane-emu
+
+test-long-lane-c:
+	$(MAKE) fuzz-smoke
+	$(MAKE) test-backends-torch BACKEND_MARK=long
+
+test-long-lane-emu:
+	$(MAKE) test-backends BACKEND_MARK=long
+	$(MAKE) test-arm ARM_MARK=long
 
 # The training tests again under the JAX backend (installed by `make install`), and under PyTorch
 # (test-backends-torch; `make test` installs the CPU-only wheel, `make install-torch`). The cross-backend .keras tests
@@ -153,12 +169,12 @@ BACKEND_TESTS := tests/test_backends.py \
 # The rest (C tools, dc-keras pack/unpack, runtime decoding, the sweep of killed exports' directories,
 # the same code whatever the caller's backend) runs in the TensorFlow pass.
 test-backends: $(if $(wildcard $(VPY)),,$(STAMP))
-	KERAS_BACKEND=jax $(VPY) -m pytest -q -p no:cacheprovider -k "not moves_between and not readme" $(BACKEND_TESTS)
+	KERAS_BACKEND=jax $(VPY) -m pytest -q -p no:cacheprovider $(if $(BACKEND_MARK),-m $(BACKEND_MARK)) -k "not moves_between and not readme" $(BACKEND_TESTS)
 
 # The same on PyTorch (in the C lane, which is shorter than the emulation lane).
 test-backends-torch: $(if $(wildcard $(VPY)),,$(STAMP))
 	@if $(VPY) -c "import torch" 2>/dev/null; then \
-	  KERAS_BACKEND=torch $(VPY) -m pytest -q -p no:cacheprovider \
+	  KERAS_BACKEND=torch $(VPY) -m pytest -q -p no:cacheprovider $(if $(BACKEND_MARK),-m $(BACKEND_MARK)) \
 	    -k "not moves_between and not readme and not steps_per_execution" $(BACKEND_TESTS); \
 	else echo "torch not installed (make install-torch): SKIPPING the PyTorch-backend pass"; fi
 
@@ -188,7 +204,7 @@ fuzz-smoke:
 # otherwise skips with a message. See tools/arm/test_arm.sh and docs/android.md. `+`: the script's
 # builds share make's job slots (a core the other lane has freed; no "jobserver unavailable").
 test-arm: lib  # the x86_64 side of the comparisons is dc_keras/_native (make native-copy)
-	+PY=$(abspath $(VPY)) tools/arm/test_arm.sh
+	+PY=$(abspath $(VPY)) ARM_MARK="$(ARM_MARK)" tools/arm/test_arm.sh
 
 # The decoder's C tests on emulated Cortex-M4/M7 (qemu-system-arm, bare metal), decode cost and
 # stack on M4; installs its tools when root, otherwise says so. See tools/mcu/test_mcu.sh and

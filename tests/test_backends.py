@@ -196,7 +196,7 @@ def _child(backend, *jobs):
     return json.loads(line[len("RESULT "):])
 
 
-@pytest.mark.parametrize("other", _other_backends())
+@pytest.mark.parametrize("other", [pytest.param(b, marks=pytest.mark.long) if b == "torch" else b for b in _other_backends()])
 def test_keras_file_moves_between_backends(other, tmp_path):
     """Pruned .keras saved here resumes pruning on ``other`` (same masks, step counter, zeros);
     the file saved there loads back here with the same outputs. Clustered too."""
@@ -249,6 +249,7 @@ def _readme_example():
 
 
 @pytest.mark.parametrize("backend", [b for b in ("jax", "torch") if importlib.util.find_spec(b)])
+@pytest.mark.long  # make test: the JAX and PyTorch passes run this file's export test on their backend
 def test_readme_example_unchanged_on_backend(backend, tmp_path):
     """A JAX or PyTorch user runs the README example as is (only KERAS_BACKEND differs)."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",

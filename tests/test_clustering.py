@@ -878,6 +878,7 @@ DISTRIBUTED = textwrap.dedent(
 )
 
 
+@pytest.mark.long  # MirroredStrategy over two CPU devices, ~40 s; multi-worker: test_multi_worker (long too)
 def test_mirrored_strategy_two_devices():
     result = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, timeout=600,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})

@@ -3,8 +3,9 @@
 The schedules, masks, clusters and layer registry are compared with tensorflow_model_optimization
 itself: the module fixture ``tfmot_side`` computes tfmot's side of every comparison in one child
 process with TF_USE_LEGACY_KERAS=1, as tfmot needs tf_keras (tests/_tfmot_side_child.py); each
-test then only compares. The tutorials' code runs in examples/04_tfmot_tutorials.ipynb
-(tests/test_notebooks.py).
+test then only compares. Those comparisons (marked ``legacy`` and ``long``: the child takes ~100 s)
+run in ``make test-long``; the API tests here, in ``make test``. The tutorials' code runs in
+examples/04_tfmot_tutorials.ipynb (tests/test_notebooks.py).
 """
 import json
 import os
@@ -56,6 +57,7 @@ CASES = [
 
 
 @pytest.mark.legacy
+@pytest.mark.long
 def test_schedules_match_tfmot_step_by_step(tfmot_side):
     theirs = tfmot_side["schedules"]
     for (kind, kwargs, steps), row in zip(CASES, theirs):
@@ -181,6 +183,7 @@ def test_sparsity_preserving_clustering_and_summaries(tmp_path):
 
 
 @pytest.mark.legacy
+@pytest.mark.long
 def test_preserve_sparsity_counts_the_zero_as_tfmot_does(tfmot_side):
     """cluster_weights(..., preserve_sparsity=True) made number_of_clusters non-zero values plus the
     zero (9 values for 8); tfmot 0.8.1's zero is one of its number_of_clusters centroids. Clustered
@@ -325,6 +328,7 @@ def dc_masks(case):
 
 
 @pytest.mark.legacy
+@pytest.mark.long
 @pytest.mark.parametrize("name", ["m_by_n_1_4", "m_by_n_3_4"])
 def test_m_by_n_means_m_zeros_of_n_as_in_tfmot(tfmot_masks, name):
     # tfmot's (1, 4) prunes 1 of every 4 weights; dc_keras.prune's own (m, n) keeps m of n, and the
@@ -337,6 +341,7 @@ def test_m_by_n_means_m_zeros_of_n_as_in_tfmot(tfmot_masks, name):
 
 
 @pytest.mark.legacy
+@pytest.mark.long
 def test_training_steps_are_numbered_as_documented(tfmot_masks):
     # tfmot 0.8.1 numbers the first batch step 1 (its wrapper increments the counter before the mask
     # update), dc_keras step 0; at every step both update, they prune the same weights (the count
@@ -362,6 +367,7 @@ def test_training_steps_are_numbered_as_documented(tfmot_masks):
 
 
 @pytest.mark.legacy
+@pytest.mark.long
 def test_pruned_weights_stay_pruned_unlike_tfmot(tfmot_masks):
     # tfmot recomputes the mask from weights the optimizer has moved off zero, so a pruned weight
     # can come back; dc_keras's masks only grow (migration guide, "Differences").
@@ -489,6 +495,7 @@ s.strip_pruning(p).save(sys.argv[1] + "/stripped.h5")
 
 
 @pytest.mark.legacy
+@pytest.mark.long
 def test_tfmot_wrapped_keras2_file_in_prune_scope_says_to_strip_in_tfmot(tfmot_side):
     # A tfmot user loads checkpoints the tfmot way: `with prune_scope(): load_model(path)`. A file
     # holding tfmot's own (Keras 2) wrappers cannot be rebuilt on Keras 3; the no-op scope let Keras
@@ -546,6 +553,7 @@ except TypeError:
 
 
 @pytest.mark.legacy
+@pytest.mark.long
 def test_keras2_model_is_named_with_the_fix(tfmot_side):
     # A tfmot user who keeps TF_USE_LEGACY_KERAS=1 builds tf.keras (tf_keras) models; every entry point
     # said "prune_low_magnitude() takes a Keras model, layer or list of layers, got Sequential." about
@@ -699,6 +707,7 @@ def test_whole_model_like_tfmot_frozen_layers_compressed_unknown_layers_refused(
 
 
 @pytest.mark.legacy
+@pytest.mark.long
 def test_depthwise_kernels_stay_dense_as_in_tfmot(tfmot_side, tmp_path):
     """The drop-in pruned and clustered DepthwiseConv kernels and SeparableConv's depthwise kernel,
     which tfmot 0.8.1's layer registry leaves dense. It now compresses the weights tfmot does (read

@@ -324,6 +324,7 @@ def test_to_tflite_arguments_and_atomic_write(tmp_path):
     assert export.unpack(data) != data  # it is packed
 
 
+@pytest.mark.long  # the C harnesses are fuzzed in test-long too (fuzz-smoke); corruption sweeps: test_corruption
 def test_fuzzed_packed_models_never_crash(tmp_path):
     """Random byte flips inside the packed buffers: unpack raises ValueError or gives the exact
     original data; loading through the delegate and the op either fails with a reason or runs."""

@@ -810,7 +810,8 @@ def stray_shim(tmp_path_factory):
     return _shim(tmp_path_factory, _STRAY_SHIM)
 
 
-@pytest.mark.parametrize("closed", [(0,), (1,), (2,), (1, 2), (0, 1, 2)], ids=lambda c: "closed " + ",".join(map(str, c)))
+@pytest.mark.parametrize("closed", [(1,), (0, 1, 2)] + [pytest.param(c, marks=pytest.mark.long) for c in [(0,), (2,), (1, 2)]],
+                         ids=lambda c: "closed " + ",".join(map(str, c)))
 @pytest.mark.parametrize("name", WRITERS + ["dc-keras inspect --plot"])
 def test_started_with_standard_descriptors_closed_the_output_is_as_usual(tools, inputs, normal_outputs, stray_shim,
                                                                          tmp_path, name, closed):
@@ -980,6 +981,7 @@ def _close_stdio():
         os.close(fd)
 
 
+@pytest.mark.long
 def test_an_export_with_stdin_stdout_stderr_closed_converts_as_usual(tmp_path):
     """A process started with descriptors 0, 1 and 2 closed (a daemon, `<&- >&- 2>&-`) exports on the
     JAX (or torch) backend: the pipes to the TF-backend child got numbers 0-2, which the child has as
@@ -1031,11 +1033,11 @@ def test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
-@pytest.mark.parametrize("how,when", [("kill", "child started"), ("kill", "model saved"),
-                                      ("kill group", "child started"), ("kill group", "model saved"),
-                                      ("kill all", "child started"), ("kill all", "directory made"),
-                                      ("kill all", "model saved"), ("ctrl-c", "child started"),
-                                      ("ctrl-c", "directory made"), ("ctrl-c", "model saved")])
+@pytest.mark.parametrize("how,when", [("ctrl-c", "child started")] + [  # one case in `make test`, the rest in test-long
+    pytest.param(how, when, marks=pytest.mark.long) for how, when in [
+        ("kill", "child started"), ("kill", "model saved"), ("kill group", "child started"),
+        ("kill group", "model saved"), ("kill all", "child started"), ("kill all", "directory made"),
+        ("kill all", "model saved"), ("ctrl-c", "directory made"), ("ctrl-c", "model saved")]])
 def test_a_killed_export_leaves_no_temporary_directory(tmp_path, how, when):
     """A script exporting on the JAX (or torch) backend (to_tflite converts in a TensorFlow-backend child,
     through a temporary directory holding the saved model) is killed: `kill PID` (SIGTERM: Python's
@@ -1202,7 +1204,7 @@ sys.addaudithook(_record)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
-@pytest.mark.parametrize("route", ["child", "in-process"])
+@pytest.mark.parametrize("route", [pytest.param("child", marks=pytest.mark.long), "in-process"])
 def test_a_directory_left_by_an_export_killed_outright_is_removed_by_the_next_export(tmp_path, route):
     """Every process of an export SIGKILLed mid-conversion (`kill -9` of all of them, the OOM killer, a
     container stopped; on TensorFlow, in-process, a plain kill does the same): nothing could remove its
@@ -1243,7 +1245,7 @@ def test_a_directory_left_by_an_export_killed_outright_is_removed_by_the_next_ex
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
-@pytest.mark.parametrize("route", ["child", "in-process"])
+@pytest.mark.parametrize("route", [pytest.param("child", marks=pytest.mark.long), "in-process"])
 def test_the_directory_of_a_live_export_is_kept_by_another_export(tmp_path, route):
     """Two exports at once in two processes, one $TMPDIR: the second removes only what exports that
     were killed left, never the first one's directory. The first is stopped (SIGSTOP) mid-conversion
@@ -1350,6 +1352,7 @@ _EXPORT_FORKING = """
 """
 
 
+@pytest.mark.long
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
 def test_a_killed_export_is_cleaned_up_while_a_process_it_forked_lives(tmp_path):
     """A script exporting on the JAX (or torch) backend forks while the TF-backend child converts

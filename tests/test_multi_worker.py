@@ -32,6 +32,7 @@ def _run(work_dir, *extra):
     return json.loads(last), r.stdout
 
 
+@pytest.mark.long
 def test_two_workers_agree_and_survive_a_killed_worker(tmp_path):
     clean, _ = _run(tmp_path / "clean")
     assert clean["workers"] == 2 and clean["devices"] == 2 and clean["restarts"] == 0

@@ -54,7 +54,13 @@ def test_every_notebook_has_claims():
     assert sorted(CLAIMS) == sorted(os.path.basename(p) for p in NOTEBOOKS)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
+# make test runs the two notebooks a new user opens first (train + compress, pack an existing file);
+# test-long the report and the tfmot tutorials.
+_FIRST = ("01_quickstart_mnist.ipynb", "02_pack_existing_tflite.ipynb")
+
+
+@pytest.mark.parametrize("path", [p if os.path.basename(p) in _FIRST else pytest.param(p, marks=pytest.mark.long)
+                                  for p in NOTEBOOKS], ids=[os.path.basename(p) for p in NOTEBOOKS])
 def test_notebook_executes(path, tmp_path, monkeypatch):
     if "02_pack_existing" in path:
         import importlib.util

@@ -538,6 +538,7 @@ DISTRIBUTED = textwrap.dedent(
 )
 
 
+@pytest.mark.long  # MirroredStrategy over two CPU devices (and test_clustering's twin)
 def test_mirrored_strategy_two_devices():
     result = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, timeout=600,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})

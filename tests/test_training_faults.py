@@ -116,7 +116,8 @@ def _compare(ref_dir, got_dir, name, exact_keys):
             np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=f"{name}: {k}")
 
 
-@pytest.mark.parametrize("kill_at", [[1, 1, 3], [2, 1, 5]], ids=["pruning-epoch1", "clustering-epoch1"])
+@pytest.mark.parametrize("kill_at", [pytest.param([1, 1, 3], marks=pytest.mark.long), [2, 1, 5]],
+                         ids=["pruning-epoch1", "clustering-epoch1"])
 def test_sigkill_mid_epoch_then_resume(tmp_path, reference, kill_at):
     r = _start(tmp_path, kill_at)
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr[-3000:])

@@ -400,6 +400,7 @@ print("WARNED_AT " + json.dumps([w.filename for w in caught if str(w.message).st
 """
 
 
+@pytest.mark.long  # the JAX pass's test_export_on_this_backend_matches_keras exports on JAX in make test
 def test_jax_export_is_the_tensorflow_backends_file(tmp_path):
     """A JAX user gets the .tflite a TF user gets (converted in a TF-backend child), and the child's
     warnings (here: the recurrent model's static batch) reach the caller. The in-process jax2tf route

@@ -91,7 +91,7 @@ def test_validation_increase_standard_error_is_paired():
     assert zoo._val_change(base, base)["val_increase_se_pp"] == 0.0
 
 
-@pytest.mark.parametrize("name", list(zoo.ZOO))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.long) if n == "transformer_128" else n for n in zoo.ZOO])
 def test_tiny_zoo_model_compresses_exports_and_packs_bit_exact(name):
     keras.utils.set_random_seed(0)
     x, y = _data(name)

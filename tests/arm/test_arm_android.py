@@ -66,6 +66,7 @@ def _jni_include():
     return None
 
 
+@pytest.mark.long  # `make test-long` (~150 s: two CMake builds of every target); make test builds with make
 @pytest.mark.parametrize("arch", list(TOOLCHAINS))
 def test_cmake_build_ctest_and_abi(arm_env, arch, tmp_path):
     if not shutil.which("cmake"):

@@ -8,6 +8,8 @@
 #  3. ELF portability check of every libdc_huffdecode.so (tools/arm/check_abi.py).
 #  4. pytest tests/arm: decoded bytes identical on x86_64/aarch64/armv7, and LiteRT on emulated
 #     aarch64 (packed vs unpacked bit-exact, vs x86 int8 exact / float within tolerance).
+# ARM_MARK=long (`make test-long`): the builds, not their C tests (`make test` ran them), and only
+# the tests/arm tests marked `long`; otherwise those are left out.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -27,6 +29,9 @@ esac
 echo "   $DC_ARM_QEMU_VERSION; aarch64 wheels: $DC_ARM_REQS"
 
 K=tflite_kernels
+C_TESTS=test
+MARK="not long"
+if [ "${ARM_MARK:-}" = long ]; then C_TESTS=""; MARK=long; fi
 if ! ls $K/src/*.c >/dev/null 2>&1; then
   echo "test-arm: no C sources in $K/src yet -- nothing to cross-build."
 else
@@ -37,10 +42,10 @@ else
   make -s -C $K BUILD=build/x86_64 all tools
   step "aarch64: build + C tests under qemu-aarch64"
   make -s -C $K CC=aarch64-linux-gnu-gcc BUILD=build/aarch64 \
-    RUN="qemu-aarch64-static -L /usr/aarch64-linux-gnu" all tools test
+    RUN="qemu-aarch64-static -L /usr/aarch64-linux-gnu" all tools $C_TESTS
   step "armv7 (hard-float${ARMV7_CFLAGS:+, NEON}): build + C tests under qemu-arm"
   make -s -C $K CC=arm-linux-gnueabihf-gcc BUILD=build/armv7 CFLAGS="$ARMV7_CFLAGS" \
-    RUN="qemu-arm-static -L /usr/arm-linux-gnueabihf" all tools test
+    RUN="qemu-arm-static -L /usr/arm-linux-gnueabihf" all tools $C_TESTS
   step "ELF portability check"
   "$PY" tools/arm/check_abi.py $K/build/x86_64/libdc_huffdecode.so $K/build/aarch64/libdc_huffdecode.so \
     $K/build/armv7/libdc_huffdecode.so
@@ -49,6 +54,6 @@ fi
 step "pytest tests/arm"
 # Own temp dir: concurrent pytest sessions on this machine prune /tmp/pytest-of-$USER.
 mkdir -p build
-DC_ARM_ENV="$ENV_FILE" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -W ignore::UserWarning \
+DC_ARM_ENV="$ENV_FILE" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -m "$MARK" -W ignore::UserWarning \
   --durations=8 --basetemp="$ROOT/build/arm-pytest" tests/arm
 step "done"
