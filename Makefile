@@ -94,8 +94,8 @@ demo: install
 # `make test` runs every check below but the tests marked `long` (see test-long). TEST_JOBS (default
 # 2: the CI machine's cores) says how much runs side by side: pytest on TEST_JOBS xdist workers,
 # whole test files per worker (--dist loadfile: module fixtures and the order inside a file stay as
-# written), then two lanes next to each other, the C lane (test-c, test-sanitize, test-backends-torch)
-# and the emulation lane (test-backends, test-arm, test-mcu), each one step after the other; make -O
+# written), then two lanes next to each other, the C lane (test-c, test-sanitize, test-mcu,
+# test-backends-torch) and the emulation lane (test-backends, test-arm), each one step after the other; make -O
 # prints each step's output in one piece when it ends. Any failure fails `make test`. TEST_JOBS=1:
 # all one after the other.
 TEST_JOBS ?= 2
@@ -116,12 +116,12 @@ test: install install-torch
 test-lane-c:
 	$(MAKE) test-c
 	$(MAKE) test-sanitize
+	$(MAKE) test-mcu
 	$(MAKE) test-backends-torch
 
 test-lane-emu:
 	$(MAKE) test-backends
 	$(MAKE) test-arm
-	$(MAKE) test-mcu
 
 # What `make test` leaves out to stay near its 20-minute budget (tests marked `long`: the fault
 # matrices' cases beyond the first of each mechanism, cross-process and cross-backend repeats,

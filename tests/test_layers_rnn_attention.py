@@ -60,16 +60,21 @@ def test_conv3d():
     check_compressed(final, ["conv3d", "out"])
 
 
-def _load_in_fresh_process(path, x_path):
+def _load_in_fresh_process(paths, x_path):
+    """Each of ``paths`` loaded by keras.saving.load_model in one new process (no custom_objects):
+    its layers' class names (one stdout line per file) and its predictions on ``x_path``."""
     code = textwrap.dedent(f"""
         import numpy as np, keras, dc_keras
-        m = keras.saving.load_model({str(path)!r})
-        print(sorted(type(l).__name__ for l in m.layers))
-        np.save({str(path) + '.npy'!r}, m.predict(np.load({str(x_path)!r}), verbose=0))
+        for path in {[str(p) for p in paths]!r}:
+            m = keras.saving.load_model(path)
+            print(sorted(type(l).__name__ for l in m.layers))
+            np.save(path + '.npy', m.predict(np.load({str(x_path)!r}), verbose=0))
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    return r.stdout, np.load(str(path) + ".npy")
+    lines = [line for line in r.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == len(paths), r.stdout
+    return [(line, np.load(str(p) + ".npy")) for line, p in zip(lines, paths)]
 
 
 def test_keras_round_trip_without_custom_objects(tmp_path):
@@ -82,8 +87,8 @@ def test_keras_round_trip_without_custom_objects(tmp_path):
     clustered = dc_keras.cluster(dc_keras.strip(pruned), bits=3)
     pruned.save(tmp_path / "p.keras")
     clustered.save(tmp_path / "c.keras")
-    for name, m, cls in (("p.keras", pruned, "PruneWrapper"), ("c.keras", clustered, "ClusterWrapper")):
-        out, pred = _load_in_fresh_process(tmp_path / name, tmp_path / "x.npy")
+    loaded = _load_in_fresh_process([tmp_path / "p.keras", tmp_path / "c.keras"], tmp_path / "x.npy")
+    for (out, pred), m, cls in zip(loaded, (pruned, clustered), ("PruneWrapper", "ClusterWrapper")):
         assert out.count(cls) == 8, out
         np.testing.assert_array_equal(pred, m.predict(x, verbose=0))
 
