@@ -196,7 +196,8 @@ def _child(backend, *jobs):
     return json.loads(line[len("RESULT "):])
 
 
-@pytest.mark.parametrize("other", [pytest.param(b, marks=pytest.mark.long) if b == "torch" else b for b in _other_backends()])
+@pytest.mark.long  # make test: the JAX and PyTorch passes train, save and load on their backend
+@pytest.mark.parametrize("other", _other_backends())
 def test_keras_file_moves_between_backends(other, tmp_path):
     """Pruned .keras saved here resumes pruning on ``other`` (same masks, step counter, zeros);
     the file saved there loads back here with the same outputs. Clustered too."""

@@ -356,6 +356,7 @@ def test_corrupt_model_helper_is_faithful(spec):
     assert list(t.shape) == [n // 2] and len(m.buffers[t.buffer].data) == n // 2
 
 
+@pytest.mark.long  # make test sweeps the op route (test_sweep_op_route)
 def test_sweep_delegate_route(spec):
     """Every truncation length of every packed buffer + 10,000 seeded single-bit flips."""
     cases = make_cases(spec["buffers"], flips=10_000)

@@ -259,6 +259,7 @@ CORRUPTIONS = {
 }
 
 
+@pytest.mark.long  # corruption in make test: test_corruption.py's op-route sweep, the C tests, the sanitizer replays
 def test_corrupted_packed_models_fail_prepare_with_reason(tmp_path):
     packed = export.pack(em.tflite("dense", None))
     paths = {}

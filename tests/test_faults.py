@@ -231,7 +231,8 @@ def test_a_hangup_under_nohup_is_ignored_as_asked(tools, inputs, fsync_shim, tmp
     assert _listing(tmp_path) == ["out.bin"] and out.read_bytes() != b"old" and out.stat().st_size > 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+@pytest.mark.parametrize("sig", [signal.SIGTERM] + [pytest.param(s, marks=pytest.mark.long) for s in (signal.SIGHUP, signal.SIGINT)],
+                         ids=lambda s: s.name)
 @pytest.mark.parametrize("name", WRITERS)
 def test_a_signal_mid_write_leaves_no_temporary_file(tools, inputs, fsync_shim, tmp_path, name, sig):
     """kill (SIGTERM), a closed terminal (SIGHUP) or Ctrl-C (SIGINT) while the output is being
@@ -704,7 +705,7 @@ def _env(buffered):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
-@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("buffered", [True, pytest.param(False, marks=pytest.mark.long)], ids=["buffered", "unbuffered"])
 @pytest.mark.parametrize("name", WRITERS)
 def test_report_lost_on_a_full_stdout_is_an_error(tools, inputs, tmp_path, name, buffered):
     """Standard output on a full device (`> /dev/full`; a full disk): dc_unpack and dc_decode

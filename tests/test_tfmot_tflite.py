@@ -18,7 +18,7 @@ import _export_models as em
 from dc_keras import export, runtime
 from dc_keras import _flatbuffer as fb
 
-pytestmark = pytest.mark.legacy
+pytestmark = [pytest.mark.legacy, pytest.mark.long]  # the tfmot child making the files: make test-long
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES = ["pruned_clustered", "pcqat_int8", "pruned_dynamic", "cqat_int8"]
 
