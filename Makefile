@@ -113,31 +113,36 @@ test: install install-torch
 	$(VPY) -m pytest $(XDIST) $(addprefix --deselect ,$(IN_JAX_PASS)) $(PYTEST_ARGS)
 	$(MAKE) -j$(TEST_JOBS) -O test-lane-c test-lane-emu
 
+# One step of a lane: `$(call step,TARGET [VAR=...])` runs `make TARGET` and prints its wall time
+# (make -O shows it with the step's output), for the budget above.
+step = @t0=$$(date +%s); $(MAKE) $(1); rc=$$?; echo "== make $(1): $$(( $$(date +%s) - t0 )) s, rc $$rc, load $$(cut -d' ' -f1-3 /proc/loadavg)"; exit $$rc
+
 test-lane-c:
-	$(MAKE) test-c
-	$(MAKE) test-sanitize
-	$(MAKE) test-mcu
-	$(MAKE) test-backends-torch
+	$(call step,test-c)
+	$(call step,test-sanitize)
+	$(call step,test-mcu)
+	$(call step,test-backends-torch)
 
 test-lane-emu:
-	$(MAKE) test-backends
-	$(MAKE) test-arm
+	$(call step,test-backends)
+	$(call step,test-arm)
 
 # What `make test` leaves out to stay near its 20-minute budget (tests marked `long`: the fault
 # matrices' cases beyond the first of each mechanism, cross-process and cross-backend repeats,
-# multi-worker training with a killed worker, two notebooks; libFuzzer smoke runs; the CMake
-# build under emulation): `.ci/run` runs it after `make test`. PYTEST_LONG_ARGS: extra pytest flags.
+# multi-worker training with a killed worker, the tfmot comparisons and tfmot-made files, three
+# notebooks; libFuzzer smoke runs; the CMake builds under emulation): `.ci/run` runs it after
+# `make test`. PYTEST_LONG_ARGS: extra pytest flags.
 test-long: install install-torch
 	$(VPY) -m pytest $(XDIST) -m long $(addprefix --deselect ,$(IN_JAX_PASS)) $(PYTEST_LONG_ARGS)
 	$(MAKE) -j$(TEST_JOBS) -O test-long-lane-c test-long-lane-emu
 
 test-long-lane-c:
-	$(MAKE) fuzz-smoke
-	$(MAKE) test-backends-torch BACKEND_MARK=long
+	$(call step,fuzz-smoke)
+	$(call step,test-backends-torch BACKEND_MARK=long)
 
 test-long-lane-emu:
-	$(MAKE) test-backends BACKEND_MARK=long
-	$(MAKE) test-arm ARM_MARK=long
+	$(call step,test-backends BACKEND_MARK=long)
+	$(call step,test-arm ARM_MARK=long)
 
 # The training tests again under the JAX backend (installed by `make install`), and under PyTorch
 # (test-backends-torch; `make test` installs the CPU-only wheel, `make install-torch`). The cross-backend .keras tests

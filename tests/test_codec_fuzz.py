@@ -70,40 +70,42 @@ CHILD = textwrap.dedent("""
     import json, sys
     import numpy as np
     from dc_keras import codec
-    data = open(sys.argv[1], "rb").read()
-    mode = sys.argv[2]
-    rng = np.random.default_rng(int(sys.argv[3]))
-    ok, rejected, statuses = 0, 0, set()
 
-    def attempt(buf):
-        global ok, rejected
+    def attempt(buf, counts):
         try:
             codec.decode(buf)
-            ok += 1
+            counts["ok"] += 1
         except codec.CorruptDataError as e:
-            rejected += 1
-            statuses.add(e.status)
+            counts["rejected"] += 1
+            counts["statuses"].add(e.status)
 
-    if mode == "truncate":
-        for i in range(len(data)):
-            attempt(data[:i])
-    elif mode == "flip1":
-        for i in range(len(data) * 8):
-            b = bytearray(data); b[i // 8] ^= 1 << (i % 8); attempt(bytes(b))
-    elif mode == "flipn":
-        for _ in range(3000):
-            b = bytearray(data)
-            for bit in rng.integers(0, len(data) * 8, size=rng.integers(2, 9)):
-                b[bit // 8] ^= 1 << (bit % 8)
-            attempt(bytes(b))
-    elif mode == "garbage":
-        for _ in range(3000):
-            keep = int(rng.integers(0, len(data)))
-            tail = rng.integers(0, 256, size=int(rng.integers(0, 2 * len(data)))).astype(np.uint8).tobytes()
-            attempt(data[:keep] + tail)
-    print(json.dumps({"ok": ok, "rejected": rejected, "statuses": sorted(statuses)}))
+    for path, mode, seed in json.load(open(sys.argv[1])):
+        print("job", path, mode, seed, file=sys.stderr, flush=True)  # the last one names a crash's input
+        data = open(path, "rb").read()
+        rng = np.random.default_rng(seed)
+        counts = {"ok": 0, "rejected": 0, "statuses": set()}
+        if mode == "truncate":
+            for i in range(len(data)):
+                attempt(data[:i], counts)
+        elif mode == "flip1":
+            for i in range(len(data) * 8):
+                b = bytearray(data); b[i // 8] ^= 1 << (i % 8); attempt(bytes(b), counts)
+        elif mode == "flipn":
+            for _ in range(3000):
+                b = bytearray(data)
+                for bit in rng.integers(0, len(data) * 8, size=rng.integers(2, 9)):
+                    b[bit // 8] ^= 1 << (bit % 8)
+                attempt(bytes(b), counts)
+        elif mode == "garbage":
+            for _ in range(3000):
+                keep = int(rng.integers(0, len(data)))
+                tail = rng.integers(0, 256, size=int(rng.integers(0, 2 * len(data)))).astype(np.uint8).tobytes()
+                attempt(data[:keep] + tail, counts)
+        else:
+            raise SystemExit("unknown mode " + mode)
+        counts["statuses"] = sorted(counts["statuses"])
+        print("RESULT " + json.dumps([path, mode, seed, counts]), flush=True)
 """)
-
 
 def corpus():
     rng = np.random.default_rng(11)
@@ -132,38 +134,57 @@ def corpus():
     }
 
 
-def run_child(tmp_path, data, mode, seed=0):
-    path = tmp_path / "packed.bin"
-    path.write_bytes(data)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), mode, str(seed)], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+MULTI_FLIP = ["sparse_float32", "dense_int8", "sparse_int16_fillers", "grouped_sparse_int8", "float_planes_float32",
+              "context_sparse_float32"]
+GARBAGE = ["sparse_float32", "dense_int8"]
+
+
+@pytest.fixture(scope="module")
+def corrupted(tmp_path_factory):
+    """(name, mode) -> {"ok", "rejected", "statuses"}: every corruption below decoded in ONE child
+    process (a crash of the native decoder fails these tests, with the input it was on, instead of
+    killing pytest); one process start-up instead of one per case."""
+    out = tmp_path_factory.mktemp("codec_fuzz")
+    jobs = []
+    for name, data in sorted(corpus().items()):
+        path = out / f"{name}.bin"
+        path.write_bytes(data)
+        jobs += [(str(path), "truncate", 0), (str(path), "flip1", 0)]
+        jobs += [(str(path), "flipn", 1)] if name in MULTI_FLIP else []
+        jobs += [(str(path), "garbage", 2)] if name in GARBAGE else []
+    (out / "jobs.json").write_text(json.dumps(jobs))
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(out / "jobs.json")], capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     assert proc.returncode == 0, f"decoder child died (rc={proc.returncode}): {proc.stderr[-2000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    results = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            path, mode, _, counts = json.loads(line[len("RESULT "):])
+            results[os.path.basename(path)[:-len(".bin")], mode] = counts
+    assert len(results) == len(jobs), proc.stdout[-2000:]
+    return results
 
 
 @pytest.mark.parametrize("name", sorted(corpus()))
-def test_every_truncation_rejected(tmp_path, name):
-    data = corpus()[name]
-    r = run_child(tmp_path, data, "truncate")
-    assert r["ok"] == 0 and r["rejected"] == len(data)
+def test_every_truncation_rejected(corrupted, name):
+    r = corrupted[name, "truncate"]
+    assert r["ok"] == 0 and r["rejected"] == len(corpus()[name])
 
 
 @pytest.mark.parametrize("name", sorted(corpus()))
-def test_every_single_bit_flip_rejected(tmp_path, name):
-    data = corpus()[name]
-    r = run_child(tmp_path, data, "flip1")
-    assert r["ok"] == 0 and r["rejected"] == 8 * len(data)
+def test_every_single_bit_flip_rejected(corrupted, name):
+    r = corrupted[name, "flip1"]
+    assert r["ok"] == 0 and r["rejected"] == 8 * len(corpus()[name])
 
 
-@pytest.mark.parametrize("name", ["sparse_float32", "dense_int8", "sparse_int16_fillers", "grouped_sparse_int8",
-                                  "float_planes_float32", "context_sparse_float32"])
-def test_random_multi_bit_flips_rejected(tmp_path, name):
-    r = run_child(tmp_path, corpus()[name], "flipn", seed=1)
+@pytest.mark.parametrize("name", MULTI_FLIP)
+def test_random_multi_bit_flips_rejected(corrupted, name):
+    r = corrupted[name, "flipn"]
     assert r["ok"] == 0 and r["rejected"] == 3000
     assert len(r["statuses"]) >= 3  # caught by different checks, not just one
 
 
-@pytest.mark.parametrize("name", ["sparse_float32", "dense_int8"])
-def test_random_garbage_never_crashes(tmp_path, name):
-    r = run_child(tmp_path, corpus()[name], "garbage", seed=2)
+@pytest.mark.parametrize("name", GARBAGE)
+def test_random_garbage_never_crashes(corrupted, name):
+    r = corrupted[name, "garbage"]
     assert r["ok"] == 0 and r["rejected"] == 3000

@@ -811,7 +811,7 @@ def stray_shim(tmp_path_factory):
     return _shim(tmp_path_factory, _STRAY_SHIM)
 
 
-@pytest.mark.parametrize("closed", [(1,), (0, 1, 2)] + [pytest.param(c, marks=pytest.mark.long) for c in [(0,), (2,), (1, 2)]],
+@pytest.mark.parametrize("closed", [(0, 1, 2)] + [pytest.param(c, marks=pytest.mark.long) for c in [(0,), (1,), (2,), (1, 2)]],
                          ids=lambda c: "closed " + ",".join(map(str, c)))
 @pytest.mark.parametrize("name", WRITERS + ["dc-keras inspect --plot"])
 def test_started_with_standard_descriptors_closed_the_output_is_as_usual(tools, inputs, normal_outputs, stray_shim,
@@ -1205,7 +1205,8 @@ sys.addaudithook(_record)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
-@pytest.mark.parametrize("route", [pytest.param("child", marks=pytest.mark.long), "in-process"])
+@pytest.mark.long  # both routes (~40 s each): make test keeps test_an_export_leaves_what_it_did_not_make_in_tmpdir
+@pytest.mark.parametrize("route", ["child", "in-process"])
 def test_a_directory_left_by_an_export_killed_outright_is_removed_by_the_next_export(tmp_path, route):
     """Every process of an export SIGKILLed mid-conversion (`kill -9` of all of them, the OOM killer, a
     container stopped; on TensorFlow, in-process, a plain kill does the same): nothing could remove its
@@ -1246,7 +1247,8 @@ def test_a_directory_left_by_an_export_killed_outright_is_removed_by_the_next_ex
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the converter by /proc/PID/cmdline")
-@pytest.mark.parametrize("route", [pytest.param("child", marks=pytest.mark.long), "in-process"])
+@pytest.mark.long  # both routes (~40 s each): make test keeps test_an_export_leaves_what_it_did_not_make_in_tmpdir
+@pytest.mark.parametrize("route", ["child", "in-process"])
 def test_the_directory_of_a_live_export_is_kept_by_another_export(tmp_path, route):
     """Two exports at once in two processes, one $TMPDIR: the second removes only what exports that
     were killed left, never the first one's directory. The first is stopped (SIGSTOP) mid-conversion

@@ -230,6 +230,7 @@ def test_registerer_refuses_an_unknown_resolver_layout(lib_path):
     assert reg(base) is False and bytes(fake) == before
 
 
+@pytest.mark.long  # a second TFLM interpreter run (~30 s); test_packed_model_is_bit_exact_in_tflm stays in make test
 def test_docs_python_snippet_runs_as_written(models, tmp_path):
     """docs/microcontrollers.md's Python block, run as the doc says (from the repository root,
     with the TFLM venv's python, after `make -C tflite_kernels/micro`), on a packed model: it must
