@@ -92,12 +92,13 @@ demo: install
 	$(VENV)/bin/dc-keras demo
 
 # `make test` runs every check below but the tests marked `long` (see test-long). TEST_JOBS (default
-# 2: the CI machine's cores) says how much runs side by side: pytest on TEST_JOBS xdist workers,
-# whole test files per worker (--dist loadfile: module fixtures and the order inside a file stay as
-# written), then two lanes next to each other, the C lane (test-c, test-sanitize, test-mcu,
-# test-backends-torch) and the emulation lane (test-backends, test-arm), each one step after the other; make -O
-# prints each step's output in one piece when it ends. Any failure fails `make test`. TEST_JOBS=1:
-# all one after the other.
+# 2: the CI machine's cores) says how much runs side by side: after lint, three things at once,
+# pytest (test-py: the TensorFlow pass on TEST_JOBS xdist workers, whole test files per worker,
+# --dist loadfile: module fixtures and the order inside a file stay as written), the C lane (test-c,
+# test-sanitize, test-mcu, test-backends-torch) and the emulation lane (test-backends, test-arm),
+# each lane one step after the other. Run one after the other they left a core idle a fifth of the
+# time (ci26: 2,712 s CPU in 1,668 s on 2 cores). make -O prints each part's output in one piece
+# when it ends. Any failure fails `make test`. TEST_JOBS=1: all one after the other.
 TEST_JOBS ?= 2
 XDIST = $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
 # test_faults.py's exports through the TensorFlow-backend child run a JAX caller in a subprocess
@@ -110,8 +111,10 @@ IN_JAX_PASS := tests/test_faults.py::test_a_killed_export_leaves_no_temporary_di
   tests/test_faults.py::test_a_killed_export_is_cleaned_up_while_a_process_it_forked_lives
 test: install install-torch
 	$(MAKE) lint
+	$(MAKE) -j$(if $(XDIST),3,1) -O test-py test-lane-c test-lane-emu
+
+test-py:
 	$(VPY) -m pytest $(XDIST) $(addprefix --deselect ,$(IN_JAX_PASS)) $(PYTEST_ARGS)
-	$(MAKE) -j$(TEST_JOBS) -O test-lane-c test-lane-emu
 
 # One step of a lane: `$(call step,TARGET [VAR=...])` runs `make TARGET` and prints its wall time
 # (make -O shows it with the step's output), for the budget above.
@@ -179,7 +182,7 @@ test-backends: $(if $(wildcard $(VPY)),,$(STAMP))
 # The same on PyTorch (in the C lane, which is shorter than the emulation lane).
 test-backends-torch: $(if $(wildcard $(VPY)),,$(STAMP))
 	@if $(VPY) -c "import torch" 2>/dev/null; then \
-	  KERAS_BACKEND=torch $(VPY) -m pytest -q -p no:cacheprovider $(if $(BACKEND_MARK),-m $(BACKEND_MARK)) \
+	  KERAS_BACKEND=torch $(VPY) -m pytest -q -p no:cacheprovider $(if $(BACKEND_MARK),-m $(BACKEND_MARK),$(addprefix --deselect ,$(IN_JAX_PASS))) \
 	    -k "not moves_between and not readme and not steps_per_execution" $(BACKEND_TESTS); \
 	else echo "torch not installed (make install-torch): SKIPPING the PyTorch-backend pass"; fi
 
