@@ -103,18 +103,19 @@ TEST_JOBS ?= 2
 XDIST = $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
 # test_faults.py's exports through the TensorFlow-backend child run a JAX caller in a subprocess
 # whatever the pytest process's backend: the JAX pass (test-backends, BACKEND_TESTS below) runs them
-# as they are, so the TensorFlow pass leaves them out rather than repeat them word for word (~5 min
-# of CPU). A plain `pytest` runs them.
+# as they are, so the TensorFlow pass (and make test's PyTorch pass) leaves them out rather than
+# repeat them word for word. A plain `pytest` runs them.
 IN_JAX_PASS := tests/test_faults.py::test_a_killed_export_leaves_no_temporary_directory \
   tests/test_faults.py::test_an_export_with_stdin_stdout_stderr_closed_converts_as_usual \
   tests/test_faults.py::test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_to_do \
   tests/test_faults.py::test_a_killed_export_is_cleaned_up_while_a_process_it_forked_lives
+NOT_IN_JAX_PASS := $(addprefix --deselect ,$(IN_JAX_PASS))
 test: install install-torch
 	$(MAKE) lint
 	$(MAKE) -j$(if $(XDIST),3,1) -O test-py test-lane-c test-lane-emu
 
 test-py:
-	$(VPY) -m pytest $(XDIST) $(addprefix --deselect ,$(IN_JAX_PASS)) $(PYTEST_ARGS)
+	$(VPY) -m pytest $(XDIST) $(NOT_IN_JAX_PASS) $(PYTEST_ARGS)
 
 # One step of a lane: `$(call step,TARGET [VAR=...])` runs `make TARGET` and prints its wall time
 # (make -O shows it with the step's output), for the budget above.
@@ -136,7 +137,7 @@ test-lane-emu:
 # notebooks; libFuzzer smoke runs; the CMake builds under emulation): `.ci/run` runs it after
 # `make test`. PYTEST_LONG_ARGS: extra pytest flags.
 test-long: install install-torch
-	$(VPY) -m pytest $(XDIST) -m long $(addprefix --deselect ,$(IN_JAX_PASS)) $(PYTEST_LONG_ARGS)
+	$(VPY) -m pytest $(XDIST) -m long $(NOT_IN_JAX_PASS) $(PYTEST_LONG_ARGS)
 	$(MAKE) -j$(TEST_JOBS) -O test-long-lane-c test-long-lane-emu
 
 test-long-lane-c:
@@ -149,7 +150,8 @@ test-long-lane-emu:
 
 # The training tests again under the JAX backend (installed by `make install`), and under PyTorch
 # (test-backends-torch; `make test` installs the CPU-only wheel, `make install-torch`). The cross-backend .keras tests
-# and the README example on jax/torch already ran in the TensorFlow pass above.
+# and the README example on jax/torch run in the TensorFlow pass (marked `long`: make test-long's).
+# BACKEND_MARK=long (make test-long): the tests below marked `long` instead of the others.
 BACKEND_TESTS := tests/test_backends.py \
   tests/test_pruning.py::test_pruned_weights_exactly_zero_after_every_step \
   tests/test_pruning.py::test_steps_per_execution_and_jit \
@@ -171,9 +173,9 @@ BACKEND_TESTS := tests/test_backends.py \
   $(IN_JAX_PASS)
 # test_faults.py: its backend-sensitive tests only (a fit() interrupted or checkpointed mid-epoch;
 # the JAX/torch export's child and temporary directory: 15 tests, each export a child that imports
-# TensorFlow). They took 576 s wall under jax, 579 s under torch (2026-12-01 21:20-21:48, as invoked
-# here, load 4-7 on 2 cores shared with other jobs: far more than on an idle machine); the killed-
-# export test (10 cases) is 315-355 s of it, the closed-stdio export 120-130 s, the fork test 16-30 s.
+# TensorFlow). make test runs one case of the killed-export test (ctrl-c, child started) and the
+# unmakeable temporary directory; the other 9 killed-export cases, the closed-stdio export and the
+# fork test are `long` (they took ~450 s of the 576 s these tests took under jax on a loaded machine).
 # The rest (C tools, dc-keras pack/unpack, runtime decoding, the sweep of killed exports' directories,
 # the same code whatever the caller's backend) runs in the TensorFlow pass.
 test-backends: $(if $(wildcard $(VPY)),,$(STAMP))
@@ -182,7 +184,7 @@ test-backends: $(if $(wildcard $(VPY)),,$(STAMP))
 # The same on PyTorch (in the C lane, which is shorter than the emulation lane).
 test-backends-torch: $(if $(wildcard $(VPY)),,$(STAMP))
 	@if $(VPY) -c "import torch" 2>/dev/null; then \
-	  KERAS_BACKEND=torch $(VPY) -m pytest -q -p no:cacheprovider $(if $(BACKEND_MARK),-m $(BACKEND_MARK),$(addprefix --deselect ,$(IN_JAX_PASS))) \
+	  KERAS_BACKEND=torch $(VPY) -m pytest -q -p no:cacheprovider $(if $(BACKEND_MARK),-m $(BACKEND_MARK),$(NOT_IN_JAX_PASS)) \
 	    -k "not moves_between and not readme and not steps_per_execution" $(BACKEND_TESTS); \
 	else echo "torch not installed (make install-torch): SKIPPING the PyTorch-backend pass"; fi
 

@@ -145,24 +145,21 @@ def corrupted(tmp_path_factory):
     process (a crash of the native decoder fails these tests, with the input it was on, instead of
     killing pytest); one process start-up instead of one per case."""
     out = tmp_path_factory.mktemp("codec_fuzz")
-    jobs = []
+    keys, jobs = [], []
     for name, data in sorted(corpus().items()):
         path = out / f"{name}.bin"
         path.write_bytes(data)
-        jobs += [(str(path), "truncate", 0), (str(path), "flip1", 0)]
-        jobs += [(str(path), "flipn", 1)] if name in MULTI_FLIP else []
-        jobs += [(str(path), "garbage", 2)] if name in GARBAGE else []
+        for mode, seed in [("truncate", 0), ("flip1", 0)] + [("flipn", 1)] * (name in MULTI_FLIP) \
+                + [("garbage", 2)] * (name in GARBAGE):
+            keys.append((name, mode))
+            jobs.append((str(path), mode, seed))
     (out / "jobs.json").write_text(json.dumps(jobs))
     proc = subprocess.run([sys.executable, "-c", CHILD, str(out / "jobs.json")], capture_output=True,
                           text=True, timeout=900, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     assert proc.returncode == 0, f"decoder child died (rc={proc.returncode}): {proc.stderr[-2000:]}"
-    results = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            path, mode, _, counts = json.loads(line[len("RESULT "):])
-            results[os.path.basename(path)[:-len(".bin")], mode] = counts
-    assert len(results) == len(jobs), proc.stdout[-2000:]
-    return results
+    done = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert [d[:3] for d in done] == [list(j) for j in jobs], proc.stdout[-2000:]  # each job, in order
+    return {key: d[3] for key, d in zip(keys, done)}
 
 
 @pytest.mark.parametrize("name", sorted(corpus()))

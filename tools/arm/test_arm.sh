@@ -31,7 +31,8 @@ echo "   $DC_ARM_QEMU_VERSION; aarch64 wheels: $DC_ARM_REQS"
 K=tflite_kernels
 C_TESTS=test
 MARK="not long"
-if [ "${ARM_MARK:-}" = long ]; then C_TESTS=""; MARK=long; fi
+WHAT="build + C tests"
+if [ "${ARM_MARK:-}" = long ]; then C_TESTS=""; MARK=long; WHAT="build"; fi
 if ! ls $K/src/*.c >/dev/null 2>&1; then
   echo "test-arm: no C sources in $K/src yet -- nothing to cross-build."
 else
@@ -40,10 +41,10 @@ else
   if grep -qs 'arm_neon.h' $K/src/*.c $K/src/*.h $K/include/*.h; then ARMV7_CFLAGS="-mfpu=neon"; fi
   step "host (x86_64 reference) build"
   make -s -C $K BUILD=build/x86_64 all tools
-  step "aarch64: build + C tests under qemu-aarch64"
+  step "aarch64: $WHAT under qemu-aarch64"
   make -s -C $K CC=aarch64-linux-gnu-gcc BUILD=build/aarch64 \
     RUN="qemu-aarch64-static -L /usr/aarch64-linux-gnu" all tools $C_TESTS
-  step "armv7 (hard-float${ARMV7_CFLAGS:+, NEON}): build + C tests under qemu-arm"
+  step "armv7 (hard-float${ARMV7_CFLAGS:+, NEON}): $WHAT under qemu-arm"
   make -s -C $K CC=arm-linux-gnueabihf-gcc BUILD=build/armv7 CFLAGS="$ARMV7_CFLAGS" \
     RUN="qemu-arm-static -L /usr/arm-linux-gnueabihf" all tools $C_TESTS
   step "ELF portability check"
