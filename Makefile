@@ -134,8 +134,8 @@ test-lane-emu:
 # What `make test` leaves out to stay near its 20-minute budget (tests marked `long`: the fault
 # matrices' cases beyond the first of each mechanism, cross-process and cross-backend repeats,
 # multi-worker training with a killed worker, the tfmot comparisons and tfmot-made files, three
-# notebooks; libFuzzer smoke runs; the CMake builds under emulation): `.ci/run` runs it after
-# `make test`. PYTEST_LONG_ARGS: extra pytest flags.
+# notebooks; libFuzzer smoke runs; armv7's C tests and the CMake builds under emulation): `.ci/run`
+# runs it after `make test`. PYTEST_LONG_ARGS: extra pytest flags.
 test-long: install install-torch
 	$(VPY) -m pytest $(XDIST) -m long $(NOT_IN_JAX_PASS) $(PYTEST_LONG_ARGS)
 	$(MAKE) -j$(TEST_JOBS) -O test-long-lane-c test-long-lane-emu
@@ -210,9 +210,10 @@ test-sanitize:
 fuzz-smoke:
 	$(MAKE) -C tflite_kernels fuzz-smoke PY=$(abspath $(VPY))
 
-# tflite_kernels + LiteRT on emulated aarch64/armv7 (qemu); installs its tools when root,
-# otherwise skips with a message. See tools/arm/test_arm.sh and docs/android.md. `+`: the script's
-# builds share make's job slots (a core the other lane has freed; no "jobserver unavailable").
+# tflite_kernels + LiteRT on emulated aarch64/armv7 (qemu; the C tests on aarch64 here, armv7's with
+# ARM_MARK=long in test-long); installs its tools when root, otherwise skips with a message. See
+# tools/arm/test_arm.sh and docs/android.md. `+`: the script's builds share make's job slots (a
+# core the other lane has freed; no "jobserver unavailable").
 test-arm: lib  # the x86_64 side of the comparisons is dc_keras/_native (make native-copy)
 	+PY=$(abspath $(VPY)) ARM_MARK="$(ARM_MARK)" tools/arm/test_arm.sh
 
