@@ -9,9 +9,9 @@
 #  4. pytest tests/arm: decoded bytes identical on x86_64/aarch64/armv7, and LiteRT on emulated
 #     aarch64 (packed vs unpacked bit-exact, vs x86 int8 exact / float within tolerance).
 # The C tests run under qemu on one architecture per target: `make test` runs aarch64's (the ABI
-# phones ship), `make test-long` (ARM_MARK=long) armv7's (~270 s of qemu CPU) and only the tests/arm
-# tests marked `long`; otherwise those are left out. Both targets build both architectures: step 4
-# decodes on each.
+# phones ship), `make test-long` (ARM_MARK=long) armv7's (71-101 s there; ~215 s of make test's
+# loaded emulation lane) and only the tests/arm tests marked `long`; otherwise those are left out.
+# Both targets build both architectures: step 4 decodes on each.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
