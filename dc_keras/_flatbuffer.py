@@ -15,9 +15,11 @@ buffer to the largest alignment used, so end-relative alignment is also start-re
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
+import zipfile
 
 import numpy as np
 
@@ -158,13 +160,28 @@ def _bounds_check(model, size: int) -> None:
                 _check_vector(op.CustomOptionsLength(), 1, size, f"operator {o} custom options")
 
 
+def _zip_hint(data) -> str:
+    """What a zip archive given as a model probably is, and what to do: a MediaPipe Tasks ``.task``
+    bundle (``.tflite`` members) or a ``.keras`` model."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+            models = [n for n in z.namelist() if n.lower().endswith(".tflite")]
+    except Exception:  # a damaged archive: only the hint is lost, never the error itself
+        models = []
+    if models:
+        shown = ", ".join(models[:3]) + (f", ... ({len(models)} in all)" if len(models) > 3 else "")
+        return (f"it is a zip archive of .tflite models ({shown}; a MediaPipe Tasks .task bundle?): "
+                "extract them and pack each one (the app must unpack them before MediaPipe loads "
+                "them: docs/android.md)")
+    return "it is a zip archive (a .keras model?): convert it first with dc_keras.export.to_tflite"
+
+
 def _check_header(data) -> None:
     """Size and file identifier: ``ValueError`` naming the problem and the fix."""
     if len(data) < 16:
         raise ValueError(f"not a .tflite model: only {len(data)} bytes; {NOT_TFLITE_FIX}")
     if bytes(data[4:8]) != FILE_IDENTIFIER:
-        what = ("it is a zip archive (a .keras model?): convert it first with dc_keras.export.to_tflite"
-                if bytes(data[:4]) == b"PK\x03\x04" else NOT_TFLITE_FIX)
+        what = _zip_hint(data) if bytes(data[:4]) == b"PK\x03\x04" else NOT_TFLITE_FIX
         raise ValueError(f"not a .tflite model: file identifier is {bytes(data[4:8])!r}, expected "
                          f"{FILE_IDENTIFIER!r}; {what}")
 

@@ -6,6 +6,7 @@ The CLI cases run `dc_keras.cli.main` in-process (the subprocess path is covered
 tests/test_cli_errors.py); each must print exactly one `dc-keras CMD: error: ...` line.
 """
 import errno
+import io
 import json
 import os
 import pathlib
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tokenize
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -61,13 +63,22 @@ def test_truncated_file_through_the_cli(tmp_path, plain, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.tflite"]
 
 
-def test_not_a_tflite_says_what_to_give(tmp_path, capsys):
+def test_not_a_tflite_says_what_to_give(tmp_path, plain, capsys):
     src = tmp_path / "notes.tflite"
     src.write_text("some text, not a model\n" * 4)
     line = _error(capsys, ["inspect", src])
     assert "not a .tflite model" in line and "TFLiteConverter" in line, line
     with pytest.raises(ValueError, match=r"zip archive \(a \.keras model\?\).*to_tflite"):
         export.inspect(b"PK\x03\x04" + bytes(60))
+    bundle = io.BytesIO()  # a MediaPipe Tasks .task file: a zip of .tflite models
+    with zipfile.ZipFile(bundle, "w") as z:
+        z.writestr("hand_detector.tflite", plain)
+        z.writestr("hand_landmarks_detector.tflite", plain)
+    src.write_bytes(bundle.getvalue())
+    line = _error(capsys, ["pack", src, tmp_path / "out.tflite"])
+    assert ("zip archive of .tflite models (hand_detector.tflite, hand_landmarks_detector.tflite; a "
+            "MediaPipe Tasks .task bundle?): extract them and pack each one") in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tflite"]
 
 
 def test_path_instead_of_bytes_says_read_it(plain):
