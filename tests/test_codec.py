@@ -537,3 +537,35 @@ def test_sparse_pair_loop_matches_portable_decoder(portable_and_simd, version):
             bad[pos] ^= 1 << int(rng.integers(8))  # in the streams; v2: with a valid CRC
             _assert_same_result(*portable_and_simd(_with_crc(bad) if version == 2 else bytes(bad)))
             bad[pos] = packed[pos]
+
+
+def test_ml_dtypes_loads_only_for_its_types(tmp_path):
+    """The codec imports ml_dtypes (its extension takes ~1 s to load, ~11 s under qemu) only for
+    bfloat16 / int4 / uint4 / int2 tensors: packing, unpacking and inspecting a float32 model, and
+    coding float32 / int8 tensors, leave it unloaded; an int4 header then loads it."""
+    import os
+    import subprocess
+    import sys
+
+    import _export_models as em
+
+    (tmp_path / "m.tflite").write_bytes(em.tflite("dense", None))  # made here: Keras loads ml_dtypes
+    script = """
+import sys
+import numpy as np
+from dc_keras import codec, export
+plain = open(sys.argv[1], "rb").read()
+export.inspect(export.pack(plain)); export.unpack(export.pack(plain))
+for dt in (np.float32, np.float16, np.int8, np.int16, np.uint8, np.int32):
+    a = np.array([0, 3, 0, 3, 1, 0], dt)
+    assert codec.decode(codec.encode(a)).dtype == a.dtype
+assert "ml_dtypes" not in sys.modules, "loaded for a non-ml_dtypes type"
+import ml_dtypes  # what a caller with an int4 array has done
+packed = codec.encode(np.array([0, 1, -2, 0], ml_dtypes.int4))
+del sys.modules["ml_dtypes"]  # the header alone must load it again to name the dtype
+assert codec.info(packed)["dtype"] == np.dtype(ml_dtypes.int4) and "ml_dtypes" in sys.modules
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.tflite")], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-3000:]

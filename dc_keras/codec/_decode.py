@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from ._format import CODE_DTYPES, DTYPE_TABLE, MAX_RANK, CorruptDataError, dtype_bits
+from ._format import DTYPE_TABLE, MAX_RANK, CorruptDataError, code_dtype, dtype_bits
 
 _lock = threading.Lock()
 _lib = None
@@ -69,7 +69,7 @@ def unpack_subbyte(raw, shape, dtype_code):
         raise ValueError(f"{len(raw)} bytes cannot hold {n} elements of {bits} bits")
     per = 8 // bits
     vals = ((raw[:, None] >> (np.arange(per, dtype=np.uint8) * bits)) & ((1 << bits) - 1)).reshape(-1)[:n]
-    dt = CODE_DTYPES.get(dtype_code)
+    dt = code_dtype(dtype_code)
     if dt is not None:
         return vals.view(dt).reshape(shape)
     if DTYPE_TABLE[dtype_code][0].startswith("int"):
@@ -117,7 +117,7 @@ def decode(data, *, raw=False):
         return out
     if info.element_bits < 8:
         return unpack_subbyte(out, shape, info.dtype)
-    dtype = CODE_DTYPES.get(info.dtype)
+    dtype = code_dtype(info.dtype)
     if dtype is None:  # bfloat16 without ml_dtypes: the bit patterns
         dtype = np.dtype(np.uint16)
     return out.view(dtype.newbyteorder("<")).astype(dtype.newbyteorder("="), copy=False).reshape(shape)

@@ -1,5 +1,6 @@
 """Constants of the packed tensor format (docs/FORMAT.md) and a pure-Python header parser."""
 import struct
+import sys
 
 import numpy as np
 
@@ -29,28 +30,46 @@ LAYOUT_SINCE = {LAYOUT_DENSE: 1, LAYOUT_SPARSE: 1, LAYOUT_GROUPED_DENSE: 2, LAYO
                 LAYOUT_FLOAT_PLANES: 2, LAYOUT_CONTEXT_SPARSE: 2}  # §10: first version that allows each layout
 PLANE_SYMBOLS = 256  # §12
 
-try:  # bfloat16 and the sub-byte integer types as numpy dtypes (ml_dtypes ships with TF/JAX)
-    import ml_dtypes as _mld
-except ImportError:  # pragma: no cover - the codec then handles the six v1 types only
-    _mld = None
-
 # §2: dtype code (TFLite TensorType) -> (name, bits per element, version since).
 DTYPE_TABLE = {0: ("float32", 32, 1), 1: ("float16", 16, 1), 2: ("int32", 32, 1), 3: ("uint8", 8, 1),
                7: ("int16", 16, 1), 9: ("int8", 8, 1), 17: ("int4", 4, 2), 18: ("bfloat16", 16, 2),
                19: ("int2", 2, 2), 20: ("uint4", 4, 2)}
 SUBBYTE_CODES = {17, 19, 20}  # §13
 FLOAT_CODES = {0, 1, 18}  # §12
+_ML_CODES = (17, 18, 19, 20)  # no numpy dtype: bfloat16 and the sub-byte integers are ml_dtypes' types
+_NUMPY_CODES = {np.dtype(name): c for c, (name, _, _) in DTYPE_TABLE.items() if c not in _ML_CODES}
 
 
-def _np_dtype(name):
-    if hasattr(np, name) and name not in ("int4", "int2", "uint4", "bfloat16"):
+def _ml_dtypes():
+    """ml_dtypes (ships with TF and JAX), imported on first need: its extension takes ~1 s to load
+    (~11 s under qemu), and float / int8 / int16 tensors never need it. None if not installed."""
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - the codec then handles the six v1 types only
+        return None
+    return ml_dtypes
+
+
+def code_dtype(code):
+    """The numpy dtype of §2 dtype code ``code`` (sub-byte types: ml_dtypes' one-byte-per-element
+    dtypes); None for an unknown code, or for an ml_dtypes type when ml_dtypes is not installed."""
+    if code not in DTYPE_TABLE:
+        return None
+    name = DTYPE_TABLE[code][0]
+    if code not in _ML_CODES:
         return np.dtype(name)
-    return np.dtype(getattr(_mld, name)) if _mld is not None and hasattr(_mld, name) else None
+    mld = _ml_dtypes()
+    return np.dtype(getattr(mld, name)) if mld is not None and hasattr(mld, name) else None
 
 
-# dtype code <-> numpy dtype (sub-byte types: ml_dtypes' one-byte-per-element dtypes)
-CODE_DTYPES = {c: _np_dtype(name) for c, (name, _, _) in DTYPE_TABLE.items() if _np_dtype(name) is not None}
-DTYPE_CODES = {dt: c for c, dt in CODE_DTYPES.items()}
+def dtype_code(dtype):
+    """The §2 dtype code of numpy dtype ``dtype`` (native byte order), None if the format has none.
+    An array of an ml_dtypes type means ml_dtypes is loaded: only then are its types compared."""
+    dtype = np.dtype(dtype)
+    code = _NUMPY_CODES.get(dtype)
+    if code is None and "ml_dtypes" in sys.modules:
+        code = next((c for c in _ML_CODES if code_dtype(c) == dtype), None)
+    return code
 
 
 def dtype_bits(code):
@@ -151,7 +170,7 @@ def _parse_prefix(r, data):
         n *= d
         if n > MAX_ELEMENTS:
             raise CorruptDataError(f"shape {shape}: element count (or a partial product) > {MAX_ELEMENTS}")
-    out = {"version": version, "dtype": CODE_DTYPES.get(code), "dtype_code": code,
+    out = {"version": version, "dtype": code_dtype(code), "dtype_code": code,
            "dtype_name": DTYPE_TABLE[code][0], "shape": shape, "num_elements": n,
            "layout": LAYOUT_NAMES[layout], "raw_bytes": output_bytes(code, n),
            "packed_bytes": len(data), "check_offset": r.pos}
@@ -193,9 +212,9 @@ def _values(raw, code):
         v = raw.astype(np.int16)
         if DTYPE_TABLE[code][0].startswith("int"):
             v = np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
-        dt = CODE_DTYPES.get(code)
+        dt = code_dtype(code)
         return v.astype(np.int8) if dt is None else v.astype(dt)
-    dt = CODE_DTYPES.get(code)
+    dt = code_dtype(code)
     return raw if dt is None else raw.view(dt)
 
 

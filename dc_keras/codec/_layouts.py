@@ -10,10 +10,10 @@ import numpy as np
 
 from ._encode import (_Code, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
                       _streams_sparse, _unique_small, checksum)
-from ._format import (MAX_CONTEXT_SYMBOLS, DTYPE_CODES, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
+from ._format import (MAX_CONTEXT_SYMBOLS, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
                       MAX_ZERO_BIT_OUTPUT, PLANE_SYMBOLS, SUBBYTE_CODES, VERSION, VERSIONS,
-                      cb_esize, dtype_bits, output_bytes)
+                      cb_esize, dtype_bits, dtype_code, output_bytes)
 
 _UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 _STREAM_SIZES = 16  # §7: 4 x u32
@@ -25,7 +25,7 @@ _STREAM_SIZES = 16  # §7: 4 x u32
 def _to_array(array, version):
     """(little-endian C-contiguous array, dtype code, element bit patterns as unsigned ints)."""
     a = np.asarray(array)
-    code = DTYPE_CODES.get(a.dtype.newbyteorder("=")) if a.dtype.kind in "fiuV" else None
+    code = dtype_code(a.dtype.newbyteorder("=")) if a.dtype.kind in "fiuV" else None
     if code is None:
         raise ValueError(f"unsupported dtype {a.dtype}: packed tensors hold float32, float16, bfloat16, "
                          "int32, int16, int8, uint8, int4, uint4 or int2")

@@ -65,7 +65,7 @@ def _tensor_array(model, t):
         return None
     if int(t.type) in _format.SUBBYTE_CODES:
         return unpack_subbyte(raw, shape, int(t.type))
-    dtype = _format.CODE_DTYPES.get(int(t.type))
+    dtype = _format.code_dtype(int(t.type))
     if dtype is None:
         return None
     return np.frombuffer(raw, dtype.newbyteorder("<")).reshape(shape)
@@ -537,7 +537,7 @@ def _stored_bytes(arr):
     """``arr`` as TFLite stores it (sub-byte types packed, §13)."""
     from dc_keras.codec import _format, pack_subbyte
 
-    code = _format.DTYPE_CODES.get(arr.dtype)
+    code = _format.dtype_code(arr.dtype)
     if code in _format.SUBBYTE_CODES:
         return pack_subbyte(arr, code)
     return np.ascontiguousarray(arr).tobytes()
