@@ -11,6 +11,10 @@ tests/test_metadata_readers.py in their own venvs (they pin their own protobuf /
         per model: {"model": path, "categories": [[index, name, score as float.hex()], ...]}
         (every category, best first), or {"model": path, "error": "<type>: <message>"} when the
         reader refuses the model (e.g. no associated file named by the metadata).
+    python tests/_metadata_child.py display MODEL...
+        tflite_support's ``MetadataDisplayer`` (Python; reads the packed file too: it needs no
+        runtime): one JSON line per model, {"model": path, "metadata": the metadata as JSON,
+        "files": {name: sha256 of the associated file}}.
 """
 import json
 import sys
@@ -56,10 +60,24 @@ def classify(reader, models):
         print(json.dumps(line), flush=True)
 
 
+def display(models):
+    import hashlib
+
+    from tflite_support import metadata
+
+    for path in models:
+        shown = metadata.MetadataDisplayer.with_model_file(path)
+        files = {name: hashlib.sha256(shown.get_associated_file_buffer(name)).hexdigest()
+                 for name in shown.get_packed_associated_file_list()}
+        print(json.dumps({"model": path, "metadata": shown.get_metadata_json(), "files": files}), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["write"] and len(sys.argv) == 5:
         write(*sys.argv[2:])
     elif sys.argv[1:2] == ["classify"] and len(sys.argv) >= 4:
         classify(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1:2] == ["display"] and len(sys.argv) >= 3:
+        display(sys.argv[2:])
     else:
         raise SystemExit(__doc__)

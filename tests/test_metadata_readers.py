@@ -6,7 +6,8 @@ reader written here. This file runs the programs users run: tflite_support's ima
 packed and unpacked (``export.unpack``, the CLI, the C ``dc_unpack``); MediaPipe Tasks'
 ImageClassifier and the TFLite Task Library's ImageClassifier (both C++, reading the zip with
 minizip) must give every category with the same label and the same score bits from each unpacked
-file as from the original. A packed file needs our ``HuffDecode`` op, which neither runtime can
+file as from the original, and tflite_support's ``MetadataDisplayer`` must show the same metadata
+and files for the packed file and each unpacked one. A packed file needs our ``HuffDecode`` op, which neither runtime can
 register, so apps unpack it first (docs/android.md); the zip's offsets are rewritten for the
 unpacked file's length (docs/FORMAT.md §15). The controls show why: with the zip dropped, or
 copied with its old offsets, both readers refuse the model for want of ``labels.txt``.
@@ -103,6 +104,20 @@ def test_readers_get_the_labels_and_scores_from_unpacked_files(files, reader):
     for name, line in zip(names[1:], lines[1:]):
         assert line["categories"] == original, f"{reader} on {name}"
     assert os.path.getsize(files["packed"]) < os.path.getsize(files["original"]) / 3
+
+
+def test_metadata_displayer_shows_the_same_metadata_and_files(files):
+    """tflite_support's MetadataDisplayer (Python, no runtime needed) shows the original's metadata
+    and associated files, byte for byte, for the packed file and for each unpacked one."""
+    names = ["original", "packed", "unpacked", "cli_unpacked", "dc_unpacked"]
+    lines = [json.loads(line) for line in
+             _child(_python("task_library"), "display", *(files[n] for n in names)).splitlines()
+             if line.startswith("{")]
+    assert [line["model"] for line in lines] == [files[n] for n in names]
+    original = lines[0]
+    assert list(original["files"]) == ["labels.txt"] and '"name": "labels.txt"' in original["metadata"]
+    for name, line in zip(names[1:], lines[1:]):
+        assert (line["metadata"], line["files"]) == (original["metadata"], original["files"]), name
 
 
 @pytest.mark.parametrize("reader", ["mediapipe", "task_library"])
