@@ -372,14 +372,21 @@ class Interpreter:
           >>> it = dc_keras.runtime.Interpreter(model_content=packed)
           >>> it.allocate_tensors()
         """
-        self._interpreter.allocate_tensors()
-        if self._delegate is not None:
-            err = _delegate_error(self._delegate)
-            if err:
-                from dc_keras._flatbuffer import CORRUPT_FIX  # only on errors: it imports the schema
+        try:
+            self._interpreter.allocate_tensors()
+        except RuntimeError as exc:  # a Prepare the runtime ran here failed: say which model, and the fix
+            self._raise_delegate_error(exc)
+            raise
+        self._raise_delegate_error()
 
-                fix = f"; {CORRUPT_FIX}" if any(w in err for w in ("decoding failed", "corrupt")) else ""
-                raise RuntimeError(f"{self._label}: {err}{fix}")
+    def _raise_delegate_error(self, cause=None):
+        """RuntimeError naming the model, with the delegate's first error and its fix, if it has one."""
+        err = _delegate_error(self._delegate) if self._delegate is not None else ""
+        if err:
+            from dc_keras._flatbuffer import CORRUPT_FIX  # only on errors: it imports the schema
+
+            fix = f"; {CORRUPT_FIX}" if any(w in err for w in ("decoding failed", "corrupt")) else ""
+            raise RuntimeError(f"{self._label}: {err}{fix}") from cause
 
     def compressed_report(self) -> list:
         """What ``weights="compressed"`` did with each packed tensor: its route and, when it is

@@ -50,7 +50,7 @@ _NO_CALLBACK = (
 )
 
 
-class _MaskConstraint:
+class _MaskConstraint(keras.constraints.Constraint):
     """Variable constraint ``w -> base(w) * mask``, applied by the optimizer after each update.
 
     On JAX the optimizer runs statelessly (``optimizer.stateless_apply``) with only the trainable
