@@ -145,8 +145,9 @@ test-lane-emu:
 # What `make test` leaves out to stay near its 20-minute budget (tests marked `long`: the fault
 # matrices' cases beyond the first of each mechanism, cross-process and cross-backend repeats,
 # multi-worker training with a killed worker, the tfmot comparisons and tfmot-made files, three
-# notebooks, the core tests at setup.cfg's version floors (their own venv); libFuzzer smoke runs; armv7's C tests and the CMake builds under emulation): `.ci/run`
-# runs it after `make test`. PYTEST_LONG_ARGS: extra pytest flags.
+# notebooks, the core tests at setup.cfg's version floors (their own venv); libFuzzer smoke runs;
+# armv7's C tests and the CMake builds under emulation): `.ci/run` runs it after `make test`.
+# PYTEST_LONG_ARGS: extra pytest flags.
 test-long: install install-torch
 	$(VPY) -m pytest $(XDIST) -m long $(NOT_IN_JAX_PASS) $(PYTEST_LONG_ARGS)
 	$(MAKE) -j$(TEST_JOBS) -O test-long-lane-c test-long-lane-emu

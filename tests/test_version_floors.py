@@ -64,17 +64,11 @@ def test_the_suite_passes_at_the_declared_floors(tmp_path):
         py = load_bench("_venv").cached_venv(name, pins + TOOLS, "version floors")
     except RuntimeError as exc:  # no venv: a failure with pip's output, never a skip
         pytest.fail(str(exc), pytrace=False)
-    flags = subprocess.run(
-        [py, "-c", "import tensorflow as tf; s = tf.sysconfig; print('\\n'.join(['-isystem', s.get_include()]"
-         " + [f for f in s.get_compile_flags() if not f.startswith('-I')] + s.get_link_flags()))"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert flags.returncode == 0, flags.stderr[-3000:]
-    ops = tmp_path / "libdc_tf_ops.so"
-    cxx = os.environ.get("CXX", "g++")
-    r = subprocess.run([cxx, "-std=c++17", "-O2", "-DNDEBUG", "-fPIC", "-shared", "-o", str(ops),
-                        os.path.join(ROOT, "jax_kernels", "dc_centroids_tf.cc"), *flags.stdout.split()],
+    ops = tmp_path / "libdc_tf_ops.so"  # the Makefile's own tf-ops build, against the floor TF
+    r = subprocess.run(["make", "-s", "-C", ROOT, "tf-ops", f"VPY={py}", f"TF_OPS={ops}"],
                        capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, f"building the TF centroid ops against the floor TF failed:\n{r.stderr[-3000:]}"
+    assert r.returncode == 0 and ops.is_file(), \
+        f"building the TF centroid ops against the floor TF failed:\n{r.stdout[-2000:]}{r.stderr[-3000:]}"
     env = {**os.environ, "PYTHONPATH": ROOT, "DC_KERAS_TF_OPS_LIBRARY": str(ops), "KERAS_BACKEND": "tensorflow",
            "DC_KERAS_TF_OPS": "auto", "TF_CPP_MIN_LOG_LEVEL": "3"}
     r = subprocess.run([py, "-m", "pytest", "-q", "-rs", "-n", "2", "-p", "no:cacheprovider",
