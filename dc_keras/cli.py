@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from absl import flags as absl_flags
 from absl.flags import argparse_flags
@@ -130,6 +131,14 @@ class _Report:
         return getattr(self.stream, name)
 
 
+def _warning_line(command):
+    """``warnings.showwarning`` for a command: ``dc-keras COMMAND: warning: ...`` on one stderr line
+    (Python's default adds the file and source line of the call, which mean nothing to a CLI user)."""
+    def show(message, _category, _filename, _lineno, file=None, _line=None):
+        print(f"dc-keras {command}: warning: {_one_line(message)}", file=file or sys.stderr)
+    return show
+
+
 def main(argv=None) -> int:
     """Runs one command; returns the exit status (0 ok, 1 failed, 2 usage error).
 
@@ -162,6 +171,8 @@ def main(argv=None) -> int:
               f"`dc-keras {args.command} --help` lists its options", file=sys.stderr)
         return 2
     report = sys.stdout = _Report(sys.stdout)
+    shown = warnings.showwarning
+    warnings.showwarning = _warning_line(args.command)
     try:
         status = args.func(args) or 0
         report.flush()  # here, not at exit: a full disk's error is reported below
@@ -181,6 +192,7 @@ def main(argv=None) -> int:
         return 130
     finally:
         sys.stdout = report.stream
+        warnings.showwarning = shown
     if report.error is not None:  # the command's own work succeeded
         _drop_unwritten(report.stream)
         print(f"dc-keras {args.command}: error: cannot write the report to standard output: "

@@ -162,3 +162,32 @@ def test_shared_vectors_read_the_same(kind, quantize):
            [fb.buffer_bytes(b, i) for i in range(len(b.buffers))]
     _same_outputs(plain, [packed, unshared], em.inputs(kind, 12, seed=3))
     assert export.pack(export.unpack(packed)) == packed
+
+
+@pytest.mark.parametrize("past", [1, 10**6])
+def test_metadata_naming_a_missing_buffer_is_kept_dangling_with_a_warning(past, tmp_path):
+    """A metadata entry naming a buffer the file does not have (LiteRT runs such a file: it ignores
+    metadata it does not read) made pack and unpack fail with a KeyError traceback. Both now keep
+    the entry pointing past the buffers, also where packing adds buffers up to its index (past=1:
+    it would otherwise name a packed buffer), and warn naming it; the outputs stay bit-exact."""
+    m = fb.read_model(em.tflite("dense", None))
+    m.metadata[0].buffer = len(m.buffers) + past
+    name = fb.tensor_name(m.metadata[0])
+    plain = fb.write_model(m, "auto")
+    with pytest.warns(UserWarning, match=f"metadata '{name}' names a buffer the file does not have"):
+        packed = export.pack(plain)
+    with pytest.warns(UserWarning, match=f"metadata '{name}' names a buffer the file does not have"):
+        unpacked = export.unpack(packed)
+    for data in (packed, unpacked):
+        out = fb.read_model(data)
+        entry = [e for e in out.metadata if fb.tensor_name(e) == name]
+        assert len(entry) == 1 and entry[0].buffer >= len(out.buffers), (entry, len(out.buffers))
+        assert [fb.tensor_name(e) for e in out.metadata] == [fb.tensor_name(e) for e in m.metadata]
+    _same_outputs(plain, [packed], em.inputs("dense", 4, seed=2))
+    if past == 1:  # the CLI says it on one line of its own, not with Python's file and source line
+        (tmp_path / "in.tflite").write_bytes(plain)
+        r = em.cli("pack", tmp_path / "in.tflite", tmp_path / "out.tflite")
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "out.tflite").read_bytes() == packed
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"dc-keras pack: warning: the input's metadata '{name}'"), r.stderr

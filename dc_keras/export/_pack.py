@@ -263,6 +263,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     model = fb.read_model(tflite_bytes)
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
+    dangling = _dangling_metadata(model)
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     enc = {"version": version, "context_model": bool(context_model)}  # codec.encode options
     refused = []
@@ -277,6 +278,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
         _rewrite(model, facts, plans, sparse)
     if compact is not False:
         _compact(model)
+    _keep_dangling(model, dangling)
     if strip_strings:
         with_names = fb.write_model(model, buffers)
         _strip_strings(model)
@@ -580,6 +582,7 @@ def _unpack_model(model, buffers):
     codes = model.operatorCodes or []
     hd = {k for k, c in enumerate(codes) if fb.is_huffdecode_code(c)}
     codec = _codec()
+    dangling = _dangling_metadata(model)
     removed_buffers = set()
     for s, sg in enumerate(model.subgraphs):
         tensors = sg.tensors or []
@@ -617,6 +620,7 @@ def _unpack_model(model, buffers):
         _remove_tensors(model, s, drop_tensors)
     _remove_unused_buffers(model, removed_buffers)
     _remove_unused_codes(model, hd)
+    _keep_dangling(model, dangling)
     return fb.write_model(model, buffers)
 
 
@@ -688,10 +692,42 @@ def _remove_unused_buffers(model, candidates):
     for sg in model.subgraphs:
         for t in sg.tensors or []:
             t.buffer = mapping[t.buffer]
+    # A metadata index past the buffers keeps its value here; _dangling_metadata sets it at the end
     for m in model.metadata or []:
-        m.buffer = mapping[m.buffer]
+        m.buffer = mapping.get(m.buffer, m.buffer)
     if model.metadataBuffer is not None:
-        model.metadataBuffer = [mapping[int(b)] for b in model.metadataBuffer]
+        model.metadataBuffer = [mapping.get(int(b), int(b)) for b in model.metadataBuffer]
+
+
+def _dangling_metadata(model):
+    """The metadata entries (and ``metadataBuffer`` positions) naming a buffer the model does not
+    have. LiteRT ignores metadata it does not read, so such a file runs; a rewrite keeps the entry
+    but must not let its index land on one of the buffers it adds (``_keep_dangling``)."""
+    n = len(model.buffers or [])
+    entries = [m for m in model.metadata or [] if m.buffer >= n]
+    positions = [i for i, b in enumerate(model.metadataBuffer if model.metadataBuffer is not None else [])
+                 if int(b) >= n]
+    return entries, positions, n
+
+
+def _keep_dangling(model, dangling):
+    """Points ``_dangling_metadata``'s entries past the rewritten model's buffers again (the largest
+    index the schema allows when the rewrite added buffers up to theirs) and warns, naming them."""
+    entries, positions, n_in = dangling
+    if not entries and not positions:
+        return
+    n = len(model.buffers or [])
+    past = lambda b: b if b >= n else 0xFFFFFFFF  # noqa: E731
+    for m in entries:
+        m.buffer = past(m.buffer)
+    for i in positions:
+        model.metadataBuffer[i] = past(int(model.metadataBuffer[i]))
+    import warnings
+
+    names = [fb.tensor_name(m) or "(unnamed)" for m in entries] + [f"metadataBuffer[{i}]" for i in positions]
+    warnings.warn(f"the input's metadata {', '.join(repr(x) for x in names)} names a buffer the file does not have "
+                  f"(it has {n_in}): kept as it was, pointing past the buffers (LiteRT ignores metadata it does "
+                  "not read); the tool that wrote the file may have a bug", UserWarning, stacklevel=4)
 
 
 def _remove_unused_codes(model, candidates):
