@@ -213,6 +213,34 @@ def test_release_decoded_is_opt_in_and_checked():
         runtime.Interpreter(model_content=_big_fc_packed(), release_decoded="yes")
 
 
+def test_reading_a_weight_release_decoded_may_free_is_refused_by_name():
+    """release_decoded=True frees a decoded FC weight once XNNPACK has packed it; reading it then
+    returned freed memory (garbage, or a segfault on a 20 MB model: found by an audit). The
+    Interpreter now refuses get_tensor / tensor on such weights, naming the tensor and the fix;
+    inputs and outputs stay readable, and without release_decoded the weight reads as before."""
+    packed = _big_fc_packed()
+    plain = export.unpack(packed)
+    weight = [d for d in _plain(plain).get_tensor_details() if d["name"].endswith("MatMul")]
+    assert len(weight) == 1
+    name, x = weight[0]["name"], np.ones((1, 1024), np.float32)
+    for release in (True, False):
+        it = runtime.Interpreter(model_content=packed, release_decoded=release)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        np.testing.assert_array_equal(it.get_tensor(it.get_output_details()[0]["index"]), em.run(_plain(plain), x))
+        index = [d["index"] for d in it.get_tensor_details() if d["name"] == name][0]
+        if release:
+            for method, kw in (("get_tensor", {}), ("tensor", {}), ("get_tensor", {"subgraph_index": 0})):
+                with pytest.raises(ValueError, match=rf"tensor {index} \('{name}'\) is a packed weight "
+                                                     r"that release_decoded=True frees.*release_decoded=False"):
+                    getattr(it, method)(index, **kw)
+        else:
+            ref = _plain(plain)
+            ref.allocate_tensors()
+            np.testing.assert_array_equal(it.get_tensor(index), ref.get_tensor(weight[0]["index"]))
+
+
 def _mapping_rss_kb(path):
     """Resident kB of this process's mappings of ``path`` (/proc/self/smaps)."""
     total, inside = 0, False

@@ -280,9 +280,10 @@ class Interpreter:
         results then differ from dense kernels by summation order (~1e-6 relative); int8 is exact.
         The same option for C/Android users: ``load_delegate(path, {"weights": "compressed"})``.
       release_decoded: ``True`` frees each decoded weight once XNNPACK has packed its own copy
-        (saves the decoded copy's memory; delegate option ``keep_decoded=0``). Reading such a
-        weight tensor afterwards (``get_tensor``) returns freed memory, so it is off by default;
-        see docs/android.md.
+        (saves the decoded copy's memory; delegate option ``keep_decoded=0``). This Interpreter
+        then refuses ``get_tensor`` / ``tensor`` on the weights it may free (ValueError naming
+        them); TFLite's own APIs would return freed memory, so it is off by default; see
+        docs/android.md.
       max_density: with ``weights="compressed"``, a fraction in (0, 1] (whole percent, e.g.
         ``0.5``): FULLY_CONNECTED layers with a larger share of non-zero weights stay decoded,
         reported with their density and the limit (delegate option ``max_density=50``); it applies
@@ -361,6 +362,8 @@ class Interpreter:
         self.decode = decode
         self.weights = weights
         self._label = label
+        # weights the delegate may free (release_decoded): read through get_tensor / tensor, refused
+        self._releasable = _releasable_weights(model_path, model_content) if release_decoded else {}
 
     def allocate_tensors(self):
         """The backend's ``allocate_tensors()``; a packed tensor that failed to decode raises here
@@ -387,6 +390,27 @@ class Interpreter:
 
             fix = f"; {CORRUPT_FIX}" if any(w in err for w in ("decoding failed", "corrupt")) else ""
             raise RuntimeError(f"{self._label}: {err}{fix}") from cause
+
+    def get_tensor(self, tensor_index, *args, **kwargs):
+        """The backend's ``get_tensor``; with ``release_decoded=True`` a ValueError for a packed
+        weight the delegate may have freed (reading it would return freed memory)."""
+        self._refuse_released(tensor_index, *args, **kwargs)
+        return self._interpreter.get_tensor(tensor_index, *args, **kwargs)
+
+    def tensor(self, tensor_index, *args, **kwargs):
+        """The backend's ``tensor`` (a function returning a view); refused like ``get_tensor``."""
+        self._refuse_released(tensor_index, *args, **kwargs)
+        return self._interpreter.tensor(tensor_index, *args, **kwargs)
+
+    def _refuse_released(self, tensor_index, subgraph_index=0, *_, **kwargs):
+        sub = kwargs.get("subgraph_index", subgraph_index)
+        name = self._releasable.get((sub, tensor_index))
+        if name is not None:
+            raise ValueError(
+                f"{self._label}: tensor {tensor_index} ({name!r}) is a packed weight that "
+                "release_decoded=True frees once XNNPACK has packed its own copy, so reading it would "
+                "return freed memory; create the Interpreter with release_decoded=False (the default) "
+                "to read weights, or decode the file with dc_keras.export.unpack")
 
     def compressed_report(self) -> list:
         """What ``weights="compressed"`` did with each packed tensor: its route and, when it is
@@ -493,6 +517,40 @@ def _op_route_int4_hybrids(content) -> list:
         return names
     except Exception:  # not a readable flatbuffer: the interpreter reports it
         return []
+
+
+def _releasable_weights(model_path, model_content) -> dict:
+    """``{(subgraph, tensor): name}`` of the ``HuffDecode`` outputs that ``keep_decoded=0`` may free:
+    read only as the filter (input 1) of FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D operators
+    (the delegate's own rule, huffdecode_op.c ``note_consumers``; it frees those XNNPACK took)."""
+    if model_content is None:
+        with open(model_path, "rb") as f:
+            model_content = f.read()
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    Op = schema.BuiltinOperator
+    filters = (Op.FULLY_CONNECTED, Op.CONV_2D, Op.DEPTHWISE_CONV_2D)
+    found = {}
+    try:
+        m = schema.Model.GetRootAs(bytes(model_content), 0)
+        for si in range(m.SubgraphsLength()):
+            sg, decoded, readers = m.Subgraphs(si), {}, {}
+            for oi in range(sg.OperatorsLength()):
+                op = sg.Operators(oi)
+                code = m.OperatorCodes(op.OpcodeIndex())
+                builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+                if builtin == Op.CUSTOM and code.CustomCode() == OP_NAME.encode() and op.OutputsLength():
+                    t = op.Outputs(0)
+                    decoded[t] = (sg.Tensors(t).Name() or b"").decode("utf-8", "replace")
+                    continue
+                for j in range(op.InputsLength()):
+                    readers.setdefault(op.Inputs(j), []).append(builtin in filters and j == 1)
+            found.update({(si, t): name for t, name in decoded.items() if readers.get(t) and all(readers[t])})
+    except Exception:  # not a readable flatbuffer: the interpreter has reported it
+        return {}
+    return found
 
 
 def _check_op_route(model_path, model_content):
