@@ -100,7 +100,7 @@ def cmd_pack(args):
     with _working(f"packing {args.input}", len(data)), _about(args.input):
         out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
                                      buffers=args.buffers, context_model=args.context_model,
-                                     compact=args.compact)
+                                     compact=args.compact, positive_zeros=args.positive_zeros)
     replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
     note = "" if stats["packed_tensors"] else (
@@ -112,6 +112,19 @@ def cmd_pack(args):
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input)
     _print_zip(stats["kept_files"], stats["dropped_zip"], args.input, args.output)
+    _print_zeros(stats)
+
+
+def _print_zeros(stats):
+    """What ``--positive-zeros`` did, or a note that it would pay (weights holding both zeros)."""
+    (made, made_n), (kept, kept_n) = stats["positive_zeros"], stats["negative_zeros"]
+    if made:
+        print(f"positive zeros: {made_n} -0.0 entries of {made} weight tensor(s) packed as +0.0")
+    elif kept:
+        print(f"note: {kept} weight tensor(s) hold both -0.0 and +0.0 ({kept_n} -0.0 entries, as tfmot's "
+              "strip_pruning leaves where pruned weights were negative); packing is bit-exact, so each -0.0 "
+              "is stored like a kept weight: --positive-zeros packs them as +0.0 (smaller; outputs can then "
+              "differ only in the sign of an output that is exactly zero)")
 
 
 def _print_zip(names, dropped, path, output, shown=5):
@@ -236,6 +249,11 @@ def add_commands(commands):
     p.add_argument("--context-model", "--context_model", dest="context_model", action="store_true",
                    help="also try the context-modelled sparse layout (docs/FORMAT.md section 14): a few "
                         "percent smaller on some pruned kernels, ~0.8x the decode speed")
+    p.add_argument("--positive-zeros", "--positive_zeros", dest="positive_zeros", action="store_true",
+                   help="make every -0.0 of a float weight of FULLY_CONNECTED, convolution or BATCH_MATMUL "
+                        "operators +0.0 before packing (tfmot's strip_pruning leaves -0.0 for about half of "
+                        "the pruned weights, which bit-exact packing stores like kept weights); outputs can "
+                        "then differ only in the sign of an output that is exactly zero")
     _buffers_option(p)
     p.set_defaults(func=cmd_pack)
 
