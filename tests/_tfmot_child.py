@@ -11,6 +11,7 @@ Writes into OUT_DIR:
                            cluster-preserving quantization-aware training (PCQAT), converted with
                            ``Optimize.DEFAULT``;
   pruned_dynamic.tflite    pruned only, converted with dynamic-range quantization;
+  pruned_float.tflite      pruned only, float (strip_pruning leaves -0.0 where a weight was negative);
   cqat_int8.tflite         the unpruned model clustered (16) and trained with cluster-preserving
                            QAT (CQAT), ``Optimize.DEFAULT``;
   qat_int8.tflite          the unpruned model through plain QAT (``quantize_model``): dense int8,
@@ -75,6 +76,7 @@ def main(out_dir):
             f.write(data)
 
     write("pruned_dynamic.tflite", convert(pruned, optimize=True))
+    write("pruned_float.tflite", convert(pruned, optimize=False))
 
     cl = tfmot.clustering.keras
     clustered = cl.cluster_weights(pruned, number_of_clusters=16, preserve_sparsity=True,

@@ -271,6 +271,8 @@ def test_corrupted_packed_models_fail_prepare_with_reason(tmp_path):
         paths[how].write_bytes(bad)
     with pytest.raises(ValueError, match="invalid"):
         export.inspect(paths["flip"].read_bytes())
+    with pytest.raises(ValueError, match=r"packed data is float32\[.*\] but the tensor is float32\[.*no runtime loads"):
+        export.inspect(paths["swap"].read_bytes())  # it said nothing (found by an audit)
     # In subprocesses (one per backend): a crash must not take pytest down, and fails the test.
     for backend in ("litert", "tensorflow"):
         routes = [r for r in ROUTES if r[0] == backend]
@@ -294,6 +296,8 @@ def test_corrupted_packed_models_fail_prepare_with_reason(tmp_path):
         for line in lines:
             how = line.split()[0]
             assert "ERROR:" in line and re.search(CORRUPTIONS[how], line), line
+            # the model named, the fix given, not TFLite's "...300Node number 3 (HuffDecode) failed"
+            assert str(paths[how]) in line and "corrupt" in line and "Node number" not in line, line
 
 
 def test_inspect_report_and_plot(tmp_path):

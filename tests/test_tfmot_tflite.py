@@ -17,6 +17,7 @@ import pytest
 import _export_models as em
 from dc_keras import export, runtime
 from dc_keras import _flatbuffer as fb
+from dc_keras.export import _pack
 
 pytestmark = [pytest.mark.legacy, pytest.mark.long]  # the tfmot child making the files: make test-long
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -67,6 +68,25 @@ def test_tfmot_file_packs_smaller_and_runs_bit_identical(tfmot_dir, name):
     got = em.run(em.reference_interpreter("litert", restored,
                                           experimental_op_resolver_type=em.no_default_delegates("litert")), xs)
     np.testing.assert_array_equal(got, refs["litert"], err_msg=f"{name} after unpack")
+
+
+def test_pruned_float_file_holds_both_zeros_and_positive_zeros_packs_it_smaller_with_the_same_outputs(tfmot_dir):
+    """strip_pruning leaves -0.0 where a pruned weight was negative: bit-exact packing stores each
+    like a kept weight, pack reports it, and positive_zeros=True packs them as +0.0, smaller, with
+    the outputs of the file as made (none is exactly zero), on XNNPACK and the builtin kernels."""
+    plain = _read(tfmot_dir, "pruned_float")
+    default, stats = _pack.pack_with_stats(plain)
+    positive, pstats = _pack.pack_with_stats(plain, positive_zeros=True)
+    tensors, entries = stats["negative_zeros"]
+    assert tensors >= 2 and entries > 1000 and pstats["positive_zeros"] == (tensors, entries), stats
+    assert len(positive) < 0.95 * len(default), (len(positive), len(default))
+    xs = np.load(tfmot_dir / "inputs.npy")
+    for backend in ("litert", "tensorflow"):
+        for resolver in (em.no_default_delegates(backend), None):
+            kw = {"experimental_op_resolver_type": resolver} if resolver is not None else {}
+            ref = em.run(em.reference_interpreter(backend, plain, **kw), xs)
+            got = em.run(runtime.Interpreter(model_content=positive, backend=backend, **kw), xs)
+            np.testing.assert_array_equal(got, ref, err_msg=f"{backend} {resolver}")
 
 
 def test_cli_pack_of_tfmot_file_equals_api_and_leaves_input(tfmot_dir, tmp_path):

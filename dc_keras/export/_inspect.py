@@ -289,8 +289,15 @@ def _packed_row(model, codec, s, t, packed_tensor):
     data = fb.buffer_bytes(model, packed_tensor.buffer)
     try:
         arr = np.asarray(codec.decode(data))
+        head = codec.info(data)
     except ValueError as exc:
         raise ValueError(f"tensor {name!r}: packed data is invalid: {exc}") from None
+    if head["dtype_code"] != int(t.type) or tuple(head["shape"]) != shape:  # every runtime refuses it
+        from dc_keras._flatbuffer import CORRUPT_FIX
+
+        raise ValueError(f"tensor {name!r}: packed data is {head.get('dtype_name', head['dtype_code'])}"
+                         f"{list(head['shape'])} but the tensor is {dtype}{list(shape)}: no runtime loads "
+                         f"it; {CORRUPT_FIX}")
     density, distinct = _stats(arr)
     return TensorRow(s, name, dtype, shape, density, distinct, int(codec.info(data)["raw_bytes"]), len(data),
                      "packed", codec.info(data)["layout"])

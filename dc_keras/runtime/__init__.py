@@ -379,8 +379,29 @@ class Interpreter:
             self._interpreter.allocate_tensors()
         except RuntimeError as exc:  # a Prepare the runtime ran here failed: say which model, and the fix
             self._raise_delegate_error(exc)
+            self._raise_op_error(exc)
             raise
         self._raise_delegate_error()
+
+    def invoke(self):
+        """The backend's ``invoke()``; with ``decode="op"`` a HuffDecode Prepare TFLite deferred to
+        it that fails raises as in ``allocate_tensors``."""
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as exc:
+            self._raise_op_error(exc)
+            raise
+
+    def _raise_op_error(self, cause):
+        """``decode="op"``: the op's own Prepare error (TFLite appends "Node number N (HuffDecode)
+        failed to prepare." without a space) as one sentence naming the model, with the fix."""
+        msg = " ".join(str(cause).split())
+        if self._delegate is not None or "HuffDecode(" not in msg:
+            return
+        from dc_keras._flatbuffer import CORRUPT_FIX
+
+        ours = msg[msg.index("HuffDecode("):].split("Node number")[0].rstrip(" .;")
+        raise RuntimeError(f"{self._label}: {ours}; {CORRUPT_FIX}") from cause
 
     def _raise_delegate_error(self, cause=None):
         """RuntimeError naming the model, with the delegate's first error and its fix, if it has one."""
