@@ -126,6 +126,15 @@ def _check_data_end(buf, i: int, size: int) -> None:
     if end > size:
         raise _malformed(f"buffer {i}'s data runs past the end of the file (to byte {end:,} of a "
                          f"{size:,}-byte file)")
+    _check_external_end(i, buf.Offset(), buf.Size(), size)  # data stored after the flatbuffer
+
+
+def _check_external_end(i, offset, nbytes, size):
+    """A buffer stored after the flatbuffer (``Buffer.offset``/``size``; offsets 0 and 1 mean
+    none) must end inside the file: a file with such buffers cut short keeps every table intact."""
+    if offset > 1 and offset + nbytes > size:
+        raise _malformed(f"buffer {i} lies outside the file (bytes {offset}..{offset + nbytes} of a "
+                         f"{size}-byte file)")
 
 
 def _bounds_check(model, size: int) -> None:
@@ -273,11 +282,7 @@ def _load_external_buffers(model, data: bytes) -> bool:
             continue
         if has_data:
             raise _malformed(f"buffer {i} has both inline data and an offset")
-        if b.offset + b.size > len(data):
-            raise _malformed(
-                f"buffer {i} lies outside the file (bytes {b.offset}..{b.offset + b.size}"
-                f" of a {len(data)}-byte file)"
-            )
+        _check_external_end(i, b.offset, b.size, len(data))
         b.data = np.frombuffer(data, np.uint8, count=b.size, offset=b.offset)
         b.offset, b.size = 0, 0
         external = True

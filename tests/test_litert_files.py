@@ -156,11 +156,20 @@ def test_self_written_external_layout_round_trips_and_runs():
     assert sum(r.status == "packable" for r in rep.rows) >= 3
 
 
-def test_truncated_external_buffer_is_a_clear_error():
+def test_truncated_external_buffer_is_a_clear_error(tmp_path):
+    """Also from runtime.Interpreter (and check_model): it passed LiteRT's bare "Constant buffer N
+    specified an out of range offset." through, with no model name or fix (found by an audit)."""
     ext = fb.write_model(fb.read_model(_lenet_float()), "external")
-    for fn in (export.pack, export.unpack, export.inspect):
+    for fn in (export.pack, export.unpack, export.inspect, fb.check_model):
         with pytest.raises(ValueError, match="lies outside the file"):
             fn(ext[: len(ext) - 1000])
+    cut = export.pack(ext, buffers="external")
+    cut = cut[: len(cut) - 7]  # the last buffer's last bytes
+    (tmp_path / "cut.tflite").write_bytes(cut)
+    for backend in ("litert", "tensorflow"):
+        for kw in ({"model_content": cut}, {"model_path": str(tmp_path / "cut.tflite")}):
+            with pytest.raises(ValueError, match=r"lies outside the file .*truncated or corrupt"):
+                runtime.Interpreter(backend=backend, **kw).allocate_tensors()
 
 
 @pytest.mark.parametrize("recipe", ["weight_only_wi4_afp32", "dynamic_wi4_afp32"])
