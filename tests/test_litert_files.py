@@ -269,3 +269,16 @@ def test_corrupted_external_layout_raises_value_error_only():
         except ValueError:
             outcomes["ValueError"] += 1
     assert outcomes["ValueError"] > 0 and sum(outcomes.values()) == 300
+
+
+def test_a_name_that_is_not_utf8_is_a_clear_load_error(tmp_path):
+    """LiteRT's Python API decodes signature names while it loads: a byte that is not UTF-8 raised
+    a bare UnicodeDecodeError from inside it (found by an audit's fuzzer)."""
+    m = fb.read_model(em.tflite("dense", None))
+    m.signatureDefs[0].inputs[0].name = b"k\xa0ras_tensor"
+    bad = fb.write_model(m, "auto")
+    (tmp_path / "bad.tflite").write_bytes(bad)
+    for backend in ("litert", "tensorflow"):
+        for kw in ({"model_content": bad}, {"model_path": str(tmp_path / "bad.tflite")}):
+            with pytest.raises(ValueError, match=r"(bad.tflite|model_content).*not valid UTF-8 .*truncated or corrupt"):
+                runtime.Interpreter(backend=backend, **kw)

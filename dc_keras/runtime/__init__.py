@@ -249,6 +249,12 @@ def _load_errors(label, model_path=None, model_content=None):
     """LiteRT/TF's load errors with the model's name, the cause our parser finds and the fix."""
     try:
         yield
+    except UnicodeDecodeError as e:  # a signature key / tensor name that is not UTF-8 (LiteRT decodes them)
+        from dc_keras._flatbuffer import CORRUPT_FIX
+
+        _full_check(label, model_path, model_content)
+        raise ValueError(f"{label}: a signature or tensor name in it is not valid UTF-8 ({e}), so LiteRT's "
+                         f"Python API cannot load it; {CORRUPT_FIX}") from None
     except ValueError as e:
         from dc_keras._flatbuffer import CORRUPT_FIX
 
