@@ -190,7 +190,10 @@ def _check_header(data) -> None:
     if len(data) < 16:
         raise ValueError(f"not a .tflite model: only {len(data)} bytes; {NOT_TFLITE_FIX}")
     if bytes(data[4:8]) != FILE_IDENTIFIER:
-        what = _zip_hint(data) if bytes(data[:4]) == b"PK\x03\x04" else NOT_TFLITE_FIX
+        what = (_zip_hint(data) if bytes(data[:4]) == b"PK\x03\x04" else
+                "it is an HDF5 file (a Keras .h5 model?): load it with keras.models.load_model and "
+                "convert it with dc_keras.export.to_tflite" if bytes(data[:8]) == b"\x89HDF\r\n\x1a\n" else
+                NOT_TFLITE_FIX)
         raise ValueError(f"not a .tflite model: file identifier is {bytes(data[4:8])!r}, expected "
                          f"{FILE_IDENTIFIER!r}; {what}")
 

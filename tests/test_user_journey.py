@@ -70,6 +70,8 @@ def test_not_a_tflite_says_what_to_give(tmp_path, plain, capsys):
     assert "not a .tflite model" in line and "TFLiteConverter" in line, line
     with pytest.raises(ValueError, match=r"zip archive \(a \.keras model\?\).*to_tflite"):
         export.inspect(b"PK\x03\x04" + bytes(60))
+    with pytest.raises(ValueError, match=r"HDF5 file \(a Keras \.h5 model\?\).*load_model.*to_tflite"):
+        export.pack(b"\x89HDF\r\n\x1a\n" + bytes(60))  # the signature every HDF5 file starts with
     bundle = io.BytesIO()  # a MediaPipe Tasks .task file: a zip of .tflite models
     with zipfile.ZipFile(bundle, "w") as z:
         z.writestr("hand_detector.tflite", plain)
