@@ -155,6 +155,21 @@ def test_empty_path_is_a_usage_error(tmp_path, plain, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"] and src.read_bytes() == plain
 
 
+def test_dash_path_is_a_usage_error(tmp_path, plain, capsys, monkeypatch):
+    """`dc-keras pack m.tflite -` wrote a file named "-" (Unix tools read stdin / write stdout
+    there), and `pack - OUT` said "No such file" (found by an audit)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.tflite").write_bytes(plain)
+    for argv, arg in ((["pack", "m.tflite", "-"], "OUT"), (["pack", "-", "o.tflite"], "IN"),
+                      (["unpack", "m.tflite", "-"], "OUT"), (["inspect", "-"], "FILE")):
+        assert cli.main(argv) == 2, argv
+        errors = [ln for ln in capsys.readouterr().err.splitlines() if ": error: " in ln]
+        assert errors == [f"dc-keras {argv[0]}: error: argument {arg}: '-' (stdin/stdout) is not supported: "
+                          "give a file path (./- for a file named -)"], errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+    assert cli.main(["pack", "m.tflite", "./-"]) == 0 and (tmp_path / "-").is_file()
+
+
 def test_longest_output_name_the_file_system_allows(tmp_path, plain, capsys):
     """A 255-byte output name is valid: the temporary file next to it must not be longer (it was
     '.NAME.xxxxxxxx.tmp': 'File name too long')."""

@@ -215,6 +215,9 @@ def _path(text):
     otherwise be reported as a missing file or directory with no name)."""
     if not text:
         raise argparse.ArgumentTypeError("empty path (an unset variable in the command?): give a file path")
+    if text == "-":  # would be a file named "-", where Unix tools read stdin / write stdout
+        raise argparse.ArgumentTypeError("'-' (stdin/stdout) is not supported: give a file path "
+                                         "(./- for a file named -)")
     return text
 
 
