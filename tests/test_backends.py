@@ -36,6 +36,27 @@ class Scale(keras.layers.Layer):
         return x @ self.w
 
 
+class Unregistered(keras.layers.Layer):
+    """Not registered: Keras loads it given custom_objects, which the TF-backend child builds."""
+
+    def call(self, x):
+        return x + 1.0
+
+
+class NoConfig(keras.layers.Layer):
+    """An __init__ argument its (default) get_config does not return: the .keras file does not load."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {"name": self.name}  # (forgets factor)
+
+
 def mlp():
     inputs = keras.Input((12,))
     h = keras.layers.Dense(24, activation="relu", name="d1")(inputs)
@@ -510,3 +531,20 @@ def test_script_with_custom_layers_exports_on_backend(backend, tmp_path):
     else:
         assert res["Thrice"]["pred"] == [[3.0] * 4] * 2
         assert len(res["Thrice"]["warnings"]) == 1 and "'Thrice' is defined in __main__" in res["Thrice"]["warnings"][0]
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch converts in the TF-backend child only (JAX falls back)")
+def test_torch_export_of_custom_layers_that_load_or_do_not():
+    """An unregistered custom layer of an importable module exports; one whose .keras does not load in the
+    child is one message with the fix (it was Keras's traceback, cut to its last 8 lines)."""
+    inputs = keras.Input((12,))
+    model = keras.Model(inputs, Unregistered(name="un")(inputs))
+    np.testing.assert_allclose(_predict_tflite(dc_keras.export.to_tflite(model), X[:5]), X[:5] + 1.0, rtol=1e-6)
+    model = keras.Model(inputs, NoConfig(2.0, name="nc")(inputs))
+    with pytest.raises(RuntimeError) as err:
+        dc_keras.export.to_tflite(model)
+    message = str(err.value)
+    assert message.startswith("to_tflite: the model, saved as .keras, does not load in the TensorFlow-backend "
+                              "subprocess that converts it (TypeError: ")
+    assert "Exception encountered: NoConfig.__init__() missing 1 required positional argument: 'factor'" in message
+    assert message.endswith("with a get_config() that returns their __init__ arguments") and "\n" not in message

@@ -136,7 +136,11 @@ for module, attr, registered in args["custom"]:  # the modules defining the mode
 try:
     model = keras.saving.load_model(args["model"], compile=False, custom_objects=custom)
 except Exception as exc:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    first = (lines or [type(exc).__name__])[0][:300]
+    inner = [line for line in lines if line.startswith("Exception encountered:")]  # Keras: the cause
+    if inner:
+        first += " " + inner[-1][:300]
     fail(f"to_tflite: the model, saved as .keras, does not load in the TensorFlow-backend subprocess that "
          f"converts it ({type(exc).__name__}: {first}). Fix: make it load in a fresh process with "
          "KERAS_BACKEND=tensorflow (keras.saving.load_model(path)): custom classes in an importable "
