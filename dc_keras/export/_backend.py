@@ -18,7 +18,13 @@ TFLite's converter traces TensorFlow graphs. Per backend:
 
 The child is given the saved model, the arguments and (for ``quantize="int8"``) the
 representative data as ``.npy`` files; a generator function cannot cross the process boundary,
-so it is rejected with an error saying what to pass instead.
+so it is rejected with an error saying what to pass instead. Custom classes and functions the
+model refers to (custom layers, ...) are imported in the child from their modules, which it also
+searches on this process's ``sys.path`` (a script's directory, the working directory), and passed
+to ``keras.saving.load_model`` as ``custom_objects`` (registered or not). One it cannot import
+(defined in ``__main__``: the running script, a notebook; or inside a function) is named with the
+fix before the child starts (:func:`child_imports`; on JAX: converted through jax2tf instead, with
+that warning); a model the child cannot load is one message with Keras's cause and the fix.
 
 The temporary directory holding them is made by the child's janitor (a fork of the child, made
 before anything heavy is imported), once it ignores SIGTERM, SIGHUP and SIGINT, which reports its
