@@ -652,7 +652,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       The ``.tflite`` bytes.
 
     Raises:
-      ValueError: bad arguments (named).
+      ValueError: bad arguments (named); a model that is not built; on torch, a custom class the
+        TensorFlow-backend subprocess cannot import (defined in ``__main__`` or inside a function:
+        move it into a module).
       RuntimeError: the converter failed; the message gives its first error line and the options
         that usually fix it (the converter's exception is chained).
 
