@@ -25,6 +25,38 @@ X = RNG.normal(size=(64, 12)).astype("float32")
 Y = RNG.integers(0, 3, size=64)
 
 
+@keras.saving.register_keras_serializable("dc_keras_tests")
+class Scale(keras.layers.Layer):
+    """A custom layer at the top level of an importable module (this one)."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], 4), name="w")
+
+    def call(self, x):
+        return x @ self.w
+
+
+class Unregistered(keras.layers.Layer):
+    """Not registered: Keras loads it given custom_objects, which the TF-backend child builds."""
+
+    def call(self, x):
+        return x + 1.0
+
+
+class NoConfig(keras.layers.Layer):
+    """An __init__ argument its (default) get_config does not return: the .keras file does not load."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {"name": self.name}  # (forgets factor)
+
+
 def mlp():
     inputs = keras.Input((12,))
     h = keras.layers.Dense(24, activation="relu", name="d1")(inputs)
@@ -381,3 +413,138 @@ def test_jax_export_says_when_it_does_not_make_the_tensorflow_backends_file():
         hit = [w for w in record if "jax2tf" in str(w.message)]
         assert len(hit) == 1 and hit[0].filename == __file__, [(w.filename, str(w.message)) for w in record]
         assert data != default
+
+
+def _predict_tflite(data, x):
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+
+    interp = LiteRT(model_content=data)
+    interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(x.shape))
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+def test_export_of_a_custom_layer_from_an_importable_module():
+    """torch could not export a model with a custom layer at all (the TF-backend child did not import its
+    module: Keras's raw "Could not locate class" traceback), JAX fell back to jax2tf; both now convert
+    in the child like a built-in layer."""
+    import warnings
+
+    inputs = keras.Input((12,))
+    model = keras.Model(inputs, Scale(name="sc")(inputs))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = dc_keras.export.to_tflite(model)
+    assert not [str(w.message) for w in caught if "jax2tf" in str(w.message)]
+    np.testing.assert_allclose(_predict_tflite(data, X[:5]), keras.ops.convert_to_numpy(model(X[:5])),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_export_of_a_custom_layer_defined_inside_a_function():
+    """A class the TF-backend child cannot import: torch says which and how to fix it (before starting
+    the child); JAX converts through jax2tf, with a warning saying so."""
+    @keras.saving.register_keras_serializable("dc_keras_tests")
+    class Inner(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inputs = keras.Input((12,))
+    model = keras.Model(inputs, Inner(name="inner")(inputs))
+    if BACKEND == "torch":
+        with pytest.raises(ValueError, match=r"'Inner' is not a top-level name of module .*Fix: move it to the "
+                                             r"top level of a module"):
+            dc_keras.export.to_tflite(model)
+        return
+    if BACKEND == "jax":
+        with pytest.warns(UserWarning, match=r"'Inner' is not a top-level name.*jax2tf"):
+            data = dc_keras.export.to_tflite(model)
+    else:
+        data = dc_keras.export.to_tflite(model)
+    np.testing.assert_allclose(_predict_tflite(data, X[:5]), 2 * X[:5], rtol=1e-6)
+
+
+def test_export_of_an_unbuilt_model_says_how_to_build_it():
+    """It gave the converter's RuntimeError and an irrelevant SELECT_TF_OPS hint."""
+    with pytest.raises(ValueError, match=r"model 'unbuilt' is not built.*keras.Input.*model.build"):
+        dc_keras.export.to_tflite(keras.Sequential([keras.layers.Dense(3)], name="unbuilt"))
+
+
+_SCRIPT = """
+import json, sys, warnings
+import numpy as np, keras, dc_keras
+from mylayers import Twice  # a module next to this script (not on PYTHONPATH; run from another directory)
+
+@keras.saving.register_keras_serializable("script")
+class Thrice(keras.layers.Layer):
+    def call(self, x):
+        return x * 3.0
+
+x = np.ones((2, 4), "float32")
+out = {}
+for layer in (Twice(), Thrice()):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layer(inputs))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out[type(layer).__name__] = {"pred": dc_keras.pipeline.predict_tflite(dc_keras.export.to_tflite(model),
+                                                                                   x).tolist()}
+        except Exception as exc:
+            out[type(layer).__name__] = {"error": type(exc).__name__ + ": " + str(exc)}
+    out[type(layer).__name__]["warnings"] = [str(w.message) for w in caught if "to_tflite" in str(w.message)]
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.mark.long  # make test-long: one JAX and one PyTorch process
+@pytest.mark.parametrize("backend", [b for b in ("jax", "torch") if importlib.util.find_spec(b)])
+def test_script_with_custom_layers_exports_on_backend(backend, tmp_path):
+    """A script's custom layer imported from the module next to it exports on JAX and torch (the child
+    searches the script's sys.path too); one defined in the script itself (__main__) is named with
+    the fix on torch and converted through jax2tf with a warning on JAX."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "mylayers.py").write_text(textwrap.dedent("""
+        import keras
+
+        @keras.saving.register_keras_serializable("mylayers")
+        class Twice(keras.layers.Layer):
+            def call(self, x):
+                return x * 2.0
+    """))
+    (project / "script.py").write_text(_SCRIPT)
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, str(project / "script.py")], env=env, cwd=str(elsewhere),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    assert res["Twice"] == {"pred": [[2.0] * 4] * 2, "warnings": []}, res["Twice"]
+    if backend == "torch":
+        assert res["Thrice"]["error"] == (
+            "UnimportableClassError: to_tflite: this model's custom class(es) cannot be loaded by the "
+            "TensorFlow-backend subprocess that converts it on the torch backend: 'Thrice' is defined in __main__ "
+            "(the script or notebook that runs). Fix: move it to the top level of a module (a .py file, e.g. next "
+            "to your script), decorated with @keras.saving.register_keras_serializable(), and import it from there")
+    else:
+        assert res["Thrice"]["pred"] == [[3.0] * 4] * 2
+        assert len(res["Thrice"]["warnings"]) == 1 and "'Thrice' is defined in __main__" in res["Thrice"]["warnings"][0]
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch converts in the TF-backend child only (JAX falls back)")
+def test_torch_export_of_custom_layers_that_load_or_do_not():
+    """An unregistered custom layer of an importable module exports; one whose .keras does not load in the
+    child is one message with the fix (it was Keras's traceback, cut to its last 8 lines)."""
+    inputs = keras.Input((12,))
+    model = keras.Model(inputs, Unregistered(name="un")(inputs))
+    np.testing.assert_allclose(_predict_tflite(dc_keras.export.to_tflite(model), X[:5]), X[:5] + 1.0, rtol=1e-6)
+    model = keras.Model(inputs, NoConfig(2.0, name="nc")(inputs))
+    with pytest.raises(RuntimeError) as err:
+        dc_keras.export.to_tflite(model)
+    message = str(err.value)
+    assert message.startswith("to_tflite: the model, saved as .keras, does not load in the TensorFlow-backend "
+                              "subprocess that converts it (TypeError: ")
+    assert "Exception encountered: NoConfig.__init__() missing 1 required positional argument: 'factor'" in message
+    assert message.endswith("with a get_config() that returns their __init__ arguments") and "\n" not in message

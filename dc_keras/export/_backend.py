@@ -18,7 +18,13 @@ TFLite's converter traces TensorFlow graphs. Per backend:
 
 The child is given the saved model, the arguments and (for ``quantize="int8"``) the
 representative data as ``.npy`` files; a generator function cannot cross the process boundary,
-so it is rejected with an error saying what to pass instead.
+so it is rejected with an error saying what to pass instead. Custom classes and functions the
+model refers to (custom layers, ...) are imported in the child from their modules, which it also
+searches on this process's ``sys.path`` (a script's directory, the working directory), and passed
+to ``keras.saving.load_model`` as ``custom_objects`` (registered or not). One it cannot import
+(defined in ``__main__``: the running script, a notebook; or inside a function) is named with the
+fix before the child starts (:func:`child_imports`; on JAX: converted through jax2tf instead, with
+that warning); a model the child cannot load is one message with Keras's cause and the fix.
 
 The temporary directory holding them is made by the child's janitor (a fork of the child, made
 before anything heavy is imported), once it ignores SIGTERM, SIGHUP and SIGINT, which reports its
@@ -110,7 +116,42 @@ text = sys.stdin.read()  # the arguments, once the caller has saved the model (i
 if not text:
     sys.exit(3)  # the caller failed or died before: nothing to convert
 args = json.loads(text)
-model = keras.saving.load_model(args["model"], compile=False)
+
+
+def fail(message):  # one clear message for the caller instead of a traceback on stderr
+    with open(args["error"], "w") as f:
+        json.dump({"message": message}, f)
+    sys.exit(4)
+
+
+for entry in args["sys_path"]:  # where the caller imports from (its script's directory, ...), after ours
+    if entry not in sys.path:
+        sys.path.append(entry)
+import importlib
+custom = {}
+for module, attr, registered in args["custom"]:  # the modules defining the model's custom classes
+    try:
+        found = getattr(importlib.import_module(module), attr, None)  # (the import registers them)
+    except Exception as exc:
+        fail(f"to_tflite: the TensorFlow-backend subprocess that converts the model cannot import module "
+             f"{module!r}, which defines its {attr!r} ({type(exc).__name__}: {exc}). Fix: make that module "
+             "importable without side effects from a fresh Python process (on PYTHONPATH, or in the "
+             "current directory)")
+    if found is not None:
+        custom[registered] = found
+try:
+    model = keras.saving.load_model(args["model"], compile=False, custom_objects=custom)
+except Exception as exc:
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    first = (lines or [type(exc).__name__])[0][:300]
+    inner = [line for line in lines if line.startswith("Exception encountered:")]  # Keras: the cause
+    if inner:
+        first += " " + inner[-1][:300]
+    fail(f"to_tflite: the model, saved as .keras, does not load in the TensorFlow-backend subprocess that "
+         f"converts it ({type(exc).__name__}: {first}). Fix: make it load in a fresh process with "
+         "KERAS_BACKEND=tensorflow (keras.saving.load_model(path)): custom classes in an importable "
+         "module, decorated with @keras.saving.register_keras_serializable(), with a get_config() that "
+         "returns their __init__ arguments")
 rep = None
 if args["representative"] is not None:
     rep = [np.load(p) for p in args["representative"]]
@@ -187,11 +228,12 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
     # (dc_keras/_exportdir.py; this process and the janitor hold it while they live). Left for good
     # only when the janitor is ended by SIGKILL in the microseconds between its mkdtemp and its
     # lock file.
+    custom = child_imports(model)  # a class the child cannot import: UnimportableClassError, before it starts
     parent = tempfile.gettempdir()  # (none usable: FileNotFoundError naming the places tried)
     if not (os.name == "posix" and hasattr(os, "fork")):  # no janitor: this process makes the directory
         with _exportdir.directory() as tmp:
             data = _convert_in_child(*_start_child(parent), tmp, model, pack, quantize, representative_data,
-                                     min_bytes, batch_size, per_channel)
+                                     min_bytes, batch_size, per_channel, custom)
             _relay_warnings(os.path.join(tmp, "warnings.json"))  # here: its stacklevel counts from this frame
             return data
     alive_r, alive_w = _pipe_above_stdio()
@@ -220,7 +262,7 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
                                f"{proc.returncode}):\n" + "\n".join(stderr.strip().splitlines()[-8:]))
         lock = _exportdir.hold(tmp)  # in use while this process lives, even if the janitor is killed
         data = _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes,
-                                 batch_size, per_channel)
+                                 batch_size, per_channel, custom)
         _relay_warnings(os.path.join(tmp, "warnings.json"))
         return data
     finally:
@@ -302,11 +344,12 @@ def _read_directory(report_r):
 
 
 def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes, batch_size,
-                      per_channel):
+                      per_channel, custom):
     """The bytes the child converted: ``model`` and its arguments saved in ``tmp`` and sent on ``args_w``."""
     try:
         try:
-            args = _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel)
+            args = _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel,
+                                custom)
             data = json.dumps(args).encode()
             while data:
                 data = data[os.write(args_w, data):]
@@ -324,6 +367,9 @@ def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_d
             proc.kill()
             proc.communicate()
     out = args["out"]
+    if os.path.exists(args["error"]):
+        with open(args["error"]) as f:
+            raise RuntimeError(json.load(f)["message"])
     if proc.returncode != 0 or not os.path.exists(out):
         tail = "\n".join((stderr or stdout).strip().splitlines()[-8:])
         raise RuntimeError(
@@ -334,7 +380,66 @@ def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_d
         return f.read()
 
 
-def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel):
+class UnimportableClassError(ValueError):
+    """The model refers to a custom class (or function) the TensorFlow-backend child cannot import:
+    defined in ``__main__`` (the running script, a notebook) or inside a function."""
+
+
+_KERAS_PACKAGES = ("keras", "keras_hub", "keras_nlp", "keras_cv", "dc_keras", "builtins")
+
+
+def child_imports(model):
+    """``[(module, name, registered name)]`` of the custom classes and functions ``model``'s saved
+    config refers to (outside Keras and dc_keras), which the TensorFlow-backend child imports before
+    loading the model (the import registers them; the rest are passed as ``custom_objects``).
+
+    Raises :class:`UnimportableClassError` naming those the child cannot import and the fix.
+    """
+    import keras
+
+    try:
+        config = keras.saving.serialize_keras_object(model)
+    except Exception:
+        return []  # model.save reports it
+    found, bad = {}, {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            module, cls = node.get("module", "-"), node.get("class_name")
+            if isinstance(cls, str) and "config" in node and "registered_name" in node:
+                name = node["config"] if cls == "function" and isinstance(node["config"], str) else cls
+                if module in (None, "__main__", "__mp_main__"):  # Keras writes None for __main__
+                    bad[name] = "is defined in __main__ (the script or notebook that runs)"
+                elif isinstance(module, str) and module.split(".")[0] not in _KERAS_PACKAGES:
+                    found[(module, name, node.get("registered_name") or name)] = None
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    for module, name, _ in found:
+        loaded = sys.modules.get(module)
+        if loaded is not None and getattr(loaded, name, None) is None:  # (registered when a function ran)
+            bad[name] = f"is not a top-level name of module {module!r} (defined inside a function?)"
+    if bad:
+        named = "; ".join(f"{name!r} {where}" for name, where in bad.items())
+        raise UnimportableClassError(
+            f"to_tflite: this model's custom class(es) cannot be loaded by the TensorFlow-backend subprocess "
+            f"that converts it on the {keras.backend.backend()} backend: {named}. Fix: move "
+            f"{'it' if len(bad) == 1 else 'them'} to the top level of a module (a .py file, e.g. next to your "
+            "script), decorated with @keras.saving.register_keras_serializable(), and import "
+            f"{'it' if len(bad) == 1 else 'them'} from there")
+    return [list(key) for key in found]
+
+
+def _child_sys_path():
+    """The caller's ``sys.path``, absolute (``''``: its working directory): the child looks there too."""
+    return [os.path.abspath(p) if p else os.getcwd() for p in sys.path if isinstance(p, str)]
+
+
+def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel, custom):
     """Saves the model (and representative data) in ``tmp``; the child's arguments."""
     model_path = os.path.join(tmp, "model.keras")
     model.save(model_path)
@@ -349,7 +454,8 @@ def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, bat
     return {"model": model_path, "pack": bool(pack), "quantize": quantize, "out": os.path.join(tmp, "model.tflite"),
             "representative": rep_paths, "min_bytes": int(min_bytes), "warnings": os.path.join(tmp, "warnings.json"),
             "batch_size": None if batch_size is None else int(batch_size),
-            "per_channel": None if per_channel is None else bool(per_channel)}
+            "per_channel": None if per_channel is None else bool(per_channel),
+            "error": os.path.join(tmp, "error.json"), "sys_path": _child_sys_path(), "custom": custom}
 
 
 def _relay_warnings(path):

@@ -121,6 +121,16 @@ def _check_model(model):
     raise _base.not_keras3_error("to_tflite", "a Keras model", model, fix)
 
 
+def _check_built(model):
+    """An unbuilt model (no input shape yet: no weights, nothing to trace) is named with its fix, instead
+    of the converter's error."""
+    if not getattr(model, "built", True):
+        raise ValueError(
+            f"to_tflite: model {getattr(model, 'name', '')!r} is not built (its input shape is unknown, so it has "
+            "no weights to convert). Build it first: start it with keras.Input(shape), call it once on a batch "
+            "of data (model(x[:1])), or call model.build((None, *input_shape))")
+
+
 def _check_arguments(quantize, batch_size, converter_options, configure):
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
@@ -565,6 +575,13 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
                                                 min_bytes=min_bytes, batch_size=batch_size,
                                                 converter_options=converter_options, configure=configure,
                                                 per_channel=per_channel)
+    except _backend.UnimportableClassError as exc:
+        if must:
+            raise
+        warnings.warn(f"{exc}; meanwhile this JAX model is converted in this process through jax2tf instead (a "
+                      "correct but unfused, larger graph; docs: dc_keras/export/_backend.py)", UserWarning,
+                      stacklevel=3)
+        return None
     except RuntimeError as exc:
         if must:
             raise
@@ -635,7 +652,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       The ``.tflite`` bytes.
 
     Raises:
-      ValueError: bad arguments (named).
+      ValueError: bad arguments (named); a model that is not built; on torch, a custom class the
+        TensorFlow-backend subprocess cannot import (defined in ``__main__`` or inside a function:
+        move it into a module).
       RuntimeError: the converter failed; the message gives its first error line and the options
         that usually fix it (the converter's exception is chained).
 
@@ -650,6 +669,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       >>> data = dc_keras.export.to_tflite(model, configure=flex)
     """
     _check_model(model)
+    _check_built(model)
     _check_arguments(quantize, batch_size, converter_options, configure)
     if path is not None:
         check_writable(path)  # a bad or read-only output fails now, not after the conversion
