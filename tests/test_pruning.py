@@ -744,3 +744,59 @@ def test_update_that_prunes_nothing_new_keeps_the_threshold(loop):
     expected = {f"{name}/kernel_threshold": _largest_pruned(w, 0.5) for name, w in start.items()}
     assert len(seen) == 6 and all(t == expected for t in seen), (seen, expected)
     assert all(v > 0 for v in expected.values())
+
+
+# -- end_step = the steps trained (the usual recipe) reaches the target ------------------------------
+
+
+@pytest.mark.parametrize("frequency,spe,jump", [(1, 1, False), (2, 1, False), (2, 3, False), (4, 2, True)])
+def test_end_step_equal_to_the_steps_trained_reaches_the_target(frequency, spe, jump):
+    """`end_step = steps_per_epoch * epochs` trains steps 0 .. end_step - 1; the update at end_step
+    itself used to come only with a further step, so fit() ended short of final_sparsity (0.74 of
+    0.75) and strip() then advised "set end_step to the steps you train", which was done. The
+    update at end_step is now applied at the epoch end that reaches it: the target is reached, and
+    strip() does not warn. The schedule and fit() warn only when that last jump, which no training
+    step follows, is more than 1 % (frequency=4: 0.722 -> 0.75)."""
+    import warnings
+
+    steps_per_epoch, epochs = 6, 2  # 96 samples, batch 16
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        schedule = PolynomialDecay(0.0, 0.75, begin_step=0, end_step=steps_per_epoch * epochs, frequency=frequency)
+        pruned = compile_(dc_keras.prune(mlp(), schedule), steps_per_execution=spe)
+        pruned.fit(X, Y, batch_size=16, epochs=epochs, verbose=0, callbacks=[dc_keras.PruningCallback()])
+        stripped = dc_keras.strip(pruned)
+    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    expected = ["training ends at sparsity 0.722 instead of 0.75"] * 2 if jump else []
+    assert [m for m in said if "instead of" not in m or "training ends" not in m] == [], said
+    assert [m[m.index("training ends"):][:47] for m in said] == expected, said
+    for name in ("d1", "d2", "out"):
+        kernel = stripped.get_layer(name).get_weights()[0]
+        assert int((kernel == 0).sum()) == int(np.floor(0.75 * kernel.size)), name
+    # Training on after the schedule ended neither repeats the update nor warns.
+    masks = [m.copy() for _, _, m in pruned_weights(pruned)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    assert all(np.array_equal(a, m) for a, (_, _, m) in zip(masks, pruned_weights(pruned)))
+
+
+def test_a_big_last_jump_at_end_step_warns_and_a_short_fit_names_the_fix():
+    # frequency 100 > end_step = 16: 0.5 at step 0, then 0.8 only after the last step (no retraining).
+    with pytest.warns(UserWarning, match=r"training ends at sparsity 0\.5 instead of 0\.8 .*the update at end_step=16, "
+                                         r"after the last step, then prunes to 0\.8 with no training"):
+        schedule = PolynomialDecay(0.5, 0.8, begin_step=0, end_step=16)
+    pruned = compile_(dc_keras.prune(mlp(), schedule))
+    with pytest.warns(UserWarning, match=r"fit\(\) of layer 'd1'.*steps 0\.\.15, so training ends at sparsity 0\.5"):
+        pruned.fit(X, Y, batch_size=12, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    kernel = dc_keras.strip(pruned).get_layer("d1").get_weights()[0]
+    assert (kernel == 0).mean() == pytest.approx(0.8, abs=0.01)
+    # end_step beyond the steps trained: fit() (one meant to finish the schedule) and strip() name the fix,
+    # which the test above shows to work.
+    with pytest.warns(UserWarning, match=r"runs steps 0\.\.9, so it ends at sparsity 0\.722.*Set end_step to the "
+                                         r"steps you train \(steps_per_epoch \* epochs"):
+        PolynomialDecay(0.0, 0.75, 0, end_step=12, frequency=4).check_reachable(0, 10, where="fit()")
+    pruned = compile_(dc_keras.prune(mlp(), PolynomialDecay(0.0, 0.75, begin_step=0, end_step=24, frequency=2)))
+    pruned.fit(X, Y, batch_size=16, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])  # a first chunk
+    with pytest.warns(UserWarning, match=r"strip: .*below the target 0\.75.*set end_step to the steps you train"):
+        dc_keras.strip(pruned)

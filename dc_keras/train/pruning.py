@@ -164,6 +164,7 @@ class PruneWrapper(_base.CompressionWrapper):
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
         self._untracked("_last_update", None)  # JAX: (step, input arrays, assigned values)
+        self._untracked("_updated_at", None)  # step of the last update_masks() (PruningCallback's end_step update)
         self._untracked("_short_warned", False)  # a fit() already warned that the schedule falls short
         self._untracked("_ties_warned", set())  # weights whose update already warned about tied magnitudes
 
@@ -290,6 +291,7 @@ class PruneWrapper(_base.CompressionWrapper):
             assigned += [mask, threshold, var]
         if inputs is not None:
             self._untracked("_last_update", (int(step), inputs, [(v, v.value) for v in assigned]))
+        self._untracked("_updated_at", int(step))
 
     def _warn_ties(self, name, new, old, sparsity, step):
         """Warn (once per weight) when an update prunes beyond its target because many weights
@@ -757,7 +759,8 @@ class PruningCallback(keras.callbacks.Callback):
             summaries.sync_model_state(self.model)
             wrappers = self._wrappers()
             self._bases = [self._step_of(w) for w in wrappers]
-            self._next = [w.schedule.next_update(b) for w, b in zip(wrappers, self._bases)]
+            # The update at end_step that the last epoch end applied (_finish_schedules) is not repeated.
+            self._next = [w.schedule.next_update(b + (w._updated_at == b)) for w, b in zip(wrappers, self._bases)]
             self._spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
             self._batch = None
             self._epoch_iterations = _optimizer_steps(getattr(self.model, "optimizer", None)) \
@@ -814,6 +817,23 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper, base in zip(self._wrappers_cache, self._bases):
             if wrapper._count_on_host:
                 _assign_host(wrapper.pruning_step, np.asarray(base + done, dtype=wrapper.pruning_step.dtype))
+
+    def _finish_schedules(self):
+        """Epoch end of a fit(): apply the update at ``end_step`` to each wrapper whose step count
+        has just reached it. The batch hook updates the masks before the step the schedule names,
+        so training ``end_step`` steps (the usual ``end_step = steps_per_epoch * epochs``) ran steps
+        0 .. end_step - 1 and would never reach that last update, ending short of the target."""
+        if not self._host or not self._wrappers_cache:
+            return
+        synced = False
+        for wrapper in self._wrappers_cache:
+            end = wrapper.schedule.end_step
+            if end == -1 or wrapper._updated_at == end or self._step_of(wrapper) != end:
+                continue
+            if not synced:  # JAX: fit() holds the variables' values apart; write them back first
+                summaries.sync_model_state(self.model)
+                synced = True
+            wrapper.update_masks(end)
 
     def _set_due(self):
         """First batch index of this epoch at which some wrapper's next mask update falls."""
@@ -982,6 +1002,7 @@ class PruningCallback(keras.callbacks.Callback):
         if self._repeat("on_epoch_end", epoch) or self._follower:
             return
         self._write_steps(epoch_end=True)
+        self._finish_schedules()
         # Written: a later write (on_train_end) would undo a restore of the weights, step counter
         # included, that a callback listed before this one (EarlyStopping) makes at train end.
         self._batch = None
