@@ -800,3 +800,24 @@ def test_a_big_last_jump_at_end_step_warns_and_a_short_fit_names_the_fix():
     pruned.fit(X, Y, batch_size=16, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])  # a first chunk
     with pytest.warns(UserWarning, match=r"strip: .*below the target 0\.75.*set end_step to the steps you train"):
         dc_keras.strip(pruned)
+
+
+def test_a_functional_model_with_a_lambda_layer_prunes_clusters_and_strips():
+    """prune()/cluster() rebuild the model; Keras refuses to rebuild a Lambda from its config
+    (Python bytecode, safe_mode), so both failed with Keras's raw "Requested the deserialization of
+    a Lambda layer" from inside clone_model. The Lambda (no weights) is now kept as it is."""
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Lambda(lambda t: t * 2.0, name="double")(keras.layers.Dense(8, name="d1")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="out")(hidden))
+    expected = model.predict(X, verbose=0)
+    pruned = compile_(dc_keras.prune(model, ConstantSparsity(0.5, begin_step=0, frequency=1)))
+    assert isinstance(pruned.get_layer("double"), keras.layers.Lambda)
+    pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    stripped = dc_keras.strip(pruned)
+    assert (stripped.get_layer("d1").get_weights()[0] == 0).mean() == pytest.approx(0.5, abs=0.01)
+    np.testing.assert_allclose(stripped.predict(X, verbose=0), pruned.predict(X, verbose=0), atol=1e-5)
+    dense = stripped.get_layer("d1")(X)
+    np.testing.assert_allclose(stripped.get_layer("out")(dense * 2.0), stripped.predict(X, verbose=0), atol=1e-5)
+    clustered = dc_keras.strip(dc_keras.cluster(stripped, bits=2))
+    assert len(np.unique(clustered.get_layer("d1").get_weights()[0])) <= 5  # 4 shared values + the pruned 0
+    np.testing.assert_allclose(model.predict(X, verbose=0), expected)  # the input model is unchanged

@@ -609,7 +609,13 @@ class Rebuilder:
     def clone(self, layer, weights=None, **config_changes):
         """A new layer from ``layer``'s config (updated with ``config_changes``), built like it,
         holding ``weights`` (default: ``layer.get_weights()``; a callable gets the built copy and
-        returns the list)."""
+        returns the list).
+
+        A ``keras.layers.Lambda`` is put back as it is (shared with the input model): it holds no
+        weights, and its config holds Python bytecode that Keras refuses to deserialize
+        (``safe_mode``) unless ``keras.config.enable_unsafe_deserialization()`` was called."""
+        if type(layer) is keras.layers.Lambda and weights is None and not config_changes:
+            return layer
         config = layer.get_config()
         config.update(config_changes)
         fresh = layer.__class__.from_config(config)
