@@ -821,3 +821,23 @@ def test_a_functional_model_with_a_lambda_layer_prunes_clusters_and_strips():
     clustered = dc_keras.strip(dc_keras.cluster(stripped, bits=2))
     assert len(np.unique(clustered.get_layer("d1").get_weights()[0])) <= 5  # 4 shared values + the pruned 0
     np.testing.assert_allclose(model.predict(X, verbose=0), expected)  # the input model is unchanged
+
+
+def test_min_params_and_include_frozen_are_checked_and_named():
+    """prune(min_params=10**6) said "no layer that can be pruned ... Supported: Dense, ..." about
+    Dense layers merely smaller than min_params; min_params=-5 and include_frozen="yes" were
+    accepted."""
+    schedule = ConstantSparsity(0.5, begin_step=0)
+    with pytest.raises(ValueError, match=r"no layer that can be pruned with min_params=1000000: every layer that "
+                                         r"could be has fewer compressible weights: 'd1' \(512\), 'd2' \(512\), "
+                                         r"'out' \(64\)\. Lower min_params \(e\.g\. min_params=512") as info:
+        dc_keras.prune(mlp(), schedule, min_params=10**6)
+    assert "Supported" not in str(info.value)
+    with pytest.raises(ValueError, match=r"`min_params` must be a number >= 0 .*got -5"):
+        dc_keras.prune(mlp(), schedule, min_params=-5)
+    with pytest.raises(ValueError, match=r"`include_frozen` must be True or False, got 'yes'"):
+        dc_keras.prune(mlp(), schedule, include_frozen="yes")
+    with pytest.raises(ValueError, match=r"`min_params` must be a number >= 0 .*got '10'"):
+        dc_keras.cluster(mlp(), bits=2, min_params="10")
+    assert [l.name for l in dc_keras.prune(mlp(), schedule, min_params=100).layers
+            if isinstance(l, dc_keras.train.PruneWrapper)] == ["d1", "d2"]
