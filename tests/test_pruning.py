@@ -841,3 +841,21 @@ def test_min_params_and_include_frozen_are_checked_and_named():
         dc_keras.cluster(mlp(), bits=2, min_params="10")
     assert [l.name for l in dc_keras.prune(mlp(), schedule, min_params=100).layers
             if isinstance(l, dc_keras.train.PruneWrapper)] == ["d1", "d2"]
+
+
+def test_the_callback_class_instead_of_an_instance_says_so():
+    """callbacks=[dc_keras.PruningCallback] (the class) failed inside Keras with "set_model()
+    missing 1 required positional argument: 'model'"."""
+    import dc_keras.compat.tfmot as tfmot
+
+    pruned = compile_(dc_keras.prune(mlp(), ConstantSparsity(0.5, begin_step=0)))
+    for cls in (dc_keras.PruningCallback, tfmot.sparsity.keras.UpdatePruningStep,
+                dc_keras.train.ClusteringSummaries):
+        name = cls.__name__
+        with pytest.raises(TypeError, match=rf"callbacks=\[{name}\] passes the class {name}, not a callback: "
+                                            rf"pass an instance, callbacks=\[{name}\(\)\]"):
+            pruned.fit(X, Y, epochs=1, verbose=0, callbacks=[cls])
+    callback = dc_keras.PruningCallback()
+    callback.set_model(pruned)
+    assert callback.model is pruned
+    pruned.fit(X, Y, epochs=1, verbose=0, callbacks=[callback])

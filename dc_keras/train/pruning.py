@@ -739,6 +739,10 @@ class PruningCallback(keras.callbacks.Callback):
             # asynchronously (on_train_batch_begin does not change that).
             self.on_train_batch_end = self._log_batch
 
+    @summaries.instance_only
+    def set_model(self, model):
+        super().set_model(model)
+
     def _repeat(self, hook, *args):
         return summaries.repeated_call(self, hook, *args)
 
