@@ -702,6 +702,12 @@ class PruningCallback(keras.callbacks.Callback):
     with ``log_dir``, ``cb.on_epoch_begin(epoch)`` writes the sparsity the masks hold at that point,
     at the step count the pruned layers have reached (as tfmot's ``PruningSummaries`` does).
 
+    The update at ``end_step`` is also made when a ``fit()`` ends with the step count at
+    ``end_step`` (at its last epoch's end, after that epoch's last step): ``end_step = steps_per_epoch * epochs`` (training
+    steps ``0 .. end_step - 1``) ends at the schedule's target. A callback listed before this one
+    that saves or snapshots the model at that epoch end (``ModelCheckpoint``, ``EarlyStopping``)
+    sees the masks before that last update: list ``PruningCallback()`` first.
+
     A ``fit()`` interrupted in the middle of an epoch (Ctrl-C) is picked up by the next ``fit()``
     with a PruningCallback: the schedule resumes from the steps the optimizer actually ran.
 
@@ -823,21 +829,25 @@ class PruningCallback(keras.callbacks.Callback):
                 _assign_host(wrapper.pruning_step, np.asarray(base + done, dtype=wrapper.pruning_step.dtype))
 
     def _finish_schedules(self):
-        """Epoch end of a fit(): apply the update at ``end_step`` to each wrapper whose step count
-        has just reached it. The batch hook updates the masks before the step the schedule names,
-        so training ``end_step`` steps (the usual ``end_step = steps_per_epoch * epochs``) ran steps
-        0 .. end_step - 1 and would never reach that last update, ending short of the target."""
+        """End of a fit() (its last epoch's end, or train end): apply the update at ``end_step`` to
+        each wrapper whose step count has just reached it. The batch hook updates the masks before
+        the step the schedule names, so training ``end_step`` steps (the usual ``end_step =
+        steps_per_epoch * epochs``) ran steps 0 .. end_step - 1 and would never reach that last
+        update, ending short of the target."""
         if not self._host or not self._wrappers_cache:
             return
-        synced = False
+        updated = []
         for wrapper in self._wrappers_cache:
             end = wrapper.schedule.end_step
             if end == -1 or wrapper._updated_at == end or self._step_of(wrapper) != end:
                 continue
-            if not synced:  # JAX: fit() holds the variables' values apart; write them back first
+            if not updated:  # JAX: fit() holds the variables' values apart; write them back first
                 summaries.sync_model_state(self.model)
-                synced = True
             wrapper.update_masks(end)
+            updated.append(wrapper)
+        if updated and self._log is not None:  # on TensorBoard's axis: right after the last call
+            self._log.write({f"sparsity/{w.name}/{name}": v for w in updated for name, v in w.sparsity().items()},
+                            self._log.calls)
 
     def _set_due(self):
         """First batch index of this epoch at which some wrapper's next mask update falls."""
@@ -981,6 +991,7 @@ class PruningCallback(keras.callbacks.Callback):
                 self._log.close()
             return
         self._write_steps(epoch_end=True)
+        self._finish_schedules()  # also when a callback after this one stopped training at its epoch end
         self._disarm()  # no longer running
         self._verify_progress()
 
@@ -1006,7 +1017,6 @@ class PruningCallback(keras.callbacks.Callback):
         if self._repeat("on_epoch_end", epoch) or self._follower:
             return
         self._write_steps(epoch_end=True)
-        self._finish_schedules()
         # Written: a later write (on_train_end) would undo a restore of the weights, step counter
         # included, that a callback listed before this one (EarlyStopping) makes at train end.
         self._batch = None
@@ -1024,6 +1034,8 @@ class PruningCallback(keras.callbacks.Callback):
         except RuntimeError:
             self._disarm()
             raise
+        if epoch + 1 >= int((self.params or {}).get("epochs") or 0) or getattr(self.model, "stop_training", False):
+            self._finish_schedules()  # the fit's last epoch (another epoch makes it at its first batch)
 
 
 __all__ = ["PruneWrapper", "prune", "PruningCallback"]

@@ -144,7 +144,7 @@ class PruningSchedule:
 
         The masks are updated before the step the schedule names; the update at ``end_step`` is
         also applied when training stops right after ``end_step`` steps (``PruningCallback`` does it
-        at the epoch end), so ``end_step = steps_per_epoch * epochs`` ends at the target. When that
+        at the end of the fit()), so ``end_step = steps_per_epoch * epochs`` ends at the target. When that
         last update is a jump of more than 1 % that no training step follows, this warns too.
 
         Example:
@@ -159,7 +159,7 @@ class PruningSchedule:
         if reached is not None and reached >= target - _REACH_TOLERANCE:
             return None
         last = first_step + num_steps - 1
-        # The update at end_step that PruningCallback applies after the last step, at the epoch end.
+        # The update at end_step that PruningCallback applies after the last step, at the end of the fit().
         at_end = self.end_step != -1 and first_step <= self.end_step == first_step + num_steps
         span = (f"a divisor of end_step - begin_step = {self.end_step - self.begin_step}" if self.end_step != -1
                 else "a divisor of the steps you train")
