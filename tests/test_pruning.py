@@ -870,3 +870,23 @@ def test_the_callback_class_instead_of_an_instance_says_so():
     callback.set_model(pruned)
     assert callback.model is pruned
     pruned.fit(X, Y, epochs=1, verbose=0, callbacks=[callback])
+
+
+def test_end_step_equal_to_the_steps_trained_in_a_subclassed_model():
+    """A subclassed model builds its layers in the first step, so its wrappers update their masks
+    inside the traced step; the update at end_step comes at the end of fit() there too."""
+
+    class Poly(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = dc_keras.prune(keras.layers.Dense(32, activation="relu"),
+                                         PolynomialDecay(0.0, 0.75, begin_step=0, end_step=12, frequency=2))
+            self.head = keras.layers.Dense(4)
+
+        def call(self, x, training=None):
+            return self.head(self.hidden(x, training=training))
+
+    net = compile_(Poly())
+    net.fit(X, Y, batch_size=16, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])  # steps 0..11
+    kernel = keras.ops.convert_to_numpy(net.hidden.layer.kernel)
+    assert int((kernel == 0).sum()) == int(np.floor(0.75 * kernel.size))

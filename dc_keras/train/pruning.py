@@ -834,12 +834,12 @@ class PruningCallback(keras.callbacks.Callback):
         the step the schedule names, so training ``end_step`` steps (the usual ``end_step =
         steps_per_epoch * epochs``) ran steps 0 .. end_step - 1 and would never reach that last
         update, ending short of the target."""
-        if not self._host or not self._wrappers_cache:
+        if not self.params or not self._wrappers_cache:  # a custom training loop: one more step makes it
             return
         updated = []
         for wrapper in self._wrappers_cache:
             end = wrapper.schedule.end_step
-            if end == -1 or wrapper._updated_at == end or self._step_of(wrapper) != end:
+            if end == -1 or not wrapper.built or wrapper._updated_at == end or self._step_of(wrapper) != end:
                 continue
             if not updated:  # JAX: fit() holds the variables' values apart; write them back first
                 summaries.sync_model_state(self.model)
