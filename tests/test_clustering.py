@@ -989,3 +989,31 @@ def test_wrapper_weights_option_compresses_only_the_named_weights(tmp_path):
     with pytest.raises(ValueError, match="non-empty list of weight names"):
         dc_keras.train.PruneWrapper(keras.layers.Dense(2), ConstantSparsity(0.5, 0), weights="kernel")
     assert model.get_layer("sep") is sep
+
+
+def test_nan_weight_names_the_layer_and_the_fix():
+    """cluster() on a weight holding NaN said only "Cannot cluster weights containing NaN or
+    infinity" (from the k-means), naming neither the layer nor what to do."""
+    model = mlp()
+    kernel, bias = model.get_layer("d2").get_weights()
+    kernel[0, 0], kernel[1, 1] = np.nan, np.inf
+    model.get_layer("d2").set_weights([kernel, bias])
+    with pytest.raises(ValueError, match=r"Layer 'd2' weight 'kernel' has 2 of 512 values NaN or infinite.*diverged"
+                                         r".*restore a checkpoint with finite weights before cluster\(\)"):
+        dc_keras.cluster(model, bits=3)
+
+
+def test_batchnorm_before_a_layer_note_says_why_it_is_not_folded():
+    """A BatchNormalization before a Dense was reported as "not exact with zero padding", which
+    only applies to convolutions padding with zeros."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.BatchNormalization(name="bn1")(keras.layers.Flatten()(inputs))
+    x = keras.layers.Dense(8, name="fc")(x)
+    y = keras.layers.BatchNormalization(name="bn2")(keras.layers.Reshape((2, 2, 2))(x))
+    y = keras.layers.Conv2D(4, 3, padding="same", name="conv")(y)
+    notes = dc_keras.cluster(keras.Model(inputs, y), bits=2).compression_report.notes
+    dense = [n for n in notes if "'bn1' precedes 'fc'" in n]
+    conv = [n for n in notes if "'bn2' precedes 'conv'" in n]
+    assert len(dense) == 1 and "zero padding" not in dense[0], notes
+    assert "folds a BatchNormalization only into the layer before it" in dense[0], notes
+    assert len(conv) == 1 and "its zero padding is not normalized" in conv[0], notes

@@ -70,15 +70,18 @@ def test_schedules_match_tfmot_step_by_step(tfmot_side):
                 assert float(keras.ops.convert_to_numpy(ours.sparsity(step))) == pytest.approx(value, abs=1e-6)
 
 
-def test_tutorial_schedule_that_cannot_finish_warns():
-    # 1000 images, batch 128, 2 epochs: end_step = 16 < frequency = 100, so the masks are set once
-    # (step 0, sparsity 0.5) and the final 0.8 is never reached (tfmot says nothing).
+def test_tutorial_schedule_with_a_big_untrained_last_jump_warns():
+    # 1000 images, batch 128, 2 epochs: end_step = 16 < frequency = 100, so the masks are set at
+    # step 0 (sparsity 0.5), trained at 0.5, and the update at end_step takes them to 0.8 after the
+    # last step, untrained (tfmot stays at 0.5... of its 16 steps none is an update: it never prunes).
     end_step = int(np.ceil(1000 * 0.9 / 128)) * 2
-    with pytest.warns(UserWarning, match=r"ends at sparsity 0\.5 instead of 0\.8"):
+    with pytest.warns(UserWarning, match=r"training ends at sparsity 0\.5 instead of 0\.8 .*no training to recover"):
         schedule = sparsity.PolynomialDecay(initial_sparsity=0.50, final_sparsity=0.80, begin_step=0, end_step=end_step)
     pruned = _compile(sparsity.prune_low_magnitude(mlp(), pruning_schedule=schedule))
     with pytest.warns(UserWarning, match=r"fit\(\) of layer 'd1'.*steps 0\.\.15.*ends at sparsity 0\.5"):
         pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    kernel = sparsity.strip_pruning(pruned).get_layer("d1").get_weights()[0]
+    assert (kernel == 0).mean() == pytest.approx(0.8, abs=0.01)  # end_step = the steps trained: the target
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a schedule that finishes stays silent
         sparsity.PolynomialDecay(initial_sparsity=0.50, final_sparsity=0.80, begin_step=0, end_step=844)

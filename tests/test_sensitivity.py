@@ -108,3 +108,29 @@ def test_bad_arguments(trained):
         dc_keras.sensitivity(dc_keras.prune(trained, dc_keras.schedules.ConstantSparsity(0.5, 0)), (X, Y))
     with pytest.raises(ValueError, match="data"):
         dc_keras.sensitivity(trained, 5)
+
+
+def test_sweep_values_are_checked_not_converted(trained):
+    """bits=4 / sparsities=0.5 raised "'int' object is not iterable", bits=["a"] a raw int() error,
+    bits=[1.5, 3] was silently swept as [1, 3], and suggest_sparsity() on a bits report only said
+    it expected another mode. One value now sweeps that value; a bad one is named; the wrong
+    suggest_* names the right one; x alone as `data` is named."""
+    assert dc_keras.sensitivity(trained, (X, Y), bits=4)["values"] == [4]
+    assert dc_keras.sensitivity(trained, (X, Y), bits=np.int64(3))["values"] == [3]
+    assert dc_keras.sensitivity(trained, (X, Y), sparsities=0.5)["values"] == [0.5]
+    for bad, shown in (([1.5, 3], "1.5"), (["a"], "'a'"), ([True], "True"), ([0, 2], "0"), ("4", None), ([], None)):
+        with pytest.raises(ValueError) as info:
+            dc_keras.sensitivity(trained, (X, Y), bits=bad)
+        assert "`bits` must be a" in str(info.value) and repr(bad) in str(info.value), str(info.value)
+        assert shown is None or f": {shown} is not one" in str(info.value), str(info.value)
+    with pytest.raises(ValueError, match=r"`sparsities` must be .*got \[0\.5, '0\.9'\]: '0\.9' is not one"):
+        dc_keras.sensitivity(trained, (X, Y), sparsities=[0.5, "0.9"])
+    with pytest.raises(ValueError, match="either sparsities .* or bits .*got both"):
+        dc_keras.sensitivity(trained, (X, Y), sparsities=[0.5], bits=[2])
+    with pytest.raises(ValueError, match=r"one array of shape \(200, 8\) \(x alone\?\): pass \(x_val, y_val\)"):
+        dc_keras.sensitivity(trained, X)
+    bits_report = dc_keras.sensitivity(trained, (X, Y), bits=[2, 4])
+    with pytest.raises(ValueError, match=r"this one is from sensitivity\(\.\.\., bits=\[\.\.\.\]\).*dc_keras\.suggest_bits"):
+        dc_keras.suggest_sparsity(bits_report)
+    with pytest.raises(ValueError, match=r"from sensitivity\(\.\.\., sparsities=\[\.\.\.\]\).*dc_keras\.suggest_sparsity"):
+        suggest_bits(dc_keras.sensitivity(trained, (X, Y), sparsities=[0.5]))

@@ -10,6 +10,7 @@
   (operator nodes, ``keras.ops`` calls, shared layers, nested models), every weight copied; the
   input model is never modified.
 """
+import numbers
 import os
 
 import keras
@@ -508,6 +509,11 @@ def select_layers(model, layers, what="pruned", mapping_ok=True, include_frozen=
     Returns ``(chosen, skipped)``: ``{id(layer): (layer, value)}`` and ``[(layer, reason), ...]``
     for every other layer that has weights.
     """
+    if not isinstance(include_frozen, (bool, np.bool_)):
+        raise ValueError(f"`include_frozen` must be True or False, got {include_frozen!r}.")
+    if isinstance(min_params, (bool, np.bool_)) or not isinstance(min_params, numbers.Real) or not min_params >= 0:
+        raise ValueError(f"`min_params` must be a number >= 0 (layers with fewer compressible weights stay dense; "
+                         f"0: none), got {min_params!r}.")
     leaves = graph_layers(model)
     if layers is None:
         named = {id(l): (l, None) for l, _ in leaves}
@@ -522,6 +528,16 @@ def select_layers(model, layers, what="pruned", mapping_ok=True, include_frozen=
             chosen[id(layer)] = named[id(layer)]
         else:
             skipped.append((layer, reason))
+    small = [layer for layer, reason in skipped if reason.startswith("too small")]
+    if not chosen and small:
+        sizes = ", ".join(f"{l.name!r} ({params(v for _, v, _ in compressible_weights(l))})" for l in small)
+        biggest = max(params(v for _, v, _ in compressible_weights(l)) for l in small)
+        frozen_note = (" (Frozen layers were left out too: pass include_frozen=True to include them.)"
+                       if any(r.startswith("frozen") for _, r in skipped) else "")
+        raise ValueError(
+            f"Model {model.name!r} has no layer that can be {what} with min_params={min_params}: every layer that "
+            f"could be has fewer compressible weights: {sizes}. Lower min_params (e.g. min_params={biggest} keeps "
+            f"the largest).{frozen_note}")
     if not chosen:
         frozen_note = ""
         if any(r.startswith("frozen") for _, r in skipped):
@@ -609,7 +625,13 @@ class Rebuilder:
     def clone(self, layer, weights=None, **config_changes):
         """A new layer from ``layer``'s config (updated with ``config_changes``), built like it,
         holding ``weights`` (default: ``layer.get_weights()``; a callable gets the built copy and
-        returns the list)."""
+        returns the list).
+
+        A ``keras.layers.Lambda`` is put back as it is (shared with the input model): it holds no
+        weights, and its config holds Python bytecode that Keras refuses to deserialize
+        (``safe_mode``) unless ``keras.config.enable_unsafe_deserialization()`` was called."""
+        if type(layer) is keras.layers.Lambda and weights is None and not config_changes:
+            return layer
         config = layer.get_config()
         config.update(config_changes)
         fresh = layer.__class__.from_config(config)

@@ -168,10 +168,14 @@ def plan(model, chosen):
         for producer, consumer in edges:
             if isinstance(producer, keras.layers.BatchNormalization) and id(producer) not in folds \
                     and id(consumer) in chosen and _base.is_supported(consumer):
+                why = "dc_keras folds a BatchNormalization only into the layer before it"
+                if getattr(consumer, "padding", "valid") != "valid":  # a convolution padding with zeros
+                    why += (f"; into {consumer.name!r} it would not be exact, as its zero padding is not "
+                            "normalized")
                 notes.append(
                     f"BatchNormalization {producer.name!r} precedes {consumer.name!r} and is not folded "
-                    "(folding into the following kernel is not exact with zero padding); the TFLite "
-                    "converter may fold its scale into that kernel, which breaks the weight sharing")
+                    f"({why}); the TFLite converter may fold its scale into that kernel, which breaks the "
+                    "weight sharing")
         for layer in m.layers:
             if isinstance(layer, keras.Model) and _base.is_graph_model(layer):
                 walk(layer)

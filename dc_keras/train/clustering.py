@@ -198,6 +198,13 @@ class ClusterWrapper(_base.CompressionWrapper):
 
     def _kmeans(self, var, clusters):
         w = np.asarray(ops.convert_to_numpy(var), dtype=np.float64)
+        if not np.all(np.isfinite(w)):
+            bad = int(np.count_nonzero(~np.isfinite(w)))
+            raise ValueError(
+                f"Layer {self.layer.name!r} weight {var.name!r} has {bad} of {w.size} values NaN or infinite, so it "
+                "cannot be clustered: the model it comes from diverged (or was loaded from a damaged file). "
+                "Retrain it (e.g. with a lower learning rate) or restore a checkpoint with finite weights "
+                "before cluster().")
         idx = np.full(w.shape, clusters, dtype=np.int32)  # the constant-zero slot
         keep = (w != 0) if self.preserve_sparsity else np.ones(w.shape, bool)
         if not keep.all() and clusters + 1 > _base.MAX_CODEBOOK:

@@ -164,6 +164,7 @@ class PruneWrapper(_base.CompressionWrapper):
         self._untracked("_masks", [])
         self._untracked("_thresholds", [])
         self._untracked("_last_update", None)  # JAX: (step, input arrays, assigned values)
+        self._untracked("_updated_at", None)  # step of the last update_masks() (PruningCallback's end_step update)
         self._untracked("_short_warned", False)  # a fit() already warned that the schedule falls short
         self._untracked("_ties_warned", set())  # weights whose update already warned about tied magnitudes
 
@@ -290,6 +291,7 @@ class PruneWrapper(_base.CompressionWrapper):
             assigned += [mask, threshold, var]
         if inputs is not None:
             self._untracked("_last_update", (int(step), inputs, [(v, v.value) for v in assigned]))
+        self._untracked("_updated_at", int(step))
 
     def _warn_ties(self, name, new, old, sparsity, step):
         """Warn (once per weight) when an update prunes beyond its target because many weights
@@ -700,6 +702,12 @@ class PruningCallback(keras.callbacks.Callback):
     with ``log_dir``, ``cb.on_epoch_begin(epoch)`` writes the sparsity the masks hold at that point,
     at the step count the pruned layers have reached (as tfmot's ``PruningSummaries`` does).
 
+    The update at ``end_step`` is also made when a ``fit()`` ends with the step count at
+    ``end_step`` (at its last epoch's end, after that epoch's last step): ``end_step = steps_per_epoch * epochs`` (training
+    steps ``0 .. end_step - 1``) ends at the schedule's target. A callback listed before this one
+    that saves or snapshots the model at that epoch end (``ModelCheckpoint``, ``EarlyStopping``)
+    sees the masks before that last update: list ``PruningCallback()`` first.
+
     A ``fit()`` interrupted in the middle of an epoch (Ctrl-C) is picked up by the next ``fit()``
     with a PruningCallback: the schedule resumes from the steps the optimizer actually ran.
 
@@ -737,6 +745,10 @@ class PruningCallback(keras.callbacks.Callback):
             # asynchronously (on_train_batch_begin does not change that).
             self.on_train_batch_end = self._log_batch
 
+    @summaries.instance_only
+    def set_model(self, model):
+        super().set_model(model)
+
     def _repeat(self, hook, *args):
         return summaries.repeated_call(self, hook, *args)
 
@@ -757,7 +769,8 @@ class PruningCallback(keras.callbacks.Callback):
             summaries.sync_model_state(self.model)
             wrappers = self._wrappers()
             self._bases = [self._step_of(w) for w in wrappers]
-            self._next = [w.schedule.next_update(b) for w, b in zip(wrappers, self._bases)]
+            # The update at end_step that the last epoch end applied (_finish_schedules) is not repeated.
+            self._next = [w.schedule.next_update(b + (w._updated_at == b)) for w, b in zip(wrappers, self._bases)]
             self._spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
             self._batch = None
             self._epoch_iterations = _optimizer_steps(getattr(self.model, "optimizer", None)) \
@@ -814,6 +827,27 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper, base in zip(self._wrappers_cache, self._bases):
             if wrapper._count_on_host:
                 _assign_host(wrapper.pruning_step, np.asarray(base + done, dtype=wrapper.pruning_step.dtype))
+
+    def _finish_schedules(self):
+        """End of a fit() (its last epoch's end, or train end): apply the update at ``end_step`` to
+        each wrapper whose step count has just reached it. The batch hook updates the masks before
+        the step the schedule names, so training ``end_step`` steps (the usual ``end_step =
+        steps_per_epoch * epochs``) ran steps 0 .. end_step - 1 and would never reach that last
+        update, ending short of the target."""
+        if not self.params or not self._wrappers_cache:  # a custom training loop: one more step makes it
+            return
+        updated = []
+        for wrapper in self._wrappers_cache:
+            end = wrapper.schedule.end_step
+            if end == -1 or not wrapper.built or wrapper._updated_at == end or self._step_of(wrapper) != end:
+                continue
+            if not updated:  # JAX: fit() holds the variables' values apart; write them back first
+                summaries.sync_model_state(self.model)
+            wrapper.update_masks(end)
+            updated.append(wrapper)
+        if updated and self._log is not None:  # on TensorBoard's axis: right after the last call
+            self._log.write({f"sparsity/{w.name}/{name}": v for w in updated for name, v in w.sparsity().items()},
+                            self._log.calls)
 
     def _set_due(self):
         """First batch index of this epoch at which some wrapper's next mask update falls."""
@@ -957,6 +991,7 @@ class PruningCallback(keras.callbacks.Callback):
                 self._log.close()
             return
         self._write_steps(epoch_end=True)
+        self._finish_schedules()  # also when a callback after this one stopped training at its epoch end
         self._disarm()  # no longer running
         self._verify_progress()
 
@@ -999,6 +1034,8 @@ class PruningCallback(keras.callbacks.Callback):
         except RuntimeError:
             self._disarm()
             raise
+        if epoch + 1 >= int((self.params or {}).get("epochs") or 0) or getattr(self.model, "stop_training", False):
+            self._finish_schedules()  # the fit's last epoch (another epoch makes it at its first batch)
 
 
 __all__ = ["PruneWrapper", "prune", "PruningCallback"]

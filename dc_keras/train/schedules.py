@@ -11,8 +11,9 @@ graph mode, under XLA and under ``tf.distribute``.
 
 The argument names are those of ``tfmot.sparsity.keras``; ``import dc_keras.compat.tfmot as tfmot``
 provides tfmot's whole pruning/clustering API (docs/migrating_from_tfmot.md). Unlike tfmot, masks
-are also updated at ``end_step``, and a schedule whose ``end_step``/``frequency`` cannot reach its
-target warns (:meth:`PruningSchedule.check_reachable`).
+are also updated at ``end_step``, also when training stops right after ``end_step`` steps (so
+``end_step = steps_per_epoch * epochs`` ends at the target), and a schedule whose
+``end_step``/``frequency`` cannot reach its target warns (:meth:`PruningSchedule.check_reachable`).
 """
 import inspect
 import numbers
@@ -139,7 +140,17 @@ class PruningSchedule:
 
     def check_reachable(self, first_step, num_steps, where="training"):
         """Warn (``UserWarning``) when ``num_steps`` training steps from ``first_step`` end below
-        the target sparsity because of ``end_step``/``frequency``. Returns the warning text or None."""
+        the target sparsity because of ``end_step``/``frequency``. Returns the warning text or None.
+
+        The masks are updated before the step the schedule names; the update at ``end_step`` is
+        also applied when training stops right after ``end_step`` steps (``PruningCallback`` does it
+        at the end of the fit()), so ``end_step = steps_per_epoch * epochs`` ends at the target. When that
+        last update is a jump of more than 1 % that no training step follows, this warns too.
+
+        Example:
+            >>> PolynomialDecay(0.0, 0.8, 0, end_step=12, frequency=4).check_reachable(0, 12)
+            'PolynomialDecay(...): training runs steps 0..11, so training ends at sparsity 0.77 instead of 0.8 ...'
+        """
         target = self.target_sparsity_value()
         if target is None or num_steps is None:
             return None
@@ -147,16 +158,34 @@ class PruningSchedule:
         reached = found[1] if found else None
         if reached is not None and reached >= target - _REACH_TOLERANCE:
             return None
+        last = first_step + num_steps - 1
+        # The update at end_step that PruningCallback applies after the last step, at the end of the fit().
+        at_end = self.end_step != -1 and first_step <= self.end_step == first_step + num_steps
+        span = (f"a divisor of end_step - begin_step = {self.end_step - self.begin_step}" if self.end_step != -1
+                else "a divisor of the steps you train")
+        if at_end and self.sparsity_at(self.end_step) >= target - _REACH_TOLERANCE:
+            ends = (f"training ends at sparsity {reached:.3g} instead of {target:.3g}" if reached is not None
+                    else "training never updates the masks")
+            why = f"masks update only every frequency={self.frequency} steps from begin_step={self.begin_step}"
+            text = (f"{self!r}: {where} runs steps {first_step}..{last}, so {ends} ({why}); the update at "
+                    f"end_step={self.end_step}, after the last step, then prunes to {target:.3g} with no training to "
+                    f"recover from it. Lower `frequency` so that the last jump is small.")
+            warnings.warn(text, UserWarning, stacklevel=_user_stacklevel())
+            return text
         ends = f"ends at sparsity {reached:.3g}" if reached is not None else "never updates the masks"
-        if found is None and first_step + num_steps - 1 < self.begin_step:
+        if found is None and last < self.begin_step:
             why = f"begin_step={self.begin_step} is after the last step"
+            fix = "Lower `begin_step` or train longer."
         else:
             why = (f"masks update only every frequency={self.frequency} steps from begin_step={self.begin_step}"
                    + (f" and at end_step={self.end_step}" if self.end_step != -1 else ""))
-        fix = ("Lower `frequency` (e.g. to divide end_step - begin_step), or train until step end_step "
-               "(end_step + 1 steps in all)." if found is not None or self.end_step != -1
-               else "Lower `begin_step` or train longer.")
-        text = (f"{self!r}: {where} runs steps {first_step}..{first_step + num_steps - 1}, so it {ends} "
+            if self.end_step != -1 and last < self.end_step:
+                fix = (f"Set end_step to the steps you train (steps_per_epoch * epochs; the update at end_step comes "
+                       f"once end_step steps are done), or train {self.end_step - first_step} steps from step "
+                       f"{first_step}.")
+            else:
+                fix = f"Lower `frequency` (e.g. to {span})."
+        text = (f"{self!r}: {where} runs steps {first_step}..{last}, so it {ends} "
                 f"instead of {target:.3g} ({why}). {fix}")
         warnings.warn(text, UserWarning, stacklevel=_user_stacklevel())
         return text

@@ -4,6 +4,7 @@ before the model's quality drops, measured one layer at a time without retrainin
 The paper chose per-layer thresholds and bit widths by hand; :func:`suggest_sparsity` and
 :func:`suggest_bits` turn a sweep into per-layer targets automatically.
 """
+import numbers
 import os
 
 import keras
@@ -23,6 +24,9 @@ def _collect(model, data, batch_size):
         x, y = data
         y_pred = model.predict(x, batch_size=batch_size, verbose=0)
         return np.asarray(y), np.asarray(y_pred)
+    if hasattr(data, "shape") and hasattr(data, "dtype"):
+        raise ValueError(f"`data` must be an (x, y) tuple or an iterable of (x, y) batches, got one array of shape "
+                         f"{tuple(data.shape)} (x alone?): pass (x_val, y_val).")
     if hasattr(data, "__iter__"):
         ys, ps = [], []
         for batch in data:
@@ -71,6 +75,30 @@ def _share(w, bits):
     return out
 
 
+def _is_bits(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= value <= _base.MAX_BITS
+
+
+def _is_sparsity(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value < 1.0
+
+
+def _sweep_values(name, given, valid, meaning, cast):
+    """``given`` (a list, or one value: a sweep of that one value) as a list of ``cast`` values;
+    one ValueError naming the first bad entry otherwise (a 1.5 bit width is not rounded down)."""
+    items = [given] if isinstance(given, (numbers.Number, np.generic)) else given
+    if isinstance(items, (str, bytes, dict)) or not hasattr(items, "__iter__"):
+        raise ValueError(f"`{name}` must be a list of {meaning} (or one of them), got {given!r}.")
+    items = list(items)
+    if not items:
+        raise ValueError(f"`{name}` must be a non-empty list of {meaning}, got {given!r}.")
+    bad = [v for v in items if not valid(v)]
+    if bad:
+        raise ValueError(f"`{name}` must be a list of {meaning} (or one of them), got {given!r}: {bad[0]!r} is not "
+                         f"one. Example: {name}={[2, 3, 4, 5] if name == 'bits' else list(DEFAULT_SPARSITIES[:4])}.")
+    return [cast(v) for v in items]
+
+
 def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", layers=None, bits=None,
                 batch_size=256, higher_is_better=None):
     """Prune (or cluster) one layer at a time by magnitude, without retraining, and measure ``metric``.
@@ -79,11 +107,13 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         model: a built Keras model (not wrapped; strip it first). Its weights are restored before
             returning, also on error.
         data: ``(x, y)`` arrays or an iterable of ``(x, y)`` batches (e.g. a ``tf.data.Dataset``).
-        sparsities: fractions of each layer's weights to remove (each in [0, 1)).
+        sparsities: fractions of each layer's weights to remove (each in [0, 1); one number
+            sweeps that one value).
         metric: ``"accuracy"`` (default), ``"error"`` or ``callable(y_true, y_pred) -> float``.
         layers: None (all prunable layers) or a list of names and/or classes.
-        bits: instead of pruning, sweep weight sharing with these bit widths (k-means, linear init,
-            zeros kept); feed the report to :func:`suggest_bits`.
+        bits: instead of pruning, sweep weight sharing with these bit widths (integers; one
+            integer sweeps that one width; k-means, linear init, zeros kept); feed the report to
+            :func:`suggest_bits`.
         higher_is_better: override the metric's direction (callables default to True).
 
     Returns a dict: ``{"metric", "higher_is_better", "baseline", "mode": "sparsity"|"bits",
@@ -101,14 +131,13 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         raise ValueError("sensitivity() needs a plain model: call dc_keras.strip() on the wrapped model first.")
     name, fn, better = _metric(metric, higher_is_better)
     if bits is not None:
-        values = [int(b) for b in bits]
-        if not values or any(b < 1 or b > _base.MAX_BITS for b in values):
-            raise ValueError(f"`bits` must be a non-empty list of integers in [1, {_base.MAX_BITS}], got {bits!r}.")
+        if sparsities is not DEFAULT_SPARSITIES:
+            raise ValueError("sensitivity() sweeps either sparsities (pruning) or bits (weight sharing), got both: "
+                             "drop `sparsities=` to sweep bit widths, or `bits=` to sweep sparsities.")
+        values = _sweep_values("bits", bits, _is_bits, f"integers in [1, {_base.MAX_BITS}]", int)
         mode = "bits"
     else:
-        values = [float(s) for s in sparsities]
-        if not values or any(not 0.0 <= s < 1.0 for s in values):
-            raise ValueError(f"`sparsities` must be a non-empty list of numbers in [0, 1), got {sparsities!r}.")
+        values = _sweep_values("sparsities", sparsities, _is_sparsity, "numbers in [0, 1)", float)
         mode = "sparsity"
     chosen, _ = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
     baseline = fn(*_collect(model, data, batch_size))
@@ -139,6 +168,13 @@ def _drop(report, value):
 def _check_suggest_args(report, mode, max_drop, budget):
     """suggest_sparsity's / suggest_bits' arguments: a report of ``mode``, then ``max_drop``, then
     ``budget``."""
+    if isinstance(report, dict) and "layers" in report and report.get("mode") in ("sparsity", "bits") and \
+            report.get("mode") != mode:
+        other, swept = ("suggest_bits", "bits=[...]") if report["mode"] == "bits" else ("suggest_sparsity", "sparsities=[...]")
+        ours = "bits=[...]" if mode == "bits" else "sparsities=[...] (the default)"
+        raise ValueError(
+            f"suggest_{'bits' if mode == 'bits' else 'sparsity'}() takes a report of sensitivity(..., {ours}); this "
+            f"one is from sensitivity(..., {swept}) (mode {report['mode']!r}): pass it to dc_keras.{other}(report).")
     if not isinstance(report, dict) or report.get("mode") != mode or "layers" not in report:
         raise ValueError(f"Expected a report from dc_keras.sensitivity() in {mode!r} mode.")
     if not isinstance(max_drop, (int, float)) or max_drop < 0:

@@ -26,6 +26,29 @@ import numpy as np
 from keras import ops
 
 
+class instance_only:
+    """Decorator for ``set_model`` of dc_keras's callbacks: looked up on the class itself, as
+    Keras does with ``callbacks=[dc_keras.PruningCallback]`` (the class where fit() wants an
+    instance), it raises one ``TypeError`` saying to pass ``PruningCallback()`` instead of Keras's
+    "set_model() missing 1 required positional argument: 'model'". On an instance it is the method.
+    """
+
+    def __init__(self, function):
+        self.function = function
+        self.__doc__ = function.__doc__
+
+    def __get__(self, obj, owner=None):
+        if obj is not None:
+            return self.function.__get__(obj, owner)
+        name = owner.__name__
+
+        def refuse(*_args, **_kwargs):
+            raise TypeError(
+                f"callbacks=[{name}] passes the class {name}, not a callback: pass an instance, "
+                f"callbacks=[{name}()].")
+        return refuse
+
+
 def _check_log_dir(log_dir):
     if not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
         raise ValueError(f"`log_dir` must be a path, got {log_dir!r}.")
@@ -142,6 +165,10 @@ class ClusteringSummaries(keras.callbacks.Callback):
         >>> clustered.fit(x, y, epochs=2, callbacks=[keras.callbacks.TensorBoard("logs"),
         ...                                          dc_keras.train.ClusteringSummaries("logs")])  # doctest: +SKIP
     """
+
+    @instance_only
+    def set_model(self, model):
+        super().set_model(model)
 
     def __init__(self, log_dir, update_freq="epoch"):
         super().__init__()
