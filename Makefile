@@ -170,6 +170,7 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_pruning.py::test_folded_mask_trains_bit_exact_like_the_masked_forward_pass \
   tests/test_pruning.py::test_fit_zeroes_hand_set_weights_before_the_first_step \
   tests/test_pruning.py::test_early_stopping_restore_best_weights_is_order_independent \
+  tests/test_pruning.py::test_end_step_equal_to_the_steps_trained_reaches_the_target \
   tests/test_clustering.py::test_prune_then_cluster_flow_keeps_zeros_and_assignments \
   tests/test_clustering.py::test_fast_centroid_gather_is_bit_exact_with_generic_take \
   tests/test_clustering.py::test_centroid_sums_order_is_parts_in_index_order \
