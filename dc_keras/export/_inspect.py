@@ -9,7 +9,7 @@ import numpy as np
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _saves_enough, _subgraph_facts,
-                                   _tensor_array, skip_reason)
+                                   _tensor_array, header_mismatch, skip_reason)
 
 
 @dataclasses.dataclass
@@ -292,15 +292,12 @@ def _packed_row(model, codec, s, t, packed_tensor):
         head = codec.info(data)
     except ValueError as exc:
         raise ValueError(f"tensor {name!r}: packed data is invalid: {exc}") from None
-    if head["dtype_code"] != int(t.type) or tuple(head["shape"]) != shape:  # every runtime refuses it
-        from dc_keras._flatbuffer import CORRUPT_FIX
-
-        raise ValueError(f"tensor {name!r}: packed data is {head.get('dtype_name', head['dtype_code'])}"
-                         f"{list(head['shape'])} but the tensor is {dtype}{list(shape)}: no runtime loads "
-                         f"it; {CORRUPT_FIX}")
+    mismatch = header_mismatch(head, t)
+    if mismatch:
+        raise ValueError(f"tensor {name!r}: packed data is {mismatch}: no runtime loads it; {fb.CORRUPT_FIX}")
     density, distinct = _stats(arr)
-    return TensorRow(s, name, dtype, shape, density, distinct, int(codec.info(data)["raw_bytes"]), len(data),
-                     "packed", codec.info(data)["layout"])
+    return TensorRow(s, name, dtype, shape, density, distinct, int(head["raw_bytes"]), len(data), "packed",
+                     head["layout"])
 
 
 def _sparse_row(model, codec, s, t, dense, min_bytes):

@@ -326,19 +326,15 @@ def _signed_zeros(model, make_positive):
             ok = _PRODUCT_INPUTS.get(fb.opcode_name(model, op), ())
             for j, x in enumerate(op.inputs if op.inputs is not None else []):
                 readers.setdefault((s, int(x)), []).append(j in ok)
-    by_buffer = {}
-    for s, sg in enumerate(model.subgraphs):
-        for i, t in enumerate(sg.tensors or []):
-            if t.buffer > 0:
-                by_buffer.setdefault(t.buffer, []).append((s, i, t))
     tensors = entries = 0
-    for b, users in by_buffer.items():
-        types = {int(t.type) for _, _, t in users}
-        raw = fb.buffer_bytes(model, b)
-        if len(types) != 1 or types.pop() not in _ZERO_BITS or not raw \
-                or not all(readers.get((s, i)) and all(readers[(s, i)]) for s, i, _ in users):
+    for b, users in _buffer_users(model).items():  # a metadata user has no readers: skipped
+        if not all(readers.get(u) and all(readers[u]) for u in users):
             continue
-        dtype, sign = _ZERO_BITS[int(users[0][2].type)]
+        types = {int(model.subgraphs[s].tensors[i].type) for s, i in users}
+        raw = fb.buffer_bytes(model, b)
+        if len(types) != 1 or next(iter(types)) not in _ZERO_BITS or not raw:
+            continue
+        dtype, sign = _ZERO_BITS[next(iter(types))]
         if len(raw) % np.dtype(dtype).itemsize:
             continue
         bits = np.frombuffer(raw, np.dtype(dtype).newbyteorder("<"))
@@ -691,12 +687,20 @@ def _decode_for(codec, raw, t, where, name):
         data = np.asarray(codec.decode(raw, raw=True)).tobytes()
     except ValueError as exc:
         raise ValueError(f"{where}: packed data of {name!r} is invalid: {exc}") from None
-    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-    if head["dtype_code"] != int(t.type) or tuple(head["shape"]) != shape:
-        raise ValueError(
-            f"{where}: packed data of {name!r} is {head.get('dtype_name', head['dtype_code'])}"
-            f"{list(head['shape'])} but the tensor is {fb.TYPE_NAMES.get(t.type, t.type)}{list(shape)}")
+    mismatch = header_mismatch(head, t)
+    if mismatch:
+        raise ValueError(f"{where}: packed data of {name!r} is {mismatch}")
     return data
+
+
+def header_mismatch(head, t):
+    """``"float32[150] but the tensor is float32[300]"`` when a packed header (``codec.info``) does
+    not give tensor ``t``'s type and shape (every runtime refuses such a file), else ``None``."""
+    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+    if head["dtype_code"] == int(t.type) and tuple(head["shape"]) == shape:
+        return None
+    return (f"{head.get('dtype_name', head['dtype_code'])}{list(head['shape'])} but the tensor is "
+            f"{fb.TYPE_NAMES.get(t.type, t.type)}{list(shape)}")
 
 
 def _remove_tensors(model, s, drop):

@@ -528,10 +528,11 @@ def select_layers(model, layers, what="pruned", mapping_ok=True, include_frozen=
             chosen[id(layer)] = named[id(layer)]
         else:
             skipped.append((layer, reason))
-    small = [layer for layer, reason in skipped if reason.startswith("too small")]
+    small = {layer.name: params(v for _, v, _ in compressible_weights(layer))
+             for layer, reason in skipped if reason.startswith("too small")}
     if not chosen and small:
-        sizes = ", ".join(f"{l.name!r} ({params(v for _, v, _ in compressible_weights(l))})" for l in small)
-        biggest = max(params(v for _, v, _ in compressible_weights(l)) for l in small)
+        sizes = ", ".join(f"{name!r} ({n})" for name, n in small.items())
+        biggest = max(small.values())
         frozen_note = (" (Frozen layers were left out too: pass include_frozen=True to include them.)"
                        if any(r.startswith("frozen") for _, r in skipped) else "")
         raise ValueError(

@@ -846,8 +846,7 @@ class PruningCallback(keras.callbacks.Callback):
             wrapper.update_masks(end)
             updated.append(wrapper)
         if updated and self._log is not None:  # on TensorBoard's axis: right after the last call
-            self._log.write({f"sparsity/{w.name}/{name}": v for w in updated for name, v in w.sparsity().items()},
-                            self._log.calls)
+            self._log.write_sparsity(updated, self._log.calls)
 
     def _set_due(self):
         """First batch index of this epoch at which some wrapper's next mask update falls."""

@@ -163,11 +163,11 @@ class PruningSchedule:
         at_end = self.end_step != -1 and first_step <= self.end_step == first_step + num_steps
         span = (f"a divisor of end_step - begin_step = {self.end_step - self.begin_step}" if self.end_step != -1
                 else "a divisor of the steps you train")
+        every = f"masks update only every frequency={self.frequency} steps from begin_step={self.begin_step}"
         if at_end and self.sparsity_at(self.end_step) >= target - _REACH_TOLERANCE:
             ends = (f"training ends at sparsity {reached:.3g} instead of {target:.3g}" if reached is not None
                     else "training never updates the masks")
-            why = f"masks update only every frequency={self.frequency} steps from begin_step={self.begin_step}"
-            text = (f"{self!r}: {where} runs steps {first_step}..{last}, so {ends} ({why}); the update at "
+            text = (f"{self!r}: {where} runs steps {first_step}..{last}, so {ends} ({every}); the update at "
                     f"end_step={self.end_step}, after the last step, then prunes to {target:.3g} with no training to "
                     f"recover from it. Lower `frequency` so that the last jump is small.")
             warnings.warn(text, UserWarning, stacklevel=_user_stacklevel())
@@ -177,8 +177,7 @@ class PruningSchedule:
             why = f"begin_step={self.begin_step} is after the last step"
             fix = "Lower `begin_step` or train longer."
         else:
-            why = (f"masks update only every frequency={self.frequency} steps from begin_step={self.begin_step}"
-                   + (f" and at end_step={self.end_step}" if self.end_step != -1 else ""))
+            why = every + (f" and at end_step={self.end_step}" if self.end_step != -1 else "")
             if self.end_step != -1 and last < self.end_step:
                 fix = (f"Set end_step to the steps you train (steps_per_epoch * epochs; the update at end_step comes "
                        f"once end_step steps are done), or train {self.end_step - first_step} steps from step "

@@ -132,6 +132,10 @@ class PruningLog(SummaryLog):
         step its ``pruning_step`` has reached (tfmot's ``PruningSummaries`` writes at the optimizer's
         step count)."""
         step = max(int(ops.convert_to_numpy(w.pruning_step)) if w.built else 0 for w in wrappers)
+        self.write_sparsity(wrappers, step)
+
+    def write_sparsity(self, wrappers, step):
+        """Each of ``wrappers``' weights' sparsity, as ``sparsity/<wrapper>/<weight>``, at ``step``."""
         self.write({f"sparsity/{w.name}/{name}": v for w in wrappers for name, v in w.sparsity().items()}, step)
 
     def batch_end(self, model, batch):
@@ -144,8 +148,7 @@ class PruningLog(SummaryLog):
         if not updated:
             return
         sync_model_state(model)
-        self.write({f"sparsity/{w.name}/{name}": v for w in updated for name, v in w.sparsity().items()},
-                   self.calls)
+        self.write_sparsity(updated, self.calls)
 
 
 class ClusteringSummaries(keras.callbacks.Callback):
