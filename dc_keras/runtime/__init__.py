@@ -511,6 +511,38 @@ def _report_row(f) -> dict:
     return {"weights": f[1], "route": "dense", "reason": f[2], "op": _op_label(f[3])}
 
 
+def _schema():
+    """TFLite's generated flatbuffer schema module (LiteRT's, or TensorFlow's without LiteRT)."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
+def _content(model_path, model_content) -> bytes:
+    """The model's bytes: ``model_content``, or the file's."""
+    if model_content is None and model_path is not None:
+        with open(model_path, "rb") as f:
+            return f.read()
+    return bytes(model_content) if model_content is not None else b""
+
+
+def _operators(schema, content):
+    """``(subgraph index, subgraph, [(operator, builtin code, is HuffDecode)])`` of each subgraph
+    of ``content``, read in place (no object tree)."""
+    m = schema.Model.GetRootAs(content, 0)
+    for si in range(m.SubgraphsLength()):
+        sg, ops = m.Subgraphs(si), []
+        for oi in range(sg.OperatorsLength()):
+            op = sg.Operators(oi)
+            code = m.OperatorCodes(op.OpcodeIndex())
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            ops.append((op, builtin, builtin == schema.BuiltinOperator.CUSTOM and code.CustomCode() == OP_NAME.encode()
+                        and op.OutputsLength() > 0))
+        yield si, sg, ops
+
+
 def _op_route_int4_hybrids(content) -> list:
     """Names of packed INT4 weights that ``decode="op"`` cannot run as the unpacked model does:
     HuffDecode outputs read as the filter of a FULLY_CONNECTED with a float input (dynamic range).
@@ -520,22 +552,14 @@ def _op_route_int4_hybrids(content) -> list:
     the layer runs the generic int8 hybrid kernel instead and its outputs differ in the last bits.
     The delegate route hands decoded weights back as constants (same kernel, bit-exact).
     """
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated as schema
+    schema = _schema()
     T, Op = schema.TensorType, schema.BuiltinOperator
     try:
-        m = schema.Model.GetRootAs(content, 0)
         names = []
-        for si in range(m.SubgraphsLength()):
-            sg = m.Subgraphs(si)
+        for _, sg, ops in _operators(schema, content):
             decoded = set()
-            for oi in range(sg.OperatorsLength()):
-                op = sg.Operators(oi)
-                code = m.OperatorCodes(op.OpcodeIndex())
-                builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-                if builtin == Op.CUSTOM and code.CustomCode() == OP_NAME.encode() and op.OutputsLength():
+            for op, builtin, huffdecode in ops:
+                if huffdecode:
                     decoded.add(op.Outputs(0))
                 elif builtin == Op.FULLY_CONNECTED and op.InputsLength() >= 2 and op.Inputs(1) in decoded:
                     x, w = sg.Tensors(op.Inputs(0)), sg.Tensors(op.Inputs(1))
@@ -550,25 +574,15 @@ def _releasable_weights(model_path, model_content) -> dict:
     """``{(subgraph, tensor): name}`` of the ``HuffDecode`` outputs that ``keep_decoded=0`` may free:
     read only as the filter (input 1) of FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D operators
     (the delegate's own rule, huffdecode_op.c ``note_consumers``; it frees those XNNPACK took)."""
-    if model_content is None:
-        with open(model_path, "rb") as f:
-            model_content = f.read()
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated as schema
+    schema = _schema()
     Op = schema.BuiltinOperator
     filters = (Op.FULLY_CONNECTED, Op.CONV_2D, Op.DEPTHWISE_CONV_2D)
     found = {}
     try:
-        m = schema.Model.GetRootAs(bytes(model_content), 0)
-        for si in range(m.SubgraphsLength()):
-            sg, decoded, readers = m.Subgraphs(si), {}, {}
-            for oi in range(sg.OperatorsLength()):
-                op = sg.Operators(oi)
-                code = m.OperatorCodes(op.OpcodeIndex())
-                builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-                if builtin == Op.CUSTOM and code.CustomCode() == OP_NAME.encode() and op.OutputsLength():
+        for si, sg, ops in _operators(schema, _content(model_path, model_content)):
+            decoded, readers = {}, {}
+            for op, builtin, huffdecode in ops:
+                if huffdecode:
                     t = op.Outputs(0)
                     decoded[t] = (sg.Tensors(t).Name() or b"").decode("utf-8", "replace")
                     continue
@@ -581,10 +595,7 @@ def _releasable_weights(model_path, model_content) -> dict:
 
 
 def _check_op_route(model_path, model_content):
-    if model_content is None and model_path is not None:
-        with open(model_path, "rb") as f:
-            model_content = f.read()
-    names = _op_route_int4_hybrids(bytes(model_content)) if model_content is not None else []
+    names = _op_route_int4_hybrids(_content(model_path, model_content))
     if names:
         raise ValueError(
             f"decode='op' cannot run this model bit-exactly: {len(names)} packed INT4 weight(s) of a "
