@@ -190,12 +190,18 @@ def _check_header(data) -> None:
     if len(data) < 16:
         raise ValueError(f"not a .tflite model: only {len(data)} bytes; {NOT_TFLITE_FIX}")
     if bytes(data[4:8]) != FILE_IDENTIFIER:
-        what = (_zip_hint(data) if bytes(data[:4]) == b"PK\x03\x04" else
-                "it is an HDF5 file (a Keras .h5 model?): load it with keras.models.load_model and "
-                "convert it with dc_keras.export.to_tflite" if bytes(data[:8]) == b"\x89HDF\r\n\x1a\n" else
-                NOT_TFLITE_FIX)
         raise ValueError(f"not a .tflite model: file identifier is {bytes(data[4:8])!r}, expected "
-                         f"{FILE_IDENTIFIER!r}; {what}")
+                         f"{FILE_IDENTIFIER!r}; {_not_tflite_fix(data)}")
+
+
+def _not_tflite_fix(data) -> str:
+    """What a file that is no ``.tflite`` probably is, by its first bytes, and what to do."""
+    if bytes(data[:4]) == b"PK\x03\x04":
+        return _zip_hint(data)
+    if bytes(data[:8]) == b"\x89HDF\r\n\x1a\n":
+        return ("it is an HDF5 file (a Keras .h5 model?): load it with keras.models.load_model and convert "
+                "it with dc_keras.export.to_tflite")
+    return NOT_TFLITE_FIX
 
 
 def check_model(data) -> bool:
