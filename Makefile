@@ -171,6 +171,8 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_pruning.py::test_fit_zeroes_hand_set_weights_before_the_first_step \
   tests/test_pruning.py::test_early_stopping_restore_best_weights_is_order_independent \
   tests/test_pruning.py::test_end_step_equal_to_the_steps_trained_reaches_the_target \
+  tests/test_pruning.py::test_subclassed_model_and_custom_layer \
+  tests/test_pruning.py::test_subclassed_model_not_passing_training_on \
   tests/test_clustering.py::test_prune_then_cluster_flow_keeps_zeros_and_assignments \
   tests/test_clustering.py::test_fast_centroid_gather_is_bit_exact_with_generic_take \
   tests/test_clustering.py::test_centroid_sums_order_is_parts_in_index_order \
@@ -180,6 +182,7 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_clustering.py::test_without_native_library_falls_back_bit_identically \
   tests/test_clustering.py::test_preserve_sparsity_false_clusters_zeros \
   tests/test_clustering.py::test_keras_round_trip \
+  tests/test_clustering.py::test_layer_wrapped_before_it_is_built_inside_a_subclassed_models_fit_is_refused \
   tests/test_compat_files.py \
   tests/test_faults.py::test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \

@@ -367,6 +367,13 @@ class Net(keras.Model):
         self.custom = dc_keras.prune(Scaled(4), ConstantSparsity(0.5, 0))
 
     def call(self, x, training=None):
+        return self.custom(self.hidden(x, training=training), training=training)
+
+
+class NotPassingTraining(Net):
+    """Relies on Keras handing `training` to the layers call() calls: TF and torch do, JAX does not."""
+
+    def call(self, x, training=None):
         return self.custom(self.hidden(x))
 
 
@@ -410,6 +417,32 @@ def test_subclassed_model_and_custom_layer():
     # Keras does not pass `training` through a call() without it: detected at the end of the first epoch
     with pytest.raises(RuntimeError, match="training"):
         compile_(NoTrainingArg()).fit(X, Y, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+
+
+def test_subclassed_model_not_passing_training_on():
+    """On JAX, Keras's fit() calls the model's call() directly, so the layers it calls get no
+    `training` unless call() passes it: the pruned weights reached the optimizer with no mask and
+    fit() failed inside Keras ("'NoneType' object is not callable"). Now: one error naming the fix,
+    and the model keeps its weights. TF and torch hand `training` on, and train."""
+    net = compile_(NotPassingTraining())
+    net(X[:2])
+    before = [keras.ops.convert_to_numpy(v).copy() for v in net.weights]
+    if keras.backend.backend() != "jax":
+        net.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+        assert (net.hidden.layer.kernel.numpy() == 0).mean() == pytest.approx(0.75, abs=0.01)
+        return
+    with pytest.raises(RuntimeError, match=r"Pruned weight 'not_passing_training[_\d]*/dense[_\d]*/kernel' reached the "
+                                           r"optimizer, but its layer was not called with `training=True`.*"
+                                           r"return self.dense\(x, training=training\)"):
+        net.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    # the model keeps its weights (the callback's update at step 0 pruned the kernels, as a fit does)
+    for v, b in zip(net.weights, before):
+        value = keras.ops.convert_to_numpy(v)
+        assert value.shape == b.shape and np.all(np.isfinite(value)), v.path
+    kernel = net.hidden.layer.kernel
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernel),
+                                  before[[v.path for v in net.weights].index(kernel.path)] * keras.ops.convert_to_numpy(net.hidden._masks[0]))
+    assert net.predict(X[:4], verbose=0).shape == (4, 4)
 
 
 def test_structured_2_by_4():

@@ -128,6 +128,10 @@ class ClusterWrapper(_base.CompressionWrapper):
         # Sequential) is clustered here, on the weights it was just built with, as tfmot does at build;
         # without it the centroids and assignments stayed 0 and training collapsed each kernel to one value.
         fresh = self._pending is None and not self._clustered_at_init and not self._from_config
+        if fresh:
+            # before any weight is made: Keras ignores an error in the symbolic pass that builds a
+            # subclassed model's layers and builds them again on the first real call
+            self._check_readable()
         pending = self._pending or [None] * len(self._targets)
         for (name, var, _), values in zip(self._targets, pending):
             c_init, a_init = "zeros", "zeros"
@@ -147,7 +151,6 @@ class ClusterWrapper(_base.CompressionWrapper):
             var.trainable = False  # only the centroids train
         self._untracked("_pending", None)
         if fresh:
-            self._check_readable()
             self.initialize_clusters()
             self._untracked("_clustered_at_init", True)
 

@@ -42,6 +42,12 @@ from dc_keras.train import schedules as _schedules
 from dc_keras.train import report as _report
 from dc_keras.train.schedules import PruningSchedule
 
+_NOT_TRAINING_MODE = (
+    "{what} A subclassed model's call() must accept `training` and pass it on to the layers it calls: "
+    "`def call(self, x, training=None): return self.dense(x, training=training)`. On JAX, Keras hands "
+    "`training` only to the layers that are called with it (Dropout and BatchNormalization need it too)."
+)
+
 _NO_CALLBACK = (
     "Layer {name!r} is pruned but is being trained without dc_keras.PruningCallback. Pass "
     "`callbacks=[dc_keras.PruningCallback()]` to fit() (tfmot.sparsity.keras.UpdatePruningStep() in "
@@ -67,7 +73,18 @@ class _MaskConstraint(keras.constraints.Constraint):
     def _mask_value(self):
         if self.live is not None:
             return self.live
-        return ops.convert_to_tensor(self.mask)
+        try:
+            return ops.convert_to_tensor(self.mask)
+        except Exception as e:
+            if not _STATELESS_OPTIMIZER:
+                raise
+            # fit() on JAX: the forward pass did not hand over the mask (no training mode), and the
+            # mask variable has no value in the optimizer's stateless scope
+            _compat.jax_keep_fit_state()  # else fit() leaves every weight of the model empty
+            raise RuntimeError(_NOT_TRAINING_MODE.format(
+                what=f"Pruned weight {self.mask.path.rsplit('_mask', 1)[0]!r} reached the optimizer, but its "
+                     "layer was not called with `training=True` in this training step, so it cannot keep its "
+                     "zeros.")) from e
 
     def __call__(self, w):
         if self.base is not None:
@@ -976,11 +993,9 @@ class PruningCallback(keras.callbacks.Callback):
         stuck = [w.name for w, start in zip(wrappers, self._start_steps)
                  if (w._traced_host is None if w._count_on_host else self._step_of(w) == start)]
         if stuck:
-            raise RuntimeError(
-                f"Pruned layer(s) {stuck} were not called in training mode during training, so they "
-                "cannot prune. A subclassed model's call() must accept `training` and pass it on "
-                "(def call(self, x, training=None): ...)."
-            )
+            raise RuntimeError(_NOT_TRAINING_MODE.format(
+                what=f"Pruned layer(s) {stuck} were not called in training mode during training, so they "
+                     "cannot prune."))
 
     def on_train_end(self, logs=None):
         if self._repeat("on_train_end"):

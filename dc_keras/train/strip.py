@@ -84,9 +84,9 @@ def _strip_in_place(model):
 
     parents = [model] + [l for l in _base.flatten_layers(model) if not isinstance(l, _base.CompressionWrapper)]
     for parent in parents:
-        for attr, value in list(vars(parent).items()):
+        for attr, value in _attributes(parent):
             if isinstance(value, _base.CompressionWrapper):
-                object.__setattr__(parent, attr, plain_of(value))
+                _set_attribute(parent, attr, plain_of(value))
             elif isinstance(value, list) and attr != "_layers":
                 for i, item in enumerate(value):
                     if isinstance(item, _base.CompressionWrapper):
@@ -96,7 +96,8 @@ def _strip_in_place(model):
             for i, item in enumerate(store):
                 if isinstance(item, _base.CompressionWrapper):
                     list.__setitem__(store, i, plain_of(item))
-    left = _base.find_wrappers(model)
+    left = _base.find_wrappers(model) + [value for parent in parents for _, value in _attributes(parent)
+                                         if isinstance(value, _base.CompressionWrapper)]
     if left:
         raise ValueError(
             f"strip() could not find the attribute holding wrapper {left[0].name!r} in {type(model).__name__}; "
@@ -106,6 +107,26 @@ def _strip_in_place(model):
         if getattr(model, fn, None) is not None:
             setattr(model, fn, None)
     return model
+
+
+def _attributes(layer):
+    """``(name, value)`` of the layer's attributes; on the torch backend a layer is a
+    ``torch.nn.Module``, which holds the layers assigned to it as submodules, outside ``vars()``."""
+    held = list(vars(layer).items())
+    if keras.backend.backend() == "torch":
+        held += list(layer.named_children())
+    return held
+
+
+def _set_attribute(layer, name, value):
+    """Set without Keras tracking (the inner layer's variables are tracked already), as a submodule
+    on torch."""
+    if keras.backend.backend() == "torch" and name not in vars(layer):
+        import torch
+
+        torch.nn.Module.__setattr__(layer, name, value)
+    else:
+        object.__setattr__(layer, name, value)
 
 
 __all__ = ["strip"]
