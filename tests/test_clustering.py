@@ -619,7 +619,15 @@ def test_preserve_sparsity_false_clusters_zeros():
     k[np.abs(k) < np.median(np.abs(k))] = 0.0
     model.get_layer("d1").kernel.assign(k)
     kept = compile_(dc_keras.cluster(model, bits=2, layers=["d1"], preserve_sparsity=True), keras.optimizers.Adam(0.05))
-    mixed = compile_(dc_keras.cluster(model, bits=2, layers=["d1"], preserve_sparsity=False), keras.optimizers.Adam(0.05))
+    with pytest.warns(UserWarning, match=r"cluster: layer 'd1' weight 'kernel' is 50% exact zeros \(pruned\?\), and "
+                                         r"preserve_sparsity=False .* the kernel becomes dense") as caught:
+        mixed = compile_(dc_keras.cluster(model, bits=2, layers=["d1"], preserve_sparsity=False),
+                         keras.optimizers.Adam(0.05))
+    assert [w.filename for w in caught if "preserve_sparsity=False" in str(w.message)] == [__file__]  # the user's line
+    with warnings.catch_warnings(record=True) as dense:
+        warnings.simplefilter("always")
+        dc_keras.cluster(mlp(), bits=2, layers=["d1"], preserve_sparsity=False)
+    assert not [w for w in dense if "exact zeros" in str(w.message)]  # a dense kernel: no warning
     assert np.all(np_(kept.get_layer("d1")._assignments[0])[k == 0] == 4)  # the constant-zero slot
     assert np.all(np_(mixed.get_layer("d1")._assignments[0])[k == 0] < 4)  # a real, trainable cluster
     for m in (kept, mixed):

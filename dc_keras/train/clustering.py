@@ -210,6 +210,13 @@ class ClusterWrapper(_base.CompressionWrapper):
                 "before cluster().")
         idx = np.full(w.shape, clusters, dtype=np.int32)  # the constant-zero slot
         keep = (w != 0) if self.preserve_sparsity else np.ones(w.shape, bool)
+        zeros = np.count_nonzero(w == 0)
+        if not self.preserve_sparsity and zeros >= 0.1 * w.size:
+            warnings.warn(
+                f"cluster: layer {self.layer.name!r} weight {var.name!r} is {zeros / w.size:.0%} exact zeros "
+                "(pruned?), and preserve_sparsity=False clusters them with the other weights: their centroid "
+                "trains away from 0, so the kernel becomes dense and the pruning is lost. Pass "
+                "preserve_sparsity=True (the default) to keep them 0.", UserWarning, stacklevel=_user_stacklevel())
         if not keep.all() and clusters + 1 > _base.MAX_CODEBOOK:
             raise ValueError(
                 f"Layer {self.layer.name!r}: bits={max(1, int(clusters - 1).bit_length())} with "
@@ -588,7 +595,9 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
             sparsity-preserving init), so that none starts in the empty interval magnitude
             pruning leaves around zero, where it would stay without members (a pruned kernel
             ended with fewer than ``2**bits`` shared values: LeNet-300-100's fc1 7 of 8).
-        preserve_sparsity: exact zeros (pruned weights) stay 0 and take no cluster.
+        preserve_sparsity: exact zeros (pruned weights) stay 0 and take no cluster. ``False``
+            clusters them with the other weights, so the kernel becomes dense as their centroid
+            trains (a warning names each weight that is at least 10 % zeros).
         layers: None (every supported layer) or a list of layer names and/or classes.
         seed: seed of the random initialisations.
         fold_batchnorm: fold each BatchNormalization that directly follows a clustered
