@@ -88,6 +88,11 @@ def test_pack_reports_the_tensors_it_cannot_pack(int64_file, tmp_path, capsys):
     assert "add/y: 16000 B: int64: no packed-format element type for it" in text, text
     _, stats = export._pack.pack_with_stats(int64_file.read_bytes())
     assert stats["refused"] == [("add/y", 16000, "int64: no packed-format element type for it")]
+    # the Python API reports it too (it used to skip it without a word), at the caller's line
+    with pytest.warns(UserWarning, match=r"^pack: 1 constant tensor\(s\), 16000 B, not packed: add/y \(16000 B\): "
+                                         r"int64: no packed-format element type for it; dc_keras.export.inspect") as caught:
+        export.pack(int64_file.read_bytes())
+    assert [w.filename for w in caught if "not packed" in str(w.message)] == [__file__]
 
 
 def test_pack_reports_a_constant_whose_buffer_does_not_hold_its_shape(tmp_path, capsys):

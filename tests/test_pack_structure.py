@@ -228,6 +228,26 @@ def _bits(data):
             if fb.buffer_bytes(m, t.buffer)}
 
 
+def test_to_tflite_says_when_the_converter_folds_a_negative_batchnorm_scale_into_pruned_zeros():
+    """A pruned Keras kernel holds +0.0 only (strip writes +0.0), but the converter folds a following
+    BatchNormalization into it, and 0 * a negative scale is -0.0: the packed file stores those like
+    kept weights. to_tflite says so and how to pack them as +0.0 (found by this audit)."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.BatchNormalization(name="bn")(keras.layers.Conv2D(16, 3, use_bias=False, name="conv")(inp))
+    m = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(h))
+    k = m.get_layer("conv").kernel.numpy()
+    m.get_layer("conv").kernel.assign(np.where(np.abs(k) > np.quantile(np.abs(k), 0.8), k, 0.0))
+    assert not np.signbit(m.get_layer("conv").kernel.numpy()[k == 0]).any()  # +0.0 only in Keras
+    g, b, mu, v = m.get_layer("bn").get_weights()
+    m.get_layer("bn").set_weights([np.where(np.arange(16) % 2, -1.0, 1.0).astype("float32"), b, mu, v])
+    with pytest.warns(UserWarning, match=r"to_tflite: 1 weight tensor\(s\) hold both -0.0 and \+0.0.*the converter "
+                                         r"where it folds a negative BatchNormalization scale"):
+        export.to_tflite(m)
+
+
 def test_positive_zeros_packs_tfmot_style_signed_zeros_smaller_with_the_same_outputs(tmp_path):
     """Bit-exact packing stores each -0.0 of a weight that also holds +0.0 like a kept weight
     (tfmot's strip_pruning leaves ~half the zeros -0.0: 1.15x-1.7x the bytes, found by an audit).
@@ -243,6 +263,16 @@ def test_positive_zeros_packs_tfmot_style_signed_zeros_smaller_with_the_same_out
     assert stats["negative_zeros"][0] == 2 and stats["positive_zeros"] == (0, 0)
     assert pstats["positive_zeros"] == stats["negative_zeros"] and pstats["negative_zeros"] == (0, 0)
     assert export.pack(plain, positive_zeros=True) == positive
+    # the Python API says so too (it was silent: only the CLI noted it), at the caller's line
+    with pytest.warns(UserWarning, match=r"pack: 2 weight tensor\(s\) hold both -0.0 and \+0.0 \(\d+ -0.0 entries.*"
+                                         r"positive_zeros=True packs them as \+0.0") as caught:
+        assert export.pack(plain) == default
+    assert [w.filename for w in caught if "-0.0" in str(w.message)] == [__file__]
+    with pytest.warns(UserWarning, match=r"to_tflite: \d weight tensor\(s\) hold both -0.0 and \+0.0.*"
+                                         r"to_tflite\(model, pack=False\), then dc_keras.export.pack\(data, "
+                                         r"positive_zeros=True\), packs them") as caught:
+        export.to_tflite(_signed_zero_model())
+    assert [w.filename for w in caught if "-0.0" in str(w.message)] == [__file__]
     assert len(positive) < 0.8 * len(default), (len(positive), len(default))
     assert _bits(export.unpack(default)) == _bits(plain)  # default: bit-exact, -0.0 included
     got, want = _bits(export.unpack(positive)), _bits(plain)

@@ -26,7 +26,7 @@ from dc_keras.export import _backend
 from dc_keras._logs import quiet_conversion
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import DEFAULT_MIN_BYTES, _tensor_array, packed_tensors
-from dc_keras.export._pack import pack as _pack
+from dc_keras.export._pack import pack_with_stats, warn_notes
 
 QUANTIZE_MODES = (None, "float16", "int8", "dynamic")
 
@@ -688,7 +688,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
         quantize, representative_data, converter_options, configure, pc, legacy))
     if pack:
-        packed = _pack(data, min_bytes=min_bytes)
+        packed, stats = pack_with_stats(data, min_bytes=min_bytes)
+        warn_notes(stats, "to_tflite(model, pack=False), then dc_keras.export.pack(data, positive_zeros=True),",
+                   "to_tflite")
         for message in _spread_messages(model, shared, data, packed, quantize):
             warnings.warn(message, ClusterSpreadWarning, stacklevel=2)
         data = packed

@@ -227,6 +227,12 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       The packed model's bytes; the input itself when nothing packs smaller (and no strings are
       stripped / buffers moved).
 
+    Warns:
+      UserWarning: one naming the constant tensors of at least ``min_bytes`` it cannot pack and
+        why (an int64 tensor; over 4096 distinct values: not clustered), one when weights hold
+        both -0.0 and +0.0 and ``positive_zeros`` is False, and one when the input's trailing zip
+        cannot be kept.
+
     Raises:
       ValueError: the input is not a valid ``.tflite``, or it is already packed (it contains
         ``HuffDecode`` ops; ``unpack`` it first - packing twice is refused rather than silently
@@ -241,16 +247,49 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     out, stats = pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
                                  buffers=buffers, context_model=context_model, compact=compact,
                                  positive_zeros=positive_zeros)
-    _warn_dropped(stats["dropped_zip"])
+    warn_notes(stats, "positive_zeros=True", "pack")
     return out
 
 
-def _warn_dropped(error):
+def warn_notes(stats, positive_zeros_how, who):
+    """``pack``'s warnings, from its ``stats``, at the caller of ``who``'s caller: the input's zip
+    that could not be kept, the constant tensors left unpacked, weights holding both zeros
+    (``positive_zeros_how``: how the caller asks for +0.0)."""
+    import warnings
+
+    _warn_dropped(stats["dropped_zip"], stacklevel=4)
+    if stats["refused"]:
+        warnings.warn(f"{who}: {refused_note(stats['refused'])}; dc_keras.export.inspect(data) lists every tensor",
+                      UserWarning, stacklevel=3)
+    kept, kept_n = stats["negative_zeros"]
+    if kept:
+        warnings.warn(f"{who}: {negative_zeros_note(kept, kept_n, positive_zeros_how)}", UserWarning, stacklevel=3)
+
+
+def refused_note(refused, shown=3):
+    """One line on the constant tensors ``pack`` could not pack (``stats["refused"]``)."""
+    listed = "; ".join(f"{name or '(unnamed)'} ({nbytes} B): {why}" for name, nbytes, why in refused[:shown])
+    more = f"; and {len(refused) - shown} more" if len(refused) > shown else ""
+    return (f"{len(refused)} constant tensor(s), {sum(n for _, n, _ in refused)} B, not packed: "
+            f"{listed}{more}")
+
+
+def negative_zeros_note(tensors, entries, option):
+    """What to say of float weights holding both -0.0 and +0.0, packed bit-exact (``option``: how to
+    ask for +0.0, the CLI's flag or the Python argument)."""
+    return (f"{tensors} weight tensor(s) hold both -0.0 and +0.0 ({entries} -0.0 entries: tfmot's "
+            "strip_pruning leaves them where pruned weights were negative, the converter where it folds a "
+            "negative BatchNormalization scale into a pruned kernel); packing is bit-exact, so each -0.0 "
+            f"is stored like a kept weight: {option} packs them as +0.0 (smaller; outputs can then "
+            "differ only in the sign of an output that is exactly zero)")
+
+
+def _warn_dropped(error, stacklevel=3):
     """``pack``/``unpack``'s warning about a trailing zip the output cannot keep (``with_zip``)."""
     if error:
         import warnings
 
-        warnings.warn(dropped_zip_note("the input", error), stacklevel=3)
+        warnings.warn(dropped_zip_note("the input", error), stacklevel=stacklevel)
 
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,

@@ -121,10 +121,9 @@ def _print_zeros(stats):
     if made:
         print(f"positive zeros: {made_n} -0.0 entries of {made} weight tensor(s) packed as +0.0")
     elif kept:
-        print(f"note: {kept} weight tensor(s) hold both -0.0 and +0.0 ({kept_n} -0.0 entries, as tfmot's "
-              "strip_pruning leaves where pruned weights were negative); packing is bit-exact, so each -0.0 "
-              "is stored like a kept weight: --positive-zeros packs them as +0.0 (smaller; outputs can then "
-              "differ only in the sign of an output that is exactly zero)")
+        from dc_keras.export._pack import negative_zeros_note
+
+        print("note: " + negative_zeros_note(kept, kept_n, "--positive-zeros"))
 
 
 def _print_zip(names, dropped, path, output, shown=5):
