@@ -173,6 +173,7 @@ BACKEND_TESTS := tests/test_backends.py \
   tests/test_pruning.py::test_end_step_equal_to_the_steps_trained_reaches_the_target \
   tests/test_pruning.py::test_subclassed_model_and_custom_layer \
   tests/test_pruning.py::test_subclassed_model_not_passing_training_on \
+  tests/test_pruning.py::test_optimizer_with_ema_leaves_the_pruned_weights_zero \
   tests/test_clustering.py::test_prune_then_cluster_flow_keeps_zeros_and_assignments \
   tests/test_clustering.py::test_fast_centroid_gather_is_bit_exact_with_generic_take \
   tests/test_clustering.py::test_centroid_sums_order_is_parts_in_index_order \

@@ -445,6 +445,19 @@ def test_subclassed_model_not_passing_training_on():
     assert net.predict(X[:4], verbose=0).shape == (4, 4)
 
 
+def test_optimizer_with_ema_leaves_the_pruned_weights_zero():
+    """With `use_ema=True`, fit() ends by writing the optimizer's moving averages into the weights:
+    the pruned ones came back as averages of their values before pruning (19 % zeros for a 75 %
+    mask). PruningCallback now zeroes them again at the end of fit."""
+    pruned = compile_(dc_keras.prune(mlp(), ConstantSparsity(0.75, 0)), keras.optimizers.Adam(0.01, use_ema=True))
+    pruned.fit(X, Y, batch_size=16, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    for layer, var, mask in pruned_weights(pruned):
+        kernel = keras.ops.convert_to_numpy(var)
+        assert (mask == 0).mean() == pytest.approx(0.75, abs=0.02), layer.name
+        np.testing.assert_array_equal(kernel == 0, mask == 0, err_msg=layer.name)
+    np.testing.assert_array_equal(dc_keras.strip(pruned).predict(X, verbose=0), pruned.predict(X, verbose=0))
+
+
 def test_structured_2_by_4():
     pruned = compile_(dc_keras.prune(mlp(), ConstantSparsity(0.5, 0), layers=["d1", "d2"], sparsity_m_by_n=(2, 4)))
     pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])

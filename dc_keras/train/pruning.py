@@ -1006,6 +1006,12 @@ class PruningCallback(keras.callbacks.Callback):
             return
         self._write_steps(epoch_end=True)
         self._finish_schedules()  # also when a callback after this one stopped training at its epoch end
+        if getattr(getattr(self.model, "optimizer", None), "use_ema", False):
+            # fit() has just written the optimizer's moving averages into the weights: the pruned
+            # ones are averages of their values before they were pruned, not 0
+            on_device = not _distributed(self.model) and keras.backend.backend() in ("tensorflow", "jax")
+            for wrapper in self._wrappers():
+                wrapper._zero_pruned(on_device)
         self._disarm()  # no longer running
         self._verify_progress()
 
