@@ -268,6 +268,10 @@ def test_positive_zeros_packs_tfmot_style_signed_zeros_smaller_with_the_same_out
                                          r"positive_zeros=True packs them as \+0.0") as caught:
         assert export.pack(plain) == default
     assert [w.filename for w in caught if "-0.0" in str(w.message)] == [__file__]
+    report = export.inspect(plain)  # inspect counted -0.0 and +0.0 as two distinct values without a word
+    assert report.negative_zeros == stats["negative_zeros"]
+    assert "note: 2 weight tensor(s) hold both -0.0 and +0.0" in str(report) and "--positive-zeros" in str(report)
+    assert export.inspect(positive).negative_zeros == (0, 0) and "-0.0" not in str(export.inspect(positive))
     with pytest.warns(UserWarning, match=r"to_tflite: \d weight tensor\(s\) hold both -0.0 and \+0.0.*"
                                          r"to_tflite\(model, pack=False\), then dc_keras.export.pack\(data, "
                                          r"positive_zeros=True\), packs them") as caught:

@@ -8,7 +8,8 @@ import numpy as np
 
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
-from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _saves_enough, _subgraph_facts,
+from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _saves_enough, _signed_zeros,
+                                   _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, skip_reason)
 
 
@@ -47,6 +48,9 @@ class Report:
     associated_files: list = dataclasses.field(default_factory=list)
     associated_bytes: int = 0  # the bytes that zip takes at the end of the file
     associated_error: str = None  # why a zip end record at the end of the file is unreadable
+    #: ``(tensors, entries)``: the -0.0 entries of float weights that also hold +0.0 (an unpacked
+    #: file; ``pack`` keeps them bit-exact, each like a kept weight, unless ``positive_zeros``)
+    negative_zeros: tuple = (0, 0)
 
     def _distinct_rows(self):
         """The rows, each buffer once (a buffer shared by several rows is counted with its first)."""
@@ -111,6 +115,9 @@ class Report:
         if self.associated_error:
             lines.append(f"ends with a zip end record whose archive cannot be read ({self.associated_error}): "
                          "pack and unpack cannot keep it")
+        if self.negative_zeros[0]:
+            lines.append("note: " + negative_zeros_note(*self.negative_zeros, "`dc-keras pack --positive-zeros` "
+                                                        "(pack(data, positive_zeros=True))"))
         return "\n".join(lines)
 
     __str__ = to_text
@@ -280,7 +287,8 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                   external_buffers=fb.uses_external_buffers(model),
                   associated_files=list(zip(z.names, z.sizes)) if z else [],
                   associated_bytes=z.size(tflite_bytes) if z else 0,
-                  associated_error=str(error) if error else None)
+                  associated_error=str(error) if error else None,
+                  negative_zeros=(0, 0) if hd else _signed_zeros(model, False))
 
 
 def _packed_row(model, codec, s, t, packed_tensor):
