@@ -161,6 +161,29 @@ def test_export_on_this_backend_matches_keras(tmp_path):
     np.testing.assert_array_equal(interp.get_tensor(out["index"]), ref.get_tensor(ref.get_output_details()[0]["index"]))
 
 
+def test_export_positive_zeros_on_this_backend():
+    """to_tflite(positive_zeros=True) reaches the packer on every backend (JAX and torch: in the
+    TF-backend child): the kernels' -0.0 entries are packed as +0.0, with no -0.0 warning."""
+    import warnings
+
+    model = dc_keras.strip(dc_keras.cluster(mlp(), bits=3))
+    for layer in model.layers[1:]:
+        k = keras.ops.convert_to_numpy(layer.kernel)
+        k = np.where(np.arange(k.size).reshape(k.shape) % 3 == 0, 0.0, k)  # +0.0: pruned
+        layer.kernel.assign(np.where(np.arange(k.size).reshape(k.shape) % 3 == 1, -0.0, k).astype("float32"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = dc_keras.export.to_tflite(model, positive_zeros=True)
+    assert not [w for w in caught if "-0.0" in str(w.message)], [str(w.message) for w in caught]
+    plain = dc_keras.export.unpack(data)
+    report = dc_keras.export.inspect(plain)
+    assert report.negative_zeros == (0, 0), report
+    kernels = [r for r in report.rows if len(r.shape) == 2]
+    assert len(kernels) == 2 and all(r.density < 0.7 for r in kernels), kernels  # both zeros are +0.0 now
+    with pytest.raises(ValueError, match="positive_zeros must be True or False"):
+        dc_keras.export.to_tflite(model, positive_zeros=1)
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="the TF-subprocess export route is the torch backend's")
 def test_torch_export_rejects_what_cannot_cross_the_process_boundary():
     model = mlp()

@@ -161,7 +161,7 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     to_tflite(model, pack=args["pack"], quantize=args["quantize"], path=args["out"],
               representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"],
-              per_channel=args["per_channel"])
+              per_channel=args["per_channel"], positive_zeros=args["positive_zeros"])
 relay = [{"category": w.category.__name__, "message": str(w.message)} for w in caught
          if issubclass(w.category, UserWarning) and str(w.message).startswith("to_tflite")]
 with open(args["warnings"], "w") as f:
@@ -190,7 +190,7 @@ def prefers_tensorflow_child(configure=None, converter_options=None, representat
 
 
 def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_bytes, batch_size=None,
-                            converter_options=None, configure=None, per_channel=None):
+                            converter_options=None, configure=None, per_channel=None, positive_zeros=False):
     """Save ``model`` as ``.keras`` and convert it in a ``KERAS_BACKEND=tensorflow`` child.
 
     Returns the ``.tflite`` bytes (packed when ``pack``).
@@ -233,7 +233,7 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
     if not (os.name == "posix" and hasattr(os, "fork")):  # no janitor: this process makes the directory
         with _exportdir.directory() as tmp:
             data = _convert_in_child(*_start_child(parent), tmp, model, pack, quantize, representative_data,
-                                     min_bytes, batch_size, per_channel, custom)
+                                     min_bytes, batch_size, per_channel, custom, positive_zeros)
             _relay_warnings(os.path.join(tmp, "warnings.json"))  # here: its stacklevel counts from this frame
             return data
     alive_r, alive_w = _pipe_above_stdio()
@@ -262,7 +262,7 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
                                f"{proc.returncode}):\n" + "\n".join(stderr.strip().splitlines()[-8:]))
         lock = _exportdir.hold(tmp)  # in use while this process lives, even if the janitor is killed
         data = _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes,
-                                 batch_size, per_channel, custom)
+                                 batch_size, per_channel, custom, positive_zeros)
         _relay_warnings(os.path.join(tmp, "warnings.json"))
         return data
     finally:
@@ -344,12 +344,12 @@ def _read_directory(report_r):
 
 
 def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes, batch_size,
-                      per_channel, custom):
+                      per_channel, custom, positive_zeros=False):
     """The bytes the child converted: ``model`` and its arguments saved in ``tmp`` and sent on ``args_w``."""
     try:
         try:
             args = _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel,
-                                custom)
+                                custom, positive_zeros)
             data = json.dumps(args).encode()
             while data:
                 data = data[os.write(args_w, data):]
@@ -439,7 +439,8 @@ def _child_sys_path():
     return [os.path.abspath(p) if p else os.getcwd() for p in sys.path if isinstance(p, str)]
 
 
-def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel, custom):
+def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel, custom,
+                 positive_zeros=False):
     """Saves the model (and representative data) in ``tmp``; the child's arguments."""
     model_path = os.path.join(tmp, "model.keras")
     model.save(model_path)
@@ -454,7 +455,7 @@ def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, bat
     return {"model": model_path, "pack": bool(pack), "quantize": quantize, "out": os.path.join(tmp, "model.tflite"),
             "representative": rep_paths, "min_bytes": int(min_bytes), "warnings": os.path.join(tmp, "warnings.json"),
             "batch_size": None if batch_size is None else int(batch_size),
-            "per_channel": None if per_channel is None else bool(per_channel),
+            "per_channel": None if per_channel is None else bool(per_channel), "positive_zeros": bool(positive_zeros),
             "error": os.path.join(tmp, "error.json"), "sys_path": _child_sys_path(), "custom": custom}
 
 

@@ -550,7 +550,7 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
 
 
 def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size, converter_options,
-                         configure, per_channel):
+                         configure, per_channel, positive_zeros=False):
     """The ``.tflite`` converted in a TF-backend child (torch always; JAX when nothing in the call needs
     this process: dc_keras/export/_backend.py), or None to convert here. A JAX child that fails
     falls back to this process with a warning."""
@@ -574,7 +574,7 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
         return _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
                                                 min_bytes=min_bytes, batch_size=batch_size,
                                                 converter_options=converter_options, configure=configure,
-                                                per_channel=per_channel)
+                                                per_channel=per_channel, positive_zeros=positive_zeros)
     except _backend.UnimportableClassError as exc:
         if must:
             raise
@@ -594,7 +594,7 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
 
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
               min_bytes: int = DEFAULT_MIN_BYTES, batch_size=None, converter_options=None,
-              configure=None, per_channel=None) -> bytes:
+              configure=None, per_channel=None, positive_zeros: bool = False) -> bytes:
     """Converts a Keras 3 model to ``.tflite`` with TFLite's converter, then packs its weights.
 
     Recurrent models (LSTM, GRU, SimpleRNN, Bidirectional) are converted with a static batch of 1
@@ -647,6 +647,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         and packs like the float model, docs/quantization.md), else per channel. Per-tensor dynamic
         range uses the converter's legacy quantizer when the model has depthwise layers (see
         ``_misread_depthwise``: TFLite's hybrid depthwise kernel needs per-channel scales).
+      positive_zeros: passed to ``pack``: its -0.0 weight entries packed as +0.0. A pruned Keras
+        kernel holds +0.0 only, but the converter folds a following BatchNormalization into it,
+        and 0 times a negative scale is -0.0, which bit-exact packing stores like a kept weight
+        (a warning says so). With True, outputs can differ from the unpacked file's only in the
+        sign of an output that is exactly zero. Default False (bit-exact).
 
     Returns:
       The ``.tflite`` bytes.
@@ -671,6 +676,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     _check_model(model)
     _check_built(model)
     _check_arguments(quantize, batch_size, converter_options, configure)
+    if not isinstance(positive_zeros, bool):
+        raise ValueError(f"positive_zeros must be True or False, got {positive_zeros!r}")
     if path is not None:
         check_writable(path)  # a bad or read-only output fails now, not after the conversion
     model = _without_wrappers(model)
@@ -679,7 +686,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if _SWEEP_TMPDIR:  # the temporary directories of earlier exports that were killed (logged)
         _exportdir.sweep()
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
-                                converter_options, configure, per_channel)
+                                converter_options, configure, per_channel, positive_zeros)
     if data is not None:
         if path is not None:
             atomic_write(path, data)
@@ -688,9 +695,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
         quantize, representative_data, converter_options, configure, pc, legacy))
     if pack:
-        packed, stats = pack_with_stats(data, min_bytes=min_bytes)
-        warn_notes(stats, "to_tflite(model, pack=False), then dc_keras.export.pack(data, positive_zeros=True),",
-                   "to_tflite")
+        packed, stats = pack_with_stats(data, min_bytes=min_bytes, positive_zeros=positive_zeros)
+        warn_notes(stats, "to_tflite(..., positive_zeros=True)", "to_tflite")
         for message in _spread_messages(model, shared, data, packed, quantize):
             warnings.warn(message, ClusterSpreadWarning, stacklevel=2)
         data = packed
