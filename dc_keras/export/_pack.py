@@ -252,7 +252,7 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
 
 
 def warn_notes(stats, positive_zeros_how, who):
-    """``pack``'s warnings, from its ``stats``, at the caller of ``who``'s caller: the input's zip
+    """``pack``'s warnings, from its ``stats``, at the line that called ``who``: the input's zip
     that could not be kept, the constant tensors left unpacked, weights holding both zeros
     (``positive_zeros_how``: how the caller asks for +0.0)."""
     import warnings

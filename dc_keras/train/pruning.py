@@ -928,7 +928,7 @@ class PruningCallback(keras.callbacks.Callback):
         local = not _distributed(self.model)
         count = self._host and bool((self.params or {}).get("steps")) and local
         lean = count and _STATELESS_OPTIMIZER
-        on_device = local and keras.backend.backend() in ("tensorflow", "jax")
+        on_device = self._zero_on_device()
         retrace = False
         for wrapper in wrappers:
             wrapper._armed = True
@@ -1009,11 +1009,15 @@ class PruningCallback(keras.callbacks.Callback):
         if getattr(getattr(self.model, "optimizer", None), "use_ema", False):
             # fit() has just written the optimizer's moving averages into the weights: the pruned
             # ones are averages of their values before they were pruned, not 0
-            on_device = not _distributed(self.model) and keras.backend.backend() in ("tensorflow", "jax")
+            on_device = self._zero_on_device()
             for wrapper in self._wrappers():
                 wrapper._zero_pruned(on_device)
         self._disarm()  # no longer running
         self._verify_progress()
+
+    def _zero_on_device(self):
+        """``_zero_pruned``'s ``on_device``: TF outside tf.distribute, single-process JAX."""
+        return not _distributed(self.model) and keras.backend.backend() in ("tensorflow", "jax")
 
     def _disarm(self):
         self._running = False
