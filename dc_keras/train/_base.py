@@ -142,8 +142,9 @@ def unsupported_reason(layer):
     if layer.built and not layer.weights:
         return "it has no weights, so no prunable weights"
     if isinstance(layer, _NORMALIZATIONS):
-        return (f"normalization layer {type(layer).__name__}: per-channel vectors, left dense by design "
-                "(cluster folds a BatchNormalization that follows a conv or Dense layer into it)")
+        fold = (" (cluster folds a BatchNormalization that follows a conv or Dense layer into it)"
+                if isinstance(layer, keras.layers.BatchNormalization) else "")
+        return f"normalization layer {type(layer).__name__}: per-channel vectors, left dense by design{fold}"
     if isinstance(layer, keras.layers.RNN):
         return f"unsupported recurrent cell {type(layer.cell).__name__} (supported: LSTM, GRU, SimpleRNN cells; ConvLSTM1D/2D/3D)"
     if not type(layer).__module__.startswith(("keras.", "keras_hub.", "keras_nlp.", "keras_cv.")):
