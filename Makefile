@@ -20,10 +20,13 @@ install: $(STAMP) $(PYC_STAMP) lib jax-ffi tf-ops
 	  if ! command -v clang-format >/dev/null 2>&1; then \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang-format || echo "warning: could not apt-get install clang-format"; \
 	  fi; \
+	  if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0 '; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libusb-1.0-0 || echo "warning: could not apt-get install libusb-1.0-0 (tflite_support's metadata module, tests/test_metadata_readers.py)"; \
+	  fi; \
 	  if ! command -v c++ >/dev/null 2>&1; then \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ || echo "warning: could not apt-get install g++ (make jax-ffi, make tf-ops)"; \
 	  fi; \
-	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, g++)"; fi
+	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, libusb-1.0-0, g++)"; fi
 	@touch $@
 
 # Byte-compiled once here, on every core (PYC, ~60 CPU s for the ~14,500 .py files of the

@@ -43,7 +43,9 @@ def _python(reader):
 
 def _child(python, *args):
     r = subprocess.run([python, CHILD, *map(str, args)], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, f"{' '.join(map(str, args[:2]))} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}"
+    hint = ("\n(tflite_support's native module needs Debian's libusb-1.0-0: `make install` installs it when "
+            "run as root; otherwise apt install libusb-1.0-0)" if "libusb-1.0.so" in r.stderr else "")
+    assert r.returncode == 0, f"{' '.join(map(str, args[:2]))} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}{hint}"
     return r.stdout
 
 
