@@ -114,6 +114,7 @@ def test_makefile_builds_with_the_shared_description():
     assert "-I" + f["DC_INCLUDE"][0] in cmd
 
 
+@pytest.mark.long  # 24 s; pip's wheel build above runs the same setup.py build_ext (make test-long)
 def test_setup_py_builds_with_the_shared_description_without_werror(tmp_path):
     f = _flags_mk()
     r = subprocess.run([sys.executable, "setup.py", "-v", "build_ext", "-b", str(tmp_path / "lib"),

@@ -93,7 +93,7 @@ def _classify(reader, paths):
     return lines
 
 
-@pytest.mark.parametrize("reader", ["mediapipe", "task_library"])
+@pytest.mark.parametrize("reader", [pytest.param("mediapipe", marks=pytest.mark.long), "task_library"])
 def test_readers_get_the_labels_and_scores_from_unpacked_files(files, reader):
     """Every unpacked form gives the original's categories: all ten, each named by labels.txt,
     with bit-identical scores; the packed file itself is a fraction of the original's size."""
@@ -122,7 +122,7 @@ def test_metadata_displayer_shows_the_same_metadata_and_files(files):
         assert (line["metadata"], line["files"]) == (original["metadata"], original["files"]), name
 
 
-@pytest.mark.parametrize("reader", ["mediapipe", "task_library"])
+@pytest.mark.parametrize("reader", [pytest.param("mediapipe", marks=pytest.mark.long), "task_library"])
 def test_readers_refuse_a_dropped_or_stale_zip(files, reader):
     """The controls: without the zip, or with the zip's offsets left as they were in the larger
     original (pointing past where the archive now is), the reader finds no labels.txt."""

@@ -91,7 +91,12 @@ def test_validation_increase_standard_error_is_paired():
     assert zoo._val_change(base, base)["val_increase_se_pp"] == 0.0
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.long) if n == "transformer_128" else n for n in zoo.ZOO])
+# make test runs four architectures; transformer_128 (the bigger transformer), ds_cnn (32 s: conv +
+# depthwise, as mobilenetv2_035 and resnet already are) and conv1d run in make test-long (budget).
+LONG_ZOO = ("transformer_128", "ds_cnn", "conv1d")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.long) if n in LONG_ZOO else n for n in zoo.ZOO])
 def test_tiny_zoo_model_compresses_exports_and_packs_bit_exact(name):
     keras.utils.set_random_seed(0)
     x, y = _data(name)
