@@ -46,6 +46,46 @@ def _small_model():
     return model, rng.random((16, 14, 14, 1)).astype(np.float32)
 
 
+PLAN = "OfflineMemoryAllocation"
+
+
+def _plan_words(data):
+    """The int32 words of ``data``'s TFLM offline memory plan (metadata "OfflineMemoryAllocation")."""
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(data)
+    entries = [e for e in m.metadata or [] if fb.tensor_name(e) == PLAN]
+    assert len(entries) == 1
+    return np.frombuffer(fb.buffer_bytes(m, entries[0].buffer), "<i4")
+
+
+def _with_offline_plan(data, constant=-1, count=None):
+    """``data`` with a TFLM offline memory plan (TFLM's docs/memory_management.md): every tensor
+    without constant data at its own 16-byte aligned arena offset, one after the other (no reuse:
+    valid whatever the lifetimes, and larger than what TFLM's online planner makes, so a run shows
+    whether TFLM followed it); constants get ``constant``; ``count`` overrides the offsets count."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras._flatbuffer import schema
+
+    m = fb.read_model(data)
+    offsets, pos = [], 0
+    for sg in m.subgraphs:
+        for t in sg.tensors:
+            if fb.buffer_bytes(m, t.buffer):
+                offsets.append(constant)
+                continue
+            offsets.append(pos)
+            pos += -(-int(np.prod([int(d) for d in t.shape])) * 4 // 16) * 16  # float32 / int32 tensors
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(np.array([1, len(m.subgraphs), len(offsets) if count is None else count, *offsets],
+                                      "<i4").tobytes(), np.uint8)
+    m.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = PLAN, len(m.buffers) - 1
+    m.metadata = list(m.metadata or []) + [entry]
+    return fb.write_model(m)
+
+
 @pytest.fixture(scope="module")
 def lib_path(tmp_path_factory):
     build = tmp_path_factory.mktemp("tflm_lib")
@@ -65,6 +105,8 @@ def models(tmp_path_factory):
     files["float.packed"] = export.pack(files["float"])
     files["int8.packed"] = export.pack(files["int8"])
     files["float.packed.each"] = set_decode_mode.set_modes(files["float.packed"], {}, default=1)
+    files["float.plan"] = _with_offline_plan(files["float"])
+    files["float.plan.packed"] = export.pack(files["float.plan"])
     paths = {}
     for name, data in files.items():
         paths[name] = str(d / f"{name}.tflite")
@@ -96,6 +138,9 @@ def runs(lib_path, models):
         plan[f"{kind}.once"] = {"model": paths[f"{kind}.packed"], "registerers": [ONCE], "arena_usage": True}
         plan[f"{kind}.each"] = {"model": paths[f"{kind}.packed"], "registerers": [EACH], "arena_usage": True}
     plan["float.options_each"] = {"model": paths["float.packed.each"], "registerers": [ONCE], "arena_usage": True}
+    plan["float.plan"] = {"model": paths["float.plan"], "registerers": [], "arena_usage": True}
+    plan["float.plan.once"] = {"model": paths["float.plan.packed"], "registerers": [ONCE], "arena_usage": True}
+    plan["float.plan.each"] = {"model": paths["float.plan.packed"], "registerers": [EACH], "arena_usage": True}
     jobs = []
     for name, job in plan.items():
         jobs.append(dict(job, input=x, out=str(d / f"{name}.out.npy")))
@@ -306,3 +351,53 @@ def test_set_decode_mode_refuses_a_model_that_is_not_packed(models, tmp_path):
     assert not out.exists()
     with pytest.raises(ValueError, match="not packed"):
         set_decode_mode.set_modes(files["int8"], {}, default=1)
+
+
+def test_offline_memory_plan_survives_packing(runs, models):
+    """A TFLM offline memory plan (metadata "OfflineMemoryAllocation": one arena offset per tensor)
+    stays valid through pack: pack adds tensors, and TFLM refused the packed model ("Nbr of offline
+    buffer offsets (18) in metadata not equal nbr tensors (21)"). The packed model runs bit-exact
+    in both modes with the plan followed, and unpack gives the input's plan back byte for byte."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+
+    _, _, files = models
+    before, after = _plan_words(files["float.plan"]), _plan_words(files["float.plan.packed"])
+    m = fb.read_model(files["float.plan.packed"])
+    n = len(m.subgraphs[0].tensors)
+    assert after[2] == n == len(after) - 3 > before[2] and (after[3:][before[2]:] == -1).all()
+    assert (after[:before[2] + 3] == np.concatenate([before[:2], [n], before[3:]])).all()
+    ref = runs["float"][1]
+    for name in ("float.plan", "float.plan.once", "float.plan.each"):
+        res, out = runs[name]
+        assert out.tobytes() == ref.tobytes(), name
+    # TFLM followed the plan: no reuse between the activations, so more head than its own planner
+    plain_head, plan_head = runs["float"][0]["arena_head_bytes"], runs["float.plan"][0]["arena_head_bytes"]
+    assert plan_head >= max(o for o in before[3:]) > plain_head
+    assert runs["float.plan.once"][0]["arena_head_bytes"] == plan_head
+    assert runs["float.plan.each"][0]["arena_head_bytes"] >= plan_head + 196 * 96 * 4
+    back = export.unpack(files["float.plan.packed"])
+    assert _plan_words(back).tobytes() == before.tobytes()
+    mb, mi = fb.read_model(back), fb.read_model(files["float.plan"])
+    assert [fb.buffer_bytes(mb, t.buffer) for t in mb.subgraphs[0].tensors] == \
+        [fb.buffer_bytes(mi, t.buffer) for t in mi.subgraphs[0].tensors]
+
+
+def test_offline_memory_plan_that_cannot_be_kept_is_refused(models):
+    """A plan that does not describe the model (TFLM refuses it too) cannot be rewritten for the
+    tensors pack adds: one error naming the plan, the problem and the fix, not a wrong plan. A
+    constant the plan gives an offset (TFLM ignores it; decoded every invoke it would be written
+    there) stays unpacked, the reason in pack's warning and in inspect."""
+    from dc_keras import export
+
+    _, _, files = models
+    with pytest.raises(ValueError, match="pack: the model.s TFLite Micro offline memory plan") as e:
+        export.pack(_with_offline_plan(files["float"], count=5))
+    msg = str(e.value)
+    assert PLAN in msg and "lists 5 arena offsets but the model has 18 tensors" in msg and "remove the" in msg
+    planned = _with_offline_plan(files["float"], constant=0)
+    with pytest.warns(UserWarning, match="offline memory plan") as w:
+        out = export.pack(planned)
+    assert "set its entry to -1" in str(w[0].message)
+    assert out == planned  # nothing else is worth packing in this model
+    assert "offline memory plan" in str(export.inspect(planned))
