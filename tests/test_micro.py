@@ -323,7 +323,7 @@ def test_set_decode_mode_cli_errors_and_never_touches_its_input(models, tmp_path
     assert (tmp_path / "out.tflite").read_bytes() == set_decode_mode.set_modes(files["float.packed"], {name: 1})
     for args, what in [((src, src, "--each-invoke", name), "same file as the input"),
                        ((src, tmp_path / "." / src.name, "--all-each-invoke"), "same file as the input"),
-                       ((src, tmp_path / "o.tflite", "--each-invoke", "no/such/tensor"), "dc-keras inspect"),
+                       ((src, tmp_path / "o.tflite", "--each-invoke", "no/such/tensor"), f"outputs are: {name!r} = @0:"),
                        ((src, tmp_path / "o.tflite", "--once", name, "--each-invoke", name),
                         "both --once and --each-invoke"),
                        ((tmp_path / "missing.tflite", tmp_path / "o.tflite", "--all-each-invoke"),
@@ -401,3 +401,83 @@ def test_offline_memory_plan_that_cannot_be_kept_is_refused(models):
     assert "set its entry to -1" in str(w[0].message)
     assert out == planned  # nothing else is worth packing in this model
     assert "offline memory plan" in str(export.inspect(planned))
+
+
+def _huffdecode_options(data):
+    """{(subgraph, output tensor): custom options} of ``data``'s HuffDecode ops."""
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(data)
+    return {(s, int(op.outputs[0])): (None if op.customOptions is None else list(op.customOptions))
+            for s, sg in enumerate(m.subgraphs) for op in sg.operators
+            if fb.is_huffdecode_code(m.operatorCodes[op.opcodeIndex])}
+
+
+def test_set_decode_mode_keeps_zip_tail_and_earlier_modes(models, tmp_path):
+    """set_decode_mode.py dropped the zip of associated files after the model (TFLite metadata's
+    labels) and, run a second time, reset the modes the first run set for tensors it was not
+    given; both are kept now, from Python and the command line."""
+    import io
+    import zipfile
+
+    from dc_keras.export import _zip
+
+    _, _, files = models
+    packed = files["float.packed"]
+    outs = sorted(_huffdecode_options(packed))
+    assert len(outs) == 3
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(packed)
+    a, b = (fb.tensor_name(m.subgraphs[0].tensors[t]) for _, t in outs[:2])
+    first = set_decode_mode.set_modes(packed, {a: 1})
+    second = set_decode_mode.set_modes(first, {b: 0})
+    assert _huffdecode_options(second) == {outs[0]: [1], outs[1]: [0], outs[2]: None}
+    assert second == set_decode_mode.set_modes(packed, {a: 1, b: 0})
+    # a zip of associated files after the model (as tflite_support's MetadataPopulator appends it)
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("labels.txt", "".join(f"class {i}\n" for i in range(10)))
+    with_zip = packed + z.getvalue()
+    src, out = tmp_path / "in.tflite", tmp_path / "out.tflite"
+    src.write_bytes(with_zip)
+    tool = os.path.join(ROOT, "tools", "mcu", "set_decode_mode.py")
+    r = subprocess.run([sys.executable, tool, str(src), str(out), "--each-invoke", a], capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = out.read_bytes()
+    assert got == set_decode_mode.set_modes(with_zip, {a: 1}) and len(got) > len(first)
+    model, kept, error = _zip.split(got)
+    assert error is None and kept.names == ["labels.txt"] and model == first
+    with zipfile.ZipFile(io.BytesIO(got)) as zf:
+        assert zf.read("labels.txt") == b"".join(b"class %d\n" % i for i in range(10))
+    assert src.read_bytes() == with_zip
+
+
+def test_set_decode_mode_names_nameless_tensors_and_lists_full_names(models, tmp_path):
+    """A model packed with strip_strings has no tensor names: its HuffDecode outputs are named
+    @S:T (subgraph, tensor); a name several outputs share (\"\" there) is refused, not applied to
+    all; an unknown name's error lists every HuffDecode output by its full name and its @S:T."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+
+    _, _, files = models
+    stripped = export.pack(files["float"], strip_strings=True)
+    outs = sorted(_huffdecode_options(stripped))
+    assert len(outs) == 3 and all(fb.tensor_name(fb.read_model(stripped).subgraphs[0].tensors[t]) == ""
+                                  for _, t in outs)
+    got = set_decode_mode.set_modes(stripped, {f"@0:{outs[1][1]}": 1, f"@{outs[2][1]}": 0})
+    assert _huffdecode_options(got) == {outs[0]: None, outs[1]: [1], outs[2]: [0]}
+    with pytest.raises(ValueError, match="is the name of 3 HuffDecode outputs") as e:
+        set_decode_mode.set_modes(stripped, {"": 1})
+    assert all(f"@0:{t} (no name; float32[" in str(e.value) for _, t in outs)
+    with pytest.raises(ValueError, match="the same HuffDecode output with different modes"):
+        set_decode_mode.set_modes(stripped, {f"@0:{outs[1][1]}": 1, f"@{outs[1][1]}": 0})
+    m = fb.read_model(files["float.packed"])
+    names = [fb.tensor_name(m.subgraphs[0].tensors[t]) for _, t in sorted(_huffdecode_options(files["float.packed"]))]
+    assert min(map(len, names)) > 20
+    with pytest.raises(ValueError, match="no HuffDecode op outputs 'fc1'") as e:
+        set_decode_mode.set_modes(files["float.packed"], {"fc1": 1})
+    assert all(f"{n!r} = @0:" in str(e.value) for n in names), str(e.value)
+    with pytest.raises(ValueError, match="no HuffDecode op outputs '@0:0'"):
+        set_decode_mode.set_modes(files["float.packed"], {"@0:0": 1})  # tensor 0 is no HuffDecode output
