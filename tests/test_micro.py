@@ -96,6 +96,8 @@ def lib_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    import keras
+
     from dc_keras import export
 
     d = tmp_path_factory.mktemp("micro_models")
@@ -106,6 +108,12 @@ def models(tmp_path_factory):
     files["int8.packed"] = export.pack(files["int8"])
     files["float.packed.each"] = set_decode_mode.set_modes(files["float.packed"], {}, default=1)
     files["float.plan"] = _with_offline_plan(files["float"])
+    # no Flatten (whose shape ops read constants before any HuffDecode runs): HuffDecode goes first
+    flat = keras.Sequential([keras.Input((196,)), *(keras.layers.Dense.from_config(layer.get_config())
+                                                    for layer in model.layers[2:])])
+    for new, old in zip(flat.layers, model.layers[2:]):
+        new.set_weights(old.get_weights())
+    files["flat.packed.external"] = export.pack(export.to_tflite(flat, pack=False), buffers="external")
     files["float.plan.packed"] = export.pack(files["float.plan"])
     paths = {}
     for name, data in files.items():
@@ -154,8 +162,9 @@ def runs(lib_path, models):
 
 
 def _bad_jobs(d, paths, files, x):
-    """A flipped stream byte (both modes), two-byte custom options, no registerer, and the same
-    registerer twice: each must fail, with the kernel's / TFLM's message."""
+    """A flipped stream byte (both modes), two-byte custom options, no registerer, the same
+    registerer twice, a packed int4 weight and a model packed with buffers="external" (both
+    modes): each must fail, with the kernel's / TFLM's message."""
     from dc_keras import _flatbuffer as fb
 
     from dc_keras.export._pack import packed_tensors
@@ -182,7 +191,9 @@ def _bad_jobs(d, paths, files, x):
             {"model": o, "registerers": [ONCE], "input": x, "out": str(d / "b3.npy")},
             {"model": paths["float.packed"], "registerers": [], "input": x, "out": str(d / "b4.npy")},
             {"model": paths["float.packed"], "registerers": [ONCE, ONCE], "input": x, "out": str(d / "b5.npy")},
-            {"model": str(d / "bad_int4.tflite"), "registerers": [ONCE], "input": x, "out": str(d / "b6.npy")}]
+            {"model": str(d / "bad_int4.tflite"), "registerers": [ONCE], "input": x, "out": str(d / "b6.npy")},
+            {"model": paths["flat.packed.external"], "registerers": [ONCE], "input": x, "out": str(d / "b7.npy")},
+            {"model": paths["flat.packed.external"], "registerers": [EACH], "input": x, "out": str(d / "b8.npy")}]
 
 
 def _int4_packed(data):
@@ -241,6 +252,11 @@ def test_bad_models_fail_with_the_kernels_message(runs):
     # that the model was edited
     assert "the TFLM kernel does not decode int4 tensors" in r[5]["log"], r[5]
     assert "dc-keras unpack" in r[5]["log"] and "edited after packing" not in r[5]["log"], r[5]
+    # packed with buffers="external" (data after the flatbuffer, which TFLM does not read): the
+    # first HuffDecode says so and what to do, in both modes (it said "must be a constant")
+    for j in r[6:8]:
+        assert "HuffDecode (output tensor" in j["log"] and "has no data in the flatbuffer" in j["log"], j
+        assert "--buffers external" in j["log"] and "--buffers inline" in j["log"], j
 
 
 def test_registerer_refuses_an_unknown_resolver_layout(lib_path):
