@@ -397,6 +397,12 @@ def test_offline_memory_plan_survives_packing(runs, models):
     mb, mi = fb.read_model(back), fb.read_model(files["float.plan"])
     assert [fb.buffer_bytes(mb, t.buffer) for t in mb.subgraphs[0].tensors] == \
         [fb.buffer_bytes(mi, t.buffer) for t in mi.subgraphs[0].tensors]
+    # a file packed before pack kept plans (its plan still the input's, for the first tensors):
+    # unpack gives that plan back as it is, which describes the unpacked model again
+    old = fb.read_model(files["float.plan.packed"])
+    entry = next(e for e in old.metadata if fb.tensor_name(e) == PLAN)
+    old.buffers[entry.buffer].data = np.frombuffer(before.tobytes(), np.uint8)
+    assert _plan_words(export.unpack(fb.write_model(old))).tobytes() == before.tobytes()
 
 
 def test_offline_memory_plan_that_cannot_be_kept_is_refused(models):

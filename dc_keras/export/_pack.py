@@ -865,7 +865,7 @@ class _OfflinePlan:
     ``problem``: why the input's plan does not describe its tensors."""
 
     def __init__(self, model, entry):
-        self.entry, self.problem, self.offsets, self.tail = entry, None, None, b""
+        self.entry, self.problem, self.offsets, self.tail, self.first = entry, None, None, b"", None
         self.tensors = [t for sg in model.subgraphs for t in sg.tensors or []]
         raw = fb.buffer_bytes(model, entry.buffer) if entry.buffer < len(model.buffers or []) else b""
         n = int.from_bytes(raw[8:12], "little") if len(raw) >= 12 else None
@@ -876,6 +876,7 @@ class _OfflinePlan:
         self.head, self.tail = raw[:12], raw[12 + 4 * n:]
         offsets = np.frombuffer(raw, "<i4", count=n, offset=12)
         if n != len(self.tensors):
+            self.first = [id(t) for t in self.tensors[:n]] if n < len(self.tensors) else None
             self.problem = (f"it lists {n} arena offsets but the model has {len(self.tensors)} tensors (TFLM "
                             "refuses such a model)")
             return
@@ -892,6 +893,8 @@ class _OfflinePlan:
         if [id(t) for t in now] == [id(t) for t in self.tensors]:
             return
         where = f"{what}: the model's TFLite Micro offline memory plan (metadata {OFFLINE_PLAN!r})"
+        if self.problem and what == "unpack" and [id(t) for t in now] == self.first:
+            return  # packed before pack kept plans (it appended its tensors): the plan is the unpacked model's
         if self.problem:
             raise ValueError(f"{where} cannot be kept: {self.problem}; {what} adds and removes tensors, so "
                              f"it would have to rewrite it: fix the plan, or {_PLAN_FIX.split(', or ', 1)[1]}")
