@@ -86,6 +86,17 @@ def _with_offline_plan(data, constant=-1, count=None):
     return fb.write_model(m)
 
 
+def _all_runtime_plan(data):
+    """``data`` with a TFLM offline memory plan that leaves every tensor to the run time (-1)."""
+    words = _plan_words(_with_offline_plan(data))
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(_with_offline_plan(data))
+    entry = next(e for e in m.metadata if fb.tensor_name(e) == PLAN)
+    m.buffers[entry.buffer].data = np.frombuffer(np.array([*words[:3], *([-1] * words[2])], "<i4").tobytes(), np.uint8)
+    return fb.write_model(m)
+
+
 @pytest.fixture(scope="module")
 def lib_path(tmp_path_factory):
     build = tmp_path_factory.mktemp("tflm_lib")
@@ -423,6 +434,18 @@ def test_offline_memory_plan_that_cannot_be_kept_is_refused(models):
     assert "set its entry to -1" in str(w[0].message)
     assert out == planned  # nothing else is worth packing in this model
     assert "offline memory plan" in str(export.inspect(planned))
+    # several subgraphs: TFLM's code reads each subgraph's offsets from index 0, its docs say one
+    # after the other; with offsets given, pack cannot tell which is meant and refuses
+    lstm = export.unpack(open(os.path.join(ROOT, "tests", "data", "zoo_lstm128.packed.tflite"), "rb").read())
+    with pytest.raises(ValueError, match="has 3 subgraphs, and TFLM reads every subgraph's offsets from index 0"):
+        export.pack(_with_offline_plan(lstm))
+    # ... an all -1 plan means the same either way: kept, for the packed model's tensors
+    with pytest.warns(UserWarning, match="written by an operator"):  # the LSTM loop state (not packed)
+        out = export.pack(_all_runtime_plan(lstm))
+    from dc_keras import _flatbuffer as fb
+
+    n = sum(len(sg.tensors) for sg in fb.read_model(out).subgraphs)
+    assert _plan_words(out).tolist() == [1, 3, n] + [-1] * n and n > 65
 
 
 def _huffdecode_options(data):

@@ -896,7 +896,7 @@ class _OfflinePlan:
         if self.problem and what == "unpack" and [id(t) for t in now] == self.first:
             return  # packed before pack kept plans (it appended its tensors): the plan is the unpacked model's
         if self.problem:
-            raise ValueError(f"{where} cannot be kept: {self.problem}; {what} adds and removes tensors, so "
+            raise ValueError(f"{where} cannot be kept: {self.problem}; {what} changes the model's tensors, so "
                              f"it would have to rewrite it: fix the plan, or {_PLAN_FIX.split(', or ', 1)[1]}")
         if len(model.subgraphs) > 1 and any(o != -1 for o in self.offsets.values()):
             raise ValueError(f"{where} cannot be kept: the model has {len(model.subgraphs)} subgraphs, and TFLM "
