@@ -354,7 +354,9 @@ def test_set_decode_mode_cli_errors_and_never_touches_its_input(models, tmp_path
                        ((src, tmp_path / "o.tflite", "--once", name, "--each-invoke", name),
                         "both --once and --each-invoke"),
                        ((tmp_path / "missing.tflite", tmp_path / "o.tflite", "--all-each-invoke"),
-                        "check the path")]:
+                        "check the path"),
+                       ((src, tmp_path / "o.tflite", "--each-invoke"), "nothing to set"),  # wrote a copy
+                       ((src, tmp_path / "o.tflite"), "nothing to set")]:
         r = run(*args)
         lines = [ln for ln in r.stderr.splitlines() if ln.startswith("set_decode_mode.py: ")]
         assert r.returncode == 1 and len(lines) == 1 and what in lines[0], (args, r.stderr[-2000:])

@@ -124,6 +124,9 @@ def main(argv=None):
         return _fail(f"{both} named in both --once and --each-invoke: give each tensor one mode")
     modes = {n: 0 for n in a.once}
     modes.update({n: 1 for n in a.each_invoke})
+    if not modes and not a.all_each_invoke:
+        return _fail("nothing to set (no NAME after --once / --each-invoke, and no --all-each-invoke): name the "
+                     "HuffDecode outputs to set, or give --all-each-invoke")
     try:
         same = os.path.samefile(a.input, a.output)
     except OSError:
