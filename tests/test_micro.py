@@ -11,6 +11,7 @@ All TFLM runs of the file happen in one subprocess in the TFLM venv (tools/mcu/t
 import ctypes
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -307,7 +308,6 @@ def test_docs_python_snippet_runs_as_written(models, tmp_path):
     """docs/microcontrollers.md's Python block, run as the doc says (from the repository root,
     with the TFLM venv's python, after `make -C tflite_kernels/micro`), on a packed model: it must
     run as written (no undefined names), with only the model's path swapped in."""
-    import re
 
     with open(os.path.join(ROOT, "docs", "microcontrollers.md")) as f:
         doc = f.read()
@@ -528,3 +528,35 @@ def test_set_decode_mode_names_nameless_tensors_and_lists_full_names(models, tmp
     assert all(f"{n!r} = @0:" in str(e.value) for n in names), str(e.value)
     with pytest.raises(ValueError, match="no HuffDecode op outputs '@0:0'"):
         set_decode_mode.set_modes(files["float.packed"], {"@0:0": 1})  # tensor 0 is no HuffDecode output
+
+
+def _c_strings(text):
+    return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', text))
+
+
+def test_kernel_messages_fit_a_tflm_cortex_m_log_line():
+    """TFLM's Cortex-M logger (tensorflow/lite/micro/cortex_m_generic/debug_log.cc) formats each
+    message into a 256-byte buffer, so on a device a longer one loses its end, where the kernel's
+    messages say what to do. Every message of the kernel, each %d / %u at its widest and each %s
+    at the longest string it can be (dc_strerror's, the kernel's type names), fits 255 characters.
+    (The message for a model packed with external buffers had 307.)"""
+    kernels = os.path.join(ROOT, "tflite_kernels")
+    with open(os.path.join(kernels, "micro", "huffdecode_tflm.c")) as f:
+        kernel = f.read()
+    with open(os.path.join(kernels, "src", "dc_codec.c")) as f:
+        codec = f.read()
+    strerror = re.search(r"const char\* dc_strerror\(dc_status status\) \{(.*?)\n\}", codec, re.S).group(1)
+    names = re.search(r"static const char\* dtype_name\(uint32_t dc_dtype\) \{(.*?)\n\}", kernel, re.S).group(1)
+    longest = {f: max(len(x) for x in re.findall(r'"((?:[^"\\]|\\.)*)"', body))
+               for f, body in (("dc_strerror", strerror), ("dtype_name", names))}
+    assert longest["dc_strerror"] >= 60 and longest["dtype_name"] >= 10  # found them
+    calls = re.findall(r"ReportError\(\s*ctx,\s*((?:\"(?:[^\"\\]|\\.)*\"\s*)+)(.*?)\);", kernel, re.S)
+    assert len(calls) >= 15
+    for fmt, args in calls:
+        fmt = _c_strings(fmt)
+        strings = [longest[f] for f in longest if f + "(" in args]
+        assert fmt.count("%s") <= len(strings) or not fmt.count("%s"), (fmt, args)
+        widest = {"%d": 11, "%u": 10, "%s": max(strings, default=0)}
+        assert "%" not in re.sub(r"%[dus]", "", fmt), fmt
+        n = len(re.sub(r"%[dus]", "", fmt)) + sum(widest[m] for m in re.findall(r"%[dus]", fmt))
+        assert n <= 255, (n, fmt)

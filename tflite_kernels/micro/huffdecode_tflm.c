@@ -120,11 +120,10 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
    * buffers) leave the packed input without one. */
   if (in->data.raw_const == NULL) {
     ctx->ReportError(ctx,
-                     "HuffDecode (output tensor %d): the packed input (tensor %d) has no data in "
-                     "the flatbuffer. TFLM reads only buffers inside it: a model packed with "
-                     "--buffers external (buffers='external') keeps them after it; pack with "
-                     "--buffers inline (dc-keras unpack IN PLAIN, then dc-keras pack --buffers "
-                     "inline PLAIN OUT)",
+                     "HuffDecode (output tensor %d): packed input %d has no data in the "
+                     "flatbuffer; TFLM reads no buffers after it (pack --buffers external): "
+                     "pack with --buffers inline (dc-keras unpack IN PLAIN; dc-keras pack "
+                     "--buffers inline PLAIN OUT)",
                      d->out_idx, d->in_idx);
     return 0;
   }
