@@ -11,6 +11,7 @@ All TFLM runs of the file happen in one subprocess in the TFLM venv (tools/mcu/t
 import ctypes
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -46,6 +47,57 @@ def _small_model():
     return model, rng.random((16, 14, 14, 1)).astype(np.float32)
 
 
+PLAN = "OfflineMemoryAllocation"
+
+
+def _plan_words(data):
+    """The int32 words of ``data``'s TFLM offline memory plan (metadata "OfflineMemoryAllocation")."""
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(data)
+    entries = [e for e in m.metadata or [] if fb.tensor_name(e) == PLAN]
+    assert len(entries) == 1
+    return np.frombuffer(fb.buffer_bytes(m, entries[0].buffer), "<i4")
+
+
+def _with_offline_plan(data, constant=-1, count=None):
+    """``data`` with a TFLM offline memory plan (TFLM's docs/memory_management.md): every tensor
+    without constant data at its own 16-byte aligned arena offset, one after the other (no reuse:
+    valid whatever the lifetimes, and larger than what TFLM's online planner makes, so a run shows
+    whether TFLM followed it); constants get ``constant``; ``count`` overrides the offsets count."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras._flatbuffer import schema
+
+    m = fb.read_model(data)
+    offsets, pos = [], 0
+    for sg in m.subgraphs:
+        for t in sg.tensors:
+            if fb.buffer_bytes(m, t.buffer):
+                offsets.append(constant)
+                continue
+            offsets.append(pos)
+            pos += -(-int(np.prod([int(d) for d in t.shape])) * 4 // 16) * 16  # float32 / int32 tensors
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(np.array([1, len(m.subgraphs), len(offsets) if count is None else count, *offsets],
+                                      "<i4").tobytes(), np.uint8)
+    m.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = PLAN, len(m.buffers) - 1
+    m.metadata = list(m.metadata or []) + [entry]
+    return fb.write_model(m)
+
+
+def _all_runtime_plan(data):
+    """``data`` with a TFLM offline memory plan that leaves every tensor to the run time (-1)."""
+    words = _plan_words(_with_offline_plan(data))
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(_with_offline_plan(data))
+    entry = next(e for e in m.metadata if fb.tensor_name(e) == PLAN)
+    m.buffers[entry.buffer].data = np.frombuffer(np.array([*words[:3], *([-1] * words[2])], "<i4").tobytes(), np.uint8)
+    return fb.write_model(m)
+
+
 @pytest.fixture(scope="module")
 def lib_path(tmp_path_factory):
     build = tmp_path_factory.mktemp("tflm_lib")
@@ -56,6 +108,8 @@ def lib_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    import keras
+
     from dc_keras import export
 
     d = tmp_path_factory.mktemp("micro_models")
@@ -65,6 +119,14 @@ def models(tmp_path_factory):
     files["float.packed"] = export.pack(files["float"])
     files["int8.packed"] = export.pack(files["int8"])
     files["float.packed.each"] = set_decode_mode.set_modes(files["float.packed"], {}, default=1)
+    files["float.plan"] = _with_offline_plan(files["float"])
+    # no Flatten (whose shape ops read constants before any HuffDecode runs): HuffDecode goes first
+    flat = keras.Sequential([keras.Input((196,)), *(keras.layers.Dense.from_config(layer.get_config())
+                                                    for layer in model.layers[2:])])
+    for new, old in zip(flat.layers, model.layers[2:]):
+        new.set_weights(old.get_weights())
+    files["flat.packed.external"] = export.pack(export.to_tflite(flat, pack=False), buffers="external")
+    files["float.plan.packed"] = export.pack(files["float.plan"])
     paths = {}
     for name, data in files.items():
         paths[name] = str(d / f"{name}.tflite")
@@ -96,6 +158,9 @@ def runs(lib_path, models):
         plan[f"{kind}.once"] = {"model": paths[f"{kind}.packed"], "registerers": [ONCE], "arena_usage": True}
         plan[f"{kind}.each"] = {"model": paths[f"{kind}.packed"], "registerers": [EACH], "arena_usage": True}
     plan["float.options_each"] = {"model": paths["float.packed.each"], "registerers": [ONCE], "arena_usage": True}
+    plan["float.plan"] = {"model": paths["float.plan"], "registerers": [], "arena_usage": True}
+    plan["float.plan.once"] = {"model": paths["float.plan.packed"], "registerers": [ONCE], "arena_usage": True}
+    plan["float.plan.each"] = {"model": paths["float.plan.packed"], "registerers": [EACH], "arena_usage": True}
     jobs = []
     for name, job in plan.items():
         jobs.append(dict(job, input=x, out=str(d / f"{name}.out.npy")))
@@ -109,8 +174,9 @@ def runs(lib_path, models):
 
 
 def _bad_jobs(d, paths, files, x):
-    """A flipped stream byte (both modes), two-byte custom options, no registerer, and the same
-    registerer twice: each must fail, with the kernel's / TFLM's message."""
+    """A flipped stream byte (both modes), two-byte custom options, no registerer, the same
+    registerer twice, a packed int4 weight and a model packed with buffers="external" (both
+    modes): each must fail, with the kernel's / TFLM's message."""
     from dc_keras import _flatbuffer as fb
 
     from dc_keras.export._pack import packed_tensors
@@ -137,7 +203,9 @@ def _bad_jobs(d, paths, files, x):
             {"model": o, "registerers": [ONCE], "input": x, "out": str(d / "b3.npy")},
             {"model": paths["float.packed"], "registerers": [], "input": x, "out": str(d / "b4.npy")},
             {"model": paths["float.packed"], "registerers": [ONCE, ONCE], "input": x, "out": str(d / "b5.npy")},
-            {"model": str(d / "bad_int4.tflite"), "registerers": [ONCE], "input": x, "out": str(d / "b6.npy")}]
+            {"model": str(d / "bad_int4.tflite"), "registerers": [ONCE], "input": x, "out": str(d / "b6.npy")},
+            {"model": paths["flat.packed.external"], "registerers": [ONCE], "input": x, "out": str(d / "b7.npy")},
+            {"model": paths["flat.packed.external"], "registerers": [EACH], "input": x, "out": str(d / "b8.npy")}]
 
 
 def _int4_packed(data):
@@ -196,6 +264,11 @@ def test_bad_models_fail_with_the_kernels_message(runs):
     # that the model was edited
     assert "the TFLM kernel does not decode int4 tensors" in r[5]["log"], r[5]
     assert "dc-keras unpack" in r[5]["log"] and "edited after packing" not in r[5]["log"], r[5]
+    # packed with buffers="external" (data after the flatbuffer, which TFLM does not read): the
+    # first HuffDecode says so and what to do, in both modes (it said "must be a constant")
+    for j in r[6:8]:
+        assert "HuffDecode (output tensor" in j["log"] and "has no data in the flatbuffer" in j["log"], j
+        assert "--buffers external" in j["log"] and "--buffers inline" in j["log"], j
 
 
 def test_registerer_refuses_an_unknown_resolver_layout(lib_path):
@@ -235,7 +308,6 @@ def test_docs_python_snippet_runs_as_written(models, tmp_path):
     """docs/microcontrollers.md's Python block, run as the doc says (from the repository root,
     with the TFLM venv's python, after `make -C tflite_kernels/micro`), on a packed model: it must
     run as written (no undefined names), with only the model's path swapped in."""
-    import re
 
     with open(os.path.join(ROOT, "docs", "microcontrollers.md")) as f:
         doc = f.read()
@@ -278,11 +350,13 @@ def test_set_decode_mode_cli_errors_and_never_touches_its_input(models, tmp_path
     assert (tmp_path / "out.tflite").read_bytes() == set_decode_mode.set_modes(files["float.packed"], {name: 1})
     for args, what in [((src, src, "--each-invoke", name), "same file as the input"),
                        ((src, tmp_path / "." / src.name, "--all-each-invoke"), "same file as the input"),
-                       ((src, tmp_path / "o.tflite", "--each-invoke", "no/such/tensor"), "dc-keras inspect"),
+                       ((src, tmp_path / "o.tflite", "--each-invoke", "no/such/tensor"), f"outputs are: {name!r} = @0:"),
                        ((src, tmp_path / "o.tflite", "--once", name, "--each-invoke", name),
                         "both --once and --each-invoke"),
                        ((tmp_path / "missing.tflite", tmp_path / "o.tflite", "--all-each-invoke"),
-                        "check the path")]:
+                        "check the path"),
+                       ((src, tmp_path / "o.tflite", "--each-invoke"), "nothing to set"),  # wrote a copy
+                       ((src, tmp_path / "o.tflite"), "nothing to set")]:
         r = run(*args)
         lines = [ln for ln in r.stderr.splitlines() if ln.startswith("set_decode_mode.py: ")]
         assert r.returncode == 1 and len(lines) == 1 and what in lines[0], (args, r.stderr[-2000:])
@@ -306,3 +380,183 @@ def test_set_decode_mode_refuses_a_model_that_is_not_packed(models, tmp_path):
     assert not out.exists()
     with pytest.raises(ValueError, match="not packed"):
         set_decode_mode.set_modes(files["int8"], {}, default=1)
+
+
+def test_offline_memory_plan_survives_packing(runs, models):
+    """A TFLM offline memory plan (metadata "OfflineMemoryAllocation": one arena offset per tensor)
+    stays valid through pack: pack adds tensors, and TFLM refused the packed model ("Nbr of offline
+    buffer offsets (18) in metadata not equal nbr tensors (21)"). The packed model runs bit-exact
+    in both modes with the plan followed, and unpack gives the input's plan back byte for byte."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+
+    _, _, files = models
+    before, after = _plan_words(files["float.plan"]), _plan_words(files["float.plan.packed"])
+    m = fb.read_model(files["float.plan.packed"])
+    n = len(m.subgraphs[0].tensors)
+    assert after[2] == n == len(after) - 3 > before[2] and (after[3:][before[2]:] == -1).all()
+    assert (after[:before[2] + 3] == np.concatenate([before[:2], [n], before[3:]])).all()
+    ref = runs["float"][1]
+    for name in ("float.plan", "float.plan.once", "float.plan.each"):
+        res, out = runs[name]
+        assert out.tobytes() == ref.tobytes(), name
+    # TFLM followed the plan: no reuse between the activations, so more head than its own planner
+    plain_head, plan_head = runs["float"][0]["arena_head_bytes"], runs["float.plan"][0]["arena_head_bytes"]
+    assert plan_head >= max(o for o in before[3:]) > plain_head
+    assert runs["float.plan.once"][0]["arena_head_bytes"] == plan_head
+    assert runs["float.plan.each"][0]["arena_head_bytes"] >= plan_head + 196 * 96 * 4
+    back = export.unpack(files["float.plan.packed"])
+    assert _plan_words(back).tobytes() == before.tobytes()
+    mb, mi = fb.read_model(back), fb.read_model(files["float.plan"])
+    assert [fb.buffer_bytes(mb, t.buffer) for t in mb.subgraphs[0].tensors] == \
+        [fb.buffer_bytes(mi, t.buffer) for t in mi.subgraphs[0].tensors]
+    # a file packed before pack kept plans (its plan still the input's, for the first tensors):
+    # unpack gives that plan back as it is, which describes the unpacked model again
+    old = fb.read_model(files["float.plan.packed"])
+    entry = next(e for e in old.metadata if fb.tensor_name(e) == PLAN)
+    old.buffers[entry.buffer].data = np.frombuffer(before.tobytes(), np.uint8)
+    assert _plan_words(export.unpack(fb.write_model(old))).tobytes() == before.tobytes()
+
+
+def test_offline_memory_plan_that_cannot_be_kept_is_refused(models):
+    """A plan that does not describe the model (TFLM refuses it too) cannot be rewritten for the
+    tensors pack adds: one error naming the plan, the problem and the fix, not a wrong plan. A
+    constant the plan gives an offset (TFLM ignores it; decoded every invoke it would be written
+    there) stays unpacked, the reason in pack's warning and in inspect."""
+    from dc_keras import export
+
+    _, _, files = models
+    with pytest.raises(ValueError, match="pack: the model.s TFLite Micro offline memory plan") as e:
+        export.pack(_with_offline_plan(files["float"], count=5))
+    msg = str(e.value)
+    assert PLAN in msg and "lists 5 arena offsets but the model has 18 tensors" in msg and "remove the" in msg
+    planned = _with_offline_plan(files["float"], constant=0)
+    with pytest.warns(UserWarning, match="offline memory plan") as w:
+        out = export.pack(planned)
+    assert "set its entry to -1" in str(w[0].message)
+    assert out == planned  # nothing else is worth packing in this model
+    assert "offline memory plan" in str(export.inspect(planned))
+    # several subgraphs: TFLM's code reads each subgraph's offsets from index 0, its docs say one
+    # after the other; with offsets given, pack cannot tell which is meant and refuses
+    lstm = export.unpack(open(os.path.join(ROOT, "tests", "data", "zoo_lstm128.packed.tflite"), "rb").read())
+    with pytest.raises(ValueError, match="has 3 subgraphs, and TFLM reads every subgraph's offsets from index 0"):
+        export.pack(_with_offline_plan(lstm))
+    # ... an all -1 plan means the same either way: kept, for the packed model's tensors
+    with pytest.warns(UserWarning, match="written by an operator"):  # the LSTM loop state (not packed)
+        out = export.pack(_all_runtime_plan(lstm))
+    from dc_keras import _flatbuffer as fb
+
+    n = sum(len(sg.tensors) for sg in fb.read_model(out).subgraphs)
+    assert _plan_words(out).tolist() == [1, 3, n] + [-1] * n and n > 65
+
+
+def _huffdecode_options(data):
+    """{(subgraph, output tensor): custom options} of ``data``'s HuffDecode ops."""
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(data)
+    return {(s, int(op.outputs[0])): (None if op.customOptions is None else list(op.customOptions))
+            for s, sg in enumerate(m.subgraphs) for op in sg.operators
+            if fb.is_huffdecode_code(m.operatorCodes[op.opcodeIndex])}
+
+
+def test_set_decode_mode_keeps_zip_tail_and_earlier_modes(models, tmp_path):
+    """set_decode_mode.py dropped the zip of associated files after the model (TFLite metadata's
+    labels) and, run a second time, reset the modes the first run set for tensors it was not
+    given; both are kept now, from Python and the command line."""
+    import io
+    import zipfile
+
+    from dc_keras.export import _zip
+
+    _, _, files = models
+    packed = files["float.packed"]
+    outs = sorted(_huffdecode_options(packed))
+    assert len(outs) == 3
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(packed)
+    a, b = (fb.tensor_name(m.subgraphs[0].tensors[t]) for _, t in outs[:2])
+    first = set_decode_mode.set_modes(packed, {a: 1})
+    second = set_decode_mode.set_modes(first, {b: 0})
+    assert _huffdecode_options(second) == {outs[0]: [1], outs[1]: [0], outs[2]: None}
+    assert second == set_decode_mode.set_modes(packed, {a: 1, b: 0})
+    # a zip of associated files after the model (as tflite_support's MetadataPopulator appends it)
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("labels.txt", "".join(f"class {i}\n" for i in range(10)))
+    with_zip = packed + z.getvalue()
+    src, out = tmp_path / "in.tflite", tmp_path / "out.tflite"
+    src.write_bytes(with_zip)
+    tool = os.path.join(ROOT, "tools", "mcu", "set_decode_mode.py")
+    r = subprocess.run([sys.executable, tool, str(src), str(out), "--each-invoke", a], capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = out.read_bytes()
+    assert got == set_decode_mode.set_modes(with_zip, {a: 1}) and len(got) > len(first)
+    model, kept, error = _zip.split(got)
+    assert error is None and kept.names == ["labels.txt"] and model == first
+    with zipfile.ZipFile(io.BytesIO(got)) as zf:
+        assert zf.read("labels.txt") == b"".join(b"class %d\n" % i for i in range(10))
+    assert src.read_bytes() == with_zip
+
+
+def test_set_decode_mode_names_nameless_tensors_and_lists_full_names(models, tmp_path):
+    """A model packed with strip_strings has no tensor names: its HuffDecode outputs are named
+    @S:T (subgraph, tensor); a name several outputs share (\"\" there) is refused, not applied to
+    all; an unknown name's error lists every HuffDecode output by its full name and its @S:T."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+
+    _, _, files = models
+    stripped = export.pack(files["float"], strip_strings=True)
+    outs = sorted(_huffdecode_options(stripped))
+    assert len(outs) == 3 and all(fb.tensor_name(fb.read_model(stripped).subgraphs[0].tensors[t]) == ""
+                                  for _, t in outs)
+    got = set_decode_mode.set_modes(stripped, {f"@0:{outs[1][1]}": 1, f"@{outs[2][1]}": 0})
+    assert _huffdecode_options(got) == {outs[0]: None, outs[1]: [1], outs[2]: [0]}
+    with pytest.raises(ValueError, match="is the name of 3 HuffDecode outputs") as e:
+        set_decode_mode.set_modes(stripped, {"": 1})
+    assert all(f"@0:{t} (no name; float32[" in str(e.value) for _, t in outs)
+    with pytest.raises(ValueError, match="the same HuffDecode output with different modes"):
+        set_decode_mode.set_modes(stripped, {f"@0:{outs[1][1]}": 1, f"@{outs[1][1]}": 0})
+    m = fb.read_model(files["float.packed"])
+    names = [fb.tensor_name(m.subgraphs[0].tensors[t]) for _, t in sorted(_huffdecode_options(files["float.packed"]))]
+    assert min(map(len, names)) > 20
+    with pytest.raises(ValueError, match="no HuffDecode op outputs 'fc1'") as e:
+        set_decode_mode.set_modes(files["float.packed"], {"fc1": 1})
+    assert all(f"{n!r} = @0:" in str(e.value) for n in names), str(e.value)
+    with pytest.raises(ValueError, match="no HuffDecode op outputs '@0:0'"):
+        set_decode_mode.set_modes(files["float.packed"], {"@0:0": 1})  # tensor 0 is no HuffDecode output
+
+
+def _c_strings(text):
+    return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', text))
+
+
+def test_kernel_messages_fit_a_tflm_cortex_m_log_line():
+    """TFLM's Cortex-M logger (tensorflow/lite/micro/cortex_m_generic/debug_log.cc) formats each
+    message into a 256-byte buffer, so on a device a longer one loses its end, where the kernel's
+    messages say what to do. Every message of the kernel, each %d / %u at its widest and each %s
+    at the longest string it can be (dc_strerror's, the kernel's type names), fits 255 characters.
+    (The message for a model packed with external buffers had 307.)"""
+    kernels = os.path.join(ROOT, "tflite_kernels")
+    with open(os.path.join(kernels, "micro", "huffdecode_tflm.c")) as f:
+        kernel = f.read()
+    with open(os.path.join(kernels, "src", "dc_codec.c")) as f:
+        codec = f.read()
+    strerror = re.search(r"const char\* dc_strerror\(dc_status status\) \{(.*?)\n\}", codec, re.S).group(1)
+    names = re.search(r"static const char\* dtype_name\(uint32_t dc_dtype\) \{(.*?)\n\}", kernel, re.S).group(1)
+    longest = {f: max(len(x) for x in re.findall(r'"((?:[^"\\]|\\.)*)"', body))
+               for f, body in (("dc_strerror", strerror), ("dtype_name", names))}
+    assert longest["dc_strerror"] >= 60 and longest["dtype_name"] >= 10  # found them
+    calls = re.findall(r"ReportError\(\s*ctx,\s*((?:\"(?:[^\"\\]|\\.)*\"\s*)+)(.*?)\);", kernel, re.S)
+    assert len(calls) >= 15
+    for fmt, args in calls:
+        fmt = _c_strings(fmt)
+        strings = [longest[f] for f in longest if f + "(" in args]
+        assert fmt.count("%s") <= len(strings) or not fmt.count("%s"), (fmt, args)
+        widest = {"%d": 11, "%u": 10, "%s": max(strings, default=0)}
+        assert "%" not in re.sub(r"%[dus]", "", fmt), fmt
+        n = len(re.sub(r"%[dus]", "", fmt)) + sum(widest[m] for m in re.findall(r"%[dus]", fmt))
+        assert n <= 255, (n, fmt)

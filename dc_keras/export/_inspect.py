@@ -8,7 +8,8 @@ import numpy as np
 
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
-from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _saves_enough, _signed_zeros,
+from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _offline_plans,
+                                   _planned_constants, _saves_enough, _signed_zeros,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, skip_reason)
 
@@ -253,6 +254,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     codec = _codec()
     hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
     users = _buffer_users(model)
+    planned = _planned_constants(_offline_plans(model))
     rows = []
     bar = _progress(model)
     for s, sg in enumerate(model.subgraphs):
@@ -276,7 +278,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
                 rows[-1].buffer = sg.tensors[decoded_from[i]].buffer
             elif fb.buffer_bytes(model, t.buffer):
-                why = skip_reason(t, i, facts, users)
+                why = skip_reason(t, i, facts, users, planned)
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
                 rows[-1].buffer = t.buffer
     bar.close()

@@ -118,11 +118,12 @@ def _buffer_users(model):
     return users
 
 
-def skip_reason(t, idx, facts, users):
+def skip_reason(t, idx, facts, users, planned=None):
     """Why constant tensor ``idx`` (``t``) of a subgraph cannot be packed, or None if it can be.
 
-    ``facts`` is ``_subgraph_facts`` of its subgraph, ``users`` is ``_buffer_users(model)``. The
-    reasons are what ``inspect`` prints in its ``reason`` column.
+    ``facts`` is ``_subgraph_facts`` of its subgraph, ``users`` is ``_buffer_users(model)``,
+    ``planned`` is ``_planned_constants`` of the model's TFLM offline memory plans. The reasons are
+    what ``inspect`` prints in its ``reason`` column.
     """
     consumers, produced, io = facts
     if t.sparsity is not None:
@@ -140,6 +141,10 @@ def skip_reason(t, idx, facts, users):
         return "no operator reads it"
     if any(r[0] == "metadata" for r in users.get(t.buffer, [])):
         return "buffer shared with metadata"
+    if planned and id(t) in planned:
+        return (f"TFLite Micro's offline memory plan (metadata {OFFLINE_PLAN!r}) gives it arena offset "
+                f"{planned[id(t)]}: TFLM ignores that for a constant, but a packed weight decoded every "
+                "invoke would be written there over other tensors; set its entry to -1 to pack it")
     return None
 
 
@@ -237,6 +242,11 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       ValueError: the input is not a valid ``.tflite``, or it is already packed (it contains
         ``HuffDecode`` ops; ``unpack`` it first - packing twice is refused rather than silently
         stacking decoders).
+        Also when its TFLite Micro offline memory plan (metadata ``OfflineMemoryAllocation``, one
+        arena offset per tensor), which pack rewrites for the tensors it adds (-1: planned at run
+        time; ``unpack`` gives the plan back byte for byte), does not describe the model's tensors
+        or, with several subgraphs, gives offsets (the error names the fix). A constant the plan
+        gives an offset is left unpacked (the reason in the warning).
       TypeError: ``tflite_bytes`` is not bytes-like.
 
     Example:
@@ -315,12 +325,14 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
     dangling = _dangling_metadata(model)
+    offline_plans = _offline_plans(model)
     zeros = _signed_zeros(model, positive_zeros)
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     enc = {"version": version, "context_model": bool(context_model)}  # codec.encode options
     refused = []
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
-    plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model))
+    plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model),
+                  _planned_constants(offline_plans))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
              "refused": refused, "kept_files": [], "dropped_zip": None,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0)}
@@ -332,6 +344,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if compact is not False:
         _compact(model)
     _keep_dangling(model, dangling)
+    _keep_plans(model, offline_plans, "pack")
     if strip_strings:
         with_names = fb.write_model(model, buffers)
         _strip_strings(model)
@@ -467,7 +480,7 @@ def _densified(model):
     return {(s, i) for s in range(len(model.subgraphs)) for _, i, _ in _sparse.densify_plans(model, s)}
 
 
-def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densified=frozenset()):
+def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densified=frozenset(), planned=None):
     """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer).
 
     Constants that cannot be packed (a type or use pack refuses, or the codec refuses the data)
@@ -478,13 +491,13 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
     eligible = {}
     for b, refs in users.items():
         eligible[b] = all(r[0] != "metadata" for r in refs) and all(
-            skip_reason(model.subgraphs[s].tensors[i], i, facts[s], users) is None
+            skip_reason(model.subgraphs[s].tensors[i], i, facts[s], users, planned) is None
             for s, i in refs)
     plans, packed_cache = {}, {}  # cache: (buffer, dtype, shape) -> bytes or None
     for s, sg in enumerate(model.subgraphs):
         for i, t in enumerate(sg.tensors or []):
             if t.buffer <= 0 or not eligible.get(t.buffer, False):
-                why = skip_reason(t, i, facts[s], users) if t.buffer > 0 else None
+                why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
                 if why is not None and why != "no operator reads it" and (s, i) not in densified:
                     _refusal(model, t, why, min_bytes, refused)
                 continue
@@ -678,6 +691,7 @@ def _unpack_model(model, buffers):
     hd = {k for k, c in enumerate(codes) if fb.is_huffdecode_code(c)}
     codec = _codec()
     dangling = _dangling_metadata(model)
+    offline_plans = _offline_plans(model)
     removed_buffers = set()
     for s, sg in enumerate(model.subgraphs):
         tensors = sg.tensors or []
@@ -716,6 +730,7 @@ def _unpack_model(model, buffers):
     _remove_unused_buffers(model, removed_buffers)
     _remove_unused_codes(model, hd)
     _keep_dangling(model, dangling)
+    _keep_plans(model, offline_plans, "unpack")
     return fb.write_model(model, buffers)
 
 
@@ -831,6 +846,87 @@ def _keep_dangling(model, dangling):
     warnings.warn(f"the input's metadata {', '.join(repr(x) for x in names)} names a buffer the file does not have "
                   f"(it has {n_in}): kept as it was, pointing past the buffers (LiteRT ignores metadata it does "
                   "not read); the tool that wrote the file may have a bug", UserWarning, stacklevel=4)
+
+
+# TensorFlow Lite Micro's offline memory plan (TFLM's docs/memory_management.md): a metadata entry
+# named "OfflineMemoryAllocation" whose buffer holds little-endian int32 words [format version,
+# number of subgraphs, n, arena offset of tensor 0, ..., of tensor n - 1] (the tensors of every
+# subgraph one after the other; -1: planned at run time). TFLM refuses a model whose n is not its
+# tensor count ("Nbr of offline buffer offsets (n) in metadata not equal nbr tensors"), and TFLM's
+# code reads the offsets of every subgraph from index 0 on, which its docs do not say.
+OFFLINE_PLAN = "OfflineMemoryAllocation"
+_PLAN_FIX = ("make the plan again for the packed model (run the offline planner on pack's output), or "
+             f"remove the {OFFLINE_PLAN!r} metadata entry (TFLM then plans every tensor at run time)")
+
+
+class _OfflinePlan:
+    """One ``OfflineMemoryAllocation`` entry of a model: its buffer, header words and each tensor's
+    offset, keyed by the tensor object (a rewrite adds and removes tensors; the objects stay), or
+    ``problem``: why the input's plan does not describe its tensors."""
+
+    def __init__(self, model, entry):
+        self.entry, self.problem, self.offsets, self.tail, self.first = entry, None, None, b"", None
+        self.tensors = [t for sg in model.subgraphs for t in sg.tensors or []]
+        raw = fb.buffer_bytes(model, entry.buffer) if entry.buffer < len(model.buffers or []) else b""
+        n = int.from_bytes(raw[8:12], "little") if len(raw) >= 12 else None
+        if n is None or len(raw) < 12 + 4 * n:
+            self.problem = (f"its buffer {entry.buffer} holds {len(raw)} B, not the 12-byte header and the "
+                            f"{'' if n is None else f'{n} '}4-byte offsets it declares")
+            return
+        self.head, self.tail = raw[:12], raw[12 + 4 * n:]
+        offsets = np.frombuffer(raw, "<i4", count=n, offset=12)
+        if n != len(self.tensors):
+            self.first = [id(t) for t in self.tensors[:n]] if n < len(self.tensors) else None
+            self.problem = (f"it lists {n} arena offsets but the model has {len(self.tensors)} tensors (TFLM "
+                            "refuses such a model)")
+            return
+        self.offsets = {id(t): int(o) for t, o in zip(self.tensors, offsets)}
+
+    def planned(self, t):
+        """The arena offset the plan gives tensor ``t`` (-1: none / planned at run time)."""
+        return -1 if self.offsets is None else self.offsets.get(id(t), -1)
+
+    def keep(self, model, what):
+        """Rewrites the plan for ``model``'s tensors now (new tensors: -1, removed ones: dropped);
+        untouched when the tensors are the ones it was made for. ValueError when it cannot be kept."""
+        now = [t for sg in model.subgraphs for t in sg.tensors or []]
+        if [id(t) for t in now] == [id(t) for t in self.tensors]:
+            return
+        where = f"{what}: the model's TFLite Micro offline memory plan (metadata {OFFLINE_PLAN!r})"
+        if self.problem and what == "unpack" and [id(t) for t in now] == self.first:
+            return  # packed before pack kept plans (it appended its tensors): the plan is the unpacked model's
+        if self.problem:
+            raise ValueError(f"{where} cannot be kept: {self.problem}; {what} changes the model's tensors, so "
+                             f"it would have to rewrite it: fix the plan, or {_PLAN_FIX.split(', or ', 1)[1]}")
+        if len(model.subgraphs) > 1 and any(o != -1 for o in self.offsets.values()):
+            raise ValueError(f"{where} cannot be kept: the model has {len(model.subgraphs)} subgraphs, and TFLM "
+                             "reads every subgraph's offsets from index 0 on while its docs put them one after "
+                             f"the other, so a plan with tensors added and removed has no one meaning; {_PLAN_FIX}")
+        words = np.array([self.planned(t) for t in now], "<i4")
+        data = self.head[:8] + len(words).to_bytes(4, "little") + words.tobytes() + self.tail
+        model.buffers[self.entry.buffer].data = np.frombuffer(data, np.uint8)
+        self.tensors = now
+
+
+def _offline_plans(model):
+    """The model's TFLM offline memory plans (``_OfflinePlan``; TFLM reads the last one)."""
+    return [_OfflinePlan(model, m) for m in model.metadata or [] if fb.tensor_name(m) == OFFLINE_PLAN]
+
+
+def _keep_plans(model, plans, what):
+    for plan in plans:
+        plan.keep(model, what)
+
+
+def _planned_constants(plans):
+    """{id(tensor): arena offset} of the tensors an offline plan gives an offset (the last plan
+    wins, as in TFLM): a constant among them is not packed (``skip_reason``)."""
+    out = {}
+    for plan in plans:
+        for t in plan.tensors:
+            if plan.planned(t) >= 0:
+                out[id(t)] = plan.planned(t)
+    return out
 
 
 def _remove_unused_codes(model, candidates):

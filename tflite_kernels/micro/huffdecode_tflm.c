@@ -115,12 +115,16 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
                      d->out_idx);
     return 0;
   }
-  /* Before planning only constants (flatbuffer data) have a data pointer. */
+  /* Before planning only constants with data inside the flatbuffer have a data pointer: TFLM
+   * does not read Buffer.offset/size, so data stored after the flatbuffer (pack's "external"
+   * buffers) leave the packed input without one. */
   if (in->data.raw_const == NULL) {
     ctx->ReportError(ctx,
-                     "HuffDecode (output tensor %d): the packed input must be a constant "
-                     "in the model",
-                     d->out_idx);
+                     "HuffDecode (output tensor %d): packed input %d has no data in the "
+                     "flatbuffer; TFLM reads no buffers after it (pack --buffers external): "
+                     "pack with --buffers inline (dc-keras unpack IN PLAIN; dc-keras pack "
+                     "--buffers inline PLAIN OUT)",
+                     d->out_idx, d->in_idx);
     return 0;
   }
   d->packed_bytes = (size_t)in->dims->data[0];
