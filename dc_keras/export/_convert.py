@@ -275,6 +275,42 @@ def _recurrent_layers(model):
             and not getattr(layer, "unroll", getattr(getattr(layer, "forward_layer", None), "unroll", False))]
 
 
+def _looping_recurrent_layers(model):
+    """Names of the recurrent layers of ``model`` that run as a loop (not ``unroll=True``), found
+    wherever they are held (nested models, custom layers, attributes of a subclassed model); a
+    Bidirectional counts once, by its own name."""
+    import keras
+
+    from dc_keras import _compat
+
+    kinds = (keras.layers.RNN, keras.layers.Bidirectional)
+    found, inside = [], set()
+    for layer in _compat.flatten_layers(model, include_self=True):
+        if id(layer) in inside or not isinstance(layer, kinds):
+            continue
+        inside.update(id(sub) for sub in _compat.flatten_layers(layer))
+        cell_owner = getattr(layer, "forward_layer", layer)
+        if not getattr(cell_owner, "unroll", False):
+            found.append(layer.name)
+    return found
+
+
+def _check_int8_recurrent(model, quantize):
+    """Full-integer quantization of a recurrent loop is refused before the converter runs: TF's int8
+    calibrator dies with a segmentation fault on the TFLite WHILE loop of an LSTM/GRU/SimpleRNN/
+    ConvLSTM (TF 2.21), which killed the calling process (no exception to catch)."""
+    if quantize != "int8":
+        return
+    names = _looping_recurrent_layers(model)
+    if names:
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ValueError(
+            f"to_tflite: quantize='int8' cannot convert recurrent layer(s) {shown}: TensorFlow's int8 "
+            "calibrator crashes the process (segmentation fault) on their loop. Use quantize='dynamic' (int8 "
+            "weights, float activations), quantize='float16' or quantize=None; or rebuild those layers with "
+            "unroll=True (needs a fixed sequence length) and copy the weights, which full int8 converts.")
+
+
 def _input_signature(model, batch):
     import tensorflow as tf
 
@@ -628,7 +664,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       pack: run ``dc_keras.export.pack`` on the converted model (default True).
       quantize: ``None`` (float32), ``"float16"`` (float16 weights), ``"dynamic"`` (int8 weights,
         float activations) or ``"int8"`` (full integer post-training quantization; needs
-        ``representative_data``; input/output stay float32).
+        ``representative_data``; input/output stay float32; not for LSTM/GRU/SimpleRNN loops: use
+        ``"dynamic"``, or ``unroll=True`` layers).
       path: if given, the bytes are also written there (atomically).
       representative_data: for ``quantize="int8"``: array of typical inputs (first axis =
         samples), list of arrays (one per model input), or a generator function as the TFLite
@@ -657,7 +694,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       The ``.tflite`` bytes.
 
     Raises:
-      ValueError: bad arguments (named); a model that is not built; on torch, a custom class the
+      ValueError: bad arguments (named); a model that is not built; ``quantize="int8"`` of a model with
+        recurrent layers that are not ``unroll=True`` (TF's calibrator would crash the process; the
+        message names the layers and the alternatives); on torch, a custom class the
         TensorFlow-backend subprocess cannot import (defined in ``__main__`` or inside a function:
         move it into a module).
       RuntimeError: the converter failed; the message gives its first error line and the options
@@ -681,6 +720,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if path is not None:
         check_writable(path)  # a bad or read-only output fails now, not after the conversion
     model = _without_wrappers(model)
+    _check_int8_recurrent(model, quantize)
     if quantize == "int8":
         _representative(representative_data, model=model)  # validate before the slow conversion
     if _SWEEP_TMPDIR:  # the temporary directories of earlier exports that were killed (logged)
