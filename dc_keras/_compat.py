@@ -85,15 +85,16 @@ def is_functional(model):
     return isinstance(model, Functional)
 
 
-def flatten_layers(layer, include_self=False):
+def flatten_layers(layer, include_self=False, recursive=True):
     """Every layer tracked by ``layer``, recursively (sublayers of sublayers, wrappers' inner layers,
-    layers held in attributes of subclassed models and custom layers).
+    layers held in attributes of subclassed models and custom layers); ``recursive=False``: the
+    layers it holds directly.
 
     Why private: ``Layer._flatten_layers`` is the only traversal that sees layers held by plain
     layers (``model.layers`` exists only on models and is not recursive). Used to find compression
     wrappers wherever a user put them.
     """
-    return list(layer._flatten_layers(include_self=include_self, recursive=True))
+    return list(layer._flatten_layers(include_self=include_self, recursive=recursive))
 
 
 def untrack_variables(layer, variables):

@@ -73,6 +73,8 @@ def test_flatten_layers_sees_nested_and_held_layers():
     assert {"inner", "inner_fc", lstm.name, lstm.cell.name} <= names
     assert model.name not in names
     assert model.name in {l.name for l in _compat.flatten_layers(model, include_self=True)}
+    direct = {l.name for l in _compat.flatten_layers(model, recursive=False)}
+    assert "inner" in direct and lstm.name in direct and not {"inner_fc", lstm.cell.name} & direct
 
 
 
