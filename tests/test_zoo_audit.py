@@ -1,0 +1,49 @@
+"""Model-zoo shapes through the public chain (prune -> cluster -> strip -> to_tflite -> runtime):
+multi-input / multi-output models and the architectures an audit found mishandled."""
+
+import keras
+import numpy as np
+import pytest
+
+from dc_keras import export
+from dc_keras.pipeline import evaluate_tflite, predict_tflite
+
+
+def _two_in_two_out():
+    """Inputs and outputs whose names sort against their order (the converter's subgraph lists
+    these outputs in the other order; the signature sorts the inputs by name)."""
+    z, a = keras.Input((3,), name="zeta"), keras.Input((5,), name="alpha")
+    h = keras.layers.Concatenate()([keras.layers.Dense(4)(z), keras.layers.Dense(4)(a) * 2.0])
+    return keras.Model([z, a], [keras.layers.Dense(2, name="out_b")(h), keras.layers.Dense(7, name="out_a")(h)])
+
+
+def test_predict_tflite_of_a_multi_input_multi_output_model():
+    """predict_tflite fed only the first input (np.asarray of the list: an error about an
+    inhomogeneous array) and returned the first output of the subgraph, which is not the Keras
+    model's first output here: silently the wrong head."""
+    model = _two_in_two_out()
+    rng = np.random.default_rng(0)
+    xz, xa = rng.random((11, 3)).astype("float32"), rng.random((11, 5)).astype("float32")
+    want = model.predict([xz, xa], verbose=0)
+    for batch_size in (None, 4):  # dynamic batch; static batch (padded last batch)
+        plain = export.to_tflite(model, pack=False, batch_size=batch_size)
+        packed = export.to_tflite(model, batch_size=batch_size)
+        got = predict_tflite(packed, [xz, xa], batch_size=5)
+        assert [g.shape for g in got] == [(11, 2), (11, 7)]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+        for g, h in zip(got, predict_tflite(plain, {"alpha": xa, "zeta": xz})):
+            assert g.tobytes() == h.tobytes()  # packed vs unpacked bit-exact; by name = by order
+    with pytest.raises(ValueError, match=r"has 2 inputs \('zeta' .*'alpha'.*a list of 2 arrays"):
+        predict_tflite(packed, xz)
+    with pytest.raises(ValueError, match=r"shape \(11, 5\) for input 'zeta'"):
+        predict_tflite(packed, [xa, xz])
+    with pytest.raises(ValueError, match=r"names \['beta', 'zeta'\]"):
+        predict_tflite(packed, {"beta": xa, "zeta": xz})
+    with pytest.raises(ValueError, match=r"has 2 outputs.*predict_tflite"):
+        evaluate_tflite(packed, [xz, xa], np.zeros(11, int), progress=False)
+    single = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    data = export.to_tflite(single)
+    rows = [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]  # samples as a nested list still work
+    np.testing.assert_allclose(predict_tflite(data, rows), single.predict(np.array(rows, "float32"), verbose=0),
+                               rtol=1e-5, atol=1e-6)
