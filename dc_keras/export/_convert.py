@@ -452,6 +452,31 @@ def _leaf_layers(model):
     return out
 
 
+def _prime_subclassed(model):
+    """Calls a built subclassed model once on zeros of the input shape it was built with (its
+    ``get_build_config()``), so that the converter knows its inputs. A subclassed model learns them
+    at its first call in the process: one loaded from a ``.keras`` file and not called since (also
+    every subclassed model exported on torch/JAX, which the TensorFlow-backend child loads from a
+    ``.keras`` file) failed with Keras' "cannot be saved because the input shapes have not been
+    set". Keras keeps the input spec of the first call, so a model already called keeps its own (and
+    its input dtype); a call that fails changes nothing (the converter's error follows)."""
+    import keras
+
+    from dc_keras.train import _base
+
+    if not isinstance(model, keras.Model) or _base.is_graph_model(model) or not model.built:
+        return
+    try:
+        shape = (model.get_build_config() or {}).get("input_shape")
+    except Exception:  # noqa: BLE001 (a custom get_build_config)
+        return
+    is_shape = lambda s: isinstance(s, (list, tuple)) and all(d is None or isinstance(d, int) for d in s)  # noqa: E731
+    if not is_shape(shape):
+        return  # several inputs, nested: not guessed
+    with contextlib.suppress(Exception):
+        model(np.zeros([1] + [1 if d is None else int(d) for d in shape[1:]], "float32"), training=False)
+
+
 def _without_wrappers(model):
     """``model`` with dc_keras's training wrappers stripped (a copy: ``model`` is not modified),
     with a warning naming them; ``model`` itself when it has none or is subclassed (whose strip works
@@ -731,6 +756,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         if path is not None:
             atomic_write(path, data)
         return data
+    _prime_subclassed(model)
     shared = _shared_kernels(model) if pack else []
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
         quantize, representative_data, converter_options, configure, pc, legacy))
