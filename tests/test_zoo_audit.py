@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+import dc_keras
 from dc_keras import export
 from dc_keras.pipeline import evaluate_tflite, predict_tflite
 
@@ -47,3 +48,30 @@ def test_predict_tflite_of_a_multi_input_multi_output_model():
     rows = [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]  # samples as a nested list still work
     np.testing.assert_allclose(predict_tflite(data, rows), single.predict(np.array(rows, "float32"), verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_cluster_folds_batchnorm_inside_a_functional_model_nested_in_a_sequential():
+    """Transfer-learning shape: Sequential([backbone (Functional, Conv+BN), pooling, head]).
+    cluster() folds the BatchNormalization into the conv and puts an Identity in its place;
+    clone_model(recursive=True) cloned the nested Functional model without dc_keras's call_function,
+    so that Identity was called with the BatchNormalization's arguments: TypeError "got an
+    unexpected keyword argument 'mask'"."""
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, name="conv")(inputs)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    backbone = keras.Model(inputs, keras.layers.ReLU()(h), name="backbone")
+    model = keras.Sequential([keras.Input((8, 8, 3)), backbone, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(4, name="head")])
+    rng = np.random.default_rng(0)
+    bn = backbone.get_layer("bn")
+    bn.set_weights([rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6), rng.uniform(0.5, 2, 6)])
+    x = rng.random((6, 8, 8, 3)).astype("float32")
+    clustered = dc_keras.cluster(model, bits=8)  # as many clusters as weights: the fold alone changes nothing
+    assert clustered.compression_report.folds == [("conv", "bn")]
+    np.testing.assert_allclose(clustered.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-3, atol=1e-3)
+    stripped = dc_keras.strip(clustered)
+    conv = stripped.get_layer("backbone").get_layer("conv")
+    assert np.unique(keras.ops.convert_to_numpy(conv.kernel)).size <= 256
+    plain, packed = export.to_tflite(stripped, pack=False), export.to_tflite(stripped)
+    assert predict_tflite(packed, x).tobytes() == predict_tflite(plain, x).tobytes()
+    np.testing.assert_allclose(predict_tflite(packed, x), stripped.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
