@@ -149,6 +149,36 @@ def _signature_order(interpreter, details, kind):
     return named
 
 
+def _fits(a, d):
+    want = [int(s) for s in d["shape_signature"]][1:]
+    got = list(a.shape[1:])
+    return len(want) == len(got) and all(w < 0 or w == g for w, g in zip(want, got))
+
+
+def _match_by_shape(arrays, inputs, shapes):
+    """A list of arrays in the ``.tflite``'s input order, each matched to the one input of its shape
+    (ties broken by integer vs float type). The ``.tflite`` does not keep the Keras model's input
+    order (TF's converter may list its inputs in another order, the signature sorts them by name), so
+    a list whose arrays two inputs could both take is refused rather than guessed."""
+    kind = lambda dtype: "i" if np.dtype(dtype).kind in "iub" else "f"  # noqa: E731
+    order = [None] * len(inputs)
+    for i, a in enumerate(arrays):
+        fit = [j for j, (_, d) in enumerate(inputs) if _fits(a, d)]
+        if len(fit) > 1:
+            fit = [j for j in fit if kind(inputs[j][1]["dtype"]) == kind(a.dtype)] or fit
+        if not fit:
+            raise ValueError(f"predict_tflite: x[{i}] has shape {a.shape}, which no input of the .tflite takes (first "
+                             f"axis: samples); its inputs: {shapes}")
+        if len(fit) > 1 or order[fit[0]] is not None:
+            names = [inputs[j][0] for j in fit]
+            raise ValueError(f"predict_tflite: x is a list, and inputs {names} of the .tflite take arrays of the same "
+                             "shape; the .tflite does not keep the Keras model's input order, so give x as a dict "
+                             f"{{input name: array}} (its inputs: {shapes}; name the Keras inputs, "
+                             "keras.Input(shape, name=...), to choose these names)")
+        order[fit[0]] = a
+    return order
+
+
 def _input_arrays(x, inputs):
     """``x`` as one array per ``.tflite`` input (``inputs``: ``[(name, details)]``), checked."""
     n = len(inputs)
@@ -171,15 +201,13 @@ def _input_arrays(x, inputs):
     elif isinstance(x, (list, tuple)):
         if len(x) != n:
             raise ValueError(f"predict_tflite: x holds {len(x)} arrays, but the .tflite has {n} input(s): {shapes}; give "
-                             "one array per input, in this order (to_tflite: the Keras model's inputs order), or a "
-                             "dict {input name: array}")
-        arrays = [np.asarray(a) for a in x]
+                             "one array per input, or a dict {input name: array}")
+        arrays = _match_by_shape([np.asarray(a) for a in x], inputs, shapes)
     elif n == 1:
         arrays = [np.asarray(x)]
     else:
-        raise ValueError(f"predict_tflite: the .tflite has {n} inputs ({shapes}); give x as a list of {n} arrays in "
-                         "this order (to_tflite: the Keras model's inputs order) or a dict {input name: array}, "
-                         f"not one {type(x).__name__}")
+        raise ValueError(f"predict_tflite: the .tflite has {n} inputs ({shapes}); give x as a dict {{input name: "
+                         f"array}} or a list of {n} arrays, not one {type(x).__name__}")
     for a, (name, d) in zip(arrays, inputs):
         want = [int(s) for s in d["shape_signature"]][1:]
         got = list(a.shape[1:])
@@ -196,15 +224,16 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
     ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. A model with a static
     batch (``to_tflite(batch_size=N)``, recurrent models) runs in batches of N.
 
-    ``x``: an array (one input); for a model with several inputs, a list of arrays in the order of
-    its inputs (``to_tflite``: the Keras model's ``model.inputs`` order) or a dict ``{input name:
-    array}``. Returns an array, or for a model with several outputs a list of arrays in the Keras
-    model's output order (read from the ``.tflite``'s signature: its operators may list them in
-    another order).
+    ``x``: an array (one input); for a model with several inputs, a dict ``{input name: array}``
+    (the names of the Keras model's inputs, ``keras.Input(shape, name=...)``) or a list of arrays,
+    each given to the input of its shape (the ``.tflite`` does not keep the Keras order of its
+    inputs, so a list for two inputs of the same shape is refused: use the dict). Returns an array,
+    or for a model with several outputs a list of arrays in the Keras model's output order (read from
+    the ``.tflite``'s signature: its operators may list them in another order).
 
     Example:
         >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
-        >>> a, b = predict_tflite(two_headed_tflite, [x_image, x_meta])
+        >>> a, b = predict_tflite(two_headed_tflite, {"image": x_image, "meta": x_meta})
     """
     from tqdm.auto import tqdm
 

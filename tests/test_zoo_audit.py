@@ -35,10 +35,12 @@ def test_predict_tflite_of_a_multi_input_multi_output_model():
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
         for g, h in zip(got, predict_tflite(plain, {"alpha": xa, "zeta": xz})):
             assert g.tobytes() == h.tobytes()  # packed vs unpacked bit-exact; by name = by order
-    with pytest.raises(ValueError, match=r"has 2 inputs \('zeta' .*'alpha'.*a list of 2 arrays"):
+    with pytest.raises(ValueError, match=r"has 2 inputs \('zeta' .*'alpha'.*a dict \{input name: array\}"):
         predict_tflite(packed, xz)
-    with pytest.raises(ValueError, match=r"shape \(11, 5\) for input 'zeta'"):
-        predict_tflite(packed, [xa, xz])
+    for g, h in zip(got, predict_tflite(packed, [xa, xz], batch_size=5)):  # each array to the input of its shape
+        assert g.tobytes() == h.tobytes()
+    with pytest.raises(ValueError, match=r"x\[1\] has shape \(11, 4\), which no input"):
+        predict_tflite(packed, [xz, xa[:, :4]])
     with pytest.raises(ValueError, match=r"names \['beta', 'zeta'\]"):
         predict_tflite(packed, {"beta": xa, "zeta": xz})
     with pytest.raises(ValueError, match=r"has 2 outputs.*predict_tflite"):
@@ -48,6 +50,23 @@ def test_predict_tflite_of_a_multi_input_multi_output_model():
     rows = [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]  # samples as a nested list still work
     np.testing.assert_allclose(predict_tflite(data, rows), single.predict(np.array(rows, "float32"), verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_predict_tflite_of_inputs_of_the_same_shape_needs_their_names():
+    """The .tflite keeps no Keras input order: TF's converter lists two unnamed inputs
+    ("keras_tensor", "keras_tensor_1") the other way round (a list given in the Keras order was fed swapped: silently wrong outputs).
+    A list two inputs could both take is refused; a dict by name is right whatever the order."""
+    a, b = keras.Input((8,), name="left"), keras.Input((8,), name="right")  # unnamed: renamed on JAX/torch (the
+    # TensorFlow-backend child loads the model from a .keras file)
+    shared = keras.layers.Dense(16, activation="relu")
+    model = keras.Model([a, b], keras.layers.Dense(5)(keras.layers.Concatenate()([shared(a), shared(b)])))
+    rng = np.random.default_rng(0)
+    xa, xb = rng.random((4, 8)).astype("float32"), rng.random((4, 8)).astype("float32")
+    data = export.to_tflite(model)
+    with pytest.raises(ValueError, match=r"take arrays of the same shape.*give x as a dict"):
+        predict_tflite(data, [xa, xb])
+    got = predict_tflite(data, {"right": xb, "left": xa})
+    np.testing.assert_allclose(got, model.predict([xa, xb], verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_cluster_folds_batchnorm_inside_a_functional_model_nested_in_a_sequential():
