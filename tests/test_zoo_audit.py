@@ -75,6 +75,7 @@ def test_cluster_folds_batchnorm_inside_a_functional_model_nested_in_a_sequentia
     clone_model(recursive=True) cloned the nested Functional model without dc_keras's call_function,
     so that Identity was called with the BatchNormalization's arguments: TypeError "got an
     unexpected keyword argument 'mask'"."""
+    keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))
     h = keras.layers.Conv2D(6, 3, name="conv")(inputs)
     h = keras.layers.BatchNormalization(name="bn")(h)
@@ -87,10 +88,31 @@ def test_cluster_folds_batchnorm_inside_a_functional_model_nested_in_a_sequentia
     x = rng.random((6, 8, 8, 3)).astype("float32")
     clustered = dc_keras.cluster(model, bits=8)  # as many clusters as weights: the fold alone changes nothing
     assert clustered.compression_report.folds == [("conv", "bn")]
-    np.testing.assert_allclose(clustered.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(clustered.predict(x, verbose=0), model.predict(x, verbose=0), rtol=0.02, atol=0.02)
     stripped = dc_keras.strip(clustered)
     conv = stripped.get_layer("backbone").get_layer("conv")
     assert np.unique(keras.ops.convert_to_numpy(conv.kernel)).size <= 256
     plain, packed = export.to_tflite(stripped, pack=False), export.to_tflite(stripped)
     assert predict_tflite(packed, x).tobytes() == predict_tflite(plain, x).tobytes()
     np.testing.assert_allclose(predict_tflite(packed, x), stripped.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_int8_calibration_of_two_unnamed_inputs_is_not_swapped(batch_size):
+    """representative_data=[xa, xb] went to TF's calibrator as a list, which it maps to the converted
+    graph's inputs in that graph's order: for two unnamed inputs the reverse of the Keras order, so
+    each input was calibrated on the other's data (here ranges 1 and 1000: outputs all wrong)."""
+    a, b = keras.Input((8,)), keras.Input((8,))
+    model = keras.Model([a, b], keras.layers.Dense(4)(keras.layers.Concatenate()(
+        [keras.layers.Dense(8)(a), keras.layers.Dense(8)(b)])))
+    rng = np.random.default_rng(0)
+    xa, xb = rng.random((64, 8)).astype("float32"), (1000 * rng.random((64, 8))).astype("float32")
+    data = export.to_tflite(model, quantize="int8", representative_data=[xa, xb], batch_size=batch_size)
+    from dc_keras.runtime import Interpreter
+
+    names = Interpreter(model_content=data).get_signature_list()["serving_default"]["inputs"]
+    keras_names = [t.name for t in model.inputs]  # (on TF: on JAX/torch the child's .keras renames them)
+    assert sorted(keras_names) == sorted(names)
+    want = model.predict([xa, xb], verbose=0)
+    got = predict_tflite(data, dict(zip(keras_names, (xa, xb))))
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()

@@ -75,9 +75,12 @@ _REPRESENTATIVE = ("an array of typical inputs (first axis = samples), a list of
                    "model, or a generator function")
 
 
-def _representative(data, batch=1, model=None):
+def _representative(data, batch=1, model=None, names=None):
     """A converter representative-dataset generator from an array, a list of arrays or a callable;
-    with ``model``, the arrays are checked against its inputs (count, shape) first."""
+    with ``model``, the arrays are checked against its inputs (count, shape) first. With ``names``
+    (a multi-input model's input names), each sample is a dict by name: TF's calibrator takes a
+    list in the order of the converted graph's inputs, which is not always the Keras model's (two
+    unnamed inputs come out swapped: each was calibrated on the other's data)."""
     if data is None:
         raise ValueError(f"quantize='int8' needs representative_data: {_REPRESENTATIVE}")
     if callable(data):
@@ -97,9 +100,12 @@ def _representative(data, batch=1, model=None):
     if n == 0:
         raise ValueError("representative_data is empty")
 
+    by_name = names is not None and len(names) == len(inputs) > 1 and len(set(names)) == len(names)
+
     def gen():
         for i in range(0, min(n, 200 * batch) - batch + 1, batch):
-            yield [a[i : i + batch] for a in inputs]
+            sample = [a[i : i + batch] for a in inputs]
+            yield dict(zip(names, sample)) if by_name else sample
 
     return gen
 
@@ -161,7 +167,7 @@ def _set_option(conv, key, value):
 
 
 def _configurer(quantize, representative_data, converter_options, configure, per_channel=True,
-                legacy_dynamic=False):
+                legacy_dynamic=False, input_names=None):
     import tensorflow as tf
 
     def apply(conv, batch):
@@ -178,7 +184,7 @@ def _configurer(quantize, representative_data, converter_options, configure, per
                 conv.experimental_new_dynamic_range_quantizer = False
         elif quantize == "int8":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = _representative(representative_data, batch or 1)
+            conv.representative_dataset = _representative(representative_data, batch or 1, names=input_names)
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         for key, value in (converter_options or {}).items():
             _set_option(conv, key, value)
@@ -758,8 +764,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         return data
     _prime_subclassed(model)
     shared = _shared_kernels(model) if pack else []
+    names = [getattr(t, "name", None) for t in getattr(model, "inputs", None) or []]
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
-        quantize, representative_data, converter_options, configure, pc, legacy))
+        quantize, representative_data, converter_options, configure, pc, legacy, names))
     if pack:
         packed, stats = pack_with_stats(data, min_bytes=min_bytes, positive_zeros=positive_zeros)
         warn_notes(stats, "to_tflite(..., positive_zeros=True)", "to_tflite")
