@@ -225,7 +225,8 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
     batch (``to_tflite(batch_size=N)``, recurrent models) runs in batches of N.
 
     ``x``: an array (one input); for a model with several inputs, a dict ``{input name: array}``
-    (the names of the Keras model's inputs, ``keras.Input(shape, name=...)``) or a list of arrays,
+    (the names of the Keras model's inputs, ``keras.Input(shape, name=...)``; e.g.
+    ``predict_tflite(data, {"image": x_image, "meta": x_meta})``) or a list of arrays,
     each given to the input of its shape (the ``.tflite`` does not keep the Keras order of its
     inputs, so a list for two inputs of the same shape is refused: use the dict). Returns an array,
     or for a model with several outputs a list of arrays in the Keras model's output order (read from
@@ -233,7 +234,6 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
 
     Example:
         >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
-        >>> a, b = predict_tflite(two_headed_tflite, {"image": x_image, "meta": x_meta})
     """
     from tqdm.auto import tqdm
 
