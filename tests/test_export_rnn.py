@@ -299,6 +299,7 @@ def test_int8_of_recurrent_layers_is_refused_before_the_converter(monkeypatch):
         assert "quantize='dynamic'" in text and "unroll=True" in text and "segmentation fault" in text, text
 
 
+@pytest.mark.long  # two conversions of recurrent models: make test-long
 def test_int8_alternatives_named_in_the_refusal_work():
     """What the refusal offers: quantize='dynamic' of the LSTM loop, full int8 of unroll=True layers."""
     from dc_keras.runtime import Interpreter

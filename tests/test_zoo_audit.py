@@ -97,7 +97,7 @@ def test_cluster_folds_batchnorm_inside_a_functional_model_nested_in_a_sequentia
     np.testing.assert_allclose(predict_tflite(packed, x), stripped.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch_size", [None, 2])
+@pytest.mark.parametrize("batch_size", [None, pytest.param(2, marks=pytest.mark.long)])  # static: make test-long
 def test_int8_calibration_of_two_unnamed_inputs_is_not_swapped(batch_size):
     """representative_data=[xa, xb] went to TF's calibrator as a list, which it maps to the converted
     graph's inputs in that graph's order: for two unnamed inputs the reverse of the Keras order, so
