@@ -107,8 +107,8 @@ class _Block(keras.layers.Layer):
 
 
 class _Net(keras.Model):
-    def __init__(self, wrap=False):
-        super().__init__()
+    def __init__(self, wrap=False, **kwargs):
+        super().__init__(**kwargs)
         self.first = keras.layers.Dense(8, name="first")
         if wrap:
             self.first.build((None, 6))
@@ -151,3 +151,16 @@ def test_coverage_of_a_subclassed_model():
     assert reasons["b0_fc"] == reasons["lstm"] == "not wrapped"
     state = sum(int(np.prod(v.shape)) for v in wrapped.first.weights) - 48 - 8  # centroids, assignments
     assert report.total_params == sum(int(np.prod(v.shape)) for v in wrapped.weights) - state
+
+
+def test_a_subclassed_model_nested_in_a_functional_one_is_reported_as_left_dense():
+    """prune()/cluster() walk into nested Sequential/Functional models, not into a subclassed one,
+    whose layers stay dense: the report said 'a model (its own layers are handled one by one)'."""
+    inputs = keras.Input((6,))
+    inner = _Net()
+    model = keras.Model(inputs, keras.layers.Dense(2, name="top")(inner(inputs)))
+    pruned = dc_keras.prune(model, S)
+    reasons = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
+    assert reasons[inner.name].startswith("a subclassed model nested in this one: prune()/cluster() do not "
+                                          "rewrite its layers, which stay dense; wrap them in its __init__")
+    assert [e["layer"] for e in pruned.compression_report.wrapped] == ["top"]

@@ -127,6 +127,10 @@ _NORMALIZATIONS = tuple(getattr(keras.layers, n) for n in (
 def unsupported_reason(layer):
     """None for a supported layer, else why it cannot be pruned or clustered."""
     if isinstance(layer, keras.Model):
+        if not is_graph_model(layer):  # (graph models nested in graph models are walked into)
+            return ("a subclassed model nested in this one: prune()/cluster() do not rewrite its layers, which "
+                    "stay dense; wrap them in its __init__ (self.fc = dc_keras.prune(keras.layers.Dense(...), "
+                    "schedule))")
         return "a model (its own layers are handled one by one)"
     if declares_weights(layer):
         return None
