@@ -85,15 +85,16 @@ def is_functional(model):
     return isinstance(model, Functional)
 
 
-def flatten_layers(layer, include_self=False):
+def flatten_layers(layer, include_self=False, recursive=True):
     """Every layer tracked by ``layer``, recursively (sublayers of sublayers, wrappers' inner layers,
-    layers held in attributes of subclassed models and custom layers).
+    layers held in attributes of subclassed models and custom layers); ``recursive=False``: the
+    layers it holds directly.
 
     Why private: ``Layer._flatten_layers`` is the only traversal that sees layers held by plain
     layers (``model.layers`` exists only on models and is not recursive). Used to find compression
     wrappers wherever a user put them.
     """
-    return list(layer._flatten_layers(include_self=include_self, recursive=True))
+    return list(layer._flatten_layers(include_self=include_self, recursive=recursive))
 
 
 def untrack_variables(layer, variables):
@@ -193,6 +194,28 @@ def in_stateless_scope():
     except ImportError:
         return None
     return bool(check())
+
+
+def stateless_scope_maps(variable):
+    """True when the current ``keras.StatelessScope`` holds a value for ``variable`` (Keras-JAX's
+    ``stateless_call``, e.g. fit()'s training step), False when it does not (the symbolic pass that
+    builds a subclassed model: ``compute_output_spec``, ``load_model``'s rebuild, JAX's build call)
+    or when there is no scope; ``None`` when this Keras gives no way to tell.
+
+    Why private: as for :func:`in_stateless_scope`, the scope object (``get_stateless_scope()``) and
+    its ``get_current_value(variable)`` are not exported. A ClusterWrapper whose layer was built in
+    a symbolic pass waits there and clusters at the first use outside it; inside a stateless call
+    with the variable mapped, its values are traced and it must refuse instead.
+    Tested: Keras 3.15.1 (TensorFlow, JAX, torch backends)."""
+    try:
+        from keras.src.backend.common.stateless_scope import get_stateless_scope
+    except ImportError:
+        return None
+    scope = get_stateless_scope()
+    if scope is None:
+        return False
+    get = getattr(scope, "get_current_value", None)
+    return None if get is None else get(variable) is not None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -121,10 +121,116 @@ def cluster_finetune(model, x, y, bits=None, epochs=3, init="linear", lr=2e-4, b
     return train.strip(wrapped)
 
 
-def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False) -> np.ndarray:
+def _signature_order(interpreter, details, kind):
+    """``details`` (input or output details) in the order of the model's ``serving_default``
+    signature, with each one's signature name: outputs ``output_0, output_1, ...`` are the Keras
+    model's outputs in order (the subgraph may list them in another order); inputs keep the
+    subgraph's order (``to_tflite``: the Keras model's ``model.inputs`` order). Without a signature
+    (a ``.tflite`` from elsewhere): the subgraph's order, named by tensor."""
+    names = {}
+    try:
+        runners = interpreter.get_signature_list()
+        key = "serving_default" if "serving_default" in runners else (next(iter(runners)) if len(runners) == 1 else None)
+        if key is not None:
+            runner = interpreter.get_signature_runner(key)
+            found = runner.get_input_details() if kind == "inputs" else runner.get_output_details()
+            names = {int(d["index"]): name for name, d in found.items()}
+    except (ValueError, RuntimeError, AttributeError):
+        names = {}
+    if len(names) != len(details) or set(names) != {int(d["index"]) for d in details}:
+        names = {}
+    named = [(names.get(int(d["index"]), d["name"]), d) for d in details]
+    if kind == "outputs" and names:
+        def position(item):
+            tail = item[0].rsplit("_", 1)[-1]
+            return (0, int(tail)) if item[0].startswith("output_") and tail.isdigit() else (1, item[0])
+
+        named.sort(key=position)
+    return named
+
+
+def _fits(a, d):
+    want = [int(s) for s in d["shape_signature"]][1:]
+    got = list(a.shape[1:])
+    return len(want) == len(got) and all(w < 0 or w == g for w, g in zip(want, got))
+
+
+def _match_by_shape(arrays, inputs, shapes):
+    """A list of arrays in the ``.tflite``'s input order, each matched to the one input of its shape
+    (ties broken by integer vs float type). The ``.tflite`` does not keep the Keras model's input
+    order (TF's converter may list its inputs in another order, the signature sorts them by name), so
+    a list whose arrays two inputs could both take is refused rather than guessed."""
+    kind = lambda dtype: "i" if np.dtype(dtype).kind in "iub" else "f"  # noqa: E731
+    order = [None] * len(inputs)
+    for i, a in enumerate(arrays):
+        fit = [j for j, (_, d) in enumerate(inputs) if _fits(a, d)]
+        if len(fit) > 1:
+            fit = [j for j in fit if kind(inputs[j][1]["dtype"]) == kind(a.dtype)] or fit
+        if not fit:
+            raise ValueError(f"predict_tflite: x[{i}] has shape {a.shape}, which no input of the .tflite takes (first "
+                             f"axis: samples); its inputs: {shapes}")
+        if len(fit) > 1 or order[fit[0]] is not None:
+            names = [inputs[j][0] for j in fit]
+            raise ValueError(f"predict_tflite: x is a list, and inputs {names} of the .tflite take arrays of the same "
+                             "shape; the .tflite does not keep the Keras model's input order, so give x as a dict "
+                             f"{{input name: array}} (its inputs: {shapes}; name the Keras inputs, "
+                             "keras.Input(shape, name=...), to choose these names)")
+        order[fit[0]] = a
+    return order
+
+
+def _input_arrays(x, inputs):
+    """``x`` as one array per ``.tflite`` input (``inputs``: ``[(name, details)]``), checked."""
+    n = len(inputs)
+    shapes = ", ".join(f"{name!r} {tuple(int(s) for s in d['shape_signature'])}" for name, d in inputs)
+    if isinstance(x, dict):
+        lookup = {}
+        for name, d in inputs:
+            for alias in {name, d["name"], d["name"].split(":")[0].removeprefix("serving_default_")}:
+                lookup[alias] = d
+        unknown = [k for k in x if k not in lookup]
+        if unknown or len(x) != n:
+            raise ValueError(f"predict_tflite: x names {sorted(x)}, but the .tflite's inputs are {shapes}: give one "
+                             "array per input, by these names")
+        by_index = {int(lookup[k]["index"]): np.asarray(v) for k, v in x.items()}
+        arrays = [by_index.get(int(d["index"])) for _, d in inputs]
+        if any(a is None for a in arrays):
+            raise ValueError(f"predict_tflite: x names an input twice; the .tflite's inputs are {shapes}")
+    elif isinstance(x, (list, tuple)) and n == 1 and not (len(x) == 1 and np.ndim(x[0]) == len(inputs[0][1]["shape"])):
+        arrays = [np.asarray(x)]  # samples as a (nested) list
+    elif isinstance(x, (list, tuple)):
+        if len(x) != n:
+            raise ValueError(f"predict_tflite: x holds {len(x)} arrays, but the .tflite has {n} input(s): {shapes}; give "
+                             "one array per input, or a dict {input name: array}")
+        arrays = _match_by_shape([np.asarray(a) for a in x], inputs, shapes)
+    elif n == 1:
+        arrays = [np.asarray(x)]
+    else:
+        raise ValueError(f"predict_tflite: the .tflite has {n} inputs ({shapes}); give x as a dict {{input name: "
+                         f"array}} or a list of {n} arrays, not one {type(x).__name__}")
+    for a, (name, d) in zip(arrays, inputs):
+        want = [int(s) for s in d["shape_signature"]][1:]
+        got = list(a.shape[1:])
+        if len(want) != len(got) or any(w >= 0 and w != g for w, g in zip(want, got)):
+            raise ValueError(f"predict_tflite: an array of shape {a.shape} for input {name!r} of shape "
+                             f"{tuple(int(s) for s in d['shape_signature'])} (first axis: samples); the inputs: {shapes}")
+    if len({len(a) for a in arrays}) > 1:
+        raise ValueError(f"predict_tflite: the input arrays hold different numbers of samples: {[len(a) for a in arrays]}")
+    return arrays
+
+
+def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
     """Raw outputs of a ``.tflite`` model (packed or not) over ``x``, in batches, through
     ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. A model with a static
     batch (``to_tflite(batch_size=N)``, recurrent models) runs in batches of N.
+
+    ``x``: an array (one input); for a model with several inputs, a dict ``{input name: array}``
+    (the names of the Keras model's inputs, ``keras.Input(shape, name=...)``; e.g.
+    ``predict_tflite(data, {"image": x_image, "meta": x_meta})``) or a list of arrays,
+    each given to the input of its shape (the ``.tflite`` does not keep the Keras order of its
+    inputs, so a list for two inputs of the same shape is refused: use the dict). Returns an array,
+    or for a model with several outputs a list of arrays in the Keras model's output order (read from
+    the ``.tflite``'s signature: its operators may list them in another order).
 
     Example:
         >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
@@ -133,44 +239,57 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False) -> np.ndarr
 
     from dc_keras.runtime import Interpreter
 
-    x = np.asarray(x)
     interpreter = Interpreter(model_content=bytes(tflite_bytes))
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    fixed = int(inp["shape_signature"][0]) if len(inp["shape_signature"]) else -1
+    inputs = _signature_order(interpreter, interpreter.get_input_details(), "inputs")
+    outs = _signature_order(interpreter, interpreter.get_output_details(), "outputs")
+    arrays = _input_arrays(x, inputs)
+    total = len(arrays[0])
+    sig = [d["shape_signature"] for _, d in inputs]
+    fixed = int(sig[0][0]) if len(sig[0]) else -1
     if fixed > 0:  # static batch (e.g. recurrent models): run that batch, pad the last one
         batch_size, current = fixed, fixed
         interpreter.allocate_tensors()
     else:
         current = None
-    outputs = []
-    for start in tqdm(range(0, len(x), batch_size), desc="interpreter", unit="batch", leave=False,
+    outputs = [[] for _ in outs]
+    for start in tqdm(range(0, total, batch_size), desc="interpreter", unit="batch", leave=False,
                       disable=None if progress else True):  # None: only on a terminal
-        xb = x[start:start + batch_size]
-        if fixed > 0 and len(xb) < fixed:
-            xb = np.concatenate([xb, np.zeros((fixed - len(xb), *xb.shape[1:]), xb.dtype)])
-        if current != len(xb):
-            interpreter.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])
+        batch = [a[start:start + batch_size] for a in arrays]
+        if fixed > 0 and len(batch[0]) < fixed:
+            batch = [np.concatenate([b, np.zeros((fixed - len(b), *b.shape[1:]), b.dtype)]) for b in batch]
+        if current != len(batch[0]):
+            for (_, d), b in zip(inputs, batch):
+                interpreter.resize_tensor_input(d["index"], [len(b), *d["shape"][1:]])
             interpreter.allocate_tensors()
-            current = len(xb)
-        interpreter.set_tensor(inp["index"], xb.astype(inp["dtype"]))
+            current = len(batch[0])
+        for (_, d), b in zip(inputs, batch):
+            interpreter.set_tensor(d["index"], b.astype(d["dtype"]))
         interpreter.invoke()
-        outputs.append(interpreter.get_tensor(out["index"]).copy())
-    return np.concatenate(outputs)[:len(x)]
+        for got, (_, d) in zip(outputs, outs):
+            got.append(interpreter.get_tensor(d["index"]).copy())
+    results = [np.concatenate(got)[:total] for got in outputs]
+    return results[0] if len(results) == 1 else results
 
 
 def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:
     """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not), run through
-    ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available.
+    ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. ``x`` as for
+    :func:`predict_tflite`; the model has one output (class scores).
 
     Example:
         >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
     """
-    x, y = np.asarray(x), np.asarray(y)
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"need as many labels as inputs (and at least one): {len(x)} vs {len(y)}")
-    pred = np.argmax(predict_tflite(tflite_bytes, x, batch_size, progress), axis=-1)
-    return int(np.sum(pred != y)) / len(x)
+    y = np.asarray(y)
+    n = len(next(iter(x.values())) if isinstance(x, dict) else x[0] if isinstance(x, (list, tuple)) else x)
+    if n != len(y) or n == 0:
+        raise ValueError(f"need as many labels as inputs (and at least one): {n} vs {len(y)}")
+    scores = predict_tflite(tflite_bytes, x, batch_size, progress)
+    if isinstance(scores, list):
+        raise ValueError(f"evaluate_tflite: the .tflite has {len(scores)} outputs; it scores a classifier with one. "
+                         "Use predict_tflite (a list of arrays, in the Keras model's output order) and score the "
+                         "output you mean")
+    pred = np.argmax(scores, axis=-1)
+    return int(np.sum(pred != y)) / n
 
 
 def layer_stats(model):

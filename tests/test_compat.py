@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 
 from dc_keras import _compat
 
@@ -72,6 +73,8 @@ def test_flatten_layers_sees_nested_and_held_layers():
     assert {"inner", "inner_fc", lstm.name, lstm.cell.name} <= names
     assert model.name not in names
     assert model.name in {l.name for l in _compat.flatten_layers(model, include_self=True)}
+    direct = {l.name for l in _compat.flatten_layers(model, recursive=False)}
+    assert "inner" in direct and lstm.name in direct and not {"inner_fc", lstm.cell.name} & direct
 
 
 
@@ -189,6 +192,20 @@ def test_in_stateless_scope():
     with keras.StatelessScope():
         assert _compat.in_stateless_scope() is True
     assert _compat.in_stateless_scope() is False
+
+
+def test_stateless_scope_maps():
+    """False outside a scope and in a scope without the variable (a symbolic pass), True in a
+    scope that maps it (a stateless call: Keras-JAX's training step)."""
+    v = keras.Variable(np.zeros(3, "float32"))
+    other = keras.Variable(np.zeros(3, "float32"))
+    assert _compat.stateless_scope_maps(v) is False
+    with keras.StatelessScope():
+        assert _compat.stateless_scope_maps(v) is False
+    with keras.StatelessScope(state_mapping=[(v, np.ones(3, "float32"))]):
+        assert _compat.stateless_scope_maps(v) is True
+        assert _compat.stateless_scope_maps(other) is False
+    assert _compat.stateless_scope_maps(v) is False
 
 
 # ---- train: a wrapper takes over its layer's legacy input_shape= argument ------------------------

@@ -89,3 +89,78 @@ def test_bits_12_fits_the_codebook_only_without_a_zero_slot():
     clustered = dc_keras.cluster(m, bits=12, layers=["big"], preserve_sparsity=False)
     final = dc_keras.strip(clustered)
     assert len(np.unique(keras.ops.convert_to_numpy(final.get_layer("big").kernel))) <= 4096
+
+
+class _Block(keras.layers.Layer):
+    """A custom layer holding layers and a weight of its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.fc = keras.layers.Dense(8, name=f"{self.name}_fc")
+        self.ln = keras.layers.LayerNormalization(name=f"{self.name}_ln")
+
+    def build(self, shape):
+        self.scale = self.add_weight(shape=(8,), name="scale")
+
+    def call(self, x):
+        return self.ln(self.fc(x)) * self.scale
+
+
+class _Net(keras.Model):
+    def __init__(self, wrap=False, **kwargs):
+        super().__init__(**kwargs)
+        self.first = keras.layers.Dense(8, name="first")
+        if wrap:
+            self.first.build((None, 6))
+            self.first = dc_keras.cluster(self.first, bits=2)  # the model keeps tracking the Dense too
+        self.blocks = [_Block(name="b0"), _Block(name="b1")]
+        self.lstm = keras.layers.LSTM(4, name="lstm")
+        self.frozen = keras.layers.Dense(4, trainable=False, name="frozen")
+
+    def call(self, x):
+        h = self.first(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.frozen(self.lstm(keras.ops.expand_dims(h, 1)))
+
+
+def test_coverage_of_a_subclassed_model():
+    """coverage() refused subclassed models with advice it could not follow (apply coverage() to
+    the layers: it takes models only). It now lists the layers held at any depth."""
+    with pytest.raises(ValueError, match=r"'.*net' \(_Net, subclassed\) is not built.*model\(x\[:1\]\)"):
+        dc_keras.coverage(_Net())
+    net = _Net()
+    net(np.zeros((2, 6), "float32"))
+    report = dc_keras.coverage(net)
+    assert [e["layer"] for e in report.wrapped] == ["first", "b0_fc", "b1_fc", "lstm"]
+    assert report.covered_params == 48 + 64 + 64 + 4 * 4 * (8 + 4)
+    reasons = {e["layer"]: (e["reason"], e["params"]) for e in report.skipped}
+    assert set(reasons) == {"b0", "b0_ln", "b1", "b1_ln", "frozen"}
+    assert reasons["b0"][1] == 8 and "its own weights" in reasons["b0"][0] and "custom layer" in reasons["b0"][0]
+    assert reasons["b0_ln"][0].startswith("normalization layer") and reasons["frozen"][0].startswith("frozen")
+    assert report.total_params == sum(int(np.prod(v.shape)) for v in net.weights)
+    assert "subclassed model" in str(report) and "__init__" in str(report)
+    assert [e["layer"] for e in dc_keras.coverage(net, include_frozen=True).wrapped][-1] == "frozen"
+
+    wrapped = _Net(wrap=True)
+    wrapped(np.zeros((2, 6), "float32"))
+    report = dc_keras.coverage(wrapped)
+    assert [e["layer"] for e in report.wrapped] == ["first"] and report.covered_params == 48
+    reasons = {e["layer"]: e["reason"] for e in report.skipped}
+    assert "first" not in reasons  # the Dense inside the wrapper, tracked by the model too
+    assert reasons["b0_fc"] == reasons["lstm"] == "not wrapped"
+    state = sum(int(np.prod(v.shape)) for v in wrapped.first.weights) - 48 - 8  # centroids, assignments
+    assert report.total_params == sum(int(np.prod(v.shape)) for v in wrapped.weights) - state
+
+
+def test_a_subclassed_model_nested_in_a_functional_one_is_reported_as_left_dense():
+    """prune()/cluster() walk into nested Sequential/Functional models, not into a subclassed one,
+    whose layers stay dense: the report said 'a model (its own layers are handled one by one)'."""
+    inputs = keras.Input((6,))
+    inner = _Net()
+    model = keras.Model(inputs, keras.layers.Dense(2, name="top")(inner(inputs)))
+    pruned = dc_keras.prune(model, S)
+    reasons = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
+    assert reasons[inner.name].startswith("a subclassed model nested in this one: prune()/cluster() do not "
+                                          "rewrite its layers, which stay dense; wrap them in its __init__")
+    assert [e["layer"] for e in pruned.compression_report.wrapped] == ["top"]

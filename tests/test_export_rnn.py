@@ -241,3 +241,84 @@ def test_time_distributed_and_conv_lstm_compress_export_and_pack_bit_exact():
         [(r.name, r.status, r.distinct) for r in big]
     x = np.random.default_rng(0).normal(size=(1, 3, 6, 6, 2)).astype("float32")
     assert predict_tflite(packed, x).tobytes() == predict_tflite(plain, x).tobytes()
+
+
+class _Encoder(keras.layers.Layer):
+    """A custom layer holding an LSTM (found inside a subclassed model too)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.rnn = keras.layers.LSTM(4, name="inner_lstm")
+
+    def call(self, x):
+        return self.rnn(x)
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.enc = _Encoder()
+        self.head = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.head(self.enc(x))
+
+
+def _int8_rnn_models():
+    seq = lambda layer: keras.Sequential([keras.Input((T, F)), layer, keras.layers.Dense(2)])  # noqa: E731
+    sub = _Subclassed()
+    sub(_x(1))
+    return {
+        "lstm": (seq(keras.layers.LSTM(4, name="lstm")), ["lstm"]),
+        "gru": (seq(keras.layers.GRU(4, name="gru")), ["gru"]),
+        "simple_rnn": (seq(keras.layers.SimpleRNN(4, name="simple_rnn")), ["simple_rnn"]),
+        "bidirectional": (seq(keras.layers.Bidirectional(keras.layers.GRU(4), name="bidi")), ["bidi"]),
+        "conv_lstm": (keras.Sequential([keras.Input((3, 6, 6, 2)), keras.layers.ConvLSTM2D(2, 3, name="clstm"),
+                                        keras.layers.Flatten(), keras.layers.Dense(2)]), ["clstm"]),
+        "subclassed": (sub, ["inner_lstm"]),
+    }
+
+
+def test_int8_of_recurrent_layers_is_refused_before_the_converter(monkeypatch):
+    """TF's int8 calibrator segfaults on an LSTM/GRU/SimpleRNN loop (TF 2.21): the user's process
+    died. to_tflite refuses before converting, naming the layers and what works instead. The
+    converter is replaced so that reaching it fails the test instead of crashing pytest."""
+    from dc_keras.export import _convert
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the converter was reached: TF's int8 calibrator segfaults on recurrent loops")
+
+    monkeypatch.setattr(_convert, "_convert", reached)
+    monkeypatch.setattr(_convert, "_in_tensorflow_child", reached)
+    for kind, (model, names) in _int8_rnn_models().items():
+        x = np.zeros((4, *model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else (4, T, F), "float32")
+        with pytest.raises(ValueError) as info:
+            export.to_tflite(model, quantize="int8", representative_data=x)
+        text = str(info.value)
+        assert all(repr(n) in text for n in names), (kind, text)
+        assert "quantize='dynamic'" in text and "unroll=True" in text and "segmentation fault" in text, text
+
+
+@pytest.mark.long  # two conversions of recurrent models: make test-long
+def test_int8_alternatives_named_in_the_refusal_work():
+    """What the refusal offers: quantize='dynamic' of the LSTM loop, full int8 of unroll=True layers."""
+    from dc_keras.runtime import Interpreter
+
+    x = _x(8)
+
+    def run(data, model):
+        it = Interpreter(model_content=data)
+        it.allocate_tensors()
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        it.set_tensor(inp["index"], x[:1])
+        it.invoke()
+        return it.get_tensor(out["index"]), model.predict(x[:1], verbose=0)
+
+    lstm = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(4), keras.layers.Dense(2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the static batch of 1
+        got, want = run(export.to_tflite(lstm, quantize="dynamic"), lstm)
+    np.testing.assert_allclose(got, want, atol=0.05)
+    unrolled = keras.Sequential([keras.Input((T, F)), keras.layers.GRU(4, unroll=True), keras.layers.Dense(2)])
+    got, want = run(export.to_tflite(unrolled, quantize="int8", representative_data=x), unrolled)
+    np.testing.assert_allclose(got, want, atol=0.05)

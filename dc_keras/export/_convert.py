@@ -75,9 +75,12 @@ _REPRESENTATIVE = ("an array of typical inputs (first axis = samples), a list of
                    "model, or a generator function")
 
 
-def _representative(data, batch=1, model=None):
+def _representative(data, batch=1, model=None, names=None):
     """A converter representative-dataset generator from an array, a list of arrays or a callable;
-    with ``model``, the arrays are checked against its inputs (count, shape) first."""
+    with ``model``, the arrays are checked against its inputs (count, shape) first. With ``names``
+    (a multi-input model's input names), each sample is a dict by name: TF's calibrator takes a
+    list in the order of the converted graph's inputs, which is not always the Keras model's (two
+    unnamed inputs come out swapped: each was calibrated on the other's data)."""
     if data is None:
         raise ValueError(f"quantize='int8' needs representative_data: {_REPRESENTATIVE}")
     if callable(data):
@@ -97,9 +100,12 @@ def _representative(data, batch=1, model=None):
     if n == 0:
         raise ValueError("representative_data is empty")
 
+    by_name = names is not None and len(names) == len(inputs) > 1 and len(set(names)) == len(names)
+
     def gen():
         for i in range(0, min(n, 200 * batch) - batch + 1, batch):
-            yield [a[i : i + batch] for a in inputs]
+            sample = [a[i : i + batch] for a in inputs]
+            yield dict(zip(names, sample)) if by_name else sample
 
     return gen
 
@@ -161,7 +167,7 @@ def _set_option(conv, key, value):
 
 
 def _configurer(quantize, representative_data, converter_options, configure, per_channel=True,
-                legacy_dynamic=False):
+                legacy_dynamic=False, input_names=None):
     import tensorflow as tf
 
     def apply(conv, batch):
@@ -178,7 +184,7 @@ def _configurer(quantize, representative_data, converter_options, configure, per
                 conv.experimental_new_dynamic_range_quantizer = False
         elif quantize == "int8":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = _representative(representative_data, batch or 1)
+            conv.representative_dataset = _representative(representative_data, batch or 1, names=input_names)
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         for key, value in (converter_options or {}).items():
             _set_option(conv, key, value)
@@ -273,6 +279,42 @@ def _recurrent_layers(model):
     return [layer.name for layer in _leaf_layers(model)
             if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
             and not getattr(layer, "unroll", getattr(getattr(layer, "forward_layer", None), "unroll", False))]
+
+
+def _looping_recurrent_layers(model):
+    """Names of the recurrent layers of ``model`` that run as a loop (not ``unroll=True``), found
+    wherever they are held (nested models, custom layers, attributes of a subclassed model); a
+    Bidirectional counts once, by its own name."""
+    import keras
+
+    from dc_keras import _compat
+
+    kinds = (keras.layers.RNN, keras.layers.Bidirectional)
+    found, inside = [], set()
+    for layer in _compat.flatten_layers(model, include_self=True):
+        if id(layer) in inside or not isinstance(layer, kinds):
+            continue
+        inside.update(id(sub) for sub in _compat.flatten_layers(layer))
+        cell_owner = getattr(layer, "forward_layer", layer)
+        if not getattr(cell_owner, "unroll", False):
+            found.append(layer.name)
+    return found
+
+
+def _check_int8_recurrent(model, quantize):
+    """Full-integer quantization of a recurrent loop is refused before the converter runs: TF's int8
+    calibrator dies with a segmentation fault on the TFLite WHILE loop of an LSTM/GRU/SimpleRNN/
+    ConvLSTM (TF 2.21), which killed the calling process (no exception to catch)."""
+    if quantize != "int8":
+        return
+    names = _looping_recurrent_layers(model)
+    if names:
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ValueError(
+            f"to_tflite: quantize='int8' cannot convert recurrent layer(s) {shown}: TensorFlow's int8 "
+            "calibrator crashes the process (segmentation fault) on their loop. Use quantize='dynamic' (int8 "
+            "weights, float activations), quantize='float16' or quantize=None; or rebuild those layers with "
+            "unroll=True (needs a fixed sequence length) and copy the weights, which full int8 converts.")
 
 
 def _input_signature(model, batch):
@@ -414,6 +456,31 @@ def _leaf_layers(model):
     if isinstance(model, keras.Model):
         walk(model)
     return out
+
+
+def _prime_subclassed(model):
+    """Calls a built subclassed model once on zeros of the input shape it was built with (its
+    ``get_build_config()``), so that the converter knows its inputs. A subclassed model learns them
+    at its first call in the process: one loaded from a ``.keras`` file and not called since (also
+    every subclassed model exported on torch/JAX, which the TensorFlow-backend child loads from a
+    ``.keras`` file) failed with Keras' "cannot be saved because the input shapes have not been
+    set". Keras keeps the input spec of the first call, so a model already called keeps its own (and
+    its input dtype); a call that fails changes nothing (the converter's error follows)."""
+    import keras
+
+    from dc_keras.train import _base
+
+    if not isinstance(model, keras.Model) or _base.is_graph_model(model) or not model.built:
+        return
+    try:
+        shape = (model.get_build_config() or {}).get("input_shape")
+    except Exception:  # noqa: BLE001 (a custom get_build_config)
+        return
+    is_shape = lambda s: isinstance(s, (list, tuple)) and all(d is None or isinstance(d, int) for d in s)  # noqa: E731
+    if not is_shape(shape):
+        return  # several inputs, nested: not guessed
+    with contextlib.suppress(Exception):
+        model(np.zeros([1] + [1 if d is None else int(d) for d in shape[1:]], "float32"), training=False)
 
 
 def _without_wrappers(model):
@@ -628,7 +695,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       pack: run ``dc_keras.export.pack`` on the converted model (default True).
       quantize: ``None`` (float32), ``"float16"`` (float16 weights), ``"dynamic"`` (int8 weights,
         float activations) or ``"int8"`` (full integer post-training quantization; needs
-        ``representative_data``; input/output stay float32).
+        ``representative_data``; input/output stay float32; not for LSTM/GRU/SimpleRNN loops: use
+        ``"dynamic"``, or ``unroll=True`` layers).
       path: if given, the bytes are also written there (atomically).
       representative_data: for ``quantize="int8"``: array of typical inputs (first axis =
         samples), list of arrays (one per model input), or a generator function as the TFLite
@@ -657,7 +725,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       The ``.tflite`` bytes.
 
     Raises:
-      ValueError: bad arguments (named); a model that is not built; on torch, a custom class the
+      ValueError: bad arguments (named); a model that is not built; ``quantize="int8"`` of a model with
+        recurrent layers that are not ``unroll=True`` (TF's calibrator would crash the process; the
+        message names the layers and the alternatives); on torch, a custom class the
         TensorFlow-backend subprocess cannot import (defined in ``__main__`` or inside a function:
         move it into a module).
       RuntimeError: the converter failed; the message gives its first error line and the options
@@ -681,6 +751,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if path is not None:
         check_writable(path)  # a bad or read-only output fails now, not after the conversion
     model = _without_wrappers(model)
+    _check_int8_recurrent(model, quantize)
     if quantize == "int8":
         _representative(representative_data, model=model)  # validate before the slow conversion
     if _SWEEP_TMPDIR:  # the temporary directories of earlier exports that were killed (logged)
@@ -691,9 +762,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         if path is not None:
             atomic_write(path, data)
         return data
+    _prime_subclassed(model)
     shared = _shared_kernels(model) if pack else []
+    names = [getattr(t, "name", None) for t in getattr(model, "inputs", None) or []]
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
-        quantize, representative_data, converter_options, configure, pc, legacy))
+        quantize, representative_data, converter_options, configure, pc, legacy, names))
     if pack:
         packed, stats = pack_with_stats(data, min_bytes=min_bytes, positive_zeros=positive_zeros)
         warn_notes(stats, "to_tflite(..., positive_zeros=True)", "to_tflite")

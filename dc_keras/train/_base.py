@@ -127,6 +127,10 @@ _NORMALIZATIONS = tuple(getattr(keras.layers, n) for n in (
 def unsupported_reason(layer):
     """None for a supported layer, else why it cannot be pruned or clustered."""
     if isinstance(layer, keras.Model):
+        if not is_graph_model(layer):  # (graph models nested in graph models are walked into)
+            return ("a subclassed model nested in this one: prune()/cluster() do not rewrite its layers, which "
+                    "stay dense; wrap them in its __init__ (self.fc = dc_keras.prune(keras.layers.Dense(...), "
+                    "schedule))")
         return "a model (its own layers are handled one by one)"
     if declares_weights(layer):
         return None
@@ -684,14 +688,28 @@ def rewrite_model(model, replace, what):
     pairs = []
     identities = set()  # layers replaced by keras.layers.Identity: called with the input only
 
+    done = {}  # id(original) -> its clone: a shared layer (or nested model) is cloned once
+
     def clone_function(operation):
-        if not isinstance(operation, keras.layers.Layer):
-            return operation.__class__.from_config(operation.get_config())  # stateless op
-        replacement = replace(operation, rebuilder)
-        if isinstance(replacement, keras.layers.Identity) and not isinstance(operation, keras.layers.Identity):
-            identities.add(id(replacement))
-        pairs.append((operation, replacement))
-        return replacement
+        if id(operation) in done:
+            return done[id(operation)]
+        if isinstance(operation, keras.Model) and is_graph_model(operation):
+            # Nested models are cloned here rather than by clone_model(recursive=True), which does not
+            # hand call_function to a Functional model nested in a Sequential one: there a folded
+            # BatchNormalization's Identity was called with the BatchNormalization's mask/training
+            # arguments (TypeError: got an unexpected keyword argument 'mask')
+            clone = keras.models.clone_model(
+                operation, clone_function=clone_function, recursive=False,
+                call_function=call_function if _compat.is_functional(operation) else None)
+        elif not isinstance(operation, keras.layers.Layer):
+            clone = operation.__class__.from_config(operation.get_config())  # stateless op
+        else:
+            clone = replace(operation, rebuilder)
+            if isinstance(clone, keras.layers.Identity) and not isinstance(operation, keras.layers.Identity):
+                identities.add(id(clone))
+            pairs.append((operation, clone))
+        done[id(operation)] = clone
+        return clone
 
     def call_function(layer, *args, **kwargs):
         if id(layer) in identities:  # e.g. a folded BatchNormalization: drop its mask/training
@@ -700,7 +718,7 @@ def rewrite_model(model, replace, what):
 
     call = call_function if _compat.is_functional(model) else None
     new_model = keras.models.clone_model(model, clone_function=clone_function, call_function=call,
-                                         recursive=True)
+                                         recursive=False)
     rebuilder.finish()
     _copy_model_flags(model, new_model)
     return new_model, pairs

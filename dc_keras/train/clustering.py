@@ -92,6 +92,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         self._untracked("_pending", None)
         self._untracked("_clustered_at_init", bool(getattr(layer, "built", False)))
         self._untracked("_from_config", False)  # set by from_config: the values come from a file or are copied in
+        self._untracked("_deferred", False)  # built in a symbolic pass, to be clustered at its first real call
         if getattr(layer, "built", False):
             self._untracked("_pending", [self._kmeans(var, self._clusters_of(name))
                                          for name, var, _ in self.cluster_targets(layer)])
@@ -128,10 +129,13 @@ class ClusterWrapper(_base.CompressionWrapper):
         # Sequential) is clustered here, on the weights it was just built with, as tfmot does at build;
         # without it the centroids and assignments stayed 0 and training collapsed each kernel to one value.
         fresh = self._pending is None and not self._clustered_at_init and not self._from_config
-        if fresh:
-            # before any weight is made: Keras ignores an error in the symbolic pass that builds a
-            # subclassed model's layers and builds them again on the first real call
-            self._check_readable()
+        # Keras builds a subclassed model's layers in a symbolic pass (keras.StatelessScope), where
+        # the weights have no values yet: also when load_model rebuilds a model whose __init__
+        # wraps an unbuilt layer. The variables are made there (zeros: a file's values are loaded
+        # into them next) and the clustering waits for the first call outside the scope.
+        deferred = fresh and bool(_compat.in_stateless_scope())
+        if fresh and not deferred:
+            self._check_readable()  # before any weight is made (a traced build cannot cluster)
         pending = self._pending or [None] * len(self._targets)
         for (name, var, _), values in zip(self._targets, pending):
             c_init, a_init = "zeros", "zeros"
@@ -150,28 +154,48 @@ class ClusterWrapper(_base.CompressionWrapper):
             self._assignments.append(assignments)
             var.trainable = False  # only the centroids train
         self._untracked("_pending", None)
-        if fresh:
+        self._untracked("_deferred", deferred)
+        if fresh and not deferred:
             self.initialize_clusters()
             self._untracked("_clustered_at_init", True)
 
+    def _cluster_deferred(self):
+        """The clustering a build in a symbolic pass left for later (see ``build``), at the first use
+        outside such a pass (a call, strip, save): k-means on the layer's weights, unless values were
+        put in meanwhile (loaded from a file, or set: the centroids or assignments are no longer all
+        zero). Inside the pass (or Keras-JAX's stateless build call) nothing is done; in a traced
+        training step (TF's tf.function, JAX's stateless call) the weights cannot be read: the clear
+        error of :meth:`_check_readable`."""
+        if not self._deferred or _compat.in_stateless_scope() and not _compat.stateless_scope_maps(self._centroids[0]):
+            return
+        self._check_readable()
+        untouched = all(not np.any(ops.convert_to_numpy(v)) for v in (*self._centroids, *self._assignments))
+        if untouched:
+            self.initialize_clusters()
+        self._untracked("_deferred", False)
+        self._untracked("_clustered_at_init", True)
+
+    def save_own_variables(self, store):
+        if self._deferred:
+            self._cluster_deferred()  # a model built only symbolically (model.build) and saved
+        super().save_own_variables(store)
+
     def _check_readable(self):
-        """A layer wrapped before it was built is clustered when it is built; raise if its weights
-        have no values to cluster there (a symbolic or traced build)."""
-        where = None
-        if _compat.in_stateless_scope():
-            where = "a symbolic pass (where Keras builds a subclassed model's layers), where its weights have no values yet"
-        else:
-            try:
-                for _, var, _ in self._targets:
-                    ops.convert_to_numpy(var)
-            except Exception:  # noqa: BLE001 (TF graph, JAX tracer: any backend's "not a value" error)
-                where = "a traced function, where its weights cannot be read"
-        if where is not None:
+        """A layer wrapped before it was built is clustered when it is built (or, built in a symbolic
+        pass, at its first use after it); raise if its weights have no values to cluster there (a
+        traced training step)."""
+        try:
+            for _, var, _ in self._targets:
+                ops.convert_to_numpy(var)
+        except Exception:  # noqa: BLE001 (TF graph, JAX tracer: any backend's "not a value" error)
+            if keras.backend.backend() == "jax":
+                _compat.jax_keep_fit_state()  # else a JAX fit() leaves every weight of the model empty
             raise ValueError(
-                f"Cannot cluster layer {self.layer.name!r}: it was not built when it was wrapped, and it is being "
-                f"built inside {where}. Build it before wrapping it (`layer.build(input_shape)`, or call it once "
-                "on a batch), then dc_keras.cluster(layer); clustering shares the values of trained weights, so "
-                "it is usually given a trained layer or model.")
+                f"Cannot cluster layer {self.layer.name!r}: it was not built when it was wrapped, and it is first "
+                "built or used inside a traced function (e.g. fit()'s compiled step), where its weights cannot "
+                "be read. Build it before wrapping it (`layer.build(input_shape)`, or call it once on a batch), "
+                "then dc_keras.cluster(layer), or call the model once on a batch before fit(); clustering shares "
+                "the values of trained weights, so it is usually given a trained layer or model.") from None
 
     def _release(self):
         for _, var, _ in self._targets:
@@ -235,12 +259,15 @@ class ClusterWrapper(_base.CompressionWrapper):
 
     def initialize_clusters(self):
         """Run k-means (numpy) on the inner layer's current weights and set centroids/assignments."""
+        self._untracked("_deferred", False)
         for (name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
             c, idx = self._kmeans(var, self._clusters_of(name))
             centroids.assign(c.astype(centroids.dtype))
             assignments.assign(idx)
 
     def compressed_values(self, training):
+        if self._deferred:
+            self._cluster_deferred()
         pairs = []
         for (_name, var, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
             shared = gather_centroids(ops.convert_to_tensor(centroids), ops.convert_to_tensor(assignments),
@@ -253,6 +280,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         check of the assignments, which the training step's gather trusts to index the codebook."""
         self._check_store_not_stripped(store)
         super().load_own_variables(store)
+        self._untracked("_deferred", False)  # the file's values, not a k-means of the layer's
         self.check_assignments()
 
     def check_assignments(self):

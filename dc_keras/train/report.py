@@ -109,17 +109,87 @@ def attach(model, report):
     return model
 
 
+def _held_layers(model):
+    """``[(layer, frozen, weights)]`` of a subclassed model: the layers it holds at any depth
+    (attributes, lists, nested models, custom layers that hold layers), down to a wrapper or a layer
+    that can be compressed (an LSTM is one entry, not its cell). A custom layer that holds layers is
+    entered, and listed too when it has weights of its own (``weights``: those only). Each layer once."""
+    from dc_keras import _compat
+
+    seen, out = {id(model)}, []
+    # a layer inside a wrapper is the wrapper's (also when the model still tracks it: `self.fc =
+    # Dense(...)` then `self.fc = dc_keras.prune(self.fc, ...)` keeps both in its layers)
+    seen.update(id(inner) for w in _base.find_wrappers(model) for inner in _compat.flatten_layers(w))
+
+    def walk(parent, frozen):
+        for layer in _compat.flatten_layers(parent, recursive=False):
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            f = frozen or not layer.trainable
+            children = [] if isinstance(layer, _base.CompressionWrapper) or _base.is_supported(layer) else \
+                _compat.flatten_layers(layer, recursive=False)
+            if not children:
+                out.append((layer, f, list(layer.weights)))
+                continue
+            held = {id(v) for c in _compat.flatten_layers(layer) for v in c.weights}
+            own = [v for v in layer.weights if id(v) not in held]
+            if own:
+                out.append((layer, f, own))
+            walk(layer, f)
+
+    walk(model, not model.trainable)
+    return out
+
+
+def _subclassed_report(model, leaves, wrappers, include_frozen):
+    inner = {id(v) for w in wrappers for v in w.layer.weights}
+    state = {id(v) for w in wrappers for v in w.weights if id(v) not in inner}  # masks, centroids
+    report = CoverageReport("coverage", _base.params(v for v in model.weights if id(v) not in state))
+    for wrapper in wrappers:
+        report.add_wrapped(wrapper.layer, wrapper._targets or _base.compressible_weights(wrapper.layer))
+    for layer, frozen, own in leaves:
+        if isinstance(layer, _base.CompressionWrapper) or not own:
+            continue
+        reason = _base.unsupported_reason(layer)
+        if reason is None and frozen and not include_frozen:
+            reason = "frozen (trainable=False)"
+        if reason is None and not wrappers:
+            report.add_wrapped(layer, _base.compressible_weights(layer))
+            continue
+        if reason is None:
+            reason = "not wrapped"
+        elif len(own) < len(layer.weights):
+            reason = f"its own weights (the layers it holds are listed on their own): {reason}"
+        report.skipped.append({"layer": layer.name, "type": type(layer).__name__, "reason": reason,
+                               "params": _base.params(own)})
+    report.notes.append(
+        f"{type(model).__name__} is a subclassed model: dc_keras.prune()/cluster() do not rewrite it; wrap its "
+        "layers in its __init__ (self.fc = dc_keras.prune(keras.layers.Dense(...), schedule))"
+        + ("" if wrappers else "; listed as compressed: the layers that can be"))
+    return report
+
+
 def coverage(model, include_frozen=False):
     """Coverage of a model: for a wrapped model (output of prune/cluster) the compressed layers;
-    for a plain model what ``dc_keras.prune(model, ...)`` would compress by default.
+    for a plain model what ``dc_keras.prune(model, ...)`` would compress by default. For a subclassed
+    model (built: called once), the layers it holds at any depth: those its ``__init__`` wrapped
+    with ``prune``/``cluster``, or, when none is wrapped, the ones that can be.
 
     Example:
         >>> print(dc_keras.coverage(keras.applications.MobileNetV2(weights=None)))
     """
     if not isinstance(model, keras.Model):
         raise _base.not_keras3_error("coverage()", "a Keras model", model)
-    _base.check_buildable(model, "coverage")
+    subclassed = not _base.is_graph_model(model)
+    if subclassed and not model.built:
+        raise ValueError(f"Model {model.name!r} ({type(model).__name__}, subclassed) is not built, so its layers "
+                         "have no weights yet: call it once on a batch (model(x[:1])) before coverage().")
+    if not subclassed:
+        _base.check_buildable(model, "coverage")
     wrappers = _base.find_wrappers(model)
+    if subclassed:
+        return _subclassed_report(model, _held_layers(model), wrappers, include_frozen)
     if not wrappers:
         chosen, skipped = _base.select_layers(model, None, "compressed", include_frozen=include_frozen)
         return build_report("coverage", model, chosen, skipped)

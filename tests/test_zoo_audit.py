@@ -1,0 +1,118 @@
+"""Model-zoo shapes through the public chain (prune -> cluster -> strip -> to_tflite -> runtime):
+multi-input / multi-output models and the architectures an audit found mishandled."""
+
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+from dc_keras import export
+from dc_keras.pipeline import evaluate_tflite, predict_tflite
+
+
+def _two_in_two_out():
+    """Inputs and outputs whose names sort against their order (the converter's subgraph lists
+    these outputs in the other order; the signature sorts the inputs by name)."""
+    z, a = keras.Input((3,), name="zeta"), keras.Input((5,), name="alpha")
+    h = keras.layers.Concatenate()([keras.layers.Dense(4)(z), keras.layers.Dense(4)(a) * 2.0])
+    return keras.Model([z, a], [keras.layers.Dense(2, name="out_b")(h), keras.layers.Dense(7, name="out_a")(h)])
+
+
+def test_predict_tflite_of_a_multi_input_multi_output_model():
+    """predict_tflite fed only the first input (np.asarray of the list: an error about an
+    inhomogeneous array) and returned the first output of the subgraph, which is not the Keras
+    model's first output here: silently the wrong head."""
+    model = _two_in_two_out()
+    rng = np.random.default_rng(0)
+    xz, xa = rng.random((11, 3)).astype("float32"), rng.random((11, 5)).astype("float32")
+    want = model.predict([xz, xa], verbose=0)
+    for batch_size in (None, 4):  # dynamic batch; static batch (padded last batch)
+        plain = export.to_tflite(model, pack=False, batch_size=batch_size)
+        packed = export.to_tflite(model, batch_size=batch_size)
+        got = predict_tflite(packed, [xz, xa], batch_size=5)
+        assert [g.shape for g in got] == [(11, 2), (11, 7)]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+        for g, h in zip(got, predict_tflite(plain, {"alpha": xa, "zeta": xz})):
+            assert g.tobytes() == h.tobytes()  # packed vs unpacked bit-exact; by name = by order
+    with pytest.raises(ValueError, match=r"has 2 inputs \('zeta' .*'alpha'.*a dict \{input name: array\}"):
+        predict_tflite(packed, xz)
+    for g, h in zip(got, predict_tflite(packed, [xa, xz], batch_size=5)):  # each array to the input of its shape
+        assert g.tobytes() == h.tobytes()
+    with pytest.raises(ValueError, match=r"x\[1\] has shape \(11, 4\), which no input"):
+        predict_tflite(packed, [xz, xa[:, :4]])
+    with pytest.raises(ValueError, match=r"names \['beta', 'zeta'\]"):
+        predict_tflite(packed, {"beta": xa, "zeta": xz})
+    with pytest.raises(ValueError, match=r"has 2 outputs.*predict_tflite"):
+        evaluate_tflite(packed, [xz, xa], np.zeros(11, int), progress=False)
+    single = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    data = export.to_tflite(single)
+    rows = [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]  # samples as a nested list still work
+    np.testing.assert_allclose(predict_tflite(data, rows), single.predict(np.array(rows, "float32"), verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_predict_tflite_of_inputs_of_the_same_shape_needs_their_names():
+    """The .tflite keeps no Keras input order: TF's converter lists two unnamed inputs
+    ("keras_tensor", "keras_tensor_1") the other way round (a list given in the Keras order was fed swapped: silently wrong outputs).
+    A list two inputs could both take is refused; a dict by name is right whatever the order."""
+    a, b = keras.Input((8,), name="left"), keras.Input((8,), name="right")  # unnamed: renamed on JAX/torch (the
+    # TensorFlow-backend child loads the model from a .keras file)
+    shared = keras.layers.Dense(16, activation="relu")
+    model = keras.Model([a, b], keras.layers.Dense(5)(keras.layers.Concatenate()([shared(a), shared(b)])))
+    rng = np.random.default_rng(0)
+    xa, xb = rng.random((4, 8)).astype("float32"), rng.random((4, 8)).astype("float32")
+    data = export.to_tflite(model)
+    with pytest.raises(ValueError, match=r"take arrays of the same shape.*give x as a dict"):
+        predict_tflite(data, [xa, xb])
+    got = predict_tflite(data, {"right": xb, "left": xa})
+    np.testing.assert_allclose(got, model.predict([xa, xb], verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_cluster_folds_batchnorm_inside_a_functional_model_nested_in_a_sequential():
+    """Transfer-learning shape: Sequential([backbone (Functional, Conv+BN), pooling, head]).
+    cluster() folds the BatchNormalization into the conv and puts an Identity in its place;
+    clone_model(recursive=True) cloned the nested Functional model without dc_keras's call_function,
+    so that Identity was called with the BatchNormalization's arguments: TypeError "got an
+    unexpected keyword argument 'mask'"."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, name="conv")(inputs)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    backbone = keras.Model(inputs, keras.layers.ReLU()(h), name="backbone")
+    model = keras.Sequential([keras.Input((8, 8, 3)), backbone, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(4, name="head")])
+    rng = np.random.default_rng(0)
+    bn = backbone.get_layer("bn")
+    bn.set_weights([rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6), rng.uniform(0.5, 2, 6)])
+    x = rng.random((6, 8, 8, 3)).astype("float32")
+    clustered = dc_keras.cluster(model, bits=8)  # as many clusters as weights: the fold alone changes nothing
+    assert clustered.compression_report.folds == [("conv", "bn")]
+    np.testing.assert_allclose(clustered.predict(x, verbose=0), model.predict(x, verbose=0), rtol=0.02, atol=0.02)
+    stripped = dc_keras.strip(clustered)
+    conv = stripped.get_layer("backbone").get_layer("conv")
+    assert np.unique(keras.ops.convert_to_numpy(conv.kernel)).size <= 256
+    plain, packed = export.to_tflite(stripped, pack=False), export.to_tflite(stripped)
+    assert predict_tflite(packed, x).tobytes() == predict_tflite(plain, x).tobytes()
+    np.testing.assert_allclose(predict_tflite(packed, x), stripped.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [None, pytest.param(2, marks=pytest.mark.long)])  # static: make test-long
+def test_int8_calibration_of_two_unnamed_inputs_is_not_swapped(batch_size):
+    """representative_data=[xa, xb] went to TF's calibrator as a list, which it maps to the converted
+    graph's inputs in that graph's order: for two unnamed inputs the reverse of the Keras order, so
+    each input was calibrated on the other's data (here ranges 1 and 1000: outputs all wrong)."""
+    a, b = keras.Input((8,)), keras.Input((8,))
+    model = keras.Model([a, b], keras.layers.Dense(4)(keras.layers.Concatenate()(
+        [keras.layers.Dense(8)(a), keras.layers.Dense(8)(b)])))
+    rng = np.random.default_rng(0)
+    xa, xb = rng.random((64, 8)).astype("float32"), (1000 * rng.random((64, 8))).astype("float32")
+    data = export.to_tflite(model, quantize="int8", representative_data=[xa, xb], batch_size=batch_size)
+    from dc_keras.runtime import Interpreter
+
+    names = Interpreter(model_content=data).get_signature_list()["serving_default"]["inputs"]
+    keras_names = [t.name for t in model.inputs]  # (on TF: on JAX/torch the child's .keras renames them)
+    assert sorted(keras_names) == sorted(names)
+    want = model.predict([xa, xb], verbose=0)
+    got = predict_tflite(data, dict(zip(keras_names, (xa, xb))))
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
