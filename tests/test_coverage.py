@@ -91,7 +91,7 @@ def test_bits_12_fits_the_codebook_only_without_a_zero_slot():
     assert len(np.unique(keras.ops.convert_to_numpy(final.get_layer("big").kernel))) <= 4096
 
 
-class _Block(keras.layers.Layer):
+class CoverageBlock(keras.layers.Layer):
     """A custom layer holding layers and a weight of its own."""
 
     def __init__(self, **kwargs):
@@ -106,14 +106,14 @@ class _Block(keras.layers.Layer):
         return self.ln(self.fc(x)) * self.scale
 
 
-class _Net(keras.Model):
+class CoverageNet(keras.Model):
     def __init__(self, wrap=False, **kwargs):
         super().__init__(**kwargs)
         self.first = keras.layers.Dense(8, name="first")
         if wrap:
             self.first.build((None, 6))
             self.first = dc_keras.cluster(self.first, bits=2)  # the model keeps tracking the Dense too
-        self.blocks = [_Block(name="b0"), _Block(name="b1")]
+        self.blocks = [CoverageBlock(name="b0"), CoverageBlock(name="b1")]
         self.lstm = keras.layers.LSTM(4, name="lstm")
         self.frozen = keras.layers.Dense(4, trainable=False, name="frozen")
 
@@ -127,9 +127,9 @@ class _Net(keras.Model):
 def test_coverage_of_a_subclassed_model():
     """coverage() refused subclassed models with advice it could not follow (apply coverage() to
     the layers: it takes models only). It now lists the layers held at any depth."""
-    with pytest.raises(ValueError, match=r"'.*net' \(_Net, subclassed\) is not built.*model\(x\[:1\]\)"):
-        dc_keras.coverage(_Net())
-    net = _Net()
+    with pytest.raises(ValueError, match=r"'.*net' \(CoverageNet, subclassed\) is not built.*model\(x\[:1\]\)"):
+        dc_keras.coverage(CoverageNet())
+    net = CoverageNet()
     net(np.zeros((2, 6), "float32"))
     report = dc_keras.coverage(net)
     assert [e["layer"] for e in report.wrapped] == ["first", "b0_fc", "b1_fc", "lstm"]
@@ -142,7 +142,7 @@ def test_coverage_of_a_subclassed_model():
     assert "subclassed model" in str(report) and "__init__" in str(report)
     assert [e["layer"] for e in dc_keras.coverage(net, include_frozen=True).wrapped][-1] == "frozen"
 
-    wrapped = _Net(wrap=True)
+    wrapped = CoverageNet(wrap=True)
     wrapped(np.zeros((2, 6), "float32"))
     report = dc_keras.coverage(wrapped)
     assert [e["layer"] for e in report.wrapped] == ["first"] and report.covered_params == 48
@@ -157,7 +157,7 @@ def test_a_subclassed_model_nested_in_a_functional_one_is_reported_as_left_dense
     """prune()/cluster() walk into nested Sequential/Functional models, not into a subclassed one,
     whose layers stay dense: the report said 'a model (its own layers are handled one by one)'."""
     inputs = keras.Input((6,))
-    inner = _Net()
+    inner = CoverageNet()
     model = keras.Model(inputs, keras.layers.Dense(2, name="top")(inner(inputs)))
     pruned = dc_keras.prune(model, S)
     reasons = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}

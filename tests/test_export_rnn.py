@@ -243,8 +243,11 @@ def test_time_distributed_and_conv_lstm_compress_export_and_pack_bit_exact():
     assert predict_tflite(packed, x).tobytes() == predict_tflite(plain, x).tobytes()
 
 
-class _Encoder(keras.layers.Layer):
-    """A custom layer holding an LSTM (found inside a subclassed model too)."""
+class RnnEncoder(keras.layers.Layer):
+    """A custom layer holding an LSTM (found inside a subclassed model too). No leading underscore in
+    these class names: Keras 3.15 leaves a name scope open after the first call of a model whose
+    class name starts with "_" (its auto name starts with "__"), and every layer built later in the
+    process got that prefix in its variable paths (test_graphs.py failed after this file)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -254,10 +257,10 @@ class _Encoder(keras.layers.Layer):
         return self.rnn(x)
 
 
-class _Subclassed(keras.Model):
+class RnnSubclassed(keras.Model):
     def __init__(self):
         super().__init__()
-        self.enc = _Encoder()
+        self.enc = RnnEncoder()
         self.head = keras.layers.Dense(2)
 
     def call(self, x):
@@ -266,7 +269,7 @@ class _Subclassed(keras.Model):
 
 def _int8_rnn_models():
     seq = lambda layer: keras.Sequential([keras.Input((T, F)), layer, keras.layers.Dense(2)])  # noqa: E731
-    sub = _Subclassed()
+    sub = RnnSubclassed()
     sub(_x(1))
     return {
         "lstm": (seq(keras.layers.LSTM(4, name="lstm")), ["lstm"]),

@@ -146,7 +146,7 @@ def test_wrapped_graph_predictions_match_before_training():
 
 
 @keras.saving.register_keras_serializable("dc_keras_tests")
-class _WrapsInInit(keras.Model):
+class WrapsInInit(keras.Model):
     """docs/models.md's way for subclassed models: wrap the layers in __init__."""
 
     def __init__(self, **kwargs):
@@ -161,7 +161,7 @@ def test_stripped_subclassed_model_file_says_why_it_does_not_load(tmp_path):
     """strip() strips a subclassed model in place, so its .keras file holds a plain Dense, while the
     class's __init__ wraps it again on load: the error said 'saved from a different model. Load it
     into the model it was saved from' (it was). It now names strip and the two ways out."""
-    net = _WrapsInInit()
+    net = WrapsInInit()
     net(np.zeros((1, 3), "float32"))
     net.save(tmp_path / "wrapped.keras")
     keras.models.load_model(tmp_path / "wrapped.keras")  # before strip: loads
