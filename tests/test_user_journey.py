@@ -417,8 +417,8 @@ rng = np.random.default_rng(0)
 model = keras.Sequential([keras.Input((6, 4)), keras.layers.LSTM(16, name="rnn"),
                           keras.layers.Dense(64, activation="relu", name="fc1"),
                           keras.layers.Dense(3, activation="softmax", name="fc2")], name="seq")
-model.set_weights([np.where(rng.random(w.shape) < 0.2, np.round(rng.normal(size=w.shape), 1), 0).astype("float32")
-                   for w in model.get_weights()])
+model.set_weights([np.where(rng.random(w.shape) < 0.2, np.round(rng.normal(size=w.shape), 1) + 0.0, 0).astype("float32")
+                   for w in model.get_weights()])  # + 0.0: np.round makes -0.0 (to_tflite warns of those)
 model.save(sys.argv[1])
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
