@@ -209,9 +209,7 @@ def _input_arrays(x, inputs):
         raise ValueError(f"predict_tflite: the .tflite has {n} inputs ({shapes}); give x as a dict {{input name: "
                          f"array}} or a list of {n} arrays, not one {type(x).__name__}")
     for a, (name, d) in zip(arrays, inputs):
-        want = [int(s) for s in d["shape_signature"]][1:]
-        got = list(a.shape[1:])
-        if len(want) != len(got) or any(w >= 0 and w != g for w, g in zip(want, got)):
+        if not _fits(a, d):
             raise ValueError(f"predict_tflite: an array of shape {a.shape} for input {name!r} of shape "
                              f"{tuple(int(s) for s in d['shape_signature'])} (first axis: samples); the inputs: {shapes}")
     if len({len(a) for a in arrays}) > 1:
@@ -235,14 +233,24 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
     Example:
         >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
     """
-    from tqdm.auto import tqdm
+    return _run(*_prepare(tflite_bytes, x), batch_size, progress)
 
+
+def _prepare(tflite_bytes, x):
+    """``(interpreter, inputs, outputs, arrays)`` for :func:`_run`: the ``.tflite``'s inputs and
+    outputs in the signature's order and ``x`` as one checked array per input."""
     from dc_keras.runtime import Interpreter
 
     interpreter = Interpreter(model_content=bytes(tflite_bytes))
     inputs = _signature_order(interpreter, interpreter.get_input_details(), "inputs")
     outs = _signature_order(interpreter, interpreter.get_output_details(), "outputs")
-    arrays = _input_arrays(x, inputs)
+    return interpreter, inputs, outs, _input_arrays(x, inputs)
+
+
+def _run(interpreter, inputs, outs, arrays, batch_size, progress):
+    """The outputs of :func:`predict_tflite` for :func:`_prepare`'s result."""
+    from tqdm.auto import tqdm
+
     total = len(arrays[0])
     sig = [d["shape_signature"] for _, d in inputs]
     fixed = int(sig[0][0]) if len(sig[0]) else -1
@@ -280,10 +288,11 @@ def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float
         >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
     """
     y = np.asarray(y)
-    n = len(next(iter(x.values())) if isinstance(x, dict) else x[0] if isinstance(x, (list, tuple)) else x)
+    prepared = _prepare(tflite_bytes, x)
+    n = len(prepared[3][0])  # samples, however x was given (one array, a list of samples, a dict)
     if n != len(y) or n == 0:
         raise ValueError(f"need as many labels as inputs (and at least one): {n} vs {len(y)}")
-    scores = predict_tflite(tflite_bytes, x, batch_size, progress)
+    scores = _run(*prepared, batch_size, progress)
     if isinstance(scores, list):
         raise ValueError(f"evaluate_tflite: the .tflite has {len(scores)} outputs; it scores a classifier with one. "
                          "Use predict_tflite (a list of arrays, in the Keras model's output order) and score the "

@@ -50,6 +50,11 @@ def test_predict_tflite_of_a_multi_input_multi_output_model():
     rows = [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]  # samples as a nested list still work
     np.testing.assert_allclose(predict_tflite(data, rows), single.predict(np.array(rows, "float32"), verbose=0),
                                rtol=1e-5, atol=1e-6)
+    # and in evaluate_tflite, which counted the samples of a list as the length of its first one
+    scores = single.predict(np.array(rows * 3, "float32"), verbose=0)
+    labels = np.argmax(scores, axis=-1)
+    assert evaluate_tflite(data, rows * 3, labels, progress=False) == 0.0
+    assert evaluate_tflite(data, rows * 3, 1 - labels, progress=False) == 1.0
 
 
 def test_predict_tflite_of_inputs_of_the_same_shape_needs_their_names():
