@@ -273,12 +273,16 @@ def _is_clustered(model, max_values=256):
     return bool(kernels) and all(np.unique(k).size <= max_values for k in kernels)
 
 
-def _recurrent_layers(model):
+def _is_loop(layer):
+    """A recurrent layer (or a Bidirectional one) that TFLite converts as a loop: not ``unroll=True``."""
     import keras
 
-    return [layer.name for layer in _leaf_layers(model)
-            if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
-            and not getattr(layer, "unroll", getattr(getattr(layer, "forward_layer", None), "unroll", False))]
+    return isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)) \
+        and not getattr(getattr(layer, "forward_layer", layer), "unroll", False)
+
+
+def _recurrent_layers(model):
+    return [layer.name for layer in _leaf_layers(model) if _is_loop(layer)]
 
 
 def _looping_recurrent_layers(model):
@@ -295,8 +299,7 @@ def _looping_recurrent_layers(model):
         if id(layer) in inside or not isinstance(layer, kinds):
             continue
         inside.update(id(sub) for sub in _compat.flatten_layers(layer))
-        cell_owner = getattr(layer, "forward_layer", layer)
-        if not getattr(cell_owner, "unroll", False):
+        if _is_loop(layer):
             found.append(layer.name)
     return found
 
