@@ -855,8 +855,8 @@ def _keep_dangling(model, dangling):
 # tensor count ("Nbr of offline buffer offsets (n) in metadata not equal nbr tensors"), and TFLM's
 # code reads the offsets of every subgraph from index 0 on, which its docs do not say.
 OFFLINE_PLAN = "OfflineMemoryAllocation"
-_PLAN_FIX = ("make the plan again for the packed model (run the offline planner on pack's output), or "
-             f"remove the {OFFLINE_PLAN!r} metadata entry (TFLM then plans every tensor at run time)")
+_PLAN_REMOVE = f"remove the {OFFLINE_PLAN!r} metadata entry (TFLM then plans every tensor at run time)"
+_PLAN_FIX = "make the plan again for the packed model (run the offline planner on pack's output), or " + _PLAN_REMOVE
 
 
 class _OfflinePlan:
@@ -897,7 +897,7 @@ class _OfflinePlan:
             return  # packed before pack kept plans (it appended its tensors): the plan is the unpacked model's
         if self.problem:
             raise ValueError(f"{where} cannot be kept: {self.problem}; {what} changes the model's tensors, so "
-                             f"it would have to rewrite it: fix the plan, or {_PLAN_FIX.split(', or ', 1)[1]}")
+                             f"it would have to rewrite it: fix the plan, or {_PLAN_REMOVE}")
         if len(model.subgraphs) > 1 and any(o != -1 for o in self.offsets.values()):
             raise ValueError(f"{where} cannot be kept: the model has {len(model.subgraphs)} subgraphs, and TFLM "
                              "reads every subgraph's offsets from index 0 on while its docs put them one after "
