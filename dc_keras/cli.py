@@ -265,8 +265,9 @@ def run(argv=None):
 
     SIGTERM (``kill``) and SIGHUP (a closed terminal) end a command as Ctrl-C does, through its
     clean-up (no temporary file is left next to the output), and then the process by that signal;
-    a signal the caller ignores (``nohup``) stays ignored. Closed descriptors 0-2 are opened on
-    /dev/null first (``_open_standard_descriptors``).
+    a signal the caller ignores (``nohup``) stays ignored. Ctrl-C ends it with "interrupted" and
+    status 130, also before a command started (``dc_keras._launch`` covers the import of this
+    module). Closed descriptors 0-2 are opened on /dev/null first (``_open_standard_descriptors``).
     """
     _open_standard_descriptors()
     main_thread = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
@@ -285,6 +286,9 @@ def run(argv=None):
                 status = main(argv)
     except _Terminated as term:
         _end_by_signal(term.signum)
+    except KeyboardInterrupt:  # before main() knew the command (its start-up, the parser): as main() says
+        print("dc-keras: interrupted", file=sys.stderr)
+        status = 130
     finally:
         for signum in caught:  # as they were (run() called in a process that goes on)
             signal.signal(signum, signal.SIG_DFL)

@@ -223,3 +223,57 @@ def test_cli_options_do_not_clash_with_other_absl_flags_of_the_process():
             "print(parser.parse_args(['demo', '--seed', '3']).seed)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "3", r.stderr[-2000:]
+
+
+_INTERRUPT_AT_IMPORT = """
+import sys
+from importlib import abc
+
+
+class CtrlC(abc.MetaPathFinder):  # Ctrl-C while the command line's modules are being imported
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == {module!r}:
+            raise KeyboardInterrupt
+        return None
+
+
+sys.meta_path.insert(0, CtrlC())
+{entry}
+"""
+
+
+@pytest.mark.parametrize("entry", ["from dc_keras._launch import run; run(['inspect', 'absent.tflite'])",
+                                   "import runpy; sys.argv = ['dc_keras', 'inspect', 'absent.tflite']; "
+                                   "runpy.run_module('dc_keras', run_name='__main__')"],
+                         ids=["console-script", "python-m"])
+def test_ctrl_c_while_the_cli_is_imported_says_interrupted(entry):
+    """Ctrl-C in the first half second of ``dc-keras`` (importing absl and the commands) printed a
+    KeyboardInterrupt traceback; it now ends as Ctrl-C during a command does: one line, status 130."""
+    code = _INTERRUPT_AT_IMPORT.format(module="absl.flags.argparse_flags", entry=entry)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stderr.strip()) == (130, "dc-keras: interrupted"), (r.returncode, r.stderr[-2000:])
+
+
+def test_the_console_script_is_the_launcher():
+    """The installed ``dc-keras`` script (next to this Python) calls the launcher that covers the
+    import (setup.cfg's entry point), not ``dc_keras.cli`` directly."""
+    import pathlib
+
+    script = pathlib.Path(sys.executable).parent / "dc-keras"
+    assert script.is_file(), f"{script}: not installed (make install)"
+    assert "from dc_keras._launch import run" in script.read_text(), script.read_text()
+
+
+def test_ctrl_c_before_the_command_starts_says_interrupted(monkeypatch, capsys):
+    """Ctrl-C after the import but before main() knew the command (TensorFlow's log set-up, the
+    parser): the same line and status, no traceback."""
+    from dc_keras import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    with pytest.raises(SystemExit) as e:
+        cli.run(["inspect", "absent.tflite"])
+    assert e.value.code == 130
+    assert capsys.readouterr().err.strip() == "dc-keras: interrupted"
