@@ -85,6 +85,24 @@ class SubclassedNet(keras.Model):
         return self.head(self.hidden(x))
 
 
+@keras.saving.register_keras_serializable("dc_keras_tests")
+class TwoInputNet(keras.Model):
+    """A subclassed model of two inputs, called with a list or a dict (``keyed``)."""
+
+    def __init__(self, keyed=False, **kwargs):
+        super().__init__(**kwargs)
+        self.keyed = keyed
+        self.left = keras.layers.Dense(3)
+        self.right = keras.layers.Dense(3)
+
+    def call(self, x):
+        a, b = (x["a"], x["b"]) if self.keyed else x
+        return self.left(a) + self.right(b)
+
+    def get_config(self):
+        return {**super().get_config(), "keyed": self.keyed}
+
+
 def mlp():
     inputs = keras.Input((12,))
     h = keras.layers.Dense(24, activation="relu", name="d1")(inputs)
@@ -639,3 +657,21 @@ def test_export_of_a_subclassed_model_loaded_from_a_keras_file(tmp_path):
     data = dc_keras.export.to_tflite(loaded)
     np.testing.assert_allclose(predict_tflite(data, X[:5]), keras.ops.convert_to_numpy(net(X[:5])),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["list", "dict"])
+def test_export_of_a_two_input_subclassed_model_loaded_from_a_keras_file(tmp_path, keyed):
+    """The same with two inputs (a list, or a dict: their build config is a list or a dict of
+    shapes): only single-input models were called before the conversion, so these still failed
+    with "input shapes have not been set"."""
+    from dc_keras.pipeline import predict_tflite
+
+    net = TwoInputNet(keyed=keyed)
+    a, b = X[:5, :4], X[:5, 4:]
+    net({"a": a, "b": b} if keyed else [a, b])
+    path = str(tmp_path / "two.keras")
+    net.save(path)
+    loaded = keras.saving.load_model(path)
+    data = dc_keras.export.to_tflite(loaded)
+    want = keras.ops.convert_to_numpy(net({"a": a, "b": b} if keyed else [a, b]))
+    np.testing.assert_allclose(predict_tflite(data, [a, b]), want, rtol=1e-5, atol=1e-5)

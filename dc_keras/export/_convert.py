@@ -468,7 +468,9 @@ def _prime_subclassed(model):
     every subclassed model exported on torch/JAX, which the TensorFlow-backend child loads from a
     ``.keras`` file) failed with Keras' "cannot be saved because the input shapes have not been
     set". Keras keeps the input spec of the first call, so a model already called keeps its own (and
-    its input dtype); a call that fails changes nothing (the converter's error follows)."""
+    its input dtype); a call that fails changes nothing (the converter's error follows). Several
+    inputs (a list or dict of shapes) get zeros of the same structure; the dtype is float32, as
+    ``keras.Input``'s default."""
     import keras
 
     from dc_keras.train import _base
@@ -476,14 +478,25 @@ def _prime_subclassed(model):
     if not isinstance(model, keras.Model) or _base.is_graph_model(model) or not model.built:
         return
     try:
-        shape = (model.get_build_config() or {}).get("input_shape")
+        shapes = (model.get_build_config() or {}).get("input_shape")
     except Exception:  # noqa: BLE001 (a custom get_build_config)
         return
-    is_shape = lambda s: isinstance(s, (list, tuple)) and all(d is None or isinstance(d, int) for d in s)  # noqa: E731
-    if not is_shape(shape):
-        return  # several inputs, nested: not guessed
+    is_shape = lambda s: isinstance(s, (list, tuple)) and len(s) >= 1 and all(  # noqa: E731
+        d is None or isinstance(d, int) for d in s)
+
+    def zeros(shape):
+        if not is_shape(shape):
+            raise TypeError(f"not a shape: {shape!r}")
+        return np.zeros([1] + [1 if d is None else int(d) for d in shape[1:]], "float32")
+
+    if shapes is None:
+        return
+    try:
+        inputs = keras.tree.map_shape_structure(zeros, shapes)
+    except (TypeError, ValueError):
+        return  # a build config that is not made of shapes: not guessed
     with contextlib.suppress(Exception):
-        model(np.zeros([1] + [1 if d is None else int(d) for d in shape[1:]], "float32"), training=False)
+        model(inputs, training=False)
 
 
 def _without_wrappers(model):
