@@ -10,7 +10,10 @@ Python, the SavedModel signature from Keras). Only public means are used:
   initialised) ignore it, so ``dc-keras`` also runs under :func:`native_stderr_captured`;
 * :func:`quiet_conversion` wraps one conversion: Python loggers (``tensorflow``, absl) raised to
   ERROR and restored afterwards; stdout captured; C++ output on file descriptor 2 captured to a
-  temporary file and replayed only if the conversion fails (so an error keeps its context).
+  temporary file and replayed only if the conversion fails (so an error keeps its context); and
+  TF's Python warning "Statistics for quantized inputs were expected, but not specified" dropped:
+  every full-int8 conversion from a representative dataset raises it (the calibration supplies
+  those statistics), and it reads as if the user had left something out.
 
 Set ``DC_KERAS_VERBOSE=1`` to see everything.
 """
@@ -22,6 +25,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 
 
 def verbose() -> bool:
@@ -104,5 +108,12 @@ def quiet_conversion():
     if verbose():
         yield
         return
-    with _python_loggers_at_error(), contextlib.redirect_stdout(io.StringIO()), native_stderr_captured():
+    with _python_loggers_at_error(), contextlib.redirect_stdout(io.StringIO()), native_stderr_captured(), \
+            warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_SPURIOUS_INT8_WARNING, category=UserWarning)
         yield
+
+
+#: TF's lite/python/convert.py, on each calibrated full-int8 conversion (see the module docstring).
+_SPURIOUS_INT8_WARNING = "Statistics for quantized inputs were expected, but not specified"
+

@@ -69,6 +69,32 @@ def test_logger_levels_are_restored():
         absl_logging.set_verbosity(absl_logging.WARNING)
 
 
+def test_full_int8_export_raises_no_spurious_statistics_warning(monkeypatch):
+    """Every to_tflite(quantize='int8', representative_data=x) relayed TF's UserWarning "Statistics
+    for quantized inputs were expected, but not specified; continuing anyway": the calibration
+    supplies those statistics, and the line read as if the user had left something out. It is
+    dropped like the converter's other log lines; DC_KERAS_VERBOSE=1 still shows it; a warning of
+    the same kind raised outside a conversion is untouched."""
+    import warnings
+
+    import keras
+    import numpy as np
+
+    from dc_keras import export
+
+    m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    for verbose in ("0", "1"):
+        monkeypatch.setenv("DC_KERAS_VERBOSE", verbose)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert export.to_tflite(m, quantize="int8", representative_data=x, pack=False)[4:8] == b"TFL3"
+            warnings.warn("Statistics for quantized inputs were expected, but not specified (the user's own)",
+                          stacklevel=1)
+        stats = [str(w.message) for w in caught if str(w.message).startswith("Statistics for quantized inputs")]
+        assert len(stats) == (1 if verbose == "0" else 2), (verbose, stats)
+
+
 def test_startup_default_respects_the_user(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     monkeypatch.delenv("DC_KERAS_VERBOSE", raising=False)
