@@ -442,7 +442,7 @@ def test_offline_memory_plan_that_cannot_be_kept_is_refused(models):
     with pytest.raises(ValueError, match="has 3 subgraphs, and TFLM reads every subgraph's offsets from index 0"):
         export.pack(_with_offline_plan(lstm))
     # ... an all -1 plan means the same either way: kept, for the packed model's tensors
-    with pytest.warns(UserWarning, match="written by an operator"):  # the LSTM loop state (not packed)
+    with pytest.warns(UserWarning, match="loop state of a WHILE op"):  # the LSTM loop state (not packed)
         out = export.pack(_all_runtime_plan(lstm))
     from dc_keras import _flatbuffer as fb
 

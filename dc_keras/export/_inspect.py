@@ -11,7 +11,8 @@ from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _offline_plans,
                                    _planned_constants, _saves_enough, _signed_zeros,
                                    _subgraph_facts, negative_zeros_note,
-                                   _tensor_array, header_mismatch, skip_reason)
+                                   _tensor_array, header_mismatch, shared_buffer_reason,
+                                   skip_reason)
 
 
 @dataclasses.dataclass
@@ -255,6 +256,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
     users = _buffer_users(model)
     planned = _planned_constants(_offline_plans(model))
+    all_facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     rows = []
     bar = _progress(model)
     for s, sg in enumerate(model.subgraphs):
@@ -264,7 +266,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                     and len(op.inputs) == 1 and len(op.outputs) == 1:
                 decoded_from[int(op.outputs[0])] = int(op.inputs[0])
         packed_inputs = set(decoded_from.values())
-        facts = _subgraph_facts(model, sg)
+        facts = all_facts[s]
         from dc_keras.export import _sparse
 
         dense_of = {i: dense for _, i, dense in _sparse.densify_plans(model, s)}
@@ -278,7 +280,8 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
                 rows[-1].buffer = sg.tensors[decoded_from[i]].buffer
             elif fb.buffer_bytes(model, t.buffer):
-                why = skip_reason(t, i, facts, users, planned)
+                why = skip_reason(t, i, facts, users, planned) or shared_buffer_reason(model, s, i, all_facts, users,
+                                                                                       planned)
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
                 rows[-1].buffer = t.buffer
     bar.close()

@@ -93,15 +93,15 @@ def _with_loop_state(model, sg, facts):
     """Inputs of WHILE ops are loop state, not read-only constants (the loop writes its results
     into them, e.g. an LSTM's zero initial state or tensor-list accumulator): never packed, since a
     HuffDecode output there makes the WHILE fail at invoke. (Added by issue 14's export work.)"""
-    consumers, produced, io = facts
+    loop_state = set()
     for op in sg.operators or []:
         if fb.opcode_name(model, op) == "WHILE":
-            produced = produced | {int(x) for x in (op.inputs if op.inputs is not None else []) if int(x) >= 0}
-    return consumers, produced, io
+            loop_state |= {int(x) for x in (op.inputs if op.inputs is not None else []) if int(x) >= 0}
+    return (*facts, loop_state)
 
 
 def _subgraph_facts(model, sg):
-    """(consumers, produced, graph io) of a subgraph, WHILE loop state counted as produced."""
+    """(consumers, produced, graph io, WHILE loop state) of a subgraph."""
     return _with_loop_state(model, sg, _graph_facts(sg))
 
 
@@ -125,7 +125,7 @@ def skip_reason(t, idx, facts, users, planned=None):
     ``planned`` is ``_planned_constants`` of the model's TFLM offline memory plans. The reasons are
     what ``inspect`` prints in its ``reason`` column.
     """
-    consumers, produced, io = facts
+    consumers, produced, io, loop_state = facts
     if t.sparsity is not None:
         return ("TFLite-sparse tensor read by an operator's own sparse kernel (not through DENSIFY): "
                 "a decoded dense tensor would change the kernel, so it stays as stored")
@@ -137,6 +137,8 @@ def skip_reason(t, idx, facts, users, planned=None):
         return "graph input/output"
     if idx in produced:
         return "written by an operator (not a constant)"
+    if idx in loop_state:
+        return "loop state of a WHILE op (an initial value the loop writes its results into, not a read-only weight)"
     if idx not in consumers:
         return "no operator reads it"
     if any(r[0] == "metadata" for r in users.get(t.buffer, [])):
@@ -145,6 +147,22 @@ def skip_reason(t, idx, facts, users, planned=None):
         return (f"TFLite Micro's offline memory plan (metadata {OFFLINE_PLAN!r}) gives it arena offset "
                 f"{planned[id(t)]}: TFLM ignores that for a constant, but a packed weight decoded every "
                 "invoke would be written there over other tensors; set its entry to -1 to pack it")
+    return None
+
+
+def shared_buffer_reason(model, s, i, facts, users, planned=None):
+    """Why constant tensor ``i`` of subgraph ``s``, packable itself (``skip_reason`` None), stays
+    raw because another tensor sharing its buffer cannot be packed (a buffer is emptied only when
+    all of its tensors are packed), or None. ``facts``: ``_subgraph_facts`` of every subgraph."""
+    t = model.subgraphs[s].tensors[i]
+    for r in users.get(t.buffer, []):
+        if r[0] == "metadata" or r == (s, i):
+            continue
+        other = model.subgraphs[r[0]].tensors[r[1]]
+        why = skip_reason(other, r[1], facts[r[0]], users, planned)
+        if why is not None:
+            return (f"shares its buffer with tensor {fb.tensor_name(other) or r[1]!r} (subgraph {r[0]}), which "
+                    f"cannot be packed ({why}): the data stays raw, stored once for both")
     return None
 
 
@@ -498,6 +516,8 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
         for i, t in enumerate(sg.tensors or []):
             if t.buffer <= 0 or not eligible.get(t.buffer, False):
                 why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
+                if why is None and t.buffer > 0:
+                    why = shared_buffer_reason(model, s, i, facts, users, planned)
                 if why is not None and why != "no operator reads it" and (s, i) not in densified:
                     _refusal(model, t, why, min_bytes, refused)
                 continue
