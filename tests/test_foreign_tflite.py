@@ -70,3 +70,38 @@ def test_while_loop_state_is_reported_as_loop_state():
     assert stats["packed_tensors"] == 1  # the loop body's weight
     assert [(r.raw_bytes, r.status, r.reason) for r in export.inspect(data).rows if r.status == "refused"] == \
         [(init.nbytes, "refused", reason)]
+
+
+def test_inspect_keeps_what_pack_keeps_when_the_saving_would_not_pay_for_the_op():
+    """A 384-byte constant that packs to ~338 B shrinks by min_saving, but not by the ~80 B a
+    HuffDecode op and packed tensor add, so pack leaves it raw ("no tensor packed: ... `dc-keras
+    inspect` says why"). inspect called it "packable" (counted in "packable to"); now it is "kept",
+    with that reason, and what inspect calls packable is what pack packs."""
+    import tensorflow as tf
+
+    from dc_keras import codec
+
+    rng = np.random.RandomState(0)
+    for _ in range(200):  # 96 float32 over 64 values: ~12 % smaller packed, < 80 B saved
+        c = rng.choice(rng.randn(64).astype(np.float32), size=96)
+        size = len(codec.encode(c))
+        if _pack._saves_enough(size, c.nbytes) and size + _pack._PER_TENSOR_OVERHEAD >= c.nbytes:
+            break
+    else:
+        pytest.fail("no constant in the window")
+
+    class M(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 96], tf.float32)])
+        def f(self, x):
+            return x * tf.constant(c)
+
+    m = M()
+    data = bytes(tf.lite.TFLiteConverter.from_concrete_functions([m.f.get_concrete_function()], m).convert())
+    _, stats = _pack.pack_with_stats(data)
+    assert stats["packed_tensors"] == 0 and export.pack(data) == data
+    report = export.inspect(data)
+    [row] = [r for r in report.rows if r.raw_bytes == c.nbytes]
+    assert (row.status, row.packed_bytes) == ("kept", None)
+    assert row.reason == (f"packs to {size} B, but a packed tensor adds ~{_pack._PER_TENSOR_OVERHEAD} B of "
+                          f"HuffDecode op and tensor: no saving on {c.nbytes} B")
+    assert report.packed_total == report.raw_total

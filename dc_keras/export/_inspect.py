@@ -9,7 +9,7 @@ import numpy as np
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _offline_plans,
-                                   _planned_constants, _saves_enough, _signed_zeros,
+                                   _planned_constants, _signed_zeros, keep_reason,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, shared_buffer_reason,
                                    skip_reason)
@@ -328,11 +328,12 @@ def _sparse_row(model, codec, s, t, dense, min_bytes):
     except ValueError as exc:
         return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "refused",
                          f"TFLite-sparse, densified: codec: {exc}")
-    if _saves_enough(size, stored):
+    why = keep_reason(size, stored)
+    if why is None:
         return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, size, "packable",
                          "TFLite-sparse: DENSIFY becomes HuffDecode")
     return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "kept",
-                     f"TFLite-sparse: dense packing {size} B vs {stored} B stored (min_saving)")
+                     f"TFLite-sparse, densified: {why}")
 
 
 #: numpy dtypes of TensorTypes the packer refuses but whose data ``inspect`` can still read
@@ -375,8 +376,8 @@ def _plain_row(model, codec, s, t, why, min_bytes):
         return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "refused",
                          f"codec: {exc}")
     size = len(packed)
-    if _saves_enough(size, nbytes):
+    why = keep_reason(size, nbytes)
+    if why is None:
         return TensorRow(s, name, dtype, shape, density, distinct, nbytes, size, "packable",
                          codec.info(packed)["layout"])
-    return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "kept",
-                     f"packs to {size} B = {size / nbytes:.0%} of raw (min_saving)")
+    return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "kept", why)

@@ -181,6 +181,18 @@ def _saves_enough(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     return packed_bytes <= (1.0 - min_saving) * raw_bytes
 
 
+def keep_reason(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
+    """Why a constant of ``raw_bytes`` that packs to ``packed_bytes`` is kept raw, or None when
+    ``pack`` packs it: it must save more than the op and tensor a packed tensor adds, and
+    ``min_saving``. Shared by pack and inspect (its "kept" rows)."""
+    if packed_bytes + _PER_TENSOR_OVERHEAD >= raw_bytes:
+        return (f"packs to {packed_bytes} B, but a packed tensor adds ~{_PER_TENSOR_OVERHEAD} B of HuffDecode op "
+                f"and tensor: no saving on {raw_bytes} B")
+    if not _saves_enough(packed_bytes, raw_bytes, min_saving):
+        return f"packs to {packed_bytes} B = {packed_bytes / raw_bytes:.0%} of raw (min_saving)"
+    return None
+
+
 def _check_args(min_bytes, min_saving, buffers):
     if not isinstance(min_bytes, (int, np.integer)) or min_bytes < 0:
         raise ValueError(f"min_bytes must be a non-negative int, got {min_bytes!r}")
@@ -537,8 +549,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
                     _refusal(model, t, "the codec refuses its data (e.g. > 4096 distinct values: cluster it)",
                              min_bytes, refused)
             data = packed_cache[key]
-            if data is not None and len(data) + _PER_TENSOR_OVERHEAD < nbytes \
-                    and _saves_enough(len(data), nbytes, min_saving):
+            if data is not None and keep_reason(len(data), nbytes, min_saving) is None:
                 plans[(s, i)] = data
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():
@@ -639,8 +650,7 @@ def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
             data = _encode_checked(codec, dense, verify, enc=enc)
             if data is None and refused is not None:
                 refused.append((fb.tensor_name(t), stored, "TFLite-sparse, densified: the codec refuses its data"))
-            if data is not None and len(data) + _PER_TENSOR_OVERHEAD < stored \
-                    and _saves_enough(len(data), stored, min_saving):
+            if data is not None and keep_reason(len(data), stored, min_saving) is None:
                 out.setdefault(s, []).append((j, i, data))
     return out
 
