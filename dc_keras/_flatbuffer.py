@@ -250,6 +250,7 @@ def read_model(data) -> "schema.ModelT":
     nbuf = len(model.buffers or [])
     nops = len(model.operatorCodes or [])
     model._dc_external_buffers = _load_external_buffers(model, data)
+    _load_large_custom_options(model, data)
     for s, sg in enumerate(model.subgraphs):
         n = len(sg.tensors or [])
         for t in sg.tensors or []:
@@ -296,6 +297,24 @@ def _load_external_buffers(model, data: bytes) -> bool:
         b.offset, b.size = 0, 0
         external = True
     return external
+
+
+def _load_large_custom_options(model, data: bytes) -> None:
+    """Moves custom options stored after the flatbuffer (``Operator.large_custom_options_offset`` /
+    ``_size``, an absolute file offset, valid when > 1: what writers of models over 2 GB use) into
+    the operator's ``custom_options``, where every runtime reads them too. The rewritten file
+    moves what follows the flatbuffer, so a kept offset would point at other bytes."""
+    for s, sg in enumerate(model.subgraphs or []):
+        for o, op in enumerate(sg.operators or []):
+            offset, nbytes = op.largeCustomOptionsOffset, op.largeCustomOptionsSize
+            if offset > 1:
+                if op.customOptions is not None and len(op.customOptions):
+                    raise _malformed(f"subgraph {s} operator {o} has both inline custom options and an offset")
+                if offset + nbytes > len(data):
+                    raise _malformed(f"subgraph {s} operator {o}'s custom options lie outside the file (bytes "
+                                     f"{offset}..{offset + nbytes} of a {len(data)}-byte file)")
+                op.customOptions = np.frombuffer(data, np.uint8, count=nbytes, offset=offset)
+            op.largeCustomOptionsOffset, op.largeCustomOptionsSize = 0, 0
 
 
 def uses_external_buffers(model) -> bool:

@@ -105,3 +105,57 @@ def test_inspect_keeps_what_pack_keeps_when_the_saving_would_not_pay_for_the_op(
     assert row.reason == (f"packs to {size} B, but a packed tensor adds ~{_pack._PER_TENSOR_OVERHEAD} B of "
                           f"HuffDecode op and tensor: no saving on {c.nbytes} B")
     assert report.packed_total == report.raw_total
+
+
+def _custom_options(data):
+    """{(subgraph, op): the custom options every runtime reads}: inline, else at the file offset
+    ``large_custom_options_offset`` (> 1) gives, as TFLite's InterpreterBuilder reads them."""
+    m = fb.schema.ModelT.InitFromObj(fb.schema.Model.GetRootAs(data, 0))
+    out = {}
+    for s, sg in enumerate(m.subgraphs):
+        for o, op in enumerate(sg.operators):
+            if op.customOptions is not None and len(op.customOptions):
+                out[(s, o)] = bytes(np.asarray(op.customOptions, np.uint8))
+            elif op.largeCustomOptionsOffset > 1:
+                out[(s, o)] = data[op.largeCustomOptionsOffset:op.largeCustomOptionsOffset + op.largeCustomOptionsSize]
+    return out
+
+
+def test_custom_options_stored_after_the_flatbuffer_survive_pack_and_unpack():
+    """Writers of models over 2 GB store a custom op's options after the flatbuffer
+    (Operator.large_custom_options_offset/_size, an absolute file offset). pack rewrites what
+    follows the flatbuffer and kept the offset, so the packed file's custom op read other bytes as
+    its options (here: past the end of the file); now they are moved inline, where TFLite reads
+    them too, and pack, unpack and inspect keep them."""
+    import tensorflow as tf
+
+    w = (np.round(np.random.RandomState(0).randn(32, 64) * 4) / 8).astype(np.float32)
+
+    class M(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 32], tf.float32)])
+        def f(self, x):
+            return tf.math.bessel_i0e(tf.matmul(x, w))  # no TFLite kernel: a custom op with options
+
+    m = M()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([m.f.get_concrete_function()], m)
+    conv.allow_custom_ops = True
+    inline = bytes(conv.convert())
+    [(key, options)] = _custom_options(inline).items()
+    model = fb.schema.ModelT.InitFromObj(fb.schema.Model.GetRootAs(inline, 0))
+    op = model.subgraphs[key[0]].operators[key[1]]
+    op.customOptions, op.largeCustomOptionsOffset, op.largeCustomOptionsSize = None, 2**40, len(options)
+    size = len(fb.write_model(model))  # the 8-byte fields keep the file size when set again
+    op.largeCustomOptionsOffset = (size + 15) // 16 * 16
+    data = fb.write_model(model)
+    data += bytes(op.largeCustomOptionsOffset - len(data)) + options
+    assert len(fb.write_model(model)) == size and _custom_options(data) == {key: options}
+
+    packed = export.pack(data)
+    assert _pack.packed_tensors(fb.read_model(packed))  # the weight packs
+    assert list(_custom_options(packed).values()) == [options]
+    assert list(_custom_options(export.unpack(packed)).values()) == [options]
+    assert list(_custom_options(export.pack(data, buffers="external")).values()) == [options]
+    assert export.inspect(data).rows
+    cut = data[:-1]
+    with pytest.raises(ValueError, match="custom options lie outside the file"):
+        export.pack(cut)
