@@ -28,7 +28,8 @@ def _with_weight_also_an_output():
 
 def test_weight_sharing_its_buffer_with_an_output_is_reported_by_pack_and_inspect():
     """pack empties a buffer only when every tensor reading it packs: a weight whose buffer a graph
-    output also reads stays raw. pack's warning named only the output, and inspect called the
+    output also reads stays raw (TF's converter deduplicates read-only buffers, so e.g. a WHILE
+    loop's zero initial state and a zero constant of the same bytes share one). pack's warning named only the output, and inspect called the
     weight "packable" (counted in "packable to"): both now give it the shared buffer as reason."""
     data, name = _with_weight_also_an_output()
     _, stats = _pack.pack_with_stats(data)  # (pack's warnings come from its stats)
