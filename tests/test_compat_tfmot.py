@@ -762,3 +762,39 @@ def test_schedule_warnings_point_at_the_users_line():
         pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
     for record in (built, fitted):
         assert [w.filename for w in record if "instead of 0.8" in str(w.message)] == [__file__]
+
+
+class _OptsOut(keras.layers.Dense, sparsity.PrunableLayer):
+    """tfmot's way to keep a custom layer dense in a pruned model: it declares no prunable weights."""
+
+    def get_prunable_weights(self):
+        return []
+
+
+def test_layers_with_nothing_to_compress_are_left_as_they_are():
+    # tfmot 0.8.1's registry wraps weightless layers (Flatten, pooling, Dropout, BatchNormalization...)
+    # with nothing to do, and a PrunableLayer returning [] opts out; the drop-in raised "cannot be
+    # pruned or clustered" for the first (given alone, in a list or by a clone_function) and
+    # "declares no prunable weights" for the second, even in a whole model.
+    assert isinstance(sparsity.prune_low_magnitude(keras.layers.Flatten()), keras.layers.Flatten)
+    assert isinstance(clustering.cluster_weights(keras.layers.Dropout(0.1), 4), keras.layers.Dropout)
+    dense, pool = sparsity.prune_low_magnitude([keras.layers.Dense(3), keras.layers.MaxPooling1D()])
+    assert isinstance(dense, sparsity.PruneLowMagnitude) and isinstance(pool, keras.layers.MaxPooling1D)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Reshape((12, 1)), keras.layers.MaxPooling1D(),
+                              keras.layers.Flatten(), keras.layers.Dense(3, name="out")])
+    pruned = _compile(keras.models.clone_model(model, clone_function=sparsity.prune_low_magnitude))
+    assert [type(layer).__name__ for layer in pruned.layers] == ["Reshape", "MaxPooling1D", "Flatten", "PruneWrapper"]
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    assert (sparsity.strip_pruning(pruned).get_layer("out").get_weights()[0] == 0).mean() == 0.5
+
+    def with_opt_out():
+        return keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, name="d1"), _OptsOut(3, name="mine")])
+
+    for compressed in (sparsity.prune_low_magnitude(with_opt_out()), clustering.cluster_weights(with_opt_out(), 4),
+                       dc_keras.prune(with_opt_out(), dc_keras.schedules.ConstantSparsity(0.5))):
+        assert [type(layer).__name__ for layer in compressed.layers][1] == "_OptsOut"
+        assert "returns []" in str(compressed.compression_report)
+    # Given alone before it is built, the wrapper finds out only when built: the error says to leave it unwrapped.
+    with pytest.raises(ValueError, match=r"'mine' declares no prunable weights \(its get_prunable_weights\(\) returns "
+                                         r"\[\]\).*use the layer itself, unwrapped"):
+        keras.Sequential([keras.Input((12,)), sparsity.prune_low_magnitude(_OptsOut(3, name="mine"))])

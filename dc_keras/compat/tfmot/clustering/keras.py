@@ -96,11 +96,11 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
     args = dict(init=init, preserve_sparsity=bool(preserve_sparsity), clusters=clusters)
 
     def one(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            raise _base.not_keras3_error("cluster_weights()", "a Keras model, layer or list of layers", layer)
         choice = _sparsity_keras._registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is clustered (tfmot wraps it with no weight to cluster)
-        if not isinstance(layer, keras.layers.Layer):
-            raise _base.not_keras3_error("cluster_weights()", "a Keras model, layer or list of layers", layer)
         return _clustering.ClusterWrapper(layer, weights=choice, **args)
 
     if isinstance(to_cluster, (list, tuple)):

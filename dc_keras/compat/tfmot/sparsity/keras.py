@@ -75,20 +75,37 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
 
 
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+# The layers tfmot 0.8.1's registry lists with no weights to prune (activations, reshapes, pooling,
+# dropout, merges, normalisations): its prune_low_magnitude / cluster_weights wrap them, with nothing
+# to do, also given alone or in a list. Known by type since most have no weights only once built.
+_WEIGHTLESS = tuple(getattr(keras.layers, name) for name in (
+    "ELU", "LeakyReLU", "ReLU", "Softmax", "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D",
+    "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Activation",
+    "ActivityRegularization", "Dropout", "Flatten", "Lambda", "Masking", "Permute", "RepeatVector", "Reshape",
+    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "Add", "Average", "Concatenate", "Dot", "Maximum",
+    "Minimum", "Multiply", "Subtract", "AlphaDropout", "GaussianDropout", "GaussianNoise", "AveragePooling1D",
+    "AveragePooling2D", "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "MaxPooling1D",
+    "MaxPooling2D", "MaxPooling3D") if hasattr(keras.layers, name)) + _base._NORMALIZATIONS
 _SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 
 
 def _registry(layer):
     """Which weights of ``layer`` the drop-in compresses where tfmot 0.8.1's layer registry differs
     from dc_keras's: a DepthwiseConv1D/2D is left dense (the reason, as a string) and of a
-    SeparableConv1D/2D only ``pointwise_kernel`` is compressed; None (dc_keras's choice) for every
-    other layer and for a layer that declares its weights (``get_prunable_weights``, as in tfmot).
+    SeparableConv1D/2D only ``pointwise_kernel`` is compressed; a layer with no weights to compress
+    (a type tfmot's registry lists without any, a built layer without weights, a ``PrunableLayer``
+    whose ``get_prunable_weights()`` returns ``[]``) is left as it is (the reason); None (dc_keras's
+    choice) for every other layer and for a layer that declares its weights (as in tfmot).
 
     Example:
         >>> _registry(keras.layers.SeparableConv2D(8, 3))  # ['pointwise_kernel']
+        >>> _registry(keras.layers.Flatten())  # 'no weights to compress ...'
     """
     if _base.declares_weights(layer):
-        return None
+        return _base.unsupported_reason(layer)  # None, or why a built one declaring [] stays as it is
+    if isinstance(layer, _WEIGHTLESS) or (layer.built and not layer.weights):
+        return "no weights to compress (tfmot's registry wraps it with nothing to do)"
     if isinstance(layer, _DEPTHWISE):
         return ("depthwise kernel, left dense as tfmot 0.8.1's layer registry does (dc_keras.prune / "
                 "dc_keras.cluster compress it)")
