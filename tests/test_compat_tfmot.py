@@ -798,3 +798,18 @@ def test_layers_with_nothing_to_compress_are_left_as_they_are():
     with pytest.raises(ValueError, match=r"'mine' declares no prunable weights \(its get_prunable_weights\(\) returns "
                                          r"\[\]\).*use the layer itself, unwrapped"):
         keras.Sequential([keras.Input((12,)), sparsity.prune_low_magnitude(_OptsOut(3, name="mine"))])
+
+
+def test_centroid_initialization_is_tfmot_str_enum():
+    # tfmot 0.8.1's CentroidInitialization is a (str, Enum) valued "CentroidInitialization.LINEAR"...
+    # (cluster_config.py); the drop-in's was a plain class valued "LINEAR": a sweep over the members
+    # raised "'type' object is not iterable", and a saved value string was refused.
+    init = clustering.CentroidInitialization
+    assert [m.name for m in init] == ["LINEAR", "RANDOM", "DENSITY_BASED", "KMEANS_PLUS_PLUS"]
+    assert init.LINEAR == "CentroidInitialization.LINEAR" and init("CentroidInitialization.RANDOM") is init.RANDOM
+    for value in (init.DENSITY_BASED, "CentroidInitialization.DENSITY_BASED", "DENSITY_BASED", "density_based"):
+        clustered = clustering.cluster_weights(mlp(), 4, cluster_centroids_init=value)
+        assert clustered.get_layer("d1").init == "density", value
+    with pytest.raises(ValueError, match=r"one of CentroidInitialization\.\{LINEAR, RANDOM, DENSITY_BASED, "
+                                         r"KMEANS_PLUS_PLUS\}, got 'CentroidInitialization\.FOO'"):
+        clustering.cluster_weights(mlp(), 4, cluster_centroids_init="CentroidInitialization.FOO")

@@ -11,6 +11,7 @@ Example:
     ...     model, number_of_clusters=16, cluster_centroids_init=CentroidInitialization.LINEAR)
 """
 import contextlib
+import enum
 import numbers
 
 import keras
@@ -23,17 +24,20 @@ from dc_keras.train import summaries as _summaries
 from dc_keras.train.strip import strip as _strip_model
 
 
-class CentroidInitialization:
-    """How the centroids start (tfmot's enum values; they map to dc_keras's ``init``).
+class CentroidInitialization(str, enum.Enum):
+    """How the centroids start: tfmot's enum (a ``str`` enum, same members and values, so it can be
+    iterated and compared with saved strings); the members map to dc_keras's ``init``.
 
     Example:
         >>> cluster_weights(model, 16, cluster_centroids_init=CentroidInitialization.DENSITY_BASED)
+        >>> [init.name for init in CentroidInitialization]
+        ['LINEAR', 'RANDOM', 'DENSITY_BASED', 'KMEANS_PLUS_PLUS']
     """
 
-    LINEAR = "LINEAR"
-    RANDOM = "RANDOM"
-    DENSITY_BASED = "DENSITY_BASED"
-    KMEANS_PLUS_PLUS = "KMEANS_PLUS_PLUS"
+    LINEAR = "CentroidInitialization.LINEAR"
+    RANDOM = "CentroidInitialization.RANDOM"
+    DENSITY_BASED = "CentroidInitialization.DENSITY_BASED"
+    KMEANS_PLUS_PLUS = "CentroidInitialization.KMEANS_PLUS_PLUS"
 
 
 _INITS = {
@@ -45,11 +49,14 @@ _INITS = {
 
 
 def _init_of(value):
-    key = getattr(value, "value", value)  # an Enum member or its string
-    if isinstance(key, str) and key.upper() in _INITS:
-        return _INITS[key.upper()]
-    raise ValueError(f"cluster_centroids_init must be one of CentroidInitialization.{{{', '.join(_INITS)}}}, "
-                     f"got {value!r}.")
+    """dc_keras's ``init`` for a member, its value (``"CentroidInitialization.LINEAR"``) or its name
+    (``"LINEAR"``, any case); tfmot's own enum members are ``str`` values too."""
+    if isinstance(value, str):
+        name = value.rpartition(".")[2].upper() if value.startswith("CentroidInitialization.") else value.upper()
+        if name in CentroidInitialization.__members__:
+            return _INITS[CentroidInitialization[name]]
+    raise ValueError(f"cluster_centroids_init must be one of CentroidInitialization."
+                     f"{{{', '.join(CentroidInitialization.__members__)}}}, got {value!r}.")
 
 
 def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=CentroidInitialization.KMEANS_PLUS_PLUS,
