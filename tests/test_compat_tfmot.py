@@ -813,3 +813,16 @@ def test_centroid_initialization_is_tfmot_str_enum():
     with pytest.raises(ValueError, match=r"one of CentroidInitialization\.\{LINEAR, RANDOM, DENSITY_BASED, "
                                          r"KMEANS_PLUS_PLUS\}, got 'CentroidInitialization\.FOO'"):
         clustering.cluster_weights(mlp(), 4, cluster_centroids_init="CentroidInitialization.FOO")
+
+
+def test_to_tflite_with_the_file_as_second_argument_says_path(tmp_path):
+    # Moving tfmot's export step (TFLiteConverter) to dc_keras.export.to_tflite(model, "model.tflite"):
+    # the file went to `pack`, which took it as True, and no file was written, without a word.
+    model = mlp()
+    target = tmp_path / "model.tflite"
+    for spelling in (str(target), target):
+        with pytest.raises(ValueError, match=r"second argument is pack \(True/False\).*path="):
+            dc_keras.export.to_tflite(model, spelling)
+    with pytest.raises(ValueError, match=r"pack must be True or False, got 1"):
+        dc_keras.export.to_tflite(model, 1)
+    assert not target.exists()
