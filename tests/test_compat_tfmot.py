@@ -826,3 +826,23 @@ def test_to_tflite_with_the_file_as_second_argument_says_path(tmp_path):
     with pytest.raises(ValueError, match=r"pack must be True or False, got 1"):
         dc_keras.export.to_tflite(model, 1)
     assert not target.exists()
+
+
+def test_wrapping_again_keeps_tfmot_behaviour_or_names_the_tfmot_fix():
+    # tfmot returns a layer it has wrapped already as it is; the drop-in raised "already wrapped ...
+    # call dc_keras.strip()". For a pruned model it said to call dc_keras.strip() first, which ends the
+    # pruning the user most likely meant to go on with.
+    pruned_layer = sparsity.prune_low_magnitude(keras.layers.Dense(3))
+    assert sparsity.prune_low_magnitude(pruned_layer) is pruned_layer
+    assert sparsity.prune_low_magnitude([pruned_layer])[0] is pruned_layer
+    clustered_layer = clustering.cluster_weights(keras.layers.Dense(3), 4)
+    assert clustering.cluster_weights(clustered_layer, 4) is clustered_layer
+    with pytest.raises(ValueError, match=r"still wrapped for pruning: strip_pruning\(\)"):
+        clustering.cluster_weights(pruned_layer, 4)
+    with pytest.raises(ValueError, match=r"still wrapped for clustering: strip_clustering\(\)"):
+        sparsity.prune_low_magnitude(clustered_layer)
+    with pytest.raises(ValueError, match=r"'d1', 'out'.*go on pruning it, fit it as it is with UpdatePruningStep\(\).*"
+                                         r"strip_pruning\(model\) first"):
+        sparsity.prune_low_magnitude(sparsity.prune_low_magnitude(mlp()))
+    with pytest.raises(ValueError, match=r"clustering wrappers.*strip_clustering\(model\) first"):
+        sparsity.prune_low_magnitude(clustering.cluster_weights(mlp(), 4))

@@ -105,6 +105,11 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
     def one(layer):
         if not isinstance(layer, keras.layers.Layer):
             raise _base.not_keras3_error("cluster_weights()", "a Keras model, layer or list of layers", layer)
+        if isinstance(layer, _clustering.ClusterWrapper):
+            return layer  # as tfmot: a layer clustered already is left as it is
+        if isinstance(layer, _base.CompressionWrapper):
+            raise ValueError(f"cluster_weights(): layer {layer.name!r} is still wrapped for pruning: strip_pruning() "
+                             "the pruned model first, then cluster_weights that (as in tfmot).")
         choice = _sparsity_keras._registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is clustered (tfmot wraps it with no weight to cluster)

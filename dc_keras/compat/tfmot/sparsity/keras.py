@@ -60,6 +60,11 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
     def one(layer):
         if not isinstance(layer, keras.layers.Layer):
             raise _base.not_keras3_error("prune_low_magnitude()", "a Keras model, layer or list of layers", layer)
+        if isinstance(layer, _pruning.PruneWrapper):
+            return layer  # as tfmot: a layer pruned already is left as it is (its own schedule)
+        if isinstance(layer, _base.CompressionWrapper):
+            raise ValueError(f"prune_low_magnitude(): layer {layer.name!r} is still wrapped for clustering: "
+                             "strip_clustering() the clustered model first, then prune_low_magnitude that.")
         choice = _registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is pruned (tfmot wraps it with no weight to prune)
@@ -68,6 +73,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
     if isinstance(to_prune, (list, tuple)):
         return [one(layer) for layer in to_prune]
     if isinstance(to_prune, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
+        _refuse_wrapped(to_prune)
         return _refuse_unsupported(_pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n, include_frozen=True,
                                                   _weights_of=_registry),
                                   "pruned", "prune_low_magnitude")
@@ -112,6 +118,24 @@ def _registry(layer):
     if isinstance(layer, _SEPARABLE):
         return ["pointwise_kernel"]
     return None
+
+
+def _refuse_wrapped(model):
+    """tfmot keeps a model's pruned layers and wraps the others; dc_keras rebuilds only models
+    without wrappers. Name the layers and the two usual intents (go on pruning, prune again)."""
+    wrapped = _base.find_wrappers(model)
+    if not wrapped:
+        return
+    names = ", ".join(repr(w.name) for w in wrapped[:5]) + (", ..." if len(wrapped) > 5 else "")
+    if all(isinstance(w, _pruning.PruneWrapper) for w in wrapped):
+        raise ValueError(
+            f"prune_low_magnitude(): model {model.name!r} is pruned already (layers {names}; tfmot would keep them "
+            "and wrap only the others, dc_keras does not mix the two). To go on pruning it, fit it as it is with "
+            "UpdatePruningStep(); to prune all of it with a new schedule, call strip_pruning(model) first and "
+            "prune_low_magnitude that (or wrap the other layers in the model you build: "
+            "prune_low_magnitude(layer)).")
+    raise ValueError(f"prune_low_magnitude(): model {model.name!r} still has clustering wrappers (layers {names}): "
+                     "call strip_clustering(model) first, then prune_low_magnitude that.")
 
 
 def _refuse_unsupported(model, what, call):
