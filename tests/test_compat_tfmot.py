@@ -846,3 +846,20 @@ def test_wrapping_again_keeps_tfmot_behaviour_or_names_the_tfmot_fix():
         sparsity.prune_low_magnitude(sparsity.prune_low_magnitude(mlp()))
     with pytest.raises(ValueError, match=r"clustering wrappers.*strip_clustering\(model\) first"):
         sparsity.prune_low_magnitude(clustering.cluster_weights(mlp(), 4))
+
+
+def test_argument_errors_name_the_tfmot_argument():
+    # number_of_clusters above the codebook limit was "`clusters` must be an integer between 1 and
+    # 4096" (dc_keras's name); a schedule class or a number as pruning_schedule was "`schedule` must be
+    # a dc_keras.schedules schedule".
+    with pytest.raises(ValueError, match=r"number_of_clusters=5000: dc_keras shares at most 4096 values.*"
+                                         r"number_of_clusters <= 4096"):
+        clustering.cluster_weights(mlp(), 5000)
+    assert clustering.cluster_weights(mlp(), 4096).get_layer("d1").clusters == 4096
+    with pytest.raises(ValueError, match=r"pruning_schedule must be a schedule instance, got the class "
+                                         r"ConstantSparsity: e\.g\. pruning_schedule=ConstantSparsity\(0\.5"):
+        sparsity.prune_low_magnitude(mlp(), pruning_schedule=sparsity.ConstantSparsity)
+    with pytest.raises(ValueError, match=r"pruning_schedule must be a PolynomialDecay, ConstantSparsity.*got 0\.5"):
+        sparsity.prune_low_magnitude(keras.layers.Dense(3), pruning_schedule=0.5)
+    with pytest.raises(ValueError, match=r"cluster_per_channel='yes': per-channel clustering is not supported"):
+        clustering.cluster_weights(mlp(), 4, cluster_per_channel="yes")

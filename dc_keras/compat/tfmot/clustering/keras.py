@@ -87,9 +87,12 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
     if isinstance(number_of_clusters, bool) or not isinstance(number_of_clusters, numbers.Integral) \
             or number_of_clusters < 1:
         raise ValueError(f"number_of_clusters must be a positive integer, got {number_of_clusters!r}.")
+    if number_of_clusters > 4096:
+        raise ValueError(f"number_of_clusters={number_of_clusters}: dc_keras shares at most 4096 values per kernel "
+                         "(its packed format's codebook limit; 12-bit indices). Pass number_of_clusters <= 4096.")
     if cluster_per_channel:
-        raise ValueError("cluster_per_channel=True is not supported by dc_keras: one set of centroids per "
-                         "kernel. Pass cluster_per_channel=False.")
+        raise ValueError(f"cluster_per_channel={cluster_per_channel!r}: per-channel clustering is not supported by "
+                         "dc_keras (one set of centroids per kernel). Pass cluster_per_channel=False.")
     init = _init_of(cluster_centroids_init)
     clusters = int(number_of_clusters)
     if preserve_sparsity:

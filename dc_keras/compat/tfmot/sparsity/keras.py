@@ -54,6 +54,12 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
     if pruning_policy is not None:
         raise ValueError("pruning_policy is not supported by dc_keras (tfmot's PruneForLatencyOnXNNPack); "
                          "pass pruning_policy=None and choose the layers with a clone_function instead.")
+    if isinstance(pruning_schedule, type) and issubclass(pruning_schedule, PruningSchedule):
+        raise ValueError(f"pruning_schedule must be a schedule instance, got the class {pruning_schedule.__name__}: "
+                         "e.g. pruning_schedule=ConstantSparsity(0.5, begin_step=0).")
+    if pruning_schedule is not None and not isinstance(pruning_schedule, PruningSchedule):
+        raise ValueError(f"pruning_schedule must be a PolynomialDecay, ConstantSparsity or other PruningSchedule of "
+                         f"this module, got {pruning_schedule!r}.")
     schedule = ConstantSparsity(0.5, 0) if pruning_schedule is None else pruning_schedule
     keep_m_by_n = _kept_of(sparsity_m_by_n)
 
