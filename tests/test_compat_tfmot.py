@@ -863,3 +863,20 @@ def test_argument_errors_name_the_tfmot_argument():
         sparsity.prune_low_magnitude(keras.layers.Dense(3), pruning_schedule=0.5)
     with pytest.raises(ValueError, match=r"cluster_per_channel='yes': per-channel clustering is not supported"):
         clustering.cluster_weights(mlp(), 4, cluster_per_channel="yes")
+
+
+def test_extra_keyword_arguments_go_to_the_wrapper_of_a_layer(tmp_path):
+    # tfmot passes prune_low_magnitude's / cluster_weights' **kwargs to the wrapper of a single layer
+    # (its docstrings: "Additional keyword arguments to be passed to the keras wrapper"); the drop-in
+    # refused them all ("supports tfmot's documented arguments only").
+    model = keras.Sequential([keras.Input((12,)),
+                              sparsity.prune_low_magnitude(keras.layers.Dense(24, name="d1"), name="pruned_d1"),
+                              clustering.cluster_weights(keras.layers.Dense(3, name="out"), 4, name="clustered_out")])
+    assert [layer.name for layer in model.layers] == ["pruned_d1", "clustered_out"]
+    assert model.get_layer("pruned_d1").layer.name == "d1"
+    model.save(tmp_path / "m.keras")
+    assert [layer.name for layer in keras.saving.load_model(tmp_path / "m.keras").layers] == ["pruned_d1", "clustered_out"]
+    with pytest.raises(TypeError, match=r"\['name'\].*single layer only"):
+        sparsity.prune_low_magnitude(mlp(), name="pruned")
+    with pytest.raises(TypeError, match=r"\['name'\].*single layer only"):
+        clustering.cluster_weights(mlp(), 4, name="clustered")

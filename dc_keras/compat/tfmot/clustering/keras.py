@@ -77,13 +77,15 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
             evenly on each side of zero, shared in proportion to the negative and positive
             weights, as tfmot does.
         cluster_per_channel: only False.
+        **kwargs: for a single layer, keyword arguments of its wrapper (a Keras layer), e.g. ``name``.
 
     Example:
         >>> clustered = cluster_weights(model, number_of_clusters=16,
         ...                             cluster_centroids_init=CentroidInitialization.LINEAR)
     """
-    if kwargs:
-        raise TypeError(f"cluster_weights() got unsupported argument(s) {sorted(kwargs)}.")
+    if kwargs and not (isinstance(to_cluster, keras.layers.Layer) and not isinstance(to_cluster, keras.Model)):
+        raise TypeError(f"cluster_weights() got unsupported argument(s) {sorted(kwargs)}: as in tfmot, extra keyword "
+                        "arguments (name=, ...) go to the wrapper of a single layer only.")
     if isinstance(number_of_clusters, bool) or not isinstance(number_of_clusters, numbers.Integral) \
             or number_of_clusters < 1:
         raise ValueError(f"number_of_clusters must be a positive integer, got {number_of_clusters!r}.")
@@ -116,7 +118,7 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
         choice = _sparsity_keras._registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is clustered (tfmot wraps it with no weight to cluster)
-        return _clustering.ClusterWrapper(layer, weights=choice, **args)
+        return _clustering.ClusterWrapper(layer, weights=choice, **args, **kwargs)
 
     if isinstance(to_cluster, (list, tuple)):
         return [one(layer) for layer in to_cluster]

@@ -34,6 +34,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
             wrapper is returned, e.g. from a ``clone_model`` ``clone_function``) or a list of layers.
         pruning_schedule: a ``PolynomialDecay`` / ``ConstantSparsity``; default
             ``ConstantSparsity(0.5, 0)`` as in tfmot.
+        **kwargs: for a single layer, keyword arguments of its wrapper (a Keras layer), e.g. ``name``.
         block_size, block_pooling_type: only tfmot's defaults ``(1, 1)`` / ``"AVG"`` (no block sparsity).
         pruning_policy: only None.
         sparsity_m_by_n: ``(m, n)`` structured sparsity as in tfmot: ``m`` zeros in every ``n``
@@ -43,9 +44,9 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
     Example:
         >>> pruned = prune_low_magnitude(model, pruning_schedule=PolynomialDecay(0.5, 0.8, 0, 1000))
     """
-    if kwargs:
-        raise TypeError(f"prune_low_magnitude() got unsupported argument(s) {sorted(kwargs)}; "
-                        "dc_keras.compat.tfmot supports tfmot's documented arguments only.")
+    if kwargs and not (isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model)):
+        raise TypeError(f"prune_low_magnitude() got unsupported argument(s) {sorted(kwargs)}: as in tfmot, extra "
+                        "keyword arguments (name=, ...) go to the wrapper of a single layer only.")
     if tuple(block_size) != (1, 1):
         raise ValueError(f"block_size={tuple(block_size)!r}: block sparsity is not supported by dc_keras; use "
                          "block_size=(1, 1) (unstructured) or sparsity_m_by_n=(m, n) for structured sparsity.")
@@ -74,7 +75,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
         choice = _registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is pruned (tfmot wraps it with no weight to prune)
-        return _pruning.PruneWrapper(layer, schedule, sparsity_m_by_n=keep_m_by_n, weights=choice)
+        return _pruning.PruneWrapper(layer, schedule, sparsity_m_by_n=keep_m_by_n, weights=choice, **kwargs)
 
     if isinstance(to_prune, (list, tuple)):
         return [one(layer) for layer in to_prune]
