@@ -68,6 +68,8 @@ def test_schedules_match_tfmot_step_by_step(tfmot_side):
             assert bool(keras.ops.convert_to_numpy(ours.should_update(step))) == should, (kind, kwargs, step)
             if should:
                 assert float(keras.ops.convert_to_numpy(ours.sparsity(step))) == pytest.approx(value, abs=1e-6)
+            called = [keras.ops.convert_to_numpy(t) for t in ours(step)]  # tfmot's spelling: schedule(step)
+            assert bool(called[0]) == should and (not should or float(called[1]) == pytest.approx(value, abs=1e-6))
 
 
 def test_tutorial_schedule_with_a_big_untrained_last_jump_warns():
@@ -880,3 +882,17 @@ def test_extra_keyword_arguments_go_to_the_wrapper_of_a_layer(tmp_path):
         sparsity.prune_low_magnitude(mlp(), name="pruned")
     with pytest.raises(TypeError, match=r"\['name'\].*single layer only"):
         clustering.cluster_weights(mlp(), 4, name="clustered")
+
+
+def test_schedules_are_callable_as_in_tfmot():
+    # tfmot's schedule(step) returns (should_prune, sparsity); the drop-in's schedules were not
+    # callable ("'PolynomialDecay' object is not callable"), e.g. in code that plots a schedule.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        poly = sparsity.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100, frequency=10)
+    should, value = (keras.ops.convert_to_numpy(t) for t in poly(50))
+    assert bool(should) and float(value) == pytest.approx(0.8 - 0.8 * 0.5 ** 3)  # tfmot's cubic decay
+    constant = sparsity.ConstantSparsity(0.5, begin_step=10, frequency=5)
+    assert [bool(keras.ops.convert_to_numpy(constant(step)[0])) for step in (9, 10, 12, 15)] == [False, True, False, True]
+    with pytest.raises(TypeError, match="StdThreshold sets a threshold.*should_update"):
+        dc_keras.schedules.StdThreshold(1.0)(3)

@@ -99,6 +99,19 @@ class PruningSchedule:
         in_window = ops.logical_and(after_begin, ops.less_equal(step, end))
         return ops.logical_and(in_window, ops.logical_or(on_frequency, ops.equal(step, end)))
 
+    def __call__(self, step):
+        """tfmot's schedule call: ``(should_prune, sparsity)`` at ``step``, as tensors (:meth:`should_update`
+        and :meth:`sparsity`; unlike tfmot's, also an update at ``end_step``). Subclasses implement
+        ``sparsity(step)``, not this.
+
+        Example:
+            >>> should_prune, sparsity = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100, frequency=10)(50)
+        """
+        if self.kind != "sparsity":
+            raise TypeError(f"{type(self).__name__} sets a threshold, not a sparsity: it has no (should_prune, "
+                            "sparsity) value at a step; use should_update(step).")
+        return self.should_update(step), self.sparsity(step)
+
     # -- reachability (host-side arithmetic, mirrors should_update / sparsity) -------------------
     def target_sparsity_value(self):
         """The sparsity this schedule is meant to end at (None for threshold schedules)."""
@@ -215,7 +228,7 @@ class PruningSchedule:
         no_rule = self.kind == "sparsity" and not callable(getattr(self, "sparsity", None))
         if not missing and not no_rule:
             return
-        tfmot_style = any("__call__" in vars(k) for k in type(self).__mro__)
+        tfmot_style = any("__call__" in vars(k) for k in type(self).__mro__ if k is not PruningSchedule)
         problem = ("implements tfmot's __call__(step) -> (should_prune, sparsity)" if tfmot_style and no_rule
                    else "has no sparsity(step) method" if no_rule
                    else f"has no {', '.join(missing)} (PruningSchedule.__init__ was not called)")
