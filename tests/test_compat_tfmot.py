@@ -896,3 +896,13 @@ def test_schedules_are_callable_as_in_tfmot():
     assert [bool(keras.ops.convert_to_numpy(constant(step)[0])) for step in (9, 10, 12, 15)] == [False, True, False, True]
     with pytest.raises(TypeError, match="StdThreshold sets a threshold.*should_update"):
         dc_keras.schedules.StdThreshold(1.0)(3)
+
+
+def test_summaries_need_a_log_dir_as_in_tfmot():
+    # tfmot refuses a log_dir that is not a non-empty string; the drop-in's PruningSummaries(log_dir=None)
+    # was a plain UpdatePruningStep that wrote nothing, and log_dir='' wrote into ./train.
+    with pytest.raises(ValueError, match=r"PruningSummaries needs a log_dir.*got None.*UpdatePruningStep\(\)"):
+        sparsity.PruningSummaries(log_dir=None)
+    for make in (sparsity.PruningSummaries, clustering.ClusteringSummaries, dc_keras.PruningCallback):
+        with pytest.raises(ValueError, match=r"`log_dir` must be a non-empty path"):
+            make(log_dir="")

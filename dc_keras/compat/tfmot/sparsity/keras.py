@@ -202,6 +202,9 @@ class PruningSummaries(_pruning.PruningCallback):
         if kwargs:
             raise TypeError(f"PruningSummaries() got unsupported argument(s) {sorted(kwargs)} (TensorBoard "
                             "options belong to keras.callbacks.TensorBoard, which you can add next to it).")
+        if log_dir is None:  # PruningCallback(log_dir=None) only prunes: this would write nothing, silently
+            raise ValueError("PruningSummaries needs a log_dir (the folder TensorBoard reads, e.g. 'logs'), got None; "
+                             "to prune without writing summaries use UpdatePruningStep().")
         if update_freq not in ("epoch", "batch") and (isinstance(update_freq, bool) or not isinstance(update_freq, int)):
             raise ValueError(f"update_freq must be 'epoch', 'batch' or an int, got {update_freq!r}.")
         self.update_freq = update_freq
