@@ -906,3 +906,15 @@ def test_summaries_need_a_log_dir_as_in_tfmot():
     for make in (sparsity.PruningSummaries, clustering.ClusteringSummaries, dc_keras.PruningCallback):
         with pytest.raises(ValueError, match=r"`log_dir` must be a non-empty path"):
             make(log_dir="")
+
+
+def test_tfmot_internal_module_path_names_the_public_one():
+    # tfmot's sparsity-preserving clustering example imports
+    # `from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster`;
+    # with the package name changed this was "No module named 'dc_keras.compat.tfmot.python'".
+    code = "from dc_keras.compat.tfmot.python.core.clustering.keras.experimental import cluster"
+    with pytest.raises(ImportError, match=r"tfmot\.python .*internal modules.*"
+                                          r"tfmot\.clustering\.keras\.cluster_weights\(\.\.\., preserve_sparsity=True\)"):
+        exec(code, {})
+    with pytest.raises(AttributeError, match=r"tfmot\.python .*internal modules"):
+        tfmot.python  # noqa: B018
