@@ -918,3 +918,25 @@ def test_tfmot_internal_module_path_names_the_public_one():
         exec(code, {})
     with pytest.raises(AttributeError, match=r"tfmot\.python .*internal modules"):
         tfmot.python  # noqa: B018
+
+
+def test_guide_bias_pruning_warning_says_to_start_later():
+    # tfmot's guide prunes a custom layer's bias (get_prunable_weights: [self.bias]). The bias starts
+    # all zeros; tfmot's first update comes after `frequency` training steps, the drop-in's at step 0,
+    # so every bias weight ties and is pruned. The warning said to initialise the *kernel* with
+    # Keras's default glorot_uniform, which is no fix for a bias (its default initializer is zeros).
+    class MyDenseLayer(keras.layers.Dense, sparsity.PrunableLayer):
+        def get_prunable_weights(self):
+            return [self.bias]
+
+    model = _compile(keras.Sequential([keras.Input((12,)), sparsity.prune_low_magnitude(MyDenseLayer(3, name="b"))]))
+    with pytest.warns(UserWarning, match=r"weight 'bias' at step 0.*A bias starts all zeros \(Keras's default "
+                                         r"bias_initializer\).*begin_step > 0") as record:
+        model.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    assert not [w for w in record if "kernel_initializer" in str(w.message)]
+    later = _compile(keras.Sequential([keras.Input((12,)), sparsity.prune_low_magnitude(
+        MyDenseLayer(3, name="b"), pruning_schedule=sparsity.ConstantSparsity(0.5, begin_step=2, frequency=2))]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the fix the warning names: no tie once trained
+        later.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    assert (sparsity.strip_pruning(later).get_layer("b").get_weights()[1] == 0).mean() == pytest.approx(1 / 3)
