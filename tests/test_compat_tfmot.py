@@ -940,3 +940,19 @@ def test_guide_bias_pruning_warning_says_to_start_later():
         warnings.simplefilter("error", UserWarning)  # the fix the warning names: no tie once trained
         later.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
     assert (sparsity.strip_pruning(later).get_layer("b").get_weights()[1] == 0).mean() == pytest.approx(1 / 3)
+
+
+def test_whole_float_steps_are_taken_as_in_tfmot(tmp_path):
+    # end_step = np.ceil(num_images / batch_size) * epochs (the tutorial's formula without its
+    # .astype(np.int32)) is a float64; tfmot takes it, the drop-in said "must be an integer".
+    end_step = np.ceil(1000 / 128) * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        schedule = sparsity.PolynomialDecay(0.5, 0.8, begin_step=0.0, end_step=end_step, frequency=np.float32(4))
+    assert schedule.get_config() == {"initial_sparsity": 0.5, "final_sparsity": 0.8, "begin_step": 0, "end_step": 16,
+                                     "power": 3.0, "frequency": 4}
+    assert all(type(v) is int for k, v in schedule.get_config().items() if k.endswith(("step", "frequency")))
+    sparsity.prune_low_magnitude(mlp(), pruning_schedule=schedule).save(tmp_path / "m.keras")  # JSON config
+    for bad in (dict(end_step=15.5), dict(begin_step=0.5)):
+        with pytest.raises(ValueError, match=r"must be a whole number of steps"):
+            sparsity.PolynomialDecay(0.5, 0.8, **{"begin_step": 0, "end_step": 16, **bad})

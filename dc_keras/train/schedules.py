@@ -46,9 +46,22 @@ def _user_stacklevel():
     return level
 
 
+def _whole(value):
+    """``value`` as an int when it is an integer or a whole float (``16.0``: tfmot takes it, and
+    ``np.ceil(n / batch_size) * epochs`` gives one), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(value)
+    return None
+
+
 def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"`{name}` must be an integer, got {value!r}.")
+    if _whole(value) is None:
+        raise ValueError(f"`{name}` must be a whole number of steps, got {value!r}.")
+    value = _whole(value)
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
     return int(value)
@@ -74,9 +87,9 @@ class PruningSchedule:
 
     def __init__(self, begin_step=0, end_step=-1, frequency=100):
         self.begin_step = _check_int("begin_step", begin_step, 0)
-        if isinstance(end_step, bool) or not isinstance(end_step, numbers.Integral):
-            raise ValueError(f"`end_step` must be an integer (-1 for no end), got {end_step!r}.")
-        end_step = int(end_step)
+        if _whole(end_step) is None:
+            raise ValueError(f"`end_step` must be a whole number of steps (-1 for no end), got {end_step!r}.")
+        end_step = _whole(end_step)
         if end_step != -1 and end_step < self.begin_step:
             raise ValueError(
                 f"`end_step` ({end_step}) must be >= `begin_step` ({self.begin_step}), or -1 for no end."
