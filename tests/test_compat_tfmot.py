@@ -865,6 +865,8 @@ def test_argument_errors_name_the_tfmot_argument():
         sparsity.prune_low_magnitude(keras.layers.Dense(3), pruning_schedule=0.5)
     with pytest.raises(ValueError, match=r"cluster_per_channel='yes': per-channel clustering is not supported"):
         clustering.cluster_weights(mlp(), 4, cluster_per_channel="yes")
+    with pytest.raises(ValueError, match=r"block_size must be a pair of ints such as \(1, 1\), got 1"):
+        sparsity.prune_low_magnitude(mlp(), block_size=1)  # was TypeError: 'int' object is not iterable
 
 
 def test_extra_keyword_arguments_go_to_the_wrapper_of_a_layer(tmp_path):

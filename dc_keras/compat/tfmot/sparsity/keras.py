@@ -47,8 +47,12 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
     if kwargs and not (isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model)):
         raise TypeError(f"prune_low_magnitude() got unsupported argument(s) {sorted(kwargs)}: as in tfmot, extra "
                         "keyword arguments (name=, ...) go to the wrapper of a single layer only.")
-    if tuple(block_size) != (1, 1):
-        raise ValueError(f"block_size={tuple(block_size)!r}: block sparsity is not supported by dc_keras; use "
+    try:
+        block_size = tuple(block_size)
+    except TypeError:
+        raise ValueError(f"block_size must be a pair of ints such as (1, 1), got {block_size!r}.") from None
+    if block_size != (1, 1):
+        raise ValueError(f"block_size={block_size!r}: block sparsity is not supported by dc_keras; use "
                          "block_size=(1, 1) (unstructured) or sparsity_m_by_n=(m, n) for structured sparsity.")
     if block_pooling_type not in ("AVG", "MAX"):
         raise ValueError(f"block_pooling_type must be 'AVG' or 'MAX', got {block_pooling_type!r}.")
