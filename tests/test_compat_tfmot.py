@@ -68,6 +68,8 @@ def test_schedules_match_tfmot_step_by_step(tfmot_side):
             assert bool(keras.ops.convert_to_numpy(ours.should_update(step))) == should, (kind, kwargs, step)
             if should:
                 assert float(keras.ops.convert_to_numpy(ours.sparsity(step))) == pytest.approx(value, abs=1e-6)
+            called = [keras.ops.convert_to_numpy(t) for t in ours(step)]  # tfmot's spelling: schedule(step)
+            assert bool(called[0]) == should and (not should or float(called[1]) == pytest.approx(value, abs=1e-6))
 
 
 def test_tutorial_schedule_with_a_big_untrained_last_jump_warns():
@@ -762,3 +764,197 @@ def test_schedule_warnings_point_at_the_users_line():
         pruned.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
     for record in (built, fitted):
         assert [w.filename for w in record if "instead of 0.8" in str(w.message)] == [__file__]
+
+
+class _OptsOut(keras.layers.Dense, sparsity.PrunableLayer):
+    """tfmot's way to keep a custom layer dense in a pruned model: it declares no prunable weights."""
+
+    def get_prunable_weights(self):
+        return []
+
+
+def test_layers_with_nothing_to_compress_are_left_as_they_are():
+    # tfmot 0.8.1's registry wraps weightless layers (Flatten, pooling, Dropout, BatchNormalization...)
+    # with nothing to do, and a PrunableLayer returning [] opts out; the drop-in raised "cannot be
+    # pruned or clustered" for the first (given alone, in a list or by a clone_function) and
+    # "declares no prunable weights" for the second, even in a whole model.
+    assert isinstance(sparsity.prune_low_magnitude(keras.layers.Flatten()), keras.layers.Flatten)
+    assert isinstance(clustering.cluster_weights(keras.layers.Dropout(0.1), 4), keras.layers.Dropout)
+    dense, pool = sparsity.prune_low_magnitude([keras.layers.Dense(3), keras.layers.MaxPooling1D()])
+    assert isinstance(dense, sparsity.PruneLowMagnitude) and isinstance(pool, keras.layers.MaxPooling1D)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Reshape((12, 1)), keras.layers.MaxPooling1D(),
+                              keras.layers.Flatten(), keras.layers.Dense(3, name="out")])
+    pruned = _compile(keras.models.clone_model(model, clone_function=sparsity.prune_low_magnitude))
+    assert [type(layer).__name__ for layer in pruned.layers] == ["Reshape", "MaxPooling1D", "Flatten", "PruneWrapper"]
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    assert (sparsity.strip_pruning(pruned).get_layer("out").get_weights()[0] == 0).mean() == 0.5
+
+    def with_opt_out():
+        return keras.Sequential([keras.Input((12,)), keras.layers.Dense(24, name="d1"), _OptsOut(3, name="mine")])
+
+    for compressed in (sparsity.prune_low_magnitude(with_opt_out()), clustering.cluster_weights(with_opt_out(), 4),
+                       dc_keras.prune(with_opt_out(), dc_keras.schedules.ConstantSparsity(0.5))):
+        assert [type(layer).__name__ for layer in compressed.layers][1] == "_OptsOut"
+        assert "returns []" in str(compressed.compression_report)
+    # Given alone before it is built, the wrapper finds out only when built: the error says to leave it unwrapped.
+    with pytest.raises(ValueError, match=r"'mine' declares no prunable weights \(its get_prunable_weights\(\) returns "
+                                         r"\[\]\).*use the layer itself, unwrapped"):
+        keras.Sequential([keras.Input((12,)), sparsity.prune_low_magnitude(_OptsOut(3, name="mine"))])
+
+
+def test_centroid_initialization_is_tfmot_str_enum():
+    # tfmot 0.8.1's CentroidInitialization is a (str, Enum) valued "CentroidInitialization.LINEAR"...
+    # (cluster_config.py); the drop-in's was a plain class valued "LINEAR": a sweep over the members
+    # raised "'type' object is not iterable", and a saved value string was refused.
+    init = clustering.CentroidInitialization
+    assert [m.name for m in init] == ["LINEAR", "RANDOM", "DENSITY_BASED", "KMEANS_PLUS_PLUS"]
+    assert init.LINEAR == "CentroidInitialization.LINEAR" and init("CentroidInitialization.RANDOM") is init.RANDOM
+    for value in (init.DENSITY_BASED, "CentroidInitialization.DENSITY_BASED", "DENSITY_BASED", "density_based"):
+        clustered = clustering.cluster_weights(mlp(), 4, cluster_centroids_init=value)
+        assert clustered.get_layer("d1").init == "density", value
+    with pytest.raises(ValueError, match=r"one of CentroidInitialization\.\{LINEAR, RANDOM, DENSITY_BASED, "
+                                         r"KMEANS_PLUS_PLUS\}, got 'CentroidInitialization\.FOO'"):
+        clustering.cluster_weights(mlp(), 4, cluster_centroids_init="CentroidInitialization.FOO")
+
+
+def test_to_tflite_with_the_file_as_second_argument_says_path(tmp_path):
+    # Moving tfmot's export step (TFLiteConverter) to dc_keras.export.to_tflite(model, "model.tflite"):
+    # the file went to `pack`, which took it as True, and no file was written, without a word.
+    model = mlp()
+    target = tmp_path / "model.tflite"
+    for spelling in (str(target), target):
+        with pytest.raises(ValueError, match=r"second argument is pack \(True/False\).*path="):
+            dc_keras.export.to_tflite(model, spelling)
+    with pytest.raises(ValueError, match=r"pack must be True or False, got 1"):
+        dc_keras.export.to_tflite(model, 1)
+    assert not target.exists()
+
+
+def test_wrapping_again_keeps_tfmot_behaviour_or_names_the_tfmot_fix():
+    # tfmot returns a layer it has wrapped already as it is; the drop-in raised "already wrapped ...
+    # call dc_keras.strip()". For a pruned model it said to call dc_keras.strip() first, which ends the
+    # pruning the user most likely meant to go on with.
+    pruned_layer = sparsity.prune_low_magnitude(keras.layers.Dense(3))
+    assert sparsity.prune_low_magnitude(pruned_layer) is pruned_layer
+    assert sparsity.prune_low_magnitude([pruned_layer])[0] is pruned_layer
+    clustered_layer = clustering.cluster_weights(keras.layers.Dense(3), 4)
+    assert clustering.cluster_weights(clustered_layer, 4) is clustered_layer
+    with pytest.raises(ValueError, match=r"still wrapped for pruning: strip_pruning\(\)"):
+        clustering.cluster_weights(pruned_layer, 4)
+    with pytest.raises(ValueError, match=r"still wrapped for clustering: strip_clustering\(\)"):
+        sparsity.prune_low_magnitude(clustered_layer)
+    with pytest.raises(ValueError, match=r"'d1', 'out'.*go on pruning it, fit it as it is with UpdatePruningStep\(\).*"
+                                         r"strip_pruning\(model\) first"):
+        sparsity.prune_low_magnitude(sparsity.prune_low_magnitude(mlp()))
+    with pytest.raises(ValueError, match=r"clustering wrappers.*strip_clustering\(model\) first"):
+        sparsity.prune_low_magnitude(clustering.cluster_weights(mlp(), 4))
+
+
+def test_argument_errors_name_the_tfmot_argument():
+    # number_of_clusters above the codebook limit was "`clusters` must be an integer between 1 and
+    # 4096" (dc_keras's name); a schedule class or a number as pruning_schedule was "`schedule` must be
+    # a dc_keras.schedules schedule".
+    with pytest.raises(ValueError, match=r"number_of_clusters=5000: dc_keras shares at most 4096 values.*"
+                                         r"number_of_clusters <= 4096"):
+        clustering.cluster_weights(mlp(), 5000)
+    assert clustering.cluster_weights(mlp(), 4096).get_layer("d1").clusters == 4096
+    with pytest.raises(ValueError, match=r"pruning_schedule must be a schedule instance, got the class "
+                                         r"ConstantSparsity: e\.g\. pruning_schedule=ConstantSparsity\(0\.5"):
+        sparsity.prune_low_magnitude(mlp(), pruning_schedule=sparsity.ConstantSparsity)
+    with pytest.raises(ValueError, match=r"pruning_schedule must be a PolynomialDecay, ConstantSparsity.*got 0\.5"):
+        sparsity.prune_low_magnitude(keras.layers.Dense(3), pruning_schedule=0.5)
+    with pytest.raises(ValueError, match=r"cluster_per_channel='yes': per-channel clustering is not supported"):
+        clustering.cluster_weights(mlp(), 4, cluster_per_channel="yes")
+    with pytest.raises(ValueError, match=r"block_size must be a pair of ints such as \(1, 1\), got 1"):
+        sparsity.prune_low_magnitude(mlp(), block_size=1)  # was TypeError: 'int' object is not iterable
+
+
+def test_extra_keyword_arguments_go_to_the_wrapper_of_a_layer(tmp_path):
+    # tfmot passes prune_low_magnitude's / cluster_weights' **kwargs to the wrapper of a single layer
+    # (its docstrings: "Additional keyword arguments to be passed to the keras wrapper"); the drop-in
+    # refused them all ("supports tfmot's documented arguments only").
+    model = keras.Sequential([keras.Input((12,)),
+                              sparsity.prune_low_magnitude(keras.layers.Dense(24, name="d1"), name="pruned_d1"),
+                              clustering.cluster_weights(keras.layers.Dense(3, name="out"), 4, name="clustered_out")])
+    assert [layer.name for layer in model.layers] == ["pruned_d1", "clustered_out"]
+    assert model.get_layer("pruned_d1").layer.name == "d1"
+    model.save(tmp_path / "m.keras")
+    assert [layer.name for layer in keras.saving.load_model(tmp_path / "m.keras").layers] == ["pruned_d1", "clustered_out"]
+    with pytest.raises(TypeError, match=r"\['name'\].*single layer only"):
+        sparsity.prune_low_magnitude(mlp(), name="pruned")
+    with pytest.raises(TypeError, match=r"\['name'\].*single layer only"):
+        clustering.cluster_weights(mlp(), 4, name="clustered")
+
+
+def test_schedules_are_callable_as_in_tfmot():
+    # tfmot's schedule(step) returns (should_prune, sparsity); the drop-in's schedules were not
+    # callable ("'PolynomialDecay' object is not callable"), e.g. in code that plots a schedule.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        poly = sparsity.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100, frequency=10)
+    should, value = (keras.ops.convert_to_numpy(t) for t in poly(50))
+    assert bool(should) and float(value) == pytest.approx(0.8 - 0.8 * 0.5 ** 3)  # tfmot's cubic decay
+    constant = sparsity.ConstantSparsity(0.5, begin_step=10, frequency=5)
+    assert [bool(keras.ops.convert_to_numpy(constant(step)[0])) for step in (9, 10, 12, 15)] == [False, True, False, True]
+    with pytest.raises(TypeError, match="StdThreshold sets a threshold.*should_update"):
+        dc_keras.schedules.StdThreshold(1.0)(3)
+
+
+def test_summaries_need_a_log_dir_as_in_tfmot():
+    # tfmot refuses a log_dir that is not a non-empty string; the drop-in's PruningSummaries(log_dir=None)
+    # was a plain UpdatePruningStep that wrote nothing, and log_dir='' wrote into ./train.
+    with pytest.raises(ValueError, match=r"PruningSummaries needs a log_dir.*got None.*UpdatePruningStep\(\)"):
+        sparsity.PruningSummaries(log_dir=None)
+    for make in (sparsity.PruningSummaries, clustering.ClusteringSummaries, dc_keras.PruningCallback):
+        with pytest.raises(ValueError, match=r"`log_dir` must be a non-empty path"):
+            make(log_dir="")
+
+
+def test_tfmot_internal_module_path_names_the_public_one():
+    # tfmot's sparsity-preserving clustering example imports
+    # `from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster`;
+    # with the package name changed this was "No module named 'dc_keras.compat.tfmot.python'".
+    code = "from dc_keras.compat.tfmot.python.core.clustering.keras.experimental import cluster"
+    with pytest.raises(ImportError, match=r"tfmot\.python .*internal modules.*"
+                                          r"tfmot\.clustering\.keras\.cluster_weights\(\.\.\., preserve_sparsity=True\)"):
+        exec(code, {})
+    with pytest.raises(AttributeError, match=r"tfmot\.python .*internal modules"):
+        tfmot.python  # noqa: B018
+
+
+def test_guide_bias_pruning_warning_says_to_start_later():
+    # tfmot's guide prunes a custom layer's bias (get_prunable_weights: [self.bias]). The bias starts
+    # all zeros; tfmot's first update comes after `frequency` training steps, the drop-in's at step 0,
+    # so every bias weight ties and is pruned. The warning said to initialise the *kernel* with
+    # Keras's default glorot_uniform, which is no fix for a bias (its default initializer is zeros).
+    class MyDenseLayer(keras.layers.Dense, sparsity.PrunableLayer):
+        def get_prunable_weights(self):
+            return [self.bias]
+
+    model = _compile(keras.Sequential([keras.Input((12,)), sparsity.prune_low_magnitude(MyDenseLayer(3, name="b"))]))
+    with pytest.warns(UserWarning, match=r"weight 'bias' at step 0.*A bias starts all zeros \(Keras's default "
+                                         r"bias_initializer\).*begin_step > 0") as record:
+        model.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    assert not [w for w in record if "kernel_initializer" in str(w.message)]
+    later = _compile(keras.Sequential([keras.Input((12,)), sparsity.prune_low_magnitude(
+        MyDenseLayer(3, name="b"), pruning_schedule=sparsity.ConstantSparsity(0.5, begin_step=2, frequency=2))]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the fix the warning names: no tie once trained
+        later.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    assert (sparsity.strip_pruning(later).get_layer("b").get_weights()[1] == 0).mean() == pytest.approx(1 / 3)
+
+
+def test_whole_float_steps_are_taken_as_in_tfmot(tmp_path):
+    # end_step = np.ceil(num_images / batch_size) * epochs (the tutorial's formula without its
+    # .astype(np.int32)) is a float64; tfmot takes it, the drop-in said "must be an integer".
+    end_step = np.ceil(1000 / 128) * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        schedule = sparsity.PolynomialDecay(0.5, 0.8, begin_step=0.0, end_step=end_step, frequency=np.float32(4))
+    assert schedule.get_config() == {"initial_sparsity": 0.5, "final_sparsity": 0.8, "begin_step": 0, "end_step": 16,
+                                     "power": 3.0, "frequency": 4}
+    assert all(type(v) is int for k, v in schedule.get_config().items() if k.endswith(("step", "frequency")))
+    sparsity.prune_low_magnitude(mlp(), pruning_schedule=schedule).save(tmp_path / "m.keras")  # JSON config
+    for bad in (dict(end_step=15.5), dict(begin_step=0.5)):
+        with pytest.raises(ValueError, match=r"must be a whole number of steps"):
+            sparsity.PolynomialDecay(0.5, 0.8, **{"begin_step": 0, "end_step": 16, **bad})

@@ -762,6 +762,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     _check_model(model)
     _check_built(model)
     _check_arguments(quantize, batch_size, converter_options, configure)
+    if isinstance(pack, (str, bytes, os.PathLike)):  # to_tflite(model, "model.tflite") wrote no file
+        raise ValueError(f"to_tflite's second argument is pack (True/False), got {pack!r}: pass the output file as "
+                         f"path=, e.g. to_tflite(model, path={pack!r}).")
+    if not isinstance(pack, (bool, np.bool_)):
+        raise ValueError(f"pack must be True or False, got {pack!r}")
     if not isinstance(positive_zeros, bool):
         raise ValueError(f"positive_zeros must be True or False, got {positive_zeros!r}")
     if path is not None:

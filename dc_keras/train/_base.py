@@ -124,6 +124,10 @@ _NORMALIZATIONS = tuple(getattr(keras.layers, n) for n in (
     if hasattr(keras.layers, n))
 
 
+#: Why a layer whose ``get_prunable_weights()`` returns ``[]`` is left dense.
+_DECLARES_NONE = "it declares no prunable weights (its get_prunable_weights() returns [])"
+
+
 def unsupported_reason(layer):
     """None for a supported layer, else why it cannot be pruned or clustered."""
     if isinstance(layer, keras.Model):
@@ -133,6 +137,8 @@ def unsupported_reason(layer):
                     "schedule))")
         return "a model (its own layers are handled one by one)"
     if declares_weights(layer):
+        if layer.built and not _declared(layer):  # tfmot's opt-out: a PrunableLayer with nothing to prune
+            return _DECLARES_NONE
         return None
     if any(isinstance(layer, cls) for cls, _, _ in _SIMPLE):
         return None
@@ -175,7 +181,10 @@ def _declared_weights(layer, declared):
         axis = 0 if len(var.shape) < 2 else -2
         result.append((var.name, var, axis))
     if not result:
-        raise ValueError(f"Layer {layer.name!r} declares no prunable weights.")
+        raise ValueError(
+            f"Layer {layer.name!r} declares no prunable weights (its get_prunable_weights() returns []), so "
+            "a wrapper has nothing to prune or cluster: use the layer itself, unwrapped (given a whole model, "
+            "prune() / cluster() and tfmot's prune_low_magnitude() / cluster_weights() leave it dense).")
     return result
 
 

@@ -329,13 +329,19 @@ class PruneWrapper(_base.CompressionWrapper):
                 return
             what = f"the {self.schedule.__class__.__name__} threshold (quality {self.schedule.quality})"
         self._ties_warned.add(name)
+        if "bias" in name.lower():  # tfmot's guide prunes a bias (get_prunable_weights: [self.bias])
+            cause = ("A bias starts all zeros (Keras's default bias_initializer) until training moves it: start "
+                     "the schedule after some training, begin_step > 0 (tfmot's first update comes only at step "
+                     "`frequency`, after that many training steps).")
+        else:
+            cause = ("Is the kernel all zeros (kernel_initializer='zeros', or a layer not trained yet)? Initialise "
+                     "it with non-zero values (e.g. Keras's default glorot_uniform) or start the schedule after "
+                     "some training (begin_step).")
         warnings.warn(
             f"Pruning layer {self.name!r} weight {name!r} at step {int(step)}: {what}, but {pruned} of {size} "
             f"weights (sparsity {pruned / size:.3g}) tie at or below the threshold magnitude, so all of them are "
-            "pruned and stay 0 for the rest of training. Magnitude pruning needs distinct magnitudes: is the "
-            "kernel all zeros (kernel_initializer='zeros', or a layer not trained yet)? Initialise it with "
-            "non-zero values (e.g. Keras's default glorot_uniform) or start the schedule after some training "
-            "(begin_step). (Expected if they are the zeros of an earlier pruning, e.g. a stripped model pruned "
+            f"pruned and stay 0 for the rest of training. Magnitude pruning needs distinct magnitudes. {cause} "
+            "(Expected if they are the zeros of an earlier pruning, e.g. a stripped model pruned "
             "again: start the schedule at that sparsity.)", UserWarning, stacklevel=2)
 
     def _update_variables(self):

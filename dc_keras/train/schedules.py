@@ -46,9 +46,22 @@ def _user_stacklevel():
     return level
 
 
+def _whole(value):
+    """``value`` as an int when it is an integer or a whole float (``16.0``: tfmot takes it, and
+    ``np.ceil(n / batch_size) * epochs`` gives one), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(value)
+    return None
+
+
 def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"`{name}` must be an integer, got {value!r}.")
+    if _whole(value) is None:
+        raise ValueError(f"`{name}` must be a whole number of steps, got {value!r}.")
+    value = _whole(value)
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
     return int(value)
@@ -74,9 +87,9 @@ class PruningSchedule:
 
     def __init__(self, begin_step=0, end_step=-1, frequency=100):
         self.begin_step = _check_int("begin_step", begin_step, 0)
-        if isinstance(end_step, bool) or not isinstance(end_step, numbers.Integral):
-            raise ValueError(f"`end_step` must be an integer (-1 for no end), got {end_step!r}.")
-        end_step = int(end_step)
+        if _whole(end_step) is None:
+            raise ValueError(f"`end_step` must be a whole number of steps (-1 for no end), got {end_step!r}.")
+        end_step = _whole(end_step)
         if end_step != -1 and end_step < self.begin_step:
             raise ValueError(
                 f"`end_step` ({end_step}) must be >= `begin_step` ({self.begin_step}), or -1 for no end."
@@ -98,6 +111,19 @@ class PruningSchedule:
         end = ops.cast(self.end_step, _INT)
         in_window = ops.logical_and(after_begin, ops.less_equal(step, end))
         return ops.logical_and(in_window, ops.logical_or(on_frequency, ops.equal(step, end)))
+
+    def __call__(self, step):
+        """tfmot's schedule call: ``(should_prune, sparsity)`` at ``step``, as tensors (:meth:`should_update`
+        and :meth:`sparsity`; unlike tfmot's, also an update at ``end_step``). Subclasses implement
+        ``sparsity(step)``, not this.
+
+        Example:
+            >>> should_prune, sparsity = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100, frequency=10)(50)
+        """
+        if self.kind != "sparsity":
+            raise TypeError(f"{type(self).__name__} sets a threshold, not a sparsity: it has no (should_prune, "
+                            "sparsity) value at a step; use should_update(step).")
+        return self.should_update(step), self.sparsity(step)
 
     # -- reachability (host-side arithmetic, mirrors should_update / sparsity) -------------------
     def target_sparsity_value(self):
@@ -215,7 +241,7 @@ class PruningSchedule:
         no_rule = self.kind == "sparsity" and not callable(getattr(self, "sparsity", None))
         if not missing and not no_rule:
             return
-        tfmot_style = any("__call__" in vars(k) for k in type(self).__mro__)
+        tfmot_style = any("__call__" in vars(k) for k in type(self).__mro__ if k is not PruningSchedule)
         problem = ("implements tfmot's __call__(step) -> (should_prune, sparsity)" if tfmot_style and no_rule
                    else "has no sparsity(step) method" if no_rule
                    else f"has no {', '.join(missing)} (PruningSchedule.__init__ was not called)")

@@ -52,7 +52,10 @@ class instance_only:
 def _check_log_dir(log_dir):
     if not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
         raise ValueError(f"`log_dir` must be a path, got {log_dir!r}.")
-    return os.fsdecode(os.fspath(log_dir))
+    path = os.fsdecode(os.fspath(log_dir))
+    if not path:  # would write into ./train, next to wherever the script runs
+        raise ValueError("`log_dir` must be a non-empty path (the folder TensorBoard reads, e.g. 'logs'), got ''.")
+    return path
 
 
 def sync_model_state(model):

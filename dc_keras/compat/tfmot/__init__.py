@@ -39,6 +39,10 @@ _NOT_PROVIDED = {
     "experimental": ("tfmot.experimental (PQAT/CQAT combinations) is not provided on Keras 3: use "
                      "cluster_weights(..., preserve_sparsity=True), then dc_keras.export.to_tflite(model, "
                      "quantize='int8', representative_data=x) (docs/migrating_from_tfmot.md)"),
+    "python": ("tfmot.python (tfmot's internal modules, e.g. python.core.clustering.keras.experimental.cluster) is not "
+               "provided: use the public names, tfmot.sparsity.keras and tfmot.clustering.keras; the experimental "
+               "cluster.cluster_weights(..., preserve_sparsity=True) is "
+               "tfmot.clustering.keras.cluster_weights(..., preserve_sparsity=True) (docs/migrating_from_tfmot.md)"),
 }
 
 

@@ -11,6 +11,7 @@ Example:
     ...     model, number_of_clusters=16, cluster_centroids_init=CentroidInitialization.LINEAR)
 """
 import contextlib
+import enum
 import numbers
 
 import keras
@@ -23,17 +24,20 @@ from dc_keras.train import summaries as _summaries
 from dc_keras.train.strip import strip as _strip_model
 
 
-class CentroidInitialization:
-    """How the centroids start (tfmot's enum values; they map to dc_keras's ``init``).
+class CentroidInitialization(str, enum.Enum):
+    """How the centroids start: tfmot's enum (a ``str`` enum, same members and values, so it can be
+    iterated and compared with saved strings); the members map to dc_keras's ``init``.
 
     Example:
         >>> cluster_weights(model, 16, cluster_centroids_init=CentroidInitialization.DENSITY_BASED)
+        >>> [init.name for init in CentroidInitialization]
+        ['LINEAR', 'RANDOM', 'DENSITY_BASED', 'KMEANS_PLUS_PLUS']
     """
 
-    LINEAR = "LINEAR"
-    RANDOM = "RANDOM"
-    DENSITY_BASED = "DENSITY_BASED"
-    KMEANS_PLUS_PLUS = "KMEANS_PLUS_PLUS"
+    LINEAR = "CentroidInitialization.LINEAR"
+    RANDOM = "CentroidInitialization.RANDOM"
+    DENSITY_BASED = "CentroidInitialization.DENSITY_BASED"
+    KMEANS_PLUS_PLUS = "CentroidInitialization.KMEANS_PLUS_PLUS"
 
 
 _INITS = {
@@ -45,11 +49,14 @@ _INITS = {
 
 
 def _init_of(value):
-    key = getattr(value, "value", value)  # an Enum member or its string
-    if isinstance(key, str) and key.upper() in _INITS:
-        return _INITS[key.upper()]
-    raise ValueError(f"cluster_centroids_init must be one of CentroidInitialization.{{{', '.join(_INITS)}}}, "
-                     f"got {value!r}.")
+    """dc_keras's ``init`` for a member, its value (``"CentroidInitialization.LINEAR"``) or its name
+    (``"LINEAR"``, any case); tfmot's own enum members are ``str`` values too."""
+    if isinstance(value, str):
+        name = value.rpartition(".")[2].upper() if value.startswith("CentroidInitialization.") else value.upper()
+        if name in CentroidInitialization.__members__:
+            return _INITS[CentroidInitialization[name]]
+    raise ValueError(f"cluster_centroids_init must be one of CentroidInitialization."
+                     f"{{{', '.join(CentroidInitialization.__members__)}}}, got {value!r}.")
 
 
 def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=CentroidInitialization.KMEANS_PLUS_PLUS,
@@ -70,19 +77,24 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
             evenly on each side of zero, shared in proportion to the negative and positive
             weights, as tfmot does.
         cluster_per_channel: only False.
+        **kwargs: for a single layer, keyword arguments of its wrapper (a Keras layer), e.g. ``name``.
 
     Example:
         >>> clustered = cluster_weights(model, number_of_clusters=16,
         ...                             cluster_centroids_init=CentroidInitialization.LINEAR)
     """
-    if kwargs:
-        raise TypeError(f"cluster_weights() got unsupported argument(s) {sorted(kwargs)}.")
+    if kwargs and not (isinstance(to_cluster, keras.layers.Layer) and not isinstance(to_cluster, keras.Model)):
+        raise TypeError(f"cluster_weights() got unsupported argument(s) {sorted(kwargs)}: as in tfmot, extra keyword "
+                        "arguments (name=, ...) go to the wrapper of a single layer only.")
     if isinstance(number_of_clusters, bool) or not isinstance(number_of_clusters, numbers.Integral) \
             or number_of_clusters < 1:
         raise ValueError(f"number_of_clusters must be a positive integer, got {number_of_clusters!r}.")
+    if number_of_clusters > 4096:
+        raise ValueError(f"number_of_clusters={number_of_clusters}: dc_keras shares at most 4096 values per kernel "
+                         "(its packed format's codebook limit; 12-bit indices). Pass number_of_clusters <= 4096.")
     if cluster_per_channel:
-        raise ValueError("cluster_per_channel=True is not supported by dc_keras: one set of centroids per "
-                         "kernel. Pass cluster_per_channel=False.")
+        raise ValueError(f"cluster_per_channel={cluster_per_channel!r}: per-channel clustering is not supported by "
+                         "dc_keras (one set of centroids per kernel). Pass cluster_per_channel=False.")
     init = _init_of(cluster_centroids_init)
     clusters = int(number_of_clusters)
     if preserve_sparsity:
@@ -96,12 +108,17 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
     args = dict(init=init, preserve_sparsity=bool(preserve_sparsity), clusters=clusters)
 
     def one(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            raise _base.not_keras3_error("cluster_weights()", "a Keras model, layer or list of layers", layer)
+        if isinstance(layer, _clustering.ClusterWrapper):
+            return layer  # as tfmot: a layer clustered already is left as it is
+        if isinstance(layer, _base.CompressionWrapper):
+            raise ValueError(f"cluster_weights(): layer {layer.name!r} is still wrapped for pruning: strip_pruning() "
+                             "the pruned model first, then cluster_weights that (as in tfmot).")
         choice = _sparsity_keras._registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is clustered (tfmot wraps it with no weight to cluster)
-        if not isinstance(layer, keras.layers.Layer):
-            raise _base.not_keras3_error("cluster_weights()", "a Keras model, layer or list of layers", layer)
-        return _clustering.ClusterWrapper(layer, weights=choice, **args)
+        return _clustering.ClusterWrapper(layer, weights=choice, **args, **kwargs)
 
     if isinstance(to_cluster, (list, tuple)):
         return [one(layer) for layer in to_cluster]

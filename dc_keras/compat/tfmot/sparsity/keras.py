@@ -34,6 +34,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
             wrapper is returned, e.g. from a ``clone_model`` ``clone_function``) or a list of layers.
         pruning_schedule: a ``PolynomialDecay`` / ``ConstantSparsity``; default
             ``ConstantSparsity(0.5, 0)`` as in tfmot.
+        **kwargs: for a single layer, keyword arguments of its wrapper (a Keras layer), e.g. ``name``.
         block_size, block_pooling_type: only tfmot's defaults ``(1, 1)`` / ``"AVG"`` (no block sparsity).
         pruning_policy: only None.
         sparsity_m_by_n: ``(m, n)`` structured sparsity as in tfmot: ``m`` zeros in every ``n``
@@ -43,31 +44,47 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
     Example:
         >>> pruned = prune_low_magnitude(model, pruning_schedule=PolynomialDecay(0.5, 0.8, 0, 1000))
     """
-    if kwargs:
-        raise TypeError(f"prune_low_magnitude() got unsupported argument(s) {sorted(kwargs)}; "
-                        "dc_keras.compat.tfmot supports tfmot's documented arguments only.")
-    if tuple(block_size) != (1, 1):
-        raise ValueError(f"block_size={tuple(block_size)!r}: block sparsity is not supported by dc_keras; use "
+    if kwargs and not (isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model)):
+        raise TypeError(f"prune_low_magnitude() got unsupported argument(s) {sorted(kwargs)}: as in tfmot, extra "
+                        "keyword arguments (name=, ...) go to the wrapper of a single layer only.")
+    try:
+        block_size = tuple(block_size)
+    except TypeError:
+        raise ValueError(f"block_size must be a pair of ints such as (1, 1), got {block_size!r}.") from None
+    if block_size != (1, 1):
+        raise ValueError(f"block_size={block_size!r}: block sparsity is not supported by dc_keras; use "
                          "block_size=(1, 1) (unstructured) or sparsity_m_by_n=(m, n) for structured sparsity.")
     if block_pooling_type not in ("AVG", "MAX"):
         raise ValueError(f"block_pooling_type must be 'AVG' or 'MAX', got {block_pooling_type!r}.")
     if pruning_policy is not None:
         raise ValueError("pruning_policy is not supported by dc_keras (tfmot's PruneForLatencyOnXNNPack); "
                          "pass pruning_policy=None and choose the layers with a clone_function instead.")
+    if isinstance(pruning_schedule, type) and issubclass(pruning_schedule, PruningSchedule):
+        raise ValueError(f"pruning_schedule must be a schedule instance, got the class {pruning_schedule.__name__}: "
+                         "e.g. pruning_schedule=ConstantSparsity(0.5, begin_step=0).")
+    if pruning_schedule is not None and not isinstance(pruning_schedule, PruningSchedule):
+        raise ValueError(f"pruning_schedule must be a PolynomialDecay, ConstantSparsity or other PruningSchedule of "
+                         f"this module, got {pruning_schedule!r}.")
     schedule = ConstantSparsity(0.5, 0) if pruning_schedule is None else pruning_schedule
     keep_m_by_n = _kept_of(sparsity_m_by_n)
 
     def one(layer):
         if not isinstance(layer, keras.layers.Layer):
             raise _base.not_keras3_error("prune_low_magnitude()", "a Keras model, layer or list of layers", layer)
+        if isinstance(layer, _pruning.PruneWrapper):
+            return layer  # as tfmot: a layer pruned already is left as it is (its own schedule)
+        if isinstance(layer, _base.CompressionWrapper):
+            raise ValueError(f"prune_low_magnitude(): layer {layer.name!r} is still wrapped for clustering: "
+                             "strip_clustering() the clustered model first, then prune_low_magnitude that.")
         choice = _registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is pruned (tfmot wraps it with no weight to prune)
-        return _pruning.PruneWrapper(layer, schedule, sparsity_m_by_n=keep_m_by_n, weights=choice)
+        return _pruning.PruneWrapper(layer, schedule, sparsity_m_by_n=keep_m_by_n, weights=choice, **kwargs)
 
     if isinstance(to_prune, (list, tuple)):
         return [one(layer) for layer in to_prune]
     if isinstance(to_prune, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
+        _refuse_wrapped(to_prune)
         return _refuse_unsupported(_pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n, include_frozen=True,
                                                   _weights_of=_registry),
                                   "pruned", "prune_low_magnitude")
@@ -75,26 +92,61 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
 
 
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+# The layers tfmot 0.8.1's registry lists with no weights to prune (activations, reshapes, pooling,
+# dropout, merges, normalisations): its prune_low_magnitude / cluster_weights wrap them, with nothing
+# to do, also given alone or in a list. Known by type since most have no weights only once built.
+_WEIGHTLESS = tuple(getattr(keras.layers, name) for name in (
+    "ELU", "LeakyReLU", "ReLU", "Softmax", "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D",
+    "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Activation",
+    "ActivityRegularization", "Dropout", "Flatten", "Lambda", "Masking", "Permute", "RepeatVector", "Reshape",
+    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "Add", "Average", "Concatenate", "Dot", "Maximum",
+    "Minimum", "Multiply", "Subtract", "AlphaDropout", "GaussianDropout", "GaussianNoise", "AveragePooling1D",
+    "AveragePooling2D", "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "MaxPooling1D",
+    "MaxPooling2D", "MaxPooling3D") if hasattr(keras.layers, name)) + _base._NORMALIZATIONS
 _SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 
 
 def _registry(layer):
     """Which weights of ``layer`` the drop-in compresses where tfmot 0.8.1's layer registry differs
     from dc_keras's: a DepthwiseConv1D/2D is left dense (the reason, as a string) and of a
-    SeparableConv1D/2D only ``pointwise_kernel`` is compressed; None (dc_keras's choice) for every
-    other layer and for a layer that declares its weights (``get_prunable_weights``, as in tfmot).
+    SeparableConv1D/2D only ``pointwise_kernel`` is compressed; a layer with no weights to compress
+    (a type tfmot's registry lists without any, a built layer without weights, a ``PrunableLayer``
+    whose ``get_prunable_weights()`` returns ``[]``) is left as it is (the reason); None (dc_keras's
+    choice) for every other layer and for a layer that declares its weights (as in tfmot).
 
     Example:
         >>> _registry(keras.layers.SeparableConv2D(8, 3))  # ['pointwise_kernel']
+        >>> _registry(keras.layers.Flatten())  # 'no weights to compress ...'
     """
     if _base.declares_weights(layer):
-        return None
+        return _base.unsupported_reason(layer)  # None, or why a built one declaring [] stays as it is
+    if isinstance(layer, _WEIGHTLESS) or (layer.built and not layer.weights):
+        return "no weights to compress (tfmot's registry wraps it with nothing to do)"
     if isinstance(layer, _DEPTHWISE):
         return ("depthwise kernel, left dense as tfmot 0.8.1's layer registry does (dc_keras.prune / "
                 "dc_keras.cluster compress it)")
     if isinstance(layer, _SEPARABLE):
         return ["pointwise_kernel"]
     return None
+
+
+def _refuse_wrapped(model):
+    """tfmot keeps a model's pruned layers and wraps the others; dc_keras rebuilds only models
+    without wrappers. Name the layers and the two usual intents (go on pruning, prune again)."""
+    wrapped = _base.find_wrappers(model)
+    if not wrapped:
+        return
+    names = ", ".join(repr(w.name) for w in wrapped[:5]) + (", ..." if len(wrapped) > 5 else "")
+    if all(isinstance(w, _pruning.PruneWrapper) for w in wrapped):
+        raise ValueError(
+            f"prune_low_magnitude(): model {model.name!r} is pruned already (layers {names}; tfmot would keep them "
+            "and wrap only the others, dc_keras does not mix the two). To go on pruning it, fit it as it is with "
+            "UpdatePruningStep(); to prune all of it with a new schedule, call strip_pruning(model) first and "
+            "prune_low_magnitude that (or wrap the other layers in the model you build: "
+            "prune_low_magnitude(layer)).")
+    raise ValueError(f"prune_low_magnitude(): model {model.name!r} still has clustering wrappers (layers {names}): "
+                     "call strip_clustering(model) first, then prune_low_magnitude that.")
 
 
 def _refuse_unsupported(model, what, call):
@@ -154,6 +206,9 @@ class PruningSummaries(_pruning.PruningCallback):
         if kwargs:
             raise TypeError(f"PruningSummaries() got unsupported argument(s) {sorted(kwargs)} (TensorBoard "
                             "options belong to keras.callbacks.TensorBoard, which you can add next to it).")
+        if log_dir is None:  # PruningCallback(log_dir=None) only prunes: this would write nothing, silently
+            raise ValueError("PruningSummaries needs a log_dir (the folder TensorBoard reads, e.g. 'logs'), got None; "
+                             "to prune without writing summaries use UpdatePruningStep().")
         if update_freq not in ("epoch", "batch") and (isinstance(update_freq, bool) or not isinstance(update_freq, int)):
             raise ValueError(f"update_freq must be 'epoch', 'batch' or an int, got {update_freq!r}.")
         self.update_freq = update_freq
