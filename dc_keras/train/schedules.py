@@ -59,12 +59,12 @@ def _whole(value):
 
 
 def _check_int(name, value, minimum):
-    if _whole(value) is None:
+    whole = _whole(value)
+    if whole is None:
         raise ValueError(f"`{name}` must be a whole number of steps, got {value!r}.")
-    value = _whole(value)
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
-    return int(value)
+    if whole < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {whole}.")
+    return whole
 
 
 def _check_sparsity(name, value):
@@ -87,9 +87,10 @@ class PruningSchedule:
 
     def __init__(self, begin_step=0, end_step=-1, frequency=100):
         self.begin_step = _check_int("begin_step", begin_step, 0)
-        if _whole(end_step) is None:
+        whole = _whole(end_step)
+        if whole is None:
             raise ValueError(f"`end_step` must be a whole number of steps (-1 for no end), got {end_step!r}.")
-        end_step = _whole(end_step)
+        end_step = whole
         if end_step != -1 and end_step < self.begin_step:
             raise ValueError(
                 f"`end_step` ({end_step}) must be >= `begin_step` ({self.begin_step}), or -1 for no end."

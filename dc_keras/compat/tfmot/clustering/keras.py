@@ -83,9 +83,7 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
         >>> clustered = cluster_weights(model, number_of_clusters=16,
         ...                             cluster_centroids_init=CentroidInitialization.LINEAR)
     """
-    if kwargs and not (isinstance(to_cluster, keras.layers.Layer) and not isinstance(to_cluster, keras.Model)):
-        raise TypeError(f"cluster_weights() got unsupported argument(s) {sorted(kwargs)}: as in tfmot, extra keyword "
-                        "arguments (name=, ...) go to the wrapper of a single layer only.")
+    _sparsity_keras._check_wrapper_kwargs("cluster_weights()", to_cluster, kwargs)
     if isinstance(number_of_clusters, bool) or not isinstance(number_of_clusters, numbers.Integral) \
             or number_of_clusters < 1:
         raise ValueError(f"number_of_clusters must be a positive integer, got {number_of_clusters!r}.")

@@ -44,9 +44,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
     Example:
         >>> pruned = prune_low_magnitude(model, pruning_schedule=PolynomialDecay(0.5, 0.8, 0, 1000))
     """
-    if kwargs and not (isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model)):
-        raise TypeError(f"prune_low_magnitude() got unsupported argument(s) {sorted(kwargs)}: as in tfmot, extra "
-                        "keyword arguments (name=, ...) go to the wrapper of a single layer only.")
+    _check_wrapper_kwargs("prune_low_magnitude()", to_prune, kwargs)
     try:
         block_size = tuple(block_size)
     except TypeError:
@@ -89,6 +87,14 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
                                                   _weights_of=_registry),
                                   "pruned", "prune_low_magnitude")
     return one(to_prune)
+
+
+def _check_wrapper_kwargs(call, target, kwargs):
+    """As in tfmot, extra keyword arguments (``name=``, ...) of ``prune_low_magnitude`` /
+    ``cluster_weights`` are for the wrapper of a single layer: refused for a model or a list."""
+    if kwargs and not (isinstance(target, keras.layers.Layer) and not isinstance(target, keras.Model)):
+        raise TypeError(f"{call} got unsupported argument(s) {sorted(kwargs)}: as in tfmot, extra keyword "
+                        "arguments (name=, ...) go to the wrapper of a single layer only.")
 
 
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
