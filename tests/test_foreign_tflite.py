@@ -45,6 +45,27 @@ def test_weight_sharing_its_buffer_with_an_output_is_reported_by_pack_and_inspec
     assert (rows["weights_out"].status, rows["weights_out"].reason) == ("refused", "graph input/output")
 
 
+def test_refused_totals_count_a_shared_buffer_once(tmp_path, capsys):
+    """Two refused tensors reading one buffer (a weight and a graph output sharing it) hold its bytes
+    once in the file: pack's warning, the CLI's "not packed" line and inspect's "refused" total
+    counted them twice."""
+    from dc_keras import cli
+
+    data, name = _with_weight_also_an_output()
+    _, stats = _pack.pack_with_stats(data)
+    sizes = {n: nbytes for n, nbytes, _ in stats["refused"]}
+    assert len(sizes) == 2 and sizes[name] == sizes["weights_out"] > 0
+    once = sizes[name]
+    assert stats["refused_bytes"] == once
+    with pytest.warns(UserWarning, match=f"2 constant tensor\\(s\\), {once} B, not packed"):
+        export.pack(data)
+    assert f"refused: 2 tensor(s), {once} B stay raw" in export.inspect(data).to_text()
+    src = tmp_path / "m.tflite"
+    src.write_bytes(data)
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    assert f"not packed: 2 constant tensor(s), {once} B " in capsys.readouterr().out
+
+
 def test_while_loop_state_is_reported_as_loop_state():
     """A constant input of a WHILE op (an initial state or tensor-list accumulator the loop writes
     into) was reported as "written by an operator (not a constant)" although it is a constant in

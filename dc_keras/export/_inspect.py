@@ -15,6 +15,11 @@ from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _of
                                    skip_reason)
 
 
+def _once(rows):
+    """Raw bytes of ``rows``, a buffer several of them read counted once."""
+    return sum({r.buffer if r.buffer > 0 else ("row", i): r.raw_bytes for i, r in enumerate(rows)}.values())
+
+
 @dataclasses.dataclass
 class TensorRow:
     """One constant tensor: ``packed_bytes`` is its size in the file if packed, else what it would
@@ -99,11 +104,11 @@ class Report:
                          "(a constant read in several subgraphs or signatures)")
         refused = [r for r in self.rows if r.status == "refused"]
         if refused:
-            lines.append(f"refused: {len(refused)} tensor(s), {sum(r.raw_bytes for r in refused)} B stay raw "
+            lines.append(f"refused: {len(refused)} tensor(s), {_once(refused)} B stay raw "
                          "(the reason column says why)")
         skipped = [r for r in self.rows if r.status == "skipped"]
         if skipped:
-            lines.append(f"skipped: {len(skipped)} tensor(s), {sum(r.raw_bytes for r in skipped)} B below min_bytes "
+            lines.append(f"skipped: {len(skipped)} tensor(s), {_once(skipped)} B below min_bytes "
                          "(left alone by design: too small for a packed header to pay off)")
         where = "after the flatbuffer (Buffer.offset/size)" if self.external_buffers else "inline"
         lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'}; "

@@ -299,19 +299,36 @@ def warn_notes(stats, positive_zeros_how, who):
 
     _warn_dropped(stats["dropped_zip"], stacklevel=4)
     if stats["refused"]:
-        warnings.warn(f"{who}: {refused_note(stats['refused'])}; dc_keras.export.inspect(data) lists every tensor",
+        warnings.warn(f"{who}: {refused_note(stats['refused'], total=stats['refused_bytes'])}; dc_keras.export.inspect(data) lists every tensor",
                       UserWarning, stacklevel=3)
     kept, kept_n = stats["negative_zeros"]
     if kept:
         warnings.warn(f"{who}: {negative_zeros_note(kept, kept_n, positive_zeros_how)}", UserWarning, stacklevel=3)
 
 
-def refused_note(refused, shown=3):
-    """One line on the constant tensors ``pack`` could not pack (``stats["refused"]``)."""
+def refused_note(refused, shown=3, total=None):
+    """One line on the constant tensors ``pack`` could not pack (``stats["refused"]``); ``total``:
+    their bytes with a buffer several of them read counted once (``stats["refused_bytes"]``)."""
     listed = "; ".join(f"{name or '(unnamed)'} ({nbytes} B): {why}" for name, nbytes, why in refused[:shown])
     more = f"; and {len(refused) - shown} more" if len(refused) > shown else ""
-    return (f"{len(refused)} constant tensor(s), {sum(n for _, n, _ in refused)} B, not packed: "
-            f"{listed}{more}")
+    total = sum(n for _, n, _ in refused) if total is None else total
+    return f"{len(refused)} constant tensor(s), {total} B, not packed: {listed}{more}"
+
+
+class _Refused(list):
+    """``stats["refused"]``: (name, bytes, reason) per tensor, and ``buffers``: bytes per buffer
+    index, so that a buffer two refused tensors read counts once in the totals."""
+
+    def __init__(self):
+        super().__init__()
+        self.buffers = {}
+
+    def add(self, t, nbytes, why):
+        self.append((fb.tensor_name(t), nbytes, why))
+        if t.buffer > 0:
+            self.buffers[t.buffer] = max(nbytes, self.buffers.get(t.buffer, 0))
+        else:
+            self.buffers[("no buffer", len(self))] = nbytes
 
 
 def negative_zeros_note(tensors, entries, option):
@@ -336,7 +353,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                     min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto",
                     context_model=False, compact=None, positive_zeros=False):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes, "refused": [(name,
-    bytes, reason)], "kept_files": [name], "dropped_zip": None or reason}`` (for the CLI;
+    bytes, reason)], "refused_bytes": their total (a buffer several read counted once),
+    "kept_files": [name], "dropped_zip": None or reason}`` (for the CLI;
     ``refused``: constants of at least ``min_bytes`` that cannot be packed, e.g. int64 ones; tensors
     that pack but not smaller enough are not listed; ``kept_files``: the associated files of a zip
     appended to the input, written after the output's model (``_zip``); ``dropped_zip``: why the
@@ -359,12 +377,12 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     zeros = _signed_zeros(model, positive_zeros)
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     enc = {"version": version, "context_model": bool(context_model)}  # codec.encode options
-    refused = []
+    refused = _Refused()
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model),
                   _planned_constants(offline_plans))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
-             "refused": refused, "kept_files": [], "dropped_zip": None,
+             "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "dropped_zip": None,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0)}
     rewrite = strip_strings or compact is True or buffers != "auto" or zeros[0] > 0 and positive_zeros
     if not stats["packed_tensors"] and not rewrite:
@@ -499,7 +517,7 @@ def _refusal(model, t, reason, min_bytes, refused):
     """Records in ``refused`` a constant of at least ``min_bytes`` that cannot be packed: (name, bytes, why)."""
     nbytes = len(fb.buffer_bytes(model, t.buffer)) if t.buffer > 0 else 0
     if refused is not None and nbytes >= max(min_bytes, 1):
-        refused.append((fb.tensor_name(t), nbytes, reason))
+        refused.add(t, nbytes, reason)
 
 
 def _densified(model):
@@ -649,7 +667,7 @@ def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
                 continue
             data = _encode_checked(codec, dense, verify, enc=enc)
             if data is None and refused is not None:
-                refused.append((fb.tensor_name(t), stored, "TFLite-sparse, densified: the codec refuses its data"))
+                refused.add(t, stored, "TFLite-sparse, densified: the codec refuses its data")
             if data is not None and keep_reason(len(data), stored, min_saving) is None:
                 out.setdefault(s, []).append((j, i, data))
     return out

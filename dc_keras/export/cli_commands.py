@@ -110,7 +110,7 @@ def cmd_pack(args):
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
-    _print_refused(stats["refused"], args.input)
+    _print_refused(stats["refused"], args.input, stats["refused_bytes"])
     _print_zip(stats["kept_files"], stats["dropped_zip"], args.input, args.output)
     _print_zeros(stats)
 
@@ -138,11 +138,12 @@ def _print_zip(names, dropped, path, output, shown=5):
         print("note: " + dropped_zip_note(path, dropped))
 
 
-def _print_refused(refused, path, shown=5):
-    """One line per constant tensor pack cannot pack (at most ``shown``), on stdout after the result."""
+def _print_refused(refused, path, total, shown=5):
+    """One line per constant tensor pack cannot pack (at most ``shown``), on stdout after the result;
+    ``total``: their bytes, a buffer several of them read counted once."""
     if not refused:
         return
-    print(f"not packed: {len(refused)} constant tensor(s), {sum(n for _, n, _ in refused)} B "
+    print(f"not packed: {len(refused)} constant tensor(s), {total} B "
           f"(`dc-keras inspect {path}` lists every tensor):")
     for name, nbytes, why in refused[:shown]:
         print(f"  {name or '(unnamed)'}: {nbytes} B: {why}")
