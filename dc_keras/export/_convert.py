@@ -340,7 +340,46 @@ def _convert_dynamic(model, apply):
                 model.export(saved, format="tf_saved_model")
             except Exception:
                 raise first from None
+            saved = _with_named_dict_inputs(model, saved, tmp)
             return apply(tf.lite.TFLiteConverter.from_saved_model(saved), None).convert()
+
+
+def _with_named_dict_inputs(model, saved, tmp):
+    """The SavedModel to convert: ``saved``, or, when its ``serve`` endpoint takes one dict of
+    tensors (a subclassed model called with a dict), a re-export whose inputs are named by the dict's
+    keys. A subclassed model loaded from a ``.keras`` file reaches the converter through
+    ``model.export``, whose signature flattens the dict to ``args_0``, ``args_0_1``, ...; one the user
+    called goes the direct route, which keeps the keys (``predict_tflite`` takes a dict by them).
+    The dtypes and shapes are those Keras recorded (the first export's); a re-export that fails keeps
+    the first one's names."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        shapes = (model.get_build_config() or {}).get("input_shape")
+    except Exception:  # noqa: BLE001 (a custom get_build_config)
+        return saved
+    if not isinstance(shapes, dict):
+        return saved
+    try:
+        sig = tf.saved_model.load(saved).serve.input_signature
+    except Exception:  # noqa: BLE001 (no serve endpoint to read: keep the export)
+        return saved
+    if not (isinstance(sig, (list, tuple)) and len(sig) == 1 and isinstance(sig[0], dict) and sig[0]
+            and all(isinstance(k, str) and isinstance(v, tf.TensorSpec) for k, v in sig[0].items())):
+        return saved
+    keys = sorted(sig[0])
+    specs = [tf.TensorSpec(sig[0][k].shape, sig[0][k].dtype, name=k) for k in keys]
+    named = os.path.join(tmp, "saved_model_named")
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda *args: model(dict(zip(keys, args)), training=False),
+                             input_signature=specs)
+        archive.write_out(named, verbose=False)
+    except Exception:  # noqa: BLE001 (e.g. a key TF does not take as a signature name)
+        return saved
+    return named
 
 
 def _convert_static(model, apply, batch):
