@@ -109,6 +109,37 @@ def test_conv_model_keeps_conv_layers_decoded():
     assert runtime.Interpreter(model_content=export.pack(plain)).compressed_report() == []
 
 
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_reading_a_weight_that_runs_compressed_names_it_and_the_fix(backend):
+    """A weight run from the compact form has no dense values: get_tensor / tensor()() say so by
+    name with the fix, not the backend's "Tensor data is null. Run allocate_tensors() first"
+    (already run); other tensors, and the same weight with weights="decoded", still read."""
+    plain = em.tflite("dense", None)
+    packed = export.pack(plain)
+    it = runtime.Interpreter(model_content=packed, backend=backend, weights="compressed", **ALL)
+    it.allocate_tensors()
+    names = {r["weights"] for r in it.compressed_report() if r["route"] == "compressed"}
+    by_name = {d["name"]: d["index"] for d in it.get_tensor_details()}
+    assert names and names <= set(by_name)
+    for name in names:
+        with pytest.raises(ValueError, match=r"tensor \d+ \(.*\) is a packed weight that weights='compressed' "
+                                             r"runs from its compact sparse form.*weights='decoded'"):
+            it.get_tensor(by_name[name])
+        with pytest.raises(ValueError, match="weights='compressed' runs from its compact sparse form"):
+            it.tensor(by_name[name])()
+    xs = em.inputs("dense", 2, seed=3)
+    _close(em.run(it, xs), em.run(_plain(plain), xs))
+    out = it.get_output_details()[0]["index"]
+    assert it.tensor(out)().shape == it.get_tensor(out).shape
+    dec = runtime.Interpreter(model_content=packed, backend=backend)
+    dec.allocate_tensors()
+    ref = _plain(plain)
+    ref.allocate_tensors()
+    ref_idx = {d["name"]: d["index"] for d in ref.get_tensor_details()}
+    for name in names:
+        np.testing.assert_array_equal(dec.get_tensor(by_name[name]), ref.get_tensor(ref_idx[name]))
+
+
 def test_corrupt_packed_weights_fail_allocate_with_the_reason():
     packed = bytearray(export.pack(em.tflite("dense", None)))
     at = packed.find(b"DCHF")

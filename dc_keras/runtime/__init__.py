@@ -420,14 +420,51 @@ class Interpreter:
 
     def get_tensor(self, tensor_index, *args, **kwargs):
         """The backend's ``get_tensor``; with ``release_decoded=True`` a ValueError for a packed
-        weight the delegate may have freed (reading it would return freed memory)."""
+        weight the delegate may have freed (reading it would return freed memory); with
+        ``weights="compressed"`` a ValueError naming a weight that runs compressed (its dense
+        values are never built; the backend's own error says to run ``allocate_tensors()``)."""
         self._refuse_released(tensor_index, *args, **kwargs)
-        return self._interpreter.get_tensor(tensor_index, *args, **kwargs)
+        try:
+            return self._interpreter.get_tensor(tensor_index, *args, **kwargs)
+        except ValueError as exc:
+            self._raise_not_built(exc, tensor_index, *args, **kwargs)
+            raise
 
     def tensor(self, tensor_index, *args, **kwargs):
         """The backend's ``tensor`` (a function returning a view); refused like ``get_tensor``."""
         self._refuse_released(tensor_index, *args, **kwargs)
-        return self._interpreter.tensor(tensor_index, *args, **kwargs)
+        view = self._interpreter.tensor(tensor_index, *args, **kwargs)
+        if self.weights != "compressed":
+            return view
+
+        def read():
+            try:
+                return view()
+            except ValueError as exc:
+                self._raise_not_built(exc, tensor_index, *args, **kwargs)
+                raise
+
+        return read
+
+    def _raise_not_built(self, cause, tensor_index, subgraph_index=0, *_, **kwargs):
+        """A ValueError naming a packed weight that ``weights="compressed"`` runs from its compact
+        form, when the backend failed to read it (it has no data: TFLite says "Tensor data is null.
+        Run allocate_tensors() first", which does not help). Runs only after such a failure."""
+        if self.weights != "compressed":
+            return
+        sub = kwargs.get("subgraph_index", subgraph_index)
+        try:
+            details = self._interpreter.get_tensor_details(subgraph_index=sub)
+        except (TypeError, ValueError):
+            return
+        name = next((d["name"] for d in details if d["index"] == tensor_index), None)
+        if name is not None and any(r["route"] == "compressed" and r["weights"] == name
+                                    for r in self.compressed_report()):
+            raise ValueError(
+                f"{self._label}: tensor {tensor_index} ({name!r}) is a packed weight that "
+                "weights='compressed' runs from its compact sparse form: its dense values are never "
+                "built, so there is nothing to read; create the Interpreter with weights='decoded' "
+                "(the default) to read weights, or decode the file with dc_keras.export.unpack") from cause
 
     def _refuse_released(self, tensor_index, subgraph_index=0, *_, **kwargs):
         sub = kwargs.get("subgraph_index", subgraph_index)
