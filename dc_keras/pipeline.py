@@ -228,7 +228,11 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
     each given to the input of its shape (the ``.tflite`` does not keep the Keras order of its
     inputs, so a list for two inputs of the same shape is refused: use the dict). Returns an array,
     or for a model with several outputs a list of arrays in the Keras model's output order (read from
-    the ``.tflite``'s signature: its operators may list them in another order).
+    the ``.tflite``'s signature: its operators may list them in another order). Float ``x`` for a
+    quantized integer input (``converter_options={"inference_input_type": tf.int8}``) is quantized
+    with that input's scale and zero point; integer ``x`` is taken as already quantized. Outputs come
+    in the model's output type (a quantized int8 output as its int8 values: dequantize them with
+    ``get_output_details()[i]["quantization"]``).
 
     Example:
         >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
@@ -245,6 +249,21 @@ def _prepare(tflite_bytes, x):
     inputs = _signature_order(interpreter, interpreter.get_input_details(), "inputs")
     outs = _signature_order(interpreter, interpreter.get_output_details(), "outputs")
     return interpreter, inputs, outs, _input_arrays(x, inputs)
+
+
+def _as_input(a, d):
+    """``a`` in the dtype of input ``d``: float values for a quantized integer input (int8 / uint8 /
+    int16 with a scale, e.g. ``converter_options={"inference_input_type": tf.int8}``) are quantized
+    as TFLite's QUANTIZE op does (``round(x / scale) + zero_point``, halves away from zero,
+    clamped), so ``x`` is the Keras model's input either way; a plain cast would turn 0.7 into 0."""
+    dtype = np.dtype(d["dtype"])
+    scale, zero_point = d.get("quantization", (0.0, 0))
+    if dtype.kind in "iu" and scale and np.asarray(a).dtype.kind == "f":
+        v = (np.asarray(a, np.float32) / np.float32(scale)).astype(np.float64)
+        q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
+        info = np.iinfo(dtype)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return a.astype(dtype)
 
 
 def _run(interpreter, inputs, outs, arrays, batch_size, progress):
@@ -271,7 +290,7 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
             interpreter.allocate_tensors()
             current = len(batch[0])
         for (_, d), b in zip(inputs, batch):
-            interpreter.set_tensor(d["index"], b.astype(d["dtype"]))
+            interpreter.set_tensor(d["index"], _as_input(b, d))
         interpreter.invoke()
         for got, (_, d) in zip(outputs, outs):
             got.append(interpreter.get_tensor(d["index"]).copy())

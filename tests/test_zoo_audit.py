@@ -121,3 +121,31 @@ def test_int8_calibration_of_two_unnamed_inputs_is_not_swapped(batch_size):
     want = model.predict([xa, xb], verbose=0)
     got = predict_tflite(data, dict(zip(keras_names, (xa, xb))))
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
+def test_predict_tflite_quantizes_float_inputs_of_an_int8_input_model():
+    """A full-integer model with int8 inputs (converter_options inference_input_type=tf.int8):
+    predict_tflite cast float x with astype(int8) (0.7 -> 0), so outputs were garbage and
+    evaluate_tflite reported most samples wrong. Float x is now quantized as the model's own
+    QUANTIZE op does: the outputs, dequantized, equal those of the same model with float I/O bit
+    for bit (its QUANTIZE / DEQUANTIZE ops at the ends), and pre-quantized int8 x gives the same."""
+    import _export_models as em
+    import tensorflow as tf
+
+    model, calib = em.keras_model("dense"), em.inputs("dense", 32, seed=5)
+    io8 = export.to_tflite(model, quantize="int8", representative_data=calib,
+                           converter_options={"inference_input_type": tf.int8, "inference_output_type": tf.int8})
+    float_io = export.to_tflite(model, quantize="int8", representative_data=calib)
+    it = dc_keras.runtime.Interpreter(model_content=io8)
+    (s_in, z_in), (s_out, z_out) = it.get_input_details()[0]["quantization"], it.get_output_details()[0]["quantization"]
+    assert it.get_input_details()[0]["dtype"] == np.int8 and s_in > 0
+    x = em.inputs("dense", 40, seed=1) * 2  # some beyond the input range: clamped
+    got = predict_tflite(io8, x, batch_size=16)
+    assert got.dtype == np.int8
+    want = predict_tflite(float_io, x, batch_size=16)
+    np.testing.assert_array_equal((got.astype(np.float32) - np.float32(z_out)) * np.float32(s_out), want)
+    pre = np.clip(np.sign(x / s_in) * np.floor(np.abs(x / s_in) + 0.5) + z_in, -128, 127).astype(np.int8)
+    np.testing.assert_array_equal(predict_tflite(io8, pre), got)
+    x = x[:20] / 2  # inside the calibrated range
+    labels = np.argmax(model.predict(x, verbose=0), axis=-1)
+    assert evaluate_tflite(io8, x, labels, progress=False) == evaluate_tflite(float_io, x, labels, progress=False) < 0.1
