@@ -387,6 +387,32 @@ def test_report_names_builtins_the_c_table_does_not():
 
     assert _op_label("BUILTIN_126") == "BATCH_MATMUL" and _op_label("BUILTIN_99999") == "BUILTIN_99999"
     assert _report_row(["dense", "w", "read by 2 operators", "BUILTIN_3"])["op"] == "CONV_2D"
+    row = _report_row(["dense", "w", "BUILTIN_126 has no compressed kernel; decoded", "BUILTIN_126"])
+    assert row["reason"] == "BATCH_MATMUL has no compressed kernel; decoded", row
+
+
+def test_float16_weights_are_reported_with_the_dequantize_reading_them():
+    """quantize="float16": each packed weight feeds a DEQUANTIZE, which the report called
+    "BUILTIN_6" in its reason (C and Python) and its op (C); outputs bit-exact."""
+    plain = export.to_tflite(em.keras_model("dense"), pack=False, quantize="float16")
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed", **ALL)
+    report = it.compressed_report()
+    assert len(report) == 3 and all(r["route"] == "dense" and r["op"] == "DEQUANTIZE" for r in report), report
+    assert all(r["reason"].startswith("DEQUANTIZE has no compressed kernel") for r in report), report
+    xs = em.inputs("dense", 3, seed=2)
+    np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
+    import ctypes
+
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+    from dc_keras._compat import delegate_pointer
+
+    dlg = load_delegate(runtime.library_path(), {"weights": "compressed"})  # what C callers read
+    Interpreter(model_content=export.pack(plain), experimental_delegates=[dlg])
+    fn = ctypes.CDLL(runtime.library_path()).DcKerasHuffDecodeDelegateReport
+    fn.restype, fn.argtypes = ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    buf = ctypes.create_string_buffer(4096)
+    fn(delegate_pointer(dlg), buf, len(buf))
+    assert b"BUILTIN_" not in buf.value and buf.value.count(b"DEQUANTIZE") == 6, buf.value
 
 
 def test_report_gives_the_reason_for_weights_read_by_several_ops():

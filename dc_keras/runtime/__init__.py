@@ -38,6 +38,7 @@ import ctypes
 import importlib.util
 import mmap
 import os
+import re
 import stat
 import threading
 import warnings
@@ -545,7 +546,8 @@ def _report_row(f) -> dict:
         rows, cols = (int(v) for v in f[2].split("x"))
         return {"weights": f[1], "route": "compressed", "shape": (rows, cols), "dtype": f[3],
                 "nonzeros": int(f[4]), "bytes": int(f[5]), "op": f[6]}
-    return {"weights": f[1], "route": "dense", "reason": f[2], "op": _op_label(f[3])}
+    reason = re.sub(r"\bBUILTIN_\d+\b", lambda m: _op_label(m.group(0)), f[2])  # "BUILTIN_6 has no ..."
+    return {"weights": f[1], "route": "dense", "reason": reason, "op": _op_label(f[3])}
 
 
 def _schema():

@@ -1841,6 +1841,7 @@ static const char* node_op_name(const TfLiteRegistration* reg, char* buf, size_t
                 {2, "CONCATENATION"},
                 {3, "CONV_2D"},
                 {4, "DEPTHWISE_CONV_2D"},
+                {6, "DEQUANTIZE"},
                 {7, "EMBEDDING_LOOKUP"},
                 {9, "FULLY_CONNECTED"},
                 {16, "LSTM"},
