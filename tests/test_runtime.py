@@ -353,6 +353,33 @@ def test_runtime_load_errors_get_the_file_name_and_the_fix():
             raise ValueError("other")
 
 
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_damaged_tables_fail_naming_the_model_and_the_fix(backend):
+    """Damage in the flatbuffer's tables that our parser's bounds check cannot see came out as
+    TFLite's bare messages ("Invalid tensor index 15 in node inputs ... inconsistent model" at
+    allocate_tensors, "BytesRequired number of elements overflowed ... invalidly specified in
+    schema" at load): now each names the model and says the file is damaged, with the fix."""
+    from dc_keras import _flatbuffer as fb
+
+    packed = export.pack(em.tflite("dense", None))
+    m = fb.read_model(packed)
+    sg = m.subgraphs[0]
+    fc = next(op for op in sg.operators if fb.opcode_name(m, op) == "FULLY_CONNECTED")
+    fc.inputs = np.array([len(sg.tensors) + 5, *fc.inputs[1:]], np.int32)  # a tensor it does not have
+    it = runtime.Interpreter(model_content=fb.write_model(m), backend=backend)
+    with pytest.raises(RuntimeError, match=r"^model_content: LiteRT cannot run it \(Invalid tensor index 15 .*\); "
+                                           r"the file is truncated or corrupt") as e:
+        it.allocate_tensors()
+    assert str(e.value).endswith(fb.CORRUPT_FIX)
+    m = fb.read_model(packed)
+    sg = m.subgraphs[0]
+    sg.tensors[sg.inputs[0]].shape = np.array([1, 2**31 - 1, 2**31 - 1, 2**31 - 1], np.int32)
+    sg.tensors[sg.inputs[0]].shapeSignature = None
+    with pytest.raises(ValueError, match=r"^model_content: LiteRT cannot load it \(.*invalidly specified in schema.*\); "
+                                         r"the file is truncated or corrupt"):
+        runtime.Interpreter(model_content=fb.write_model(m), backend=backend)
+
+
 def test_compressed_weights_on_an_unpacked_model_warn_once(tmp_path):
     import warnings
 

@@ -261,7 +261,7 @@ def _load_errors(label, model_path=None, model_content=None):
 
         _full_check(label, model_path, model_content)  # raises with the cause when our parser sees one
         msg = " ".join(str(e).split())
-        if "Could not open" not in msg and "not a valid Flatbuffer" not in msg:
+        if not any(s in msg for s in ("Could not open", "not a valid Flatbuffer", "invalidly specified in schema")):
             raise
         raise ValueError(f"{label}: LiteRT cannot load it ({msg}); {CORRUPT_FIX}") from None
 
@@ -387,6 +387,7 @@ class Interpreter:
         except RuntimeError as exc:  # a Prepare the runtime ran here failed: say which model, and the fix
             self._raise_delegate_error(exc)
             self._raise_op_error(exc)
+            self._raise_inconsistent(exc)
             raise
         self._raise_delegate_error()
 
@@ -398,6 +399,16 @@ class Interpreter:
         except RuntimeError as exc:
             self._raise_op_error(exc)
             raise
+
+    def _raise_inconsistent(self, cause):
+        """An operator reading a tensor the model does not have (TFLite: "Invalid tensor index N in
+        node inputs ... AllocateTensors() called on inconsistent model"): only a damaged file has
+        one (TFLite accepts it at load and fails here); said as a corrupt file, naming the model."""
+        msg = " ".join(str(cause).split())
+        if "Invalid tensor index" in msg:
+            from dc_keras._flatbuffer import CORRUPT_FIX
+
+            raise RuntimeError(f"{self._label}: LiteRT cannot run it ({msg}); {CORRUPT_FIX}") from cause
 
     def _raise_op_error(self, cause):
         """``decode="op"``: the op's own Prepare error (TFLite appends "Node number N (HuffDecode)
