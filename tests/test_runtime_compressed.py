@@ -242,6 +242,10 @@ def test_release_decoded_is_opt_in_and_checked():
     """Default: decoded weights stay readable (see test_corruption); release_decoded must be a bool."""
     with pytest.raises(ValueError, match="release_decoded must be True or False"):
         runtime.Interpreter(model_content=_big_fc_packed(), release_decoded="yes")
+    # decode="op" has no delegate to free anything: the option was silently ignored, and get_tensor
+    # then refused the weights as freed
+    with pytest.raises(ValueError, match=r"release_decoded=True needs decode='delegate'"):
+        runtime.Interpreter(model_content=_big_fc_packed(), backend="tensorflow", decode="op", release_decoded=True)
 
 
 def test_reading_a_weight_release_decoded_may_free_is_refused_by_name():

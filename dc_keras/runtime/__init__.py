@@ -287,7 +287,8 @@ class Interpreter:
         results then differ from dense kernels by summation order (~1e-6 relative); int8 is exact.
         The same option for C/Android users: ``load_delegate(path, {"weights": "compressed"})``.
       release_decoded: ``True`` frees each decoded weight once XNNPACK has packed its own copy
-        (saves the decoded copy's memory; delegate option ``keep_decoded=0``). This Interpreter
+        (saves the decoded copy's memory; delegate option ``keep_decoded=0``, so ``decode="delegate"``
+        only). This Interpreter
         then refuses ``get_tensor`` / ``tensor`` on the weights it may free (ValueError naming
         them); TFLite's own APIs would return freed memory, so it is off by default; see
         docs/android.md.
@@ -334,6 +335,10 @@ class Interpreter:
                           "dc_keras.export.pack or dc-keras pack", UserWarning, stacklevel=2)
         if not isinstance(release_decoded, bool):
             raise ValueError(f"release_decoded must be True or False, got {release_decoded!r}")
+        if release_decoded and decode == "op":  # it is the delegate's keep_decoded=0: nothing would be freed
+            raise ValueError("release_decoded=True needs decode='delegate' (the default): it is the delegate's "
+                             "keep_decoded=0, and with decode='op' XNNPACK does not pack the decoded weights, "
+                             "so nothing could be freed")
         user_delegates = list(kwargs.pop("experimental_delegates", None) or [])
         options = dict({"weights": weights} if weights != "decoded" else {},
                        **({"keep_decoded": "0"} if release_decoded else {}),
