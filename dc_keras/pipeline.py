@@ -10,6 +10,7 @@ paper benchmark (``benchmarks/paper_table1.py``).
 Training uses Adam with cosine decay on randomly shifted (+-2 px) images
 (``dc_keras.datasets.ShiftedBatches``); every function returns a plain (stripped) Keras model.
 """
+import os
 import sys
 import warnings
 
@@ -218,8 +219,9 @@ def _input_arrays(x, inputs):
 
 
 def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
-    """Raw outputs of a ``.tflite`` model (packed or not) over ``x``, in batches, through
-    ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. A model with a static
+    """Raw outputs of a ``.tflite`` model (packed or not: its bytes, or its file's path) over ``x``,
+    in batches of ``batch_size`` samples, through ``dc_keras.runtime.Interpreter`` with the
+    ``HuffDecode`` op available. A model with a static
     batch (``to_tflite(batch_size=N)``, recurrent models) runs in batches of N.
 
     ``x``: an array (one input); for a model with several inputs, a dict ``{input name: array}``
@@ -237,15 +239,21 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
     Example:
         >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
     """
-    return _run(*_prepare(tflite_bytes, x), batch_size, progress)
+    return _run(*_prepare(tflite_bytes, x, batch_size, "predict_tflite"), int(batch_size), progress)
 
 
-def _prepare(tflite_bytes, x):
+def _prepare(tflite_bytes, x, batch_size, caller):
     """``(interpreter, inputs, outputs, arrays)`` for :func:`_run`: the ``.tflite``'s inputs and
-    outputs in the signature's order and ``x`` as one checked array per input."""
+    outputs in the signature's order and ``x`` as one checked array per input. ``tflite_bytes``:
+    the model's bytes or a ``.tflite`` file's path; ``batch_size`` is checked first."""
     from dc_keras.runtime import Interpreter
 
-    interpreter = Interpreter(model_content=bytes(tflite_bytes))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"{caller}: batch_size must be a whole number of samples >= 1, got {batch_size!r}")
+    if isinstance(tflite_bytes, (str, os.PathLike)):
+        interpreter = Interpreter(model_path=tflite_bytes)
+    else:
+        interpreter = Interpreter(model_content=bytes(tflite_bytes))
     inputs = _signature_order(interpreter, interpreter.get_input_details(), "inputs")
     outs = _signature_order(interpreter, interpreter.get_output_details(), "outputs")
     return interpreter, inputs, outs, _input_arrays(x, inputs)
@@ -271,6 +279,8 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
     from tqdm.auto import tqdm
 
     total = len(arrays[0])
+    if total == 0:
+        raise ValueError(f"predict_tflite: x holds no samples (shape {arrays[0].shape}); give at least one")
     sig = [d["shape_signature"] for _, d in inputs]
     fixed = int(sig[0][0]) if len(sig[0]) else -1
     if fixed > 0:  # static batch (e.g. recurrent models): run that batch, pad the last one
@@ -299,7 +309,7 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
 
 
 def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:
-    """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not), run through
+    """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not; bytes or a path), run through
     ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. ``x`` as for
     :func:`predict_tflite`; the model has one output (class scores).
 
@@ -307,11 +317,11 @@ def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float
         >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
     """
     y = np.asarray(y)
-    prepared = _prepare(tflite_bytes, x)
+    prepared = _prepare(tflite_bytes, x, batch_size, "evaluate_tflite")
     n = len(prepared[3][0])  # samples, however x was given (one array, a list of samples, a dict)
     if n != len(y) or n == 0:
         raise ValueError(f"need as many labels as inputs (and at least one): {n} vs {len(y)}")
-    scores = _run(*prepared, batch_size, progress)
+    scores = _run(*prepared, int(batch_size), progress)
     if isinstance(scores, list):
         raise ValueError(f"evaluate_tflite: the .tflite has {len(scores)} outputs; it scores a classifier with one. "
                          "Use predict_tflite (a list of arrays, in the Keras model's output order) and score the "

@@ -149,3 +149,27 @@ def test_predict_tflite_quantizes_float_inputs_of_an_int8_input_model():
     x = x[:20] / 2  # inside the calibrated range
     labels = np.argmax(model.predict(x, verbose=0), axis=-1)
     assert evaluate_tflite(io8, x, labels, progress=False) == evaluate_tflite(float_io, x, labels, progress=False) < 0.1
+
+
+def test_predict_tflite_arguments_fail_clearly_and_a_path_is_taken(tmp_path):
+    """batch_size 0 / -5 / None / 2.5 failed with Python's "range() arg 3 must not be zero", "need at
+    least one array to concatenate" or "'NoneType' object cannot be interpreted as an integer"; x with
+    no samples with the concatenate error; a file's path with "string argument without an encoding"
+    (the Interpreter takes paths: so does predict_tflite now)."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    data = export.to_tflite(model)
+    x = np.random.default_rng(0).random((5, 3)).astype("float32")
+    for bad in (0, -5, None, 2.5, True):
+        with pytest.raises(ValueError, match=rf"predict_tflite: batch_size must be a whole number of samples >= 1, "
+                                             rf"got {bad!r}"):
+            predict_tflite(data, x, batch_size=bad)
+    with pytest.raises(ValueError, match=r"evaluate_tflite: batch_size must be .* got 0"):
+        evaluate_tflite(data, x, np.zeros(5, int), batch_size=0, progress=False)
+    with pytest.raises(ValueError, match=r"predict_tflite: x holds no samples \(shape \(0, 3\)\)"):
+        predict_tflite(data, x[:0])
+    want = predict_tflite(data, x, batch_size=np.int64(2))
+    path = tmp_path / "m.packed.tflite"
+    path.write_bytes(data)
+    for p in (path, str(path)):
+        assert predict_tflite(p, x).tobytes() == want.tobytes()
+    assert evaluate_tflite(path, x, np.argmax(want, -1), progress=False) == 0.0
