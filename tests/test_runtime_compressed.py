@@ -74,6 +74,24 @@ def test_compressed_matches_dense_batch1_and_batch(quantize):
             _close(have, want)
 
 
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_empty_batch_gives_an_empty_output_as_the_dense_route_does(quantize):
+    """An input resized to a batch of 0 (e.g. a server's empty request): the dense and decoded routes
+    give a (0, 10) output; the compressed FC failed at invoke with "tensors not ready" (an empty
+    tensor has no data pointer)."""
+    plain = em.tflite("dense", quantize)
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed", **ALL)
+    assert all(r["route"] == "compressed" for r in it.compressed_report())
+    xs = em.inputs("dense", 3, seed=4)
+    for n in (0, 3, 0):  # and back: re-prepared each time
+        want, got = em.run_batch(_plain(plain), xs[:n]), em.run_batch(it, xs[:n])
+        assert got.shape == want.shape == (n, 10) and got.dtype == want.dtype
+        if quantize or n == 0:
+            np.testing.assert_array_equal(got, want)
+        else:
+            _close(got, want)
+
+
 def test_unsupported_layers_fall_back_to_decoded_and_are_reported():
     plain = em.tflite("dense", "dynamic")  # hybrid FC (float input, int8 weights)
     packed = export.pack(plain)

@@ -775,11 +775,13 @@ static TfLiteStatus fc_invoke(TfLiteContext* context, const KernelState* ks, con
   const TfLiteTensor* bias = p->bias >= 0 ? &context->tensors[p->bias] : NULL;
   size_t esize = p->m.dtype == DC_DTYPE_FLOAT32 ? sizeof(float) : 1;
   size_t batch = in->bytes / esize / p->m.cols;
-  if (!in->data.raw_const || !out->data.data || out->bytes != batch * p->m.rows * esize ||
-      in->bytes != batch * p->m.cols * esize) {
+  /* An empty batch (a dimension of 0) has no data to point at: nothing to compute. */
+  if ((batch && (!in->data.raw_const || !out->data.data)) ||
+      out->bytes != batch * p->m.rows * esize || in->bytes != batch * p->m.cols * esize) {
     context->ReportError(context, "dc_keras compressed FC(%s): tensors not ready", p->name);
     return kTfLiteError;
   }
+  if (batch == 0) return kTfLiteOk;
   if (p->m.dtype == DC_DTYPE_FLOAT32) {
     dc_sparse_fc_float(&p->m, (const float*)in->data.raw_const, batch,
                        bias ? (const float*)bias->data.raw_const : NULL, p->act_min, p->act_max,
@@ -799,7 +801,7 @@ static TfLiteStatus lookup_invoke(TfLiteContext* context, const FcPlan* p) {
   int idx64 = idx->type == kTfLiteInt64;
   size_t n = idx->bytes / (idx64 ? 8u : 4u);
   size_t esize = p->m.dtype == DC_DTYPE_FLOAT32 ? sizeof(float) : 1;
-  if ((n && !idx->data.raw_const) || !out->data.data || out->bytes != n * p->m.cols * esize) {
+  if ((n && (!idx->data.raw_const || !out->data.data)) || out->bytes != n * p->m.cols * esize) {
     context->ReportError(context, "dc_keras compressed %s(%s): tensors not ready", op_name(p->op),
                          p->name);
     return kTfLiteError;
