@@ -758,7 +758,13 @@ def unpack(packed) -> bytes:
     why = ctypes.create_string_buffer(512)
     status = fn(data, len(data), ctypes.byref(out), ctypes.byref(size), why, len(why))
     if status != 0:
-        raise ValueError(f"dc_unpack: {why.value.decode(errors='replace')}")
+        msg = why.value.decode(errors="replace")
+        if "HuffDecode(" in msg and ("decoding failed" in msg or "invalid packed" in msg):
+            from dc_keras._flatbuffer import CORRUPT_FIX  # only on errors: it imports the schema
+
+            if not msg.endswith(CORRUPT_FIX):  # a packed tensor's bytes are damaged: as the Interpreter says
+                msg = f"{msg}; {CORRUPT_FIX}"
+        raise ValueError(f"dc_unpack: {msg}")
     try:
         return ctypes.string_at(out, size.value)
     finally:
