@@ -393,6 +393,7 @@ class Interpreter:
             self._raise_delegate_error(exc)
             self._raise_op_error(exc)
             self._raise_inconsistent(exc)
+            self._raise_bad_resize(exc)
             raise
         self._raise_delegate_error()
 
@@ -414,6 +415,25 @@ class Interpreter:
             from dc_keras._flatbuffer import CORRUPT_FIX
 
             raise RuntimeError(f"{self._label}: LiteRT cannot run it ({msg}); {CORRUPT_FIX}") from cause
+
+    def _raise_bad_resize(self, cause):
+        """An input resized where the model's signature has a fixed size (``resize_tensor_input(i,
+        [1, 100])`` on a ``[-1, 256]`` input) makes a kernel's Prepare fail with a message about
+        the kernel ("XNNPack delegate failed to reshape runtime", "compressed FC(...): input size
+        is not a multiple of 256"): say which input, its shape and the one the model takes. Runs
+        only after allocate_tensors failed."""
+        try:
+            details = self._interpreter.get_input_details()
+        except Exception:  # noqa: BLE001 -- only a hint: the original error stands
+            return
+        for d in details:
+            shape, sig = [int(v) for v in d["shape"]], [int(v) for v in d["shape_signature"]]
+            if len(shape) != len(sig) or any(w >= 0 and w != g for w, g in zip(sig, shape)):
+                msg = " ".join(str(cause).split())
+                raise RuntimeError(
+                    f"{self._label}: input {d['name']!r} was resized to {shape}, but the model takes "
+                    f"{sig} (-1: any size): resize only its -1 dimensions, e.g. the batch "
+                    f"(allocate_tensors failed: {msg})") from cause
 
     def _raise_op_error(self, cause):
         """``decode="op"``: the op's own Prepare error (TFLite appends "Node number N (HuffDecode)
