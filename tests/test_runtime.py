@@ -479,6 +479,24 @@ def test_resizing_a_fixed_input_dimension_says_which_and_what_the_model_takes(ba
     np.testing.assert_allclose(em.run_batch(it, xs), ref, rtol=1e-5, atol=1e-5)  # a batch resize still runs
 
 
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_a_tensor_name_that_is_not_utf8_fails_naming_the_model_and_the_fix(backend):
+    """A damaged byte in the output tensor's name: the model loads and runs, but
+    get_output_details raised a bare UnicodeDecodeError; now a ValueError naming the model."""
+    from dc_keras import _flatbuffer as fb
+
+    packed = export.pack(em.tflite("dense", None))
+    m = fb.read_model(packed)
+    sg = m.subgraphs[0]
+    sg.tensors[sg.outputs[0]].name = b"out\xee\xff"
+    it = runtime.Interpreter(model_content=fb.write_model(m), backend=backend)
+    it.allocate_tensors()
+    assert it.get_input_details()[0]["shape"].tolist() == [1, 20]
+    with pytest.raises(ValueError, match=r"^model_content: a tensor name in it is not valid UTF-8 .*the file is "
+                                         r"truncated or corrupt"):
+        it.get_output_details()
+
+
 def _rss_kb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024

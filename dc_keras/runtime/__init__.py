@@ -455,6 +455,27 @@ class Interpreter:
             fix = f"; {CORRUPT_FIX}" if any(w in err for w in ("decoding failed", "corrupt")) else ""
             raise RuntimeError(f"{self._label}: {err}{fix}") from cause
 
+    def get_input_details(self, *args, **kwargs):
+        """The backend's ``get_input_details``; a tensor name that is not UTF-8 (a damaged file;
+        LiteRT decodes the names here) is a ValueError naming the model and the fix."""
+        with self._utf8_names():
+            return self._interpreter.get_input_details(*args, **kwargs)
+
+    def get_output_details(self, *args, **kwargs):
+        """The backend's ``get_output_details``; non-UTF-8 names as in ``get_input_details``."""
+        with self._utf8_names():
+            return self._interpreter.get_output_details(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _utf8_names(self):
+        try:
+            yield
+        except UnicodeDecodeError as e:
+            from dc_keras._flatbuffer import CORRUPT_FIX
+
+            raise ValueError(f"{self._label}: a tensor name in it is not valid UTF-8 ({e}), so LiteRT's Python "
+                             f"API cannot read its details; {CORRUPT_FIX}") from None
+
     def get_tensor(self, tensor_index, *args, **kwargs):
         """The backend's ``get_tensor``; with ``release_decoded=True`` a ValueError for a packed
         weight the delegate may have freed (reading it would return freed memory); with
