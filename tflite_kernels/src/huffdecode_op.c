@@ -629,13 +629,13 @@ static void* kernel_init(TfLiteContext* context, const char* buffer, size_t leng
   DcDelegate* d = (DcDelegate*)params->delegate->data_;
   const TfLiteIntArray* nodes = params->nodes_to_replace;
   ks->outputs = params->output_tensors;
-  ks->d = d;
-  if (d) d->kernels++;
   ks->fcs = (FcPlan**)calloc((size_t)(nodes->size > 0 ? nodes->size : 1), sizeof(FcPlan*));
   if (!ks->fcs) {
     free(ks);
     return NULL;
   }
+  ks->d = d;
+  if (d) d->kernels++; /* kernel_free gives it back */
   for (int k = 0; k < nodes->size; ++k) {
     FcPlan* p = d ? find_fc(d, context, nodes->data[k]) : NULL;
     if (p) ks->fcs[ks->num_fcs++] = p;
