@@ -942,6 +942,22 @@ def test_max_density_given_in_percent_says_python_takes_a_fraction():
             runtime.Interpreter(model_content=b"unused", weights="compressed", max_density=pct)
 
 
+def test_max_density_takes_numpy_scalars():
+    """A density computed with numpy (np.float32(0.3), np.int64(1)) was refused as "must be a fraction
+    in (0, 1]": only Python int / float were taken, and float32's 0.3 is 30.0000012 percent. Now
+    taken as the same fraction; 0.555 is still refused (not whole percent), as is a bool."""
+    packed = export.pack(em.tflite("dense", None))
+    want = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.3).compressed_report()
+    for value in (np.float32(0.3), np.float64(0.3)):
+        got = runtime.Interpreter(model_content=packed, weights="compressed", max_density=value).compressed_report()
+        assert got == want
+    assert all(r["route"] == "compressed" for r in runtime.Interpreter(
+        model_content=packed, weights="compressed", max_density=np.int64(1)).compressed_report())
+    for bad in (np.float32(0.555), True, np.int64(50)):
+        with pytest.raises(ValueError, match="max_density must be a fraction"):
+            runtime.Interpreter(model_content=packed, weights="compressed", max_density=bad)
+
+
 def _sparse_fc_lib():
     """The delegate's library (the same copy LiteRT loaded) with the C test switches of
     dc_sparse_fc.h declared."""

@@ -37,6 +37,7 @@ import contextlib
 import ctypes
 import importlib.util
 import mmap
+import numbers
 import os
 import re
 import stat
@@ -708,12 +709,14 @@ def _check_max_density(max_density, weights):
     if weights != "compressed":
         raise ValueError("max_density applies to weights='compressed' only (it keeps dense FC layers "
                          f"decoded); got it with weights={weights!r}")
-    ok = (isinstance(max_density, (int, float)) and not isinstance(max_density, bool)
+    # numpy scalars too (np.float32(0.3): a density computed with numpy); 1e-4: float32's 0.3 is
+    # 30.0000012 percent
+    ok = (isinstance(max_density, numbers.Real) and not isinstance(max_density, bool)
           and 0 < max_density <= 1)  # NaN fails the range
     pct = round(float(max_density) * 100) if ok else 0
-    if not ok or pct < 1 or abs(pct - float(max_density) * 100) > 1e-6:
+    if not ok or pct < 1 or abs(pct - float(max_density) * 100) > 1e-4:
         hint = ""
-        if (isinstance(max_density, int) and not isinstance(max_density, bool)
+        if (isinstance(max_density, numbers.Integral) and not isinstance(max_density, bool)
                 and 1 < max_density <= 100):  # the delegate option's percent
             hint = (f": {max_density} looks like the delegate option's percent; here it is a "
                     f"fraction, max_density={max_density / 100}")
