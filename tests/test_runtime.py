@@ -32,6 +32,24 @@ def test_auto_backend_looks_up_only_what_it_needs(monkeypatch):
         runtime._check_args("auto", "delegate", "decoded")
 
 
+def test_a_backend_that_is_not_installed_is_named_with_the_fix(monkeypatch):
+    """backend='litert' (or 'tensorflow', or compiled_model) without the package raised Python's bare
+    ModuleNotFoundError ("import of ai_edge_litert halted", "'ai_edge_litert' is not a package")."""
+    import sys
+
+    packed = export.pack(em.tflite("dense", None))
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"^backend='litert' needs ai_edge_litert, which this Python cannot import "
+                                          r"\(.*\): pip install ai-edge-litert, or use backend='tensorflow'$"):
+        runtime.Interpreter(model_content=packed, backend="litert")
+    with pytest.raises(ImportError, match=r"^compiled_model needs ai_edge_litert.*pip install -U ai-edge-litert"):
+        runtime.compiled_model(model_content=packed)
+    assert runtime.Interpreter(model_content=packed).backend == "tensorflow"  # auto: the one installed
+    monkeypatch.setitem(sys.modules, "tensorflow.lite.python", None)
+    with pytest.raises(ImportError, match=r"^backend='tensorflow' needs tensorflow.lite.python, .*pip install tensorflow"):
+        runtime.Interpreter(model_content=packed, backend="tensorflow")
+
+
 def test_argument_errors():
     plain = em.tflite("dense", None)
     with pytest.raises(ValueError, match="backend"):

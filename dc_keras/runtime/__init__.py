@@ -346,7 +346,8 @@ class Interpreter:
                        **({"max_density": str(density_pct)} if density_pct is not None else {})) or None
         self._delegate = None
         if backend == "litert":
-            from ai_edge_litert import interpreter as mod
+            with _needs("ai_edge_litert", "backend='litert'", "pip install ai-edge-litert, or use backend='tensorflow'"):
+                from ai_edge_litert import interpreter as mod
 
             self._delegate = mod.load_delegate(library_path(), options)
             delegates = [self._delegate] + user_delegates
@@ -356,7 +357,8 @@ class Interpreter:
                     experimental_delegates=delegates, **kwargs,
                 )
         else:
-            from tensorflow.lite.python import interpreter as mod
+            with _needs("tensorflow", "backend='tensorflow'", "pip install tensorflow, or use backend='litert'"):
+                from tensorflow.lite.python import interpreter as mod
 
             if decode == "op":
                 _check_op_route(model_path, model_content)
@@ -737,6 +739,18 @@ def _content_bytes(model_content):
     raise TypeError(f"model_content must be the .tflite's bytes, got {type(model_content).__name__}{hint}")
 
 
+@contextlib.contextmanager
+def _needs(module, what, fix):
+    """An ImportError of ``module`` (not installed) as one saying what needs it and the fix; the
+    lookup costs nothing when it is there (``available_backends`` scans sys.path)."""
+    try:
+        yield
+    except ImportError as e:
+        if e.name is not None and e.name != module and not e.name.startswith(module + "."):
+            raise  # something the package itself imports: its own error says more
+        raise ImportError(f"{what} needs {e.name or module}, which this Python cannot import ({e}): {fix}") from e
+
+
 def _check_args(backend, decode, weights) -> str:
     """Validates the wrapper's own arguments; returns the concrete backend (imports nothing)."""
     if backend not in _BACKENDS:
@@ -831,7 +845,8 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
     """
     if (model_path is None) == (model_content is None):
         raise ValueError("give exactly one of model_path and model_content")
-    from ai_edge_litert.compiled_model import CompiledModel
+    with _needs("ai_edge_litert", "compiled_model", "pip install -U ai-edge-litert (a version with CompiledModel)"):
+        from ai_edge_litert.compiled_model import CompiledModel
 
     label = _check_model(model_path, model_content)  # a missing path or a non-.tflite, named
     if model_path is not None:
