@@ -311,7 +311,8 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
 def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:
     """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not; bytes or a path), run through
     ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. ``x`` as for
-    :func:`predict_tflite`; the model has one output (class scores).
+    :func:`predict_tflite`; the model has one output (class scores). ``y``: class indices (shape
+    ``(n,)`` or ``(n, 1)``) or one-hot labels (the scores' shape).
 
     Example:
         >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
@@ -327,6 +328,14 @@ def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float
                          "Use predict_tflite (a list of arrays, in the Keras model's output order) and score the "
                          "output you mean")
     pred = np.argmax(scores, axis=-1)
+    if y.shape != pred.shape:
+        if y.shape == pred.shape + (1,):  # a column of labels, (n, 1)
+            y = y[..., 0]
+        elif y.shape == scores.shape and scores.shape[-1] > 1:  # one-hot (categorical_crossentropy's labels)
+            y = np.argmax(y, axis=-1)
+        else:  # compared as they are, (n,) against (n, 1) counted n * n comparisons: an "error" of 51
+            raise ValueError(f"evaluate_tflite: labels of shape {y.shape} for scores of shape {scores.shape}: give "
+                             f"class indices of shape {pred.shape}, or one-hot labels of shape {scores.shape}")
     return int(np.sum(pred != y)) / n
 
 

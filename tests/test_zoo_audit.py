@@ -173,3 +173,23 @@ def test_predict_tflite_arguments_fail_clearly_and_a_path_is_taken(tmp_path):
     for p in (path, str(path)):
         assert predict_tflite(p, x).tobytes() == want.tobytes()
     assert evaluate_tflite(path, x, np.argmax(want, -1), progress=False) == 0.0
+
+
+def test_evaluate_tflite_takes_labels_as_a_column_or_one_hot():
+    """Labels of shape (n, 1) were compared with the (n,) predictions by broadcasting: n * n
+    comparisons, an "error" of 3.2 for 5 samples; one-hot labels (categorical_crossentropy's) gave a
+    broadcast error, or garbage when n equals the number of classes. Both are read now; other
+    shapes are refused by name."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
+    data = export.to_tflite(model)
+    x = np.random.default_rng(1).random((5, 3)).astype("float32")
+    labels = np.argmax(model.predict(x, verbose=0), axis=-1)
+    wrong = (labels + 1) % 5
+    for y, want in ((labels, 0.0), (wrong, 1.0)):
+        assert evaluate_tflite(data, x, y, progress=False) == want
+        assert evaluate_tflite(data, x, y[:, None], progress=False) == want
+        assert evaluate_tflite(data, x, np.eye(5)[y], progress=False) == want  # n == classes here
+    assert evaluate_tflite(data, np.concatenate([x, x]), np.eye(5)[np.concatenate([labels, wrong])],
+                           progress=False) == 0.5
+    with pytest.raises(ValueError, match=r"labels of shape \(5, 3\) for scores of shape \(5, 5\)"):
+        evaluate_tflite(data, x, np.zeros((5, 3)), progress=False)
