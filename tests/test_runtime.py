@@ -52,6 +52,11 @@ def test_a_backend_that_is_not_installed_is_named_with_the_fix(monkeypatch):
 
 def test_argument_errors():
     plain = em.tflite("dense", None)
+    from ai_edge_litert.interpreter import load_delegate
+
+    with pytest.raises(TypeError, match=r"experimental_delegates must be a list of delegates, got one Delegate: "
+                                        r"pass \[delegate\]"):  # was "'Delegate' object is not iterable"
+        runtime.Interpreter(model_content=plain, experimental_delegates=load_delegate(runtime.library_path()))
     with pytest.raises(ValueError, match="backend"):
         runtime.Interpreter(model_content=plain, backend="tflite-micro")
     with pytest.raises(ValueError, match="decode"):

@@ -340,7 +340,11 @@ class Interpreter:
             raise ValueError("release_decoded=True needs decode='delegate' (the default): it is the delegate's "
                              "keep_decoded=0, and with decode='op' XNNPACK does not pack the decoded weights, "
                              "so nothing could be freed")
-        user_delegates = list(kwargs.pop("experimental_delegates", None) or [])
+        user_delegates = kwargs.pop("experimental_delegates", None) or []
+        if not isinstance(user_delegates, (list, tuple)):  # list() of one Delegate: "'Delegate' object is not iterable"
+            raise TypeError(f"experimental_delegates must be a list of delegates, got one "
+                            f"{type(user_delegates).__name__}: pass [delegate]")
+        user_delegates = list(user_delegates)
         options = dict({"weights": weights} if weights != "decoded" else {},
                        **({"keep_decoded": "0"} if release_decoded else {}),
                        **({"max_density": str(density_pct)} if density_pct is not None else {})) or None
