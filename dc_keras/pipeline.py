@@ -10,6 +10,7 @@ paper benchmark (``benchmarks/paper_table1.py``).
 Training uses Adam with cosine decay on randomly shifted (+-2 px) images
 (``dc_keras.datasets.ShiftedBatches``); every function returns a plain (stripped) Keras model.
 """
+import os
 import sys
 import warnings
 
@@ -218,8 +219,9 @@ def _input_arrays(x, inputs):
 
 
 def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
-    """Raw outputs of a ``.tflite`` model (packed or not) over ``x``, in batches, through
-    ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. A model with a static
+    """Raw outputs of a ``.tflite`` model (packed or not: its bytes, or its file's path) over ``x``,
+    in batches of ``batch_size`` samples, through ``dc_keras.runtime.Interpreter`` with the
+    ``HuffDecode`` op available. A model with a static
     batch (``to_tflite(batch_size=N)``, recurrent models) runs in batches of N.
 
     ``x``: an array (one input); for a model with several inputs, a dict ``{input name: array}``
@@ -228,23 +230,48 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
     each given to the input of its shape (the ``.tflite`` does not keep the Keras order of its
     inputs, so a list for two inputs of the same shape is refused: use the dict). Returns an array,
     or for a model with several outputs a list of arrays in the Keras model's output order (read from
-    the ``.tflite``'s signature: its operators may list them in another order).
+    the ``.tflite``'s signature: its operators may list them in another order). Float ``x`` for a
+    quantized integer input (``converter_options={"inference_input_type": tf.int8}``) is quantized
+    with that input's scale and zero point; integer ``x`` is taken as already quantized. Outputs come
+    in the model's output type (a quantized int8 output as its int8 values: dequantize them with
+    ``get_output_details()[i]["quantization"]``).
 
     Example:
         >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
     """
-    return _run(*_prepare(tflite_bytes, x), batch_size, progress)
+    return _run(*_prepare(tflite_bytes, x, batch_size, "predict_tflite"), int(batch_size), progress)
 
 
-def _prepare(tflite_bytes, x):
+def _prepare(tflite_bytes, x, batch_size, caller):
     """``(interpreter, inputs, outputs, arrays)`` for :func:`_run`: the ``.tflite``'s inputs and
-    outputs in the signature's order and ``x`` as one checked array per input."""
+    outputs in the signature's order and ``x`` as one checked array per input. ``tflite_bytes``:
+    the model's bytes or a ``.tflite`` file's path; ``batch_size`` is checked first."""
     from dc_keras.runtime import Interpreter
 
-    interpreter = Interpreter(model_content=bytes(tflite_bytes))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"{caller}: batch_size must be a whole number of samples >= 1, got {batch_size!r}")
+    if isinstance(tflite_bytes, (str, os.PathLike)):
+        interpreter = Interpreter(model_path=tflite_bytes)
+    else:
+        interpreter = Interpreter(model_content=bytes(tflite_bytes))
     inputs = _signature_order(interpreter, interpreter.get_input_details(), "inputs")
     outs = _signature_order(interpreter, interpreter.get_output_details(), "outputs")
     return interpreter, inputs, outs, _input_arrays(x, inputs)
+
+
+def _as_input(a, d):
+    """``a`` in the dtype of input ``d``: float values for a quantized integer input (int8 / uint8 /
+    int16 with a scale, e.g. ``converter_options={"inference_input_type": tf.int8}``) are quantized
+    as TFLite's QUANTIZE op does (``round(x / scale) + zero_point``, halves away from zero,
+    clamped), so ``x`` is the Keras model's input either way; a plain cast would turn 0.7 into 0."""
+    dtype = np.dtype(d["dtype"])
+    scale, zero_point = d.get("quantization", (0.0, 0))
+    if dtype.kind in "iu" and scale and np.asarray(a).dtype.kind == "f":
+        v = (np.asarray(a, np.float32) / np.float32(scale)).astype(np.float64)
+        q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
+        info = np.iinfo(dtype)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return a.astype(dtype)
 
 
 def _run(interpreter, inputs, outs, arrays, batch_size, progress):
@@ -252,6 +279,8 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
     from tqdm.auto import tqdm
 
     total = len(arrays[0])
+    if total == 0:
+        raise ValueError(f"predict_tflite: x holds no samples (shape {arrays[0].shape}); give at least one")
     sig = [d["shape_signature"] for _, d in inputs]
     fixed = int(sig[0][0]) if len(sig[0]) else -1
     if fixed > 0:  # static batch (e.g. recurrent models): run that batch, pad the last one
@@ -271,7 +300,7 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
             interpreter.allocate_tensors()
             current = len(batch[0])
         for (_, d), b in zip(inputs, batch):
-            interpreter.set_tensor(d["index"], b.astype(d["dtype"]))
+            interpreter.set_tensor(d["index"], _as_input(b, d))
         interpreter.invoke()
         for got, (_, d) in zip(outputs, outs):
             got.append(interpreter.get_tensor(d["index"]).copy())
@@ -280,24 +309,33 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
 
 
 def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:
-    """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not), run through
+    """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not; bytes or a path), run through
     ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. ``x`` as for
-    :func:`predict_tflite`; the model has one output (class scores).
+    :func:`predict_tflite`; the model has one output (class scores). ``y``: class indices (shape
+    ``(n,)`` or ``(n, 1)``) or one-hot labels (the scores' shape).
 
     Example:
         >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
     """
     y = np.asarray(y)
-    prepared = _prepare(tflite_bytes, x)
+    prepared = _prepare(tflite_bytes, x, batch_size, "evaluate_tflite")
     n = len(prepared[3][0])  # samples, however x was given (one array, a list of samples, a dict)
     if n != len(y) or n == 0:
         raise ValueError(f"need as many labels as inputs (and at least one): {n} vs {len(y)}")
-    scores = _run(*prepared, batch_size, progress)
+    scores = _run(*prepared, int(batch_size), progress)
     if isinstance(scores, list):
         raise ValueError(f"evaluate_tflite: the .tflite has {len(scores)} outputs; it scores a classifier with one. "
                          "Use predict_tflite (a list of arrays, in the Keras model's output order) and score the "
                          "output you mean")
     pred = np.argmax(scores, axis=-1)
+    if y.shape != pred.shape:
+        if y.shape == pred.shape + (1,):  # a column of labels, (n, 1)
+            y = y[..., 0]
+        elif y.shape == scores.shape and scores.shape[-1] > 1:  # one-hot (categorical_crossentropy's labels)
+            y = np.argmax(y, axis=-1)
+        else:  # compared as they are, (n,) against (n, 1) counted n * n comparisons: an "error" of 51
+            raise ValueError(f"evaluate_tflite: labels of shape {y.shape} for scores of shape {scores.shape}: give "
+                             f"class indices of shape {pred.shape}, or one-hot labels of shape {scores.shape}")
     return int(np.sum(pred != y)) / n
 
 

@@ -1,5 +1,6 @@
 """dc_keras.runtime: the Interpreter wrapper, its backends and the TF registerer route."""
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -31,8 +32,31 @@ def test_auto_backend_looks_up_only_what_it_needs(monkeypatch):
         runtime._check_args("auto", "delegate", "decoded")
 
 
+def test_a_backend_that_is_not_installed_is_named_with_the_fix(monkeypatch):
+    """backend='litert' (or 'tensorflow', or compiled_model) without the package raised Python's bare
+    ModuleNotFoundError ("import of ai_edge_litert halted", "'ai_edge_litert' is not a package")."""
+    import sys
+
+    packed = export.pack(em.tflite("dense", None))
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"^backend='litert' needs ai_edge_litert, which this Python cannot import "
+                                          r"\(.*\): pip install ai-edge-litert, or use backend='tensorflow'$"):
+        runtime.Interpreter(model_content=packed, backend="litert")
+    with pytest.raises(ImportError, match=r"^compiled_model needs ai_edge_litert.*pip install -U ai-edge-litert"):
+        runtime.compiled_model(model_content=packed)
+    assert runtime.Interpreter(model_content=packed).backend == "tensorflow"  # auto: the one installed
+    monkeypatch.setitem(sys.modules, "tensorflow.lite.python", None)
+    with pytest.raises(ImportError, match=r"^backend='tensorflow' needs tensorflow.lite.python, .*pip install tensorflow"):
+        runtime.Interpreter(model_content=packed, backend="tensorflow")
+
+
 def test_argument_errors():
     plain = em.tflite("dense", None)
+    from ai_edge_litert.interpreter import load_delegate
+
+    with pytest.raises(TypeError, match=r"experimental_delegates must be a list of delegates, got one Delegate: "
+                                        r"pass \[delegate\]"):  # was "'Delegate' object is not iterable"
+        runtime.Interpreter(model_content=plain, experimental_delegates=load_delegate(runtime.library_path()))
     with pytest.raises(ValueError, match="backend"):
         runtime.Interpreter(model_content=plain, backend="tflite-micro")
     with pytest.raises(ValueError, match="decode"):
@@ -351,6 +375,188 @@ def test_runtime_load_errors_get_the_file_name_and_the_fix():
     with pytest.raises(ValueError, match="^other$"):  # other errors pass through unchanged
         with runtime._load_errors("m.tflite"):
             raise ValueError("other")
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_damaged_tables_fail_naming_the_model_and_the_fix(backend):
+    """Damage in the flatbuffer's tables that our parser's bounds check cannot see came out as
+    TFLite's bare messages ("Invalid tensor index 15 in node inputs ... inconsistent model" at
+    allocate_tensors, "BytesRequired number of elements overflowed ... invalidly specified in
+    schema" at load): now each names the model and says the file is damaged, with the fix."""
+    from dc_keras import _flatbuffer as fb
+
+    packed = export.pack(em.tflite("dense", None))
+    m = fb.read_model(packed)
+    sg = m.subgraphs[0]
+    fc = next(op for op in sg.operators if fb.opcode_name(m, op) == "FULLY_CONNECTED")
+    fc.inputs = np.array([len(sg.tensors) + 5, *fc.inputs[1:]], np.int32)  # a tensor it does not have
+    it = runtime.Interpreter(model_content=fb.write_model(m), backend=backend)
+    with pytest.raises(RuntimeError, match=r"^model_content: LiteRT cannot run it \(Invalid tensor index 15 .*\); "
+                                           r"the file is truncated or corrupt") as e:
+        it.allocate_tensors()
+    assert str(e.value).endswith(fb.CORRUPT_FIX)
+    m = fb.read_model(packed)
+    sg = m.subgraphs[0]
+    sg.tensors[sg.inputs[0]].shape = np.array([1, 2**31 - 1, 2**31 - 1, 2**31 - 1], np.int32)
+    sg.tensors[sg.inputs[0]].shapeSignature = None
+    with pytest.raises(ValueError, match=r"^model_content: LiteRT cannot load it \(.*invalidly specified in schema.*\); "
+                                         r"the file is truncated or corrupt"):
+        runtime.Interpreter(model_content=fb.write_model(m), backend=backend)
+
+
+@pytest.mark.parametrize("weights", ["decoded", "compressed"])
+def test_a_delegate_shared_by_interpreters_fails_only_the_bad_model(weights):
+    """One load_delegate(...) object given to several interpreters (an app loading models as they
+    come): a corrupt model made every later interpreter of that delegate fail with the corrupt
+    model's error (the delegate kept one sticky error); now each interpreter fails or runs on
+    its own model, before and after the bad one is dropped."""
+    import gc
+
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+    plain = em.tflite("dense", None)
+    packed = export.pack(plain)
+    bad = bytearray(packed)
+    at = bad.find(b"DCHF")
+    bad[at + 60] ^= 0xFF  # inside the first packed tensor's data
+    dlg = load_delegate(runtime.library_path(), {"weights": weights, "max_density": "100"})
+    xs = em.inputs("dense", 3, seed=1)
+    want = em.run(Interpreter(model_content=plain), xs)
+
+    def check(it):
+        got = em.run(it, xs)
+        if weights == "decoded":
+            assert got.tobytes() == want.tobytes()
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+    first = Interpreter(model_content=packed, experimental_delegates=[dlg])
+    broken = Interpreter(model_content=bytes(bad), experimental_delegates=[dlg])
+    with pytest.raises(RuntimeError, match="checksum mismatch"):
+        broken.allocate_tensors()
+    check(first)
+    check(Interpreter(model_content=packed, experimental_delegates=[dlg]))  # after the bad one
+    del broken
+    gc.collect()
+    for _ in range(3):  # its graph's memory may now hold a new one
+        check(Interpreter(model_content=packed, experimental_delegates=[dlg]))
+    with pytest.raises(RuntimeError, match="checksum mismatch"):  # and a bad one still fails
+        Interpreter(model_content=bytes(bad), experimental_delegates=[dlg]).allocate_tensors()
+
+
+def test_delegate_destroyed_before_its_interpreter(tmp_path):
+    """Python's garbage collector may destroy a load_delegate object before the interpreter that
+    holds it (both in one reference cycle; LiteRT's Delegate.__del__ calls
+    tflite_plugin_destroy_delegate): the delegate's memory (decoded weights, compressed layers) was
+    freed under a live interpreter, and its kernels read the freed delegate when the interpreter
+    went (a double free once they freed its graph's weights). It now lives until its last kernel
+    is freed: the interpreter runs on, then goes, without a crash."""
+    import subprocess
+
+    path = tmp_path / "m.packed.tflite"
+    path.write_bytes(export.pack(em.tflite("dense", None)))
+    code = f"""if True:
+        import gc
+        import numpy as np
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+        from dc_keras import runtime
+        x = np.random.RandomState(0).randn(3, 20).astype(np.float32)
+        plain = Interpreter(model_content=runtime.unpack(open({str(path)!r}, "rb").read()))
+        for opts in ({{}}, {{"weights": "compressed", "max_density": "100"}}, {{"keep_decoded": "0"}}):
+            for _ in range(3):
+                dlg = load_delegate(runtime.library_path(), opts)
+                it = Interpreter(model_path={str(path)!r}, experimental_delegates=[dlg])
+                for interp in (it, plain):
+                    interp.resize_tensor_input(0, [3, 20]); interp.allocate_tensors()
+                    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+                want = (plain.invoke(), plain.get_tensor(plain.get_output_details()[0]["index"]))[1]
+                dlg.__del__()  # the collector's order: the delegate first
+                for _ in range(2):
+                    it.invoke()
+                    got = it.get_tensor(it.get_output_details()[0]["index"])
+                    assert np.allclose(got, want, rtol=1e-5, atol=1e-5), opts
+                del it, dlg
+                gc.collect()
+        print("survived")
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0 and "survived" in r.stdout, (r.returncode, r.stderr[-2000:])
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+@pytest.mark.parametrize("weights", ["decoded", "compressed"])
+def test_resizing_a_fixed_input_dimension_says_which_and_what_the_model_takes(backend, weights):
+    """resize_tensor_input(i, [1, 7]) on a [-1, 20] input failed in allocate_tensors with the
+    kernels' words only ("XNNPack delegate failed to reshape runtime", "compressed FC(...): input
+    size is not a multiple of 20"): now the input, its shape and the model's are named."""
+    it = runtime.Interpreter(model_content=export.pack(em.tflite("dense", None)), backend=backend,
+                             weights=weights, **({"max_density": 1.0} if weights == "compressed" else {}))
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], [1, 7])
+    with pytest.raises(RuntimeError, match=r"input '.*' was resized to \[1, 7\], but the model takes \[-1, 20\] "
+                                           r"\(-1: any size\): resize only its -1 dimensions.*\(allocate_tensors failed: "):
+        it.allocate_tensors()
+    xs = em.inputs("dense", 3)
+    ref = em.run_batch(em.reference_interpreter(backend, em.tflite("dense", None)), xs)
+    np.testing.assert_allclose(em.run_batch(it, xs), ref, rtol=1e-5, atol=1e-5)  # a batch resize still runs
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_a_tensor_name_that_is_not_utf8_fails_naming_the_model_and_the_fix(backend):
+    """A damaged byte in the output tensor's name: the model loads and runs, but
+    get_output_details raised a bare UnicodeDecodeError; now a ValueError naming the model."""
+    from dc_keras import _flatbuffer as fb
+
+    packed = export.pack(em.tflite("dense", None))
+    m = fb.read_model(packed)
+    sg = m.subgraphs[0]
+    sg.tensors[sg.outputs[0]].name = b"out\xee\xff"
+    it = runtime.Interpreter(model_content=fb.write_model(m), backend=backend)
+    it.allocate_tensors()
+    assert it.get_input_details()[0]["shape"].tolist() == [1, 20]
+    with pytest.raises(ValueError, match=r"^model_content: a tensor name in it is not valid UTF-8 .*the file is "
+                                         r"truncated or corrupt"):
+        it.get_output_details()
+
+
+def _rss_kb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+@pytest.mark.parametrize("weights", ["decoded", "compressed"])
+def test_a_delegate_shared_by_interpreters_runs_each_ones_model_and_frees_its_weights(weights):
+    """One delegate for interpreters made and dropped in turn (an app's models, one after the
+    other): the delegate kept each graph's compressed layers and decoded weights keyed by the
+    graph's address, which the next interpreter's graph usually gets: with weights="compressed"
+    the second model then ran the first model's weights (silently wrong outputs), and the decoded
+    weights of every dropped interpreter stayed allocated until the delegate was destroyed (+ one
+    model's weights per interpreter). Now each graph's state goes with it."""
+    import gc
+
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+    plains = [_layers_model(), _layers_model((256, 128, 256, 64, 10))]
+    packed = [export.pack(p) for p in plains]
+    x = np.random.RandomState(1).rand(2, 256).astype(np.float32)
+    wants = [em.run_batch(Interpreter(model_content=p), x) for p in plains]
+    dlg = load_delegate(runtime.library_path(), {"weights": weights, "max_density": "100"})
+    rss = []
+    for k in range(16):
+        it = Interpreter(model_content=packed[k % 2], experimental_delegates=[dlg])
+        got, want = em.run_batch(it, x), wants[k % 2]
+        assert got.shape == want.shape, (k, got.shape)
+        if weights == "decoded":
+            assert got.tobytes() == want.tobytes(), k
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()), err_msg=str(k))
+        del it
+        gc.collect()
+        if k in (5, 15):
+            rss.append(_rss_kb())
+    assert rss[1] - rss[0] < 2048, rss  # 10 interpreters: +5 MiB before
 
 
 def test_compressed_weights_on_an_unpacked_model_warn_once(tmp_path):

@@ -74,6 +74,24 @@ def test_compressed_matches_dense_batch1_and_batch(quantize):
             _close(have, want)
 
 
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_empty_batch_gives_an_empty_output_as_the_dense_route_does(quantize):
+    """An input resized to a batch of 0 (e.g. a server's empty request): the dense and decoded routes
+    give a (0, 10) output; the compressed FC failed at invoke with "tensors not ready" (an empty
+    tensor has no data pointer)."""
+    plain = em.tflite("dense", quantize)
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed", **ALL)
+    assert all(r["route"] == "compressed" for r in it.compressed_report())
+    xs = em.inputs("dense", 3, seed=4)
+    for n in (0, 3, 0):  # and back: re-prepared each time
+        want, got = em.run_batch(_plain(plain), xs[:n]), em.run_batch(it, xs[:n])
+        assert got.shape == want.shape == (n, 10) and got.dtype == want.dtype
+        if quantize or n == 0:
+            np.testing.assert_array_equal(got, want)
+        else:
+            _close(got, want)
+
+
 def test_unsupported_layers_fall_back_to_decoded_and_are_reported():
     plain = em.tflite("dense", "dynamic")  # hybrid FC (float input, int8 weights)
     packed = export.pack(plain)
@@ -107,6 +125,37 @@ def test_conv_model_keeps_conv_layers_decoded():
     xs = em.inputs("conv", 3, seed=2)
     _close(em.run(it, xs), em.run(_plain(plain), xs))
     assert runtime.Interpreter(model_content=export.pack(plain)).compressed_report() == []
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_reading_a_weight_that_runs_compressed_names_it_and_the_fix(backend):
+    """A weight run from the compact form has no dense values: get_tensor / tensor()() say so by
+    name with the fix, not the backend's "Tensor data is null. Run allocate_tensors() first"
+    (already run); other tensors, and the same weight with weights="decoded", still read."""
+    plain = em.tflite("dense", None)
+    packed = export.pack(plain)
+    it = runtime.Interpreter(model_content=packed, backend=backend, weights="compressed", **ALL)
+    it.allocate_tensors()
+    names = {r["weights"] for r in it.compressed_report() if r["route"] == "compressed"}
+    by_name = {d["name"]: d["index"] for d in it.get_tensor_details()}
+    assert names and names <= set(by_name)
+    for name in names:
+        with pytest.raises(ValueError, match=r"tensor \d+ \(.*\) is a packed weight that weights='compressed' "
+                                             r"runs from its compact sparse form.*weights='decoded'"):
+            it.get_tensor(by_name[name])
+        with pytest.raises(ValueError, match="weights='compressed' runs from its compact sparse form"):
+            it.tensor(by_name[name])()
+    xs = em.inputs("dense", 2, seed=3)
+    _close(em.run(it, xs), em.run(_plain(plain), xs))
+    out = it.get_output_details()[0]["index"]
+    assert it.tensor(out)().shape == it.get_tensor(out).shape
+    dec = runtime.Interpreter(model_content=packed, backend=backend)
+    dec.allocate_tensors()
+    ref = _plain(plain)
+    ref.allocate_tensors()
+    ref_idx = {d["name"]: d["index"] for d in ref.get_tensor_details()}
+    for name in names:
+        np.testing.assert_array_equal(dec.get_tensor(by_name[name]), ref.get_tensor(ref_idx[name]))
 
 
 def test_corrupt_packed_weights_fail_allocate_with_the_reason():
@@ -211,6 +260,10 @@ def test_release_decoded_is_opt_in_and_checked():
     """Default: decoded weights stay readable (see test_corruption); release_decoded must be a bool."""
     with pytest.raises(ValueError, match="release_decoded must be True or False"):
         runtime.Interpreter(model_content=_big_fc_packed(), release_decoded="yes")
+    # decode="op" has no delegate to free anything: the option was silently ignored, and get_tensor
+    # then refused the weights as freed
+    with pytest.raises(ValueError, match=r"release_decoded=True needs decode='delegate'"):
+        runtime.Interpreter(model_content=_big_fc_packed(), backend="tensorflow", decode="op", release_decoded=True)
 
 
 def test_reading_a_weight_release_decoded_may_free_is_refused_by_name():
@@ -356,6 +409,32 @@ def test_report_names_builtins_the_c_table_does_not():
 
     assert _op_label("BUILTIN_126") == "BATCH_MATMUL" and _op_label("BUILTIN_99999") == "BUILTIN_99999"
     assert _report_row(["dense", "w", "read by 2 operators", "BUILTIN_3"])["op"] == "CONV_2D"
+    row = _report_row(["dense", "w", "BUILTIN_126 has no compressed kernel; decoded", "BUILTIN_126"])
+    assert row["reason"] == "BATCH_MATMUL has no compressed kernel; decoded", row
+
+
+def test_float16_weights_are_reported_with_the_dequantize_reading_them():
+    """quantize="float16": each packed weight feeds a DEQUANTIZE, which the report called
+    "BUILTIN_6" in its reason (C and Python) and its op (C); outputs bit-exact."""
+    plain = export.to_tflite(em.keras_model("dense"), pack=False, quantize="float16")
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed", **ALL)
+    report = it.compressed_report()
+    assert len(report) == 3 and all(r["route"] == "dense" and r["op"] == "DEQUANTIZE" for r in report), report
+    assert all(r["reason"].startswith("DEQUANTIZE has no compressed kernel") for r in report), report
+    xs = em.inputs("dense", 3, seed=2)
+    np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
+    import ctypes
+
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+    from dc_keras._compat import delegate_pointer
+
+    dlg = load_delegate(runtime.library_path(), {"weights": "compressed"})  # what C callers read
+    Interpreter(model_content=export.pack(plain), experimental_delegates=[dlg])
+    fn = ctypes.CDLL(runtime.library_path()).DcKerasHuffDecodeDelegateReport
+    fn.restype, fn.argtypes = ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    buf = ctypes.create_string_buffer(4096)
+    fn(delegate_pointer(dlg), buf, len(buf))
+    assert b"BUILTIN_" not in buf.value and buf.value.count(b"DEQUANTIZE") == 6, buf.value
 
 
 def test_report_gives_the_reason_for_weights_read_by_several_ops():
@@ -861,6 +940,22 @@ def test_max_density_given_in_percent_says_python_takes_a_fraction():
     for pct, frac in ((50, "0.5"), (30, "0.3"), (100, "1.0")):
         with pytest.raises(ValueError, match=rf"got {pct}: .*percent.*max_density={frac}"):
             runtime.Interpreter(model_content=b"unused", weights="compressed", max_density=pct)
+
+
+def test_max_density_takes_numpy_scalars():
+    """A density computed with numpy (np.float32(0.3), np.int64(1)) was refused as "must be a fraction
+    in (0, 1]": only Python int / float were taken, and float32's 0.3 is 30.0000012 percent. Now
+    taken as the same fraction; 0.555 is still refused (not whole percent), as is a bool."""
+    packed = export.pack(em.tflite("dense", None))
+    want = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.3).compressed_report()
+    for value in (np.float32(0.3), np.float64(0.3)):
+        got = runtime.Interpreter(model_content=packed, weights="compressed", max_density=value).compressed_report()
+        assert got == want
+    assert all(r["route"] == "compressed" for r in runtime.Interpreter(
+        model_content=packed, weights="compressed", max_density=np.int64(1)).compressed_report())
+    for bad in (np.float32(0.555), True, np.int64(50)):
+        with pytest.raises(ValueError, match="max_density must be a fraction"):
+            runtime.Interpreter(model_content=packed, weights="compressed", max_density=bad)
 
 
 def _sparse_fc_lib():

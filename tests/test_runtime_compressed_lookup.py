@@ -82,6 +82,18 @@ def test_gather_index_out_of_range_fails_clearly():
     np.testing.assert_array_equal(run_batch(it, ids), run_batch(_plain(_embedding_tflite()), ids))
 
 
+def test_empty_batch_of_ids_gives_an_empty_output():
+    """A batch of 0 id rows: the dense route gives a (0, 6, 16) output; the compressed lookup
+    failed with "tensors not ready" (an empty output has no data pointer)."""
+    plain = _embedding_tflite()
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+    ids = _ids((0, 6))
+    want, got = run_batch(_plain(plain), ids), run_batch(it, ids)
+    assert got.shape == want.shape == (0, 6, DIM) and got.dtype == want.dtype
+    ids = _ids((3, 6))  # and it runs on afterwards
+    np.testing.assert_array_equal(run_batch(it, ids), run_batch(_plain(plain), ids))
+
+
 def _as_embedding_lookup(content, hybrid=False):
     """The same model with its GATHER rewritten as EMBEDDING_LOOKUP(ids, table) (1-D ids): the op
     the TF1 embedding_lookup path emits, which the Keras converter does not. ``hybrid``: an int8

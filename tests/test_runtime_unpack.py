@@ -1,6 +1,7 @@
 """On-device unpack (C ``dc_unpack``, ``dc_keras.runtime.unpack``), its CLI, and packed models
 through LiteRT's ``CompiledModel`` (``dc_keras.runtime.compiled_model``)."""
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -82,8 +83,12 @@ def test_unpack_errors_are_clear():
                for _, p, _ in export._pack.packed_tensors(model)), key=len)
     at = bytes(packed).index(raw)
     packed[at + len(raw) // 2] ^= 0xFF  # corrupt the payload of one packed tensor
-    with pytest.raises(ValueError, match=r"HuffDecode\(.*\): (decoding failed|invalid packed)"):
+    with pytest.raises(ValueError, match=r"HuffDecode\(.*\): (decoding failed|invalid packed)") as e:
         runtime.unpack(bytes(packed))
+    assert str(e.value).endswith(fb.CORRUPT_FIX), str(e.value)  # the fix, as the Interpreter names it
+    with pytest.raises(ValueError, match=r"^model_content: dc_unpack: HuffDecode\(.*\): decoding failed.*"
+                                         + re.escape(fb.CORRUPT_FIX) + "$"):
+        runtime.compiled_model(model_content=bytes(packed))
     good = _models()["dense"]
     for n in range(0, len(good), max(1, len(good) // 97)):  # every truncation: an error, no crash
         try:

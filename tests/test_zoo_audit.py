@@ -121,3 +121,75 @@ def test_int8_calibration_of_two_unnamed_inputs_is_not_swapped(batch_size):
     want = model.predict([xa, xb], verbose=0)
     got = predict_tflite(data, dict(zip(keras_names, (xa, xb))))
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
+def test_predict_tflite_quantizes_float_inputs_of_an_int8_input_model():
+    """A full-integer model with int8 inputs (converter_options inference_input_type=tf.int8):
+    predict_tflite cast float x with astype(int8) (0.7 -> 0), so outputs were garbage and
+    evaluate_tflite reported most samples wrong. Float x is now quantized as the model's own
+    QUANTIZE op does: the outputs, dequantized, equal those of the same model with float I/O bit
+    for bit (its QUANTIZE / DEQUANTIZE ops at the ends), and pre-quantized int8 x gives the same."""
+    import _export_models as em
+    import tensorflow as tf
+
+    model, calib = em.keras_model("dense"), em.inputs("dense", 32, seed=5)
+    io8 = export.to_tflite(model, quantize="int8", representative_data=calib,
+                           converter_options={"inference_input_type": tf.int8, "inference_output_type": tf.int8})
+    float_io = export.to_tflite(model, quantize="int8", representative_data=calib)
+    it = dc_keras.runtime.Interpreter(model_content=io8)
+    (s_in, z_in), (s_out, z_out) = it.get_input_details()[0]["quantization"], it.get_output_details()[0]["quantization"]
+    assert it.get_input_details()[0]["dtype"] == np.int8 and s_in > 0
+    x = em.inputs("dense", 40, seed=1) * 2  # some beyond the input range: clamped
+    got = predict_tflite(io8, x, batch_size=16)
+    assert got.dtype == np.int8
+    want = predict_tflite(float_io, x, batch_size=16)
+    np.testing.assert_array_equal((got.astype(np.float32) - np.float32(z_out)) * np.float32(s_out), want)
+    pre = np.clip(np.sign(x / s_in) * np.floor(np.abs(x / s_in) + 0.5) + z_in, -128, 127).astype(np.int8)
+    np.testing.assert_array_equal(predict_tflite(io8, pre), got)
+    x = x[:20] / 2  # inside the calibrated range
+    labels = np.argmax(model.predict(x, verbose=0), axis=-1)
+    assert evaluate_tflite(io8, x, labels, progress=False) == evaluate_tflite(float_io, x, labels, progress=False) < 0.1
+
+
+def test_predict_tflite_arguments_fail_clearly_and_a_path_is_taken(tmp_path):
+    """batch_size 0 / -5 / None / 2.5 failed with Python's "range() arg 3 must not be zero", "need at
+    least one array to concatenate" or "'NoneType' object cannot be interpreted as an integer"; x with
+    no samples with the concatenate error; a file's path with "string argument without an encoding"
+    (the Interpreter takes paths: so does predict_tflite now)."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    data = export.to_tflite(model)
+    x = np.random.default_rng(0).random((5, 3)).astype("float32")
+    for bad in (0, -5, None, 2.5, True):
+        with pytest.raises(ValueError, match=rf"predict_tflite: batch_size must be a whole number of samples >= 1, "
+                                             rf"got {bad!r}"):
+            predict_tflite(data, x, batch_size=bad)
+    with pytest.raises(ValueError, match=r"evaluate_tflite: batch_size must be .* got 0"):
+        evaluate_tflite(data, x, np.zeros(5, int), batch_size=0, progress=False)
+    with pytest.raises(ValueError, match=r"predict_tflite: x holds no samples \(shape \(0, 3\)\)"):
+        predict_tflite(data, x[:0])
+    want = predict_tflite(data, x, batch_size=np.int64(2))
+    path = tmp_path / "m.packed.tflite"
+    path.write_bytes(data)
+    for p in (path, str(path)):
+        assert predict_tflite(p, x).tobytes() == want.tobytes()
+    assert evaluate_tflite(path, x, np.argmax(want, -1), progress=False) == 0.0
+
+
+def test_evaluate_tflite_takes_labels_as_a_column_or_one_hot():
+    """Labels of shape (n, 1) were compared with the (n,) predictions by broadcasting: n * n
+    comparisons, an "error" of 3.2 for 5 samples; one-hot labels (categorical_crossentropy's) gave a
+    broadcast error, or garbage when n equals the number of classes. Both are read now; other
+    shapes are refused by name."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
+    data = export.to_tflite(model)
+    x = np.random.default_rng(1).random((5, 3)).astype("float32")
+    labels = np.argmax(model.predict(x, verbose=0), axis=-1)
+    wrong = (labels + 1) % 5
+    for y, want in ((labels, 0.0), (wrong, 1.0)):
+        assert evaluate_tflite(data, x, y, progress=False) == want
+        assert evaluate_tflite(data, x, y[:, None], progress=False) == want
+        assert evaluate_tflite(data, x, np.eye(5)[y], progress=False) == want  # n == classes here
+    assert evaluate_tflite(data, np.concatenate([x, x]), np.eye(5)[np.concatenate([labels, wrong])],
+                           progress=False) == 0.5
+    with pytest.raises(ValueError, match=r"labels of shape \(5, 3\) for scores of shape \(5, 5\)"):
+        evaluate_tflite(data, x, np.zeros((5, 3)), progress=False)

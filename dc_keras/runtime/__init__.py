@@ -37,7 +37,9 @@ import contextlib
 import ctypes
 import importlib.util
 import mmap
+import numbers
 import os
+import re
 import stat
 import threading
 import warnings
@@ -260,7 +262,7 @@ def _load_errors(label, model_path=None, model_content=None):
 
         _full_check(label, model_path, model_content)  # raises with the cause when our parser sees one
         msg = " ".join(str(e).split())
-        if "Could not open" not in msg and "not a valid Flatbuffer" not in msg:
+        if not any(s in msg for s in ("Could not open", "not a valid Flatbuffer", "invalidly specified in schema")):
             raise
         raise ValueError(f"{label}: LiteRT cannot load it ({msg}); {CORRUPT_FIX}") from None
 
@@ -286,7 +288,8 @@ class Interpreter:
         results then differ from dense kernels by summation order (~1e-6 relative); int8 is exact.
         The same option for C/Android users: ``load_delegate(path, {"weights": "compressed"})``.
       release_decoded: ``True`` frees each decoded weight once XNNPACK has packed its own copy
-        (saves the decoded copy's memory; delegate option ``keep_decoded=0``). This Interpreter
+        (saves the decoded copy's memory; delegate option ``keep_decoded=0``, so ``decode="delegate"``
+        only). This Interpreter
         then refuses ``get_tensor`` / ``tensor`` on the weights it may free (ValueError naming
         them); TFLite's own APIs would return freed memory, so it is off by default; see
         docs/android.md.
@@ -333,13 +336,22 @@ class Interpreter:
                           "dc_keras.export.pack or dc-keras pack", UserWarning, stacklevel=2)
         if not isinstance(release_decoded, bool):
             raise ValueError(f"release_decoded must be True or False, got {release_decoded!r}")
-        user_delegates = list(kwargs.pop("experimental_delegates", None) or [])
+        if release_decoded and decode == "op":  # it is the delegate's keep_decoded=0: nothing would be freed
+            raise ValueError("release_decoded=True needs decode='delegate' (the default): it is the delegate's "
+                             "keep_decoded=0, and with decode='op' XNNPACK does not pack the decoded weights, "
+                             "so nothing could be freed")
+        user_delegates = kwargs.pop("experimental_delegates", None) or []
+        if not isinstance(user_delegates, (list, tuple)):  # list() of one Delegate: "'Delegate' object is not iterable"
+            raise TypeError(f"experimental_delegates must be a list of delegates, got one "
+                            f"{type(user_delegates).__name__}: pass [delegate]")
+        user_delegates = list(user_delegates)
         options = dict({"weights": weights} if weights != "decoded" else {},
                        **({"keep_decoded": "0"} if release_decoded else {}),
                        **({"max_density": str(density_pct)} if density_pct is not None else {})) or None
         self._delegate = None
         if backend == "litert":
-            from ai_edge_litert import interpreter as mod
+            with _needs("ai_edge_litert", "backend='litert'", "pip install ai-edge-litert, or use backend='tensorflow'"):
+                from ai_edge_litert import interpreter as mod
 
             self._delegate = mod.load_delegate(library_path(), options)
             delegates = [self._delegate] + user_delegates
@@ -349,7 +361,8 @@ class Interpreter:
                     experimental_delegates=delegates, **kwargs,
                 )
         else:
-            from tensorflow.lite.python import interpreter as mod
+            with _needs("tensorflow", "backend='tensorflow'", "pip install tensorflow, or use backend='litert'"):
+                from tensorflow.lite.python import interpreter as mod
 
             if decode == "op":
                 _check_op_route(model_path, model_content)
@@ -386,6 +399,8 @@ class Interpreter:
         except RuntimeError as exc:  # a Prepare the runtime ran here failed: say which model, and the fix
             self._raise_delegate_error(exc)
             self._raise_op_error(exc)
+            self._raise_inconsistent(exc)
+            self._raise_bad_resize(exc)
             raise
         self._raise_delegate_error()
 
@@ -397,6 +412,35 @@ class Interpreter:
         except RuntimeError as exc:
             self._raise_op_error(exc)
             raise
+
+    def _raise_inconsistent(self, cause):
+        """An operator reading a tensor the model does not have (TFLite: "Invalid tensor index N in
+        node inputs ... AllocateTensors() called on inconsistent model"): only a damaged file has
+        one (TFLite accepts it at load and fails here); said as a corrupt file, naming the model."""
+        msg = " ".join(str(cause).split())
+        if "Invalid tensor index" in msg:
+            from dc_keras._flatbuffer import CORRUPT_FIX
+
+            raise RuntimeError(f"{self._label}: LiteRT cannot run it ({msg}); {CORRUPT_FIX}") from cause
+
+    def _raise_bad_resize(self, cause):
+        """An input resized where the model's signature has a fixed size (``resize_tensor_input(i,
+        [1, 100])`` on a ``[-1, 256]`` input) makes a kernel's Prepare fail with a message about
+        the kernel ("XNNPack delegate failed to reshape runtime", "compressed FC(...): input size
+        is not a multiple of 256"): say which input, its shape and the one the model takes. Runs
+        only after allocate_tensors failed."""
+        try:
+            details = self._interpreter.get_input_details()
+        except Exception:  # noqa: BLE001 -- only a hint: the original error stands
+            return
+        for d in details:
+            shape, sig = [int(v) for v in d["shape"]], [int(v) for v in d["shape_signature"]]
+            if len(shape) != len(sig) or any(w >= 0 and w != g for w, g in zip(sig, shape)):
+                msg = " ".join(str(cause).split())
+                raise RuntimeError(
+                    f"{self._label}: input {d['name']!r} was resized to {shape}, but the model takes "
+                    f"{sig} (-1: any size): resize only its -1 dimensions, e.g. the batch "
+                    f"(allocate_tensors failed: {msg})") from cause
 
     def _raise_op_error(self, cause):
         """``decode="op"``: the op's own Prepare error (TFLite appends "Node number N (HuffDecode)
@@ -418,16 +462,74 @@ class Interpreter:
             fix = f"; {CORRUPT_FIX}" if any(w in err for w in ("decoding failed", "corrupt")) else ""
             raise RuntimeError(f"{self._label}: {err}{fix}") from cause
 
+    def get_input_details(self, *args, **kwargs):
+        """The backend's ``get_input_details``; a tensor name that is not UTF-8 (a damaged file;
+        LiteRT decodes the names here) is a ValueError naming the model and the fix."""
+        with self._utf8_names():
+            return self._interpreter.get_input_details(*args, **kwargs)
+
+    def get_output_details(self, *args, **kwargs):
+        """The backend's ``get_output_details``; non-UTF-8 names as in ``get_input_details``."""
+        with self._utf8_names():
+            return self._interpreter.get_output_details(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _utf8_names(self):
+        try:
+            yield
+        except UnicodeDecodeError as e:
+            from dc_keras._flatbuffer import CORRUPT_FIX
+
+            raise ValueError(f"{self._label}: a tensor name in it is not valid UTF-8 ({e}), so LiteRT's Python "
+                             f"API cannot read its details; {CORRUPT_FIX}") from None
+
     def get_tensor(self, tensor_index, *args, **kwargs):
         """The backend's ``get_tensor``; with ``release_decoded=True`` a ValueError for a packed
-        weight the delegate may have freed (reading it would return freed memory)."""
+        weight the delegate may have freed (reading it would return freed memory); with
+        ``weights="compressed"`` a ValueError naming a weight that runs compressed (its dense
+        values are never built; the backend's own error says to run ``allocate_tensors()``)."""
         self._refuse_released(tensor_index, *args, **kwargs)
-        return self._interpreter.get_tensor(tensor_index, *args, **kwargs)
+        try:
+            return self._interpreter.get_tensor(tensor_index, *args, **kwargs)
+        except ValueError as exc:
+            self._raise_not_built(exc, tensor_index, *args, **kwargs)
+            raise
 
     def tensor(self, tensor_index, *args, **kwargs):
         """The backend's ``tensor`` (a function returning a view); refused like ``get_tensor``."""
         self._refuse_released(tensor_index, *args, **kwargs)
-        return self._interpreter.tensor(tensor_index, *args, **kwargs)
+        view = self._interpreter.tensor(tensor_index, *args, **kwargs)
+        if self.weights != "compressed":
+            return view
+
+        def read():
+            try:
+                return view()
+            except ValueError as exc:
+                self._raise_not_built(exc, tensor_index, *args, **kwargs)
+                raise
+
+        return read
+
+    def _raise_not_built(self, cause, tensor_index, subgraph_index=0, *_, **kwargs):
+        """A ValueError naming a packed weight that ``weights="compressed"`` runs from its compact
+        form, when the backend failed to read it (it has no data: TFLite says "Tensor data is null.
+        Run allocate_tensors() first", which does not help). Runs only after such a failure."""
+        if self.weights != "compressed":
+            return
+        sub = kwargs.get("subgraph_index", subgraph_index)
+        try:
+            details = self._interpreter.get_tensor_details(subgraph_index=sub)
+        except (TypeError, ValueError):
+            return
+        name = next((d["name"] for d in details if d["index"] == tensor_index), None)
+        if name is not None and any(r["route"] == "compressed" and r["weights"] == name
+                                    for r in self.compressed_report()):
+            raise ValueError(
+                f"{self._label}: tensor {tensor_index} ({name!r}) is a packed weight that "
+                "weights='compressed' runs from its compact sparse form: its dense values are never "
+                "built, so there is nothing to read; create the Interpreter with weights='decoded' "
+                "(the default) to read weights, or decode the file with dc_keras.export.unpack") from cause
 
     def _refuse_released(self, tensor_index, subgraph_index=0, *_, **kwargs):
         sub = kwargs.get("subgraph_index", subgraph_index)
@@ -508,7 +610,8 @@ def _report_row(f) -> dict:
         rows, cols = (int(v) for v in f[2].split("x"))
         return {"weights": f[1], "route": "compressed", "shape": (rows, cols), "dtype": f[3],
                 "nonzeros": int(f[4]), "bytes": int(f[5]), "op": f[6]}
-    return {"weights": f[1], "route": "dense", "reason": f[2], "op": _op_label(f[3])}
+    reason = re.sub(r"\bBUILTIN_\d+\b", lambda m: _op_label(m.group(0)), f[2])  # "BUILTIN_6 has no ..."
+    return {"weights": f[1], "route": "dense", "reason": reason, "op": _op_label(f[3])}
 
 
 def _schema():
@@ -612,12 +715,14 @@ def _check_max_density(max_density, weights):
     if weights != "compressed":
         raise ValueError("max_density applies to weights='compressed' only (it keeps dense FC layers "
                          f"decoded); got it with weights={weights!r}")
-    ok = (isinstance(max_density, (int, float)) and not isinstance(max_density, bool)
+    # numpy scalars too (np.float32(0.3): a density computed with numpy); 1e-4: float32's 0.3 is
+    # 30.0000012 percent
+    ok = (isinstance(max_density, numbers.Real) and not isinstance(max_density, bool)
           and 0 < max_density <= 1)  # NaN fails the range
     pct = round(float(max_density) * 100) if ok else 0
-    if not ok or pct < 1 or abs(pct - float(max_density) * 100) > 1e-6:
+    if not ok or pct < 1 or abs(pct - float(max_density) * 100) > 1e-4:
         hint = ""
-        if (isinstance(max_density, int) and not isinstance(max_density, bool)
+        if (isinstance(max_density, numbers.Integral) and not isinstance(max_density, bool)
                 and 1 < max_density <= 100):  # the delegate option's percent
             hint = (f": {max_density} looks like the delegate option's percent; here it is a "
                     f"fraction, max_density={max_density / 100}")
@@ -636,6 +741,18 @@ def _content_bytes(model_content):
         return bytes(model_content)
     hint = ": give a file's path as model_path" if isinstance(model_content, (str, os.PathLike)) else ""
     raise TypeError(f"model_content must be the .tflite's bytes, got {type(model_content).__name__}{hint}")
+
+
+@contextlib.contextmanager
+def _needs(module, what, fix):
+    """An ImportError of ``module`` (not installed) as one saying what needs it and the fix; the
+    lookup costs nothing when it is there (``available_backends`` scans sys.path)."""
+    try:
+        yield
+    except ImportError as e:
+        if e.name is not None and e.name != module and not e.name.startswith(module + "."):
+            raise  # something the package itself imports: its own error says more
+        raise ImportError(f"{what} needs {e.name or module}, which this Python cannot import ({e}): {fix}") from e
 
 
 def _check_args(backend, decode, weights) -> str:
@@ -703,7 +820,13 @@ def unpack(packed) -> bytes:
     why = ctypes.create_string_buffer(512)
     status = fn(data, len(data), ctypes.byref(out), ctypes.byref(size), why, len(why))
     if status != 0:
-        raise ValueError(f"dc_unpack: {why.value.decode(errors='replace')}")
+        msg = why.value.decode(errors="replace")
+        if "HuffDecode(" in msg and ("decoding failed" in msg or "invalid packed" in msg):
+            from dc_keras._flatbuffer import CORRUPT_FIX  # only on errors: it imports the schema
+
+            if not msg.endswith(CORRUPT_FIX):  # a packed tensor's bytes are damaged: as the Interpreter says
+                msg = f"{msg}; {CORRUPT_FIX}"
+        raise ValueError(f"dc_unpack: {msg}")
     try:
         return ctypes.string_at(out, size.value)
     finally:
@@ -726,7 +849,8 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
     """
     if (model_path is None) == (model_content is None):
         raise ValueError("give exactly one of model_path and model_content")
-    from ai_edge_litert.compiled_model import CompiledModel
+    with _needs("ai_edge_litert", "compiled_model", "pip install -U ai-edge-litert (a version with CompiledModel)"):
+        from ai_edge_litert.compiled_model import CompiledModel
 
     label = _check_model(model_path, model_content)  # a missing path or a non-.tflite, named
     if model_path is not None:

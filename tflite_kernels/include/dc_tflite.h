@@ -64,8 +64,10 @@ DC_API size_t DcKerasHuffDecodeDelegateReport(const struct TfLiteDelegate* deleg
 
 /* The delegate's first error, "" if none (waits for its decode helpers): TFLite reports it in the
  * delegate kernel's Prepare, which it defers to the first Invoke for ops after a dynamic output
- * shape; call this after AllocateTensors to fail at load then too.  Copies up to size - 1 bytes
- * (NUL terminated), returns the full length. */
+ * shape; call this after AllocateTensors to fail at load then too.  A delegate shared by several
+ * interpreters fails only the kernels of the interpreter whose model has the error, but this
+ * returns the first error of any of them: use one delegate per interpreter to read it.  Copies
+ * up to size - 1 bytes (NUL terminated), returns the full length. */
 DC_API size_t DcKerasHuffDecodeDelegateError(struct TfLiteDelegate* delegate, char* buf,
                                              size_t size);
 

@@ -346,6 +346,7 @@ typedef struct {
   float* scale; /* int8: rows requantization scales */
   dc_sparse_fc m;
   char name[96];
+  int orphan; /* its kernel was freed (forget_graph): kept only if the graph is applied again */
 } FcPlan;
 
 typedef struct DcDelegateS {
@@ -370,7 +371,13 @@ typedef struct DcDelegateS {
   size_t num_fcs, cap_fcs;
   char* report; /* one line per FC considered (DcKerasHuffDecodeDelegateReport) */
   size_t report_len, report_cap;
-  char error[512];    /* first decode error, reported by the kernel */
+  char error[512]; /* first decode error of any graph (DcKerasHuffDecodeDelegateError) */
+  struct CtxError* errors; /* first error of each graph (context), reported by its kernels: a
+                            * delegate shared by interpreters fails only the one whose model is bad */
+  size_t num_errors;
+  int errors_lost; /* out of memory recording one: every kernel reports `error` */
+  int kernels;      /* its kernels alive (kernel_init .. kernel_free) */
+  int destroyed;    /* tflite_plugin_destroy_delegate was called: freed with its last kernel */
   int decode_threads; /* option decode_threads: 0 = all CPUs (dc_decode_threads), 1 = serial */
   int decode_async;   /* option decode_async (default 1): decode_lazily where available */
   int max_density;    /* option max_density (percent; 0: by type and form, max_density_for) */
@@ -379,6 +386,11 @@ typedef struct DcDelegateS {
   struct LazyFill* lazy;   /* decode_lazily's fill, joined by join_lazy */
   struct Release* release; /* release_packed_copies' frees, run by a helper (join_release) */
 } DcDelegate;
+
+typedef struct CtxError {
+  const struct TfLiteContext* ctx;
+  char msg[512];
+} CtxError;
 
 static int delegate_keep(DcDelegate* d, void* block) {
   if (d->num_blocks == d->cap_blocks) {
@@ -617,12 +629,13 @@ static void* kernel_init(TfLiteContext* context, const char* buffer, size_t leng
   DcDelegate* d = (DcDelegate*)params->delegate->data_;
   const TfLiteIntArray* nodes = params->nodes_to_replace;
   ks->outputs = params->output_tensors;
-  ks->d = d;
   ks->fcs = (FcPlan**)calloc((size_t)(nodes->size > 0 ? nodes->size : 1), sizeof(FcPlan*));
   if (!ks->fcs) {
     free(ks);
     return NULL;
   }
+  ks->d = d;
+  if (d) d->kernels++; /* kernel_free gives it back */
   for (int k = 0; k < nodes->size; ++k) {
     FcPlan* p = d ? find_fc(d, context, nodes->data[k]) : NULL;
     if (p) ks->fcs[ks->num_fcs++] = p;
@@ -631,17 +644,70 @@ static void* kernel_init(TfLiteContext* context, const char* buffer, size_t leng
 }
 
 static void join_lazy(DcDelegate* d, int report);
+static void delegate_free(DcDelegate* d);
+
+/* The first error recorded for `context`'s graph (NULL if none). */
+static const char* context_error(const DcDelegate* d, const TfLiteContext* context) {
+  for (size_t i = 0; i < d->num_errors; ++i) {
+    if (d->errors[i].ctx == context) return d->errors[i].msg;
+  }
+  return d->errors_lost && d->error[0] ? d->error : NULL;
+}
+
+static void forget_errors(DcDelegate* d, const TfLiteContext* context) {
+  for (size_t i = 0; i < d->num_errors; ++i) {
+    if (d->errors[i].ctx == context) {
+      d->errors[i] = d->errors[--d->num_errors];
+      return;
+    }
+  }
+}
+
+/* The graph of `context` is going: the runtime frees its kernels when the interpreter is
+ * destroyed (or when it undoes its delegates, to apply them again).  A delegate shared by several
+ * interpreters keys what it keeps by the graph's context, whose address a later interpreter's graph
+ * often gets: so that graph starts clean, this graph's decoded weights are freed now (not at the
+ * delegate's destruction: that grew memory by a model's weights per interpreter) and its tensors
+ * no longer point at them (applied again, the delegate decodes them again), its errors are
+ * forgotten, and its compressed layers (`fcs`) are marked, to be kept by delegate_prepare only for
+ * this same graph applied again (they ran another model's weights in the new graph).  The graph's
+ * tensors are still there (the runtime frees nodes first); its nodes may not be. */
+static void forget_graph(DcDelegate* d, TfLiteContext* context, FcPlan** fcs, int num_fcs) {
+  for (int i = 0; i < num_fcs; ++i) fcs[i]->orphan = 1;
+  join_release(d);
+  for (size_t i = 0; i < d->num_dec;) {
+    Decoded* r = &d->dec[i];
+    if (r->ctx != context) {
+      ++i;
+      continue;
+    }
+    if (r->block) {
+      if (r->tensor >= 0 && (size_t)r->tensor < context->tensors_size &&
+          context->tensors[r->tensor].data.data == r->block) {
+        context->tensors[r->tensor].data.data = NULL;
+      }
+      drop_block(d, r, NULL);
+    }
+    free(r->consumers);
+    d->dec[i] = d->dec[--d->num_dec];
+  }
+  forget_errors(d, context);
+}
 
 static void kernel_free(TfLiteContext* context, void* buffer) {
-  (void)context;
   KernelState* ks = (KernelState*)buffer;
   if (!ks) return;
   /* The runtime frees its nodes before the model's buffers: a helper still decoding from them
    * (an interpreter dropped before allocate_tensors) must be done first. */
-  if (ks->d) join_lazy(ks->d, 0);
+  DcDelegate* d = ks->d;
+  if (d) {
+    join_lazy(d, 0);
+    forget_graph(d, context, ks->fcs, ks->num_fcs);
+  }
   free(ks->fcs);
   free(ks->scratch);
   free(ks);
+  if (d && --d->kernels == 0 && d->destroyed) delegate_free(d); /* destroyed before the graph */
 }
 
 static int is_fc_output(const KernelState* ks, int t) {
@@ -731,8 +797,9 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteError;
   }
   join_lazy(d, 1); /* decode_lazily's tensors are complete (or the error known) from here on */
-  if (d->error[0]) {
-    context->ReportError(context, "%s", d->error);
+  const char* err = context_error(d, context);
+  if (err) {
+    context->ReportError(context, "%s", err);
     return kTfLiteError;
   }
   for (int k = 0; node->outputs && k < node->outputs->size; ++k) {
@@ -775,11 +842,13 @@ static TfLiteStatus fc_invoke(TfLiteContext* context, const KernelState* ks, con
   const TfLiteTensor* bias = p->bias >= 0 ? &context->tensors[p->bias] : NULL;
   size_t esize = p->m.dtype == DC_DTYPE_FLOAT32 ? sizeof(float) : 1;
   size_t batch = in->bytes / esize / p->m.cols;
-  if (!in->data.raw_const || !out->data.data || out->bytes != batch * p->m.rows * esize ||
-      in->bytes != batch * p->m.cols * esize) {
+  /* An empty batch (a dimension of 0) has no data to point at: nothing to compute. */
+  if ((batch && (!in->data.raw_const || !out->data.data)) ||
+      out->bytes != batch * p->m.rows * esize || in->bytes != batch * p->m.cols * esize) {
     context->ReportError(context, "dc_keras compressed FC(%s): tensors not ready", p->name);
     return kTfLiteError;
   }
+  if (batch == 0) return kTfLiteOk;
   if (p->m.dtype == DC_DTYPE_FLOAT32) {
     dc_sparse_fc_float(&p->m, (const float*)in->data.raw_const, batch,
                        bias ? (const float*)bias->data.raw_const : NULL, p->act_min, p->act_max,
@@ -799,7 +868,7 @@ static TfLiteStatus lookup_invoke(TfLiteContext* context, const FcPlan* p) {
   int idx64 = idx->type == kTfLiteInt64;
   size_t n = idx->bytes / (idx64 ? 8u : 4u);
   size_t esize = p->m.dtype == DC_DTYPE_FLOAT32 ? sizeof(float) : 1;
-  if ((n && !idx->data.raw_const) || !out->data.data || out->bytes != n * p->m.cols * esize) {
+  if ((n && (!idx->data.raw_const || !out->data.data)) || out->bytes != n * p->m.cols * esize) {
     context->ReportError(context, "dc_keras compressed %s(%s): tensors not ready", op_name(p->op),
                          p->name);
     return kTfLiteError;
@@ -1228,10 +1297,24 @@ static int is_huff(const TfLiteRegistration* reg) {
          strcmp(reg->custom_name, kOpName) == 0;
 }
 
-static void remember_error(DcDelegate* d, const char* msg) {
-  if (d->error[0]) return;
-  memcpy(d->error, msg, sizeof d->error);
-  d->error[sizeof d->error - 1] = '\0';
+static void remember_error(DcDelegate* d, const TfLiteContext* context, const char* msg) {
+  if (!d->error[0]) {
+    memcpy(d->error, msg, sizeof d->error);
+    d->error[sizeof d->error - 1] = '\0';
+  }
+  for (size_t i = 0; i < d->num_errors; ++i) {
+    if (d->errors[i].ctx == context) return; /* its first error stands */
+  }
+  CtxError* e = (CtxError*)realloc(d->errors, (d->num_errors + 1) * sizeof(CtxError));
+  if (!e) {
+    d->errors_lost = 1;
+    return;
+  }
+  d->errors = e;
+  e += d->num_errors++;
+  e->ctx = context;
+  memcpy(e->msg, msg, sizeof e->msg);
+  e->msg[sizeof e->msg - 1] = '\0';
 }
 
 /* A node of the execution plan as the delegate's Prepare sees it. */
@@ -1453,7 +1536,7 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     return;
   }
   if (r < 0) {
-    remember_error(d, why);
+    remember_error(d, context, why);
     return;
   }
   char msg[512];
@@ -1462,7 +1545,7 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
               op_name(fc->reg->builtin_code));
   huff->skip = 0;
   if (!delegate_decode_node(context, d, huff->node, dense, msg, sizeof msg)) {
-    remember_error(d, msg);
+    remember_error(d, context, msg);
   }
 }
 
@@ -1608,11 +1691,11 @@ static void join_lazy(DcDelegate* d, int report) {
               "HuffDecode(%s): could not write the decoded tensor's pages (out of memory?); "
               "the delegate option decode_async=0 decodes without userfaultfd",
               name);
-      remember_error(d, msg);
+      remember_error(d, f->ctx, msg);
     } else if (f->jobs[k].status != DC_OK) {
       set_msg(msg, sizeof msg, "HuffDecode(%s): decoding failed: %s", name,
               dc_strerror(f->jobs[k].status));
-      remember_error(d, msg);
+      remember_error(d, f->ctx, msg);
     }
   }
   lazy_free(f);
@@ -1720,7 +1803,7 @@ static size_t decode_lazily(TfLiteContext* context, DcDelegate* d, const PlanNod
     void* block = NULL;
     int r = delegate_stage_node(context, d, node, base + at[i], 0, NULL, &f->jobs[s], &block, msg,
                                 sizeof msg);
-    if (r == 0) remember_error(d, msg);
+    if (r == 0) remember_error(d, context, msg);
     if (r != 1) continue;
     f->span[s] = (sizes[j] + page - 1) / page * page;
     f->tensor[s] = node->outputs->data[0];
@@ -1783,7 +1866,7 @@ static int decode_nodes(TfLiteContext* context, DcDelegate* d, const PlanNode* p
     size_t bytes = 0;
     if (!is_huff(pn[k].reg) || pn[k].skip) continue;
     int r = delegate_check_node(context, d, pn[k].node, &bytes, msg, sizeof msg);
-    if (r == 0) remember_error(d, msg);
+    if (r == 0) remember_error(d, context, msg);
     if (r != 1) continue;
     sizes[m] = bytes;
     node_of[m++] = k;
@@ -1802,7 +1885,7 @@ static int decode_nodes(TfLiteContext* context, DcDelegate* d, const PlanNode* p
   for (size_t j = 0; j < m; ++j) {
     int r = delegate_stage_node(context, d, pn[node_of[j]].node, base ? base + offset[j] : NULL, 1,
                                 NULL, &jobs[staged], &blocks[staged], msg, sizeof msg);
-    if (r == 0) remember_error(d, msg);
+    if (r == 0) remember_error(d, context, msg);
     if (r == 1) node_of[staged++] = node_of[j];
   }
   /* a helper runs decode_lazily's fill: this thread decodes the rest alone */
@@ -1810,7 +1893,7 @@ static int decode_nodes(TfLiteContext* context, DcDelegate* d, const PlanNode* p
   for (size_t j = 0; j < staged; ++j) {
     if (!delegate_finish_node(context, d, pn[node_of[j]].node, &jobs[j], blocks[j],
                               base ? arena : -1, msg, sizeof msg)) {
-      remember_error(d, msg);
+      remember_error(d, context, msg);
     } else {
       kept += base != NULL;
     }
@@ -1841,6 +1924,7 @@ static const char* node_op_name(const TfLiteRegistration* reg, char* buf, size_t
                 {2, "CONCATENATION"},
                 {3, "CONV_2D"},
                 {4, "DEPTHWISE_CONV_2D"},
+                {6, "DEQUANTIZE"},
                 {7, "EMBEDDING_LOOKUP"},
                 {9, "FULLY_CONNECTED"},
                 {16, "LSTM"},
@@ -1923,6 +2007,29 @@ static void report_decoded(TfLiteContext* context, DcDelegate* d, const PlanNode
   }
 }
 
+/* The compressed layers forget_graph marked for this context: this graph applied again (the
+ * node still reads the packed tensor, as settle_candidate rewired it) keeps them; a new graph at
+ * the same address frees them. */
+static void settle_orphans(const TfLiteContext* context, DcDelegate* d, const PlanNode* pn, int n) {
+  for (size_t i = 0; i < d->num_fcs;) {
+    FcPlan* p = d->fcs[i];
+    int same = 0;
+    for (int k = 0; p->ctx == context && p->orphan && k < n && !same; ++k) {
+      const TfLiteIntArray* ins = pn[k].node->inputs;
+      const int slot = table_slot(p->op);
+      same = pn[k].index == p->node && pn[k].reg->builtin_code == p->op && ins &&
+             ins->size > slot && ins->data[slot] == p->packed;
+    }
+    if (p->ctx == context && p->orphan && !same) {
+      fc_plan_free(p);
+      d->fcs[i] = d->fcs[--d->num_fcs];
+      continue;
+    }
+    if (p->ctx == context) p->orphan = 0; /* this graph, applied again */
+    ++i;
+  }
+}
+
 static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* delegate) {
   DcDelegate* d = (DcDelegate*)delegate->data_;
   TfLiteIntArray* plan = NULL;
@@ -1954,6 +2061,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     huffs += is_huff(reg);
     others += node->delegate != NULL && node->delegate != delegate;
   }
+  settle_orphans(context, d, pn, n);
   if (huffs && others) { /* a warning: the model still runs, with the outputs it would have */
     context->ReportError(
         context,
@@ -2097,9 +2205,17 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
   return &d->base;
 }
 
+/* Python's garbage collector may destroy the delegate before the interpreter it serves (both in
+ * one reference cycle): its kernels, freed later with the interpreter, still need it, so it is
+ * freed with the last of them then. */
 DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (!delegate) return;
   DcDelegate* d = (DcDelegate*)delegate->data_;
+  d->destroyed = 1;
+  if (d->kernels == 0) delegate_free(d);
+}
+
+static void delegate_free(DcDelegate* d) {
   join_lazy(d, 0);
   join_release(d);
   for (size_t i = 0; i < d->num_blocks; ++i) free(d->blocks[i]);
@@ -2111,6 +2227,7 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   free(d->blocks);
   free(d->fcs);
   free(d->report);
+  free(d->errors);
   free(d);
 }
 
