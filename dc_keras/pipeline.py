@@ -232,7 +232,9 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
     or for a model with several outputs a list of arrays in the Keras model's output order (read from
     the ``.tflite``'s signature: its operators may list them in another order). Float ``x`` for a
     quantized integer input (``converter_options={"inference_input_type": tf.int8}``) is quantized
-    with that input's scale and zero point; integer ``x`` is taken as already quantized. Outputs come
+    with that input's scale and zero point; integer ``x`` is taken as already quantized (values
+    outside the input's dtype, e.g. uint8 pixels for an int8 input, and non-whole floats for an
+    integer input such as token ids are refused: a cast would change them). Outputs come
     in the model's output type (a quantized int8 output as its int8 values: dequantize them with
     ``get_output_details()[i]["quantization"]``).
 
@@ -271,7 +273,29 @@ def _as_input(a, d):
         q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
         info = np.iinfo(dtype)
         return np.clip(q, info.min, info.max).astype(dtype)
+    if dtype.kind in "iu":
+        _check_integer_input(np.asarray(a), d, dtype, scale, zero_point)
     return a.astype(dtype)
+
+
+def _check_integer_input(a, d, dtype, scale, zero_point):
+    """Values an integer input cannot hold as given (outside its dtype's range, e.g. uint8 pixels for
+    an int8 input, or non-integers for token ids) are refused: ``astype`` would wrap or truncate them
+    silently."""
+    name = d.get("name", "")
+    if a.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(a) | (a != np.trunc(a))
+        if bad.any():
+            raise ValueError(f"predict_tflite: x for input {name!r} ({dtype.name}) holds non-integer values "
+                             f"(e.g. {float(a[bad].flat[0])!r}), which a cast would truncate: pass whole "
+                             "numbers (e.g. token ids)")
+    info = np.iinfo(dtype)
+    if a.size and a.dtype.kind in "iuf" and (a.min() < info.min or a.max() > info.max):
+        fix = (f"pass float x (quantized with the input's scale {scale:g} and zero point {zero_point}) or x "
+               f"already quantized to {dtype.name}" if scale else "pass values in that range")
+        raise ValueError(f"predict_tflite: x for input {name!r} holds {a.min()}..{a.max()}, outside "
+                         f"{dtype.name}'s {info.min}..{info.max} (a cast would wrap them): {fix}")
 
 
 def _run(interpreter, inputs, outs, arrays, batch_size, progress):

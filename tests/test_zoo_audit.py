@@ -146,9 +146,30 @@ def test_predict_tflite_quantizes_float_inputs_of_an_int8_input_model():
     np.testing.assert_array_equal((got.astype(np.float32) - np.float32(z_out)) * np.float32(s_out), want)
     pre = np.clip(np.sign(x / s_in) * np.floor(np.abs(x / s_in) + 0.5) + z_in, -128, 127).astype(np.int8)
     np.testing.assert_array_equal(predict_tflite(io8, pre), got)
+    pixels = (np.abs(pre).astype(np.uint8) + 128)  # e.g. uint8 images 0..255: wrapped to negative int8 silently
+    with pytest.raises(ValueError, match=r"x for input .* holds \d+\.\.2\d\d, outside int8's -128\.\.127 .*pass float x "
+                                         r"\(quantized with the input's scale"):
+        predict_tflite(io8, pixels)
     x = x[:20] / 2  # inside the calibrated range
     labels = np.argmax(model.predict(x, verbose=0), axis=-1)
     assert evaluate_tflite(io8, x, labels, progress=False) == evaluate_tflite(float_io, x, labels, progress=False) < 0.1
+
+
+def test_predict_tflite_refuses_integer_input_values_a_cast_would_change():
+    """Token ids given as floats with fractions (2.7 -> 2) or beyond int32, cast silently by
+    astype: now one ValueError naming the input; whole-number floats are taken, as before."""
+    inputs = keras.Input((4,), dtype="int32", name="ids")
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(10, 3)(inputs))))
+    data = export.to_tflite(model)
+    ids = np.array([[1, 2, 3, 9], [0, 0, 5, 4]])
+    want = model.predict(ids, verbose=0)
+    np.testing.assert_allclose(predict_tflite(data, ids.astype(np.float64)), want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"x for input .*ids.* \(int32\) holds non-integer values \(e.g. 2.7\)"):
+        predict_tflite(data, np.array([[1, 2.7, 3, 9]]))
+    with pytest.raises(ValueError, match=r"non-integer values \(e.g. inf\)"):
+        predict_tflite(data, np.array([[1, 2, 3, np.inf]]))
+    with pytest.raises(ValueError, match=r"holds 1\.\.4294967296, outside int32's .*: pass values in that range"):
+        predict_tflite(data, np.array([[1, 2, 3, 2**32]]))
 
 
 def test_predict_tflite_arguments_fail_clearly_and_a_path_is_taken(tmp_path):
