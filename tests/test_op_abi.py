@@ -91,7 +91,7 @@ def test_delegate_plugin_without_error_callback_prints_the_reason():
     assert r.returncode == 0 and r.stdout.strip() == "0", (r.stdout, r.stderr)
     lines = [ln for ln in r.stderr.splitlines() if "HuffDecode delegate" in ln]
     assert len(lines) == 1, r.stderr
-    assert "unknown option weights=compresed" in lines[0] and "weights=decoded|compressed" in lines[0]
+    assert "bad value in option weights=compresed" in lines[0] and "weights=decoded|compressed" in lines[0]
 
 
 def test_litert_kernel_refuses_packed_bytes_litert_cannot_wrap():

@@ -175,6 +175,9 @@ def test_delegate_option_validation():
         load_delegate(runtime.library_path(), {"weights": "lazy"})
     with pytest.raises(ValueError, match="unknown option"):
         load_delegate(runtime.library_path(), {"threads": "2"})
+    # a known option with a value out of range was also called "unknown option"
+    with pytest.raises(ValueError, match=r"bad value in option max_density=0\.5 .*max_density=1\.\.100 \(percent\)"):
+        load_delegate(runtime.library_path(), {"max_density": "0.5"})
     with pytest.raises(ValueError, match="weights"):
         runtime.Interpreter(model_content=em.tflite("dense", None), weights="sparse")
     with pytest.raises(ValueError, match="decode='delegate'"):

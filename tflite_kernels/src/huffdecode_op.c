@@ -2147,7 +2147,7 @@ static void report_option_error(void (*report_error)(const char*), const char* m
  * docs/android.md); the option applies to every form; 100: all run compressed. */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
                          void (*report_error)(const char*)) {
-  char msg[256];
+  char msg[512];
   for (size_t i = 0; i < n; ++i) {
     const char* k = keys ? keys[i] : NULL;
     const char* v = values ? values[i] : NULL;
@@ -2171,11 +2171,16 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
       d->compressed = strcmp(v, "compressed") == 0;
       continue;
     }
+    static const char* const known[] = {"weights", "keep_decoded", "decode_threads", "decode_async",
+                                        "max_density"};
+    int is_known = 0;
+    for (size_t j = 0; k && j < sizeof known / sizeof known[0]; ++j) is_known |= strcmp(k, known[j]) == 0;
     snprintf(msg, sizeof msg,
-             "dc_keras HuffDecode delegate: unknown option %s=%s (the options are "
+             "dc_keras HuffDecode delegate: %s %s=%s (the options are "
              "weights=decoded|compressed, keep_decoded=1|0, decode_threads=0..%d "
              "(0 = one per CPU), decode_async=1|0 and max_density=1..100 (percent))",
-             k ? k : "(null)", v ? v : "(null)", DC_MAX_DECODE_THREADS);
+             is_known ? "bad value in option" : "unknown option", k ? k : "(null)", v ? v : "(null)",
+             DC_MAX_DECODE_THREADS);
     report_option_error(report_error, msg);
     return 0;
   }
