@@ -168,6 +168,29 @@ def test_corrupt_packed_weights_fail_allocate_with_the_reason():
         it.allocate_tensors()
 
 
+@pytest.mark.parametrize("var,value", [("DC_KERAS_DECODE_THREADS", "four"), ("DC_KERAS_DECODE_THREADS", "-2"),
+                                       ("DC_KERAS_DECODE_ASYNC", "false")])
+def test_decode_environment_variables_that_cannot_be_read_are_refused(monkeypatch, var, value):
+    """DC_KERAS_DECODE_THREADS=four (or -2) silently meant one thread per CPU, DC_KERAS_DECODE_ASYNC=false
+    meant "on": the delegate (for C / Android callers too), the Interpreter and unpack now refuse
+    them with one error naming the variable and its values; empty is unset, as before."""
+    from ai_edge_litert.interpreter import load_delegate
+
+    packed = export.pack(em.tflite("dense", None))
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValueError, match=f"environment variable {var}={value}.* or unset it"):
+        load_delegate(runtime.library_path())
+    with pytest.raises(ValueError, match=f"environment variable {var}='{value}'.* or unset it"):
+        runtime.Interpreter(model_content=packed)
+    with pytest.raises(ValueError, match=f"environment variable {var}='{value}'"):
+        runtime.unpack(packed)
+    monkeypatch.setenv(var, "")
+    runtime.Interpreter(model_content=packed).allocate_tensors()
+    monkeypatch.setenv(var, "1")
+    runtime.Interpreter(model_content=packed).allocate_tensors()
+    assert runtime.unpack(packed)
+
+
 def test_delegate_option_validation():
     from ai_edge_litert.interpreter import load_delegate
 

@@ -323,6 +323,7 @@ class Interpreter:
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
                  weights="decoded", release_decoded=False, max_density=None, **kwargs):
         backend = _check_args(backend, decode, weights)
+        _check_environment()
         density_pct = _check_max_density(max_density, weights)
         model_content = _content_bytes(model_content)
         label = _check_model(model_path, model_content)
@@ -755,6 +756,21 @@ def _needs(module, what, fix):
         raise ImportError(f"{what} needs {e.name or module}, which this Python cannot import ({e}): {fix}") from e
 
 
+def _check_environment():
+    """The C library's environment variables, checked as its delegate checks them at creation (the op
+    route and ``unpack`` read ``DC_KERAS_DECODE_THREADS`` too, where a value it cannot read was
+    silently taken as unset): ``DC_KERAS_DECODE_THREADS`` a whole number (0 = one thread per CPU),
+    ``DC_KERAS_DECODE_ASYNC`` 0 or 1; empty counts as unset."""
+    threads = os.environ.get("DC_KERAS_DECODE_THREADS", "")
+    if threads and not (threads.isascii() and threads.isdigit()):
+        raise ValueError(f"environment variable DC_KERAS_DECODE_THREADS={threads!r} is not a whole number: set it "
+                         "to the number of decode threads (0 = one per CPU, at most 64), or unset it")
+    lazy = os.environ.get("DC_KERAS_DECODE_ASYNC", "")
+    if lazy not in ("", "0", "1"):
+        raise ValueError(f"environment variable DC_KERAS_DECODE_ASYNC={lazy!r} must be 0 (decode while the "
+                         "model loads) or 1 (the default: decode in the background); or unset it")
+
+
 def _check_args(backend, decode, weights) -> str:
     """Validates the wrapper's own arguments; returns the concrete backend (imports nothing)."""
     if backend not in _BACKENDS:
@@ -814,6 +830,7 @@ def unpack(packed) -> bytes:
         raise TypeError(f"expected packed .tflite content as bytes, got {type(packed).__name__}: read the "
                         "file first, e.g. open(path, 'rb').read(), or give the path to compiled_model")
     data = bytes(packed)
+    _check_environment()
     fn, free = _c_unpack_fn()
     out = ctypes.POINTER(ctypes.c_uint8)()
     size = ctypes.c_size_t(0)

@@ -2138,6 +2138,33 @@ static void report_option_error(void (*report_error)(const char*), const char* m
   }
 }
 
+/* The environment variables the delegate reads, checked once at its creation (a value it cannot
+ * read was silently taken as unset): DC_KERAS_DECODE_THREADS a whole number (0 = one thread per
+ * CPU), DC_KERAS_DECODE_ASYNC "0" or "1"; empty counts as unset. */
+static int check_environment(void (*report_error)(const char*)) {
+  char msg[512];
+  const char* threads = getenv("DC_KERAS_DECODE_THREADS");
+  const char* lazy = getenv("DC_KERAS_DECODE_ASYNC");
+  int digits = threads != NULL;
+  for (const char* c = threads; c && *c; ++c) digits &= *c >= '0' && *c <= '9';
+  if (threads && *threads && !digits) {
+    snprintf(msg, sizeof msg,
+             "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_THREADS=%.64s is not a whole "
+             "number: set it to the number of decode threads (0 = one per CPU, at most %d), or unset it",
+             threads, DC_MAX_DECODE_THREADS);
+    report_option_error(report_error, msg);
+    return 0;
+  }
+  if (lazy && *lazy && strcmp(lazy, "0") != 0 && strcmp(lazy, "1") != 0) {
+    snprintf(msg, sizeof msg,
+             "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_ASYNC=%.64s must be 0 (decode "
+             "while the model loads) or 1 (the default: decode in the background); or unset it", lazy);
+    report_option_error(report_error, msg);
+    return 0;
+  }
+  return 1;
+}
+
 /* Options: "weights" = "decoded" (default) | "compressed"; "keep_decoded" = "1" (default) | "0";
  * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N;
  * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare);
@@ -2200,7 +2227,8 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
   d->keep_decoded = 1;
   d->decode_async = 1;
   d->max_density = 0; /* by weight type and form (max_density_for) */
-  if (!parse_options(d, options_keys, options_values, n, report_error)) {
+  if (!parse_options(d, options_keys, options_values, n, report_error) ||
+      !check_environment(report_error)) {
     free(d);
     return NULL;
   }
