@@ -371,13 +371,13 @@ typedef struct DcDelegateS {
   size_t num_fcs, cap_fcs;
   char* report; /* one line per FC considered (DcKerasHuffDecodeDelegateReport) */
   size_t report_len, report_cap;
-  char error[512]; /* first decode error of any graph (DcKerasHuffDecodeDelegateError) */
+  char error[512];         /* first decode error of any graph (DcKerasHuffDecodeDelegateError) */
   struct CtxError* errors; /* first error of each graph (context), reported by its kernels: a
                             * delegate shared by interpreters fails only the one whose model is bad */
   size_t num_errors;
-  int errors_lost; /* out of memory recording one: every kernel reports `error` */
-  int kernels;      /* its kernels alive (kernel_init .. kernel_free) */
-  int destroyed;    /* tflite_plugin_destroy_delegate was called: freed with its last kernel */
+  int errors_lost;    /* out of memory recording one: every kernel reports `error` */
+  int kernels;        /* its kernels alive (kernel_init .. kernel_free) */
+  int destroyed;      /* tflite_plugin_destroy_delegate was called: freed with its last kernel */
   int decode_threads; /* option decode_threads: 0 = all CPUs (dc_decode_threads), 1 = serial */
   int decode_async;   /* option decode_async (default 1): decode_lazily where available */
   int max_density;    /* option max_density (percent; 0: by type and form, max_density_for) */
@@ -2148,17 +2148,21 @@ static int check_environment(void (*report_error)(const char*)) {
   int digits = threads != NULL;
   for (const char* c = threads; c && *c; ++c) digits &= *c >= '0' && *c <= '9';
   if (threads && *threads && !digits) {
-    snprintf(msg, sizeof msg,
-             "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_THREADS=%.64s is not a whole "
-             "number: set it to the number of decode threads (0 = one per CPU, at most %d), or unset it",
-             threads, DC_MAX_DECODE_THREADS);
+    snprintf(
+        msg, sizeof msg,
+        "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_THREADS=%.64s is not a "
+        "whole "
+        "number: set it to the number of decode threads (0 = one per CPU, at most %d), or unset it",
+        threads, DC_MAX_DECODE_THREADS);
     report_option_error(report_error, msg);
     return 0;
   }
   if (lazy && *lazy && strcmp(lazy, "0") != 0 && strcmp(lazy, "1") != 0) {
     snprintf(msg, sizeof msg,
-             "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_ASYNC=%.64s must be 0 (decode "
-             "while the model loads) or 1 (the default: decode in the background); or unset it", lazy);
+             "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_ASYNC=%.64s must "
+             "be 0 (decode "
+             "while the model loads) or 1 (the default: decode in the background); or unset it",
+             lazy);
     report_option_error(report_error, msg);
     return 0;
   }
@@ -2201,13 +2205,14 @@ static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
     static const char* const known[] = {"weights", "keep_decoded", "decode_threads", "decode_async",
                                         "max_density"};
     int is_known = 0;
-    for (size_t j = 0; k && j < sizeof known / sizeof known[0]; ++j) is_known |= strcmp(k, known[j]) == 0;
+    for (size_t j = 0; k && j < sizeof known / sizeof known[0]; ++j)
+      is_known |= strcmp(k, known[j]) == 0;
     snprintf(msg, sizeof msg,
              "dc_keras HuffDecode delegate: %s %s=%s (the options are "
              "weights=decoded|compressed, keep_decoded=1|0, decode_threads=0..%d "
              "(0 = one per CPU), decode_async=1|0 and max_density=1..100 (percent))",
-             is_known ? "bad value in option" : "unknown option", k ? k : "(null)", v ? v : "(null)",
-             DC_MAX_DECODE_THREADS);
+             is_known ? "bad value in option" : "unknown option", k ? k : "(null)",
+             v ? v : "(null)", DC_MAX_DECODE_THREADS);
     report_option_error(report_error, msg);
     return 0;
   }
