@@ -11,10 +11,11 @@ the plain model's. The pruned weights then get a gradient, which the constraint 
 optimizer's own state for them is never used); with an optimizer that clips by norm, and in a
 custom training loop, the forward pass feeds ``weight * mask`` instead, so a pruned weight gets
 exactly zero gradient. Each training step advances the step counter; in a ``fit()`` of known
-length (outside ``tf.distribute``) PruningCallback counts the steps on the host instead and writes
-the counter back at every epoch end and before any save, so the compiled step has no counter
-update; on JAX it also takes the counter and the thresholds out of the variables Keras carries
-through the compiled step, so the JAX step carries nothing but the masks.
+length (outside ``tf.distribute`` and a JAX ``keras.distribution``) PruningCallback counts the
+steps on the host instead and writes the counter back at every epoch end and before any save, so
+the compiled step has no counter update; on JAX it also takes the counter and the thresholds out
+of the variables Keras carries through the compiled step, so the JAX step carries nothing but the
+masks.
 
 When the masks change: inside ``fit()``, :class:`PruningCallback` recomputes them on the host
 (numpy) in ``on_train_batch_begin`` of every step the schedule names, and zeroes the newly pruned
@@ -602,6 +603,11 @@ def _clips_by_norm(optimizer):
     return False
 
 
+def _jax_distribution():
+    """Is a ``keras.distribution`` (DataParallel, ModelParallel) set? (JAX backend.)"""
+    return keras.distribution.distribution() is not None
+
+
 def _distributed(model=None):
     """True inside a ``tf.distribute`` strategy scope, or for a ``model`` built in one (TF backend:
     Keras's TF trainer keeps the strategy of its creation scope, public ``distribute_strategy``)."""
@@ -712,9 +718,9 @@ class PruningCallback(keras.callbacks.Callback):
     within this ``fit()``.
 
     The step counter counts training steps (one per batch, also with ``steps_per_execution > 1``):
-    in a ``fit()`` of known length (outside ``tf.distribute``) this callback counts them and writes
-    the counter at every epoch end and before any save; otherwise the traced training step advances
-    it (see the module docs). It is saved with the model, so a reloaded model (or
+    in a ``fit()`` of known length (outside ``tf.distribute`` and a JAX ``keras.distribution``) this
+    callback counts them and writes the counter at every epoch end and before any save; otherwise the
+    traced training step advances it (see the module docs). It is saved with the model, so a reloaded model (or
     ``keras.callbacks.BackupAndRestore``) resumes its schedule. With ``steps_per_execution = n``
     mask updates happen at execution boundaries (the start of the execution holding the scheduled
     step). Tracing a training step of a pruned layer without the callback raises an error; a later
@@ -931,7 +937,11 @@ class PruningCallback(keras.callbacks.Callback):
         # fit() of known length (outside tf.distribute): this callback counts the steps, so the
         # compiled step has no counter update; on JAX the step counters and thresholds also stay
         # out of the variables carried through the compiled step.
-        local = not _distributed(self.model)
+        # Not under a keras.distribution on JAX (DataParallel, ModelParallel): Keras's JAX trainer
+        # fixes the compiled step's output shardings from the model's variables when it makes the
+        # train function, before this hook runs, so the variables a host-counted step leaves out
+        # would not match them ("pytree structure error ... out_shardings"); the step counts.
+        local = not _distributed(self.model) and not (_STATELESS_OPTIMIZER and _jax_distribution())
         count = self._host and bool((self.params or {}).get("steps")) and local
         lean = count and _STATELESS_OPTIMIZER
         on_device = self._zero_on_device()
