@@ -311,6 +311,19 @@ class PruneWrapper(_base.CompressionWrapper):
             self._untracked("_last_update", (int(step), inputs, [(v, v.value) for v in assigned]))
         self._untracked("_updated_at", int(step))
 
+    def _holds_update(self, step):
+        """Did :meth:`update_masks` run for ``step``, and do the variables still hold what it wrote?
+        On JAX, fit() over data of unknown length (a generator, a filtered ``tf.data`` dataset)
+        calls ``on_train_batch_begin`` once more after the epoch's last batch, and then writes back
+        the values it holds, undoing an update made there: at the end of the last epoch (the
+        update at ``end_step``) nothing repeats it."""
+        if self._updated_at != int(step):
+            return False
+        memo = self._last_update
+        if memo is None or memo[0] != int(step):
+            return True
+        return all(variable.value is value for variable, value in memo[2])
+
     def _warn_ties(self, name, new, old, sparsity, step):
         """Warn (once per weight) when an update prunes beyond its target because many weights
         tie at the threshold magnitude: typically a kernel still all zeros when pruning starts
@@ -387,8 +400,32 @@ class PruneWrapper(_base.CompressionWrapper):
         self._traced_count = self._count_on_host
         pairs = self._masked_host() if self._host_updates else self._masked_in_step()
         if not self._count_on_host:
-            self.pruning_step.assign_add(1)
+            self._count_step()
         return pairs
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        self._untracked("_step_inputs", inputs)  # for _count_step
+        try:
+            return super().call(inputs, *args, training=training, **kwargs)
+        finally:
+            self._untracked("_step_inputs", None)
+
+    def _count_step(self):
+        """``pruning_step += 1`` in the traced training step. On TensorFlow the increment waits for
+        the step's inputs: in a ``fit()`` over data of unknown length (a generator, a filtered
+        ``tf.data`` dataset) Keras runs the compiled step once more after the last batch, and its
+        ``next(iterator)`` fails only after the ops that do not need the data have run, so an
+        increment that did not wait counted one step per epoch that never trained."""
+        inputs = getattr(self, "_step_inputs", None)
+        if keras.backend.backend() == "tensorflow" and inputs is not None:
+            import tensorflow as tf
+
+            tensors = [t for t in tf.nest.flatten(inputs) if tf.is_tensor(t)]
+            if tensors:
+                with tf.control_dependencies(tensors[:1]):
+                    self.pruning_step.assign_add(1)
+                return
+        self.pruning_step.assign_add(1)
 
     def _use_mask(self, var, m):
         m = ops.stop_gradient(m)
@@ -799,7 +836,7 @@ class PruningCallback(keras.callbacks.Callback):
             wrappers = self._wrappers()
             self._bases = [self._step_of(w) for w in wrappers]
             # The update at end_step that the last epoch end applied (_finish_schedules) is not repeated.
-            self._next = [w.schedule.next_update(b + (w._updated_at == b)) for w, b in zip(wrappers, self._bases)]
+            self._next = [w.schedule.next_update(b + w._holds_update(b)) for w, b in zip(wrappers, self._bases)]
             self._spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
             self._batch = None
             self._epoch_iterations = _optimizer_steps(getattr(self.model, "optimizer", None)) \
@@ -868,7 +905,7 @@ class PruningCallback(keras.callbacks.Callback):
         updated = []
         for wrapper in self._wrappers_cache:
             end = wrapper.schedule.end_step
-            if end == -1 or not wrapper.built or wrapper._updated_at == end or self._step_of(wrapper) != end:
+            if end == -1 or not wrapper.built or self._step_of(wrapper) != end or wrapper._holds_update(end):
                 continue
             if not updated:  # JAX: fit() holds the variables' values apart; write them back first
                 summaries.sync_model_state(self.model)
