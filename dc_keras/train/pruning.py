@@ -322,7 +322,10 @@ class PruneWrapper(_base.CompressionWrapper):
         memo = self._last_update
         if memo is None or memo[0] != int(step):
             return True
-        return all(variable.value is value for variable, value in memo[2])
+        masks = {id(m) for m in self._masks}
+        return all(variable.value is value or
+                   np.array_equal(ops.convert_to_numpy(variable), ops.convert_to_numpy(value))
+                   for variable, value in memo[2] if id(variable) in masks)
 
     def _warn_ties(self, name, new, old, sparsity, step):
         """Warn (once per weight) when an update prunes beyond its target because many weights
