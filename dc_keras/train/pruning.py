@@ -323,7 +323,8 @@ class PruneWrapper(_base.CompressionWrapper):
         if memo is None or memo[0] != int(step):
             return True
         masks = {id(m) for m in self._masks}
-        return all(variable.value is value or
+        # A value a compiled step has consumed (donated: deleted) was trained with: it held.
+        return all(variable.value is value or value.is_deleted() or
                    np.array_equal(ops.convert_to_numpy(variable), ops.convert_to_numpy(value))
                    for variable, value in memo[2] if id(variable) in masks)
 
