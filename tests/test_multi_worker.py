@@ -66,3 +66,46 @@ def test_launcher_rejects_bad_flags():
     r = subprocess.run([sys.executable, SCRIPT, "--workers", "3", "--batch-size", "128"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "multiple of --workers" in r.stderr
+
+
+# One process, two (virtual) CPU devices: keras.distribution.DataParallel over both, numpy arrays
+# and validation data (a fit() of known length), then evaluate and a second fit() resuming the schedule.
+DATA_PARALLEL = """
+import os
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+os.environ["KERAS_BACKEND"] = "jax"
+import jax, keras, numpy as np, dc_keras
+assert len(jax.devices()) == 2
+keras.utils.set_random_seed(0)
+keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 16)).astype("float32"); y = rng.integers(0, 4, size=64)
+model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, activation="relu", name="d1"),
+                          keras.layers.Dense(4, name="out")])
+pruned = dc_keras.prune(model, dc_keras.schedules.PolynomialDecay(0.2, 0.75, begin_step=0, end_step=8, frequency=2))
+pruned.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+pruned.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y), callbacks=[dc_keras.PruningCallback()])
+pruned.evaluate(x, y, verbose=0)
+pruned.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+for layer in pruned.layers:
+    mask = keras.ops.convert_to_numpy(layer._masks[0])
+    kernel = keras.ops.convert_to_numpy(layer.layer.kernel)
+    assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 8, layer.pruning_step
+    assert abs((mask == 0).mean() - 0.75) < 0.01, (mask == 0).mean()
+    assert np.all(kernel[mask == 0] == 0)
+print("OK")
+"""
+
+
+def test_single_process_data_parallel_fit_of_known_length():
+    """JAX, one process, keras.distribution.DataParallel over 2 devices: a pruned model's fit() on
+    numpy arrays (or any input of known length) failed at its first step with "pytree structure
+    error ... out_shardings": Keras fixes the compiled step's output shardings from the model's
+    variables before PruningCallback.on_train_begin, which then took the step counter and the
+    thresholds out of the step. Under a keras.distribution the step counts itself now, as in
+    the multi-process example (whose tf.data input has no known length)."""
+    assert importlib.util.find_spec("jax") is not None, "jax is installed by `make install` (test extra)"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("XLA_FLAGS", None)
+    r = subprocess.run([sys.executable, "-c", DATA_PARALLEL], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stderr[-3000:]

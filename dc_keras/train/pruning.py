@@ -11,10 +11,11 @@ the plain model's. The pruned weights then get a gradient, which the constraint 
 optimizer's own state for them is never used); with an optimizer that clips by norm, and in a
 custom training loop, the forward pass feeds ``weight * mask`` instead, so a pruned weight gets
 exactly zero gradient. Each training step advances the step counter; in a ``fit()`` of known
-length (outside ``tf.distribute``) PruningCallback counts the steps on the host instead and writes
-the counter back at every epoch end and before any save, so the compiled step has no counter
-update; on JAX it also takes the counter and the thresholds out of the variables Keras carries
-through the compiled step, so the JAX step carries nothing but the masks.
+length (outside ``tf.distribute`` and a JAX ``keras.distribution``) PruningCallback counts the
+steps on the host instead and writes the counter back at every epoch end and before any save, so
+the compiled step has no counter update; on JAX it also takes the counter and the thresholds out
+of the variables Keras carries through the compiled step, so the JAX step carries nothing but the
+masks.
 
 When the masks change: inside ``fit()``, :class:`PruningCallback` recomputes them on the host
 (numpy) in ``on_train_batch_begin`` of every step the schedule names, and zeroes the newly pruned
@@ -310,6 +311,23 @@ class PruneWrapper(_base.CompressionWrapper):
             self._untracked("_last_update", (int(step), inputs, [(v, v.value) for v in assigned]))
         self._untracked("_updated_at", int(step))
 
+    def _holds_update(self, step):
+        """Did :meth:`update_masks` run for ``step``, and do the variables still hold what it wrote?
+        On JAX, fit() over data of unknown length (a generator, a filtered ``tf.data`` dataset)
+        calls ``on_train_batch_begin`` once more after the epoch's last batch, and then writes back
+        the values it holds, undoing an update made there: at the end of the last epoch (the
+        update at ``end_step``) nothing repeats it."""
+        if self._updated_at != int(step):
+            return False
+        memo = self._last_update
+        if memo is None or memo[0] != int(step):
+            return True
+        masks = {id(m) for m in self._masks}
+        # A value a compiled step has consumed (donated: deleted) was trained with: it held.
+        return all(variable.value is value or value.is_deleted() or
+                   np.array_equal(ops.convert_to_numpy(variable), ops.convert_to_numpy(value))
+                   for variable, value in memo[2] if id(variable) in masks)
+
     def _warn_ties(self, name, new, old, sparsity, step):
         """Warn (once per weight) when an update prunes beyond its target because many weights
         tie at the threshold magnitude: typically a kernel still all zeros when pruning starts
@@ -386,8 +404,32 @@ class PruneWrapper(_base.CompressionWrapper):
         self._traced_count = self._count_on_host
         pairs = self._masked_host() if self._host_updates else self._masked_in_step()
         if not self._count_on_host:
-            self.pruning_step.assign_add(1)
+            self._count_step()
         return pairs
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        self._untracked("_step_inputs", inputs)  # for _count_step
+        try:
+            return super().call(inputs, *args, training=training, **kwargs)
+        finally:
+            self._untracked("_step_inputs", None)
+
+    def _count_step(self):
+        """``pruning_step += 1`` in the traced training step. On TensorFlow the increment waits for
+        the step's inputs: in a ``fit()`` over data of unknown length (a generator, a filtered
+        ``tf.data`` dataset) Keras runs the compiled step once more after the last batch, and its
+        ``next(iterator)`` fails only after the ops that do not need the data have run, so an
+        increment that did not wait counted one step per epoch that never trained."""
+        inputs = getattr(self, "_step_inputs", None)
+        if keras.backend.backend() == "tensorflow" and inputs is not None:
+            import tensorflow as tf
+
+            tensors = [t for t in tf.nest.flatten(inputs) if tf.is_tensor(t)]
+            if tensors:
+                with tf.control_dependencies(tensors[:1]):
+                    self.pruning_step.assign_add(1)
+                return
+        self.pruning_step.assign_add(1)
 
     def _use_mask(self, var, m):
         m = ops.stop_gradient(m)
@@ -602,6 +644,11 @@ def _clips_by_norm(optimizer):
     return False
 
 
+def _jax_distribution():
+    """Is a ``keras.distribution`` (DataParallel, ModelParallel) set? (JAX backend.)"""
+    return keras.distribution.distribution() is not None
+
+
 def _distributed(model=None):
     """True inside a ``tf.distribute`` strategy scope, or for a ``model`` built in one (TF backend:
     Keras's TF trainer keeps the strategy of its creation scope, public ``distribute_strategy``)."""
@@ -712,9 +759,9 @@ class PruningCallback(keras.callbacks.Callback):
     within this ``fit()``.
 
     The step counter counts training steps (one per batch, also with ``steps_per_execution > 1``):
-    in a ``fit()`` of known length (outside ``tf.distribute``) this callback counts them and writes
-    the counter at every epoch end and before any save; otherwise the traced training step advances
-    it (see the module docs). It is saved with the model, so a reloaded model (or
+    in a ``fit()`` of known length (outside ``tf.distribute`` and a JAX ``keras.distribution``) this
+    callback counts them and writes the counter at every epoch end and before any save; otherwise the
+    traced training step advances it (see the module docs). It is saved with the model, so a reloaded model (or
     ``keras.callbacks.BackupAndRestore``) resumes its schedule. With ``steps_per_execution = n``
     mask updates happen at execution boundaries (the start of the execution holding the scheduled
     step). Tracing a training step of a pruned layer without the callback raises an error; a later
@@ -793,7 +840,7 @@ class PruningCallback(keras.callbacks.Callback):
             wrappers = self._wrappers()
             self._bases = [self._step_of(w) for w in wrappers]
             # The update at end_step that the last epoch end applied (_finish_schedules) is not repeated.
-            self._next = [w.schedule.next_update(b + (w._updated_at == b)) for w, b in zip(wrappers, self._bases)]
+            self._next = [w.schedule.next_update(b + w._holds_update(b)) for w, b in zip(wrappers, self._bases)]
             self._spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
             self._batch = None
             self._epoch_iterations = _optimizer_steps(getattr(self.model, "optimizer", None)) \
@@ -862,7 +909,7 @@ class PruningCallback(keras.callbacks.Callback):
         updated = []
         for wrapper in self._wrappers_cache:
             end = wrapper.schedule.end_step
-            if end == -1 or not wrapper.built or wrapper._updated_at == end or self._step_of(wrapper) != end:
+            if end == -1 or not wrapper.built or self._step_of(wrapper) != end or wrapper._holds_update(end):
                 continue
             if not updated:  # JAX: fit() holds the variables' values apart; write them back first
                 summaries.sync_model_state(self.model)
@@ -931,7 +978,11 @@ class PruningCallback(keras.callbacks.Callback):
         # fit() of known length (outside tf.distribute): this callback counts the steps, so the
         # compiled step has no counter update; on JAX the step counters and thresholds also stay
         # out of the variables carried through the compiled step.
-        local = not _distributed(self.model)
+        # Not under a keras.distribution on JAX (DataParallel, ModelParallel): Keras's JAX trainer
+        # fixes the compiled step's output shardings from the model's variables when it makes the
+        # train function, before this hook runs, so the variables a host-counted step leaves out
+        # would not match them ("pytree structure error ... out_shardings"); the step counts.
+        local = not _distributed(self.model) and not (_STATELESS_OPTIMIZER and _jax_distribution())
         count = self._host and bool((self.params or {}).get("steps")) and local
         lean = count and _STATELESS_OPTIMIZER
         on_device = self._zero_on_device()
