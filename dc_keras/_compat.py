@@ -218,6 +218,21 @@ def stateless_scope_maps(variable):
     return None if get is None else get(variable) is not None
 
 
+def current_stateless_scope():
+    """The current ``keras.StatelessScope`` object, or ``None`` outside one (or when this Keras gives
+    no way to get it).
+
+    Why private: as above, ``get_stateless_scope()`` is not exported. Keras-JAX traces each
+    training step (fit()'s, ``stateless_call``'s) inside one scope: a pruned layer called several
+    times in that step (a shared layer) advances its step counter once, keyed on the scope.
+    Tested: Keras 3.15.1 (JAX backend)."""
+    try:
+        from keras.src.backend.common.stateless_scope import get_stateless_scope
+    except ImportError:
+        return None
+    return get_stateless_scope()
+
+
 # ---------------------------------------------------------------------------------------------
 # train: a wrapper takes over its layer's legacy ``input_shape=`` argument (owner: _base)
 #

@@ -208,6 +208,16 @@ def test_stateless_scope_maps():
     assert _compat.stateless_scope_maps(v) is False
 
 
+def test_current_stateless_scope_is_the_scope_entered():
+    assert _compat.current_stateless_scope() is None
+    with keras.StatelessScope() as outer:
+        assert _compat.current_stateless_scope() is outer
+        with keras.StatelessScope() as inner:
+            assert _compat.current_stateless_scope() is inner
+        assert _compat.current_stateless_scope() is outer
+    assert _compat.current_stateless_scope() is None
+
+
 # ---- train: a wrapper takes over its layer's legacy input_shape= argument ------------------------
 def test_carry_input_shape_builds_a_sequential_at_construction():
     import warnings

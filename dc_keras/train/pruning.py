@@ -32,6 +32,7 @@ logs sparsity); training without it raises a clear error.
 """
 import numbers
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -414,12 +415,36 @@ class PruneWrapper(_base.CompressionWrapper):
         finally:
             self._untracked("_step_inputs", None)
 
+    def _counted_in_this_step(self):
+        """True when this layer's counter already advanced in the training step being traced: a
+        layer called n times per step (a shared layer, ``d(d(x))``) counted n steps per step
+        wherever the step counts (data of unknown length, ``tf.distribute``, a JAX
+        ``keras.distribution``, custom loops), so its schedule ran n times faster. The step is the
+        traced function (TensorFlow: its graph, per replica; JAX: the ``StatelessScope`` Keras
+        traces it in). Eager steps (torch, ``run_eagerly``) have nothing that names the step: there
+        each call still counts (docs/models.md)."""
+        trace = _step_trace()
+        if trace is None:
+            return False
+        owner, member = trace
+        counted = getattr(self, "_counted_steps", None)
+        if counted is None:
+            counted = weakref.WeakKeyDictionary()
+            self._untracked("_counted_steps", counted)
+        members = counted.setdefault(owner, set())
+        if member in members:
+            return True
+        members.add(member)
+        return False
+
     def _count_step(self):
         """``pruning_step += 1`` in the traced training step. On TensorFlow the increment waits for
         the step's inputs: in a ``fit()`` over data of unknown length (a generator, a filtered
         ``tf.data`` dataset) Keras runs the compiled step once more after the last batch, and its
         ``next(iterator)`` fails only after the ops that do not need the data have run, so an
         increment that did not wait counted one step per epoch that never trained."""
+        if self._counted_in_this_step():
+            return
         inputs = getattr(self, "_step_inputs", None)
         if keras.backend.backend() == "tensorflow" and inputs is not None:
             import tensorflow as tf
@@ -642,6 +667,22 @@ def _clips_by_norm(optimizer):
             return True
         optimizer = getattr(optimizer, "inner_optimizer", None)
     return False
+
+
+def _step_trace():
+    """``(owner, member)`` naming the training step being traced (see
+    ``PruneWrapper._counted_in_this_step``), or ``None`` when executing eagerly."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.inside_function():
+            return None
+        return tf.compat.v1.get_default_graph(), id(tf.distribute.get_replica_context())
+    if backend == "jax":
+        scope = _compat.current_stateless_scope()
+        return None if scope is None else (scope, None)
+    return None
 
 
 def _jax_distribution():
