@@ -451,6 +451,7 @@ def test_a_shared_pruned_layer_counts_one_step_per_training_step(jit_compile, st
     for layer, w, mask in _masks(pruned):
         assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 8, layer.name
         assert (mask == 0).mean() == pytest.approx(0.5, abs=1e-6), (layer.name, (mask == 0).mean())
+        assert np.all(w[mask == 0] == 0)
 
 
 @pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
