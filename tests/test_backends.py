@@ -403,6 +403,19 @@ def test_fit_counts_steps_and_saves_them_whatever_the_callback_order(tmp_path):
 UNKNOWN_LENGTH_MODES = [(False, 1), (True, 3)] if BACKEND != "torch" else [(False, 1)]
 
 
+def _four_batches():
+    """A generator of 4 batches of 16: data of unknown length (no len())."""
+    for i in range(4):
+        yield X[i * 16:(i + 1) * 16], Y[i * 16:(i + 1) * 16]
+
+
+def _assert_at_step_and_target(pruned, step, sparsity):
+    for layer, w, mask in _masks(pruned):
+        assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == step, layer.name
+        assert (mask == 0).mean() == pytest.approx(sparsity, abs=1e-6), (layer.name, (mask == 0).mean())
+        assert np.all(w[mask == 0] == 0)
+
+
 @pytest.mark.parametrize("jit_compile,steps", UNKNOWN_LENGTH_MODES,
                          ids=[f"jit{int(j)}-spe{s}" for j, s in UNKNOWN_LENGTH_MODES])
 def test_fit_over_data_of_unknown_length_counts_its_steps_and_reaches_the_target(jit_compile, steps):
@@ -412,18 +425,11 @@ def test_fit_over_data_of_unknown_length_counts_its_steps_and_reaches_the_target
     update at end_step, made in that extra call, was undone when Keras wrote back its state, and
     the fit ended short of the target (0.49 for 0.5); checking whether it stuck then read values
     a later compiled step had consumed (JAX: "Array has been deleted")."""
-    def batches():
-        for i in range(4):
-            yield X[i * 16:(i + 1) * 16], Y[i * 16:(i + 1) * 16]
-
     pruned = _compile(dc_keras.prune(mlp(), PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=2)),
                       jit_compile, steps)
     for _ in range(2):
-        pruned.fit(batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
-    for layer, w, mask in _masks(pruned):
-        assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 8, layer.name
-        assert (mask == 0).mean() == pytest.approx(0.5, abs=1e-6), (layer.name, (mask == 0).mean())
-        assert np.all(w[mask == 0] == 0)
+        pruned.fit(_four_batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    _assert_at_step_and_target(pruned, 8, 0.5)
 
 
 @pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
@@ -435,23 +441,16 @@ def test_a_shared_pruned_layer_counts_one_step_per_training_step(jit_compile, st
     if BACKEND == "torch":
         pytest.skip("torch: eager steps still count once per call (docs/models.md, known limit)")
 
-    def batches():
-        for i in range(4):
-            yield X[i * 16:(i + 1) * 16], Y[i * 16:(i + 1) * 16]
-
     inputs = keras.Input((12,))
     shared = keras.layers.Dense(12, name="shared")
     model = keras.Model(inputs, keras.layers.Dense(3, name="out")(shared(shared(inputs))))
     pruned = _compile(dc_keras.prune(model, PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=2)),
                       jit_compile, steps)
-    pruned.fit(batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    pruned.fit(_four_batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
     steps_of = {layer.name: int(keras.ops.convert_to_numpy(layer.pruning_step)) for layer, _, _ in _masks(pruned)}
     assert steps_of == {"shared": 4, "out": 4}
-    pruned.fit(batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
-    for layer, w, mask in _masks(pruned):
-        assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 8, layer.name
-        assert (mask == 0).mean() == pytest.approx(0.5, abs=1e-6), (layer.name, (mask == 0).mean())
-        assert np.all(w[mask == 0] == 0)
+    pruned.fit(_four_batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    _assert_at_step_and_target(pruned, 8, 0.5)
 
 
 @pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
