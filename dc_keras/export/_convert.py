@@ -355,11 +355,7 @@ def _with_named_dict_inputs(model, saved, tmp):
     import keras
     import tensorflow as tf
 
-    try:
-        shapes = (model.get_build_config() or {}).get("input_shape")
-    except Exception:  # noqa: BLE001 (a custom get_build_config)
-        return saved
-    if not isinstance(shapes, dict):
+    if not isinstance(_build_input_shape(model), dict):
         return saved
     try:
         sig = tf.saved_model.load(saved).serve.input_signature
@@ -500,6 +496,14 @@ def _leaf_layers(model):
     return out
 
 
+def _build_input_shape(model):
+    """The input shape(s) a built model records in ``get_build_config()``, or None."""
+    try:
+        return (model.get_build_config() or {}).get("input_shape")
+    except Exception:  # noqa: BLE001 (a custom get_build_config)
+        return None
+
+
 def _prime_subclassed(model):
     """Calls a built subclassed model once on zeros of the input shape it was built with (its
     ``get_build_config()``), so that the converter knows its inputs. A subclassed model learns them
@@ -516,10 +520,7 @@ def _prime_subclassed(model):
 
     if not isinstance(model, keras.Model) or _base.is_graph_model(model) or not model.built:
         return
-    try:
-        shapes = (model.get_build_config() or {}).get("input_shape")
-    except Exception:  # noqa: BLE001 (a custom get_build_config)
-        return
+    shapes = _build_input_shape(model)
     is_shape = lambda s: isinstance(s, (list, tuple)) and len(s) >= 1 and all(  # noqa: E731
         d is None or isinstance(d, int) for d in s)
 

@@ -299,19 +299,18 @@ def warn_notes(stats, positive_zeros_how, who):
 
     _warn_dropped(stats["dropped_zip"], stacklevel=4)
     if stats["refused"]:
-        warnings.warn(f"{who}: {refused_note(stats['refused'], total=stats['refused_bytes'])}; dc_keras.export.inspect(data) lists every tensor",
+        warnings.warn(f"{who}: {refused_note(stats['refused'], stats['refused_bytes'])}; dc_keras.export.inspect(data) lists every tensor",
                       UserWarning, stacklevel=3)
     kept, kept_n = stats["negative_zeros"]
     if kept:
         warnings.warn(f"{who}: {negative_zeros_note(kept, kept_n, positive_zeros_how)}", UserWarning, stacklevel=3)
 
 
-def refused_note(refused, shown=3, total=None):
+def refused_note(refused, total, shown=3):
     """One line on the constant tensors ``pack`` could not pack (``stats["refused"]``); ``total``:
     their bytes with a buffer several of them read counted once (``stats["refused_bytes"]``)."""
     listed = "; ".join(f"{name or '(unnamed)'} ({nbytes} B): {why}" for name, nbytes, why in refused[:shown])
     more = f"; and {len(refused) - shown} more" if len(refused) > shown else ""
-    total = sum(n for _, n, _ in refused) if total is None else total
     return f"{len(refused)} constant tensor(s), {total} B, not packed: {listed}{more}"
 
 
