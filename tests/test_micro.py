@@ -365,6 +365,46 @@ def test_set_decode_mode_cli_errors_and_never_touches_its_input(models, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.packed.tflite", "out.tflite"]
 
 
+def test_set_decode_mode_reset_and_all_once(models, tmp_path):
+    """--reset gives every HuffDecode op not named empty options (the registration's default: there
+    was no way back once a mode was written), --all-once sets 0 on every op not named; a NAME given
+    with either keeps its own mode; two of --reset / --all-once / --all-each-invoke is a usage
+    error. IN is never modified."""
+    from dc_keras import _flatbuffer as fb
+
+    _, _, files = models
+    tool = os.path.join(ROOT, "tools", "mcu", "set_decode_mode.py")
+    src = tmp_path / "each.tflite"
+    src.write_bytes(files["float.packed.each"])
+
+    def options(path):
+        m = fb.read_model(path.read_bytes())
+        return {t: (None if op.customOptions is None or not len(op.customOptions) else list(op.customOptions))
+                for _, op, t, _ in set_decode_mode._outputs(m)}
+
+    before = options(src)
+    (tmp_path / "packed.tflite").write_bytes(files["float.packed"])
+    assert options(tmp_path / "packed.tflite") == {t: None for t in before}  # as pack writes them
+    assert len(before) >= 2 and set(map(tuple, before.values())) == {(1,)}
+    first = sorted(before)[0]
+
+    def run(*args):
+        return subprocess.run([sys.executable, tool, str(src), *map(str, args)], capture_output=True, text=True,
+                              timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+    for args, want in [(("--reset",), {t: None for t in before}),
+                       (("--reset", "--once", f"@{first}"), {t: [0] if t == first else None for t in before}),
+                       (("--all-once",), {t: [0] for t in before}),
+                       (("--all-once", "--each-invoke", f"@{first}"), {t: [1] if t == first else [0] for t in before})]:
+        out = tmp_path / "out.tflite"
+        r = run(out, *args)
+        assert r.returncode == 0, (args, r.stderr[-2000:])
+        assert options(out) == want, args
+    r = run(tmp_path / "o.tflite", "--reset", "--all-once")
+    assert r.returncode == 2 and "not allowed with" in r.stderr and not (tmp_path / "o.tflite").exists()
+    assert src.read_bytes() == files["float.packed.each"]
+
+
 def test_set_decode_mode_refuses_a_model_that_is_not_packed(models, tmp_path):
     """set_decode_mode.py on a model that was never packed (no HuffDecode op) wrote a copy and
     exited 0, as if the layers now decoded every invoke; it is now one line saying the model is

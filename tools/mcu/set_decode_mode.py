@@ -1,11 +1,14 @@
 """Per-layer decode mode of a packed model's HuffDecode ops for TensorFlow Lite Micro.
 
     python tools/mcu/set_decode_mode.py IN.tflite OUT.tflite --each-invoke fc1/kernel [...]
-    python tools/mcu/set_decode_mode.py IN.tflite OUT.tflite --once NAME [...] | --all-each-invoke
+    python tools/mcu/set_decode_mode.py IN.tflite OUT.tflite --once NAME [...] | --all-each-invoke | --all-once
+    python tools/mcu/set_decode_mode.py IN.tflite OUT.tflite --reset [--once NAME ...] [--each-invoke NAME ...]
 
 Writes the one-byte custom options the TFLM kernel reads (tflite_kernels/micro/huffdecode_tflm.h):
 0 = decode once in Prepare, 1 = decode on every invoke; ops not named keep the options they have
-(empty: the registration's default), so a second run adds to the first.  NAME is the HuffDecode
+(empty: the registration's default), so a second run adds to the first; --reset empties the options
+of every op not named (back to the registration's default), --all-once / --all-each-invoke set
+them.  NAME is the HuffDecode
 output tensor's full name, or @T / @S:T for tensor T of subgraph S (0 when omitted): the way to
 name a tensor of a model packed with strip_strings (no names) or a name several ops output; an
 unknown NAME is an error that lists every HuffDecode output both ways.  Edits the flatbuffer
@@ -59,10 +62,13 @@ def _resolve(model, ops, key):
     return []
 
 
+RESET = "reset"  # set_modes(default=RESET): the ops not named get empty options (the registration's default)
+
+
 def set_modes(tflite_bytes, modes, default=None):
     """Returns the model with HuffDecode custom options set: ``modes`` maps an output tensor's name
-    (or @T / @S:T) -> 0 (once) / 1 (every invoke); ``default`` (0/1/None) applies to the ops not
-    named (None: they keep their options).  A zip of associated files after the model follows the
+    (or @T / @S:T) -> 0 (once) / 1 (every invoke); ``default`` applies to the ops not named: 0 / 1,
+    ``RESET`` (empty options: the registration's default) or None (they keep their options).  A zip of associated files after the model follows the
     output's model.  ValueError (nothing returned) for a model that is not packed, a name no
     HuffDecode op outputs, a name several output, or two modes for one op."""
     from dc_keras import _flatbuffer as fb
@@ -89,7 +95,9 @@ def set_modes(tflite_bytes, modes, default=None):
                          f"are: {listed}: name them as listed (full name, or @SUBGRAPH:TENSOR)")
     for _, op, _, _ in ops:
         mode = chosen.get(id(op), (default, None))[0]
-        if mode is not None:
+        if mode == RESET:
+            op.customOptions = None
+        elif mode is not None:
             op.customOptions = [int(mode)]
     out, _, dropped = _pack.with_zip(fb.write_model(model), tflite_bytes)
     if dropped:
@@ -116,17 +124,23 @@ def main(argv=None):
                     help="HuffDecode output tensors (full name, or @T / @S:T) to decode once, in Prepare")
     ap.add_argument("--each-invoke", nargs="*", default=[], metavar="NAME",
                     help="HuffDecode output tensors (full name, or @T / @S:T) to decode on every invoke")
-    ap.add_argument("--all-each-invoke", action="store_true",
-                    help="every HuffDecode op not named decodes on every invoke")
+    others = ap.add_mutually_exclusive_group()
+    others.add_argument("--all-each-invoke", action="store_true",
+                        help="every HuffDecode op not named decodes on every invoke")
+    others.add_argument("--all-once", action="store_true",
+                        help="every HuffDecode op not named decodes once, in Prepare")
+    others.add_argument("--reset", action="store_true",
+                        help="every HuffDecode op not named gets empty options: the registration's default")
     a = ap.parse_args(argv)
     both = sorted(set(a.once) & set(a.each_invoke))
     if both:
         return _fail(f"{both} named in both --once and --each-invoke: give each tensor one mode")
     modes = {n: 0 for n in a.once}
     modes.update({n: 1 for n in a.each_invoke})
-    if not modes and not a.all_each_invoke:
-        return _fail("nothing to set (no NAME after --once / --each-invoke, and no --all-each-invoke): name the "
-                     "HuffDecode outputs to set, or give --all-each-invoke")
+    default = 1 if a.all_each_invoke else 0 if a.all_once else RESET if a.reset else None
+    if not modes and default is None:
+        return _fail("nothing to set (no NAME after --once / --each-invoke, and no --all-each-invoke, --all-once "
+                     "or --reset): name the HuffDecode outputs to set, or give one of those")
     try:
         same = os.path.samefile(a.input, a.output)
     except OSError:
@@ -140,7 +154,7 @@ def main(argv=None):
     except OSError as e:
         return _fail(f"cannot read {a.input}: {e.strerror}; check the path of the packed .tflite")
     try:
-        out = set_modes(data, modes, 1 if a.all_each_invoke else None)
+        out = set_modes(data, modes, default)
     except ValueError as e:
         return _fail(f"{a.input}: {e}")
     tmp = f"{a.output}.tmp{os.getpid()}"
