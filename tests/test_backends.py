@@ -7,9 +7,11 @@ runs them under jax and torch too); the cross-backend tests start one child proc
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import types
 
 import keras
 import numpy as np
@@ -101,6 +103,19 @@ class TwoInputNet(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "keyed": self.keyed}
+
+
+class TokenNet(keras.Model):
+    """A subclassed text model: token ids -> Embedding -> mean -> Dense."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.emb = keras.layers.Embedding(50, 8)
+        self.pool = keras.layers.GlobalAveragePooling1D()
+        self.head = keras.layers.Dense(3)
+
+    def call(self, ids):
+        return self.head(self.pool(self.emb(ids)))
 
 
 def mlp():
@@ -732,3 +747,45 @@ def test_export_of_a_two_input_subclassed_model_loaded_from_a_keras_file(tmp_pat
     np.testing.assert_allclose(predict_tflite(data, [a, b]), want, rtol=1e-5, atol=1e-5)
     if keyed:  # inputs named by the dict's keys, as for the model exported without a reload (not args_0, args_0_1)
         np.testing.assert_allclose(predict_tflite(data, {"b": b, "a": a}), want, rtol=1e-5, atol=1e-5)
+
+
+def test_export_with_an_input_signature():
+    """input_signature= (as keras.Model.export takes it): a subclassed text model's token ids came out as a
+    float32 input (Keras knows a subclassed model's inputs only as float32, also after a call with ints),
+    and there was no way to ask for int32 or a fixed sequence length. Now the .tflite input has the given
+    dtype, shape and name, on every backend (torch/JAX: through the TensorFlow-backend child), and gives
+    the model's outputs; unnamed specs of a Functional model take its input names (as without a signature)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dc_keras.pipeline import predict_tflite
+
+    ids = np.random.RandomState(0).randint(0, 50, (5, 12)).astype("int32")
+    net = TokenNet()
+    net(ids)
+    want = keras.ops.convert_to_numpy(net(ids))
+    data = dc_keras.export.to_tflite(net, pack=False,
+                                     input_signature=[keras.InputSpec(shape=(None, 12), dtype="int32", name="ids")])
+    (spec,) = Interpreter(model_content=data).get_input_details()
+    assert spec["dtype"] == np.int32 and list(spec["shape_signature"]) == [-1, 12] and "ids" in spec["name"], spec
+    np.testing.assert_allclose(predict_tflite(data, ids), want, rtol=1e-5, atol=1e-5)
+    model = mlp()
+    data = dc_keras.export.to_tflite(model, pack=False, input_signature=[keras.InputSpec(shape=(4, 12))])
+    (spec,) = Interpreter(model_content=data).get_input_details()
+    assert spec["dtype"] == np.float32 and list(spec["shape_signature"]) == [4, 12], spec
+    (default,) = Interpreter(model_content=dc_keras.export.to_tflite(model, pack=False)).get_input_details()
+    assert spec["name"] == default["name"], (spec["name"], default["name"])  # named as without input_signature
+    np.testing.assert_allclose(predict_tflite(data, X[:4], batch_size=4),
+                               keras.ops.convert_to_numpy(model(X[:4])), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,says", [
+    ({"input_signature": [keras.InputSpec(shape=(8, 12))], "batch_size": 8}, "either batch_size or input_signature"),
+    ({"input_signature": [keras.InputSpec(shape=(None, 0))]}, "None or positive ints"),
+    ({"input_signature": ["ids"]}, "has no shape and dtype"),
+    ({"input_signature": [types.SimpleNamespace(shape=(None, 12), dtype="text")]}, "not a dtype"),
+    ({"input_signature": []}, "empty list"),
+    ({"input_signature": [{1: keras.InputSpec(shape=(None, 12))}]}, "input names (strings)"),
+])
+def test_a_bad_input_signature_is_one_clear_error_before_converting(kwargs, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        dc_keras.export.to_tflite(mlp(), **kwargs)

@@ -108,7 +108,7 @@ import numpy as np
 import keras
 import dc_keras.train  # registers the wrapper layers (unstripped models load too)
 import dc_keras.export._convert as convert
-from dc_keras.export._convert import to_tflite
+from dc_keras.export._convert import _signature_specs, to_tflite
 
 convert._SWEEP_TMPDIR = False  # the caller swept $TMPDIR before starting this process (once per export)
 
@@ -161,7 +161,8 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     to_tflite(model, pack=args["pack"], quantize=args["quantize"], path=args["out"],
               representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"],
-              per_channel=args["per_channel"], positive_zeros=args["positive_zeros"])
+              per_channel=args["per_channel"], positive_zeros=args["positive_zeros"],
+              input_signature=_signature_specs(args["signature"]) if args["signature"] is not None else None)
 relay = [{"category": w.category.__name__, "message": str(w.message)} for w in caught
          if issubclass(w.category, UserWarning) and str(w.message).startswith("to_tflite")]
 with open(args["warnings"], "w") as f:
@@ -190,7 +191,8 @@ def prefers_tensorflow_child(configure=None, converter_options=None, representat
 
 
 def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_bytes, batch_size=None,
-                            converter_options=None, configure=None, per_channel=None, positive_zeros=False):
+                            converter_options=None, configure=None, per_channel=None, positive_zeros=False,
+                            signature=None):
     """Save ``model`` as ``.keras`` and convert it in a ``KERAS_BACKEND=tensorflow`` child.
 
     Returns the ``.tflite`` bytes (packed when ``pack``).
@@ -233,7 +235,7 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
     if not (os.name == "posix" and hasattr(os, "fork")):  # no janitor: this process makes the directory
         with _exportdir.directory() as tmp:
             data = _convert_in_child(*_start_child(parent), tmp, model, pack, quantize, representative_data,
-                                     min_bytes, batch_size, per_channel, custom, positive_zeros)
+                                     min_bytes, batch_size, per_channel, custom, positive_zeros, signature)
             _relay_warnings(os.path.join(tmp, "warnings.json"))  # here: its stacklevel counts from this frame
             return data
     alive_r, alive_w = _pipe_above_stdio()
@@ -262,7 +264,7 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
                                f"{proc.returncode}):\n" + "\n".join(stderr.strip().splitlines()[-8:]))
         lock = _exportdir.hold(tmp)  # in use while this process lives, even if the janitor is killed
         data = _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes,
-                                 batch_size, per_channel, custom, positive_zeros)
+                                 batch_size, per_channel, custom, positive_zeros, signature)
         _relay_warnings(os.path.join(tmp, "warnings.json"))
         return data
     finally:
@@ -344,12 +346,12 @@ def _read_directory(report_r):
 
 
 def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes, batch_size,
-                      per_channel, custom, positive_zeros=False):
+                      per_channel, custom, positive_zeros=False, signature=None):
     """The bytes the child converted: ``model`` and its arguments saved in ``tmp`` and sent on ``args_w``."""
     try:
         try:
             args = _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel,
-                                custom, positive_zeros)
+                                custom, positive_zeros, signature)
             data = json.dumps(args).encode()
             while data:
                 data = data[os.write(args_w, data):]
@@ -440,7 +442,7 @@ def _child_sys_path():
 
 
 def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel, custom,
-                 positive_zeros=False):
+                 positive_zeros=False, signature=None):
     """Saves the model (and representative data) in ``tmp``; the child's arguments."""
     model_path = os.path.join(tmp, "model.keras")
     model.save(model_path)
@@ -456,7 +458,8 @@ def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, bat
             "representative": rep_paths, "min_bytes": int(min_bytes), "warnings": os.path.join(tmp, "warnings.json"),
             "batch_size": None if batch_size is None else int(batch_size),
             "per_channel": None if per_channel is None else bool(per_channel), "positive_zeros": bool(positive_zeros),
-            "error": os.path.join(tmp, "error.json"), "sys_path": _child_sys_path(), "custom": custom}
+            "error": os.path.join(tmp, "error.json"), "sys_path": _child_sys_path(), "custom": custom,
+            "signature": signature}
 
 
 def _relay_warnings(path):

@@ -152,6 +152,105 @@ def _check_arguments(quantize, batch_size, converter_options, configure):
         raise ValueError(f"configure must be a callable taking the TFLiteConverter, got {configure!r}")
 
 
+_SPEC = "__dc_keras_input_spec__"  # a leaf of input_signature's JSON form: {_SPEC: [shape, dtype, name]}
+
+
+def _signature_json(input_signature, batch_size):
+    """``input_signature`` (a structure of ``keras.InputSpec`` / ``tf.TensorSpec`` / anything with
+    ``shape`` and ``dtype``, as ``keras.Model.export`` takes it) as JSON-able data (the TensorFlow-backend
+    child gets it so), checked before any slow work: one ValueError naming the bad entry and the fix."""
+    import keras
+
+    if input_signature is None:
+        return None
+    if batch_size is not None:
+        raise ValueError("to_tflite: give either batch_size or input_signature, not both: put the batch as the "
+                         "first dimension of input_signature's shapes (e.g. keras.InputSpec(shape=(8, 28, 28)))")
+    form = ("a keras.InputSpec or tf.TensorSpec per model input, in the structure keras.Model.export takes "
+            "(e.g. [keras.InputSpec(shape=(None, 64), dtype='int32')] for a model of one input)")
+
+    def leaf(spec):
+        shape, dtype = getattr(spec, "shape", None), getattr(spec, "dtype", None)
+        if shape is None and dtype is None:
+            raise ValueError(f"to_tflite: input_signature entry {spec!r} has no shape and dtype: give {form}")
+        try:
+            dims = [None if d is None else int(d) for d in (shape if shape is not None else ())]
+        except (TypeError, ValueError):
+            dims = None
+        if dims is None or not dims or any(d is not None and d < 1 for d in dims):
+            raise ValueError(f"to_tflite: input_signature entry {spec!r} has shape {shape!r}: give a shape with a "
+                             "first (batch) dimension, None or positive ints (None = any size)")
+        try:
+            dtype = keras.backend.standardize_dtype(dtype if dtype is not None else "float32")
+        except (TypeError, ValueError, AttributeError):
+            raise ValueError(f"to_tflite: input_signature entry {spec!r} has dtype {dtype!r}, which is not a "
+                             "dtype: give e.g. 'float32' or 'int32'") from None
+        name = getattr(spec, "name", None)
+        return {_SPEC: [dims, dtype, name if isinstance(name, str) and name else None]}
+
+    def walk(x):
+        if isinstance(x, dict):
+            if not x or not all(isinstance(k, str) for k in x):
+                raise ValueError(f"to_tflite: input_signature has a dict {x!r}: its keys must be the model's input "
+                                 f"names (strings), its values specs; give {form}")
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            if not x:
+                raise ValueError(f"to_tflite: input_signature has an empty list: give {form}")
+            return [walk(v) for v in x]
+        return leaf(x)
+
+    return walk(input_signature)
+
+
+def _signature_specs(signature, names=()):
+    """The ``tf.TensorSpec`` structure of ``_signature_json``'s form; specs without a name take the
+    model's input names (``names``) in order when there are as many."""
+    import tensorflow as tf
+
+    leaves = []
+
+    def back(x):
+        if isinstance(x, dict) and set(x) == {_SPEC}:
+            leaves.append(x[_SPEC])
+            return len(leaves) - 1
+        if isinstance(x, dict):
+            return {k: back(v) for k, v in x.items()}
+        return [back(v) for v in x]
+
+    skeleton = back(signature)
+    given = [n for _, _, n in leaves]
+    use = list(names) if len(names) == len(leaves) and all(names) and not any(given) else given
+    specs = [tf.TensorSpec(shape, dtype, name=n) for (shape, dtype, _), n in zip(leaves, use)]
+
+    def fill(x):
+        if isinstance(x, int):
+            return specs[x]
+        if isinstance(x, dict):
+            return {k: fill(v) for k, v in x.items()}
+        return [fill(v) for v in x]
+
+    return fill(skeleton)
+
+
+def _first_dim(signature):
+    """The first leaf's batch dimension (int or None): the calibration batch for quantize='int8'."""
+    while not (isinstance(signature, dict) and _SPEC in signature):
+        signature = next(iter(signature.values())) if isinstance(signature, dict) else signature[0]
+    return signature[_SPEC][0][0]
+
+
+def _convert_signature(model, apply, signature):
+    import tensorflow as tf
+
+    names = [getattr(t, "name", None) for t in getattr(model, "inputs", None) or []]
+    with _exportdir.directory() as tmp:
+        saved = os.path.join(tmp, "saved_model")
+        model.export(saved, format="tf_saved_model", input_signature=_signature_specs(signature, names),
+                     verbose=False)
+        return apply(tf.lite.TFLiteConverter.from_saved_model(saved), _first_dim(signature)).convert()
+
+
 def _set_option(conv, key, value):
     """``converter_options`` entry ``"a.b" = v`` -> ``conv.a.b = v``; unknown names are an error."""
     target, parts = conv, key.split(".")
@@ -254,14 +353,14 @@ def _scales(model, quantize, per_channel):
     return per_channel, quantize == "dynamic" and not per_channel and _has_depthwise(model)
 
 
-def _convert_checked(model, batch_size, quantize, per_channel, configurer):
+def _convert_checked(model, batch_size, quantize, per_channel, configurer, signature=None):
     """Converts; a per-tensor dynamic-range file with a misread depthwise filter (a depthwise op no
     Keras layer type announced, e.g. a lowered grouped convolution) is converted again with the
     legacy quantizer, and refused if it still has one."""
     per_channel, legacy = _scales(model, quantize, per_channel)
-    data = bytes(_convert(model, configurer(per_channel, legacy), batch_size))
+    data = bytes(_convert(model, configurer(per_channel, legacy), batch_size, signature))
     if quantize == "dynamic" and not legacy and _misread_depthwise(data):
-        data = bytes(_convert(model, configurer(per_channel, True), batch_size))
+        data = bytes(_convert(model, configurer(per_channel, True), batch_size, signature))
     if quantize == "dynamic":
         _check_hybrid_depthwise(data)
     return data
@@ -441,10 +540,18 @@ def _half_precision_fix(dtype):
             "float16 weights).")
 
 
-def _convert(model, apply, batch_size):
+def _convert(model, apply, batch_size, signature=None):
     """Runs the converter; recurrent models (and any model whose dynamic-batch conversion fails on
-    tensor-list ops) are converted with a static batch signature."""
+    tensor-list ops) are converted with a static batch signature; ``signature`` (``_signature_json``'s
+    form): exactly that input signature."""
     with quiet_conversion():  # converter/Keras log lines: dc_keras._logs (DC_KERAS_VERBOSE=1 shows them)
+        if signature is not None:
+            try:
+                return _convert_signature(model, apply, signature)
+            except _ArgumentError:
+                raise
+            except Exception as exc:
+                raise _failure(exc, " (with the input_signature given)", model) from exc
         if batch_size is not None:
             try:
                 return _convert_static(model, apply, int(batch_size))
@@ -673,7 +780,7 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
 
 
 def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size, converter_options,
-                         configure, per_channel, positive_zeros=False):
+                         configure, per_channel, positive_zeros=False, signature=None):
     """The ``.tflite`` converted in a TF-backend child (torch always; JAX when nothing in the call needs
     this process: dc_keras/export/_backend.py), or None to convert here. A JAX child that fails
     falls back to this process with a warning."""
@@ -697,7 +804,8 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
         return _backend.to_tflite_in_tensorflow(model, pack, quantize, representative_data=representative_data,
                                                 min_bytes=min_bytes, batch_size=batch_size,
                                                 converter_options=converter_options, configure=configure,
-                                                per_channel=per_channel, positive_zeros=positive_zeros)
+                                                per_channel=per_channel, positive_zeros=positive_zeros,
+                                                signature=signature)
     except _backend.UnimportableClassError as exc:
         if must:
             raise
@@ -717,7 +825,7 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
 
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
               min_bytes: int = DEFAULT_MIN_BYTES, batch_size=None, converter_options=None,
-              configure=None, per_channel=None, positive_zeros: bool = False) -> bytes:
+              configure=None, per_channel=None, positive_zeros: bool = False, input_signature=None) -> bytes:
     """Converts a Keras 3 model to ``.tflite`` with TFLite's converter, then packs its weights.
 
     Recurrent models (LSTM, GRU, SimpleRNN, Bidirectional) are converted with a static batch of 1
@@ -776,6 +884,14 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         and 0 times a negative scale is -0.0, which bit-exact packing stores like a kept weight
         (a warning says so). With True, outputs can differ from the unpacked file's only in the
         sign of an output that is exactly zero. Default False (bit-exact).
+      input_signature: the ``.tflite``'s inputs, as ``keras.Model.export`` takes them: a list with a
+        ``keras.InputSpec`` (or ``tf.TensorSpec``) per positional argument of the model's call, e.g.
+        ``[keras.InputSpec(shape=(None, 64), dtype="int32")]`` (``[[spec_a, spec_b]]`` for a model called
+        with a list, ``[{"a": spec_a, ...}]`` with a dict). For a subclassed model, whose inputs Keras
+        only knows as float32 (token ids of an ``Embedding`` come out as a float32 input), or to fix a
+        dimension (``None`` = any size). Specs without a name take the model's input names. Exactly this
+        signature is converted (no automatic static batch for recurrent layers: give the batch in the
+        shapes); not with ``batch_size``.
 
     Returns:
       The ``.tflite`` bytes.
@@ -802,6 +918,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     _check_model(model)
     _check_built(model)
     _check_arguments(quantize, batch_size, converter_options, configure)
+    signature = _signature_json(input_signature, batch_size)
     if isinstance(pack, (str, bytes, os.PathLike)):  # to_tflite(model, "model.tflite") wrote no file
         raise ValueError(f"to_tflite's second argument is pack (True/False), got {pack!r}: pass the output file as "
                          f"path=, e.g. to_tflite(model, path={pack!r}).")
@@ -818,16 +935,17 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if _SWEEP_TMPDIR:  # the temporary directories of earlier exports that were killed (logged)
         _exportdir.sweep()
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
-                                converter_options, configure, per_channel, positive_zeros)
+                                converter_options, configure, per_channel, positive_zeros, signature)
     if data is not None:
         if path is not None:
             atomic_write(path, data)
         return data
-    _prime_subclassed(model)
+    if signature is None:
+        _prime_subclassed(model)
     shared = _shared_kernels(model) if pack else []
     names = [getattr(t, "name", None) for t in getattr(model, "inputs", None) or []]
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
-        quantize, representative_data, converter_options, configure, pc, legacy, names))
+        quantize, representative_data, converter_options, configure, pc, legacy, names), signature)
     if pack:
         packed, stats = pack_with_stats(data, min_bytes=min_bytes, positive_zeros=positive_zeros)
         warn_notes(stats, "to_tflite(..., positive_zeros=True)", "to_tflite")
