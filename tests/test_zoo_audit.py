@@ -123,6 +123,22 @@ def test_int8_calibration_of_two_unnamed_inputs_is_not_swapped(batch_size):
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
 
 
+def test_int8_calibration_by_a_generator_of_lists_is_not_swapped():
+    """The same with representative_data a generator function yielding [xa, xb] lists (the converter's
+    own form): they went to the calibrator as they were, so each input was calibrated on the other's
+    data; each list is now given by the model's input names, as the arrays are."""
+    a, b = keras.Input((8,)), keras.Input((8,))
+    model = keras.Model([a, b], keras.layers.Dense(4)(keras.layers.Concatenate()(
+        [keras.layers.Dense(8)(a), keras.layers.Dense(8)(b)])))
+    rng = np.random.default_rng(0)
+    xa, xb = rng.random((64, 8)).astype("float32"), (1000 * rng.random((64, 8))).astype("float32")
+    data = export.to_tflite(model, quantize="int8",
+                            representative_data=lambda: ([xa[i:i + 1], xb[i:i + 1]] for i in range(64)))
+    want = model.predict([xa, xb], verbose=0)
+    got = predict_tflite(data, dict(zip([t.name for t in model.inputs], (xa, xb))))
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
 def test_predict_tflite_quantizes_float_inputs_of_an_int8_input_model():
     """A full-integer model with int8 inputs (converter_options inference_input_type=tf.int8):
     predict_tflite cast float x with astype(int8) (0.7 -> 0), so outputs were garbage and

@@ -80,11 +80,20 @@ def _representative(data, batch=1, model=None, names=None):
     with ``model``, the arrays are checked against its inputs (count, shape) first. With ``names``
     (a multi-input model's input names), each sample is a dict by name: TF's calibrator takes a
     list in the order of the converted graph's inputs, which is not always the Keras model's (two
-    unnamed inputs come out swapped: each was calibrated on the other's data)."""
+    unnamed inputs come out swapped: each was calibrated on the other's data). A callable's samples
+    that are lists of one array per input are given by name the same way (dicts pass as they are)."""
     if data is None:
         raise ValueError(f"quantize='int8' needs representative_data: {_REPRESENTATIVE}")
     if callable(data):
-        return data
+        if names is None or len(names) < 2 or len(set(names)) != len(names):
+            return data
+
+        def named():
+            for sample in data():
+                yield dict(zip(names, sample)) if isinstance(sample, (list, tuple)) and len(sample) == len(names) \
+                    else sample
+
+        return named
     if not isinstance(data, (list, tuple, np.ndarray)) and not hasattr(data, "__array__"):
         raise ValueError(
             f"representative_data must be {_REPRESENTATIVE}; got {type(data).__name__}. For a tf.data.Dataset of "
@@ -864,7 +873,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       path: if given, the bytes are also written there (atomically).
       representative_data: for ``quantize="int8"``: array of typical inputs (first axis =
         samples), list of arrays (one per model input), or a generator function as the TFLite
-        converter takes.
+        converter takes (a sample that is a list of one array per input is given to the calibrator
+        by the model's input names, in ``model.inputs`` order, as the arrays are).
       min_bytes: passed to ``pack``.
       batch_size: ``None`` (dynamic batch; static batch 1 for recurrent models) or a positive int:
         the ``.tflite`` input then has this fixed first dimension.
