@@ -139,6 +139,25 @@ def test_int8_calibration_by_a_generator_of_lists_is_not_swapped():
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
 
 
+@pytest.mark.parametrize("named", [False, True], ids=["unnamed-specs", "named-specs"])
+def test_int8_calibration_with_an_input_signature(named):
+    """input_signature with quantize='int8' on two inputs: the calibrator is fed by the converted
+    signature's input names (the specs' own, or the model's), not the model's alone, which named specs
+    do not have (the calibrator refused the samples)."""
+    a, b = keras.Input((8,)), keras.Input((8,))
+    model = keras.Model([a, b], keras.layers.Dense(4)(keras.layers.Concatenate()(
+        [keras.layers.Dense(8)(a), keras.layers.Dense(8)(b)])))
+    rng = np.random.default_rng(0)
+    xa, xb = rng.random((64, 8)).astype("float32"), (1000 * rng.random((64, 8))).astype("float32")
+    specs = [keras.InputSpec(shape=(None, 8), name="left" if named else None),
+             keras.InputSpec(shape=(None, 8), name="right" if named else None)]
+    data = export.to_tflite(model, quantize="int8", representative_data=[xa, xb], input_signature=[specs])
+    names = ["left", "right"] if named else [t.name for t in model.inputs]
+    want = model.predict([xa, xb], verbose=0)
+    got = predict_tflite(data, dict(zip(names, (xa, xb))))
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
 def test_predict_tflite_quantizes_float_inputs_of_an_int8_input_model():
     """A full-integer model with int8 inputs (converter_options inference_input_type=tf.int8):
     predict_tflite cast float x with astype(int8) (0.7 -> 0), so outputs were garbage and

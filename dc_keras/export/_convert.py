@@ -228,9 +228,8 @@ def _signature_specs(signature, names=()):
         return [back(v) for v in x]
 
     skeleton = back(signature)
-    given = [n for _, _, n in leaves]
-    use = list(names) if len(names) == len(leaves) and all(names) and not any(given) else given
-    specs = [tf.TensorSpec(shape, dtype, name=n) for (shape, dtype, _), n in zip(leaves, use)]
+    specs = [tf.TensorSpec(shape, dtype, name=n) for (shape, dtype, _), n in zip(leaves, _signature_names(
+        signature, names))]
 
     def fill(x):
         if isinstance(x, int):
@@ -240,6 +239,21 @@ def _signature_specs(signature, names=()):
         return [fill(v) for v in x]
 
     return fill(skeleton)
+
+
+def _signature_leaves(signature):
+    """``[shape, dtype, name]`` of each spec of ``_signature_json``'s form, in order."""
+    if isinstance(signature, dict) and set(signature) == {_SPEC}:
+        return [signature[_SPEC]]
+    parts = signature.values() if isinstance(signature, dict) else signature
+    return [leaf for part in parts for leaf in _signature_leaves(part)]
+
+
+def _signature_names(signature, names=()):
+    """The input names of the converted signature: the specs' own, or, when none has one, the model's
+    input names (``names``) if there are as many."""
+    given = [n for _, _, n in _signature_leaves(signature)]
+    return list(names) if len(names) == len(given) and all(names) and not any(given) else given
 
 
 def _first_dim(signature):
@@ -954,6 +968,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         _prime_subclassed(model)
     shared = _shared_kernels(model) if pack else []
     names = [getattr(t, "name", None) for t in getattr(model, "inputs", None) or []]
+    if signature is not None:  # the calibrator feeds the converted signature's inputs by these names
+        names = _signature_names(signature, names)
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
         quantize, representative_data, converter_options, configure, pc, legacy, names), signature)
     if pack:
