@@ -932,6 +932,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     Example:
       >>> data = dc_keras.export.to_tflite(model, path="lenet.tflite")
       >>> data8 = dc_keras.export.to_tflite(model, quantize="int8", representative_data=x[:100])
+      >>> fixed = dc_keras.export.to_tflite(model, input_signature=[keras.InputSpec(shape=(1, *model.input_shape[1:]))])
       >>> rnn = dc_keras.export.to_tflite(lstm_model, batch_size=8,
       ...                                 converter_options={"experimental_enable_resource_variables": True})
       >>> import tensorflow as tf
