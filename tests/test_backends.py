@@ -785,6 +785,9 @@ def test_export_with_an_input_signature():
     ({"input_signature": [types.SimpleNamespace(shape=(None, 12), dtype="text")]}, "not a dtype"),
     ({"input_signature": []}, "empty list"),
     ({"input_signature": [{1: keras.InputSpec(shape=(None, 12))}]}, "input names (strings)"),
+    ({"input_signature": keras.InputSpec(shape=(None, 12))}, "must be a list with an entry per argument"),
+    ({"input_signature": [keras.InputSpec(shape=(None, 12))] * 2}, "takes one argument holding 1 input"),
+    ({"input_signature": [keras.InputSpec(shape=(None, 13))]}, "cannot be called with the input_signature"),
 ])
 def test_a_bad_input_signature_is_one_clear_error_before_converting(kwargs, says):
     with pytest.raises(ValueError, match=re.escape(says)):

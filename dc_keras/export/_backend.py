@@ -118,9 +118,9 @@ if not text:
 args = json.loads(text)
 
 
-def fail(message):  # one clear message for the caller instead of a traceback on stderr
+def fail(message, kind="RuntimeError"):  # one clear message for the caller instead of a traceback on stderr
     with open(args["error"], "w") as f:
-        json.dump({"message": message}, f)
+        json.dump({"message": message, "type": kind}, f)
     sys.exit(4)
 
 
@@ -159,10 +159,13 @@ if args["representative"] is not None:
 import warnings
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    to_tflite(model, pack=args["pack"], quantize=args["quantize"], path=args["out"],
-              representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"],
-              per_channel=args["per_channel"], positive_zeros=args["positive_zeros"],
-              input_signature=_signature_specs(args["signature"]) if args["signature"] is not None else None)
+    try:
+        to_tflite(model, pack=args["pack"], quantize=args["quantize"], path=args["out"],
+                  representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"],
+                  per_channel=args["per_channel"], positive_zeros=args["positive_zeros"],
+                  input_signature=_signature_specs(args["signature"]) if args["signature"] is not None else None)
+    except (ValueError, RuntimeError) as exc:  # to_tflite's own errors: the same in the caller, not a traceback tail
+        fail(str(exc), "ValueError" if isinstance(exc, ValueError) else "RuntimeError")
 relay = [{"category": w.category.__name__, "message": str(w.message)} for w in caught
          if issubclass(w.category, UserWarning) and str(w.message).startswith("to_tflite")]
 with open(args["warnings"], "w") as f:
@@ -371,7 +374,8 @@ def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_d
     out = args["out"]
     if os.path.exists(args["error"]):
         with open(args["error"]) as f:
-            raise RuntimeError(json.load(f)["message"])
+            error = json.load(f)
+        raise (ValueError if error.get("type") == "ValueError" else RuntimeError)(error["message"])
     if proc.returncode != 0 or not os.path.exists(out):
         tail = "\n".join((stderr or stdout).strip().splitlines()[-8:])
         raise RuntimeError(

@@ -164,7 +164,7 @@ def _check_arguments(quantize, batch_size, converter_options, configure):
 _SPEC = "__dc_keras_input_spec__"  # a leaf of input_signature's JSON form: {_SPEC: [shape, dtype, name]}
 
 
-def _signature_json(input_signature, batch_size):
+def _signature_json(input_signature, batch_size, model=None):
     """``input_signature`` (a structure of ``keras.InputSpec`` / ``tf.TensorSpec`` / anything with
     ``shape`` and ``dtype``, as ``keras.Model.export`` takes it) as JSON-able data (the TensorFlow-backend
     child gets it so), checked before any slow work: one ValueError naming the bad entry and the fix."""
@@ -209,7 +209,18 @@ def _signature_json(input_signature, batch_size):
             return [walk(v) for v in x]
         return leaf(x)
 
-    return walk(input_signature)
+    if not isinstance(input_signature, (list, tuple)):
+        raise ValueError(f"to_tflite: input_signature must be a list with an entry per argument of the model's call, "
+                         f"got {type(input_signature).__name__}: give [{input_signature!r}] for a model of one input")
+    signature = walk(input_signature)
+    inputs = getattr(model, "inputs", None) or []
+    if inputs and (len(signature) != 1 or len(_signature_leaves(signature)) != len(inputs)):
+        raise ValueError(
+            f"to_tflite: input_signature has {len(_signature_leaves(signature))} spec(s) in {len(signature)} "
+            f"argument(s), but model {getattr(model, 'name', '')!r} takes one argument holding {len(inputs)} "
+            "input(s): give [spec] for one input, [[spec_a, spec_b, ...]] (or [{name: spec, ...}]) for several, in "
+            "model.inputs order")
+    return signature
 
 
 def _signature_specs(signature, names=()):
@@ -269,8 +280,13 @@ def _convert_signature(model, apply, signature):
     names = [getattr(t, "name", None) for t in getattr(model, "inputs", None) or []]
     with _exportdir.directory() as tmp:
         saved = os.path.join(tmp, "saved_model")
-        model.export(saved, format="tf_saved_model", input_signature=_signature_specs(signature, names),
-                     verbose=False)
+        try:
+            model.export(saved, format="tf_saved_model", input_signature=_signature_specs(signature, names),
+                         verbose=False)
+        except Exception as exc:  # the model's call refused the specs (shape, dtype, structure)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise _ArgumentError(f"to_tflite: the model cannot be called with the input_signature given ({first}): "
+                                 "give the shapes and dtypes its inputs take, one spec per input") from exc
         return apply(tf.lite.TFLiteConverter.from_saved_model(saved), _first_dim(signature)).convert()
 
 
@@ -943,7 +959,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     _check_model(model)
     _check_built(model)
     _check_arguments(quantize, batch_size, converter_options, configure)
-    signature = _signature_json(input_signature, batch_size)
+    signature = _signature_json(input_signature, batch_size, model)
     if isinstance(pack, (str, bytes, os.PathLike)):  # to_tflite(model, "model.tflite") wrote no file
         raise ValueError(f"to_tflite's second argument is pack (True/False), got {pack!r}: pass the output file as "
                          f"path=, e.g. to_tflite(model, path={pack!r}).")
