@@ -71,7 +71,8 @@ native-copy:
 
 # The clustered training step's XLA CPU kernels for the JAX backend (jax_kernels/dc_centroids.cc,
 # C++17 against the XLA FFI headers that jaxlib ships: jax.ffi.include_dir()). Optional: without
-# a C++ compiler or jax the step uses lax.gather instead (same results, slower), and this target
+# a C++ compiler or JAX >= 0.5.0 (jax.ffi; setup.cfg's floor is older) the step uses lax.gather
+# instead (same results, slower), and this target
 # says so. Rebuilt when the source or jaxlib's headers change; installed atomically like
 # native-copy (a process may have the old library loaded).
 JAX_FFI     := dc_keras/_native/libdc_jax_ffi.so
@@ -80,7 +81,7 @@ CENTROIDS_CORE := jax_kernels/dc_centroids_core.h
 JAX_FFI_INC  = $(shell $(VPY) -c "import jax.ffi; print(jax.ffi.include_dir())" 2>/dev/null)
 CXX         ?= c++
 jax-ffi: $(if $(wildcard $(VPY)),,$(STAMP))
-	@if [ -z "$(JAX_FFI_INC)" ]; then echo "jax-ffi: jax is not installed in $(VENV): skipped (clustered training on JAX uses lax.gather)"; \
+	@if [ -z "$(JAX_FFI_INC)" ]; then echo "jax-ffi: jax >= 0.5.0 (jax.ffi) is not installed in $(VENV): skipped (clustered training on JAX uses lax.gather)"; \
 	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "jax-ffi: no C++ compiler ($(CXX)): skipped (clustered training on JAX uses lax.gather; apt install g++)"; \
 	else $(MAKE) --no-print-directory $(JAX_FFI) JAX_FFI_HEADERS="$(JAX_FFI_INC)"; fi
 

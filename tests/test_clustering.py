@@ -226,6 +226,8 @@ def route(request, monkeypatch):
     monkeypatch.setattr(module, "_state", {})
     if request.param == "native" and not os.path.isfile(module.library_path()):
         pytest.skip(f"{module.library_path()} not built: run `{target}`")
+    if request.param == "native":
+        _skip_below_jax_ffi()
     monkeypatch.setenv(env, "1" if request.param == "native" else "0")
     yield module
     assert module._state.get("ok") is (request.param == "native"), module._state.get("why")
@@ -293,6 +295,18 @@ def test_centroid_sums_order_is_parts_in_index_order(route):
 # JAX: the native centroid kernels (dc_keras/train/_jax_ffi.py, jax_kernels/dc_centroids.cc)
 
 
+def _skip_below_jax_ffi():
+    """The JAX native kernels need jax.ffi (JAX >= 0.5.0): an older JAX (setup.cfg's floor is lower)
+    runs the lax.gather path, which the other cases test."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        from dc_keras.train import _jax_ffi
+
+        if not hasattr(jax, "ffi"):
+            pytest.skip(f"JAX {jax.__version__} has no jax.ffi: the native kernels need JAX >= {_jax_ffi.MIN_JAX}")
+
+
 @pytest.fixture
 def jax_ffi():
     """The native-kernel module on the JAX backend; skips elsewhere, and (reported) when the library
@@ -303,6 +317,7 @@ def jax_ffi():
 
     if not os.path.isfile(_jax_ffi.library_path()):
         pytest.skip(f"{_jax_ffi.library_path()} not built: run `make jax-ffi`")
+    _skip_below_jax_ffi()
     assert _jax_ffi.available()
     return _jax_ffi
 

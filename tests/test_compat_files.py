@@ -1,10 +1,14 @@
 """`.keras` files saved by earlier versions keep loading and training: a pruned model saved halfway
 through its schedule and a clustered model in fine-tuning, written by main c838317
 (tests/data/make_compat_models.py) before the fit-step bookkeeping changed."""
+import json
 import os
+import zipfile
 
 import keras
 import numpy as np
+import pytest
+from packaging.version import Version
 
 import dc_keras
 
@@ -14,7 +18,13 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _load(kind):
-    return keras.saving.load_model(os.path.join(DATA, f"compat_{kind}_c838317.keras"))
+    path = os.path.join(DATA, f"compat_{kind}_c838317.keras")
+    with zipfile.ZipFile(path) as z:
+        saved_by = json.loads(z.read("metadata.json"))["keras_version"]
+    if Version(keras.__version__) < Version(saved_by):  # e.g. at setup.cfg's Keras floor
+        pytest.skip(f"saved by Keras {saved_by}: a .keras file of a newer Keras does not load in Keras "
+                    f"{keras.__version__} (Keras's limit, not dc_keras's)")
+    return keras.saving.load_model(path)
 
 
 def _same_outputs(model, key):

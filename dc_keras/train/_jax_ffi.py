@@ -1,7 +1,8 @@
 """The clustered training step's centroid gather on JAX through native XLA CPU kernels (issue 16).
 
 ``libdc_jax_ffi.so`` (``jax_kernels/dc_centroids.cc``, built by ``make jax-ffi``, part of
-``make install``) holds two XLA FFI handlers, called with JAX's public ``jax.ffi`` API:
+``make install``) holds two XLA FFI handlers, called with JAX's public ``jax.ffi`` API (JAX >= 0.5.0;
+with an older JAX, down to setup.cfg's floor, the ``lax.gather`` path runs):
 ``DcCentroidGather`` (``concat(centroids, [0])[assignments]``) and ``DcCentroidSums`` (each
 centroid's members' gradients summed in dc_keras's part order, the one the generic ``lax.gather``
 path's scatter-add uses too: ``dc_keras.train.clustering.SUMS_PARTS``; the parts of a large
@@ -33,6 +34,7 @@ import threading
 from dc_keras.train import _kernels
 
 LIBRARY_NAME = "libdc_jax_ffi.so"
+MIN_JAX = "0.5.0"  # the first JAX with the public jax.ffi API used here
 _MODE_ENV, _PATH_ENV, _SPLIT_ENV = "DC_KERAS_JAX_FFI", "DC_KERAS_JAX_FFI_LIBRARY", "DC_KERAS_JAX_FFI_SPLIT"
 _GATHER, _SUMS = "dc_keras_centroid_gather", "dc_keras_centroid_sums"
 logger = logging.getLogger("dc_keras")
@@ -56,9 +58,11 @@ def _load():
     path = library_path()
     if not os.path.isfile(path):
         return f"{path} not found (build it with `make jax-ffi`, part of `make install`)"
-    try:
-        import jax
+    import jax
 
+    if not hasattr(jax, "ffi"):  # jax.ffi arrived in JAX 0.5.0 (0.4.x: jax.extend.ffi, another API)
+        return f"JAX {jax.__version__} has no jax.ffi (the native kernels need JAX >= {MIN_JAX})"
+    try:
         lib = ctypes.CDLL(path)
         jax.ffi.register_ffi_target(_GATHER, jax.ffi.pycapsule(lib.DcCentroidGather), platform="cpu")
         jax.ffi.register_ffi_target(_SUMS, jax.ffi.pycapsule(lib.DcCentroidSums), platform="cpu")
