@@ -109,9 +109,9 @@ def mlp():
     return keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
 
 
-def _compile(model, jit_compile, steps):
+def _compile(model, jit_compile, steps, run_eagerly=False):
     model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=jit_compile, steps_per_execution=steps)
+                  jit_compile=jit_compile, steps_per_execution=steps, run_eagerly=run_eagerly)
     return model
 
 
@@ -432,25 +432,112 @@ def test_fit_over_data_of_unknown_length_counts_its_steps_and_reaches_the_target
     _assert_at_step_and_target(pruned, 8, 0.5)
 
 
-@pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
-def test_a_shared_pruned_layer_counts_one_step_per_training_step(jit_compile, steps):
-    """A pruned layer called twice per step (d(d(x))) advanced its counter twice per step wherever
-    the traced step counts (here: fit() over a generator): 8 after 4 batches, so its schedule ran
-    twice as fast. TensorFlow and JAX count once per traced step now. torch runs the step eagerly,
-    with nothing naming the step: the limit docs/models.md states."""
-    if BACKEND == "torch":
-        pytest.skip("torch: eager steps still count once per call (docs/models.md, known limit)")
+# run_eagerly=True: the step runs eagerly on every backend (torch's fit() always does).
+SHARED_MODES = [(j, s, False) for j, s in MODES] + [(False, 1, True)]
 
+
+def _shared_model(schedule):
     inputs = keras.Input((12,))
     shared = keras.layers.Dense(12, name="shared")
-    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(shared(shared(inputs))))
-    pruned = _compile(dc_keras.prune(model, PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=2)),
-                      jit_compile, steps)
+    return dc_keras.prune(keras.Model(inputs, keras.layers.Dense(3, name="out")(shared(shared(inputs)))), schedule)
+
+
+def _steps_of(pruned):
+    return {layer.name: int(keras.ops.convert_to_numpy(layer.pruning_step)) for layer, _, _ in _masks(pruned)}
+
+
+@pytest.mark.parametrize("jit_compile,steps,eager", SHARED_MODES,
+                         ids=[f"jit{int(j)}-spe{s}" + ("-eager" if e else "") for j, s, e in SHARED_MODES])
+def test_a_shared_pruned_layer_counts_one_step_per_training_step(jit_compile, steps, eager):
+    """A pruned layer called twice per step (d(d(x))) advanced its counter twice per step wherever
+    the step counts (here: fit() over a generator): 8 after 4 batches, so its schedule ran twice as
+    fast. A traced step counts once per trace; a step run eagerly (torch's fit(), run_eagerly=True
+    on every backend) counted once per call (8 on TensorFlow and torch) and now counts once per
+    forward pass of the model."""
+    pruned = _compile(_shared_model(PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=2)),
+                      jit_compile, steps, run_eagerly=eager)
     pruned.fit(_four_batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
-    steps_of = {layer.name: int(keras.ops.convert_to_numpy(layer.pruning_step)) for layer, _, _ in _masks(pruned)}
-    assert steps_of == {"shared": 4, "out": 4}
+    assert _steps_of(pruned) == {"shared": 4, "out": 4}
     pruned.fit(_four_batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
     _assert_at_step_and_target(pruned, 8, 0.5)
+
+
+def _custom_loop_step(pruned, traced):
+    """One training step of a custom loop on this backend (``traced``: tf.function / jax.jit;
+    otherwise eager), with a Keras optimizer."""
+    optimizer = keras.optimizers.Adam(0.01)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, pruned(x, training=True))
+            optimizer.apply_gradients(zip(tape.gradient(loss, pruned.trainable_variables), pruned.trainable_variables))
+
+        return tf.function(step) if traced else step
+    if BACKEND == "torch":
+        import torch
+
+        def step(x, y):
+            pruned.zero_grad()
+            loss_fn(torch.as_tensor(y), pruned(torch.as_tensor(x), training=True)).backward()
+            optimizer.apply([v.value.grad for v in pruned.trainable_variables], pruned.trainable_variables)
+
+        return step
+    import jax
+
+    optimizer.build(pruned.trainable_variables)
+
+    def loss_and_state(trainable, non_trainable, x, y):
+        out, non_trainable = pruned.stateless_call(trainable, non_trainable, x, training=True)
+        return loss_fn(y, out), non_trainable
+
+    def pure(trainable, non_trainable, opt_vars, x, y):
+        (_, non_trainable), grads = jax.value_and_grad(loss_and_state, has_aux=True)(trainable, non_trainable, x, y)
+        trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
+        return trainable, non_trainable, opt_vars
+
+    pure = jax.jit(pure) if traced else pure
+
+    def step(x, y):
+        groups = (pruned.trainable_variables, pruned.non_trainable_variables, optimizer.variables)
+        values = pure(*[[v.value for v in group] for group in groups], x, y)
+        for group, new in zip(groups, values):
+            for variable, value in zip(group, new):
+                variable.assign(value)
+
+    return step
+
+
+CUSTOM_LOOP_MODES = [True, False] if BACKEND != "torch" else [False]
+
+
+@pytest.mark.parametrize("traced", CUSTOM_LOOP_MODES, ids=["traced" if t else "eager" for t in CUSTOM_LOOP_MODES])
+def test_a_shared_pruned_layer_in_a_custom_loop_counts_and_updates_once_per_step(traced):
+    """A custom loop (the step updates the masks itself): a layer called twice per step counted
+    each call when the step ran eagerly (TensorFlow eager, torch), so its schedule ran twice as
+    fast; and in a traced step its second call read the counter the first had advanced and applied
+    the next step's update a step early (TensorFlow: sparsity 0.285 after step 1, scheduled at
+    step 2). Now after each step the counter says how many ran and the masks hold the schedule's
+    last update at or before it, for the shared layer as for the single-use one."""
+    schedule = PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=2)
+    pruned = _shared_model(schedule)
+    step = _custom_loop_step(pruned, traced)
+    cb = dc_keras.PruningCallback()
+    cb.set_model(pruned)
+    cb.on_train_begin()
+    for i in range(9):
+        step(X[(i % 4) * 16:(i % 4 + 1) * 16], Y[(i % 4) * 16:(i % 4 + 1) * 16])
+        target = float(keras.ops.convert_to_numpy(schedule.sparsity(i - i % 2)))
+        for layer, w, mask in _masks(pruned):
+            assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == i + 1, (layer.name, i)
+            pruned_now = int((mask == 0).sum())
+            assert pruned_now == int(np.floor(np.float32(target) * np.float32(mask.size) + np.float32(1e-3))), \
+                (layer.name, i, pruned_now, target)
+            assert np.all(w[mask == 0] == 0)
+    cb.on_train_end()
+    _assert_at_step_and_target(pruned, 9, 0.5)
 
 
 @pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])

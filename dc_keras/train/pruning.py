@@ -403,8 +403,18 @@ class PruneWrapper(_base.CompressionWrapper):
             raise RuntimeError(_NO_CALLBACK.format(name=self.name))
         self._traced_host = (self._host_updates, self._fold)
         self._traced_count = self._count_on_host
-        pairs = self._masked_host() if self._host_updates else self._masked_in_step()
-        if not self._count_on_host:
+        # A later call in the same training step (a shared layer, d(d(x))) neither counts nor
+        # updates the masks again: it reads the masks its first call used (and stored), not those
+        # of the step its advanced counter names, which updated them a step early.
+        again = not (self._host_updates and self._count_on_host) and self._counted_in_this_step()
+        if self._host_updates:
+            pairs = self._masked_host()
+        elif again:
+            pairs = [self._use_mask(var, ops.convert_to_tensor(mask))
+                     for (_n, var, _a), mask in zip(self._targets, self._masks)]
+        else:
+            pairs = self._masked_in_step()
+        if not self._count_on_host and not again:
             self._count_step()
         return pairs
 
@@ -416,15 +426,24 @@ class PruneWrapper(_base.CompressionWrapper):
             self._untracked("_step_inputs", None)
 
     def _counted_in_this_step(self):
-        """True when this layer's counter already advanced in the training step being traced: a
-        layer called n times per step (a shared layer, ``d(d(x))``) counted n steps per step
-        wherever the step counts (data of unknown length, ``tf.distribute``, a JAX
-        ``keras.distribution``, custom loops), so its schedule ran n times faster. The step is the
-        traced function (TensorFlow: its graph, per replica; JAX: the ``StatelessScope`` Keras
-        traces it in). Eager steps (torch, ``run_eagerly``) have nothing that names the step: there
-        each call still counts (docs/models.md)."""
+        """True when this layer has already been called in the training step running (or being
+        traced) now, and marks it called: a layer called n times per step (a shared layer,
+        ``d(d(x))``) counted n steps per step wherever the step counts (data of unknown length,
+        ``tf.distribute``, a JAX ``keras.distribution``, custom loops, torch), so its schedule ran
+        n times faster. A traced step is the traced function (TensorFlow: its graph, per replica;
+        JAX: the ``StatelessScope`` Keras traces it in). A step run eagerly (torch,
+        ``run_eagerly=True``, an eager custom loop) is the model's forward pass: the call context
+        Keras keeps for the outermost layer call (docs/models.md: an eager step that calls the
+        model twice counts twice)."""
         trace = _step_trace()
         if trace is None:
+            context = _compat.current_call_context()
+            if context is None:
+                return False  # called outside Layer.__call__ (layer.call(...) by hand): each call counts
+            last = getattr(self, "_counted_pass", None)
+            if last is not None and last() is context:
+                return True
+            self._untracked("_counted_pass", weakref.ref(context))
             return False
         owner, member = trace
         counted = getattr(self, "_counted_steps", None)
@@ -443,8 +462,6 @@ class PruneWrapper(_base.CompressionWrapper):
         ``tf.data`` dataset) Keras runs the compiled step once more after the last batch, and its
         ``next(iterator)`` fails only after the ops that do not need the data have run, so an
         increment that did not wait counted one step per epoch that never trained."""
-        if self._counted_in_this_step():
-            return
         inputs = getattr(self, "_step_inputs", None)
         if keras.backend.backend() == "tensorflow" and inputs is not None:
             import tensorflow as tf
