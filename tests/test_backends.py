@@ -489,18 +489,24 @@ def _steps_of(pruned):
 
 @pytest.mark.parametrize("jit_compile,steps,eager", SHARED_MODES,
                          ids=[f"jit{int(j)}-spe{s}" + ("-eager" if e else "") for j, s, e in SHARED_MODES])
-def test_a_shared_pruned_layer_counts_one_step_per_training_step(jit_compile, steps, eager):
+def test_a_shared_pruned_layer_counts_one_step_per_training_step(jit_compile, steps, eager, tmp_path):
     """A pruned layer called twice per step (d(d(x))) advanced its counter twice per step wherever
     the step counts (here: fit() over a generator): 8 after 4 batches, so its schedule ran twice as
     fast. A traced step counts once per trace; a step run eagerly (torch's fit(), run_eagerly=True
     on every backend) counted once per call (8 on TensorFlow and torch) and now counts once per
-    forward pass of the model."""
+    forward pass of the model. Saved mid-schedule to .keras and reloaded, it resumes bit for bit."""
     pruned = _compile(_shared_model(PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=2)),
                       jit_compile, steps, run_eagerly=eager)
     pruned.fit(_four_batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
     assert _steps_of(pruned) == {"shared": 4, "out": 4}
-    pruned.fit(_four_batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
-    _assert_at_step_and_target(pruned, 8, 0.5)
+    pruned.save(str(tmp_path / "shared.keras"))
+    loaded = keras.saving.load_model(str(tmp_path / "shared.keras"))
+    assert loaded.run_eagerly == pruned.run_eagerly and _steps_of(loaded) == {"shared": 4, "out": 4}
+    for model in (pruned, loaded):
+        model.fit(_four_batches(), epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+        _assert_at_step_and_target(model, 8, 0.5)
+    for a, b in zip(pruned.weights, loaded.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
 
 
 def _custom_loop_step(pruned, traced):
