@@ -473,6 +473,34 @@ def test_fit_over_data_of_unknown_length_updates_the_masks_where_a_fit_of_known_
         {"d1/pruning_step": 12, "out/pruning_step": 12}
 
 
+@pytest.mark.parametrize("jit_compile,steps", UNKNOWN_LENGTH_MODES,
+                         ids=[f"jit{int(j)}-spe{s}" for j, s in UNKNOWN_LENGTH_MODES])
+def test_epochs_over_a_filtered_dataset_update_the_masks_where_epochs_of_known_length_do(jit_compile, steps):
+    """The same within one fit() of two epochs over a filtered tf.data dataset (unknown
+    cardinality): the update undone at the first epoch's end is made at the second epoch's first
+    batch, and the one after the fit's last step (12) is not made. On TensorFlow d1's masks ended
+    at sparsity 0.465 (spe 1) / 0.486 (spe 3), 0.438 over arrays; now every variable matches bit for
+    bit."""
+    import tensorflow as tf
+
+    def trained(unknown):
+        keras.utils.set_random_seed(1)
+        pruned = dc_keras.prune(mlp(), PolynomialDecay(0.0, 0.5, begin_step=0, end_step=20, frequency=2))
+        pruned.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       jit_compile=jit_compile, steps_per_execution=steps)
+        data = tf.data.Dataset.from_tensor_slices((X[:60], Y[:60])).batch(10)
+        if unknown:
+            data = data.filter(lambda *_: True)
+            assert data.cardinality() == tf.data.UNKNOWN_CARDINALITY
+        pruned.fit(data, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+        return pruned
+
+    unknown, known = trained(True), trained(False)
+    for a, b in zip(unknown.weights, known.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
+    assert _steps_of(unknown) == {"d1": 12, "out": 12}
+
+
 # run_eagerly=True: the step runs eagerly on every backend (torch's fit() always does).
 SHARED_MODES = [(j, s, False) for j, s in MODES] + [(False, 1, True)]
 
