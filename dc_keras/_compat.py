@@ -233,6 +233,24 @@ def current_stateless_scope():
     return get_stateless_scope()
 
 
+def current_call_context():
+    """The context object Keras keeps for the outermost layer call running now (one per forward
+    pass of a model, shared by every layer called inside it), or ``None`` outside a layer call (or
+    when this Keras gives no way to get it).
+
+    Why private: ``Layer.__call__`` creates it (``CallContext``, global attribute
+    ``current_call_ctx``) at the outermost call and drops it when that call returns; nothing public
+    names it. A training step run eagerly (torch, ``run_eagerly=True``, an eager custom loop) has
+    no trace to key on: a pruned layer called several times in one forward pass (a shared layer)
+    advances its step counter once, keyed on this object.
+    Tested: Keras 3.15.1 (TensorFlow, JAX, torch backends)."""
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:
+        return None
+    return global_state.get_global_attribute("current_call_ctx")
+
+
 # ---------------------------------------------------------------------------------------------
 # train: a wrapper takes over its layer's legacy ``input_shape=`` argument (owner: _base)
 #

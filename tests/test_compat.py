@@ -218,6 +218,32 @@ def test_current_stateless_scope_is_the_scope_entered():
     assert _compat.current_stateless_scope() is None
 
 
+def test_current_call_context_is_one_object_per_outermost_call():
+    """None outside a layer call; inside a model's forward pass every layer (nested, called twice)
+    sees the same object; the next forward pass gets a new one."""
+    seen = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            seen.append(_compat.current_call_context())
+            return x
+
+    probe = Probe()
+    inner = keras.Sequential([probe])
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, probe(inner(inputs)))
+    assert _compat.current_call_context() is None
+    x = np.ones((2, 3), "float32")
+    seen.clear()
+    model(x, training=True)
+    first = list(seen)
+    model(x, training=True)
+    second = seen[len(first):]
+    assert len(first) == 2 and first[0] is not None and first[0] is first[1]
+    assert len(second) == 2 and second[0] is second[1] and second[0] is not first[0]
+    assert _compat.current_call_context() is None
+
+
 # ---- train: a wrapper takes over its layer's legacy input_shape= argument ------------------------
 def test_carry_input_shape_builds_a_sequential_at_construction():
     import warnings

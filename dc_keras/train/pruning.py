@@ -186,6 +186,8 @@ class PruneWrapper(_base.CompressionWrapper):
         self._untracked("_updated_at", None)  # step of the last update_masks() (PruningCallback's end_step update)
         self._untracked("_short_warned", False)  # a fit() already warned that the schedule falls short
         self._untracked("_ties_warned", set())  # weights whose update already warned about tied magnitudes
+        self._untracked("_keep_undo", False)  # fit() of unknown length: update_masks keeps what it replaced
+        self._untracked("_undo", None)  # ... (values before the last update, _updated_at, _last_update)
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -282,6 +284,9 @@ class PruneWrapper(_base.CompressionWrapper):
         # batch; Keras then restores the variables it holds (undoing that update), and the next
         # epoch's first batch repeats it on those very arrays: reuse the result then.
         inputs = [v.value for v in self._update_variables()] if _STATELESS_OPTIMIZER else None
+        if self._keep_undo:
+            self._untracked("_undo", ([(v, ops.convert_to_numpy(v)) for v in self._update_variables()],
+                                      self._updated_at, self._last_update))
         memo = self._last_update
         if inputs is not None and memo is not None and memo[0] == int(step) and \
                 all(a is b for a, b in zip(memo[1], inputs)):
@@ -311,6 +316,18 @@ class PruneWrapper(_base.CompressionWrapper):
         if inputs is not None:
             self._untracked("_last_update", (int(step), inputs, [(v, v.value) for v in assigned]))
         self._untracked("_updated_at", int(step))
+
+    def _undo_update(self):
+        """Put back the masks, thresholds and weights the last :meth:`update_masks` replaced (kept
+        only while PruningCallback drives a fit() of unknown length: ``_keep_undo``)."""
+        if self._undo is None:
+            return
+        before, updated_at, last_update = self._undo
+        for variable, value in before:
+            _assign_host(variable, value)
+        self._untracked("_updated_at", updated_at)
+        self._untracked("_last_update", last_update)
+        self._untracked("_undo", None)
 
     def _holds_update(self, step):
         """Did :meth:`update_masks` run for ``step``, and do the variables still hold what it wrote?
@@ -403,8 +420,18 @@ class PruneWrapper(_base.CompressionWrapper):
             raise RuntimeError(_NO_CALLBACK.format(name=self.name))
         self._traced_host = (self._host_updates, self._fold)
         self._traced_count = self._count_on_host
-        pairs = self._masked_host() if self._host_updates else self._masked_in_step()
-        if not self._count_on_host:
+        # A later call in the same training step (a shared layer, d(d(x))) neither counts nor
+        # updates the masks again: it reads the masks its first call used (and stored), not those
+        # of the step its advanced counter names, which updated them a step early.
+        again = not (self._host_updates and self._count_on_host) and self._counted_in_this_step()
+        if self._host_updates:
+            pairs = self._masked_host()
+        elif again:
+            pairs = [self._use_mask(var, ops.convert_to_tensor(mask))
+                     for (_n, var, _a), mask in zip(self._targets, self._masks)]
+        else:
+            pairs = self._masked_in_step()
+        if not self._count_on_host and not again:
             self._count_step()
         return pairs
 
@@ -416,15 +443,24 @@ class PruneWrapper(_base.CompressionWrapper):
             self._untracked("_step_inputs", None)
 
     def _counted_in_this_step(self):
-        """True when this layer's counter already advanced in the training step being traced: a
-        layer called n times per step (a shared layer, ``d(d(x))``) counted n steps per step
-        wherever the step counts (data of unknown length, ``tf.distribute``, a JAX
-        ``keras.distribution``, custom loops), so its schedule ran n times faster. The step is the
-        traced function (TensorFlow: its graph, per replica; JAX: the ``StatelessScope`` Keras
-        traces it in). Eager steps (torch, ``run_eagerly``) have nothing that names the step: there
-        each call still counts (docs/models.md)."""
+        """True when this layer has already been called in the training step running (or being
+        traced) now, and marks it called: a layer called n times per step (a shared layer,
+        ``d(d(x))``) counted n steps per step wherever the step counts (data of unknown length,
+        ``tf.distribute``, a JAX ``keras.distribution``, custom loops, torch), so its schedule ran
+        n times faster. A traced step is the traced function (TensorFlow: its graph, per replica;
+        JAX: the ``StatelessScope`` Keras traces it in). A step run eagerly (torch,
+        ``run_eagerly=True``, an eager custom loop) is the model's forward pass: the call context
+        Keras keeps for the outermost layer call (docs/models.md: an eager step that calls the
+        model twice counts twice)."""
         trace = _step_trace()
         if trace is None:
+            context = _compat.current_call_context()
+            if context is None:
+                return False  # called outside Layer.__call__ (layer.call(...) by hand): each call counts
+            last = getattr(self, "_counted_pass", None)
+            if last is not None and last() is context:
+                return True
+            self._untracked("_counted_pass", weakref.ref(context))
             return False
         owner, member = trace
         counted = getattr(self, "_counted_steps", None)
@@ -443,8 +479,6 @@ class PruneWrapper(_base.CompressionWrapper):
         ``tf.data`` dataset) Keras runs the compiled step once more after the last batch, and its
         ``next(iterator)`` fails only after the ops that do not need the data have run, so an
         increment that did not wait counted one step per epoch that never trained."""
-        if self._counted_in_this_step():
-            return
         inputs = getattr(self, "_step_inputs", None)
         if keras.backend.backend() == "tensorflow" and inputs is not None:
             import tensorflow as tf
@@ -805,7 +839,12 @@ class PruningCallback(keras.callbacks.Callback):
     traced training step advances it (see the module docs). It is saved with the model, so a reloaded model (or
     ``keras.callbacks.BackupAndRestore``) resumes its schedule. With ``steps_per_execution = n``
     mask updates happen at execution boundaries (the start of the execution holding the scheduled
-    step). Tracing a training step of a pruned layer without the callback raises an error; a later
+    step); over data of unknown length the epoch's last execution may run fewer steps than ``n``
+    (the data ends inside it), and the updates scheduled inside it are still applied at its start
+    (Keras cannot tell the callback it will be short). The call Keras makes once more after the last
+    batch of such data, for an execution that runs no step, is undone at the epoch's end, so its
+    update is made where a fit of known length makes it (the next epoch's first step). Tracing a
+    training step of a pruned layer without the callback raises an error; a later
     ``fit()`` without the callback that reuses a train function traced with it keeps the masks
     fixed (pruned weights stay 0) and the schedule where it was: pass the callback to every
     ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
@@ -851,6 +890,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._due, self._spe = None, 1
         self._batch = None  # first batch of the execution running now (host-counted fit(): the step count)
         self._epoch_iterations = None  # the optimizer's step count at the start of the epoch
+        self._made_at = None  # per wrapper: batch of this epoch whose on_train_batch_begin updated its masks
         if self._log is not None:
             # A batch-end hook only when logging: Keras dispatches callbacks without one
             # asynchronously (on_train_batch_begin does not change that).
@@ -886,6 +926,9 @@ class PruningCallback(keras.callbacks.Callback):
             self._batch = None
             self._epoch_iterations = _optimizer_steps(getattr(self.model, "optimizer", None)) \
                 if self._wrappers_cache and self._wrappers_cache[0]._count_on_host else None
+            self._made_at = [None] * len(wrappers)
+            for wrapper in wrappers:
+                wrapper._untracked("_undo", None)
             self._set_due()
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -917,6 +960,7 @@ class PruningCallback(keras.callbacks.Callback):
                 summaries.sync_model_state(self.model)
                 synced = True
             wrapper.update_masks(found[0])
+            self._made_at[i] = int(batch)
             self._next[i] = wrapper.schedule.next_update(first + count)
         self._set_due()
 
@@ -938,6 +982,23 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper, base in zip(self._wrappers_cache, self._bases):
             if wrapper._count_on_host:
                 _assign_host(wrapper.pruning_step, np.asarray(base + done, dtype=wrapper.pruning_step.dtype))
+
+    def _undo_unrun(self):
+        """fit() over data of unknown length (TensorFlow): Keras calls ``on_train_batch_begin`` once
+        more after the epoch's last batch, for an execution that finds no data and runs no step. An
+        update made there was for a step this epoch did not run: the masks of the next epoch's
+        first step, or of a step past the end of this fit() (one step early). The steps counted in
+        the epoch say whether the execution it was made for ran; if not, it is undone (the next
+        epoch's first batch, or the end-of-fit update at ``end_step``, makes it again). JAX writes
+        back the state of its last step itself (the same values)."""
+        made = getattr(self, "_made_at", None)
+        if not self._host or (self.params or {}).get("steps") or not made or all(b is None for b in made):
+            return
+        summaries.sync_model_state(self.model)
+        for wrapper, base, batch in zip(self._wrappers_cache, self._bases, made):
+            if batch is not None and self._step_of(wrapper) - base <= batch:
+                wrapper._undo_update()
+        self._made_at = [None] * len(made)
 
     def _finish_schedules(self):
         """End of a fit() (its last epoch's end, or train end): apply the update at ``end_step`` to
@@ -1033,6 +1094,8 @@ class PruningCallback(keras.callbacks.Callback):
             wrapper._host_updates = self._host
             wrapper._fold = fold
             wrapper._count_on_host = count
+            wrapper._untracked("_keep_undo", self._host and not (self.params or {}).get("steps"))
+            wrapper._untracked("_undo", None)
             wrapper._set_host_state(lean)
             wrapper._untracked("_host_steps", self._write_steps if count else None)
             stale = wrapper._traced_host not in (None, (self._host, fold)) or \
@@ -1122,6 +1185,8 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper in self._wrappers():
             wrapper._armed = False
             wrapper._forget_live_masks()
+            wrapper._untracked("_keep_undo", False)
+            wrapper._untracked("_undo", None)
             wrapper._untracked("_host_steps", None)
             wrapper._set_host_state(False)
         if self._log is not None:
@@ -1138,6 +1203,7 @@ class PruningCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._repeat("on_epoch_end", epoch) or self._follower:
             return
+        self._undo_unrun()
         self._write_steps(epoch_end=True)
         # Written: a later write (on_train_end) would undo a restore of the weights, step counter
         # included, that a callback listed before this one (EarlyStopping) makes at train end.
