@@ -317,6 +317,160 @@ def _load_large_custom_options(model, data: bytes) -> None:
             op.largeCustomOptionsOffset, op.largeCustomOptionsSize = 0, 0
 
 
+class _Probe:
+    """Stands in for a ``flatbuffers.table.Table`` while ``_layout`` calls a generated accessor:
+    records the slot it asks for and what it reads there (every field reads as present)."""
+
+    Bytes, Pos = b"", 0
+
+    def __init__(self):
+        self.slot, self.calls, self.width = None, [], None
+
+    def Offset(self, slot):  # noqa: N802 - the flatbuffers Table interface
+        self.slot = slot
+        return 4
+
+    def Vector(self, off):  # noqa: N802
+        self.calls.append("vector")
+        return 0
+
+    def VectorLen(self, off):  # noqa: N802
+        self.calls.append("length")
+        return 1
+
+    def String(self, off):  # noqa: N802
+        self.calls.append("string")
+        return b""
+
+    def Indirect(self, off):  # noqa: N802
+        self.calls.append("table")
+        return 0
+
+    def Union(self, t, off):  # noqa: N802
+        self.calls.append("union")
+
+    def Get(self, flags, off):  # noqa: N802
+        self.width = flags.bytewidth
+        return 0
+
+    def GetVectorAsNumpy(self, flags, off):  # noqa: N802
+        self.calls.append("numpy")
+
+
+#: union accessor name -> the schema enum of its member tables (``<name>Type()`` is its type field)
+_UNIONS = {"BuiltinOptions": "BuiltinOptions", "BuiltinOptions2": "BuiltinOptions2",
+           "Details": "QuantizationDetails", "ArraySegments": "SparseIndexVector",
+           "ArrayIndices": "SparseIndexVector"}
+_LAYOUTS = {}
+
+
+def _layout(cls):
+    """``([(vtable slot, kind, detail)], {accessor: (slot, width)})`` of schema table ``cls``: its
+    fields that refer to other objects, learned once by calling its generated accessors on a
+    ``_Probe``: ``("vector", element width)``, ``("string", None)``, ``("strings", None)`` (a
+    vector of them), ``("table", class)``, ``("tables", class)``, ``("union", (type field slot,
+    {type: class}))``; and where its scalar fields are (the rest of the table's own bytes)."""
+    if cls in _LAYOUTS:
+        return _LAYOUTS[cls]
+    fields, scalars = {}, {}
+    for name, fn in vars(cls).items():
+        if name.startswith("_") or name == "Init" or not callable(fn) or not hasattr(fn, "__code__") \
+                or fn.__code__.co_argcount not in (1, 2):
+            continue
+        obj = cls.__new__(cls)
+        obj._tab = probe = _Probe()
+        got = fn(obj, 0) if fn.__code__.co_argcount == 2 else fn(obj)
+        calls = probe.calls
+        if probe.slot is None or "length" in calls or "numpy" in calls:
+            continue
+        if not calls and probe.width:
+            scalars[name] = (probe.slot, probe.width)
+        elif calls == ["vector"]:
+            fields[probe.slot] = ("vector", probe.width)
+        elif calls == ["vector", "string"]:
+            fields[probe.slot] = ("strings", None)
+        elif calls in (["table"], ["vector", "table"]):
+            fields[probe.slot] = ("table" if len(calls) == 1 else "tables", type(got))
+        elif calls == ["string"]:
+            fields[probe.slot] = ("string", None)
+        elif calls == ["union"]:
+            enum = getattr(schema, _UNIONS.get(name, ""), None)
+            members = {v: getattr(schema, k) for k, v in vars(enum).items()
+                       if not k.startswith("_") and isinstance(getattr(schema, k, None), type)} if enum else {}
+            fields[probe.slot] = ("union", (name + "Type", members))
+    for slot, (kind, detail) in fields.items():
+        if kind == "union":  # the slot and width of its type field
+            fields[slot] = (kind, (scalars[detail[0]], detail[1]))
+    _LAYOUTS[cls] = sorted((slot, k, d) for slot, (k, d) in fields.items()), scalars
+    return _LAYOUTS[cls]
+
+
+#: tables with fields locating data after the flatbuffer (an absolute offset valid when > 1, a size)
+_DATA_AFTER = {"Buffer": ("Offset", "Size"), "Operator": ("LargeCustomOptionsOffset", "LargeCustomOptionsSize")}
+_UINT = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
+
+
+def _scalar(data, pos, vt, vt_size, field, u16):
+    """The unsigned scalar ``field`` (slot, width) of the table at ``pos`` (0 when absent)."""
+    slot, width = field
+    o = u16(data, vt + slot)[0] if slot < vt_size else 0
+    return struct.unpack_from(_UINT[width], data, pos + o)[0] if o else 0
+
+
+def model_extent(data) -> int:
+    """Where the model in ``data`` (validated ``.tflite`` bytes) ends: past the last byte of every
+    table, vtable, vector and string the root reaches (the fields as the generated schema module
+    lays them out) and of the data stored after the flatbuffer (``Buffer.offset``/``size``,
+    ``Operator.large_custom_options_offset``/``_size``). Bytes from there on belong to no part of
+    the model (a zip of associated files, or anything else appended). A union member the schema
+    module does not list counts with its own table bytes only. Each table is visited once."""
+    u32 = struct.Struct("<I").unpack_from
+    i32, u16 = struct.Struct("<i").unpack_from, struct.Struct("<H").unpack_from
+    after = {}
+    for name, accessors in _DATA_AFTER.items():
+        scalars = _layout(getattr(schema, name))[1]
+        after[getattr(schema, name)] = tuple(scalars[a] for a in accessors)
+    end, seen = 8, set()
+    stack = [(schema.Model, u32(data, 0)[0])]
+    while stack:
+        cls, pos = stack.pop()
+        if pos in seen:
+            continue
+        seen.add(pos)
+        vt = pos - i32(data, pos)[0]
+        vt_size, size = u16(data, vt)[0], u16(data, vt + 2)[0]
+        end = max(end, pos + size, vt + vt_size)
+        if cls is None:  # a union member the schema module does not list
+            continue
+        if cls in after:
+            off, n = (_scalar(data, pos, vt, vt_size, f, u16) for f in after[cls])
+            if off > 1:
+                end = max(end, off + n)
+        for slot, kind, detail in _layout(cls)[0]:
+            o = u16(data, vt + slot)[0] if slot < vt_size else 0
+            if not o:
+                continue
+            ref = pos + o + u32(data, pos + o)[0]  # the vector / string / table the field points to
+            if kind == "table":
+                stack.append((detail, ref))
+            elif kind == "union":
+                stack.append((detail[1].get(_scalar(data, pos, vt, vt_size, detail[0], u16)), ref))
+            else:
+                n = u32(data, ref)[0]
+                if kind == "vector":
+                    end = max(end, ref + 4 + n * detail)
+                elif kind == "string":
+                    end = max(end, ref + 5 + n)  # and its 0 terminator
+                else:
+                    end = max(end, ref + 4 + 4 * n)
+                    targets = [p + u32(data, p)[0] for p in range(ref + 4, ref + 4 + 4 * n, 4)]
+                    if kind == "tables":
+                        stack.extend((detail, t) for t in targets)
+                    else:
+                        end = max([end] + [t + 5 + u32(data, t)[0] for t in targets])
+    return min(end, len(data))
+
+
 def uses_external_buffers(model) -> bool:
     """True if ``model`` (from ``read_model``) came from a file with buffers after the flatbuffer."""
     return bool(getattr(model, "_dc_external_buffers", False))

@@ -2,7 +2,7 @@
 model's flatbuffer (tflite_support's MetadataPopulator, Model Maker, MediaPipe Tasks models):
 ``pack``, ``unpack``, the CLI and the C ``dc_unpack`` keep it, with the same members, its offsets
 counted from the new file's start (docs/FORMAT.md §15); ``inspect`` names it; a trailing zip that
-cannot be moved is reported, never dropped silently."""
+cannot be moved is reported, never dropped silently; other bytes after the model are kept."""
 import io
 import struct
 import subprocess
@@ -199,19 +199,146 @@ def test_a_zip_that_cannot_be_moved_is_reported(tmp_path, plain, capsys, tools):
     assert src[cd:cd + 4] == b"PK\x01\x02"
     struct.pack_into("<I", src, cd + 42, 7)  # the local header offset
     src = bytes(src)
-    with pytest.warns(UserWarning, match=r"the input ends with a zip end record, but its archive could not be "
-                                         r"kept in the output \(the local header of 'labels.txt' is not where"):
+    with pytest.warns(UserWarning, match=r"the input has a zip archive after the model, but it could not be kept "
+                                         r"in the output \(the local header of 'labels.txt' is not where the central "
+                                         rf"directory says\): {len(src) - len(plain)} B after the model were dropped"):
         packed = export.pack(src)
     assert packed == export.pack(plain)
     path = tmp_path / "m.tflite"
     path.write_bytes(src)
     assert cli.main(["pack", str(path), str(tmp_path / "p.tflite")]) == 0
-    assert f"note: {path} ends with a zip end record, but its archive could not be kept" in capsys.readouterr().out
+    assert f"note: {path} has a zip archive after the model, but it could not be kept" in capsys.readouterr().out
     assert cli.main(["inspect", str(path)]) == 0
-    assert "ends with a zip end record whose archive cannot be read (the local header" in capsys.readouterr().out
+    assert "has a zip archive after the model that cannot be kept (the local header" in capsys.readouterr().out
     broken = export.pack(plain) + src[len(plain):]
     with pytest.warns(UserWarning, match="could not be kept"):
         export.unpack(broken)
     with pytest.raises(ValueError, match=r"dc_unpack: the file ends with a zip end record but its archive "
                                          r"\(TFLite metadata's associated files\) cannot be moved: a local header"):
         runtime.unpack(broken)
+
+
+# Bytes after the model that are not a zip of associated files: a signature, a file appended by
+# mistake, an archive cut short before its end record. pack / unpack write them unchanged after
+# their model (before the zip, if any); a zip end record among them is dropped with a warning.
+JUNK = bytes(range(7, 250)) * 5
+
+
+def cut_zip(files=FILES):
+    """A zip cut short before its central directory (local headers and data only)."""
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as f:
+        for name, data in files.items():
+            f.writestr(name, data)
+    with zipfile.ZipFile(io.BytesIO(z.getvalue())) as f:
+        return z.getvalue()[:f.start_dir]
+
+
+@pytest.mark.parametrize("tail", ["junk", "cut_zip", "model"])
+def test_bytes_after_the_model_are_kept(tmp_path, plain, xs, capsys, tail):
+    """The bytes follow the packed / unpacked model unchanged, nothing is warned in Python, the CLI
+    and inspect name them; the packed file (its C dc_unpack output too) runs bit-exact."""
+    from dc_keras.export._pack import pack_with_stats
+
+    extra = {"junk": JUNK, "cut_zip": cut_zip(), "model": plain}[tail]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        packed, stats = pack_with_stats(plain + extra)
+        unpacked = export.unpack(packed)
+    bare = export.pack(plain)
+    assert packed == bare + extra and stats["kept_bytes"] == len(extra) and stats["dropped_zip"] is None
+    assert unpacked == export.unpack(bare) + extra
+    assert pack_with_stats(plain)[1]["kept_bytes"] == 0
+    want = _outputs(plain, xs, False)
+    np.testing.assert_array_equal(_outputs(packed, xs, True), want)
+    np.testing.assert_array_equal(_outputs(unpacked, xs, False), want)
+    np.testing.assert_array_equal(_outputs(runtime.unpack(packed), xs, False), want)
+    src, out = tmp_path / "m.tflite", tmp_path / "p.tflite"
+    src.write_bytes(plain + extra)
+    assert cli.main(["pack", str(src), str(out)]) == 0
+    assert f"note: {src} has {len(extra)} B after the model that are neither part of it nor a zip of associated " \
+           f"files: kept unchanged after {out}'s model" in capsys.readouterr().out
+    assert out.read_bytes() == packed
+    assert cli.main(["inspect", str(src)]) == 0
+    assert f"{len(extra)} B after the model (it ends at byte {len(plain)}) are neither part of it nor a zip" \
+           in capsys.readouterr().out
+    report = export.inspect(plain + extra)
+    assert (report.trailing_bytes, report.model_end) == (len(extra), len(plain))
+
+
+def test_bytes_between_the_model_and_its_zip_are_kept(plain, xs):
+    """A zip appended (MetadataPopulator's way) after a file that already had bytes after its
+    model: both follow the packed model in their order, the zip's offsets counted for its new
+    place; padding (a few zero bytes) is not data."""
+    src = appended(plain + JUNK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        packed = export.pack(src)
+    bare = export.pack(plain)
+    assert packed[:len(bare) + len(JUNK)] == bare + JUNK and zip_start(packed) == len(bare) + len(JUNK)
+    assert members(packed) == FILES and literal_members(packed) == FILES
+    np.testing.assert_array_equal(_outputs(packed, xs, True), _outputs(plain, xs, False))
+    from dc_keras.export._pack import pack_with_stats
+
+    _, stats = pack_with_stats(appended(plain + bytes(15)))
+    assert stats["kept_bytes"] == 0 and stats["kept_files"] == list(FILES)
+
+
+def test_bytes_after_a_model_with_buffers_after_its_flatbuffer(plain, xs):
+    """Buffer data stored after the flatbuffer (Buffer.offset/size, as ai-edge-quantizer and the
+    converter for > 2 GB models write it) are part of the model, not bytes after it: only what
+    follows them is kept, after the output's own buffer data."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras.export._pack import pack_with_stats
+
+    external = fb.write_model(fb.read_model(plain), "external")
+    assert fb.read_model(external).buffers[1].offset == 0 and fb.uses_external_buffers(fb.read_model(external))
+    head = fb.schema.Model.GetRootAs(external, 0)
+    data_start = min(head.Buffers(i).Offset() for i in range(head.BuffersLength()) if head.Buffers(i).Offset() > 1)
+    assert fb.model_extent(external) == len(external) > data_start  # the flatbuffer alone ends earlier
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        packed, stats = pack_with_stats(external + JUNK, buffers="external")
+        unpacked = export.unpack(packed, buffers="external")
+    bare, _ = pack_with_stats(external, buffers="external")
+    assert packed == bare + JUNK and stats["kept_bytes"] == len(JUNK)
+    assert pack_with_stats(external, buffers="external")[1]["kept_bytes"] == 0
+    assert unpacked == export.unpack(bare, buffers="external") + JUNK
+    want = _outputs(plain, xs, False)
+    np.testing.assert_array_equal(_outputs(packed, xs, True), want)
+    np.testing.assert_array_equal(_outputs(unpacked, xs, False), want)
+
+
+@pytest.mark.parametrize("how", ["bytes_after_the_zip", "cut_in_its_comment"])
+def test_a_zip_end_record_that_does_not_end_the_file_is_dropped_with_a_warning(tmp_path, plain, capsys, how):
+    """A zip with bytes after it, or cut short in its end record's comment: copied unchanged to a
+    new place its offsets would be wrong (readers that search for the end record would find it),
+    so pack / unpack drop it and say so, naming the bytes; the model is packed as without it."""
+    from dc_keras.export._pack import pack_with_stats
+
+    if how == "bytes_after_the_zip":
+        src = appended(plain) + b"signature"
+    else:
+        z = io.BytesIO()
+        with zipfile.ZipFile(z, "w") as f:
+            f.comment = b"c" * 40
+            f.writestr("labels.txt", LABELS)
+        src = plain + z.getvalue()[:-10]
+    n = len(src) - len(plain)
+    with pytest.warns(UserWarning, match=rf"the input has a zip archive after the model, but it could not be kept in "
+                                         rf"the output \(a zip end record that does not end the file: bytes follow "
+                                         rf"its archive, or it was cut short\): {n} B after the model were dropped; "
+                                         r"if the app reads associated files"):
+        packed = export.pack(src)
+    assert packed == export.pack(plain)
+    assert pack_with_stats(src)[1]["dropped_zip"][1] == n
+    with pytest.warns(UserWarning, match=f"{n} B after the model were dropped"):
+        assert export.unpack(export.pack(plain) + src[len(plain):]) == export.unpack(export.pack(plain))
+    path = tmp_path / "m.tflite"
+    path.write_bytes(src)
+    assert cli.main(["pack", str(path), str(tmp_path / "p.tflite")]) == 0
+    assert f"note: {path} has a zip archive after the model, but it could not be kept in the output (a zip end " \
+           f"record that does not end the file" in capsys.readouterr().out
+    assert cli.main(["inspect", str(path)]) == 0
+    assert f"has a zip archive after the model that cannot be kept (a zip end record that does not end the file: " \
+           f"bytes follow its archive, or it was cut short): pack and unpack drop its {n} B" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import numpy as np
 
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
-from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, _codec, _offline_plans,
+from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, after_model, _codec, _offline_plans,
                                    _planned_constants, _signed_zeros, keep_reason,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, shared_buffer_reason,
@@ -54,7 +54,12 @@ class Report:
     #: TFLite metadata's associated files in a zip appended after the model: [(name, bytes)]
     associated_files: list = dataclasses.field(default_factory=list)
     associated_bytes: int = 0  # the bytes that zip takes at the end of the file
-    associated_error: str = None  # why a zip end record at the end of the file is unreadable
+    associated_error: str = None  # why a zip after the model cannot be kept (pack/unpack drop it)
+    dropped_bytes: int = 0  # the bytes pack/unpack drop with that zip
+    model_end: int = 0  # where the model ends (its flatbuffer and the data it locates after itself)
+    #: other bytes after the model (not part of it, not a zip of associated files), which pack and
+    #: unpack write unchanged after their model
+    trailing_bytes: int = 0
     #: ``(tensors, entries)``: the -0.0 entries of float weights that also hold +0.0 (an unpacked
     #: file; ``pack`` keeps them bit-exact, each like a kept weight, unless ``positive_zeros``)
     negative_zeros: tuple = (0, 0)
@@ -119,9 +124,13 @@ class Report:
             names, sizes = zip(*self.associated_files) if self.associated_files else ((), ())
             lines.append(f"ends with {describe(list(names), list(sizes), self.associated_bytes)} (TFLite "
                          "metadata's associated files; pack and unpack keep them)")
+        if self.trailing_bytes:
+            lines.append(f"{self.trailing_bytes} B after the model (it ends at byte {self.model_end}) are neither "
+                         "part of it nor a zip of associated files: pack and unpack keep them unchanged after their "
+                         "model (TFLite ignores them)")
         if self.associated_error:
-            lines.append(f"ends with a zip end record whose archive cannot be read ({self.associated_error}): "
-                         "pack and unpack cannot keep it")
+            lines.append(f"has a zip archive after the model that cannot be kept ({self.associated_error}): pack and "
+                         f"unpack drop its {self.dropped_bytes} B (with a warning)")
         if self.negative_zeros[0]:
             lines.append("note: " + negative_zeros_note(*self.negative_zeros, "`dc-keras pack --positive-zeros` "
                                                         "(pack(data, positive_zeros=True))"))
@@ -248,7 +257,8 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     those pack looks at and cannot pack ("refused", with the reason). A zip of associated files
     after the model (TFLite metadata's labels, vocabularies) is listed in ``associated_files``
     (name, bytes) and ``associated_bytes`` (the zip's size), and in the text's last line; a zip
-    end record whose archive cannot be read in ``associated_error``.
+    that cannot be kept in ``associated_error`` (and ``dropped_bytes``); other bytes after the model
+    (``model_end``: where it ends) in ``trailing_bytes``.
 
     Raises:
       ValueError: not a valid ``.tflite``, or a packed tensor cannot be decoded.
@@ -290,14 +300,13 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
                 rows[-1].buffer = t.buffer
     bar.close()
-    from dc_keras.export import _zip
-
-    _, z, error = _zip.split(tflite_bytes)
+    z, tail, dropped, model_end = after_model(tflite_bytes)
     return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd),
                   external_buffers=fb.uses_external_buffers(model),
                   associated_files=list(zip(z.names, z.sizes)) if z else [],
                   associated_bytes=z.size(tflite_bytes) if z else 0,
-                  associated_error=str(error) if error else None,
+                  associated_error=dropped[0] if dropped else None, dropped_bytes=dropped[1] if dropped else 0,
+                  model_end=model_end, trailing_bytes=len(tail),
                   negative_zeros=(0, 0) if hd else _signed_zeros(model, False))
 
 

@@ -1,6 +1,8 @@
 """The converter pass: constant tensors -> Huffman-packed buffers + ``HuffDecode`` ops, and back."""
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
 from dc_keras import _flatbuffer as fb
@@ -220,7 +222,10 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     appended after the model (TFLite metadata's associated files: the labels MediaPipe Tasks and
     the TFLite Task Library read, vocabularies) is written after the packed model with the same
     members, byte for byte, its offsets counted from the new file's start (docs/FORMAT.md §15);
-    a zip whose archive cannot be moved is reported by a warning.
+    a zip whose archive cannot be moved is reported by a warning (its bytes are not written).
+    Other bytes after the model (not part of it, not such a zip: a signature, a file appended by
+    mistake, an archive cut short) are written unchanged after the packed model, before the zip
+    (TFLite ignores them; ``pack_with_stats`` counts them, the CLI and ``inspect`` name them).
 
     Run it with ``dc_keras.runtime.Interpreter`` (or any TFLite runtime given the library's op /
     delegate, see ``dc_keras.runtime``).
@@ -265,8 +270,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     Warns:
       UserWarning: one naming the constant tensors of at least ``min_bytes`` it cannot pack and
         why (an int64 tensor; over 4096 distinct values: not clustered), one when weights hold
-        both -0.0 and +0.0 and ``positive_zeros`` is False, and one when the input's trailing zip
-        cannot be kept.
+        both -0.0 and +0.0 and ``positive_zeros`` is False, and one when a zip after the input's
+        model cannot be kept (naming the bytes dropped).
 
     Raises:
       ValueError: the input is not a valid ``.tflite``, or it is already packed (it contains
@@ -340,12 +345,13 @@ def negative_zeros_note(tensors, entries, option):
             "differ only in the sign of an output that is exactly zero)")
 
 
-def _warn_dropped(error, stacklevel=3):
-    """``pack``/``unpack``'s warning about a trailing zip the output cannot keep (``with_zip``)."""
-    if error:
+def _warn_dropped(dropped, stacklevel=3):
+    """``pack``/``unpack``'s warning about a zip after the model the output cannot keep
+    (``with_zip``'s ``dropped``)."""
+    if dropped:
         import warnings
 
-        warnings.warn(dropped_zip_note("the input", error), stacklevel=stacklevel)
+        warnings.warn(dropped_zip_note("the input", dropped), stacklevel=stacklevel)
 
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
@@ -353,11 +359,13 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                     context_model=False, compact=None, positive_zeros=False):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes, "refused": [(name,
     bytes, reason)], "refused_bytes": their total (a buffer several read counted once),
-    "kept_files": [name], "dropped_zip": None or reason}`` (for the CLI;
+    "kept_files": [name], "kept_bytes": n, "dropped_zip": None or (reason, bytes)}`` (for the CLI;
     ``refused``: constants of at least ``min_bytes`` that cannot be packed, e.g. int64 ones; tensors
     that pack but not smaller enough are not listed; ``kept_files``: the associated files of a zip
-    appended to the input, written after the output's model (``_zip``); ``dropped_zip``: why the
-    input's trailing zip could not be kept, when it could not; ``negative_zeros``: ``(tensors,
+    appended to the input, written after the output's model (``_zip``); ``kept_bytes``: bytes after
+    the input's model that are neither part of it nor that zip, written unchanged after the
+    output's model (``with_zip``); ``dropped_zip``: why a zip after the input's model could not be
+    kept and how many bytes were dropped, when it could not; ``negative_zeros``: ``(tensors,
     entries)`` of the weights ``positive_zeros`` applies to that hold both -0.0 and +0.0, kept
     bit-exact; ``positive_zeros``: ``(tensors, entries)`` it made +0.0)."""
     _check_args(min_bytes, min_saving, buffers)
@@ -381,7 +389,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model),
                   _planned_constants(offline_plans))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
-             "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "dropped_zip": None,
+             "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "kept_bytes": 0, "dropped_zip": None,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0)}
     rewrite = strip_strings or compact is True or buffers != "auto" or zeros[0] > 0 and positive_zeros
     if not stats["packed_tensors"] and not rewrite:
@@ -398,9 +406,9 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     out = fb.write_model(model, buffers)
     if strip_strings:
         stats["strings_saved"] = len(with_names) - len(out)
-    out, stats["kept_files"], stats["dropped_zip"] = with_zip(out, tflite_bytes)
+    out, stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = with_zip(out, tflite_bytes)
     if not rewrite and len(out) >= len(tflite_bytes):
-        stats["packed_tensors"], stats["kept_files"], stats["dropped_zip"] = 0, [], None
+        stats["packed_tensors"], stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = 0, [], 0, None
         stats["positive_zeros"] = (0, 0)
         return bytes(tflite_bytes), stats  # nothing worth packing after all
     return out, stats
@@ -447,30 +455,85 @@ def _signed_zeros(model, make_positive):
     return tensors, entries
 
 
-def with_zip(model_bytes, source):
-    """``(model_bytes + the zip appended to source, its member names, None)``: TFLite metadata's
-    associated files (label maps, vocabularies; tflite_support's MetadataPopulator, Model Maker and
-    MediaPipe models carry them after the flatbuffer, and MediaPipe reads its labels there) follow
-    the rewritten model, byte for byte except for the zip's offsets, which count from the new
-    file's start (docs/FORMAT.md §15, ``_zip``). ``(model_bytes, [], reason)`` when ``source`` ends
-    with a zip end record whose archive cannot be moved; ``(model_bytes, [], None)`` without one."""
+#: zero bytes after a model shorter than this are its writer's alignment padding, not data
+PADDING = 64
+
+
+def after_model(source):
+    """What ``source`` (a ``.tflite`` file's bytes) holds after its model: ``(zip, kept, dropped, end)``.
+
+    The model ends where its flatbuffer and the data it locates after itself end
+    (``fb.model_extent``). ``zip``: the archive of associated files that ends the file
+    (``_zip.TrailingZip``, movable), or None. ``kept``: the bytes between the model and that zip
+    (or the file's end) that are neither (a signature, a second file, an archive cut short...),
+    which ``pack`` and ``unpack`` write unchanged after their model (TFLite ignores them), from
+    past the zero bytes that align the model's end to 16 bytes; empty when there are none or they
+    are under ``PADDING`` zero bytes (a writer's alignment). ``dropped``: ``(reason, bytes)``
+    when bytes after the model hold a zip end record whose archive cannot be moved (an offset
+    pointing at no local header, a split archive, bytes after the archive...): copied unchanged
+    to another position its offsets would be wrong, and readers of associated files would find it
+    (minizip refuses one that moved backwards), so they are not kept; else None. ``end``: where the
+    model ends."""
     from dc_keras.export import _zip
 
-    _, z, error = _zip.split(source)
-    if z is None:
-        return model_bytes, [], (str(error) if error else None)
     try:
-        return bytes(model_bytes) + _zip.moved(source, z, len(model_bytes)), z.names, None
+        extent = fb.model_extent(source)
+    except (struct.error, IndexError):  # a table out of bounds, which read_model lets pass: all model
+        extent = len(source)
+    _, z, error = _zip.split(source)
+    if error:
+        return None, b"", (str(error), len(source) - extent), extent
+    end = z.start if z else len(source)
+    start = extent  # past the zero bytes that align the model's end (to 16 bytes at most)
+    while start < end and start % fb.BUFFER_ALIGNMENT and source[start] == 0:
+        start += 1
+    tail = bytes(source[start:end]) if start < end else b""
+    if len(tail) < PADDING and not tail.strip(b"\0"):
+        tail = b""
+    if _zip.EOCD in tail:
+        return z, b"", ("a zip end record that does not end the file: bytes follow its archive, or it was "
+                        "cut short", len(tail)), extent
+    return z, tail, None, extent
+
+
+def with_zip(model_bytes, source):
+    """``(output, kept file names, kept bytes, dropped)``: ``model_bytes`` followed by what
+    ``source`` holds after its model (``after_model``): the unknown bytes there, unchanged, then
+    TFLite metadata's associated files (label maps, vocabularies; tflite_support's
+    MetadataPopulator, Model Maker and MediaPipe models carry a zip of them after the flatbuffer,
+    and MediaPipe reads its labels there), byte for byte except for the zip's offsets, which count
+    from the new file's start (docs/FORMAT.md §15, ``_zip``). ``kept bytes``: how many unknown
+    bytes were kept; ``dropped``: ``(reason, bytes)`` for a zip that cannot be moved (then
+    neither it nor the bytes before it are in the output), or None."""
+    from dc_keras.export import _zip
+
+    z, tail, dropped, end = after_model(source)
+    out = bytes(model_bytes) + tail
+    if z is None:
+        return out, [], len(tail), dropped
+    try:
+        return out + _zip.moved(source, z, len(out)), z.names, len(tail), dropped
     except _zip.ZipTailError as exc:
-        return model_bytes, [], str(exc)
+        return bytes(model_bytes), [], 0, (str(exc), len(source) - end)
 
 
-def dropped_zip_note(what, reason) -> str:
-    """What to tell when the zip at the end of ``what`` could not be kept (``with_zip``)."""
-    return (f"{what} ends with a zip end record, but its archive could not be kept in the output ({reason}); "
-            "if the app reads associated files from it (e.g. labels for MediaPipe / the TFLite Task Library), "
-            "attach them to the output again with the tool that added them (e.g. tflite_support's "
-            "MetadataPopulator)")
+def dropped_zip_note(what, dropped) -> str:
+    """What to tell when the zip after the model of ``what`` could not be kept (``with_zip``'s
+    ``dropped``: the reason, the bytes dropped)."""
+    reason, nbytes = dropped
+    return (f"{what} has a zip archive after the model, but it could not be kept in the output ({reason}): "
+            f"{nbytes} B after the model were dropped; if the app reads associated files from it (e.g. labels "
+            "for MediaPipe / the TFLite Task Library), attach them to the output again with the tool that "
+            "added them (e.g. tflite_support's MetadataPopulator)")
+
+
+def kept_bytes_note(what, nbytes, output) -> str:
+    """What to tell when ``nbytes`` unknown bytes after the model of ``what`` were written after
+    ``output``'s model (``with_zip``)."""
+    return (f"{what} has {nbytes} B after the model that are neither part of it nor a zip of associated "
+            f"files: kept unchanged after {output}'s model (TFLite ignores them); if they are not needed "
+            "(appended by mistake), remove them from the input and run again (`dc-keras inspect` says where "
+            "its model ends)")
 
 
 def _strip_strings(model):
@@ -707,7 +770,8 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
     output tensor gets its constant data back, and the packed tensors, buffers and the operator
     code disappear. A model without ``HuffDecode`` ops is returned unchanged. ``buffers`` is as
     in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data). A zip appended
-    after the model (TFLite metadata's associated files) follows the output's model, as in ``pack``.
+    after the model (TFLite metadata's associated files) follows the output's model, as in ``pack``,
+    and so do other bytes after the model (unchanged, before the zip).
 
     Raises:
       ValueError: not a valid ``.tflite``, or a ``HuffDecode`` op / packed buffer is malformed
@@ -716,19 +780,19 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
     Example:
       >>> plain = dc_keras.export.unpack(packed)
     """
-    out, _, dropped = unpack_with_zip(packed_bytes, buffers=buffers)
+    out, _, _, dropped = unpack_with_zip(packed_bytes, buffers=buffers)
     _warn_dropped(dropped)
     return out
 
 
 def unpack_with_zip(packed_bytes, *, buffers="auto"):
-    """``unpack``, also returning the associated files kept and why a trailing zip could not be
-    kept (``with_zip``; for the CLI)."""
+    """``unpack``, also returning the associated files kept, the other bytes after the model kept
+    and why a zip after it could not be kept (``with_zip``; for the CLI)."""
     if buffers not in fb.BUFFER_LOCATIONS:
         raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
     model = fb.read_model(packed_bytes)
     if buffers == "auto" and not any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
-        return bytes(packed_bytes), [], None
+        return bytes(packed_bytes), [], 0, None
     return with_zip(_unpack_model(model, buffers), packed_bytes)
 
 

@@ -111,7 +111,7 @@ def cmd_pack(args):
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input, stats["refused_bytes"])
-    _print_zip(stats["kept_files"], stats["dropped_zip"], args.input, args.output)
+    _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, args.output)
     _print_zeros(stats)
 
 
@@ -126,14 +126,17 @@ def _print_zeros(stats):
         print("note: " + negative_zeros_note(kept, kept_n, "--positive-zeros"))
 
 
-def _print_zip(names, dropped, path, output, shown=5):
+def _print_zip(names, kept_bytes, dropped, path, output, shown=5):
     """A line naming the associated files (the zip appended to ``path``) kept after ``output``'s
-    model, or a note saying why they could not be kept."""
-    from dc_keras.export._pack import dropped_zip_note
+    model, or a note saying why they could not be kept; a note on other bytes after the model
+    kept (``kept_bytes``)."""
+    from dc_keras.export._pack import dropped_zip_note, kept_bytes_note
 
     if names:
         listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
         print(f"associated files kept: {len(names)} ({listed}), in the zip after {output}'s model")
+    if kept_bytes:
+        print("note: " + kept_bytes_note(path, kept_bytes, output))
     if dropped:
         print("note: " + dropped_zip_note(path, dropped))
 
@@ -172,12 +175,12 @@ def cmd_unpack(args):
         raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
                          f".tflite, nothing to unpack; {args.output} was not written")
     with _working(f"unpacking {args.input}", len(data)), _about(args.input):
-        out, kept, dropped = unpack_with_zip(data, buffers=args.buffers)
+        out, kept, kept_bytes, dropped = unpack_with_zip(data, buffers=args.buffers)
     replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B"
           + (f"; replaced the existing {args.output}" if replaced else ""))
-    _print_zip(kept, dropped, args.input, args.output)
+    _print_zip(kept, kept_bytes, dropped, args.input, args.output)
 
 
 def cmd_inspect(args):

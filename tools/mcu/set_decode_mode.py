@@ -99,9 +99,9 @@ def set_modes(tflite_bytes, modes, default=None):
             op.customOptions = None
         elif mode is not None:
             op.customOptions = [int(mode)]
-    out, _, dropped = _pack.with_zip(fb.write_model(model), tflite_bytes)
+    out, _, _, dropped = _pack.with_zip(fb.write_model(model), tflite_bytes)
     if dropped:
-        raise ValueError(f"it ends with a zip end record whose archive cannot be moved ({dropped}), so the output "
+        raise ValueError(f"it has a zip after the model whose archive cannot be moved ({dropped[0]}), so the output "
                          "would lose the associated files (TFLite metadata) it carries: repair or remove the zip, "
                          "then attach the files again with the tool that added them")
     return out
