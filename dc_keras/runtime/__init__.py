@@ -757,14 +757,14 @@ def _needs(module, what, fix):
 
 
 def _check_environment():
-    """The C library's environment variables, checked as its delegate checks them at creation (the op
-    route and ``unpack`` read ``DC_KERAS_DECODE_THREADS`` too, where a value it cannot read was
-    silently taken as unset): ``DC_KERAS_DECODE_THREADS`` a whole number (0 = one thread per CPU),
-    ``DC_KERAS_DECODE_ASYNC`` 0 or 1; empty counts as unset."""
+    """The C library's environment variables, checked as it checks them, in the same words (the
+    delegate at its creation, ``dc_unpack`` and the LiteRT kernel's create through
+    ``dc_decode_threads_check``): ``DC_KERAS_DECODE_THREADS`` a whole number from 0 to 64 (0 = one
+    thread per CPU), ``DC_KERAS_DECODE_ASYNC`` 0 or 1; empty counts as unset."""
     threads = os.environ.get("DC_KERAS_DECODE_THREADS", "")
-    if threads and not (threads.isascii() and threads.isdigit()):
-        raise ValueError(f"environment variable DC_KERAS_DECODE_THREADS={threads!r} is not a whole number: set it "
-                         "to the number of decode threads (0 = one per CPU, at most 64), or unset it")
+    if threads and not (threads.isascii() and threads.isdigit() and len(threads.lstrip("0")) <= 2 and int(threads) <= 64):
+        raise ValueError(f"environment variable DC_KERAS_DECODE_THREADS={threads!r} is not a whole number from 0 "
+                         "to 64: set it to the number of decode threads (0 = one per CPU), or unset it")
     lazy = os.environ.get("DC_KERAS_DECODE_ASYNC", "")
     if lazy not in ("", "0", "1"):
         raise ValueError(f"environment variable DC_KERAS_DECODE_ASYNC={lazy!r} must be 0 (decode while the "

@@ -89,8 +89,9 @@ typedef struct DcKerasLiteRtApi {
 DC_API const void* DcKerasLiteRtHuffDecodeKernel(void);
 
 /* Lists and decodes every HuffDecode op of `model` (n bytes) for the kernel; NULL and `why`
- * (why_n bytes) on error: a corrupt packed tensor, or packed bytes not 64-byte aligned in memory
- * (dc_align_packed).  `model` must be the buffer LiteRT loads and outlive the state. */
+ * (why_n bytes) on error: a corrupt packed tensor, packed bytes not 64-byte aligned in memory
+ * (dc_align_packed), or an environment variable DC_KERAS_DECODE_THREADS it cannot read
+ * (dc_decode_threads_check).  `model` must be the buffer LiteRT loads and outlive the state. */
 DC_API void* DcKerasLiteRtHuffDecodeCreate(const uint8_t* model, size_t n,
                                            const DcKerasLiteRtApi* api, char* why, size_t why_n);
 

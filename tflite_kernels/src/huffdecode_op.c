@@ -2139,29 +2139,22 @@ static void report_option_error(void (*report_error)(const char*), const char* m
 }
 
 /* The environment variables the delegate reads, checked once at its creation (a value it cannot
- * read was silently taken as unset): DC_KERAS_DECODE_THREADS a whole number (0 = one thread per
- * CPU), DC_KERAS_DECODE_ASYNC "0" or "1"; empty counts as unset. */
+ * read was silently taken as unset): DC_KERAS_DECODE_THREADS a whole number from 0 to 64 (0 = one
+ * thread per CPU; dc_decode_threads_check, as dc_unpack and the LiteRT kernel check it),
+ * DC_KERAS_DECODE_ASYNC "0" or "1"; empty counts as unset.  Worded as dc_keras.runtime's. */
 static int check_environment(void (*report_error)(const char*)) {
-  char msg[512];
-  const char* threads = getenv("DC_KERAS_DECODE_THREADS");
+  char msg[512], why[400];
   const char* lazy = getenv("DC_KERAS_DECODE_ASYNC");
-  int digits = threads != NULL;
-  for (const char* c = threads; c && *c; ++c) digits &= *c >= '0' && *c <= '9';
-  if (threads && *threads && !digits) {
-    snprintf(
-        msg, sizeof msg,
-        "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_THREADS=%.64s is not a "
-        "whole "
-        "number: set it to the number of decode threads (0 = one per CPU, at most %d), or unset it",
-        threads, DC_MAX_DECODE_THREADS);
+  if (!dc_decode_threads_check(why, sizeof why)) {
+    snprintf(msg, sizeof msg, "dc_keras HuffDecode delegate: %s", why);
     report_option_error(report_error, msg);
     return 0;
   }
   if (lazy && *lazy && strcmp(lazy, "0") != 0 && strcmp(lazy, "1") != 0) {
     snprintf(msg, sizeof msg,
-             "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_ASYNC=%.64s must "
-             "be 0 (decode "
-             "while the model loads) or 1 (the default: decode in the background); or unset it",
+             "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_ASYNC='%.64s' "
+             "must be 0 (decode while the model loads) or 1 (the default: decode in the "
+             "background); or unset it",
              lazy);
     report_option_error(report_error, msg);
     return 0;
