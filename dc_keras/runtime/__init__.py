@@ -552,7 +552,10 @@ class Interpreter:
         "route": "dense", "reason", "op"}``: weights decoded as with ``weights="decoded"``, e.g.
         a CONV_2D / DEPTHWISE_CONV_2D filter (no compressed kernel), weights read by several
         operators, or a layer the compressed kernels cannot run (``op``: the operator reading
-        the tensor, the first one if several). Empty with ``weights="decoded"``.
+        the tensor, the first one if several). Empty with ``weights="decoded"``. (A C delegate
+        shared by many interpreters ends its report, past 1 MiB of lines, with one ``{"route":
+        "more", "count": lines not kept, "reason", "weights": None}``; this Interpreter's delegate
+        is its own.)
 
         Example:
           >>> it = Interpreter(model_content=packed, weights="compressed")
@@ -607,6 +610,8 @@ def _op_label(name: str) -> str:
 
 
 def _report_row(f) -> dict:
+    if f[0] == "more":  # a delegate shared by interpreters: the lines past its report's 1 MiB, counted
+        return {"weights": None, "route": "more", "count": int(f[1]), "reason": f[2]}
     if f[0] == "compressed":
         rows, cols = (int(v) for v in f[2].split("x"))
         return {"weights": f[1], "route": "compressed", "shape": (rows, cols), "dtype": f[3],

@@ -58,7 +58,10 @@ DC_API struct TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys,
 DC_API void tflite_plugin_destroy_delegate(struct TfLiteDelegate* delegate);
 
 /* What the delegate did with each layer fed by packed weights (weights=compressed), one
- * tab-separated line each; copies up to size - 1 bytes (NUL terminated), returns the full length. */
+ * tab-separated line each; copies up to size - 1 bytes (NUL terminated), returns the full length.
+ * A delegate shared by interpreters (any threads: it takes a lock) holds each model's lines once,
+ * however many interpreters load it, up to 1 MiB of lines; then one last line "more\t<count>\t..."
+ * counts the lines not kept. */
 DC_API size_t DcKerasHuffDecodeDelegateReport(const struct TfLiteDelegate* delegate, char* buf,
                                               size_t size);
 
