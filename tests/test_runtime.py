@@ -573,6 +573,108 @@ def test_a_delegate_shared_by_interpreters_runs_each_ones_model_and_frees_its_we
     assert rss[1] - rss[0] < 2048, rss  # 10 interpreters: +5 MiB before
 
 
+def _report(dlg) -> bytes:
+    import ctypes
+
+    from dc_keras._compat import delegate_pointer
+
+    fn = ctypes.CDLL(runtime.library_path()).DcKerasHuffDecodeDelegateReport
+    fn.restype, fn.argtypes = ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    buf = ctypes.create_string_buffer(fn(delegate_pointer(dlg), None, 0) + 1)
+    fn(delegate_pointer(dlg), buf, len(buf))
+    return buf.value
+
+
+_SHARED_ON_THREADS = """if True:
+    import sys, threading
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+    from dc_keras import runtime
+    sys.path.insert(0, sys.argv[3])
+    from test_runtime import _report
+    packed, x = open(sys.argv[1], "rb").read(), np.load(sys.argv[2])
+    opts = dict(a.split("=") for a in sys.argv[4:])
+
+    def run(it):
+        i = it.get_input_details()[0]["index"]
+        it.resize_tensor_input(i, list(x.shape)); it.allocate_tensors(); it.set_tensor(i, x); it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"]).tobytes()
+
+    own = load_delegate(runtime.library_path(), opts)  # one interpreter, its own delegate: the reference
+    want = run(Interpreter(model_content=packed, experimental_delegates=[own]))
+    for _ in range(8):
+        dlg = load_delegate(runtime.library_path(), opts)  # one delegate for 4 threads x 3 interpreters
+        outs, bar = [[] for _ in range(4)], threading.Barrier(4)
+
+        def work(k):
+            bar.wait()  # the constructors, which apply the delegate, run outside the GIL: at once
+            its = [Interpreter(model_content=packed, experimental_delegates=[dlg]) for _ in range(3)]
+            for it in its:
+                i = it.get_input_details()[0]["index"]
+                it.resize_tensor_input(i, list(x.shape)); it.allocate_tensors()
+            bar.wait()  # invoke() runs outside the GIL too
+            for it in its:
+                it.set_tensor(it.get_input_details()[0]["index"], x); it.invoke()
+                outs[k].append(it.get_tensor(it.get_output_details()[0]["index"]).tobytes())
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        [t.start() for t in threads]; [t.join() for t in threads]
+        assert all(o == want for out in outs for o in out), opts
+        assert _report(dlg) == _report(own), (len(_report(dlg)), len(_report(own)))
+    print("same outputs, same report")
+"""
+
+
+@pytest.mark.parametrize("opts", [["weights=decoded"], ["keep_decoded=0"], ["weights=compressed", "max_density=100"]])
+def test_a_delegate_shared_by_interpreters_on_threads(tmp_path, opts):
+    """One load_delegate object for interpreters made and run on 4 threads at once (LiteRT applies
+    the delegate in the Interpreter constructor and invokes outside the GIL): the delegate's state
+    (report, decoded tensors, errors, kernels, release helper) had no lock. With keep_decoded=0
+    (release_decoded=True) the invokes of several interpreters joined the same release helper at
+    once and hung (pthread_join of one thread from 3 threads); a ThreadSanitizer build of the C test
+    (test_huffdecode_op.c) showed 47 races. Now every output is bit for bit the output of an
+    interpreter with a delegate of its own, and the report is that interpreter's (it was one copy
+    per interpreter: 16x)."""
+    import subprocess
+
+    path = tmp_path / "m.packed.tflite"
+    path.write_bytes(export.pack(_layers_model((256, 256, 128, 64, 10))))
+    np.save(tmp_path / "x.npy", np.random.RandomState(1).rand(2, 256).astype(np.float32))
+    r = subprocess.run([sys.executable, "-c", _SHARED_ON_THREADS, str(path), str(tmp_path / "x.npy"),
+                        os.path.dirname(os.path.abspath(__file__)), *opts],
+                       capture_output=True, text=True, timeout=240,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0 and "same outputs, same report" in r.stdout, (r.returncode, r.stderr[-3000:])
+
+
+def test_a_delegate_shared_by_many_interpreters_reports_each_model_once():
+    """The report of a delegate shared by interpreters (weights="compressed") grew by the model's
+    lines for every interpreter made with it -- ~80 B per compressed layer, 241 KB after 1,000
+    interpreters of a 3-layer model, for as long as the delegate lived. Now a model's lines are
+    kept once (another model adds its own), and a report reaching 1 MiB keeps its first MiB and
+    ends with one "more" line counting the lines not kept (the C test test_huffdecode_op.c
+    checks that bound)."""
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+    models = [export.pack(em.tflite("dense", None)), export.pack(_layers_model((64, 10)))]
+    dlg = load_delegate(runtime.library_path(), {"weights": "compressed", "max_density": "100"})
+    Interpreter(model_content=models[0], experimental_delegates=[dlg]).allocate_tensors()
+    first = _report(dlg)
+    assert first.count(b"\n") == 3 and first.startswith(b"compressed\t"), first
+    for _ in range(200):
+        Interpreter(model_content=models[0], experimental_delegates=[dlg]).allocate_tensors()
+    assert _report(dlg) == first  # before: 201 copies, 48 KB
+    Interpreter(model_content=models[1], experimental_delegates=[dlg]).allocate_tensors()
+    both = _report(dlg)
+    assert both.startswith(first) and both.count(b"\n") == 5, both
+    for k in range(20):
+        Interpreter(model_content=models[k % 2], experimental_delegates=[dlg]).allocate_tensors()
+    assert _report(dlg) == both
+    row = runtime._report_row(["more", "7", "7 more lines not kept: the report keeps 1048576 bytes"])
+    assert row == {"weights": None, "route": "more", "count": 7,
+                   "reason": "7 more lines not kept: the report keeps 1048576 bytes"}, row
+
+
 def test_compressed_weights_on_an_unpacked_model_warn_once(tmp_path):
     import warnings
 

@@ -1,6 +1,7 @@
 """dc_keras.runtime: weights="compressed" (FULLY_CONNECTED from the compact sparse form) and an
 Interpreter that leaves TensorFlow alone."""
 import itertools
+import re
 import subprocess
 import sys
 import textwrap
@@ -178,7 +179,7 @@ def test_decode_environment_variables_that_cannot_be_read_are_refused(monkeypatc
 
     packed = export.pack(em.tflite("dense", None))
     monkeypatch.setenv(var, value)
-    with pytest.raises(ValueError, match=f"environment variable {var}={value}.* or unset it"):
+    with pytest.raises(ValueError, match=f"environment variable {var}='{value}'.* or unset it"):
         load_delegate(runtime.library_path())
     with pytest.raises(ValueError, match=f"environment variable {var}='{value}'.* or unset it"):
         runtime.Interpreter(model_content=packed)
@@ -189,6 +190,46 @@ def test_decode_environment_variables_that_cannot_be_read_are_refused(monkeypatc
     monkeypatch.setenv(var, "1")
     runtime.Interpreter(model_content=packed).allocate_tensors()
     assert runtime.unpack(packed)
+
+
+@pytest.mark.parametrize("value", ["abc", "-3", "4x", "99999999999999999999", "65"])
+def test_decode_threads_the_c_library_cannot_read_fail_every_route_in_the_same_words(monkeypatch, value):
+    """DC_KERAS_DECODE_THREADS=abc (-3, 4x, an overflow, more than 64) was taken as unset -- one
+    thread per CPU, silently -- by the C library's dc_unpack (what an Android app calls) and by the
+    LiteRT CompiledModel kernel (DcKerasLiteRtHuffDecodeCreate), while the delegate and Python
+    refused it. Now every route refuses it with one message naming the variable, its value and the
+    fix: the C routes' words (dc_decode_threads_check) are runtime.unpack's, and the delegate's."""
+    import ctypes
+
+    from ai_edge_litert.interpreter import load_delegate
+
+    from dc_keras.runtime._litert_c import CustomOpCompiledModel
+
+    packed = export.pack(em.tflite("dense", None))
+    monkeypatch.setenv("DC_KERAS_DECODE_THREADS", value)
+    want = (f"environment variable DC_KERAS_DECODE_THREADS='{value}' is not a whole number from 0 to 64: "
+            "set it to the number of decode threads (0 = one per CPU), or unset it")
+    fn = runtime.load_library().dc_unpack  # the C API, as an app calls it
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.POINTER(ctypes.c_uint8)),
+                   ctypes.POINTER(ctypes.c_size_t), ctypes.c_char_p, ctypes.c_size_t]
+    out, size, why = ctypes.POINTER(ctypes.c_uint8)(), ctypes.c_size_t(0), ctypes.create_string_buffer(512)
+    assert fn(packed, len(packed), ctypes.byref(out), ctypes.byref(size), why, len(why)) == 6  # DC_UNPACK_ARGUMENT
+    assert why.value.decode() == want and not out
+    with pytest.raises(ValueError) as e:
+        runtime.unpack(packed)
+    assert str(e.value) == want
+    with pytest.raises(ValueError, match=r"^dc_keras HuffDecode kernel: " + re.escape(want) + "$"):
+        CustomOpCompiledModel(packed)
+    with pytest.raises(ValueError, match=re.escape(want)):
+        load_delegate(runtime.library_path())
+    with pytest.raises(ValueError, match=re.escape(want)):
+        runtime.Interpreter(model_content=packed)
+    monkeypatch.setenv("DC_KERAS_DECODE_THREADS", "64")
+    assert fn(packed, len(packed), ctypes.byref(out), ctypes.byref(size), why, len(why)) == 0
+    runtime.load_library().dc_unpack_free(out)
+    (y,) = CustomOpCompiledModel(packed).run(em.inputs("dense", 1))
+    assert y.size
 
 
 def test_delegate_option_validation():

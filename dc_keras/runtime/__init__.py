@@ -552,7 +552,10 @@ class Interpreter:
         "route": "dense", "reason", "op"}``: weights decoded as with ``weights="decoded"``, e.g.
         a CONV_2D / DEPTHWISE_CONV_2D filter (no compressed kernel), weights read by several
         operators, or a layer the compressed kernels cannot run (``op``: the operator reading
-        the tensor, the first one if several). Empty with ``weights="decoded"``.
+        the tensor, the first one if several). Empty with ``weights="decoded"``. (A C delegate
+        shared by many interpreters ends its report, past 1 MiB of lines, with one ``{"route":
+        "more", "count": lines not kept, "reason", "weights": None}``; this Interpreter's delegate
+        is its own.)
 
         Example:
           >>> it = Interpreter(model_content=packed, weights="compressed")
@@ -607,6 +610,8 @@ def _op_label(name: str) -> str:
 
 
 def _report_row(f) -> dict:
+    if f[0] == "more":  # a delegate shared by interpreters: the lines past its report's 1 MiB, counted
+        return {"weights": None, "route": "more", "count": int(f[1]), "reason": f[2]}
     if f[0] == "compressed":
         rows, cols = (int(v) for v in f[2].split("x"))
         return {"weights": f[1], "route": "compressed", "shape": (rows, cols), "dtype": f[3],
@@ -757,14 +762,14 @@ def _needs(module, what, fix):
 
 
 def _check_environment():
-    """The C library's environment variables, checked as its delegate checks them at creation (the op
-    route and ``unpack`` read ``DC_KERAS_DECODE_THREADS`` too, where a value it cannot read was
-    silently taken as unset): ``DC_KERAS_DECODE_THREADS`` a whole number (0 = one thread per CPU),
-    ``DC_KERAS_DECODE_ASYNC`` 0 or 1; empty counts as unset."""
+    """The C library's environment variables, checked as it checks them, in the same words (the
+    delegate at its creation, ``dc_unpack`` and the LiteRT kernel's create through
+    ``dc_decode_threads_check``): ``DC_KERAS_DECODE_THREADS`` a whole number from 0 to 64 (0 = one
+    thread per CPU), ``DC_KERAS_DECODE_ASYNC`` 0 or 1; empty counts as unset."""
     threads = os.environ.get("DC_KERAS_DECODE_THREADS", "")
-    if threads and not (threads.isascii() and threads.isdigit()):
-        raise ValueError(f"environment variable DC_KERAS_DECODE_THREADS={threads!r} is not a whole number: set it "
-                         "to the number of decode threads (0 = one per CPU, at most 64), or unset it")
+    if threads and not (threads.isascii() and threads.isdigit() and len(threads.lstrip("0")) <= 2 and int(threads) <= 64):
+        raise ValueError(f"environment variable DC_KERAS_DECODE_THREADS={threads!r} is not a whole number from 0 "
+                         "to 64: set it to the number of decode threads (0 = one per CPU), or unset it")
     lazy = os.environ.get("DC_KERAS_DECODE_ASYNC", "")
     if lazy not in ("", "0", "1"):
         raise ValueError(f"environment variable DC_KERAS_DECODE_ASYNC={lazy!r} must be 0 (decode while the "

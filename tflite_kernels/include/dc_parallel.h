@@ -30,9 +30,17 @@ typedef struct {
 #define DC_MAX_DECODE_THREADS 64
 
 /* Threads the decoder uses when asked for `requested` (<= 0: automatic):
- * the environment variable DC_KERAS_DECODE_THREADS if set (1 = single
- * thread), else the online CPUs, capped by DC_MAX_DECODE_THREADS. */
+ * the environment variable DC_KERAS_DECODE_THREADS if set to 1..64 (1 = single
+ * thread), else the online CPUs, capped by DC_MAX_DECODE_THREADS.  A value it
+ * cannot read counts as unset here: the entry points (dc_unpack,
+ * DcKerasLiteRtHuffDecodeCreate, the delegate's creation) refuse it first,
+ * through dc_decode_threads_check. */
 DC_API int dc_decode_threads(int requested);
+
+/* 1 if DC_KERAS_DECODE_THREADS is unset, empty or a whole number from 0 to
+ * DC_MAX_DECODE_THREADS (0 = one thread per CPU); else 0, and `why` (why_n
+ * bytes, may be NULL) names the variable, its value and the fix. */
+DC_API int dc_decode_threads_check(char* why, size_t why_n);
 
 /* Decodes every job, largest first, on min(threads, num_jobs) threads
  * (threads <= 0: dc_decode_threads(0); 1, or a failure to start a thread:

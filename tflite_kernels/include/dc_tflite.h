@@ -58,7 +58,10 @@ DC_API struct TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys,
 DC_API void tflite_plugin_destroy_delegate(struct TfLiteDelegate* delegate);
 
 /* What the delegate did with each layer fed by packed weights (weights=compressed), one
- * tab-separated line each; copies up to size - 1 bytes (NUL terminated), returns the full length. */
+ * tab-separated line each; copies up to size - 1 bytes (NUL terminated), returns the full length.
+ * A delegate shared by interpreters (any threads: it takes a lock) holds each model's lines once,
+ * however many interpreters load it, up to 1 MiB of lines; then one last line "more\t<count>\t..."
+ * counts the lines not kept. */
 DC_API size_t DcKerasHuffDecodeDelegateReport(const struct TfLiteDelegate* delegate, char* buf,
                                               size_t size);
 
@@ -89,8 +92,9 @@ typedef struct DcKerasLiteRtApi {
 DC_API const void* DcKerasLiteRtHuffDecodeKernel(void);
 
 /* Lists and decodes every HuffDecode op of `model` (n bytes) for the kernel; NULL and `why`
- * (why_n bytes) on error: a corrupt packed tensor, or packed bytes not 64-byte aligned in memory
- * (dc_align_packed).  `model` must be the buffer LiteRT loads and outlive the state. */
+ * (why_n bytes) on error: a corrupt packed tensor, packed bytes not 64-byte aligned in memory
+ * (dc_align_packed), or an environment variable DC_KERAS_DECODE_THREADS it cannot read
+ * (dc_decode_threads_check).  `model` must be the buffer LiteRT loads and outlive the state. */
 DC_API void* DcKerasLiteRtHuffDecodeCreate(const uint8_t* model, size_t n,
                                            const DcKerasLiteRtApi* api, char* why, size_t why_n);
 

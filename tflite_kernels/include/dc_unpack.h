@@ -52,7 +52,8 @@ typedef enum {
   DC_UNPACK_UNSUPPORTED = 3, /* valid, but this unpacker cannot rewrite it (see above) */
   DC_UNPACK_TOO_LARGE = 4,   /* the result would pass max_output (2 GiB: flatbuffer offsets) */
   DC_UNPACK_NO_MEMORY = 5,
-  DC_UNPACK_ARGUMENT = 6 /* a NULL pointer or an out-of-range argument; nothing was read */
+  DC_UNPACK_ARGUMENT = 6 /* a NULL pointer, an out-of-range argument or an environment variable
+                          * DC_KERAS_DECODE_THREADS it cannot read; nothing was read */
 } dc_unpack_status;
 
 /* Unpacks `packed` (n bytes; never modified) into a new malloc'd buffer
@@ -60,7 +61,8 @@ typedef enum {
  * ops comes back as an identical copy.  On error *out is NULL and `why`
  * (why_n bytes, may be NULL) says what is wrong, naming the tensor and the
  * fix.  Packed tensors are decoded in parallel (dc_decode_many, threads as
- * dc_decode_threads(0)). */
+ * dc_decode_threads(0)); DC_KERAS_DECODE_THREADS set to anything but a whole
+ * number from 0 to 64 is DC_UNPACK_ARGUMENT (dc_decode_threads_check). */
 DC_API dc_unpack_status dc_unpack(const uint8_t* packed, size_t n, uint8_t** out, size_t* out_n,
                                   char* why, size_t why_n);
 

@@ -189,6 +189,10 @@ DC_EXPORT void* DcKerasLiteRtHuffDecodeCreate(const uint8_t* model, size_t n,
     return NULL;
   }
   k->api = *api;
+  if (!dc_decode_threads_check(why, why_n)) { /* dc_decode_many below reads it */
+    DcKerasLiteRtHuffDecodeDestroy(k);
+    return NULL;
+  }
   if (dc_list_huffdecode(model, n, &k->ops, &k->num_ops, why, why_n) != DC_UNPACK_OK) {
     DcKerasLiteRtHuffDecodeDestroy(k);
     return NULL;

@@ -9,6 +9,7 @@
 #include "dc_parallel.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -72,18 +73,36 @@ static void decode_one(dc_decode_job* j) {
   j->status = dc_decode(j->packed, j->packed_size, j->out, j->out_size);
 }
 
-DC_API int dc_decode_threads(int requested) {
-  long n = requested;
-  if (n <= 0) {
-    const char* env = getenv("DC_KERAS_DECODE_THREADS");
-    char* end = NULL;
-    long e = env && *env ? strtol(env, &end, 10) : 0;
-    if (env && *env && end && *end == '\0' && e > 0) {
-      n = e;
-    } else {
-      n = sysconf(_SC_NPROCESSORS_ONLN);
-    }
+/* DC_KERAS_DECODE_THREADS read: 1 and *n (0: one per CPU) for a whole number 0..64, -1 when unset
+ * or empty, 0 for anything else (letters, a sign, a trailing unit, more than 64, an overflow). */
+static int env_threads(long* n) {
+  const char* env = getenv("DC_KERAS_DECODE_THREADS");
+  long v = 0;
+  if (!env || !*env) return -1;
+  for (const char* c = env; *c; ++c) {
+    if (*c < '0' || *c > '9') return 0;
+    if (v <= DC_MAX_DECODE_THREADS) v = 10 * v + (*c - '0'); /* stops growing past the cap */
   }
+  if (v > DC_MAX_DECODE_THREADS) return 0;
+  *n = v;
+  return 1;
+}
+
+DC_API int dc_decode_threads_check(char* why, size_t why_n) {
+  long n = 0;
+  if (env_threads(&n) != 0) return 1;
+  if (why && why_n) {
+    snprintf(why, why_n,
+             "environment variable DC_KERAS_DECODE_THREADS='%.64s' is not a whole number from 0 to "
+             "%d: set it to the number of decode threads (0 = one per CPU), or unset it",
+             getenv("DC_KERAS_DECODE_THREADS"), DC_MAX_DECODE_THREADS);
+  }
+  return 0;
+}
+
+DC_API int dc_decode_threads(int requested) {
+  long n = requested, e = 0;
+  if (n <= 0) n = env_threads(&e) == 1 && e > 0 ? e : sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
   if (n > DC_MAX_DECODE_THREADS) n = DC_MAX_DECODE_THREADS;
   return (int)n;

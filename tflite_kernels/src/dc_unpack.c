@@ -809,6 +809,7 @@ DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_
     return say(&f, "input of %zu bytes exceeds the %zu byte bound", n, pl.max_output),
            DC_UNPACK_TOO_LARGE;
   }
+  if (!dc_decode_threads_check(why, why_n)) return DC_UNPACK_ARGUMENT; /* the caller's setting */
   int r = with_fix(&f, plan_model(&f, &pl));
   if (r == DC_UNPACK_OK) r = with_fix(&f, plan_zip(&f, &pl));
   unsigned char* keep = NULL;

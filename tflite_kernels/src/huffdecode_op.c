@@ -33,6 +33,8 @@
  *      A decode failure is remembered and reported by the kernel's Prepare,
  *      so allocate_tensors() fails with the decoder's reason.
  */
+#define _POSIX_C_SOURCE 200809L /* pthread mutexes */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -385,7 +387,27 @@ typedef struct DcDelegateS {
       async_tensors; /* tensors decode_lazily handed to a helper (DcKerasHuffDecodeDelegateAsync) */
   struct LazyFill* lazy;   /* decode_lazily's fill, joined by join_lazy */
   struct Release* release; /* release_packed_copies' frees, run by a helper (join_release) */
+  /* One delegate may serve several interpreters, on several threads (an app passing one
+   * load_delegate object to each): `lock` guards every field here but `release`, which
+   * `release_lock` guards (kernel_invoke takes only that one, so that no invoke waits for another
+   * interpreter's load).  Neither is held while the runtime calls back into the delegate
+   * (ReplaceNodeSubsetsWithDelegateKernels -> kernel_init), so neither needs to be recursive. */
+  pthread_mutex_t lock;
+  pthread_mutex_t release_lock;
+  /* The report holds each delegate Prepare's lines once (a block): a Prepare whose lines equal an
+   * earlier block's adds none (the same model in every new interpreter grew it by ~100 B per
+   * compressed layer each time), and it keeps its first kReportMax bytes of lines, then counts. */
+  size_t block_start;          /* report offset of the current Prepare's lines */
+  struct ReportBlock* rblocks; /* the blocks kept */
+  size_t num_rblocks, cap_rblocks;
+  size_t report_dropped; /* lines not kept (kReportMax): the report's "more" line */
 } DcDelegate;
+
+typedef struct ReportBlock {
+  size_t at, kept; /* its lines kept in the report (kept <= len: cut at kReportMax) */
+  size_t len;      /* the bytes of all its lines */
+  uint64_t hash;   /* FNV-1a of those bytes */
+} ReportBlock;
 
 typedef struct CtxError {
   const struct TfLiteContext* ctx;
@@ -423,6 +445,57 @@ static void report_line(DcDelegate* d, const char* fmt, ...) {
   (void)vsnprintf(d->report + d->report_len, len + 1, fmt, ap);
   va_end(ap);
   d->report_len += len;
+}
+
+/* Bytes of report lines kept (1 MiB: ~10,000 layers' lines; a model's own lines are ~100 B per
+ * packed weight). */
+static const size_t kReportMax = (size_t)1 << 20;
+static const size_t kReportBlocks = 16384; /* blocks remembered (32 B each) */
+
+static uint64_t fnv1a(const char* p, size_t n) {
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+  return h;
+}
+
+/* Ends the current Prepare's block of report lines: dropped if an earlier block had the same
+ * lines (the same model again), else kept, cut at a line end to kReportMax bytes of lines (the
+ * lines cut are counted; a block is matched by all its lines, kept or cut).  At most
+ * kReportBlocks blocks are remembered for matching. */
+static void report_close_block(DcDelegate* d) {
+  const size_t at = d->block_start, len = d->report_len - at;
+  if (len == 0) return;
+  const uint64_t h = fnv1a(d->report + at, len);
+  for (size_t i = 0; i < d->num_rblocks; ++i) {
+    const ReportBlock* b = &d->rblocks[i];
+    if (b->len == len && b->hash == h && memcmp(d->report + b->at, d->report + at, b->kept) == 0) {
+      d->report_len = at;
+      d->report[at] = '\0';
+      return;
+    }
+  }
+  size_t keep = d->report_len;
+  if (keep > kReportMax) { /* whole lines up to kReportMax bytes */
+    keep = kReportMax;
+    while (keep > at && d->report[keep - 1] != '\n') --keep;
+    for (size_t i = keep; i < d->report_len; ++i) d->report_dropped += d->report[i] == '\n';
+    d->report_len = keep;
+    d->report[keep] = '\0';
+  }
+  if (d->num_rblocks == d->cap_rblocks) {
+    size_t cap = d->cap_rblocks ? 2 * d->cap_rblocks : 8;
+    ReportBlock* nb = d->cap_rblocks < kReportBlocks
+                          ? (ReportBlock*)realloc(d->rblocks, cap * sizeof(ReportBlock))
+                          : NULL;
+    if (!nb) return; /* kept, not matched later */
+    d->rblocks = nb;
+    d->cap_rblocks = cap;
+  }
+  ReportBlock* b = &d->rblocks[d->num_rblocks++];
+  b->at = at;
+  b->kept = keep - at;
+  b->len = len;
+  b->hash = h;
 }
 
 /* A tensor decoded by the delegate.  Its block may be released once every
@@ -545,12 +618,16 @@ static Release* release_new(size_t n) {
   return r;
 }
 
-/* Waits for the last release_packed_copies' helper (its memory is then given back). */
+/* Waits for the last release_packed_copies' helper (its memory is then given back).  Takes it
+ * under release_lock, then joins it: one caller joins a helper, however many threads invoke. */
 static void join_release(DcDelegate* d) {
-  if (!d->release) return;
-  dc_task_join(d->release->task);
-  release_free(d->release);
+  pthread_mutex_lock(&d->release_lock);
+  Release* r = d->release;
   d->release = NULL;
+  pthread_mutex_unlock(&d->release_lock);
+  if (!r) return;
+  dc_task_join(r->task);
+  release_free(r);
 }
 
 /* Frees a decoded tensor's block (its arena's pages; the arena once all its blocks are gone),
@@ -635,15 +712,19 @@ static void* kernel_init(TfLiteContext* context, const char* buffer, size_t leng
     return NULL;
   }
   ks->d = d;
-  if (d) d->kernels++; /* kernel_free gives it back */
+  if (!d) return ks;
+  pthread_mutex_lock(&d->lock);
+  d->kernels++; /* kernel_free gives it back */
   for (int k = 0; k < nodes->size; ++k) {
-    FcPlan* p = d ? find_fc(d, context, nodes->data[k]) : NULL;
+    FcPlan* p = find_fc(d, context, nodes->data[k]);
     if (p) ks->fcs[ks->num_fcs++] = p;
   }
+  pthread_mutex_unlock(&d->lock);
   return ks;
 }
 
 static void join_lazy(DcDelegate* d, int report);
+static int lazy_of_other(const DcDelegate* d, const TfLiteContext* context);
 static void delegate_free(DcDelegate* d);
 
 /* The first error recorded for `context`'s graph (NULL if none). */
@@ -700,14 +781,18 @@ static void kernel_free(TfLiteContext* context, void* buffer) {
   /* The runtime frees its nodes before the model's buffers: a helper still decoding from them
    * (an interpreter dropped before allocate_tensors) must be done first. */
   DcDelegate* d = ks->d;
+  int last = 0;
   if (d) {
-    join_lazy(d, 0);
+    pthread_mutex_lock(&d->lock);
+    join_lazy(d, lazy_of_other(d, context)); /* another graph's fill: its errors are kept */
     forget_graph(d, context, ks->fcs, ks->num_fcs);
+    last = --d->kernels == 0 && d->destroyed;
+    pthread_mutex_unlock(&d->lock);
   }
   free(ks->fcs);
   free(ks->scratch);
   free(ks);
-  if (d && --d->kernels == 0 && d->destroyed) delegate_free(d); /* destroyed before the graph */
+  if (last) delegate_free(d); /* destroyed before the graph */
 }
 
 static int is_fc_output(const KernelState* ks, int t) {
@@ -789,13 +874,22 @@ static TfLiteStatus lookup_prepare(TfLiteContext* context, const KernelState* ks
 
 static void release_packed_copies(TfLiteContext* context, DcDelegate* d);
 
+static TfLiteStatus kernel_prepare_locked(TfLiteContext* context, TfLiteNode* node, DcDelegate* d);
+
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   DcDelegate* d = node->delegate ? (DcDelegate*)node->delegate->data_ : NULL;
-  KernelState* ks = (KernelState*)node->user_data;
   if (!d) {
     context->ReportError(context, "HuffDecode delegate kernel without delegate");
     return kTfLiteError;
   }
+  pthread_mutex_lock(&d->lock);
+  TfLiteStatus status = kernel_prepare_locked(context, node, d);
+  pthread_mutex_unlock(&d->lock);
+  return status;
+}
+
+static TfLiteStatus kernel_prepare_locked(TfLiteContext* context, TfLiteNode* node, DcDelegate* d) {
+  KernelState* ks = (KernelState*)node->user_data;
   join_lazy(d, 1); /* decode_lazily's tensors are complete (or the error known) from here on */
   const char* err = context_error(d, context);
   if (err) {
@@ -1651,8 +1745,10 @@ static void release_packed_copies(TfLiteContext* context, DcDelegate* d) {
   if (rel && rel->num_drops + rel->num_dead + rel->num_blocks == 0) {
     release_free(rel);
   } else if (rel) {
-    d->release = rel;
     rel->task = dc_task_start(release_run, rel); /* NULL: done in this thread */
+    pthread_mutex_lock(&d->release_lock);
+    d->release = rel; /* joined (above) before: nothing to overwrite */
+    pthread_mutex_unlock(&d->release_lock);
   }
 }
 
@@ -1699,6 +1795,12 @@ static void join_lazy(DcDelegate* d, int report) {
     }
   }
   lazy_free(f);
+}
+
+/* 1 if a fill is pending for a graph other than `context` (its errors must be kept when
+ * `context`'s graph goes, or fails to take the delegate). */
+static int lazy_of_other(const DcDelegate* d, const TfLiteContext* context) {
+  return d->lazy && d->lazy->ctx != context;
 }
 
 /* Plan position of each tensor's first consumer (indices of node_of[0..m)'s outputs), in *first;
@@ -2030,9 +2132,13 @@ static void settle_orphans(const TfLiteContext* context, DcDelegate* d, const Pl
   }
 }
 
-static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* delegate) {
-  DcDelegate* d = (DcDelegate*)delegate->data_;
+/* The delegate's Prepare but the runtime's ReplaceNodeSubsetsWithDelegateKernels (whose
+ * kernel_init takes d->lock): decodes, settles the compressed layers, reports, and lists the nodes
+ * to claim in *claimed_out (malloc'ed, also on error).  Under d->lock. */
+static TfLiteStatus delegate_plan(TfLiteContext* context, DcDelegate* d, TfLiteDelegate* delegate,
+                                  TfLiteIntArray** claimed_out) {
   TfLiteIntArray* plan = NULL;
+  *claimed_out = NULL;
   join_lazy(d, 1); /* applied again: the previous fill first */
   join_release(d);
   d->get_plan = context->GetExecutionPlan;
@@ -2043,11 +2149,12 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
   size_t cap = (size_t)(plan->size > 0 ? plan->size : 1);
   TfLiteIntArray* claimed = (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * cap);
   PlanNode* pn = (PlanNode*)calloc(cap, sizeof(PlanNode));
+  *claimed_out = claimed;
   if (!claimed || !pn) {
-    free(claimed);
     free(pn);
     return kTfLiteError;
   }
+  claimed->size = 0;
   int n = 0, huffs = 0, others = 0;
   for (int k = 0; k < plan->size; ++k) {
     TfLiteNode* node = NULL;
@@ -2072,12 +2179,10 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
         others);
   }
   if (d->compressed && !find_candidates(context, d, pn, n)) {
-    free(claimed);
     plan_nodes_free(pn, n);
     return kTfLiteError;
   }
   if (!decode_nodes(context, d, pn, n)) { /* decoded route: every other HuffDecode node */
-    free(claimed);
     plan_nodes_free(pn, n);
     return kTfLiteError;
   }
@@ -2095,8 +2200,18 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     }
   }
   plan_nodes_free(pn, n);
-  TfLiteStatus status = kTfLiteOk;
-  if (claimed->size > 0) {
+  return kTfLiteOk;
+}
+
+static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* delegate) {
+  DcDelegate* d = (DcDelegate*)delegate->data_;
+  TfLiteIntArray* claimed = NULL;
+  pthread_mutex_lock(&d->lock);
+  d->block_start = d->report_len;
+  TfLiteStatus status = delegate_plan(context, d, delegate, &claimed);
+  report_close_block(d);
+  pthread_mutex_unlock(&d->lock);
+  if (status == kTfLiteOk && claimed->size > 0) {
     TfLiteRegistration kernel;
     memset(&kernel, 0, sizeof kernel);
     kernel.init = kernel_init;
@@ -2108,7 +2223,11 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     kernel.version = 1;
     status = context->ReplaceNodeSubsetsWithDelegateKernels(context, kernel, claimed, delegate);
   }
-  if (status != kTfLiteOk) join_lazy(d, 0); /* the model may be freed next: no helper reading it */
+  if (status != kTfLiteOk) { /* the model may be freed next: no helper reading it */
+    pthread_mutex_lock(&d->lock);
+    join_lazy(d, lazy_of_other(d, context));
+    pthread_mutex_unlock(&d->lock);
+  }
   free(claimed);
   return status;
 }
@@ -2139,29 +2258,22 @@ static void report_option_error(void (*report_error)(const char*), const char* m
 }
 
 /* The environment variables the delegate reads, checked once at its creation (a value it cannot
- * read was silently taken as unset): DC_KERAS_DECODE_THREADS a whole number (0 = one thread per
- * CPU), DC_KERAS_DECODE_ASYNC "0" or "1"; empty counts as unset. */
+ * read was silently taken as unset): DC_KERAS_DECODE_THREADS a whole number from 0 to 64 (0 = one
+ * thread per CPU; dc_decode_threads_check, as dc_unpack and the LiteRT kernel check it),
+ * DC_KERAS_DECODE_ASYNC "0" or "1"; empty counts as unset.  Worded as dc_keras.runtime's. */
 static int check_environment(void (*report_error)(const char*)) {
-  char msg[512];
-  const char* threads = getenv("DC_KERAS_DECODE_THREADS");
+  char msg[512], why[400];
   const char* lazy = getenv("DC_KERAS_DECODE_ASYNC");
-  int digits = threads != NULL;
-  for (const char* c = threads; c && *c; ++c) digits &= *c >= '0' && *c <= '9';
-  if (threads && *threads && !digits) {
-    snprintf(
-        msg, sizeof msg,
-        "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_THREADS=%.64s is not a "
-        "whole "
-        "number: set it to the number of decode threads (0 = one per CPU, at most %d), or unset it",
-        threads, DC_MAX_DECODE_THREADS);
+  if (!dc_decode_threads_check(why, sizeof why)) {
+    snprintf(msg, sizeof msg, "dc_keras HuffDecode delegate: %s", why);
     report_option_error(report_error, msg);
     return 0;
   }
   if (lazy && *lazy && strcmp(lazy, "0") != 0 && strcmp(lazy, "1") != 0) {
     snprintf(msg, sizeof msg,
-             "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_ASYNC=%.64s must "
-             "be 0 (decode "
-             "while the model loads) or 1 (the default: decode in the background); or unset it",
+             "dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_ASYNC='%.64s' "
+             "must be 0 (decode while the model loads) or 1 (the default: decode in the "
+             "background); or unset it",
              lazy);
     report_option_error(report_error, msg);
     return 0;
@@ -2237,6 +2349,17 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
     free(d);
     return NULL;
   }
+  if (pthread_mutex_init(&d->lock, NULL) != 0) {
+    report_option_error(report_error, "dc_keras HuffDecode delegate: cannot create a mutex");
+    free(d);
+    return NULL;
+  }
+  if (pthread_mutex_init(&d->release_lock, NULL) != 0) {
+    report_option_error(report_error, "dc_keras HuffDecode delegate: cannot create a mutex");
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+    return NULL;
+  }
   d->base.data_ = d;
   d->base.Prepare = delegate_prepare;
   d->base.flags = kTfLiteDelegateFlagsAllowDynamicTensors;
@@ -2249,8 +2372,11 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
 DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (!delegate) return;
   DcDelegate* d = (DcDelegate*)delegate->data_;
+  pthread_mutex_lock(&d->lock);
   d->destroyed = 1;
-  if (d->kernels == 0) delegate_free(d);
+  const int last = d->kernels == 0;
+  pthread_mutex_unlock(&d->lock);
+  if (last) delegate_free(d);
 }
 
 static void delegate_free(DcDelegate* d) {
@@ -2265,7 +2391,10 @@ static void delegate_free(DcDelegate* d) {
   free(d->blocks);
   free(d->fcs);
   free(d->report);
+  free(d->rblocks);
   free(d->errors);
+  pthread_mutex_destroy(&d->release_lock);
+  pthread_mutex_destroy(&d->lock);
   free(d);
 }
 
@@ -2283,12 +2412,32 @@ static size_t copy_out(const char* s, char* buf, size_t size) {
 
 /* What the delegate did with each FULLY_CONNECTED / EMBEDDING_LOOKUP / GATHER
  * fed by packed weights, one tab-separated line each: "compressed <weights>
- * <rows>x<cols> <dtype> <nnz> <bytes> <op>" or "dense <weights> <reason> <op>".  Copies up to size - 1 bytes (NUL
- * terminated) and returns the full length. */
+ * <rows>x<cols> <dtype> <nnz> <bytes> <op>" or "dense <weights> <reason> <op>".  A delegate shared
+ * by interpreters reports each model's lines once (a model loaded again adds none), up to
+ * kReportMax bytes of lines, then one last line "more <count> <text>" for the lines not kept.
+ * Copies up to size - 1 bytes (NUL terminated) and returns the full length. */
 DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate, char* buf,
                                                  size_t size) {
-  const DcDelegate* d = delegate ? (const DcDelegate*)delegate->data_ : NULL;
-  return copy_out(d && d->report ? d->report : "", buf, size);
+  DcDelegate* d = delegate ? (DcDelegate*)delegate->data_ : NULL;
+  char more[160] = "";
+  if (!d) return copy_out("", buf, size);
+  pthread_mutex_lock(&d->lock);
+  if (d->report_dropped) {
+    snprintf(more, sizeof more,
+             "more\t%zu\t%zu more lines not kept: the report keeps %zu bytes (one delegate per "
+             "interpreter reports each model in full)\n",
+             d->report_dropped, d->report_dropped, kReportMax);
+  }
+  const size_t len = d->report_len, extra = strlen(more);
+  if (buf && size) {
+    size_t c = len < size - 1 ? len : size - 1;
+    if (c) memcpy(buf, d->report, c);
+    size_t e = extra < size - 1 - c ? extra : size - 1 - c;
+    memcpy(buf + c, more, e);
+    buf[c + e] = '\0';
+  }
+  pthread_mutex_unlock(&d->lock);
+  return len + extra;
 }
 
 /* The delegate's first error ("" if none), e.g. a packed tensor that failed to decode, after
@@ -2298,14 +2447,22 @@ DC_EXPORT size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate* delegate,
  * and returns the full length. */
 DC_EXPORT size_t DcKerasHuffDecodeDelegateError(TfLiteDelegate* delegate, char* buf, size_t size) {
   DcDelegate* d = delegate ? (DcDelegate*)delegate->data_ : NULL;
-  if (d) join_lazy(d, 1); /* a deferred kernel Prepare has not joined them yet */
-  return copy_out(d ? d->error : "", buf, size);
+  if (!d) return copy_out("", buf, size);
+  pthread_mutex_lock(&d->lock);
+  join_lazy(d, 1); /* a deferred kernel Prepare has not joined them yet */
+  const size_t len = copy_out(d->error, buf, size);
+  pthread_mutex_unlock(&d->lock);
+  return len;
 }
 
 /* The number of tensors the delegate has decoded on a helper thread while the load went on
  * (decode_lazily: 0 where userfaultfd is refused, on one CPU, with decode_async=0, or for models
  * it does not pay for).  For tests and diagnostics. */
 DC_EXPORT size_t DcKerasHuffDecodeDelegateAsync(const TfLiteDelegate* delegate) {
-  const DcDelegate* d = delegate ? (const DcDelegate*)delegate->data_ : NULL;
-  return d ? d->async_tensors : 0;
+  DcDelegate* d = delegate ? (DcDelegate*)delegate->data_ : NULL;
+  if (!d) return 0;
+  pthread_mutex_lock(&d->lock);
+  const size_t n = d->async_tensors;
+  pthread_mutex_unlock(&d->lock);
+  return n;
 }

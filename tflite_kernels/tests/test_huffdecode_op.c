@@ -1,6 +1,8 @@
 /* Tests of the HuffDecode op and delegate against a fake TfLiteContext (no TFLite needed):
  * decoding into the output, re-Prepare, every validation error with its message, and the
  * delegate's claim-decode-constant path.  Packed inputs come from codec_vectors.h. */
+#define _POSIX_C_SOURCE 200809L /* pthreads */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@ const TfLiteRegistration* DcKerasHuffDecodeRegistration(void);
 TfLiteDelegate* tflite_plugin_create_delegate(char**, char**, size_t, void (*)(const char*));
 void tflite_plugin_destroy_delegate(TfLiteDelegate*);
 size_t DcKerasHuffDecodeDelegateError(TfLiteDelegate*, char*, size_t);
+size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate*, char*, size_t);
 
 static int passed, failed;
 #define CHECK(cond, what)                                                                       \
@@ -276,10 +279,236 @@ static void test_delegate(void) {
   tflite_plugin_destroy_delegate(d);
 }
 
+/* ---- one delegate, several graphs on several threads: a fake runtime per graph ---- */
+
+/* A graph as test_delegate's (HuffDecode -> FULLY_CONNECTED reading it as its input 0), the
+ * runtime's callbacks reaching it from the context (its first member). */
+typedef struct {
+  TfLiteContext ctx;
+  TfLiteTensor tensors[2];
+  TfLiteNode nodes[2];
+  TfLiteRegistration regs[2];
+  int plan[3];
+  TfLiteIntArray *in, *out, *in_dims, *out_dims, *replaced;
+  uint8_t* packed;
+  TfLiteRegistration kernel; /* the delegate's, as ReplaceNodeSubsetsWithDelegateKernels got it */
+  TfLiteNode kernel_node;
+  int replaced_calls;
+  char error[512];
+} Graph;
+
+static void graph_report(TfLiteContext* c, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(((Graph*)c)->error, sizeof((Graph*)c)->error, fmt, ap);
+  va_end(ap);
+}
+
+static TfLiteStatus graph_plan(TfLiteContext* c, TfLiteIntArray** plan) {
+  *plan = (TfLiteIntArray*)((Graph*)c)->plan;
+  return kTfLiteOk;
+}
+
+static TfLiteStatus graph_node(TfLiteContext* c, int i, TfLiteNode** n, TfLiteRegistration** r) {
+  *n = &((Graph*)c)->nodes[i];
+  *r = &((Graph*)c)->regs[i];
+  return kTfLiteOk;
+}
+
+/* As the runtime: the kernel's init with TfLiteDelegateParams, once per claimed partition. */
+static TfLiteStatus graph_replace(TfLiteContext* c, TfLiteRegistration reg,
+                                  const TfLiteIntArray* nodes, TfLiteDelegate* d) {
+  Graph* g = (Graph*)c;
+  TfLiteDelegateParams params = {d, (TfLiteIntArray*)nodes, g->in, g->out};
+  g->replaced_calls++;
+  g->kernel = reg;
+  memset(&g->kernel_node, 0, sizeof g->kernel_node);
+  g->kernel_node.outputs = g->out;
+  g->kernel_node.delegate = d;
+  g->kernel_node.user_data = reg.init(c, (const char*)&params, 0);
+  return kTfLiteOk;
+}
+
+static Graph* graph_new(const char* weight_name) {
+  const int zero = 0, one = 1, outdims[3] = {3, 5, 2};
+  int n = (int)sizeof dense_float32_rank3_packed;
+  Graph* g = (Graph*)calloc(1, sizeof(Graph));
+  g->in = int_array(1, &zero);
+  g->out = int_array(1, &one);
+  g->in_dims = int_array(1, &n);
+  g->out_dims = int_array(3, outdims);
+  g->packed = (uint8_t*)malloc((size_t)n);
+  memcpy(g->packed, dense_float32_rank3_packed, (size_t)n);
+  g->tensors[0].type = kTfLiteUInt8;
+  g->tensors[0].data.data = g->packed;
+  g->tensors[0].dims = g->in_dims;
+  g->tensors[0].allocation_type = kTfLiteMmapRo;
+  g->tensors[0].bytes = (size_t)n;
+  g->tensors[0].name = "w/dc_packed";
+  g->tensors[1].type = kTfLiteFloat32;
+  g->tensors[1].dims = g->out_dims;
+  g->tensors[1].allocation_type = kTfLiteArenaRw;
+  g->tensors[1].bytes = 3 * 5 * 2 * 4;
+  g->tensors[1].name = weight_name;
+  g->nodes[0].inputs = g->in;
+  g->nodes[0].outputs = g->out;
+  g->nodes[1].inputs = g->out;
+  g->nodes[1].outputs = g->in;
+  g->regs[0].builtin_code = kTfLiteBuiltinCustom;
+  g->regs[0].custom_name = "HuffDecode";
+  g->regs[1].builtin_code = 9; /* FULLY_CONNECTED */
+  g->plan[0] = 2;
+  g->plan[1] = 0;
+  g->plan[2] = 1;
+  g->ctx.tensors_size = 2;
+  g->ctx.tensors = g->tensors;
+  g->ctx.ReportError = graph_report;
+  g->ctx.GetExecutionPlan = graph_plan;
+  g->ctx.GetNodeAndRegistration = graph_node;
+  g->ctx.ReplaceNodeSubsetsWithDelegateKernels = graph_replace;
+  return g;
+}
+
+/* The delegate applied, the kernel prepared and invoked: 1 if all went well and the weight is
+ * decoded exactly. */
+static int graph_load(Graph* g, TfLiteDelegate* d) {
+  return d->Prepare(&g->ctx, d) == kTfLiteOk && g->replaced_calls == 1 &&
+         g->tensors[1].data.data != NULL &&
+         memcmp(g->tensors[1].data.data, dense_float32_rank3_raw, sizeof dense_float32_rank3_raw) ==
+             0 &&
+         g->kernel.prepare(&g->ctx, &g->kernel_node) == kTfLiteOk &&
+         g->kernel.invoke(&g->ctx, &g->kernel_node) == kTfLiteOk;
+}
+
+/* The interpreter goes: the runtime frees its kernels, then the graph. */
+static void graph_free(Graph* g) {
+  if (g->replaced_calls) g->kernel.free(&g->ctx, g->kernel_node.user_data);
+  free(g->in);
+  free(g->out);
+  free(g->in_dims);
+  free(g->out_dims);
+  free(g->packed);
+  free(g);
+}
+
+static char* report_of(const TfLiteDelegate* d) {
+  size_t n = DcKerasHuffDecodeDelegateReport(d, NULL, 0);
+  char* r = (char*)malloc(n + 1);
+  DcKerasHuffDecodeDelegateReport(d, r, n + 1);
+  return r;
+}
+
+enum { kThreads = 4, kRounds = 25, kAlive = 3 };
+
+typedef struct {
+  TfLiteDelegate* d;
+  int ok, loaded;
+  size_t report_max;
+} Worker;
+
+/* Interpreters made and dropped in turn (kAlive alive at a time), reading the report meanwhile. */
+static void* worker_run(void* arg) {
+  Worker* w = (Worker*)arg;
+  Graph* alive[kAlive] = {NULL};
+  w->ok = 1;
+  for (int k = 0; k < kRounds; ++k) {
+    Graph* g = graph_new("w");
+    w->ok &= graph_load(g, w->d);
+    w->loaded++;
+    if (alive[k % kAlive]) graph_free(alive[k % kAlive]);
+    alive[k % kAlive] = g;
+    size_t n = DcKerasHuffDecodeDelegateReport(w->d, NULL, 0);
+    if (n > w->report_max) w->report_max = n;
+  }
+  for (int k = 0; k < kAlive; ++k) {
+    if (alive[k]) w->ok &= alive[k]->kernel.invoke(&alive[k]->ctx, &alive[k]->kernel_node) == 0;
+    if (alive[k]) graph_free(alive[k]);
+  }
+  return NULL;
+}
+
+/* One delegate for graphs loaded and dropped on several threads at once (an app passing one
+ * load_delegate object to each interpreter): every graph decodes its weight exactly and runs; the
+ * report holds the model's lines once, however many interpreters loaded it (it grew by them per
+ * interpreter: ~100 B per layer).  Run under ThreadSanitizer it showed the delegate's unguarded
+ * state (report, decoded-tensor and error lists, kernel count) written from several threads. */
+static void test_shared_delegate_threads(void) {
+  char* keys[1] = {"weights"};
+  char* values[1] = {"compressed"};
+  TfLiteDelegate* d = tflite_plugin_create_delegate(keys, values, 1, NULL);
+  Graph* g = graph_new("w");
+  CHECK(graph_load(g, d), "one graph");
+  char* single = report_of(d);
+  CHECK(strlen(single) > 0 && strstr(single, "dense\tw\t") == single, "one graph's report");
+  graph_free(g);
+  pthread_t tid[kThreads];
+  Worker w[kThreads];
+  memset(w, 0, sizeof w);
+  for (int t = 0; t < kThreads; ++t) {
+    w[t].d = d;
+    CHECK(pthread_create(&tid[t], NULL, worker_run, &w[t]) == 0, "thread");
+  }
+  for (int t = 0; t < kThreads; ++t) pthread_join(tid[t], NULL);
+  for (int t = 0; t < kThreads; ++t) {
+    CHECK(w[t].ok && w[t].loaded == kRounds, "every graph decoded and ran");
+    CHECK(w[t].report_max == strlen(single), "the report never grew");
+  }
+  char* after = report_of(d);
+  CHECK(strcmp(after, single) == 0, "the same report after 100 interpreters on 4 threads");
+  free(after);
+  free(single);
+  tflite_plugin_destroy_delegate(d);
+}
+
+/* Different models forever through one delegate: the report keeps its first MiB of lines, then
+ * one "more" line counting the others; a model seen before adds nothing. */
+static void test_report_is_bounded(void) {
+  char* keys[1] = {"weights"};
+  char* values[1] = {"compressed"};
+  enum { kName = 1000, kModels = 1200 };
+  TfLiteDelegate* d = tflite_plugin_create_delegate(keys, values, 1, NULL);
+  char* names = (char*)malloc((size_t)kModels * (kName + 1));
+  size_t line = 0;
+  for (int k = 0; k < kModels; ++k) {
+    char* name = names + (size_t)k * (kName + 1);
+    memset(name, 'a' + k % 26, kName);
+    snprintf(name, kName, "layer%05d", k);
+    name[strlen(name)] = '_';
+    name[kName] = '\0';
+    Graph* g = graph_new(name);
+    CHECK(graph_load(g, d), "distinct model");
+    graph_free(g);
+    if (k == 0) line = DcKerasHuffDecodeDelegateReport(d, NULL, 0);
+  }
+  char* r = report_of(d);
+  const size_t kept = (size_t)1 << 20;
+  const char* more = strstr(r, "more\t");
+  size_t lines = 0, dropped = 0;
+  for (const char* c = r; more && c < more; ++c) lines += *c == '\n';
+  CHECK(more && (size_t)(more - r) <= kept && (size_t)(more - r) > kept - line, "kept 1 MiB");
+  CHECK(more && sscanf(more, "more\t%zu\t", &dropped) == 1 && lines + dropped == kModels &&
+            strstr(more, "more lines not kept") != NULL && more[strlen(more) - 1] == '\n',
+        "one last line counts the others");
+  Graph* g = graph_new(names); /* the first model again */
+  CHECK(graph_load(g, d), "first model again");
+  graph_free(g);
+  g = graph_new(names + (size_t)(kModels - 1) * (kName + 1)); /* the last one, not kept */
+  CHECK(graph_load(g, d), "last model again");
+  graph_free(g);
+  char* again = report_of(d);
+  CHECK(strcmp(again, r) == 0, "models seen before add nothing, kept or counted");
+  free(again);
+  free(r);
+  free(names);
+  tflite_plugin_destroy_delegate(d);
+}
+
 int main(void) {
   test_op_decodes_in_prepare();
   test_op_errors();
   test_delegate();
+  test_shared_delegate_threads();
+  test_report_is_bounded();
   for (int k = 0; k < g_heap_n; ++k) free(g_heap[k]);
   free(g_in_list);
   free(g_out_list);

@@ -371,7 +371,29 @@ int main(void) {
   task(0);
   setenv("DC_KERAS_DECODE_THREADS", "zero", 1);
   CHECK(dc_decode_threads(0) >= 1, "bad environment value: automatic");
+  /* what the entry points refuse (dc_unpack, the LiteRT kernel, the delegate): a whole number
+   * 0..64 or unset / empty, nothing else (they took the rest as unset: one thread per CPU) */
+  const char* bad[] = {"abc", "-3", "4x", " 4", "+4", "65", "99999999999999999999", "0x10"};
+  const char* good[] = {"", "0", "1", "64", "007"};
+  char why[256];
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+    char want[64];
+    snprintf(want, sizeof want, "DC_KERAS_DECODE_THREADS='%s' is not a whole number", bad[i]);
+    setenv("DC_KERAS_DECODE_THREADS", bad[i], 1);
+    why[0] = '\0';
+    CHECK(dc_decode_threads_check(why, sizeof why) == 0 && strstr(why, want) != NULL &&
+              strstr(why, "from 0 to 64: set it to the number of decode threads") != NULL &&
+              strstr(why, "or unset it") != NULL,
+          "unreadable value refused with its name, value and fix");
+  }
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; ++i) {
+    setenv("DC_KERAS_DECODE_THREADS", good[i], 1);
+    CHECK(dc_decode_threads_check(why, sizeof why) == 1, "whole number 0..64 taken");
+  }
+  setenv("DC_KERAS_DECODE_THREADS", "007", 1);
+  CHECK(dc_decode_threads(0) == 7, "leading zeros");
   unsetenv("DC_KERAS_DECODE_THREADS");
+  CHECK(dc_decode_threads_check(NULL, 0) == 1, "unset");
   CHECK(dc_decode_threads(0) >= 1, "automatic");
   if (failures) {
     fprintf(stderr, "test_parallel: %d failure(s)\n", failures);

@@ -100,8 +100,12 @@ static void check_model(const char* path, int tail) {
   CHECK(dc_unpack(model, n, &again, &an, why, sizeof why) == DC_UNPACK_OK && an == pn &&
             memcmp(again, plain, pn) == 0,
         "single-thread unpack differs");
-  unsetenv("DC_KERAS_DECODE_THREADS");
   dc_unpack_free(again);
+  setenv("DC_KERAS_DECODE_THREADS", "4x", 1); /* was taken as unset: one thread per CPU */
+  CHECK(dc_unpack(model, n, &again, &an, why, sizeof why) == DC_UNPACK_ARGUMENT && !again &&
+            strstr(why, "environment variable DC_KERAS_DECODE_THREADS='4x' is not a whole") != NULL,
+        "an unreadable DC_KERAS_DECODE_THREADS is refused: %s", why);
+  unsetenv("DC_KERAS_DECODE_THREADS");
   /* aligned packed bytes: every packed tensor 64-aligned, unpacks to the same tensors */
   uint8_t* al = NULL;
   size_t aln = 0;
