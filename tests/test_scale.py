@@ -1,0 +1,80 @@
+"""Scale: the packer and writer on big and wide models (memory, per-tensor cost, > 2 GiB files).
+
+Models are synthesised through the TFLite schema module (a chain of FULLY_CONNECTED ops whose
+weights are pruned to 10 % and shared among 16 values), so a 32 MB model costs no converter run.
+Figures (times, peak RSS on 100 MB .. 2.2 GB models) are in benchmarks/bench_scale.py's output,
+not asserted here: these tests check bounds a whole-model copy too many breaks.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from dc_keras import _flatbuffer as fb
+from dc_keras._flatbuffer import schema
+
+
+def fc_chain(layers, width, seed=0, buffers="auto", keep=0.1, values=16):
+    """A ``.tflite`` of ``layers`` FULLY_CONNECTED float32 ops ``width`` x ``width`` (pruned, shared)."""
+    rng = np.random.default_rng(seed)
+    m = schema.ModelT()
+    m.version, m.buffers, m.subgraphs = fb.SCHEMA_VERSION, [schema.BufferT()], [schema.SubGraphT()]
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
+    code.version = 1
+    m.operatorCodes = [code]
+    sg = m.subgraphs[0]
+    sg.tensors, sg.operators = [], []
+
+    def tensor(name, shape, data=None):
+        b = schema.BufferT()
+        if data is not None:
+            b.data = np.frombuffer(data.tobytes(), np.uint8)
+        m.buffers.append(b)
+        t = schema.TensorT()
+        t.name, t.shape, t.type, t.buffer = name, list(shape), schema.TensorType.FLOAT32, len(m.buffers) - 1
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    centroids = rng.standard_normal(values).astype(np.float32)
+    x = sg.inputs = tensor("x", [1, width])
+    for i in range(layers):
+        w = centroids[rng.integers(0, values, width * width)] * (rng.random(width * width) < keep)
+        k = tensor(f"fc{i}/kernel", [width, width], w.astype(np.float32))
+        b = tensor(f"fc{i}/bias", [width], centroids[rng.integers(0, values, width)])
+        y = tensor(f"fc{i}/out", [1, width])
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [x, k, b], [y]
+        op.builtinOptionsType = schema.BuiltinOptions.FullyConnectedOptions
+        op.builtinOptions = schema.FullyConnectedOptionsT()
+        sg.operators.append(op)
+        x = y
+    sg.inputs, sg.outputs = [0], [x]
+    return fb.write_model(m, buffers)
+
+
+def _peak(fn, *args, **kwargs):
+    """(result, peak bytes Python and numpy allocated while ``fn`` ran)."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = fn(*args, **kwargs)
+        return out, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("buffers", ["inline", "external"])
+def test_write_model_holds_at_most_one_copy_of_the_data_besides_the_model(buffers):
+    """``write_model`` of a model holding D bytes of weights allocates the output (D) and, inline,
+    the flatbuffer builder's buffer (D) -- not a copy of every buffer first, nor a builder that
+    doubled as it grew, nor a second copy of the output: unpack of a 2.2 GB model held ~4x."""
+    data = fc_chain(4, 1448, buffers=buffers)  # 4 x 8 MiB of kernels
+    model = fb.read_model(data)
+    out, peak = _peak(fb.write_model, model, buffers)
+    again = fb.read_model(out)
+    assert [fb.buffer_bytes(again, i) for i in range(len(again.buffers))] == [
+        fb.buffer_bytes(model, i) for i in range(len(model.buffers))]
+    limit = (2.0 if buffers == "inline" else 1.0) * len(data) + (4 << 20)
+    assert peak <= limit, f"write_model({buffers!r}) allocated {peak / len(data):.2f}x the model's size"
