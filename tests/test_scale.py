@@ -78,3 +78,20 @@ def test_write_model_holds_at_most_one_copy_of_the_data_besides_the_model(buffer
         fb.buffer_bytes(model, i) for i in range(len(model.buffers))]
     limit = (2.0 if buffers == "inline" else 1.0) * len(data) + (4 << 20)
     assert peak <= limit, f"write_model({buffers!r}) allocated {peak / len(data):.2f}x the model's size"
+
+
+@pytest.mark.parametrize("dtype,limit", [("int8", 7.0), ("float32", 4.0)])
+def test_codec_encode_works_in_memory_a_few_times_the_tensor(dtype, limit):
+    """``codec.encode`` (what pack runs per tensor) of a pruned, shared tensor allocates a few
+    times its size: element indices as uint16, sparse positions as int32 and the bit packing in
+    chunks. With whole-tensor int64 work arrays it took 16x (int8) / 9x (float32), so a 1 GB
+    int8 embedding needed ~16 GB to pack."""
+    from dc_keras import codec
+
+    rng = np.random.default_rng(0)
+    n = 1 << 22
+    centroids = (rng.integers(-127, 128, 16) if dtype == "int8" else rng.standard_normal(16)).astype(dtype)
+    w = (centroids[rng.integers(0, 16, n)] * (rng.random(n) < 0.1)).astype(dtype).reshape(2048, -1)
+    data, peak = _peak(codec.encode, w)
+    assert np.array_equal(codec.decode(data), w)
+    assert peak <= limit * w.nbytes, f"encode allocated {peak / w.nbytes:.2f}x the {dtype} tensor's size"

@@ -128,26 +128,63 @@ class _Code:
 # ----------------------------------------------------------------------------------------------
 # §7 bit packing
 # ----------------------------------------------------------------------------------------------
+# Symbols bit-packed per step: the step's int64/uint64 work arrays (~60 B per symbol) stay a few
+# tens of MB however big the tensor; whole-tensor work arrays made encoding a 1 GB int8 tensor
+# allocate ~16 GB (tests/test_scale.py).
+_PACK_CHUNK = 1 << 18
+
+
+# Items bit-packed per step (_pack_chunked): the step's int64/uint64 work arrays (~100 B per item)
+# stay ~25 MB however big the tensor. Whole-tensor work arrays made encoding a 1 GB int8 tensor
+# allocate ~16 GB (tests/test_scale.py).
+_PACK_CHUNK = 1 << 18
+
+
 def pack_bits(codes, lengths):
     """Concatenates codes (already bit-reversed) LSB first into bytes, zero padded (§7)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if len(lengths) == 0:
-        return b""
-    ends = np.cumsum(lengths)
-    nbits = int(ends[-1])
+    return pack_symbols(None, codes, lengths)
+
+
+def pack_symbols(symbols, codes, lengths):
+    """``pack_bits(codes[symbols], lengths[symbols])`` (all of ``codes``/``lengths`` when
+    ``symbols`` is None), without making the per-symbol code and length arrays for the whole
+    tensor (``_pack_chunked``)."""
+    n = len(lengths) if symbols is None else len(symbols)
+
+    def chunk(a, b, with_codes):
+        sel = slice(a, b) if symbols is None else symbols[a:b]
+        ln = np.asarray(lengths[sel], dtype=np.int64)
+        return (np.asarray(codes[sel], dtype=np.uint64) if with_codes else None), ln
+
+    return _pack_chunked(n, chunk)
+
+
+def _pack_chunked(n, chunk):
+    """The §7 bit packing of ``n`` items, ``_PACK_CHUNK`` at a time: ``chunk(a, b, with_codes)``
+    gives (codes or None, lengths) of the fields of items a..b-1 (an item may have several
+    fields). Two passes: the bit count (lengths only), then the words."""
+    one = chunk(0, n, True) if n <= _PACK_CHUNK else None  # a small tensor: one pass
+    nbits = int(one[1].sum()) if one else sum(
+        int(chunk(a, min(a + _PACK_CHUNK, n), False)[1].sum()) for a in range(0, n, _PACK_CHUNK))
     if nbits == 0:
         return b""
-    offs = ends - lengths
-    codes = np.asarray(codes, dtype=np.uint64)
-    wi = offs >> 6
-    sh = offs & 63
-    lo = codes << sh.astype(np.uint64)
     words = np.zeros(nbits // 64 + 2, np.uint64)
-    starts = np.flatnonzero(np.concatenate([[True], wi[1:] != wi[:-1]]))
-    words[wi[starts]] = np.add.reduceat(lo, starts)  # fields are disjoint: sum == OR
-    spill = np.flatnonzero(sh + lengths > 64)
-    if len(spill):
-        words[wi[spill] + 1] += codes[spill] >> (64 - sh[spill]).astype(np.uint64)
+    base = 0
+    for a in range(0, n, _PACK_CHUNK):
+        c, ln = one or chunk(a, min(a + _PACK_CHUNK, n), True)
+        if not len(ln):
+            continue
+        ends = np.cumsum(ln) + base
+        offs = ends - ln
+        base = int(ends[-1])
+        wi = offs >> 6
+        sh = offs & 63
+        lo = c << sh.astype(np.uint64)
+        starts = np.flatnonzero(np.concatenate([[True], wi[1:] != wi[:-1]]))
+        words[wi[starts]] += np.add.reduceat(lo, starts)  # fields are disjoint: sum == OR
+        spill = np.flatnonzero(sh + ln > 64)
+        if len(spill):
+            words[wi[spill] + 1] += c[spill] >> (64 - sh[spill]).astype(np.uint64)
     return words.astype("<u8").tobytes()[: (nbits + 7) // 8]
 
 
@@ -213,9 +250,10 @@ def _sparse_plan(idx, counts, limit):
     k = len(counts)
     n = len(idx)
     bg = int(np.argmax(counts))
-    pos = np.flatnonzero(idx != bg)
-    vals = idx[pos].astype(np.int64)
-    gaps = np.diff(pos, prepend=-1) - 1 if len(pos) else np.zeros(0, np.int64)
+    # int32: positions < 2^31 (§2); int64 arrays here cost 8 B per stored element each
+    pos = np.flatnonzero(idx != bg).astype(np.int32)
+    vals = idx[pos].astype(np.int32)
+    gaps = np.diff(pos, prepend=np.int32(-1)) - np.int32(1) if len(pos) else np.zeros(0, np.int32)
     trail = n - 1 - int(pos[-1]) if len(pos) else n  # background after the last stored element
     val_counts = np.bincount(vals, minlength=k)
     max_gap = max(int(gaps.max()) if len(gaps) else 0, trail)
@@ -261,18 +299,18 @@ def _sparse_plan(idx, counts, limit):
 def _streams_dense(idx, code):
     out = []
     for s in range(NUM_STREAMS):
-        sym = idx[s::NUM_STREAMS]
-        out.append(pack_bits(code.codes[sym], code.lengths[sym]))
+        out.append(pack_symbols(idx[s::NUM_STREAMS], code.codes, code.lengths))
     return out
 
 
 def _entries(plan):
-    """§6 entries (gap, index) with the fillers: (gaps, indices), int64 arrays of length E."""
+    """§6 entries (gap, index) with the fillers: (gaps, indices), uint16 arrays of length E (gap
+    symbols < G <= 4096, indices < 4096)."""
     g, bg, q = plan["G"], plan["bg"], plan["q"]
     reps = q + 1
     e = int(reps.sum()) + plan["trail"] // g  # trailing fillers: fewer than G implicit (§6)
-    gaps_out = np.full(e, g - 1, np.int64)
-    idx_out = np.full(e, bg, np.int64)
+    gaps_out = np.full(e, g - 1, np.uint16)
+    idx_out = np.full(e, bg, np.uint16)
     last = np.cumsum(reps) - 1
     gaps_out[last] = plan["gaps"] % g
     idx_out[last] = plan["vals"]
@@ -282,7 +320,7 @@ def _entries(plan):
 def _streams_sparse(plan):
     gaps_out, idx_out = _entries(plan)
     gc, ic = plan["gap_code"], plan["index_code"]
-    return len(gaps_out), _pack_entries(gaps_out, idx_out, gc, [ic], np.zeros(len(idx_out), np.int64))
+    return len(gaps_out), _pack_entries(gaps_out, idx_out, gc, [ic], None)  # one index table
 
 
 
@@ -303,12 +341,21 @@ def _pack_entries(gaps_out, idx_out, gc, icodes, ctx, segmented=False):
     out = []
     for s in range(NUM_STREAMS):
         sl = slice(bounds[s], bounds[s + 1]) if segmented else slice(s, None, NUM_STREAMS)
-        gs, is_, cs = gaps_out[sl], idx_out[sl], ctx[sl]
-        codes = np.empty(2 * len(gs), np.uint64)
-        lens = np.empty(2 * len(gs), np.int64)
-        codes[0::2], codes[1::2] = gc.codes[gs], icod[cs, is_]
-        lens[0::2], lens[1::2] = gc.lengths[gs], ilen[cs, is_]
-        out.append(pack_bits(codes, lens))
+        gs, is_ = gaps_out[sl], idx_out[sl]
+        cs = ctx[sl] if ctx is not None else 0
+
+        def chunk(a, b, with_codes, gs=gs, is_=is_, cs=cs):
+            g, i = gs[a:b], is_[a:b]
+            c = cs[a:b] if ctx is not None else 0
+            lens = np.empty(2 * len(g), np.int64)
+            lens[0::2], lens[1::2] = gc.lengths[g], ilen[c, i]
+            if not with_codes:
+                return None, lens
+            codes = np.empty(2 * len(g), np.uint64)
+            codes[0::2], codes[1::2] = gc.codes[g], icod[c, i]
+            return codes, lens
+
+        out.append(_pack_chunked(len(gs), chunk))
     return out
 
 
@@ -323,7 +370,7 @@ def index_contexts(gaps_out, idx_out, classes, bg):
 
 def segment_starts(gaps_out):
     """§14: position where the segments of streams 1, 2, 3 start (after the previous ones' entries)."""
-    ends = np.concatenate([[0], np.cumsum(gaps_out + 1)])
+    ends = np.concatenate([[0], np.cumsum(gaps_out + 1, dtype=np.int64)])
     return [int(ends[j]) for j in _segments(len(gaps_out))[1:4]]
 
 
@@ -354,11 +401,17 @@ def _unique_small(bits):
     while True:
         if len(cand) > MAX_SYMBOLS:
             raise ValueError(f"more than {MAX_SYMBOLS} distinct values: cluster the tensor first")
-        idx = np.searchsorted(cand, bits)
-        np.minimum(idx, len(cand) - 1, out=idx)
-        miss = cand[idx] != bits
-        if not miss.any():
+        idx = np.empty(len(bits), np.uint16)  # < 4096 entries; int64 would be 8 B per element
+        missing = []
+        for a in range(0, len(bits), _PACK_CHUNK):  # searchsorted's int64 result one chunk at a time
+            part = bits[a:a + _PACK_CHUNK]
+            i = np.minimum(np.searchsorted(cand, part), len(cand) - 1)
+            miss = cand[i] != part
+            if miss.any():
+                missing.append(np.unique(part[miss]))
+            idx[a:a + _PACK_CHUNK] = i
+        if not missing:
             return cand, idx, np.bincount(idx, minlength=len(cand)).astype(np.int64)
-        cand = np.union1d(cand, np.unique(bits[miss]))
+        cand = np.union1d(cand, np.unique(np.concatenate(missing)))
 
 
