@@ -455,6 +455,22 @@ def _as_aligned(b: "schema.BufferT") -> _AlignedBufferT:
     return out
 
 
+def buffer_size(model, index: int) -> int:
+    """Bytes of data in buffer ``index`` (0 when empty), without copying them."""
+    if index <= 0 or index >= len(model.buffers or []):
+        return 0
+    data = model.buffers[index].data
+    return 0 if data is None else len(data)
+
+
+def buffer_view(model, index: int) -> memoryview:
+    """The data of buffer ``index`` as a read-only byte ``memoryview`` (empty when none): no copy,
+    unlike ``buffer_bytes`` (a copy per use was ~30 % of pack's time on big models)."""
+    if buffer_size(model, index) == 0:
+        return memoryview(b"")
+    return memoryview(np.ascontiguousarray(model.buffers[index].data, dtype=np.uint8)).cast("B").toreadonly()
+
+
 def buffer_bytes(model, index: int) -> bytes:
     """The data of buffer ``index`` (``b''`` when empty)."""
     if index <= 0 or index >= len(model.buffers or []):

@@ -52,7 +52,7 @@ def _tensor_array(model, t):
     Sub-byte tensors (int4, uint4, int2), stored two or four per byte, come back one element per
     numpy item (``ml_dtypes`` types), as ``dc_keras.codec.encode`` takes them.
     """
-    raw = fb.buffer_bytes(model, t.buffer)
+    raw = fb.buffer_view(model, t.buffer)
     if not raw or not packable_type(t.type):
         return None
     from dc_keras.codec import _format, unpack_subbyte
@@ -430,7 +430,7 @@ def _signed_zeros(model, make_positive):
         if not all(readers.get(u) and all(readers[u]) for u in users):
             continue
         types = {int(model.subgraphs[s].tensors[i].type) for s, i in users}
-        raw = fb.buffer_bytes(model, b)
+        raw = fb.buffer_view(model, b)
         if len(types) != 1 or next(iter(types)) not in _ZERO_BITS or not raw:
             continue
         dtype, sign = _ZERO_BITS[next(iter(types))]
@@ -497,7 +497,7 @@ def _compact(model):
             if q is not None and not any(_has_items(getattr(q, f, None))
                                          for f in ("min", "max", "scale", "zeroPoint", "details")):
                 t.quantization = None
-            if t.buffer > 0 and t.buffer not in keep and not t.isVariable and not fb.buffer_bytes(model, t.buffer):
+            if t.buffer > 0 and t.buffer not in keep and not t.isVariable and not fb.buffer_size(model, t.buffer):
                 moved.add(t.buffer)
     for sg in model.subgraphs:  # a buffer also used by a variable tensor stays
         moved.difference_update(t.buffer for t in sg.tensors or [] if t.isVariable)
@@ -514,7 +514,7 @@ def _has_items(v):
 
 def _refusal(model, t, reason, min_bytes, refused):
     """Records in ``refused`` a constant of at least ``min_bytes`` that cannot be packed: (name, bytes, why)."""
-    nbytes = len(fb.buffer_bytes(model, t.buffer)) if t.buffer > 0 else 0
+    nbytes = fb.buffer_size(model, t.buffer) if t.buffer > 0 else 0
     if refused is not None and nbytes >= max(min_bytes, 1):
         refused.add(t, nbytes, reason)
 
@@ -551,7 +551,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
                     _refusal(model, t, why, min_bytes, refused)
                 continue
             arr = _tensor_array(model, t)
-            nbytes = len(fb.buffer_bytes(model, t.buffer))  # as stored (sub-byte types packed)
+            nbytes = fb.buffer_size(model, t.buffer)  # as stored (sub-byte types packed)
             if arr is None and nbytes >= max(min_bytes, 1):  # worded as inspect's row for it
                 shape = [int(d) for d in (t.shape if t.shape is not None else [])]
                 _refusal(model, t, f"buffer holds {nbytes} B, not the "
@@ -561,7 +561,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
                 continue
             key = (t.buffer, int(t.type), arr.shape)
             if key not in packed_cache:
-                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer), enc)
+                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_view(model, t.buffer), enc)
                 if packed_cache[key] is None:
                     _refusal(model, t, "the codec refuses its data (e.g. > 4096 distinct values: cluster it)",
                              min_bytes, refused)
@@ -681,8 +681,8 @@ def _encode_checked(codec, arr, verify, raw=None, enc=None):
         return None  # refused: too many distinct values, unsupported shape, ...
     if verify:
         want = raw if raw is not None else _stored_bytes(arr)
-        back = np.asarray(codec.decode(data, raw=True)).tobytes()
-        if back != want:
+        back = memoryview(np.ascontiguousarray(codec.decode(data, raw=True))).cast("B")  # no copy
+        if back != memoryview(want).cast("B"):
             raise RuntimeError(
                 "dc_keras.codec round trip is not bit-exact for a tensor of shape "
                 f"{arr.shape} {arr.dtype}; refusing to write a wrong model (codec bug)"
@@ -762,14 +762,14 @@ def _unpack_model(model, buffers):
             data = _decode_for(codec, raw, t, where, name)
             b = t.buffer
             if b > 0 and b < len(model.buffers) and b not in removed_buffers:
-                existing = fb.buffer_bytes(model, b)
-                if existing and existing != data:
+                existing = fb.buffer_view(model, b)
+                if existing and existing != memoryview(data):
                     b = 0  # shared with different content: give it a buffer of its own
             if b <= 0:
                 model.buffers.append(schema.BufferT())
                 b = len(model.buffers) - 1
                 t.buffer = b
-            model.buffers[b].data = np.frombuffer(data, np.uint8)
+            model.buffers[b].data = data
             drop_tensors.add(ins[0])
             removed_buffers.add(p.buffer)
         sg.operators = keep_ops
@@ -782,10 +782,10 @@ def _unpack_model(model, buffers):
 
 
 def _decode_for(codec, raw, t, where, name):
-    """The buffer bytes of tensor ``t`` decoded from ``raw``; ValueError if they do not fit it."""
+    """The buffer bytes of tensor ``t`` decoded from ``raw`` (a uint8 array); ValueError if they do not fit it."""
     try:
         head = codec.info(raw)
-        data = np.asarray(codec.decode(raw, raw=True)).tobytes()
+        data = np.ascontiguousarray(codec.decode(raw, raw=True), dtype=np.uint8)  # uint8, kept: no copy
     except ValueError as exc:
         raise ValueError(f"{where}: packed data of {name!r} is invalid: {exc}") from None
     mismatch = header_mismatch(head, t)
