@@ -119,3 +119,48 @@ def _kernel(data):
     m = fb.read_model(data)
     t = next(t for t in m.subgraphs[0].tensors if fb.tensor_name(t) == "fc0/kernel")
     return fb.buffer_bytes(m, t.buffer)
+
+
+def _packed_zeros_model(tensors, elements):
+    """A packed ``.tflite`` (synthesised, no unpacked form in memory) whose ``tensors`` HuffDecode
+    ops each decode ``elements`` float32 zeros, from one shared packed buffer."""
+    from dc_keras import codec
+
+    packed = np.frombuffer(codec.encode(np.zeros(elements, np.float32)), np.uint8)
+    m = schema.ModelT()
+    m.version, m.subgraphs = fb.SCHEMA_VERSION, [schema.SubGraphT()]
+    m.buffers = [schema.BufferT(), fb.PackedBufferT()]
+    m.buffers[1].data = packed
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = fb.CUSTOM_CODE
+    code.customCode, code.version = fb.HUFFDECODE.decode(), 1
+    m.operatorCodes = [code]
+    sg = m.subgraphs[0]
+    sg.tensors, sg.operators, sg.inputs = [], [], []
+    src = schema.TensorT()
+    src.shape, src.type, src.buffer = [len(packed)], schema.TensorType.UINT8, 1
+    sg.tensors.append(src)
+    for i in range(tensors):
+        m.buffers.append(schema.BufferT())
+        t = schema.TensorT()
+        t.name, t.shape, t.type, t.buffer = f"w{i}", [elements], schema.TensorType.FLOAT32, len(m.buffers) - 1
+        sg.tensors.append(t)
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [0], [len(sg.tensors) - 1]
+        sg.operators.append(op)
+    sg.outputs = list(range(1, tensors + 1))
+    return fb.write_model(m, "inline")
+
+
+@pytest.mark.long  # ~15 s: encodes 1 GiB of zeros
+def test_c_unpacker_refuses_a_result_over_2_gib_naming_the_fix():
+    """``runtime.unpack`` (the C ``dc_unpack``, also behind ``runtime.compiled_model`` and the
+    Android recipe) writes weights inside the flatbuffer, so a model whose weights pass 2 GiB
+    cannot be unpacked there: it said only "would exceed 2147483647 bytes". The error now says
+    what to use instead, and ``dc_keras.export.unpack`` is that: it writes them after the
+    flatbuffer (checked here on the sizes its header declares, without decoding 3 GiB)."""
+    from dc_keras import runtime
+
+    packed = _packed_zeros_model(3, 1 << 28)  # 3 x 1 GiB decoded, 32 MB packed
+    with pytest.raises(ValueError, match=r"would exceed 2147483647 bytes .*2 GiB.*dc_keras\.export\.unpack"):
+        runtime.unpack(packed)

@@ -394,6 +394,15 @@ def _context_plan(plan, classes, n_ctx, k, limit):
             "index_codes": icodes}
 
 
+def chunked_bincount(values, k):
+    """``np.bincount(values, minlength=k)`` as int64, per chunk: bincount copies its whole input
+    to int64 first (8 B per element)."""
+    counts = np.zeros(k, np.int64)
+    for a in range(0, len(values), _PACK_CHUNK):
+        counts += np.bincount(values[a:a + _PACK_CHUNK], minlength=k)
+    return counts
+
+
 def _unique_small(bits):
     """(sorted distinct values, index of each element, counts) for a tensor with few distinct
     values: binary search against a candidate codebook instead of sorting all elements."""
@@ -411,7 +420,7 @@ def _unique_small(bits):
                 missing.append(np.unique(part[miss]))
             idx[a:a + _PACK_CHUNK] = i
         if not missing:
-            return cand, idx, np.bincount(idx, minlength=len(cand)).astype(np.int64)
+            return cand, idx, chunked_bincount(idx, len(cand))
         cand = np.union1d(cand, np.unique(np.concatenate(missing)))
 
 

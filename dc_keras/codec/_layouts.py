@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from ._encode import (_PACK_CHUNK, _Code, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
+from ._encode import (_Code, chunked_bincount, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
                       _streams_sparse, _unique_small, checksum)
 from ._format import (MAX_CONTEXT_SYMBOLS, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
@@ -241,9 +241,7 @@ def _group_tables(bits, code, shape, axis, align="mode", _cache=None):
 def _plain_codebook(bits, esz):
     """(sorted distinct bit patterns, index of each element, counts); ValueError if > 4096."""
     if esz <= 2:
-        hist = np.zeros(1 << (8 * esz), np.int64)
-        for a in range(0, len(bits), _PACK_CHUNK):  # bincount copies its input to int64: per chunk
-            hist += np.bincount(bits[a:a + _PACK_CHUNK], minlength=len(hist))
+        hist = chunked_bincount(bits, 1 << (8 * esz))
         uniq = np.flatnonzero(hist)
         if len(uniq) > MAX_SYMBOLS:
             raise ValueError(f"{len(uniq)} distinct values > {MAX_SYMBOLS}: cluster the tensor first")
