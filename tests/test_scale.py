@@ -164,3 +164,27 @@ def test_c_unpacker_refuses_a_result_over_2_gib_naming_the_fix():
     packed = _packed_zeros_model(3, 1 << 28)  # 3 x 1 GiB decoded, 32 MB packed
     with pytest.raises(ValueError, match=r"would exceed 2147483647 bytes .*2 GiB.*dc_keras\.export\.unpack"):
         runtime.unpack(packed)
+
+
+def test_pack_shows_progress_on_a_terminal_for_big_models_only(monkeypatch):
+    """pack of a 2.4 GB model runs for a minute or more: on a terminal it draws a bar over the
+    constant bytes it has looked at (as inspect does; removed when done); small models and
+    non-terminals get none. It said nothing (the CLI only an elapsed time)."""
+    import io
+    import sys
+    import warnings
+
+    from dc_keras.export import _pack
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    data = fc_chain(2, 256)
+    for stream, threshold, shown in ((Tty(), 1024, True), (Tty(), 1 << 40, False), (io.StringIO(), 1024, False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.setattr(_pack, "PROGRESS_MIN_BYTES", threshold)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export.pack(data)
+        assert ("pack" in stream.getvalue() and "B/s" in stream.getvalue()) == shown, stream.getvalue()

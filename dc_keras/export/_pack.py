@@ -17,6 +17,9 @@ PACKED_SUFFIX = "/dc_packed"
 # the HuffDecode operator, vectors, 4-byte alignment; measured 63-68 B on the model zoo, see
 # tests/test_export_pack.py): a tensor is packed only if it saves more than that.
 _PER_TENSOR_OVERHEAD = 80
+#: pack draws a progress bar (stderr, on a terminal only) for models with this many bytes of
+#: constants: packing a 2.4 GB model takes a minute or more, ~2 ms per tensor on wide models.
+PROGRESS_MIN_BYTES = 16 << 20
 
 
 def _codec():
@@ -541,39 +544,58 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
             skip_reason(model.subgraphs[s].tensors[i], i, facts[s], users, planned) is None
             for s, i in refs)
     plans, packed_cache = {}, {}  # cache: (buffer, dtype, shape) -> bytes or None
-    for s, sg in enumerate(model.subgraphs):
-        for i, t in enumerate(sg.tensors or []):
-            if t.buffer <= 0 or not eligible.get(t.buffer, False):
-                why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
-                if why is None and t.buffer > 0:
-                    why = shared_buffer_reason(model, s, i, facts, users, planned)
-                if why is not None and why != "no operator reads it" and (s, i) not in densified:
-                    _refusal(model, t, why, min_bytes, refused)
-                continue
-            arr = _tensor_array(model, t)
-            nbytes = fb.buffer_size(model, t.buffer)  # as stored (sub-byte types packed)
-            if arr is None and nbytes >= max(min_bytes, 1):  # worded as inspect's row for it
-                shape = [int(d) for d in (t.shape if t.shape is not None else [])]
-                _refusal(model, t, f"buffer holds {nbytes} B, not the "
-                         f"{fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} the tensor declares",
-                         min_bytes, refused)
-            if arr is None or nbytes < max(min_bytes, 1):
-                continue
-            key = (t.buffer, int(t.type), arr.shape)
-            if key not in packed_cache:
-                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_view(model, t.buffer), enc)
-                if packed_cache[key] is None:
-                    _refusal(model, t, "the codec refuses its data (e.g. > 4096 distinct values: cluster it)",
-                             min_bytes, refused)
-            data = packed_cache[key]
-            if data is not None and keep_reason(len(data), nbytes, min_saving) is None:
-                plans[(s, i)] = data
+    with _progress(model, "pack") as bar:
+        for s, sg in enumerate(model.subgraphs):
+            for i, t in enumerate(sg.tensors or []):
+                _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min_bytes, verify,
+                             min_saving, enc, refused, codec, plans, packed_cache)
+                bar.update(fb.buffer_size(model, t.buffer))
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():
         if eligible.get(b) and not all((s, i) in plans for s, i in refs):
             for s, i in refs:
                 plans.pop((s, i), None)
     return plans
+
+
+def _progress(model, desc):
+    """A tqdm bar over the model's constant bytes (stderr; only on a terminal and from
+    ``PROGRESS_MIN_BYTES`` on; removed when done)."""
+    from tqdm.auto import tqdm
+
+    total = sum(fb.buffer_size(model, t.buffer) for sg in model.subgraphs for t in sg.tensors or [])
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False,
+                disable=None if total >= PROGRESS_MIN_BYTES else True)
+
+
+def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min_bytes, verify, min_saving, enc,
+                 refused, codec, plans, packed_cache):
+    """``_plan``'s work on tensor ``i`` of subgraph ``s``: into ``plans`` when worth packing."""
+    if t.buffer <= 0 or not eligible.get(t.buffer, False):
+        why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
+        if why is None and t.buffer > 0:
+            why = shared_buffer_reason(model, s, i, facts, users, planned)
+        if why is not None and why != "no operator reads it" and (s, i) not in densified:
+            _refusal(model, t, why, min_bytes, refused)
+        return
+    arr = _tensor_array(model, t)
+    nbytes = fb.buffer_size(model, t.buffer)  # as stored (sub-byte types packed)
+    if arr is None and nbytes >= max(min_bytes, 1):  # worded as inspect's row for it
+        shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+        _refusal(model, t, f"buffer holds {nbytes} B, not the "
+                 f"{fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} the tensor declares",
+                 min_bytes, refused)
+    if arr is None or nbytes < max(min_bytes, 1):
+        return
+    key = (t.buffer, int(t.type), arr.shape)
+    if key not in packed_cache:
+        packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_view(model, t.buffer), enc)
+        if packed_cache[key] is None:
+            _refusal(model, t, "the codec refuses its data (e.g. > 4096 distinct values: cluster it)",
+                     min_bytes, refused)
+    data = packed_cache[key]
+    if data is not None and keep_reason(len(data), nbytes, min_saving) is None:
+        plans[(s, i)] = data
 
 
 def _huffdecode_code(model):
