@@ -188,3 +188,20 @@ def test_pack_shows_progress_on_a_terminal_for_big_models_only(monkeypatch):
             warnings.simplefilter("ignore")
             export.pack(data)
         assert ("pack" in stream.getvalue() and "B/s" in stream.getvalue()) == shown, stream.getvalue()
+
+
+def test_pack_strip_strings_does_not_hold_two_outputs():
+    """``strip_strings=True`` serialises the model once more to report the bytes the names took:
+    that first output was kept alive while the second was written (one more model-sized copy at
+    the peak). Only its length is kept now. Nothing is packed here (``min_bytes`` above every
+    tensor), so the output is as big as the input and writing it is the peak."""
+    import warnings
+
+    from dc_keras.export._pack import pack_with_stats
+
+    data = fc_chain(2, 1448)  # 2 x 8 MiB
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (out, stats), peak = _peak(pack_with_stats, data, min_bytes=1 << 30, strip_strings=True)
+    assert stats["packed_tensors"] == 0 and stats["strings_saved"] > 0 and 0.99 * len(data) < len(out) < len(data)
+    assert peak <= 2.4 * len(data), f"pack(strip_strings=True) allocated {peak / len(data):.2f}x the model's size"

@@ -395,12 +395,12 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
         _compact(model)
     _keep_dangling(model, dangling)
     _keep_plans(model, offline_plans, "pack")
-    if strip_strings:
-        with_names = fb.write_model(model, buffers)
+    if strip_strings:  # only the length: a second model-sized output alive at the peak otherwise
+        with_names = len(fb.write_model(model, buffers))
         _strip_strings(model)
     out = fb.write_model(model, buffers)
     if strip_strings:
-        stats["strings_saved"] = len(with_names) - len(out)
+        stats["strings_saved"] = with_names - len(out)
     out, stats["kept_files"], stats["dropped_zip"] = with_zip(out, tflite_bytes)
     if not rewrite and len(out) >= len(tflite_bytes):
         stats["packed_tensors"], stats["kept_files"], stats["dropped_zip"] = 0, [], None
