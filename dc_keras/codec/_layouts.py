@@ -149,16 +149,20 @@ class _Planes:
 
     def __init__(self, bits, esz, limit):
         w = 8 * esz
-        u = bits.astype(np.uint32)
-        self.sym = ((u >> (w - 9)) & 0xFF).astype(np.int64)
-        rest = (u & ((1 << (w - 9)) - 1)) | ((u >> (w - 1)) << (w - 9))
+        u = bits  # unsigned ints of the element's width: shifts and masks stay in it (no int64)
+        t = np.right_shift(u, w - 9)
+        self.sym = np.bitwise_and(t, 0xFF, out=t).astype(np.uint8)  # < 256: not int64 (8 B each)
+        rest = np.bitwise_and(u, (1 << (w - 9)) - 1)
+        t = np.right_shift(u, w - 1, out=t)
+        rest |= np.left_shift(t, w - 9, out=t)
+        del t
         self.rest, self.esz = rest, esz
-        self.code = _Code(np.bincount(self.sym, minlength=PLANE_SYMBOLS), limit)
+        self.code = _Code(chunked_bincount(self.sym, PLANE_SYMBOLS), limit)
         self.size = (self.code.bits + 7) // 8 + self.code.descriptor_size() + _STREAM_SIZES \
             + len(bits) * (esz - 1)
 
     def parts(self):
-        plane = self.rest.astype("<u4").view(np.uint8).reshape(-1, 4)[:, : self.esz - 1]
+        plane = np.asarray(self.rest, f"<u{self.esz}").view(np.uint8).reshape(-1, self.esz)[:, : self.esz - 1]
         return self.code.descriptor(), _streams_dense(self.sym, self.code), plane.tobytes()
 
 
