@@ -10,48 +10,16 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from _benchmarks import load as load_bench
 from dc_keras import _flatbuffer as fb
 from dc_keras import export
 from dc_keras._flatbuffer import schema
 
 
-def fc_chain(layers, width, seed=0, buffers="auto", keep=0.1, values=16):
-    """A ``.tflite`` of ``layers`` FULLY_CONNECTED float32 ops ``width`` x ``width`` (pruned, shared)."""
-    rng = np.random.default_rng(seed)
-    m = schema.ModelT()
-    m.version, m.buffers, m.subgraphs = fb.SCHEMA_VERSION, [schema.BufferT()], [schema.SubGraphT()]
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
-    code.version = 1
-    m.operatorCodes = [code]
-    sg = m.subgraphs[0]
-    sg.tensors, sg.operators = [], []
-
-    def tensor(name, shape, data=None):
-        b = schema.BufferT()
-        if data is not None:
-            b.data = np.frombuffer(data.tobytes(), np.uint8)
-        m.buffers.append(b)
-        t = schema.TensorT()
-        t.name, t.shape, t.type, t.buffer = name, list(shape), schema.TensorType.FLOAT32, len(m.buffers) - 1
-        sg.tensors.append(t)
-        return len(sg.tensors) - 1
-
-    centroids = rng.standard_normal(values).astype(np.float32)
-    x = sg.inputs = tensor("x", [1, width])
-    for i in range(layers):
-        w = centroids[rng.integers(0, values, width * width)] * (rng.random(width * width) < keep)
-        k = tensor(f"fc{i}/kernel", [width, width], w.astype(np.float32))
-        b = tensor(f"fc{i}/bias", [width], centroids[rng.integers(0, values, width)])
-        y = tensor(f"fc{i}/out", [1, width])
-        op = schema.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = 0, [x, k, b], [y]
-        op.builtinOptionsType = schema.BuiltinOptions.FullyConnectedOptions
-        op.builtinOptions = schema.FullyConnectedOptionsT()
-        sg.operators.append(op)
-        x = y
-    sg.inputs, sg.outputs = [0], [x]
-    return fb.write_model(m, buffers)
+def fc_chain(layers, width, buffers="auto"):
+    """A ``.tflite`` of ``layers`` FULLY_CONNECTED float32 ops ``width`` x ``width`` (pruned,
+    shared): benchmarks/bench_scale.py's model."""
+    return load_bench("bench_scale").build(layers, width, buffers=buffers)
 
 
 def _peak(fn, *args, **kwargs):
@@ -117,7 +85,7 @@ def test_pack_and_inspect_read_buffers_without_copying_them():
 
 def _kernel(data):
     m = fb.read_model(data)
-    t = next(t for t in m.subgraphs[0].tensors if fb.tensor_name(t) == "fc0/kernel")
+    t = next(t for t in m.subgraphs[0].tensors if fb.tensor_name(t) == "s0/fc0/kernel")
     return fb.buffer_bytes(m, t.buffer)
 
 
@@ -220,3 +188,26 @@ def test_codec_encode_of_unclustered_floats_works_in_a_few_times_the_tensor(dtyp
     assert codec.info(data)["layout"] == "float_planes"
     assert np.array_equal(codec.decode(data).view(np.uint8), w.view(np.uint8))
     assert peak <= 4.5 * w.nbytes, f"encode allocated {peak / w.nbytes:.2f}x the {dtype} tensor's size"
+
+
+@pytest.mark.parametrize("kind", ["unclustered", "per_channel"])
+def test_codec_encode_of_int8_weights_tries_its_layouts_in_bounded_memory(kind):
+    """An int8 PTQ weight has > 64 distinct values, so encode also tries the grouped layouts
+    (§11) on two axes, two alignments each, plus the sparse form of each: every plan was alive
+    until the smallest was chosen. Their int64 per-element arrays (group ids, pair indices, table
+    indices, and the sparse plans' positions, values, gaps and quotients) took 121x (unclustered)
+    / 92x (16 values per channel) the tensor's size: a 1 GB int8 embedding would need ~100 GB.
+    Now only the smallest plan so far keeps its uint16 indices, groups and gaps are counted a
+    chunk at a time: ~11x here, most of it the chunks' fixed ~30 MB (~6x on 8192 x 8192)."""
+    from dc_keras import codec
+
+    rng = np.random.default_rng(0)
+    if kind == "unclustered":
+        w = np.clip(np.round(rng.standard_normal((2048, 2048)) * 30), -127, 127).astype(np.int8)
+    else:
+        table = rng.integers(-127, 128, (2048, 16)).astype(np.int8)
+        w = np.take_along_axis(table, rng.integers(0, 16, (2048, 2048)), 1) * (rng.random((2048, 2048)) < 0.3)
+        w = w.astype(np.int8)
+    data, peak = _peak(codec.encode, w)
+    assert np.array_equal(codec.decode(data), w)
+    assert peak <= 16 * w.nbytes, f"encode allocated {peak / w.nbytes:.1f}x the int8 tensor's size"

@@ -128,15 +128,9 @@ class _Code:
 # ----------------------------------------------------------------------------------------------
 # §7 bit packing
 # ----------------------------------------------------------------------------------------------
-# Symbols bit-packed per step: the step's int64/uint64 work arrays (~60 B per symbol) stay a few
-# tens of MB however big the tensor; whole-tensor work arrays made encoding a 1 GB int8 tensor
-# allocate ~16 GB (tests/test_scale.py).
-_PACK_CHUNK = 1 << 18
-
-
-# Items bit-packed per step (_pack_chunked): the step's int64/uint64 work arrays (~100 B per item)
-# stay ~25 MB however big the tensor. Whole-tensor work arrays made encoding a 1 GB int8 tensor
-# allocate ~16 GB (tests/test_scale.py).
+# Fields (codes) bit-packed per step (_pack_chunked), elements per step elsewhere: the step's
+# int64/uint64 work arrays (~100 B per field) stay ~25 MB however big the tensor. Whole-tensor
+# work arrays made encoding a 1 GB int8 tensor allocate ~16 GB (tests/test_scale.py).
 _PACK_CHUNK = 1 << 18
 
 
@@ -159,19 +153,20 @@ def pack_symbols(symbols, codes, lengths):
     return _pack_chunked(n, chunk)
 
 
-def _pack_chunked(n, chunk):
-    """The §7 bit packing of ``n`` items, ``_PACK_CHUNK`` at a time: ``chunk(a, b, with_codes)``
-    gives (codes or None, lengths) of the fields of items a..b-1 (an item may have several
-    fields). Two passes: the bit count (lengths only), then the words."""
-    one = chunk(0, n, True) if n <= _PACK_CHUNK else None  # a small tensor: one pass
+def _pack_chunked(n, chunk, fields=1):
+    """The §7 bit packing of ``n`` items, ``_PACK_CHUNK`` fields at a time: ``chunk(a, b,
+    with_codes)`` gives (codes or None, lengths) of the fields of items a..b-1 (an item may have
+    several: ``fields``). Two passes: the bit count (lengths only), then the words."""
+    step = max(1, _PACK_CHUNK // fields)
+    one = chunk(0, n, True) if n <= step else None  # a small tensor: one pass
     nbits = int(one[1].sum()) if one else sum(
-        int(chunk(a, min(a + _PACK_CHUNK, n), False)[1].sum()) for a in range(0, n, _PACK_CHUNK))
+        int(chunk(a, min(a + step, n), False)[1].sum()) for a in range(0, n, step))
     if nbits == 0:
         return b""
     words = np.zeros(nbits // 64 + 2, np.uint64)
     base = 0
-    for a in range(0, n, _PACK_CHUNK):
-        c, ln = one or chunk(a, min(a + _PACK_CHUNK, n), True)
+    for a in range(0, n, step):
+        c, ln = one or chunk(a, min(a + step, n), True)
         if not len(ln):
             continue
         ends = np.cumsum(ln) + base
@@ -245,33 +240,58 @@ def _gap_candidates(max_gap):
     return sorted(c for c in cands | {top} if c <= top)
 
 
+def _gap_chunks(idx, bg):
+    """The elements whose index is not ``bg``, ``_PACK_CHUNK`` elements at a time: (positions,
+    gaps: background elements before each), int64 arrays of one chunk's stored elements."""
+    last = -1
+    for a in range(0, len(idx), _PACK_CHUNK):
+        pos = np.flatnonzero(idx[a:a + _PACK_CHUNK] != bg)
+        if len(pos):
+            pos += a
+            gaps = np.diff(pos, prepend=last)
+            gaps -= 1
+            last = int(pos[-1])
+            yield pos, gaps
+
+
+# Gaps below this are counted in a histogram; the larger ones (fewer than N / _GAP_HIST of them)
+# are kept as values.
+_GAP_HIST = 1 << 16
+
+
 def _sparse_plan(idx, counts, limit):
-    """Chooses G (§6) minimising the estimated size; returns the parameters of the sparse layout."""
-    k = len(counts)
+    """Chooses G (§6) minimising the estimated size; returns the parameters of the sparse layout.
+    Only the histogram of the gaps is made (a chunk at a time): every plan encode compares is
+    alive at once, and per-element positions, values, gaps and quotients cost 16 B per stored
+    element per plan; _entries finds them again for the plan written."""
     n = len(idx)
     bg = int(np.argmax(counts))
-    # int32: positions < 2^31 (§2); int64 arrays here cost 8 B per stored element each
-    pos = np.flatnonzero(idx != bg).astype(np.int32)
-    vals = idx[pos].astype(np.int32)
-    gaps = np.diff(pos, prepend=np.int32(-1)) - np.int32(1) if len(pos) else np.zeros(0, np.int32)
-    trail = n - 1 - int(pos[-1]) if len(pos) else n  # background after the last stored element
-    val_counts = np.bincount(vals, minlength=k)
-    max_gap = max(int(gaps.max()) if len(gaps) else 0, trail)
+    stored = n - int(counts[bg])
+    h = min(n, _GAP_HIST)  # gaps are < n
+    hist, large, max_gap, gap_sum = np.zeros(h, np.int64), [], 0, 0
+    for _, gaps in _gap_chunks(idx, bg):
+        top = int(gaps.max())
+        max_gap, gap_sum = max(max_gap, top), gap_sum + int(gaps.sum())
+        if top >= h:
+            large.append(gaps[gaps >= h])
+            gaps = gaps[gaps < h]
+        hist += np.bincount(gaps, minlength=h)
+    trail = n - stored - gap_sum  # background after the last stored element
+    max_gap = max(max_gap, trail)
+    val_counts = np.asarray(counts, np.int64).copy()  # the stored elements' indices: all but bg
+    val_counts[bg] = 0
+    gap_values = np.flatnonzero(hist)  # the distinct gaps and how often each occurs
+    gap_weights = hist[gap_values]
+    if large:
+        values, weights = np.unique(np.concatenate(large), return_counts=True)
+        gap_values, gap_weights = np.concatenate([gap_values, values]), np.concatenate([gap_weights, weights])
 
-    # histogram of the gap values when that is shorter than the gap list (the usual case)
-    gap_values = gap_weights = None
-    if len(gaps) and int(gaps.max()) < 4 * len(gaps):
-        gap_weights = np.bincount(gaps)
-        gap_values = np.flatnonzero(gap_weights)
-        gap_weights = gap_weights[gap_values]
+    def fillers(g):
+        return int(np.dot(gap_values // g, gap_weights)) + trail // g
 
     def histograms(g):
-        if gap_values is not None:
-            fill = int(np.dot(gap_values // g, gap_weights)) + trail // g
-            gh = np.bincount(gap_values % g, weights=gap_weights, minlength=g).astype(np.int64)
-        else:
-            fill = int((gaps // g).sum()) + trail // g
-            gh = np.bincount(gaps % g, minlength=g)
+        fill = fillers(g)
+        gh = np.bincount(gap_values % g, weights=gap_weights, minlength=g).astype(np.int64)
         gh[g - 1] += fill
         ih = val_counts.copy()
         ih[bg] += fill
@@ -291,8 +311,7 @@ def _sparse_plan(idx, counts, limit):
         if best is None or size < best[0]:
             best = (size, g, gcode, icode)
     size, g, gcode, icode = best
-    q = gaps // g
-    return {"size": size, "bg": bg, "vals": vals, "gaps": gaps, "trail": trail, "G": g, "q": q,
+    return {"size": size, "bg": bg, "idx": idx, "entries": stored + fillers(g), "G": g,
             "gap_code": gcode, "index_code": icode}
 
 
@@ -305,15 +324,17 @@ def _streams_dense(idx, code):
 
 def _entries(plan):
     """§6 entries (gap, index) with the fillers: (gaps, indices), uint16 arrays of length E (gap
-    symbols < G <= 4096, indices < 4096)."""
-    g, bg, q = plan["G"], plan["bg"], plan["q"]
-    reps = q + 1
-    e = int(reps.sum()) + plan["trail"] // g  # trailing fillers: fewer than G implicit (§6)
-    gaps_out = np.full(e, g - 1, np.uint16)
-    idx_out = np.full(e, bg, np.uint16)
-    last = np.cumsum(reps) - 1
-    gaps_out[last] = plan["gaps"] % g
-    idx_out[last] = plan["vals"]
+    symbols < G <= 4096, indices < 4096); trailing fillers: fewer than G implicit (§6)."""
+    g, bg, idx = plan["G"], plan["bg"], plan["idx"]
+    gaps_out = np.full(plan["entries"], g - 1, np.uint16)
+    idx_out = np.full(plan["entries"], bg, np.uint16)
+    done = 0  # entries of the chunks before
+    for pos, gaps in _gap_chunks(idx, bg):  # as _sparse_plan found them
+        last = np.cumsum(gaps // g + 1)
+        last += done - 1
+        gaps_out[last] = gaps % g
+        idx_out[last] = idx[pos]
+        done = int(last[-1]) + 1
     return gaps_out, idx_out
 
 
@@ -321,9 +342,6 @@ def _streams_sparse(plan):
     gaps_out, idx_out = _entries(plan)
     gc, ic = plan["gap_code"], plan["index_code"]
     return len(gaps_out), _pack_entries(gaps_out, idx_out, gc, [ic], None)  # one index table
-
-
-
 
 
 def _segments(e):
@@ -355,17 +373,18 @@ def _pack_entries(gaps_out, idx_out, gc, icodes, ctx, segmented=False):
             codes[0::2], codes[1::2] = gc.codes[g], icod[c, i]
             return codes, lens
 
-        out.append(_pack_chunked(len(gs), chunk))
+        out.append(_pack_chunked(len(gs), chunk, 2))  # a gap and an index per entry
     return out
 
 
 def index_contexts(gaps_out, idx_out, classes, bg):
     """§14: context of each entry's index code = 2 * class of the previous entry's index in its
     segment (the background's for a segment's first entry) + (1 if the entry's gap is 0)."""
-    prev = np.concatenate([[bg], idx_out[:-1]]).astype(np.int64)
+    prev = np.empty(len(idx_out), np.uint16)  # 2 B per entry, contexts 1 B (int64: 8 B each)
+    prev[:1], prev[1:] = bg, idx_out[:-1]
     firsts = _segments(len(idx_out))[:-1]
     prev[firsts[firsts < len(idx_out)]] = bg
-    return 2 * np.asarray(classes, np.int64)[prev] + (gaps_out == 0)
+    return (2 * np.asarray(classes, np.uint8))[prev] + (gaps_out == 0)
 
 
 def segment_starts(gaps_out):
