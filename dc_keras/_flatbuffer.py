@@ -56,12 +56,12 @@ class _AlignedBufferT(schema.BufferT):
 
     def _write_data(self, builder):
         """Writes the data vector (``ALIGN``-aligned); its offset, or None when there is no data."""
-        if self.data is None or len(self.data) == 0:
+        payload = _payload(self)
+        if payload is None:
             return None
-        payload = np.asarray(self.data, dtype=np.uint8).tobytes()
         builder.StartVector(1, len(payload), self.ALIGN)
         builder.head = builder.head - len(payload)
-        builder.Bytes[builder.head : builder.head + len(payload)] = payload
+        builder.Bytes[builder.head : builder.head + len(payload)] = payload  # no copy of the data first
         return builder.EndVector()
 
     def Pack(self, builder):
@@ -496,8 +496,8 @@ def write_model(model: "schema.ModelT", buffers: str = "auto") -> bytes:
     if buffers not in BUFFER_LOCATIONS:
         raise ValueError(f"buffers must be one of {BUFFER_LOCATIONS}, got {buffers!r}")
     model.buffers = [_as_aligned(b) for b in (model.buffers or [])]
-    payloads = [_payload(b) for b in model.buffers]
-    total = sum(len(p) + BUFFER_ALIGNMENT for p in payloads)
+    payloads = [_payload(b) for b in model.buffers]  # views of the data, not copies
+    total = sum((len(p) if p is not None else 0) + BUFFER_ALIGNMENT for p in payloads)
     external = buffers == "external" or (
         buffers == "auto" and uses_external_buffers(model) and total >= EXTERNAL_MIN_BYTES)
     if not external and total > _INLINE_LIMIT:
@@ -508,14 +508,17 @@ def write_model(model: "schema.ModelT", buffers: str = "auto") -> bytes:
     if not external:
         for b in model.buffers:
             b.offset, b.size = 0, 0
-        return _finish(model)
+        return _finish(model, reserve=total)
     return _write_external(model, payloads)
 
 
-def _payload(b) -> bytes:
+def _payload(b):
+    """A buffer's data as a byte ``memoryview`` (no copy of a uint8 array, what ``read_model`` and
+    the packer store), or None when it has none. Whole-model copies here are what made writing a
+    model take several times its size in memory (tests/test_scale.py)."""
     if b.data is None or len(b.data) == 0:
-        return b""
-    return np.asarray(b.data, dtype=np.uint8).tobytes()
+        return None
+    return memoryview(np.ascontiguousarray(b.data, dtype=np.uint8)).cast("B")
 
 
 class _SharingBuilder(flatbuffers.Builder):
@@ -538,17 +541,30 @@ class _SharingBuilder(flatbuffers.Builder):
         return self._vectors[key]
 
 
-def _finish(model) -> bytes:
+def _finish(model, reserve=0) -> bytes:
     """The flatbuffer of ``model``. Packed tensors' data vectors are written first, so they are the
     file's tail (FORMAT.md §15): nothing but their Buffer tables points there, and an on-device
-    unpacker (``dc_unpack``) can cut them off without rewriting the flatbuffer."""
-    builder = _SharingBuilder(1024)
+    unpacker (``dc_unpack``) can cut them off without rewriting the flatbuffer.
+
+    ``reserve``: bytes of buffer data (with alignment) the flatbuffer will hold. The builder starts
+    that big plus room for the tables, so it does not grow by doubling (each growth copies all it
+    holds and briefly keeps both), and the output is copied out of it once."""
+    builder = _SharingBuilder(_builder_size(model, reserve))
     builder.prewritten = {}  # id(PackedBufferT) -> offset of its data vector
     for b in reversed(model.buffers or []):  # the first written ends the file
         if isinstance(b, PackedBufferT):
             b.prewrite(builder)
     builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
-    return bytes(builder.Output())
+    with memoryview(builder.Bytes) as whole:
+        return bytes(whole[builder.Head():])  # Output() would copy the bytes twice
+
+
+def _builder_size(model, reserve):
+    """A starting size for the builder of ``model``: its data plus an estimate of its tables
+    (an underestimate only costs the builder's own growth)."""
+    tensors = sum(len(sg.tensors or []) + 2 * len(sg.operators or []) for sg in model.subgraphs or [])
+    estimate = reserve + 128 * (tensors + len(model.buffers or [])) + (64 << 10)
+    return min(estimate, flatbuffers.Builder.MAX_BUFFER_SIZE)
 
 
 def _align(n: int) -> int:
@@ -563,29 +579,26 @@ def _write_external(model, payloads) -> bytes:
     because only the values of fixed-width fields change.
     """
     saved = [b.data for b in model.buffers]
-    offsets, end = [], 0
+    pieces, pos = [], 0
     try:
         for b, p in zip(model.buffers, payloads):
-            b.data, b.offset, b.size = None, (1 if p else 0), len(p)
+            b.data, b.offset, b.size = None, (1 if p is not None else 0), (len(p) if p is not None else 0)
         first = _finish(model)
-        pos = _align(len(first))
+        pieces.append(first)
+        pos = len(first)
         for b, p in zip(model.buffers, payloads):
-            if p:
-                b.offset = pos
-                offsets.append((pos, p))
-                end = pos + len(p)
-                pos = _align(end)
+            if p is not None:
+                b.offset = _align(pos)
+                pieces += [bytes(b.offset - pos), p]
+                pos = b.offset + len(p)
         head = _finish(model)
     finally:
         for b, d in zip(model.buffers, saved):
             b.data, b.offset, b.size = d, 0, 0
     if len(head) != len(first):
         raise RuntimeError("flatbuffer length changed between the two passes (flatbuffers bug?)")
-    out = bytearray(max(end, len(head)))
-    out[: len(head)] = head
-    for off, p in offsets:
-        out[off : off + len(p)] = p
-    return bytes(out)
+    pieces[0] = head
+    return b"".join(pieces)  # the one copy of the data: views joined into the output
 
 
 def _as_aligned(b: "schema.BufferT") -> _AlignedBufferT:
@@ -594,6 +607,22 @@ def _as_aligned(b: "schema.BufferT") -> _AlignedBufferT:
     out = _AlignedBufferT()
     out.__dict__.update(b.__dict__)
     return out
+
+
+def buffer_size(model, index: int) -> int:
+    """Bytes of data in buffer ``index`` (0 when empty), without copying them."""
+    if index <= 0 or index >= len(model.buffers or []):
+        return 0
+    data = model.buffers[index].data
+    return 0 if data is None else len(data)
+
+
+def buffer_view(model, index: int) -> memoryview:
+    """The data of buffer ``index`` as a read-only byte ``memoryview`` (empty when none): no copy,
+    unlike ``buffer_bytes`` (a copy per use was ~30 % of pack's time on big models)."""
+    if buffer_size(model, index) == 0:
+        return memoryview(b"")
+    return memoryview(np.ascontiguousarray(model.buffers[index].data, dtype=np.uint8)).cast("B").toreadonly()
 
 
 def buffer_bytes(model, index: int) -> bytes:

@@ -128,26 +128,58 @@ class _Code:
 # ----------------------------------------------------------------------------------------------
 # §7 bit packing
 # ----------------------------------------------------------------------------------------------
+# Fields (codes) bit-packed per step (_pack_chunked), elements per step elsewhere: the step's
+# int64/uint64 work arrays (~100 B per field) stay ~25 MB however big the tensor. Whole-tensor
+# work arrays made encoding a 1 GB int8 tensor allocate ~16 GB (tests/test_scale.py).
+_PACK_CHUNK = 1 << 18
+
+
 def pack_bits(codes, lengths):
     """Concatenates codes (already bit-reversed) LSB first into bytes, zero padded (§7)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if len(lengths) == 0:
-        return b""
-    ends = np.cumsum(lengths)
-    nbits = int(ends[-1])
+    return pack_symbols(None, codes, lengths)
+
+
+def pack_symbols(symbols, codes, lengths):
+    """``pack_bits(codes[symbols], lengths[symbols])`` (all of ``codes``/``lengths`` when
+    ``symbols`` is None), without making the per-symbol code and length arrays for the whole
+    tensor (``_pack_chunked``)."""
+    n = len(lengths) if symbols is None else len(symbols)
+
+    def chunk(a, b, with_codes):
+        sel = slice(a, b) if symbols is None else symbols[a:b]
+        ln = np.asarray(lengths[sel], dtype=np.int64)
+        return (np.asarray(codes[sel], dtype=np.uint64) if with_codes else None), ln
+
+    return _pack_chunked(n, chunk)
+
+
+def _pack_chunked(n, chunk, fields=1):
+    """The §7 bit packing of ``n`` items, ``_PACK_CHUNK`` fields at a time: ``chunk(a, b,
+    with_codes)`` gives (codes or None, lengths) of the fields of items a..b-1 (an item may have
+    several: ``fields``). Two passes: the bit count (lengths only), then the words."""
+    step = max(1, _PACK_CHUNK // fields)
+    one = chunk(0, n, True) if n <= step else None  # a small tensor: one pass
+    nbits = int(one[1].sum()) if one else sum(
+        int(chunk(a, min(a + step, n), False)[1].sum()) for a in range(0, n, step))
     if nbits == 0:
         return b""
-    offs = ends - lengths
-    codes = np.asarray(codes, dtype=np.uint64)
-    wi = offs >> 6
-    sh = offs & 63
-    lo = codes << sh.astype(np.uint64)
     words = np.zeros(nbits // 64 + 2, np.uint64)
-    starts = np.flatnonzero(np.concatenate([[True], wi[1:] != wi[:-1]]))
-    words[wi[starts]] = np.add.reduceat(lo, starts)  # fields are disjoint: sum == OR
-    spill = np.flatnonzero(sh + lengths > 64)
-    if len(spill):
-        words[wi[spill] + 1] += codes[spill] >> (64 - sh[spill]).astype(np.uint64)
+    base = 0
+    for a in range(0, n, step):
+        c, ln = one or chunk(a, min(a + step, n), True)
+        if not len(ln):
+            continue
+        ends = np.cumsum(ln) + base
+        offs = ends - ln
+        base = int(ends[-1])
+        wi = offs >> 6
+        sh = offs & 63
+        lo = c << sh.astype(np.uint64)
+        starts = np.flatnonzero(np.concatenate([[True], wi[1:] != wi[:-1]]))
+        words[wi[starts]] += np.add.reduceat(lo, starts)  # fields are disjoint: sum == OR
+        spill = np.flatnonzero(sh + ln > 64)
+        if len(spill):
+            words[wi[spill] + 1] += c[spill] >> (64 - sh[spill]).astype(np.uint64)
     return words.astype("<u8").tobytes()[: (nbits + 7) // 8]
 
 
@@ -208,32 +240,58 @@ def _gap_candidates(max_gap):
     return sorted(c for c in cands | {top} if c <= top)
 
 
+def _gap_chunks(idx, bg):
+    """The elements whose index is not ``bg``, ``_PACK_CHUNK`` elements at a time: (positions,
+    gaps: background elements before each), int64 arrays of one chunk's stored elements."""
+    last = -1
+    for a in range(0, len(idx), _PACK_CHUNK):
+        pos = np.flatnonzero(idx[a:a + _PACK_CHUNK] != bg)
+        if len(pos):
+            pos += a
+            gaps = np.diff(pos, prepend=last)
+            gaps -= 1
+            last = int(pos[-1])
+            yield pos, gaps
+
+
+# Gaps below this are counted in a histogram; the larger ones (fewer than N / _GAP_HIST of them)
+# are kept as values.
+_GAP_HIST = 1 << 16
+
+
 def _sparse_plan(idx, counts, limit):
-    """Chooses G (§6) minimising the estimated size; returns the parameters of the sparse layout."""
-    k = len(counts)
+    """Chooses G (§6) minimising the estimated size; returns the parameters of the sparse layout.
+    Only the histogram of the gaps is made (a chunk at a time): every plan encode compares is
+    alive at once, and per-element positions, values, gaps and quotients cost 16 B per stored
+    element per plan; _entries finds them again for the plan written."""
     n = len(idx)
     bg = int(np.argmax(counts))
-    pos = np.flatnonzero(idx != bg)
-    vals = idx[pos].astype(np.int64)
-    gaps = np.diff(pos, prepend=-1) - 1 if len(pos) else np.zeros(0, np.int64)
-    trail = n - 1 - int(pos[-1]) if len(pos) else n  # background after the last stored element
-    val_counts = np.bincount(vals, minlength=k)
-    max_gap = max(int(gaps.max()) if len(gaps) else 0, trail)
+    stored = n - int(counts[bg])
+    h = min(n, _GAP_HIST)  # gaps are < n
+    hist, large, max_gap, gap_sum = np.zeros(h, np.int64), [], 0, 0
+    for _, gaps in _gap_chunks(idx, bg):
+        top = int(gaps.max())
+        max_gap, gap_sum = max(max_gap, top), gap_sum + int(gaps.sum())
+        if top >= h:
+            large.append(gaps[gaps >= h])
+            gaps = gaps[gaps < h]
+        hist += np.bincount(gaps, minlength=h)
+    trail = n - stored - gap_sum  # background after the last stored element
+    max_gap = max(max_gap, trail)
+    val_counts = np.asarray(counts, np.int64).copy()  # the stored elements' indices: all but bg
+    val_counts[bg] = 0
+    gap_values = np.flatnonzero(hist)  # the distinct gaps and how often each occurs
+    gap_weights = hist[gap_values]
+    if large:
+        values, weights = np.unique(np.concatenate(large), return_counts=True)
+        gap_values, gap_weights = np.concatenate([gap_values, values]), np.concatenate([gap_weights, weights])
 
-    # histogram of the gap values when that is shorter than the gap list (the usual case)
-    gap_values = gap_weights = None
-    if len(gaps) and int(gaps.max()) < 4 * len(gaps):
-        gap_weights = np.bincount(gaps)
-        gap_values = np.flatnonzero(gap_weights)
-        gap_weights = gap_weights[gap_values]
+    def fillers(g):
+        return int(np.dot(gap_values // g, gap_weights)) + trail // g
 
     def histograms(g):
-        if gap_values is not None:
-            fill = int(np.dot(gap_values // g, gap_weights)) + trail // g
-            gh = np.bincount(gap_values % g, weights=gap_weights, minlength=g).astype(np.int64)
-        else:
-            fill = int((gaps // g).sum()) + trail // g
-            gh = np.bincount(gaps % g, minlength=g)
+        fill = fillers(g)
+        gh = np.bincount(gap_values % g, weights=gap_weights, minlength=g).astype(np.int64)
         gh[g - 1] += fill
         ih = val_counts.copy()
         ih[bg] += fill
@@ -253,39 +311,37 @@ def _sparse_plan(idx, counts, limit):
         if best is None or size < best[0]:
             best = (size, g, gcode, icode)
     size, g, gcode, icode = best
-    q = gaps // g
-    return {"size": size, "bg": bg, "vals": vals, "gaps": gaps, "trail": trail, "G": g, "q": q,
+    return {"size": size, "bg": bg, "idx": idx, "entries": stored + fillers(g), "G": g,
             "gap_code": gcode, "index_code": icode}
 
 
 def _streams_dense(idx, code):
     out = []
     for s in range(NUM_STREAMS):
-        sym = idx[s::NUM_STREAMS]
-        out.append(pack_bits(code.codes[sym], code.lengths[sym]))
+        out.append(pack_symbols(idx[s::NUM_STREAMS], code.codes, code.lengths))
     return out
 
 
 def _entries(plan):
-    """§6 entries (gap, index) with the fillers: (gaps, indices), int64 arrays of length E."""
-    g, bg, q = plan["G"], plan["bg"], plan["q"]
-    reps = q + 1
-    e = int(reps.sum()) + plan["trail"] // g  # trailing fillers: fewer than G implicit (§6)
-    gaps_out = np.full(e, g - 1, np.int64)
-    idx_out = np.full(e, bg, np.int64)
-    last = np.cumsum(reps) - 1
-    gaps_out[last] = plan["gaps"] % g
-    idx_out[last] = plan["vals"]
+    """§6 entries (gap, index) with the fillers: (gaps, indices), uint16 arrays of length E (gap
+    symbols < G <= 4096, indices < 4096); trailing fillers: fewer than G implicit (§6)."""
+    g, bg, idx = plan["G"], plan["bg"], plan["idx"]
+    gaps_out = np.full(plan["entries"], g - 1, np.uint16)
+    idx_out = np.full(plan["entries"], bg, np.uint16)
+    done = 0  # entries of the chunks before
+    for pos, gaps in _gap_chunks(idx, bg):  # as _sparse_plan found them
+        last = np.cumsum(gaps // g + 1)
+        last += done - 1
+        gaps_out[last] = gaps % g
+        idx_out[last] = idx[pos]
+        done = int(last[-1]) + 1
     return gaps_out, idx_out
 
 
 def _streams_sparse(plan):
     gaps_out, idx_out = _entries(plan)
     gc, ic = plan["gap_code"], plan["index_code"]
-    return len(gaps_out), _pack_entries(gaps_out, idx_out, gc, [ic], np.zeros(len(idx_out), np.int64))
-
-
-
+    return len(gaps_out), _pack_entries(gaps_out, idx_out, gc, [ic], None)  # one index table
 
 
 def _segments(e):
@@ -303,27 +359,37 @@ def _pack_entries(gaps_out, idx_out, gc, icodes, ctx, segmented=False):
     out = []
     for s in range(NUM_STREAMS):
         sl = slice(bounds[s], bounds[s + 1]) if segmented else slice(s, None, NUM_STREAMS)
-        gs, is_, cs = gaps_out[sl], idx_out[sl], ctx[sl]
-        codes = np.empty(2 * len(gs), np.uint64)
-        lens = np.empty(2 * len(gs), np.int64)
-        codes[0::2], codes[1::2] = gc.codes[gs], icod[cs, is_]
-        lens[0::2], lens[1::2] = gc.lengths[gs], ilen[cs, is_]
-        out.append(pack_bits(codes, lens))
+        gs, is_ = gaps_out[sl], idx_out[sl]
+        cs = ctx[sl] if ctx is not None else 0
+
+        def chunk(a, b, with_codes, gs=gs, is_=is_, cs=cs):
+            g, i = gs[a:b], is_[a:b]
+            c = cs[a:b] if ctx is not None else 0
+            lens = np.empty(2 * len(g), np.int64)
+            lens[0::2], lens[1::2] = gc.lengths[g], ilen[c, i]
+            if not with_codes:
+                return None, lens
+            codes = np.empty(2 * len(g), np.uint64)
+            codes[0::2], codes[1::2] = gc.codes[g], icod[c, i]
+            return codes, lens
+
+        out.append(_pack_chunked(len(gs), chunk, 2))  # a gap and an index per entry
     return out
 
 
 def index_contexts(gaps_out, idx_out, classes, bg):
     """§14: context of each entry's index code = 2 * class of the previous entry's index in its
     segment (the background's for a segment's first entry) + (1 if the entry's gap is 0)."""
-    prev = np.concatenate([[bg], idx_out[:-1]]).astype(np.int64)
+    prev = np.empty(len(idx_out), np.uint16)  # 2 B per entry, contexts 1 B (int64: 8 B each)
+    prev[:1], prev[1:] = bg, idx_out[:-1]
     firsts = _segments(len(idx_out))[:-1]
     prev[firsts[firsts < len(idx_out)]] = bg
-    return 2 * np.asarray(classes, np.int64)[prev] + (gaps_out == 0)
+    return (2 * np.asarray(classes, np.uint8))[prev] + (gaps_out == 0)
 
 
 def segment_starts(gaps_out):
     """§14: position where the segments of streams 1, 2, 3 start (after the previous ones' entries)."""
-    ends = np.concatenate([[0], np.cumsum(gaps_out + 1)])
+    ends = np.concatenate([[0], np.cumsum(gaps_out + 1, dtype=np.int64)])
     return [int(ends[j]) for j in _segments(len(gaps_out))[1:4]]
 
 
@@ -347,6 +413,15 @@ def _context_plan(plan, classes, n_ctx, k, limit):
             "index_codes": icodes}
 
 
+def chunked_bincount(values, k):
+    """``np.bincount(values, minlength=k)`` as int64, per chunk: bincount copies its whole input
+    to int64 first (8 B per element)."""
+    counts = np.zeros(k, np.int64)
+    for a in range(0, len(values), _PACK_CHUNK):
+        counts += np.bincount(values[a:a + _PACK_CHUNK], minlength=k)
+    return counts
+
+
 def _unique_small(bits):
     """(sorted distinct values, index of each element, counts) for a tensor with few distinct
     values: binary search against a candidate codebook instead of sorting all elements."""
@@ -354,11 +429,17 @@ def _unique_small(bits):
     while True:
         if len(cand) > MAX_SYMBOLS:
             raise ValueError(f"more than {MAX_SYMBOLS} distinct values: cluster the tensor first")
-        idx = np.searchsorted(cand, bits)
-        np.minimum(idx, len(cand) - 1, out=idx)
-        miss = cand[idx] != bits
-        if not miss.any():
-            return cand, idx, np.bincount(idx, minlength=len(cand)).astype(np.int64)
-        cand = np.union1d(cand, np.unique(bits[miss]))
+        idx = np.empty(len(bits), np.uint16)  # < 4096 entries; int64 would be 8 B per element
+        missing = []
+        for a in range(0, len(bits), _PACK_CHUNK):  # searchsorted's int64 result one chunk at a time
+            part = bits[a:a + _PACK_CHUNK]
+            i = np.minimum(np.searchsorted(cand, part), len(cand) - 1)
+            miss = cand[i] != part
+            if miss.any():
+                missing.append(np.unique(part[miss]))
+            idx[a:a + _PACK_CHUNK] = i
+        if not missing:
+            return cand, idx, chunked_bincount(idx, len(cand))
+        cand = np.union1d(cand, np.unique(np.concatenate(missing)))
 
 

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from ._encode import (_Code, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
+from ._encode import (_PACK_CHUNK as _CHUNK, _Code, chunked_bincount, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
                       _streams_sparse, _unique_small, checksum)
 from ._format import (MAX_CONTEXT_SYMBOLS, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
@@ -91,6 +91,12 @@ class _Plain:
     def _k(self):
         return len(self.uniq)
 
+    def release(self):
+        """Drops the per-element arrays: ``encode`` will not write this plan (_keep_best)."""
+        self.idx = None
+        if hasattr(self, "plan"):
+            self.plan["idx"] = None
+
 
 class _ContextSparse(_Plain):
     """§14: §6's entries with one index code per context (class of the previous entry's value x
@@ -107,6 +113,10 @@ class _ContextSparse(_Plain):
             self.size = float("inf")
             return
         self.size = self.ctx["size"] + 2 + len(uniq) * esz + _STREAM_SIZES
+
+    def release(self):
+        super().release()
+        self.ctx = None
 
     def parts(self):
         p, c = self.plan, self.ctx
@@ -149,16 +159,23 @@ class _Planes:
 
     def __init__(self, bits, esz, limit):
         w = 8 * esz
-        u = bits.astype(np.uint32)
-        self.sym = ((u >> (w - 9)) & 0xFF).astype(np.int64)
-        rest = (u & ((1 << (w - 9)) - 1)) | ((u >> (w - 1)) << (w - 9))
+        u = bits  # unsigned ints of the element's width: shifts and masks stay in it (no int64)
+        t = np.right_shift(u, w - 9)
+        self.sym = np.bitwise_and(t, 0xFF, out=t).astype(np.uint8)  # < 256: not int64 (8 B each)
+        rest = np.bitwise_and(u, (1 << (w - 9)) - 1)
+        t = np.right_shift(u, w - 1, out=t)
+        rest |= np.left_shift(t, w - 9, out=t)
+        del t
         self.rest, self.esz = rest, esz
-        self.code = _Code(np.bincount(self.sym, minlength=PLANE_SYMBOLS), limit)
+        self.code = _Code(chunked_bincount(self.sym, PLANE_SYMBOLS), limit)
         self.size = (self.code.bits + 7) // 8 + self.code.descriptor_size() + _STREAM_SIZES \
             + len(bits) * (esz - 1)
 
+    def release(self):
+        self.sym = self.rest = None
+
     def parts(self):
-        plane = self.rest.astype("<u4").view(np.uint8).reshape(-1, 4)[:, : self.esz - 1]
+        plane = np.asarray(self.rest, f"<u{self.esz}").view(np.uint8).reshape(-1, self.esz)[:, : self.esz - 1]
         return self.code.descriptor(), _streams_dense(self.sym, self.code), plane.tobytes()
 
 
@@ -181,25 +198,67 @@ def _from_numeric_key(key, code):
     return key & ((1 << w) - 1)
 
 
-def _distinct_per_group(bits, code, group, c):
+def _group_chunks(n, c, inner, mult):
+    """(start, stop, mult * group of each element in start..stop-1) for ``n`` elements, about
+    ``_CHUNK`` at a time, where element j is in group (j // inner) % c: whole rows of ``inner``
+    elements (a row's part when it is longer), so the groups are a repeat, not a division per
+    element. The third item is an int64 array or, within one row, an int."""
+    if inner >= _CHUNK:
+        for r in range(n // inner):
+            for a in range(r * inner, (r + 1) * inner, _CHUNK):
+                yield a, min(a + _CHUNK, (r + 1) * inner), (r % c) * mult
+        return
+    rows = min(_CHUNK, n) // inner  # n is a multiple of c * inner
+    if rows >= c:  # whole periods of c rows: one pattern for every chunk
+        rows -= rows % c
+        pattern = np.repeat(np.tile(np.arange(c, dtype=np.int64) * mult, rows // c), inner)
+        for a in range(0, n, rows * inner):
+            b = min(a + rows * inner, n)
+            yield a, b, pattern[: b - a]
+        return
+    for r in range(0, n // inner, rows):
+        r1 = min(r + rows, n // inner)
+        yield r * inner, r1 * inner, np.repeat(np.arange(r, r1, dtype=np.int64) % c * mult, inner)
+
+
+def _distinct_per_group(bits, code, shape3):
     """Distinct (group, value) pairs sorted by group then value: (group of each, bit pattern of
-    each, count of each, pair index of every element)."""
+    each, count of each, ``index_of``: index_of(pos) is the uint16 array of pos[pair of each
+    element]). ``shape3``: (outer, c, inner), the group of element j is (j // inner) % c."""
     esz = bits.dtype.itemsize
+    outer, c, inner = shape3
     if esz <= 2 and c << (8 * esz) <= 1 << 22:  # small alphabets: histogram, no sort
         v = 1 << (8 * esz)
         bits_of_rank = np.argsort(_numeric_key(np.arange(v), code), kind="stable")
         rank = np.empty(v, np.int64)
         rank[bits_of_rank] = np.arange(v)
-        comb = group * v + rank[bits]
-        hist = np.bincount(comb, minlength=c * v)
+
+        def combs():  # (start, stop, group * v + rank): int64 a chunk at a time, no per-element array
+            for a, b, gv in _group_chunks(len(bits), c, inner, v):
+                yield a, b, gv + rank[bits[a:b]]
+
+        hist = np.zeros(c * v, np.int64)
+        for _, _, comb in combs():
+            hist += np.bincount(comb, minlength=c * v)
         dist = np.flatnonzero(hist)
-        lut = np.zeros(c * v, np.int64)
-        lut[dist] = np.arange(len(dist))
-        return dist // v, bits_of_rank[dist % v], hist[dist], lut[comb]
+
+        def index_of(pos):
+            table = np.zeros(c * v, np.uint16)
+            table[dist] = pos
+            out = np.empty(len(bits), np.uint16)
+            for a, b, comb in combs():
+                out[a:b] = table[comb]
+            return out
+
+        return dist // v, bits_of_rank[dist % v], hist[dist], index_of
+    group = np.broadcast_to(np.arange(c, dtype=np.int64)[None, :, None], (outer, c, inner)).reshape(-1)
     comb = group * (1 << 34) + (_numeric_key(bits, code) + (1 << 33))
+    del group
     ukeys, inv, cnt = np.unique(comb, return_inverse=True, return_counts=True)
+    del comb
     ubits = _from_numeric_key((ukeys & ((1 << 34) - 1)) - (1 << 33), code)
-    return ukeys >> 34, ubits, cnt, inv.reshape(-1)
+    inv = inv.reshape(-1)
+    return ukeys >> 34, ubits, cnt, lambda pos: pos.astype(np.uint16)[inv]
 
 
 def _group_tables(bits, code, shape, axis, align="mode", _cache=None):
@@ -212,12 +271,11 @@ def _group_tables(bits, code, shape, axis, align="mode", _cache=None):
     outer = len(bits) // (c * inner)
     key = (axis, len(bits))
     if _cache is None or key not in _cache:
-        group = np.broadcast_to(np.arange(c, dtype=np.int64)[None, :, None], (outer, c, inner)).reshape(-1)
-        found = _distinct_per_group(bits, code, group, c)
+        found = _distinct_per_group(bits, code, (outer, c, inner))
         if _cache is None:
             _cache = {}
         _cache[key] = found
-    ugroup, ubits, cnt, inv = _cache[key]
+    ugroup, ubits, cnt, index_of = _cache[key]
     start = np.searchsorted(ugroup, np.arange(c))  # first distinct value of each group
     stop = np.append(start[1:], len(ugroup))
     # anchor = each group's most frequent value; entries are aligned so that anchors share index b
@@ -234,18 +292,18 @@ def _group_tables(bits, code, shape, axis, align="mode", _cache=None):
     pos = np.arange(len(ugroup)) - anchor[ugroup] + b  # table index of each distinct pair
     tables = np.repeat(ubits[anchor][:, None], k, axis=1)  # unused entries repeat the anchor
     tables[ugroup, pos] = ubits
-    idx = pos[inv]
-    return tables.astype(bits.dtype), idx, np.bincount(idx, minlength=k).astype(np.int64)
+    idx = index_of(pos)  # table indices < k <= 4096: 2 B per element
+    return tables.astype(bits.dtype), idx, chunked_bincount(idx, k)
 
 
 def _plain_codebook(bits, esz):
     """(sorted distinct bit patterns, index of each element, counts); ValueError if > 4096."""
     if esz <= 2:
-        hist = np.bincount(bits, minlength=1 << (8 * esz))
+        hist = chunked_bincount(bits, 1 << (8 * esz))
         uniq = np.flatnonzero(hist)
         if len(uniq) > MAX_SYMBOLS:
             raise ValueError(f"{len(uniq)} distinct values > {MAX_SYMBOLS}: cluster the tensor first")
-        lut = np.zeros(len(hist), np.int64)
+        lut = np.zeros(len(hist), np.uint16)  # indices < 4096: 2 B per element, not 8
         lut[uniq] = np.arange(len(uniq))
         return uniq.astype(bits.dtype), lut[bits], hist[uniq].astype(np.int64)
     return _unique_small(bits)
@@ -277,8 +335,20 @@ def _grouped_cannot_win(bits, shape, axis, esz, floats):
     return k0 > MAX_SYMBOLS or int(shape[axis]) * k0 * esz >= bar
 
 
+def _keep_best(plans, new):
+    """Appends ``new`` to ``plans`` and releases the per-element arrays (2 B or more per element
+    each) of every plan but the one ``encode`` would pick now, the first smallest: it is the first
+    smallest of the final list too if any is. Up to 8 plans otherwise held theirs together."""
+    plans += new
+    best = min(plans, key=lambda p: p.size, default=None)
+    for p in plans:
+        if p is not best:
+            p.release()
+
+
 def _plans(a, code, bits, want, limit, version, axis, context_model=False):
-    """Every plan the request allows, plus the reason the others are out (for the error)."""
+    """Every plan the request allows, plus the reason the others are out (for the error). Only
+    the smallest keeps its per-element arrays (_keep_best)."""
     esz, n, shape = cb_esize(code), a.size, a.shape
     big = output_bytes(code, n) > MAX_ZERO_BIT_OUTPUT
     allowed = [lay for lay in LAYOUT_NAMES.values() if (want is None or lay == want)
@@ -294,12 +364,13 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False):
             if plain_k > 1 << limit:
                 raise ValueError(f"{plain_k} distinct values need max_code_length >= "
                                  f"{int(np.ceil(np.log2(plain_k)))}")
-            plans += [_Plain(uniq, idx, counts, esz, limit, lay == "sparse", big)
-                      for lay in ("dense", "sparse") if lay in allowed]
+            _keep_best(plans, [_Plain(uniq, idx, counts, esz, limit, lay == "sparse", big)
+                               for lay in ("dense", "sparse") if lay in allowed])
             if "context_sparse" in allowed and (want or context_model) and 1 < len(uniq) <= MAX_CONTEXT_SYMBOLS:
-                plans.append(_ContextSparse(uniq, idx, counts, esz, limit, code))
+                _keep_best(plans, [_ContextSparse(uniq, idx, counts, esz, limit, code)])
         except ValueError as exc:
             reasons.append(str(exc))
+        idx = None  # the plans hold it (or not: _keep_best)
     if {"grouped_dense", "grouped_sparse"} & set(allowed) and (
             want is not None or axis is not None or plain_k is None or plain_k >= _GROUP_MIN_K):
         cache = {}  # the distinct (group, value) pairs of an axis serve both alignments
@@ -307,16 +378,19 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False):
         axes = [ax for ax in _group_axes(shape, axis) if not (hopeless and _grouped_cannot_win(bits, shape, ax, esz, code in FLOAT_CODES))]
         for ax, align in [(ax, al) for ax in axes for al in ("mode", "low")]:
             t = _group_tables(bits, code, shape, ax, align, cache)
+            if align == "low":
+                cache.clear()  # this axis is done (np.unique's pair indices: 8 B per element)
             if t is None or t[0].shape[1] > 1 << limit:
                 reasons.append(f"grouping along axis {ax} needs more than {min(MAX_SYMBOLS, 1 << limit)} "
                                "entries per group")
                 continue
-            plans += [_Grouped(t[0], t[1], t[2], ax, esz, limit, lay == "grouped_sparse", big)
-                      for lay in ("grouped_dense", "grouped_sparse") if lay in allowed]
+            _keep_best(plans, [_Grouped(t[0], t[1], t[2], ax, esz, limit, lay == "grouped_sparse", big)
+                               for lay in ("grouped_dense", "grouped_sparse") if lay in allowed])
+            del t
     # §12 stores N * (esz - 1) raw bytes at least: skip it when a codebook layout is smaller
     if "float_planes" in allowed and (want is not None or not plans
                                       or min(p.size for p in plans) > n * (esz - 1)):
-        plans.append(_Planes(bits, esz, limit))
+        _keep_best(plans, [_Planes(bits, esz, limit)])
     plans = [p for p in plans if p.size != float("inf")]
     if not allowed:
         reasons.append(f"layout {want!r} needs format version >= {LAYOUT_SINCE[LAYOUT_CODES[want]]} "

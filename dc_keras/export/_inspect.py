@@ -294,7 +294,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
             elif i in decoded_from:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
                 rows[-1].buffer = sg.tensors[decoded_from[i]].buffer
-            elif fb.buffer_bytes(model, t.buffer):
+            elif fb.buffer_size(model, t.buffer):
                 why = skip_reason(t, i, facts, users, planned) or shared_buffer_reason(model, s, i, all_facts, users,
                                                                                        planned)
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
@@ -372,7 +372,7 @@ def _any_array(model, t, dtype, shape):
 def _plain_row(model, codec, s, t, why, min_bytes):
     name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-    raw = fb.buffer_bytes(model, t.buffer)
+    raw = fb.buffer_view(model, t.buffer)  # only its length is used: no copy
     arr = _any_array(model, t, dtype, shape)
     if len(raw) < max(min_bytes, 1):  # pack does not look at it, whatever its type or use
         density, distinct = _stats(arr) if arr is not None else (None, None)

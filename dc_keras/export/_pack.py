@@ -19,6 +19,9 @@ PACKED_SUFFIX = "/dc_packed"
 # the HuffDecode operator, vectors, 4-byte alignment; measured 63-68 B on the model zoo, see
 # tests/test_export_pack.py): a tensor is packed only if it saves more than that.
 _PER_TENSOR_OVERHEAD = 80
+#: pack draws a progress bar (stderr, on a terminal only) for models with this many bytes of
+#: constants: packing a 2.4 GB model takes a minute or more, ~2 ms per tensor on wide models.
+PROGRESS_MIN_BYTES = 16 << 20
 
 
 def _codec():
@@ -54,7 +57,7 @@ def _tensor_array(model, t):
     Sub-byte tensors (int4, uint4, int2), stored two or four per byte, come back one element per
     numpy item (``ml_dtypes`` types), as ``dc_keras.codec.encode`` takes them.
     """
-    raw = fb.buffer_bytes(model, t.buffer)
+    raw = fb.buffer_view(model, t.buffer)
     if not raw or not packable_type(t.type):
         return None
     from dc_keras.codec import _format, unpack_subbyte
@@ -400,12 +403,12 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
         _compact(model)
     _keep_dangling(model, dangling)
     _keep_plans(model, offline_plans, "pack")
-    if strip_strings:
-        with_names = fb.write_model(model, buffers)
+    if strip_strings:  # only the length: a second model-sized output alive at the peak otherwise
+        with_names = len(fb.write_model(model, buffers))
         _strip_strings(model)
     out = fb.write_model(model, buffers)
     if strip_strings:
-        stats["strings_saved"] = len(with_names) - len(out)
+        stats["strings_saved"] = with_names - len(out)
     out, stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = with_zip(out, tflite_bytes)
     if not rewrite and len(out) >= len(tflite_bytes):
         stats["packed_tensors"], stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = 0, [], 0, None
@@ -438,7 +441,7 @@ def _signed_zeros(model, make_positive):
         if not all(readers.get(u) and all(readers[u]) for u in users):
             continue
         types = {int(model.subgraphs[s].tensors[i].type) for s, i in users}
-        raw = fb.buffer_bytes(model, b)
+        raw = fb.buffer_view(model, b)
         if len(types) != 1 or next(iter(types)) not in _ZERO_BITS or not raw:
             continue
         dtype, sign = _ZERO_BITS[next(iter(types))]
@@ -560,7 +563,7 @@ def _compact(model):
             if q is not None and not any(_has_items(getattr(q, f, None))
                                          for f in ("min", "max", "scale", "zeroPoint", "details")):
                 t.quantization = None
-            if t.buffer > 0 and t.buffer not in keep and not t.isVariable and not fb.buffer_bytes(model, t.buffer):
+            if t.buffer > 0 and t.buffer not in keep and not t.isVariable and not fb.buffer_size(model, t.buffer):
                 moved.add(t.buffer)
     for sg in model.subgraphs:  # a buffer also used by a variable tensor stays
         moved.difference_update(t.buffer for t in sg.tensors or [] if t.isVariable)
@@ -577,7 +580,7 @@ def _has_items(v):
 
 def _refusal(model, t, reason, min_bytes, refused):
     """Records in ``refused`` a constant of at least ``min_bytes`` that cannot be packed: (name, bytes, why)."""
-    nbytes = len(fb.buffer_bytes(model, t.buffer)) if t.buffer > 0 else 0
+    nbytes = fb.buffer_size(model, t.buffer) if t.buffer > 0 else 0
     if refused is not None and nbytes >= max(min_bytes, 1):
         refused.add(t, nbytes, reason)
 
@@ -604,39 +607,58 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
             skip_reason(model.subgraphs[s].tensors[i], i, facts[s], users, planned) is None
             for s, i in refs)
     plans, packed_cache = {}, {}  # cache: (buffer, dtype, shape) -> bytes or None
-    for s, sg in enumerate(model.subgraphs):
-        for i, t in enumerate(sg.tensors or []):
-            if t.buffer <= 0 or not eligible.get(t.buffer, False):
-                why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
-                if why is None and t.buffer > 0:
-                    why = shared_buffer_reason(model, s, i, facts, users, planned)
-                if why is not None and why != "no operator reads it" and (s, i) not in densified:
-                    _refusal(model, t, why, min_bytes, refused)
-                continue
-            arr = _tensor_array(model, t)
-            nbytes = len(fb.buffer_bytes(model, t.buffer))  # as stored (sub-byte types packed)
-            if arr is None and nbytes >= max(min_bytes, 1):  # worded as inspect's row for it
-                shape = [int(d) for d in (t.shape if t.shape is not None else [])]
-                _refusal(model, t, f"buffer holds {nbytes} B, not the "
-                         f"{fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} the tensor declares",
-                         min_bytes, refused)
-            if arr is None or nbytes < max(min_bytes, 1):
-                continue
-            key = (t.buffer, int(t.type), arr.shape)
-            if key not in packed_cache:
-                packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_bytes(model, t.buffer), enc)
-                if packed_cache[key] is None:
-                    _refusal(model, t, "the codec refuses its data (e.g. > 4096 distinct values: cluster it)",
-                             min_bytes, refused)
-            data = packed_cache[key]
-            if data is not None and keep_reason(len(data), nbytes, min_saving) is None:
-                plans[(s, i)] = data
+    with _progress(model, "pack") as bar:
+        for s, sg in enumerate(model.subgraphs):
+            for i, t in enumerate(sg.tensors or []):
+                _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min_bytes, verify,
+                             min_saving, enc, refused, codec, plans, packed_cache)
+                bar.update(fb.buffer_size(model, t.buffer))
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():
         if eligible.get(b) and not all((s, i) in plans for s, i in refs):
             for s, i in refs:
                 plans.pop((s, i), None)
     return plans
+
+
+def _progress(model, desc):
+    """A tqdm bar over the model's constant bytes (stderr; only on a terminal and from
+    ``PROGRESS_MIN_BYTES`` on; removed when done)."""
+    from tqdm.auto import tqdm
+
+    total = sum(fb.buffer_size(model, t.buffer) for sg in model.subgraphs for t in sg.tensors or [])
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False,
+                disable=None if total >= PROGRESS_MIN_BYTES else True)
+
+
+def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min_bytes, verify, min_saving, enc,
+                 refused, codec, plans, packed_cache):
+    """``_plan``'s work on tensor ``i`` of subgraph ``s``: into ``plans`` when worth packing."""
+    if t.buffer <= 0 or not eligible.get(t.buffer, False):
+        why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
+        if why is None and t.buffer > 0:
+            why = shared_buffer_reason(model, s, i, facts, users, planned)
+        if why is not None and why != "no operator reads it" and (s, i) not in densified:
+            _refusal(model, t, why, min_bytes, refused)
+        return
+    arr = _tensor_array(model, t)
+    nbytes = fb.buffer_size(model, t.buffer)  # as stored (sub-byte types packed)
+    if arr is None and nbytes >= max(min_bytes, 1):  # worded as inspect's row for it
+        shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+        _refusal(model, t, f"buffer holds {nbytes} B, not the "
+                 f"{fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} the tensor declares",
+                 min_bytes, refused)
+    if arr is None or nbytes < max(min_bytes, 1):
+        return
+    key = (t.buffer, int(t.type), arr.shape)
+    if key not in packed_cache:
+        packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_view(model, t.buffer), enc)
+        if packed_cache[key] is None:
+            _refusal(model, t, "the codec refuses its data (e.g. > 4096 distinct values: cluster it)",
+                     min_bytes, refused)
+    data = packed_cache[key]
+    if data is not None and keep_reason(len(data), nbytes, min_saving) is None:
+        plans[(s, i)] = data
 
 
 def _huffdecode_code(model):
@@ -744,8 +766,8 @@ def _encode_checked(codec, arr, verify, raw=None, enc=None):
         return None  # refused: too many distinct values, unsupported shape, ...
     if verify:
         want = raw if raw is not None else _stored_bytes(arr)
-        back = np.asarray(codec.decode(data, raw=True)).tobytes()
-        if back != want:
+        back = memoryview(np.ascontiguousarray(codec.decode(data, raw=True))).cast("B")  # no copy
+        if back != memoryview(want).cast("B"):
             raise RuntimeError(
                 "dc_keras.codec round trip is not bit-exact for a tensor of shape "
                 f"{arr.shape} {arr.dtype}; refusing to write a wrong model (codec bug)"
@@ -826,14 +848,14 @@ def _unpack_model(model, buffers):
             data = _decode_for(codec, raw, t, where, name)
             b = t.buffer
             if b > 0 and b < len(model.buffers) and b not in removed_buffers:
-                existing = fb.buffer_bytes(model, b)
-                if existing and existing != data:
+                existing = fb.buffer_view(model, b)
+                if existing and existing != memoryview(data):
                     b = 0  # shared with different content: give it a buffer of its own
             if b <= 0:
                 model.buffers.append(schema.BufferT())
                 b = len(model.buffers) - 1
                 t.buffer = b
-            model.buffers[b].data = np.frombuffer(data, np.uint8)
+            model.buffers[b].data = data
             drop_tensors.add(ins[0])
             removed_buffers.add(p.buffer)
         sg.operators = keep_ops
@@ -846,10 +868,10 @@ def _unpack_model(model, buffers):
 
 
 def _decode_for(codec, raw, t, where, name):
-    """The buffer bytes of tensor ``t`` decoded from ``raw``; ValueError if they do not fit it."""
+    """The buffer bytes of tensor ``t`` decoded from ``raw`` (a uint8 array); ValueError if they do not fit it."""
     try:
         head = codec.info(raw)
-        data = np.asarray(codec.decode(raw, raw=True)).tobytes()
+        data = np.ascontiguousarray(codec.decode(raw, raw=True), dtype=np.uint8)  # uint8, kept: no copy
     except ValueError as exc:
         raise ValueError(f"{where}: packed data of {name!r} is invalid: {exc}") from None
     mismatch = header_mismatch(head, t)

@@ -114,7 +114,7 @@ def densify_plans(model, s):
 
 def stored_bytes(t, model) -> int:
     """Bytes the sparse tensor costs in the file: its values plus its index arrays."""
-    n = len(fb.buffer_bytes(model, t.buffer))
+    n = fb.buffer_size(model, t.buffer)
     width = {"Int32VectorT": 4, "Uint16VectorT": 2, "Uint8VectorT": 1}
     for dm in t.sparsity.dimMetadata or []:
         for v in (dm.arraySegments, dm.arrayIndices):

@@ -13,7 +13,7 @@ import stat
 import sys
 import threading
 
-#: inputs above this size get a progress line on a terminal (inspect has its own bar).
+#: inputs above this size get a progress line on a terminal (pack and inspect have their own bars).
 PROGRESS_MIN_BYTES = 16 << 20
 
 
@@ -61,8 +61,8 @@ def _check_paths(src, dst):
 
 @contextlib.contextmanager
 def _working(desc, nbytes):
-    """An elapsed-time line on a terminal's stderr while ``pack``/``unpack`` run on a big model
-    (they report no fraction done); removed when done."""
+    """An elapsed-time line on a terminal's stderr while ``unpack`` runs on a big model (it
+    reports no fraction done; ``pack`` draws a bar of its own); removed when done."""
     if nbytes < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
         yield
         return
@@ -97,7 +97,7 @@ def cmd_pack(args):
     _check_paths(args.input, args.output)
     data = _read(args.input)
     check_writable(args.output)  # a bad output path fails now, not after packing
-    with _working(f"packing {args.input}", len(data)), _about(args.input):
+    with _about(args.input):  # pack draws its own progress bar on a terminal
         out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
                                      buffers=args.buffers, context_model=args.context_model,
                                      compact=args.compact, positive_zeros=args.positive_zeros)

@@ -28,6 +28,18 @@
 enum { kCustom = 32, kUInt8 = 3, kDataAlign = 16 };
 #define DC_FLATBUFFER_MAX ((size_t)0x7fffffff) /* flatbuffer offsets are < 2 GiB */
 
+/* What to do about a result past `max_output`: with dc_unpack's own bound (the flatbuffer's), the
+ * model's weights do not fit inside a flatbuffer, which is where this unpacker writes them. */
+static const char* too_large_fix(size_t max_output) {
+  return max_output >= DC_FLATBUFFER_MAX
+             ? " (this unpacker writes the weights inside the flatbuffer, which addresses at most "
+               "2 GiB): unpack it with dc_keras.export.unpack or `dc-keras unpack`, which write "
+               "them "
+               "after the flatbuffer, or run the packed model with the HuffDecode op or delegate, "
+               "which decode at load"
+             : " (the max_output bound given)";
+}
+
 typedef struct {
   const uint8_t* b;
   size_t n;
@@ -295,7 +307,8 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
     return DC_UNPACK_UNSUPPORTED;
   }
   if (pl->total > pl->max_output || info.output_bytes + 64 > pl->max_output - pl->total) {
-    say(f, "HuffDecode(%s): the unpacked model would exceed %zu bytes", t.name, pl->max_output);
+    say(f, "HuffDecode(%s): the unpacked model would exceed %zu bytes%s", t.name, pl->max_output,
+        too_large_fix(pl->max_output));
     return DC_UNPACK_TOO_LARGE;
   }
   if (!add_job(pl)) return say(f, "out of memory"), DC_UNPACK_NO_MEMORY;
@@ -605,7 +618,9 @@ static int append_buffers(Fb* f, const Vec* buffers, const NewBuffer* nb, size_t
     end = align_up(v + 4 + nb[i].size, 4);
   }
   if (end > max_output || zip_n > max_output - end) {
-    return say(f, "the unpacked model would exceed %zu bytes", max_output), DC_UNPACK_TOO_LARGE;
+    return say(f, "the unpacked model would exceed %zu bytes%s", max_output,
+               too_large_fix(max_output)),
+           DC_UNPACK_TOO_LARGE;
   }
   uint8_t* o = (uint8_t*)calloc(1, end + zip_n);
   if (!o) return say(f, "out of memory (%zu bytes)", end + zip_n), DC_UNPACK_NO_MEMORY;
