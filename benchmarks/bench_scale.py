@@ -15,8 +15,10 @@ Cases (``--cases``, default all but ``huge``):
   multi     4 subgraphs x 500 ops of 64x64 float32 (33.8 MB, 6,004 tensors)
   huge      9 x 8192x8192 float32, buffers after the flatbuffer (2.42 GB; needs ~5 GB of RAM)
 
-Measured here (2026-12-03, x86_64, 2 cores shared with test runs: times vary by +-30 %).
-"before" is the code before tests/test_scale.py's fixes (whole-model copies in write_model, int64
+The current figures are in docs/results.md ("Scale"), generated from ``--json docs/results/scale.json``
+by results_doc.py. The table below is the record of the work on big models (2026-12-03, x86_64,
+2 cores shared with test runs: times vary by +-30 %), kept for its "before" column, which needs the
+old code: "before" is the code before tests/test_scale.py's fixes (whole-model copies in write_model, int64
 work arrays in codec.encode, a buffer copy per use in pack/inspect), on the same kinds of models:
 
   case      file            op       before                 after (this script)
@@ -43,7 +45,7 @@ the packed model 0.1-0.5 s against 0.07-0.3 s plain (the delegate decodes at loa
 per tensor in pack and inspect (the codec tries several layouts); time per tensor does not grow
 with their number (1,000 / 2,000 / 8,000 ops: 2.1 / 5.4 / 17.5 s).
 
-Usage: python benchmarks/bench_scale.py [--cases big_f32,big_i8,wide,multi,huge] [--dir DIR]
+Usage: python benchmarks/bench_scale.py [--cases big_f32,big_i8,wide,multi,huge] [--dir DIR] [--json PATH]
 """
 import argparse
 import os
@@ -192,6 +194,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default="big_f32,big_i8,wide,multi")
     ap.add_argument("--dir", default=None, help="where the models go (default: a temporary directory)")
+    ap.add_argument("--json", default=None, help="write the figures here (docs/results/scale.json; results_doc.py --scale)")
     ap.add_argument("--child", nargs=3, metavar=("OP", "SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -200,24 +203,50 @@ def main(argv=None):
     unknown = [c for c in names if c not in CASES]
     if unknown:
         ap.error(f"unknown case(s) {unknown}: choose from {sorted(CASES)}")
+    from _common import machine_info, write_json
+
+    machine = machine_info(frameworks=False)
+    rows = []
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         print(f"{'case':8} {'file':>14} {'op':8} {'seconds':>8} {'peak RSS MB':>12}  note")
         for name in names:
             plain, packed, back = (os.path.join(d, f"{name}{s}.tflite") for s in ("", ".packed", ".unpacked"))
+            model = build(*CASES[name])
+            tensors = _tensor_count(model)
             with open(plain, "wb") as f:
-                f.write(build(*CASES[name]))
+                f.write(model)
+            del model
             size = os.path.getsize(plain)
+            row = {"case": name, "file_bytes": size, "tensors": tensors, "dtype": CASES[name][2],
+                   "subgraphs": CASES[name][3], "buffers": CASES[name][4], "ops": []}
             for op, src, dst in (("pack", plain, packed), ("unpack", packed, back), ("inspect", plain, ""),
                                  ("run", plain, plain + ".npy"), ("run", packed, packed + ".npy")):
                 secs, rss = measure(op, src, dst)
-                note = f"-> {os.path.getsize(dst):,} B" if op in ("pack", "unpack") else (
-                    os.path.basename(src) if op == "run" else "")
+                out = os.path.getsize(dst) if op in ("pack", "unpack") else None
+                which = ("packed" if src == packed else "plain") if op == "run" else None
+                row["ops"].append({"op": op if op != "run" else f"run {which}", "seconds": secs, "peak_rss_mb": rss,
+                                   "out_bytes": out})
+                note = f"-> {out:,} B" if out is not None else (which or "")
                 print(f"{name:8} {size:>14,} {op:8} {secs:8.2f} {rss:12.0f}  {note}", flush=True)
             same = np.array_equal(np.load(plain + ".npy"), np.load(packed + ".npy"))
+            row["bit_identical"] = bool(same)
+            rows.append(row)
             print(f"{name:8} packed outputs bit-identical to the plain model's: {same}", flush=True)
             if not same:
                 return 1
+    machine["loadavg_end"] = machine_info(frameworks=False)["loadavg"]
+    if args.json:
+        write_json(args.json, {"benchmark": "scale", "machine": machine, "rows": rows,
+                               "command": "python benchmarks/bench_scale.py " + " ".join(
+                                   argv if argv is not None else sys.argv[1:])})
     return 0
+
+
+def _tensor_count(model):
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.schema.Model.GetRootAs(model, 0)
+    return sum(m.Subgraphs(i).TensorsLength() for i in range(m.SubgraphsLength()))
 
 
 if __name__ == "__main__":

@@ -833,6 +833,36 @@ def density_section(d):
     return out + [""]
 
 
+def scale_section(sc):
+    """Section of docs/results.md from benchmarks/bench_scale.py --json: pack / unpack / inspect and
+    load + invoke on synthesised big and wide models, wall time and peak RSS of each operation in a
+    process of its own.
+
+    Example:
+        >>> lines = scale_section(json.load(open("docs/results/scale.json")))
+    """
+    m = sc["machine"]
+    out = ["## Scale: big and wide models", "",
+           f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), load average {m['loadavg'][0]:.1f} at the start "
+           f"and {m['loadavg_end'][0]:.1f} at the end (1 min), command `{sc['command']}`. Models synthesised through "
+           "the TFLite schema (chains of FULLY_CONNECTED, kernels 10 % kept among 16 shared values); each operation "
+           "runs in a child process of its own, reading the file included: wall time and peak RSS (VmHWM). "
+           "`run`: load, allocate and invoke every signature with `dc_keras.runtime.Interpreter`; the packed "
+           "model's outputs are compared bit for bit with the plain model's.", "",
+           "| case | file | tensors | subgraphs | operation | seconds | peak RSS | output | bit-identical |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in sc["rows"]:
+        for i, o in enumerate(r["ops"]):
+            head = (f"{r['case']} ({r['dtype']}, buffers {r['buffers']}) | {r['file_bytes'] / 1e6:,.1f} MB | "
+                    f"{r['tensors']:,} | {r['subgraphs']}") if i == 0 else " | | |"
+            outb = "" if o["out_bytes"] is None else (
+                f"{o['out_bytes']:,} B ({r['file_bytes'] / o['out_bytes']:.1f}x smaller)" if o["op"] == "pack"
+                else f"{o['out_bytes']:,} B")
+            same = ("yes" if r["bit_identical"] else "**no**") if i == 0 else ""
+            out.append(f"| {head} | {o['op']} | {o['seconds']:.2f} | {o['peak_rss_mb']:,.0f} MB | {outb} | {same} |")
+    return out + [""]
+
+
 def centroid_ops_section(co):
     """Section of docs/results.md from benchmarks/bench_centroid_ops.py --json: per-op cost of the
     clustered TF training step's centroid gather and sums, native ops vs the XLA fallback; each
@@ -984,6 +1014,7 @@ def main(argv=None):
     p.add_argument("--centroid-ops", default=None,
                    help="bench_centroid_ops.py --json output (docs/results/centroid_ops.json)")
     p.add_argument("--density", default=None, help="bench_density.py --json output (docs/results/density.json)")
+    p.add_argument("--scale", default=None, help="bench_scale.py --json output (docs/results/scale.json)")
     p.add_argument("--mcu", nargs="+", default=None,
                    help="mcu_bench.py output(s) (docs/results/mcu_*.json): the microcontroller section")
     p.add_argument("--out", default="docs/results.md")
@@ -1063,6 +1094,9 @@ def main(argv=None):
     if args.multi_worker:
         lines[-5:-5] = [".venv/bin/python benchmarks/bench_multi_worker.py --rounds 15 --json multi_worker_step.json"]
         lines[-5] += " --multi-worker multi_worker_step.json"
+    if args.scale:
+        lines[-5:-5] = [".venv/bin/python benchmarks/bench_scale.py --json scale.json   # ~3 min, ~1 GB of RAM"]
+        lines[-5] += " --scale scale.json"
     if args.codec:  # (bench_codec.py's command is in the list above)
         lines[-5] += " --codec codec_context.json"
     if args.mcu:
@@ -1075,6 +1109,9 @@ def main(argv=None):
     if args.density:
         with open(args.density) as f:
             lines += density_section(json.load(f))
+    if args.scale:
+        with open(args.scale) as f:
+            lines += scale_section(json.load(f))
     if args.fit_step:
         with open(args.fit_step) as f:
             lines += fit_step_section(json.load(f))

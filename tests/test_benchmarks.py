@@ -99,6 +99,12 @@ def _quantized_args(res):
             if n == "quantized.json" or os.path.exists(os.path.join(res, n))]
 
 
+def _scale_args(res):
+    """benchmarks/bench_scale.py's JSON, once committed."""
+    path = os.path.join(res, "scale.json")
+    return ["--scale", path] if os.path.exists(path) else []
+
+
 def _mcu_args(res):
     """benchmarks/mcu_bench.py's JSON(s), once committed."""
     mcu = sorted(os.path.join(res, n) for n in os.listdir(res) if n.startswith("mcu_") and n.endswith(".json"))
@@ -116,7 +122,7 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
     args = ["--table1", *table1, "--speed", os.path.join(res, "speed.json"), "--quantized", *_quantized_args(res),
             "--runtime", os.path.join(res, "runtime.json"), "--fit-step", os.path.join(res, "fit_step.json"),
             "--codec", os.path.join(res, "codec_context.json"), *_zoo_args(res), *_multi_worker_args(res),
-            *_codec_bound_args(res), *_centroid_ops_args(res), *_density_args(res), *_mcu_args(res)]
+            *_codec_bound_args(res), *_centroid_ops_args(res), *_density_args(res), *_scale_args(res), *_mcu_args(res)]
     r = subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), *args, "--out", "docs/results.md",
                         "--img_dir", "docs/img"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
