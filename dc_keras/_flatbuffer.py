@@ -626,13 +626,8 @@ def buffer_view(model, index: int) -> memoryview:
 
 
 def buffer_bytes(model, index: int) -> bytes:
-    """The data of buffer ``index`` (``b''`` when empty)."""
-    if index <= 0 or index >= len(model.buffers or []):
-        return b""
-    data = model.buffers[index].data
-    if data is None or len(data) == 0:
-        return b""
-    return np.asarray(data, dtype=np.uint8).tobytes()
+    """The data of buffer ``index`` (``b''`` when empty), a copy (``buffer_view`` makes none)."""
+    return bytes(buffer_view(model, index))
 
 
 def opcode_name(model, op) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dc_keras import export
-from dc_keras.export import _inspect
+from dc_keras.export import _inspect, _pack
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64])
@@ -81,7 +81,7 @@ def test_progress_bar_for_big_models_only(monkeypatch):
     for threshold, shown in ((1 << 40, False), (1024, True)):
         err = Tty()
         monkeypatch.setattr("sys.stderr", err)
-        monkeypatch.setattr(_inspect, "PROGRESS_MIN_BYTES", threshold)
+        monkeypatch.setattr(_pack, "PROGRESS_MIN_BYTES", threshold)  # inspect draws pack's bar
         export.inspect(data)
         assert ("inspect" in err.getvalue()) == shown, err.getvalue()
     monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal: no bar even when big

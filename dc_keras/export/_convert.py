@@ -228,28 +228,17 @@ def _signature_specs(signature, names=()):
     model's input names (``names``) in order when there are as many."""
     import tensorflow as tf
 
-    leaves = []
+    given = iter(_signature_names(signature, names))  # in the order _signature_leaves walks
 
-    def back(x):
+    def build(x):
         if isinstance(x, dict) and set(x) == {_SPEC}:
-            leaves.append(x[_SPEC])
-            return len(leaves) - 1
+            shape, dtype, _ = x[_SPEC]
+            return tf.TensorSpec(shape, dtype, name=next(given))
         if isinstance(x, dict):
-            return {k: back(v) for k, v in x.items()}
-        return [back(v) for v in x]
+            return {k: build(v) for k, v in x.items()}
+        return [build(v) for v in x]
 
-    skeleton = back(signature)
-    specs = [tf.TensorSpec(shape, dtype, name=n) for (shape, dtype, _), n in zip(leaves, _signature_names(
-        signature, names))]
-
-    def fill(x):
-        if isinstance(x, int):
-            return specs[x]
-        if isinstance(x, dict):
-            return {k: fill(v) for k, v in x.items()}
-        return [fill(v) for v in x]
-
-    return fill(skeleton)
+    return build(signature)
 
 
 def _signature_leaves(signature):

@@ -8,7 +8,7 @@ import numpy as np
 
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
-from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, after_model, _codec, _offline_plans,
+from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, shared_buffer_reason,
@@ -202,10 +202,6 @@ def check_plot_path(path) -> str:
     return fmt
 
 
-#: constant data above which ``inspect`` shows a progress bar (on a terminal only).
-PROGRESS_MIN_BYTES = 16 << 20
-
-
 def _distinct(words) -> int:
     """Number of distinct values of a 1-D unsigned array: sort + count changes. numpy 2's
     ``np.unique`` hashes, which took ~9 s per 16 M float32 weights with many distinct values
@@ -225,26 +221,11 @@ def _stats(arr):
     return density, _distinct(bits)
 
 
-def _buffer_size(model, index) -> int:
-    buffers = model.buffers or []
-    data = buffers[index].data if 0 < index < len(buffers) else None
-    return 0 if data is None else len(data)
-
-
-def _progress(model):
-    """A tqdm bar over the model's constant bytes (stderr; only on a terminal and for big models)."""
-    from tqdm.auto import tqdm
-
-    total = sum(_buffer_size(model, t.buffer) for sg in model.subgraphs for t in sg.tensors or [])
-    return tqdm(total=total, unit="B", unit_scale=True, desc="inspect", leave=False,
-                disable=None if total >= PROGRESS_MIN_BYTES else True)
-
-
 def _tensors_with_progress(bar, model, tensors):
     """``enumerate(tensors)``, advancing ``bar`` by each tensor's bytes once it is handled."""
     for i, t in enumerate(tensors):
         yield i, t
-        bar.update(_buffer_size(model, t.buffer))
+        bar.update(fb.buffer_size(model, t.buffer))
 
 
 def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
@@ -273,7 +254,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     planned = _planned_constants(_offline_plans(model))
     all_facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     rows = []
-    bar = _progress(model)
+    bar = _progress(model, "inspect")  # pack's bar: from _pack.PROGRESS_MIN_BYTES on, on a terminal
     for s, sg in enumerate(model.subgraphs):
         decoded_from = {}
         for op in sg.operators or []:

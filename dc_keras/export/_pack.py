@@ -19,8 +19,8 @@ PACKED_SUFFIX = "/dc_packed"
 # the HuffDecode operator, vectors, 4-byte alignment; measured 63-68 B on the model zoo, see
 # tests/test_export_pack.py): a tensor is packed only if it saves more than that.
 _PER_TENSOR_OVERHEAD = 80
-#: pack draws a progress bar (stderr, on a terminal only) for models with this many bytes of
-#: constants: packing a 2.4 GB model takes a minute or more, ~2 ms per tensor on wide models.
+#: pack and inspect draw a progress bar (stderr, on a terminal only) for models with this many
+#: bytes of constants: packing a 2.4 GB model takes a minute or more, ~2 ms per tensor on wide models.
 PROGRESS_MIN_BYTES = 16 << 20
 
 
