@@ -885,6 +885,38 @@ static void fill_grouped(uint8_t* out, const dc_header* h, uint32_t index) {
     (b).count -= (e_ & 15u);                  \
   } while (0)
 
+/* Every fast loop keeps the four interleaved streams (§7) in locals b0..b3. */
+#define BR_LOAD4(src) \
+  do {                \
+    b0 = (src)[0];    \
+    b1 = (src)[1];    \
+    b2 = (src)[2];    \
+    b3 = (src)[3];    \
+  } while (0)
+#define BR_STORE4(dst) \
+  do {                 \
+    (dst)[0] = b0;     \
+    (dst)[1] = b1;     \
+    (dst)[2] = b2;     \
+    (dst)[3] = b3;     \
+  } while (0)
+/* One fast refill of each stream (needs safe_iters' guarantee: 8 bytes left in each). */
+#define BR_REFILL4(data)      \
+  do {                        \
+    BR_REFILL_FAST(b0, data); \
+    BR_REFILL_FAST(b1, data); \
+    BR_REFILL_FAST(b2, data); \
+    BR_REFILL_FAST(b3, data); \
+  } while (0)
+/* One symbol from each stream, in stream order. */
+#define DEC4(table, mask, s0, s1, s2, s3) \
+  do {                                    \
+    DEC(b0, table, mask, s0);             \
+    DEC(b1, table, mask, s1);             \
+    DEC(b2, table, mask, s2);             \
+    DEC(b3, table, mask, s3);             \
+  } while (0)
+
 /* Iterations between checksum updates (dense: 16 K elements). */
 #define DC_CHUNK_ITERS 1024u
 /* Sparse: elements filled with the background ahead of the entries at a time. */
@@ -946,10 +978,7 @@ DC_INLINE dc_status dense_body(const uint8_t* data, const dc_header* h, const ui
   uint32_t s, sym;
   dc_status st;
   streams_init(br, h);
-  b0 = br[0];
-  b1 = br[1];
-  b2 = br[2];
-  b3 = br[3];
+  BR_LOAD4(br);
 #define DC_NEXT_ELEMENT()        \
   do {                           \
     if (grouped && --rem == 0) { \
@@ -964,17 +993,11 @@ DC_INLINE dc_status dense_body(const uint8_t* data, const dc_header* h, const ui
          0) {
     for (; it > 0; --it) {
       uint32_t r;
-      BR_REFILL_FAST(b0, data);
-      BR_REFILL_FAST(b1, data);
-      BR_REFILL_FAST(b2, data);
-      BR_REFILL_FAST(b3, data);
+      BR_REFILL4(data);
       for (r = 0; r < 4; ++r) {
         uint32_t s0, s1, s2, s3;
         const uint8_t *v0, *v1, *v2, *v3;
-        DEC(b0, tab, mask, s0);
-        DEC(b1, tab, mask, s1);
-        DEC(b2, tab, mask, s2);
-        DEC(b3, tab, mask, s3);
+        DEC4(tab, mask, s0, s1, s2, s3);
         if (grouped) {
           v0 = gb + s0 * esz;
           DC_NEXT_ELEMENT();
@@ -998,10 +1021,7 @@ DC_INLINE dc_status dense_body(const uint8_t* data, const dc_header* h, const ui
   }
 #undef DC_NEXT_ELEMENT
   /* Tail: each stream on its own with the safe refill. */
-  br[0] = b0;
-  br[1] = b1;
-  br[2] = b2;
-  br[3] = b3;
+  BR_STORE4(br);
   if (bits < 8)
     memset(out + k * 4 * bits / 8, 0, (size_t)(h->info.output_bytes - k * 4 * bits / 8));
   for (s = 0; s < 4; ++s) {
@@ -1041,10 +1061,7 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
   const uint8_t* bgv = cb + (size_t)h->background * esz;
   uint64_t j = 0, p = 0, filled = 0, it;
   streams_init(br, h);
-  b0 = br[0];
-  b1 = br[1];
-  b2 = br[2];
-  b3 = br[3];
+  BR_LOAD4(br);
   if (grouped) { /* each group has its own background value: fill everything up front */
     fill_grouped(out, h, h->background);
     filled = n;
@@ -1062,20 +1079,11 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
     }
     for (; it > 0; --it) {
       uint32_t r;
-      BR_REFILL_FAST(b0, data);
-      BR_REFILL_FAST(b1, data);
-      BR_REFILL_FAST(b2, data);
-      BR_REFILL_FAST(b3, data);
+      BR_REFILL4(data);
       for (r = 0; r < 2; ++r) {
         uint32_t g0, g1, g2, g3, i0, i1, i2, i3;
-        DEC(b0, gtab, gmask, g0);
-        DEC(b1, gtab, gmask, g1);
-        DEC(b2, gtab, gmask, g2);
-        DEC(b3, gtab, gmask, g3);
-        DEC(b0, itab, imask, i0);
-        DEC(b1, itab, imask, i1);
-        DEC(b2, itab, imask, i2);
-        DEC(b3, itab, imask, i3);
+        DEC4(gtab, gmask, g0, g1, g2, g3);
+        DEC4(itab, imask, i0, i1, i2, i3);
         DC_ENTRY(g0, i0);
         DC_ENTRY(g1, i1);
         DC_ENTRY(g2, i2);
@@ -1085,10 +1093,7 @@ DC_INLINE dc_status sparse_body(const uint8_t* data, const dc_header* h, const u
     }
     ck_upto(ck, out, (size_t)(p * esz));
   }
-  br[0] = b0;
-  br[1] = b1;
-  br[2] = b2;
-  br[3] = b3;
+  BR_STORE4(br);
   for (; j < e; ++j) {
     bitreader* bb = &br[j & 3];
     uint32_t g, i;
@@ -1150,10 +1155,7 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
   uint64_t j = 0, p = 0, k = 0, rend = cols, it, row = 0;
   dc_status st;
   streams_init(br, h);
-  b0 = br[0];
-  b1 = br[1];
-  b2 = br[2];
-  b3 = br[3];
+  BR_LOAD4(br);
   rp[0] = 0;
   /* 1 refill and 2 entries (2 * (12 + 12) <= 56 bits) per stream per iteration, as §6's
    * decoder; k <= j < E, so the appends stay inside the caller's E-entry arrays. */
@@ -1161,20 +1163,11 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
     j += 8 * it;
     for (; it > 0; --it) {
       uint32_t rr;
-      BR_REFILL_FAST(b0, data);
-      BR_REFILL_FAST(b1, data);
-      BR_REFILL_FAST(b2, data);
-      BR_REFILL_FAST(b3, data);
+      BR_REFILL4(data);
       for (rr = 0; rr < 2; ++rr) {
         uint32_t g0, g1, g2, g3, i0, i1, i2, i3;
-        DEC(b0, gtab, gmask, g0);
-        DEC(b1, gtab, gmask, g1);
-        DEC(b2, gtab, gmask, g2);
-        DEC(b3, gtab, gmask, g3);
-        DEC(b0, itab, imask, i0);
-        DEC(b1, itab, imask, i1);
-        DEC(b2, itab, imask, i2);
-        DEC(b3, itab, imask, i3);
+        DEC4(gtab, gmask, g0, g1, g2, g3);
+        DEC4(itab, imask, i0, i1, i2, i3);
         DC_ROW_ENTRY(g0, i0);
         DC_ROW_ENTRY(g1, i1);
         DC_ROW_ENTRY(g2, i2);
@@ -1182,10 +1175,7 @@ DC_INLINE dc_status rows_body(const uint8_t* data, const dc_header* h, const uin
       }
     }
   }
-  br[0] = b0;
-  br[1] = b1;
-  br[2] = b2;
-  br[3] = b3;
+  BR_STORE4(br);
   for (; j < e; ++j) {
     bitreader* bb = &br[j & 3];
     uint32_t g, i;
@@ -1296,10 +1286,7 @@ size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words, size_t max)
   uint32_t* o = words;
   uint64_t x;
   for (x = it; x > 0; --x, o += 8) {
-    BR_REFILL_FAST(b0, data);
-    BR_REFILL_FAST(b1, data);
-    BR_REFILL_FAST(b2, data);
-    BR_REFILL_FAST(b3, data);
+    BR_REFILL4(data);
     DC_PAIR_RAW(b0, o[0]);
     DC_PAIR_RAW(b1, o[1]);
     DC_PAIR_RAW(b2, o[2]);
@@ -1309,10 +1296,7 @@ size_t dc_rows_plain_decode(dc_rows_plain_state* s, uint32_t* words, size_t max)
     DC_PAIR_RAW(b2, o[6]);
     DC_PAIR_RAW(b3, o[7]);
   }
-  s->dec.br[0] = b0;
-  s->dec.br[1] = b1;
-  s->dec.br[2] = b2;
-  s->dec.br[3] = b3;
+  BR_STORE4(s->dec.br);
   s->dec.j += 8 * it;
   return (size_t)(8 * it);
 }
@@ -1488,10 +1472,7 @@ DC_INLINE dc_status context_body(const uint8_t* data, const dc_header* h, const 
   dc_status st;
   streams_init(br, h);
   for (s = 0; s < 4; ++s) filled[s] = h->seg_start[s];
-  b0 = br[0];
-  b1 = br[1];
-  b2 = br[2];
-  b3 = br[3];
+  BR_LOAD4(br);
   /* 1 refill and 2 entries (<= 2 * (12 + 12) bits) per stream per iteration; the four segments
    * are independent chains. `left`: entries of the shortest stream (3) not yet decoded. */
   while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64(left / 2, DC_CHUNK_ITERS))) > 0) {
@@ -1504,16 +1485,10 @@ DC_INLINE dc_status context_body(const uint8_t* data, const dc_header* h, const 
     done += 2 * it;
     for (; it > 0; --it) {
       uint32_t r;
-      BR_REFILL_FAST(b0, data);
-      BR_REFILL_FAST(b1, data);
-      BR_REFILL_FAST(b2, data);
-      BR_REFILL_FAST(b3, data);
+      BR_REFILL4(data);
       for (r = 0; r < 2; ++r) {
         uint32_t g0, g1, g2, g3;
-        DEC(b0, gtab, gmask, g0);
-        DEC(b1, gtab, gmask, g1);
-        DEC(b2, gtab, gmask, g2);
-        DEC(b3, gtab, gmask, g3);
+        DEC4(gtab, gmask, g0, g1, g2, g3);
         DC_CTX_ENTRY(b0, g0, p0, q0, e0);
         DC_CTX_ENTRY(b1, g1, p1, q1, e1);
         DC_CTX_ENTRY(b2, g2, p2, q2, e2);
@@ -1521,10 +1496,7 @@ DC_INLINE dc_status context_body(const uint8_t* data, const dc_header* h, const 
       }
     }
   }
-  br[0] = b0;
-  br[1] = b1;
-  br[2] = b2;
-  br[3] = b3;
+  BR_STORE4(br);
   pos[0] = p0;
   pos[1] = p1;
   pos[2] = p2;
@@ -1617,25 +1589,16 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
     return DC_OK;
   }
   streams_init(br, h);
-  b0 = br[0];
-  b1 = br[1];
-  b2 = br[2];
-  b3 = br[3];
+  BR_LOAD4(br);
   /* the last round is left to the tail: elements of the fast loop are never the last (wide) */
   while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), (rounds - k - (rounds > k)) / 4)) > 0) {
     for (; it > 0; --it) {
       uint32_t r;
-      BR_REFILL_FAST(b0, data);
-      BR_REFILL_FAST(b1, data);
-      BR_REFILL_FAST(b2, data);
-      BR_REFILL_FAST(b3, data);
+      BR_REFILL4(data);
       for (r = 0; r < 4; ++r) {
         uint32_t s0, s1, s2, s3;
         const uint64_t e = 4 * (k + r);
-        DEC(b0, tab, mask, s0);
-        DEC(b1, tab, mask, s1);
-        DEC(b2, tab, mask, s2);
-        DEC(b3, tab, mask, s3);
+        DEC4(tab, mask, s0, s1, s2, s3);
         put_plane(out, e, s0, rest, esz, 1);
         put_plane(out, e + 1, s1, rest, esz, 1);
         put_plane(out, e + 2, s2, rest, esz, 1);
@@ -1644,10 +1607,7 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
       k += 4;
     }
   }
-  br[0] = b0;
-  br[1] = b1;
-  br[2] = b2;
-  br[3] = b3;
+  BR_STORE4(br);
   for (s = 0; s < 4; ++s) {
     bitreader* b = &br[s];
     for (i = k * 4 + s; i < n; i += 4) {
