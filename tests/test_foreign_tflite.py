@@ -181,3 +181,39 @@ def test_custom_options_stored_after_the_flatbuffer_survive_pack_and_unpack():
     cut = data[:-1]
     with pytest.raises(ValueError, match="custom options lie outside the file"):
         export.pack(cut)
+
+
+def _with_unread_constant():
+    """The dense model with one more constant, 16 KB of clustered float32 data no operator reads (as
+    a tool that leaves a dead weight behind writes): (file, its name, its bytes)."""
+    m = fb.read_model(em.tflite("dense", None))
+    data = np.round(np.random.default_rng(0).normal(0, 1, 4096) * 2).astype("<f4")
+    buf = fb.schema.BufferT()
+    buf.data = np.frombuffer(data.tobytes(), np.uint8)
+    m.buffers.append(buf)
+    t = fb.schema.TensorT()
+    t.name, t.type, t.shape, t.buffer = "dead_weight", fb.schema.TensorType.FLOAT32, [64, 64], len(m.buffers) - 1
+    m.subgraphs[0].tensors.append(t)
+    return fb.write_model(m), "dead_weight", data.nbytes
+
+
+def test_a_constant_no_operator_reads_is_named_by_pack_as_by_inspect(tmp_path, capsys):
+    """inspect listed a 16 KB constant no operator reads as "refused: no operator reads it", but pack
+    left it raw without a word (its stats, warning and CLI "not packed" lines skipped that reason):
+    the packed file kept 16,384 B the user was not told about."""
+    from dc_keras import cli
+
+    data, name, nbytes = _with_unread_constant()
+    rows = {r.name: r for r in export.inspect(data).rows}
+    assert (rows[name].status, rows[name].reason) == ("refused", "no operator reads it")
+    packed, stats = _pack.pack_with_stats(data)
+    assert stats["packed_tensors"] > 0 and (name, nbytes, "no operator reads it") in list(stats["refused"])
+    with pytest.warns(UserWarning, match=f"{name} \\({nbytes} B\\): no operator reads it"):
+        export.pack(data)
+    src = tmp_path / "m.tflite"
+    src.write_bytes(data)
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    assert f"  {name}: {nbytes} B: no operator reads it" in capsys.readouterr().out
+    back = fb.read_model(packed)  # kept as it was
+    t = next(t for t in back.subgraphs[0].tensors if fb.tensor_name(t) == name)
+    assert fb.buffer_bytes(back, t.buffer) == fb.buffer_bytes(fb.read_model(data), len(fb.read_model(data).buffers) - 1)

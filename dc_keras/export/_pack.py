@@ -638,7 +638,7 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
         why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
         if why is None and t.buffer > 0:
             why = shared_buffer_reason(model, s, i, facts, users, planned)
-        if why is not None and why != "no operator reads it" and (s, i) not in densified:
+        if why is not None and (s, i) not in densified:
             _refusal(model, t, why, min_bytes, refused)
         return
     arr = _tensor_array(model, t)
