@@ -217,3 +217,25 @@ def test_a_constant_no_operator_reads_is_named_by_pack_as_by_inspect(tmp_path, c
     back = fb.read_model(packed)  # kept as it was
     t = next(t for t in back.subgraphs[0].tensors if fb.tensor_name(t) == name)
     assert fb.buffer_bytes(back, t.buffer) == fb.buffer_bytes(fb.read_model(data), len(fb.read_model(data).buffers) - 1)
+
+
+def test_a_constant_that_packs_larger_than_raw_is_kept_for_that_reason():
+    """A float32 weight of random bits packs to more than its 1,920 raw bytes; inspect's reason
+    said "packs to N B, but a packed tensor adds ~80 B of HuffDecode op and tensor: no saving on
+    1920 B", blaming the op's cost when the packed form alone is already no smaller."""
+    from dc_keras import codec
+
+    m = fb.read_model(em.tflite("dense", None))
+    [w] = [t for t in m.subgraphs[0].tensors if list(t.shape) == [10, 48]]
+    bits = np.random.default_rng(3).integers(0, 2**32, 480, dtype=np.uint32) & np.uint32(0xBFFFFFFF)  # finite
+    values = bits.astype("<u4").view("<f4")
+    m.buffers[w.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+    data = fb.write_model(m)
+    size = len(codec.encode(values.reshape(10, 48)))
+    assert size >= values.nbytes  # the case under test: no smaller packed
+    [row] = [r for r in export.inspect(data).rows if r.name == fb.tensor_name(w)]
+    assert (row.status, row.packed_bytes) == ("kept", None)
+    assert row.reason == (f"packs to {size} B, no smaller than its {values.nbytes} B raw "
+                          "(data the packed format cannot shrink)")
+    _, stats = _pack.pack_with_stats(data)
+    assert stats["packed_tensors"] > 0 and fb.tensor_name(w) not in [n for n, _, _ in stats["refused"]]

@@ -190,6 +190,8 @@ def keep_reason(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     """Why a constant of ``raw_bytes`` that packs to ``packed_bytes`` is kept raw, or None when
     ``pack`` packs it: it must save more than the op and tensor a packed tensor adds, and
     ``min_saving``. Shared by pack and inspect (its "kept" rows)."""
+    if packed_bytes >= raw_bytes:  # the op's cost is beside the point then
+        return f"packs to {packed_bytes} B, no smaller than its {raw_bytes} B raw (data the packed format cannot shrink)"
     if packed_bytes + _PER_TENSOR_OVERHEAD >= raw_bytes:
         return (f"packs to {packed_bytes} B, but a packed tensor adds ~{_PER_TENSOR_OVERHEAD} B of HuffDecode op "
                 f"and tensor: no saving on {raw_bytes} B")
