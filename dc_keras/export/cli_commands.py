@@ -111,6 +111,10 @@ def cmd_pack(args):
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input, stats["refused_bytes"])
+    if stats["unreferenced"][0]:
+        from dc_keras.export._pack import unreferenced_note
+
+        print("note: " + unreferenced_note(*stats["unreferenced"]))
     _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, args.output)
     _print_zeros(stats)
 
