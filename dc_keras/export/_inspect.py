@@ -244,7 +244,8 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     after the model (TFLite metadata's labels, vocabularies) is listed in ``associated_files``
     (name, bytes) and ``associated_bytes`` (the zip's size), and in the text's last line; a zip
     that cannot be kept in ``associated_error`` (and ``dropped_bytes``); other bytes after the model
-    (``model_end``: where it ends) in ``trailing_bytes``.
+    (``model_end``: where it ends) in ``trailing_bytes``; buffers holding data that no tensor or
+    metadata refers to in ``unreferenced`` (buffers, bytes), and in a note line.
 
     Raises:
       ValueError: not a valid ``.tflite``, or a packed tensor cannot be decoded.
