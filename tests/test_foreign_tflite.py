@@ -181,3 +181,90 @@ def test_custom_options_stored_after_the_flatbuffer_survive_pack_and_unpack():
     cut = data[:-1]
     with pytest.raises(ValueError, match="custom options lie outside the file"):
         export.pack(cut)
+
+
+def _with_unread_constant():
+    """The dense model with one more constant, 16 KB of clustered float32 data no operator reads (as
+    a tool that leaves a dead weight behind writes): (file, its name, its bytes)."""
+    m = fb.read_model(em.tflite("dense", None))
+    data = np.round(np.random.default_rng(0).normal(0, 1, 4096) * 2).astype("<f4")
+    buf = fb.schema.BufferT()
+    buf.data = np.frombuffer(data.tobytes(), np.uint8)
+    m.buffers.append(buf)
+    t = fb.schema.TensorT()
+    t.name, t.type, t.shape, t.buffer = "dead_weight", fb.schema.TensorType.FLOAT32, [64, 64], len(m.buffers) - 1
+    m.subgraphs[0].tensors.append(t)
+    return fb.write_model(m), "dead_weight", data.nbytes
+
+
+def test_a_constant_no_operator_reads_is_named_by_pack_as_by_inspect(tmp_path, capsys):
+    """inspect listed a 16 KB constant no operator reads as "refused: no operator reads it", but pack
+    left it raw without a word (its stats, warning and CLI "not packed" lines skipped that reason):
+    the packed file kept 16,384 B the user was not told about."""
+    from dc_keras import cli
+
+    data, name, nbytes = _with_unread_constant()
+    rows = {r.name: r for r in export.inspect(data).rows}
+    assert (rows[name].status, rows[name].reason) == ("refused", "no operator reads it")
+    packed, stats = _pack.pack_with_stats(data)
+    assert stats["packed_tensors"] > 0 and (name, nbytes, "no operator reads it") in list(stats["refused"])
+    with pytest.warns(UserWarning, match=f"{name} \\({nbytes} B\\): no operator reads it"):
+        export.pack(data)
+    src = tmp_path / "m.tflite"
+    src.write_bytes(data)
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    assert f"  {name}: {nbytes} B: no operator reads it" in capsys.readouterr().out
+    back = fb.read_model(packed)  # kept as it was
+    t = next(t for t in back.subgraphs[0].tensors if fb.tensor_name(t) == name)
+    assert fb.buffer_bytes(back, t.buffer) == fb.buffer_bytes(fb.read_model(data), len(fb.read_model(data).buffers) - 1)
+
+
+def test_a_constant_that_packs_larger_than_raw_is_kept_for_that_reason():
+    """A float32 weight of random bits packs to more than its 1,920 raw bytes; inspect's reason
+    said "packs to N B, but a packed tensor adds ~80 B of HuffDecode op and tensor: no saving on
+    1920 B", blaming the op's cost when the packed form alone is already no smaller."""
+    from dc_keras import codec
+
+    m = fb.read_model(em.tflite("dense", None))
+    [w] = [t for t in m.subgraphs[0].tensors if list(t.shape) == [10, 48]]
+    bits = np.random.default_rng(3).integers(0, 2**32, 480, dtype=np.uint32) & np.uint32(0xBFFFFFFF)  # finite
+    values = bits.astype("<u4").view("<f4")
+    m.buffers[w.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+    data = fb.write_model(m)
+    size = len(codec.encode(values.reshape(10, 48)))
+    assert size >= values.nbytes  # the case under test: no smaller packed
+    [row] = [r for r in export.inspect(data).rows if r.name == fb.tensor_name(w)]
+    assert (row.status, row.packed_bytes) == ("kept", None)
+    assert row.reason == (f"packs to {size} B, no smaller than its {values.nbytes} B raw "
+                          "(data the packed format cannot shrink)")
+    _, stats = _pack.pack_with_stats(data)
+    assert stats["packed_tensors"] > 0 and fb.tensor_name(w) not in [n for n, _, _ in stats["refused"]]
+
+
+def test_a_buffer_no_tensor_refers_to_is_reported_by_pack_and_inspect(tmp_path, capsys):
+    """A 16,384 B buffer no tensor and no metadata refers to (dead data a tool left in the file)
+    stayed in pack's output, and neither pack (stats, warning, CLI) nor inspect said a word: a
+    packed file of 19,328 B whose own model packs to 2,912 B. Now each names it; it is kept."""
+    from dc_keras import cli
+
+    m = fb.read_model(em.tflite("dense", None))
+    dead = fb.schema.BufferT()
+    dead.data = np.arange(16384, dtype=np.uint8)
+    m.buffers.append(dead)
+    data = fb.write_model(m)
+    note = "1 buffer(s), 16384 B, that no tensor or metadata refers to: kept as they are"
+    packed, stats = _pack.pack_with_stats(data)
+    assert stats["packed_tensors"] > 0 and stats["unreferenced"] == (1, 16384)
+    assert stats["refused"] == []
+    back = fb.read_model(packed)
+    assert dead.data.tobytes() in [fb.buffer_bytes(back, b) for b in range(len(back.buffers))]
+    with pytest.warns(UserWarning, match=note.replace("(", "\\(").replace(")", "\\)")):
+        export.pack(data)
+    assert export.inspect(data).unreferenced == (1, 16384)
+    assert "note: " + note in export.inspect(data).to_text()
+    src = tmp_path / "m.tflite"
+    src.write_bytes(data)
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    assert "note: " + note in capsys.readouterr().out
+    _, plain_stats = _pack.pack_with_stats(em.tflite("dense", None))  # a converter's file has none
+    assert plain_stats["unreferenced"] == (0, 0) and export.inspect(em.tflite("dense", None)).unreferenced == (0, 0)

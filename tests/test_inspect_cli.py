@@ -173,6 +173,20 @@ def test_bad_plot_path_is_checked_before_the_model_is_read(tmp_path, capsys):
     assert "'.xyz' is not an image format" in line, line
 
 
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_plot_path_that_is_the_model_itself_is_refused(tmp_path, int64_file, capsys, link):
+    """`inspect model.tflite --plot sizes.png` where sizes.png is a link to model.tflite wrote the
+    PNG through the link: the input model was replaced by a size chart. pack and unpack already
+    refused an OUT that is IN; --plot is now checked the same way, before any work."""
+    model = tmp_path / "model.tflite"
+    model.write_bytes(int64_file.read_bytes())
+    plot = tmp_path / "sizes.png"
+    (os.symlink if link == "symlink" else os.link)(model, plot)
+    line = _plot_error(capsys, model, plot)
+    assert f"--plot must differ from FILE: {plot} is the same file as {model}" in line, line
+    assert model.read_bytes() == int64_file.read_bytes()
+
+
 def test_unwritable_plot_directory(tmp_path, int64_file, capsys, monkeypatch):
     """A directory the user cannot write (os.access: root writes even chmod 0555 directories, so
     the access check is simulated): Permission denied, the directory and the fix, nothing written."""

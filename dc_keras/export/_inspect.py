@@ -12,7 +12,7 @@ from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, after_model
                                    _planned_constants, _signed_zeros, keep_reason,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, shared_buffer_reason,
-                                   skip_reason)
+                                   skip_reason, unreferenced_buffers, unreferenced_note)
 
 
 def _once(rows):
@@ -63,6 +63,9 @@ class Report:
     #: ``(tensors, entries)``: the -0.0 entries of float weights that also hold +0.0 (an unpacked
     #: file; ``pack`` keeps them bit-exact, each like a kept weight, unless ``positive_zeros``)
     negative_zeros: tuple = (0, 0)
+    #: ``(buffers, bytes)``: buffers holding data that no tensor or metadata refers to (pack and
+    #: unpack keep them as they are)
+    unreferenced: tuple = (0, 0)
 
     def _distinct_rows(self):
         """The rows, each buffer once (a buffer shared by several rows is counted with its first)."""
@@ -115,6 +118,8 @@ class Report:
         if skipped:
             lines.append(f"skipped: {len(skipped)} tensor(s), {_once(skipped)} B below min_bytes "
                          "(left alone by design: too small for a packed header to pay off)")
+        if self.unreferenced[0]:
+            lines.append("note: " + unreferenced_note(*self.unreferenced))
         where = "after the flatbuffer (Buffer.offset/size)" if self.external_buffers else "inline"
         lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'}; "
                      f"buffer data {where})")
@@ -239,7 +244,8 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     after the model (TFLite metadata's labels, vocabularies) is listed in ``associated_files``
     (name, bytes) and ``associated_bytes`` (the zip's size), and in the text's last line; a zip
     that cannot be kept in ``associated_error`` (and ``dropped_bytes``); other bytes after the model
-    (``model_end``: where it ends) in ``trailing_bytes``.
+    (``model_end``: where it ends) in ``trailing_bytes``; buffers holding data that no tensor or
+    metadata refers to in ``unreferenced`` (buffers, bytes), and in a note line.
 
     Raises:
       ValueError: not a valid ``.tflite``, or a packed tensor cannot be decoded.
@@ -288,7 +294,8 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                   associated_bytes=z.size(tflite_bytes) if z else 0,
                   associated_error=dropped[0] if dropped else None, dropped_bytes=dropped[1] if dropped else 0,
                   model_end=model_end, trailing_bytes=len(tail),
-                  negative_zeros=(0, 0) if hd else _signed_zeros(model, False))
+                  negative_zeros=(0, 0) if hd else _signed_zeros(model, False),
+                  unreferenced=unreferenced_buffers(model, users))
 
 
 def _packed_row(model, codec, s, t, packed_tensor):

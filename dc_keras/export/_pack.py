@@ -123,6 +123,22 @@ def _buffer_users(model):
     return users
 
 
+def unreferenced_buffers(model, users=None):
+    """``(buffers, bytes)``: the buffers holding data that no tensor and no metadata entry refers to
+    (dead data a tool left in the file). No runtime reads them; ``pack`` and ``unpack`` keep them as
+    they are, and ``pack``'s warning, the CLI and ``inspect`` say so."""
+    users = _buffer_users(model) if users is None else users
+    sizes = [fb.buffer_size(model, b) for b in range(1, len(model.buffers or [])) if b not in users]
+    sizes = [n for n in sizes if n]
+    return len(sizes), sum(sizes)
+
+
+def unreferenced_note(count, nbytes):
+    """One line on ``unreferenced_buffers``' result."""
+    return (f"{count} buffer(s), {nbytes} B, that no tensor or metadata refers to: kept as they are "
+            "(no runtime reads them; the tool that wrote the file left them there)")
+
+
 def skip_reason(t, idx, facts, users, planned=None):
     """Why constant tensor ``idx`` (``t``) of a subgraph cannot be packed, or None if it can be.
 
@@ -190,6 +206,8 @@ def keep_reason(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     """Why a constant of ``raw_bytes`` that packs to ``packed_bytes`` is kept raw, or None when
     ``pack`` packs it: it must save more than the op and tensor a packed tensor adds, and
     ``min_saving``. Shared by pack and inspect (its "kept" rows)."""
+    if packed_bytes >= raw_bytes:  # the op's cost is beside the point then
+        return f"packs to {packed_bytes} B, no smaller than its {raw_bytes} B raw (data the packed format cannot shrink)"
     if packed_bytes + _PER_TENSOR_OVERHEAD >= raw_bytes:
         return (f"packs to {packed_bytes} B, but a packed tensor adds ~{_PER_TENSOR_OVERHEAD} B of HuffDecode op "
                 f"and tensor: no saving on {raw_bytes} B")
@@ -309,6 +327,8 @@ def warn_notes(stats, positive_zeros_how, who):
     if stats["refused"]:
         warnings.warn(f"{who}: {refused_note(stats['refused'], stats['refused_bytes'])}; dc_keras.export.inspect(data) lists every tensor",
                       UserWarning, stacklevel=3)
+    if stats["unreferenced"][0]:
+        warnings.warn(f"{who}: {unreferenced_note(*stats['unreferenced'])}", UserWarning, stacklevel=3)
     kept, kept_n = stats["negative_zeros"]
     if kept:
         warnings.warn(f"{who}: {negative_zeros_note(kept, kept_n, positive_zeros_how)}", UserWarning, stacklevel=3)
@@ -370,7 +390,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     output's model (``with_zip``); ``dropped_zip``: why a zip after the input's model could not be
     kept and how many bytes were dropped, when it could not; ``negative_zeros``: ``(tensors,
     entries)`` of the weights ``positive_zeros`` applies to that hold both -0.0 and +0.0, kept
-    bit-exact; ``positive_zeros``: ``(tensors, entries)`` it made +0.0)."""
+    bit-exact; ``positive_zeros``: ``(tensors, entries)`` it made +0.0; ``unreferenced``:
+    ``(buffers, bytes)`` of the input's buffers holding data no tensor or metadata refers to, kept)."""
     _check_args(min_bytes, min_saving, buffers)
     if compact is not None and not isinstance(compact, bool):
         raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
@@ -383,6 +404,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
     dangling = _dangling_metadata(model)
+    unreferenced = unreferenced_buffers(model)
     offline_plans = _offline_plans(model)
     zeros = _signed_zeros(model, positive_zeros)
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
@@ -393,7 +415,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                   _planned_constants(offline_plans))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
              "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "kept_bytes": 0, "dropped_zip": None,
-             "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0)}
+             "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0),
+             "unreferenced": unreferenced}
     rewrite = strip_strings or compact is True or buffers != "auto" or zeros[0] > 0 and positive_zeros
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
@@ -638,7 +661,7 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
         why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
         if why is None and t.buffer > 0:
             why = shared_buffer_reason(model, s, i, facts, users, planned)
-        if why is not None and why != "no operator reads it" and (s, i) not in densified:
+        if why is not None and (s, i) not in densified:
             _refusal(model, t, why, min_bytes, refused)
         return
     arr = _tensor_array(model, t)

@@ -51,11 +51,11 @@ def _about(path):
         raise
 
 
-def _check_paths(src, dst):
+def _check_paths(src, dst, names=("OUT", "IN")):
     same = os.path.abspath(src) == os.path.abspath(dst) or (
         os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst))  # links too
     if same:
-        raise ValueError(f"OUT must differ from IN: {dst} is the same file as {src}, and inputs are "
+        raise ValueError(f"{names[0]} must differ from {names[1]}: {dst} is the same file as {src}, and inputs are "
                          "never modified: choose a different output path")
 
 
@@ -111,6 +111,10 @@ def cmd_pack(args):
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input, stats["refused_bytes"])
+    if stats["unreferenced"][0]:
+        from dc_keras.export._pack import unreferenced_note
+
+        print("note: " + unreferenced_note(*stats["unreferenced"]))
     _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, args.output)
     _print_zeros(stats)
 
@@ -188,6 +192,7 @@ def cmd_inspect(args):
     from dc_keras.export._inspect import check_plot_path
 
     if args.plot:
+        _check_paths(args.file, args.plot, ("--plot", "FILE"))  # e.g. a link to FILE named sizes.png
         check_plot_path(args.plot)  # a bad --plot path fails now, not after the table
     data = _read(args.file)
     with _about(args.file):
