@@ -595,6 +595,24 @@ def test_every_dc_name_shown_exists():
 
 # -- what the text around the code says it does ----------------------------------------------------
 
+def test_readme_demo_rows_agree_with_the_demo():
+    """README's `dc-keras demo` table: the epochs shown are dc_keras.demo's, each ratio is the float
+    file's bytes over the packed bytes shown, and run_demo's docstring example prints the quick
+    row's ratio (it said 41.2 while the README and a re-run gave 41.4: 1,069,652 / 25,824 B)."""
+    from dc_keras import demo
+
+    text = _docs.read("README.md")
+    floats = int(re.search(r"float `\.tflite` ([\d,]+) B", text).group(1).replace(",", ""))
+    rows = re.findall(r"^\| `dc-keras demo( --full)?` \((\d+)/(\d+)/(\d+) epochs\) \| [^|]+ \| ([\d,]+) B \| "
+                      r"([\d.]+)x \|", text, re.M)
+    assert [r[0] for r in rows] == ["", " --full"], rows
+    for full, *epochs, packed, ratio in rows:
+        assert tuple(map(int, epochs)) == (demo.FULL_EPOCHS if full else demo.QUICK_EPOCHS), (full, epochs)
+        assert f"{floats / int(packed.replace(',', '')):.1f}" == ratio, (full, floats, packed, ratio)
+    shown = re.search(r"rows\[0\]\.file_bytes / rows\[-1\]\.file_bytes.*\n\s*([\d.]+)\.\.\.", demo.run_demo.__doc__)
+    assert shown and shown.group(1) == rows[0][-1], (shown and shown.group(1), rows[0][-1])
+
+
 def test_decode_op_shown_with_the_backend_it_needs():
     """`Interpreter(decode="op")` runs on backend="tensorflow" only (the default LiteRT backend raises
     a ValueError saying so): a call the docs show with decode="op" passes that backend
