@@ -637,3 +637,21 @@ def test_decode_op_shown_with_the_backend_it_needs():
 
     with pytest.raises(ValueError, match="backend='tensorflow'"):
         dc_keras.runtime.Interpreter(model_content=b"", decode="op")
+
+
+def test_multi_worker_md_shows_the_keys_the_example_prints():
+    """docs/multi_worker.md's sample last line of `python examples/multi_worker.py --workers 2`: its
+    keys, in order, begin the launcher's final JSON object (the values are the example's run,
+    checked by tests/test_multi_worker.py; its digest was a stale "9a73…" where today's run printed
+    "139f…": now a placeholder)."""
+    import ast
+
+    shown = next(code for lang, _, code in _docs.blocks("docs/multi_worker.md") if lang == "json")
+    keys = re.findall(r'"(\w+)":', shown)
+    tree = ast.parse(_docs.read("examples/multi_worker.py"))
+    printed = [[k.value for k in node.keys] for node in ast.walk(tree)
+               if isinstance(node, ast.Dict) and node.keys and getattr(node.keys[0], "value", None) == "workers"
+               and any(getattr(k, "value", None) == "agree" for k in node.keys)]
+    assert len(printed) == 1, printed
+    assert keys[:-1] == printed[0][: len(keys) - 1] and keys[-1] in printed[0], (keys, printed)
+    assert '"workers": 2' in shown and '"agree": true' in shown
