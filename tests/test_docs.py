@@ -655,3 +655,47 @@ def test_multi_worker_md_shows_the_keys_the_example_prints():
     assert len(printed) == 1, printed
     assert keys[:-1] == printed[0][: len(keys) - 1] and keys[-1] in printed[0], (keys, printed)
     assert '"workers": 2' in shown and '"agree": true' in shown
+
+
+_README_CHECKS = """
+import json
+import numpy as np
+pruned_kernels = [l.get_weights()[0] for l in dc_keras.strip(pruned).layers]
+shared_kernels = [l.get_weights()[0] for l in model.layers]
+unpacked = dc_keras.runtime.Interpreter(model_content=dc_keras.export.unpack(packed))
+outs = []
+for it in (interpreter, unpacked):
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x[:1])
+    it.invoke()
+    outs.append(it.get_tensor(it.get_output_details()[0]["index"]))
+with open("model.packed.tflite", "rb") as f:
+    on_disk = f.read()
+print("CHECKS " + json.dumps({
+    "sparsity": [float(np.mean(k == 0)) for k in pruned_kernels],
+    "expected": [float(np.floor(0.9 * k.size) / k.size) for k in pruned_kernels],
+    "zeros_kept": [bool(np.array_equal(a == 0, b == 0)) for a, b in zip(pruned_kernels, shared_kernels)],
+    "distinct": [int(np.unique(k[k != 0]).size) for k in shared_kernels],
+    "file_is_packed": on_disk == packed and b"HuffDecode" in on_disk,
+    "bit_identical": outs[0].tobytes() == outs[1].tobytes()}))
+"""
+
+
+@pytest.mark.long  # ~60 s: 2,000 training steps, what the README's schedule needs to reach 0.9
+def test_readme_example_does_what_its_comments_say(tmp_path):
+    """README's first example, with enough data (12,800 rows) for its schedule to finish
+    (end_step=2000 = 5 epochs x 400 batches): each kernel ends at sparsity 0.9 (floor(0.9 n) zeros),
+    clustering keeps exactly those zeros ("pruned zeros stay exactly 0") with <= 2**5 shared
+    values, model.packed.tflite is the packed file, and the packed model's output is bit-identical
+    to the unpacked one's. (test_python_block_runs only runs it: on its 256 rows nothing is pruned.)"""
+    code = _docs.blocks("README.md", "python")[0][2]
+    values = {"model": VALUES["README.md", "model"], "x, y": VALUES["README.md", "x, y"].replace("256", "12800")}
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", _docs.fill(code, values) + _README_CHECKS], cwd=str(tmp_path), env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads([line for line in r.stdout.splitlines() if line.startswith("CHECKS ")][-1][7:])
+    assert res["sparsity"] == res["expected"] and len(res["sparsity"]) == 2, res
+    assert res["zeros_kept"] == [True, True] and all(1 < d <= 32 for d in res["distinct"]), res
+    assert res["file_is_packed"] and res["bit_identical"], res
