@@ -104,10 +104,22 @@ def texts(include_generated=True, notebooks=True):
     return out
 
 
+def prose(path, text):
+    """``text`` without its fenced code blocks (markdown; a notebook's text is returned as is): the
+    text whose inline code spans can be paired. Left in, a fence's three backticks shift every
+    later span by one, so that code in spans after it was read as prose and prose as code."""
+    return re.sub(r"^[ \t]*```.*?^[ \t]*```[^\n]*$", "", text, flags=re.S | re.M) if path.endswith(".md") else text
+
+
+def spans(path, text, multiline=True):
+    """The inline code spans of ``text`` (outside fenced blocks); ``multiline``: a span may wrap."""
+    return re.findall(r"`([^`]+)`" if multiline else r"`([^`\n]+)`", prose(path, text))
+
+
 def command_lines(path, text):
     """Command lines shown in ``text``: inline code spans (a span may wrap onto a second line), lines
     of sh/bash/console blocks, and notebook `!` lines; comments removed, whitespace collapsed."""
-    spans = [re.sub(r"\s+", " ", s) for s in re.findall(r"`([^`\n]+(?:\n[^`\n]+)?)`", text)]
+    spans = [re.sub(r"\s+", " ", s) for s in re.findall(r"`([^`\n]+(?:\n[^`\n]+)?)`", prose(path, text))]
     if path.endswith(".md"):
         for lang, _, code in blocks(path):
             if lang in ("sh", "bash", "console", "shell"):

@@ -715,6 +715,30 @@ def test_jax_export_says_when_it_does_not_make_the_tensorflow_backends_file():
         assert data != default
 
 
+@pytest.mark.skipif(BACKEND != "jax", reason="the in-process jax2tf export route is the JAX backend's")
+@pytest.mark.parametrize("kind", ["dropout", "lstm"])
+def test_jax_in_process_export_of_a_model_with_a_seed_generator(kind):
+    """On JAX, to_tflite with converter_options= (or configure=) converts through jax2tf in this
+    process, and Keras's endpoint wrote every non-trainable variable back, a SeedGenerator's uint32
+    state too: every model with Dropout or an LSTM/GRU failed there ("TFLite conversion failed:
+    'tfl.assign_variable' op operand #1 must be tensor of 32-bit float ... but got 'tensor<2xui32>'",
+    to_tflite's own docstring example on an LSTM among them). They convert now, with Keras's outputs."""
+    import warnings
+
+    if kind == "dropout":
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dropout(0.5), keras.layers.Dense(3)])
+        x, batch = np.random.default_rng(0).random((4, 6), dtype=np.float32), None
+    else:
+        model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4)])
+        x, batch = np.random.default_rng(0).random((8, 5, 3), dtype=np.float32), 8
+    assert "uint32" in {str(v.dtype) for v in model.non_trainable_variables}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = dc_keras.export.to_tflite(model, batch_size=batch, pack=False,
+                                         converter_options={"experimental_enable_resource_variables": True})
+    np.testing.assert_allclose(_predict_tflite(data, x), keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)
+
 def _predict_tflite(data, x):
     from ai_edge_litert.interpreter import Interpreter as LiteRT
 

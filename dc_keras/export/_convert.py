@@ -263,6 +263,26 @@ def _first_dim(signature):
     return signature[_SPEC][0][0]
 
 
+# Variable dtypes TFLite's ASSIGN_VARIABLE takes (the tfl.assign_variable op's operand types).
+_TFLITE_VARIABLE_DTYPES = {"float32", "float64", "bool", "uint8", "int8", "int32", "int64", "complex64", "complex128"}
+
+
+def _export_kwargs(model):
+    """Extra ``model.export`` arguments. On JAX, Keras's SavedModel endpoint writes every
+    non-trainable variable back after the call, the uint32 state of a ``keras.random.SeedGenerator``
+    (Dropout, LSTM/GRU dropout) too, and TFLite's converter refused that assignment ("'tfl.assign_variable'
+    op operand #1 must be tensor of 32-bit float ... but got 'tensor<2xui32>'"): any such model failed
+    on the in-process jax2tf route (converter_options= / configure=). Such a model is exported with
+    ``is_static=True``, the function jax2tf-converted as it is (its weights become constants, as the
+    converter makes them anyway; inference assigns nothing)."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return {}
+    dtypes = {str(getattr(v, "dtype", "")) for v in getattr(model, "non_trainable_variables", [])}
+    return {"is_static": True} if dtypes - _TFLITE_VARIABLE_DTYPES else {}
+
+
 def _convert_signature(model, apply, signature):
     import tensorflow as tf
 
@@ -271,7 +291,7 @@ def _convert_signature(model, apply, signature):
         saved = os.path.join(tmp, "saved_model")
         try:
             model.export(saved, format="tf_saved_model", input_signature=_signature_specs(signature, names),
-                         verbose=False)
+                         verbose=False, **_export_kwargs(model))
         except Exception as exc:  # the model's call refused the specs (shape, dtype, structure)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise _ArgumentError(f"to_tflite: the model cannot be called with the input_signature given ({first}): "
@@ -464,7 +484,7 @@ def _convert_dynamic(model, apply):
         with _exportdir.directory() as tmp:
             saved = os.path.join(tmp, "saved_model")
             try:
-                model.export(saved, format="tf_saved_model")
+                model.export(saved, format="tf_saved_model", **_export_kwargs(model))
             except Exception:
                 raise first from None
             saved = _with_named_dict_inputs(model, saved, tmp)
@@ -498,7 +518,7 @@ def _with_named_dict_inputs(model, saved, tmp):
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint("serve", lambda *args: model(dict(zip(keys, args)), training=False),
-                             input_signature=specs)
+                             input_signature=specs, **_export_kwargs(model))
         archive.write_out(named, verbose=False)
     except Exception:  # noqa: BLE001 (e.g. a key TF does not take as a signature name)
         return saved
@@ -513,7 +533,8 @@ def _convert_static(model, apply, batch):
                          "built with keras.Input)")
     with _exportdir.directory() as tmp:
         saved = os.path.join(tmp, "saved_model")
-        model.export(saved, format="tf_saved_model", input_signature=_input_signature(model, batch), verbose=False)
+        model.export(saved, format="tf_saved_model", input_signature=_input_signature(model, batch), verbose=False,
+                     **_export_kwargs(model))
         return apply(tf.lite.TFLiteConverter.from_saved_model(saved), batch).convert()
 
 
