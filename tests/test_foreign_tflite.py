@@ -124,7 +124,7 @@ def test_inspect_keeps_what_pack_keeps_when_the_saving_would_not_pay_for_the_op(
     report = export.inspect(data)
     [row] = [r for r in report.rows if r.raw_bytes == c.nbytes]
     assert (row.status, row.packed_bytes) == ("kept", None)
-    assert row.reason == (f"packs to {size} B, but a packed tensor adds ~{_pack._PER_TENSOR_OVERHEAD} B of "
+    assert row.reason == (f"packs to {size} B, but a packed tensor adds up to {_pack._PER_TENSOR_OVERHEAD} B of "
                           f"HuffDecode op and tensor: no saving on {c.nbytes} B")
     assert report.packed_total == report.raw_total
 

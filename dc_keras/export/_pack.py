@@ -209,7 +209,7 @@ def keep_reason(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     if packed_bytes >= raw_bytes:  # the op's cost is beside the point then
         return f"packs to {packed_bytes} B, no smaller than its {raw_bytes} B raw (data the packed format cannot shrink)"
     if packed_bytes + _PER_TENSOR_OVERHEAD >= raw_bytes:
-        return (f"packs to {packed_bytes} B, but a packed tensor adds ~{_PER_TENSOR_OVERHEAD} B of HuffDecode op "
+        return (f"packs to {packed_bytes} B, but a packed tensor adds up to {_PER_TENSOR_OVERHEAD} B of HuffDecode op "
                 f"and tensor: no saving on {raw_bytes} B")
     if not _saves_enough(packed_bytes, raw_bytes, min_saving):
         return f"packs to {packed_bytes} B = {packed_bytes / raw_bytes:.0%} of raw (min_saving)"
