@@ -294,6 +294,12 @@ class CompressionWrapper(keras.layers.Wrapper):
             weights = tuple(weights)
         self._untracked("only_weights", weights)
         kwargs.setdefault("name", getattr(layer, "name", None))
+        if isinstance(layer, keras.layers.Layer):
+            # The layer's own dtype policy, not the global one: under a mixed-precision policy a
+            # wrapper computing in float16 would read the kernel it substitutes (and the centroids)
+            # as float16 inside its autocast scope, and a float32 layer (the usual float32 head)
+            # would run on float16-rounded weights that strip() does not reproduce.
+            kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         _compat.carry_input_shape(self, layer)  # Sequential([wrapper(Dense(20, input_shape=...))]) builds now
         self.supports_masking = bool(getattr(layer, "supports_masking", False))
