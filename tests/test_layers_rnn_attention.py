@@ -9,7 +9,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from _compress_flow import check_compressed, five_calls, random_data, wrappers_of
+from _compress_flow import check_compressed, five_calls, random_data, run_tflite, wrappers_of
 
 import dc_keras
 from dc_keras.train import PruneWrapper
@@ -243,13 +243,6 @@ def test_group_query_attention_is_compressed(tmp_path):
     np.testing.assert_array_equal(keras.models.load_model(tmp_path / "gqa.keras").predict(x, verbose=0),
                                   clustered.predict(x, verbose=0))
     raw = dc_keras.export.to_tflite(final, pack=False)
-    outs = []
-    for content in (raw, dc_keras.export.pack(raw)):
-        it = dc_keras.runtime.Interpreter(model_content=content)
-        it.resize_tensor_input(it.get_input_details()[0]["index"], list(x.shape))
-        it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        it.invoke()
-        outs.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    outs = [run_tflite(content, x) for content in (raw, dc_keras.export.pack(raw))]
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_allclose(outs[0], final.predict(x, verbose=0), rtol=1e-5, atol=1e-5)

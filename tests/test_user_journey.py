@@ -595,6 +595,7 @@ def test_to_tflite_of_a_mixed_precision_model_names_the_policy():
     (not the InputLayer, which computes nothing), their dtype and a float32 copy made from the model
     itself; that copy, made as the message says, exports and packs bit-exactly."""
     import keras
+    from _compress_flow import run_tflite
 
     import dc_keras
 
@@ -620,14 +621,7 @@ def test_to_tflite_of_a_mixed_precision_model_names_the_policy():
     assert {l.dtype_policy.name for l in f32.layers} == {"float32"}
     x = np.random.default_rng(0).normal(size=(3, 6, 6, 2)).astype("float32")
     raw = export.to_tflite(f32, pack=False)
-    outs = []
-    for content in (raw, export.pack(raw)):
-        it = dc_keras.runtime.Interpreter(model_content=content)
-        it.resize_tensor_input(it.get_input_details()[0]["index"], list(x.shape))
-        it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        it.invoke()
-        outs.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    outs = [run_tflite(content, x) for content in (raw, export.pack(raw))]
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_allclose(outs[0], f32.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs[0], mixed.predict(x, verbose=0), rtol=2e-2, atol=2e-2)  # float16 compute
