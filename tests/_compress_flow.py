@@ -35,6 +35,17 @@ def assert_same_predictions(a, b, x):
         np.testing.assert_allclose(pa, pb, rtol=1e-5, atol=1e-6)
 
 
+def run_tflite(content, x):
+    """Output of ``.tflite`` bytes (packed or not) on the batch ``x``, through dc_keras's interpreter
+    (LiteRT with HuffDecode registered), the input resized to ``x``'s shape."""
+    it = dc_keras.runtime.Interpreter(model_content=content)
+    it.resize_tensor_input(it.get_input_details()[0]["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+
 def kernels(model):
     """``{variable path: numpy value}`` of every kernel/embedding of a plain model."""
     return {v.path: np_(v) for v in model.weights

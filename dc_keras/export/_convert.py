@@ -547,8 +547,10 @@ def _first_error_line(exc):
 def _half_precision_layers(model):
     """``(names, compute dtype)`` of the layers that compute in float16/bfloat16 (a mixed-precision
     policy), which TFLite's converter cannot lower."""
-    half = [l for l in _leaf_layers(model)
-            if getattr(getattr(l, "dtype_policy", None), "compute_dtype", None) in ("float16", "bfloat16")]
+    import keras
+
+    half = [l for l in _leaf_layers(model) if not isinstance(l, keras.layers.InputLayer)  # computes nothing
+            and getattr(getattr(l, "dtype_policy", None), "compute_dtype", None) in ("float16", "bfloat16")]
     return [l.name for l in half], (half[0].dtype_policy.compute_dtype if half else None)
 
 
@@ -583,10 +585,13 @@ def _quantized_fix(mode):
 
 
 def _half_precision_fix(dtype):
+    # A copy made from the model itself: rebuilding it from the user's own code does not fit the
+    # weights of a clustered model whose BatchNormalization cluster() folded (an Identity there).
     return (f"compute in {dtype} (a mixed-precision dtype policy), which TFLite's converter cannot lower: "
-            "build the model again under keras.mixed_precision.set_global_policy('float32'), copy the "
-            "weights (set_weights(model.get_weights())) and export that one (quantize='float16' stores "
-            "float16 weights).")
+            "export a float32 copy, f32 = keras.models.clone_model(model, clone_function=lambda layer: "
+            "layer.__class__.from_config({**layer.get_config(), 'dtype': 'float32'}), recursive=True); "
+            "f32.set_weights(model.get_weights()); to_tflite(f32) (quantize='float16' stores float16 "
+            "weights).")
 
 
 def _convert(model, apply, batch_size, signature=None):

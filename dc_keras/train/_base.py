@@ -44,11 +44,17 @@ _RNN_CELLS = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRN
 # Their cell (ConvLSTMCell) is not exported by keras.layers: recognised by the public layer type.
 _CONV_LSTMS = (keras.layers.ConvLSTM1D, keras.layers.ConvLSTM2D, keras.layers.ConvLSTM3D)
 _MHA_PROJECTIONS = ("query", "key", "value", "output")
+# GroupQueryAttention (Keras >= 3.1) keeps its EinsumDense projections in private attributes:
+# their variables are found by path instead (``.../query/kernel``); (our name, sublayer name).
+# "gate" exists from the Keras that added use_gate.
+_GQA = getattr(keras.layers, "GroupQueryAttention", None)
+_GQA_PROJECTIONS = (("query", "query"), ("key", "key"), ("value", "value"), ("gate", "gate"),
+                    ("output", "attention_output"))
 
 SUPPORTED_TYPES = (
     "Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, "
     "Embedding, LSTM, GRU, SimpleRNN, ConvLSTM1D/2D/3D (kernel and recurrent_kernel), Bidirectional of those, "
-    "MultiHeadAttention (query/key/value/output projections), TimeDistributed of any of these, "
+    "MultiHeadAttention, GroupQueryAttention (query/key/value/output projections), TimeDistributed of any of these, "
     "or a custom layer with `get_prunable_weights()` / `prunable_weights`"
 )
 
@@ -103,6 +109,34 @@ def _declared(layer):
     return list(declared or [])
 
 
+def is_attention(layer):
+    """MultiHeadAttention or GroupQueryAttention: wrapped as a whole, their projections compressed.
+
+    Example:
+        >>> is_attention(keras.layers.GroupQueryAttention(head_dim=8, num_query_heads=4, num_key_value_heads=2))
+        True
+    """
+    return isinstance(layer, keras.layers.MultiHeadAttention) or (_GQA is not None and isinstance(layer, _GQA))
+
+
+def attention_weights(layer, leaf):
+    """``[(f"{projection}_{leaf}", variable, 0)]`` of an attention layer's projections (``leaf``:
+    "kernel" or "bias"; a projection without a bias is left out).
+
+    Example:
+        >>> mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+        >>> out = mha(np.ones((1, 3, 8)), np.ones((1, 3, 8)))  # builds the projections
+        >>> [name for name, _, _ in attention_weights(mha, "kernel")]
+        ['query_kernel', 'key_kernel', 'value_kernel', 'output_kernel']
+    """
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        found = [(p, getattr(getattr(layer, f"{p}_dense"), leaf, None)) for p in _MHA_PROJECTIONS]
+    else:
+        by_sublayer = {tuple(v.path.split("/")[-2:]): v for v in layer.weights}
+        found = [(p, by_sublayer.get((sub, leaf))) for p, sub in _GQA_PROJECTIONS]
+    return [(f"{p}_{leaf}", v, 0) for p, v in found if isinstance(v, keras.Variable)]
+
+
 def _is_rnn(layer):
     return isinstance(layer, keras.layers.RNN) and (isinstance(layer.cell, _RNN_CELLS) or isinstance(layer, _CONV_LSTMS))
 
@@ -147,7 +181,7 @@ def unsupported_reason(layer):
         if inner is None:
             return None
         return f"TimeDistributed of {inner.replace('unsupported', 'an unsupported', 1).replace('normalization', 'a normalization', 1)}"
-    if _is_rnn(layer) or _is_bidirectional_rnn(layer) or isinstance(layer, keras.layers.MultiHeadAttention):
+    if _is_rnn(layer) or _is_bidirectional_rnn(layer) or is_attention(layer):
         return None
     if layer.built and not layer.weights:
         return "it has no weights, so no prunable weights"
@@ -212,8 +246,8 @@ def compressible_weights(layer):
         return _rnn_weights(layer.forward_layer, "forward_") + _rnn_weights(layer.backward_layer, "backward_")
     if _is_time_distributed(layer) and is_supported(layer.layer):
         return compressible_weights(layer.layer)
-    if isinstance(layer, keras.layers.MultiHeadAttention):
-        return [(f"{p}_kernel", getattr(layer, f"{p}_dense").kernel, 0) for p in _MHA_PROJECTIONS]
+    if is_attention(layer):
+        return attention_weights(layer, "kernel")
     raise ValueError(
         f"Layer {layer.name!r} cannot be pruned or clustered: {unsupported_reason(layer)}. "
         f"Supported: {SUPPORTED_TYPES}."
@@ -294,6 +328,12 @@ class CompressionWrapper(keras.layers.Wrapper):
             weights = tuple(weights)
         self._untracked("only_weights", weights)
         kwargs.setdefault("name", getattr(layer, "name", None))
+        if isinstance(layer, keras.layers.Layer):
+            # The layer's own dtype policy, not the global one: under a mixed-precision policy a
+            # wrapper computing in float16 would read the kernel it substitutes (and the centroids)
+            # as float16 inside its autocast scope, and a float32 layer (the usual float32 head)
+            # would run on float16-rounded weights that strip() does not reproduce.
+            kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         _compat.carry_input_shape(self, layer)  # Sequential([wrapper(Dense(20, input_shape=...))]) builds now
         self.supports_masking = bool(getattr(layer, "supports_masking", False))

@@ -556,9 +556,8 @@ def bias_weights(layer):
             ("forward_bias", layer.forward_layer.cell.bias, 0), ("backward_bias", layer.backward_layer.cell.bias, 0)]
     if _base._is_rnn(layer):
         layer = layer.cell
-    if isinstance(layer, keras.layers.MultiHeadAttention):
-        return [(f"{p}_bias", getattr(layer, f"{p}_dense").bias, 0) for p in _base._MHA_PROJECTIONS
-                if isinstance(getattr(getattr(layer, f"{p}_dense"), "bias", None), keras.Variable)]
+    if _base.is_attention(layer):
+        return _base.attention_weights(layer, "bias")
     bias = getattr(layer, "bias", None)
     return [("bias", bias, 0)] if isinstance(bias, keras.Variable) else []
 
