@@ -630,6 +630,60 @@ def test_a_shared_pruned_layer_in_a_custom_loop_counts_and_updates_once_per_step
     _assert_at_step_and_target(pruned, 9, 0.5)
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="a torch.optim optimizer trains Keras variables on the torch backend only")
+def test_torch_custom_loop_with_a_torch_optimizer_prunes_and_clusters():
+    """docs/models.md's torch custom loop with a native ``torch.optim`` optimizer (which applies no
+    Keras constraint, so the stored pruned weights are not zeroed by it): the pruned weights get
+    exactly zero gradient, the masks reach the target, the model computes what its stripped form
+    computes and strip() holds exact zeros; the clustered phase then trains the centroids."""
+    import torch
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def train(model, steps):
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+        grads, pruned_before = [], {}
+        for i in range(steps):
+            optimizer.zero_grad()
+            x, y = torch.as_tensor(X[(i % 8) * 8:(i % 8 + 1) * 8]), torch.as_tensor(Y[(i % 8) * 8:(i % 8 + 1) * 8])
+            loss_fn(y, model(x, training=True)).backward()
+            grads.append({id(v): v.value.grad.detach().numpy().copy() for v in model.trainable_variables})
+            optimizer.step()
+            for k, (_, _, mask) in enumerate(_masks(model)):  # a pruned weight never comes back (ranked by weight * mask)
+                assert np.all(mask[pruned_before.get(k, mask) == 0] == 0), (k, i)
+                pruned_before[k] = mask
+        return grads
+
+    pruned = dc_keras.prune(mlp(), PolynomialDecay(0.0, 0.75, begin_step=0, end_step=12, frequency=3))
+    cb = dc_keras.PruningCallback()
+    cb.set_model(pruned)
+    cb.on_train_begin()
+    grads = train(pruned, 16)
+    cb.on_train_end()
+    stored_nonzero = 0
+    for layer, w, mask in _masks(pruned):
+        var = layer._targets[0][1]
+        assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 16
+        assert (mask == 0).mean() == pytest.approx(0.75, abs=0.02), layer.name
+        assert np.all(grads[-1][id(var)][mask == 0] == 0.0), "a pruned weight got a gradient"
+        stored_nonzero += int(np.count_nonzero(w[mask == 0]))
+    assert stored_nonzero > 0  # torch.optim moved them (Adam's moments): the forward pass must mask
+    stripped = dc_keras.strip(pruned)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned(X)), keras.ops.convert_to_numpy(stripped(X)))
+    for layer, _, mask in _masks(pruned):
+        kernel = stripped.get_layer(layer.name).get_weights()[0]
+        assert np.all(kernel[mask == 0] == 0.0) and np.all(kernel[mask == 1] != 0.0), layer.name
+    clustered = dc_keras.cluster(stripped, bits=2)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in clustered.trainable_weights]
+    train(clustered, 8)
+    assert any(not np.array_equal(b, keras.ops.convert_to_numpy(w)) for b, w in zip(before, clustered.trainable_weights))
+    final = dc_keras.strip(clustered)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(clustered(X)), keras.ops.convert_to_numpy(final(X)))
+    for name in ("d1", "out"):
+        kernel = final.get_layer(name).get_weights()[0]
+        assert np.unique(kernel[kernel != 0]).size <= 4 and (kernel == 0).mean() >= 0.74, name
+
+
 @pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
 def test_fit_without_the_callback_keeps_the_model(jit_compile, steps):
     """The missing-PruningCallback error leaves the model as it was on every backend: on JAX, Keras
