@@ -684,6 +684,74 @@ def test_torch_custom_loop_with_a_torch_optimizer_prunes_and_clusters():
         assert np.unique(kernel[kernel != 0]).size <= 4 and (kernel == 0).mean() >= 0.74, name
 
 
+def _family(name):
+    """A small model of each family docs/models.md lists, and inputs for it."""
+    rng, layers = np.random.default_rng(1), keras.layers
+    if name == "embedding":
+        inputs = keras.Input((7,), dtype="int32")
+        h = layers.Dense(16, activation="relu", name="d1")(layers.GlobalAveragePooling1D()(layers.Embedding(40, 16, name="emb")(inputs)))
+        return keras.Model(inputs, layers.Dense(3, name="out")(h)), rng.integers(0, 40, size=(32, 7)).astype("int32")
+    if name == "bn_residual_cnn":
+        inputs = keras.Input((8, 8, 3))
+        h = layers.ReLU()(layers.BatchNormalization(name="bn1")(layers.Conv2D(8, 3, padding="same", name="c1")(inputs)))
+        r = layers.BatchNormalization(name="bn2")(layers.Conv2D(8, 3, padding="same", name="c2")(h))
+        h = layers.GlobalAveragePooling2D()(layers.Add()([h, r]))
+        return keras.Model(inputs, layers.Dense(3, name="out")(h)), rng.normal(size=(32, 8, 8, 3)).astype("float32")
+    if name == "bidirectional_rnn":
+        inputs = keras.Input((5, 4))
+        h = layers.Bidirectional(layers.LSTM(6, return_sequences=True), name="bl")(inputs)
+        h = layers.Bidirectional(layers.GRU(6), name="bg")(h)
+        return keras.Model(inputs, layers.Dense(3, name="out")(h)), rng.normal(size=(32, 5, 4)).astype("float32")
+    inputs = keras.Input((5, 16))
+    h = layers.LayerNormalization(name="ln1")(inputs + layers.MultiHeadAttention(2, 8, name="mha")(inputs, inputs))
+    f = layers.EinsumDense("btd,df->btf", output_shape=(None, 32), activation="relu", name="ein")(h)
+    h = layers.GlobalAveragePooling1D()(layers.LayerNormalization(name="ln2")(h + layers.Dense(16, name="ff2")(f)))
+    return keras.Model(inputs, layers.Dense(3, name="out")(h)), rng.normal(size=(32, 5, 16)).astype("float32")
+
+
+def _compressed_kernels(model):
+    return {w.path: keras.ops.convert_to_numpy(w) for w in model.weights
+            if w.path.endswith(("kernel", "embeddings")) and "bn" not in w.path}
+
+
+@pytest.mark.long  # ~10-60 s each, per backend (make test-long's JAX and PyTorch passes)
+@pytest.mark.parametrize("family", ["bn_residual_cnn", "bidirectional_rnn", "transformer", "embedding"])
+def test_prune_then_cluster_each_model_family_on_this_backend(family, tmp_path):
+    """docs/models.md's two-phase recipe on a BatchNorm CNN with a residual Add, Bidirectional
+    LSTM/GRU, a MultiHeadAttention/EinsumDense/LayerNormalization block and an Embedding model:
+    every compressed weight reaches the target sparsity, then <= 2**bits shared values (+0) on the
+    same zeros; evaluate() agrees with predict(); the .keras file reloads without custom_objects
+    and computes bit for bit the same."""
+    keras.utils.set_random_seed(1)
+    model, x = _family(family)
+    y = RNG.integers(0, 3, size=len(x))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    pruned = dc_keras.prune(model, PolynomialDecay(0.0, 0.7, begin_step=0, end_step=8, frequency=1))
+    pruned.compile("adam", loss)
+    pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    stripped = dc_keras.strip(pruned)
+    zeros = {path: k == 0 for path, k in _compressed_kernels(stripped).items()}
+    assert len(zeros) >= 3, sorted(zeros)
+    for path, z in zeros.items():
+        assert z.mean() == pytest.approx(0.7, abs=0.04), (path, z.mean())
+    clustered = dc_keras.cluster(stripped, bits=3)
+    clustered.compile("adam", loss)
+    clustered.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    predicted = clustered.predict(x, batch_size=8, verbose=0)
+    assert clustered.evaluate(x, y, batch_size=32, verbose=0) == pytest.approx(
+        float(keras.ops.convert_to_numpy(loss(y, predicted))), rel=1e-5)
+    clustered.save(tmp_path / "c.keras")
+    loaded = keras.saving.load_model(tmp_path / "c.keras")
+    np.testing.assert_array_equal(loaded.predict(x, batch_size=8, verbose=0), predicted)
+    final = dc_keras.strip(loaded)
+    np.testing.assert_array_equal(final.predict(x, batch_size=8, verbose=0), predicted)
+    kernels = _compressed_kernels(final)
+    assert set(kernels) == set(zeros), (sorted(kernels), sorted(zeros))
+    for path, k in kernels.items():  # (a folded BatchNorm scales a kernel's channels: zeros stay zeros)
+        assert np.unique(k[k != 0]).size <= 8, path
+        np.testing.assert_array_equal(k == 0, zeros[path], err_msg=path)
+
+
 @pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
 def test_fit_without_the_callback_keeps_the_model(jit_compile, steps):
     """The missing-PruningCallback error leaves the model as it was on every backend: on JAX, Keras
