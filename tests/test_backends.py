@@ -630,6 +630,128 @@ def test_a_shared_pruned_layer_in_a_custom_loop_counts_and_updates_once_per_step
     _assert_at_step_and_target(pruned, 9, 0.5)
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="a torch.optim optimizer trains Keras variables on the torch backend only")
+def test_torch_custom_loop_with_a_torch_optimizer_prunes_and_clusters():
+    """docs/models.md's torch custom loop with a native ``torch.optim`` optimizer (which applies no
+    Keras constraint, so the stored pruned weights are not zeroed by it): the pruned weights get
+    exactly zero gradient, the masks reach the target, the model computes what its stripped form
+    computes and strip() holds exact zeros; the clustered phase then trains the centroids."""
+    import torch
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def train(model, steps):
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+        grads, pruned_before = [], {}
+        for i in range(steps):
+            optimizer.zero_grad()
+            x, y = torch.as_tensor(X[(i % 8) * 8:(i % 8 + 1) * 8]), torch.as_tensor(Y[(i % 8) * 8:(i % 8 + 1) * 8])
+            loss_fn(y, model(x, training=True)).backward()
+            grads.append({id(v): v.value.grad.detach().numpy().copy() for v in model.trainable_variables})
+            optimizer.step()
+            for k, (_, _, mask) in enumerate(_masks(model)):  # a pruned weight never comes back (ranked by weight * mask)
+                assert np.all(mask[pruned_before.get(k, mask) == 0] == 0), (k, i)
+                pruned_before[k] = mask
+        return grads
+
+    pruned = dc_keras.prune(mlp(), PolynomialDecay(0.0, 0.75, begin_step=0, end_step=12, frequency=3))
+    cb = dc_keras.PruningCallback()
+    cb.set_model(pruned)
+    cb.on_train_begin()
+    grads = train(pruned, 16)
+    cb.on_train_end()
+    stored_nonzero = 0
+    for layer, w, mask in _masks(pruned):
+        var = layer._targets[0][1]
+        assert int(keras.ops.convert_to_numpy(layer.pruning_step)) == 16
+        assert (mask == 0).mean() == pytest.approx(0.75, abs=0.02), layer.name
+        assert np.all(grads[-1][id(var)][mask == 0] == 0.0), "a pruned weight got a gradient"
+        stored_nonzero += int(np.count_nonzero(w[mask == 0]))
+    assert stored_nonzero > 0  # torch.optim moved them (Adam's moments): the forward pass must mask
+    stripped = dc_keras.strip(pruned)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned(X)), keras.ops.convert_to_numpy(stripped(X)))
+    for layer, _, mask in _masks(pruned):
+        kernel = stripped.get_layer(layer.name).get_weights()[0]
+        assert np.all(kernel[mask == 0] == 0.0) and np.all(kernel[mask == 1] != 0.0), layer.name
+    clustered = dc_keras.cluster(stripped, bits=2)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in clustered.trainable_weights]
+    train(clustered, 8)
+    assert any(not np.array_equal(b, keras.ops.convert_to_numpy(w)) for b, w in zip(before, clustered.trainable_weights))
+    final = dc_keras.strip(clustered)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(clustered(X)), keras.ops.convert_to_numpy(final(X)))
+    for name in ("d1", "out"):
+        kernel = final.get_layer(name).get_weights()[0]
+        assert np.unique(kernel[kernel != 0]).size <= 4 and (kernel == 0).mean() >= 0.74, name
+
+
+def _family(name):
+    """A small model of each family docs/models.md lists, and inputs for it."""
+    rng, layers = np.random.default_rng(1), keras.layers
+    if name == "embedding":
+        inputs = keras.Input((7,), dtype="int32")
+        h = layers.Dense(16, activation="relu", name="d1")(layers.GlobalAveragePooling1D()(layers.Embedding(40, 16, name="emb")(inputs)))
+        return keras.Model(inputs, layers.Dense(3, name="out")(h)), rng.integers(0, 40, size=(32, 7)).astype("int32")
+    if name == "bn_residual_cnn":
+        inputs = keras.Input((8, 8, 3))
+        h = layers.ReLU()(layers.BatchNormalization(name="bn1")(layers.Conv2D(8, 3, padding="same", name="c1")(inputs)))
+        r = layers.BatchNormalization(name="bn2")(layers.Conv2D(8, 3, padding="same", name="c2")(h))
+        h = layers.GlobalAveragePooling2D()(layers.Add()([h, r]))
+        return keras.Model(inputs, layers.Dense(3, name="out")(h)), rng.normal(size=(32, 8, 8, 3)).astype("float32")
+    if name == "bidirectional_rnn":
+        inputs = keras.Input((5, 4))
+        h = layers.Bidirectional(layers.LSTM(6, return_sequences=True), name="bl")(inputs)
+        h = layers.Bidirectional(layers.GRU(6), name="bg")(h)
+        return keras.Model(inputs, layers.Dense(3, name="out")(h)), rng.normal(size=(32, 5, 4)).astype("float32")
+    inputs = keras.Input((5, 16))
+    h = layers.LayerNormalization(name="ln1")(inputs + layers.MultiHeadAttention(2, 8, name="mha")(inputs, inputs))
+    f = layers.EinsumDense("btd,df->btf", output_shape=(None, 32), activation="relu", name="ein")(h)
+    h = layers.GlobalAveragePooling1D()(layers.LayerNormalization(name="ln2")(h + layers.Dense(16, name="ff2")(f)))
+    return keras.Model(inputs, layers.Dense(3, name="out")(h)), rng.normal(size=(32, 5, 16)).astype("float32")
+
+
+def _compressed_kernels(model):
+    return {w.path: keras.ops.convert_to_numpy(w) for w in model.weights
+            if w.path.endswith(("kernel", "embeddings")) and "bn" not in w.path}
+
+
+@pytest.mark.long  # ~10-60 s each, per backend (make test-long's JAX and PyTorch passes)
+@pytest.mark.parametrize("family", ["bn_residual_cnn", "bidirectional_rnn", "transformer", "embedding"])
+def test_prune_then_cluster_each_model_family_on_this_backend(family, tmp_path):
+    """docs/models.md's two-phase recipe on a BatchNorm CNN with a residual Add, Bidirectional
+    LSTM/GRU, a MultiHeadAttention/EinsumDense/LayerNormalization block and an Embedding model:
+    every compressed weight reaches the target sparsity, then <= 2**bits shared values (+0) on the
+    same zeros; evaluate() agrees with predict(); the .keras file reloads without custom_objects
+    and computes bit for bit the same."""
+    keras.utils.set_random_seed(1)
+    model, x = _family(family)
+    y = RNG.integers(0, 3, size=len(x))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    pruned = dc_keras.prune(model, PolynomialDecay(0.0, 0.7, begin_step=0, end_step=8, frequency=1))
+    pruned.compile("adam", loss)
+    pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    stripped = dc_keras.strip(pruned)
+    zeros = {path: k == 0 for path, k in _compressed_kernels(stripped).items()}
+    assert len(zeros) >= 3, sorted(zeros)
+    for path, z in zeros.items():
+        assert z.mean() == pytest.approx(0.7, abs=0.04), (path, z.mean())
+    clustered = dc_keras.cluster(stripped, bits=3)
+    clustered.compile("adam", loss)
+    clustered.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    predicted = clustered.predict(x, batch_size=8, verbose=0)
+    assert clustered.evaluate(x, y, batch_size=32, verbose=0) == pytest.approx(
+        float(keras.ops.convert_to_numpy(loss(y, predicted))), rel=1e-5)
+    clustered.save(tmp_path / "c.keras")
+    loaded = keras.saving.load_model(tmp_path / "c.keras")
+    np.testing.assert_array_equal(loaded.predict(x, batch_size=8, verbose=0), predicted)
+    final = dc_keras.strip(loaded)
+    np.testing.assert_array_equal(final.predict(x, batch_size=8, verbose=0), predicted)
+    kernels = _compressed_kernels(final)
+    assert set(kernels) == set(zeros), (sorted(kernels), sorted(zeros))
+    for path, k in kernels.items():  # (a folded BatchNorm scales a kernel's channels: zeros stay zeros)
+        assert np.unique(k[k != 0]).size <= 8, path
+        np.testing.assert_array_equal(k == 0, zeros[path], err_msg=path)
+
+
 @pytest.mark.parametrize("jit_compile,steps", MODES, ids=[f"jit{int(j)}-spe{s}" for j, s in MODES])
 def test_fit_without_the_callback_keeps_the_model(jit_compile, steps):
     """The missing-PruningCallback error leaves the model as it was on every backend: on JAX, Keras

@@ -39,6 +39,9 @@ NOT_RUN_HERE = {
                                   "tests/test_user_journey.py and tests/test_zoo.py",
     ("docs/multi_worker.md", "jax.distributed.initialize"): "one process per host; examples/multi_worker.py "
                                                             "(the same steps) runs in tests/test_multi_worker.py",
+    ("docs/models.md", "torch.optim"): "the torch backend's loop: the same steps run in "
+                                       "tests/test_backends.py::test_torch_custom_loop_with_a_torch_optimizer_prunes_and_clusters "
+                                       "(make test-backends-torch)",
     ("docs/microcontrollers.md", "tflite_micro"): "needs the tflite-micro venv: run as written by "
                                                   "tests/test_micro.py::test_docs_python_snippet_runs_as_written",
 }

@@ -3,7 +3,9 @@
 How it works: :class:`PruneWrapper` holds, per pruned weight, a non-trainable 0/1 mask and the
 last threshold, plus a step counter. The weight variable carries a constraint ``w -> w * mask``
 that every Keras optimizer applies after its update, so the stored pruned weights are exactly 0
-after every step whatever the optimizer state (momentum, Adam moments, AdamW decay). Inside
+after every step whatever the optimizer state (momentum, Adam moments, AdamW decay). (A
+``torch.optim`` optimizer in a torch custom loop applies no Keras constraint: there the stored
+pruned weights drift, the forward pass masks them and ``strip`` zeroes them; docs/models.md.) Inside
 ``fit()`` the mask is folded into the stored weights (they are zeroed at every mask update and at
 the start of ``fit()``), so the forward pass reads them as they are, bit for bit what
 ``weight * mask`` gives, and the step costs one multiply per pruned weight (the constraint) over
