@@ -321,7 +321,8 @@ def _distinct_per_group_wide(bits, code, shape3):
         key += (np.arange(key.shape[1], dtype=np.int64) << 34)[None, :, None] + (1 << 33)
         return key
 
-    starts, ubits, modes, done = [], [], [], 0
+    starts, modes, done = [], [], 0
+    ubits = np.empty(len(bits), bits.dtype)  # the pairs' values (<= one per element), cut to size at the end
     for block in blocks:
         if len(block) == 1:  # whole groups: one sort gives the distinct pairs and each element's
             comb = combs(block[0])
@@ -346,37 +347,33 @@ def _distinct_per_group_wide(bits, code, shape3):
             start = np.array([0, len(u)])
         starts.append(start[:-1] + done)
         modes.append(_group_modes(cnt, start) + done)
-        ubits.append(_from_numeric_key((u & ((1 << 34) - 1)) - (1 << 33), code).astype(bits.dtype))
+        ubits[done:done + len(u)] = _from_numeric_key((u & ((1 << 34) - 1)) - (1 << 33), code)
         done += len(u)
     start = np.concatenate(starts + [[done]])
+    ubits.resize(done, refcheck=False)  # in place (no view of it exists): concatenating parts held them twice
 
     def index_of(shift):
+        if not shift.any():  # "low" alignment: the ranks are the indices (read only, as plans use them)
+            return rank
         shift = shift.astype(np.uint16)
         out = np.empty(len(bits), np.uint16)
         for a, b, g in _group_chunks(len(bits), c, inner, 1):
             np.add(rank[a:b], shift[g], out=out[a:b])
         return out
 
-    return start, np.concatenate(ubits), np.concatenate(modes), index_of
+    return start, ubits, np.concatenate(modes), index_of
 
 
-def _group_tables(bits, code, shape, axis, align="mode", _cache=None):
-    """§11 tables for grouping along ``axis``: (tables (C, K), per-element index, index counts)
-    or None when some group would need more than MAX_SYMBOLS entries. Each group's values are
-    sorted; ``align`` "mode" puts every group's most frequent value at one index b (ranks then
-    correlate around it, and b can be the sparse background), "low" aligns the smallest values."""
-    c = int(shape[axis])
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
-    outer = len(bits) // (c * inner)
-    key = (axis, len(bits))
-    if _cache is None or key not in _cache:
-        found = _distinct_per_group(bits, code, (outer, c, inner))
-        if _cache is None:
-            _cache = {}
-        _cache[key] = found
-    if _cache[key] is None:
+def _group_tables(found, align="mode"):
+    """§11 tables from ``found``, the distinct values of each group along one axis
+    (_distinct_per_group): None when some group would need more than MAX_SYMBOLS entries, else
+    (K, build): build() makes (tables (C, K), per-element index, index counts). Each group's
+    values are sorted; ``align`` "mode" puts every group's most frequent value at one index b
+    (ranks then correlate around it, and b can be the sparse background), "low" aligns the
+    smallest values."""
+    if found is None:
         return None
-    start, ubits, mode, index_of = _cache[key]
+    start, ubits, mode, index_of = found
     # anchor = each group's most frequent value; entries are aligned so that anchors share index b
     anchor = mode if align == "mode" else start[:-1]
     below, above = anchor - start[:-1], start[1:] - anchor - 1
@@ -384,13 +381,17 @@ def _group_tables(bits, code, shape, axis, align="mode", _cache=None):
     k = b + 1 + int(above.max())
     if k > MAX_SYMBOLS:
         return None
-    shift = b - below  # table index of each group's smallest value
-    tables = np.repeat(ubits[anchor][:, None], k, axis=1)  # unused entries repeat the anchor
-    flat = tables.reshape(-1)
-    for a, z, pos in _pair_chunks(start, np.arange(c, dtype=np.int64) * k + shift - start[:-1], k):
-        flat[pos] = ubits[a:z]
-    idx = index_of(shift)  # table indices < k <= 4096: 2 B per element
-    return tables, idx, chunked_bincount(idx, k)
+
+    def build():
+        shift = b - below  # table index of each group's smallest value
+        tables = np.repeat(ubits[anchor][:, None], k, axis=1)  # unused entries repeat the anchor
+        flat = tables.reshape(-1)
+        for a, z, pos in _pair_chunks(start, np.arange(len(anchor), dtype=np.int64) * k + shift - start[:-1], k):
+            flat[pos] = ubits[a:z]
+        idx = index_of(shift)  # table indices < k <= 4096: 2 B per element
+        return tables, idx, chunked_bincount(idx, k)
+
+    return k, build
 
 
 def _plain_codebook(bits, esz):
@@ -410,6 +411,7 @@ def _plain_codebook(bits, esz):
 # choosing a layout
 # ----------------------------------------------------------------------------------------------
 _GROUP_MIN_K = 64  # §11 is tried when one codebook needs at least this many entries (or > 4096)
+_GROUPED_FIXED = 1 + 2 + _STREAM_SIZES  # §11 bytes besides the tables and the codes: axis, K, stream sizes
 
 
 def _group_axes(shape, axis):
@@ -432,11 +434,16 @@ def _grouped_cannot_win(bits, shape, axis, esz, floats):
     return k0 > MAX_SYMBOLS or int(shape[axis]) * k0 * esz >= bar
 
 
-def _keep_best(plans, new):
-    """Appends ``new`` to ``plans`` and releases the per-element arrays (2 B or more per element
-    each) of every plan but the one ``encode`` would pick now, the first smallest: it is the first
-    smallest of the final list too if any is. Up to 8 plans otherwise held theirs together."""
-    plans += new
+def _keep_best(plans, new, at=None):
+    """Inserts ``new`` into ``plans`` (at the end or before plans[at]: the list keeps the order of
+    the layouts tried, which breaks ties) and releases the per-element arrays (2 B or more per
+    element each) of every plan but the one ``encode`` would pick now, the first smallest: it is
+    the first smallest of the final list too if any is. Up to 8 plans otherwise held theirs
+    together."""
+    if at is None:
+        plans += new
+    else:
+        plans[at:at] = new
     best = min(plans, key=lambda p: p.size, default=None)
     for p in plans:
         if p is not best:
@@ -470,20 +477,26 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False):
         idx = None  # the plans hold it (or not: _keep_best)
     if {"grouped_dense", "grouped_sparse"} & set(allowed) and (
             want is not None or axis is not None or plain_k is None or plain_k >= _GROUP_MIN_K):
-        cache = {}  # the distinct (group, value) pairs of an axis serve both alignments
         hopeless = want is None and (plans or code in FLOAT_CODES)  # raw / float planes remain
         axes = [ax for ax in _group_axes(shape, axis) if not (hopeless and _grouped_cannot_win(bits, shape, ax, esz, code in FLOAT_CODES))]
-        for ax, align in [(ax, al) for ax in axes for al in ("mode", "low")]:
-            t = _group_tables(bits, code, shape, ax, align, cache)
-            if align == "low":
-                cache.clear()  # this axis is done (each element's rank in its group: 2 B)
-            if t is None or t[0].shape[1] > 1 << limit:
-                reasons.append(f"grouping along axis {ax} needs more than {min(MAX_SYMBOLS, 1 << limit)} "
-                               "entries per group")
-                continue
-            _keep_best(plans, [_Grouped(t[0], t[1], t[2], ax, esz, limit, lay == "grouped_sparse", big)
-                               for lay in ("grouped_dense", "grouped_sparse") if lay in allowed])
-            del t
+        for ax in axes:
+            c, inner = int(shape[ax]), int(np.prod(shape[ax + 1:], dtype=np.int64))
+            found = _distinct_per_group(bits, code, (n // (c * inner), c, inner))  # for both alignments
+            at = len(plans)  # the "mode" plans go before the "low" ones, made first
+            for align in ("low", "mode"):  # unclustered groups: low's tables are smaller, mode's not made
+                t = _group_tables(found, align)
+                if t is None or t[0] > 1 << limit:
+                    reasons.append(f"grouping along axis {ax} needs more than {min(MAX_SYMBOLS, 1 << limit)} "
+                                   "entries per group")
+                    continue
+                if c * t[0] * esz + _GROUPED_FIXED > min((p.size for p in plans), default=float("inf")):
+                    continue  # its tables alone are bigger than a plan made: it cannot be picked
+                tables, idx, counts = t[1]()
+                _keep_best(plans, [_Grouped(tables, idx, counts, ax, esz, limit, lay == "grouped_sparse", big)
+                                   for lay in ("grouped_dense", "grouped_sparse") if lay in allowed],
+                           at if align == "mode" else None)
+                del tables, idx
+            found = t = None  # each element's rank in its group (2 B), each pair's value (t's build has them)
     # §12 stores N * (esz - 1) raw bytes at least: skip it when a codebook layout is smaller
     if "float_planes" in allowed and (want is not None or not plans
                                       or min(p.size for p in plans) > n * (esz - 1)):
