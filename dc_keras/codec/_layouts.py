@@ -324,7 +324,7 @@ def _distinct_per_group_wide(bits, code, shape3):
     starts, modes, done = [], [], 0
     ubits = np.empty(len(bits), bits.dtype)  # the pairs' values (<= one per element), cut to size at the end
     for block in blocks:
-        if len(block) == 1:  # whole groups: one sort gives the distinct pairs and each element's
+        if len(block) == 1:  # whole groups: one sort gives the distinct pairs and the ranks
             comb = combs(block[0])
             u, inv, cnt = _unique_stable(comb.reshape(-1))
             start = np.searchsorted(u, np.arange(comb.shape[1] + 1, dtype=np.int64) << 34)
