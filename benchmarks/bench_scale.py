@@ -45,7 +45,52 @@ the packed model 0.1-0.5 s against 0.07-0.3 s plain (the delegate decodes at loa
 per tensor in pack and inspect (the codec tries several layouts); time per tensor does not grow
 with their number (1,000 / 2,000 / 8,000 ops: 2.1 / 5.4 / 17.5 s).
 
+``--codec`` measures ``dc_keras.codec.encode`` alone (what pack runs per tensor) on one big
+tensor per case, each in a child process: peak RSS (VmHWM after the tensor is made) and
+tracemalloc's peak, both as multiples of the tensor's bytes, the time of one encode, and the
+output's sha256 (compare it across code versions: the output must not change). Cases
+(``--codec all`` or a comma list; ``--size`` N gives N x N tensors, default 2048):
+  i16_pc      int16, 16 values per output channel (axis 0), 30 % kept
+  i16_pcq     int16 per-channel quantized, unpruned (most values distinct within a channel)
+  i32_wide    int32 over +-2^20, nearly all distinct (bias-like)
+  i32_pc, f32_pc, f16_pc   int32 / float32 / float16, 16 values per channel, 30 % kept
+  f32_cl256, f16_cl256     256 values shared by the whole tensor
+  f32_raw, f16_raw         unclustered (float planes)
+Figures before (ec2a7a6: one np.unique over the whole tensor's int64 (group, value) keys) and
+after blocking the grouped layouts' wide path (2026-12-03, x86_64, 2 cores shared, load ~5, so
+the times are CPU seconds of one encode, old and new alternating, min of 2 at 2048, 1 at 4096;
+peaks as multiples of the tensor's bytes; the output's sha256 the same before and after):
+
+                         tracemalloc peak    peak RSS           CPU seconds
+  case       tensor MB   before -> after     before -> after    before -> after
+  2048 x 2048
+  i16_pc        8.4      29.1x -> 4.8x       30.0x -> 4.7x      3.33 -> 0.56
+  i16_pcq       8.4      40.0x -> 6.5x       42.1x -> 7.9x      2.32 -> 0.91
+  i32_wide     16.8      22.1x -> 4.7x       23.2x -> 5.6x      2.36 -> 0.88
+  i32_pc       16.8      14.6x -> 2.9x       15.1x -> 2.6x      3.30 -> 0.65
+  f32_pc       16.8      14.6x -> 2.9x       15.1x -> 2.5x      3.13 -> 0.59
+  f16_pc        8.4      29.0x -> 4.8x       29.8x -> 4.7x      3.21 -> 0.54
+  f32_cl256    16.8      13.9x -> 2.8x       15.0x -> 2.9x      1.67 -> 1.05
+  f16_cl256     8.4      27.3x -> 4.7x       27.7x -> 5.4x      1.77 -> 0.93
+  f32_raw      16.8       3.7x -> 2.9x        4.2x -> 3.3x      0.13 -> 0.13
+  f16_raw       8.4       4.1x -> 4.1x        4.9x -> 4.5x      0.10 -> 0.10
+  4096 x 4096
+  i16_pc       33.6      29.1x -> 3.4x       29.7x -> 2.9x     20.15 -> 2.64
+  i16_pcq      33.6      37.7x -> 5.4x       38.2x -> 6.7x     15.13 -> 4.48
+  i32_wide     67.1      19.7x -> 4.3x       20.0x -> 5.2x     14.47 -> 4.73
+  i32_pc       67.1      14.6x -> 2.2x       14.9x -> 1.6x     19.94 -> 3.22
+  f32_pc       67.1      14.6x -> 2.2x       14.9x -> 1.6x     20.29 -> 3.18
+  f16_pc       33.6      28.9x -> 3.4x       29.5x -> 2.9x     19.56 -> 2.54
+  f32_cl256    67.1      13.3x -> 2.2x       13.6x -> 1.9x     13.93 -> 4.53
+  f16_cl256    33.6      26.4x -> 3.5x       26.5x -> 3.6x     11.07 -> 3.64
+  f32_raw      67.1       3.7x -> 2.9x        4.1x -> 3.1x      0.76 -> 0.81
+  f16_raw      33.6       4.0x -> 3.2x        4.8x -> 4.1x      0.51 -> 0.53
+The rest at 2048 is mostly the blocks' fixed ~20 MB of int64 temporaries; what grows with the
+tensor is each element's uint16 rank in its group, the pairs' values, the tables (as big as the
+tensor for unclustered groups: i16_pcq, i32_wide) and the smallest plan's indices so far.
+
 Usage: python benchmarks/bench_scale.py [--cases big_f32,big_i8,wide,multi,huge] [--dir DIR] [--json PATH]
+       python benchmarks/bench_scale.py --codec all [--size 4096]
 """
 import argparse
 import os
@@ -139,6 +184,84 @@ def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=
     return fb.write_model(m, buffers)
 
 
+CODEC_CASES = ["i16_pc", "i16_pcq", "i32_wide", "i32_pc", "f32_pc", "f16_pc", "f32_cl256", "f16_cl256",
+               "f32_raw", "f16_raw"]
+
+
+def codec_tensor(case, n):
+    """The ``n`` x ``n`` tensor of a ``--codec`` case."""
+    rng = np.random.default_rng(0)
+    kind, dtype = case.split("_")[1], {"i16": "int16", "i32": "int32", "f32": "float32", "f16": "float16"}[case[:3]]
+    if kind == "pc":  # 16 values per output channel, 30 % kept
+        if dtype.startswith("int"):
+            hi = 32767 if dtype == "int16" else 1 << 24
+            table = rng.integers(-hi, hi + 1, (n, 16)).astype(dtype)
+        else:
+            table = rng.standard_normal((n, 16)).astype(dtype)
+        w = np.take_along_axis(table, rng.integers(0, 16, (n, n)), 1)
+        w[rng.random((n, n)) >= 0.3] = 0
+        return w
+    if kind == "pcq":
+        x = rng.standard_normal((n, n))
+        return np.round(x / np.abs(x).max(axis=1, keepdims=True) * 32767).astype(np.int16)
+    if kind == "wide":
+        return rng.integers(-(1 << 20), 1 << 20, (n, n)).astype(np.int32)
+    if kind == "cl256":
+        return (rng.standard_normal(256) * 0.1).astype(dtype)[rng.integers(0, 256, (n, n))]
+    return rng.standard_normal((n, n)).astype(dtype)
+
+
+def codec_child(case, n):
+    """One encode in this process: prints tensor bytes, seconds, peak RSS and tracemalloc bytes
+    over the tensor's, the layout and the output's sha256."""
+    import gc
+    import hashlib
+    import tracemalloc
+
+    from dc_keras import codec
+
+    w = codec_tensor(case, int(n))
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS: making the tensor peaked higher
+            f.write("5")
+    except OSError:
+        pass
+    base = _peak_rss_mb()
+    t0 = time.perf_counter()
+    out = codec.encode(w)
+    secs = time.perf_counter() - t0
+    rss = (_peak_rss_mb() - base) * (1 << 20)
+    tracemalloc.start()
+    codec.encode(w)
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(w.nbytes, f"{secs:.2f}", int(rss), traced, codec.info(out)["layout"], len(out), hashlib.sha256(out).hexdigest())
+
+
+def codec_main(cases, n, json_path, argv):
+    """The ``--codec`` table (and JSON)."""
+    rows = []
+    print(f"{'case':10} {'tensor MB':>9} {'seconds':>8} {'RSS':>7} {'traced':>7}  layout, packed bytes, sha256")
+    for case in cases:
+        r = subprocess.run([sys.executable, __file__, "--child", "codec", case, str(n)], capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(f"encode of {case} failed:\n{r.stderr[-2000:]}")
+        nbytes, secs, rss, traced, layout, size, sha = r.stdout.split()[-7:]
+        row = {"case": case, "shape": [n, n], "tensor_bytes": int(nbytes), "seconds": float(secs),
+               "peak_rss_bytes": int(rss), "traced_peak_bytes": int(traced), "layout": layout,
+               "packed_bytes": int(size), "sha256": sha}
+        rows.append(row)
+        print(f"{case:10} {int(nbytes) / 1e6:9.1f} {float(secs):8.2f} {int(rss) / int(nbytes):6.1f}x "
+              f"{int(traced) / int(nbytes):6.1f}x  {layout}, {int(size):,}, {sha[:16]}", flush=True)
+    if json_path:
+        from _common import machine_info, write_json
+
+        write_json(json_path, {"benchmark": "scale_codec", "machine": machine_info(frameworks=False), "rows": rows,
+                               "command": "python benchmarks/bench_scale.py " + " ".join(argv)})
+    return 0
+
+
 def child(op, src, dst):
     """One operation in this process; prints its wall time (the model read included) and peak RSS."""
     import warnings
@@ -195,10 +318,19 @@ def main(argv=None):
     ap.add_argument("--cases", default="big_f32,big_i8,wide,multi")
     ap.add_argument("--dir", default=None, help="where the models go (default: a temporary directory)")
     ap.add_argument("--json", default=None, help="write the figures here (docs/results/scale.json; results_doc.py --scale)")
+    ap.add_argument("--codec", default=None, help=f"codec.encode alone: 'all' or some of {','.join(CODEC_CASES)}")
+    ap.add_argument("--size", type=int, default=2048, help="--codec tensors are SIZE x SIZE (default 2048)")
     ap.add_argument("--child", nargs=3, metavar=("OP", "SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return child(*args.child)
+        return codec_child(*args.child[1:]) if args.child[0] == "codec" else child(*args.child)
+    if args.codec:
+        cases = CODEC_CASES if args.codec == "all" else [c for c in args.codec.split(",") if c]
+        unknown = [c for c in cases if c not in CODEC_CASES]
+        if unknown or args.size < 1:
+            ap.error(f"unknown --codec case(s) {unknown}: choose from {CODEC_CASES}" if unknown
+                     else f"--size must be >= 1, got {args.size}")
+        return codec_main(cases, args.size, args.json, argv if argv is not None else sys.argv[1:])
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
     if unknown:

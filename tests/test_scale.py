@@ -5,6 +5,7 @@ weights are pruned to 10 % and shared among 16 values), so a 32 MB model costs n
 Figures (times, peak RSS on 100 MB .. 2.2 GB models) are in benchmarks/bench_scale.py's output,
 not asserted here: these tests check bounds a whole-model copy too many breaks.
 """
+import os
 import tracemalloc
 
 import numpy as np
@@ -211,3 +212,53 @@ def test_codec_encode_of_int8_weights_tries_its_layouts_in_bounded_memory(kind):
     data, peak = _peak(codec.encode, w)
     assert np.array_equal(codec.decode(data), w)
     assert peak <= 16 * w.nbytes, f"encode allocated {peak / w.nbytes:.1f}x the int8 tensor's size"
+
+
+def test_bench_scale_codec_mode_reports_encode_of_its_tensors(tmp_path):
+    """``bench_scale.py --codec`` (encode's peak memory and time on big tensors of the grouped
+    layouts' wide path, a child process per case) reports the encode of the tensor it names:
+    its size, layout and output hash are codec.encode's of codec_tensor here; unknown cases
+    and sizes are refused by name."""
+    import hashlib
+    import json
+    import subprocess
+    import sys
+
+    from _benchmarks import BENCH
+    from dc_keras import codec
+
+    bench = load_bench("bench_scale")
+    script = os.path.join(BENCH, "bench_scale.py")
+    out = tmp_path / "codec.json"
+    r = subprocess.run([sys.executable, script, "--codec", "i16_pc,f32_cl256", "--size", "96", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["case"] for row in rows] == ["i16_pc", "f32_cl256"]
+    for row in rows:
+        w = bench.codec_tensor(row["case"], 96)
+        data = codec.encode(w)
+        assert row["tensor_bytes"] == w.nbytes and row["packed_bytes"] == len(data)
+        assert row["sha256"] == hashlib.sha256(data).hexdigest() and row["layout"] == codec.info(data)["layout"]
+        assert row["traced_peak_bytes"] > 0 and row["seconds"] > 0
+    for bad, msg in ((["--codec", "i8_pc"], "unknown --codec case"), (["--codec", "all", "--size", "0"], "--size must be")):
+        r = subprocess.run([sys.executable, script, *bad], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("case,limit", [("i16_pc", 7.0), ("i16_pcq", 9.0), ("i32_wide", 7.0), ("f32_pc", 4.5)])
+def test_codec_encode_of_wide_alphabets_groups_them_in_bounded_memory(case, limit):
+    """int16 with > 64 channels, int32 and float32 (and float16 with > 64 channels) take the
+    grouped layouts' wide path: its per-group distinct values came from one np.unique over the
+    whole tensor's int64 (group, value) keys, ~58 B per element: 29x (int16 per channel), 40x
+    (int16 per-channel quantized), 22x (int32 wide range), 15x (float32 per channel) the
+    tensor's size on 2048 x 2048 (bench_scale.py --codec). Now blocks of whole groups, a uint16
+    rank per element, tables of alignments that cannot win not built: ~2.5-6.5x, about 20 MB
+    of it the blocks' fixed temporaries."""
+    from dc_keras import codec
+
+    w = load_bench("bench_scale").codec_tensor(case, 2048)
+    data, peak = _peak(codec.encode, w)
+    assert codec.info(data)["layout"].startswith("grouped")
+    assert np.array_equal(codec.decode(data), w)
+    assert peak <= limit * w.nbytes, f"encode allocated {peak / w.nbytes:.1f}x the {case} tensor's size"

@@ -56,6 +56,8 @@ def _to_array(array, version):
 class _Plain:
     """§5 dense / §6 sparse over one codebook (§3)."""
 
+    _lead = b""  # body bytes before the codebook size (§11: the axis)
+
     def __init__(self, uniq, idx, counts, esz, limit, sparse, big):
         self.layout = LAYOUT_CODES["sparse" if sparse else "dense"]
         self.uniq, self.idx, self.esz = uniq, idx, esz
@@ -74,11 +76,11 @@ class _Plain:
             + _STREAM_SIZES
 
     def _codebook(self):
-        return self.uniq.astype(self.uniq.dtype.newbyteorder("<")).tobytes()
+        return np.asarray(self.uniq, self.uniq.dtype.newbyteorder("<")).tobytes()  # no copy first
 
     def parts(self):
         """(body bytes before the stream sizes, list of 4 streams, trailing plane bytes)."""
-        head = [struct.pack("<H", self._k()), self._codebook()]
+        head = [self._lead, struct.pack("<H", self._k()), self._codebook()]
         if self.layout in (LAYOUT_CODES["sparse"], LAYOUT_CODES["grouped_sparse"]):
             e, streams = _streams_sparse(self.plan)
             head += [struct.pack("<HIH", self.plan["bg"], e, self.plan["G"]),
@@ -134,7 +136,8 @@ class _Grouped(_Plain):
 
     def __init__(self, tables, idx, counts, axis, esz, limit, sparse, big):
         self.axis, self.tables = axis, tables  # tables: (C, K) unsigned bit patterns
-        super().__init__(tables.reshape(-1), idx, counts, esz, limit, sparse, big)
+        super().__init__(tables.reshape(-1), idx, counts, esz, limit, sparse, big)  # uniq: the tables, group by group
+        self._lead = bytes([axis])
         self.layout = LAYOUT_CODES["grouped_sparse" if sparse else "grouped_dense"]
         if not sparse and len(self.uniq) != tables.size:  # no spare-entry trick for groups
             self.size = float("inf")
@@ -143,13 +146,10 @@ class _Grouped(_Plain):
     def _k(self):
         return self.tables.shape[1]
 
-    def _codebook(self):
-        t = self.tables
-        return t.astype(t.dtype.newbyteorder("<")).tobytes()
-
-    def parts(self):
-        body, streams, plane = super().parts()
-        return bytes([self.axis]) + body, streams, plane
+    def release(self):
+        """Also drops the tables: up to C x 4096 entries, as big as the tensor when unclustered."""
+        super().release()
+        self.tables = self.uniq = None
 
 
 class _Planes:
@@ -221,79 +221,177 @@ def _group_chunks(n, c, inner, mult):
         yield r * inner, r1 * inner, np.repeat(np.arange(r, r1, dtype=np.int64) % c * mult, inner)
 
 
+def _group_modes(cnt, start):
+    """Pair index of each group's most frequent value (the smallest on ties): pairs sorted by
+    group then value, group g's are start[g]..start[g + 1] - 1."""
+    group = np.repeat(np.arange(len(start) - 1), np.diff(start))
+    return np.lexsort((-cnt, group))[start[:-1]]
+
+
+def _pair_chunks(start, offset, per_group):
+    """(a, b, i + offset[group of i] for the pairs i in a..b-1) over whole groups, about
+    ``_CHUNK`` pairs at a time (a group has at most ``per_group``): int64 one chunk at a time."""
+    sizes = np.diff(start)
+    step = max(1, _CHUNK // max(1, per_group))
+    for g0 in range(0, len(sizes), step):
+        g1 = min(g0 + step, len(sizes))
+        a, b = int(start[g0]), int(start[g1])
+        pos = np.repeat(offset[g0:g1], sizes[g0:g1])
+        pos += np.arange(a, b)
+        yield a, b, pos
+
+
 def _distinct_per_group(bits, code, shape3):
-    """Distinct (group, value) pairs sorted by group then value: (group of each, bit pattern of
-    each, count of each, ``index_of``: index_of(pos) is the uint16 array of pos[pair of each
-    element]). ``shape3``: (outer, c, inner), the group of element j is (j // inner) % c."""
+    """Distinct (group, value) pairs sorted by group then value: (``start``: group g's pairs are
+    start[g]..start[g + 1] - 1, bit pattern of each pair (``bits``' dtype), ``mode``: pair index
+    of each group's most frequent value, ``index_of``: index_of(shift) is the uint16 array of
+    (rank of the element's value in its group + shift[its group])), or None when a group has
+    more than MAX_SYMBOLS distinct values. ``shape3``: (outer, c, inner), the group of element j
+    is (j // inner) % c."""
     esz = bits.dtype.itemsize
     outer, c, inner = shape3
-    if esz <= 2 and c << (8 * esz) <= 1 << 22:  # small alphabets: histogram, no sort
-        v = 1 << (8 * esz)
-        bits_of_rank = np.argsort(_numeric_key(np.arange(v), code), kind="stable")
-        rank = np.empty(v, np.int64)
-        rank[bits_of_rank] = np.arange(v)
+    if not (esz <= 2 and c << (8 * esz) <= 1 << 22):
+        return _distinct_per_group_wide(bits, code, shape3)
+    v = 1 << (8 * esz)  # small alphabets: histogram, no sort
+    bits_of_rank = np.argsort(_numeric_key(np.arange(v), code), kind="stable")
+    rank = np.empty(v, np.int64)
+    rank[bits_of_rank] = np.arange(v)
 
-        def combs():  # (start, stop, group * v + rank): int64 a chunk at a time, no per-element array
-            for a, b, gv in _group_chunks(len(bits), c, inner, v):
-                yield a, b, gv + rank[bits[a:b]]
+    def combs():  # (start, stop, group * v + rank): int64 a chunk at a time, no per-element array
+        for a, b, gv in _group_chunks(len(bits), c, inner, v):
+            yield a, b, gv + rank[bits[a:b]]
 
-        hist = np.zeros(c * v, np.int64)
-        for _, _, comb in combs():
-            hist += np.bincount(comb, minlength=c * v)
-        dist = np.flatnonzero(hist)
+    hist = np.zeros(c * v, np.int64)
+    for _, _, comb in combs():
+        hist += np.bincount(comb, minlength=c * v)
+    dist = np.flatnonzero(hist)
+    start = np.searchsorted(dist, np.arange(c + 1) * v)
 
-        def index_of(pos):
-            table = np.zeros(c * v, np.uint16)
-            table[dist] = pos
-            out = np.empty(len(bits), np.uint16)
-            for a, b, comb in combs():
-                out[a:b] = table[comb]
-            return out
+    def index_of(shift):
+        table = np.zeros(c * v, np.uint16)
+        for a, b, pos in _pair_chunks(start, shift - start[:-1], v):
+            table[dist[a:b]] = pos
+        out = np.empty(len(bits), np.uint16)
+        for a, b, comb in combs():
+            out[a:b] = table[comb]
+        return out
 
-        return dist // v, bits_of_rank[dist % v], hist[dist], index_of
-    group = np.broadcast_to(np.arange(c, dtype=np.int64)[None, :, None], (outer, c, inner)).reshape(-1)
-    comb = group * (1 << 34) + (_numeric_key(bits, code) + (1 << 33))
-    del group
-    ukeys, inv, cnt = np.unique(comb, return_inverse=True, return_counts=True)
-    del comb
-    ubits = _from_numeric_key((ukeys & ((1 << 34) - 1)) - (1 << 33), code)
-    inv = inv.reshape(-1)
-    return ukeys >> 34, ubits, cnt, lambda pos: pos.astype(np.uint16)[inv]
+    return start, bits_of_rank[dist % v].astype(bits.dtype), _group_modes(hist[dist], start), index_of
 
 
-def _group_tables(bits, code, shape, axis, align="mode", _cache=None):
-    """§11 tables for grouping along ``axis``: (tables (C, K), per-element index, index counts)
-    or None when some group would need more than MAX_SYMBOLS entries. Each group's values are
-    sorted; ``align`` "mode" puts every group's most frequent value at one index b (ranks then
-    correlate around it, and b can be the sparse background), "low" aligns the smallest values."""
-    c = int(shape[axis])
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
-    outer = len(bits) // (c * inner)
-    key = (axis, len(bits))
-    if _cache is None or key not in _cache:
-        found = _distinct_per_group(bits, code, (outer, c, inner))
-        if _cache is None:
-            _cache = {}
-        _cache[key] = found
-    ugroup, ubits, cnt, index_of = _cache[key]
-    start = np.searchsorted(ugroup, np.arange(c))  # first distinct value of each group
-    stop = np.append(start[1:], len(ugroup))
-    # anchor = each group's most frequent value; entries are aligned so that anchors share index b
-    if align == "mode":
-        order = np.lexsort((-cnt, ugroup))
-        anchor = order[np.searchsorted(ugroup[order], np.arange(c))]
+def _unique_stable(keys):
+    """``np.unique(keys, return_inverse=True, return_counts=True)`` of a 1-D int64 array, by a
+    stable sort: np.unique's default one took 5-10x as long on keys with many repeats (the
+    pairs of clustered groups: 0.15-0.25 s against 0.01-0.05 s for 256 K keys)."""
+    perm = np.argsort(keys, kind="stable")
+    ordered = keys[perm]
+    new = np.empty(len(keys), bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    first = np.flatnonzero(new)
+    inv = np.empty(len(keys), np.int64)
+    inv[perm] = np.cumsum(new) - 1
+    return ordered[first], inv, np.diff(np.append(first, len(keys)))
+
+
+def _distinct_per_group_wide(bits, code, shape3):
+    """_distinct_per_group for alphabets too wide for a histogram (int32, float32, or > 64
+    groups of a 16-bit type), by blocks of whole groups of about ``_CHUNK`` elements (a bigger
+    group: by parts, counted first, ranked second): a block's sort costs int64 temporaries of
+    its own size only, and each element keeps just its uint16 rank in its group. One np.unique
+    over the whole tensor took ~14x an int32 tensor's size (int16: ~29x)."""
+    outer, c, inner = shape3
+    v3 = bits.reshape(shape3)
+    rank = np.empty(len(bits), np.uint16)  # < MAX_SYMBOLS, or the result is None
+    r3 = rank.reshape(shape3)
+    size = outer * inner  # elements per group
+    if size <= _CHUNK:
+        m = _CHUNK // size
+        blocks = [[(slice(None), slice(g, min(g + m, c)), slice(None))] for g in range(0, c, m)]
+    elif inner >= _CHUNK:
+        blocks = [[(slice(o, o + 1), slice(g, g + 1), slice(a, a + _CHUNK)) for o in range(outer)
+                   for a in range(0, inner, _CHUNK)] for g in range(c)]
     else:
-        anchor = start
-    below, above = anchor - start, stop - anchor - 1
+        rows = _CHUNK // inner
+        blocks = [[(slice(o, o + rows), slice(g, g + 1), slice(None)) for o in range(0, outer, rows)]
+                  for g in range(c)]
+
+    def combs(sl):  # (group in the block) * 2^34 + numeric key + 2^33 >= 0: sorts by group, then value
+        key = _numeric_key(v3[sl], code)
+        key += (np.arange(key.shape[1], dtype=np.int64) << 34)[None, :, None] + (1 << 33)
+        return key
+
+    starts, modes, done = [], [], 0
+    ubits = np.empty(len(bits), bits.dtype)  # the pairs' values (<= one per element), cut to size at the end
+    for block in blocks:
+        if len(block) == 1:  # whole groups: one sort gives the distinct pairs and the ranks
+            comb = combs(block[0])
+            u, inv, cnt = _unique_stable(comb.reshape(-1))
+            start = np.searchsorted(u, np.arange(comb.shape[1] + 1, dtype=np.int64) << 34)
+            if np.diff(start).max() > MAX_SYMBOLS:
+                return None
+            r3[block[0]] = inv.reshape(comb.shape) - start[:-1][None, :, None]
+            del comb, inv
+        else:  # one group in parts: its distinct values (<= MAX_SYMBOLS) first, then the ranks
+            u, cnt = np.zeros(0, np.int64), np.zeros(0, np.int64)
+            for sl in block:
+                part, _, part_cnt = _unique_stable(combs(sl).reshape(-1))
+                if len(part) > MAX_SYMBOLS:
+                    return None
+                u, inv = np.unique(np.concatenate([u, part]), return_inverse=True)
+                cnt = np.bincount(inv.reshape(-1), np.concatenate([cnt, part_cnt]), len(u)).astype(np.int64)
+                if len(u) > MAX_SYMBOLS:
+                    return None
+            for sl in block:
+                r3[sl] = np.searchsorted(u, combs(sl))
+            start = np.array([0, len(u)])
+        starts.append(start[:-1] + done)
+        modes.append(_group_modes(cnt, start) + done)
+        ubits[done:done + len(u)] = _from_numeric_key((u & ((1 << 34) - 1)) - (1 << 33), code)
+        done += len(u)
+    start = np.concatenate(starts + [[done]])
+    ubits.resize(done, refcheck=False)  # in place (no view of it exists): concatenating parts held them twice
+
+    def index_of(shift):
+        if not shift.any():  # "low" alignment: the ranks are the indices (read only, as plans use them)
+            return rank
+        shift = shift.astype(np.uint16)
+        out = np.empty(len(bits), np.uint16)
+        for a, b, g in _group_chunks(len(bits), c, inner, 1):
+            np.add(rank[a:b], shift[g], out=out[a:b])
+        return out
+
+    return start, ubits, np.concatenate(modes), index_of
+
+
+def _group_tables(found, align="mode"):
+    """§11 tables from ``found``, the distinct values of each group along one axis
+    (_distinct_per_group): None when some group would need more than MAX_SYMBOLS entries, else
+    (K, build): build() makes (tables (C, K), per-element index, index counts). Each group's
+    values are sorted; ``align`` "mode" puts every group's most frequent value at one index b
+    (ranks then correlate around it, and b can be the sparse background), "low" aligns the
+    smallest values."""
+    if found is None:
+        return None
+    start, ubits, mode, index_of = found
+    # anchor = each group's most frequent value; entries are aligned so that anchors share index b
+    anchor = mode if align == "mode" else start[:-1]
+    below, above = anchor - start[:-1], start[1:] - anchor - 1
     b = int(below.max())
     k = b + 1 + int(above.max())
     if k > MAX_SYMBOLS:
         return None
-    pos = np.arange(len(ugroup)) - anchor[ugroup] + b  # table index of each distinct pair
-    tables = np.repeat(ubits[anchor][:, None], k, axis=1)  # unused entries repeat the anchor
-    tables[ugroup, pos] = ubits
-    idx = index_of(pos)  # table indices < k <= 4096: 2 B per element
-    return tables.astype(bits.dtype), idx, chunked_bincount(idx, k)
+
+    def build():
+        shift = b - below  # table index of each group's smallest value
+        tables = np.repeat(ubits[anchor][:, None], k, axis=1)  # unused entries repeat the anchor
+        flat = tables.reshape(-1)
+        for a, z, pos in _pair_chunks(start, np.arange(len(anchor), dtype=np.int64) * k + shift - start[:-1], k):
+            flat[pos] = ubits[a:z]
+        idx = index_of(shift)  # table indices < k <= 4096: 2 B per element
+        return tables, idx, chunked_bincount(idx, k)
+
+    return k, build
 
 
 def _plain_codebook(bits, esz):
@@ -313,6 +411,7 @@ def _plain_codebook(bits, esz):
 # choosing a layout
 # ----------------------------------------------------------------------------------------------
 _GROUP_MIN_K = 64  # §11 is tried when one codebook needs at least this many entries (or > 4096)
+_GROUPED_FIXED = 1 + 2 + _STREAM_SIZES  # §11 bytes besides the tables and the codes: axis, K, stream sizes
 
 
 def _group_axes(shape, axis):
@@ -335,11 +434,16 @@ def _grouped_cannot_win(bits, shape, axis, esz, floats):
     return k0 > MAX_SYMBOLS or int(shape[axis]) * k0 * esz >= bar
 
 
-def _keep_best(plans, new):
-    """Appends ``new`` to ``plans`` and releases the per-element arrays (2 B or more per element
-    each) of every plan but the one ``encode`` would pick now, the first smallest: it is the first
-    smallest of the final list too if any is. Up to 8 plans otherwise held theirs together."""
-    plans += new
+def _keep_best(plans, new, at=None):
+    """Inserts ``new`` into ``plans`` (at the end or before plans[at]: the list keeps the order of
+    the layouts tried, which breaks ties) and releases the per-element arrays (2 B or more per
+    element each) of every plan but the one ``encode`` would pick now, the first smallest: it is
+    the first smallest of the final list too if any is. Up to 8 plans otherwise held theirs
+    together."""
+    if at is None:
+        plans += new
+    else:
+        plans[at:at] = new
     best = min(plans, key=lambda p: p.size, default=None)
     for p in plans:
         if p is not best:
@@ -373,20 +477,26 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False):
         idx = None  # the plans hold it (or not: _keep_best)
     if {"grouped_dense", "grouped_sparse"} & set(allowed) and (
             want is not None or axis is not None or plain_k is None or plain_k >= _GROUP_MIN_K):
-        cache = {}  # the distinct (group, value) pairs of an axis serve both alignments
         hopeless = want is None and (plans or code in FLOAT_CODES)  # raw / float planes remain
         axes = [ax for ax in _group_axes(shape, axis) if not (hopeless and _grouped_cannot_win(bits, shape, ax, esz, code in FLOAT_CODES))]
-        for ax, align in [(ax, al) for ax in axes for al in ("mode", "low")]:
-            t = _group_tables(bits, code, shape, ax, align, cache)
-            if align == "low":
-                cache.clear()  # this axis is done (np.unique's pair indices: 8 B per element)
-            if t is None or t[0].shape[1] > 1 << limit:
-                reasons.append(f"grouping along axis {ax} needs more than {min(MAX_SYMBOLS, 1 << limit)} "
-                               "entries per group")
-                continue
-            _keep_best(plans, [_Grouped(t[0], t[1], t[2], ax, esz, limit, lay == "grouped_sparse", big)
-                               for lay in ("grouped_dense", "grouped_sparse") if lay in allowed])
-            del t
+        for ax in axes:
+            c, inner = int(shape[ax]), int(np.prod(shape[ax + 1:], dtype=np.int64))
+            found = _distinct_per_group(bits, code, (n // (c * inner), c, inner))  # for both alignments
+            at = len(plans)  # the "mode" plans go before the "low" ones, made first
+            for align in ("low", "mode"):  # unclustered groups: low's tables are smaller, mode's not made
+                t = _group_tables(found, align)
+                if t is None or t[0] > 1 << limit:
+                    reasons.append(f"grouping along axis {ax} needs more than {min(MAX_SYMBOLS, 1 << limit)} "
+                                   "entries per group")
+                    continue
+                if c * t[0] * esz + _GROUPED_FIXED > min((p.size for p in plans), default=float("inf")):
+                    continue  # its tables alone are bigger than a plan made: it cannot be picked
+                tables, idx, counts = t[1]()
+                _keep_best(plans, [_Grouped(tables, idx, counts, ax, esz, limit, lay == "grouped_sparse", big)
+                                   for lay in ("grouped_dense", "grouped_sparse") if lay in allowed],
+                           at if align == "mode" else None)
+                del tables, idx
+            found = t = None  # each element's rank in its group (2 B), each pair's value (t's build has them)
     # §12 stores N * (esz - 1) raw bytes at least: skip it when a codebook layout is smaller
     if "float_planes" in allowed and (want is not None or not plans
                                       or min(p.size for p in plans) > n * (esz - 1)):
@@ -405,13 +515,16 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False):
 def _assemble(a, code, version, layout, body, streams=(b"",) * 4, plane=b""):
     """§2 header, checksum (§8 / §8.1), body, stream sizes, streams, plane."""
     prefix = MAGIC + struct.pack("<BBBB", version, code, a.ndim, layout) + struct.pack(f"<{a.ndim}I", *a.shape)
-    tail = body + (struct.pack("<4I", *(len(s) for s in streams)) if a.size else b"")
-    data = b"".join(streams) + plane
+    sizes = struct.pack("<4I", *(len(s) for s in streams)) if a.size else b""
+    data = [*streams, plane]  # joined once, with the rest: the codebook and streams are not copied twice
     if version == 1:
-        check = struct.pack("<II", *checksum(a.reshape(-1), prefix + b"\0" * 8 + tail))
+        check = struct.pack("<II", *checksum(a.reshape(-1), b"".join([prefix, b"\0" * 8, body, sizes])))
     else:
-        check = struct.pack("<I", zlib.crc32(data, zlib.crc32(tail, zlib.crc32(prefix))))
-    return prefix + check + tail + data
+        crc = zlib.crc32(prefix)
+        for part in [body, sizes, *data]:
+            crc = zlib.crc32(part, crc)
+        check = struct.pack("<I", crc)
+    return b"".join([prefix, check, body, sizes, *data])
 
 
 def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSION, axis=None,
