@@ -642,11 +642,11 @@ def test_wrappers_under_mixed_precision_keep_a_float32_layer_float32():
     try:
         keras.utils.set_random_seed(0)
         inp = keras.Input((12,))
-        model = keras.Model(inp, keras.layers.Dense(3, dtype="float32", name="head")(keras.layers.Dense(32)(inp)))
+        model = keras.Model(inp, keras.layers.Dense(3, dtype="float32", name="head")(keras.layers.Dense(32, name="body")(inp)))
         x = np.random.default_rng(0).normal(size=(8, 12)).astype("float32")
         y = np.zeros((8, 3), "float32")
         pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0, frequency=1))
-        assert {l.name: l.dtype_policy.name for l in pruned.layers[1:]} == {"dense": "mixed_float16", "head": "float32"}
+        assert {l.name: l.dtype_policy.name for l in pruned.layers[1:]} == {"body": "mixed_float16", "head": "float32"}
         np.testing.assert_array_equal(pruned.predict(x, verbose=0), model.predict(x, verbose=0))  # masks all 1 yet
         pruned.compile("adam", "mse")
         pruned.fit(x, y, verbose=0, callbacks=[dc_keras.PruningCallback()])
