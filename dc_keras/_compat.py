@@ -308,3 +308,33 @@ def jax_keep_fit_state():
         return False
     finally:
         del frame
+
+
+# ---------------------------------------------------------------------------------------------
+# train: a compiled .keras file's optimizer class belongs to the backend it was saved on
+#
+# Why: on the torch backend Keras replaces the standard optimizers by torch-only subclasses
+# (``keras.src.backend.torch.optimizers.torch_adam.Adam``, ...) and the ``.keras`` file of a
+# compiled model records that class. ``load_model`` (compile=True) on JAX or TensorFlow restores
+# it, and its update calls ``torch._foreach_*`` on JAX / TF arrays: ``fit`` fails at its first step
+# with "TypeError: expected Tensor as element 0 in argument 0, but got jaxlib._jax.ArrayImpl"
+# ("... ResourceVariable" on TF), for plain Keras models as for ours (Keras's limitation, not a
+# dc_keras layer's). The class's (private) module path is the only sign of it.
+# Tested: Keras 3.15.1 with torch 2.13, JAX 0.10.2, TF 2.21 (JAX and TF optimizers are the
+# backend-neutral ``keras.src.optimizers`` classes: files compiled there train on torch). If the
+# layout changes, ``None``: no check, Keras's own error.
+# ---------------------------------------------------------------------------------------------
+
+
+def optimizer_backend(optimizer):
+    """The backend whose own optimizer class ``optimizer`` is (``"torch"`` for the classes Keras
+    swaps in on the torch backend), or ``None`` for a backend-neutral class. A wrapper
+    (``LossScaleOptimizer``) answers for the optimizer it wraps."""
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None and inner is not optimizer:
+        return optimizer_backend(inner)
+    for cls in type(optimizer).__mro__:  # the first Keras class: a user's subclass is not Keras's
+        parts = (getattr(cls, "__module__", None) or "").split(".")
+        if parts[0] == "keras":
+            return parts[3] if parts[:3] == ["keras", "src", "backend"] and len(parts) > 4 else None
+    return None

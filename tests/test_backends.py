@@ -350,6 +350,104 @@ def test_keras_file_moves_between_backends(other, tmp_path):
                                rtol=1e-5, atol=1e-5)
 
 
+# The optimizer entry of a .keras file compiled on torch (Keras 3.15 records torch's own class).
+_TORCH_ADAM = {"module": "keras.src.backend.torch.optimizers.torch_adam", "class_name": "Adam",
+               "config": {"name": "adam", "learning_rate": 0.01}, "registered_name": None}
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("torch"), reason="torch is not installed: no torch optimizer class")
+def test_a_torch_optimizer_class_trains_on_torch_and_is_a_clear_error_elsewhere():
+    """What load_model restores from a .keras file compiled on torch: torch's own Adam. On torch it
+    trains; on JAX / TensorFlow fit failed in its first step with torch's "TypeError: expected Tensor
+    as element 0 in argument 0, but got jaxlib._jax.ArrayImpl" (plain Keras too); PruningCallback
+    now stops it first with a TypeError naming the cause and the fix."""
+    optimizer = keras.saving.deserialize_keras_object(_TORCH_ADAM)
+    assert dc_keras._compat.optimizer_backend(optimizer) == "torch"
+    assert dc_keras._compat.optimizer_backend(keras.optimizers.Adam()) == ("torch" if BACKEND == "torch" else None)
+    pruned = dc_keras.prune(mlp(), PolynomialDecay(0.2, 0.8, begin_step=0, end_step=8, frequency=2))
+    pruned.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if BACKEND == "torch":
+        pruned.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+        assert [l.sparsity() for l in pruned.layers if isinstance(l, dc_keras.train.PruneWrapper)]
+        return
+    with pytest.raises(TypeError, match=r"optimizer is keras\.src\.backend\.torch\.optimizers\.torch_adam\.Adam, "
+                                        r"the class Keras uses on the torch backend.*"
+                                        r"load_model\(path, compile=False\) and compile\(\) the model again"):
+        pruned.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+
+
+_COMPILED_CHILD = r"""
+import json, sys
+import numpy as np, keras, dc_keras
+out = []
+for mode, path in json.loads(sys.argv[1]):
+    X = np.load(path + ".x.npy"); Y = np.load(path + ".y.npy")
+    if mode == "save":  # a plain and a pruned model, compiled here, trained 8 steps, saved compiled
+        for kind in ("plain", "pruned"):
+            inputs = keras.Input((12,))
+            model = keras.Model(inputs, keras.layers.Dense(3, name="out")(keras.layers.Dense(24, name="d1")(inputs)))
+            if kind == "pruned":
+                model = dc_keras.prune(model, dc_keras.schedules.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=16,
+                                                                                  frequency=2))
+            model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            model.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()] if kind == "pruned" else [])
+            model.save(path.replace("KIND", kind))
+        out.append("saved")
+        continue
+    model = keras.saving.load_model(path, compile=(mode != "recompile"))
+    if mode == "recompile":
+        model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned = [l for l in model.layers if isinstance(l, dc_keras.train.PruneWrapper)]
+    try:
+        model.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()] if pruned else [])
+        out.append({"ok": [int(keras.ops.convert_to_numpy(l.pruning_step)) for l in pruned]})
+    except TypeError as e:
+        out.append({"error": str(e)})
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _compiled_child(backend, *jobs):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", _COMPILED_CHILD, json.dumps([(m, str(p)) for m, p in jobs])],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads([l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1][len("RESULT "):])
+
+
+@pytest.mark.long  # four child processes (~60 s); the in-process test above covers the error
+@pytest.mark.skipif(not importlib.util.find_spec("torch"), reason="torch is not installed")
+def test_compiled_keras_files_across_backends_train_or_say_how(tmp_path):
+    """load_model(path) (compile=True) then fit, through the public API only: files compiled on JAX
+    or TensorFlow train on torch (the pruning schedule resumes: step 8 -> 16); files compiled on
+    torch do not train on JAX or TensorFlow, plain Keras included (torch's TypeError: Keras's
+    limitation), and a pruned one says why and how (compile=False, compile again), which then
+    trains."""
+    files = {}
+    for backend in ("torch", "jax", "tensorflow"):
+        path = tmp_path / f"{backend}_KIND.keras"
+        np.save(str(path) + ".x.npy", X)
+        np.save(str(path) + ".y.npy", Y)
+        for kind in ("plain", "pruned"):
+            files[backend, kind] = str(path).replace("KIND", kind)
+            np.save(files[backend, kind] + ".x.npy", X)
+            np.save(files[backend, kind] + ".y.npy", Y)
+        files[backend] = path
+    assert _compiled_child("torch", ("save", files["torch"])) == ["saved"]
+    jax = _compiled_child("jax", ("save", files["jax"]), ("fit", files["torch", "plain"]),
+                          ("fit", files["torch", "pruned"]), ("recompile", files["torch", "pruned"]))
+    tf = _compiled_child("tensorflow", ("save", files["tensorflow"]), ("fit", files["torch", "plain"]),
+                         ("fit", files["torch", "pruned"]))
+    for plain, pruned in ((jax[1], jax[2]), (tf[1], tf[2])):
+        assert "expected Tensor as element 0" in plain["error"], plain  # Keras's own failure
+        assert re.search(r"optimizer is keras\.src\.backend\.torch\..*compile=False\) and compile\(\)",
+                         pruned["error"]), pruned
+    assert jax[3] == {"ok": [16, 16]}  # the documented fix: the schedule resumes at step 8
+    torch = _compiled_child("torch", ("fit", files["jax", "plain"]), ("fit", files["jax", "pruned"]),
+                            ("fit", files["tensorflow", "plain"]), ("fit", files["tensorflow", "pruned"]))
+    assert torch == [{"ok": []}, {"ok": [16, 16]}, {"ok": []}, {"ok": [16, 16]}]
+
 def _readme_example():
     """The README's first Python example as tests/test_docs.py runs it (placeholders filled with a tiny
     model and data), plus a line reporting what it made."""

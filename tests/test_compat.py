@@ -260,3 +260,20 @@ def test_carry_input_shape_builds_a_sequential_at_construction():
     other = keras.layers.Layer()
     _compat.carry_input_shape(other, plain)  # no input_shape given: nothing carried
     assert getattr(other, "_input_shape_arg", None) is None
+
+
+def test_optimizer_backend_names_only_a_backend_specific_class():
+    """``optimizer_backend``: "torch" for the class Keras swaps in on torch (what a .keras file
+    compiled there restores anywhere), None for the backend-neutral classes, a user's subclass and
+    a LossScaleOptimizer around a neutral one (tests/test_backends.py: the torch class itself)."""
+    backend = keras.backend.backend()
+    own = "torch" if backend == "torch" else None
+    assert _compat.optimizer_backend(keras.optimizers.Adam()) == own
+    assert _compat.optimizer_backend(keras.optimizers.SGD()) == own
+    assert _compat.optimizer_backend(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam())) == own
+
+    class Mine(keras.optimizers.Adam):
+        pass
+
+    assert _compat.optimizer_backend(Mine()) is None
+    assert _compat.optimizer_backend(keras.optimizers.Ftrl()) is None  # no torch class of its own

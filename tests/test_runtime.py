@@ -762,3 +762,65 @@ def test_corrupt_packed_data_fails_at_load_even_when_prepare_is_deferred(tmp_pat
     assert named == {fb.tensor_name(sg.tensors[op.outputs[0]]) for op in sg.operators
                      if fb.opcode_name(model, op) == "HuffDecode"}, named
     assert len(named) == 2, named
+
+
+def _flex_model():
+    """A .tflite that converts only with SELECT_TF_OPS (TFLite has no builtin for Cumprod: the
+    converter fails without it) and a 64x64 float32 weight worth packing (16 shared values, 70 %
+    zeros)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    w = np.where(rng.random((64, 64)) < 0.7, 0.0, rng.choice(np.linspace(-1, 1, 16), (64, 64))).astype(np.float32)
+    weight = tf.constant(w)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 64], tf.float32)])
+    def fn(x):
+        return tf.math.cumprod(tf.matmul(x, weight) * 0.01 + 1.0, axis=1)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    return bytes(converter.convert()), w
+
+
+def test_a_flex_model_packs_unpacks_and_says_why_it_does_not_run_here():
+    """Flex (SELECT_TF_OPS) models: pack packs their weights and leaves the Flex op (its NodeDef
+    custom options) as it was; both unpackers restore the weight. They do not run in Python here:
+    the tensorflow(-cpu) 2.19/2.21 and ai-edge-litert 2.3 pip packages do not link the Flex delegate
+    (no TF_AcquireFlexDelegate), so tf.lite.Interpreter fails on the *unpacked* model too ("Select
+    TensorFlow op(s) ... not supported by this interpreter"). dc_keras.runtime.Interpreter says so,
+    naming the op and the fixes, instead of passing on TFLite's advice to link the delegate."""
+    import tensorflow as tf
+
+    from dc_keras import _flatbuffer as fb
+
+    plain, w = _flex_model()
+    packed = export.pack(plain)
+
+    def ops(data):
+        m = fb.read_model(data)
+        return {fb.opcode_name(m, op): op for op in m.subgraphs[0].operators}
+
+    before, after = ops(plain), ops(packed)
+    assert "FlexCumprod" in before and "HuffDecode" in after and len(packed) < len(plain)
+    assert bytes(after["FlexCumprod"].customOptions) == bytes(before["FlexCumprod"].customOptions)
+    def constants(data):
+        m = fb.read_model(data)
+        data = {fb.tensor_name(t): fb.buffer_bytes(m, t.buffer) for t in m.subgraphs[0].tensors}
+        return {k: v for k, v in data.items() if v}
+
+    want = constants(plain)
+    assert max(len(v) for v in want.values()) == w.nbytes  # the weight (the converter folds the 0.01 in)
+    for back in (export.unpack(packed), runtime.unpack(packed)):
+        got = constants(back)
+        assert {k: got[k] for k in want} == want  # every constant of the original, same bytes
+        assert "HuffDecode" not in ops(back)
+    with pytest.raises(RuntimeError, match="Select TensorFlow op"):  # if this passes one day: TF links Flex;
+        tf.lite.Interpreter(model_content=plain).allocate_tensors()  # then compare outputs bit-exactly here
+    for backend in ("tensorflow", "litert"):
+        for data in (packed, plain):
+            it = runtime.Interpreter(model_content=data, backend=backend)
+            with pytest.raises(RuntimeError, match=r"^model_content: it holds TensorFlow ops \(FlexCumprod\) "
+                                                   r".*Flex delegate.*without SELECT_TF_OPS") as e:
+                it.allocate_tensors()
+            assert "Select TensorFlow op" in str(e.value) and isinstance(e.value.__cause__, RuntimeError)

@@ -53,6 +53,27 @@ def test_c_unpack_matches_python_unpack(name):
     # nameless (pack since 2026-11-30) or "<name>/dc_packed" (the older LSTM fixture)
     assert extra and all(k[1] == "" or k[1].endswith(export._pack.PACKED_SUFFIX) for k in extra), extra
     assert runtime.unpack(c) == c  # nothing left to unpack: an identical copy
+    # the same metadata entries (name, bytes) and signatures (names of inputs/outputs) in both;
+    # their bytes differ by design (FORMAT.md §15: C patches a copy, Python rewrites)
+    assert _metadata(c) == _metadata(py) and _metadata(c)
+    assert _signatures(c) == _signatures(py)
+    assert c != py
+
+
+def _metadata(model_bytes):
+    model = fb.read_model(model_bytes)
+    return [(m.name, fb.buffer_bytes(model, m.buffer)) for m in model.metadata or []]
+
+
+def _signatures(model_bytes):
+    """{signature key: ([(input name, tensor name)], [(output name, tensor name)])}."""
+    model = fb.read_model(model_bytes)
+    out = {}
+    for sig in model.signatureDefs or []:
+        tensors = model.subgraphs[sig.subgraphIndex].tensors
+        out[sig.signatureKey] = tuple([(m.name, fb.tensor_name(tensors[m.tensorIndex])) for m in maps or []]
+                                      for maps in (sig.inputs, sig.outputs))
+    return out
 
 
 @pytest.mark.parametrize("kind,quantize", [("dense", None), ("conv", "int8")])
@@ -323,6 +344,45 @@ def test_c_unpack_drops_the_packed_data_and_runs_bit_identical(kind, quantize):
                                     if t.name == model.subgraphs[s].tensors[o].name))
     assert runtime.unpack(c) == c
     xs = _inputs_for(plain, kind)
+    want = _run_all(plain, xs)
+    for unpacked in (c, py):
+        np.testing.assert_array_equal(_run_all(unpacked, xs), want)
+
+
+def _offset(model_bytes, b):
+    """Buffer ``b``'s Buffer.offset field (> 1: its data are stored after the flatbuffer)."""
+    return fb.schema.Model.GetRootAs(model_bytes, 0).Buffers(b).Offset()
+
+
+@pytest.mark.parametrize("min_bytes", [256, 4096], ids=["all_packed", "biases_stay_external"])
+def test_c_unpack_drops_packed_data_stored_after_the_flatbuffer(min_bytes):
+    """A model packed with its data after the flatbuffer (``buffers="external"``, what ``"auto"``
+    keeps for files of ai-edge-quantizer style past 256 KiB) has the packed data as the file's
+    last bytes too (16-byte aligned, Buffer.offset/size): dc_unpack kept them as unused constants,
+    its output 2,160,704 B against export.unpack's 2,102,080 B (58,624 B: the whole packed
+    payload); now it cuts them off like inline ones. With biases left unpacked (min_bytes=4096)
+    their data stay after the flatbuffer, before the cut. Outputs bit-identical to the original."""
+    from _benchmarks import load as load_bench
+
+    plain = load_bench("bench_scale").build(2, 256, buffers="external")
+    packed = export.pack(plain, buffers="external", min_bytes=min_bytes)
+    payload, n = _packed_payload(packed)
+    model = fb.read_model(packed)
+    packed_buffers = {model.subgraphs[s].tensors[p].buffer for s, p, _ in export._pack.packed_tensors(model)}
+    assert all(_offset(packed, b) > 1 for b in packed_buffers)  # packed data after the flatbuffer
+    c, py = runtime.unpack(packed), export.unpack(packed)
+    extra = len(c) - len(py)
+    assert 0 < extra <= (100 + 27) * n + 64 < payload, (extra, payload, n)
+    cm, pm = fb.read_model(c), fb.read_model(py)
+    kept_external = [b for b in range(len(cm.buffers)) if _offset(c, b) > 1]
+    assert len(kept_external) == (0 if min_bytes == 256 else 2)  # unpacked biases: still after it
+    for s, p, o in export._pack.packed_tensors(model):
+        assert fb.buffer_bytes(cm, cm.subgraphs[s].tensors[p].buffer) == b""
+        name = model.subgraphs[s].tensors[o].name
+        assert fb.buffer_bytes(cm, cm.subgraphs[s].tensors[o].buffer) == fb.buffer_bytes(
+            pm, next(t.buffer for t in pm.subgraphs[s].tensors if t.name == name))
+    assert runtime.unpack(c) == c
+    xs = np.random.RandomState(0).rand(3, 256).astype(np.float32)
     want = _run_all(plain, xs)
     for unpacked in (c, py):
         np.testing.assert_array_equal(_run_all(unpacked, xs), want)

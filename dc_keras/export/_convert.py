@@ -573,7 +573,8 @@ def _failure(exc, batch_note, model=None):
         f"{head} If the converter lacks an op, "
         "to_tflite(..., converter_options={'target_spec.supported_ops': [tf.lite.OpsSet.TFLITE_BUILTINS, "
         "tf.lite.OpsSet.SELECT_TF_OPS]}) allows TensorFlow ops (the .tflite then needs the Flex "
-        "delegate); converter_options / configure=callable(converter) set any other converter flag." + tail)
+        "delegate, which the tensorflow and ai-edge-litert pip packages' interpreters lack: it will not run "
+        "in Python); converter_options / configure=callable(converter) set any other converter flag." + tail)
 
 
 def _quantized_fix(mode):

@@ -402,6 +402,7 @@ class Interpreter:
             self._raise_op_error(exc)
             self._raise_inconsistent(exc)
             self._raise_bad_resize(exc)
+            self._raise_flex(exc)
             raise
         self._raise_delegate_error()
 
@@ -442,6 +443,27 @@ class Interpreter:
                     f"{self._label}: input {d['name']!r} was resized to {shape}, but the model takes "
                     f"{sig} (-1: any size): resize only its -1 dimensions, e.g. the batch "
                     f"(allocate_tensors failed: {msg})") from cause
+
+    def _raise_flex(self, cause):
+        """A model with TensorFlow ops (``SELECT_TF_OPS``, custom ops named ``Flex...``) needs TFLite's
+        Flex delegate, which neither the TensorFlow (``tensorflow``, ``tensorflow-cpu``: checked 2.19,
+        2.21) nor the LiteRT (2.3) pip package links: their interpreters find no
+        ``TF_AcquireFlexDelegate`` and fail with "Select TensorFlow op(s) ... not supported by this
+        interpreter. Make sure you apply/link the Flex delegate", advice a Python user cannot follow.
+        Said as what it is, packed or not, with what can be done."""
+        msg = " ".join(str(cause).split())
+        if "Select TensorFlow op" not in msg:
+            return
+        names = sorted(set(re.findall(r"\((Flex\w+)\)", msg)))
+        shown = f" ({', '.join(names)})" if names else ""
+        raise RuntimeError(
+            f"{self._label}: it holds TensorFlow ops{shown} (converted with SELECT_TF_OPS), which run only "
+            f"through TFLite's Flex delegate, and the {self.backend} interpreter here has none (the "
+            "tensorflow and ai-edge-litert pip packages do not link it), so this model does not run in "
+            "Python, packed or unpacked. Convert it with TFLite builtin ops only (without SELECT_TF_OPS), "
+            "or run it in an app built with the Flex delegate (Android: "
+            "org.tensorflow:tensorflow-lite-select-tf-ops) plus the HuffDecode op or delegate, or unpack "
+            f"it there first with dc_unpack (not tested here). Interpreter's error: {msg}") from cause
 
     def _raise_op_error(self, cause):
         """``decode="op"``: the op's own Prepare error (TFLite appends "Node number N (HuffDecode)

@@ -696,6 +696,27 @@ def _optimizer_steps(optimizer):
     return int(ops.convert_to_numpy(optimizer.iterations))
 
 
+def _check_optimizer_backend(model):
+    """TypeError naming the cause and the fix when ``fit`` would update the weights with another
+    backend's optimizer class: a ``.keras`` file compiled on torch holds torch's own class, and
+    ``load_model(path)`` on JAX / TensorFlow restores it (Keras 3.15; plain Keras models too), whose
+    first step fails with "TypeError: expected Tensor as element 0 in argument 0, but got
+    jaxlib._jax.ArrayImpl", naming neither."""
+    optimizer = getattr(model, "optimizer", None)
+    owner = _compat.optimizer_backend(optimizer) if optimizer is not None else None
+    here = keras.backend.backend()
+    if owner is None or owner == here:
+        return
+    cls = type(getattr(optimizer, "inner_optimizer", None) or optimizer)
+    raise TypeError(
+        f"the model's optimizer is {cls.__module__}.{cls.__qualname__}, the class Keras uses on the "
+        f"{owner} backend: the model was compiled on {owner}, saved to a .keras file and loaded here on "
+        f"{here}, and that class cannot update {here} weights (fit would fail in its first step with a "
+        f"TypeError from {owner}; plain Keras models too: a Keras limitation). Load the file with "
+        "keras.saving.load_model(path, compile=False) and compile() the model again on this backend: "
+        "the weights, masks and pruning schedule carry over (the optimizer's state does not).")
+
+
 def _clips_by_norm(optimizer):
     """Does ``optimizer`` (or the one a LossScaleOptimizer wraps) clip gradients by a norm?"""
     while optimizer is not None:
@@ -859,6 +880,11 @@ class PruningCallback(keras.callbacks.Callback):
     steps ``0 .. end_step - 1``) ends at the schedule's target. A callback listed before this one
     that saves or snapshots the model at that epoch end (``ModelCheckpoint``, ``EarlyStopping``)
     sees the masks before that last update: list ``PruningCallback()`` first.
+
+    A model loaded from a ``.keras`` file compiled on torch holds torch's own optimizer class, which
+    cannot train on JAX or TensorFlow (Keras 3.15, plain models too): ``fit()`` with this callback then
+    raises a ``TypeError`` saying so and how to fix it (``load_model(path, compile=False)``, then
+    ``compile()`` again) instead of failing in its first step with a TypeError from torch.
 
     A ``fit()`` interrupted in the middle of an epoch (Ctrl-C) is picked up by the next ``fit()``
     with a PruningCallback: the schedule resumes from the steps the optimizer actually ran.
@@ -1050,6 +1076,8 @@ class PruningCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self._repeat("on_train_begin"):
             return
+        if self.params and "epochs" in self.params:  # fit(): a custom loop may use its own optimizer
+            _check_optimizer_backend(self.model)
         wrappers = self._wrappers()
         self._follower = self._follows(wrappers)
         if self._follower:

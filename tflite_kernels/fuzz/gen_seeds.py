@@ -191,6 +191,8 @@ def tflite_seeds():
             packed = export.pack(model, min_bytes=0, min_saving=0.0)
             yield name + "_zip", _with_zip(packed, zip64=False)  # associated files after it (§15)
             yield name + "_zip64", _with_zip(packed, zip64=True)
+            # data after the flatbuffer (Buffer.offset/size), the packed ones last: dc_unpack cuts them
+            yield name + "_external", export.pack(model, min_bytes=0, min_saving=0.0, buffers="external")
     lstm = os.path.join(HERE, "..", "..", "tests", "data", "zoo_lstm128.packed.tflite")
     if os.path.exists(lstm):
         with open(lstm, "rb") as f:

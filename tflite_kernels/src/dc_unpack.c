@@ -689,22 +689,44 @@ static int only_packed_readers(Fb* f, const Plan* pl, const unsigned char* mark)
   return 1;
 }
 
-/* Checks the tail rules; the cut position or 0 (t: the count packed vectors). */
-static size_t tail_cut(Fb* f, const Plan* pl, const unsigned char* mark, Tail* t, size_t count) {
+/* 1 if input[from, to) holds zero bytes only (padding). */
+static int zeros(const Fb* f, size_t from, size_t to) {
+  for (size_t k = from; k < to; ++k) {
+    if (f->b[k]) return 0;
+  }
+  return 1;
+}
+
+/* Checks the tail rules; the cut position or 0 (t: the count packed vectors; slack: the most
+ * padding between them, 3 for inline vectors (4-byte aligned), 15 for data stored after the
+ * flatbuffer (Buffer.offset, 16-byte aligned by dc_keras' writer); padding must be zeros). */
+static size_t tail_cut(Fb* f, const Plan* pl, const unsigned char* mark, Tail* t, size_t count,
+                       size_t slack) {
   if (!count || !only_packed_readers(f, pl, mark)) return 0;
   qsort(t, count, sizeof *t, cmp_tail);
   size_t cut = t[0].begin, model_end = pl->zip.start; /* the zip after the model moves */
-  if (cut % 4 || t[count - 1].end > model_end || model_end - t[count - 1].end > 3) return 0;
+  if (cut % 4 || t[count - 1].end > model_end || model_end - t[count - 1].end > slack ||
+      !zeros(f, t[count - 1].end, model_end)) {
+    return 0;
+  }
   for (size_t k = 0; k < count; ++k) {
     if (t[k].table >= cut) return 0; /* the pointing Buffer table is in the tail */
-    if (k + 1 < count && (t[k + 1].begin < t[k].end || t[k + 1].begin - t[k].end > 3)) return 0;
+    if (k + 1 < count && (t[k + 1].begin < t[k].end || t[k + 1].begin - t[k].end > slack ||
+                          !zeros(f, t[k].end, t[k + 1].begin))) {
+      return 0;
+    }
   }
   for (size_t b = 0; b < pl->buffers.count; ++b) { /* no other buffer's data in the tail */
     size_t bt;
     Vec data;
+    uint64_t off, size;
     if (mark[b]) continue;
-    if (!table_at(f, &pl->buffers, b, &bt) || !vec(f, bt, 0, 1, &data)) return 0;
-    if (data.start && data.start - 4 + 4 > cut) return 0;
+    if (!table_at(f, &pl->buffers, b, &bt) || !vec(f, bt, 0, 1, &data) ||
+        !scalar(f, bt, 1, 8, 0, &off) || !scalar(f, bt, 2, 8, 0, &size)) {
+      return 0;
+    }
+    if (data.start && data.start > cut) return 0;
+    if (off > 1 && size && off + size > cut) return 0;
   }
   return cut;
 }
@@ -716,6 +738,7 @@ static size_t tail_cut(Fb* f, const Plan* pl, const unsigned char* mark, Tail* t
  * (the packed data stay as unused constants, e.g. in files packed before). */
 static size_t packed_tail(Fb* f, const Plan* pl, Tail** tails, size_t* num) {
   size_t nb = pl->buffers.count, count = 0, cut = 0;
+  int external = 0;
   unsigned char* mark = (unsigned char*)calloc(nb + 1, 1);
   Tail* t = (Tail*)calloc(pl->num_jobs + 1, sizeof *t);
   int ok = mark && t;
@@ -725,14 +748,21 @@ static size_t packed_tail(Fb* f, const Plan* pl, Tail** tails, size_t* num) {
     Vec data;
     if (b >= nb || mark[b]) continue;
     mark[b] = 1;
-    /* inline data only: external data (Buffer.offset) are not a tail */
-    ok = table_at(f, &pl->buffers, b, &bt) && vec(f, bt, 0, 1, &data) && data.count > 0;
+    /* inline data (from its length prefix), or data stored after the flatbuffer
+     * (Buffer.offset/size, a file packed with buffers="external"); not both kinds */
+    uint64_t off = 0, size = 0;
+    ok = table_at(f, &pl->buffers, b, &bt) && vec(f, bt, 0, 1, &data) &&
+         scalar(f, bt, 1, 8, 0, &off) && scalar(f, bt, 2, 8, 0, &size);
+    int ext = ok && data.count == 0 && off > 1 && size > 0 && off <= f->n && size <= f->n - off;
+    ok = ok && (data.count > 0 || ext) && (count == 0 || ext == external);
     if (ok) {
-      Tail e = {data.start - 4, data.start + data.count, bt};
+      Tail e = {ext ? (size_t)off : data.start - 4,
+                ext ? (size_t)(off + size) : data.start + data.count, bt};
+      external = ext;
       t[count++] = e;
     }
   }
-  if (ok) cut = tail_cut(f, pl, mark, t, count);
+  if (ok) cut = tail_cut(f, pl, mark, t, count, external ? 15 : 3);
   free(mark);
   if (!cut) {
     free(t);
