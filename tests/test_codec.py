@@ -575,3 +575,117 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.tflite")], capture_output=True,
                        text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------
+# §16 format version 3: int64, bool, float64, uint64, uint32, uint16
+# ----------------------------------------------------------------------------------------------
+_I64 = np.iinfo(np.int64)
+_NAN_PAYLOADS = np.array([0x7FF0000000000001, 0xFFF8000000000123, 0x7FF8DEADBEEF0001, 0x8000000000000000,
+                          0x7FF0000000000000, 0xFFF0000000000000], np.uint64).view(np.float64)
+
+
+def _v3_tensors():
+    """(name, array) of every version 3 dtype: edge values, pruned (sparse) and dense mixes, sizes
+    past the decoder's 4-stream fast loops and odd tails."""
+    rng = np.random.default_rng(31)
+    keep = rng.random((67, 129)) < 0.1
+    return [
+        ("int64_edges", np.where(keep, rng.choice([_I64.min, _I64.max, -1, 1, 2**33], keep.shape), 0).astype(np.int64)),
+        ("int64_dense", (rng.integers(-50, 50, (41, 37)) * 10**12 + _I64.max // 3).astype(np.int64)),
+        ("uint64_max", np.where(keep, np.uint64(2**64 - 1), np.uint64(2**63)).astype(np.uint64)),
+        ("float64_special", rng.choice(np.concatenate([_NAN_PAYLOADS, [0.0, -0.0, 1e-310, 2.5]]), (33, 31))),
+        ("float64_pruned", np.where(keep, rng.choice([-0.75, 0.5, 1e300], keep.shape), 0.0)),
+        ("bool_dense", rng.random(1001) < 0.5),
+        ("bool_sparse", keep),
+        ("uint32_edges", rng.choice(np.array([0, 1, 2**31, 2**32 - 1], np.uint32), (3, 5, 77))),
+        ("uint16_pruned", np.where(keep, rng.integers(1, 65536, keep.shape), 0).astype(np.uint16)),
+    ]
+
+
+@pytest.mark.parametrize("name,a", _v3_tensors(), ids=[t[0] for t in _v3_tensors()])
+def test_version3_dtypes_round_trip_bit_exact(name, a):
+    """Every layout each §16 dtype may use, bit-exact through the C decoder, version byte 3."""
+    layouts = [None, "dense", "sparse"] + (["context_sparse"] if a.dtype != np.bool_ else []) \
+        + (["grouped_dense", "grouped_sparse"] if a.dtype in (np.uint16, np.uint32) else [])
+    for layout in layouts:
+        packed = codec.encode(a, layout=layout)
+        info = codec.info(packed)
+        assert packed[4] == 3 and info["version"] == 3 and info["dtype"] == a.dtype
+        assert layout is None or info["layout"] == layout
+        back = codec.decode(packed)
+        assert back.dtype == a.dtype and back.shape == a.shape and back.tobytes() == a.tobytes(), (name, layout)
+        assert codec.decode(packed, raw=True).tobytes() == a.tobytes()
+    assert len(codec.encode(a)) < a.nbytes // 3  # few distinct values: much smaller than raw
+
+
+def test_version3_only_where_needed():
+    """§10: the encoder writes version 2 for every dtype version 2 holds (deployed decoders read
+    those files), 3 only for §16's; version=3 can be asked for any dtype."""
+    a = np.arange(24, dtype=np.int8).reshape(4, 6)
+    assert codec.encode(a)[4] == 2
+    p3 = codec.encode(a, version=3)
+    assert p3[4] == 3 and p3[5:] != codec.encode(a)[5:] and codec.decode(p3).tobytes() == a.tobytes()
+    assert codec.encode(a.astype(np.int64))[4] == 3 and codec.encode(a.astype(np.int64), version=3)[4] == 3
+    for dtype in (np.int64, np.uint64, np.float64, np.uint32, np.uint16, np.bool_):
+        for version in (1, 2):
+            with pytest.raises(ValueError, match=f"format version {version} cannot hold .* use version=3"):
+                codec.encode(np.zeros(5, dtype), version=version)
+
+
+def test_version3_refusals_name_the_problem():
+    with pytest.raises(ValueError, match="bool tensor holds the byte value 2.*0 or 1"):
+        codec.encode(np.array([0, 1, 2, 1], np.uint8).view(np.bool_))
+    for dtype, layout in ((np.int64, "grouped_dense"), (np.float64, "grouped_sparse"), (np.uint64, "float_planes"),
+                          (np.float64, "float_planes"), (np.bool_, "context_sparse"), (np.bool_, "grouped_dense"),
+                          (np.uint16, "float_planes")):
+        with pytest.raises(ValueError, match=f"does not hold {np.dtype(dtype).name} tensors"):
+            codec.encode(np.zeros((4, 5), dtype), layout=layout)
+    a = np.array([5, -3], np.int64)
+    assert np.array_equal(codec.decode(codec.encode(a)), a) and a.tolist() == [5, -3]  # input untouched
+
+
+def test_version3_corruption_is_rejected():
+    """A version 3 file relabelled version 2 (re-sealed), a bool codebook value 2, an 8-byte type
+    relabelled as a grouped layout or float planes, and a huge zero-bit int64 tensor: one clear
+    CorruptDataError each, before anything is decoded or allocated."""
+    b = np.array([True, False, False, True] * 40)
+    p = codec.encode(b, layout="dense")
+    v2 = bytearray(p)
+    v2[4] = 2
+    with pytest.raises(codec.CorruptDataError, match="element type") as e:
+        codec.decode(_with_crc(v2))
+    assert e.value.status == 4  # DC_ERR_DTYPE
+    with pytest.raises(codec.CorruptDataError, match="dtype code 6 for format version 2"):
+        codec.info(_with_crc(v2))
+    bad = bytearray(p)
+    at = 12 + 4 * 1 + 2  # header, K, then the codebook: values 0 and 1
+    assert bytes(bad[at:at + 2]) == b"\x00\x01"
+    bad[at + 1] = 2
+    with pytest.raises(codec.CorruptDataError, match="codebook") as e:
+        codec.decode(_with_crc(bad))
+    assert e.value.status == 6  # DC_ERR_CODEBOOK
+    with pytest.raises(codec.CorruptDataError, match="bool codebook value 2"):
+        codec.info(_with_crc(bad))
+    q = bytearray(codec.encode(np.arange(8, dtype=np.int64) % 3, layout="dense"))
+    for layout in (2, 4):
+        q[7] = layout
+        with pytest.raises(codec.CorruptDataError, match="layout") as e:
+            codec.decode(_with_crc(q))
+        assert e.value.status == 7  # DC_ERR_LAYOUT
+    # §9: all-zero-bit codes may not declare more than 16 MiB: 2^31 - 1 int64 elements (16 GiB)
+    c = bytearray(codec.encode(np.full(4, -7, np.int64)))
+    c[8:12] = struct.pack("<I", 2**31 - 1)
+    with pytest.raises(codec.CorruptDataError, match="sizes") as e:
+        codec.decode(_with_crc(c))
+    assert e.value.status == 10  # DC_ERR_SIZE_MISMATCH, from dc_peek: nothing allocated
+
+
+def test_version3_large_constant_uses_the_one_bit_code():
+    """§9's rule with 8-byte elements: a constant int64 tensor of more than 16 MiB gets the spare
+    codebook entry (one bit per element) and decodes bit-exact."""
+    a = np.full(2**21 + 3, _I64.min + 5, np.int64)  # 16 MiB + 24 B
+    packed = codec.encode(a)
+    info = codec.info(packed)
+    assert info["codebook_size"] == 2 and info["index_code"]["max_length"] == 1
+    assert np.array_equal(codec.decode(packed), a)
