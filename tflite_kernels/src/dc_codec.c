@@ -265,8 +265,7 @@ static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, si
   if ((bits < 8 || h->info.dtype == DC_DTYPE_BOOL) && h->layout > DC_LAYOUT_SPARSE)
     return DC_ERR_LAYOUT;
   if (h->layout == DC_LAYOUT_FLOAT_PLANES && !is_float(h->info.dtype)) return DC_ERR_LAYOUT;
-  if (bits == 64 &&
-      (h->layout == DC_LAYOUT_GROUPED_DENSE || h->layout == DC_LAYOUT_GROUPED_SPARSE))
+  if (bits == 64 && (h->layout == DC_LAYOUT_GROUPED_DENSE || h->layout == DC_LAYOUT_GROUPED_SPARSE))
     return DC_ERR_LAYOUT;
   h->sparse = h->layout == DC_LAYOUT_SPARSE || h->layout == DC_LAYOUT_GROUPED_SPARSE ||
               h->layout == DC_LAYOUT_CONTEXT_SPARSE;

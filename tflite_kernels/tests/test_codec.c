@@ -99,7 +99,9 @@ static void test_vectors(void) {
       CHECK(st == DC_OK && memcmp(big + 1, t->raw, t->raw_size) == 0, "%s: unaligned out", t->name);
       free(big);
     }
-    CHECK(info.version == (v < NVEC1 ? 1u : is_v3_dtype(t->dtype) ? 3u : 2u) &&
+    CHECK(info.version == (v < NVEC1               ? 1u
+                           : is_v3_dtype(t->dtype) ? 3u
+                                                   : 2u) &&
               info.layout == t->layout,
           "%s: version/layout", t->name);
     /* dc_decode_ws with exactly dc_workspace_size() bytes at an odd address, and one byte less */
