@@ -689,3 +689,28 @@ def test_version3_large_constant_uses_the_one_bit_code():
     info = codec.info(packed)
     assert info["codebook_size"] == 2 and info["index_code"]["max_length"] == 1
     assert np.array_equal(codec.decode(packed), a)
+
+
+def test_a_version2_reader_says_upgrade_on_version3(monkeypatch):
+    """§10: a reader that knows versions 1 and 2 only (the Python parser with its version list cut
+    back to what dc_keras read before version 3) refuses a version 3 tensor with "upgrade", and
+    still reads the version 2 tensor of the same model. The C decoder's path for an unknown
+    version is the same check (DC_ERR_VERSION, tests/test_codec.c "version 4")."""
+    from dc_keras.codec import _format
+
+    v3, v2 = codec.encode(np.arange(9, dtype=np.int64)), codec.encode(np.arange(9, dtype=np.int8))
+    monkeypatch.setattr(_format, "VERSIONS", (1, 2))
+    with pytest.raises(codec.CorruptDataError, match=r"unsupported format version 3 .*\(1, 2\).*upgrade"):
+        codec.info(v3)
+    assert codec.info(v2)["version"] == 2
+
+
+@pytest.mark.parametrize("dtype", [">i8", ">f8", ">u8", ">u4", ">u2", "?"])
+def test_version3_big_endian_and_strided_inputs(dtype):
+    """Byte order and strides of the input do not matter: the decoded tensor has the same values
+    (native order), and the input array is left as it was."""
+    a = (np.arange(60) % 5 == 0 if dtype == "?" else np.arange(60) % 5).astype(dtype).reshape(6, 10)[:, ::2].T
+    before = a.copy()
+    back = codec.decode(codec.encode(a))
+    assert back.dtype == a.dtype.newbyteorder("=") and np.array_equal(back, a)
+    assert np.array_equal(a, before) and a.dtype == before.dtype
