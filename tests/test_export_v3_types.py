@@ -85,7 +85,7 @@ def _outputs(content, xs, **kwargs):
     return np.stack(res)
 
 
-ROUTES = [{}, {"backend": "tensorflow"}, {"backend": "tensorflow", "decode": "op"}]
+ROUTES = [{}, {"backend": "tensorflow"}, {"backend": "tensorflow", "decode": "op"}, {"weights": "compressed", "max_density": 1.0}]
 
 
 def test_int16x8_int64_biases_pack_and_run_bit_exact(int16x8):
