@@ -480,13 +480,14 @@ def portable_and_simd():
     return both
 
 
-@pytest.mark.parametrize("version", [1, 2])
-@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+@pytest.mark.parametrize("version,dtype", [(1, np.float32), (1, np.int32), (2, np.float32), (2, np.int32),
+                                           (3, np.uint32), (3, np.int64)])
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 def test_fast_paths_match_portable_decoder(portable_and_simd, version, dtype, layout):
     """§5 / §6 32-bit: the BMI2 loops give the portable loops' bytes for every size (stream tails,
     fast-loop chunk edges), density and code length up to 12 bits, and the same error for corrupt
-    data."""
+    data. uint32 (version 3, §16) takes the same 32-bit loops; int64 its 8-byte ones on every
+    setting."""
     rng = np.random.default_rng(version)
     for n, k, skew in [(1, 2, 0), (15, 3, 0), (16, 5, 0), (17, 7, 1), (63, 256, 0), (64, 256, 1),
                        (65, 9, 2), (1000, 31, 1), (16 * 1024 * 4 + 5, 200, 2), (40000, 4000, 3),
