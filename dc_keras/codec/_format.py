@@ -39,6 +39,8 @@ SUBBYTE_CODES = {17, 19, 20}  # §13
 FLOAT_CODES = {0, 1, 18}  # §12 (float planes; float64 is not one of them, §16)
 BOOL_CODE = 6  # §16: codebook values 0 and 1 only
 WIDE_CODES = {4, 10, 12}  # §16: 8-byte elements, no grouped layouts (§11)
+_ML_CODES = (17, 18, 19, 20)  # no numpy dtype: bfloat16 and the sub-byte integers are ml_dtypes' types
+_NUMPY_CODES = {np.dtype(name): c for c, (name, _, _) in DTYPE_TABLE.items() if c not in _ML_CODES}
 
 
 def layout_allowed(code, layout):
@@ -51,8 +53,6 @@ def layout_allowed(code, layout):
     if code in WIDE_CODES:  # §16: no grouped layouts
         return layout not in (LAYOUT_GROUPED_DENSE, LAYOUT_GROUPED_SPARSE)
     return True
-_ML_CODES = (17, 18, 19, 20)  # no numpy dtype: bfloat16 and the sub-byte integers are ml_dtypes' types
-_NUMPY_CODES = {np.dtype(name): c for c, (name, _, _) in DTYPE_TABLE.items() if c not in _ML_CODES}
 
 
 def _ml_dtypes():

@@ -297,7 +297,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
 
     Warns:
       UserWarning: one naming the constant tensors of at least ``min_bytes`` it cannot pack and
-        why (an int64 tensor; over 4096 distinct values: not clustered), one when weights hold
+        why (a string or complex tensor; over 4096 distinct values: not clustered; with
+        ``version=2`` or ``1``, a type that version cannot hold), one when weights hold
         both -0.0 and +0.0 and ``positive_zeros`` is False, and one when a zip after the input's
         model cannot be kept (naming the bytes dropped).
 
@@ -390,7 +391,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes, "refused": [(name,
     bytes, reason)], "refused_bytes": their total (a buffer several read counted once),
     "kept_files": [name], "kept_bytes": n, "dropped_zip": None or (reason, bytes)}`` (for the CLI;
-    ``refused``: constants of at least ``min_bytes`` that cannot be packed, e.g. int64 ones; tensors
+    ``refused``: constants of at least ``min_bytes`` that cannot be packed, e.g. complex64 ones; tensors
     that pack but not smaller enough are not listed; ``kept_files``: the associated files of a zip
     appended to the input, written after the output's model (``_zip``); ``kept_bytes``: bytes after
     the input's model that are neither part of it nor that zip, written unchanged after the
