@@ -143,3 +143,20 @@ def test_cli_packs_and_inspects_version3_tensors(gather_mask, tmp_path):
     assert _decoded_types(dst.read_bytes()) == ["bool", "int64"]
     r = em.cli("inspect", dst)
     assert r.returncode == 0 and "int64" in r.stdout and "bool" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_bool_buffer_holding_other_bytes_stays_raw_with_the_reason(gather_mask):
+    """A bool constant whose buffer holds a byte other than 0 / 1 (a malformed file: TFLite's
+    bool is one byte, 0 or 1) cannot be a version 3 tensor (§16); pack keeps its bytes as they
+    are and names the problem; the int64 index still packs."""
+    m = fb.read_model(gather_mask)
+    t = next(t for t in m.subgraphs[0].tensors if t.type == fb.schema.TensorType.BOOL and t.buffer > 0)
+    data = bytearray(fb.buffer_bytes(m, t.buffer))
+    data[5] = 2
+    m.buffers[t.buffer].data = np.frombuffer(bytes(data), np.uint8)
+    bad = fb.write_model(m)
+    with pytest.warns(UserWarning, match=r"the codec refuses its data: bool tensor holds the byte value 2"):
+        packed = export.pack(bad)
+    assert _decoded_types(packed) == ["int64"]
+    consts = _constants(packed)
+    assert consts[fb.tensor_name(t)][2] == bytes(data)

@@ -277,6 +277,23 @@ static void test_hostile_headers(void) {
       h[7] = 0;
     }
   }
+  /* §9 / §16: 2^29 int64 elements are 2^32 output bytes, which a 32-bit size_t cannot hold */
+  {
+    const uint8_t save[8] = {h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]};
+    dc_status st;
+    h[4] = 3;
+    h[5] = DC_DTYPE_INT64;
+    h[6] = 2;
+    put32(h + 8, 1u << 14);
+    put32(h + 12, 1u << 15);
+    st = dc_peek(h, sizeof h, &info);
+    if (sizeof(size_t) < 8)
+      CHECK(st == DC_ERR_SHAPE, "2^32 output bytes on a 32-bit target: %s", dc_strerror(st));
+    else
+      CHECK(st != DC_OK && st != DC_ERR_SHAPE, "2^32 output bytes on a 64-bit host: %s",
+            dc_strerror(st));
+    memcpy(h + 8, save, 8);
+  }
   h[5] = DC_DTYPE_FLOAT32;
   h[4] = 1;
   h[7] = 0;
