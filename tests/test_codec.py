@@ -211,8 +211,8 @@ def test_input_variants_and_not_modified():
         codec.decode("not bytes")
 
 
-@pytest.mark.parametrize("bad", [np.zeros(3, np.float64), np.zeros(3, bool), np.zeros(3, np.complex64),
-                                 np.zeros(3, np.int64), np.array(["a"]), np.zeros(3, np.uint16)])
+@pytest.mark.parametrize("bad", [np.zeros(3, np.complex128), np.zeros(3, "V8"), np.zeros(3, np.complex64),
+                                 np.zeros(3, "datetime64[s]"), np.array(["a"]), np.zeros(3, object)])
 def test_unsupported_dtypes(bad):
     with pytest.raises(ValueError, match="unsupported dtype"):
         codec.encode(bad)
@@ -228,7 +228,7 @@ def test_bad_arguments():
 def test_corrupt_data_error_carries_reason():
     p = codec.encode(np.arange(10, dtype=np.int16))
     assert issubclass(codec.CorruptDataError, ValueError)
-    cases = {b"XXXX" + p[4:]: "magic", p[:4] + b"\x03" + p[5:]: "version", p[:-1]: "truncated",
+    cases = {b"XXXX" + p[4:]: "magic", p[:4] + b"\x04" + p[5:]: "version", p[:-1]: "truncated",
              p + b"\0": "sizes", b"": "truncated"}
     for data, word in cases.items():
         with pytest.raises(codec.CorruptDataError, match=word) as e:
@@ -319,7 +319,10 @@ def test_version1_encoding_refuses_what_it_cannot_express():
     with pytest.raises(ValueError, match="version"):
         codec.encode(np.zeros(4, ml_dtypes.int4), version=1)
     with pytest.raises(ValueError, match="version"):
-        codec.encode(np.zeros(4, np.int8), version=3)
+        codec.encode(np.zeros(4, np.int8), version=4)
+    for version in (1, 2):  # §16's types need version 3
+        with pytest.raises(ValueError, match=f"format version {version} cannot hold int64 tensors"):
+            codec.encode(np.zeros(4, np.int64), version=version)
     # the same tensor, both versions: same payload, different header/checksum
     p1, p2 = codec.encode(a, version=1), codec.encode(a, version=2)
     assert len(p1) == len(p2) + 4 and codec.decode(p1).tobytes() == codec.decode(p2).tobytes()
@@ -348,8 +351,11 @@ def test_pack_version_option_writes_that_version():
         assert len(packed) < len(model)
         assert packed.count(b"DCHF" + bytes([version])) >= 1
         assert packed.count(b"DCHF" + bytes([3 - version])) == 0
+    # default: version 2 unless a tensor's dtype needs 3 (none here); version=3 writes 3
+    assert pack(model, min_bytes=0).count(b"DCHF\x02") >= 1 and b"DCHF\x03" not in pack(model, min_bytes=0)
+    assert pack(model, version=3, min_bytes=0).count(b"DCHF\x03") >= 1
     with pytest.raises(ValueError, match="version"):
-        pack(model, version=3)
+        pack(model, version=4)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,13 +480,14 @@ def portable_and_simd():
     return both
 
 
-@pytest.mark.parametrize("version", [1, 2])
-@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+@pytest.mark.parametrize("version,dtype", [(1, np.float32), (1, np.int32), (2, np.float32), (2, np.int32),
+                                           (3, np.uint32), (3, np.int64)])
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 def test_fast_paths_match_portable_decoder(portable_and_simd, version, dtype, layout):
     """§5 / §6 32-bit: the BMI2 loops give the portable loops' bytes for every size (stream tails,
     fast-loop chunk edges), density and code length up to 12 bits, and the same error for corrupt
-    data."""
+    data. uint32 (version 3, §16) takes the same 32-bit loops; int64 its 8-byte ones on every
+    setting."""
     rng = np.random.default_rng(version)
     for n, k, skew in [(1, 2, 0), (15, 3, 0), (16, 5, 0), (17, 7, 1), (63, 256, 0), (64, 256, 1),
                        (65, 9, 2), (1000, 31, 1), (16 * 1024 * 4 + 5, 200, 2), (40000, 4000, 3),
@@ -569,3 +576,142 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.tflite")], capture_output=True,
                        text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------
+# §16 format version 3: int64, bool, float64, uint64, uint32, uint16
+# ----------------------------------------------------------------------------------------------
+_I64 = np.iinfo(np.int64)
+_NAN_PAYLOADS = np.array([0x7FF0000000000001, 0xFFF8000000000123, 0x7FF8DEADBEEF0001, 0x8000000000000000,
+                          0x7FF0000000000000, 0xFFF0000000000000], np.uint64).view(np.float64)
+
+
+def _v3_tensors():
+    """(name, array) of every version 3 dtype: edge values, pruned (sparse) and dense mixes, sizes
+    past the decoder's 4-stream fast loops and odd tails."""
+    rng = np.random.default_rng(31)
+    keep = rng.random((67, 129)) < 0.1
+    return [
+        ("int64_edges", np.where(keep, rng.choice([_I64.min, _I64.max, -1, 1, 2**33], keep.shape), 0).astype(np.int64)),
+        ("int64_dense", (rng.integers(-50, 50, (41, 37)) * 10**12 + _I64.max // 3).astype(np.int64)),
+        ("uint64_max", np.where(keep, np.uint64(2**64 - 1), np.uint64(2**63)).astype(np.uint64)),
+        ("float64_special", rng.choice(np.concatenate([_NAN_PAYLOADS, [0.0, -0.0, 1e-310, 2.5]]), (33, 31))),
+        ("float64_pruned", np.where(keep, rng.choice([-0.75, 0.5, 1e300], keep.shape), 0.0)),
+        ("bool_dense", rng.random(1001) < 0.5),
+        ("bool_sparse", keep),
+        ("uint32_edges", rng.choice(np.array([0, 1, 2**31, 2**32 - 1], np.uint32), (3, 5, 77))),
+        ("uint16_pruned", np.where(keep, rng.integers(1, 65536, keep.shape), 0).astype(np.uint16)),
+    ]
+
+
+@pytest.mark.parametrize("name,a", _v3_tensors(), ids=[t[0] for t in _v3_tensors()])
+def test_version3_dtypes_round_trip_bit_exact(name, a):
+    """Every layout each §16 dtype may use, bit-exact through the C decoder, version byte 3."""
+    layouts = [None, "dense", "sparse"] + (["context_sparse"] if a.dtype != np.bool_ else []) \
+        + (["grouped_dense", "grouped_sparse"] if a.dtype in (np.uint16, np.uint32) else [])
+    for layout in layouts:
+        packed = codec.encode(a, layout=layout)
+        info = codec.info(packed)
+        assert packed[4] == 3 and info["version"] == 3 and info["dtype"] == a.dtype
+        assert layout is None or info["layout"] == layout
+        back = codec.decode(packed)
+        assert back.dtype == a.dtype and back.shape == a.shape and back.tobytes() == a.tobytes(), (name, layout)
+        assert codec.decode(packed, raw=True).tobytes() == a.tobytes()
+    assert len(codec.encode(a)) < a.nbytes // 3  # few distinct values: much smaller than raw
+
+
+def test_version3_only_where_needed():
+    """§10: the encoder writes version 2 for every dtype version 2 holds (deployed decoders read
+    those files), 3 only for §16's; version=3 can be asked for any dtype."""
+    a = np.arange(24, dtype=np.int8).reshape(4, 6)
+    assert codec.encode(a)[4] == 2
+    p3 = codec.encode(a, version=3)
+    assert p3[4] == 3 and p3[5:] != codec.encode(a)[5:] and codec.decode(p3).tobytes() == a.tobytes()
+    assert codec.encode(a.astype(np.int64))[4] == 3 and codec.encode(a.astype(np.int64), version=3)[4] == 3
+    for dtype in (np.int64, np.uint64, np.float64, np.uint32, np.uint16, np.bool_):
+        for version in (1, 2):
+            with pytest.raises(ValueError, match=f"format version {version} cannot hold .* use version=3"):
+                codec.encode(np.zeros(5, dtype), version=version)
+
+
+def test_version3_refusals_name_the_problem():
+    with pytest.raises(ValueError, match="bool tensor holds the byte value 2.*0 or 1"):
+        codec.encode(np.array([0, 1, 2, 1], np.uint8).view(np.bool_))
+    for dtype, layout in ((np.int64, "grouped_dense"), (np.float64, "grouped_sparse"), (np.uint64, "float_planes"),
+                          (np.float64, "float_planes"), (np.bool_, "context_sparse"), (np.bool_, "grouped_dense"),
+                          (np.uint16, "float_planes")):
+        with pytest.raises(ValueError, match=f"does not hold {np.dtype(dtype).name} tensors"):
+            codec.encode(np.zeros((4, 5), dtype), layout=layout)
+    a = np.array([5, -3], np.int64)
+    assert np.array_equal(codec.decode(codec.encode(a)), a) and a.tolist() == [5, -3]  # input untouched
+
+
+def test_version3_corruption_is_rejected():
+    """A version 3 file relabelled version 2 (re-sealed), a bool codebook value 2, an 8-byte type
+    relabelled as a grouped layout or float planes, and a huge zero-bit int64 tensor: one clear
+    CorruptDataError each, before anything is decoded or allocated."""
+    b = np.array([True, False, False, True] * 40)
+    p = codec.encode(b, layout="dense")
+    v2 = bytearray(p)
+    v2[4] = 2
+    with pytest.raises(codec.CorruptDataError, match="element type") as e:
+        codec.decode(_with_crc(v2))
+    assert e.value.status == 4  # DC_ERR_DTYPE
+    with pytest.raises(codec.CorruptDataError, match="dtype code 6 for format version 2"):
+        codec.info(_with_crc(v2))
+    bad = bytearray(p)
+    at = 12 + 4 * 1 + 2  # header, K, then the codebook: values 0 and 1
+    assert bytes(bad[at:at + 2]) == b"\x00\x01"
+    bad[at + 1] = 2
+    with pytest.raises(codec.CorruptDataError, match="codebook") as e:
+        codec.decode(_with_crc(bad))
+    assert e.value.status == 6  # DC_ERR_CODEBOOK
+    with pytest.raises(codec.CorruptDataError, match="bool codebook value 2"):
+        codec.info(_with_crc(bad))
+    q = bytearray(codec.encode(np.arange(8, dtype=np.int64) % 3, layout="dense"))
+    for layout in (2, 4):
+        q[7] = layout
+        with pytest.raises(codec.CorruptDataError, match="layout") as e:
+            codec.decode(_with_crc(q))
+        assert e.value.status == 7  # DC_ERR_LAYOUT
+    # §9: all-zero-bit codes may not declare more than 16 MiB: 2^31 - 1 int64 elements (16 GiB)
+    c = bytearray(codec.encode(np.full(4, -7, np.int64)))
+    c[8:12] = struct.pack("<I", 2**31 - 1)
+    with pytest.raises(codec.CorruptDataError, match="sizes") as e:
+        codec.decode(_with_crc(c))
+    assert e.value.status == 10  # DC_ERR_SIZE_MISMATCH, from dc_peek: nothing allocated
+
+
+def test_version3_large_constant_uses_the_one_bit_code():
+    """§9's rule with 8-byte elements: a constant int64 tensor of more than 16 MiB gets the spare
+    codebook entry (one bit per element) and decodes bit-exact."""
+    a = np.full(2**21 + 3, _I64.min + 5, np.int64)  # 16 MiB + 24 B
+    packed = codec.encode(a)
+    info = codec.info(packed)
+    assert info["codebook_size"] == 2 and info["index_code"]["max_length"] == 1
+    assert np.array_equal(codec.decode(packed), a)
+
+
+def test_a_version2_reader_says_upgrade_on_version3(monkeypatch):
+    """§10: a reader that knows versions 1 and 2 only (the Python parser with its version list cut
+    back to what dc_keras read before version 3) refuses a version 3 tensor with "upgrade", and
+    still reads the version 2 tensor of the same model. The C decoder's path for an unknown
+    version is the same check (DC_ERR_VERSION, tests/test_codec.c "version 4")."""
+    from dc_keras.codec import _format
+
+    v3, v2 = codec.encode(np.arange(9, dtype=np.int64)), codec.encode(np.arange(9, dtype=np.int8))
+    monkeypatch.setattr(_format, "VERSIONS", (1, 2))
+    with pytest.raises(codec.CorruptDataError, match=r"unsupported format version 3 .*\(1, 2\).*upgrade"):
+        codec.info(v3)
+    assert codec.info(v2)["version"] == 2
+
+
+@pytest.mark.parametrize("dtype", [">i8", ">f8", ">u8", ">u4", ">u2", "?"])
+def test_version3_big_endian_and_strided_inputs(dtype):
+    """Byte order and strides of the input do not matter: the decoded tensor has the same values
+    (native order), and the input array is left as it was."""
+    a = (np.arange(60) % 5 == 0 if dtype == "?" else np.arange(60) % 5).astype(dtype).reshape(6, 10)[:, ::2].T
+    before = a.copy()
+    back = codec.decode(codec.encode(a))
+    assert back.dtype == a.dtype.newbyteorder("=") and np.array_equal(back, a)
+    assert np.array_equal(a, before) and a.dtype == before.dtype

@@ -18,13 +18,16 @@ from hypothesis.extra import numpy as hnp
 
 from dc_keras import codec
 
-DTYPES = [np.float32, np.float16, np.int32, np.int16, np.int8, np.uint8]
+DTYPES = [np.float32, np.float16, np.int32, np.int16, np.int8, np.uint8,
+          np.float64, np.int64, np.uint64, np.uint32, np.uint16, np.bool_]  # the last six: version 3 (§16)
 
 
 def pool_for(dtype):
+    if np.dtype(dtype) == np.bool_:
+        return [False, True]
     if np.dtype(dtype).kind == "f":
         return [0.0, -0.0, 1.0, -1.0, 0.5, 0.25, -3.75, 1e-3, 65504.0 if dtype == np.float16 else 3e38,
-                float("inf"), float("nan")]
+                float("inf"), float("nan")] + [1e300, -5e-324] * (dtype == np.float64)
     info = np.iinfo(dtype)
     signed = [-1, -3] if info.min < 0 else [3, 200]
     return sorted({0, 1, 2, 7, int(info.min), int(info.max), *signed})
@@ -131,11 +134,22 @@ def corpus():
         "context_sparse_float32": codec.encode(w, layout="context_sparse"),
         "context_sparse_int16_fillers": codec.encode(np.eye(300, dtype=np.int16)[:40] * 3 - np.eye(300, dtype=np.int16)[1:41],
                                                      layout="context_sparse"),
+        # format version 3 dtypes (FORMAT.md §16)
+        "v3_sparse_int64": codec.encode(np.where(m, rng.choice([np.iinfo(np.int64).min, -1, 2**62], m.shape), 0)
+                                        .astype(np.int64)),
+        "v3_dense_float64": codec.encode(rng.choice([0.0, -0.0, np.nan, 1.5, -np.inf], (11, 7)), layout="dense"),
+        "v3_dense_bool": codec.encode(rng.random((9, 13)) < 0.4, layout="dense"),
+        "v3_context_sparse_uint64": codec.encode(np.where(m, rng.choice(np.array([1, 2**63, 2**64 - 1], np.uint64),
+                                                                        m.shape), np.uint64(5)),
+                                                 layout="context_sparse"),
+        "v3_grouped_sparse_uint16": codec.encode(np.where(rng.random((5, 30)) < 0.3, rng.integers(0, 9, (5, 30))
+                                                          * np.arange(1, 6)[:, None] * 1000, 0).astype(np.uint16),
+                                                 layout="grouped_sparse", axis=0),
     }
 
 
 MULTI_FLIP = ["sparse_float32", "dense_int8", "sparse_int16_fillers", "grouped_sparse_int8", "float_planes_float32",
-              "context_sparse_float32"]
+              "context_sparse_float32", "v3_sparse_int64"]  # large enough that repeated flips rarely cancel
 GARBAGE = ["sparse_float32", "dense_int8"]
 
 

@@ -49,6 +49,8 @@ class BitStream:  # §7: LSB first
 
 
 DTYPES_V2 = {17: ("int4", 4), 18: ("bfloat16", 16), 19: ("int2", 2), 20: ("uint4", 4)}
+DTYPES_V3 = {4: ("int64", 64), 6: ("bool", 8), 10: ("float64", 64), 12: ("uint64", 64), 15: ("uint32", 32),
+             16: ("uint16", 16)}  # §16
 
 
 def crc32(data):  # §8: bit by bit, reflected polynomial 0xEDB88320, init and final xor ~0
@@ -74,20 +76,25 @@ def fletcher_ok(out_bytes, buf, rank, header_end):  # §8.1, literally
 
 def reference_decode(buf):
     """Returns the decoded tensor as a list of element bit patterns (ints) and its dims."""
-    assert buf[:4] == b"DCHF" and buf[4] in (1, 2)  # §2
+    assert buf[:4] == b"DCHF" and buf[4] in (1, 2, 3)  # §2
     version, code, rank, layout = buf[4], buf[5], buf[6], buf[7]
     if code in DT:
         esize, bits = np.dtype(DT[code]).itemsize, 8 * np.dtype(DT[code]).itemsize
-    else:
+    elif code in DTYPES_V2:
         assert version >= 2
         bits = DTYPES_V2[code][1]
         esize = max(1, bits // 8)
+    else:  # §16
+        assert version >= 3
+        bits = DTYPES_V3[code][1]
+        esize = bits // 8
+        assert layout != 4 and (layout in (0, 1) if code == 6 else bits < 64 or layout not in (2, 3))
     assert layout <= (1 if version == 1 else 5)
     dims = struct.unpack_from(f"<{rank}I", buf, 8)
     pos = 8 + 4 * rank
     check_pos = pos
     pos += 8 if version == 1 else 4
-    if version == 2:  # §8: CRC of everything but the check field, before decoding
+    if version >= 2:  # §8: CRC of everything but the check field, before decoding
         (check,) = struct.unpack_from("<I", buf, check_pos)
         assert crc32(buf[:check_pos] + buf[check_pos + 4:]) == check
     n = int(np.prod(dims)) if rank else 1
@@ -112,6 +119,8 @@ def reference_decode(buf):
             pos += k * esize
         if bits < 8:
             assert all(v < 2**bits for v in tables[0])  # §13
+        if code == 6:
+            assert all(v in (0, 1) for v in tables[0])  # §16: bool
     if layout in (0, 2):  # §5
         itab, pos = read_alphabet(buf, pos, k)
     elif layout in (1, 3):  # §6
@@ -276,6 +285,43 @@ def cases_v2():
          {"layout": "context_sparse"}),
         ("context_sparse_picked_automatically", runs_big, {"context_model": True}),
     ]
+
+
+def cases_v3():
+    """§16's dtypes: edge values, every layout each may use."""
+    rng = np.random.default_rng(23)
+    i64 = np.iinfo(np.int64)
+    edges = np.where(rng.random(90) < 0.2, rng.choice([i64.min, i64.max, -1, 2**40], 90), 0).astype(np.int64)
+    nan = np.array([0x7FF0000000000001, 0xFFF8000000000123, 0x8000000000000000, 0x7FF0000000000000],
+                   np.uint64).view(np.float64)
+    runs = np.where(rng.random((6, 30)) < 0.3, rng.choice([-2.5, -1.0, 0.5, 3.0], (6, 30)), 0.0)
+    grouped = (rng.integers(0, 4, (5, 12)) * 70001 + np.arange(5)[:, None] * 3).astype(np.uint32)
+    return [
+        ("int64_sparse_edges", edges, {"layout": "sparse"}),
+        ("int64_dense_edges", edges, {"layout": "dense"}),
+        ("uint64_max", rng.choice(np.array([0, 1, 2**63, 2**64 - 1], np.uint64), (4, 9)), {}),
+        ("float64_nan_payloads", rng.choice(np.concatenate([nan, [0.0, 1.5]]), 41), {}),
+        ("float64_context_sparse", runs, {"layout": "context_sparse"}),
+        ("int64_context_sparse", (runs * 2**50).astype(np.int64), {"layout": "context_sparse"}),
+        ("bool_dense", rng.random((7, 5)) < 0.5, {"layout": "dense"}),
+        ("bool_sparse", rng.random(70) < 0.1, {"layout": "sparse"}),
+        ("uint32_grouped_dense", grouped, {"layout": "grouped_dense", "axis": 0}),
+        ("uint16_grouped_sparse", np.where(rng.random((4, 20)) < 0.7, 9, grouped[:4, :1] % 60000 + np.arange(20))
+         .astype(np.uint16), {"layout": "grouped_sparse", "axis": 0}),
+        ("uint16_dense", rng.integers(0, 65536, 33).astype(np.uint16), {}),
+    ]
+
+
+@pytest.mark.parametrize("name,array,kw", cases_v3(), ids=[c[0] for c in cases_v3()])
+def test_spec_reader_version3_dtypes(name, array, kw):
+    """§16: version 3 (only for these dtypes), read by the spec reader and the C decoder alike."""
+    packed = codec.encode(array, **kw)
+    assert packed[4] == 3
+    if "layout" in kw:
+        assert codec.info(packed)["layout"] == kw["layout"]
+    check_against_reference(array, packed)
+    back = codec.decode(packed)
+    assert back.dtype == array.dtype and back.tobytes() == array.tobytes()
 
 
 def check_against_reference(array, packed):

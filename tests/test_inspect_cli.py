@@ -28,33 +28,62 @@ def _int64_tflite():
     return conv.convert()
 
 
+@functools.lru_cache(maxsize=None)
+def _complex64_tflite():
+    """A .tflite whose one constant (``mul/y``, 16000 B) has a type pack cannot pack: complex64
+    (2000 values in 0..6), ``real(x * c)`` on a complex64 input. (int64 played this part until
+    packed-format version 3 made int64 packable, FORMAT.md §16.)"""
+    import tensorflow as tf
+
+    c = tf.constant((np.arange(2000) % 7).astype(np.complex64))
+
+    @tf.function(input_signature=[tf.TensorSpec([2000], tf.complex64)])
+    def f(x):
+        return tf.math.real(x * c)
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    return conv.convert()
+
+
 @pytest.fixture()
-def int64_file(tmp_path):
-    p = tmp_path / "int64.tflite"
-    p.write_bytes(_int64_tflite())
+def refused_file(tmp_path):
+    p = tmp_path / "complex64.tflite"
+    p.write_bytes(_complex64_tflite())
     return p
 
 
-def test_inspect_of_a_refused_int64_tensor_gives_stats_and_reason(int64_file, capsys):
-    report = export.inspect(int64_file.read_bytes())
+def test_int64_constant_packs_since_format_version_3(tmp_path):
+    """The int64 constant (2000 values in 0..6, 16000 B) inspect and pack used to refuse now packs
+    as a version 3 tensor (FORMAT.md §16); pack(version=2) still keeps it raw and says why."""
+    data = _int64_tflite()
+    (row,) = export.inspect(data).rows
+    assert row.dtype == "int64" and row.status == "packable" and row.packed_bytes < 1000, row
+    packed = export.pack(data)
+    assert b"DCHF\x03" in packed and len(packed) < len(data) - 14000
+    with pytest.warns(UserWarning, match=r"add/y \(16000 B\): int64 needs packed format version 3"):
+        assert export.pack(data, version=2) == data
+
+
+def test_inspect_of_a_refused_complex64_tensor_gives_stats_and_reason(refused_file, capsys):
+    report = export.inspect(refused_file.read_bytes())
     (row,) = report.rows
-    assert row.dtype == "int64" and row.status == "refused" and row.packed_bytes is None
+    assert row.dtype == "complex64" and row.status == "refused" and row.packed_bytes is None
     assert row.density == pytest.approx(1 - 286 / 2000) and row.distinct == 7  # 286 zeros, 0..6
-    assert "int64" in row.reason and "no packed-format element type" in row.reason
-    assert cli.main(["inspect", str(int64_file)]) == 0
+    assert "complex64" in row.reason and "no packed-format element type" in row.reason
+    assert cli.main(["inspect", str(refused_file)]) == 0
     out = capsys.readouterr().out
     assert "nan" not in out, out
-    line = next(ln for ln in out.splitlines() if ln.lstrip().startswith("0 add/y"))
+    line = next(ln for ln in out.splitlines() if ln.lstrip().startswith("0 mul/y"))
     assert " 0.857 " in line and " 7 " in line and "refused" in line and "no packed-format" in line, line
     assert "refused: 1 tensor(s), 16000 B stay raw" in out, out
 
 
-def test_constants_below_min_bytes_are_skipped_not_refused(int64_file, capsys):
+def test_constants_below_min_bytes_are_skipped_not_refused(refused_file, capsys):
     """pack leaves constants smaller than min_bytes alone by design, whatever their type: inspect
-    calls them "skipped" with that reason (not "refused" with the int64 type reason, which is for
+    calls them "skipped" with that reason (not "refused" with the complex64 type reason, which is for
     tensors pack looks at and cannot pack), counts them apart, and pack does not list them as not
     packed. With min_bytes lowered below their size the real reason shows again."""
-    data = int64_file.read_bytes()  # one int64 constant of 16000 B
+    data = refused_file.read_bytes()  # one complex64 constant of 16000 B
     (row,) = export.inspect(data, min_bytes=16001).rows
     assert (row.status, row.reason) == ("skipped", "below min_bytes = 16001"), row
     assert row.distinct == 7  # statistics still shown
@@ -62,10 +91,10 @@ def test_constants_below_min_bytes_are_skipped_not_refused(int64_file, capsys):
     assert "refused" not in text, text
     assert "skipped: 1 tensor(s), 16000 B below min_bytes" in text, text
     assert export.inspect(data, min_bytes=16000).rows[0].status == "refused"
-    assert cli.main(["inspect", "--min-bytes", "16001", str(int64_file)]) == 0
+    assert cli.main(["inspect", "--min-bytes", "16001", str(refused_file)]) == 0
     out = capsys.readouterr().out
-    line = next(ln for ln in out.splitlines() if ln.lstrip().startswith("0 add/y"))
-    assert "skipped" in line and "below min_bytes = 16001" in line and "int64:" not in line, line
+    line = next(ln for ln in out.splitlines() if ln.lstrip().startswith("0 mul/y"))
+    assert "skipped" in line and "below min_bytes = 16001" in line and "complex64:" not in line, line
     _, stats = export._pack.pack_with_stats(data, min_bytes=16001)
     assert stats["refused"] == []
 
@@ -74,24 +103,24 @@ def test_unreadable_refused_tensor_shows_a_dash_not_nan():
     """A constant whose buffer does not hold its declared shape: no statistics, '-' and the reason."""
     from dc_keras.export._inspect import Report, TensorRow
 
-    row = TensorRow(0, "t", "int64", (3,), None, None, 5, None, "refused", "buffer holds 5 B, not ...")
+    row = TensorRow(0, "t", "complex64", (3,), None, None, 5, None, "refused", "buffer holds 5 B, not ...")
     text = Report(file_bytes=100, rows=[row], packed=False).to_text()
     assert "nan" not in text and "buffer holds 5 B" in text, text
     assert Report(file_bytes=100, rows=[], packed=False).to_text().count("nan") == 0
 
 
-def test_pack_reports_the_tensors_it_cannot_pack(int64_file, tmp_path, capsys):
+def test_pack_reports_the_tensors_it_cannot_pack(refused_file, tmp_path, capsys):
     out = tmp_path / "p.tflite"
-    assert cli.main(["pack", str(int64_file), str(out)]) == 0
+    assert cli.main(["pack", str(refused_file), str(out)]) == 0
     text = capsys.readouterr().out
     assert "not packed: 1 constant tensor(s), 16000 B" in text, text
-    assert "add/y: 16000 B: int64: no packed-format element type for it" in text, text
-    _, stats = export._pack.pack_with_stats(int64_file.read_bytes())
-    assert stats["refused"] == [("add/y", 16000, "int64: no packed-format element type for it")]
+    assert "mul/y: 16000 B: complex64: no packed-format element type for it" in text, text
+    _, stats = export._pack.pack_with_stats(refused_file.read_bytes())
+    assert stats["refused"] == [("mul/y", 16000, "complex64: no packed-format element type for it")]
     # the Python API reports it too (it used to skip it without a word), at the caller's line
-    with pytest.warns(UserWarning, match=r"^pack: 1 constant tensor\(s\), 16000 B, not packed: add/y \(16000 B\): "
-                                         r"int64: no packed-format element type for it; dc_keras.export.inspect") as caught:
-        export.pack(int64_file.read_bytes())
+    with pytest.warns(UserWarning, match=r"^pack: 1 constant tensor\(s\), 16000 B, not packed: mul/y \(16000 B\): "
+                                         r"complex64: no packed-format element type for it; dc_keras.export.inspect") as caught:
+        export.pack(refused_file.read_bytes())
     assert [w.filename for w in caught if "not packed" in str(w.message)] == [__file__]
 
 
@@ -150,7 +179,7 @@ def _plot_error(capsys, model, plot):
     ("bad_extension", "'.xyz' is not an image format matplotlib writes; end the plot path with one of"),
     ("pgf_without_latex", ".pgf output needs LaTeX"),
 ])
-def test_bad_plot_path_fails_before_the_table(tmp_path, int64_file, capsys, monkeypatch, case, expect):
+def test_bad_plot_path_fails_before_the_table(tmp_path, refused_file, capsys, monkeypatch, case, expect):
     (tmp_path / "afile").write_bytes(b"x")
     plot = {"missing_dir": tmp_path / "no_such_dir" / "s.png", "a_directory": tmp_path,
             "under_a_file": tmp_path / "afile" / "s.png", "bad_extension": tmp_path / "s.xyz",
@@ -160,7 +189,7 @@ def test_bad_plot_path_fails_before_the_table(tmp_path, int64_file, capsys, monk
 
         monkeypatch.setattr(shutil, "which", lambda *_a, **_k: None)
     before = sorted(os.listdir(tmp_path))
-    line = _plot_error(capsys, int64_file, plot)
+    line = _plot_error(capsys, refused_file, plot)
     assert str(plot) in line and expect in line, line
     if case == "a_directory":
         assert os.path.join(str(plot), "sizes.png") in line, line  # a plot name, not model.tflite
@@ -174,20 +203,20 @@ def test_bad_plot_path_is_checked_before_the_model_is_read(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
-def test_plot_path_that_is_the_model_itself_is_refused(tmp_path, int64_file, capsys, link):
+def test_plot_path_that_is_the_model_itself_is_refused(tmp_path, refused_file, capsys, link):
     """`inspect model.tflite --plot sizes.png` where sizes.png is a link to model.tflite wrote the
     PNG through the link: the input model was replaced by a size chart. pack and unpack already
     refused an OUT that is IN; --plot is now checked the same way, before any work."""
     model = tmp_path / "model.tflite"
-    model.write_bytes(int64_file.read_bytes())
+    model.write_bytes(refused_file.read_bytes())
     plot = tmp_path / "sizes.png"
     (os.symlink if link == "symlink" else os.link)(model, plot)
     line = _plot_error(capsys, model, plot)
     assert f"--plot must differ from FILE: {plot} is the same file as {model}" in line, line
-    assert model.read_bytes() == int64_file.read_bytes()
+    assert model.read_bytes() == refused_file.read_bytes()
 
 
-def test_unwritable_plot_directory(tmp_path, int64_file, capsys, monkeypatch):
+def test_unwritable_plot_directory(tmp_path, refused_file, capsys, monkeypatch):
     """A directory the user cannot write (os.access: root writes even chmod 0555 directories, so
     the access check is simulated): Permission denied, the directory and the fix, nothing written."""
     from dc_keras import _fileio
@@ -195,19 +224,19 @@ def test_unwritable_plot_directory(tmp_path, int64_file, capsys, monkeypatch):
     real_access = os.access
     monkeypatch.setattr(_fileio.os, "access",
                         lambda p, mode, **kw: False if str(p) == str(tmp_path) else real_access(p, mode, **kw))
-    line = _plot_error(capsys, int64_file, tmp_path / "s.png")
+    line = _plot_error(capsys, refused_file, tmp_path / "s.png")
     assert "Permission denied" in line and f"{tmp_path} is not writable" in line, line
 
 
-def test_good_plot_path_and_formats(tmp_path, int64_file, capsys):
+def test_good_plot_path_and_formats(tmp_path, refused_file, capsys):
     for name in ("s.png", "s.svg", "S.PDF"):
-        assert cli.main(["inspect", str(int64_file), f"--plot={tmp_path / name}"]) == 0
+        assert cli.main(["inspect", str(refused_file), f"--plot={tmp_path / name}"]) == 0
         assert f"size chart written to {tmp_path / name}" in capsys.readouterr().out
     assert (tmp_path / "s.svg").read_bytes().lstrip().startswith(b"<?xml")
     assert (tmp_path / "S.PDF").read_bytes().startswith(b"%PDF")
 
 
-def test_pack_output_path_checked_before_packing(tmp_path, int64_file, capsys, monkeypatch):
+def test_pack_output_path_checked_before_packing(tmp_path, refused_file, capsys, monkeypatch):
     """pack/unpack check OUT before the (possibly long) packing: the codec is never reached."""
     from dc_keras.export import _pack
 
@@ -216,7 +245,7 @@ def test_pack_output_path_checked_before_packing(tmp_path, int64_file, capsys, m
 
     monkeypatch.setattr(_pack, "pack_with_stats", boom)
     for cmd in ("pack", "unpack"):
-        status = cli.main([cmd, str(int64_file), str(tmp_path / "no_dir" / "o.tflite")])
+        status = cli.main([cmd, str(refused_file), str(tmp_path / "no_dir" / "o.tflite")])
         err = capsys.readouterr().err
         assert status == 1 and "does not exist: create it first" in err and "Traceback" not in err, err
 

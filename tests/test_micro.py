@@ -47,6 +47,23 @@ def _small_model():
     return model, rng.random((16, 14, 14, 1)).astype(np.float32)
 
 
+def _int16x8(model, x):
+    """``model`` converted with 16-bit activations and int8 weights (TFLite's int16x8 mode: int64
+    biases, FORMAT.md §16), 70 % of its biases zeroed first so that they pack."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    for layer in model.layers:
+        if layer.get_weights():
+            k, b = layer.get_weights()
+            layer.set_weights([k, np.where(rng.random(b.shape) < 0.3, b, 0).astype(np.float32)])
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return conv.convert()
+
+
 PLAN = "OfflineMemoryAllocation"
 
 
@@ -118,6 +135,8 @@ def models(tmp_path_factory):
              "int8": export.to_tflite(model, pack=False, quantize="int8", representative_data=x)}
     files["float.packed"] = export.pack(files["float"])
     files["int8.packed"] = export.pack(files["int8"])
+    files["int16x8"] = _int16x8(_small_model()[0], x)
+    files["int16x8.packed"] = export.pack(files["int16x8"])
     files["float.packed.each"] = set_decode_mode.set_modes(files["float.packed"], {}, default=1)
     files["float.plan"] = _with_offline_plan(files["float"])
     # no Flatten (whose shape ops read constants before any HuffDecode runs): HuffDecode goes first
@@ -153,7 +172,7 @@ def runs(lib_path, models):
     d, paths, files = models
     x = str(d / "x.npy")
     plan = {}
-    for kind in ("float", "int8"):
+    for kind in ("float", "int8", "int16x8"):
         plan[kind] = {"model": paths[kind], "registerers": [], "arena_usage": True}
         plan[f"{kind}.once"] = {"model": paths[f"{kind}.packed"], "registerers": [ONCE], "arena_usage": True}
         plan[f"{kind}.each"] = {"model": paths[f"{kind}.packed"], "registerers": [EACH], "arena_usage": True}
@@ -228,9 +247,16 @@ def _int4_packed(data):
     return fb.write_model(m)
 
 
-@pytest.mark.parametrize("kind", ["float", "int8"])
+@pytest.mark.parametrize("kind", ["float", "int8", "int16x8"])
 @pytest.mark.parametrize("mode", ["once", "each"])
-def test_packed_model_is_bit_exact_in_tflm(runs, kind, mode):
+def test_packed_model_is_bit_exact_in_tflm(runs, models, kind, mode):
+    """int16x8: the TFLM kernel decodes the int64 biases (format version 3, FORMAT.md §16)."""
+    if kind == "int16x8":
+        from dc_keras import _flatbuffer as fb
+        from dc_keras.export._pack import packed_tensors
+
+        m = fb.read_model(models[2]["int16x8.packed"])
+        assert sum(m.subgraphs[s].tensors[o].type == fb.schema.TensorType.INT64 for s, _, o in packed_tensors(m)) == 2
     ref = runs[kind][1]
     got = runs[f"{kind}.{mode}"][1]
     assert ref.shape == (16, 10) and ref.dtype == np.float32

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 
 MAGIC = b"DCHF"  # §2
-VERSION = 2  # §10: what the encoder writes by default
-VERSIONS = (1, 2)  # §10: every version the decoder reads (a decoder never drops one)
+VERSION = 2  # §10: what the encoder writes by default (3 only for the dtypes version 3 added)
+VERSIONS = (1, 2, 3)  # §10: every version the decoder reads (a decoder never drops one)
 MAX_RANK = 8  # §1
 MAX_ELEMENTS = 2**31 - 1  # §1
 MAX_SYMBOLS = 4096  # §1: codebook size and gap alphabet size
@@ -33,11 +33,26 @@ PLANE_SYMBOLS = 256  # §12
 # §2: dtype code (TFLite TensorType) -> (name, bits per element, version since).
 DTYPE_TABLE = {0: ("float32", 32, 1), 1: ("float16", 16, 1), 2: ("int32", 32, 1), 3: ("uint8", 8, 1),
                7: ("int16", 16, 1), 9: ("int8", 8, 1), 17: ("int4", 4, 2), 18: ("bfloat16", 16, 2),
-               19: ("int2", 2, 2), 20: ("uint4", 4, 2)}
+               19: ("int2", 2, 2), 20: ("uint4", 4, 2), 4: ("int64", 64, 3), 6: ("bool", 8, 3),
+               10: ("float64", 64, 3), 12: ("uint64", 64, 3), 15: ("uint32", 32, 3), 16: ("uint16", 16, 3)}
 SUBBYTE_CODES = {17, 19, 20}  # §13
-FLOAT_CODES = {0, 1, 18}  # §12
+FLOAT_CODES = {0, 1, 18}  # §12 (float planes; float64 is not one of them, §16)
+BOOL_CODE = 6  # §16: codebook values 0 and 1 only
+WIDE_CODES = {4, 10, 12}  # §16: 8-byte elements, no grouped layouts (§11)
 _ML_CODES = (17, 18, 19, 20)  # no numpy dtype: bfloat16 and the sub-byte integers are ml_dtypes' types
 _NUMPY_CODES = {np.dtype(name): c for c, (name, _, _) in DTYPE_TABLE.items() if c not in _ML_CODES}
+
+
+def layout_allowed(code, layout):
+    """§10-§16: may a tensor of dtype ``code`` use ``layout`` (a layout number)? The version rule
+    is separate (LAYOUT_SINCE, DTYPE_TABLE)."""
+    if code in SUBBYTE_CODES or code == BOOL_CODE:  # §13, §16: dense and sparse only
+        return layout in (LAYOUT_DENSE, LAYOUT_SPARSE)
+    if layout == LAYOUT_FLOAT_PLANES:
+        return code in FLOAT_CODES
+    if code in WIDE_CODES:  # §16: no grouped layouts
+        return layout not in (LAYOUT_GROUPED_DENSE, LAYOUT_GROUPED_SPARSE)
+    return True
 
 
 def _ml_dtypes():
@@ -160,10 +175,9 @@ def _parse_prefix(r, data):
         raise CorruptDataError(f"rank {rank} > {MAX_RANK}")
     if layout not in LAYOUT_NAMES or LAYOUT_SINCE[layout] > version:
         raise CorruptDataError(f"unknown layout {layout} for format version {version}")
-    if code in SUBBYTE_CODES and layout not in (LAYOUT_DENSE, LAYOUT_SPARSE):
-        raise CorruptDataError(f"layout {LAYOUT_NAMES[layout]} does not hold sub-byte types (§13)")
-    if layout == LAYOUT_FLOAT_PLANES and code not in FLOAT_CODES:
-        raise CorruptDataError("layout float_planes holds float types only (§12)")
+    if not layout_allowed(code, layout):
+        raise CorruptDataError(f"layout {LAYOUT_NAMES[layout]} does not hold {DTYPE_TABLE[code][0]} tensors "
+                               "(FORMAT.md §12, §13, §16)")
     shape = tuple(r.u32("dims") for _ in range(rank))
     n = 1
     for d in shape:  # §2: every partial product of the dims <= 2^31 - 1 (as dc_peek)
@@ -199,6 +213,8 @@ def _parse_codebook(r, out):
     bits = dtype_bits(out["dtype_code"])
     if bits < 8 and int(raw.max(initial=0)) >> bits:
         raise CorruptDataError(f"codebook value has bits above the {bits} of the element type (§13)")
+    if out["dtype_code"] == BOOL_CODE and int(raw.max(initial=0)) > 1:
+        raise CorruptDataError(f"bool codebook value {int(raw.max())} is not 0 or 1 (§16)")
     out["codebook_size"] = k
     out["codebook_bytes"] = len(cb)
     out["codebook_raw"] = raw if groups == 1 and "axis" not in out else raw.reshape(groups, k)

@@ -10,12 +10,12 @@ import numpy as np
 
 from ._encode import (_PACK_CHUNK as _CHUNK, _Code, chunked_bincount, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
                       _streams_sparse, _unique_small, checksum)
-from ._format import (MAX_CONTEXT_SYMBOLS, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
+from ._format import (BOOL_CODE, MAX_CONTEXT_SYMBOLS, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
-                      MAX_ZERO_BIT_OUTPUT, PLANE_SYMBOLS, SUBBYTE_CODES, VERSION, VERSIONS,
-                      cb_esize, dtype_bits, dtype_code, output_bytes)
+                      MAX_ZERO_BIT_OUTPUT, PLANE_SYMBOLS, VERSION, VERSIONS,
+                      cb_esize, dtype_bits, dtype_code, layout_allowed, output_bytes)
 
-_UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+_UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _STREAM_SIZES = 16  # §7: 4 x u32
 
 
@@ -23,12 +23,16 @@ _STREAM_SIZES = 16  # §7: 4 x u32
 # input
 # ----------------------------------------------------------------------------------------------
 def _to_array(array, version):
-    """(little-endian C-contiguous array, dtype code, element bit patterns as unsigned ints)."""
+    """(little-endian C-contiguous array, dtype code, element bit patterns as unsigned ints,
+    format version to write: ``version``, or for None the lowest that holds the dtype, §10)."""
     a = np.asarray(array)
-    code = dtype_code(a.dtype.newbyteorder("=")) if a.dtype.kind in "fiuV" else None
+    code = dtype_code(a.dtype.newbyteorder("=")) if a.dtype.kind in "fiuVb" else None
     if code is None:
-        raise ValueError(f"unsupported dtype {a.dtype}: packed tensors hold float32, float16, bfloat16, "
-                         "int32, int16, int8, uint8, int4, uint4 or int2")
+        raise ValueError(f"unsupported dtype {a.dtype}: packed tensors hold float64, float32, float16, "
+                         "bfloat16, int64, int32, int16, int8, uint64, uint32, uint16, uint8, bool, int4, "
+                         "uint4 or int2")
+    if version is None:  # §10: version 2 unless the dtype needs 3, so old decoders read the rest
+        version = max(VERSION, DTYPE_TABLE[code][2])
     if DTYPE_TABLE[code][2] > version:
         raise ValueError(f"format version {version} cannot hold {DTYPE_TABLE[code][0]} tensors "
                          f"(FORMAT.md §10); use version={DTYPE_TABLE[code][2]} or later")
@@ -47,7 +51,10 @@ def _to_array(array, version):
     bits = a.reshape(-1).view(_UINT_OF_SIZE[esz])
     if dtype_bits(code) < 8:  # §13: only the element's own bits count
         bits = bits & np.uint8((1 << dtype_bits(code)) - 1)
-    return a, code, bits
+    if code == BOOL_CODE and bits.size and int(bits.max()) > 1:  # §16: a decoder rejects other bytes
+        raise ValueError(f"bool tensor holds the byte value {int(bits.max())}: bool elements must be 0 or 1 "
+                         "(FORMAT.md §16); convert it with array.astype(bool) (or .view(np.uint8) to keep the bytes)")
+    return a, code, bits, version
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,12 +189,24 @@ class _Planes:
 def _numeric_key(bits, code):
     """int64 keys ordered like the values (floats: sign-magnitude to two's complement)."""
     w = dtype_bits(code)
+    if w == 64:  # §16: 8-byte values, keyed in int64 without overflow
+        return _numeric_key64(np.asarray(bits, np.uint64), DTYPE_TABLE[code][0])
     u = bits.astype(np.int64)
     if code in FLOAT_CODES:
         return np.where(u >> (w - 1), -(u & ((1 << (w - 1)) - 1)) - 1, u)
     if DTYPE_TABLE[code][0].startswith("int"):
         return np.where(u >> (w - 1), u - (1 << w), u)
     return u
+
+
+def _numeric_key64(u, name):
+    """_numeric_key of 64-bit patterns ``u`` (uint64) of an int64, uint64 or float64 tensor."""
+    if name == "int64":
+        return u.view(np.int64)
+    if name == "uint64":
+        return (u ^ np.uint64(1 << 63)).view(np.int64)
+    mag = (u & np.uint64((1 << 63) - 1)).view(np.int64)  # float64: sign-magnitude
+    return np.where(u >> np.uint64(63) != 0, -mag - 1, mag)
 
 
 def _from_numeric_key(key, code):
@@ -456,9 +475,7 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False):
     esz, n, shape = cb_esize(code), a.size, a.shape
     big = output_bytes(code, n) > MAX_ZERO_BIT_OUTPUT
     allowed = [lay for lay in LAYOUT_NAMES.values() if (want is None or lay == want)
-               and LAYOUT_SINCE[LAYOUT_CODES[lay]] <= version
-               and not (code in SUBBYTE_CODES and (lay.startswith("grouped") or lay == "context_sparse"))
-               and not (lay == "float_planes" and code not in FLOAT_CODES)]
+               and LAYOUT_SINCE[LAYOUT_CODES[lay]] <= version and layout_allowed(code, LAYOUT_CODES[lay])]
     plans, reasons = [], []
     plain_k = None
     if {"dense", "sparse", "context_sparse"} & set(allowed):
@@ -502,7 +519,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False):
                                       or min(p.size for p in plans) > n * (esz - 1)):
         _keep_best(plans, [_Planes(bits, esz, limit)])
     plans = [p for p in plans if p.size != float("inf")]
-    if not allowed:
+    if not allowed and LAYOUT_SINCE[LAYOUT_CODES[want]] <= version and DTYPE_TABLE[code][2] >= 3:
+        reasons.append(f"layout {want!r} does not hold {DTYPE_TABLE[code][0]} tensors (FORMAT.md §16); "
+                       "use layout=None")
+    elif not allowed:  # the message of the encoders before version 3 (tests/test_codec_identity.py)
         reasons.append(f"layout {want!r} needs format version >= {LAYOUT_SINCE[LAYOUT_CODES[want]]} "
                        f"and a matching dtype (FORMAT.md §10-§13), not version {version} "
                        f"{DTYPE_TABLE[code][0]}")
@@ -527,13 +547,14 @@ def _assemble(a, code, version, layout, body, streams=(b"",) * 4, plane=b""):
     return b"".join([prefix, check, body, sizes, *data])
 
 
-def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSION, axis=None,
+def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None, axis=None,
            context_model=False):
     """Packs a numeric array into the format of docs/FORMAT.md and returns the bytes.
 
     Args:
-      array: array-like of float32, float16, bfloat16, int32, int16, int8, uint8 or (as
-        ``ml_dtypes`` arrays) int4, uint4, int2; rank <= 8. Tensors with at most 4096 distinct
+      array: array-like of float32, float16, bfloat16, int32, int16, int8, uint8, (as
+        ``ml_dtypes`` arrays) int4, uint4, int2, or (format version 3, §16) float64, int64,
+        uint64, uint32, uint16, bool; rank <= 8. Tensors with at most 4096 distinct
         values (compared bit-exactly, e.g. after weight sharing) use a codebook; unclustered
         floats use the float-planes layout (§12).
       layout: ``None`` picks the smallest layout the format version allows (``"context_sparse"``
@@ -544,8 +565,11 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSI
         value's sign class; smaller on pruned kernels whose neighbouring weights share a sign,
         ~20 % slower to decode than ``"sparse"``) to force it.
       max_code_length: Huffman code length limit, 1..12 (lower = smaller decode table).
-      version: format version to write (§10): 2 (default) or 1 for apps that ship a decoder that
-        reads version 1 only (dense/sparse layouts of the six original types; Fletcher checksum).
+      version: format version to write (§10). Default None: the lowest that holds the dtype, i.e.
+        2, or 3 for the types version 3 added (§16), so decoders that read version 2 only still
+        read every other tensor. 1 for apps that ship a decoder that reads version 1 only
+        (dense/sparse layouts of the six original types; Fletcher checksum); 2 or 1 refuse the
+        version 3 types.
       axis: the axis of the grouped layouts (default: try 0 and the last axis).
       context_model: let ``layout=None`` also pick ``"context_sparse"`` when it is smaller (off by
         default: it decodes ~0.8x as fast as ``"sparse"``, FORMAT.md §14).
@@ -568,9 +592,10 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=VERSI
         raise ValueError(f"layout must be None or one of {sorted(LAYOUT_CODES)}, got {layout!r}")
     if not (isinstance(max_code_length, (int, np.integer)) and 1 <= max_code_length <= MAX_CODE_LENGTH):
         raise ValueError(f"max_code_length must be an int in 1..{MAX_CODE_LENGTH}, got {max_code_length!r}")
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
-    a, code, bits = _to_array(array, version)
+    if version is not None and version not in VERSIONS:
+        raise ValueError(f"version must be None (the lowest that holds the dtype) or one of {VERSIONS}, "
+                         f"got {version!r}")
+    a, code, bits, version = _to_array(array, version)
     if a.size == 0:
         return _assemble(a, code, version, 0, struct.pack("<H", 0))
     plans, reasons = _plans(a, code, bits, layout, int(max_code_length), version, axis, bool(context_model))

@@ -32,10 +32,14 @@ def _codec():
 
 # TensorTypes the HuffDecode op outputs (tflite_kernels/src/huffdecode_op.c): the packed format's
 # dtype codes are TensorType values; INT2 / UINT4 are in the format (§13) but TFLite 2.21 cannot
-# size such tensors (GetSizeOfType), so the op refuses them and pack leaves them raw.
+# size such tensors (GetSizeOfType), so the op refuses them and pack leaves them raw. The last six
+# need format version 3 (§16): int64 biases of int16x8 models, index tables, bool masks.
 _OP_TYPES = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.INT32,
              schema.TensorType.UINT8, schema.TensorType.INT16, schema.TensorType.INT8,
-             schema.TensorType.INT4, schema.TensorType.BFLOAT16}
+             schema.TensorType.INT4, schema.TensorType.BFLOAT16, schema.TensorType.INT64,
+             schema.TensorType.BOOL, schema.TensorType.FLOAT64, schema.TensorType.UINT64,
+             schema.TensorType.UINT32, schema.TensorType.UINT16}
+PACK_VERSIONS = (None, 1, 2, 3)  # pack's ``version``: None = per tensor, the lowest that holds it (§10)
 
 
 def packable_type(tensor_type) -> bool:
@@ -226,7 +230,7 @@ def _check_args(min_bytes, min_saving, buffers):
 
 
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
-         min_saving: float = DEFAULT_MIN_SAVING, version: int = 2, *, strip_strings: bool = False,
+         min_saving: float = DEFAULT_MIN_SAVING, version: int | None = None, *, strip_strings: bool = False,
          buffers: str = "auto", context_model: bool = False, compact=None,
          positive_zeros: bool = False) -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
@@ -258,8 +262,11 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         before accepting it (default True).
       min_saving: smallest accepted relative saving per tensor, 0 <= min_saving < 1 (default
         0.1: a tensor must pack to at most 90 % of its raw size).
-      version: packed-tensor format version (docs/FORMAT.md §10): 2 (default) or 1 for apps
-        that ship a decoder that reads version 1 only (tensors version 1 cannot express stay raw).
+      version: packed-tensor format version (docs/FORMAT.md §10). Default None: per tensor the
+        lowest that holds it, i.e. 2, or 3 for the int64, uint64, float64, uint32, uint16 and bool
+        tensors (§16), so a decoder that reads version 2 only still reads every other tensor.
+        2 or 1 for apps that ship a decoder that reads only that version (tensors it cannot
+        express stay raw, with the reason); 3 writes version 3 for every tensor.
       context_model: also try the context-modelled sparse layout (FORMAT.md §14): a few percent
         smaller on pruned kernels whose neighbouring weights share a sign, but ~0.8x the decode
         speed of the plain sparse layout, so off by default.
@@ -290,7 +297,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
 
     Warns:
       UserWarning: one naming the constant tensors of at least ``min_bytes`` it cannot pack and
-        why (an int64 tensor; over 4096 distinct values: not clustered), one when weights hold
+        why (a string or complex tensor; over 4096 distinct values: not clustered; with
+        ``version=2`` or ``1``, a type that version cannot hold), one when weights hold
         both -0.0 and +0.0 and ``positive_zeros`` is False, and one when a zip after the input's
         model cannot be kept (naming the bytes dropped).
 
@@ -378,12 +386,12 @@ def _warn_dropped(dropped, stacklevel=3):
 
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
-                    min_saving=DEFAULT_MIN_SAVING, version=2, *, strip_strings=False, buffers="auto",
+                    min_saving=DEFAULT_MIN_SAVING, version=None, *, strip_strings=False, buffers="auto",
                     context_model=False, compact=None, positive_zeros=False):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes, "refused": [(name,
     bytes, reason)], "refused_bytes": their total (a buffer several read counted once),
     "kept_files": [name], "kept_bytes": n, "dropped_zip": None or (reason, bytes)}`` (for the CLI;
-    ``refused``: constants of at least ``min_bytes`` that cannot be packed, e.g. int64 ones; tensors
+    ``refused``: constants of at least ``min_bytes`` that cannot be packed, e.g. complex64 ones; tensors
     that pack but not smaller enough are not listed; ``kept_files``: the associated files of a zip
     appended to the input, written after the output's model (``_zip``); ``kept_bytes``: bytes after
     the input's model that are neither part of it nor that zip, written unchanged after the
@@ -396,8 +404,9 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if compact is not None and not isinstance(compact, bool):
         raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
                          f"got {compact!r}")
-    if version not in (1, 2):
-        raise ValueError(f"version must be 1 or 2 (docs/FORMAT.md §10), got {version!r}")
+    if version not in PACK_VERSIONS:
+        raise ValueError(f"version must be None (per tensor, the lowest that holds it), 1, 2 or 3 "
+                         f"(docs/FORMAT.md §10), got {version!r}")
     if not isinstance(positive_zeros, bool):
         raise ValueError(f"positive_zeros must be True or False, got {positive_zeros!r}")
     model = fb.read_model(tflite_bytes)
@@ -674,11 +683,17 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
     if arr is None or nbytes < max(min_bytes, 1):
         return
     key = (t.buffer, int(t.type), arr.shape)
+    since = codec._format.DTYPE_TABLE[int(t.type)][2]
+    if enc and enc.get("version") is not None and since > enc["version"]:
+        _refusal(model, t, f"{fb.TYPE_NAMES[int(t.type)]} needs packed format version {since} (FORMAT.md §16); "
+                 f"pack(version={enc['version']}) was asked (the default, version=None, packs it)",
+                 min_bytes, refused)
+        return
     if key not in packed_cache:
-        packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_view(model, t.buffer), enc)
+        why = []
+        packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_view(model, t.buffer), enc, why)
         if packed_cache[key] is None:
-            _refusal(model, t, "the codec refuses its data (e.g. > 4096 distinct values: cluster it)",
-                     min_bytes, refused)
+            _refusal(model, t, f"the codec refuses its data: {why[0]}", min_bytes, refused)
     data = packed_cache[key]
     if data is not None and keep_reason(len(data), nbytes, min_saving) is None:
         plans[(s, i)] = data
@@ -780,12 +795,15 @@ def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
     return out
 
 
-def _encode_checked(codec, arr, verify, raw=None, enc=None):
-    """Packed bytes of ``arr`` (None if the codec refuses it); with ``verify`` decoded again and
-    compared byte for byte with ``raw`` (the tensor's buffer as TFLite stores it)."""
+def _encode_checked(codec, arr, verify, raw=None, enc=None, why=None):
+    """Packed bytes of ``arr`` (None if the codec refuses it: its reason appended to the list
+    ``why`` when given); with ``verify`` decoded again and compared byte for byte with ``raw``
+    (the tensor's buffer as TFLite stores it)."""
     try:
         data = codec.encode(arr, **(enc or {}))
-    except ValueError:
+    except ValueError as exc:
+        if why is not None:
+            why.append(str(exc))
         return None  # refused: too many distinct values, unsupported shape, ...
     if verify:
         want = raw if raw is not None else _stored_bytes(arr)

@@ -66,7 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   REQUIRE(n == info.num_elements);
   REQUIRE(info.num_elements <= DC_MAX_ELEMENTS);
   REQUIRE(info.element_bits == 2 || info.element_bits == 4 || info.element_bits == 8 ||
-          info.element_bits == 16 || info.element_bits == 32);
+          info.element_bits == 16 || info.element_bits == 32 ||
+          (info.element_bits == 64 && info.version >= 3));
   REQUIRE(info.element_size == (info.element_bits < 8 ? 1 : info.element_bits / 8));
   REQUIRE(info.output_bytes == (info.num_elements * info.element_bits + 7) / 8);
   REQUIRE(info.layout <= (info.version == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_CONTEXT_SPARSE));
@@ -74,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
    * stream bytes, sparse N < (8 * stream bytes + 1) * 4096) unless every code is zero-bit, and
    * then it is at most DC_MAX_ZERO_BIT_OUTPUT. */
   REQUIRE(info.output_bytes <= DC_MAX_ZERO_BIT_OUTPUT ||
-          info.output_bytes <= 4ull * DC_MAX_SYMBOLS * (8ull * size + 1));
+          info.output_bytes <= info.element_size * DC_MAX_SYMBOLS * (8ull * size + 1));
 
   if (info.output_bytes > DC_FUZZ_MAX_OUTPUT) {
     free(buf);
@@ -115,6 +116,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       dc_codec_portable_fast(was);
       REQUIRE(st2 == st);
       if (st == DC_OK) REQUIRE(nb == 0 || memcmp(out, out2, nb) == 0);
+    }
+    if (st == DC_OK && info.dtype == DC_DTYPE_BOOL) { /* §16: a decoded bool is 0 or 1 */
+      size_t i;
+      for (i = 0; i < nb; ++i) REQUIRE(out[i] <= 1);
     }
     free(out);
     free(out2);

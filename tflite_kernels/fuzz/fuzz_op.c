@@ -82,7 +82,10 @@ static size_t type_size(TfLiteType t) {
     case kTfLiteFloat16:
     case kTfLiteInt16: return 2;
     case kTfLiteUInt8:
-    case kTfLiteInt8: return 1;
+    case kTfLiteInt8:
+    case kTfLiteBool: return 1;
+    case kTfLiteUInt32: return 4;
+    case kTfLiteUInt16: return 2;
     default: return 8;
   }
 }
@@ -161,6 +164,12 @@ static TfLiteType header_type(uint8_t d) {
     case 3: return kTfLiteUInt8;
     case 7: return kTfLiteInt16;
     case 9: return kTfLiteInt8;
+    case 4: return kTfLiteInt64; /* §16, format version 3 */
+    case 6: return kTfLiteBool;
+    case 10: return kTfLiteFloat64;
+    case 12: return kTfLiteUInt64;
+    case 15: return kTfLiteUInt32;
+    case 16: return kTfLiteUInt16;
     case 17:
     case 18:
     case 19:

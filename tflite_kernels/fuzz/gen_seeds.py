@@ -14,8 +14,8 @@ corpus follows the format as it evolves and no binary blobs are committed:
 
 The tensors are Deep Compression shaped: clustered (k-means-like: few distinct values) and
 pruned weights of a small LeNet-style network in every supported dtype, every layout (format
-versions 1 and 2), short and long codes, plus the edge cases (scalar, empty, constant,
-all-background), per-channel tensors (§11), unclustered floats (§12) and int4/int2 (§13). They are kept small
+versions 1 to 3), short and long codes, plus the edge cases (scalar, empty, constant,
+all-background), per-channel tensors (§11), unclustered floats (§12), int4/int2 (§13) and the version 3 dtypes (§16). They are kept small
 (< 4 KB each) so that the fuzzer mutates them quickly.
 
 Usage (from the repository root): python tflite_kernels/fuzz/gen_seeds.py OUT_DIR
@@ -97,6 +97,13 @@ def tensors():
     out.append(("fc_f32_300_values", many * (rng.random((15, 20)) < 0.9)))
     vals = np.append(np.linspace(0.01, 1, 255).astype(np.float32), np.float32(-0.0))
     out.append(("fc_f32_255_values_negzero", rng.permutation(vals).reshape(16, 16)))
+    # format version 3 dtypes (§16): int64 biases, bool masks, 8-byte and unsigned tables
+    out.append(("v3_int64_bias", np.where(rng.random(300) < 0.3, rng.integers(-2**40, 2**40, 300), 0).astype(np.int64)))
+    out.append(("v3_uint64_table", rng.choice(np.array([0, 7, 2**63, 2**64 - 1], np.uint64), (9, 11))))
+    out.append(("v3_float64_weights", _clustered(rng, (12, 20), 8, 0.5, np.float64)))
+    out.append(("v3_bool_mask", rng.random((5, 60)) < 0.1))
+    out.append(("v3_uint32_table", (rng.integers(0, 6, (6, 25)) * 99991 + np.arange(6)[:, None]).astype(np.uint32)))
+    out.append(("v3_uint16_ids", rng.choice(np.array([3, 60000, 65535], np.uint16), 401)))
     return out
 
 
@@ -108,7 +115,7 @@ def seeds():
     for name, a in tensors():
         done = set()
         for layout in LAYOUTS:
-            for version in (2, 1):  # version 1 files must keep decoding (§10)
+            for version in (None, 2, 1):  # the lowest version (3 for §16's dtypes); 1 must keep decoding (§10)
                 try:
                     data = codec.encode(a, layout=layout, version=version)
                 except ValueError:
@@ -116,7 +123,7 @@ def seeds():
                 if data in done:
                     continue
                 done.add(data)
-                yield f"{name}_{layout or 'auto'}_v{version}", data, a
+                yield f"{name}_{layout or 'auto'}_v{data[4]}", data, a
         # shorter codes: exercises other table sizes
         try:
             data = codec.encode(a, max_code_length=5)

@@ -41,7 +41,7 @@ extern "C" {
 /* §2: the first 4 bytes of every packed tensor, and the versions this decoder reads (§10). */
 #define DC_MAGIC "DCHF"
 #define DC_VERSION_MIN 1u
-#define DC_VERSION_MAX 2u
+#define DC_VERSION_MAX 3u
 
 /* §2 layouts (header byte 7); §10 gives the first version that allows each. */
 enum {
@@ -56,7 +56,9 @@ enum {
 /* Element types (§2): numerically equal to the TensorType enum of the TFLite flatbuffer schema
  * (schema.fbs). Note that the runtime's TfLiteType enum numbers some types differently
  * (float32 is 1 and float16 is 10 there), so the op maps between the two explicitly.
- * INT4, INT2 and UINT4 are sub-byte types (§13): the output is packed as TFLite stores them. */
+ * INT4, INT2 and UINT4 are sub-byte types (§13): the output is packed as TFLite stores them.
+ * Version 3 (§16) adds INT64, BOOL, FLOAT64, UINT64, UINT32, UINT16; the 8-byte ones use layouts
+ * 0, 1 and 5, BOOL layouts 0 and 1 (codebook values 0 or 1), UINT32/UINT16 all but layout 4. */
 enum {
   DC_DTYPE_FLOAT32 = 0,   /* version >= 1 */
   DC_DTYPE_FLOAT16 = 1,   /* version >= 1 */
@@ -67,7 +69,13 @@ enum {
   DC_DTYPE_INT4 = 17,     /* version >= 2, §13 */
   DC_DTYPE_BFLOAT16 = 18, /* version >= 2 */
   DC_DTYPE_INT2 = 19,     /* version >= 2, §13 */
-  DC_DTYPE_UINT4 = 20     /* version >= 2, §13 */
+  DC_DTYPE_UINT4 = 20,    /* version >= 2, §13 */
+  DC_DTYPE_INT64 = 4,     /* version >= 3, §16 (8-byte elements) */
+  DC_DTYPE_BOOL = 6,      /* version >= 3, §16 (one byte, 0 or 1) */
+  DC_DTYPE_FLOAT64 = 10,  /* version >= 3, §16 */
+  DC_DTYPE_UINT64 = 12,   /* version >= 3, §16 */
+  DC_DTYPE_UINT32 = 15,   /* version >= 3, §16 */
+  DC_DTYPE_UINT16 = 16    /* version >= 3, §16 */
 };
 
 #define DC_MAX_RANK 8
@@ -115,10 +123,10 @@ typedef struct {
   uint32_t rank;  /* 0..DC_MAX_RANK */
   uint64_t dims[DC_MAX_RANK];
   uint64_t num_elements; /* product of dims (1 for rank 0) */
-  uint64_t element_size; /* bytes per element (1 for the sub-byte types) */
+  uint64_t element_size; /* bytes per element (1 for the sub-byte types, 8 for 64-bit ones) */
   uint64_t output_bytes; /* num_elements * element_bits / 8, rounded up */
   uint32_t layout;       /* DC_LAYOUT_* */
-  uint32_t element_bits; /* 2, 4, 8, 16 or 32 */
+  uint32_t element_bits; /* 2, 4, 8, 16, 32 or 64 */
 } dc_tensor_info;
 
 /* Parse and validate the header (docs/FORMAT.md §2-§7, §9, §11-§13).  Checks

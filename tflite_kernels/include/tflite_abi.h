@@ -22,7 +22,8 @@
  *  - TfLiteType (runtime) is NOT the schema's TensorType:
  *      runtime kTfLiteFloat32 = 1, kTfLiteFloat16 = 10,
  *      schema  FLOAT32 = 0,       FLOAT16 = 1;
- *    int32/uint8/int16/int8 happen to coincide (2, 3, 7, 9).
+ *    int32/uint8/int64/bool/int16/int8 happen to coincide (2, 3, 4, 6, 7, 9); float64, uint64,
+ *    uint32, uint16 are 11, 13, 16, 17 at run time but 10, 12, 15, 16 in the schema.
  *  - kTfLitePersistentRo = 5, kTfLiteMmapRo = 1.
  */
 #ifndef DC_TFLITE_ABI_H_
@@ -56,6 +57,10 @@ typedef enum {
   kTfLiteComplex64 = 8,
   kTfLiteInt8 = 9,
   kTfLiteFloat16 = 10,
+  kTfLiteFloat64 = 11,
+  kTfLiteUInt64 = 13,
+  kTfLiteUInt32 = 16,
+  kTfLiteUInt16 = 17,
   kTfLiteInt4 = 18, /* tflite_types.h (TF 2.21); stored two per byte */
   kTfLiteBFloat16 = 19
 } TfLiteType;

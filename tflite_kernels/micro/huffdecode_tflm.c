@@ -39,6 +39,8 @@ static int tflm_type(uint32_t dc_dtype) {
     case DC_DTYPE_UINT8: return kDcTflmUInt8;
     case DC_DTYPE_INT16: return kDcTflmInt16;
     case DC_DTYPE_INT8: return kDcTflmInt8;
+    case DC_DTYPE_INT64: return kDcTflmInt64; /* §16: int16x8 models' biases */
+    case DC_DTYPE_BOOL: return kDcTflmBool;
     default: return -1;
   }
 }
@@ -49,6 +51,10 @@ static const char* dtype_name(uint32_t dc_dtype) {
     case DC_DTYPE_BFLOAT16: return "bfloat16";
     case DC_DTYPE_INT2: return "int2";
     case DC_DTYPE_UINT4: return "uint4";
+    case DC_DTYPE_FLOAT64: return "float64";
+    case DC_DTYPE_UINT64: return "uint64";
+    case DC_DTYPE_UINT32: return "uint32";
+    case DC_DTYPE_UINT16: return "uint16";
     default: return "this element type's";
   }
 }

@@ -63,6 +63,7 @@ static_assert((int)kTfLiteUInt8 == (int)kDcTflmUInt8 && (int)kTfLiteInt8 == (int
                   (int)kTfLiteFloat16 == (int)kDcTflmFloat16 &&
                   (int)kTfLiteInt16 == (int)kDcTflmInt16 &&
                   (int)kTfLiteInt32 == (int)kDcTflmInt32 &&
+                  (int)kTfLiteInt64 == (int)kDcTflmInt64 && (int)kTfLiteBool == (int)kDcTflmBool &&
                   (int)kTfLiteMmapRo == (int)kDcTflmMmapRo && (int)kTfLiteOk == (int)kDcTflmOk,
               "TfLiteType / status values differ from tflm_abi.h");
 #undef DC_SAME

@@ -60,6 +60,7 @@ typedef enum {
   kDcTflmInt32 = 2,
   kDcTflmUInt8 = 3,
   kDcTflmInt64 = 4,
+  kDcTflmBool = 6,
   kDcTflmInt16 = 7,
   kDcTflmInt8 = 9,
   kDcTflmFloat16 = 10

@@ -1,5 +1,5 @@
 /*
- * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (versions 1 and 2).
+ * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (versions 1 to 3).
  *
  * Portable: no intrinsics, no unaligned accesses (byte loads that compilers merge), no
  * allocation: decode tables live in the caller's workspace (dc_decode_ws, sized by
@@ -107,6 +107,12 @@ static uint32_t element_bits(uint32_t dtype, uint32_t version) {
     case DC_DTYPE_INT4:
     case DC_DTYPE_UINT4: return version >= 2 ? 4 : 0;
     case DC_DTYPE_INT2: return version >= 2 ? 2 : 0;
+    case DC_DTYPE_INT64:
+    case DC_DTYPE_UINT64:
+    case DC_DTYPE_FLOAT64: return version >= 3 ? 64 : 0; /* §16 */
+    case DC_DTYPE_UINT32: return version >= 3 ? 32 : 0;
+    case DC_DTYPE_UINT16: return version >= 3 ? 16 : 0;
+    case DC_DTYPE_BOOL: return version >= 3 ? 8 : 0;
     default: return 0;
   }
 }
@@ -254,9 +260,13 @@ static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, si
   if (h->info.rank > DC_MAX_RANK) return DC_ERR_SHAPE;
   h->layout = h->info.layout = data[7];
   if (h->layout > (v == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_CONTEXT_SPARSE)) return DC_ERR_LAYOUT;
-  /* §11/§13: sub-byte types use §5/§6 only; §12 is for floats only. */
-  if (bits < 8 && h->layout > DC_LAYOUT_SPARSE) return DC_ERR_LAYOUT;
+  /* §13/§16: sub-byte types and bool use §5/§6 only; §12 is for float32/16/bfloat16 only; §16:
+   * 64-bit types have no grouped layouts (§11). */
+  if ((bits < 8 || h->info.dtype == DC_DTYPE_BOOL) && h->layout > DC_LAYOUT_SPARSE)
+    return DC_ERR_LAYOUT;
   if (h->layout == DC_LAYOUT_FLOAT_PLANES && !is_float(h->info.dtype)) return DC_ERR_LAYOUT;
+  if (bits == 64 && (h->layout == DC_LAYOUT_GROUPED_DENSE || h->layout == DC_LAYOUT_GROUPED_SPARSE))
+    return DC_ERR_LAYOUT;
   h->sparse = h->layout == DC_LAYOUT_SPARSE || h->layout == DC_LAYOUT_GROUPED_SPARSE ||
               h->layout == DC_LAYOUT_CONTEXT_SPARSE;
   pos = 8;
@@ -271,7 +281,7 @@ static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, si
     if (n > DC_MAX_ELEMENTS) return DC_ERR_SHAPE;
   }
   h->info.num_elements = n;
-  h->info.output_bytes = (n * bits + 7) / 8; /* < 2^36: fits size_t on 64-bit hosts */
+  h->info.output_bytes = (n * bits + 7) / 8; /* < 2^37: fits size_t on 64-bit hosts */
   if (h->info.output_bytes > (uint64_t)SIZE_MAX) return DC_ERR_SHAPE;
   h->check_pos = pos;
   if (v == 1) {
@@ -307,12 +317,16 @@ static dc_status parse_codebook(const uint8_t* data, size_t size, dc_header* h, 
   h->k = ld16(data + pos);
   pos += 2;
   if (h->k == 0 || h->k > DC_MAX_SYMBOLS) return DC_ERR_CODEBOOK;
-  cb_bytes = (uint64_t)h->groups * h->k * h->cb_esize; /* < 2^31 * 2^12 * 4 */
+  cb_bytes = (uint64_t)h->groups * h->k * h->cb_esize; /* < 2^31 * 2^12 * 8 */
   if ((uint64_t)(size - pos) < cb_bytes) return DC_ERR_TRUNCATED;
   h->codebook = data + pos;
   if (h->info.element_bits < 8) { /* §13: each value holds element_bits bits, the rest zero */
     for (i = 0; i < h->k; ++i)
       if (h->codebook[i] >> h->info.element_bits) return DC_ERR_CODEBOOK;
+  }
+  if (h->info.dtype == DC_DTYPE_BOOL) { /* §16: 0 or 1 (ungrouped: layouts 0, 1 only) */
+    for (i = 0; i < h->k; ++i)
+      if (h->codebook[i] > 1) return DC_ERR_CODEBOOK;
   }
   *pos_io = pos + (size_t)cb_bytes;
   return DC_OK;
@@ -2280,6 +2294,7 @@ DC_DENSE(dense_b4, 1, 4, 0)
 DC_DENSE(dense_e1, 1, 8, 0)
 DC_DENSE(dense_e2, 2, 16, 0)
 DC_DENSE(dense_e4, 4, 32, 0)
+DC_DENSE(dense_e8, 8, 64, 0)
 DC_DENSE(dense_g1, 1, 8, 1)
 DC_DENSE(dense_g2, 2, 16, 1)
 DC_DENSE(dense_g4, 4, 32, 1)
@@ -2288,6 +2303,7 @@ DC_SPARSE(sparse_b4, 1, 4, 0)
 DC_SPARSE(sparse_e1, 1, 8, 0)
 DC_SPARSE(sparse_e2, 2, 16, 0)
 DC_SPARSE(sparse_e4, 4, 32, 0)
+DC_SPARSE(sparse_e8, 8, 64, 0)
 DC_SPARSE(sparse_g1, 1, 8, 1)
 DC_SPARSE(sparse_g2, 2, 16, 1)
 DC_SPARSE(sparse_g4, 4, 32, 1)
@@ -2299,6 +2315,7 @@ DC_SPARSE(sparse_g4, 4, 32, 1)
 DC_CONTEXT(context_e1, 1)
 DC_CONTEXT(context_e2, 2)
 DC_CONTEXT(context_e4, 4)
+DC_CONTEXT(context_e8, 8)
 DC_NOINLINE dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t,
                                 uint8_t* o) {
   return planes_body(d, h, t, o, 2);
@@ -2312,9 +2329,9 @@ typedef dc_status (*dense_fn)(const uint8_t*, const dc_header*, const uint16_t*,
 typedef dc_status (*sparse_fn)(const uint8_t*, const dc_header*, const uint16_t*, const uint16_t*,
                                uint8_t*, cksum*);
 
-/* Index by element_bits: 2, 4, 8, 16, 32 -> 0..4. */
+/* Index by element_bits: 2, 4, 8, 16, 32, 64 -> 0..5. */
 static int size_slot(uint32_t bits) {
-  return bits == 2 ? 0 : bits == 4 ? 1 : bits == 8 ? 2 : bits == 16 ? 3 : 4;
+  return bits == 2 ? 0 : bits == 4 ? 1 : bits == 8 ? 2 : bits == 16 ? 3 : bits == 32 ? 4 : 5;
 }
 
 /* §14: the workspace holds the gap table, then one table per context, each of 2^Lmax entries
@@ -2334,17 +2351,20 @@ static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_
   switch (h->cb_esize) {
     case 1: return context_e1(data, h, ws, t, out);
     case 2: return context_e2(data, h, ws, t, out);
-    default: return context_e4(data, h, ws, t, out);
+    case 4: return context_e4(data, h, ws, t, out);
+    default: return context_e8(data, h, ws, t, out);
   }
 }
 
 static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* itab,
                              uint16_t* gtab, uint32_t* pairs, uint8_t* spread, uint8_t* out,
                              cksum* ck) {
-  static const dense_fn dense[2][5] = {{dense_b2, dense_b4, dense_e1, dense_e2, dense_e4},
-                                       {NULL, NULL, dense_g1, dense_g2, dense_g4}};
-  static const sparse_fn sparse[2][5] = {{sparse_b2, sparse_b4, sparse_e1, sparse_e2, sparse_e4},
-                                         {NULL, NULL, sparse_g1, sparse_g2, sparse_g4}};
+  /* grouped 64-bit: none (§16, dc_parse refuses it) */
+  static const dense_fn dense[2][6] = {{dense_b2, dense_b4, dense_e1, dense_e2, dense_e4, dense_e8},
+                                       {NULL, NULL, dense_g1, dense_g2, dense_g4, NULL}};
+  static const sparse_fn sparse[2][6] = {
+      {sparse_b2, sparse_b4, sparse_e1, sparse_e2, sparse_e4, sparse_e8},
+      {NULL, NULL, sparse_g1, sparse_g2, sparse_g4, NULL}};
   const int slot = size_slot(h->info.element_bits);
   const int grouped = h->layout == DC_LAYOUT_GROUPED_DENSE || h->layout == DC_LAYOUT_GROUPED_SPARSE;
   const size_t esz = h->cb_esize;

@@ -73,6 +73,12 @@ static int dc_to_tflite_type(uint32_t dtype) {
     case DC_DTYPE_INT8: return kTfLiteInt8;
     case DC_DTYPE_INT4: return kTfLiteInt4;
     case DC_DTYPE_BFLOAT16: return kTfLiteBFloat16;
+    case DC_DTYPE_INT64: return kTfLiteInt64; /* §16 (version 3) */
+    case DC_DTYPE_BOOL: return kTfLiteBool;
+    case DC_DTYPE_FLOAT64: return kTfLiteFloat64;
+    case DC_DTYPE_UINT64: return kTfLiteUInt64;
+    case DC_DTYPE_UINT32: return kTfLiteUInt32;
+    case DC_DTYPE_UINT16: return kTfLiteUInt16;
     default: return -1; /* int2/uint4: TFLite 2.21 cannot size such tensors */
   }
 }
@@ -89,6 +95,10 @@ static const char* type_name(int t) {
     case kTfLiteInt8: return "int8";
     case kTfLiteInt64: return "int64";
     case kTfLiteBool: return "bool";
+    case kTfLiteFloat64: return "float64";
+    case kTfLiteUInt64: return "uint64";
+    case kTfLiteUInt32: return "uint32";
+    case kTfLiteUInt16: return "uint16";
     case kTfLiteString: return "string";
     default: return "unsupported type";
   }

@@ -63,6 +63,12 @@ static dc_status decode_copy(const uint8_t* src, size_t size, uint8_t** out_p, s
   return st;
 }
 
+/* §16: the dtypes format version 3 added. */
+static int is_v3_dtype(uint32_t dtype) {
+  return dtype == DC_DTYPE_INT64 || dtype == DC_DTYPE_BOOL || dtype == DC_DTYPE_FLOAT64 ||
+         dtype == DC_DTYPE_UINT64 || dtype == DC_DTYPE_UINT32 || dtype == DC_DTYPE_UINT16;
+}
+
 static void test_vectors(void) {
   size_t v;
   for (v = 0; v < NVEC; ++v) {
@@ -93,8 +99,11 @@ static void test_vectors(void) {
       CHECK(st == DC_OK && memcmp(big + 1, t->raw, t->raw_size) == 0, "%s: unaligned out", t->name);
       free(big);
     }
-    CHECK(info.version == (v < NVEC1 ? 1u : 2u) && info.layout == t->layout, "%s: version/layout",
-          t->name);
+    CHECK(info.version == (v < NVEC1               ? 1u
+                           : is_v3_dtype(t->dtype) ? 3u
+                                                   : 2u) &&
+              info.layout == t->layout,
+          "%s: version/layout", t->name);
     /* dc_decode_ws with exactly dc_workspace_size() bytes at an odd address, and one byte less */
     {
       size_t ws = 0;
@@ -213,8 +222,8 @@ static void test_hostile_headers(void) {
   h[5] = 4;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "dtype 4 (string)");
   h[5] = DC_DTYPE_FLOAT32;
-  h[4] = 3;
-  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 3");
+  h[4] = 4;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 4");
   h[4] = 0;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 0");
   h[4] = 1;
@@ -243,6 +252,48 @@ static void test_hostile_headers(void) {
   h[5] = DC_DTYPE_INT8;
   h[7] = DC_LAYOUT_FLOAT_PLANES;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "float planes of int8");
+  /* §16: the version 3 dtypes need version 3, and their layout rules */
+  h[7] = 0;
+  {
+    static const uint8_t v3types[] = {DC_DTYPE_INT64,  DC_DTYPE_BOOL,   DC_DTYPE_FLOAT64,
+                                      DC_DTYPE_UINT64, DC_DTYPE_UINT32, DC_DTYPE_UINT16};
+    size_t k;
+    for (k = 0; k < sizeof v3types; ++k) {
+      h[5] = v3types[k];
+      h[4] = 2;
+      CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "v3 dtype %u in version 2", h[5]);
+      h[4] = 1;
+      CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "v3 dtype %u in version 1", h[5]);
+      h[4] = 3;
+      h[7] = DC_LAYOUT_FLOAT_PLANES;
+      CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "float planes of v3 dtype %u", h[5]);
+      h[7] = DC_LAYOUT_GROUPED_SPARSE;
+      CHECK((dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT) ==
+                (h[5] != DC_DTYPE_UINT32 && h[5] != DC_DTYPE_UINT16),
+            "grouped v3 dtype %u", h[5]);
+      h[7] = DC_LAYOUT_CONTEXT_SPARSE;
+      CHECK((dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT) == (h[5] == DC_DTYPE_BOOL),
+            "context sparse of v3 dtype %u", h[5]);
+      h[7] = 0;
+    }
+  }
+  /* §9 / §16: 2^29 int64 elements are 2^32 output bytes, which a 32-bit size_t cannot hold */
+  {
+    const uint8_t save[8] = {h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]};
+    dc_status st;
+    h[4] = 3;
+    h[5] = DC_DTYPE_INT64;
+    h[6] = 2;
+    put32(h + 8, 1u << 14);
+    put32(h + 12, 1u << 15);
+    st = dc_peek(h, sizeof h, &info);
+    if (sizeof(size_t) < 8)
+      CHECK(st == DC_ERR_SHAPE, "2^32 output bytes on a 32-bit target: %s", dc_strerror(st));
+    else
+      CHECK(st != DC_OK && st != DC_ERR_SHAPE, "2^32 output bytes on a 64-bit host: %s",
+            dc_strerror(st));
+    memcpy(h + 8, save, 8);
+  }
   h[5] = DC_DTYPE_FLOAT32;
   h[4] = 1;
   h[7] = 0;
@@ -366,6 +417,15 @@ static void test_crc_and_subbyte_values(void) {
       memcpy(copy, t->packed, t->packed_size);
       copy[cpos + 4 + 2] |= 0x80; /* first codebook value */
       CHECK(dc_peek(copy, t->packed_size, &info) == DC_ERR_CODEBOOK, "%s: sub-byte value", t->name);
+    }
+    if (info.dtype == DC_DTYPE_BOOL) { /* §16: a bool codebook value other than 0 or 1 */
+      size_t k;
+      for (k = 0; k < 2; ++k) {
+        memcpy(copy, t->packed, t->packed_size);
+        copy[cpos + 4 + 2 + k] = (uint8_t)(2 + 0xFD * k); /* value 0 or 1 -> 2 or 255 */
+        CHECK(dc_peek(copy, t->packed_size, &scratch) == DC_ERR_CODEBOOK, "%s: bool value %u",
+              t->name, copy[cpos + 4 + 2 + k]);
+      }
     }
     free(copy);
   }
