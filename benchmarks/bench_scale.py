@@ -56,6 +56,7 @@ output's sha256 (compare it across code versions: the output must not change). C
   i32_pc, f32_pc, f16_pc   int32 / float32 / float16, 16 values per channel, 30 % kept
   f32_cl256, f16_cl256     256 values shared by the whole tensor
   f32_raw, f16_raw         unclustered (float planes)
+  i16_raw, i8_raw          uniform over the type's range (incompressible)
 Figures before (ec2a7a6: one np.unique over the whole tensor's int64 (group, value) keys) and
 after blocking the grouped layouts' wide path (2026-12-03, x86_64, 2 cores shared, load ~5, so
 the times are CPU seconds of one encode, old and new alternating, min of 2 at 2048, 1 at 4096;
@@ -185,13 +186,14 @@ def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=
 
 
 CODEC_CASES = ["i16_pc", "i16_pcq", "i32_wide", "i32_pc", "f32_pc", "f16_pc", "f32_cl256", "f16_cl256",
-               "f32_raw", "f16_raw"]
+               "f32_raw", "f16_raw", "i16_raw", "i8_raw"]
 
 
 def codec_tensor(case, n):
     """The ``n`` x ``n`` tensor of a ``--codec`` case."""
     rng = np.random.default_rng(0)
-    kind, dtype = case.split("_")[1], {"i16": "int16", "i32": "int32", "f32": "float32", "f16": "float16"}[case[:3]]
+    kind = case.split("_")[1]
+    dtype = {"i8": "int8", "i16": "int16", "i32": "int32", "f32": "float32", "f16": "float16"}[case.split("_")[0]]
     if kind == "pc":  # 16 values per output channel, 30 % kept
         if dtype.startswith("int"):
             hi = 32767 if dtype == "int16" else 1 << 24
@@ -208,6 +210,9 @@ def codec_tensor(case, n):
         return rng.integers(-(1 << 20), 1 << 20, (n, n)).astype(np.int32)
     if kind == "cl256":
         return (rng.standard_normal(256) * 0.1).astype(dtype)[rng.integers(0, 256, (n, n))]
+    if dtype.startswith("int"):  # every value of the type equally likely
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max + 1, (n, n)).astype(dtype)
     return rng.standard_normal((n, n)).astype(dtype)
 
 
