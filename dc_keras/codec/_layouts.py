@@ -435,15 +435,14 @@ def _group_axes(shape, axis):
     return sorted({ax for ax in (0, len(shape) - 1) if len(shape) >= 2 and shape[ax] > 1})
 
 
-def _grouped_cannot_win(bits, shape, axis, esz, floats):
+def _grouped_cannot_win(k0, n, c, esz, floats):
     """Cheap test before the full per-group count (seconds on millions of elements): every group's
     table has at least as many entries as group 0 has distinct values K0, so tables of
     C * K0 * esz bytes that reach the raw size rule the axis out (so does K0 > 4096). For floats
     the bar is the float-planes layout's raw plane, N * (esz - 1) bytes: tables that large mean an
     unclustered tensor (~N / C distinct values per group), which §11 is not for."""
-    k0 = _group0_distinct(bits, shape, axis)
-    bar = len(bits) * (esz - 1 if floats else esz)
-    return k0 > MAX_SYMBOLS or int(shape[axis]) * k0 * esz >= bar
+    bar = n * (esz - 1 if floats else esz)
+    return k0 > MAX_SYMBOLS or c * k0 * esz >= bar
 
 
 def _group0_distinct(bits, shape, axis):
@@ -552,11 +551,12 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     if {"grouped_dense", "grouped_sparse"} & set(allowed) and (
             want is not None or axis is not None or plain_k is None or plain_k >= _GROUP_MIN_K):
         hopeless = want is None and (plans or code in FLOAT_CODES)  # raw / float planes remain
-        axes = [ax for ax in _group_axes(shape, axis) if not (hopeless and _grouped_cannot_win(bits, shape, ax, esz, code in FLOAT_CODES))]
-        for ax in axes:
+        for ax in _group_axes(shape, axis):
             c, inner = int(shape[ax]), int(np.prod(shape[ax + 1:], dtype=np.int64))
+            k0 = _group0_distinct(bits, shape, ax) if hopeless or budget is not None else None
+            if hopeless and _grouped_cannot_win(k0, n, c, esz, code in FLOAT_CODES):
+                continue
             if budget is not None:  # group 0's distinct values bound every group's table (K >= K0)
-                k0 = _group0_distinct(bits, shape, ax)
                 if k0 > min(MAX_SYMBOLS, 1 << limit):  # what counting every group would find, for both alignments
                     reasons += [f"grouping along axis {ax} needs more than {min(MAX_SYMBOLS, 1 << limit)} "
                                 "entries per group"] * 2
