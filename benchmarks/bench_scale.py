@@ -216,16 +216,26 @@ def codec_tensor(case, n):
     return rng.standard_normal((n, n)).astype(dtype)
 
 
-def codec_child(case, n):
+def codec_child(case, n, cap=False):
     """One encode in this process: prints tensor bytes, seconds, peak RSS and tracemalloc bytes
-    over the tensor's, the layout and the output's sha256."""
+    over the tensor's, the layout and the output's sha256 (with ``cap``, pack's max_bytes: "kept",
+    the size or its lower bound and "-" when the tensor would pack to more)."""
     import gc
     import hashlib
     import tracemalloc
 
     from dc_keras import codec
+    from dc_keras.export._pack import max_packed_bytes
 
     w = codec_tensor(case, int(n))
+    kw = {"max_bytes": max(0, max_packed_bytes(w.nbytes))} if cap else {}
+
+    def encode():
+        try:
+            return codec.encode(w, **kw)
+        except codec.MaxBytesError as exc:
+            return exc
+
     gc.collect()
     try:
         with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS: making the tensor peaked higher
@@ -234,28 +244,35 @@ def codec_child(case, n):
         pass
     base = _peak_rss_mb()
     t0 = time.perf_counter()
-    out = codec.encode(w)
+    out = encode()
     secs = time.perf_counter() - t0
     rss = (_peak_rss_mb() - base) * (1 << 20)
     tracemalloc.start()
-    codec.encode(w)
+    encode()
     traced = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    print(w.nbytes, f"{secs:.2f}", int(rss), traced, codec.info(out)["layout"], len(out), hashlib.sha256(out).hexdigest())
+    if isinstance(out, codec.MaxBytesError):
+        print(w.nbytes, f"{secs:.2f}", int(rss), traced, "kept" if out.exact else "kept>=", out.packed_bytes, "-")
+    else:
+        print(w.nbytes, f"{secs:.2f}", int(rss), traced, codec.info(out)["layout"], len(out),
+              hashlib.sha256(out).hexdigest())
 
 
-def codec_main(cases, n, json_path, argv):
+def codec_main(cases, n, json_path, argv, cap=False):
     """The ``--codec`` table (and JSON)."""
     rows = []
-    print(f"{'case':10} {'tensor MB':>9} {'seconds':>8} {'RSS':>7} {'traced':>7}  layout, packed bytes, sha256")
+    print(f"{'case':10} {'tensor MB':>9} {'seconds':>8} {'RSS':>7} {'traced':>7}  layout, packed bytes, sha256"
+          + (" (kept: over pack's max_bytes, kept>=: at least that many bytes)" if cap else ""))
     for case in cases:
-        r = subprocess.run([sys.executable, __file__, "--child", "codec", case, str(n)], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, __file__, "--child", "codec-cap" if cap else "codec", case, str(n)],
+                           capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError(f"encode of {case} failed:\n{r.stderr[-2000:]}")
         nbytes, secs, rss, traced, layout, size, sha = r.stdout.split()[-7:]
         row = {"case": case, "shape": [n, n], "tensor_bytes": int(nbytes), "seconds": float(secs),
                "peak_rss_bytes": int(rss), "traced_peak_bytes": int(traced), "layout": layout,
-               "packed_bytes": int(size), "sha256": sha}
+               "packed_bytes": int(size), "sha256": sha, "pack_cap": cap,
+               "lower_bound": layout == "kept>="}
         rows.append(row)
         print(f"{case:10} {int(nbytes) / 1e6:9.1f} {float(secs):8.2f} {int(rss) / int(nbytes):6.1f}x "
               f"{int(traced) / int(nbytes):6.1f}x  {layout}, {int(size):,}, {sha[:16]}", flush=True)
@@ -325,17 +342,20 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write the figures here (docs/results/scale.json; results_doc.py --scale)")
     ap.add_argument("--codec", default=None, help=f"codec.encode alone: 'all' or some of {','.join(CODEC_CASES)}")
     ap.add_argument("--size", type=int, default=2048, help="--codec tensors are SIZE x SIZE (default 2048)")
+    ap.add_argument("--cap", action="store_true", help="--codec: encode with the max_bytes pack gives (kept tensors stop early)")
     ap.add_argument("--child", nargs=3, metavar=("OP", "SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return codec_child(*args.child[1:]) if args.child[0] == "codec" else child(*args.child)
+        if args.child[0] in ("codec", "codec-cap"):
+            return codec_child(*args.child[1:], cap=args.child[0] == "codec-cap")
+        return child(*args.child)
     if args.codec:
         cases = CODEC_CASES if args.codec == "all" else [c for c in args.codec.split(",") if c]
         unknown = [c for c in cases if c not in CODEC_CASES]
         if unknown or args.size < 1:
             ap.error(f"unknown --codec case(s) {unknown}: choose from {CODEC_CASES}" if unknown
                      else f"--size must be >= 1, got {args.size}")
-        return codec_main(cases, args.size, args.json, argv if argv is not None else sys.argv[1:])
+        return codec_main(cases, args.size, args.json, argv if argv is not None else sys.argv[1:], args.cap)
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
     if unknown:

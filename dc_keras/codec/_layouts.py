@@ -249,17 +249,17 @@ def _pair_chunks(start, offset, per_group):
         yield a, b, pos
 
 
-def _distinct_per_group(bits, code, shape3):
+def _distinct_per_group(bits, code, shape3, stats=False):
     """Distinct (group, value) pairs sorted by group then value: (``start``: group g's pairs are
     start[g]..start[g + 1] - 1, bit pattern of each pair (``bits``' dtype), ``mode``: pair index
     of each group's most frequent value, ``index_of``: index_of(shift) is the uint16 array of
-    (rank of the element's value in its group + shift[its group]), ``stats``: _group_stats), or
-    None when a group has more than MAX_SYMBOLS distinct values. ``shape3``: (outer, c, inner), the group of element j
-    is (j // inner) % c."""
+    (rank of the element's value in its group + shift[its group]), _group_stats's per-group
+    figures if ``stats`` else None), or None when a group has more than MAX_SYMBOLS distinct
+    values. ``shape3``: (outer, c, inner), the group of element j is (j // inner) % c."""
     esz = bits.dtype.itemsize
     outer, c, inner = shape3
     if not (esz <= 2 and c << (8 * esz) <= 1 << 22):
-        return _distinct_per_group_wide(bits, code, shape3)
+        return _distinct_per_group_wide(bits, code, shape3, stats=stats)
     v = 1 << (8 * esz)  # small alphabets: histogram, no sort
     bits_of_rank = np.argsort(_numeric_key(np.arange(v), code), kind="stable")
     rank = np.empty(v, np.int64)
@@ -285,7 +285,8 @@ def _distinct_per_group(bits, code, shape3):
         return out
 
     mode = _group_modes(hist[dist], start)
-    return start, bits_of_rank[dist % v].astype(bits.dtype), mode, index_of, _group_stats(hist[dist], start, mode)
+    return (start, bits_of_rank[dist % v].astype(bits.dtype), mode, index_of,
+            _group_stats(hist[dist], start, mode) if stats else None)
 
 
 def _unique_stable(keys):
@@ -303,7 +304,7 @@ def _unique_stable(keys):
     return ordered[first], inv, np.diff(np.append(first, len(keys)))
 
 
-def _distinct_per_group_wide(bits, code, shape3):
+def _distinct_per_group_wide(bits, code, shape3, stats=False):
     """_distinct_per_group for alphabets too wide for a histogram (int32, float32, or > 64
     groups of a 16-bit type), by blocks of whole groups of about ``_CHUNK`` elements (a bigger
     group: by parts, counted first, ranked second): a block's sort costs int64 temporaries of
@@ -330,7 +331,7 @@ def _distinct_per_group_wide(bits, code, shape3):
         key += (np.arange(key.shape[1], dtype=np.int64) << 34)[None, :, None] + (1 << 33)
         return key
 
-    starts, modes, stats, done = [], [], [], 0
+    starts, modes, group_stats, done = [], [], [], 0
     ubits = np.empty(len(bits), bits.dtype)  # the pairs' values (<= one per element), cut to size at the end
     for block in blocks:
         if len(block) == 1:  # whole groups: one sort gives the distinct pairs and the ranks
@@ -356,7 +357,8 @@ def _distinct_per_group_wide(bits, code, shape3):
             start = np.array([0, len(u)])
         starts.append(start[:-1] + done)
         modes.append(_group_modes(cnt, start))
-        stats.append(_group_stats(cnt, start, modes[-1]))
+        if stats:
+            group_stats.append(_group_stats(cnt, start, modes[-1]))
         modes[-1] += done
         ubits[done:done + len(u)] = _from_numeric_key((u & ((1 << 34) - 1)) - (1 << 33), code)
         done += len(u)
@@ -372,8 +374,8 @@ def _distinct_per_group_wide(bits, code, shape3):
             np.add(rank[a:b], shift[g], out=out[a:b])
         return out
 
-    stats = tuple(np.concatenate(part) for part in zip(*stats))
-    return start, ubits, np.concatenate(modes), index_of, stats
+    group_stats = tuple(np.concatenate(part) for part in zip(*group_stats)) if stats else None
+    return start, ubits, np.concatenate(modes), index_of, group_stats
 
 
 def _group_tables(found, align="mode"):
@@ -563,7 +565,7 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
                     continue
                 if over(c * k0 * esz + _GROUPED_FIXED + _MIN_DESCRIPTOR):
                     continue
-            found = _distinct_per_group(bits, code, (n // (c * inner), c, inner))  # for both alignments
+            found = _distinct_per_group(bits, code, (n // (c * inner), c, inner), budget is not None)  # both alignments
             at = len(plans)  # the "mode" plans go before the "low" ones, made first
             for align in ("low", "mode"):  # unclustered groups: low's tables are smaller, mode's not made
                 t = _group_tables(found, align)
@@ -575,7 +577,8 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
                 if fixed > min((p.size for p in plans), default=float("inf")):
                     continue  # its tables alone are bigger than a plan made: it cannot be picked
                 lays = [lay for lay in ("grouped_dense", "grouped_sparse") if lay in allowed
-                        and not over(_grouped_floor(fixed, found[4], n // c, lay == "grouped_sparse"))]
+                        and not (budget is not None
+                                 and over(_grouped_floor(fixed, found[4], n // c, lay == "grouped_sparse")))]
                 if not lays:
                     continue
                 tables, idx, counts = t[1]()
