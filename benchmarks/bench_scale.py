@@ -2,7 +2,8 @@
 
 Models are synthesised through the TFLite schema module (no converter run): chains of
 FULLY_CONNECTED ops whose kernels are pruned to 10 % and shared among 16 values (numpy), float32
-or int8 (per-tensor scales, int32 biases), one or several subgraphs (one signature each). Every
+or int8 (per-tensor scales, int32 biases), one or several subgraphs (one signature each); int16
+and int32: GATHER ops on constant tables (build_gather), TFLite runs them too. Every
 operation runs in a child process of its own (``python benchmarks/bench_scale.py --child ...``), so
 its peak RSS (``VmHWM``) is its own, reading the input file included. The packed model's
 outputs are compared bit for bit with the plain model's (``dc_keras.runtime.Interpreter``,
@@ -11,6 +12,8 @@ default delegates on both sides).
 Cases (``--cases``, default all but ``huge``):
   big_f32   6 x 2048x2048 float32 (100.7 MB, 19 tensors)
   big_i8    6 x 4096x4096 int8 (100.8 MB, 19 tensors)
+  big_i16   6 GATHER ops on 2896x2896 int16 tables (100.6 MB, 13 tensors): 3 clustered, 3 not (pack keeps them)
+  big_i32   6 GATHER ops on 2048x2048 int32 tables (100.7 MB, 13 tensors): 3 clustered, 3 not (pack keeps them)
   wide      4,000 FULLY_CONNECTED ops of 16x16 float32 (5.4 MB, 12,001 tensors)
   multi     4 subgraphs x 500 ops of 64x64 float32 (33.8 MB, 6,004 tensors)
   huge      9 x 8192x8192 float32, buffers after the flatbuffer (2.42 GB; needs ~5 GB of RAM)
@@ -90,7 +93,7 @@ The rest at 2048 is mostly the blocks' fixed ~20 MB of int64 temporaries; what g
 tensor is each element's uint16 rank in its group, the pairs' values, the tables (as big as the
 tensor for unclustered groups: i16_pcq, i32_wide) and the smallest plan's indices so far.
 
-Usage: python benchmarks/bench_scale.py [--cases big_f32,big_i8,wide,multi,huge] [--dir DIR] [--json PATH]
+Usage: python benchmarks/bench_scale.py [--cases big_f32,big_i8,big_i16,big_i32,wide,multi,huge] [--dir DIR] [--json PATH]
        python benchmarks/bench_scale.py --codec all [--size 4096]
 """
 import argparse
@@ -106,6 +109,8 @@ import numpy as np
 CASES = {  # name: (layers, width, dtype, subgraphs, buffers, distinct kernels: 0 = all)
     "big_f32": (6, 2048, "float32", 1, "auto", 0),
     "big_i8": (6, 4096, "int8", 1, "auto", 0),
+    "big_i16": (6, 2896, "int16", 1, "auto", 0),  # GATHER tables (build_gather)
+    "big_i32": (6, 2048, "int32", 1, "auto", 0),
     "wide": (4000, 16, "float32", 1, "auto", 0),
     "multi": (500, 64, "float32", 4, "auto", 0),
     "huge": (9, 8192, "float32", 1, "external", 3),
@@ -124,7 +129,10 @@ def _weights(rng, n, dtype, keep=0.1, values=16):
 
 def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=0, seed=0):
     """The ``.tflite`` bytes of a FULLY_CONNECTED chain per subgraph (with ``distinct`` > 0 the
-    kernels cycle through that many arrays, so a 2 GB model needs only a few in memory)."""
+    kernels cycle through that many arrays, so a 2 GB model needs only a few in memory); int16
+    and int32: ``build_gather``'s model."""
+    if dtype in GATHER_DTYPES:
+        return build_gather(layers, width, dtype, buffers, seed)
     from dc_keras import _flatbuffer as fb
     from dc_keras._flatbuffer import schema
 
@@ -185,13 +193,73 @@ def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=
     return fb.write_model(m, buffers)
 
 
+GATHER_DTYPES = ("int16", "int32")
+GATHER_ROWS = 8  # the model's input: this many indices, each < 8
+
+
+def build_gather(tables, width, dtype, buffers="auto", seed=0):
+    """The ``.tflite`` bytes of ``tables`` GATHER ops, each looking the model's int32 indices up
+    in a ``width`` x ``width`` constant table of ``dtype`` (int16 / int32: lookup tables, token or
+    hash embeddings), one output each. Even tables are clustered (16 values per row, 30 % kept:
+    they pack), odd ones unclustered (int16: rows quantized per channel, most values distinct;
+    int32: over +-2^20, nearly all distinct: pack keeps them raw)."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras._flatbuffer import schema
+
+    types = {"int16": schema.TensorType.INT16, "int32": schema.TensorType.INT32}
+    m = schema.ModelT()
+    m.version, m.buffers = fb.SCHEMA_VERSION, [schema.BufferT()]
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.GATHER
+    code.version = 1
+    m.operatorCodes = [code]
+    sg = schema.SubGraphT()
+    sg.tensors, sg.operators = [], []
+
+    def tensor(name, shape, typ, data=None):
+        b = schema.BufferT()
+        if data is not None:
+            b.data = data.reshape(-1).view(np.uint8)
+        m.buffers.append(b)
+        t = schema.TensorT()
+        t.name, t.shape, t.type, t.buffer = name, list(shape), typ, len(m.buffers) - 1
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    x = tensor("indices", [GATHER_ROWS], schema.TensorType.INT32)
+    sg.inputs, sg.outputs = [x], []
+    for i in range(tables):
+        kind = ("i16_pc" if dtype == "int16" else "i32_pc") if i % 2 == 0 else (
+            "i16_pcq" if dtype == "int16" else "i32_wide")
+        table = codec_tensor(kind, width, seed + i)
+        k = tensor(f"table{i}", table.shape, types[dtype], table)
+        y = tensor(f"lookup{i}", [GATHER_ROWS, width], types[dtype])
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [k, x], [y]
+        op.builtinOptionsType = schema.BuiltinOptions.GatherOptions
+        op.builtinOptions = schema.GatherOptionsT()
+        sg.operators.append(op)
+        sg.outputs.append(y)
+    m.subgraphs = [sg]
+    sig = schema.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = "lookup", 0
+    sig.inputs = [schema.TensorMapT()]
+    sig.inputs[0].name, sig.inputs[0].tensorIndex = "indices", x
+    sig.outputs = []
+    for j, y in enumerate(sg.outputs):
+        sig.outputs.append(schema.TensorMapT())
+        sig.outputs[-1].name, sig.outputs[-1].tensorIndex = f"y{j}", y
+    m.signatureDefs = [sig]
+    return fb.write_model(m, buffers)
+
+
 CODEC_CASES = ["i16_pc", "i16_pcq", "i32_wide", "i32_pc", "f32_pc", "f16_pc", "f32_cl256", "f16_cl256",
                "f32_raw", "f16_raw", "i16_raw", "i8_raw"]
 
 
-def codec_tensor(case, n):
+def codec_tensor(case, n, seed=0):
     """The ``n`` x ``n`` tensor of a ``--codec`` case."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     kind = case.split("_")[1]
     dtype = {"i8": "int8", "i16": "int16", "i32": "int32", "f32": "float32", "f16": "float16"}[case.split("_")[0]]
     if kind == "pc":  # 16 values per output channel, 30 % kept
@@ -301,6 +369,8 @@ def child(op, src, dst):
             x = np.random.default_rng(0).standard_normal(spec["shape"]).astype(np.float32)
             if spec["dtype"] == np.int8:
                 x = np.clip(x * 40, -128, 127).astype(np.int8)
+            elif spec["dtype"] == np.int32:  # GATHER indices
+                x = np.random.default_rng(0).integers(0, GATHER_ROWS, spec["shape"]).astype(np.int32)
             outs += [v for _, v in sorted(runner(**{name: x}).items())]
         np.save(dst, np.concatenate([o.reshape(-1).view(np.uint8) for o in outs]))
     else:
@@ -337,7 +407,7 @@ def measure(op, src, dst):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cases", default="big_f32,big_i8,wide,multi")
+    ap.add_argument("--cases", default="big_f32,big_i8,big_i16,big_i32,wide,multi")
     ap.add_argument("--dir", default=None, help="where the models go (default: a temporary directory)")
     ap.add_argument("--json", default=None, help="write the figures here (docs/results/scale.json; results_doc.py --scale)")
     ap.add_argument("--codec", default=None, help=f"codec.encode alone: 'all' or some of {','.join(CODEC_CASES)}")
