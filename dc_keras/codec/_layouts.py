@@ -497,19 +497,19 @@ def _grouped_floor(tables_bytes, stats, per_group, sparse):
     return tables_bytes + fixed + _floor_bits(bits, total) / 8
 
 
-def _keep_best(plans, new, at=None):
+def _keep_best(plans, new, at=None, budget=None):
     """Inserts ``new`` into ``plans`` (at the end or before plans[at]: the list keeps the order of
     the layouts tried, which breaks ties) and releases the per-element arrays (2 B or more per
     element each) of every plan but the one ``encode`` would pick now, the first smallest: it is
     the first smallest of the final list too if any is. Up to 8 plans otherwise held theirs
-    together."""
+    together. A plan over ``budget`` releases them too: encode will not write it."""
     if at is None:
         plans += new
     else:
         plans[at:at] = new
     best = min(plans, key=lambda p: p.size, default=None)
     for p in plans:
-        if p is not best:
+        if p is not best or budget is not None and p.size > budget:
             p.release()
 
 
@@ -543,10 +543,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
                                  f"{int(np.ceil(np.log2(plain_k)))}")
             _keep_best(plans, [_Plain(uniq, idx, counts, esz, limit, lay == "sparse", big)
                                for lay in ("dense", "sparse") if lay in allowed
-                               and not (lay == "sparse" and over(_sparse_floor(counts, esz)))])
+                               and not (lay == "sparse" and over(_sparse_floor(counts, esz)))], None, budget)
             if "context_sparse" in allowed and (want or context_model) and 1 < len(uniq) <= MAX_CONTEXT_SYMBOLS \
                     and not over(_sparse_floor(counts, esz, 4)):
-                _keep_best(plans, [_ContextSparse(uniq, idx, counts, esz, limit, code)])
+                _keep_best(plans, [_ContextSparse(uniq, idx, counts, esz, limit, code)], None, budget)
         except ValueError as exc:
             reasons.append(str(exc))
         idx = None  # the plans hold it (or not: _keep_best)
@@ -583,13 +583,13 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
                     continue
                 tables, idx, counts = t[1]()
                 _keep_best(plans, [_Grouped(tables, idx, counts, ax, esz, limit, lay == "grouped_sparse", big)
-                                   for lay in lays], at if align == "mode" else None)
+                                   for lay in lays], at if align == "mode" else None, budget)
                 del tables, idx
             found = t = None  # each element's rank in its group (2 B), each pair's value (t's build has them)
     # §12 stores N * (esz - 1) raw bytes at least: skip it when a codebook layout is smaller
     if "float_planes" in allowed and (want is not None or not plans or min(p.size for p in plans) > n * (esz - 1)) \
             and not over(n * (esz - 1) + _STREAM_SIZES + _MIN_DESCRIPTOR):
-        _keep_best(plans, [_Planes(bits, esz, limit)])
+        _keep_best(plans, [_Planes(bits, esz, limit)], None, budget)
     plans = [p for p in plans if p.size != float("inf")]
     if not allowed:
         reasons.append(f"layout {want!r} needs format version >= {LAYOUT_SINCE[LAYOUT_CODES[want]]} "
