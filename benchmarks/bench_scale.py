@@ -93,8 +93,34 @@ The rest at 2048 is mostly the blocks' fixed ~20 MB of int64 temporaries; what g
 tensor is each element's uint16 rank in its group, the pairs' values, the tables (as big as the
 tensor for unclustered groups: i16_pcq, i32_wide) and the smallest plan's indices so far.
 
+``--cap`` encodes with the ``max_bytes`` pack gives (``dc_keras.export._pack.max_packed_bytes``: the
+most ``keep_reason`` lets pack use): a tensor pack keeps raw raises ``codec.MaxBytesError`` without
+its layouts being made ("kept>=": a lower bound of its size). Before (a05d010, no cap: what pack
+ran per tensor) and after (``--cap``), 2026-12-03, x86_64, 2 cores shared, load 2-3 (other runs),
+old and new alternating, one sample each; RSS as multiples of the tensor's bytes:
+
+  4096 x 4096   before                              after (--cap)
+  i16_pcq       4.57 s  7.6x  -> 56,997,153 B       0.05 s  0.1x  kept, >= 31,326,249 B
+  i32_wide      5.74 s  5.2x  -> 92,276,776 B       0.01 s  0.0x  kept, >= 66,994,217 B
+  i16_raw       5.06 s  7.8x  -> 57,937,182 B       0.08 s  0.1x  kept, >= 32,489,513 B
+  i8_raw        2.32 s  5.7x  -> 16,777,639 B       0.55 s  3.5x  kept, >= 16,699,109 B
+  f32_raw, f16_raw, i16_pc (they pack): same bytes, 0.99 / 0.69 / 2.13 s before, 0.95 / 0.66 / 2.14 s after
+  2048 x 2048: i16_pcq 0.92-1.34 s -> 0.02 s, i32_wide 0.90-1.75 -> 0.01, i16_raw 0.78-1.10 -> 0.02,
+  i8_raw 0.42-0.75 s / 9.9x -> 0.16-0.23 s / 7.2x; the others the same bytes, times within the noise.
+
+i8_raw still counts values per group (256 per group: small tables, so only the per-group entropy
+rules the grouped layouts out). pack / inspect of the GATHER models, same conditions (two samples):
+
+  big_i16  pack     10.5-13.5 s / 326 MB  ->  3.9-4.8 s / 326 MB   -> 57,741,616 B (same bytes)
+           inspect  11.3-14.4 s / 278 MB  ->  5.0-6.3 s / 207 MB
+  big_i32  pack      5.6-7.5 s / 322 MB   ->  3.1-3.6 s / 277 MB   -> 54,507,136 B (same bytes)
+           inspect   6.7-8.2 s / 246 MB   ->  2.6-4.3 s / 195 MB
+  after: unpack 0.42 s / 357 MB (i16), 1.28 s / 353 MB (i32); run plain 0.06 s, packed 0.11 / 0.51 s;
+  packed lookups bit-identical. What remains is the clustered tables' encode and inspect's distinct
+  counts (np.unique of each table).
+
 Usage: python benchmarks/bench_scale.py [--cases big_f32,big_i8,big_i16,big_i32,wide,multi,huge] [--dir DIR] [--json PATH]
-       python benchmarks/bench_scale.py --codec all [--size 4096]
+       python benchmarks/bench_scale.py --codec all [--size 4096] [--cap]
 """
 import argparse
 import os
