@@ -153,6 +153,39 @@ def _weights(rng, n, dtype, keep=0.1, values=16):
     return w
 
 
+def _model(op):
+    """An empty ``ModelT`` (buffer 0 empty) whose one operator code is the builtin ``op``."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras._flatbuffer import schema
+
+    m = schema.ModelT()
+    m.version, m.buffers, m.subgraphs, m.signatureDefs = fb.SCHEMA_VERSION, [schema.BufferT()], [], []
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = op
+    code.version = 1
+    m.operatorCodes = [code]
+    return m
+
+
+def _add_tensor(m, sg, name, shape, typ, data=None, scale=None):
+    """Appends a tensor (and its buffer, holding ``data`` if given; per-tensor ``scale``, zero point
+    0 if given) to subgraph ``sg`` of ``m``; its index."""
+    from dc_keras._flatbuffer import schema
+
+    b = schema.BufferT()
+    if data is not None:
+        b.data = data.reshape(-1).view(np.uint8)
+    m.buffers.append(b)
+    t = schema.TensorT()
+    t.name, t.shape, t.type, t.buffer = name, list(shape), typ, len(m.buffers) - 1
+    if scale is not None:
+        q = schema.QuantizationParametersT()
+        q.scale, q.zeroPoint = [scale], [0]
+        t.quantization = q
+    sg.tensors.append(t)
+    return len(sg.tensors) - 1
+
+
 def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=0, seed=0):
     """The ``.tflite`` bytes of a FULLY_CONNECTED chain per subgraph (with ``distinct`` > 0 the
     kernels cycle through that many arrays, so a 2 GB model needs only a few in memory); int16
@@ -163,12 +196,7 @@ def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=
     from dc_keras._flatbuffer import schema
 
     rng = np.random.default_rng(seed)
-    m = schema.ModelT()
-    m.version, m.buffers, m.subgraphs, m.signatureDefs = fb.SCHEMA_VERSION, [schema.BufferT()], [], []
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
-    code.version = 1
-    m.operatorCodes = [code]
+    m = _model(schema.BuiltinOperator.FULLY_CONNECTED)
     ttype = schema.TensorType.INT8 if dtype == "int8" else schema.TensorType.FLOAT32
     kernels = []
     for s in range(subgraphs):
@@ -176,18 +204,7 @@ def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=
         sg.tensors, sg.operators = [], []
 
         def tensor(name, shape, data=None, typ=ttype, scale=None, sg=sg):
-            b = schema.BufferT()
-            if data is not None:
-                b.data = data.reshape(-1).view(np.uint8)
-            m.buffers.append(b)
-            t = schema.TensorT()
-            t.name, t.shape, t.type, t.buffer = name, list(shape), typ, len(m.buffers) - 1
-            if dtype == "int8":
-                q = schema.QuantizationParametersT()
-                q.scale, q.zeroPoint = [scale], [0]
-                t.quantization = q
-            sg.tensors.append(t)
-            return len(sg.tensors) - 1
+            return _add_tensor(m, sg, name, shape, typ, data, scale if dtype == "int8" else None)
 
         x = tensor(f"s{s}/x", [1, width], scale=0.05)
         sg.inputs = [x]
@@ -233,24 +250,12 @@ def build_gather(tables, width, dtype, buffers="auto", seed=0):
     from dc_keras._flatbuffer import schema
 
     types = {"int16": schema.TensorType.INT16, "int32": schema.TensorType.INT32}
-    m = schema.ModelT()
-    m.version, m.buffers = fb.SCHEMA_VERSION, [schema.BufferT()]
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.GATHER
-    code.version = 1
-    m.operatorCodes = [code]
+    m = _model(schema.BuiltinOperator.GATHER)
     sg = schema.SubGraphT()
     sg.tensors, sg.operators = [], []
 
     def tensor(name, shape, typ, data=None):
-        b = schema.BufferT()
-        if data is not None:
-            b.data = data.reshape(-1).view(np.uint8)
-        m.buffers.append(b)
-        t = schema.TensorT()
-        t.name, t.shape, t.type, t.buffer = name, list(shape), typ, len(m.buffers) - 1
-        sg.tensors.append(t)
-        return len(sg.tensors) - 1
+        return _add_tensor(m, sg, name, shape, typ, data)
 
     x = tensor("indices", [GATHER_ROWS], schema.TensorType.INT32)
     sg.inputs, sg.outputs = [x], []
