@@ -793,17 +793,17 @@ def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
 
 
 #: ``_encode_checked``'s result for a tensor that would pack to more than the ``max_bytes`` given
-KEPT_RAW = "kept raw"
+_KEPT_RAW = "kept raw"
 
 
 def _encode_checked(codec, arr, verify, raw=None, enc=None, max_bytes=None):
-    """Packed bytes of ``arr`` (None if the codec refuses it, ``KEPT_RAW`` if it would take more
+    """Packed bytes of ``arr`` (None if the codec refuses it, ``_KEPT_RAW`` if it would take more
     than ``max_bytes``: ``max_packed_bytes``); with ``verify`` decoded again and compared byte for
     byte with ``raw`` (the tensor's buffer as TFLite stores it)."""
     try:
         data = codec.encode(arr, **(enc or {}), max_bytes=None if max_bytes is None else max(0, max_bytes))
     except codec.MaxBytesError:
-        return KEPT_RAW  # keep_reason would keep it: not worth the layouts or the bits
+        return _KEPT_RAW  # keep_reason would keep it: not worth the layouts or the bits
     except ValueError:
         return None  # refused: too many distinct values, unsupported shape, ...
     if verify:
