@@ -2,7 +2,8 @@
 
 Models are synthesised through the TFLite schema module (no converter run): chains of
 FULLY_CONNECTED ops whose kernels are pruned to 10 % and shared among 16 values (numpy), float32
-or int8 (per-tensor scales, int32 biases), one or several subgraphs (one signature each). Every
+or int8 (per-tensor scales, int32 biases), one or several subgraphs (one signature each); int16
+and int32: GATHER ops on constant tables (build_gather), TFLite runs them too. Every
 operation runs in a child process of its own (``python benchmarks/bench_scale.py --child ...``), so
 its peak RSS (``VmHWM``) is its own, reading the input file included. The packed model's
 outputs are compared bit for bit with the plain model's (``dc_keras.runtime.Interpreter``,
@@ -11,6 +12,8 @@ default delegates on both sides).
 Cases (``--cases``, default all but ``huge``):
   big_f32   6 x 2048x2048 float32 (100.7 MB, 19 tensors)
   big_i8    6 x 4096x4096 int8 (100.8 MB, 19 tensors)
+  big_i16   6 GATHER ops on 2896x2896 int16 tables (100.6 MB, 13 tensors): 3 clustered, 3 not (pack keeps them)
+  big_i32   6 GATHER ops on 2048x2048 int32 tables (100.7 MB, 13 tensors): 3 clustered, 3 not (pack keeps them)
   wide      4,000 FULLY_CONNECTED ops of 16x16 float32 (5.4 MB, 12,001 tensors)
   multi     4 subgraphs x 500 ops of 64x64 float32 (33.8 MB, 6,004 tensors)
   huge      9 x 8192x8192 float32, buffers after the flatbuffer (2.42 GB; needs ~5 GB of RAM)
@@ -56,6 +59,7 @@ output's sha256 (compare it across code versions: the output must not change). C
   i32_pc, f32_pc, f16_pc   int32 / float32 / float16, 16 values per channel, 30 % kept
   f32_cl256, f16_cl256     256 values shared by the whole tensor
   f32_raw, f16_raw         unclustered (float planes)
+  i16_raw, i8_raw          uniform over the type's range (incompressible)
 Figures before (ec2a7a6: one np.unique over the whole tensor's int64 (group, value) keys) and
 after blocking the grouped layouts' wide path (2026-12-03, x86_64, 2 cores shared, load ~5, so
 the times are CPU seconds of one encode, old and new alternating, min of 2 at 2048, 1 at 4096;
@@ -89,8 +93,36 @@ The rest at 2048 is mostly the blocks' fixed ~20 MB of int64 temporaries; what g
 tensor is each element's uint16 rank in its group, the pairs' values, the tables (as big as the
 tensor for unclustered groups: i16_pcq, i32_wide) and the smallest plan's indices so far.
 
-Usage: python benchmarks/bench_scale.py [--cases big_f32,big_i8,wide,multi,huge] [--dir DIR] [--json PATH]
-       python benchmarks/bench_scale.py --codec all [--size 4096]
+``--cap`` encodes with the ``max_bytes`` pack gives (``dc_keras.export._pack.max_packed_bytes``: the
+most ``keep_reason`` lets pack use): a tensor pack keeps raw raises ``codec.MaxBytesError`` without
+its layouts being made ("kept>=": a lower bound of its size). Before (a05d010, no cap: what pack
+ran per tensor) and after (``--cap``), 2026-12-03, x86_64, 2 cores shared, load 2-3 (other runs),
+old and new alternating, one sample each; RSS as multiples of the tensor's bytes:
+
+  4096 x 4096   before                              after (--cap)
+  i16_pcq       4.57 s  7.6x  -> 56,997,153 B       0.05 s  0.1x  kept, >= 31,326,249 B
+  i32_wide      5.74 s  5.2x  -> 92,276,776 B       0.01 s  0.0x  kept, >= 66,994,217 B
+  i16_raw       5.06 s  7.8x  -> 57,937,182 B       0.08 s  0.1x  kept, >= 32,489,513 B
+  i8_raw        2.32 s  5.7x  -> 16,777,639 B       0.55 s  3.5x  kept, >= 16,699,109 B
+  f32_raw, f16_raw, i16_pc (they pack): same bytes, 0.99 / 0.69 / 2.13 s before, 0.95 / 0.66 / 2.14 s after
+  2048 x 2048: i16_pcq 0.92-1.34 s -> 0.02 s, i32_wide 0.90-1.75 -> 0.01, i16_raw 0.78-1.10 -> 0.02,
+  i8_raw 0.42-0.75 s / 9.9x -> 0.16-0.23 s / 7.2x; the others the same bytes, times within the noise.
+
+i8_raw still counts values per group (256 per group: small tables, so only the per-group entropy
+rules the grouped layouts out). pack / inspect of the GATHER models, same conditions (two samples):
+
+  big_i16  pack     10.5-13.5 s / 326 MB  ->  3.9-4.8 s / 326 MB   -> 57,741,616 B (same bytes)
+           inspect  11.3-14.4 s / 278 MB  ->  5.0-6.3 s / 207 MB
+  big_i32  pack      5.6-7.5 s / 322 MB   ->  3.1-3.6 s / 277 MB   -> 54,507,136 B (same bytes)
+           inspect   6.7-8.2 s / 246 MB   ->  2.6-4.3 s / 195 MB
+  after: unpack 0.42 s / 357 MB (i16), 1.28 s / 353 MB (i32); run plain 0.06 s, packed 0.11 / 0.51 s;
+  packed lookups bit-identical. What remains is the clustered tables' encode and inspect's distinct
+  counts (np.unique of each table). build_gather(2, 4096, "int32") (134 MB: one clustered table,
+  one unclustered, 4096 x 4096 each), load 1.7-1.9: pack 7.45-7.75 s / 502 MB -> 3.32-3.43 s /
+  361 MB, the same 72,218,848 B.
+
+Usage: python benchmarks/bench_scale.py [--cases big_f32,big_i8,big_i16,big_i32,wide,multi,huge] [--dir DIR] [--json PATH]
+       python benchmarks/bench_scale.py --codec all [--size 4096] [--cap]
 """
 import argparse
 import os
@@ -105,6 +137,8 @@ import numpy as np
 CASES = {  # name: (layers, width, dtype, subgraphs, buffers, distinct kernels: 0 = all)
     "big_f32": (6, 2048, "float32", 1, "auto", 0),
     "big_i8": (6, 4096, "int8", 1, "auto", 0),
+    "big_i16": (6, 2896, "int16", 1, "auto", 0),  # GATHER tables (build_gather)
+    "big_i32": (6, 2048, "int32", 1, "auto", 0),
     "wide": (4000, 16, "float32", 1, "auto", 0),
     "multi": (500, 64, "float32", 4, "auto", 0),
     "huge": (9, 8192, "float32", 1, "external", 3),
@@ -121,19 +155,50 @@ def _weights(rng, n, dtype, keep=0.1, values=16):
     return w
 
 
+def _model(op):
+    """An empty ``ModelT`` (buffer 0 empty) whose one operator code is the builtin ``op``."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras._flatbuffer import schema
+
+    m = schema.ModelT()
+    m.version, m.buffers, m.subgraphs, m.signatureDefs = fb.SCHEMA_VERSION, [schema.BufferT()], [], []
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = op
+    code.version = 1
+    m.operatorCodes = [code]
+    return m
+
+
+def _add_tensor(m, sg, name, shape, typ, data=None, scale=None):
+    """Appends a tensor (and its buffer, holding ``data`` if given; per-tensor ``scale``, zero point
+    0 if given) to subgraph ``sg`` of ``m``; its index."""
+    from dc_keras._flatbuffer import schema
+
+    b = schema.BufferT()
+    if data is not None:
+        b.data = data.reshape(-1).view(np.uint8)
+    m.buffers.append(b)
+    t = schema.TensorT()
+    t.name, t.shape, t.type, t.buffer = name, list(shape), typ, len(m.buffers) - 1
+    if scale is not None:
+        q = schema.QuantizationParametersT()
+        q.scale, q.zeroPoint = [scale], [0]
+        t.quantization = q
+    sg.tensors.append(t)
+    return len(sg.tensors) - 1
+
+
 def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=0, seed=0):
     """The ``.tflite`` bytes of a FULLY_CONNECTED chain per subgraph (with ``distinct`` > 0 the
-    kernels cycle through that many arrays, so a 2 GB model needs only a few in memory)."""
+    kernels cycle through that many arrays, so a 2 GB model needs only a few in memory); int16
+    and int32: ``build_gather``'s model."""
+    if dtype in GATHER_DTYPES:
+        return build_gather(layers, width, dtype, buffers, seed)
     from dc_keras import _flatbuffer as fb
     from dc_keras._flatbuffer import schema
 
     rng = np.random.default_rng(seed)
-    m = schema.ModelT()
-    m.version, m.buffers, m.subgraphs, m.signatureDefs = fb.SCHEMA_VERSION, [schema.BufferT()], [], []
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
-    code.version = 1
-    m.operatorCodes = [code]
+    m = _model(schema.BuiltinOperator.FULLY_CONNECTED)
     ttype = schema.TensorType.INT8 if dtype == "int8" else schema.TensorType.FLOAT32
     kernels = []
     for s in range(subgraphs):
@@ -141,18 +206,7 @@ def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=
         sg.tensors, sg.operators = [], []
 
         def tensor(name, shape, data=None, typ=ttype, scale=None, sg=sg):
-            b = schema.BufferT()
-            if data is not None:
-                b.data = data.reshape(-1).view(np.uint8)
-            m.buffers.append(b)
-            t = schema.TensorT()
-            t.name, t.shape, t.type, t.buffer = name, list(shape), typ, len(m.buffers) - 1
-            if dtype == "int8":
-                q = schema.QuantizationParametersT()
-                q.scale, q.zeroPoint = [scale], [0]
-                t.quantization = q
-            sg.tensors.append(t)
-            return len(sg.tensors) - 1
+            return _add_tensor(m, sg, name, shape, typ, data, scale if dtype == "int8" else None)
 
         x = tensor(f"s{s}/x", [1, width], scale=0.05)
         sg.inputs = [x]
@@ -184,14 +238,63 @@ def build(layers, width, dtype="float32", subgraphs=1, buffers="auto", distinct=
     return fb.write_model(m, buffers)
 
 
+GATHER_DTYPES = ("int16", "int32")
+GATHER_ROWS = 8  # the model's input: this many indices, each < 8
+
+
+def build_gather(tables, width, dtype, buffers="auto", seed=0):
+    """The ``.tflite`` bytes of ``tables`` GATHER ops, each looking the model's int32 indices up
+    in a ``width`` x ``width`` constant table of ``dtype`` (int16 / int32: lookup tables, token or
+    hash embeddings), one output each. Even tables are clustered (16 values per row, 30 % kept:
+    they pack), odd ones unclustered (int16: rows quantized per channel, most values distinct;
+    int32: over +-2^20, nearly all distinct: pack keeps them raw)."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras._flatbuffer import schema
+
+    types = {"int16": schema.TensorType.INT16, "int32": schema.TensorType.INT32}
+    m = _model(schema.BuiltinOperator.GATHER)
+    sg = schema.SubGraphT()
+    sg.tensors, sg.operators = [], []
+
+    def tensor(name, shape, typ, data=None):
+        return _add_tensor(m, sg, name, shape, typ, data)
+
+    x = tensor("indices", [GATHER_ROWS], schema.TensorType.INT32)
+    sg.inputs, sg.outputs = [x], []
+    for i in range(tables):
+        kind = ("i16_pc" if dtype == "int16" else "i32_pc") if i % 2 == 0 else (
+            "i16_pcq" if dtype == "int16" else "i32_wide")
+        table = codec_tensor(kind, width, seed + i)
+        k = tensor(f"table{i}", table.shape, types[dtype], table)
+        y = tensor(f"lookup{i}", [GATHER_ROWS, width], types[dtype])
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [k, x], [y]
+        op.builtinOptionsType = schema.BuiltinOptions.GatherOptions
+        op.builtinOptions = schema.GatherOptionsT()
+        sg.operators.append(op)
+        sg.outputs.append(y)
+    m.subgraphs = [sg]
+    sig = schema.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = "lookup", 0
+    sig.inputs = [schema.TensorMapT()]
+    sig.inputs[0].name, sig.inputs[0].tensorIndex = "indices", x
+    sig.outputs = []
+    for j, y in enumerate(sg.outputs):
+        sig.outputs.append(schema.TensorMapT())
+        sig.outputs[-1].name, sig.outputs[-1].tensorIndex = f"y{j}", y
+    m.signatureDefs = [sig]
+    return fb.write_model(m, buffers)
+
+
 CODEC_CASES = ["i16_pc", "i16_pcq", "i32_wide", "i32_pc", "f32_pc", "f16_pc", "f32_cl256", "f16_cl256",
-               "f32_raw", "f16_raw"]
+               "f32_raw", "f16_raw", "i16_raw", "i8_raw"]
 
 
-def codec_tensor(case, n):
+def codec_tensor(case, n, seed=0):
     """The ``n`` x ``n`` tensor of a ``--codec`` case."""
-    rng = np.random.default_rng(0)
-    kind, dtype = case.split("_")[1], {"i16": "int16", "i32": "int32", "f32": "float32", "f16": "float16"}[case[:3]]
+    rng = np.random.default_rng(seed)
+    kind = case.split("_")[1]
+    dtype = {"i8": "int8", "i16": "int16", "i32": "int32", "f32": "float32", "f16": "float16"}[case.split("_")[0]]
     if kind == "pc":  # 16 values per output channel, 30 % kept
         if dtype.startswith("int"):
             hi = 32767 if dtype == "int16" else 1 << 24
@@ -208,19 +311,32 @@ def codec_tensor(case, n):
         return rng.integers(-(1 << 20), 1 << 20, (n, n)).astype(np.int32)
     if kind == "cl256":
         return (rng.standard_normal(256) * 0.1).astype(dtype)[rng.integers(0, 256, (n, n))]
+    if dtype.startswith("int"):  # every value of the type equally likely
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max + 1, (n, n)).astype(dtype)
     return rng.standard_normal((n, n)).astype(dtype)
 
 
-def codec_child(case, n):
+def codec_child(case, n, cap=False):
     """One encode in this process: prints tensor bytes, seconds, peak RSS and tracemalloc bytes
-    over the tensor's, the layout and the output's sha256."""
+    over the tensor's, the layout and the output's sha256 (with ``cap``, pack's max_bytes: "kept",
+    the size or its lower bound and "-" when the tensor would pack to more)."""
     import gc
     import hashlib
     import tracemalloc
 
     from dc_keras import codec
+    from dc_keras.export._pack import max_packed_bytes
 
     w = codec_tensor(case, int(n))
+    kw = {"max_bytes": max(0, max_packed_bytes(w.nbytes))} if cap else {}
+
+    def encode():
+        try:
+            return codec.encode(w, **kw)
+        except codec.MaxBytesError as exc:
+            return exc
+
     gc.collect()
     try:
         with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS: making the tensor peaked higher
@@ -229,28 +345,35 @@ def codec_child(case, n):
         pass
     base = _peak_rss_mb()
     t0 = time.perf_counter()
-    out = codec.encode(w)
+    out = encode()
     secs = time.perf_counter() - t0
     rss = (_peak_rss_mb() - base) * (1 << 20)
     tracemalloc.start()
-    codec.encode(w)
+    encode()
     traced = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    print(w.nbytes, f"{secs:.2f}", int(rss), traced, codec.info(out)["layout"], len(out), hashlib.sha256(out).hexdigest())
+    if isinstance(out, codec.MaxBytesError):
+        print(w.nbytes, f"{secs:.2f}", int(rss), traced, "kept" if out.exact else "kept>=", out.packed_bytes, "-")
+    else:
+        print(w.nbytes, f"{secs:.2f}", int(rss), traced, codec.info(out)["layout"], len(out),
+              hashlib.sha256(out).hexdigest())
 
 
-def codec_main(cases, n, json_path, argv):
+def codec_main(cases, n, json_path, argv, cap=False):
     """The ``--codec`` table (and JSON)."""
     rows = []
-    print(f"{'case':10} {'tensor MB':>9} {'seconds':>8} {'RSS':>7} {'traced':>7}  layout, packed bytes, sha256")
+    print(f"{'case':10} {'tensor MB':>9} {'seconds':>8} {'RSS':>7} {'traced':>7}  layout, packed bytes, sha256"
+          + (" (kept: over pack's max_bytes, kept>=: at least that many bytes)" if cap else ""))
     for case in cases:
-        r = subprocess.run([sys.executable, __file__, "--child", "codec", case, str(n)], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, __file__, "--child", "codec-cap" if cap else "codec", case, str(n)],
+                           capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError(f"encode of {case} failed:\n{r.stderr[-2000:]}")
         nbytes, secs, rss, traced, layout, size, sha = r.stdout.split()[-7:]
         row = {"case": case, "shape": [n, n], "tensor_bytes": int(nbytes), "seconds": float(secs),
                "peak_rss_bytes": int(rss), "traced_peak_bytes": int(traced), "layout": layout,
-               "packed_bytes": int(size), "sha256": sha}
+               "packed_bytes": int(size), "sha256": sha, "pack_cap": cap,
+               "lower_bound": layout == "kept>="}
         rows.append(row)
         print(f"{case:10} {int(nbytes) / 1e6:9.1f} {float(secs):8.2f} {int(rss) / int(nbytes):6.1f}x "
               f"{int(traced) / int(nbytes):6.1f}x  {layout}, {int(size):,}, {sha[:16]}", flush=True)
@@ -279,6 +402,8 @@ def child(op, src, dst):
             x = np.random.default_rng(0).standard_normal(spec["shape"]).astype(np.float32)
             if spec["dtype"] == np.int8:
                 x = np.clip(x * 40, -128, 127).astype(np.int8)
+            elif spec["dtype"] == np.int32:  # GATHER indices
+                x = np.random.default_rng(0).integers(0, GATHER_ROWS, spec["shape"]).astype(np.int32)
             outs += [v for _, v in sorted(runner(**{name: x}).items())]
         np.save(dst, np.concatenate([o.reshape(-1).view(np.uint8) for o in outs]))
     else:
@@ -315,22 +440,25 @@ def measure(op, src, dst):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cases", default="big_f32,big_i8,wide,multi")
+    ap.add_argument("--cases", default="big_f32,big_i8,big_i16,big_i32,wide,multi")
     ap.add_argument("--dir", default=None, help="where the models go (default: a temporary directory)")
     ap.add_argument("--json", default=None, help="write the figures here (docs/results/scale.json; results_doc.py --scale)")
     ap.add_argument("--codec", default=None, help=f"codec.encode alone: 'all' or some of {','.join(CODEC_CASES)}")
     ap.add_argument("--size", type=int, default=2048, help="--codec tensors are SIZE x SIZE (default 2048)")
+    ap.add_argument("--cap", action="store_true", help="--codec: encode with the max_bytes pack gives (kept tensors stop early)")
     ap.add_argument("--child", nargs=3, metavar=("OP", "SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return codec_child(*args.child[1:]) if args.child[0] == "codec" else child(*args.child)
+        if args.child[0] in ("codec", "codec-cap"):
+            return codec_child(*args.child[1:], cap=args.child[0] == "codec-cap")
+        return child(*args.child)
     if args.codec:
         cases = CODEC_CASES if args.codec == "all" else [c for c in args.codec.split(",") if c]
         unknown = [c for c in cases if c not in CODEC_CASES]
         if unknown or args.size < 1:
             ap.error(f"unknown --codec case(s) {unknown}: choose from {CODEC_CASES}" if unknown
                      else f"--size must be >= 1, got {args.size}")
-        return codec_main(cases, args.size, args.json, argv if argv is not None else sys.argv[1:])
+        return codec_main(cases, args.size, args.json, argv if argv is not None else sys.argv[1:], args.cap)
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
     if unknown:

@@ -848,7 +848,10 @@ def scale_section(sc):
            "the TFLite schema (chains of FULLY_CONNECTED, kernels 10 % kept among 16 shared values); each operation "
            "runs in a child process of its own, reading the file included: wall time and peak RSS (VmHWM). "
            "`run`: load, allocate and invoke every signature with `dc_keras.runtime.Interpreter`; the packed "
-           "model's outputs are compared bit for bit with the plain model's.", "",
+           "model's outputs are compared bit for bit with the plain model's."
+           + (" int16 / int32 cases: GATHER ops on constant tables instead, half of them clustered (16 values per "
+              "row, 30 % kept), half not (pack keeps those raw)."
+              if any(r["dtype"] in ("int16", "int32") for r in sc["rows"]) else ""), "",
            "| case | file | tensors | subgraphs | operation | seconds | peak RSS | output | bit-identical |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in sc["rows"]:

@@ -148,9 +148,9 @@ def test_encode_is_byte_identical_to_ec2a7a6(chunk, monkeypatch):
     seen = []
     wide = _layouts._distinct_per_group_wide
 
-    def spy(bits, code, shape3):
+    def spy(bits, code, shape3, **kw):
         seen.append(shape3)
-        return wide(bits, code, shape3)
+        return wide(bits, code, shape3, **kw)
 
     monkeypatch.setattr(_layouts, "_distinct_per_group_wide", spy)
     with open(DIGESTS) as f:

@@ -262,3 +262,31 @@ def test_codec_encode_of_wide_alphabets_groups_them_in_bounded_memory(case, limi
     assert codec.info(data)["layout"].startswith("grouped")
     assert np.array_equal(codec.decode(data), w)
     assert peak <= limit * w.nbytes, f"encode allocated {peak / w.nbytes:.1f}x the {case} tensor's size"
+
+
+@pytest.mark.parametrize("dtype", ["int16", "int32"])
+def test_bench_scale_gather_models_run_and_pack_their_clustered_tables_only(dtype):
+    """bench_scale.py's big_i16 / big_i32 models (GATHER on int16 / int32 constant tables, here
+    96 x 96): TFLite runs them, pack packs the clustered tables and keeps the unclustered ones raw
+    (inspect says why), and the packed model's lookups are the plain model's, bit for bit."""
+    from dc_keras.runtime import Interpreter
+
+    bench = load_bench("bench_scale")
+    data = bench.build(4, 96, dtype)
+    packed = export.pack(data)
+    rows = {r.name: r for r in export.inspect(data).rows}
+    assert [rows[f"table{i}"].status for i in range(4)] == ["packable", "kept", "packable", "kept"]
+    assert all(rows[f"table{i}"].reason.startswith("packs to ") for i in (1, 3))
+    packed_rows = {r.name: r.status for r in export.inspect(packed).rows}
+    assert [packed_rows[f"table{i}"] for i in range(4)] == ["packed", "kept", "packed", "kept"]
+    idx = np.array([0, 95, 3, 3, 50, 7, 1, 2], np.int32)
+    outs = []
+    for model in (data, packed):
+        runner = Interpreter(model_content=model).get_signature_runner("lookup")
+        outs.append(runner(indices=idx[: bench.GATHER_ROWS]))
+    assert sorted(outs[0]) == [f"y{i}" for i in range(4)]
+    for key, want in outs[0].items():
+        assert want.dtype == np.dtype(dtype) and np.array_equal(outs[1][key], want), key
+    table = fb.read_model(data)
+    t = next(t for t in table.subgraphs[0].tensors if fb.tensor_name(t) == "table2")
+    assert np.array_equal(outs[0]["y2"], np.frombuffer(fb.buffer_bytes(table, t.buffer), dtype).reshape(96, 96)[idx])

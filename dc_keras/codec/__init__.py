@@ -15,7 +15,7 @@ Example:
   True
 """
 from ._decode import decode, pack_subbyte, unpack_subbyte
-from ._layouts import encode
+from ._layouts import MaxBytesError, encode
 from ._format import MAX_CODE_LENGTH, MAX_SYMBOLS, CorruptDataError, parse_header
 
 
@@ -41,5 +41,5 @@ def info(data):
     return parse_header(data)
 
 
-__all__ = ["encode", "decode", "info", "pack_subbyte", "unpack_subbyte", "CorruptDataError", "MAX_SYMBOLS",
-           "MAX_CODE_LENGTH"]
+__all__ = ["encode", "decode", "info", "pack_subbyte", "unpack_subbyte", "CorruptDataError", "MaxBytesError",
+           "MAX_SYMBOLS", "MAX_CODE_LENGTH"]

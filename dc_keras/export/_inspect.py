@@ -9,10 +9,29 @@ import numpy as np
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, after_model, _codec, _offline_plans, _progress,
-                                   _planned_constants, _signed_zeros, keep_reason,
+                                   _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, shared_buffer_reason,
                                    skip_reason, unreferenced_buffers, unreferenced_note)
+
+
+#: "kept" rows of constants of at least this many bytes may give a lower bound of the packed size
+#: ("packs to at least N B"): inspect encodes them with pack's max_bytes, and the codec does not
+#: make the layouts that cannot fit (an unclustered 4096 x 4096 int32 weight: ~0.1 s, not ~5 s).
+#: Smaller ones are encoded in full (~0.1 s at most): their reason gives the exact size.
+BOUND_KEPT_FROM = 1 << 20
+
+
+def _encode_size(codec, arr, raw_bytes):
+    """(packed data or None, its size or a lower bound of it, True if a bound) of ``arr``, a
+    constant of ``raw_bytes``; ValueError if the codec refuses it. None (a bound, or the size
+    pack would not use) only when ``keep_reason`` keeps the tensor."""
+    try:
+        packed = codec.encode(arr, max_bytes=max(0, max_packed_bytes(raw_bytes)) if raw_bytes >= BOUND_KEPT_FROM
+                              else None)
+        return packed, len(packed), False
+    except codec.MaxBytesError as exc:
+        return None, exc.packed_bytes, not exc.exact
 
 
 def _once(rows):
@@ -326,11 +345,11 @@ def _sparse_row(model, codec, s, t, dense, min_bytes):
         return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "skipped",
                          f"below min_bytes = {min_bytes}")
     try:
-        size = len(codec.encode(dense))
+        _, size, bound = _encode_size(codec, dense, stored)
     except ValueError as exc:
         return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "refused",
                          f"TFLite-sparse, densified: codec: {exc}")
-    why = keep_reason(size, stored)
+    why = keep_reason(size, stored, at_least=bound)
     if why is None:
         return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, size, "packable",
                          "TFLite-sparse: DENSIFY becomes HuffDecode")
@@ -373,12 +392,11 @@ def _plain_row(model, codec, s, t, why, min_bytes):
     density, distinct = _stats(arr)
     nbytes = len(raw)
     try:
-        packed = codec.encode(arr)
+        packed, size, bound = _encode_size(codec, arr, nbytes)
     except ValueError as exc:
         return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "refused",
                          f"codec: {exc}")
-    size = len(packed)
-    why = keep_reason(size, nbytes)
+    why = keep_reason(size, nbytes, at_least=bound)
     if why is None:
         return TensorRow(s, name, dtype, shape, density, distinct, nbytes, size, "packable",
                          codec.info(packed)["layout"])

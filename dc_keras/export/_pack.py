@@ -1,6 +1,7 @@
 """The converter pass: constant tensors -> Huffman-packed buffers + ``HuffDecode`` ops, and back."""
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -206,18 +207,28 @@ def _saves_enough(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     return packed_bytes <= (1.0 - min_saving) * raw_bytes
 
 
-def keep_reason(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING):
-    """Why a constant of ``raw_bytes`` that packs to ``packed_bytes`` is kept raw, or None when
-    ``pack`` packs it: it must save more than the op and tensor a packed tensor adds, and
-    ``min_saving``. Shared by pack and inspect (its "kept" rows)."""
+def keep_reason(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING, at_least=False):
+    """Why a constant of ``raw_bytes`` that packs to ``packed_bytes`` (``at_least``: to that many
+    bytes or more, a lower bound: ``codec.MaxBytesError``) is kept raw, or None when ``pack`` packs
+    it: it must save more than the op and tensor a packed tensor adds, and ``min_saving``. Shared
+    by pack and inspect (its "kept" rows)."""
+    packs = f"packs to {'at least ' if at_least else ''}{packed_bytes} B"
     if packed_bytes >= raw_bytes:  # the op's cost is beside the point then
-        return f"packs to {packed_bytes} B, no smaller than its {raw_bytes} B raw (data the packed format cannot shrink)"
+        return f"{packs}, no smaller than its {raw_bytes} B raw (data the packed format cannot shrink)"
     if packed_bytes + _PER_TENSOR_OVERHEAD >= raw_bytes:
-        return (f"packs to {packed_bytes} B, but a packed tensor adds up to {_PER_TENSOR_OVERHEAD} B of HuffDecode op "
+        return (f"{packs}, but a packed tensor adds up to {_PER_TENSOR_OVERHEAD} B of HuffDecode op "
                 f"and tensor: no saving on {raw_bytes} B")
     if not _saves_enough(packed_bytes, raw_bytes, min_saving):
-        return f"packs to {packed_bytes} B = {packed_bytes / raw_bytes:.0%} of raw (min_saving)"
+        return f"{packs} = {packed_bytes / raw_bytes:.0%} of raw (min_saving)"
     return None
+
+
+def max_packed_bytes(raw_bytes, min_saving=DEFAULT_MIN_SAVING):
+    """The largest packed size ``keep_reason`` lets ``pack`` use for a constant of ``raw_bytes``
+    (negative: none): the ``max_bytes`` pack gives ``codec.encode``, so that the layouts of a tensor
+    that would be kept raw (unclustered int32 / int16, random int8) are not made. Shared by pack and
+    inspect."""
+    return min(math.floor((1.0 - min_saving) * raw_bytes), raw_bytes - _PER_TENSOR_OVERHEAD - 1)
 
 
 def _check_args(min_bytes, min_saving, buffers):
@@ -691,11 +702,12 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
         return
     if key not in packed_cache:
         why = []
-        packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_view(model, t.buffer), enc, why)
+        packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_view(model, t.buffer), enc,
+                                            max_packed_bytes(nbytes, min_saving), why)
         if packed_cache[key] is None:
             _refusal(model, t, f"the codec refuses its data: {why[0]}", min_bytes, refused)
     data = packed_cache[key]
-    if data is not None and keep_reason(len(data), nbytes, min_saving) is None:
+    if isinstance(data, bytes) and keep_reason(len(data), nbytes, min_saving) is None:
         plans[(s, i)] = data
 
 
@@ -787,20 +799,27 @@ def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
             stored = _sparse.stored_bytes(t, model)
             if stored < max(min_bytes, 1):
                 continue
-            data = _encode_checked(codec, dense, verify, enc=enc)
+            data = _encode_checked(codec, dense, verify, enc=enc, max_bytes=max_packed_bytes(stored, min_saving))
             if data is None and refused is not None:
                 refused.add(t, stored, "TFLite-sparse, densified: the codec refuses its data")
-            if data is not None and keep_reason(len(data), stored, min_saving) is None:
+            if isinstance(data, bytes) and keep_reason(len(data), stored, min_saving) is None:
                 out.setdefault(s, []).append((j, i, data))
     return out
 
 
-def _encode_checked(codec, arr, verify, raw=None, enc=None, why=None):
+#: ``_encode_checked``'s result for a tensor that would pack to more than the ``max_bytes`` given
+_KEPT_RAW = "kept raw"
+
+
+def _encode_checked(codec, arr, verify, raw=None, enc=None, max_bytes=None, why=None):
     """Packed bytes of ``arr`` (None if the codec refuses it: its reason appended to the list
-    ``why`` when given); with ``verify`` decoded again and compared byte for byte with ``raw``
+    ``why`` when given; ``_KEPT_RAW`` if it would take more than ``max_bytes``:
+    ``max_packed_bytes``); with ``verify`` decoded again and compared byte for byte with ``raw``
     (the tensor's buffer as TFLite stores it)."""
     try:
-        data = codec.encode(arr, **(enc or {}))
+        data = codec.encode(arr, **(enc or {}), max_bytes=None if max_bytes is None else max(0, max_bytes))
+    except codec.MaxBytesError:
+        return _KEPT_RAW  # keep_reason would keep it: not worth the layouts or the bits
     except ValueError as exc:
         if why is not None:
             why.append(str(exc))

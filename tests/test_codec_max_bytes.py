@@ -1,0 +1,205 @@
+"""codec.encode(max_bytes=...): pack's cap. A tensor pack keeps raw (unclustered int32 / int16,
+random int8) had every layout made and written first (grouped ones 1.3-1.7x its size: ~4.7 s and
+~4.3x its memory for a 4096 x 4096 int32 tensor); with the cap, layouts whose size bounded from
+counts exceeds it are not made and MaxBytesError says so. Output that fits must be the bytes
+max_bytes=None writes, and the error's size a true lower bound (the exact size when ``exact``)."""
+import pickle
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from dc_keras import _flatbuffer as fb
+from dc_keras import codec, export
+from dc_keras.codec import _layouts
+from dc_keras.export import _inspect, _pack
+
+import test_codec_identity as ident
+
+
+def _encode_or_error(w, **opts):
+    try:
+        return codec.encode(w, **opts)
+    except codec.MaxBytesError as exc:
+        return exc
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+
+
+def test_output_under_the_cap_is_byte_identical_and_the_bound_never_exceeds_the_size():
+    """Every tensor and option set of test_codec_identity (~1,400: every dtype and layout): with
+    max_bytes = its packed size the same bytes; with less (1 B less, pack's cap, half) a
+    MaxBytesError whose size is the exact one or below it; with a cap no tensor reaches, the same
+    bytes or ValueError message as without. Some errors must come from layouts not made (a bound,
+    not the size), or the test would not test the bounds."""
+    bounded, checked = 0, 0
+    for name, w, opts in ident.cases():
+        base = _encode_or_error(w, **opts)
+        assert _encode_or_error(w, **opts, max_bytes=1 << 62) == base, name
+        if not isinstance(base, bytes):
+            continue
+        assert codec.encode(w, **opts, max_bytes=len(base)) == base, name
+        for cap in {len(base) - 1, _pack.max_packed_bytes(len(base)), len(base) // 2}:
+            if cap < 0:
+                continue
+            exc = _encode_or_error(w, **opts, max_bytes=cap)
+            assert isinstance(exc, codec.MaxBytesError), (name, cap, exc)
+            assert exc.max_bytes == cap and cap < exc.packed_bytes <= len(base), (name, cap, exc.packed_bytes, len(base))
+            assert exc.packed_bytes == len(base) or not exc.exact, name
+            bounded += not exc.exact
+            checked += 1
+    assert checked > 2000 and bounded > 500, (checked, bounded)
+
+
+def _wide_int32(n, seed=0):
+    return np.random.default_rng(seed).integers(-(1 << 20), 1 << 20, (n, n)).astype(np.int32)
+
+
+def _peak(fn, *args, **kwargs):
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        try:
+            out = fn(*args, **kwargs)
+        except codec.MaxBytesError as exc:
+            out = exc
+        return out, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("case", ["i32_wide", "i16_raw", "i8_raw", "i16_pcq"])
+def test_a_tensor_pack_keeps_raw_is_not_grouped_under_packs_cap(case, monkeypatch):
+    """bench_scale.py --codec's incompressible tensors (1024 x 1024) under pack's cap: no grouped
+    plan is built, nor (where group 0's distinct values already make the tables too big) the
+    per-group counts, so encode allocates ~1.5x the tensor (mostly fixed) instead of 8-14x; the
+    error's bound is at most the size encode writes without the cap."""
+    from _benchmarks import load as load_bench
+
+    w = load_bench("bench_scale").codec_tensor(case, 1024)
+    full = codec.encode(w)
+    cap = _pack.max_packed_bytes(w.nbytes)
+    assert len(full) > cap  # the case under test: pack keeps it raw
+    built, counted = [], []
+    grouped, distinct = _layouts._Grouped, _layouts._distinct_per_group
+    monkeypatch.setattr(_layouts, "_Grouped", lambda *a, **k: built.append(1) or grouped(*a, **k))
+    monkeypatch.setattr(_layouts, "_distinct_per_group", lambda *a: counted.append(1) or distinct(*a))
+    exc, peak = _peak(codec.encode, w, max_bytes=cap)
+    assert isinstance(exc, codec.MaxBytesError) and not exc.exact and cap < exc.packed_bytes <= len(full)
+    assert not built, f"{len(built)} grouped plan(s) made for a tensor that cannot fit"
+    countings = len(counted)  # (the uncapped encode below counts too)
+    _, uncapped_peak = _peak(codec.encode, w)
+    if case == "i8_raw":  # 256 values per group: small tables; the per-group counts bound the codes
+        assert countings == 2  # their histograms remain; not the dense plan's indices (2 B each)
+        assert peak < uncapped_peak - 2 * w.nbytes, (peak / w.nbytes, uncapped_peak / w.nbytes)
+        return
+    assert countings == 0
+    # fixed: a 256 K-element chunk's int64 bincount and a 2^16 histogram (16-bit types); 8-14x without the cap
+    assert peak < 0.5 * w.nbytes + (4 << 20), f"encode allocated {peak / w.nbytes:.2f}x the tensor"
+    assert uncapped_peak > 4 * w.nbytes
+
+
+def test_a_group_with_more_values_than_a_table_holds_is_refused_as_without_the_cap(monkeypatch):
+    """int32, 5000 distinct values in each row and column: no grouping fits 4096 entries. With the
+    cap that is seen from group 0 alone (no per-group counting), and the error is the refusal
+    max_bytes=None raises, not a size: pack reports it as refused ("cluster it"), as before."""
+    w = _wide_int32(5000)[:, :5000]
+    with pytest.raises(ValueError) as without:
+        codec.encode(w)
+    counted = []
+    distinct = _layouts._distinct_per_group
+    monkeypatch.setattr(_layouts, "_distinct_per_group", lambda *a: counted.append(1) or distinct(*a))
+    with pytest.raises(ValueError) as capped:
+        codec.encode(w, max_bytes=_pack.max_packed_bytes(w.nbytes))
+    assert type(capped.value) is ValueError and str(capped.value) == str(without.value)
+    assert "needs more than 4096 entries per group" in str(capped.value) and not counted
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "100", np.float32(3)])
+def test_max_bytes_must_be_a_non_negative_int(bad):
+    with pytest.raises(ValueError, match=r"max_bytes must be None or a non-negative int, got"):
+        codec.encode(np.zeros(4, np.float32), max_bytes=bad)
+
+
+def test_max_bytes_error_is_a_value_error_that_pickles_and_names_the_fix():
+    w = _wide_int32(64)
+    with pytest.raises(codec.MaxBytesError) as info:
+        codec.encode(w, max_bytes=100)
+    exc = info.value
+    assert isinstance(exc, ValueError) and exc.max_bytes == 100 and exc.packed_bytes > 100
+    assert "more than max_bytes = 100" in str(exc) and "keep the tensor as it is" in str(exc)
+    back = pickle.loads(pickle.dumps(exc))
+    assert (type(back), back.max_bytes, back.packed_bytes, back.exact, str(back)) == (
+        type(exc), exc.max_bytes, exc.packed_bytes, exc.exact, str(exc))
+    empty = np.zeros((0, 3), np.float32)  # no plan at all: the whole output is the size
+    with pytest.raises(codec.MaxBytesError) as info:
+        codec.encode(empty, max_bytes=3)
+    assert info.value.exact and info.value.packed_bytes == len(codec.encode(empty))
+
+
+def test_max_packed_bytes_is_the_largest_size_keep_reason_lets_pack_use():
+    rng = np.random.default_rng(0)
+    for raw in [0, 1, 80, 81, 82, 90, 100, 255, 256, 800, 801, 1000, 4096, 10 ** 6 + 3, *rng.integers(1, 10 ** 8, 50)]:
+        for min_saving in (0.0, 0.1, 0.25, 1 / 3, 0.5, 0.9, 0.999):
+            cap = _pack.max_packed_bytes(int(raw), min_saving)
+            assert _pack.keep_reason(cap + 1, int(raw), min_saving) is not None, (raw, min_saving)
+            if cap >= 0:
+                assert _pack.keep_reason(cap, int(raw), min_saving) is None, (raw, min_saving)
+
+
+def _model_with(values):
+    """The test models' dense .tflite with its [10, 48] float kernel replaced by a constant of
+    ``values``' dtype and shape (a buffer no TFLite op could run: pack and inspect read it as data)."""
+    import _export_models as em
+
+    m = fb.read_model(em.tflite("dense", None))
+    [w] = [t for t in m.subgraphs[0].tensors if list(t.shape) == [10, 48]]
+    w.type = {np.dtype(np.int32): fb.schema.TensorType.INT32, np.dtype(np.int16): fb.schema.TensorType.INT16}[values.dtype]
+    w.shape = list(values.shape)
+    m.buffers[w.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+    return fb.write_model(m), fb.tensor_name(w)
+
+
+def test_pack_keeps_an_unclustered_int32_constant_raw_without_grouping_it(monkeypatch):
+    """pack on a model holding a 1024 x 1024 unclustered int32 constant: kept raw (not refused,
+    as before the cap), the rest packed as without it, and codec.encode raised MaxBytesError for
+    it instead of making its grouped layouts (~1.34x its size)."""
+    values = _wide_int32(1024)
+    data, name = _model_with(values)
+    calls = []
+    encode = codec.encode
+
+    def spy(arr, **kw):
+        try:
+            return encode(arr, **kw)
+        except codec.MaxBytesError as exc:
+            calls.append((arr.shape, kw.get("max_bytes"), exc))
+            raise
+
+    monkeypatch.setattr(codec, "encode", spy)
+    out, stats = _pack.pack_with_stats(data)
+    [(shape, cap, exc)] = calls
+    assert shape == (1024, 1024) and cap == _pack.max_packed_bytes(values.nbytes) and not exc.exact
+    assert name not in [n for n, _, _ in stats["refused"]] and stats["packed_tensors"] > 0
+    back = fb.read_model(out)
+    [t] = [t for t in back.subgraphs[0].tensors if fb.tensor_name(t) == name]
+    assert fb.buffer_bytes(back, t.buffer) == values.tobytes()
+
+
+def test_inspect_says_at_least_for_a_big_kept_constant_and_the_exact_size_for_a_small_one(monkeypatch):
+    """inspect's "kept" reason names the packed size; for constants of at least BOUND_KEPT_FROM
+    bytes encoded under pack's cap it can only name a lower bound, and says "at least" (the bound
+    is at most what the codec writes without the cap). A smaller one keeps its exact size."""
+    values = _wide_int32(1024)
+    data, name = _model_with(values)
+    full = len(codec.encode(values))
+    [row] = [r for r in export.inspect(data).rows if r.name == name]
+    assert (row.status, row.packed_bytes) == ("kept", None)
+    size = int(row.reason.split("packs to at least ")[1].split(" B")[0])
+    assert _pack.max_packed_bytes(values.nbytes) < size <= full  # here tables from row 0: 1024 x 1023 x 4 B
+    assert row.reason == f"packs to at least {size} B = 100% of raw (min_saving)"
+    monkeypatch.setattr(_inspect, "BOUND_KEPT_FROM", values.nbytes + 1)
+    [row] = [r for r in export.inspect(data).rows if r.name == name]
+    assert row.reason == f"packs to {full} B, no smaller than its {values.nbytes} B raw " \
+                         "(data the packed format cannot shrink)"
