@@ -115,6 +115,25 @@ def _all_runtime_plan(data):
     return fb.write_model(m)
 
 
+def _decode_memory(data):
+    """(decoded bytes, dc_workspace_size bytes) of each packed weight of ``data``, in the order
+    packed_tensors lists them: what a decode-once HuffDecode takes from the arena."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras._native import load_library
+    from dc_keras.export._pack import packed_tensors
+
+    lib = load_library()
+    m = fb.read_model(data)
+    out = []
+    for s, p, o in packed_tensors(m):
+        raw = bytes(fb.buffer_bytes(m, m.subgraphs[s].tensors[p].buffer))
+        ws = ctypes.c_size_t()
+        assert lib.dc_workspace_size(raw, ctypes.c_size_t(len(raw)), ctypes.byref(ws)) == 0
+        t = m.subgraphs[s].tensors[o]
+        out.append((int(np.prod(t.shape)) * fb.NUMPY_DTYPES[t.type].itemsize, ws.value))
+    return out
+
+
 @pytest.fixture(scope="module")
 def lib_path(tmp_path_factory):
     build = tmp_path_factory.mktemp("tflm_lib")
@@ -194,8 +213,9 @@ def runs(lib_path, models):
 
 def _bad_jobs(d, paths, files, x):
     """A flipped stream byte (both modes), two-byte custom options, no registerer, the same
-    registerer twice, a packed int4 weight and a model packed with buffers="external" (both
-    modes): each must fail, with the kernel's / TFLM's message."""
+    registerer twice, a packed int4 weight, a model packed with buffers="external" (both
+    modes) and an arena too small for the decoded fc1 (both modes): each must fail, with the
+    kernel's / TFLM's message."""
     from dc_keras import _flatbuffer as fb
 
     from dc_keras.export._pack import packed_tensors
@@ -224,7 +244,12 @@ def _bad_jobs(d, paths, files, x):
             {"model": paths["float.packed"], "registerers": [ONCE, ONCE], "input": x, "out": str(d / "b5.npy")},
             {"model": str(d / "bad_int4.tflite"), "registerers": [ONCE], "input": x, "out": str(d / "b6.npy")},
             {"model": paths["flat.packed.external"], "registerers": [ONCE], "input": x, "out": str(d / "b7.npy")},
-            {"model": paths["flat.packed.external"], "registerers": [EACH], "input": x, "out": str(d / "b8.npy")}]
+            {"model": paths["flat.packed.external"], "registerers": [EACH], "input": x, "out": str(d / "b8.npy")},
+            # an arena that holds TFLM's structures and the activations but not fc1's 75,264 decoded bytes
+            {"model": paths["float.packed"], "registerers": [ONCE], "input": x, "out": str(d / "b9.npy"),
+             "arena": 40_000},
+            {"model": paths["float.packed"], "registerers": [EACH], "input": x, "out": str(d / "b10.npy"),
+             "arena": 40_000}]
 
 
 def _int4_packed(data):
@@ -273,12 +298,22 @@ def test_decode_modes_trade_arena_for_invoke_time(runs, models):
     fc1, all_weights = 196 * 96 * 4, (196 * 96 + 96 * 48 + 48 * 10) * 4
     assert once >= plain + all_weights
     assert fc1 <= each < once - (all_weights - fc1) // 2
+    # docs/microcontrollers.md's sizing rule: decode once adds each packed weight's decoded bytes
+    # + dc_workspace_size to the unpacked model's arena, plus under 256 B per HuffDecode (its op
+    # state and tensor structs; 442 B for 3 ops on 2026-12-03); every invoke needs the largest
+    # weight and its workspace planned at once
+    _, _, files = models
+    for kind in ("float", "int8"):
+        mem = _decode_memory(files[f"{kind}.packed"])
+        extra = runs[f"{kind}.once"][0]["arena_total_bytes"] - runs[kind][0]["arena_total_bytes"]
+        assert 0 <= extra - sum(d + w for d, w in mem) < 256 * len(mem), (kind, extra, mem)
+        assert runs[f"{kind}.each"][0]["arena_head_bytes"] >= max(d + w for d, w in mem), (kind, mem)
     # per-layer custom options (all "every invoke") override the decode-once registration
     assert runs["float.options_each"][0]["arena_total_bytes"] == each
     assert runs["float.options_each"][1].tobytes() == runs["float"][1].tobytes()
 
 
-def test_bad_models_fail_with_the_kernels_message(runs):
+def test_bad_models_fail_with_the_kernels_message(runs, models):
     r = runs["bad"]
     assert not any(j["ok"] for j in r), r
     assert "HuffDecode (output tensor" in r[0]["log"] and "decoding failed" in r[0]["log"], r[0]
@@ -295,6 +330,15 @@ def test_bad_models_fail_with_the_kernels_message(runs):
     for j in r[6:8]:
         assert "HuffDecode (output tensor" in j["log"] and "has no data in the flatbuffer" in j["log"], j
         assert "--buffers external" in j["log"] and "--buffers inline" in j["log"], j
+    # arena too small for fc1 (96x196 float32): decode-once names the tensor, its decoded and
+    # workspace bytes and both fixes; every-invoke fails in TFLM's planner (the decoded tensor is
+    # planned memory there), with the bytes it needs; neither crashes the process
+    ws = dict(_decode_memory(models[2]["float.packed"]))[196 * 96 * 4]
+    assert (f"arena too small for the {196 * 96 * 4} decoded bytes (+{ws} workspace); enlarge the arena "
+            "or decode this layer every invoke") in r[8]["log"], r[8]
+    need = re.search(r"Failed to resize buffer. Requested: (\d+), available (\d+)", r[9]["log"])
+    assert need and int(need.group(2)) < 40_000 < int(need.group(1)), r[9]
+    assert int(need.group(1)) == runs["float.each"][0]["arena_head_bytes"], (need.group(1), runs["float.each"][0])
 
 
 def test_registerer_refuses_an_unknown_resolver_layout(lib_path):

@@ -8,7 +8,8 @@
 #     tools/mcu/bench_decode.c with synthetic LeNet-300-100 tensors (gen_bench_vectors.py), for
 #     Cortex-M4 (mps2-an386, FPv4-SP) and Cortex-M7 (mps2-an500, FPv5-D16), bare metal
 #     (tools/mcu/startup.c + mps2.ld, newlib + semihosting); the TFLM kernel
-#     (tflite_kernels/micro/huffdecode_tflm.c) compiled for Cortex-M4 (its ILP32 layout asserts).
+#     (tflite_kernels/micro/huffdecode_tflm.c) compiled for Cortex-M4 (its ILP32 layout asserts);
+#     decoder and kernel compiled for Cortex-M0 (-Os, warning-free; code sizes only).
 #  3. Runs under qemu-system-arm (semihosting: console + exit status): test_codec on M4 and M7
 #     must report 0 failures; bench_decode on M4 with -icount shift=0 (instruction counts; a
 #     calibration loop must count exactly) checks every decode by hash and reports
@@ -54,6 +55,7 @@ echo "   $(arm-none-eabi-gcc --version | head -n1); $(qemu-system-arm --version 
 K=tflite_kernels
 M4="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16"
 M7="-mcpu=cortex-m7 -mthumb -mfloat-abi=hard -mfpu=fpv5-d16"
+M0="-mcpu=cortex-m0 -mthumb -mfloat-abi=soft"
 COMMON="-std=c99 -O2 -g -Wall -Wextra -Werror -ffunction-sections -fdata-sections -I$K/include -I$K/src -Itools/mcu"
 LINK="--specs=rdimon.specs -nostartfiles -T tools/mcu/mps2.ld -Wl,--gc-sections"
 WS=0
@@ -63,7 +65,7 @@ DEC_FLAGS=""
 KEY_FILES=($K/src/dc_codec*.c $K/src/dc_codec*.h $K/include/*.h $K/tests/test_codec.c $K/tests/codec_vectors.h $K/tests/dc_test_pack.h
            $K/micro/*.c $K/micro/*.h tools/mcu/*.c tools/mcu/*.h tools/mcu/mps2.ld
            tools/mcu/gen_bench_vectors.py tools/mcu/test_mcu.sh dc_keras/codec/*.py)
-KEY="$( (cat "${KEY_FILES[@]}"; echo "$COMMON $LINK $M4 $M7 $DEC_FLAGS ${BENCH_TFLITE:-}";
+KEY="$( (cat "${KEY_FILES[@]}"; echo "$COMMON $LINK $M4 $M7 $M0 $DEC_FLAGS ${BENCH_TFLITE:-}";
          arm-none-eabi-gcc --version | head -n1; if [ -n "${BENCH_TFLITE:-}" ]; then cat ${BENCH_TFLITE}; fi) \
        | sha256sum | cut -c1-16)"
 CACHE="${DC_MCU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dc_keras/mcu/build}"
@@ -103,6 +105,14 @@ else
     # shellcheck disable=SC2086
     arm-none-eabi-gcc $F ${COMMON/-O2/-Os} -I$K/micro -c -o "$B.tmp/$cpu/huffdecode_tflm_Os.o" $K/micro/huffdecode_tflm.c
   done
+  # Cortex-M0 (ARMv6-M, which faults on unaligned loads): decoder and kernel compile warning-free
+  # (compile only: qemu's one M0 board, microbit, has 256 KB flash / 16 KB RAM and traps no
+  # unaligned access; test_codec's test_unaligned_input under UBSan covers the loads)
+  mkdir -p "$B.tmp/m0"
+  # shellcheck disable=SC2086
+  arm-none-eabi-gcc $M0 ${COMMON/-O2/-Os} -c -o "$B.tmp/m0/dc_codec_Os.o" $K/src/dc_codec.c
+  # shellcheck disable=SC2086
+  arm-none-eabi-gcc $M0 ${COMMON/-O2/-Os} -I$K/micro -c -o "$B.tmp/m0/huffdecode_tflm_Os.o" $K/micro/huffdecode_tflm.c
   touch "$B.tmp/.done"
   rm -rf "$B" && mv "$B.tmp" "$B"
 fi
@@ -141,6 +151,7 @@ MAXFRAME_WS="$(grep -v ":dc_decode\s" "$B/m4/dc_codec.su" | sort -t$'\t' -k2 -n 
   echo "decoder_api $([ $WS = 1 ] && echo dc_decode_ws || echo dc_decode)"
   echo "code_bytes_O2 decoder $(SIZE "$B/m4/dc_codec.o") kernel $(SIZE "$B/m4/huffdecode_tflm.o")"
   echo "code_bytes_Os decoder $(SIZE "$B/m4/dc_codec_Os.o") kernel $(SIZE "$B/m4/huffdecode_tflm_Os.o")"
+  echo "code_bytes_Os_m0 decoder $(SIZE "$B/m0/dc_codec_Os.o") kernel $(SIZE "$B/m0/huffdecode_tflm_Os.o")"
   echo "largest_frame_m4 $MAXFRAME"
   echo "largest_frame_m4_without_dc_decode $MAXFRAME_WS"
   echo "$blog" | grep "^BENCH"
