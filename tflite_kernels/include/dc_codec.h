@@ -29,8 +29,11 @@
  *  - DC_CODEC_NO_GROUPED: layouts 2 and 3, per-channel codebooks (§11).
  *  - DC_CODEC_NO_FLOAT_PLANES: layout 4 (§12).
  *  - DC_CODEC_NO_CONTEXT: layout 5, the context-modelled sparse layout (§14).
+ *  - DC_CODEC_NO_SPREAD: not a format feature but a speed path: the §5 float32 spread-codebook
+ *    loops, which 32-bit targets take only when dc_codec_portable_fast(2) forces them (then the
+ *    reference loop runs instead).  No tensor is refused.
  *  - DC_CODEC_MINIMAL: all of the above; left: layouts 0 and 1 (§5, §6) of the 1, 2 and 4 byte
- *    element types.
+ *    element types, i.e. what pack(version=1) writes.
  * DC_CRC_SMALL_TABLE (dc_codec_crc.h) also saves flash, at the cost of CRC speed.
  */
 #ifndef DC_CODEC_H_
@@ -51,6 +54,9 @@
 #endif
 #ifndef DC_CODEC_NO_CONTEXT
 #define DC_CODEC_NO_CONTEXT
+#endif
+#ifndef DC_CODEC_NO_SPREAD
+#define DC_CODEC_NO_SPREAD
 #endif
 #endif
 
@@ -205,7 +211,8 @@ DC_API int dc_codec_use_simd(int on);
  * 0 off (the reference loop), 1 (default) on 64-bit targets where no x86-64 BMI2 loop runs and
  * dc_codec_use_simd is not 0, 2 forced on any target, before the BMI2 loops and whatever
  * dc_codec_use_simd says, for tests and benchmarks that compare it with the reference
- * (dc_codec_use_simd(0), or this set to 0).  Process-wide; returns the previous setting. */
+ * (dc_codec_use_simd(0), or this set to 0).  Process-wide; returns the previous setting.
+ * A DC_CODEC_NO_SPREAD build has no such loop: every setting runs the reference loop. */
 DC_API int dc_codec_portable_fast(int mode);
 
 /* Static English description of a status code. */

@@ -2461,6 +2461,9 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
   const int grouped = DC_HAS_GROUPED && (h->layout == DC_LAYOUT_GROUPED_DENSE ||
                                          h->layout == DC_LAYOUT_GROUPED_SPARSE);
   const size_t esz = h->cb_esize;
+#ifdef DC_CODEC_NO_SPREAD
+  spread = NULL; /* the spread-codebook loops are left out of this build (dc_codec.h) */
+#endif
   /* §13: the padding bits of the last byte are zero; stores below never touch them */
   if (h->info.element_bits < 8) out[h->info.output_bytes - 1] = 0;
 #if DC_HAS_CONTEXT

@@ -674,6 +674,9 @@ int main(void) {
     printf("test_codec: %d passed, %d failed (build options:", passed, failed);
     for (o = 0; o < NOPTIONS; ++o)
       if (OPTION_SET[o]) printf(" %s", OPTIONS[o]);
+#ifdef DC_CODEC_NO_SPREAD
+    printf(" DC_CODEC_NO_SPREAD");
+#endif
     printf(")\n");
   }
   return failed ? 1 : 0;
