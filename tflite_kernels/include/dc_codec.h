@@ -152,7 +152,7 @@ typedef enum {
   DC_ERR_OUTPUT_SIZE = 12,   /* caller's output buffer has the wrong size  */
   DC_ERR_ARGUMENT = 13,      /* NULL pointer or other API misuse           */
   DC_ERR_WORKSPACE = 14,     /* workspace smaller than dc_workspace_size() */
-  DC_ERR_UNSUPPORTED = 15    /* valid, but its layout or type is left out of this build (DC_CODEC_NO_*) */
+  DC_ERR_UNSUPPORTED = 15    /* type/layout left out of this build: DC_CODEC_NO_* */
 } dc_status;
 
 /* Header facts needed before decoding (to size the output). */

@@ -136,10 +136,9 @@ const char* dc_strerror(dc_status status) {
     case DC_ERR_ARGUMENT: return "invalid argument (NULL pointer)";
     case DC_ERR_WORKSPACE: return "workspace smaller than dc_workspace_size() asks for";
     case DC_ERR_UNSUPPORTED:
-      return sizeof DC_OMITTED > 1
-                 ? "type or layout left out of this build by" DC_OMITTED
-                   ": rebuild the decoder without it"
-                 : "type or layout left out of this decoder build";
+      return sizeof DC_OMITTED > 1 ? "type or layout left out of this build by" DC_OMITTED
+                                     ": rebuild the decoder without it"
+                                   : "type or layout left out of this decoder build";
   }
   return "unknown status code";
 }
@@ -2448,10 +2447,10 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
                              uint16_t* gtab, uint32_t* pairs, uint8_t* spread, uint8_t* out,
                              cksum* ck) {
   /* grouped 64-bit: none (§16, dc_parse refuses it) */
-  static const dense_fn dense[2][6] = {
-      {DC_IF_SUBBYTE(dense_b2), DC_IF_SUBBYTE(dense_b4), dense_e1, dense_e2, dense_e4,
-       DC_IF_64BIT(dense_e8)},
-      {NULL, NULL, DC_IF_GROUPED(dense_g1), DC_IF_GROUPED(dense_g2), DC_IF_GROUPED(dense_g4), NULL}};
+  static const dense_fn dense[2][6] = {{DC_IF_SUBBYTE(dense_b2), DC_IF_SUBBYTE(dense_b4), dense_e1,
+                                        dense_e2, dense_e4, DC_IF_64BIT(dense_e8)},
+                                       {NULL, NULL, DC_IF_GROUPED(dense_g1),
+                                        DC_IF_GROUPED(dense_g2), DC_IF_GROUPED(dense_g4), NULL}};
   static const sparse_fn sparse[2][6] = {
       {DC_IF_SUBBYTE(sparse_b2), DC_IF_SUBBYTE(sparse_b4), sparse_e1, sparse_e2, sparse_e4,
        DC_IF_64BIT(sparse_e8)},

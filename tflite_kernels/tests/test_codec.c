@@ -104,11 +104,10 @@ static const int OPTION_SET[NOPTIONS] = {
 };
 static int left_out_by(const codec_vector* t) {
   const uint32_t d = t->dtype, l = t->layout;
-  const int need[NOPTIONS] = {
-      d == DC_DTYPE_INT64 || d == DC_DTYPE_UINT64 || d == DC_DTYPE_FLOAT64,
-      d == DC_DTYPE_INT4 || d == DC_DTYPE_INT2 || d == DC_DTYPE_UINT4,
-      l == DC_LAYOUT_GROUPED_DENSE || l == DC_LAYOUT_GROUPED_SPARSE,
-      l == DC_LAYOUT_FLOAT_PLANES, l == DC_LAYOUT_CONTEXT_SPARSE};
+  const int need[NOPTIONS] = {d == DC_DTYPE_INT64 || d == DC_DTYPE_UINT64 || d == DC_DTYPE_FLOAT64,
+                              d == DC_DTYPE_INT4 || d == DC_DTYPE_INT2 || d == DC_DTYPE_UINT4,
+                              l == DC_LAYOUT_GROUPED_DENSE || l == DC_LAYOUT_GROUPED_SPARSE,
+                              l == DC_LAYOUT_FLOAT_PLANES, l == DC_LAYOUT_CONTEXT_SPARSE};
   size_t o;
   for (o = 0; o < NOPTIONS; ++o)
     if (need[o] && OPTION_SET[o]) return (int)o;
