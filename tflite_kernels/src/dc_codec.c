@@ -2354,22 +2354,21 @@ DC_DENSE(dense_e4, 4, 32, 0)
 DC_SPARSE(sparse_e1, 1, 8, 0)
 DC_SPARSE(sparse_e2, 2, 16, 0)
 DC_SPARSE(sparse_e4, 4, 32, 0)
-/* The build options' loops (dc_codec.h), and their dispatch entries: NULL when left out. */
+/* The build options' loops (dc_codec.h); DC_IF(DC_HAS_x, f): the dispatch entry, NULL when left
+ * out. */
+#define DC_IF_1(f) f
+#define DC_IF_0(f) NULL
+#define DC_IF_(has, f) DC_IF_##has(f)
+#define DC_IF(has, f) DC_IF_(has, f)
 #if DC_HAS_SUBBYTE
 DC_DENSE(dense_b2, 1, 2, 0)
 DC_DENSE(dense_b4, 1, 4, 0)
 DC_SPARSE(sparse_b2, 1, 2, 0)
 DC_SPARSE(sparse_b4, 1, 4, 0)
-#define DC_IF_SUBBYTE(f) f
-#else
-#define DC_IF_SUBBYTE(f) NULL
 #endif
 #if DC_HAS_64BIT
 DC_DENSE(dense_e8, 8, 64, 0)
 DC_SPARSE(sparse_e8, 8, 64, 0)
-#define DC_IF_64BIT(f) f
-#else
-#define DC_IF_64BIT(f) NULL
 #endif
 #if DC_HAS_GROUPED
 DC_DENSE(dense_g1, 1, 8, 1)
@@ -2378,9 +2377,6 @@ DC_DENSE(dense_g4, 4, 32, 1)
 DC_SPARSE(sparse_g1, 1, 8, 1)
 DC_SPARSE(sparse_g2, 2, 16, 1)
 DC_SPARSE(sparse_g4, 4, 32, 1)
-#define DC_IF_GROUPED(f) f
-#else
-#define DC_IF_GROUPED(f) NULL
 #endif
 #define DC_CONTEXT(NAME, ESZ)                                                          \
   DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
@@ -2447,15 +2443,16 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
                              uint16_t* gtab, uint32_t* pairs, uint8_t* spread, uint8_t* out,
                              cksum* ck) {
   /* grouped 64-bit: none (§16, dc_parse refuses it) */
-  static const dense_fn dense[2][6] = {{DC_IF_SUBBYTE(dense_b2), DC_IF_SUBBYTE(dense_b4), dense_e1,
-                                        dense_e2, dense_e4, DC_IF_64BIT(dense_e8)},
-                                       {NULL, NULL, DC_IF_GROUPED(dense_g1),
-                                        DC_IF_GROUPED(dense_g2), DC_IF_GROUPED(dense_g4), NULL}};
+  static const dense_fn dense[2][6] = {
+      {DC_IF(DC_HAS_SUBBYTE, dense_b2), DC_IF(DC_HAS_SUBBYTE, dense_b4), dense_e1, dense_e2,
+       dense_e4, DC_IF(DC_HAS_64BIT, dense_e8)},
+      {NULL, NULL, DC_IF(DC_HAS_GROUPED, dense_g1), DC_IF(DC_HAS_GROUPED, dense_g2),
+       DC_IF(DC_HAS_GROUPED, dense_g4), NULL}};
   static const sparse_fn sparse[2][6] = {
-      {DC_IF_SUBBYTE(sparse_b2), DC_IF_SUBBYTE(sparse_b4), sparse_e1, sparse_e2, sparse_e4,
-       DC_IF_64BIT(sparse_e8)},
-      {NULL, NULL, DC_IF_GROUPED(sparse_g1), DC_IF_GROUPED(sparse_g2), DC_IF_GROUPED(sparse_g4),
-       NULL}};
+      {DC_IF(DC_HAS_SUBBYTE, sparse_b2), DC_IF(DC_HAS_SUBBYTE, sparse_b4), sparse_e1, sparse_e2,
+       sparse_e4, DC_IF(DC_HAS_64BIT, sparse_e8)},
+      {NULL, NULL, DC_IF(DC_HAS_GROUPED, sparse_g1), DC_IF(DC_HAS_GROUPED, sparse_g2),
+       DC_IF(DC_HAS_GROUPED, sparse_g4), NULL}};
   const int slot = size_slot(h->info.element_bits);
   const int grouped = DC_HAS_GROUPED && (h->layout == DC_LAYOUT_GROUPED_DENSE ||
                                          h->layout == DC_LAYOUT_GROUPED_SPARSE);
