@@ -249,10 +249,13 @@ test-arm: lib  # the x86_64 side of the comparisons is dc_keras/_native (make na
 	+PY=$(abspath $(VPY)) ARM_MARK="$(ARM_MARK)" tools/arm/test_arm.sh
 
 # The decoder's C tests on emulated Cortex-M4/M7 (qemu-system-arm, bare metal), decode cost and
-# stack on M4; installs its tools when root, otherwise says so. See tools/mcu/test_mcu.sh and
-# docs/microcontrollers.md.
+# stack on M4; installs its tools when root, otherwise says so. Then the decoder's build options
+# (DC_CODEC_NO_*, DC_CODEC_MINIMAL): each compiled -Werror, their code sizes, test_codec with
+# DC_CODEC_MINIMAL on M4 (~1 min, cached until the sources change). See tools/mcu/test_mcu.sh,
+# tools/mcu/trim_sizes.sh and docs/microcontrollers.md.
 test-mcu: $(if $(wildcard $(VPY)),,$(STAMP))
 	+PY=$(abspath $(VPY)) tools/mcu/test_mcu.sh
+	tools/mcu/trim_sizes.sh
 
 # Style: ruff (rules in pyproject.toml) and clang-format in check mode (.clang-format), on every
 # tracked C file; C_FORMAT_PENDING may list files exempted while being reworked (none now).

@@ -715,3 +715,67 @@ def test_version3_big_endian_and_strided_inputs(dtype):
     back = codec.decode(codec.encode(a))
     assert back.dtype == a.dtype.newbyteorder("=") and np.array_equal(back, a)
     assert np.array_equal(a, before) and a.dtype == before.dtype
+
+
+# ----------------------------------------------------------------------------------------------
+# The decoder's build options (dc_codec.h, docs/microcontrollers.md): what pack writes for them
+# ----------------------------------------------------------------------------------------------
+def _minimal_decoder(tmp_path):
+    """dc_codec.c compiled with -DDC_CODEC_MINIMAL (a microcontroller build that left out every
+    optional layout and type) into a shared library here; its dc_peek / dc_decode / dc_strerror."""
+    import os
+    import shutil
+    import subprocess
+
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    assert cc, "a C compiler (cc, or $CC) is needed to build the trimmed decoder"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    so = tmp_path / "libdc_minimal.so"
+    subprocess.run([cc, "-std=c99", "-O1", "-shared", "-fPIC", "-DDC_CODEC_MINIMAL",
+                    "-I" + os.path.join(root, "tflite_kernels", "include"),
+                    os.path.join(root, "tflite_kernels", "src", "dc_codec.c"), "-o", str(so)], check=True,
+                   timeout=300)
+    lib = ctypes.CDLL(str(so))
+    lib.dc_peek.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
+    lib.dc_decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
+    lib.dc_strerror.argtypes = [ctypes.c_int]
+    lib.dc_strerror.restype = ctypes.c_char_p
+    return lib
+
+
+def test_version_1_packs_only_what_a_minimal_decoder_reads(tmp_path):
+    """docs/microcontrollers.md: pack(version=1) (codec.encode(version=1), per tensor) writes only
+    layouts 0/1 of the six original types, which a DC_CODEC_MINIMAL decoder decodes; the default
+    picks grouped, float-planes, sub-byte, 8-byte and (context_model=True) context layouts, which
+    that decoder refuses with DC_ERR_UNSUPPORTED (15) naming the option, never a wrong result."""
+    lib = _minimal_decoder(tmp_path)
+    rng = np.random.default_rng(5)
+    kept = rng.random((48, 40)) < 0.15
+    cases = [  # (name, array, encode options, default layout)
+        ("per-channel int8", (rng.integers(-3, 4, (16, 64)) * rng.integers(1, 40, (16, 1))).astype(np.int8),
+         {}, "grouped_dense"),
+        ("unclustered float32", rng.normal(size=(64, 32)).astype(np.float32), {}, "float_planes"),
+        ("int4", rng.integers(-8, 8, 300).astype(ml_dtypes.int4), {}, "dense"),
+        ("int64 bias", rng.integers(-2**40, 2**40, 64).astype(np.int64), {}, "dense"),
+        ("pruned same-sign runs", np.where(kept, np.repeat(rng.choice([-0.5, 0.25, 0.75], (48, 4)), 10, 1), 0)
+         .astype(np.float32), {"context_model": True, "layout": "context_sparse"}, "context_sparse"),
+        ("pruned float32", np.where(kept, rng.choice([-0.5, 0.25], kept.shape), 0).astype(np.float32), {}, "sparse"),
+    ]
+    info = ctypes.create_string_buffer(256)  # >= sizeof(dc_tensor_info)
+    for name, a, opts, layout in cases:
+        packed = codec.encode(a, **opts)
+        assert codec.info(packed)["layout"] == layout, name
+        st = lib.dc_peek(packed, len(packed), info)
+        refused = layout != "sparse"
+        assert st == (15 if refused else 0), (name, st)
+        if refused:
+            assert b"DC_CODEC_MINIMAL" in lib.dc_strerror(st), name
+        try:
+            v1 = codec.encode(a, version=1)
+        except ValueError as e:  # pack keeps such a tensor raw, with this reason
+            assert a.dtype in (np.dtype(ml_dtypes.int4), np.dtype(np.int64)) and "version 1" in str(e), name
+            continue
+        assert codec.info(v1)["layout"] in ("dense", "sparse"), name
+        out = np.empty_like(a)
+        assert lib.dc_decode(v1, len(v1), out.ctypes.data, out.nbytes) == 0, name
+        assert out.tobytes() == a.tobytes(), name

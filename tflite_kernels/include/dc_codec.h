@@ -18,9 +18,47 @@
  *    stack: DC_MAX_WORKSPACE bytes (~16.5 KB), DC_FAST_WORKSPACE (~24.5 KB) on
  *    x86-64 and other 64-bit targets, where it buys the §6 pair-table path (x86-64)
  *    and the §5 spread-codebook loop.
+ *
+ * Build options (flash, for microcontrollers): each -D below leaves some decode loops out of
+ * dc_codec.c; a packed tensor that needs one is refused by dc_peek, dc_verify,
+ * dc_workspace_size and dc_decode(_ws) with DC_ERR_UNSUPPORTED (its dc_strerror names the
+ * options of the build).  The default (none) decodes everything.  Savings for Cortex-M4:
+ * docs/microcontrollers.md ("Code size").
+ *  - DC_CODEC_NO_64BIT: element types int64, uint64, float64 (§16).
+ *  - DC_CODEC_NO_SUBBYTE: int4, int2, uint4 (§13).
+ *  - DC_CODEC_NO_GROUPED: layouts 2 and 3, per-channel codebooks (§11).
+ *  - DC_CODEC_NO_FLOAT_PLANES: layout 4 (§12).
+ *  - DC_CODEC_NO_CONTEXT: layout 5, the context-modelled sparse layout (§14).
+ *  - DC_CODEC_NO_SPREAD: not a format feature but a speed path: the §5 float32 spread-codebook
+ *    loops, which 32-bit targets take only when dc_codec_portable_fast(2) forces them (then the
+ *    reference loop runs instead).  No tensor is refused.
+ *  - DC_CODEC_MINIMAL: all of the above; left: layouts 0 and 1 (§5, §6) of the 1, 2 and 4 byte
+ *    element types, i.e. what pack(version=1) writes.
+ * DC_CRC_SMALL_TABLE (dc_codec_crc.h) also saves flash, at the cost of CRC speed.
  */
 #ifndef DC_CODEC_H_
 #define DC_CODEC_H_
+
+#ifdef DC_CODEC_MINIMAL
+#ifndef DC_CODEC_NO_64BIT
+#define DC_CODEC_NO_64BIT
+#endif
+#ifndef DC_CODEC_NO_SUBBYTE
+#define DC_CODEC_NO_SUBBYTE
+#endif
+#ifndef DC_CODEC_NO_GROUPED
+#define DC_CODEC_NO_GROUPED
+#endif
+#ifndef DC_CODEC_NO_FLOAT_PLANES
+#define DC_CODEC_NO_FLOAT_PLANES
+#endif
+#ifndef DC_CODEC_NO_CONTEXT
+#define DC_CODEC_NO_CONTEXT
+#endif
+#ifndef DC_CODEC_NO_SPREAD
+#define DC_CODEC_NO_SPREAD
+#endif
+#endif
 
 #include <stddef.h>
 #include <stdint.h>
@@ -113,7 +151,8 @@ typedef enum {
   DC_ERR_CHECKSUM = 11,      /* content fails the checksum                 */
   DC_ERR_OUTPUT_SIZE = 12,   /* caller's output buffer has the wrong size  */
   DC_ERR_ARGUMENT = 13,      /* NULL pointer or other API misuse           */
-  DC_ERR_WORKSPACE = 14      /* workspace smaller than dc_workspace_size() */
+  DC_ERR_WORKSPACE = 14,     /* workspace smaller than dc_workspace_size() */
+  DC_ERR_UNSUPPORTED = 15    /* type/layout left out of this build: DC_CODEC_NO_* */
 } dc_status;
 
 /* Header facts needed before decoding (to size the output). */
@@ -172,7 +211,8 @@ DC_API int dc_codec_use_simd(int on);
  * 0 off (the reference loop), 1 (default) on 64-bit targets where no x86-64 BMI2 loop runs and
  * dc_codec_use_simd is not 0, 2 forced on any target, before the BMI2 loops and whatever
  * dc_codec_use_simd says, for tests and benchmarks that compare it with the reference
- * (dc_codec_use_simd(0), or this set to 0).  Process-wide; returns the previous setting. */
+ * (dc_codec_use_simd(0), or this set to 0).  Process-wide; returns the previous setting.
+ * A DC_CODEC_NO_SPREAD build has no such loop: every setting runs the reference loop. */
 DC_API int dc_codec_portable_fast(int mode);
 
 /* Static English description of a status code. */

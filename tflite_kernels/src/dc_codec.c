@@ -24,6 +24,51 @@
 #include "dc_codec_crc.h"
 #include "dc_codec_internal.h"
 
+/* Build options (dc_codec.h): 1 where the feature is compiled in.  A left-out feature's loops are
+ * not instantiated, its dispatch entries are NULL, and dc_parse refuses it (DC_ERR_UNSUPPORTED)
+ * before anything could reach them. */
+#ifdef DC_CODEC_NO_64BIT
+#define DC_HAS_64BIT 0
+#define DC_OMIT_64BIT " DC_CODEC_NO_64BIT"
+#else
+#define DC_HAS_64BIT 1
+#define DC_OMIT_64BIT ""
+#endif
+#ifdef DC_CODEC_NO_SUBBYTE
+#define DC_HAS_SUBBYTE 0
+#define DC_OMIT_SUBBYTE " DC_CODEC_NO_SUBBYTE"
+#else
+#define DC_HAS_SUBBYTE 1
+#define DC_OMIT_SUBBYTE ""
+#endif
+#ifdef DC_CODEC_NO_GROUPED
+#define DC_HAS_GROUPED 0
+#define DC_OMIT_GROUPED " DC_CODEC_NO_GROUPED"
+#else
+#define DC_HAS_GROUPED 1
+#define DC_OMIT_GROUPED ""
+#endif
+#ifdef DC_CODEC_NO_FLOAT_PLANES
+#define DC_HAS_PLANES 0
+#define DC_OMIT_PLANES " DC_CODEC_NO_FLOAT_PLANES"
+#else
+#define DC_HAS_PLANES 1
+#define DC_OMIT_PLANES ""
+#endif
+#ifdef DC_CODEC_NO_CONTEXT
+#define DC_HAS_CONTEXT 0
+#define DC_OMIT_CONTEXT " DC_CODEC_NO_CONTEXT"
+#else
+#define DC_HAS_CONTEXT 1
+#define DC_OMIT_CONTEXT ""
+#endif
+/* dc_strerror's list of this build's options: kept short, since TFLM logs a line of 255 chars */
+#ifdef DC_CODEC_MINIMAL
+#define DC_OMITTED " DC_CODEC_MINIMAL"
+#else
+#define DC_OMITTED DC_OMIT_64BIT DC_OMIT_SUBBYTE DC_OMIT_GROUPED DC_OMIT_PLANES DC_OMIT_CONTEXT
+#endif
+
 /* §8's CRC by carry-less multiplication on x86-64 (gcc/clang, chosen at run time: crc_clmul);
  * -DDC_NO_SIMD keeps the portable table code only. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(DC_NO_SIMD) && \
@@ -90,6 +135,10 @@ const char* dc_strerror(dc_status status) {
     case DC_ERR_OUTPUT_SIZE: return "output buffer size differs from the tensor's byte size";
     case DC_ERR_ARGUMENT: return "invalid argument (NULL pointer)";
     case DC_ERR_WORKSPACE: return "workspace smaller than dc_workspace_size() asks for";
+    case DC_ERR_UNSUPPORTED:
+      return sizeof DC_OMITTED > 1 ? "type or layout left out of this build by" DC_OMITTED
+                                     ": rebuild the decoder without it"
+                                   : "type or layout left out of this decoder build";
   }
   return "unknown status code";
 }
@@ -429,6 +478,15 @@ static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, s
   return DC_OK;
 }
 
+/* A valid prefix whose type or layout a DC_CODEC_NO_* option left out of this build. */
+static int left_out(const dc_header* h) {
+  const uint32_t bits = h->info.element_bits, lay = h->layout;
+  return (!DC_HAS_64BIT && bits == 64) || (!DC_HAS_SUBBYTE && bits < 8) ||
+         (!DC_HAS_GROUPED && (lay == DC_LAYOUT_GROUPED_DENSE || lay == DC_LAYOUT_GROUPED_SPARSE)) ||
+         (!DC_HAS_PLANES && lay == DC_LAYOUT_FLOAT_PLANES) ||
+         (!DC_HAS_CONTEXT && lay == DC_LAYOUT_CONTEXT_SPARSE);
+}
+
 dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
   size_t pos = 0;
   dc_status st;
@@ -436,6 +494,7 @@ dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
   memset(h, 0, sizeof *h);
   st = parse_prefix(data, size, h, &pos);
   if (st != DC_OK) return st;
+  if (left_out(h)) return DC_ERR_UNSUPPORTED;
   if (h->info.num_elements == 0) { /* §2: K = 0, dense layout, nothing more */
     if (size - pos < 2) return DC_ERR_TRUNCATED;
     if (ld16(data + pos) != 0) return DC_ERR_CODEBOOK;
@@ -456,7 +515,7 @@ dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
     st = parse_sparse(data, size, h, &pos);
     if (st != DC_OK) return st;
   }
-  st = h->layout == DC_LAYOUT_CONTEXT_SPARSE
+  st = DC_HAS_CONTEXT && h->layout == DC_LAYOUT_CONTEXT_SPARSE
            ? parse_contexts(data, size, h, &pos)
            : parse_alphabet(data, size, &pos, h->k, &h->index_code);
   if (st != DC_OK) return st;
@@ -2289,33 +2348,50 @@ static dc_status dense_e4_spread(const uint8_t* data, const dc_header* h, uint16
                              const uint16_t* it, uint8_t* o, cksum* c) {               \
     return sparse_body(d, h, gt, it, o, c, ESZ, BITS, GROUPED);                        \
   }
-DC_DENSE(dense_b2, 1, 2, 0)
-DC_DENSE(dense_b4, 1, 4, 0)
 DC_DENSE(dense_e1, 1, 8, 0)
 DC_DENSE(dense_e2, 2, 16, 0)
 DC_DENSE(dense_e4, 4, 32, 0)
-DC_DENSE(dense_e8, 8, 64, 0)
-DC_DENSE(dense_g1, 1, 8, 1)
-DC_DENSE(dense_g2, 2, 16, 1)
-DC_DENSE(dense_g4, 4, 32, 1)
-DC_SPARSE(sparse_b2, 1, 2, 0)
-DC_SPARSE(sparse_b4, 1, 4, 0)
 DC_SPARSE(sparse_e1, 1, 8, 0)
 DC_SPARSE(sparse_e2, 2, 16, 0)
 DC_SPARSE(sparse_e4, 4, 32, 0)
+/* The build options' loops (dc_codec.h); DC_IF(DC_HAS_x, f): the dispatch entry, NULL when left
+ * out. */
+#define DC_IF_1(f) f
+#define DC_IF_0(f) NULL
+#define DC_IF_(has, f) DC_IF_##has(f)
+#define DC_IF(has, f) DC_IF_(has, f)
+#if DC_HAS_SUBBYTE
+DC_DENSE(dense_b2, 1, 2, 0)
+DC_DENSE(dense_b4, 1, 4, 0)
+DC_SPARSE(sparse_b2, 1, 2, 0)
+DC_SPARSE(sparse_b4, 1, 4, 0)
+#endif
+#if DC_HAS_64BIT
+DC_DENSE(dense_e8, 8, 64, 0)
 DC_SPARSE(sparse_e8, 8, 64, 0)
+#endif
+#if DC_HAS_GROUPED
+DC_DENSE(dense_g1, 1, 8, 1)
+DC_DENSE(dense_g2, 2, 16, 1)
+DC_DENSE(dense_g4, 4, 32, 1)
 DC_SPARSE(sparse_g1, 1, 8, 1)
 DC_SPARSE(sparse_g2, 2, 16, 1)
 DC_SPARSE(sparse_g4, 4, 32, 1)
+#endif
 #define DC_CONTEXT(NAME, ESZ)                                                          \
   DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* gt, \
                              const uint16_t* t, uint8_t* o) {                          \
     return context_body(d, h, gt, t, o, ESZ, 8 * ESZ);                                 \
   }
+#if DC_HAS_CONTEXT
 DC_CONTEXT(context_e1, 1)
 DC_CONTEXT(context_e2, 2)
 DC_CONTEXT(context_e4, 4)
+#if DC_HAS_64BIT
 DC_CONTEXT(context_e8, 8)
+#endif
+#endif
+#if DC_HAS_PLANES
 DC_NOINLINE dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t,
                                 uint8_t* o) {
   return planes_body(d, h, t, o, 2);
@@ -2324,6 +2400,7 @@ DC_NOINLINE dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint
                                 uint8_t* o) {
   return planes_body(d, h, t, o, 4);
 }
+#endif
 
 typedef dc_status (*dense_fn)(const uint8_t*, const dc_header*, const uint16_t*, uint8_t*, cksum*);
 typedef dc_status (*sparse_fn)(const uint8_t*, const dc_header*, const uint16_t*, const uint16_t*,
@@ -2336,6 +2413,7 @@ static int size_slot(uint32_t bits) {
 
 /* §14: the workspace holds the gap table, then one table per context, each of 2^Lmax entries
  * (Lmax: the longest index code), so the context picks its table by a shift, no load. */
+#if DC_HAS_CONTEXT
 static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_t* ws,
                                 uint8_t* out) {
   const size_t size = (size_t)1 << h->index_code.max_len;
@@ -2352,28 +2430,46 @@ static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_
     case 1: return context_e1(data, h, ws, t, out);
     case 2: return context_e2(data, h, ws, t, out);
     case 4: return context_e4(data, h, ws, t, out);
+#if DC_HAS_64BIT
     default: return context_e8(data, h, ws, t, out);
+#else
+    default: return DC_ERR_UNSUPPORTED; /* dc_parse refused it */
+#endif
   }
 }
+#endif
 
 static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* itab,
                              uint16_t* gtab, uint32_t* pairs, uint8_t* spread, uint8_t* out,
                              cksum* ck) {
   /* grouped 64-bit: none (§16, dc_parse refuses it) */
-  static const dense_fn dense[2][6] = {{dense_b2, dense_b4, dense_e1, dense_e2, dense_e4, dense_e8},
-                                       {NULL, NULL, dense_g1, dense_g2, dense_g4, NULL}};
+  static const dense_fn dense[2][6] = {
+      {DC_IF(DC_HAS_SUBBYTE, dense_b2), DC_IF(DC_HAS_SUBBYTE, dense_b4), dense_e1, dense_e2,
+       dense_e4, DC_IF(DC_HAS_64BIT, dense_e8)},
+      {NULL, NULL, DC_IF(DC_HAS_GROUPED, dense_g1), DC_IF(DC_HAS_GROUPED, dense_g2),
+       DC_IF(DC_HAS_GROUPED, dense_g4), NULL}};
   static const sparse_fn sparse[2][6] = {
-      {sparse_b2, sparse_b4, sparse_e1, sparse_e2, sparse_e4, sparse_e8},
-      {NULL, NULL, sparse_g1, sparse_g2, sparse_g4, NULL}};
+      {DC_IF(DC_HAS_SUBBYTE, sparse_b2), DC_IF(DC_HAS_SUBBYTE, sparse_b4), sparse_e1, sparse_e2,
+       sparse_e4, DC_IF(DC_HAS_64BIT, sparse_e8)},
+      {NULL, NULL, DC_IF(DC_HAS_GROUPED, sparse_g1), DC_IF(DC_HAS_GROUPED, sparse_g2),
+       DC_IF(DC_HAS_GROUPED, sparse_g4), NULL}};
   const int slot = size_slot(h->info.element_bits);
-  const int grouped = h->layout == DC_LAYOUT_GROUPED_DENSE || h->layout == DC_LAYOUT_GROUPED_SPARSE;
+  const int grouped = DC_HAS_GROUPED && (h->layout == DC_LAYOUT_GROUPED_DENSE ||
+                                         h->layout == DC_LAYOUT_GROUPED_SPARSE);
   const size_t esz = h->cb_esize;
+#ifdef DC_CODEC_NO_SPREAD
+  spread = NULL; /* the spread-codebook loops are left out of this build (dc_codec.h) */
+#endif
   /* §13: the padding bits of the last byte are zero; stores below never touch them */
   if (h->info.element_bits < 8) out[h->info.output_bytes - 1] = 0;
+#if DC_HAS_CONTEXT
   if (h->layout == DC_LAYOUT_CONTEXT_SPARSE) return decode_context(data, h, itab, out);
+#endif
   build_table(&h->index_code, itab);
+#if DC_HAS_PLANES
   if (h->layout == DC_LAYOUT_FLOAT_PLANES)
     return esz == 4 ? planes_e4(data, h, itab, out) : planes_e2(data, h, itab, out);
+#endif
   if (!h->sparse && h->index_code.max_len == 0) { /* constant (per group): no stream bits */
     if (grouped)
       fill_grouped(out, h, h->index_code.single);

@@ -69,15 +69,95 @@ static int is_v3_dtype(uint32_t dtype) {
          dtype == DC_DTYPE_UINT64 || dtype == DC_DTYPE_UINT32 || dtype == DC_DTYPE_UINT16;
 }
 
+/* Build options (dc_codec.h): which DC_CODEC_NO_* option of this build leaves out vector t's type
+ * or layout (index into OPTIONS), -1 if none does. */
+static const char* const OPTIONS[] = {"DC_CODEC_NO_64BIT", "DC_CODEC_NO_SUBBYTE",
+                                      "DC_CODEC_NO_GROUPED", "DC_CODEC_NO_FLOAT_PLANES",
+                                      "DC_CODEC_NO_CONTEXT"};
+#define NOPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
+static const int OPTION_SET[NOPTIONS] = {
+#ifdef DC_CODEC_NO_64BIT
+    1,
+#else
+    0,
+#endif
+#ifdef DC_CODEC_NO_SUBBYTE
+    1,
+#else
+    0,
+#endif
+#ifdef DC_CODEC_NO_GROUPED
+    1,
+#else
+    0,
+#endif
+#ifdef DC_CODEC_NO_FLOAT_PLANES
+    1,
+#else
+    0,
+#endif
+#ifdef DC_CODEC_NO_CONTEXT
+    1,
+#else
+    0,
+#endif
+};
+static int left_out_by(const codec_vector* t) {
+  const uint32_t d = t->dtype, l = t->layout;
+  const int need[NOPTIONS] = {d == DC_DTYPE_INT64 || d == DC_DTYPE_UINT64 || d == DC_DTYPE_FLOAT64,
+                              d == DC_DTYPE_INT4 || d == DC_DTYPE_INT2 || d == DC_DTYPE_UINT4,
+                              l == DC_LAYOUT_GROUPED_DENSE || l == DC_LAYOUT_GROUPED_SPARSE,
+                              l == DC_LAYOUT_FLOAT_PLANES, l == DC_LAYOUT_CONTEXT_SPARSE};
+  size_t o;
+  for (o = 0; o < NOPTIONS; ++o)
+    if (need[o] && OPTION_SET[o]) return (int)o;
+  return -1;
+}
+
+/* A vector this build left out: every entry point refuses it with DC_ERR_UNSUPPORTED, whose
+ * message names the option. */
+static void check_left_out(const codec_vector* t, int option) {
+  dc_tensor_info info;
+  size_t ws = 0;
+  uint8_t* out = (uint8_t*)malloc(t->raw_size + 1);
+  uint8_t* wbuf = (uint8_t*)malloc(DC_MAX_WORKSPACE);
+  dc_status st = dc_peek(t->packed, t->packed_size, &info);
+  CHECK(st == DC_ERR_UNSUPPORTED, "%s (%s): peek %s", t->name, OPTIONS[option], dc_strerror(st));
+  CHECK(dc_verify(t->packed, t->packed_size) == DC_ERR_UNSUPPORTED, "%s: verify", t->name);
+  CHECK(dc_workspace_size(t->packed, t->packed_size, &ws) == DC_ERR_UNSUPPORTED && ws == 0,
+        "%s: workspace size", t->name);
+  st = dc_decode(t->packed, t->packed_size, out, t->raw_size);
+  CHECK(st == DC_ERR_UNSUPPORTED, "%s: decode %s", t->name, dc_strerror(st));
+  st = dc_decode_ws(t->packed, t->packed_size, out, t->raw_size, wbuf, DC_MAX_WORKSPACE);
+  CHECK(st == DC_ERR_UNSUPPORTED, "%s: decode_ws %s", t->name, dc_strerror(st));
+#ifdef DC_CODEC_MINIMAL
+  CHECK(strstr(dc_strerror(st), "DC_CODEC_MINIMAL") != NULL, "%s: message '%s' names the option",
+        t->name, dc_strerror(st));
+#else
+  CHECK(strstr(dc_strerror(st), OPTIONS[option]) != NULL, "%s: message '%s' names %s", t->name,
+        dc_strerror(st), OPTIONS[option]);
+#endif
+  free(wbuf);
+  free(out);
+}
+
 static void test_vectors(void) {
-  size_t v;
+  size_t v, o;
+  int refused[NOPTIONS] = {0};
   for (v = 0; v < NVEC; ++v) {
     const codec_vector* t = vec(v);
     dc_tensor_info info;
     uint8_t* out;
     size_t out_size;
     uint32_t r;
-    dc_status st = dc_peek(t->packed, t->packed_size, &info);
+    dc_status st;
+    const int option = left_out_by(t);
+    if (option >= 0) {
+      check_left_out(t, option);
+      refused[option]++;
+      continue;
+    }
+    st = dc_peek(t->packed, t->packed_size, &info);
     CHECK(st == DC_OK, "%s: peek %s", t->name, dc_strerror(st));
     CHECK(info.dtype == t->dtype && info.rank == t->rank && info.output_bytes == t->raw_size,
           "%s: info", t->name);
@@ -123,6 +203,9 @@ static void test_vectors(void) {
       free(o2);
     }
   }
+  /* each option of this build refused some vector (the vectors have every type and layout) */
+  for (o = 0; o < NOPTIONS; ++o)
+    if (OPTION_SET[o]) CHECK(refused[o] > 0, "%s left out nothing of the vectors", OPTIONS[o]);
 }
 
 /* Packed bytes at every address modulo 4 (FORMAT.md §1: any byte offset), as in a flatbuffer
@@ -392,6 +475,9 @@ static void test_hostile_headers(void) {
   CHECK(dc_peek((const uint8_t*)"XXXXXXXXXXXXXXXX", 16, &info) == DC_ERR_MAGIC, "bad magic");
   CHECK(strlen(dc_strerror(DC_ERR_CHECKSUM)) > 5 && strlen(dc_strerror((dc_status)99)) > 5,
         "strerror");
+  CHECK(strcmp(dc_strerror(DC_ERR_UNSUPPORTED), dc_strerror((dc_status)99)) != 0 &&
+            strstr(dc_strerror(DC_ERR_UNSUPPORTED), "left out") != NULL,
+        "strerror of DC_ERR_UNSUPPORTED: %s", dc_strerror(DC_ERR_UNSUPPORTED));
 }
 
 /* Bit-at-a-time CRC-32 (reflected 0xEDB88320), the reference for dc_crc32's fast paths. */
@@ -625,6 +711,15 @@ int main(void) {
   test_hostile_headers();
   test_truncations_and_flips();
   test_random_garbage();
-  printf("test_codec: %d passed, %d failed\n", passed, failed);
+  {
+    size_t o;
+    printf("test_codec: %d passed, %d failed (build options:", passed, failed);
+    for (o = 0; o < NOPTIONS; ++o)
+      if (OPTION_SET[o]) printf(" %s", OPTIONS[o]);
+#ifdef DC_CODEC_NO_SPREAD
+    printf(" DC_CODEC_NO_SPREAD");
+#endif
+    printf(")\n");
+  }
   return failed ? 1 : 0;
 }
