@@ -179,7 +179,7 @@ def corrupt(packed, buffers, case):
 def _reason(exc):
     """The decoder's / op's reason without tensor names and numbers, for counting."""
     msg = str(exc)
-    m = re.search(r"HuffDecode\([^)]*\): (?:decoding failed: |invalid packed tensor: )?(.*?)"
+    m = re.search(r"HuffDecode\([^)]*\): (?:decoding failed: |invalid packed tensor: |packed tensor not readable here: )?(.*?)"
                   r"(?:Node number \d+|\n|$)", msg)
     if m:
         return re.sub(r"\d+", "N", m.group(1)).strip().rstrip(".")

@@ -218,6 +218,12 @@ DC_API int dc_codec_portable_fast(int mode);
 /* Static English description of a status code. */
 DC_API const char* dc_strerror(dc_status status);
 
+/* What a front end calls a tensor dc_peek refused, before dc_strerror's text: a newer format
+ * version or a feature this build leaves out is not a corrupt tensor. */
+#define DC_PEEK_FAILURE(st)                                                                   \
+  (((st) == DC_ERR_VERSION || (st) == DC_ERR_UNSUPPORTED) ? "packed tensor not readable here" \
+                                                          : "invalid packed tensor")
+
 #ifdef __cplusplus
 }
 #endif

@@ -136,7 +136,7 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
   d->packed_bytes = (size_t)in->dims->data[0];
   st = dc_peek((const uint8_t*)in->data.raw_const, d->packed_bytes, info);
   if (st != DC_OK) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): invalid packed tensor: %s", d->out_idx,
+    ctx->ReportError(ctx, "HuffDecode (output tensor %d): %s: %s", d->out_idx, DC_PEEK_FAILURE(st),
                      dc_strerror(st));
     return 0;
   }

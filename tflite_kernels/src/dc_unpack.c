@@ -288,7 +288,7 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
   dc_tensor_info info;
   dc_status st = dc_peek(raw, len, &info);
   if (st != DC_OK) {
-    say(f, "HuffDecode(%s): invalid packed tensor: %s", t.name, dc_strerror(st));
+    say(f, "HuffDecode(%s): %s: %s", t.name, DC_PEEK_FAILURE(st), dc_strerror(st));
     return DC_UNPACK_BAD_PACKED;
   }
   int same = (int)info.dtype == t.type && info.rank == t.shape.count;

@@ -165,7 +165,7 @@ static int check_packed(const TfLiteTensor* in, const TfLiteTensor* out, dc_tens
   }
   dc_status st = dc_peek((const uint8_t*)in->data.raw_const, in->bytes, info);
   if (st != DC_OK) {
-    set_msg(msg, msg_size, "HuffDecode(%s): invalid packed tensor: %s", oname, dc_strerror(st));
+    set_msg(msg, msg_size, "HuffDecode(%s): %s: %s", oname, DC_PEEK_FAILURE(st), dc_strerror(st));
     return 0;
   }
   int want = dc_to_tflite_type(info->dtype);

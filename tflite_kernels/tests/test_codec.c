@@ -219,8 +219,10 @@ static void test_unaligned_input(void) {
   int m;
   for (v = 0; v < NVEC; ++v) {
     const codec_vector* t = vec(v);
-    uint8_t* buf = (uint8_t*)malloc(t->packed_size + 4);
-    uint8_t* out = (uint8_t*)malloc(t->raw_size + 4);
+    uint8_t *buf, *out;
+    if (left_out_by(t) >= 0) continue; /* refused by this build: test_vectors checks that */
+    buf = (uint8_t*)malloc(t->packed_size + 4);
+    out = (uint8_t*)malloc(t->raw_size + 4);
     for (off = 1; off < 4; ++off) {
       uint8_t* in = buf + off;
       size_t ws_size = 0;
