@@ -1131,7 +1131,7 @@ def _packed_with_unused_values(w, unused, layout, version, coded=False):
     from dc_keras.codec import _layouts as lay
 
     assert not coded or layout == "dense", layout  # §6's index code counts the entries themselves
-    a, code, bits = lay._to_array(w, version)
+    a, code, bits, version = lay._to_array(w, version)
     uniq, idx, counts = lay._plain_codebook(bits, 4)
     pool = 0x40000000 + 104729 * np.arange(1, 4 * unused + 1, dtype=np.uint32)
     extra = np.setdiff1d(pool, uniq)[:unused].astype(uniq.dtype)
