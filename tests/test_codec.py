@@ -798,3 +798,16 @@ def test_layouts_restricts_the_choice_to_what_a_trimmed_decoder_reads(minimal_de
 def test_layouts_bad_arguments(kw, message):
     with pytest.raises(ValueError, match=message):
         codec.encode(np.arange(50, dtype=np.int8), **kw)
+
+
+@pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.uint16, np.uint32, np.bool_])
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_minimal_decoder_reads_the_1_2_4_byte_types_of_versions_2_and_3(dtype, layout, minimal_decoder):
+    """DC_CODEC_MINIMAL leaves out only the sub-byte and 8-byte types (dc_codec.h), so
+    pack(decoder="minimal") packs these (format version 2 or 3) and that build decodes them."""
+    a = (np.arange(300) % 3).astype(dtype)
+    a[::7] = 0
+    packed = codec.encode(a, layout=layout)
+    out = np.zeros_like(a)
+    assert minimal_decoder.dc_decode(packed, len(packed), out.ctypes.data, out.nbytes) == 0
+    assert out.tobytes() == a.tobytes()
