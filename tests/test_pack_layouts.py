@@ -117,6 +117,7 @@ def test_decoder_minimal_keeps_the_types_it_does_not_read_raw(tensor_type, value
 
 @pytest.mark.parametrize("kw, message", [
     ({"decoder": "tiny"}, r"decoder must be None .* or one of \['minimal'\]"),
+    ({"decoder": ["minimal"]}, "decoder must be None"),
     ({"decoder": "minimal", "layouts": ("dense", "float_planes")}, r"reads only layouts \['dense', 'sparse'\]"),
     ({"layouts": ("dense", "planes")}, r"unknown layout name\(s\) 'planes'"),
     ({"layouts": ("dense",), "version": 4}, "version must be None"),

@@ -815,7 +815,7 @@ def _decoder_layouts(decoder, layouts, context_model):
     """pack's ``layouts`` for ``codec.encode`` (None or a sorted tuple), checked against ``decoder``."""
     from dc_keras.codec._layouts import _layout_choice
 
-    if decoder is not None and decoder not in _DECODERS:
+    if decoder is not None and (not isinstance(decoder, str) or decoder not in _DECODERS):
         raise ValueError(f"decoder must be None (a decoder with every feature) or one of {sorted(_DECODERS)} "
                          f"(docs/microcontrollers.md), got {decoder!r}")
     choose = _layout_choice(layouts, None, context_model)  # the codec's errors, before any tensor
