@@ -25,3 +25,27 @@ def tools():
     r = subprocess.run(["make", "-s", "-C", kernels, "tools"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return {name: os.path.join(kernels, "build", name) for name in ("dc_decode", "dc_unpack")}
+
+
+@pytest.fixture(scope="session")
+def minimal_decoder(tmp_path_factory):
+    """dc_codec.c compiled with -DDC_CODEC_MINIMAL (a microcontroller build that left out every
+    optional layout and type) into a shared library: its dc_peek / dc_decode / dc_strerror
+    (tests/test_codec.py, test_pack_layouts.py)."""
+    import ctypes
+    import shutil
+
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    assert cc, "a C compiler (cc, or $CC) is needed to build the trimmed decoder"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    so = tmp_path_factory.mktemp("minimal") / "libdc_minimal.so"
+    subprocess.run([cc, "-std=c99", "-O1", "-shared", "-fPIC", "-DDC_CODEC_MINIMAL",
+                    "-I" + os.path.join(root, "tflite_kernels", "include"),
+                    os.path.join(root, "tflite_kernels", "src", "dc_codec.c"), "-o", str(so)], check=True,
+                   timeout=300)
+    lib = ctypes.CDLL(str(so))
+    lib.dc_peek.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
+    lib.dc_decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
+    lib.dc_strerror.argtypes = [ctypes.c_int]
+    lib.dc_strerror.restype = ctypes.c_char_p
+    return lib

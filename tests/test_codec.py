@@ -720,35 +720,12 @@ def test_version3_big_endian_and_strided_inputs(dtype):
 # ----------------------------------------------------------------------------------------------
 # The decoder's build options (dc_codec.h, docs/microcontrollers.md): what pack writes for them
 # ----------------------------------------------------------------------------------------------
-def _minimal_decoder(tmp_path):
-    """dc_codec.c compiled with -DDC_CODEC_MINIMAL (a microcontroller build that left out every
-    optional layout and type) into a shared library here; its dc_peek / dc_decode / dc_strerror."""
-    import os
-    import shutil
-    import subprocess
-
-    cc = shutil.which(os.environ.get("CC", "cc"))
-    assert cc, "a C compiler (cc, or $CC) is needed to build the trimmed decoder"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    so = tmp_path / "libdc_minimal.so"
-    subprocess.run([cc, "-std=c99", "-O1", "-shared", "-fPIC", "-DDC_CODEC_MINIMAL",
-                    "-I" + os.path.join(root, "tflite_kernels", "include"),
-                    os.path.join(root, "tflite_kernels", "src", "dc_codec.c"), "-o", str(so)], check=True,
-                   timeout=300)
-    lib = ctypes.CDLL(str(so))
-    lib.dc_peek.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
-    lib.dc_decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
-    lib.dc_strerror.argtypes = [ctypes.c_int]
-    lib.dc_strerror.restype = ctypes.c_char_p
-    return lib
-
-
-def test_version_1_packs_only_what_a_minimal_decoder_reads(tmp_path):
+def test_version_1_packs_only_what_a_minimal_decoder_reads(minimal_decoder):
     """docs/microcontrollers.md: pack(version=1) (codec.encode(version=1), per tensor) writes only
     layouts 0/1 of the six original types, which a DC_CODEC_MINIMAL decoder decodes; the default
     picks grouped, float-planes, sub-byte, 8-byte and (context_model=True) context layouts, which
     that decoder refuses with DC_ERR_UNSUPPORTED (15) naming the option, never a wrong result."""
-    lib = _minimal_decoder(tmp_path)
+    lib = minimal_decoder
     rng = np.random.default_rng(5)
     kept = rng.random((48, 40)) < 0.15
     cases = [  # (name, array, encode options, default layout)
@@ -779,3 +756,58 @@ def test_version_1_packs_only_what_a_minimal_decoder_reads(tmp_path):
         out = np.empty_like(a)
         assert lib.dc_decode(v1, len(v1), out.ctypes.data, out.nbytes) == 0, name
         assert out.tobytes() == a.tobytes(), name
+
+
+def test_layouts_restricts_the_choice_to_what_a_trimmed_decoder_reads(minimal_decoder):
+    """encode(layouts=...) picks the smallest of the named layouts: with ("dense", "sparse") a
+    tensor the default packs grouped or as float planes decodes bit-exact with a DC_CODEC_MINIMAL
+    decoder; naming every layout is the default; a tensor none of them holds is refused."""
+    rng = np.random.default_rng(7)
+    cases = [  # (array, default layout)
+        ((rng.integers(-3, 4, (16, 64)) * rng.integers(1, 40, (16, 1))).astype(np.int8), "grouped_dense"),
+        (np.where(rng.random((64, 96)) < 0.2, rng.integers(-3, 4, (64, 96)) * rng.integers(1, 200, (64, 1)), 0)
+         .astype(np.int16), "grouped_sparse"),
+        (rng.normal(size=(64, 32)).astype(np.float32), "float_planes"),
+    ]
+    for a, default in cases:
+        assert codec.info(codec.encode(a))["layout"] == default
+        assert codec.encode(a, layouts=list(codec._format.LAYOUT_CODES), context_model=True) == \
+            codec.encode(a, context_model=True)
+        packed = codec.encode(a, layouts=("dense", "sparse"))
+        assert packed == min((codec.encode(a, layout=lay) for lay in ("dense", "sparse")), key=len)
+        out = np.empty_like(a)
+        assert minimal_decoder.dc_decode(packed, len(packed), out.ctypes.data, out.nbytes) == 0
+        assert out.tobytes() == a.tobytes() and codec.decode(packed).tobytes() == a.tobytes()
+        assert codec.info(codec.encode(a, layouts={"dense", default}))["layout"] == default
+    noise = rng.normal(size=(80, 80)).astype(np.float32)  # 6400 distinct values
+    with pytest.raises(ValueError, match="more than 4096 distinct values"):
+        codec.encode(noise, layouts=("dense", "sparse"))
+    assert codec.info(codec.encode(noise, layouts=("sparse", "float_planes")))["layout"] == "float_planes"
+    with pytest.raises(ValueError, match=r"none of layouts \['float_planes'\] holds a format version 2 int8"):
+        codec.encode(cases[0][0], layouts=["float_planes"])
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"layouts": ("dense",), "layout": "sparse"}, "not both"),
+    ({"layouts": ("dense", "grouped")}, r"unknown layout name\(s\) 'grouped' in layouts: valid names are \["),
+    ({"layouts": "dense"}, "not the string 'dense'"),
+    ({"layouts": ()}, "leaves no layout to pick: name at least one"),
+    ({"layouts": ("context_sparse",)}, "tried only with context_model=True"),
+    ({"layouts": 3}, "iterable of layout names"),
+])
+def test_layouts_bad_arguments(kw, message):
+    with pytest.raises(ValueError, match=message):
+        codec.encode(np.arange(50, dtype=np.int8), **kw)
+
+
+@pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.uint16, np.uint32, np.bool_])
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_minimal_decoder_reads_the_1_2_4_byte_types_of_versions_2_and_3(dtype, layout, minimal_decoder):
+    """DC_CODEC_MINIMAL leaves out only the sub-byte and 8-byte types (dc_codec.h), so
+    pack(decoder="minimal") packs these (format version 2 or 3) and that build decodes them."""
+    a = (np.arange(300) % 3).astype(dtype)
+    a[::7] = 0
+    packed = codec.encode(a, layout=layout)
+    out = np.zeros_like(a)
+    assert minimal_decoder.dc_decode(packed, len(packed), out.ctypes.data, out.nbytes) == 0
+    assert out.tobytes() == a.tobytes()

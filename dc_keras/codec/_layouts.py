@@ -532,10 +532,11 @@ def _keep_best(plans, new, at=None, budget=None):
             p.release()
 
 
-def _plans(a, code, bits, want, limit, version, axis, context_model=False, budget=None):
+def _plans(a, code, bits, want, limit, version, axis, context_model=False, budget=None, choose=None):
     """Every plan the request allows, plus the reason the others are out (for the error) and the
     smallest lower bound of the layouts not made for ``budget`` (inf if none): with a budget (bytes
-    after the check field) a layout whose bound exceeds it is not made. Only the smallest plan
+    after the check field) a layout whose bound exceeds it is not made. ``choose``: None (every
+    layout) or the set of layout names ``encode(layouts=...)`` allows. Only the smallest plan
     keeps its per-element arrays (_keep_best)."""
     skipped = [float("inf")]
 
@@ -547,7 +548,7 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
 
     esz, n, shape = cb_esize(code), a.size, a.shape
     big = output_bytes(code, n) > MAX_ZERO_BIT_OUTPUT
-    allowed = [lay for lay in LAYOUT_NAMES.values() if (want is None or lay == want)
+    allowed = [lay for lay in LAYOUT_NAMES.values() if (want is None or lay == want) and (choose is None or lay in choose)
                and LAYOUT_SINCE[LAYOUT_CODES[lay]] <= version and layout_allowed(code, LAYOUT_CODES[lay])]
     plans, reasons = [], []
     plain_k = None
@@ -569,7 +570,7 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
         idx = None  # the plans hold it (or not: _keep_best)
     if {"grouped_dense", "grouped_sparse"} & set(allowed) and (
             want is not None or axis is not None or plain_k is None or plain_k >= _GROUP_MIN_K):
-        hopeless = want is None and (plans or code in FLOAT_CODES)  # raw / float planes remain
+        hopeless = want is None and (plans or code in FLOAT_CODES and "float_planes" in allowed)  # raw / float planes remain
         for ax in _group_axes(shape, axis):
             c, inner = int(shape[ax]), int(np.prod(shape[ax + 1:], dtype=np.int64))
             k0 = _group0_distinct(bits, shape, ax) if hopeless or budget is not None else None
@@ -608,7 +609,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
             and not over(n * (esz - 1) + _STREAM_SIZES + _MIN_DESCRIPTOR):
         _keep_best(plans, [_Planes(bits, esz, limit)], None, budget)
     plans = [p for p in plans if p.size != float("inf")]
-    if not allowed and LAYOUT_SINCE[LAYOUT_CODES[want]] <= version and DTYPE_TABLE[code][2] >= 3:
+    if not allowed and want is None:  # encode(layouts=...) names none this version and dtype allow
+        reasons.append(f"none of layouts {sorted(choose)} holds a format version {version} {DTYPE_TABLE[code][0]} "
+                       "tensor (FORMAT.md §10-§16); allow 'dense' and 'sparse', which hold every type")
+    elif not allowed and LAYOUT_SINCE[LAYOUT_CODES[want]] <= version and DTYPE_TABLE[code][2] >= 3:
         reasons.append(f"layout {want!r} does not hold {DTYPE_TABLE[code][0]} tensors (FORMAT.md §16); "
                        "use layout=None")
     elif not allowed:  # the message of the encoders before version 3 (tests/test_codec_identity.py)
@@ -653,7 +657,7 @@ class MaxBytesError(ValueError):
 
 
 def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None, axis=None,
-           context_model=False, max_bytes=None):
+           context_model=False, max_bytes=None, layouts=None):
     """Packs a numeric array into the format of docs/FORMAT.md and returns the bytes.
 
     Args:
@@ -682,6 +686,13 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
         would be larger raises ``MaxBytesError`` instead, and layouts whose size bounded from
         counts alone exceeds it are not made (an unclustered 4096 x 4096 int32 tensor: ~0.01 s
         instead of ~5 s). Output that fits is byte-identical to ``max_bytes=None``'s.
+      layouts: ``None`` (default: every layout), or the layout names (as ``layout`` takes) that
+        ``layout=None`` may pick from, the smallest of them: for a decoder built without some
+        (docs/microcontrollers.md), e.g. ``("dense", "sparse")`` for one built with
+        ``DC_CODEC_NO_GROUPED`` and ``DC_CODEC_NO_FLOAT_PLANES``. It only restricts the choice:
+        ``"context_sparse"`` is still tried only with ``context_model=True``. Not with
+        ``layout`` (that forces one). A tensor none of them holds (e.g. over 4096 distinct values
+        without the grouped and float-planes layouts) raises ValueError.
 
     Raises:
       ValueError: unsupported dtype, too many distinct values, too large, a layout or dtype the
@@ -698,6 +709,11 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
       True
       >>> bool(np.array_equal(codec.decode(data), w))
       True
+      >>> scaled = (np.arange(64 * 64).reshape(64, 64) % 5 * np.arange(1, 65)[:, None]).astype(np.int16)
+      >>> codec.info(codec.encode(scaled))["layout"]  # a codebook per row
+      'grouped_dense'
+      >>> codec.info(codec.encode(scaled, layouts=("dense", "sparse")))["layout"]
+      'dense'
       >>> noise = np.random.default_rng(0).integers(-2**20, 2**20, (64, 64)).astype(np.int32)
       >>> try:
       ...     codec.encode(noise, max_bytes=noise.nbytes - 1)
@@ -715,13 +731,14 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
     if max_bytes is not None and not (isinstance(max_bytes, (int, np.integer)) and not isinstance(max_bytes, bool)
                                       and max_bytes >= 0):
         raise ValueError(f"max_bytes must be None or a non-negative int, got {max_bytes!r}")
+    choose = _layout_choice(layouts, layout, context_model)
     a, code, bits, version = _to_array(array, version)
     if a.size == 0:
         return _fits(_assemble(a, code, version, 0, struct.pack("<H", 0)), max_bytes)
     head = len(MAGIC) + 4 + 4 * a.ndim + (8 if version == 1 else 4)  # _assemble's bytes before the body
     budget = None if max_bytes is None else int(max_bytes) - head
     plans, reasons, skipped = _plans(a, code, bits, layout, int(max_code_length), version, axis, bool(context_model),
-                                     budget)
+                                     budget, choose)
     if not plans and skipped == float("inf"):
         raise ValueError("; ".join(reasons) or "no layout can hold this tensor")
     best = min(plans, key=lambda p: p.size, default=None)
@@ -729,6 +746,32 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
         raise MaxBytesError(max_bytes, head + math.ceil(min(skipped, best.size if best else skipped)), False)
     body, streams, plane = best.parts()
     return _fits(_assemble(a, code, version, best.layout, body, streams, plane), max_bytes)
+
+
+def _layout_choice(layouts, layout, context_model):
+    """``encode``'s ``layouts`` checked: None, or a frozenset of layout names."""
+    if layouts is None:
+        return None
+    if layout is not None:
+        raise ValueError(f"give layout= (one layout, forced) or layouts= (the layouts to pick from), not both: "
+                         f"got layout={layout!r} and layouts={layouts!r}")
+    if isinstance(layouts, (str, bytes)):
+        raise ValueError(f"layouts must be an iterable of layout names, e.g. ('dense', 'sparse'), not the "
+                         f"string {layouts!r}")
+    try:
+        choose = frozenset(layouts)
+    except TypeError:
+        raise ValueError(f"layouts must be None or an iterable of layout names from {sorted(LAYOUT_CODES)}, "
+                         f"got {layouts!r}") from None
+    unknown = sorted(map(repr, choose - set(LAYOUT_CODES)))
+    if unknown:
+        raise ValueError(f"unknown layout name(s) {', '.join(unknown)} in layouts: valid names are "
+                         f"{sorted(LAYOUT_CODES)}")
+    if not choose - ({"context_sparse"} if not context_model else set()):
+        raise ValueError(f"layouts={layouts!r} leaves no layout to pick"
+                         + (" ('context_sparse' is tried only with context_model=True)" if choose else
+                            ": name at least one, e.g. ('dense', 'sparse')"))
+    return choose
 
 
 def _fits(data, max_bytes):

@@ -41,6 +41,13 @@ _OP_TYPES = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.Tensor
              schema.TensorType.BOOL, schema.TensorType.FLOAT64, schema.TensorType.UINT64,
              schema.TensorType.UINT32, schema.TensorType.UINT16}
 PACK_VERSIONS = (None, 1, 2, 3)  # pack's ``version``: None = per tensor, the lowest that holds it (§10)
+# pack's ``decoder``: the decoder build it writes for -> (layouts it reads, TensorTypes it does not
+# read, what they are). DC_CODEC_MINIMAL (dc_codec.h) reads layouts 0/1 of the 1, 2 and 4 byte types,
+# at every format version; it refuses the sub-byte (§13) and 8-byte (§16) types.
+_DECODERS = {"minimal": (("dense", "sparse"), {schema.TensorType.INT4: "sub-byte (FORMAT.md §13)",
+                                               schema.TensorType.INT64: "8-byte (FORMAT.md §16)",
+                                               schema.TensorType.UINT64: "8-byte (FORMAT.md §16)",
+                                               schema.TensorType.FLOAT64: "8-byte (FORMAT.md §16)"})}
 
 
 def packable_type(tensor_type) -> bool:
@@ -243,7 +250,7 @@ def _check_args(min_bytes, min_saving, buffers):
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
          min_saving: float = DEFAULT_MIN_SAVING, version: int | None = None, *, strip_strings: bool = False,
          buffers: str = "auto", context_model: bool = False, compact=None,
-         positive_zeros: bool = False) -> bytes:
+         positive_zeros: bool = False, layouts=None, decoder: str | None = None) -> bytes:
     """Replaces every constant tensor that packs smaller by a Huffman-packed buffer + ``HuffDecode`` op.
 
     Works on any ``.tflite`` (Keras 3 or tf_keras made, float, float16-weight or int8 quantized,
@@ -281,6 +288,15 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       context_model: also try the context-modelled sparse layout (FORMAT.md §14): a few percent
         smaller on pruned kernels whose neighbouring weights share a sign, but ~0.8x the decode
         speed of the plain sparse layout, so off by default.
+      layouts: ``None`` (default: every layout), or the names of the layouts (FORMAT.md §5-§14,
+        as ``dc_keras.codec.encode(layouts=...)`` takes them) each tensor may use, for a decoder
+        built without the others (docs/microcontrollers.md): e.g. ``("dense", "sparse",
+        "float_planes")`` for ``DC_CODEC_NO_GROUPED``. A tensor none of them holds stays raw,
+        with the codec's reason.
+      decoder: ``None`` (default: a decoder with every feature), or ``"minimal"`` for one built
+        with ``DC_CODEC_MINIMAL``: ``layouts`` defaults to ``("dense", "sparse")`` (it may name a
+        subset of them), and the int4, int64, uint64 and float64 tensors, which that build does
+        not read, stay raw with that reason. Every format version is read by it.
       strip_strings: drop the tensor names, subgraph names and model description (signature
         keys and signature input/output names stay, so ``get_signature_runner`` keeps working;
         ``get_input_details()`` then shows empty names). Default False.
@@ -328,10 +344,12 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       >>> packed = dc_keras.export.pack(open("model.tflite", "rb").read())
       >>> small = dc_keras.export.pack(data, strip_strings=True)
       >>> tables = dc_keras.export.pack(data, compact=False)   # keeps empty tables
+      >>> mcu = dc_keras.export.pack(data, decoder="minimal")  # for a DC_CODEC_MINIMAL decoder
+      >>> no_grouped = dc_keras.export.pack(data, layouts=("dense", "sparse", "float_planes"))
     """
     out, stats = pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
                                  buffers=buffers, context_model=context_model, compact=compact,
-                                 positive_zeros=positive_zeros)
+                                 positive_zeros=positive_zeros, layouts=layouts, decoder=decoder)
     warn_notes(stats, "positive_zeros=True", "pack")
     return out
 
@@ -398,7 +416,7 @@ def _warn_dropped(dropped, stacklevel=3):
 
 def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                     min_saving=DEFAULT_MIN_SAVING, version=None, *, strip_strings=False, buffers="auto",
-                    context_model=False, compact=None, positive_zeros=False):
+                    context_model=False, compact=None, positive_zeros=False, layouts=None, decoder=None):
     """``pack``, also returning ``{"packed_tensors": n, "strings_saved": bytes, "refused": [(name,
     bytes, reason)], "refused_bytes": their total (a buffer several read counted once),
     "kept_files": [name], "kept_bytes": n, "dropped_zip": None or (reason, bytes)}`` (for the CLI;
@@ -428,7 +446,10 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     offline_plans = _offline_plans(model)
     zeros = _signed_zeros(model, positive_zeros)
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
-    enc = {"version": version, "context_model": bool(context_model)}  # codec.encode options
+    enc = {"version": version, "context_model": bool(context_model),  # codec.encode options
+           "layouts": _decoder_layouts(decoder, layouts, context_model)}
+    if decoder is not None:
+        enc["decoder"] = decoder  # not for codec.encode: _plan_tensor keeps the types it does not read raw
     refused = _Refused()
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model),
@@ -694,6 +715,12 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
     if arr is None or nbytes < max(min_bytes, 1):
         return
     key = (t.buffer, int(t.type), arr.shape)
+    left_out = _DECODERS[enc["decoder"]][1].get(int(t.type)) if enc and enc.get("decoder") else None
+    if left_out:
+        _refusal(model, t, f"{fb.TYPE_NAMES[int(t.type)]}: a DC_CODEC_MINIMAL decoder does not read {left_out} "
+                 "tensors, so pack(decoder='minimal') keeps it raw (the default, decoder=None, packs it)",
+                 min_bytes, refused)
+        return
     since = codec._format.DTYPE_TABLE[int(t.type)][2]
     if enc and enc.get("version") is not None and since > enc["version"]:
         _refusal(model, t, f"{fb.TYPE_NAMES[int(t.type)]} needs packed format version {since} (FORMAT.md §16); "
@@ -784,6 +811,23 @@ def _rewrite(model, facts, plans, sparse):
     _remove_unused_codes(model, densify_codes)
 
 
+def _decoder_layouts(decoder, layouts, context_model):
+    """pack's ``layouts`` for ``codec.encode`` (None or a sorted tuple), checked against ``decoder``."""
+    from dc_keras.codec._layouts import _layout_choice
+
+    if decoder is not None and (not isinstance(decoder, str) or decoder not in _DECODERS):
+        raise ValueError(f"decoder must be None (a decoder with every feature) or one of {sorted(_DECODERS)} "
+                         f"(docs/microcontrollers.md), got {decoder!r}")
+    choose = _layout_choice(layouts, None, context_model)  # the codec's errors, before any tensor
+    if decoder is None:
+        return None if choose is None else tuple(sorted(choose))
+    reads = _DECODERS[decoder][0]
+    if choose is not None and not choose <= set(reads):
+        raise ValueError(f"a {decoder!r} decoder reads only layouts {list(reads)}: layouts={layouts!r} names "
+                         f"{sorted(choose - set(reads))}; leave layouts=None with decoder={decoder!r}")
+    return tuple(sorted(reads if choose is None else choose))
+
+
 def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
     """{subgraph: [(DENSIFY op, sparse tensor, packed dense bytes)]} where packing the dense
     tensor beats the sparse one (values + index arrays); those storing fewer than ``min_bytes``
@@ -817,7 +861,8 @@ def _encode_checked(codec, arr, verify, raw=None, enc=None, max_bytes=None, why=
     ``max_packed_bytes``); with ``verify`` decoded again and compared byte for byte with ``raw``
     (the tensor's buffer as TFLite stores it)."""
     try:
-        data = codec.encode(arr, **(enc or {}), max_bytes=None if max_bytes is None else max(0, max_bytes))
+        opts = {k: v for k, v in (enc or {}).items() if k != "decoder"}  # decoder: pack's, not the codec's
+        data = codec.encode(arr, **opts, max_bytes=None if max_bytes is None else max(0, max_bytes))
     except codec.MaxBytesError:
         return _KEPT_RAW  # keep_reason would keep it: not worth the layouts or the bits
     except ValueError as exc:

@@ -100,7 +100,8 @@ def cmd_pack(args):
     with _about(args.input):  # pack draws its own progress bar on a terminal
         out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
                                      buffers=args.buffers, context_model=args.context_model,
-                                     compact=args.compact, positive_zeros=args.positive_zeros)
+                                     compact=args.compact, positive_zeros=args.positive_zeros,
+                                     version=args.version, layouts=args.layouts, decoder=args.decoder)
     replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
     note = "" if stats["packed_tensors"] else (
@@ -241,6 +242,18 @@ def _buffers_option(p):
                         "inline, or external (after the flatbuffer, Buffer.offset/size)")
 
 
+def _layout_names(text):
+    """An argparse ``type``: comma-separated layout names (``--layouts dense,sparse``) as a tuple."""
+    from dc_keras.codec._format import LAYOUT_CODES
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in LAYOUT_CODES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{'unknown layout(s) ' + ', '.join(unknown) if unknown else 'no layout'} "
+                                         f"in {text!r}: give comma-separated names from {', '.join(sorted(LAYOUT_CODES))}")
+    return names
+
+
 def add_commands(commands):
     """Adds ``pack``, ``unpack`` and ``inspect`` to ``commands`` (an argparse sub-parsers object);
     returns their names."""
@@ -265,6 +278,18 @@ def add_commands(commands):
                         "operators +0.0 before packing (tfmot's strip_pruning leaves -0.0 for about half of "
                         "the pruned weights, which bit-exact packing stores like kept weights); outputs can "
                         "then differ only in the sign of an output that is exactly zero")
+    p.add_argument("--version", type=int, choices=(1, 2, 3), default=None,
+                   help="packed format version to write (docs/FORMAT.md section 10); default: per tensor the "
+                        "lowest that holds it (2, or 3 for the 8-byte, uint32, uint16 and bool types). 2 or 1 for "
+                        "a decoder that reads only that version (tensors it cannot hold stay raw)")
+    p.add_argument("--layouts", type=_layout_names, default=None, metavar="NAME,...",
+                   help="the only layouts pack may use, for a decoder built without the others "
+                        "(docs/microcontrollers.md), e.g. dense,sparse for DC_CODEC_NO_GROUPED and "
+                        "DC_CODEC_NO_FLOAT_PLANES; names: context_sparse, dense, float_planes, grouped_dense, "
+                        "grouped_sparse, sparse. Tensors none of them holds stay raw")
+    p.add_argument("--decoder", choices=("minimal",), default=None,
+                   help="minimal: write only what a DC_CODEC_MINIMAL decoder reads (layouts dense and sparse; "
+                        "int4, int64, uint64 and float64 tensors stay raw)")
     _buffers_option(p)
     p.set_defaults(func=cmd_pack)
 

@@ -1,0 +1,147 @@
+"""pack(layouts=..., decoder="minimal") and `dc-keras pack --layouts/--version/--decoder`: a packed
+model a decoder built without some layouts or types (docs/microcontrollers.md) reads, bit-exact."""
+import functools
+
+import numpy as np
+import pytest
+
+import _export_models as em
+from dc_keras import _flatbuffer as fb
+from dc_keras import codec, export, runtime
+from dc_keras.export._pack import pack_with_stats, packed_tensors
+
+MINIMAL = ("dense", "sparse")
+
+
+@functools.lru_cache(maxsize=None)
+def _model(kind):
+    """(plain .tflite, inputs): "int8": per-channel int8 kernels with a codebook of 6 values per
+    output channel, 60 % pruned (the default packs them grouped); "float": one unclustered float
+    kernel (float planes by default) and one clustered."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(8, 64)).astype(np.float32)
+    m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(64)])
+    if kind == "int8":
+        for layer in m.layers:
+            k = layer.kernel.numpy()
+            books = rng.normal(size=(6, k.shape[1])) * rng.uniform(0.2, 2, k.shape[1])
+            layer.kernel.assign(np.take_along_axis(books, rng.integers(0, 6, k.shape), 0) * (rng.random(k.shape) < 0.4))
+        return export.to_tflite(m, pack=False, quantize="int8", representative_data=xs), xs
+    m.layers[1].kernel.assign(np.round(m.layers[1].kernel.numpy() * 4) / 4 + 0.0)  # +0.0: no -0.0
+    return export.to_tflite(m, pack=False), xs
+
+
+def _packed(data):
+    """{decoded tensor index: packed bytes} of subgraph 0."""
+    m = fb.read_model(data)
+    return {o: bytes(fb.buffer_bytes(m, m.subgraphs[0].tensors[i].buffer)) for _, i, o in packed_tensors(m)}
+
+
+@pytest.mark.parametrize("kind, default_layout", [("int8", "grouped_dense"), ("float", "float_planes")])
+def test_restricted_pack_decodes_with_a_minimal_decoder(kind, default_layout, minimal_decoder):
+    """The default pack uses grouped / float-planes layouts, which a DC_CODEC_MINIMAL decoder
+    refuses (15); pack(decoder="minimal") and pack(layouts=("dense", "sparse")) write only dense
+    and sparse tensors, which it decodes bit-exact, and the model computes bit-identically."""
+    plain, xs = _model(kind)
+    default, restricted = export.pack(plain), export.pack(plain, decoder="minimal")
+    assert export.pack(plain, layouts=MINIMAL) == restricted
+    print(f"\n{kind}: plain {len(plain)} B, default pack {len(default)} B, decoder='minimal' {len(restricted)} B")
+    info = __import__("ctypes").create_string_buffer(256)
+    layouts = {o: codec.info(p)["layout"] for o, p in _packed(default).items()}
+    assert default_layout in layouts.values(), layouts
+    for o, p in _packed(default).items():
+        assert minimal_decoder.dc_peek(p, len(p), info) == (0 if layouts[o] in MINIMAL else 15), layouts[o]
+    tensors = fb.read_model(plain).subgraphs[0].tensors
+    model = fb.read_model(plain)
+    assert _packed(restricted), "nothing packed: the test would prove nothing"
+    for o, p in _packed(restricted).items():
+        assert codec.info(p)["layout"] in MINIMAL
+        want = bytes(fb.buffer_bytes(model, tensors[o].buffer))
+        out = np.empty(len(want), np.uint8)
+        assert minimal_decoder.dc_decode(p, len(p), out.ctypes.data, out.nbytes) == 0
+        assert out.tobytes() == want
+    ref = em.run(runtime.Interpreter(model_content=plain), xs)
+    np.testing.assert_array_equal(em.run(runtime.Interpreter(model_content=restricted), xs), ref)
+    np.testing.assert_array_equal(em.run(runtime.Interpreter(model_content=default), xs), ref)
+
+
+def test_restricted_pack_keeps_what_no_allowed_layout_holds_raw_with_the_reason():
+    """The unclustered float kernel (over 4096 distinct values) has no codebook: without the
+    float-planes layout it stays raw, named with the codec's reason."""
+    plain, _ = _model("float")
+    _, stats = pack_with_stats(plain, layouts=MINIMAL)
+    assert [(nbytes, why) for _, nbytes, why in stats["refused"]] == [
+        (64 * 128 * 4, "the codec refuses its data: more than 4096 distinct values: cluster the tensor first")]
+    _, stats = pack_with_stats(plain, layouts=("dense", "sparse", "float_planes"))
+    assert not stats["refused"]
+
+
+def _retyped(plain, tensor_type, values):
+    """``plain`` with its largest constant retyped to ``tensor_type`` holding ``values`` (stored
+    as TFLite stores that type): a model only packed and inspected, not run."""
+    m = fb.read_model(plain)
+    sg = m.subgraphs[0]
+    t = max((t for t in sg.tensors if t.buffer > 0 and len(fb.buffer_bytes(m, t.buffer)) > 1000),
+            key=lambda t: len(fb.buffer_bytes(m, t.buffer)))
+    n = int(np.prod(t.shape))
+    t.type = tensor_type
+    raw = codec.pack_subbyte(values(n), 17) if tensor_type == fb.schema.TensorType.INT4 else values(n).tobytes()
+    m.buffers[t.buffer].data = np.frombuffer(raw, np.uint8)
+    return fb.write_model(m), fb.tensor_name(t)
+
+
+@pytest.mark.parametrize("tensor_type, values, what", [
+    (fb.schema.TensorType.INT4, lambda n: (np.arange(n) % 3 - 1).astype(np.int8), "sub-byte"),
+    (fb.schema.TensorType.INT64, lambda n: (np.arange(n) % 3 - 1).astype(np.int64) << 40, "8-byte"),
+])
+def test_decoder_minimal_keeps_the_types_it_does_not_read_raw(tensor_type, values, what, minimal_decoder):
+    """int4 and the 8-byte types pack by default (which a DC_CODEC_MINIMAL decoder refuses);
+    decoder="minimal" keeps them raw, naming why, and packs the rest for that decoder."""
+    data, name = _retyped(_model("int8")[0], tensor_type, values)
+    typed = lambda packed: [str(codec.info(p)["dtype"]) for p in _packed(packed).values()]  # noqa: E731
+    info = __import__("ctypes").create_string_buffer(256)
+    default = _packed(export.pack(data))
+    assert any(minimal_decoder.dc_peek(p, len(p), info) == 15 for p in default.values())
+    assert fb.TYPE_NAMES[tensor_type] in typed(export.pack(data))
+    out, stats = pack_with_stats(data, decoder="minimal")
+    assert fb.TYPE_NAMES[tensor_type] not in typed(out)
+    assert [(n, why) for n, _, why in stats["refused"]] == [
+        (name, f"{fb.TYPE_NAMES[tensor_type]}: a DC_CODEC_MINIMAL decoder does not read {what} (FORMAT.md "
+               f"§{13 if what == 'sub-byte' else 16}) tensors, so pack(decoder='minimal') keeps it raw (the default, "
+               "decoder=None, packs it)")]
+    assert all(minimal_decoder.dc_peek(p, len(p), info) == 0 for p in _packed(out).values())
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"decoder": "tiny"}, r"decoder must be None .* or one of \['minimal'\]"),
+    ({"decoder": ["minimal"]}, "decoder must be None"),
+    ({"decoder": "minimal", "layouts": ("dense", "float_planes")}, r"reads only layouts \['dense', 'sparse'\]"),
+    ({"layouts": ("dense", "planes")}, r"unknown layout name\(s\) 'planes'"),
+    ({"layouts": ("dense",), "version": 4}, "version must be None"),
+])
+def test_pack_bad_layout_arguments(kw, message):
+    with pytest.raises(ValueError, match=message):
+        export.pack(_model("float")[0], **kw)
+
+
+def test_cli_pack_version_layouts_decoder(tmp_path, capsys):
+    """`dc-keras pack --version 2 --layouts dense,sparse` writes what pack(...) does; --decoder
+    minimal too; an unknown layout name is a one-line usage error naming the valid ones."""
+    plain, _ = _model("int8")
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    r = em.cli("pack", src, tmp_path / "a.tflite", "--version", "2", "--layouts", "dense,sparse", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a.tflite").read_bytes() == export.pack(plain, version=2, layouts=MINIMAL)
+    r = em.cli("pack", src, tmp_path / "b.tflite", "--decoder", "minimal", "--version", "1", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "b.tflite").read_bytes() == export.pack(plain, version=1, decoder="minimal")
+    from dc_keras import cli
+
+    assert cli.main(["pack", str(src), str(tmp_path / "c.tflite"), "--layouts", "dense,grouped"]) == 2
+    assert "unknown layout(s) grouped in 'dense,grouped': give comma-separated names from context_sparse, dense, " \
+        "float_planes, grouped_dense, grouped_sparse, sparse" in capsys.readouterr().err
+    assert not (tmp_path / "c.tflite").exists()
