@@ -93,12 +93,22 @@ def _retyped(plain, tensor_type, values):
     return fb.write_model(m), fb.tensor_name(t)
 
 
+def test_decoder_minimal_names_every_type_the_minimal_build_leaves_out():
+    """pack's list of the types a DC_CODEC_MINIMAL decoder refuses is the codec's sub-byte and
+    8-byte types, no more, no fewer (int2 and uint4 were missing; pack keeps them raw today anyway,
+    since TFLite 2.21 cannot size them, but not because of this list)."""
+    from dc_keras.codec import _format
+
+    assert set(export._pack._DECODERS["minimal"][1]) == _format.SUBBYTE_CODES | _format.WIDE_CODES
+
+
 @pytest.mark.parametrize("tensor_type, values, what", [
     (fb.schema.TensorType.INT4, lambda n: (np.arange(n) % 3 - 1).astype(np.int8), "sub-byte"),
+    (fb.schema.TensorType.FLOAT64, lambda n: (np.arange(n) % 3 - 1).astype(np.float64) / 3, "8-byte"),
     (fb.schema.TensorType.INT64, lambda n: (np.arange(n) % 3 - 1).astype(np.int64) << 40, "8-byte"),
 ])
 def test_decoder_minimal_keeps_the_types_it_does_not_read_raw(tensor_type, values, what, minimal_decoder):
-    """int4 and the 8-byte types pack by default (which a DC_CODEC_MINIMAL decoder refuses);
+    """The sub-byte and 8-byte types pack by default (which a DC_CODEC_MINIMAL decoder refuses);
     decoder="minimal" keeps them raw, naming why, and packs the rest for that decoder."""
     data, name = _retyped(_model("int8")[0], tensor_type, values)
     typed = lambda packed: [str(codec.info(p)["dtype"]) for p in _packed(packed).values()]  # noqa: E731

@@ -44,10 +44,11 @@ PACK_VERSIONS = (None, 1, 2, 3)  # pack's ``version``: None = per tensor, the lo
 # pack's ``decoder``: the decoder build it writes for -> (layouts it reads, TensorTypes it does not
 # read, what they are). DC_CODEC_MINIMAL (dc_codec.h) reads layouts 0/1 of the 1, 2 and 4 byte types,
 # at every format version; it refuses the sub-byte (§13) and 8-byte (§16) types.
-_DECODERS = {"minimal": (("dense", "sparse"), {schema.TensorType.INT4: "sub-byte (FORMAT.md §13)",
-                                               schema.TensorType.INT64: "8-byte (FORMAT.md §16)",
-                                               schema.TensorType.UINT64: "8-byte (FORMAT.md §16)",
-                                               schema.TensorType.FLOAT64: "8-byte (FORMAT.md §16)"})}
+_DECODERS = {"minimal": (("dense", "sparse"), {
+    **dict.fromkeys((schema.TensorType.INT4, schema.TensorType.INT2, schema.TensorType.UINT4),
+                    "sub-byte (FORMAT.md §13)"),  # the codec's SUBBYTE_CODES (tests/test_pack_layouts.py)
+    **dict.fromkeys((schema.TensorType.INT64, schema.TensorType.UINT64, schema.TensorType.FLOAT64),
+                    "8-byte (FORMAT.md §16)")})}  # the codec's WIDE_CODES
 
 
 def packable_type(tensor_type) -> bool:
