@@ -449,12 +449,10 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
     enc = {"version": version, "context_model": bool(context_model),  # codec.encode options
            "layouts": _decoder_layouts(decoder, layouts, context_model)}
-    if decoder is not None:
-        enc["decoder"] = decoder  # not for codec.encode: _plan_tensor keeps the types it does not read raw
     refused = _Refused()
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model),
-                  _planned_constants(offline_plans))
+                  _planned_constants(offline_plans), _unwritable(version, decoder))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
              "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "kept_bytes": 0, "dropped_zip": None,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0),
@@ -658,12 +656,14 @@ def _densified(model):
     return {(s, i) for s in range(len(model.subgraphs)) for _, i, _ in _sparse.densify_plans(model, s)}
 
 
-def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densified=frozenset(), planned=None):
+def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densified=frozenset(), planned=None,
+          unwritable=None):
     """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer).
 
     Constants that cannot be packed (a type or use pack refuses, or the codec refuses the data)
     are appended to ``refused`` as (name, bytes, reason), when given; ``densified`` (see
-    ``_densified``) are not (they are ``_plan_sparse``'s)."""
+    ``_densified``) are not (they are ``_plan_sparse``'s). ``unwritable``: ``_unwritable``'s
+    {TensorType: why pack keeps it raw}."""
     codec = _codec()
     users = _buffer_users(model)
     eligible = {}
@@ -676,7 +676,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
         for s, sg in enumerate(model.subgraphs):
             for i, t in enumerate(sg.tensors or []):
                 _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min_bytes, verify,
-                             min_saving, enc, refused, codec, plans, packed_cache)
+                             min_saving, enc, refused, codec, plans, packed_cache, unwritable or {})
                 bar.update(fb.buffer_size(model, t.buffer))
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():
@@ -697,7 +697,7 @@ def _progress(model, desc):
 
 
 def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min_bytes, verify, min_saving, enc,
-                 refused, codec, plans, packed_cache):
+                 refused, codec, plans, packed_cache, unwritable):
     """``_plan``'s work on tensor ``i`` of subgraph ``s``: into ``plans`` when worth packing."""
     if t.buffer <= 0 or not eligible.get(t.buffer, False):
         why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
@@ -716,17 +716,8 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
     if arr is None or nbytes < max(min_bytes, 1):
         return
     key = (t.buffer, int(t.type), arr.shape)
-    left_out = _DECODERS[enc["decoder"]][1].get(int(t.type)) if enc and enc.get("decoder") else None
-    if left_out:
-        _refusal(model, t, f"{fb.TYPE_NAMES[int(t.type)]}: a DC_CODEC_MINIMAL decoder does not read {left_out} "
-                 "tensors, so pack(decoder='minimal') keeps it raw (the default, decoder=None, packs it)",
-                 min_bytes, refused)
-        return
-    since = codec._format.DTYPE_TABLE[int(t.type)][2]
-    if enc and enc.get("version") is not None and since > enc["version"]:
-        _refusal(model, t, f"{fb.TYPE_NAMES[int(t.type)]} needs packed format version {since} (FORMAT.md §16); "
-                 f"pack(version={enc['version']}) was asked (the default, version=None, packs it)",
-                 min_bytes, refused)
+    if int(t.type) in unwritable:
+        _refusal(model, t, unwritable[int(t.type)], min_bytes, refused)
         return
     if key not in packed_cache:
         why = []
@@ -812,6 +803,22 @@ def _rewrite(model, facts, plans, sparse):
     _remove_unused_codes(model, densify_codes)
 
 
+def _unwritable(version, decoder):
+    """{TensorType: why pack keeps its constants raw} for pack's ``version`` and ``decoder``: the
+    types that version cannot hold (§16) and those the decoder build does not read."""
+    out = {}
+    if decoder is not None:
+        out.update({tt: f"{fb.TYPE_NAMES[tt]}: a DC_CODEC_MINIMAL decoder does not read {what} tensors, so "
+                        "pack(decoder='minimal') keeps it raw (the default, decoder=None, packs it)"
+                    for tt, what in _DECODERS[decoder][1].items()})
+    if version is not None:
+        out.update({tt: f"{fb.TYPE_NAMES[tt]} needs packed format version {since} (FORMAT.md §16); "
+                        f"pack(version={version}) was asked (the default, version=None, packs it)"
+                    for tt, (_, _, since) in _codec()._format.DTYPE_TABLE.items()
+                    if since > version and tt not in out})
+    return out
+
+
 def _decoder_layouts(decoder, layouts, context_model):
     """pack's ``layouts`` for ``codec.encode`` (None or a sorted tuple), checked against ``decoder``."""
     from dc_keras.codec._layouts import _layout_choice
@@ -862,8 +869,7 @@ def _encode_checked(codec, arr, verify, raw=None, enc=None, max_bytes=None, why=
     ``max_packed_bytes``); with ``verify`` decoded again and compared byte for byte with ``raw``
     (the tensor's buffer as TFLite stores it)."""
     try:
-        opts = {k: v for k, v in (enc or {}).items() if k != "decoder"}  # decoder: pack's, not the codec's
-        data = codec.encode(arr, **opts, max_bytes=None if max_bytes is None else max(0, max_bytes))
+        data = codec.encode(arr, **(enc or {}), max_bytes=None if max_bytes is None else max(0, max_bytes))
     except codec.MaxBytesError:
         return _KEPT_RAW  # keep_reason would keep it: not worth the layouts or the bits
     except ValueError as exc:
