@@ -317,7 +317,12 @@ def test_bad_models_fail_with_the_kernels_message(runs, models):
     r = runs["bad"]
     assert not any(j["ok"] for j in r), r
     assert "HuffDecode (output tensor" in r[0]["log"] and "decoding failed" in r[0]["log"], r[0]
-    assert "decoding failed" in r[1]["log"], r[1]  # every-invoke mode: fails at invoke
+    # every-invoke mode: Prepare checks the packed bytes' CRC, so the corrupt tensor fails there
+    # (AllocateTensors), not at each invoke (it did until 2026-12-03)
+    assert "HuffDecode (output tensor" in r[1]["log"], r[1]
+    assert "invalid packed tensor: checksum mismatch" in r[1]["log"], r[1]
+    assert "decoding failed" not in r[1]["log"] and r[1]["stage"] == "load", r[1]
+    assert r[0]["stage"] == "load", r[0]  # decode once: Prepare decodes (and checks) it
     assert "custom options must be empty or one byte" in r[2]["log"], r[2]
     assert "CUSTOM" in r[3]["log"] or "HuffDecode" in r[3]["log"], r[3]  # op not registered
     assert "already registered" in r[4]["log"], r[4]

@@ -233,8 +233,19 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
     /* A non-NULL data pointer before planning: TFLM's planner leaves this tensor alone. */
     out->data.data = d->out;
     d->decoded = 1;
-  } else if (d->ws_bytes) {
-    if (ctx->RequestScratchBufferInArena(ctx, d->ws_bytes, &d->scratch_idx) != kDcTflmOk) {
+  } else {
+#if DC_TFLM_HAVE_WS
+    /* Decoded at each invoke: check the packed bytes' CRC (§8; version 1: the header only) now,
+     * so that corrupt data fails in Prepare (AllocateTensors), once, not at every invoke. */
+    st = dc_verify((const uint8_t*)in->data.raw_const, d->packed_bytes);
+    if (st != DC_OK) {
+      ctx->ReportError(ctx, "HuffDecode (output tensor %d): %s: %s", d->out_idx,
+                       DC_PEEK_FAILURE(st), dc_strerror(st));
+      return kDcTflmError;
+    }
+#endif
+    if (d->ws_bytes &&
+        ctx->RequestScratchBufferInArena(ctx, d->ws_bytes, &d->scratch_idx) != kDcTflmOk) {
       ctx->ReportError(ctx,
                        "HuffDecode (output tensor %d): could not plan a %u-byte scratch "
                        "buffer",

@@ -14,7 +14,8 @@
  *      (shared with other tensors whose lifetimes do not overlap: the packer puts each
  *      HuffDecode right before the weight's consumer) with the workspace in a scratch
  *      buffer.  Arena cost: the largest decoded layer instead of the sum; costs the decode
- *      time at every inference.
+ *      time at every inference.  Prepare checks the packed bytes' CRC (docs/FORMAT.md §8), so
+ *      corrupt data fails AllocateTensors in this mode too, not each Invoke.
  *
  * Per layer: a HuffDecode operator whose custom options are the single byte 0 or 1
  * decodes once / every invoke whatever the registration's default (empty options: the

@@ -58,8 +58,13 @@ def make(model, registerers, arena):
         return runtime.Interpreter.from_bytes(model, custom_op_registerers=registerers, arena_size=arena)
 
 
-def run(model, registerers, x, arena):
+def run(model, registerers, x, arena, res=None):
+    """Outputs for every row of ``x``; ``res["stage"]`` (if given) says how far it got: "load"
+    (the interpreter's construction, TFLM's AllocateTensors: every op's Prepare), then "invoke"."""
+    res = {} if res is None else res
+    res["stage"] = "load"
     interp = make(model, registerers, arena)
+    res["stage"] = "invoke"
     outs = []
     for row in x:
         interp.set_input(row[None, ...], 0)
@@ -164,7 +169,7 @@ def run_jobs(jobs):
                 regs = job.get("registerers", ["DcKerasRegisterHuffDecodeTflm"])
                 arena = job.get("arena") or max(64 << 10, 4 * len(model) + (4 << 20))
                 if job.get("input"):
-                    y = run(model, regs, np.load(job["input"]), arena)
+                    y = run(model, regs, np.load(job["input"]), arena, res)
                     np.save(job["out"], y)
                 if job.get("arena_usage"):
                     res.update(arena_usage(model, regs, np.load(job["input"]), arena))
