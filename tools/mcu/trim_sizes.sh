@@ -10,6 +10,11 @@
 #     its image with --gc-sections (what a TFLM build with the HuffDecode kernel keeps).
 #  2. Runs test_codec built with DC_CODEC_MINIMAL on emulated Cortex-M4 (qemu mps2-an386): the
 #     kept layouts/types decode, the left-out ones get DC_ERR_UNSUPPORTED; it must report 0 failed.
+#  3. Decode cost of the trimmed builds: bench_decode.c (test_mcu.sh's synthetic LeNet-300-100
+#     tensors, sparse float32 and int8: what DC_CODEC_MINIMAL keeps) built -O2 with the default
+#     decoder, DC_CODEC_MINIMAL, and DC_CODEC_MINIMAL + DC_CRC_SMALL_TABLE, run on emulated
+#     Cortex-M4 under `-icount shift=0` (instruction counts: deterministic, whatever the load);
+#     every decode is checked by hash; instructions per element per build.
 # Needs test_mcu.sh's tools (it installs them); without them: a message and exit 0, nothing run.
 # Cached like test_mcu.sh (key: sources, flags, compiler). Table: build/mcu/trim_sizes.txt.
 set -euo pipefail
@@ -25,9 +30,12 @@ COMMON="-std=c99 -Wall -Wextra -Werror -ffunction-sections -fdata-sections -I$K/
 LINK="--specs=rdimon.specs -nostartfiles -T tools/mcu/mps2.ld -Wl,--gc-sections"
 VARIANTS=("" DC_CODEC_NO_64BIT DC_CODEC_NO_SUBBYTE DC_CODEC_NO_GROUPED DC_CODEC_NO_FLOAT_PLANES
           DC_CODEC_NO_CONTEXT DC_CODEC_NO_SPREAD DC_CODEC_MINIMAL "DC_CODEC_MINIMAL DC_CRC_SMALL_TABLE")
+PY="${PY:-$ROOT/.venv/bin/python}"
+[ -x "$PY" ] || PY="$(command -v python3)"
 KEY="$( (cat $K/src/dc_codec*.c $K/src/dc_codec*.h $K/include/dc_codec.h $K/tests/test_codec.c \
              $K/tests/codec_vectors*.h $K/tests/dc_test_pack.h tools/mcu/startup.c tools/mcu/mps2.ld \
-             tools/mcu/mcu.h "$0"; echo "$M4 $COMMON $LINK"; arm-none-eabi-gcc --version | head -n1) \
+             tools/mcu/mcu.h tools/mcu/bench_decode.c tools/mcu/gen_bench_vectors.py dc_keras/codec/*.py \
+             "$0"; echo "$M4 $COMMON $LINK"; arm-none-eabi-gcc --version | head -n1) \
        | sha256sum | cut -c1-16)"
 CACHE="${DC_MCU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dc_keras/mcu/build}/trim-$KEY"
 OUT="${DC_MCU_OUT:-$ROOT/build/mcu/results.txt}"
@@ -102,6 +110,42 @@ if [ $rc != 0 ] || ! echo "$log" | grep -q "^test_codec: [0-9]* passed, 0 failed
   exit 1
 fi
 echo "   $(echo "$log" | tail -n 1)" >>"$B/table.txt"
+echo "== trim_sizes: decode cost on Cortex-M4 (qemu -icount shift=0), instructions per element"
+PYTHONPATH="$ROOT" "$PY" tools/mcu/gen_bench_vectors.py "$B/bench_vectors.h"
+declare -A INSNS=()
+BUILDS=("default" "DC_CODEC_MINIMAL" "DC_CODEC_MINIMAL DC_CRC_SMALL_TABLE")
+for v in "${BUILDS[@]}"; do
+  defs=""
+  for d in $v; do [ "$d" = default ] || defs="$defs -D$d"; done
+  elf="$B/bench_${v// /_}.elf"
+  # shellcheck disable=SC2086
+  arm-none-eabi-gcc $M4 $COMMON -O2 $defs -I"$B" $LINK -o "$elf" tools/mcu/bench_decode.c \
+    $K/src/dc_codec.c "$B/startup.o"
+  if blog="$(timeout 900 qemu-system-arm -nographic -monitor none -serial none \
+               -semihosting-config enable=on,target=native -M mps2-an386 \
+               -icount shift=0,align=off,sleep=off -kernel "$elf" 2>&1)"; then rc=0; else rc=$?; fi
+  if [ $rc != 0 ] || ! echo "$blog" | grep -q "^BENCH_DONE 0" ||
+     ! echo "$blog" | grep -q "^BENCH_CALIBRATION 2000000 2000000$"; then
+    echo "trim_sizes: FAILED: bench_decode ($v) on mps2-an386 (exit $rc)"
+    echo "$blog" | tail -n 20
+    exit 1
+  fi
+  # BENCH name layout elements nonzero packed insns stack ws ck_insns
+  while read -r _ name _ elems _ _ insns _; do
+    INSNS["$v|$name"]="$(awk -v i="$insns" -v e="$elems" 'BEGIN {printf "%.2f", i / e}')"
+  done < <(echo "$blog" | grep "^BENCH ")
+  NAMES="$(echo "$blog" | awk '/^BENCH / {print $2}')"
+done
+{
+  printf "%-40s" "Cortex-M4 -O2 instructions per element"
+  for n in $NAMES; do printf " %12s" "$n"; done
+  echo
+  for v in "${BUILDS[@]}"; do
+    printf "%-40s" "$v"
+    for n in $NAMES; do printf " %12s" "${INSNS["$v|$n"]}"; done
+    echo
+  done
+} | tee -a "$B/table.txt"
 touch "$B/.done"
 rm -rf "$CACHE" && mv "$B" "$CACHE"
 cp "$CACHE/table.txt" "$OUT"
