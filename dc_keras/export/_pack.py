@@ -219,8 +219,14 @@ def keep_reason(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING, at_least
     """Why a constant of ``raw_bytes`` that packs to ``packed_bytes`` (``at_least``: to that many
     bytes or more, a lower bound: ``codec.MaxBytesError``) is kept raw, or None when ``pack`` packs
     it: it must save more than the op and tensor a packed tensor adds, and ``min_saving``. Shared
-    by pack and inspect (its "kept" rows)."""
-    packs = f"packs to {'at least ' if at_least else ''}{packed_bytes} B"
+    by pack and inspect (its "kept" rows). A bound below raw says only that the encoding stopped
+    at ``max_packed_bytes``: the full size, maybe over raw, is unknown, so no one rule is named."""
+    if at_least and packed_bytes < raw_bytes:
+        return (f"does not pack below {packed_bytes} B ({packed_bytes / raw_bytes:.0%} of its {raw_bytes} B raw), "
+                f"over pack's cap of {max_packed_bytes(raw_bytes, min_saving)} B for it (the tighter of min_saving "
+                "and the HuffDecode op's cost): encoding stopped there, so its full packed size, possibly over "
+                "raw, is not known")
+    packs = f"{'does not pack below' if at_least else 'packs to'} {packed_bytes} B"
     if packed_bytes >= raw_bytes:  # the op's cost is beside the point then
         return f"{packs}, no smaller than its {raw_bytes} B raw (data the packed format cannot shrink)"
     if packed_bytes + _PER_TENSOR_OVERHEAD >= raw_bytes:
