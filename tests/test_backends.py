@@ -245,6 +245,20 @@ def test_export_positive_zeros_on_this_backend():
         dc_keras.export.to_tflite(model, positive_zeros=1)
 
 
+def test_export_pack_options_on_this_backend():
+    """to_tflite(pack_options=...) reaches the packer on every backend (JAX and torch: in the
+    TF-backend child, the options crossing as JSON, layouts as a list): the file is byte for byte
+    pack(to_tflite(pack=False), **options), not the default packing."""
+    model = dc_keras.strip(dc_keras.cluster(mlp(), bits=3))
+    options = {"strip_strings": True, "decoder": "minimal", "version": 2, "layouts": ("sparse",), "compact": False}
+    data = dc_keras.export.to_tflite(model, min_bytes=128, pack_options=options)
+    plain = dc_keras.export.to_tflite(model, pack=False)
+    assert data == dc_keras.export.pack(plain, min_bytes=128, **options)
+    assert data != dc_keras.export.pack(plain, min_bytes=128)
+    with pytest.raises(ValueError, match=r"unknown pack_options key\(s\) \['strip'\]"):
+        dc_keras.export.to_tflite(model, pack_options={"strip": True})
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="the TF-subprocess export route is the torch backend's")
 def test_torch_export_rejects_what_cannot_cross_the_process_boundary():
     model = mlp()

@@ -189,16 +189,24 @@ def test_pack_keeps_an_unclustered_int32_constant_raw_without_grouping_it(monkey
 
 def test_inspect_says_at_least_for_a_big_kept_constant_and_the_exact_size_for_a_small_one(monkeypatch):
     """inspect's "kept" reason names the packed size; for constants of at least BOUND_KEPT_FROM
-    bytes encoded under pack's cap it can only name a lower bound, and says "at least" (the bound
-    is at most what the codec writes without the cap). A smaller one keeps its exact size."""
+    bytes encoded under pack's cap it can only name a lower bound, and says "does not pack below"
+    and that the encoding stopped at the cap (the bound is at most what the codec writes without
+    the cap, here over raw: it said "packs to at least N B = 100% of raw (min_saving)", as if
+    min_saving had kept it). A smaller one keeps its exact size."""
     values = _wide_int32(1024)
     data, name = _model_with(values)
     full = len(codec.encode(values))
     [row] = [r for r in export.inspect(data).rows if r.name == name]
     assert (row.status, row.packed_bytes) == ("kept", None)
-    size = int(row.reason.split("packs to at least ")[1].split(" B")[0])
-    assert _pack.max_packed_bytes(values.nbytes) < size <= full  # here tables from row 0: 1024 x 1023 x 4 B
-    assert row.reason == f"packs to at least {size} B = 100% of raw (min_saving)"
+    size = int(row.reason.split("does not pack below ")[1].split(" B")[0])
+    cap = _pack.max_packed_bytes(values.nbytes)
+    assert cap < size < values.nbytes <= full  # here tables from row 0: 1024 x 1023 x 4 B
+    assert row.reason == (f"does not pack below {size} B ({size / values.nbytes:.0%} of its {values.nbytes} B raw), "
+                          f"over pack's cap of {cap} B for it (the tighter of min_saving and the HuffDecode op's "
+                          "cost): encoding stopped there, so its full packed size, possibly over raw, is not known")
+    assert _pack.keep_reason(values.nbytes + 1, values.nbytes, at_least=True) == (
+        f"does not pack below {values.nbytes + 1} B, no smaller than its {values.nbytes} B raw "
+        "(data the packed format cannot shrink)")
     monkeypatch.setattr(_inspect, "BOUND_KEPT_FROM", values.nbytes + 1)
     [row] = [r for r in export.inspect(data).rows if r.name == name]
     assert row.reason == f"packs to {full} B, no smaller than its {values.nbytes} B raw " \

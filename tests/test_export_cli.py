@@ -141,13 +141,13 @@ def test_long_pack_shows_elapsed_time_on_a_terminal_only(monkeypatch):
     import io
     import time
 
-    from dc_keras.export import cli_commands
+    from dc_keras.export import _pack, cli_commands
 
     class Tty(io.StringIO):
         def isatty(self):
             return True
 
-    monkeypatch.setattr(cli_commands, "PROGRESS_MIN_BYTES", 100)
+    monkeypatch.setattr(_pack, "PROGRESS_MIN_BYTES", 100)  # one threshold: pack's bar, unpack's line
     for stream, size, shown in ((Tty(), 1000, True), (Tty(), 10, False), (io.StringIO(), 1000, False)):
         monkeypatch.setattr(sys, "stderr", stream)
         with cli_commands._working("packing m.tflite", size):

@@ -329,6 +329,54 @@ def test_to_tflite_arguments_and_atomic_write(tmp_path):
     assert export.unpack(data) != data  # it is packed
 
 
+@pytest.mark.parametrize("options", [
+    {"strip_strings": True, "layouts": ("dense", "sparse"), "version": 2, "min_saving": 0.2, "compact": False,
+     "verify": False},
+    {"decoder": "minimal", "buffers": "external", "context_model": True},
+], ids=["strings-layouts-version", "minimal-external"])
+def test_to_tflite_pack_options_give_the_bytes_pack_gives(options, tmp_path):
+    """to_tflite(pack_options=...) packs with exactly those pack arguments: byte for byte the file
+    pack(to_tflite(pack=False), **options) makes, not the default packing; the dict is not modified."""
+    model = em.keras_model("dense")
+    given = dict(options)
+    path = tmp_path / "m.tflite"
+    data = export.to_tflite(model, path=path, min_bytes=128, pack_options=options)
+    assert options == given
+    plain = export.to_tflite(model, pack=False, pack_options={})  # empty: no contradiction with pack=False
+    assert data == export.pack(plain, min_bytes=128, **options) == path.read_bytes()
+    assert data != export.pack(plain, min_bytes=128)  # the options changed the file
+    assert export.unpack(data) == export.unpack(export.pack(plain, min_bytes=128, **options))
+    # a generator of layout names is read once, not consumed by the check before the packing
+    if "layouts" in options:
+        again = dict(options, layouts=(name for name in options["layouts"]))
+        assert export.to_tflite(model, min_bytes=128, pack_options=again) == data
+
+
+@pytest.mark.parametrize("kwargs,says", [
+    ({"pack_options": {"strip_string": True}}, r"unknown pack_options key\(s\) \['strip_string'\]: the valid keys "
+     r"are \['verify', 'min_saving', 'version', 'strip_strings', 'buffers', 'context_model', 'compact', 'layouts', "
+     r"'decoder'\]"),
+    ({"pack_options": {"min_bytes": 64}}, r"min_bytes is given in pack_options \({'min_bytes': 64}\), but it is "
+     r"to_tflite's own argument: give it once, as to_tflite\(\.\.\., min_bytes=64\)"),
+    ({"pack_options": {"positive_zeros": True}, "positive_zeros": True}, "positive_zeros is given in pack_options"),
+    ({"pack_options": {"strip_strings": True}, "pack": False}, r"given with pack=False, which does not pack"),
+    ({"pack_options": [("strip_strings", True)]}, "pack_options must be a dict"),
+    ({"pack_options": {"decoder": "tiny"}}, r"to_tflite: decoder must be None .* got 'tiny'"),
+    ({"pack_options": {"strip_strings": "yes"}}, r"to_tflite: strip_strings must be True or False, got 'yes'"),
+    ({"pack_options": {"layouts": ("dense", "huffman")}}, r"unknown layout name\(s\) 'huffman'"),
+    ({"pack_options": {"decoder": "minimal", "layouts": ("float_planes",)}}, r"reads only layouts"),
+    ({"pack_options": {"version": 4}}, r"version must be None"),
+    ({"min_bytes": -1}, r"to_tflite: min_bytes must be a non-negative int, got -1"),
+])
+def test_to_tflite_pack_options_are_checked_before_converting(kwargs, says):
+    """A bad pack option is one ValueError naming it (the valid keys, the fix) before the
+    conversion starts: the converter hook is never reached."""
+    reached = []
+    with pytest.raises(ValueError, match=says):
+        export.to_tflite(em.keras_model("dense"), configure=reached.append, **kwargs)
+    assert not reached
+
+
 @pytest.mark.long  # the C harnesses are fuzzed in test-long too (fuzz-smoke); corruption sweeps: test_corruption
 def test_fuzzed_packed_models_never_crash(tmp_path):
     """Random byte flips inside the packed buffers: unpack raises ValueError or gives the exact

@@ -171,6 +171,20 @@ def test_cluster_spread_warning_names_tensor_counts_cause_and_fix():
     np.testing.assert_allclose(predict_tflite(packed, x), model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
 
 
+def test_cluster_spread_warning_says_the_same_when_pack_strips_the_names():
+    """With pack_options={"strip_strings": True} the packed file has no tensor names; the warning
+    still says the spread kernel was packed (it said "left raw by the packer": it looked the
+    kernel's name up among the packed file's names, all empty)."""
+    model = _conv_bn_model(with_bn=True)
+    said = []
+    for options in (None, {"strip_strings": True}):
+        with pytest.warns(export.ClusterSpreadWarning) as caught:
+            export.to_tflite(model, pack_options=options)
+        said.append([str(w.message) for w in caught if issubclass(w.category, export.ClusterSpreadWarning)])
+    assert len(said[0]) == 1 and "so it was packed, but poorly" in said[0][0], said
+    assert said[1] == said[0]
+
+
 def test_no_cluster_spread_warning_without_bn_or_without_packing():
     with warnings.catch_warnings():
         warnings.simplefilter("error", export.ClusterSpreadWarning)

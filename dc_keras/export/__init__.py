@@ -1,7 +1,8 @@
 """Export: Keras model -> ``.tflite`` (TFLite converter) -> packed ``.tflite`` (``HuffDecode`` ops).
 
 * ``to_tflite(model, pack=True, quantize=None, path=None, batch_size=None, converter_options=None,
-  configure=None)``: convert (+ optional float16 / int8 post-training quantization) and pack;
+  configure=None, pack_options=None)``: convert (+ optional float16 / int8 post-training
+  quantization) and pack (``pack_options``: a dict of ``pack``'s other arguments);
   recurrent models get a static batch; ``ClusterSpreadWarning`` when a clustered kernel reaches
   the packer with far more distinct values (e.g. a folded BatchNormalization).
 * ``pack(tflite_bytes, min_bytes=...)`` / ``unpack(packed_bytes)``: the pass itself, on any

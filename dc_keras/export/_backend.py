@@ -163,7 +163,7 @@ with warnings.catch_warnings(record=True) as caught:
         to_tflite(model, pack=args["pack"], quantize=args["quantize"], path=args["out"],
                   representative_data=rep, min_bytes=args["min_bytes"], batch_size=args["batch_size"],
                   per_channel=args["per_channel"], positive_zeros=args["positive_zeros"],
-                  input_signature=_signature_specs(args["signature"]) if args["signature"] is not None else None)
+                  pack_options=args["pack_options"], input_signature=_signature_specs(args["signature"]) if args["signature"] is not None else None)
     except (ValueError, RuntimeError) as exc:  # to_tflite's own errors: the same in the caller, not a traceback tail
         fail(str(exc), "ValueError" if isinstance(exc, ValueError) else "RuntimeError")
 relay = [{"category": w.category.__name__, "message": str(w.message)} for w in caught
@@ -195,10 +195,11 @@ def prefers_tensorflow_child(configure=None, converter_options=None, representat
 
 def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_bytes, batch_size=None,
                             converter_options=None, configure=None, per_channel=None, positive_zeros=False,
-                            signature=None):
+                            signature=None, pack_options=None):
     """Save ``model`` as ``.keras`` and convert it in a ``KERAS_BACKEND=tensorflow`` child.
 
-    Returns the ``.tflite`` bytes (packed when ``pack``).
+    Returns the ``.tflite`` bytes (packed when ``pack``, with ``pack_options``: JSON-able, as
+    ``_convert._pack_options`` makes them).
     """
     if configure is not None or converter_options:
         raise ValueError(
@@ -238,7 +239,8 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
     if not (os.name == "posix" and hasattr(os, "fork")):  # no janitor: this process makes the directory
         with _exportdir.directory() as tmp:
             data = _convert_in_child(*_start_child(parent), tmp, model, pack, quantize, representative_data,
-                                     min_bytes, batch_size, per_channel, custom, positive_zeros, signature)
+                                     min_bytes, batch_size, per_channel, custom, positive_zeros, signature,
+                                     pack_options)
             _relay_warnings(os.path.join(tmp, "warnings.json"))  # here: its stacklevel counts from this frame
             return data
     alive_r, alive_w = _pipe_above_stdio()
@@ -267,7 +269,7 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
                                f"{proc.returncode}):\n" + "\n".join(stderr.strip().splitlines()[-8:]))
         lock = _exportdir.hold(tmp)  # in use while this process lives, even if the janitor is killed
         data = _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes,
-                                 batch_size, per_channel, custom, positive_zeros, signature)
+                                 batch_size, per_channel, custom, positive_zeros, signature, pack_options)
         _relay_warnings(os.path.join(tmp, "warnings.json"))
         return data
     finally:
@@ -349,12 +351,12 @@ def _read_directory(report_r):
 
 
 def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_data, min_bytes, batch_size,
-                      per_channel, custom, positive_zeros=False, signature=None):
+                      per_channel, custom, positive_zeros=False, signature=None, pack_options=None):
     """The bytes the child converted: ``model`` and its arguments saved in ``tmp`` and sent on ``args_w``."""
     try:
         try:
             args = _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel,
-                                custom, positive_zeros, signature)
+                                custom, positive_zeros, signature, pack_options)
             data = json.dumps(args).encode()
             while data:
                 data = data[os.write(args_w, data):]
@@ -446,7 +448,7 @@ def _child_sys_path():
 
 
 def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, batch_size, per_channel, custom,
-                 positive_zeros=False, signature=None):
+                 positive_zeros=False, signature=None, pack_options=None):
     """Saves the model (and representative data) in ``tmp``; the child's arguments."""
     model_path = os.path.join(tmp, "model.keras")
     model.save(model_path)
@@ -463,7 +465,7 @@ def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, bat
             "batch_size": None if batch_size is None else int(batch_size),
             "per_channel": None if per_channel is None else bool(per_channel), "positive_zeros": bool(positive_zeros),
             "error": os.path.join(tmp, "error.json"), "sys_path": _child_sys_path(), "custom": custom,
-            "signature": signature}
+            "signature": signature, "pack_options": pack_options or {}}
 
 
 def _relay_warnings(path):

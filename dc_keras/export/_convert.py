@@ -14,6 +14,7 @@ real models:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 import warnings
@@ -26,7 +27,7 @@ from dc_keras.export import _backend
 from dc_keras._logs import quiet_conversion
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import DEFAULT_MIN_BYTES, _tensor_array, packed_tensors
-from dc_keras.export._pack import pack_with_stats, warn_notes
+from dc_keras.export._pack import check_options, pack, pack_with_stats, warn_notes
 
 QUANTIZE_MODES = (None, "float16", "int8", "dynamic")
 
@@ -159,6 +160,47 @@ def _check_arguments(quantize, batch_size, converter_options, configure):
                              f"{converter_options!r}")
     if configure is not None and not callable(configure):
         raise ValueError(f"configure must be a callable taking the TFLiteConverter, got {configure!r}")
+
+
+# pack's arguments to_tflite takes itself (so not in pack_options: one spelling each)
+_OWN_PACK_ARGUMENTS = ("min_bytes", "positive_zeros")
+
+
+def _pack_options(pack_options, packs, min_bytes, positive_zeros):
+    """``pack_options`` checked before the conversion, names and values (with ``min_bytes`` and
+    ``positive_zeros``, the pack arguments to_tflite takes itself): a new dict (the caller's is not
+    modified), its ``layouts`` a tuple (a generator is read once) and numpy scalars Python ones, as
+    the TensorFlow-backend child gets them (JSON)."""
+    if pack_options is None:
+        pack_options = {}
+    if not isinstance(pack_options, dict) or not all(isinstance(k, str) for k in pack_options):
+        raise ValueError("to_tflite: pack_options must be a dict of dc_keras.export.pack argument names to values "
+                         f"(e.g. {{'strip_strings': True}}), got {pack_options!r}")
+    if pack_options and not packs:
+        raise ValueError(f"to_tflite: pack_options={pack_options!r} is given with pack=False, which does not pack: "
+                         "pass pack=True (the default), or drop pack_options")
+    valid = [name for name in inspect.signature(pack).parameters if name != "tflite_bytes"]
+    for name in _OWN_PACK_ARGUMENTS:
+        if name in pack_options:
+            raise ValueError(f"to_tflite: {name} is given in pack_options ({{{name!r}: {pack_options[name]!r}}}), "
+                             f"but it is to_tflite's own argument: give it once, as to_tflite(..., "
+                             f"{name}={pack_options[name]!r}), not in pack_options")
+    unknown = sorted(set(pack_options) - set(valid))
+    if unknown:
+        raise ValueError(f"to_tflite: unknown pack_options key(s) {unknown}: the valid keys are "
+                         f"{[n for n in valid if n not in _OWN_PACK_ARGUMENTS]} (dc_keras.export.pack's arguments; "
+                         f"{' and '.join(_OWN_PACK_ARGUMENTS)} are to_tflite's own)")
+    options = dict(pack_options)
+    layouts = options.get("layouts")
+    if layouts is not None and not isinstance(layouts, (str, bytes)):
+        with contextlib.suppress(TypeError):  # not iterable: check_options names it
+            options["layouts"] = tuple(layouts)
+    if packs:
+        try:
+            check_options(min_bytes=min_bytes, positive_zeros=positive_zeros, **options)
+        except ValueError as exc:
+            raise ValueError(f"to_tflite: {exc}") from None
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
 
 
 _SPEC = "__dc_keras_input_spec__"  # a leaf of input_signature's JSON form: {_SPEC: [shape, dtype, name]}
@@ -775,13 +817,14 @@ def _folded_bn(model, layer, names):
     return None
 
 
-def _spread_messages(model, shared, converted, packed, quantize):
+def _spread_messages(model, shared, converted, packed_names, quantize):
     """One message per ``.tflite`` tensor that holds far more distinct values than the Keras kernel
-    it comes from (matched by layer name in the tensor name and by element count)."""
+    it comes from (matched by layer name in the tensor name and by element count). ``packed_names``:
+    a function giving the names of the tensors the packed file decodes (called only for a message)."""
     if not shared:
         return []
     tfl = fb.read_model(converted)
-    packed_names = _packed_names(packed)
+    names = None
     messages = []
     for sg in tfl.subgraphs:
         tensors = sg.tensors or []
@@ -801,8 +844,9 @@ def _spread_messages(model, shared, converted, packed, quantize):
             siblings = [fb.tensor_name(tensors[int(x)]) for op in sg.operators or []  # e.g. the folded bias
                         if i in [int(v) for v in (op.inputs if op.inputs is not None else [])]
                         for x in op.inputs if int(x) >= 0 and fb.buffer_bytes(tfl, tensors[int(x)].buffer)]
+            names = packed_names() if names is None else names
             messages.append(_spread_message(model, layer, path, name, before, after, quantize, siblings,
-                                            name in packed_names))
+                                            name in names))
     return messages
 
 
@@ -835,7 +879,7 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
 
 
 def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size, converter_options,
-                         configure, per_channel, positive_zeros=False, signature=None):
+                         configure, per_channel, positive_zeros=False, signature=None, pack_options=None):
     """The ``.tflite`` converted in a TF-backend child (torch always; JAX when nothing in the call needs
     this process: dc_keras/export/_backend.py), or None to convert here. A JAX child that fails
     falls back to this process with a warning."""
@@ -860,7 +904,7 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
                                                 min_bytes=min_bytes, batch_size=batch_size,
                                                 converter_options=converter_options, configure=configure,
                                                 per_channel=per_channel, positive_zeros=positive_zeros,
-                                                signature=signature)
+                                                signature=signature, pack_options=pack_options)
     except _backend.UnimportableClassError as exc:
         if must:
             raise
@@ -880,7 +924,8 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
 
 def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representative_data=None,
               min_bytes: int = DEFAULT_MIN_BYTES, batch_size=None, converter_options=None,
-              configure=None, per_channel=None, positive_zeros: bool = False, input_signature=None) -> bytes:
+              configure=None, per_channel=None, positive_zeros: bool = False, input_signature=None,
+              pack_options=None) -> bytes:
     """Converts a Keras 3 model to ``.tflite`` with TFLite's converter, then packs its weights.
 
     Recurrent models (LSTM, GRU, SimpleRNN, Bidirectional) are converted with a static batch of 1
@@ -948,6 +993,14 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         dimension (``None`` = any size). Specs without a name take the model's input names. Exactly this
         signature is converted (no automatic static batch for recurrent layers: give the batch in the
         shapes); not with ``batch_size``.
+      pack_options: a dict of further ``dc_keras.export.pack`` arguments for the packing pass, e.g.
+        ``{"strip_strings": True, "decoder": "minimal"}``: ``verify``, ``min_saving``, ``version``,
+        ``strip_strings``, ``buffers``, ``context_model``, ``compact``, ``layouts``, ``decoder`` (see
+        ``pack`` for each). The result is the bytes ``pack(to_tflite(model, pack=False), **pack_options)``
+        gives. Checked before converting: an unknown name or bad value is an error, so is
+        ``min_bytes`` or ``positive_zeros`` here (give them as to_tflite's own arguments) and a
+        non-empty dict with ``pack=False``. On every backend (JAX, torch: the TensorFlow-backend child
+        packs with them).
 
     Returns:
       The ``.tflite`` bytes.
@@ -971,6 +1024,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       >>> def flex(converter):
       ...     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
       >>> data = dc_keras.export.to_tflite(model, configure=flex)
+      >>> mcu = dc_keras.export.to_tflite(model, pack_options={"decoder": "minimal", "strip_strings": True})
     """
     _check_model(model)
     _check_built(model)
@@ -983,6 +1037,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         raise ValueError(f"pack must be True or False, got {pack!r}")
     if not isinstance(positive_zeros, bool):
         raise ValueError(f"positive_zeros must be True or False, got {positive_zeros!r}")
+    options = _pack_options(pack_options, pack, min_bytes, positive_zeros)  # before the slow conversion
     if path is not None:
         check_writable(path)  # a bad or read-only output fails now, not after the conversion
     model = _without_wrappers(model)
@@ -992,7 +1047,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     if _SWEEP_TMPDIR:  # the temporary directories of earlier exports that were killed (logged)
         _exportdir.sweep()
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
-                                converter_options, configure, per_channel, positive_zeros, signature)
+                                converter_options, configure, per_channel, positive_zeros, signature, options)
     if data is not None:
         if path is not None:
             atomic_write(path, data)
@@ -1006,9 +1061,15 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
         quantize, representative_data, converter_options, configure, pc, legacy, names), signature)
     if pack:
-        packed, stats = pack_with_stats(data, min_bytes=min_bytes, positive_zeros=positive_zeros)
+        packed, stats = pack_with_stats(data, min_bytes=min_bytes, positive_zeros=positive_zeros, **options)
         warn_notes(stats, "to_tflite(..., positive_zeros=True)", "to_tflite")
-        for message in _spread_messages(model, shared, data, packed, quantize):
+
+        def packed_names():  # with strip_strings, the packed file has no names: the same pack, with them
+            named = packed if not options.get("strip_strings") else pack_with_stats(
+                data, min_bytes=min_bytes, positive_zeros=positive_zeros, **{**options, "strip_strings": False})[0]
+            return _packed_names(named)
+
+        for message in _spread_messages(model, shared, data, packed_names, quantize):
             warnings.warn(message, ClusterSpreadWarning, stacklevel=2)
         data = packed
     if path is not None:

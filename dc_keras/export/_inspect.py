@@ -16,7 +16,7 @@ from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, after_model
 
 
 #: "kept" rows of constants of at least this many bytes may give a lower bound of the packed size
-#: ("packs to at least N B"): inspect encodes them with pack's max_bytes, and the codec does not
+#: ("does not pack below N B"): inspect encodes them with pack's max_bytes, and the codec does not
 #: make the layouts that cannot fit (an unclustered 4096 x 4096 int32 weight: ~0.1 s, not ~5 s).
 #: Smaller ones are encoded in full (~0.1 s at most): their reason gives the exact size.
 BOUND_KEPT_FROM = 1 << 20

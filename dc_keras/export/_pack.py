@@ -219,8 +219,14 @@ def keep_reason(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING, at_least
     """Why a constant of ``raw_bytes`` that packs to ``packed_bytes`` (``at_least``: to that many
     bytes or more, a lower bound: ``codec.MaxBytesError``) is kept raw, or None when ``pack`` packs
     it: it must save more than the op and tensor a packed tensor adds, and ``min_saving``. Shared
-    by pack and inspect (its "kept" rows)."""
-    packs = f"packs to {'at least ' if at_least else ''}{packed_bytes} B"
+    by pack and inspect (its "kept" rows). A bound below raw says only that the encoding stopped
+    at ``max_packed_bytes``: the full size, maybe over raw, is unknown, so no one rule is named."""
+    if at_least and packed_bytes < raw_bytes:
+        return (f"does not pack below {packed_bytes} B ({packed_bytes / raw_bytes:.0%} of its {raw_bytes} B raw), "
+                f"over pack's cap of {max_packed_bytes(raw_bytes, min_saving)} B for it (the tighter of min_saving "
+                "and the HuffDecode op's cost): encoding stopped there, so its full packed size, possibly over "
+                "raw, is not known")
+    packs = f"{'does not pack below' if at_least else 'packs to'} {packed_bytes} B"
     if packed_bytes >= raw_bytes:  # the op's cost is beside the point then
         return f"{packs}, no smaller than its {raw_bytes} B raw (data the packed format cannot shrink)"
     if packed_bytes + _PER_TENSOR_OVERHEAD >= raw_bytes:
@@ -246,6 +252,26 @@ def _check_args(min_bytes, min_saving, buffers):
         raise ValueError(f"min_saving must be a number in [0, 1), got {min_saving!r}")
     if buffers not in fb.BUFFER_LOCATIONS:
         raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
+
+
+def check_options(min_bytes=DEFAULT_MIN_BYTES, verify=True, min_saving=DEFAULT_MIN_SAVING, version=None, *,
+                  strip_strings=False, buffers="auto", context_model=False, compact=None, positive_zeros=False,
+                  layouts=None, decoder=None):
+    """``pack``'s options checked before any work: a ValueError naming the first bad one and its valid
+    values. Returns ``layouts`` as ``codec.encode`` takes them (``_decoder_layouts``). Shared by pack
+    and ``to_tflite(pack_options=)``, which checks them before converting."""
+    _check_args(min_bytes, min_saving, buffers)
+    for name, value in (("verify", verify), ("strip_strings", strip_strings), ("context_model", context_model),
+                        ("positive_zeros", positive_zeros)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    if compact is not None and not isinstance(compact, bool):
+        raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
+                         f"got {compact!r}")
+    if version not in PACK_VERSIONS:
+        raise ValueError(f"version must be None (per tensor, the lowest that holds it), 1, 2 or 3 "
+                         f"(docs/FORMAT.md §10), got {version!r}")
+    return _decoder_layouts(decoder, layouts, context_model)
 
 
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
@@ -430,15 +456,9 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     entries)`` of the weights ``positive_zeros`` applies to that hold both -0.0 and +0.0, kept
     bit-exact; ``positive_zeros``: ``(tensors, entries)`` it made +0.0; ``unreferenced``:
     ``(buffers, bytes)`` of the input's buffers holding data no tensor or metadata refers to, kept)."""
-    _check_args(min_bytes, min_saving, buffers)
-    if compact is not None and not isinstance(compact, bool):
-        raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
-                         f"got {compact!r}")
-    if version not in PACK_VERSIONS:
-        raise ValueError(f"version must be None (per tensor, the lowest that holds it), 1, 2 or 3 "
-                         f"(docs/FORMAT.md §10), got {version!r}")
-    if not isinstance(positive_zeros, bool):
-        raise ValueError(f"positive_zeros must be True or False, got {positive_zeros!r}")
+    layouts = check_options(min_bytes, verify, min_saving, version, strip_strings=strip_strings, buffers=buffers,
+                            context_model=context_model, compact=compact, positive_zeros=positive_zeros,
+                            layouts=layouts, decoder=decoder)
     model = fb.read_model(tflite_bytes)
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
@@ -447,8 +467,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     offline_plans = _offline_plans(model)
     zeros = _signed_zeros(model, positive_zeros)
     facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
-    enc = {"version": version, "context_model": bool(context_model),  # codec.encode options
-           "layouts": _decoder_layouts(decoder, layouts, context_model)}
+    enc = {"version": version, "context_model": bool(context_model), "layouts": layouts}  # codec.encode options
     refused = _Refused()
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model),

@@ -13,9 +13,6 @@ import stat
 import sys
 import threading
 
-#: inputs above this size get a progress line on a terminal (pack and inspect have their own bars).
-PROGRESS_MIN_BYTES = 16 << 20
-
 
 def _read(path):
     """The bytes of an input file; a missing or unreadable path or a device raises ``OSError``
@@ -62,8 +59,11 @@ def _check_paths(src, dst, names=("OUT", "IN")):
 @contextlib.contextmanager
 def _working(desc, nbytes):
     """An elapsed-time line on a terminal's stderr while ``unpack`` runs on a big model (it
-    reports no fraction done; ``pack`` draws a bar of its own); removed when done."""
-    if nbytes < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+    reports no fraction done; ``pack`` draws a bar of its own), from the size pack's and inspect's
+    bars start at (``_pack.PROGRESS_MIN_BYTES``); removed when done."""
+    from dc_keras.export import _pack
+
+    if nbytes < _pack.PROGRESS_MIN_BYTES or not sys.stderr.isatty():
         yield
         return
     from tqdm.auto import tqdm
