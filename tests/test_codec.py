@@ -849,3 +849,33 @@ def test_small_alphabet_codes_match_the_numpy_path(seed, monkeypatch):
     small, numpy_path = run(10**6), run(-1)
     assert small == numpy_path
     assert sum(isinstance(r, str) for r in small) > 10 and sum(isinstance(r, tuple) for r in small) > 200
+
+
+@pytest.mark.parametrize("paths", ["numpy", "python"])
+def test_small_tensor_paths_write_the_identity_corpus_bytes(paths, monkeypatch):
+    """The codes, the sparse layout's candidate histograms and the bit packing of small tensors
+    run on Python ints (_SMALL_ALPHABET, _SMALL_PACK: numpy's per-call overhead made a small
+    tensor's encode ~1.5 ms). Forced onto the numpy paths everywhere, or onto the Python paths
+    for alphabets and streams ~10x bigger than the defaults, test_codec_identity's ~1,400 cases
+    still write the digests of ec2a7a6's encoder (or raise its errors)."""
+    import json
+
+    import test_codec_identity as ident
+    from dc_keras.codec import _encode
+
+    monkeypatch.setattr(_encode, "_SMALL_ALPHABET", -1 if paths == "numpy" else 512)
+    monkeypatch.setattr(_encode, "_SMALL_PACK", -1 if paths == "numpy" else 2048)
+    calls = {"small": 0}
+    small = _encode._code_lengths_small
+
+    def spy(counts, limit):
+        calls["small"] += 1
+        return small(counts, limit)
+
+    monkeypatch.setattr(_encode, "_code_lengths_small", spy)
+    with open(ident.DIGESTS) as f:
+        expected = json.load(f)
+    got = ident.digests(codec.encode)
+    diff = [f"{k}: {got[k]} (was {expected[k]})" for k in expected if got.get(k) != expected[k]]
+    assert not diff, f"{len(diff)} of {len(expected)} differ:\n" + "\n".join(diff[:10])
+    assert (calls["small"] > 1000) == (paths == "python"), calls

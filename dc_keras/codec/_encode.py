@@ -1,4 +1,5 @@
 """Vectorised numpy encoder of the packed tensor format (docs/FORMAT.md)."""
+import functools
 import struct
 
 import numpy as np
@@ -92,7 +93,7 @@ def _code_lengths_small(counts, limit):
     for level in reversed(levels):  # top level (length 1) first
         if take <= 0:
             break
-        nleaf = take - sum(k & 1 for k in level[:take])
+        nleaf = take - len([k for k in level[:take] if k & 1])
         for j in range(nleaf):
             sorted_len[j] += 1
         take = 2 * (take - nleaf)
@@ -167,18 +168,20 @@ class _Code:
     """A Huffman code for one alphabet: lengths, codes, descriptor."""
 
     def __init__(self, counts, limit, force_two=False):
-        counts = np.asarray(counts, dtype=np.int64)
+        """``counts``: an array or a list of ints (_sparse_plan's small histograms)."""
         self.n = len(counts)
-        if not force_two and np.count_nonzero(counts) <= _SMALL_ALPHABET and self.n <= 2 * _SMALL_ALPHABET:
-            self._init_small(counts.tolist(), limit)
-            return
+        if not force_two and self.n <= 2 * _SMALL_ALPHABET:
+            counts = np.asarray(counts, dtype=np.int64).tolist() if isinstance(counts, np.ndarray) else counts
+            if self.n - counts.count(0) <= _SMALL_ALPHABET:
+                self._init_small(counts, limit)
+                return
+        counts = np.asarray(counts, dtype=np.int64)
         if force_two:  # two symbols of length 1 even if one is unused
             self.lengths, self.max_len = np.ones(2, np.uint8), 1
         else:
             self.lengths, self.max_len = code_lengths(counts, limit)
         used = np.flatnonzero(counts)
         self.single = int(used[0]) if self.max_len == 0 and len(used) else 0
-        self.codes = canonical_codes(self.lengths)
         self.bits = int(np.dot(counts, self.lengths.astype(np.int64)))
 
     def _init_small(self, counts, limit):
@@ -186,8 +189,13 @@ class _Code:
         lengths, self.max_len = _code_lengths_small(counts, limit)
         self.single = next((i for i, c in enumerate(counts) if c), 0) if self.max_len == 0 else 0
         self.lengths = np.array(lengths, np.uint8)
-        self.codes = np.array(_canonical_codes_small(lengths), np.uint64)
         self.bits = sum(c * ln for c, ln in zip(counts, lengths))
+
+    @functools.cached_property
+    def codes(self):
+        """Canonical codes of ``lengths`` (``canonical_codes``): made for the code written only,
+        not for every candidate code an encode compares."""
+        return canonical_codes(self.lengths)
 
     def descriptor(self):
         return _descriptor(self.lengths, self.max_len, self.single)
@@ -203,6 +211,7 @@ class _Code:
 # int64/uint64 work arrays (~100 B per field) stay ~25 MB however big the tensor. Whole-tensor
 # work arrays made encoding a 1 GB int8 tensor allocate ~16 GB (tests/test_scale.py).
 _PACK_CHUNK = 1 << 18
+_SMALL_PACK = 192  # fields packed on Python ints (below this, faster than numpy)
 
 
 def pack_bits(codes, lengths):
@@ -228,6 +237,13 @@ def _pack_chunked(n, chunk, fields=1):
     """The §7 bit packing of ``n`` items, ``_PACK_CHUNK`` fields at a time: ``chunk(a, b,
     with_codes)`` gives (codes or None, lengths) of the fields of items a..b-1 (an item may have
     several: ``fields``). Two passes: the bit count (lengths only), then the words."""
+    if n * fields <= _SMALL_PACK:  # on Python ints: numpy's ~15 calls cost more than the loop
+        codes, lengths = chunk(0, n, True)
+        word = pos = 0
+        for c, ln in zip(codes.tolist(), lengths.tolist()):
+            word |= c << pos
+            pos += ln
+        return word.to_bytes((pos + 7) // 8, "little") if pos else b""
     step = max(1, _PACK_CHUNK // fields)
     one = chunk(0, n, True) if n <= step else None  # a small tensor: one pass
     nbits = int(one[1].sum()) if one else sum(
@@ -294,7 +310,9 @@ def checksum(content, header):
 # encoder
 # ----------------------------------------------------------------------------------------------
 def _entropy_bits(counts):
-    c = counts[counts > 0].astype(np.float64)
+    """Shannon bits of ``counts`` (an int array, or a list of ints: the same float64 array)."""
+    c = np.array([x for x in counts if x > 0], np.float64) if isinstance(counts, list) \
+        else counts[counts > 0].astype(np.float64)
     t = c.sum()
     return float((c * np.log2(t / c)).sum()) if t else 0.0
 
@@ -357,11 +375,26 @@ def _sparse_plan(idx, counts, limit):
         values, weights = np.unique(np.concatenate(large), return_counts=True)
         gap_values, gap_weights = np.concatenate([gap_values, values]), np.concatenate([gap_weights, weights])
 
+    # Few distinct gaps and values (a small tensor): the candidates' histograms as lists of ints
+    # (the same counts; numpy's per-call overhead was most of a small tensor's plan).
+    small = len(gap_values) <= _SMALL_ALPHABET and len(val_counts) <= 2 * _SMALL_ALPHABET
+    gaps = list(zip(gap_values.tolist(), gap_weights.tolist())) if small else None
+
     def fillers(g):
+        if small:
+            return sum(v // g * w for v, w in gaps) + trail // g
         return int(np.dot(gap_values // g, gap_weights)) + trail // g
 
     def histograms(g):
         fill = fillers(g)
+        if small and g <= 4 * _SMALL_ALPHABET:
+            gh = [0] * g
+            for v, w in gaps:
+                gh[v % g] += w
+            gh[g - 1] += fill
+            ih = val_counts.tolist()
+            ih[bg] += fill
+            return gh, ih
         gh = np.bincount(gap_values % g, weights=gap_weights, minlength=g).astype(np.int64)
         gh[g - 1] += fill
         ih = val_counts.copy()
