@@ -74,8 +74,11 @@ def _code_lengths_small(counts, limit):
     n = len(counts)
     used = [i for i in range(n) if counts[i] > 0]
     m = len(used)
-    if m <= 1:
-        return [0] * n, 0
+    if m <= 2:  # no code, or the two 1-bit codes (what the package-merge gives for any limit)
+        lengths, bits = [0] * n, m // 2
+        for i in used:
+            lengths[i] = bits
+        return lengths, bits
     if m > (1 << limit):
         raise ValueError(f"{m} symbols cannot be coded with code lengths <= {limit}")
     order = sorted(used, key=counts.__getitem__)  # stable: equal counts by symbol
@@ -83,7 +86,8 @@ def _code_lengths_small(counts, limit):
     levels = [leaves]
     for _ in range(limit - 1):
         cur = levels[-1]
-        merged = sorted(leaves + [((a >> 1) + (b >> 1)) << 1 | 1 for a, b in zip(cur[0::2], cur[1::2])])
+        pairs = iter(cur)
+        merged = sorted(leaves + [((a >> 1) + (b >> 1)) << 1 | 1 for a, b in zip(pairs, pairs)])
         if merged == cur:  # a fixed point: every level above is the same
             levels += [cur] * (limit - len(levels))
             break
@@ -401,15 +405,18 @@ def _sparse_plan(idx, counts, limit):
         ih[bg] += fill
         return gh, ih
 
-    est = []
+    est, made, index_bits = [], {}, {}  # index_bits: the index histogram's bits by fill count
     for g in _gap_candidates(min(max_gap, (1 << limit) - 1)):  # every gap symbol codable
-        gh, ih = histograms(g)
-        bits = _entropy_bits(gh) + _entropy_bits(ih) + 8 * (1 + (g + 1) // 2)
+        made[g] = gh, ih = histograms(g)
+        fill = ih[bg]
+        if fill not in index_bits:
+            index_bits[fill] = _entropy_bits(ih)
+        bits = _entropy_bits(gh) + index_bits[fill] + 8 * (1 + (g + 1) // 2)
         est.append((bits, g))
     est.sort()
     best = None
     for _, g in est[:3]:
-        gh, ih = histograms(g)
+        gh, ih = made[g]
         gcode, icode = _Code(gh, limit), _Code(ih, limit)
         size = (gcode.bits + icode.bits) / 8 + gcode.descriptor_size() + icode.descriptor_size() + 8
         if best is None or size < best[0]:
