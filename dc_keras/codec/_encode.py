@@ -1,5 +1,6 @@
 """Vectorised numpy encoder of the packed tensor format (docs/FORMAT.md)."""
 import functools
+import operator
 import struct
 
 import numpy as np
@@ -193,7 +194,7 @@ class _Code:
         lengths, self.max_len = _code_lengths_small(counts, limit)
         self.single = next((i for i, c in enumerate(counts) if c), 0) if self.max_len == 0 else 0
         self.lengths = np.array(lengths, np.uint8)
-        self.bits = sum(c * ln for c, ln in zip(counts, lengths))
+        self.bits = sum(map(operator.mul, counts, lengths))
 
     @functools.cached_property
     def codes(self):
@@ -383,10 +384,11 @@ def _sparse_plan(idx, counts, limit):
     # (the same counts; numpy's per-call overhead was most of a small tensor's plan).
     small = len(gap_values) <= _SMALL_ALPHABET and len(val_counts) <= 2 * _SMALL_ALPHABET
     gaps = list(zip(gap_values.tolist(), gap_weights.tolist())) if small else None
+    weights = [w for _, w in gaps] if small else None
 
     def fillers(g):
         if small:
-            return sum(v // g * w for v, w in gaps) + trail // g
+            return sum(map(operator.mul, [v // g for v, _ in gaps], weights)) + trail // g
         return int(np.dot(gap_values // g, gap_weights)) + trail // g
 
     def histograms(g):
