@@ -216,7 +216,7 @@ class _Code:
 # int64/uint64 work arrays (~100 B per field) stay ~25 MB however big the tensor. Whole-tensor
 # work arrays made encoding a 1 GB int8 tensor allocate ~16 GB (tests/test_scale.py).
 _PACK_CHUNK = 1 << 18
-_SMALL_PACK = 192  # fields packed on Python ints (below this, faster than numpy)
+_SMALL_PACK = 256  # fields packed on Python ints (up to this, faster than numpy: 16 fields 38 -> 3 us)
 
 
 def pack_bits(codes, lengths):
@@ -538,7 +538,8 @@ def chunked_bincount(values, k):
 def _unique_small(bits):
     """(sorted distinct values, index of each element, counts) for a tensor with few distinct
     values: binary search against a candidate codebook instead of sorting all elements."""
-    cand = np.unique(np.concatenate([bits[:4096], bits[:: max(1, len(bits) // 4096)]]))
+    # the first 4096 elements and a sample of the rest (the tensor itself when that is all of it)
+    cand = np.unique(bits if len(bits) <= 4096 else np.concatenate([bits[:4096], bits[:: max(1, len(bits) // 4096)]]))
     while True:
         if len(cand) > MAX_SYMBOLS:
             raise ValueError(f"more than {MAX_SYMBOLS} distinct values: cluster the tensor first")
