@@ -811,3 +811,71 @@ def test_minimal_decoder_reads_the_1_2_4_byte_types_of_versions_2_and_3(dtype, l
     out = np.zeros_like(a)
     assert minimal_decoder.dc_decode(packed, len(packed), out.ctypes.data, out.nbytes) == 0
     assert out.tobytes() == a.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_small_alphabet_codes_match_the_numpy_path(seed, monkeypatch):
+    """code_lengths / canonical_codes / _Code build small alphabets' codes on Python ints
+    (_SMALL_ALPHABET): the same lengths, codes, bit counts and errors as the numpy path, for
+    alphabets on both sides of the threshold, skewed and tied counts, every length limit."""
+    from dc_keras.codec import _encode
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for k in range(400):
+        n = int(rng.integers(1, 130))
+        kind = k % 4
+        counts = (rng.integers(0, 100, n) if kind == 0 else rng.integers(0, 3, n) if kind == 1
+                  else 2 ** rng.integers(0, 30, n) * rng.integers(0, 2, n) if kind == 2
+                  else np.where(rng.random(n) < 0.3, rng.geometric(0.05, n), 0))
+        cases.append((counts.astype(np.int64), int(rng.integers(1, 13))))
+
+    def run(threshold):
+        monkeypatch.setattr(_encode, "_SMALL_ALPHABET", threshold)
+        out = []
+        for counts, limit in cases:
+            try:
+                lengths, max_len = _encode.code_lengths(counts, limit)
+                code = _encode._Code(counts, limit)
+            except ValueError as exc:
+                out.append(str(exc))
+                continue
+            codes = _encode.canonical_codes(lengths)
+            assert lengths.dtype == np.uint8 and codes.dtype == np.uint64 and type(max_len) is int
+            assert np.array_equal(code.lengths, lengths) and np.array_equal(code.codes, codes)
+            out.append((lengths.tolist(), max_len, codes.tolist(), code.bits, code.max_len, code.single))
+        return out
+
+    small, numpy_path = run(10**6), run(-1)
+    assert small == numpy_path
+    assert sum(isinstance(r, str) for r in small) > 10 and sum(isinstance(r, tuple) for r in small) > 200
+
+
+@pytest.mark.parametrize("paths", ["numpy", "python"])
+def test_small_tensor_paths_write_the_identity_corpus_bytes(paths, monkeypatch):
+    """The codes, the sparse layout's candidate histograms and the bit packing of small tensors
+    run on Python ints (_SMALL_ALPHABET, _SMALL_PACK: numpy's per-call overhead made a small
+    tensor's encode ~1.5 ms). Forced onto the numpy paths everywhere, or onto the Python paths
+    for alphabets and streams ~10x bigger than the defaults, test_codec_identity's ~1,400 cases
+    still write the digests of ec2a7a6's encoder (or raise its errors)."""
+    import json
+
+    import test_codec_identity as ident
+    from dc_keras.codec import _encode
+
+    monkeypatch.setattr(_encode, "_SMALL_ALPHABET", -1 if paths == "numpy" else 512)
+    monkeypatch.setattr(_encode, "_SMALL_PACK", -1 if paths == "numpy" else 2048)
+    calls = {"small": 0}
+    small = _encode._code_lengths_small
+
+    def spy(counts, limit):
+        calls["small"] += 1
+        return small(counts, limit)
+
+    monkeypatch.setattr(_encode, "_code_lengths_small", spy)
+    with open(ident.DIGESTS) as f:
+        expected = json.load(f)
+    got = ident.digests(codec.encode)
+    diff = [f"{k}: {got[k]} (was {expected[k]})" for k in expected if got.get(k) != expected[k]]
+    assert not diff, f"{len(diff)} of {len(expected)} differ:\n" + "\n".join(diff[:10])
+    assert (calls["small"] > 1000) == (paths == "python"), calls

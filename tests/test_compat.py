@@ -277,3 +277,86 @@ def test_optimizer_backend_names_only_a_backend_specific_class():
 
     assert _compat.optimizer_backend(Mine()) is None
     assert _compat.optimizer_backend(keras.optimizers.Ftrl()) is None  # no torch class of its own
+
+
+# ---- export: faster reads of a .tflite through the generated schema classes ------------------
+def _tflite_models():
+    """A float FULLY_CONNECTED chain (2 subgraphs), an int8 one (quantization tables) and the
+    packed LSTM of tests/data (WHILE ops, custom options, metadata)."""
+    import os
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    try:
+        import bench_scale
+    finally:
+        sys.path.pop(0)
+    data = os.path.join(os.path.dirname(__file__), "data")
+    with open(os.path.join(data, "zoo_lstm128.packed.tflite"), "rb") as f:
+        lstm = f.read()
+    return [bench_scale.build(20, 8, subgraphs=2), bench_scale.build(10, 16, "int8"), lstm]
+
+
+def _same_objects(a, b, path="model"):
+    """Deep comparison of two object-API trees: the same classes, attributes and values (numpy
+    arrays: dtype and contents)."""
+    assert type(a) is type(b), path
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b), path
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_objects(x, y, f"{path}[{i}]")
+    elif hasattr(a, "__dict__"):
+        assert vars(a).keys() == vars(b).keys(), path
+        for k in vars(a):
+            _same_objects(getattr(a, k), getattr(b, k), f"{path}.{k}")
+    else:
+        assert a == b, path
+
+
+def _outcome(fn, data):
+    try:
+        return fn(data)
+    except Exception as exc:  # noqa: BLE001 - the exception is what is compared
+        return f"{type(exc).__name__}: {exc}"
+
+
+def test_fast_model_root_reads_the_same_model_and_fails_the_same_way():
+    """fast_model_root's readers give ModelT.InitFromObj the same tree as the plain readers, and
+    on damaged bytes (cut short, bytes overwritten) the same values or the same exception."""
+    from dc_keras import _flatbuffer as fb
+
+    def plain(data):
+        root = fb.schema.Model.GetRootAs(data, 0)
+        fb._bounds_check(root, len(data))
+        return fb.schema.ModelT.InitFromObj(root)
+
+    def fast(data):
+        root = _compat.fast_model_root(data)
+        fb._bounds_check(root, len(data))
+        return fb.schema.ModelT.InitFromObj(root)
+
+    rng = np.random.default_rng(0)
+    failures = 0
+    for data in _tflite_models():
+        root = _compat.fast_model_root(data)
+        assert isinstance(root, fb.schema.Model)  # the shim's readers, not the plain ones
+        assert type(root.Subgraphs(0).Tensors(0)._tab) is not type(fb.schema.Model.GetRootAs(data, 0)._tab)
+        _same_objects(plain(data), fast(data))
+        for _ in range(60):
+            bad = bytearray(data)
+            if rng.random() < 0.3:
+                bad = bad[: int(rng.integers(8, len(bad)))]
+            else:
+                at = rng.integers(8, len(bad), 4)
+                bad[at[0]:at[0] + 4] = rng.integers(0, 256, 4, dtype=np.uint8).tobytes()
+                for a in at[1:]:
+                    bad[a] = int(rng.integers(0, 256))
+            bad = bytes(bad)
+            want, got = _outcome(plain, bad), _outcome(fast, bad)
+            if isinstance(want, str):
+                failures += 1
+                assert got == want
+            else:
+                _same_objects(want, got)
+    assert failures > 20, failures

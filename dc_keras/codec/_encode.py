@@ -1,4 +1,6 @@
 """Vectorised numpy encoder of the packed tensor format (docs/FORMAT.md)."""
+import functools
+import operator
 import struct
 
 import numpy as np
@@ -11,6 +13,13 @@ _UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 # ----------------------------------------------------------------------------------------------
 # §4 Huffman code lengths and canonical codes
 # ----------------------------------------------------------------------------------------------
+# Alphabets with at most this many used symbols get their code built on Python ints: numpy's
+# per-call overhead (~25 calls per package-merge level) made a 17-symbol code cost ~0.2 ms, and a
+# small tensor's encode builds up to 7 codes (_sparse_plan's candidates): ~70 % of pack's time on a
+# model of 4,000 small kernels. Both paths give the same lengths and codes (tests/test_codec.py).
+_SMALL_ALPHABET = 48
+
+
 def code_lengths(counts, limit=MAX_CODE_LENGTH):
     """Optimal length-limited Huffman code lengths for ``counts`` (package-merge, §4).
 
@@ -21,6 +30,9 @@ def code_lengths(counts, limit=MAX_CODE_LENGTH):
     [1, 2, 2, 0]
     """
     counts = np.asarray(counts, dtype=np.int64)
+    if np.count_nonzero(counts) <= _SMALL_ALPHABET:
+        lengths, max_len = _code_lengths_small(counts.tolist(), limit)
+        return np.array(lengths, np.uint8), max_len
     n = len(counts)
     lengths = np.zeros(n, np.uint8)
     used = np.flatnonzero(counts > 0)
@@ -30,31 +42,70 @@ def code_lengths(counts, limit=MAX_CODE_LENGTH):
     if m > (1 << limit):
         raise ValueError(f"{m} symbols cannot be coded with code lengths <= {limit}")
     order = used[np.argsort(counts[used], kind="stable")]
-    w = counts[order]
-    leaf_flags = []
-    cur_w, cur_leaf = w, np.ones(m, bool)
-    leaf_flags.append(cur_leaf)
-    ones, zeros_cache = np.ones(m, bool), {}
+    leaves = counts[order] << 1  # keys: 2 w for a leaf, 2 w + 1 for a package (leaves first on ties)
+    levels = [leaves]
     for _ in range(limit - 1):
-        half = len(cur_w) // 2
-        packages = cur_w[: 2 * half].reshape(half, 2).sum(axis=1)
-        merged = np.concatenate([w, packages])
-        if half not in zeros_cache:
-            zeros_cache[half] = np.zeros(half, bool)
-        flags = np.concatenate([ones, zeros_cache[half]])
-        o = np.argsort(merged, kind="stable")  # leaves before packages on ties
-        cur_w, cur_leaf = merged[o], flags[o]
-        leaf_flags.append(cur_leaf)
-    take = 2 * m - 2
+        cur = levels[-1]
+        half = len(cur) // 2
+        packages = (cur[0:2 * half:2] >> 1) + (cur[1:2 * half:2] >> 1)
+        packages <<= 1
+        packages |= 1
+        merged = np.sort(np.concatenate([leaves, packages]))
+        if np.array_equal(merged, cur):  # a fixed point: every level above is the same
+            levels += [cur] * (limit - len(levels))
+            break
+        levels.append(merged)
     sorted_len = np.zeros(m, np.int64)
-    for flags in reversed(leaf_flags):  # top level (length 1) first
+    take = 2 * m - 2
+    for level in reversed(levels):  # top level (length 1) first
         if take <= 0:
             break
-        nleaf = int(np.count_nonzero(flags[:take]))
+        nleaf = take - int(np.count_nonzero(level[:take] & 1))
         sorted_len[:nleaf] += 1
         take = 2 * (take - nleaf)
     lengths[order] = sorted_len
     return lengths, int(sorted_len.max())
+
+
+def _code_lengths_small(counts, limit):
+    """``code_lengths`` of a list of ints, as lists: the same package-merge on Python ints. The
+    items of a level are keys 2 w (a leaf of weight w) and 2 w + 1 (a package): sorting them
+    puts leaves before packages of equal weight (the order the package-merge needs); which of
+    two equal keys comes first changes nothing, only how many leaves a level's prefix holds."""
+    n = len(counts)
+    used = [i for i in range(n) if counts[i] > 0]
+    m = len(used)
+    if m <= 2:  # no code, or the two 1-bit codes (what the package-merge gives for any limit)
+        lengths, bits = [0] * n, m // 2
+        for i in used:
+            lengths[i] = bits
+        return lengths, bits
+    if m > (1 << limit):
+        raise ValueError(f"{m} symbols cannot be coded with code lengths <= {limit}")
+    order = sorted(used, key=counts.__getitem__)  # stable: equal counts by symbol
+    leaves = [2 * counts[i] for i in order]
+    levels = [leaves]
+    for _ in range(limit - 1):
+        cur = levels[-1]
+        pairs = iter(cur)
+        merged = sorted(leaves + [((a >> 1) + (b >> 1)) << 1 | 1 for a, b in zip(pairs, pairs)])
+        if merged == cur:  # a fixed point: every level above is the same
+            levels += [cur] * (limit - len(levels))
+            break
+        levels.append(merged)
+    sorted_len = [0] * m
+    take = 2 * m - 2
+    for level in reversed(levels):  # top level (length 1) first
+        if take <= 0:
+            break
+        nleaf = take - len([k for k in level[:take] if k & 1])
+        for j in range(nleaf):
+            sorted_len[j] += 1
+        take = 2 * (take - nleaf)
+    lengths = [0] * n
+    for j, i in enumerate(order):
+        lengths[i] = sorted_len[j]
+    return lengths, sorted_len[0]
 
 
 def canonical_codes(lengths):
@@ -63,6 +114,8 @@ def canonical_codes(lengths):
     Returns a uint64 array: the value to OR into the stream at the symbol's bit offset.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) <= 2 * _SMALL_ALPHABET:
+        return np.array(_canonical_codes_small(lengths.tolist()), np.uint64)
     n = len(lengths)
     codes = np.zeros(n, np.uint64)
     used = np.flatnonzero(lengths > 0)
@@ -88,6 +141,19 @@ def canonical_codes(lengths):
     return codes
 
 
+def _canonical_codes_small(lengths):
+    """``canonical_codes`` of a list of lengths, as a list of ints: symbols by (length, symbol)
+    get consecutive codes, shifted left where the length grows (§4), then bit-reversed (§7)."""
+    codes = [0] * len(lengths)
+    code, prev = -1, 0
+    for i in sorted((i for i, ln in enumerate(lengths) if ln > 0), key=lengths.__getitem__):
+        ln = lengths[i]
+        code = (code + 1) << (ln - prev)
+        prev = ln
+        codes[i] = int(format(code, f"0{ln}b")[::-1], 2)
+    return codes
+
+
 def _descriptor(lengths, max_len, single_symbol=0):
     """§4 alphabet descriptor bytes."""
     if max_len == 0:
@@ -107,16 +173,34 @@ class _Code:
     """A Huffman code for one alphabet: lengths, codes, descriptor."""
 
     def __init__(self, counts, limit, force_two=False):
-        counts = np.asarray(counts, dtype=np.int64)
+        """``counts``: an array or a list of ints (_sparse_plan's small histograms)."""
         self.n = len(counts)
+        if not force_two and self.n <= 2 * _SMALL_ALPHABET:
+            counts = np.asarray(counts, dtype=np.int64).tolist() if isinstance(counts, np.ndarray) else counts
+            if self.n - counts.count(0) <= _SMALL_ALPHABET:
+                self._init_small(counts, limit)
+                return
+        counts = np.asarray(counts, dtype=np.int64)
         if force_two:  # two symbols of length 1 even if one is unused
             self.lengths, self.max_len = np.ones(2, np.uint8), 1
         else:
             self.lengths, self.max_len = code_lengths(counts, limit)
         used = np.flatnonzero(counts)
         self.single = int(used[0]) if self.max_len == 0 and len(used) else 0
-        self.codes = canonical_codes(self.lengths)
         self.bits = int(np.dot(counts, self.lengths.astype(np.int64)))
+
+    def _init_small(self, counts, limit):
+        """``__init__`` of a small alphabet, on Python ints (``_code_lengths_small``)."""
+        lengths, self.max_len = _code_lengths_small(counts, limit)
+        self.single = next((i for i, c in enumerate(counts) if c), 0) if self.max_len == 0 else 0
+        self.lengths = np.array(lengths, np.uint8)
+        self.bits = sum(map(operator.mul, counts, lengths))
+
+    @functools.cached_property
+    def codes(self):
+        """Canonical codes of ``lengths`` (``canonical_codes``): made for the code written only,
+        not for every candidate code an encode compares."""
+        return canonical_codes(self.lengths)
 
     def descriptor(self):
         return _descriptor(self.lengths, self.max_len, self.single)
@@ -132,6 +216,7 @@ class _Code:
 # int64/uint64 work arrays (~100 B per field) stay ~25 MB however big the tensor. Whole-tensor
 # work arrays made encoding a 1 GB int8 tensor allocate ~16 GB (tests/test_scale.py).
 _PACK_CHUNK = 1 << 18
+_SMALL_PACK = 256  # fields packed on Python ints (up to this, faster than numpy: 16 fields 38 -> 3 us)
 
 
 def pack_bits(codes, lengths):
@@ -157,6 +242,13 @@ def _pack_chunked(n, chunk, fields=1):
     """The §7 bit packing of ``n`` items, ``_PACK_CHUNK`` fields at a time: ``chunk(a, b,
     with_codes)`` gives (codes or None, lengths) of the fields of items a..b-1 (an item may have
     several: ``fields``). Two passes: the bit count (lengths only), then the words."""
+    if n * fields <= _SMALL_PACK:  # on Python ints: numpy's ~15 calls cost more than the loop
+        codes, lengths = chunk(0, n, True)
+        word = pos = 0
+        for c, ln in zip(codes.tolist(), lengths.tolist()):
+            word |= c << pos
+            pos += ln
+        return word.to_bytes((pos + 7) // 8, "little") if pos else b""
     step = max(1, _PACK_CHUNK // fields)
     one = chunk(0, n, True) if n <= step else None  # a small tensor: one pass
     nbits = int(one[1].sum()) if one else sum(
@@ -223,7 +315,9 @@ def checksum(content, header):
 # encoder
 # ----------------------------------------------------------------------------------------------
 def _entropy_bits(counts):
-    c = counts[counts > 0].astype(np.float64)
+    """Shannon bits of ``counts`` (an int array, or a list of ints: the same float64 array)."""
+    c = np.array([x for x in counts if x > 0], np.float64) if isinstance(counts, list) \
+        else counts[counts > 0].astype(np.float64)
     t = c.sum()
     return float((c * np.log2(t / c)).sum()) if t else 0.0
 
@@ -286,26 +380,45 @@ def _sparse_plan(idx, counts, limit):
         values, weights = np.unique(np.concatenate(large), return_counts=True)
         gap_values, gap_weights = np.concatenate([gap_values, values]), np.concatenate([gap_weights, weights])
 
+    # Few distinct gaps and values (a small tensor): the candidates' histograms as lists of ints
+    # (the same counts; numpy's per-call overhead was most of a small tensor's plan).
+    small = len(gap_values) <= _SMALL_ALPHABET and len(val_counts) <= 2 * _SMALL_ALPHABET
+    gaps = list(zip(gap_values.tolist(), gap_weights.tolist())) if small else None
+    weights = [w for _, w in gaps] if small else None
+
     def fillers(g):
+        if small:
+            return sum(map(operator.mul, [v // g for v, _ in gaps], weights)) + trail // g
         return int(np.dot(gap_values // g, gap_weights)) + trail // g
 
     def histograms(g):
         fill = fillers(g)
+        if small and g <= 4 * _SMALL_ALPHABET:
+            gh = [0] * g
+            for v, w in gaps:
+                gh[v % g] += w
+            gh[g - 1] += fill
+            ih = val_counts.tolist()
+            ih[bg] += fill
+            return gh, ih
         gh = np.bincount(gap_values % g, weights=gap_weights, minlength=g).astype(np.int64)
         gh[g - 1] += fill
         ih = val_counts.copy()
         ih[bg] += fill
         return gh, ih
 
-    est = []
+    est, made, index_bits = [], {}, {}  # index_bits: the index histogram's bits by fill count
     for g in _gap_candidates(min(max_gap, (1 << limit) - 1)):  # every gap symbol codable
-        gh, ih = histograms(g)
-        bits = _entropy_bits(gh) + _entropy_bits(ih) + 8 * (1 + (g + 1) // 2)
+        made[g] = gh, ih = histograms(g)
+        fill = ih[bg]
+        if fill not in index_bits:
+            index_bits[fill] = _entropy_bits(ih)
+        bits = _entropy_bits(gh) + index_bits[fill] + 8 * (1 + (g + 1) // 2)
         est.append((bits, g))
     est.sort()
     best = None
     for _, g in est[:3]:
-        gh, ih = histograms(g)
+        gh, ih = made[g]
         gcode, icode = _Code(gh, limit), _Code(ih, limit)
         size = (gcode.bits + icode.bits) / 8 + gcode.descriptor_size() + icode.descriptor_size() + 8
         if best is None or size < best[0]:
@@ -425,7 +538,8 @@ def chunked_bincount(values, k):
 def _unique_small(bits):
     """(sorted distinct values, index of each element, counts) for a tensor with few distinct
     values: binary search against a candidate codebook instead of sorting all elements."""
-    cand = np.unique(np.concatenate([bits[:4096], bits[:: max(1, len(bits) // 4096)]]))
+    # the first 4096 elements and a sample of the rest (the tensor itself when that is all of it)
+    cand = np.unique(bits if len(bits) <= 4096 else np.concatenate([bits[:4096], bits[:: max(1, len(bits) // 4096)]]))
     while True:
         if len(cand) > MAX_SYMBOLS:
             raise ValueError(f"more than {MAX_SYMBOLS} distinct values: cluster the tensor first")
