@@ -53,7 +53,7 @@ def test_output_under_the_cap_is_byte_identical_and_the_bound_never_exceeds_the_
 
 def _wide_int32(n, seed=0):
     """Every int32 bit pattern equally likely: nothing packs it (values of +-2^20, as before the
-    integer planes of §17, now pack to ~69 %: tests/test_export_v4_ints.py)."""
+    integer planes of §17, now pack to ~66 %: tests/test_export_v4_ints.py)."""
     return np.random.default_rng(seed).integers(-(1 << 31), 1 << 31, (n, n)).astype(np.int32)
 
 
@@ -80,7 +80,7 @@ def test_a_tensor_pack_keeps_raw_is_not_grouped_under_packs_cap(case, monkeypatc
     from _benchmarks import load as load_bench
 
     w = load_bench("bench_scale").codec_tensor(case, 1024)
-    # i32_wide (+-2^20): §17's integer planes pack it to 69 % (version 4); the grouped plans under
+    # i32_wide (+-2^20): §17's integer planes pack it to 66 % (version 4); the grouped plans under
     # test are the ones of the layouts before it
     opts = {"version": 3} if case == "i32_wide" else {}
     full = codec.encode(w, **opts)
