@@ -358,7 +358,7 @@ def test_pack_version_option_writes_that_version():
     assert pack(model, min_bytes=0).count(b"DCHF\x02") >= 1 and b"DCHF\x03" not in pack(model, min_bytes=0)
     assert pack(model, version=3, min_bytes=0).count(b"DCHF\x03") >= 1
     with pytest.raises(ValueError, match="version"):
-        pack(model, version=4)
+        pack(model, version=5)
 
 
 # ----------------------------------------------------------------------------------------------

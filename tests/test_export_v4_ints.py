@@ -127,6 +127,20 @@ def test_tensors_layout_6_does_not_win_keep_their_bytes():
     assert {v for _, v in _packed_layouts(packed).values()} == {2, 3}
 
 
+def test_int16x8_bias_no_codebook_packs_goes_from_raw_to_int_planes():
+    """FORMAT.md §16's case: unclustered weights and no zero bias, so 2047 distinct int64 values:
+    the best codebook layout takes 20,251 B > 16,384 B raw and version 3 keeps it raw; §17
+    packs it to 6,443 B."""
+    data = int16x8_model(clustered=False, zeros=False)
+    [bias] = [n for n, (t, s, _) in _constants(data).items() if t == "int64" and s == [2048]]
+    a = np.frombuffer(_constants(data)[bias][2], np.int64)
+    assert len(codec.encode(a, layouts=OLD_LAYOUTS)) > a.nbytes
+    assert bias not in _packed_layouts(export.pack(data, layouts=OLD_LAYOUTS))
+    packed = export.pack(data)
+    assert _packed_layouts(packed)[bias] == ("int_planes", 4) and len(codec.encode(a)) < 0.4 * a.nbytes
+    assert _constants(export.unpack(packed)) == _constants(data)
+
+
 def _model_with(values):
     """The test models' dense .tflite with its [10, 48] float kernel replaced by an int32 constant."""
     m = fb.read_model(em.tflite("dense", None))

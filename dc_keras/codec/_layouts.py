@@ -677,20 +677,24 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
         ``ml_dtypes`` arrays) int4, uint4, int2, or (format version 3, §16) float64, int64,
         uint64, uint32, uint16, bool; rank <= 8. Tensors with at most 4096 distinct
         values (compared bit-exactly, e.g. after weight sharing) use a codebook; unclustered
-        floats use the float-planes layout (§12).
+        floats use the float-planes layout (§12), unclustered 16 to 64-bit integers the
+        integer-planes layout (§17, format version 4) where it is smaller.
       layout: ``None`` picks the smallest layout the format version allows (``"context_sparse"``
         only with ``context_model=True``); or one of
         ``"dense"``, ``"sparse"`` (§5, §6), ``"grouped_dense"``, ``"grouped_sparse"`` (§11: a
         codebook per slice along ``axis``, for per-channel quantized tensors), ``"float_planes"``
         (§12), ``"context_sparse"`` (§14: several index codes chosen by the previous kept
         value's sign class; smaller on pruned kernels whose neighbouring weights share a sign,
-        ~20 % slower to decode than ``"sparse"``) to force it.
+        ~20 % slower to decode than ``"sparse"``), ``"int_planes"`` (§17: int16 to uint64, each
+        value's residual as a Huffman-coded bit length and raw low bits; format version 4) to
+        force it.
       max_code_length: Huffman code length limit, 1..12 (lower = smaller decode table).
-      version: format version to write (§10). Default None: the lowest that holds the dtype, i.e.
-        2, or 3 for the types version 3 added (§16), so decoders that read version 2 only still
+      version: format version to write (§10). Default None: the lowest that holds the tensor, i.e.
+        2, or 3 for the types version 3 added (§16), or 4 when the integer-planes layout (§17)
+        is picked (smaller than every other layout), so decoders that read version 2 only still
         read every other tensor. 1 for apps that ship a decoder that reads version 1 only
         (dense/sparse layouts of the six original types; Fletcher checksum); 2 or 1 refuse the
-        version 3 types.
+        version 3 types; 3 and lower never write layout 6; 4 writes version 4 for every tensor.
       axis: the axis of the grouped layouts (default: try 0 and the last axis).
       context_model: let ``layout=None`` also pick ``"context_sparse"`` when it is smaller (off by
         default: it decodes ~0.8x as fast as ``"sparse"``, FORMAT.md §14).
@@ -726,7 +730,13 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
       'grouped_dense'
       >>> codec.info(codec.encode(scaled, layouts=("dense", "sparse")))["layout"]
       'dense'
-      >>> noise = np.random.default_rng(0).integers(-2**20, 2**20, (64, 64)).astype(np.int32)
+      >>> bias = np.random.default_rng(0).normal(0, 3000, 512).astype(np.int32)  # distinct values
+      >>> packed = codec.encode(bias)
+      >>> codec.info(packed)["layout"], packed[4], len(packed) < bias.nbytes // 2
+      ('int_planes', 4, True)
+      >>> codec.info(codec.encode(bias, version=3))["layout"]  # before version 4: a codebook
+      'dense'
+      >>> noise = np.random.default_rng(0).integers(-2**31, 2**31, (64, 64)).astype(np.int32)
       >>> try:
       ...     codec.encode(noise, max_bytes=noise.nbytes - 1)
       ... except codec.MaxBytesError as e:

@@ -1781,43 +1781,61 @@ DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
   return v;
 }
 
-/* Every element: a refill (count >= 56), its class c (<= 12 bits), then c - 1 extra bits (<= 63:
- * above 32 in two parts with a refill between), z = 2^(c-1) + extra, residual d = unzigzag(z),
- * x = prediction + d mod 2^W.  Element i comes from stream i mod 4. */
+/* Element i of stream reader b: a refill (count >= 56), its class c (<= 12 bits), then c - 1
+ * extra bits (<= 31 for 2- and 4-byte types: one refill covers the element; 8-byte: above 32 in
+ * two parts with a refill between), z = 2^(c-1) + extra, residual d = unzigzag(z), x = prediction
+ * + d mod 2^W.  REFILL is BR_REFILL_FAST (the caller checked the stream has the bytes) or
+ * br_refill_safe's. */
+#define DC_REFILL_SAFE(b, data) br_refill_safe(&(b), data)
+#define DC_INT_ELEMENT(b, i, REFILL)                                           \
+  do {                                                                         \
+    uint32_t c_, nb_;                                                          \
+    uint64_t z_, x_;                                                           \
+    REFILL(b, data);                                                           \
+    DEC(b, tab, mask, c_);                                                     \
+    nb_ = c_ > 1 ? c_ - 1 : 0;                                                 \
+    if (esz == 8 && nb_ > 32) {                                                \
+      z_ = br_take(&(b), 32);                                                  \
+      REFILL(b, data);                                                         \
+      z_ |= br_take(&(b), nb_ - 32) << 32;                                     \
+    } else {                                                                   \
+      z_ = br_take(&(b), nb_);                                                 \
+    }                                                                          \
+    z_ |= c_ ? (uint64_t)1 << (c_ - 1) : 0;                                    \
+    x_ = ((previous ? prev : base) + ((z_ >> 1) ^ (0u - (z_ & 1u)))) & wmask; \
+    put_int(out, i, x_, esz);                                                  \
+    prev = x_;                                                                 \
+  } while (0)
+
+/* Element i comes from stream i mod 4: rounds of 4 elements with fast refills while every stream
+ * has the bytes for them (br_safe_refills: 1 refill per element, 2 for 8-byte types), then one
+ * element at a time with safe refills (bytes past a stream read as zero; br_finish catches an
+ * overrun). */
 DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
                                     uint8_t* out, const size_t esz) {
-  bitreader br[4];
+  bitreader b0, b1, b2, b3, br[4];
   const uint64_t mask = (1u << h->index_code.max_len) - 1u;
   const uint64_t n = h->info.num_elements;
   const uint64_t wmask = esz == 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * esz)) - 1u;
-  const uint64_t base = h->base;
+  const uint64_t base = h->base, per = esz == 8 ? 2 : 1;
   const int previous = h->predictor == 1;
-  uint64_t i, prev = base;
+  uint64_t i = 0, it, prev = base;
   streams_init(br, h);
-  for (i = 0; i < n; ++i) {
-    bitreader* b = &br[i & 3u];
-    uint32_t c, nb;
-    uint64_t z, x;
-    if (b->pos + 8 <= b->end)
-      BR_REFILL_FAST(*b, data);
-    else
-      br_refill_safe(b, data);
-    DEC(*b, tab, mask, c);
-    nb = c > 1 ? c - 1 : 0;
-    if (nb > 32) { /* 64-bit types only: the low 32 extra bits, a refill, the rest */
-      z = br_take(b, 32);
-      br_refill_safe(b, data);
-      z |= br_take(b, nb - 32) << 32;
-    } else {
-      z = br_take(b, nb);
+  BR_LOAD4(br);
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3) / per, (n - i) / 4)) > 0) {
+    for (; it > 0; --it, i += 4) {
+      DC_INT_ELEMENT(b0, i, BR_REFILL_FAST);
+      DC_INT_ELEMENT(b1, i + 1, BR_REFILL_FAST);
+      DC_INT_ELEMENT(b2, i + 2, BR_REFILL_FAST);
+      DC_INT_ELEMENT(b3, i + 3, BR_REFILL_FAST);
     }
-    if (c > 0) z |= (uint64_t)1 << (c - 1);
-    x = ((previous ? prev : base) + ((z >> 1) ^ (0u - (z & 1u)))) & wmask;
-    put_int(out, i, x, esz);
-    prev = x;
   }
+  BR_STORE4(br);
+  for (; i < n; ++i) DC_INT_ELEMENT(br[i & 3u], i, DC_REFILL_SAFE);
   return streams_finish(br, data);
 }
+#undef DC_INT_ELEMENT
+#undef DC_REFILL_SAFE
 
 #if DC_DENSE_BMI2
 /* §5 dense, 32-bit elements, ungrouped, for CPUs with BMI2: the same symbols in the same order

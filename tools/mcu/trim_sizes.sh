@@ -24,7 +24,8 @@ M4="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16"
 COMMON="-std=c99 -Wall -Wextra -Werror -ffunction-sections -fdata-sections -I$K/include -I$K/src -Itools/mcu"
 LINK="--specs=rdimon.specs -nostartfiles -T tools/mcu/mps2.ld -Wl,--gc-sections"
 VARIANTS=("" DC_CODEC_NO_64BIT DC_CODEC_NO_SUBBYTE DC_CODEC_NO_GROUPED DC_CODEC_NO_FLOAT_PLANES
-          DC_CODEC_NO_CONTEXT DC_CODEC_NO_SPREAD DC_CODEC_MINIMAL "DC_CODEC_MINIMAL DC_CRC_SMALL_TABLE")
+          DC_CODEC_NO_CONTEXT DC_CODEC_NO_INT_PLANES DC_CODEC_NO_SPREAD DC_CODEC_MINIMAL
+          "DC_CODEC_MINIMAL DC_CRC_SMALL_TABLE")
 KEY="$( (cat $K/src/dc_codec*.c $K/src/dc_codec*.h $K/include/dc_codec.h $K/tests/test_codec.c \
              $K/tests/codec_vectors*.h $K/tests/dc_test_pack.h tools/mcu/startup.c tools/mcu/mps2.ld \
              tools/mcu/mcu.h "$0"; echo "$M4 $COMMON $LINK"; arm-none-eabi-gcc --version | head -n1) \
