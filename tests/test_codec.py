@@ -652,6 +652,33 @@ def test_version3_refusals_name_the_problem():
     assert np.array_equal(codec.decode(codec.encode(a)), a) and a.tolist() == [5, -3]  # input untouched
 
 
+def test_int_planes_refusals_name_the_problem():
+    """§17: layout 6 forced where it cannot be: an older version (the fix: version=4 or None), a
+    type it does not hold (the fix: layout=None), a huge tensor whose codes would all be zero-bit
+    (§9); and a version 4 tensor with a predictor byte other than 0 / 1 is corrupt. The input is
+    left as it was."""
+    a = np.arange(-50, 50, dtype=np.int32)
+    for version in (2, 3):
+        with pytest.raises(ValueError, match=r"layout 'int_planes' holds int16, .* format version >= 4 "
+                                             rf"\(FORMAT.md §17\), not version {version} int32; use version=4 or None"):
+            codec.encode(a, layout="int_planes", version=version)
+    for dtype in (np.float32, np.int8, np.uint8, np.float64, np.bool_):
+        with pytest.raises(ValueError, match=r"use layout=None"):
+            codec.encode(np.zeros(8, dtype), layout="int_planes")
+    with pytest.raises(ValueError, match=r"zero-bit is limited to 16777216 bytes"):
+        codec.encode(np.full(2**21 + 1, 7, np.int64), layout="int_planes")
+    assert np.array_equal(a, np.arange(-50, 50, dtype=np.int32))
+    p = bytearray(codec.encode(a, layout="int_planes"))
+    at = 12 + 4  # header of a rank-1 tensor, then the predictor byte
+    assert p[at] in (0, 1)
+    p[at] = 2
+    with pytest.raises(codec.CorruptDataError, match="layout") as e:
+        codec.decode(_with_crc(p))
+    assert e.value.status == 7  # DC_ERR_LAYOUT
+    with pytest.raises(codec.CorruptDataError, match=r"predictor 2 is not 0 \(base\) or 1"):
+        codec.info(_with_crc(p))
+
+
 def test_version3_corruption_is_rejected():
     """A version 3 file relabelled version 2 (re-sealed), a bool codebook value 2, an 8-byte type
     relabelled as a grouped layout or float planes, and a huge zero-bit int64 tensor: one clear

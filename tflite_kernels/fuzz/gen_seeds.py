@@ -14,8 +14,9 @@ corpus follows the format as it evolves and no binary blobs are committed:
 
 The tensors are Deep Compression shaped: clustered (k-means-like: few distinct values) and
 pruned weights of a small LeNet-style network in every supported dtype, every layout (format
-versions 1 to 3), short and long codes, plus the edge cases (scalar, empty, constant,
-all-background), per-channel tensors (§11), unclustered floats (§12), int4/int2 (§13) and the version 3 dtypes (§16). They are kept small
+versions 1 to 4), short and long codes, plus the edge cases (scalar, empty, constant,
+all-background), per-channel tensors (§11), unclustered floats (§12), int4/int2 (§13), the version 3 dtypes (§16)
+and unclustered wide integers (§17, version 4). They are kept small
 (< 4 KB each) so that the fuzzer mutates them quickly.
 
 Usage (from the repository root): python tflite_kernels/fuzz/gen_seeds.py OUT_DIR

@@ -1,5 +1,5 @@
 /*
- * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (versions 1 to 3).
+ * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (versions 1 to 4).
  *
  * Portable: no intrinsics, no unaligned accesses (byte loads that compilers merge), no
  * allocation: decode tables live in the caller's workspace (dc_decode_ws, sized by
@@ -14,8 +14,9 @@
  * Speed: four interleaved streams (§7) decoded in lock step, a 64-bit bit buffer refilled
  * branch-free while at least 8 bytes of each stream remain, one 2^L-entry table lookup per
  * symbol (§4, L <= 12), the codebook lookup and the store.  Each layout's loop is one
- * `static inline` body (dense_body, sparse_body, planes_body) specialised by thin wrappers per
- * element size, as zstd does, so that debuggers and sanitizers see real source lines.
+ * `static inline` body (dense_body, sparse_body, planes_body, int_planes_body) specialised by
+ * thin wrappers per element size, as zstd does, so that debuggers and sanitizers see real source
+ * lines.
  */
 #include "dc_codec.h"
 
@@ -323,7 +324,7 @@ static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, si
   h->info.rank = data[6];
   if (h->info.rank > DC_MAX_RANK) return DC_ERR_SHAPE;
   h->layout = h->info.layout = data[7];
-  if (h->layout > (v == 1   ? DC_LAYOUT_SPARSE
+  if (h->layout > (v == 1  ? DC_LAYOUT_SPARSE
                    : v < 4 ? DC_LAYOUT_CONTEXT_SPARSE
                            : DC_LAYOUT_INT_PLANES))
     return DC_ERR_LAYOUT;
@@ -1787,24 +1788,24 @@ DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
  * + d mod 2^W.  REFILL is BR_REFILL_FAST (the caller checked the stream has the bytes) or
  * br_refill_safe's. */
 #define DC_REFILL_SAFE(b, data) br_refill_safe(&(b), data)
-#define DC_INT_ELEMENT(b, i, REFILL)                                           \
-  do {                                                                         \
-    uint32_t c_, nb_;                                                          \
-    uint64_t z_, x_;                                                           \
-    REFILL(b, data);                                                           \
-    DEC(b, tab, mask, c_);                                                     \
-    nb_ = c_ > 1 ? c_ - 1 : 0;                                                 \
-    if (esz == 8 && nb_ > 32) {                                                \
-      z_ = br_take(&(b), 32);                                                  \
-      REFILL(b, data);                                                         \
-      z_ |= br_take(&(b), nb_ - 32) << 32;                                     \
-    } else {                                                                   \
-      z_ = br_take(&(b), nb_);                                                 \
-    }                                                                          \
-    z_ |= c_ ? (uint64_t)1 << (c_ - 1) : 0;                                    \
+#define DC_INT_ELEMENT(b, i, REFILL)                                          \
+  do {                                                                        \
+    uint32_t c_, nb_;                                                         \
+    uint64_t z_, x_;                                                          \
+    REFILL(b, data);                                                          \
+    DEC(b, tab, mask, c_);                                                    \
+    nb_ = c_ > 1 ? c_ - 1 : 0;                                                \
+    if (esz == 8 && nb_ > 32) {                                               \
+      z_ = br_take(&(b), 32);                                                 \
+      REFILL(b, data);                                                        \
+      z_ |= br_take(&(b), nb_ - 32) << 32;                                    \
+    } else {                                                                  \
+      z_ = br_take(&(b), nb_);                                                \
+    }                                                                         \
+    z_ |= c_ ? (uint64_t)1 << (c_ - 1) : 0;                                   \
     x_ = ((previous ? prev : base) + ((z_ >> 1) ^ (0u - (z_ & 1u)))) & wmask; \
-    put_int(out, i, x_, esz);                                                  \
-    prev = x_;                                                                 \
+    put_int(out, i, x_, esz);                                                 \
+    prev = x_;                                                                \
   } while (0)
 
 /* Element i comes from stream i mod 4: rounds of 4 elements with fast refills while every stream
@@ -2534,33 +2535,24 @@ DC_CONTEXT(context_e4, 4)
 DC_CONTEXT(context_e8, 8)
 #endif
 #endif
+/* One noinline specialisation of a §12 / §17 body per element size. */
+#define DC_PLANES_FN(NAME, BODY, ESZ)                                                 \
+  DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, \
+                             uint8_t* o) {                                            \
+    return BODY(d, h, t, o, ESZ);                                                     \
+  }
 #if DC_HAS_PLANES
-DC_NOINLINE dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t,
-                                uint8_t* o) {
-  return planes_body(d, h, t, o, 2);
-}
-DC_NOINLINE dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t,
-                                uint8_t* o) {
-  return planes_body(d, h, t, o, 4);
-}
+DC_PLANES_FN(planes_e2, planes_body, 2)
+DC_PLANES_FN(planes_e4, planes_body, 4)
 #endif
-
 #if DC_HAS_INT_PLANES
-DC_NOINLINE dc_status int_planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t,
-                                    uint8_t* o) {
-  return int_planes_body(d, h, t, o, 2);
-}
-DC_NOINLINE dc_status int_planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t,
-                                    uint8_t* o) {
-  return int_planes_body(d, h, t, o, 4);
-}
+DC_PLANES_FN(int_planes_e2, int_planes_body, 2)
+DC_PLANES_FN(int_planes_e4, int_planes_body, 4)
 #if DC_HAS_64BIT
-DC_NOINLINE dc_status int_planes_e8(const uint8_t* d, const dc_header* h, const uint16_t* t,
-                                    uint8_t* o) {
-  return int_planes_body(d, h, t, o, 8);
-}
+DC_PLANES_FN(int_planes_e8, int_planes_body, 8)
 #endif
 #endif
+#undef DC_PLANES_FN
 
 typedef dc_status (*dense_fn)(const uint8_t*, const dc_header*, const uint16_t*, uint8_t*, cksum*);
 typedef dc_status (*sparse_fn)(const uint8_t*, const dc_header*, const uint16_t*, const uint16_t*,
@@ -2637,7 +2629,7 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
 #if DC_HAS_64BIT
     return int_planes_e8(data, h, itab, out);
 #else
-    return DC_ERR_UNSUPPORTED; /* dc_parse refused it */
+    return DC_ERR_UNSUPPORTED;          /* dc_parse refused it */
 #endif
   }
 #endif

@@ -46,7 +46,7 @@ typedef struct {
   uint32_t rest_bytes;                   /* §12: raw bytes per element */
   uint32_t predictor;                    /* §17: 0 base, 1 previous element */
   uint64_t base;                         /* §17: base value (bit pattern) */
-  uint32_t elem_lo, elem_hi;             /* §17: fewest / most bits of one element (code + extra) */
+  uint32_t elem_lo, elem_hi; /* §17: fewest / most bits of one element (code + extra) */
 } dc_header;
 
 /* Parses and validates everything of §2-§7, §9, §11-§13 that needs no decoding. */

@@ -71,7 +71,7 @@ static int is_v3_dtype(uint32_t dtype) {
 
 /* Build options (dc_codec.h): which DC_CODEC_NO_* option of this build leaves out vector t's type
  * or layout (index into OPTIONS), -1 if none does. */
-static const char* const OPTIONS[] = {"DC_CODEC_NO_64BIT", "DC_CODEC_NO_SUBBYTE",
+static const char* const OPTIONS[] = {"DC_CODEC_NO_64BIT",   "DC_CODEC_NO_SUBBYTE",
                                       "DC_CODEC_NO_GROUPED", "DC_CODEC_NO_FLOAT_PLANES",
                                       "DC_CODEC_NO_CONTEXT", "DC_CODEC_NO_INT_PLANES"};
 #define NOPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
@@ -112,7 +112,8 @@ static int left_out_by(const codec_vector* t) {
   const int need[NOPTIONS] = {d == DC_DTYPE_INT64 || d == DC_DTYPE_UINT64 || d == DC_DTYPE_FLOAT64,
                               d == DC_DTYPE_INT4 || d == DC_DTYPE_INT2 || d == DC_DTYPE_UINT4,
                               l == DC_LAYOUT_GROUPED_DENSE || l == DC_LAYOUT_GROUPED_SPARSE,
-                              l == DC_LAYOUT_FLOAT_PLANES, l == DC_LAYOUT_CONTEXT_SPARSE,
+                              l == DC_LAYOUT_FLOAT_PLANES,
+                              l == DC_LAYOUT_CONTEXT_SPARSE,
                               l == DC_LAYOUT_INT_PLANES};
   size_t o;
   for (o = 0; o < NOPTIONS; ++o)
