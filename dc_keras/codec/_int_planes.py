@@ -20,32 +20,35 @@ _CHUNK = 1 << 15
 
 
 def bit_length(z):
-    """Bit length of each uint64 in ``z`` (0 for 0), as uint8; exact for every 64-bit value (the
-    float conversion only ever sees 32-bit halves)."""
+    """Bit length of each element of the unsigned array ``z`` (0 for 0), as uint8; exact for every
+    value (a float conversion sees at most 32 bits at a time)."""
+    if z.dtype.itemsize <= 4:
+        return np.frexp(z.astype(np.float64))[1].astype(np.uint8)
     hi = z >> np.uint64(32)
-    lo = z & _U32
-    out = np.frexp(lo.astype(np.float64))[1].astype(np.uint8)
+    out = np.frexp((z & _U32).astype(np.float64))[1].astype(np.uint8)
     top = hi != 0
     if top.any():
         out[top] = np.frexp(hi[top].astype(np.float64))[1].astype(np.uint8) + 32
     return out
 
 
-def residuals(bits, idx, base, predictor, width):
-    """§17: zigzagged residual z (uint64) of the elements at positions ``idx`` (int64, in order)
-    of the tensor whose unsigned bit patterns are ``bits``."""
-    mask = np.uint64((1 << width) - 1)
-    x = bits[idx].astype(np.uint64)
-    if predictor == PREDICT_PREVIOUS:
-        p = bits[np.maximum(idx - 1, 0)].astype(np.uint64)
-        p[idx == 0] = base
+def residuals(bits, start, stop, step, base, predictor):
+    """§17: zigzagged residuals z of the elements ``bits[start:stop:step]`` of the tensor whose
+    bit patterns are the unsigned array ``bits``, in its own width W (its arithmetic wraps: mod
+    2^W)."""
+    x = bits[start:stop:step]
+    if predictor == PREDICT_PREVIOUS and start > 0:
+        p = bits[start - 1:stop - 1:step]
+    elif predictor == PREDICT_PREVIOUS:  # element 0 is predicted by the base
+        p = np.empty_like(x)
+        p[:1] = base
+        p[1:] = bits[step - 1:stop - 1:step][:len(x) - 1]
     else:
-        p = np.uint64(base)
-    d = (x - p) & mask  # uint64 arithmetic wraps: (x - p) mod 2^W
-    neg = (d >> np.uint64(width - 1)).astype(bool)
-    z = (d << np.uint64(1)) & mask
-    z[neg] ^= mask  # 2d for d >= 0, -2d - 1 for d < 0 (W-bit two's complement)
-    return z
+        p = bits.dtype.type(base)
+    d = x - p
+    z = d << 1
+    z ^= (d.view(f"i{bits.dtype.itemsize}") >> (8 * bits.dtype.itemsize - 1)).view(bits.dtype)
+    return z  # 2d for d >= 0, -2d - 1 for d < 0 (d read as W-bit two's complement)
 
 
 def _median_bits(bits, code):
@@ -68,12 +71,13 @@ class IntPlanes:
         self.esz = self.width // 8
         n = len(bits)
         best = None
+        lanes = (np.arange(min(n, _CHUNK)) % NUM_STREAMS) * (self.width + 1)  # element j: stream j mod 4
         for predictor, base in ((PREDICT_BASE, _median_bits(bits, code)), (PREDICT_PREVIOUS, int(bits[0]))):
-            hist = np.zeros((NUM_STREAMS, self.width + 1), np.int64)
-            for a in range(0, n, _CHUNK):
-                cls = bit_length(residuals(bits, np.arange(a, min(n, a + _CHUNK)), base, predictor, self.width))
-                for s in range(NUM_STREAMS):  # chunks start at multiples of 4: stream = index mod 4
-                    hist[s] += np.bincount(cls[s::NUM_STREAMS], minlength=self.width + 1)
+            hist = np.zeros(NUM_STREAMS * (self.width + 1), np.int64)
+            for a in range(0, n, _CHUNK):  # chunks start at multiples of 4
+                cls = bit_length(residuals(bits, a, min(n, a + _CHUNK), 1, base, predictor))
+                hist += np.bincount(lanes[:len(cls)] + cls, minlength=len(hist))
+            hist = hist.reshape(NUM_STREAMS, self.width + 1)
             c = _Code(hist.sum(axis=0), limit)
             per = c.lengths.astype(np.int64) + np.maximum(np.arange(self.width + 1) - 1, 0)  # code + extra bits
             if big and not per[hist.sum(axis=0) > 0].any():  # §9: all zero-bit
@@ -93,15 +97,16 @@ class IntPlanes:
     def parts(self):
         """(body bytes before the stream sizes, 4 streams, no plane): element i in stream i mod 4,
         its class code then its class - 1 extra bits (§17)."""
-        bits, w, c = self.bits, self.width, self.code
+        bits, c = self.bits, self.code
         lengths = c.lengths.astype(np.int64)
         n = len(bits)
 
         def stream(s):
             def chunk(a, b, with_codes):
-                z = residuals(bits, np.arange(s + NUM_STREAMS * a, min(n, s + NUM_STREAMS * b), NUM_STREAMS),
-                              self.base, self.predictor, w)
+                z = residuals(bits, s + NUM_STREAMS * a, min(n, s + NUM_STREAMS * b), NUM_STREAMS, self.base,
+                              self.predictor)
                 cls = bit_length(z).astype(np.int64)
+                z = z.astype(np.uint64)
                 extra_len = np.maximum(cls - 1, 0)
                 lens = np.empty(2 * len(z), np.int64)
                 lens[0::2], lens[1::2] = lengths[cls], extra_len
