@@ -652,6 +652,19 @@ def test_version3_refusals_name_the_problem():
     assert np.array_equal(codec.decode(codec.encode(a)), a) and a.tolist() == [5, -3]  # input untouched
 
 
+def test_one_distinct_value_keeps_its_codebook_unless_only_int_planes_can_hold_it():
+    """§10/§17: a constant (or 1-element) int tensor would be 1 byte smaller as layout 6, but
+    stays a one-entry codebook of version 2 / 3 (old decoders read it); with layouts that leave
+    no codebook plan for it, layout 6 holds it."""
+    for a in (np.full((4, 5), -9, np.int32), np.array([2**40], np.int64), np.array(7, np.uint16)):
+        packed = codec.encode(a)
+        assert codec.info(packed)["layout"] == "dense" and packed[4] == (3 if a.dtype.itemsize == 8
+                                                                         or a.dtype == np.uint16 else 2)
+        only = codec.encode(a, layouts=("context_sparse", "int_planes"), context_model=True)
+        assert codec.info(only)["layout"] == "int_planes" and len(only) == len(packed) - 1
+        assert codec.decode(only).tobytes() == a.tobytes()
+
+
 def test_int_planes_refusals_name_the_problem():
     """§17: layout 6 forced where it cannot be: an older version (the fix: version=4 or None), a
     type it does not hold (the fix: layout=None), a huge tensor whose codes would all be zero-bit

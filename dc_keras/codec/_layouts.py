@@ -610,9 +610,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     if "float_planes" in allowed and (want is not None or not plans or min(p.size for p in plans) > n * (esz - 1)) \
             and not over(n * (esz - 1) + _STREAM_SIZES + _MIN_DESCRIPTOR):
         _keep_best(plans, [_Planes(bits, esz, limit)], None, budget)
-    # §17 (exact size once its class counts are known); not picked for one distinct value: a codebook
-    # of one entry codes it with zero bits, and layout 6's one byte less would not pay for version 4
-    if "int_planes" in allowed and not (want is None and plain_k == 1):
+    # §17 (exact size once its class counts are known); not picked for one distinct value when a
+    # codebook plan holds it: one entry codes it with zero bits, layout 6's one byte less would not
+    # pay for version 4
+    if "int_planes" in allowed and not (want is None and plain_k == 1 and plans):
         plan = IntPlanes(bits, code, limit, LAYOUT_CODES["int_planes"], big)
         if not over(plan.size):
             _keep_best(plans, [plan], None, budget)
