@@ -79,9 +79,12 @@ def test_many_distinct_values(dtype):
         assert codec.info(roundtrip(a))["layout"] == "float_planes"
         with pytest.raises(ValueError, match="distinct values"):
             codec.encode(a, version=1)
-    else:
-        with pytest.raises(ValueError, match="distinct values"):
-            codec.encode(a)
+    else:  # unclustered ints: §17 integer planes (version 4); versions 2 and 3 have no layout for them
+        packed = roundtrip(a)
+        assert codec.info(packed)["layout"] == "int_planes" and packed[4] == 4
+        for version in (2, 3):
+            with pytest.raises(ValueError, match="distinct values"):
+                codec.encode(a, version=version)
 
 
 def test_uint8_int8_all_256_values():
@@ -112,13 +115,13 @@ def test_length_limit_respected_and_optimal():
     rng.shuffle(a)
     sizes = []
     for limit in (5, 8, 12):
-        p = roundtrip(a, max_code_length=limit)
+        p = roundtrip(a, max_code_length=limit, layout="dense")  # (§17 is smaller at limit 5)
         info = codec.info(p)
         assert info["index_code"]["max_length"] == limit
         sizes.append(len(p))
     assert sizes[0] > sizes[1] > sizes[2]
     with pytest.raises(ValueError, match="max_code_length"):
-        codec.encode(a, max_code_length=4)  # 19 symbols need >= 5 bits
+        codec.encode(a, max_code_length=4, version=3)  # 19 symbols need >= 5 bits (§17 has 17 classes)
     with pytest.raises(ValueError):
         codec.encode(a, max_code_length=13)
 
@@ -226,9 +229,9 @@ def test_bad_arguments():
 
 
 def test_corrupt_data_error_carries_reason():
-    p = codec.encode(np.arange(10, dtype=np.int16))
+    p = codec.encode(np.arange(10, dtype=np.int16), version=2)  # dense (version 4 would pick §17)
     assert issubclass(codec.CorruptDataError, ValueError)
-    cases = {b"XXXX" + p[4:]: "magic", p[:4] + b"\x04" + p[5:]: "version", p[:-1]: "truncated",
+    cases = {b"XXXX" + p[4:]: "magic", p[:4] + b"\x05" + p[5:]: "version", p[:-1]: "truncated",
              p + b"\0": "sizes", b"": "truncated"}
     for data, word in cases.items():
         with pytest.raises(codec.CorruptDataError, match=word) as e:
@@ -319,7 +322,7 @@ def test_version1_encoding_refuses_what_it_cannot_express():
     with pytest.raises(ValueError, match="version"):
         codec.encode(np.zeros(4, ml_dtypes.int4), version=1)
     with pytest.raises(ValueError, match="version"):
-        codec.encode(np.zeros(4, np.int8), version=4)
+        codec.encode(np.zeros(4, np.int8), version=5)
     for version in (1, 2):  # §16's types need version 3
         with pytest.raises(ValueError, match=f"format version {version} cannot hold int64 tensors"):
             codec.encode(np.zeros(4, np.int64), version=version)
@@ -355,7 +358,7 @@ def test_pack_version_option_writes_that_version():
     assert pack(model, min_bytes=0).count(b"DCHF\x02") >= 1 and b"DCHF\x03" not in pack(model, min_bytes=0)
     assert pack(model, version=3, min_bytes=0).count(b"DCHF\x03") >= 1
     with pytest.raises(ValueError, match="version"):
-        pack(model, version=4)
+        pack(model, version=5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -612,7 +615,8 @@ def test_version3_dtypes_round_trip_bit_exact(name, a):
     for layout in layouts:
         packed = codec.encode(a, layout=layout)
         info = codec.info(packed)
-        assert packed[4] == 3 and info["version"] == 3 and info["dtype"] == a.dtype
+        v = 4 if info["layout"] == "int_planes" else 3  # §17 where it is smaller (uint16_pruned)
+        assert packed[4] == v and info["version"] == v and info["dtype"] == a.dtype
         assert layout is None or info["layout"] == layout
         back = codec.decode(packed)
         assert back.dtype == a.dtype and back.shape == a.shape and back.tobytes() == a.tobytes(), (name, layout)
@@ -627,7 +631,9 @@ def test_version3_only_where_needed():
     assert codec.encode(a)[4] == 2
     p3 = codec.encode(a, version=3)
     assert p3[4] == 3 and p3[5:] != codec.encode(a)[5:] and codec.decode(p3).tobytes() == a.tobytes()
-    assert codec.encode(a.astype(np.int64))[4] == 3 and codec.encode(a.astype(np.int64), version=3)[4] == 3
+    b = a % 3  # (np.arange itself takes §17, version 4: below)
+    assert codec.encode(b.astype(np.int64))[4] == 3 and codec.encode(b.astype(np.int64), version=3)[4] == 3
+    assert codec.encode(a.astype(np.int64))[4] == 4 and codec.encode(a.astype(np.int64), version=3)[4] == 3
     for dtype in (np.int64, np.uint64, np.float64, np.uint32, np.uint16, np.bool_):
         for version in (1, 2):
             with pytest.raises(ValueError, match=f"format version {version} cannot hold .* use version=3"):
@@ -644,6 +650,46 @@ def test_version3_refusals_name_the_problem():
             codec.encode(np.zeros((4, 5), dtype), layout=layout)
     a = np.array([5, -3], np.int64)
     assert np.array_equal(codec.decode(codec.encode(a)), a) and a.tolist() == [5, -3]  # input untouched
+
+
+def test_one_distinct_value_keeps_its_codebook_unless_only_int_planes_can_hold_it():
+    """§10/§17: a constant (or 1-element) int tensor would be 1 byte smaller as layout 6, but
+    stays a one-entry codebook of version 2 / 3 (old decoders read it); with layouts that leave
+    no codebook plan for it, layout 6 holds it."""
+    for a in (np.full((4, 5), -9, np.int32), np.array([2**40], np.int64), np.array(7, np.uint16)):
+        packed = codec.encode(a)
+        assert codec.info(packed)["layout"] == "dense" and packed[4] == (3 if a.dtype.itemsize == 8
+                                                                         or a.dtype == np.uint16 else 2)
+        only = codec.encode(a, layouts=("context_sparse", "int_planes"), context_model=True)
+        assert codec.info(only)["layout"] == "int_planes" and len(only) == len(packed) - 1
+        assert codec.decode(only).tobytes() == a.tobytes()
+
+
+def test_int_planes_refusals_name_the_problem():
+    """§17: layout 6 forced where it cannot be: an older version (the fix: version=4 or None), a
+    type it does not hold (the fix: layout=None), a huge tensor whose codes would all be zero-bit
+    (§9); and a version 4 tensor with a predictor byte other than 0 / 1 is corrupt. The input is
+    left as it was."""
+    a = np.arange(-50, 50, dtype=np.int32)
+    for version in (2, 3):
+        with pytest.raises(ValueError, match=r"layout 'int_planes' holds int16, .* format version >= 4 "
+                                             rf"\(FORMAT.md §17\), not version {version} int32; use version=4 or None"):
+            codec.encode(a, layout="int_planes", version=version)
+    for dtype in (np.float32, np.int8, np.uint8, np.float64, np.bool_):
+        with pytest.raises(ValueError, match=r"use layout=None"):
+            codec.encode(np.zeros(8, dtype), layout="int_planes")
+    with pytest.raises(ValueError, match=r"zero-bit is limited to 16777216 bytes"):
+        codec.encode(np.full(2**21 + 1, 7, np.int64), layout="int_planes")
+    assert np.array_equal(a, np.arange(-50, 50, dtype=np.int32))
+    p = bytearray(codec.encode(a, layout="int_planes"))
+    at = 12 + 4  # header of a rank-1 tensor, then the predictor byte
+    assert p[at] in (0, 1)
+    p[at] = 2
+    with pytest.raises(codec.CorruptDataError, match="layout") as e:
+        codec.decode(_with_crc(p))
+    assert e.value.status == 7  # DC_ERR_LAYOUT
+    with pytest.raises(codec.CorruptDataError, match=r"predictor 2 is not 0 \(base\) or 1"):
+        codec.info(_with_crc(p))
 
 
 def test_version3_corruption_is_rejected():
@@ -699,7 +745,13 @@ def test_a_version2_reader_says_upgrade_on_version3(monkeypatch):
     version is the same check (DC_ERR_VERSION, tests/test_codec.c "version 4")."""
     from dc_keras.codec import _format
 
-    v3, v2 = codec.encode(np.arange(9, dtype=np.int64)), codec.encode(np.arange(9, dtype=np.int8))
+    v3, v2 = codec.encode(np.arange(9, dtype=np.int64), version=3), codec.encode(np.arange(9, dtype=np.int8))
+    v4 = codec.encode(np.arange(9, dtype=np.int64))  # §17
+    assert v4[4] == 4
+    monkeypatch.setattr(_format, "VERSIONS", (1, 2, 3))
+    with pytest.raises(codec.CorruptDataError, match=r"unsupported format version 4 .*\(1, 2, 3\).*upgrade"):
+        codec.info(v4)
+    assert codec.info(v3)["version"] == 3
     monkeypatch.setattr(_format, "VERSIONS", (1, 2))
     with pytest.raises(codec.CorruptDataError, match=r"unsupported format version 3 .*\(1, 2\).*upgrade"):
         codec.info(v3)
@@ -733,7 +785,8 @@ def test_version_1_packs_only_what_a_minimal_decoder_reads(minimal_decoder):
          {}, "grouped_dense"),
         ("unclustered float32", rng.normal(size=(64, 32)).astype(np.float32), {}, "float_planes"),
         ("int4", rng.integers(-8, 8, 300).astype(ml_dtypes.int4), {}, "dense"),
-        ("int64 bias", rng.integers(-2**40, 2**40, 64).astype(np.int64), {}, "dense"),
+        ("int64 bias", rng.integers(-2**40, 2**40, 64).astype(np.int64), {}, "int_planes"),
+        ("int64 clustered", rng.integers(-2**40, 2**40, 4)[rng.integers(0, 4, 64)].astype(np.int64), {}, "dense"),
         ("pruned same-sign runs", np.where(kept, np.repeat(rng.choice([-0.5, 0.25, 0.75], (48, 4)), 10, 1), 0)
          .astype(np.float32), {"context_model": True, "layout": "context_sparse"}, "context_sparse"),
         ("pruned float32", np.where(kept, rng.choice([-0.5, 0.25], kept.shape), 0).astype(np.float32), {}, "sparse"),

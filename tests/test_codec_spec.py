@@ -44,6 +44,11 @@ class BitStream:  # §7: LSB first
             self.pos += 1
         return table[word]
 
+    def raw(self, count):  # §17 extra bits: the value's bit 0 first
+        value = sum(self.bits[self.pos + j] << j for j in range(count))
+        self.pos += count
+        return value
+
     def check_end(self):
         assert len(self.bits) - self.pos < 8 and not any(self.bits[self.pos:])
 
@@ -76,7 +81,7 @@ def fletcher_ok(out_bytes, buf, rank, header_end):  # §8.1, literally
 
 def reference_decode(buf):
     """Returns the decoded tensor as a list of element bit patterns (ints) and its dims."""
-    assert buf[:4] == b"DCHF" and buf[4] in (1, 2, 3)  # §2
+    assert buf[:4] == b"DCHF" and buf[4] in (1, 2, 3, 4)  # §2
     version, code, rank, layout = buf[4], buf[5], buf[6], buf[7]
     if code in DT:
         esize, bits = np.dtype(DT[code]).itemsize, 8 * np.dtype(DT[code]).itemsize
@@ -89,7 +94,8 @@ def reference_decode(buf):
         bits = DTYPES_V3[code][1]
         esize = bits // 8
         assert layout != 4 and (layout in (0, 1) if code == 6 else bits < 64 or layout not in (2, 3))
-    assert layout <= (1 if version == 1 else 5)
+    assert layout <= (1 if version == 1 else 5 if version < 4 else 6)
+    assert layout != 6 or code in (7, 16, 2, 15, 4, 12)  # §17: the 16, 32 and 64-bit integers
     dims = struct.unpack_from(f"<{rank}I", buf, 8)
     pos = 8 + 4 * rank
     check_pos = pos
@@ -110,6 +116,11 @@ def reference_decode(buf):
     if layout == 4:  # §12
         sym_table, pos = read_alphabet(buf, pos, 256)
         k = 0
+    elif layout == 6:  # §17
+        predictor, base = buf[pos], int.from_bytes(buf[pos + 1:pos + 1 + esize], "little")
+        assert predictor in (0, 1)
+        pos += 1 + esize
+        class_table, pos = read_alphabet(buf, pos, bits + 1)
     else:
         (k,) = struct.unpack_from("<H", buf, pos)
         pos += 2
@@ -157,7 +168,17 @@ def reference_decode(buf):
     def value(i, index):  # §11: element i's group table (one table otherwise)
         return tables[(i // inner) % groups][index]
 
-    if layout == 4:
+    if layout == 6:
+        assert pos == len(buf)
+        out = []
+        for i in range(n):
+            st = streams[i % 4]
+            c = st.symbol(class_table)
+            z = (1 << (c - 1)) + st.raw(c - 1) if c else 0
+            d = z // 2 if z % 2 == 0 else -(z + 1) // 2  # zigzag: 0, -1, 1, -2, 2, ...
+            pred = base if predictor == 0 or i == 0 else out[i - 1]
+            out.append((pred + d) % 2**bits)
+    elif layout == 4:
         w = bits
         r = w // 8 - 1
         assert len(buf) == pos + n * r
@@ -308,8 +329,41 @@ def cases_v3():
         ("uint32_grouped_dense", grouped, {"layout": "grouped_dense", "axis": 0}),
         ("uint16_grouped_sparse", np.where(rng.random((4, 20)) < 0.7, 9, grouped[:4, :1] % 60000 + np.arange(20))
          .astype(np.uint16), {"layout": "grouped_sparse", "axis": 0}),
-        ("uint16_dense", rng.integers(0, 65536, 33).astype(np.uint16), {}),
+        ("uint16_dense", rng.integers(0, 65536, 33).astype(np.uint16), {"layout": "dense"}),  # §17 is smaller
     ]
+
+
+def cases_v4():
+    """§17 (layout 6, version 4): every dtype, both predictors, edge values, 0, 1 and 2 elements,
+    all equal, the 64-bit extremes, a zero-bit class code."""
+    rng = np.random.default_rng(24)
+    i64, u64 = np.iinfo(np.int64), np.iinfo(np.uint64)
+    return [
+        ("int16_normal", rng.normal(0, 300, 77).astype(np.int16), {}),
+        ("uint16_offset", (40000 + rng.normal(0, 50, (5, 9))).astype(np.uint16), {}),
+        ("int32_bias", rng.normal(0, 20000, 61).astype(np.int32), {}),
+        ("uint32_sorted_previous", np.sort(rng.integers(0, 2**32, 50, dtype=np.uint64)).astype(np.uint32), {}),
+        ("int64_arange_previous", np.arange(-20, 70, dtype=np.int64), {}),
+        ("int64_extremes", np.array([i64.min, i64.max, 0, -1, i64.min, 1], np.int64), {"layout": "int_planes"}),
+        ("uint64_extremes", np.array([u64.max, 0, 2**63, u64.max - 1, 7], np.uint64), {"layout": "int_planes"}),
+        ("int32_one", np.array([-123456], np.int32), {"layout": "int_planes"}),
+        ("int16_two", np.array([5, -5], np.int16), {"layout": "int_planes"}),
+        ("int32_all_equal_zero_bit", np.full((3, 4), 99, np.int32), {"layout": "int_planes"}),
+        ("uint16_descending", np.arange(300, 0, -3).astype(np.uint16), {"layout": "int_planes"}),
+    ]
+
+
+@pytest.mark.parametrize("name,array,kw", cases_v4(), ids=[c[0] for c in cases_v4()])
+def test_spec_reader_version4_int_planes(name, array, kw):
+    """§17: what the encoder writes as layout 6 (picked as the smallest, or forced) is version 4 and
+    reads the same in the spec reader and the C decoder."""
+    packed = codec.encode(array, **kw)
+    assert packed[4] == 4 and codec.info(packed)["layout"] == "int_planes"
+    check_against_reference(array, packed)
+    back = codec.decode(packed)
+    assert back.dtype == array.dtype and back.tobytes() == array.tobytes()
+    if name.endswith("_previous"):
+        assert codec.info(packed)["predictor"] == "previous"
 
 
 @pytest.mark.parametrize("name,array,kw", cases_v3(), ids=[c[0] for c in cases_v3()])

@@ -20,16 +20,23 @@ UNITS = 2048
 
 @pytest.fixture(scope="module")
 def int16x8():
+    return int16x8_model()
+
+
+def int16x8_model(clustered=True, zeros=True):
     """16 -> 2048 (relu) -> 10, int16x8: two int64 bias tensors (2048 and 10 entries). Weights
-    shared among 16 values, 75 % of the hidden biases zero (pruned units); the biases still
-    quantize to many distinct int64 values (per-channel scales)."""
+    shared among 16 values (``clustered``; else Keras' initial weights), 75 % of the hidden biases
+    zero (pruned units; none with ``zeros=False``); the biases still quantize to many distinct
+    int64 values (per-channel scales)."""
     keras.utils.set_random_seed(0)
     m = keras.Sequential([keras.Input((16,)), keras.layers.Dense(UNITS, activation="relu"), keras.layers.Dense(10)])
     rng = np.random.default_rng(1)
     for layer in m.layers:
         w, b = layer.get_weights()
-        w = rng.choice(np.linspace(-0.2, 0.2, 16), w.shape).astype(np.float32)
-        b = np.where(rng.random(b.shape) < 0.25, rng.choice(np.linspace(-0.5, 0.5, 16), b.shape), 0).astype(np.float32)
+        if clustered:
+            w = rng.choice(np.linspace(-0.2, 0.2, 16), w.shape).astype(np.float32)
+        keep = rng.random(b.shape) < 0.25 if zeros else True
+        b = np.where(keep, rng.choice(np.linspace(-0.5, 0.5, 16), b.shape), 0).astype(np.float32)
         layer.set_weights([w, b])
     conv = tf.lite.TFLiteConverter.from_keras_model(m)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -54,12 +54,16 @@ def refused_file(tmp_path):
 
 def test_int64_constant_packs_since_format_version_3(tmp_path):
     """The int64 constant (2000 values in 0..6, 16000 B) inspect and pack used to refuse now packs
-    as a version 3 tensor (FORMAT.md §16); pack(version=2) still keeps it raw and says why."""
+    as a version 3 tensor (FORMAT.md §16), by default as version 4's integer planes (§17: against
+    the previous element its residuals are +1 or -6, smaller than a codebook); pack(version=2)
+    still keeps it raw and says why."""
     data = _int64_tflite()
     (row,) = export.inspect(data).rows
     assert row.dtype == "int64" and row.status == "packable" and row.packed_bytes < 1000, row
     packed = export.pack(data)
-    assert b"DCHF\x03" in packed and len(packed) < len(data) - 14000
+    assert b"DCHF\x04" in packed and len(packed) < len(data) - 14000
+    v3 = export.pack(data, version=3)
+    assert b"DCHF\x03" in v3 and len(v3) < len(data) - 14000
     with pytest.warns(UserWarning, match=r"add/y \(16000 B\): int64 needs packed format version 3"):
         assert export.pack(data, version=2) == data
 

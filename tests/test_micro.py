@@ -275,13 +275,20 @@ def _int4_packed(data):
 @pytest.mark.parametrize("kind", ["float", "int8", "int16x8"])
 @pytest.mark.parametrize("mode", ["once", "each"])
 def test_packed_model_is_bit_exact_in_tflm(runs, models, kind, mode):
-    """int16x8: the TFLM kernel decodes the int64 biases (format version 3, FORMAT.md §16)."""
-    if kind == "int16x8":
-        from dc_keras import _flatbuffer as fb
-        from dc_keras.export._pack import packed_tensors
+    """int16x8: the TFLM kernel decodes the int64 biases (format version 3, FORMAT.md §16); int8
+    and int16x8: their int32 / int64 biases take the integer planes (§17, version 4)."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import codec
+    from dc_keras.export._pack import packed_tensors
 
+    if kind == "int16x8":
         m = fb.read_model(models[2]["int16x8.packed"])
         assert sum(m.subgraphs[s].tensors[o].type == fb.schema.TensorType.INT64 for s, _, o in packed_tensors(m)) == 2
+    if kind != "float":
+        m = fb.read_model(models[2][f"{kind}.packed"])
+        layouts = [codec.info(fb.buffer_bytes(m, m.subgraphs[s].tensors[p].buffer))["layout"]
+                   for s, p, _ in packed_tensors(m)]
+        assert "int_planes" in layouts, layouts
     ref = runs[kind][1]
     got = runs[f"{kind}.{mode}"][1]
     assert ref.shape == (16, 10) and ref.dtype == np.float32

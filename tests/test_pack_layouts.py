@@ -130,7 +130,7 @@ def test_decoder_minimal_keeps_the_types_it_does_not_read_raw(tensor_type, value
     ({"decoder": ["minimal"]}, "decoder must be None"),
     ({"decoder": "minimal", "layouts": ("dense", "float_planes")}, r"reads only layouts \['dense', 'sparse'\]"),
     ({"layouts": ("dense", "planes")}, r"unknown layout name\(s\) 'planes'"),
-    ({"layouts": ("dense",), "version": 4}, "version must be None"),
+    ({"layouts": ("dense",), "version": 5}, "version must be None"),
 ])
 def test_pack_bad_layout_arguments(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -153,5 +153,5 @@ def test_cli_pack_version_layouts_decoder(tmp_path, capsys):
 
     assert cli.main(["pack", str(src), str(tmp_path / "c.tflite"), "--layouts", "dense,grouped"]) == 2
     assert "unknown layout(s) grouped in 'dense,grouped': give comma-separated names from context_sparse, dense, " \
-        "float_planes, grouped_dense, grouped_sparse, sparse" in capsys.readouterr().err
+        "float_planes, grouped_dense, grouped_sparse, int_planes, sparse" in capsys.readouterr().err
     assert not (tmp_path / "c.tflite").exists()

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 
 MAGIC = b"DCHF"  # §2
-VERSION = 2  # §10: what the encoder writes by default (3 only for the dtypes version 3 added)
-VERSIONS = (1, 2, 3)  # §10: every version the decoder reads (a decoder never drops one)
+VERSION = 2  # §10: what the encoder writes by default (3 for the dtypes version 3 added, 4 for layout 6)
+VERSIONS = (1, 2, 3, 4)  # §10: every version the decoder reads (a decoder never drops one)
 MAX_RANK = 8  # §1
 MAX_ELEMENTS = 2**31 - 1  # §1
 MAX_SYMBOLS = 4096  # §1: codebook size and gap alphabet size
@@ -19,15 +19,16 @@ LAYOUT_GROUPED_DENSE = 2  # §11
 LAYOUT_GROUPED_SPARSE = 3  # §11
 LAYOUT_FLOAT_PLANES = 4  # §12
 LAYOUT_CONTEXT_SPARSE = 5  # §14
+LAYOUT_INT_PLANES = 6  # §17
 MAX_CONTEXT_SYMBOLS = 1024  # §14: codebook size limit of the context layout
 MAX_INDEX_CONTEXTS = 8  # §14: index codes of the context-modelled sparse layout
 MAX_TABLE_ENTRIES = 2 * 4096  # §14: decode-table entries of all codes of a tensor together
 LAYOUT_NAMES = {LAYOUT_DENSE: "dense", LAYOUT_SPARSE: "sparse", LAYOUT_GROUPED_DENSE: "grouped_dense",
                 LAYOUT_GROUPED_SPARSE: "grouped_sparse", LAYOUT_FLOAT_PLANES: "float_planes",
-                LAYOUT_CONTEXT_SPARSE: "context_sparse"}
+                LAYOUT_CONTEXT_SPARSE: "context_sparse", LAYOUT_INT_PLANES: "int_planes"}
 LAYOUT_CODES = {v: k for k, v in LAYOUT_NAMES.items()}
 LAYOUT_SINCE = {LAYOUT_DENSE: 1, LAYOUT_SPARSE: 1, LAYOUT_GROUPED_DENSE: 2, LAYOUT_GROUPED_SPARSE: 2,
-                LAYOUT_FLOAT_PLANES: 2, LAYOUT_CONTEXT_SPARSE: 2}  # §10: first version that allows each layout
+                LAYOUT_FLOAT_PLANES: 2, LAYOUT_CONTEXT_SPARSE: 2, LAYOUT_INT_PLANES: 4}  # §10: first version that allows each layout
 PLANE_SYMBOLS = 256  # §12
 
 # §2: dtype code (TFLite TensorType) -> (name, bits per element, version since).
@@ -39,6 +40,7 @@ SUBBYTE_CODES = {17, 19, 20}  # §13
 FLOAT_CODES = {0, 1, 18}  # §12 (float planes; float64 is not one of them, §16)
 BOOL_CODE = 6  # §16: codebook values 0 and 1 only
 WIDE_CODES = {4, 10, 12}  # §16: 8-byte elements, no grouped layouts (§11)
+INT_PLANE_CODES = {7, 16, 2, 15, 4, 12}  # §17: int16, uint16, int32, uint32, int64, uint64
 _ML_CODES = (17, 18, 19, 20)  # no numpy dtype: bfloat16 and the sub-byte integers are ml_dtypes' types
 _NUMPY_CODES = {np.dtype(name): c for c, (name, _, _) in DTYPE_TABLE.items() if c not in _ML_CODES}
 
@@ -50,6 +52,8 @@ def layout_allowed(code, layout):
         return layout in (LAYOUT_DENSE, LAYOUT_SPARSE)
     if layout == LAYOUT_FLOAT_PLANES:
         return code in FLOAT_CODES
+    if layout == LAYOUT_INT_PLANES:
+        return code in INT_PLANE_CODES
     if code in WIDE_CODES:  # §16: no grouped layouts
         return layout not in (LAYOUT_GROUPED_DENSE, LAYOUT_GROUPED_SPARSE)
     return True
@@ -177,7 +181,7 @@ def _parse_prefix(r, data):
         raise CorruptDataError(f"unknown layout {layout} for format version {version}")
     if not layout_allowed(code, layout):
         raise CorruptDataError(f"layout {LAYOUT_NAMES[layout]} does not hold {DTYPE_TABLE[code][0]} tensors "
-                               "(FORMAT.md §12, §13, §16)")
+                               "(FORMAT.md §12, §13, §16, §17)")
     shape = tuple(r.u32("dims") for _ in range(rank))
     n = 1
     for d in shape:  # §2: every partial product of the dims <= 2^31 - 1 (as dc_peek)
@@ -281,13 +285,34 @@ def _parse_contexts(r, out):
                          "lengths": np.zeros(k, np.uint8), "single_symbol": None}
 
 
+def _parse_int_planes(r, out):
+    """§17: predictor, base and the class code (``index_code``); ``element_bit_range``: the fewest
+    and most bits of one element (class code length + extra bits), for §9's stream bounds."""
+    predictor = r.u8("predictor")
+    if predictor > 1:
+        raise CorruptDataError(f"predictor {predictor} is not 0 (base) or 1 (previous element) (§17)")
+    w = dtype_bits(out["dtype_code"])
+    base = np.frombuffer(r.take(w // 8, "base value"), f"<u{w // 8}")
+    code = _read_alphabet(r, w + 1, "class code")
+    used = np.flatnonzero(code["lengths"]) if code["max_length"] else np.array([code["single_symbol"]])
+    per = code["lengths"][used].astype(np.int64) + np.maximum(used - 1, 0)
+    out.update(codebook_size=0, codebook_bytes=0, predictor=("base", "previous")[predictor],
+               base=_values(base.astype(f"=u{w // 8}"), out["dtype_code"])[0], index_code=code,
+               element_bit_range=(int(per.min()), int(per.max())))
+
+
 def _parse_streams(r, out, data):
     """§7 stream sizes and bounds, §12 raw plane, §9 zero-bit rule."""
     sparse = "entries" in out
     sizes = [r.u32("stream size") for _ in range(NUM_STREAMS)]
     codes = [out["index_code"]] + ([out["gap_code"]] if sparse else [])
+    # §9 (as dc_peek): each stream holds its symbols' bits, no more, no less (§17: code + extra bits)
+    lo, hi = out.get("element_bit_range") or (
+        sum(c["min_length"] if "min_length" in c else int(c["lengths"][c["lengths"] > 0].min())
+            if c["max_length"] else 0 for c in codes),
+        sum(c["max_length"] for c in codes))
     plane = out["num_elements"] * (cb_esize(out["dtype_code"]) - 1) if out["layout"] == "float_planes" else 0
-    if all(c["max_length"] == 0 for c in codes) and not plane and out["raw_bytes"] > MAX_ZERO_BIT_OUTPUT:
+    if hi == 0 and not plane and out["raw_bytes"] > MAX_ZERO_BIT_OUTPUT:
         raise CorruptDataError(f"{out['raw_bytes']} bytes from zero-bit codes > {MAX_ZERO_BIT_OUTPUT}")
     out["header_bytes"] = r.pos
     out["stream_bytes"] = sizes
@@ -297,11 +322,7 @@ def _parse_streams(r, out, data):
         raise CorruptDataError(f"truncated: streams need {end} bytes, have {len(data)}")
     if end < len(data):
         raise CorruptDataError(f"{len(data) - end} trailing bytes after the streams")
-    # §9 (as dc_peek): each stream holds its symbols' bits, no more, no less
     count = out["entries"] if sparse else out["num_elements"]
-    lo = sum(c["min_length"] if "min_length" in c else int(c["lengths"][c["lengths"] > 0].min())
-             if c["max_length"] else 0 for c in codes)
-    hi = sum(c["max_length"] for c in codes)
     for s, size in enumerate(sizes):
         cs = (count - s + NUM_STREAMS - 1) // NUM_STREAMS if count > s else 0
         if not -(-cs * lo // 8) <= size <= -(-cs * hi // 8):
@@ -330,6 +351,8 @@ def parse_header(data):
     if out["layout"] == "float_planes":
         out.update(codebook_size=0, codebook_bytes=0)
         out["index_code"] = _read_alphabet(r, PLANE_SYMBOLS, "exponent code")
+    elif out["layout"] == "int_planes":
+        _parse_int_planes(r, out)
     else:
         _parse_codebook(r, out)
         if out["layout"] in ("sparse", "grouped_sparse", "context_sparse"):

@@ -11,6 +11,7 @@ import numpy as np
 
 from ._encode import (_PACK_CHUNK as _CHUNK, _Code, chunked_bincount, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
                       _streams_sparse, _unique_small, _entropy_bits, checksum)
+from ._int_planes import IntPlanes
 from ._format import (BOOL_CODE, MAX_CONTEXT_SYMBOLS, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
                       MAX_ZERO_BIT_OUTPUT, PLANE_SYMBOLS, VERSION, VERSIONS,
@@ -532,12 +533,13 @@ def _keep_best(plans, new, at=None, budget=None):
             p.release()
 
 
-def _plans(a, code, bits, want, limit, version, axis, context_model=False, budget=None, choose=None):
+def _plans(a, code, bits, want, limit, version, axis, context_model=False, budget=None, choose=None, cap=None):
     """Every plan the request allows, plus the reason the others are out (for the error) and the
     smallest lower bound of the layouts not made for ``budget`` (inf if none): with a budget (bytes
     after the check field) a layout whose bound exceeds it is not made. ``choose``: None (every
     layout) or the set of layout names ``encode(layouts=...)`` allows. Only the smallest plan
-    keeps its per-element arrays (_keep_best)."""
+    keeps its per-element arrays (_keep_best). ``cap``: the highest version whose layouts may be
+    used (``encode(version=None)``: the newest; the messages name ``version``, the lowest)."""
     skipped = [float("inf")]
 
     def over(bound):  # a layout that cannot fit the budget: not made, its bound kept
@@ -549,7 +551,7 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     esz, n, shape = cb_esize(code), a.size, a.shape
     big = output_bytes(code, n) > MAX_ZERO_BIT_OUTPUT
     allowed = [lay for lay in LAYOUT_NAMES.values() if (want is None or lay == want) and (choose is None or lay in choose)
-               and LAYOUT_SINCE[LAYOUT_CODES[lay]] <= version and layout_allowed(code, LAYOUT_CODES[lay])]
+               and LAYOUT_SINCE[LAYOUT_CODES[lay]] <= (cap or version) and layout_allowed(code, LAYOUT_CODES[lay])]
     plans, reasons = [], []
     plain_k = None
     if {"dense", "sparse", "context_sparse"} & set(allowed):
@@ -608,6 +610,13 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     if "float_planes" in allowed and (want is not None or not plans or min(p.size for p in plans) > n * (esz - 1)) \
             and not over(n * (esz - 1) + _STREAM_SIZES + _MIN_DESCRIPTOR):
         _keep_best(plans, [_Planes(bits, esz, limit)], None, budget)
+    # §17 (exact size once its class counts are known); not picked for one distinct value when a
+    # codebook plan holds it: one entry codes it with zero bits, layout 6's one byte less would not
+    # pay for version 4
+    if "int_planes" in allowed and not (want is None and plain_k == 1 and plans):
+        plan = IntPlanes(bits, code, limit, LAYOUT_CODES["int_planes"], big)
+        if not over(plan.size):
+            _keep_best(plans, [plan], None, budget)
     plans = [p for p in plans if p.size != float("inf")]
     if not allowed and want is None:  # encode(layouts=...) names none this version and dtype allow
         reasons.append(f"none of layouts {sorted(choose)} holds a format version {version} {DTYPE_TABLE[code][0]} "
@@ -615,6 +624,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     elif not allowed and LAYOUT_SINCE[LAYOUT_CODES[want]] <= version and DTYPE_TABLE[code][2] >= 3:
         reasons.append(f"layout {want!r} does not hold {DTYPE_TABLE[code][0]} tensors (FORMAT.md §16); "
                        "use layout=None")
+    elif not allowed and want == "int_planes":
+        reasons.append(f"layout 'int_planes' holds int16, uint16, int32, uint32, int64 and uint64 tensors of "
+                       f"format version >= 4 (FORMAT.md §17), not version {version} {DTYPE_TABLE[code][0]}; "
+                       + ("use version=4 or None" if layout_allowed(code, LAYOUT_CODES[want]) else "use layout=None"))
     elif not allowed:  # the message of the encoders before version 3 (tests/test_codec_identity.py)
         reasons.append(f"layout {want!r} needs format version >= {LAYOUT_SINCE[LAYOUT_CODES[want]]} "
                        f"and a matching dtype (FORMAT.md §10-§13), not version {version} "
@@ -665,20 +678,24 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
         ``ml_dtypes`` arrays) int4, uint4, int2, or (format version 3, §16) float64, int64,
         uint64, uint32, uint16, bool; rank <= 8. Tensors with at most 4096 distinct
         values (compared bit-exactly, e.g. after weight sharing) use a codebook; unclustered
-        floats use the float-planes layout (§12).
+        floats use the float-planes layout (§12), unclustered 16 to 64-bit integers the
+        integer-planes layout (§17, format version 4) where it is smaller.
       layout: ``None`` picks the smallest layout the format version allows (``"context_sparse"``
         only with ``context_model=True``); or one of
         ``"dense"``, ``"sparse"`` (§5, §6), ``"grouped_dense"``, ``"grouped_sparse"`` (§11: a
         codebook per slice along ``axis``, for per-channel quantized tensors), ``"float_planes"``
         (§12), ``"context_sparse"`` (§14: several index codes chosen by the previous kept
         value's sign class; smaller on pruned kernels whose neighbouring weights share a sign,
-        ~20 % slower to decode than ``"sparse"``) to force it.
+        ~20 % slower to decode than ``"sparse"``), ``"int_planes"`` (§17: int16 to uint64, each
+        value's residual as a Huffman-coded bit length and raw low bits; format version 4) to
+        force it.
       max_code_length: Huffman code length limit, 1..12 (lower = smaller decode table).
-      version: format version to write (§10). Default None: the lowest that holds the dtype, i.e.
-        2, or 3 for the types version 3 added (§16), so decoders that read version 2 only still
+      version: format version to write (§10). Default None: the lowest that holds the tensor, i.e.
+        2, or 3 for the types version 3 added (§16), or 4 when the integer-planes layout (§17)
+        is picked (smaller than every other layout), so decoders that read version 2 only still
         read every other tensor. 1 for apps that ship a decoder that reads version 1 only
         (dense/sparse layouts of the six original types; Fletcher checksum); 2 or 1 refuse the
-        version 3 types.
+        version 3 types; 3 and lower never write layout 6; 4 writes version 4 for every tensor.
       axis: the axis of the grouped layouts (default: try 0 and the last axis).
       context_model: let ``layout=None`` also pick ``"context_sparse"`` when it is smaller (off by
         default: it decodes ~0.8x as fast as ``"sparse"``, FORMAT.md §14).
@@ -714,7 +731,13 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
       'grouped_dense'
       >>> codec.info(codec.encode(scaled, layouts=("dense", "sparse")))["layout"]
       'dense'
-      >>> noise = np.random.default_rng(0).integers(-2**20, 2**20, (64, 64)).astype(np.int32)
+      >>> bias = np.random.default_rng(0).normal(0, 3000, 512).astype(np.int32)  # distinct values
+      >>> packed = codec.encode(bias)
+      >>> codec.info(packed)["layout"], packed[4], len(packed) < bias.nbytes // 2
+      ('int_planes', 4, True)
+      >>> codec.info(codec.encode(bias, version=3))["layout"]  # before version 4: a codebook
+      'dense'
+      >>> noise = np.random.default_rng(0).integers(-2**31, 2**31, (64, 64)).astype(np.int32)
       >>> try:
       ...     codec.encode(noise, max_bytes=noise.nbytes - 1)
       ... except codec.MaxBytesError as e:
@@ -732,19 +755,21 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
                                       and max_bytes >= 0):
         raise ValueError(f"max_bytes must be None or a non-negative int, got {max_bytes!r}")
     choose = _layout_choice(layouts, layout, context_model)
+    cap = max(VERSIONS) if version is None else None  # §10: a newer version only for a layout that needs it
     a, code, bits, version = _to_array(array, version)
     if a.size == 0:
         return _fits(_assemble(a, code, version, 0, struct.pack("<H", 0)), max_bytes)
     head = len(MAGIC) + 4 + 4 * a.ndim + (8 if version == 1 else 4)  # _assemble's bytes before the body
     budget = None if max_bytes is None else int(max_bytes) - head
     plans, reasons, skipped = _plans(a, code, bits, layout, int(max_code_length), version, axis, bool(context_model),
-                                     budget, choose)
+                                     budget, choose, cap)
     if not plans and skipped == float("inf"):
         raise ValueError("; ".join(reasons) or "no layout can hold this tensor")
     best = min(plans, key=lambda p: p.size, default=None)
     if budget is not None and (best is None or best.size > budget):  # sizes: the streams' bits / 8 at least
         raise MaxBytesError(max_bytes, head + math.ceil(min(skipped, best.size if best else skipped)), False)
     body, streams, plane = best.parts()
+    version = max(version, LAYOUT_SINCE[best.layout])  # only with cap: _plans allowed nothing newer otherwise
     return _fits(_assemble(a, code, version, best.layout, body, streams, plane), max_bytes)
 
 

@@ -40,7 +40,7 @@ _OP_TYPES = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.Tensor
              schema.TensorType.INT4, schema.TensorType.BFLOAT16, schema.TensorType.INT64,
              schema.TensorType.BOOL, schema.TensorType.FLOAT64, schema.TensorType.UINT64,
              schema.TensorType.UINT32, schema.TensorType.UINT16}
-PACK_VERSIONS = (None, 1, 2, 3)  # pack's ``version``: None = per tensor, the lowest that holds it (§10)
+PACK_VERSIONS = (None, 1, 2, 3, 4)  # pack's ``version``: None = per tensor, the lowest that holds it (§10)
 # pack's ``decoder``: the decoder build it writes for -> (layouts it reads, TensorTypes it does not
 # read, what they are). DC_CODEC_MINIMAL (dc_codec.h) reads layouts 0/1 of the 1, 2 and 4 byte types,
 # at every format version; it refuses the sub-byte (§13) and 8-byte (§16) types.
@@ -269,7 +269,9 @@ def check_options(min_bytes=DEFAULT_MIN_BYTES, verify=True, min_saving=DEFAULT_M
         raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
                          f"got {compact!r}")
     if version not in PACK_VERSIONS:
-        raise ValueError(f"version must be None (per tensor, the lowest that holds it), 1, 2 or 3 "
+        numbers = [str(v) for v in PACK_VERSIONS if v is not None]
+        raise ValueError(f"version must be None (per tensor, the lowest that holds it), {', '.join(numbers[:-1])} "
+                         f"or {numbers[-1]} "
                          f"(docs/FORMAT.md §10), got {version!r}")
     return _decoder_layouts(decoder, layouts, context_model)
 
@@ -309,13 +311,16 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         0.1: a tensor must pack to at most 90 % of its raw size).
       version: packed-tensor format version (docs/FORMAT.md §10). Default None: per tensor the
         lowest that holds it, i.e. 2, or 3 for the int64, uint64, float64, uint32, uint16 and bool
-        tensors (§16), so a decoder that reads version 2 only still reads every other tensor.
-        2 or 1 for apps that ship a decoder that reads only that version (tensors it cannot
-        express stay raw, with the reason); 3 writes version 3 for every tensor.
+        tensors (§16), or 4 for a tensor the integer-planes layout (§17: unclustered int16 to
+        int64, e.g. the int32 biases of per-channel int8 models) packs smaller than the others,
+        so a decoder that reads version 2 only still reads every other tensor. 3, 2 or 1 for apps
+        that ship a decoder that reads only up to that version (tensors it cannot express stay
+        raw, with the reason; 3 and lower never use §17); 3 or 4 write that version for every
+        tensor.
       context_model: also try the context-modelled sparse layout (FORMAT.md §14): a few percent
         smaller on pruned kernels whose neighbouring weights share a sign, but ~0.8x the decode
         speed of the plain sparse layout, so off by default.
-      layouts: ``None`` (default: every layout), or the names of the layouts (FORMAT.md §5-§14,
+      layouts: ``None`` (default: every layout), or the names of the layouts (FORMAT.md §5-§17,
         as ``dc_keras.codec.encode(layouts=...)`` takes them) each tensor may use, for a decoder
         built without the others (docs/microcontrollers.md): e.g. ``("dense", "sparse",
         "float_planes")`` for ``DC_CODEC_NO_GROUPED``. A tensor none of them holds stays raw,

@@ -70,7 +70,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           (info.element_bits == 64 && info.version >= 3));
   REQUIRE(info.element_size == (info.element_bits < 8 ? 1 : info.element_bits / 8));
   REQUIRE(info.output_bytes == (info.num_elements * info.element_bits + 7) / 8);
-  REQUIRE(info.layout <= (info.version == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_CONTEXT_SPARSE));
+  REQUIRE(info.layout <= (info.version == 1  ? DC_LAYOUT_SPARSE
+                          : info.version < 4 ? DC_LAYOUT_CONTEXT_SPARSE
+                                             : DC_LAYOUT_INT_PLANES));
   /* FORMAT.md §9, no blow-up: the declared output is bounded by the input size (dense N <= 8 *
    * stream bytes, sparse N < (8 * stream bytes + 1) * 4096) unless every code is zero-bit, and
    * then it is at most DC_MAX_ZERO_BIT_OUTPUT. */

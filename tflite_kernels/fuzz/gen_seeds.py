@@ -14,8 +14,9 @@ corpus follows the format as it evolves and no binary blobs are committed:
 
 The tensors are Deep Compression shaped: clustered (k-means-like: few distinct values) and
 pruned weights of a small LeNet-style network in every supported dtype, every layout (format
-versions 1 to 3), short and long codes, plus the edge cases (scalar, empty, constant,
-all-background), per-channel tensors (§11), unclustered floats (§12), int4/int2 (§13) and the version 3 dtypes (§16). They are kept small
+versions 1 to 4), short and long codes, plus the edge cases (scalar, empty, constant,
+all-background), per-channel tensors (§11), unclustered floats (§12), int4/int2 (§13), the version 3 dtypes (§16)
+and unclustered wide integers (§17, version 4). They are kept small
 (< 4 KB each) so that the fuzzer mutates them quickly.
 
 Usage (from the repository root): python tflite_kernels/fuzz/gen_seeds.py OUT_DIR
@@ -104,10 +105,19 @@ def tensors():
     out.append(("v3_bool_mask", rng.random((5, 60)) < 0.1))
     out.append(("v3_uint32_table", (rng.integers(0, 6, (6, 25)) * 99991 + np.arange(6)[:, None]).astype(np.uint32)))
     out.append(("v3_uint16_ids", rng.choice(np.array([3, 60000, 65535], np.uint16), 401)))
+    # format version 4 (§17 integer planes): unclustered biases, sorted index tables, extremes
+    out.append(("v4_int32_bias", rng.normal(0, 3000, 257).astype(np.int32)))
+    out.append(("v4_int64_bias", rng.normal(0, 2**20, 130).astype(np.int64)))
+    out.append(("v4_int16_table", rng.normal(0, 400, (9, 13)).astype(np.int16)))
+    out.append(("v4_uint32_sorted", np.sort(rng.integers(0, 2**32, 300, dtype=np.uint64)).astype(np.uint32)))
+    i64 = np.iinfo(np.int64)
+    out.append(("v4_int64_extremes", np.array([i64.min, i64.max, 0, -1, 3, i64.min + 1], np.int64)))
+    out.append(("v4_uint64_wide", rng.integers(0, 2**64 - 1, 70, dtype=np.uint64)))
+    out.append(("v4_uint16_arange", np.arange(1000, 1600, dtype=np.uint16)))
     return out
 
 
-LAYOUTS = (None, "dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes", "context_sparse")
+LAYOUTS = (None, "dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes", "context_sparse", "int_planes")
 
 
 def seeds():
@@ -115,7 +125,7 @@ def seeds():
     for name, a in tensors():
         done = set()
         for layout in LAYOUTS:
-            for version in (None, 2, 1):  # the lowest version (3 for §16's dtypes); 1 must keep decoding (§10)
+            for version in (None, 2, 1):  # the lowest version (3 for §16's dtypes, 4 for §17); 1 must keep decoding (§10)
                 try:
                     data = codec.encode(a, layout=layout, version=version)
                 except ValueError:

@@ -29,6 +29,7 @@
  *  - DC_CODEC_NO_GROUPED: layouts 2 and 3, per-channel codebooks (§11).
  *  - DC_CODEC_NO_FLOAT_PLANES: layout 4 (§12).
  *  - DC_CODEC_NO_CONTEXT: layout 5, the context-modelled sparse layout (§14).
+ *  - DC_CODEC_NO_INT_PLANES: layout 6, integer planes of unclustered wide integers (§17).
  *  - DC_CODEC_NO_SPREAD: not a format feature but a speed path: the §5 float32 spread-codebook
  *    loops, which 32-bit targets take only when dc_codec_portable_fast(2) forces them (then the
  *    reference loop runs instead).  No tensor is refused.
@@ -55,6 +56,9 @@
 #ifndef DC_CODEC_NO_CONTEXT
 #define DC_CODEC_NO_CONTEXT
 #endif
+#ifndef DC_CODEC_NO_INT_PLANES
+#define DC_CODEC_NO_INT_PLANES
+#endif
 #ifndef DC_CODEC_NO_SPREAD
 #define DC_CODEC_NO_SPREAD
 #endif
@@ -79,7 +83,7 @@ extern "C" {
 /* §2: the first 4 bytes of every packed tensor, and the versions this decoder reads (§10). */
 #define DC_MAGIC "DCHF"
 #define DC_VERSION_MIN 1u
-#define DC_VERSION_MAX 3u
+#define DC_VERSION_MAX 4u
 
 /* §2 layouts (header byte 7); §10 gives the first version that allows each. */
 enum {
@@ -88,7 +92,8 @@ enum {
   DC_LAYOUT_GROUPED_DENSE = 2,  /* §11, version >= 2 */
   DC_LAYOUT_GROUPED_SPARSE = 3, /* §11, version >= 2 */
   DC_LAYOUT_FLOAT_PLANES = 4,   /* §12, version >= 2 */
-  DC_LAYOUT_CONTEXT_SPARSE = 5  /* §14, version >= 2 */
+  DC_LAYOUT_CONTEXT_SPARSE = 5, /* §14, version >= 2 */
+  DC_LAYOUT_INT_PLANES = 6      /* §17, version >= 4 */
 };
 
 /* Element types (§2): numerically equal to the TensorType enum of the TFLite flatbuffer schema
@@ -96,7 +101,8 @@ enum {
  * (float32 is 1 and float16 is 10 there), so the op maps between the two explicitly.
  * INT4, INT2 and UINT4 are sub-byte types (§13): the output is packed as TFLite stores them.
  * Version 3 (§16) adds INT64, BOOL, FLOAT64, UINT64, UINT32, UINT16; the 8-byte ones use layouts
- * 0, 1 and 5, BOOL layouts 0 and 1 (codebook values 0 or 1), UINT32/UINT16 all but layout 4. */
+ * 0, 1 and 5, BOOL layouts 0 and 1 (codebook values 0 or 1), UINT32/UINT16 all but layout 4.
+ * Version 4 (§17) adds layout 6 for INT16, UINT16, INT32, UINT32, INT64, UINT64. */
 enum {
   DC_DTYPE_FLOAT32 = 0,   /* version >= 1 */
   DC_DTYPE_FLOAT16 = 1,   /* version >= 1 */

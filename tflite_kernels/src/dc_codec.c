@@ -1,5 +1,5 @@
 /*
- * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (versions 1 to 3).
+ * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (versions 1 to 4).
  *
  * Portable: no intrinsics, no unaligned accesses (byte loads that compilers merge), no
  * allocation: decode tables live in the caller's workspace (dc_decode_ws, sized by
@@ -14,8 +14,9 @@
  * Speed: four interleaved streams (§7) decoded in lock step, a 64-bit bit buffer refilled
  * branch-free while at least 8 bytes of each stream remain, one 2^L-entry table lookup per
  * symbol (§4, L <= 12), the codebook lookup and the store.  Each layout's loop is one
- * `static inline` body (dense_body, sparse_body, planes_body) specialised by thin wrappers per
- * element size, as zstd does, so that debuggers and sanitizers see real source lines.
+ * `static inline` body (dense_body, sparse_body, planes_body, int_planes_body) specialised by
+ * thin wrappers per element size, as zstd does, so that debuggers and sanitizers see real source
+ * lines.
  */
 #include "dc_codec.h"
 
@@ -63,10 +64,19 @@
 #define DC_OMIT_CONTEXT ""
 #endif
 /* dc_strerror's list of this build's options: kept short, since TFLM logs a line of 255 chars */
+#ifdef DC_CODEC_NO_INT_PLANES
+#define DC_HAS_INT_PLANES 0
+#define DC_OMIT_INT_PLANES " DC_CODEC_NO_INT_PLANES"
+#else
+#define DC_HAS_INT_PLANES 1
+#define DC_OMIT_INT_PLANES ""
+#endif
+
 #ifdef DC_CODEC_MINIMAL
 #define DC_OMITTED " DC_CODEC_MINIMAL"
 #else
-#define DC_OMITTED DC_OMIT_64BIT DC_OMIT_SUBBYTE DC_OMIT_GROUPED DC_OMIT_PLANES DC_OMIT_CONTEXT
+#define DC_OMITTED \
+  DC_OMIT_64BIT DC_OMIT_SUBBYTE DC_OMIT_GROUPED DC_OMIT_PLANES DC_OMIT_CONTEXT DC_OMIT_INT_PLANES
 #endif
 
 /* §8's CRC by carry-less multiplication on x86-64 (gcc/clang, chosen at run time: crc_clmul);
@@ -168,6 +178,12 @@ static uint32_t element_bits(uint32_t dtype, uint32_t version) {
 
 static int is_float(uint32_t dtype) {
   return dtype == DC_DTYPE_FLOAT32 || dtype == DC_DTYPE_FLOAT16 || dtype == DC_DTYPE_BFLOAT16;
+}
+
+/* §17: the integer types of 16, 32 or 64 bits (layout 6). */
+static int is_wide_int(uint32_t dtype) {
+  return dtype == DC_DTYPE_INT16 || dtype == DC_DTYPE_UINT16 || dtype == DC_DTYPE_INT32 ||
+         dtype == DC_DTYPE_UINT32 || dtype == DC_DTYPE_INT64 || dtype == DC_DTYPE_UINT64;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -308,12 +324,16 @@ static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, si
   h->info.rank = data[6];
   if (h->info.rank > DC_MAX_RANK) return DC_ERR_SHAPE;
   h->layout = h->info.layout = data[7];
-  if (h->layout > (v == 1 ? DC_LAYOUT_SPARSE : DC_LAYOUT_CONTEXT_SPARSE)) return DC_ERR_LAYOUT;
+  if (h->layout > (v == 1  ? DC_LAYOUT_SPARSE
+                   : v < 4 ? DC_LAYOUT_CONTEXT_SPARSE
+                           : DC_LAYOUT_INT_PLANES))
+    return DC_ERR_LAYOUT;
   /* §13/§16: sub-byte types and bool use §5/§6 only; §12 is for float32/16/bfloat16 only; §16:
    * 64-bit types have no grouped layouts (§11). */
   if ((bits < 8 || h->info.dtype == DC_DTYPE_BOOL) && h->layout > DC_LAYOUT_SPARSE)
     return DC_ERR_LAYOUT;
   if (h->layout == DC_LAYOUT_FLOAT_PLANES && !is_float(h->info.dtype)) return DC_ERR_LAYOUT;
+  if (h->layout == DC_LAYOUT_INT_PLANES && !is_wide_int(h->info.dtype)) return DC_ERR_LAYOUT;
   if (bits == 64 && (h->layout == DC_LAYOUT_GROUPED_DENSE || h->layout == DC_LAYOUT_GROUPED_SPARSE))
     return DC_ERR_LAYOUT;
   h->sparse = h->layout == DC_LAYOUT_SPARSE || h->layout == DC_LAYOUT_GROUPED_SPARSE ||
@@ -449,6 +469,10 @@ static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, s
   uint64_t count = h->sparse ? h->entries : h->info.num_elements;
   uint32_t lo = h->index_code.min_len + (h->sparse ? h->gap_code.min_len : 0);
   uint32_t hi = h->index_code.max_len + (h->sparse ? h->gap_code.max_len : 0);
+  if (h->layout == DC_LAYOUT_INT_PLANES) { /* §17: code and extra bits of one element */
+    lo = h->elem_lo;
+    hi = h->elem_hi;
+  }
   uint32_t s;
   if (size - pos < 4 * DC_NUM_STREAMS) return DC_ERR_TRUNCATED;
   for (s = 0; s < DC_NUM_STREAMS; ++s) {
@@ -463,7 +487,8 @@ static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, s
   if (tail < size - pos) return DC_ERR_SIZE_MISMATCH;
   h->streams_pos = pos;
   for (s = 0; s < DC_NUM_STREAMS; ++s) {
-    /* §9: ceil(count*lo/8) <= size <= ceil(count*hi/8); count < 2^31, lengths <= 24. */
+    /* §9: ceil(count*lo/8) <= size <= ceil(count*hi/8); count < 2^31, lengths <= 24 (§17:
+     * <= 12 + 63 bits per element). */
     if (h->stream_size[s] < ceil_div8(h->stream_count[s] * lo) ||
         h->stream_size[s] > ceil_div8(h->stream_count[s] * hi))
       return DC_ERR_SIZE_MISMATCH;
@@ -484,7 +509,35 @@ static int left_out(const dc_header* h) {
   return (!DC_HAS_64BIT && bits == 64) || (!DC_HAS_SUBBYTE && bits < 8) ||
          (!DC_HAS_GROUPED && (lay == DC_LAYOUT_GROUPED_DENSE || lay == DC_LAYOUT_GROUPED_SPARSE)) ||
          (!DC_HAS_PLANES && lay == DC_LAYOUT_FLOAT_PLANES) ||
-         (!DC_HAS_CONTEXT && lay == DC_LAYOUT_CONTEXT_SPARSE);
+         (!DC_HAS_CONTEXT && lay == DC_LAYOUT_CONTEXT_SPARSE) ||
+         (!DC_HAS_INT_PLANES && lay == DC_LAYOUT_INT_PLANES);
+}
+
+/* §17: predictor, base, the class code (n = W + 1) and the bits one element takes. */
+static dc_status parse_int_planes(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
+  size_t pos = *pos_io;
+  const uint32_t w = h->info.element_bits, esz = w / 8;
+  uint32_t i, s;
+  dc_status st;
+  if (size - pos < 1 + (size_t)esz) return DC_ERR_TRUNCATED;
+  h->predictor = data[pos];
+  if (h->predictor > 1) return DC_ERR_LAYOUT;
+  h->base = 0;
+  for (i = 0; i < esz; ++i) h->base |= (uint64_t)data[pos + 1 + i] << (8 * i);
+  pos += 1 + esz;
+  st = parse_alphabet(data, size, &pos, w + 1, &h->index_code);
+  if (st != DC_OK) return st;
+  h->elem_lo = 99;
+  h->elem_hi = 0;
+  for (s = 0; s <= w; ++s) {
+    const uint32_t len = alph_len(&h->index_code, s);
+    const uint32_t bits = len + (s > 1 ? s - 1 : 0);
+    if (h->index_code.max_len == 0 ? s != h->index_code.single : len == 0) continue; /* unused */
+    if (bits < h->elem_lo) h->elem_lo = bits;
+    if (bits > h->elem_hi) h->elem_hi = bits;
+  }
+  *pos_io = pos;
+  return DC_OK;
 }
 
 dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
@@ -506,6 +559,11 @@ dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
   }
   if (h->layout == DC_LAYOUT_FLOAT_PLANES) { /* §12: the symbol alphabet has 256 entries */
     st = parse_alphabet(data, size, &pos, 256, &h->index_code);
+    if (st != DC_OK) return st;
+    return parse_streams(data, size, h, pos);
+  }
+  if (h->layout == DC_LAYOUT_INT_PLANES) { /* §17: no codebook */
+    st = parse_int_planes(data, size, h, &pos);
     if (st != DC_OK) return st;
     return parse_streams(data, size, h, pos);
   }
@@ -1694,6 +1752,92 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
   return DC_OK;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* §17 integer planes                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+/* Element i (esz = 2, 4 or 8 bytes) stored little-endian at out + i * esz: memcpy on
+ * little-endian hosts (any alignment), bytes otherwise. */
+DC_INLINE void put_int(uint8_t* out, uint64_t i, uint64_t x, const size_t esz) {
+  if (DC_LITTLE_ENDIAN) {
+    if (esz == 2) {
+      const uint16_t v = (uint16_t)x;
+      memcpy(out + i * 2, &v, 2);
+    } else if (esz == 4) {
+      const uint32_t v = (uint32_t)x;
+      memcpy(out + i * 4, &v, 4);
+    } else {
+      memcpy(out + i * 8, &x, 8);
+    }
+  } else {
+    size_t j;
+    for (j = 0; j < esz; ++j) out[i * esz + j] = (uint8_t)(x >> (8 * j));
+  }
+}
+
+/* Takes the next n <= 32 bits of a reader holding at least n (LSB first: the value's bit 0 first). */
+DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
+  const uint64_t v = b->bits & (((uint64_t)1 << n) - 1u);
+  b->bits >>= n;
+  b->count -= n;
+  return v;
+}
+
+/* Element i of stream reader b: a refill (count >= 56), its class c (<= 12 bits), then c - 1
+ * extra bits (<= 31 for 2- and 4-byte types: one refill covers the element; 8-byte: above 32 in
+ * two parts with a refill between), z = 2^(c-1) + extra, residual d = unzigzag(z), x = prediction
+ * + d mod 2^W.  REFILL is BR_REFILL_FAST (the caller checked the stream has the bytes) or
+ * br_refill_safe's. */
+#define DC_REFILL_SAFE(b, data) br_refill_safe(&(b), data)
+#define DC_INT_ELEMENT(b, i, REFILL)                                          \
+  do {                                                                        \
+    uint32_t c_, nb_;                                                         \
+    uint64_t z_, x_;                                                          \
+    REFILL(b, data);                                                          \
+    DEC(b, tab, mask, c_);                                                    \
+    nb_ = c_ > 1 ? c_ - 1 : 0;                                                \
+    if (esz == 8 && nb_ > 32) {                                               \
+      z_ = br_take(&(b), 32);                                                 \
+      REFILL(b, data);                                                        \
+      z_ |= br_take(&(b), nb_ - 32) << 32;                                    \
+    } else {                                                                  \
+      z_ = br_take(&(b), nb_);                                                \
+    }                                                                         \
+    z_ |= c_ ? (uint64_t)1 << (c_ - 1) : 0;                                   \
+    x_ = ((previous ? prev : base) + ((z_ >> 1) ^ (0u - (z_ & 1u)))) & wmask; \
+    put_int(out, i, x_, esz);                                                 \
+    prev = x_;                                                                \
+  } while (0)
+
+/* Element i comes from stream i mod 4: rounds of 4 elements with fast refills while every stream
+ * has the bytes for them (br_safe_refills: 1 refill per element, 2 for 8-byte types), then one
+ * element at a time with safe refills (bytes past a stream read as zero; br_finish catches an
+ * overrun). */
+DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
+                                    uint8_t* out, const size_t esz) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint64_t mask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements;
+  const uint64_t wmask = esz == 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * esz)) - 1u;
+  const uint64_t base = h->base, per = esz == 8 ? 2 : 1;
+  const int previous = h->predictor == 1;
+  uint64_t i = 0, it, prev = base;
+  streams_init(br, h);
+  BR_LOAD4(br);
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3) / per, (n - i) / 4)) > 0) {
+    for (; it > 0; --it, i += 4) {
+      DC_INT_ELEMENT(b0, i, BR_REFILL_FAST);
+      DC_INT_ELEMENT(b1, i + 1, BR_REFILL_FAST);
+      DC_INT_ELEMENT(b2, i + 2, BR_REFILL_FAST);
+      DC_INT_ELEMENT(b3, i + 3, BR_REFILL_FAST);
+    }
+  }
+  BR_STORE4(br);
+  for (; i < n; ++i) DC_INT_ELEMENT(br[i & 3u], i, DC_REFILL_SAFE);
+  return streams_finish(br, data);
+}
+#undef DC_INT_ELEMENT
+#undef DC_REFILL_SAFE
+
 #if DC_DENSE_BMI2
 /* §5 dense, 32-bit elements, ungrouped, for CPUs with BMI2: the same symbols in the same order
  * as dense_body, in fewer instructions per symbol.  Each stream is a bit position q instead of
@@ -2391,16 +2535,24 @@ DC_CONTEXT(context_e4, 4)
 DC_CONTEXT(context_e8, 8)
 #endif
 #endif
+/* One noinline specialisation of a §12 / §17 body per element size. */
+#define DC_PLANES_FN(NAME, BODY, ESZ)                                                 \
+  DC_NOINLINE dc_status NAME(const uint8_t* d, const dc_header* h, const uint16_t* t, \
+                             uint8_t* o) {                                            \
+    return BODY(d, h, t, o, ESZ);                                                     \
+  }
 #if DC_HAS_PLANES
-DC_NOINLINE dc_status planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* t,
-                                uint8_t* o) {
-  return planes_body(d, h, t, o, 2);
-}
-DC_NOINLINE dc_status planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* t,
-                                uint8_t* o) {
-  return planes_body(d, h, t, o, 4);
-}
+DC_PLANES_FN(planes_e2, planes_body, 2)
+DC_PLANES_FN(planes_e4, planes_body, 4)
 #endif
+#if DC_HAS_INT_PLANES
+DC_PLANES_FN(int_planes_e2, int_planes_body, 2)
+DC_PLANES_FN(int_planes_e4, int_planes_body, 4)
+#if DC_HAS_64BIT
+DC_PLANES_FN(int_planes_e8, int_planes_body, 8)
+#endif
+#endif
+#undef DC_PLANES_FN
 
 typedef dc_status (*dense_fn)(const uint8_t*, const dc_header*, const uint16_t*, uint8_t*, cksum*);
 typedef dc_status (*sparse_fn)(const uint8_t*, const dc_header*, const uint16_t*, const uint16_t*,
@@ -2469,6 +2621,17 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
 #if DC_HAS_PLANES
   if (h->layout == DC_LAYOUT_FLOAT_PLANES)
     return esz == 4 ? planes_e4(data, h, itab, out) : planes_e2(data, h, itab, out);
+#endif
+#if DC_HAS_INT_PLANES
+  if (h->layout == DC_LAYOUT_INT_PLANES) {
+    if (esz == 2) return int_planes_e2(data, h, itab, out);
+    if (esz == 4) return int_planes_e4(data, h, itab, out);
+#if DC_HAS_64BIT
+    return int_planes_e8(data, h, itab, out);
+#else
+    return DC_ERR_UNSUPPORTED;          /* dc_parse refused it */
+#endif
+  }
 #endif
   if (!h->sparse && h->index_code.max_len == 0) { /* constant (per group): no stream bits */
     if (grouped)

@@ -44,6 +44,9 @@ typedef struct {
   uint64_t stream_count[DC_NUM_STREAMS]; /* symbols (dense) or entries (sparse) per stream */
   size_t rest_pos;                       /* §12: raw plane offset */
   uint32_t rest_bytes;                   /* §12: raw bytes per element */
+  uint32_t predictor;                    /* §17: 0 base, 1 previous element */
+  uint64_t base;                         /* §17: base value (bit pattern) */
+  uint32_t elem_lo, elem_hi; /* §17: fewest / most bits of one element (code + extra) */
 } dc_header;
 
 /* Parses and validates everything of §2-§7, §9, §11-§13 that needs no decoding. */

@@ -71,9 +71,9 @@ static int is_v3_dtype(uint32_t dtype) {
 
 /* Build options (dc_codec.h): which DC_CODEC_NO_* option of this build leaves out vector t's type
  * or layout (index into OPTIONS), -1 if none does. */
-static const char* const OPTIONS[] = {"DC_CODEC_NO_64BIT", "DC_CODEC_NO_SUBBYTE",
+static const char* const OPTIONS[] = {"DC_CODEC_NO_64BIT",   "DC_CODEC_NO_SUBBYTE",
                                       "DC_CODEC_NO_GROUPED", "DC_CODEC_NO_FLOAT_PLANES",
-                                      "DC_CODEC_NO_CONTEXT"};
+                                      "DC_CODEC_NO_CONTEXT", "DC_CODEC_NO_INT_PLANES"};
 #define NOPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 static const int OPTION_SET[NOPTIONS] = {
 #ifdef DC_CODEC_NO_64BIT
@@ -101,13 +101,20 @@ static const int OPTION_SET[NOPTIONS] = {
 #else
     0,
 #endif
+#ifdef DC_CODEC_NO_INT_PLANES
+    1,
+#else
+    0,
+#endif
 };
 static int left_out_by(const codec_vector* t) {
   const uint32_t d = t->dtype, l = t->layout;
   const int need[NOPTIONS] = {d == DC_DTYPE_INT64 || d == DC_DTYPE_UINT64 || d == DC_DTYPE_FLOAT64,
                               d == DC_DTYPE_INT4 || d == DC_DTYPE_INT2 || d == DC_DTYPE_UINT4,
                               l == DC_LAYOUT_GROUPED_DENSE || l == DC_LAYOUT_GROUPED_SPARSE,
-                              l == DC_LAYOUT_FLOAT_PLANES, l == DC_LAYOUT_CONTEXT_SPARSE};
+                              l == DC_LAYOUT_FLOAT_PLANES,
+                              l == DC_LAYOUT_CONTEXT_SPARSE,
+                              l == DC_LAYOUT_INT_PLANES};
   size_t o;
   for (o = 0; o < NOPTIONS; ++o)
     if (need[o] && OPTION_SET[o]) return (int)o;
@@ -179,9 +186,10 @@ static void test_vectors(void) {
       CHECK(st == DC_OK && memcmp(big + 1, t->raw, t->raw_size) == 0, "%s: unaligned out", t->name);
       free(big);
     }
-    CHECK(info.version == (v < NVEC1               ? 1u
-                           : is_v3_dtype(t->dtype) ? 3u
-                                                   : 2u) &&
+    CHECK(info.version == (v < NVEC1                           ? 1u
+                           : t->layout == DC_LAYOUT_INT_PLANES ? 4u
+                           : is_v3_dtype(t->dtype)             ? 3u
+                                                               : 2u) &&
               info.layout == t->layout,
           "%s: version/layout", t->name);
     /* dc_decode_ws with exactly dc_workspace_size() bytes at an odd address, and one byte less */
@@ -349,8 +357,8 @@ static void test_hostile_headers(void) {
   h[5] = 4;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "dtype 4 (string)");
   h[5] = DC_DTYPE_FLOAT32;
-  h[4] = 4;
-  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 4");
+  h[4] = 5;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 5");
   h[4] = 0;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 0");
   h[4] = 1;
