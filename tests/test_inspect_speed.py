@@ -100,11 +100,12 @@ def test_layout_name_read_from_the_header_byte_is_codec_infos():
     w[::3, ::5] = np.arange(16 * 10, dtype=np.float32)[: w[::3, ::5].size].reshape(w[::3, ::5].shape) % 7 - 3
     seen = set()
     for layout in sorted(LAYOUT_CODES):
-        for version in (None, 1, 3):
-            try:
-                data = codec.encode(w, layout=layout, version=version)
-            except ValueError:
-                continue
-            assert _inspect._layout_name(data) == codec.info(data)["layout"] == layout
-            seen.add(layout)
+        for t in (w, (w * 1000).astype(np.int32) + 7):  # int32 too: §17's int_planes codes integers only
+            for version in (None, 1, 3, 4):
+                try:
+                    data = codec.encode(t, layout=layout, version=version)
+                except ValueError:
+                    continue
+                assert _inspect._layout_name(data) == codec.info(data)["layout"] == layout
+                seen.add(layout)
     assert seen == set(LAYOUT_CODES)
