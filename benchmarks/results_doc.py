@@ -850,7 +850,9 @@ def scale_section(sc):
            "`run`: load, allocate and invoke every signature with `dc_keras.runtime.Interpreter`; the packed "
            "model's outputs are compared bit for bit with the plain model's."
            + (" int16 / int32 cases: GATHER ops on constant tables instead, half of them clustered (16 values per "
-              "row, 30 % kept), half not (pack keeps those raw)."
+              "row, 30 % kept), half not: int16 quantized per row over its whole range (kept raw), int32 within "
+              "+-2^20, nearly all distinct (no codebook packs them; FORMAT.md §17's integer planes, format "
+              "version 4, do since 2026-12-03: big_i32 was 54,507,136 B before)."
               if any(r["dtype"] in ("int16", "int32") for r in sc["rows"]) else ""), "",
            "| case | file | tensors | subgraphs | operation | seconds | peak RSS | output | bit-identical |",
            "|---|---|---|---|---|---|---|---|---|"]
