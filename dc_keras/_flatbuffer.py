@@ -2,8 +2,7 @@
 
 Shared file-format infrastructure (like ``_fileio``): ``export/`` reads and rewrites models with it,
 ``runtime/`` only reads a model's input/output specs. It imports neither Keras nor TensorFlow
-(only when LiteRT's schema module is missing) and no other dc_keras module but ``_compat`` (whose
-``fast_model_root`` speeds up ``read_model``; importing it imports no framework).
+(only when LiteRT's schema module is missing) and no other dc_keras module.
 
 Parsing goes through the flatc object API (``Model.GetRootAs`` + ``ModelT.InitFromObj``) after a
 cheap bounds check of the big vectors, so malformed bytes raise ``ValueError`` instead of hanging
@@ -23,8 +22,6 @@ import struct
 import zipfile
 
 import numpy as np
-
-from dc_keras import _compat
 
 try:  # LiteRT's copy is the newer schema; TF's is the fallback.
     from ai_edge_litert import schema_py_generated as schema
@@ -238,7 +235,7 @@ def read_model(data) -> "schema.ModelT":
         raise TypeError(f"expected .tflite content as bytes, got {type(data).__name__}{hint}")
     _check_header(data)
     try:
-        root = _compat.fast_model_root(data)  # the generated readers, faster (same values and errors)
+        root = schema.Model.GetRootAs(data, 0)
         _bounds_check(root, len(data))
         model = schema.ModelT.InitFromObj(root)
     except ValueError:
