@@ -558,7 +558,7 @@ def test_a_delegate_shared_by_interpreters_runs_each_ones_model_and_frees_its_we
     wants = [em.run_batch(Interpreter(model_content=p), x) for p in plains]
     dlg = load_delegate(runtime.library_path(), {"weights": weights, "max_density": "100"})
     rss = []
-    for k in range(16):
+    for k in range(36):
         it = Interpreter(model_content=packed[k % 2], experimental_delegates=[dlg])
         got, want = em.run_batch(it, x), wants[k % 2]
         assert got.shape == want.shape, (k, got.shape)
@@ -568,9 +568,12 @@ def test_a_delegate_shared_by_interpreters_runs_each_ones_model_and_frees_its_we
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()), err_msg=str(k))
         del it
         gc.collect()
-        if k in (5, 15):
+        if k in (5, 35):
             rss.append(_rss_kb())
-    assert rss[1] - rss[0] < 2048, rss  # 10 interpreters: +5 MiB before
+    # 30 interpreters: +15 MiB before the fix (+5 MiB per 10); the process's RSS also moves by a few
+    # MiB on its own in a long pytest worker at load 4 (ci6 2026-12-04: +4.2 MiB over 10 with the
+    # fix in), so the bound sits between the two
+    assert rss[1] - rss[0] < 6144, rss
 
 
 def _report(dlg) -> bytes:
