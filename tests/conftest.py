@@ -39,7 +39,9 @@ def minimal_decoder(tmp_path_factory):
     assert cc, "a C compiler (cc, or $CC) is needed to build the trimmed decoder"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     so = tmp_path_factory.mktemp("minimal") / "libdc_minimal.so"
-    subprocess.run([cc, "-std=c99", "-O1", "-shared", "-fPIC", "-DDC_CODEC_MINIMAL",
+    # -Bsymbolic: the library's own calls (dc_decode -> dc_decode_ws ...) stay inside it even if a
+    # full decoder exporting the same names was loaded into the process's global scope first.
+    subprocess.run([cc, "-std=c99", "-O1", "-shared", "-fPIC", "-Wl,-Bsymbolic", "-DDC_CODEC_MINIMAL",
                     "-I" + os.path.join(root, "tflite_kernels", "include"),
                     os.path.join(root, "tflite_kernels", "src", "dc_codec.c"), "-o", str(so)], check=True,
                    timeout=300)
