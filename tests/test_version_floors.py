@@ -33,7 +33,8 @@ from _benchmarks import load as load_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = ["tests/test_user_journey.py", "tests/test_export_pack.py", "tests/test_serialization.py",
-         "tests/test_pruning.py", "tests/test_clustering.py", "tests/test_runtime.py"]
+         "tests/test_pruning.py", "tests/test_clustering.py", "tests/test_runtime.py",
+         "tests/test_layers_rnn_attention.py"]  # RNNs, MHA / GroupQueryAttention: 11 passed at the floors, ~60 s
 TOOLS = ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis"]
 # The JAX and PyTorch backends at their floors (setup.cfg's test extra's jax[cpu], the torch extra's
 # torch), on top of install_requires' floors: a representative part of the Makefile's BACKEND_TESTS
