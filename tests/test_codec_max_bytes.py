@@ -206,15 +206,17 @@ def test_inspect_says_at_least_for_a_big_kept_constant_and_the_exact_size_for_a_
     assert (row.status, row.packed_bytes) == ("kept", None)
     size = int(row.reason.split("does not pack below ")[1].split(" B")[0])
     cap = _pack.max_packed_bytes(values.nbytes)
-    assert cap < size <= full  # here §17's size (exact), just over raw
-    assert row.reason == f"does not pack below {size} B, no smaller than its {values.nbytes} B raw " \
-                         "(data the packed format cannot shrink)"
-    # a bound below raw (encoding stopped at the cap) names the cap, not a rule that kept it
-    below = values.nbytes - 1000
-    assert _pack.keep_reason(below, values.nbytes, at_least=True) == (
-        f"does not pack below {below} B ({below / values.nbytes:.0%} of its {values.nbytes} B raw), "
+    # §17's pass stopped once its size bounded from the classes counted reached the cap: a bound
+    # below raw (the full size is just over raw), which names the cap, not a rule that kept it
+    assert cap < size < values.nbytes < full
+    assert row.reason == (
+        f"does not pack below {size} B ({size / values.nbytes:.0%} of its {values.nbytes} B raw), "
         f"over pack's cap of {cap} B for it (the tighter of min_saving and the HuffDecode op's "
         "cost): encoding stopped there, so its full packed size, possibly over raw, is not known")
+    # a bound over raw says so
+    assert _pack.keep_reason(full, values.nbytes, at_least=True) == (
+        f"does not pack below {full} B, no smaller than its {values.nbytes} B raw (data the packed format "
+        "cannot shrink)")
     monkeypatch.setattr(_inspect, "BOUND_KEPT_FROM", values.nbytes + 1)
     [row] = [r for r in export.inspect(data).rows if r.name == name]
     assert row.reason == f"packs to {full} B, no smaller than its {values.nbytes} B raw " \
