@@ -24,13 +24,29 @@ def bit_length(z):
     """Bit length of each element of the unsigned array ``z`` (0 for 0), as uint8; exact for every
     value (a float conversion sees at most 32 bits at a time)."""
     if z.dtype.itemsize <= 4:
-        return np.frexp(z.astype(np.float64))[1].astype(np.uint8)
+        return _bit_length32(z).astype(np.uint8)
     hi = z >> np.uint64(32)
     out = np.frexp((z & _U32).astype(np.float64))[1].astype(np.uint8)
     top = hi != 0
     if top.any():
         out[top] = np.frexp(hi[top].astype(np.float64))[1].astype(np.uint8) + 32
     return out
+
+
+def _bit_length32(z):
+    """``bit_length`` of an unsigned array of at most 32-bit elements, as int64: the exponent of
+    z + 1/2 as a float64 (exact: 34 bits), 2^(b - 1) <= z + 1/2 < 2^b for z of b bits, 0 included."""
+    f = z.astype(np.float64)
+    f += 0.5
+    e = f.view(np.int64)
+    e >>= 52
+    e -= 1022
+    return e
+
+
+def _classes(z):
+    """``bit_length`` of ``z`` as int64 (what bincount and indexing take without a copy)."""
+    return _bit_length32(z) if z.dtype.itemsize <= 4 else bit_length(z).astype(np.int64)
 
 
 def residuals(bits, start, stop, step, base, predictor):
@@ -55,12 +71,14 @@ def residuals(bits, start, stop, step, base, predictor):
 def _median_bits(bits, code):
     """The median as a bit pattern (numeric order of the dtype, signed or not) of the tensor, or
     of 65,536 evenly spaced elements of a larger one (any base is valid: this one only makes the
-    residuals small; a sample keeps the work arrays small)."""
+    residuals small; a sample keeps the work arrays small). Found by a sort in the tensor's width
+    (16-bit: a radix sort): np.partition took 5-9 ms on the 65,536 samples of a pruned tensor (70 %
+    one value), a sort 0.3-0.6 ms; the same element either way."""
     w = DTYPE_TABLE[code][1]
     signed = DTYPE_TABLE[code][0].startswith("int")
-    u = bits[:: max(1, len(bits) >> 16)].astype(np.uint64)
-    key = (u ^ np.uint64(1 << (w - 1))) if signed else u  # order-preserving unsigned key
-    k = int(np.partition(key, len(key) // 2)[len(key) // 2])
+    u = bits[:: max(1, len(bits) >> 16)]
+    key = (u ^ u.dtype.type(1 << (w - 1))) if signed else u  # order-preserving unsigned key
+    k = int(np.sort(key, kind="stable" if w <= 16 else None)[len(key) // 2])
     return (k ^ (1 << (w - 1))) if signed else k
 
 
@@ -155,8 +173,9 @@ class IntPlanes:
         check = every
         fixed = 1 + self.esz + 3 + _STREAM_SIZES  # a descriptor takes >= 3 bytes (§4)
         for a in range(0, n, _CHUNK):  # chunks start at multiples of 4
-            cls = bit_length(residuals(bits, a, min(n, a + _CHUNK), 1, base, predictor))
-            hist += np.bincount(lanes[:len(cls)] + cls, minlength=len(hist))
+            cls = _classes(residuals(bits, a, min(n, a + _CHUNK), 1, base, predictor))
+            cls += lanes[:len(cls)]
+            hist += np.bincount(cls, minlength=len(hist))
             if check <= a + len(cls) < n:
                 check += every
                 bound = _size_floor(hist.reshape(NUM_STREAMS, w).sum(axis=0), self.width, fixed)
@@ -178,7 +197,7 @@ class IntPlanes:
             def chunk(a, b, with_codes):
                 z = residuals(bits, s + NUM_STREAMS * a, min(n, s + NUM_STREAMS * b), NUM_STREAMS, self.base,
                               self.predictor)
-                cls = bit_length(z).astype(np.int64)
+                cls = _classes(z)
                 z = z.astype(np.uint64)
                 extra_len = np.maximum(cls - 1, 0)
                 lens = np.empty(2 * len(z), np.int64)
