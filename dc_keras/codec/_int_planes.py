@@ -130,7 +130,7 @@ class IntPlanes:
                 per = self._bits_per_class(c)
                 if big and not per[totals > 0].any():  # §9: all zero-bit (the pass would find the same)
                     continue
-                bound = math.ceil(int(np.dot(totals, per)) / 8) + self._fixed(c)
+                bound = -(-int(np.dot(totals, per)) // 8) + self._fixed(c)  # <= the streams' bytes summed
                 if stop(bound):
                     given_up.append(bound)
                     continue
@@ -178,8 +178,10 @@ class IntPlanes:
             hist += np.bincount(cls, minlength=len(hist))
             if check <= a + len(cls) < n:
                 check += every
-                bound = _size_floor(hist.reshape(NUM_STREAMS, w).sum(axis=0), self.width, fixed)
-                if stop(bound):
+                counts = hist.reshape(NUM_STREAMS, w).sum(axis=0)
+                # two classes, or extra bits: not a zero-bit code (§9 may refuse one: no bound, as before)
+                if (np.count_nonzero(counts) > 1 or counts[2:].any()) and stop(
+                        bound := _size_floor(counts, self.width, fixed)):
                     return bound
         return hist.reshape(NUM_STREAMS, w)
 
