@@ -322,6 +322,12 @@ def _entropy_bits(counts):
     return float((c * np.log2(t / c)).sum()) if t else 0.0
 
 
+def _floor_bits(bits, scale):
+    """``bits`` rounded down past float error (sums of terms up to ``scale`` bits): a code exactly
+    at the bound (dyadic counts) must not be ruled out."""
+    return max(0.0, bits - 1e-9 * scale - 1.0)
+
+
 def _gap_candidates(max_gap):
     cands = {1}
     p = 2

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 
 from ._encode import (_PACK_CHUNK as _CHUNK, _Code, chunked_bincount, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
-                      _streams_sparse, _unique_small, _entropy_bits, checksum)
+                      _streams_sparse, _unique_small, _entropy_bits, _floor_bits, checksum)
 from ._int_planes import IntPlanes
 from ._format import (BOOL_CODE, MAX_CONTEXT_SYMBOLS, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
@@ -428,10 +428,11 @@ def _group_tables(found, align="mode"):
     return k, build
 
 
-def _plain_codebook(bits, esz):
-    """(sorted distinct bit patterns, index of each element, counts); ValueError if > 4096."""
+def _plain_codebook(bits, esz, hist=None):
+    """(sorted distinct bit patterns, index of each element, counts); ValueError if > 4096.
+    ``hist``: the count of each bit pattern of a 1 or 2-byte tensor, if already made."""
     if esz <= 2:
-        hist = chunked_bincount(bits, 1 << (8 * esz))
+        hist = chunked_bincount(bits, 1 << (8 * esz)) if hist is None else hist
         uniq = np.flatnonzero(hist)
         if len(uniq) > MAX_SYMBOLS:
             raise ValueError(f"{len(uniq)} distinct values > {MAX_SYMBOLS}: cluster the tensor first")
@@ -480,12 +481,6 @@ def _group0_distinct(bits, shape, axis):
 # descriptor (§4) at least 2 bytes.
 # ----------------------------------------------------------------------------------------------
 _MIN_DESCRIPTOR = 2
-
-
-def _floor_bits(bits, scale):
-    """``bits`` rounded down past float error (sums of terms up to ``scale`` bits): a code exactly
-    at the bound (dyadic counts) must not be ruled out."""
-    return max(0.0, bits - 1e-9 * scale - 1.0)
 
 
 def _sparse_floor(counts, esz, contexts=1):
@@ -553,10 +548,12 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     allowed = [lay for lay in LAYOUT_NAMES.values() if (want is None or lay == want) and (choose is None or lay in choose)
                and LAYOUT_SINCE[LAYOUT_CODES[lay]] <= (cap or version) and layout_allowed(code, LAYOUT_CODES[lay])]
     plans, reasons = [], []
-    plain_k = None
+    plain_k = value_counts = None
     if {"dense", "sparse", "context_sparse"} & set(allowed):
+        if esz == 2:  # the count of each bit pattern: the codebook's, and §17's base predictor's without a pass
+            value_counts = chunked_bincount(bits, 1 << 16)
         try:
-            uniq, idx, counts = _plain_codebook(bits, esz)
+            uniq, idx, counts = _plain_codebook(bits, esz, value_counts)
             plain_k = len(uniq)
             if plain_k > 1 << limit:
                 raise ValueError(f"{plain_k} distinct values need max_code_length >= "
@@ -612,10 +609,17 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
         _keep_best(plans, [_Planes(bits, esz, limit)], None, budget)
     # §17 (exact size once its class counts are known); not picked for one distinct value when a
     # codebook plan holds it: one entry codes it with zero bits, layout 6's one byte less would not
-    # pay for version 4
+    # pay for version 4. Made last: its pass over the elements stops once the size bounded from the
+    # classes counted so far is over the budget or no smaller than the best plan made (it would not
+    # be picked: the first smallest is); its size is then that bound (IntPlanes).
     if "int_planes" in allowed and not (want is None and plain_k == 1 and plans):
-        plan = IntPlanes(bits, code, limit, LAYOUT_CODES["int_planes"], big)
-        if not over(plan.size):
+        known = min((p.size for p in plans), default=float("inf"))
+
+        def cannot_win(size):
+            return size >= known or budget is not None and size > budget
+
+        plan = IntPlanes(bits, code, limit, LAYOUT_CODES["int_planes"], big, cannot_win, value_counts)
+        if not over(plan.size) and plan.size < known:  # then exact: what cannot_win=None would make
             _keep_best(plans, [plan], None, budget)
     plans = [p for p in plans if p.size != float("inf")]
     if not allowed and want is None:  # encode(layouts=...) names none this version and dtype allow
@@ -701,8 +705,10 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
         default: it decodes ~0.8x as fast as ``"sparse"``, FORMAT.md §14).
       max_bytes: ``None`` (default), or the most bytes the caller will use: a packed tensor that
         would be larger raises ``MaxBytesError`` instead, and layouts whose size bounded from
-        counts alone exceeds it are not made (an unclustered 4096 x 4096 int32 tensor: ~0.01 s
-        instead of ~5 s). Output that fits is byte-identical to ``max_bytes=None``'s.
+        counts alone exceeds it are not made (an unclustered 4096 x 4096 int32 tensor: ~0.1 s
+        instead of ~5 s; the integer planes' pass over the values stops once their size bounded
+        from the counts so far exceeds it, or reaches the smallest layout made). Output that fits
+        is byte-identical to ``max_bytes=None``'s.
       layouts: ``None`` (default: every layout), or the layout names (as ``layout`` takes) that
         ``layout=None`` may pick from, the smallest of them: for a decoder built without some
         (docs/microcontrollers.md), e.g. ``("dense", "sparse")`` for one built with
