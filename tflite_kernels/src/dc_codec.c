@@ -244,12 +244,12 @@ static inline uint32_t rev_code(uint32_t c, uint32_t len) {
 }
 
 /* §17 table entry of class c with a code of length len: nb = c - 1 extra bits (0 if c <= 1) in
- * bits 8-13, c > 0 in bit 6; in bits 0-5 the element's bits t = len + nb, or len with bit 7 set
+ * bits 8-13, c > 0 in bit 15; in bits 0-5 the element's bits t = len + nb, or len with bit 7 set
  * if t > 56 (8-byte types only), so that one lookup gives the shift past the whole element
  * (int_planes_body). */
 #define IP_NB(c) ((c) > 1 ? (c)-1u : 0u)
 #define IP_ENTRY(c, len)                                                                \
-  ((IP_NB(c) << 8) | ((uint32_t)((c) > 0) << 6) |                                        \
+  ((IP_NB(c) << 8) | ((uint32_t)((c) > 0) << 15) |                                       \
    ((len) + IP_NB(c) > 56 ? 128u | (len) : (len) + IP_NB(c)))
 
 /* Entries of every code of length lo..hi into the first 2^top entries (a code of length len
@@ -1804,9 +1804,9 @@ DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
  * shift counts are taken & 63, which x86-64's shifts do for free. */
 #define DC_IP_SHORT(w, e, z)                                                           \
   do {                                                                                 \
-    const uint32_t nb_ = (e) >> 8;                                                     \
-    const uint64_t rest_ = (w) >> ((e)&63u);                                              \
-    (z) = ((w) >> (((e)-nb_) & 63u)) ^ ((rest_ ^ (((e) >> 6) & 1u)) << (nb_ & 63u));   \
+    const uint32_t nb_ = (e) >> 8; /* bit 7: c > 0, above the 6 bits a shift uses */  \
+    const uint64_t rest_ = (w) >> ((e)&63u);                                           \
+    (z) = ((w) >> (((e)-nb_) & 63u)) ^ ((rest_ ^ ((e) >> 15)) << (nb_ & 63u));         \
     (w) = rest_;                                                                       \
   } while (0)
 /* The zigzag value z of the next element of reader b, which holds at least 56 bits (a refill
@@ -1818,7 +1818,7 @@ DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
   do {                                                                                 \
     const uint32_t e_ = tab[(b).bits & mask];                                          \
     if (esz == 8 && (e_ & 128u)) {                                                     \
-      const uint32_t nb_ = e_ >> 8;                                                    \
+      const uint32_t nb_ = (e_ >> 8) & 63u;                                            \
       (b).bits >>= e_ & 63u;                                                           \
       (b).count -= e_ & 63u;                                                           \
       (z) = br_take(&(b), 32);                                                         \
@@ -1848,7 +1848,7 @@ DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
   do {                                                                                 \
     const uint32_t e_ = tab[(w)&mask];                                                 \
     if (esz == 8 && (e_ & 128u)) {                                                     \
-      const uint32_t nb_ = e_ >> 8, l_ = e_ & 63u;                                     \
+      const uint32_t nb_ = (e_ >> 8) & 63u, l_ = e_ & 63u;                             \
       (z) = DC_IP_LOAD((q) + l_) & 0xFFFFFFFFu;                                        \
       (z) |= ((DC_IP_LOAD((q) + l_ + 32) & (((uint64_t)1 << (nb_ - 32)) - 1u)) |       \
               (uint64_t)1 << (nb_ - 32))                                               \
