@@ -828,9 +828,8 @@ static inline uint64_t br_safe_refills(const bitreader* b) {
   return b->pos + 8 <= b->end ? (b->end - 8 - b->pos) / 7 + 1 : 0;
 }
 
-#if DC_DENSE_BMI2 || DC_HAS_INT_PLANES
 /* Puts a fresh reader (br_init) at absolute bit position q, as a position-based loop left it. */
-static void br_seek(bitreader* b, const uint8_t* data, uint64_t q) {
+static inline void br_seek(bitreader* b, const uint8_t* data, uint64_t q) {
   const uint32_t r = (uint32_t)(q & 7u);
   b->pos = (size_t)(q >> 3);
   b->bits = 0;
@@ -839,7 +838,6 @@ static void br_seek(bitreader* b, const uint8_t* data, uint64_t q) {
   b->bits >>= r;
   b->count -= r;
 }
-#endif
 
 #if DC_DENSE_BMI2
 
@@ -1788,14 +1786,6 @@ DC_INLINE void put_int(uint8_t* out, uint64_t i, uint64_t x, const size_t esz) {
   }
 }
 
-/* Takes the next n <= 32 bits of a reader holding at least n (LSB first: the value's bit 0 first). */
-DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
-  const uint64_t v = b->bits & (((uint64_t)1 << n) - 1u);
-  b->bits >>= n;
-  b->count -= n;
-  return v;
-}
-
 /* Zigzag value z of an element from the stream bits w at its start and its table entry e (not
  * a long one, bit 7 clear): the extra bits are w's bits l..t-1 (l = code length = t - nb), and
  * w >> t is what follows the element, so
@@ -1809,26 +1799,6 @@ DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
     (z) = ((w) >> (((e)-nb_) & 63u)) ^ ((rest_ ^ ((e) >> 15)) << (nb_ & 63u));         \
     (w) = rest_;                                                                       \
   } while (0)
-/* The zigzag value z of the next element of reader b, which holds at least 56 bits (a refill
- * just before, or room for this element left by it).  A long element (bit 7 of its entry: more
- * than 56 bits, 8-byte types) has code length e & 63 and nb > 44 extra bits, read as 32 and
- * nb - 32 with a refill (REFILL: BR_REFILL_FAST or br_refill_safe's) between. */
-#define DC_REFILL_SAFE(b, data) br_refill_safe(&(b), data)
-#define DC_IP_Z(b, z, REFILL)                                                          \
-  do {                                                                                 \
-    const uint32_t e_ = tab[(b).bits & mask];                                          \
-    if (esz == 8 && (e_ & 128u)) {                                                     \
-      const uint32_t nb_ = (e_ >> 8) & 63u;                                            \
-      (b).bits >>= e_ & 63u;                                                           \
-      (b).count -= e_ & 63u;                                                           \
-      (z) = br_take(&(b), 32);                                                         \
-      REFILL(b, data);                                                                 \
-      (z) |= (br_take(&(b), nb_ - 32) | (uint64_t)1 << (nb_ - 32)) << 32;              \
-    } else {                                                                           \
-      (b).count -= e_ & 63u;                                                           \
-      DC_IP_SHORT((b).bits, e_, z);                                                \
-    }                                                                                  \
-  } while (0)
 /* Element i from its zigzag value z and prediction p: x = p + unzigzag(z) mod 2^W (the bits above
  * W of the sum are never stored, so it is left unmasked). */
 #define DC_IP_PUT(i, z, p)                                \
@@ -1838,27 +1808,39 @@ DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
     prev = x_;                                            \
   } while (0)
 
-/* The fast rounds keep each stream as a bit position q (4 registers instead of 12 for bit
- * readers: x86-64 would spill them).  A round loads 57 stream bits w from q and decodes up to
- * `per_load` elements from them: the same lookup as DC_IP_Z, w shifted past each element and q
- * advanced by its bits.  An element of more than 56 bits (8-byte types only, and then
- * per_load = 1) takes its extra bits from two more loads at its position. */
+/* Each stream is a bit position q (4 registers instead of 12 for bit readers: x86-64 would spill
+ * them).  LOAD(q): >= 57 stream bits from bit q on, LSB first.  The element at q, whose first bits
+ * are w (>= 57 of them, loaded at q or left there by the previous element): one lookup, then
+ * DC_IP_SHORT; a long element (more than 56 bits, 8-byte types only) takes its extra bits from
+ * two more loads at its position: 32 at q + len, the other nb - 32 (<= 31) at q + len + 32. */
 #define DC_IP_LOAD(q) (ld64(data + ((q) >> 3)) >> ((q)&7u))
-#define DC_IP_ZQ(w, q, z)                                                              \
+#define DC_IP_SAFE(q) ip_load_safe(data, (q), end)
+#define DC_IP_ZQ(w, q, z, LOAD)                                                          \
   do {                                                                                 \
     const uint32_t e_ = tab[(w)&mask];                                                 \
     if (esz == 8 && (e_ & 128u)) {                                                     \
       const uint32_t nb_ = (e_ >> 8) & 63u, l_ = e_ & 63u;                             \
-      (z) = DC_IP_LOAD((q) + l_) & 0xFFFFFFFFu;                                        \
-      (z) |= ((DC_IP_LOAD((q) + l_ + 32) & (((uint64_t)1 << (nb_ - 32)) - 1u)) |       \
+      (z) = LOAD((q) + l_) & 0xFFFFFFFFu;                                              \
+      (z) |= ((LOAD((q) + l_ + 32) & (((uint64_t)1 << (nb_ - 32)) - 1u)) |             \
               (uint64_t)1 << (nb_ - 32))                                               \
              << 32;                                                                    \
       (q) += l_ + nb_;                                                                 \
     } else {                                                                           \
       (q) += e_ & 63u;                                                                 \
-      DC_IP_SHORT(w, e_, z);                                                       \
+      DC_IP_SHORT(w, e_, z);                                                           \
     }                                                                                  \
   } while (0)
+
+/* DC_IP_LOAD with the bytes from `end` on read as zero (§7: the caller checks
+ * afterwards that no element used them). */
+static inline uint64_t ip_load_safe(const uint8_t* data, uint64_t q, size_t end) {
+  const uint64_t byte = q >> 3;
+  uint64_t v = 0;
+  uint32_t k;
+  if (byte + 8 <= end) return ld64(data + byte) >> (q & 7u);
+  for (k = 0; k < 8 && byte + k < end; ++k) v |= (uint64_t)data[byte + k] << (8 * k);
+  return v >> (q & 7u);
+}
 
 /* Rounds of the position-based loop whose loads stay inside a stream from bit q on: a round
  * advances q by <= 56 bits (7 bytes) and loads 8 bytes at q / 8; with elements of up to 75 bits
@@ -1870,17 +1852,18 @@ static inline uint64_t ip_safe_rounds(uint64_t q, size_t end, int slow) {
 
 /* Rounds of 4 elements (element i from stream i mod 4) while every stream has the bytes for
  * them, `per_load` rounds per load of each stream: as many as the longest element allows (its
- * bits <= 56 / per_load: 2 for 2-byte types, up to 4 for short elements).  `previous` (§17's P)
- * is a constant in each instance, so the loop has no per-element choice of prediction.  Leaves
- * the readers at the next elements; returns the next element index. */
-DC_INLINE uint64_t int_planes_fast(const uint8_t* data, const dc_header* h, const uint16_t* tab,
-                                   bitreader br[4], uint8_t* out, uint64_t* prev_io,
-                                   const size_t esz, const int previous) {
+ * bits <= 56 / per_load: 2 for 2-byte types, up to 4 for short elements); then one element at a
+ * time with safe loads; then §7's end checks (br_finish on readers put at the final positions). */
+DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
+                                    uint8_t* out, const size_t esz) {
+  bitreader br[4];
   const uint64_t mask = (1u << h->index_code.max_len) - 1u, n = h->info.num_elements;
   const uint64_t base = h->base;
   const uint32_t hi = h->elem_hi, per_load = hi <= 14 ? 4 : hi <= 18 ? 3 : hi <= 28 ? 2 : 1;
-  const int slow = esz == 8 && hi > 56;
-  uint64_t i = 0, it, prev = *prev_io, q0, q1, q2, q3;
+  const int slow = esz == 8 && hi > 56, previous = h->predictor == 1;
+  uint64_t i = 0, it, prev = base, q[4], q0, q1, q2, q3;
+  uint32_t s;
+  streams_init(br, h);
   q0 = (uint64_t)br[0].start * 8u;
   q1 = (uint64_t)br[1].start * 8u;
   q2 = (uint64_t)br[2].start * 8u;
@@ -1895,10 +1878,10 @@ DC_INLINE uint64_t int_planes_fast(const uint8_t* data, const dc_header* h, cons
       uint32_t r;
       for (r = 0; r < per_load; ++r, i += 4) {
         uint64_t z0, z1, z2, z3;
-        DC_IP_ZQ(w0, q0, z0);
-        DC_IP_ZQ(w1, q1, z1);
-        DC_IP_ZQ(w2, q2, z2);
-        DC_IP_ZQ(w3, q3, z3);
+        DC_IP_ZQ(w0, q0, z0, DC_IP_LOAD);
+        DC_IP_ZQ(w1, q1, z1, DC_IP_LOAD);
+        DC_IP_ZQ(w2, q2, z2, DC_IP_LOAD);
+        DC_IP_ZQ(w3, q3, z3, DC_IP_LOAD);
         DC_IP_PUT(i, z0, previous ? prev : base);
         DC_IP_PUT(i + 1, z1, previous ? prev : base);
         DC_IP_PUT(i + 2, z2, previous ? prev : base);
@@ -1906,37 +1889,28 @@ DC_INLINE uint64_t int_planes_fast(const uint8_t* data, const dc_header* h, cons
       }
     }
   }
-  br_seek(&br[0], data, q0);
-  br_seek(&br[1], data, q1);
-  br_seek(&br[2], data, q2);
-  br_seek(&br[3], data, q3);
-  *prev_io = prev;
-  return i;
-}
-
-/* §17: the fast rounds (one instance per predictor), then one element at a time with safe
- * refills (bytes past a stream read as zero; br_finish catches an overrun). */
-DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
-                                    uint8_t* out, const size_t esz) {
-  bitreader br[4];
-  const uint64_t mask = (1u << h->index_code.max_len) - 1u, n = h->info.num_elements;
-  uint64_t i, prev = h->base, z;
-  streams_init(br, h);
-  i = h->predictor == 1 ? int_planes_fast(data, h, tab, br, out, &prev, esz, 1)
-                        : int_planes_fast(data, h, tab, br, out, &prev, esz, 0);
+  q[0] = q0;
+  q[1] = q1;
+  q[2] = q2;
+  q[3] = q3;
   for (; i < n; ++i) {
-    br_refill_safe(&br[i & 3u], data);
-    DC_IP_Z(br[i & 3u], z, DC_REFILL_SAFE);
-    DC_IP_PUT(i, z, h->predictor == 1 ? prev : h->base);
+    const size_t end = br[i & 3u].end;
+    uint64_t w = DC_IP_SAFE(q[i & 3u]), z;
+    DC_IP_ZQ(w, q[i & 3u], z, DC_IP_SAFE);
+    DC_IP_PUT(i, z, previous ? prev : base);
   }
-  return streams_finish(br, data);
+  for (s = 0; s < 4; ++s) {
+    dc_status st;
+    br_seek(&br[s], data, q[s]);
+    st = br_finish(&br[s], data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
 }
-#undef DC_IP_Z
 #undef DC_IP_ZQ
 #undef DC_IP_SHORT
 #undef DC_IP_LOAD
 #undef DC_IP_PUT
-#undef DC_REFILL_SAFE
 
 #if DC_DENSE_BMI2
 /* §5 dense, 32-bit elements, ungrouped, for CPUs with BMI2: the same symbols in the same order
