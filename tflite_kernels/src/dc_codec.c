@@ -263,7 +263,7 @@ static void fill_codes(const dc_alphabet* a, uint16_t* table, const uint8_t* cla
     uint16_t entry;
     if (len < lo || len > hi) continue;
     /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */
-    entry = (uint16_t)(ip ? IP_ENTRY(s, len) : (CLS_SYM(s) << 4) | len);
+    entry = (uint16_t)(DC_HAS_INT_PLANES && ip ? IP_ENTRY(s, len) : (CLS_SYM(s) << 4) | len);
     for (k = rev_code(next[len]++, len); k < end; k += 1u << len) table[k] = entry;
   }
 }
@@ -279,7 +279,8 @@ static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t
   uint32_t L = a->max_len, s, l, m = 1, code = 0, count[DC_MAX_CODE_LENGTH + 1];
   uint32_t next[DC_MAX_CODE_LENGTH + 1], size, best = 0xFFFFFFFFu, tail = 0;
   if (L == 0) {
-    table[0] = (uint16_t)(ip ? IP_ENTRY(a->single, 0u) : CLS_SYM(a->single) << 4);
+    table[0] = (uint16_t)(DC_HAS_INT_PLANES && ip ? IP_ENTRY(a->single, 0u)
+                                                : CLS_SYM(a->single) << 4);
     return;
   }
   memset(count, 0, sizeof count);
