@@ -254,19 +254,27 @@ static inline uint32_t rev_code(uint32_t c, uint32_t len) {
 
 /* Entries of every code of length lo..hi into the first 2^top entries (a code of length len
  * fills every 2^len-th entry from its reversed code); `next` holds each length's next code.
- * ip: §17 entries (IP_ENTRY) instead of symbol << 4 | length. */
+ * ip: §17 entries (IP_ENTRY) instead of symbol << 4 | length, in a loop of their own so that the
+ * other layouts' tables cost no per-symbol test. */
+#define DC_FILL_LOOP(ENTRY)                                                                \
+  for (s = 0; s < a->n; ++s) {                                                             \
+    uint32_t len = alph_len(a, s);                                                         \
+    uint16_t entry;                                                                        \
+    if (len < lo || len > hi) continue;                                                    \
+    /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */ \
+    entry = (uint16_t)(ENTRY);                                                             \
+    for (k = rev_code(next[len]++, len); k < end; k += 1u << len) table[k] = entry;        \
+  }
 static void fill_codes(const dc_alphabet* a, uint16_t* table, const uint8_t* classes,
                        uint32_t* next, uint32_t lo, uint32_t hi, uint32_t top, const int ip) {
   uint32_t s, k, end = 1u << top;
-  for (s = 0; s < a->n; ++s) {
-    uint32_t len = alph_len(a, s);
-    uint16_t entry;
-    if (len < lo || len > hi) continue;
-    /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */
-    entry = (uint16_t)(DC_HAS_INT_PLANES && ip ? IP_ENTRY(s, len) : (CLS_SYM(s) << 4) | len);
-    for (k = rev_code(next[len]++, len); k < end; k += 1u << len) table[k] = entry;
+  if (DC_HAS_INT_PLANES && ip) {
+    DC_FILL_LOOP(IP_ENTRY(s, len))
+  } else {
+    DC_FILL_LOOP((CLS_SYM(s) << 4) | len)
   }
 }
+#undef DC_FILL_LOOP
 
 /* Builds the 2^L single-level table of §4: entry = symbol << 4 | length; with a §14 class map
  * (K <= 1024) entry = (symbol << 2 | class) << 4 | length.  Codes of length <= m go into the
