@@ -248,22 +248,22 @@ static inline uint32_t rev_code(uint32_t c, uint32_t len) {
  * if t > 56 (8-byte types only), so that one lookup gives the shift past the whole element
  * (int_planes_body). */
 #define IP_NB(c) ((c) > 1 ? (c)-1u : 0u)
-#define IP_ENTRY(c, len)                                                                \
-  ((IP_NB(c) << 8) | ((uint32_t)((c) > 0) << 15) |                                       \
+#define IP_ENTRY(c, len)                           \
+  ((IP_NB(c) << 8) | ((uint32_t)((c) > 0) << 15) | \
    ((len) + IP_NB(c) > 56 ? 128u | (len) : (len) + IP_NB(c)))
 
 /* Entries of every code of length lo..hi into the first 2^top entries (a code of length len
  * fills every 2^len-th entry from its reversed code); `next` holds each length's next code.
  * ip: §17 entries (IP_ENTRY) instead of symbol << 4 | length, in a loop of their own so that the
  * other layouts' tables cost no per-symbol test. */
-#define DC_FILL_LOOP(ENTRY)                                                                \
-  for (s = 0; s < a->n; ++s) {                                                             \
-    uint32_t len = alph_len(a, s);                                                         \
-    uint16_t entry;                                                                        \
-    if (len < lo || len > hi) continue;                                                    \
+#define DC_FILL_LOOP(ENTRY)                                                                     \
+  for (s = 0; s < a->n; ++s) {                                                                  \
+    uint32_t len = alph_len(a, s);                                                              \
+    uint16_t entry;                                                                             \
+    if (len < lo || len > hi) continue;                                                         \
     /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */ \
-    entry = (uint16_t)(ENTRY);                                                             \
-    for (k = rev_code(next[len]++, len); k < end; k += 1u << len) table[k] = entry;        \
+    entry = (uint16_t)(ENTRY);                                                                  \
+    for (k = rev_code(next[len]++, len); k < end; k += 1u << len) table[k] = entry;             \
   }
 static void fill_codes(const dc_alphabet* a, uint16_t* table, const uint8_t* classes,
                        uint32_t* next, uint32_t lo, uint32_t hi, uint32_t top, const int ip) {
@@ -287,8 +287,8 @@ static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t
   uint32_t L = a->max_len, s, l, m = 1, code = 0, count[DC_MAX_CODE_LENGTH + 1];
   uint32_t next[DC_MAX_CODE_LENGTH + 1], size, best = 0xFFFFFFFFu, tail = 0;
   if (L == 0) {
-    table[0] = (uint16_t)(DC_HAS_INT_PLANES && ip ? IP_ENTRY(a->single, 0u)
-                                                : CLS_SYM(a->single) << 4);
+    table[0] =
+        (uint16_t)(DC_HAS_INT_PLANES && ip ? IP_ENTRY(a->single, 0u) : CLS_SYM(a->single) << 4);
     return;
   }
   memset(count, 0, sizeof count);
@@ -1801,20 +1801,20 @@ DC_INLINE void put_int(uint8_t* out, uint64_t i, uint64_t x, const size_t esz) {
  *   z = 2^nb * (c > 0) + extra = (w >> l) ^ (((w >> t) ^ (c > 0)) << nb)
  * (w >> l has w >> t above its low nb bits: the xor clears them and sets bit nb if c > 0).  The
  * shift counts are taken & 63, which x86-64's shifts do for free. */
-#define DC_IP_SHORT(w, e, z)                                                           \
-  do {                                                                                 \
-    const uint32_t nb_ = (e) >> 8; /* bit 7: c > 0, above the 6 bits a shift uses */  \
-    const uint64_t rest_ = (w) >> ((e)&63u);                                           \
-    (z) = ((w) >> (((e)-nb_) & 63u)) ^ ((rest_ ^ ((e) >> 15)) << (nb_ & 63u));         \
-    (w) = rest_;                                                                       \
+#define DC_IP_SHORT(w, e, z)                                                         \
+  do {                                                                               \
+    const uint32_t nb_ = (e) >> 8; /* bit 7: c > 0, above the 6 bits a shift uses */ \
+    const uint64_t rest_ = (w) >> ((e)&63u);                                         \
+    (z) = ((w) >> (((e)-nb_) & 63u)) ^ ((rest_ ^ ((e) >> 15)) << (nb_ & 63u));       \
+    (w) = rest_;                                                                     \
   } while (0)
 /* Element i from its zigzag value z and prediction p: x = p + unzigzag(z) mod 2^W (the bits above
  * W of the sum are never stored, so it is left unmasked). */
-#define DC_IP_PUT(i, z, p)                                \
-  do {                                                    \
+#define DC_IP_PUT(i, z, p)                                    \
+  do {                                                        \
     const uint64_t x_ = (p) + (((z) >> 1) ^ (0u - ((z)&1u))); \
-    put_int(out, (i), x_, esz);                           \
-    prev = x_;                                            \
+    put_int(out, (i), x_, esz);                               \
+    prev = x_;                                                \
   } while (0)
 
 /* Each stream is a bit position q (4 registers instead of 12 for bit readers: x86-64 would spill
@@ -1824,20 +1824,20 @@ DC_INLINE void put_int(uint8_t* out, uint64_t i, uint64_t x, const size_t esz) {
  * two more loads at its position: 32 at q + len, the other nb - 32 (<= 31) at q + len + 32. */
 #define DC_IP_LOAD(q) (ld64(data + ((q) >> 3)) >> ((q)&7u))
 #define DC_IP_SAFE(q) ip_load_safe(data, (q), end)
-#define DC_IP_ZQ(w, q, z, LOAD)                                                          \
-  do {                                                                                 \
-    const uint32_t e_ = tab[(w)&mask];                                                 \
-    if (esz == 8 && (e_ & 128u)) {                                                     \
-      const uint32_t nb_ = (e_ >> 8) & 63u, l_ = e_ & 63u;                             \
-      (z) = LOAD((q) + l_) & 0xFFFFFFFFu;                                              \
-      (z) |= ((LOAD((q) + l_ + 32) & (((uint64_t)1 << (nb_ - 32)) - 1u)) |             \
-              (uint64_t)1 << (nb_ - 32))                                               \
-             << 32;                                                                    \
-      (q) += l_ + nb_;                                                                 \
-    } else {                                                                           \
-      (q) += e_ & 63u;                                                                 \
-      DC_IP_SHORT(w, e_, z);                                                           \
-    }                                                                                  \
+#define DC_IP_ZQ(w, q, z, LOAD)                                                                    \
+  do {                                                                                             \
+    const uint32_t e_ = tab[(w)&mask];                                                             \
+    if (esz == 8 && (e_ & 128u)) {                                                                 \
+      const uint32_t nb_ = (e_ >> 8) & 63u, l_ = e_ & 63u;                                         \
+      (z) = LOAD((q) + l_) & 0xFFFFFFFFu;                                                          \
+      (z) |=                                                                                       \
+          ((LOAD((q) + l_ + 32) & (((uint64_t)1 << (nb_ - 32)) - 1u)) | (uint64_t)1 << (nb_ - 32)) \
+          << 32;                                                                                   \
+      (q) += l_ + nb_;                                                                             \
+    } else {                                                                                       \
+      (q) += e_ & 63u;                                                                             \
+      DC_IP_SHORT(w, e_, z);                                                                       \
+    }                                                                                              \
   } while (0)
 
 /* DC_IP_LOAD with the bytes from `end` on read as zero (§7: the caller checks
@@ -2700,7 +2700,8 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
 #if DC_HAS_CONTEXT
   if (h->layout == DC_LAYOUT_CONTEXT_SPARSE) return decode_context(data, h, itab, out);
 #endif
-  build_table_cls(&h->index_code, itab, NULL, h->layout == DC_LAYOUT_INT_PLANES); /* §17: IP_ENTRY */
+  build_table_cls(&h->index_code, itab, NULL,
+                  h->layout == DC_LAYOUT_INT_PLANES); /* §17: IP_ENTRY */
 #if DC_HAS_PLANES
   if (h->layout == DC_LAYOUT_FLOAT_PLANES)
     return esz == 4 ? planes_e4(data, h, itab, out) : planes_e2(data, h, itab, out);
