@@ -1908,13 +1908,8 @@ DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, con
     DC_IP_ZQ(w, q[i & 3u], z, DC_IP_SAFE);
     DC_IP_PUT(i, z, previous ? prev : base);
   }
-  for (s = 0; s < 4; ++s) {
-    dc_status st;
-    br_seek(&br[s], data, q[s]);
-    st = br_finish(&br[s], data);
-    if (st != DC_OK) return st;
-  }
-  return DC_OK;
+  for (s = 0; s < 4; ++s) br_seek(&br[s], data, q[s]);
+  return streams_finish(br, data);
 }
 #undef DC_IP_ZQ
 #undef DC_IP_SHORT
