@@ -87,6 +87,39 @@ def test_many_distinct_values(dtype):
                 codec.encode(a, version=version)
 
 
+def test_int_planes_decoder_paths():
+    """§17 through the C decoder's loops (dc_codec.c int_planes_body): 1 to 4 elements per 8-byte
+    load (the longest element's bits), 8-byte elements of more than 56 bits (their extra bits in
+    two loads) in the fast rounds and in the one-at-a-time tail, both predictors, every length
+    mod 16 near the ends of the streams."""
+    rng = np.random.default_rng(17)
+    seen = set()
+    for dtype in (np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64):
+        info = np.iinfo(dtype)
+        for bits in (3, 6, 9, 12, 14, 16, 22, 30, 50, 64):
+            for n in (1, 2, 5, 13, 16, 31, 64, 67, 1000, 4099):
+                a = (rng.integers(0, 2**min(bits, 62), n, dtype=np.uint64) * (1 + (bits == 64) * 3)).view(np.int64)
+                a = (a.astype(np.int64) - (2**(min(bits, 62) - 1) if info.min < 0 else 0)).astype(dtype)
+                if bits == 64:  # a few full-width values among small ones: classes up to 64 for int64
+                    a[::7] = rng.integers(info.min, info.max, len(a[::7]), dtype=dtype, endpoint=True)
+                walk = (np.cumsum(a.astype(np.uint64), dtype=np.uint64) + np.uint64(2**63 - 5)).astype(dtype)
+                steps = rng.integers(-4, 4, n)
+                steps[::50] = rng.integers(-2**15, 2**15, len(steps[::50]))  # rare long residuals
+                jumps = (np.cumsum(steps).astype(np.uint64) + np.uint64(bits)).astype(dtype)
+                for b in (a, walk, jumps):  # the walks: the previous-element predictor wins
+                    packed = roundtrip(b, layout="int_planes")
+                    info6 = codec.info(packed)
+                    hi = info6["element_bit_range"][1]
+                    per_load = 4 if hi <= 14 else 3 if hi <= 18 else 2 if hi <= 28 else 1 if hi <= 56 else 0
+                    seen.add((np.dtype(dtype).itemsize, info6["predictor"], per_load, n >= 1000))
+    for esz in (2, 4, 8):
+        for predictor in ("base", "previous"):
+            for per_load in (1, 2, 3, 4) if esz > 2 else (2, 3, 4):
+                assert (esz, predictor, per_load, True) in seen, (esz, predictor, per_load)
+    for predictor in ("base", "previous"):  # long elements in the fast rounds and in the tail alone
+        assert (8, predictor, 0, True) in seen and (8, predictor, 0, False) in seen
+
+
 def test_uint8_int8_all_256_values():
     for dt in (np.uint8, np.int8):
         a = np.arange(256).astype(dt).repeat(5)

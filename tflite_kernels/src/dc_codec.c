@@ -243,20 +243,38 @@ static inline uint32_t rev_code(uint32_t c, uint32_t len) {
   return c >> (16u - len);
 }
 
+/* §17 table entry of class c with a code of length len: nb = c - 1 extra bits (0 if c <= 1) in
+ * bits 8-13, c > 0 in bit 15; in bits 0-5 the element's bits t = len + nb, or len with bit 7 set
+ * if t > 56 (8-byte types only), so that one lookup gives the shift past the whole element
+ * (int_planes_body). */
+#define IP_NB(c) ((c) > 1 ? (c)-1u : 0u)
+#define IP_ENTRY(c, len)                           \
+  ((IP_NB(c) << 8) | ((uint32_t)((c) > 0) << 15) | \
+   ((len) + IP_NB(c) > 56 ? 128u | (len) : (len) + IP_NB(c)))
+
 /* Entries of every code of length lo..hi into the first 2^top entries (a code of length len
- * fills every 2^len-th entry from its reversed code); `next` holds each length's next code. */
+ * fills every 2^len-th entry from its reversed code); `next` holds each length's next code.
+ * ip: §17 entries (IP_ENTRY) instead of symbol << 4 | length, in a loop of their own so that the
+ * other layouts' tables cost no per-symbol test. */
+#define DC_FILL_LOOP(ENTRY)                                                                     \
+  for (s = 0; s < a->n; ++s) {                                                                  \
+    uint32_t len = alph_len(a, s);                                                              \
+    uint16_t entry;                                                                             \
+    if (len < lo || len > hi) continue;                                                         \
+    /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */ \
+    entry = (uint16_t)(ENTRY);                                                                  \
+    for (k = rev_code(next[len]++, len); k < end; k += 1u << len) table[k] = entry;             \
+  }
 static void fill_codes(const dc_alphabet* a, uint16_t* table, const uint8_t* classes,
-                       uint32_t* next, uint32_t lo, uint32_t hi, uint32_t top) {
+                       uint32_t* next, uint32_t lo, uint32_t hi, uint32_t top, const int ip) {
   uint32_t s, k, end = 1u << top;
-  for (s = 0; s < a->n; ++s) {
-    uint32_t len = alph_len(a, s);
-    uint16_t entry;
-    if (len < lo || len > hi) continue;
-    /* computed once: the stores below may alias `classes` (a byte pointer) for the compiler */
-    entry = (uint16_t)((CLS_SYM(s) << 4) | len);
-    for (k = rev_code(next[len]++, len); k < end; k += 1u << len) table[k] = entry;
+  if (DC_HAS_INT_PLANES && ip) {
+    DC_FILL_LOOP(IP_ENTRY(s, len))
+  } else {
+    DC_FILL_LOOP((CLS_SYM(s) << 4) | len)
   }
 }
+#undef DC_FILL_LOOP
 
 /* Builds the 2^L single-level table of §4: entry = symbol << 4 | length; with a §14 class map
  * (K <= 1024) entry = (symbol << 2 | class) << 4 | length.  Codes of length <= m go into the
@@ -264,11 +282,13 @@ static void fill_codes(const dc_alphabet* a, uint16_t* table, const uint8_t* cla
  * period 2^m); the longer codes are then stored at each of their entries.  m minimises the
  * stores: 2^m, plus the entries of the longer codes, plus the copies (counted as 1/4 store per
  * entry).  The parse (§4) checked the lengths form a complete code, so every entry is set. */
-static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t* classes) {
+static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t* classes,
+                            const int ip) {
   uint32_t L = a->max_len, s, l, m = 1, code = 0, count[DC_MAX_CODE_LENGTH + 1];
   uint32_t next[DC_MAX_CODE_LENGTH + 1], size, best = 0xFFFFFFFFu, tail = 0;
   if (L == 0) {
-    table[0] = (uint16_t)(CLS_SYM(a->single) << 4);
+    table[0] =
+        (uint16_t)(DC_HAS_INT_PLANES && ip ? IP_ENTRY(a->single, 0u) : CLS_SYM(a->single) << 4);
     return;
   }
   memset(count, 0, sizeof count);
@@ -286,16 +306,16 @@ static void build_table_cls(const dc_alphabet* a, uint16_t* table, const uint8_t
     }
     tail += count[l] << (L - l);
   }
-  fill_codes(a, table, classes, next, 1, m, m);
+  fill_codes(a, table, classes, next, 1, m, m, ip);
   for (size = 1u << m; size < (1u << L); size *= 2)
     memcpy(table + size, table, size * sizeof *table);
-  if (m < L) fill_codes(a, table, classes, next, m + 1, L, L);
+  if (m < L) fill_codes(a, table, classes, next, m + 1, L, L, ip);
 }
 
 #undef CLS_SYM
 
 static void build_table(const dc_alphabet* a, uint16_t* table) {
-  build_table_cls(a, table, NULL);
+  build_table_cls(a, table, NULL, 0);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -817,9 +837,8 @@ static inline uint64_t br_safe_refills(const bitreader* b) {
   return b->pos + 8 <= b->end ? (b->end - 8 - b->pos) / 7 + 1 : 0;
 }
 
-#if DC_DENSE_BMI2
 /* Puts a fresh reader (br_init) at absolute bit position q, as a position-based loop left it. */
-static void br_seek(bitreader* b, const uint8_t* data, uint64_t q) {
+static inline void br_seek(bitreader* b, const uint8_t* data, uint64_t q) {
   const uint32_t r = (uint32_t)(q & 7u);
   b->pos = (size_t)(q >> 3);
   b->bits = 0;
@@ -828,6 +847,8 @@ static void br_seek(bitreader* b, const uint8_t* data, uint64_t q) {
   b->bits >>= r;
   b->count -= r;
 }
+
+#if DC_DENSE_BMI2
 
 /* Iterations of a position-based loop that loads 8 bytes at q / 8 and then advances q by at most
  * 48 bits (4 symbols of <= 12 bits: q / 8 by <= 6 bytes) with every load inside the stream. */
@@ -1774,69 +1795,126 @@ DC_INLINE void put_int(uint8_t* out, uint64_t i, uint64_t x, const size_t esz) {
   }
 }
 
-/* Takes the next n <= 32 bits of a reader holding at least n (LSB first: the value's bit 0 first). */
-DC_INLINE uint64_t br_take(bitreader* b, uint32_t n) {
-  const uint64_t v = b->bits & (((uint64_t)1 << n) - 1u);
-  b->bits >>= n;
-  b->count -= n;
-  return v;
-}
-
-/* Element i of stream reader b: a refill (count >= 56), its class c (<= 12 bits), then c - 1
- * extra bits (<= 31 for 2- and 4-byte types: one refill covers the element; 8-byte: above 32 in
- * two parts with a refill between), z = 2^(c-1) + extra, residual d = unzigzag(z), x = prediction
- * + d mod 2^W.  REFILL is BR_REFILL_FAST (the caller checked the stream has the bytes) or
- * br_refill_safe's. */
-#define DC_REFILL_SAFE(b, data) br_refill_safe(&(b), data)
-#define DC_INT_ELEMENT(b, i, REFILL)                                          \
-  do {                                                                        \
-    uint32_t c_, nb_;                                                         \
-    uint64_t z_, x_;                                                          \
-    REFILL(b, data);                                                          \
-    DEC(b, tab, mask, c_);                                                    \
-    nb_ = c_ > 1 ? c_ - 1 : 0;                                                \
-    if (esz == 8 && nb_ > 32) {                                               \
-      z_ = br_take(&(b), 32);                                                 \
-      REFILL(b, data);                                                        \
-      z_ |= br_take(&(b), nb_ - 32) << 32;                                    \
-    } else {                                                                  \
-      z_ = br_take(&(b), nb_);                                                \
-    }                                                                         \
-    z_ |= c_ ? (uint64_t)1 << (c_ - 1) : 0;                                   \
-    x_ = ((previous ? prev : base) + ((z_ >> 1) ^ (0u - (z_ & 1u)))) & wmask; \
-    put_int(out, i, x_, esz);                                                 \
-    prev = x_;                                                                \
+/* Zigzag value z of an element from the stream bits w at its start and its table entry e (not
+ * a long one, bit 7 clear): the extra bits are w's bits l..t-1 (l = code length = t - nb), and
+ * w >> t is what follows the element, so
+ *   z = 2^nb * (c > 0) + extra = (w >> l) ^ (((w >> t) ^ (c > 0)) << nb)
+ * (w >> l has w >> t above its low nb bits: the xor clears them and sets bit nb if c > 0).  The
+ * shift counts are taken & 63, which x86-64's shifts do for free. */
+#define DC_IP_SHORT(w, e, z)                                                         \
+  do {                                                                               \
+    const uint32_t nb_ = (e) >> 8; /* bit 7: c > 0, above the 6 bits a shift uses */ \
+    const uint64_t rest_ = (w) >> ((e)&63u);                                         \
+    (z) = ((w) >> (((e)-nb_) & 63u)) ^ ((rest_ ^ ((e) >> 15)) << (nb_ & 63u));       \
+    (w) = rest_;                                                                     \
+  } while (0)
+/* Element i from its zigzag value z and prediction p: x = p + unzigzag(z) mod 2^W (the bits above
+ * W of the sum are never stored, so it is left unmasked). */
+#define DC_IP_PUT(i, z, p)                                    \
+  do {                                                        \
+    const uint64_t x_ = (p) + (((z) >> 1) ^ (0u - ((z)&1u))); \
+    put_int(out, (i), x_, esz);                               \
+    prev = x_;                                                \
   } while (0)
 
-/* Element i comes from stream i mod 4: rounds of 4 elements with fast refills while every stream
- * has the bytes for them (br_safe_refills: 1 refill per element, 2 for 8-byte types), then one
- * element at a time with safe refills (bytes past a stream read as zero; br_finish catches an
- * overrun). */
+/* Each stream is a bit position q (4 registers instead of 12 for bit readers: x86-64 would spill
+ * them).  LOAD(q): >= 57 stream bits from bit q on, LSB first.  The element at q, whose first bits
+ * are w (>= 57 of them, loaded at q or left there by the previous element): one lookup, then
+ * DC_IP_SHORT; a long element (more than 56 bits, 8-byte types only) takes its extra bits from
+ * two more loads at its position: 32 at q + len, the other nb - 32 (<= 31) at q + len + 32. */
+#define DC_IP_LOAD(q) (ld64(data + ((q) >> 3)) >> ((q)&7u))
+#define DC_IP_SAFE(q) ip_load_safe(data, (q), end)
+#define DC_IP_ZQ(w, q, z, LOAD)                                                                    \
+  do {                                                                                             \
+    const uint32_t e_ = tab[(w)&mask];                                                             \
+    if (esz == 8 && (e_ & 128u)) {                                                                 \
+      const uint32_t nb_ = (e_ >> 8) & 63u, l_ = e_ & 63u;                                         \
+      (z) = LOAD((q) + l_) & 0xFFFFFFFFu;                                                          \
+      (z) |=                                                                                       \
+          ((LOAD((q) + l_ + 32) & (((uint64_t)1 << (nb_ - 32)) - 1u)) | (uint64_t)1 << (nb_ - 32)) \
+          << 32;                                                                                   \
+      (q) += l_ + nb_;                                                                             \
+    } else {                                                                                       \
+      (q) += e_ & 63u;                                                                             \
+      DC_IP_SHORT(w, e_, z);                                                                       \
+    }                                                                                              \
+  } while (0)
+
+/* DC_IP_LOAD with the bytes from `end` on read as zero (§7: the caller checks
+ * afterwards that no element used them). */
+static inline uint64_t ip_load_safe(const uint8_t* data, uint64_t q, size_t end) {
+  const uint64_t byte = q >> 3;
+  uint64_t v = 0;
+  uint32_t k;
+  if (byte + 8 <= end) return ld64(data + byte) >> (q & 7u);
+  for (k = 0; k < 8 && byte + k < end; ++k) v |= (uint64_t)data[byte + k] << (8 * k);
+  return v >> (q & 7u);
+}
+
+/* Rounds of the position-based loop whose loads stay inside a stream from bit q on: a round
+ * advances q by <= 56 bits (7 bytes) and loads 8 bytes at q / 8; with elements of up to 75 bits
+ * (slow, 8-byte types) by <= 75 bits (10 bytes) with loads at <= q / 8 + 6. */
+static inline uint64_t ip_safe_rounds(uint64_t q, size_t end, int slow) {
+  const uint64_t byte = q >> 3, need = slow ? 14 : 8, step = slow ? 10 : 7;
+  return byte + need <= end ? (end - need - byte) / step + 1 : 0;
+}
+
+/* Rounds of 4 elements (element i from stream i mod 4) while every stream has the bytes for
+ * them, `per_load` rounds per load of each stream: as many as the longest element allows (its
+ * bits <= 56 / per_load: 2 for 2-byte types, up to 4 for short elements); then one element at a
+ * time with safe loads; then §7's end checks (br_finish on readers put at the final positions). */
 DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
                                     uint8_t* out, const size_t esz) {
-  bitreader b0, b1, b2, b3, br[4];
-  const uint64_t mask = (1u << h->index_code.max_len) - 1u;
-  const uint64_t n = h->info.num_elements;
-  const uint64_t wmask = esz == 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * esz)) - 1u;
-  const uint64_t base = h->base, per = esz == 8 ? 2 : 1;
-  const int previous = h->predictor == 1;
-  uint64_t i = 0, it, prev = base;
+  bitreader br[4];
+  const uint64_t mask = (1u << h->index_code.max_len) - 1u, n = h->info.num_elements;
+  const uint64_t base = h->base;
+  const uint32_t hi = h->elem_hi, per_load = hi <= 14 ? 4 : hi <= 18 ? 3 : hi <= 28 ? 2 : 1;
+  const int slow = esz == 8 && hi > 56, previous = h->predictor == 1;
+  uint64_t i = 0, it, prev = base, q[4], q0, q1, q2, q3;
+  uint32_t s;
   streams_init(br, h);
-  BR_LOAD4(br);
-  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3) / per, (n - i) / 4)) > 0) {
-    for (; it > 0; --it, i += 4) {
-      DC_INT_ELEMENT(b0, i, BR_REFILL_FAST);
-      DC_INT_ELEMENT(b1, i + 1, BR_REFILL_FAST);
-      DC_INT_ELEMENT(b2, i + 2, BR_REFILL_FAST);
-      DC_INT_ELEMENT(b3, i + 3, BR_REFILL_FAST);
+  q0 = (uint64_t)br[0].start * 8u;
+  q1 = (uint64_t)br[1].start * 8u;
+  q2 = (uint64_t)br[2].start * 8u;
+  q3 = (uint64_t)br[3].start * 8u;
+  while ((it = min_u64(min_u64(min_u64(ip_safe_rounds(q0, br[0].end, slow),
+                                       ip_safe_rounds(q1, br[1].end, slow)),
+                               min_u64(ip_safe_rounds(q2, br[2].end, slow),
+                                       ip_safe_rounds(q3, br[3].end, slow))),
+                       (n - i) / (4 * per_load))) > 0) {
+    for (; it > 0; --it) {
+      uint64_t w0 = DC_IP_LOAD(q0), w1 = DC_IP_LOAD(q1), w2 = DC_IP_LOAD(q2), w3 = DC_IP_LOAD(q3);
+      uint32_t r;
+      for (r = 0; r < per_load; ++r, i += 4) {
+        uint64_t z0, z1, z2, z3;
+        DC_IP_ZQ(w0, q0, z0, DC_IP_LOAD);
+        DC_IP_ZQ(w1, q1, z1, DC_IP_LOAD);
+        DC_IP_ZQ(w2, q2, z2, DC_IP_LOAD);
+        DC_IP_ZQ(w3, q3, z3, DC_IP_LOAD);
+        DC_IP_PUT(i, z0, previous ? prev : base);
+        DC_IP_PUT(i + 1, z1, previous ? prev : base);
+        DC_IP_PUT(i + 2, z2, previous ? prev : base);
+        DC_IP_PUT(i + 3, z3, previous ? prev : base);
+      }
     }
   }
-  BR_STORE4(br);
-  for (; i < n; ++i) DC_INT_ELEMENT(br[i & 3u], i, DC_REFILL_SAFE);
+  q[0] = q0;
+  q[1] = q1;
+  q[2] = q2;
+  q[3] = q3;
+  for (; i < n; ++i) {
+    const size_t end = br[i & 3u].end;
+    uint64_t w = DC_IP_SAFE(q[i & 3u]), z;
+    DC_IP_ZQ(w, q[i & 3u], z, DC_IP_SAFE);
+    DC_IP_PUT(i, z, previous ? prev : base);
+  }
+  for (s = 0; s < 4; ++s) br_seek(&br[s], data, q[s]);
   return streams_finish(br, data);
 }
-#undef DC_INT_ELEMENT
-#undef DC_REFILL_SAFE
+#undef DC_IP_ZQ
+#undef DC_IP_SHORT
+#undef DC_IP_LOAD
+#undef DC_IP_PUT
 
 #if DC_DENSE_BMI2
 /* §5 dense, 32-bit elements, ungrouped, for CPUs with BMI2: the same symbols in the same order
@@ -2575,7 +2653,7 @@ static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_
   for (c = 0; c < h->contexts; ++c) {
     uint16_t* tc = t + c * size;
     size_t done = table_entries(&h->ctx_code[c]);
-    build_table_cls(&h->ctx_code[c], tc, h->classes);
+    build_table_cls(&h->ctx_code[c], tc, h->classes, 0);
     for (; done < size; done *= 2) memcpy(tc + done, tc, done * sizeof *tc); /* period 2^L */
   }
   switch (h->cb_esize) {
@@ -2617,7 +2695,8 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
 #if DC_HAS_CONTEXT
   if (h->layout == DC_LAYOUT_CONTEXT_SPARSE) return decode_context(data, h, itab, out);
 #endif
-  build_table(&h->index_code, itab);
+  build_table_cls(&h->index_code, itab, NULL,
+                  h->layout == DC_LAYOUT_INT_PLANES); /* §17: IP_ENTRY */
 #if DC_HAS_PLANES
   if (h->layout == DC_LAYOUT_FLOAT_PLANES)
     return esz == 4 ? planes_e4(data, h, itab, out) : planes_e2(data, h, itab, out);
