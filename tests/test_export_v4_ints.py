@@ -200,6 +200,30 @@ def test_cli_packs_with_int_planes_and_inspect_names_it(int8_cnn, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_cli_names_the_weights_kept_raw_when_only_biases_pack(int8_cnn, tmp_path):
+    """An int8 file whose weights are neither pruned nor clustered (a QAT or post-training int8
+    file): only its int32 biases pack, and the CLI's "1.0Nx" came with no word on why. It now names
+    the constants it kept raw (pack_with_stats' "kept_raw": inspect's "kept" rows) when they are at
+    least a tenth of the output; a clustered model's output has no such line."""
+    rows = export.inspect(int8_cnn).rows
+    kept = sorted((r.name, r.raw_bytes) for r in rows if r.status == "kept")
+    assert kept and {r.dtype for r in rows if r.status == "packable"} == {"int32"}
+    out, stats = export._pack.pack_with_stats(int8_cnn)
+    assert sorted(stats["kept_raw"]) == kept and stats["packed_tensors"] >= 1 and len(out) < len(int8_cnn)
+    src, dst = tmp_path / "m.tflite", tmp_path / "p.tflite"
+    src.write_bytes(int8_cnn)
+    r = em.cli("pack", src, dst)
+    assert r.returncode == 0, r.stdout + r.stderr
+    biggest = max(kept, key=lambda k: k[1])
+    line = [x for x in r.stdout.splitlines() if x.startswith("kept raw: ")]
+    assert len(line) == 1 and f"{len(kept)} constant tensor(s), {sum(n for _, n in kept)} B" in line[0], r.stdout
+    assert f"{biggest[0]} ({biggest[1]} B)" in line[0] and f"dc-keras inspect {src}" in line[0], line
+    clustered = tmp_path / "clustered.tflite"
+    clustered.write_bytes(em.tflite("dense", None))
+    r = em.cli("pack", clustered, tmp_path / "c.tflite")
+    assert r.returncode == 0 and "kept raw" not in r.stdout, r.stdout + r.stderr
+
+
 @pytest.fixture(scope="module")
 def version3_decoder(tmp_path_factory):
     """dc_codec.c built as a decoder that reads versions 1 to 3 (DC_VERSION_MAX 3, the value

@@ -4,7 +4,8 @@ tfmot does not run on Keras 3, so tests/_tfmot_child.py builds the files in a su
 ``TF_USE_LEGACY_KERAS=1``: pruned + clustered float, pruned + clustered int8 through tfmot's
 PCQAT, pruned with dynamic-range quantization, clustered int8 through CQAT, and plain QAT int8.
 Each is packed by ``dc_keras.export.pack`` and by the ``dc-keras pack`` CLI, and must give
-outputs identical to the unpacked file (plain QAT: nothing to pack, the file is left as it is).
+outputs identical to the unpacked file (plain QAT: only its int32 bias packs, the weights are kept
+raw and the CLI says why).
 """
 import json
 import os
@@ -117,17 +118,39 @@ def test_inspect_says_what_pack_left_and_why(tfmot_dir, name):
     assert {r.status for r in after.values()} >= {"packed", "skipped"}
 
 
-def test_plain_qat_file_is_left_as_is_and_the_cli_says_why(tfmot_dir, tmp_path):
-    # tfmot's plain QAT: dense int8 weights with ~256 distinct values each, nothing pack can shrink
-    # by its min_saving; the file is written unchanged and the CLI points at inspect.
+def test_plain_qat_file_packs_only_its_int32_bias_and_the_cli_says_why_the_weights_stay(tfmot_dir, tmp_path):
+    # tfmot's plain QAT: dense int8 weights with ~256 distinct values each, which no layout shrinks
+    # by min_saving; only fc1's int32 bias packs (FORMAT §17, version 4). The CLI names the weights
+    # it kept raw and points at inspect; a decoder of version 3 or lower (--version 3) gets the file
+    # back unchanged, and the CLI says so.
     src = tfmot_dir / "qat_int8.tflite"
     plain = src.read_bytes()
-    assert export.pack(plain) == plain
+    rows = export.inspect(plain).rows
+    packable = [r for r in rows if r.status == "packable"]
+    assert [(r.dtype, r.reason) for r in packable] == [("int32", "int_planes")], packable
+    assert all(r.reason for r in rows)
+    weights = [r for r in rows if r.dtype == "int8" and r.status == "kept"]
+    assert weights and all("min_saving" in r.reason or "no smaller" in r.reason for r in weights), weights
+    packed = export.pack(plain)
+    assert len(plain) - len(packed) >= packable[0].raw_bytes - packable[0].packed_bytes - 64
+    xs = np.load(tfmot_dir / "inputs.npy")
+    for backend, decode in [("litert", "delegate"), ("tensorflow", "op")]:
+        resolver = em.no_default_delegates(backend)
+        ref = em.run(em.reference_interpreter(backend, plain, experimental_op_resolver_type=resolver), xs)
+        got = em.run(runtime.Interpreter(model_content=packed, backend=backend, decode=decode,
+                                         experimental_op_resolver_type=resolver), xs)
+        np.testing.assert_array_equal(got, ref, err_msg=f"qat_int8 via {backend}/{decode}")
     out = tmp_path / "packed.tflite"
     proc = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", str(src), str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "no tensor packed: written unchanged" in proc.stdout and "inspect" in proc.stdout
-    assert out.read_bytes() == plain
-    rows = export.inspect(plain).rows
-    assert rows and all(r.status != "packable" and r.reason for r in rows)
+    assert out.read_bytes() == packed and src.read_bytes() == plain
+    kept = f"kept raw: {len(weights)} constant tensor(s), {sum(r.raw_bytes for r in weights)} B"
+    assert kept in proc.stdout and weights[0].name in proc.stdout and "inspect" in proc.stdout, proc.stdout
+    assert export.pack(plain, version=3) == plain
+    out3 = tmp_path / "packed_v3.tflite"
+    proc = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", "--version", "3", str(src), str(out3)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no tensor packed: written unchanged" in proc.stdout and "inspect" in proc.stdout, proc.stdout
+    assert out3.read_bytes() == plain

@@ -413,11 +413,17 @@ def refused_note(refused, total, shown=3):
 
 class _Refused(list):
     """``stats["refused"]``: (name, bytes, reason) per tensor, and ``buffers``: bytes per buffer
-    index, so that a buffer two refused tensors read counts once in the totals."""
+    index, so that a buffer two refused tensors read counts once in the totals; ``kept``: {buffer
+    (or a TFLite-sparse tensor's key): (name, bytes)} of the constants that pack, but by less than
+    ``min_saving`` or the added op's cost (kept raw: ``stats["kept_raw"]``)."""
 
     def __init__(self):
         super().__init__()
         self.buffers = {}
+        self.kept = {}
+
+    def keep(self, key, t, nbytes):
+        self.kept.setdefault(key, (fb.tensor_name(t), nbytes))
 
     def add(self, t, nbytes, why):
         self.append((fb.tensor_name(t), nbytes, why))
@@ -460,7 +466,9 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     kept and how many bytes were dropped, when it could not; ``negative_zeros``: ``(tensors,
     entries)`` of the weights ``positive_zeros`` applies to that hold both -0.0 and +0.0, kept
     bit-exact; ``positive_zeros``: ``(tensors, entries)`` it made +0.0; ``unreferenced``:
-    ``(buffers, bytes)`` of the input's buffers holding data no tensor or metadata refers to, kept)."""
+    ``(buffers, bytes)`` of the input's buffers holding data no tensor or metadata refers to, kept;
+    ``kept_raw``: [(name, bytes)] of the constants that pack, but not smaller enough, kept raw (a
+    buffer several read listed once))."""
     layouts = check_options(min_bytes, verify, min_saving, version, strip_strings=strip_strings, buffers=buffers,
                             context_model=context_model, compact=compact, positive_zeros=positive_zeros,
                             layouts=layouts, decoder=decoder)
@@ -480,7 +488,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
              "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "kept_bytes": 0, "dropped_zip": None,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0),
-             "unreferenced": unreferenced}
+             "unreferenced": unreferenced, "kept_raw": list(refused.kept.values())}
     rewrite = strip_strings or compact is True or buffers != "auto" or zeros[0] > 0 and positive_zeros
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
@@ -752,6 +760,8 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
     data = packed_cache[key]
     if isinstance(data, bytes) and keep_reason(len(data), nbytes, min_saving) is None:
         plans[(s, i)] = data
+    elif data is not None and refused is not None:
+        refused.keep(t.buffer, t, nbytes)
 
 
 def _huffdecode_code(model):
@@ -880,6 +890,8 @@ def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
                 refused.add(t, stored, "TFLite-sparse, densified: the codec refuses its data")
             if isinstance(data, bytes) and keep_reason(len(data), stored, min_saving) is None:
                 out.setdefault(s, []).append((j, i, data))
+            elif data is not None and refused is not None:
+                refused.keep(("sparse", s, i), t, stored)
     return out
 
 
