@@ -967,3 +967,72 @@ def test_small_tensor_paths_write_the_identity_corpus_bytes(paths, monkeypatch):
     diff = [f"{k}: {got[k]} (was {expected[k]})" for k in expected if got.get(k) != expected[k]]
     assert not diff, f"{len(diff)} of {len(expected)} differ:\n" + "\n".join(diff[:10])
     assert (calls["small"] > 1000) == (paths == "python"), calls
+
+
+def _stride_tail(n, dtype, tail_value, values=(3, 5, 7)):
+    """Every other element kept (the gap 1 before every entry: a zero-bit gap code), positive
+    values, then in the last eighth (inside §14's last stream) one negative value only: after a
+    negative entry the next is always that value, a zero-bit index code of §14 whose entries can
+    follow each other forever (§9's unbounded case)."""
+    a = np.zeros(n, dtype)
+    kept = np.arange(1, n, 2)
+    a[kept] = np.asarray(values, dtype)[np.arange(len(kept)) % len(values)]
+    a[kept[len(kept) - len(kept) // 8:]] = tail_value
+    return a
+
+
+def test_context_sparse_zero_bit_entries_in_a_cycle_decode_up_to_16_mib():
+    """§9 for §14: a zero-bit gap code and a zero-bit index code whose symbol leads back to its own
+    context code any number of entries in no bits. Up to 16 MiB such tensors decode (Python parser
+    and C decoder), and the parser says the run of zero-bit entries has no limit."""
+    a = _stride_tail(4000, np.float32, -0.5)
+    packed = codec.encode(a, layout="context_sparse")
+    info = codec.info(packed)
+    assert info["layout"] == "context_sparse" and info["gap_code"]["max_length"] == 0
+    assert info["free_run"] is None
+    np.testing.assert_array_equal(codec.decode(packed), a)
+
+
+def test_context_sparse_unbounded_zero_bit_entries_over_16_mib_are_refused(monkeypatch):
+    """Fuzzing found that dc_peek and codec.info accepted a 241-byte §14 tensor declaring 629 MB
+    (§9's bound counted a zero-bit index code as if entries cost bits): a runtime would have
+    allocated that. Now a §14 tensor whose zero-bit entries can repeat forever is held to §9's
+    16 MiB, by both decoders; the encoder does not write one over it (another layout codes it)."""
+    a = _stride_tail((1 << 21) + 2, np.int64, -5)  # 16 MiB + 16 B of int64
+    with pytest.raises(ValueError):
+        codec.encode(a, layout="context_sparse")
+    packed = codec.encode(a, context_model=True)
+    assert codec.info(packed)["layout"] != "context_sparse"
+    np.testing.assert_array_equal(codec.decode(packed), a)
+    from dc_keras.codec import _layouts
+
+    monkeypatch.setattr(_layouts, "context_free_run", lambda *_: 0)  # an encoder without the check
+    bad = codec.encode(a, layout="context_sparse")
+    with pytest.raises(codec.CorruptDataError, match="zero-bit codes > 16777216"):
+        codec.info(bad)  # the Python parser
+    with pytest.raises(codec.CorruptDataError, match="sizes disagree"):
+        codec.decode(bad)  # dc_decode: DC_ERR_SIZE_MISMATCH
+    monkeypatch.undo()
+    small = _stride_tail(1 << 20, np.int64, -5)  # 8 MiB: within §9's 16 MiB, written and read
+    np.testing.assert_array_equal(codec.decode(codec.encode(small, layout="context_sparse")), small)
+
+
+# fuzz_decode's finding (tflite_kernels/fuzz/regressions/decode/context-sparse-629MB): §14, version
+# 2, N = 157,286,550 float32 (629 MB) and E = 50,331,798 entries from 241 bytes, its zero-bit gap
+# code making every entry cost only its index code, 2 bits at least (the zero-bit codes are of
+# contexts no entry can reach): 17 stream bytes hold at most 136 entries.
+_FUZZ_CONTEXT_629MB = (
+    "RENIRgIABAUFAAAABQAAAAEAEAAGAAAAhE4BuREAAAAAAPw6BjzzjxQ8ei4ePI8QKjyAzw89mGlnPXoScz08YO49mnsBPtYnGD5D"
+    "Djw+rok9Ptz5sj5Bm0e9VCR9va5WBL4AAJYAAAP/AAAAACYAAABMAAAAcQAAAAQAAAAAAAAAEQEAAAAFUlNUVVVUVUQEAAAABEJE"
+    "QEBAQERDABEAAAARAAAAEgAAABAAAACbpEglsoc3j3SMRZmAU/GrAY4XcPmxRnSb/BBGCCSp/xoA3gd2uTgvU3u6AR61+j2jAYIF"
+    "j5/bkD8/cELHAOoBBolvAQ==")
+
+
+def test_context_sparse_entries_beyond_the_stream_bits_are_refused_before_decoding():
+    import base64
+
+    data = base64.b64decode(_FUZZ_CONTEXT_629MB)
+    assert len(data) == 241 and data[7] == 5  # layout 5: §14
+    for read in (codec.info, codec.decode):
+        with pytest.raises(codec.CorruptDataError, match="more than fit|sizes disagree|size"):
+            read(data)

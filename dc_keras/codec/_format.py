@@ -257,6 +257,27 @@ def _parse_sparse(r, out, n):
     out["gap_code"] = _read_alphabet(r, g, "gap code")
 
 
+def context_free_run(gap_max_length, gap_single, classes, code_max_lengths, code_singles):
+    """§9 for §14: with a zero-bit gap code (the same gap before every entry) an entry whose
+    context has a zero-bit index code costs no bits, and that code's one symbol fixes the next
+    context (2 * class + (gap == 0)). The most such entries in a row: 0 when none can occur, at
+    most C/2, or None when they can follow each other forever (a cycle of zero-bit contexts), as
+    dc_codec.c's ``context_free_run``. Shared by the parser and the encoder."""
+    if gap_max_length:
+        return 0
+    z, c = int(gap_single == 0), len(code_max_lengths)
+    longest = 0
+    for start in range(z, c, 2):
+        cur, run = start, 0
+        while code_max_lengths[cur] == 0:
+            run += 1
+            if run > c // 2:
+                return None
+            cur = 2 * int(classes[code_singles[cur]]) + z
+        longest = max(longest, run)
+    return longest
+
+
 def _parse_contexts(r, out):
     """§14: C, the class map, the C index codes; index_code = their length range (for §9)."""
     k = out["codebook_size"]
@@ -283,6 +304,9 @@ def _parse_contexts(r, out):
     lo = min(int(x["lengths"][x["lengths"] > 0].min()) if x["max_length"] else 0 for x in codes)
     out["index_code"] = {"max_length": max(x["max_length"] for x in codes), "min_length": lo,
                          "lengths": np.zeros(k, np.uint8), "single_symbol": None}
+    gap = out["gap_code"]
+    out["free_run"] = context_free_run(gap["max_length"], gap["single_symbol"], classes,
+                                       [x["max_length"] for x in codes], [x["single_symbol"] for x in codes])
 
 
 def _parse_int_planes(r, out):
@@ -312,7 +336,8 @@ def _parse_streams(r, out, data):
             if c["max_length"] else 0 for c in codes),
         sum(c["max_length"] for c in codes))
     plane = out["num_elements"] * (cb_esize(out["dtype_code"]) - 1) if out["layout"] == "float_planes" else 0
-    if hi == 0 and not plane and out["raw_bytes"] > MAX_ZERO_BIT_OUTPUT:
+    free = out.get("free_run", 0)  # §14: the most zero-bit entries in a row (None: no limit)
+    if (hi == 0 or free is None) and not plane and out["raw_bytes"] > MAX_ZERO_BIT_OUTPUT:
         raise CorruptDataError(f"{out['raw_bytes']} bytes from zero-bit codes > {MAX_ZERO_BIT_OUTPUT}")
     out["header_bytes"] = r.pos
     out["stream_bytes"] = sizes
@@ -328,6 +353,10 @@ def _parse_streams(r, out, data):
         if not -(-cs * lo // 8) <= size <= -(-cs * hi // 8):
             raise CorruptDataError(f"stream {s} has {size} bytes, but {cs} symbols of {lo}..{hi} bits "
                                    f"need {-(-cs * lo // 8)}..{-(-cs * hi // 8)}")
+        if lo == 0 and hi and free is not None and cs >= (free + 1) * (8 * size + 1):
+            raise CorruptDataError(f"stream {s} has {size} bytes for {cs} entries, more than fit: at least one "
+                                   f"bit for every {free + 1} entries (§14, §9), so at most "
+                                   f"{(free + 1) * (8 * size + 1) - 1}")
 
 
 def parse_header(data):

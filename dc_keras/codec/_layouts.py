@@ -15,7 +15,7 @@ from ._int_planes import IntPlanes
 from ._format import (BOOL_CODE, MAX_CONTEXT_SYMBOLS, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
                       MAX_ZERO_BIT_OUTPUT, PLANE_SYMBOLS, VERSION, VERSIONS,
-                      cb_esize, dtype_bits, dtype_code, layout_allowed, output_bytes)
+                      cb_esize, context_free_run, dtype_bits, dtype_code, layout_allowed, output_bytes)
 
 _UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _STREAM_SIZES = 16  # §7: 4 x u32
@@ -122,6 +122,11 @@ class _ContextSparse(_Plain):
         if self.ctx is None or all(c.max_len == 0 for c in self.ctx["index_codes"]) \
                 and self.plan["gap_code"].max_len == 0:
             self.size = float("inf")
+            return
+        gap, codes = self.plan["gap_code"], self.ctx["index_codes"]
+        if output_bytes(code, len(idx)) > MAX_ZERO_BIT_OUTPUT and context_free_run(
+                gap.max_len, gap.single, classes, [c.max_len for c in codes], [c.single for c in codes]) is None:
+            self.size = float("inf")  # §9: zero-bit entries that can repeat forever, over 16 MiB
             return
         self.size = self.ctx["size"] + 2 + len(uniq) * esz + _STREAM_SIZES
 

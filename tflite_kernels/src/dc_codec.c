@@ -444,8 +444,29 @@ static size_t table_entries(const dc_alphabet* a) {
   return (size_t)1 << a->max_len;
 }
 
+/* §9 for §14: with a zero-bit gap code (the same gap g before every entry) the context of an
+ * entry is 2 * class[previous index] + (g == 0), so an entry whose context has a zero-bit index
+ * code costs no bits, and that code's one symbol fixes the next context. The most such entries in
+ * a row: 0 when none can occur, at most C/2 (the contexts of that parity), or DC_FREE_UNBOUNDED
+ * when they can follow each other forever (a cycle of zero-bit contexts). */
+static uint32_t context_free_run(const dc_header* h) {
+  uint32_t z, c, longest = 0;
+  if (h->gap_code.max_len != 0) return 0; /* every entry has >= 1 bit of gap code */
+  z = h->gap_code.single == 0;
+  for (c = z; c < h->contexts; c += 2) {
+    uint32_t cur = c, run = 0;
+    while (h->ctx_code[cur].max_len == 0) {
+      uint32_t sym = h->ctx_code[cur].single;
+      if (++run > h->contexts / 2) return DC_FREE_UNBOUNDED; /* a context seen twice */
+      cur = 2 * ((h->classes[sym / 2] >> ((sym & 1) * 4)) & 15u) + z;
+    }
+    if (run > longest) longest = run;
+  }
+  return longest;
+}
+
 /* §14: C, the class map and the C index codes; index_code gets their shortest and longest
- * lengths for the §9 stream bounds. */
+ * lengths for the §9 stream bounds, free_run the longest run of zero-bit entries. */
 static dc_status parse_contexts(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
   size_t pos = *pos_io, nbytes = ((size_t)h->k + 1) / 2, total;
   uint32_t c, i, lo = 99, hi = 0;
@@ -479,6 +500,7 @@ static dc_status parse_contexts(const uint8_t* data, size_t size, dc_header* h, 
   h->index_code = h->ctx_code[0];
   h->index_code.min_len = lo;
   h->index_code.max_len = hi;
+  h->free_run = context_free_run(h);
   *pos_io = pos;
   return DC_OK;
 }
@@ -517,9 +539,15 @@ static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, s
   }
   h->rest_pos = pos;
   /* §9: a tensor whose codes are all zero-bit is not bounded by its streams (§12 is bounded by
-   * its raw plane). */
-  if (hi == 0 && h->rest_bytes == 0 && h->info.output_bytes > DC_MAX_ZERO_BIT_OUTPUT)
+   * its raw plane), nor a §14 tensor whose zero-bit entries can repeat forever. */
+  if ((hi == 0 || h->free_run == DC_FREE_UNBOUNDED) && h->rest_bytes == 0 &&
+      h->info.output_bytes > DC_MAX_ZERO_BIT_OUTPUT)
     return DC_ERR_SIZE_MISMATCH;
+  if (lo == 0 && hi != 0 &&
+      h->free_run != DC_FREE_UNBOUNDED) /* §14: >= 1 bit per free_run + 1 entries */
+    for (s = 0; s < DC_NUM_STREAMS; ++s)
+      if (h->stream_count[s] >= (uint64_t)(h->free_run + 1) * (8 * h->stream_size[s] + 1))
+        return DC_ERR_SIZE_MISMATCH;
   return DC_OK;
 }
 

@@ -17,6 +17,9 @@ typedef struct {
   const uint8_t* lengths; /* ceil(n/2) nibble bytes when L > 0, points into the input */
 } dc_alphabet;
 
+/* dc_header.free_run of a §14 tensor whose zero-bit entries can follow each other forever. */
+#define DC_FREE_UNBOUNDED 0xFFFFFFFFu
+
 typedef struct {
   dc_tensor_info info;
   uint32_t layout;           /* DC_LAYOUT_* */
@@ -38,7 +41,8 @@ typedef struct {
   uint64_t seg_start[DC_NUM_STREAMS]; /* §14: first position of each stream's segment */
   const uint8_t* classes;             /* §14: ceil(K/2) class nibbles, points into the input */
   dc_alphabet ctx_code[DC_MAX_INDEX_CONTEXTS]; /* §14: index code of each context */
-  size_t streams_pos;                          /* first stream byte (= end of the §8.1 header) */
+  uint32_t free_run;  /* §14, §9: most zero-bit entries in a row (DC_FREE_UNBOUNDED: no limit) */
+  size_t streams_pos; /* first stream byte (= end of the §8.1 header) */
   size_t stream_start[DC_NUM_STREAMS];
   uint64_t stream_size[DC_NUM_STREAMS];
   uint64_t stream_count[DC_NUM_STREAMS]; /* symbols (dense) or entries (sparse) per stream */
