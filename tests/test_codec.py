@@ -1036,3 +1036,18 @@ def test_context_sparse_entries_beyond_the_stream_bits_are_refused_before_decodi
     for read in (codec.info, codec.decode):
         with pytest.raises(codec.CorruptDataError, match="more than fit|sizes disagree|size"):
             read(data)
+
+
+def test_int_planes_with_a_small_max_code_length_falls_back_to_another_layout():
+    """encode(max_code_length=1..4) on integer tensors raised 'N symbols cannot be coded with code
+    lengths <= k' from layout 6's class code (helper-113's review), where the encoder before it
+    kept a dense plan; now a §17 plan needing longer codes is not made."""
+    a = np.array([0, 1, 1, 0, 1, 0, 0, 1] * 8, np.int32)
+    packed = codec.encode(a, max_code_length=1)
+    assert codec.info(packed)["layout"] == "dense" and packed == codec.encode(a, max_code_length=1, version=2)
+    np.testing.assert_array_equal(codec.decode(packed), a)
+    b = np.array([-2, 16, 16777218, 268435457] * 16, np.int32)
+    for limit in (2, 3, 4):
+        np.testing.assert_array_equal(codec.decode(codec.encode(b, max_code_length=limit)), b)
+    with pytest.raises(ValueError, match="no layout can hold"):  # layout 6 alone: no plan fits 1-bit codes
+        codec.encode(b, max_code_length=1, layouts=("int_planes",))

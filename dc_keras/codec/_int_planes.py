@@ -100,6 +100,16 @@ def _size_floor(counts, width, fixed):
     return math.ceil(bits / 8) + fixed
 
 
+def _class_code(counts, limit):
+    """The class code of ``counts``, or None when more classes are used than codes of at most
+    ``limit`` bits tell apart (``encode(max_code_length=...)`` below 5 or so): no such predictor
+    plan, so ``encode`` keeps another layout instead of failing."""
+    try:
+        return _Code(counts, limit)
+    except ValueError:
+        return None
+
+
 class IntPlanes:
     """§17 plan: predictor (base or previous element), base, class code; exact packed size.
 
@@ -126,7 +136,9 @@ class IntPlanes:
 
             if predictor == PREDICT_BASE and value_counts is not None:
                 totals = self._base_class_counts(value_counts, base)
-                c = _Code(totals, limit)
+                c = _class_code(totals, limit)
+                if c is None:
+                    continue
                 per = self._bits_per_class(c)
                 if big and not per[totals > 0].any():  # §9: all zero-bit (the pass would find the same)
                     continue
@@ -138,7 +150,9 @@ class IntPlanes:
             if not isinstance(hist, np.ndarray):  # given up: a bound of its size
                 given_up.append(hist)
                 continue
-            c = _Code(hist.sum(axis=0), limit)
+            c = _class_code(hist.sum(axis=0), limit)
+            if c is None:
+                continue
             per = self._bits_per_class(c)
             if big and not per[hist.sum(axis=0) > 0].any():  # §9: all zero-bit
                 continue
