@@ -113,7 +113,7 @@ class _ContextSparse(_Plain):
     """§14: §6's entries with one index code per context (class of the previous entry's value x
     gap = 0 or not); two classes: values below the background value (negative weights) or not."""
 
-    def __init__(self, uniq, idx, counts, esz, limit, code):
+    def __init__(self, uniq, idx, counts, esz, limit, code, big):
         super().__init__(uniq, idx, counts, esz, limit, True, False)
         self.layout = LAYOUT_CODES["context_sparse"]
         key = _numeric_key(uniq, code)
@@ -124,7 +124,7 @@ class _ContextSparse(_Plain):
             self.size = float("inf")
             return
         gap, codes = self.plan["gap_code"], self.ctx["index_codes"]
-        if output_bytes(code, len(idx)) > MAX_ZERO_BIT_OUTPUT and context_free_run(
+        if big and context_free_run(
                 gap.max_len, gap.single, classes, [c.max_len for c in codes], [c.single for c in codes]) is None:
             self.size = float("inf")  # §9: zero-bit entries that can repeat forever, over 16 MiB
             return
@@ -568,7 +568,7 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
                                and not (lay == "sparse" and over(_sparse_floor(counts, esz)))], None, budget)
             if "context_sparse" in allowed and (want or context_model) and 1 < len(uniq) <= MAX_CONTEXT_SYMBOLS \
                     and not over(_sparse_floor(counts, esz, 4)):
-                _keep_best(plans, [_ContextSparse(uniq, idx, counts, esz, limit, code)], None, budget)
+                _keep_best(plans, [_ContextSparse(uniq, idx, counts, esz, limit, code, big)], None, budget)
         except ValueError as exc:
             reasons.append(str(exc))
         idx = None  # the plans hold it (or not: _keep_best)

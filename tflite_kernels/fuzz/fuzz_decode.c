@@ -79,8 +79,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
    * elements, and then it is at most DC_MAX_ZERO_BIT_OUTPUT. */
   REQUIRE(info.output_bytes <= DC_MAX_ZERO_BIT_OUTPUT ||
           info.output_bytes <= info.element_size * DC_MAX_SYMBOLS *
-                                   (info.layout == DC_LAYOUT_CONTEXT_SPARSE ? 5ull : 1ull) *
-                                   (8ull * size + 5));
+                                   (info.layout == DC_LAYOUT_CONTEXT_SPARSE
+                                        ? 5ull * (8ull * size + 5)
+                                        : 8ull * size + 1));
 
   if (info.output_bytes > DC_FUZZ_MAX_OUTPUT) {
     free(buf);

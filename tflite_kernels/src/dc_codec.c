@@ -228,8 +228,13 @@ static dc_status parse_alphabet(const uint8_t* data, size_t size, size_t* pos, u
   return DC_OK;
 }
 
+/* Nibble i of a §4 lengths array or a §14 class map (index 2i in the low nibble of byte i). */
+static inline uint32_t nibble(const uint8_t* bytes, uint32_t i) {
+  return (bytes[i / 2] >> ((i & 1) * 4)) & 15u;
+}
+
 static inline uint32_t alph_len(const dc_alphabet* a, uint32_t s) {
-  return a->max_len == 0 ? 0 : (a->lengths[s / 2] >> ((s & 1) * 4)) & 15u;
+  return a->max_len == 0 ? 0 : nibble(a->lengths, s);
 }
 
 #define CLS_SYM(s) (classes ? (s) << 2 | ((classes[(s) >> 1] >> (((s)&1u) << 2)) & 3u) : (s))
@@ -458,7 +463,7 @@ static uint32_t context_free_run(const dc_header* h) {
     while (h->ctx_code[cur].max_len == 0) {
       uint32_t sym = h->ctx_code[cur].single;
       if (++run > h->contexts / 2) return DC_FREE_UNBOUNDED; /* a context seen twice */
-      cur = 2 * ((h->classes[sym / 2] >> ((sym & 1) * 4)) & 15u) + z;
+      cur = 2 * nibble(h->classes, sym) + z;
     }
     if (run > longest) longest = run;
   }
@@ -486,7 +491,7 @@ static dc_status parse_contexts(const uint8_t* data, size_t size, dc_header* h, 
   if (size - pos < nbytes) return DC_ERR_TRUNCATED;
   h->classes = data + pos;
   for (i = 0; i < h->k; ++i)
-    if (((h->classes[i / 2] >> ((i & 1) * 4)) & 15u) >= h->contexts / 2) return DC_ERR_LAYOUT;
+    if (nibble(h->classes, i) >= h->contexts / 2) return DC_ERR_LAYOUT;
   if ((h->k & 1) && (h->classes[nbytes - 1] >> 4) != 0) return DC_ERR_LAYOUT;
   pos += nbytes;
   for (c = 0; c < h->contexts; ++c) {
