@@ -5,6 +5,7 @@ weights are not clustered. Tensors that do not take layout 6 keep their bytes; a
 reads up to version 3 refuses a version 4 tensor with DC_ERR_VERSION."""
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 import warnings
@@ -85,9 +86,11 @@ def test_int8_per_channel_biases_pack_as_int_planes_and_run_bit_exact(int8_cnn):
     consts = _constants(int8_cnn)
     [bias] = [n for n, (t, s, b) in consts.items() if t == "int32" and s == [128]]
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error")  # nothing refused; the unclustered int8 kernels kept raw, said once
+        warnings.filterwarnings("ignore", message="pack: kept raw: ")
         packed = export.pack(int8_cnn)
-    old = export.pack(int8_cnn, layouts=OLD_LAYOUTS)
+    with pytest.warns(UserWarning, match="pack: kept raw: "):
+        old = export.pack(int8_cnn, layouts=OLD_LAYOUTS)
     got, before = _packed_layouts(packed), _packed_layouts(old)
     assert got[bias] == ("int_planes", 4) and bias not in before
     assert {n: v for n, v in got.items() if n != bias} == before  # nothing else changed
@@ -158,8 +161,11 @@ def test_random_int32_stays_raw_and_small_ints_in_int32_pack():
     noise = rng.integers(-(1 << 31), 1 << 31, (256, 256)).astype(np.int32)
     data, name = _model_with(noise)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error")  # nothing refused: only the kept-raw warning, naming it
+        warnings.filterwarnings("ignore", message="pack: kept raw: ")
         out = export.pack(data)
+    with pytest.warns(UserWarning, match=rf"pack: kept raw: 1 constant tensor\(s\), 262144 B, .*{re.escape(name)} \(262144 B\)"):
+        export.pack(data)
     assert name not in _packed_layouts(out)
     [row] = [r for r in export.inspect(data).rows if r.name == name]
     assert row.status == "kept" and "no smaller than its 262144 B raw" in row.reason, row.reason
@@ -200,11 +206,12 @@ def test_cli_packs_with_int_planes_and_inspect_names_it(int8_cnn, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_cli_names_the_weights_kept_raw_when_only_biases_pack(int8_cnn, tmp_path):
+def test_cli_and_pack_name_the_weights_kept_raw_when_only_biases_pack(int8_cnn, tmp_path):
     """An int8 file whose weights are neither pruned nor clustered (a QAT or post-training int8
     file): only its int32 biases pack, and the CLI's "1.0Nx" came with no word on why. It now names
     the constants it kept raw (pack_with_stats' "kept_raw": inspect's "kept" rows) when they are at
-    least a tenth of the output; a clustered model's output has no such line."""
+    least a tenth of the output, and ``export.pack`` warns with the same line (a Python user saw
+    nothing before); a clustered model's output has no such line and no warning."""
     rows = export.inspect(int8_cnn).rows
     kept = sorted((r.name, r.raw_bytes) for r in rows if r.status == "kept")
     assert kept and {r.dtype for r in rows if r.status == "packable"} == {"int32"}
@@ -218,10 +225,20 @@ def test_cli_names_the_weights_kept_raw_when_only_biases_pack(int8_cnn, tmp_path
     line = [x for x in r.stdout.splitlines() if x.startswith("kept raw: ")]
     assert len(line) == 1 and f"{len(kept)} constant tensor(s), {sum(n for _, n in kept)} B" in line[0], r.stdout
     assert f"{biggest[0]} ({biggest[1]} B)" in line[0] and f"dc-keras inspect {src}" in line[0], line
+    with warnings.catch_warnings(record=True) as caught:  # the Python API says it too, at the caller's line
+        warnings.simplefilter("always")
+        assert export.pack(int8_cnn) == out
+    said = [w for w in caught if "kept raw" in str(w.message)]
+    assert len(said) == 1 and str(said[0].message).startswith(f"pack: kept raw: {len(kept)} constant tensor(s)"), said
+    assert f"{biggest[0]} ({biggest[1]} B)" in str(said[0].message) and "dc_keras.export.inspect(data)" in str(said[0].message)
+    assert said[0].filename == __file__, said[0].filename
     clustered = tmp_path / "clustered.tflite"
     clustered.write_bytes(em.tflite("dense", None))
     r = em.cli("pack", clustered, tmp_path / "c.tflite")
     assert r.returncode == 0 and "kept raw" not in r.stdout, r.stdout + r.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # clustered weights pack: nothing kept raw, no warning
+        export.pack(clustered.read_bytes())
 
 
 @pytest.fixture(scope="module")

@@ -1005,6 +1005,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     Returns:
       The ``.tflite`` bytes.
 
+    Warns:
+      UserWarning: with ``pack=True``, ``dc_keras.export.pack``'s warnings (prefixed ``to_tflite:``),
+        e.g. the constants kept raw when they are at least a tenth of the file (weights neither
+        pruned nor clustered). ClusterSpreadWarning: see above.
+
     Raises:
       ValueError: bad arguments (named); a model that is not built; ``quantize="int8"`` of a model with
         recurrent layers that are not ``unroll=True`` (TF's calibrator would crash the process; the
@@ -1062,7 +1067,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         quantize, representative_data, converter_options, configure, pc, legacy, names), signature)
     if pack:
         packed, stats = pack_with_stats(data, min_bytes=min_bytes, positive_zeros=positive_zeros, **options)
-        warn_notes(stats, "to_tflite(..., positive_zeros=True)", "to_tflite")
+        warn_notes(stats, len(packed), "to_tflite(..., positive_zeros=True)", "to_tflite")
 
         def packed_names():  # with strip_strings, the packed file has no names: the same pack, with them
             named = packed if not options.get("strip_strings") else pack_with_stats(

@@ -357,9 +357,11 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     Warns:
       UserWarning: one naming the constant tensors of at least ``min_bytes`` it cannot pack and
         why (a string or complex tensor; over 4096 distinct values: not clustered; with
-        ``version=2`` or ``1``, a type that version cannot hold), one when weights hold
-        both -0.0 and +0.0 and ``positive_zeros`` is False, and one when a zip after the input's
-        model cannot be kept (naming the bytes dropped).
+        ``version=2`` or ``1``, a type that version cannot hold), one naming the constants kept
+        raw because they pack by less than ``min_saving`` when they are at least a tenth of the
+        output (weights neither pruned nor clustered: the reason a file shrank little), one when
+        weights hold both -0.0 and +0.0 and ``positive_zeros`` is False, and one when a zip after
+        the input's model cannot be kept (naming the bytes dropped).
 
     Raises:
       ValueError: the input is not a valid ``.tflite``, or it is already packed (it contains
@@ -382,13 +384,14 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     out, stats = pack_with_stats(tflite_bytes, min_bytes, verify, min_saving, version, strip_strings=strip_strings,
                                  buffers=buffers, context_model=context_model, compact=compact,
                                  positive_zeros=positive_zeros, layouts=layouts, decoder=decoder)
-    warn_notes(stats, "positive_zeros=True", "pack")
+    warn_notes(stats, len(out), "positive_zeros=True", "pack")
     return out
 
 
-def warn_notes(stats, positive_zeros_how, who):
+def warn_notes(stats, out_bytes, positive_zeros_how, who):
     """``pack``'s warnings, from its ``stats``, at the line that called ``who``: the input's zip
-    that could not be kept, the constant tensors left unpacked, weights holding both zeros
+    that could not be kept, the constant tensors left unpacked, the constants kept raw when they
+    are at least a tenth of the ``out_bytes`` output, weights holding both zeros
     (``positive_zeros_how``: how the caller asks for +0.0)."""
     import warnings
 
@@ -396,11 +399,30 @@ def warn_notes(stats, positive_zeros_how, who):
     if stats["refused"]:
         warnings.warn(f"{who}: {refused_note(stats['refused'], stats['refused_bytes'])}; dc_keras.export.inspect(data) lists every tensor",
                       UserWarning, stacklevel=3)
+    kept_raw = kept_raw_note(stats["kept_raw"], out_bytes, "dc_keras.export.inspect(data)")
+    if kept_raw:
+        warnings.warn(f"{who}: {kept_raw}", UserWarning, stacklevel=3)
     if stats["unreferenced"][0]:
         warnings.warn(f"{who}: {unreferenced_note(*stats['unreferenced'])}", UserWarning, stacklevel=3)
     kept, kept_n = stats["negative_zeros"]
     if kept:
         warnings.warn(f"{who}: {negative_zeros_note(kept, kept_n, positive_zeros_how)}", UserWarning, stacklevel=3)
+
+
+def kept_raw_note(kept, out_bytes, inspect_how, shown=3):
+    """One line on the constants that pack, but not smaller enough (``stats["kept_raw"]``), or None
+    when they are less than a tenth of the ``out_bytes`` output (e.g. unclustered int8 weights:
+    ~256 distinct values each, a few percent smaller at best): the reason a file shrank little;
+    ``inspect_how``: how the caller lists every tensor's reason."""
+    total = sum(nbytes for _, nbytes in kept)
+    if not kept or total * 10 < out_bytes:
+        return None
+    largest = sorted(kept, key=lambda k: -k[1])[:shown]
+    listed = ", ".join(f"{name or '(unnamed)'} ({nbytes} B)" for name, nbytes in largest)
+    more = f" and {len(kept) - shown} more" if len(kept) > shown else ""
+    return (f"kept raw: {len(kept)} constant tensor(s), {total} B, that pack by less than min_saving or the "
+            f"op they would add (typically weights neither pruned nor clustered): {listed}{more}; "
+            f"{inspect_how} says why per tensor")
 
 
 def refused_note(refused, total, shown=3):

@@ -160,19 +160,13 @@ def _print_refused(refused, path, total, shown=5):
         print(f"  ... and {len(refused) - shown} more")
 
 
-def _print_kept_raw(kept, path, out_bytes, shown=3):
-    """A line on the constants that pack, but not smaller enough, when they are at least a tenth of
-    the output (e.g. unclustered int8 weights: ~256 distinct values each, a few percent smaller at
-    best): the reason a file shrank little."""
-    total = sum(nbytes for _, nbytes in kept)
-    if not kept or total * 10 < out_bytes:
-        return
-    largest = sorted(kept, key=lambda k: -k[1])[:shown]
-    listed = ", ".join(f"{name or '(unnamed)'} ({nbytes} B)" for name, nbytes in largest)
-    more = f" and {len(kept) - shown} more" if len(kept) > shown else ""
-    print(f"kept raw: {len(kept)} constant tensor(s), {total} B, that pack by less than min_saving or the "
-          f"op they would add (typically weights neither pruned nor clustered): "
-          f"{listed}{more}; `dc-keras inspect {path}` says why per tensor")
+def _print_kept_raw(kept, path, out_bytes):
+    """``kept_raw_note``'s line, when the constants kept raw are at least a tenth of the output."""
+    from dc_keras.export._pack import kept_raw_note
+
+    line = kept_raw_note(kept, out_bytes, f"`dc-keras inspect {path}`")
+    if line:
+        print(line)
 
 
 def is_packed(tflite_bytes) -> bool:
