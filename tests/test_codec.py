@@ -1017,6 +1017,26 @@ def test_context_sparse_unbounded_zero_bit_entries_over_16_mib_are_refused(monke
     np.testing.assert_array_equal(codec.decode(codec.encode(small, layout="context_sparse")), small)
 
 
+def test_context_sparse_contexts_no_entry_has_make_no_false_cycle_over_16_mib():
+    """A context no entry has got a zero-bit code of symbol 0; with 0 below the background (class
+    1), after-a-negative-entry's context then led to itself: a cycle the data never takes, which
+    made the encoder drop §14 over 16 MiB (helper-114's review). Such a context's symbol is now
+    the background's: the zero-bit run is bounded and the tensor is written and read as §14."""
+    n = (1 << 21) + 2  # 16 MiB + 16 B of int64
+    a = np.full(n, 5, np.int64)  # background 5
+    a[1::2] = np.where(np.arange(n // 2) % 3 == 0, 6, 7)  # kept at one stride (a zero-bit gap code)
+    a[-1] = 0  # the one value below the background, last: no entry follows it
+    packed = codec.encode(a, layout="context_sparse")
+    info = codec.info(packed)
+    assert info["layout"] == "context_sparse" and info["gap_code"]["max_length"] == 0
+    assert info["free_run"] is not None, info["free_run"]
+    assert [c["single_symbol"] for c in info["index_codes"]][2] == 1  # symbol 1: 5, the background
+    np.testing.assert_array_equal(codec.decode(packed), a)  # the C decoder
+    small = a[:4000].copy()
+    small[-1] = 0  # under 16 MiB the unused context keeps symbol 0 (the bytes of earlier encoders)
+    assert codec.info(codec.encode(small, layout="context_sparse"))["index_codes"][2]["single_symbol"] == 0
+
+
 # fuzz_decode's finding (tflite_kernels/fuzz/regressions/decode/context-sparse-629MB): §14, version
 # 2, N = 157,286,550 float32 (629 MB) and E = 50,331,798 entries from 241 bytes, its zero-bit gap
 # code making every entry cost only its index code, 2 bits at least (the zero-bit codes are of
@@ -1049,5 +1069,18 @@ def test_int_planes_with_a_small_max_code_length_falls_back_to_another_layout():
     b = np.array([-2, 16, 16777218, 268435457] * 16, np.int32)
     for limit in (2, 3, 4):
         np.testing.assert_array_equal(codec.decode(codec.encode(b, max_code_length=limit)), b)
-    with pytest.raises(ValueError, match="no layout can hold"):  # layout 6 alone: no plan fits 1-bit codes
-        codec.encode(b, max_code_length=1, layouts=("int_planes",))
+    with pytest.raises(ValueError, match=r"^layout 'int_planes' needs max_code_length >= 2 \(4 value classes\)$"):
+        codec.encode(b, max_code_length=1, layouts=("int_planes",))  # layout 6 alone: no plan fits 1-bit codes
+
+
+def test_a_too_small_max_code_length_names_the_length_int_planes_needs():
+    """The error named only the codebook's need (59 distinct values: >= 6) when int_planes holds the
+    tensor from max_code_length 2 (helper-114's review): it names both."""
+    a = np.tile(np.arange(-29, 30), 10).astype(np.int32)
+    with pytest.raises(ValueError) as err:
+        codec.encode(a, max_code_length=1)
+    assert str(err.value) == ("59 distinct values need max_code_length >= 6; layout 'int_planes' needs "
+                              "max_code_length >= 2 (3 value classes)")
+    packed = codec.encode(a, max_code_length=2)
+    assert codec.info(packed)["layout"] == "int_planes"
+    np.testing.assert_array_equal(codec.decode(packed), a)

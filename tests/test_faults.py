@@ -971,7 +971,9 @@ _EXPORT_CLOSED_STDIO = """
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             export.to_tflite(m, path=os.path.join(sys.argv[1], name + ".tflite"))
-        relayed[name] = [str(w.message) for w in caught if str(w.message).startswith("to_tflite")]
+        said = [str(w.message) for w in caught if str(w.message).startswith("to_tflite")]
+        relayed[name] = [m for m in said if not m.startswith("to_tflite: kept raw: ")]  # unclustered: said
+        relayed[name + "_kept_raw"] = len(said) - len(relayed[name])
     with open(os.path.join(sys.argv[1], "warnings.json"), "w") as f:
         json.dump(relayed, f)
 """
@@ -988,12 +990,14 @@ def test_an_export_with_stdin_stdout_stderr_closed_converts_as_usual(tmp_path):
     JAX (or torch) backend: the pipes to the TF-backend child got numbers 0-2, which the child has as
     its stdin/stdout/stderr, so its janitor read its own /dev/null, took the caller for dead and
     ended the conversion at once; on JAX a warning and the unfused jax2tf graph followed (on torch
-    an error). Now the file is byte for byte the one made with 0-2 open, with no warning."""
+    an error). Now the file is byte for byte the one made with 0-2 open, with no warning but the
+    child's note that the unclustered kernels are kept raw, relayed in both cases."""
     backend = os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") else "jax"
     r = subprocess.run([sys.executable, "-c", textwrap.dedent(_EXPORT_CLOSED_STDIO), str(tmp_path)], timeout=600,
                        env=dict(ENV, KERAS_BACKEND=backend), preexec_fn=_close_stdio)
     assert r.returncode == 0, (r.returncode, _listing(tmp_path))
-    assert json.loads((tmp_path / "warnings.json").read_text()) == {"closed": [], "open": []}
+    assert json.loads((tmp_path / "warnings.json").read_text()) == {"closed": [], "open": [], "closed_kept_raw": 1,
+                                                                      "open_kept_raw": 1}
     assert _listing(tmp_path) == ["closed.tflite", "open.tflite", "warnings.json"]
     assert (tmp_path / "closed.tflite").read_bytes() == (tmp_path / "open.tflite").read_bytes()
 

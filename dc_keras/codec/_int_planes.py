@@ -129,6 +129,7 @@ class IntPlanes:
     def __init__(self, bits, code, limit, layout, big, cannot_win=None, value_counts=None):
         self.layout, self.bits, self.width = layout, bits, DTYPE_TABLE[code][1]
         self.esz = self.width // 8
+        self.classes_over_limit = 0  # the fewest classes a predictor used that no code of <= limit bits held
         best, given_up = None, []
         for predictor, base in ((PREDICT_BASE, _median_bits(bits, code)), (PREDICT_PREVIOUS, int(bits[0]))):
             def stop(size, cut=None if best is None else best[0]):
@@ -136,7 +137,7 @@ class IntPlanes:
 
             if predictor == PREDICT_BASE and value_counts is not None:
                 totals = self._base_class_counts(value_counts, base)
-                c = _class_code(totals, limit)
+                c = self._class_code(totals, limit)
                 if c is None:
                     continue
                 per = self._bits_per_class(c)
@@ -150,7 +151,7 @@ class IntPlanes:
             if not isinstance(hist, np.ndarray):  # given up: a bound of its size
                 given_up.append(hist)
                 continue
-            c = _class_code(hist.sum(axis=0), limit)
+            c = self._class_code(hist.sum(axis=0), limit)
             if c is None:
                 continue
             per = self._bits_per_class(c)
@@ -162,6 +163,14 @@ class IntPlanes:
         self.size = min(([best[0]] if best else []) + given_up, default=float("inf"))
         if best is not None:
             _, self.predictor, self.base, self.code = best
+
+    def _class_code(self, counts, limit):
+        """``_class_code``, noting the classes used when no code of <= ``limit`` bits holds them."""
+        c = _class_code(counts, limit)
+        if c is None:
+            used = int(np.count_nonzero(counts))
+            self.classes_over_limit = min(self.classes_over_limit or used, used)
+        return c
 
     def _fixed(self, c):
         """Bytes besides the streams: predictor, base, class code descriptor, stream sizes."""

@@ -124,10 +124,21 @@ class _ContextSparse(_Plain):
             self.size = float("inf")
             return
         gap, codes = self.plan["gap_code"], self.ctx["index_codes"]
-        if big and context_free_run(
-                gap.max_len, gap.single, classes, [c.max_len for c in codes], [c.single for c in codes]) is None:
-            self.size = float("inf")  # §9: zero-bit entries that can repeat forever, over 16 MiB
-            return
+
+        def free_run():
+            return context_free_run(gap.max_len, gap.single, classes, [c.max_len for c in codes],
+                                    [c.single for c in codes])
+
+        if big and free_run() is None:
+            # A context no entry has gets a zero-bit code whose symbol (0 by default) no entry
+            # uses either; symbol 0 below the background makes a cycle the data never takes:
+            # the background's symbol leads to the segments' first context instead (FORMAT.md §9).
+            unused = np.bincount(self.ctx["ctx"], minlength=len(codes)) == 0
+            for code in (c for c, u in zip(codes, unused) if u and c.max_len == 0):
+                code.single = int(self.plan["bg"])
+            if free_run() is None:
+                self.size = float("inf")  # §9: zero-bit entries that can repeat forever, over 16 MiB
+                return
         self.size = self.ctx["size"] + 2 + len(uniq) * esz + _STREAM_SIZES
 
     def release(self):
@@ -626,6 +637,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
         plan = IntPlanes(bits, code, limit, LAYOUT_CODES["int_planes"], big, cannot_win, value_counts)
         if not over(plan.size) and plan.size < known:  # then exact: what cannot_win=None would make
             _keep_best(plans, [plan], None, budget)
+        elif plan.size == float("inf") and plan.classes_over_limit:
+            reasons.append(f"layout 'int_planes' needs max_code_length >= "
+                           f"{int(np.ceil(np.log2(plan.classes_over_limit)))} ({plan.classes_over_limit} "
+                           "value classes)")
     plans = [p for p in plans if p.size != float("inf")]
     if not allowed and want is None:  # encode(layouts=...) names none this version and dtype allow
         reasons.append(f"none of layouts {sorted(choose)} holds a format version {version} {DTYPE_TABLE[code][0]} "
@@ -641,6 +656,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
         reasons.append(f"layout {want!r} needs format version >= {LAYOUT_SINCE[LAYOUT_CODES[want]]} "
                        f"and a matching dtype (FORMAT.md §10-§13), not version {version} "
                        f"{DTYPE_TABLE[code][0]}")
+    elif want == "context_sparse" and not plans and big:
+        reasons.append(f"a {want} tensor whose zero-bit codes can follow one another forever (its kept "
+                       f"entries at one stride, with zero-bit contexts forming a cycle) is limited to "
+                       f"{MAX_ZERO_BIT_OUTPUT} bytes (FORMAT.md §9); use layout=None")
     elif want is not None and not plans and big:
         reasons.append(f"a {want} tensor whose codes are all zero-bit is limited to {MAX_ZERO_BIT_OUTPUT} "
                        "bytes (FORMAT.md §9); use layout=None")

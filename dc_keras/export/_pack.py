@@ -422,7 +422,7 @@ def kept_raw_note(kept, out_bytes, inspect_how, shown=3):
     more = f" and {len(kept) - shown} more" if len(kept) > shown else ""
     return (f"kept raw: {len(kept)} constant tensor(s), {total} B, that pack by less than min_saving or the "
             f"op they would add (typically weights neither pruned nor clustered): {listed}{more}; "
-            f"{inspect_how} says why per tensor")
+            f"{inspect_how} gives each tensor's packed size and reason at the default options")
 
 
 def refused_note(refused, total, shown=3):
@@ -514,6 +514,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     rewrite = strip_strings or compact is True or buffers != "auto" or zeros[0] > 0 and positive_zeros
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
+    planned = _planned_raw(model, plans, sparse)  # kept raw after all if the packed file is no smaller
     if stats["packed_tensors"]:
         _rewrite(model, facts, plans, sparse)
     if compact is not False:
@@ -530,8 +531,25 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if not rewrite and len(out) >= len(tflite_bytes):
         stats["packed_tensors"], stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = 0, [], 0, None
         stats["positive_zeros"] = (0, 0)
+        stats["kept_raw"] = list({**refused.kept, **planned.kept}.values())
         return bytes(tflite_bytes), stats  # nothing worth packing after all
     return out, stats
+
+
+def _planned_raw(model, plans, sparse):
+    """A ``_Refused`` whose ``kept`` holds the tensors ``_plan`` and ``_plan_sparse`` would pack (a
+    buffer several read once), for ``stats["kept_raw"]`` when the packed file is no smaller."""
+    from dc_keras.export import _sparse
+
+    planned = _Refused()
+    for s, i in plans:
+        t = model.subgraphs[s].tensors[i]
+        planned.keep(t.buffer, t, fb.buffer_size(model, t.buffer))
+    for s, entries in sparse.items():
+        for _, i, _ in entries:
+            t = model.subgraphs[s].tensors[i]
+            planned.keep(("sparse", s, i), t, _sparse.stored_bytes(t, model))
+    return planned
 
 
 #: operators (and input positions) whose result depends on a weight's zeros only through products:
