@@ -972,7 +972,7 @@ _EXPORT_CLOSED_STDIO = """
             warnings.simplefilter("always")
             export.to_tflite(m, path=os.path.join(sys.argv[1], name + ".tflite"))
         said = [str(w.message) for w in caught if str(w.message).startswith("to_tflite")]
-        relayed[name] = [m for m in said if not m.startswith("to_tflite: kept raw: ")]  # unclustered: said
+        relayed[name] = [msg for msg in said if not msg.startswith("to_tflite: kept raw: ")]  # unclustered: said
         relayed[name + "_kept_raw"] = len(said) - len(relayed[name])
     with open(os.path.join(sys.argv[1], "warnings.json"), "w") as f:
         json.dump(relayed, f)

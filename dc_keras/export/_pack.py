@@ -531,14 +531,14 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if not rewrite and len(out) >= len(tflite_bytes):
         stats["packed_tensors"], stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = 0, [], 0, None
         stats["positive_zeros"] = (0, 0)
-        stats["kept_raw"] = list({**refused.kept, **planned.kept}.values())
+        stats["kept_raw"] = list({**refused.kept, **planned}.values())
         return bytes(tflite_bytes), stats  # nothing worth packing after all
     return out, stats
 
 
 def _planned_raw(model, plans, sparse):
-    """A ``_Refused`` whose ``kept`` holds the tensors ``_plan`` and ``_plan_sparse`` would pack (a
-    buffer several read once), for ``stats["kept_raw"]`` when the packed file is no smaller."""
+    """``_Refused.kept`` of the tensors ``_plan`` and ``_plan_sparse`` would pack (a buffer several
+    read once), for ``stats["kept_raw"]`` when the packed file is no smaller."""
     from dc_keras.export import _sparse
 
     planned = _Refused()
@@ -549,7 +549,7 @@ def _planned_raw(model, plans, sparse):
         for _, i, _ in entries:
             t = model.subgraphs[s].tensors[i]
             planned.keep(("sparse", s, i), t, _sparse.stored_bytes(t, model))
-    return planned
+    return planned.kept
 
 
 #: operators (and input positions) whose result depends on a weight's zeros only through products:
