@@ -184,7 +184,7 @@ def check_writable(path, example: str = "model.tflite") -> str:
     Example:
       >>> check_writable("out/model.tflite")
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # str, bytes (a bytes path as the OS takes it) or PathLike
     bad = _bad_target(path, example)
     if bad:
         raise bad
@@ -224,7 +224,7 @@ def atomic_write(path, data: bytes) -> str:
     Example:
       >>> atomic_write("model.tflite", tflite_bytes)
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     bad = _bad_target(path)
     if bad:
         raise bad
@@ -276,3 +276,23 @@ def write_figure(fig, path, fmt: str) -> None:
         atomic_write(path, figure_bytes(fig, fmt))
     finally:
         plt.close(fig)
+
+
+def content_bytes(data, what: str, path_hint: str = "") -> bytes:
+    """``data`` as ``bytes`` when it is bytes-like (bytes, bytearray, memoryview, mmap, a numpy array:
+    anything with the buffer protocol; never modified), else a ``TypeError`` naming ``what`` was
+    expected and what came; for a path: read the file first (``path_hint``: another way, if any).
+
+    Example:
+      >>> content_bytes(bytearray(b"TFL3"), ".tflite content")
+      b'TFL3'
+    """
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"expected {what} as bytes, got {type(data).__name__}: read the file first, e.g. "
+                        f"open(path, 'rb').read(){path_hint}")
+    try:
+        return memoryview(data).tobytes()
+    except TypeError:
+        raise TypeError(f"expected {what} as bytes, got {type(data).__name__}") from None

@@ -16,7 +16,6 @@ buffer to the largest alignment used, so end-relative alignment is also start-re
 from __future__ import annotations
 
 import io
-import os
 import re
 import struct
 import zipfile
@@ -29,6 +28,8 @@ except ImportError:  # pragma: no cover - depends on the installed runtime
     from tensorflow.lite.python import schema_py_generated as schema
 
 import flatbuffers
+
+from dc_keras._fileio import content_bytes
 
 FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3  # Model.version written by every converter since TF 1.x; runtimes reject others
@@ -93,6 +94,21 @@ class PackedBufferT(_AlignedBufferT):
 
 # What the user can do, appended to "malformed .tflite" / "not a .tflite model" errors.
 CORRUPT_FIX = "the file is truncated or corrupt: export it again or copy it again from its source"
+
+
+NEWER_FIX = ("it was packed by a newer dc_keras: update dc_keras (and the HuffDecode library an app "
+             "ships), or pack it again with a version= this decoder reads (docs/FORMAT.md §10)")
+
+
+def with_corrupt_fix(msg: str) -> str:
+    """A packed tensor's decode error with its fix after it: :data:`NEWER_FIX` for a format version
+    newer than the decoder, none where the message has one (C: "rebuild the decoder", Python:
+    "upgrade dc_keras"), else :data:`CORRUPT_FIX`."""
+    if msg.endswith((CORRUPT_FIX, NEWER_FIX)) or "upgrade dc_keras" in msg or "rebuild the decoder" in msg:
+        return msg
+    return f"{msg}; {NEWER_FIX if 'newer than this decoder' in msg else CORRUPT_FIX}"
+
+
 NOT_TFLITE_FIX = "give a TensorFlow Lite model (the output of tf.lite.TFLiteConverter or dc_keras.export.to_tflite)"
 
 
@@ -227,12 +243,7 @@ def check_model(data) -> bool:
 
 def read_model(data) -> "schema.ModelT":
     """Parses ``.tflite`` bytes into a mutable ``ModelT``; ``ValueError`` if they are not a valid model."""
-    if isinstance(data, (bytearray, memoryview)):
-        data = bytes(data)
-    if not isinstance(data, bytes):
-        hint = (": read the file first, e.g. open(path, 'rb').read()"
-                if isinstance(data, (str, os.PathLike)) else "")
-        raise TypeError(f"expected .tflite content as bytes, got {type(data).__name__}{hint}")
+    data = content_bytes(data, ".tflite content")
     _check_header(data)
     try:
         root = schema.Model.GetRootAs(data, 0)

@@ -179,6 +179,10 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # stdout closed early (`dc-keras inspect m.tflite | head`): quiet, as cat is
         os.dup2(os.open(os.devnull, os.O_WRONLY), report.stream.fileno())  # no second error at exit
         return 128 + 13  # killed by SIGPIPE, as a C tool would be
+    except _export_cli.UsageError as e:  # options that cannot go together: as argparse's usage errors
+        parser.dc_commands[args.command].print_usage(sys.stderr)
+        print(f"dc-keras {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as e:  # user-facing errors: one line, non-zero exit
         print(f"dc-keras {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1

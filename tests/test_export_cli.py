@@ -81,7 +81,10 @@ def test_help_and_version_exit_zero():
 
 def test_usage_errors_are_one_message_exit_2():
     for args, expect in ((), "missing command"), (("frobnicate",), "unknown command 'frobnicate'"), \
-            (("pack", "only_in.tflite"), "required: OUT"), (("demo", "--epochs=0"), "at least 1"):
+            (("pack", "only_in.tflite"), "required: OUT"), (("demo", "--epochs=0"), "at least 1"), \
+            (("pack", "missing.tflite", "o.tflite", "--decoder", "minimal", "--layouts", "float_planes"),
+             # was exit 1 after reading the input, blaming it, in Python's spelling (layouts=None)
+             "--decoder minimal reads only layouts dense,sparse, and --layouts names float_planes: drop --layouts"):
         r = _cli(*args)
         assert r.returncode == 2, (args, r)
         errors = [ln for ln in r.stderr.splitlines() if ": error: " in ln]

@@ -366,7 +366,9 @@ def test_to_tflite_pack_options_give_the_bytes_pack_gives(options, tmp_path):
     ({"pack_options": {"layouts": ("dense", "huffman")}}, r"unknown layout name\(s\) 'huffman'"),
     ({"pack_options": {"decoder": "minimal", "layouts": ("float_planes",)}}, r"reads only layouts"),
     ({"pack_options": {"version": 5}}, r"version must be None"),
+    ({"pack_options": {"version": 2.0}}, r"version must be None.*got 2\.0"),  # failed after converting
     ({"min_bytes": -1}, r"to_tflite: min_bytes must be a non-negative int, got -1"),
+    ({"per_channel": "no"}, r"per_channel must be None .* True or False, got 'no'"),  # was read as True
 ])
 def test_to_tflite_pack_options_are_checked_before_converting(kwargs, says):
     """A bad pack option is one ValueError naming it (the valid keys, the fix) before the
@@ -665,3 +667,59 @@ def test_c_unpacker_restores_a_packed_densify_tensor_of_the_converter():
     np.testing.assert_array_equal(
         em.run(em.reference_interpreter("litert", back, experimental_op_resolver_type=r), xs),
         em.run(em.reference_interpreter("litert", plain, experimental_op_resolver_type=r), xs))
+
+
+def test_option_values_are_refused_or_taken_by_their_type():
+    """pack(version=2.0) raised struct.error deep in the codec, version=True / min_bytes=True were
+    read as 1, inspect(min_bytes=None) raised a TypeError from a comparison and took -5, and
+    min_saving=np.float32(0.2) was refused with a message that contradicted itself: every number
+    option now takes what is a number of its kind (numpy's too) and refuses the rest, by name."""
+    plain = em.tflite("dense", None)
+    for kw, says in (({"version": 2.0}, "version must be None"), ({"version": True}, "version must be None"),
+                     ({"min_bytes": True}, "min_bytes must be a non-negative int"),
+                     ({"min_saving": True}, "min_saving must be a number"),
+                     ({"min_saving": "0.2"}, "min_saving must be a number")):
+        with pytest.raises(ValueError, match=says):
+            export.pack(plain, **kw)
+    for bad in (None, "256", -5, True):
+        with pytest.raises(ValueError, match=f"min_bytes must be a non-negative int, got {re.escape(repr(bad))}"):
+            export.inspect(plain, min_bytes=bad)
+    want = export.pack(plain, min_saving=0.2, version=2, min_bytes=256)
+    assert export.pack(plain, min_saving=np.float32(0.2), version=np.int64(2), min_bytes=np.int32(256)) == want
+    assert export.inspect(plain, min_bytes=np.int64(256)).rows == export.inspect(plain, min_bytes=256).rows
+
+
+def test_per_channel_without_quantize_is_said_to_be_ignored():
+    """per_channel sets int8 scales: given with quantize=None or "float16" it was ignored silently."""
+    m = em.keras_model("dense")
+    with pytest.warns(UserWarning, match=r"to_tflite: per_channel=False is ignored: .* quantize=None"):
+        got = export.to_tflite(m, pack=False, per_channel=False)
+    assert got == export.to_tflite(m, pack=False)
+
+
+def test_bytes_paths_are_taken_as_the_os_takes_them(tmp_path):
+    """to_tflite(path=b"...") and Report.plot(b"...") raised "a bytes-like object is required, not
+    'str'" from the file writer (the Interpreter took bytes paths)."""
+    m = em.keras_model("dense")
+    out = os.fsencode(tmp_path / "m.tflite")
+    data = export.to_tflite(m, pack=False, path=out)
+    assert (tmp_path / "m.tflite").read_bytes() == data
+    export.inspect(data).plot(os.fsencode(tmp_path / "sizes.png"))
+    assert (tmp_path / "sizes.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bytes_like_inputs_are_read_and_others_refused_by_name():
+    """pack / inspect / unpack take any bytes-like input (bytes, bytearray, memoryview, mmap, a
+    uint8 array), as their docs say; others are a TypeError naming what was given."""
+    import mmap
+
+    plain = em.tflite("dense", None)
+    want = export.pack(plain)
+    arr = np.frombuffer(plain, np.uint8)
+    assert export.pack(bytearray(plain)) == export.pack(memoryview(plain)) == export.pack(arr) == want
+    with mmap.mmap(-1, len(plain)) as mm:
+        mm.write(plain)
+        assert export.pack(mm) == want
+    for wrong, name in ((None, "NoneType"), (5, "int"), ([1, 2], "list"), ("m.tflite", "str")):
+        with pytest.raises(TypeError, match=f"expected .tflite content as bytes, got {name}"):
+            export.pack(wrong)

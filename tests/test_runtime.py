@@ -64,6 +64,12 @@ def test_argument_errors():
         runtime.Interpreter(model_content=plain, decode="lazy")
     with pytest.raises(ValueError, match="backend='tensorflow'"):
         runtime.Interpreter(model_content=plain, backend="litert", decode="op")
+    # the model's bytes given as the first argument (model_path): a FileNotFoundError whose message was
+    # the whole model's repr (3x the file's size), without the fix
+    for content in (plain, bytearray(plain), memoryview(plain)):
+        with pytest.raises(TypeError, match=rf"^model_path got {len(plain)} bytes of model content, not a path: "
+                                            r"pass them as model_content="):
+            runtime.Interpreter(content)
 
 
 @pytest.mark.parametrize("backend", ["litert", "tensorflow"])
@@ -855,3 +861,32 @@ def test_a_flex_model_packs_unpacks_and_says_why_it_does_not_run_here():
                                                    r".*Flex delegate.*without SELECT_TF_OPS") as e:
                 it.allocate_tensors()
             assert "Select TensorFlow op" in str(e.value) and isinstance(e.value.__cause__, RuntimeError)
+
+
+def test_a_damaged_packed_header_says_the_fix_on_every_route():
+    """A packed tensor whose header is damaged ("invalid packed tensor: ...") or of a newer format
+    version ("packed tensor not readable here: ... newer than this decoder?") failed on the
+    delegate route without a fix (only checksum failures had one); now every route -- delegate,
+    op, runtime.unpack, export.unpack, inspect -- ends with the fix: the file is corrupt, or it
+    was packed by a newer dc_keras."""
+    from dc_keras import _flatbuffer as fb
+
+    packed = export.pack(em.tflite("dense", None))
+    at = packed.find(b"DCHF")
+    for offset, fix in ((4, fb.NEWER_FIX), (5, fb.CORRUPT_FIX), (7, fb.CORRUPT_FIX), (40, fb.CORRUPT_FIX)):
+        bad = bytearray(packed)
+        bad[at + offset] ^= 0x40  # 4: the version, 5: the dtype, 7: the layout, 40: inside the streams
+        bad = bytes(bad)
+        routes = {"delegate": lambda b=bad: runtime.Interpreter(model_content=b).allocate_tensors(),
+                  "op": lambda b=bad: runtime.Interpreter(model_content=b, backend="tensorflow",
+                                                          decode="op").allocate_tensors(),
+                  "runtime.unpack": lambda b=bad: runtime.unpack(b), "inspect": lambda b=bad: export.inspect(b),
+                  "export.unpack": lambda b=bad: export.unpack(b)}
+        for route, call in routes.items():
+            with pytest.raises((RuntimeError, ValueError)) as e:
+                call()
+            msg = str(e.value)
+            if route == "export.unpack" and fix is fb.NEWER_FIX:  # the Python decoder's own words
+                assert msg.endswith("upgrade dc_keras"), (offset, route, msg)
+            else:
+                assert msg.endswith(fix), (offset, route, msg)

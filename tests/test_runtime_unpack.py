@@ -111,6 +111,23 @@ def test_unpack_errors_are_clear():
                                          + re.escape(fb.CORRUPT_FIX) + "$"):
         runtime.compiled_model(model_content=bytes(packed))
     good = _models()["dense"]
+    # another file identifier or schema version: refused as export.unpack refuses them (dc_unpack
+    # gave back a file no runtime loads, exit 0)
+    with pytest.raises(ValueError, match=r'^dc_unpack: not a \.tflite flatbuffer \(file identifier 58585858, '
+                                         r'not "TFL3"\); give a packed \.tflite'):
+        runtime.unpack(good[:4] + b"XXXX" + good[8:])
+    model = fb.read_model(good)
+    model.version = 4
+    other = fb.write_model(model)
+    with pytest.raises(ValueError, match="schema version 4, not 3; " + re.escape(fb.CORRUPT_FIX)):
+        runtime.unpack(other)
+    with pytest.raises(ValueError, match="unsupported .tflite schema version 4"):
+        export.unpack(other)
+    # bytes-like inputs only (bytes(5) made 5 zero bytes of an int, a list became bytes)
+    assert runtime.unpack(bytearray(good)) == runtime.unpack(memoryview(good)) == runtime.unpack(good)
+    for wrong in (5, [1, 2], None, "m.tflite"):
+        with pytest.raises(TypeError, match=f"expected packed .tflite content as bytes, got {type(wrong).__name__}"):
+            runtime.unpack(wrong)
     for n in range(0, len(good), max(1, len(good) // 97)):  # every truncation: an error, no crash
         try:
             runtime.unpack(good[:n])

@@ -463,7 +463,9 @@ def _save_inputs(tmp, model, pack, quantize, representative_data, min_bytes, bat
     return {"model": model_path, "pack": bool(pack), "quantize": quantize, "out": os.path.join(tmp, "model.tflite"),
             "representative": rep_paths, "min_bytes": int(min_bytes), "warnings": os.path.join(tmp, "warnings.json"),
             "batch_size": None if batch_size is None else int(batch_size),
-            "per_channel": None if per_channel is None else bool(per_channel), "positive_zeros": bool(positive_zeros),
+            # the caller warned of a per_channel its quantize ignores: not again from the child
+            "per_channel": None if per_channel is None or quantize not in ("int8", "dynamic") else bool(per_channel),
+            "positive_zeros": bool(positive_zeros),
             "error": os.path.join(tmp, "error.json"), "sys_path": _child_sys_path(), "custom": custom,
             "signature": signature, "pack_options": pack_options or {}}
 

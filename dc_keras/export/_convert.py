@@ -1042,6 +1042,13 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         raise ValueError(f"pack must be True or False, got {pack!r}")
     if not isinstance(positive_zeros, bool):
         raise ValueError(f"positive_zeros must be True or False, got {positive_zeros!r}")
+    if per_channel is not None and not isinstance(per_channel, (bool, np.bool_)):
+        raise ValueError(f"per_channel must be None (per tensor for a clustered model, else per channel), "
+                         f"True or False, got {per_channel!r}")
+    if per_channel is not None and quantize not in ("int8", "dynamic"):
+        warnings.warn(f"to_tflite: per_channel={per_channel!r} is ignored: it sets the int8 scales of "
+                      "quantize='int8' or 'dynamic', and this export has quantize="
+                      f"{quantize!r} (leave per_channel out)", UserWarning, stacklevel=2)
     options = _pack_options(pack_options, pack, min_bytes, positive_zeros)  # before the slow conversion
     if path is not None:
         check_writable(path)  # a bad or read-only output fails now, not after the conversion

@@ -8,7 +8,7 @@ import numpy as np
 
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
-from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, after_model, _codec, _offline_plans, _progress,
+from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, check_min_bytes, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, shared_buffer_reason,
@@ -276,11 +276,13 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     metadata refers to in ``unreferenced`` (buffers, bytes), and in a note line.
 
     Raises:
-      ValueError: not a valid ``.tflite``, or a packed tensor cannot be decoded.
+      ValueError: not a valid ``.tflite``, a packed tensor cannot be decoded, or ``min_bytes``
+        is not an int >= 0.
 
     Example:
       >>> print(dc_keras.export.inspect(open("model.tflite", "rb").read()))
     """
+    check_min_bytes(min_bytes)
     model = fb.read_model(tflite_bytes)
     codec = _codec()
     hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
@@ -334,7 +336,7 @@ def _packed_row(model, codec, s, t, packed_tensor):
         arr = np.asarray(codec.decode(data))
         head = codec.info(data)
     except ValueError as exc:
-        raise ValueError(f"tensor {name!r}: packed data is invalid: {exc}") from None
+        raise ValueError(fb.with_corrupt_fix(f"tensor {name!r}: packed data is invalid: {exc}")) from None
     mismatch = header_mismatch(head, t)
     if mismatch:
         raise ValueError(f"tensor {name!r}: packed data is {mismatch}: no runtime loads it; {fb.CORRUPT_FIX}")

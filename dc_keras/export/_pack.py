@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import struct
 
 import numpy as np
@@ -245,10 +246,16 @@ def max_packed_bytes(raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     return min(math.floor((1.0 - min_saving) * raw_bytes), raw_bytes - _PER_TENSOR_OVERHEAD - 1)
 
 
-def _check_args(min_bytes, min_saving, buffers):
-    if not isinstance(min_bytes, (int, np.integer)) or min_bytes < 0:
+def check_min_bytes(min_bytes):
+    """``pack``'s and ``inspect``'s ``min_bytes``: an int >= 0 (a bool is refused, not read as 0 / 1)."""
+    if isinstance(min_bytes, bool) or not isinstance(min_bytes, numbers.Integral) or min_bytes < 0:
         raise ValueError(f"min_bytes must be a non-negative int, got {min_bytes!r}")
-    if not isinstance(min_saving, (int, float)) or not 0 <= min_saving < 1:
+
+
+def _check_args(min_bytes, min_saving, buffers):
+    check_min_bytes(min_bytes)
+    if (isinstance(min_saving, bool) or not isinstance(min_saving, numbers.Real)
+            or not 0 <= min_saving < 1):
         raise ValueError(f"min_saving must be a number in [0, 1), got {min_saving!r}")
     if buffers not in fb.BUFFER_LOCATIONS:
         raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
@@ -268,10 +275,11 @@ def check_options(min_bytes=DEFAULT_MIN_BYTES, verify=True, min_saving=DEFAULT_M
     if compact is not None and not isinstance(compact, bool):
         raise ValueError(f"compact must be None (default: on when the model is rewritten), True or False, "
                          f"got {compact!r}")
-    if version not in PACK_VERSIONS:
-        numbers = [str(v) for v in PACK_VERSIONS if v is not None]
-        raise ValueError(f"version must be None (per tensor, the lowest that holds it), {', '.join(numbers[:-1])} "
-                         f"or {numbers[-1]} "
+    if version not in PACK_VERSIONS or (version is not None and (isinstance(version, bool)
+                                                                 or not isinstance(version, numbers.Integral))):
+        listed = [str(v) for v in PACK_VERSIONS if v is not None]
+        raise ValueError(f"version must be None (per tensor, the lowest that holds it), {', '.join(listed[:-1])} "
+                         f"or {listed[-1]} "
                          f"(docs/FORMAT.md §10), got {version!r}")
     return _decoder_layouts(decoder, layouts, context_model)
 
@@ -1061,10 +1069,10 @@ def _decode_for(codec, raw, t, where, name):
         head = codec.info(raw)
         data = np.ascontiguousarray(codec.decode(raw, raw=True), dtype=np.uint8)  # uint8, kept: no copy
     except ValueError as exc:
-        raise ValueError(f"{where}: packed data of {name!r} is invalid: {exc}") from None
+        raise ValueError(fb.with_corrupt_fix(f"{where}: packed data of {name!r} is invalid: {exc}")) from None
     mismatch = header_mismatch(head, t)
     if mismatch:
-        raise ValueError(f"{where}: packed data of {name!r} is {mismatch}")
+        raise ValueError(f"{where}: packed data of {name!r} is {mismatch}; {fb.CORRUPT_FIX}")
     return data
 
 

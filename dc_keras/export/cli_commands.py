@@ -14,6 +14,11 @@ import sys
 import threading
 
 
+class UsageError(ValueError):
+    """Options that cannot go together: ``dc-keras`` prints the command's usage and exits 2, before
+    reading any file."""
+
+
 def _read(path):
     """The bytes of an input file; a missing or unreadable path or a device raises ``OSError``
     saying what to do."""
@@ -92,8 +97,15 @@ def _min_bytes(args):
 
 def cmd_pack(args):
     from dc_keras._fileio import atomic_write, check_writable
-    from dc_keras.export._pack import pack_with_stats
+    from dc_keras.export._pack import _DECODERS, pack_with_stats
 
+    if args.decoder is not None and args.layouts is not None:
+        reads = _DECODERS[args.decoder][0]
+        extra = [name for name in args.layouts if name not in reads]
+        if extra:
+            raise UsageError(f"--decoder {args.decoder} reads only layouts {','.join(reads)}, and --layouts names "
+                             f"{','.join(extra)}: drop --layouts (--decoder {args.decoder} picks among those), "
+                             f"or name only those, e.g. --layouts {','.join(reads)}")
     _check_paths(args.input, args.output)
     data = _read(args.input)
     check_writable(args.output)  # a bad output path fails now, not after packing

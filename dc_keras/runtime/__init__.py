@@ -44,6 +44,7 @@ import stat
 import threading
 import warnings
 
+from dc_keras._fileio import content_bytes
 from dc_keras._native import library_path as _native_library_path
 from dc_keras._native import load_library
 from dc_keras._compat import delegate_pointer, tflite_add_custom_address
@@ -119,6 +120,10 @@ def _check_model(model_path, model_content) -> str:
             return "model_content"  # LiteRT/TF say that one of the two is needed
         _check_header("model_content", memoryview(model_content)[:16].tobytes())
         return "model_content"
+    if isinstance(model_path, (bytearray, memoryview, mmap.mmap)) or (
+            isinstance(model_path, bytes) and (len(model_path) > 4096 or b"\0" in model_path)):
+        raise TypeError(f"model_path got {memoryview(model_path).nbytes} bytes of model content, not a path: pass them as "
+                        "model_content=, e.g. Interpreter(model_content=data)")
     path = os.fspath(model_path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file: check the path (model_path is a .tflite "
@@ -471,19 +476,20 @@ class Interpreter:
         msg = " ".join(str(cause).split())
         if self._delegate is not None or "HuffDecode(" not in msg:
             return
-        from dc_keras._flatbuffer import CORRUPT_FIX
+        from dc_keras._flatbuffer import with_corrupt_fix
 
         ours = msg[msg.index("HuffDecode("):].split("Node number")[0].rstrip(" .;")
-        raise RuntimeError(f"{self._label}: {ours}; {CORRUPT_FIX}") from cause
+        raise RuntimeError(f"{self._label}: {with_corrupt_fix(ours)}") from cause
 
     def _raise_delegate_error(self, cause=None):
         """RuntimeError naming the model, with the delegate's first error and its fix, if it has one."""
         err = _delegate_error(self._delegate) if self._delegate is not None else ""
         if err:
-            from dc_keras._flatbuffer import CORRUPT_FIX  # only on errors: it imports the schema
+            from dc_keras._flatbuffer import with_corrupt_fix  # only on errors: it imports the schema
 
-            fix = f"; {CORRUPT_FIX}" if any(w in err for w in ("decoding failed", "corrupt")) else ""
-            raise RuntimeError(f"{self._label}: {err}{fix}") from cause
+            if any(w in err for w in ("decoding failed", "corrupt", "invalid packed tensor", "newer than this decoder")):
+                err = with_corrupt_fix(err)
+            raise RuntimeError(f"{self._label}: {err}") from cause
 
     def get_input_details(self, *args, **kwargs):
         """The backend's ``get_input_details``; a tensor name that is not UTF-8 (a damaged file;
@@ -847,16 +853,15 @@ def unpack(packed) -> bytes:
     rewritten for its new position.
 
     Raises:
-      ValueError: not a ``.tflite``, a malformed packed tensor, or a model this unpacker cannot
-        rewrite (the message names the tensor and says to use ``dc_keras.export.unpack``).
+      ValueError: not a ``.tflite`` (its file identifier and schema version are checked), a
+        malformed packed tensor, or a model this unpacker cannot rewrite (the message names the
+        tensor and says to use ``dc_keras.export.unpack``).
+      TypeError: ``packed`` is not bytes-like (bytes, bytearray, memoryview, mmap, ...).
 
     Example:
       >>> plain = dc_keras.runtime.unpack(open("m.packed.tflite", "rb").read())
     """
-    if isinstance(packed, (str, os.PathLike)):
-        raise TypeError(f"expected packed .tflite content as bytes, got {type(packed).__name__}: read the "
-                        "file first, e.g. open(path, 'rb').read(), or give the path to compiled_model")
-    data = bytes(packed)
+    data = content_bytes(packed, "packed .tflite content", ", or give the path to compiled_model")
     _check_environment()
     fn, free = _c_unpack_fn()
     out = ctypes.POINTER(ctypes.c_uint8)()
@@ -865,11 +870,10 @@ def unpack(packed) -> bytes:
     status = fn(data, len(data), ctypes.byref(out), ctypes.byref(size), why, len(why))
     if status != 0:
         msg = why.value.decode(errors="replace")
-        if "HuffDecode(" in msg and ("decoding failed" in msg or "invalid packed" in msg):
-            from dc_keras._flatbuffer import CORRUPT_FIX  # only on errors: it imports the schema
+        if "HuffDecode(" in msg and any(w in msg for w in ("decoding failed", "invalid packed", "newer than")):
+            from dc_keras._flatbuffer import with_corrupt_fix  # only on errors: it imports the schema
 
-            if not msg.endswith(CORRUPT_FIX):  # a packed tensor's bytes are damaged: as the Interpreter says
-                msg = f"{msg}; {CORRUPT_FIX}"
+            msg = with_corrupt_fix(msg)  # a packed tensor's bytes are damaged (or newer): as the Interpreter says
         raise ValueError(f"dc_unpack: {msg}")
     try:
         return ctypes.string_at(out, size.value)

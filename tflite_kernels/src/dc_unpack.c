@@ -339,6 +339,19 @@ static int plan_model(Fb* f, Plan* pl) {
   if (f->n < 8 || !u32at(f, 0, &root) || !deref(f, 0, &model)) {
     return say(f, "not a .tflite flatbuffer (too short or bad root offset)"), DC_UNPACK_MALFORMED;
   }
+  if (memcmp(f->b + 4, "TFL3", 4) != 0) {
+    return say(f, "not a .tflite flatbuffer (file identifier %02x%02x%02x%02x, not \"TFL3\")",
+               f->b[4], f->b[5], f->b[6], f->b[7]),
+           DC_UNPACK_MALFORMED;
+  }
+  uint64_t version;
+  if (!scalar(f, model, 0, 4, 0, &version)) {
+    return say(f, "malformed .tflite: model table"), DC_UNPACK_MALFORMED;
+  }
+  if (version != 3) { /* the schema version every TFLite runtime loads */
+    return say(f, "malformed .tflite: schema version %u, not 3", (unsigned)version),
+           DC_UNPACK_MALFORMED;
+  }
   pl->model = model;
   if (!vec(f, model, 1, 4, &pl->codes) || !vec(f, model, 2, 4, &pl->subgraphs) ||
       !vec(f, model, 4, 4, &pl->buffers)) {

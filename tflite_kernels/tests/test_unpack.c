@@ -186,6 +186,14 @@ static void check_model(const char* path, int tail) {
   CHECK(dc_unpack((const uint8_t*)"TFL3", 4, &o, &an, why, sizeof why) == DC_UNPACK_MALFORMED &&
             strstr(why, "not a .tflite") != NULL,
         "short input: %s", why);
+  bad = (uint8_t*)malloc(n); /* another file identifier: refused, not unpacked (it was) */
+  memcpy(bad, model, n);
+  memcpy(bad + 4, "XXXX", 4);
+  o = NULL;
+  CHECK(dc_unpack(bad, n, &o, &an, why, sizeof why) == DC_UNPACK_MALFORMED && o == NULL &&
+            strstr(why, "not a .tflite") != NULL && strstr(why, "TFL3") != NULL,
+        "identifier: %s", why);
+  free(bad);
   dc_unpack_free(plain);
   free(model);
 }
