@@ -802,8 +802,8 @@ def test_corrupt_packed_data_fails_at_load_even_when_prepare_is_deferred(tmp_pat
 
 
 def _flex_model():
-    """A .tflite that converts only with SELECT_TF_OPS (TFLite has no builtin for Cumprod: the
-    converter fails without it) and a 64x64 float32 weight worth packing (16 shared values, 70 %
+    """A .tflite that converts only with SELECT_TF_OPS (TFLite has no builtin for Cumprod or
+    MatrixDeterminant: the converter fails without it) and a 64x64 float32 weight worth packing (16 shared values, 70 %
     zeros)."""
     import tensorflow as tf
 
@@ -813,7 +813,8 @@ def _flex_model():
 
     @tf.function(input_signature=[tf.TensorSpec([1, 64], tf.float32)])
     def fn(x):
-        return tf.math.cumprod(tf.matmul(x, weight) * 0.01 + 1.0, axis=1)
+        y = tf.math.cumprod(tf.matmul(x, weight) * 0.01 + 1.0, axis=1)
+        return y, tf.linalg.det(tf.reshape(y, [1, 8, 8]))  # a second Flex op: MatrixDeterminant
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
@@ -857,7 +858,9 @@ def test_a_flex_model_packs_unpacks_and_says_why_it_does_not_run_here():
     for backend in ("tensorflow", "litert"):
         for data in (packed, plain):
             it = runtime.Interpreter(model_content=data, backend=backend)
-            with pytest.raises(RuntimeError, match=r"^model_content: it holds TensorFlow ops \(FlexCumprod\) "
+            # every Flex op of the model (the runtime's message names the first it meets)
+            with pytest.raises(RuntimeError, match=r"^model_content: it holds TensorFlow ops \(FlexCumprod, "
+                                                   r"FlexMatrixDeterminant\) "
                                                    r".*Flex delegate.*without SELECT_TF_OPS") as e:
                 it.allocate_tensors()
             assert "Select TensorFlow op" in str(e.value) and isinstance(e.value.__cause__, RuntimeError)

@@ -387,6 +387,7 @@ class Interpreter:
         self.decode = decode
         self.weights = weights
         self._label = label
+        self._source = (model_path, model_content)  # for error messages only (model_content: kept by the runtime too)
         # weights the delegate may free (release_decoded): read through get_tensor / tensor, refused
         self._releasable = _releasable_weights(model_path, model_content) if release_decoded else {}
 
@@ -459,7 +460,7 @@ class Interpreter:
         msg = " ".join(str(cause).split())
         if "Select TensorFlow op" not in msg:
             return
-        names = sorted(set(re.findall(r"\((Flex\w+)\)", msg)))
+        names = _flex_ops(*self._source) or sorted(set(re.findall(r"\((Flex\w+)\)", msg)))
         shown = f" ({', '.join(names)})" if names else ""
         raise RuntimeError(
             f"{self._label}: it holds TensorFlow ops{shown} (converted with SELECT_TF_OPS), which run only "
@@ -663,6 +664,19 @@ def _content(model_path, model_content) -> bytes:
         with open(model_path, "rb") as f:
             return f.read()
     return bytes(model_content) if model_content is not None else b""
+
+
+def _flex_ops(model_path, model_content) -> list:
+    """The names of the model's TensorFlow (Flex) custom ops, sorted; [] if it cannot be read (the
+    runtime's message names the first one it met)."""
+    try:
+        from dc_keras._flatbuffer import schema
+
+        m = schema.Model.GetRootAs(_content(model_path, model_content), 0)
+        codes = (m.OperatorCodes(i).CustomCode() for i in range(m.OperatorCodesLength()))
+        return sorted({c.decode(errors="replace") for c in codes if c and c.startswith(b"Flex")})
+    except Exception:  # noqa: BLE001 -- only a better message: the runtime's error stands
+        return []
 
 
 def _operators(schema, content):
