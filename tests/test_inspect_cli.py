@@ -332,3 +332,33 @@ def test_totals_count_a_buffer_shared_by_several_subgraphs_once(capsys):
         text = report.to_text()
         assert f"raw {report.raw_total} B   {kind} {report.packed_total} B" in text, text
         assert "2 rows share 1 buffer: counted once in these totals" in text, text
+
+
+def test_a_buffer_read_as_two_types_counts_once_per_type_in_the_packed_total():
+    """The converter stores equal bytes once: a float32 constant and an int32 one of the same bit
+    pattern share a buffer. pack packs it once per type (two packed tensors; packed data is shared
+    only where its bytes are equal), but inspect counted it once: "packable to" 476 B for a file
+    that packs its constants to 712 B (helper-116's probe). Now the total is what pack writes."""
+    import tensorflow as tf
+
+    from dc_keras import _flatbuffer as fb
+
+    f = np.random.RandomState(0).choice(np.linspace(-1, 1, 16).astype(np.float32), (256,))
+
+    @tf.function(input_signature=[tf.TensorSpec([256], tf.float32), tf.TensorSpec([256], tf.int32)])
+    def fn(x, k):
+        return {"a": x * tf.constant(f), "b": k + tf.constant(f.view(np.int32))}
+
+    plain = bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert())
+    m = fb.read_model(plain)
+    readers = [(t.type, t.buffer) for t in m.subgraphs[0].tensors if len(fb.buffer_bytes(m, t.buffer)) == 1024]
+    assert len(readers) == 2 and len({b for _, b in readers}) == 1, readers  # one buffer, two types
+    packed = export.pack(plain)
+    pm = fb.read_model(packed)
+    written = sum(len(fb.buffer_bytes(pm, pm.subgraphs[s].tensors[p].buffer))
+                  for s, p, _ in export._pack.packed_tensors(pm))
+    report = export.inspect(plain)
+    assert report.raw_total == 1024 and report.packed_total == written, (report.packed_total, written)
+    assert export.inspect(packed).packed_total == written
+    assert "1 of them is read as several types or shapes: pack packs it once per type and shape" \
+        in report.to_text(), report.to_text()

@@ -113,8 +113,20 @@ class Report:
 
     @property
     def packed_total(self) -> int:
-        """Their packed bytes (as they are, or as ``pack`` would write them), each buffer once."""
-        return sum(r.packed_bytes if r.packed_bytes is not None else r.raw_bytes for r in self._distinct_rows())
+        """Their packed bytes (as they are, or as ``pack`` would write them): a buffer that stays raw
+        once; a packed one once per type and shape reading it (``pack`` shares packed data only
+        where the bytes are equal: a buffer read as float32 and as int32 packs twice)."""
+        total, raw_seen, packed_seen = 0, set(), set()
+        for i, r in enumerate(self.rows):
+            buf = r.buffer if r.buffer > 0 else ("row", i)
+            if r.status in ("packed", "packable") and r.packed_bytes is not None:
+                if (buf, r.dtype, tuple(r.shape)) not in packed_seen:
+                    packed_seen.add((buf, r.dtype, tuple(r.shape)))
+                    total += r.packed_bytes
+            elif buf not in raw_seen:
+                raw_seen.add(buf)
+                total += r.packed_bytes if r.packed_bytes is not None else r.raw_bytes
+        return total
 
     def to_text(self) -> str:
         head = f"{'sg':>2} {'tensor':40} {'dtype':8} {'shape':18} {'density':>7} {'distinct':>8} " \
@@ -138,6 +150,15 @@ class Report:
             n = sum(1 for b in set(shared) if shared.count(b) > 1)
             lines.append(f"{extra + n} rows share {n} buffer{'s' if n > 1 else ''}: counted once in these totals "
                          "(a constant read in several subgraphs or signatures)")
+            readings = {}
+            for r in self.rows:
+                if r.buffer > 0 and r.status in ("packed", "packable"):
+                    readings.setdefault(r.buffer, set()).add((r.dtype, tuple(r.shape)))
+            several = sum(1 for kinds in readings.values() if len(kinds) > 1)
+            if several:
+                lines.append(f"{several} of them {'is' if several == 1 else 'are'} read as several types or shapes: "
+                             f"{'packed' if self.packed else 'pack packs it'} once per type and shape, counted so "
+                             "in the packed total")
         refused = [r for r in self.rows if r.status == "refused"]
         if refused:
             lines.append(f"refused: {len(refused)} tensor(s), {_once(refused)} B stay raw "
