@@ -1,4 +1,5 @@
-"""The one way dc_keras writes a file: atomically, with the permissions the user's umask asks for.
+"""The one way dc_keras writes a file: atomically, with the permissions the user's umask asks for
+(and :func:`content_bytes`, the one way a model given as bytes is taken in).
 
 Every output (``to_tflite(path=)``, ``dc-keras pack``/``unpack``/``demo``, plots) goes through
 :func:`atomic_write`: the bytes go to a temporary file in the target directory, are flushed to

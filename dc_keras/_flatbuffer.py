@@ -109,6 +109,14 @@ def with_corrupt_fix(msg: str) -> str:
     return f"{msg}; {NEWER_FIX if 'newer than this decoder' in msg else CORRUPT_FIX}"
 
 
+def with_packed_fix(msg: str) -> str:
+    """The C library's message (delegate, op, ``dc_unpack``) with :func:`with_corrupt_fix`'s fix when
+    it is a packed tensor that failed to decode (its words: a checksum or decode failure, an invalid
+    header, a newer format version); any other message unchanged."""
+    failed = ("decoding failed", "corrupt", "invalid packed tensor", "newer than this decoder")
+    return with_corrupt_fix(msg) if any(w in msg for w in failed) else msg
+
+
 NOT_TFLITE_FIX = "give a TensorFlow Lite model (the output of tf.lite.TFLiteConverter or dc_keras.export.to_tflite)"
 
 

@@ -912,10 +912,17 @@ def _decoder_layouts(decoder, layouts, context_model):
     if decoder is None:
         return None if choose is None else tuple(sorted(choose))
     reads = _DECODERS[decoder][0]
-    if choose is not None and not choose <= set(reads):
+    extra = layouts_not_read(decoder, choose or ())
+    if extra:
         raise ValueError(f"a {decoder!r} decoder reads only layouts {list(reads)}: layouts={layouts!r} names "
-                         f"{sorted(choose - set(reads))}; leave layouts=None with decoder={decoder!r}")
+                         f"{extra}; leave layouts=None with decoder={decoder!r}")
     return tuple(sorted(reads if choose is None else choose))
+
+
+def layouts_not_read(decoder, layouts) -> list:
+    """The names in ``layouts`` a ``decoder`` (a key of ``_DECODERS``) does not read, sorted: pack's
+    check and the CLI's (which words it in flags, before reading the input)."""
+    return sorted(set(layouts) - set(_DECODERS[decoder][0]))
 
 
 def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):

@@ -97,11 +97,11 @@ def _min_bytes(args):
 
 def cmd_pack(args):
     from dc_keras._fileio import atomic_write, check_writable
-    from dc_keras.export._pack import _DECODERS, pack_with_stats
+    from dc_keras.export._pack import _DECODERS, layouts_not_read, pack_with_stats
 
     if args.decoder is not None and args.layouts is not None:
         reads = _DECODERS[args.decoder][0]
-        extra = [name for name in args.layouts if name not in reads]
+        extra = layouts_not_read(args.decoder, args.layouts)
         if extra:
             raise UsageError(f"--decoder {args.decoder} reads only layouts {','.join(reads)}, and --layouts names "
                              f"{','.join(extra)}: drop --layouts (--decoder {args.decoder} picks among those), "

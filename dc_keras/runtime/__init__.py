@@ -486,11 +486,9 @@ class Interpreter:
         """RuntimeError naming the model, with the delegate's first error and its fix, if it has one."""
         err = _delegate_error(self._delegate) if self._delegate is not None else ""
         if err:
-            from dc_keras._flatbuffer import with_corrupt_fix  # only on errors: it imports the schema
+            from dc_keras._flatbuffer import with_packed_fix  # only on errors: it imports the schema
 
-            if any(w in err for w in ("decoding failed", "corrupt", "invalid packed tensor", "newer than this decoder")):
-                err = with_corrupt_fix(err)
-            raise RuntimeError(f"{self._label}: {err}") from cause
+            raise RuntimeError(f"{self._label}: {with_packed_fix(err)}") from cause
 
     def get_input_details(self, *args, **kwargs):
         """The backend's ``get_input_details``; a tensor name that is not UTF-8 (a damaged file;
@@ -884,10 +882,10 @@ def unpack(packed) -> bytes:
     status = fn(data, len(data), ctypes.byref(out), ctypes.byref(size), why, len(why))
     if status != 0:
         msg = why.value.decode(errors="replace")
-        if "HuffDecode(" in msg and any(w in msg for w in ("decoding failed", "invalid packed", "newer than")):
-            from dc_keras._flatbuffer import with_corrupt_fix  # only on errors: it imports the schema
+        if "HuffDecode(" in msg:  # a packed tensor's bytes are damaged (or newer): as the Interpreter says
+            from dc_keras._flatbuffer import with_packed_fix  # only on errors: it imports the schema
 
-            msg = with_corrupt_fix(msg)  # a packed tensor's bytes are damaged (or newer): as the Interpreter says
+            msg = with_packed_fix(msg)
         raise ValueError(f"dc_unpack: {msg}")
     try:
         return ctypes.string_at(out, size.value)
