@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import struct
 
 import numpy as np
 
@@ -622,10 +621,7 @@ def after_model(source):
     model ends."""
     from dc_keras.export import _zip
 
-    try:
-        extent = fb.model_extent(source)
-    except (struct.error, IndexError):  # a table out of bounds, which read_model lets pass: all model
-        extent = len(source)
+    extent = fb.model_extent(source)  # source passed read_model: every table is inside it
     _, z, error = _zip.split(source)
     if error:
         return None, b"", (str(error), len(source) - extent), extent
