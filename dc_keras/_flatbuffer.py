@@ -534,8 +534,6 @@ class _Walk:
                 continue
             seen.add((cls, pos))
             vt, vt_size = self.table(path, pos)
-            if cls is None:  # a union member the schema module does not list: its start only
-                continue
             refs, scalars = _layout(cls)
             values = {}
             for name, (slot, width) in scalars.items():
