@@ -141,3 +141,20 @@ def test_model_extent_is_unchanged_by_the_checks(files):
         assert fb.model_extent(data + bytes(64)) == fb.model_extent(data)
     with pytest.raises(ValueError, match=re.escape("malformed .tflite")):
         fb.model_extent(files["plain"][:len(files["plain"]) // 2])
+
+
+def test_an_options_table_of_a_type_this_schema_does_not_know_is_read_as_the_runtime_reads_it(files):
+    """A newer converter may write builtin options this schema module does not list: the runtimes'
+    verifier checks only the offset of such a union member (its generated code accepts unknown
+    types), and so do we; the member's table bytes still count toward where the model ends."""
+    data = bytearray(files["plain"])
+    op = fb.schema.Model.GetRootAs(bytes(data), 0).Subgraphs(0).Operators(0)
+    assert op.BuiltinOptionsType() != 0
+    slot, width = fb._layout(fb.schema.Operator)[1]["BuiltinOptionsType"]
+    at = op._tab.Pos + op._tab.Offset(slot)
+    data[at] = 250  # no BuiltinOptions member has this number
+    data = bytes(data)
+    assert fb.schema.Model.GetRootAs(data, 0).Subgraphs(0).Operators(0).BuiltinOptionsType() == 250
+    assert not _litert_verifier_refuses(data)
+    assert fb.check_model(data) is False
+    assert fb.model_extent(data) == fb.model_extent(files["plain"])
