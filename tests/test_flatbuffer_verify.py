@@ -75,6 +75,28 @@ def test_single_bit_flips_are_refused_exactly_when_litert_refuses(files, name, b
     assert refused > 300  # the flips reach the structure
 
 
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+def test_tensorflow_interpreter_refuses_the_same_flips(files):
+    """TensorFlow's own interpreter (the ``backend="tensorflow"`` route) runs the same verifier."""
+    import tensorflow as tf
+
+    def tf_refuses(d):
+        try:
+            tf.lite.Interpreter(model_content=d)
+        except Exception as e:  # noqa: BLE001 - any load error; only the verifier's counts
+            return VERIFIER_MESSAGE in str(e)
+        return False
+
+    data, disagree = files["plain"], []
+    for p in _structure_positions(data):
+        d = bytearray(data)
+        d[p] ^= 1
+        d = bytes(d)
+        if _refused(d) != tf_refuses(d):
+            disagree.append(int(p))
+    assert not disagree, disagree[:10]
+
+
 def test_random_damage_and_truncation_agree_with_litert(files):
     rng = np.random.default_rng(20261204)
     data = files["plain"]
