@@ -5,11 +5,11 @@ Shared file-format infrastructure (like ``_fileio``): ``export/`` reads and rewr
 (only when LiteRT's schema module is missing) and no other dc_keras module.
 
 Parsing goes through the flatc object API (``Model.GetRootAs`` + ``ModelT.InitFromObj``) after a
-bounds check of the big vectors and a walk over every table the root reaches that checks what
-flatbuffers' ``Verifier`` checks (``_Walk``; TFLite runs the verifier before it loads a model,
-and the Python flatbuffers package has none), so malformed bytes raise ``ValueError`` naming the
-damaged field instead of hanging, raising random internal errors or being read as if whole; a
-file the runtimes' verifier accepts is never refused for its structure
+walk over every table the root reaches that checks what flatbuffers' ``Verifier`` checks
+(``_Walk``; TFLite runs the verifier before it loads a model, and the Python flatbuffers package
+has none) and a check of the buffers stored after the flatbuffer, so malformed bytes raise
+``ValueError`` naming the damaged field instead of hanging, raising random internal errors or
+being read as if whole; a file the runtimes' verifier accepts is never refused for its structure
 (tests/test_flatbuffer_verify.py). Serialising goes through ``ModelT.Pack`` with one documented
 change: every ``Buffer.data`` vector is started with ``Builder.StartVector(1, n, 16)``, which the
 flatbuffers builder honours by padding so that the data begins on a 16-byte boundary of the
@@ -136,25 +136,10 @@ def _parse_failure(exc: Exception, size: int) -> str:
     return f"the flatbuffer cannot be parsed ({type(exc).__name__}: {' '.join(str(exc).split())})"
 
 
-def _check_vector(n: int, elem_size: int, size: int, what: str) -> None:
-    if n < 0 or n * elem_size > size:
-        raise _malformed(f"{what} declares {n} entries, more than the file can hold")
-
-
 def buffer_data_end(buf) -> int:
     """Offset just past a ``schema.Buffer``'s data vector in the file (0 when it has none)."""
     o = buf._tab.Offset(4)  # Buffer.data
     return buf._tab.Vector(o) + buf._tab.VectorLen(o) if o else 0
-
-
-def _check_data_end(buf, i: int, size: int) -> None:
-    """Buffer data must end inside the file: ``pack`` puts the packed data last (FORMAT.md §15),
-    so a file cut in its last bytes has every table intact and only this shows the cut."""
-    end = buffer_data_end(buf)  # 0 without data
-    if end > size:
-        raise _malformed(f"buffer {i}'s data runs past the end of the file (to byte {end:,} of a "
-                         f"{size:,}-byte file)")
-    _check_external_end(i, buf.Offset(), buf.Size(), size)  # data stored after the flatbuffer
 
 
 def _check_external_end(i, offset, nbytes, size):
@@ -165,36 +150,13 @@ def _check_external_end(i, offset, nbytes, size):
                          f"{size}-byte file)")
 
 
-def _bounds_check(model, size: int) -> None:
-    """Rejects absurd vector lengths before the object API walks them element by element."""
-    _check_vector(model.SubgraphsLength(), 4, size, "subgraph list")
-    _check_vector(model.BuffersLength(), 4, size, "buffer list")
-    _check_vector(model.OperatorCodesLength(), 4, size, "operator code list")
-    _check_vector(model.MetadataLength(), 4, size, "metadata list")
-    _check_vector(model.SignatureDefsLength(), 4, size, "signature list")
+def _check_external_buffers(model, size: int) -> None:
+    """Every buffer stored after the flatbuffer ends inside the file (after ``_Walk``, which checks
+    the flatbuffer itself: its tables locate these bytes by absolute offsets it does not follow)."""
     for i in range(model.BuffersLength()):
         buf = model.Buffers(i)
         if buf is not None:
-            _check_vector(buf.DataLength(), 1, size, f"buffer {i}")
-            _check_data_end(buf, i, size)
-    for s in range(model.SubgraphsLength()):
-        sg = model.Subgraphs(s)
-        if sg is None:
-            raise _malformed(f"subgraph {s} is missing")
-        _check_vector(sg.TensorsLength(), 4, size, f"subgraph {s} tensor list")
-        _check_vector(sg.OperatorsLength(), 4, size, f"subgraph {s} operator list")
-        _check_vector(sg.InputsLength(), 4, size, f"subgraph {s} inputs")
-        _check_vector(sg.OutputsLength(), 4, size, f"subgraph {s} outputs")
-        for t in range(sg.TensorsLength()):
-            tensor = sg.Tensors(t)
-            if tensor is not None:
-                _check_vector(tensor.ShapeLength(), 4, size, f"tensor {t} shape")
-        for o in range(sg.OperatorsLength()):
-            op = sg.Operators(o)
-            if op is not None:
-                _check_vector(op.InputsLength(), 4, size, f"operator {o} inputs")
-                _check_vector(op.OutputsLength(), 4, size, f"operator {o} outputs")
-                _check_vector(op.CustomOptionsLength(), 1, size, f"operator {o} custom options")
+            _check_external_end(i, buf.Offset(), buf.Size(), size)
 
 
 def _zip_hint(data) -> str:
@@ -245,9 +207,9 @@ def check_model(data) -> bool:
     """
     _check_header(data)
     try:
-        root = schema.Model.GetRootAs(data, 0)
-        _bounds_check(root, len(data))
         _Walk(data).run()
+        root = schema.Model.GetRootAs(data, 0)
+        _check_external_buffers(root, len(data))
         return any(_is_huffdecode_table(root.OperatorCodes(k)) for k in range(root.OperatorCodesLength()))
     except ValueError:
         raise
@@ -260,9 +222,9 @@ def read_model(data) -> "schema.ModelT":
     data = content_bytes(data, ".tflite content")
     _check_header(data)
     try:
-        root = schema.Model.GetRootAs(data, 0)
-        _bounds_check(root, len(data))
         _Walk(data).run()
+        root = schema.Model.GetRootAs(data, 0)
+        _check_external_buffers(root, len(data))
         model = schema.ModelT.InitFromObj(root)
     except ValueError:
         raise
@@ -474,7 +436,9 @@ class _Walk:
 
     def check(self, path, pos, n, align, what):
         """``n`` bytes of ``what`` at ``pos``: inside the file and ``align``-aligned."""
-        if pos < 0 or pos + n > self.size:
+        if pos < 0:
+            self.fail(path, f"{what} points {-pos:,} bytes before the start of the file")
+        if pos + n > self.size:
             self.fail(path, f"{what} points past the end of the file (byte {pos + n:,} of a {self.size:,}-byte file)")
         if pos % align:
             self.fail(path, f"{what} at byte {pos:,} is not {align}-byte aligned")

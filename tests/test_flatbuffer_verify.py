@@ -180,3 +180,13 @@ def test_an_options_table_of_a_type_this_schema_does_not_know_is_read_as_the_run
     assert not _litert_verifier_refuses(data)
     assert fb.check_model(data) is False
     assert fb.model_extent(data) == fb.model_extent(files["plain"])
+
+
+def test_a_vtable_before_the_start_of_the_file_is_named_so(files):
+    data = bytearray(files["plain"])
+    root = int.from_bytes(data[:4], "little")
+    data[root:root + 4] = (root + 8).to_bytes(4, "little", signed=True)  # vtable at byte -8
+    data = bytes(data)
+    assert _litert_verifier_refuses(data)
+    with pytest.raises(ValueError, match=r"the root table: its vtable points 8 bytes before the start of the file"):
+        fb.check_model(data)

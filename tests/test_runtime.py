@@ -39,7 +39,10 @@ def test_a_backend_that_is_not_installed_is_named_with_the_fix(monkeypatch):
     import sys
 
     packed = export.pack(em.tflite("dense", None))
-    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if not installed
+    for name in [n for n in sys.modules if n.split(".")[0] == "ai_edge_litert"] + ["ai_edge_litert"]:
+        # as if not installed: submodules too (an import of ai_edge_litert.compiled_model that an
+        # earlier test in this process made would be found in sys.modules without its package)
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=r"^backend='litert' needs ai_edge_litert, which this Python cannot import "
                                           r"\(.*\): pip install ai-edge-litert, or use backend='tensorflow'$"):
         runtime.Interpreter(model_content=packed, backend="litert")
