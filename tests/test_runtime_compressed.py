@@ -1227,7 +1227,8 @@ def test_form_from_header_agrees_with_the_build():
     exactly where dc_sparse_fc_check refuses, and then the build refuses too (> 255 values, not
     2-D float32 / int8, > 65536 columns); TILES for float32 whose codebook holds <= 32 kept values
     with a code (_coded_values: -0.0 not counted; values the tensor does not use but that have a
-    code counted too, those without one not) and >= 4 rows, on an AVX-512 CPU; ROWS otherwise. The
+    code counted too, those without one not) and for int8 (any values: a tile entry holds the
+    weight itself), both with >= 4 rows, on an AVX-512 CPU; ROWS otherwise. The
     build makes the tile form exactly where TILES was said and its tiles hold at most 4 entries per
     non-zero (_tile_entries), the rows elsewhere, on every route (a codebook of 35 values of which
     15 are used: the tiles when the other 20 have no code, through the dense copy and straight from
@@ -1270,7 +1271,7 @@ def test_form_from_header_agrees_with_the_build():
             assert form == FORM_NONE and check == st == SFC_UNSUPPORTED and why.value == bwhy.value, name
             seen.add("none")
             continue
-        said_tiles = avx and w.dtype == np.float32 and layout != "float_planes" and said <= 32 and w.shape[0] >= 4
+        said_tiles = avx and w.shape[0] >= 4 and (w.dtype == np.int8 or (layout != "float_planes" and said <= 32))
         assert form == (FORM_TILES if said_tiles else FORM_ROWS), (name, form)
         if layout == "float_planes" and kept > 255:  # §12: the count is known only from the decode
             assert st == SFC_UNSUPPORTED and b"more than 255" in bwhy.value, (name, st, bwhy.value)
@@ -1293,6 +1294,8 @@ def test_form_from_header_agrees_with_the_build():
             assert lib.dc_sparse_fc_build_max(p, len(p), nnz - 1, C.byref(m), None, C.byref(ds), bwhy, 256) == 5
             assert (m.nnz, m.tile_entries) == (nnz, entries if said_tiles and not tiles else 0), name
         seen.add((form, bool(tiles), layout == "float_planes"))
+        if w.dtype == np.int8:
+            seen.add(("int8", form, bool(tiles)))
         if packed is not None:
             seen.add(("unused", form, bool(tiles)))
         was = lib.dc_sparse_fc_use_simd(0)
@@ -1310,6 +1313,8 @@ def test_form_from_header_agrees_with_the_build():
             assert not m.tile_e and m.row_ptr and m.table == 1, name
             lib.dc_sparse_fc_free(C.byref(m))
     want = {"none", "planes > 255", (FORM_ROWS, False, False), (FORM_ROWS, False, True), ("unused", FORM_ROWS, False)}
+    want.add(("int8", FORM_ROWS, False))  # 1..3 rows; every int8 layer without AVX-512
     if avx:  # tiles said and built, said and not fitting; 25 or 35 codebook values of which 15 are coded: tiles
-        want |= {(FORM_TILES, True, False), (FORM_TILES, False, False), ("unused", FORM_TILES, True)}
+        want |= {(FORM_TILES, True, False), (FORM_TILES, False, False), ("unused", FORM_TILES, True),
+                 ("int8", FORM_TILES, True), ("int8", FORM_TILES, False)}
     assert want <= seen, want - seen

@@ -12,17 +12,20 @@
 
 #include "dc_sparse_fc.h"
 
-/* -1 if the tile form of m (float32) holds exactly the non-zeros of `dense` and is well formed:
+/* -1 if the tile form of m holds exactly the non-zeros of `dense` and is well formed:
  * tile_ptr from 0, non-decreasing; a group's blocks increasing and < the block count; 1..32 steps
- * per tile, none all empty; each lane a run of entries (columns increasing, < cols, codes <
- * num_values, codebook[code] the weight's bit pattern) then DC_SFC_TILE_EMPTY only; lanes past
- * the last row empty; tile_entries and nnz the totals.  Otherwise the first row of the group that
- * differs (rows: the totals). */
+ * per tile, none all empty; each lane a run of entries (columns increasing, < cols; float32:
+ * codes < num_values, codebook[code] the weight's bit pattern; int8: the code is the weight, not
+ * 0, and row_sum[r] the row's sum) then DC_SFC_TILE_EMPTY only; lanes past the last row empty;
+ * tile_entries and nnz the totals.  Otherwise the first row of the group that differs (rows: the
+ * totals). */
 static int64_t sfc_tiles_mismatch(const dc_sparse_fc* m, const void* dense) {
   const uint8_t* raw = (const uint8_t*)dense;
   const uint32_t blocks = (m->cols + 31) / 32, groups = (m->rows + 15) / 16;
+  const int i8 = m->dtype == DC_DTYPE_INT8;
   uint64_t e = 0, nnz = 0;
-  if (m->dtype != DC_DTYPE_FLOAT32 || m->tile_groups != groups || m->tile_ptr[0] != 0)
+  if ((!i8 && m->dtype != DC_DTYPE_FLOAT32) || (i8 && !m->row_sum) || m->tile_groups != groups ||
+      m->tile_ptr[0] != 0)
     return m->rows;
   uint32_t* rec = (uint32_t*)malloc((size_t)16 * m->cols * sizeof(uint32_t));
   if (!rec) return m->rows;
@@ -46,10 +49,14 @@ static int64_t sfc_tiles_mismatch(const dc_sparse_fc* m, const void* dense) {
           }
           const uint32_t c = 32 * b + (v & 31u), code = v >> 5;
           bad = done[l] || (v & 0x8000u) || 16 * g + l >= m->rows || c >= m->cols ||
-                code >= m->num_values || (int64_t)c <= last[l];
+                (i8 ? code > 255 || code == 0 : code >= m->num_values) || (int64_t)c <= last[l];
           if (bad) break;
           last[l] = c;
-          memcpy(&rec[(size_t)l * m->cols + c], &m->codebook[code], 4);
+          if (i8) {
+            rec[(size_t)l * m->cols + c] = code;
+          } else {
+            memcpy(&rec[(size_t)l * m->cols + c], &m->codebook[code], 4);
+          }
           any = 1;
           ++nnz;
         }
@@ -57,12 +64,20 @@ static int64_t sfc_tiles_mismatch(const dc_sparse_fc* m, const void* dense) {
       }
     }
     for (uint32_t l = 0; l < 16 && 16 * g + l < m->rows && !bad; ++l) {
+      int32_t sum = 0;
       for (uint32_t c = 0; c < m->cols && !bad; ++c) {
+        const size_t i = (size_t)(16 * g + l) * m->cols + c;
         uint32_t bits;
-        memcpy(&bits, raw + 4 * ((size_t)(16 * g + l) * m->cols + c), 4);
-        if ((bits << 1) == 0) bits = 0; /* -0.0: not stored */
+        if (i8) {
+          bits = raw[i]; /* 0: not stored */
+          sum += (int8_t)raw[i];
+        } else {
+          memcpy(&bits, raw + 4 * i, 4);
+          if ((bits << 1) == 0) bits = 0; /* -0.0: not stored */
+        }
         bad = rec[(size_t)l * m->cols + c] != bits;
       }
+      bad = bad || (i8 && m->row_sum[16 * g + l] != sum);
     }
     if (bad) {
       free(rec);
@@ -133,12 +148,14 @@ static int64_t sfc_float_mismatch(const dc_sparse_fc* m, const float* w, const f
   return -1;
 }
 
-/* 1 if two built forms are the same: shape, type, count, codebook, and the same rows and / or
- * tile form, array for array. */
+/* 1 if two built forms are the same: shape, type, count, codebook, row sums, and the same rows
+ * and / or tile form, array for array. */
 static int sfc_same_form(const dc_sparse_fc* a, const dc_sparse_fc* b) {
   if (a->rows != b->rows || a->cols != b->cols || a->dtype != b->dtype || a->nnz != b->nnz ||
       a->num_values != b->num_values || !a->row_ptr != !b->row_ptr || !a->tile_e != !b->tile_e ||
-      memcmp(a->codebook, b->codebook, a->num_values * sizeof(float)) != 0)
+      memcmp(a->codebook, b->codebook, a->num_values * sizeof(float)) != 0 ||
+      !a->row_sum != !b->row_sum ||
+      (a->row_sum && memcmp(a->row_sum, b->row_sum, (size_t)a->rows * sizeof(int32_t)) != 0))
     return 0;
   if (a->row_ptr &&
       (memcmp(a->row_ptr, b->row_ptr, ((size_t)a->rows + 1) * sizeof(uint32_t)) ||

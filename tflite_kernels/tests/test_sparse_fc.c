@@ -390,8 +390,9 @@ static void test_vectors(void) {
     for (size_t k = 0; k < v->raw_size; ++k) nnz += v->raw[k] != 0; /* int8 */
     CHECK(m.rows == rows && m.cols == cols && (m.row_ptr ? m.row_ptr[rows] == m.nnz : !!m.tile_e),
           "%s: shape", v->name);
-    /* which form: on AVX-512, float32 of <= 32 values keeps the tiles alone while they fit */
-    const int tiles_ok = v->dtype == DC_DTYPE_FLOAT32 && m.num_values <= 32 &&
+    /* which form: on AVX-512, float32 of <= 32 values and int8 keep the tiles alone while they
+     * fit */
+    const int tiles_ok = (v->dtype == DC_DTYPE_INT8 || m.num_values <= 32) &&
                          !strcmp(dc_sparse_fc_kernel_name(), "avx512");
     CHECK(!m.tile_e || tiles_ok, "%s: a tile form where it does not belong", v->name);
     CHECK(!(m.tile_e && m.row_ptr), "%s: rows and tiles both kept", v->name);
@@ -533,6 +534,19 @@ static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t tenth
   }
   m.row_ptr[rows] = k, m.nnz = k;
   for (size_t b = 1; b <= 19; ++b) check_int8(w, rows, cols, &m, b, "random");
+  /* the tile form (built with the AVX-512 kernels in use, also in the scalar pass: it then runs
+   * on the scalar tile kernel): next to the rows, then alone, every batch size */
+  const int was = dc_sparse_fc_use_simd(1);
+  const int built = dc_sparse_fc_add_tiles(&m);
+  dc_sparse_fc_use_simd(was);
+  CHECK(built == avx512_cpu(), "int8 tiles %ux%u: built %d", rows, cols, built);
+  if (built) {
+    CHECK(sfc_tiles_mismatch(&m, w) < 0, "int8 tile form of %ux%u differs", rows, cols);
+    for (size_t b = 1; b <= 19; ++b) check_int8(w, rows, cols, &m, b, "random, rows and tiles");
+    free(m.row_ptr), free(m.col), free(m.code);
+    m.row_ptr = NULL, m.col = NULL, m.code = NULL;
+    for (size_t b = 1; b <= 19; ++b) check_int8(w, rows, cols, &m, b, "random, tiles");
+  }
   dc_sparse_fc_free(&m);
   free(w);
 }
@@ -837,6 +851,14 @@ int main(void) {
     test_int8_kernel_random(29, 260, 9); /* dense rows: the last columns (scalar) too */
     test_int8_kernel_random(31, 3, 10);  /* cols < 4: all scalar */
     test_int8_kernel_random(9, 4, 10);
+    /* the int8 tile form's corners: full blocks (32 steps), partial last blocks of 1, 16, 17, 31
+     * columns, one row, rows not a multiple of 16, 1 % (empty blocks), an all-empty layer */
+    test_int8_kernel_random(17, 33, 10);
+    test_int8_kernel_random(1, 48, 10);
+    test_int8_kernel_random(31, 49, 5);
+    test_int8_kernel_random(47, 1031, 1);
+    test_int8_kernel_random(40, 1000, 0);
+    test_int8_kernel_random(64, 63, 10);
     test_vectors();
   }
   dc_sparse_fc_use_simd(1);
