@@ -481,6 +481,26 @@ def test_tile_form_default_max_density_is_the_densest_measured_faster_density():
                                f"says {faster} % (densest density faster at batch 1 and 8 in both sizes)")
 
 
+def test_int8_default_max_density_is_where_the_compact_form_stops_saving_a_quarter():
+    """The int8 default max_density (huffdecode_op.c, DC_DEFAULT_MAX_DENSITY_INT8; docs/android.md,
+    README.md) is chosen for memory: in docs/results/density.json every int8 layer measured at or
+    below it (both sizes, batch 1 and 8) takes at most 0.75x of the int8 weights' memory compressed,
+    and at the next density measured above it some layer takes more. A re-run or a form change that
+    moves the crossing shows up here: revisit the default and its justification together."""
+    with open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c")) as f:
+        default = int(re.search(r"#define DC_DEFAULT_MAX_DENSITY_INT8 (\d+)", f.read()).group(1))
+    by_pct = {}
+    for r in _json("density.json")["rows"]:
+        if r["dtype"] == "int8":
+            by_pct.setdefault(round(100 * r["density"]), []).append(r["compact_bytes"] <= 0.75 * r["dense_bytes"])
+    assert all(len(v) == 4 for v in by_pct.values()), by_pct  # 1024² and 4096², batch 1 and 8
+    below = [p for p in by_pct if p <= default]
+    above = min(p for p in by_pct if p > default)
+    assert below and all(all(by_pct[p]) for p in below), {p: by_pct[p] for p in below}
+    assert not all(by_pct[above]), (f"DC_DEFAULT_MAX_DENSITY_INT8 is {default} %, but int8 layers at {above} % "
+                                    "still take <= 0.75x of the weights' memory")
+
+
 def test_fuzzing_md_describes_every_harness():
     """docs/fuzzing.md's "The harnesses" names each tflite_kernels/fuzz/fuzz_*.c (it listed two of four)."""
     harnesses = sorted(f for f in os.listdir(os.path.join(ROOT, "tflite_kernels", "fuzz"))

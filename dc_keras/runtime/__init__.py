@@ -308,8 +308,9 @@ class Interpreter:
         layers of <= 32 values and >= 4 output units: the densest density measured where it is
         faster than the dense kernels at batch 1 and 8, at a third of their memory; at batch 16
         and more it is slower from ~30 %: pass ``0.2`` for batched serving), 0.25 for int8
-        (XNNPACK's int8 kernel is faster at nearly every density measured: compressed int8
-        layers save memory, not time, up to 25 %);
+        (chosen for memory: up to there the compact form takes <= ~0.75x of the int8 weights;
+        on the tile form of AVX-512 CPUs it is faster than XNNPACK's int8 kernel at 5 % and
+        about even at 10 %, on the row form slower at every density measured);
         docs/android.md. ``1.0`` runs every FC layer it can compressed.
 
     Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,

@@ -10,8 +10,8 @@
  *    reason; a failed build leaves the form zeroed;
  *  - a built form is consistent (rows: row_ptr monotone, ends at nnz, columns < cols and
  *    increasing within a row, codes < num_values for float, int8 row sums; the tile form kept
- *    instead on AVX-512 CPUs: sfc_tiles_mismatch's structure checks) and holds exactly the
- *    non-zeros of the decoded tensor (tests/sparse_fc_check.h, shared with tests/test_sparse_fc.c);
+ *    instead on AVX-512 CPUs: sfc_tiles_mismatch's structure checks and int8 row sums) and
+ *    holds exactly the non-zeros of the decoded tensor (tests/sparse_fc_check.h, shared with tests/test_sparse_fc.c);
  *  - built with the scalar kernels in use (dc_sparse_fc_use_simd(0)): the same status and count,
  *    rows only; built at a tile fill of 0 (dc_sparse_fc_set_tile_fill: every tile form turned
  *    back into rows): the same rows; built with the tile builder's portable loop
@@ -24,8 +24,8 @@
  *    placing on two threads), the same status and the same form;
  *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
  *    reason) and DECODE are the build's; dc_sparse_fc_form says NONE exactly where the check
- *    refuses, and TILES only for a float32 tensor the build finds of <= 32 values; a tile form
- *    built was said TILES (on every route: the build follows the header); a TILES said but built
+ *    refuses, and TILES only for an int8 tensor or a float32 one the build finds of <= 32
+ *    values; a tile form built was said TILES (on every route: the build follows the header); a TILES said but built
  *    as rows kept the count of its tiles (tile_entries), more than DC_SFC_TILE_FILL entries per
  *    non-zero, which dc_sparse_fc_add_tiles on the same build makes; ROWS said: no tiles built or
  *    counted;
@@ -191,7 +191,8 @@ static void check_rows_build(const uint8_t* buf, size_t size, dc_sfc_status st, 
 static void check_form_said(const uint8_t* buf, size_t size, dc_sfc_form form,
                             const dc_sparse_fc* m) {
   REQUIRE(form != DC_SFC_FORM_NONE);
-  if (form == DC_SFC_FORM_TILES) REQUIRE(m->dtype == DC_DTYPE_FLOAT32 && m->num_values <= 32);
+  if (form == DC_SFC_FORM_TILES)
+    REQUIRE(m->dtype == DC_DTYPE_INT8 || (m->dtype == DC_DTYPE_FLOAT32 && m->num_values <= 32));
   if (m->tile_e) REQUIRE(form == DC_SFC_FORM_TILES);
   if (form != DC_SFC_FORM_TILES) REQUIRE(!m->tile_e && m->tile_entries == 0);
   if (form != DC_SFC_FORM_TILES || m->tile_e) return;
@@ -250,7 +251,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (cst == DC_SFC_UNSUPPORTED) REQUIRE(st == DC_SFC_UNSUPPORTED && !strcmp(cwhy, why));
   if (cst == DC_SFC_DECODE) REQUIRE(st == DC_SFC_DECODE);
   /* the form said from the header: none exactly where the check refuses; a predicted tile form
-   * is a float32 one of <= 32 values (the build may still make rows: tiles that do not fit) */
+   * is an int8 one or a float32 one of <= 32 values (the build may still make rows: tiles that
+   * do not fit) */
   const dc_sfc_form form = dc_sparse_fc_form(buf, size);
   REQUIRE((form == DC_SFC_FORM_NONE) == (cst != DC_SFC_OK));
   if (st == DC_SFC_OK) check_form_said(buf, size, form, &m);

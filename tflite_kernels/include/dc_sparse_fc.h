@@ -13,11 +13,12 @@
  *  - rows (row_ptr, col, code): per non-zero weight a 16-bit column and a 1-byte
  *    value code (float32: index into a codebook of <= 255 non-zero values; int8:
  *    the weight itself), rows delimited by 32-bit offsets: 3 bytes per non-zero
- *    + 4 bytes per row.  Every int8 form, lookup tables, float32 forms whose
- *    codebook(s) hold more than 32 values with a code or that have none (§12
- *    planes) and every form built without the AVX-512 kernels.
- *  - tiles (tile_*, below): float32 FC forms of <= 32 codebook values built while
- *    the AVX-512 kernels are in use (dc_sparse_fc_kernel_name), instead of the rows,
+ *    + 4 bytes per row.  Lookup tables, float32 forms whose codebook(s) hold more
+ *    than 32 values with a code or that have none (§12 planes), FC layers of 1..3
+ *    output units and every form built without the AVX-512 kernels.
+ *  - tiles (tile_*, below): float32 FC forms of <= 32 codebook values and int8 FC
+ *    forms (any values) built while the AVX-512 kernels are in use
+ *    (dc_sparse_fc_kernel_name), instead of the rows,
  *    as long as they hold at most DC_SFC_TILE_FILL entries per non-zero (~2 at
  *    10 % density: ~4.1 bytes per non-zero); the ungrouped §6 tensors (the
  *    common case) are decoded straight into them, 16 rows at a time, without
@@ -82,7 +83,7 @@ typedef struct {
   uint32_t* tile_ptr;    /* tile_groups + 1 entries: the first tile of each group */
   uint16_t* tile_block;  /* per tile: its block (columns 32 * block ...) */
   uint8_t* tile_steps;   /* per tile: 1..32 */
-  uint16_t* tile_e;      /* 16 per step, tiles in order */
+  uint16_t* tile_e;      /* 16 per step, tiles in order (int8: code = the weight's byte) */
   uint64_t tile_entries; /* entries of tile_e; with tile_e NULL, of a layer dc_sparse_fc_form
                           * says TILES: the count of its tiles, which did not fit (more than
                           * DC_SFC_TILE_FILL per non-zero: the rows instead; with
@@ -131,13 +132,14 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
  * before building: the TFLite delegate's default max_density, docs/android.md):
  *  - DC_SFC_FORM_TILES: float32 of at most 32 distinct non-zero values in its codebook(s), those
  *    of entries with a code (FORMAT.md §4: entries without one, length 0, which no element can
- *    use, are not counted; a sparse layout's background is), input size <= DC_SFC_MAX_COLS, at least 16 / DC_SFC_TILE_FILL = 4 output units (fewer never fit:
+ *    use, are not counted; a sparse layout's background is), or int8 (any values), input size
+ *    <= DC_SFC_MAX_COLS, at least 16 / DC_SFC_TILE_FILL = 4 output units (fewer never fit:
  *    16 rows per tile), while the AVX-512 kernels are in use (dc_sparse_fc_kernel_name,
  *    dc_sparse_fc_use_simd).  The build still makes the rows instead when the tiles would hold
  *    more than DC_SFC_TILE_FILL entries per non-zero (dc_sparse_fc_set_tile_fill), which only
  *    the decode shows (e.g. 4..15 output units at high density): check m->tile_e, and
  *    m->tile_entries for why not (also after DC_SFC_TOO_DENSE, see dc_sparse_fc).
- *  - DC_SFC_FORM_ROWS: every other tensor the build takes (int8, > 32 coded values in the
+ *  - DC_SFC_FORM_ROWS: every other tensor the build takes (> 32 coded values in the
  *    codebook(s), also when the tensor uses fewer, 1..3 output units, CPUs without AVX-512, §12
  *    float planes, which hold no codebook): the build makes the rows of them, on every route.
  *  - DC_SFC_FORM_NONE: what dc_sparse_fc_check refuses (not 2-D float32 / int8, shape, > 255
@@ -166,12 +168,13 @@ DC_API dc_sfc_status dc_sparse_table_build(const uint8_t* packed, size_t size, d
 DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64, size_t n,
                                void* out);
 
-/* Adds the tile form next to the rows of a float32 FC form of at most 32 codebook values when
- * the AVX-512 kernels are in use (dc_sparse_fc_kernel_name), whatever its fill (for tests and
- * comparisons: dc_sparse_fc_build keeps one form, see above).  The float kernels then run on the
- * tiles while the AVX-512 kernels are in use, on the rows otherwise.  Returns 1 if built, 0 if
- * not applicable (rows not strictly increasing, columns past cols included) or out of memory
- * (the form is unchanged and still complete). */
+/* Adds the tile form next to the rows of a float32 FC form of at most 32 codebook values or of an
+ * int8 FC form (with its row_sum) when the AVX-512 kernels are in use (dc_sparse_fc_kernel_name),
+ * whatever its fill (for tests and comparisons: dc_sparse_fc_build keeps one form, see above).
+ * The kernels then run on the tiles while the AVX-512 kernels are in use, on the rows otherwise.
+ * Returns 1 if built, 0 if not applicable (rows not strictly increasing, columns past cols
+ * included, an int8 form without row_sum) or out of memory (the form is unchanged and still
+ * complete). */
 DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m);
 
 DC_API void dc_sparse_fc_free(dc_sparse_fc* m);
@@ -197,7 +200,9 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t bat
  * y = clamp(rint((float)acc * scale[r]) + output_zp, qmin, qmax),
  * the fp32 requantization of XNNPACK (round half to even).  scale has rows
  * entries (per-tensor: all equal); bias may be NULL.  scratch: cols *
- * DC_SFC_BATCH_TILE int32 (unused when batch == 1, may then be NULL). */
+ * DC_SFC_BATCH_TILE int32 (unused when batch == 1 or on a tile form, may then
+ * be NULL).  A tile form runs as dc_sparse_fc_float's does; the outputs are
+ * the same bytes on every form and kernel. */
 DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t batch,
                               int32_t input_zp, const int32_t* bias, const float* scale,
                               int32_t output_zp, int32_t qmin, int32_t qmax, int8_t* y,

@@ -26,9 +26,10 @@
  * 5.3 -> 3.8 ms wall (median of 12, real-time priority, loaded machine).
  *
  * Tile form (dc_sparse_fc.h; docs/android.md): on AVX-512 CPUs a float32 FC layer of <= 32
- * values keeps it instead of the rows, decoded the same way (the same staged decoder, checks
- * and statuses) but placed into a scratch of rows that becomes tiles 16 rows at a time
- * (tiles_place, emit_group), so the rows are never built whole and load does not pay for both.
+ * values or an int8 FC layer keeps it instead of the rows, decoded the same way (the same staged
+ * decoder, checks and statuses) but placed into a scratch of rows that becomes tiles 16 rows at
+ * a time (tiles_place, emit_group), so the rows are never built whole and load does not pay for
+ * both.
  * Pilot 2026-12-01 (loaded 2-CPU guest, best of 9, one thread, CPU time): 4096x4096 at 10 %
  * built in 5.6 ms against 4.4 ms for the rows; batch 1 0.13 ns per non-zero against 0.28,
  * batch 8 0.55 against 1.27 ms; 2.0 entries per non-zero (6.9 MB against 5.1 MB of rows).
@@ -354,8 +355,8 @@ static size_t tile_bytes(uint64_t groups, uint64_t tiles, uint64_t entries) {
                   entries * sizeof(uint16_t));
 }
 
-/* Which form a float32 FC layer of <= 32 values keeps when the AVX-512 kernels are in use
- * (dc_sparse_fc_build): the tile form alone while it has at most DC_SFC_TILE_FILL entries per
+/* Which form a float32 FC layer of <= 32 values or an int8 FC layer keeps when the AVX-512
+ * kernels are in use (dc_sparse_fc_build): the tile form alone while it has at most DC_SFC_TILE_FILL entries per
  * non-zero, else the rows alone (very sparse or oddly spread layers, where the padding of the
  * tiles would cost more time and memory than the rows' gathers). */
 static uint32_t tile_fill = DC_SFC_TILE_FILL;
@@ -502,7 +503,7 @@ static int rows_to_tiles(dc_sparse_fc* m) {
 }
 
 DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
-  if (!m || m->tile_e || !m->row_ptr ||
+  if (!m || m->tile_e || !m->row_ptr || (m->dtype == DC_DTYPE_INT8 && !m->row_sum) ||
       !tiles_hold(m->dtype, m->table, m->num_values, m->rows, m->cols) || !rows_ok(m))
     return 0;
   return rows_to_tiles(m); /* none built: tile_entries (tiles that did not fit) unchanged */
@@ -1809,8 +1810,7 @@ DC_AVX512 static void int8_batch1_avx512(const dc_sparse_fc* m, const int8_t* x,
  * 10 % on an AMD Zen 4 core ~0.1 ns per non-zero against ~0.7 ns for int8_batch1_avx512
  * (docs/android.md). */
 #if DC_SFC_X86
-DC_AVX512 static inline void int8_block_x(const int8_t* xb, __mmask32 k, __m512i* xl,
-                                          __m512i* xh) {
+DC_AVX512 static inline void int8_block_x(const int8_t* xb, __mmask32 k, __m512i* xl, __m512i* xh) {
   const __m512i x16 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(k, xb));
   *xl = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(x16));
   *xh = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(x16, 1));
@@ -1829,7 +1829,8 @@ DC_AVX512 static inline void int8_store16(const dc_sparse_fc* m, uint32_t g, __m
   const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
   const __m512i b = bias ? _mm512_maskz_loadu_epi32(k, bias + 16 * g) : _mm512_setzero_si512();
   const __m512i off = _mm512_sub_epi32(
-      b, _mm512_mullo_epi32(_mm512_set1_epi32(izp), _mm512_maskz_loadu_epi32(k, m->row_sum + 16 * g)));
+      b,
+      _mm512_mullo_epi32(_mm512_set1_epi32(izp), _mm512_maskz_loadu_epi32(k, m->row_sum + 16 * g)));
   __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, off)),
                            _mm512_maskz_loadu_ps(k, scale + 16 * g));
   /* v < lo ? lo : (v > hi ? hi : v): VMAXPS / VMINPS return the second operand when one is NaN */
@@ -1837,8 +1838,8 @@ DC_AVX512 static inline void int8_store16(const dc_sparse_fc* m, uint32_t g, __m
   v = _mm512_min_ps(_mm512_set1_ps((float)(qmax - ozp)), v);
   const __m512 magic = _mm512_set1_ps(12582912.0f);
   v = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
-  _mm512_mask_cvtepi32_storeu_epi8(y + 16 * g, k,
-                                   _mm512_add_epi32(_mm512_cvttps_epi32(v), _mm512_set1_epi32(ozp)));
+  _mm512_mask_cvtepi32_storeu_epi8(
+      y + 16 * g, k, _mm512_add_epi32(_mm512_cvttps_epi32(v), _mm512_set1_epi32(ozp)));
 }
 
 DC_AVX512 static void int8_tiles_avx512(const dc_sparse_fc* m, const int8_t* x, int32_t izp,
@@ -1894,7 +1895,8 @@ DC_AVX512 static inline __attribute__((always_inline)) void int8_tiles_nb(
         const __m512i w = _mm512_srai_epi32(_mm512_slli_epi32(v, 19), 24);
 #pragma GCC unroll 8
         for (uint32_t b = 0; b < nb; ++b)
-          a[b] = _mm512_add_epi32(a[b], _mm512_madd_epi16(w, _mm512_permutex2var_epi32(xl[b], v, xh[b])));
+          a[b] = _mm512_add_epi32(a[b],
+                                  _mm512_madd_epi16(w, _mm512_permutex2var_epi32(xl[b], v, xh[b])));
       }
     }
 #pragma GCC unroll 8

@@ -1530,9 +1530,11 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  *    14:10 run, at 50 %: 0.66x / 0.84x on 1024^2, 0.39x / 0.61x on 4096^2; at 70 % 1024^2 batch 8
  *    takes 1.09x; the 16:42 run with this default: 0.57x / 0.85x, 0.48x / 0.68x, 1.08x) and its
  *    memory is 0.33x of the dense weight's (at most 0.50x at 100 %: it is always smaller).
- *  - int8 (always rows): XNNPACK's int8 kernel is faster than the compact form at nearly every
- *    density (1024^2: 3.5x at 10 %), so int8 layers are compressed only where that saves memory:
- *    up to 25 %, where its 3 bytes per non-zero are ~0.75x the int8 weights.
+ *  - int8 (rows, or the tile form on AVX-512 CPUs since 2026-12-04): chosen for memory, up to
+ *    25 %, where the compact form still takes ~0.75x of the int8 weights (rows: 3 bytes per
+ *    non-zero; tiles: 0.67x at 20 %, 0.90x at 30 %).  For time: XNNPACK's int8 kernel is faster
+ *    than the rows at nearly every density (1024^2: 3.5x at 10 %); the tiles are faster at 5 %
+ *    (0.56-0.85x), about even at 10 % (0.80-1.15x), slower at 20 % (1.07-1.73x).
  * An explicit max_density applies to every form. */
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32 30
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES 50
