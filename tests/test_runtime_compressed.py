@@ -26,7 +26,7 @@ def _close(got, want):
 
 
 # The test models of _export_models are ~93 % dense (clustered, lightly pruned): above the default
-# max_density (float32: 30 % on the row form, 50 % on the tile form; int8: 25 %), where FC layers
+# max_density (float32: 30 % on the row form, 40 % on the tile form; int8: 25 %), where FC layers
 # stay decoded. Tests of the compressed kernels themselves run every FC layer compressed
 # (max_density=1.0); the defaults have their own tests (test_default_max_density_*).
 ALL = {"max_density": 1.0}
@@ -688,7 +688,7 @@ def test_layers_of_fewer_than_4_units_get_the_row_forms_default():
     than DC_SFC_TILE_FILL = 4 entries per non-zero), so dc_sparse_fc_form says rows from its header
     and the row form's default (30 %) applies from the start, on every CPU: an unpruned Dense(1)
     head (100 %), a Dense(2) at 62.5 % and a Dense(3) at 39 % stay decoded with the row form named
-    (before: on AVX-512 CPUs the tile form's 50 % was named, or the layer was built and then
+    (before: on AVX-512 CPUs the tile form's default was named, or the layer was built and then
     refused as "its tiles did not fit"); a Dense(3) at 30 % runs compressed on the rows (the
     report's bytes: the row form's 3 per non-zero + 4 per row). 256 inputs."""
     xs = np.random.default_rng(8).random((4, 256)).astype(np.float32)
@@ -715,10 +715,10 @@ def _fc_routes(it):
 
 
 def _tile_form_model():
-    """_two_fc_model at 45 % (weight [64, 20]) and 60 % ([10, 64]), 15 values: between the row
-    form's default (30 %) and the tile form's (50 %), and above both; the unpacked and packed
+    """_two_fc_model at 35 % (weight [64, 20]) and 60 % ([10, 64]), 15 values: between the row
+    form's default (30 %) and the tile form's (40 %), and above both; the unpacked and packed
     .tflite."""
-    plain = export.to_tflite(_two_fc_model(0.45, 0.6, seed=5), pack=False)
+    plain = export.to_tflite(_two_fc_model(0.35, 0.6, seed=5), pack=False)
     return plain, export.pack(plain)
 
 
@@ -727,9 +727,9 @@ TILES_DEFAULT = "(default max_density for float32 weights on the tile form)"
 ROWS_NO_FIT = "(default max_density for float32 weights on the row form: its tiles did not fit)"
 
 
-def test_default_max_density_on_the_row_form_keeps_a_45_percent_layer_decoded():
+def test_default_max_density_on_the_row_form_keeps_a_35_percent_layer_decoded():
     """Float32 layers on the row form (the scalar kernels, dc_sparse_fc_use_simd(0) at load: what
-    ARM CPUs and CPUs without AVX-512 build) run compressed by default only up to 30 %: a 45 % and
+    ARM CPUs and CPUs without AVX-512 build) run compressed by default only up to 30 %: a 35 % and
     a 60 % layer stay decoded, the report naming the row form's default; outputs within summation
     order of the unpacked model. Runs on every CPU."""
     plain, packed = _tile_form_model()
@@ -739,7 +739,7 @@ def test_default_max_density_on_the_row_form_keeps_a_45_percent_layer_decoded():
         it = runtime.Interpreter(model_content=packed, weights="compressed")
     finally:
         lib.dc_sparse_fc_use_simd(was)
-    assert _fc_routes(it) == [("dense", f"density 45.0 % > 30 % {ROWS_DEFAULT}; decoded"),
+    assert _fc_routes(it) == [("dense", f"density 35.0 % > 30 % {ROWS_DEFAULT}; decoded"),
                               ("dense", f"density 60.0 % > 30 % {ROWS_DEFAULT}; decoded")], it.compressed_report()
     xs = np.random.default_rng(6).random((4, 20)).astype(np.float32)
     np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))  # decoded: exact
@@ -747,19 +747,19 @@ def test_default_max_density_on_the_row_form_keeps_a_45_percent_layer_decoded():
 
 def test_default_max_density_by_form(tmp_path):
     """On an AVX-512 CPU a float32 FC layer of <= 32 values runs on the tile form, whose default
-    max_density is 50 % (docs/results.md: faster than XNNPACK at batch 1 and 8 up to there): the
-    45 % layer runs compressed by default, the 60 % one stays decoded with the tile form's default
-    as reason. When its tiles do not fit (dc_sparse_fc_set_tile_fill(0): the build makes rows)
-    the 45 % layer is refused after its build by the row form's 30 % and decoded (from the file,
+    max_density is 40 % (docs/results.md: faster than XNNPACK at batch 1 and 8 up to there in every
+    run): the 35 % layer runs compressed by default, the 60 % one stays decoded with the tile
+    form's default as reason. When its tiles do not fit (dc_sparse_fc_set_tile_fill(0): the build
+    makes rows) the 35 % layer is refused after its build by the row form's 30 % and decoded (from the file,
     whose pages the build dropped: bit-exact with the unpacked model), and the report of the 60 %
     one, refused before any form was built, names that limit too (its tiles would not have fit). An explicit max_density
-    applies to the tile form as to the rows (0.4: both decoded; 0.7: both compressed). Outputs
+    applies to the tile form as to the rows (0.3: both decoded; 0.7: both compressed). Outputs
     within summation order of the unpacked model, batch 1 and 4."""
     lib = _sparse_fc_lib()
     if lib.dc_sparse_fc_kernel_name() != b"avx512":
         pytest.skip("the tile form needs an x86-64 CPU with AVX-512 F/BW/VL (dc_sparse_fc_kernel_name() "
                     "is 'scalar' here); the row form's default: "
-                    "test_default_max_density_on_the_row_form_keeps_a_45_percent_layer_decoded")
+                    "test_default_max_density_on_the_row_form_keeps_a_35_percent_layer_decoded")
     plain, packed = _tile_form_model()
     xs = np.random.default_rng(7).random((4, 20)).astype(np.float32)
     ref = _plain(plain)
@@ -767,9 +767,9 @@ def test_default_max_density_by_form(tmp_path):
     it = runtime.Interpreter(model_content=packed, weights="compressed")
     routes = _fc_routes(it)
     assert routes == [("compressed", (64, 20)),
-                      ("dense", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded")], routes
+                      ("dense", f"density 60.0 % > 40 % {TILES_DEFAULT}; decoded")], routes
     (row,) = [r for r in it.compressed_report() if r["route"] == "compressed"]
-    assert row["nonzeros"] == 576, row
+    assert row["nonzeros"] == 448, row
     for n in (1, 4):
         _close(em.run_batch(it, xs[:n]), em.run_batch(ref, xs[:n]))
 
@@ -780,13 +780,13 @@ def test_default_max_density_by_form(tmp_path):
         it = runtime.Interpreter(model_path=str(path), weights="compressed")
     finally:
         lib.dc_sparse_fc_set_tile_fill(fill)
-    assert _fc_routes(it) == [("dense", f"density 45.0 % > 30 % {ROWS_NO_FIT}; decoded"),
+    assert _fc_routes(it) == [("dense", f"density 35.0 % > 30 % {ROWS_NO_FIT}; decoded"),
                               ("dense", f"density 60.0 % > 30 % {ROWS_NO_FIT}; decoded")], it.compressed_report()
     np.testing.assert_array_equal(em.run_batch(it, xs), em.run_batch(ref, xs))  # decoded: exact
 
-    it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.4)
-    assert _fc_routes(it) == [("dense", "density 45.0 % > max_density 40 %; decoded"),
-                              ("dense", "density 60.0 % > max_density 40 %; decoded")]
+    it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.3)
+    assert _fc_routes(it) == [("dense", "density 35.0 % > max_density 30 %; decoded"),
+                              ("dense", "density 60.0 % > max_density 30 %; decoded")]
     it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=0.7)
     assert _fc_routes(it) == [("compressed", (10, 64)), ("compressed", (64, 20))]
     _close(em.run_batch(it, xs), em.run_batch(ref, xs))
@@ -809,16 +809,16 @@ def _rows_bytes(units, nonzeros):
                                      "uncoded/sparse/1"])
 def test_a_layers_form_and_default_density_follow_its_coded_values(monkeypatch, packing):
     """A float32 Dense(64) of 15 values on 20 inputs runs on the tile form (AVX-512) with the tile
-    form's 50 % default when its packed codebook holds <= 32 values that have a code. Packed so
+    form's 40 % default when its packed codebook holds <= 32 values that have a code. Packed so
     that the header cannot tell its values -- §12 float planes (no codebook), or a codebook of 35
     values of which the 20 the layer does not use have a code too (another encoder; dense layout,
     §5: built through a dense copy) -- it is said and built as rows on every route: at 25 % it
-    runs compressed on the rows (the report's bytes), at 45 % it stays decoded with the row form's
+    runs compressed on the rows (the report's bytes), at 35 % it stays decoded with the row form's
     30 % named. When those 20 have no code (FORMAT.md §4: length 0, so no element can hold them)
     they are not counted: the tile form, the same bytes as with dc_keras's own packing, in the
     dense layout (through the dense copy) and the sparse one (version 2: straight from §6's
-    entries; version 1: the dense copy); the 45 % layer runs compressed too (before: the rows at
-    25 %, and decoded at 45 %). Weights k/8 and integer inputs: every sum is exact, so outputs equal
+    entries; version 1: the dense copy); the 35 % layer runs compressed too (before: the rows at
+    25 %, and decoded at 35 %). Weights k/8 and integer inputs: every sum is exact, so outputs equal
     the unpacked model's bit for bit whatever the kernel's summation order."""
     from dc_keras import codec
 
@@ -837,10 +837,10 @@ def test_a_layers_form_and_default_density_follow_its_coded_values(monkeypatch, 
 
     values = np.arange(-7, 9, dtype=np.float32) / 8
     plain = {d: export.to_tflite(_one_fc_model(64, round(d * 1280), seed=9, values=values), pack=False)
-             for d in (0.25, 0.45)}
+             for d in (0.25, 0.35)}
     as_usual = {d: runtime.Interpreter(model_content=export.pack(p), weights="compressed").compressed_report()
                 for d, p in plain.items()}
-    assert [r["route"] for r in as_usual[0.25] + as_usual[0.45]] == ["compressed"] * 2, as_usual
+    assert [r["route"] for r in as_usual[0.25] + as_usual[0.35]] == ["compressed"] * 2, as_usual
     assert as_usual[0.25][0]["bytes"] != _rows_bytes(64, 320), as_usual  # the tile form
     monkeypatch.setattr(codec, "encode", pack_so)
     packed = {d: export.pack(p, version=version) for d, p in plain.items()}
@@ -849,7 +849,7 @@ def test_a_layers_form_and_default_density_follow_its_coded_values(monkeypatch, 
     assert (info["layout"], info["version"]) == (layout, version), info
     assert kind == "float_planes" or info["codebook_size"] == 37, info  # 15, +0.0, -0.0 and 20 more
     xs = np.random.default_rng(9).integers(0, 4, (4, 20)).astype(np.float32)
-    for d, nonzeros in ((0.25, 320), (0.45, 576)):
+    for d, nonzeros in ((0.25, 320), (0.35, 448)):
         it = runtime.Interpreter(model_content=packed[d], weights="compressed")
         if kind == "uncoded":
             assert it.compressed_report() == as_usual[d], (it.compressed_report(), as_usual[d])  # the tiles
@@ -858,7 +858,7 @@ def test_a_layers_form_and_default_density_follow_its_coded_values(monkeypatch, 
             assert row["route"] == "compressed" and row["nonzeros"] == nonzeros, row
             assert row["bytes"] == _rows_bytes(64, nonzeros), row  # the rows, whichever route built them
         else:
-            assert _fc_routes(it) == [("dense", f"density 45.0 % > 30 % {ROWS_DEFAULT}; decoded")], it.compressed_report()
+            assert _fc_routes(it) == [("dense", f"density 35.0 % > 30 % {ROWS_DEFAULT}; decoded")], it.compressed_report()
         np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain[d]), xs))
 
 
@@ -873,15 +873,15 @@ def _weight_bytes(packed):
 
 def test_layers_of_4_to_7_units_above_the_tile_default_name_the_limit_that_applied():
     """A float32 layer of 4-7 output units said on the tile form (AVX-512, <= 32 values) and
-    denser than its 50 % default: refused before any form is built, its report names the limit
-    of the form the layer would have taken -- the tile form's 50 % when its tiles fit (an
+    denser than its 40 % default: refused before any form is built, its report names the limit
+    of the form the layer would have taken -- the tile form's 40 % when its tiles fit (an
     unpruned Dense(4): 16 x 64 entries for 256 non-zeros, 4 per non-zero), the row form's 30 %
     when they would not have (a Dense(4) at 60 %: more than 4 entries per non-zero, as the build
     of a layer at 45 % finds them), as for a layer built and then refused. Before, both named the
     tile form's default. 64 inputs; outputs decoded: bit-exact."""
     _skip_without_tiles(_sparse_fc_lib())
     xs = np.random.default_rng(10).random((3, 64)).astype(np.float32)
-    for nonzeros, want in [(256, f"density 100.0 % > 50 % {TILES_DEFAULT}"),
+    for nonzeros, want in [(256, f"density 100.0 % > 40 % {TILES_DEFAULT}"),
                            (154, f"density 60.2 % > 30 % {ROWS_NO_FIT}"),
                            (115, f"density 44.9 % > 30 % {ROWS_NO_FIT}")]:
         model = _one_fc_model(4, nonzeros, seed=11, inputs=64)
@@ -916,7 +916,7 @@ int posix_memalign(void** p, size_t align, size_t n) {
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="an LD_PRELOAD shim")
 @pytest.mark.parametrize("packing", ["dense/1", "sparse/2"])
 def test_a_tile_form_without_memory_falls_back_to_rows_and_says_so(tmp_path, monkeypatch, packing):
-    """The 45 % layer of _tile_form_model ([64, 20], 15 values) when the tile form's entries
+    """The 35 % layer of _tile_form_model ([64, 20], 15 values) when the tile form's entries
     (2,048: 4,096 bytes, dc_alloc_output) cannot be allocated, packed in the dense layout of
     version 1 (built through a dense copy, then turned into tiles) or the sparse one of version 2
     (§6: decoded straight into tiles): the build keeps the rows, the row form's 30 % default
@@ -924,7 +924,7 @@ def test_a_tile_form_without_memory_falls_back_to_rows_and_says_so(tmp_path, mon
     tiles did not fit", which they do; §6, before: the load failed, "out of memory"); without the
     shim the layer runs compressed on the tiles. With
     max_density=0.5 it runs compressed on those rows (the report's bytes), outputs within
-    summation order of the unpacked model. The 60 % layer is refused by the tile form's 50 % as
+    summation order of the unpacked model. The 60 % layer is refused by the tile form's 40 % as
     usual. A child Python with posix_memalign of that size failing in libdc_huffdecode
     (LD_PRELOAD)."""
     import json
@@ -945,7 +945,7 @@ def test_a_tile_form_without_memory_falls_back_to_rows_and_says_so(tmp_path, mon
     path = tmp_path / "m.packed.tflite"
     path.write_bytes(packed)
     assert _fc_routes(runtime.Interpreter(model_path=str(path), weights="compressed")) == [
-        ("compressed", (64, 20)), ("dense", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded")]
+        ("compressed", (64, 20)), ("dense", f"density 60.0 % > 40 % {TILES_DEFAULT}; decoded")]
     (tmp_path / "shim.c").write_text(_FAIL_ALIGNED_SHIM)
     r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "shim.so"), str(tmp_path / "shim.c"), "-ldl"],
                        capture_output=True, text=True, timeout=120)
@@ -974,9 +974,9 @@ def test_a_tile_form_without_memory_falls_back_to_rows_and_says_so(tmp_path, mon
     assert r.returncode == 0, r.stderr
     (defaults, ys), (limit, ys_limit) = json.loads(r.stdout.strip().splitlines()[-1])
     assert defaults == [
-        "density 45.0 % > 30 % (default max_density for float32 weights on the row form: out of memory for its "
-        "tiles); decoded", f"density 60.0 % > 50 % {TILES_DEFAULT}; decoded"], r.stdout
-    assert limit == [f"compressed {_rows_bytes(64, 576)} bytes", "density 60.0 % > max_density 50 %; decoded"], r.stdout
+        "density 35.0 % > 30 % (default max_density for float32 weights on the row form: out of memory for its "
+        "tiles); decoded", f"density 60.0 % > 40 % {TILES_DEFAULT}; decoded"], r.stdout
+    assert limit == [f"compressed {_rows_bytes(64, 448)} bytes", "density 60.0 % > max_density 50 %; decoded"], r.stdout
     want = em.run(_plain(plain), xs)
     np.testing.assert_array_equal(np.array(ys, np.float32), want)  # decoded: exact
     _close(np.array(ys_limit, np.float32), want)

@@ -304,7 +304,7 @@ class Interpreter:
         to every weight type and form. Default ``None``: by the form the layer runs in -- 0.3 for
         float32 weights on the row form (ARM CPUs, CPUs without AVX-512, layers of > 32 values
         or 1-3 output units: denser layers run faster on the dense kernels, at 40 % 1.5x slower at
-        batch 8, unpruned up to 8x), 0.5 for float32 weights on the tile form (AVX-512 CPUs,
+        batch 8, unpruned up to 8x), 0.4 for float32 weights on the tile form (AVX-512 CPUs,
         layers of <= 32 values and >= 4 output units: the densest density measured where it is
         faster than the dense kernels at batch 1 and 8, at a third of their memory; at batch 16
         and more it is slower from ~30 %: pass ``0.2`` for batched serving), 0.25 for int8

@@ -1525,19 +1525,21 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  *    dense kernel up to about 30 %
  *    (0.73-0.95x at batch 1 and 1.05-1.07x at batch 8 at 30 %, 0.89-1.47x at 40 %), and up to
  *    8x slower on unpruned layers.
- *  - float32, tile form (AVX-512, <= 32 values): 50 %, the densest density measured (5, 10, 20,
- *    30, 40, 50, 70, 100 %) at which it is faster at batch 1 and 8 in both sizes (2026-12-01
- *    14:10 run, at 50 %: 0.66x / 0.84x on 1024^2, 0.39x / 0.61x on 4096^2; at 70 % 1024^2 batch 8
- *    takes 1.09x; the 16:42 run with this default: 0.57x / 0.85x, 0.48x / 0.68x, 1.08x) and its
- *    memory is 0.33x of the dense weight's (at most 0.50x at 100 %: it is always smaller).
+ *  - float32, tile form (AVX-512, <= 32 values): 40 %, the densest density measured (5, 10, 20,
+ *    30, 40, 50, 70, 100 %) at which it was faster at batch 1 and 8 in both sizes in every run
+ *    (2026-12-04 23:15 run, at 40 %: 0.90x / 0.69x on 1024^2, 0.31x / 0.64x on 4096^2; at 50 %
+ *    1024^2 batch 1 took 1.04x, as in the 23:01 run; the three runs of 2026-12-01 crossed at
+ *    50 %, e.g. 14:10: 0.66x / 0.84x and 0.39x / 0.61x there, and the default was 50 % until
+ *    2026-12-04) and its memory is 0.28x of the dense weight's (at most 0.50x at 100 %: it is
+ *    always smaller).
  *  - int8 (rows, or the tile form on AVX-512 CPUs since 2026-12-04): chosen for memory, up to
  *    25 %, where the compact form still takes ~0.75x of the int8 weights (rows: 3 bytes per
  *    non-zero; tiles: 0.67x at 20 %, 0.90x at 30 %).  For time: XNNPACK's int8 kernel is faster
  *    than the rows at nearly every density (1024^2: 3.5x at 10 %); the tiles are faster at 5 %
- *    (0.56-0.85x), about even at 10 % (0.80-1.15x), slower at 20 % (1.07-1.73x).
+ *    (0.53-0.85x), about even at 10 % (0.72-1.17x), mostly slower at 20 % (0.94-1.74x).
  * An explicit max_density applies to every form. */
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32 30
-#define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES 50
+#define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES 40
 #define DC_DEFAULT_MAX_DENSITY_INT8 25
 
 static int max_density_for(const DcDelegate* d, int dtype, dc_sfc_form form) {
@@ -2297,7 +2299,7 @@ static int check_environment(void (*report_error)(const char*)) {
  * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N;
  * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare);
  * "max_density" = "1".."100" (default, max_density_for: 30 for float32 weights on the row form,
- * 50 on the tile form, 25 for int8): with weights=compressed, FULLY_CONNECTED layers with more
+ * 40 on the tile form, 25 for int8): with weights=compressed, FULLY_CONNECTED layers with more
  * non-zero weights than that percent stay decoded (dense layers run faster on the dense kernels,
  * docs/android.md); the option applies to every form; 100: all run compressed. */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
