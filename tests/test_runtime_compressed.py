@@ -1215,6 +1215,12 @@ def _form_tensors():
                 if layout == "dense":
                     out.append((f"float32 {shape} 15 values + {unused} unused coded {density:.0%} dense/{version}", w,
                                 layout, version, _packed_with_unused_values(w, unused, layout, version, coded=True)))
+    # int8 at 25 % whose tiles fit their 4 entries per non-zero but would take 2x the dense weight (4 of
+    # every 16 rows dense: each group's tiles as long as a full row): the rows (review of 2026-12-04)
+    skew = np.zeros((64, 1024), np.int8)
+    skew[np.arange(64) % 16 < 4] = rng.choice(np.arange(1, 100, dtype=np.int8), (16, 1024))
+    for layout, version in (("sparse", 2), ("dense", 2), ("sparse", 1)):
+        out.append((f"int8 (64, 1024) 25 % skewed {layout}/{version}", skew, layout, version, None))
     for name, w in (("float16", np.ones((4, 8), np.float16)), ("int16", np.ones((4, 8), np.int16)),
                     ("rank 1", np.ones(32, np.float32)), ("rank 3", np.ones((2, 4, 4), np.float32))):
         out.append((name, w, "dense", 2, None))
@@ -1230,6 +1236,8 @@ def test_form_from_header_agrees_with_the_build():
     code counted too, those without one not) and for int8 (any values: a tile entry holds the
     weight itself), both with >= 4 rows, on an AVX-512 CPU; ROWS otherwise. The
     build makes the tile form exactly where TILES was said and its tiles hold at most 4 entries per
+    non-zero and, for int8, take no more bytes than the larger of the dense weight and the rows (a
+    skewed int8 layer whose tiles would take 2x the dense weight gets the rows) and at most 4 entries per
     non-zero (_tile_entries), the rows elsewhere, on every route (a codebook of 35 values of which
     15 are used: the tiles when the other 20 have no code, through the dense copy and straight from
     §6's entries -- the rows before; the rows when they have one; of 25: the tiles), with the count
@@ -1283,7 +1291,9 @@ def test_form_from_header_agrees_with_the_build():
         # the values coded: those of the codebook (straight from §6's entries) or those used (dense copy)
         assert m.num_values in ((kept, said) if w.dtype == np.float32 else (0,)), (name, m.num_values, kept)
         entries = _tile_entries(w.T)
-        tiles = said_tiles and entries <= 4 * nnz
+        # kept while <= 4 entries per non-zero; int8 also while its 2 bytes per entry are no more than
+        # the larger of the dense weight (1 per weight) and the rows (3 per non-zero)
+        tiles = said_tiles and entries <= 4 * nnz and (w.dtype != np.int8 or 2 * entries <= max(w.size, 3 * nnz))
         assert bool(m.tile_e) == tiles and bool(m.row_ptr) != tiles, (name, bool(m.tile_e), entries, nnz)
         assert m.tile_entries == (entries if said_tiles else 0), (name, m.tile_entries, entries)
         if m.row_ptr:  # the struct read as the header lays it out: its bytes as the library counts
@@ -1296,6 +1306,8 @@ def test_form_from_header_agrees_with_the_build():
         seen.add((form, bool(tiles), layout == "float_planes"))
         if w.dtype == np.int8:
             seen.add(("int8", form, bool(tiles)))
+            if said_tiles and entries <= 4 * nnz and not tiles:
+                seen.add("int8 tiles over the dense weight's bytes")
         if packed is not None:
             seen.add(("unused", form, bool(tiles)))
         was = lib.dc_sparse_fc_use_simd(0)
@@ -1314,6 +1326,8 @@ def test_form_from_header_agrees_with_the_build():
             lib.dc_sparse_fc_free(C.byref(m))
     want = {"none", "planes > 255", (FORM_ROWS, False, False), (FORM_ROWS, False, True), ("unused", FORM_ROWS, False)}
     want.add(("int8", FORM_ROWS, False))  # 1..3 rows; every int8 layer without AVX-512
+    if avx:
+        want.add("int8 tiles over the dense weight's bytes")
     if avx:  # tiles said and built, said and not fitting; 25 or 35 codebook values of which 15 are coded: tiles
         want |= {(FORM_TILES, True, False), (FORM_TILES, False, False), ("unused", FORM_TILES, True),
                  ("int8", FORM_TILES, True), ("int8", FORM_TILES, False)}

@@ -25,10 +25,11 @@
  *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
  *    reason) and DECODE are the build's; dc_sparse_fc_form says NONE exactly where the check
  *    refuses, and TILES only for an int8 tensor or a float32 one the build finds of <= 32
- *    values; a tile form built was said TILES (on every route: the build follows the header); a TILES said but built
- *    as rows kept the count of its tiles (tile_entries), more than DC_SFC_TILE_FILL entries per
- *    non-zero, which dc_sparse_fc_add_tiles on the same build makes; ROWS said: no tiles built or
- *    counted;
+ *    values; a tile form built was said TILES (on every route: the build follows the header); a
+ *    TILES said but built as rows kept the count of its tiles (tile_entries), more than
+ *    DC_SFC_TILE_FILL entries per non-zero (int8: or more bytes than the dense weight and the
+ *    rows, sfc_tiles_fit), which dc_sparse_fc_add_tiles on the same build makes; ROWS said: no
+ *    tiles built or counted;
  *  - dc_sparse_fc_build_max at the form's own count builds the same count; one below it refuses
  *    it (DC_SFC_TOO_DENSE, the count kept, and the count of tiles that would not have fit, that of
  *    the build's rows; nothing else held) and hands over the decoded weight exactly when the form
@@ -197,7 +198,7 @@ static void check_form_said(const uint8_t* buf, size_t size, dc_sfc_form form,
   if (form != DC_SFC_FORM_TILES) REQUIRE(!m->tile_e && m->tile_entries == 0);
   if (form != DC_SFC_FORM_TILES || m->tile_e) return;
   /* said TILES, built as rows: its tiles do not fit (their count kept) */
-  REQUIRE(m->tile_entries > (uint64_t)DC_SFC_TILE_FILL * m->nnz);
+  REQUIRE(!sfc_tiles_fit(m, m->tile_entries, m->nnz));
   dc_sparse_fc b;
   dc_status ds = DC_OK;
   char why[256] = "";

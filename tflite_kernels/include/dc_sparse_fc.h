@@ -93,7 +93,8 @@ typedef struct {
 
 #define DC_SFC_TILE_EMPTY 0x8000u
 /* dc_sparse_fc_build keeps the tile form (instead of the rows) only while it holds at most this
- * many entries per non-zero (docs/android.md: beyond it the padding of short rows costs more
+ * many entries per non-zero (int8: and no more bytes, 2 per entry, than the larger of the dense
+ * weight and the rows) (docs/android.md: beyond it the padding of short rows costs more
  * kernel time and memory than the row kernels' gathers; very sparse or oddly spread layers). */
 #define DC_SFC_TILE_FILL 4u
 

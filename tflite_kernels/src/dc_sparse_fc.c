@@ -367,8 +367,16 @@ DC_API uint32_t dc_sparse_fc_set_tile_fill(uint32_t entries_per_nonzero) {
   return old;
 }
 
-static int tiles_fit(uint64_t entries, uint64_t nnz) {
-  return tile_fill > 0 && entries <= (uint64_t)tile_fill * nnz; /* an empty layer: 0 entries */
+/* 1 while a tile form of `entries` entries holding nnz non-zeros of m (its shape and type) is
+ * kept instead of the rows: at most tile_fill entries per non-zero (an empty layer: 0 entries);
+ * an int8 form besides takes no more memory than the larger of its dense weight and its rows (2
+ * bytes per entry against 1 per weight and 3 per non-zero): int8 layers are compressed for their
+ * memory (docs/android.md), and 4 entries per non-zero would be 2x the dense weight at 25 %. */
+static int tiles_fit(const dc_sparse_fc* m, uint64_t entries, uint64_t nnz) {
+  if (tile_fill == 0 || entries > (uint64_t)tile_fill * nnz) return 0;
+  if (m->dtype != DC_DTYPE_INT8) return 1;
+  const uint64_t dense = (uint64_t)m->rows * m->cols, rows = 3 * nnz;
+  return 2 * entries <= (dense > rows ? dense : rows);
 }
 
 /* 1 for the weight shapes [rows, cols] a compact form holds (check_shape's test: columns are
@@ -515,7 +523,7 @@ DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
  * for the tiles: the rows, tile_entries 0. */
 static void rows_or_tiles(dc_sparse_fc* m, int tiles) {
   if (!tiles || !rows_to_tiles(m)) return;
-  if (!tiles_fit(m->tile_entries, m->nnz)) {
+  if (!tiles_fit(m, m->tile_entries, m->nnz)) {
     tiles_free(m); /* tile_entries kept */
     return;
   }
@@ -1130,14 +1138,14 @@ static dc_sfc_status build_direct_as(const uint8_t* packed, size_t size, const d
     const uint64_t e = tiled   ? tl.entries
                        : tiles ? rows_tile_entries(m->row_ptr, m->col, m->rows, m->cols)
                                : 0;
-    m->tile_entries = tiles_fit(e, r.nnz) ? 0 : e;
+    m->tile_entries = tiles_fit(m, e, r.nnz) ? 0 : e;
     return DC_SFC_TOO_DENSE;
   }
   if (tiled) {
     tiles_end(&tl);
     if (m->row_sum) tiles_row_sums(m);
     /* tiles that do not fit: the rows (out of memory: the tiles stay, a complete form) */
-    if (!tiles_fit(m->tile_entries, m->nnz)) (void)tiles_to_rows(m);
+    if (!tiles_fit(m, m->tile_entries, m->nnz)) (void)tiles_to_rows(m);
     return DC_SFC_OK;
   }
   if (r.nnz && r.nnz < h->entries) { /* give back the fillers' and zeros' room */
@@ -1245,7 +1253,8 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
 
 /* Whether the build gives the layer of header h the tile form (tile_form), from the header alone:
  * `values` is codebook_values of its codebook(s) (the coded entries: index_coded),
- * DC_SFC_NO_CODEBOOK (more than 32: the rows) for int8 and §12's float planes.  The build follows
+ * DC_SFC_NO_CODEBOOK for int8 (the tiles whatever its values) and §12's float planes (more than
+ * 32: the rows).  The build follows
  * it on every route, dc_sparse_fc_form says it: the two agree by construction and the form does
  * not depend on the route.  The direct route's form codes the values of the coded entries
  * (value_codes), the dense route's those the tensor uses (a subset): both hold tiles where the
@@ -1322,7 +1331,7 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     m->nnz = nnz;
     if (tiles) { /* the count of its tiles, if they would not have fit */
       const uint64_t e = dense_tile_entries(dense, h.info.dtype, m->rows, m->cols);
-      m->tile_entries = tiles_fit(e, nnz) ? 0 : e;
+      m->tile_entries = tiles_fit(m, e, nnz) ? 0 : e;
     }
     if (dense_out) {
       *dense_out = dense;
@@ -1833,9 +1842,10 @@ DC_AVX512 static inline void int8_store16(const dc_sparse_fc* m, uint32_t g, __m
       _mm512_mullo_epi32(_mm512_set1_epi32(izp), _mm512_maskz_loadu_epi32(k, m->row_sum + 16 * g)));
   __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, off)),
                            _mm512_maskz_loadu_ps(k, scale + 16 * g));
-  /* v < lo ? lo : (v > hi ? hi : v): VMAXPS / VMINPS return the second operand when one is NaN */
-  v = _mm512_max_ps(_mm512_set1_ps((float)(qmin - ozp)), v);
-  v = _mm512_min_ps(_mm512_set1_ps((float)(qmax - ozp)), v);
+  /* v < lo ? lo : (v > hi ? hi : v), for any lo, hi (VMINPS returns v when v is NaN) */
+  const __m512 lo = _mm512_set1_ps((float)(qmin - ozp));
+  v = _mm512_mask_mov_ps(_mm512_min_ps(_mm512_set1_ps((float)(qmax - ozp)), v),
+                         _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
   const __m512 magic = _mm512_set1_ps(12582912.0f);
   v = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
   _mm512_mask_cvtepi32_storeu_epi8(

@@ -148,6 +148,15 @@ static int64_t sfc_float_mismatch(const dc_sparse_fc* m, const float* w, const f
   return -1;
 }
 
+/* The build's rule for keeping a tile form (dc_sparse_fc.c tiles_fit, at the default fill): at
+ * most DC_SFC_TILE_FILL entries per non-zero, and for int8 no more bytes (2 per entry) than the
+ * larger of the dense weight (1 per weight) and the rows (3 per non-zero). */
+static int sfc_tiles_fit(const dc_sparse_fc* m, uint64_t entries, uint64_t nnz) {
+  if (entries > (uint64_t)DC_SFC_TILE_FILL * nnz) return 0;
+  const uint64_t dense = (uint64_t)m->rows * m->cols, rows = 3 * nnz;
+  return m->dtype != DC_DTYPE_INT8 || 2 * entries <= (dense > rows ? dense : rows);
+}
+
 /* 1 if two built forms are the same: shape, type, count, codebook, row sums, and the same rows
  * and / or tile form, array for array. */
 static int sfc_same_form(const dc_sparse_fc* a, const dc_sparse_fc* b) {

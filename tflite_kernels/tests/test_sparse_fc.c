@@ -221,9 +221,20 @@ static void guarded_free(void* q, size_t n, size_t map_size) {
   free(q);
 }
 
-/* int8: checks one kernel run against the plain dense formula. */
+/* int8: checks one kernel run against the plain dense formula; each call takes the next of a
+ * few quantizations (input / output zero points at the int8 extremes, the full and narrow output
+ * ranges, no bias). */
 static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_sparse_fc* m,
                        size_t batch, const char* what) {
+  static const struct {
+    int32_t izp, ozp, qmin, qmax, bias;
+  } q[] = {{-7, 3, -100, 120, 1},
+           {-128, -128, -128, 127, 0},
+           {127, 127, -128, 127, 1},
+           {0, -5, -20, 20, 1},
+           {-128, 0, -128, 127, 0}};
+  static unsigned calls = 0;
+  const unsigned k = calls++ % (sizeof q / sizeof q[0]);
   size_t x_map;
   int8_t* x = guarded(batch * cols, &x_map); /* the AVX-512 kernel reads 4-byte words of x */
   for (size_t i = 0; i < batch * cols; ++i) x[i] = (int8_t)(rnd() & 0xff);
@@ -235,11 +246,11 @@ static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_s
   }
   int8_t* y = malloc(batch * rows);
   int32_t* scratch = malloc(cols * DC_SFC_BATCH_TILE * sizeof(int32_t));
-  const int32_t izp = -7, ozp = 3, qmin = -100, qmax = 120;
-  dc_sparse_fc_int8(m, x, batch, izp, bias, scale, ozp, qmin, qmax, y, scratch);
+  const int32_t izp = q[k].izp, ozp = q[k].ozp, qmin = q[k].qmin, qmax = q[k].qmax;
+  dc_sparse_fc_int8(m, x, batch, izp, q[k].bias ? bias : NULL, scale, ozp, qmin, qmax, y, scratch);
   for (size_t b = 0; b < batch; ++b) {
     for (uint32_t r = 0; r < rows; ++r) {
-      int32_t acc = bias[r];
+      int32_t acc = q[k].bias ? bias[r] : 0;
       for (uint32_t c = 0; c < cols; ++c) {
         acc += (int32_t)w[(size_t)r * cols + c] * ((int32_t)x[b * cols + c] - izp);
       }
@@ -397,7 +408,7 @@ static void test_vectors(void) {
     CHECK(!m.tile_e || tiles_ok, "%s: a tile form where it does not belong", v->name);
     CHECK(!(m.tile_e && m.row_ptr), "%s: rows and tiles both kept", v->name);
     if (m.tile_e) {
-      CHECK(m.tile_entries <= DC_SFC_TILE_FILL * m.nnz, "%s: tiles kept past their fill", v->name);
+      CHECK(sfc_tiles_fit(&m, m.tile_entries, m.nnz), "%s: tiles kept past their fill", v->name);
       /* the same build at a fill of 0 turns them into rows (tiles_to_rows): those of a build
        * with the scalar kernels, which never makes tiles; its kernels give the same results */
       dc_sparse_fc rows, ref;
@@ -427,7 +438,7 @@ static void test_vectors(void) {
       const int was = dc_sparse_fc_use_simd(1);
       /* the tiles of a copy of the rows (t shares m's rows: only its tile arrays are freed) */
       t.tile_e = NULL;
-      CHECK(dc_sparse_fc_add_tiles(&t) == 1 && t.tile_entries > DC_SFC_TILE_FILL * t.nnz,
+      CHECK(dc_sparse_fc_add_tiles(&t) == 1 && !sfc_tiles_fit(&t, t.tile_entries, t.nnz),
             "%s: rows kept though the tiles fit", v->name);
       dc_sparse_fc_use_simd(was);
       free(t.tile_ptr), free(t.tile_block), free(t.tile_steps), free(t.tile_e);
@@ -510,10 +521,11 @@ static void test_helper_build_equal(void) {
   CHECK(compared >= 5, "only %d forms compared", compared);
 }
 
-static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t tenths) {
+/* permille / 1000 of the weights non-zero */
+static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t permille) {
   int8_t* w = calloc((size_t)rows * cols, 1);
   for (size_t i = 0; i < (size_t)rows * cols; ++i) {
-    if (rnd() % 10 < tenths) w[i] = (int8_t)(rnd() & 0xff);
+    if (rnd() % 1000 < permille) w[i] = (int8_t)(rnd() & 0xff);
   }
   dc_sparse_fc m;
   memset(&m, 0, sizeof m);
@@ -639,7 +651,8 @@ static void test_check_from_header(void) {
 }
 
 /* A tile form said (f) but rows built (m): the build kept the count of its tiles (tile_entries,
- * dc_sparse_fc.h: they did not fit), more than DC_SFC_TILE_FILL entries per non-zero, and tiles
+ * dc_sparse_fc.h: they did not fit: sfc_tiles_fit, more than DC_SFC_TILE_FILL entries per
+ * non-zero or, for int8, more bytes than the dense weight and the rows), and tiles
  * added to the rows (dc_sparse_fc_add_tiles: whatever their fill) have that many.  Said ROWS: no
  * tiles, none counted. */
 static void check_tiles_did_not_fit(dc_sparse_fc* m, dc_sfc_form f, const char* name) {
@@ -649,7 +662,7 @@ static void check_tiles_did_not_fit(dc_sparse_fc* m, dc_sfc_form f, const char* 
   }
   if (m->tile_e) return;
   const uint64_t counted = m->tile_entries;
-  CHECK(counted > (uint64_t)DC_SFC_TILE_FILL * m->nnz,
+  CHECK(!sfc_tiles_fit(m, counted, m->nnz),
         "%s: tile form said, built as rows, but its %llu tile entries fit %llu non-zeros", name,
         (unsigned long long)counted, (unsigned long long)m->nnz);
   CHECK(dc_sparse_fc_add_tiles(m) && m->tile_entries == counted,
@@ -847,18 +860,19 @@ int main(void) {
     }
     test_float_kernel_n(100, 1000, 8, -inf, inf, 1, 32, 0); /* 1 % at most: empty blocks */
     test_add_tiles_refuses_bad_rows();
-    test_int8_kernel_random(37, 53, 2);
-    test_int8_kernel_random(29, 260, 9); /* dense rows: the last columns (scalar) too */
-    test_int8_kernel_random(31, 3, 10);  /* cols < 4: all scalar */
-    test_int8_kernel_random(9, 4, 10);
+    test_int8_kernel_random(37, 53, 200);
+    test_int8_kernel_random(29, 260, 900); /* dense rows: the last columns (scalar) too */
+    test_int8_kernel_random(31, 3, 1000);  /* cols < 4: all scalar */
+    test_int8_kernel_random(9, 4, 1000);
     /* the int8 tile form's corners: full blocks (32 steps), partial last blocks of 1, 16, 17, 31
      * columns, one row, rows not a multiple of 16, 1 % (empty blocks), an all-empty layer */
-    test_int8_kernel_random(17, 33, 10);
-    test_int8_kernel_random(1, 48, 10);
-    test_int8_kernel_random(31, 49, 5);
-    test_int8_kernel_random(47, 1031, 1);
+    test_int8_kernel_random(17, 33, 1000);
+    test_int8_kernel_random(1, 48, 1000);
+    test_int8_kernel_random(31, 49, 500);
+    test_int8_kernel_random(47, 1031, 10); /* 1 %: empty blocks between tiles */
+    test_int8_kernel_random(100, 1000, 2); /* 0.2 %: groups without a tile */
     test_int8_kernel_random(40, 1000, 0);
-    test_int8_kernel_random(64, 63, 10);
+    test_int8_kernel_random(64, 63, 1000);
     test_vectors();
   }
   dc_sparse_fc_use_simd(1);
