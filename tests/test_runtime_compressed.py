@@ -1093,6 +1093,65 @@ def test_float_layers_run_on_the_tile_form_and_after_simd_is_turned_off(n_in, n_
             lib.dc_sparse_fc_use_simd(was)
 
 
+@pytest.mark.parametrize("n_in,n_out,cut", [(1, 600, 1.1), (17, 37, 1.645), (1031, 40, 1.645), (300, 64, 2.3),
+                                            (64, 48, 0.5)])
+def test_int8_layers_run_on_the_tile_form_bit_exact(n_in, n_out, cut):
+    """On an AVX-512 CPU an int8 FC layer (full-integer model) runs on the tile form, any values
+    (the entry holds the weight), when its tiles hold at most 4 entries per non-zero and take no
+    more bytes than the larger of the dense int8 weight and the rows (the report's bytes differ
+    from those of the rows, which a tile fill of 0 forces), else on the rows (1 input at ~13 %);
+    ~10 %, ~2 % and ~60 % layers. Outputs equal the unpacked model's (XNNPACK's int8 kernels) byte
+    for byte at batch 1 (int8_tiles_avx512), 2..8 (the batched tile kernel), 9 (8 then 1), also
+    with the scalar kernels switched on after the build (the scalar tile kernel), and on the rows.
+    Elsewhere: the rows both times."""
+    import keras
+
+    lib = _sparse_fc_lib()
+    avx512 = lib.dc_sparse_fc_kernel_name() == b"avx512"
+    rng = np.random.RandomState(n_in)
+    w = rng.randn(n_in, n_out).astype(np.float32)
+    w[np.abs(w) < cut] = 0
+    m = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(n_out)])
+    m.layers[0].set_weights([w, np.linspace(-1, 1, n_out).astype(np.float32)])
+    xs = rng.randn(9, n_in).astype(np.float32)
+    plain = export.to_tflite(m, pack=False, quantize="int8", representative_data=xs)
+    packed = export.pack(plain)
+    it = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
+    (row,) = [r for r in it.compressed_report() if r["route"] == "compressed"]
+    assert row["dtype"] == "int8", row
+    fill = lib.dc_sparse_fc_set_tile_fill(0)  # a tile form made is turned back into rows
+    try:
+        as_rows = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
+        (r0,) = [r for r in as_rows.compressed_report() if r["route"] == "compressed"]
+    finally:
+        lib.dc_sparse_fc_set_tile_fill(fill)
+    from dc_keras import _flatbuffer as fb
+
+    model = fb.read_model(plain)
+    (t,) = [t for t in model.subgraphs[0].tensors if t.type == 9 and len(t.shape) == 2 and fb.buffer_bytes(model, t.buffer)]
+    q = np.frombuffer(fb.buffer_bytes(model, t.buffer), np.int8).reshape(n_out, n_in).T  # int8 [inputs, units]
+    nnz, entries = int((q != 0).sum()), _tile_entries(q)
+    assert row["nonzeros"] == r0["nonzeros"] == nnz > 0
+    tiles = avx512 and entries <= 4 * nnz and 2 * entries <= max(q.size, 3 * nnz)
+    assert (row["bytes"] != r0["bytes"]) == tiles, (row, r0, entries, nnz)
+    assert tiles or n_in == 1 or not avx512, (entries, nnz)  # the cases but the first fit
+    ref = _plain(plain)
+    d = ref.get_input_details()[0]
+    if d["dtype"] == np.int8:  # int8 input: quantized as the converter says
+        scale, zp = d["quantization"]
+        xs = np.clip(np.round(xs / scale) + zp, -128, 127).astype(np.int8)
+    for simd in (1, 0):
+        was = lib.dc_sparse_fc_use_simd(simd)
+        try:
+            for i in range(3):  # batch 1
+                np.testing.assert_array_equal(em.run_batch(it, xs[i:i + 1]), em.run_batch(ref, xs[i:i + 1]))
+            for n in range(2, 10):
+                np.testing.assert_array_equal(em.run_batch(it, xs[:n]), em.run_batch(ref, xs[:n]))
+            np.testing.assert_array_equal(em.run_batch(as_rows, xs), em.run_batch(ref, xs))
+        finally:
+            lib.dc_sparse_fc_use_simd(was)
+
+
 def _sparse_fc_api():
     """_sparse_fc_lib with the build API of dc_sparse_fc.h declared: dc_sparse_fc_form / _check /
     _build / dc_sparse_table_build / _bytes / _free, and the form struct (dc_sparse_fc, as the
