@@ -1048,6 +1048,21 @@ def _tile_entries(w):
     return 16 * int(per.max(axis=1).sum())
 
 
+def _compressed_and_rows(lib, packed):
+    """The one-FC-layer model `packed` loaded with every layer compressed as the build makes it, and
+    again at a tile fill of 0 (a tile form made is turned back into rows): (interpreter, its
+    layer's report row, the rows' interpreter, its report row)."""
+    it = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
+    (row,) = [r for r in it.compressed_report() if r["route"] == "compressed"]
+    fill = lib.dc_sparse_fc_set_tile_fill(0)
+    try:
+        as_rows = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
+        (r0,) = [r for r in as_rows.compressed_report() if r["route"] == "compressed"]
+    finally:
+        lib.dc_sparse_fc_set_tile_fill(fill)
+    return it, row, as_rows, r0
+
+
 @pytest.mark.parametrize("n_in,n_out,cut", [(1, 600, 1.1), (1, 300, 2.0), (17, 37, 1.645),
                                             (1031, 40, 1.645), (300, 64, 2.3)])
 def test_float_layers_run_on_the_tile_form_and_after_simd_is_turned_off(n_in, n_out, cut):
@@ -1062,14 +1077,7 @@ def test_float_layers_run_on_the_tile_form_and_after_simd_is_turned_off(n_in, n_
     rng = np.random.RandomState(n_in)
     plain, packed = _pruned_shared_dense(rng, n_in, n_out, cut=cut)  # cut 1.645: ~10 %, 24 values
     xs = rng.randn(9, n_in).astype(np.float32)
-    it = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
-    (row,) = [r for r in it.compressed_report() if r["route"] == "compressed"]
-    fill = lib.dc_sparse_fc_set_tile_fill(0)  # a tile form made is turned back into rows
-    try:
-        as_rows = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
-        (r0,) = [r for r in as_rows.compressed_report() if r["route"] == "compressed"]
-    finally:
-        lib.dc_sparse_fc_set_tile_fill(fill)
+    it, row, as_rows, r0 = _compressed_and_rows(lib, packed)
     from dc_keras import _flatbuffer as fb
 
     model = fb.read_model(plain)
@@ -1116,15 +1124,8 @@ def test_int8_layers_run_on_the_tile_form_bit_exact(n_in, n_out, cut):
     xs = rng.randn(9, n_in).astype(np.float32)
     plain = export.to_tflite(m, pack=False, quantize="int8", representative_data=xs)
     packed = export.pack(plain)
-    it = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
-    (row,) = [r for r in it.compressed_report() if r["route"] == "compressed"]
+    it, row, as_rows, r0 = _compressed_and_rows(lib, packed)
     assert row["dtype"] == "int8", row
-    fill = lib.dc_sparse_fc_set_tile_fill(0)  # a tile form made is turned back into rows
-    try:
-        as_rows = runtime.Interpreter(model_content=packed, weights="compressed", **ALL)
-        (r0,) = [r for r in as_rows.compressed_report() if r["route"] == "compressed"]
-    finally:
-        lib.dc_sparse_fc_set_tile_fill(fill)
     from dc_keras import _flatbuffer as fb
 
     model = fb.read_model(plain)
