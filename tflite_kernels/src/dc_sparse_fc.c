@@ -337,6 +337,11 @@ static void tiles_end(Tiles* t) {
   }
 }
 
+/* The weight of a non-empty int8 tile entry: its code (bits 5..12) as int8. */
+static int32_t tile_weight(uint16_t e) {
+  return (int8_t)(uint8_t)(e >> 5);
+}
+
 /* An int8 tile form's row sums (row_sum: rows entries), from its entries (code = the weight). */
 static void tiles_row_sums(dc_sparse_fc* m) {
   const uint16_t* e = m->tile_e;
@@ -345,7 +350,7 @@ static void tiles_row_sums(dc_sparse_fc* m) {
     for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1]; ++t)
       for (uint32_t s = 0; s < m->tile_steps[t]; ++s, e += 16)
         for (uint32_t l = 0; l < 16; ++l)
-          if (e[l] != DC_SFC_TILE_EMPTY) sum[l] += (int8_t)(uint8_t)(e[l] >> 5);
+          if (e[l] != DC_SFC_TILE_EMPTY) sum[l] += tile_weight(e[l]);
     for (uint32_t l = 0; l < 16 && 16 * g + l < m->rows; ++l) m->row_sum[16 * g + l] = sum[l];
   }
 }
@@ -893,6 +898,14 @@ static void helper_run(void* arg) {
  * them front to back).  A large form starts the helper (*task, NULL if it ran in the caller;
  * w->h: the CRC it checks) and learns m->packed_file from it; the caller joins the task
  * (dc_task_join) before it frees, shrinks or reads the arrays. */
+/* An int8 FC form's row sums (m->row_sum, rows entries; float32 forms and lookup tables have
+ * none); 0 when out of memory. */
+static int alloc_row_sums(dc_sparse_fc* m) {
+  if (m->dtype != DC_DTYPE_INT8 || m->table) return 1;
+  m->row_sum = (int32_t*)malloc((size_t)m->rows * sizeof(int32_t));
+  return m->row_sum != NULL;
+}
+
 static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz, Helper* w, dc_task** task) {
   size_t n = nnz ? (size_t)nnz : 1;
   *task = NULL;
@@ -900,9 +913,7 @@ static dc_sfc_status alloc_form(dc_sparse_fc* m, uint64_t nnz, Helper* w, dc_tas
   m->row_ptr = (uint32_t*)malloc(((size_t)m->rows + 1) * sizeof(uint32_t));
   m->col = (uint16_t*)dc_alloc_output(n * sizeof(uint16_t));
   m->code = (uint8_t*)dc_alloc_output(n);
-  const int sums = m->dtype == DC_DTYPE_INT8 && !m->table; /* FC only */
-  if (sums) m->row_sum = (int32_t*)malloc((size_t)m->rows * sizeof(int32_t));
-  if (!m->row_ptr || !m->col || !m->code || (sums && !m->row_sum)) {
+  if (!m->row_ptr || !m->col || !m->code || !alloc_row_sums(m)) {
     return DC_SFC_NOMEM;
   }
   w->col = m->col;
@@ -941,9 +952,8 @@ static dc_sfc_status alloc_tiles(dc_sparse_fc* m, uint64_t entries, Helper* w, d
   r->row_ptr = (uint32_t*)malloc(((size_t)m->rows + 1) * sizeof(uint32_t));
   r->col = (uint16_t*)malloc((size_t)t->cap * sizeof(uint16_t));
   r->code = (uint8_t*)malloc((size_t)t->cap);
-  const int sums = m->dtype == DC_DTYPE_INT8 && !m->table; /* FC only: tiles_row_sums */
-  if (sums) m->row_sum = (int32_t*)malloc((size_t)m->rows * sizeof(int32_t));
-  if (!r->row_ptr || !r->col || !r->code || (sums && !m->row_sum)) return DC_SFC_NOMEM;
+  if (!r->row_ptr || !r->col || !r->code || !alloc_row_sums(m))
+    return DC_SFC_NOMEM; /* tiles_row_sums */
   w->col = m->tile_e;
   w->col_bytes = (size_t)(2 * n < t->entry_cap ? 2 * n : t->entry_cap) * sizeof(uint16_t);
   w->code = NULL;
@@ -1825,8 +1835,13 @@ DC_AVX512 static inline void int8_block_x(const int8_t* xb, __mmask32 k, __m512i
   *xh = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(x16, 1));
 }
 
-DC_AVX512 static inline __m512i int8_step(__m512i v, __m512i xl, __m512i xh) {
-  const __m512i w = _mm512_srai_epi32(_mm512_slli_epi32(v, 19), 24);
+/* tile_weight of 16 entries widened to int32 lanes (an empty entry, 0x8000: 0). */
+DC_AVX512 static inline __m512i int8_weights(__m512i v) {
+  return _mm512_srai_epi32(_mm512_slli_epi32(v, 19), 24);
+}
+
+/* The 16 products of one step: weights w (int8_weights of v) times x looked up by v's column. */
+DC_AVX512 static inline __m512i int8_products(__m512i w, __m512i v, __m512i xl, __m512i xh) {
   return _mm512_madd_epi16(w, _mm512_permutex2var_epi32(xl, v, xh));
 }
 
@@ -1868,12 +1883,12 @@ DC_AVX512 static void int8_tiles_avx512(const dc_sparse_fc* m, const int8_t* x, 
       for (; s >= 2; s -= 2, e += 32) {
         const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
         const __m512i v2 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(e + 16)));
-        a0 = _mm512_add_epi32(a0, int8_step(v, xl, xh));
-        a1 = _mm512_add_epi32(a1, int8_step(v2, xl, xh));
+        a0 = _mm512_add_epi32(a0, int8_products(int8_weights(v), v, xl, xh));
+        a1 = _mm512_add_epi32(a1, int8_products(int8_weights(v2), v2, xl, xh));
       }
       if (s) {
         const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
-        a0 = _mm512_add_epi32(a0, int8_step(v, xl, xh));
+        a0 = _mm512_add_epi32(a0, int8_products(int8_weights(v), v, xl, xh));
         e += 16;
       }
     }
@@ -1902,11 +1917,10 @@ DC_AVX512 static inline __attribute__((always_inline)) void int8_tiles_nb(
       for (uint32_t b = 0; b < nb; ++b) int8_block_x(x + b * cols + 32u * blk, k, &xl[b], &xh[b]);
       for (uint32_t s = m->tile_steps[t]; s > 0; --s, e += 16) {
         const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
-        const __m512i w = _mm512_srai_epi32(_mm512_slli_epi32(v, 19), 24);
+        const __m512i w = int8_weights(v); /* once for the nb rows */
 #pragma GCC unroll 8
         for (uint32_t b = 0; b < nb; ++b)
-          a[b] = _mm512_add_epi32(a[b],
-                                  _mm512_madd_epi16(w, _mm512_permutex2var_epi32(xl[b], v, xh[b])));
+          a[b] = _mm512_add_epi32(a[b], int8_products(w, v, xl[b], xh[b]));
       }
     }
 #pragma GCC unroll 8
@@ -1943,7 +1957,7 @@ static void int8_tiles_scalar(const dc_sparse_fc* m, const int8_t* x, int32_t iz
       for (uint32_t s = 0; s < m->tile_steps[t]; ++s, e += 16) {
         for (uint32_t l = 0; l < 16; ++l) {
           if (e[l] == DC_SFC_TILE_EMPTY) continue;
-          a[l] += (int32_t)(int8_t)(uint8_t)(e[l] >> 5) * (int32_t)xb[e[l] & 31u];
+          a[l] += tile_weight(e[l]) * (int32_t)xb[e[l] & 31u];
         }
       }
     }
