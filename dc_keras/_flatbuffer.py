@@ -412,7 +412,10 @@ class _Walk:
     offsets that are neither 0 nor negative and strings ending in a 0 byte (the fields as the generated
     schema module lays them out; a union member it does not list is checked as the runtime does,
     by its offset only). A failure raises the ``ValueError`` of ``_malformed``, naming the field
-    by its path from the root, e.g. ``subgraphs[0].tensors[3].shape``."""
+    by its path from the root, e.g. ``subgraphs[0].tensors[3].shape``. Each (table, position) is
+    visited once, under the first path that reaches it. The C unpacker's ``check_structure``
+    (tflite_kernels/src/dc_unpack.c) walks the same way in the same words, from these layouts
+    (tflite_kernels/tools/gen_tflite_layout.py writes them into dc_tflite_layout.h)."""
 
     def __init__(self, data):
         self.data, self.size = data, len(data)
@@ -480,12 +483,15 @@ class _Walk:
         after = {getattr(schema, n): tuple(_layout(getattr(schema, n))[1][a] for a in accessors)
                  for n, accessors in _DATA_AFTER.items()}
         root = self.offset(None, 0)
-        seen, stack = set(), [(schema.Model, root, None)]
+        seen, stack = {(schema.Model, root)}, [(schema.Model, root, None)]
+
+        def push(cls, pos, path):  # each (table, position) once, under the first path that reaches it
+            if (cls, pos) not in seen:
+                seen.add((cls, pos))
+                stack.append((cls, pos, path))
+
         while stack:
             cls, pos, path = stack.pop()
-            if (cls, pos) in seen:
-                continue
-            seen.add((cls, pos))
             vt, vt_size = self.table(path, pos)
             refs, scalars = _layout(cls)
             values = {}
@@ -508,13 +514,13 @@ class _Walk:
                 here = (path, name, None)
                 ref = self.offset(here, at)
                 if kind == "table":
-                    stack.append((detail, ref, here))
+                    push(detail, ref, here)
                 elif kind == "union":
                     (type_slot, _), members = detail
                     member = values.get(type_slot, 0)
                     if member:  # NONE: the runtime checks the offset only
                         if member in members:
-                            stack.append((members[member], ref, here))
+                            push(members[member], ref, here)
                         else:  # unknown to this schema module (and to the runtime's verifier)
                             self._unknown_member_end(ref)
                 elif kind == "vector":
@@ -526,7 +532,7 @@ class _Walk:
                         item, at = (path, name, i), ref + 4 + 4 * i
                         target = at + self.u32(self.data, at)[0]  # not checked as an offset (as flatbuffers)
                         if kind == "tables":
-                            stack.append((detail, target, item))
+                            push(detail, target, item)
                         else:
                             self.string(item, target)
         return min(self.end, self.size)

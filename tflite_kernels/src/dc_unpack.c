@@ -4,7 +4,11 @@
  * few TFLite schema tables involved (Model, SubGraph, Tensor, Operator,
  * OperatorCode, Buffer); the writer only patches 32-bit offsets in a copy of
  * the input and appends Buffer tables after it.  Every read of the untrusted
- * input is checked against its size; nothing recurses.
+ * input is checked against its size; nothing recurses.  Before any of it, the
+ * whole model's structure is checked as LiteRT's verifier checks it
+ * (check_structure, with the schema's layout from dc_tflite_layout.h), so a
+ * damaged file is refused here, naming the field, not copied into a result
+ * no runtime loads.
  *
  * TFLite schema field ids used here (schema.fbs):
  *   Model:        1 operator_codes, 2 subgraphs, 4 buffers, 5 metadata_buffer,
@@ -24,6 +28,7 @@
 #include <string.h>
 
 #include "dc_parallel.h"
+#include "dc_tflite_layout.h" /* generated: tflite_kernels/tools/gen_tflite_layout.py */
 
 enum { kCustom = 32, kUInt8 = 3, kDataAlign = 16 };
 #define DC_FLATBUFFER_MAX ((size_t)0x7fffffff) /* flatbuffer offsets are < 2 GiB */
@@ -80,17 +85,15 @@ static int field(const Fb* f, size_t t, unsigned id, size_t width, size_t* pos) 
   uint32_t so;
   if (!u32at(f, t, &so)) return -1;
   int64_t vt = (int64_t)t - (int64_t)(int32_t)so;
-  if (vt < 0 || (uint64_t)vt + 4 > f->n || vt % 2) return -1;
+  if (vt < 0 || (uint64_t)vt + 2 > f->n || vt % 2) return -1;
   const uint8_t* v = f->b + vt;
-  size_t vsize = (size_t)v[0] | (size_t)v[1] << 8, tsize = (size_t)v[2] | (size_t)v[3] << 8;
-  if (vsize < 4 || vsize % 2 || (uint64_t)vt + vsize > f->n || tsize < 4 || t + tsize > f->n) {
-    return -1;
-  }
+  size_t vsize = (size_t)v[0] | (size_t)v[1] << 8;
+  if (vsize % 2 || (uint64_t)vt + vsize > f->n) return -1;
   size_t slot = 4 + 2 * (size_t)id;
   if (slot + 2 > vsize) return 0;
   size_t fo = (size_t)v[slot] | (size_t)v[slot + 1] << 8;
   if (fo == 0) return 0;
-  if (fo < 4 || fo + width > tsize) return -1;
+  if (t + fo + width > f->n) return -1; /* the table's size field is not checked (flatbuffers) */
   *pos = t + fo;
   return 1;
 }
@@ -142,6 +145,305 @@ static int table_at(const Fb* f, const Vec* v, size_t i, size_t* t) {
 
 static int32_t i32_elem(const Fb* f, const Vec* v, size_t i) {
   return (int32_t)le32(f->b + v->start + 4 * i);
+}
+
+/* ---------------------------------------------------------- structural check
+ * Every table, vtable, scalar field, vector and string the root reaches, checked the way
+ * flatbuffers' Verifier checks them (LiteRT runs it before it loads a model) and named by its
+ * path from the root as dc_keras._flatbuffer's walk names it, in the same words: the fields as
+ * dc_tflite_layout.h (generated from the same schema module) lays them out; a union member it
+ * does not list is checked by its offset only, as the runtime checks it.  Without it the tables
+ * this unpacker copies without reading reached LiteRT's verifier only when the result loaded
+ * ("not a valid Flatbuffer", no field named).  Each (table, position) is visited once: the walk
+ * is linear in the file, whatever its offsets share.  Nothing recurses. */
+
+#define DC_FB_NONE 0xffffu /* no field name: the path ends at its parent */
+
+typedef struct {
+  int32_t parent; /* -1: the root */
+  uint16_t name;
+  int64_t index; /* -1: none */
+} PathNode;
+
+typedef struct {
+  uint16_t table;
+  int64_t pos; /* may lie outside the file: wtable names it */
+  int32_t node;
+} Visit;
+
+typedef struct {
+  Fb* f;
+  PathNode* nodes;
+  size_t num_nodes, cap_nodes;
+  Visit* stack;
+  size_t depth, cap_stack;
+  uint64_t* seen; /* open addressing: (pos << 16 | table) + 1, 0 = empty */
+  size_t seen_cap, num_seen;
+  int oom;
+} Walk;
+
+/* `v` with thousands separators (Python's "{:,}"). */
+static const char* commas(char buf[32], uint64_t v) {
+  char tmp[32];
+  int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v), o = 0;
+  for (int i = 0; i < n; ++i) {
+    if (i && (n - i) % 3 == 0) buf[o++] = ',';
+    buf[o++] = tmp[i];
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
+/* The path (node, then name[index] under it) as "subgraphs[0].tensors[3].shape". */
+static void where(const Walk* w, int32_t node, unsigned name, int64_t index, char* out, size_t n) {
+  int32_t chain[64];
+  size_t depth = 0, at = 0;
+  for (int32_t k = node; k >= 0 && depth < 64; k = w->nodes[k].parent) chain[depth++] = k;
+  out[0] = '\0';
+  for (size_t d = depth; d-- > 0;) {
+    const PathNode* p = &w->nodes[chain[d]];
+    at += (size_t)snprintf(out + at, at < n ? n - at : 0, "%s%s", at ? "." : "",
+                           dc_fb_names[p->name]);
+    if (p->index >= 0)
+      at += (size_t)snprintf(out + at, at < n ? n - at : 0, "[%lld]", (long long)p->index);
+    if (at >= n) return;
+  }
+  if (name != DC_FB_NONE) {
+    at += (size_t)snprintf(out + at, at < n ? n - at : 0, "%s%s", at ? "." : "", dc_fb_names[name]);
+    if (index >= 0 && at < n) snprintf(out + at, n - at, "[%lld]", (long long)index);
+  } else if (!at) {
+    snprintf(out, n, "the root table");
+  }
+}
+
+static int wfail(Walk* w, int32_t node, unsigned name, int64_t index, const char* fmt, ...) {
+  char path[256], problem[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(problem, sizeof problem, fmt, ap);
+  va_end(ap);
+  where(w, node, name, index, path, sizeof path);
+  return say(w->f, "malformed .tflite: %s: %s", path, problem);
+}
+
+/* `n` bytes of `what` at `pos`: inside the file and `align`-aligned (pos may be negative). */
+static int wcheck(Walk* w, int32_t node, unsigned name, int64_t index, int64_t pos, uint64_t n,
+                  unsigned align, const char* what) {
+  char a[32], b[32];
+  if (pos < 0) {
+    return wfail(w, node, name, index, "%s points %s bytes before the start of the file", what,
+                 commas(a, (uint64_t)-pos));
+  }
+  if ((uint64_t)pos + n > w->f->n) {
+    return wfail(w, node, name, index,
+                 "%s points past the end of the file (byte %s of a %s-byte file)", what,
+                 commas(a, (uint64_t)pos + n), commas(b, w->f->n));
+  }
+  if ((uint64_t)pos % align) {
+    return wfail(w, node, name, index, "%s at byte %s is not %u-byte aligned", what,
+                 commas(a, (uint64_t)pos), align);
+  }
+  return 1;
+}
+
+/* The position the offset field at `pos` refers to (*to), or 0. */
+static int woffset(Walk* w, int32_t node, unsigned name, size_t pos, size_t* to) {
+  char a[32];
+  if (!wcheck(w, node, name, -1, (int64_t)pos, 4, 4, "its offset")) return 0;
+  uint32_t o = le32(w->f->b + pos);
+  if (o == 0 || o > DC_FLATBUFFER_MAX) {
+    return wfail(w, node, name, -1,
+                 "its offset at byte %s is %lu (0 and offsets above 2^31 - 1 are invalid)",
+                 commas(a, pos), (unsigned long)o);
+  }
+  if (!wcheck(w, node, name, -1, (int64_t)pos + o, 1, 1, "its offset")) return 0;
+  *to = pos + o;
+  return 1;
+}
+
+/* The length (*count) of the vector of `width`-byte elements at `pos`, checked. */
+static int wvector(Walk* w, int32_t node, unsigned name, int64_t index, int64_t pos, unsigned width,
+                   size_t* count) {
+  char a[32], b[32], c[32];
+  if (!wcheck(w, node, name, index, pos, 4, 4, "its vector")) return 0;
+  uint64_t n = le32(w->f->b + pos), end = (uint64_t)pos + 4 + n * width;
+  if (n >= DC_FLATBUFFER_MAX / width || end > w->f->n) {
+    return wfail(w, node, name, index,
+                 "its vector declares %s entries, which run past the end of the file (to byte %s "
+                 "of a %s-byte file)",
+                 commas(a, n), commas(b, end), commas(c, w->f->n));
+  }
+  *count = (size_t)n;
+  return 1;
+}
+
+static int wstring(Walk* w, int32_t node, unsigned name, int64_t index, int64_t pos) {
+  char a[32];
+  size_t n;
+  if (!wvector(w, node, name, index, pos, 1, &n)) return 0;
+  int64_t end = pos + 4 + (int64_t)n;
+  if (!wcheck(w, node, name, index, end, 1, 1, "its string's terminator")) return 0;
+  if (w->f->b[end] != 0) {
+    return wfail(w, node, name, index, "its string does not end in a 0 byte (byte %s)",
+                 commas(a, (uint64_t)end));
+  }
+  return 1;
+}
+
+/* Pushes (table, pos) under the path (node, name, index) unless it was pushed before (name
+ * DC_FB_NONE: the path is node's); 0 if out of memory.  pos is 0 .. 2^33. */
+static int wpush(Walk* w, unsigned table, int64_t pos, int32_t node, unsigned name, int64_t index) {
+  uint64_t key = ((uint64_t)pos << 16 | table) + 1;
+  if (2 * (w->num_seen + 1) > w->seen_cap) {
+    size_t cap = w->seen_cap ? 2 * w->seen_cap : 1024;
+    uint64_t* s = (uint64_t*)calloc(cap, sizeof *s);
+    if (!s) return w->oom = 1, 0;
+    for (size_t i = 0; i < w->seen_cap; ++i) {
+      if (!w->seen[i]) continue;
+      size_t h = (size_t)(w->seen[i] * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
+      while (s[h]) h = (h + 1) & (cap - 1);
+      s[h] = w->seen[i];
+    }
+    free(w->seen);
+    w->seen = s;
+    w->seen_cap = cap;
+  }
+  size_t h = (size_t)(key * 0x9E3779B97F4A7C15ull >> 20) & (w->seen_cap - 1);
+  for (; w->seen[h]; h = (h + 1) & (w->seen_cap - 1)) {
+    if (w->seen[h] == key) return 1;
+  }
+  w->seen[h] = key;
+  w->num_seen++;
+  if (w->num_nodes == w->cap_nodes) {
+    size_t cap = w->cap_nodes ? 2 * w->cap_nodes : 256;
+    PathNode* p = (PathNode*)realloc(w->nodes, cap * sizeof *p);
+    if (!p) return w->oom = 1, 0;
+    w->nodes = p;
+    w->cap_nodes = cap;
+  }
+  if (w->depth == w->cap_stack) {
+    size_t cap = w->cap_stack ? 2 * w->cap_stack : 256;
+    Visit* v = (Visit*)realloc(w->stack, cap * sizeof *v);
+    if (!v) return w->oom = 1, 0;
+    w->stack = v;
+    w->cap_stack = cap;
+  }
+  Visit v = {(uint16_t)table, pos, node};
+  if (name != DC_FB_NONE) {
+    PathNode pn = {node, (uint16_t)name, index};
+    w->nodes[w->num_nodes] = pn;
+    v.node = (int32_t)w->num_nodes++;
+  }
+  w->stack[w->depth++] = v;
+  return 1;
+}
+
+/* The field at vtable `slot` of the table at pos: its position, or 0 when absent. */
+static size_t wfield(const Walk* w, size_t pos, size_t vt, unsigned vt_size, unsigned slot) {
+  if (slot >= vt_size) return 0;
+  const uint8_t* b = w->f->b + vt + slot;
+  const unsigned o = (unsigned)b[0] | (unsigned)b[1] << 8;
+  return o ? pos + o : 0;
+}
+
+/* One table: its start and vtable, its scalar fields, its data after the flatbuffer (Buffer),
+ * then its fields that refer to other objects, by slot (tables pushed, the rest checked here). */
+static int wtable(Walk* w, const Visit* v) {
+  const uint8_t* b = w->f->b;
+  const dc_fb_field* fd = dc_fb_fields + dc_fb_tables[v->table].first;
+  const dc_fb_field* end = fd + dc_fb_tables[v->table].count;
+  const int32_t node = v->node;
+  char a[32];
+  if (!wcheck(w, node, DC_FB_NONE, -1, v->pos, 4, 4, "its table")) return 0;
+  const size_t pos = (size_t)v->pos;
+  const int64_t vt = v->pos - (int32_t)le32(b + pos);
+  if (!wcheck(w, node, DC_FB_NONE, -1, vt, 2, 2, "its vtable")) return 0;
+  const unsigned vt_size = (unsigned)b[vt] | (unsigned)b[vt + 1] << 8;
+  if (vt_size % 2) {
+    return wfail(w, node, DC_FB_NONE, -1, "its vtable has an odd size, %u at byte %s", vt_size,
+                 commas(a, (uint64_t)vt));
+  }
+  if (!wcheck(w, node, DC_FB_NONE, -1, vt, vt_size, 2, "its vtable")) return 0;
+  uint64_t vals[32]; /* scalar values by slot / 2 (absent: 0; slots < 64, gen_tflite_layout.py) */
+  memset(vals, 0, sizeof vals);
+  for (; fd < end && fd->kind == DC_FB_SCALAR; ++fd) {
+    size_t at = wfield(w, pos, (size_t)vt, vt_size, fd->slot);
+    if (!at) continue;
+    if ((at % fd->width || at + fd->width > w->f->n) &&
+        !wcheck(w, node, fd->name, -1, (int64_t)at, fd->width, fd->width, "its value")) {
+      return 0;
+    }
+    uint64_t x = 0;
+    for (unsigned i = 0; i < fd->width; ++i) x |= (uint64_t)b[at + i] << (8 * i);
+    vals[fd->slot / 2] = x;
+  }
+  if (v->table == DC_FB_BUFFER_TABLE) { /* reached only as Model.buffers[i] */
+    uint64_t off = vals[DC_FB_BUFFER_OFFSET_SLOT / 2], n = vals[DC_FB_BUFFER_SIZE_SLOT / 2];
+    if (off > 1 && (off > w->f->n || n > w->f->n - off)) {
+      return say(w->f,
+                 "malformed .tflite: buffer %lld lies outside the file (bytes %llu..%llu of a "
+                 "%llu-byte file)",
+                 (long long)w->nodes[node].index, (unsigned long long)off,
+                 (unsigned long long)(off + n), (unsigned long long)w->f->n);
+    }
+  }
+  for (; fd < end; ++fd) {
+    size_t at = wfield(w, pos, (size_t)vt, vt_size, fd->slot), ref, n;
+    if (!at) continue;
+    if (!woffset(w, node, fd->name, at, &ref)) return 0;
+    switch (fd->kind) {
+      case DC_FB_TABLE:
+        if (!wpush(w, fd->arg, (int64_t)ref, node, fd->name, -1)) return 0;
+        break;
+      case DC_FB_UNION: {
+        const dc_fb_union* u = &dc_fb_unions[fd->arg];
+        const uint64_t type = vals[u->type_slot / 2];
+        for (unsigned m = u->first; type && m < (unsigned)u->first + u->count; ++m) {
+          if (dc_fb_members[m].type != type) continue;
+          if (!wpush(w, dc_fb_members[m].table, (int64_t)ref, node, fd->name, -1)) return 0;
+          break;
+        } /* NONE, or a member this schema does not list: its offset only, as the runtime */
+        break;
+      }
+      case DC_FB_VECTOR:
+        if (!wvector(w, node, fd->name, -1, (int64_t)ref, fd->width, &n)) return 0;
+        break;
+      case DC_FB_STRING:
+        if (!wstring(w, node, fd->name, -1, (int64_t)ref)) return 0;
+        break;
+      default: /* TABLES, STRINGS: the elements are not checked as offsets (as flatbuffers) */
+        if (!wvector(w, node, fd->name, -1, (int64_t)ref, 4, &n)) return 0;
+        for (size_t i = 0; i < n; ++i) {
+          const size_t e = ref + 4 + 4 * i;
+          const int64_t target = (int64_t)e + (int64_t)le32(b + e);
+          if (fd->kind == DC_FB_TABLES) {
+            if (!wpush(w, fd->arg, target, node, fd->name, (int64_t)i)) return 0;
+          } else if (!wstring(w, node, fd->name, (int64_t)i, target)) {
+            return 0;
+          }
+        }
+    }
+  }
+  return 1;
+}
+
+/* The structural check of the whole model: DC_UNPACK_OK, or MALFORMED with the path and the
+ * problem in f->why (NO_MEMORY if its bookkeeping does not fit). */
+static int check_structure(Fb* f) {
+  Walk w;
+  memset(&w, 0, sizeof w);
+  w.f = f;
+  size_t root;
+  int ok = woffset(&w, -1, DC_FB_NONE, 0, &root) && wpush(&w, 0, (int64_t)root, -1, DC_FB_NONE, -1);
+  while (ok && w.depth) {
+    const Visit v = w.stack[--w.depth];
+    ok = wtable(&w, &v);
+  }
+  free(w.nodes);
+  free(w.stack);
+  free(w.seen);
+  if (w.oom) return say(f, "out of memory"), DC_UNPACK_NO_MEMORY;
+  return ok ? DC_UNPACK_OK : DC_UNPACK_MALFORMED;
 }
 
 /* Tensor fields this file needs. */
@@ -334,16 +636,18 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
 
 /* Reads the model and plans every HuffDecode op, in subgraph order. */
 static int plan_model(Fb* f, Plan* pl) {
-  uint32_t root;
   size_t model;
-  if (f->n < 8 || !u32at(f, 0, &root) || !deref(f, 0, &model)) {
-    return say(f, "not a .tflite flatbuffer (too short or bad root offset)"), DC_UNPACK_MALFORMED;
+  if (f->n < 8) {
+    return say(f, "not a .tflite flatbuffer (only %zu bytes)", f->n), DC_UNPACK_MALFORMED;
   }
   if (memcmp(f->b + 4, "TFL3", 4) != 0) {
     return say(f, "not a .tflite flatbuffer (file identifier %02x%02x%02x%02x, not \"TFL3\")",
                f->b[4], f->b[5], f->b[6], f->b[7]),
            DC_UNPACK_MALFORMED;
   }
+  int r = check_structure(f); /* the root offset first */
+  if (r != DC_UNPACK_OK) return r;
+  if (!deref(f, 0, &model)) return say(f, "malformed .tflite: the root table"), DC_UNPACK_MALFORMED;
   uint64_t version;
   if (!scalar(f, model, 0, 4, 0, &version)) {
     return say(f, "malformed .tflite: model table"), DC_UNPACK_MALFORMED;
