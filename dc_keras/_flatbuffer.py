@@ -213,7 +213,7 @@ def read_model(data) -> "schema.ModelT":
     data = content_bytes(data, ".tflite content")
     _check_header(data)
     try:
-        _Walk(data).run()
+        extent = _Walk(data).run()
         root = schema.Model.GetRootAs(data, 0)
         model = schema.ModelT.InitFromObj(root)
     except ValueError:
@@ -227,6 +227,7 @@ def read_model(data) -> "schema.ModelT":
         raise _malformed("the model has no subgraph")
     nbuf = len(model.buffers or [])
     nops = len(model.operatorCodes or [])
+    model._dc_extent = extent  # model_extent(data, model) without a second walk
     model._dc_external_buffers = _load_external_buffers(model, data)
     _load_large_custom_options(model, data)
     for s, sg in enumerate(model.subgraphs):
@@ -545,15 +546,17 @@ class _Walk:
             pass
 
 
-def model_extent(data) -> int:
+def model_extent(data, model=None) -> int:
     """Where the model in ``data`` (``.tflite`` bytes) ends: past the last byte of every table,
     vtable, vector and string the root reaches (the fields as the generated schema module lays
     them out) and of the data stored after the flatbuffer (``Buffer.offset``/``size``,
     ``Operator.large_custom_options_offset``/``_size``). Bytes from there on belong to no part of
     the model (a zip of associated files, or anything else appended). A union member the schema
     module does not list counts with its own table bytes only. Each table is visited once;
-    malformed bytes raise the ``ValueError`` of ``read_model``."""
-    return _Walk(data).run()
+    malformed bytes raise the ``ValueError`` of ``read_model``. ``model``: what ``read_model`` gave
+    for ``data``, whose walk found the same end (no second walk: 0.16 s for 12,000 operators)."""
+    extent = getattr(model, "_dc_extent", None)
+    return _Walk(data).run() if extent is None else extent
 
 
 def uses_external_buffers(model) -> bool:

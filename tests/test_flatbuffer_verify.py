@@ -165,6 +165,22 @@ def test_model_extent_is_unchanged_by_the_checks(files):
         fb.model_extent(files["plain"][:len(files["plain"]) // 2])
 
 
+def test_pack_unpack_and_inspect_walk_the_input_once(files, monkeypatch):
+    """read_model's walk also finds where the model ends (what follows it: a zip of associated
+    files): pack, unpack and inspect reuse it instead of walking the input a second time (0.16 s
+    of a 12,000-operator model's inspect, 1.19 -> 1.02 s)."""
+    walked = []
+    run = fb._Walk.run
+    monkeypatch.setattr(fb._Walk, "run", lambda self: walked.append(self.size) or run(self))
+    plain, packed = files["plain"], files["packed"]
+    for fn, data in ((export.pack, plain), (export.unpack, packed), (export.inspect, packed)):
+        walked.clear()
+        fn(data + bytes(64))
+        assert walked.count(len(data) + 64) == 1, (fn.__name__, walked)
+    model = fb.read_model(plain + bytes(64))
+    assert fb.model_extent(plain + bytes(64), model) == fb.model_extent(plain) == model._dc_extent
+
+
 def test_an_options_table_of_a_type_this_schema_does_not_know_is_read_as_the_runtime_reads_it(files):
     """A newer converter may write builtin options this schema module does not list: the runtimes'
     verifier checks only the offset of such a union member (its generated code accepts unknown

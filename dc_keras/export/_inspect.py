@@ -338,7 +338,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
                 rows[-1].buffer = t.buffer
     bar.close()
-    z, tail, dropped, model_end = after_model(tflite_bytes)
+    z, tail, dropped, model_end = after_model(tflite_bytes, model)
     return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd),
                   external_buffers=fb.uses_external_buffers(model),
                   associated_files=list(zip(z.names, z.sizes)) if z else [],

@@ -534,7 +534,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     out = fb.write_model(model, buffers)
     if strip_strings:
         stats["strings_saved"] = with_names - len(out)
-    out, stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = with_zip(out, tflite_bytes)
+    out, stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = with_zip(out, tflite_bytes, model)
     if not rewrite and len(out) >= len(tflite_bytes):
         stats["packed_tensors"], stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = 0, [], 0, None
         stats["positive_zeros"] = (0, 0)
@@ -604,7 +604,7 @@ def _signed_zeros(model, make_positive):
 PADDING = 64
 
 
-def after_model(source):
+def after_model(source, model=None):
     """What ``source`` (a ``.tflite`` file's bytes) holds after its model: ``(zip, kept, dropped, end)``.
 
     The model ends where its flatbuffer and the data it locates after itself end
@@ -618,10 +618,11 @@ def after_model(source):
     pointing at no local header, a split archive, bytes after the archive...): copied unchanged
     to another position its offsets would be wrong, and readers of associated files would find it
     (minizip refuses one that moved backwards), so they are not kept; else None. ``end``: where the
-    model ends."""
+    model ends. ``model``: ``read_model``'s result for ``source``, if the caller has it (its walk
+    found the end already)."""
     from dc_keras.export import _zip
 
-    extent = fb.model_extent(source)  # source passed read_model: every table is inside it
+    extent = fb.model_extent(source, model)  # source passed read_model: every table is inside it
     _, z, error = _zip.split(source)
     if error:
         return None, b"", (str(error), len(source) - extent), extent
@@ -638,7 +639,7 @@ def after_model(source):
     return z, tail, None, extent
 
 
-def with_zip(model_bytes, source):
+def with_zip(model_bytes, source, source_model=None):
     """``(output, kept file names, kept bytes, dropped)``: ``model_bytes`` followed by what
     ``source`` holds after its model (``after_model``): the unknown bytes there, unchanged, then
     TFLite metadata's associated files (label maps, vocabularies; tflite_support's
@@ -646,10 +647,11 @@ def with_zip(model_bytes, source):
     and MediaPipe reads its labels there), byte for byte except for the zip's offsets, which count
     from the new file's start (docs/FORMAT.md §15, ``_zip``). ``kept bytes``: how many unknown
     bytes were kept; ``dropped``: ``(reason, bytes)`` for a zip that cannot be moved (then
-    neither it nor the bytes before it are in the output), or None."""
+    neither it nor the bytes before it are in the output), or None. ``source_model``:
+    ``read_model``'s result for ``source``, if the caller has it."""
     from dc_keras.export import _zip
 
-    z, tail, dropped, end = after_model(source)
+    z, tail, dropped, end = after_model(source, source_model)
     out = bytes(model_bytes) + tail
     if z is None:
         return out, [], len(tail), dropped
@@ -1014,7 +1016,7 @@ def unpack_with_zip(packed_bytes, *, buffers="auto"):
     model = fb.read_model(packed_bytes)
     if buffers == "auto" and not any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         return bytes(packed_bytes), [], 0, None
-    return with_zip(_unpack_model(model, buffers), packed_bytes)
+    return with_zip(_unpack_model(model, buffers), packed_bytes, model)
 
 
 def _unpack_model(model, buffers):

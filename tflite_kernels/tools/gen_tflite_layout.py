@@ -50,6 +50,7 @@ def header() -> str:
         refs, scalars = fb._layout(cls)
         first = len(fields)
         for accessor, (slot, width) in scalars.items():  # the Python walk's order
+            assert slot < 64, (cls, accessor)  # check_structure keeps scalar values by slot / 2 < 32
             fields.append((slot, "scalar", width, 0, name(fb._field_name(accessor))))
         for slot, kind, detail, fname in refs:
             if kind in ("table", "tables"):
