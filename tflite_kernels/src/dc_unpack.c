@@ -173,10 +173,10 @@ typedef struct {
 
 typedef struct {
   Fb* f;
-  PathNode* nodes;
-  size_t num_nodes, cap_nodes;
+  PathNode* nodes; /* nodes and stack: seen_cap / 2 entries each */
+  size_t num_nodes;
   Visit* stack;
-  size_t depth, cap_stack;
+  size_t depth;
   uint64_t* seen; /* open addressing: (pos << 16 | table) + 1, 0 = empty */
   size_t seen_cap, num_seen;
   int oom;
@@ -294,9 +294,13 @@ static int wstring(Walk* w, int32_t node, unsigned name, int64_t index, int64_t 
  * DC_FB_NONE: the path is node's); 0 if out of memory.  pos is 0 .. 2^33. */
 static int wpush(Walk* w, unsigned table, int64_t pos, int32_t node, unsigned name, int64_t index) {
   uint64_t key = ((uint64_t)pos << 16 | table) + 1;
-  if (2 * (w->num_seen + 1) > w->seen_cap) {
+  if (2 * (w->num_seen + 1) > w->seen_cap) { /* nodes and stack grow with it: one each per push */
     size_t cap = w->seen_cap ? 2 * w->seen_cap : 1024;
-    uint64_t* s = (uint64_t*)calloc(cap, sizeof *s);
+    PathNode* p = (PathNode*)realloc(w->nodes, cap / 2 * sizeof *p);
+    if (p) w->nodes = p;
+    Visit* v = p ? (Visit*)realloc(w->stack, cap / 2 * sizeof *v) : NULL;
+    if (v) w->stack = v;
+    uint64_t* s = v ? (uint64_t*)calloc(cap, sizeof *s) : NULL;
     if (!s) return w->oom = 1, 0;
     for (size_t i = 0; i < w->seen_cap; ++i) {
       if (!w->seen[i]) continue;
@@ -314,20 +318,6 @@ static int wpush(Walk* w, unsigned table, int64_t pos, int32_t node, unsigned na
   }
   w->seen[h] = key;
   w->num_seen++;
-  if (w->num_nodes == w->cap_nodes) {
-    size_t cap = w->cap_nodes ? 2 * w->cap_nodes : 256;
-    PathNode* p = (PathNode*)realloc(w->nodes, cap * sizeof *p);
-    if (!p) return w->oom = 1, 0;
-    w->nodes = p;
-    w->cap_nodes = cap;
-  }
-  if (w->depth == w->cap_stack) {
-    size_t cap = w->cap_stack ? 2 * w->cap_stack : 256;
-    Visit* v = (Visit*)realloc(w->stack, cap * sizeof *v);
-    if (!v) return w->oom = 1, 0;
-    w->stack = v;
-    w->cap_stack = cap;
-  }
   Visit v = {(uint16_t)table, pos, node};
   if (name != DC_FB_NONE) {
     PathNode pn = {node, (uint16_t)name, index};
