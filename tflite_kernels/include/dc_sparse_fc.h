@@ -228,7 +228,9 @@ DC_API uint32_t dc_sparse_fc_set_tile_fill(uint32_t entries_per_nonzero);
 
 /* on = 0 makes every later call use the scalar kernels (tests, comparisons), 1 (default) lets
  * dc_sparse_fc_kernel_name() choose, 2 as 1 but the tile form is built with the portable loop
- * instead of its AVX-512 CD one (tests: the same form); returns the previous setting.  It applies to builds too: a
+ * instead of its AVX-512 CD one (tests: the same form), 3 as 1 but the int8 tile kernels run
+ * without AVX-512 VNNI on CPUs that have it (tests: the same bytes); returns the previous
+ * setting.  It applies to builds too: a
  * form built with it at 0 holds rows only; a tile form built before runs on the scalar tile
  * kernel.  Not thread-safe: set it before any build or kernel runs. */
 DC_API int dc_sparse_fc_use_simd(int on);

@@ -57,8 +57,10 @@
 #endif
 
 /* -1: not probed yet; 0: scalar kernels; 1: AVX-512 kernels; 2: and AVX-512 CD (the tile
- * builder's vector loop).  simd_allowed: dc_sparse_fc_use_simd's setting (0, 1, 2). */
+ * builder's vector loop).  simd_vnni: the CPU has AVX-512 VNNI (the int8 tile kernels' vpdpwssd).
+ * simd_allowed: dc_sparse_fc_use_simd's setting (0, 1, 2, 3). */
 static int simd_level = -1;
+static int simd_vnni = 0;
 static int simd_allowed = 1;
 
 static int simd(void) {
@@ -69,15 +71,21 @@ static int simd(void) {
     level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl");
     level += level && __builtin_cpu_supports("avx512cd"); /* 2: the tile builder's vector loop */
+    simd_vnni = level && __builtin_cpu_supports("avx512vnni");
 #endif
     simd_level = level;
   }
   return simd_allowed ? (simd_level > 0) : 0;
 }
 
+/* The int8 tile kernels' VNNI variant is in use. */
+static int vnni(void) {
+  return simd() && simd_vnni && simd_allowed != 3;
+}
+
 DC_API int dc_sparse_fc_use_simd(int on) {
   int was = simd_allowed;
-  simd_allowed = on == 2 ? 2 : on != 0;
+  simd_allowed = on == 2 || on == 3 ? on : on != 0;
   return was;
 }
 
@@ -264,7 +272,7 @@ static void emit_group(Tiles* t, uint32_t g, const uint32_t* rp, const uint16_t*
     uint16_t* const st0 = stage - (size_t)b0 * 512;
     for (uint32_t l = 0; l < 16; ++l) {
 #if DC_SFC_X86
-      if (simd_level == 2 && simd_allowed == 1) {
+      if (simd_level == 2 && simd_allowed != 2) {
         cur[l] = stage_row_avx512(col, code, cur[l], end[l], lim, b0, l, stage);
         continue;
       }
@@ -289,7 +297,7 @@ static void emit_group(Tiles* t, uint32_t g, const uint32_t* rp, const uint16_t*
       }
       uint32_t steps;
 #if DC_SFC_X86
-      if (simd_level == 2 && simd_allowed == 1) {
+      if (simd_level == 2 && simd_allowed != 2) {
         steps = copy_steps_avx512(sb, m->tile_e + t->entries, t->entry_cap - t->entries);
       } else
 #endif
@@ -1867,81 +1875,19 @@ DC_AVX512 static inline void int8_store16(const dc_sparse_fc* m, uint32_t g, __m
       y + 16 * g, k, _mm512_add_epi32(_mm512_cvttps_epi32(v), _mm512_set1_epi32(ozp)));
 }
 
-DC_AVX512 static void int8_tiles_avx512(const dc_sparse_fc* m, const int8_t* x, int32_t izp,
-                                        const int32_t* bias, const float* scale, int32_t ozp,
-                                        int32_t qmin, int32_t qmax, int8_t* y) {
-  const uint32_t last = (m->cols - 1) / 32, part = m->cols % 32;
-  const __mmask32 kpart = part ? (__mmask32)((1u << part) - 1u) : (__mmask32)0xffffffffu;
-  const uint16_t* e = m->tile_e;
-  for (uint32_t g = 0; g < m->tile_groups; ++g) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
-    for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1]; ++t) {
-      const uint32_t b = m->tile_block[t];
-      __m512i xl, xh;
-      int8_block_x(x + 32u * b, b == last ? kpart : (__mmask32)0xffffffffu, &xl, &xh);
-      uint32_t s = m->tile_steps[t];
-      for (; s >= 2; s -= 2, e += 32) {
-        const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
-        const __m512i v2 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(e + 16)));
-        a0 = _mm512_add_epi32(a0, int8_products(int8_weights(v), v, xl, xh));
-        a1 = _mm512_add_epi32(a1, int8_products(int8_weights(v2), v2, xl, xh));
-      }
-      if (s) {
-        const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
-        a0 = _mm512_add_epi32(a0, int8_products(int8_weights(v), v, xl, xh));
-        e += 16;
-      }
-    }
-    int8_store16(m, g, _mm512_add_epi32(a0, a1), izp, bias, scale, ozp, qmin, qmax, y);
-  }
-}
+/* The int8 tile kernels, twice (dc_sfc_int8_tiles.h): vpmaddwd + vpaddd, and vpdpwssd on CPUs
+ * with AVX-512 VNNI (Ice Lake, Zen 4 and later): ~10 % faster at batch 1, ~5 % at batch 8
+ * (4096^2 at 10 %: 0.262 -> 0.233 ms, Zen 4, 2026-12-04). */
+#define DC_I8_TARGET DC_AVX512
+#define DC_I8_NAME(base) base##_avx512
+#define DC_I8_ACC(acc, w, v, xl, xh) _mm512_add_epi32(acc, int8_products(w, v, xl, xh))
+#include "dc_sfc_int8_tiles.h"
 
-/* Batch 2..8 on the int8 tile form: per tile each batch row's 32 x values in two registers, per
- * step the entries and weights taken once for all nb rows (inlined with a constant nb). */
-DC_AVX512 static inline __attribute__((always_inline)) void int8_tiles_nb(
-    const dc_sparse_fc* m, const int8_t* x, const uint32_t nb, int32_t izp, const int32_t* bias,
-    const float* scale, int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
-  const size_t cols = m->cols, rows = m->rows;
-  const uint32_t last = (m->cols - 1) / 32, part = m->cols % 32;
-  const __mmask32 kpart = part ? (__mmask32)((1u << part) - 1u) : (__mmask32)0xffffffffu;
-  const uint16_t* e = m->tile_e;
-  for (uint32_t g = 0; g < m->tile_groups; ++g) {
-    __m512i a[DC_SFC_BATCH_TILE];
-#pragma GCC unroll 8
-    for (uint32_t b = 0; b < nb; ++b) a[b] = _mm512_setzero_si512();
-    for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1]; ++t) {
-      const uint32_t blk = m->tile_block[t];
-      const __mmask32 k = blk == last ? kpart : (__mmask32)0xffffffffu;
-      __m512i xl[DC_SFC_BATCH_TILE], xh[DC_SFC_BATCH_TILE];
-#pragma GCC unroll 8
-      for (uint32_t b = 0; b < nb; ++b) int8_block_x(x + b * cols + 32u * blk, k, &xl[b], &xh[b]);
-      for (uint32_t s = m->tile_steps[t]; s > 0; --s, e += 16) {
-        const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
-        const __m512i w = int8_weights(v); /* once for the nb rows */
-#pragma GCC unroll 8
-        for (uint32_t b = 0; b < nb; ++b)
-          a[b] = _mm512_add_epi32(a[b], int8_products(w, v, xl[b], xh[b]));
-      }
-    }
-#pragma GCC unroll 8
-    for (uint32_t b = 0; b < nb; ++b)
-      int8_store16(m, g, a[b], izp, bias, scale, ozp, qmin, qmax, y + b * rows);
-  }
-}
-
-DC_AVX512 static void int8_tiles_batch(const dc_sparse_fc* m, const int8_t* x, uint32_t nb,
-                                       int32_t izp, const int32_t* bias, const float* scale,
-                                       int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
-  switch (nb) {
-    case 2: int8_tiles_nb(m, x, 2, izp, bias, scale, ozp, qmin, qmax, y); break;
-    case 3: int8_tiles_nb(m, x, 3, izp, bias, scale, ozp, qmin, qmax, y); break;
-    case 4: int8_tiles_nb(m, x, 4, izp, bias, scale, ozp, qmin, qmax, y); break;
-    case 5: int8_tiles_nb(m, x, 5, izp, bias, scale, ozp, qmin, qmax, y); break;
-    case 6: int8_tiles_nb(m, x, 6, izp, bias, scale, ozp, qmin, qmax, y); break;
-    case 7: int8_tiles_nb(m, x, 7, izp, bias, scale, ozp, qmin, qmax, y); break;
-    default: int8_tiles_nb(m, x, 8, izp, bias, scale, ozp, qmin, qmax, y); break;
-  }
-}
+#define DC_I8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define DC_I8_NAME(base) base##_vnni
+#define DC_I8_ACC(acc, w, v, xl, xh) \
+  _mm512_dpwssd_epi32(acc, w, _mm512_permutex2var_epi32(xl, v, xh))
+#include "dc_sfc_int8_tiles.h"
 #endif
 
 /* The int8 tile form on the scalar kernels (a form built with the AVX-512 kernels in use, run
@@ -2019,16 +1965,19 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t bat
       const size_t left = batch - b0;
 #if DC_SFC_X86
       if (simd()) {
-        if (left == 1) {
-          int8_tiles_avx512(m, x + b0 * cols, input_zp, bias, scale, output_zp, qmin, qmax,
-                            y + b0 * rows);
-          ++b0;
+        const uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
+        const int8_t* xb = x + b0 * cols;
+        int8_t* yb = y + b0 * rows;
+        if (vnni() && T == 1) {
+          int8_tiles_b1_vnni(m, xb, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+        } else if (vnni()) {
+          int8_tiles_batch_vnni(m, xb, T, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+        } else if (T == 1) {
+          int8_tiles_b1_avx512(m, xb, input_zp, bias, scale, output_zp, qmin, qmax, yb);
         } else {
-          const uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
-          int8_tiles_batch(m, x + b0 * cols, T, input_zp, bias, scale, output_zp, qmin, qmax,
-                           y + b0 * rows);
-          b0 += T;
+          int8_tiles_batch_avx512(m, xb, T, input_zp, bias, scale, output_zp, qmin, qmax, yb);
         }
+        b0 += T;
         continue;
       }
 #endif

@@ -248,6 +248,15 @@ static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_s
   int32_t* scratch = malloc(cols * DC_SFC_BATCH_TILE * sizeof(int32_t));
   const int32_t izp = q[k].izp, ozp = q[k].ozp, qmin = q[k].qmin, qmax = q[k].qmax;
   dc_sparse_fc_int8(m, x, batch, izp, q[k].bias ? bias : NULL, scale, ozp, qmin, qmax, y, scratch);
+  if (m->tile_e) { /* the int8 tile kernels without AVX-512 VNNI (use_simd(3)): the same bytes */
+    int8_t* y3 = malloc(batch * rows);
+    const int was = dc_sparse_fc_use_simd(3);
+    dc_sparse_fc_int8(m, x, batch, izp, q[k].bias ? bias : NULL, scale, ozp, qmin, qmax, y3,
+                      scratch);
+    dc_sparse_fc_use_simd(was);
+    CHECK(!memcmp(y3, y, batch * rows), "int8 %s batch %zu: other bytes without VNNI", what, batch);
+    free(y3);
+  }
   for (size_t b = 0; b < batch; ++b) {
     for (uint32_t r = 0; r < rows; ++r) {
       int32_t acc = q[k].bias ? bias[r] : 0;
