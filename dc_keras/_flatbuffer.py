@@ -116,8 +116,10 @@ def with_corrupt_fix(msg: str) -> str:
 def with_packed_fix(msg: str) -> str:
     """The C library's message (delegate, op, ``dc_unpack``) with :func:`with_corrupt_fix`'s fix when
     it is a packed tensor that failed to decode (its words: a checksum or decode failure, an invalid
-    header, a newer format version); any other message unchanged."""
-    failed = ("decoding failed", "corrupt", "invalid packed tensor", "newer than this decoder")
+    header, a newer format version, a packed shape or type that is not its tensor's); any other
+    message unchanged."""
+    failed = ("decoding failed", "corrupt", "invalid packed tensor", "newer than this decoder", "packed dim",
+              "packed dtype")
     return with_corrupt_fix(msg) if any(w in msg for w in failed) else msg
 
 

@@ -798,6 +798,13 @@ def test_corrupt_packed_data_fails_at_load_even_when_prepare_is_deferred(tmp_pat
             label = str(path) if "model_path" in kwargs else "model_content"
             assert msg.startswith(f"{label}: HuffDecode(") and "checksum mismatch" in msg and "copy it again" in msg, msg
             named.add(msg[len(label) + len(": HuffDecode("):].split(")")[0])
+            # a signature runner prepares at its first call: the same error there (it was TFLite's
+            # "...the packed data is corruptNode number 6 (DcKerasHuffDecodeDelegate) failed to prepare.")
+            with pytest.raises(RuntimeError) as info:
+                it = runtime.Interpreter(**kwargs)
+                (inputs,) = [v["inputs"] for v in it.get_signature_list().values()]
+                it.get_signature_runner()(**{inputs[0]: x})
+            assert str(info.value) == msg
     sg = model.subgraphs[0]  # both packed tensors named: HuffDecode's outputs (the converter names them)
     assert named == {fb.tensor_name(sg.tensors[op.outputs[0]]) for op in sg.operators
                      if fb.opcode_name(model, op) == "HuffDecode"}, named
@@ -896,3 +903,14 @@ def test_a_damaged_packed_header_says_the_fix_on_every_route():
                 assert msg.endswith("upgrade dc_keras"), (offset, route, msg)
             else:
                 assert msg.endswith(fix), (offset, route, msg)
+    # a HuffDecode output whose shape is not its packed tensor's (header intact, checksum valid): the
+    # delegate said "packed dim 0 is 256 but the output's is 64" without the fix (the op route had it)
+    model = fb.read_model(packed)
+    sg = model.subgraphs[0]
+    (out,) = [sg.tensors[op.outputs[0]] for op in sg.operators if fb.opcode_name(model, op) == "HuffDecode"][:1]
+    out.shape = out.shape[::-1].copy()
+    bad = fb.write_model(model)
+    for decode in ("delegate", "op"):
+        with pytest.raises(RuntimeError) as e:
+            runtime.Interpreter(model_content=bad, backend="tensorflow", decode=decode).allocate_tensors()
+        assert "packed dim 0 is" in str(e.value) and str(e.value).endswith(fb.CORRUPT_FIX), (decode, str(e.value))

@@ -21,7 +21,7 @@ with ``decode="delegate"`` the delegate has decoded every packed tensor by then 
 ``allocate_tensors()`` asks it for its first error (``DcKerasHuffDecodeDelegateError``, no extra
 pass over the weights); with ``decode="op"`` the constructor checks every packed tensor's CRC-32
 (FORMAT.md §8) first, since that op decodes in its own, deferred Prepare. A signature runner
-allocates on its own: there such an error still comes at its first call.
+(``get_signature_runner``) allocates on its own: there the same error comes at its first call.
 
 Using the library without this module:
 
@@ -402,16 +402,35 @@ class Interpreter:
           >>> it = dc_keras.runtime.Interpreter(model_content=packed)
           >>> it.allocate_tensors()
         """
-        try:
+        with self._prepare_errors():
             self._interpreter.allocate_tensors()
-        except RuntimeError as exc:  # a Prepare the runtime ran here failed: say which model, and the fix
+        self._raise_delegate_error()
+
+    @contextlib.contextmanager
+    def _prepare_errors(self):
+        """A Prepare the runtime ran inside failed: the error said naming the model, and the fix."""
+        try:
+            yield
+        except RuntimeError as exc:
             self._raise_delegate_error(exc)
             self._raise_op_error(exc)
             self._raise_inconsistent(exc)
             self._raise_bad_resize(exc)
             self._raise_flex(exc)
             raise
-        self._raise_delegate_error()
+
+    def get_signature_runner(self, signature_key=None):
+        """The backend's signature runner; it allocates and prepares on its own at its first call,
+        where a packed tensor that failed to decode (or a model with TensorFlow ops) raises as in
+        ``allocate_tensors`` -- naming the model, the tensor, the reason and the fix -- instead of
+        TFLite's text ("... Node number 6 (DcKerasHuffDecodeDelegate) failed to prepare.").
+
+        Example:
+          >>> run = dc_keras.runtime.Interpreter(model_content=packed).get_signature_runner()
+          >>> (name,) = run.get_input_details()  # the signature's one input
+          >>> outputs = run(**{name: x})
+        """
+        return _SignatureRunner(self, self._interpreter.get_signature_runner(signature_key))
 
     def invoke(self):
         """The backend's ``invoke()``; with ``decode="op"`` a HuffDecode Prepare TFLite deferred to
@@ -614,6 +633,23 @@ class Interpreter:
     def __repr__(self):
         return (f"<dc_keras.runtime.Interpreter backend={self.backend!r} decode={self.decode!r} "
                 f"weights={self.weights!r}>")
+
+
+class _SignatureRunner:
+    """A backend signature runner whose calls report a failed Prepare as ``Interpreter`` does
+    (``Interpreter.get_signature_runner``); everything else is the backend runner's."""
+
+    def __init__(self, owner, runner):
+        self._owner, self._runner = owner, runner
+
+    def __call__(self, **kwargs):
+        with self._owner._prepare_errors():
+            return self._runner(**kwargs)
+
+    def __getattr__(self, name):
+        if name == "_runner":
+            raise AttributeError(name)
+        return getattr(self._runner, name)
 
 
 def _delegate_error(delegate) -> str:
