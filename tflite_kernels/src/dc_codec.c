@@ -137,7 +137,7 @@ const char* dc_strerror(dc_status status) {
     case DC_ERR_SHAPE: return "invalid rank or dimensions, or element count too large";
     case DC_ERR_CODEBOOK: return "invalid codebook size or value";
     case DC_ERR_LAYOUT:
-      return "unknown layout or invalid layout parameters (for this version and type)";
+      return "unknown layout, or a layout parameter out of range (e.g. more entries than elements)";
     case DC_ERR_CODE_LENGTHS: return "Huffman code lengths do not form a valid code";
     case DC_ERR_STREAM: return "corrupt bit stream (overrun, spare bytes, bad padding or position)";
     case DC_ERR_SIZE_MISMATCH: return "declared sizes disagree with each other";
