@@ -65,10 +65,10 @@ def _print_stage_table(rows):
 
 
 def _print_layer_table(model, bits):
-    print(f"{'layer':<8}{'params':>9}{'non-zero':>10}{'density':>9}{'bits':>6}{'distinct values':>17}")
+    print(f"{'layer':<8}{'params':>9}{'non-zero':>10}{'density':>9}{'bits':>6}{'distinct non-zero':>19}")
     for row in pipeline.layer_stats(model):
         print(f"{row['layer']:<8}{row['params']:>9,}{row['nonzero']:>10,}{100 * row['density']:>8.1f}%"
-              f"{bits.get(row['layer'], '-'):>6}{row['distinct']:>17}")
+              f"{bits.get(row['layer'], '-'):>6}{row['distinct']:>19}")
     print()
 
 
