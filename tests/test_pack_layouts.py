@@ -139,14 +139,15 @@ def test_pack_bad_layout_arguments(kw, message):
 
 def test_cli_pack_version_layouts_decoder(tmp_path, capsys):
     """`dc-keras pack --version 2 --layouts dense,sparse` writes what pack(...) does; --decoder
-    minimal too; an unknown layout name is a one-line usage error naming the valid ones."""
+    minimal too (with --format-version, the same option as pack's --version: `dc-keras --version`
+    prints the program's); an unknown layout name is a one-line usage error naming the valid ones."""
     plain, _ = _model("int8")
     src = tmp_path / "m.tflite"
     src.write_bytes(plain)
     r = em.cli("pack", src, tmp_path / "a.tflite", "--version", "2", "--layouts", "dense,sparse", timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "a.tflite").read_bytes() == export.pack(plain, version=2, layouts=MINIMAL)
-    r = em.cli("pack", src, tmp_path / "b.tflite", "--decoder", "minimal", "--version", "1", timeout=300)
+    r = em.cli("pack", src, tmp_path / "b.tflite", "--decoder", "minimal", "--format-version", "1", timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "b.tflite").read_bytes() == export.pack(plain, version=1, decoder="minimal")
     from dc_keras import cli

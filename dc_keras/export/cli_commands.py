@@ -300,8 +300,9 @@ def add_commands(commands):
                         "operators +0.0 before packing (tfmot's strip_pruning leaves -0.0 for about half of "
                         "the pruned weights, which bit-exact packing stores like kept weights); outputs can "
                         "then differ only in the sign of an output that is exactly zero")
-    p.add_argument("--version", type=int, choices=(1, 2, 3, 4), default=None,
-                   help="packed format version to write (docs/FORMAT.md section 10); default: per tensor the "
+    p.add_argument("--format-version", "--version", dest="version", type=int, choices=(1, 2, 3, 4), default=None,
+                   help="packed format version to write (docs/FORMAT.md section 10; --version is the same option, "
+                        "not dc-keras --version); default: per tensor the "
                         "lowest that holds it (2, or 3 for the 8-byte, uint32, uint16 and bool types, 4 for a "
                         "tensor that takes layout int_planes). 3, 2 or 1 for a decoder that reads only up to "
                         "that version (tensors it cannot hold stay raw)")
