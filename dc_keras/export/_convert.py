@@ -14,6 +14,7 @@ real models:
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
 import os
 import re
@@ -63,7 +64,9 @@ def _check_representative(inputs, model):
 
 
 class _ArgumentError(ValueError):
-    """A bad argument (``converter_options`` entry, batch_size on a model without inputs): raised as is, never wrapped as a conversion failure."""
+    """A bad argument found while converting (``converter_options`` entry, batch_size or a recurrent layer
+    on a model without inputs, a dynamic batch in input_signature for recurrent layers): never wrapped as a
+    conversion failure; ``_convert`` raises it as a plain ValueError, without the converter's log."""
 
 
 class ClusterSpreadWarning(UserWarning):
@@ -342,13 +345,20 @@ def _convert_signature(model, apply, signature):
 
 
 def _set_option(conv, key, value):
-    """``converter_options`` entry ``"a.b" = v`` -> ``conv.a.b = v``; unknown names are an error."""
+    """``converter_options`` entry ``"a.b" = v`` -> ``conv.a.b = v``; an unknown name is an error naming
+    the closest attribute and the public ones (a private one, e.g. ``_experimental_lower_tensor_list_ops``,
+    is set when named exactly, and suggested, but not listed)."""
     target, parts = conv, key.split(".")
     for i, part in enumerate(parts):
         if not part or not hasattr(target, part):
-            known = sorted(a for a in dir(target) if not a.startswith("__") and not callable(getattr(target, a)))
-            raise _ArgumentError(f"converter_options: {type(target).__name__} has no attribute "
-                             f"{'.'.join(parts[:i + 1])!r} (key {key!r}); its attributes: {', '.join(known)}")
+            settable = [a for a in dir(target) if not a.startswith("__") and not callable(getattr(target, a))]
+            public = sorted(a for a in settable if not a.startswith("_"))
+            close = ([f"_{part}"] if f"_{part}" in settable else  # a private flag, named without its _
+                     difflib.get_close_matches(part, public, n=1) or difflib.get_close_matches(part, settable, n=1))
+            where = "the converter" if i == 0 else f"converter.{'.'.join(parts[:i])}"
+            hint = f" (did you mean {'.'.join([*parts[:i], close[0]])!r}?)" if close else ""
+            raise _ArgumentError(f"to_tflite: converter_options key {key!r}: the converter has no attribute "
+                                 f"{'.'.join(parts[:i + 1])!r}{hint}; {where}'s public attributes: {', '.join(public)}")
         if i == len(parts) - 1:
             setattr(target, part, value)
         else:
@@ -571,8 +581,11 @@ def _convert_static(model, apply, batch):
     import tensorflow as tf
 
     if not getattr(model, "inputs", None):
-        raise _ArgumentError("batch_size needs a model with known inputs (a Functional or Sequential model "
-                         "built with keras.Input)")
+        example, note = _signature_example(model, batch)
+        raise _ArgumentError(f"to_tflite: batch_size needs a model with known inputs (a Functional or Sequential "
+                             f"model built with keras.Input), and model {getattr(model, 'name', '')!r} is "
+                             f"subclassed: give the batch in input_signature instead, to_tflite(model, "
+                             f"input_signature={example}) ({note})")
     with _exportdir.directory() as tmp:
         saved = os.path.join(tmp, "saved_model")
         model.export(saved, format="tf_saved_model", input_signature=_input_signature(model, batch), verbose=False,
@@ -640,43 +653,168 @@ def _half_precision_fix(dtype):
 def _convert(model, apply, batch_size, signature=None):
     """Runs the converter; recurrent models (and any model whose dynamic-batch conversion fails on
     tensor-list ops) are converted with a static batch signature; ``signature`` (``_signature_json``'s
-    form): exactly that input signature."""
+    form): exactly that input signature. A bad argument (``_ArgumentError``) is raised as a ValueError
+    after the quiet block, so the converter's captured log is not replayed under a message that already
+    names the problem and its fix; a conversion failure (RuntimeError) replays it."""
+    error = None
     with quiet_conversion():  # converter/Keras log lines: dc_keras._logs (DC_KERAS_VERBOSE=1 shows them)
-        if signature is not None:
-            try:
-                return _convert_signature(model, apply, signature)
-            except _ArgumentError:
-                raise
-            except Exception as exc:
-                raise _failure(exc, " (with the input_signature given)", model) from exc
-        if batch_size is not None:
-            try:
-                return _convert_static(model, apply, int(batch_size))
-            except _ArgumentError:
-                raise
-            except Exception as exc:
-                raise _failure(exc, f" (static batch {batch_size})", model) from exc
-        recurrent = _recurrent_layers(model)
-        if not recurrent:
-            try:
-                return _convert_dynamic(model, apply)
-            except _ArgumentError:
-                raise
-            except Exception as exc:
-                if not any(s in str(exc) for s in _TENSOR_LIST_ERRORS) or not getattr(model, "inputs", None):
-                    raise _failure(exc, "", model) from exc
         try:
-            data = _convert_static(model, apply, 1)
+            data, why = _convert_quietly(model, apply, batch_size, signature)
+        except _ArgumentError as exc:
+            error = exc
+    if error is not None:
+        raise ValueError(str(error)).with_traceback(error.__traceback__) from error.__cause__
+    if why:
+        warnings.warn(f"to_tflite: the model has {why}, so the .tflite takes a fixed batch of 1 "
+                      "(input shape [1, ...]). Pass batch_size=N to export another fixed batch, or "
+                      "batch_size=1 to silence this warning.", UserWarning, stacklevel=4)
+    return data
+
+
+def _convert_quietly(model, apply, batch_size, signature):
+    """``(data, why)``: the converted model and, when it got a static batch of 1 by itself, why (for the
+    warning), else None."""
+    if signature is not None:
+        try:
+            return _convert_signature(model, apply, signature), None
         except _ArgumentError:
             raise
         except Exception as exc:
-            raise _failure(exc, " (static batch 1)", model) from exc
-    why = (f"recurrent layer(s) {recurrent}" if recurrent else "ops (tensor lists)") + \
+            if _is_tensor_list_error(exc) and _has_dynamic_batch(signature):
+                raise _ArgumentError(_static_signature_message(model, signature)) from exc
+            raise _failure(exc, " (with the input_signature given)", model) from exc
+    if batch_size is not None:
+        try:
+            return _convert_static(model, apply, int(batch_size)), None
+        except _ArgumentError:
+            raise
+        except Exception as exc:
+            raise _failure(exc, f" (static batch {batch_size})", model) from exc
+    recurrent = _recurrent_layers(model)
+    if not recurrent:
+        try:
+            return _convert_dynamic(model, apply), None
+        except _ArgumentError:
+            raise
+        except Exception as exc:
+            if not _is_tensor_list_error(exc):
+                raise _failure(exc, "", model) from exc
+            if not getattr(model, "inputs", None):
+                raise _ArgumentError(_needs_signature_message(model)) from exc
+    elif not getattr(model, "inputs", None):
+        raise _ArgumentError(_needs_signature_message(model))
+    try:
+        data = _convert_static(model, apply, 1)
+    except _ArgumentError:
+        raise
+    except Exception as exc:
+        raise _failure(exc, " (static batch 1)", model) from exc
+    return data, (f"recurrent layer(s) {recurrent}" if recurrent else "ops (tensor lists)") + \
         " that TFLite only converts with a static batch dimension"
-    warnings.warn(f"to_tflite: the model has {why}, so the .tflite takes a fixed batch of 1 "
-                  "(input shape [1, ...]). Pass batch_size=N to export another fixed batch, or "
-                  "batch_size=1 to silence this warning.", UserWarning, stacklevel=4)
-    return data
+
+
+def _is_tensor_list_error(exc):
+    return any(s in str(exc) for s in _TENSOR_LIST_ERRORS)
+
+
+def _loops_named(model):
+    """``recurrent layer(s) 'a', 'b'`` (wherever held), or the tensor-list ops when no layer is named."""
+    names = _looping_recurrent_layers(model)
+    if not names:
+        return "tensor-list ops (a recurrent loop)"
+    return "recurrent layer(s) " + ", ".join(repr(n) for n in names[:5]) + \
+        (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _with_batch(signature, batch):
+    """``_signature_json``'s form with every spec's first dimension set to ``batch``."""
+    if isinstance(signature, dict) and set(signature) == {_SPEC}:
+        dims, dtype, name = signature[_SPEC]
+        return {_SPEC: [[batch, *dims[1:]], dtype, name]}
+    if isinstance(signature, dict):
+        return {k: _with_batch(v, batch) for k, v in signature.items()}
+    return [_with_batch(v, batch) for v in signature]
+
+
+def _has_dynamic_batch(signature):
+    return any(dims[0] is None for dims, _, _ in _signature_leaves(signature))
+
+
+def _spec_source(signature):
+    """``input_signature`` as Python source, from ``_signature_json``'s form (for a message to copy)."""
+    if isinstance(signature, dict) and set(signature) == {_SPEC}:
+        dims, dtype, name = signature[_SPEC]
+        return f"keras.InputSpec(shape={tuple(dims)!r}, dtype={dtype!r}" + (f", name={name!r})" if name else ")")
+    if isinstance(signature, dict):
+        return "{" + ", ".join(f"{k!r}: {_spec_source(v)}" for k, v in signature.items()) + "}"
+    return "[" + ", ".join(_spec_source(v) for v in signature) + "]"
+
+
+def _static_signature_message(model, signature):
+    """The converter's tensor-list error of an ``input_signature`` with a dynamic batch, as its fix."""
+    fixed = _with_batch(signature, 1)
+    leaves = _signature_leaves(signature)
+    change = (f"use shape={tuple(_signature_leaves(fixed)[0][0])!r} instead of {tuple(leaves[0][0])!r}"
+              if len(leaves) == 1 else "give every spec a fixed first dimension")
+    return (f"to_tflite: {_loops_named(model)} need a static batch size in the input signature (TFLite converts "
+            f"them only with a fixed batch; input_signature is converted as given): {change}, "
+            f"input_signature={_spec_source(fixed)} (or another fixed batch; dc_keras.pipeline.predict_tflite "
+            "feeds any number of samples batch by batch)")
+
+
+def _built_signature(model, batch):
+    """The input signature (``_signature_json``'s form, first dimension ``batch``) of a subclassed model,
+    from the input shape(s) it was built with (``get_build_config()``), or None when they are not
+    known. The dtype is the one Keras records (float32), int32 for an input whose shape an
+    ``Embedding`` was built with (token ids)."""
+    import keras
+
+    shapes = _build_input_shape(model)
+    is_shape = lambda s: isinstance(s, (list, tuple)) and len(s) >= 1 and all(  # noqa: E731
+        d is None or isinstance(d, int) for d in s)
+    embedded = {tuple(s) for s in (_build_input_shape(layer) for layer in _leaf_layers(model)
+                                   if isinstance(layer, keras.layers.Embedding)) if is_shape(s)}
+    try:
+        floats = keras.backend.standardize_dtype(getattr(model, "input_dtype", None) or "float32")
+    except (TypeError, ValueError, AttributeError):
+        floats = "float32"
+
+    def spec(shape):
+        if not is_shape(shape):
+            raise TypeError(f"not a shape: {shape!r}")
+        return {_SPEC: [[batch, *shape[1:]], "int32" if tuple(shape) in embedded else floats, None]}
+
+    try:
+        if is_shape(shapes):
+            return [spec(shapes)]
+        if isinstance(shapes, dict) and shapes:
+            return [{k: spec(v) for k, v in shapes.items()}]
+        if isinstance(shapes, (list, tuple)) and shapes:
+            return [[spec(v) for v in shapes]]
+    except TypeError:
+        pass
+    return None
+
+
+def _signature_example(model, batch):
+    """``(source, note)``: an ``input_signature`` for a model without known inputs, at batch ``batch``,
+    and what to check in it."""
+    signature = _built_signature(model, batch)
+    if signature is None:
+        return (f"[keras.InputSpec(shape=({batch}, <input shape>), dtype=<input dtype>)]",
+                f"a spec per input: its shape at batch {batch} and its dtype")
+    ints = any(dtype == "int32" for _, dtype, _ in _signature_leaves(signature))
+    return _spec_source(signature), (f"the input shape it was built with, at batch {batch}; "
+                                     + ("int32 for the token ids of its Embedding" if ints else
+                                        "give your inputs' dtype if it is not float32"))
+
+
+def _needs_signature_message(model):
+    """A model without known inputs (subclassed) that needs a static batch: the fix, an input_signature."""
+    example, note = _signature_example(model, 1)
+    return (f"to_tflite: model {getattr(model, 'name', '')!r} has {_loops_named(model)}, which TFLite converts "
+            "only with a static batch, and it is subclassed, so its input shapes are unknown to the converter: "
+            f"give them with a fixed batch, to_tflite(model, input_signature={example}) ({note})")
 
 
 def _leaf_layers(model):
@@ -968,7 +1106,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         by the model's input names, in ``model.inputs`` order, as the arrays are).
       min_bytes: passed to ``pack``.
       batch_size: ``None`` (dynamic batch; static batch 1 for recurrent models) or a positive int:
-        the ``.tflite`` input then has this fixed first dimension.
+        the ``.tflite`` input then has this fixed first dimension. A subclassed model (its input
+        shapes unknown) takes the batch in ``input_signature`` instead, recurrent or with
+        ``batch_size``: the ValueError gives that signature.
       converter_options: dict of ``tf.lite.TFLiteConverter`` attributes to set, e.g.
         ``{"allow_custom_ops": True}``; dotted names reach nested settings
         (``"target_spec.supported_ops"``). Applied after ``quantize``'s settings; an unknown name
