@@ -197,6 +197,26 @@ def unsupported_reason(layer):
     return f"unsupported layer type {type(layer).__name__}"
 
 
+def left_dense_unsupported(layer):
+    """True when ``layer`` is left dense because dc_keras cannot compress it, though it holds a
+    trainable matrix (or larger) of the kind prune/cluster compress: an unsupported layer type (a
+    custom layer without ``get_prunable_weights()``, an unsupported recurrent cell, a subclassed
+    model nested in a graph model, a TimeDistributed of one of these). False for a supported layer
+    and for layers left dense by design: normalisations (per-channel vectors), a layer whose
+    ``get_prunable_weights()`` returns ``[]``, and layers whose trainable weights are all vectors
+    (biases, scales) or that are frozen (``trainable=False``: no trainable weights).
+
+    Example:
+        >>> left_dense_unsupported(keras.layers.LayerNormalization())  # False: by design
+    """
+    if unsupported_reason(layer) is None:
+        return False
+    inner = layer.layer if _is_time_distributed(layer) else layer
+    if isinstance(inner, _NORMALIZATIONS) or declares_weights(inner):
+        return False
+    return any(len(v.shape) >= 2 for v in layer.trainable_weights)
+
+
 def _own_variable(layer, name):
     for var in layer.weights:
         if var.name == name:

@@ -20,13 +20,46 @@ from dc_keras.train.kmeans import INITS, kmeans_1d
 from dc_keras.train.schedules import _user_stacklevel
 
 
+class _DefaultBits(int):
+    """The default of ``bits`` (5, shown as 5 in signatures and ``help()``), told apart from an
+    explicit ``bits=5``: giving ``bits`` and ``clusters`` both is an error."""
+
+    def __repr__(self):
+        return int.__repr__(self)
+
+
+DEFAULT_BITS = _DefaultBits(5)
+
+
+def _clusters_hint(bits):
+    """``" (for 16 clusters pass clusters=16 (or bits=4))"`` when ``bits`` looks like a cluster count
+    (tfmot's habit: ``cluster_weights(model, 16)``, the number of clusters positionally), else ``""``."""
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not _base.MAX_BITS < bits <= _base.MAX_CODEBOOK:
+        return ""
+    need = max(1, int(bits - 1).bit_length())
+    exact = "" if 2 ** need == bits else f": {2 ** need} shared values"
+    return (f". Is {bits} a number of clusters (tfmot's cluster_weights(model, number_of_clusters))? `bits` is the "
+            f"index width: for {bits} clusters pass clusters={bits} (or bits={need}{exact})")
+
+
 def _check_bits(bits, where="bits"):
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= _base.MAX_BITS:
         raise ValueError(
-            f"`{where}` must be an integer between 1 and {_base.MAX_BITS}, got {bits!r}: the packed format "
-            f"holds at most {_base.MAX_CODEBOOK} shared values per tensor (docs/FORMAT.md §2)."
+            f"`{where}` must be an integer between 1 and {_base.MAX_BITS} (2**bits shared values), got {bits!r}"
+            f"{_clusters_hint(bits) if where == 'bits' else ''}. The packed format holds at most {_base.MAX_CODEBOOK} shared values per "
+            "tensor (docs/FORMAT.md §2)."
         )
     return int(bits)
+
+
+def _check_bits_or_clusters(bits, clusters):
+    """``bits`` and ``clusters`` given both (``bits`` not its default): a ValueError saying to give one
+    (``clusters`` used to win silently)."""
+    if clusters is not None and not isinstance(bits, _DefaultBits) and bits is not None:
+        raise ValueError(
+            f"Give either `bits` or `clusters`, not both: got bits={bits!r} and clusters={clusters!r}. `clusters` is "
+            f"the number of shared values (any count up to {_base.MAX_CODEBOOK}), `bits` its index width "
+            "(2**bits shared values): drop one of them.")
 
 
 @keras.saving.register_keras_serializable(package="dc_keras")
@@ -46,7 +79,8 @@ class ClusterWrapper(_base.CompressionWrapper):
             splits at zero, see :func:`cluster`).
         seed: RNG seed of the random / kmeans++ initialisations.
         clusters: optional number of centroids when it is not a power of two (tfmot's
-            ``number_of_clusters``, up to 4096); ``bits`` then becomes the index width it needs.
+            ``number_of_clusters``, up to 4096), in place of ``bits`` (giving both is a ``ValueError``);
+            ``bits`` then becomes the index width it needs.
         cluster_biases: also share the bias vector(s) of the layer (``False``, default: biases
             stay free float weights that train normally). ``True`` gives each bias as many
             centroids as the kernel; an int gives it ``2**cluster_biases`` centroids. A clustered
@@ -64,8 +98,9 @@ class ClusterWrapper(_base.CompressionWrapper):
         >>> wrapper = ClusterWrapper(trained_dense, bits=4, cluster_biases=3)
     """
 
-    def __init__(self, layer, bits=5, init="linear", preserve_sparsity=True, seed=0, clusters=None,
+    def __init__(self, layer, bits=DEFAULT_BITS, init="linear", preserve_sparsity=True, seed=0, clusters=None,
                  cluster_biases=False, **kwargs):
+        _check_bits_or_clusters(bits, clusters)
         if clusters is not None:
             if isinstance(clusters, bool) or not isinstance(clusters, numbers.Integral) or not 1 <= clusters <= 4096:
                 raise ValueError(f"`clusters` must be an integer between 1 and 4096, got {clusters!r}.")
@@ -321,6 +356,8 @@ class ClusterWrapper(_base.CompressionWrapper):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
+        if config.get("clusters") is not None:  # get_config writes both: bits is the width clusters needs
+            config.pop("bits", None)
         wrapper = cls(layer, **config)
         wrapper._untracked("_from_config", True)  # its values are loaded (or copied) after build: no k-means
         return wrapper
@@ -599,7 +636,7 @@ def _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm):
         raise ValueError(f"`fold_batchnorm` must be True or False, got {fold_batchnorm!r}.")
 
 
-def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layers=None, seed=0,
+def cluster(model_or_layer, bits=DEFAULT_BITS, init="linear", preserve_sparsity=True, layers=None, seed=0,
             fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None, cluster_biases=False,
             _weights_of=None):
     """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
@@ -635,7 +672,9 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         include_frozen: also cluster layers with ``trainable=False`` (default: left, reported).
         min_params: leave layers with fewer compressible weights dense (reported as too small).
         clusters: optional centroid count for every clustered layer when it is not a power of two
-            (tfmot's ``number_of_clusters``, up to 4096); overrides ``bits``.
+            (tfmot's ``number_of_clusters``, up to 4096), in place of ``bits``: giving both is a
+            ``ValueError`` (``cluster(model, 16)``, tfmot's positional cluster count, is ``bits=16``:
+            refused, its error saying to pass ``clusters=16`` or ``bits=4``).
         cluster_biases: also share each clustered layer's bias(es): ``False`` (default; biases
             stay free floats), ``True`` (as many centroids as the layer's kernel) or an int of
             bits for the biases (e.g. 3). Clustered biases keep their assignments through
@@ -655,6 +694,7 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         >>> final = dc_keras.strip(clustered)  # each kernel: at most 2**bits distinct non-zeros
         >>> small = dc_keras.cluster(dc_keras.strip(pruned), bits=4, cluster_biases=3)  # biases too
     """
+    _check_bits_or_clusters(bits, clusters)
     if bits is None:
         bits = {}
     _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm)
@@ -666,8 +706,8 @@ def cluster(model_or_layer, bits=5, init="linear", preserve_sparsity=True, layer
         if layers is not None:
             raise ValueError("`layers` only applies to models; pass the layer itself to cluster one layer.")
         layer = model_or_layer
-        return ClusterWrapper(layer, _bits_for(layer, bits), init, preserve_sparsity, seed, clusters=clusters,
-                              cluster_biases=cluster_biases)
+        return ClusterWrapper(layer, DEFAULT_BITS if clusters is not None else _bits_for(layer, bits), init,
+                              preserve_sparsity, seed, clusters=clusters, cluster_biases=cluster_biases)
     return _cluster_model(model_or_layer, bits, init, preserve_sparsity, layers, seed, fold_batchnorm,
                           include_frozen, min_params, clusters, cluster_biases, _weights_of)
 
@@ -708,8 +748,9 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
             fresh = rebuilder.clone(original)
         if id(original) not in chosen:
             return fresh
-        wrapper = ClusterWrapper(fresh, _bits_for(original, bits), init, preserve_sparsity, seed, clusters=clusters,
-                                 cluster_biases=cluster_biases, weights=only.get(id(original)))
+        wrapper = ClusterWrapper(fresh, DEFAULT_BITS if clusters is not None else _bits_for(original, bits), init,
+                                 preserve_sparsity, seed, clusters=clusters, cluster_biases=cluster_biases,
+                                 weights=only.get(id(original)))
         wrapper.trainable = fresh.trainable
         wrappers.append(wrapper)
         return wrapper
@@ -723,6 +764,8 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
                                 "clustered fine-tuning (only NonNeg is applied, to the shared values)")
     if cluster_biases is not False:
         _report_biases(report, wrappers)
+    if layers is None and weights_of is None:  # (the tfmot drop-in refuses such layers itself)
+        _report.warn_unsupported("cluster", model, skipped)
     return _report.attach(new_model, report)
 
 

@@ -113,6 +113,39 @@ def _check_m_by_n(value, meaning="keep m of every n"):
     return (int(m), int(n))
 
 
+def _warn_m_by_n_target(m_by_n, schedules):
+    """``UserWarning`` (one) when ``sparsity_m_by_n=(m, n)`` (m KEPT of every n: sparsity 1 - m/n) and the
+    target sparsity of a schedule in ``schedules`` differ: the pattern alone sets the sparsity, the
+    schedule only when it is applied, so its target is not reached (nor warned about at strip time).
+    ``(1, 4)`` with ``ConstantSparsity(0.5)`` kept 1 of 4 weights without a word: a tfmot habit
+    (tfmot's m counts the zeros). Returns the warning's text, or None."""
+    m, n = m_by_n
+    sparsity = 1.0 - m / n
+    targets = sorted({float(t) for t in (s.target_sparsity_value() for s in schedules if s.kind == "sparsity")
+                      if t is not None and abs(float(t) - sparsity) > 1e-6})
+    if not targets:
+        return None
+    said = ", ".join(f"{t:g}" for t in targets)
+    which = f"the schedule's target sparsity is {said}" if len(targets) == 1 else \
+        f"the schedules' target sparsities are {said}"
+    hint = ""
+    if len(targets) == 1 and abs(targets[0] * n - round(targets[0] * n)) < 1e-6 and 0 < round(targets[0] * n) < n:
+        zeros = round(targets[0] * n)
+        hint = f" For sparsity {targets[0]:g} in groups of {n} pass sparsity_m_by_n=({n - zeros}, {n})."
+    if n - m != m:
+        hint += (f" If you meant tfmot's ({m}, {n}) ({m} zero{'s' if m > 1 else ''} in every {n}: sparsity "
+                 f"{m / n:g}), pass sparsity_m_by_n=({n - m}, {n}).")
+    message = (
+        f"dc_keras.prune(): sparsity_m_by_n=({m}, {n}) keeps {m} of every {n} weights (sparsity {sparsity:g}), but "
+        f"{which}: with sparsity_m_by_n the pattern alone sets the sparsity and the schedule only decides when it "
+        f"is applied (from its first update at a sparsity above 0), so the pruned layers end at sparsity "
+        f"{sparsity:g}. dc_keras's m counts the weights KEPT; tfmot's sparsity_m_by_n (and dc_keras.compat.tfmot's) "
+        f"counts the zeros: tfmot's (m, n) is dc_keras's (n - m, n).{hint} A schedule whose target is "
+        f"{sparsity:g} says what happens and silences this warning.")
+    warnings.warn(message, UserWarning, stacklevel=_schedules._user_stacklevel())
+    return message
+
+
 def _m_by_n_mask(w_abs, axis, m, n):
     """Keep the ``m`` largest of every ``n`` consecutive entries along ``axis``."""
     moved = ops.moveaxis(w_abs, axis, -1)
@@ -135,8 +168,9 @@ class PruneWrapper(_base.CompressionWrapper):
             Embedding, or a custom layer with ``get_prunable_weights()``/``prunable_weights``).
         schedule: a :mod:`dc_keras.schedules` schedule.
         sparsity_m_by_n: optional ``(m, n)``: structured sparsity keeping ``m`` of every ``n``
-            consecutive weights along the input dimension (e.g. ``(2, 4)``); the schedule then
-            only decides when the pattern is applied.
+            consecutive weights along the input dimension (e.g. ``(1, 4)``: 1 kept of every 4,
+            sparsity 0.75; tfmot's ``(m, n)`` counts zeros, it is this ``(n - m, n)``); the schedule
+            then only decides when the pattern is applied.
 
     Magnitude pruning ranks weights by ``|w|``: weights that tie at the threshold magnitude are
     pruned together, so a kernel that is still all zeros when its first update comes
@@ -773,7 +807,13 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
         schedule: default schedule, e.g. ``dc_keras.schedules.PolynomialDecay(0.5, 0.9, 0, 1000)``.
         layers: None (every supported layer), a list of layer names and/or classes, or a dict
             name-or-class -> schedule for per-layer targets (the dict's layers only).
-        sparsity_m_by_n: optional ``(m, n)`` structured sparsity, e.g. ``(2, 4)``.
+        sparsity_m_by_n: optional ``(m, n)`` structured sparsity: ``m`` is the number of weights
+            KEPT of every ``n`` consecutive weights along the input dimension (sparsity ``1 - m/n``),
+            e.g. ``(1, 4)`` keeps 1 of every 4 (sparsity 0.75) and ``(3, 4)`` keeps 3 (sparsity 0.25).
+            The pattern alone sets the sparsity; the schedule only decides when it is applied (a
+            ``UserWarning`` says so when its target sparsity differs from ``1 - m/n``). tfmot's
+            ``sparsity_m_by_n`` (and :mod:`dc_keras.compat.tfmot`'s) counts the zeros instead:
+            tfmot's ``(m, n)`` is this ``(n - m, n)`` (both read ``(2, 4)`` alike).
         include_frozen: also prune layers with ``trainable=False`` (or inside a frozen model);
             by default they are left dense and reported.
         min_params: leave layers with fewer compressible weights dense (reported as too small).
@@ -801,10 +841,15 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
     elif schedule is None:
         raise ValueError("`schedule` is required unless `layers` maps each layer to its schedule.")
 
+    # warned once the layers are wrapped (not before an error); the tfmot drop-in stays silent, as tfmot
+    warn_m_by_n = m_by_n is not None and _weights_of is None
     if not isinstance(model_or_layer, keras.Model):
         if layers is not None:
             raise ValueError("`layers` only applies to models; pass the layer itself to prune one layer.")
-        return PruneWrapper(model_or_layer, schedule, sparsity_m_by_n=m_by_n)
+        wrapper = PruneWrapper(model_or_layer, schedule, sparsity_m_by_n=m_by_n)
+        if warn_m_by_n:
+            _warn_m_by_n_target(m_by_n, [schedule])
+        return wrapper
 
     model = model_or_layer
     existing = _base.find_wrappers(model)
@@ -832,6 +877,11 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
         return wrapper
 
     new_model, _ = _base.rewrite_model(model, replace, "prune")
+    if warn_m_by_n:
+        _warn_m_by_n_target(m_by_n, {id(s): s for _, s in chosen.values() if s is not None}.values()
+                            if isinstance(layers, dict) else [schedule])
+    if layers is None and _weights_of is None:  # (the tfmot drop-in refuses such layers itself)
+        _report.warn_unsupported("prune", model, skipped)
     return _report.attach(new_model, report)
 
 

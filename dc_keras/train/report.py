@@ -2,13 +2,17 @@
 
 Every model returned by :func:`dc_keras.prune` / :func:`dc_keras.cluster` carries a
 :class:`CoverageReport` as ``model.compression_report`` (also logged at INFO level on the
-``dc_keras`` logger); :func:`coverage` computes one for any model.
+``dc_keras`` logger); :func:`coverage` computes one for any model. Layers left dense because
+dc_keras cannot compress them (a custom layer without ``get_prunable_weights()``...) are also
+named in a ``UserWarning`` (:func:`warn_unsupported`).
 """
 import logging
+import warnings
 
 import keras
 
 from dc_keras.train import _base
+from dc_keras.train.schedules import _user_stacklevel
 
 logger = logging.getLogger("dc_keras")
 
@@ -100,6 +104,45 @@ def build_report(action, model, chosen, skipped, targets_of=None):
     for layer, reason in skipped:
         report.add_skipped(layer, reason)
     return report
+
+
+def warn_unsupported(action, model, skipped):
+    """One ``UserWarning`` naming the layers ``prune`` / ``cluster`` (``action``) leave dense because
+    dc_keras cannot compress them though they hold trainable matrices (:func:`_base.left_dense_unsupported`):
+    each one's share of ``model``'s parameters, why, and the fix. The report is only logged (INFO,
+    invisible with Python's default logging), and a model whose largest layer is a custom one without
+    ``get_prunable_weights()`` shrank 1.76x without a word. Layers left dense by design (normalisations,
+    frozen layers, vectors, layers ``layers=`` leaves out, too small for ``min_params``) are not named.
+    Returns the warning's text, or None."""
+    unsupported = [(layer, reason) for layer, reason in skipped if _base.left_dense_unsupported(layer)]
+    if not unsupported:
+        return None
+    total = _base.params(model.weights)
+    sizes = [_base.params(layer.weights) for layer, _ in unsupported]
+    share = sum(sizes) / total if total else 0.0
+    listed = "; ".join(
+        f"{layer.name!r} ({type(layer).__name__}, {size:,} params, {100 * size / total if total else 0:.1f} %): {reason}"
+        for (layer, reason), size in zip(unsupported, sizes))
+    many = len(unsupported) > 1
+    them, done = ("them" if many else "it"), {"prune": "pruned", "cluster": "clustered"}.get(action, action)
+    fixes = []
+    if any(not isinstance(layer, keras.Model) and not type(layer).__module__.startswith("keras")
+           for layer, _ in unsupported):
+        fixes.append("give a custom layer a get_prunable_weights() method returning the variables to compress "
+                     "(tfmot's PrunableLayer interface, e.g. `def get_prunable_weights(self): return [self.w]`)")
+    if any(isinstance(layer, keras.Model) for layer, _ in unsupported):
+        fixes.append(f"wrap a subclassed model's layers in its __init__ (self.fc = dc_keras.{action}("
+                     "keras.layers.Dense(...), ...))")
+    if any(type(layer).__module__.startswith("keras") and not isinstance(layer, keras.Model) for layer, _ in unsupported):
+        fixes.append("build the model from the supported layer types (docs/models.md)")
+    message = (
+        f"dc_keras.{action}(): {len(unsupported)} layer{'s' if many else ''} holding {100 * share:.1f} % of the "
+        f"model's {total:,} parameters {'are' if many else 'is'} left dense (not {done}) because dc_keras cannot "
+        f"{action} {them}: {listed}. To {action} {them}, {'; or '.join(fixes)}. To leave {them} dense on purpose, "
+        f"name the layers to {action} with layers=[...] (no warning then). The returned model's "
+        "compression_report lists every layer and why.")
+    warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
+    return message
 
 
 def attach(model, report):

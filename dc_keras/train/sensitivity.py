@@ -6,6 +6,7 @@ The paper chose per-layer thresholds and bit widths by hand; :func:`suggest_spar
 """
 import numbers
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from keras import ops
 from dc_keras._fileio import write_figure
 from dc_keras.train import _base
 from dc_keras.train.kmeans import kmeans_1d
+from dc_keras.train.schedules import _user_stacklevel
 
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
@@ -40,11 +42,28 @@ def _collect(model, data, batch_size):
     raise ValueError("`data` must be an (x, y) tuple or an iterable of (x, y) batches.")
 
 
-def _accuracy(y_true, y_pred):
+def _labels(y_true, y_pred):
+    """Class labels of ``y_true`` as :func:`_accuracy` reads them (one-hot rows: their argmax)."""
     y_true = np.asarray(y_true)
     if y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1] and y_pred.shape[-1] > 1:
         y_true = np.argmax(y_true, axis=-1)
-    return float(np.mean(np.argmax(y_pred, axis=-1) == y_true.reshape(-1)))
+    return y_true.reshape(-1)
+
+
+def _accuracy(y_true, y_pred):
+    return float(np.mean(np.argmax(y_pred, axis=-1) == _labels(y_true, y_pred)))
+
+
+def _chance(metric, y_true, y_pred):
+    """The ``"accuracy"`` / ``"error"`` of always predicting the most frequent class of ``y_true``
+    (what a model that learned nothing scores at best), None for other metrics."""
+    if metric not in ("accuracy", "error") or y_pred.ndim < 2 or y_pred.shape[-1] < 2:
+        return None
+    labels = _labels(y_true, y_pred)
+    if labels.size == 0:
+        return None
+    majority = float(np.max(np.unique(labels, return_counts=True)[1]) / labels.size)
+    return majority if metric == "accuracy" else 1.0 - majority
 
 
 def _metric(metric, higher_is_better):
@@ -118,7 +137,11 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
 
     Returns a dict: ``{"metric", "higher_is_better", "baseline", "mode": "sparsity"|"bits",
     "values": [...], "layers": {layer_name: [metric at each value]}, "params": {layer_name:
-    compressible weights (non-zeros in bits mode)}}``.
+    compressible weights (non-zeros in bits mode)}, "chance": the metric of always predicting the
+    most frequent class (``"accuracy"`` / ``"error"``; None for a callable)}``. Sweep a trained
+    model: on one that scores no better than chance, or whose metric does not move at any swept
+    value of any layer, :func:`suggest_sparsity` / :func:`suggest_bits` warn that their
+    suggestions are meaningless.
 
     Example:
         >>> report = dc_keras.sensitivity(model, (x_val, y_val), sparsities=[0.5, 0.8, 0.9, 0.95])
@@ -140,9 +163,11 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         values = _sweep_values("sparsities", sparsities, _is_sparsity, "numbers in [0, 1)", float)
         mode = "sparsity"
     chosen, _ = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
-    baseline = fn(*_collect(model, data, batch_size))
+    y_true, y_pred = _collect(model, data, batch_size)
+    baseline = fn(y_true, y_pred)
     report = {"metric": name, "higher_is_better": bool(better), "baseline": baseline, "mode": mode,
-              "values": values, "layers": {}, "params": {}}
+              "values": values, "layers": {}, "params": {},
+              "chance": _chance(metric if isinstance(metric, str) else None, y_true, np.asarray(y_pred))}
     for layer, _ in chosen.values():
         targets = _base.compressible_weights(layer)
         originals = [ops.convert_to_numpy(var).copy() for _, var, _ in targets]
@@ -181,6 +206,42 @@ def _check_suggest_args(report, mode, max_drop, budget):
         raise ValueError(f"`max_drop` must be a non-negative number, got {max_drop!r}.")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0):
         raise ValueError(f"`budget` must be None or a non-negative number (total metric drop), got {budget!r}.")
+
+
+def _warn_if_meaningless(report, call):
+    """One ``UserWarning`` when ``report`` cannot rank the layers: its baseline is no better than
+    chance (always predicting the most frequent class, ``report["chance"]``), or the metric equals
+    the baseline (within 1e-9) at every swept value of every layer. An untrained model's accuracy
+    stayed 13.4 % at every sparsity and ``suggest_sparsity`` gave every layer the highest sparsity
+    without a word. Returns the warning's text, or None."""
+    baseline, name = report.get("baseline"), report.get("metric", "metric")
+    results = [r for rs in report["layers"].values() for r in rs]
+    if not isinstance(baseline, numbers.Real) or not results:
+        return None
+    chance = report.get("chance")
+    better = report.get("higher_is_better", True)
+    at_chance = isinstance(chance, numbers.Real) and (baseline <= chance + 1e-9 if better else baseline >= chance - 1e-9)
+    flat = all(isinstance(r, numbers.Real) and abs(r - baseline) <= 1e-9 * max(1.0, abs(baseline)) for r in results)
+    if not (at_chance or flat):
+        return None
+    bits = report["mode"] == "bits"
+    why = []
+    if at_chance:
+        why.append(f"the model's baseline {name} {baseline:.4g} is no better than chance (always predicting the most "
+                   f"frequent class gives {chance:.4g})")
+    if flat:
+        values = ", ".join(f"{v:g}" for v in report["values"])
+        why.append(f"the {name} stays at the baseline {baseline:.4g} at every swept "
+                   f"{'bit width' if bits else 'sparsity'} ({values}) of every layer")
+    outcome = (f"every layer gets the {'fewest bits' if bits else 'highest sparsity'} swept" if flat else
+               "the differences between the layers are noise")
+    mild = "" if at_chance else (
+        " If the model is trained, the sweep stopped before any layer suffers: sweep "
+        + ("fewer bits (e.g. bits=[1, 2, 3])." if bits else "higher sparsities (e.g. sparsities=[0.9, 0.95, 0.98, 0.99])."))
+    message = (f"{call}(): the suggestions are meaningless: {' and '.join(why)}, so {outcome}. Train the model "
+               f"first, then sweep it again with dc_keras.sensitivity() on validation data.{mild}")
+    warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
+    return message
 
 
 def _spend(report, budget, levels, start, saving):
@@ -233,6 +294,7 @@ def suggest_sparsity(report, max_drop=0.01, budget=None):
         >>> pruned = dc_keras.prune(model, layers=schedules)
     """
     _check_suggest_args(report, "sparsity", max_drop, budget)
+    _warn_if_meaningless(report, "suggest_sparsity")
     if budget is not None:
         return _spend(report, budget, sorted(report["values"]), 0.0, lambda s: s)
     out = {}
@@ -263,6 +325,7 @@ def suggest_bits(report, max_drop=0.01, budget=None):
         >>> shared = dc_keras.cluster(sparse, bits=bits)
     """
     _check_suggest_args(report, "bits", max_drop, budget)
+    _warn_if_meaningless(report, "suggest_bits")
     if budget is not None:
         widest = max(report["values"])
         return _spend(report, budget, sorted(report["values"], reverse=True), widest, lambda b: 1.0 - b / widest)
