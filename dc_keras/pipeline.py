@@ -335,8 +335,8 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
 def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:
     """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not; bytes or a path), run through
     ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. ``x`` as for
-    :func:`predict_tflite`; the model has one output (class scores). ``y``: class indices (shape
-    ``(n,)`` or ``(n, 1)``) or one-hot labels (the scores' shape).
+    :func:`predict_tflite`; the model has one output (class scores, two or more per sample). ``y``:
+    class indices (shape ``(n,)`` or ``(n, 1)``) or one-hot labels (the scores' shape).
 
     Example:
         >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
@@ -351,6 +351,11 @@ def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float
         raise ValueError(f"evaluate_tflite: the .tflite has {len(scores)} outputs; it scores a classifier with one. "
                          "Use predict_tflite (a list of arrays, in the Keras model's output order) and score the "
                          "output you mean")
+    if scores.ndim < 2 or scores.shape[-1] == 1:  # argmax of one score is always class 0
+        raise ValueError(f"evaluate_tflite: the .tflite gives one score per sample (shape {scores.shape}: a binary "
+                         "classifier with a sigmoid or a logit output?), and evaluate_tflite takes the class of the "
+                         "highest score, which would always be 0. Threshold predict_tflite's scores yourself "
+                         "(> 0.5 for a sigmoid output, > 0 for a logit), or score two classes (softmax over 2 units)")
     pred = np.argmax(scores, axis=-1)
     if y.shape != pred.shape:
         if y.shape == pred.shape + (1,):  # a column of labels, (n, 1)

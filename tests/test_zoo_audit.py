@@ -55,6 +55,11 @@ def test_predict_tflite_of_a_multi_input_multi_output_model():
     labels = np.argmax(scores, axis=-1)
     assert evaluate_tflite(data, rows * 3, labels, progress=False) == 0.0
     assert evaluate_tflite(data, rows * 3, 1 - labels, progress=False) == 1.0
+    # one score per sample (a sigmoid binary classifier): the argmax was always class 0, so the
+    # "error" was the share of positive labels, said as a result
+    binary = export.to_tflite(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")]))
+    with pytest.raises(ValueError, match=r"one score per sample \(shape \(6, 1\).*Threshold predict_tflite"):
+        evaluate_tflite(binary, rows * 3, np.ones(6, int), progress=False)
 
 
 def test_predict_tflite_of_inputs_of_the_same_shape_needs_their_names():
