@@ -98,6 +98,23 @@ def test_other_unsupported_layers_are_named_in_one_warning():
     assert "wrap a subclassed model's layers in its __init__ (self.fc = dc_keras.prune(" in said[0]
 
 
+def test_the_tfmot_drop_in_refuses_every_layer_it_would_leave_dense():
+    """tfmot refuses a layer it cannot compress; the drop-in refused only custom layers ("unsupported
+    layer type"): a nested subclassed model or a stacked RNN cell passed prune_low_magnitude and
+    cluster_weights silently, left dense (and dc_keras's own warning is off on the drop-in path)."""
+    for make in (lambda h: keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.LSTMCell(3)]),
+                                            name="odd")(h),
+                 lambda h: Inner(name="odd")(h)):
+        inputs = keras.Input((5, 3))
+        model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(make(inputs)))
+        with pytest.raises(ValueError, match=r"^prune_low_magnitude: layer\(s\) 'odd' \(.*cannot be pruned"):
+            tfmot.sparsity.keras.prune_low_magnitude(model)
+        with pytest.raises(ValueError, match=r"^cluster_weights: layer\(s\) 'odd' \(.*cannot be clustered"):
+            tfmot.clustering.keras.cluster_weights(
+                model, number_of_clusters=8,
+                cluster_centroids_init=tfmot.clustering.keras.CentroidInitialization.LINEAR)
+
+
 def test_layers_left_dense_by_design_do_not_warn():
     inputs = keras.Input((16,))
     h = keras.layers.LayerNormalization(name="ln")(inputs)
@@ -113,7 +130,7 @@ def test_layers_left_dense_by_design_do_not_warn():
         dc_keras.cluster(model)
         dc_keras.prune(mostly_custom(), S, layers=["fc"])      # the user chose the layers
         dc_keras.cluster(mostly_custom(), layers=[keras.layers.Dense])
-        with pytest.raises(ValueError, match="'plain' \\(Plain\\) cannot be pruned"):  # the drop-in refuses it
+        with pytest.raises(ValueError, match="'plain' \\(Plain: unsupported layer type Plain .*cannot be pruned"):  # drop-in
             tfmot.sparsity.keras.prune_low_magnitude(mostly_custom())
     assert {e["layer"] for e in pruned.compression_report.skipped} == {"ln", "offset", "opt_out", "frozen", "bn", "tiny"}
 

@@ -123,7 +123,7 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
     if isinstance(to_cluster, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
         return _sparsity_keras._refuse_unsupported(
             _clustering.cluster(to_cluster, include_frozen=True, _weights_of=_sparsity_keras._registry, **args),
-            "clustered", "cluster_weights")
+            "clustered", "cluster_weights", to_cluster)
     return one(to_cluster)
 
 

@@ -85,7 +85,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
         _refuse_wrapped(to_prune)
         return _refuse_unsupported(_pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n, include_frozen=True,
                                                   _weights_of=_registry),
-                                  "pruned", "prune_low_magnitude")
+                                  "pruned", "prune_low_magnitude", to_prune)
     return one(to_prune)
 
 
@@ -155,19 +155,19 @@ def _refuse_wrapped(model):
                      "call strip_clustering(model) first, then prune_low_magnitude that.")
 
 
-def _refuse_unsupported(model, what, call):
+def _refuse_unsupported(model, what, call, source):
     """tfmot refuses a model with a layer it cannot compress; dc_keras leaves such layers dense
     (``compression_report``). Raise an error for those holding a trainable matrix or larger (what
     the user expects compressed), naming the layers and the fixes; normalisation layers (vectors
-    only, which tfmot also leaves) stay dense."""
-    report = getattr(model, "compression_report", None)
-    unknown = [e for e in (report.skipped if report else []) if e["reason"].startswith("unsupported")
-               and any(len(w.shape) >= 2 for w in model.get_layer(e["layer"]).trainable_weights)]
-    if unknown:
-        names = ", ".join(f"{e['layer']!r} ({e['type']})" for e in unknown)
+    only, which tfmot also leaves) stay dense. ``source``: the model given, whose layer names the
+    report uses (a clone may rename a nested subclassed model)."""
+    report = getattr(model, "compression_report", None)  # its layer names: those of `source`, the model given
+    unknown = [e for e in (report.skipped if report else [])
+               if _base.left_dense_unsupported(source.get_layer(e["layer"]))]
+    if unknown:  # (a nested subclassed model or a TimeDistributed of a custom layer passed before 2026-12-05)
+        names = ", ".join(f"{e['layer']!r} ({e['type']}: {e['reason']})" for e in unknown)
         raise ValueError(
-            f"{call}: layer(s) {names} cannot be {what}: not a layer type dc_keras knows, and no "
-            "get_prunable_weights(). As in tfmot, give the custom layer a get_prunable_weights() returning "
+            f"{call}: layer(s) {names} cannot be {what}. As in tfmot, give a custom layer a get_prunable_weights() returning "
             "the variables to compress (tfmot.sparsity.keras.PrunableLayer), or wrap only the other layers: "
             f"{call}(layer) in a keras.models.clone_model clone_function (docs/migrating_from_tfmot.md).")
     return model
