@@ -19,7 +19,8 @@
  *  - the float kernel (batch 1 and 3) matches a double-precision dense product within
  *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel (batch 3, and
  *    batch 1 on an input of exactly one row) equals the dense integer formula with rintf
- *    requantization exactly; both with the kernels chosen at run time and the scalar ones;
+ *    requantization exactly; with the kernels chosen at run time, the same without AVX-512 VNNI
+ *    (dc_sparse_fc_use_simd(3): the int8 tile kernels' other variant) and the scalar ones;
  *  - built with the helper thread on every form (dc_sparse_fc_set_helper_bytes(0): decoding and
  *    placing on two threads), the same status and the same form;
  *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
@@ -268,8 +269,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     REQUIRE(dd == DC_OK && info.rank == 2 && m.rows == info.dims[0] && m.cols == info.dims[1]);
     REQUIRE(info.dtype == m.dtype && (m.dtype == DC_DTYPE_FLOAT32 || m.dtype == DC_DTYPE_INT8));
     REQUIRE(sfc_form_mismatch(&m, dense) < 0);
-    for (int simd = 1; simd >= 0 && (uint64_t)m.rows * m.cols <= (1u << 20); --simd) {
-      dc_sparse_fc_use_simd(simd); /* the run-time choice (AVX-512 on such CPUs), then scalar */
+    static const int simds[] = {1, 3, 0}; /* the run-time choice (AVX-512 on such CPUs), the same
+                                           * without VNNI (int8 tiles), then scalar */
+    for (int k = 0; k < 3 && (uint64_t)m.rows * m.cols <= (1u << 20); ++k) {
+      dc_sparse_fc_use_simd(simds[k]);
       if (m.dtype == DC_DTYPE_FLOAT32)
         check_float(&m, (const float*)dense);
       else
