@@ -60,7 +60,9 @@
  * builder's vector loop).  simd_vnni: the CPU has AVX-512 VNNI (the int8 tile kernels' vpdpwssd).
  * simd_allowed: dc_sparse_fc_use_simd's setting (0, 1, 2, 3). */
 static int simd_level = -1;
+#if DC_SFC_X86
 static int simd_vnni = 0;
+#endif
 static int simd_allowed = 1;
 
 static int simd(void) {
@@ -78,10 +80,12 @@ static int simd(void) {
   return simd_allowed ? (simd_level > 0) : 0;
 }
 
+#if DC_SFC_X86
 /* The int8 tile kernels' VNNI variant is in use. */
 static int vnni(void) {
   return simd() && simd_vnni && simd_allowed != 3;
 }
+#endif
 
 DC_API int dc_sparse_fc_use_simd(int on) {
   int was = simd_allowed;
