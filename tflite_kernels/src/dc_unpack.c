@@ -194,6 +194,16 @@ static const char* commas(char buf[32], uint64_t v) {
   return buf;
 }
 
+/* Appends printf output to out (n bytes) at *at; nothing once it is full. */
+static void append(char* out, size_t n, size_t* at, const char* fmt, ...) {
+  if (*at >= n) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(out + *at, n - *at, fmt, ap);
+  va_end(ap);
+  if (k > 0) *at += (size_t)k;
+}
+
 /* The path (node, then name[index] under it) as "subgraphs[0].tensors[3].shape". */
 static void where(const Walk* w, int32_t node, unsigned name, int64_t index, char* out, size_t n) {
   int32_t chain[64];
@@ -202,17 +212,14 @@ static void where(const Walk* w, int32_t node, unsigned name, int64_t index, cha
   out[0] = '\0';
   for (size_t d = depth; d-- > 0;) {
     const PathNode* p = &w->nodes[chain[d]];
-    at += (size_t)snprintf(out + at, at < n ? n - at : 0, "%s%s", at ? "." : "",
-                           dc_fb_names[p->name]);
-    if (p->index >= 0)
-      at += (size_t)snprintf(out + at, at < n ? n - at : 0, "[%lld]", (long long)p->index);
-    if (at >= n) return;
+    append(out, n, &at, "%s%s", at ? "." : "", dc_fb_names[p->name]);
+    if (p->index >= 0) append(out, n, &at, "[%lld]", (long long)p->index);
   }
   if (name != DC_FB_NONE) {
-    at += (size_t)snprintf(out + at, at < n ? n - at : 0, "%s%s", at ? "." : "", dc_fb_names[name]);
-    if (index >= 0 && at < n) snprintf(out + at, n - at, "[%lld]", (long long)index);
+    append(out, n, &at, "%s%s", at ? "." : "", dc_fb_names[name]);
+    if (index >= 0) append(out, n, &at, "[%lld]", (long long)index);
   } else if (!at) {
-    snprintf(out, n, "the root table");
+    append(out, n, &at, "the root table");
   }
 }
 
