@@ -392,6 +392,7 @@ def _layout(cls):
 _DATA_AFTER = {"Buffer": ("Offset", "Size"), "Operator": ("LargeCustomOptionsOffset", "LargeCustomOptionsSize")}
 _UINT = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
 _MAX_OFFSET = 2**31 - 1  # flatbuffers' largest buffer (FLATBUFFERS_MAX_BUFFER_SIZE): offsets are below it
+_MAX_TABLES = 1_000_000  # flatbuffers' Verifier default (max_tables), which TFLite's loaders use
 
 
 def _field_name(accessor: str) -> str:
@@ -416,7 +417,11 @@ class _Walk:
     schema module lays them out; a union member it does not list is checked as the runtime does,
     by its offset only). A failure raises the ``ValueError`` of ``_malformed``, naming the field
     by its path from the root, e.g. ``subgraphs[0].tensors[3].shape``. Each (table, position) is
-    visited once, under the first path that reaches it. The C unpacker's ``check_structure``
+    visited once, under the first path that reaches it, and so is each vector of tables or strings
+    (a crafted file of M tables sharing one vector of N offsets made the walk O(M N): 4.2 s for
+    64 KB); every reference to a table counts toward the verifier's limit of 1,000,000, as the
+    verifier counts them, except that the tables under a table referred to twice are counted once
+    (the verifier walks them again): so this refuses no file the verifier reads. The C unpacker's ``check_structure``
     (tflite_kernels/src/dc_unpack.c) walks the same way in the same words, from these layouts
     (tflite_kernels/tools/gen_tflite_layout.py writes them into dc_tflite_layout.h)."""
 
@@ -487,8 +492,17 @@ class _Walk:
                  for n, accessors in _DATA_AFTER.items()}
         root = self.offset(None, 0)
         seen, stack = {(schema.Model, root)}, [(schema.Model, root, None)]
+        walked = set()  # vectors of tables / strings whose elements were walked
+        refs_to_tables = [1]  # every reference to a table, repeats included (the verifier counts them)
+
+        def count(n, path):
+            refs_to_tables[0] += n
+            if refs_to_tables[0] > _MAX_TABLES:
+                self.fail(path, f"the model refers to tables more than {_MAX_TABLES:,} times, the most TFLite's "
+                                "flatbuffer verifier reads")
 
         def push(cls, pos, path):  # each (table, position) once, under the first path that reaches it
+            count(1, path)
             if (cls, pos) not in seen:
                 seen.add((cls, pos))
                 stack.append((cls, pos, path))
@@ -531,7 +545,13 @@ class _Walk:
                 elif kind == "string":
                     self.string(here, ref)
                 else:
-                    for i in range(self.vector(here, ref, 4)):
+                    n = self.vector(here, ref, 4)
+                    if (ref, kind, detail) in walked:  # one vector referred to again: walked once (the
+                        if kind == "tables":  # walk stays linear in the file), its tables counted again
+                            count(n, here)
+                        continue
+                    walked.add((ref, kind, detail))
+                    for i in range(n):
                         item, at = (path, name, i), ref + 4 + 4 * i
                         target = at + self.u32(self.data, at)[0]  # not checked as an offset (as flatbuffers)
                         if kind == "tables":

@@ -651,6 +651,9 @@ class _SignatureRunner:
             raise AttributeError(name)
         return getattr(self._runner, name)
 
+    def __dir__(self):  # the backend runner's methods too (get_input_details, ...)
+        return sorted(set(super().__dir__()) | set(dir(self._runner)))
+
 
 def _delegate_error(delegate) -> str:
     """The delegate's first error ("" if none), once its decode helpers are done (C:

@@ -154,10 +154,15 @@ static int32_t i32_elem(const Fb* f, const Vec* v, size_t i) {
  * dc_tflite_layout.h (generated from the same schema module) lays them out; a union member it
  * does not list is checked by its offset only, as the runtime checks it.  Without it the tables
  * this unpacker copies without reading reached LiteRT's verifier only when the result loaded
- * ("not a valid Flatbuffer", no field named).  Each (table, position) is visited once: the walk
- * is linear in the file, whatever its offsets share.  Nothing recurses. */
+ * ("not a valid Flatbuffer", no field named).  Each (table, position) is visited once, and each
+ * vector of tables or strings walked once, so the walk is linear in the file whatever its offsets
+ * share (walking a shared vector once per referrer made a crafted 1 MB file take 12.6 s); every
+ * reference to a table counts toward the verifier's limit of 1,000,000 as it counts them, except
+ * that the tables under a table referred to twice count once (the verifier walks them again): so
+ * this refuses no file the verifier reads.  Nothing recurses. */
 
-#define DC_FB_NONE 0xffffu /* no field name: the path ends at its parent */
+#define DC_FB_NONE 0xffffu        /* no field name: the path ends at its parent */
+#define DC_FB_MAX_TABLES 1000000u /* flatbuffers' Verifier default (max_tables), as TFLite loads */
 
 typedef struct {
   int32_t parent; /* -1: the root */
@@ -177,7 +182,9 @@ typedef struct {
   size_t num_nodes;
   Visit* stack;
   size_t depth;
-  uint64_t* seen; /* open addressing: (pos << 16 | table) + 1, 0 = empty */
+  uint64_t* seen; /* open addressing: (pos << 16 | table) + 1, 0 = empty; vectors: table
+                   * 0x8000 + their element table (0xffff: strings) */
+  uint64_t refs;  /* references to tables, repeats included (the verifier's count) */
   size_t seen_cap, num_seen;
   int oom;
 } Walk;
@@ -192,6 +199,26 @@ static const char* commas(char buf[32], uint64_t v) {
   }
   buf[o] = '\0';
   return buf;
+}
+
+/* a + b in decimal, also past 2^64 (the Python walk prints the exact sum). */
+static void sum_digits(uint64_t a, uint64_t b, char out[32]) {
+  const uint64_t low = a + b;
+  if (low >= a) {
+    snprintf(out, 32, "%llu", (unsigned long long)low);
+    return;
+  }
+  char x[24], y[] = "18446744073709551616"; /* 2^64 + low, digit by digit */
+  int i = snprintf(x, sizeof x, "%llu", (unsigned long long)low) - 1, j = (int)sizeof y - 2, o = 0;
+  char rev[32];
+  int carry = 0;
+  for (; i >= 0 || j >= 0 || carry; --i, --j) {
+    int d = carry + (i >= 0 ? x[i] - '0' : 0) + (j >= 0 ? y[j] - '0' : 0);
+    rev[o++] = (char)('0' + d % 10);
+    carry = d / 10;
+  }
+  for (int k = 0; k < o; ++k) out[k] = rev[o - 1 - k];
+  out[o] = '\0';
 }
 
 /* Appends printf output to out (n bytes) at *at; nothing once it is full. */
@@ -297,18 +324,18 @@ static int wstring(Walk* w, int32_t node, unsigned name, int64_t index, int64_t 
   return 1;
 }
 
-/* Pushes (table, pos) under the path (node, name, index) unless it was pushed before (name
- * DC_FB_NONE: the path is node's); 0 if out of memory.  pos is 0 .. 2^33. */
-static int wpush(Walk* w, unsigned table, int64_t pos, int32_t node, unsigned name, int64_t index) {
-  uint64_t key = ((uint64_t)pos << 16 | table) + 1;
-  if (2 * (w->num_seen + 1) > w->seen_cap) { /* nodes and stack grow with it: one each per push */
+/* Records `key` in the seen set: 1 if new, 0 if seen before, -1 out of memory.  The path nodes
+ * and the stack grow with the set (one each at most per key). */
+static int wseen(Walk* w, uint64_t key) {
+  if (2 * (w->num_seen + 1) > w->seen_cap) {
     size_t cap = w->seen_cap ? 2 * w->seen_cap : 1024;
+    if (cap / 2 > (size_t)-1 / sizeof(Visit)) return w->oom = 1, -1; /* 32-bit targets */
     PathNode* p = (PathNode*)realloc(w->nodes, cap / 2 * sizeof *p);
     if (p) w->nodes = p;
     Visit* v = p ? (Visit*)realloc(w->stack, cap / 2 * sizeof *v) : NULL;
     if (v) w->stack = v;
     uint64_t* s = v ? (uint64_t*)calloc(cap, sizeof *s) : NULL;
-    if (!s) return w->oom = 1, 0;
+    if (!s) return w->oom = 1, -1;
     for (size_t i = 0; i < w->seen_cap; ++i) {
       if (!w->seen[i]) continue;
       size_t h = (size_t)(w->seen[i] * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
@@ -321,10 +348,31 @@ static int wpush(Walk* w, unsigned table, int64_t pos, int32_t node, unsigned na
   }
   size_t h = (size_t)(key * 0x9E3779B97F4A7C15ull >> 20) & (w->seen_cap - 1);
   for (; w->seen[h]; h = (h + 1) & (w->seen_cap - 1)) {
-    if (w->seen[h] == key) return 1;
+    if (w->seen[h] == key) return 0;
   }
   w->seen[h] = key;
   w->num_seen++;
+  return 1;
+}
+
+/* n more references to tables, under the path (node, name, index): 0 past the verifier's limit. */
+static int wcount(Walk* w, uint64_t n, int32_t node, unsigned name, int64_t index) {
+  w->refs += n;
+  if (w->refs <= DC_FB_MAX_TABLES) return 1;
+  char a[32];
+  return wfail(w, node, name, index,
+               "the model refers to tables more than %s times, the most TFLite's flatbuffer "
+               "verifier reads",
+               commas(a, DC_FB_MAX_TABLES));
+}
+
+/* Pushes (table, pos) under the path (node, name, index) unless it was pushed before (name
+ * DC_FB_NONE: the path is node's); every push counts toward the limit of references.  0 if out of
+ * memory or past the limit.  pos is 0 .. 2^33. */
+static int wpush(Walk* w, unsigned table, int64_t pos, int32_t node, unsigned name, int64_t index) {
+  if (!wcount(w, 1, node, name, index)) return 0;
+  const int fresh = wseen(w, ((uint64_t)pos << 16 | table) + 1);
+  if (fresh <= 0) return fresh == 0;
   Visit v = {(uint16_t)table, pos, node};
   if (name != DC_FB_NONE) {
     PathNode pn = {node, (uint16_t)name, index};
@@ -377,11 +425,13 @@ static int wtable(Walk* w, const Visit* v) {
   if (v->table == DC_FB_BUFFER_TABLE) { /* reached only as Model.buffers[i] */
     uint64_t off = vals[DC_FB_BUFFER_OFFSET_SLOT / 2], n = vals[DC_FB_BUFFER_SIZE_SLOT / 2];
     if (off > 1 && (off > w->f->n || n > w->f->n - off)) {
+      char end_at[32];
+      sum_digits(off, n, end_at);
       return say(w->f,
-                 "malformed .tflite: buffer %lld lies outside the file (bytes %llu..%llu of a "
+                 "malformed .tflite: buffer %lld lies outside the file (bytes %llu..%s of a "
                  "%llu-byte file)",
-                 (long long)w->nodes[node].index, (unsigned long long)off,
-                 (unsigned long long)(off + n), (unsigned long long)w->f->n);
+                 (long long)w->nodes[node].index, (unsigned long long)off, end_at,
+                 (unsigned long long)w->f->n);
     }
   }
   for (; fd < end; ++fd) {
@@ -408,8 +458,16 @@ static int wtable(Walk* w, const Visit* v) {
       case DC_FB_STRING:
         if (!wstring(w, node, fd->name, -1, (int64_t)ref)) return 0;
         break;
-      default: /* TABLES, STRINGS: the elements are not checked as offsets (as flatbuffers) */
+      default: { /* TABLES, STRINGS: the elements are not checked as offsets (as flatbuffers) */
         if (!wvector(w, node, fd->name, -1, (int64_t)ref, 4, &n)) return 0;
+        /* a vector referred to again is walked once (linear in the file), its tables counted again */
+        const unsigned tag = 0x8000u + (fd->kind == DC_FB_TABLES ? fd->arg : 0x7fffu);
+        const int fresh = wseen(w, ((uint64_t)ref << 16 | tag) + 1);
+        if (fresh < 0) return 0;
+        if (!fresh) {
+          if (fd->kind == DC_FB_TABLES && !wcount(w, n, node, fd->name, -1)) return 0;
+          break;
+        }
         for (size_t i = 0; i < n; ++i) {
           const size_t e = ref + 4 + 4 * i;
           const int64_t target = (int64_t)e + (int64_t)le32(b + e);
@@ -419,6 +477,7 @@ static int wtable(Walk* w, const Visit* v) {
             return 0;
           }
         }
+      }
     }
   }
   return 1;
