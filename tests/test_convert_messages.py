@@ -138,3 +138,23 @@ def test_a_misspelt_converter_option_names_the_one_meant():
     assert "did you mean '_experimental_lower_tensor_list_ops'?" in message, message
     assert export.to_tflite(model, pack=False,
                             converter_options={"_experimental_lower_tensor_list_ops": False})[4:8] == b"TFL3"
+
+
+def test_a_misspelt_converter_option_fails_before_the_export(monkeypatch):
+    """The keys are checked on an empty converter first: a typo costs a moment, not the SavedModel
+    export and conversion of the whole model (they are not reached)."""
+    from dc_keras.export import _convert
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the model was exported before its converter_options keys were checked")
+
+    monkeypatch.setattr(_convert, "_convert_checked", not_reached)
+    monkeypatch.setattr(_convert, "_in_tensorflow_child", not_reached)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    message = _raised(lambda: export.to_tflite(model, converter_options={"allow_custom_op": True}))
+    assert message.startswith("to_tflite: converter_options key 'allow_custom_op': the converter has no "
+                              "attribute 'allow_custom_op' (did you mean 'allow_custom_ops'?)"), message
+    message = _raised(lambda: export.to_tflite(model, converter_options={"target_spec.supported_ops.x": 1}))
+    assert "converter_options key 'target_spec.supported_ops.x'" in message, message
+    with pytest.raises(AssertionError, match="exported before"):  # good keys reach the export
+        export.to_tflite(model, converter_options={"allow_custom_ops": True, "target_spec.supported_types": []})

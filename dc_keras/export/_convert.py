@@ -344,10 +344,10 @@ def _convert_signature(model, apply, signature):
         return apply(tf.lite.TFLiteConverter.from_saved_model(saved), _first_dim(signature)).convert()
 
 
-def _set_option(conv, key, value):
-    """``converter_options`` entry ``"a.b" = v`` -> ``conv.a.b = v``; an unknown name is an error naming
-    the closest attribute and the public ones (a private one, e.g. ``_experimental_lower_tensor_list_ops``,
-    is set when named exactly, and suggested, but not listed)."""
+def _option_target(conv, key):
+    """``converter_options`` key ``"a.b"`` -> ``(conv.a, "b")``; an unknown name is an error naming the
+    closest attribute and the public ones (a private one, e.g. ``_experimental_lower_tensor_list_ops``,
+    is accepted when named exactly, and suggested, but not listed)."""
     target, parts = conv, key.split(".")
     for i, part in enumerate(parts):
         if not part or not hasattr(target, part):
@@ -360,9 +360,28 @@ def _set_option(conv, key, value):
             raise _ArgumentError(f"to_tflite: converter_options key {key!r}: the converter has no attribute "
                                  f"{'.'.join(parts[:i + 1])!r}{hint}; {where}'s public attributes: {', '.join(public)}")
         if i == len(parts) - 1:
-            setattr(target, part, value)
-        else:
-            target = getattr(target, part)
+            return target, part
+        target = getattr(target, part)
+
+
+def _set_option(conv, key, value):
+    """``converter_options`` entry ``"a.b" = v`` -> ``conv.a.b = v`` (``_option_target``'s errors)."""
+    target, name = _option_target(conv, key)
+    setattr(target, name, value)
+
+
+def _check_option_names(converter_options):
+    """Every ``converter_options`` key names an attribute of a TFLite converter: checked on an empty
+    ``TFLiteConverterV2`` before the export, so that a misspelt key fails in a moment, not after the
+    model's SavedModel export. That class has every attribute of the saved-model converter the export
+    uses (and one more, ``experimental_lower_to_saved_model``, which the conversion itself refuses)."""
+    if not converter_options:
+        return
+    import tensorflow as tf
+
+    probe = tf.lite.TFLiteConverter([], None)
+    for key in converter_options:
+        _option_target(probe, key)
 
 
 def _configurer(quantize, representative_data, converter_options, configure, per_channel=True,
@@ -1174,6 +1193,10 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     _check_model(model)
     _check_built(model)
     _check_arguments(quantize, batch_size, converter_options, configure)
+    try:
+        _check_option_names(converter_options)
+    except _ArgumentError as exc:  # raised as a plain ValueError, as _convert raises it
+        raise ValueError(str(exc)) from None
     signature = _signature_json(input_signature, batch_size, model)
     if isinstance(pack, (str, bytes, os.PathLike)):  # to_tflite(model, "model.tflite") wrote no file
         raise ValueError(f"to_tflite's second argument is pack (True/False), got {pack!r}: pass the output file as "
