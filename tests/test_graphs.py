@@ -133,6 +133,38 @@ def test_subclassed_model_gets_a_clear_error():
         dc_keras.prune(net, dc_keras.schedules.ConstantSparsity(0.5, 0))
 
 
+def test_a_nested_subclassed_model_keeps_its_name():
+    """A subclassed model nested in a Functional one is copied as it is (left dense) under its own
+    name: its config holds none, and the copy was 'inner_1' (layers={'inner': ...}, weights by name,
+    compression_report lines then named a layer the user never made)."""
+
+    class Inner(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.fc = keras.layers.Dense(8)
+
+        def call(self, x):
+            return self.fc(x)
+
+    class NoName(keras.layers.Layer):  # an __init__ that takes no name: Keras names the copy
+        def __init__(self, trainable=True, dtype=None):
+            super().__init__(trainable=trainable, dtype=dtype)
+
+        def call(self, x):
+            return x * 2.0
+
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, name="head")(NoName()(Inner(name="inner")(inputs)))
+    model = keras.Model(inputs, outputs)
+    keras.models.clone_model(model)  # takes Keras's next automatic name for Inner ('inner_1')
+    for rewrite in (lambda m: dc_keras.prune(m, dc_keras.schedules.ConstantSparsity(0.5, 0), layers=["head"]),
+                    lambda m: dc_keras.cluster(m, bits=2, layers=["head"])):
+        new = rewrite(model)
+        assert "inner" in [layer.name for layer in new.layers], [layer.name for layer in new.layers]
+        copied = new.get_layer("inner").get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(model.get_layer("inner").get_weights(), copied))
+
+
 def test_wrapped_graph_predictions_match_before_training():
     """Cloning copies every weight: at sparsity 0 and before training the wrapped model computes
     what the original does (operator nodes included)."""

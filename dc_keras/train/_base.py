@@ -709,7 +709,14 @@ class Rebuilder:
             return layer
         config = layer.get_config()
         config.update(config_changes)
-        fresh = layer.__class__.from_config(config)
+        fresh = None
+        if "name" not in config:  # a subclassed model's config has no name: its copy was 'inner_1'
+            try:
+                fresh = layer.__class__.from_config({**config, "name": layer.name})
+            except TypeError:  # an __init__ that takes no name: the name Keras gives
+                fresh = None
+        if fresh is None:
+            fresh = layer.__class__.from_config(config)
         values = layer.get_weights() if weights is None else weights
         if callable(values):
             if not layer.built:
