@@ -545,6 +545,54 @@ def test_fast_paths_match_portable_decoder(portable_and_simd, version, dtype, la
             bad[pos] = packed[pos]
 
 
+def test_context_pair_loops_match_portable_decoder(portable_and_simd):
+    """§14 float32 on x86-64: the pair-table loop (two tables, one per class of the previous index,
+    after the §14 tables in dc_decode's workspace) and, with a workspace of dc_workspace_size()
+    bytes (no room for them), the BMI2 loop give the portable loop's bytes and statuses: segments
+    that end inside an iteration's reach, long gaps (12-bit gap codes) and 10-bit index codes, one
+    or two classes, a non-zero background, a zero-bit gap code; and every corrupt variant alike."""
+    from dc_keras.codec._decode import _library
+
+    lib = _library()
+    rng = np.random.default_rng(14)
+    cases = [((300, 784), 0.07, 0.005, 28, 0), ((784, 300), 0.08, 0.3, 32, 0), ((200, 500), 0.4, 0.05, 300, 1),
+             ((4096 * 3 + 5,), 0.01, 0.1, 9, 2), ((1000, 61), 0.6, 0.02, 500, 0), ((5000,), 1.0, 0.1, 40, 3),
+             ((97, 89), 0.05, 0.5, 3, 4)]
+    for shape, density, switch, k, kind in cases:
+        a = _sign_runs(rng, shape, density, switch, k)
+        if kind == 1:  # empty stretches: long gap codes
+            flat = a.reshape(-1)
+            for start in rng.integers(0, flat.size, size=10):
+                flat[start:start + int(rng.integers(300, 4000))] = 0
+        if kind == 2:
+            a = np.abs(a)  # one class
+        if kind == 3:  # a non-zero background: the most common value
+            a[rng.random(a.shape) < 0.7] = a.reshape(-1)[0]
+        a = a.astype(np.float32)
+        packed = codec.encode(a, layout="context_sparse", max_code_length=12)
+        info = codec.info(packed)
+        assert info["layout"] == "context_sparse", info
+        want = a.tobytes()
+        fast, portable, avx2, spread = portable_and_simd(packed)
+        assert fast.tobytes() == portable.tobytes() == avx2.tobytes() == spread.tobytes() == want, shape
+        size = ctypes.c_size_t()
+        assert lib.dc_workspace_size(packed, len(packed), ctypes.byref(size)) == 0
+        ws = np.zeros(size.value, np.uint8)  # exactly what the tables need: the BMI2 loop, no pair tables
+        out = np.empty_like(a)
+        args = (packed, len(packed), out.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(out.nbytes),
+                ws.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(size.value))
+        assert lib.dc_decode_ws(*args) == 0 and out.tobytes() == want, shape
+        bad = bytearray(packed)
+        for pos in rng.integers(len(packed) // 3, len(packed), size=8):
+            bad[pos] ^= 1 << int(rng.integers(8))
+            variant = _with_crc(bad)
+            results = portable_and_simd(variant)
+            _assert_same_result(*results)
+            status = lib.dc_decode_ws(variant, len(variant), *args[2:])
+            assert status == (int(results[1].split()[1]) if isinstance(results[1], str) else 0), (shape, pos)
+            bad[pos] = packed[pos]
+
+
 def _assert_same_result(fast, portable, avx2, spread):
     for other in (fast, avx2, spread):
         assert str(other) == str(portable) or (

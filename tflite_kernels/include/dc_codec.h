@@ -15,9 +15,9 @@
  *    2026-12-01; Cortex-M4 frames and the painted high-water mark (~1.1 KB):
  *    docs/microcontrollers.md; make test-mcu fails past 4 KiB).
  *  - dc_decode (host convenience): the same, with the workspace on its own
- *    stack: DC_MAX_WORKSPACE bytes (~16.5 KB), DC_FAST_WORKSPACE (~24.5 KB) on
- *    x86-64 and other 64-bit targets, where it buys the §6 pair-table path (x86-64)
- *    and the §5 spread-codebook loop.
+ *    stack: DC_MAX_WORKSPACE bytes (~16.5 KB); DC_FAST_WORKSPACE (~48 KB) on
+ *    x86-64, where it buys the §6 and §14 pair-table paths and the §5
+ *    spread-codebook loop; ~24.5 KB on other 64-bit targets (the spread loop).
  *
  * Build options (flash, for microcontrollers): each -D below leaves some decode loops out of
  * dc_codec.c; a packed tensor that needs one is refused by dc_peek, dc_verify,
@@ -137,10 +137,13 @@ enum {
  * (§14 keeps all its tables within the same 2 * 2^12 entries). */
 #define DC_MAX_WORKSPACE (2u * 2u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 /* A workspace of this size (>= DC_MAX_WORKSPACE) lets dc_decode_ws take its fastest paths (x86-64:
- * §6 float32 with a 2^12-entry gap + index pair table after the index table; x86-64 and other
- * 64-bit targets: §5 float32 with K <= 256 and >= 8 K elements with a 64 K-byte spread codebook
- * there); dc_decode uses it. */
-#define DC_FAST_WORKSPACE (2u * (1u << DC_MAX_CODE_LENGTH) + 4u * (1u << DC_MAX_CODE_LENGTH) + 16u)
+ * §6 float32 with a 2^12-entry gap + index pair table after the index table, §14 float32 with
+ * two such tables after its tables (<= 2^13 entries); x86-64 and other 64-bit targets: §5 float32
+ * with K <= 256 and >= 8 K elements with a 64 K-byte spread codebook after the index table);
+ * dc_decode uses it on x86-64.  48 KB (24 KB before §14's tables: a workspace of that size still
+ * takes the other fast paths). */
+#define DC_FAST_WORKSPACE \
+  (2u * 2u * (1u << DC_MAX_CODE_LENGTH) + 8u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 
 typedef enum {
   DC_OK = 0,
@@ -199,7 +202,7 @@ DC_API dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out, size_
                               void* workspace, size_t workspace_size);
 
 /* dc_decode_ws with a workspace on the stack (host convenience): DC_FAST_WORKSPACE bytes on
- * x86-64 (gcc/clang) and other 64-bit targets, DC_MAX_WORKSPACE elsewhere. */
+ * x86-64 (gcc/clang), ~24.5 KB on other 64-bit targets, DC_MAX_WORKSPACE elsewhere. */
 DC_API dc_status dc_decode(const uint8_t* data, size_t size, void* out, size_t out_size);
 
 /* §8: CRC-32 (zlib's crc32: ISO-HDLC polynomial, reflected, init and final xor 0xFFFFFFFF)

@@ -2113,6 +2113,135 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status sparse_e4_bmi2(const u
 #undef DC_BMI2_DEC
 #undef DC_BMI2_ENTRY
 
+#if DC_HAS_CONTEXT
+/* §14 context-modelled sparse, 32-bit elements, with BMI2: context_body's walk (same segments,
+ * contexts, checks, statuses and background fill) with sparse_e4_bmi2's position-based streams:
+ * per iteration one 8-byte load per stream feeds its 2 entries (<= 48 bits).  context_body keeps
+ * a bit count per stream besides its bits, position, end and context: 20 values for 16 registers,
+ * and the spills cost it ~0.75x of §6's decode speed on LeNet-300-100's fc1; here the stream's
+ * bits carry a marker (no count) and each shift is one SHRX.  Entry: the gap, then the index
+ * from the table of context c + (gap = 0) (c: 2 x the class of the segment's previous index, from
+ * bits 4-5 of its table entry, as DC_CTX_ENTRY). */
+#define DC_CX_ENTRY(w, p, c, e, CHECK)                                                \
+  do {                                                                                \
+    const uint32_t g_ = gtab[_bzhi_u64((w), Lg)];                                     \
+    uint32_t i_;                                                                      \
+    (w) >>= g_ & 15u;                                                                 \
+    i_ = itab[((size_t)((c) + ((g_ >> 4) == 0)) << Li) + (size_t)_bzhi_u64((w), Li)]; \
+    (w) >>= i_ & 15u;                                                                 \
+    (p) += g_ >> 4;                                                                   \
+    if ((CHECK) && (p) >= (e)) return DC_ERR_STREAM;                                  \
+    memcpy(out + (p)*4u, cb + ((i_ >> 4) & ~3u), 4u); /* 4 x index */                 \
+    (p)++;                                                                            \
+    (c) = (i_ >> 3) & 6u;                                                             \
+  } while (0)
+__attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status context_e4_bmi2(const uint8_t* data,
+                                                                          const dc_header* h,
+                                                                          const uint16_t* gtab,
+                                                                          const uint16_t* itab,
+                                                                          uint8_t* out) {
+  bitreader br[4];
+  const uint32_t Lg = h->gap_code.max_len, Li = h->index_code.max_len;
+  const uint64_t gmask = (1u << Lg) - 1u, imask = (1u << Li) - 1u;
+  const uint64_t n = h->info.num_elements, G = h->gap_alphabet;
+  const uint8_t* cb = h->codebook;
+  const uint8_t* bgv = cb + (size_t)h->background * 4u;
+  const uint32_t bgc = (h->classes[h->background >> 1] >> ((h->background & 1u) << 2)) & 3u;
+  const uint64_t e0 = h->seg_start[1], e1 = h->seg_start[2], e2 = h->seg_start[3], e3 = n;
+  uint64_t p0 = 0, p1 = e0, p2 = e1, p3 = e2, left = h->stream_count[3], done = 0, it;
+  uint64_t q[4], pos[4], end[4], filled[4];
+  uint32_t c0 = 2 * bgc, c1 = c0, c2 = c0, c3 = c0, c[4], s;
+  streams_init(br, h);
+  for (s = 0; s < 4; ++s) {
+    q[s] = (uint64_t)br[s].start * 8u;
+    filled[s] = h->seg_start[s];
+  }
+  /* `left`: entries of the shortest stream (3) not yet decoded */
+  while ((it = min_u64(
+              min_u64(min_u64(pos_safe_iters(q[0], br[0].end), pos_safe_iters(q[1], br[1].end)),
+                      min_u64(pos_safe_iters(q[2], br[2].end), pos_safe_iters(q[3], br[3].end))),
+              min_u64(left / 2, DC_CHUNK_ITERS))) > 0) {
+    uint64_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
+    if (it * 2 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (2 * G) + 1;
+    ctx_fill(out, &filled[0], p0, e0, it * 2 * G, bgv, 4, 32);
+    ctx_fill(out, &filled[1], p1, e1, it * 2 * G, bgv, 4, 32);
+    ctx_fill(out, &filled[2], p2, e2, it * 2 * G, bgv, 4, 32);
+    ctx_fill(out, &filled[3], p3, e3, it * 2 * G, bgv, 4, 32);
+    left -= 2 * it;
+    done += 2 * it;
+    /* an iteration moves each position by <= 2 G: where every segment has room for `it` of them,
+     * no entry needs its end check (the common case: the segments are N / 4 long) */
+#define DC_CX_ITER(CHECK)                                                                   \
+  do {                                                                                      \
+    uint64_t w0 = DC_BMI2_LOAD(q0), w1 = DC_BMI2_LOAD(q1), w2 = DC_BMI2_LOAD(q2),           \
+             w3 = DC_BMI2_LOAD(q3);                                                         \
+    DC_CX_ENTRY(w0, p0, c0, e0, CHECK);                                                     \
+    DC_CX_ENTRY(w1, p1, c1, e1, CHECK);                                                     \
+    DC_CX_ENTRY(w2, p2, c2, e2, CHECK);                                                     \
+    DC_CX_ENTRY(w3, p3, c3, e3, CHECK);                                                     \
+    DC_CX_ENTRY(w0, p0, c0, e0, CHECK);                                                     \
+    DC_CX_ENTRY(w1, p1, c1, e1, CHECK);                                                     \
+    DC_CX_ENTRY(w2, p2, c2, e2, CHECK);                                                     \
+    DC_CX_ENTRY(w3, p3, c3, e3, CHECK);                                                     \
+    q0 += (uint64_t)__builtin_clzll(w0) - 6u; /* w != 0: the marker is at bit >= 57 - 48 */ \
+    q1 += (uint64_t)__builtin_clzll(w1) - 6u;                                               \
+    q2 += (uint64_t)__builtin_clzll(w2) - 6u;                                               \
+    q3 += (uint64_t)__builtin_clzll(w3) - 6u;                                               \
+  } while (0)
+    if (p0 + it * 2 * G <= e0 && p1 + it * 2 * G <= e1 && p2 + it * 2 * G <= e2 &&
+        p3 + it * 2 * G <= e3) {
+      for (; it > 0; --it) DC_CX_ITER(0);
+    } else {
+      for (; it > 0; --it) DC_CX_ITER(1);
+    }
+#undef DC_CX_ITER
+    q[0] = q0;
+    q[1] = q1;
+    q[2] = q2;
+    q[3] = q3;
+  }
+  pos[0] = p0;
+  pos[1] = p1;
+  pos[2] = p2;
+  pos[3] = p3;
+  end[0] = e0;
+  end[1] = e1;
+  end[2] = e2;
+  end[3] = e3;
+  c[0] = c0;
+  c[1] = c1;
+  c[2] = c2;
+  c[3] = c3;
+  for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
+    bitreader* bb = &br[s];
+    uint64_t k;
+    dc_status st;
+    br_seek(bb, data, q[s]);
+    for (k = done; k < h->stream_count[s]; ++k) {
+      uint32_t g, i;
+      br_refill_safe(bb, data);
+      DEC(*bb, gtab, gmask, g);
+      ctx_fill(out, &filled[s], pos[s], end[s], (uint64_t)g + 1, bgv, 4, 32);
+      i = itab[((size_t)(c[s] + (g == 0)) << Li) + (size_t)(bb->bits & imask)];
+      bb->bits >>= i & 15u;
+      bb->count -= i & 15u;
+      pos[s] += g;
+      if (pos[s] >= end[s]) return DC_ERR_STREAM;
+      memcpy(out + pos[s] * 4u, cb + ((i >> 4) & ~3u), 4u);
+      pos[s]++;
+      c[s] = (i >> 3) & 6u;
+    }
+    /* §14: a segment ends where the next starts; the last leaves fewer than G */
+    if (s < 3 ? pos[s] != end[s] : end[s] - pos[s] >= G) return DC_ERR_STREAM;
+    fill_elements(out, filled[s], end[s], bgv, 4, 32);
+    st = br_finish(bb, data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+#undef DC_CX_ENTRY
+#endif
+
 #undef DC_BMI2_LOAD
 
 /* §6 sparse, 32-bit elements, ungrouped, x86-64 with BMI2 and AVX2, when the caller's workspace
@@ -2160,34 +2289,52 @@ static void sp_first_codes(const dc_alphabet* g, uint32_t next[DC_MAX_CODE_LENGT
  * only the windows that need more bits (a longer gap code, or an index code longer than the
  * first bits leave) are then written one by one: ~2x fewer words computed than one per window
  * (the build is ~8 % of decoding an 18.8 K-entry tensor). */
+/* §14's pair word (context_e4_pairs): as §6's, but the index (K <= 1024) in bits 7-16 and the
+ * class of the index (0 or 1: C <= 4) in bit 18, the bit that selects the next entry's table. */
+static inline uint32_t cp_word(uint32_t base, const uint16_t* itab, uint32_t imask, uint32_t x,
+                               uint32_t room) {
+  const uint32_t ie = itab[x & imask], li = ie & 15u;
+  const uint32_t hit =
+      (uint32_t)(ie >> 6) << 7 | (uint32_t)((ie >> 4) & 1u) << 18 | DC_SP_BOTH | li;
+  return base + (hit & (0u - (uint32_t)(li <= room)));
+}
+#define DC_SP_WORD(base, itab, imask, x, room) \
+  (ctx ? cp_word(base, itab, imask, x, room) : sp_word(base, itab, imask, x, room))
 #define DC_SP_FIRST 9u
-DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, uint32_t imask,
-                                    uint32_t* pairs) {
+/* ctx = 0: §6 (itz = itn = the index table); ctx = 1: §14, itz the index table of the context of
+ * gap 0, itn that of the other gaps (the previous index's class fixed). */
+DC_INLINE void pairs_build(const dc_alphabet* g, const uint16_t* itz, const uint16_t* itn,
+                           uint32_t imask, uint32_t* pairs, const int ctx) {
   uint32_t next[DC_MAX_CODE_LENGTH + 1], first[DC_MAX_CODE_LENGTH + 1], s, x, size;
   if (g->max_len == 0) { /* one gap value, zero bits */
     const uint32_t base = (g->single + 1u) << 19;
-    for (x = 0; x < (1u << DC_SP_BITS); ++x) pairs[x] = sp_word(base, itab, imask, x, DC_SP_BITS);
+    const uint16_t* itab = g->single == 0 ? itz : itn;
+    for (x = 0; x < (1u << DC_SP_BITS); ++x)
+      pairs[x] = DC_SP_WORD(base, itab, imask, x, DC_SP_BITS);
     return;
   }
   sp_first_codes(g, next);
   memcpy(first, next, sizeof first);
   for (s = 0; s < g->n; ++s) { /* the first 2^F windows (words of longer codes: fixed below) */
     const uint32_t lg = alph_len(g, s), base = (s + 1u) << 19 | lg;
+    const uint16_t* itab = s == 0 ? itz : itn;
     uint32_t r;
     if (lg == 0 || lg > DC_SP_FIRST) continue;
     r = rev_code(next[lg]++, lg);
     for (x = 0; x < (1u << (DC_SP_FIRST - lg)); ++x)
-      pairs[r | x << lg] = sp_word(base, itab, imask, x, DC_SP_FIRST - lg);
+      pairs[r | x << lg] = DC_SP_WORD(base, itab, imask, x, DC_SP_FIRST - lg);
   }
   for (size = 1u << DC_SP_FIRST; size < (1u << DC_SP_BITS); size *= 2)
     memcpy(pairs + size, pairs, size * sizeof *pairs);
   for (s = 0; s < g->n; ++s) {
     const uint32_t lg = alph_len(g, s), base = (s + 1u) << 19 | lg, room = DC_SP_BITS - lg;
+    const uint16_t* itab = s == 0 ? itz : itn;
     uint32_t r, y, z;
     if (lg == 0) continue;
     r = rev_code(first[lg]++, lg);
     if (lg > DC_SP_FIRST) {
-      for (x = 0; x < (1u << room); ++x) pairs[r | x << lg] = sp_word(base, itab, imask, x, room);
+      for (x = 0; x < (1u << room); ++x)
+        pairs[r | x << lg] = DC_SP_WORD(base, itab, imask, x, room);
       continue;
     }
     /* y: the first bits after the gap code; an index code longer than they hold (the lookup
@@ -2198,10 +2345,21 @@ DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, 
       uint32_t* pw = pairs + (r | y << lg);
       const uint32_t xs = 1u << (DC_SP_FIRST - lg);
       for (z = 0; z < (1u << (DC_SP_BITS - DC_SP_FIRST)); ++z)
-        pw[z << DC_SP_FIRST] = sp_word(base, itab, imask, y + z * xs, room);
+        pw[z << DC_SP_FIRST] = DC_SP_WORD(base, itab, imask, y + z * xs, room);
     }
   }
 }
+DC_NOINLINE void build_sparse_pairs(const dc_alphabet* g, const uint16_t* itab, uint32_t imask,
+                                    uint32_t* pairs) {
+  pairs_build(g, itab, itab, imask, pairs, 0);
+}
+#if DC_HAS_CONTEXT
+DC_NOINLINE void build_context_pairs(const dc_alphabet* g, const uint16_t* itz, const uint16_t* itn,
+                                     uint32_t imask, uint32_t* pairs) {
+  pairs_build(g, itz, itn, imask, pairs, 1);
+}
+#endif
+#undef DC_SP_WORD
 #undef DC_SP_FIRST
 
 #define DC_SP_LOAD(q) ((_bzhi_u64(ld64(data + ((q) >> 3)) >> ((q)&7u), 57)) | ((uint64_t)1 << 57))
@@ -2399,6 +2557,163 @@ sparse_e4_pairs_avx512(const uint8_t* data, const dc_header* h, const uint16_t* 
                        const uint32_t* pairs, uint8_t* out, cksum* ck) {
   return sparse_e4_pairs_body(data, h, itab, pairs, out, ck, 1);
 }
+#if DC_HAS_CONTEXT
+/* §14, 32-bit elements, C <= 4, x86-64 with BMI2, when the caller's workspace has room for two
+ * pair tables after the §14 tables (DC_FAST_WORKSPACE; dc_decode gives it): context_body's
+ * segments, contexts, checks and statuses with sparse_e4_pairs_body's entries -- one lookup per
+ * entry in a 2^12-word table indexed by the next 12 stream bits, here the table of the class of
+ * the segment's previous index (pairs: class 0, pairs + 2^12: class 1), built with the two index
+ * codes that class leads to (gap 0 or not); an entry whose two codes do not fit in 12 bits
+ * takes the index from its context's table.  The class sits in the word (cp_word, bit 18), so
+ * the next table is one AND away from the lookup, beside the stream shift: the chain per entry
+ * is §6's.  Four entries per stream per 8-byte load, as there; the background by ctx_fill. */
+#define DC_CP_DEC(w, x, t)                                                                   \
+  do {                                                                                       \
+    uint32_t e_ = (t)[_bzhi_u64((w), DC_SP_BITS)];                                           \
+    (w) >>= e_ & 63u;                                                                        \
+    if (__builtin_expect(!(e_ & DC_SP_BOTH), 0)) {                                           \
+      const uint32_t c_ = (uint32_t)((t) != pairs) * 2u + ((e_ >> 19) == 1u); /* context */  \
+      const uint32_t i_ = itab[((size_t)c_ << Li) + (size_t)_bzhi_u64((w), Li)];             \
+      (w) >>= i_ & 15u;                                                                      \
+      e_ = (e_ & 0xFFF80000u) | (uint32_t)(i_ >> 6) << 7 | (uint32_t)((i_ >> 4) & 1u) << 18; \
+    }                                                                                        \
+    (x) = e_;                                                                                \
+  } while (0)
+#define DC_CP_DEC_LATE(w, x, q, t)                 \
+  do {                                             \
+    const uint64_t was_ = (w);                     \
+    DC_CP_DEC(w, x, t);                            \
+    if (__builtin_expect((w) == 0, 0)) {           \
+      (q) += (uint64_t)__builtin_clzll(was_) - 6u; \
+      (w) = DC_SP_LOAD(q);                         \
+      DC_CP_DEC(w, x, t);                          \
+    }                                              \
+  } while (0)
+#define DC_CP_DEC_EARLY(w, x, q, t) DC_CP_DEC(w, x, t)
+#define DC_CP_PUT(x, p, e, t, CHECK)                             \
+  do {                                                           \
+    (t) = pairs + (((x) >> 6) & (1u << DC_SP_BITS));             \
+    (p) += (x) >> 19;                                            \
+    if ((CHECK) && (p) > (e)) return DC_ERR_STREAM;              \
+    memcpy(out + ((p)-1u) * 4u, cb + (((x) >> 5) & 0xFFCu), 4u); \
+  } while (0)
+#define DC_CP_ROUND(DEC, CHECK)       \
+  do {                                \
+    DEC(w0, x0, q0, t0);              \
+    DEC(w1, x1, q1, t1);              \
+    DEC(w2, x2, q2, t2);              \
+    DEC(w3, x3, q3, t3);              \
+    DC_CP_PUT(x0, p0, e0, t0, CHECK); \
+    DC_CP_PUT(x1, p1, e1, t1, CHECK); \
+    DC_CP_PUT(x2, p2, e2, t2, CHECK); \
+    DC_CP_PUT(x3, p3, e3, t3, CHECK); \
+  } while (0)
+#define DC_CP_ITER(CHECK)                                                                        \
+  do {                                                                                           \
+    uint64_t w0 = DC_SP_LOAD(q0), w1 = DC_SP_LOAD(q1), w2 = DC_SP_LOAD(q2), w3 = DC_SP_LOAD(q3); \
+    uint32_t x0, x1, x2, x3;                                                                     \
+    DC_CP_ROUND(DC_CP_DEC_EARLY, CHECK);                                                         \
+    DC_CP_ROUND(DC_CP_DEC_EARLY, CHECK);                                                         \
+    DC_CP_ROUND(DC_CP_DEC_LATE, CHECK);                                                          \
+    DC_CP_ROUND(DC_CP_DEC_LATE, CHECK);                                                          \
+    q0 += (uint64_t)__builtin_clzll(w0) - 6u;                                                    \
+    q1 += (uint64_t)__builtin_clzll(w1) - 6u;                                                    \
+    q2 += (uint64_t)__builtin_clzll(w2) - 6u;                                                    \
+    q3 += (uint64_t)__builtin_clzll(w3) - 6u;                                                    \
+  } while (0)
+__attribute__((target("bmi,bmi2,lzcnt"))) DC_NOINLINE dc_status
+context_e4_pairs(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
+                 const uint16_t* itab, const uint32_t* pairs, uint8_t* out) {
+  bitreader br[4];
+  const uint32_t Lg = h->gap_code.max_len, Li = h->index_code.max_len;
+  const uint64_t gmask = (1u << Lg) - 1u, imask = (1u << Li) - 1u;
+  const uint64_t n = h->info.num_elements, G = h->gap_alphabet;
+  const uint8_t* cb = h->codebook;
+  const uint8_t* bgv = cb + (size_t)h->background * 4u;
+  const uint32_t bgc = (h->classes[h->background >> 1] >> ((h->background & 1u) << 2)) & 3u;
+  const uint64_t e0 = h->seg_start[1], e1 = h->seg_start[2], e2 = h->seg_start[3], e3 = n;
+  const uint32_t* const t_bg = pairs + ((size_t)bgc << DC_SP_BITS);
+  const uint32_t *t0 = t_bg, *t1 = t_bg, *t2 = t_bg, *t3 = t_bg;
+  uint64_t p0 = 0, p1 = e0, p2 = e1, p3 = e2, left = h->stream_count[3], done = 0, it;
+  uint64_t q[4], pos[4], end[4], filled[4];
+  uint32_t c[4], s;
+  streams_init(br, h);
+  for (s = 0; s < 4; ++s) {
+    q[s] = (uint64_t)br[s].start * 8u;
+    filled[s] = h->seg_start[s];
+  }
+  /* `left`: entries of the shortest stream (3) not yet decoded */
+  while ((it = min_u64(
+              min_u64(min_u64(sp_safe_iters(q[0], br[0].end), sp_safe_iters(q[1], br[1].end)),
+                      min_u64(sp_safe_iters(q[2], br[2].end), sp_safe_iters(q[3], br[3].end))),
+              min_u64(left / 4, DC_CHUNK_ITERS))) > 0) {
+    uint64_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
+    if (it * 4 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (4 * G) + 1;
+    ctx_fill(out, &filled[0], p0, e0, it * 4 * G, bgv, 4, 32);
+    ctx_fill(out, &filled[1], p1, e1, it * 4 * G, bgv, 4, 32);
+    ctx_fill(out, &filled[2], p2, e2, it * 4 * G, bgv, 4, 32);
+    ctx_fill(out, &filled[3], p3, e3, it * 4 * G, bgv, 4, 32);
+    left -= 4 * it;
+    done += 4 * it;
+    /* an iteration moves each position by <= 4 G: where every segment has room for `it` of
+     * them (the common case: segments are N / 4 long), no entry needs its end check */
+    if (p0 + it * 4 * G <= e0 && p1 + it * 4 * G <= e1 && p2 + it * 4 * G <= e2 &&
+        p3 + it * 4 * G <= e3) {
+      for (; it > 0; --it) DC_CP_ITER(0);
+    } else {
+      for (; it > 0; --it) DC_CP_ITER(1);
+    }
+    q[0] = q0;
+    q[1] = q1;
+    q[2] = q2;
+    q[3] = q3;
+  }
+  pos[0] = p0;
+  pos[1] = p1;
+  pos[2] = p2;
+  pos[3] = p3;
+  end[0] = e0;
+  end[1] = e1;
+  end[2] = e2;
+  end[3] = e3;
+  c[0] = (uint32_t)(t0 != pairs) * 2u;
+  c[1] = (uint32_t)(t1 != pairs) * 2u;
+  c[2] = (uint32_t)(t2 != pairs) * 2u;
+  c[3] = (uint32_t)(t3 != pairs) * 2u;
+  for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
+    bitreader* bb = &br[s];
+    uint64_t k;
+    dc_status st;
+    br_seek(bb, data, q[s]);
+    for (k = done; k < h->stream_count[s]; ++k) {
+      uint32_t g, i;
+      br_refill_safe(bb, data);
+      DEC(*bb, gtab, gmask, g);
+      ctx_fill(out, &filled[s], pos[s], end[s], (uint64_t)g + 1, bgv, 4, 32);
+      i = itab[((size_t)(c[s] + (g == 0)) << Li) + (size_t)(bb->bits & imask)];
+      bb->bits >>= i & 15u;
+      bb->count -= i & 15u;
+      pos[s] += g;
+      if (pos[s] >= end[s]) return DC_ERR_STREAM;
+      memcpy(out + pos[s] * 4u, cb + ((i >> 4) & ~3u), 4u);
+      pos[s]++;
+      c[s] = (i >> 3) & 6u;
+    }
+    /* §14: a segment ends where the next starts; the last leaves fewer than G */
+    if (s < 3 ? pos[s] != end[s] : end[s] - pos[s] >= G) return DC_ERR_STREAM;
+    fill_elements(out, filled[s], end[s], bgv, 4, 32);
+    st = br_finish(bb, data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+#undef DC_CP_DEC
+#undef DC_CP_DEC_LATE
+#undef DC_CP_DEC_EARLY
+#undef DC_CP_PUT
+#undef DC_CP_ROUND
+#undef DC_CP_ITER
+#endif
 #undef DC_SP_LOAD
 #undef DC_SP_DEC
 #undef DC_SP_DEC_LATE
@@ -2678,7 +2993,7 @@ static int size_slot(uint32_t bits) {
  * (Lmax: the longest index code), so the context picks its table by a shift, no load. */
 #if DC_HAS_CONTEXT
 static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_t* ws,
-                                uint8_t* out) {
+                                uint32_t* pairs, uint8_t* out) {
   const size_t size = (size_t)1 << h->index_code.max_len;
   uint16_t* t = ws + table_entries(&h->gap_code);
   uint32_t c;
@@ -2692,7 +3007,22 @@ static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_
   switch (h->cb_esize) {
     case 1: return context_e1(data, h, ws, t, out);
     case 2: return context_e2(data, h, ws, t, out);
-    case 4: return context_e4(data, h, ws, t, out);
+    case 4:
+#if DC_DENSE_BMI2
+      /* two pair tables (pairs: dc_decode_ws found room for them after the tables), C <= 4 */
+      if (pairs != NULL && h->contexts <= 4 && sparse_pairs_level() > 0) {
+        const uint32_t imask = (uint32_t)size - 1u;
+        build_context_pairs(&h->gap_code, t + size, t, imask, pairs); /* class 0: contexts 1, 0 */
+        if (h->contexts > 2)
+          build_context_pairs(&h->gap_code, t + 3 * size, t + 2 * size, imask,
+                              pairs + ((size_t)1 << DC_SP_BITS)); /* class 1: contexts 3, 2 */
+        return context_e4_pairs(data, h, ws, t, pairs, out);
+      }
+      if (dense_bmi2_ok()) return context_e4_bmi2(data, h, ws, t, out);
+#else
+      (void)pairs;
+#endif
+      return context_e4(data, h, ws, t, out);
 #if DC_HAS_64BIT
     default: return context_e8(data, h, ws, t, out);
 #else
@@ -2726,7 +3056,7 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
   /* §13: the padding bits of the last byte are zero; stores below never touch them */
   if (h->info.element_bits < 8) out[h->info.output_bytes - 1] = 0;
 #if DC_HAS_CONTEXT
-  if (h->layout == DC_LAYOUT_CONTEXT_SPARSE) return decode_context(data, h, itab, out);
+  if (h->layout == DC_LAYOUT_CONTEXT_SPARSE) return decode_context(data, h, itab, pairs, out);
 #endif
   build_table_cls(&h->index_code, itab, NULL,
                   h->layout == DC_LAYOUT_INT_PLANES); /* §17: IP_ENTRY */
@@ -2813,11 +3143,21 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
     ws = ((uintptr_t)workspace + 1u) & ~(uintptr_t)1u; /* u16 alignment (2 spare bytes) */
     itab = (uint16_t*)ws;
     gtab = itab + table_entries(&h.index_code);
-    /* §6 float32 on x86-64: a pair table after the index table if the workspace has room */
+    /* §6 float32 on x86-64: a pair table after the index table if the workspace has room; §14:
+     * two after its tables (the gap table, then one per context) */
     pt = ((uintptr_t)gtab + 3u) & ~(uintptr_t)3u;
     pairs = h.sparse && pt - (uintptr_t)workspace + (4u << DC_MAX_CODE_LENGTH) <= workspace_size
                 ? (uint32_t*)pt
                 : NULL;
+    if (h.contexts > 0) {
+      pt = ((uintptr_t)(itab + table_entries(&h.gap_code) +
+                        (size_t)h.contexts * table_entries(&h.index_code)) +
+            3u) &
+           ~(uintptr_t)3u;
+      pairs = pt - (uintptr_t)workspace + (8u << DC_MAX_CODE_LENGTH) <= workspace_size
+                  ? (uint32_t*)pt
+                  : NULL;
+    }
     spread = NULL;
     /* §5 float32: a spread codebook after the index table if K <= 256 and it fits */
     pt = ((uintptr_t)gtab + 63u) & ~(uintptr_t)63u;
@@ -2832,10 +3172,14 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
   return DC_OK;
 }
 
-/* dc_decode's stack workspace: room for the x86-64 pair table and the spread codebook only where
- * those paths run by default */
-#if DC_DENSE_BMI2 || DC_PORTABLE_SPREAD_DEFAULT
+/* dc_decode's stack workspace: room for the x86-64 pair tables (§6, §14) and the spread codebook
+ * only where those paths run by default (other 64-bit targets: the spread codebook only, in the
+ * 24 KB DC_FAST_WORKSPACE was before §14's pair tables) */
+#if DC_DENSE_BMI2
 #define DC_DECODE_WORKSPACE DC_FAST_WORKSPACE
+#elif DC_PORTABLE_SPREAD_DEFAULT
+#define DC_DECODE_WORKSPACE \
+  (2u * (1u << DC_MAX_CODE_LENGTH) + 4u * (1u << DC_MAX_CODE_LENGTH) + 16u)
 #else
 #define DC_DECODE_WORKSPACE DC_MAX_WORKSPACE
 #endif
