@@ -92,6 +92,22 @@ def test_model_path_plain_model_and_forwarding(tmp_path, backend):
 
 
 @pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_model_path_that_is_not_utf8_loads(tmp_path, backend):
+    """A file name that is not UTF-8 (a str holding a surrogate, as os.listdir and argv give it)
+    failed in both backends with pybind's "incompatible function arguments": it is passed as bytes."""
+    name = os.fsdecode(b"caf\xe9.tflite")  # Latin-1 'cafe' on a UTF-8 file system
+    packed = export.pack(em.tflite("dense", None))
+    try:
+        (tmp_path / name).write_bytes(packed)
+    except (OSError, UnicodeError) as e:  # e.g. a file system that takes only UTF-8 names
+        pytest.skip(f"this file system refuses the non-UTF-8 name {name!r}: {e}")
+    xs = em.inputs("dense", 2)
+    want = em.run(runtime.Interpreter(model_content=packed, backend=backend), xs)
+    for path in (str(tmp_path / name), tmp_path / name, os.fsencode(tmp_path / name)):
+        np.testing.assert_array_equal(em.run(runtime.Interpreter(model_path=path, backend=backend), xs), want)
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
 def test_model_content_takes_what_pack_takes(tmp_path, backend):
     """bytearray / memoryview / mmap content (pack accepts them) runs as bytes do (LiteRT and TF
     raised a pybind 'incompatible function arguments'); a path or an array says what to give."""

@@ -135,6 +135,13 @@ def _check_model(model_path, model_content) -> str:
     return path
 
 
+def _backend_path(model_path):
+    """``model_path`` as the backends take it: bytes (``os.fsencode``). Both take a str or bytes, but
+    a str holding a name that is not UTF-8 (``caf\\udce9.tflite``: Python keeps the undecodable
+    byte as a surrogate) failed in pybind with "incompatible function arguments"."""
+    return None if model_path is None else os.fsencode(model_path)
+
+
 def _check_header(label, head: bytes) -> None:
     if len(head) < 16 or head[4:8] != b"TFL3":
         from dc_keras import _flatbuffer as fb
@@ -364,7 +371,7 @@ class Interpreter:
             delegates = [self._delegate] + user_delegates
             with _load_errors(label, model_path, model_content):
                 self._interpreter = mod.Interpreter(
-                    model_path=model_path, model_content=model_content,
+                    model_path=_backend_path(model_path), model_content=model_content,
                     experimental_delegates=delegates, **kwargs,
                 )
         else:
@@ -381,7 +388,7 @@ class Interpreter:
                 delegates = [self._delegate] + user_delegates
             with _load_errors(label, model_path, model_content):
                 self._interpreter = mod.InterpreterWithCustomOps(
-                    model_path=model_path, model_content=model_content,
+                    model_path=_backend_path(model_path), model_content=model_content,
                     custom_op_registerers=registerers, experimental_delegates=delegates, **kwargs,
                 )
         self.backend = backend
