@@ -137,6 +137,41 @@ def test_pack_bad_layout_arguments(kw, message):
         export.pack(_model("float")[0], **kw)
 
 
+@pytest.mark.parametrize("layouts, version, needs", [
+    (("float_planes",), 1, "float_planes needs format version >= 2"),
+    (("dense", "int_planes"), 3, "int_planes needs format version >= 4"),
+    (("float_planes", "int_planes", "sparse"), 1, "float_planes needs format version >= 2, int_planes needs format "
+                                                  "version >= 4"),
+])
+def test_layouts_a_format_version_does_not_have_are_refused_up_front(tmp_path, capsys, layouts, version, needs):
+    """`--layouts float_planes --format-version 1` (int_planes with 3) exited 0 with every tensor raw,
+    each "none of layouts ['float_planes'] holds ...: allow 'dense' and 'sparse'"; now a usage error
+    naming the version each layout needs, before the input is read (pack(...) raises the same), and
+    the codec's own reason (encode(layouts=..., version=...)) names the version when that is the cause."""
+    from dc_keras import cli
+
+    want = max(int(n.split(",")[0]) for n in needs.split(">= ")[1:])
+    with pytest.raises(ValueError, match=f"names .*which version={version} does not have \\({needs}, docs/FORMAT.md "
+                                         f"§10\\): pass version={want} or None"):
+        export.pack(_model("float")[0], layouts=layouts, version=version)
+    missing = tmp_path / "never-read.tflite"  # refused before reading IN: no file needed
+    assert cli.main(["pack", str(missing), str(tmp_path / "o.tflite"), "--layouts", ",".join(layouts),
+                     "--format-version", str(version)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: dc-keras pack") and "No such file" not in err, err
+    assert f"which --format-version {version} does not have ({needs.replace('format version', '--format-version')}; " \
+           f"docs/FORMAT.md section 10): pass --format-version {want}, or drop --format-version" in err, err
+    assert not (tmp_path / "o.tflite").exists()
+    noise = np.random.default_rng(0).normal(size=(80, 80))
+    for a, lay, v, since in ((noise.astype(np.float32), "float_planes", 1, 2),
+                             ((noise * 1e6).astype(np.int64), "int_planes", 3, 4)):
+        with pytest.raises(ValueError, match=f"none of layouts \\['{lay}'\\] holds a format version {v} .* tensor: "
+                                             f"'{lay}' needs format version >= {since} \\(FORMAT.md §10-§17\\); use "
+                                             f"version={since} or None, or allow 'dense' and 'sparse'"):
+            codec.encode(a, layouts=(lay,), version=v)
+        assert codec.info(codec.encode(a, layouts=(lay,), version=since))["layout"] == lay
+
+
 def test_cli_pack_version_layouts_decoder(tmp_path, capsys):
     """`dc-keras pack --version 2 --layouts dense,sparse` writes what pack(...) does; --decoder
     minimal too (with --format-version, the same option as pack's --version: `dc-keras --version`

@@ -643,8 +643,12 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
                            "value classes)")
     plans = [p for p in plans if p.size != float("inf")]
     if not allowed and want is None:  # encode(layouts=...) names none this version and dtype allow
+        newer = {lay: LAYOUT_SINCE[LAYOUT_CODES[lay]] for lay in sorted(choose) if layout_allowed(code, LAYOUT_CODES[lay])
+                 and (context_model or lay != "context_sparse")}  # listed, holding the dtype: from a later version
+        needs = ": " + ", ".join(f"{lay!r} needs format version >= {v}" for lay, v in newer.items()) if newer else ""
+        fix = f"use version={min(newer.values())} or None, or " if newer else ""
         reasons.append(f"none of layouts {sorted(choose)} holds a format version {version} {DTYPE_TABLE[code][0]} "
-                       "tensor (FORMAT.md §10-§16); allow 'dense' and 'sparse', which hold every type")
+                       f"tensor{needs} (FORMAT.md §10-§17); {fix}allow 'dense' and 'sparse', which hold every type")
     elif not allowed and LAYOUT_SINCE[LAYOUT_CODES[want]] <= version and DTYPE_TABLE[code][2] >= 3:
         reasons.append(f"layout {want!r} does not hold {DTYPE_TABLE[code][0]} tensors (FORMAT.md §16); "
                        "use layout=None")

@@ -280,7 +280,32 @@ def check_options(min_bytes=DEFAULT_MIN_BYTES, verify=True, min_saving=DEFAULT_M
         raise ValueError(f"version must be None (per tensor, the lowest that holds it), {', '.join(listed[:-1])} "
                          f"or {listed[-1]} "
                          f"(docs/FORMAT.md §10), got {version!r}")
-    return _decoder_layouts(decoder, layouts, context_model)
+    choose = _decoder_layouts(decoder, layouts, context_model)
+    newer = layouts_too_new(version, layouts)
+    if newer:
+        named = ", ".join(map(repr, newer))
+        raise ValueError(f"layouts={layouts!r} names {named}, which version={version} does not have "
+                         f"({_needs_text(newer, 'format version')}, docs/FORMAT.md §10): pass "
+                         f"version={max(newer.values())} or None (per tensor, the lowest that holds it), "
+                         f"or leave {named} out of layouts")
+    return choose
+
+
+def layouts_too_new(version, layouts) -> dict:
+    """{name: the first format version that has it} of the layouts in ``layouts`` (valid names)
+    that packed format ``version`` does not have (FORMAT.md §10), sorted by name: pack's check and
+    the CLI's (which words it in flags, before reading the input)."""
+    if version is None or layouts is None:
+        return {}
+    from dc_keras.codec._format import LAYOUT_CODES, LAYOUT_SINCE
+
+    since = {name: LAYOUT_SINCE[LAYOUT_CODES[name]] for name in sorted(set(layouts))}
+    return {name: v for name, v in since.items() if v > version}
+
+
+def _needs_text(newer, version_word) -> str:
+    """``layouts_too_new``'s result in words: "float_planes needs VERSION_WORD >= 2, ..."."""
+    return ", ".join(f"{name} needs {version_word} >= {v}" for name, v in newer.items())
 
 
 def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,

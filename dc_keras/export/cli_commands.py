@@ -97,7 +97,7 @@ def _min_bytes(args):
 
 def cmd_pack(args):
     from dc_keras._fileio import atomic_write, check_writable
-    from dc_keras.export._pack import _DECODERS, layouts_not_read, pack_with_stats
+    from dc_keras.export._pack import _DECODERS, _needs_text, layouts_not_read, layouts_too_new, pack_with_stats
 
     if args.decoder is not None and args.layouts is not None:
         reads = _DECODERS[args.decoder][0]
@@ -106,6 +106,13 @@ def cmd_pack(args):
             raise UsageError(f"--decoder {args.decoder} reads only layouts {','.join(reads)}, and --layouts names "
                              f"{','.join(extra)}: drop --layouts (--decoder {args.decoder} picks among those), "
                              f"or name only those, e.g. --layouts {','.join(reads)}")
+    newer = layouts_too_new(args.version, args.layouts)
+    if newer:
+        named = ",".join(newer)
+        raise UsageError(f"--layouts names {named}, which --format-version {args.version} does not have "
+                         f"({_needs_text(newer, '--format-version')}; docs/FORMAT.md section 10): pass "
+                         f"--format-version {max(newer.values())}, or drop --format-version (per tensor, the lowest "
+                         f"version that holds it), or leave {named} out of --layouts")
     _check_paths(args.input, args.output)
     data = _read(args.input)
     check_writable(args.output)  # a bad output path fails now, not after packing
