@@ -134,3 +134,76 @@ def test_sweep_values_are_checked_not_converted(trained):
         dc_keras.suggest_sparsity(bits_report)
     with pytest.raises(ValueError, match=r"from sensitivity\(\.\.\., sparsities=\[\.\.\.\]\).*dc_keras\.suggest_sparsity"):
         suggest_bits(dc_keras.sensitivity(trained, (X, Y), sparsities=[0.5]))
+
+
+def _batches(n=4, size=50):
+    return ((X[i * size:(i + 1) * size], Y[i * size:(i + 1) * size]) for i in range(n))
+
+
+def test_iterators_are_read_once_with_steps_and_endless_data_is_refused(trained):
+    """A generator of (x, y) batches raised "`data` is empty." (read again for every measurement,
+    exhausted after the first) and an endless one never returned. It is now read once (its first
+    `steps` batches kept); without `steps` it is refused, as is a tf.data.Dataset repeated forever."""
+    import tensorflow as tf
+
+    expected = dc_keras.sensitivity(trained, list(_batches()), sparsities=[0.5, 0.9])
+    assert dc_keras.sensitivity(trained, _batches(), sparsities=[0.5, 0.9], steps=4) == expected
+
+    def endless():
+        while True:
+            yield from _batches()
+
+    assert dc_keras.sensitivity(trained, endless(), sparsities=[0.5, 0.9], steps=4) == expected
+    assert dc_keras.sensitivity(trained, (X, Y), sparsities=[0.5, 0.9], batch_size=50, steps=4) == expected
+    assert dc_keras.sensitivity(trained, (X, Y), sparsities=[0.5], batch_size=50, steps=2)["baseline"] == \
+        dc_keras.sensitivity(trained, (X[:100], Y[:100]), sparsities=[0.5])["baseline"]
+    with pytest.raises(ValueError, match=r"`data` is an iterator \(generator\), which can be read only once .* "
+                                         r"measures the model 5 times .*: pass steps=N to read its first N batches"):
+        dc_keras.sensitivity(trained, endless(), sparsities=[0.5, 0.9])
+    with pytest.warns(UserWarning, match="ended after 4 batches, fewer than steps=10"):
+        assert dc_keras.sensitivity(trained, _batches(), sparsities=[0.5, 0.9], steps=10) == expected
+    repeated = tf.data.Dataset.from_tensor_slices((X, Y)).batch(50).repeat()
+    with pytest.raises(ValueError, match=r"`data` \(.*\) never ends .*: pass steps=N"):
+        dc_keras.sensitivity(trained, repeated, sparsities=[0.5, 0.9])
+    assert dc_keras.sensitivity(trained, repeated, sparsities=[0.5, 0.9], steps=4) == expected
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return X[50 * i:50 * i + 50], Y[50 * i:50 * i + 50]
+
+    assert dc_keras.sensitivity(trained, Batches(), sparsities=[0.5, 0.9]) == expected
+    for bad in (0, -1, 2.5, True, "4"):
+        with pytest.raises(ValueError, match="`steps` must be None or a positive whole number of batches"):
+            dc_keras.sensitivity(trained, _batches(), steps=bad)
+
+
+def test_models_with_several_outputs_take_a_callable_metric():
+    """sensitivity() on a two-output model failed with numpy's "inhomogeneous shape" error, also with
+    a callable metric written for the two outputs. The callable now gets both outputs; the built-in
+    metrics, which score one, are refused with what to pass."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(8, name="h")(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(2, activation="softmax", name="o1")(h),
+                                 keras.layers.Dense(3, activation="softmax", name="o2")(h)])
+    y2 = (X[:, 2] > 0).astype("int64") + (X[:, 3] > 0)
+    seen = []
+
+    def both(y_true, y_pred):
+        seen.append((len(y_true), [p.shape for p in y_pred]))
+        return float(np.mean(np.argmax(y_pred[0], -1) == y_true[0]) + np.mean(np.argmax(y_pred[1], -1) == y_true[1]))
+
+    report = dc_keras.sensitivity(model, (X, [Y, y2]), sparsities=[0.0, 0.9], metric=both)
+    assert seen[0] == (2, [(200, 2), (200, 3)])
+    p1, p2 = model.predict(X, verbose=0)
+    assert report["baseline"] == pytest.approx(np.mean(np.argmax(p1, -1) == Y) + np.mean(np.argmax(p2, -1) == y2))
+    assert report["layers"]["h"][0] == pytest.approx(report["baseline"]) and report["chance"] is None
+    batched = [(X[i:i + 50], [Y[i:i + 50], y2[i:i + 50]]) for i in range(0, 200, 50)]
+    assert dc_keras.sensitivity(model, batched, sparsities=[0.0, 0.9], metric=both)["layers"] == report["layers"]
+    for metric in ("accuracy", "error"):
+        with pytest.raises(ValueError, match=rf"the model has 2 outputs and metric='{metric}' scores one\. Pass a "
+                                             r"metric=callable\(y_true, y_pred\)"):
+            dc_keras.sensitivity(model, (X, [Y, y2]), metric=metric)

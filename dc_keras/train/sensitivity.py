@@ -4,13 +4,15 @@ before the model's quality drops, measured one layer at a time without retrainin
 The paper chose per-layer thresholds and bit widths by hand; :func:`suggest_sparsity` and
 :func:`suggest_bits` turn a sweep into per-layer targets automatically.
 """
+import collections.abc
+import itertools
 import numbers
 import os
 import warnings
 
 import keras
 import numpy as np
-from keras import ops
+from keras import ops, tree
 
 from dc_keras._fileio import write_figure
 from dc_keras.train import _base
@@ -20,26 +22,125 @@ from dc_keras.train.schedules import _user_stacklevel
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
-def _collect(model, data, batch_size):
-    """(y_true, y_pred) numpy arrays for ``data`` = (x, y) or an iterable of (x, y) batches."""
+def _is_count(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+
+
+def _endless(data):
+    """True for a ``tf.data.Dataset`` that repeats forever or a ``keras.utils.PyDataset`` without
+    a length (``num_batches`` None): reading it to its end never returns."""
+    if hasattr(data, "element_spec") and hasattr(data, "cardinality"):
+        try:
+            return int(data.cardinality()) == -1  # tf.data.INFINITE_CARDINALITY
+        except Exception:  # noqa: BLE001 -- a Dataset-like object without a usable cardinality
+            return False
+    if isinstance(data, keras.utils.PyDataset):
+        try:
+            return data.num_batches is None
+        except NotImplementedError:
+            return True
+    return False
+
+
+def _check_batch(batch):
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise ValueError(f"`data` batches must be (x, y) pairs, got a {type(batch).__name__}.")
+    return batch
+
+
+def _source(data, steps, batch_size, reads):
+    """``data`` checked once, as something :func:`_collect` reads again for each of the ``reads``
+    measurements: ``("arrays", x, y)`` or ``("batches", re-iterable, steps)``. A one-pass iterator
+    (a generator) is read here, once: its first ``steps`` batches (or ``len(data)``) are kept in
+    memory; without either it is refused, since an endless one would never return."""
+    if steps is not None and not _is_count(steps):
+        raise ValueError(f"`steps` must be None or a positive whole number of batches, got {steps!r}.")
     if isinstance(data, (tuple, list)) and len(data) == 2 and not hasattr(data[0], "element_spec"):
         x, y = data
-        y_pred = model.predict(x, batch_size=batch_size, verbose=0)
-        return np.asarray(y), np.asarray(y_pred)
+        if steps is not None:
+            x, y = (tree.map_structure(lambda a: a[:steps * batch_size], v) for v in (x, y))
+        return ("arrays", x, y)
     if hasattr(data, "shape") and hasattr(data, "dtype"):
         raise ValueError(f"`data` must be an (x, y) tuple or an iterable of (x, y) batches, got one array of shape "
                          f"{tuple(data.shape)} (x alone?): pass (x_val, y_val).")
-    if hasattr(data, "__iter__"):
-        ys, ps = [], []
-        for batch in data:
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise ValueError("`data` batches must be (x, y) pairs.")
-            ys.append(np.asarray(batch[1]))
-            ps.append(np.asarray(model.predict_on_batch(batch[0])))
-        if not ys:
-            raise ValueError("`data` is empty.")
-        return np.concatenate(ys), np.concatenate(ps)
-    raise ValueError("`data` must be an (x, y) tuple or an iterable of (x, y) batches.")
+    if isinstance(data, (str, bytes, dict)) or not hasattr(data, "__iter__"):
+        raise ValueError(f"`data` must be an (x, y) tuple or an iterable of (x, y) batches, got "
+                         f"{type(data).__name__}.")
+    alternatives = ("or pass the data in a form that can be read again: (x_val, y_val) arrays, a list of (x, y) "
+                    "batches or a tf.data.Dataset")
+    if isinstance(data, collections.abc.Iterator):
+        count = steps if steps is not None else len(data) if hasattr(data, "__len__") else None
+        if count is None:
+            raise ValueError(
+                f"`data` is an iterator ({type(data).__name__}), which can be read only once and may never end, and "
+                f"sensitivity() measures the model {reads} times on the same data: pass steps=N to read its first N "
+                f"batches once (they are kept in memory and reused), {alternatives}.")
+        batches = [_check_batch(b) for b in itertools.islice(data, count)]
+        if not batches:
+            raise ValueError("`data` is empty: the iterator yielded no batch.")
+        if len(batches) < count:
+            warnings.warn(f"sensitivity(): `data` ended after {len(batches)} batches, fewer than steps={count}; "
+                          f"measuring on those {len(batches)}.", UserWarning, stacklevel=_user_stacklevel())
+        return ("batches", batches, None)
+    if steps is None and _endless(data):
+        raise ValueError(f"`data` ({type(data).__name__}) never ends (a repeated tf.data.Dataset or a PyDataset "
+                         f"without a length), and sensitivity() reads it {reads} times: pass steps=N to measure on "
+                         f"its first N batches, or pass data that ends.")
+    return ("batches", data, steps)
+
+
+def _to_numpy(value, like):
+    """``value`` (labels) as numpy in the structure of ``like`` (the predictions): one array for a
+    single-output model, a list / dict of arrays for several outputs. Left as it is where it does
+    not fit (a callable metric gets it unchanged)."""
+    if isinstance(like, dict) and isinstance(value, dict):
+        return {k: _to_numpy(v, like.get(k)) for k, v in value.items()}
+    if isinstance(like, (list, tuple)) and isinstance(value, (list, tuple)) and len(like) == len(value):
+        return type(value)(_to_numpy(v, p) for v, p in zip(value, like))
+    try:
+        return np.asarray(value)
+    except ValueError:  # ragged: several outputs' labels the predictions do not mirror
+        return value
+
+
+def _concat(parts):
+    if isinstance(parts[0], dict):
+        return {k: _concat([p[k] for p in parts]) for k in parts[0]}
+    if isinstance(parts[0], (list, tuple)):
+        return type(parts[0])(_concat([p[i] for p in parts]) for i in range(len(parts[0])))
+    return np.concatenate(parts)
+
+
+def _collect(model, source, batch_size):
+    """(y_true, y_pred) as numpy (lists / dicts of arrays for several outputs) for a :func:`_source`."""
+    if source[0] == "arrays":
+        _, x, y = source
+        y_pred = tree.map_structure(np.asarray, model.predict(x, batch_size=batch_size, verbose=0))
+        return _to_numpy(y, y_pred), y_pred
+    _, batches, steps = source
+    ys, ps = [], []
+    for batch in itertools.islice(batches, steps):
+        x, y = _check_batch(batch)[:2]
+        ps.append(tree.map_structure(np.asarray, model.predict_on_batch(x)))
+        ys.append(_to_numpy(y, ps[-1]))
+    if not ys:
+        raise ValueError("`data` is empty.")
+    return _concat(ys), _concat(ps)
+
+
+def _single_output(name, y_true, y_pred):
+    """``(y_true, y_pred)`` as single arrays for the built-in metric ``name``; one ValueError saying
+    what to pass for a model with several outputs."""
+    if not tree.is_nested(y_pred):
+        return y_true, y_pred
+    outputs = tree.flatten(y_pred)
+    if len(outputs) == 1:
+        return (tree.flatten(y_true)[0] if tree.is_nested(y_true) else y_true), outputs[0]
+    raise ValueError(
+        f"sensitivity(): the model has {len(outputs)} outputs and metric={name!r} scores one. Pass a "
+        f"metric=callable(y_true, y_pred) -> float: it gets y_true as given and y_pred as the model returns it (one "
+        f"array per output), e.g. metric=lambda y_true, y_pred: float(np.mean(np.argmax(y_pred[0], -1) == "
+        f"y_true[0])) for the first output's accuracy.")
 
 
 def _labels(y_true, y_pred):
@@ -119,21 +220,31 @@ def _sweep_values(name, given, valid, meaning, cast):
 
 
 def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", layers=None, bits=None,
-                batch_size=256, higher_is_better=None):
+                batch_size=256, higher_is_better=None, steps=None):
     """Prune (or cluster) one layer at a time by magnitude, without retraining, and measure ``metric``.
 
     Args:
         model: a built Keras model (not wrapped; strip it first). Its weights are restored before
             returning, also on error.
-        data: ``(x, y)`` arrays or an iterable of ``(x, y)`` batches (e.g. a ``tf.data.Dataset``).
+        data: ``(x, y)`` arrays or an iterable of ``(x, y)`` batches: a list, a ``tf.data.Dataset``,
+            a ``keras.utils.PyDataset``, or an iterator such as a generator (read once with
+            ``steps``, see there). ``x`` / ``y`` may be lists or dicts (several inputs / outputs).
         sparsities: fractions of each layer's weights to remove (each in [0, 1); one number
             sweeps that one value).
-        metric: ``"accuracy"`` (default), ``"error"`` or ``callable(y_true, y_pred) -> float``.
+        metric: ``"accuracy"`` (default), ``"error"`` or ``callable(y_true, y_pred) -> float``
+            (numpy arrays; for a model with several outputs, a list or dict of them: the built-in
+            metrics score one output, so such a model needs a callable).
         layers: None (all prunable layers) or a list of names and/or classes.
         bits: instead of pruning, sweep weight sharing with these bit widths (integers; one
             integer sweeps that one width; k-means, linear init, zeros kept); feed the report to
             :func:`suggest_bits`.
+        batch_size: batch size for ``(x, y)`` arrays.
         higher_is_better: override the metric's direction (callables default to True).
+        steps: measure on the first ``steps`` batches only (as ``model.evaluate(steps=)``): of
+            ``(x, y)`` arrays, ``steps * batch_size`` samples. An iterator (a generator, even an
+            endless one) is read once: its first ``steps`` batches are kept in memory and reused
+            for every measurement; without ``steps`` (and no ``len()``) it is refused, as is a
+            ``tf.data.Dataset`` that repeats forever.
 
     Returns a dict: ``{"metric", "higher_is_better", "baseline", "mode": "sparsity"|"bits",
     "values": [...], "layers": {layer_name: [metric at each value]}, "params": {layer_name:
@@ -147,6 +258,10 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         >>> report = dc_keras.sensitivity(model, (x_val, y_val), sparsities=[0.5, 0.8, 0.9, 0.95])
         >>> targets = dc_keras.suggest_sparsity(report, max_drop=0.005)   # {"fc1": 0.95, ...}
         >>> dc_keras.plot_sensitivity(report, "sensitivity.png")
+        >>> def batches():                         # a generator, endless as fit(steps_per_epoch=) takes
+        ...     while True:
+        ...         yield x_val[:32], y_val[:32]
+        >>> report = dc_keras.sensitivity(model, batches(), steps=2)   # its first 2 batches, kept
     """
     if not isinstance(model, keras.Model):
         raise _base.not_keras3_error("sensitivity()", "a Keras model", model)
@@ -163,11 +278,16 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         values = _sweep_values("sparsities", sparsities, _is_sparsity, "numbers in [0, 1)", float)
         mode = "sparsity"
     chosen, _ = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
-    y_true, y_pred = _collect(model, data, batch_size)
+    source = _source(data, steps, batch_size, reads=1 + len(chosen) * len(values))
+    y_true, y_pred = _collect(model, source, batch_size)
+    score = fn
+    if isinstance(metric, str):  # scores one output: a model with several is refused here, before the sweep
+        y_true, y_pred = _single_output(metric, y_true, y_pred)
+        score = lambda t, p: fn(*_single_output(metric, t, p))  # noqa: E731
     baseline = fn(y_true, y_pred)
     report = {"metric": name, "higher_is_better": bool(better), "baseline": baseline, "mode": mode,
               "values": values, "layers": {}, "params": {},
-              "chance": _chance(metric if isinstance(metric, str) else None, y_true, np.asarray(y_pred))}
+              "chance": _chance(metric, y_true, y_pred) if isinstance(metric, str) else None}
     for layer, _ in chosen.values():
         targets = _base.compressible_weights(layer)
         originals = [ops.convert_to_numpy(var).copy() for _, var, _ in targets]
@@ -176,7 +296,7 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
             for value in values:
                 for (_, var, _), w in zip(targets, originals):
                     var.assign(_share(w, value) if mode == "bits" else _magnitude_prune(w, value))
-                results.append(fn(*_collect(model, data, batch_size)))
+                results.append(score(*_collect(model, source, batch_size)))
         finally:
             for (_, var, _), w in zip(targets, originals):
                 var.assign(w)
