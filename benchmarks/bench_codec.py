@@ -121,13 +121,13 @@ def best_time(fn, reps, min_total=0.2):
     return min(cpu), min(wall)
 
 
-def bench_tensor(name, w, reps, skip=()):
+def bench_tensor(name, w, reps, skip=(), context_model=False):
     raw = w.tobytes()
     nnz = int(np.count_nonzero(w))
     row = {"tensor": name, "shape": list(w.shape), "elements": int(w.size), "nonzero": nnz,
            "distinct": int(len(np.unique(w))), "raw_bytes": len(raw)}
     t0 = time.perf_counter()
-    packed = codec.encode(w)
+    packed = codec.encode(w, context_model=context_model)
     row["encode_s"] = time.perf_counter() - t0
     info = codec.info(packed)
     row.update(layout=info["layout"], packed_bytes=len(packed),
@@ -274,6 +274,9 @@ def main(argv=None):
     ap.add_argument("--only", help="run only the tensors whose name contains this text")
     ap.add_argument("--skip-xz", action="store_true", help="skip xz -9e (minutes per 40 MB)")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--context-model", action="store_true",
+                    help="pack with context_model=True (FORMAT.md §14 where smaller); a tensor packed so is "
+                         "also decoded as §6, side by side")
     ap.add_argument("--tflite", action="append", default=[],
                     help="also bench the float weights (>= 1000 elements) of this pruned+clustered .tflite")
     args = ap.parse_args(argv)
@@ -296,18 +299,18 @@ def main(argv=None):
             print("(Fashion-MNIST not found: skipping the trained LeNet-300-100 layer)")
         else:
             rows.append(bench_tensor("LeNet-300-100 ip1 TRAINED 1 epoch on Fashion-MNIST, "
-                                     "8 % kept (one-shot magnitude pruning), 5-bit k-means", w, args.reps, skip))
+                                     "8 % kept (one-shot magnitude pruning), 5-bit k-means", w, args.reps, skip, args.context_model))
             print_row(rows[-1])
             rows.append(bench_tensor("the same, transposed to TFLite's fully-connected layout [out, in] "
-                                     "(what pack() sees)", np.ascontiguousarray(w.T), args.reps, skip))
+                                     "(what pack() sees)", np.ascontiguousarray(w.T), args.reps, skip, args.context_model))
             print_row(rows[-1])
     for path in args.tflite:
         for name, w in tflite_weights(path):
-            rows.append(bench_tensor(f"{os.path.basename(path)}: {name}", w, args.reps, skip))
+            rows.append(bench_tensor(f"{os.path.basename(path)}: {name}", w, args.reps, skip, args.context_model))
             print_row(rows[-1])
     for i, (name, shape, density, bits) in enumerate(tensors):
         w = pruned_clustered(shape, density, bits, seed=i)
-        rows.append(bench_tensor("synthetic " + name, w, args.reps, skip))
+        rows.append(bench_tensor("synthetic " + name, w, args.reps, skip, args.context_model))
         print_row(rows[-1])
         sys.stdout.flush()
     if args.json:
