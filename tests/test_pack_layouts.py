@@ -79,6 +79,37 @@ def test_restricted_pack_keeps_what_no_allowed_layout_holds_raw_with_the_reason(
     assert not stats["refused"]
 
 
+def test_a_float_kernel_only_the_options_keep_raw_names_the_option(tmp_path, capsys):
+    """decoder="minimal" and version=1 leave out the float-planes layout (§12) that packs the
+    unclustered kernel by default: the reason was the codec's "more than 4096 distinct values: cluster
+    the tensor first", as though nothing would pack it; now it names the option, the layout and what
+    the default packs it to (as the int64 case names pack(version=1)); the CLI prints the same."""
+    plain, _ = _model("float")
+    (default,) = [p for p in _packed(export.pack(plain)).values() if codec.info(p)["layout"] == "float_planes"]
+    codec_why = "more than 4096 distinct values: cluster the tensor first"
+    for kw, asked, which, defaults in (
+            ({"decoder": "minimal"}, "decoder='minimal'", "which a DC_CODEC_MINIMAL decoder does not read",
+             "the default, decoder=None, packs"),
+            ({"version": 1}, "version=1", "which needs format version >= 2", "the default, version=None, packs"),
+            ({"version": 1, "decoder": "minimal"}, "version=1, decoder='minimal'",
+             "which needs format version >= 2 and which a DC_CODEC_MINIMAL decoder does not read",
+             "the defaults, version=None and decoder=None, pack")):
+        _, stats = pack_with_stats(plain, **kw)
+        assert [(nbytes, why) for _, nbytes, why in stats["refused"]] == [
+            (64 * 128 * 4, f"pack({asked}) keeps it raw: the codec refuses it without layout 'float_planes' "
+                           f"(FORMAT.md §12), {which} ({codec_why}); {defaults} it ({len(default)} B)")], kw
+    from dc_keras import cli
+
+    (tmp_path / "m.tflite").write_bytes(plain)
+    capsys.readouterr()
+    assert cli.main(["pack", str(tmp_path / "m.tflite"), str(tmp_path / "o.tflite"), "--format-version", "1"]) == 0
+    assert ": 32768 B: pack(version=1) keeps it raw: the codec refuses it without layout 'float_planes'" \
+        in capsys.readouterr().out
+    # a layouts= list is the user's own choice: the codec's reason, as before
+    _, stats = pack_with_stats(plain, layouts=MINIMAL, version=1)
+    assert [why for _, _, why in stats["refused"]] == [f"the codec refuses its data: {codec_why}"]
+
+
 def _retyped(plain, tensor_type, values):
     """``plain`` with its largest constant retyped to ``tensor_type`` holding ``values`` (stored
     as TFLite stores that type): a model only packed and inspected, not run."""

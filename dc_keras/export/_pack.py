@@ -523,6 +523,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     ``(buffers, bytes)`` of the input's buffers holding data no tensor or metadata refers to, kept;
     ``kept_raw``: [(name, bytes)] of the constants that pack, but not smaller enough, kept raw (a
     buffer several read listed once))."""
+    asked = layouts
     layouts = check_options(min_bytes, verify, min_saving, version, strip_strings=strip_strings, buffers=buffers,
                             context_model=context_model, compact=compact, positive_zeros=positive_zeros,
                             layouts=layouts, decoder=decoder)
@@ -538,7 +539,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     refused = _Refused()
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model),
-                  _planned_constants(offline_plans), _unwritable(version, decoder))
+                  _planned_constants(offline_plans), _unwritable(version, decoder),
+                  _Restricted.of(version, decoder, _decoder_layouts(None, asked, context_model), enc))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
              "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "kept_bytes": 0, "dropped_zip": None,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0),
@@ -760,13 +762,14 @@ def _densified(model):
 
 
 def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densified=frozenset(), planned=None,
-          unwritable=None):
+          unwritable=None, restricted=None):
     """(subgraph, tensor) -> packed bytes, for every tensor worth packing (all users of a buffer).
 
     Constants that cannot be packed (a type or use pack refuses, or the codec refuses the data)
     are appended to ``refused`` as (name, bytes, reason), when given; ``densified`` (see
     ``_densified``) are not (they are ``_plan_sparse``'s). ``unwritable``: ``_unwritable``'s
-    {TensorType: why pack keeps it raw}."""
+    {TensorType: why pack keeps it raw}; ``restricted``: a ``_Restricted`` when pack's ``version`` or
+    ``decoder`` leaves layouts out (a refusal then says when that option is the cause)."""
     codec = _codec()
     users = _buffer_users(model)
     eligible = {}
@@ -779,7 +782,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
         for s, sg in enumerate(model.subgraphs):
             for i, t in enumerate(sg.tensors or []):
                 _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min_bytes, verify,
-                             min_saving, enc, refused, codec, plans, packed_cache, unwritable or {})
+                             min_saving, enc, refused, codec, plans, packed_cache, unwritable or {}, restricted)
                 bar.update(fb.buffer_size(model, t.buffer))
     # A buffer is emptied only if all of its tensors are packed.
     for b, refs in users.items():
@@ -800,7 +803,7 @@ def _progress(model, desc):
 
 
 def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min_bytes, verify, min_saving, enc,
-                 refused, codec, plans, packed_cache, unwritable):
+                 refused, codec, plans, packed_cache, unwritable, restricted=None):
     """``_plan``'s work on tensor ``i`` of subgraph ``s``: into ``plans`` when worth packing."""
     if t.buffer <= 0 or not eligible.get(t.buffer, False):
         why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
@@ -827,12 +830,62 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
         packed_cache[key] = _encode_checked(codec, arr, verify, fb.buffer_view(model, t.buffer), enc,
                                             max_packed_bytes(nbytes, min_saving), why)
         if packed_cache[key] is None:
-            _refusal(model, t, f"the codec refuses its data: {why[0]}", min_bytes, refused)
+            reason = restricted.reason(codec, arr, verify, fb.buffer_view(model, t.buffer),
+                                       max_packed_bytes(nbytes, min_saving), why[0]) if restricted else None
+            _refusal(model, t, reason or f"the codec refuses its data: {why[0]}", min_bytes, refused)
     data = packed_cache[key]
     if isinstance(data, bytes) and keep_reason(len(data), nbytes, min_saving) is None:
         plans[(s, i)] = data
     elif data is not None and refused is not None:
         refused.keep(t.buffer, t, nbytes)
+
+
+# FORMAT.md section of each layout that a pack option can leave out
+_LAYOUT_SECTIONS = {"grouped_dense": 11, "grouped_sparse": 11, "float_planes": 12, "context_sparse": 14,
+                    "int_planes": 17}
+
+
+class _Restricted:
+    """pack's ``version`` / ``decoder`` as they leave layouts out: says when one of them is why the
+    codec refused a tensor that the defaults (``version=None``, ``decoder=None``, the same
+    ``layouts``) pack, e.g. an unclustered float32 kernel (over 4096 distinct values), which only
+    the float-planes layout (FORMAT.md §12, version >= 2) holds."""
+
+    def __init__(self, version, decoder, enc):
+        self.version, self.decoder, self.enc = version, decoder, enc
+
+    @classmethod
+    def of(cls, version, decoder, layouts, enc):
+        """None when neither option restricts anything; ``layouts``: the user's, as encode takes them."""
+        if version is None and decoder is None:
+            return None
+        return cls(version, decoder, dict(enc, version=None, layouts=layouts))
+
+    def reason(self, codec, arr, verify, raw, max_bytes, why):
+        """Why the options keep ``arr`` raw, when the defaults pack it (within ``max_bytes``) in a
+        layout the options leave out, else None; ``why``: the codec's reason under the options."""
+        data = _encode_checked(codec, arr, verify, raw, self.enc, max_bytes)
+        if not isinstance(data, bytes):
+            return None
+        from dc_keras.codec._format import LAYOUT_CODES, LAYOUT_SINCE
+
+        lay = codec.info(data)["layout"]
+        since = LAYOUT_SINCE[LAYOUT_CODES[lay]]
+        asked, defaults, which = [], [], []
+        if self.version is not None and since > self.version:
+            asked.append(f"version={self.version}")
+            defaults.append("version=None")
+            which.append(f"needs format version >= {since}")
+        if self.decoder is not None and lay not in _DECODERS[self.decoder][0]:
+            asked.append(f"decoder={self.decoder!r}")
+            defaults.append("decoder=None")
+            which.append("a DC_CODEC_MINIMAL decoder does not read")
+        if not asked:
+            return None
+        several = len(asked) > 1
+        return (f"pack({', '.join(asked)}) keeps it raw: the codec refuses it without layout {lay!r} (FORMAT.md "
+                f"§{_LAYOUT_SECTIONS[lay]}), which {' and which '.join(which)} ({why}); the default{'s' * several}, "
+                f"{' and '.join(defaults)}, pack{'' if several else 's'} it ({len(data)} B)")
 
 
 def _huffdecode_code(model):
