@@ -126,3 +126,34 @@ def test_one_callback_listed_twice_acts_once(tmp_path, kind):
     assert len(twice_weights) == len(once_weights)
     assert all(np.array_equal(a, b) for a, b in zip(twice_weights, once_weights))
     assert max(s for points in once.values() for s, _ in points) <= 12  # 6 batches per epoch, 2 epochs
+
+
+def test_an_unwritable_log_dir_is_refused_when_the_callback_is_made(tmp_path, monkeypatch):
+    """PruningCallback(log_dir=) / ClusteringSummaries(log_dir) took a log_dir under a regular file
+    (or in a read-only directory) and failed only inside fit(), after training started, with
+    TensorFlow's raw CreateSummaryFileWriter error. Now the constructor raises the OSError
+    to_tflite(path=) gives: errno, what to do, the path."""
+    from dc_keras.compat import tfmot
+    from dc_keras.train import summaries
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    makers = (lambda d: dc_keras.PruningCallback(log_dir=d), lambda d: dc_keras.train.ClusteringSummaries(d),
+              lambda d: tfmot.sparsity.keras.PruningSummaries(log_dir=d),
+              lambda d: tfmot.clustering.keras.ClusteringSummaries(log_dir=d))
+    for bad in (a_file / "logs", a_file, str(a_file / "deeper" / "logs")):
+        for make in makers:
+            with pytest.raises(NotADirectoryError, match=rf"Not a directory; {a_file} is a file, so `log_dir` cannot "
+                                                         r"be created there .*: choose a log_dir in a writable "
+                                                         r"directory, e.g. 'logs'"):
+                make(bad)
+    assert os.listdir(tmp_path) == ["notes.txt"]
+    monkeypatch.setattr(summaries, "_writable", lambda *_: False)  # root ignores chmod
+    for make in makers:
+        with pytest.raises(PermissionError, match=rf"Permission denied; {tmp_path} is not writable, so the summaries "
+                                                  r"cannot be written to <log_dir>/train: choose a log_dir"):
+            make(tmp_path / "new" / "logs")
+    monkeypatch.undo()
+    assert dc_keras.PruningCallback(log_dir=tmp_path / "new" / "logs").log_dir == str(tmp_path / "new" / "logs")
+    assert dc_keras.train.ClusteringSummaries("gs://bucket/logs").log_dir == "gs://bucket/logs"
+    assert os.listdir(tmp_path) == ["notes.txt"]  # nothing created before fit()

@@ -19,11 +19,14 @@ Summaries are written with ``tf.summary.write`` (TensorFlow is installed with dc
 Keras backend; the ``tensorboard`` package is needed only to view them, and by
 ``keras.callbacks.TensorBoard``).
 """
+import errno
 import os
 
 import keras
 import numpy as np
 from keras import ops
+
+from dc_keras._fileio import _read_only_mount, _writable
 
 
 class instance_only:
@@ -50,11 +53,35 @@ class instance_only:
 
 
 def _check_log_dir(log_dir):
+    """``log_dir`` as a string, checked when the callback is made: the writer creates
+    ``<log_dir>/train`` (and missing folders) only inside ``fit()``, where a path under a regular
+    file or in a read-only directory failed with TensorFlow's raw ``CreateSummaryFileWriter`` error
+    after training had started. Raises the ``OSError`` ``to_tflite(path=)`` gives for such a path
+    (errno, what to do, the path), naming ``log_dir``. Nothing is created here. A URL
+    (``gs://bucket/logs``) is left to TensorFlow's file systems.
+
+    Example:
+        >>> _check_log_dir("logs")
+        'logs'
+    """
     if not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
         raise ValueError(f"`log_dir` must be a path, got {log_dir!r}.")
     path = os.fsdecode(os.fspath(log_dir))
     if not path:  # would write into ./train, next to wherever the script runs
         raise ValueError("`log_dir` must be a non-empty path (the folder TensorBoard reads, e.g. 'logs'), got ''.")
+    if "://" in path:
+        return path
+    existing = os.path.abspath(os.path.join(path, "train"))
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)  # the nearest part that exists: the writer creates the rest
+    if not os.path.isdir(existing):
+        raise OSError(errno.ENOTDIR, f"{os.strerror(errno.ENOTDIR)}; {existing} is a file, so `log_dir` cannot be "
+                      f"created there (TensorBoard's summaries go to <log_dir>/train): choose a log_dir in a "
+                      f"writable directory, e.g. 'logs'", path)
+    if not _writable(existing, os.W_OK | os.X_OK):
+        err = errno.EROFS if _read_only_mount(existing) else errno.EACCES
+        raise OSError(err, f"{os.strerror(err)}; {existing} is not writable, so the summaries cannot be written to "
+                      f"<log_dir>/train: choose a log_dir in a writable directory, e.g. 'logs'", path)
     return path
 
 
@@ -101,7 +128,11 @@ class SummaryLog:
         import tensorflow as tf
 
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.train_dir)
+            try:
+                self._writer = tf.summary.create_file_writer(self.train_dir)
+            except tf.errors.OpError:
+                _check_log_dir(self.log_dir)  # the clear error, if log_dir became unwritable since the check
+                raise
         # What tf.summary.scalar writes (a float32 tensor tagged for the "scalars" plugin), through
         # the public tf.summary.write: tf.summary.scalar itself needs the tensorboard package.
         metadata = tf.compat.v1.SummaryMetadata(
