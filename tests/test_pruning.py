@@ -749,6 +749,33 @@ def test_zero_initialised_kernel_warns_that_ties_prune_the_whole_layer():
     assert found == [] and pruned.get_layer("d1").sparsity()["kernel"] == 0.5
 
 
+def test_std_threshold_above_every_weight_blames_quality():
+    """StdThreshold(5.0) on trained, distinct weights prunes every weight (quality * std exceeds
+    every |w|); the warning blamed all-zero kernels and suggested begin_step, which does not help.
+    It now names the threshold, the largest |w| and the fix (lower quality)."""
+    import warnings
+
+    model = mlp()
+    model.get_layer("d1").kernel.assign(RNG.normal(size=(16, 32)).astype("float32"))  # |w| <= ~4.5 std
+    for quality, prunes_all in ((5.0, True), (1.0, False)):
+        pruned = compile_(dc_keras.prune(model, StdThreshold(quality, begin_step=0, frequency=1000),
+                                         layers=["d1"]), "sgd")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pruned.fit(X[:32], Y[:32], batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+        found = [str(w.message) for w in caught if "'d1'" in str(w.message)]
+        assert (pruned.get_layer("d1").sparsity()["kernel"] == 1.0) == prunes_all
+        if not prunes_all:
+            assert found == []
+            continue
+        assert len(found) == 1, found
+        largest = float(np.max(np.abs(model.get_layer("d1").kernel.numpy())))
+        assert "StdThreshold(quality=5) pruned all 512 weights (sparsity 1.0" in found[0], found[0]
+        assert f"exceeds every |w| (the largest is {largest:.4g}). Lower quality, below " in found[0], found[0]
+        for wrong in ("kernel_initializer", "begin_step", "tie at or below"):
+            assert wrong not in found[0], (wrong, found[0])
+
+
 # --------------------------------------------------------------------------------------------
 # the threshold variable and one callback listed twice
 

@@ -344,7 +344,7 @@ class PruneWrapper(_base.CompressionWrapper):
             # threshold at its first update, whether or not that prunes).
             if np.array_equal(new, old) and (t == old_t or self.schedule.kind == "sparsity"):
                 continue
-            self._warn_ties(_name, new, old, sparsity, step)
+            self._warn_ties(_name, new, old, sparsity, step, w, t)
             _assign_host(mask, new.astype(old.dtype))
             _assign_host(threshold, np.float32(t))
             _assign_host(var, (w * new.astype(w.dtype)).astype(w.dtype))
@@ -382,11 +382,14 @@ class PruneWrapper(_base.CompressionWrapper):
                    np.array_equal(ops.convert_to_numpy(variable), ops.convert_to_numpy(value))
                    for variable, value in memo[2] if id(variable) in masks)
 
-    def _warn_ties(self, name, new, old, sparsity, step):
+    def _warn_ties(self, name, new, old, sparsity, step, w, threshold):
         """Warn (once per weight) when an update prunes beyond its target because many weights
         tie at the threshold magnitude: typically a kernel still all zeros when pruning starts
         (``kernel_initializer="zeros"``, a layer never trained). Magnitude pruning cannot choose
-        among equal magnitudes; the tied weights are all masked, for good."""
+        among equal magnitudes; the tied weights are all masked, for good. With
+        :class:`~dc_keras.schedules.StdThreshold`, an update that prunes every non-zero weight:
+        its threshold ``quality * std`` exceeds the largest ``|w|`` (``quality`` too large),
+        ``w``: the weights before this update, ``threshold``: the one it applied."""
         if self.sparsity_m_by_n is not None or name in self._ties_warned:
             return
         size = new.size
@@ -400,6 +403,18 @@ class PruneWrapper(_base.CompressionWrapper):
             if pruned < size or not np.any(old):
                 return
             what = f"the {self.schedule.__class__.__name__} threshold (quality {self.schedule.quality})"
+            largest = float(np.max(np.abs(w * old)))
+            if largest > 0 and threshold > largest:  # distinct, non-zero weights: the threshold is the cause
+                self._ties_warned.add(name)
+                quality = self.schedule.quality
+                warnings.warn(
+                    f"Pruning layer {self.name!r} weight {name!r} at step {int(step)}: StdThreshold(quality={quality:g}) "
+                    f"pruned all {size} weights (sparsity 1.0; they stay 0 for the rest of training): its threshold "
+                    f"quality * std = {threshold:.4g} exceeds every |w| (the largest is {largest:.4g}). Lower quality, "
+                    f"below {quality * largest / threshold:.3g} for this weight to keep any (quality=1 removes about "
+                    f"68 % of a Gaussian layer, 1.5 about 87 %), or use a sparsity schedule such as "
+                    f"ConstantSparsity(0.9) for a fixed fraction.", UserWarning, stacklevel=2)
+                return
         self._ties_warned.add(name)
         if "bias" in name.lower():  # tfmot's guide prunes a bias (get_prunable_weights: [self.bias])
             cause = ("A bias starts all zeros (Keras's default bias_initializer) until training moves it: start "
