@@ -45,6 +45,37 @@ def test_weight_sharing_its_buffer_with_an_output_is_reported_by_pack_and_inspec
     assert (rows["weights_out"].status, rows["weights_out"].reason) == ("refused", "graph input/output")
 
 
+def test_weight_sharing_its_buffer_with_a_tensor_of_another_size_is_refused_by_both(tmp_path):
+    """A small weight reading the first bytes of a larger one's buffer (larger than it declares;
+    TFLite runs such a file): pack kept the buffer raw, naming only the small weight, and inspect
+    called the large one "packable" (counted in "packable to"), before and after packing; now both
+    give the large weight the shared buffer as its reason, with the small one's."""
+    plain = em.tflite("dense", None)
+    m = fb.read_model(plain)
+    s = 0
+    sg = m.subgraphs[s]
+    kernel, bias = (sg.tensors[w] for w in sorted((w for _, _, w in _pack.packed_tensors(fb.read_model(
+        export.pack(plain)))), key=lambda w: -len(fb.buffer_bytes(m, sg.tensors[w].buffer)))[::2])
+    bias.buffer = kernel.buffer
+    data = fb.write_model(m)
+    name, bias_name = fb.tensor_name(kernel), fb.tensor_name(bias)
+    nbytes = len(fb.buffer_bytes(m, kernel.buffer))
+    mismatch = f"buffer holds {nbytes} B, not the float32{[int(d) for d in bias.shape]} the tensor declares"
+    shared = (f"shares its buffer with tensor {bias_name!r} (subgraph {s}), which cannot be packed ({mismatch}): "
+              "the data stays raw, stored once for both")
+    out, stats = _pack.pack_with_stats(data)
+    refused = {n: why for n, _, why in stats["refused"]}
+    assert (refused[bias_name], refused[name]) == (mismatch, shared)
+    packed = fb.read_model(out)
+    (t,) = [t for t in packed.subgraphs[s].tensors if fb.tensor_name(t) == name]
+    assert len(fb.buffer_bytes(packed, t.buffer)) == nbytes  # kept raw: read by both
+    for f in (data, out):
+        report = export.inspect(f)
+        rows = {r.name: r for r in report.rows}
+        assert (rows[name].status, rows[name].reason, rows[name].packed_bytes) == ("refused", shared, None)
+        assert (rows[bias_name].status, rows[bias_name].reason) == ("refused", mismatch)
+
+
 def test_refused_totals_count_a_shared_buffer_once(tmp_path, capsys):
     """Two refused tensors reading one buffer (a weight and a graph output sharing it) hold its bytes
     once in the file: pack's warning, the CLI's "not packed" line and inspect's "refused" total

@@ -333,8 +333,8 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
                 rows[-1].buffer = sg.tensors[decoded_from[i]].buffer
             elif fb.buffer_size(model, t.buffer):
-                why = skip_reason(t, i, facts, users, planned) or shared_buffer_reason(model, s, i, all_facts, users,
-                                                                                       planned)
+                why = skip_reason(t, i, facts, users, planned, model) or shared_buffer_reason(
+                    model, s, i, all_facts, users, planned)
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
                 rows[-1].buffer = t.buffer
     bar.close()

@@ -152,12 +152,28 @@ def unreferenced_note(count, nbytes):
             "(no runtime reads them; the tool that wrote the file left them there)")
 
 
-def skip_reason(t, idx, facts, users, planned=None):
+def size_mismatch(model, t):
+    """Why the data of constant ``t``, of a type pack packs, is not the dtype and shape the tensor
+    declares (its buffer's size differs: TFLite may still run such a file), or None: such a tensor
+    cannot be packed (``_tensor_array`` reads nothing), nor can the others sharing its buffer."""
+    nbytes = fb.buffer_size(model, t.buffer) if t.buffer > 0 else 0
+    if not nbytes or not packable_type(t.type):
+        return None
+    from dc_keras.codec import _format
+
+    shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+    if all(d >= 0 for d in shape) and _format.output_bytes(int(t.type), int(np.prod(shape, dtype=np.int64))) == nbytes:
+        return None
+    return f"buffer holds {nbytes} B, not the {fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} the tensor declares"
+
+
+def skip_reason(t, idx, facts, users, planned=None, model=None):
     """Why constant tensor ``idx`` (``t``) of a subgraph cannot be packed, or None if it can be.
 
     ``facts`` is ``_subgraph_facts`` of its subgraph, ``users`` is ``_buffer_users(model)``,
-    ``planned`` is ``_planned_constants`` of the model's TFLM offline memory plans. The reasons are
-    what ``inspect`` prints in its ``reason`` column.
+    ``planned`` is ``_planned_constants`` of the model's TFLM offline memory plans; with ``model``
+    also a buffer whose size is not the declared dtype and shape's (``size_mismatch``). The reasons
+    are what ``inspect`` prints in its ``reason`` column.
     """
     consumers, produced, io, loop_state = facts
     if t.sparsity is not None:
@@ -181,7 +197,7 @@ def skip_reason(t, idx, facts, users, planned=None):
         return (f"TFLite Micro's offline memory plan (metadata {OFFLINE_PLAN!r}) gives it arena offset "
                 f"{planned[id(t)]}: TFLM ignores that for a constant, but a packed weight decoded every "
                 "invoke would be written there over other tensors; set its entry to -1 to pack it")
-    return None
+    return size_mismatch(model, t) if model is not None else None
 
 
 def shared_buffer_reason(model, s, i, facts, users, planned=None):
@@ -193,7 +209,7 @@ def shared_buffer_reason(model, s, i, facts, users, planned=None):
         if r[0] == "metadata" or r == (s, i):
             continue
         other = model.subgraphs[r[0]].tensors[r[1]]
-        why = skip_reason(other, r[1], facts[r[0]], users, planned)
+        why = skip_reason(other, r[1], facts[r[0]], users, planned, model)
         if why is not None:
             return (f"shares its buffer with tensor {fb.tensor_name(other) or r[1]!r} (subgraph {r[0]}), which "
                     f"cannot be packed ({why}): the data stays raw, stored once for both")
@@ -775,7 +791,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
     eligible = {}
     for b, refs in users.items():
         eligible[b] = all(r[0] != "metadata" for r in refs) and all(
-            skip_reason(model.subgraphs[s].tensors[i], i, facts[s], users, planned) is None
+            skip_reason(model.subgraphs[s].tensors[i], i, facts[s], users, planned, model) is None
             for s, i in refs)
     plans, packed_cache = {}, {}  # cache: (buffer, dtype, shape) -> bytes or None
     with _progress(model, "pack") as bar:
@@ -806,7 +822,7 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
                  refused, codec, plans, packed_cache, unwritable, restricted=None):
     """``_plan``'s work on tensor ``i`` of subgraph ``s``: into ``plans`` when worth packing."""
     if t.buffer <= 0 or not eligible.get(t.buffer, False):
-        why = skip_reason(t, i, facts[s], users, planned) if t.buffer > 0 else None
+        why = skip_reason(t, i, facts[s], users, planned, model) if t.buffer > 0 else None
         if why is None and t.buffer > 0:
             why = shared_buffer_reason(model, s, i, facts, users, planned)
         if why is not None and (s, i) not in densified:
