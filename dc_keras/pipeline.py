@@ -10,6 +10,7 @@ paper benchmark (``benchmarks/paper_table1.py``).
 Training uses Adam with cosine decay on randomly shifted (+-2 px) images
 (``dc_keras.datasets.ShiftedBatches``); every function returns a plain (stripped) Keras model.
 """
+import numbers
 import os
 import sys
 import warnings
@@ -54,6 +55,30 @@ def train_baseline(model, x, y, epochs, lr=1e-3, batch_size=128, max_shift=2, se
     return model
 
 
+def _check_sparsity(sparsity):
+    """prune_retrain's ``sparsity``: one ValueError naming it (and the layer, for a dict) rather
+    than the ``final_sparsity`` / ``initial_sparsity`` of the schedule built from it."""
+    def bad(value):
+        return isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0
+
+    def hint(value):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and 1.0 <= value <= 100.0:
+            return f" (a fraction: {value / 100:g} for {value:g} %)" if value > 1.0 else f" ({value!r} would remove every weight)"
+        return ""
+
+    if isinstance(sparsity, dict):
+        if not sparsity:
+            raise ValueError("`sparsity` is an empty dict: give layer name -> sparsity, e.g. {'fc1': 0.9}, or one "
+                             "number for every prunable layer.")
+        for name, value in sparsity.items():
+            if bad(value):
+                raise ValueError(f"`sparsity` of layer {getattr(name, '__name__', name)!r} must be a number in "
+                                 f"[0, 1){hint(value)}, got {value!r}.")
+    elif bad(sparsity):
+        raise ValueError(f"`sparsity` must be a number in [0, 1){hint(sparsity)} or a dict layer name -> "
+                         f"sparsity, got {sparsity!r}.")
+
+
 def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, batch_size=128, max_shift=2,
                   seed=0, verbose=None):
     """Iterative magnitude pruning with retraining; returns the stripped (plain Keras) model.
@@ -62,7 +87,8 @@ def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, bat
     first ``ramp_fraction`` of the steps; the rest retrains the survivors with the masks fixed.
 
     Args:
-        sparsity: one float for every prunable layer, or a dict layer name -> sparsity.
+        sparsity: the fraction of weights to remove, in [0, 1) (0.9, not 90): one number for every
+            prunable layer, or a dict layer name -> sparsity.
 
     Example:
         >>> pruned = prune_retrain(model, x_train, y_train, {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, epochs=10)
@@ -70,6 +96,7 @@ def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, bat
     from dc_keras import train
     from dc_keras.datasets import ShiftedBatches
 
+    _check_sparsity(sparsity)
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if not 0.0 < ramp_fraction <= 1.0:

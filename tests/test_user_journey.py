@@ -509,6 +509,27 @@ def test_prune_retrain_reaches_the_target_in_the_steps_it_trains():
         assert messages == [] and sparsity == pytest.approx(0.75, abs=0.01), (kw, messages, sparsity)
 
 
+def test_prune_retrain_names_its_own_sparsity_argument():
+    """prune_retrain(..., sparsity=90 or 1.0) reported `final_sparsity` (or, with one step of data,
+    `initial_sparsity`), parameters of the schedule it builds that its caller never passed, and for a
+    dict did not say which layer was wrong. It names `sparsity`, the layer and the fix, before training."""
+    import dc_keras
+
+    x = np.zeros((64, 28, 28), "float32")
+    y = np.zeros(64, "int64")
+    for bad, fix in ((90, r" \(a fraction: 0\.9 for 90 %\)"), (1.0, r" \(1\.0 would remove every weight\)"),
+                     (-0.1, ""), ("0.5", ""), (True, ""), (float("nan"), ""), ([0.5], "")):
+        with pytest.raises(ValueError, match=rf"^`sparsity` must be a number in \[0, 1\){fix} or a dict layer "
+                                             rf"name -> sparsity, got {re.escape(repr(bad))}\.$"):
+            dc_keras.pipeline.prune_retrain(dc_keras.models.lenet_300_100(), x, y, bad, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"^`sparsity` of layer 'fc2' must be a number in \[0, 1\) "
+                                         r"\(1\.0 would remove every weight\), got 1\.0\.$"):
+        dc_keras.pipeline.prune_retrain(dc_keras.models.lenet_300_100(), x, y, {"fc1": 0.5, "fc2": 1.0}, epochs=1,
+                                        verbose=0)
+    with pytest.raises(ValueError, match=r"^`sparsity` is an empty dict"):
+        dc_keras.pipeline.prune_retrain(dc_keras.models.lenet_300_100(), x, y, {}, epochs=1, verbose=0)
+
+
 def test_to_tflite_of_a_path_or_bytes_names_the_fix():
     """`to_tflite("model.keras")` (or the bytes of a .tflite) failed with "AttributeError: 'str' object
     has no attribute '_flatten_layers'" from inside dc_keras; it now says what to pass instead."""
