@@ -102,6 +102,24 @@ def test_schedule_bad_arguments(make, message):
         make()
 
 
+def test_polynomial_decay_end_step_errors_do_not_suggest_minus_one():
+    """PolynomialDecay(..., end_step=None) said "(-1 for no end)", and following that hint raised
+    "`end_step` of PolynomialDecay must be a step >= `begin_step`, not -1". Its end_step errors now
+    say it needs an end (and what to give); ConstantSparsity / StdThreshold still offer -1."""
+    for end in (None, "100", 2.5, 3, -1, -1.0):
+        with pytest.raises(ValueError, match="end_step") as info:
+            PolynomialDecay(0.0, 0.5, 10, end)
+        assert "-1 for no end" not in str(info.value), str(info.value)
+        assert "PolynomialDecay needs an end: the step it reaches final_sparsity at, e.g. steps_per_epoch * epochs" \
+            in str(info.value), str(info.value)
+    for make in (lambda end: ConstantSparsity(0.5, 10, end), lambda end: StdThreshold(1.0, 10, end)):
+        with pytest.raises(ValueError, match=r"whole number of steps \(-1 for no end\), got None"):
+            make(None)
+        with pytest.raises(ValueError, match=r"must be >= `begin_step` \(10\), or -1 for no end\."):
+            make(3)
+        assert make(-1).end_step == -1
+
+
 # --------------------------------------------------------------------------------------------
 # gradients and optimizer drift
 

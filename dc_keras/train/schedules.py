@@ -84,16 +84,21 @@ class PruningSchedule:
     """
 
     kind = "sparsity"
+    #: What the ``end_step`` errors suggest: -1 (no end) where the schedule takes it; a schedule that
+    #: needs an end (:class:`PolynomialDecay`, which refuses -1) says so instead.
+    _end_step_hint = "-1 for no end"
 
     def __init__(self, begin_step=0, end_step=-1, frequency=100):
         self.begin_step = _check_int("begin_step", begin_step, 0)
         whole = _whole(end_step)
         if whole is None:
-            raise ValueError(f"`end_step` must be a whole number of steps (-1 for no end), got {end_step!r}.")
+            raise ValueError(f"`end_step` must be a whole number of steps ({self._end_step_hint}), got {end_step!r}.")
         end_step = whole
         if end_step != -1 and end_step < self.begin_step:
             raise ValueError(
-                f"`end_step` ({end_step}) must be >= `begin_step` ({self.begin_step}), or -1 for no end."
+                f"`end_step` ({end_step}) must be >= `begin_step` ({self.begin_step})"
+                + (", or -1 for no end." if self._end_step_hint == PruningSchedule._end_step_hint else
+                   f" ({self._end_step_hint}).")
             )
         self.end_step = end_step
         self.frequency = _check_int("frequency", frequency, 1)
@@ -312,9 +317,13 @@ class PolynomialDecay(PruningSchedule):
         >>> schedule = dc_keras.schedules.PolynomialDecay(0.5, 0.92, begin_step=0, end_step=2000)
     """
 
+    _end_step_hint = ("PolynomialDecay needs an end: the step it reaches final_sparsity at, e.g. steps_per_epoch * "
+                      "epochs")
+
     def __init__(self, initial_sparsity, final_sparsity, begin_step, end_step, power=3, frequency=100):
-        if isinstance(end_step, numbers.Integral) and not isinstance(end_step, bool) and end_step == -1:
-            raise ValueError("`end_step` of PolynomialDecay must be a step >= `begin_step`, not -1.")
+        if _whole(end_step) == -1:
+            raise ValueError(f"`end_step` of PolynomialDecay must be a step >= `begin_step`, not -1 "
+                             f"({self._end_step_hint}; -1, no end, is for ConstantSparsity and StdThreshold).")
         super().__init__(begin_step, end_step, frequency)
         self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
         self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
