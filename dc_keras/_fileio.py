@@ -6,7 +6,8 @@ Every output (``to_tflite(path=)``, ``dc-keras pack``/``unpack``/``demo``, plots
 disk, and the file is renamed over ``path``. A reader never sees a half-written file, a failure
 leaves neither a partial output nor the temporary file behind, and inputs are never opened for
 writing. An existing output the process may not write (a read-only file) is refused, not replaced
-by the rename (root may write any file: replaced, as ``cp`` does). A symbolic link is written
+by the rename (root may write any file: replaced, as ``cp`` does), and so is another user's file in
+a sticky directory such as /tmp (the rename over it would fail, after the work). A symbolic link is written
 through (the link stays); one that leads to no file (dangling, or a loop) is refused, as GNU ``cp``
 refuses it, rather than creating a file where it points or replacing the link by a file. The C
 tools (tflite_kernels/tools/tool_io.h) follow the same rules.
@@ -155,18 +156,51 @@ def _writable(path: str, mode: int = os.W_OK) -> bool:
     return os.access(path, mode)
 
 
-def _read_only_file(path: str, target: str, directory: str):
-    """The ``PermissionError`` for an existing output file the process may not write (mode 0444, or
-    another user's 0644 file) in a directory it may write, ``None`` otherwise. The rename could
-    replace such a file, but a read-only file says "do not overwrite": dc_keras refuses it as
-    ``open(path, "wb")``, ``cp``, ``gcc -o`` and ``zip`` do (not as root: root may write any file,
-    and those tools then replace it too)."""
-    if not os.path.isfile(target) or _writable(target) or not _writable(directory, os.W_OK | os.X_OK):
+def _owner(uid: int) -> tuple[str, str]:
+    """(the user name of ``uid``, or "uid N" where it has none; "NAME (uid N)") for messages."""
+    try:
+        import pwd
+
+        name = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):  # no pwd (Windows), or a uid with no passwd entry
+        return f"uid {uid}", f"uid {uid}"
+    return name, f"{name} (uid {uid})"
+
+
+def _foreign_file(path: str, target: str, directory: str):
+    """The ``PermissionError`` for an existing output file the process may not replace, in a
+    directory it may write; ``None`` otherwise:
+
+    - a file it may not write (mode 0444, or another user's 0644 file): the rename could replace
+      it, but a read-only file says "do not overwrite": refused as ``open(path, "wb")``, ``cp``,
+      ``gcc -o`` and ``zip`` refuse it (not as root: root may write any file, and those tools then
+      replace it too). The fix named depends on who owns it: only the owner may chmod it.
+    - another user's file in a sticky directory (``drwxrwxrwt``, like /tmp): only the file's (or
+      the directory's) owner may rename over it or remove it, so the atomic rename would fail
+      with EPERM after all the work, even when the file itself is writable (mode 0666)."""
+    if not os.path.isfile(target) or not _writable(directory, os.W_OK | os.X_OK):
         return None
-    mode = stat.S_IMODE(os.stat(target).st_mode)
-    return PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}; the existing file is read-only (mode "
-                           f"{mode:04o}) and was not replaced: make it writable (chmod u+w {path}) or choose "
-                           "another output path", path)
+    st, dst = os.stat(target), os.stat(directory)
+    mode = stat.S_IMODE(st.st_mode)
+    euid = os.geteuid() if hasattr(os, "geteuid") else None
+    if euid not in (None, 0) and st.st_uid != euid and dst.st_mode & stat.S_ISVTX and dst.st_uid != euid:
+        name, owner = _owner(st.st_uid)
+        return PermissionError(errno.EPERM, f"{os.strerror(errno.EPERM)}; the existing file belongs to {owner}, and "
+                               f"{directory} is a sticky directory (mode {stat.S_IMODE(dst.st_mode):04o}, like /tmp) "
+                               "where only a file's owner may replace or remove it (outputs are written to a "
+                               "temporary file renamed over the old one): choose another output path, or ask "
+                               f"{name} to remove it", path)
+    if _writable(target):
+        return None
+    if euid is None or st.st_uid == euid:
+        fix = f"make it writable (chmod u+w {path})" if not mode & stat.S_IWUSR else "make it writable for you"
+        return PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}; the existing file is read-only (mode "
+                               f"{mode:04o}) and was not replaced: {fix} or choose another output path", path)
+    name, owner = _owner(st.st_uid)
+    return PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}; the existing file belongs to {owner} and is "
+                           f"not writable for you (mode {mode:04o}), so it was not replaced: choose another output "
+                           f"path, or, if it may go, remove it first (rm {path}: {directory} is writable for you) or "
+                           f"ask {name} to make it writable for you", path)
 
 
 def _read_only_mount(directory: str) -> bool:
@@ -202,9 +236,9 @@ def check_writable(path, example: str = "model.tflite") -> str:
     elif len(os.fsencode(os.path.basename(path))) > _name_max(directory):
         err = errno.ENAMETOOLONG
     else:
-        read_only = _read_only_file(path, target, directory)
-        if read_only:
-            raise read_only
+        foreign = _foreign_file(path, target, directory)
+        if foreign:
+            raise foreign
         return path
     fix = _write_fix(err, path, example, directory)
     raise OSError(err, f"{os.strerror(err)}; {fix}", path)
@@ -235,9 +269,9 @@ def atomic_write(path, data: bytes) -> str:
         keep_mode = stat.S_IMODE(os.stat(target).st_mode)
     except OSError:
         keep_mode = None  # a new file: the umask decides
-    read_only = _read_only_file(path, target, directory)
-    if read_only:
-        raise read_only
+    foreign = _foreign_file(path, target, directory)
+    if foreign:
+        raise foreign
     try:
         fd, tmp = _create_exclusive(directory, os.path.basename(target))
     except OSError as exc:

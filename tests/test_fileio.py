@@ -146,6 +146,71 @@ def test_library_writers_follow_the_umask(tmp_path, umask):
     assert sorted(os.listdir(tmp_path)) == ["m.tflite", "s.png", "stage.tflite"]
 
 
+@pytest.mark.parametrize("sticky", [False, True], ids=["writable-dir", "sticky-dir"])
+def test_another_users_output_file_names_the_owner_and_a_fix_that_works(shared_dir, capsys, monkeypatch, sticky):
+    """An output file another user owns: (a) mode 0644 in a directory we may write was called
+    "read-only (mode 0644) ... chmod u+w OUT", which only its owner may run: now the owner is named,
+    with fixes that work (another path; removing it, as the directory allows; asking the owner).
+    (b) mode 0666 in a sticky directory (drwxrwxrwt, like /tmp) failed only after packing, with
+    "Operation not permitted; DIR is not writable" (the rename over another user's file is what
+    the sticky bit forbids): now check_writable says so before any work. As root, the checks run
+    with the effective user id of `nobody`; otherwise os.geteuid is made to name another user."""
+    import pwd
+
+    import _export_models as em
+
+    from dc_keras import cli
+
+    src = os.path.join(shared_dir, "m.tflite")
+    with open(src, "wb") as f:
+        f.write(em.tflite("dense", None))
+    os.chmod(src, 0o644)
+    d = os.path.join(shared_dir, "d")
+    os.mkdir(d)
+    os.chmod(d, 0o1777 if sticky else 0o777)
+    out = os.path.join(d, "out.tflite")
+    with open(out, "wb") as f:
+        f.write(b"keep me")
+    os.chmod(out, 0o666 if sticky else 0o644)
+    uid = os.stat(out).st_uid
+    name = pwd.getpwuid(uid).pw_name
+    root = os.geteuid() == 0
+    if not root:  # the file is ours: another effective user id, which may not write it (its mode says 0644)
+        monkeypatch.setattr(os, "geteuid", lambda: uid + 1)
+        if not sticky:
+            writable = _fileio._writable
+            monkeypatch.setattr(_fileio, "_writable", lambda p, m=os.W_OK: p != out and writable(p, m))
+    if sticky:
+        want = (f"{out}: Operation not permitted; the existing file belongs to {name} (uid {uid}), and {d} is a "
+                "sticky directory (mode 1777, like /tmp) where only a file's owner may replace or remove it "
+                f"(outputs are written to a temporary file renamed over the old one): choose another output "
+                f"path, or ask {name} to remove it")
+    else:
+        want = (f"{out}: Permission denied; the existing file belongs to {name} (uid {uid}) and is not writable "
+                f"for you (mode 0644), so it was not replaced: choose another output path, or, if it may go, "
+                f"remove it first (rm {out}: {d} is writable for you) or ask {name} to make it writable for you")
+    if root:
+        os.seteuid(65534)
+    try:
+        for call in (_fileio.check_writable, lambda p: atomic_write(p, b"new")):
+            with pytest.raises(PermissionError) as info:
+                call(out)
+            assert (info.value.filename, f"{out}: {info.value.strerror}") == (out, want), str(info.value)
+        capsys.readouterr()
+        assert cli.main(["pack", src, out]) == 1
+        err = capsys.readouterr().err
+        assert err == f"dc-keras pack: error: {want}\n", err
+        with open(out, "rb") as f:
+            assert f.read() == b"keep me"
+        assert os.listdir(d) == ["out.tflite"]
+        if not sticky and root:  # the fix named works: the directory lets this user remove it
+            os.remove(out)
+            assert cli.main(["pack", src, out]) == 0
+    finally:
+        if root:
+            os.seteuid(0)
+
+
 def test_a_read_only_output_file_is_refused_not_replaced(shared_dir, capsys):
     """An existing output the user made read-only (chmod 444) is refused, as `cp`, `gcc -o`, `zip`
     and `open(path, "wb")` refuse it (measured: all four 'Permission denied' as non-root): error
