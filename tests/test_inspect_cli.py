@@ -68,6 +68,28 @@ def test_int64_constant_packs_since_format_version_3(tmp_path):
         assert export.pack(data, version=2) == data
 
 
+def test_inspect_takes_a_path_as_the_cli_interpreter_and_predict_tflite_do(refused_file, tmp_path):
+    """export.inspect("model.tflite") raised "TypeError: expected .tflite content as bytes, got str"
+    while `dc-keras inspect FILE`, runtime.Interpreter(model_path=) and pipeline.predict_tflite take a
+    path. A str or PathLike is now read (bytes stay content); a bad path gets the CLI's error."""
+    import pathlib
+
+    expected = export.inspect(refused_file.read_bytes()).to_text()
+    assert export.inspect(str(refused_file)).to_text() == expected
+    assert export.inspect(pathlib.Path(refused_file), min_bytes=16001).to_text() == \
+        export.inspect(refused_file.read_bytes(), min_bytes=16001).to_text()
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory; check the path of the input \.tflite"):
+        export.inspect(tmp_path / "missing.tflite")
+    with pytest.raises(IsADirectoryError, match=r"give the path of a \.tflite file"):
+        export.inspect(str(tmp_path))
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a model at all" * 4)
+    with pytest.raises(ValueError, match=rf"^{garbage}: not a \.tflite model"):
+        export.inspect(garbage)
+    with pytest.raises(ValueError, match="min_bytes"):  # checked before the file is read
+        export.inspect(tmp_path / "missing.tflite", min_bytes=-1)
+
+
 def test_inspect_of_a_refused_complex64_tensor_gives_stats_and_reason(refused_file, capsys):
     report = export.inspect(refused_file.read_bytes())
     (row,) = report.rows

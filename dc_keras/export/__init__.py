@@ -7,7 +7,8 @@
   the packer with far more distinct values (e.g. a folded BatchNormalization).
 * ``pack(tflite_bytes, min_bytes=...)`` / ``unpack(packed_bytes)``: the pass itself, on any
   ``.tflite``.
-* ``inspect(tflite_bytes)``: per-tensor size report (``dc-keras inspect``).
+* ``inspect(tflite_bytes)``: per-tensor size report (``dc-keras inspect``); also takes a
+  ``.tflite`` file's path.
 
 Run packed models with ``dc_keras.runtime.Interpreter``.
 """

@@ -133,13 +133,14 @@ class Report:
                f"{'raw bytes':>11} {'packed':>11} {'ratio':>6}  {'status':9} reason"
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            name = r.name if len(r.name) <= 40 else "..." + r.name[-37:]
+            name = fb.printable(r.name)
+            name = name if len(name) <= 40 else "..." + name[-37:]
             packed = "-" if r.packed_bytes is None else str(r.packed_bytes)
             ratio = "-" if not r.packed_bytes else f"{r.raw_bytes / r.packed_bytes:.1f}x"
             density = "-" if r.density is None else f"{r.density:.3f}"
             distinct = "-" if r.distinct is None else str(r.distinct)
             lines.append(f"{r.subgraph:>2} {name:40} {r.dtype:8} {str(list(r.shape)):18} "
-                         f"{density:>7} {distinct:>8} {r.raw_bytes:>11} {packed:>11} {ratio:>6}  {r.status:9} {r.reason}")
+                         f"{density:>7} {distinct:>8} {r.raw_bytes:>11} {packed:>11} {ratio:>6}  {r.status:9} {fb.printable(r.reason)}")
         lines.append("-" * len(head))
         tot_ratio = f"{self.raw_total / self.packed_total:.1f}x" if self.packed_total else "-"
         lines.append(f"constant tensors: {len(self.rows)}   raw {self.raw_total} B   "
@@ -285,6 +286,10 @@ def _tensors_with_progress(bar, model, tensors):
 def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     """Per-tensor report of a ``.tflite``: dtype, shape, density, distinct values, raw vs packed bytes.
 
+    ``tflite_bytes``: the model's bytes (or any bytes-like object), or the path of a ``.tflite``
+    file (``str`` or ``os.PathLike``), as ``dc-keras inspect FILE``, ``runtime.Interpreter`` and
+    ``pipeline.predict_tflite`` take it: read here, and errors about it name the file.
+
     For a packed model the packed sizes are the real ones (decoded to compute density and distinct
     values); for an ordinary model they are what ``pack`` would produce.
     Each row's ``status`` says what ``pack`` does with the tensor (see :class:`TensorRow`):
@@ -299,11 +304,20 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     Raises:
       ValueError: not a valid ``.tflite``, a packed tensor cannot be decoded, or ``min_bytes``
         is not an int >= 0.
+      OSError: a path that cannot be read (missing, a directory, not readable), saying so.
 
     Example:
-      >>> print(dc_keras.export.inspect(open("model.tflite", "rb").read()))
+      >>> print(dc_keras.export.inspect("model.tflite"))
+      >>> report = dc_keras.export.inspect(open("model.tflite", "rb").read())   # the same, from bytes
     """
     check_min_bytes(min_bytes)
+    if isinstance(tflite_bytes, (str, os.PathLike)):  # bytes stay content (pack's and unpack's too)
+        from dc_keras.export.cli_commands import _about, _read
+
+        path = os.fsdecode(os.fspath(tflite_bytes))
+        data = _read(path)  # `dc-keras inspect FILE`'s reading and wording
+        with _about(path):
+            return inspect(data, min_bytes)
     model = fb.read_model(tflite_bytes)
     codec = _codec()
     hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
