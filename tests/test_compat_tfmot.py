@@ -187,6 +187,46 @@ def test_sparsity_preserving_clustering_and_summaries(tmp_path):
     assert not any(w.preserve_sparsity for w in plain.layers)
 
 
+@pytest.mark.parametrize("n", [2, 3, 8])
+def test_preserve_sparsity_gives_a_kernel_without_zeros_every_cluster(n, tmp_path):
+    """cluster_weights(..., preserve_sparsity=True) took a cluster for the zero in every kernel: one
+    without zeros (a layer left unpruned, e.g. by a clone_function) got n - 1 values (n=2: a
+    constant kernel); tfmot gives it n. The zero takes a cluster only in a kernel that has zeros:
+    checked on a model with one pruned layer, the whole model and one layer at a time, unbuilt
+    layers (tfmot's guides) and after a .keras round trip."""
+    model = mlp()
+    w = model.get_layer("d1").get_weights()
+    w[0][:, ::2] = 0  # d1 pruned (half its weights), out not
+    model.get_layer("d1").set_weights(w)
+    zeros = model.get_layer("d1").get_weights()[0] == 0
+
+    def check(final, where):
+        k1, k2 = (final.get_layer(name).get_weights()[0] for name in ("d1", "out"))
+        assert np.array_equal(k1 == 0, zeros), where
+        assert np.unique(k1).size == n, where  # n - 1 shared values and the zero, as in tfmot
+        assert np.unique(k2).size == n and not (k2 == 0).any(), where  # no zeros: all n
+
+    clustered = _compile(clustering.cluster_weights(model, number_of_clusters=n, preserve_sparsity=True))
+    clustered.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    check(clustering.strip_clustering(clustered), "model")
+    clustered.save(tmp_path / "c.keras")
+    with clustering.cluster_scope():
+        loaded = keras.saving.load_model(tmp_path / "c.keras")
+    np.testing.assert_allclose(loaded.predict(X, verbose=0), clustered.predict(X, verbose=0), rtol=1e-6)
+    loaded.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    check(clustering.strip_clustering(loaded), "loaded")
+    per_layer = keras.models.clone_model(model, clone_function=lambda layer: clustering.cluster_weights(
+        layer, number_of_clusters=n, preserve_sparsity=True))
+    check(clustering.strip_clustering(per_layer), "clone_function")
+    unbuilt = keras.Sequential([keras.Input((12,)), clustering.cluster_weights(
+        keras.layers.Dense(24, name="d1"), number_of_clusters=n, preserve_sparsity=True)])
+    assert np.unique(clustering.strip_clustering(unbuilt).get_layer("d1").get_weights()[0]).size == n
+    # dc_keras.cluster's own count is unchanged: n non-zero values in every kernel, plus the zero
+    final = dc_keras.strip(dc_keras.cluster(model, clusters=n, preserve_sparsity=True))
+    assert np.unique(final.get_layer("d1").get_weights()[0]).size == n + 1
+    assert np.unique(final.get_layer("out").get_weights()[0]).size == n
+
+
 @pytest.mark.legacy
 @pytest.mark.long
 def test_preserve_sparsity_counts_the_zero_as_tfmot_does(tfmot_side):
@@ -205,7 +245,7 @@ def test_preserve_sparsity_counts_the_zero_as_tfmot_does(tfmot_side):
         zeros = {layer.name: layer.get_weights()[0] == 0 for layer in model.layers}
         clustered = _compile(clustering.cluster_weights(model, number_of_clusters=n, preserve_sparsity=True,
                                                         cluster_centroids_init=clustering.CentroidInitialization.LINEAR))
-        assert all(layer.clusters == n - 1 for layer in clustered.layers)
+        assert all(layer.clusters == n and layer.zero_takes_a_cluster for layer in clustered.layers)
         x, y = masks_child.data(64)
         clustered.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
         for layer in clustering.strip_clustering(clustered).layers:

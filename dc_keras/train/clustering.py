@@ -86,6 +86,11 @@ class ClusterWrapper(_base.CompressionWrapper):
             centroids as the kernel; an int gives it ``2**cluster_biases`` centroids. A clustered
             bias keeps its assignments through fine-tuning like a kernel (only its centroids
             train), so the packed export can store it as indices + codebook.
+        zero_takes_a_cluster: with ``preserve_sparsity``, count the zero among the ``clusters``
+            shared values (tfmot's ``number_of_clusters``; the tfmot drop-in sets it): a weight
+            that has exact zeros gets ``clusters - 1`` trainable values plus the zero (its last
+            centroid is left unused), a weight without zeros all ``clusters``. ``False`` (default):
+            the zeros never take a cluster, each weight gets ``clusters`` non-zero values.
 
     Constraints: a clustered weight's ``keras.constraints.NonNeg`` (``kernel_constraint="non_neg"``,
     ``bias_constraint``...) is applied to its centroids after each optimizer step, so the shared
@@ -99,7 +104,7 @@ class ClusterWrapper(_base.CompressionWrapper):
     """
 
     def __init__(self, layer, bits=DEFAULT_BITS, init="linear", preserve_sparsity=True, seed=0, clusters=None,
-                 cluster_biases=False, **kwargs):
+                 cluster_biases=False, zero_takes_a_cluster=False, **kwargs):
         _check_bits_or_clusters(bits, clusters)
         if clusters is not None:
             if isinstance(clusters, bool) or not isinstance(clusters, numbers.Integral) or not 1 <= clusters <= 4096:
@@ -117,6 +122,13 @@ class ClusterWrapper(_base.CompressionWrapper):
             raise ValueError(f"`seed` must be an integer (the seed of the random / kmeans++ initialisations), got {seed!r}.")
         self.seed = int(seed)
         self.cluster_biases = _check_cluster_biases(cluster_biases)
+        if not isinstance(zero_takes_a_cluster, (bool, np.bool_)):
+            raise ValueError(f"`zero_takes_a_cluster` must be True or False, got {zero_takes_a_cluster!r}.")
+        self.zero_takes_a_cluster = bool(zero_takes_a_cluster)
+        if self.zero_takes_a_cluster and self.preserve_sparsity and self.clusters < 2:
+            raise ValueError(f"clusters={self.clusters} with zero_takes_a_cluster=True: the zero is one of the "
+                             "clusters, which leaves none for the non-zero weights of a pruned kernel. Pass "
+                             "clusters >= 2.")
         super().__init__(layer, **kwargs)
         self._untracked("_bias_names", set())
         self._untracked("unheld_constraints", [])  # [(weight name, constraint class)], set by build()
@@ -276,11 +288,16 @@ class ClusterWrapper(_base.CompressionWrapper):
                 "(pruned?), and preserve_sparsity=False clusters them with the other weights: their centroid "
                 "trains away from 0, so the kernel becomes dense and the pruning is lost. Pass "
                 "preserve_sparsity=True (the default) to keep them 0.", UserWarning, stacklevel=_user_stacklevel())
-        if not keep.all() and clusters + 1 > _base.MAX_CODEBOOK:
+        # tfmot's count (zero_takes_a_cluster): the zero is one of the `clusters` values when the
+        # weight has zeros (the last centroid stays unused: the variables' shapes cannot depend on
+        # the values, which a wrapper built before its weights are copied in has not seen); a weight
+        # without zeros (a layer that was not pruned) gets all `clusters` (it had one fewer)
+        used = clusters - 1 if self.zero_takes_a_cluster and not keep.all() else clusters
+        if not keep.all() and used + 1 > _base.MAX_CODEBOOK:
             raise ValueError(
                 f"Layer {self.layer.name!r}: bits={max(1, int(clusters - 1).bit_length())} with "
                 f"preserve_sparsity=True on a weight with "
-                f"zeros needs {clusters + 1} codebook entries; the packed format holds "
+                f"zeros needs {used + 1} codebook entries; the packed format holds "
                 f"{_base.MAX_CODEBOOK} (docs/FORMAT.md §2). Use bits <= {_base.MAX_BITS - 1} or "
                 "preserve_sparsity=False."
             )
@@ -288,7 +305,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         if keep.any():
             # the pruned zeros left out: a linear init splits at zero, none of its centroids starts
             # in the empty interval around 0 that pruning leaves (they would stay empty)
-            c, a = kmeans_1d(w[keep], clusters, init=self.init, seed=self.seed, split_at_zero=not keep.all())
+            c[:used], a = kmeans_1d(w[keep], used, init=self.init, seed=self.seed, split_at_zero=not keep.all())
             idx[keep] = a.astype(np.int32)
         return c, idx
 
@@ -350,6 +367,8 @@ class ClusterWrapper(_base.CompressionWrapper):
             config["clusters"] = self._n_clusters
         if self.cluster_biases is not False:
             config["cluster_biases"] = self.cluster_biases
+        if self.zero_takes_a_cluster:
+            config["zero_takes_a_cluster"] = True
         return config
 
     @classmethod
@@ -638,7 +657,7 @@ def _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm):
 
 def cluster(model_or_layer, bits=DEFAULT_BITS, init="linear", preserve_sparsity=True, layers=None, seed=0,
             fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None, cluster_biases=False,
-            _weights_of=None):
+            _weights_of=None, _zero_takes_a_cluster=False):
     """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
 
     Args:
@@ -707,13 +726,14 @@ def cluster(model_or_layer, bits=DEFAULT_BITS, init="linear", preserve_sparsity=
             raise ValueError("`layers` only applies to models; pass the layer itself to cluster one layer.")
         layer = model_or_layer
         return ClusterWrapper(layer, DEFAULT_BITS if clusters is not None else _bits_for(layer, bits), init,
-                              preserve_sparsity, seed, clusters=clusters, cluster_biases=cluster_biases)
+                              preserve_sparsity, seed, clusters=clusters, cluster_biases=cluster_biases,
+                              zero_takes_a_cluster=_zero_takes_a_cluster)
     return _cluster_model(model_or_layer, bits, init, preserve_sparsity, layers, seed, fold_batchnorm,
-                          include_frozen, min_params, clusters, cluster_biases, _weights_of)
+                          include_frozen, min_params, clusters, cluster_biases, _weights_of, _zero_takes_a_cluster)
 
 
 def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batchnorm, include_frozen,
-                   min_params, clusters=None, cluster_biases=False, weights_of=None):
+                   min_params, clusters=None, cluster_biases=False, weights_of=None, zero_takes_a_cluster=False):
     existing = _base.find_wrappers(model)
     if existing:
         raise ValueError(
@@ -750,7 +770,7 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
             return fresh
         wrapper = ClusterWrapper(fresh, DEFAULT_BITS if clusters is not None else _bits_for(original, bits), init,
                                  preserve_sparsity, seed, clusters=clusters, cluster_biases=cluster_biases,
-                                 weights=only.get(id(original)))
+                                 weights=only.get(id(original)), zero_takes_a_cluster=zero_takes_a_cluster)
         wrapper.trainable = fresh.trainable
         wrappers.append(wrapper)
         return wrapper

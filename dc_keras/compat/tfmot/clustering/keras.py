@@ -69,10 +69,11 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
         number_of_clusters: centroids per kernel (any integer >= 1, not only powers of two).
         cluster_centroids_init: a :class:`CentroidInitialization` value (default k-means++, as in tfmot).
         preserve_sparsity: keep pruned (exactly zero) weights at zero. As in tfmot the zero counts
-            among ``number_of_clusters``: ``number_of_clusters - 1`` trainable shared values plus
-            0, so a pruned kernel ends with at most ``number_of_clusters`` distinct values (the
-            wrappers' ``clusters`` is ``number_of_clusters - 1``; ``dc_keras.cluster`` counts
-            non-zero values only). Unlike tfmot, no non-zero weight becomes 0 (tfmot's zero
+            among ``number_of_clusters`` in a kernel that has zeros: ``number_of_clusters - 1``
+            trainable shared values plus 0, so a pruned kernel ends with at most
+            ``number_of_clusters`` distinct values; a kernel without zeros (a layer that was not
+            pruned) gets all ``number_of_clusters`` (the wrappers' ``zero_takes_a_cluster``;
+            ``dc_keras.cluster`` counts non-zero values only). Unlike tfmot, no non-zero weight becomes 0 (tfmot's zero
             centroid also takes the weights nearest to it). ``LINEAR`` then starts the centroids
             evenly on each side of zero, shared in proportion to the negative and positive
             weights, as tfmot does.
@@ -95,15 +96,15 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
                          "dc_keras (one set of centroids per kernel). Pass cluster_per_channel=False.")
     init = _init_of(cluster_centroids_init)
     clusters = int(number_of_clusters)
-    if preserve_sparsity:
-        # tfmot's sparsity-preserving clustering has number_of_clusters - 1 trainable centroids and a
-        # zero centroid; dc_keras's zero slot is outside its centroids: ask for one fewer.
-        if clusters < 2:
-            raise ValueError(f"number_of_clusters={clusters} with preserve_sparsity=True: as in tfmot, the count "
-                             "includes the zero, which leaves no cluster for the non-zero weights. Pass "
-                             "number_of_clusters >= 2 (e.g. 16: 15 shared non-zero values and 0).")
-        clusters -= 1
+    if preserve_sparsity and clusters < 2:
+        raise ValueError(f"number_of_clusters={clusters} with preserve_sparsity=True: as in tfmot, the count "
+                         "includes the zero, which leaves no cluster for the non-zero weights. Pass "
+                         "number_of_clusters >= 2 (e.g. 16: 15 shared non-zero values and 0).")
+    # tfmot's sparsity-preserving clustering has a zero centroid among its number_of_clusters;
+    # dc_keras's zero slot is outside its centroids: each wrapper gives a kernel that has zeros one
+    # centroid fewer, and one without zeros all of them (decided per kernel, on its values)
     args = dict(init=init, preserve_sparsity=bool(preserve_sparsity), clusters=clusters)
+    zero_counts = dict(zero_takes_a_cluster=True) if preserve_sparsity else {}
 
     def one(layer):
         if not isinstance(layer, keras.layers.Layer):
@@ -116,13 +117,14 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
         choice = _sparsity_keras._registry(layer)
         if isinstance(choice, str):
             return layer  # as tfmot, nothing of it is clustered (tfmot wraps it with no weight to cluster)
-        return _clustering.ClusterWrapper(layer, weights=choice, **args, **kwargs)
+        return _clustering.ClusterWrapper(layer, weights=choice, **args, **zero_counts, **kwargs)
 
     if isinstance(to_cluster, (list, tuple)):
         return [one(layer) for layer in to_cluster]
     if isinstance(to_cluster, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
         return _sparsity_keras._refuse_unsupported(
-            _clustering.cluster(to_cluster, include_frozen=True, _weights_of=_sparsity_keras._registry, **args),
+            _clustering.cluster(to_cluster, include_frozen=True, _weights_of=_sparsity_keras._registry,
+                                _zero_takes_a_cluster=bool(preserve_sparsity), **args),
             "clustered", "cluster_weights", to_cluster)
     return one(to_cluster)
 
