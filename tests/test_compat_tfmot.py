@@ -527,6 +527,38 @@ def test_errors_a_migrator_hits_name_the_tfmot_spelling_of_the_fix():
         plain.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
 
 
+class SubModel(keras.Model):
+    def __init__(self, wrap=None):
+        super().__init__()
+        wrap = wrap or (lambda layer: layer)
+        self.d1, self.d2 = wrap(keras.layers.Dense(24, activation="relu")), wrap(keras.layers.Dense(3))
+
+    def call(self, x, training=None):
+        return self.d2(self.d1(x, training=training), training=training)
+
+
+def test_a_subclassed_model_is_refused_with_the_drop_ins_own_fix():
+    """prune_low_magnitude / cluster_weights of a subclassed model (refused by tfmot too) said to apply
+    dc_keras.prune() / dc_keras.cluster() to its layers: the error names the drop-in's own call on the
+    layers inside the model, and that fix works."""
+    sub = SubModel()
+    sub(X[:1])
+    for call, fix in ((lambda: sparsity.prune_low_magnitude(sub), r"apply prune_low_magnitude\(layer\) to the layers"),
+                      (lambda: clustering.cluster_weights(sub, 8),
+                       r"apply cluster_weights\(layer, number_of_clusters\) to the layers")):
+        with pytest.raises(ValueError, match=r"SubModel is a subclassed model") as info:
+            call()
+        assert re.search(fix, str(info.value)) and "dc_keras" not in str(info.value), str(info.value)
+    pruned = _compile(SubModel(lambda layer: sparsity.prune_low_magnitude(
+        layer, pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=1))))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    assert np.mean(keras.ops.convert_to_numpy(pruned.d1.compressed_values(False)[0][1]) == 0) == pytest.approx(0.5, abs=0.01)
+    clustered = _compile(SubModel(lambda layer: clustering.cluster_weights(layer, number_of_clusters=4)))
+    clustered(X[:1])  # the unbuilt layers are clustered on their first call (not inside fit's traced step)
+    clustered.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    assert np.unique(keras.ops.convert_to_numpy(clustered.d1.compressed_values(False)[0][1])).size == 4
+
+
 _TFMOT_WRAPPED_FILE = r"""
 import sys, numpy as np, tensorflow_model_optimization as tfmot, tf_keras as keras
 s = tfmot.sparsity.keras

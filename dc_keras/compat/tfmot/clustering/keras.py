@@ -122,6 +122,7 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
     if isinstance(to_cluster, (list, tuple)):
         return [one(layer) for layer in to_cluster]
     if isinstance(to_cluster, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
+        _sparsity_keras._refuse_subclassed(to_cluster, "cluster_weights", ", number_of_clusters")
         return _sparsity_keras._refuse_unsupported(
             _clustering.cluster(to_cluster, include_frozen=True, _weights_of=_sparsity_keras._registry,
                                 _zero_takes_a_cluster=bool(preserve_sparsity), **args),

@@ -82,6 +82,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1), bloc
     if isinstance(to_prune, (list, tuple)):
         return [one(layer) for layer in to_prune]
     if isinstance(to_prune, keras.Model):  # as tfmot: frozen layers too, and no layer silently left out
+        _refuse_subclassed(to_prune, "prune_low_magnitude", "")
         _refuse_wrapped(to_prune)
         return _refuse_unsupported(_pruning.prune(to_prune, schedule, sparsity_m_by_n=keep_m_by_n, include_frozen=True,
                                                   _weights_of=_registry),
@@ -135,6 +136,16 @@ def _registry(layer):
     if isinstance(layer, _SEPARABLE):
         return ["pointwise_kernel"]
     return None
+
+
+def _refuse_subclassed(model, call, args):
+    """A subclassed model: the error names the drop-in's own function on the layers inside it (the
+    rebuild's own error named dc_keras.prune() / cluster(), which a tfmot user does not call)."""
+    if not _base.is_graph_model(model):
+        raise ValueError(
+            f"{call}() wraps the layers of Sequential and Functional models (tfmot refuses subclassed models too); "
+            f"{type(model).__name__} is a subclassed model: apply {call}(layer{args}) to the layers inside it "
+            f"instead, e.g. self.dense = {call}(keras.layers.Dense(...){args}) in its __init__.")
 
 
 def _refuse_wrapped(model):
