@@ -3149,6 +3149,7 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
     pairs = h.sparse && pt - (uintptr_t)workspace + (4u << DC_MAX_CODE_LENGTH) <= workspace_size
                 ? (uint32_t*)pt
                 : NULL;
+#if DC_DENSE_BMI2 && DC_HAS_CONTEXT /* (only x86-64 has §14's pair loop) */
     if (h.contexts > 0) {
       pt = ((uintptr_t)(itab + table_entries(&h.gap_code) +
                         (size_t)h.contexts * table_entries(&h.index_code)) +
@@ -3158,6 +3159,7 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
                   ? (uint32_t*)pt
                   : NULL;
     }
+#endif
     spread = NULL;
     /* §5 float32: a spread codebook after the index table if K <= 256 and it fits */
     pt = ((uintptr_t)gtab + 63u) & ~(uintptr_t)63u;
