@@ -767,7 +767,20 @@ def _is_huffdecode_table(code) -> bool:
 
 
 def tensor_name(t) -> str:
+    """The name of a flatbuffer object (tensor, metadata entry, ...); bytes that are not UTF-8 as
+    ``\\xNN`` escapes (the name is for people: it says which bytes are wrong)."""
     n = t.name
     if n is None:
         return ""
-    return n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
+    return n.decode("utf-8", "backslashreplace") if isinstance(n, bytes) else str(n)
+
+
+def printable(text: str) -> str:
+    """``text`` (a name read from a model: tensor, metadata, zip member, or a message holding one) as
+    every printer shows it: each character that is not printable (newline, tab, ESC and the other
+    control characters, a lone surrogate) escaped as ``repr`` escapes it (``\\n``, ``\\x1b``), so that
+    a name cannot forge an output line or recolour the terminal; printable text unchanged."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -175,6 +175,50 @@ def test_pack_reports_a_constant_whose_buffer_does_not_hold_its_shape(tmp_path, 
     assert f"{name}: {nbytes} B: {why}" in capsys.readouterr().out
 
 
+def test_names_with_control_characters_or_bytes_that_are_not_utf8_are_escaped(tmp_path, capsys):
+    """A tensor name is data from the file: one holding a newline and ESC sequences was printed as
+    it is by `dc-keras pack` (forging a "not packed: 0 constant tensor(s)" line), by `inspect`
+    (recolouring the terminal) and in pack's warning; bytes that are not UTF-8 came out as U+FFFD.
+    Now every printer escapes them as repr does (\\n, \\x1b, \\xff): one line per tensor."""
+    import warnings
+
+    import _export_models as em
+
+    from dc_keras import _flatbuffer as fb
+
+    model = fb.read_model(em.tflite("dense", None))
+    sg = model.subgraphs[0]
+    forged = b"b\nnot packed: 0 constant tensor(s) \x1b[31mRED\x1b[0m"
+    unread = fb.schema.TensorT()  # a constant no operator reads: pack and inspect list it, by name
+    unread.name, unread.type, unread.shape = forged, fb.schema.TensorType.FLOAT32, [64]
+    buf = fb.schema.BufferT()
+    buf.data = np.ones(64, "<f4").view(np.uint8)
+    model.buffers.append(buf)
+    unread.buffer = len(model.buffers) - 1
+    sg.tensors.append(unread)
+    weight = max((t for t in sg.tensors if t.buffer > 0), key=lambda t: len(fb.buffer_bytes(model, t.buffer)))
+    weight.name = b"w\xff\xfe\tx"
+    src = tmp_path / "names.tflite"
+    src.write_bytes(fb.write_model(model))
+    shown = "b\\nnot packed: 0 constant tensor(s) \\x1b[31mRED\\x1b[0m"
+    capsys.readouterr()
+    assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert f"  {shown}: 256 B: no operator reads it\n" in out, out
+    assert "\x1b" not in out and not any(line.startswith("not packed: 0") for line in out.splitlines()), out
+    assert cli.main(["inspect", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\t" not in out and "\ufffd" not in out, out
+    rows = [line for line in out.splitlines() if line.startswith(" 0 ")]
+    assert len(rows) == len(export.inspect(src.read_bytes()).rows), out  # one line per tensor
+    assert any(" w\\xff\\xfe\\tx " in line for line in rows) and any("[31mRED" in line for line in rows), out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export.pack(src.read_bytes())
+    (note,) = [str(w.message) for w in caught if "not packed" in str(w.message)]
+    assert f"{shown} (256 B): no operator reads it" in note and "\x1b" not in note and "\n" not in note, note
+
+
 def test_pack_of_a_packable_model_reports_no_refusal(tmp_path, capsys):
     import _export_models as em
 

@@ -466,7 +466,7 @@ def kept_raw_note(kept, out_bytes, inspect_how, shown=3):
     if not kept or total * 10 < out_bytes:
         return None
     largest = sorted(kept, key=lambda k: -k[1])[:shown]
-    listed = ", ".join(f"{name or '(unnamed)'} ({nbytes} B)" for name, nbytes in largest)
+    listed = ", ".join(f"{fb.printable(name) or '(unnamed)'} ({nbytes} B)" for name, nbytes in largest)
     more = f" and {len(kept) - shown} more" if len(kept) > shown else ""
     return (f"kept raw: {len(kept)} constant tensor(s), {total} B, that pack by less than min_saving or the "
             f"op they would add (typically weights neither pruned nor clustered): {listed}{more}; "
@@ -476,7 +476,8 @@ def kept_raw_note(kept, out_bytes, inspect_how, shown=3):
 def refused_note(refused, total, shown=3):
     """One line on the constant tensors ``pack`` could not pack (``stats["refused"]``); ``total``:
     their bytes with a buffer several of them read counted once (``stats["refused_bytes"]``)."""
-    listed = "; ".join(f"{name or '(unnamed)'} ({nbytes} B): {why}" for name, nbytes, why in refused[:shown])
+    listed = "; ".join(f"{fb.printable(name) or '(unnamed)'} ({nbytes} B): {fb.printable(why)}"
+                       for name, nbytes, why in refused[:shown])
     more = f"; and {len(refused) - shown} more" if len(refused) > shown else ""
     return f"{len(refused)} constant tensor(s), {total} B, not packed: {listed}{more}"
 

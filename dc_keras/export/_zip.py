@@ -196,7 +196,9 @@ def split(data):
 
 def describe(names, sizes, total, shown=5) -> str:
     """``N associated file(s) (a, b, ...), T B``: for notes and ``inspect``."""
-    listed = ", ".join(f"{n} ({s} B)" for n, s in zip(names[:shown], sizes[:shown]))
+    from dc_keras._flatbuffer import printable
+
+    listed = ", ".join(f"{printable(n)} ({s} B)" for n, s in zip(names[:shown], sizes[:shown]))
     if len(names) > shown:
         listed += f" and {len(names) - shown} more"
     return f"{len(names)} associated file(s) in a zip of {total} B after the model" + (f": {listed}" if names else "")

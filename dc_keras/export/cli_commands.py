@@ -158,7 +158,10 @@ def _print_zip(names, kept_bytes, dropped, path, output, shown=5):
     from dc_keras.export._pack import dropped_zip_note, kept_bytes_note
 
     if names:
-        listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+        from dc_keras._flatbuffer import printable
+
+        listed = ", ".join(map(printable, names[:shown])) + (f" and {len(names) - shown} more"
+                                                             if len(names) > shown else "")
         print(f"associated files kept: {len(names)} ({listed}), in the zip after {output}'s model")
     if kept_bytes:
         print("note: " + kept_bytes_note(path, kept_bytes, output))
@@ -171,10 +174,12 @@ def _print_refused(refused, path, total, shown=5):
     ``total``: their bytes, a buffer several of them read counted once."""
     if not refused:
         return
+    from dc_keras._flatbuffer import printable
+
     print(f"not packed: {len(refused)} constant tensor(s), {total} B "
           f"(`dc-keras inspect {path}` lists every tensor):")
     for name, nbytes, why in refused[:shown]:
-        print(f"  {name or '(unnamed)'}: {nbytes} B: {why}")
+        print(f"  {printable(name) or '(unnamed)'}: {nbytes} B: {printable(why)}")
     if len(refused) > shown:
         print(f"  ... and {len(refused) - shown} more")
 

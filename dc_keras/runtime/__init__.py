@@ -504,9 +504,9 @@ class Interpreter:
         msg = " ".join(str(cause).split())
         if self._delegate is not None or "HuffDecode(" not in msg:
             return
-        from dc_keras._flatbuffer import with_corrupt_fix
+        from dc_keras._flatbuffer import printable, with_corrupt_fix
 
-        ours = msg[msg.index("HuffDecode("):].split("Node number")[0].rstrip(" .;")
+        ours = printable(msg[msg.index("HuffDecode("):].split("Node number")[0].rstrip(" .;"))
         raise RuntimeError(f"{self._label}: {with_corrupt_fix(ours)}") from cause
 
     def _raise_delegate_error(self, cause=None):
@@ -670,7 +670,12 @@ def _delegate_error(delegate) -> str:
     fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
     buf = ctypes.create_string_buffer(1024)
     fn(delegate_pointer(delegate), buf, len(buf))
-    return buf.value.decode(errors="replace")
+    msg = buf.value.decode(errors="backslashreplace")
+    if not msg.isprintable():  # a tensor name in it holding a newline or ESC: escaped, as every printer does
+        from dc_keras._flatbuffer import printable
+
+        msg = printable(msg)
+    return msg
 
 
 def _op_label(name: str) -> str:
