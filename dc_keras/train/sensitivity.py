@@ -50,7 +50,9 @@ def _check_batch(batch):
 
 def _source(data, steps, batch_size, reads):
     """``data`` checked once, as something :func:`_collect` reads again for each of the ``reads``
-    measurements: ``("arrays", x, y)`` or ``("batches", re-iterable, steps)``. A one-pass iterator
+    measurements: ``("arrays", x, y)`` or ``("batches", a function giving an iterator of the
+    batches, steps)``; a ``tf.data.Dataset`` is read as numpy (on JAX / torch ``predict_on_batch``
+    refuses TensorFlow tensors). A one-pass iterator
     (a generator) is read here, once: its first ``steps`` batches (or ``len(data)``) are kept in
     memory; without either it is refused, since an endless one would never return."""
     if steps is not None and not _is_count(steps):
@@ -81,12 +83,14 @@ def _source(data, steps, batch_size, reads):
         if len(batches) < count:
             warnings.warn(f"sensitivity(): `data` ended after {len(batches)} batches, fewer than steps={count}; "
                           f"measuring on those {len(batches)}.", UserWarning, stacklevel=_user_stacklevel())
-        return ("batches", batches, None)
+        return ("batches", lambda: iter(batches), None)
     if steps is None and _endless(data):
         raise ValueError(f"`data` ({type(data).__name__}) never ends (a repeated tf.data.Dataset or a PyDataset "
                          f"without a length), and sensitivity() reads it {reads} times: pass steps=N to measure on "
                          f"its first N batches, or pass data that ends.")
-    return ("batches", data, steps)
+    if hasattr(data, "element_spec") and hasattr(data, "as_numpy_iterator"):
+        return ("batches", data.as_numpy_iterator, steps)
+    return ("batches", lambda: iter(data), steps)
 
 
 def _to_numpy(value, like):
@@ -119,7 +123,7 @@ def _collect(model, source, batch_size):
         return _to_numpy(y, y_pred), y_pred
     _, batches, steps = source
     ys, ps = [], []
-    for batch in itertools.islice(batches, steps):
+    for batch in itertools.islice(batches(), steps):
         x, y = _check_batch(batch)[:2]
         ps.append(tree.map_structure(np.asarray, model.predict_on_batch(x)))
         ys.append(_to_numpy(y, ps[-1]))
