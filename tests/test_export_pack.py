@@ -332,7 +332,7 @@ def test_to_tflite_arguments_and_atomic_write(tmp_path):
 @pytest.mark.parametrize("options", [
     {"strip_strings": True, "layouts": ("dense", "sparse"), "version": 2, "min_saving": 0.2, "compact": False,
      "verify": False},
-    {"decoder": "minimal", "buffers": "external", "context_model": True},
+    {"decoder": "minimal", "buffers": "external", "min_saving": 0.05},
 ], ids=["strings-layouts-version", "minimal-external"])
 def test_to_tflite_pack_options_give_the_bytes_pack_gives(options, tmp_path):
     """to_tflite(pack_options=...) packs with exactly those pack arguments: byte for byte the file

@@ -162,10 +162,28 @@ def test_decoder_minimal_keeps_the_types_it_does_not_read_raw(tensor_type, value
     ({"decoder": "minimal", "layouts": ("dense", "float_planes")}, r"reads only layouts \['dense', 'sparse'\]"),
     ({"layouts": ("dense", "planes")}, r"unknown layout name\(s\) 'planes'"),
     ({"layouts": ("dense",), "version": 5}, "version must be None"),
+    ({"decoder": "minimal", "context_model": True}, r"^context_model=True tries layout 'context_sparse' \(FORMAT.md "
+                                                    r"§14\), which a 'minimal' decoder does not read .*: drop "
+                                                    r"context_model=True with decoder='minimal'$"),
 ])
 def test_pack_bad_layout_arguments(kw, message):
     with pytest.raises(ValueError, match=message):
         export.pack(_model("float")[0], **kw)
+
+
+def test_cli_decoder_minimal_with_context_model_is_a_usage_error(tmp_path, capsys):
+    """`--decoder minimal --context-model` dropped --context-model without a word (exit 0, no
+    context_sparse tensor written); now a usage error before IN is read, as `--decoder minimal
+    --layouts context_sparse` is."""
+    from dc_keras import cli
+
+    missing = tmp_path / "never-read.tflite"
+    assert cli.main(["pack", str(missing), str(tmp_path / "o.tflite"), "--decoder", "minimal", "--context-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: dc-keras pack") and err.endswith(
+        "dc-keras pack: error: --decoder minimal reads only layouts dense,sparse, and --context-model tries layout "
+        "context_sparse (docs/FORMAT.md section 14): drop --context-model (or --decoder minimal)\n"), err
+    assert not (tmp_path / "o.tflite").exists()
 
 
 @pytest.mark.parametrize("layouts, version, needs", [

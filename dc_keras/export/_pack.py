@@ -376,7 +376,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
       decoder: ``None`` (default: a decoder with every feature), or ``"minimal"`` for one built
         with ``DC_CODEC_MINIMAL``: ``layouts`` defaults to ``("dense", "sparse")`` (it may name a
         subset of them), and the int4, int64, uint64 and float64 tensors, which that build does
-        not read, stay raw with that reason. Every format version is read by it.
+        not read, stay raw with that reason. Every format version is read by it. It does not read
+        the context-modelled layout, so ``context_model=True`` with it is refused (ValueError).
       strip_strings: drop the tensor names, subgraph names and model description (signature
         keys and signature input/output names stay, so ``get_signature_runner`` keeps working;
         ``get_input_details()`` then shows empty names). Default False.
@@ -1005,6 +1006,10 @@ def _decoder_layouts(decoder, layouts, context_model):
     if decoder is None:
         return None if choose is None else tuple(sorted(choose))
     reads = _DECODERS[decoder][0]
+    if context_model:  # it was dropped without a word: the decoder reads no context_sparse tensor
+        raise ValueError(f"context_model=True tries layout 'context_sparse' (FORMAT.md §14), which a {decoder!r} "
+                         f"decoder does not read (it reads only layouts {list(reads)}): drop context_model=True "
+                         f"with decoder={decoder!r}")
     extra = layouts_not_read(decoder, choose or ())
     if extra:
         raise ValueError(f"a {decoder!r} decoder reads only layouts {list(reads)}: layouts={layouts!r} names "

@@ -99,6 +99,10 @@ def cmd_pack(args):
     from dc_keras._fileio import atomic_write, check_writable
     from dc_keras.export._pack import _DECODERS, _needs_text, layouts_not_read, layouts_too_new, pack_with_stats
 
+    if args.decoder is not None and args.context_model:
+        raise UsageError(f"--decoder {args.decoder} reads only layouts {','.join(_DECODERS[args.decoder][0])}, and "
+                         "--context-model tries layout context_sparse (docs/FORMAT.md section 14): drop "
+                         f"--context-model (or --decoder {args.decoder})")
     if args.decoder is not None and args.layouts is not None:
         reads = _DECODERS[args.decoder][0]
         extra = layouts_not_read(args.decoder, args.layouts)
