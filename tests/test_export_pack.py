@@ -104,6 +104,9 @@ def test_pack_structure_names_order_alignment(quantize):
         if b.DataLength():
             start = b._tab.Vector(b._tab.Offset(4))
             assert start % (4 if i in packed_buffers else 16) == 0, (i, start)
+    # and pack()'s docstring says so (it said "Buffer data in the output is 16-byte aligned")
+    doc = " ".join(export.pack.__doc__.split())
+    assert "the data of every buffer left raw is 16-byte aligned, and a packed tensor's data 4-byte aligned" in doc
 
 
 @pytest.mark.parametrize("quantize", QUANT)

@@ -338,7 +338,9 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     type, shape and quantization), whose buffer is emptied. Tensors the codec refuses, that do not
     save more than the added op and tensor cost, or that shrink by less than ``min_saving``
     (decoding costs load time) are left as they are, and so is everything else in the model
-    (``inspect`` says why per tensor). Buffer data in the output is 16-byte aligned. A zip
+    (``inspect`` says why per tensor). In the output, the data of every buffer left raw is 16-byte
+    aligned, and a packed tensor's data 4-byte aligned (inline; 16-byte with ``buffers="external"``):
+    only the decoder reads it, at any offset (docs/FORMAT.md §1, §15). A zip
     appended after the model (TFLite metadata's associated files: the labels MediaPipe Tasks and
     the TFLite Task Library read, vocabularies) is written after the packed model with the same
     members, byte for byte, its offsets counted from the new file's start (docs/FORMAT.md §15);
