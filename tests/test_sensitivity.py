@@ -140,6 +140,14 @@ def _batches(n=4, size=50):
     return ((X[i * size:(i + 1) * size], Y[i * size:(i + 1) * size]) for i in range(n))
 
 
+def test_a_list_of_two_batches_is_read_as_batches(trained):
+    """[(x1, y1), (x2, y2)] was read as one (x, y) pair whose x was (x1, y1), and failed with numpy's
+    "inhomogeneous shape": for a model with one input a list of two batches is two batches."""
+    two = list(_batches(n=2, size=100))
+    assert dc_keras.sensitivity(trained, two, sparsities=[0.5]) == \
+        dc_keras.sensitivity(trained, (X, Y), sparsities=[0.5], batch_size=100)
+
+
 def test_iterators_are_read_once_with_steps_and_endless_data_is_refused(trained):
     """A generator of (x, y) batches raised "`data` is empty." (read again for every measurement,
     exhausted after the first) and an endless one never returned. It is now read once (its first

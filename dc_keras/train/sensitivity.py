@@ -48,7 +48,16 @@ def _check_batch(batch):
     return batch
 
 
-def _source(data, steps, batch_size, reads):
+def _two_batches(data, model):
+    """``[(x1, y1), (x2, y2)]``: a list of two (x, y) batches, not one (x, y) pair whose x is two
+    inputs, when the model takes one input (a list of two batches was read as x = (x1, y1) and
+    failed in numpy: "inhomogeneous shape")."""
+    inputs = getattr(model, "inputs", None)
+    return (isinstance(data, list) and inputs is not None and len(inputs) == 1
+            and all(isinstance(b, (tuple, list)) and len(b) == 2 and hasattr(b[0], "shape") for b in data))
+
+
+def _source(data, steps, batch_size, reads, model=None):
     """``data`` checked once, as something :func:`_collect` reads again for each of the ``reads``
     measurements: ``("arrays", x, y)`` or ``("batches", a function giving an iterator of the
     batches, steps)``; a ``tf.data.Dataset`` is read as numpy (on JAX / torch ``predict_on_batch``
@@ -57,7 +66,8 @@ def _source(data, steps, batch_size, reads):
     memory; without either it is refused, since an endless one would never return."""
     if steps is not None and not _is_count(steps):
         raise ValueError(f"`steps` must be None or a positive whole number of batches, got {steps!r}.")
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not hasattr(data[0], "element_spec"):
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not hasattr(data[0], "element_spec") \
+            and not _two_batches(data, model):
         x, y = data
         if steps is not None:
             x, y = (tree.map_structure(lambda a: a[:steps * batch_size], v) for v in (x, y))
@@ -282,7 +292,7 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         values = _sweep_values("sparsities", sparsities, _is_sparsity, "numbers in [0, 1)", float)
         mode = "sparsity"
     chosen, _ = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
-    source = _source(data, steps, batch_size, reads=1 + len(chosen) * len(values))
+    source = _source(data, steps, batch_size, reads=1 + len(chosen) * len(values), model=model)
     y_true, y_pred = _collect(model, source, batch_size)
     score = fn
     if isinstance(metric, str):  # scores one output: a model with several is refused here, before the sweep
