@@ -119,7 +119,7 @@ def with_packed_fix(msg: str) -> str:
     header, a newer format version, a packed shape or type that is not its tensor's); any other
     message unchanged."""
     failed = ("decoding failed", "corrupt", "invalid packed tensor", "newer than this decoder", "packed dim",
-              "packed dtype")
+              "packed dtype", "packed input '", "packed input of '")
     return with_corrupt_fix(msg) if any(w in msg for w in failed) else msg
 
 

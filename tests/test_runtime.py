@@ -932,3 +932,43 @@ def test_a_damaged_packed_header_says_the_fix_on_every_route():
         with pytest.raises(RuntimeError) as e:
             runtime.Interpreter(model_content=bad, backend="tensorflow", decode=decode).allocate_tensors()
         assert "packed dim 0 is" in str(e.value) and str(e.value).endswith(fb.CORRUPT_FIX), (decode, str(e.value))
+
+
+def test_a_packed_input_whose_shape_disagrees_with_its_bytes_says_the_fix_on_every_route(tmp_path):
+    """A packed tensor whose declared shape is not its buffer's size (one damaged shape entry): the
+    runtime said "HuffDecode(W): packed input '' byte size disagrees with its shape" (the nameless
+    packed tensor as '', no fix), unpack "must be 1-D with one entry per byte" (no fix). Now every
+    route -- delegate, op, runtime.unpack, export.unpack, dc-keras unpack -- names it as the packed
+    input of W (the tensor the model reads), gives both sizes and ends with the corrupt-file fix; a
+    named packed tensor (files of the older packer) by its own name. Names are escaped (an ESC in W)."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import cli
+
+    packed = export.pack(em.tflite("dense", None))
+    for packed_name, weight_name in ((None, None), ("w/dc_packed", None), (None, "w\x1b[31m")):
+        m = fb.read_model(packed)
+        s, i, o = export._pack.packed_tensors(m)[0]
+        p, w = m.subgraphs[s].tensors[i], m.subgraphs[s].tensors[o]
+        n = int(p.shape[0])
+        p.shape = np.array([n - 1], np.int32)
+        p.name = packed_name
+        w.name = weight_name or w.name
+        name = fb.printable(fb.tensor_name(w))
+        what = f"packed input '{packed_name}'" if packed_name else f"packed input of '{name}'"
+        bad = fb.write_model(m)
+        (tmp_path / "bad.tflite").write_bytes(bad)
+        says = f"HuffDecode({name}): {what} holds {n} bytes, but its shape says {n - 1}; {fb.CORRUPT_FIX}"
+        for kw in ({"backend": "litert"}, {"backend": "tensorflow"}, {"backend": "tensorflow", "decode": "op"}):
+            with pytest.raises(RuntimeError) as e:
+                runtime.Interpreter(model_content=bad, **kw).allocate_tensors()
+            assert str(e.value) == f"model_content: {says}", (kw, str(e.value))
+        with pytest.raises(ValueError) as e:
+            runtime.unpack(bad)
+        assert str(e.value) == f"dc_unpack: {says}", str(e.value)
+        says = (f"subgraph {s} operator 0 (HuffDecode): {what if packed_name else f'packed input of {fb.tensor_name(w)!r}'}"
+                f" holds {n} bytes, but its shape is [{n - 1}] (one entry per byte: [{n}]); {fb.CORRUPT_FIX}")
+        with pytest.raises(ValueError) as e:
+            export.unpack(bad)
+        assert str(e.value) == says, str(e.value)
+        assert cli.main(["unpack", str(tmp_path / "bad.tflite"), str(tmp_path / "u.tflite")]) == 1
+

@@ -1140,14 +1140,17 @@ def _unpack_model(model, buffers):
             outs = [int(x) for x in (op.outputs if op.outputs is not None else [])]
             where = f"subgraph {s} operator {o} (HuffDecode)"
             if len(ins) != 1 or len(outs) != 1 or ins[0] < 0 or outs[0] < 0:
-                raise ValueError(f"{where}: expected one input and one output")
+                raise ValueError(f"{where}: expected one input and one output; {fb.CORRUPT_FIX}")
             p, t = tensors[ins[0]], tensors[outs[0]]
             name = fb.tensor_name(t)
+            what = f"packed input {fb.tensor_name(p)!r}" if fb.tensor_name(p) else f"packed input of {name!r}"
             raw = fb.buffer_bytes(model, p.buffer)
             if p.type != schema.TensorType.UINT8 or not raw:
-                raise ValueError(f"{where}: packed input of {name!r} is not a constant uint8 tensor")
-            if p.shape is None or [int(d) for d in p.shape] != [len(raw)]:
-                raise ValueError(f"{where}: packed input of {name!r} must be 1-D with one entry per byte")
+                raise ValueError(f"{where}: {what} is not a constant uint8 tensor; {fb.CORRUPT_FIX}")
+            shape = [int(d) for d in (p.shape if p.shape is not None else [])]
+            if shape != [len(raw)]:
+                raise ValueError(f"{where}: {what} holds {len(raw)} bytes, but its shape is {shape} (one entry per "
+                                 f"byte: [{len(raw)}]); {fb.CORRUPT_FIX}")
             data = _decode_for(codec, raw, t, where, name)
             b = t.buffer
             if b > 0 and b < len(model.buffers) and b not in removed_buffers:

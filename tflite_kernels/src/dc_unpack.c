@@ -630,17 +630,25 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
   }
   const uint8_t* raw = NULL;
   size_t len = 0;
+  /* pack writes packed tensors nameless (FORMAT.md §15): then named by the tensor they decode to */
+  char what[256];
+  if (p.name[0]) {
+    snprintf(what, sizeof what, "packed input '%s'", p.name);
+  } else {
+    snprintf(what, sizeof what, "packed input of '%s'", t.name);
+  }
   if (p.buffer >= pl->buffers.count) {
-    say(f, "HuffDecode(%s): packed input '%s' has no constant buffer", t.name, p.name);
+    say(f, "HuffDecode(%s): %s has no constant buffer", t.name, what);
     return DC_UNPACK_BAD_PACKED;
   }
   if (!buffer_bytes(f, &pl->buffers, p.buffer, &raw, &len)) return DC_UNPACK_MALFORMED;
-  if (p.type != kUInt8 || len == 0 || p.shape.count != 1 ||
-      i32_elem(f, &p.shape, 0) != (int64_t)len) {
-    say(f,
-        "HuffDecode(%s): packed input '%s' must be a constant 1-D uint8 tensor with one "
-        "entry per byte",
-        t.name, p.name);
+  if (p.type != kUInt8 || len == 0 || p.shape.count != 1) {
+    say(f, "HuffDecode(%s): %s must be a constant 1-D uint8 tensor", t.name, what);
+    return DC_UNPACK_BAD_PACKED;
+  }
+  if (i32_elem(f, &p.shape, 0) != (int64_t)len) {
+    say(f, "HuffDecode(%s): %s holds %zu bytes, but its shape says %lld", t.name, what, len,
+        (long long)i32_elem(f, &p.shape, 0));
     return DC_UNPACK_BAD_PACKED;
   }
   dc_tensor_info info;

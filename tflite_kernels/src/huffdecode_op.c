@@ -139,28 +139,39 @@ static int node_tensors(const TfLiteContext* context, const TfLiteNode* node, Tf
   return 1;
 }
 
+/* How messages name a packed input: by its name, or, as pack writes packed tensors nameless
+ * (FORMAT.md §15), as the packed input of the tensor it decodes to (the one the model reads). */
+static void input_label(const TfLiteTensor* in, const char* oname, char* buf, size_t size) {
+  if (in->name && in->name[0]) {
+    snprintf(buf, size, "packed input '%s'", in->name);
+  } else {
+    snprintf(buf, size, "packed input of '%s'", oname);
+  }
+}
+
 /* Checks the packed input and that its header matches the output tensor
  * (dtype, shape, byte size).  Returns 1 and fills *info, or 0 + message. */
 static int check_packed(const TfLiteTensor* in, const TfLiteTensor* out, dc_tensor_info* info,
                         char* msg, size_t msg_size) {
   const char* oname = tensor_name(out);
+  char what[192];
+  input_label(in, oname, what, sizeof what);
   if (in->type != kTfLiteUInt8) {
-    set_msg(msg, msg_size, "HuffDecode(%s): packed input '%s' must be uint8, got %s", oname,
-            tensor_name(in), type_name(in->type));
+    set_msg(msg, msg_size, "HuffDecode(%s): %s must be uint8, got %s", oname, what,
+            type_name(in->type));
     return 0;
   }
   if (!in->dims || in->dims->size != 1) {
-    set_msg(msg, msg_size, "HuffDecode(%s): packed input '%s' must be 1-D", oname, tensor_name(in));
+    set_msg(msg, msg_size, "HuffDecode(%s): %s must be 1-D", oname, what);
     return 0;
   }
   if (in->allocation_type != kTfLiteMmapRo || in->data.raw_const == NULL) {
-    set_msg(msg, msg_size, "HuffDecode(%s): packed input '%s' must be a constant tensor", oname,
-            tensor_name(in));
+    set_msg(msg, msg_size, "HuffDecode(%s): %s must be a constant tensor", oname, what);
     return 0;
   }
   if (in->dims->data[0] < 0 || (size_t)in->dims->data[0] != in->bytes) {
-    set_msg(msg, msg_size, "HuffDecode(%s): packed input '%s' byte size disagrees with its shape",
-            oname, tensor_name(in));
+    set_msg(msg, msg_size, "HuffDecode(%s): %s holds %zu bytes, but its shape says %d", oname, what,
+            in->bytes, (int)in->dims->data[0]);
     return 0;
   }
   dc_status st = dc_peek((const uint8_t*)in->data.raw_const, in->bytes, info);

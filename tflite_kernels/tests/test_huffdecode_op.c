@@ -196,6 +196,13 @@ static void test_op_errors(void) {
   g_tensors[0].allocation_type = kTfLiteArenaRw;
   expect_op_error("input not constant", "must be a constant");
   setup();
+  g_in_dims->data[0] -= 1; /* a damaged shape: the buffer holds one byte more */
+  expect_op_error("input shape vs bytes", "HuffDecode(w): packed input 'w/dc_packed' holds");
+  setup();
+  g_in_dims->data[0] -= 1;
+  g_tensors[0].name = ""; /* pack writes packed tensors nameless: named by the tensor decoded */
+  expect_op_error("nameless input", "HuffDecode(w): packed input of 'w' holds");
+  setup();
   g_tensors[1].type = kTfLiteInt32;
   expect_op_error("dtype mismatch", "does not match output dtype");
   setup();
