@@ -59,10 +59,27 @@ def _name_max(directory: str) -> int:
         return 255
 
 
+def _file_in_the_way(directory: str) -> str | None:
+    """The nearest existing ancestor of ``directory`` when it is not a directory (a regular file),
+    else None."""
+    d = os.path.abspath(directory)
+    while not os.path.lexists(d):
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+    return d if d != os.path.abspath(directory) and not os.path.isdir(d) else None
+
+
 def _write_fix(err: int, path: str, example: str = "model.tflite", directory: str | None = None) -> str:
     """What to do about ``errno`` ``err`` when writing ``path`` ("" when there is no general advice);
     ``directory``: the one the file is written in (of a symbolic link's target; default ``path``'s)."""
     directory = directory or os.path.dirname(os.path.abspath(path))
+    if err in (errno.ENOENT, errno.ENOTDIR):
+        blocker = _file_in_the_way(directory)
+        if blocker is not None:  # a/file.txt/sub/x: no directory can be made under a file
+            return (f"{blocker} is a file, not a directory, so {directory} cannot exist: choose an output path "
+                    "in an existing directory")
     if err == errno.ENOENT:
         return f"the directory {directory} does not exist: create it first or choose another output path"
     if err == errno.ENOTDIR:

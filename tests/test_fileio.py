@@ -99,6 +99,23 @@ def test_missing_directory_is_reported_with_the_output_path(tmp_path):
     assert not (tmp_path / "no").exists()
 
 
+def test_an_output_under_a_regular_file_says_the_file_is_in_the_way(tmp_path):
+    """notes.txt/sub/model.tflite: the message said the directory did not exist and to "create it
+    first", which cannot be done; it names the file in the way. A merely missing directory keeps
+    its advice."""
+    (tmp_path / "notes.txt").write_text("x")
+    for out in (tmp_path / "notes.txt" / "sub" / "model.tflite", tmp_path / "notes.txt" / "a" / "b" / "m.tflite"):
+        for call, arg in ((atomic_write, (out, b"x")), (_fileio.check_writable, (str(out),))):
+            with pytest.raises(OSError) as info:
+                call(*arg)
+            message = str(info.value)
+            assert f"{tmp_path / 'notes.txt'} is a file, not a directory" in message, message
+            assert "create it first" not in message, message
+    assert (tmp_path / "notes.txt").read_text() == "x"
+    with pytest.raises(FileNotFoundError, match="does not exist: create it first"):
+        _fileio.check_writable(str(tmp_path / "missing" / "m.tflite"))
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
 def test_a_fifo_or_device_is_not_replaced(tmp_path):
     """The rename would replace the node itself (for /dev/null as root: the system's /dev/null)."""
