@@ -2114,6 +2114,53 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status sparse_e4_bmi2(const u
 #undef DC_BMI2_ENTRY
 
 #if DC_HAS_CONTEXT
+/* §14, 32-bit elements: the tail of context_e4_bmi2 and context_e4_pairs -- from each stream's
+ * bit position q[s], segment position pos[s], context c[s] (2 x the class of its previous index)
+ * and background filled[s] after `done` entries, the rest of each stream one entry at a time with
+ * the safe refill, then §14's segment end checks, the background left and §7's stream ends. */
+static dc_status context_e4_tail(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
+                                 const uint16_t* itab, uint8_t* out, bitreader br[4],
+                                 const uint64_t q[4], uint64_t pos[4], uint32_t c[4],
+                                 uint64_t filled[4], uint64_t done) {
+  const uint32_t Li = h->index_code.max_len;
+  const uint64_t gmask = (1u << h->gap_code.max_len) - 1u, imask = (1u << Li) - 1u;
+  const uint64_t G = h->gap_alphabet;
+  const uint8_t* cb = h->codebook;
+  const uint8_t* bgv = cb + (size_t)h->background * 4u;
+  uint64_t end[4];
+  uint32_t s;
+  end[0] = h->seg_start[1];
+  end[1] = h->seg_start[2];
+  end[2] = h->seg_start[3];
+  end[3] = h->info.num_elements;
+  for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
+    bitreader* bb = &br[s];
+    uint64_t k;
+    dc_status st;
+    br_seek(bb, data, q[s]);
+    for (k = done; k < h->stream_count[s]; ++k) {
+      uint32_t g, i;
+      br_refill_safe(bb, data);
+      DEC(*bb, gtab, gmask, g);
+      ctx_fill(out, &filled[s], pos[s], end[s], (uint64_t)g + 1, bgv, 4, 32);
+      i = itab[((size_t)(c[s] + (g == 0)) << Li) + (size_t)(bb->bits & imask)];
+      bb->bits >>= i & 15u;
+      bb->count -= i & 15u;
+      pos[s] += g;
+      if (pos[s] >= end[s]) return DC_ERR_STREAM;
+      memcpy(out + pos[s] * 4u, cb + ((i >> 4) & ~3u), 4u);
+      pos[s]++;
+      c[s] = (i >> 3) & 6u;
+    }
+    /* §14: a segment ends where the next starts; the last leaves fewer than G */
+    if (s < 3 ? pos[s] != end[s] : end[s] - pos[s] >= G) return DC_ERR_STREAM;
+    fill_elements(out, filled[s], end[s], bgv, 4, 32);
+    st = br_finish(bb, data);
+    if (st != DC_OK) return st;
+  }
+  return DC_OK;
+}
+
 /* §14 context-modelled sparse, 32-bit elements, with BMI2: context_body's walk (same segments,
  * contexts, checks, statuses and background fill) with sparse_e4_bmi2's position-based streams:
  * per iteration one 8-byte load per stream feeds its 2 entries (<= 48 bits).  context_body keeps
@@ -2142,14 +2189,13 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status context_e4_bmi2(const 
                                                                           uint8_t* out) {
   bitreader br[4];
   const uint32_t Lg = h->gap_code.max_len, Li = h->index_code.max_len;
-  const uint64_t gmask = (1u << Lg) - 1u, imask = (1u << Li) - 1u;
   const uint64_t n = h->info.num_elements, G = h->gap_alphabet;
   const uint8_t* cb = h->codebook;
   const uint8_t* bgv = cb + (size_t)h->background * 4u;
   const uint32_t bgc = (h->classes[h->background >> 1] >> ((h->background & 1u) << 2)) & 3u;
   const uint64_t e0 = h->seg_start[1], e1 = h->seg_start[2], e2 = h->seg_start[3], e3 = n;
   uint64_t p0 = 0, p1 = e0, p2 = e1, p3 = e2, left = h->stream_count[3], done = 0, it;
-  uint64_t q[4], pos[4], end[4], filled[4];
+  uint64_t q[4], pos[4], filled[4];
   uint32_t c0 = 2 * bgc, c1 = c0, c2 = c0, c3 = c0, c[4], s;
   streams_init(br, h);
   for (s = 0; s < 4; ++s) {
@@ -2204,40 +2250,11 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status context_e4_bmi2(const 
   pos[1] = p1;
   pos[2] = p2;
   pos[3] = p3;
-  end[0] = e0;
-  end[1] = e1;
-  end[2] = e2;
-  end[3] = e3;
   c[0] = c0;
   c[1] = c1;
   c[2] = c2;
   c[3] = c3;
-  for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
-    bitreader* bb = &br[s];
-    uint64_t k;
-    dc_status st;
-    br_seek(bb, data, q[s]);
-    for (k = done; k < h->stream_count[s]; ++k) {
-      uint32_t g, i;
-      br_refill_safe(bb, data);
-      DEC(*bb, gtab, gmask, g);
-      ctx_fill(out, &filled[s], pos[s], end[s], (uint64_t)g + 1, bgv, 4, 32);
-      i = itab[((size_t)(c[s] + (g == 0)) << Li) + (size_t)(bb->bits & imask)];
-      bb->bits >>= i & 15u;
-      bb->count -= i & 15u;
-      pos[s] += g;
-      if (pos[s] >= end[s]) return DC_ERR_STREAM;
-      memcpy(out + pos[s] * 4u, cb + ((i >> 4) & ~3u), 4u);
-      pos[s]++;
-      c[s] = (i >> 3) & 6u;
-    }
-    /* §14: a segment ends where the next starts; the last leaves fewer than G */
-    if (s < 3 ? pos[s] != end[s] : end[s] - pos[s] >= G) return DC_ERR_STREAM;
-    fill_elements(out, filled[s], end[s], bgv, 4, 32);
-    st = br_finish(bb, data);
-    if (st != DC_OK) return st;
-  }
-  return DC_OK;
+  return context_e4_tail(data, h, gtab, itab, out, br, q, pos, c, filled, done);
 }
 #undef DC_CX_ENTRY
 #endif
@@ -2625,8 +2642,7 @@ __attribute__((target("bmi,bmi2,lzcnt"))) DC_NOINLINE dc_status
 context_e4_pairs(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
                  const uint16_t* itab, const uint32_t* pairs, uint8_t* out) {
   bitreader br[4];
-  const uint32_t Lg = h->gap_code.max_len, Li = h->index_code.max_len;
-  const uint64_t gmask = (1u << Lg) - 1u, imask = (1u << Li) - 1u;
+  const uint32_t Li = h->index_code.max_len;
   const uint64_t n = h->info.num_elements, G = h->gap_alphabet;
   const uint8_t* cb = h->codebook;
   const uint8_t* bgv = cb + (size_t)h->background * 4u;
@@ -2635,7 +2651,7 @@ context_e4_pairs(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
   const uint32_t* const t_bg = pairs + ((size_t)bgc << DC_SP_BITS);
   const uint32_t *t0 = t_bg, *t1 = t_bg, *t2 = t_bg, *t3 = t_bg;
   uint64_t p0 = 0, p1 = e0, p2 = e1, p3 = e2, left = h->stream_count[3], done = 0, it;
-  uint64_t q[4], pos[4], end[4], filled[4];
+  uint64_t q[4], pos[4], filled[4];
   uint32_t c[4], s;
   streams_init(br, h);
   for (s = 0; s < 4; ++s) {
@@ -2672,40 +2688,11 @@ context_e4_pairs(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
   pos[1] = p1;
   pos[2] = p2;
   pos[3] = p3;
-  end[0] = e0;
-  end[1] = e1;
-  end[2] = e2;
-  end[3] = e3;
   c[0] = (uint32_t)(t0 != pairs) * 2u;
   c[1] = (uint32_t)(t1 != pairs) * 2u;
   c[2] = (uint32_t)(t2 != pairs) * 2u;
   c[3] = (uint32_t)(t3 != pairs) * 2u;
-  for (s = 0; s < 4; ++s) { /* the tail, each stream on its own with the safe refill */
-    bitreader* bb = &br[s];
-    uint64_t k;
-    dc_status st;
-    br_seek(bb, data, q[s]);
-    for (k = done; k < h->stream_count[s]; ++k) {
-      uint32_t g, i;
-      br_refill_safe(bb, data);
-      DEC(*bb, gtab, gmask, g);
-      ctx_fill(out, &filled[s], pos[s], end[s], (uint64_t)g + 1, bgv, 4, 32);
-      i = itab[((size_t)(c[s] + (g == 0)) << Li) + (size_t)(bb->bits & imask)];
-      bb->bits >>= i & 15u;
-      bb->count -= i & 15u;
-      pos[s] += g;
-      if (pos[s] >= end[s]) return DC_ERR_STREAM;
-      memcpy(out + pos[s] * 4u, cb + ((i >> 4) & ~3u), 4u);
-      pos[s]++;
-      c[s] = (i >> 3) & 6u;
-    }
-    /* §14: a segment ends where the next starts; the last leaves fewer than G */
-    if (s < 3 ? pos[s] != end[s] : end[s] - pos[s] >= G) return DC_ERR_STREAM;
-    fill_elements(out, filled[s], end[s], bgv, 4, 32);
-    st = br_finish(bb, data);
-    if (st != DC_OK) return st;
-  }
-  return DC_OK;
+  return context_e4_tail(data, h, gtab, itab, out, br, q, pos, c, filled, done);
 }
 #undef DC_CP_DEC
 #undef DC_CP_DEC_LATE
