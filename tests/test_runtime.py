@@ -971,4 +971,9 @@ def test_a_packed_input_whose_shape_disagrees_with_its_bytes_says_the_fix_on_eve
             export.unpack(bad)
         assert str(e.value) == says, str(e.value)
         assert cli.main(["unpack", str(tmp_path / "bad.tflite"), str(tmp_path / "u.tflite")]) == 1
+        with pytest.raises(ValueError) as e:  # inspect listed it as packed, silently
+            export.inspect(bad)
+        assert f"holds {n} bytes, but its shape is [{n - 1}] (one entry per byte: [{n}]): no runtime loads it; " \
+            f"{fb.CORRUPT_FIX}" in str(e.value), str(e.value)
+        assert cli.main(["inspect", str(tmp_path / "bad.tflite")]) == 1
 

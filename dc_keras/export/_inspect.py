@@ -367,6 +367,12 @@ def _packed_row(model, codec, s, t, packed_tensor):
     name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
     data = fb.buffer_bytes(model, packed_tensor.buffer)
+    declared = [int(d) for d in (packed_tensor.shape if packed_tensor.shape is not None else [])]
+    if declared != [len(data)]:  # as unpack and the runtime refuse it (HuffDecode checks it at load)
+        what = (f"packed input {fb.printable(fb.tensor_name(packed_tensor))!r}" if fb.tensor_name(packed_tensor)
+                else "packed input")
+        raise ValueError(f"tensor {fb.printable(name)!r}: {what} holds {len(data)} bytes, but its shape is {declared} "
+                         f"(one entry per byte: [{len(data)}]): no runtime loads it; {fb.CORRUPT_FIX}")
     try:
         arr = np.asarray(codec.decode(data))
         head = codec.info(data)
