@@ -547,8 +547,8 @@ def test_fast_paths_match_portable_decoder(portable_and_simd, version, dtype, la
 
 def test_context_pair_loops_match_portable_decoder(portable_and_simd):
     """§14 float32 on x86-64: the pair-table loop (two tables, one per class of the previous index,
-    after the §14 tables in dc_decode's workspace) and, with a workspace of dc_workspace_size()
-    bytes (no room for them), the BMI2 loop give the portable loop's bytes and statuses: segments
+    after the §14 tables in dc_decode's workspace) gives the portable loop's bytes and statuses, as
+    does a workspace of dc_workspace_size() bytes (no room for them: the portable loop): segments
     that end inside an iteration's reach, long gaps (12-bit gap codes) and 10-bit index codes, one
     or two classes, a non-zero background, a zero-bit gap code; and every corrupt variant alike."""
     from dc_keras.codec._decode import _library
@@ -577,7 +577,7 @@ def test_context_pair_loops_match_portable_decoder(portable_and_simd):
         assert fast.tobytes() == portable.tobytes() == avx2.tobytes() == spread.tobytes() == want, shape
         size = ctypes.c_size_t()
         assert lib.dc_workspace_size(packed, len(packed), ctypes.byref(size)) == 0
-        ws = np.zeros(size.value, np.uint8)  # exactly what the tables need: the BMI2 loop, no pair tables
+        ws = np.zeros(size.value, np.uint8)  # exactly what the tables need: no pair tables
         out = np.empty_like(a)
         args = (packed, len(packed), out.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(out.nbytes),
                 ws.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(size.value))

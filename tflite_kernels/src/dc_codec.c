@@ -642,12 +642,15 @@ dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info) {
   return st;
 }
 
+/* §14's decode tables (u16 entries): the gap table, then one 2^Lmax-entry table per context. */
+static size_t context_entries(const dc_header* h) {
+  return table_entries(&h->gap_code) + (size_t)h->contexts * table_entries(&h->index_code);
+}
+
 static size_t workspace_bytes(const dc_header* h) {
   size_t e = 0;
-  uint32_t c;
   if (h->info.num_elements > 0 && h->contexts > 0) { /* §14 */
-    e = table_entries(&h->gap_code) + (size_t)h->contexts * table_entries(&h->index_code);
-    (void)c;
+    e = context_entries(h);
   } else if (h->info.num_elements > 0) {
     e = table_entries(&h->index_code);
     if (h->sparse) e += table_entries(&h->gap_code);
@@ -2114,7 +2117,7 @@ __attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status sparse_e4_bmi2(const u
 #undef DC_BMI2_ENTRY
 
 #if DC_HAS_CONTEXT
-/* §14, 32-bit elements: the tail of context_e4_bmi2 and context_e4_pairs -- from each stream's
+/* §14, 32-bit elements: the tail of context_e4_pairs -- from each stream's
  * bit position q[s], segment position pos[s], context c[s] (2 x the class of its previous index)
  * and background filled[s] after `done` entries, the rest of each stream one entry at a time with
  * the safe refill, then §14's segment end checks, the background left and §7's stream ends. */
@@ -2161,102 +2164,6 @@ static dc_status context_e4_tail(const uint8_t* data, const dc_header* h, const 
   return DC_OK;
 }
 
-/* §14 context-modelled sparse, 32-bit elements, with BMI2: context_body's walk (same segments,
- * contexts, checks, statuses and background fill) with sparse_e4_bmi2's position-based streams:
- * per iteration one 8-byte load per stream feeds its 2 entries (<= 48 bits).  context_body keeps
- * a bit count per stream besides its bits, position, end and context: 20 values for 16 registers,
- * and the spills cost it ~0.75x of §6's decode speed on LeNet-300-100's fc1; here the stream's
- * bits carry a marker (no count) and each shift is one SHRX.  Entry: the gap, then the index
- * from the table of context c + (gap = 0) (c: 2 x the class of the segment's previous index, from
- * bits 4-5 of its table entry, as DC_CTX_ENTRY). */
-#define DC_CX_ENTRY(w, p, c, e, CHECK)                                                \
-  do {                                                                                \
-    const uint32_t g_ = gtab[_bzhi_u64((w), Lg)];                                     \
-    uint32_t i_;                                                                      \
-    (w) >>= g_ & 15u;                                                                 \
-    i_ = itab[((size_t)((c) + ((g_ >> 4) == 0)) << Li) + (size_t)_bzhi_u64((w), Li)]; \
-    (w) >>= i_ & 15u;                                                                 \
-    (p) += g_ >> 4;                                                                   \
-    if ((CHECK) && (p) >= (e)) return DC_ERR_STREAM;                                  \
-    memcpy(out + (p)*4u, cb + ((i_ >> 4) & ~3u), 4u); /* 4 x index */                 \
-    (p)++;                                                                            \
-    (c) = (i_ >> 3) & 6u;                                                             \
-  } while (0)
-__attribute__((target("bmi,bmi2"))) DC_NOINLINE dc_status context_e4_bmi2(const uint8_t* data,
-                                                                          const dc_header* h,
-                                                                          const uint16_t* gtab,
-                                                                          const uint16_t* itab,
-                                                                          uint8_t* out) {
-  bitreader br[4];
-  const uint32_t Lg = h->gap_code.max_len, Li = h->index_code.max_len;
-  const uint64_t n = h->info.num_elements, G = h->gap_alphabet;
-  const uint8_t* cb = h->codebook;
-  const uint8_t* bgv = cb + (size_t)h->background * 4u;
-  const uint32_t bgc = (h->classes[h->background >> 1] >> ((h->background & 1u) << 2)) & 3u;
-  const uint64_t e0 = h->seg_start[1], e1 = h->seg_start[2], e2 = h->seg_start[3], e3 = n;
-  uint64_t p0 = 0, p1 = e0, p2 = e1, p3 = e2, left = h->stream_count[3], done = 0, it;
-  uint64_t q[4], pos[4], filled[4];
-  uint32_t c0 = 2 * bgc, c1 = c0, c2 = c0, c3 = c0, c[4], s;
-  streams_init(br, h);
-  for (s = 0; s < 4; ++s) {
-    q[s] = (uint64_t)br[s].start * 8u;
-    filled[s] = h->seg_start[s];
-  }
-  /* `left`: entries of the shortest stream (3) not yet decoded */
-  while ((it = min_u64(
-              min_u64(min_u64(pos_safe_iters(q[0], br[0].end), pos_safe_iters(q[1], br[1].end)),
-                      min_u64(pos_safe_iters(q[2], br[2].end), pos_safe_iters(q[3], br[3].end))),
-              min_u64(left / 2, DC_CHUNK_ITERS))) > 0) {
-    uint64_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
-    if (it * 2 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (2 * G) + 1;
-    ctx_fill(out, &filled[0], p0, e0, it * 2 * G, bgv, 4, 32);
-    ctx_fill(out, &filled[1], p1, e1, it * 2 * G, bgv, 4, 32);
-    ctx_fill(out, &filled[2], p2, e2, it * 2 * G, bgv, 4, 32);
-    ctx_fill(out, &filled[3], p3, e3, it * 2 * G, bgv, 4, 32);
-    left -= 2 * it;
-    done += 2 * it;
-    /* an iteration moves each position by <= 2 G: where every segment has room for `it` of them,
-     * no entry needs its end check (the common case: the segments are N / 4 long) */
-#define DC_CX_ITER(CHECK)                                                                   \
-  do {                                                                                      \
-    uint64_t w0 = DC_BMI2_LOAD(q0), w1 = DC_BMI2_LOAD(q1), w2 = DC_BMI2_LOAD(q2),           \
-             w3 = DC_BMI2_LOAD(q3);                                                         \
-    DC_CX_ENTRY(w0, p0, c0, e0, CHECK);                                                     \
-    DC_CX_ENTRY(w1, p1, c1, e1, CHECK);                                                     \
-    DC_CX_ENTRY(w2, p2, c2, e2, CHECK);                                                     \
-    DC_CX_ENTRY(w3, p3, c3, e3, CHECK);                                                     \
-    DC_CX_ENTRY(w0, p0, c0, e0, CHECK);                                                     \
-    DC_CX_ENTRY(w1, p1, c1, e1, CHECK);                                                     \
-    DC_CX_ENTRY(w2, p2, c2, e2, CHECK);                                                     \
-    DC_CX_ENTRY(w3, p3, c3, e3, CHECK);                                                     \
-    q0 += (uint64_t)__builtin_clzll(w0) - 6u; /* w != 0: the marker is at bit >= 57 - 48 */ \
-    q1 += (uint64_t)__builtin_clzll(w1) - 6u;                                               \
-    q2 += (uint64_t)__builtin_clzll(w2) - 6u;                                               \
-    q3 += (uint64_t)__builtin_clzll(w3) - 6u;                                               \
-  } while (0)
-    if (p0 + it * 2 * G <= e0 && p1 + it * 2 * G <= e1 && p2 + it * 2 * G <= e2 &&
-        p3 + it * 2 * G <= e3) {
-      for (; it > 0; --it) DC_CX_ITER(0);
-    } else {
-      for (; it > 0; --it) DC_CX_ITER(1);
-    }
-#undef DC_CX_ITER
-    q[0] = q0;
-    q[1] = q1;
-    q[2] = q2;
-    q[3] = q3;
-  }
-  pos[0] = p0;
-  pos[1] = p1;
-  pos[2] = p2;
-  pos[3] = p3;
-  c[0] = c0;
-  c[1] = c1;
-  c[2] = c2;
-  c[3] = c3;
-  return context_e4_tail(data, h, gtab, itab, out, br, q, pos, c, filled, done);
-}
-#undef DC_CX_ENTRY
 #endif
 
 #undef DC_BMI2_LOAD
@@ -2301,11 +2208,6 @@ static void sp_first_codes(const dc_alphabet* g, uint32_t next[DC_MAX_CODE_LENGT
   }
 }
 
-/* The 2^12 pair words.  A window's word depends only on its low lg + li bits when both codes fit
- * in DC_SP_FIRST bits: the first 2^DC_SP_FIRST words are built, doubling copies repeat them, and
- * only the windows that need more bits (a longer gap code, or an index code longer than the
- * first bits leave) are then written one by one: ~2x fewer words computed than one per window
- * (the build is ~8 % of decoding an 18.8 K-entry tensor). */
 /* §14's pair word (context_e4_pairs): as §6's, but the index (K <= 1024) in bits 7-16 and the
  * class of the index (0 or 1: C <= 4) in bit 18, the bit that selects the next entry's table. */
 static inline uint32_t cp_word(uint32_t base, const uint16_t* itab, uint32_t imask, uint32_t x,
@@ -2315,6 +2217,11 @@ static inline uint32_t cp_word(uint32_t base, const uint16_t* itab, uint32_t ima
       (uint32_t)(ie >> 6) << 7 | (uint32_t)((ie >> 4) & 1u) << 18 | DC_SP_BOTH | li;
   return base + (hit & (0u - (uint32_t)(li <= room)));
 }
+/* The 2^12 pair words.  A window's word depends only on its low lg + li bits when both codes fit
+ * in DC_SP_FIRST bits: the first 2^DC_SP_FIRST words are built, doubling copies repeat them, and
+ * only the windows that need more bits (a longer gap code, or an index code longer than the
+ * first bits leave) are then written one by one: ~2x fewer words computed than one per window
+ * (the build is ~8 % of decoding an 18.8 K-entry tensor). */
 #define DC_SP_WORD(base, itab, imask, x, room) \
   (ctx ? cp_word(base, itab, imask, x, room) : sp_word(base, itab, imask, x, room))
 #define DC_SP_FIRST 9u
@@ -3005,7 +2912,6 @@ static dc_status decode_context(const uint8_t* data, const dc_header* h, uint16_
                               pairs + ((size_t)1 << DC_SP_BITS)); /* class 1: contexts 3, 2 */
         return context_e4_pairs(data, h, ws, t, pairs, out);
       }
-      if (dense_bmi2_ok()) return context_e4_bmi2(data, h, ws, t, out);
 #else
       (void)pairs;
 #endif
@@ -3138,10 +3044,7 @@ dc_status dc_decode_ws(const uint8_t* data, size_t size, void* out_v, size_t out
                 : NULL;
 #if DC_DENSE_BMI2 && DC_HAS_CONTEXT /* (only x86-64 has §14's pair loop) */
     if (h.contexts > 0) {
-      pt = ((uintptr_t)(itab + table_entries(&h.gap_code) +
-                        (size_t)h.contexts * table_entries(&h.index_code)) +
-            3u) &
-           ~(uintptr_t)3u;
+      pt = ((uintptr_t)(itab + context_entries(&h)) + 3u) & ~(uintptr_t)3u;
       pairs = pt - (uintptr_t)workspace + (8u << DC_MAX_CODE_LENGTH) <= workspace_size
                   ? (uint32_t*)pt
                   : NULL;
