@@ -11,7 +11,7 @@ from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, check_min_bytes, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
                                    _subgraph_facts, negative_zeros_note,
-                                   _tensor_array, header_mismatch, shared_buffer_reason,
+                                   _tensor_array, header_mismatch, packed_shape_mismatch, shared_buffer_reason,
                                    skip_reason, unreferenced_buffers, unreferenced_note)
 
 
@@ -367,12 +367,11 @@ def _packed_row(model, codec, s, t, packed_tensor):
     name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
     data = fb.buffer_bytes(model, packed_tensor.buffer)
-    declared = [int(d) for d in (packed_tensor.shape if packed_tensor.shape is not None else [])]
-    if declared != [len(data)]:  # as unpack and the runtime refuse it (HuffDecode checks it at load)
+    mismatch = packed_shape_mismatch(packed_tensor, data)  # as unpack and the runtime refuse it
+    if mismatch:
         what = (f"packed input {fb.printable(fb.tensor_name(packed_tensor))!r}" if fb.tensor_name(packed_tensor)
                 else "packed input")
-        raise ValueError(f"tensor {fb.printable(name)!r}: {what} holds {len(data)} bytes, but its shape is {declared} "
-                         f"(one entry per byte: [{len(data)}]): no runtime loads it; {fb.CORRUPT_FIX}")
+        raise ValueError(f"tensor {fb.printable(name)!r}: {what} {mismatch}: no runtime loads it; {fb.CORRUPT_FIX}")
     try:
         arr = np.asarray(codec.decode(data))
         head = codec.info(data)

@@ -1147,10 +1147,9 @@ def _unpack_model(model, buffers):
             raw = fb.buffer_bytes(model, p.buffer)
             if p.type != schema.TensorType.UINT8 or not raw:
                 raise ValueError(f"{where}: {what} is not a constant uint8 tensor; {fb.CORRUPT_FIX}")
-            shape = [int(d) for d in (p.shape if p.shape is not None else [])]
-            if shape != [len(raw)]:
-                raise ValueError(f"{where}: {what} holds {len(raw)} bytes, but its shape is {shape} (one entry per "
-                                 f"byte: [{len(raw)}]); {fb.CORRUPT_FIX}")
+            mismatch = packed_shape_mismatch(p, raw)
+            if mismatch:
+                raise ValueError(f"{where}: {what} {mismatch}; {fb.CORRUPT_FIX}")
             data = _decode_for(codec, raw, t, where, name)
             b = t.buffer
             if b > 0 and b < len(model.buffers) and b not in removed_buffers:
@@ -1184,6 +1183,15 @@ def _decode_for(codec, raw, t, where, name):
     if mismatch:
         raise ValueError(f"{where}: packed data of {name!r} is {mismatch}; {fb.CORRUPT_FIX}")
     return data
+
+
+def packed_shape_mismatch(p, raw):
+    """How packed tensor ``p`` (HuffDecode's input, holding the bytes ``raw``) declares a shape other
+    than one entry per byte, which no runtime loads (HuffDecode checks it), or None."""
+    shape = [int(d) for d in (p.shape if p.shape is not None else [])]
+    if shape == [len(raw)]:
+        return None
+    return f"holds {len(raw)} bytes, but its shape is {shape} (one entry per byte: [{len(raw)}])"
 
 
 def header_mismatch(head, t):
