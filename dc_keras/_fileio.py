@@ -59,15 +59,19 @@ def _name_max(directory: str) -> int:
         return 255
 
 
+def _nearest_existing(path: str) -> str:
+    """``path`` (absolute) or its nearest ancestor that exists: where creating the missing folders
+    would start."""
+    d = os.path.abspath(path)
+    while not os.path.exists(d) and os.path.dirname(d) != d:
+        d = os.path.dirname(d)
+    return d
+
+
 def _file_in_the_way(directory: str) -> str | None:
     """The nearest existing ancestor of ``directory`` when it is not a directory (a regular file),
     else None."""
-    d = os.path.abspath(directory)
-    while not os.path.lexists(d):
-        parent = os.path.dirname(d)
-        if parent == d:
-            return None
-        d = parent
+    d = _nearest_existing(directory)
     return d if d != os.path.abspath(directory) and not os.path.isdir(d) else None
 
 

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dc_keras._fileio import _read_only_mount, _writable
+from dc_keras._fileio import _nearest_existing, _read_only_mount, _writable
 
 
 class instance_only:
@@ -71,9 +71,7 @@ def _check_log_dir(log_dir):
         raise ValueError("`log_dir` must be a non-empty path (the folder TensorBoard reads, e.g. 'logs'), got ''.")
     if "://" in path:
         return path
-    existing = os.path.abspath(os.path.join(path, "train"))
-    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
-        existing = os.path.dirname(existing)  # the nearest part that exists: the writer creates the rest
+    existing = _nearest_existing(os.path.join(path, "train"))  # the writer creates the rest
     if not os.path.isdir(existing):
         raise OSError(errno.ENOTDIR, f"{os.strerror(errno.ENOTDIR)}; {existing} is a file, so `log_dir` cannot be "
                       f"created there (TensorBoard's summaries go to <log_dir>/train): choose a log_dir in a "
