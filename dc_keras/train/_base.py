@@ -714,7 +714,7 @@ class Rebuilder:
             try:
                 fresh = layer.__class__.from_config({**config, "name": layer.name})
             except TypeError:  # an __init__ that takes no name: the name Keras gives
-                fresh = None
+                pass
         if fresh is None:
             fresh = layer.__class__.from_config(config)
         values = layer.get_weights() if weights is None else weights
