@@ -100,6 +100,86 @@ def test_clustering_summaries_epoch_mode_steps(tmp_path):
         dc_keras.train.ClusteringSummaries(str(tmp_path), update_freq=0)
 
 
+def pruned_mlp(levels=None):
+    """mlp() with half of d1's kernel exactly 0 (``out`` keeps no zeros); ``levels``: d1's
+    non-zero weights set to these few values (fewer than the clusters: k-means leaves some empty)."""
+    keras.utils.set_random_seed(0)
+    model = mlp()
+    kernel, bias = model.get_layer("d1").get_weights()
+    kernel[np.abs(kernel) < np.median(np.abs(kernel))] = 0
+    if levels is not None:
+        nonzero = np.flatnonzero(kernel)
+        kernel.flat[nonzero] = np.resize(np.asarray(levels, kernel.dtype), nonzero.size)
+    model.get_layer("d1").set_weights([kernel, bias])
+    return model
+
+
+def centroids_of(model, name):
+    """Layer ``name``'s kernel centroids and assignments (its variables, by name)."""
+    from dc_keras.train.summaries import sync_model_state
+
+    sync_model_state(model)  # JAX keeps fit()'s values apart during an epoch
+    value = {v.name: keras.ops.convert_to_numpy(v).copy() for v in model.get_layer(name).weights}
+    return value["kernel_centroids"], value["kernel_assignments"]
+
+
+@pytest.mark.parametrize("route", ["tfmot", "wrapper", "cluster"])
+def test_centroid_drift_averages_the_centroids_that_hold_weights(tmp_path, route):
+    """centroid_drift/<layer>/<weight> averaged |now - start| over every centroid, also those no
+    weight is assigned to: the spare centroid a kernel with zeros keeps at 0 under tfmot's count
+    (cluster_weights(preserve_sparsity=True), ClusterWrapper(zero_takes_a_cluster=True)), and
+    clusters k-means left empty. They never move, so with 8 clusters the drift read 7/8 of the
+    trained centroids' mean. Now the mean is over the centroids that hold weights, checked
+    against the values read from the layer before fit and at each epoch end; clusters/ counts
+    the distinct non-zero values (the zero is not one of them)."""
+    from dc_keras.compat import tfmot
+
+    n = 8
+    if route == "tfmot":
+        clustered = tfmot.clustering.keras.cluster_weights(
+            pruned_mlp(), number_of_clusters=n, preserve_sparsity=True,
+            cluster_centroids_init=tfmot.clustering.keras.CentroidInitialization.LINEAR)
+        summaries = tfmot.clustering.keras.ClusteringSummaries(str(tmp_path))
+    elif route == "wrapper":
+        model = pruned_mlp()
+        inputs = keras.Input((10,))
+        h = dc_keras.train.ClusterWrapper(model.get_layer("d1"), clusters=n, preserve_sparsity=True,
+                                          zero_takes_a_cluster=True, name="d1")(inputs)
+        out = dc_keras.train.ClusterWrapper(model.get_layer("out"), clusters=n, preserve_sparsity=True,
+                                            zero_takes_a_cluster=True, name="out")(h)
+        clustered = keras.Model(inputs, out)
+        summaries = dc_keras.train.ClusteringSummaries(str(tmp_path))
+    else:  # dc_keras.cluster's own count: no spare centroid, but 3 weight values for 8 clusters
+        clustered = dc_keras.cluster(pruned_mlp(levels=[-0.5, 0.25, 0.75]), clusters=n, preserve_sparsity=True)
+        summaries = dc_keras.train.ClusteringSummaries(str(tmp_path))
+    start, assignments = centroids_of(clustered, "d1")
+    held = np.isin(np.arange(n), assignments)
+    trained = {"tfmot": n - 1, "wrapper": n - 1, "cluster": 3}[route]
+    assert held.sum() == trained
+    ends = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda _epoch, _logs: ends.append(centroids_of(clustered, "d1")[0]))
+    clustered.compile(keras.optimizers.Adam(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    clustered.fit(X, Y, batch_size=16, epochs=2, verbose=0, callbacks=[summaries, record])
+
+    scalars = read_scalars(tmp_path)
+    drift = [v for _, v in scalars["centroid_drift/d1/kernel"]]
+    assert [s for s, _ in scalars["centroid_drift/d1/kernel"]] == [6, 12]
+    assert np.array_equal(centroids_of(clustered, "d1")[1], assignments)  # only the centroids train
+    for value, now in zip(drift, ends):
+        assert np.array_equal(now[~held], start[~held])  # the unused centroids never move
+        expected = np.mean(np.abs(now[held] - start[held]))
+        assert value == pytest.approx(expected, rel=1e-6)
+        assert abs(value - np.mean(np.abs(now - start))) > 0.05 * value  # what the old code wrote
+    assert drift[-1] > 0
+    # clusters/: the distinct non-zero values in use (tfmot counts the zero among its n; not here)
+    final = dc_keras.strip(clustered)
+    kernel = final.get_layer("d1").get_weights()[0]
+    assert [v for _, v in scalars["clusters/d1/kernel"]] == [trained, trained]
+    assert np.unique(kernel[kernel != 0]).size == trained and np.unique(kernel).size == trained + 1
+    assert [v for _, v in scalars["clusters/out/kernel"]] == [n, n]  # no zeros there: all n centroids used
+
+
 @pytest.mark.parametrize("kind", ["pruning", "clustering"])
 def test_one_callback_listed_twice_acts_once(tmp_path, kind):
     """The same PruningCallback / ClusteringSummaries instance listed twice in fit()'s callbacks

@@ -12,8 +12,9 @@ callbacks share a ``log_dir``.
   (the last one's masks). In a custom training loop, at each ``on_epoch_begin`` call, at the
   training step reached.
 - Clustering (:class:`ClusteringSummaries`): ``clusters/<layer>/<weight>`` (distinct non-zero
-  values in use) and ``centroid_drift/<layer>/<weight>`` (mean absolute change of the centroids
-  since the start of ``fit``), every ``update_freq`` calls and at the end of each epoch.
+  values in use) and ``centroid_drift/<layer>/<weight>`` (mean absolute change since the start of
+  ``fit`` of the centroids that hold weights, see :func:`centroid_drift`), every ``update_freq``
+  calls and at the end of each epoch.
 
 Summaries are written with ``tf.summary.write`` (TensorFlow is installed with dc_keras on every
 Keras backend; the ``tensorboard`` package is needed only to view them, and by
@@ -183,8 +184,32 @@ class PruningLog(SummaryLog):
         self.write_sparsity(updated, self.calls)
 
 
+def centroid_drift(start, now, assignments):
+    """Mean absolute change ``|now - start|`` of the centroids that hold at least one weight in
+    ``assignments`` (the ones that train: a centroid's gradient is the sum of its weights'). A
+    centroid no weight is assigned to is left out: the unused last centroid of a kernel with zeros
+    under ``zero_takes_a_cluster`` (tfmot's count, kept at 0), or a cluster k-means left empty;
+    counting them scaled the drift down (by 7/8 with 8 clusters, one of them the zero). The zero
+    slot (index ``len(centroids)``) is not a centroid. 0.0 when no centroid holds a weight (an
+    all-zero kernel with ``preserve_sparsity``).
+
+    Example:
+        >>> centroid_drift([0.25, 0.5, 0.0], [0.5, 0.0, 0.0], [[0, 1], [3, 1]])  # centroid 2 holds none
+        0.375
+    """
+    start, now = np.asarray(start, np.float64), np.asarray(now, np.float64)
+    held = np.bincount(np.asarray(assignments).ravel(), minlength=now.size + 1)[:now.size] > 0
+    return float(np.mean(np.abs(now[held] - start[held]))) if held.any() else 0.0
+
+
 class ClusteringSummaries(keras.callbacks.Callback):
     """Writes cluster count and centroid drift of a clustered model to ``<log_dir>/train``.
+
+    Per clustered weight: ``clusters/<layer>/<weight>``, the number of distinct non-zero values
+    the weight holds (the zeros a ``preserve_sparsity`` kernel keeps are not counted), and
+    ``centroid_drift/<layer>/<weight>``, the mean absolute change since the start of ``fit`` of
+    the centroids that hold weights (:func:`centroid_drift`: a centroid no weight uses, such as
+    the spare one of tfmot's ``preserve_sparsity`` count, is left out).
 
     Args:
         log_dir: the same directory as ``keras.callbacks.TensorBoard(log_dir)``.
@@ -257,10 +282,11 @@ class ClusteringSummaries(keras.callbacks.Callback):
         values = {}
         for wrapper in self._wrappers():
             counts = wrapper.distinct_values()
-            for (name, _, _), centroids in zip(wrapper._targets, wrapper._centroids):
-                now = ops.convert_to_numpy(centroids)
+            for (name, _, _), centroids, assignments in zip(wrapper._targets, wrapper._centroids,
+                                                            wrapper._assignments):
                 values[f"clusters/{wrapper.name}/{name}"] = counts[name]
-                values[f"centroid_drift/{wrapper.name}/{name}"] = float(np.mean(np.abs(now - self._start[id(centroids)])))
+                values[f"centroid_drift/{wrapper.name}/{name}"] = centroid_drift(
+                    self._start[id(centroids)], ops.convert_to_numpy(centroids), ops.convert_to_numpy(assignments))
         self._log.write(values, max(self._log.calls, 1))
 
     def on_train_end(self, logs=None):

@@ -157,9 +157,14 @@ class ClusteringSummaries(_summaries.ClusteringSummaries):
     """Writes each clustered layer's cluster count and centroid drift to ``<log_dir>/train``
     (tfmot's name and arguments for :class:`dc_keras.train.ClusteringSummaries`).
 
-    Unlike tfmot's (a ``TensorBoard`` subclass) it writes no loss/metric curves: add
-    ``keras.callbacks.TensorBoard(log_dir)`` for those. ``cluster_update_freq``: ``'epoch'``,
-    ``'batch'`` or every ``n`` batches.
+    Unlike tfmot's (a ``TensorBoard`` subclass, histograms of the wrappers' variables) it writes two
+    scalars per clustered weight: ``clusters/<layer>/<weight>``, the distinct non-zero values in use
+    (with ``preserve_sparsity=True`` a kernel with zeros shows ``number_of_clusters - 1``: the zero
+    is one of tfmot's clusters but is not counted), and ``centroid_drift/<layer>/<weight>``, the
+    mean absolute change since the start of ``fit`` of the centroids that hold weights (the spare
+    centroid such a kernel keeps at 0 is left out; see :func:`dc_keras.train.summaries.centroid_drift`).
+    No loss/metric curves: add ``keras.callbacks.TensorBoard(log_dir)`` for those.
+    ``cluster_update_freq``: ``'epoch'``, ``'batch'`` or every ``n`` batches.
 
     Example:
         >>> clustered.fit(x, y, callbacks=[ClusteringSummaries(log_dir="logs", cluster_update_freq="batch")])
