@@ -2,6 +2,7 @@
 runs them: ``--help``, exit codes, outputs written atomically with the umask's mode, inputs never
 touched, one error line naming the problem and the fix.  (dc_unpack's unpacking itself:
 tests/test_runtime_unpack.py.)"""
+import functools
 import os
 import subprocess
 
@@ -33,6 +34,8 @@ def test_help_and_usage_errors(tools, name, tmp_path):
         assert r.returncode == 0, (flag, r.stdout, r.stderr)
         assert r.stdout.startswith(f"usage: {name} ") and "PACKED" in r.stdout and r.stderr == ""
         assert "exit status" in r.stdout  # says what the exit codes mean
+        text = " ".join(r.stdout.split())
+        assert "copy it again from its source" in text and "newer format version" in text  # damage: the fix
     r = _run([tools[name]], cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith(f"usage: {name} ") and r.stdout == ""
     assert "--help" in r.stderr
@@ -201,3 +204,159 @@ def test_a_read_only_output_is_refused(tools, name, shared_dir):
         r = _run([tools[name], src, out])
         assert r.returncode == 0, r.stderr
         assert out.read_bytes() != b"keep me" and (out.stat().st_mode & 0o777) == 0o444
+
+
+# What the tools say to do about a damaged packed tensor (tflite_kernels/tools/tool_packed.h): the
+# words of dc_keras/_flatbuffer.py's CORRUPT_FIX (a packed tensor file is made again by
+# dc_keras.codec.encode, a model by exporting it) and NEWER_FIX (with the tools' own update).
+TENSOR_CORRUPT_FIX = ("the file is truncated or corrupt: encode it again (dc_keras.codec.encode) or copy it again "
+                      "from its source")
+NEWER = ("it was {made} by a newer dc_keras: update dc_keras and rebuild these tools from it (make -C "
+         "tflite_kernels tools), or {redo} again with a version= this decoder reads (1 to 4, docs/FORMAT.md §10)")
+
+
+TENSOR_DAMAGES = ["truncated", "checksum", "bad magic", "newer version", "version 0", "unknown layout",
+                  "layout of a later version", "unknown dtype"]
+MODEL_DAMAGES = ["truncated tensor", "checksum", "bad magic", "newer version", "unknown layout",
+                 "HuffDecode op with two inputs", "output shape not the packed one", "packed shape not its size",
+                 "truncated model"]
+
+
+def _set(data, offset, value):
+    bad = bytearray(data)
+    bad[offset] = value
+    return bytes(bad)
+
+
+@functools.cache
+def _damaged_tensors():
+    """{damage class: (packed tensor bytes, problem as the decoder names it, fix)}."""
+    _, good = _packed_tensor()
+    good = bytes(good)
+    newer = NEWER.format(made="encoded", redo="encode it")
+    return {
+        "truncated": (good[:-3], "truncated: the buffer is shorter than the sizes it declares", TENSOR_CORRUPT_FIX),
+        "checksum": (_set(good, len(good) - 1, good[-1] ^ 0x10), "checksum mismatch: the packed data is corrupt",
+                     TENSOR_CORRUPT_FIX),
+        "bad magic": (b"XXXX" + good[4:], "not a packed tensor (bad magic)",
+                      "give a packed tensor file (the bytes dc_keras.codec.encode returns); if it is one, it is "
+                      "corrupt: encode it again or copy it again from its source"),
+        "newer version": (_set(good, 4, 9), "unsupported packed tensor format version (newer than this decoder?): "
+                          "it is version 9, which only a decoder with DC_VERSION_MAX >= 9 reads", newer),
+        "version 0": (_set(good, 4, 0), "unsupported packed tensor format version (newer than this decoder?): "
+                      "version 0 does not exist (the first is 1)", TENSOR_CORRUPT_FIX),
+        "unknown layout": (_set(good, 7, 9), "unknown layout, or a layout parameter out of range (e.g. more "
+                           "entries than elements)", TENSOR_CORRUPT_FIX),
+        "layout of a later version": (_set(good, 7, 6), "unknown layout, or a layout parameter out of range (e.g. "
+                                      "more entries than elements)", TENSOR_CORRUPT_FIX),
+        "unknown dtype": (_set(good, 5, 99), "unknown element type (for this format version)", TENSOR_CORRUPT_FIX),
+    }
+
+
+@pytest.mark.parametrize("damage", TENSOR_DAMAGES)
+def test_dc_decode_names_a_damaged_tensor_and_the_fix(tools, damage, tmp_path):
+    """Each damage class of a packed tensor file: one line naming the file, the problem (the
+    decoder's words, as dc_keras.codec.decode raises them) and the fix -- encode it again or copy
+    it again; a newer format version: which decoder reads it and the update. Exit status 1, the
+    output and the input untouched. (It printed the problem alone: "dc_decode: f.bin: checksum
+    mismatch: the packed data is corrupt".)"""
+    data, problem, fix = _damaged_tensors()[damage]
+    with pytest.raises(codec.CorruptDataError) as e:  # Python's decoder names the same problem
+        codec.decode(data)
+    assert problem.startswith(str(e.value)), (str(e.value), problem)
+    src, out = tmp_path / "bad.dcp", tmp_path / "out.raw"
+    src.write_bytes(data)
+    out.write_bytes(b"previous result")
+    r = _run([tools["dc_decode"], src, out])
+    assert r.returncode == 1 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr == f"dc_decode: {src}: {problem}; {fix}\n", r.stderr
+    assert out.read_bytes() == b"previous result" and src.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.dcp", "out.raw"]
+
+
+@functools.cache
+def _damaged_models():
+    """{damage class: (model bytes, the problem's words in dc_unpack's line, fix)}: a packed
+    tensor inside the model damaged as _damaged_tensors damages one, and the model's own structure."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+
+    import _export_models as em
+
+    good = export.pack(em.tflite("dense", None))
+    at = good.find(b"DCHF")
+
+    def edit(change):
+        m = fb.read_model(good)
+        s, i, o = export._pack.packed_tensors(m)[0]
+        change(m, m.subgraphs[s], i, o)
+        return fb.write_model(m)
+
+    def cut(m, sg, i, o):  # the packed tensor's last 3 bytes lost, its shape says so
+        buf = m.buffers[sg.tensors[i].buffer]
+        buf.data = np.frombuffer(bytes(fb.buffer_bytes(m, sg.tensors[i].buffer))[:-3], np.uint8)
+        sg.tensors[i].shape = np.array([len(buf.data)], np.int32)
+
+    def flip_end(m, sg, i, o):
+        data = np.frombuffer(bytes(fb.buffer_bytes(m, sg.tensors[i].buffer)), np.uint8).copy()
+        data[-1] ^= 0x10
+        m.buffers[sg.tensors[i].buffer].data = data
+
+    def two_inputs(m, sg, i, o):
+        (op,) = [op for op in sg.operators if list(op.outputs) == [o]]
+        op.inputs = np.array([i, i], np.int32)
+
+    def out_shape(m, sg, i, o):
+        sg.tensors[o].shape = sg.tensors[o].shape[::-1].copy()
+
+    def shape_entry(m, sg, i, o):
+        sg.tensors[i].shape = np.array([int(sg.tensors[i].shape[0]) - 1], np.int32)
+
+    newer = NEWER.format(made="packed", redo="pack it")
+    return {
+        "truncated tensor": (edit(cut), "invalid packed tensor: truncated: the buffer is shorter than the sizes "
+                             "it declares", fb.CORRUPT_FIX),
+        "checksum": (edit(flip_end), "decoding failed: checksum mismatch: the packed data is corrupt",
+                     fb.CORRUPT_FIX),
+        "bad magic": (_set(good, at, ord("X")), "invalid packed tensor: not a packed tensor (bad magic)",
+                      fb.CORRUPT_FIX),
+        "newer version": (_set(good, at + 4, 9), "packed tensor not readable here: unsupported packed tensor "
+                          "format version (newer than this decoder?)", newer),
+        "unknown layout": (_set(good, at + 7, 9), "invalid packed tensor: unknown layout", fb.CORRUPT_FIX),
+        "HuffDecode op with two inputs": (edit(two_inputs), "(HuffDecode): expected one input and one output",
+                                          fb.CORRUPT_FIX),
+        "output shape not the packed one": (edit(out_shape), "the packed data's dtype/shape do not match the "
+                                            "tensor's", fb.CORRUPT_FIX),
+        "packed shape not its size": (edit(shape_entry), "bytes, but its shape says", fb.CORRUPT_FIX),
+        "truncated model": (good[: len(good) // 2], "malformed .tflite: ", fb.CORRUPT_FIX),
+    }
+
+
+@pytest.mark.parametrize("damage", MODEL_DAMAGES)
+def test_dc_unpack_names_a_damaged_model_and_the_fix(tools, damage, tmp_path):
+    """Each damage class of a packed model (a packed tensor truncated, bit-flipped, with a bad
+    magic, a newer version or an unknown layout; the HuffDecode op's tensors or the flatbuffer
+    damaged): one line naming the file, the problem and the fix, in dc_keras.runtime.unpack's
+    words where it has them (the same C library; Python's CORRUPT_FIX); exit status 1, nothing
+    written, the input untouched. (A refused packed tensor was printed without a fix:
+    "dc_unpack: m.tflite: HuffDecode(W): decoding failed: checksum mismatch: the packed data is corrupt".)"""
+    from dc_keras import runtime
+
+    data, problem, fix = _damaged_models()[damage]
+    src, out = tmp_path / "bad.tflite", tmp_path / "out.tflite"
+    src.write_bytes(data)
+    out.write_bytes(b"previous result")
+    r = _run([tools["dc_unpack"], src, out])
+    assert r.returncode == 1 and r.stdout == "", (r.stdout, r.stderr)
+    line = r.stderr
+    assert line.count("\n") == 1 and line.startswith(f"dc_unpack: {src}: "), line
+    assert problem in line and line.endswith(f"; {fix}\n"), line
+    assert out.read_bytes() == b"previous result" and src.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tflite", "out.tflite"]
+    with pytest.raises(ValueError) as e:
+        runtime.unpack(data)
+    said = str(e.value)[len("dc_unpack: "):]
+    if said.endswith(fix):  # the Python side's words for the same failure, word for word
+        assert line == f"dc_unpack: {src}: {said}\n", (line, said)
+    else:  # its own fix (a newer version), or none (Python names no fix for these two yet)
+        assert line.startswith(f"dc_unpack: {src}: {said.split('; ')[0]}; "), (line, said)

@@ -13,11 +13,14 @@
  * is never modified.  At the first error (unreadable file, malformed packed tensor, OUT the same
  * file as PACKED, an OUT that is read-only, a device or a FIFO, unwritable OUT) it prints one line naming the file, the problem
  * and the fix, leaves that OUT as it was and exits with status 1 (the pairs before it are
- * written); 2 for a usage error.
+ * written); 2 for a usage error.  A packed tensor the decoder refuses gets dc_strerror's text and
+ * tool_packed.h's fix (damaged: encode it again or copy it again; a newer format version: which
+ * decoder reads it, and the update).
  */
 #define _XOPEN_SOURCE 700 /* POSIX.1-2008 + XSI: realpath (tool_io.h) */
 #include "dc_codec.h"
 #include "tool_io.h"
+#include "tool_packed.h"
 
 static const char USAGE[] =
     "usage: dc_decode PACKED OUT [PACKED OUT ...]\n"
@@ -28,11 +31,34 @@ static const char USAGE[] =
     "gets mode 0666 minus the umask, a replaced one keeps its mode; a read-only OUT, a device\n"
     "or a FIFO is refused).\n"
     "exit status: 0 all written; 1 error (one line on stderr naming the problem and the fix;\n"
-    "that OUT is left as it was, the pairs before it are written); 2 usage error.\n";
+    "that OUT is left as it was, the pairs before it are written); 2 usage error.\n"
+    "A damaged PACKED (truncated, a checksum mismatch, a bad header) is named as such, with the\n"
+    "fix: encode it again (dc_keras.codec.encode) or copy it again from its source; one of a\n"
+    "newer format version with the decoder it needs (update dc_keras, rebuild the tools).\n";
 
 /* The first bytes of a .tflite flatbuffer: root offset, then the file identifier "TFL3". */
 static int looks_like_tflite(const uint8_t* data, size_t size) {
   return size >= 8 && data[4] == 'T' && data[5] == 'F' && data[6] == 'L' && data[7] == '3';
+}
+
+/* The one line for a packed tensor dc_peek or dc_decode refused: the file, the problem
+ * (dc_strerror's text; for a version, which one and which decoder reads it) and the fix. */
+static void packed_error(const char* path, dc_status st, const uint8_t* data, size_t size) {
+  const char* fix = tool_packed_fix(st, 0);
+  char detail[160] = "";
+  if (st == DC_ERR_VERSION && size > 4) {
+    const unsigned v = data[4];
+    if (v < DC_VERSION_MIN) { /* no decoder reads it: a damaged version byte */
+      snprintf(detail, sizeof detail, ": version %u does not exist (the first is %u)", v,
+               (unsigned)DC_VERSION_MIN);
+      fix = tool_packed_fix(DC_ERR_STREAM, 0); /* the damaged-file fix */
+    } else {
+      snprintf(detail, sizeof detail,
+               ": it is version %u, which only a decoder with DC_VERSION_MAX >= %u reads", v, v);
+    }
+  }
+  fprintf(stderr, "dc_decode: %s: %s%s%s%s\n", path, dc_strerror(st), detail, fix ? "; " : "",
+          fix ? fix : "");
 }
 
 static int decode_one(const char* in_path, const char* out_path) {
@@ -59,26 +85,31 @@ static int decode_one(const char* in_path, const char* out_path) {
     return 1;
   }
   if (st != DC_OK) {
-    fprintf(stderr, "dc_decode: %s: %s\n", in_path, dc_strerror(st));
+    packed_error(in_path, st, data, size);
     free(data);
     return 1;
   }
   if ((uint64_t)(size_t)info.output_bytes != info.output_bytes) {
-    fprintf(stderr, "dc_decode: %s: tensor too large for this platform\n", in_path);
+    fprintf(stderr,
+            "dc_decode: %s: tensor too large for this platform (%llu decoded bytes): decode it "
+            "on a 64-bit machine\n",
+            in_path, (unsigned long long)info.output_bytes);
     free(data);
     return 1;
   }
   out = malloc(info.output_bytes ? (size_t)info.output_bytes : 1);
   if (!out) {
-    fprintf(stderr, "dc_decode: %s: out of memory (%llu decoded bytes)\n", in_path,
-            (unsigned long long)info.output_bytes);
+    fprintf(stderr,
+            "dc_decode: %s: out of memory (%llu decoded bytes): free memory or decode it on a "
+            "machine with more\n",
+            in_path, (unsigned long long)info.output_bytes);
     free(data);
     return 1;
   }
   st = dc_decode(data, size, out, (size_t)info.output_bytes);
+  if (st != DC_OK) packed_error(in_path, st, data, size);
   free(data);
   if (st != DC_OK) {
-    fprintf(stderr, "dc_decode: %s: %s\n", in_path, dc_strerror(st));
     free(out);
     return 1;
   }
