@@ -356,14 +356,20 @@ def weight_stats(model, names):
 
 def bytes_breakdown(packed):
     """Where the packed file's bytes go: packed tensors, raw tensors (1-D: biases, folded BN
-    shifts; other), tensor names, and the rest of the flatbuffer (operators, shapes, tables)."""
+    shifts; other), tensor names, and the rest of the flatbuffer (operators, shapes, tables).
+    A buffer several rows read (an LSTM's zero initial states, a scalar read in two subgraphs) is
+    counted once, with its first row, as the file holds it (it was counted once per row before)."""
     from dc_keras import _flatbuffer as fb
     from dc_keras.export import inspect
 
     report = inspect(packed)
     out = {"file": len(packed), "packed_tensors": 0, "raw_1d": 0, "raw_other": 0}
     out["packed_1d"] = 0  # of packed_tensors: the 1-D ones (shared biases, folded BN shifts)
+    seen = set()
     for r in report.rows:
+        if r.buffer > 0 and r.buffer in seen:  # the file's buffer: the packed one for a packed row
+            continue
+        seen.add(r.buffer)
         if r.status == "packed":
             out["packed_tensors"] += r.packed_bytes
             out["packed_1d"] += r.packed_bytes if len(r.shape) <= 1 else 0

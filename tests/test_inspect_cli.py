@@ -428,3 +428,80 @@ def test_a_buffer_read_as_two_types_counts_once_per_type_in_the_packed_total():
     assert export.inspect(packed).packed_total == written
     assert "1 of them is read as several types or shapes: pack packs it once per type and shape" \
         in report.to_text(), report.to_text()
+
+
+def _true_bytes(data, packed_inputs):
+    """(raw, packed) bytes a .tflite really holds: the sum over the distinct buffers its constant
+    tensors read (``packed_inputs``: only HuffDecode's inputs, else only the others) of their bytes."""
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(data)
+    hd = {k for k, c in enumerate(m.operatorCodes or []) if fb.is_huffdecode_code(c)}
+    inputs = {(s, int(op.inputs[0])) for s, sg in enumerate(m.subgraphs) for op in sg.operators or []
+              if op.opcodeIndex in hd}
+    bufs = {t.buffer for s, sg in enumerate(m.subgraphs) for i, t in enumerate(sg.tensors or [])
+            if t.buffer > 0 and ((s, i) in inputs) == packed_inputs}
+    return sum(len(fb.buffer_bytes(m, b)) for b in bufs)
+
+
+def test_a_packed_file_counts_a_buffer_two_tensors_share_once_in_the_raw_total(tmp_path, capsys):
+    """Two Keras Dense layers whose kernels hold the same bytes in TFLite's [out, in] layout, as
+    [64, 64] and [128, 32]: the converter stores the bytes once, so two tensors read one buffer, and
+    pack writes one packed buffer per shape. inspect of the unpacked file counted the buffer once,
+    but inspect of the packed file counted it once per row (the rows' buffer was the packed one):
+    raw 32768 B for the 16384 B the file unpacks to, and 7.6x where the unpacked file says 3.8x.
+    The raw total now counts each raw buffer once in both (a decoded tensor keeps the buffer pack
+    emptied), and the line after the table names the rows sharing it."""
+    import keras
+
+    from dc_keras import _flatbuffer as fb
+
+    k = np.random.default_rng(0).choice(np.linspace(-1, 1, 16).astype(np.float32), (64, 64))
+    k2 = np.ascontiguousarray(k.T).reshape(128, 32).T  # [32, 128]; its TFLite form k2.T has k.T's bytes
+    x1, x2 = keras.Input((64,)), keras.Input((32,))
+    a = keras.layers.Dense(64, use_bias=False, kernel_initializer=keras.initializers.Constant(k), name="a")(x1)
+    b = keras.layers.Dense(128, use_bias=False, kernel_initializer=keras.initializers.Constant(k2), name="b")(x2)
+    model = keras.Model([x1, x2], keras.layers.Concatenate()([a, b]))
+    plain = export.to_tflite(model, pack=False)
+    m = fb.read_model(plain)
+    readers = [(fb.tensor_name(t), t.buffer) for t in m.subgraphs[0].tensors if fb.buffer_size(m, t.buffer)]
+    assert len(readers) == 2 and len({b for _, b in readers}) == 1, readers  # two tensors, one buffer
+    raw = _true_bytes(plain, False)
+    assert raw == 64 * 64 * 4
+    packed = export.to_tflite(model)
+    assert packed == export.pack(plain)
+    written = _true_bytes(packed, True)  # two packed buffers: one per shape
+    assert _true_bytes(packed, False) < 100 and 0 < written < raw
+    names = " = ".join(f"{name} (sg 0)" for name, _ in readers)
+    for data, kind in ((packed, "packed"), (plain, "packable to")):
+        report = export.inspect(data)
+        assert len(report.rows) == 2 and {r.raw_bytes for r in report.rows} == {raw}  # a row per tensor
+        assert (report.raw_total, report.packed_total) == (raw, written), (kind, report.raw_total, report.packed_total)
+        text = report.to_text()
+        line = f"raw {raw} B   {kind} {written} B ({raw / written:.1f}x)"
+        assert line in text, text
+        assert "2 rows share 1 buffer: counted once in these totals" in text and names in text, text
+        path = tmp_path / f"{kind.split()[0]}.tflite"
+        path.write_bytes(data)
+        assert cli.main(["inspect", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert line in out and names in out, out
+    src, dst = tmp_path / "packable.tflite", tmp_path / "out.tflite"
+    assert cli.main(["pack", str(src), str(dst)]) == 0
+    out = capsys.readouterr().out
+    assert dst.read_bytes() == packed
+    assert f"{src}: {len(plain)} B -> {dst}: {len(packed)} B ({len(plain) / len(packed):.2f}x)" in out, out
+
+
+def test_a_packed_lstm_counts_its_shared_zero_state_once_as_its_unpacked_file_does():
+    """tests/data/zoo_lstm128.packed.tflite (a zoo LSTM): its two zero initial states ([1, 128] and
+    [1, 1, 128]) read one 512 B buffer, packed once per shape. The packed file's raw total was
+    286,836 B, 512 B over what it unpacks to (286,324 B, the unpacked file's own total)."""
+    path = os.path.join(os.path.dirname(__file__), "data", "zoo_lstm128.packed.tflite")
+    with open(path, "rb") as f:
+        packed = f.read()
+    plain = export.unpack(packed)
+    report = export.inspect(packed)
+    assert report.raw_total == export.inspect(plain).raw_total == _true_bytes(plain, False) == 286324
+    assert report.packed_total == _true_bytes(packed, True) + _true_bytes(packed, False) == 13314
+    assert "arith.constant (sg 0) = lstm_1/lstm_1/TensorArrayV2_1 (sg 0)" in report.to_text(), report.to_text()

@@ -162,3 +162,20 @@ def test_keras_applications_mobilenetv2_compresses_exports_and_packs_bit_exact()
     plain = export.unpack(packed)
     assert len(packed) * 4 < len(plain)
     assert predict_tflite(packed, x).tobytes() == predict_tflite(plain, x).tobytes()
+
+
+def test_bytes_breakdown_counts_a_buffer_several_rows_read_once():
+    """The zoo LSTM's file (tests/data/zoo_lstm128.packed.tflite) has an int32 scalar read in two
+    subgraphs (one 4 B buffer): bytes_breakdown counted it once per row, so its parts exceeded the
+    constant bytes the file holds (raw 1-D 2,168 B for 2,164 B) and "other structure" was short by as
+    much. The packed tensors plus the raw ones are now exactly the distinct buffers' bytes."""
+    from dc_keras import _flatbuffer as fb
+
+    with open(os.path.join(HERE, "data", "zoo_lstm128.packed.tflite"), "rb") as f:
+        packed = f.read()
+    m = fb.read_model(packed)
+    held = sum(fb.buffer_size(m, b) for b in {t.buffer for sg in m.subgraphs for t in sg.tensors or []} if b > 0)
+    parts = zoo.bytes_breakdown(packed)
+    assert parts["packed_tensors"] + parts["raw_1d"] + parts["raw_other"] == held, (parts, held)
+    assert (parts["raw_1d"], parts["raw_other"]) == (2164, 0), parts
+    assert sum(parts[k] for k in ("packed_tensors", "raw_1d", "raw_other", "tensor_names", "structure")) == len(packed)

@@ -43,9 +43,26 @@ def _layout_name(packed):
     return LAYOUT_NAMES[packed[len(MAGIC) + 3]]
 
 
+def _raw_key(i, r):
+    """What identifies the unpacked data of row ``i`` (``r``): its ``raw_buffer``; else (a row made
+    without one, a packed tensor whose decoded tensor has no buffer of its own) the buffer it reads in
+    the file (rows reading one packed buffer decode to the same bytes); else the row itself."""
+    if r.raw_buffer > 0:
+        return r.raw_buffer
+    return ("file", r.buffer) if r.buffer > 0 else ("row", i)
+
+
 def _once(rows):
-    """Raw bytes of ``rows``, a buffer several of them read counted once."""
-    return sum({r.buffer if r.buffer > 0 else ("row", i): r.raw_bytes for i, r in enumerate(rows)}.values())
+    """Raw bytes of ``rows``, a buffer several of them read counted once (``_raw_key``)."""
+    return sum({_raw_key(i, r): r.raw_bytes for i, r in enumerate(rows)}.values())
+
+
+def _shared_groups(rows):
+    """[[row, ...]] of the rows whose unpacked data is one buffer (``_raw_key``), two rows or more each."""
+    groups = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(_raw_key(i, r), []).append(r)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 @dataclasses.dataclass
@@ -67,8 +84,15 @@ class TensorRow:
     status: str
     reason: str = ""  # why a tensor is not packed ("kept", "refused", "skipped"); "" otherwise
     #: the buffer holding the row's data in the file (the packed tensor's for a packed row), or -1:
-    #: rows sharing one (a weight read in several subgraphs) count once in the totals
+    #: rows sharing one count once in ``packed_total`` (a packed one once per type and shape)
     buffer: int = -1
+    #: the buffer of the tensor's own data, unpacked: ``buffer`` for a row that is not packed; for a
+    #: packed row the buffer its decoded tensor keeps (emptied by ``pack``, filled again by
+    #: ``unpack``), which tensors sharing one raw buffer still share although pack wrote a packed
+    #: buffer per type and shape; -1: none (then ``buffer`` stands for it). Rows sharing one (a
+    #: weight read in several subgraphs, equal bytes the converter stores once for two tensors)
+    #: count once in ``raw_total``
+    raw_buffer: int = -1
 
 
 @dataclasses.dataclass
@@ -95,21 +119,15 @@ class Report:
     #: unpack keep them as they are)
     unreferenced: tuple = (0, 0)
 
-    def _distinct_rows(self):
-        """The rows, each buffer once (a buffer shared by several rows is counted with its first)."""
-        seen, out = set(), []
-        for r in self.rows:
-            if r.buffer > 0:
-                if r.buffer in seen:
-                    continue
-                seen.add(r.buffer)
-            out.append(r)
-        return out
-
     @property
     def raw_total(self) -> int:
-        """Bytes of the constants' data, each buffer once."""
-        return sum(r.raw_bytes for r in self._distinct_rows())
+        """Bytes of the constants' data, unpacked, each buffer once: the sum over the distinct buffers
+        the rows read (``TensorRow.raw_buffer``) of their bytes, not over the rows. Several tensors
+        may read one buffer (a weight read in several subgraphs or signatures; equal bytes the
+        converter stores once for two constants of other types, shapes or quantization), and that
+        buffer is stored once; a packed file counts what ``unpack`` writes (its raw total is the one
+        of the file it was packed from)."""
+        return _once(self.rows)
 
     @property
     def packed_total(self) -> int:
@@ -145,17 +163,16 @@ class Report:
         tot_ratio = f"{self.raw_total / self.packed_total:.1f}x" if self.packed_total else "-"
         lines.append(f"constant tensors: {len(self.rows)}   raw {self.raw_total} B   "
                      f"{'packed' if self.packed else 'packable to'} {self.packed_total} B ({tot_ratio})")
-        shared = [r.buffer for r in self.rows if r.buffer > 0]
-        extra = len(shared) - len(set(shared))
-        if extra:
-            n = sum(1 for b in set(shared) if shared.count(b) > 1)
-            lines.append(f"{extra + n} rows share {n} buffer{'s' if n > 1 else ''}: counted once in these totals "
-                         "(a constant read in several subgraphs or signatures)")
-            readings = {}
-            for r in self.rows:
-                if r.buffer > 0 and r.status in ("packed", "packable"):
-                    readings.setdefault(r.buffer, set()).add((r.dtype, tuple(r.shape)))
-            several = sum(1 for kinds in readings.values() if len(kinds) > 1)
+        groups = _shared_groups(self.rows)
+        if groups:
+            n = len(groups)
+            named = "; ".join(" = ".join(f"{fb.printable(r.name) or '(unnamed)'} (sg {r.subgraph})" for r in g)
+                              for g in groups[:3]) + (f"; and {n - 3} more" if n > 3 else "")
+            lines.append(f"{sum(map(len, groups))} rows share {n} buffer{'s' if n > 1 else ''}: counted once in these "
+                         "totals (one constant read by several tensors: in several subgraphs or signatures, or equal "
+                         f"bytes the converter stores once): {named}")
+            several = sum(1 for g in groups if len({(r.dtype, tuple(r.shape)) for r in g
+                                                    if r.status in ("packed", "packable")}) > 1)
             if several:
                 lines.append(f"{several} of them {'is' if several == 1 else 'are'} read as several types or shapes: "
                              f"{'packed' if self.packed else 'pack packs it'} once per type and shape, counted so "
@@ -301,6 +318,14 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     (``model_end``: where it ends) in ``trailing_bytes``; buffers holding data that no tensor or
     metadata refers to in ``unreferenced`` (buffers, bytes), and in a note line.
 
+    Totals (``raw_total``, ``packed_total``, the text's "constant tensors:" line and its ratio)
+    count each buffer once, not each row: several tensors may read one buffer (a weight read in
+    several subgraphs or signatures, equal bytes the converter stores once for two constants), and
+    the file holds it once. Raw is the sum of the distinct buffers' unpacked bytes (a packed file:
+    what ``unpack`` writes, the same as its unpacked file's), packed the bytes of the packed buffers
+    ``pack`` writes (one per type and shape reading a raw buffer). The rows stay one per tensor; a
+    line after the table names the rows that share a buffer.
+
     Raises:
       ValueError: not a valid ``.tflite``, a packed tensor cannot be decoded, or ``min_bytes``
         is not an int >= 0.
@@ -342,15 +367,15 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 continue
             if i in dense_of:
                 rows.append(_sparse_row(model, codec, s, t, dense_of[i], min_bytes))
-                rows[-1].buffer = t.buffer
+                rows[-1].buffer = rows[-1].raw_buffer = t.buffer
             elif i in decoded_from:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
-                rows[-1].buffer = sg.tensors[decoded_from[i]].buffer
+                rows[-1].buffer, rows[-1].raw_buffer = sg.tensors[decoded_from[i]].buffer, t.buffer
             elif fb.buffer_size(model, t.buffer):
                 why = skip_reason(t, i, facts, users, planned, model) or shared_buffer_reason(
                     model, s, i, all_facts, users, planned)
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
-                rows[-1].buffer = t.buffer
+                rows[-1].buffer = rows[-1].raw_buffer = t.buffer
     bar.close()
     z, tail, dropped, model_end = after_model(tflite_bytes, model)
     return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd),

@@ -342,7 +342,10 @@ def add_commands(commands):
 
     p = commands.add_parser("inspect", help="per-tensor size table of a .tflite (packed or not)",
                             description="Per-tensor size table of FILE: raw vs packed bytes, density, "
-                                        "distinct values.")
+                                        "distinct values. The totals count each buffer once (tensors sharing a "
+                                        "buffer, e.g. a weight read in several subgraphs, are named after the "
+                                        "table): raw = the distinct buffers' unpacked bytes, packed = the packed "
+                                        "buffers' bytes.")
     p.add_argument("file", metavar="FILE", type=_path, help="a .tflite, packed or not")
     p.add_argument("--plot", metavar="OUT.png", type=_path, help="also write a raw-vs-packed size chart to this path "
                    "(format from the extension: .png, .pdf, .svg, ...; checked before the model is read)")
