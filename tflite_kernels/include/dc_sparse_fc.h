@@ -15,15 +15,17 @@
  *    the weight itself), rows delimited by 32-bit offsets: 3 bytes per non-zero
  *    + 4 bytes per row.  Lookup tables, float32 forms whose codebook(s) hold more
  *    than 32 values with a code or that have none (§12 planes), FC layers of 1..3
- *    output units and every form built without the AVX-512 kernels.
+ *    output units and every form built with the scalar kernels (CPUs without
+ *    AVX-512 or AVX2, ARM included).
  *  - tiles (tile_*, below): float32 FC forms of <= 32 codebook values and int8 FC
- *    forms (any values) built while the AVX-512 kernels are in use
+ *    forms (any values) built while the AVX-512 or the AVX2 tile kernels are in use
  *    (dc_sparse_fc_kernel_name), instead of the rows,
  *    as long as they hold at most DC_SFC_TILE_FILL entries per non-zero (~2 at
  *    10 % density: ~4.1 bytes per non-zero); the ungrouped §6 tensors (the
  *    common case) are decoded straight into them, 16 rows at a time, without
  *    building the rows.  Batch-1 and batched kernels without gathers
- *    (docs/android.md "the tile form").
+ *    (docs/android.md "the tile form"), one body per instruction set: AVX-512
+ *    (16 lanes per register) and AVX2 + FMA (two halves of 8), the same bits.
  * A built form holds one of the two (dc_sparse_fc_add_tiles can add tiles next
  * to rows); row_ptr == NULL means the tile form alone.
  *
@@ -135,13 +137,13 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
  *    of entries with a code (FORMAT.md §4: entries without one, length 0, which no element can
  *    use, are not counted; a sparse layout's background is), or int8 (any values), input size
  *    <= DC_SFC_MAX_COLS, at least 16 / DC_SFC_TILE_FILL = 4 output units (fewer never fit:
- *    16 rows per tile), while the AVX-512 kernels are in use (dc_sparse_fc_kernel_name,
- *    dc_sparse_fc_use_simd).  The build still makes the rows instead when the tiles would hold
+ *    16 rows per tile), while the AVX-512 or AVX2 tile kernels are in use
+ *    (dc_sparse_fc_kernel_name, dc_sparse_fc_use_simd).  The build still makes the rows instead when the tiles would hold
  *    more than DC_SFC_TILE_FILL entries per non-zero (dc_sparse_fc_set_tile_fill), which only
  *    the decode shows (e.g. 4..15 output units at high density): check m->tile_e, and
  *    m->tile_entries for why not (also after DC_SFC_TOO_DENSE, see dc_sparse_fc).
  *  - DC_SFC_FORM_ROWS: every other tensor the build takes (> 32 coded values in the
- *    codebook(s), also when the tensor uses fewer, 1..3 output units, CPUs without AVX-512, §12
+ *    codebook(s), also when the tensor uses fewer, 1..3 output units, the scalar kernels, §12
  *    float planes, which hold no codebook): the build makes the rows of them, on every route.
  *  - DC_SFC_FORM_NONE: what dc_sparse_fc_check refuses (not 2-D float32 / int8, shape, > 255
  *    values), an invalid header or NULL.
@@ -170,9 +172,10 @@ DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64
                                void* out);
 
 /* Adds the tile form next to the rows of a float32 FC form of at most 32 codebook values or of an
- * int8 FC form (with its row_sum) when the AVX-512 kernels are in use (dc_sparse_fc_kernel_name),
- * whatever its fill (for tests and comparisons: dc_sparse_fc_build keeps one form, see above).
- * The kernels then run on the tiles while the AVX-512 kernels are in use, on the rows otherwise.
+ * int8 FC form (with its row_sum) when the AVX-512 or AVX2 tile kernels are in use
+ * (dc_sparse_fc_kernel_name), whatever its fill (for tests and comparisons: dc_sparse_fc_build
+ * keeps one form, see above).  The kernels then run on the tiles while the AVX-512 or AVX2
+ * kernels are in use, on the rows otherwise.
  * Returns 1 if built, 0 if not applicable (rows not strictly increasing, columns past cols
  * included, an int8 form without row_sum) or out of memory (the form is unchanged and still
  * complete). */
@@ -190,8 +193,9 @@ DC_API size_t dc_sparse_fc_bytes(const dc_sparse_fc* m);
 /* y[b, r] = act(sum_c W[r, c] x[b, c] + bias[r]) for b < batch, clamped to
  * [act_min, act_max].  bias may be NULL.  scratch: cols * DC_SFC_BATCH_TILE
  * floats (unused when batch == 1 or on a tile form, may then be NULL).  A tile
- * form runs on the AVX-512 tile kernels (batch 1; 2..8 batch rows at a time),
- * or on the scalar tile kernel after dc_sparse_fc_use_simd(0). */
+ * form runs on the AVX-512 or AVX2 tile kernels (batch 1; 2..8 batch rows at a
+ * time; the two give the same bits), or on the scalar tile kernel after
+ * dc_sparse_fc_use_simd(0). */
 DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t batch,
                                const float* bias, float act_min, float act_max, float* y,
                                float* scratch);
@@ -209,9 +213,13 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t bat
                               int32_t output_zp, int32_t qmin, int32_t qmax, int8_t* y,
                               int32_t* scratch);
 
-/* The batch-1 kernels in use: "avx512" (x86-64 with AVX-512 F/BW/VL, probed at run time:
- * 16 non-zeros per step, see dc_sparse_fc.c) or "scalar" (every other CPU; same results up to
- * float summation order, int8 identical). */
+/* The kernels in use, probed at run time: "avx512" (x86-64 with AVX-512 F/BW/VL: row and tile
+ * kernels, 16 lanes per step, see dc_sparse_fc.c), "avx2" (x86-64 with AVX2 and FMA but no
+ * AVX-512, e.g. Intel Haswell..Comet Lake and Alder Lake and later client cores, AMD Zen 1..3: the tile
+ * kernels in AVX2, the row kernels scalar; or forced by dc_sparse_fc_use_simd(4)) or "scalar"
+ * (every other CPU, ARM included).  FC layers take the tile form with "avx512" and "avx2".  Same
+ * results up to float summation order (the AVX2 and AVX-512 tile kernels: the same bits), int8
+ * identical. */
 DC_API const char* dc_sparse_fc_kernel_name(void);
 
 /* Forms of at least `bytes` bytes (3 per stored entry) are built with a helper thread beside
@@ -229,8 +237,10 @@ DC_API uint32_t dc_sparse_fc_set_tile_fill(uint32_t entries_per_nonzero);
 /* on = 0 makes every later call use the scalar kernels (tests, comparisons), 1 (default) lets
  * dc_sparse_fc_kernel_name() choose, 2 as 1 but the tile form is built with the portable loop
  * instead of its AVX-512 CD one (tests: the same form), 3 as 1 but the int8 tile kernels run
- * without AVX-512 VNNI on CPUs that have it (tests: the same bytes); returns the previous
- * setting.  It applies to builds too: a
+ * without AVX-512 VNNI on CPUs that have it (tests: the same bytes), 4 as 1 as if the CPU had no
+ * AVX-512: the AVX2 kernels (and the builder's portable loop) on CPUs with AVX2 and FMA, AVX-512
+ * ones included, else the scalar ones (tests and benchmarks of what CPUs without AVX-512 run);
+ * other values act as 1; returns the previous setting.  It applies to builds too: a
  * form built with it at 0 holds rows only; a tile form built before runs on the scalar tile
  * kernel.  Not thread-safe: set it before any build or kernel runs. */
 DC_API int dc_sparse_fc_use_simd(int on);

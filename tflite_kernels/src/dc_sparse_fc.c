@@ -56,16 +56,21 @@
 #define DC_SFC_X86 0
 #endif
 
-/* -1: not probed yet; 0: scalar kernels; 1: AVX-512 kernels; 2: and AVX-512 CD (the tile
- * builder's vector loop).  simd_vnni: the CPU has AVX-512 VNNI (the int8 tile kernels' vpdpwssd).
- * simd_allowed: dc_sparse_fc_use_simd's setting (0, 1, 2, 3). */
+/* -1: not probed yet; 0: no AVX-512; 1: AVX-512 kernels; 2: and AVX-512 CD (the tile builder's
+ * vector loop).  simd_vnni: the CPU has AVX-512 VNNI (the int8 tile kernels' vpdpwssd);
+ * simd_avx2: it has AVX2 and FMA (the AVX2 tile kernels, for CPUs without AVX-512).
+ * simd_allowed: dc_sparse_fc_use_simd's setting (0, 1, 2, 3, 4). */
 static int simd_level = -1;
 #if DC_SFC_X86
-static int simd_vnni = 0;
+static int simd_vnni = 0, simd_avx2 = 0;
 #endif
 static int simd_allowed = 1;
 
-static int simd(void) {
+/* The kernels in use (dc_sparse_fc_kernel_name): scalar, AVX2 tile kernels (the rest scalar), or
+ * AVX-512. */
+enum { K_SCALAR = 0, K_AVX2 = 1, K_AVX512 = 2 };
+
+static int kernels(void) {
   if (simd_level < 0) {
     int level = 0;
 #if DC_SFC_X86
@@ -74,10 +79,26 @@ static int simd(void) {
             __builtin_cpu_supports("avx512vl");
     level += level && __builtin_cpu_supports("avx512cd"); /* 2: the tile builder's vector loop */
     simd_vnni = level && __builtin_cpu_supports("avx512vnni");
+    simd_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     simd_level = level;
   }
-  return simd_allowed ? (simd_level > 0) : 0;
+  if (!simd_allowed) return K_SCALAR;
+  if (simd_level > 0 && simd_allowed != 4) return K_AVX512;
+#if DC_SFC_X86
+  if (simd_avx2) return K_AVX2;
+#endif
+  return K_SCALAR;
+}
+
+/* The AVX-512 kernels are in use (the row kernels' and the tile builder's vector loops). */
+static int simd(void) {
+  return kernels() == K_AVX512;
+}
+
+/* Vector tile kernels are in use (AVX-512 or AVX2): FC layers take the tile form. */
+static int tile_kernels(void) {
+  return kernels() != K_SCALAR;
 }
 
 #if DC_SFC_X86
@@ -89,12 +110,13 @@ static int vnni(void) {
 
 DC_API int dc_sparse_fc_use_simd(int on) {
   int was = simd_allowed;
-  simd_allowed = on == 2 || on == 3 ? on : on != 0;
+  simd_allowed = on >= 2 && on <= 4 ? on : on != 0;
   return was;
 }
 
 DC_API const char* dc_sparse_fc_kernel_name(void) {
-  return simd() ? "avx512" : "scalar";
+  static const char* const names[] = {"scalar", "avx2", "avx512"};
+  return names[kernels()];
 }
 
 static void say(char* why, size_t size, const char* fmt, ...) {
@@ -276,7 +298,7 @@ static void emit_group(Tiles* t, uint32_t g, const uint32_t* rp, const uint16_t*
     uint16_t* const st0 = stage - (size_t)b0 * 512;
     for (uint32_t l = 0; l < 16; ++l) {
 #if DC_SFC_X86
-      if (simd_level == 2 && simd_allowed != 2) {
+      if (simd_level == 2 && simd_allowed != 2 && simd()) {
         cur[l] = stage_row_avx512(col, code, cur[l], end[l], lim, b0, l, stage);
         continue;
       }
@@ -301,7 +323,7 @@ static void emit_group(Tiles* t, uint32_t g, const uint32_t* rp, const uint16_t*
       }
       uint32_t steps;
 #if DC_SFC_X86
-      if (simd_level == 2 && simd_allowed != 2) {
+      if (simd_level == 2 && simd_allowed != 2 && simd()) {
         steps = copy_steps_avx512(sb, m->tile_e + t->entries, t->entry_cap - t->entries);
       } else
 #endif
@@ -409,7 +431,7 @@ static int shape_ok(uint64_t rows, uint64_t cols) {
 static int tiles_hold(uint32_t dtype, uint32_t table, uint32_t num_values, uint64_t rows,
                       uint64_t cols) {
   return !table && (dtype == DC_DTYPE_INT8 || (dtype == DC_DTYPE_FLOAT32 && num_values <= 32)) &&
-         shape_ok(rows, cols) && simd();
+         shape_ok(rows, cols) && tile_kernels();
 }
 
 /* 1 when the build gives a layer the tile form (kept while it fits, tiles_fit; else the rows):
@@ -1501,138 +1523,216 @@ DC_AVX512 static void float_batch1_avx512(const dc_sparse_fc* m, const float* x,
   }
 }
 
-/* The two 16-column load masks of the last column block when it holds `part` = cols % 32
- * columns (0: a full block), so that no x is read past the row. */
-static inline void last_block_masks(uint32_t part, __mmask16* ml, __mmask16* mh) {
-  *ml = (__mmask16)(part == 0 || part >= 16 ? 0xffffu : (1u << part) - 1u);
-  *mh = (__mmask16)(part == 0 ? 0xffffu : (part > 16 ? (1u << (part - 16)) - 1u : 0u));
-}
-
-/* Batch 1 on the tile form: lane l of a group's two accumulators holds
- * row 16 g + l; per tile, x's 32 columns of the block sit in two registers and each step takes
- * x (vpermt2ps by the entry's low 5 bits) and the weight (vpermt2ps by code = entry >> 5) with
- * no gather, empty lanes masked.  Summation order: a row's non-zeros in column order, steps
- * alternating between the two accumulators, then the bias.  1024^2 at 10 % on an AMD Zen 4
+/* The float32 tile kernels (dc_sfc_float_tiles.h), once per instruction set, on the types and
+ * operations below.
+ *
+ * AVX-512: a step's 16 lanes in one register; per tile x's 32 columns of the block sit in two
+ * registers and each step takes x (vpermt2ps by the entry's low 5 bits) and the weight (vpermt2ps
+ * by code = entry >> 5) with no gather, empty lanes masked.  1024^2 at 10 % on an AMD Zen 4
  * core: 0.14 ns per non-zero against 0.44 ns for float_batch1_avx512 (docs/android.md). */
-DC_AVX512 static void float_tiles_avx512(const dc_sparse_fc* m, const float* x, const float* bias,
-                                         float lo, float hi, float* y) {
-  const __m512 c0 = _mm512_loadu_ps(m->codebook), c1 = _mm512_loadu_ps(m->codebook + 16);
-  const __m512i empty = _mm512_set1_epi32((int)DC_SFC_TILE_EMPTY);
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  const uint32_t last = (m->cols - 1) / 32, part = m->cols % 32;
-  __mmask16 ml, mh;
-  last_block_masks(part, &ml, &mh);
-  const uint16_t* e = m->tile_e;
-  for (uint32_t g = 0; g < m->tile_groups; ++g) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1]; ++t) {
-      const uint32_t b = m->tile_block[t];
-      const float* xb = x + 32u * b;
-      __m512 xl, xh;
-      if (b == last && part) { /* nothing read past x */
-        xl = _mm512_maskz_loadu_ps(ml, xb);
-        xh = _mm512_maskz_loadu_ps(mh, xb + 16);
-      } else {
-        xl = _mm512_loadu_ps(xb);
-        xh = _mm512_loadu_ps(xb + 16);
-      }
-      uint32_t s = m->tile_steps[t];
-      for (; s >= 2; s -= 2, e += 32) {
-        const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
-        const __m512i v2 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(e + 16)));
-        const __mmask16 k = _mm512_testn_epi32_mask(v, empty),
-                        k2 = _mm512_testn_epi32_mask(v2, empty);
-        a0 = _mm512_mask3_fmadd_ps(_mm512_permutex2var_ps(c0, _mm512_srli_epi32(v, 5), c1),
-                                   _mm512_permutex2var_ps(xl, v, xh), a0, k);
-        a1 = _mm512_mask3_fmadd_ps(_mm512_permutex2var_ps(c0, _mm512_srli_epi32(v2, 5), c1),
-                                   _mm512_permutex2var_ps(xl, v2, xh), a1, k2);
-      }
-      if (s) {
-        const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
-        const __mmask16 k = _mm512_testn_epi32_mask(v, empty);
-        a0 = _mm512_mask3_fmadd_ps(_mm512_permutex2var_ps(c0, _mm512_srli_epi32(v, 5), c1),
-                                   _mm512_permutex2var_ps(xl, v, xh), a0, k);
-        e += 16;
-      }
-    }
-    const uint32_t left = m->rows - 16 * g;
-    const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
-    __m512 acc = _mm512_add_ps(a0, a1);
-    if (bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(k, bias + 16 * g));
-    /* max(lo, acc) then min(hi, .): NaN stays NaN, as clampf (VMAXPS/VMINPS return the second
-     * operand when one is NaN) */
-    _mm512_mask_storeu_ps(y + 16 * g, k, _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc)));
-  }
+typedef struct {
+  __m512 c0, c1;
+} f_cb_avx512;
+typedef struct {
+  __m512 l, h;
+} f_x_avx512;
+typedef __m512i f_e_avx512;
+typedef __m512 f_w_avx512, f_acc_avx512;
+
+DC_AVX512 static inline f_cb_avx512 f_codebook_avx512(const dc_sparse_fc* m) {
+  const f_cb_avx512 cb = {_mm512_loadu_ps(m->codebook), _mm512_loadu_ps(m->codebook + 16)};
+  return cb;
 }
 
-/* Batch 2..8 on the tile form: as float_tiles_avx512, with nb batch rows at once -- per tile
- * each batch row's 32 x values in two registers, per step the entries and the weights
- * (vpermt2ps by code) taken once for all nb rows, then per batch row x by vpermt2ps and one FMA
- * into that row's accumulator.  Summation order: a row's non-zeros in column order into one
- * accumulator (no alternation: the nb FMA chains already overlap), then the bias.  Inlined
- * with a constant nb (float_tiles_batch), so the nb-element arrays live in registers. */
-DC_AVX512 static inline __attribute__((always_inline)) void tiles_nb(const dc_sparse_fc* m,
-                                                                     const float* x,
-                                                                     const uint32_t nb,
-                                                                     const float* bias, float lo,
-                                                                     float hi, float* y) {
-  const __m512 c0 = _mm512_loadu_ps(m->codebook), c1 = _mm512_loadu_ps(m->codebook + 16);
-  const __m512i empty = _mm512_set1_epi32((int)DC_SFC_TILE_EMPTY);
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  const size_t cols = m->cols, rows = m->rows;
-  const uint32_t last = (m->cols - 1) / 32, part = m->cols % 32;
-  __mmask16 ml, mh;
-  last_block_masks(part, &ml, &mh);
-  const uint16_t* e = m->tile_e;
-  for (uint32_t g = 0; g < m->tile_groups; ++g) {
-    __m512 a[DC_SFC_BATCH_TILE];
-#pragma GCC unroll 8
-    for (uint32_t b = 0; b < nb; ++b) a[b] = _mm512_setzero_ps();
-    for (uint32_t t = m->tile_ptr[g]; t < m->tile_ptr[g + 1]; ++t) {
-      const uint32_t blk = m->tile_block[t];
-      const __mmask16 kl = blk == last ? ml : 0xffffu, kh = blk == last ? mh : 0xffffu;
-      __m512 xl[DC_SFC_BATCH_TILE], xh[DC_SFC_BATCH_TILE];
-#pragma GCC unroll 8
-      for (uint32_t b = 0; b < nb; ++b) { /* masked: nothing read past a row of x */
-        xl[b] = _mm512_maskz_loadu_ps(kl, x + b * cols + 32u * blk);
-        xh[b] = _mm512_maskz_loadu_ps(kh, x + b * cols + 32u * blk + 16);
-      }
-      for (uint32_t s = m->tile_steps[t]; s > 0; --s, e += 16) {
-        const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
-        const __mmask16 k = _mm512_testn_epi32_mask(v, empty);
-        const __m512 w = _mm512_permutex2var_ps(c0, _mm512_srli_epi32(v, 5), c1);
-#pragma GCC unroll 8
-        for (uint32_t b = 0; b < nb; ++b)
-          a[b] = _mm512_mask3_fmadd_ps(w, _mm512_permutex2var_ps(xl[b], v, xh[b]), a[b], k);
-      }
-    }
-    const uint32_t left = m->rows - 16 * g;
-    const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
-    const __m512 bv = bias ? _mm512_maskz_loadu_ps(k, bias + 16 * g) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (uint32_t b = 0; b < nb; ++b) /* bias added as in float_tiles_avx512 (+0 if none) */
-      _mm512_mask_storeu_ps(y + b * rows + 16 * g, k,
-                            _mm512_min_ps(vhi, _mm512_max_ps(vlo, _mm512_add_ps(a[b], bv))));
+/* x's 32 columns of a block; a partial last block of `part` columns is read masked (zeros past
+ * it), so that no x is read past the row. */
+DC_AVX512 static inline f_x_avx512 f_block_x_avx512(const float* xb, uint32_t part) {
+  f_x_avx512 r;
+  if (part) {
+    const __mmask16 ml = (__mmask16)(part >= 16 ? 0xffffu : (1u << part) - 1u);
+    const __mmask16 mh = (__mmask16)(part > 16 ? (1u << (part - 16)) - 1u : 0u);
+    r.l = _mm512_maskz_loadu_ps(ml, xb);
+    r.h = _mm512_maskz_loadu_ps(mh, xb + 16);
+  } else {
+    r.l = _mm512_loadu_ps(xb);
+    r.h = _mm512_loadu_ps(xb + 16);
   }
+  return r;
 }
 
-DC_AVX512 static void float_tiles_batch(const dc_sparse_fc* m, const float* x, uint32_t nb,
-                                        const float* bias, float lo, float hi, float* y) {
-  switch (nb) {
-    case 2: tiles_nb(m, x, 2, bias, lo, hi, y); break;
-    case 3: tiles_nb(m, x, 3, bias, lo, hi, y); break;
-    case 4: tiles_nb(m, x, 4, bias, lo, hi, y); break;
-    case 5: tiles_nb(m, x, 5, bias, lo, hi, y); break;
-    case 6: tiles_nb(m, x, 6, bias, lo, hi, y); break;
-    case 7: tiles_nb(m, x, 7, bias, lo, hi, y); break;
-    default: tiles_nb(m, x, 8, bias, lo, hi, y); break;
-  }
+DC_AVX512 static inline f_e_avx512 f_entries_avx512(const uint16_t* e) {
+  return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
 }
+
+DC_AVX512 static inline f_w_avx512 f_weights_avx512(f_cb_avx512 cb, f_e_avx512 v) {
+  return _mm512_permutex2var_ps(cb.c0, _mm512_srli_epi32(v, 5), cb.c1);
+}
+
+DC_AVX512 static inline f_acc_avx512 f_zero_avx512(void) {
+  return _mm512_setzero_ps();
+}
+
+DC_AVX512 static inline f_acc_avx512 f_add_avx512(f_acc_avx512 a, f_acc_avx512 b) {
+  return _mm512_add_ps(a, b);
+}
+
+DC_AVX512 static inline f_acc_avx512 f_fma_avx512(f_acc_avx512 a, f_w_avx512 w, f_e_avx512 v,
+                                                  f_x_avx512 x) {
+  const __mmask16 k = _mm512_testn_epi32_mask(v, _mm512_set1_epi32((int)DC_SFC_TILE_EMPTY));
+  return _mm512_mask3_fmadd_ps(w, _mm512_permutex2var_ps(x.l, v, x.h), a, k);
+}
+
+DC_AVX512 static inline void f_store16_avx512(const dc_sparse_fc* m, uint32_t g, f_acc_avx512 acc,
+                                              const float* bias, float lo, float hi, float* y) {
+  const uint32_t left = m->rows - 16 * g;
+  const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
+  if (bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(k, bias + 16 * g));
+  /* max(lo, acc) then min(hi, .): NaN stays NaN, as clampf (VMAXPS/VMINPS return the second
+   * operand when one is NaN) */
+  _mm512_mask_storeu_ps(y + 16 * g, k,
+                        _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), acc)));
+}
+
+#define DC_TILE_TARGET DC_AVX512
+#define DC_TILE_NAME(base) base##_avx512
+#define DC_T(op) op##_avx512
+#include "dc_sfc_float_tiles.h"
+
+/* AVX2 + FMA (CPUs without AVX-512: Intel client cores since Alder Lake, AMD before Zen 4): the
+ * 16 lanes of a step as two halves of 8 (lanes 0..7, 8..15), the x block in four registers of 8
+ * columns, a lookup by 5 bits being four vpermps (low 3 bits) and a blend tree on bits 3 and 4
+ * (moved to the sign bit); the weights likewise from the codebook (fewer registers for <= 8 and
+ * <= 16 values).  An empty lane's weight and x are zeroed instead of masking the FMA: acc + (+0)
+ * * (+0) is acc, as no accumulator is ever -0 (it starts at +0, and a sum of round-to-nearest is
+ * -0 only when both addends are), so the bits are those of the AVX-512 kernels. */
+#define DC_AVX2 __attribute__((target("avx2,fma")))
+typedef struct {
+  __m256 c[4];
+  uint32_t n;
+} f_cb_avx2;
+typedef struct {
+  __m256 q[4];
+} f_x_avx2;
+typedef struct {
+  __m256i l, h;
+} f_e_avx2;
+typedef struct {
+  __m256 l, h;
+} f_w_avx2, f_acc_avx2;
+
+/* t[i] for i < 32 from four registers of 8: idx's low 3 bits, bit 3 of the index in b3's sign
+ * bit, bit 4 in b4's. */
+DC_AVX2 static inline __m256 lookup32_avx2(const __m256 t[4], __m256i idx, __m256i b3, __m256i b4) {
+  const __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[0], idx),
+                                     _mm256_permutevar8x32_ps(t[1], idx), _mm256_castsi256_ps(b3));
+  const __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[2], idx),
+                                     _mm256_permutevar8x32_ps(t[3], idx), _mm256_castsi256_ps(b3));
+  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(b4));
+}
+
+/* All ones in the lanes of 8 entries that are DC_SFC_TILE_EMPTY (the only ones with bit 15). */
+DC_AVX2 static inline __m256i empty8_avx2(__m256i v) {
+  return _mm256_cmpgt_epi32(v, _mm256_set1_epi32(0x7fff));
+}
+
+DC_AVX2 static inline f_cb_avx2 f_codebook_avx2(const dc_sparse_fc* m) {
+  f_cb_avx2 cb;
+  for (int i = 0; i < 4; ++i) cb.c[i] = _mm256_loadu_ps(m->codebook + 8 * i);
+  cb.n = m->num_values;
+  return cb;
+}
+
+DC_AVX2 static inline f_x_avx2 f_block_x_avx2(const float* xb, uint32_t part) {
+  float pad[32];
+  if (part) { /* zeros past the last column: nothing read past the row */
+    memset(pad, 0, sizeof pad);
+    memcpy(pad, xb, part * sizeof(float));
+    xb = pad;
+  }
+  f_x_avx2 r;
+  for (int i = 0; i < 4; ++i) r.q[i] = _mm256_loadu_ps(xb + 8 * i);
+  return r;
+}
+
+DC_AVX2 static inline f_e_avx2 f_entries_avx2(const uint16_t* e) {
+  const f_e_avx2 v = {_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)e)),
+                      _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(e + 8)))};
+  return v;
+}
+
+/* The weights of 8 entries (code = entry >> 5: bits 3 and 4 of it are the entry's bits 8, 9),
+ * 0 in empty lanes. */
+DC_AVX2 static inline __m256 weights8_avx2(const f_cb_avx2* cb, __m256i v) {
+  const __m256i q = _mm256_srli_epi32(v, 5);
+  __m256 w;
+  if (cb->n <= 8) {
+    w = _mm256_permutevar8x32_ps(cb->c[0], q);
+  } else if (cb->n <= 16) {
+    w = _mm256_blendv_ps(_mm256_permutevar8x32_ps(cb->c[0], q),
+                         _mm256_permutevar8x32_ps(cb->c[1], q),
+                         _mm256_castsi256_ps(_mm256_slli_epi32(v, 23)));
+  } else {
+    w = lookup32_avx2(cb->c, q, _mm256_slli_epi32(v, 23), _mm256_slli_epi32(v, 22));
+  }
+  return _mm256_andnot_ps(_mm256_castsi256_ps(empty8_avx2(v)), w);
+}
+
+DC_AVX2 static inline f_w_avx2 f_weights_avx2(f_cb_avx2 cb, f_e_avx2 v) {
+  const f_w_avx2 w = {weights8_avx2(&cb, v.l), weights8_avx2(&cb, v.h)};
+  return w;
+}
+
+DC_AVX2 static inline f_acc_avx2 f_zero_avx2(void) {
+  const f_acc_avx2 a = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  return a;
+}
+
+DC_AVX2 static inline f_acc_avx2 f_add_avx2(f_acc_avx2 a, f_acc_avx2 b) {
+  const f_acc_avx2 r = {_mm256_add_ps(a.l, b.l), _mm256_add_ps(a.h, b.h)};
+  return r;
+}
+
+/* a + w * x[column of v] in 8 lanes, x 0 in empty lanes (w is too: f_weights_avx2). */
+DC_AVX2 static inline __m256 fma8_avx2(__m256 a, __m256 w, __m256i v, const f_x_avx2* x) {
+  const __m256 xv = lookup32_avx2(x->q, v, _mm256_slli_epi32(v, 28), _mm256_slli_epi32(v, 27));
+  return _mm256_fmadd_ps(w, _mm256_andnot_ps(_mm256_castsi256_ps(empty8_avx2(v)), xv), a);
+}
+
+DC_AVX2 static inline f_acc_avx2 f_fma_avx2(f_acc_avx2 a, f_w_avx2 w, f_e_avx2 v, f_x_avx2 x) {
+  const f_acc_avx2 r = {fma8_avx2(a.l, w.l, v.l, &x), fma8_avx2(a.h, w.h, v.h, &x)};
+  return r;
+}
+
+DC_AVX2 static inline void f_store16_avx2(const dc_sparse_fc* m, uint32_t g, f_acc_avx2 acc,
+                                          const float* bias, float lo, float hi, float* y) {
+  const uint32_t left = m->rows - 16 * g, n = left < 16 ? left : 16;
+  float b[16], out[16];
+  if (bias) {
+    const float* bp = bias + 16 * g;
+    if (n < 16) { /* nothing read past the bias */
+      memset(b, 0, sizeof b);
+      memcpy(b, bp, n * sizeof(float));
+      bp = b;
+    }
+    acc.l = _mm256_add_ps(acc.l, _mm256_loadu_ps(bp));
+    acc.h = _mm256_add_ps(acc.h, _mm256_loadu_ps(bp + 8));
+  }
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  float* yp = n < 16 ? out : y + 16 * g;
+  _mm256_storeu_ps(yp, _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc.l))); /* as the AVX-512 one */
+  _mm256_storeu_ps(yp + 8, _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc.h)));
+  if (n < 16) memcpy(y + 16 * g, out, n * sizeof(float));
+}
+
+#define DC_TILE_TARGET DC_AVX2
+#define DC_TILE_NAME(base) base##_avx2
+#define DC_T(op) op##_avx2
+#include "dc_sfc_float_tiles.h"
 #endif
 
 /* The tile form on the scalar kernels (a form built with the AVX-512 kernels in use, run after
  * dc_sparse_fc_use_simd(0)): per group 16 rows x 2 accumulators, steps alternating between them
- * as float_tiles_avx512 (products rounded before the add: results within float rounding of the
+ * as float_tiles_b1_avx512 (products rounded before the add: results within float rounding of the
  * AVX-512 kernel's FMAs, not bit-equal), then the bias; batch rows one after the other. */
 static float clampf(float v, float lo, float hi);
 static void float_tiles_scalar(const dc_sparse_fc* m, const float* x, const float* bias, float lo,
@@ -1711,19 +1811,26 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t bat
                                const float* bias, float act_min, float act_max, float* y,
                                float* scratch) {
   const size_t cols = m->cols, rows = m->rows;
-  if (m->tile_e && (simd() || !m->row_ptr)) { /* the tile form (alone, or next to the rows) */
+  if (m->tile_e &&
+      (tile_kernels() || !m->row_ptr)) { /* the tile form (alone, or next to the rows) */
     for (size_t b0 = 0; b0 < batch;) {
       const size_t left = batch - b0;
 #if DC_SFC_X86
-      if (simd()) {
-        if (left == 1) {
-          float_tiles_avx512(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
-          ++b0;
+      const int k = kernels();
+      if (k != K_SCALAR) {
+        const uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
+        const float* xb = x + b0 * cols;
+        float* yb = y + b0 * rows;
+        if (k == K_AVX512 && T == 1) {
+          float_tiles_b1_avx512(m, xb, bias, act_min, act_max, yb);
+        } else if (k == K_AVX512) {
+          float_tiles_batch_avx512(m, xb, T, bias, act_min, act_max, yb);
+        } else if (T == 1) {
+          float_tiles_b1_avx2(m, xb, bias, act_min, act_max, yb);
         } else {
-          const uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
-          float_tiles_batch(m, x + b0 * cols, T, bias, act_min, act_max, y + b0 * rows);
-          b0 += T;
+          float_tiles_batch_avx2(m, xb, T, bias, act_min, act_max, yb);
         }
+        b0 += T;
         continue;
       }
 #endif
@@ -1830,37 +1937,52 @@ DC_AVX512 static void int8_batch1_avx512(const dc_sparse_fc* m, const int8_t* x,
 }
 #endif
 
-/* int8 on the tile form (AVX-512): as float_tiles_avx512, lane l of a group's accumulator
- * holding row 16 g + l; per tile, x's 32 int8 columns of the block sit in two registers as int32
- * lanes holding the value as int16 in their low half and 0 in the high half; per step x is taken
- * by vpermt2d on the entry's low 5 bits and the weight is the entry's code, sign-extended from
- * bits 5..12 (an empty entry, 0x8000, gives weight 0: no mask), and one vpmaddwd makes the 16
- * exact products (w's high half times x's high half, 0, adds nothing).  Integer sums: identical
- * to int8_batch1 in any order; requantization as `requantize`, 16 rows at a time, the same float
- * operations in the same order (so the same bytes).  No gather: 1024^2 at
- * 10 % on an AMD Zen 4 core 0.16 ns per non-zero (17.0 us) against 0.56 ns for int8_batch1_avx512
- * (59.1 us; docs/android.md). */
+/* int8 on the tile form (dc_sfc_int8_tiles.h), once per variant, on the types and operations
+ * below.  Integer sums: identical to int8_batch1 in any order; requantization as `requantize`,
+ * 16 rows at a time, the same float operations in the same order (so the same bytes).
+ *
+ * AVX-512: as the float tile kernels, lane l of a group's accumulator holding row 16 g + l; per
+ * tile, x's 32 int8 columns of the block sit in two registers as int32 lanes holding the value as
+ * int16 in their low half and 0 in the high half; per step x is taken by vpermt2d on the entry's
+ * low 5 bits and the weight is the entry's code, sign-extended from bits 5..12 (an empty entry,
+ * 0x8000, gives weight 0: no mask), and one vpmaddwd makes the 16 exact products (w's high half
+ * times x's high half, 0, adds nothing).  No gather: 1024^2 at 10 % on an AMD Zen 4 core 0.16 ns
+ * per non-zero (17.0 us) against 0.56 ns for int8_batch1_avx512 (59.1 us; docs/android.md). */
 #if DC_SFC_X86
-DC_AVX512 static inline void int8_block_x(const int8_t* xb, __mmask32 k, __m512i* xl, __m512i* xh) {
+typedef struct {
+  __m512i l, h;
+} i8_x_avx512;
+typedef __m512i i8_e_avx512, i8_w_avx512, i8_acc_avx512;
+
+DC_AVX512 static inline i8_x_avx512 i8_block_x_avx512(const int8_t* xb, uint32_t part) {
+  const __mmask32 k = part ? (__mmask32)((1u << part) - 1u) : (__mmask32)0xffffffffu;
   const __m512i x16 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(k, xb));
-  *xl = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(x16));
-  *xh = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(x16, 1));
+  const i8_x_avx512 r = {_mm512_cvtepu16_epi32(_mm512_castsi512_si256(x16)),
+                         _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(x16, 1))};
+  return r;
+}
+
+DC_AVX512 static inline i8_e_avx512 i8_entries_avx512(const uint16_t* e) {
+  return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)e));
 }
 
 /* tile_weight of 16 entries widened to int32 lanes (an empty entry, 0x8000: 0). */
-DC_AVX512 static inline __m512i int8_weights(__m512i v) {
+DC_AVX512 static inline i8_w_avx512 i8_weights_avx512(i8_e_avx512 v) {
   return _mm512_srai_epi32(_mm512_slli_epi32(v, 19), 24);
 }
 
-/* The 16 products of one step: weights w (int8_weights of v) times x looked up by v's column. */
-DC_AVX512 static inline __m512i int8_products(__m512i w, __m512i v, __m512i xl, __m512i xh) {
-  return _mm512_madd_epi16(w, _mm512_permutex2var_epi32(xl, v, xh));
+DC_AVX512 static inline i8_acc_avx512 i8_zero_avx512(void) {
+  return _mm512_setzero_si512();
+}
+
+DC_AVX512 static inline i8_acc_avx512 i8_add_avx512(i8_acc_avx512 a, i8_acc_avx512 b) {
+  return _mm512_add_epi32(a, b);
 }
 
 /* The 16 outputs of group g from its sums acc (rows past `rows` masked off). */
-DC_AVX512 static inline void int8_store16(const dc_sparse_fc* m, uint32_t g, __m512i acc,
-                                          int32_t izp, const int32_t* bias, const float* scale,
-                                          int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
+DC_AVX512 static inline void i8_store16_avx512(const dc_sparse_fc* m, uint32_t g, i8_acc_avx512 acc,
+                                               int32_t izp, const int32_t* bias, const float* scale,
+                                               int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
   const uint32_t left = m->rows - 16 * g;
   const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
   const __m512i b = bias ? _mm512_maskz_loadu_epi32(k, bias + 16 * g) : _mm512_setzero_si512();
@@ -1879,19 +2001,128 @@ DC_AVX512 static inline void int8_store16(const dc_sparse_fc* m, uint32_t g, __m
       y + 16 * g, k, _mm512_add_epi32(_mm512_cvttps_epi32(v), _mm512_set1_epi32(ozp)));
 }
 
-/* The int8 tile kernels, twice (dc_sfc_int8_tiles.h): vpmaddwd + vpaddd, and vpdpwssd on CPUs
- * with AVX-512 VNNI (Ice Lake, Zen 4 and later).  Same process, alternating, median of 300 / 60
- * invokes, Zen 4, load ~1.3, 2026-12-05: batch 1 1024^2 at 5/10/20 % 11.5/16.6/25.6 -> 10.1/
- * 14.5/22.1 us (12-13.5 % less), 4096^2 2.4-11 % less; batch 8 3-5 % less. */
-#define DC_I8_TARGET DC_AVX512
-#define DC_I8_NAME(base) base##_avx512
-#define DC_I8_ACC(acc, w, v, xl, xh) _mm512_add_epi32(acc, int8_products(w, v, xl, xh))
+/* vpmaddwd + vpaddd, and vpdpwssd on CPUs with AVX-512 VNNI (Ice Lake, Zen 4 and later).  Same
+ * process, alternating, median of 300 / 60 invokes, Zen 4, load ~1.3, 2026-12-05: batch 1
+ * 1024^2 at 5/10/20 % 11.5/16.6/25.6 -> 10.1/14.5/22.1 us (12-13.5 % less), 4096^2 2.4-11 %
+ * less; batch 8 3-5 % less. */
+#define DC_TILE_TARGET DC_AVX512
+#define DC_TILE_NAME(base) base##_avx512
+#define DC_T(op) op##_avx512
+#define DC_I8_ACC(acc, w, v, x) \
+  _mm512_add_epi32(acc, _mm512_madd_epi16(w, _mm512_permutex2var_epi32(x.l, v, x.h)))
 #include "dc_sfc_int8_tiles.h"
 
-#define DC_I8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-#define DC_I8_NAME(base) base##_vnni
-#define DC_I8_ACC(acc, w, v, xl, xh) \
-  _mm512_dpwssd_epi32(acc, w, _mm512_permutex2var_epi32(xl, v, xh))
+#define DC_TILE_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define DC_TILE_NAME(base) base##_vnni
+#define DC_T(op) op##_avx512
+#define DC_I8_ACC(acc, w, v, x) _mm512_dpwssd_epi32(acc, w, _mm512_permutex2var_epi32(x.l, v, x.h))
+#include "dc_sfc_int8_tiles.h"
+
+/* AVX2: a step's 16 entries stay 16-bit lanes.  The x block is its two halves of 16 bytes, each
+ * in both 128-bit lanes of a register; x of an entry is looked up by vpshufb on its column's low
+ * 4 bits into the lane's high byte (of both halves, blended by bit 4: vpblendvb), sign-extended
+ * by an arithmetic shift; the weight is the entry's bits 5..12 sign-extended by two 16-bit shifts
+ * (an empty entry, 0x8000, gives 0).  vpmaddwd adds the products of neighbouring lanes, so the
+ * weights go in twice, once with the odd lanes' zeroed and once the even lanes': two sums of 8
+ * int32 (rows 2 i and 2 i + 1 of the group), interleaved back at the end.  Exact products (|w x|
+ * <= 2^14), so the same sums as every other kernel. */
+typedef struct {
+  __m256i l, h;
+} i8_x_avx2;
+typedef __m256i i8_e_avx2;
+typedef struct {
+  __m256i e, o; /* even rows, odd rows */
+} i8_w_avx2, i8_acc_avx2;
+
+DC_AVX2 static inline i8_x_avx2 i8_block_x_avx2(const int8_t* xb, uint32_t part) {
+  int8_t pad[32];
+  if (part) { /* zeros past the last column: nothing read past the row */
+    memset(pad, 0, sizeof pad);
+    memcpy(pad, xb, part);
+    xb = pad;
+  }
+  const i8_x_avx2 r = {_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)xb)),
+                       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(xb + 16)))};
+  return r;
+}
+
+DC_AVX2 static inline i8_e_avx2 i8_entries_avx2(const uint16_t* e) {
+  return _mm256_loadu_si256((const __m256i*)e);
+}
+
+DC_AVX2 static inline i8_w_avx2 i8_weights_avx2(i8_e_avx2 v) {
+  const __m256i w = _mm256_srai_epi16(_mm256_slli_epi16(v, 3), 8);
+  const i8_w_avx2 r = {_mm256_and_si256(w, _mm256_set1_epi32(0xffff)),
+                       _mm256_and_si256(w, _mm256_set1_epi32((int)0xffff0000u))};
+  return r;
+}
+
+DC_AVX2 static inline i8_acc_avx2 i8_zero_avx2(void) {
+  const i8_acc_avx2 a = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+  return a;
+}
+
+DC_AVX2 static inline i8_acc_avx2 i8_add_avx2(i8_acc_avx2 a, i8_acc_avx2 b) {
+  const i8_acc_avx2 r = {_mm256_add_epi32(a.e, b.e), _mm256_add_epi32(a.o, b.o)};
+  return r;
+}
+
+DC_AVX2 static inline i8_acc_avx2 i8_acc_avx2_step(i8_acc_avx2 a, i8_w_avx2 w, i8_e_avx2 v,
+                                                   i8_x_avx2 x) {
+  /* index: the column's bits 0..3 in each lane's high byte (bit 7 clear), 0 in the low byte
+   * (its x is shifted out); bit 4 of the column to the high byte's sign bit */
+  const __m256i idx = _mm256_and_si256(_mm256_slli_epi16(v, 8), _mm256_set1_epi16(0x0f00));
+  const __m256i hx = _mm256_blendv_epi8(_mm256_shuffle_epi8(x.l, idx),
+                                        _mm256_shuffle_epi8(x.h, idx), _mm256_slli_epi16(v, 11));
+  const __m256i x16 = _mm256_srai_epi16(hx, 8);
+  const i8_acc_avx2 r = {_mm256_add_epi32(a.e, _mm256_madd_epi16(w.e, x16)),
+                         _mm256_add_epi32(a.o, _mm256_madd_epi16(w.o, x16))};
+  return r;
+}
+
+DC_AVX2 static inline void i8_store16_avx2(const dc_sparse_fc* m, uint32_t g, i8_acc_avx2 acc,
+                                           int32_t izp, const int32_t* bias, const float* scale,
+                                           int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
+  const uint32_t left = m->rows - 16 * g, n = left < 16 ? left : 16;
+  const int32_t* rs = m->row_sum + 16 * g;
+  const int32_t* bp = bias ? bias + 16 * g : NULL;
+  const float* sp = scale + 16 * g;
+  int32_t rs_pad[16], b_pad[16], out[16];
+  float s_pad[16];
+  if (n < 16) { /* nothing read past the arrays */
+    memset(rs_pad, 0, sizeof rs_pad), memset(b_pad, 0, sizeof b_pad);
+    memset(s_pad, 0, sizeof s_pad);
+    memcpy(rs_pad, rs, n * sizeof(int32_t)), memcpy(s_pad, sp, n * sizeof(float));
+    if (bp) memcpy(b_pad, bp, n * sizeof(int32_t)), bp = b_pad;
+    rs = rs_pad, sp = s_pad;
+  }
+  /* rows 0..3 | 8..11 and 4..7 | 12..15, then 0..7 and 8..15 */
+  const __m256i lo4 = _mm256_unpacklo_epi32(acc.e, acc.o),
+                hi4 = _mm256_unpackhi_epi32(acc.e, acc.o);
+  const __m256i r8[2] = {_mm256_permute2x128_si256(lo4, hi4, 0x20),
+                         _mm256_permute2x128_si256(lo4, hi4, 0x31)};
+  const __m256 lo = _mm256_set1_ps((float)(qmin - ozp)), hi = _mm256_set1_ps((float)(qmax - ozp));
+  const __m256 magic = _mm256_set1_ps(12582912.0f);
+  for (int h = 0; h < 2; ++h) { /* the operations of i8_store16_avx512 */
+    const __m256i b =
+        bp ? _mm256_loadu_si256((const __m256i*)(bp + 8 * h)) : _mm256_setzero_si256();
+    const __m256i off =
+        _mm256_sub_epi32(b, _mm256_mullo_epi32(_mm256_set1_epi32(izp),
+                                               _mm256_loadu_si256((const __m256i*)(rs + 8 * h))));
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(r8[h], off)),
+                             _mm256_loadu_ps(sp + 8 * h));
+    v = _mm256_blendv_ps(_mm256_min_ps(hi, v), lo, _mm256_cmp_ps(v, lo, _CMP_LT_OQ));
+    v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
+    _mm256_storeu_si256((__m256i*)(out + 8 * h),
+                        _mm256_add_epi32(_mm256_cvttps_epi32(v), _mm256_set1_epi32(ozp)));
+  }
+  for (uint32_t l = 0; l < n; ++l) y[16 * g + l] = (int8_t)out[l]; /* the low byte, as vpmovdb */
+}
+
+#define DC_TILE_TARGET DC_AVX2
+#define DC_TILE_NAME(base) base##_avx2
+#define DC_T(op) op##_avx2
+#define DC_I8_ACC(acc, w, v, x) i8_acc_avx2_step(acc, w, v, x)
 #include "dc_sfc_int8_tiles.h"
 #endif
 
@@ -1965,15 +2196,21 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t bat
                               int32_t output_zp, int32_t qmin, int32_t qmax, int8_t* y,
                               int32_t* scratch) {
   const size_t cols = m->cols, rows = m->rows;
-  if (m->tile_e && (simd() || !m->row_ptr)) { /* the tile form (alone, or next to the rows) */
+  if (m->tile_e &&
+      (tile_kernels() || !m->row_ptr)) { /* the tile form (alone, or next to the rows) */
     for (size_t b0 = 0; b0 < batch;) {
       const size_t left = batch - b0;
 #if DC_SFC_X86
-      if (simd()) {
+      const int k = kernels();
+      if (k != K_SCALAR) {
         const uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
         const int8_t* xb = x + b0 * cols;
         int8_t* yb = y + b0 * rows;
-        if (vnni() && T == 1) {
+        if (k == K_AVX2 && T == 1) {
+          int8_tiles_b1_avx2(m, xb, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+        } else if (k == K_AVX2) {
+          int8_tiles_batch_avx2(m, xb, T, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+        } else if (vnni() && T == 1) {
           int8_tiles_b1_vnni(m, xb, input_zp, bias, scale, output_zp, qmin, qmax, yb);
         } else if (vnni()) {
           int8_tiles_batch_vnni(m, xb, T, input_zp, bias, scale, output_zp, qmin, qmax, yb);

@@ -54,23 +54,55 @@ static void from_dense_float(const float* w, uint32_t rows, uint32_t cols, dc_sp
   m->nnz = k;
 }
 
-/* 1 when this CPU has the AVX-512 kernels (whatever dc_sparse_fc_use_simd says now). */
-static int avx512_cpu(void) {
+/* 1 when this CPU has vector tile kernels, AVX-512 or AVX2 (whatever dc_sparse_fc_use_simd says
+ * now): FC layers then take the tile form. */
+static int tile_cpu(void) {
   const int was = dc_sparse_fc_use_simd(1);
-  const int avx = strcmp(dc_sparse_fc_kernel_name(), "avx512") == 0;
+  const int tiles = strcmp(dc_sparse_fc_kernel_name(), "scalar") != 0;
   dc_sparse_fc_use_simd(was);
-  return avx;
+  return tiles;
+}
+
+/* 1 when this CPU has both the AVX-512 kernels and the AVX2 ones (dc_sparse_fc_use_simd(4)), so
+ * that the two tile kernels can be compared. */
+static int avx2_and_avx512(void) {
+  const int was = dc_sparse_fc_use_simd(1);
+  const int a = strcmp(dc_sparse_fc_kernel_name(), "avx512") == 0;
+  dc_sparse_fc_use_simd(4);
+  const int b = strcmp(dc_sparse_fc_kernel_name(), "avx2") == 0;
+  dc_sparse_fc_use_simd(was);
+  return a && b;
+}
+
+/* On a tile form, the AVX2 float tile kernels (dc_sparse_fc_use_simd(4)) give the bits of the
+ * AVX-512 ones (the same FMAs in the same order, dc_sfc_float_tiles.h), every batch size:
+ * compared byte for byte where this CPU has both. */
+static void check_float_avx2(const dc_sparse_fc* m, const float* x, size_t batch, const float* bias,
+                             float lo, float hi, const char* what) {
+  if (!m->tile_e || !avx2_and_avx512()) return;
+  float* a = malloc(batch * m->rows * sizeof(float));
+  float* b = malloc(batch * m->rows * sizeof(float));
+  float* scratch = malloc((size_t)m->cols * DC_SFC_BATCH_TILE * sizeof(float));
+  const int was = dc_sparse_fc_use_simd(1);
+  dc_sparse_fc_float(m, x, batch, bias, lo, hi, a, scratch);
+  dc_sparse_fc_use_simd(4);
+  dc_sparse_fc_float(m, x, batch, bias, lo, hi, b, scratch);
+  dc_sparse_fc_use_simd(was);
+  CHECK(!memcmp(a, b, batch * m->rows * sizeof(float)),
+        "float %s %ux%u batch %zu: the AVX2 tile kernel's bits differ from AVX-512's", what,
+        m->rows, m->cols, batch);
+  free(a), free(b), free(scratch);
 }
 
 /* The forms a float kernel test runs on: the rows alone, the rows with the tile form
- * (dc_sparse_fc_add_tiles), and the tile form alone (what dc_sparse_fc_build keeps on AVX-512
- * CPUs: its rows freed).  The tiles are built with the AVX-512 kernels in use, also in the
- * scalar pass: a form built so must run after dc_sparse_fc_use_simd(0) too.  0 when the form
- * cannot be had here (no AVX-512, > 32 values). */
+ * (dc_sparse_fc_add_tiles), and the tile form alone (what dc_sparse_fc_build keeps on CPUs with
+ * the AVX-512 or AVX2 kernels: its rows freed).  The tiles are built with the vector kernels in
+ * use, also in the scalar pass: a form built so must run after dc_sparse_fc_use_simd(0) too.  0
+ * when the form cannot be had here (no AVX-512 or AVX2, > 32 values). */
 static int make_form(const float* w, uint32_t rows, uint32_t cols, int form, dc_sparse_fc* m) {
   from_dense_float(w, rows, cols, m);
   if (form == 0) return 1;
-  const int want = avx512_cpu() && m->num_values <= 32;
+  const int want = tile_cpu() && m->num_values <= 32;
   const int was = dc_sparse_fc_use_simd(1);
   const int built = dc_sparse_fc_add_tiles(m);
   dc_sparse_fc_use_simd(was);
@@ -138,6 +170,7 @@ static void test_float_kernel_x(uint32_t rows, uint32_t cols, size_t batch, floa
     dc_sparse_fc m;
     if (!make_form(w, rows, cols, form, &m)) continue;
     dc_sparse_fc_float(&m, x, batch, with_bias ? bias : NULL, lo, hi, y, scratch);
+    check_float_avx2(&m, x, batch, with_bias ? bias : NULL, lo, hi, "kernel test");
     for (size_t b = 0; b < batch; ++b) {
       for (uint32_t r = 0; r < rows; ++r) {
         double mag;
@@ -171,7 +204,7 @@ static void test_add_tiles_refuses_bad_rows(void) {
     const int was = dc_sparse_fc_use_simd(1);
     const int built = dc_sparse_fc_add_tiles(&m);
     dc_sparse_fc_use_simd(was);
-    CHECK(built == (bad == 0 && avx512_cpu()) && !m.tile_e == !built, "bad rows %d: built %d", bad,
+    CHECK(built == (bad == 0 && tile_cpu()) && !m.tile_e == !built, "bad rows %d: built %d", bad,
           built);
     dc_sparse_fc_free(&m);
   }
@@ -257,6 +290,17 @@ static void check_int8(const int8_t* w, uint32_t rows, uint32_t cols, const dc_s
     CHECK(!memcmp(y3, y, batch * rows), "int8 %s batch %zu: other bytes without VNNI", what, batch);
     free(y3);
   }
+  { /* the AVX2 kernels (use_simd(4); on a tile form its AVX2 tile kernels, on rows the scalar
+     * ones): the same bytes */
+    int8_t* y4 = malloc(batch * rows);
+    const int was = dc_sparse_fc_use_simd(4);
+    dc_sparse_fc_int8(m, x, batch, izp, q[k].bias ? bias : NULL, scale, ozp, qmin, qmax, y4,
+                      scratch);
+    dc_sparse_fc_use_simd(was);
+    CHECK(!memcmp(y4, y, batch * rows), "int8 %s batch %zu: other bytes with the AVX2 kernels",
+          what, batch);
+    free(y4);
+  }
   for (size_t b = 0; b < batch; ++b) {
     for (uint32_t r = 0; r < rows; ++r) {
       int32_t acc = q[k].bias ? bias[r] : 0;
@@ -288,6 +332,8 @@ static void check_float_vs_raw(const dc_sparse_fc* m, const float* w, const char
   for (size_t i = 0; i < batch * m->cols; ++i) x[i] = (float)((int)(rnd() % 2001) - 1000) / 256.f;
   dc_sparse_fc_float(m, x, batch, NULL, -INFINITY, INFINITY, y, scratch);
   dc_sparse_fc_float(m, x, 1, NULL, -INFINITY, INFINITY, y1, NULL);
+  check_float_avx2(m, x, batch, NULL, -INFINITY, INFINITY, name);
+  check_float_avx2(m, x, 1, NULL, -INFINITY, INFINITY, name);
   int64_t i = sfc_float_mismatch(m, w, x, batch, y, 1e-6, 0);
   CHECK(i < 0, "%s: float output %lld (batch %zu) off", name, (long long)i, batch);
   CHECK(sfc_float_mismatch(m, w, x, 1, y1, 1e-6, 0) < 0, "%s: float batch 1", name);
@@ -410,10 +456,10 @@ static void test_vectors(void) {
     for (size_t k = 0; k < v->raw_size; ++k) nnz += v->raw[k] != 0; /* int8 */
     CHECK(m.rows == rows && m.cols == cols && (m.row_ptr ? m.row_ptr[rows] == m.nnz : !!m.tile_e),
           "%s: shape", v->name);
-    /* which form: on AVX-512, float32 of <= 32 values and int8 keep the tiles alone while they
-     * fit */
+    /* which form: with the AVX-512 or AVX2 kernels, float32 of <= 32 values and int8 keep the
+     * tiles alone while they fit */
     const int tiles_ok = (v->dtype == DC_DTYPE_INT8 || m.num_values <= 32) &&
-                         !strcmp(dc_sparse_fc_kernel_name(), "avx512");
+                         strcmp(dc_sparse_fc_kernel_name(), "scalar") != 0;
     CHECK(!m.tile_e || tiles_ok, "%s: a tile form where it does not belong", v->name);
     CHECK(!(m.tile_e && m.row_ptr), "%s: rows and tiles both kept", v->name);
     if (m.tile_e) {
@@ -495,10 +541,10 @@ static void test_vectors(void) {
   }
   CHECK(built >= 1, "no 2-D float32/int8 vector in codec_vectors.h");
   CHECK(direct == 5, "%d vectors built straight from the entries, expected 5", direct);
-  if (!strcmp(dc_sparse_fc_kernel_name(), "avx512"))
+  if (strcmp(dc_sparse_fc_kernel_name(), "scalar") != 0)
     CHECK(tiled >= 2, "only %d vectors kept the tile form", tiled);
   else
-    CHECK(tiled == 0, "%d tile forms built without the AVX-512 kernels", tiled);
+    CHECK(tiled == 0, "%d tile forms built with the scalar kernels", tiled);
 }
 
 /* Forms built with the helper thread (dc_sparse_fc_set_helper_bytes(0): on a multi-core machine,
@@ -560,7 +606,7 @@ static void test_int8_kernel_random(uint32_t rows, uint32_t cols, uint32_t permi
   const int was = dc_sparse_fc_use_simd(1);
   const int built = dc_sparse_fc_add_tiles(&m);
   dc_sparse_fc_use_simd(was);
-  CHECK(built == avx512_cpu(), "int8 tiles %ux%u: built %d", rows, cols, built);
+  CHECK(built == tile_cpu(), "int8 tiles %ux%u: built %d", rows, cols, built);
   if (built) {
     CHECK(sfc_tiles_mismatch(&m, w) < 0, "int8 tile form of %ux%u differs", rows, cols);
     for (size_t b = 1; b <= 19; ++b) check_int8(w, rows, cols, &m, b, "random, rows and tiles");
@@ -690,7 +736,7 @@ static void check_tiles_did_not_fit(dc_sparse_fc* m, dc_sfc_form f, const char* 
  * counted: 40 values of which 16 coded (and used) get the tiles, 256 of which 32 or 255 coded are
  * no longer refused (before: rows, and none). */
 static void test_form_from_header(void) {
-  const int avx = avx512_cpu(), was = dc_sparse_fc_use_simd(1);
+  const int avx = tile_cpu(), was = dc_sparse_fc_use_simd(1);
   const dc_sfc_form tiles = avx ? DC_SFC_FORM_TILES : DC_SFC_FORM_ROWS;
   const struct {
     uint32_t k, rows;
@@ -835,10 +881,13 @@ int main(void) {
   const float inf = INFINITY;
   size_t batches[] = {1, 2, 7, 8, 9, 17};
   printf("test_sparse_fc: batch-1 kernels %s\n", dc_sparse_fc_kernel_name());
-  /* every kernel test twice: the kernels dc_sparse_fc_kernel_name() picks (AVX-512 on such
-   * x86-64 CPUs), then the scalar ones */
-  for (int pass = 0; pass < 2; ++pass) {
-    dc_sparse_fc_use_simd(pass == 0);
+  /* every kernel test three times: the kernels dc_sparse_fc_kernel_name() picks (AVX-512 on such
+   * x86-64 CPUs), the scalar ones, then the AVX2 ones (dc_sparse_fc_use_simd(4): what x86-64 CPUs
+   * without AVX-512 run; the scalar ones again where the CPU has no AVX2) */
+  static const int passes[] = {1, 0, 4};
+  for (int pass = 0; pass < 3; ++pass) {
+    dc_sparse_fc_use_simd(passes[pass]);
+    printf("test_sparse_fc: pass with kernels %s\n", dc_sparse_fc_kernel_name());
     for (size_t i = 0; i < sizeof batches / sizeof batches[0]; ++i) {
       test_float_kernel(33, 70, batches[i], -inf, inf, 1);
       test_float_kernel(5, 4, batches[i], 0.f, 6.f, 0);
@@ -851,7 +900,7 @@ int main(void) {
       test_float_kernel_n(40, 1031, 1, -inf, inf, 0, 33, t);
       test_float_kernel_n(17, 517, 1, -2.f, 2.f, 1, 255, t);
     }
-    /* the tile form's corners, every batch size (1: float_tiles_avx512; 2..8: its batched
+    /* the tile form's corners, every batch size (1: float_tiles_b1_*; 2..8: its batched
      * kernel with nb rows; 9, 17: a full tile of 8 then the rest): 1..1031 columns (partial last
      * blocks of 1, 16, 17, 31 columns), rows not a multiple of 16, empty rows and blocks (5 %),
      * full blocks (100 %: 32 steps), an all-empty layer, NaN / inf inputs, activation clamps */
