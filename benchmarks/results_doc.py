@@ -375,6 +375,14 @@ def zoo_section(zoo):
         cells = [f"{b[k]:,} ({100 * b[k] / b['file']:.0f} %)"
                  for k in ("packed_tensors", "raw_1d", "raw_other", "tensor_names", "structure")]
         out.append(f"| {r['label']} | {b['file']:,} | " + " | ".join(cells) + f" | {stripped} | {kept} | {both} |")
+    shared = [r["label"] for r in rows if r["model"] == "lstm" and r["date"] < "2026-12-05"]
+    if shared:  # measured by the count before 99adee6 (bytes_breakdown counted a shared buffer per tensor)
+        out += ["", f"The lstm rows ({', '.join(shared) if len(shared) < 3 else f'{len(shared)} runs'}) were measured before `bytes_breakdown` counted a buffer that two tensors "
+                "share once (99adee6, 2026-12-05): raw other counts the one 512-B buffer of the two zero loop "
+                "states twice and raw 1-D an int32 scalar read in two subgraphs twice (4 B), so raw other is 512 B, "
+                "raw 1-D 4 B smaller and other structure 516 B larger than shown (this architecture rebuilt and "
+                "counted both ways; the run files were not kept). Every other column, the ratios and the "
+                "goal verdicts are unaffected."]
     runs = [f"- {r['label']}: {r['note']}" for r in rows if r.get("note")]
     runs += [f"- {r['label']}: search run, `--config` " + json.dumps(r["override"], sort_keys=True)
              + f"; validation error {pct(r['baseline_val_error'])} -> {pct(r['final_val_error'])}"
