@@ -96,7 +96,9 @@ class PackedBufferT(_AlignedBufferT):
             builder.prewritten[id(self)] = data_off
 
 
-# What the user can do, appended to "malformed .tflite" / "not a .tflite model" errors.
+# What the user can do, appended to "malformed .tflite" / "not a .tflite model" errors. The C library
+# says both fixes in these words itself (tflite_kernels/include/dc_unpack.h: DC_UNPACK_CORRUPT_FIX,
+# DC_UNPACK_NEWER_FIX; tests/test_c_tools.py compares them).
 CORRUPT_FIX = "the file is truncated or corrupt: export it again or copy it again from its source"
 
 
@@ -114,7 +116,7 @@ def with_corrupt_fix(msg: str) -> str:
 
 
 def with_packed_fix(msg: str) -> str:
-    """The C library's message (delegate, op, ``dc_unpack``) with :func:`with_corrupt_fix`'s fix when
+    """The C library's message (delegate, op) with :func:`with_corrupt_fix`'s fix when
     it is a packed tensor that failed to decode (its words: a checksum or decode failure, an invalid
     header, a newer format version, a packed shape or type that is not its tensor's); any other
     message unchanged."""

@@ -206,9 +206,10 @@ def test_a_read_only_output_is_refused(tools, name, shared_dir):
         assert out.read_bytes() != b"keep me" and (out.stat().st_mode & 0o777) == 0o444
 
 
-# What the tools say to do about a damaged packed tensor (tflite_kernels/tools/tool_packed.h): the
-# words of dc_keras/_flatbuffer.py's CORRUPT_FIX (a packed tensor file is made again by
-# dc_keras.codec.encode, a model by exporting it) and NEWER_FIX (with the tools' own update).
+# What dc_decode says to do about a damaged packed tensor file (tflite_kernels/tools/tool_packed.h):
+# the words of dc_keras/_flatbuffer.py's CORRUPT_FIX and NEWER_FIX for a file dc_keras.codec.encode
+# makes again (with the tools' own update). dc_unpack's come from the library (dc_unpack.h), as
+# CORRUPT_FIX and NEWER_FIX themselves.
 TENSOR_CORRUPT_FIX = ("the file is truncated or corrupt: encode it again (dc_keras.codec.encode) or copy it again "
                       "from its source")
 NEWER = ("it was {made} by a newer dc_keras: update dc_keras and rebuild these tools from it (make -C "
@@ -217,7 +218,7 @@ NEWER = ("it was {made} by a newer dc_keras: update dc_keras and rebuild these t
 
 TENSOR_DAMAGES = ["truncated", "checksum", "bad magic", "newer version", "version 0", "unknown layout",
                   "layout of a later version", "unknown dtype"]
-MODEL_DAMAGES = ["truncated tensor", "checksum", "bad magic", "newer version", "unknown layout",
+MODEL_DAMAGES = ["truncated tensor", "checksum", "bad magic", "newer version", "version 0", "unknown layout",
                  "HuffDecode op with two inputs", "output shape not the packed one", "packed shape not its size",
                  "truncated model"]
 
@@ -312,7 +313,6 @@ def _damaged_models():
     def shape_entry(m, sg, i, o):
         sg.tensors[i].shape = np.array([int(sg.tensors[i].shape[0]) - 1], np.int32)
 
-    newer = NEWER.format(made="packed", redo="pack it")
     return {
         "truncated tensor": (edit(cut), "invalid packed tensor: truncated: the buffer is shorter than the sizes "
                              "it declares", fb.CORRUPT_FIX),
@@ -321,7 +321,10 @@ def _damaged_models():
         "bad magic": (_set(good, at, ord("X")), "invalid packed tensor: not a packed tensor (bad magic)",
                       fb.CORRUPT_FIX),
         "newer version": (_set(good, at + 4, 9), "packed tensor not readable here: unsupported packed tensor "
-                          "format version (newer than this decoder?)", newer),
+                          "format version (newer than this decoder?): it is version 9, which only a decoder "
+                          "with DC_VERSION_MAX >= 9 reads", fb.NEWER_FIX),
+        "version 0": (_set(good, at + 4, 0), "invalid packed tensor: unsupported packed tensor format version "
+                      "(newer than this decoder?): version 0 does not exist (the first is 1)", fb.CORRUPT_FIX),
         "unknown layout": (_set(good, at + 7, 9), "invalid packed tensor: unknown layout", fb.CORRUPT_FIX),
         "HuffDecode op with two inputs": (edit(two_inputs), "(HuffDecode): expected one input and one output",
                                           fb.CORRUPT_FIX),
@@ -335,11 +338,13 @@ def _damaged_models():
 @pytest.mark.parametrize("damage", MODEL_DAMAGES)
 def test_dc_unpack_names_a_damaged_model_and_the_fix(tools, damage, tmp_path):
     """Each damage class of a packed model (a packed tensor truncated, bit-flipped, with a bad
-    magic, a newer version or an unknown layout; the HuffDecode op's tensors or the flatbuffer
-    damaged): one line naming the file, the problem and the fix, in dc_keras.runtime.unpack's
-    words where it has them (the same C library; Python's CORRUPT_FIX); exit status 1, nothing
-    written, the input untouched. (A refused packed tensor was printed without a fix:
-    "dc_unpack: m.tflite: HuffDecode(W): decoding failed: checksum mismatch: the packed data is corrupt".)"""
+    magic, a newer version, version 0 or an unknown layout; the HuffDecode op's tensors or the
+    flatbuffer damaged): one line naming the file, the problem and the fix once, word for word
+    dc_keras.runtime.unpack's (the same C library names the fix: Python's CORRUPT_FIX / NEWER_FIX);
+    exit status 1, nothing written, the input untouched. (A refused packed tensor was printed
+    without a fix: "dc_unpack: m.tflite: HuffDecode(W): decoding failed: checksum mismatch: the
+    packed data is corrupt"; then with the tool's own, and a newer version's differed from
+    runtime.unpack's.)"""
     from dc_keras import runtime
 
     data, problem, fix = _damaged_models()[damage]
@@ -350,13 +355,53 @@ def test_dc_unpack_names_a_damaged_model_and_the_fix(tools, damage, tmp_path):
     assert r.returncode == 1 and r.stdout == "", (r.stdout, r.stderr)
     line = r.stderr
     assert line.count("\n") == 1 and line.startswith(f"dc_unpack: {src}: "), line
-    assert problem in line and line.endswith(f"; {fix}\n"), line
+    assert problem in line and line.endswith(f"; {fix}\n") and line.count(fix) == 1, line
     assert out.read_bytes() == b"previous result" and src.read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tflite", "out.tflite"]
     with pytest.raises(ValueError) as e:
         runtime.unpack(data)
     said = str(e.value)[len("dc_unpack: "):]
-    if said.endswith(fix):  # the Python side's words for the same failure, word for word
-        assert line == f"dc_unpack: {src}: {said}\n", (line, said)
-    else:  # its own fix (a newer version), or none (Python names no fix for these two yet)
-        assert line.startswith(f"dc_unpack: {src}: {said.split('; ')[0]}; "), (line, said)
+    assert line == f"dc_unpack: {src}: {said}\n", (line, said)  # the Python side's words, word for word
+
+
+def _c_call(name, data):
+    """(status, why) of the library's ``name`` (dc_unpack, dc_list_huffdecode or dc_align_packed)
+    on ``data``, called through ctypes as an app calls the C API (no Python wording added)."""
+    import ctypes
+
+    from dc_keras import runtime
+
+    runtime.load_library()  # built and checked
+    lib = ctypes.CDLL(runtime.library_path())  # a handle of our own: its argtypes are ours
+    fn = getattr(lib, name)
+    size_args = [ctypes.c_size_t] if name == "dc_align_packed" else []  # the alignment
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, *size_args, ctypes.POINTER(ctypes.c_void_p),
+                   ctypes.POINTER(ctypes.c_size_t), ctypes.c_char_p, ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    lib.dc_unpack_free.argtypes = [ctypes.c_void_p]  # free(): also for dc_list_huffdecode's list
+    out, size, why = ctypes.c_void_p(), ctypes.c_size_t(0), ctypes.create_string_buffer(512)
+    status = fn(data, len(data), *([64] if size_args else []), ctypes.byref(out), ctypes.byref(size), why,
+                len(why))
+    assert status == 0 or not out.value, (name, status)
+    lib.dc_unpack_free(out)
+    return status, why.value.decode()
+
+
+@pytest.mark.parametrize("damage", MODEL_DAMAGES)
+def test_the_library_names_a_damaged_packed_models_fix_once(damage):
+    """The C library's own ``why`` (dc_unpack, and dc_list_huffdecode / dc_align_packed, which the
+    LiteRT kernel and compiled_model call) names the problem and the fix exactly once, in the
+    Python side's words (CORRUPT_FIX, NEWER_FIX): an app calling the C API gets them without
+    dc_keras. (A refused packed tensor or HuffDecode op, DC_UNPACK_BAD_PACKED, had no fix:
+    "HuffDecode(W): decoding failed: checksum mismatch: the packed data is corrupt".)"""
+    from dc_keras import _flatbuffer as fb
+
+    data, problem, fix = _damaged_models()[damage]
+    for name in ("dc_unpack", "dc_list_huffdecode", "dc_align_packed"):
+        status, why = _c_call(name, data)
+        if name != "dc_unpack" and damage == "checksum":  # found by decoding, which these do not do
+            assert status == 0, (name, why)
+            continue
+        assert status in (1, 2), (name, status, why)  # DC_UNPACK_MALFORMED, DC_UNPACK_BAD_PACKED
+        assert problem in why and why.endswith(f"; {fix}") and why.count(fix) == 1, (name, why)
+        assert all(f not in why for f in (fb.CORRUPT_FIX, fb.NEWER_FIX) if f != fix), (name, why)

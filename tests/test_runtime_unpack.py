@@ -137,6 +137,49 @@ def test_unpack_errors_are_clear():
                 assert str(e).endswith(fb.CORRUPT_FIX), str(e)
 
 
+def test_unpack_names_the_fix_of_a_damaged_huffdecode_op_once():
+    """A HuffDecode op with two inputs, or an output whose shape is not its packed data's: runtime.unpack
+    said the problem alone ("subgraph 0 operator 0 (HuffDecode): expected one input and one output",
+    "HuffDecode(W): the packed data's dtype/shape do not match the tensor's"), where export.unpack and
+    the dc_unpack tool name the fix. Now the C library names it (one mapping for every caller), once,
+    as export.unpack words it; and a packed tensor of a newer format version names its version."""
+    good = _models()["dense"]
+
+    def edit(change):
+        m = fb.read_model(good)
+        s, i, o = export._pack.packed_tensors(m)[0]
+        change(m.subgraphs[s], i, o)
+        return fb.write_model(m)
+
+    def two_inputs(sg, i, o):
+        (op,) = [op for op in sg.operators if list(op.outputs) == [o]]
+        op.inputs = np.array([i, i], np.int32)
+
+    def out_shape(sg, i, o):
+        sg.tensors[o].shape = sg.tensors[o].shape[::-1].copy()
+
+    cases = {"expected one input and one output": edit(two_inputs),
+             "the packed data's dtype/shape do not match the tensor's": edit(out_shape)}
+    for problem, bad in cases.items():
+        with pytest.raises(ValueError) as e:
+            runtime.unpack(bad)
+        msg = str(e.value)
+        assert msg.startswith("dc_unpack: ") and f"{problem}; {fb.CORRUPT_FIX}" in msg, msg
+        assert msg.endswith(fb.CORRUPT_FIX) and msg.count(fb.CORRUPT_FIX) == 1, msg
+        with pytest.raises(ValueError) as e:  # the pure-Python unpacker names the same fix
+            export.unpack(bad)
+        assert str(e.value).endswith(fb.CORRUPT_FIX) and str(e.value).count(fb.CORRUPT_FIX) == 1, str(e.value)
+    at = good.find(b"DCHF")
+    for version, says, fix in ((9, "it is version 9, which only a decoder with DC_VERSION_MAX >= 9 reads", fb.NEWER_FIX),
+                               (0, "version 0 does not exist (the first is 1)", fb.CORRUPT_FIX)):
+        bad = good[:at + 4] + bytes([version]) + good[at + 5:]
+        with pytest.raises(ValueError) as e:
+            runtime.unpack(bad)
+        msg = str(e.value)
+        assert f"format version (newer than this decoder?): {says}; {fix}" in msg and msg.endswith(fix), msg
+        assert msg.count(fb.CORRUPT_FIX) + msg.count(fb.NEWER_FIX) == 1, msg
+
+
 def test_cli_writes_atomically_and_reports_errors(tmp_path):
     tool = os.path.join(ROOT, "tflite_kernels", "build", "dc_unpack")
     r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), "tools"],

@@ -933,11 +933,11 @@ def unpack(packed) -> bytes:
     why = ctypes.create_string_buffer(512)
     status = fn(data, len(data), ctypes.byref(out), ctypes.byref(size), why, len(why))
     if status != 0:
-        msg = why.value.decode(errors="backslashreplace")
-        if "HuffDecode(" in msg:  # a packed tensor's bytes are damaged (or newer): as the Interpreter says
-            from dc_keras._flatbuffer import printable, with_packed_fix  # only on errors: it imports the schema
+        msg = why.value.decode(errors="backslashreplace")  # with its fix: the library names it (dc_unpack.h)
+        if "HuffDecode(" in msg:  # a tensor name, as the Interpreter escapes it
+            from dc_keras._flatbuffer import printable  # only on errors: it imports the schema
 
-            msg = with_packed_fix(printable(msg))
+            msg = printable(msg)
         raise ValueError(f"dc_unpack: {msg}")
     try:
         return ctypes.string_at(out, size.value)

@@ -56,11 +56,25 @@ typedef enum {
                           * DC_KERAS_DECODE_THREADS it cannot read; nothing was read */
 } dc_unpack_status;
 
+/* The fix a DC_UNPACK_MALFORMED or DC_UNPACK_BAD_PACKED `why` ends with (after "; "), in the
+ * words of dc_keras/_flatbuffer.py's CORRUPT_FIX and NEWER_FIX (tests/test_c_tools.py compares
+ * them): the file is damaged (truncated, a checksum mismatch, a bad header or HuffDecode op), or
+ * a packed tensor is of a format version newer than DC_VERSION_MAX (its `why` names that version:
+ * "it is version 9, which only a decoder with DC_VERSION_MAX >= 9 reads").  An app can tell the
+ * two apart with strstr(why, DC_UNPACK_NEWER_FIX): fetch the file again, or update the library. */
+#define DC_UNPACK_CORRUPT_FIX \
+  "the file is truncated or corrupt: export it again or copy it again from its source"
+#define DC_UNPACK_NEWER_FIX                                                                        \
+  "it was packed by a newer dc_keras: update dc_keras (and the HuffDecode library an app ships), " \
+  "or pack it again with a version= this decoder reads (docs/FORMAT.md \xc2\xa7"                   \
+  "10)" /* UTF-8 */
+
 /* Unpacks `packed` (n bytes; never modified) into a new malloc'd buffer
  * (*out, *out_n; release with dc_unpack_free).  A model without HuffDecode
  * ops comes back as an identical copy.  On error *out is NULL and `why`
  * (why_n bytes, may be NULL) says what is wrong, naming the tensor and the
- * fix.  Packed tensors are decoded in parallel (dc_decode_many, threads as
+ * fix (MALFORMED and BAD_PACKED: DC_UNPACK_CORRUPT_FIX or DC_UNPACK_NEWER_FIX
+ * above).  Packed tensors are decoded in parallel (dc_decode_many, threads as
  * dc_decode_threads(0)); DC_KERAS_DECODE_THREADS set to anything but a whole
  * number from 0 to 64 is DC_UNPACK_ARGUMENT (dc_decode_threads_check). */
 DC_API dc_unpack_status dc_unpack(const uint8_t* packed, size_t n, uint8_t** out, size_t* out_n,

@@ -228,8 +228,8 @@ DC_EXPORT void* DcKerasLiteRtHuffDecodeCreate(const uint8_t* model, size_t n,
     for (size_t i = 0; i < k->num_ops; ++i) {
       if (jobs[i].status == DC_OK) continue;
       if (why && why_n) {
-        snprintf(why, why_n, "HuffDecode(%s): decoding failed: %s", k->ops[i].name,
-                 dc_strerror(jobs[i].status));
+        snprintf(why, why_n, "HuffDecode(%s): decoding failed: %s; %s", k->ops[i].name,
+                 dc_strerror(jobs[i].status), DC_UNPACK_CORRUPT_FIX); /* as dc_unpack says it */
       }
       break;
     }

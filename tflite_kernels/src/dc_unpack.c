@@ -50,6 +50,9 @@ typedef struct {
   size_t n;
   char* why;
   size_t why_n;
+  /* A DC_UNPACK_BAD_PACKED error's fix, which with_fix appends (set by packed_refused; NULL:
+   * DC_UNPACK_CORRUPT_FIX, the HuffDecode op's tensors are damaged; "": why has it already). */
+  const char* packed_fix;
 } Fb;
 
 static int say(Fb* f, const char* fmt, ...) {
@@ -612,6 +615,35 @@ static int add_job(Plan* pl) {
   return 1;
 }
 
+/* A packed tensor the decoder refused with `st` (dc_peek's or dc_decode's status; `raw`: its
+ * bytes, at least the 8-byte prefix when st is DC_ERR_VERSION): the problem in f->why, as
+ * "HuffDecode(name): failure: dc_strerror's text", and its fix for with_fix.  A refused version
+ * is named with the decoder that reads it; a version byte below DC_VERSION_MIN is damage, not a
+ * newer file.  Returns DC_UNPACK_BAD_PACKED. */
+static int packed_refused(Fb* f, const char* name, const char* failure, dc_status st,
+                          const uint8_t* raw) {
+  char detail[96] = "";
+  f->packed_fix = NULL; /* damaged: truncated, checksum, header fields, code lengths, streams */
+  if (st == DC_ERR_VERSION && raw[4] > DC_VERSION_MAX) {
+    snprintf(detail, sizeof detail,
+             ": it is version %u, which only a decoder with DC_VERSION_MAX >= %u reads",
+             (unsigned)raw[4], (unsigned)raw[4]);
+    f->packed_fix = DC_UNPACK_NEWER_FIX;
+  } else if (st == DC_ERR_VERSION) {
+    snprintf(detail, sizeof detail, ": version %u does not exist (the first is %u)",
+             (unsigned)raw[4], (unsigned)DC_VERSION_MIN);
+    failure = "invalid packed tensor";
+  } else if (st == DC_ERR_UNSUPPORTED) { /* a layout or type this build leaves out */
+    f->packed_fix = strstr(dc_strerror(st), "rebuild")
+                        ? ""
+                        : "rebuild the decoder without the DC_CODEC_NO_* options";
+  } else if (st == DC_ERR_OUTPUT_SIZE || st == DC_ERR_ARGUMENT || st == DC_ERR_WORKSPACE) {
+    f->packed_fix = "this is a bug of dc_unpack, not of the file: please report it with the file";
+  }
+  say(f, "HuffDecode(%s): %s: %s%s", name, failure, dc_strerror(st), detail);
+  return DC_UNPACK_BAD_PACKED;
+}
+
 /* Checks one HuffDecode op (packed input -> weight output) and plans its
  * decode.  Returns a dc_unpack_status. */
 static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size_t ot) {
@@ -653,10 +685,7 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
   }
   dc_tensor_info info;
   dc_status st = dc_peek(raw, len, &info);
-  if (st != DC_OK) {
-    say(f, "HuffDecode(%s): %s: %s", t.name, DC_PEEK_FAILURE(st), dc_strerror(st));
-    return DC_UNPACK_BAD_PACKED;
-  }
+  if (st != DC_OK) return packed_refused(f, t.name, DC_PEEK_FAILURE(st), st, raw);
   int same = (int)info.dtype == t.type && info.rank == t.shape.count;
   for (uint32_t k = 0; same && k < info.rank; ++k) {
     same = i32_elem(f, &t.shape, k) >= 0 && (uint64_t)i32_elem(f, &t.shape, k) == info.dims[k];
@@ -758,8 +787,7 @@ static int check_targets(Fb* f, Plan* pl, unsigned char* keep) {
   for (size_t i = 0; i < pl->num_jobs; ++i) {
     const dc_decode_job* j = &pl->jobs[i];
     if (j->status != DC_OK) {
-      say(f, "HuffDecode(%s): decoding failed: %s", pl->targets[i].name, dc_strerror(j->status));
-      return DC_UNPACK_BAD_PACKED;
+      return packed_refused(f, pl->targets[i].name, "decoding failed", j->status, j->packed);
     }
     keep[i] = 1;
     for (size_t e = 0; e < i && keep[i]; ++e) {
@@ -1200,22 +1228,27 @@ static void plan_free(Plan* pl) {
   free(pl->zip.fields);
 }
 
-/* Appends what the user can do to a MALFORMED error (as dc_keras/_flatbuffer.py does). */
+/* Appends what the user can do to a MALFORMED or BAD_PACKED error (the words of
+ * dc_keras/_flatbuffer.py: CORRUPT_FIX, NEWER_FIX), once: every caller (an app, the Python
+ * runtime, the tools) gets it from here. */
 static int with_fix(Fb* f, int r) {
-  if (r != DC_UNPACK_MALFORMED || !f->why || !f->why_n) return r;
+  if ((r != DC_UNPACK_MALFORMED && r != DC_UNPACK_BAD_PACKED) || !f->why || !f->why_n) return r;
   size_t len = strlen(f->why);
-  const char* fix =
-      strncmp(f->why, "not a .tflite", 13) == 0
-          ? "give a packed .tflite (the output of dc_keras.export.pack or dc-keras pack)"
-          : "the file is truncated or corrupt: export it again or copy it again from "
-            "its source";
-  if (len + 1 < f->why_n) snprintf(f->why + len, f->why_n - len, "%s%s", len ? "; " : "", fix);
+  const char* fix = DC_UNPACK_CORRUPT_FIX;
+  if (r == DC_UNPACK_BAD_PACKED && f->packed_fix) {
+    fix = f->packed_fix;
+  } else if (r == DC_UNPACK_MALFORMED && strncmp(f->why, "not a .tflite", 13) == 0) {
+    fix = "give a packed .tflite (the output of dc_keras.export.pack or dc-keras pack)";
+  }
+  if (*fix && len + 1 < f->why_n) {
+    snprintf(f->why + len, f->why_n - len, "%s%s", len ? "; " : "", fix);
+  }
   return r;
 }
 
 DC_API dc_unpack_status dc_unpack_bounded(const uint8_t* packed, size_t n, size_t max_output,
                                           uint8_t** out, size_t* out_n, char* why, size_t why_n) {
-  Fb f = {packed, n, why, why_n};
+  Fb f = {packed, n, why, why_n, NULL};
   Plan pl;
   memset(&pl, 0, sizeof pl);
   pl.max_output = max_output < DC_FLATBUFFER_MAX ? max_output : DC_FLATBUFFER_MAX;
@@ -1262,7 +1295,7 @@ DC_API void dc_unpack_free(uint8_t* out) {
 
 DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_huffdecode_op** ops,
                                            size_t* num_ops, char* why, size_t why_n) {
-  Fb f = {model, n, why, why_n};
+  Fb f = {model, n, why, why_n, NULL};
   Plan pl;
   memset(&pl, 0, sizeof pl);
   pl.max_output = DC_FLATBUFFER_MAX;
@@ -1304,7 +1337,7 @@ DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_hu
 
 DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t alignment,
                                         uint8_t** out, size_t* out_n, char* why, size_t why_n) {
-  Fb f = {model, n, why, why_n};
+  Fb f = {model, n, why, why_n, NULL};
   Plan pl;
   memset(&pl, 0, sizeof pl);
   pl.max_output = DC_FLATBUFFER_MAX;

@@ -324,11 +324,88 @@ static void check_zip(const char* path) {
   free(model);
 }
 
+/* How many times `needle` occurs in `text`. */
+static int count_in(const char* text, const char* needle) {
+  int k = 0;
+  for (const char* at = strstr(text, needle); at; at = strstr(at + 1, needle)) ++k;
+  return k;
+}
+
+/* A damaged packed tensor inside the model: DC_UNPACK_BAD_PACKED, and `why` names the problem and
+ * ends with its fix, once (dc_unpack.h: DC_UNPACK_CORRUPT_FIX; DC_UNPACK_NEWER_FIX with the
+ * version for a newer one).  The library said the problem alone before. */
+static void check_packed_fixes(const char* path) {
+  size_t n = 0;
+  uint8_t* model = read_file(path, &n);
+  CHECK(model != NULL, "cannot read %s (run from tflite_kernels/)", path);
+  if (!model) return;
+  dc_huffdecode_op* ops = NULL;
+  size_t num = 0;
+  char why[512];
+  CHECK(dc_list_huffdecode(model, n, &ops, &num, why, sizeof why) == DC_UNPACK_OK && num > 0,
+        "list: %s", why);
+  const size_t at = ops ? (size_t)(ops[0].packed - model) : 0,
+               last = ops ? ops[0].packed_size - 1 : 0;
+  free(ops);
+  static const struct {
+    size_t offset; /* from the packed tensor's start (from_end: its last byte) */
+    int from_end;
+    uint8_t value, flip; /* the byte set to `value`, or xor'ed with `flip` */
+    const char* problem;
+    int newer; /* its fix: DC_UNPACK_NEWER_FIX, else DC_UNPACK_CORRUPT_FIX */
+  } cases[] = {
+      {4, 0, 9, 0,
+       "packed tensor not readable here: unsupported packed tensor format version (newer than this "
+       "decoder?): it is version 9, which only a decoder with DC_VERSION_MAX >= 9 reads; ",
+       1},
+      {4, 0, 0, 0,
+       "invalid packed tensor: unsupported packed tensor format version (newer than this "
+       "decoder?): version 0 does not exist (the first is 1); ",
+       0},
+      {0, 0, 'X', 0, "invalid packed tensor: not a packed tensor (bad magic); ", 0},
+      {0, 1, 0, 0x10, "): ", 0}, /* its last byte: a checksum or stream error */
+  };
+  uint8_t* bad = (uint8_t*)malloc(n);
+  for (size_t c = 0; bad && c < sizeof cases / sizeof cases[0]; ++c) {
+    memcpy(bad, model, n);
+    uint8_t* p = bad + at + (cases[c].from_end ? last : cases[c].offset);
+    *p = cases[c].flip ? (uint8_t)(*p ^ cases[c].flip) : cases[c].value;
+    const char* fix = cases[c].newer ? DC_UNPACK_NEWER_FIX : DC_UNPACK_CORRUPT_FIX;
+    const char* other = cases[c].newer ? DC_UNPACK_CORRUPT_FIX : DC_UNPACK_NEWER_FIX;
+    uint8_t* o = NULL;
+    size_t on = 0;
+    for (int route = 0; route < 3; ++route) {
+      dc_unpack_status st;
+      if (route == 0) {
+        st = dc_unpack(bad, n, &o, &on, why, sizeof why);
+        dc_unpack_free(o);
+      } else if (route == 1) {
+        st = dc_align_packed(bad, n, 64, &o, &on, why, sizeof why);
+        dc_unpack_free(o);
+      } else {
+        st = dc_list_huffdecode(bad, n, &ops, &num, why, sizeof why);
+        free(ops);
+      }
+      if (route > 0 && cases[c].from_end && st == DC_UNPACK_OK) continue; /* found by decoding */
+      const size_t len = strlen(why), fix_len = strlen(fix);
+      CHECK(st == DC_UNPACK_BAD_PACKED && strncmp(why, "HuffDecode(", 11) == 0 &&
+                strstr(why, cases[c].problem) != NULL && len > fix_len &&
+                strcmp(why + len - fix_len, fix) == 0 && count_in(why, fix) == 1 &&
+                !strstr(why, other),
+            "%s: damage %zu, route %d: status %d, why: %s", path, c, route, (int)st, why);
+    }
+  }
+  free(bad);
+  free(model);
+}
+
 int main(void) {
   check_model("../tests/data/zoo_lstm128.packed.tflite", 0);
   check_model("../tests/data/conv_int8_tail.packed.tflite", 1);
   check_zip("../tests/data/conv_int8_tail.packed.tflite");
   check_zip("../tests/data/zoo_lstm128.packed.tflite");
+  check_packed_fixes("../tests/data/conv_int8_tail.packed.tflite");
+  check_packed_fixes("../tests/data/zoo_lstm128.packed.tflite");
   if (failures) {
     fprintf(stderr, "test_unpack: %d failure(s)\n", failures);
     return 1;

@@ -13,15 +13,14 @@
  * naming the problem and the fix, and exits with status 1 (2 for a usage error).  It refuses
  * (status 1, nothing written) an OUT that is the same file as PACKED (same device and inode:
  * also a hard link, a symlink or another spelling of the path) and a PACKED without
- * HuffDecode ops (nothing to unpack; as `dc-keras unpack`).  The library's message gets the fix
- * it lacks (unpack_fix: a refused packed tensor's, from tool_packed.h; the words
- * dc_keras.runtime.unpack adds).
+ * HuffDecode ops (nothing to unpack; as `dc-keras unpack`).  The library's message names the fix
+ * of a damaged model or packed tensor itself (dc_unpack.h: the words dc_keras.runtime.unpack
+ * gives, which calls the same library); unpack_fix adds the fix of the few messages without one.
  */
 #define _XOPEN_SOURCE 700 /* POSIX.1-2008 + XSI: realpath (tool_io.h) */
 #include "dc_unpack.h"
 
 #include "tool_io.h"
-#include "tool_packed.h"
 
 static const char USAGE[] =
     "usage: dc_unpack PACKED.tflite OUT.tflite\n"
@@ -35,16 +34,12 @@ static const char USAGE[] =
     "or a bad header) is named as such, with the fix: export it again or copy it again from\n"
     "its source; a packed tensor of a newer format version with the update it needs.\n";
 
-/* What to do about the library's error `st` when `why` does not say it (dc_unpack.h: MALFORMED and
- * UNSUPPORTED name their fix; a refused packed tensor, BAD_PACKED, names the decoder's status by
- * its dc_strerror text, whose fix tool_packed_fix gives): NULL if `why` has one. */
+/* What to do about the library's error `st` when `why` does not say it (dc_unpack.h: MALFORMED,
+ * BAD_PACKED and UNSUPPORTED name their fix, a refused packed tensor's included): NULL if `why`
+ * has one. */
 static const char* unpack_fix(dc_unpack_status st, const char* why) {
   const char* fix = NULL;
-  if (st == DC_UNPACK_BAD_PACKED) {
-    /* no dc_strerror text: the HuffDecode op's tensors (inputs, shapes, buffer) are damaged */
-    dc_status s = tool_status_in(why);
-    fix = tool_packed_fix(s == DC_OK ? DC_ERR_STREAM : s, 1);
-  } else if (st == DC_UNPACK_TOO_LARGE && !strstr(why, "dc_keras.export.unpack")) {
+  if (st == DC_UNPACK_TOO_LARGE && !strstr(why, "dc_keras.export.unpack")) {
     fix =
         "unpack it with dc_keras.export.unpack or `dc-keras unpack`, which write the weights "
         "after the flatbuffer, or run the packed model with the HuffDecode op or delegate, "
