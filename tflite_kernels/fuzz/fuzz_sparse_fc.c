@@ -15,12 +15,16 @@
  *  - built with the scalar kernels in use (dc_sparse_fc_use_simd(0)): the same status and count,
  *    rows only; built at a tile fill of 0 (dc_sparse_fc_set_tile_fill: every tile form turned
  *    back into rows): the same rows; built with the tile builder's portable loop
- *    (dc_sparse_fc_use_simd(2)): the same form;
+ *    (dc_sparse_fc_use_simd(2)): the same form; built with the AVX2 kernels
+ *    (dc_sparse_fc_use_simd(4)): int8 the same form, float32 the rows;
  *  - the float kernel (batch 1 and 3) matches a double-precision dense product within
  *    1e-5 of the sum of |terms| when every weight is finite; the int8 kernel (batch 3, and
  *    batch 1 on an input of exactly one row) equals the dense integer formula with rintf
  *    requantization exactly; with the kernels chosen at run time, the same without AVX-512 VNNI
- *    (dc_sparse_fc_use_simd(3): the int8 tile kernels' other variant) and the scalar ones;
+ *    (dc_sparse_fc_use_simd(3): the int8 tile kernels' other variant), with the AVX2 ones
+ *    (dc_sparse_fc_use_simd(4)) and the scalar ones; a float32 tile form run on the AVX2 tile
+ *    kernels gives the AVX-512 ones' bits (batch 1, 3, 8, with and without scratch, inf / NaN
+ *    in x);
  *  - built with the helper thread on every form (dc_sparse_fc_set_helper_bytes(0): decoding and
  *    placing on two threads), the same status and the same form;
  *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
@@ -70,6 +74,45 @@ static void check_float(const dc_sparse_fc* m, const float* w) {
   REQUIRE(sfc_float_mismatch(m, w, x, batch, y, 1e-5, 1) < 0);
   REQUIRE(sfc_float_mismatch(m, w, x, 1, y1, 1e-5, 1) < 0);
   free(x), free(y), free(y1), free(scratch);
+}
+
+/* A float32 tile form (built with the AVX-512 kernels) run on the AVX2 tile kernels
+ * (dc_sparse_fc_use_simd(4)) gives the AVX-512 kernels' bits: batch 1, 3 (the lookups), 8 with
+ * and without scratch (x transposed, and the lookups), x with inf / NaN (the lookups), whatever
+ * the weights (inf / NaN codebook values included).  Where this CPU has both. */
+static void check_float_avx2(const dc_sparse_fc* m) {
+  if (!m->tile_e) return;
+  const int was = dc_sparse_fc_use_simd(4);
+  const int avx2 = !strcmp(dc_sparse_fc_kernel_name(), "avx2");
+  dc_sparse_fc_use_simd(1);
+  const int avx512 = !strcmp(dc_sparse_fc_kernel_name(), "avx512");
+  dc_sparse_fc_use_simd(was);
+  if (!avx2 || !avx512) return;
+  const size_t batch = 8, n = batch * m->rows;
+  float* x = malloc(batch * m->cols * sizeof(float));
+  float* a = malloc(n * sizeof(float));
+  float* b = malloc(n * sizeof(float));
+  float* scratch = malloc((size_t)m->cols * DC_SFC_BATCH_TILE * sizeof(float));
+  REQUIRE(x && a && b && scratch);
+  for (int special = 0; special < 2; ++special) {
+    for (size_t i = 0; i < batch * m->cols; ++i) {
+      x[i] = (float)((int)(i * 7919 % 17) - 8) / 8.f;
+      if (special && i % 7 == 3) x[i] = i % 3 == 0 ? NAN : (i % 3 == 1 ? INFINITY : -INFINITY);
+    }
+    static const size_t batches[] = {1, 3, 8};
+    for (int k = 0; k < 3; ++k) {
+      for (int with_scratch = 0; with_scratch < 2; ++with_scratch) {
+        float* s = with_scratch ? scratch : NULL;
+        dc_sparse_fc_use_simd(1);
+        dc_sparse_fc_float(m, x, batches[k], NULL, -INFINITY, INFINITY, a, s);
+        dc_sparse_fc_use_simd(4);
+        dc_sparse_fc_float(m, x, batches[k], NULL, -INFINITY, INFINITY, b, s);
+        dc_sparse_fc_use_simd(was);
+        REQUIRE(!memcmp(a, b, batches[k] * m->rows * sizeof(float)));
+      }
+    }
+  }
+  free(x), free(a), free(b), free(scratch);
 }
 
 static void check_int8(const dc_sparse_fc* m, const int8_t* w) {
@@ -180,13 +223,25 @@ static void check_rows_build(const uint8_t* buf, size_t size, dc_sfc_status st, 
   dc_sfc_status bst = dc_sparse_fc_build(buf, size, &b, &bs, why, sizeof why);
   dc_sparse_fc_set_tile_fill(fill);
   REQUIRE(bst == DC_SFC_OK && !b.tile_e && sfc_same_form(&a, &b));
-  dc_sparse_fc_free(&a);
   dc_sparse_fc_free(&b);
   const int was2 = dc_sparse_fc_use_simd(2); /* the tile builder's portable loop: the same form */
   REQUIRE(dc_sparse_fc_build(buf, size, &b, &bs, why, sizeof why) == DC_SFC_OK);
   dc_sparse_fc_use_simd(was2);
   REQUIRE(sfc_same_form(&b, m));
   dc_sparse_fc_free(&b);
+  /* with the AVX2 kernels (use_simd(4); the scalar ones on a CPU without AVX2): int8 the same
+   * form as the run-time choice, whenever it has vector tile kernels; float32 the rows */
+  const int was4 = dc_sparse_fc_use_simd(4);
+  const int avx2 = !strcmp(dc_sparse_fc_kernel_name(), "avx2");
+  REQUIRE(dc_sparse_fc_build(buf, size, &b, &bs, why, sizeof why) == DC_SFC_OK);
+  dc_sparse_fc_use_simd(was4);
+  if (b.dtype == DC_DTYPE_INT8 && avx2 && strcmp(dc_sparse_fc_kernel_name(), "scalar")) {
+    REQUIRE(sfc_same_form(&b, m));
+  } else if (b.dtype == DC_DTYPE_FLOAT32) {
+    REQUIRE(!b.tile_e && sfc_same_form(&b, &a));
+  }
+  dc_sparse_fc_free(&b);
+  dc_sparse_fc_free(&a);
 }
 
 /* The form said from the header against the one built (m, status OK; see the list above). */
@@ -269,9 +324,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     REQUIRE(dd == DC_OK && info.rank == 2 && m.rows == info.dims[0] && m.cols == info.dims[1]);
     REQUIRE(info.dtype == m.dtype && (m.dtype == DC_DTYPE_FLOAT32 || m.dtype == DC_DTYPE_INT8));
     REQUIRE(sfc_form_mismatch(&m, dense) < 0);
-    static const int simds[] = {1, 3, 0}; /* the run-time choice (AVX-512 on such CPUs), the same
-                                           * without VNNI (int8 tiles), then scalar */
-    for (int k = 0; k < 3 && (uint64_t)m.rows * m.cols <= (1u << 20); ++k) {
+    static const int simds[] = {1, 3, 4, 0}; /* the run-time choice (AVX-512 on such CPUs), the
+                                              * same without VNNI (int8 tiles), the AVX2 kernels
+                                              * (on AVX-512 CPUs too), then scalar */
+    for (int k = 0; k < 4 && (uint64_t)m.rows * m.cols <= (1u << 20); ++k) {
       dc_sparse_fc_use_simd(simds[k]);
       if (m.dtype == DC_DTYPE_FLOAT32)
         check_float(&m, (const float*)dense);
@@ -279,6 +335,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         check_int8(&m, (const int8_t*)dense);
     }
     dc_sparse_fc_use_simd(1);
+    if (m.dtype == DC_DTYPE_FLOAT32 && (uint64_t)m.rows * m.cols <= (1u << 20))
+      check_float_avx2(&m);
     check_build_max(buf, size, &m, dense, out_size);
     dc_sparse_fc_free(&m);
   }

@@ -425,13 +425,19 @@ static int shape_ok(uint64_t rows, uint64_t cols) {
 }
 
 /* 1 for a form the tile form can hold (dc_sparse_fc_add_tiles, whatever its fill): FC weights
- * (no lookup table) of a shape a form holds, float32 of at most 32 distinct kept values (a
- * step's weights are looked up in two registers) or int8 (any values: an entry's code is the
- * weight itself, code << 5 < 2^13), while the AVX-512 kernels are in use. */
+ * (no lookup table) of a shape a form holds, int8 (any values: an entry's code is the weight
+ * itself, code << 5 < 2^13) while vector tile kernels (AVX-512 or AVX2) are in use, or float32 of
+ * at most 32 distinct kept values (a step's weights are looked up in registers) while the
+ * AVX-512 kernels are in use.  float32 forms keep the rows with the AVX2 kernels: measured on
+ * 1024^2 / 4096^2 layers (docs/android.md), the AVX2 float tile kernels (four vpermps and three
+ * blends per 8 lanes for x) ran batch 1 as fast as the scalar row kernel at 10 % density (1.2x
+ * slower at 5 %) and batches of 2..8 1.3-2x slower than its transposed tile of 8, while the tiles
+ * take more memory below ~30 %; int8 tiles ran 2-5x faster than the rows. */
 static int tiles_hold(uint32_t dtype, uint32_t table, uint32_t num_values, uint64_t rows,
                       uint64_t cols) {
-  return !table && (dtype == DC_DTYPE_INT8 || (dtype == DC_DTYPE_FLOAT32 && num_values <= 32)) &&
-         shape_ok(rows, cols) && tile_kernels();
+  if (table || !shape_ok(rows, cols)) return 0;
+  if (dtype == DC_DTYPE_INT8) return tile_kernels();
+  return dtype == DC_DTYPE_FLOAT32 && num_values <= 32 && simd();
 }
 
 /* 1 when the build gives a layer the tile form (kept while it fits, tiles_fit; else the rows):
@@ -1730,6 +1736,60 @@ DC_AVX2 static inline void f_store16_avx2(const dc_sparse_fc* m, uint32_t g, f_a
 #include "dc_sfc_float_tiles.h"
 #endif
 
+/* Batch 2..8 on the float tile form with AVX2 when the caller gives scratch (the delegate always
+ * does) and every x is finite (x_transpose): x transposed once per call (xt[c * 8 + b], zeros
+ * past the batch rows: as the rows' float_tile8), then per entry one broadcast weight times the
+ * 8 batch rows' x at its column, one FMA into that lane's 8 sums -- no lookup by permutes (which
+ * cost four vpermps and three blends per 8 lanes and batch row), 8 lanes' sums at a time (a
+ * group's lanes in two halves, its tiles read twice).  An empty entry adds 0 * x[column 0 of the
+ * block] = +-0 (x finite), which leaves every sum as it is (no sum is ever -0, see f_fma_avx2).
+ * Summation order: a row's non-zeros in column order into one accumulator per batch row, then
+ * the bias -- float_tiles_batch's, so the same bits. */
+#ifndef DC_SFC_XT_MIN
+#define DC_SFC_XT_MIN 6 /* batch rows from which float_tiles_xt_avx2 runs instead */
+#endif
+DC_AVX2 static void float_tiles_xt_avx2(const dc_sparse_fc* m, const float* xt, uint32_t nb,
+                                        const float* bias, float lo, float hi, float* y) {
+  float wt[33];
+  memcpy(wt, m->codebook, 32 * sizeof(float));
+  wt[32] = 0.f; /* an empty entry's weight */
+  const size_t rows = m->rows;
+  const uint16_t* eg = m->tile_e; /* the group's first entry */
+  for (uint32_t g = 0; g < m->tile_groups; ++g) {
+    const uint32_t t0 = m->tile_ptr[g], t1 = m->tile_ptr[g + 1];
+    float out[16][8];
+    const uint16_t* e = eg;
+    for (uint32_t half = 0; half < 2; ++half) {
+      __m256 a[8];
+      for (int l = 0; l < 8; ++l) a[l] = _mm256_setzero_ps();
+      e = eg;
+      for (uint32_t t = t0; t < t1; ++t) {
+        const float* xb = xt + (size_t)m->tile_block[t] * 256;
+        for (uint32_t s = m->tile_steps[t]; s > 0; --s, e += 16) {
+#pragma GCC unroll 8
+          for (int l = 0; l < 8; ++l) {
+            const uint32_t v = e[8 * half + l], q = v >> 5;
+            a[l] = _mm256_fmadd_ps(_mm256_set1_ps(wt[q < 32 ? q : 32]),
+                                   _mm256_loadu_ps(xb + (v & 31u) * 8), a[l]);
+          }
+        }
+      }
+      for (int l = 0; l < 8; ++l) _mm256_storeu_ps(out[8 * half + l], a[l]);
+    }
+    eg = e;
+    const uint32_t left = (uint32_t)(rows - 16 * g), n = left < 16 ? left : 16;
+    for (uint32_t l = 0; l < n; ++l) { /* + bias, clamped: f_store16's operations */
+      const size_t r = 16 * (size_t)g + l;
+      for (uint32_t b = 0; b < nb; ++b) {
+        float v = out[l][b];
+        if (bias) v += bias[r];
+        v = lo > v ? lo : v; /* VMAXPS (lo, v) then VMINPS (hi, .): NaN stays NaN */
+        y[b * rows + r] = hi < v ? hi : v;
+      }
+    }
+  }
+}
+
 /* The tile form on the scalar kernels (a form built with the AVX-512 kernels in use, run after
  * dc_sparse_fc_use_simd(0)): per group 16 rows x 2 accumulators, steps alternating between them
  * as float_tiles_b1_avx512 (products rounded before the add: results within float rounding of the
@@ -1807,6 +1867,22 @@ static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, cons
 }
 #endif
 
+/* scratch[c * 8 + b] = x[b, c] for b < T, 0 for T <= b < 8 (the rows' tile of 8 and
+ * float_tiles_xt_avx2); 1 when every x is finite (neither inf nor NaN). */
+static int x_transpose(const float* x, size_t cols, uint32_t T, float* scratch) {
+  uint32_t bad = 0;
+  for (size_t c = 0; c < cols; ++c) {
+    for (uint32_t b = 0; b < 8; ++b) {
+      const float v = b < T ? x[b * cols + c] : 0.f;
+      uint32_t bits;
+      memcpy(&bits, &v, sizeof bits);
+      bad |= (bits & 0x7f800000u) == 0x7f800000u;
+      scratch[c * 8 + b] = v;
+    }
+  }
+  return !bad;
+}
+
 DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t batch,
                                const float* bias, float act_min, float act_max, float* y,
                                float* scratch) {
@@ -1827,6 +1903,8 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t bat
           float_tiles_batch_avx512(m, xb, T, bias, act_min, act_max, yb);
         } else if (T == 1) {
           float_tiles_b1_avx2(m, xb, bias, act_min, act_max, yb);
+        } else if (scratch && T >= DC_SFC_XT_MIN && x_transpose(xb, cols, T, scratch)) {
+          float_tiles_xt_avx2(m, scratch, T, bias, act_min, act_max, yb);
         } else {
           float_tiles_batch_avx2(m, xb, T, bias, act_min, act_max, yb);
         }
@@ -1856,11 +1934,7 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t bat
     }
     /* tile of T <= 8 batch rows, transposed: scratch[c * 8 + b], zeros past T */
     uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
-    for (size_t c = 0; c < cols; ++c) {
-      for (uint32_t b = 0; b < 8; ++b) {
-        scratch[c * 8 + b] = b < T ? x[(b0 + b) * cols + c] : 0.f;
-      }
-    }
+    (void)x_transpose(x + b0 * cols, cols, T, scratch);
     float_tile8(m, scratch, T, bias, act_min, act_max, y + b0 * rows);
     b0 += T;
   }

@@ -55,12 +55,21 @@ static void from_dense_float(const float* w, uint32_t rows, uint32_t cols, dc_sp
 }
 
 /* 1 when this CPU has vector tile kernels, AVX-512 or AVX2 (whatever dc_sparse_fc_use_simd says
- * now): FC layers then take the tile form. */
+ * now): int8 FC layers then take the tile form. */
 static int tile_cpu(void) {
   const int was = dc_sparse_fc_use_simd(1);
   const int tiles = strcmp(dc_sparse_fc_kernel_name(), "scalar") != 0;
   dc_sparse_fc_use_simd(was);
   return tiles;
+}
+
+/* 1 when this CPU has the AVX-512 kernels (whatever dc_sparse_fc_use_simd says now): float32 FC
+ * layers of <= 32 values then take the tile form too. */
+static int avx512_cpu(void) {
+  const int was = dc_sparse_fc_use_simd(1);
+  const int avx = strcmp(dc_sparse_fc_kernel_name(), "avx512") == 0;
+  dc_sparse_fc_use_simd(was);
+  return avx;
 }
 
 /* 1 when this CPU has both the AVX-512 kernels and the AVX2 ones (dc_sparse_fc_use_simd(4)), so
@@ -75,8 +84,9 @@ static int avx2_and_avx512(void) {
 }
 
 /* On a tile form, the AVX2 float tile kernels (dc_sparse_fc_use_simd(4)) give the bits of the
- * AVX-512 ones (the same FMAs in the same order, dc_sfc_float_tiles.h), every batch size:
- * compared byte for byte where this CPU has both. */
+ * AVX-512 ones (the same FMAs in the same order, dc_sfc_float_tiles.h; float_tiles_xt_avx2),
+ * every batch size, with and without scratch: compared byte for byte where this CPU has both
+ * (the AVX2 kernels run float tile forms built with the AVX-512 kernels in use). */
 static void check_float_avx2(const dc_sparse_fc* m, const float* x, size_t batch, const float* bias,
                              float lo, float hi, const char* what) {
   if (!m->tile_e || !avx2_and_avx512()) return;
@@ -85,12 +95,16 @@ static void check_float_avx2(const dc_sparse_fc* m, const float* x, size_t batch
   float* scratch = malloc((size_t)m->cols * DC_SFC_BATCH_TILE * sizeof(float));
   const int was = dc_sparse_fc_use_simd(1);
   dc_sparse_fc_float(m, x, batch, bias, lo, hi, a, scratch);
-  dc_sparse_fc_use_simd(4);
-  dc_sparse_fc_float(m, x, batch, bias, lo, hi, b, scratch);
+  for (int with_scratch = 1; with_scratch >= 0; --with_scratch) {
+    /* batch >= 6 with scratch and finite x: x transposed (float_tiles_xt_avx2); without
+     * scratch, smaller batches or with inf / NaN in x: the lookups of float_tiles_batch_avx2 */
+    dc_sparse_fc_use_simd(4);
+    dc_sparse_fc_float(m, x, batch, bias, lo, hi, b, with_scratch ? scratch : NULL);
+    CHECK(!memcmp(a, b, batch * m->rows * sizeof(float)),
+          "float %s %ux%u batch %zu scratch %d: the AVX2 tile kernel's bits differ from AVX-512's",
+          what, m->rows, m->cols, batch, with_scratch);
+  }
   dc_sparse_fc_use_simd(was);
-  CHECK(!memcmp(a, b, batch * m->rows * sizeof(float)),
-        "float %s %ux%u batch %zu: the AVX2 tile kernel's bits differ from AVX-512's", what,
-        m->rows, m->cols, batch);
   free(a), free(b), free(scratch);
 }
 
@@ -102,7 +116,7 @@ static void check_float_avx2(const dc_sparse_fc* m, const float* x, size_t batch
 static int make_form(const float* w, uint32_t rows, uint32_t cols, int form, dc_sparse_fc* m) {
   from_dense_float(w, rows, cols, m);
   if (form == 0) return 1;
-  const int want = tile_cpu() && m->num_values <= 32;
+  const int want = avx512_cpu() && m->num_values <= 32;
   const int was = dc_sparse_fc_use_simd(1);
   const int built = dc_sparse_fc_add_tiles(m);
   dc_sparse_fc_use_simd(was);
@@ -204,7 +218,7 @@ static void test_add_tiles_refuses_bad_rows(void) {
     const int was = dc_sparse_fc_use_simd(1);
     const int built = dc_sparse_fc_add_tiles(&m);
     dc_sparse_fc_use_simd(was);
-    CHECK(built == (bad == 0 && tile_cpu()) && !m.tile_e == !built, "bad rows %d: built %d", bad,
+    CHECK(built == (bad == 0 && avx512_cpu()) && !m.tile_e == !built, "bad rows %d: built %d", bad,
           built);
     dc_sparse_fc_free(&m);
   }
@@ -456,10 +470,12 @@ static void test_vectors(void) {
     for (size_t k = 0; k < v->raw_size; ++k) nnz += v->raw[k] != 0; /* int8 */
     CHECK(m.rows == rows && m.cols == cols && (m.row_ptr ? m.row_ptr[rows] == m.nnz : !!m.tile_e),
           "%s: shape", v->name);
-    /* which form: with the AVX-512 or AVX2 kernels, float32 of <= 32 values and int8 keep the
-     * tiles alone while they fit */
-    const int tiles_ok = (v->dtype == DC_DTYPE_INT8 || m.num_values <= 32) &&
-                         strcmp(dc_sparse_fc_kernel_name(), "scalar") != 0;
+    /* which form: int8 with the AVX-512 or AVX2 kernels, float32 of <= 32 values with the
+     * AVX-512 ones keep the tiles alone while they fit */
+    const int tiles_ok =
+        v->dtype == DC_DTYPE_INT8
+            ? strcmp(dc_sparse_fc_kernel_name(), "scalar") != 0
+            : m.num_values <= 32 && strcmp(dc_sparse_fc_kernel_name(), "avx512") == 0;
     CHECK(!m.tile_e || tiles_ok, "%s: a tile form where it does not belong", v->name);
     CHECK(!(m.tile_e && m.row_ptr), "%s: rows and tiles both kept", v->name);
     if (m.tile_e) {
@@ -736,7 +752,7 @@ static void check_tiles_did_not_fit(dc_sparse_fc* m, dc_sfc_form f, const char* 
  * counted: 40 values of which 16 coded (and used) get the tiles, 256 of which 32 or 255 coded are
  * no longer refused (before: rows, and none). */
 static void test_form_from_header(void) {
-  const int avx = tile_cpu(), was = dc_sparse_fc_use_simd(1);
+  const int avx = avx512_cpu(), was = dc_sparse_fc_use_simd(1);
   const dc_sfc_form tiles = avx ? DC_SFC_FORM_TILES : DC_SFC_FORM_ROWS;
   const struct {
     uint32_t k, rows;
@@ -794,6 +810,9 @@ static void test_form_from_header(void) {
     dc_sparse_fc_use_simd(0); /* the scalar kernels: rows, always */
     CHECK(dc_sparse_fc_form(p, n) == (f == DC_SFC_FORM_NONE ? DC_SFC_FORM_NONE : DC_SFC_FORM_ROWS),
           "form of %u values with the scalar kernels", cases[i].k);
+    dc_sparse_fc_use_simd(4); /* the AVX2 kernels: float32 on the rows too */
+    CHECK(dc_sparse_fc_form(p, n) == (f == DC_SFC_FORM_NONE ? DC_SFC_FORM_NONE : DC_SFC_FORM_ROWS),
+          "form of %u values with the AVX2 kernels", cases[i].k);
     dc_sparse_fc_use_simd(1);
     p[0] = 'X';
     CHECK(dc_sparse_fc_form(p, n) == DC_SFC_FORM_NONE, "form of a bad header");
