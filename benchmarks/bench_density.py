@@ -17,10 +17,24 @@ invokes). Memory: the compact form's bytes (compressed_report) against the dense
 
 ``--quick``: 1024^2 only. benchmarks/results_doc.py ``--density`` renders the JSON in
 docs/results.md.
+
+Kernel variants (``--variants``, default all that this CPU has), each one more compressed
+interpreter of the same packed file in the same alternation, its kernels switched with
+``dc_sparse_fc_use_simd`` (dc_sparse_fc.h) for its load and around each of its invokes:
+``native`` (the kernels dc_sparse_fc_kernel_name() picks: the main figures), ``avx2`` (what an
+x86-64 CPU without AVX-512 runs: use_simd(4) -- float32 on the rows with the scalar kernels, int8
+on the AVX2 tile kernels), ``avx2_tiles`` (float32 only: the tile form built with the AVX-512
+kernels, run on the AVX2 float tile kernels) and ``scalar`` (use_simd(0): the rows, the scalar
+kernels, as on ARM). Each variant's row has its median-based ratio and its fastest invoke (the
+minimum over all rounds), the decoded route's too, and the route its default ``max_density``
+gives. ``--wait-load L`` waits (polling, up to ``--wait-max`` seconds) until the 1-minute load
+average is below L before measuring and records the load it started at.
 """
 import argparse
 import contextlib
+import ctypes
 import io
+import os
 import statistics
 import sys
 import time
@@ -83,46 +97,129 @@ def _prepared(packed, x, **kw):
     return it
 
 
-def measure(dtype, n, density, batch, rounds, rng):
+VARIANTS = ("native", "avx2", "avx2_tiles", "scalar")
+# dc_sparse_fc_use_simd settings per variant: (at load, around its invokes)
+SIMD = {"native": (1, 1), "avx2": (4, 4), "avx2_tiles": (1, 4), "scalar": (0, 0)}
+
+
+def _lib():
+    """The delegate's library (the copy LiteRT loaded) with dc_sparse_fc_use_simd /
+    dc_sparse_fc_kernel_name declared."""
+    from dc_keras import runtime
+
+    lib = ctypes.CDLL(runtime.library_path())
+    lib.dc_sparse_fc_use_simd.argtypes = [ctypes.c_int]
+    lib.dc_sparse_fc_kernel_name.restype = ctypes.c_char_p
+    return lib
+
+
+def available_variants():
+    """The variants this CPU can run: avx2 / avx2_tiles need the AVX2 kernels (use_simd(4) names
+    "avx2"), avx2_tiles the AVX-512 ones to build the tile form."""
+    lib = _lib()
+    was = lib.dc_sparse_fc_use_simd(1)
+    native = lib.dc_sparse_fc_kernel_name().decode()
+    lib.dc_sparse_fc_use_simd(4)
+    avx2 = lib.dc_sparse_fc_kernel_name().decode() == "avx2"
+    lib.dc_sparse_fc_use_simd(was)
+    return [v for v in VARIANTS
+            if v in ("native", "scalar") or (avx2 and (v == "avx2" or native == "avx512"))]
+
+
+def wait_for_load(limit, max_seconds):
+    """Polls the 1-minute load average until it is below ``limit`` or ``max_seconds`` passed;
+    returns (seconds waited, load average then)."""
+    t0 = time.time()
+    while os.getloadavg()[0] >= limit and time.time() - t0 < max_seconds:
+        time.sleep(15)
+    return round(time.time() - t0), round(os.getloadavg()[0], 2)
+
+
+def measure(dtype, n, density, batch, rounds, rng, variants=("native",)):
     import numpy as np
     from dc_keras import export
 
+    lib = _lib()
+    was = lib.dc_sparse_fc_use_simd(1)
     packed = export.pack(_plain(_model(n, density, rng), dtype, n, rng))
     shape = (batch, n)
     x = (rng.integers(-128, 128, shape).astype(np.int8) if dtype == "int8"
          else rng.standard_normal(shape).astype(np.float32))
-    its = {"decoded": _prepared(packed, x),
-           "compressed": _prepared(packed, x, weights="compressed", max_density=1.0)}
-    (row,) = _weight_rows(its["compressed"])
-    assert row["route"] == "compressed", row
-    default = _prepared(packed, x, weights="compressed")
-    (drow,) = _weight_rows(default)
-    del default
-    for it in its.values():
-        for _ in range(10):
-            it.invoke()
-    blocks = []  # BLOCKS blocks of `rounds` alternating invokes: a disturbance spoils one block
-    for _ in range(BLOCKS):
-        times = {k: [] for k in its}
-        for _ in range(rounds):
-            for k, it in its.items():
-                t0 = time.perf_counter()
-                it.invoke()
-                times[k].append(time.perf_counter() - t0)
-        blocks.append(times)
-    out = {k: its[k].get_tensor(its[k].get_output_details()[0]["index"]) for k in its}
+    variants = [v for v in variants if v != "avx2_tiles" or dtype == "float32"]
+    its, run_simd, rows, defaults = {"decoded": _prepared(packed, x)}, {"decoded": None}, {}, {}
+    try:
+        for v in variants:
+            lib.dc_sparse_fc_use_simd(SIMD[v][0])
+            its[v] = _prepared(packed, x, weights="compressed", max_density=1.0)
+            run_simd[v] = SIMD[v][1]
+            (rows[v],) = _weight_rows(its[v])
+            assert rows[v]["route"] == "compressed", rows[v]
+            default = _prepared(packed, x, weights="compressed")
+            (defaults[v],) = _weight_rows(default)
+            del default
+        lib.dc_sparse_fc_use_simd(1)
+
+        def invoke(k):
+            if run_simd[k] is not None:
+                lib.dc_sparse_fc_use_simd(run_simd[k])
+            t0 = time.perf_counter()
+            its[k].invoke()
+            t = time.perf_counter() - t0
+            if run_simd[k] is not None:
+                lib.dc_sparse_fc_use_simd(1)
+            return t
+
+        for k in its:
+            for _ in range(10):
+                invoke(k)
+        blocks = []  # BLOCKS blocks of `rounds` alternating invokes: a disturbance spoils one block
+        for _ in range(BLOCKS):
+            times = {k: [] for k in its}
+            for _ in range(rounds):
+                for k in its:
+                    times[k].append(invoke(k))
+            blocks.append(times)
+        out = {}
+        for k in its:
+            if run_simd[k] is not None:
+                lib.dc_sparse_fc_use_simd(run_simd[k])
+            its[k].invoke()
+            out[k] = its[k].get_tensor(its[k].get_output_details()[0]["index"])
+            lib.dc_sparse_fc_use_simd(1)
+    finally:
+        lib.dc_sparse_fc_use_simd(was)
     if dtype == "int8":
-        assert np.array_equal(out["decoded"], out["compressed"])
+        for v in variants:
+            assert np.array_equal(out["decoded"], out[v]), v
+    else:  # the AVX2 float tile kernels give the AVX-512 ones' bits
+        if "avx2_tiles" in out and lib.dc_sparse_fc_kernel_name() == b"avx512":
+            assert np.array_equal(out["native"], out["avx2_tiles"])
     med = [{k: statistics.median(v) for k, v in b.items()} for b in blocks]
     fast = {k: min(min(b[k]) for b in blocks) for k in its}
-    ratios = [m["compressed"] / m["decoded"] for m in med]
-    mid = sorted(range(BLOCKS), key=lambda i: ratios[i])[BLOCKS // 2]  # the block of the median ratio
-    return {"dtype": dtype, "n": n, "batch": batch, "density": row["nonzeros"] / (n * n),
-            "decoded_ms": 1e3 * med[mid]["decoded"], "compressed_ms": 1e3 * med[mid]["compressed"],
-            "ratio": ratios[mid], "block_ratios": ratios,
-            "ratio_fastest": fast["compressed"] / fast["decoded"],
-            "compact_bytes": row["bytes"], "dense_bytes": n * n * (1 if dtype == "int8" else 4),
-            "default": drow["route"], "default_reason": drow.get("reason", "")}
+
+    def ratios(v):
+        return [m[v] / m["decoded"] for m in med]
+
+    main = variants[0]
+    rs = ratios(main)
+    mid = sorted(range(BLOCKS), key=lambda i: rs[i])[BLOCKS // 2]  # the block of the median ratio
+    row = rows[main]
+    result = {"dtype": dtype, "n": n, "batch": batch, "density": row["nonzeros"] / (n * n),
+              "decoded_ms": 1e3 * med[mid]["decoded"], "compressed_ms": 1e3 * med[mid][main],
+              "ratio": rs[mid], "block_ratios": rs,
+              "ratio_fastest": fast[main] / fast["decoded"],
+              "compact_bytes": row["bytes"], "dense_bytes": n * n * (1 if dtype == "int8" else 4),
+              "default": defaults[main]["route"], "default_reason": defaults[main].get("reason", ""),
+              "decoded_fastest_ms": 1e3 * fast["decoded"], "variants": {}}
+    for v in variants:
+        rv = ratios(v)
+        mv = sorted(range(BLOCKS), key=lambda i: rv[i])[BLOCKS // 2]
+        result["variants"][v] = {
+            "compressed_ms": 1e3 * med[mv][v], "decoded_ms": 1e3 * med[mv]["decoded"], "ratio": rv[mv],
+            "block_ratios": rv, "fastest_ms": 1e3 * fast[v], "ratio_fastest": fast[v] / fast["decoded"],
+            "compact_bytes": rows[v]["bytes"], "default": defaults[v]["route"],
+            "default_reason": defaults[v].get("reason", "")}
+    return result
 
 
 def main(argv=None):
@@ -130,9 +227,17 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--quick", action="store_true", help="1024^2 only")
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--variants", default=None,
+                   help="comma-separated kernel variants (native, avx2, avx2_tiles, scalar; default: all this CPU has)")
+    p.add_argument("--wait-load", type=float, default=None,
+                   help="wait until the 1-minute load average is below this before measuring")
+    p.add_argument("--wait-max", type=float, default=1200, help="at most this many seconds of waiting")
     args = p.parse_args(argv)
     import numpy as np
 
+    variants = args.variants.split(",") if args.variants else available_variants()
+    assert variants[0] == "native" and set(variants) <= set(VARIANTS), variants
+    waited = wait_for_load(args.wait_load, args.wait_max) if args.wait_load else None
     machine = machine_info()
     rng = np.random.default_rng(0)
     rows = []
@@ -140,15 +245,22 @@ def main(argv=None):
         for n in SIZES[:1] if args.quick else SIZES:
             for density in DENSITIES:
                 for batch in BATCHES_FLOAT32 if dtype == "float32" else BATCHES:
-                    r = measure(dtype, n, density, batch, args.rounds, rng)
+                    r = measure(dtype, n, density, batch, args.rounds, rng,
+                                variants if batch in BATCHES else variants[:1])
+                    r["loadavg"] = round(os.getloadavg()[0], 2)
                     rows.append(r)
+                    others = ", ".join(f"{v} {r['variants'][v]['ratio']:.2f}x" for v in r["variants"]
+                                       if v != "native")
                     log(f"{dtype} {n}^2 {100 * r['density']:5.1f} % batch {batch}: decoded {r['decoded_ms']:.4f} ms, "
                         f"compressed {r['compressed_ms']:.4f} ms -> {r['ratio']:.2f}x (fastest {r['ratio_fastest']:.2f}x), "
-                        f"memory {r['compact_bytes'] / r['dense_bytes']:.2f}x, default {r['default']}")
+                        f"memory {r['compact_bytes'] / r['dense_bytes']:.2f}x, default {r['default']}"
+                        + (f"; {others} of decoded" if others else "") + f"; load {r['loadavg']}")
     machine["loadavg_end"] = machine_info(frameworks=False)["loadavg"]
+    if waited is not None:
+        machine["load_wait"] = {"limit": args.wait_load, "waited_s": waited[0], "loadavg_then": waited[1]}
     result = {"benchmark": "density", "machine": machine, "rounds": args.rounds,
               "command": "python benchmarks/bench_density.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "compressed_kernel": compressed_kernel_name(), "rows": rows}
+              "compressed_kernel": compressed_kernel_name(), "variants": variants, "rows": rows}
     if args.json:
         write_json(args.json, result)
         log(f"wrote {args.json}")

@@ -838,6 +838,48 @@ def density_section(d):
     for (dtype, n), cells in mem.items():
         out.append(f"| {dtype} | {n}² | memory | " + " | ".join(
             f"{cells[p]:.2f}x" if p in cells else "–" for p in densities) + " |")
+    return out + [""] + density_variants_section(d, densities, groups)
+
+
+def density_variants_section(d, densities, groups):
+    """The kernel variants of bench_density.py (its rows' "variants", when measured) side by side:
+    per layer and batch the fastest invoke of XNNPACK (decoded) and of each compressed variant, with
+    its ratio to XNNPACK's; bold where the variant's default max_density runs the layer compressed."""
+    variants = d.get("variants") or []
+    if len(variants) < 2:
+        return []
+    m = d["machine"]
+    wait = m.get("load_wait")
+    names = {"native": f"{d['compressed_kernel']} (this CPU's kernels)",
+             "avx2": "avx2 (use_simd(4): float32 rows, scalar; int8 AVX2 tiles)",
+             "avx2_tiles": "avx2 tiles (float32: AVX-512-built tiles, AVX2 kernels)",
+             "scalar": "scalar (use_simd(0): rows)"}
+    loads = [r["loadavg"] for r in d["rows"] if "loadavg" in r]
+    out = ["### Kernel variants side by side", "",
+           "The same run: each compressed variant is one more interpreter of the same packed layer in the same "
+           "alternation, its kernels switched with `dc_sparse_fc_use_simd` (dc_sparse_fc.h) for its load and "
+           "around each of its invokes. Figures: the fastest of the "
+           f"{3 * d['rounds']} invokes in ms, and its ratio to XNNPACK's fastest (its AVX-512 kernels on this CPU: "
+           "a CPU without AVX-512 runs XNNPACK's slower AVX2 kernels too). **Bold**: the variant's default "
+           "`max_density` runs the layer compressed."
+           + (f" Started after waiting {wait['waited_s']} s for the 1-minute load average to fall below "
+              f"{wait['limit']} (it was {wait['loadavg_then']})." if wait else "")
+           + (f" Load average after each layer: {min(loads):.1f}-{max(loads):.1f}." if loads else ""), "",
+           "| weights | size | batch | kernels | " + " | ".join(f"{p} %" for p in densities) + " |",
+           "|---|---|---|---|" + "---|" * len(densities)]
+    for (dtype, n, batch), cells in groups.items():
+        if not any("variants" in r for r in cells.values()):
+            continue
+        out.append(f"| {dtype} | {n}² | {batch} | XNNPACK (decoded) | " + " | ".join(
+            f"{cells[p]['decoded_fastest_ms']:.3f}" if p in cells else "–" for p in densities) + " |")
+        for v in variants:
+            row = []
+            for p in densities:
+                r = cells.get(p, {}).get("variants", {}).get(v)
+                text = "–" if r is None else f"{r['fastest_ms']:.3f} ({r['ratio_fastest']:.2f}x)"
+                row.append(f"**{text}**" if r is not None and r["default"] == "compressed" else text)
+            if any(t != "–" for t in row):
+                out.append(f"| | | | {names.get(v, v)} | " + " | ".join(row) + " |")
     return out + [""]
 
 

@@ -1069,9 +1069,10 @@ def test_float_layers_run_on_the_tile_form_and_after_simd_is_turned_off(n_in, n_
     """On an AVX-512 CPU a float32 FC layer of <= 32 values runs on the tile form instead of the
     rows when it holds at most DC_SFC_TILE_FILL = 4 entries per non-zero (the report's bytes differ
     from those of the rows, which a tile fill of 0 forces), else on the rows (1 input at ~5 %,
-    ~2 % density); batch 1 (float_tiles_avx512), 2..8 (the batched tile kernel), 9 (8 then 1)
-    match the dense model, also with the scalar kernels switched on after the build
-    (dc_sparse_fc_use_simd(0): the scalar tile kernel). Elsewhere: the rows both times."""
+    ~2 % density); batch 1 (float_tiles_b1_avx512), 2..8 (the batched tile kernel), 9 (8 then 1)
+    match the dense model, also with the AVX2 or the scalar kernels switched on after the build
+    (dc_sparse_fc_use_simd(4): the AVX2 tile kernels; 0: the scalar tile kernel). Elsewhere: the
+    rows every time."""
     lib = _sparse_fc_lib()
     avx512 = lib.dc_sparse_fc_kernel_name() == b"avx512"
     rng = np.random.RandomState(n_in)
@@ -1089,7 +1090,7 @@ def test_float_layers_run_on_the_tile_form_and_after_simd_is_turned_off(n_in, n_
     tiles = avx512 and _tile_entries(w) <= 4 * nnz
     assert (row["bytes"] != r0["bytes"]) == tiles, (row, r0, _tile_entries(w), nnz)
     ref = _plain(plain)
-    for simd in (1, 0):
+    for simd in (1, 4, 0):  # 4: the AVX2 tile kernels (on an AVX-512 CPU: forced)
         was = lib.dc_sparse_fc_use_simd(simd)
         try:
             for i in range(3):  # batch 1
@@ -1104,18 +1105,19 @@ def test_float_layers_run_on_the_tile_form_and_after_simd_is_turned_off(n_in, n_
 @pytest.mark.parametrize("n_in,n_out,cut", [(1, 600, 1.1), (17, 37, 1.645), (1031, 40, 1.645), (300, 64, 2.3),
                                             (64, 48, 0.5)])
 def test_int8_layers_run_on_the_tile_form_bit_exact(n_in, n_out, cut):
-    """On an AVX-512 CPU an int8 FC layer (full-integer model) runs on the tile form, any values
+    """On an AVX-512 or AVX2 CPU an int8 FC layer (full-integer model) runs on the tile form, any values
     (the entry holds the weight), when its tiles hold at most 4 entries per non-zero and take no
     more bytes than the larger of the dense int8 weight and the rows (the report's bytes differ
     from those of the rows, which a tile fill of 0 forces), else on the rows (1 input at ~13 %);
     ~10 %, ~2 % and ~60 % layers. Outputs equal the unpacked model's (XNNPACK's int8 kernels) byte
-    for byte at batch 1 (int8_tiles_avx512), 2..8 (the batched tile kernel), 9 (8 then 1), also
-    with the scalar kernels switched on after the build (the scalar tile kernel), and on the rows.
+    for byte at batch 1 (int8_tiles_b1_*), 2..8 (the batched tile kernel), 9 (8 then 1), also
+    with the AVX2 or the scalar kernels switched on after the build (dc_sparse_fc_use_simd(4), 0:
+    the AVX2 and the scalar tile kernels), and on the rows.
     Elsewhere: the rows both times."""
     import keras
 
     lib = _sparse_fc_lib()
-    avx512 = lib.dc_sparse_fc_kernel_name() == b"avx512"
+    avx512 = lib.dc_sparse_fc_kernel_name() in (b"avx512", b"avx2")  # the int8 tile kernels
     rng = np.random.RandomState(n_in)
     w = rng.randn(n_in, n_out).astype(np.float32)
     w[np.abs(w) < cut] = 0
@@ -1141,7 +1143,7 @@ def test_int8_layers_run_on_the_tile_form_bit_exact(n_in, n_out, cut):
     if d["dtype"] == np.int8:  # int8 input: quantized as the converter says
         scale, zp = d["quantization"]
         xs = np.clip(np.round(xs / scale) + zp, -128, 127).astype(np.int8)
-    for simd in (1, 0):
+    for simd in (1, 4, 0):  # 4: the AVX2 tile kernels (on an AVX-512 CPU: forced)
         was = lib.dc_sparse_fc_use_simd(simd)
         try:
             for i in range(3):  # batch 1
@@ -1151,6 +1153,81 @@ def test_int8_layers_run_on_the_tile_form_bit_exact(n_in, n_out, cut):
             np.testing.assert_array_equal(em.run_batch(as_rows, xs), em.run_batch(ref, xs))
         finally:
             lib.dc_sparse_fc_use_simd(was)
+
+
+def _int8_dense_model(n_in, n_out, cut, rng):
+    """A full-integer one-Dense-layer model (the converter's) whose float weight has |w| < cut
+    zeroed: (plain, packed, int8 inputs of 9 batch rows)."""
+    import keras
+
+    w = rng.randn(n_in, n_out).astype(np.float32)
+    w[np.abs(w) < cut] = 0
+    m = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(n_out)])
+    m.layers[0].set_weights([w, np.linspace(-1, 1, n_out).astype(np.float32)])
+    xs = rng.randn(9, n_in).astype(np.float32)
+    plain = export.to_tflite(m, pack=False, quantize="int8", representative_data=xs)
+    d = _plain(plain).get_input_details()[0]
+    if d["dtype"] == np.int8:
+        scale, zp = d["quantization"]
+        xs = np.clip(np.round(xs / scale) + zp, -128, 127).astype(np.int8)
+    return plain, export.pack(plain), xs
+
+
+def _with_simd(lib, on, fn):
+    was = lib.dc_sparse_fc_use_simd(on)
+    try:
+        return fn()
+    finally:
+        lib.dc_sparse_fc_use_simd(was)
+
+
+def test_avx2_kernels_through_the_runtime():
+    """dc_sparse_fc_use_simd(4): the AVX2 kernels, what x86-64 CPUs without AVX-512 run (forced on
+    an AVX-512 CPU), named "avx2". Loaded with them, an int8 FC layer takes the tile form (the
+    report's bytes: those of the AVX-512 build) and its outputs are XNNPACK's bytes at batch 1..9;
+    a float32 layer keeps the rows (the bytes of a scalar build). A float32 tile form built with
+    the AVX-512 kernels runs on the AVX2 float tile kernels with the AVX-512 kernels' bits at
+    batch 1..9 (dc_sfc_float_tiles.h: the same FMAs in the same order). Skipped without AVX2."""
+    lib = _sparse_fc_lib()
+    native = lib.dc_sparse_fc_kernel_name()
+    if _with_simd(lib, 4, lib.dc_sparse_fc_kernel_name) != b"avx2":
+        pytest.skip("no AVX2 + FMA on this CPU")
+    rng = np.random.RandomState(5)
+
+    def load(packed, on):
+        it = _with_simd(lib, on, lambda: runtime.Interpreter(model_content=packed, weights="compressed", **ALL))
+        (row,) = [r for r in it.compressed_report() if r["route"] == "compressed"]
+        return it, row
+
+    def run(it, on, xs):
+        return _with_simd(lib, on, lambda: em.run_batch(it, xs))
+
+    plain, packed, xs = _int8_dense_model(300, 64, 1.3, rng)  # ~20 %: the tiles fit
+    ref = _plain(plain)
+    it4, row4 = load(packed, 4)
+    _, row0 = load(packed, 0)
+    assert row4["bytes"] != row0["bytes"], (row4, row0)  # tiles, not the rows
+    if native == b"avx512":
+        assert row4["bytes"] == load(packed, 1)[1]["bytes"]
+    for n in range(1, 10):
+        np.testing.assert_array_equal(run(it4, 4, xs[:n]), em.run_batch(ref, xs[:n]))
+
+    plain, packed = _pruned_shared_dense(rng, 300, 64, cut=1.645)  # ~10 %, <= 32 values
+    ref = _plain(plain)
+    xf = rng.randn(9, 300).astype(np.float32)
+    it4, row4 = load(packed, 4)
+    _, row0 = load(packed, 0)
+    assert row4["bytes"] == row0["bytes"], (row4, row0)  # the rows
+    for n in (1, 3, 9):
+        _close(run(it4, 4, xf[:n]), em.run_batch(ref, xf[:n]))
+    if native != b"avx512":
+        return
+    it1, row1 = load(packed, 1)
+    assert row1["bytes"] != row0["bytes"], (row1, row0)  # the tile form
+    for n in range(1, 10):
+        got = run(it1, 4, xf[:n])
+        np.testing.assert_array_equal(got, run(it1, 1, xf[:n]))
+        _close(got, em.run_batch(ref, xf[:n]))
 
 
 def _sparse_fc_api():
@@ -1294,7 +1371,8 @@ def test_form_from_header_agrees_with_the_build():
     2-D float32 / int8, > 65536 columns); TILES for float32 whose codebook holds <= 32 kept values
     with a code (_coded_values: -0.0 not counted; values the tensor does not use but that have a
     code counted too, those without one not) and for int8 (any values: a tile entry holds the
-    weight itself), both with >= 4 rows, on an AVX-512 CPU; ROWS otherwise. The
+    weight itself), both with >= 4 rows, float32 on an AVX-512 CPU, int8 on one with the AVX-512
+    or the AVX2 kernels; ROWS otherwise. The
     build makes the tile form exactly where TILES was said and its tiles hold at most 4 entries per
     non-zero and, for int8, take no more bytes than the larger of the dense weight and the rows (a
     skewed int8 layer whose tiles would take 2x the dense weight gets the rows) and at most 4 entries per
@@ -1316,7 +1394,8 @@ def test_form_from_header_agrees_with_the_build():
     lib, SparseFc = _sparse_fc_api()
     lib.dc_sparse_fc_build_max.argtypes = [C.c_char_p, C.c_size_t, C.c_uint64, C.POINTER(SparseFc), C.c_void_p,
                                            C.POINTER(C.c_int), C.c_char_p, C.c_size_t]
-    avx = lib.dc_sparse_fc_kernel_name() == b"avx512"
+    kernel = lib.dc_sparse_fc_kernel_name()
+    avx, vec = kernel == b"avx512", kernel in (b"avx512", b"avx2")  # float32 tiles; int8 tiles
     seen = set()
     for name, w, layout, version, packed in _form_tensors():
         p = codec.encode(w, layout=layout, version=version) if packed is None else packed
@@ -1339,7 +1418,8 @@ def test_form_from_header_agrees_with_the_build():
             assert form == FORM_NONE and check == st == SFC_UNSUPPORTED and why.value == bwhy.value, name
             seen.add("none")
             continue
-        said_tiles = avx and w.shape[0] >= 4 and (w.dtype == np.int8 or (layout != "float_planes" and said <= 32))
+        said_tiles = w.shape[0] >= 4 and ((vec and w.dtype == np.int8)
+                                          or (avx and layout != "float_planes" and said <= 32))
         assert form == (FORM_TILES if said_tiles else FORM_ROWS), (name, form)
         if layout == "float_planes" and kept > 255:  # §12: the count is known only from the decode
             assert st == SFC_UNSUPPORTED and b"more than 255" in bwhy.value, (name, st, bwhy.value)
