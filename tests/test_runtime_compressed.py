@@ -1114,18 +1114,10 @@ def test_int8_layers_run_on_the_tile_form_bit_exact(n_in, n_out, cut):
     with the AVX2 or the scalar kernels switched on after the build (dc_sparse_fc_use_simd(4), 0:
     the AVX2 and the scalar tile kernels), and on the rows.
     Elsewhere: the rows both times."""
-    import keras
-
     lib = _sparse_fc_lib()
     avx512 = lib.dc_sparse_fc_kernel_name() in (b"avx512", b"avx2")  # the int8 tile kernels
     rng = np.random.RandomState(n_in)
-    w = rng.randn(n_in, n_out).astype(np.float32)
-    w[np.abs(w) < cut] = 0
-    m = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(n_out)])
-    m.layers[0].set_weights([w, np.linspace(-1, 1, n_out).astype(np.float32)])
-    xs = rng.randn(9, n_in).astype(np.float32)
-    plain = export.to_tflite(m, pack=False, quantize="int8", representative_data=xs)
-    packed = export.pack(plain)
+    plain, packed, xs = _int8_dense_model(n_in, n_out, cut, rng)
     it, row, as_rows, r0 = _compressed_and_rows(lib, packed)
     assert row["dtype"] == "int8", row
     from dc_keras import _flatbuffer as fb
@@ -1139,10 +1131,6 @@ def test_int8_layers_run_on_the_tile_form_bit_exact(n_in, n_out, cut):
     assert (row["bytes"] != r0["bytes"]) == tiles, (row, r0, entries, nnz)
     assert tiles or n_in == 1 or not avx512, (entries, nnz)  # the cases but the first fit
     ref = _plain(plain)
-    d = ref.get_input_details()[0]
-    if d["dtype"] == np.int8:  # int8 input: quantized as the converter says
-        scale, zp = d["quantization"]
-        xs = np.clip(np.round(xs / scale) + zp, -128, 127).astype(np.int8)
     for simd in (1, 4, 0):  # 4: the AVX2 tile kernels (on an AVX-512 CPU: forced)
         was = lib.dc_sparse_fc_use_simd(simd)
         try:
@@ -1157,7 +1145,8 @@ def test_int8_layers_run_on_the_tile_form_bit_exact(n_in, n_out, cut):
 
 def _int8_dense_model(n_in, n_out, cut, rng):
     """A full-integer one-Dense-layer model (the converter's) whose float weight has |w| < cut
-    zeroed: (plain, packed, int8 inputs of 9 batch rows)."""
+    zeroed: (plain, packed, 9 batch rows of inputs, quantized as the converter says when its input
+    is int8)."""
     import keras
 
     w = rng.randn(n_in, n_out).astype(np.float32)
@@ -1187,7 +1176,7 @@ def test_avx2_kernels_through_the_runtime():
     report's bytes: those of the AVX-512 build) and its outputs are XNNPACK's bytes at batch 1..9;
     a float32 layer keeps the rows (the bytes of a scalar build). A float32 tile form built with
     the AVX-512 kernels runs on the AVX2 float tile kernels with the AVX-512 kernels' bits at
-    batch 1..9 (dc_sfc_float_tiles.h: the same FMAs in the same order). Skipped without AVX2."""
+    batch 1..9 (dc_sfc_tiles.h: the same FMAs in the same order). Skipped without AVX2."""
     lib = _sparse_fc_lib()
     native = lib.dc_sparse_fc_kernel_name()
     if _with_simd(lib, 4, lib.dc_sparse_fc_kernel_name) != b"avx2":

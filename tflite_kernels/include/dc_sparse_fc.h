@@ -25,7 +25,8 @@
  *    common case) are decoded straight into them, 16 rows at a time, without
  *    building the rows.  Batch-1 and batched kernels without gathers
  *    (docs/android.md "the tile form"), one body per instruction set: AVX-512
- *    (16 lanes per register) and AVX2 + FMA (two halves of 8), the same bits.
+ *    (16 lanes per register) and AVX2 + FMA (two halves of 8), the same bits
+ *    (NaN for NaN: where two NaNs meet, which one an FMA passes on is open).
  * A built form holds one of the two (dc_sparse_fc_add_tiles can add tiles next
  * to rows); row_ptr == NULL means the tile form alone.
  *

@@ -1529,7 +1529,13 @@ DC_AVX512 static void float_batch1_avx512(const dc_sparse_fc* m, const float* x,
   }
 }
 
-/* The float32 tile kernels (dc_sfc_float_tiles.h), once per instruction set, on the types and
+/* The output parameters of the float32 tile kernels: y = clamp(sums + bias, lo, hi). */
+typedef struct {
+  const float* bias; /* or NULL */
+  float lo, hi;
+} f_out;
+
+/* The float32 tile kernels (dc_sfc_tiles.h), once per instruction set, on the types and
  * operations below.
  *
  * AVX-512: a step's 16 lanes in one register; per tile x's 32 columns of the block sit in two
@@ -1589,10 +1595,11 @@ DC_AVX512 static inline f_acc_avx512 f_fma_avx512(f_acc_avx512 a, f_w_avx512 w, 
 }
 
 DC_AVX512 static inline void f_store16_avx512(const dc_sparse_fc* m, uint32_t g, f_acc_avx512 acc,
-                                              const float* bias, float lo, float hi, float* y) {
+                                              const f_out* o, float* y) {
   const uint32_t left = m->rows - 16 * g;
   const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
-  if (bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(k, bias + 16 * g));
+  const float lo = o->lo, hi = o->hi;
+  if (o->bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(k, o->bias + 16 * g));
   /* max(lo, acc) then min(hi, .): NaN stays NaN, as clampf (VMAXPS/VMINPS return the second
    * operand when one is NaN) */
   _mm512_mask_storeu_ps(y + 16 * g, k,
@@ -1600,9 +1607,13 @@ DC_AVX512 static inline void f_store16_avx512(const dc_sparse_fc* m, uint32_t g,
 }
 
 #define DC_TILE_TARGET DC_AVX512
-#define DC_TILE_NAME(base) base##_avx512
-#define DC_T(op) op##_avx512
-#include "dc_sfc_float_tiles.h"
+#define DC_TILE_NAME(base) float_##base##_avx512
+#define DC_TILE_X float
+#define DC_TILE_Y float
+#define DC_TILE_OUT f_out
+#define DC_T(op) f_##op##_avx512
+#define DC_TILE_ACC(acc, w, v, x) f_fma_avx512(acc, w, v, x)
+#include "dc_sfc_tiles.h"
 
 /* AVX2 + FMA (CPUs without AVX-512: Intel client cores since Alder Lake, AMD before Zen 4): the
  * 16 lanes of a step as two halves of 8 (lanes 0..7, 8..15), the x block in four registers of 8
@@ -1624,7 +1635,10 @@ typedef struct {
 } f_e_avx2;
 typedef struct {
   __m256 l, h;
-} f_w_avx2, f_acc_avx2;
+} f_w_avx2;
+typedef struct {
+  __m256 p[2]; /* lanes 0..7, 8..15 */
+} f_acc_avx2;
 
 /* t[i] for i < 32 from four registers of 8: idx's low 3 bits, bit 3 of the index in b3's sign
  * bit, bit 4 in b4's. */
@@ -1688,15 +1702,17 @@ DC_AVX2 static inline f_w_avx2 f_weights_avx2(f_cb_avx2 cb, f_e_avx2 v) {
   return w;
 }
 
-DC_AVX2 static inline f_acc_avx2 f_zero_avx2(void) {
-  const f_acc_avx2 a = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  return a;
-}
-
-DC_AVX2 static inline f_acc_avx2 f_add_avx2(f_acc_avx2 a, f_acc_avx2 b) {
-  const f_acc_avx2 r = {_mm256_add_ps(a.l, b.l), _mm256_add_ps(a.h, b.h)};
-  return r;
-}
+/* zero() and add(a, b) of a pair of registers {p[0], p[1]} (the AVX2 sums: 16 lanes). */
+#define DC_AVX2_PAIR_OPS(T, zero_fn, add_fn, setzero, vadd)     \
+  DC_AVX2 static inline T zero_fn(void) {                       \
+    const T r = {{setzero(), setzero()}};                       \
+    return r;                                                   \
+  }                                                             \
+  DC_AVX2 static inline T add_fn(T a, T b) {                    \
+    const T r = {{vadd(a.p[0], b.p[0]), vadd(a.p[1], b.p[1])}}; \
+    return r;                                                   \
+  }
+DC_AVX2_PAIR_OPS(f_acc_avx2, f_zero_avx2, f_add_avx2, _mm256_setzero_ps, _mm256_add_ps)
 
 /* a + w * x[column of v] in 8 lanes, x 0 in empty lanes (w is too: f_weights_avx2). */
 DC_AVX2 static inline __m256 fma8_avx2(__m256 a, __m256 w, __m256i v, const f_x_avx2* x) {
@@ -1705,35 +1721,40 @@ DC_AVX2 static inline __m256 fma8_avx2(__m256 a, __m256 w, __m256i v, const f_x_
 }
 
 DC_AVX2 static inline f_acc_avx2 f_fma_avx2(f_acc_avx2 a, f_w_avx2 w, f_e_avx2 v, f_x_avx2 x) {
-  const f_acc_avx2 r = {fma8_avx2(a.l, w.l, v.l, &x), fma8_avx2(a.h, w.h, v.h, &x)};
+  const f_acc_avx2 r = {{fma8_avx2(a.p[0], w.l, v.l, &x), fma8_avx2(a.p[1], w.h, v.h, &x)}};
   return r;
 }
 
 DC_AVX2 static inline void f_store16_avx2(const dc_sparse_fc* m, uint32_t g, f_acc_avx2 acc,
-                                          const float* bias, float lo, float hi, float* y) {
+                                          const f_out* o, float* y) {
   const uint32_t left = m->rows - 16 * g, n = left < 16 ? left : 16;
+  const float lo = o->lo, hi = o->hi;
   float b[16], out[16];
-  if (bias) {
-    const float* bp = bias + 16 * g;
+  if (o->bias) {
+    const float* bp = o->bias + 16 * g;
     if (n < 16) { /* nothing read past the bias */
       memset(b, 0, sizeof b);
       memcpy(b, bp, n * sizeof(float));
       bp = b;
     }
-    acc.l = _mm256_add_ps(acc.l, _mm256_loadu_ps(bp));
-    acc.h = _mm256_add_ps(acc.h, _mm256_loadu_ps(bp + 8));
+    acc.p[0] = _mm256_add_ps(acc.p[0], _mm256_loadu_ps(bp));
+    acc.p[1] = _mm256_add_ps(acc.p[1], _mm256_loadu_ps(bp + 8));
   }
   const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
   float* yp = n < 16 ? out : y + 16 * g;
-  _mm256_storeu_ps(yp, _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc.l))); /* as the AVX-512 one */
-  _mm256_storeu_ps(yp + 8, _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc.h)));
+  _mm256_storeu_ps(yp, _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc.p[0]))); /* as the AVX-512 one */
+  _mm256_storeu_ps(yp + 8, _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc.p[1])));
   if (n < 16) memcpy(y + 16 * g, out, n * sizeof(float));
 }
 
 #define DC_TILE_TARGET DC_AVX2
-#define DC_TILE_NAME(base) base##_avx2
-#define DC_T(op) op##_avx2
-#include "dc_sfc_float_tiles.h"
+#define DC_TILE_NAME(base) float_##base##_avx2
+#define DC_TILE_X float
+#define DC_TILE_Y float
+#define DC_TILE_OUT f_out
+#define DC_T(op) f_##op##_avx2
+#define DC_TILE_ACC(acc, w, v, x) f_fma_avx2(acc, w, v, x)
+#include "dc_sfc_tiles.h"
 #endif
 
 /* Batch 2..8 on the float tile form with AVX2 when the caller gives scratch (the delegate always
@@ -1749,7 +1770,9 @@ DC_AVX2 static inline void f_store16_avx2(const dc_sparse_fc* m, uint32_t g, f_a
 #define DC_SFC_XT_MIN 6 /* batch rows from which float_tiles_xt_avx2 runs instead */
 #endif
 DC_AVX2 static void float_tiles_xt_avx2(const dc_sparse_fc* m, const float* xt, uint32_t nb,
-                                        const float* bias, float lo, float hi, float* y) {
+                                        const f_out* o, float* y) {
+  const float* bias = o->bias;
+  const float lo = o->lo, hi = o->hi;
   float wt[33];
   memcpy(wt, m->codebook, 32 * sizeof(float));
   wt[32] = 0.f; /* an empty entry's weight */
@@ -1897,16 +1920,17 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t bat
         const uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
         const float* xb = x + b0 * cols;
         float* yb = y + b0 * rows;
+        const f_out o = {bias, act_min, act_max};
         if (k == K_AVX512 && T == 1) {
-          float_tiles_b1_avx512(m, xb, bias, act_min, act_max, yb);
+          float_tiles_b1_avx512(m, xb, &o, yb);
         } else if (k == K_AVX512) {
-          float_tiles_batch_avx512(m, xb, T, bias, act_min, act_max, yb);
+          float_tiles_batch_avx512(m, xb, T, &o, yb);
         } else if (T == 1) {
-          float_tiles_b1_avx2(m, xb, bias, act_min, act_max, yb);
+          float_tiles_b1_avx2(m, xb, &o, yb);
         } else if (scratch && T >= DC_SFC_XT_MIN && x_transpose(xb, cols, T, scratch)) {
-          float_tiles_xt_avx2(m, scratch, T, bias, act_min, act_max, yb);
+          float_tiles_xt_avx2(m, scratch, T, &o, yb);
         } else {
-          float_tiles_batch_avx2(m, xb, T, bias, act_min, act_max, yb);
+          float_tiles_batch_avx2(m, xb, T, &o, yb);
         }
         b0 += T;
         continue;
@@ -2011,7 +2035,7 @@ DC_AVX512 static void int8_batch1_avx512(const dc_sparse_fc* m, const int8_t* x,
 }
 #endif
 
-/* int8 on the tile form (dc_sfc_int8_tiles.h), once per variant, on the types and operations
+/* int8 on the tile form (dc_sfc_tiles.h), once per variant, on the types and operations
  * below.  Integer sums: identical to int8_batch1 in any order; requantization as `requantize`,
  * 16 rows at a time, the same float operations in the same order (so the same bytes).
  *
@@ -2023,10 +2047,27 @@ DC_AVX512 static void int8_batch1_avx512(const dc_sparse_fc* m, const int8_t* x,
  * times x's high half, 0, adds nothing).  No gather: 1024^2 at 10 % on an AMD Zen 4 core 0.16 ns
  * per non-zero (17.0 us) against 0.56 ns for int8_batch1_avx512 (59.1 us; docs/android.md). */
 #if DC_SFC_X86
+/* The output parameters of the int8 tile kernels (dc_sparse_fc_int8's). */
+typedef struct {
+  int32_t izp;
+  const int32_t* bias; /* or NULL */
+  const float* scale;
+  int32_t ozp, qmin, qmax;
+} i8_out;
+
+typedef int i8_cb; /* no codebook: an entry's code is the weight */
+
+static inline i8_cb i8_codebook(const dc_sparse_fc* m) {
+  (void)m;
+  return 0;
+}
+
 typedef struct {
   __m512i l, h;
 } i8_x_avx512;
 typedef __m512i i8_e_avx512, i8_w_avx512, i8_acc_avx512;
+#define i8_codebook_avx512 i8_codebook
+#define i8_cb_avx512 i8_cb
 
 DC_AVX512 static inline i8_x_avx512 i8_block_x_avx512(const int8_t* xb, uint32_t part) {
   const __mmask32 k = part ? (__mmask32)((1u << part) - 1u) : (__mmask32)0xffffffffu;
@@ -2041,7 +2082,8 @@ DC_AVX512 static inline i8_e_avx512 i8_entries_avx512(const uint16_t* e) {
 }
 
 /* tile_weight of 16 entries widened to int32 lanes (an empty entry, 0x8000: 0). */
-DC_AVX512 static inline i8_w_avx512 i8_weights_avx512(i8_e_avx512 v) {
+DC_AVX512 static inline i8_w_avx512 i8_weights_avx512(i8_cb cb, i8_e_avx512 v) {
+  (void)cb;
   return _mm512_srai_epi32(_mm512_slli_epi32(v, 19), 24);
 }
 
@@ -2055,8 +2097,10 @@ DC_AVX512 static inline i8_acc_avx512 i8_add_avx512(i8_acc_avx512 a, i8_acc_avx5
 
 /* The 16 outputs of group g from its sums acc (rows past `rows` masked off). */
 DC_AVX512 static inline void i8_store16_avx512(const dc_sparse_fc* m, uint32_t g, i8_acc_avx512 acc,
-                                               int32_t izp, const int32_t* bias, const float* scale,
-                                               int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
+                                               const i8_out* o, int8_t* y) {
+  const int32_t izp = o->izp, ozp = o->ozp, qmin = o->qmin, qmax = o->qmax;
+  const int32_t* bias = o->bias;
+  const float* scale = o->scale;
   const uint32_t left = m->rows - 16 * g;
   const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
   const __m512i b = bias ? _mm512_maskz_loadu_epi32(k, bias + 16 * g) : _mm512_setzero_si512();
@@ -2079,18 +2123,25 @@ DC_AVX512 static inline void i8_store16_avx512(const dc_sparse_fc* m, uint32_t g
  * process, alternating, median of 300 / 60 invokes, Zen 4, load ~1.3, 2026-12-05: batch 1
  * 1024^2 at 5/10/20 % 11.5/16.6/25.6 -> 10.1/14.5/22.1 us (12-13.5 % less), 4096^2 2.4-11 %
  * less; batch 8 3-5 % less. */
+#define DC_TILE_X int8_t
+#define DC_TILE_Y int8_t
+#define DC_TILE_OUT i8_out
 #define DC_TILE_TARGET DC_AVX512
-#define DC_TILE_NAME(base) base##_avx512
-#define DC_T(op) op##_avx512
-#define DC_I8_ACC(acc, w, v, x) \
+#define DC_TILE_NAME(base) int8_##base##_avx512
+#define DC_T(op) i8_##op##_avx512
+#define DC_TILE_ACC(acc, w, v, x) \
   _mm512_add_epi32(acc, _mm512_madd_epi16(w, _mm512_permutex2var_epi32(x.l, v, x.h)))
-#include "dc_sfc_int8_tiles.h"
+#include "dc_sfc_tiles.h"
 
+#define DC_TILE_X int8_t
+#define DC_TILE_Y int8_t
+#define DC_TILE_OUT i8_out
 #define DC_TILE_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-#define DC_TILE_NAME(base) base##_vnni
-#define DC_T(op) op##_avx512
-#define DC_I8_ACC(acc, w, v, x) _mm512_dpwssd_epi32(acc, w, _mm512_permutex2var_epi32(x.l, v, x.h))
-#include "dc_sfc_int8_tiles.h"
+#define DC_TILE_NAME(base) int8_##base##_vnni
+#define DC_T(op) i8_##op##_avx512
+#define DC_TILE_ACC(acc, w, v, x) \
+  _mm512_dpwssd_epi32(acc, w, _mm512_permutex2var_epi32(x.l, v, x.h))
+#include "dc_sfc_tiles.h"
 
 /* AVX2: a step's 16 entries stay 16-bit lanes.  The x block is its two halves of 16 bytes, each
  * in both 128-bit lanes of a register; x of an entry is looked up by vpshufb on its column's low
@@ -2105,8 +2156,13 @@ typedef struct {
 } i8_x_avx2;
 typedef __m256i i8_e_avx2;
 typedef struct {
-  __m256i e, o; /* even rows, odd rows */
-} i8_w_avx2, i8_acc_avx2;
+  __m256i e, o; /* the weights of the even lanes (odd ones 0), of the odd lanes (even ones 0) */
+} i8_w_avx2;
+typedef struct {
+  __m256i p[2]; /* the sums of the even rows, of the odd rows */
+} i8_acc_avx2;
+#define i8_codebook_avx2 i8_codebook
+#define i8_cb_avx2 i8_cb
 
 DC_AVX2 static inline i8_x_avx2 i8_block_x_avx2(const int8_t* xb, uint32_t part) {
   int8_t pad[32];
@@ -2124,22 +2180,15 @@ DC_AVX2 static inline i8_e_avx2 i8_entries_avx2(const uint16_t* e) {
   return _mm256_loadu_si256((const __m256i*)e);
 }
 
-DC_AVX2 static inline i8_w_avx2 i8_weights_avx2(i8_e_avx2 v) {
+DC_AVX2 static inline i8_w_avx2 i8_weights_avx2(i8_cb cb, i8_e_avx2 v) {
+  (void)cb;
   const __m256i w = _mm256_srai_epi16(_mm256_slli_epi16(v, 3), 8);
   const i8_w_avx2 r = {_mm256_and_si256(w, _mm256_set1_epi32(0xffff)),
                        _mm256_and_si256(w, _mm256_set1_epi32((int)0xffff0000u))};
   return r;
 }
 
-DC_AVX2 static inline i8_acc_avx2 i8_zero_avx2(void) {
-  const i8_acc_avx2 a = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-  return a;
-}
-
-DC_AVX2 static inline i8_acc_avx2 i8_add_avx2(i8_acc_avx2 a, i8_acc_avx2 b) {
-  const i8_acc_avx2 r = {_mm256_add_epi32(a.e, b.e), _mm256_add_epi32(a.o, b.o)};
-  return r;
-}
+DC_AVX2_PAIR_OPS(i8_acc_avx2, i8_zero_avx2, i8_add_avx2, _mm256_setzero_si256, _mm256_add_epi32)
 
 DC_AVX2 static inline i8_acc_avx2 i8_acc_avx2_step(i8_acc_avx2 a, i8_w_avx2 w, i8_e_avx2 v,
                                                    i8_x_avx2 x) {
@@ -2149,14 +2198,16 @@ DC_AVX2 static inline i8_acc_avx2 i8_acc_avx2_step(i8_acc_avx2 a, i8_w_avx2 w, i
   const __m256i hx = _mm256_blendv_epi8(_mm256_shuffle_epi8(x.l, idx),
                                         _mm256_shuffle_epi8(x.h, idx), _mm256_slli_epi16(v, 11));
   const __m256i x16 = _mm256_srai_epi16(hx, 8);
-  const i8_acc_avx2 r = {_mm256_add_epi32(a.e, _mm256_madd_epi16(w.e, x16)),
-                         _mm256_add_epi32(a.o, _mm256_madd_epi16(w.o, x16))};
+  const i8_acc_avx2 r = {{_mm256_add_epi32(a.p[0], _mm256_madd_epi16(w.e, x16)),
+                          _mm256_add_epi32(a.p[1], _mm256_madd_epi16(w.o, x16))}};
   return r;
 }
 
 DC_AVX2 static inline void i8_store16_avx2(const dc_sparse_fc* m, uint32_t g, i8_acc_avx2 acc,
-                                           int32_t izp, const int32_t* bias, const float* scale,
-                                           int32_t ozp, int32_t qmin, int32_t qmax, int8_t* y) {
+                                           const i8_out* o, int8_t* y) {
+  const int32_t izp = o->izp, ozp = o->ozp, qmin = o->qmin, qmax = o->qmax;
+  const int32_t* bias = o->bias;
+  const float* scale = o->scale;
   const uint32_t left = m->rows - 16 * g, n = left < 16 ? left : 16;
   const int32_t* rs = m->row_sum + 16 * g;
   const int32_t* bp = bias ? bias + 16 * g : NULL;
@@ -2171,8 +2222,8 @@ DC_AVX2 static inline void i8_store16_avx2(const dc_sparse_fc* m, uint32_t g, i8
     rs = rs_pad, sp = s_pad;
   }
   /* rows 0..3 | 8..11 and 4..7 | 12..15, then 0..7 and 8..15 */
-  const __m256i lo4 = _mm256_unpacklo_epi32(acc.e, acc.o),
-                hi4 = _mm256_unpackhi_epi32(acc.e, acc.o);
+  const __m256i lo4 = _mm256_unpacklo_epi32(acc.p[0], acc.p[1]);
+  const __m256i hi4 = _mm256_unpackhi_epi32(acc.p[0], acc.p[1]);
   const __m256i r8[2] = {_mm256_permute2x128_si256(lo4, hi4, 0x20),
                          _mm256_permute2x128_si256(lo4, hi4, 0x31)};
   const __m256 lo = _mm256_set1_ps((float)(qmin - ozp)), hi = _mm256_set1_ps((float)(qmax - ozp));
@@ -2193,11 +2244,14 @@ DC_AVX2 static inline void i8_store16_avx2(const dc_sparse_fc* m, uint32_t g, i8
   for (uint32_t l = 0; l < n; ++l) y[16 * g + l] = (int8_t)out[l]; /* the low byte, as vpmovdb */
 }
 
+#define DC_TILE_X int8_t
+#define DC_TILE_Y int8_t
+#define DC_TILE_OUT i8_out
 #define DC_TILE_TARGET DC_AVX2
-#define DC_TILE_NAME(base) base##_avx2
-#define DC_T(op) op##_avx2
-#define DC_I8_ACC(acc, w, v, x) i8_acc_avx2_step(acc, w, v, x)
-#include "dc_sfc_int8_tiles.h"
+#define DC_TILE_NAME(base) int8_##base##_avx2
+#define DC_T(op) i8_##op##_avx2
+#define DC_TILE_ACC(acc, w, v, x) i8_acc_avx2_step(acc, w, v, x)
+#include "dc_sfc_tiles.h"
 #endif
 
 /* The int8 tile form on the scalar kernels (a form built with the AVX-512 kernels in use, run
@@ -2280,18 +2334,19 @@ DC_API void dc_sparse_fc_int8(const dc_sparse_fc* m, const int8_t* x, size_t bat
         const uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
         const int8_t* xb = x + b0 * cols;
         int8_t* yb = y + b0 * rows;
+        const i8_out o = {input_zp, bias, scale, output_zp, qmin, qmax};
         if (k == K_AVX2 && T == 1) {
-          int8_tiles_b1_avx2(m, xb, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+          int8_tiles_b1_avx2(m, xb, &o, yb);
         } else if (k == K_AVX2) {
-          int8_tiles_batch_avx2(m, xb, T, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+          int8_tiles_batch_avx2(m, xb, T, &o, yb);
         } else if (vnni() && T == 1) {
-          int8_tiles_b1_vnni(m, xb, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+          int8_tiles_b1_vnni(m, xb, &o, yb);
         } else if (vnni()) {
-          int8_tiles_batch_vnni(m, xb, T, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+          int8_tiles_batch_vnni(m, xb, T, &o, yb);
         } else if (T == 1) {
-          int8_tiles_b1_avx512(m, xb, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+          int8_tiles_b1_avx512(m, xb, &o, yb);
         } else {
-          int8_tiles_batch_avx512(m, xb, T, input_zp, bias, scale, output_zp, qmin, qmax, yb);
+          int8_tiles_batch_avx512(m, xb, T, &o, yb);
         }
         b0 += T;
         continue;
