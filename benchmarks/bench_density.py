@@ -1,6 +1,7 @@
 """weights="compressed" against the decoded route as a FULLY_CONNECTED layer gets denser: the
-figures behind the default ``max_density`` (float32 weights: 30 % on the row form, 50 % on the
-tile form of AVX-512 CPUs; int8: 25 %; dc_keras/runtime, tflite_kernels/src/huffdecode_op.c).
+figures behind the default ``max_density`` (float32 weights: 30 % on the row form, 40 % on the
+tile form of AVX-512 CPUs, a lower one with the AVX2 kernels; int8: 25 %; dc_keras/runtime,
+tflite_kernels/src/huffdecode_op.c).
 
 For each weight type (float32; int8: the converter's full-integer model), size (1024^2, 4096^2),
 density and batch (1, 8; float32 also 32, the batched serving the default is not chosen for):
@@ -19,15 +20,17 @@ invokes). Memory: the compact form's bytes (compressed_report) against the dense
 docs/results.md.
 
 Kernel variants (``--variants``, default all that this CPU has), each one more compressed
-interpreter of the same packed file in the same alternation, its kernels switched with
-``dc_sparse_fc_use_simd`` (dc_sparse_fc.h) for its load and around each of its invokes:
+interpreter of the same packed file, alternating with the decoded one as the main figure's does
+(two interpreters at a time; a third one's weights would evict the dense weight from the cache),
+its kernels switched with ``dc_sparse_fc_use_simd`` (dc_sparse_fc.h) for its load and around
+each of its invokes:
 ``native`` (the kernels dc_sparse_fc_kernel_name() picks: the main figures), ``avx2`` (what an
 x86-64 CPU without AVX-512 runs: use_simd(4) -- float32 on the rows with the scalar kernels, int8
 on the AVX2 tile kernels), ``avx2_tiles`` (float32 only: the tile form built with the AVX-512
 kernels, run on the AVX2 float tile kernels) and ``scalar`` (use_simd(0): the rows, the scalar
 kernels, as on ARM). Each variant's row has its median-based ratio and its fastest invoke (the
-minimum over all rounds), the decoded route's too, and the route its default ``max_density``
-gives. ``--wait-load L`` waits (polling, up to ``--wait-max`` seconds) until the 1-minute load
+minimum over all its rounds), the decoded route's in the same alternation too, and the route its
+default ``max_density`` gives. ``--wait-load L`` waits (polling, up to ``--wait-max`` seconds) until the 1-minute load
 average is below L before measuring and records the load it started at.
 """
 import argparse
@@ -135,7 +138,42 @@ def wait_for_load(limit, max_seconds):
     return round(time.time() - t0), round(os.getloadavg()[0], 2)
 
 
+def _alternate(its, rounds, lib, run_simd):
+    """Warm-up, then BLOCKS blocks of ``rounds`` invokes of each interpreter of ``its`` in turn (the
+    kernels switched with dc_sparse_fc_use_simd around each invoke of a variant): per block, per
+    interpreter, its invoke times; and each interpreter's output afterwards."""
+
+    def invoke(k):
+        if run_simd[k] is not None:
+            lib.dc_sparse_fc_use_simd(run_simd[k])
+        t0 = time.perf_counter()
+        its[k].invoke()
+        t = time.perf_counter() - t0
+        if run_simd[k] is not None:
+            lib.dc_sparse_fc_use_simd(1)
+        return t
+
+    for k in its:
+        for _ in range(10):
+            invoke(k)
+    blocks = []  # BLOCKS blocks of `rounds` alternating invokes: a disturbance spoils one block
+    for _ in range(BLOCKS):
+        times = {k: [] for k in its}
+        for _ in range(rounds):
+            for k in its:
+                times[k].append(invoke(k))
+        blocks.append(times)
+    outs = {}
+    for k in its:
+        invoke(k)
+        outs[k] = its[k].get_tensor(its[k].get_output_details()[0]["index"]).copy()
+    return blocks, outs
+
+
 def measure(dtype, n, density, batch, rounds, rng, variants=("native",)):
+    """One layer: for each variant, its compressed interpreter alternating with the decoded one
+    (two interpreters at a time, as before the variants: a third one's weights in the same
+    alternation would evict the dense weight from the cache and slow the decoded route), then freed."""
     import numpy as np
     from dc_keras import export
 
@@ -146,79 +184,55 @@ def measure(dtype, n, density, batch, rounds, rng, variants=("native",)):
     x = (rng.integers(-128, 128, shape).astype(np.int8) if dtype == "int8"
          else rng.standard_normal(shape).astype(np.float32))
     variants = [v for v in variants if v != "avx2_tiles" or dtype == "float32"]
-    its, run_simd, rows, defaults = {"decoded": _prepared(packed, x)}, {"decoded": None}, {}, {}
+    decoded = _prepared(packed, x)
+    pairs, rows, defaults, outs = {}, {}, {}, {}
     try:
         for v in variants:
             lib.dc_sparse_fc_use_simd(SIMD[v][0])
-            its[v] = _prepared(packed, x, weights="compressed", max_density=1.0)
-            run_simd[v] = SIMD[v][1]
-            (rows[v],) = _weight_rows(its[v])
+            it = _prepared(packed, x, weights="compressed", max_density=1.0)
+            (rows[v],) = _weight_rows(it)
             assert rows[v]["route"] == "compressed", rows[v]
             default = _prepared(packed, x, weights="compressed")
             (defaults[v],) = _weight_rows(default)
             del default
-        lib.dc_sparse_fc_use_simd(1)
-
-        def invoke(k):
-            if run_simd[k] is not None:
-                lib.dc_sparse_fc_use_simd(run_simd[k])
-            t0 = time.perf_counter()
-            its[k].invoke()
-            t = time.perf_counter() - t0
-            if run_simd[k] is not None:
-                lib.dc_sparse_fc_use_simd(1)
-            return t
-
-        for k in its:
-            for _ in range(10):
-                invoke(k)
-        blocks = []  # BLOCKS blocks of `rounds` alternating invokes: a disturbance spoils one block
-        for _ in range(BLOCKS):
-            times = {k: [] for k in its}
-            for _ in range(rounds):
-                for k in its:
-                    times[k].append(invoke(k))
-            blocks.append(times)
-        out = {}
-        for k in its:
-            if run_simd[k] is not None:
-                lib.dc_sparse_fc_use_simd(run_simd[k])
-            its[k].invoke()
-            out[k] = its[k].get_tensor(its[k].get_output_details()[0]["index"])
             lib.dc_sparse_fc_use_simd(1)
+            pairs[v], out = _alternate({"decoded": decoded, v: it}, rounds, lib, {"decoded": None, v: SIMD[v][1]})
+            outs[v], outs["decoded"] = out[v], out["decoded"]
+            del it
     finally:
         lib.dc_sparse_fc_use_simd(was)
     if dtype == "int8":
         for v in variants:
-            assert np.array_equal(out["decoded"], out[v]), v
-    else:  # the AVX2 float tile kernels give the AVX-512 ones' bits
-        if "avx2_tiles" in out and lib.dc_sparse_fc_kernel_name() == b"avx512":
-            assert np.array_equal(out["native"], out["avx2_tiles"])
-    med = [{k: statistics.median(v) for k, v in b.items()} for b in blocks]
-    fast = {k: min(min(b[k]) for b in blocks) for k in its}
+            assert np.array_equal(outs["decoded"], outs[v]), v
+    elif "avx2_tiles" in outs and lib.dc_sparse_fc_kernel_name() == b"avx512":
+        np.testing.assert_array_equal(outs["native"], outs["avx2_tiles"])  # the same bits (NaN for NaN)
 
-    def ratios(v):
-        return [m[v] / m["decoded"] for m in med]
+    def stats(v):
+        blocks = pairs[v]
+        med = [{k: statistics.median(t) for k, t in b.items()} for b in blocks]
+        ratios = [m[v] / m["decoded"] for m in med]
+        mid = sorted(range(BLOCKS), key=lambda i: ratios[i])[BLOCKS // 2]  # the block of the median ratio
+        fast = {k: min(min(b[k]) for b in blocks) for k in ("decoded", v)}
+        return med[mid], ratios, mid, fast
 
     main = variants[0]
-    rs = ratios(main)
-    mid = sorted(range(BLOCKS), key=lambda i: rs[i])[BLOCKS // 2]  # the block of the median ratio
+    med, rs, mid, fast = stats(main)
     row = rows[main]
     result = {"dtype": dtype, "n": n, "batch": batch, "density": row["nonzeros"] / (n * n),
-              "decoded_ms": 1e3 * med[mid]["decoded"], "compressed_ms": 1e3 * med[mid][main],
+              "decoded_ms": 1e3 * med["decoded"], "compressed_ms": 1e3 * med[main],
               "ratio": rs[mid], "block_ratios": rs,
               "ratio_fastest": fast[main] / fast["decoded"],
               "compact_bytes": row["bytes"], "dense_bytes": n * n * (1 if dtype == "int8" else 4),
               "default": defaults[main]["route"], "default_reason": defaults[main].get("reason", ""),
-              "decoded_fastest_ms": 1e3 * fast["decoded"], "variants": {}}
+              "decoded_fastest_ms": 1e3 * min(min(min(b["decoded"]) for b in pairs[v]) for v in variants),
+              "variants": {}}
     for v in variants:
-        rv = ratios(v)
-        mv = sorted(range(BLOCKS), key=lambda i: rv[i])[BLOCKS // 2]
+        med, rv, mv, fast = stats(v)
         result["variants"][v] = {
-            "compressed_ms": 1e3 * med[mv][v], "decoded_ms": 1e3 * med[mv]["decoded"], "ratio": rv[mv],
-            "block_ratios": rv, "fastest_ms": 1e3 * fast[v], "ratio_fastest": fast[v] / fast["decoded"],
-            "compact_bytes": rows[v]["bytes"], "default": defaults[v]["route"],
-            "default_reason": defaults[v].get("reason", "")}
+            "compressed_ms": 1e3 * med[v], "decoded_ms": 1e3 * med["decoded"], "ratio": rv[mv],
+            "block_ratios": rv, "fastest_ms": 1e3 * fast[v], "decoded_fastest_ms": 1e3 * fast["decoded"],
+            "ratio_fastest": fast[v] / fast["decoded"], "compact_bytes": rows[v]["bytes"],
+            "default": defaults[v]["route"], "default_reason": defaults[v].get("reason", "")}
     return result
 
 

@@ -856,12 +856,13 @@ def density_variants_section(d, densities, groups):
              "scalar": "scalar (use_simd(0): rows)"}
     loads = [r["loadavg"] for r in d["rows"] if "loadavg" in r]
     out = ["### Kernel variants side by side", "",
-           "The same run: each compressed variant is one more interpreter of the same packed layer in the same "
-           "alternation, its kernels switched with `dc_sparse_fc_use_simd` (dc_sparse_fc.h) for its load and "
-           "around each of its invokes. Figures: the fastest of the "
-           f"{3 * d['rounds']} invokes in ms, and its ratio to XNNPACK's fastest (its AVX-512 kernels on this CPU: "
-           "a CPU without AVX-512 runs XNNPACK's slower AVX2 kernels too). **Bold**: the variant's default "
-           "`max_density` runs the layer compressed."
+           "The same run: each compressed variant is one more interpreter of the same packed layer, alternating "
+           "with the decoded one as the table above does (two at a time), its kernels switched with "
+           "`dc_sparse_fc_use_simd` (dc_sparse_fc.h) for its load and around each of its invokes. Figures: the "
+           f"fastest of its {3 * d['rounds']} invokes in ms, and its ratio to XNNPACK's fastest in the same "
+           "alternation (XNNPACK's row: its fastest over all of them; its AVX-512 kernels on this CPU, which a CPU "
+           "without AVX-512 does not have either). **Bold**: the variant's default `max_density` runs the layer "
+           "compressed."
            + (f" Started after waiting {wait['waited_s']} s for the 1-minute load average to fall below "
               f"{wait['limit']} (it was {wait['loadavg_then']})." if wait else "")
            + (f" Load average after each layer: {min(loads):.1f}-{max(loads):.1f}." if loads else ""), "",

@@ -1173,8 +1173,10 @@ def _with_simd(lib, on, fn):
 def test_avx2_kernels_through_the_runtime():
     """dc_sparse_fc_use_simd(4): the AVX2 kernels, what x86-64 CPUs without AVX-512 run (forced on
     an AVX-512 CPU), named "avx2". Loaded with them, an int8 FC layer takes the tile form (the
-    report's bytes: those of the AVX-512 build) and its outputs are XNNPACK's bytes at batch 1..9;
-    a float32 layer keeps the rows (the bytes of a scalar build). A float32 tile form built with
+    report's bytes: those of the AVX-512 build) and its outputs are XNNPACK's bytes at batch 1..9,
+    and at ~20 % it runs compressed by default (int8: 25 %); a float32 layer keeps the rows (the
+    bytes of a scalar build), and at ~10 % it stays decoded by default (float32 with the AVX2
+    kernels: 5 %, the report naming that default). A float32 tile form built with
     the AVX-512 kernels runs on the AVX2 float tile kernels with the AVX-512 kernels' bits at
     batch 1..9 (dc_sfc_tiles.h: the same FMAs in the same order). Skipped without AVX2."""
     lib = _sparse_fc_lib()
@@ -1201,12 +1203,20 @@ def test_avx2_kernels_through_the_runtime():
     for n in range(1, 10):
         np.testing.assert_array_equal(run(it4, 4, xs[:n]), em.run_batch(ref, xs[:n]))
 
+    default = _with_simd(lib, 4, lambda: runtime.Interpreter(model_content=packed, weights="compressed"))
+    (row,) = [r for r in default.compressed_report() if "not its weights" not in r.get("reason", "")]
+    assert row["route"] == "compressed", row  # ~20 %: int8's default max_density is 25 % with them too
+
     plain, packed = _pruned_shared_dense(rng, 300, 64, cut=1.645)  # ~10 %, <= 32 values
     ref = _plain(plain)
     xf = rng.randn(9, 300).astype(np.float32)
     it4, row4 = load(packed, 4)
     _, row0 = load(packed, 0)
     assert row4["bytes"] == row0["bytes"], (row4, row0)  # the rows
+    default = _with_simd(lib, 4, lambda: runtime.Interpreter(model_content=packed, weights="compressed"))
+    (row,) = [r for r in default.compressed_report() if "not its weights" not in r.get("reason", "")]
+    assert row["route"] == "dense" and "> 5 % (default max_density for float32 weights on the row form with " \
+        "the AVX2 kernels); decoded" in row["reason"], row  # ~10 %: above their float32 default
     for n in (1, 3, 9):
         _close(run(it4, 4, xf[:n]), em.run_batch(ref, xf[:n]))
     if native != b"avx512":

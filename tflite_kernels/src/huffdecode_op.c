@@ -1531,7 +1531,7 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  * decoded (docs/android.md; benchmarks/bench_density.py, docs/results.md "Compressed FC layers
  * by density": 1024^2 and 4096^2, 15 values, batch 1 and 8, AVX-512 test machine, against
  * XNNPACK's dense kernel).
- *  - float32, row form (CPUs without AVX-512, ARM included; layers of > 32 coded values, §12
+ *  - float32, row form (ARM and other CPUs without AVX-512 or AVX2; layers of > 32 coded values, §12
  *    planes or 1..3 output units; tiles that would not fit or found no memory): faster than the
  *    dense kernel up to about 30 %
  *    (0.73-0.95x at batch 1 and 1.05-1.07x at batch 8 at 30 %, 0.89-1.47x at 40 %), and up to
@@ -1543,7 +1543,14 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  *    50 %, e.g. 14:10: 0.66x / 0.84x and 0.39x / 0.61x there, and the default was 50 % until
  *    2026-12-04) and its memory is 0.28x of the dense weight's (at most 0.50x at 100 %: it is
  *    always smaller).
- *  - int8 (rows, or the tile form on AVX-512 CPUs since 2026-12-04): chosen for memory, up to
+ *  - float32 with the AVX2 kernels (x86-64 CPUs without AVX-512, or dc_sparse_fc_use_simd(4);
+ *    since 2026-12-05): float32 layers keep the row form there, on the scalar row kernel
+ *    (dc_sparse_fc.c tiles_hold: its AVX2 float tile kernels did not beat it where it pays), and
+ *    the same rule as the tile form's on bench_density's "avx2" variant gives 5 %: at 10 % the
+ *    cache-resident 1024^2 layer took 1.05x (1.03x in a first run) of XNNPACK's time at batch 1
+ *    (0.41x at batch 8; 4096^2: 0.32x / 0.33x), at 20 % 2.0x; at 5 % 0.56x / 0.23x and 0.22x /
+ *    0.15x.  Large layers pay up to ~20 % (4096^2: 0.85x / 0.72x at 20 %): pass max_density.
+ *  - int8 (rows, or the tile form on AVX-512 and AVX2 CPUs since 2026-12-04 / 05): chosen for memory, up to
  *    25 %, where the compact form still takes ~0.75x of the int8 weights (rows: 3 bytes per
  *    non-zero; tiles: 0.67x at 20 %, 0.90x at 30 %).  For time: XNNPACK's int8 kernel is faster
  *    than the rows at nearly every density (1024^2: 3.5x at 10 %); the tiles are faster at 5 %
@@ -1551,13 +1558,19 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  * An explicit max_density applies to every form. */
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32 30
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES 40
+#define DC_DEFAULT_MAX_DENSITY_FLOAT32_AVX2 5
 #define DC_DEFAULT_MAX_DENSITY_INT8 25
+
+/* 1 while the AVX2 kernels are in use (x86-64 without AVX-512, or dc_sparse_fc_use_simd(4)). */
+static int avx2_kernels(void) {
+  return strcmp(dc_sparse_fc_kernel_name(), "avx2") == 0;
+}
 
 static int max_density_for(const DcDelegate* d, int dtype, dc_sfc_form form) {
   if (d->max_density) return d->max_density;
   if (dtype == DC_DTYPE_INT8) return DC_DEFAULT_MAX_DENSITY_INT8;
-  return form == DC_SFC_FORM_TILES ? DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES
-                                   : DC_DEFAULT_MAX_DENSITY_FLOAT32;
+  if (form == DC_SFC_FORM_TILES) return DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES;
+  return avx2_kernels() ? DC_DEFAULT_MAX_DENSITY_FLOAT32_AVX2 : DC_DEFAULT_MAX_DENSITY_FLOAT32;
 }
 
 /* Why a layer dc_sparse_fc_form said TILES got the rows (its m.tile_entries, dc_sparse_fc.h). */
@@ -1571,6 +1584,7 @@ static const char* default_density_name(int dtype, dc_sfc_form form, RowsWhy row
     return "float32 weights on the row form: its tiles did not fit";
   if (rows_why == ROWS_NO_MEMORY_FOR_TILES)
     return "float32 weights on the row form: out of memory for its tiles";
+  if (avx2_kernels()) return "float32 weights on the row form with the AVX2 kernels";
   return "float32 weights on the row form";
 }
 
@@ -2310,7 +2324,8 @@ static int check_environment(void (*report_error)(const char*)) {
  * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N;
  * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare);
  * "max_density" = "1".."100" (default, max_density_for: 30 for float32 weights on the row form,
- * 40 on the tile form, 25 for int8): with weights=compressed, FULLY_CONNECTED layers with more
+ * 40 on the tile form, 5 with the AVX2 kernels, 25 for int8): with weights=compressed,
+ * FULLY_CONNECTED layers with more
  * non-zero weights than that percent stay decoded (dense layers run faster on the dense kernels,
  * docs/android.md); the option applies to every form; 100: all run compressed. */
 static int parse_options(DcDelegate* d, char** keys, char** values, size_t n,
