@@ -312,16 +312,16 @@ class Interpreter:
         float32 weights on the row form (ARM CPUs, layers of > 32 values or 1-3 output units:
         denser layers run faster on the dense kernels, at 40 % 1.5x slower at batch 8, unpruned
         up to 8x), 0.05 for float32 weights with the AVX2 kernels (x86-64 CPUs without AVX-512:
-        the row form; a 1024x1024 layer at 10 % took 1.05x of XNNPACK's time at batch 1, a
-        4096x4096 one 0.32x: pass a larger value for large layers), 0.4 for float32 weights on
+        the row form; a 1024x1024 layer at 10 % took 1.06x of XNNPACK's time at batch 1, a
+        4096x4096 one 0.39x: pass a larger value for large layers), 0.4 for float32 weights on
         the tile form (AVX-512 CPUs,
         layers of <= 32 values and >= 4 output units: the densest density measured where it is
         faster than the dense kernels at batch 1 and 8, at a third of their memory; at batch 16
         and more it is slower from ~30 %: pass ``0.2`` for batched serving), 0.25 for int8
         (chosen for memory: up to there the compact form takes <= ~0.75x of the int8 weights;
         on the tile form of AVX-512 CPUs it is faster than XNNPACK's int8 kernel at 5 % and
-        about even at 10 %, with the AVX2 kernels faster at 5 %, on the row form slower at
-        every density measured);
+        about even at 10 %, with the AVX2 kernels (1.2-1.5x the AVX-512 ones' time) faster at
+        5 % at batch 1, on the row form slower at every density measured);
         docs/android.md. ``1.0`` runs every FC layer it can compressed.
 
     Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,

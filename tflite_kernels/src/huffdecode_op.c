@@ -1547,9 +1547,10 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  *    since 2026-12-05): float32 layers keep the row form there, on the scalar row kernel
  *    (dc_sparse_fc.c tiles_hold: its AVX2 float tile kernels did not beat it where it pays), and
  *    the same rule as the tile form's on bench_density's "avx2" variant gives 5 %: at 10 % the
- *    cache-resident 1024^2 layer took 1.05x (1.03x in a first run) of XNNPACK's time at batch 1
- *    (0.41x at batch 8; 4096^2: 0.32x / 0.33x), at 20 % 2.0x; at 5 % 0.56x / 0.23x and 0.22x /
- *    0.15x.  Large layers pay up to ~20 % (4096^2: 0.85x / 0.72x at 20 %): pass max_density.
+ *    cache-resident 1024^2 layer took 1.06x of XNNPACK's time at batch 1 (1.05x and 1.03x in two
+ *    earlier runs; 0.41x at batch 8; 4096^2: 0.39x / 0.35x), at 20 % 2.0x; at 5 % 0.56x / 0.22x
+ *    and 0.15x / 0.15x (2026-12-05 08:48 run, docs/results.md).  Large layers pay up to ~30 %
+ *    (4096^2: 0.65x / 0.62x at 20 %, 0.88x / 0.86x at 30 %): pass max_density.
  *  - int8 (rows, or the tile form on AVX-512 and AVX2 CPUs since 2026-12-04 / 05): chosen for memory, up to
  *    25 %, where the compact form still takes ~0.75x of the int8 weights (rows: 3 bytes per
  *    non-zero; tiles: 0.67x at 20 %, 0.90x at 30 %).  For time: XNNPACK's int8 kernel is faster
