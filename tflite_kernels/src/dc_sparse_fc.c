@@ -1755,7 +1755,6 @@ DC_AVX2 static inline void f_store16_avx2(const dc_sparse_fc* m, uint32_t g, f_a
 #define DC_T(op) f_##op##_avx2
 #define DC_TILE_ACC(acc, w, v, x) f_fma_avx2(acc, w, v, x)
 #include "dc_sfc_tiles.h"
-#endif
 
 /* Batch 2..8 on the float tile form with AVX2 when the caller gives scratch (the delegate always
  * does) and every x is finite (x_transpose): x transposed once per call (xt[c * 8 + b], zeros
@@ -1812,6 +1811,7 @@ DC_AVX2 static void float_tiles_xt_avx2(const dc_sparse_fc* m, const float* xt, 
     }
   }
 }
+#endif
 
 /* The tile form on the scalar kernels (a form built with the AVX-512 kernels in use, run after
  * dc_sparse_fc_use_simd(0)): per group 16 rows x 2 accumulators, steps alternating between them
