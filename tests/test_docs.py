@@ -457,46 +457,20 @@ def test_figure_matches_its_json(doc, text, source):
     assert text in body, f"{doc} does not say {text!r} (rebuilt from docs/results/{source})"
 
 
-def test_tile_form_default_max_density_is_the_densest_measured_faster_density():
-    """The tile form's default max_density (tflite_kernels/src/huffdecode_op.c,
-    DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES; docs/android.md) is, in docs/results/density.json (an
-    AVX-512 run: the tile form), the densest density measured at which every float32 layer (both
-    sizes, batch 1 and 8) ran faster compressed than decoded and took less memory, every sparser
-    one too. A re-run that moves the crossing shows up here: revisit the default and its
-    justification in huffdecode_op.c, docs/android.md and README.md together."""
+def _default_density(name):
+    """huffdecode_op.c's #define DC_DEFAULT_MAX_DENSITY_<name> (percent)."""
     with open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c")) as f:
-        default = int(re.search(r"#define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES (\d+)", f.read()).group(1))
-    d = _json("density.json")
-    assert d["compressed_kernel"] == "avx512", "density.json was not measured on the tile form"
+        return int(re.search(rf"#define DC_DEFAULT_MAX_DENSITY_{name} (\d+)", f.read()).group(1))
+
+
+def _densest_faster_float32(d, variant):
+    """In bench_density.py's JSON d, the densest density measured at which every float32 layer
+    (both sizes, batch 1 and 8) ran faster compressed than decoded (median ratio) and took less
+    memory with the kernels of ``variant`` (None: the main figures), every sparser one too."""
     by_pct = {}
     for r in d["rows"]:
         if r["dtype"] == "float32" and r["batch"] in (1, 8):  # batch 32 is reported, not chosen for
-            by_pct.setdefault(round(100 * r["density"]), []).append(
-                r["ratio"] < 1 and r["compact_bytes"] < r["dense_bytes"])
-    assert all(len(v) == 4 for v in by_pct.values()), by_pct  # 1024² and 4096², batch 1 and 8
-    faster = 0
-    for pct in sorted(by_pct):
-        if not all(by_pct[pct]):
-            break
-        faster = pct
-    assert default == faster, (f"DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES is {default} %, the measurement "
-                               f"says {faster} % (densest density faster at batch 1 and 8 in both sizes)")
-
-
-def test_avx2_float32_default_max_density_is_the_densest_measured_faster_density():
-    """The float32 default max_density with the AVX2 kernels (x86-64 CPUs without AVX-512:
-    huffdecode_op.c, DC_DEFAULT_MAX_DENSITY_FLOAT32_AVX2; docs/android.md) follows the tile form's
-    rule on docs/results/density.json's "avx2" variant (bench_density.py --variants: the layer built
-    and run with dc_sparse_fc_use_simd(4), i.e. on the rows with the scalar kernels): the densest
-    density measured at which every float32 layer (both sizes, batch 1 and 8) ran faster compressed
-    than decoded and took less memory, every sparser one too. A re-run that moves the crossing shows
-    up here: revisit the default and its justification together."""
-    with open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c")) as f:
-        default = int(re.search(r"#define DC_DEFAULT_MAX_DENSITY_FLOAT32_AVX2 (\d+)", f.read()).group(1))
-    by_pct = {}
-    for r in _json("density.json")["rows"]:
-        if r["dtype"] == "float32" and r["batch"] in (1, 8):
-            v = r["variants"]["avx2"]
+            v = r if variant is None else r["variants"][variant]
             by_pct.setdefault(round(100 * r["density"]), []).append(
                 v["ratio"] < 1 and v["compact_bytes"] < r["dense_bytes"])
     assert all(len(v) == 4 for v in by_pct.values()), by_pct  # 1024² and 4096², batch 1 and 8
@@ -505,6 +479,32 @@ def test_avx2_float32_default_max_density_is_the_densest_measured_faster_density
         if not all(by_pct[pct]):
             break
         faster = pct
+    return faster
+
+
+def test_tile_form_default_max_density_is_the_densest_measured_faster_density():
+    """The tile form's default max_density (tflite_kernels/src/huffdecode_op.c,
+    DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES; docs/android.md) is, in docs/results/density.json (an
+    AVX-512 run: the tile form), the densest density measured at which every float32 layer (both
+    sizes, batch 1 and 8) ran faster compressed than decoded and took less memory, every sparser
+    one too. A re-run that moves the crossing shows up here: revisit the default and its
+    justification in huffdecode_op.c, docs/android.md and README.md together."""
+    default = _default_density("FLOAT32_TILES")
+    d = _json("density.json")
+    assert d["compressed_kernel"] == "avx512", "density.json was not measured on the tile form"
+    faster = _densest_faster_float32(d, None)
+    assert default == faster, (f"DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES is {default} %, the measurement "
+                               f"says {faster} % (densest density faster at batch 1 and 8 in both sizes)")
+
+
+def test_avx2_float32_default_max_density_is_the_densest_measured_faster_density():
+    """The float32 default max_density with the AVX2 kernels (x86-64 CPUs without AVX-512:
+    huffdecode_op.c, DC_DEFAULT_MAX_DENSITY_FLOAT32_AVX2; docs/android.md) follows the tile form's
+    rule on docs/results/density.json's "avx2" variant (bench_density.py --variants: the layer built
+    and run with dc_sparse_fc_use_simd(4), i.e. on the rows with the scalar kernels). A re-run that
+    moves the crossing shows up here: revisit the default and its justification together."""
+    default = _default_density("FLOAT32_AVX2")
+    faster = _densest_faster_float32(_json("density.json"), "avx2")
     assert default == faster, (f"DC_DEFAULT_MAX_DENSITY_FLOAT32_AVX2 is {default} %, the measurement "
                                f"says {faster} % (densest density faster at batch 1 and 8 in both sizes)")
 
