@@ -108,11 +108,12 @@ NEWER_FIX = ("it was packed by a newer dc_keras: update dc_keras (and the HuffDe
 
 def with_corrupt_fix(msg: str) -> str:
     """A packed tensor's decode error with its fix after it: :data:`NEWER_FIX` for a format version
-    newer than the decoder, none where the message has one (C: "rebuild the decoder", Python:
+    newer than the decoder (not for one that "does not exist", 0: damage), none where the message has one (C: "rebuild the decoder", Python:
     "upgrade dc_keras"), else :data:`CORRUPT_FIX`."""
     if msg.endswith((CORRUPT_FIX, NEWER_FIX)) or "upgrade dc_keras" in msg or "rebuild the decoder" in msg:
         return msg
-    return f"{msg}; {NEWER_FIX if 'newer than this decoder' in msg else CORRUPT_FIX}"
+    newer = "newer than this decoder" in msg and "does not exist" not in msg  # version 0: damage
+    return f"{msg}; {NEWER_FIX if newer else CORRUPT_FIX}"
 
 
 def with_packed_fix(msg: str) -> str:

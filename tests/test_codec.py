@@ -819,6 +819,23 @@ def test_version3_large_constant_uses_the_one_bit_code():
     assert np.array_equal(codec.decode(packed), a)
 
 
+def test_a_refused_format_version_is_named():
+    """codec.decode names a refused version as the C tools and dc_unpack() do: which decoder reads
+    a newer one; a version byte of 0 is damage, not a newer file (both were "unsupported packed
+    tensor format version (newer than this decoder?)"). codec.info (the Python header parser) says
+    0 does not exist instead of "upgrade dc_keras"."""
+    good = bytearray(codec.encode(np.arange(40, dtype=np.float32) % 7))
+    for v, says in ((9, ": it is version 9, which only a decoder with DC_VERSION_MAX >= 9 reads"),
+                    (0, ": version 0 does not exist (the first is 1)")):
+        bad = bytes(good[:4] + bytes([v]) + good[5:])
+        with pytest.raises(codec.CorruptDataError) as e:
+            codec.decode(bad)
+        assert str(e.value) == "unsupported packed tensor format version (newer than this decoder?)" + says
+    with pytest.raises(codec.CorruptDataError, match=r"^unsupported format version 0: version 0 does not exist "
+                       r"\(the first is 1\)$"):
+        codec.info(bytes(good[:4] + b"\0" + good[5:]))
+
+
 def test_a_version2_reader_says_upgrade_on_version3(monkeypatch):
     """§10: a reader that knows versions 1 and 2 only (the Python parser with its version list cut
     back to what dc_keras read before version 3) refuses a version 3 tensor with "upgrade", and

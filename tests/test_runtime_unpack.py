@@ -178,6 +178,16 @@ def test_unpack_names_the_fix_of_a_damaged_huffdecode_op_once():
         msg = str(e.value)
         assert f"format version (newer than this decoder?): {says}; {fix}" in msg and msg.endswith(fix), msg
         assert msg.count(fb.CORRUPT_FIX) + msg.count(fb.NEWER_FIX) == 1, msg
+        for route in (export.unpack, export.inspect):  # the Python routes (their header parser's words):
+            with pytest.raises(ValueError) as e:  # version 0 said "upgrade dc_keras" there
+                route(bad)
+            msg = str(e.value)
+            if version:
+                assert "version 9" in msg and msg.endswith(("upgrade dc_keras", fb.NEWER_FIX)), msg
+                assert fb.CORRUPT_FIX not in msg and msg.count(fb.NEWER_FIX) <= 1, msg
+            else:
+                assert "version 0 does not exist (the first is 1)" in msg and msg.endswith(fb.CORRUPT_FIX), msg
+                assert "upgrade" not in msg and msg.count(fb.CORRUPT_FIX) == 1, msg
 
 
 def test_cli_writes_atomically_and_reports_errors(tmp_path):

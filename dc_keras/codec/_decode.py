@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from ._format import DTYPE_TABLE, MAX_RANK, CorruptDataError, code_dtype, dtype_bits
+from ._format import DTYPE_TABLE, MAX_RANK, VERSIONS, CorruptDataError, code_dtype, dtype_bits
 
 _lock = threading.Lock()
 _lib = None
@@ -42,8 +42,19 @@ def _library():
         return _lib
 
 
-def _raise(lib, status):
-    raise CorruptDataError(lib.dc_strerror(status).decode("ascii"), status)
+_ERR_VERSION = 3  # dc_codec.h DC_ERR_VERSION
+
+
+def _raise(lib, status, buf):
+    """CorruptDataError with the decoder's reason; a refused format version named as the C tools and
+    dc_unpack() name it (the decoder refuses it only after the magic, so ``buf[4]`` is there): which
+    decoder reads a newer one, or that it does not exist (damage)."""
+    msg = lib.dc_strerror(status).decode("ascii")
+    if status == _ERR_VERSION and len(buf) > 4:
+        v = buf[4]
+        msg += (f": it is version {v}, which only a decoder with DC_VERSION_MAX >= {v} reads" if v > VERSIONS[-1]
+                else f": version {v} does not exist (the first is {VERSIONS[0]})")
+    raise CorruptDataError(msg, status)
 
 
 def _as_bytes(data):
@@ -107,12 +118,12 @@ def decode(data, *, raw=False):
     info = _TensorInfo()
     st = lib.dc_peek(buf, len(buf), ctypes.byref(info))
     if st:
-        _raise(lib, st)
+        _raise(lib, st, buf)
     shape = tuple(int(info.dims[i]) for i in range(info.rank))
     out = np.empty(int(info.output_bytes), np.uint8)
     st = lib.dc_decode(buf, len(buf), out.ctypes.data_as(ctypes.c_void_p), int(info.output_bytes))
     if st:
-        _raise(lib, st)
+        _raise(lib, st, buf)
     if raw:
         return out
     if info.element_bits < 8:

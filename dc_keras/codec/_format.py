@@ -168,6 +168,9 @@ def _parse_prefix(r, data):
         raise CorruptDataError("not a packed tensor (bad magic)")
     version = r.u8("version")
     if version not in VERSIONS:
+        if version < VERSIONS[0]:
+            raise CorruptDataError(f"unsupported format version {version}: version {version} does not exist "
+                                   f"(the first is {VERSIONS[0]})")
         raise CorruptDataError(f"unsupported format version {version} (this decoder reads {VERSIONS}); "
                                "upgrade dc_keras")
     code = r.u8("dtype")
