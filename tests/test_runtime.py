@@ -904,10 +904,11 @@ def test_a_damaged_packed_header_says_the_fix_on_every_route():
 
     packed = export.pack(em.tflite("dense", None))
     at = packed.find(b"DCHF")
-    for offset, fix in ((4, fb.NEWER_FIX), (5, fb.CORRUPT_FIX), (7, fb.CORRUPT_FIX), (40, fb.CORRUPT_FIX)):
+    for offset, flip, fix in ((4, 0x40, fb.NEWER_FIX), (4, 2, fb.CORRUPT_FIX), (5, 0x40, fb.CORRUPT_FIX),
+                              (7, 0x40, fb.CORRUPT_FIX), (40, 0x40, fb.CORRUPT_FIX)):
         bad = bytearray(packed)
-        bad[at + offset] ^= 0x40  # 4: the version, 5: the dtype, 7: the layout, 40: inside the streams
-        bad = bytes(bad)
+        bad[at + offset] ^= flip  # 4: the version (2 ^ 0x40 = 66; 2 ^ 2 = 0: no such version, damage), 5: the
+        bad = bytes(bad)  # dtype, 7: the layout, 40: inside the streams
         routes = {"delegate": lambda b=bad: runtime.Interpreter(model_content=b).allocate_tensors(),
                   "op": lambda b=bad: runtime.Interpreter(model_content=b, backend="tensorflow",
                                                           decode="op").allocate_tensors(),
@@ -921,6 +922,9 @@ def test_a_damaged_packed_header_says_the_fix_on_every_route():
                 assert msg.endswith("upgrade dc_keras"), (offset, route, msg)
             else:
                 assert msg.endswith(fix), (offset, route, msg)
+            if offset == 4:  # the version named: which decoder reads it, or that none exists (version 0 was
+                # given the newer-version fix by the op and delegate routes and by inspect)
+                assert ("version 66" if fix is fb.NEWER_FIX else "version 0 does not exist") in msg, (route, msg)
     # a HuffDecode output whose shape is not its packed tensor's (header intact, checksum valid): the
     # delegate said "packed dim 0 is 256 but the output's is 64" without the fix (the op route had it)
     model = fb.read_model(packed)

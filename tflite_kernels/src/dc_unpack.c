@@ -29,6 +29,7 @@
 
 #include "dc_parallel.h"
 #include "dc_tflite_layout.h" /* generated: tflite_kernels/tools/gen_tflite_layout.py */
+#include "dc_version_note.h"
 
 enum { kCustom = 32, kUInt8 = 3, kDataAlign = 16 };
 #define DC_FLATBUFFER_MAX ((size_t)0x7fffffff) /* flatbuffer offsets are < 2 GiB */
@@ -616,22 +617,18 @@ static int add_job(Plan* pl) {
 }
 
 /* A packed tensor the decoder refused with `st` (dc_peek's or dc_decode's status; `raw`: its
- * bytes, at least the 8-byte prefix when st is DC_ERR_VERSION): the problem in f->why, as
- * "HuffDecode(name): failure: dc_strerror's text", and its fix for with_fix.  A refused version
- * is named with the decoder that reads it; a version byte below DC_VERSION_MIN is damage, not a
- * newer file.  Returns DC_UNPACK_BAD_PACKED. */
+ * `len` bytes): the problem in f->why, as "HuffDecode(name): failure: dc_strerror's text", and its
+ * fix for with_fix.  A refused version is named (dc_version_note): a newer one with the decoder
+ * that reads it, one below DC_VERSION_MIN as damage, not a newer file.  Returns
+ * DC_UNPACK_BAD_PACKED. */
 static int packed_refused(Fb* f, const char* name, const char* failure, dc_status st,
-                          const uint8_t* raw) {
-  char detail[96] = "";
+                          const uint8_t* raw, size_t len) {
+  char detail[96];
+  const int newer = dc_version_note(st, raw, len, detail, sizeof detail);
   f->packed_fix = NULL; /* damaged: truncated, checksum, header fields, code lengths, streams */
-  if (st == DC_ERR_VERSION && raw[4] > DC_VERSION_MAX) {
-    snprintf(detail, sizeof detail,
-             ": it is version %u, which only a decoder with DC_VERSION_MAX >= %u reads",
-             (unsigned)raw[4], (unsigned)raw[4]);
+  if (newer) {
     f->packed_fix = DC_UNPACK_NEWER_FIX;
   } else if (st == DC_ERR_VERSION) {
-    snprintf(detail, sizeof detail, ": version %u does not exist (the first is %u)",
-             (unsigned)raw[4], (unsigned)DC_VERSION_MIN);
     failure = "invalid packed tensor";
   } else if (st == DC_ERR_UNSUPPORTED) { /* a layout or type this build leaves out */
     f->packed_fix = strstr(dc_strerror(st), "rebuild")
@@ -685,7 +682,7 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
   }
   dc_tensor_info info;
   dc_status st = dc_peek(raw, len, &info);
-  if (st != DC_OK) return packed_refused(f, t.name, DC_PEEK_FAILURE(st), st, raw);
+  if (st != DC_OK) return packed_refused(f, t.name, DC_PEEK_FAILURE(st), st, raw, len);
   int same = (int)info.dtype == t.type && info.rank == t.shape.count;
   for (uint32_t k = 0; same && k < info.rank; ++k) {
     same = i32_elem(f, &t.shape, k) >= 0 && (uint64_t)i32_elem(f, &t.shape, k) == info.dims[k];
@@ -787,7 +784,8 @@ static int check_targets(Fb* f, Plan* pl, unsigned char* keep) {
   for (size_t i = 0; i < pl->num_jobs; ++i) {
     const dc_decode_job* j = &pl->jobs[i];
     if (j->status != DC_OK) {
-      return packed_refused(f, pl->targets[i].name, "decoding failed", j->status, j->packed);
+      return packed_refused(f, pl->targets[i].name, "decoding failed", j->status, j->packed,
+                            j->packed_size);
     }
     keep[i] = 1;
     for (size_t e = 0; e < i && keep[i]; ++e) {

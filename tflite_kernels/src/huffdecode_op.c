@@ -46,6 +46,7 @@
 #include "dc_parallel.h"
 #include "dc_sparse_fc.h"
 #include "dc_tflite.h" /* the public declarations of the entry points below */
+#include "dc_version_note.h"
 #include "tflite_abi.h"
 
 #define DC_EXPORT __attribute__((visibility("default")))
@@ -176,7 +177,10 @@ static int check_packed(const TfLiteTensor* in, const TfLiteTensor* out, dc_tens
   }
   dc_status st = dc_peek((const uint8_t*)in->data.raw_const, in->bytes, info);
   if (st != DC_OK) {
-    set_msg(msg, msg_size, "HuffDecode(%s): %s: %s", oname, DC_PEEK_FAILURE(st), dc_strerror(st));
+    char note[96]; /* a refused version: which one (newer, or none: damage) */
+    dc_version_note(st, (const uint8_t*)in->data.raw_const, in->bytes, note, sizeof note);
+    set_msg(msg, msg_size, "HuffDecode(%s): %s: %s%s", oname, DC_PEEK_FAILURE(st), dc_strerror(st),
+            note);
     return 0;
   }
   int want = dc_to_tflite_type(info->dtype);

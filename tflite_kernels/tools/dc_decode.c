@@ -45,17 +45,9 @@ static int looks_like_tflite(const uint8_t* data, size_t size) {
  * (dc_strerror's text; for a version, which one and which decoder reads it) and the fix. */
 static void packed_error(const char* path, dc_status st, const uint8_t* data, size_t size) {
   const char* fix = tool_packed_fix(st);
-  char detail[160] = "";
-  if (st == DC_ERR_VERSION && size > 4) {
-    const unsigned v = data[4];
-    if (v < DC_VERSION_MIN) { /* no decoder reads it: a damaged version byte */
-      snprintf(detail, sizeof detail, ": version %u does not exist (the first is %u)", v,
-               (unsigned)DC_VERSION_MIN);
-      fix = tool_packed_fix(DC_ERR_STREAM); /* the damaged-file fix */
-    } else {
-      snprintf(detail, sizeof detail,
-               ": it is version %u, which only a decoder with DC_VERSION_MAX >= %u reads", v, v);
-    }
+  char detail[160];
+  if (st == DC_ERR_VERSION && !dc_version_note(st, data, size, detail, sizeof detail)) {
+    fix = tool_packed_fix(DC_ERR_STREAM); /* a version below the first: the damaged-file fix */
   }
   fprintf(stderr, "dc_decode: %s: %s%s%s%s\n", path, dc_strerror(st), detail, fix ? "; " : "",
           fix ? fix : "");

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../src/dc_version_note.h" /* dc_version_note: a refused version, named */
 #include "dc_codec.h"
 
 /* What to do about a packed tensor file refused with `st`, appended after "; " to the line naming
