@@ -121,7 +121,57 @@ def best_time(fn, reps, min_total=0.2):
     return min(cpu), min(wall)
 
 
-def bench_tensor(name, w, reps, skip=(), context_model=False):
+def interleaved_best(fns, reps, min_total=0.3):
+    """[best CPU seconds of each of fns], the calls alternating (f0, f1, ..., f0, f1, ...) so that
+    each sees the same load; >= reps rounds (more while under min_total seconds, up to 5000)."""
+    best, n, t_start = [float("inf")] * len(fns), 0, time.perf_counter()
+    while n < reps or (time.perf_counter() - t_start < min_total and n < 5000):
+        for i, fn in enumerate(fns):
+            c0 = time.thread_time()
+            fn()
+            best[i] = min(best[i], time.thread_time() - c0)
+        n += 1
+    return best
+
+
+def baseline_library(rev, work_dir):
+    """The C decoder as it was at git revision ``rev`` (dc_codec.c and the headers it includes, from
+    this checkout's history, built with today's flags of tflite_kernels/flags.mk) loaded with ctypes:
+    to time today's decoders against the one of an earlier day side by side in one process."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    git = ["git", "-C", root]
+    r = subprocess.run(git + ["ls-tree", "--name-only", rev, "tflite_kernels/src/", "tflite_kernels/include/"],
+                       capture_output=True, text=True)
+    if r.returncode or "tflite_kernels/src/dc_codec.c" not in r.stdout.split():
+        raise ValueError(f"--baseline-rev {rev}: no tflite_kernels/src/dc_codec.c at that revision of {root} "
+                         f"({' '.join(r.stderr.split()) or 'not in its tree'}): give a commit of this checkout's "
+                         "history (a shallow clone has none: git fetch --unshallow)")
+    names = r.stdout.split()
+    os.makedirs(os.path.join(work_dir, "include"), exist_ok=True)
+    for name in names:
+        base = os.path.basename(name)
+        if base.startswith("dc_codec") or base == "dc_codec.h":
+            sub = "include" if "/include/" in name else ""
+            with open(os.path.join(work_dir, sub, base), "wb") as f:
+                f.write(subprocess.run(git + ["show", f"{rev}:{name}"], check=True, capture_output=True).stdout)
+    flags = {}
+    with open(os.path.join(root, "tflite_kernels", "flags.mk")) as f:
+        for line in f:
+            if ":=" in line:
+                k, v = line.split(":=", 1)
+                flags[k.strip()] = v.split()
+    lib = os.path.join(work_dir, "libdc_codec_baseline.so")
+    subprocess.run([os.environ.get("CC", "cc"), *flags["DC_CFLAGS"], "-shared", "-I", os.path.join(work_dir, "include"),
+                    os.path.join(work_dir, "dc_codec.c"), "-o", lib, "-lm"], check=True)
+    out = ctypes.CDLL(lib)
+    out.dc_decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
+    out.dc_decode.restype = ctypes.c_int
+    return out
+
+
+def bench_tensor(name, w, reps, skip=(), context_model=False, baseline=None):
     raw = w.tobytes()
     nnz = int(np.count_nonzero(w))
     row = {"tensor": name, "shape": list(w.shape), "elements": int(w.size), "nonzero": nnz,
@@ -204,6 +254,17 @@ def bench_tensor(name, w, reps, skip=(), context_model=False):
         row.update(decode_cpu_s=min(cpu, row["decode_cpu_s"]), sparse6_bytes=len(plain),
                    sparse6_decode_cpu_s=c6, sparse6_decode_wall_s=w6,
                    sparse6_bits_per_nonzero=8 * len(plain) / max(nnz, 1))
+        if baseline is not None:  # §14 and §6 today against §6 decoded by an earlier day's decoder
+            rev, old = baseline
+
+            def sparse6_then():
+                st = old.dc_decode(plain, len(plain), ptr, out.nbytes)
+                if st:
+                    raise RuntimeError(f"the decoder of {rev}: status {st}")
+
+            t14, t6, t6_then = interleaved_best([ours, sparse6, sparse6_then], 4 * reps)
+            row.update(baseline_rev=rev, interleaved_decode_cpu_s={"context14": t14, "sparse6": t6,
+                                                                   f"sparse6_at_{rev}": t6_then})
     if zst is not None:
         d = zstandard.ZstdDecompressor()
         assert d.decompress(zst) == raw
@@ -234,6 +295,12 @@ def print_row(r):
               f"({r['sparse6_bits_per_nonzero']:.2f} bits/non-zero), decode {r['sparse6_decode_cpu_s'] * 1e3:.3f} ms CPU "
               f"-> §14 is {r['packed_bytes'] / r['sparse6_bytes']:.3f}x the size at "
               f"{r['sparse6_decode_cpu_s'] / r['decode_cpu_s']:.2f}x the speed")
+    if "baseline_rev" in r:
+        t = r["interleaved_decode_cpu_s"]
+        then = t[f"sparse6_at_{r['baseline_rev']}"]
+        print(f"      interleaved: §14 {t['context14'] * 1e6:.1f} us, §6 {t['sparse6'] * 1e6:.1f} us, §6 by the decoder "
+              f"of {r['baseline_rev']} {then * 1e6:.1f} us -> §14 at {t['sparse6'] / t['context14']:.2f}x today's "
+              f"§6 speed, {then / t['context14']:.2f}x that decoder's")
     if "speedup_vs_zstd" in r:
         goal = "MET" if r["speedup_vs_zstd"] > 1 else "NOT met"
         print(f"      zstd-19 decompression: {r['zstd_decode_cpu_s'] * 1e3:.2f} ms CPU "
@@ -277,6 +344,10 @@ def main(argv=None):
     ap.add_argument("--context-model", action="store_true",
                     help="pack with context_model=True (FORMAT.md §14 where smaller); a tensor packed so is "
                          "also decoded as §6, side by side")
+    ap.add_argument("--baseline-rev", metavar="REV",
+                    help="with --context-model: also decode each §14 tensor's §6 form with the C decoder of this "
+                         "git revision (built from this checkout's history), interleaved with today's §14 and §6 "
+                         "(e.g. e617840, the decoder of the day issue 19 asked for a §14 decode speed >= today's)")
     ap.add_argument("--tflite", action="append", default=[],
                     help="also bench the float weights (>= 1000 elements) of this pruned+clustered .tflite")
     args = ap.parse_args(argv)
@@ -291,6 +362,14 @@ def main(argv=None):
                     ("10M, unpruned, 5-bit", (10_000_000,), 1.0, 5)]
     rows = []
     skip = ("xz-9e",) if args.skip_xz else ()
+    baseline = None
+    if args.baseline_rev:
+        if not args.context_model:
+            ap.error("--baseline-rev times §14 tensors: give --context-model too")
+        import tempfile
+
+        work = tempfile.mkdtemp(prefix="dc_baseline_")
+        baseline = (args.baseline_rev, baseline_library(args.baseline_rev, work))
     if args.only:
         tensors = [t for t in tensors if args.only in t[0]]
     if not args.no_train and not args.only:
@@ -299,18 +378,18 @@ def main(argv=None):
             print("(Fashion-MNIST not found: skipping the trained LeNet-300-100 layer)")
         else:
             rows.append(bench_tensor("LeNet-300-100 ip1 TRAINED 1 epoch on Fashion-MNIST, "
-                                     "8 % kept (one-shot magnitude pruning), 5-bit k-means", w, args.reps, skip, args.context_model))
+                                     "8 % kept (one-shot magnitude pruning), 5-bit k-means", w, args.reps, skip, args.context_model, baseline))
             print_row(rows[-1])
             rows.append(bench_tensor("the same, transposed to TFLite's fully-connected layout [out, in] "
-                                     "(what pack() sees)", np.ascontiguousarray(w.T), args.reps, skip, args.context_model))
+                                     "(what pack() sees)", np.ascontiguousarray(w.T), args.reps, skip, args.context_model, baseline))
             print_row(rows[-1])
     for path in args.tflite:
         for name, w in tflite_weights(path):
-            rows.append(bench_tensor(f"{os.path.basename(path)}: {name}", w, args.reps, skip, args.context_model))
+            rows.append(bench_tensor(f"{os.path.basename(path)}: {name}", w, args.reps, skip, args.context_model, baseline))
             print_row(rows[-1])
     for i, (name, shape, density, bits) in enumerate(tensors):
         w = pruned_clustered(shape, density, bits, seed=i)
-        rows.append(bench_tensor("synthetic " + name, w, args.reps, skip, args.context_model))
+        rows.append(bench_tensor("synthetic " + name, w, args.reps, skip, args.context_model, baseline))
         print_row(rows[-1])
         sys.stdout.flush()
     if args.json:

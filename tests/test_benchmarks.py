@@ -504,3 +504,33 @@ except ValueError as e:
 print("ok")
 '''
     _run_bench_code(code)
+
+
+def test_bench_codec_baseline_library_decodes_as_today(tmp_path):
+    """bench_codec.baseline_library (--baseline-rev): the C decoder of an earlier revision, built from
+    this checkout's history, decodes today's §6 encoding of a tensor to the bytes today's decoder
+    gives (it times that decoder against today's §14 and §6); a revision that is not in the history
+    is refused naming the fix."""
+    rev = "e617840"  # the decoder of the day issue 19 set its decode-speed goal
+    if subprocess.run(["git", "-C", os.path.dirname(BENCH), "cat-file", "-e", f"{rev}^{{commit}}"]).returncode:
+        pytest.skip(f"{rev} is not in this checkout's history (a shallow clone)")
+    code = f'''
+import ctypes, numpy as np
+from bench_codec import baseline_library
+from dc_keras import codec
+rng = np.random.default_rng(0)
+w = (rng.integers(-8, 8, (300, 200)) * 0.01).astype(np.float32)
+w[rng.random(w.shape) > 0.1] = 0
+plain = codec.encode(w, layout="sparse")
+old = baseline_library("{rev}", {str(tmp_path)!r})
+out = np.empty(w.size, np.float32)
+assert old.dc_decode(plain, len(plain), out.ctypes.data_as(ctypes.c_void_p), out.nbytes) == 0
+assert out.view(np.uint32).tobytes() == w.view(np.uint32).tobytes()
+try:
+    baseline_library("0000000", {str(tmp_path / "x")!r})
+    raise SystemExit("not refused")
+except ValueError as e:
+    assert "--baseline-rev 0000000: no tflite_kernels/src/dc_codec.c" in str(e) and "give a commit" in str(e), e
+print("ok")
+'''
+    _run_bench_code(code)
