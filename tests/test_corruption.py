@@ -240,9 +240,13 @@ def run_cases(spec, cases, route, workers=2, stall_timeout=60.0, startup_timeout
     def harvest(entry):
         out_path, done = entry[2], entry[3]
         with open(out_path) as f:
-            for line in f:
+            for n, line in enumerate(f):
                 if line.endswith("\n"):
-                    i, outcome, reason = json.loads(line)
+                    try:
+                        i, outcome, reason = json.loads(line)
+                    except ValueError:  # seen once (2026-12-05, test-long under load): say what it was
+                        raise AssertionError(f"{out_path} line {n + 1} is not a worker's JSON line: {line[:300]!r} "
+                                             f"(file size {os.path.getsize(out_path)})") from None
                     if i < 0:
                         entry[5] = True
                         continue
