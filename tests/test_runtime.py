@@ -544,6 +544,51 @@ def test_resizing_a_fixed_input_dimension_says_which_and_what_the_model_takes(ba
     np.testing.assert_allclose(em.run_batch(it, xs), ref, rtol=1e-5, atol=1e-5)  # a batch resize still runs
 
 
+def _two_signature_model():
+    """A .tflite with two signatures over two packable weights: 'a' takes [-1, 4], 'b' a fixed [1, 8]."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    w = [tf.constant(np.where(rng.random((n, 256)) < 0.7, 0.0, rng.choice(np.linspace(-1, 1, 16), (n, 256)))
+                     .astype(np.float32)) for n in (4, 8)]
+
+    class Two(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+        def a(self, x):
+            return {"y": tf.matmul(x, w[0])}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+        def b(self, x):
+            return {"y": tf.matmul(x, w[1])}
+
+    m = Two()
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [m.a.get_concrete_function(), m.b.get_concrete_function()], m).convert()
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_a_signature_runner_given_a_fixed_dimension_of_another_size_says_which_and_what_it_takes(backend):
+    """Signature 'b' (its own subgraph) takes [1, 8]; called with a [1, 5] array, the runner
+    resized the input and failed in Prepare with the kernel's words only ("XNNPack delegate failed
+    to reshape runtime"): the check looked at subgraph 0's inputs, and after the call the backend
+    reports the new size as the signature. Now the signature, the input and both shapes are
+    named, packed or not; a right-sized call then runs, bit-exact to the plain model."""
+    plain = _two_signature_model()
+    packed = export.pack(plain)
+    x = np.linspace(-1, 1, 8, dtype=np.float32)[None]
+    want = runtime.Interpreter(model_content=plain, backend=backend).get_signature_runner("b")(x=x)["y"]
+    for content in (plain, packed):
+        it = runtime.Interpreter(model_content=content, backend=backend)
+        run = it.get_signature_runner("b")
+        with pytest.raises(RuntimeError, match=r"^model_content: signature 'b' input 'x' was given an array of "
+                                               r"shape \[1, 5\], but the model takes \[1, 8\] \(-1: any size\): "
+                                               r"give it an array of that shape .*\(the signature's Prepare failed: "):
+            run(x=np.ones((1, 5), np.float32))
+        assert np.array_equal(it.get_signature_runner("b")(x=x)["y"], want)
+        # signature 'a' takes any batch: a batch of 3 runs
+        assert it.get_signature_runner("a")(x=np.ones((3, 4), np.float32))["y"].shape == (3, 256)
+
+
 @pytest.mark.parametrize("backend", ["litert", "tensorflow"])
 def test_a_tensor_name_that_is_not_utf8_fails_naming_the_model_and_the_fix(backend):
     """A damaged byte in the output tensor's name: the model loads and runs, but

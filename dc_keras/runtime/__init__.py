@@ -418,15 +418,18 @@ class Interpreter:
         self._raise_delegate_error()
 
     @contextlib.contextmanager
-    def _prepare_errors(self):
-        """A Prepare the runtime ran inside failed: the error said naming the model, and the fix."""
+    def _prepare_errors(self, inputs=None):
+        """A Prepare the runtime ran inside failed: the error said naming the model, and the fix.
+        ``inputs``: for a signature runner's call, a function giving ``(what, shape given, shape the
+        model takes)`` per input, called only on an error (else the interpreter's own inputs, those
+        of subgraph 0, are checked)."""
         try:
             yield
         except RuntimeError as exc:
             self._raise_delegate_error(exc)
             self._raise_op_error(exc)
             self._raise_inconsistent(exc)
-            self._raise_bad_resize(exc)
+            self._raise_bad_resize(exc, inputs)
             self._raise_flex(exc)
             raise
 
@@ -441,7 +444,7 @@ class Interpreter:
           >>> (name,) = run.get_input_details()  # the signature's one input
           >>> outputs = run(**{name: x})
         """
-        return _SignatureRunner(self, self._interpreter.get_signature_runner(signature_key))
+        return _SignatureRunner(self, self._interpreter.get_signature_runner(signature_key), signature_key)
 
     def invoke(self):
         """The backend's ``invoke()``; with ``decode="op"`` a HuffDecode Prepare TFLite deferred to
@@ -462,24 +465,29 @@ class Interpreter:
 
             raise RuntimeError(f"{self._label}: LiteRT cannot run it ({msg}); {CORRUPT_FIX}") from cause
 
-    def _raise_bad_resize(self, cause):
+    def _raise_bad_resize(self, cause, inputs=None):
         """An input resized where the model's signature has a fixed size (``resize_tensor_input(i,
-        [1, 100])`` on a ``[-1, 256]`` input) makes a kernel's Prepare fail with a message about
-        the kernel ("XNNPack delegate failed to reshape runtime", "compressed FC(...): input size
-        is not a multiple of 256"): say which input, its shape and the one the model takes. Runs
-        only after allocate_tensors failed."""
-        try:
-            details = self._interpreter.get_input_details()
-        except Exception:  # noqa: BLE001 -- only a hint: the original error stands
-            return
-        for d in details:
-            shape, sig = [int(v) for v in d["shape"]], [int(v) for v in d["shape_signature"]]
+        [1, 100])`` on a ``[-1, 256]`` input, or a signature runner called with such an array)
+        makes a kernel's Prepare fail with a message about the kernel ("XNNPack delegate failed to
+        reshape runtime", "compressed FC(...): input size is not a multiple of 256"): say which
+        input, its shape and the one the model takes. Runs only after a Prepare failed.
+        ``inputs``: see ``_prepare_errors``."""
+        if inputs is None:
+            try:
+                details = self._interpreter.get_input_details()
+            except Exception:  # noqa: BLE001 -- only a hint: the original error stands
+                return
+            inputs = [(f"input {d['name']!r} was resized to", d["shape"], d["shape_signature"]) for d in details]
+            fix, failed = "resize only its -1 dimensions, e.g. the batch", "allocate_tensors"
+        else:
+            inputs = inputs()
+            fix, failed = "give it an array of that shape (any size only where -1)", "the signature's Prepare"
+        for what, shape, sig in inputs:
+            shape, sig = [int(v) for v in shape], [int(v) for v in sig]
             if len(shape) != len(sig) or any(w >= 0 and w != g for w, g in zip(sig, shape)):
                 msg = " ".join(str(cause).split())
-                raise RuntimeError(
-                    f"{self._label}: input {d['name']!r} was resized to {shape}, but the model takes "
-                    f"{sig} (-1: any size): resize only its -1 dimensions, e.g. the batch "
-                    f"(allocate_tensors failed: {msg})") from cause
+                raise RuntimeError(f"{self._label}: {what} {shape}, but the model takes {sig} (-1: any size): "
+                                   f"{fix} ({failed} failed: {msg})") from cause
 
     def _raise_flex(self, cause):
         """A model with TensorFlow ops (``SELECT_TF_OPS``, custom ops named ``Flex...``) needs TFLite's
@@ -650,12 +658,28 @@ class _SignatureRunner:
     """A backend signature runner whose calls report a failed Prepare as ``Interpreter`` does
     (``Interpreter.get_signature_runner``); everything else is the backend runner's."""
 
-    def __init__(self, owner, runner):
+    def __init__(self, owner, runner, key):
         self._owner, self._runner = owner, runner
+        # the sizes the signature takes, read now: a call with another size changes the backend's
+        # shape_signature to it (LiteRT 2.3 and TF 2.21 runners resize the input, fixed or not)
+        try:
+            self._signature_shapes = {n: [int(v) for v in d["shape_signature"]]
+                                      for n, d in runner.get_input_details().items()}
+        except Exception:  # noqa: BLE001 -- only for an error message's hint
+            self._signature_shapes = {}
+        self._what = ("" if key is None else f"signature {key!r} ") + "input {!r} was given an array of shape"
 
     def __call__(self, **kwargs):
-        with self._owner._prepare_errors():
+        with self._owner._prepare_errors(lambda: self._given_shapes(kwargs)):
             return self._runner(**kwargs)
+
+    def _given_shapes(self, kwargs):
+        """``(what, shape given, shape the signature takes)`` per input given (for the error of a
+        call whose array has a size the signature fixes otherwise). Only called once a call failed."""
+        import numpy as np
+
+        return [(self._what.format(name), np.shape(kwargs[name]), sig)
+                for name, sig in self._signature_shapes.items() if name in kwargs]
 
     def __getattr__(self, name):
         if name == "_runner":
