@@ -280,12 +280,17 @@ class substitute_variables:
     Built on ``keras.StatelessScope``; an enclosing stateless scope (e.g. a stateless training
     step) keeps its own substitutions and collected losses. Variables the inner layer updates
     inside (e.g. a dropout seed) are written back on exit, to the enclosing scope if any, else to
-    the variables themselves (``owned``: the variables of the wrapped layer).
+    the variables themselves (``owned``: the variables of the wrapped layer). Losses added inside
+    (an ``activity_regularizer``, a layer's own ``add_loss``) go to the enclosing scope if any,
+    else to ``loss_owner.add_loss`` on exit: a ``StatelessScope`` of its own drops them unless it
+    collects them (TensorFlow's and torch's ``fit()``/``evaluate()`` and eager calls run no
+    enclosing scope).
     """
 
-    def __init__(self, pairs, owned=()):
+    def __init__(self, pairs, owned=(), loss_owner=None):
         self.pairs = pairs
         self.owned = owned
+        self.loss_owner = loss_owner
 
     def __enter__(self):
         self.scope = keras.StatelessScope(state_mapping=self.pairs, initialize_variables=False)
@@ -297,6 +302,8 @@ class substitute_variables:
             merged.update(self.scope.state_mapping)
             self.scope.state_mapping = merged
             self.scope.losses = parent.losses
+        else:
+            self.scope.collect_losses = self.loss_owner is not None
         return self.scope
 
     def __exit__(self, *exc):
@@ -312,6 +319,9 @@ class substitute_variables:
                 value = self.scope.get_current_value(var)
                 if id(var) not in own and value is not None:
                     var.assign(value)
+            if self.loss_owner is not None:
+                for loss in self.scope.losses:
+                    self.loss_owner.add_loss(loss)
         return False
 
 
@@ -421,7 +431,7 @@ class CompressionWrapper(keras.layers.Wrapper):
             # computes (a clustered kernel: its centroids train) would lose the user's one.
             if self.trainable and not var.trainable and getattr(var, "regularizer", None) is not None:
                 self.add_loss(var.regularizer(value))
-        with substitute_variables(pairs, self.layer.variables):
+        with substitute_variables(pairs, self.layer.variables, loss_owner=self):
             if training is not None:
                 kwargs["training"] = training
             return self.layer(inputs, *args, **kwargs)

@@ -1,0 +1,82 @@
+"""Everyday Keras workflows around prune / cluster / strip, checked for the right result (not only
+that they run): losses a wrapped layer adds in its call (activity regularizers, add_loss)."""
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import dc_keras
+from dc_keras.schedules import ConstantSparsity
+
+RNG = np.random.default_rng(39)
+X = RNG.normal(size=(64, 8)).astype("float32")
+Y = RNG.integers(0, 3, size=64)
+
+
+@keras.saving.register_keras_serializable(package="test_keras_workflows_s39")
+class PenalizedDense(keras.layers.Dense):
+    """A Dense that adds a loss of its own in call() (a custom sparsity penalty)."""
+
+    def call(self, inputs):
+        outputs = super().call(inputs)
+        self.add_loss(0.5 * ops.mean(ops.abs(outputs)))
+        return outputs
+
+
+def _model(kind):
+    keras.utils.set_random_seed(39)
+    if kind == "activity_regularizer":
+        first = keras.layers.Dense(16, activation="relu", name="fc1", activity_regularizer=keras.regularizers.L1(0.1))
+    else:
+        first = PenalizedDense(16, activation="relu", name="fc1")
+    return keras.Sequential([keras.Input((8,)), first, keras.layers.Dense(3, name="fc2")])
+
+
+def _compile(model):
+    model.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _loss(model):
+    return float(model.evaluate(X, Y, batch_size=len(X), verbose=0))
+
+
+@pytest.mark.parametrize("kind", ["activity_regularizer", "add_loss"])
+def test_a_loss_the_wrapped_layer_adds_in_its_call_counts_in_evaluate_and_fit(kind):
+    """On TensorFlow the wrapper ran the inner layer in a StatelessScope that dropped the losses it
+    added (its activity_regularizer, its own add_loss): the pruned model's evaluate() and fit() loss
+    left them out, so pruning retraining and the clustered fine-tuning trained without them."""
+    model = _compile(_model(kind))
+    plain = _loss(model)
+    without = _compile(keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                                         keras.layers.Dense(3)]))
+    without.set_weights(model.get_weights())
+    assert plain > _loss(without) + 1e-3  # the layer's own loss is part of the plain model's
+
+    # No mask update in these steps (begin_step far away): the same weights, the same loss.
+    pruned = _compile(dc_keras.prune(model, ConstantSparsity(0.5, begin_step=10**6)))
+    assert _loss(pruned) == pytest.approx(plain, rel=1e-6)
+    trained = pruned.fit(X, Y, batch_size=len(X), epochs=1, shuffle=False, verbose=0,
+                         callbacks=[dc_keras.PruningCallback()])
+    assert trained.history["loss"][0] == pytest.approx(plain, rel=1e-5)
+
+    clustered = _compile(dc_keras.cluster(model, bits=4))
+    stripped = _compile(dc_keras.strip(clustered))
+    shared = _loss(stripped)  # the plain layers holding the shared values
+    assert shared > _loss(without) + 1e-3
+    assert _loss(clustered) == pytest.approx(shared, rel=1e-6)
+    tuned = clustered.fit(X, Y, batch_size=len(X), epochs=1, shuffle=False, verbose=0)
+    assert tuned.history["loss"][0] == pytest.approx(shared, rel=1e-5)
+
+
+def test_a_loss_the_wrapped_layer_adds_is_in_model_losses_after_a_call():
+    """``model(x)`` outside fit (eager): the wrapped layer's activity loss is in ``model.losses``,
+    as for the plain model."""
+    model = _model("activity_regularizer")
+    model(X)
+    expected = [float(ops.convert_to_numpy(v)) for v in model.losses]
+    pruned = dc_keras.prune(model, ConstantSparsity(0.5, begin_step=10**6))
+    pruned(X)
+    got = [float(ops.convert_to_numpy(v)) for v in pruned.losses]
+    assert len(expected) == 1
+    assert got == pytest.approx(expected, rel=1e-6)
