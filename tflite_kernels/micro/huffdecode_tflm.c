@@ -135,6 +135,28 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
   }
   d->packed_bytes = (size_t)in->dims->data[0];
   st = dc_peek((const uint8_t*)in->data.raw_const, d->packed_bytes, info);
+  if (st == DC_ERR_VERSION && d->packed_bytes > 7) { /* header byte 4 (docs/FORMAT.md §2) */
+    const unsigned v = ((const uint8_t*)in->data.raw_const)[4];
+    if (v > DC_VERSION_MAX) {
+      ctx->ReportError(ctx,
+                       "HuffDecode (output tensor %d): packed tensor not readable here: format "
+                       "version %u, newer than this decoder's %u: pack with --format-version %u "
+                       "(pack(version=%u)), or update dc_codec.c",
+                       d->out_idx, v, (unsigned)DC_VERSION_MAX, (unsigned)DC_VERSION_MAX,
+                       (unsigned)DC_VERSION_MAX);
+      return 0;
+    }
+  }
+  if (st == DC_ERR_UNSUPPORTED && d->packed_bytes > 7) { /* §2: byte 5 dtype, byte 7 layout */
+    const uint8_t* h = (const uint8_t*)in->data.raw_const;
+    ctx->ReportError(ctx,
+                     "HuffDecode (output tensor %d): packed tensor not readable here: layout %u "
+                     "/ type %u is left out of this dc_codec.c build (DC_CODEC_NO_* / "
+                     "DC_CODEC_MINIMAL): rebuild it without that, or pack with --decoder "
+                     "minimal or --layouts",
+                     d->out_idx, (unsigned)h[7], (unsigned)h[5]);
+    return 0;
+  }
   if (st != DC_OK) {
     ctx->ReportError(ctx, "HuffDecode (output tensor %d): %s: %s", d->out_idx, DC_PEEK_FAILURE(st),
                      dc_strerror(st));
