@@ -218,7 +218,8 @@ def read_model(data) -> "schema.ModelT":
     data = content_bytes(data, ".tflite content")
     _check_header(data)
     try:
-        extent = _Walk(data).run()
+        walk = _Walk(data)
+        extent = walk.run()
         root = schema.Model.GetRootAs(data, 0)
         model = schema.ModelT.InitFromObj(root)
     except ValueError:
@@ -233,6 +234,7 @@ def read_model(data) -> "schema.ModelT":
     nbuf = len(model.buffers or [])
     nops = len(model.operatorCodes or [])
     model._dc_extent = extent  # model_extent(data, model) without a second walk
+    model._dc_unknown = walk.unknown  # for check_rewritable
     model._dc_external_buffers = _load_external_buffers(model, data)
     _load_large_custom_options(model, data)
     for s, sg in enumerate(model.subgraphs):
@@ -256,6 +258,37 @@ def read_model(data) -> "schema.ModelT":
             if not 0 <= int(idx) < n:
                 raise _malformed(f"subgraph {s} input/output {idx} is not a tensor")
     return model
+
+
+def _schema_source() -> str:
+    """The package whose TFLite schema module this reads files with, and its version."""
+    from importlib import metadata
+
+    dist = "ai-edge-litert" if schema.__name__.startswith("ai_edge_litert") else "tensorflow"
+    for name in ((dist,) if dist == "ai-edge-litert" else ("tensorflow", "tensorflow-cpu")):
+        try:
+            return f"{dist} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return dist
+
+
+def check_rewritable(model, what: str) -> None:
+    """ValueError if ``model`` (``read_model``'s result) holds data its schema module has no field for
+    (a field or an operator-options / quantization table a newer TFLite schema added, written by
+    a newer converter): ``pack`` and ``unpack`` rebuild the flatbuffer from the fields they know,
+    which would drop that data without a word and change what the model computes on a runtime that
+    reads it. ``what``: the operation, for the message (``"pack"``)."""
+    unknown = getattr(model, "_dc_unknown", None)
+    if unknown is None:
+        return
+    path, found = unknown
+    fix = ("pip install -U ai-edge-litert" if schema.__name__.startswith("ai_edge_litert")
+           else "pip install ai-edge-litert: its schema is newer than TensorFlow's")
+    raise ValueError(f"{what} cannot rewrite this .tflite without losing data: {_where(path)} holds {found}. "
+                     f"It was written with a newer TFLite schema than the one read here ({_schema_source()}'s), "
+                     f"and writing the model again from the fields known here would drop it silently. "
+                     f"Update the schema ({fix}) and {what} again")
 
 
 def _load_external_buffers(model, data: bytes) -> bool:
@@ -433,6 +466,7 @@ class _Walk:
         self.u32, self.i32 = struct.Struct("<I").unpack_from, struct.Struct("<i").unpack_from
         self.u16 = struct.Struct("<H").unpack_from
         self.end = 8
+        self.unknown = None  # (path, what): the first data the schema module has no field for
 
     def fail(self, path, problem):
         raise _malformed(f"{_where(path)}: {problem}")
@@ -514,6 +548,8 @@ class _Walk:
             cls, pos, path = stack.pop()
             vt, vt_size = self.table(path, pos)
             refs, scalars = _layout(cls)
+            if self.unknown is None:
+                self._note_unknown_fields(cls, path, vt, vt_size, refs, scalars)
             values = {}
             for name, (slot, width) in scalars.items():
                 at = self.field(pos, vt, vt_size, slot)
@@ -543,6 +579,9 @@ class _Walk:
                             push(members[member], ref, here)
                         else:  # unknown to this schema module (and to the runtime's verifier)
                             self._unknown_member_end(ref)
+                            if self.unknown is None:
+                                self.unknown = (here, f"a {name} table of type {member}, which the schema "
+                                                      "here does not list")
                 elif kind == "vector":
                     self.vector(here, ref, detail)
                 elif kind == "string":
@@ -562,6 +601,16 @@ class _Walk:
                         else:
                             self.string(item, target)
         return min(self.end, self.size)
+
+    def _note_unknown_fields(self, cls, path, vt, vt_size, refs, scalars):
+        """Records in ``unknown`` a field of the table at ``path`` past the last one the schema module
+        knows for ``cls`` (a field a newer schema added: the object API drops it on a rewrite)."""
+        last = max([r[0] for r in refs] + [slot for slot, _ in scalars.values()], default=2)
+        for slot in range(last + 2, vt_size, 2):
+            if self.u16(self.data, vt + slot)[0]:
+                self.unknown = (path, f"field {(slot - 4) // 2} of its {cls.__name__} table, which the schema "
+                                      f"here does not have (it knows {(last - 4) // 2 + 1} fields)")
+                return
 
     def _unknown_member_end(self, pos):
         """Counts a union member's table bytes toward the model's end where they can be read."""

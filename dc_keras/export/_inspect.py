@@ -118,6 +118,9 @@ class Report:
     #: ``(buffers, bytes)``: buffers holding data that no tensor or metadata refers to (pack and
     #: unpack keep them as they are)
     unreferenced: tuple = (0, 0)
+    #: why ``pack`` and ``unpack`` refuse to rewrite the file (data a newer TFLite schema added,
+    #: which they would drop: ``_flatbuffer.check_rewritable``), or None
+    not_rewritable: str = None
 
     @property
     def raw_total(self) -> int:
@@ -187,6 +190,8 @@ class Report:
                          "(left alone by design: too small for a packed header to pay off)")
         if self.unreferenced[0]:
             lines.append("note: " + unreferenced_note(*self.unreferenced))
+        if self.not_rewritable:
+            lines.append("note: " + self.not_rewritable)
         where = "after the flatbuffer (Buffer.offset/size)" if self.external_buffers else "inline"
         lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'}; "
                      f"buffer data {where})")
@@ -385,7 +390,16 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                   associated_error=dropped[0] if dropped else None, dropped_bytes=dropped[1] if dropped else 0,
                   model_end=model_end, trailing_bytes=len(tail),
                   negative_zeros=(0, 0) if hd else _signed_zeros(model, False),
-                  unreferenced=unreferenced_buffers(model, users))
+                  unreferenced=unreferenced_buffers(model, users), not_rewritable=_not_rewritable(model))
+
+
+def _not_rewritable(model):
+    """``check_rewritable``'s message for ``model`` (as pack words it), or None."""
+    try:
+        fb.check_rewritable(model, "pack")
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _packed_row(model, codec, s, t, packed_tensor):

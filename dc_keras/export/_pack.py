@@ -417,7 +417,9 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     Raises:
       ValueError: the input is not a valid ``.tflite``, or it is already packed (it contains
         ``HuffDecode`` ops; ``unpack`` it first - packing twice is refused rather than silently
-        stacking decoders).
+        stacking decoders), or it holds data the TFLite schema read here has no field for (a
+        field or an options table a newer converter's schema added: rewriting the model would
+        drop it; the error names it and says to update ai-edge-litert; ``unpack`` refuses it too).
         Also when its TFLite Micro offline memory plan (metadata ``OfflineMemoryAllocation``, one
         arena offset per tensor), which pack rewrites for the tensors it adds (-1: planned at run
         time; ``unpack`` gives the plan back byte for byte), does not describe the model's tensors
@@ -550,6 +552,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     model = fb.read_model(tflite_bytes)
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
+    fb.check_rewritable(model, "pack")
     dangling = _dangling_metadata(model)
     unreferenced = unreferenced_buffers(model)
     offline_plans = _offline_plans(model)
@@ -1100,7 +1103,8 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
 
     Raises:
       ValueError: not a valid ``.tflite``, or a ``HuffDecode`` op / packed buffer is malformed
-        (the message names the tensor and the decoder's reason).
+        (the message names the tensor and the decoder's reason), or the model holds data the
+        TFLite schema read here has no field for (as in ``pack``: rewriting would drop it).
 
     Example:
       >>> plain = dc_keras.export.unpack(packed)
@@ -1118,6 +1122,7 @@ def unpack_with_zip(packed_bytes, *, buffers="auto"):
     model = fb.read_model(packed_bytes)
     if buffers == "auto" and not any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         return bytes(packed_bytes), [], 0, None
+    fb.check_rewritable(model, "unpack")
     return with_zip(_unpack_model(model, buffers), packed_bytes, model)
 
 
