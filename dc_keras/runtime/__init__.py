@@ -560,13 +560,14 @@ class Interpreter:
             return self._interpreter.get_tensor(tensor_index, *args, **kwargs)
         except ValueError as exc:
             self._raise_not_built(exc, tensor_index, *args, **kwargs)
+            self._raise_not_decoded_yet(exc, tensor_index, *args, **kwargs)
             raise
 
     def tensor(self, tensor_index, *args, **kwargs):
         """The backend's ``tensor`` (a function returning a view); refused like ``get_tensor``."""
         self._refuse_released(tensor_index, *args, **kwargs)
         view = self._interpreter.tensor(tensor_index, *args, **kwargs)
-        if self.weights != "compressed":
+        if self.weights != "compressed" and self.decode != "op":
             return view
 
         def read():
@@ -574,6 +575,7 @@ class Interpreter:
                 return view()
             except ValueError as exc:
                 self._raise_not_built(exc, tensor_index, *args, **kwargs)
+                self._raise_not_decoded_yet(exc, tensor_index, *args, **kwargs)
                 raise
 
         return read
@@ -597,6 +599,25 @@ class Interpreter:
                 "weights='compressed' runs from its compact sparse form: its dense values are never "
                 "built, so there is nothing to read; create the Interpreter with weights='decoded' "
                 "(the default) to read weights, or decode the file with dc_keras.export.unpack") from cause
+
+    def _raise_not_decoded_yet(self, cause, tensor_index, subgraph_index=0, *_, **kwargs):
+        """With ``decode="op"``, a ValueError naming a packed weight the HuffDecode op has not
+        decoded yet, when the backend failed to read it: the op decodes in its Prepare, which TFLite
+        defers to the first ``invoke()`` for every operator after one whose output shape is known
+        only at run time (a dynamic batch's SHAPE -> RESHAPE), and TFLite's own words then are
+        "Tensor data is null. Run allocate_tensors() first", said after ``allocate_tensors()``. Runs
+        only after such a failure."""
+        if self.decode != "op" or "null" not in str(cause):
+            return
+        sub = kwargs.get("subgraph_index", subgraph_index)
+        name = _decoded_weights(*self._source).get((sub, tensor_index))
+        if name is not None:
+            raise ValueError(
+                f"{self._label}: tensor {tensor_index} ({name!r}) is a packed weight that decode='op' decodes "
+                "in the HuffDecode op's Prepare, which TFLite defers to the first invoke() in this model (an "
+                "operator before it has an output shape known only at run time), so it holds no data yet; "
+                "run the model once (allocate_tensors(), then invoke()) before reading it, or create the Interpreter with decode='delegate' (the "
+                "default), which decodes every packed weight at load") from cause
 
     def _refuse_released(self, tensor_index, subgraph_index=0, *_, **kwargs):
         sub = kwargs.get("subgraph_index", subgraph_index)
@@ -797,6 +818,22 @@ def _op_route_int4_hybrids(content) -> list:
         return names
     except Exception:  # not a readable flatbuffer: the interpreter reports it
         return []
+
+
+def _decoded_weights(model_path, model_content) -> dict:
+    """``{(subgraph, tensor): name}`` of every ``HuffDecode`` output (a packed weight); {} if the
+    model cannot be read (the interpreter has reported it)."""
+    schema = _schema()
+    found = {}
+    try:
+        for si, sg, ops in _operators(schema, _content(model_path, model_content)):
+            for op, _, huffdecode in ops:
+                if huffdecode:
+                    t = op.Outputs(0)
+                    found[(si, t)] = (sg.Tensors(t).Name() or b"").decode("utf-8", "replace")
+    except Exception:
+        return {}
+    return found
 
 
 def _releasable_weights(model_path, model_content) -> dict:
