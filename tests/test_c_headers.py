@@ -140,11 +140,15 @@ STUBS = {
         typedef struct TfLiteRegistration TfLiteRegistration;
         typedef struct TfLiteDelegate TfLiteDelegate;
         TfLiteInterpreterOptions* TfLiteInterpreterOptionsCreate(void);
-        void TfLiteInterpreterOptionsAddCustomOp(TfLiteInterpreterOptions* options, const char* name,
-            const TfLiteRegistration* registration, int32_t min_version, int32_t max_version);
         void TfLiteInterpreterOptionsAddDelegate(TfLiteInterpreterOptions* options, TfLiteDelegate* delegate);
         TfLiteInterpreter* TfLiteInterpreterCreate(const TfLiteModel* model,
                                                    const TfLiteInterpreterOptions* optional_options);
+    """,
+    # upstream declares the (experimental) custom-op registration here, not in c_api.h
+    "tensorflow/lite/c/c_api_experimental.h": """
+        #include "tensorflow/lite/c/c_api.h"
+        void TfLiteInterpreterOptionsAddCustomOp(TfLiteInterpreterOptions* options, const char* name,
+            const TfLiteRegistration* registration, int32_t min_version, int32_t max_version);
     """,
     "tensorflow/lite/micro/micro_common.h": """
         typedef struct TFLMRegistration TFLMRegistration;

@@ -6,6 +6,13 @@
  * caller owns every buffer.  Safe on any input: a malformed or hostile
  * buffer yields an error code, never an out-of-bounds read or write.
  *
+ * Threads: every function is reentrant and may run on several threads at once (the only global
+ * state written is, on x86-64, a cache of CPU features that every thread sets to the same value),
+ * except dc_codec_use_simd and dc_codec_portable_fast, which set process-wide switches without
+ * synchronization: call them before other threads decode.  Errors: a function
+ * that returns a dc_status leaves its output parameters (*info, *bytes) unwritten unless it
+ * returns DC_OK; dc_strerror never returns NULL.
+ *
  * Two entry points decode:
  *  - dc_decode_ws (microcontrollers, and anything with a small stack): decode
  *    tables live in a caller-provided workspace of dc_workspace_size() bytes
@@ -179,8 +186,10 @@ typedef struct {
 
 /* Parse and validate the header (docs/FORMAT.md §2-§7, §9, §11-§13).  Checks
  * everything that can be checked without decoding, including that the
- * declared sizes fit inside `size`; sets *info on success.  Does not verify
- * the checksum (dc_decode / dc_decode_ws do). */
+ * declared sizes fit inside `size`; sets *info on success (only then).  Does not verify
+ * the checksum (dc_decode / dc_decode_ws do).  DC_ERR_ARGUMENT if info is NULL; DC_ERR_VERSION for
+ * a version outside DC_VERSION_MIN..DC_VERSION_MAX (header byte 4 holds it); DC_ERR_UNSUPPORTED
+ * for a type/layout this build leaves out (DC_CODEC_NO_*). */
 DC_API dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info);
 
 /* dc_peek's checks plus, for version 2, the CRC of the packed bytes (§8), decoding nothing:
@@ -189,7 +198,8 @@ DC_API dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info)
 DC_API dc_status dc_verify(const uint8_t* data, size_t size);
 
 /* Workspace bytes dc_decode_ws needs for this tensor (2 bytes per decode-table entry, 2^L
- * entries per Huffman code of max length L, plus alignment slack; <= DC_MAX_WORKSPACE). */
+ * entries per Huffman code of max length L, plus alignment slack; <= DC_MAX_WORKSPACE), in *bytes
+ * on DC_OK only; dc_peek's errors otherwise (DC_ERR_ARGUMENT if bytes is NULL). */
 DC_API dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* bytes);
 
 /* Decode the whole tensor into `out` (exactly info.output_bytes bytes,
@@ -224,7 +234,8 @@ DC_API int dc_codec_use_simd(int on);
  * A DC_CODEC_NO_SPREAD build has no such loop: every setting runs the reference loop. */
 DC_API int dc_codec_portable_fast(int mode);
 
-/* Static English description of a status code. */
+/* Static English description of a status code (never NULL; "unknown status code" for a value
+ * not in dc_status).  The string is constant: do not free it. */
 DC_API const char* dc_strerror(dc_status status);
 
 /* What a front end calls a tensor dc_peek refused, before dc_strerror's text: a newer format

@@ -50,7 +50,8 @@ DC_API const struct TfLiteRegistration* DcKerasHuffDecodeRegistration(void);
 /* The external-delegate plugin entry points (what load_delegate calls).  options: num_options
  * key/value strings, keys weights=decoded|compressed, keep_decoded=1|0, decode_threads=0..64,
  * decode_async=1|0, max_density=1..100 (docs/android.md).  On an unknown key or value, or out of
- * memory, returns NULL after passing the reason to report_error (stderr if that is NULL). */
+ * memory, returns NULL after passing the reason to report_error (stderr if that is NULL).  The
+ * option strings are read during the call only (not kept); report_error is not called later. */
 DC_API struct TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys,
                                                             char** options_values,
                                                             size_t num_options,
@@ -99,7 +100,8 @@ DC_API void* DcKerasLiteRtHuffDecodeCreate(const uint8_t* model, size_t n,
                                            const DcKerasLiteRtApi* api, char* why, size_t why_n);
 
 /* The kernel's first error, "" if none: LiteRT ignores a custom kernel's status, so check it
- * after each run. */
+ * after each run.  The string belongs to the state (valid until DcKerasLiteRtHuffDecodeDestroy);
+ * "no state" for NULL. */
 DC_API const char* DcKerasLiteRtHuffDecodeError(const void* state);
 
 /* After the compiled model that uses it is destroyed. */

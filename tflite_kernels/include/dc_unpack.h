@@ -69,6 +69,14 @@ typedef enum {
   "or pack it again with a version= this decoder reads (docs/FORMAT.md \xc2\xa7"                   \
   "10)" /* UTF-8 */
 
+/* `why` / `why_n` of every function below: when why is not NULL and why_n > 0 it is always
+ * NUL-terminated: "" on DC_UNPACK_OK, else the reason cut to why_n - 1 bytes.  The fix
+ * (DC_UNPACK_CORRUPT_FIX / DC_UNPACK_NEWER_FIX) is appended only when it fits whole, so give at
+ * least 512 bytes when the app tells the two apart with strstr.
+ * Threads: the functions keep no state between calls and may run on several threads at once
+ * (each call starts and joins its own decode threads); they read the environment variable
+ * DC_KERAS_DECODE_THREADS with getenv, so do not setenv/putenv it while one runs. */
+
 /* Unpacks `packed` (n bytes; never modified) into a new malloc'd buffer
  * (*out, *out_n; release with dc_unpack_free).  A model without HuffDecode
  * ops comes back as an identical copy.  On error *out is NULL and `why`
@@ -109,7 +117,8 @@ DC_API dc_unpack_status dc_list_huffdecode(const uint8_t* model, size_t n, dc_hu
  * entry pointed there (the model grows by those bytes).  LiteRT's CompiledModel hands a custom
  * op's constant input over as a host buffer and refuses one that is not 64-byte aligned
  * ("Unaligned host memory pointer"), while .tflite writers align data to 16: use 64 before
- * the custom-op route (dc_litert_op.c), and load the result from 64-byte aligned memory. */
+ * the custom-op route (dc_litert_op.c), and load the result from 64-byte aligned memory.
+ * *out is malloc'd (release with dc_unpack_free); NULL on error, with `why` as dc_unpack's. */
 DC_API dc_unpack_status dc_align_packed(const uint8_t* model, size_t n, size_t alignment,
                                         uint8_t** out, size_t* out_n, char* why, size_t why_n);
 

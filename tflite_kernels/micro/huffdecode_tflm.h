@@ -40,8 +40,13 @@ extern "C" {
 
 typedef enum { DC_TFLM_DECODE_ONCE = 0, DC_TFLM_DECODE_EACH_INVOKE = 1 } DcTflmDecodeMode;
 
-/* The op's registration with the given default mode (static storage; the resolver copies
- * it).  Its layout is TFLM's TFLMRegistration (asserted in huffdecode_tflm_register.cc). */
+/* The op's registration with the given default mode (static storage, never NULL; the resolver
+ * copies it).  Its layout is TFLM's TFLMRegistration (asserted in huffdecode_tflm_register.cc).
+ * Any number of interpreters, on any threads, may use it: each node keeps its state in its own
+ * interpreter's arena.  Errors (a bad or too-new packed tensor, a layout left out of this
+ * dc_codec.c build, an arena too small) fail Prepare, i.e. AllocateTensors, with a message through
+ * the interpreter's error reporter naming the output tensor and the fix, each under 256
+ * characters (TFLM's Cortex-M logger's line). */
 const DcTflmRegistration* DcTflmHuffDecodeRegistration(DcTflmDecodeMode default_mode);
 
 /* The op name the packer writes into the model. */
