@@ -397,14 +397,20 @@ def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float
 
 def layer_stats(model):
     """Per-layer kernel statistics of a plain Keras model: parameters, non-zeros, density and the
-    number of distinct non-zero values (what pruning and weight sharing leave behind).
+    number of distinct non-zero values (what pruning and weight sharing leave behind). One row per
+    trainable weight of two or more dimensions, the kernels of frozen layers (``trainable=False``)
+    included; the layers of a nested Sequential/Functional model get rows of their own.
 
     Example:
         >>> for row in layer_stats(model): print(row["layer"], row["density"], row["distinct"])
     """
+    from dc_keras.train import _base
+
     rows = []
-    for layer in model.layers:
-        kernels = [w for w in layer.weights if w.trainable and len(w.shape) >= 2]
+    for layer, frozen in _base.graph_layers(model):
+        # A frozen layer's variables are not trainable: its kernel counts all the same (what the
+        # model stores), not a non-trainable matrix of a trainable layer (e.g. a pruning mask).
+        kernels = [w for w in layer.weights if (w.trainable or frozen) and len(w.shape) >= 2]
         for w in kernels:
             a = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
             nz = a[a != 0]

@@ -80,3 +80,20 @@ def test_a_loss_the_wrapped_layer_adds_is_in_model_losses_after_a_call():
     got = [float(ops.convert_to_numpy(v)) for v in pruned.losses]
     assert len(expected) == 1
     assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_layer_stats_lists_frozen_layers_and_the_layers_of_a_nested_model():
+    """pipeline.layer_stats left out the kernel of a frozen layer (trainable=False, as in transfer
+    learning: prune/cluster leave it dense, so it is part of what the model stores) and gave the
+    layers of a nested model one row each under the nested model's name ('kernel' twice)."""
+    keras.utils.set_random_seed(39)
+    inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="a"), keras.layers.Dense(4, name="b")],
+                             name="inner")
+    inputs = keras.Input((8,))
+    outputs = keras.layers.Dense(3, name="head")(inner(inputs))
+    model = keras.Model(inputs, outputs)
+    model.get_layer("inner").get_layer("a").trainable = False
+    rows = dc_keras.pipeline.layer_stats(model)
+    assert [(r["layer"], r["weight"], r["params"]) for r in rows] == [
+        ("a", "kernel", 8 * 16), ("b", "kernel", 16 * 4), ("head", "kernel", 4 * 3)]
+    assert all(r["nonzero"] == r["params"] and r["density"] == 1.0 for r in rows)
