@@ -378,6 +378,7 @@ _UNIONS = {"BuiltinOptions": "BuiltinOptions", "BuiltinOptions2": "BuiltinOption
            "Details": "QuantizationDetails", "ArraySegments": "SparseIndexVector",
            "ArrayIndices": "SparseIndexVector"}
 _LAYOUTS = {}
+_LAST_SLOT = {}  # schema table class -> its last field's vtable slot (_Walk._note_unknown_fields)
 
 
 def _layout(cls):
@@ -605,7 +606,9 @@ class _Walk:
     def _note_unknown_fields(self, cls, path, vt, vt_size, refs, scalars):
         """Records in ``unknown`` a field of the table at ``path`` past the last one the schema module
         knows for ``cls`` (a field a newer schema added: the object API drops it on a rewrite)."""
-        last = max([r[0] for r in refs] + [slot for slot, _ in scalars.values()], default=2)
+        last = _LAST_SLOT.get(cls)
+        if last is None:
+            last = _LAST_SLOT[cls] = max([r[0] for r in refs] + [slot for slot, _ in scalars.values()], default=2)
         for slot in range(last + 2, vt_size, 2):
             if self.u16(self.data, vt + slot)[0]:
                 self.unknown = (path, f"field {(slot - 4) // 2} of its {cls.__name__} table, which the schema "
