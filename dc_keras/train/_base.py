@@ -734,20 +734,45 @@ class Rebuilder:
             fresh.build_from_config(layer.get_build_config())
             fresh.set_weights(values(fresh))
             return fresh
+        copy = layer if weights is None else None  # an exact copy: also the state set_weights misses
         if layer.built:
             build_config = layer.get_build_config()
             if build_config:
                 fresh.build_from_config(build_config)
             if fresh.built:
                 fresh.set_weights(values)
+                _copy_saved_state(copy, fresh)
             else:
-                self._later.append((fresh, values))
+                self._later.append((fresh, values, copy))
         return fresh
 
     def finish(self):
-        for fresh, values in self._later:
+        for fresh, values, copy in self._later:
             fresh.set_weights(values)
+            _copy_saved_state(copy, fresh)
         self._later = []
+
+
+def _copy_saved_state(layer, fresh):
+    """Carry over to ``fresh`` (built from ``layer``'s config, holding its weights) the state that
+    Keras's saving restores through the layer's own hooks and ``set_weights`` does not: a
+    ``load_own_variables`` that recomputes what the layer computes with (an adapted
+    ``Normalization``'s mean and variance, made in ``finalize_state()``: without it the copy
+    normalised with 0 and 1), and assets (the vocabulary of an adapted ``StringLookup``,
+    ``IntegerLookup`` or ``TextVectorization``: not a weight, the copy had none). The same calls a
+    ``.keras`` file's save and load make. ``layer`` None: nothing to copy."""
+    if layer is None or not fresh.built:
+        return
+    if type(layer).load_own_variables is not keras.layers.Layer.load_own_variables:
+        store = {}
+        layer.save_own_variables(store)
+        fresh.load_own_variables(store)
+    if callable(getattr(layer, "save_assets", None)) and callable(getattr(fresh, "load_assets", None)):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="dc_keras_assets_") as directory:
+            layer.save_assets(directory)
+            fresh.load_assets(directory)
 
 
 def _copy_model_flags(original, new):
