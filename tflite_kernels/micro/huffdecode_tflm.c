@@ -166,7 +166,8 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
   if (want < 0) { /* a valid tensor (e.g. int4 / bfloat16 weights) of a type not handled here */
     ctx->ReportError(ctx,
                      "HuffDecode (output tensor %d): the TFLM kernel does not decode %s tensors "
-                     "(it decodes float32, float16, int32, uint8, int16 and int8 ones); run this "
+                     "(it decodes float32, float16, int32, int16, int8, uint8, int64 and bool "
+                     "ones); run this "
                      "model unpacked on TFLM (dc-keras unpack IN OUT)",
                      d->out_idx, dtype_name(info->dtype));
     return 0;
