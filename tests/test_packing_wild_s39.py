@@ -159,3 +159,31 @@ def test_op_route_names_a_weight_decoded_at_the_first_invoke(dynamic_batch):
     it = runtime.Interpreter(model_content=packed)
     it.allocate_tensors()
     assert all(it.get_tensor(i).tobytes() == raw for i, raw in weights.items())
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_latest_features_flag_keeps_xnnpack_and_bit_exact_outputs(dynamic_batch, backend):
+    """experimental_default_delegate_latest_features=True (a LiteRT / TF Interpreter flag) makes TFLite
+    apply XNNPACK as the interpreter is built, before the HuffDecode delegate: XNNPACK took no layer
+    of a packed weight (they ran on TFLite's builtin kernels) and the float outputs differed from
+    the unpacked model's under the same flag (a few 1e-6). Now the model is unpacked in memory first."""
+    if backend == "litert":
+        pytest.importorskip("ai_edge_litert")
+    flag = {"experimental_default_delegate_latest_features": True, "backend": backend}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        packed = export.pack(dynamic_batch)
+    x = np.random.default_rng(1).standard_normal((8, 4, 16)).astype(np.float32)
+    outs, delegated = [], []
+    for content in (dynamic_batch, packed):
+        it = runtime.Interpreter(model_content=content, **flag)
+        (name,) = it.get_signature_runner().get_input_details()
+        outs.append(it.get_signature_runner()(**{name: x}))
+        delegated.append(sum(o["op_name"] == "DELEGATE" for o in it._get_ops_details()))
+    assert outs[0].keys() == outs[1].keys()
+    for k in outs[0]:
+        assert outs[0][k].tobytes() == outs[1][k].tobytes(), k
+    assert delegated[0] >= 1 and delegated[1] == delegated[0]  # XNNPACK's node, as for the unpacked model
+    for refused in ({"weights": "compressed"}, {"release_decoded": True}):
+        with pytest.raises(ValueError, match="cannot be combined with experimental_default_delegate_latest_features"):
+            runtime.Interpreter(model_content=packed, **flag, **refused)

@@ -324,6 +324,11 @@ class Interpreter:
         5 % at batch 1, on the row form slower at every density measured);
         docs/android.md. ``1.0`` runs every FC layer it can compressed.
 
+    With ``experimental_default_delegate_latest_features=True`` (LiteRT/TF's flag: XNNPACK with every
+    feature) TFLite applies XNNPACK as the interpreter is built, before this delegate decodes anything:
+    a packed model is then unpacked in memory first (``unpack``), so XNNPACK runs it exactly as the
+    unpacked file (``weights="compressed"`` and ``release_decoded=True`` are refused with that flag).
+
     Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,
     ``invoke``, ``get_tensor``, ``get_signature_runner``, ...) is the backend interpreter's.
     ``.backend`` names the backend used, ``.interpreter`` is the backend object.
@@ -358,6 +363,10 @@ class Interpreter:
             raise ValueError("release_decoded=True needs decode='delegate' (the default): it is the delegate's "
                              "keep_decoded=0, and with decode='op' XNNPACK does not pack the decoded weights, "
                              "so nothing could be freed")
+        if kwargs.get("experimental_default_delegate_latest_features") and decode == "delegate" \
+                and _mentions_huffdecode(model_path, model_content):
+            model_path, model_content = _unpacked_for_latest_features(
+                label, model_path, model_content, weights, release_decoded)
         user_delegates = kwargs.pop("experimental_delegates", None) or []
         if not isinstance(user_delegates, (list, tuple)):  # list() of one Delegate: "'Delegate' object is not iterable"
             raise TypeError(f"experimental_delegates must be a list of delegates, got one "
@@ -818,6 +827,27 @@ def _op_route_int4_hybrids(content) -> list:
         return names
     except Exception:  # not a readable flatbuffer: the interpreter reports it
         return []
+
+
+def _unpacked_for_latest_features(label, model_path, model_content, weights, release_decoded):
+    """``(model_path, model_content)`` for the backend when ``experimental_default_delegate_latest_features``
+    is set on the delegate route: the model unpacked in memory by the C library (``unpack``).
+
+    With that flag TFLite applies its default delegate (XNNPACK) when the interpreter is built, before
+    ``experimental_delegates``: XNNPACK then finds every packed weight still a HuffDecode output, not a
+    constant, and leaves the layers reading them to TFLite's builtin kernels, which are slower and
+    whose float outputs differ from the unpacked model's (by ~1e-6 relative: 3.8e-6 on a two-layer
+    MLP). The unpacked model runs as the unpacked file does, XNNPACK included. ``release_decoded``
+    (XNNPACK then holds the only copy of a weight) and ``weights="compressed"`` (run by the delegate)
+    have no such form: refused, with the fix."""
+    if weights == "compressed" or release_decoded:
+        what = "weights='compressed'" if weights == "compressed" else "release_decoded=True"
+        raise ValueError(
+            f"{what} cannot be combined with experimental_default_delegate_latest_features=True: with that "
+            "flag TFLite applies XNNPACK when the interpreter is built, before the HuffDecode delegate decodes "
+            "the packed weights, so XNNPACK cannot take the layers that read them. Drop one of the two (without "
+            f"{what}, this Interpreter unpacks the model in memory and XNNPACK runs it as the unpacked file)")
+    return None, _named(unpack, label, _content(model_path, model_content))
 
 
 def _decoded_weights(model_path, model_content) -> dict:
