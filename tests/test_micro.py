@@ -656,6 +656,14 @@ def _c_strings(text):
     return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', text))
 
 
+def _kernel_log_calls(kernel):
+    """(format literals, arguments) of every message huffdecode_tflm.c reports: all go through its
+    DC_TFLM_LOG macro (context->ReportError, or nothing with TF_LITE_STRIP_ERROR_STRINGS), which is
+    its only use of ReportError."""
+    assert kernel.count("->ReportError(") == 1 and "#define DC_TFLM_LOG(ctx, ...) (ctx)->ReportError(" in kernel
+    return re.findall(r"DC_TFLM_LOG\(\s*ctx,\s*((?:\"(?:[^\"\\]|\\.)*\"\s*)+)(.*?)\);", kernel, re.S)
+
+
 def test_kernel_messages_fit_a_tflm_cortex_m_log_line():
     """TFLM's Cortex-M logger (tensorflow/lite/micro/cortex_m_generic/debug_log.cc) formats each
     message into a 256-byte buffer, so on a device a longer one loses its end, where the kernel's
@@ -674,7 +682,7 @@ def test_kernel_messages_fit_a_tflm_cortex_m_log_line():
     longest = {f: max(len(x) for x in re.findall(r'"((?:[^"\\]|\\.)*)"', body))
                for f, body in (("dc_strerror", strerror), ("dtype_name", names), ("DC_PEEK_FAILURE", peek))}
     assert longest["dc_strerror"] >= 60 and longest["dtype_name"] >= 10 and longest["DC_PEEK_FAILURE"] >= 20
-    calls = re.findall(r"ReportError\(\s*ctx,\s*((?:\"(?:[^\"\\]|\\.)*\"\s*)+)(.*?)\);", kernel, re.S)
+    calls = _kernel_log_calls(kernel)
     assert len(calls) >= 15
     for fmt, args in calls:
         fmt = _c_strings(fmt)
@@ -684,3 +692,133 @@ def test_kernel_messages_fit_a_tflm_cortex_m_log_line():
         assert "%" not in re.sub(r"%[dus]", "", fmt), fmt
         n = len(re.sub(r"%[dus]", "", fmt)) + sum(widest[m] for m in re.findall(r"%[dus]", fmt))
         assert n <= 255, (n, fmt)
+
+
+# ---- TF_LITE_STRIP_ERROR_STRINGS (TFLM's BUILD_TYPE=release) -------------------------------------
+STRIP = "-DTF_LITE_STRIP_ERROR_STRINGS"
+
+
+def _message_pieces():
+    """The kernel's message text (its DC_TFLM_LOG format literals, split at the %-conversions; pieces
+    of 8+ characters) and the strings of dc_strerror, which only those messages use."""
+    kernels = os.path.join(ROOT, "tflite_kernels")
+    with open(os.path.join(kernels, "micro", "huffdecode_tflm.c")) as f:
+        kernel = f.read()
+    with open(os.path.join(kernels, "src", "dc_codec.c")) as f:
+        strerror = re.search(r"const char\* dc_strerror\(dc_status status\) \{(.*?)\n\}", f.read(), re.S).group(1)
+    pieces = {p for fmt, _ in _kernel_log_calls(kernel) for p in re.split(r"%[dus]", _c_strings(fmt)) if len(p) >= 8}
+    errors = {x for x in re.findall(r'"((?:[^"\\]|\\.)*)"', strerror) if len(x) >= 8}
+    assert len(pieces) >= 20 and len(errors) >= 12
+    return sorted(p.encode() for p in pieces), sorted(e.encode() for e in errors)
+
+
+def _arm_or_host():
+    """(compiler, CPU flags, size tool): arm-none-eabi-gcc for Cortex-M4 when installed (make test-mcu
+    installs it as root), else the host's cc (the object checks alone)."""
+    import shutil
+
+    if shutil.which("arm-none-eabi-gcc"):
+        return "arm-none-eabi-gcc", ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"], \
+            "arm-none-eabi-size"
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    assert cc, "needs a C compiler (apt install gcc)"
+    return cc, [], "size"
+
+
+def _code_bytes(size_tool, obj):
+    """.text+.rodata+.data of ``obj`` (`size -A`, as tools/mcu/test_mcu.sh measures)."""
+    out = subprocess.run([size_tool, "-A", str(obj)], capture_output=True, text=True, check=True).stdout
+    return sum(int(f[1]) for f in (ln.split() for ln in out.splitlines())
+               if len(f) >= 2 and re.match(r"\.(text|rodata|data)", f[0]) and f[1].isdigit())
+
+
+def test_stripped_kernel_has_no_message_strings_and_is_smaller(tmp_path):
+    """With TF_LITE_STRIP_ERROR_STRINGS (TFLM's BUILD_TYPE=release defines it) the kernel compiles
+    warning-free for Cortex-M4 (-Wall -Wextra -Werror, -O2 and -Os, test_mcu.sh's flags), its object
+    holds none of its messages' text (the normal object holds every piece of it) and is under a
+    third of the normal one; linked with --gc-sections (an image that registers the op and so keeps
+    every kernel function), dc_strerror and its strings drop out of the image too. Measured
+    2026-12-05, arm-none-eabi-gcc 12.2: 3,541 -> 823 B at -O2, 3,253 -> 677 B at -Os."""
+    cc, cpu, size_tool = _arm_or_host()
+    k = os.path.join(ROOT, "tflite_kernels")
+    flags = [*cpu, "-std=c99", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections",
+             f"-I{k}/include", f"-I{k}/src", f"-I{k}/micro"]
+    pieces, errors = _message_pieces()
+    for opt in ("-O2", "-Os"):
+        objs = {}
+        for name, extra in (("normal", []), ("strip", [STRIP])):
+            objs[name] = tmp_path / f"k_{name}{opt}.o"
+            r = subprocess.run([cc, *flags, opt, *extra, "-c", os.path.join(k, "micro", "huffdecode_tflm.c"),
+                                "-o", str(objs[name])], capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0 and not r.stderr.strip(), (name, opt, r.stderr[-3000:])
+        normal, strip = objs["normal"].read_bytes(), objs["strip"].read_bytes()
+        assert all(p in normal for p in pieces), [p for p in pieces if p not in normal]
+        assert not [p for p in pieces if p in strip], opt
+        assert b"HuffDecode\0" in strip  # the op's name stays (its registration)
+        a, b = _code_bytes(size_tool, objs["normal"]), _code_bytes(size_tool, objs["strip"])
+        assert 0 < b < a / 3, (opt, a, b)
+    if not cpu:
+        return
+    # linked for the Cortex-M4 board of make test-mcu: what the image keeps of dc_codec.c's strings
+    app = tmp_path / "app.c"
+    app.write_text('#include "huffdecode_tflm.h"\n'
+                   "const DcTflmRegistration* volatile app_reg;\nvolatile int app_mode;\n"
+                   "int main(void) {\n  app_reg = DcTflmHuffDecodeRegistration((DcTflmDecodeMode)app_mode);\n"
+                   "  return app_reg == 0;\n}\n")
+    mcu = os.path.join(ROOT, "tools", "mcu")
+    images = {}
+    for name, extra in (("normal", []), ("strip", [STRIP])):
+        images[name] = tmp_path / f"app_{name}.elf"
+        r = subprocess.run([cc, *flags, "-O2", f"-I{mcu}", *extra, "--specs=rdimon.specs", "-nostartfiles", "-T",
+                            os.path.join(mcu, "mps2.ld"), "-Wl,--gc-sections", "-o", str(images[name]), str(app),
+                            os.path.join(k, "micro", "huffdecode_tflm.c"), os.path.join(k, "src", "dc_codec.c"),
+                            os.path.join(mcu, "startup.c")], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (name, r.stderr[-3000:])
+    normal, strip = images["normal"].read_bytes(), images["strip"].read_bytes()
+    # (two of dc_strerror's literals belong to DC_CODEC_MINIMAL / DC_CODEC_NO_* builds only)
+    assert sum(e in normal for e in errors) >= len(errors) - 2 >= 12 and all(p in normal for p in pieces)
+    assert not [e for e in errors if e in strip] and not [p for p in pieces if p in strip]
+    syms = subprocess.run(["arm-none-eabi-nm", str(images["strip"])], capture_output=True, text=True,
+                          check=True).stdout.split()
+    assert "dc_strerror" not in syms and "dc_decode_ws" in syms and "op_prepare" in syms
+
+
+@pytest.fixture(scope="module")
+def strip_lib_path(tmp_path_factory):
+    """The wheel's library built with TF_LITE_STRIP_ERROR_STRINGS (its Makefile: -Wall -Wextra -Werror)."""
+    build = tmp_path_factory.mktemp("tflm_lib_strip")
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro"), f"BUILD={build}",
+                        f"CFLAGS={STRIP}"], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
+    return str(build / "libdc_huffdecode_tflm.so")
+
+
+def test_stripped_kernel_decodes_bit_exact_and_fails_without_a_message(strip_lib_path, runs, models):
+    """The stripped kernel in the wheel's TFLM: packed float / int8 / int16x8 models decode bit-exact
+    in both modes, and the bad models of test_bad_models_fail_with_the_kernels_message fail as
+    before (the same job, at the same stage: kTfLiteError from the same check) with none of the
+    kernel's messages in the log."""
+    d, paths, files = models
+    x = str(d / "x.npy")
+    plan = {f"{kind}.{mode}": {"model": paths[f"{kind}.packed"], "registerers": [reg]}
+            for kind in ("float", "int8", "int16x8") for mode, reg in (("once", ONCE), ("each", EACH))}
+    plan["float.options_each"] = {"model": paths["float.packed.each"], "registerers": [ONCE]}
+    jobs = [dict(job, input=x, out=str(d / f"strip_{name}.out.npy")) for name, job in plan.items()]
+    bad = _bad_jobs(d, paths, files, x)
+    results = _run_jobs(strip_lib_path, d, jobs + bad)
+    for (name, _), res in zip(plan.items(), results):
+        assert res["ok"], f"{name}: {res['error']}\n{res['log']}"
+        ref = runs[name.split(".")[0]][1]
+        assert np.load(d / f"strip_{name}.out.npy").tobytes() == ref.tobytes(), name
+    pieces, errors = _message_pieces()
+    stripped, normal = results[len(jobs):], runs["bad"]
+    assert len(stripped) == len(normal) == 10
+    for i, (s, n) in enumerate(zip(stripped, normal)):
+        assert not s["ok"] and s["stage"] == n["stage"], (i, s, n)
+        assert not [p for p in pieces + errors if p.decode() in s["log"]], (i, s["log"])
+        assert "HuffDecode (output tensor" not in s["log"], (i, s["log"])
+    # the kernel's messages were there in the normal build (the check above is not vacuous) ...
+    assert sum("HuffDecode (output tensor" in n["log"] for n in normal) >= 6
+    # ... and the others still are: the wheel registerer's (huffdecode_tflm_wheel.c, host only) for a
+    # second registration, TFLM's planner's for a too-small arena
+    assert "already registered" in stripped[4]["log"] and "Failed to resize buffer" in stripped[9]["log"]

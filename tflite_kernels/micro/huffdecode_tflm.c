@@ -5,7 +5,8 @@
  * op state and (decode-once mode) the decoded tensor and decoder workspace from
  * AllocatePersistentBuffer; (decode-each-invoke mode) the workspace from a scratch buffer
  * and the output from the memory planner.  Errors are reported with context->ReportError,
- * naming the tensor index and the fix.
+ * naming the tensor index and the fix; with TF_LITE_STRIP_ERROR_STRINGS defined (TFLM's
+ * BUILD_TYPE=release) the same errors are returned without a message (DC_TFLM_LOG below).
  */
 #include "huffdecode_tflm.h"
 
@@ -31,6 +32,18 @@ typedef struct {
   void* out; /* decode-once: persistent decoded tensor */
 } OpData;
 
+/* Every message goes through DC_TFLM_LOG, as TFLM's own kernels log through TF_LITE_KERNEL_LOG
+ * (tensorflow/lite/core/c/common.h) and MicroPrintf (micro_log.h): with TF_LITE_STRIP_ERROR_STRINGS
+ * defined it expands, as TF_LITE_KERNEL_LOG does, to an unevaluated sizeof of the stringified
+ * arguments, so no message string, dtype_name() or dc_strerror() call is left in the object; the
+ * status each caller returns is the same.  A value used only by a message is computed in the
+ * message's arguments, so that nothing is left unused in that build. */
+#ifndef TF_LITE_STRIP_ERROR_STRINGS
+#define DC_TFLM_LOG(ctx, ...) (ctx)->ReportError((ctx), __VA_ARGS__)
+#else
+#define DC_TFLM_LOG(ctx, ...) ((void)(ctx), (void)sizeof(#__VA_ARGS__))
+#endif
+
 static int tflm_type(uint32_t dc_dtype) {
   switch (dc_dtype) {
     case DC_DTYPE_FLOAT32: return kDcTflmFloat32;
@@ -45,6 +58,7 @@ static int tflm_type(uint32_t dc_dtype) {
   }
 }
 
+#ifndef TF_LITE_STRIP_ERROR_STRINGS
 static const char* dtype_name(uint32_t dc_dtype) {
   switch (dc_dtype) {
     case DC_DTYPE_INT4: return "int4";
@@ -58,6 +72,7 @@ static const char* dtype_name(uint32_t dc_dtype) {
     default: return "this element type's";
   }
 }
+#endif
 
 static dc_status workspace_bytes(const uint8_t* data, size_t size, size_t* bytes) {
 #if DC_TFLM_HAVE_WS
@@ -110,27 +125,27 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
   dc_status st;
   int want;
   if (in == NULL || out == NULL) {
-    ctx->ReportError(ctx, "HuffDecode: could not get tensors %d/%d", d->in_idx, d->out_idx);
+    DC_TFLM_LOG(ctx, "HuffDecode: could not get tensors %d/%d", d->in_idx, d->out_idx);
     return 0;
   }
   if (in->type != kDcTflmUInt8 || in->dims == NULL || in->dims->size != 1 ||
       in->dims->data[0] < 0) {
-    ctx->ReportError(ctx,
-                     "HuffDecode (output tensor %d): the packed input must be a 1-D uint8 "
-                     "tensor; re-export the model with dc_keras.export.pack",
-                     d->out_idx);
+    DC_TFLM_LOG(ctx,
+                "HuffDecode (output tensor %d): the packed input must be a 1-D uint8 "
+                "tensor; re-export the model with dc_keras.export.pack",
+                d->out_idx);
     return 0;
   }
   /* Before planning only constants with data inside the flatbuffer have a data pointer: TFLM
    * does not read Buffer.offset/size, so data stored after the flatbuffer (pack's "external"
    * buffers) leave the packed input without one. */
   if (in->data.raw_const == NULL) {
-    ctx->ReportError(ctx,
-                     "HuffDecode (output tensor %d): packed input %d has no data in the "
-                     "flatbuffer; TFLM reads no buffers after it (pack --buffers external): "
-                     "pack with --buffers inline (dc-keras unpack IN PLAIN; dc-keras pack "
-                     "--buffers inline PLAIN OUT)",
-                     d->out_idx, d->in_idx);
+    DC_TFLM_LOG(ctx,
+                "HuffDecode (output tensor %d): packed input %d has no data in the "
+                "flatbuffer; TFLM reads no buffers after it (pack --buffers external): "
+                "pack with --buffers inline (dc-keras unpack IN PLAIN; dc-keras pack "
+                "--buffers inline PLAIN OUT)",
+                d->out_idx, d->in_idx);
     return 0;
   }
   d->packed_bytes = (size_t)in->dims->data[0];
@@ -138,60 +153,60 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
   if (st == DC_ERR_VERSION && d->packed_bytes > 7) { /* header byte 4 (docs/FORMAT.md §2) */
     const unsigned v = ((const uint8_t*)in->data.raw_const)[4];
     if (v > DC_VERSION_MAX) {
-      ctx->ReportError(ctx,
-                       "HuffDecode (output tensor %d): packed tensor not readable here: format "
-                       "version %u, newer than this decoder's %u: pack with --format-version %u "
-                       "(pack(version=%u)), or update dc_codec.c",
-                       d->out_idx, v, (unsigned)DC_VERSION_MAX, (unsigned)DC_VERSION_MAX,
-                       (unsigned)DC_VERSION_MAX);
+      DC_TFLM_LOG(ctx,
+                  "HuffDecode (output tensor %d): packed tensor not readable here: format "
+                  "version %u, newer than this decoder's %u: pack with --format-version %u "
+                  "(pack(version=%u)), or update dc_codec.c",
+                  d->out_idx, v, (unsigned)DC_VERSION_MAX, (unsigned)DC_VERSION_MAX,
+                  (unsigned)DC_VERSION_MAX);
       return 0;
     }
   }
   if (st == DC_ERR_UNSUPPORTED && d->packed_bytes > 7) { /* §2: byte 5 dtype, byte 7 layout */
-    const uint8_t* h = (const uint8_t*)in->data.raw_const;
-    ctx->ReportError(ctx,
-                     "HuffDecode (output tensor %d): packed tensor not readable here: layout %u "
-                     "/ type %u is left out of this dc_codec.c build (DC_CODEC_NO_* / "
-                     "DC_CODEC_MINIMAL): rebuild it without that, or pack with --decoder "
-                     "minimal or --layouts",
-                     d->out_idx, (unsigned)h[7], (unsigned)h[5]);
+    DC_TFLM_LOG(ctx,
+                "HuffDecode (output tensor %d): packed tensor not readable here: layout %u "
+                "/ type %u is left out of this dc_codec.c build (DC_CODEC_NO_* / "
+                "DC_CODEC_MINIMAL): rebuild it without that, or pack with --decoder "
+                "minimal or --layouts",
+                d->out_idx, (unsigned)((const uint8_t*)in->data.raw_const)[7],
+                (unsigned)((const uint8_t*)in->data.raw_const)[5]);
     return 0;
   }
   if (st != DC_OK) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): %s: %s", d->out_idx, DC_PEEK_FAILURE(st),
-                     dc_strerror(st));
+    DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): %s: %s", d->out_idx, DC_PEEK_FAILURE(st),
+                dc_strerror(st));
     return 0;
   }
   want = tflm_type(info->dtype);
   if (want < 0) { /* a valid tensor (e.g. int4 / bfloat16 weights) of a type not handled here */
-    ctx->ReportError(ctx,
-                     "HuffDecode (output tensor %d): the TFLM kernel does not decode %s tensors "
-                     "(it decodes float32, float16, int32, int16, int8, uint8, int64 and bool "
-                     "ones); run this "
-                     "model unpacked on TFLM (dc-keras unpack IN OUT)",
-                     d->out_idx, dtype_name(info->dtype));
+    DC_TFLM_LOG(ctx,
+                "HuffDecode (output tensor %d): the TFLM kernel does not decode %s tensors "
+                "(it decodes float32, float16, int32, int16, int8, uint8, int64 and bool "
+                "ones); run this "
+                "model unpacked on TFLM (dc-keras unpack IN OUT)",
+                d->out_idx, dtype_name(info->dtype));
     return 0;
   }
   if (want != (int)out->type || out->dims == NULL || out->dims->size < 0 ||
       (uint32_t)out->dims->size != info->rank) {
-    ctx->ReportError(ctx,
-                     "HuffDecode (output tensor %d): packed dtype/rank (%u/%u) differ from "
-                     "the output's (type %d, rank %d); the model was edited after packing",
-                     d->out_idx, (unsigned)info->dtype, (unsigned)info->rank, (int)out->type,
-                     out->dims ? out->dims->size : -1);
+    DC_TFLM_LOG(ctx,
+                "HuffDecode (output tensor %d): packed dtype/rank (%u/%u) differ from "
+                "the output's (type %d, rank %d); the model was edited after packing",
+                d->out_idx, (unsigned)info->dtype, (unsigned)info->rank, (int)out->type,
+                out->dims ? out->dims->size : -1);
     return 0;
   }
   for (k = 0; k < info->rank; ++k) {
     if (out->dims->data[k] < 0 || (uint64_t)out->dims->data[k] != info->dims[k]) {
-      ctx->ReportError(ctx,
-                       "HuffDecode (output tensor %d): packed dim %u differs from the "
-                       "output's; the model was edited after packing",
-                       d->out_idx, (unsigned)k);
+      DC_TFLM_LOG(ctx,
+                  "HuffDecode (output tensor %d): packed dim %u differs from the "
+                  "output's; the model was edited after packing",
+                  d->out_idx, (unsigned)k);
       return 0;
     }
   }
   if (info->output_bytes > (uint64_t)(size_t)-1) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): tensor too large", d->out_idx);
+    DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): tensor too large", d->out_idx);
     return 0;
   }
   return 1;
@@ -204,18 +219,18 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
   dc_tensor_info info;
   dc_status st;
   if (d == NULL) {
-    ctx->ReportError(ctx, "HuffDecode: arena too small for the op's state; enlarge the arena");
+    DC_TFLM_LOG(ctx, "HuffDecode: arena too small for the op's state; enlarge the arena");
     return kDcTflmError;
   }
   if (d->bad_options) {
-    ctx->ReportError(ctx,
-                     "HuffDecode: custom options must be empty or one byte (0: decode "
-                     "once, 1: decode every invoke)");
+    DC_TFLM_LOG(ctx,
+                "HuffDecode: custom options must be empty or one byte (0: decode "
+                "once, 1: decode every invoke)");
     return kDcTflmError;
   }
   if (node->inputs == NULL || node->outputs == NULL || node->inputs->size != 1 ||
       node->outputs->size != 1) {
-    ctx->ReportError(ctx, "HuffDecode: expected 1 input and 1 output");
+    DC_TFLM_LOG(ctx, "HuffDecode: expected 1 input and 1 output");
     return kDcTflmError;
   }
   d->in_idx = node->inputs->data[0];
@@ -231,7 +246,7 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
   d->out_bytes = (size_t)info.output_bytes;
   st = workspace_bytes((const uint8_t*)in->data.raw_const, d->packed_bytes, &d->ws_bytes);
   if (st != DC_OK) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): %s", d->out_idx, dc_strerror(st));
+    DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): %s", d->out_idx, dc_strerror(st));
     return kDcTflmError;
   }
   if (d->mode == DC_TFLM_DECODE_ONCE) {
@@ -239,18 +254,18 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
     d->out = d->out_bytes ? ctx->AllocatePersistentBuffer(ctx, d->out_bytes) : NULL;
     if (d->ws_bytes) ws = ctx->AllocatePersistentBuffer(ctx, d->ws_bytes);
     if ((d->out_bytes && d->out == NULL) || (d->ws_bytes && ws == NULL)) {
-      ctx->ReportError(ctx,
-                       "HuffDecode (output tensor %d): arena too small for the %u decoded "
-                       "bytes (+%u workspace); enlarge the arena or decode this layer every "
-                       "invoke",
-                       d->out_idx, (unsigned)d->out_bytes, (unsigned)d->ws_bytes);
+      DC_TFLM_LOG(ctx,
+                  "HuffDecode (output tensor %d): arena too small for the %u decoded "
+                  "bytes (+%u workspace); enlarge the arena or decode this layer every "
+                  "invoke",
+                  d->out_idx, (unsigned)d->out_bytes, (unsigned)d->ws_bytes);
       return kDcTflmError;
     }
     st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, d->out, d->out_bytes, ws,
                 d->ws_bytes);
     if (st != DC_OK) {
-      ctx->ReportError(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
-                       dc_strerror(st));
+      DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
+                  dc_strerror(st));
       return kDcTflmError;
     }
     /* A non-NULL data pointer before planning: TFLM's planner leaves this tensor alone. */
@@ -262,17 +277,17 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
      * so that corrupt data fails in Prepare (AllocateTensors), once, not at every invoke. */
     st = dc_verify((const uint8_t*)in->data.raw_const, d->packed_bytes);
     if (st != DC_OK) {
-      ctx->ReportError(ctx, "HuffDecode (output tensor %d): %s: %s", d->out_idx,
-                       DC_PEEK_FAILURE(st), dc_strerror(st));
+      DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): %s: %s", d->out_idx, DC_PEEK_FAILURE(st),
+                  dc_strerror(st));
       return kDcTflmError;
     }
 #endif
     if (d->ws_bytes &&
         ctx->RequestScratchBufferInArena(ctx, d->ws_bytes, &d->scratch_idx) != kDcTflmOk) {
-      ctx->ReportError(ctx,
-                       "HuffDecode (output tensor %d): could not plan a %u-byte scratch "
-                       "buffer",
-                       d->out_idx, (unsigned)d->ws_bytes);
+      DC_TFLM_LOG(ctx,
+                  "HuffDecode (output tensor %d): could not plan a %u-byte scratch "
+                  "buffer",
+                  d->out_idx, (unsigned)d->ws_bytes);
       return kDcTflmError;
     }
   }
@@ -289,7 +304,7 @@ static DcTflmStatus op_invoke(DcTflmContext* ctx, DcTflmNode* node) {
   if (out == NULL) return kDcTflmError;
   if (d->mode == DC_TFLM_DECODE_ONCE) {
     if (!d->decoded) {
-      ctx->ReportError(ctx, "HuffDecode: invoked before a successful Prepare");
+      DC_TFLM_LOG(ctx, "HuffDecode: invoked before a successful Prepare");
       return kDcTflmError;
     }
     out->data.data = d->out;
@@ -299,14 +314,14 @@ static DcTflmStatus op_invoke(DcTflmContext* ctx, DcTflmNode* node) {
   if (d->scratch_idx >= 0) ws = ctx->GetScratchBuffer(ctx, d->scratch_idx);
   if (in == NULL || in->data.raw_const == NULL || (d->ws_bytes && ws == NULL) ||
       (d->out_bytes && out->data.data == NULL)) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): missing buffers at invoke", d->out_idx);
+    DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): missing buffers at invoke", d->out_idx);
     return kDcTflmError;
   }
   st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, out->data.data, d->out_bytes, ws,
               d->ws_bytes);
   if (st != DC_OK) {
-    ctx->ReportError(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
-                     dc_strerror(st));
+    DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
+                dc_strerror(st));
     return kDcTflmError;
   }
   return kDcTflmOk;
