@@ -151,3 +151,35 @@ def test_an_adapted_preprocessing_layer_keeps_its_state_through_prune_cluster_an
     shared = ops.convert_to_numpy(clustered(data))
     np.testing.assert_allclose(shared, expected, atol=0.02 * float(np.abs(expected).max()))
     np.testing.assert_allclose(ops.convert_to_numpy(dc_keras.strip(clustered)(data)), shared, rtol=1e-5, atol=1e-6)
+
+
+_INPUT_MODEL_AFTER_FIT = """
+import keras, numpy as np, dc_keras
+x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+y = np.arange(32) % 3
+model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc1"), keras.layers.Dense(3, name="fc2")])
+before = model.predict(x, verbose=0)
+for make in (lambda: dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0)),
+             lambda: dc_keras.cluster(model, bits=3)):
+    copy = make()
+    copy.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    copy.fit(x, y, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()] if dc_keras.train._base.find_wrappers(
+        copy, dc_keras.train.PruneWrapper) else [])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+print("OK")
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_the_input_model_still_works_after_its_pruned_or_clustered_copy_trains(backend):
+    """prune()/cluster() leave the input model untouched, also on JAX, where fit() donates the
+    arrays its variables hold: a copy whose variables were assigned the input model's arrays
+    themselves (not copies) deleted them ('Array has been deleted' at the input model's next call)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    run = subprocess.run([sys.executable, "-c", _INPUT_MODEL_AFTER_FIT], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("OK"), run.stderr[-3000:]

@@ -766,7 +766,9 @@ def _copy_saved_state(layer, fresh):
     if type(layer).load_own_variables is not keras.layers.Layer.load_own_variables:
         store = {}
         layer.save_own_variables(store)
-        fresh.load_own_variables(store)
+        # Copies: on JAX an assigned variable would hold the original's very array, which the
+        # copy's training step then donates (deleted under the input model).
+        fresh.load_own_variables({key: np.array(ops.convert_to_numpy(value)) for key, value in store.items()})
     if callable(getattr(layer, "save_assets", None)) and callable(getattr(fresh, "load_assets", None)):
         import tempfile
 
