@@ -1,5 +1,7 @@
 # CMake toolchain file: Debian's armv7 hard-float cross gcc, tests run under qemu user-mode.
-#   cmake -S tflite_kernels -B build/cmake-armv7 -DCMAKE_TOOLCHAIN_FILE=tools/arm/arm-linux-gnueabihf.cmake
+#   cmake -S tflite_kernels -B build/cmake-armv7 -DCMAKE_TOOLCHAIN_FILE=$PWD/tools/arm/arm-linux-gnueabihf.cmake
+# (from the repository root; the path must be absolute: CMake looks a relative one up in the build
+# directory, then in tflite_kernels/, and stops with "Could not find toolchain file")
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR armv7-a)
 set(CMAKE_C_COMPILER arm-linux-gnueabihf-gcc)
