@@ -76,6 +76,8 @@ def test_data_the_schema_does_not_know_is_refused_by_pack_and_unpack_not_dropped
     with pytest.raises(ValueError, match=r"unpack cannot rewrite .* type 24.*and unpack again"):
         export.unpack(packed)
     assert "note: pack cannot rewrite this .tflite without losing data" in export.inspect(data).to_text()
+    # a packed file is ready for unpack, which is what the note names there
+    assert export.inspect(packed).not_rewritable.startswith("unpack cannot rewrite this .tflite")
     assert export.inspect(dynamic_batch).not_rewritable is None
     src, dst = tmp_path / "m.tflite", tmp_path / "p.tflite"
     src.write_bytes(data)

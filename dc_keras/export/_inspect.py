@@ -390,13 +390,14 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                   associated_error=dropped[0] if dropped else None, dropped_bytes=dropped[1] if dropped else 0,
                   model_end=model_end, trailing_bytes=len(tail),
                   negative_zeros=(0, 0) if hd else _signed_zeros(model, False),
-                  unreferenced=unreferenced_buffers(model, users), not_rewritable=_not_rewritable(model))
+                  unreferenced=unreferenced_buffers(model, users), not_rewritable=_not_rewritable(model, "unpack" if hd else "pack"))
 
 
-def _not_rewritable(model):
-    """``check_rewritable``'s message for ``model`` (as pack words it), or None."""
+def _not_rewritable(model, what):
+    """``check_rewritable``'s message for ``model`` (as ``what``, the operation the file is ready for:
+    ``unpack`` for a packed one, else ``pack``, words it), or None."""
     try:
-        fb.check_rewritable(model, "pack")
+        fb.check_rewritable(model, what)
     except ValueError as exc:
         return str(exc)
     return None
