@@ -937,6 +937,14 @@ def test_a_flex_model_packs_unpacks_and_says_why_it_does_not_run_here():
                                                    r".*Flex delegate.*without SELECT_TF_OPS") as e:
                 it.allocate_tensors()
             assert "Select TensorFlow op" in str(e.value) and isinstance(e.value.__cause__, RuntimeError)
+    # LiteRT's CompiledModel took such a model and failed at its first run ("Failed to invoke the
+    # compiled model / Failed to allocate tensors"): refused when made, with the same words
+    pytest.importorskip("ai_edge_litert.compiled_model")
+    for data in (packed, plain):
+        with pytest.raises(RuntimeError, match=r"^model_content: it holds TensorFlow ops \(FlexCumprod, "
+                                               r"FlexMatrixDeterminant\) .*LiteRT's CompiledModel here has none "
+                                               r".*without SELECT_TF_OPS"):
+            runtime.compiled_model(model_content=data)
 
 
 def test_a_damaged_packed_header_says_the_fix_on_every_route():

@@ -509,15 +509,8 @@ class Interpreter:
         if "Select TensorFlow op" not in msg:
             return
         names = _flex_ops(*self._source) or sorted(set(re.findall(r"\((Flex\w+)\)", msg)))
-        shown = f" ({', '.join(names)})" if names else ""
-        raise RuntimeError(
-            f"{self._label}: it holds TensorFlow ops{shown} (converted with SELECT_TF_OPS), which run only "
-            f"through TFLite's Flex delegate, and the {self.backend} interpreter here has none (the "
-            "tensorflow and ai-edge-litert pip packages do not link it), so this model does not run in "
-            "Python, packed or unpacked. Convert it with TFLite builtin ops only (without SELECT_TF_OPS), "
-            "or run it in an app built with the Flex delegate (Android: "
-            "org.tensorflow:tensorflow-lite-select-tf-ops) plus the HuffDecode op or delegate, or unpack "
-            f"it there first with dc_unpack (not tested here). Interpreter's error: {msg}") from cause
+        raise RuntimeError(f"{_flex_text(self._label, names, f'the {self.backend} interpreter here has')} "
+                           f"Interpreter's error: {msg}") from cause
 
     def _raise_op_error(self, cause):
         """``decode="op"``: the op's own Prepare error (TFLite appends "Node number N (HuffDecode)
@@ -772,6 +765,18 @@ def _content(model_path, model_content) -> bytes:
         with open(model_path, "rb") as f:
             return f.read()
     return bytes(model_content) if model_content is not None else b""
+
+
+def _flex_text(label, names, runner):
+    """Why a model with TensorFlow (Flex) ops ``names`` does not run here, and what can be done;
+    ``runner``: who has no Flex delegate ("the litert interpreter here has")."""
+    shown = f" ({', '.join(names)})" if names else ""
+    return (f"{label}: it holds TensorFlow ops{shown} (converted with SELECT_TF_OPS), which run only through "
+            f"TFLite's Flex delegate, and {runner} none (the tensorflow and ai-edge-litert pip packages do not "
+            "link it), so this model does not run in Python, packed or unpacked. Convert it with TFLite builtin "
+            "ops only (without SELECT_TF_OPS), or run it in an app built with the Flex delegate (Android: "
+            "org.tensorflow:tensorflow-lite-select-tf-ops) plus the HuffDecode op or delegate, or unpack it there "
+            "first with dc_unpack (not tested here).")
 
 
 def _flex_ops(model_path, model_content) -> list:
@@ -1064,6 +1069,9 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
         with open(model_path, "rb") as f:
             model_content = f.read()
     plain = _named(unpack, label, model_content)
+    flex = _flex_ops(None, plain)
+    if flex:  # LiteRT 2.3's CompiledModel took it and failed at the first run: "Failed to allocate tensors"
+        raise RuntimeError(_flex_text(label, flex, "LiteRT's CompiledModel here has"))
     cm = CompiledModel.from_buffer(plain, **kwargs)
     cm._dc_keras_model = plain  # the runtime may read the flatbuffer in place: keep it alive
     return cm
