@@ -8,7 +8,8 @@
 #     tools/mcu/bench_decode.c with synthetic LeNet-300-100 tensors (gen_bench_vectors.py), for
 #     Cortex-M4 (mps2-an386, FPv4-SP) and Cortex-M7 (mps2-an500, FPv5-D16), bare metal
 #     (tools/mcu/startup.c + mps2.ld, newlib + semihosting); the TFLM kernel
-#     (tflite_kernels/micro/huffdecode_tflm.c) compiled for Cortex-M4 (its ILP32 layout asserts);
+#     (tflite_kernels/micro/huffdecode_tflm.c) compiled for Cortex-M4 (its ILP32 layout asserts),
+#     also with TF_LITE_STRIP_ERROR_STRINGS (TFLM's BUILD_TYPE=release: no message strings);
 #     decoder and kernel compiled for Cortex-M0 (-Os, warning-free; code sizes only).
 #  3. Runs under qemu-system-arm (semihosting: console + exit status): test_codec on M4 and M7
 #     must report 0 failures; bench_decode on M4 with -icount shift=0 (instruction counts; a
@@ -104,6 +105,13 @@ else
     arm-none-eabi-gcc $F ${COMMON/-O2/-Os} -c -o "$B.tmp/$cpu/dc_codec_Os.o" $K/src/dc_codec.c
     # shellcheck disable=SC2086
     arm-none-eabi-gcc $F ${COMMON/-O2/-Os} -I$K/micro -c -o "$B.tmp/$cpu/huffdecode_tflm_Os.o" $K/micro/huffdecode_tflm.c
+    # the kernel as TFLM's release build (BUILD_TYPE=release) compiles it: same errors, no messages
+    # shellcheck disable=SC2086
+    arm-none-eabi-gcc $F $COMMON -DTF_LITE_STRIP_ERROR_STRINGS -I$K/micro -c -o "$B.tmp/$cpu/huffdecode_tflm_strip.o" \
+      $K/micro/huffdecode_tflm.c
+    # shellcheck disable=SC2086
+    arm-none-eabi-gcc $F ${COMMON/-O2/-Os} -DTF_LITE_STRIP_ERROR_STRINGS -I$K/micro -c \
+      -o "$B.tmp/$cpu/huffdecode_tflm_strip_Os.o" $K/micro/huffdecode_tflm.c
   done
   # Cortex-M0 (ARMv6-M, which faults on unaligned loads): decoder and kernel compile warning-free
   # (compile only: qemu's one M0 board, microbit, has 256 KB flash / 16 KB RAM and traps no
@@ -152,6 +160,8 @@ MAXFRAME_WS="$(grep -v ":dc_decode\s" "$B/m4/dc_codec.su" | sort -t$'\t' -k2 -n 
   echo "code_bytes_O2 decoder $(SIZE "$B/m4/dc_codec.o") kernel $(SIZE "$B/m4/huffdecode_tflm.o")"
   echo "code_bytes_Os decoder $(SIZE "$B/m4/dc_codec_Os.o") kernel $(SIZE "$B/m4/huffdecode_tflm_Os.o")"
   echo "code_bytes_Os_m0 decoder $(SIZE "$B/m0/dc_codec_Os.o") kernel $(SIZE "$B/m0/huffdecode_tflm_Os.o")"
+  echo "code_bytes_O2_strip decoder $(SIZE "$B/m4/dc_codec.o") kernel $(SIZE "$B/m4/huffdecode_tflm_strip.o")"
+  echo "code_bytes_Os_strip decoder $(SIZE "$B/m4/dc_codec_Os.o") kernel $(SIZE "$B/m4/huffdecode_tflm_strip_Os.o")"
   echo "largest_frame_m4 $MAXFRAME"
   echo "largest_frame_m4_without_dc_decode $MAXFRAME_WS"
   echo "$blog" | grep "^BENCH"
@@ -191,7 +201,8 @@ for r in rows:
           f"stack {r['stack_bytes']:>6} B ws {r['workspace_bytes']:>5} B"
           + (f" (checksum {100 * r['checksum_share']:.0f} %)" if r["checksum_share"] else ""))
 print(f"   code (-O2, M4): decoder {info['code_bytes_O2']['decoder']} B, TFLM kernel "
-      f"{info['code_bytes_O2']['kernel']} B; largest frame: {info['largest_frame_m4']}")
+      f"{info['code_bytes_O2']['kernel']} B ({info['code_bytes_O2_strip']['kernel']} B with "
+      f"TF_LITE_STRIP_ERROR_STRINGS); largest frame: {info['largest_frame_m4']}")
 if ws:
     frame = int(info["largest_frame_m4_without_dc_decode"].split()[1])
     print(f"   largest frame besides dc_decode: {info['largest_frame_m4_without_dc_decode']}")
