@@ -11,6 +11,8 @@
 #      wheel's int8 outputs as expected values;
 #   3. firmware.cc + our kernel (C99) + decoder + tools/mcu/startup.c linked against it, run
 #      under qemu -icount shift=0; prints TFLM_M4 lines and exits with the failure count.
+# KFLAGS: extra flags for the kernel's compile, e.g. KFLAGS=-DTF_LITE_STRIP_ERROR_STRINGS (the
+# kernel as TFLM's BUILD_TYPE=release compiles it: no message strings).
 set -euo pipefail
 T="$(cd "$1" && pwd)"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -43,7 +45,7 @@ PYTHONPATH="$ROOT" "$PY" "$HERE/gen_model_data.py" "$MODELS" "$W/model_data.h" "
 # shellcheck disable=SC2086
 arm-none-eabi-gcc $CPU -std=c99 -O2 -Wall -Wextra -Werror $INC -c -o "$W/dc_codec.o" "$ROOT/tflite_kernels/src/dc_codec.c"
 # shellcheck disable=SC2086
-arm-none-eabi-gcc $CPU -std=c99 -O2 -Wall -Wextra -Werror $INC -c -o "$W/huffdecode_tflm.o" "$ROOT/tflite_kernels/micro/huffdecode_tflm.c"
+arm-none-eabi-gcc $CPU -std=c99 -O2 -Wall -Wextra -Werror ${KFLAGS:-} $INC -c -o "$W/huffdecode_tflm.o" "$ROOT/tflite_kernels/micro/huffdecode_tflm.c"
 # shellcheck disable=SC2086
 arm-none-eabi-gcc $CPU -std=c99 -O2 $INC -c -o "$W/startup.o" "$ROOT/tools/mcu/startup.c"
 arm-none-eabi-gcc $CPU -c -o "$W/models.o" "$W/models.S"
