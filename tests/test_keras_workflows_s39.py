@@ -183,3 +183,26 @@ def test_the_input_model_still_works_after_its_pruned_or_clustered_copy_trains(b
     run = subprocess.run([sys.executable, "-c", _INPUT_MODEL_AFTER_FIT], capture_output=True, text=True, env=env,
                          timeout=300)
     assert run.returncode == 0 and run.stdout.strip().endswith("OK"), run.stderr[-3000:]
+
+
+def test_a_wrapped_stateful_rnn_carries_its_state_from_call_to_call():
+    """A stateful LSTM (keras.layers.LSTM(stateful=True)) keeps its state in variables Keras does not
+    track (``layer.states``): the wrapper's StatelessScope swallowed their update, so a pruned or
+    clustered stateful RNN started every call from a zero state."""
+    keras.utils.set_random_seed(39)
+    seq = RNG.normal(size=(4, 5, 3)).astype("float32")
+    inputs = keras.Input((5, 3), batch_size=4)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(8, stateful=True, name="rnn")(inputs)))
+    pruned = dc_keras.prune(model, ConstantSparsity(0.5, begin_step=10**6))  # masks all ones
+    clustered = dc_keras.cluster(model, bits=4)
+    stripped = dc_keras.strip(clustered)  # plain layers holding the shared values, a state of their own
+
+    expected = [ops.convert_to_numpy(model(seq)) for _ in range(3)]
+    assert not np.allclose(expected[0], expected[1], atol=1e-4)  # the state carries over
+    for call in range(3):
+        np.testing.assert_allclose(ops.convert_to_numpy(pruned(seq)), expected[call], rtol=1e-5, atol=1e-6)
+    for call in range(3):
+        np.testing.assert_allclose(ops.convert_to_numpy(clustered(seq)), ops.convert_to_numpy(stripped(seq)),
+                                   rtol=1e-5, atol=1e-6)
+    pruned.get_layer("rnn").layer.reset_state()
+    np.testing.assert_allclose(ops.convert_to_numpy(pruned(seq)), expected[0], rtol=1e-5, atol=1e-6)

@@ -431,10 +431,25 @@ class CompressionWrapper(keras.layers.Wrapper):
             # computes (a clustered kernel: its centroids train) would lose the user's one.
             if self.trainable and not var.trainable and getattr(var, "regularizer", None) is not None:
                 self.add_loss(var.regularizer(value))
-        with substitute_variables(pairs, self.layer.variables, loss_owner=self):
+        with substitute_variables(pairs, self._updatable_variables(), loss_owner=self):
             if training is not None:
                 kwargs["training"] = training
             return self.layer(inputs, *args, **kwargs)
+
+    def _updatable_variables(self):
+        """The variables the inner layer may update in its call, written back after it: its own
+        (a dropout seed) and the state variables of a stateful RNN, which Keras does not track
+        (``RNN.states``, also of the RNNs inside a Bidirectional): left out, a wrapped stateful
+        RNN started every call from a zero state."""
+        variables = list(self.layer.variables)
+        known = {id(v) for v in variables}
+        for layer in _compat.flatten_layers(self.layer, include_self=True):
+            for state in keras.tree.flatten(getattr(layer, "states", None) or []) \
+                    if isinstance(layer, keras.layers.RNN) else []:
+                if isinstance(state, keras.Variable) and id(state) not in known:
+                    known.add(id(state))
+                    variables.append(state)
+        return variables
 
     def compute_output_shape(self, *args, **kwargs):
         return self.layer.compute_output_shape(*args, **kwargs)
