@@ -8,7 +8,8 @@ paper benchmark (``benchmarks/paper_table1.py``).
     error = evaluate_tflite(packed, x_test, y_test)             # measured on the file itself
 
 Training uses Adam with cosine decay on randomly shifted (+-2 px) images
-(``dc_keras.datasets.ShiftedBatches``); every function returns a plain (stripped) Keras model.
+(``dc_keras.datasets.ShiftedBatches``; ``max_shift=0`` trains on any array data as it is, e.g.
+tabular features); every function returns a plain (stripped) Keras model.
 """
 import numbers
 import os
@@ -30,12 +31,43 @@ def _verbose(verbose):
     return verbose
 
 
+def _batches(x, y, batch_size, max_shift, seed):
+    """The shuffled training batches: ``dc_keras.datasets.ShiftedBatches`` (random shifts of up to
+    ``max_shift`` pixels) for images; ``max_shift=0`` leaves the samples as they are, so any array
+    data trains (tabular features, token ids). A shift of data that is not images is refused."""
+    from dc_keras.datasets import ShiftedBatches
+
+    shape = np.shape(x)
+    if max_shift and len(shape) not in (3, 4):
+        raise ValueError(f"x of shape {shape} is not images (N, H, W[, C]): the pipeline's augmentation shifts "
+                         f"images by up to max_shift={max_shift} pixels. Pass max_shift=0 to train on other data "
+                         "as it is.")
+    if max_shift:
+        return ShiftedBatches(x, y, batch_size=batch_size, max_shift=max_shift, seed=seed)
+    return _unshifted_class()(x, y, batch_size=batch_size, max_shift=0, seed=seed)
+
+
+_UNSHIFTED = []
+
+
+def _unshifted_class():
+    """``ShiftedBatches`` without the shift (made once, on first use: it imports Keras)."""
+    if not _UNSHIFTED:
+        from dc_keras.datasets import ShiftedBatches
+
+        class UnshiftedBatches(ShiftedBatches):
+            def __getitem__(self, i):
+                idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+                return self.x[idx], self.y[idx]
+
+        _UNSHIFTED.append(UnshiftedBatches)
+    return _UNSHIFTED[0]
+
+
 def _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=()):
     import keras
 
-    from dc_keras.datasets import ShiftedBatches
-
-    batches = ShiftedBatches(x, y, batch_size=batch_size, max_shift=max_shift, seed=seed)
+    batches = _batches(x, y, batch_size, max_shift, seed)
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * len(batches)))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -94,14 +126,13 @@ def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, bat
         >>> pruned = prune_retrain(model, x_train, y_train, {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, epochs=10)
     """
     from dc_keras import train
-    from dc_keras.datasets import ShiftedBatches
 
     _check_sparsity(sparsity)
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if not 0.0 < ramp_fraction <= 1.0:
         raise ValueError(f"ramp_fraction must be in (0, 1], got {ramp_fraction}")
-    steps = epochs * len(ShiftedBatches(x, y, batch_size=batch_size))
+    steps = epochs * len(_batches(x, y, batch_size, max_shift, seed))
     # Training runs steps 0 .. steps - 1: the ramp ends at the last of them at the latest (ramp_fraction=1,
     # or a single step, which prunes to the target at once).
     end = min(max(1, int(steps * ramp_fraction)), steps - 1)

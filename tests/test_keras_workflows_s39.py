@@ -206,3 +206,27 @@ def test_a_wrapped_stateful_rnn_carries_its_state_from_call_to_call():
                                    rtol=1e-5, atol=1e-6)
     pruned.get_layer("rnn").layer.reset_state()
     np.testing.assert_allclose(ops.convert_to_numpy(pruned(seq)), expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_pipeline_trains_a_model_on_features_that_are_not_images():
+    """dc_keras.pipeline's recipe on tabular data: max_shift=0 (no shift augmentation) trains it, as the
+    argument says; it failed inside fit() with random_shift's 'expected images of shape (N, H, W[, C])'
+    whatever max_shift was. With a shift and non-image data the error says to pass max_shift=0,
+    before any training."""
+    keras.utils.set_random_seed(39)
+    x = RNG.normal(size=(96, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+
+    def model():
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="fc1"),
+                                 keras.layers.Dense(2, activation="softmax", name="fc2")])
+
+    with pytest.raises(ValueError, match=r"max_shift=0"):
+        dc_keras.pipeline.train_baseline(model(), x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"max_shift=0"):
+        dc_keras.pipeline.prune_retrain(model(), x, y, 0.5, epochs=1, verbose=0)
+    baseline = dc_keras.pipeline.train_baseline(model(), x, y, epochs=1, batch_size=32, max_shift=0, verbose=0)
+    pruned = dc_keras.pipeline.prune_retrain(baseline, x, y, 0.5, epochs=2, batch_size=32, max_shift=0, verbose=0)
+    assert [round(r["density"], 2) for r in dc_keras.pipeline.layer_stats(pruned)] == [0.5, 0.5]
+    shared = dc_keras.pipeline.cluster_finetune(pruned, x, y, bits=2, epochs=1, batch_size=32, max_shift=0, verbose=0)
+    assert [r["distinct"] for r in dc_keras.pipeline.layer_stats(shared)] == [4, 4]
