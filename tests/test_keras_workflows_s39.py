@@ -201,7 +201,7 @@ def test_a_wrapped_stateful_rnn_carries_its_state_from_call_to_call():
     assert not np.allclose(expected[0], expected[1], atol=1e-4)  # the state carries over
     for call in range(3):
         np.testing.assert_allclose(ops.convert_to_numpy(pruned(seq)), expected[call], rtol=1e-5, atol=1e-6)
-    for call in range(3):
+    for _ in range(3):
         np.testing.assert_allclose(ops.convert_to_numpy(clustered(seq)), ops.convert_to_numpy(stripped(seq)),
                                    rtol=1e-5, atol=1e-6)
     pruned.get_layer("rnn").layer.reset_state()
@@ -230,3 +230,22 @@ def test_pipeline_trains_a_model_on_features_that_are_not_images():
     assert [round(r["density"], 2) for r in dc_keras.pipeline.layer_stats(pruned)] == [0.5, 0.5]
     shared = dc_keras.pipeline.cluster_finetune(pruned, x, y, bits=2, epochs=1, batch_size=32, max_shift=0, verbose=0)
     assert [r["distinct"] for r in dc_keras.pipeline.layer_stats(shared)] == [4, 4]
+
+
+def test_the_step_count_follows_the_steps_keras_runs_when_steps_per_epoch_is_not_a_multiple_of_steps_per_execution():
+    """fit(steps_per_epoch=5) with compile(steps_per_execution=2) over data that does not end there:
+    Keras 3.15 runs the epoch's last execution whole (6 steps an epoch). PruningCallback counted 5,
+    so the pruning schedule fell one step behind the optimizer each epoch; the count now follows the
+    steps that ran (the optimizer's count), whatever Keras runs."""
+    def batches():
+        while True:
+            for i in range(0, len(X), 16):
+                yield X[i:i + 16], Y[i:i + 16]
+
+    model = _model("activity_regularizer")
+    pruned = dc_keras.prune(model, ConstantSparsity(0.5, begin_step=0, frequency=1))
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=2)
+    pruned.fit(batches(), steps_per_epoch=5, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    ran = int(ops.convert_to_numpy(pruned.optimizer.iterations))
+    assert ran >= 10
+    assert int(ops.convert_to_numpy(pruned.get_layer("fc1").pruning_step)) == ran

@@ -736,12 +736,16 @@ def _fully_addressable(variable):
     return sharding is None or sharding.is_fully_addressable
 
 
-def _optimizer_steps(optimizer):
+def _optimizer_steps(optimizer, unbuilt=None):
     """``optimizer.iterations`` as an int when it counts every training step (not with gradient
-    accumulation or a loss-scale wrapper, which skips steps), else None."""
+    accumulation or a loss-scale wrapper, which skips steps), else None; ``unbuilt``: the count of
+    an optimizer not built yet (TensorFlow builds it in the first training step: 0 at the start of
+    a fit())."""
     if optimizer is None or getattr(optimizer, "inner_optimizer", None) is not None or \
-            getattr(optimizer, "gradient_accumulation_steps", None) or not optimizer.built:
+            getattr(optimizer, "gradient_accumulation_steps", None):
         return None
+    if not optimizer.built:
+        return unbuilt
     return int(ops.convert_to_numpy(optimizer.iterations))
 
 
@@ -1017,7 +1021,7 @@ class PruningCallback(keras.callbacks.Callback):
             self._next = [w.schedule.next_update(b + w._holds_update(b)) for w, b in zip(wrappers, self._bases)]
             self._spe = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
             self._batch = None
-            self._epoch_iterations = _optimizer_steps(getattr(self.model, "optimizer", None)) \
+            self._epoch_iterations = _optimizer_steps(getattr(self.model, "optimizer", None), unbuilt=0) \
                 if self._wrappers_cache and self._wrappers_cache[0]._count_on_host else None
             self._made_at = [None] * len(wrappers)
             for wrapper in wrappers:
@@ -1063,15 +1067,21 @@ class PruningCallback(keras.callbacks.Callback):
         where Keras saves and logs, that is exact). An epoch that ends short of ``steps`` without ``stop_training``
         ran out of data, and Keras may have called the batch hook once more without a batch: the
         optimizer's step count, when it counts every step, says how many ran. So it says for a
-        fit() ``interrupted`` in the middle of an execution (KeyboardInterrupt)."""
+        fit() ``interrupted`` in the middle of an execution (KeyboardInterrupt), and for an epoch
+        whose ``steps`` (``steps_per_epoch``) is not a multiple of ``steps_per_execution``: over data
+        that goes on, Keras (3.15) runs its last execution whole, up to ``steps_per_execution - 1``
+        steps more than ``steps`` (counted as ``steps``, the schedule fell behind the optimizer)."""
         if not self._host or self._batch is None:
             return
         steps = int((self.params or {}).get("steps") or 0)
         done = min(int(self._batch) + self._spe, steps)
-        if interrupted or (epoch_end and done < steps and not getattr(self.model, "stop_training", False)):
+        short = epoch_end and done < steps and not getattr(self.model, "stop_training", False)
+        overrun = epoch_end and self._spe > 1 and steps % self._spe and done == steps
+        if interrupted or short or overrun:
             ran = _optimizer_steps(getattr(self.model, "optimizer", None))
             if ran is not None and self._epoch_iterations is not None:
-                done = min(done, ran - self._epoch_iterations)
+                ran -= self._epoch_iterations
+                done = min(max(done, ran), int(self._batch) + self._spe) if overrun else min(done, ran)
         for wrapper, base in zip(self._wrappers_cache, self._bases):
             if wrapper._count_on_host:
                 _assign_host(wrapper.pruning_step, np.asarray(base + done, dtype=wrapper.pruning_step.dtype))
