@@ -1035,10 +1035,18 @@ def mcu_section(mcu):
         o2, os_ = c4["code_bytes_O2"], c4["code_bytes_Os"]
         out += ["", f"Code for Cortex-M4 (`.text+.rodata+.data` of the object, -O2 / -Os): decoder `dc_codec.c` "
                 f"{o2['decoder']:,} / {os_['decoder']:,} B, TFLM kernel `huffdecode_tflm.c` {o2['kernel']:,} / "
-                f"{os_['kernel']:,} B. Decoder stack: {c4['max_stack_bytes']:,} B at most over these tensors; largest "
+                f"{os_['kernel']:,} B{_mcu_stripped(c4)}. Decoder stack: {c4['max_stack_bytes']:,} B at most over these tensors; largest "
                 f"frame (`-fstack-usage`): {_mcu_frame(c4['largest_frame_m4_without_dc_decode'])}; the host "
                 f"convenience `dc_decode`, which the kernel never calls: {_mcu_frame(c4['largest_frame_m4'])}."]
     return out + [""]
+
+
+def _mcu_stripped(c4):
+    """The kernel object compiled with TF_LITE_STRIP_ERROR_STRINGS (TFLM's release builds), when the run measured it."""
+    o2, os_ = c4.get("code_bytes_O2_strip"), c4.get("code_bytes_Os_strip")
+    if not (o2 and os_):
+        return ""
+    return f" ({o2['kernel']:,} / {os_['kernel']:,} B with `TF_LITE_STRIP_ERROR_STRINGS`, as TFLM's release builds compile it)"
 
 
 def _mcu_frame(line):

@@ -356,6 +356,12 @@ def test_mcu_section_from_the_committed_run(tmp_path):
                f"{fc1['workspace_bytes']:,} |" in table
     assert f"decoder `dc_codec.c` {c4['code_bytes_O2']['decoder']:,} / {c4['code_bytes_Os']['decoder']:,} B" in lines[-2]
     assert f"Decoder stack: {c4['max_stack_bytes']:,} B" in lines[-2]
+    assert f"{c4['code_bytes_O2_strip']['kernel']:,} / {c4['code_bytes_Os_strip']['kernel']:,} B with " \
+           "`TF_LITE_STRIP_ERROR_STRINGS`" in lines[-2]
+    older = copy.deepcopy(mcu)  # a run from before the stripped kernel was measured
+    del older["cortex_m4"]["code_bytes_O2_strip"], older["cortex_m4"]["code_bytes_Os_strip"]
+    assert "STRIP" not in doc.mcu_section(older)[-2] and f"{c4['code_bytes_Os']['kernel']:,} B. Decoder" in \
+        doc.mcu_section(older)[-2]
     for header in [i for i, line in enumerate(table) if line.startswith("|---")]:
         n = table[header].count("|")
         width = next((i for i in range(header + 1, len(table)) if table[i].count("|") != n), len(table))
