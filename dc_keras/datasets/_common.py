@@ -7,14 +7,25 @@ import numpy as np
 def normalize(images: np.ndarray) -> np.ndarray:
     """uint8 images ``(N, 28, 28)`` -> float32 ``(N, 28, 28, 1)`` in [0, 1], the models' input.
 
+    Images scaled already (floats in [0, 1], e.g. ``x / 255.0``) or with a channel axis are a
+    ``ValueError`` saying so: dividing them by 255 again would train on near-black images.
+
     Example:
         >>> (x, y), _ = dc_keras.datasets.mnist.load_data()
         >>> dc_keras.datasets.normalize(x[:2]).shape
         (2, 28, 28, 1)
     """
     images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        raise ValueError(f"expected images of shape (N, H, W), got {images.shape}: these already have a channel "
+                         "axis (normalize's output?); normalize takes the uint8 images load_data() returns, once")
     if images.ndim != 3:
         raise ValueError(f"expected images of shape (N, H, W), got {images.shape}")
+    if images.dtype.kind == "f" and images.size and 0.0 < float(np.nanmax(images)) <= 1.0:
+        # x / 255.0 (keras' tutorials) then normalize(x) trained on images 255 times too dark, silently
+        raise ValueError(f"these images are already scaled to [0, 1] (float, max {float(np.nanmax(images)):.3g}): "
+                         "normalize divides by 255; give it the uint8 images load_data() returns, or add the "
+                         "channel axis yourself: images[..., None]")
     return (images.astype(np.float32) / np.float32(255.0))[..., None]
 
 
