@@ -20,6 +20,7 @@ buffer to the largest alignment used, so end-relative alignment is also start-re
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import zipfile
@@ -174,14 +175,33 @@ def _zip_hint(data) -> str:
 def _check_header(data) -> None:
     """Size and file identifier: ``ValueError`` naming the problem and the fix."""
     if len(data) < 16:
-        raise ValueError(f"not a .tflite model: only {len(data)} bytes; {NOT_TFLITE_FIX}")
+        raise ValueError(f"not a .tflite model: only {len(data)} bytes; {_path_hint(data) or NOT_TFLITE_FIX}")
     if bytes(data[4:8]) != FILE_IDENTIFIER:
         raise ValueError(f"not a .tflite model: file identifier is {bytes(data[4:8])!r}, expected "
                          f"{FILE_IDENTIFIER!r}; {_not_tflite_fix(data)}")
 
 
+def _path_hint(data) -> str:
+    """When ``data`` (content, not a file) is the name of an existing file (``inspect(b"m.tflite")``:
+    bytes are a model's content, a path is ``str`` or ``os.PathLike``), the fix; else ""."""
+    if len(data) > 4096 or b"\0" in bytes(data[:4096]):
+        return ""
+    name = bytes(data)
+    try:
+        if not os.path.exists(name):
+            return ""
+    except (OSError, ValueError):
+        return ""
+    return (f"these bytes are the name of an existing file, {os.fsdecode(name)!r}, but bytes are taken as the "
+            "model's content: give the file's content, open(path, 'rb').read() (dc_keras.export.inspect also "
+            "takes a path as str or pathlib.Path)")
+
+
 def _not_tflite_fix(data) -> str:
     """What a file that is no ``.tflite`` probably is, by its first bytes, and what to do."""
+    hint = _path_hint(data)
+    if hint:
+        return hint
     if bytes(data[:4]) == b"PK\x03\x04":
         return _zip_hint(data)
     if bytes(data[:8]) == b"\x89HDF\r\n\x1a\n":

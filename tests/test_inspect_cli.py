@@ -152,7 +152,9 @@ def test_pack_reports_the_tensors_it_cannot_pack(refused_file, tmp_path, capsys)
 
 def test_pack_reports_a_constant_whose_buffer_does_not_hold_its_shape(tmp_path, capsys):
     """A float32 constant whose buffer is not its declared shape's size cannot be packed: pack used
-    to leave it without a word (inspect said "refused"); now both give the same reason."""
+    to leave it without a word (inspect said "refused"); now both give the same reason. (A buffer
+    larger than the shape: TFLite loads such a file; a smaller one it refuses, and so do pack and
+    inspect: tests/test_bad_input_s40.py.)"""
     import _export_models as em
 
     from dc_keras import _flatbuffer as fb
@@ -162,7 +164,7 @@ def test_pack_reports_a_constant_whose_buffer_does_not_hold_its_shape(tmp_path, 
     i, t = max(((i, t) for i, t in enumerate(sg.tensors) if t.buffer > 0),
                key=lambda it: len(fb.buffer_bytes(model, it[1].buffer)))
     nbytes = len(fb.buffer_bytes(model, t.buffer))
-    t.shape = [int(d) for d in t.shape[:-1]] + [int(t.shape[-1]) + 1]  # one column more than stored
+    t.shape = [int(d) for d in t.shape[:-1]] + [int(t.shape[-1]) - 1]  # one column less than stored
     src = tmp_path / "bad_shape.tflite"
     src.write_bytes(fb.write_model(model))
     name = fb.tensor_name(t)

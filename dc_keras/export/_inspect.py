@@ -8,7 +8,7 @@ import numpy as np
 
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
-from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, check_min_bytes, after_model, _codec, _offline_plans, _progress,
+from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, check_constant_sizes, check_min_bytes, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, packed_shape_mismatch, shared_buffer_reason,
@@ -349,6 +349,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
         with _about(path):
             return inspect(data, min_bytes)
     model = fb.read_model(tflite_bytes)
+    check_constant_sizes(model)  # a file TFLite refuses is no model to report on
     codec = _codec()
     hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
     users = _buffer_users(model)

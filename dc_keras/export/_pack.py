@@ -154,8 +154,10 @@ def unreferenced_note(count, nbytes):
 
 def size_mismatch(model, t):
     """Why the data of constant ``t``, of a type pack packs, is not the dtype and shape the tensor
-    declares (its buffer's size differs: TFLite may still run such a file), or None: such a tensor
-    cannot be packed (``_tensor_array`` reads nothing), nor can the others sharing its buffer."""
+    declares (its buffer is larger: TFLite runs such a file, e.g. a tensor reading the first bytes
+    of another's buffer; a smaller one is refused first, by ``check_constant_sizes``), or None: such
+    a tensor cannot be packed (``_tensor_array`` reads nothing), nor can the others sharing its
+    buffer."""
     nbytes = fb.buffer_size(model, t.buffer) if t.buffer > 0 else 0
     if not nbytes or not packable_type(t.type):
         return None
@@ -165,6 +167,53 @@ def size_mismatch(model, t):
     if all(d >= 0 for d in shape) and _format.output_bytes(int(t.type), int(np.prod(shape, dtype=np.int64))) == nbytes:
         return None
     return f"buffer holds {nbytes} B, not the {fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} the tensor declares"
+
+
+# Bits per element TFLite sizes a constant's buffer by (BytesRequired) besides the codec's types
+# (``_format.DTYPE_TABLE``); STRING, RESOURCE and VARIANT buffers have no size to check.
+_OTHER_TYPE_BITS = {schema.TensorType.COMPLEX64: 64, schema.TensorType.COMPLEX128: 128}
+
+
+def short_constant(model):
+    """``(subgraph, tensor index, tensor, buffer bytes, declared bytes)`` of the first constant whose
+    buffer holds fewer bytes than its dtype and shape need, or None. TFLite refuses such a file when
+    it loads it ("required_bytes <= bytes was not true. Tensor N is invalidly specified in
+    schema"): a dense constant of a fixed-size type must hold at least its shape's bytes (a larger
+    buffer loads: a tensor may read the first bytes of another's). Sparse tensors, dynamic shapes
+    and STRING / RESOURCE / VARIANT tensors are not sized (TFLite does not check them either)."""
+    from dc_keras.codec import _format
+
+    for s, sg in enumerate(model.subgraphs or []):
+        for i, t in enumerate(sg.tensors or []):
+            if t.buffer <= 0 or t.sparsity is not None:
+                continue
+            code = int(t.type)
+            bits = _format.DTYPE_TABLE[code][1] if code in _format.DTYPE_TABLE else _OTHER_TYPE_BITS.get(code)
+            shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+            if bits is None or any(d < 0 for d in shape):
+                continue
+            nbytes = fb.buffer_size(model, t.buffer)
+            need = (int(np.prod(shape, dtype=object)) * bits + 7) // 8
+            if 0 < nbytes < need:  # an empty buffer: not a constant (an activation), as TFLite reads it
+                return s, i, t, nbytes, need
+    return None
+
+
+def check_constant_sizes(model):
+    """``ValueError`` naming the first constant whose buffer is shorter than its declared dtype and
+    shape (``short_constant``): the TFLite interpreter refuses such a file, so pack, unpack and
+    inspect refuse it too, rather than pass it on as if it were a model."""
+    short = short_constant(model)
+    if short is None:
+        return
+    s, i, t, nbytes, need = short
+    shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+    name = fb.printable(fb.tensor_name(t))
+    which = f"{i} {name!r} (subgraph {s})" if name else f"{i} (unnamed, subgraph {s})"
+    raise ValueError(f"malformed .tflite: constant tensor {which} declares "
+                     f"{fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} ({need} B) but its buffer {t.buffer} holds only "
+                     f"{nbytes} B, so the TFLite interpreter refuses this file (\"Tensor {i} is invalidly specified "
+                     "in schema\"): export the model again, or fix the tool that wrote the file")
 
 
 def skip_reason(t, idx, facts, users, planned=None, model=None):
@@ -550,6 +599,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
                             context_model=context_model, compact=compact, positive_zeros=positive_zeros,
                             layouts=layouts, decoder=decoder)
     model = fb.read_model(tflite_bytes)
+    check_constant_sizes(model)  # a file TFLite refuses: the first thing to know about it
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
     fb.check_rewritable(model, "pack")
@@ -1120,6 +1170,7 @@ def unpack_with_zip(packed_bytes, *, buffers="auto"):
     if buffers not in fb.BUFFER_LOCATIONS:
         raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
     model = fb.read_model(packed_bytes)
+    check_constant_sizes(model)
     if buffers == "auto" and not any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
         return bytes(packed_bytes), [], 0, None
     fb.check_rewritable(model, "unpack")

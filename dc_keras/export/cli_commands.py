@@ -19,21 +19,67 @@ class UsageError(ValueError):
     reading any file."""
 
 
-def _read(path):
-    """The bytes of an input file; a missing or unreadable path or a device raises ``OSError``
-    saying what to do."""
+def _pipe_device():
+    """``st_dev`` of an anonymous pipe (``<(cmd)``, ``/dev/fd/N``: opening one never waits), told
+    apart from a named FIFO, whose ``open`` waits for a writer."""
+    r, w = os.pipe()
     try:
-        with open(path, "rb") as f:
-            if stat.S_ISCHR(os.fstat(f.fileno()).st_mode) or stat.S_ISBLK(os.fstat(f.fileno()).st_mode):
-                # /dev/zero never ends, a terminal waits for typing, a disk is no model
-                raise OSError(errno.EINVAL, "a device, not a file: give the path of a .tflite file", path)
-            return f.read()
+        return os.fstat(r).st_dev
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def _read_fifo(fd, path):
+    """The bytes of the FIFO open (non-blocking) on ``fd``. A named FIFO that no process has open
+    for writing is refused: reading it would wait for a writer forever (``open`` of a FIFO with no
+    writer blocks; a writer already waiting in its ``open``, e.g. ``cat m.tflite > FIFO &``, counts
+    as one). An anonymous pipe (process substitution) is read to its end, as any input."""
+    try:
+        first = os.read(fd, 1 << 16)
+    except BlockingIOError:  # a writer is there, nothing written yet
+        first = None
+    if first == b"" and os.fstat(fd).st_dev != _pipe_device():
+        raise OSError(errno.EINVAL, "a FIFO (named pipe) that no process is writing to, so reading it would wait "
+                      "forever: start the process writing the model into it first (e.g. cat model.tflite > "
+                      f"{path} &), or give the path of a .tflite file", path)
+    os.set_blocking(fd, True)
+    with open(fd, "rb", closefd=False) as f:
+        return (first or b"") + f.read()
+
+
+def _read(path):
+    """The bytes of an input file; a missing or unreadable path, a directory, a device, a socket or
+    a named FIFO nothing writes to raises ``OSError`` saying what to do (never waits for an input
+    that cannot come: the FIFO is opened non-blocking)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_BINARY", 0))
     except FileNotFoundError as exc:
         raise type(exc)(exc.errno, f"{exc.strerror}; check the path of the input .tflite", path) from None
-    except IsADirectoryError as exc:
+    except IsADirectoryError as exc:  # (Windows; POSIX opens a directory: fstat below)
         raise type(exc)(exc.errno, f"{exc.strerror}; give the path of a .tflite file", path) from None
     except PermissionError as exc:
         raise type(exc)(exc.errno, f"{exc.strerror}; the input must be readable by you", path) from None
+    except OSError as exc:
+        if exc.errno == errno.ENXIO and stat.S_ISSOCK(os.stat(path).st_mode):  # a Unix socket opens as no file
+            raise OSError(errno.EINVAL, "a socket, not a file: give the path of a .tflite file", path) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, f"{os.strerror(errno.EISDIR)}; give the path of a .tflite file",
+                                    path)
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            # /dev/zero never ends, a terminal waits for typing, a disk is no model
+            raise OSError(errno.EINVAL, "a device, not a file: give the path of a .tflite file", path)
+        if stat.S_ISFIFO(mode):
+            return _read_fifo(fd, path)
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -292,11 +338,19 @@ def _layout_names(text):
     return names
 
 
+# What happens to OUT (dc_keras._fileio.atomic_write), in pack's and unpack's --help.
+_OUT_POLICY = ("OUT is written atomically (a temporary file in its directory, renamed over it: no partial "
+               "OUT, even when interrupted). A new OUT's permissions follow the umask; an existing OUT is "
+               "replaced without asking (the report says 'replaced the existing OUT'), keeping its "
+               "permissions, and a symbolic link is written through; a read-only OUT (root replaces it, as "
+               "cp does), a dangling link, a device or a FIFO is refused.")
+
+
 def add_commands(commands):
     """Adds ``pack``, ``unpack`` and ``inspect`` to ``commands`` (an argparse sub-parsers object);
     returns their names."""
     p = commands.add_parser("pack", help="Huffman-pack the weights of any .tflite (adds HuffDecode ops)",
-                            description="Huffman-pack the weights of IN into OUT (IN is never modified).")
+                            description="Huffman-pack the weights of IN into OUT (IN is never modified). " + _OUT_POLICY)
     p.add_argument("input", metavar="IN", type=_path, help="the .tflite to pack")
     p.add_argument("output", metavar="OUT", type=_path, help="where to write the packed .tflite")
     _min_bytes_option(p)
@@ -334,7 +388,8 @@ def add_commands(commands):
     p.set_defaults(func=cmd_pack)
 
     p = commands.add_parser("unpack", help="restore an ordinary .tflite from a packed one",
-                            description="Decode every HuffDecode op of IN; write the ordinary .tflite to OUT.")
+                            description="Decode every HuffDecode op of IN; write the ordinary .tflite to OUT (IN is never "
+                                        "modified). " + _OUT_POLICY)
     p.add_argument("input", metavar="IN", type=_path, help="a packed .tflite")
     p.add_argument("output", metavar="OUT", type=_path, help="where to write the ordinary .tflite")
     _buffers_option(p)
