@@ -213,3 +213,44 @@ def test_pack_and_unpack_help_say_what_happens_to_an_existing_output(capsys):
         assert "an existing OUT is replaced without asking (the report says 'replaced the existing OUT'), keeping " \
                "its permissions" in text, text
         assert "A new OUT's permissions follow the umask" in text and "IN is never modified" in text, text
+
+
+def test_a_large_file_that_is_no_tflite_is_refused_from_its_first_bytes(tmp_path, monkeypatch, capsys):
+    """A big file that is no .tflite (a 30 GB data set given by mistake) was read whole before
+    "not a .tflite model" (3 GB: 18 s, 3.2 GB of memory), or ended in "out of memory", a wrong fix.
+    Files over 64 MiB are now refused from their first 64 KiB, with the same message; a zip keeps
+    its hint."""
+    from dc_keras.export import cli_commands
+
+    read = []
+
+    class Spy:
+        def __init__(self, f):
+            self.f = f
+
+        def read(self, *n):
+            data = self.f.read(*n)
+            read.append(len(data))
+            return data
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(cli_commands, "open", lambda *a, **k: Spy(open(*a, **k)), raising=False)
+    for name, head in (("data.npy", b"\x93NUMPY\x01\x00"), ("bundle.zip", b"PK\x03\x04")):
+        path = tmp_path / name
+        path.write_bytes(head)
+        os.truncate(path, (64 << 20) + 1)  # sparse: no disk space used
+        read.clear()
+        assert cli.main(["inspect", str(path)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"dc-keras inspect: error: {path}: not a .tflite model: file identifier is "), err
+        assert "zip archive" in err if name.endswith(".zip") else "give a TensorFlow Lite model" in err, err
+        assert sum(read) <= 64 << 10, read
+    assert sorted(os.listdir(tmp_path)) == ["bundle.zip", "data.npy"]

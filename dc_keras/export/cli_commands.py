@@ -48,6 +48,25 @@ def _read_fifo(fd, path):
         return (first or b"") + f.read()
 
 
+# A regular file larger than this is read only when its first bytes are a .tflite's (a 30 GB file
+# given by mistake was read whole before "not a .tflite model", or ended in "out of memory").
+_HEAD_FIRST_BYTES = 64 << 20
+
+
+def _check_head(f, path):
+    """``ValueError`` (naming ``path``) when the file open as ``f`` does not start as a ``.tflite``
+    (``_flatbuffer``'s wording, from its first 64 KiB); ``f`` is left at its start."""
+    from dc_keras import _flatbuffer as fb
+
+    head = f.read(64 << 10)
+    f.seek(0)
+    if head[4:8] != fb.FILE_IDENTIFIER:
+        try:
+            fb.read_model(head)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {' '.join(str(exc).split())}") from None
+
+
 def _read(path):
     """The bytes of an input file; a missing or unreadable path, a directory, a device, a socket or
     a named FIFO nothing writes to raises ``OSError`` saying what to do (never waits for an input
@@ -77,6 +96,8 @@ def _read(path):
             return _read_fifo(fd, path)
         os.set_blocking(fd, True)
         with open(fd, "rb", closefd=False) as f:
+            if os.fstat(fd).st_size > _HEAD_FIRST_BYTES:
+                _check_head(f, path)
             return f.read()
     finally:
         os.close(fd)
