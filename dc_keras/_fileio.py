@@ -265,11 +265,29 @@ def check_writable(path, example: str = "model.tflite") -> str:
     raise OSError(err, f"{os.strerror(err)}; {fix}", path)
 
 
+def _keep_owner(fd: int, old: os.stat_result) -> None:
+    """Gives the new file on ``fd`` the group of the file it replaces (``old``), and as root its
+    owner too, as writing into the old file would have kept them: a file shared through its group
+    (mode 0660, group ``ml``) would otherwise become the writer's primary group's, and a file root
+    rewrites for a user root's. A group the process may not give (it is not a member) is left as a
+    new file gets it; best effort, as editors do (no error: the bytes are what was asked)."""
+    if not hasattr(os, "fchown"):
+        return
+    st = os.fstat(fd)
+    uid = old.st_uid if hasattr(os, "geteuid") and os.geteuid() == 0 and old.st_uid != st.st_uid else -1
+    gid = old.st_gid if old.st_gid != st.st_gid else -1
+    if uid == -1 and gid == -1:
+        return
+    with contextlib.suppress(OSError):
+        os.fchown(fd, uid, gid)
+
+
 def atomic_write(path, data: bytes) -> str:
     """Writes ``data`` to ``path`` atomically; returns ``path`` as a string.
 
     A new file's permissions follow the umask (0644 under umask 022, 0600 under 077); a file
-    replaced keeps its permissions, and a symbolic link is written through (the link stays, the
+    replaced keeps its permissions and its group (when the process may give it: a member of it, or
+    root; root also keeps its owner), and a symbolic link is written through (the link stays, the
     file it points to gets the new bytes), as an editor saving the file would; a link that leads
     to no file (dangling or a loop) is refused (``OSError`` saying so), as GNU ``cp`` refuses it. An existing file
     the process may not write (read-only, or another user's) is not replaced: ``PermissionError``
@@ -287,9 +305,10 @@ def atomic_write(path, data: bytes) -> str:
     target = os.path.realpath(path) if os.path.islink(path) else path  # (_bad_target refused a dangling one)
     directory = os.path.dirname(os.path.abspath(target))
     try:
-        keep_mode = stat.S_IMODE(os.stat(target).st_mode)
+        old = os.stat(target)
+        keep_mode = stat.S_IMODE(old.st_mode)
     except OSError:
-        keep_mode = None  # a new file: the umask decides
+        old = keep_mode = None  # a new file: the umask decides
     foreign = _foreign_file(path, target, directory)
     if foreign:
         raise foreign
@@ -298,6 +317,8 @@ def atomic_write(path, data: bytes) -> str:
     except OSError as exc:
         raise _naming(exc, path, directory) from None
     try:
+        if old is not None:
+            _keep_owner(fd, old)
         if keep_mode is not None and hasattr(os, "fchmod"):
             os.fchmod(fd, keep_mode)
         with os.fdopen(fd, "wb") as f:

@@ -10,6 +10,7 @@ paths that are FIFOs/devices/links, devices as input, disk full, read-only direc
 """
 import os
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -254,3 +255,27 @@ def test_a_large_file_that_is_no_tflite_is_refused_from_its_first_bytes(tmp_path
         assert "zip archive" in err if name.endswith(".zip") else "give a TensorFlow Lite model" in err, err
         assert sum(read) <= 64 << 10, read
     assert sorted(os.listdir(tmp_path)) == ["bundle.zip", "data.npy"]
+
+
+def test_a_replaced_output_keeps_its_owner_and_group(tmp_path, plain, capsys):
+    """Replacing an output gave it the writer's owner and group: a file shared through its group
+    (mode 0660) lost its group for the others, and a user's file that root re-packed became
+    root's (unwritable for the user). The new file now keeps the old file's group (and, as root,
+    its owner), like the mode it already kept. Giving a file away takes root: skipped otherwise."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the existing output another owner and group")
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    out, chart = tmp_path / "shared.tflite", tmp_path / "sizes.svg"
+    for f in (out, chart):
+        f.write_bytes(b"old")
+        os.chown(f, 65534, 65534)
+        os.chmod(f, 0o660)
+    assert cli.main(["pack", str(src), str(out)]) == 0
+    assert "replaced the existing" in capsys.readouterr().out
+    export.inspect(src).plot(chart)  # the Python API's writer: the same rule
+    for f in (out, chart):
+        st = os.stat(f)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o660), f
+    assert out.read_bytes()[4:8] == b"TFL3" and chart.read_bytes() != b"old"
+    assert sorted(os.listdir(tmp_path)) == ["m.tflite", "shared.tflite", "sizes.svg"]
