@@ -279,3 +279,30 @@ def test_a_replaced_output_keeps_its_owner_and_group(tmp_path, plain, capsys):
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o660), f
     assert out.read_bytes()[4:8] == b"TFL3" and chart.read_bytes() != b"old"
     assert sorted(os.listdir(tmp_path)) == ["m.tflite", "shared.tflite", "sizes.svg"]
+
+
+def test_input_path_errors_name_the_fix(tmp_path, plain, capsys, monkeypatch):
+    """An input path ending in / after a file's name, a symbolic link loop or a name too long gave
+    only the OS's words ('Not a directory', 'Too many levels of symbolic links', 'File name too
+    long'), and a dangling link 'No such file or directory' with no word of the link: each now
+    names what is wrong and what to do."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.tflite").write_bytes(plain)
+    os.symlink("loop_b", "loop_a")
+    os.symlink("loop_a", "loop_b")
+    os.symlink("gone.tflite", "dangling.tflite")
+    cases = {"m.tflite/": "Not a directory; a part of the path before the last / is a file, not a directory",
+             "loop_a": "Too many levels of symbolic links; a symbolic link in the path leads back to itself (a loop): "
+                       "fix the link",
+             "dangling.tflite": "No such file or directory; it is a symbolic link to gone.tflite, which does not exist: "
+                                "fix the link or check the path of the input .tflite",
+             "x" * 300 + ".tflite": "File name too long; a name in the path is longer than the file system allows"}
+    before = sorted(os.listdir(tmp_path))
+    for path, why in cases.items():
+        assert cli.main(["inspect", path]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"dc-keras inspect: error: {path}: {why}"), err
+        with pytest.raises(OSError, match="; ") as info:  # the Python API: the same words
+            export.inspect(path)
+        assert why in info.value.strerror and info.value.filename == path
+    assert sorted(os.listdir(tmp_path)) == before

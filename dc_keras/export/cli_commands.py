@@ -75,7 +75,10 @@ def _read(path):
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
                      | getattr(os, "O_BINARY", 0))
     except FileNotFoundError as exc:
-        raise type(exc)(exc.errno, f"{exc.strerror}; check the path of the input .tflite", path) from None
+        fix = "check the path of the input .tflite"
+        if os.path.islink(path):  # the link is there, what it names is not
+            fix = f"it is a symbolic link to {os.readlink(path)}, which does not exist: fix the link or {fix}"
+        raise type(exc)(exc.errno, f"{exc.strerror}; {fix}", path) from None
     except IsADirectoryError as exc:  # (Windows; POSIX opens a directory: fstat below)
         raise type(exc)(exc.errno, f"{exc.strerror}; give the path of a .tflite file", path) from None
     except PermissionError as exc:
@@ -83,6 +86,14 @@ def _read(path):
     except OSError as exc:
         if exc.errno == errno.ENXIO and stat.S_ISSOCK(os.stat(path).st_mode):  # a Unix socket opens as no file
             raise OSError(errno.EINVAL, "a socket, not a file: give the path of a .tflite file", path) from None
+        fix = {errno.ENOTDIR: "a part of the path before the last / is a file, not a directory (a trailing / after "
+                              "the file's name?): check the path of the input .tflite",
+               errno.ELOOP: "a symbolic link in the path leads back to itself (a loop): fix the link or give the "
+                            "path of the .tflite file",
+               errno.ENAMETOOLONG: "a name in the path is longer than the file system allows: check the path of "
+                                   "the input .tflite"}.get(exc.errno)
+        if fix and exc.strerror:
+            raise type(exc)(exc.errno, f"{exc.strerror}; {fix}", path) from None
         raise
     try:
         mode = os.fstat(fd).st_mode
