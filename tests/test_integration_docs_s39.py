@@ -15,6 +15,7 @@ import warnings
 import pytest
 
 import _docs
+from test_c_headers import STUBS
 
 ROOT = _docs.ROOT
 KERNELS = os.path.join(ROOT, "tflite_kernels")
@@ -61,26 +62,9 @@ def test_mcu_doc_build_block_compiles_outside_the_repository(tmp_path):
 
 
 # TFLite's C API as upstream lays it out (tensorflow/lite/c/c_api.h, c_api_experimental.h): the
-# custom-op registration is experimental and only in the second header.
-UPSTREAM_STUBS = {
-    "tensorflow/lite/c/c_api.h": """
-        #include <stdint.h>
-        typedef struct TfLiteModel TfLiteModel;
-        typedef struct TfLiteInterpreter TfLiteInterpreter;
-        typedef struct TfLiteInterpreterOptions TfLiteInterpreterOptions;
-        typedef struct TfLiteRegistration TfLiteRegistration;
-        typedef struct TfLiteDelegate TfLiteDelegate;
-        TfLiteInterpreterOptions* TfLiteInterpreterOptionsCreate(void);
-        void TfLiteInterpreterOptionsAddDelegate(TfLiteInterpreterOptions* options, TfLiteDelegate* delegate);
-        TfLiteInterpreter* TfLiteInterpreterCreate(const TfLiteModel* model,
-                                                   const TfLiteInterpreterOptions* optional_options);
-    """,
-    "tensorflow/lite/c/c_api_experimental.h": """
-        #include "tensorflow/lite/c/c_api.h"
-        void TfLiteInterpreterOptionsAddCustomOp(TfLiteInterpreterOptions* options, const char* name,
-            const TfLiteRegistration* registration, int32_t min_version, int32_t max_version);
-    """,
-}
+# custom-op registration is experimental and only in the second header; the stand-ins are
+# test_c_headers.py's.
+UPSTREAM_STUBS = {name: text for name, text in STUBS.items() if name.startswith("tensorflow/lite/c/")}
 
 
 def test_android_c_api_snippet_compiles_against_upstream_header_layout(tmp_path):
