@@ -306,3 +306,20 @@ def test_input_path_errors_name_the_fix(tmp_path, plain, capsys, monkeypatch):
             export.inspect(path)
         assert why in info.value.strerror and info.value.filename == path
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_report_plot_does_not_write_over_the_model_it_was_read_from(tmp_path, plain):
+    """export.inspect(path).plot(path) (or a link to it) replaced the model with a chart: the CLI
+    refuses `inspect M --plot M`, the API did not. Now the same ValueError; the model is kept."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    os.symlink(src, tmp_path / "link.png")
+    report = export.inspect(src)
+    for path in (tmp_path / "link.png", src, str(src)):  # a link named like an image: the real loss
+        with pytest.raises(ValueError, match="^the plot path must differ from the model inspected: .* is the same "
+                                             "file as .*inputs are never modified: choose a different output path"):
+            report.plot(path)
+    assert src.read_bytes() == plain and sorted(os.listdir(tmp_path)) == ["link.png", "m.tflite"]
+    report.plot(tmp_path / "sizes.png")  # another path: written
+    export.inspect(plain).plot(src.with_suffix(".svg"))  # a report of bytes has no source file
+    assert sorted(os.listdir(tmp_path)) == ["link.png", "m.svg", "m.tflite", "sizes.png"]

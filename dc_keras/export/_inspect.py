@@ -219,11 +219,18 @@ class Report:
         """Writes a bar chart of raw vs packed bytes per tensor (the paper's size breakdown).
 
         The format follows the extension of ``path`` (.png, .pdf, .svg, ...; PNG without one).
-        Raises ``OSError`` / ``ValueError`` (see :func:`check_plot_path`) before drawing anything.
+        Raises ``OSError`` / ``ValueError`` (see :func:`check_plot_path`) before drawing anything,
+        and ``ValueError`` when ``path`` is the file the report was read from (``inspect(path)``):
+        inputs are never written over.
 
         Example:
           >>> dc_keras.export.inspect(data).plot("sizes.png")
         """
+        source = getattr(self, "_source", None)  # the file inspect(path) read: never written over
+        if source is not None:
+            from dc_keras.export.cli_commands import _check_paths
+
+            _check_paths(source, os.fsdecode(path), ("the plot path", "the model inspected"))
         fmt = check_plot_path(path)
         import matplotlib
 
@@ -347,7 +354,9 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
         path = os.fsdecode(os.fspath(tflite_bytes))
         data = _read(path)  # `dc-keras inspect FILE`'s reading and wording
         with _about(path):
-            return inspect(data, min_bytes)
+            report = inspect(data, min_bytes)
+        report._source = path  # plot() refuses to write over it
+        return report
     model = fb.read_model(tflite_bytes)
     check_constant_sizes(model)  # a file TFLite refuses is no model to report on
     codec = _codec()
