@@ -99,6 +99,9 @@ def _write_fix(err: int, path: str, example: str = "model.tflite", directory: st
     if err == errno.EIO:
         return ("the disk reported an input/output error: check the disk or file system, or choose an output "
                 "path on another disk (nothing was written)")
+    if err == errno.EBUSY:
+        return (f"{path} is in use by the system (a mount point: another file is mounted on it), so it cannot be "
+                "replaced: unmount it or choose another output path (nothing was written)")
     if err == errno.EFBIG:
         return ("the output is larger than this process may write (ulimit -f) or the file system allows: "
                 "raise the limit or choose an output path on another file system (nothing was written)")
@@ -287,7 +290,8 @@ def atomic_write(path, data: bytes) -> str:
 
     A new file's permissions follow the umask (0644 under umask 022, 0600 under 077); a file
     replaced keeps its permissions and its group (when the process may give it: a member of it, or
-    root; root also keeps its owner), and a symbolic link is written through (the link stays, the
+    root; root also keeps its owner), and a symbolic link is written through (a file with other hard
+    links is replaced under this name only: the other names keep the old bytes) (the link stays, the
     file it points to gets the new bytes), as an editor saving the file would; a link that leads
     to no file (dangling or a loop) is refused (``OSError`` saying so), as GNU ``cp`` refuses it. An existing file
     the process may not write (read-only, or another user's) is not replaced: ``PermissionError``

@@ -323,3 +323,29 @@ def test_report_plot_does_not_write_over_the_model_it_was_read_from(tmp_path, pl
     report.plot(tmp_path / "sizes.png")  # another path: written
     export.inspect(plain).plot(src.with_suffix(".svg"))  # a report of bytes has no source file
     assert sorted(os.listdir(tmp_path)) == ["link.png", "m.svg", "m.tflite", "sizes.png"]
+
+
+def test_an_output_with_a_file_mounted_on_it_names_the_mount(tmp_path, plain, capsys):
+    """An OUT that is a mount point (a file bind-mounted on it: container set-ups do this) cannot
+    be renamed over: 'Device or resource busy' and nothing else. Now the cause and the fix; the
+    mounted file is untouched and no temporary file is left. Mounting takes root: skipped
+    otherwise."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to bind-mount a file")
+    src, out, mounted = tmp_path / "m.tflite", tmp_path / "out.tflite", tmp_path / "mounted.bin"
+    src.write_bytes(plain)
+    out.write_bytes(b"under")
+    mounted.write_bytes(b"mounted")
+    r = subprocess.run(["mount", "--bind", str(mounted), str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, f"mount --bind failed as root: {r.stderr}"
+    try:
+        assert cli.main(["pack", str(src), str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == (f"dc-keras pack: error: {out}: Device or resource busy; {out} is in use by the system (a mount "
+                       "point: another file is mounted on it), so it cannot be replaced: unmount it or choose another "
+                       "output path (nothing was written)"), err
+        assert out.read_bytes() == b"mounted"
+        assert sorted(os.listdir(tmp_path)) == ["m.tflite", "mounted.bin", "out.tflite"]
+    finally:
+        subprocess.run(["umount", str(out)], capture_output=True)
+    assert out.read_bytes() == b"under"
