@@ -1,12 +1,10 @@
 """Bad input to ``dc-keras pack`` / ``unpack`` / ``inspect`` and ``dc_keras.export`` (s40 red team):
-inputs that are not regular files (a named FIFO nothing writes to, a socket), a model TFLite itself
-refuses (a constant whose buffer is shorter than its shape), bytes naming a file given as a
-model's content, and the output policy in ``--help``. Each gets one clear error naming the
-problem and the fix, never a hang or a silent wrong result, and writes nothing.
-
-What other files cover is not repeated: atomic writes, umask and modes (test_fileio.py), output
-paths that are FIFOs/devices/links, devices as input, disk full, read-only directories
-(test_cli_errors.py, test_faults.py), signals mid-write (test_faults.py).
+inputs that are not regular files (a named FIFO nothing writes to, a socket), input paths the OS
+rejects, a big file that is no model, a model TFLite itself refuses (a constant whose buffer is
+shorter than its shape), bytes naming a file given as a model's content; outputs: the policy in
+``--help``, the owner and group of a replaced file, a mount point, a plot over the model it
+describes. Each gets one clear error naming the problem and the fix, never a hang or a silent
+wrong result, and writes nothing.
 """
 import os
 import socket
@@ -50,7 +48,7 @@ def _cli(*args, **kw):
 
 
 @needs_fifo
-def test_a_named_fifo_nothing_writes_to_is_refused_not_waited_on(tmp_path, plain):
+def test_a_named_fifo_nothing_writes_to_is_refused_not_waited_on(tmp_path):
     """`dc-keras inspect FIFO` (pack, unpack, export.inspect(path)) with no process writing to the
     FIFO waited forever in open(): now one error saying so and how to feed it."""
     fifo = tmp_path / "model.fifo"
