@@ -65,3 +65,79 @@ def test_quantization_md_quantizer_block_runs_as_written_in_an_empty_directory(t
     assert r.returncode == 0, (script, r.stdout[-2000:], r.stderr[-3000:])
     assert (tmp_path / "packed.tflite").read_bytes()[4:8] == b"TFL3"
     assert (tmp_path / "OUT_DIR" / "weight_only_wi4_afp32.tflite").stat().st_size > 0
+
+
+@pytest.mark.long  # two JAX processes (~1 min on 2 shared cores)
+def test_multi_worker_md_worker_block_runs_in_two_processes_on_data_not_a_multiple_of_the_batch(tmp_path):
+    """docs/multi_worker.md's "What each worker does" block, run as written by 2 processes on
+    127.0.0.1 with 1,001 samples and a global batch of 100: its `.batch(GLOBAL_BATCH)` left a last
+    batch of 1 that the 2 processes could not share, one worker ran out of data ("Your input ran out
+    of data") and the other waited in a collective: the job hung, with no error. With the doc's
+    `drop_remainder=True` both workers finish and agree."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import _docs
+
+    blocks = [code for _, _, code in _docs.blocks("docs/multi_worker.md", "python") if "jax.distributed.initialize" in code]
+    assert len(blocks) == 1, blocks
+    code = _docs.fill(blocks[0], {
+        "N, i": "N, i = 2, int(os.environ['DC_TEST_WORKER'])",
+        "x, y": "import numpy as np\nrng = np.random.default_rng(0)\n"
+                "x, y = rng.random((1001, 20), dtype=np.float32), rng.integers(0, 4, 1001)",
+        "GLOBAL_BATCH, E": "GLOBAL_BATCH, E = 100, 2",
+        "model": "model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation='relu'),\n"
+                 "                          keras.layers.Dense(4, activation='softmax')])",
+        "schedule": "schedule = dc_keras.schedules.PolynomialDecay(0.0, 0.8, 0, 20, frequency=5)",
+    })
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert code.count('"10.0.0.1:12345"') == 1 and code.count('f"/ckpt/worker{i}"') == 1, code
+    code = code.replace('"10.0.0.1:12345"', f'"127.0.0.1:{port}"').replace('f"/ckpt/worker{i}"',
+                                                                           f'f"{tmp_path}/ckpt/worker{{i}}"')
+    code += ("\nimport numpy as np\nk = dc_keras.strip(pruned).layers[0].get_weights()[0]\n"
+             "print('RESULT', i, round(float(np.mean(k == 0)), 3), flush=True)\n")
+    (tmp_path / "worker.py").write_text(code)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu", PYTHONPATH=_docs.ROOT)
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py")], cwd=tmp_path, text=True,
+                              env=dict(env, DC_TEST_WORKER=str(w)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for w in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=240)[0])
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        logs = [p.communicate()[0][-1500:] for p in procs]
+        pytest.fail(f"the doc's worker block hung in 2 processes (no result after 240 s):\n{logs}", pytrace=False)
+    assert [p.returncode for p in procs] == [0, 0], [o[-3000:] for o in outs]
+    results = [line.split()[1:] for o in outs for line in o.splitlines() if line.startswith("RESULT ")]
+    assert sorted(results) == [["0", "0.8"], ["1", "0.8"]], [o[-2000:] for o in outs]
+
+
+def test_every_notebook_cell_has_the_id_nbformat_4_5_requires():
+    """The notebooks are nbformat 4.5, where each cell has an `id`: 04's install cell had none, so
+    opening or executing it printed nbformat's MissingIDFieldWarning ("will become a hard error in
+    future nbformat versions")."""
+    import glob
+    import json
+    import os
+    import warnings
+
+    nbformat = pytest.importorskip("nbformat")
+    import _docs
+
+    paths = sorted(glob.glob(os.path.join(_docs.ROOT, "examples", "*.ipynb")))
+    assert len(paths) >= 4, paths
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+        assert (raw["nbformat"], raw["nbformat_minor"]) >= (4, 5), path
+        assert all("id" in c for c in raw["cells"]), (path, [i for i, c in enumerate(raw["cells"]) if "id" not in c])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            nbformat.validate(nbformat.reads(json.dumps(raw), as_version=4))
