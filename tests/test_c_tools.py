@@ -5,6 +5,7 @@ tests/test_runtime_unpack.py.)"""
 import functools
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -172,6 +173,65 @@ def test_outputs_are_written_as_dc_keras_writes_them(tools, name, tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "is a FIFO, not a file" in r.stderr and str(fifo) in r.stderr, r.stderr
     assert os.path.exists(fifo) and not os.path.isfile(fifo)
+
+
+@pytest.mark.parametrize("name", ["dc_decode", "dc_unpack"])
+def test_a_fifo_nothing_writes_to_is_refused_and_a_fed_one_is_read(tools, name, tmp_path):
+    """A named FIFO as the input, with no process writing to it: the tools waited in fopen forever
+    (dc-keras refuses it, s40). Now one line saying what to do, at once; a FIFO a writer feeds
+    (``cat in > FIFO &`` started first or after) and an anonymous pipe (``<(cat in)``) still give
+    the same bytes as the file."""
+    import _export_models as em
+
+    from dc_keras import export
+
+    data = _packed_tensor()[1] if name == "dc_decode" else export.pack(em.tflite("dense", None))
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+    r = _run([tools[name], src, tmp_path / "want"])
+    assert r.returncode == 0, r.stderr
+    want = (tmp_path / "want").read_bytes()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = subprocess.run([tools[name], fifo, tmp_path / "out"], capture_output=True, text=True,
+                       timeout=20)  # the old tools: TimeoutExpired
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{fifo}: a FIFO (named pipe) that no process is writing to" in r.stderr, r.stderr
+    assert "start the process writing the" in r.stderr and not (tmp_path / "out").exists()
+    writer = subprocess.Popen(f"cat {src} > {fifo}", shell=True)  # waits in its open for a reader
+    try:
+        time.sleep(0.5)
+        r = _run([tools[name], fifo, tmp_path / "out"])
+    finally:
+        writer.wait(timeout=30)
+    assert r.returncode == 0 and (tmp_path / "out").read_bytes() == want, r.stderr
+    r = subprocess.run(["bash", "-c", '"$0" <(cat "$1") "$2"', tools[name], src, tmp_path / "piped"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and (tmp_path / "piped").read_bytes() == want, r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another owner needs root")
+@pytest.mark.parametrize("name", ["dc_decode", "dc_unpack"])
+def test_a_replaced_output_keeps_its_owner_and_group(tools, name, tmp_path):
+    """Run as root over a user's output (65534:65534), the tools gave the new file to root:root
+    (dc-keras keeps both, s40); now the owner and group stay, with the mode."""
+    data = _packed_tensor()[1] if name == "dc_decode" else None
+    if data is None:
+        import _export_models as em
+
+        from dc_keras import export
+
+        data = export.pack(em.tflite("dense", None))
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    os.chown(out, 65534, 65534)
+    out.chmod(0o640)
+    r = _run([tools[name], src, out])
+    assert r.returncode == 0, r.stderr
+    st = out.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o640) and out.read_bytes() != b"old"
 
 
 @pytest.mark.parametrize("name", ["dc_decode", "dc_unpack"])

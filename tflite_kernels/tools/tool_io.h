@@ -2,10 +2,11 @@
  * tool_io.h -- file handling shared by the command-line tools in this folder (POSIX); header-only,
  * each tool is one translation unit and defines _XOPEN_SOURCE 700 (POSIX.1-2008 with XSI:
  * realpath) before any include.
- * Inputs are only read; outputs are written atomically (temporary file + rename), never over the
- * input: a new file gets mode 0666 minus the umask, a replaced one keeps its mode, a symbolic link
- * is written through (the file it names is replaced, the link stays), and an output that is not a
- * regular file (a device, a FIFO), a link that leads to no file (dangling: not written through, as
+ * Inputs are only read (a named FIFO nothing writes to is refused, not waited on); outputs are
+ * written atomically (temporary file + rename), never over the input: a new file gets mode 0666
+ * minus the umask, a replaced one keeps its mode, its group (when the user may give it) and, as
+ * root, its owner; a symbolic link is written through (the file it names is replaced, the link
+ * stays), and an output that is not a regular file (a device, a FIFO), a link that leads to no file (dangling: not written through, as
  * GNU cp refuses; a loop), an output the user may not write (read-only) or one in a directory the
  * user may not write is refused before any work (tool_check_output), as dc-keras's writer does.
  * A signal that ends the tool while it writes (SIGINT, SIGTERM, SIGHUP, SIGQUIT) removes the
@@ -44,43 +45,86 @@ static void tool_open_std_fds(void) {
   }
 }
 
-/* Reads the whole file at path into a malloc'ed buffer (*data, *size); -1 (nothing allocated,
- * errno set) if it cannot be opened or read, or memory runs out. */
-static int tool_read_file(const char* path, uint8_t** data, size_t* size) {
-  FILE* f = fopen(path, "rb");
-  size_t cap = 1 << 16, len = 0;
-  uint8_t* buf = f ? (uint8_t*)malloc(cap) : NULL;
-  int bad, err = f ? ENOMEM : errno;
+/* errno-like code (outside errno's range) of tool_read_file for a named FIFO no process writes to. */
+#define TOOL_ENOWRITER 0x10000
+
+/* st_dev of an anonymous pipe (`<(cmd)`, /dev/fd/N): opening one never waits for a writer, so it is
+ * read to its end as any input, told apart from a named FIFO (whose open would wait). */
+static int tool_pipe_dev(dev_t* dev) {
+  int p[2];
   struct stat st;
-  if (f && fstat(fileno(f), &st) == 0 &&
-      (S_ISDIR(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
-    /* fopen(dir, "rb") succeeds; a device (/dev/zero) would be read until memory runs out */
-    free(buf);
-    fclose(f);
-    errno = S_ISDIR(st.st_mode) ? EISDIR : ENODEV;
-    return -1;
-  }
-  while (buf) {
-    uint8_t* bigger;
-    len += fread(buf + len, 1, cap - len, f);
-    if (len < cap) break;
-    bigger = (uint8_t*)realloc(buf, cap * 2);
-    if (!bigger) {
-      free(buf);
-      buf = NULL;
-      break;
-    }
-    buf = bigger;
-    cap *= 2;
-  }
-  if (f && buf && ferror(f)) err = errno ? errno : EIO;
-  bad = !f || !buf || ferror(f);
-  if (f) fclose(f);
-  if (bad) {
-    free(buf);
+  if (pipe(p) != 0) return -1;
+  int ok = fstat(p[0], &st) == 0;
+  close(p[0]);
+  close(p[1]);
+  if (ok) *dev = st.st_dev;
+  return ok ? 0 : -1;
+}
+
+/* Reads the whole file at path into a malloc'ed buffer (*data, *size); -1 (nothing allocated,
+ * errno set) if it cannot be opened or read, or memory runs out.  The input is opened
+ * non-blocking: a named FIFO that no process has open for writing is refused (errno
+ * TOOL_ENOWRITER: reading it would wait forever; a writer already waiting in its open, e.g.
+ * `cat m.tflite > FIFO &`, counts as one), as dc-keras refuses it; a directory (EISDIR) or a
+ * device (ENODEV: /dev/zero would be read until memory runs out) too. */
+static int tool_read_file(const char* path, uint8_t** data, size_t* size) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK);
+  size_t cap = 1 << 16, len = 0;
+  struct stat st;
+  dev_t pipe_dev;
+  if (fd < 0) return -1;
+  const int unstated = fstat(fd, &st) != 0;
+  if (unstated || S_ISDIR(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+    int err = unstated ? errno : S_ISDIR(st.st_mode) ? EISDIR : ENODEV;
+    close(fd);
     errno = err;
     return -1;
   }
+  uint8_t* buf = (uint8_t*)malloc(cap);
+  if (!buf) {
+    close(fd);
+    errno = ENOMEM;
+    return -1;
+  }
+  if (S_ISFIFO(st.st_mode)) {
+    ssize_t r;
+    do r = read(fd, buf, cap);
+    while (r < 0 && errno == EINTR);
+    if (r == 0 && tool_pipe_dev(&pipe_dev) == 0 && st.st_dev != pipe_dev) {
+      free(buf);
+      close(fd);
+      errno = TOOL_ENOWRITER;
+      return -1;
+    }
+    if (r > 0) len = (size_t)r; /* r < 0 (EAGAIN): a writer is there, nothing written yet */
+  }
+  (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  for (;;) {
+    ssize_t r;
+    if (len == cap) {
+      uint8_t* bigger = cap <= SIZE_MAX / 2 ? (uint8_t*)realloc(buf, cap * 2) : NULL;
+      if (!bigger) {
+        free(buf);
+        close(fd);
+        errno = ENOMEM;
+        return -1;
+      }
+      buf = bigger;
+      cap *= 2;
+    }
+    do r = read(fd, buf + len, cap - len);
+    while (r < 0 && errno == EINTR);
+    if (r == 0) break;
+    if (r < 0) {
+      int err = errno;
+      free(buf);
+      close(fd);
+      errno = err;
+      return -1;
+    }
+    len += (size_t)r;
+  }
+  close(fd);
   *data = buf;
   *size = len;
   return 0;
@@ -179,7 +223,11 @@ static int tool_write_atomic(const char* path, const uint8_t* data, size_t size)
   int fd = tool_create_tmp(path);
   int err = fd >= 0 ? 0 : errno; /* the first failure's */
   size_t done = 0;
-  if (!err && exists && fchmod(fd, st.st_mode & 07777) != 0) err = errno; /* the replaced mode */
+  if (!err && exists) { /* the replaced file's owner (as root) and group (when ours to give), best
+                          * effort as dc-keras's writer, then its mode (chown may clear set-id bits) */
+    (void)!fchown(fd, geteuid() == 0 ? st.st_uid : (uid_t)-1, st.st_gid);
+    if (fchmod(fd, st.st_mode & 07777) != 0) err = errno;
+  }
   while (!err && done < size) {
     ssize_t w = write(fd, data + done, size - done);
     if (w < 0 && errno == EINTR) continue;
@@ -373,6 +421,12 @@ static void tool_read_error(const char* tool, const char* path, int err, const c
                             const char* kind) {
   if (err == ENODEV) {
     fprintf(stderr, "%s: %s: a device, not a file: give the path of a %s file\n", tool, path, kind);
+  } else if (err == TOOL_ENOWRITER) {
+    fprintf(stderr,
+            "%s: %s: a FIFO (named pipe) that no process is writing to, so reading it would wait "
+            "forever: start the process writing the %s into it first (e.g. cat FILE > %s &), or "
+            "give the path of a %s file\n",
+            tool, path, what, path, kind);
   } else {
     fprintf(stderr, "%s: cannot read %s: %s; %s\n", tool, path, strerror(err),
             tool_io_fix(err, 0, what, kind));
