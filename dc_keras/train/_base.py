@@ -109,6 +109,24 @@ def _declared(layer):
     return list(declared or [])
 
 
+def _declared_if_built(layer):
+    """:func:`_declared`, or None when it cannot be read yet: a layer without its own build() is
+    marked built by Keras (``build_from_config`` when a ``.keras`` file loads) before the sublayers
+    its call() builds hold variables, and ``[self.dense.kernel]`` raises there."""
+    try:
+        return _declared(layer)
+    except AttributeError:
+        if _builds_in_call(layer):
+            return None
+        raise
+
+
+def _builds_in_call(layer):
+    """A layer without its own build() whose sublayers are not all built (they build in its call)."""
+    return type(layer).build is keras.layers.Layer.build and any(
+        not sub.built for sub in _compat.flatten_layers(layer))
+
+
 def is_attention(layer):
     """MultiHeadAttention or GroupQueryAttention: wrapped as a whole, their projections compressed.
 
@@ -171,7 +189,7 @@ def unsupported_reason(layer):
                     "schedule))")
         return "a model (its own layers are handled one by one)"
     if declares_weights(layer):
-        if layer.built and not _declared(layer):  # tfmot's opt-out: a PrunableLayer with nothing to prune
+        if layer.built and _declared_if_built(layer) == []:  # tfmot's opt-out: a PrunableLayer with nothing to prune
             return _DECLARES_NONE
         return None
     if any(isinstance(layer, cls) for cls, _, _ in _SIMPLE):
@@ -407,7 +425,9 @@ class CompressionWrapper(keras.layers.Wrapper):
 
     # -- Keras layer API ----------------------------------------------------------------------
     def build(self, input_shape=None):
-        if not self.layer.built:
+        if not self.layer.built or _builds_in_call(self.layer):
+            if _builds_in_call(self.layer):
+                self._build_by_running(input_shape)
             try:
                 self.layer.build(input_shape)
             except TypeError as e:
@@ -416,6 +436,26 @@ class CompressionWrapper(keras.layers.Wrapper):
                     f"({e}); call the layer once on its inputs before wrapping it."
                 ) from e
         self._untracked("_targets", self.selected(compressible_weights(self.layer)))
+
+    def _build_by_running(self, input_shape):
+        """Build a layer that has no build() of its own (its sublayers build in its call(), e.g.
+        keras.io's PatchEncoder given a get_prunable_weights()) by running its call() symbolically on
+        an input of ``input_shape``: in its compute dtype, else as int32 (token ids). Keras's default
+        build only marks such a layer built (also when a .keras file loads), and its declared
+        weights could not be read ("You must build the layer before accessing `kernel`")."""
+        shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
+        if shape is not None and all(d is None or isinstance(d, int) for d in shape):
+            for dtype in (self.layer.compute_dtype, "int32"):
+                try:
+                    self.layer.compute_output_spec(keras.KerasTensor(shape, dtype=dtype))
+                except Exception:
+                    continue
+                if not _builds_in_call(self.layer):
+                    return
+        raise ValueError(
+            f"Cannot build {type(self.layer).__name__} {self.layer.name!r}: it has no build() method and its "
+            f"sublayers are built only by its call(), which did not run on an input of shape {input_shape}. "
+            "Give the layer a build(input_shape) that builds its sublayers (e.g. self.dense.build(input_shape)).")
 
     def _untracked(self, name, value):
         """Set an attribute without Keras tracking (it holds the inner layer's variables)."""
@@ -752,9 +792,17 @@ class Rebuilder:
         copy = layer if weights is None else None  # an exact copy: also the state set_weights misses
         if layer.built:
             build_config = layer.get_build_config()
-            if build_config:
+            # A layer without its own build() (e.g. keras.io's PatchEncoder / TokenAndPositionEmbedding:
+            # sublayers made in __init__, built by their first call in call()) is not built by
+            # build_from_config: Keras only marks it built (warning "does not have a `build()` method"),
+            # its sublayers hold no weights yet and set_weights failed ("expecting 0 weights"). It is
+            # built by a symbolic run of its call() on an input like its own, as its first call did.
+            lazy = type(fresh).build is keras.layers.Layer.build and bool(_compat.flatten_layers(fresh))
+            if build_config and not lazy:
                 fresh.build_from_config(build_config)
-            if fresh.built:
+            if lazy and len(fresh.weights) != len(values) and _build_by_running(layer, fresh) and build_config:
+                fresh.build_from_config(build_config)  # its sublayers are built: only marks it built
+            if fresh.built and len(fresh.weights) == len(values):
                 fresh.set_weights(values)
                 _copy_saved_state(copy, fresh)
             else:
@@ -763,9 +811,32 @@ class Rebuilder:
 
     def finish(self):
         for fresh, values, copy in self._later:
+            if len(fresh.weights) != len(values):
+                raise ValueError(
+                    f"Layer {fresh.name!r} ({type(fresh).__name__}) has {len(fresh.weights)} weight(s) after it was "
+                    f"rebuilt from its config and called, where the original holds {len(values)}: its weights "
+                    "cannot be copied. Give the layer a build() that creates all its weights (and builds its "
+                    "sublayers) from the input shape, and a get_config() with every __init__ argument.")
             fresh.set_weights(values)
             _copy_saved_state(copy, fresh)
         self._later = []
+
+
+def _build_by_running(layer, fresh):
+    """Build ``fresh`` (a copy of the built ``layer`` whose class has no build()) by running its
+    call() symbolically on a tensor of ``layer``'s input shape and dtype (the sublayers it calls
+    build, as at ``layer``'s first call). Only for a layer called on one tensor; True if run."""
+    try:
+        spec = layer.input
+    except (AttributeError, ValueError, RuntimeError):  # never called in a graph
+        return False
+    if not isinstance(spec, keras.KerasTensor):  # several inputs: left to the graph's call
+        return False
+    try:
+        fresh.compute_output_spec(keras.KerasTensor(spec.shape, dtype=spec.dtype, sparse=spec.sparse))
+    except Exception:  # its call in the rebuilt graph builds it; the weights follow (finish())
+        return False
+    return True
 
 
 def _copy_saved_state(layer, fresh):

@@ -137,10 +137,14 @@ class ClusterWrapper(_base.CompressionWrapper):
         # A built layer has trained weights: cluster them now (eagerly, in numpy); build() then
         # creates the variables with these values, also when Keras builds inside a symbolic trace.
         self._untracked("_pending", None)
-        self._untracked("_clustered_at_init", bool(getattr(layer, "built", False)))
+        # (a layer with no build() of its own that Keras marked built before its call() built its
+        # sublayers, as a .keras file's load does, is not: its weights are read once they exist)
+        built = bool(getattr(layer, "built", False)) and not (
+            isinstance(layer, keras.layers.Layer) and _base._builds_in_call(layer))
+        self._untracked("_clustered_at_init", built)
         self._untracked("_from_config", False)  # set by from_config: the values come from a file or are copied in
         self._untracked("_deferred", False)  # built in a symbolic pass, to be clustered at its first real call
-        if getattr(layer, "built", False):
+        if built:
             self._untracked("_pending", [self._kmeans(var, self._clusters_of(name))
                                          for name, var, _ in self.cluster_targets(layer)])
 
