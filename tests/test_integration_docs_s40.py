@@ -141,3 +141,45 @@ def test_every_notebook_cell_has_the_id_nbformat_4_5_requires():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             nbformat.validate(nbformat.reads(json.dumps(raw), as_version=4))
+
+
+def _packed(model, **kwargs):
+    import warnings
+
+    with warnings.catch_warnings():  # "kept raw" (unclustered weights), "exports them with batch 1"
+        warnings.simplefilter("ignore")
+        return dc_keras.export.to_tflite(model, **kwargs)
+
+
+def test_set_tensor_of_a_whole_batch_says_to_resize_first_or_names_the_fixed_batch():
+    """README's route for a .tflite: `Interpreter(model_path=...)`, `allocate_tensors()`,
+    `set_tensor(index, x)`. With x a batch (x_test[:100]) TFLite said only "Dimension mismatch. Got
+    100 but expected 1 for dimension 0 of input 0". It now says to resize the input first (dynamic
+    batch: the shape signature has -1) or, for a model exported with a fixed batch (recurrent
+    layers: batch 1), to feed that batch or export with `batch_size=`. Still a ValueError; a batch
+    that fits goes through unchanged."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    mlp = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(4)])
+    it = dc_keras.runtime.Interpreter(model_content=_packed(mlp))
+    it.allocate_tensors()
+    index = it.get_input_details()[0]["index"]
+    x = np.random.default_rng(0).random((100, 20), dtype=np.float32)
+    with pytest.raises(ValueError, match=rf"batch of 1, the array a batch of 100: its batch is dynamic, so call "
+                                         rf"resize_tensor_input\({index}, \[100, 20\]\) and allocate_tensors\(\)"):
+        it.set_tensor(index, x)
+    it.resize_tensor_input(index, x.shape)
+    it.allocate_tensors()
+    it.set_tensor(index, x)
+    it.invoke()
+    assert it.get_tensor(it.get_output_details()[0]["index"]).shape == (100, 4)
+
+    rnn = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(8), keras.layers.Dense(2)])
+    it = dc_keras.runtime.Interpreter(model_content=_packed(rnn))
+    it.allocate_tensors()
+    index = it.get_input_details()[0]["index"]
+    with pytest.raises(ValueError, match=r"fixed batch of 1 .*feed 1 sample\(s\) at a time .*batch_size=N"):
+        it.set_tensor(index, np.zeros((3, 5, 3), np.float32))
+    with pytest.raises(ValueError, match="Got value of type FLOAT64"):  # other mistakes: TFLite's words, unchanged
+        it.set_tensor(index, np.zeros((1, 5, 3)))

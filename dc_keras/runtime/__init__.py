@@ -455,6 +455,51 @@ class Interpreter:
         """
         return _SignatureRunner(self, self._interpreter.get_signature_runner(signature_key), signature_key)
 
+    def set_tensor(self, tensor_index, value, *args, **kwargs):
+        """The backend's ``set_tensor``; an array whose batch (first dimension) is not the one the
+        input is allocated for is a ValueError that says how to feed it (TFLite says only "Dimension
+        mismatch. Got 100 but expected 1 for dimension 0 of input 0"): ``resize_tensor_input`` then
+        ``allocate_tensors()`` when the model's batch is dynamic (its ``shape_signature`` has -1
+        there), else the fixed batch the model was exported with and the fixes.
+
+        Example:
+          >>> it = dc_keras.runtime.Interpreter(model_content=packed)
+          >>> i = it.get_input_details()[0]["index"]
+          >>> it.resize_tensor_input(i, x.shape)  # a batch of len(x)
+          >>> it.allocate_tensors()
+          >>> it.set_tensor(i, x)
+        """
+        try:
+            return self._interpreter.set_tensor(tensor_index, value, *args, **kwargs)
+        except ValueError as exc:
+            if not args and not kwargs:  # subgraph 0's inputs (those get_input_details lists)
+                self._raise_batch_mismatch(exc, tensor_index, value)
+            raise
+
+    def _raise_batch_mismatch(self, cause, tensor_index, value):
+        """Runs only after ``set_tensor`` failed; see ``set_tensor``."""
+        if "for dimension 0 of input" not in str(cause):
+            return
+        import numpy as np
+
+        try:
+            d = next(d for d in self._interpreter.get_input_details() if d["index"] == tensor_index)
+            got, have = int(np.shape(value)[0]), int(d["shape"][0])
+            dynamic = len(d["shape_signature"]) > 0 and int(d["shape_signature"][0]) == -1
+        except Exception:  # noqa: BLE001 -- only a hint: the original error stands
+            return
+        what = f"{self._label}: input {tensor_index} ({d['name']!r}) holds a batch of {have}, the array a batch of {got}"
+        if dynamic:
+            raise ValueError(
+                f"{what}: its batch is dynamic, so call resize_tensor_input({tensor_index}, {list(np.shape(value))}) "
+                "and allocate_tensors() before set_tensor (or use get_signature_runner(), which resizes for you)"
+            ) from cause
+        raise ValueError(
+            f"{what}: the model was exported with a fixed batch of {have} (dc_keras.export.to_tflite exports "
+            "recurrent layers with batch 1: TFLite converts them only with a static batch), so feed "
+            f"{have} sample(s) at a time (dc_keras.pipeline.predict_tflite does), or export it with "
+            "to_tflite(model, batch_size=N)") from cause
+
     def invoke(self):
         """The backend's ``invoke()``; with ``decode="op"`` a HuffDecode Prepare TFLite deferred to
         it that fails raises as in ``allocate_tensors``."""
