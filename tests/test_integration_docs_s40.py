@@ -183,3 +183,21 @@ def test_set_tensor_of_a_whole_batch_says_to_resize_first_or_names_the_fixed_bat
         it.set_tensor(index, np.zeros((3, 5, 3), np.float32))
     with pytest.raises(ValueError, match="Got value of type FLOAT64"):  # other mistakes: TFLite's words, unchanged
         it.set_tensor(index, np.zeros((1, 5, 3)))
+
+
+def test_quantization_md_per_tensor_int8_code_count_is_the_measured_one():
+    """docs/quantization.md said per-tensor int8 maps the <= 32 shared values "to <= 32 int8 codes",
+    but its own JSON (docs/results/quantized.json) has 33 in fc2: the pruned zero is a code too.
+    The doc now gives the measured counts, rebuilt here from the JSON."""
+    import json
+    import os
+    import re
+
+    import _docs
+
+    with open(os.path.join(_docs.ROOT, "docs", "results", "quantized.json")) as f:
+        rows = json.load(f)["rows"]
+    codes = next(r for r in rows if r["variant"] == "int8 per-tensor (TFLite converter)")["distinct_int_codes"]
+    body = re.sub(r"\s+", " ", _docs.read("docs/quantization.md"))
+    said = f"to <= {max(codes)} int8 codes (fc1 / fc2: {codes[0]} / {codes[1]})"
+    assert said in body, f"docs/quantization.md does not say {said!r} (docs/results/quantized.json)"
