@@ -85,6 +85,21 @@ def is_functional(model):
     return isinstance(model, Functional)
 
 
+def first_call_arguments(layer):
+    """``(args, kwargs)`` of ``layer``'s first call in a graph (its KerasTensors and the other
+    arguments, e.g. ``block(query, value, training=False)``), or None if it was never called there.
+
+    Why private: ``Layer._inbound_nodes`` / ``Node.arguments`` are not exported; the public
+    ``layer.input`` gives the tensors flattened, without saying which argument each one was. Used
+    to build a copy of a layer with no build() of its own by running its call() symbolically.
+    """
+    nodes = getattr(layer, "_inbound_nodes", None)
+    arguments = getattr(nodes[0], "arguments", None) if nodes else None
+    if arguments is None or not hasattr(arguments, "args") or not hasattr(arguments, "kwargs"):
+        return None
+    return tuple(arguments.args), dict(arguments.kwargs)
+
+
 def flatten_layers(layer, include_self=False, recursive=True):
     """Every layer tracked by ``layer``, recursively (sublayers of sublayers, wrappers' inner layers,
     layers held in attributes of subclassed models and custom layers); ``recursive=False``: the

@@ -9,6 +9,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -189,9 +190,94 @@ def test_a_layer_that_cannot_be_built_from_its_input_shape_is_one_clear_error():
 
     wrapper = dc_keras.train.PruneWrapper(TwoInputs(name="two"), dc_keras.schedules.ConstantSparsity(0.5, 0))
     with pytest.raises(ValueError, match=r"Cannot build TwoInputs 'two': it has no build\(\) method.*"
-                                         r"Give the layer a build\(input_shape\)"):
+                                         r"Give the layer a build\(\) that builds its sublayers"):
         wrapper.build((None, 4))
 
+
+
+@keras.saving.register_keras_serializable(package="test_models_ship_s40")
+class CrossAttention(L.Layer):
+    """A layer called on two inputs (query, context) that builds in its call(), declaring one
+    kernel: its Dense has as many entries as each attention projection (16 x 16)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.att = L.MultiHeadAttention(2, 8)
+        self.proj = L.Dense(16)
+
+    def call(self, query, context):
+        return self.proj(self.att(query, context))
+
+    def get_prunable_weights(self):
+        return [self.proj.kernel]
+
+
+@keras.saving.register_keras_serializable(package="test_models_ship_s40")
+class BuiltCrossAttention(CrossAttention):
+    """The same with a build() of its own (two input shapes)."""
+
+    def build(self, query_shape, context_shape):
+        self.att.build(query_shape, context_shape)
+        self.proj.build(query_shape)
+
+
+def _cross_model(cls):
+    keras.utils.set_random_seed(40)
+    q, c = keras.Input((5, 16), name="query"), keras.Input((3, 16), name="context")
+    h = L.GlobalAveragePooling1D()(cls(name="cross")(q, c))
+    model = keras.Model([q, c], L.Dense(3, name="head")(h))
+    rng = np.random.default_rng(40)
+    x = [rng.random((16, 5, 16)).astype("float32"), rng.random((16, 3, 16)).astype("float32")]
+    return model, x, rng.integers(0, 3, 16)
+
+
+def test_a_layer_called_on_two_inputs_that_builds_in_call_goes_through_the_chain(tmp_path):
+    """Built by a symbolic run of its first call's arguments (both tensors); a .keras file of the
+    wrapped model records them ("call_inputs"), as Keras's load builds the wrapper from one shape."""
+    model, x, y = _cross_model(CrossAttention)
+    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0))
+    _fit(pruned, x, y, [dc_keras.PruningCallback()])
+    _round_trip(pruned, x, tmp_path, "pruned")
+    assert pruned.get_layer("cross").get_config()["call_inputs"] == [[[None, 5, 16], "float32"],
+                                                                      [[None, 3, 16], "float32"]]
+    clustered = dc_keras.cluster(_round_trip(dc_keras.strip(pruned), x, tmp_path, "stripped"), bits=3)
+    _fit(clustered, x, y)
+    _round_trip(clustered, x, tmp_path, "clustered")
+    final = _round_trip(dc_keras.strip(clustered), x, tmp_path, "final")
+    kernel = keras.ops.convert_to_numpy(final.get_layer("cross").proj.kernel)
+    assert np.mean(kernel == 0) == 0.5 and np.unique(kernel[kernel != 0]).size <= 8
+    packed, plain = export.to_tflite(final), export.to_tflite(final, pack=False)
+    assert predict_tflite(packed, dict(zip(["query", "context"], x))).tobytes() == \
+        predict_tflite(plain, dict(zip(["query", "context"], x))).tobytes()
+
+
+def test_no_spread_warning_for_an_unclustered_sublayer_tensor_of_the_same_size():
+    """to_tflite matched each .tflite tensor to a clustered Keras kernel by the outer layer's name in
+    the tensor's name and the element count: the custom layer's four attention projections (never
+    clustered, 256 distinct values each) were each reported as its clustered Dense kernel (17
+    values) "spread by the converter" -- four false ClusterSpreadWarnings. A tensor named after
+    another sublayer of the layer is not that kernel's."""
+    model, x, y = _cross_model(BuiltCrossAttention)
+    final = dc_keras.strip(dc_keras.cluster(model, bits=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", export.ClusterSpreadWarning)
+        packed = export.to_tflite(final)
+    assert predict_tflite(packed, dict(zip(["query", "context"], x))).tobytes() == \
+        predict_tflite(export.to_tflite(final, pack=False), dict(zip(["query", "context"], x))).tobytes()
+
+
+def test_compat_first_call_arguments_reads_the_first_calls_arguments():
+    """dc_keras/_compat.py's first_call_arguments (Layer._inbound_nodes / Node.arguments, private):
+    the positional tensors of a layer's first call in order, and its other arguments."""
+    from dc_keras import _compat
+
+    q, c = keras.Input((5, 16)), keras.Input((3, 16))
+    mha = L.MultiHeadAttention(2, 8)
+    mha(q, c, training=False)
+    mha(c, c)
+    args, kwargs = _compat.first_call_arguments(mha)
+    assert args[0] is q and args[1] is c and kwargs == {"training": False}
+    assert _compat.first_call_arguments(L.Dense(2)) is None  # never called in a graph
 
 
 @pytest.mark.long  # one child process per backend (imports TensorFlow and the backend: ~1 min)

@@ -952,6 +952,19 @@ def _names_layer(segments, layer_name):
     return any(pattern.match(s) for s in segments)
 
 
+def _names_other_sublayer(layer, path, segments):
+    """Does the tensor name (``segments``) name a sublayer of ``layer`` that does not hold the
+    weight at ``path``? Then the tensor is that sublayer's, not this weight's: a custom layer holding
+    a clustered Dense and a MultiHeadAttention whose projections have as many entries (or a
+    Bidirectional's backward kernel against its forward one) was matched by the outer layer's name
+    and element count alone, and an unclustered projection reported as a clustered kernel spread."""
+    from dc_keras import _compat
+
+    owners = set(path.split("/")[:-1])
+    return any(sub.name not in owners and _names_layer(segments, sub.name)
+               for sub in _compat.flatten_layers(layer))
+
+
 def _bn_layers(model):
     import keras
 
@@ -991,7 +1004,8 @@ def _spread_messages(model, shared, converted, packed_names, quantize):
                 continue
             name = fb.tensor_name(t)
             segments = _segments(name)
-            match = [s for s in shared if s[2] == arr.size and _names_layer(segments, s[0].name)]
+            match = [s for s in shared if s[2] == arr.size and _names_layer(segments, s[0].name)
+                     and not _names_other_sublayer(s[0], s[1], segments)]
             if not match:
                 continue
             layer, path, _, before = match[0]

@@ -121,10 +121,11 @@ def _declared_if_built(layer):
         raise
 
 
-def _builds_in_call(layer):
-    """A layer without its own build() whose sublayers are not all built (they build in its call)."""
+def _builds_in_call(layer, built=False):
+    """A layer without its own build() whose sublayers are not all built (they build in its call);
+    ``built=True``: such a layer, whether or not they are built yet."""
     return type(layer).build is keras.layers.Layer.build and any(
-        not sub.built for sub in _compat.flatten_layers(layer))
+        built or not sub.built for sub in _compat.flatten_layers(layer))
 
 
 def is_attention(layer):
@@ -359,7 +360,7 @@ class CompressionWrapper(keras.layers.Wrapper):
         >>> PruneWrapper(keras.layers.SeparableConv2D(8, 3), schedule, weights=["pointwise_kernel"])
     """
 
-    def __init__(self, layer, weights=None, **kwargs):
+    def __init__(self, layer, weights=None, call_inputs=None, **kwargs):
         if isinstance(layer, CompressionWrapper):
             raise ValueError(
                 f"Layer {layer.name!r} is already wrapped by {type(layer).__name__}; "
@@ -375,6 +376,10 @@ class CompressionWrapper(keras.layers.Wrapper):
                 raise ValueError(f"`weights` must be None or a non-empty list of weight names, got {weights!r}.")
             weights = tuple(weights)
         self._untracked("only_weights", weights)
+        # [[shape, dtype] | None] of the positional arguments of the first call, kept in the config
+        # for a layer that builds in its call() (see _build_by_running): a .keras file's load
+        # builds the wrapper from one input shape
+        self._untracked("_call_inputs", call_inputs)
         kwargs.setdefault("name", getattr(layer, "name", None))
         if isinstance(layer, keras.layers.Layer):
             # The layer's own dtype policy, not the global one: under a mixed-precision policy a
@@ -413,6 +418,14 @@ class CompressionWrapper(keras.layers.Wrapper):
         config = super().get_config()
         if self.only_weights is not None:
             config["weights"] = list(self.only_weights)
+        call_inputs = self._call_inputs
+        if call_inputs is None and _builds_in_call(self.layer, built=True):
+            called = _compat.first_call_arguments(self)
+            if called is not None:
+                call_inputs = [[list(a.shape), a.dtype] if isinstance(a, keras.KerasTensor) else None
+                               for a in called[0]]
+        if call_inputs is not None:
+            config["call_inputs"] = call_inputs
         return config
 
     # -- subclass interface -------------------------------------------------------------------
@@ -443,6 +456,14 @@ class CompressionWrapper(keras.layers.Wrapper):
         an input of ``input_shape``: in its compute dtype, else as int32 (token ids). Keras's default
         build only marks such a layer built (also when a .keras file loads), and its declared
         weights could not be read ("You must build the layer before accessing `kernel`")."""
+        if self._call_inputs and all(spec is not None for spec in self._call_inputs):
+            try:
+                self.layer.compute_output_spec(*[keras.KerasTensor(tuple(shape), dtype=dtype)
+                                                 for shape, dtype in self._call_inputs])
+            except Exception:
+                pass
+            if not _builds_in_call(self.layer):
+                return
         shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
         if shape is not None and all(d is None or isinstance(d, int) for d in shape):
             for dtype in (self.layer.compute_dtype, "int32"):
@@ -455,7 +476,9 @@ class CompressionWrapper(keras.layers.Wrapper):
         raise ValueError(
             f"Cannot build {type(self.layer).__name__} {self.layer.name!r}: it has no build() method and its "
             f"sublayers are built only by its call(), which did not run on an input of shape {input_shape}. "
-            "Give the layer a build(input_shape) that builds its sublayers (e.g. self.dense.build(input_shape)).")
+            "Give the layer a build() that builds its sublayers from the input shape(s) (e.g. def build(self, "
+            "input_shape): self.dense.build(input_shape); for a call on two inputs, def build(self, query_shape, "
+            "value_shape)).")
 
     def _untracked(self, name, value):
         """Set an attribute without Keras tracking (it holds the inner layer's variables)."""
@@ -800,8 +823,12 @@ class Rebuilder:
             lazy = type(fresh).build is keras.layers.Layer.build and bool(_compat.flatten_layers(fresh))
             if build_config and not lazy:
                 fresh.build_from_config(build_config)
-            if lazy and len(fresh.weights) != len(values) and _build_by_running(layer, fresh) and build_config:
-                fresh.build_from_config(build_config)  # its sublayers are built: only marks it built
+            if lazy and len(fresh.weights) != len(values) and _build_by_running(layer, fresh):
+                try:  # its sublayers are built: this only marks it built (and records the build config)
+                    fresh.build_from_config(build_config)
+                except TypeError:  # Keras's default build() takes one shape: not a call on two inputs
+                    pass
+                fresh.built = True
             if fresh.built and len(fresh.weights) == len(values):
                 fresh.set_weights(values)
                 _copy_saved_state(copy, fresh)
@@ -824,16 +851,20 @@ class Rebuilder:
 
 def _build_by_running(layer, fresh):
     """Build ``fresh`` (a copy of the built ``layer`` whose class has no build()) by running its
-    call() symbolically on a tensor of ``layer``'s input shape and dtype (the sublayers it calls
-    build, as at ``layer``'s first call). Only for a layer called on one tensor; True if run."""
-    try:
-        spec = layer.input
-    except (AttributeError, ValueError, RuntimeError):  # never called in a graph
+    call() symbolically on tensors like those of ``layer``'s first call (the sublayers it calls
+    build, as they did there). True if it ran."""
+    called = _compat.first_call_arguments(layer)
+    if called is None:  # never called in a graph: its call in the rebuilt graph builds it
         return False
-    if not isinstance(spec, keras.KerasTensor):  # several inputs: left to the graph's call
-        return False
+
+    def like(value):  # a new symbolic tensor: no link to the input model's graph
+        if isinstance(value, keras.KerasTensor):
+            return keras.KerasTensor(value.shape, dtype=value.dtype, sparse=value.sparse)
+        return value
+
+    args, kwargs = keras.tree.map_structure(like, called)
     try:
-        fresh.compute_output_spec(keras.KerasTensor(spec.shape, dtype=spec.dtype, sparse=spec.sparse))
+        fresh.compute_output_spec(*args, **kwargs)
     except Exception:  # its call in the rebuilt graph builds it; the weights follow (finish())
         return False
     return True
