@@ -315,7 +315,18 @@ def main(argv=None):
         ap.error("--workers must be >= 1")
     if args.batch_size % args.workers:
         ap.error(f"--batch-size {args.batch_size} must be a multiple of --workers {args.workers}")
+    if args.samples < args.batch_size:  # the last partial batch is dropped: no step at all
+        ap.error(f"--samples {args.samples} is less than one global batch (--batch-size {args.batch_size}): "
+                 "the workers drop a last partial batch (docs/multi_worker.md), so no step would run; "
+                 "give more samples or a smaller batch")
+    if args.worker_id is None and args.coordinator is not None:  # host 0 without --worker-id: a local job
+        ap.error("--coordinator is for one worker per host: give each host's --worker-id (0 on the "
+                 "coordinator's host) and --work-dir (docs/multi_worker.md); without --worker-id this "
+                 f"starts all {args.workers} workers here, on 127.0.0.1 with a coordinator of their own")
     if args.worker_id is not None:
+        if not 0 <= args.worker_id < args.workers:
+            ap.error(f"--worker-id {args.worker_id} is not a worker of --workers {args.workers}: "
+                     f"give 0 .. {args.workers - 1}, a different one per host")
         if args.coordinator is None or args.work_dir is None:
             ap.error("--worker-id needs --coordinator and --work-dir")
         worker(args)

@@ -201,3 +201,28 @@ def test_quantization_md_per_tensor_int8_code_count_is_the_measured_one():
     body = re.sub(r"\s+", " ", _docs.read("docs/quantization.md"))
     said = f"to <= {max(codes)} int8 codes (fc1 / fc2: {codes[0]} / {codes[1]})"
     assert said in body, f"docs/quantization.md does not say {said!r} (docs/results/quantized.json)"
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    # host 0 of docs/multi_worker.md's "On real hosts" without its --worker-id: the launcher ignored
+    # --coordinator and trained 2 workers on this host alone (host 1 then waits for a coordinator)
+    (["--workers", "2", "--coordinator", "10.0.0.1:12345", "--work-dir", "{tmp}"],
+     "--coordinator is for one worker per host: give each host's --worker-id"),
+    # fewer samples than one global batch: the workers failed with a bare StopIteration in their logs
+    (["--samples", "100", "--batch-size", "128"], "--samples 100 is less than one global batch"),
+    (["--workers", "2", "--worker-id", "2", "--coordinator", "10.0.0.1:12345", "--work-dir", "{tmp}"],
+     "--worker-id 2 is not a worker of --workers 2: give 0 .. 1"),
+])
+def test_multi_worker_example_refuses_a_command_it_cannot_run_as_meant(argv, said, tmp_path):
+    """examples/multi_worker.py's arguments a user gets wrong following docs/multi_worker.md: one
+    usage error naming the mistake and the fix, before any worker starts (exit status 2)."""
+    import os
+    import subprocess
+    import sys
+
+    import _docs
+
+    script = os.path.join(_docs.ROOT, "examples", "multi_worker.py")
+    r = subprocess.run([sys.executable, script, *[a.replace("{tmp}", str(tmp_path)) for a in argv]],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and said in r.stderr, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
