@@ -9,7 +9,9 @@ paper benchmark (``benchmarks/paper_table1.py``).
 
 Training uses Adam with cosine decay on randomly shifted (+-2 px) images
 (``dc_keras.datasets.ShiftedBatches``; ``max_shift=0`` trains on any array data as it is, e.g.
-tabular features); every function returns a plain (stripped) Keras model.
+tabular features) and sparse categorical cross-entropy on integer labels, from the model's class
+probabilities or its logits (which one, read from its outputs); every function returns a plain
+(stripped) Keras model.
 """
 import numbers
 import os
@@ -64,13 +66,35 @@ def _unshifted_class():
     return _UNSHIFTED[0]
 
 
-def _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=()):
+def _outputs_logits(model, x):
+    """Does ``model`` end in logits rather than class probabilities? Read from its outputs on a
+    few samples of ``x`` (probabilities: non-negative, each row summing to 1), whatever layer makes
+    them (a softmax activation, a Softmax layer, keras.ops.softmax). The recipe's loss was
+    sparse_categorical_crossentropy on probabilities only: a model ending in a plain Dense (logits,
+    keras.io's usual head with from_logits=True) trained on logits read as probabilities, to near
+    chance (35 % where the softmax model reaches 97 %), silently."""
+    import keras
+
+    try:
+        out = model(np.asarray(x[:16]), training=False)
+    except Exception:  # not a single array input: the recipe's data is one array anyway
+        return False
+    if isinstance(out, (list, tuple, dict)):
+        return False
+    out = np.asarray(keras.ops.convert_to_numpy(out), np.float64)
+    if out.ndim < 2 or out.shape[-1] < 2:
+        return False
+    return not (np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-2))
+
+
+def _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=(), from_logits=False):
     import keras
 
     batches = _batches(x, y, batch_size, max_shift, seed)
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * len(batches)))
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if from_logits else \
+        "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=["accuracy"])
     model.fit(batches, epochs=epochs, verbose=_verbose(verbose), callbacks=list(callbacks))
     return len(batches)
 
@@ -83,7 +107,7 @@ def train_baseline(model, x, y, epochs, lr=1e-3, batch_size=128, max_shift=2, se
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose)
+    _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=_outputs_logits(model, x))
     return model
 
 
@@ -146,11 +170,13 @@ def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, bat
             return train.schedules.PolynomialDecay(0.0 if end else float(target), float(target), begin_step=0,
                                                    end_step=end, frequency=frequency)
 
+    from_logits = _outputs_logits(model, x)
     if isinstance(sparsity, dict):
         wrapped = train.prune(model, layers={name: schedule(s) for name, s in sparsity.items()})
     else:
         wrapped = train.prune(model, schedule(sparsity))
-    _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=[train.PruningCallback()])
+    _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=[train.PruningCallback()],
+         from_logits=from_logits)
     return train.strip(wrapped)
 
 
@@ -173,10 +199,11 @@ def cluster_finetune(model, x, y, bits=None, epochs=3, init="linear", lr=2e-4, b
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     kwargs = {} if bits is None else {"bits": bits}
+    from_logits = _outputs_logits(model, x) if epochs else False
     wrapped = train.cluster(model, init=init, preserve_sparsity=True, cluster_biases=cluster_biases, **kwargs,
                             **cluster_kwargs)
     if epochs:
-        _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose)
+        _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=from_logits)
     return train.strip(wrapped)
 
 
@@ -358,8 +385,9 @@ def _check_integer_input(a, d, dtype, scale, zero_point):
 
 def _run(interpreter, inputs, outs, arrays, batch_size, progress):
     """The outputs of :func:`predict_tflite` for :func:`_prepare`'s result."""
-    from tqdm.auto import tqdm
+    from dc_keras._logs import progress_bar_class
 
+    tqdm = progress_bar_class()
     total = len(arrays[0])
     if total == 0:
         raise ValueError(f"predict_tflite: x holds no samples (shape {arrays[0].shape}); give at least one")
