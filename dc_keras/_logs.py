@@ -33,6 +33,25 @@ def verbose() -> bool:
     return os.environ.get("DC_KERAS_VERBOSE", "") not in ("", "0")
 
 
+def progress_bar_class():
+    """tqdm's bar class for our progress bars: ``tqdm.auto``'s (a widget in Jupyter) when ipywidgets
+    is installed, else the text bar. ``tqdm.auto`` in a Jupyter kernel without ipywidgets warned
+    ``TqdmWarning: IProgress not found`` at each bar, even a disabled one (every first export in
+    the notebooks).
+
+    Example:
+        >>> for _ in progress_bar_class()(range(3), disable=True):
+        ...     pass
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm as bar
+    else:
+        from tqdm.std import tqdm as bar
+    return bar
+
+
 def quiet_tensorflow_startup() -> None:
     """For entry points, before ``import tensorflow``: no C++ INFO/WARNING start-up lines.
 

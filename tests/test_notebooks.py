@@ -78,6 +78,8 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     for said, shown in CLAIMS[os.path.basename(path)]:
         assert said in markdown, f"the markdown no longer says {said!r}: update CLAIMS with it"
         assert re.search(shown, text), f"the markdown says {said!r}, the output does not show {shown!r}:\n{text[-3000:]}"
+    # tqdm.auto in a kernel without ipywidgets warned at every export (a disabled bar too)
+    assert "IProgress not found" not in text, text[-3000:]
     # every notebook checks packed vs unpacked itself and prints the verdict
     if "01_quickstart" in path:
         assert "bit-identical outputs: True" in text

@@ -868,8 +868,9 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
 def _progress(model, desc):
     """A tqdm bar over the model's constant bytes (stderr; only on a terminal and from
     ``PROGRESS_MIN_BYTES`` on; removed when done)."""
-    from tqdm.auto import tqdm
+    from dc_keras._logs import progress_bar_class
 
+    tqdm = progress_bar_class()
     total = sum(fb.buffer_size(model, t.buffer) for sg in model.subgraphs for t in sg.tensors or [])
     return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False,
                 disable=None if total >= PROGRESS_MIN_BYTES else True)

@@ -149,8 +149,9 @@ def _working(desc, nbytes):
     if nbytes < _pack.PROGRESS_MIN_BYTES or not sys.stderr.isatty():
         yield
         return
-    from tqdm.auto import tqdm
+    from dc_keras._logs import progress_bar_class
 
+    tqdm = progress_bar_class()
     done = threading.Event()
     with tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed}", leave=False) as bar:
 
