@@ -84,6 +84,9 @@ def _write_fix(err: int, path: str, example: str = "model.tflite", directory: st
         if blocker is not None:  # a/file.txt/sub/x: no directory can be made under a file
             return (f"{blocker} is a file, not a directory, so {directory} cannot exist: choose an output path "
                     "in an existing directory")
+    if err == errno.ENOENT and os.path.isdir(directory):  # /proc, /sys: the directory is there, no file can be
+        return (f"the directory {directory} exists but no file can be created in it (a virtual file system "
+                "such as /proc or /sys?): choose an output path in an ordinary directory")
     if err == errno.ENOENT:
         return f"the directory {directory} does not exist: create it first or choose another output path"
     if err == errno.ENOTDIR:

@@ -347,3 +347,17 @@ def test_an_output_with_a_file_mounted_on_it_names_the_mount(tmp_path, plain, ca
     finally:
         subprocess.run(["umount", str(out)], capture_output=True)
     assert out.read_bytes() == b"under"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_output_in_a_directory_that_takes_no_new_files_is_not_called_missing(tmp_path, plain):
+    """dc-keras pack m.tflite /proc/x.tflite said 'the directory /proc does not exist: create it
+    first' (creating a file there fails with ENOENT); /proc exists: the message says it takes no
+    new files and to choose an ordinary directory."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    line = _error_line(_cli("pack", src, "/proc/dc_keras_test.tflite"))
+    assert "the directory /proc exists but no file can be created in it" in line, line
+    assert "does not exist: create it" not in line and "choose an output path in an ordinary directory" in line
+    missing = _error_line(_cli("pack", src, tmp_path / "no" / "x.tflite"))  # a missing one still says so
+    assert f"the directory {tmp_path / 'no'} does not exist: create it first" in missing, missing
