@@ -301,6 +301,27 @@ def test_pipeline_trains_a_model_that_ends_in_logits():
             assert accuracy > 0.9, (activation, stage, accuracy)
 
 
+@pytest.mark.long  # ~40-60 s: a 4-stage ConvNeXt through the chain, four .keras round trips, two exports
+def test_convnext_left_dense_layers_are_named_and_the_rest_packs_bit_exact(tmp_path):
+    """docs/models.md: ConvNeXt's LayerScale and LayerNormalization are left dense and reported while
+    the other layers compress, round-trip and pack bit-exactly (keras.applications' ConvNeXt builder
+    at 4 stages of one block, 32 x 32 input: the same layer types as ConvNeXtTiny)."""
+    from keras.src.applications.convnext import ConvNeXt
+
+    keras.utils.set_random_seed(40)
+    model = ConvNeXt(depths=[1, 1, 1, 1], projection_dims=[8, 16, 24, 32], default_size=32, input_shape=(32, 32, 3),
+                     classes=3, classifier_activation=None, weights=None, name="convnext_small")
+    rng = np.random.default_rng(40)
+    x, y = (255 * rng.random((8, 32, 32, 3))).astype("float32"), rng.integers(0, 3, 8)
+    pruned, clustered, final = _chain(model, x, y, tmp_path)
+    skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
+    scales = [name for name, reason in skipped.items() if "LayerScale" in reason]
+    norms = [name for name, reason in skipped.items() if "LayerNormalization" in reason]
+    assert len(scales) == 4 and len(norms) == 9, skipped
+    wrapped = {e["layer"] for e in clustered.compression_report.wrapped}
+    assert len(wrapped) == 17 and not wrapped & set(skipped), wrapped
+
+
 @pytest.mark.long  # one child process per backend (imports TensorFlow and the backend: ~1 min)
 @pytest.mark.parametrize("backend", [b for b in ("jax", "torch") if importlib.util.find_spec(b)])
 def test_a_layer_that_builds_in_call_through_the_chain_on_backend(backend, tmp_path):
