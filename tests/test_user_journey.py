@@ -609,7 +609,7 @@ def test_strip_of_an_unfinished_schedule_warns_once():
     assert len(fit_warnings) == 1 and ours == [], (fit_warnings, ours)
 
 
-def test_to_tflite_of_a_mixed_precision_model_names_the_policy():
+def test_to_tflite_of_a_mixed_precision_model_names_the_policy(capfd):
     """A model trained under a mixed-precision policy computes its MatMuls in float16, which the
     converter cannot lower; the error used to advise SELECT_TF_OPS (Flex) for the "missing" op, then
     to rebuild the model under float32 and copy the weights, which a clustered model whose
@@ -629,9 +629,15 @@ def test_to_tflite_of_a_mixed_precision_model_names_the_policy():
         return keras.Model(inp, keras.layers.Dense(2, name="fc", dtype="float32")(h))
 
     mixed = dc_keras.strip(dc_keras.cluster(build("mixed_float16"), bits=2))  # bn folded: an Identity
+    capfd.readouterr()
     with pytest.raises(RuntimeError) as info:
         export.to_tflite(mixed, pack=False)
     text = str(info.value)
+    # the converter's log (MLIR loc(...) lines, "Some ops are not supported") was replayed to stderr
+    # before this message, which names the cause itself (s40); the converter's error stays chained
+    err = capfd.readouterr().err
+    assert "loc(" not in err and "Some ops are not supported" not in err, err[-2000:]
+    assert "Could not translate MLIR" in str(info.value.__cause__)  # the converter's error, chained
     assert "Layer(s) 'conv', 'flat' compute in float16 (a mixed-precision dtype policy)" in text, text
     assert "SELECT_TF_OPS" not in text and "set_global_policy" not in text, text
     with pytest.raises(ValueError):  # the former advice: the rebuilt model has a BatchNormalization's 4 weights
@@ -685,7 +691,7 @@ def test_wrappers_under_mixed_precision_keep_a_float32_layer_float32():
 
 
 @pytest.mark.parametrize("mode", ["int8", "float8"])
-def test_to_tflite_of_a_keras_quantized_model_names_the_converter_route(mode):
+def test_to_tflite_of_a_keras_quantized_model_names_the_converter_route(mode, capfd):
     """docs/quantization.md's row "Keras 3 model.quantize('int8'), then to_tflite": the converter
     rejects Keras' int8 (and float8) layers, and the error advised SELECT_TF_OPS (Flex), which fails
     the same way. It now names the layers, their quantization and the route that works: the float
@@ -699,9 +705,11 @@ def test_to_tflite_of_a_keras_quantized_model_names_the_converter_route(mode):
 
     quantized = build()
     quantized.quantize(mode)
+    capfd.readouterr()
     with pytest.raises(RuntimeError) as info:
         export.to_tflite(quantized, pack=False)
     text = str(info.value)
+    assert "loc(" not in capfd.readouterr().err  # no converter log before a message that names the cause
     assert f"Layer(s) 'fc1', 'fc2' were quantized by Keras (model.quantize('{mode}'))" in text, text
     assert "quantize='int8', representative_data=" in text and "SELECT_TF_OPS" not in text, text
     x = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")

@@ -69,6 +69,12 @@ class _ArgumentError(ValueError):
     conversion failure; ``_convert`` raises it as a plain ValueError, without the converter's log."""
 
 
+class _ExplainedFailure(RuntimeError):
+    """A conversion failure whose cause ``_failure`` names from the model itself (layers quantized by
+    Keras, a mixed-precision policy), with the fix: raised without replaying the converter's log
+    (pages of MLIR ``loc(...)`` lines that say less); the converter's error stays chained."""
+
+
 class ClusterSpreadWarning(UserWarning):
     """A kernel clustered in Keras reached the packer with far more distinct values (it packs poorly
     or not at all). The message names the ``.tflite`` tensor, the Keras weight, both counts, the
@@ -642,7 +648,7 @@ def _failure(exc, batch_note, model=None):
         names, kind = find(model) if model is not None else ([], None)
         if names:
             shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            return RuntimeError(f"{head} Layer(s) {shown} {says(kind)}{tail}")
+            return _ExplainedFailure(f"{head} Layer(s) {shown} {says(kind)}{tail}")
     return RuntimeError(
         f"{head} If the converter lacks an op, "
         "to_tflite(..., converter_options={'target_spec.supported_ops': [tf.lite.OpsSet.TFLITE_BUILTINS, "
@@ -674,13 +680,16 @@ def _convert(model, apply, batch_size, signature=None):
     tensor-list ops) are converted with a static batch signature; ``signature`` (``_signature_json``'s
     form): exactly that input signature. A bad argument (``_ArgumentError``) is raised as a ValueError
     after the quiet block, so the converter's captured log is not replayed under a message that already
-    names the problem and its fix; a conversion failure (RuntimeError) replays it."""
+    names the problem and its fix; a conversion failure (RuntimeError) replays it, unless its cause is
+    named from the model (``_ExplainedFailure``: Keras-quantized or mixed-precision layers)."""
     error = None
     with quiet_conversion():  # converter/Keras log lines: dc_keras._logs (DC_KERAS_VERBOSE=1 shows them)
         try:
             data, why = _convert_quietly(model, apply, batch_size, signature)
-        except _ArgumentError as exc:
+        except (_ArgumentError, _ExplainedFailure) as exc:
             error = exc
+    if isinstance(error, _ExplainedFailure):
+        raise RuntimeError(str(error)).with_traceback(error.__traceback__) from error.__cause__
     if error is not None:
         raise ValueError(str(error)).with_traceback(error.__traceback__) from error.__cause__
     if why:
