@@ -277,3 +277,15 @@ def test_optimizer_backend_names_only_a_backend_specific_class():
 
     assert _compat.optimizer_backend(Mine()) is None
     assert _compat.optimizer_backend(keras.optimizers.Ftrl()) is None  # no torch class of its own
+
+
+def test_compat_first_call_arguments_reads_the_first_calls_arguments():
+    """dc_keras/_compat.py's first_call_arguments (Layer._inbound_nodes / Node.arguments, private):
+    the positional tensors of a layer's first call in order, and its other arguments."""
+    q, c = keras.Input((5, 16)), keras.Input((3, 16))
+    mha = keras.layers.MultiHeadAttention(2, 8)
+    mha(q, c, training=False)
+    mha(c, c)
+    args, kwargs = _compat.first_call_arguments(mha)
+    assert args[0] is q and args[1] is c and kwargs == {"training": False}
+    assert _compat.first_call_arguments(keras.layers.Dense(2)) is None  # never called in a graph

@@ -266,20 +266,6 @@ def test_no_spread_warning_for_an_unclustered_sublayer_tensor_of_the_same_size()
         predict_tflite(export.to_tflite(final, pack=False), dict(zip(["query", "context"], x))).tobytes()
 
 
-def test_compat_first_call_arguments_reads_the_first_calls_arguments():
-    """dc_keras/_compat.py's first_call_arguments (Layer._inbound_nodes / Node.arguments, private):
-    the positional tensors of a layer's first call in order, and its other arguments."""
-    from dc_keras import _compat
-
-    q, c = keras.Input((5, 16)), keras.Input((3, 16))
-    mha = L.MultiHeadAttention(2, 8)
-    mha(q, c, training=False)
-    mha(c, c)
-    args, kwargs = _compat.first_call_arguments(mha)
-    assert args[0] is q and args[1] is c and kwargs == {"training": False}
-    assert _compat.first_call_arguments(L.Dense(2)) is None  # never called in a graph
-
-
 def test_pipeline_trains_a_model_that_ends_in_logits():
     """dc_keras.pipeline compiled every model with sparse_categorical_crossentropy on probabilities: a
     classifier ending in a plain Dense (logits, keras.io's usual head) trained on its logits read as
