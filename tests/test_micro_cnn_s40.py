@@ -24,6 +24,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools", "mcu"))
 
+import set_decode_mode  # noqa: E402
 import tflm_env  # noqa: E402
 
 _MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
@@ -156,6 +157,15 @@ def cnn_runs(cnn_models, tmp_path_factory):
         for mode, tag, regs in (("plain", "plain", []), ("once", "packed", [ONCE]), ("each", "packed", [EACH])):
             jobs.append({"model": str(d / f"{name}.{tag}.tflite"), "registerers": regs, "arena_usage": True,
                          "input": str(d / f"{name}.x.npy"), "out": str(d / f"{name}.{mode}.npy")})
+    # per-layer modes (set_decode_mode.py): the DS-CNN's 1x1 convolution kernels and its packed
+    # biases (folded from BatchNorm: names joined by ';') every invoke, the rest once
+    packed = files["ds_cnn"]["packed"]
+    names = [n for _, _, _, n in set_decode_mode._outputs(_read(packed)) if "/pw" in n or ";" in n]
+    assert sum("/pw" in n for n in names) == 4 and any(";" in n for n in names), names
+    files["ds_cnn"]["mixed"] = set_decode_mode.set_modes(packed, dict.fromkeys(names, 1), default=0)
+    (d / "ds_cnn.mixed.tflite").write_bytes(files["ds_cnn"]["mixed"])
+    jobs.append({"model": str(d / "ds_cnn.mixed.tflite"), "registerers": [ONCE], "arena_usage": True,
+                 "input": str(d / "ds_cnn.x.npy"), "out": str(d / "ds_cnn.mixed.npy")})
     (d / "jobs.json").write_text(json.dumps(jobs))
     r = subprocess.run([tflm_env.ensure(), os.path.join(ROOT, "tools", "mcu", "tflm_run.py"), "--lib",
                         str(d / "lib" / "libdc_huffdecode_tflm.so"), "--jobs", str(d / "jobs.json")],
@@ -169,7 +179,16 @@ def cnn_runs(cnn_models, tmp_path_factory):
             res = next(results)
             assert res["ok"], f"{name} {mode}: {res['error']}\n{res['log']}"
             out[name][1][mode] = (res, np.load(d / f"{name}.{mode}.npy"))
+    res = next(results)
+    assert res["ok"], f"ds_cnn mixed: {res['error']}\n{res['log']}"
+    out["ds_cnn"][1]["mixed"] = (res, np.load(d / "ds_cnn.mixed.npy"))
     return out
+
+
+def _read(data):
+    from dc_keras import _flatbuffer as fb
+
+    return fb.read_model(data)
 
 
 def test_cnn_weights_are_packed(cnn_models):
@@ -203,3 +222,12 @@ def test_cnn_arena_follows_the_sizing_rule(cnn_runs, name):
     assert 0 <= extra - sum(d + w for d, w in mem) < 256 * len(mem), (extra, mem)
     assert each["arena_head_bytes"] >= max(d + w for d, w in mem), (each, mem)
     assert plain["arena_total_bytes"] < each["arena_total_bytes"] < once["arena_total_bytes"]
+
+
+def test_per_layer_modes_on_a_cnn(cnn_runs):
+    """The DS-CNN with its 1x1 convolutions decoded every invoke and the rest once: bit-exact, and
+    its arena between the two single-mode ones."""
+    runs = cnn_runs["ds_cnn"][1]
+    assert runs["mixed"][1].tobytes() == runs["plain"][1].tobytes()
+    total = {m: runs[m][0]["arena_total_bytes"] for m in ("each", "mixed", "once")}
+    assert total["each"] < total["mixed"] < total["once"], total
