@@ -171,3 +171,35 @@ def test_many_spread_tensors_are_listed_up_to_a_limit_with_the_count_of_the_othe
     assert len(spread) == 1, spread
     assert spread[0].startswith("to_tflite: 8 tensors hold far more distinct values"), spread[0]
     assert spread[0].count("Keras weight") == 6 and "and 2 more (dc_keras.export.inspect" in spread[0]
+
+
+def _clustered_text_classifier():
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((16,), dtype="int32")
+    h = L.GlobalAveragePooling1D()(L.Embedding(200, 16, name="emb")(inp))
+    return dc_keras.strip(dc_keras.cluster(keras.Model(inp, L.Dense(4, name="fc")(h)), bits=4))
+
+
+def test_int8_calibration_takes_numpy_int64_token_ids_for_an_int32_input():
+    """numpy's integer arrays are int64; an Embedding's input is int32. to_tflite(quantize="int8")
+    failed after the whole conversion with TF's "Got value of type INT64 but expected type INT32",
+    raised as a conversion failure hinting at Flex ops; the ids are now cast to the input's dtype."""
+    model = _clustered_text_classifier()
+    ids = np.random.default_rng(0).integers(0, 200, (16, 16))
+    assert ids.dtype == np.int64
+    raw = export.to_tflite(model, pack=False, quantize="int8", representative_data=ids)
+    packed = export.to_tflite(model, quantize="int8", representative_data=ids)
+    assert raw == export.to_tflite(model, pack=False, quantize="int8", representative_data=ids.astype("int32"))
+    x = ids[:4].astype("int32")
+    want = _outputs(raw, x)
+    np.testing.assert_array_equal(_outputs(packed, x), want)
+    np.testing.assert_array_equal(_outputs(packed, x, weights="compressed", max_density=1.0), want)
+
+
+def test_int8_calibration_refuses_float_ids_or_ids_outside_the_inputs_dtype_naming_the_fix():
+    model = _clustered_text_classifier()
+    ids = np.random.default_rng(0).integers(0, 200, (16, 16))
+    with pytest.raises(ValueError, match=r"a float32 array for the model's int32 input .*astype\('int32'\)"):
+        export.to_tflite(model, quantize="int8", representative_data=ids.astype("float32"))
+    with pytest.raises(ValueError, match=r"values from 0 to 4294967296, outside the range of int32"):
+        export.to_tflite(model, quantize="int8", representative_data=np.where(ids == ids.max(), 2 ** 32, ids))

@@ -63,6 +63,45 @@ def _check_representative(inputs, model):
                 "(first axis = samples)")
 
 
+def _integer_inputs_as_model_takes(data, model):
+    """``representative_data`` with each integer array in the integer dtype of the model input it feeds.
+
+    Token ids from numpy (``np.random.randint``, ``integers``, a tokenizer's arrays) are int64, an
+    ``Embedding``'s input int32; TF's calibrator refused them only after the whole conversion
+    ("Cannot set tensor: Got value of type INT64 but expected type INT32"), raised as a conversion
+    failure whose hint was Flex ops. Integer arrays are cast when their values fit (else an error
+    giving the range); a float array for an integer input is refused naming the cast. Arrays for
+    float inputs, generator functions and subclassed models (inputs unknown) pass unchanged."""
+    specs = getattr(model, "inputs", None)
+    if callable(data) or not specs:
+        return data
+    single = not isinstance(data, (list, tuple))
+    arrays = [data] if single else list(data)
+    if len(arrays) != len(specs):
+        return data  # _check_representative has said so already
+    out = []
+    for a, spec in zip(arrays, specs):
+        try:
+            want = np.dtype(str(getattr(spec, "dtype", "float32")))
+        except TypeError:
+            want = np.dtype("float32")
+        a = np.asarray(a)
+        name = getattr(spec, "name", "")
+        if want.kind in "iu" and a.dtype != want:
+            if a.dtype.kind in "iu":
+                info = np.iinfo(want)
+                if a.size and (int(a.min()) < info.min or int(a.max()) > info.max):
+                    raise ValueError(f"representative_data for the model's {want} input {name!r} holds values from "
+                                     f"{a.min()} to {a.max()}, outside the range of {want}: give values that fit")
+                a = a.astype(want)
+            elif a.dtype.kind in "fc":
+                raise ValueError(f"representative_data: a {a.dtype} array for the model's {want} input {name!r} "
+                                 f"(token ids of an Embedding?): give integer values, e.g. "
+                                 f"representative_data=x.astype({want.name!r})")
+        out.append(a)
+    return out[0] if single else out
+
+
 class _ArgumentError(ValueError):
     """A bad argument found while converting (``converter_options`` entry, batch_size or a recurrent layer
     on a model without inputs, a dynamic batch in input_signature for recurrent layers): never wrapped as a
@@ -1265,6 +1304,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     _check_int8_recurrent(model, quantize)
     if quantize == "int8":
         _representative(representative_data, model=model)  # validate before the slow conversion
+        if signature is None:  # (with input_signature, its dtypes are converted: the calibrator checks)
+            representative_data = _integer_inputs_as_model_takes(representative_data, model)
     if _SWEEP_TMPDIR:  # the temporary directories of earlier exports that were killed (logged)
         _exportdir.sweep()
     data = _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, batch_size,
