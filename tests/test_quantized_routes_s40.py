@@ -203,3 +203,14 @@ def test_int8_calibration_refuses_float_ids_or_ids_outside_the_inputs_dtype_nami
         export.to_tflite(model, quantize="int8", representative_data=ids.astype("float32"))
     with pytest.raises(ValueError, match=r"values from 0 to 4294967296, outside the range of int32"):
         export.to_tflite(model, quantize="int8", representative_data=np.where(ids == ids.max(), 2 ** 32, ids))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_int8_calibration_ids_outside_the_embedding_table_are_named_before_converting(dtype):
+    """They failed after the conversion as TFLite's "gather index out of bounds", with the hint for a
+    converter that lacks an op (Flex ops)."""
+    model = _clustered_text_classifier()
+    ids = np.random.default_rng(0).integers(0, 200, (16, 16)).astype(dtype)
+    ids[3, 5] = 200
+    with pytest.raises(ValueError, match=r"holds ids from 0 to 200, but Embedding 'emb' has input_dim=200 \(ids 0 to 199\)"):
+        export.to_tflite(model, quantize="int8", representative_data=ids)

@@ -98,8 +98,32 @@ def _integer_inputs_as_model_takes(data, model):
                 raise ValueError(f"representative_data: a {a.dtype} array for the model's {want} input {name!r} "
                                  f"(token ids of an Embedding?): give integer values, e.g. "
                                  f"representative_data=x.astype({want.name!r})")
+        if want.kind in "iu" and a.dtype.kind in "iu":
+            _check_ids_in_tables(a, spec, model)
         out.append(a)
     return out[0] if single else out
+
+
+def _check_ids_in_tables(ids, spec, model):
+    """Ids for an input read directly by an ``Embedding`` lie in its table: the calibrator runs the
+    model on them, and an id outside it failed after the conversion as TFLite's "gather index out of
+    bounds", with the conversion-failure hint (Flex ops)."""
+    import keras
+
+    if not ids.size:
+        return
+    for layer in getattr(model, "layers", []):
+        if not isinstance(layer, keras.layers.Embedding):
+            continue
+        try:
+            feeds = layer.input is spec
+        except (AttributeError, ValueError):  # a layer called several times, or never
+            continue
+        if feeds and (int(ids.min()) < 0 or int(ids.max()) >= layer.input_dim):
+            raise ValueError(f"representative_data for the model's input {getattr(spec, 'name', '')!r} holds ids from "
+                             f"{ids.min()} to {ids.max()}, but Embedding {layer.name!r} has input_dim="
+                             f"{layer.input_dim} (ids 0 to {layer.input_dim - 1}): the calibrator runs the model on "
+                             "them; give inputs like the training data")
 
 
 class _ArgumentError(ValueError):
