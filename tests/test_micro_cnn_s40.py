@@ -12,7 +12,6 @@ packed.  TFLM runs unpacked and packed (decode once / every invoke): outputs bit
 arena follows docs/microcontrollers.md's sizing rule (TFLM's recording allocator).  As in
 test_micro.py, a missing TFLM environment or compiler fails the tests (CI requires them).
 """
-import ctypes
 import json
 import os
 import subprocess
@@ -26,6 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "mcu"))
 
 import set_decode_mode  # noqa: E402
 import tflm_env  # noqa: E402
+from test_micro import _decode_memory  # noqa: E402  (decoded bytes, workspace) per packed tensor
 
 _MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
 ONCE, EACH = "DcKerasRegisterHuffDecodeTflm", "DcKerasRegisterHuffDecodeTflmEachInvoke"
@@ -98,24 +98,6 @@ def _compressed_int8(name):
     final = dc_keras.strip(clustered)
     plain = export.to_tflite(final, pack=False, quantize="int8", representative_data=x[:16])
     return plain, export.pack(plain), x[16:16 + N]
-
-
-def _decode_memory(data):
-    """(decoded bytes, dc_workspace_size bytes) of each packed tensor of ``data``."""
-    from dc_keras import _flatbuffer as fb
-    from dc_keras._native import load_library
-    from dc_keras.export._pack import packed_tensors
-
-    lib = load_library()
-    m = fb.read_model(data)
-    out = []
-    for s, p, o in packed_tensors(m):
-        raw = bytes(fb.buffer_bytes(m, m.subgraphs[s].tensors[p].buffer))
-        ws = ctypes.c_size_t()
-        assert lib.dc_workspace_size(raw, ctypes.c_size_t(len(raw)), ctypes.byref(ws)) == 0
-        t = m.subgraphs[s].tensors[o]
-        out.append((int(np.prod(t.shape)) * fb.NUMPY_DTYPES[t.type].itemsize, ws.value))
-    return out
 
 
 def _consumers_of_packed(data):
