@@ -214,3 +214,20 @@ def test_int8_calibration_ids_outside_the_embedding_table_are_named_before_conve
     ids[3, 5] = 200
     with pytest.raises(ValueError, match=r"holds ids from 0 to 200, but Embedding 'emb' has input_dim=200 \(ids 0 to 199\)"):
         export.to_tflite(model, quantize="int8", representative_data=ids)
+
+
+@pytest.mark.parametrize("form", ["list", "array", "dict"])
+def test_int8_calibration_generator_of_int64_ids_for_an_int32_input(form):
+    """A generator function (the form a tf.data pipeline takes: TextVectorization gives int64 ids)
+    failed like the int64 array, after the conversion, with the Flex-ops hint."""
+    model = _clustered_text_classifier()
+    ids = np.random.default_rng(0).integers(0, 200, (16, 16))
+    name = model.inputs[0].name
+
+    def samples():
+        for i in range(16):
+            x = ids[i:i + 1]
+            yield {"list": [x], "array": x, "dict": {name: x}}[form]
+
+    data = export.to_tflite(model, pack=False, quantize="int8", representative_data=samples)
+    assert data == export.to_tflite(model, pack=False, quantize="int8", representative_data=ids.astype("int32"))

@@ -70,21 +70,21 @@ def _integer_inputs_as_model_takes(data, model):
     ``Embedding``'s input int32; TF's calibrator refused them only after the whole conversion
     ("Cannot set tensor: Got value of type INT64 but expected type INT32"), raised as a conversion
     failure whose hint was Flex ops. Integer arrays are cast when their values fit (else an error
-    giving the range); a float array for an integer input is refused naming the cast. Arrays for
-    float inputs, generator functions and subclassed models (inputs unknown) pass unchanged."""
+    giving the range); a float array for an integer input is refused naming the cast. A generator
+    function's integer samples are cast as they come (``_cast_samples``). Arrays for float inputs
+    and subclassed models (inputs unknown) pass unchanged."""
     specs = getattr(model, "inputs", None)
-    if callable(data) or not specs:
+    if not specs:
         return data
+    if callable(data):
+        return _cast_samples(data, specs)
     single = not isinstance(data, (list, tuple))
     arrays = [data] if single else list(data)
     if len(arrays) != len(specs):
         return data  # _check_representative has said so already
     out = []
     for a, spec in zip(arrays, specs):
-        try:
-            want = np.dtype(str(getattr(spec, "dtype", "float32")))
-        except TypeError:
-            want = np.dtype("float32")
+        want = _input_dtype(spec)
         a = np.asarray(a)
         name = getattr(spec, "name", "")
         if want.kind in "iu" and a.dtype != want:
@@ -102,6 +102,46 @@ def _integer_inputs_as_model_takes(data, model):
             _check_ids_in_tables(a, spec, model)
         out.append(a)
     return out[0] if single else out
+
+
+def _input_dtype(spec):
+    try:
+        return np.dtype(str(getattr(spec, "dtype", "float32")))
+    except TypeError:
+        return np.dtype("float32")
+
+
+def _cast_samples(generator, specs):
+    """A representative-dataset function whose integer samples (a tf.data pipeline's int64 ids, from
+    ``TextVectorization`` or numpy) are cast to the integer dtype of the model input they feed, when
+    their values fit; a sample is a list/tuple of one array per input, a dict by input name or, for a
+    one-input model, the array itself (given to the calibrator as a list of it: TF refused a bare
+    array, "Unsupported value from dataset"). Anything else passes as it is (the calibrator says
+    what it expected)."""
+    wants = [_input_dtype(spec) for spec in specs]
+    by_name = {getattr(spec, "name", None): want for spec, want in zip(specs, wants)}
+
+    def cast(value, want):
+        if want.kind not in "iu" or not hasattr(value, "__array__"):
+            return value
+        a = np.asarray(value)
+        if a.dtype == want or a.dtype.kind not in "iu" or not a.size:
+            return value
+        info = np.iinfo(want)
+        return a.astype(want) if info.min <= int(a.min()) and int(a.max()) <= info.max else value
+
+    def samples():
+        for sample in generator():
+            if isinstance(sample, dict):
+                yield {k: cast(v, by_name.get(k, np.dtype("float32"))) for k, v in sample.items()}
+            elif isinstance(sample, (list, tuple)) and len(sample) == len(wants):
+                yield type(sample)(cast(v, w) for v, w in zip(sample, wants))
+            elif len(wants) == 1 and hasattr(sample, "__array__"):  # TF's calibrator takes a list only
+                yield [cast(sample, wants[0])]
+            else:
+                yield sample
+
+    return samples
 
 
 def _check_ids_in_tables(ids, spec, model):
