@@ -738,12 +738,22 @@ class _SignatureRunner:
         self._what = ("" if key is None else f"signature {key!r} ") + "input {!r} was given an array of shape"
 
     def __call__(self, **kwargs):
+        # An array of the signature's rank whose size differs in a dimension past the first that
+        # the signature fixes: refused before running. Left to the backend, TF 2.19's runner
+        # resized the input and returned an empty output ([1, 5] for [1, 8]: y of shape (0, 256)),
+        # silently; TF 2.21 / LiteRT 2.3 fail in Prepare (said below). The first (batch) dimension
+        # is left to the backend: kernels that take any batch run a fixed-batch model on another.
+        for what, shape, sig in self._given_shapes(kwargs):
+            shape = [int(v) for v in shape]
+            if len(shape) == len(sig) and any(w >= 0 and w != g for w, g in zip(sig[1:], shape[1:])):
+                raise ValueError(f"{self._owner._label}: {what} {shape}, but the model takes {sig} (-1: any "
+                                 "size): give it an array of that shape (any size only where -1)")
         with self._owner._prepare_errors(lambda: self._given_shapes(kwargs)):
             return self._runner(**kwargs)
 
     def _given_shapes(self, kwargs):
         """``(what, shape given, shape the signature takes)`` per input given (for the error of a
-        call whose array has a size the signature fixes otherwise). Only called once a call failed."""
+        call whose array has a size the signature fixes otherwise)."""
         import numpy as np
 
         return [(self._what.format(name), np.shape(kwargs[name]), sig)
