@@ -535,10 +535,10 @@ class Interpreter:
             fix, failed = "resize only its -1 dimensions, e.g. the batch", "allocate_tensors"
         else:
             inputs = inputs()
-            fix, failed = "give it an array of that shape (any size only where -1)", "the signature's Prepare"
+            fix, failed = _SIGNATURE_SHAPE_FIX, "the signature's Prepare"
         for what, shape, sig in inputs:
             shape, sig = [int(v) for v in shape], [int(v) for v in sig]
-            if len(shape) != len(sig) or any(w >= 0 and w != g for w, g in zip(sig, shape)):
+            if len(shape) != len(sig) or _fixed_dims_differ(shape, sig):
                 msg = " ".join(str(cause).split())
                 raise RuntimeError(f"{self._label}: {what} {shape}, but the model takes {sig} (-1: any size): "
                                    f"{fix} ({failed} failed: {msg})") from cause
@@ -722,6 +722,15 @@ class Interpreter:
                 f"weights={self.weights!r}>")
 
 
+_SIGNATURE_SHAPE_FIX = "give it an array of that shape (any size only where -1)"
+
+
+def _fixed_dims_differ(shape, sig, start=0):
+    """Does ``shape`` differ from ``sig`` (a ``shape_signature``: -1 = any size) in a dimension the
+    signature fixes, from dimension ``start`` on?"""
+    return any(w >= 0 and w != g for w, g in zip(sig[start:], shape[start:]))
+
+
 class _SignatureRunner:
     """A backend signature runner whose calls report a failed Prepare as ``Interpreter`` does
     (``Interpreter.get_signature_runner``); everything else is the backend runner's."""
@@ -745,9 +754,9 @@ class _SignatureRunner:
         # is left to the backend: kernels that take any batch run a fixed-batch model on another.
         for what, shape, sig in self._given_shapes(kwargs):
             shape = [int(v) for v in shape]
-            if len(shape) == len(sig) and any(w >= 0 and w != g for w, g in zip(sig[1:], shape[1:])):
+            if len(shape) == len(sig) and _fixed_dims_differ(shape, sig, start=1):
                 raise ValueError(f"{self._owner._label}: {what} {shape}, but the model takes {sig} (-1: any "
-                                 "size): give it an array of that shape (any size only where -1)")
+                                 f"size): {_SIGNATURE_SHAPE_FIX}")
         with self._owner._prepare_errors(lambda: self._given_shapes(kwargs)):
             return self._runner(**kwargs)
 
