@@ -438,8 +438,9 @@ class CompressionWrapper(keras.layers.Wrapper):
 
     # -- Keras layer API ----------------------------------------------------------------------
     def build(self, input_shape=None):
-        if not self.layer.built or _builds_in_call(self.layer):
-            if _builds_in_call(self.layer):
+        builds_in_call = _builds_in_call(self.layer)
+        if not self.layer.built or builds_in_call:
+            if builds_in_call:
                 self._build_by_running(input_shape)
             try:
                 self.layer.build(input_shape)
