@@ -144,7 +144,8 @@ def main(argv=None):
     rows = []
     for quant in (None, "int8"):
         with contextlib.redirect_stderr(io.StringIO()):
-            plain = export.to_tflite(model, pack=False, quantize=quant, representative_data=rep)
+            plain = export.to_tflite(model, pack=False, quantize=quant,
+                                     representative_data=rep if quant == "int8" else None)
         t0 = time.perf_counter()
         packed = export.pack(plain)
         t_pack = time.perf_counter() - t0

@@ -223,7 +223,7 @@ def main(argv=None):
     for q in ("int8", "dynamic"):
         for pc in (True, False):
             plain[f"{q} per-{'channel' if pc else 'tensor'} (TFLite converter)"] = to_tflite(
-                model, pack=False, quantize=q, representative_data=rep, per_channel=pc)
+                model, pack=False, quantize=q, representative_data=rep if q == "int8" else None, per_channel=pc)
     snapped = snap_to_int8_grid(model)
     plain["float32, centroids snapped to the int8 grid"] = to_tflite(snapped, pack=False)
     plain["int8 per-tensor, centroids snapped to the int8 grid"] = to_tflite(

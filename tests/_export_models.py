@@ -47,7 +47,7 @@ def tflite(kind, quantize):
     from dc_keras.export import to_tflite
 
     return to_tflite(keras_model(kind), pack=False, quantize=quantize,
-                     representative_data=inputs(kind, 32, seed=5))
+                     representative_data=inputs(kind, 32, seed=5) if quantize == "int8" else None)
 
 
 def run(interpreter, xs):

@@ -622,8 +622,9 @@ def test_default_max_density_by_weight_type(quantize):
     20 % and 30 %."""
     lo, hi = (0.3, 0.4) if quantize is None else (0.2, 0.3)
     rng = np.random.default_rng(2)
+    calib = rng.random((16, 20)).astype(np.float32)  # drawn for every mode: the same stream as before
     plain = export.to_tflite(_two_fc_model(lo, hi, seed=1), pack=False, quantize=quantize,
-                             representative_data=rng.random((16, 20)).astype(np.float32))
+                             representative_data=calib if quantize == "int8" else None)
     packed = export.pack(plain)
     lib = _sparse_fc_lib()
     was = lib.dc_sparse_fc_use_simd(0)  # rows: the form ARM CPUs build
@@ -673,8 +674,9 @@ def test_density_just_above_the_limit_is_reported_above_it():
             (None, 807, {}, f"density 31.5 % > 30 % {ROWS_DEFAULT}; decoded"),
             (None, 2305, {"max_density": 0.9}, "density 90.04 % > max_density 90 %; decoded"),
             ("int8", 641, {}, "density 25.04 % > 25 % (default max_density for int8 weights); decoded")]:
+        calib = rng.random((16, 20)).astype(np.float32)  # drawn for every mode: the same stream as before
         plain = export.to_tflite(_one_fc_model(128, nonzeros), pack=False, quantize=quantize,
-                                 representative_data=rng.random((16, 20)).astype(np.float32))
+                                 representative_data=calib if quantize == "int8" else None)
         was = lib.dc_sparse_fc_use_simd(0)  # the row form on every CPU
         try:
             it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed", **kw)

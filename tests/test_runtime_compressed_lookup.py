@@ -35,7 +35,8 @@ def _embedding_tflite(quantize=None, shape=(6,), dtype="int32"):
     final = dc_keras.strip(dc_keras.cluster(dc_keras.strip(pruned), bits=4))
     table = final.layers[0].get_weights()[0]
     assert 0.05 < np.mean(table != 0) < 0.2 and len(np.unique(table)) <= 17
-    return export.to_tflite(final, pack=False, quantize=quantize, representative_data=ids)
+    return export.to_tflite(final, pack=False, quantize=quantize,
+                            representative_data=ids if quantize == "int8" else None)
 
 
 def _ops(content):

@@ -1271,7 +1271,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
       representative_data: for ``quantize="int8"``: array of typical inputs (first axis =
         samples), list of arrays (one per model input), or a generator function as the TFLite
         converter takes (a sample that is a list of one array per input is given to the calibrator
-        by the model's input names, in ``model.inputs`` order, as the arrays are).
+        by the model's input names, in ``model.inputs`` order, as the arrays are). With another
+        ``quantize`` it is unused: a UserWarning says so (give ``quantize="int8"`` or leave it out).
       min_bytes: passed to ``pack``.
       batch_size: ``None`` (dynamic batch; static batch 1 for recurrent models) or a positive int:
         the ``.tflite`` input then has this fixed first dimension. A subclassed model (its input
@@ -1316,7 +1317,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     Warns:
       UserWarning: with ``pack=True``, ``dc_keras.export.pack``'s warnings (prefixed ``to_tflite:``),
         e.g. the constants kept raw when they are at least a tenth of the file (weights neither
-        pruned nor clustered). ClusterSpreadWarning: see above.
+        pruned nor clustered); ``representative_data`` given with a ``quantize`` other than ``"int8"``
+        (unused: the message names the mode and the fix). ClusterSpreadWarning: see above.
 
     Raises:
       ValueError: bad arguments (named); a model that is not built; ``quantize="int8"`` of a model with
@@ -1361,6 +1363,12 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         warnings.warn(f"to_tflite: per_channel={per_channel!r} is ignored: it sets the int8 scales of "
                       "quantize='int8' or 'dynamic', and this export has quantize="
                       f"{quantize!r} (leave per_channel out)", UserWarning, stacklevel=2)
+    if representative_data is not None and quantize != "int8":
+        # only full-integer calibration reads it: dropped here, so a JAX/torch child never gets it either
+        warnings.warn(f"to_tflite: representative_data is ignored with quantize={quantize!r}: it only calibrates "
+                      "the activation ranges of full-integer quantization. Fix: quantize='int8' to calibrate "
+                      "with it, or leave representative_data out", UserWarning, stacklevel=2)
+        representative_data = None
     options = _pack_options(pack_options, pack, min_bytes, positive_zeros)  # before the slow conversion
     if path is not None:
         check_writable(path)  # a bad or read-only output fails now, not after the conversion
