@@ -648,10 +648,19 @@ def _check_int8_recurrent(model, quantize):
 
 
 def _input_signature(model, batch):
+    """The signature of a static-batch export: a spec per input, in the structure the model takes
+    them (a dict for a model built on a dict of inputs, KerasHub's token_ids / padding_mask: a list
+    there failed in the model's call, "The structure of `inputs` doesn't match")."""
+    import keras
     import tensorflow as tf
 
-    specs = [tf.TensorSpec([batch, *[None if d is None else int(d) for d in x.shape[1:]]], x.dtype,
-                           name=getattr(x, "name", None)) for x in model.inputs]
+    def spec(x):
+        return tf.TensorSpec([batch, *[None if d is None else int(d) for d in x.shape[1:]]], x.dtype,
+                             name=getattr(x, "name", None))
+
+    if isinstance(model.input, dict):
+        return [keras.tree.map_structure(spec, model.input)]
+    specs = [spec(x) for x in model.inputs]
     return [specs[0]] if len(specs) == 1 else [specs]
 
 
