@@ -2,9 +2,13 @@
  * huffdecode_tflm.c -- HuffDecode kernel for TensorFlow Lite Micro (see huffdecode_tflm.h).
  *
  * C99 against tflm_abi.h; the decoder is dc_codec.h.  All memory comes from the TFLM arena:
- * op state and (decode-once mode) the decoded tensor and decoder workspace from
- * AllocatePersistentBuffer; (decode-each-invoke mode) the workspace from a scratch buffer
- * and the output from the memory planner.  Errors are reported with context->ReportError,
+ * op state and (decode-once mode) the decoded tensor from AllocatePersistentBuffer, the decoder
+ * workspace from a scratch buffer (planned by TFLM for this op only, so it shares memory with
+ * other ops' tensors; decode-once decodes at the first Eval, where the scratch buffer exists);
+ * (decode-each-invoke mode) the output from the memory planner.  A format version 1 tensor in
+ * decode-once mode (its checksum covers the decoded bytes: only decoding checks it) decodes in
+ * Prepare with a persistent workspace, as every tensor did until 2026-12-05.  Errors are
+ * reported with context->ReportError,
  * naming the tensor index and the fix; with TF_LITE_STRIP_ERROR_STRINGS defined (TFLM's
  * BUILD_TYPE=release) the same errors are returned without a message (DC_TFLM_LOG below).
  */
@@ -26,8 +30,9 @@ typedef struct {
   uint8_t mode; /* DcTflmDecodeMode */
   uint8_t bad_options;
   uint8_t decoded; /* decode-once: output ready */
+  uint8_t pending; /* decode-once: Prepare done, the first Eval decodes into out */
   int in_idx, out_idx;
-  int scratch_idx; /* decode-each-invoke workspace, -1 if none */
+  int scratch_idx; /* the workspace's scratch buffer (either mode), -1 if none */
   size_t packed_bytes, out_bytes, ws_bytes;
   void* out; /* decode-once: persistent decoded tensor */
 } OpData;
@@ -218,6 +223,7 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
   DcTflmEvalTensor* out;
   dc_tensor_info info;
   dc_status st;
+  int at_invoke;
   if (d == NULL) {
     DC_TFLM_LOG(ctx, "HuffDecode: arena too small for the op's state; enlarge the arena");
     return kDcTflmError;
@@ -249,80 +255,109 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
     DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): %s", d->out_idx, dc_strerror(st));
     return kDcTflmError;
   }
-  if (d->mode == DC_TFLM_DECODE_ONCE) {
-    void* ws = NULL;
-    d->out = d->out_bytes ? ctx->AllocatePersistentBuffer(ctx, d->out_bytes) : NULL;
-    if (d->ws_bytes) ws = ctx->AllocatePersistentBuffer(ctx, d->ws_bytes);
-    if ((d->out_bytes && d->out == NULL) || (d->ws_bytes && ws == NULL)) {
-      DC_TFLM_LOG(ctx,
-                  "HuffDecode (output tensor %d): arena too small for the %u decoded "
-                  "bytes (+%u workspace); enlarge the arena or decode this layer every "
-                  "invoke",
-                  d->out_idx, (unsigned)d->out_bytes, (unsigned)d->ws_bytes);
-      return kDcTflmError;
-    }
-    st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, d->out, d->out_bytes, ws,
-                d->ws_bytes);
-    if (st != DC_OK) {
-      DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
-                  dc_strerror(st));
-      return kDcTflmError;
-    }
-    /* A non-NULL data pointer before planning: TFLM's planner leaves this tensor alone. */
-    out->data.data = d->out;
-    d->decoded = 1;
-  } else {
+  /* Decoded at an invoke: every invoke, or decode-once's first when the tensor needs a workspace
+   * (then a scratch buffer, which exists from the first Eval on).  A format version 1 tensor's
+   * checksum covers the decoded bytes, so decode-once decodes it here, in Prepare. */
+  at_invoke = d->mode != DC_TFLM_DECODE_ONCE || (d->ws_bytes != 0 && info.version >= 2);
 #if DC_TFLM_HAVE_WS
-    /* Decoded at each invoke: check the packed bytes' CRC (§8; version 1: the header only) now,
-     * so that corrupt data fails in Prepare (AllocateTensors), once, not at every invoke. */
+  /* Decoded at an invoke: check the packed bytes' CRC (§8; version 1: the header only) now, so
+   * that corrupt data fails in Prepare (AllocateTensors), once, not at an invoke. */
+  if (at_invoke) {
     st = dc_verify((const uint8_t*)in->data.raw_const, d->packed_bytes);
     if (st != DC_OK) {
       DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): %s: %s", d->out_idx, DC_PEEK_FAILURE(st),
                   dc_strerror(st));
       return kDcTflmError;
     }
+  }
 #endif
-    if (d->ws_bytes &&
-        ctx->RequestScratchBufferInArena(ctx, d->ws_bytes, &d->scratch_idx) != kDcTflmOk) {
-      DC_TFLM_LOG(ctx,
-                  "HuffDecode (output tensor %d): could not plan a %u-byte scratch "
-                  "buffer",
-                  d->out_idx, (unsigned)d->ws_bytes);
-      return kDcTflmError;
+  if (d->mode == DC_TFLM_DECODE_ONCE) {
+    d->pending = 0;
+    /* (d->out set: by an earlier Prepare whose op was never invoked; TFLM frees nothing) */
+    if (d->out == NULL && d->out_bytes) {
+      d->out = ctx->AllocatePersistentBuffer(ctx, d->out_bytes);
+      if (d->out == NULL) {
+        DC_TFLM_LOG(ctx,
+                    "HuffDecode (output tensor %d): arena too small for the %u decoded "
+                    "bytes; enlarge the arena or decode this layer every invoke",
+                    d->out_idx, (unsigned)d->out_bytes);
+        return kDcTflmError;
+      }
+    }
+    /* A non-NULL data pointer before planning: TFLM's planner leaves this tensor alone. */
+    out->data.data = d->out;
+    if (!at_invoke) {
+      void* ws = d->ws_bytes ? ctx->AllocatePersistentBuffer(ctx, d->ws_bytes) : NULL;
+      if (d->ws_bytes && ws == NULL) {
+        DC_TFLM_LOG(ctx,
+                    "HuffDecode (output tensor %d): arena too small for the %u-byte workspace of "
+                    "this format version 1 tensor, decoded in Prepare; enlarge the arena, decode "
+                    "this layer every invoke or repack it (format version 2 or later)",
+                    d->out_idx, (unsigned)d->ws_bytes);
+        return kDcTflmError;
+      }
+      st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, d->out, d->out_bytes, ws,
+                  d->ws_bytes);
+      if (st != DC_OK) {
+        DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
+                    dc_strerror(st));
+        return kDcTflmError;
+      }
+      d->decoded = 1;
+      return kDcTflmOk;
     }
   }
+  /* The workspace only while decoding: a scratch buffer, which TFLM plans for this op alone (it
+   * shares memory with tensors and scratch not alive at this op); an arena too small for the plan
+   * fails in AllocateTensors. */
+  if (d->ws_bytes &&
+      ctx->RequestScratchBufferInArena(ctx, d->ws_bytes, &d->scratch_idx) != kDcTflmOk) {
+    DC_TFLM_LOG(ctx,
+                "HuffDecode (output tensor %d): could not plan a %u-byte scratch "
+                "buffer",
+                d->out_idx, (unsigned)d->ws_bytes);
+    return kDcTflmError;
+  }
+  if (d->mode == DC_TFLM_DECODE_ONCE) d->pending = 1;
   return kDcTflmOk;
 }
 
 static DcTflmStatus op_invoke(DcTflmContext* ctx, DcTflmNode* node) {
   OpData* d = (OpData*)node->user_data;
   DcTflmEvalTensor *in, *out;
+  void* dst;
   void* ws = NULL;
   dc_status st;
   if (d == NULL) return kDcTflmError;
   out = ctx->GetEvalTensor(ctx, d->out_idx);
   if (out == NULL) return kDcTflmError;
   if (d->mode == DC_TFLM_DECODE_ONCE) {
-    if (!d->decoded) {
+    if (!d->decoded && !d->pending) {
       DC_TFLM_LOG(ctx, "HuffDecode: invoked before a successful Prepare");
       return kDcTflmError;
     }
     out->data.data = d->out;
-    return kDcTflmOk;
+    if (d->decoded) return kDcTflmOk;
   }
+  /* every invoke, or decode-once's first: decode into the output with the scratch workspace */
+  dst = d->mode == DC_TFLM_DECODE_ONCE ? d->out : out->data.data;
   in = ctx->GetEvalTensor(ctx, d->in_idx);
   if (d->scratch_idx >= 0) ws = ctx->GetScratchBuffer(ctx, d->scratch_idx);
   if (in == NULL || in->data.raw_const == NULL || (d->ws_bytes && ws == NULL) ||
-      (d->out_bytes && out->data.data == NULL)) {
+      (d->out_bytes && dst == NULL)) {
     DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): missing buffers at invoke", d->out_idx);
     return kDcTflmError;
   }
-  st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, out->data.data, d->out_bytes, ws,
+  st = decode((const uint8_t*)in->data.raw_const, d->packed_bytes, dst, d->out_bytes, ws,
               d->ws_bytes);
   if (st != DC_OK) {
     DC_TFLM_LOG(ctx, "HuffDecode (output tensor %d): decoding failed: %s", d->out_idx,
                 dc_strerror(st));
     return kDcTflmError;
+  }
+  if (d->mode == DC_TFLM_DECODE_ONCE) {
+    d->decoded = 1;
+    d->pending = 0;
   }
   return kDcTflmOk;
 }

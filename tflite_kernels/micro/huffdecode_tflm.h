@@ -6,10 +6,14 @@
  * tensor holding docs/FORMAT.md bytes, through a "HuffDecode" node whose output is the
  * original weight tensor.  Two ways to run that node (docs/microcontrollers.md):
  *
- *  DC_TFLM_DECODE_ONCE (default): Prepare decodes into a persistent arena buffer and
- *      points the output at it, so TFLM's memory planner gives the output no planned
- *      memory; Invoke does nothing.  Arena cost: the decoded bytes (+ the decoder's
- *      workspace) for the interpreter's lifetime.  Fastest.
+ *  DC_TFLM_DECODE_ONCE (default): Prepare allocates a persistent arena buffer for the
+ *      decoded tensor and points the output at it, so TFLM's memory planner gives the output
+ *      no planned memory, checks the packed bytes' CRC and asks for the decoder's workspace as
+ *      a scratch buffer (planned for this op alone: it shares memory with tensors not alive
+ *      here); the first Invoke decodes, the later ones do nothing.  Arena cost: the decoded
+ *      bytes for the interpreter's lifetime.  Fastest after the first Invoke, which carries
+ *      the decode.  A tensor that needs no workspace, and a format version 1 tensor (whose
+ *      checksum covers the decoded bytes) with a persistent workspace, decode in Prepare.
  *  DC_TFLM_DECODE_EACH_INVOKE: every Invoke decodes into the output's planned memory
  *      (shared with other tensors whose lifetimes do not overlap: the packer puts each
  *      HuffDecode right before the weight's consumer) with the workspace in a scratch
@@ -44,9 +48,10 @@ typedef enum { DC_TFLM_DECODE_ONCE = 0, DC_TFLM_DECODE_EACH_INVOKE = 1 } DcTflmD
  * copies it).  Its layout is TFLM's TFLMRegistration (asserted in huffdecode_tflm_register.cc).
  * Any number of interpreters, on any threads, may use it: each node keeps its state in its own
  * interpreter's arena.  Errors (a bad or too-new packed tensor, a layout left out of this
- * dc_codec.c build, an arena too small) fail Prepare, i.e. AllocateTensors, with a message through
- * the interpreter's error reporter naming the output tensor and the fix, each under 256
- * characters (TFLM's Cortex-M logger's line). */
+ * dc_codec.c build, corrupt packed bytes, an arena too small) fail AllocateTensors: in Prepare with
+ * a message through the interpreter's error reporter naming the output tensor and the fix, each
+ * under 256 characters (TFLM's Cortex-M logger's line), or, for an arena too small for the planned
+ * tensors and scratch buffers (the workspace, in both modes), in TFLM's planner with its message. */
 const DcTflmRegistration* DcTflmHuffDecodeRegistration(DcTflmDecodeMode default_mode);
 
 /* The op name the packer writes into the model. */
