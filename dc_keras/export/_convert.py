@@ -658,8 +658,12 @@ def _input_signature(model, batch):
         return tf.TensorSpec([batch, *[None if d is None else int(d) for d in x.shape[1:]]], x.dtype,
                              name=getattr(x, "name", None))
 
-    if isinstance(model.input, dict):
-        return [keras.tree.map_structure(spec, model.input)]
+    try:
+        structure = model.input
+    except AttributeError:  # a Sequential built by build(), never called: it has inputs, no input
+        structure = None
+    if isinstance(structure, dict):
+        return [keras.tree.map_structure(spec, structure)]
     specs = [spec(x) for x in model.inputs]
     return [specs[0]] if len(specs) == 1 else [specs]
 
