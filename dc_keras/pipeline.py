@@ -303,7 +303,7 @@ def _input_arrays(x, inputs):
     return arrays
 
 
-def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
+def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False, interpreter_options=None):
     """Raw outputs of a ``.tflite`` model (packed or not: its bytes, or its file's path) over ``x``,
     in batches of ``batch_size`` samples, through ``dc_keras.runtime.Interpreter`` with the
     ``HuffDecode`` op available. A model with a static
@@ -323,24 +323,40 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False):
     in the model's output type (a quantized int8 output as its int8 values: dequantize them with
     ``get_output_details()[i]["quantization"]``).
 
+    ``interpreter_options``: a dict of keyword arguments for ``dc_keras.runtime.Interpreter``
+    (``backend``, ``decode``, ``weights``, ``experimental_op_resolver_type``, ``num_threads``, ...),
+    e.g. the fix its errors name for a file the default delegates cannot run.
+
     Example:
-        >>> probs = predict_tflite(dc_keras.export.to_tflite(model), x_test)
+        >>> data = dc_keras.export.to_tflite(model)
+        >>> probs = predict_tflite(data, x_test)
+        >>> probs = predict_tflite(data, x_test, interpreter_options={"backend": "tensorflow"})
     """
-    return _run(*_prepare(tflite_bytes, x, batch_size, "predict_tflite"), int(batch_size), progress)
+    return _run(*_prepare(tflite_bytes, x, batch_size, "predict_tflite", interpreter_options), int(batch_size),
+                progress)
 
 
-def _prepare(tflite_bytes, x, batch_size, caller):
+def _prepare(tflite_bytes, x, batch_size, caller, interpreter_options=None):
     """``(interpreter, inputs, outputs, arrays)`` for :func:`_run`: the ``.tflite``'s inputs and
     outputs in the signature's order and ``x`` as one checked array per input. ``tflite_bytes``:
-    the model's bytes or a ``.tflite`` file's path; ``batch_size`` is checked first."""
+    the model's bytes or a ``.tflite`` file's path; ``batch_size`` and ``interpreter_options``
+    (keyword arguments of ``dc_keras.runtime.Interpreter``) are checked first."""
     from dc_keras.runtime import Interpreter
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"{caller}: batch_size must be a whole number of samples >= 1, got {batch_size!r}")
+    options = {} if interpreter_options is None else interpreter_options
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise TypeError(f"{caller}: interpreter_options must be a dict of keyword arguments for "
+                        f"dc_keras.runtime.Interpreter (e.g. {{'backend': 'tensorflow'}}), got {interpreter_options!r}")
+    given = sorted({"model_path", "model_content"} & set(options))
+    if given:
+        raise ValueError(f"{caller}: interpreter_options must not hold {', '.join(given)}: the model is "
+                         f"{caller}'s first argument (its bytes or its file's path)")
     if isinstance(tflite_bytes, (str, os.PathLike)):
-        interpreter = Interpreter(model_path=tflite_bytes)
+        interpreter = Interpreter(model_path=tflite_bytes, **options)
     else:
-        interpreter = Interpreter(model_content=bytes(tflite_bytes))
+        interpreter = Interpreter(model_content=bytes(tflite_bytes), **options)
     inputs = _signature_order(interpreter, interpreter.get_input_details(), "inputs")
     outs = _signature_order(interpreter, interpreter.get_output_details(), "outputs")
     return interpreter, inputs, outs, _input_arrays(x, inputs)
@@ -418,17 +434,18 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
     return results[0] if len(results) == 1 else results
 
 
-def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True) -> float:
+def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True, interpreter_options=None) -> float:
     """Fraction of ``x`` misclassified by a ``.tflite`` model (packed or not; bytes or a path), run through
     ``dc_keras.runtime.Interpreter`` with the ``HuffDecode`` op available. ``x`` as for
     :func:`predict_tflite`; the model has one output (class scores, two or more per sample). ``y``:
     class indices (shape ``(n,)`` or ``(n, 1)``) or one-hot labels (the scores' shape).
+    ``interpreter_options``: as for :func:`predict_tflite`.
 
     Example:
         >>> error = evaluate_tflite(dc_keras.export.to_tflite(model), x_test, y_test)
     """
     y = np.asarray(y)
-    prepared = _prepare(tflite_bytes, x, batch_size, "evaluate_tflite")
+    prepared = _prepare(tflite_bytes, x, batch_size, "evaluate_tflite", interpreter_options)
     n = len(prepared[3][0])  # samples, however x was given (one array, a list of samples, a dict)
     if n != len(y) or n == 0:
         raise ValueError(f"need as many labels as inputs (and at least one): {n} vs {len(y)}")
