@@ -156,6 +156,56 @@ def attention_weights(layer, leaf):
     return [(f"{p}_{leaf}", v, 0) for p, v in found if isinstance(v, keras.Variable)]
 
 
+#: Model libraries whose layers a user cannot give a ``get_prunable_weights()`` (KerasHub and its
+#: predecessors): such a layer is compressed through the matrices it is built from (below).
+_LIBRARIES = ("keras_hub.", "keras_nlp.", "keras_cv.")
+
+
+def is_library_layer(layer):
+    """A layer (not a model) defined by KerasHub / KerasNLP / KerasCV (``TransformerEncoder``,
+    ``TransformerDecoder``, ``TokenAndPositionEmbedding``, ``PositionEmbedding``, a backbone's
+    decoder block), which is not itself of a supported type.
+
+    Example:
+        >>> is_library_layer(keras.layers.Dense(4))  # False: Keras's own
+    """
+    return type(layer).__module__.startswith(_LIBRARIES) and not isinstance(layer, keras.Model)
+
+
+def _own_matrices(layer):
+    """The trainable matrices (2 or more dimensions larger than 1) that ``layer`` holds itself, not
+    through a sublayer: PositionEmbedding's table; not ViT's (1, 1, hidden) class token, a vector."""
+    held = {id(v) for sub in _compat.flatten_layers(layer) for v in sub.weights}
+    return [v for v in layer.trainable_weights
+            if _is_matrix(v) and id(v) not in held]
+
+
+def _is_matrix(variable):
+    """At least two dimensions larger than 1 (a (1, 1, hidden) class token is a vector)."""
+    return sum(int(d) > 1 for d in variable.shape) >= 2
+
+
+def library_weights(layer, prefix=""):
+    """``[(name, variable, axis)]`` of a built KerasHub layer (:func:`is_library_layer`): the
+    compressible weights of the supported layers it is built from, found through its sublayers
+    (each named by its sublayer path, ``self_attention_layer.query_kernel``,
+    ``feedforward_output_dense.kernel``), and the matrices it or a KerasHub sublayer holds itself
+    (``position_embedding.embeddings``); empty when it holds none (a normalization's vectors).
+    The layer is wrapped as a whole, like MultiHeadAttention: its sublayers are made by its own
+    build() from its config, so a wrapper placed inside would not survive a ``.keras`` round trip."""
+    found = [(prefix + v.name, v, -2) for v in _own_matrices(layer)]
+    for sub in _compat.flatten_layers(layer, recursive=False):
+        if not sub.trainable or isinstance(sub, keras.Model):
+            continue
+        inner = prefix + sub.name + "."
+        if is_library_layer(sub) and unsupported_reason(sub, composite=False) is not None:
+            found += library_weights(sub, inner)
+        elif sub.built and unsupported_reason(sub) is None:
+            found += [(inner + name, var, axis) for name, var, axis in compressible_weights(sub)
+                      if var.trainable]
+    return found
+
+
 def _is_rnn(layer):
     return isinstance(layer, keras.layers.RNN) and (isinstance(layer.cell, _RNN_CELLS) or isinstance(layer, _CONV_LSTMS))
 
@@ -177,12 +227,16 @@ _NORMALIZATIONS = tuple(getattr(keras.layers, n) for n in (
     if hasattr(keras.layers, n))
 
 
+#: Why a KerasHub layer holding no matrix (keras_hub's RMSNormalization, LlamaLayerNorm) is left dense.
+_LIBRARY_VECTORS = "it holds only vectors (scales, offsets): left dense by design"
+
 #: Why a layer whose ``get_prunable_weights()`` returns ``[]`` is left dense.
 _DECLARES_NONE = "it declares no prunable weights (its get_prunable_weights() returns [])"
 
 
-def unsupported_reason(layer):
-    """None for a supported layer, else why it cannot be pruned or clustered."""
+def unsupported_reason(layer, composite=True):
+    """None for a supported layer, else why it cannot be pruned or clustered (``composite=False``:
+    without the rule for KerasHub layers, :func:`library_weights`)."""
     if isinstance(layer, keras.Model):
         if not is_graph_model(layer):  # (graph models nested in graph models are walked into)
             return ("a subclassed model nested in this one: prune()/cluster() do not rewrite its layers, which "
@@ -202,6 +256,12 @@ def unsupported_reason(layer):
         return f"TimeDistributed of {inner.replace('unsupported', 'an unsupported', 1).replace('normalization', 'a normalization', 1)}"
     if _is_rnn(layer) or _is_bidirectional_rnn(layer) or is_attention(layer):
         return None
+    # (unbuilt: a wrapper loading from a .keras file, whose build() makes the sublayers; an empty
+    # library_weights() is an error there)
+    if composite and is_library_layer(layer) and (not layer.built or library_weights(layer)):
+        return None
+    if is_library_layer(layer) and layer.built and layer.weights and not any(map(_is_matrix, layer.weights)):
+        return _LIBRARY_VECTORS
     if layer.built and not layer.weights:
         return "it has no weights, so no prunable weights"
     if isinstance(layer, _NORMALIZATIONS):
@@ -228,7 +288,8 @@ def left_dense_unsupported(layer):
     Example:
         >>> left_dense_unsupported(keras.layers.LayerNormalization())  # False: by design
     """
-    if unsupported_reason(layer) is None:
+    reason = unsupported_reason(layer)
+    if reason is None or reason == _LIBRARY_VECTORS:
         return False
     inner = layer.layer if _is_time_distributed(layer) else layer
     if isinstance(inner, _NORMALIZATIONS) or declares_weights(inner):
@@ -266,6 +327,16 @@ def _rnn_weights(rnn, prefix=""):
     return [(prefix + "kernel", cell.kernel, -2), (prefix + "recurrent_kernel", cell.recurrent_kernel, -2)]
 
 
+def _reverse_embeddings(layer):
+    """``[("reverse_embeddings", variable, -2)]`` of a ``ReversibleEmbedding`` (Keras's and KerasHub's:
+    an Embedding whose ``call(x, reverse=True)`` projects onto the vocabulary) built with
+    ``tie_weights=False``: its output projection, a (hidden, vocabulary) matrix as large as the
+    table, which the Embedding rule alone left dense without a word. Tied (the default), the
+    projection is the compressed ``embeddings`` table itself."""
+    reverse = getattr(layer, "reverse_embeddings", None) if isinstance(layer, keras.layers.Embedding) else None
+    return [("reverse_embeddings", reverse, -2)] if isinstance(reverse, keras.Variable) and reverse.trainable else []
+
+
 def compressible_weights(layer):
     """List of ``(name, variable, input_axis)`` to prune/cluster in a built ``layer``.
 
@@ -278,7 +349,7 @@ def compressible_weights(layer):
         return _declared_weights(layer, declared)
     for cls, names, axis in _SIMPLE:
         if isinstance(layer, cls):
-            return [(n, _own_variable(layer, n), axis) for n in names]
+            return [(n, _own_variable(layer, n), axis) for n in names] + _reverse_embeddings(layer)
     if _is_rnn(layer):
         return _rnn_weights(layer)
     if _is_bidirectional_rnn(layer):
@@ -287,6 +358,10 @@ def compressible_weights(layer):
         return compressible_weights(layer.layer)
     if is_attention(layer):
         return attention_weights(layer, "kernel")
+    if is_library_layer(layer):
+        found = library_weights(layer)
+        if found:
+            return found
     raise ValueError(
         f"Layer {layer.name!r} cannot be pruned or clustered: {unsupported_reason(layer)}. "
         f"Supported: {SUPPORTED_TYPES}."
@@ -796,7 +871,10 @@ class Rebuilder:
         (``safe_mode``) unless ``keras.config.enable_unsafe_deserialization()`` was called."""
         if type(layer) is keras.layers.Lambda and weights is None and not config_changes:
             return layer
-        config = layer.get_config()
+        try:
+            config = layer.get_config()
+        except Exception as e:
+            raise _config_error(layer, "its get_config()", e) from e
         config.update(config_changes)
         fresh = None
         if "name" not in config:  # a subclassed model's config has no name: its copy was 'inner_1'
@@ -805,12 +883,16 @@ class Rebuilder:
             except TypeError:  # an __init__ that takes no name: the name Keras gives
                 pass
         if fresh is None:
-            fresh = layer.__class__.from_config(config)
+            try:
+                fresh = layer.__class__.from_config(config)
+            except Exception as e:
+                raise _config_error(layer, f"{type(layer).__name__}.from_config(layer.get_config())", e) from e
         values = layer.get_weights() if weights is None else weights
         if callable(values):
             if not layer.built:
                 raise ValueError(f"Layer {layer.name!r} must be built to be rebuilt with new weights.")
-            fresh.build_from_config(layer.get_build_config())
+            if not fresh.built:
+                fresh.build_from_config(layer.get_build_config())
             fresh.set_weights(values(fresh))
             return fresh
         copy = layer if weights is None else None  # an exact copy: also the state set_weights misses
@@ -822,7 +904,11 @@ class Rebuilder:
             # its sublayers hold no weights yet and set_weights failed ("expecting 0 weights"). It is
             # built by a symbolic run of its call() on an input like its own, as its first call did.
             lazy = type(fresh).build is keras.layers.Layer.build and bool(_compat.flatten_layers(fresh))
-            if build_config and not lazy:
+            # A layer that builds itself in __init__ from shapes its config holds (keras_hub's
+            # TransformerDecoder: "decoder_sequence_shape") is built by from_config: building it again
+            # created its sublayers a second time, which Keras refuses ("cannot add new elements of
+            # state ... to a layer that is already built"). Keras's own loading skips a built layer too.
+            if build_config and not lazy and not fresh.built:
                 fresh.build_from_config(build_config)
             if lazy and len(fresh.weights) != len(values) and _build_by_running(layer, fresh):
                 try:  # its sublayers are built: this only marks it built (and records the build config)
@@ -848,6 +934,28 @@ class Rebuilder:
             fresh.set_weights(values)
             _copy_saved_state(copy, fresh)
         self._later = []
+
+
+def _config_error(layer, step, exc):
+    """The error for a layer that cannot be rebuilt from its own config (``step`` failed with ``exc``):
+    KerasHub 0.32's ``LlamaTransformerDecoder.get_config()`` reads attributes its ``__init__`` never
+    sets, and ``ViTPatchingAndEmbedding.get_config()`` returns arguments its ``__init__`` refuses.
+    Their models save and load (a KerasHub backbone saves its own arguments, not its layers'), but a
+    rebuild layer by layer, as ``keras.models.clone_model`` does, fails on them."""
+    cls = type(layer)
+    detail = " ".join(str(exc).split())
+    # Keras's deserialization error quotes the whole config first: its cause comes last
+    detail = detail.rsplit("Exception encountered: ", 1)[-1]
+    if len(detail) > 300:
+        detail = detail[:300] + " ..."
+    return ValueError(
+        f"Layer {layer.name!r} ({cls.__module__}.{cls.__name__}) cannot be rebuilt from its config: {step} raised "
+        f"{type(exc).__name__}: {detail}. dc_keras.prune(), cluster() and strip() rebuild every layer of a Sequential "
+        "or Functional model from its config (as keras.models.clone_model does), also the layers they leave dense, "
+        "so a layer whose get_config() does not give back the arguments of its own __init__ stops them. That is a "
+        f"bug of {cls.__name__}'s get_config() (or from_config()): fix it in the class or a subclass (a "
+        "get_config() returning exactly its __init__ arguments); "
+        f"{cls.__name__}.from_config(layer.get_config()) reproduces it without dc_keras.")
 
 
 def _build_by_running(layer, fresh):
@@ -905,6 +1013,41 @@ def _copy_model_flags(original, new):
             _copy_model_flags(layer, inner[layer.name])
 
 
+def _graph_layer_ids(model):
+    """ids of every layer of a graph model, through its nested graph models."""
+    return {id(layer) for layer, _ in graph_layers(model)}
+
+
+def _sharing_nested_models(model):
+    """ids of the trainable graph models nested in ``model`` (at any depth) that hold a layer their
+    enclosing graph also calls outside them: KerasHub's ``GPT2CausalLM`` / ``GemmaCausalLM`` call the
+    backbone, then the backbone's own ``token_embedding`` (tied output projection,
+    ``reverse=True``). Keras's Functional config cannot say that a layer of the outer graph lives in
+    a nested model: a ``.keras`` file of such a plain Functional model makes the layer twice on
+    load and one copy gets no weights ("expected 2 variables, but received 0"; Keras 3.15, plain
+    Keras models too). KerasHub's task classes avoid it with a config of their own, which the
+    rewritten model (a plain Functional model) does not have; :func:`rewrite_model` calls these
+    nested models' layers in the enclosing graph instead (the nested model is not kept)."""
+    found = set()
+
+    def walk(graph):
+        children = [layer for layer in graph.layers if isinstance(layer, keras.Model) and is_graph_model(layer)]
+        for child in children:
+            inside = _graph_layer_ids(child)
+            outside = set()
+            for layer in graph.layers:
+                if layer is child:
+                    continue
+                outside |= _graph_layer_ids(layer) if isinstance(layer, keras.Model) and is_graph_model(layer) \
+                    else {id(layer)}
+            if inside & outside and child.trainable and _compat.is_functional(graph) and _compat.is_functional(child):
+                found.add(id(child))
+            walk(child)
+
+    walk(model)
+    return found
+
+
 def rewrite_model(model, replace, what):
     """Rebuild a Sequential/Functional ``model`` with ``keras.models.clone_model`` (recursively
     through nested models; a shared layer is replaced once and stays shared). ``replace(layer,
@@ -918,6 +1061,8 @@ def rewrite_model(model, replace, what):
     rebuilder = Rebuilder()
     pairs = []
     identities = set()  # layers replaced by keras.layers.Identity: called with the input only
+    inline = _sharing_nested_models(model)
+    inlined = set()  # ids of the clones of those models: their layers are called in the enclosing graph
 
     done = {}  # id(original) -> its clone: a shared layer (or nested model) is cloned once
 
@@ -932,6 +1077,8 @@ def rewrite_model(model, replace, what):
             clone = keras.models.clone_model(
                 operation, clone_function=clone_function, recursive=False,
                 call_function=call_function if _compat.is_functional(operation) else None)
+            if id(operation) in inline:
+                inlined.add(id(clone))
         elif not isinstance(operation, keras.layers.Layer):
             clone = operation.__class__.from_config(operation.get_config())  # stateless op
         else:
@@ -945,6 +1092,8 @@ def rewrite_model(model, replace, what):
     def call_function(layer, *args, **kwargs):
         if id(layer) in identities:  # e.g. a folded BatchNormalization: drop its mask/training
             return layer(args[0])
+        if id(layer) in inlined:  # its graph replayed here: its layers join the enclosing graph
+            return layer.call(*args, **kwargs)
         return layer(*args, **kwargs)
 
     call = call_function if _compat.is_functional(model) else None
