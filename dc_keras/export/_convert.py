@@ -403,10 +403,23 @@ def _signature_leaves(signature):
     return [leaf for part in parts for leaf in _signature_leaves(part)]
 
 
+def _keyed_names(signature, key=None):
+    """The specs' own names, in the order ``_signature_leaves`` walks; an unnamed spec that is a
+    dict's value takes its key (the input's name, as the model is called with it)."""
+    if isinstance(signature, dict) and set(signature) == {_SPEC}:
+        return [signature[_SPEC][2] or key]
+    if isinstance(signature, dict):
+        return [n for k, v in signature.items() for n in _keyed_names(v, k)]
+    return [n for v in signature for n in _keyed_names(v)]
+
+
 def _signature_names(signature, names=()):
-    """The input names of the converted signature: the specs' own, or, when none has one, the model's
-    input names (``names``) if there are as many."""
-    given = [n for _, _, n in _signature_leaves(signature)]
+    """The input names of the converted signature: the specs' own (a dict's keys for its unnamed
+    specs), or, when none has one, the model's input names (``names``) if there are as many. Not
+    model.inputs' names for a dict: they come by sorted key (``padding_mask``, ``token_ids``), and
+    the dict's own order gave the name token_ids to the padding mask (KerasHub's LlamaCausalLM and
+    GemmaCausalLM converted to a .tflite that answered wrongly)."""
+    given = _keyed_names(signature)
     return list(names) if len(names) == len(given) and all(names) and not any(given) else given
 
 
