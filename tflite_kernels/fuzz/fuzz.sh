@@ -11,8 +11,9 @@
 # CC (replay compiler, default cc), CLANG (libFuzzer compiler, default: clang, clang-NN),
 # FUZZ_SECONDS, FUZZ_TIMEOUT (wall-clock seconds per input before libFuzzer reports a hang,
 # default 30: a 16 MiB constant decodes twice in ~0.5 s under ASan on an idle core, but a shared
-# machine can stretch that 20x), FUZZ_HARNESSES (default "decode op sparse_fc unpack"), FUZZ_ARGS (extra
-# libFuzzer flags), OUT (default build-fuzz).
+# machine can stretch that 20x), FUZZ_HARNESSES (default "decode op sparse_fc unpack tflm tflm32";
+# tflm32 = fuzz_tflm.c built -m32, for the 32-bit TFLM layouts: skipped with a message where the
+# compiler cannot link -m32), FUZZ_ARGS (extra libFuzzer flags), OUT (default build-fuzz).
 # Exit status: 0 = no finding (or libFuzzer unavailable and not root: skipped with a message),
 # 1 = a harness found a crash / sanitizer error / failed property (reproducer in $OUT/artifacts).
 set -eu
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."              # tflite_kernels/
 MODE=${1:-smoke}
 PY=${PY:-python3}
 OUT=${OUT:-build-fuzz}
-HARNESSES=${FUZZ_HARNESSES:-decode op sparse_fc unpack}
+HARNESSES=${FUZZ_HARNESSES:-decode op sparse_fc unpack tflm tflm32}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 # DC_SPREAD_MIN_ELEMENTS: short inputs take the §5 spread-codebook loops too (dc_codec.c)
 CFLAGS_F="-std=c99 -g -O1 -Wall -Wextra -Werror -Iinclude -DDC_SPREAD_MIN_ELEMENTS=16"
@@ -49,16 +50,58 @@ seeds() {
   else
     echo "fuzz.sh: warning: could not generate seeds with PY=$PY (see $OUT/seeds.log); using regressions only"
     rm -rf "$OUT/seeds.new"
-    mkdir -p "$OUT/seeds/decode" "$OUT/seeds/op" "$OUT/seeds/unpack"
+    mkdir -p "$OUT/seeds/decode" "$OUT/seeds/op" "$OUT/seeds/tflm" "$OUT/seeds/unpack"
   fi
 }
 
-seeddir() {  # fuzz_sparse_fc takes the same input as fuzz_decode (one packed tensor)
-  case "$1" in sparse_fc) echo "$OUT/seeds/decode" ;; *) echo "$OUT/seeds/$1" ;; esac
+seeddir() {  # fuzz_sparse_fc takes the same input as fuzz_decode (one packed tensor); tflm32 is
+  # fuzz_tflm.c (gen_seeds.py's tflm/: the op seeds' packed tensors behind its own control bytes)
+  case "$1" in
+    sparse_fc) echo "$OUT/seeds/decode" ;;
+    tflm | tflm32) echo "$OUT/seeds/tflm" ;;
+    *) echo "$OUT/seeds/$1" ;;
+  esac
 }
 
 regressions() {  # committed reproducers of past findings, if any
-  if [ -d "fuzz/regressions/$1" ]; then echo "fuzz/regressions/$1"; fi
+  d=$1
+  if [ "$d" = tflm32 ]; then d=tflm; fi
+  if [ -d "fuzz/regressions/$d" ]; then echo "fuzz/regressions/$d"; fi
+}
+
+links_m32() {  # links_m32 CC FLAGS...: the compiler builds and links a 32-bit x86 harness with them
+  cc=$1
+  shift
+  printf 'int LLVMFuzzerTestOneInput(const unsigned char* d, unsigned long n){(void)d;(void)n;return 0;}\n' >"$OUT/probe32.c"
+  "$cc" -m32 "$@" -o "$OUT/probe32" "$OUT/probe32.c" >/dev/null 2>&1
+}
+
+build() {
+  # build HARNESS CC OBJDIR FLAGS...: $OUT/<prefix>_HARNESS from fuzz/fuzz_HARNESS.c and the
+  # decoder's objects (OBJS, from `objects`); fuzz_tflm.c (tflm, tflm32) is linked with the TFLM
+  # kernel (micro/huffdecode_tflm.c) and the decoder alone, tflm32 with -m32 and its own 32-bit
+  # decoder object in OBJDIR32 (compiled with OBJFLAGS32).  Sets BIN (empty: skipped, with a
+  # message).
+  h=$1 cc=$2 bin=$3
+  shift 3
+  BIN=$bin
+  case "$h" in
+    tflm)
+      "$cc" "$@" -Imicro -o "$bin" fuzz/fuzz_tflm.c micro/huffdecode_tflm.c $OBJS -lm -lpthread ;;
+    tflm32)
+      if ! links_m32 "$cc" "$@"; then
+        echo "fuzz.sh: SKIPPED tflm32 (the TFLM kernel's 32-bit layouts): $cc -m32 does not link a harness"
+        echo "         (Debian: apt-get install libc6-dev-i386 lib32gcc-12-dev gcc-12-multilib, and lib32stdc++-12-dev for libFuzzer; not gcc-multilib, which removes the cross gcc packages)"
+        BIN=""
+        return 0
+      fi
+      # shellcheck disable=SC2086
+      make -s --no-print-directory BUILD="$OBJDIR32" CC="$cc" CFLAGS_COMMON="$OBJFLAGS32" CFLAGS= \
+        "$OBJDIR32/obj/src/dc_codec.o"
+      "$cc" "$@" -m32 -Imicro -o "$bin" fuzz/fuzz_tflm.c micro/huffdecode_tflm.c "$OBJDIR32/obj/src/dc_codec.o" -lm ;;
+    *)
+      "$cc" "$@" -o "$bin" "fuzz/fuzz_$h.c" $OBJS -lm -lpthread ;;
+  esac
 }
 
 find_clang() {
@@ -105,10 +148,11 @@ case "$MODE" in
     seeds
     # shellcheck disable=SC2086
     objects "$OUT/replay" "$CC" $CFLAGS_F $SAN
+    OBJDIR32="$OUT/replay32" OBJFLAGS32="$CFLAGS_F $SAN -m32"
     for h in $HARNESSES; do
       # shellcheck disable=SC2086
-      $CC $CFLAGS_F $SAN -o "$OUT/replay_$h" fuzz/replay_main.c "fuzz/fuzz_$h.c" $OBJS -lm -lpthread
-      "$OUT/replay_$h" $(regressions "$h") "$(seeddir "$h")"
+      build "$h" "$CC" "$OUT/replay_$h" $CFLAGS_F $SAN fuzz/replay_main.c
+      if [ -n "$BIN" ]; then "$BIN" $(regressions "$h") "$(seeddir "$h")"; fi
     done
     ;;
   smoke|long)
@@ -118,9 +162,11 @@ case "$MODE" in
     mkdir -p "$OUT/artifacts"
     # shellcheck disable=SC2086
     objects "$OUT/libfuzzer" "$CL" $CFLAGS_F -fsanitize=fuzzer-no-link $SAN
+    OBJDIR32="$OUT/libfuzzer32" OBJFLAGS32="$CFLAGS_F -fsanitize=fuzzer-no-link $SAN -m32"
     for h in $HARNESSES; do
       # shellcheck disable=SC2086
-      "$CL" $CFLAGS_F -fsanitize=fuzzer $SAN -o "$OUT/fuzz_$h" "fuzz/fuzz_$h.c" $OBJS -lm -lpthread
+      build "$h" "$CL" "$OUT/fuzz_$h" $CFLAGS_F -fsanitize=fuzzer $SAN
+      if [ -z "$BIN" ]; then continue; fi
       CORPUS="$OUT/corpus-$MODE/$h"
       mkdir -p "$CORPUS"
       echo "== fuzz_$h: $SECS s ($("$CL" --version | head -n 1))"

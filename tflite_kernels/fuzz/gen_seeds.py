@@ -6,6 +6,8 @@ corpus follows the format as it evolves and no binary blobs are committed:
   OUT/decode/  one packed tensor per file (fuzz_decode.c input)
   OUT/op/      a control byte + a packed tensor (fuzz_op.c input; the control byte picks the
                route: op / legacy ResizeTensor / delegate / failing allocation, and mismatches)
+  OUT/tflm/    the same packed tensors behind fuzz_tflm.c's control bytes (TFLM_CONTROLS: every
+               decode mode / options case, mismatch and arena case at least once)
   OUT/unpack/  packed .tflite files (fuzz_unpack.c input): tiny FULLY_CONNECTED models built
                with the TFLite schema module and packed by dc_keras.export.pack (with and
                without compact; one with a zip of associated files appended, classic and zip64),
@@ -216,6 +218,13 @@ def tflite_seeds():
             yield "zoo_lstm128", f.read()
 
 
+# fuzz_tflm.c's control byte = mode + 6 * mismatch + 48 * arena (its header): every mode / options
+# case (0-5), each mismatch (1-7) alone (arena ample) and each arena case (1-5) alone (no mismatch),
+# in both decode modes where the case has them, and the CRC fix-up with the exact arena
+TFLM_CONTROLS = (0, 1, 2, 3, 4, 5, 8, 9, 12, 19, 24, 25, 32, 39, 42, 48, 49, 96, 97, 144, 145, 192, 193,
+                 240, 241, 246)
+
+
 def main(argv):
     if len(argv) != 2:
         print(__doc__)
@@ -223,6 +232,7 @@ def main(argv):
     out = argv[1]
     os.makedirs(os.path.join(out, "decode"), exist_ok=True)
     os.makedirs(os.path.join(out, "op"), exist_ok=True)
+    os.makedirs(os.path.join(out, "tflm"), exist_ok=True)
     count = 0
     for name, data, a in seeds():
         if codec.decode(data).tobytes() != a.tobytes():  # a seed must be a valid packed tensor
@@ -233,13 +243,16 @@ def main(argv):
         for ctl in (0, 1, 2, 3, 4, 8, 36, 16, 80):
             with open(os.path.join(out, "op", f"{name}_c{ctl}"), "wb") as f:
                 f.write(bytes([ctl]) + data)
+        for ctl in TFLM_CONTROLS:
+            with open(os.path.join(out, "tflm", f"{name}_c{ctl}"), "wb") as f:
+                f.write(bytes([ctl]) + data)
         count += 1
     os.makedirs(os.path.join(out, "unpack"), exist_ok=True)
     for name, data in tflite_seeds():
         with open(os.path.join(out, "unpack", name), "wb") as f:
             f.write(data)
     digest = hashlib.sha256(b"".join(d for _, d, _ in seeds())).hexdigest()[:12]
-    print(f"gen_seeds: {count} packed tensors -> {out}/decode, {out}/op (sha256 {digest}); {out}/unpack")
+    print(f"gen_seeds: {count} packed tensors -> {out}/decode, {out}/op, {out}/tflm (sha256 {digest}); {out}/unpack")
     return 0
 
 
