@@ -506,6 +506,43 @@ def test_kernel_lifecycle_with_a_stand_in_context(tmp_path):
         assert stripped == got and not log, (args, stripped, log)
 
 
+def test_empty_version1_tensor_decoded_once_has_no_undefined_behaviour(tmp_path):
+    """An empty tensor (0 elements) packed at format version 1, decoded once (in Prepare, its
+    checksum covering the decoded bytes): the kernel has no output buffer for it (NULL, 0 bytes),
+    and dc_codec.c's version 1 checksum computed NULL + 0 from it, undefined in C; clang's UBSan
+    stopped fuzz/fuzz_tflm.c on its first seed of this kind (2026-12-05, reproducer in
+    tflite_kernels/fuzz/regressions/tflm/). The stand-in context (tools/mcu/tflm_mock_ctx.c) with
+    the kernel and the decoder built by clang with -fsanitize=undefined runs it cleanly in both
+    modes: Prepare and three invokes succeed."""
+    import shutil
+
+    from dc_keras import codec
+
+    clang = shutil.which("clang")
+    if clang is None:
+        pytest.skip("needs clang (its UBSan reports NULL + 0; gcc's does not)")
+    k = os.path.join(ROOT, "tflite_kernels")
+    exe = tmp_path / "mock_ubsan"
+    r = subprocess.run([clang, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
+                        "-fno-sanitize-recover=all", f"-I{k}/include", f"-I{k}/micro", "-o", str(exe),
+                        os.path.join(ROOT, "tools", "mcu", "tflm_mock_ctx.c"),
+                        os.path.join(k, "micro", "huffdecode_tflm.c"), os.path.join(k, "src", "dc_codec.c"), "-lm"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
+    raw = np.zeros((0, 4), np.int16)
+    packed = codec.encode(raw, version=1)
+    assert codec.info(packed)["version"] == 1
+    (tmp_path / "p.bin").write_bytes(packed)
+    (tmp_path / "r.bin").write_bytes(b"")
+    for mode in (0, 1):
+        r = subprocess.run([str(exe), str(mode), str(tmp_path / "p.bin"), str(tmp_path / "r.bin"), "7", "0", "4"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and not r.stderr.strip(), (mode, r.stdout, r.stderr[-3000:])
+        facts = {ln.split()[0]: ln.split()[1:] for ln in r.stdout.splitlines() if not ln.startswith("log ")}
+        assert facts["prepare"] == ["0"], (mode, facts)
+        assert all(facts[f"invoke{i}"][0] == "0" for i in (1, 2, 3)), (mode, facts)
+
+
 @pytest.mark.long  # a second TFLM interpreter run (~30 s); test_packed_model_is_bit_exact_in_tflm stays in make test
 def test_docs_python_snippet_runs_as_written(models, tmp_path):
     """docs/microcontrollers.md's Python block, run as the doc says (from the repository root,
