@@ -437,3 +437,26 @@ def test_a_dict_signature_feeds_each_input_by_its_key(signature_form):
     feed = {"token_ids": TOKENS[:1], "padding_mask": (TOKENS[1:2] % 2).astype("int32")}
     (out,) = runner(**feed).values()
     np.testing.assert_allclose(out, model.predict(feed, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+# -- a layer called with keywords only ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("action", ["prune", "cluster"])
+def test_a_layer_called_with_keywords_only_is_wrapped(action, tmp_path):
+    """keras_hub's BartBackbone calls its TransformerDecoder with keywords only (decoder_sequence=x,
+    encoder_sequence=...), as keras.io's examples call MultiHeadAttention (query=x, value=x): the
+    wrapper's call() takes `inputs` first and Keras's binding failed ("missing a required argument:
+    'inputs'"), in prune() and cluster() alike."""
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((L, D))
+    h = keras.layers.MultiHeadAttention(2, 4, name="mha")(query=inputs, value=inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(h))
+    x = np.random.default_rng(7).normal(size=(4, L, D)).astype("float32")
+    wrapped = dc_keras.prune(model, S) if action == "prune" else dc_keras.cluster(model, bits=3)
+    assert [e["layer"] for e in wrapped.compression_report.wrapped] == ["mha", "head"]
+    wrapped.save(tmp_path / "wrapped.keras")
+    back = keras.saving.load_model(tmp_path / "wrapped.keras")
+    np.testing.assert_array_equal(back.predict(x, verbose=0), wrapped.predict(x, verbose=0))
+    stripped = dc_keras.strip(wrapped) if action == "cluster" else None
+    if stripped is not None:
+        np.testing.assert_array_equal(stripped.predict(x, verbose=0), wrapped.predict(x, verbose=0))

@@ -556,6 +556,17 @@ class CompressionWrapper(keras.layers.Wrapper):
             "input_shape): self.dense.build(input_shape); for a call on two inputs, def build(self, query_shape, "
             "value_shape)).")
 
+    def __call__(self, *args, **kwargs):
+        # A layer called with keywords only (keras_hub's BartBackbone: transformer_layer(decoder_sequence=x,
+        # encoder_sequence=...); mha(query=x, value=x)) reaches call() below without `inputs`, and Keras's
+        # binding of the call failed ("missing a required argument: 'inputs'"): its first argument is
+        # passed by position, as the layer takes it too.
+        if not args:
+            first = _first_call_parameter(self.layer)
+            if first is not None and first in kwargs:
+                args = (kwargs.pop(first),)
+        return super().__call__(*args, **kwargs)
+
     def _untracked(self, name, value):
         """Set an attribute without Keras tracking (it holds the inner layer's variables)."""
         object.__setattr__(self, name, value)
@@ -618,6 +629,20 @@ class CompressionWrapper(keras.layers.Wrapper):
         self._release()
         self.layer.set_weights(weights)
         return self.layer
+
+
+def _first_call_parameter(layer):
+    """The name of the first parameter of ``layer.call`` when it can be given by position, else None."""
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(layer.call).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if parameters and parameters[0].kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                             inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        return parameters[0].name
+    return None
 
 
 def _positive_zeros(array):
