@@ -177,7 +177,7 @@ test-long-lane-emu:
 # (test-backends-torch; `make test` installs the CPU-only wheel, `make install-torch`). The cross-backend .keras tests
 # and the README example on jax/torch run in the TensorFlow pass (marked `long`: make test-long's).
 # BACKEND_MARK=long (make test-long): the tests below marked `long` instead of the others.
-BACKEND_TESTS := tests/test_backends.py \
+BACKEND_TESTS := tests/test_backends.py tests/test_backend_journey_s41.py \
   tests/test_pruning.py::test_pruned_weights_exactly_zero_after_every_step \
   tests/test_pruning.py::test_steps_per_execution_and_jit \
   tests/test_pruning.py::test_folded_mask_trains_bit_exact_like_the_masked_forward_pass \

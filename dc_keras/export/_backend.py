@@ -396,12 +396,29 @@ class UnimportableClassError(ValueError):
 _KERAS_PACKAGES = ("keras", "keras_hub", "keras_nlp", "keras_cv", "dc_keras", "builtins")
 
 
+def _model_functions(model):
+    """The plain Python functions the layers of ``model`` hold as attributes (a ``Lambda`` layer's
+    ``function``, a custom ``activation``, ...), every layer at any depth."""
+    import types
+
+    layers = model._flatten_layers(include_self=True, recursive=True) if hasattr(model, "_flatten_layers") else [model]
+    for layer in layers:
+        for attr, value in vars(layer).items():
+            if isinstance(value, types.FunctionType):
+                yield layer, attr, value
+
+
 def child_imports(model):
     """``[(module, name, registered name)]`` of the custom classes and functions ``model``'s saved
     config refers to (outside Keras and dc_keras), which the TensorFlow-backend child imports before
     loading the model (the import registers them; the rest are passed as ``custom_objects``).
 
-    Raises :class:`UnimportableClassError` naming those the child cannot import and the fix.
+    Keras 3.15 saves a plain function (a ``Lambda`` layer's, a custom activation) by its name
+    under ``module: "builtins"``, registered or not, so the file alone does not say where it comes
+    from: its module is read from the function the model holds. A Python lambda is saved as
+    bytecode, which Keras loads only with ``safe_mode=False``.
+
+    Raises :class:`UnimportableClassError` naming those the child cannot import or load, and the fix.
     """
     import keras
 
@@ -409,36 +426,76 @@ def child_imports(model):
         config = keras.saving.serialize_keras_object(model)
     except Exception:
         return []  # model.save reports it
-    found, bad = {}, {}
+    found, bad, lambdas, bad_functions = {}, {}, [], set()
+    functions = {}
+    for _, _, fn in _model_functions(model):
+        if fn.__name__ != "<lambda>":
+            functions.setdefault(keras.saving.get_registered_name(fn), fn)
 
-    def walk(node):
+    def function_node(name):
+        fn = functions.get(name)
+        if fn is None:
+            return  # not one the model holds (Keras's own load error names it, if the child fails)
+        module = getattr(fn, "__module__", None)
+        if module in (None, "__main__", "__mp_main__"):
+            bad[name] = "is defined in __main__ (the script or notebook that runs)"
+            bad_functions.add(name)
+        elif module.split(".")[0] in _KERAS_PACKAGES:
+            return  # (Keras's, KerasHub's, dc_keras's: left to the child, as their classes are)
+        elif "<locals>" in fn.__qualname__ or getattr(sys.modules.get(module), fn.__name__, None) is not fn:
+            bad[name] = f"is not a top-level name of module {module!r} (defined inside a function?)"
+            bad_functions.add(name)
+        else:
+            found[(module, fn.__name__, name)] = None
+
+    def walk(node, layer=None):
         if isinstance(node, dict):
             module, cls = node.get("module", "-"), node.get("class_name")
-            if isinstance(cls, str) and "config" in node and "registered_name" in node:
+            if isinstance(node.get("config"), dict) and isinstance(node["config"].get("name"), str):
+                layer = node["config"]["name"]
+            value = node.get("value")
+            if cls == "__lambda__" or (set(node) == {"value"} and isinstance(value, (list, tuple)) and len(value) == 3
+                                       and isinstance(value[0], str)):  # (Keras's func_dump of a lambda)
+                lambdas.append(repr(layer))
+            elif cls == "function" and module == "builtins" and isinstance(node.get("config"), str):
+                function_node(node["config"])
+            elif isinstance(cls, str) and "config" in node and "registered_name" in node:
                 name = node["config"] if cls == "function" and isinstance(node["config"], str) else cls
                 if module in (None, "__main__", "__mp_main__"):  # Keras writes None for __main__
                     bad[name] = "is defined in __main__ (the script or notebook that runs)"
                 elif isinstance(module, str) and module.split(".")[0] not in _KERAS_PACKAGES:
                     found[(module, name, node.get("registered_name") or name)] = None
             for value in node.values():
-                walk(value)
+                walk(value, layer)
         elif isinstance(node, (list, tuple)):
             for value in node:
-                walk(value)
+                walk(value, layer)
 
     walk(config)
     for module, name, _ in found:
         loaded = sys.modules.get(module)
         if loaded is not None and getattr(loaded, name, None) is None:  # (registered when a function ran)
             bad[name] = f"is not a top-level name of module {module!r} (defined inside a function?)"
+    found = {key: None for key in found if key[1] not in bad}
+    problems = []
     if bad:
         named = "; ".join(f"{name!r} {where}" for name, where in bad.items())
-        raise UnimportableClassError(
-            f"to_tflite: this model's custom class(es) cannot be loaded by the TensorFlow-backend subprocess "
+        problems.append(
+            f"this model's custom class(es){' or function(s)' if bad_functions else ''} cannot be loaded by the TensorFlow-backend subprocess "
             f"that converts it on the {keras.backend.backend()} backend: {named}. Fix: move "
             f"{'it' if len(bad) == 1 else 'them'} to the top level of a module (a .py file, e.g. next to your "
             "script), decorated with @keras.saving.register_keras_serializable(), and import "
             f"{'it' if len(bad) == 1 else 'them'} from there")
+    if lambdas:
+        problems.append(
+            f"this model holds Python lambda(s) (in layer {', '.join(dict.fromkeys(lambdas))}), which Keras saves as bytecode and loads "
+            "only with safe_mode=False, so the TensorFlow-backend subprocess that converts it on the "
+            f"{keras.backend.backend()} backend cannot load the model. Fix: call keras.ops on the Functional "
+            "model's tensors instead of a Lambda layer (e.g. h = keras.ops.multiply(h, 2.0)), or give the "
+            "function a name at the top level of a module (a .py file, e.g. next to your script), decorated "
+            "with @keras.saving.register_keras_serializable(), and import it from there")
+    if problems:
+        raise UnimportableClassError("to_tflite: " + "; and ".join(problems))
     return [list(key) for key in found]
 
 
