@@ -164,7 +164,8 @@ _LIBRARIES = ("keras_hub.", "keras_nlp.", "keras_cv.")
 def is_library_layer(layer):
     """A layer (not a model) defined by KerasHub / KerasNLP / KerasCV (``TransformerEncoder``,
     ``TransformerDecoder``, ``TokenAndPositionEmbedding``, ``PositionEmbedding``, a backbone's
-    decoder block), which is not itself of a supported type.
+    decoder block). One that is also of a supported type (KerasHub's ``ReversibleEmbedding``, an
+    Embedding; ``CachedMultiHeadAttention``) is compressed as that type.
 
     Example:
         >>> is_library_layer(keras.layers.Dense(4))  # False: Keras's own
