@@ -234,7 +234,8 @@ $(TORCH_STAMP): $(STAMP)
 test-c:
 	$(MAKE) -C tflite_kernels test
 
-# C tests + fuzz seed replay under ASan/UBSan; 2 x 25 s libFuzzer smoke run (docs/fuzzing.md).
+# C tests + fuzz seed replay under ASan/UBSan (docs/fuzzing.md).
+# fuzz-smoke (make test-long): 25 s of libFuzzer per harness, the six of fuzz.sh's FUZZ_HARNESSES.
 test-sanitize:
 	$(MAKE) -C tflite_kernels test-sanitize PY=$(abspath $(VPY))
 

@@ -76,6 +76,22 @@ links_m32() {  # links_m32 CC FLAGS...: the compiler builds and links a 32-bit x
   "$cc" -m32 "$@" -o "$OUT/probe32" "$OUT/probe32.c" >/dev/null 2>&1
 }
 
+ensure_m32() {  # ensure_m32 CC FLAGS...: as links_m32; as root with apt, installs the 32-bit x86
+  # libraries first (as ensure_libfuzzer does clang), unless apt would remove a package for them
+  if links_m32 "$@"; then return 0; fi
+  if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then return 1; fi
+  V=$(gcc -dumpversion 2>/dev/null | cut -d. -f1)
+  PKGS32="libc6-dev-i386 lib32gcc-$V-dev gcc-$V-multilib lib32stdc++-$V-dev"
+  # (gcc-multilib, the metapackage, conflicts with the cross gcc packages test-arm uses: never it)
+  if apt-get install -s --no-install-recommends $PKGS32 2>/dev/null | grep -q '^Remv'; then
+    echo "fuzz.sh: not installing $PKGS32: apt would remove other packages for them"
+    return 1
+  fi
+  echo "fuzz.sh: installing the 32-bit x86 libraries with apt-get ($PKGS32)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PKGS32 >>"$OUT/apt.log" 2>&1 || true
+  links_m32 "$@"
+}
+
 build() {
   # build HARNESS CC OBJDIR FLAGS...: $OUT/<prefix>_HARNESS from fuzz/fuzz_HARNESS.c and the
   # decoder's objects (OBJS, from `objects`); fuzz_tflm.c (tflm, tflm32) is linked with the TFLM
@@ -89,7 +105,7 @@ build() {
     tflm)
       "$cc" "$@" -Imicro -o "$bin" fuzz/fuzz_tflm.c micro/huffdecode_tflm.c $OBJS -lm -lpthread ;;
     tflm32)
-      if ! links_m32 "$cc" "$@"; then
+      if ! ensure_m32 "$cc" "$@"; then
         echo "fuzz.sh: SKIPPED tflm32 (the TFLM kernel's 32-bit layouts): $cc -m32 does not link a harness"
         echo "         (Debian: apt-get install libc6-dev-i386 lib32gcc-12-dev gcc-12-multilib, and lib32stdc++-12-dev for libFuzzer; not gcc-multilib, which removes the cross gcc packages)"
         BIN=""
