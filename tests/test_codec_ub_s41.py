@@ -1,0 +1,50 @@
+"""dc_decode of an empty tensor (0 elements) packed at format version 1 into no output buffer (NULL,
+0 bytes): the version 1 checksum (over the decoded bytes) computed NULL + 0, undefined in C (clang's
+UBSan stopped fuzz/fuzz_tflm.c on it, 2026-12-05; the TFLM kernel works round it since 8e2dfeb, and
+dc_codec.c itself no longer forms the pointer). Built with clang -fsanitize=undefined: gcc's UBSan
+does not report NULL + 0."""
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from dc_keras import codec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "dc_codec.h"
+int main(int argc, char** argv) {
+  unsigned char buf[4096];
+  FILE* f = fopen(argv[1], "rb");
+  size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+  if (f) fclose(f);
+  (void)argc;
+  printf("%d\n", (int)dc_decode(buf, n, NULL, 0));
+  return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.int8])
+def test_empty_version1_tensor_into_no_buffer_is_defined_behaviour(tmp_path, dtype):
+    clang = shutil.which("clang")
+    if clang is None:
+        pytest.skip("needs clang (its UBSan reports NULL + 0; gcc's does not)")
+    k = os.path.join(ROOT, "tflite_kernels")
+    (tmp_path / "main.c").write_text(PROGRAM)
+    exe = tmp_path / "decode_ubsan"
+    r = subprocess.run([clang, "-std=c99", "-O1", "-g", "-fsanitize=undefined", "-fno-sanitize-recover=all",
+                        f"-I{k}/include", "-o", str(exe), str(tmp_path / "main.c"), os.path.join(k, "src", "dc_codec.c"),
+                        "-lm"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    packed = codec.encode(np.zeros((0, 4), dtype), version=1)
+    assert codec.info(packed)["version"] == 1
+    (tmp_path / "p.bin").write_bytes(packed)
+    r = subprocess.run([str(exe), str(tmp_path / "p.bin")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
+    assert r.stdout.strip() == "0"  # DC_OK: decoded (nothing), checksum right
