@@ -401,8 +401,9 @@ def _model_functions(model):
     ``function``, a custom ``activation``, ...), every layer at any depth."""
     import types
 
-    layers = model._flatten_layers(include_self=True, recursive=True) if hasattr(model, "_flatten_layers") else [model]
-    for layer in layers:
+    from dc_keras import _compat
+
+    for layer in _compat.flatten_layers(model, include_self=True):
         for attr, value in vars(layer).items():
             if isinstance(value, types.FunctionType):
                 yield layer, attr, value
