@@ -93,9 +93,10 @@ static dc_status workspace_bytes(const uint8_t* data, size_t size, size_t* bytes
 static dc_status decode(const uint8_t* data, size_t size, void* out, size_t out_size, void* ws,
                         size_t ws_size) {
   /* An empty tensor has no output buffer here (decode once allocates none: out is NULL).  The
-   * decoder accepts NULL for 0 bytes, but its format version 1 checksum then computes NULL + 0,
-   * which C leaves undefined (clang's UBSan stops on it; found by fuzz/fuzz_tflm.c): give it a
-   * valid address, where it writes nothing. */
+   * decoder accepts NULL for 0 bytes, but its format version 1 checksum computed NULL + 0 from it
+   * until f9aa766, which C leaves undefined (clang's UBSan stopped on it; found by
+   * fuzz/fuzz_tflm.c): a valid address, where nothing is written, keeps this kernel safe with a
+   * dc_codec.c from before that fix too. */
   unsigned char none;
   if (out == NULL && out_size == 0) out = &none;
 #if DC_TFLM_HAVE_WS
