@@ -178,10 +178,6 @@ static TfLiteType header_type(uint8_t d) {
   }
 }
 
-static uint32_t ld32(const uint8_t* p) {
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Fake* f;
   uint8_t ctl;
@@ -209,16 +205,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (psize) memcpy(buf, packed, psize);
 
   /* output tensor type and shape: from the header bytes when present */
-  if (psize >= 8) {
-    otype = header_type(buf[5]);
-    rank = buf[6] <= DC_MAX_RANK ? buf[6] : 1;
-    if (psize >= 8 + 4u * (size_t)rank) {
-      for (k = 0; k < rank; ++k) {
-        uint32_t d = ld32(buf + 8 + 4 * k);
-        shape[k] = d > 0x7fffffffu ? 0x7fffffff : (int)d;
-      }
-    }
-  }
+  if (psize >= 8) otype = header_type(buf[5]);
+  dc_fuzz_header_shape(buf, psize, &rank, shape);
   if (ctl & 8) otype = otype == kTfLiteInt8 ? kTfLiteUInt8 : kTfLiteInt8;
   if (ctl & 4) {
     if (rank > 0 && (ctl & 32))

@@ -79,10 +79,6 @@ static size_t type_size(DcTflmType t) {
   }
 }
 
-static uint32_t ld32(const uint8_t* p) {
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
 static size_t align16(size_t n) {
   return (n + 15u) & ~(size_t)15u;
 }
@@ -149,16 +145,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   /* the output tensor: type and shape from the header bytes when present */
-  if (psize >= 8) {
-    otype = header_type(buf[5]);
-    rank = buf[6] <= DC_MAX_RANK ? buf[6] : 1;
-    if (psize >= 8 + 4u * (size_t)rank) {
-      for (k = 0; k < rank; ++k) {
-        uint32_t d = ld32(buf + 8 + 4 * k);
-        shape[k] = d > 0x7fffffffu ? 0x7fffffff : (int)d;
-      }
-    }
-  }
+  if (psize >= 8) otype = header_type(buf[5]);
+  dc_fuzz_header_shape(buf, psize, &rank, shape);
   if (mismatch == 2) {
     if (rank > 0)
       shape[rank - 1] = shape[rank - 1] == 1 ? 2 : 1;
