@@ -897,27 +897,21 @@ def _sparse_tensors(model_path, model_content) -> list:
     ``DENSIFY``) by an operator whose first input is float32 (dynamic-range weights). [] if the
     model cannot be read (the runtime's error then stands as it is)."""
     try:
-        from dc_keras._flatbuffer import printable, schema
+        from dc_keras._flatbuffer import TYPE_NAMES, printable, schema
 
-        types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-        m = schema.Model.GetRootAs(_content(model_path, model_content), 0)
         found = []
-        for si in range(m.SubgraphsLength()):
-            sg = m.Subgraphs(si)
+        for _, sg, ops in _operators(schema, _content(model_path, model_content)):
             sparse = {ti for ti in range(sg.TensorsLength()) if sg.Tensors(ti).Sparsity() is not None}
             if not sparse:
                 continue
-            ops = [sg.Operators(oi) for oi in range(sg.OperatorsLength())]
             source = {}  # tensor -> the sparse tensor it is (itself, or a DENSIFY of it)
-            for op in ops:
-                code = m.OperatorCodes(op.OpcodeIndex())
-                builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            for op, builtin, _ in ops:
                 if builtin == schema.BuiltinOperator.DENSIFY and op.InputsLength() and op.OutputsLength() \
                         and op.Inputs(0) in sparse:
                     source[op.Outputs(0)] = op.Inputs(0)
             source.update({ti: ti for ti in sparse})
             hybrid = set()
-            for op in ops:
+            for op, _, _ in ops:
                 inputs = [op.Inputs(k) for k in range(op.InputsLength())]
                 if inputs and inputs[0] >= 0 and sg.Tensors(inputs[0]).Type() == schema.TensorType.FLOAT32:
                     hybrid.update(source[i] for i in inputs[1:] if i in source
@@ -925,7 +919,7 @@ def _sparse_tensors(model_path, model_content) -> list:
             for ti in sorted(sparse):
                 t = sg.Tensors(ti)
                 name = printable((t.Name() or b"").decode(errors="replace")) or f"tensor {ti}"
-                found.append((name, types.get(t.Type(), str(t.Type())).lower(), ti in hybrid))
+                found.append((name, TYPE_NAMES.get(t.Type(), str(t.Type())), ti in hybrid))
         return found
     except Exception:  # noqa: BLE001 -- only a better message: the runtime's error stands
         return []
