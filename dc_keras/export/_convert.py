@@ -395,22 +395,19 @@ def _signature_specs(signature, names=()):
     return build(signature)
 
 
+def _keyed_leaves(signature, key=None):
+    """``([shape, dtype, name], key)`` of each spec of ``_signature_json``'s form, in order; ``key``:
+    the dict key the spec is the value of (None for one in a list)."""
+    if isinstance(signature, dict) and set(signature) == {_SPEC}:
+        return [(signature[_SPEC], key)]
+    if isinstance(signature, dict):
+        return [leaf for k, v in signature.items() for leaf in _keyed_leaves(v, k)]
+    return [leaf for v in signature for leaf in _keyed_leaves(v)]
+
+
 def _signature_leaves(signature):
     """``[shape, dtype, name]`` of each spec of ``_signature_json``'s form, in order."""
-    if isinstance(signature, dict) and set(signature) == {_SPEC}:
-        return [signature[_SPEC]]
-    parts = signature.values() if isinstance(signature, dict) else signature
-    return [leaf for part in parts for leaf in _signature_leaves(part)]
-
-
-def _keyed_names(signature, key=None):
-    """The specs' own names, in the order ``_signature_leaves`` walks; an unnamed spec that is a
-    dict's value takes its key (the input's name, as the model is called with it)."""
-    if isinstance(signature, dict) and set(signature) == {_SPEC}:
-        return [signature[_SPEC][2] or key]
-    if isinstance(signature, dict):
-        return [n for k, v in signature.items() for n in _keyed_names(v, k)]
-    return [n for v in signature for n in _keyed_names(v)]
+    return [leaf for leaf, _ in _keyed_leaves(signature)]
 
 
 def _signature_names(signature, names=()):
@@ -419,7 +416,7 @@ def _signature_names(signature, names=()):
     model.inputs' names for a dict: they come by sorted key (``padding_mask``, ``token_ids``), and
     the dict's own order gave the name token_ids to the padding mask (KerasHub's LlamaCausalLM and
     GemmaCausalLM converted to a .tflite that answered wrongly)."""
-    given = _keyed_names(signature)
+    given = [leaf[2] or key for leaf, key in _keyed_leaves(signature)]  # an unnamed dict value: its key
     return list(names) if len(names) == len(given) and all(names) and not any(given) else given
 
 
