@@ -1057,16 +1057,14 @@ def _sharing_nested_models(model):
     found = set()
 
     def walk(graph):
-        children = [layer for layer in graph.layers if isinstance(layer, keras.Model) and is_graph_model(layer)]
-        for child in children:
-            inside = _graph_layer_ids(child)
-            outside = set()
-            for layer in graph.layers:
-                if layer is child:
-                    continue
-                outside |= _graph_layer_ids(layer) if isinstance(layer, keras.Model) and is_graph_model(layer) \
-                    else {id(layer)}
-            if inside & outside and child.trainable and _compat.is_functional(graph) and _compat.is_functional(child):
+        nested = [isinstance(layer, keras.Model) and is_graph_model(layer) for layer in graph.layers]
+        held = [_graph_layer_ids(layer) if is_nested else {id(layer)}  # each layer's ids, once
+                for layer, is_nested in zip(graph.layers, nested)]
+        for i, child in enumerate(graph.layers):
+            if not nested[i]:
+                continue
+            outside = set().union(*(ids for j, ids in enumerate(held) if j != i))
+            if held[i] & outside and child.trainable and _compat.is_functional(graph) and _compat.is_functional(child):
                 found.add(id(child))
             walk(child)
 
