@@ -396,6 +396,15 @@ class UnimportableClassError(ValueError):
 _KERAS_PACKAGES = ("keras", "keras_hub", "keras_nlp", "keras_cv", "dc_keras", "builtins")
 
 
+#: Modules Keras's config gives a class or function of the script itself (None: Keras writes it for __main__).
+_MAIN_MODULES = (None, "__main__", "__mp_main__")
+_IN_MAIN = "is defined in __main__ (the script or notebook that runs)"
+
+
+def _not_top_level(module):
+    return f"is not a top-level name of module {module!r} (defined inside a function?)"
+
+
 def _model_functions(model):
     """The plain Python functions the layers of ``model`` hold as attributes (a ``Lambda`` layer's
     ``function``, a custom ``activation``, ...), every layer at any depth."""
@@ -404,9 +413,9 @@ def _model_functions(model):
     from dc_keras import _compat
 
     for layer in _compat.flatten_layers(model, include_self=True):
-        for attr, value in vars(layer).items():
+        for value in vars(layer).values():
             if isinstance(value, types.FunctionType):
-                yield layer, attr, value
+                yield value
 
 
 def child_imports(model):
@@ -429,7 +438,7 @@ def child_imports(model):
         return []  # model.save reports it
     found, bad, lambdas, bad_functions = {}, {}, [], set()
     functions = {}
-    for _, _, fn in _model_functions(model):
+    for fn in _model_functions(model):
         if fn.__name__ != "<lambda>":
             functions.setdefault(keras.saving.get_registered_name(fn), fn)
 
@@ -438,13 +447,13 @@ def child_imports(model):
         if fn is None:
             return  # not one the model holds (Keras's own load error names it, if the child fails)
         module = getattr(fn, "__module__", None)
-        if module in (None, "__main__", "__mp_main__"):
-            bad[name] = "is defined in __main__ (the script or notebook that runs)"
+        if module in _MAIN_MODULES:
+            bad[name] = _IN_MAIN
             bad_functions.add(name)
         elif module.split(".")[0] in _KERAS_PACKAGES:
             return  # (Keras's, KerasHub's, dc_keras's: left to the child, as their classes are)
         elif "<locals>" in fn.__qualname__ or getattr(sys.modules.get(module), fn.__name__, None) is not fn:
-            bad[name] = f"is not a top-level name of module {module!r} (defined inside a function?)"
+            bad[name] = _not_top_level(module)
             bad_functions.add(name)
         else:
             found[(module, fn.__name__, name)] = None
@@ -462,8 +471,8 @@ def child_imports(model):
                 function_node(node["config"])
             elif isinstance(cls, str) and "config" in node and "registered_name" in node:
                 name = node["config"] if cls == "function" and isinstance(node["config"], str) else cls
-                if module in (None, "__main__", "__mp_main__"):  # Keras writes None for __main__
-                    bad[name] = "is defined in __main__ (the script or notebook that runs)"
+                if module in _MAIN_MODULES:
+                    bad[name] = _IN_MAIN
                 elif isinstance(module, str) and module.split(".")[0] not in _KERAS_PACKAGES:
                     found[(module, name, node.get("registered_name") or name)] = None
             for value in node.values():
@@ -476,7 +485,7 @@ def child_imports(model):
     for module, name, _ in found:
         loaded = sys.modules.get(module)
         if loaded is not None and getattr(loaded, name, None) is None:  # (registered when a function ran)
-            bad[name] = f"is not a top-level name of module {module!r} (defined inside a function?)"
+            bad[name] = _not_top_level(module)
     found = {key: None for key in found if key[1] not in bad}
     problems = []
     if bad:
