@@ -11,7 +11,9 @@ ai-edge-quantizer (dynamic_wi8_afp32, weight_only_wi8_afp32, static_wi8_ai8) and
 (weight_only_wi4_afp32, dynamic_wi4_afp32); cluster-snapped int8 (centroids moved onto the
 per-tensor int8 grid, a fake-quant of the centroids, before converting). For each: file bytes before
 and after packing, ratio to the packed float file, test error on the full MNIST test set measured on
-the packed file, and whether packed and unpacked outputs are bit-identical. Records the load average.
+the packed file, and whether packed and unpacked outputs are bit-identical; the same with
+pack(version=3) (no integer planes: the int32 biases stay raw), its ratio against the default packed
+float file. Records the load average.
 """
 import argparse
 import json
@@ -208,7 +210,8 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     p.add_argument("--wheel-cache", default=os.path.expanduser("~/.cache/dc_keras/wheels"))
     args = p.parse_args(argv)
-    load_before = os.getloadavg()
+    load_before, t_start = os.getloadavg(), time.time()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     import keras
     import tensorflow as tf
 
@@ -243,19 +246,25 @@ def main(argv=None):
         t0 = time.time()
         packed = pack(data, strip_strings=strip)
         t_pack = time.time() - t0
+        # format version 3 (no integer planes, FORMAT.md §17): what a decoder that reads up to v3 gets
+        packed_v3 = pack(data, strip_strings=strip, version=3)
         ref, got = predict(data, x_test), predict(packed, x_test)
         err = float(np.mean(np.argmax(got, -1) != y_test))
         rows.append({"variant": name, "bytes": len(data), "packed_bytes": len(packed),
+                     "packed_bytes_v3": len(packed_v3),
+                     "bit_exact_v3": bool(np.array_equal(ref, predict(packed_v3, x_test))),
                      "test_error": err, "bit_exact": bool(np.array_equal(ref, got)),
                      "distinct_int_codes": distinct_int8(data), "pack_seconds": round(t_pack, 2)})
-        print(f"{name:55} {len(data):>9} -> {len(packed):>8} B  error {100 * err:.2f} %  "
+        print(f"{name:55} {len(data):>9} -> {len(packed):>8} B (v3 {len(packed_v3):>8} B)  error {100 * err:.2f} %  "
               f"bit-exact {rows[-1]['bit_exact']}  codes {rows[-1]['distinct_int_codes']}")
     fp = next(r for r in rows if r["variant"] == "float32")
     for r in rows:
         r["vs_float_packed"] = r["packed_bytes"] / fp["packed_bytes"]
+        r["vs_float_packed_v3"] = r["packed_bytes_v3"] / fp["packed_bytes"]  # against the default float file
         r["error_vs_float_pp"] = 100 * (r["test_error"] - fp["test_error"])
     lossless = lossless_rows(third_party_floats(args.wheel_cache))
-    result = {"model": "lenet-300-100", "note": note, "rows": rows, "lossless_float": lossless,
+    result = {"model": "lenet-300-100", "date": started, "minutes": round((time.time() - t_start) / 60, 1),
+              "note": note, "rows": rows, "lossless_float": lossless,
               "command": "benchmarks/bench_quantized.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
                           "tensorflow": tf.__version__, "keras": keras.__version__,

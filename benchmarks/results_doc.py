@@ -420,10 +420,18 @@ def quantized_section(q):
              "integer values per weight tensor (fc1, fc2, fc3 order as stored).", "",
              "| export | file bytes | packed bytes | vs float packed | test error | vs float (pp) | bit-exact | codes |",
              "|---|---|---|---|---|---|---|---|"]
+    v3 = all("packed_bytes_v3" in r for r in q["rows"])
+    if v3:  # bench_quantized.py since 2026-12-05: the same files packed with pack(version=3) too
+        lines[2] += (" \"v3\": packed with `pack(version=3)` (no integer planes, FORMAT.md §17: integer biases "
+                     "stay raw), vs the same packed float32 file; bit-exact as above.")
+        lines[4] += " packed bytes, v3 | vs float packed, v3 |"
+        lines[5] += "---|---|"
     for r in q["rows"]:
         lines.append(f"| {r['variant']} | {r['bytes']:,} | {r['packed_bytes']:,} | {r['vs_float_packed']:.2f}x | "
                      f"{pct(r['test_error'])} | {r['error_vs_float_pp']:+.2f} | {'yes' if r['bit_exact'] else 'NO'} | "
-                     f"{', '.join(map(str, r['distinct_int_codes'])) or '-'} |")
+                     f"{', '.join(map(str, r['distinct_int_codes'])) or '-'} |"
+                     + (f" {r['packed_bytes_v3']:,}{'' if r['bit_exact_v3'] else ' (NOT bit-exact)'} | "
+                        f"{r['vs_float_packed_v3']:.2f}x |" if v3 else ""))
     if q.get("lossless_float"):
         lines += ["", "Lossless float packing (codec v2 float-planes layout, FORMAT.md §12) of unclustered "
                   "third-party float models (whole file; bit-exact = identical outputs for a random input):", "",
@@ -438,7 +446,9 @@ def quantized_section(q):
               for r in q["rows"] if r["variant"].endswith("per-tensor (TFLite converter)")]
     lines += ["", "Goal (issue 15): int8 and dynamic-range packed <= 1.05x the packed float file at <= its "
               "error + 0.1 pp, with dc_keras' defaults for a clustered model (per-tensor scales): "
-              + "; ".join(checks) + ". Command: `" + q["command"] + f"`; load average {m['loadavg_before'][0]:.1f} "
+              + "; ".join(checks) + ". Command: `" + q["command"] + "`"
+              + (f", {q['date']}, {q['minutes']} min" if q.get("date") else "")
+              + f"; load average {m['loadavg_before'][0]:.1f} "
               f"before, {m['loadavg_after'][0]:.1f} after; TensorFlow {m['tensorflow']}, Keras {m['keras']}.", ""]
     return lines
 

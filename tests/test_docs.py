@@ -365,6 +365,10 @@ def _figures():
     q, qz = _json("quantized.json")["rows"], _json("quantized_zoo.json")["rows"]
     mcu, rt = _json("mcu_lenet_300_100.json"), _json("runtime.json")["models"]["mobilenetv2"]
     flt, i8 = _q(q, "float32"), _q(q, "int8 per-channel (TFLite converter)")
+    pt, dyn = _q(q, "int8 per-tensor (TFLite converter)"), _q(q, "dynamic per-tensor (TFLite converter)")
+    st = _q(q, "float32, pack(strip_strings=True)")
+    aeq8 = [_q(q, f"ai-edge-quantizer {n}") for n in ("dynamic_wi8_afp32", "weight_only_wi8_afp32", "static_wi8_ai8")]
+    aeq4 = [_q(q, f"ai-edge-quantizer {n}") for n in ("weight_only_wi4_afp32", "dynamic_wi4_afp32")]
     out = [
         ("README.md", f"{mn['float_tflite_bytes']:,} B -> {mn['packed_bytes']:,} B (**{_x(mn['ratio'])}** whole file; "
                       f"{mn['stripped_names']['bytes']:,} B = **{_x(mn['stripped_names']['ratio'])}** packed with "
@@ -392,6 +396,27 @@ def _figures():
          "quantized.json"),
         ("docs/quantization.md", f"turns into {i8['distinct_int_codes'][0]} and {i8['distinct_int_codes'][1]} distinct codes",
          "quantized.json"),
+        ("docs/quantization.md", f"(fc1 / fc2: {pt['distinct_int_codes'][0]} / {pt['distinct_int_codes'][1]}); packs to "
+                                 f"**{pt['vs_float_packed']:.2f}x** the packed float file, error {_pp(pt['error_vs_float_pp'])}",
+         "quantized.json"),
+        ("docs/quantization.md", f"integer planes code its int32 biases ({pt['packed_bytes']:,} B; {pt['packed_bytes_v3']:,} B, "
+                                 f"{pt['vs_float_packed_v3']:.2f}x, with `pack(version=3)`", "quantized.json"),
+        ("docs/quantization.md", f"(int8 {i8['packed_bytes_v3']:,} B, {i8['vs_float_packed_v3']:.2f}x with `pack(version=3)`",
+         "quantized.json"),
+        ("docs/quantization.md", f"packs to **{dyn['vs_float_packed']:.2f}x** the packed float file, "
+                                 f"{_pp(dyn['error_vs_float_pp'])} on LeNet-300-100", "quantized.json"),
+        ("docs/quantization.md", "**{:.2f}x** (dynamic), **{:.2f}x** (weight-only), **{:.2f}x** (static) the packed float file, "
+                                 "{:+.2f}..{:+.2f} pp".format(*(a['vs_float_packed'] for a in aeq8),
+                                                             min(a['error_vs_float_pp'] for a in aeq8),
+                                                             max(a['error_vs_float_pp'] for a in aeq8)),
+         "quantized.json"),
+        ("docs/quantization.md", "**{:.2f}-{:.2f}x** the packed float file (~{} KB -> ~{} KB) but {} error".format(
+            min(a['vs_float_packed'] for a in aeq4), max(a['vs_float_packed'] for a in aeq4),
+            round(min(a['bytes'] for a in aeq4) / 1000), round(max(a['packed_bytes'] for a in aeq4) / 1000),
+            _pp(max(a['error_vs_float_pp'] for a in aeq4))), "quantized.json"),
+        ("docs/quantization.md", f"{flt['packed_bytes'] - st['packed_bytes']:,} B ({flt['packed_bytes']:,} -> "
+                                 f"{st['packed_bytes']:,} B, {_x(flt['bytes'] / flt['packed_bytes'])} -> "
+                                 f"{_x(st['bytes'] / st['packed_bytes'])} of the float file)", "quantized.json"),
         ("docs/microcontrollers.md", f"{100 * sum(r['nonzero'] for r in mcu['model']['layers']) / sum(r['params'] for r in mcu['model']['layers']):.1f} % of weights kept "
                                      f"(fc1 {100 * mcu['model']['layers'][0]['density']:.1f} %", "mcu_lenet_300_100.json"),
         ("docs/android.md", f"compressed {rt['compressed']['load_s_ratio']:.2f}x, decoded {rt['decoded']['load_s_ratio']:.2f}x "
@@ -409,6 +434,19 @@ def _figures():
                 "1.00x" if label == "float32" else f"{r['vs_float_packed']:.3f}x")
             out.append(("docs/quantization.md", f"| {label} | {r['bytes']:,} | {r['packed_bytes']:,} | {ratio} | "
                                                 f"{100 * r['test_error']:.2f} %", "quantized_zoo.json"))
+    zm = _json("quantized_zoo.json")
+    out.append(("docs/quantization.md", f"2026-12-04 {zm['machine']['date'].split()[1]} UTC, load "
+                                        f"{zm['machine']['loadavg'][0]:.1f}-{zm['machine']['loadavg_after'][0]:.1f} "
+                                        f"(size/error only), {zm['minutes']:.0f} min", "quantized_zoo.json"))
+    for names in (("dynamic_wi8_afp32", "weight_only_wi8_afp32", "static_wi8_ai8"),
+                  ("weight_only_wi4_afp32", "dynamic_wi4_afp32")):  # the DS-CNN table's ai-edge-quantizer rows
+        rs = [_q(qz, f"ai-edge-quantizer {n}") for n in names]
+        out.append(("docs/quantization.md", " | ".join([
+            " / ".join(f"`{n}`" for n in names), " / ".join(f"{r['bytes']:,}" for r in rs),
+            " / ".join(f"{r['packed_bytes']:,}" for r in rs), " / ".join(f"{r['vs_float_packed']:.3f}x" for r in rs)]),
+            "quantized_zoo.json"))
+        pp = " / ".join(f"{r['error_vs_float_pp']:+.2f}" for r in rs) + " pp"
+        out.append(("docs/quantization.md", f"| **{pp}** |" if "wi4" in names[0] else f"| {pp} |", "quantized_zoo.json"))
     x86 = mcu["tflm_x86"]["runs"]
     for kind in ("float", "int8"):
         out.append(("docs/microcontrollers.md", f"| {kind + '32' if kind == 'float' else kind} unpacked | — | "
