@@ -41,7 +41,10 @@ CLAIMS = {
                                    r"bit-identical outputs: True")],
     "02_pack_existing_tflite.ipynb": [
         ("a MobileNetV2 image classifier (2.28 M parameters, 19 dog breeds)", r"-> \(None, 19\) 2,28\d,\d{3} parameters"),
-        ("1.18x, 15 % smaller, with `min_saving=0.0`", r"\(1\.1[6-9]\dx, 1[4-6]\.\d % smaller\)"),
+        # the dated figures of a full run (N_CALIBRATION=100), rounded as the markdown gives them; the
+        # smoke run's 2 calibration images print the same to 0.1 % (2026-12-05: 16.1 % vs 16.2 %)
+        ("1.19x, 16 % smaller, with `min_saving=0.0`", r"\(1\.(18[5-9]|19[0-4])x, 1(5\.[5-9]|6\.[0-4]) % smaller\)"),
+        ("; 11 % with the default", r"default min_saving: [\d,]+ B \(1(0\.[5-9]|1\.[0-4]) % smaller"),
         ("the outputs are bit-identical", r"bit-identical: True")],
     "03_compression_report.ipynb": [("The biggest tensor (`fc1`'s kernel) dominates",
                                      r"fc1_1/MatMul +packed .*\n.*fc2_1/MatMul +packed")],
