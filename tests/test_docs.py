@@ -434,6 +434,24 @@ def _figures():
                 "1.00x" if label == "float32" else f"{r['vs_float_packed']:.3f}x")
             out.append(("docs/quantization.md", f"| {label} | {r['bytes']:,} | {r['packed_bytes']:,} | {ratio} | "
                                                 f"{100 * r['test_error']:.2f} %", "quantized_zoo.json"))
+    ib = {r["model"]: r for r in _json("int_biases.json")["rows"]}  # quantization.md's int16x8 / int32 biases
+    z, nz, u, unz, cnn = (ib[k] for k in ("int16x8", "int16x8_no_zero", "int16x8_unclustered",
+                                          "int16x8_unclustered_no_zero", "int8_cnn"))
+    out += [("docs/quantization.md", text, "int_biases.json") for text in (
+        f"{round(100 * z['bias_zero_fraction'])} % of its hidden biases zero, "
+        f"hidden int64 bias {z['bias_raw_bytes']:,} B → {z['bias_packed_bytes']:,} B, file {z['file_bytes']:,} B → "
+        f"{z['packed_file_bytes']['default']:,} B ({z['packed_file_bytes']['version_2']:,} B with `pack(version=2)`",
+        f"{nz['bias_distinct']} distinct int64 values) and 16 shared bias values, no zero, the same bias packs to "
+        f"{nz['bias_packed_bytes']:,} B",
+        f"are all distinct ({unz['bias_distinct']:,} values) and a codebook takes "
+        f"{unz['bias_packed_bytes_old_layouts']:,} B > {unz['bias_raw_bytes']:,} B",
+        f"pack them to {unz['bias_packed_bytes']:,} B (file {unz['file_bytes']:,} B, nothing packed before → "
+        f"{unz['packed_file_bytes']['default']:,} B); with {round(100 * u['bias_zero_fraction'])} % of the biases zero, "
+        f"{u['bias_packed_bytes_old_layouts']:,} B (sparse) → {u['bias_packed_bytes']:,} B",
+        f"the converter's {cnn['bias_raw_bytes']} B dense-layer bias of a small CNN {cnn['bias_packed_bytes_old_layouts']} B "
+        f"as a codebook (kept raw) → {cnn['bias_packed_bytes']} B")]
+    assert unz["packed_file_bytes"]["version_3"] == unz["file_bytes"] and unz["old_layouts_over_raw"]  # "nothing packed"
+    assert cnn["old_layouts_over_raw"]  # "kept raw"
     zm = _json("quantized_zoo.json")
     out.append(("docs/quantization.md", f"2026-12-04 {zm['machine']['date'].split()[1]} UTC, load "
                                         f"{zm['machine']['loadavg'][0]:.1f}-{zm['machine']['loadavg_after'][0]:.1f} "
