@@ -10,7 +10,8 @@ TFLite's converter traces TensorFlow graphs. Per backend:
   61 ops instead of 11, packed file 73,056 B instead of 65,888 B (+11 %), 50 us instead of 30 us
   CPU per batch-1 invoke. It is still used when the call needs this process (``configure=``,
   ``converter_options=``, a generator as ``representative_data``) and, with a warning, when the
-  child fails (e.g. a custom layer that does not load from ``.keras``).
+  child fails (e.g. a custom layer that does not load from ``.keras``); without one for a model
+  with layers quantized by Keras (``model.quantize("int8")``), which only this route lowers.
 - ``torch``: Keras 3.15's ``model.export(path, format="litert")`` needs the separate
   ``litert-torch`` package and replaces every dynamic dimension (the batch) by 1, so the model is
   instead saved as ``.keras`` and converted by a child Python process running the TensorFlow

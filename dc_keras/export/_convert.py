@@ -1211,7 +1211,11 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
                          configure, per_channel, positive_zeros=False, signature=None, pack_options=None):
     """The ``.tflite`` converted in a TF-backend child (torch always; JAX when nothing in the call needs
     this process: dc_keras/export/_backend.py), or None to convert here. A JAX child that fails
-    falls back to this process with a warning."""
+    falls back to this process with a warning, except for a model with layers quantized by Keras
+    (``model.quantize``): TFLite's converter cannot lower its int8/float8 layers on the TensorFlow
+    backend, jax2tf converts its int8 ones (the file runs them op by op), so that fallback is the
+    route, nothing the user can act on: no warning (if jax2tf fails too, its error names the layers
+    and the fix)."""
     must = _backend.needs_tensorflow_child()
     if not must and not _backend.prefers_tensorflow_child(configure, converter_options, representative_data):
         import keras
@@ -1244,6 +1248,8 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
     except RuntimeError as exc:
         if must:
             raise
+        if _keras_quantized_layers(model)[0]:
+            return None
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         warnings.warn(f"to_tflite: the TensorFlow-backend conversion of this JAX model failed ({last}); "
                       "converting in this process through jax2tf instead (a correct but unfused, larger "
