@@ -12,11 +12,13 @@ Models (each converted by TFLite's converter here; a few seconds each):
 - ``int16x8_no_zero``: the same with no zero bias (16 shared bias values);
 - ``int16x8_unclustered``: the initial (unclustered) weights, 75 % zero biases;
 - ``int16x8_unclustered_no_zero``: unclustered, no zero bias (2047 distinct int64 values);
-- ``int8_cnn``: test_export_v4_ints' per-channel int8 CNN, its 512 B int32 dense-layer bias.
+- ``int8_cnn``: test_export_v4_ints' per-channel int8 CNN, its 512 B int32 dense-layer bias;
+- ``gather_mask`` (FORMAT.md §16): test_export_v3_types' GATHER with a 4096-entry int64 index table
+  and a (1, 4096) bool mask, the file before and after ``pack``.
 
 For each bias: raw bytes, distinct values, ``codec.encode`` with every layout (the default) and with
-the layouts before §17 (``old_layouts``: what ``pack(version=3)`` may write), and whether the old
-layouts' best is over raw (then version 3 keeps it raw).
+the layouts before §17 (``old_layouts``: what ``pack(version=3)`` may write), with layout 6 alone,
+and whether the old layouts' best is over raw (then version 3 keeps it raw).
 """
 import argparse
 import os
@@ -49,10 +51,15 @@ def row(label, data, dtype, n):
         files = {"default": len(export.pack(data)), "version_3": len(export.pack(data, version=3)),
                  "version_2": len(export.pack(data, version=2))}
     old = len(codec.encode(a, layouts=OLD_LAYOUTS))
+    try:
+        planes = len(codec.encode(a, layouts=("int_planes",)))  # layout 6 alone (FORMAT.md §17's table)
+    except ValueError:
+        planes = None
     r = {"model": label, "file_bytes": len(data), "packed_file_bytes": files, "bias": name, "bias_dtype": dtype,
          "bias_raw_bytes": int(a.nbytes), "bias_distinct": int(np.unique(a).size),
          "bias_zero_fraction": float(np.mean(a == 0)), "bias_packed_bytes": len(codec.encode(a)),
-         "bias_packed_bytes_old_layouts": old, "old_layouts_over_raw": old > a.nbytes}
+         "bias_packed_bytes_old_layouts": old, "old_layouts_over_raw": old > a.nbytes,
+         "bias_packed_bytes_int_planes_only": planes}
     print(r, flush=True)
     return r
 
@@ -63,7 +70,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     t0 = time.time()
     info = machine_info()
-    from test_export_v3_types import int16x8_model
+    from dc_keras import export
+    from test_export_v3_types import gather_mask, int16x8_model
     from test_export_v4_ints import int8_cnn
 
     rows = [row("int16x8", int16x8_model(), "int64", 2048),
@@ -71,7 +79,12 @@ def main(argv=None):
             row("int16x8_unclustered", int16x8_model(clustered=False), "int64", 2048),
             row("int16x8_unclustered_no_zero", int16x8_model(clustered=False, zeros=False), "int64", 2048),
             row("int8_cnn", int8_cnn._get_wrapped_function()(), "int32", 128)]
-    result = {"benchmark": "int_biases", "seconds": round(time.time() - t0, 1), "rows": rows,
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = gather_mask._get_wrapped_function()()  # FORMAT.md §16: int64 GATHER indices + bool mask
+        gather = {"model": "gather_mask", "file_bytes": len(gm), "packed_file_bytes": {"default": len(export.pack(gm))}}
+    print(gather, flush=True)
+    result = {"benchmark": "int_biases", "seconds": round(time.time() - t0, 1), "rows": rows, "gather_mask": gather,
               "command": "benchmarks/int_biases.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": info}
     if args.json:

@@ -450,6 +450,16 @@ def _figures():
         f"{u['bias_packed_bytes_old_layouts']:,} B (sparse) → {u['bias_packed_bytes']:,} B",
         f"the converter's {cnn['bias_raw_bytes']} B dense-layer bias of a small CNN {cnn['bias_packed_bytes_old_layouts']} B "
         f"as a codebook (kept raw) → {cnn['bias_packed_bytes']} B")]
+    gm = _json("int_biases.json")["gather_mask"]
+    out += [("docs/FORMAT.md", text, "int_biases.json") for text in (  # §16 and §17's table
+        f"{round(100 * z['bias_zero_fraction'])} % of its biases zero, {z['bias_raw_bytes']:,} B → "
+        f"{z['bias_packed_bytes']:,} B (sparse); an int64 GATHER index table of 4096 entries and a (1, 4096) bool "
+        f"mask, model {gm['file_bytes']:,} B → {gm['packed_file_bytes']['default']:,} B",
+        f"so {unz['bias_distinct']:,} distinct int64 values) takes {unz['bias_packed_bytes_old_layouts']:,} B as a codebook",
+        f"integer planes (§17) pack such a bias to {unz['bias_packed_bytes']:,} B",
+        f"| {u['bias_raw_bytes']:,} | {u['bias_packed_bytes_old_layouts']:,} (§6) | {u['bias_packed_bytes']:,} (P = 0) |",
+        f"| {z['bias_raw_bytes']:,} | {z['bias_packed_bytes']:,} (§6) | {z['bias_packed_bytes_int_planes_only']:,} |",
+        f"| {cnn['bias_raw_bytes']} | {cnn['bias_packed_bytes_old_layouts']} (§5: kept raw) | {cnn['bias_packed_bytes']} (P = 0) |")]
     assert unz["packed_file_bytes"]["version_3"] == unz["file_bytes"] and unz["old_layouts_over_raw"]  # "nothing packed"
     assert cnn["old_layouts_over_raw"]  # "kept raw"
     zm = _json("quantized_zoo.json")
