@@ -189,7 +189,7 @@ def mlp():
 
 def test_a_cluster_count_given_as_bits_names_clusters():
     with pytest.raises(ValueError) as info:
-        dc_keras.cluster(mlp(), 16)  # tfmot's cluster_weights(model, 16)
+        dc_keras.cluster(mlp(), bits=16)  # tfmot's cluster_weights(model, 16), spelt with bits=
     assert str(info.value) == (
         "`bits` must be an integer between 1 and 12 (2**bits shared values), got 16. Is 16 a number of clusters "
         "(tfmot's cluster_weights(model, number_of_clusters))? `bits` is the index width: for 16 clusters pass "
@@ -200,6 +200,48 @@ def test_a_cluster_count_given_as_bits_names_clusters():
         with pytest.raises(ValueError, match="between 1 and 12") as info:
             dc_keras.cluster(mlp(), bits=not_a_count)
         assert "clusters=" not in str(info.value)
+
+
+def test_cluster_takes_only_the_model_by_position(tmp_path):
+    """``cluster(model, 8)`` (tfmot's ``cluster_weights(model, 8)``: 8 clusters) silently gave 2**8 = 256
+    shared values per kernel: ``bits`` was the second positional parameter. Every argument after the
+    model (ClusterWrapper: the layer) is keyword-only; a positional one is a TypeError naming both
+    readings of an int, and each value by its name."""
+    with pytest.raises(TypeError) as info:
+        dc_keras.cluster(mlp(), 8)
+    assert str(info.value) == (
+        "cluster() takes only the model (or layer) by position, got 1 more argument (8): pass it by name, "
+        "cluster(..., bits=8) (bits=8: 2**8 = 256 shared values per weight), or clusters=8 for 8 shared values "
+        "(tfmot's cluster_weights(model, number_of_clusters=8)).")
+    with pytest.raises(TypeError) as info:  # not a valid bits: the count reading only
+        dc_keras.cluster(mlp(), 16)
+    assert str(info.value).endswith(
+        "pass it by name, cluster(..., clusters=16) for 16 shared values (tfmot's cluster_weights(model, "
+        "number_of_clusters=16)); `bits` is the index width, 1..12.")
+    with pytest.raises(TypeError, match=r"got 3 more arguments \(5, 'density', False\): pass them by name, "
+                                        r"cluster\(\.\.\., bits=5, init='density', preserve_sparsity=False\)"):
+        dc_keras.cluster(mlp(), 5, "density", False)
+    with pytest.raises(TypeError, match=r"\(\{'fc1': 4\}\): pass it by name, cluster\(\.\.\., bits=\{'fc1': 4\}\)\.$"):
+        dc_keras.cluster(mlp(), {"fc1": 4})
+    with pytest.raises(TypeError, match=r"^cluster\(\) takes only the model \(or layer\) by position"):
+        dc_keras.cluster(keras.layers.Dense(3), 4)
+    with pytest.raises(TypeError, match=r"^ClusterWrapper\(\) takes only the layer by position, got 1 more argument "
+                                        r"\(4\): pass it by name, ClusterWrapper\(\.\.\., bits=4\) \(bits=4: 2\*\*4 = 16 "):
+        ClusterWrapper(keras.layers.Dense(3), 4)
+    # the signatures say so (help()); the private parameters of the tfmot drop-in are not named in errors
+    for fn, first in ((dc_keras.cluster, "model_or_layer"), (ClusterWrapper.__init__, "layer")):
+        params = inspect.signature(fn).parameters
+        assert [p.name for p in params.values() if p.kind is p.POSITIONAL_OR_KEYWORD] in ([first], ["self", first])
+        assert params["bits"].kind is inspect.Parameter.KEYWORD_ONLY
+    # by name, as documented: unchanged, and the wrappers still save and load without custom_objects
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
+    clustered = dc_keras.cluster(mlp(), bits=2)
+    assert (clustered.get_layer("fc1").bits, clustered.get_layer("fc1").clusters) == (2, 4)
+    assert len(np.unique(dc_keras.strip(clustered).get_layer("fc1").kernel.numpy())) <= 4
+    clustered.save(tmp_path / "c.keras")
+    loaded = keras.saving.load_model(tmp_path / "c.keras")
+    assert isinstance(loaded.get_layer("fc1"), ClusterWrapper) and loaded.get_layer("fc1").bits == 2
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), clustered.predict(x, verbose=0))
 
 
 def test_bits_and_clusters_together_are_refused():

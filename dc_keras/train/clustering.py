@@ -6,6 +6,8 @@ autodiff gives each centroid the sum of the gradients of the weights in its clus
 update rule) and the assignments never change. With ``preserve_sparsity=True`` the weights that
 are exactly zero (pruned) point at an extra constant zero slot: they stay 0 and are no cluster.
 """
+import functools
+import inspect
 import numbers
 import warnings
 
@@ -62,6 +64,46 @@ def _check_bits_or_clusters(bits, clusters):
             "(2**bits shared values): drop one of them.")
 
 
+def _positional_refused(what, first, extra, names):
+    """The error of a call giving ``extra`` positionally after ``first`` (``names``: the keyword-only
+    parameters in their order, which were positional before): each value by its name, and for a first
+    int both readings of it (tfmot's habit: ``cluster_weights(model, 8)`` is 8 clusters, not 2**8)."""
+    n = extra[0]
+    count = isinstance(n, numbers.Integral) and not isinstance(n, bool) and 1 <= n <= _base.MAX_CODEBOOK
+    by_name = [("clusters" if count and n > _base.MAX_BITS else names[0], n)] + list(zip(names[1:], extra[1:]))
+    text = (f"{what}() takes only {first} by position, got {len(extra)} more argument{'s' * (len(extra) > 1)} "
+            f"({', '.join(repr(v) for v in extra)}): pass {'them' if len(extra) > 1 else 'it'} by name, "
+            f"{what}(..., {', '.join(f'{k}={v!r}' for k, v in by_name)})")
+    tfmot = f"tfmot's cluster_weights(model, number_of_clusters={n})"
+    if count and n <= _base.MAX_BITS:
+        text += (f" (bits={n}: 2**{n} = {2 ** n} shared values per weight), or clusters={n} for {n} shared values "
+                 f"({tfmot})")
+    elif count:
+        text += f" for {n} shared values ({tfmot}); `bits` is the index width, 1..{_base.MAX_BITS}"
+    return text + "."
+
+
+def _model_only_positional(what, first, lead=1):
+    """Decorates ``func`` (its parameters after the first ``lead`` keyword-only) so that more
+    positional arguments raise :func:`_positional_refused`'s TypeError instead of Python's
+    "takes 1 positional argument but 2 were given". The signature stays ``func``'s (``help()``,
+    and Keras' automatic config, which reads ``__init__``'s)."""
+    def decorate(func):
+        signature = inspect.signature(func)
+        names = [p.name for p in signature.parameters.values()
+                 if p.kind is p.KEYWORD_ONLY and not p.name.startswith("_")]
+
+        @functools.wraps(func)
+        def call(*args, **kwargs):
+            if len(args) > lead:
+                raise TypeError(_positional_refused(what, first, args[lead:], names))
+            return func(*args, **kwargs)
+
+        call.__signature__ = signature
+        return call
+    return decorate
+
+
 @keras.saving.register_keras_serializable(package="dc_keras")
 class ClusterWrapper(_base.CompressionWrapper):
     """Wraps a layer and shares the values of its kernel(s) among ``2**bits`` trainable centroids.
@@ -92,6 +134,9 @@ class ClusterWrapper(_base.CompressionWrapper):
             centroid is left unused), a weight without zeros all ``clusters``. ``False`` (default):
             the zeros never take a cluster, each weight gets ``clusters`` non-zero values.
 
+    The arguments after ``layer`` are keyword-only, as :func:`cluster`'s (``ClusterWrapper(dense, 4)``
+    is a ``TypeError`` naming ``bits=4`` and ``clusters=4``).
+
     Constraints: a clustered weight's ``keras.constraints.NonNeg`` (``kernel_constraint="non_neg"``,
     ``bias_constraint``...) is applied to its centroids after each optimizer step, so the shared
     kernel stays non-negative. Other constraints (MaxNorm, UnitNorm, MinMaxNorm, custom ones) act
@@ -103,7 +148,8 @@ class ClusterWrapper(_base.CompressionWrapper):
         >>> wrapper = ClusterWrapper(trained_dense, bits=4, cluster_biases=3)
     """
 
-    def __init__(self, layer, bits=DEFAULT_BITS, init="linear", preserve_sparsity=True, seed=0, clusters=None,
+    @_model_only_positional("ClusterWrapper", "the layer", lead=2)
+    def __init__(self, layer, *, bits=DEFAULT_BITS, init="linear", preserve_sparsity=True, seed=0, clusters=None,
                  cluster_biases=False, zero_takes_a_cluster=False, **kwargs):
         _check_bits_or_clusters(bits, clusters)
         if clusters is not None:
@@ -659,7 +705,8 @@ def _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm):
         raise ValueError(f"`fold_batchnorm` must be True or False, got {fold_batchnorm!r}.")
 
 
-def cluster(model_or_layer, bits=DEFAULT_BITS, init="linear", preserve_sparsity=True, layers=None, seed=0,
+@_model_only_positional("cluster", "the model (or layer)")
+def cluster(model_or_layer, *, bits=DEFAULT_BITS, init="linear", preserve_sparsity=True, layers=None, seed=0,
             fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None, cluster_biases=False,
             _weights_of=None, _zero_takes_a_cluster=False):
     """Share weights: cluster each selected layer's kernel(s) into ``2**bits`` trainable centroids.
@@ -696,14 +743,16 @@ def cluster(model_or_layer, bits=DEFAULT_BITS, init="linear", preserve_sparsity=
         min_params: leave layers with fewer compressible weights dense (reported as too small).
         clusters: optional centroid count for every clustered layer when it is not a power of two
             (tfmot's ``number_of_clusters``, up to 4096), in place of ``bits``: giving both is a
-            ``ValueError`` (``cluster(model, 16)``, tfmot's positional cluster count, is ``bits=16``:
-            refused, its error saying to pass ``clusters=16`` or ``bits=4``).
+            ``ValueError`` (``bits=16`` is refused with a hint to pass ``clusters=16`` or ``bits=4``).
         cluster_biases: also share each clustered layer's bias(es): ``False`` (default; biases
             stay free floats), ``True`` (as many centroids as the layer's kernel) or an int of
             bits for the biases (e.g. 3). Clustered biases keep their assignments through
             fine-tuning like the kernels, and the packed export stores them as indices +
             codebook when that is smaller (a 300-entry float bias: 1,200 B raw). The report
             lists ``bias`` among each layer's compressed weights.
+
+    Every argument after the model is keyword-only: ``cluster(model, 8)`` would read as 8 clusters
+    (tfmot's ``cluster_weights(model, 8)``) or as ``bits=8`` (256), so it is a ``TypeError`` naming both.
 
     The documented flow is ``prune`` -> fit -> ``strip`` -> ``cluster`` -> fit -> ``strip``. The
     returned model has a ``compression_report`` (also logged): clustered layers, folds, skipped
@@ -729,9 +778,9 @@ def cluster(model_or_layer, bits=DEFAULT_BITS, init="linear", preserve_sparsity=
         if layers is not None:
             raise ValueError("`layers` only applies to models; pass the layer itself to cluster one layer.")
         layer = model_or_layer
-        return ClusterWrapper(layer, DEFAULT_BITS if clusters is not None else _bits_for(layer, bits), init,
-                              preserve_sparsity, seed, clusters=clusters, cluster_biases=cluster_biases,
-                              zero_takes_a_cluster=_zero_takes_a_cluster)
+        return ClusterWrapper(layer, bits=DEFAULT_BITS if clusters is not None else _bits_for(layer, bits),
+                              init=init, preserve_sparsity=preserve_sparsity, seed=seed, clusters=clusters,
+                              cluster_biases=cluster_biases, zero_takes_a_cluster=_zero_takes_a_cluster)
     return _cluster_model(model_or_layer, bits, init, preserve_sparsity, layers, seed, fold_batchnorm,
                           include_frozen, min_params, clusters, cluster_biases, _weights_of, _zero_takes_a_cluster)
 
@@ -772,9 +821,10 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
             fresh = rebuilder.clone(original)
         if id(original) not in chosen:
             return fresh
-        wrapper = ClusterWrapper(fresh, DEFAULT_BITS if clusters is not None else _bits_for(original, bits), init,
-                                 preserve_sparsity, seed, clusters=clusters, cluster_biases=cluster_biases,
-                                 weights=only.get(id(original)), zero_takes_a_cluster=zero_takes_a_cluster)
+        wrapper = ClusterWrapper(fresh, bits=DEFAULT_BITS if clusters is not None else _bits_for(original, bits),
+                                 init=init, preserve_sparsity=preserve_sparsity, seed=seed, clusters=clusters,
+                                 cluster_biases=cluster_biases, weights=only.get(id(original)),
+                                 zero_takes_a_cluster=zero_takes_a_cluster)
         wrapper.trainable = fresh.trainable
         wrappers.append(wrapper)
         return wrapper
