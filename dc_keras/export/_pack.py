@@ -118,9 +118,29 @@ def _with_loop_state(model, sg, facts):
     return (*facts, loop_state)
 
 
+def _quantization_refs(sg):
+    """``{tensor: (index, name of the tensor whose quantization names it, field)}``: the tensors that
+    another tensor's ``QuantizationParameters.details`` refer to by index, i.e. the ``scales`` /
+    ``zero_points`` of a ``BlockwiseQuantization`` (LiteRT's blockwise INT4 weights, as
+    ai-edge-quantizer and litert-torch write them). The kernel reads them through that weight's
+    quantization when it is prepared, not as an operator input, so no operator lists them (pack
+    said "no operator reads it"); a packed one would reach the kernel empty: they stay raw."""
+    refs = {}
+    blockwise = getattr(schema.QuantizationDetails, "BlockwiseQuantization", None)
+    for i, t in enumerate(sg.tensors or []):
+        q = t.quantization
+        if blockwise is None or q is None or q.details is None or q.detailsType != blockwise:
+            continue
+        for field, attr in (("scales", "scales"), ("zero_points", "zeroPoints")):
+            x = getattr(q.details, attr, -1)
+            if x is not None and int(x) >= 0:
+                refs.setdefault(int(x), (i, fb.tensor_name(t), field))
+    return refs
+
+
 def _subgraph_facts(model, sg):
-    """(consumers, produced, graph io, WHILE loop state) of a subgraph."""
-    return _with_loop_state(model, sg, _graph_facts(sg))
+    """(consumers, produced, graph io, WHILE loop state, quantization references) of a subgraph."""
+    return (*_with_loop_state(model, sg, _graph_facts(sg)), _quantization_refs(sg))
 
 
 def _buffer_users(model):
@@ -224,7 +244,7 @@ def skip_reason(t, idx, facts, users, planned=None, model=None):
     also a buffer whose size is not the declared dtype and shape's (``size_mismatch``). The reasons
     are what ``inspect`` prints in its ``reason`` column.
     """
-    consumers, produced, io, loop_state = facts
+    consumers, produced, io, loop_state, quant_refs = facts
     if t.sparsity is not None:
         return ("TFLite-sparse tensor read by an operator's own sparse kernel (not through DENSIFY): "
                 "a decoded dense tensor would change the kernel, so it stays as stored")
@@ -238,6 +258,11 @@ def skip_reason(t, idx, facts, users, planned=None, model=None):
         return "written by an operator (not a constant)"
     if idx in loop_state:
         return "loop state of a WHILE op (an initial value the loop writes its results into, not a read-only weight)"
+    if idx in quant_refs:
+        owner, name, field = quant_refs[idx]
+        owner = f"{owner} {fb.printable(name)!r}" if name else f"{owner}"
+        return (f"the blockwise quantization {field} of tensor {owner}: the kernel reads it through that "
+                "weight's quantization parameters, not as an operator input, so it stays raw")
     if idx not in consumers:
         return "no operator reads it"
     if any(r[0] == "metadata" for r in users.get(t.buffer, [])):
