@@ -189,12 +189,40 @@ def test_signature_runner_on_packed_model():
     x = em.inputs("dense", 1)
     name = list(it.get_signature_list().values())[0]["inputs"][0]
     run = it.get_signature_runner()
-    assert {"get_input_details", "get_output_details"} <= set(dir(run))  # the backend runner's, through the wrapper
+    assert {"get_input_details", "get_output_details"} <= set(dir(run))  # the backend runner's
     got, want = run(**{name: x}), ref.get_signature_runner()(**{name: x})
     assert got.keys() == want.keys()
     for k in got:
         np.testing.assert_array_equal(got[k], want[k])
 
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_signature_runner_is_the_backends_signature_runner(backend):
+    """``isinstance(run, SignatureRunner)`` was False: get_signature_runner returned a wrapper object
+    that forwarded attributes to the backend's runner. It is now an instance of the backend's class
+    (LiteRT's, or TF's), one subclass per backend, with the backend's methods; an unknown key is the
+    backend's error; a failed call is still this Interpreter's error (tested in the next tests)."""
+    if backend == "litert":
+        from ai_edge_litert.interpreter import Interpreter, SignatureRunner
+    else:
+        from tensorflow.lite.python.interpreter import Interpreter, SignatureRunner
+
+    plain = _two_signature_model()
+    it = runtime.Interpreter(model_content=export.pack(plain), backend=backend)
+    a, b = it.get_signature_runner("a"), it.get_signature_runner("b")
+    assert isinstance(a, SignatureRunner) and type(a) is type(b) and type(a).__name__ == "SignatureRunner"
+    want = Interpreter(model_content=plain).get_signature_runner("b")
+    assert b.get_input_details().keys() == want.get_input_details().keys() == {"x"}
+    assert b.get_output_details().keys() == want.get_output_details().keys() == {"y"}
+    x = np.linspace(-1, 1, 8, dtype=np.float32)[None]
+    np.testing.assert_array_equal(b(x=x)["y"], want(x=x)["y"])
+    with pytest.raises(ValueError, match="SignatureDef signature_key is None and model has 2 Signatures"):
+        it.get_signature_runner()  # two signatures: the backend's own error
+    with pytest.raises(ValueError, match="nope"):
+        it.get_signature_runner("nope")
+    one = runtime.Interpreter(model_content=export.pack(em.tflite("dense", None)), backend=backend)
+    assert isinstance(one.get_signature_runner(), SignatureRunner)  # the only signature, key not given
 
 def _arena_model():
     """An embedding table (1 MiB, GATHER: not XNNPACK's, so its decoded copy is never released)

@@ -449,12 +449,19 @@ class Interpreter:
         ``allocate_tensors`` -- naming the model, the tensor, the reason and the fix -- instead of
         TFLite's text ("... Node number 6 (DcKerasHuffDecodeDelegate) failed to prepare.").
 
+        It is an instance of the backend's ``SignatureRunner`` class
+        (``ai_edge_litert.interpreter.SignatureRunner`` with LiteRT, TensorFlow's with
+        ``backend="tensorflow"``): a subclass whose call also refuses, before running, an input array
+        whose size differs from the signature's in a dimension past the first that the signature fixes.
+
         Example:
           >>> run = dc_keras.runtime.Interpreter(model_content=packed).get_signature_runner()
           >>> (name,) = run.get_input_details()  # the signature's one input
           >>> outputs = run(**{name: x})
         """
-        return _SignatureRunner(self, self._interpreter.get_signature_runner(signature_key), signature_key)
+        backend_runner = self._interpreter.get_signature_runner(signature_key)  # its errors for a bad key
+        key = signature_key if signature_key is not None else next(iter(self._interpreter.get_signature_list()))
+        return _signature_runner_class(type(backend_runner))(self, key, signature_key)
 
     def set_tensor(self, tensor_index, value, *args, **kwargs):
         """The backend's ``set_tensor``; an array whose batch (first dimension) is not the one the
@@ -547,36 +554,18 @@ class Interpreter:
 
     def _raise_sparse(self, cause):
         """XNNPACK failed ("... (TfLiteXNNPackDelegate) failed to prepare") on a model holding TFLite
-        sparse tensors (``Tensor.sparsity``: what the converter's ``Optimize.EXPERIMENTAL_SPARSITY``
-        writes; ``pack`` keeps those it does not pack). LiteRT 2.3's XNNPACK fails on such int8
-        weights, full-integer and dynamic-range, and TF 2.21's on the dynamic-range ones, packed or
-        not; float32 and float16 ones run (so they are not named as the cause). Said as that, with the fixes that run them here
-        (tests/test_sparse_runtime_s41.py): no default delegates, the TF backend where it runs
-        them, a conversion without the option. Runs only after a Prepare failed."""
-        msg = " ".join(str(cause).split())
-        if "TfLiteXNNPackDelegate" not in msg:
+        sparse tensors: :func:`_sparse_error`, with this interpreter's fixes (no default delegates, the
+        TF backend where it runs them). Runs only after a Prepare failed."""
+        if "TfLiteXNNPackDelegate" not in " ".join(str(cause).split()):
             return
-        # float32 / float16 sparse weights run on XNNPACK (measured): a failure there has another cause
-        found = [f for f in _sparse_tensors(*self._source) if f[1] not in ("float32", "float16")]
-        if not found:
-            return
-        names = ", ".join(f"{name!r} ({kind})" for name, kind, _ in found[:3])
-        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
         resolver = ("tf.lite.experimental.OpResolverType" if self.backend == "tensorflow"
                     else "ai_edge_litert.interpreter.OpResolverType")
-        tf_backend = ""
-        if self.backend == "litert" and not any(hybrid for *_, hybrid in found) and "tensorflow" in available_backends():
-            tf_backend = ("; or backend='tensorflow', whose XNNPACK runs these full-integer sparse weights "
-                          "(TensorFlow 2.21 here; not dynamic-range ones)")
-        raise RuntimeError(
-            f"{self._label}: it holds {len(found)} TFLite sparse tensor(s) ({names}{more}: Tensor.sparsity, what "
-            "the converter's Optimize.EXPERIMENTAL_SPARSITY writes), and the XNNPACK delegate the "
-            f"{self.backend} interpreter applies by default cannot run them (a limitation of that delegate: the "
-            "file is valid). Fix: run it without the default delegates, on TFLite's built-in kernels (slower "
-            f"than XNNPACK): Interpreter(..., experimental_op_resolver_type={resolver}."
-            f"BUILTIN_WITHOUT_DEFAULT_DELEGATES){tf_backend}; or convert the model again without "
-            "Optimize.EXPERIMENTAL_SPARSITY (dc_keras.export.pack then compresses its pruned weights, and XNNPACK "
-            f"runs the file). Interpreter's error: {msg}") from cause
+        error = _sparse_error(self._label, self._source, cause, f"the {self.backend} interpreter",
+                              f"Interpreter(..., experimental_op_resolver_type={resolver}."
+                              "BUILTIN_WITHOUT_DEFAULT_DELEGATES)", "Interpreter",
+                              tf_backend=self.backend == "litert")
+        if error is not None:
+            raise error from cause
 
     def _raise_flex(self, cause):
         """A model with TensorFlow ops (``SELECT_TF_OPS``, custom ops named ``Flex...``) needs TFLite's
@@ -766,20 +755,26 @@ def _fixed_dims_differ(shape, sig, start=0):
     return any(w >= 0 and w != g for w, g in zip(sig[start:], shape[start:]))
 
 
-class _SignatureRunner:
-    """A backend signature runner whose calls report a failed Prepare as ``Interpreter`` does
-    (``Interpreter.get_signature_runner``); everything else is the backend runner's."""
+class _CheckedSignatureRunner:
+    """What ``Interpreter.get_signature_runner`` adds to the backend's ``SignatureRunner`` (the class
+    after this one in the MRO, see ``_signature_runner_class``): its calls report a failed Prepare as
+    ``Interpreter`` does, and refuse an input of the wrong size; everything else is the backend's."""
 
-    def __init__(self, owner, runner, key):
-        self._owner, self._runner = owner, runner
+    def __init__(self, owner, key, named):
+        """``key``: the signature; ``named``: as the caller gave it (None: the model's only one, whose
+        key error messages leave out)."""
+        # the backend's own construction (what its Interpreter.get_signature_runner does), keyword
+        # arguments as both TF's and LiteRT's SignatureRunner take them
+        super().__init__(interpreter=owner._interpreter, signature_key=key)
+        self._dc_owner = owner
         # the sizes the signature takes, read now: a call with another size changes the backend's
         # shape_signature to it (LiteRT 2.3 and TF 2.21 runners resize the input, fixed or not)
         try:
-            self._signature_shapes = {n: [int(v) for v in d["shape_signature"]]
-                                      for n, d in runner.get_input_details().items()}
+            self._dc_shapes = {n: [int(v) for v in d["shape_signature"]]
+                               for n, d in self.get_input_details().items()}
         except Exception:  # noqa: BLE001 -- only for an error message's hint
-            self._signature_shapes = {}
-        self._what = ("" if key is None else f"signature {key!r} ") + "input {!r} was given an array of shape"
+            self._dc_shapes = {}
+        self._dc_what = ("" if named is None else f"signature {named!r} ") + "input {!r} was given an array of shape"
 
     def __call__(self, **kwargs):
         # An array of the signature's rank whose size differs in a dimension past the first that
@@ -790,26 +785,34 @@ class _SignatureRunner:
         for what, shape, sig in self._given_shapes(kwargs):
             shape = [int(v) for v in shape]
             if len(shape) == len(sig) and _fixed_dims_differ(shape, sig, start=1):
-                raise ValueError(f"{self._owner._label}: {what} {shape}, but the model takes {sig} (-1: any "
+                raise ValueError(f"{self._dc_owner._label}: {what} {shape}, but the model takes {sig} (-1: any "
                                  f"size): {_SIGNATURE_SHAPE_FIX}")
-        with self._owner._prepare_errors(lambda: self._given_shapes(kwargs)):
-            return self._runner(**kwargs)
+        with self._dc_owner._prepare_errors(lambda: self._given_shapes(kwargs)):
+            return super().__call__(**kwargs)
 
     def _given_shapes(self, kwargs):
         """``(what, shape given, shape the signature takes)`` per input given (for the error of a
         call whose array has a size the signature fixes otherwise)."""
         import numpy as np
 
-        return [(self._what.format(name), np.shape(kwargs[name]), sig)
-                for name, sig in self._signature_shapes.items() if name in kwargs]
+        return [(self._dc_what.format(name), np.shape(kwargs[name]), sig)
+                for name, sig in self._dc_shapes.items() if name in kwargs]
 
-    def __getattr__(self, name):
-        if name == "_runner":
-            raise AttributeError(name)
-        return getattr(self._runner, name)
 
-    def __dir__(self):  # the backend runner's methods too (get_input_details, ...)
-        return sorted(set(super().__dir__()) | set(dir(self._runner)))
+_SIGNATURE_RUNNER_CLASSES = {}
+
+
+def _signature_runner_class(base):
+    """``SignatureRunner``: a subclass of ``base`` (the backend's class: LiteRT's or TF's, known only
+    once an Interpreter has picked its backend) with ``_CheckedSignatureRunner``'s call; one per
+    base, so ``isinstance(run, base)`` holds and two runners of one backend share their class."""
+    cls = _SIGNATURE_RUNNER_CLASSES.get(base)
+    if cls is None:
+        cls = _SIGNATURE_RUNNER_CLASSES[base] = type("SignatureRunner", (_CheckedSignatureRunner, base), {
+            "__module__": __name__, "__qualname__": "SignatureRunner",
+            "__doc__": f"{base.__module__}.{base.__qualname__} whose calls report a failed Prepare as "
+                       "dc_keras.runtime.Interpreter does (Interpreter.get_signature_runner)."})
+    return cls
 
 
 def _delegate_error(delegate) -> str:
@@ -889,6 +892,41 @@ def _flex_ops(model_path, model_content) -> list:
         return sorted({c.decode(errors="replace") for c in codes if c and c.startswith(b"Flex")})
     except Exception:  # noqa: BLE001 -- only a better message: the runtime's error stands
         return []
+
+
+def _sparse_error(label, source, cause, runner, fix, who, tf_backend=False):
+    """The RuntimeError for a model holding TFLite sparse tensors (``Tensor.sparsity``: what the
+    converter's ``Optimize.EXPERIMENTAL_SPARSITY`` writes; ``pack`` keeps those it does not pack) on
+    which the XNNPACK delegate ``runner`` applies by default failed, or None when it holds no such
+    int8 ones. LiteRT 2.3's XNNPACK fails on int8 sparse weights, full-integer and dynamic-range, and
+    TF 2.21's on the dynamic-range ones, packed or not; float32 and float16 ones run (so they are not
+    named as the cause). Said as that, with the fixes that run them here (tests/test_sparse_runtime_s41.py):
+    ``fix`` (the runner's option for TFLite's built-in kernels), with ``tf_backend`` also the TF
+    backend for a full-integer file, or a conversion without the option. ``source``: ``(model_path,
+    model_content)``; ``who`` names the runner whose error (``cause``) is kept."""
+    found = _unrunnable_sparse(source)
+    if not found:
+        return None
+    names = ", ".join(f"{name!r} ({kind})" for name, kind, _ in found[:3])
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    also = ""
+    if tf_backend and not any(hybrid for *_, hybrid in found) and "tensorflow" in available_backends():
+        also = ("; or backend='tensorflow', whose XNNPACK runs these full-integer sparse weights "
+                "(TensorFlow 2.21 here; not dynamic-range ones)")
+    msg = " ".join(str(cause).split())
+    return RuntimeError(
+        f"{label}: it holds {len(found)} TFLite sparse tensor(s) ({names}{more}: Tensor.sparsity, what "
+        f"the converter's Optimize.EXPERIMENTAL_SPARSITY writes), and the XNNPACK delegate {runner} applies "
+        "by default cannot run them (a limitation of that delegate: the file is valid). Fix: run it on "
+        f"TFLite's built-in kernels instead (slower than XNNPACK): {fix}{also}; or convert the model again "
+        "without Optimize.EXPERIMENTAL_SPARSITY (dc_keras.export.pack then compresses its pruned weights, and "
+        f"XNNPACK runs the file). {who}'s error: {msg}")
+
+
+def _unrunnable_sparse(source) -> list:
+    """``_sparse_tensors`` of ``source`` (``(model_path, model_content)``) but the float32 / float16
+    ones, which XNNPACK runs (measured): those it cannot."""
+    return [f for f in _sparse_tensors(*source) if f[1] not in ("float32", "float16")]
 
 
 def _sparse_tensors(model_path, model_content) -> list:
@@ -1185,7 +1223,11 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
     by the C library (``unpack``) and handed to ``CompiledModel.from_buffer``: the model then
     runs exactly as its unpacked file does (same kernels, XNNPACK on constant weights,
     bit-identical outputs; GPU/NPU ``hardware_accel`` work too). ``kwargs`` go to
-    ``from_buffer`` (``hardware_accel``, ``environment``, ``options``).
+    ``from_buffer`` (``hardware_accel``, ``environment``, ``options``). On a file with int8 TFLite
+    sparse tensors (``Optimize.EXPERIMENTAL_SPARSITY``), which LiteRT 2.3's XNNPACK cannot run, the
+    call that allocates or runs (``create_output_buffers``, ``run_by_index``, ...) raises a
+    RuntimeError naming them and the fixes, as :class:`Interpreter` does (``options`` with
+    ``CpuKernelMode.BUILTIN``: TFLite's built-in kernels).
 
     Example:
       >>> cm = dc_keras.runtime.compiled_model("m.packed.tflite")
@@ -1207,5 +1249,38 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
         raise RuntimeError(_flex_text(label, flex, "LiteRT's CompiledModel here has"))
     cm = CompiledModel.from_buffer(plain, **kwargs)
     cm._dc_keras_model = plain  # the runtime may read the flatbuffer in place: keep it alive
+    _name_sparse_failures(cm, label, plain, kwargs.get("options"))
     return cm
+
+
+#: the CompiledModel methods where LiteRT allocates (output buffers) or runs the model, lazily: where
+#: XNNPACK's failure on int8 TFLite sparse weights surfaces ("Failed to allocate tensors", "Failed to invoke")
+_COMPILED_LAZY = ("create_output_buffers", "create_output_buffer_by_name", "run_by_index", "run_by_name")
+
+
+def _name_sparse_failures(cm, label, content, options):
+    """On a model holding int8 TFLite sparse tensors, run by XNNPACK (``options`` sets no other CPU
+    kernel mode), ``cm``'s methods that allocate or run raise :func:`_sparse_error` (naming the tensors
+    and the fixes) instead of LiteRT's "Failed to allocate tensors" / "Failed to invoke" alone. Nothing
+    changes for any other model."""
+    mode = getattr(getattr(options, "cpu_options", None), "kernel_mode", None)
+    if (mode is not None and int(mode) != 0) or not _unrunnable_sparse((None, content)):
+        return  # (0: CpuKernelMode.DELEGATE, XNNPACK)
+    fix = ("compiled_model(..., options=ai_edge_litert.options.Options(cpu_options=ai_edge_litert.cpu_options."
+           "CpuOptions(kernel_mode=ai_edge_litert.cpu_options.CpuKernelMode.BUILTIN)))")
+
+    def named(method):
+        def call(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except RuntimeError as exc:
+                if not re.search(r"Failed to (allocate tensors|invoke)", str(exc)):
+                    raise
+                raise _sparse_error(label, (None, content), exc, "LiteRT's CompiledModel", fix,
+                                    "CompiledModel") from exc
+        return call
+
+    for name in _COMPILED_LAZY:
+        if hasattr(cm, name):
+            setattr(cm, name, named(getattr(cm, name)))
 
