@@ -462,6 +462,12 @@ def _figures():
         f"| {cnn['bias_raw_bytes']} | {cnn['bias_packed_bytes_old_layouts']} (§5: kept raw) | {cnn['bias_packed_bytes']} (P = 0) |")]
     assert unz["packed_file_bytes"]["version_3"] == unz["file_bytes"] and unz["old_layouts_over_raw"]  # "nothing packed"
     assert cnn["old_layouts_over_raw"]  # "kept raw"
+    sz = _json("tfmot_signed_zeros.json")["rows"]  # README's tfmot signed zeros
+    larger = sorted(round(100 * r["larger"]) for r in sz)
+    out.append(("README.md", f"a {sz[0]['float_tflite_bytes'] / 1e6:.2f} MB tfmot MLP, 784-300-100-10 pruned to 90 %, "
+                             f"packed {larger[0]}-{larger[-1]} % larger than with its zeros made positive, in two seeded "
+                             "training runs: " + " and ".join(f"{r['packed_bytes']:,} / {r['packed_bytes_positive_zeros']:,} B"
+                                                             for r in sz), "tfmot_signed_zeros.json"))
     zm = _json("quantized_zoo.json")
     out.append(("docs/quantization.md", f"2026-12-04 {zm['machine']['date'].split()[1]} UTC, load "
                                         f"{zm['machine']['loadavg'][0]:.1f}-{zm['machine']['loadavg_after'][0]:.1f} "
