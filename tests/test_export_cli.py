@@ -159,3 +159,42 @@ def test_long_pack_shows_elapsed_time_on_a_terminal_only(monkeypatch):
         assert ("packing m.tflite: 00:0" in text) == shown, text
         if shown:
             assert text.endswith("\r"), repr(text)  # the line is cleared when done
+
+
+def test_pack_lists_the_constants_it_kept_raw_as_it_lists_those_it_cannot_pack(tmp_path):
+    """A file converted with Optimize.EXPERIMENTAL_SPARSITY: pack turns one TFLite-sparse kernel into a
+    HuffDecode and keeps the other, a 515 B sparse tensor whose dense form packs no smaller. Only
+    `dc-keras inspect` named it; `dc-keras pack` printed the result line alone (its "kept raw" line
+    came only when the kept constants were a tenth of the output). The CLI's report now names every
+    constant it kept raw, like those it cannot pack; the Python warning keeps its threshold (no
+    warning for this one: nothing to act on, and a few kept constants are normal)."""
+    import warnings
+
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.RandomState(0)
+    inputs = tf.keras.Input((64,))
+    h = tf.keras.layers.Dense(128, activation="relu")(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(10)(h))
+    for w in model.weights:
+        if len(w.shape) == 2:
+            w.assign(np.where(rng.rand(*w.shape) < 0.8, 0, w.numpy()))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    conv.representative_dataset = lambda: ([rng.rand(1, 64).astype(np.float32)] for _ in range(16))
+    data = conv.convert()
+    kept = [(r.name, r.raw_bytes) for r in export.inspect(data).rows if r.status == "kept"]
+    assert kept and all("TFLite-sparse" in r.reason for r in export.inspect(data).rows if r.status == "kept"), kept
+    src, dst = tmp_path / "sparse.tflite", tmp_path / "sparse.packed.tflite"
+    src.write_bytes(data)
+    r = _cli("pack", src, dst)
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stdout.splitlines() if x.startswith("kept raw: ")]
+    assert len(lines) == 1, r.stdout
+    assert f"kept raw: {len(kept)} constant tensor(s), {sum(n for _, n in kept)} B," in lines[0], lines
+    assert all(f"{name} ({nbytes} B)" in lines[0] for name, nbytes in kept) and f"dc-keras inspect {src}" in lines[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert export.pack(data) == dst.read_bytes()
+    assert not [str(w.message) for w in caught if "kept raw" in str(w.message)]

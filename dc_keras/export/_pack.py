@@ -538,11 +538,13 @@ def warn_notes(stats, out_bytes, positive_zeros_how, who):
 
 def kept_raw_note(kept, out_bytes, inspect_how, shown=3):
     """One line on the constants that pack, but not smaller enough (``stats["kept_raw"]``), or None
-    when they are less than a tenth of the ``out_bytes`` output (e.g. unclustered int8 weights:
-    ~256 distinct values each, a few percent smaller at best): the reason a file shrank little;
-    ``inspect_how``: how the caller lists every tensor's reason."""
+    when there are none or, for a warning (``out_bytes``: the output's size), when they are less
+    than a tenth of the output (e.g. unclustered int8 weights: ~256 distinct values each, a few
+    percent smaller at best): the reason a file shrank little. ``out_bytes`` None: whenever any
+    is kept (``dc-keras pack``'s report lists every tensor it left, as it lists those it cannot
+    pack); ``inspect_how``: how the caller lists every tensor's reason."""
     total = sum(nbytes for _, nbytes in kept)
-    if not kept or total * 10 < out_bytes:
+    if not kept or out_bytes is not None and total * 10 < out_bytes:
         return None
     largest = sorted(kept, key=lambda k: -k[1])[:shown]
     listed = ", ".join(f"{fb.printable(name) or '(unnamed)'} ({nbytes} B)" for name, nbytes in largest)
