@@ -151,3 +151,28 @@ def test_a_keras_quantized_model_converts_through_jax2tf_on_jax_without_a_failur
                                                r"\(model\.quantize\('float8'\)\).*Export the float model"):
             dc_keras.export.to_tflite(quantized("float8"), pack=False)
     assert not [str(w.message) for w in caught if str(w.message).startswith("to_tflite")]
+
+
+def test_a_mixed_precision_model_is_converted_once_and_fails_with_one_error():
+    """A model computing in float16 (a mixed-precision policy), which TFLite's converter cannot lower.
+    The TensorFlow backend converted it twice (the direct route, then the SavedModel route, which gives
+    the converter the same float16 ops), and a JAX model went through the TensorFlow-backend child,
+    then jax2tf, with a warning repeating the error the jax2tf route then raised again: 8 s and the
+    same advice twice. Now one conversion and one error naming the layers and the fix, no warning."""
+    def model():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="fc1", dtype="mixed_float16"),
+                                 keras.layers.Dense(3, name="out", dtype="float32")])
+
+    message = (r"^TFLite conversion failed: .*Layer\(s\) 'fc1' compute in float16 \(a mixed-precision dtype "
+               r"policy\), which TFLite's converter cannot lower: export a float32 copy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match=message):
+            dc_keras.export.to_tflite(model(), pack=False)
+    assert not [str(w.message) for w in caught if str(w.message).startswith("to_tflite")]
+    if BACKEND == "tensorflow":  # converters made in this process: configure= sees each one
+        made = []
+        with pytest.raises(RuntimeError, match=message):
+            dc_keras.export.to_tflite(model(), pack=False, configure=made.append)
+        assert len(made) == 1, made

@@ -684,6 +684,8 @@ def _convert_dynamic(model, apply):
     try:
         return apply(tf.lite.TFLiteConverter.from_keras_model(model), None).convert()
     except Exception as first:  # Keras 3 models the direct route cannot trace: SavedModel
+        if _converter_refused_half_precision(first, model):
+            raise
         with _exportdir.directory() as tmp:
             saved = os.path.join(tmp, "saved_model")
             try:
@@ -692,6 +694,13 @@ def _convert_dynamic(model, apply):
                 raise first from None
             saved = _with_named_dict_inputs(model, saved, tmp)
             return apply(tf.lite.TFLiteConverter.from_saved_model(saved), None).convert()
+
+
+def _converter_refused_half_precision(exc, model):
+    """Did the converter itself (TF's ``ConverterError``, not exported under ``tf.lite``: told by its
+    name) fail on a model with float16/bfloat16 layers? The graph was traced, and the SavedModel route
+    would give the converter the same half-precision ops: a second conversion, and the same error."""
+    return type(exc).__name__ == "ConverterError" and bool(_half_precision_layers(model)[0])
 
 
 def _with_named_dict_inputs(model, saved, tmp):
@@ -1250,6 +1259,8 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
             raise
         if _keras_quantized_layers(model)[0]:
             return None
+        if _half_precision_layers(model)[0]:  # jax2tf's graph computes in float16 too: the same failure,
+            raise  # after a second conversion and a warning repeating this error (its message names the fix)
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         warnings.warn(f"to_tflite: the TensorFlow-backend conversion of this JAX model failed ({last}); "
                       "converting in this process through jax2tf instead (a correct but unfused, larger "
