@@ -210,3 +210,27 @@ def test_files_written_again_by_litert_torch(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     check_composite_file(_read(COMPOSITE, out), tmp_path)
     check_int4_blockwise_file(_read(INT4, out))
+
+
+def test_either_runtimes_op_resolver_type_is_taken():
+    """``experimental_op_resolver_type`` given as the other runtime's ``OpResolverType`` (the int4
+    file needs ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``: XNNPACK refuses it) is mapped by name: each
+    runtime refused the other's enum with "Unrecognized passed in op resolver type:
+    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES", and ``backend="auto"`` hands a TF user's enum
+    to LiteRT."""
+    tf = pytest.importorskip("tensorflow")
+    from ai_edge_litert.interpreter import OpResolverType as LiteRT
+
+    TF = tf.lite.experimental.OpResolverType
+    data = _read(INT4)
+    packed, _ = _pack(data)
+    ref = _outputs(_litert(data, **_no_default_delegates()))
+    for backend, enum in (("litert", TF), ("auto", TF), ("tensorflow", LiteRT)):
+        it = runtime.Interpreter(model_content=packed, backend=backend,
+                                 experimental_op_resolver_type=enum.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        got = _outputs(it)
+        if backend != "tensorflow":  # TF's kernels may round differently from LiteRT's: TF against TF
+            _assert_same(ref, got)
+        else:
+            _assert_same(_outputs(tf.lite.Interpreter(model_content=data,
+                                                      experimental_op_resolver_type=TF.BUILTIN_WITHOUT_DEFAULT_DELEGATES)), got)

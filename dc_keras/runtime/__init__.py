@@ -279,6 +279,25 @@ def _load_errors(label, model_path=None, model_content=None):
         raise ValueError(f"{label}: LiteRT cannot load it ({msg}); {CORRUPT_FIX}") from None
 
 
+def _resolver_type_for(backend, kwargs):
+    """``kwargs`` with an ``experimental_op_resolver_type`` of the other runtime's ``OpResolverType``
+    (LiteRT's ``ai_edge_litert.interpreter`` and TF's ``tf.lite.experimental`` each have one, with the
+    same members) replaced by the member of the same name of ``backend``'s. Each runtime refused the
+    other's with "Unrecognized passed in op resolver type: OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+    which names the very member passed: with ``backend="auto"`` a TF user's enum reached LiteRT."""
+    value = kwargs.get("experimental_op_resolver_type")
+    if value is None or type(value).__name__ != "OpResolverType":
+        return kwargs
+    if backend == "litert":
+        from ai_edge_litert.interpreter import OpResolverType
+    else:
+        from tensorflow.lite.python.interpreter import OpResolverType
+    member = getattr(OpResolverType, "__members__", {}).get(getattr(value, "name", None))
+    if isinstance(value, OpResolverType) or member is None:
+        return kwargs  # the backend's own, or no such member: the backend says what it takes
+    return dict(kwargs, experimental_op_resolver_type=member)
+
+
 class Interpreter:
     """A TFLite interpreter that runs packed models (``HuffDecode`` ops) and ordinary ones.
 
@@ -367,6 +386,7 @@ class Interpreter:
                 and _mentions_huffdecode(model_path, model_content):
             model_path, model_content = _unpacked_for_latest_features(
                 label, model_path, model_content, weights, release_decoded)
+        kwargs = _resolver_type_for(backend, kwargs)
         user_delegates = kwargs.pop("experimental_delegates", None) or []
         if not isinstance(user_delegates, (list, tuple)):  # list() of one Delegate: "'Delegate' object is not iterable"
             raise TypeError(f"experimental_delegates must be a list of delegates, got one "
