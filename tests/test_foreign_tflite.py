@@ -1,6 +1,6 @@
 """``pack`` / ``inspect`` on .tflite files made elsewhere: what they say about the constants pack
-leaves raw for reasons of the file's structure (a buffer shared with a tensor pack cannot pack,
-WHILE loop state), worded the same by both."""
+leaves raw for reasons of the file's structure (a buffer shared with a tensor pack cannot pack),
+worded the same by both; a WHILE op's constant loop state, which pack packs."""
 import numpy as np
 import pytest
 
@@ -97,11 +97,15 @@ def test_refused_totals_count_a_shared_buffer_once(tmp_path, capsys):
     assert f"not packed: 2 constant tensor(s), {once} B " in capsys.readouterr().out
 
 
-def test_while_loop_state_is_reported_as_loop_state():
-    """A constant input of a WHILE op (an initial state or tensor-list accumulator the loop writes
-    into) was reported as "written by an operator (not a constant)" although it is a constant in
-    the file: pack's warning and inspect now say it is WHILE loop state."""
+def test_while_loop_state_is_packed_and_runs_bit_exact():
+    """A constant input of a WHILE op (an initial state the loop starts from) was reported as "written
+    by an operator (not a constant)", then refused as "loop state of a WHILE op" (the loop was thought
+    to write into it). The WHILE kernel copies its inputs into the loop and never writes them: pack
+    packs it like any constant, and the packed file gives the unpacked file's outputs bit for bit,
+    also over repeated invokes (the loop starts from the same decoded state each time)."""
     import tensorflow as tf
+
+    from dc_keras import runtime
 
     rng = np.random.RandomState(0)
     w = (np.round(rng.randn(16, 16) * 4) / 8).astype(np.float32)
@@ -117,12 +121,25 @@ def test_while_loop_state_is_reported_as_loop_state():
 
     m = M()
     data = bytes(tf.lite.TFLiteConverter.from_concrete_functions([m.f.get_concrete_function()], m).convert())
-    reason = "loop state of a WHILE op (an initial value the loop writes its results into, not a read-only weight)"
-    _, stats = _pack.pack_with_stats(data)
-    assert [(nbytes, why) for _, nbytes, why in stats["refused"]] == [(init.nbytes, reason)]
-    assert stats["packed_tensors"] == 1  # the loop body's weight
-    assert [(r.raw_bytes, r.status, r.reason) for r in export.inspect(data).rows if r.status == "refused"] == \
-        [(init.nbytes, "refused", reason)]
+    packed, stats = _pack.pack_with_stats(data)
+    assert list(stats["refused"]) == [] and stats["packed_tensors"] == 2  # the loop body's weight and the state
+    row = [r for r in export.inspect(packed).rows if r.raw_bytes == init.nbytes]
+    assert len(row) == 1 and row[0].status == "packed", row
+    x = rng.randn(8, 16).astype(np.float32)
+    for kwargs in ({}, {"backend": "tensorflow", "decode": "op",
+                        "experimental_op_resolver_type": tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}):
+        outs = []
+        for content in (data, packed):
+            it = runtime.Interpreter(model_content=content, **(kwargs if content is packed else
+                                                               {k: v for k, v in kwargs.items() if k != "decode"}))
+            it.allocate_tensors()
+            got = []
+            for k in range(3):
+                it.set_tensor(it.get_input_details()[0]["index"], x * (k + 1))
+                it.invoke()
+                got.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+            outs.append(np.stack(got))
+        assert outs[0].tobytes() == outs[1].tobytes(), kwargs
 
 
 def test_inspect_keeps_what_pack_keeps_when_the_saving_would_not_pay_for_the_op():

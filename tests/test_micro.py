@@ -724,12 +724,40 @@ def test_offline_memory_plan_that_cannot_be_kept_is_refused(models):
     with pytest.raises(ValueError, match="has 3 subgraphs, and TFLM reads every subgraph's offsets from index 0"):
         export.pack(_with_offline_plan(lstm))
     # ... an all -1 plan means the same either way: kept, for the packed model's tensors
-    with pytest.warns(UserWarning, match="loop state of a WHILE op"):  # the LSTM loop state (not packed)
-        out = export.pack(_all_runtime_plan(lstm))
+    out = export.pack(_all_runtime_plan(lstm))  # (its loop state packs too, since 2026-12-05)
     from dc_keras import _flatbuffer as fb
 
     n = sum(len(sg.tensors) for sg in fb.read_model(out).subgraphs)
     assert _plan_words(out).tolist() == [1, 3, n] + [-1] * n and n > 65
+
+
+def test_packed_lstm_loop_state_is_bit_exact_in_tflm(lib_path, tmp_path):
+    """The zoo's clustered LSTM(128) (tests/data): pack now packs the constants its WHILE op starts
+    from (a 512 B zero state read as [1, 128] and [1, 1, 128], refused until 2026-12-05 as "loop
+    state of a WHILE op"). TFLM's WHILE copies its inputs into the loop: the packed file runs bit
+    for bit as the unpacked one in both decode modes, one inference per row of x."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+    from dc_keras.export._pack import packed_tensors
+
+    plain = export.unpack(open(os.path.join(ROOT, "tests", "data", "zoo_lstm128.packed.tflite"), "rb").read())
+    packed = export.pack(plain)
+    m = fb.read_model(packed)
+    decoded = {fb.tensor_name(m.subgraphs[s].tensors[o]) for s, _, o in packed_tensors(m)}
+    assert {"arith.constant", "lstm_1/lstm_1/TensorArrayV2_1"} <= decoded, decoded
+    paths = {}
+    for name, data in (("plain", plain), ("packed", packed)):
+        paths[name] = tmp_path / f"lstm.{name}.tflite"
+        paths[name].write_bytes(data)
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).normal(size=(3, 32, 8)).astype("float32"))
+    jobs = [dict(model=str(paths[name]), registerers=regs, input=str(tmp_path / "x.npy"),
+                 out=str(tmp_path / f"{name}.{len(regs) and regs[0]}.npy"))
+            for name, regs in (("plain", []), ("packed", [ONCE]), ("packed", [EACH]))]
+    results = _run_jobs(lib_path, tmp_path, jobs)
+    assert all(r["ok"] for r in results), results
+    want = np.load(jobs[0]["out"])
+    for job in jobs[1:]:
+        assert np.load(job["out"]).tobytes() == want.tobytes(), job["registerers"]
 
 
 def _huffdecode_options(data):

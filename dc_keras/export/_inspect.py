@@ -380,7 +380,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     hd = {k for k, c in enumerate(model.operatorCodes or []) if fb.is_huffdecode_code(c)}
     users = _buffer_users(model)
     planned = _planned_constants(_offline_plans(model))
-    all_facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
+    all_facts = [_subgraph_facts(sg) for sg in model.subgraphs]
     rows = []
     bar = _progress(model, "inspect")  # pack's bar: from _pack.PROGRESS_MIN_BYTES on, on a terminal
     for s, sg in enumerate(model.subgraphs):

@@ -107,17 +107,6 @@ def _graph_facts(sg):
     return consumers, produced, io
 
 
-def _with_loop_state(model, sg, facts):
-    """Inputs of WHILE ops are loop state, not read-only constants (the loop writes its results
-    into them, e.g. an LSTM's zero initial state or tensor-list accumulator): never packed, since a
-    HuffDecode output there makes the WHILE fail at invoke. (Added by issue 14's export work.)"""
-    loop_state = set()
-    for op in sg.operators or []:
-        if fb.opcode_name(model, op) == "WHILE":
-            loop_state |= {int(x) for x in (op.inputs if op.inputs is not None else []) if int(x) >= 0}
-    return (*facts, loop_state)
-
-
 def _quantization_refs(sg):
     """``{tensor: (index, name of the tensor whose quantization names it, field)}``: the tensors that
     another tensor's ``QuantizationParameters.details`` refer to by index, i.e. the ``scales`` /
@@ -138,9 +127,13 @@ def _quantization_refs(sg):
     return refs
 
 
-def _subgraph_facts(model, sg):
-    """(consumers, produced, graph io, WHILE loop state, quantization references) of a subgraph."""
-    return (*_with_loop_state(model, sg, _graph_facts(sg)), _quantization_refs(sg))
+def _subgraph_facts(sg):
+    """(consumers, produced, graph io, quantization references) of a subgraph. A constant input of a
+    WHILE op (an LSTM/GRU's zero initial state, a tensor-list accumulator) is packed like any constant:
+    the WHILE kernels copy their inputs into the loop and never write them (TFLite, LiteRT, TFLM; packed
+    runs bit-exact on every route, tests/test_export_rnn.py and test_micro.py). Until 2026-12-05 they
+    were refused ("loop state of a WHILE op"), after a failure at invoke no runtime here reproduces."""
+    return (*_graph_facts(sg), _quantization_refs(sg))
 
 
 def _buffer_users(model):
@@ -242,9 +235,15 @@ def skip_reason(t, idx, facts, users, planned=None, model=None):
     ``facts`` is ``_subgraph_facts`` of its subgraph, ``users`` is ``_buffer_users(model)``,
     ``planned`` is ``_planned_constants`` of the model's TFLM offline memory plans; with ``model``
     also a buffer whose size is not the declared dtype and shape's (``size_mismatch``). The reasons
-    are what ``inspect`` prints in its ``reason`` column.
+    are what ``inspect`` prints in its ``reason`` column. One policy reports them all: such a
+    constant of at least ``min_bytes`` is named with its reason in ``pack``'s and ``to_tflite``'s
+    warning and ``dc-keras pack``'s "not packed" lines (each reason is the file's structure or an
+    option the user can change); the constants that pack but not smaller enough are "kept raw"
+    (``keep_reason``: the CLI names them always, the warning from a tenth of the output); ``inspect``
+    gives every tensor's reason. A structure every export of a layer type has is not refused: a
+    WHILE op's constant inputs (an LSTM/GRU's initial state) pack like any constant.
     """
-    consumers, produced, io, loop_state, quant_refs = facts
+    consumers, produced, io, quant_refs = facts
     if t.sparsity is not None:
         return ("TFLite-sparse tensor read by an operator's own sparse kernel (not through DENSIFY): "
                 "a decoded dense tensor would change the kernel, so it stays as stored")
@@ -256,8 +255,6 @@ def skip_reason(t, idx, facts, users, planned=None, model=None):
         return "graph input/output"
     if idx in produced:
         return "written by an operator (not a constant)"
-    if idx in loop_state:
-        return "loop state of a WHILE op (an initial value the loop writes its results into, not a read-only weight)"
     if idx in quant_refs:
         owner, name, field = quant_refs[idx]
         owner = f"{owner} {fb.printable(name)!r}" if name else f"{owner}"
@@ -634,7 +631,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     unreferenced = unreferenced_buffers(model)
     offline_plans = _offline_plans(model)
     zeros = _signed_zeros(model, positive_zeros)
-    facts = [_subgraph_facts(model, sg) for sg in model.subgraphs]
+    facts = [_subgraph_facts(sg) for sg in model.subgraphs]
     enc = {"version": version, "context_model": bool(context_model), "layouts": layouts}  # codec.encode options
     refused = _Refused()
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
