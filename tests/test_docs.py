@@ -462,6 +462,26 @@ def _figures():
         f"| {cnn['bias_raw_bytes']} | {cnn['bias_packed_bytes_old_layouts']} (§5: kept raw) | {cnn['bias_packed_bytes']} (P = 0) |")]
     assert unz["packed_file_bytes"]["version_3"] == unz["file_bytes"] and unz["old_layouts_over_raw"]  # "nothing packed"
     assert cnn["old_layouts_over_raw"]  # "kept raw"
+    hub = _json("keras_hub.json")["rows"]  # docs/models.md's KerasHub table and the sentences after it
+    for r in hub:
+        f = r["float32"]
+        if r["backend"] == "tensorflow":
+            assert f["bit_exact"] and r["wrapped_round_trip_exact"] and r["stripped_round_trip_exact"], r["model"]
+            out += [("docs/models.md", f"| {r['label']} | {r['params']:,} | {100 * r['covered']:.1f} % |", "keras_hub.json"),
+                    ("docs/models.md", f"| {f['bytes']:,} B -> {f['packed_bytes']:,} B ({f['ratio']:.2f}x) | "
+                                       f"{round(r['seconds'])} s |", "keras_hub.json")]
+    tf_hub = {r["model"]: r for r in hub if r["backend"] == "tensorflow"}
+    jax_hub = {r["model"]: r for r in hub if r["backend"] == "jax"}
+    assert all(jax_hub[m]["covered"] == tf_hub[m]["covered"] and jax_hub[m]["float32"]["bit_exact"] for m in jax_hub)
+    b, g = tf_hub["bert"], tf_hub["gpt2"]
+    assert all(b[q]["bit_exact"] for q in ("float16", "dynamic", "int8")) and g["dynamic"]["bit_exact"]
+    out += [("docs/models.md", f"`keras_hub.layers` model and `GPT2CausalLM` give the same coverage and "
+                               f"{jax_hub['hublayers']['float32']['ratio']:.2f}x / {jax_hub['gpt2']['float32']['ratio']:.2f}x, "
+                               "bit-exact", "keras_hub.json"),
+            ("docs/models.md", "BERT quantized: " + ", ".join(
+                f"{q} {b[q]['bytes']:,} B -> {b[q]['packed_bytes']:,} B ({b[q]['ratio']:.2f}x)" for q in ("float16", "dynamic"))
+             + f", int8 {b['int8']['bytes']:,} B -> {b['int8']['packed_bytes']:,} B ({b['int8']['ratio']:.2f}x); GPT-2 "
+             f"dynamic {g['dynamic']['ratio']:.2f}x; all bit-exact", "keras_hub.json")]
     sz = _json("tfmot_signed_zeros.json")["rows"]  # README's tfmot signed zeros
     larger = sorted(round(100 * r["larger"]) for r in sz)
     out.append(("README.md", f"a {sz[0]['float_tflite_bytes'] / 1e6:.2f} MB tfmot MLP, 784-300-100-10 pruned to 90 %, "
