@@ -501,6 +501,23 @@ def _figures():
             "quantized_zoo.json"))
         pp = " / ".join(f"{r['error_vs_float_pp']:+.2f}" for r in rs) + " pp"
         out.append(("docs/quantization.md", f"| **{pp}** |" if "wi4" in names[0] else f"| {pp} |", "quantized_zoo.json"))
+    fl, lr = mcu["tflm_x86"]["flash_bytes"], mcu["ratios_packed_vs_lut"]  # microcontrollers.md's flash table
+    out += [("docs/microcontrollers.md", f"| float32 | {fl['float']:,} | **{fl['float.packed']:,}** | "
+                                         f"{fl['float.lut_new']:,} (newer nightly's tool*; fc1 6-bit) | "
+                                         f"**{lr['float (lut_new)']:.3f}** |", "mcu_lenet_300_100.json"),
+            ("docs/microcontrollers.md", f"| {fl['int8']:,} | **{fl['int8.packed']:,}** | {fl['int8.lut']:,} (pinned "
+                                         f"wheel's tool; fc1 6-bit) / {fl['int8.lut_new']:,} (newer; fc1 5-bit per "
+                                         f"channel) | **{lr['int8 (lut)']:.3f} / {lr['int8 (lut_new)']:.3f}** |",
+             "mcu_lenet_300_100.json")]
+    cb, runs = mcu["cortex_m4"], mcu["tflm_x86"]["runs"]
+    out += [("docs/microcontrollers.md", f"TFLM kernel `huffdecode_tflm.c` adds {cb['code_bytes_O2']['kernel']:,} B at -O2 / "
+                                         f"{cb['code_bytes_Os']['kernel']:,} B at -Os ({cb['code_bytes_O2_strip']['kernel']:,} / "
+                                         f"{cb['code_bytes_Os_strip']['kernel']:,} B in a release build", "mcu_lenet_300_100.json"),
+            ("docs/microcontrollers.md", f"-> {runs['float.packed.once']['arena_total_bytes']:,} B float, 303,664 -> "
+                                         f"{runs['int8.packed.once']['arena_total_bytes']:,} B int8; *Measured* below); every "
+                                         "invoke saves {:,} B (float) / {:,} B (int8)".format(
+                                             *(runs[f'{k}.packed.once']['arena_total_bytes'] - runs[f'{k}.packed.each']['arena_total_bytes']
+                                               for k in ("float", "int8"))), "mcu_lenet_300_100.json")]
     x86 = mcu["tflm_x86"]["runs"]
     for kind in ("float", "int8"):
         out.append(("docs/microcontrollers.md", f"| {kind + '32' if kind == 'float' else kind} unpacked | — | "
