@@ -361,6 +361,11 @@ def _q(rows, variant):
 def _figures():
     """``(doc, text, source)``: each text is built from its source JSON and must appear in the doc."""
     mn, first = _zoo("model_zoo_img.json", "mobilenetv2_035"), _zoo("model_zoo_a.json")
+    for name, model in (("model_zoo_img.json", "mobilenetv2_035"), ("model_zoo_img.json", "resnet"),
+                        ("model_zoo_lstm_s4_2.json", "lstm"), ("model_zoo_transformer_s4_t2.json", "transformer"),
+                        ("model_zoo_seq_transformer_128.json", "transformer_128"), ("model_zoo_seq_lstm.json", "conv1d")):
+        rp = _zoo(name, model)["repacked"]  # README: "re-packed on 2026-11-30 by that day's `pack` (bfce384"
+        assert rp["date"].startswith("2026-11-30") and rp["commit"] == "bfce384", (name, model, rp["date"], rp["commit"])
     ds, ds1 = _zoo("model_zoo_ds_cnn_s5_e6.json"), _zoo("model_zoo_ds_cnn_s5_e6_seed1.json")
     q, qz = _json("quantized.json")["rows"], _json("quantized_zoo.json")["rows"]
     mcu, rt = _json("mcu_lenet_300_100.json"), _json("runtime.json")["models"]["mobilenetv2"]
@@ -387,7 +392,7 @@ def _figures():
         ("README.md", f"transformer_128 (0.27 M) {_zoo_line('model_zoo_seq_transformer_128.json', 'transformer_128')}",
          "model_zoo_seq_transformer_128.json"),
         ("README.md", f"conv1d {_zoo_line('model_zoo_seq_lstm.json', 'conv1d')}", "model_zoo_seq_lstm.json"),
-        ("README.md", f"MobileNetV2 re-packed today: {_x(mn['repacked']['default']['ratio'])}", "model_zoo_img.json"),
+        ("README.md", f"MobileNetV2 re-packed then: {_x(mn['repacked']['default']['ratio'])}", "model_zoo_img.json"),
         ("docs/quantization.md", f"the reference: {flt['packed_bytes']:,} B packed ({_x(flt['bytes'] / flt['packed_bytes'])}), "
                                  f"{100 * flt['test_error']:.2f} %", "quantized.json"),
         ("docs/quantization.md", f"{i8['distinct_int_codes'][0]} / {i8['distinct_int_codes'][1]} codes in fc1 / fc2: int8 "
