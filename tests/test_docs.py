@@ -493,6 +493,39 @@ def _figures():
                              f"packed {larger[0]}-{larger[-1]} % larger than with its zeros made positive, in two seeded "
                              "training runs: " + " and ".join(f"{r['packed_bytes']:,} / {r['packed_bytes_positive_zeros']:,} B"
                                                              for r in sz), "tfmot_signed_zeros.json"))
+    for name in ("kmeans_init_lenet_300_100.json", "kmeans_init_lenet_5.json"):  # kmeans_init_rule.md, rule A
+        d = _json(name)
+        for r in d["rows"]:
+            if r["bits"] == d["config"]["bits"]:
+                shared = ", ".join(f"{k} {v}" for k, v in r["shared_values"].items())
+                out.append(("docs/kmeans_init_rule.md", f"| {r['variant']} | {r['val_wrong']} | {r['packed_bytes']:,} | "
+                                                        f"{r['ratio']:.1f}x / {r['weights_ratio']:.1f}x | {shared} |", name))
+    for name in ("kmeans_init_lenet_300_100.json", "kmeans_init_lenet_5_drop.json"):  # rule B: one layer a bit less
+        d = _json(name)
+        for r in d["rows"]:
+            drop = [k for k in r["bits"] if r["bits"][k] == d["config"]["bits"][k] - 1]
+            if r["variant"] == "split-count" and len(drop) == 1:
+                k = drop[0]
+                out.append(("docs/kmeans_init_rule.md", f"| {k} {r['bits'][k] + 1} -> {r['bits'][k]} | {r['val_wrong']} | "
+                                                        f"{r['packed_bytes']:,} | {r['ratio']:.1f}x / {r['weights_ratio']:.1f}x |",
+                            name))
+    for tag in ("ds_cnn_s4_d1", "ds_cnn_s4_d2", "ds_cnn_s4_d3", "ds_cnn_s4_d5", "ds_cnn_s4_d6", "ds_cnn_s4_d7",
+                "transformer_s4_t1", "transformer_s4_t2"):  # zoo_search_rules.md, session 4
+        r = _zoo(f"model_zoo_{tag}.json")
+        val = 100 * (r["final_val_error"] - r["baseline_val_error"])
+        out.append(("docs/zoo_search_rules.md", f"| {r['packed_bytes']:,} | {_x(r['ratio'])} | {_pp(val)} | "
+                                                f"{_pp(r['error_increase_pp'])} |", f"model_zoo_{tag}.json"))
+    for tag in ("e1", "e2", "e4", "e5", "e6"):  # session 5
+        r = _zoo(f"model_zoo_ds_cnn_s5_{tag}.json")
+        val = 100 * (r["final_val_error"] - r["baseline_val_error"])
+        out.append(("docs/zoo_search_rules.md", f"| {r['packed_bytes']:,} | {_x(r['ratio'])} | ", f"model_zoo_ds_cnn_s5_{tag}.json"))
+        out.append(("docs/zoo_search_rules.md", f"| {val:+.2f} ± {r['val_increase_se_pp']:.2f} pp | {_pp(r['error_increase_pp'])} | "
+                                                f"{_x(r['stripped_names']['ratio'])} |", f"model_zoo_ds_cnn_s5_{tag}.json"))
+    rt_emb = _json("runtime.json")["models"]["emb50000x64_d10"]  # android.md's embedding pilot: the sizes
+    out.append(("docs/android.md", f"({rt_emb['dense']['tflite_bytes'] / 1e6:.1f} MB dense, "
+                                   f"{round(rt_emb['compressed']['tflite_bytes'] / 1e3)} KB packed)", "runtime.json"))
+    out.append(("docs/android.md", f"{rt_emb['compressed']['compact_bytes'] / 1e6:.2f} MB compact form as reported",
+                "runtime.json"))
     zm = _json("quantized_zoo.json")
     out.append(("docs/quantization.md", f"2026-12-04 {zm['machine']['date'].split()[1]} UTC, load "
                                         f"{zm['machine']['loadavg'][0]:.1f}-{zm['machine']['loadavg_after'][0]:.1f} "
