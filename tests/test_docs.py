@@ -526,6 +526,19 @@ def _figures():
                                    f"{round(rt_emb['compressed']['tflite_bytes'] / 1e3)} KB packed)", "runtime.json"))
     out.append(("docs/android.md", f"{rt_emb['compressed']['compact_bytes'] / 1e6:.2f} MB compact form as reported",
                 "runtime.json"))
+    us = {r["model"]: r for r in _json("unpack_sizes.json")["rows"]}  # FORMAT.md §15's table, README's DENSIFY case
+    cells = [(us[k], k) for k in ("float MLP", "int8 CNN", "FC chain, buffers after the flatbuffer", "DENSIFY MLP")]
+    out.append(("docs/FORMAT.md", " | ".join([
+        "; ".join(f"{r['python_unpack_bytes']:,} B ({what}, {r['packed_tensors']}{' packed tensors' if i == 0 else ''})"
+                  for i, (r, what) in enumerate(cells)),
+        "; ".join(f"{r['c_unpack_bytes']:,} B (+{r['c_extra_bytes']})" for r, _ in cells)]) + " |", "unpack_sizes.json"))
+    dn = us["DENSIFY MLP"]
+    out.append(("README.md", f"{dn['python_unpack_bytes']:,} B from {dn['bytes']:,} B for the float MLP", "unpack_sizes.json"))
+    fc = us["FC chain, buffers after the flatbuffer"]  # android.md: dc_unpack and buffers after the flatbuffer
+    out.append(("docs/android.md", f"a 2-layer FC chain of {fc['bytes']:,} B, {fc['packed_bytes']:,} B packed external",
+                "unpack_sizes.json"))
+    out.append(("docs/android.md", f"against {fc['python_unpack_bytes']:,} B from `dc_keras.export.unpack`, now "
+                                   f"{fc['c_unpack_bytes']:,} B)", "unpack_sizes.json"))
     zm = _json("quantized_zoo.json")
     out.append(("docs/quantization.md", f"2026-12-04 {zm['machine']['date'].split()[1]} UTC, load "
                                         f"{zm['machine']['loadavg'][0]:.1f}-{zm['machine']['loadavg_after'][0]:.1f} "

@@ -492,7 +492,7 @@ def test_tflite_sparse_tensors_read_by_densify_are_packed_bit_exact(quantize):
     np.testing.assert_array_equal(
         em.run(runtime.Interpreter(model_content=packed, backend="litert", experimental_op_resolver_type=r), xs), ref)
     back = export.unpack(packed)  # dense constants now, same outputs
-    if quantize is None:  # README: unpacked, a TFLite-sparse file comes out larger (14,080 B from 4,440 B)
+    if quantize is None:  # README: unpacked, a TFLite-sparse file comes out larger (benchmarks/unpack_sizes.py)
         assert len(back) > 3 * len(plain), (len(back), len(plain))
     np.testing.assert_array_equal(
         em.run(em.reference_interpreter("litert", back, experimental_op_resolver_type=r), xs), ref)
