@@ -96,8 +96,8 @@ ROUTES = [{}, {"backend": "tensorflow"}, {"backend": "tensorflow", "decode": "op
 
 
 def test_int16x8_int64_biases_pack_and_run_bit_exact(int16x8):
-    """The hidden layer's int64 bias (2048 x 8 = 16,384 B) now packs (sparse: 75 % of it is 0);
-    measured: file 137,760 B -> 97,008 B with version 2 (int64 kept raw) -> 81,568 B by default.
+    """The hidden layer's int64 bias (2048 x 8 = 16,384 B) now packs (sparse: 74 % of it is 0);
+    sizes: docs/results/int_biases.json (benchmarks/int_biases.py, row int16x8).
     Outputs bit-identical to the plain model on every route."""
     consts = _constants(int16x8)
     bias = [n for n, (t, s, _) in consts.items() if t == "int64" and s == [UNITS]]

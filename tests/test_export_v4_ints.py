@@ -79,8 +79,8 @@ def _check_runs_and_unpacks(original, packed, xs):
 
 
 def test_int8_per_channel_biases_pack_as_int_planes_and_run_bit_exact(int8_cnn):
-    """The converter's int32 biases: the 512 B one packed to ~350 B with §17 (its best codebook
-    layout, 723 B, is larger than raw, so version 3 keeps it raw); the kernels' packing is
+    """The converter's int32 biases: the 512 B one packed to 327 B with §17 (its best codebook
+    layout, 723 B, is larger than raw, so version 3 keeps it raw; docs/results/int_biases.json); the kernels' packing is
     unchanged (same layouts, version 2); outputs bit-identical on every route; both unpackers
     restore every constant."""
     consts = _constants(int8_cnn)
