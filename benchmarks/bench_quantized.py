@@ -13,7 +13,8 @@ per-tensor int8 grid, a fake-quant of the centroids, before converting). For eac
 and after packing, ratio to the packed float file, test error on the full MNIST test set measured on
 the packed file, and whether packed and unpacked outputs are bit-identical; the same with
 pack(version=3) (no integer planes: the int32 biases stay raw), its ratio against the default packed
-float file. Records the load average.
+float file; and how far TF's decode="op" route (its INT4 refusal switched off) is from the unpacked
+dynamic-range INT4 file on 1,000 test images. Records the load average.
 """
 import argparse
 import json
@@ -95,6 +96,51 @@ def predict(content, x, batch=1000):
         it.invoke()
         res.append(it.get_tensor(out["index"]).astype(np.float32))
     return np.concatenate(res)
+
+
+def int4_decode_op(plain, x, variant):
+    """docs/quantization.md's reason for refusing decode="op" on a dynamic-range INT4 FULLY_CONNECTED:
+    TFLite's 4-bit hybrid kernel runs only on constant filters, so the op route (TF backend, the
+    refusal switched off here) takes the int8 hybrid kernel. Both sides without default delegates;
+    the default delegate route alongside, which must be identical."""
+    import tensorflow as tf
+
+    from dc_keras import runtime
+    from dc_keras.export import pack
+
+    packed = pack(plain)
+    resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+    def run(it):
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        it.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
+        it.allocate_tensors()
+        it.set_tensor(inp["index"], x.reshape(len(x), *inp["shape"][1:]).astype(np.float32))
+        it.invoke()
+        return it.get_tensor(out["index"]).copy()
+
+    ref = run(tf.lite.Interpreter(model_content=plain, experimental_op_resolver_type=resolver))
+    check, runtime._check_op_route = runtime._check_op_route, lambda *_: None
+    try:
+        op = run(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op",
+                                     experimental_op_resolver_type=resolver))
+    finally:
+        runtime._check_op_route = check
+    delegate = run(runtime.Interpreter(model_content=packed, backend="tensorflow", experimental_op_resolver_type=resolver))
+    ref_kernels = tf.lite.experimental.OpResolverType.BUILTIN_REF  # TFLite's reference kernels on both sides
+    check, runtime._check_op_route = runtime._check_op_route, lambda *_: None
+    try:
+        op_ref = run(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op",
+                                         experimental_op_resolver_type=ref_kernels))
+    finally:
+        runtime._check_op_route = check
+    ref_ref = run(tf.lite.Interpreter(model_content=plain, experimental_op_resolver_type=ref_kernels))
+    d = np.abs(ref - op)
+    return {"variant": variant, "inputs": len(x), "output": "softmax probabilities", "max_abs_diff": float(d.max()),
+            "max_abs_output": float(np.abs(ref).max()), "mean_abs_diff": float(d.mean()),
+            "fraction_differing": float((d > 0).mean()), "argmax_agree": float((ref.argmax(-1) == op.argmax(-1)).mean()),
+            "delegate_route_identical": bool(np.array_equal(ref, delegate)),
+            "reference_kernels_identical": bool(np.array_equal(ref_ref, op_ref))}
 
 
 def aeq_files(float_bytes, calib):
@@ -262,9 +308,11 @@ def main(argv=None):
         r["vs_float_packed"] = r["packed_bytes"] / fp["packed_bytes"]
         r["vs_float_packed_v3"] = r["packed_bytes_v3"] / fp["packed_bytes"]  # against the default float file
         r["error_vs_float_pp"] = 100 * (r["test_error"] - fp["test_error"])
+    op4 = int4_decode_op(plain["ai-edge-quantizer dynamic_wi4_afp32"], x_test[:1000], "ai-edge-quantizer dynamic_wi4_afp32")
+    print(f"decode='op' on dynamic INT4 (refusal off): {op4}")
     lossless = lossless_rows(third_party_floats(args.wheel_cache))
     result = {"model": "lenet-300-100", "date": started, "minutes": round((time.time() - t_start) / 60, 1),
-              "note": note, "rows": rows, "lossless_float": lossless,
+              "note": note, "rows": rows, "int4_decode_op": op4, "lossless_float": lossless,
               "command": "benchmarks/bench_quantized.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
                           "tensorflow": tf.__version__, "keras": keras.__version__,

@@ -539,6 +539,16 @@ def _figures():
                 "unpack_sizes.json"))
     out.append(("docs/android.md", f"against {fc['python_unpack_bytes']:,} B from `dc_keras.export.unpack`, now "
                                    f"{fc['c_unpack_bytes']:,} B)", "unpack_sizes.json"))
+    qj = _json("quantized.json")
+    out.append(("docs/quantization.md", f"Latest run: {qj['date']}, {qj['minutes']} min, load "
+                                        f"{qj['machine']['loadavg_before'][0]:.1f}-{qj['machine']['loadavg_after'][0]:.1f}",
+                "quantized.json"))
+    o4 = qj["int4_decode_op"]  # quantization.md: why decode="op" refuses INT4 hybrids
+    assert o4["argmax_agree"] == 1.0 and o4["reference_kernels_identical"] and o4["delegate_route_identical"], o4
+    e = [f"{v:.1e}".replace("e-0", "e-") for v in (o4["max_abs_diff"], o4["mean_abs_diff"])]  # 1.6e-3, as written
+    out.append(("docs/quantization.md", f"{o4['inputs']:,} test images, no default delegates: "
+                                        f"{round(100 * o4['fraction_differing'])} % of the softmax outputs differ, by up to "
+                                        f"{e[0]}, {e[1]} on average, same predicted class", "quantized.json"))
     zm = _json("quantized_zoo.json")
     out.append(("docs/quantization.md", f"2026-12-04 {zm['machine']['date'].split()[1]} UTC, load "
                                         f"{zm['machine']['loadavg'][0]:.1f}-{zm['machine']['loadavg_after'][0]:.1f} "
