@@ -893,10 +893,18 @@ def _flex_text(label, names, runner):
     """Why a model with TensorFlow (Flex) ops ``names`` does not run here, and what can be done;
     ``runner``: who has no Flex delegate ("the litert interpreter here has")."""
     shown = f" ({', '.join(names)})" if names else ""
+    # TensorList ops: a recurrent layer converted with a dynamic batch, as keras's model.export(format="litert")
+    # does unless given a fixed batch (it allows SELECT_TF_OPS, so the conversion succeeds with them)
+    loop = ("The TensorList ops come from a recurrent layer (LSTM, GRU, SimpleRNN) converted with a dynamic "
+            "batch, as keras's model.export(path, format='litert') does without input_signature: export with a "
+            "fixed batch, model.export(path, format='litert', input_signature=[keras.InputSpec(shape=(1, "
+            "timesteps, features), dtype='float32')]), or with dc_keras.export.to_tflite (a fixed batch of 1 "
+            "by default, builtin ops only); both run here. "
+            if any(n.startswith("FlexTensorList") for n in names) else "")
     return (f"{label}: it holds TensorFlow ops{shown} (converted with SELECT_TF_OPS), which run only through "
             f"TFLite's Flex delegate, and {runner} none (the tensorflow and ai-edge-litert pip packages do not "
-            "link it), so this model does not run in Python, packed or unpacked. Convert it with TFLite builtin "
-            "ops only (without SELECT_TF_OPS), or run it in an app built with the Flex delegate (Android: "
+            f"link it), so this model does not run in Python, packed or unpacked. {loop}Convert it with TFLite "
+            "builtin ops only (without SELECT_TF_OPS), or run it in an app built with the Flex delegate (Android: "
             "org.tensorflow:tensorflow-lite-select-tf-ops) plus the HuffDecode op or delegate, or unpack it there "
             "first with dc_unpack (not tested here).")
 

@@ -462,8 +462,10 @@ class PruneWrapper(_base.CompressionWrapper):
         return (a32 > (t := _kth_smallest_abs(a32.reshape(-1), k))).astype(mask.dtype), float(t)
 
     def compressed_values(self, training):
-        if not training:
-            return [(var, var * ops.cast(mask, var.dtype)) for (_n, var, _a), mask in zip(self._targets, self._masks)]
+        if not training:  # +0.0 where pruned (w * 0 is -0.0 for a negative w): the kernel strip() stores, so an
+            # exporter that folds it (keras's model.export) writes no -0.0, which would pack as a value of its own
+            return [(var, ops.where(ops.cast(mask, "bool"), w, ops.zeros_like(w)))
+                    for (_n, var, _a), mask in zip(self._targets, self._masks) for w in [ops.convert_to_tensor(var)]]
         if not self._armed:
             self._trace_failed = True
             if keras.backend.backend() == "jax":
