@@ -28,3 +28,13 @@ def cached_venv(name, packages, what):
                                        "(the venv is reused afterwards).")
             open(os.path.join(venv, ".complete"), "w").close()
     return py
+
+
+#: litert-torch (PyTorch -> LiteRT) and the CPU wheel of torch: without the pin pip takes the newest
+#: torch litert-torch allows, a CUDA build with several GB of NVIDIA packages.
+LITERT_TORCH = ("litert-torch-0.10.0", ["litert-torch==0.10.0", "torch==2.13.0+cpu"], "litert-torch")
+
+
+def litert_torch_venv():
+    """The python of litert-torch's venv (tests/data/litert_torch/README.md), created once."""
+    return cached_venv(*LITERT_TORCH)

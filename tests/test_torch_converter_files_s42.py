@@ -198,10 +198,10 @@ def test_files_written_again_by_litert_torch(tmp_path):
     """litert-torch's own venv (created once, reused): make_files.py writes both files again, and
     they pass the same checks. Fails with pip's output, never skips, if the venv cannot be made."""
     sys.path.insert(0, os.path.join(os.path.dirname(DATA), "..", "..", "benchmarks"))
-    from _venv import cached_venv
+    from _venv import litert_torch_venv
 
     try:
-        py = cached_venv("litert-torch-0.10.0", ["litert-torch==0.10.0", "torch==2.13.0+cpu"], "litert-torch")
+        py = litert_torch_venv()
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
     out = tmp_path / "files"
