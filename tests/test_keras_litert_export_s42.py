@@ -18,7 +18,11 @@ prune -> strip -> cluster -> strip -> ``model.export`` -> ``pack`` on the Tensor
 - ``optimizations=[tf.lite.Optimize.DEFAULT]`` through Keras's converter keywords quantizes per
   channel (spreads the shared values); ``_experimental_disable_per_channel=True`` keeps them.
 
-Sizes of these flows, also on torch (litert-torch) and JAX: docs/models.md, measured by
+- torch (long): the same MLP compressed and exported with KERAS_BACKEND=torch (litert-torch, in a venv of
+  its own, ~/.cache/dc_keras/venvs/keras-litert-torch-s42, created once) holds ``to_tflite``'s weights and
+  packs bit-exact; the still-pruned model's file holds its strip's weights.
+
+Sizes of these flows, also on JAX (where Keras refuses the export): docs/models.md, measured by
 benchmarks/keras_litert_export.py."""
 import os
 
@@ -173,3 +177,55 @@ def test_lstm_export_dynamic_batch_needs_flex_fixed_batch_packs(tmp_path):
     assert _same_bits(run_tflite(packed, x), run_tflite(fixed, x))
     ours = export.pack(export.to_tflite(final, pack=False, batch_size=1))
     assert abs(len(packed) - len(ours)) <= 128, (len(packed), len(ours))
+
+
+_TORCH_CHILD = """
+import sys
+import keras
+import dc_keras
+from _compress_flow import five_calls
+
+out = sys.argv[1]
+keras.utils.set_random_seed(0)  # the model of _mlp()
+mlp = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
+pruned, clustered, final = five_calls(mlp, sparsity=0.75, bits=3)
+final.save(out + "/final.keras")
+final.export(out + "/final.tflite", format="litert", verbose=False)
+pruned.save(out + "/pruned.keras")
+pruned.export(out + "/pruned.tflite", format="litert", verbose=False)
+"""
+
+
+@pytest.mark.long
+def test_torch_backend_keras_export_packs_like_to_tflite(tmp_path):
+    """KERAS_BACKEND=torch (litert-torch converts; a venv of its own, created once: keras, the CPU wheel
+    of torch, litert-torch): the stripped clustered MLP's file holds the weights ``to_tflite`` exports
+    from the same model (loaded here, TensorFlow backend), packs bit-exact; the still-pruned model's
+    export holds its strip's weights (no -0.0)."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "benchmarks"))
+    from _venv import cached_venv
+
+    py = cached_venv("keras-litert-torch-s42", ["litert-torch==0.10.0", "torch==2.13.0+cpu", "keras==3.15.1"],
+                     "keras + litert-torch")
+    env = dict(os.environ, KERAS_BACKEND="torch",
+               PYTHONPATH=os.pathsep.join([root, os.path.join(root, "tests")]))
+    r = subprocess.run([py, "-c", _TORCH_CHILD, str(tmp_path)], env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    final = keras.saving.load_model(os.path.join(tmp_path, "final.keras"), compile=False)
+    with open(os.path.join(tmp_path, "final.tflite"), "rb") as f:
+        theirs = f.read()
+    assert _constants(theirs) == _constants(export.to_tflite(final, pack=False))
+    x, _ = random_data(final, n=1)  # litert-torch fixes the batch to 1
+    packed = export.pack(theirs)
+    assert len(packed) < len(theirs) / 2
+    assert _same_bits(run_tflite(packed, x), run_tflite(theirs, x))
+    assert _same_bits(_plain_litert(theirs, x), run_tflite(theirs, x))
+    pruned = keras.saving.load_model(os.path.join(tmp_path, "pruned.keras"), compile=False)
+    with open(os.path.join(tmp_path, "pruned.tflite"), "rb") as f:
+        wrapped = f.read()
+    assert _negative_zeros(wrapped) == 0
+    assert _constants(wrapped) == _constants(export.to_tflite(dc_keras.strip(pruned), pack=False))
