@@ -539,6 +539,7 @@ def _figures():
                 "unpack_sizes.json"))
     out.append(("docs/android.md", f"against {fc['python_unpack_bytes']:,} B from `dc_keras.export.unpack`, now "
                                    f"{fc['c_unpack_bytes']:,} B)", "unpack_sizes.json"))
+    out += _litert_torch_figures()
     qj = _json("quantized.json")
     out.append(("docs/quantization.md", f"Latest run: {qj['date']}, {qj['minutes']} min, load "
                                         f"{qj['machine']['loadavg_before'][0]:.1f}-{qj['machine']['loadavg_after'][0]:.1f}",
@@ -626,6 +627,60 @@ def _figures():
                                    f"{dens[1024, 1, tiles]['compact_bytes'] / dens[1024, 1, tiles]['dense_bytes']:.2f}x of the "
                                    "dense weight's (" + f"{dens[1024, 1, 100]['compact_bytes'] / dens[1024, 1, 100]['dense_bytes']:.2f}"
                                    "x at 100 %: always smaller)", "density.json"))
+    return out
+
+
+def _litert_torch_figures():
+    """docs/quantization.md's litert-torch table and its run line, rebuilt from litert_torch.json
+    (benchmarks/litert_torch_files.py); the claims around it checked on the JSON's rows."""
+    lt = _json("litert_torch.json")
+    r = {row["model"]: row for row in lt["rows"]}
+    assert all("error" not in x for x in r.values()), [x["model"] for x in r.values() if "error" in x]
+    for x in r.values():  # "packed by export.pack and dc-keras pack to the same bytes", bit-identical routes
+        assert x["bit_exact"] and (x["model"] == "big" or x["api_same_as_cli"]), x["model"]
+        refused = [k for k, v in x["routes"].items() if v is not True]  # decode="op" refuses INT4 hybrids (the doc says so)
+        assert refused == (["tensorflow_decode_op"] if x["model"] == "sparse_mlp_int4_blockwise32" else []), x["routes"]
+    assert r["sparse_mlp_int4_blockwise32"]["routes"]["tensorflow_decode_op"].startswith(
+        "ValueError: decode='op' cannot run this model bit-exactly: 2 packed INT4 weight(s) of a dynamic-range")
+    assert set(r["big"]["routes"]) == {"runtime", "runtime_unpacked_vs_litert", "litert_delegate", "unpack"}
+    assert r["sparse_mlp_1024_dynamic"]["buffers_after_flatbuffer"] and not r["sparse_mlp_1024_dynamic"]["packed_buffers_after_flatbuffer"]
+    assert r["big"]["buffers_after_flatbuffer"] and r["big"]["packed_buffers_after_flatbuffer"]
+    assert [r[k]["packed_bytes"] == r[k]["bytes"] for k in ("cnn_pt2e_static_per_channel", "cnn_pt2e_static_per_tensor",
+                                                               "mlp_pt2e_dynamic", "mlp_dynamic", "mlp_weight_only")] == [True] * 5
+
+    def cells(names, sep=" / ", fmt=".2f", bold=False):
+        b = "**" if bold else ""
+        return " | ".join([sep.join(f"{r[n]['bytes']:,}" for n in names),
+                           b + sep.join(f"{r[n]['packed_bytes']:,}" for n in names) + b,
+                           b + sep.join(f"{r[n]['bytes'] / r[n]['packed_bytes']:{fmt}}x" for n in names) + b])
+
+    rows = [cells([n]) for n in ("resnet18", "mobilenet_v3_small", "mobilenet_v3_small_dynamic", "transformer_encoder",
+                                 "attention", "two_signatures", "composite", "sparse_mlp_int4_blockwise32",
+                                 "sparse_mlp_1024_dynamic", "bool_mask_attention", "big")]
+    rows += [cells(["lstm", "gru"]), cells(["toy_llm", "toy_llm_dynamic"]), cells(["sparse_mlp"], fmt=".1f", bold=True),
+             cells(["sparse_mlp_fp16", "sparse_mlp_dynamic", "sparse_mlp_pt2e_static"], fmt=".1f"),
+             f"{r['cnn_pt2e_static_per_channel']['bytes']:,} / {r['cnn_pt2e_static_per_tensor']['bytes']:,} | unchanged | 1.00x",
+             "; ".join(f"{r[n]['bytes']:,}" for n in ("mlp_pt2e_dynamic", "mlp_dynamic", "mlp_weight_only", "mlp_fp16"))
+             + f" | unchanged x3; {r['mlp_fp16']['packed_bytes']:,} | 1.00x; "
+             f"{r['mlp_fp16']['bytes'] / r['mlp_fp16']['packed_bytes']:.2f}x (fp16)"]
+    out = [("docs/quantization.md", f"| {row} |", "litert_torch.json") for row in rows]
+    m = lt["machine"]
+    big, v = r["big"], lt["versions"]
+    out += [("docs/quantization.md", text, "litert_torch.json") for text in (
+        f"latest run {lt['date']}, {lt['minutes']} min, load {m['loadavg'][0]:.1f}-{m['loadavg_after'][0]:.1f}: "
+        f"`{lt['command']}`",
+        f"(torch {v['torch']}, torchvision {v['torchvision']}, ai-edge-litert {v['ai-edge-litert']}, litert-converter "
+        f"{v['litert-converter']}, ai-edge-quantizer {v['ai-edge-quantizer']}, torchao {v['torchao']};",
+        f"ai-edge-quantizer writes {r['mobilenet_v3_small_dynamic']['buffers_after_flatbuffer']} buffers after the flatbuffer",
+        f"`full_dynamic_recipe` ({r['toy_llm_dynamic']['buffers_after_flatbuffer']} buffers after the flatbuffer)",
+        f"(`dc-keras pack` took {int(big['cli_seconds'] // 60)} min {round(big['cli_seconds'] % 60)} s, "
+        f"{big['cli_max_rss_mb']:,} MiB peak memory;")]
+    slices = [r[n]["ops"]["SLICE"] for n in ("lstm", "gru")]
+    toy = r["toy_llm"]
+    assert [r[n]["signatures"] for n in ("toy_llm", "toy_llm_dynamic")] == [["prefill", "decode"]] * 2
+    out += [("docs/quantization.md", f"(unrolled: {min(slices)}-{max(slices)} SLICE ops)", "litert_torch.json"),
+            ("docs/quantization.md", f"`decode` signatures, {toy['subgraphs']} subgraphs, {toy['composites']} "
+                                     "`STABLEHLO_COMPOSITE`)", "litert_torch.json")]
     return out
 
 
