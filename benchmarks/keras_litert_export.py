@@ -29,6 +29,8 @@ import warnings
 
 import numpy as np
 
+from _common import machine_info, write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("mlp", "cnn", "lstm")
 
@@ -294,9 +296,6 @@ def main(argv=None):
         return child(args.child, MODELS)
     if args.wrapped:
         return wrapped_child(*args.wrapped.split(os.pathsep))
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from _common import machine_info, write_json
-
     t0 = time.time()
     info = machine_info()
     result = {"benchmark": "keras_litert_export", "backends": {}}

@@ -30,6 +30,8 @@ VALUES = {
     ("README.md", "x, y"): textwrap.dedent(_XY),
     ("docs/models.md", "model"): "import keras\n" + textwrap.dedent(_MLP),
     ("docs/models.md", "x, y"): textwrap.dedent(_XY),
+    ("docs/models.md", "clustered"): "import keras\n" + textwrap.dedent(_MLP).replace("model =", "plain =")
+                                     + "clustered = dc_keras.cluster(plain, bits=4)\n",
 }
 
 # Blocks this file does not run (too slow for a doc test, or a different environment), with the
