@@ -9,6 +9,9 @@ import io
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 
 from dc_keras._fileio import atomic_write
@@ -116,6 +119,32 @@ def compressed_kernel_name():
 def write_json(path, obj):
     """Writes ``obj`` as indented JSON, atomically (a reader never sees half a file)."""
     atomic_write(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def command_line(script, argv=None, prefix=""):
+    """How a result records the run that made it: ``benchmarks/NAME.py`` and its arguments (``argv``,
+    else this process's), after ``prefix`` (e.g. ``".venv/bin/python "``)."""
+    return f"{prefix}benchmarks/{os.path.basename(script)} " + " ".join(sys.argv[1:] if argv is None else argv)
+
+
+def record(path, result, say=print):
+    """Writes ``result`` to ``path`` (``--json``; nothing when None) and returns it."""
+    if path:
+        write_json(path, result)
+        say(f"wrote {path}")
+    return result
+
+
+def child_json(script, *args, pythonpath=(), timeout=1800, prefix="dc_keras-bench-"):
+    """Runs ``script --child OUT *args`` with this Python, ``pythonpath`` before the inherited
+    PYTHONPATH (e.g. tests/ for its model builders), and returns the JSON the child wrote to OUT."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        out = os.path.join(d, "rows.json")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [*pythonpath, os.environ.get("PYTHONPATH")])))
+        subprocess.run([sys.executable, os.path.abspath(script), "--child", out, *args], env=env, check=True,
+                       timeout=timeout)
+        with open(out) as f:
+            return json.load(f)
 
 
 def write_text(path, text):

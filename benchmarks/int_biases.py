@@ -23,15 +23,12 @@ and whether the old layouts' best is over raw (then version 3 keeps it raw).
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import warnings
 
 import numpy as np
 
-from _common import machine_info, write_json
+from _common import child_json, command_line, machine_info, record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")  # the child imports the tests' model builders from here (PYTHONPATH)
@@ -76,19 +73,10 @@ def main(argv=None):
         return measure(args.child)
     t0 = time.time()
     info = machine_info()
-    with tempfile.TemporaryDirectory(prefix="dc_keras-int-biases-") as d:
-        out = os.path.join(d, "rows.json")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")])))
-        subprocess.run([sys.executable, os.path.abspath(__file__), "--child", out], env=env, check=True, timeout=1800)
-        with open(out) as f:
-            measured = json.load(f)
+    measured = child_json(__file__, pythonpath=[TESTS], prefix="dc_keras-int-biases-")
     result = {"benchmark": "int_biases", "seconds": round(time.time() - t0, 1), **measured,
-              "command": "benchmarks/int_biases.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": info}
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
-    return result
+              "command": command_line(__file__, argv), "machine": info}
+    return record(args.json, result)
 
 
 def measure(out):

@@ -246,7 +246,7 @@ def main(argv=None):
         return rec
     import tempfile
 
-    from _common import machine_info, write_json
+    from _common import command_line, machine_info, record
 
     info = machine_info(frameworks=False)
     import keras_hub
@@ -275,12 +275,9 @@ def main(argv=None):
 
     result = {"benchmark": "keras_hub_models", "keras_hub": keras_hub.__version__, "keras": keras.__version__,
               "rows": rows, "failures": failures, "minutes": round((time.time() - t0) / 60, 1),
-              "command": "benchmarks/keras_hub_models.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": command_line(__file__, argv),
               "machine": dict(info, loadavg_after=[round(v, 2) for v in os.getloadavg()])}
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
-    return result
+    return record(args.json, result)
 
 
 if __name__ == "__main__":

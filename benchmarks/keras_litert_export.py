@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from _common import machine_info, write_json
+from _common import command_line, machine_info, record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("mlp", "cnn", "lstm")
@@ -332,11 +332,8 @@ def main(argv=None):
                              capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND="torch"))
         info["torch_venv"] = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-200:]
     result.update(seconds=round(time.time() - t0, 1), machine=info,
-                  command="benchmarks/keras_litert_export.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
-    return result
+                  command=command_line(__file__, argv))
+    return record(args.json, result)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from _common import log, machine_info, write_json
+from _common import command_line, log, machine_info, record
 from _venv import ROOT as VENVS, litert_torch_venv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -239,13 +239,8 @@ def main(argv=None):
     info["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     result = {"benchmark": "litert_torch_files", "date": info["date"], "minutes": round((time.time() - t0) / 60, 1),
               "versions": conv["versions"], "rows": rows,
-              "command": ".venv/bin/python benchmarks/litert_torch_files.py " +
-                         " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": info}
-    if args.json:
-        write_json(args.json, result)
-        log(f"wrote {args.json}")
-    return result
+              "command": command_line(__file__, argv, prefix=".venv/bin/python "), "machine": info}
+    return record(args.json, result, say=log)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.child:
         return child(int(args.child[0]), args.child[1])
-    from _common import machine_info, write_json
+    from _common import command_line, machine_info, record
 
     import dc_keras
     from dc_keras.export import _pack
@@ -110,12 +110,9 @@ def main(argv=None):
         print(row, flush=True)
         rows.append(row)
     result = {"benchmark": "tfmot_signed_zeros", "rows": rows, "minutes": round((time.time() - t0) / 60, 1),
-              "command": "benchmarks/tfmot_signed_zeros.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": command_line(__file__, argv),
               "machine": dict(info, loadavg_after=[round(v, 2) for v in os.getloadavg()])}
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
-    return result
+    return record(args.json, result)
 
 
 if __name__ == "__main__":

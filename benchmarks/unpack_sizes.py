@@ -13,13 +13,10 @@ decoded tensors. The tests' builders are imported in a child with tests/ on PYTH
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import warnings
 
-from _common import machine_info, write_json
+from _common import child_json, command_line, machine_info, record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
@@ -59,19 +56,10 @@ def main(argv=None):
     if args.child:
         return measure(args.child)
     t0, info = time.time(), machine_info()
-    with tempfile.TemporaryDirectory(prefix="dc_keras-unpack-sizes-") as d:
-        out = os.path.join(d, "rows.json")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")])))
-        subprocess.run([sys.executable, os.path.abspath(__file__), "--child", out], env=env, check=True, timeout=1800)
-        with open(out) as f:
-            measured = json.load(f)
+    measured = child_json(__file__, pythonpath=[TESTS], prefix="dc_keras-unpack-sizes-")
     result = {"benchmark": "unpack_sizes", "seconds": round(time.time() - t0, 1), **measured,
-              "command": "benchmarks/unpack_sizes.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": info}
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
-    return result
+              "command": command_line(__file__, argv), "machine": info}
+    return record(args.json, result)
 
 
 if __name__ == "__main__":
