@@ -119,21 +119,19 @@ def int4_decode_op(plain, x, variant):
         it.invoke()
         return it.get_tensor(out["index"]).copy()
 
+    def op_route(resolver_type):  # runtime's refusal of this very case switched off for the measurement
+        check, runtime._check_op_route = runtime._check_op_route, lambda *_: None
+        try:
+            return run(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op",
+                                           experimental_op_resolver_type=resolver_type))
+        finally:
+            runtime._check_op_route = check
+
     ref = run(tf.lite.Interpreter(model_content=plain, experimental_op_resolver_type=resolver))
-    check, runtime._check_op_route = runtime._check_op_route, lambda *_: None
-    try:
-        op = run(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op",
-                                     experimental_op_resolver_type=resolver))
-    finally:
-        runtime._check_op_route = check
+    op = op_route(resolver)
     delegate = run(runtime.Interpreter(model_content=packed, backend="tensorflow", experimental_op_resolver_type=resolver))
     ref_kernels = tf.lite.experimental.OpResolverType.BUILTIN_REF  # TFLite's reference kernels on both sides
-    check, runtime._check_op_route = runtime._check_op_route, lambda *_: None
-    try:
-        op_ref = run(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op",
-                                         experimental_op_resolver_type=ref_kernels))
-    finally:
-        runtime._check_op_route = check
+    op_ref = op_route(ref_kernels)
     ref_ref = run(tf.lite.Interpreter(model_content=plain, experimental_op_resolver_type=ref_kernels))
     d = np.abs(ref - op)
     return {"variant": variant, "inputs": len(x), "output": "softmax probabilities", "max_abs_diff": float(d.max()),
