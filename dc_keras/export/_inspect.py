@@ -8,7 +8,7 @@ import numpy as np
 
 from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
-from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, check_constant_sizes, check_min_bytes, after_model, _codec, _offline_plans, _progress,
+from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, buffer_keep_reason, check_constant_sizes, check_min_bytes, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, packed_shape_mismatch, shared_buffer_reason,
@@ -409,6 +409,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
                 rows[-1].buffer = rows[-1].raw_buffer = t.buffer
     bar.close()
+    _keep_shared(rows, users)
     z, tail, dropped, model_end = after_model(tflite_bytes, model)
     return Report(file_bytes=len(tflite_bytes), rows=rows, packed=bool(hd),
                   external_buffers=fb.uses_external_buffers(model),
@@ -418,6 +419,27 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                   model_end=model_end, trailing_bytes=len(tail),
                   negative_zeros=(0, 0) if hd else _signed_zeros(model, False),
                   unreferenced=unreferenced_buffers(model, users), not_rewritable=_not_rewritable(model, "unpack" if hd else "pack"))
+
+
+def _keep_shared(rows, users):
+    """Turns the "packable" rows of a buffer several tensors read into "kept" ones when pack keeps
+    that buffer raw (``buffer_keep_reason``: every tensor needs its own HuffDecode op, the saving is
+    the buffer's, once)."""
+    by_buffer = {}
+    for row in rows:
+        if row.status == "packable" and row.raw_buffer > 0:
+            by_buffer.setdefault(row.raw_buffer, []).append(row)
+    for b, group in by_buffer.items():
+        tensors = sum(r[0] != "metadata" for r in users.get(b, []))
+        if tensors < 2 or len(group) != tensors:
+            continue
+        sizes = list({(r.dtype, tuple(r.shape)): r.packed_bytes for r in group}.values())
+        why = buffer_keep_reason(group[0].raw_bytes, sizes, tensors)
+        if why is None:
+            continue
+        for row in group:
+            others = ", ".join(f"{fb.printable(r.name)!r} (sg {r.subgraph})" for r in group if r is not row)
+            row.status, row.packed_bytes, row.reason = "kept", None, f"{why} (with {others})"
 
 
 def _not_rewritable(model, what):

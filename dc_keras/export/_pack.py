@@ -20,6 +20,10 @@ PACKED_SUFFIX = "/dc_packed"
 # the HuffDecode operator, vectors, 4-byte alignment; measured 63-68 B on the model zoo, see
 # tests/test_export_pack.py): a tensor is packed only if it saves more than that.
 _PER_TENSOR_OVERHEAD = 80
+# What each further packed form of a buffer several tensors read (one per type and shape) adds
+# besides its data and _PER_TENSOR_OVERHEAD: its length prefix (4 B) and up to 3 B of alignment
+# (the first one's take the place of the raw buffer's; ``buffer_keep_reason``).
+_PER_EXTRA_BUFFER = 7
 #: pack and inspect draw a progress bar (stderr, on a terminal only) for models with this many
 #: bytes of constants: packing a 2.4 GB model takes a minute or more, ~2 ms per tensor on wide models.
 PROGRESS_MIN_BYTES = 16 << 20
@@ -324,6 +328,31 @@ def keep_reason(packed_bytes, raw_bytes, min_saving=DEFAULT_MIN_SAVING, at_least
     return None
 
 
+def buffer_keep_reason(raw_bytes, packed_sizes, tensors, min_saving=DEFAULT_MIN_SAVING):
+    """Why a constant buffer of ``raw_bytes`` read by ``tensors`` tensors (several: an LSTM's zero
+    loop state read as [1,64] and [1,1,64], a weight every signature's subgraph reads), each of which
+    packs (``keep_reason`` None), is kept raw all the same, or None when ``pack`` packs them all.
+    ``packed_sizes``: the sizes of their distinct packed forms (one per type and shape; equal bytes
+    are stored once). Each packed tensor needs its own ``HuffDecode`` op and packed tensor (a decoded
+    output belongs to one subgraph and has one shape), so the saving, counted once, must exceed the
+    packed data plus ``tensors`` times what a packed tensor adds, and each packed form after the
+    first its buffer's length prefix and alignment. Shared by pack and inspect."""
+    data = sum(packed_sizes)
+    extra = (len(packed_sizes) - 1) * _PER_EXTRA_BUFFER
+    cost = data + extra + tensors * _PER_TENSOR_OVERHEAD
+    sizes = " + ".join(f"{n} B" for n in packed_sizes)
+    if cost >= raw_bytes:
+        more = (f" + {extra} B (length prefix, alignment) for {len(packed_sizes) - 1} more packed buffer(s)"
+                if extra else "")
+        return (f"read by {tensors} tensors, each of which packed needs its own HuffDecode op: packed to "
+                f"{sizes}{more} + up to {tensors} x {_PER_TENSOR_OVERHEAD} B of ops and tensors = {cost} B, "
+                f"no saving on the {raw_bytes} B buffer they share")
+    if not _saves_enough(data, raw_bytes, min_saving):
+        return (f"read by {tensors} tensors, packed to {sizes} = {data / raw_bytes:.0%} of the {raw_bytes} B "
+                "buffer they share (min_saving)")
+    return None
+
+
 def max_packed_bytes(raw_bytes, min_saving=DEFAULT_MIN_SAVING):
     """The largest packed size ``keep_reason`` lets ``pack`` use for a constant of ``raw_bytes``
     (negative: none): the ``max_bytes`` pack gives ``codec.encode``, so that the layouts of a tensor
@@ -407,7 +436,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
     is smaller becomes a uint8 1-D constant feeding a ``HuffDecode`` custom op, inserted just
     before the tensor's first consumer; the op's output is the original tensor (same index, name,
     type, shape and quantization), whose buffer is emptied. Tensors the codec refuses, that do not
-    save more than the added op and tensor cost, or that shrink by less than ``min_saving``
+    save more than the added op and tensor cost (a buffer several tensors read: its saving once,
+    against the ops and tensors of all of them), or that shrink by less than ``min_saving``
     (decoding costs load time) are left as they are, and so is everything else in the model
     (``inspect`` says why per tensor). In the output, the data of every buffer left raw is 16-byte
     aligned, and a packed tensor's data 4-byte aligned (inline; 16-byte with ``buffers="external"``):
@@ -881,11 +911,22 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
                 _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min_bytes, verify,
                              min_saving, enc, refused, codec, plans, packed_cache, unwritable or {}, restricted)
                 bar.update(fb.buffer_size(model, t.buffer))
-    # A buffer is emptied only if all of its tensors are packed.
+    # A buffer is emptied only if all of its tensors are packed, and only if that saves bytes once
+    # every one of them has its own HuffDecode op (the saving is the buffer's, counted once).
     for b, refs in users.items():
-        if eligible.get(b) and not all((s, i) in plans for s, i in refs):
+        if not eligible.get(b):
+            continue
+        if not all((s, i) in plans for s, i in refs):
             for s, i in refs:
                 plans.pop((s, i), None)
+        elif len(refs) > 1:
+            nbytes = fb.buffer_size(model, b)
+            sizes = [len(d) for d in dict.fromkeys(plans[r] for r in refs)]
+            if buffer_keep_reason(nbytes, sizes, len(refs), min_saving) is not None:
+                for r in refs:
+                    plans.pop(r)
+                if refused is not None:
+                    refused.keep(b, model.subgraphs[refs[0][0]].tensors[refs[0][1]], nbytes)
     return plans
 
 
