@@ -12,6 +12,12 @@ Training uses Adam with cosine decay on randomly shifted (+-2 px) images
 tabular features) and sparse categorical cross-entropy on integer labels, from the model's class
 probabilities or its logits (which one, read from its outputs); every function returns a plain
 (stripped) Keras model.
+
+The training steps take their data and required arguments by position (``model, x, y`` and
+``epochs``, ``sparsity``) and every setting by name, as ``dc_keras.cluster`` does:
+``cluster_finetune(model, x, y, 5)`` (bits, or 5 clusters?) is a TypeError naming
+``bits=5`` and ``clusters=5``. ``predict_tflite`` / ``evaluate_tflite`` keep ``batch_size``
+positional: it changes how they run, not what they return.
 """
 import numbers
 import os
@@ -19,6 +25,8 @@ import sys
 import warnings
 
 import numpy as np
+
+from dc_keras._positional import _model_only_positional
 
 #: The paper's per-layer sparsity (Deep Compression, Table 2/3: 1 - fraction of weights kept).
 PAPER_SPARSITY = {
@@ -99,7 +107,8 @@ def _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callback
     return len(batches)
 
 
-def train_baseline(model, x, y, epochs, lr=1e-3, batch_size=128, max_shift=2, seed=0, verbose=None):
+@_model_only_positional("train_baseline", "the model, x, y and epochs", lead=4)
+def train_baseline(model, x, y, epochs, *, lr=1e-3, batch_size=128, max_shift=2, seed=0, verbose=None):
     """Trains ``model`` in place (Adam, cosine decay, shift augmentation) and returns it.
 
     Example:
@@ -135,7 +144,8 @@ def _check_sparsity(sparsity):
                          f"sparsity, got {sparsity!r}.")
 
 
-def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, batch_size=128, max_shift=2,
+@_model_only_positional("prune_retrain", "the model, x, y, sparsity and epochs", lead=5)
+def prune_retrain(model, x, y, sparsity, epochs, *, ramp_fraction=0.6, lr=5e-4, batch_size=128, max_shift=2,
                   seed=0, verbose=None):
     """Iterative magnitude pruning with retraining; returns the stripped (plain Keras) model.
 
@@ -180,7 +190,8 @@ def prune_retrain(model, x, y, sparsity, epochs, ramp_fraction=0.6, lr=5e-4, bat
     return train.strip(wrapped)
 
 
-def cluster_finetune(model, x, y, bits=None, epochs=3, init="linear", lr=2e-4, batch_size=128, max_shift=2,
+@_model_only_positional("cluster_finetune", "the model, x and y", lead=3)
+def cluster_finetune(model, x, y, *, bits=None, epochs=3, init="linear", lr=2e-4, batch_size=128, max_shift=2,
                      seed=0, verbose=None, cluster_biases=False, **cluster_kwargs):
     """Trained weight sharing: clusters each layer's non-zero weights into ``2**bits`` shared values,
     fine-tunes the centroids, and returns the stripped model.

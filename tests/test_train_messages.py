@@ -244,6 +244,45 @@ def test_cluster_takes_only_the_model_by_position(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), clustered.predict(x, verbose=0))
 
 
+def test_pipeline_training_steps_take_their_settings_by_name():
+    """``pipeline.cluster_finetune(model, x, y, 8)`` silently gave bits=8 (256 shared values), where
+    ``dc_keras.cluster(model, 8)`` is refused for its two readings (fd7f64e). The training steps take
+    their data and required arguments by position (model, x, y; epochs; sparsity) and their settings
+    by name, with cluster()'s error (the int's two readings only where the setting is ``bits``)."""
+    from dc_keras import pipeline
+
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    y = np.arange(16) % 3
+    with pytest.raises(TypeError) as info:
+        pipeline.cluster_finetune(mlp(), x, y, 8)
+    assert str(info.value) == (
+        "cluster_finetune() takes only the model, x and y by position, got 1 more argument (8): pass it by name, "
+        "cluster_finetune(..., bits=8) (bits=8: 2**8 = 256 shared values per weight), or clusters=8 for 8 shared "
+        "values (tfmot's cluster_weights(model, number_of_clusters=8)).")
+    with pytest.raises(TypeError, match=r"got 2 more arguments \(5, 0\): pass them by name, "
+                                        r"cluster_finetune\(\.\.\., bits=5, epochs=0\) \(bits=5: "):
+        pipeline.cluster_finetune(mlp(), x, y, 5, 0)
+    with pytest.raises(TypeError) as info:
+        pipeline.train_baseline(mlp(), x, y, 1, 0.01, 8)
+    assert str(info.value) == ("train_baseline() takes only the model, x, y and epochs by position, got 2 more "
+                               "arguments (0.01, 8): pass them by name, train_baseline(..., lr=0.01, batch_size=8).")
+    with pytest.raises(TypeError, match=r"^prune_retrain\(\) takes only the model, x, y, sparsity and epochs by "
+                                        r"position, got 1 more argument \(0\.5\): pass it by name, "
+                                        r"prune_retrain\(\.\.\., ramp_fraction=0\.5\)\.$"):
+        pipeline.prune_retrain(mlp(), x, y, 0.5, 1, 0.5)
+    for fn, positional in ((pipeline.train_baseline, ["model", "x", "y", "epochs"]),
+                           (pipeline.prune_retrain, ["model", "x", "y", "sparsity", "epochs"]),
+                           (pipeline.cluster_finetune, ["model", "x", "y"])):
+        params = inspect.signature(fn).parameters.values()
+        assert [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD] == positional, fn
+    # as the README and the module docstring call them: unchanged
+    kw = {"batch_size": 8, "max_shift": 0, "verbose": 0}
+    base = pipeline.train_baseline(mlp(), x, y, epochs=1, **kw)
+    pruned = pipeline.prune_retrain(base, x, y, 0.5, epochs=1, **kw)
+    shared = pipeline.cluster_finetune(pruned, x, y, bits=2, epochs=1, **kw)
+    assert len(np.unique(shared.get_layer("fc1").kernel.numpy())) <= 5  # 4 shared values and the zero
+
+
 def test_bits_and_clusters_together_are_refused():
     message = (r"Give either `bits` or `clusters`, not both: got bits=5 and clusters=16\. `clusters` is the number "
                r"of shared values \(any count up to 4096\), `bits` its index width \(2\*\*bits shared values\): drop "

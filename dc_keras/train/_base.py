@@ -19,9 +19,9 @@ from keras import ops
 
 from dc_keras import _compat
 
-# The packed format holds at most 4096 codebook entries per tensor (docs/FORMAT.md §2: K ≤ 4096).
-MAX_BITS = 12
-MAX_CODEBOOK = 4096
+# The packed format holds at most 4096 codebook entries per tensor (docs/FORMAT.md §2: K ≤ 4096);
+# defined in dc_keras._positional, which needs them without importing Keras.
+from dc_keras._positional import MAX_BITS, MAX_CODEBOOK  # noqa: E402,F401
 
 # (class, names of the compressed weights, axis of the input dimension), most specific first.
 _SIMPLE = (

@@ -6,8 +6,6 @@ autodiff gives each centroid the sum of the gradients of the weights in its clus
 update rule) and the assignments never change. With ``preserve_sparsity=True`` the weights that
 are exactly zero (pruned) point at an extra constant zero slot: they stay 0 and are no cluster.
 """
-import functools
-import inspect
 import numbers
 import warnings
 
@@ -20,6 +18,7 @@ from dc_keras.train import _base, bn_fold
 from dc_keras.train import report as _report
 from dc_keras.train.kmeans import INITS, kmeans_1d
 from dc_keras.train.schedules import _user_stacklevel
+from dc_keras._positional import _model_only_positional, _positional_refused  # noqa: F401 (defined there)
 
 
 class _DefaultBits(int):
@@ -62,46 +61,6 @@ def _check_bits_or_clusters(bits, clusters):
             f"Give either `bits` or `clusters`, not both: got bits={bits!r} and clusters={clusters!r}. `clusters` is "
             f"the number of shared values (any count up to {_base.MAX_CODEBOOK}), `bits` its index width "
             "(2**bits shared values): drop one of them.")
-
-
-def _positional_refused(what, first, extra, names):
-    """The error of a call giving ``extra`` positionally after ``first`` (``names``: the keyword-only
-    parameters in their order, which were positional before): each value by its name, and for a first
-    int both readings of it (tfmot's habit: ``cluster_weights(model, 8)`` is 8 clusters, not 2**8)."""
-    n = extra[0]
-    count = isinstance(n, numbers.Integral) and not isinstance(n, bool) and 1 <= n <= _base.MAX_CODEBOOK
-    by_name = [("clusters" if count and n > _base.MAX_BITS else names[0], n)] + list(zip(names[1:], extra[1:]))
-    text = (f"{what}() takes only {first} by position, got {len(extra)} more argument{'s' * (len(extra) > 1)} "
-            f"({', '.join(repr(v) for v in extra)}): pass {'them' if len(extra) > 1 else 'it'} by name, "
-            f"{what}(..., {', '.join(f'{k}={v!r}' for k, v in by_name)})")
-    tfmot = f"tfmot's cluster_weights(model, number_of_clusters={n})"
-    if count and n <= _base.MAX_BITS:
-        text += (f" (bits={n}: 2**{n} = {2 ** n} shared values per weight), or clusters={n} for {n} shared values "
-                 f"({tfmot})")
-    elif count:
-        text += f" for {n} shared values ({tfmot}); `bits` is the index width, 1..{_base.MAX_BITS}"
-    return text + "."
-
-
-def _model_only_positional(what, first, lead=1):
-    """Decorates ``func`` (its parameters after the first ``lead`` keyword-only) so that more
-    positional arguments raise :func:`_positional_refused`'s TypeError instead of Python's
-    "takes 1 positional argument but 2 were given". The signature stays ``func``'s (``help()``,
-    and Keras' automatic config, which reads ``__init__``'s)."""
-    def decorate(func):
-        signature = inspect.signature(func)
-        names = [p.name for p in signature.parameters.values()
-                 if p.kind is p.KEYWORD_ONLY and not p.name.startswith("_")]
-
-        @functools.wraps(func)
-        def call(*args, **kwargs):
-            if len(args) > lead:
-                raise TypeError(_positional_refused(what, first, args[lead:], names))
-            return func(*args, **kwargs)
-
-        call.__signature__ = signature
-        return call
-    return decorate
 
 
 @keras.saving.register_keras_serializable(package="dc_keras")
