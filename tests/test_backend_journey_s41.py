@@ -176,3 +176,28 @@ def test_a_mixed_precision_model_is_converted_once_and_fails_with_one_error():
         with pytest.raises(RuntimeError, match=message):
             dc_keras.export.to_tflite(model(), pack=False, configure=made.append)
         assert len(made) == 1, made
+
+
+def test_a_conversion_error_has_the_converter_error_it_names_chained():
+    """to_tflite's conversion error ends "Converter error (ConverterError) chained above.". From the
+    TensorFlow-backend child (torch always, JAX by default) it was relayed as text alone: nothing was
+    chained in the caller. Now the converter's error comes along and the caller's error is raised
+    from it (``_backend.ChildError``, naming the class and giving its text), as on the TensorFlow
+    backend, where it is the ConverterError itself."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="fc1", dtype="mixed_float16"),
+                              keras.layers.Dense(3, name="out", dtype="float32")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match=r"Converter error \(ConverterError\) chained above\.$") as info:
+            dc_keras.export.to_tflite(model, pack=False)
+    cause = info.value.__cause__
+    assert cause is not None
+    first = str(info.value).split("TFLite conversion failed: ")[1].split(". Layer(s)")[0]
+    assert first and first in str(cause), (first, str(cause))
+    if BACKEND == "tensorflow":
+        assert type(cause).__name__ == "ConverterError"
+    else:
+        assert isinstance(cause, _backend.ChildError) and cause.kind == "ConverterError"
+        assert str(cause).startswith("ConverterError, raised in the TensorFlow-backend subprocess that converted "
+                                     "the model:\n")

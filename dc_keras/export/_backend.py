@@ -119,9 +119,9 @@ if not text:
 args = json.loads(text)
 
 
-def fail(message, kind="RuntimeError"):  # one clear message for the caller instead of a traceback on stderr
-    with open(args["error"], "w") as f:
-        json.dump({"message": message, "type": kind}, f)
+def fail(message, kind="RuntimeError", cause=None):  # one clear message for the caller instead of a traceback
+    with open(args["error"], "w") as f:  # on stderr; cause: the exception it was raised from, relayed
+        json.dump({"message": message, "type": kind, "cause": cause}, f)
     sys.exit(4)
 
 
@@ -166,7 +166,9 @@ with warnings.catch_warnings(record=True) as caught:
                   per_channel=args["per_channel"], positive_zeros=args["positive_zeros"],
                   pack_options=args["pack_options"], input_signature=_signature_specs(args["signature"]) if args["signature"] is not None else None)
     except (ValueError, RuntimeError) as exc:  # to_tflite's own errors: the same in the caller, not a traceback tail
-        fail(str(exc), "ValueError" if isinstance(exc, ValueError) else "RuntimeError")
+        cause = exc.__cause__  # e.g. the ConverterError "TFLite conversion failed ... chained above." names
+        fail(str(exc), "ValueError" if isinstance(exc, ValueError) else "RuntimeError",
+             None if cause is None else {"type": type(cause).__name__, "message": str(cause)})
 relay = [{"category": w.category.__name__, "message": str(w.message)} for w in caught
          if issubclass(w.category, UserWarning) and str(w.message).startswith("to_tflite")]
 with open(args["warnings"], "w") as f:
@@ -378,7 +380,10 @@ def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_d
     if os.path.exists(args["error"]):
         with open(args["error"]) as f:
             error = json.load(f)
-        raise (ValueError if error.get("type") == "ValueError" else RuntimeError)(error["message"])
+        relayed = (ValueError if error.get("type") == "ValueError" else RuntimeError)(error["message"])
+        if error.get("cause"):  # chained in the caller as in the child ("... chained above." is then true)
+            raise relayed from ChildError(error["cause"]["type"], error["cause"]["message"])
+        raise relayed
     if proc.returncode != 0 or not os.path.exists(out):
         tail = "\n".join((stderr or stdout).strip().splitlines()[-8:])
         raise RuntimeError(
@@ -387,6 +392,20 @@ def _convert_in_child(proc, args_w, tmp, model, pack, quantize, representative_d
         )
     with open(out, "rb") as f:
         return f.read()
+
+
+class ChildError(Exception):
+    """The exception a TensorFlow-backend child's error was raised from (a ``ConverterError``), relayed
+    as text: the caller's error is chained from it, as the child's was. Its message: the original
+    class's name and its text, the first ``CAUSE_CHARS`` characters."""
+
+    CAUSE_CHARS = 20000
+
+    def __init__(self, kind, message):
+        cut = len(message) - self.CAUSE_CHARS
+        text = message[:self.CAUSE_CHARS] + (f"\n... ({cut} more characters)" if cut > 0 else "")
+        super().__init__(f"{kind}, raised in the TensorFlow-backend subprocess that converted the model:\n{text}")
+        self.kind = kind
 
 
 class UnimportableClassError(ValueError):

@@ -776,9 +776,19 @@ def _keras_quantized_layers(model):
     return [l.name for l in quantized], (quantized[0].quantization_mode if quantized else None)
 
 
+#: the end of ``_failure``'s message: the converter's own error is its ``__cause__`` (from a
+#: TensorFlow-backend child, ``_backend.ChildError`` holding its text)
+_CHAINED_TAIL = " Converter error ({}) chained above."
+
+
+def _without_chained_tail(text):
+    """``text`` without ``_CHAINED_TAIL``: for a warning quoting the error, where nothing is chained."""
+    return re.sub(r" Converter error \(\w+\) chained above\.$", "", text)
+
+
 def _failure(exc, batch_note, model=None):
     head = f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}."
-    tail = f" Converter error ({type(exc).__name__}) chained above."
+    tail = _CHAINED_TAIL.format(type(exc).__name__)
     for find, says in ((_keras_quantized_layers, _quantized_fix), (_half_precision_layers, _half_precision_fix)):
         names, kind = find(model) if model is not None else ([], None)
         if names:
@@ -1262,7 +1272,8 @@ def _in_tensorflow_child(model, pack, quantize, representative_data, min_bytes, 
         if _half_precision_layers(model)[0]:  # jax2tf's graph computes in float16 too: the same failure,
             raise  # after a second conversion and a warning repeating this error (its message names the fix)
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        warnings.warn(f"to_tflite: the TensorFlow-backend conversion of this JAX model failed ({last}); "
+        warnings.warn(f"to_tflite: the TensorFlow-backend conversion of this JAX model failed "
+                      f"({_without_chained_tail(last)}); "
                       "converting in this process through jax2tf instead (a correct but unfused, larger "
                       "graph; docs: dc_keras/export/_backend.py)", UserWarning, stacklevel=3)
         return None
