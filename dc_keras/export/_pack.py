@@ -577,7 +577,7 @@ def kept_raw_note(kept, out_bytes, inspect_how, shown=3):
     listed = ", ".join(f"{fb.printable(name) or '(unnamed)'} ({nbytes} B)" for name, nbytes in largest)
     more = f" and {len(kept) - shown} more" if len(kept) > shown else ""
     return (f"kept raw: {len(kept)} constant tensor(s), {total} B, that pack by less than min_saving or the "
-            f"op they would add (typically weights neither pruned nor clustered): {listed}{more}; "
+            f"op(s) they would add (typically weights neither pruned nor clustered): {listed}{more}; "
             f"{inspect_how} gives each tensor's packed size and reason at the default options")
 
 
