@@ -215,3 +215,30 @@ def test_models_with_several_outputs_take_a_callable_metric():
         with pytest.raises(ValueError, match=rf"the model has 2 outputs and metric='{metric}' scores one\. Pass a "
                                              r"metric=callable\(y_true, y_pred\)"):
             dc_keras.sensitivity(model, (X, [Y, y2]), metric=metric)
+
+
+def test_one_score_per_sample_takes_a_callable_metric():
+    """A binary classifier with one sigmoid unit: 'accuracy' took the argmax of one score, always
+    class 0, so the baseline and every swept value were the share of label 0 (0.51 here for a model
+    Keras scores at > 0.9) and suggest_sparsity() warned that the model was untrained. The built-in
+    metrics are now refused before the sweep, naming the thresholding callable; that callable gives
+    Keras's own binary accuracy."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(16, activation="relu", name="h")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="out")(h))
+    model.compile(keras.optimizers.Adam(0.02), "binary_crossentropy", metrics=["accuracy"])
+    model.fit(X, Y, epochs=30, batch_size=50, verbose=0)
+    keras_accuracy = model.evaluate(X, Y, verbose=0)[1]
+    assert keras_accuracy > 0.9 and np.mean(Y == 0) < 0.6
+    for metric in ("accuracy", "error"):
+        with pytest.raises(ValueError, match=rf"one score per sample \(predictions of shape \(200, 1\).*metric="
+                                             rf"'{metric}' takes the class of the highest score.*metric=lambda"):
+            dc_keras.sensitivity(model, (X, Y), sparsities=[0.5], metric=metric)
+
+    def binary(y_true, y_pred):
+        return float(np.mean((y_pred.reshape(-1) > 0.5) == y_true.reshape(-1)))
+
+    report = dc_keras.sensitivity(model, (X, Y), sparsities=[0.0, 0.99], metric=binary)
+    assert report["baseline"] == pytest.approx(keras_accuracy)
+    assert report["layers"]["h"][0] == pytest.approx(keras_accuracy)

@@ -157,6 +157,21 @@ def _single_output(name, y_true, y_pred):
         f"y_true[0])) for the first output's accuracy.")
 
 
+def _check_class_scores(name, y_pred):
+    """The built-in metric ``name`` takes the class of the highest score: one ValueError, before the
+    sweep, when ``y_pred`` holds one score per sample (a sigmoid or logit binary classifier), whose
+    argmax is always class 0. Its "accuracy" was then the share of label 0 at every swept value,
+    and suggest_sparsity() / suggest_bits() blamed an untrained model."""
+    if y_pred.ndim >= 2 and y_pred.shape[-1] > 1:
+        return
+    raise ValueError(
+        f"sensitivity(): the model gives one score per sample (predictions of shape {y_pred.shape}: a binary "
+        f"classifier with a sigmoid or a logit output?), and metric={name!r} takes the class of the highest score, "
+        f"which would always be 0. Pass a metric=callable(y_true, y_pred) -> float that thresholds the score, e.g. "
+        f"metric=lambda y_true, y_pred: float(np.mean((y_pred.reshape(-1) > 0.5) == y_true.reshape(-1))) for a "
+        f"sigmoid output (> 0 for a logit), or score two classes (softmax over 2 units).")
+
+
 def _labels(y_true, y_pred):
     """Class labels of ``y_true`` as :func:`_accuracy` reads them (one-hot rows: their argmax)."""
     y_true = np.asarray(y_true)
@@ -247,7 +262,8 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
             sweeps that one value).
         metric: ``"accuracy"`` (default), ``"error"`` or ``callable(y_true, y_pred) -> float``
             (numpy arrays; for a model with several outputs, a list or dict of them: the built-in
-            metrics score one output, so such a model needs a callable).
+            metrics score one output, so such a model needs a callable, as does a binary classifier
+            with one score per sample: the built-in metrics take the class of the highest score).
         layers: None (all prunable layers) or a list of names and/or classes.
         bits: instead of pruning, sweep weight sharing with these bit widths (integers; one
             integer sweeps that one width; k-means, linear init, zeros kept); feed the report to
@@ -297,6 +313,7 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
     score = fn
     if isinstance(metric, str):  # scores one output: a model with several is refused here, before the sweep
         y_true, y_pred = _single_output(metric, y_true, y_pred)
+        _check_class_scores(metric, y_pred)
         score = lambda t, p: fn(*_single_output(metric, t, p))  # noqa: E731
     baseline = fn(y_true, y_pred)
     report = {"metric": name, "higher_is_better": bool(better), "baseline": baseline, "mode": mode,
