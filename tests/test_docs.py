@@ -541,6 +541,7 @@ def _figures():
                 "unpack_sizes.json"))
     out.append(("docs/android.md", f"against {fc['python_unpack_bytes']:,} B from `dc_keras.export.unpack`, now "
                                    f"{fc['c_unpack_bytes']:,} B)", "unpack_sizes.json"))
+    out += _per_packed_tensor_figures(us)
     out += _litert_torch_figures()
     qj = _json("quantized.json")
     out.append(("docs/quantization.md", f"Latest run: {qj['date']}, {qj['minutes']} min, load "
@@ -630,6 +631,44 @@ def _figures():
                                    "dense weight's (" + f"{dens[1024, 1, 100]['compact_bytes'] / dens[1024, 1, 100]['dense_bytes']:.2f}"
                                    "x at 100 %: always smaller)", "density.json"))
     return out
+
+
+def _per_packed_tensor_figures(us):
+    """What pack adds per packed tensor and what dc_unpack leaves on top of export.unpack (README,
+    FORMAT.md §15, android.md's "Unpack once"): unpack_sizes.json's rows of files in today's layout."""
+    new = [r for r in us.values() if r["c_cut"] is not None]
+    mn, old, again = us["MobileNetV2-0.35"], us["zoo LSTM128, packer of 2026-11-29"], us["zoo LSTM128, packed again"]
+    assert old["c_cut"] is None and old["c_extra_bytes"] > old["payload_bytes"], old  # the old way keeps the payload
+
+    def span(values):
+        values = list(values)
+        return f"{round(min(values))}–{round(max(values))} B"
+
+    added = span(r["pack_bytes_per_packed_tensor"] for r in new if r["pack_bytes_per_packed_tensor"] is not None)
+    left = span(r["c_tables_left_bytes"] / r["packed_tensors"] for r in new)
+    per_buffer = span(r["c_appended_overhead_bytes"] / r["appended_buffers"] for r in new)
+    extra = span(r["c_extra_bytes"] / r["packed_tensors"] for r in new)
+    n = mn["packed_tensors"]
+    return [
+        ("README.md", f"what it adds per packed tensor is {added} ({round(mn['pack_bytes_per_packed_tensor'])} B on "
+                      "MobileNetV2-0.35; FORMAT.md §15)", "unpack_sizes.json"),
+        ("README.md", f"the removed ops' tables stay, {extra.removesuffix(' B')} B per packed tensor more",
+         "unpack_sizes.json"),
+        ("docs/FORMAT.md", f"{added} per packed tensor on the models of `benchmarks/unpack_sizes.py`, "
+                           f"{round(mn['pack_bytes_per_packed_tensor'])} B on MobileNetV2-0.35's {n}", "unpack_sizes.json"),
+        ("docs/FORMAT.md", f"by the packing tables ({left} per packed tensor, the most on the smallest models), "
+                           f"{per_buffer} per appended Buffer", "unpack_sizes.json"),
+        ("docs/android.md", f"not trained: sizes only; {n} packed tensors): {mn['c_unpack_bytes']:,} B against "
+                            f"`dc_keras.export.unpack`'s {mn['python_unpack_bytes']:,} B (+{mn['c_extra_bytes']:,} B, "
+                            f"{100 * mn['c_extra_bytes'] / mn['python_unpack_bytes']:.1f} %: "
+                            f"{mn['c_tables_left_bytes']:,} B of tables left in place, "
+                            f"{round(mn['c_tables_left_bytes'] / n)} B per packed tensor, and "
+                            f"{mn['c_appended_overhead_bytes']:,} B for the {mn['appended_buffers']} appended Buffers, "
+                            f"{round(mn['c_appended_overhead_bytes'] / mn['appended_buffers'])} B each", "unpack_sizes.json"),
+        ("docs/android.md", f"(+{old['c_extra_bytes']:,} B on `tests/data/zoo_lstm128.packed.tflite`, a zoo LSTM packed "
+                            f"on 2026-11-29, {old['payload_bytes']:,} B of it the packed payload)", "unpack_sizes.json"),
+        ("docs/android.md", f"to get the smaller result (+{again['c_extra_bytes']:,} B on that model)", "unpack_sizes.json"),
+    ]
 
 
 def _litert_torch_figures():
