@@ -166,8 +166,9 @@ def test_pack_lists_the_constants_it_kept_raw_as_it_lists_those_it_cannot_pack(t
     HuffDecode and keeps the other, a 515 B sparse tensor whose dense form packs no smaller. Only
     `dc-keras inspect` named it; `dc-keras pack` printed the result line alone (its "kept raw" line
     came only when the kept constants were a tenth of the output). The CLI's report now names every
-    constant it kept raw, like those it cannot pack; the Python warning keeps its threshold (no
-    warning for this one: nothing to act on, and a few kept constants are normal)."""
+    constant it kept raw, like those it cannot pack, with the reason that fits a TFLite-sparse tensor;
+    the Python warning keeps its threshold (no warning for this one: nothing to act on, and a few kept
+    constants are normal)."""
     import warnings
 
     import numpy as np
@@ -194,6 +195,9 @@ def test_pack_lists_the_constants_it_kept_raw_as_it_lists_those_it_cannot_pack(t
     assert len(lines) == 1, r.stdout
     assert f"kept raw: {len(kept)} constant tensor(s), {sum(n for _, n in kept)} B," in lines[0], lines
     assert all(f"{name} ({nbytes} B)" in lines[0] for name, nbytes in kept) and f"dc-keras inspect {src}" in lines[0]
+    # the reason that fits a TFLite-sparse tensor (the line said "typically weights neither pruned nor clustered")
+    assert " B, TFLite-sparse (Optimize.EXPERIMENTAL_SPARSITY), whose packed dense form" in lines[0], lines
+    assert "neither pruned nor clustered" not in lines[0], lines
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert export.pack(data) == dst.read_bytes()

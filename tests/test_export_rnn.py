@@ -196,6 +196,25 @@ def test_shared_loop_state_buffer_packs_only_when_it_saves_bytes(kind):
             assert "no saving on the 256 B buffer they share" in row.reason and repr(other) in row.reason
 
 
+def test_pack_says_why_it_kept_the_loop_state_raw(tmp_path):
+    """`dc-keras pack` of the LSTM(64) file lists its 256 B zero loop state as kept raw (one buffer two
+    tensors read: see above) with the reason that fits it. The line said "(typically weights neither
+    pruned nor clustered)" for every constant kept raw, here for a constant of zeros."""
+    import _export_models as em
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # _share's -0.0 note
+        plain = export.to_tflite(_sequence_model("lstm", units=64), pack=False, batch_size=1)
+    src = tmp_path / "lstm.tflite"
+    src.write_bytes(plain)
+    r = em.cli("pack", src, tmp_path / "lstm.packed.tflite", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [line] = [x for x in r.stdout.splitlines() if x.startswith("kept raw: ")]
+    assert line.startswith("kept raw: 1 constant tensor(s), 256 B, one buffer read by several tensors (a "
+                           "recurrent layer's zero loop state"), line
+    assert "neither pruned nor clustered" not in line, line
+
+
 def test_static_batch_size_argument():
     model = _sequence_model("gru")
     with warnings.catch_warnings():

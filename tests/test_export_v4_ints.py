@@ -307,3 +307,8 @@ def test_kept_raw_lists_the_planned_tensors_when_the_packed_file_is_no_smaller()
     names = [name for name, _ in stats["kept_raw"]]
     assert fb.tensor_name(conv) in names and len(names) == len(set(names)), names
     assert sorted(names) == sorted(fb.tensor_name(t) for t in consts if t.type == fb.schema.TensorType.INT8)
+    # each with its own reason: the random weights their packing's, the kernel the file's
+    kinds = dict(zip(names, stats["kept_raw_kinds"]))
+    assert kinds.pop(fb.tensor_name(conv)) == "file" and set(kinds.values()) == {"weights"}, stats["kept_raw_kinds"]
+    line = export._pack.kept_raw_note(stats["kept_raw"], None, "inspect", kinds=stats["kept_raw_kinds"])
+    assert "neither pruned nor clustered); they pack, but the packed file came out no smaller than the input: " in line

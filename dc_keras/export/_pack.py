@@ -553,7 +553,8 @@ def warn_notes(stats, out_bytes, positive_zeros_how, who):
     if stats["refused"]:
         warnings.warn(f"{who}: {refused_note(stats['refused'], stats['refused_bytes'])}; dc_keras.export.inspect(data) lists every tensor",
                       UserWarning, stacklevel=3)
-    kept_raw = kept_raw_note(stats["kept_raw"], out_bytes, "dc_keras.export.inspect(data)")
+    kept_raw = kept_raw_note(stats["kept_raw"], out_bytes, "dc_keras.export.inspect(data)",
+                             kinds=stats["kept_raw_kinds"])
     if kept_raw:
         warnings.warn(f"{who}: {kept_raw}", UserWarning, stacklevel=3)
     if stats["unreferenced"][0]:
@@ -563,21 +564,36 @@ def warn_notes(stats, out_bytes, positive_zeros_how, who):
         warnings.warn(f"{who}: {negative_zeros_note(kept, kept_n, positive_zeros_how)}", UserWarning, stacklevel=3)
 
 
-def kept_raw_note(kept, out_bytes, inspect_how, shown=3):
-    """One line on the constants that pack, but not smaller enough (``stats["kept_raw"]``), or None
-    when there are none or, for a warning (``out_bytes``: the output's size), when they are less
-    than a tenth of the output (e.g. unclustered int8 weights: ~256 distinct values each, a few
-    percent smaller at best): the reason a file shrank little. ``out_bytes`` None: whenever any
-    is kept (``dc-keras pack``'s report lists every tensor it left, as it lists those it cannot
-    pack); ``inspect_how``: how the caller lists every tensor's reason."""
+#: why ``pack`` kept a constant raw (``stats["kept_raw_kinds"]``), as ``kept_raw_note`` says it
+KEPT_RAW_HINTS = {
+    "weights": "packing saves less than min_saving or the HuffDecode op it would add (typically weights "
+               "neither pruned nor clustered)",
+    "shared": "one buffer read by several tensors (a recurrent layer's zero loop state, a weight every "
+              "signature reads) whose saving, counted once, does not cover the HuffDecode op each reader "
+              "would need",
+    "sparse": "TFLite-sparse (Optimize.EXPERIMENTAL_SPARSITY), whose packed dense form is not smaller enough "
+              "than its stored values and index arrays",
+    "file": "they pack, but the packed file came out no smaller than the input",
+}
+
+
+def kept_raw_note(kept, out_bytes, inspect_how, shown=3, kinds=None):
+    """One line on the constants ``pack`` kept raw (``stats["kept_raw"]``), or None when there are
+    none or, for a warning (``out_bytes``: the output's size), when they are less than a tenth of the
+    output (e.g. unclustered int8 weights: ~256 distinct values each, a few percent smaller at best):
+    the reason a file shrank little. ``out_bytes`` None: whenever any is kept (``dc-keras pack``'s
+    report lists every tensor it left, as it lists those it cannot pack); ``inspect_how``: how the
+    caller lists every tensor's reason; ``kinds``: ``stats["kept_raw_kinds"]`` (why each was kept,
+    keys of ``KEPT_RAW_HINTS``; None: all ``"weights"``), said once per kind present."""
     total = sum(nbytes for _, nbytes in kept)
     if not kept or out_bytes is not None and total * 10 < out_bytes:
         return None
     largest = sorted(kept, key=lambda k: -k[1])[:shown]
     listed = ", ".join(f"{fb.printable(name) or '(unnamed)'} ({nbytes} B)" for name, nbytes in largest)
     more = f" and {len(kept) - shown} more" if len(kept) > shown else ""
-    return (f"kept raw: {len(kept)} constant tensor(s), {total} B, that pack by less than min_saving or the "
-            f"op(s) they would add (typically weights neither pruned nor clustered): {listed}{more}; "
+    present = set(kinds or ()) or {"weights"}
+    why = "; ".join(hint for kind, hint in KEPT_RAW_HINTS.items() if kind in present)
+    return (f"kept raw: {len(kept)} constant tensor(s), {total} B, {why}: {listed}{more}; "
             f"{inspect_how} gives each tensor's packed size and reason at the default options")
 
 
@@ -594,15 +610,18 @@ class _Refused(list):
     """``stats["refused"]``: (name, bytes, reason) per tensor, and ``buffers``: bytes per buffer
     index, so that a buffer two refused tensors read counts once in the totals; ``kept``: {buffer
     (or a TFLite-sparse tensor's key): (name, bytes)} of the constants that pack, but by less than
-    ``min_saving`` or the added op's cost (kept raw: ``stats["kept_raw"]``)."""
+    ``min_saving`` or the added op's cost (kept raw: ``stats["kept_raw"]``); ``kinds``: {that key:
+    why, a key of ``KEPT_RAW_HINTS``} (``stats["kept_raw_kinds"]``)."""
 
     def __init__(self):
         super().__init__()
         self.buffers = {}
         self.kept = {}
+        self.kinds = {}
 
-    def keep(self, key, t, nbytes):
+    def keep(self, key, t, nbytes, kind="weights"):
         self.kept.setdefault(key, (fb.tensor_name(t), nbytes))
+        self.kinds.setdefault(key, kind)
 
     def add(self, t, nbytes, why):
         self.append((fb.tensor_name(t), nbytes, why))
@@ -647,7 +666,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     bit-exact; ``positive_zeros``: ``(tensors, entries)`` it made +0.0; ``unreferenced``:
     ``(buffers, bytes)`` of the input's buffers holding data no tensor or metadata refers to, kept;
     ``kept_raw``: [(name, bytes)] of the constants that pack, but not smaller enough, kept raw (a
-    buffer several read listed once))."""
+    buffer several read listed once); ``kept_raw_kinds``: why, one ``KEPT_RAW_HINTS`` key per entry of
+    ``kept_raw``)."""
     asked = layouts
     layouts = check_options(min_bytes, verify, min_saving, version, strip_strings=strip_strings, buffers=buffers,
                             context_model=context_model, compact=compact, positive_zeros=positive_zeros,
@@ -671,7 +691,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
              "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "kept_bytes": 0, "dropped_zip": None,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0),
-             "unreferenced": unreferenced, "kept_raw": list(refused.kept.values())}
+             "unreferenced": unreferenced, "kept_raw": list(refused.kept.values()),
+             "kept_raw_kinds": list(refused.kinds.values())}
     rewrite = strip_strings or compact is True or buffers != "auto" or zeros[0] > 0 and positive_zeros
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
@@ -692,25 +713,26 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     if not rewrite and len(out) >= len(tflite_bytes):
         stats["packed_tensors"], stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"] = 0, [], 0, None
         stats["positive_zeros"] = (0, 0)
-        stats["kept_raw"] = list({**refused.kept, **planned}.values())
+        stats["kept_raw"] = list({**refused.kept, **planned.kept}.values())
+        stats["kept_raw_kinds"] = list({**refused.kinds, **planned.kinds}.values())
         return bytes(tflite_bytes), stats  # nothing worth packing after all
     return out, stats
 
 
 def _planned_raw(model, plans, sparse):
-    """``_Refused.kept`` of the tensors ``_plan`` and ``_plan_sparse`` would pack (a buffer several
-    read once), for ``stats["kept_raw"]`` when the packed file is no smaller."""
+    """A ``_Refused`` whose ``kept`` are the tensors ``_plan`` and ``_plan_sparse`` would pack (a
+    buffer several read once), for ``stats["kept_raw"]`` when the packed file is no smaller."""
     from dc_keras.export import _sparse
 
     planned = _Refused()
     for s, i in plans:
         t = model.subgraphs[s].tensors[i]
-        planned.keep(t.buffer, t, fb.buffer_size(model, t.buffer))
+        planned.keep(t.buffer, t, fb.buffer_size(model, t.buffer), "file")
     for s, entries in sparse.items():
         for _, i, _ in entries:
             t = model.subgraphs[s].tensors[i]
-            planned.keep(("sparse", s, i), t, _sparse.stored_bytes(t, model))
-    return planned.kept
+            planned.keep(("sparse", s, i), t, _sparse.stored_bytes(t, model), "file")
+    return planned
 
 
 #: operators (and input positions) whose result depends on a weight's zeros only through products:
@@ -926,7 +948,7 @@ def _plan(model, facts, min_bytes, verify, min_saving, enc, refused=None, densif
                 for r in refs:
                     plans.pop(r)
                 if refused is not None:
-                    refused.keep(b, model.subgraphs[refs[0][0]].tensors[refs[0][1]], nbytes)
+                    refused.keep(b, model.subgraphs[refs[0][0]].tensors[refs[0][1]], nbytes, "shared")
     return plans
 
 
@@ -1165,7 +1187,7 @@ def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
             if isinstance(data, bytes) and keep_reason(len(data), stored, min_saving) is None:
                 out.setdefault(s, []).append((j, i, data))
             elif data is not None and refused is not None:
-                refused.keep(("sparse", s, i), t, stored)
+                refused.keep(("sparse", s, i), t, stored, "sparse")
     return out
 
 

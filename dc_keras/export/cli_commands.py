@@ -214,7 +214,7 @@ def cmd_pack(args):
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input, stats["refused_bytes"])
-    _print_kept_raw(stats["kept_raw"], args.input)
+    _print_kept_raw(stats["kept_raw"], stats["kept_raw_kinds"], args.input)
     if stats["unreferenced"][0]:
         from dc_keras.export._pack import unreferenced_note
 
@@ -267,12 +267,12 @@ def _print_refused(refused, path, total, shown=5):
         print(f"  ... and {len(refused) - shown} more")
 
 
-def _print_kept_raw(kept, path):
+def _print_kept_raw(kept, kinds, path):
     """``kept_raw_note``'s line on the constants kept raw, whenever there are any (a report, like
     ``_print_refused``'s lines; the Python warning says it only when they are a tenth of the output)."""
     from dc_keras.export._pack import kept_raw_note
 
-    line = kept_raw_note(kept, None, f"`dc-keras inspect {path}`")
+    line = kept_raw_note(kept, None, f"`dc-keras inspect {path}`", kinds=kinds)
     if line:
         print(line)
 
