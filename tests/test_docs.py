@@ -511,6 +511,7 @@ def _figures():
                 out.append(("docs/kmeans_init_rule.md", f"| {k} {r['bits'][k] + 1} -> {r['bits'][k]} | {r['val_wrong']} | "
                                                         f"{r['packed_bytes']:,} | {r['ratio']:.1f}x / {r['weights_ratio']:.1f}x |",
                             name))
+    out += _kmeans_init_prose_figures()
     for tag in ("ds_cnn_s4_d1", "ds_cnn_s4_d2", "ds_cnn_s4_d3", "ds_cnn_s4_d5", "ds_cnn_s4_d6", "ds_cnn_s4_d7",
                 "transformer_s4_t1", "transformer_s4_t2"):  # zoo_search_rules.md, session 4
         r = _zoo(f"model_zoo_{tag}.json")
@@ -630,6 +631,63 @@ def _figures():
                                    f"{dens[1024, 1, tiles]['compact_bytes'] / dens[1024, 1, tiles]['dense_bytes']:.2f}x of the "
                                    "dense weight's (" + f"{dens[1024, 1, 100]['compact_bytes'] / dens[1024, 1, 100]['dense_bytes']:.2f}"
                                    "x at 100 %: always smaller)", "density.json"))
+    return out
+
+
+def _kmeans_init_prose_figures():
+    """docs/kmeans_init_rule.md's figures outside its two tables: rule A's sums and growth, rule B's
+    threshold and extra runs, the nosplit diagnostic, rule C's candidates, the split's live counts."""
+    l3, l5, l5d = (_json(f"kmeans_init_{n}.json") for n in ("lenet_300_100", "lenet_5", "lenet_5_drop"))
+    diag = {d["model"]: d["rows"][0] for d in _json("kmeans_init_nosplit_fc1_2bits.json")}
+    src3, src5, src5d = "kmeans_init_lenet_300_100.json", "kmeans_init_lenet_5.json", "kmeans_init_lenet_5_drop.json"
+
+    def row(d, variant, **drop):  # the variant's run at CONFIG bits but for ``drop`` (layer -> bits)
+        bits = {**d["config"]["bits"], **drop}
+        return next(r for r in d["rows"] if r["variant"] == variant and r["bits"] == bits)
+
+    cfg3 = {v: row(l3, v) for v in ("nosplit", "split-count", "split-range")}
+    cfg5 = {v: row(l5, v) for v in ("nosplit", "split-count", "split-range")}
+    grow = {round(100 * (c[v]["packed_bytes"] / c["nosplit"]["packed_bytes"] - 1), 1)
+            for c in (cfg3, cfg5) for v in ("split-count", "split-range")}
+    out = [("docs/kmeans_init_rule.md", f"`nosplit` reproduces the official files byte for byte "
+                                        f"({cfg3['nosplit']['packed_bytes']:,} B, {cfg5['nosplit']['packed_bytes']:,} B)", src3),
+           ("docs/kmeans_init_rule.md", f"summed, split-count {cfg3['split-count']['val_wrong'] + cfg5['split-count']['val_wrong']} "
+                                        f"and split-range {cfg3['split-range']['val_wrong'] + cfg5['split-range']['val_wrong']} "
+                                        "wrong: a tie", src5),
+           ("docs/kmeans_init_rule.md", f"The files grow {round(100 * (cfg3['split-count']['packed_bytes'] / cfg3['nosplit']['packed_bytes'] - 1), 1)} %", src3),
+           ("docs/kmeans_init_rule.md", f"Threshold: `nosplit` at CONFIG bits, {cfg3['nosplit']['val_wrong']} (LeNet-300-100) / "
+                                        f"{cfg5['nosplit']['val_wrong']} (LeNet-5) wrong.", src5)]
+    assert len({round(100 * (c["split-count"]["packed_bytes"] / c["nosplit"]["packed_bytes"] - 1), 1) for c in (cfg3, cfg5)}) == 1, grow
+    sr = ", ".join(str(row(l3, "split-range", **{k: b - 1})["val_wrong"]) for k, b in l3["config"]["bits"].items())
+    again = row(l5d, "split-count")
+    out.append(("docs/kmeans_init_rule.md", f"the drops for split-range: {sr} wrong; and LeNet-5's second split-count run at "
+                                            f"CONFIG bits gave {again['val_wrong']} wrong again, {again['packed_bytes']:,} B.)", src5d))
+    d3, d5 = diag["lenet-300-100"], diag["lenet-5"]
+    out.append(("docs/kmeans_init_rule.md", f"LeNet-300-100 {d3['val_wrong']} wrong, {d3['packed_bytes']:,} B ({_x(d3['ratio'])} / "
+                                            f"{_x(d3['weights_ratio'])}), LeNet-5 {d5['val_wrong']} wrong, {d5['packed_bytes']:,} B "
+                                            f"({_x(d5['ratio'])} / {_x(d5['weights_ratio'])})", "kmeans_init_nosplit_fc1_2bits.json"))
+    c3 = {k: row(l3, "split-count", **{k: b - 1}) for k, b in l3["config"]["bits"].items()}
+    c5 = {k: row(l5d, "split-count", **{k: b - 1}) for k, b in l5d["config"]["bits"].items()}
+    out.append(("docs/kmeans_init_rule.md", f"lowest {cfg3['split-count']['val_wrong']} (CONFIG {cfg3['split-count']['packed_bytes']:,} B; "
+                                            f"fc3 -1 {c3['fc3']['packed_bytes']:,} B); tied within 3: fc1 -1 ({c3['fc1']['val_wrong']}, "
+                                            f"{c3['fc1']['packed_bytes']:,} B), fc2 -1 ({c3['fc2']['val_wrong']}, {c3['fc2']['packed_bytes']:,} B)",
+                src3))
+    assert c3["fc3"]["val_wrong"] == cfg3["split-count"]["val_wrong"] and c5["conv1"]["val_wrong"] == c5["fc2"]["val_wrong"]
+    out.append(("docs/kmeans_init_rule.md", f"lowest {c5['fc1']['val_wrong']} (fc1 -1, {c5['fc1']['packed_bytes']:,} B); tied within 3: "
+                                            f"CONFIG ({again['val_wrong']}, {again['packed_bytes']:,} B); conv1 -1 and fc2 -1 "
+                                            f"({c5['conv1']['val_wrong']}) and conv2 -1 ({c5['conv2']['val_wrong']}) are out", src5d))
+    sv = {v: {**cfg3[v]["shared_values"]} for v in ("split-count", "split-range")}
+    s5 = cfg5["split-count"]["shared_values"]
+    assert cfg5["split-range"]["shared_values"] == s5 and sv["split-count"]["fc1"] == sv["split-range"]["fc1"]
+    fc3 = sorted(sv[v]["fc3"] for v in sv)
+    b3, b5 = l3["config"]["bits"], l5["config"]["bits"]
+    out.append(("docs/kmeans_init_rule.md", f"keeps {sv['split-count']['fc1']}/{2 ** b3['fc1']}, {sv['split-range']['fc2']}/"
+                                            f"{2 ** b3['fc2']} (count share: fc2 {sv['split-count']['fc2']}/{2 ** b3['fc2']}), "
+                                            f"{fc3[0]}-{fc3[1]}/{2 ** b3['fc3']}, "
+                                            + ", ".join(f"{s5[k]}/{2 ** b5[k]}" for k in ("conv1", "conv2", "fc1", "fc2")) + " live", src3))
+    pruned = [next(st for st in _json(f"{m}.json")["stages"] if st["stage"] == "pruned")["file_bytes"] for m in ("lenet_300_100", "lenet_5")]
+    out.append(("docs/kmeans_init_rule.md", f"docs/results/lenet_300_100.json and lenet_5.json: {pruned[0]:,} B and {pruned[1]:,} B)",
+                "lenet_300_100.json"))
     return out
 
 
