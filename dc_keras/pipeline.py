@@ -74,13 +74,17 @@ def _unshifted_class():
     return _UNSHIFTED[0]
 
 
-def _outputs_logits(model, x):
+def _outputs_logits(model, x, caller):
     """Does ``model`` end in logits rather than class probabilities? Read from its outputs on a
     few samples of ``x`` (probabilities: non-negative, each row summing to 1), whatever layer makes
     them (a softmax activation, a Softmax layer, keras.ops.softmax). The recipe's loss was
     sparse_categorical_crossentropy on probabilities only: a model ending in a plain Dense (logits,
     keras.io's usual head with from_logits=True) trained on logits read as probabilities, to near
-    chance (35 % where the softmax model reaches 97 %), silently."""
+    chance (35 % where the softmax model reaches 97 %), silently.
+
+    A model giving one score per sample (a binary classifier, ``Dense(1, "sigmoid")``) is refused
+    (ValueError naming ``caller``): under that loss a single score has nothing to learn, and on JAX
+    ``fit`` ran without moving a weight, silently (TensorFlow failed in its first step)."""
     import keras
 
     try:
@@ -91,7 +95,12 @@ def _outputs_logits(model, x):
         return False
     out = np.asarray(keras.ops.convert_to_numpy(out), np.float64)
     if out.ndim < 2 or out.shape[-1] < 2:
-        return False
+        raise ValueError(
+            f"{caller}: the model gives one score per sample (output shape {out.shape}: a binary classifier with a "
+            "sigmoid or a logit output?), and the pipeline's recipe trains class scores with "
+            "sparse_categorical_crossentropy, under which one score has nothing to learn (on JAX fit() would run "
+            "without changing a weight). End the model in one score per class (Dense(2), softmax or logits), or "
+            "use dc_keras.prune / dc_keras.cluster with your own compile(loss='binary_crossentropy') and fit().")
     return not (np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-2))
 
 
@@ -116,7 +125,7 @@ def train_baseline(model, x, y, epochs, *, lr=1e-3, batch_size=128, max_shift=2,
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=_outputs_logits(model, x))
+    _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=_outputs_logits(model, x, "train_baseline"))
     return model
 
 
@@ -180,7 +189,7 @@ def prune_retrain(model, x, y, sparsity, epochs, *, ramp_fraction=0.6, lr=5e-4, 
             return train.schedules.PolynomialDecay(0.0 if end else float(target), float(target), begin_step=0,
                                                    end_step=end, frequency=frequency)
 
-    from_logits = _outputs_logits(model, x)
+    from_logits = _outputs_logits(model, x, "prune_retrain")
     if isinstance(sparsity, dict):
         wrapped = train.prune(model, layers={name: schedule(s) for name, s in sparsity.items()})
     else:
@@ -210,7 +219,7 @@ def cluster_finetune(model, x, y, *, bits=None, epochs=3, init="linear", lr=2e-4
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     kwargs = {} if bits is None else {"bits": bits}
-    from_logits = _outputs_logits(model, x) if epochs else False
+    from_logits = _outputs_logits(model, x, "cluster_finetune") if epochs else False
     wrapped = train.cluster(model, init=init, preserve_sparsity=True, cluster_biases=cluster_biases, **kwargs,
                             **cluster_kwargs)
     if epochs:

@@ -1,0 +1,49 @@
+"""Training-side review (session 43): cases a user hits that the training code got wrong.
+
+Runs on every backend (listed in the Makefile's BACKEND_TESTS): the pipeline case was silent on JAX.
+"""
+import keras
+import numpy as np
+import pytest
+
+from dc_keras import pipeline
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(256, 12)).astype("float32")
+Y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype("int32")
+
+
+def _binary_classifier():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc1"),
+                             keras.layers.Dense(1, activation="sigmoid", name="out")])
+
+
+@pytest.mark.parametrize("step", ["train_baseline", "prune_retrain", "cluster_finetune"])
+def test_pipeline_refuses_a_model_with_one_score_per_sample(step):
+    """The pipeline's recipe trains class scores with sparse_categorical_crossentropy. A binary
+    classifier ending in Dense(1, sigmoid) has nothing to learn under it: on JAX train_baseline ran
+    its epochs without changing a weight and returned as if trained (binary accuracy 0.54 on
+    separable data); TensorFlow's fit() failed in its first step with 'Received a label value of 1
+    which is outside the valid range of [0, 1)', torch's with 'IndexError: Target 1 is out of bounds.'. Each training step now refuses it before training,
+    naming the fix, and leaves the model as it was."""
+    model = _binary_classifier()
+    before = [w.copy() for w in model.get_weights()]
+    call = {"train_baseline": lambda: pipeline.train_baseline(model, X, Y, 1, max_shift=0, verbose=0),
+            "prune_retrain": lambda: pipeline.prune_retrain(model, X, Y, 0.5, 1, max_shift=0, verbose=0),
+            "cluster_finetune": lambda: pipeline.cluster_finetune(model, X, Y, bits=3, epochs=1, max_shift=0,
+                                                                  verbose=0)}[step]
+    with pytest.raises(ValueError, match=rf"^{step}: the model gives one score per sample \(output shape \(16, 1\).*"
+                                         r"End the model in one score per class \(Dense\(2\).*binary_crossentropy"):
+        call()
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_pipeline_still_trains_two_class_scores():
+    """The same data through a two-unit softmax head trains (the check above leaves such models alone)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc1"),
+                              keras.layers.Dense(2, activation="softmax", name="out")])
+    pipeline.train_baseline(model, X, Y, 10, lr=1e-2, batch_size=32, max_shift=0, verbose=0)
+    accuracy = float(np.mean(np.argmax(keras.ops.convert_to_numpy(model(X)), -1) == Y))
+    assert accuracy > 0.9
