@@ -244,6 +244,25 @@ def test_compiled_model_runs_packed_bit_identical(tmp_path):
         runtime.compiled_model()
 
 
+def test_compiled_model_reads_the_model_for_sparse_tensors_only_after_a_failure(monkeypatch):
+    """compiled_model walked the whole flatbuffer for int8 TFLite sparse tensors at every load (to
+    decide whether to name them in its errors; the schema module alone costs ~25 ms to import), as
+    Interpreter does only after a failure. Now it looks only when a call fails with LiteRT's "Failed
+    to allocate tensors" / "Failed to invoke" (test_sparse_runtime_s41 checks that message); a model
+    that runs is never scanned, and runs as before."""
+    pytest.importorskip("ai_edge_litert.compiled_model")
+    scans = []
+    real = runtime._sparse_tensors
+    monkeypatch.setattr(runtime, "_sparse_tensors", lambda *a: scans.append(1) or real(*a))
+    plain = em.tflite("dense", None)
+    x = em.inputs("dense", 1)
+    got = _compiled_run(runtime.compiled_model(model_content=export.pack(plain)), x)
+    assert not scans
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    np.testing.assert_array_equal(got, _compiled_run(CompiledModel.from_buffer(plain), x))
+
+
 def test_compiled_model_and_unpack_path_errors_name_the_file_and_fix(tmp_path):
     """As Interpreter(model_path=...): a missing path, a directory, a non-.tflite and a corrupt
     packed file are named with the fix; unpack(path) says to read the file."""

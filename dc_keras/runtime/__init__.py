@@ -1287,12 +1287,13 @@ _COMPILED_LAZY = ("create_output_buffers", "create_output_buffer_by_name", "run_
 
 
 def _name_sparse_failures(cm, label, content, options):
-    """On a model holding int8 TFLite sparse tensors, run by XNNPACK (``options`` sets no other CPU
-    kernel mode), ``cm``'s methods that allocate or run raise :func:`_sparse_error` (naming the tensors
-    and the fixes) instead of LiteRT's "Failed to allocate tensors" / "Failed to invoke" alone. Nothing
-    changes for any other model."""
+    """When XNNPACK runs ``cm`` (``options`` sets no other CPU kernel mode), its methods that allocate
+    or run, on LiteRT's "Failed to allocate tensors" / "Failed to invoke", raise :func:`_sparse_error`
+    (naming the model's int8 TFLite sparse tensors and the fixes) if the model holds any, else LiteRT's
+    error as it is. The model is read for them only then, after such a failure (as ``Interpreter``
+    does): no scan on the load path."""
     mode = getattr(getattr(options, "cpu_options", None), "kernel_mode", None)
-    if (mode is not None and int(mode) != 0) or not _unrunnable_sparse((None, content)):
+    if mode is not None and int(mode) != 0:
         return  # (0: CpuKernelMode.DELEGATE, XNNPACK)
     fix = ("compiled_model(..., options=ai_edge_litert.options.Options(cpu_options=ai_edge_litert.cpu_options."
            "CpuOptions(kernel_mode=ai_edge_litert.cpu_options.CpuKernelMode.BUILTIN)))")
@@ -1304,8 +1305,10 @@ def _name_sparse_failures(cm, label, content, options):
             except RuntimeError as exc:
                 if not re.search(r"Failed to (allocate tensors|invoke)", str(exc)):
                     raise
-                raise _sparse_error(label, (None, content), exc, "LiteRT's CompiledModel", fix,
-                                    "CompiledModel") from exc
+                error = _sparse_error(label, (None, content), exc, "LiteRT's CompiledModel", fix, "CompiledModel")
+                if error is None:  # no int8 sparse tensor: LiteRT's error stands
+                    raise
+                raise error from exc
         return call
 
     for name in _COMPILED_LAZY:
