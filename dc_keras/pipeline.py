@@ -492,10 +492,12 @@ def evaluate_tflite(tflite_bytes, x, y, batch_size=1000, progress=True, interpre
 
 
 def layer_stats(model):
-    """Per-layer kernel statistics of a plain Keras model: parameters, non-zeros, density and the
+    """Per-layer kernel statistics of a Keras model: parameters, non-zeros, density and the
     number of distinct non-zero values (what pruning and weight sharing leave behind). One row per
     trainable weight of two or more dimensions, the kernels of frozen layers (``trainable=False``)
-    included; the layers of a nested Sequential/Functional model get rows of their own.
+    included; the layers of a nested Sequential/Functional model get rows of their own. A layer
+    still wrapped by ``prune`` / ``cluster`` counts the values ``dc_keras.strip`` would give it
+    (masked, or the shared values), in its inner layer's weights.
 
     Example:
         >>> for row in layer_stats(model): print(row["layer"], row["density"], row["distinct"])
@@ -504,11 +506,19 @@ def layer_stats(model):
 
     rows = []
     for layer, frozen in _base.graph_layers(model):
-        # A frozen layer's variables are not trainable: its kernel counts all the same (what the
-        # model stores), not a non-trainable matrix of a trainable layer (e.g. a pruning mask).
-        kernels = [w for w in layer.weights if (w.trainable or frozen) and len(w.shape) >= 2]
+        values = {}
+        if isinstance(layer, _base.CompressionWrapper):
+            # A clustered kernel is not trainable (its centroids are): the layer had no rows at all
+            inner = layer.layer.weights
+            compressed = {id(v) for _, v, _ in layer._targets}
+            values = {id(v): a for v, a in zip(inner, layer.stripped_weights())}
+            kernels = [w for w in inner if (w.trainable or frozen or id(w) in compressed) and len(w.shape) >= 2]
+        else:
+            # A frozen layer's variables are not trainable: its kernel counts all the same (what the
+            # model stores), not a non-trainable matrix of a trainable layer (e.g. a pruning mask).
+            kernels = [w for w in layer.weights if (w.trainable or frozen) and len(w.shape) >= 2]
         for w in kernels:
-            a = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+            a = values[id(w)] if id(w) in values else np.asarray(w.numpy() if hasattr(w, "numpy") else w)
             nz = a[a != 0]
             rows.append({
                 "layer": layer.name,

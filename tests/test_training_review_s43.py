@@ -47,3 +47,26 @@ def test_pipeline_still_trains_two_class_scores():
     pipeline.train_baseline(model, X, Y, 10, lr=1e-2, batch_size=32, max_shift=0, verbose=0)
     accuracy = float(np.mean(np.argmax(keras.ops.convert_to_numpy(model(X)), -1) == Y))
     assert accuracy > 0.9
+
+
+def test_layer_stats_of_a_wrapped_model_counts_what_strip_gives():
+    """pipeline.layer_stats of a clustered model that was not stripped yet returned no rows at all
+    (a clustered kernel is not trainable: its centroids are), silently; a wrapped layer's rows now
+    hold the values strip() gives it, so they equal the stripped model's rows, pruned or clustered."""
+    import dc_keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc1"),
+                              keras.layers.Dense(2, name="out")])
+    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0, frequency=1))
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(X, Y, batch_size=64, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    sparse = dc_keras.strip(pruned)
+    assert pipeline.layer_stats(pruned) == pipeline.layer_stats(sparse)
+    clustered = dc_keras.cluster(sparse, bits=2)
+    clustered.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    clustered.fit(X, Y, batch_size=64, epochs=1, verbose=0)
+    rows = pipeline.layer_stats(clustered)
+    assert rows == pipeline.layer_stats(dc_keras.strip(clustered))
+    assert [(r["layer"], r["params"], r["nonzero"], r["distinct"]) for r in rows] == \
+        [("fc1", 192, 96, 4), ("out", 32, 16, 4)]
