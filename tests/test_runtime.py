@@ -227,6 +227,48 @@ def test_signature_runner_is_the_backends_signature_runner(backend):
     one = runtime.Interpreter(model_content=export.pack(em.tflite("dense", None)), backend=backend)
     assert isinstance(one.get_signature_runner(), SignatureRunner)  # the only signature, key not given
 
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_interpreter_is_the_backends_interpreter(backend, monkeypatch):
+    """``isinstance(it, ai_edge_litert.interpreter.Interpreter)`` (``tf.lite.Interpreter`` with
+    backend="tensorflow") was False: Interpreter wrapped the backend's object and forwarded attributes
+    to it, so code typed for the backend's class refused it, and the backend's own SignatureRunner
+    could not take it. It is now an instance of the backend's class (one subclass per backend class,
+    shared by its interpreters), with the backend's methods and ours; it runs bit-exact to the plain
+    model; an unknown attribute is an AttributeError naming it; pickling or copying it is a TypeError
+    saying what to do (it was "Can't pickle local object 'CDLL.__init__.<locals>._FuncPtr'").
+    get_signature_runner builds one runner (it built the backend's too, for its key errors)."""
+    import copy
+    import pickle
+
+    if backend == "litert":
+        from ai_edge_litert.interpreter import Interpreter as Base
+        from ai_edge_litert.interpreter import SignatureRunner
+    else:
+        from tensorflow.lite.python.interpreter import Interpreter as Base
+        from tensorflow.lite.python.interpreter import SignatureRunner
+
+    plain = _two_signature_model()
+    it = runtime.Interpreter(model_content=export.pack(plain), backend=backend)
+    other = runtime.Interpreter(model_content=plain, backend=backend)
+    assert isinstance(it, Base) and isinstance(it, runtime.Interpreter) and type(it) is type(other)
+    assert type(it).__name__ == "Interpreter" and it.interpreter is it
+    assert repr(it) == f"<dc_keras.runtime.Interpreter backend={backend!r} decode='delegate' weights='decoded'>"
+    x = np.linspace(-1, 1, 8, dtype=np.float32)[None]
+    want = Base(model_content=plain).get_signature_runner("b")(x=x)["y"]
+    np.testing.assert_array_equal(SignatureRunner(interpreter=it, signature_key="b")(x=x)["y"], want)
+    built = []
+    init = SignatureRunner.__init__
+    monkeypatch.setattr(SignatureRunner, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    np.testing.assert_array_equal(it.get_signature_runner("b")(x=x)["y"], want)
+    assert len(built) == 1, built
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = it.nope
+    for how in (pickle.dumps, copy.copy):
+        with pytest.raises(TypeError, match="cannot be pickled or copied: .*create an Interpreter where it runs"):
+            how(it)
+
+
 def _arena_model():
     """An embedding table (1 MiB, GATHER: not XNNPACK's, so its decoded copy is never released)
     and a fully-connected weight (2 MiB, packed by XNNPACK), pruned and on a grid so they pack:

@@ -348,9 +348,12 @@ class Interpreter:
     a packed model is then unpacked in memory first (``unpack``), so XNNPACK runs it exactly as the
     unpacked file (``weights="compressed"`` and ``release_decoded=True`` are refused with that flag).
 
-    Every other attribute (``allocate_tensors``, ``get_input_details``, ``set_tensor``,
-    ``invoke``, ``get_tensor``, ``get_signature_runner``, ...) is the backend interpreter's.
-    ``.backend`` names the backend used, ``.interpreter`` is the backend object.
+    It is an instance of the backend's interpreter class (``ai_edge_litert.interpreter.Interpreter``
+    with LiteRT; TensorFlow's ``InterpreterWithCustomOps``, a ``tf.lite.Interpreter``, with
+    ``backend="tensorflow"``): a subclass made per backend class, so code typed for that class takes
+    it. Every method it does not document here (``resize_tensor_input``, ``get_tensor_details``,
+    ``get_signature_list``, ...) is the backend's own. ``.backend`` names the backend used. It cannot
+    be pickled or copied (it holds a loaded model): create one per process or thread.
     Like TFLite's, one interpreter is not thread-safe: use one per thread (several threads, each
     with its own interpreter, may share a model file and the delegate library).
 
@@ -360,6 +363,12 @@ class Interpreter:
       >>> it.set_tensor(it.get_input_details()[0]["index"], x)
       >>> it.invoke(); y = it.get_tensor(it.get_output_details()[0]["index"])
     """
+
+    def __new__(cls, *_args, backend="auto", decode="delegate", weights="decoded", **_kwargs):
+        """An instance of ``_interpreter_class(cls, <the backend's interpreter class>)``; the backend
+        is picked (and imported) here, as ``__init__`` picks it."""
+        concrete = _check_args(backend, decode, weights)
+        return object.__new__(_interpreter_class(cls.__dict__.get("_dc_public", cls), _backend_module(concrete)[1]))
 
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
                  weights="decoded", release_decoded=False, max_density=None, **kwargs):
@@ -396,21 +405,17 @@ class Interpreter:
                        **({"keep_decoded": "0"} if release_decoded else {}),
                        **({"max_density": str(density_pct)} if density_pct is not None else {})) or None
         self._delegate = None
+        mod, base, _ = _backend_module(backend)
+        if not isinstance(self, base):  # Interpreter.__init__ called on an object __new__ did not make
+            raise TypeError(f"this object is not a {base.__module__}.{base.__qualname__}: create the "
+                            "interpreter as dc_keras.runtime.Interpreter(...)")
         if backend == "litert":
-            with _needs("ai_edge_litert", "backend='litert'", "pip install ai-edge-litert, or use backend='tensorflow'"):
-                from ai_edge_litert import interpreter as mod
-
             self._delegate = mod.load_delegate(library_path(), options)
             delegates = [self._delegate] + user_delegates
             with _load_errors(label, model_path, model_content):
-                self._interpreter = mod.Interpreter(
-                    model_path=_backend_path(model_path), model_content=model_content,
-                    experimental_delegates=delegates, **kwargs,
-                )
+                super().__init__(model_path=_backend_path(model_path), model_content=model_content,
+                                 experimental_delegates=delegates, **kwargs)
         else:
-            with _needs("tensorflow", "backend='tensorflow'", "pip install tensorflow, or use backend='litert'"):
-                from tensorflow.lite.python import interpreter as mod
-
             if decode == "op":
                 _check_op_route(model_path, model_content)
             registerers = list(kwargs.pop("custom_op_registerers", None) or [])
@@ -420,10 +425,8 @@ class Interpreter:
                 self._delegate = mod.load_delegate(library_path(), options)
                 delegates = [self._delegate] + user_delegates
             with _load_errors(label, model_path, model_content):
-                self._interpreter = mod.InterpreterWithCustomOps(
-                    model_path=_backend_path(model_path), model_content=model_content,
-                    custom_op_registerers=registerers, experimental_delegates=delegates, **kwargs,
-                )
+                super().__init__(model_path=_backend_path(model_path), model_content=model_content,
+                                 custom_op_registerers=registerers, experimental_delegates=delegates, **kwargs)
         self.backend = backend
         self.decode = decode
         self.weights = weights
@@ -443,7 +446,7 @@ class Interpreter:
           >>> it.allocate_tensors()
         """
         with self._prepare_errors():
-            self._interpreter.allocate_tensors()
+            super().allocate_tensors()
         self._raise_delegate_error()
 
     @contextlib.contextmanager
@@ -479,9 +482,14 @@ class Interpreter:
           >>> (name,) = run.get_input_details()  # the signature's one input
           >>> outputs = run(**{name: x})
         """
-        backend_runner = self._interpreter.get_signature_runner(signature_key)  # its errors for a bad key
-        key = signature_key if signature_key is not None else next(iter(self._interpreter.get_signature_list()))
-        return _signature_runner_class(type(backend_runner))(self, key, signature_key)
+        key = signature_key
+        if key is None:
+            keys = list(self.get_signature_list())
+            if len(keys) != 1:  # the backend's error: a key is needed
+                return super().get_signature_runner(None)
+            key = keys[0]
+        # a key the model does not have: the backend's SignatureRunner's own error, from its constructor
+        return _signature_runner_class(_backend_module(self.backend)[2])(self, key, signature_key)
 
     def set_tensor(self, tensor_index, value, *args, **kwargs):
         """The backend's ``set_tensor``; an array whose batch (first dimension) is not the one the
@@ -498,7 +506,7 @@ class Interpreter:
           >>> it.set_tensor(i, x)
         """
         try:
-            return self._interpreter.set_tensor(tensor_index, value, *args, **kwargs)
+            return super().set_tensor(tensor_index, value, *args, **kwargs)
         except ValueError as exc:
             if not args and not kwargs:  # subgraph 0's inputs (those get_input_details lists)
                 self._raise_batch_mismatch(exc, tensor_index, value)
@@ -511,7 +519,7 @@ class Interpreter:
         import numpy as np
 
         try:
-            d = next(d for d in self._interpreter.get_input_details() if d["index"] == tensor_index)
+            d = next(d for d in super().get_input_details() if d["index"] == tensor_index)
             got, have = int(np.shape(value)[0]), int(d["shape"][0])
             dynamic = len(d["shape_signature"]) > 0 and int(d["shape_signature"][0]) == -1
         except Exception:  # noqa: BLE001 -- only a hint: the original error stands
@@ -532,7 +540,7 @@ class Interpreter:
         """The backend's ``invoke()``; with ``decode="op"`` a HuffDecode Prepare TFLite deferred to
         it that fails raises as in ``allocate_tensors``."""
         try:
-            self._interpreter.invoke()
+            super().invoke()
         except RuntimeError as exc:
             self._raise_op_error(exc)
             self._raise_sparse(exc)
@@ -557,7 +565,7 @@ class Interpreter:
         ``inputs``: see ``_prepare_errors``."""
         if inputs is None:
             try:
-                details = self._interpreter.get_input_details()
+                details = super().get_input_details()
             except Exception:  # noqa: BLE001 -- only a hint: the original error stands
                 return
             inputs = [(f"input {d['name']!r} was resized to", d["shape"], d["shape_signature"]) for d in details]
@@ -624,12 +632,12 @@ class Interpreter:
         """The backend's ``get_input_details``; a tensor name that is not UTF-8 (a damaged file;
         LiteRT decodes the names here) is a ValueError naming the model and the fix."""
         with self._utf8_names():
-            return self._interpreter.get_input_details(*args, **kwargs)
+            return super().get_input_details(*args, **kwargs)
 
     def get_output_details(self, *args, **kwargs):
         """The backend's ``get_output_details``; non-UTF-8 names as in ``get_input_details``."""
         with self._utf8_names():
-            return self._interpreter.get_output_details(*args, **kwargs)
+            return super().get_output_details(*args, **kwargs)
 
     @contextlib.contextmanager
     def _utf8_names(self):
@@ -648,7 +656,7 @@ class Interpreter:
         values are never built; the backend's own error says to run ``allocate_tensors()``)."""
         self._refuse_released(tensor_index, *args, **kwargs)
         try:
-            return self._interpreter.get_tensor(tensor_index, *args, **kwargs)
+            return super().get_tensor(tensor_index, *args, **kwargs)
         except ValueError as exc:
             self._raise_not_built(exc, tensor_index, *args, **kwargs)
             self._raise_not_decoded_yet(exc, tensor_index, *args, **kwargs)
@@ -657,7 +665,7 @@ class Interpreter:
     def tensor(self, tensor_index, *args, **kwargs):
         """The backend's ``tensor`` (a function returning a view); refused like ``get_tensor``."""
         self._refuse_released(tensor_index, *args, **kwargs)
-        view = self._interpreter.tensor(tensor_index, *args, **kwargs)
+        view = super().tensor(tensor_index, *args, **kwargs)
         if self.weights != "compressed" and self.decode != "op":
             return view
 
@@ -679,7 +687,7 @@ class Interpreter:
             return
         sub = kwargs.get("subgraph_index", subgraph_index)
         try:
-            details = self._interpreter.get_tensor_details(subgraph_index=sub)
+            details = self.get_tensor_details(subgraph_index=sub)
         except (TypeError, ValueError):
             return
         name = next((d["name"] for d in details if d["index"] == tensor_index), None)
@@ -753,13 +761,14 @@ class Interpreter:
 
     @property
     def interpreter(self):
-        """The backend interpreter object."""
-        return self._interpreter
+        """This object itself: it is the backend's interpreter (an instance of its class; before, a
+        separate object this one wrapped)."""
+        return self
 
-    def __getattr__(self, name):
-        if name == "_interpreter":
-            raise AttributeError(name)
-        return getattr(self._interpreter, name)
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"{self!r} cannot be pickled or copied: it holds a model loaded by the backend's "
+                        "runtime; pass the model's path or bytes instead and create an Interpreter where it runs "
+                        "(one per process or thread)")
 
     def __repr__(self):
         return (f"<dc_keras.runtime.Interpreter backend={self.backend!r} decode={self.decode!r} "
@@ -785,7 +794,7 @@ class _CheckedSignatureRunner:
         key error messages leave out)."""
         # the backend's own construction (what its Interpreter.get_signature_runner does), keyword
         # arguments as both TF's and LiteRT's SignatureRunner take them
-        super().__init__(interpreter=owner._interpreter, signature_key=key)
+        super().__init__(interpreter=owner, signature_key=key)
         self._dc_owner = owner
         # the sizes the signature takes, read now: a call with another size changes the backend's
         # shape_signature to it (LiteRT 2.3 and TF 2.21 runners resize the input, fixed or not)
@@ -832,6 +841,36 @@ def _signature_runner_class(base):
             "__module__": __name__, "__qualname__": "SignatureRunner",
             "__doc__": f"{base.__module__}.{base.__qualname__} whose calls report a failed Prepare as "
                        "dc_keras.runtime.Interpreter does (Interpreter.get_signature_runner)."})
+    return cls
+
+
+def _backend_module(backend):
+    """``(module, interpreter class, SignatureRunner class)`` of a concrete backend: LiteRT's
+    ``ai_edge_litert.interpreter`` and its ``Interpreter``, or TensorFlow's
+    ``tensorflow.lite.python.interpreter`` and its ``InterpreterWithCustomOps`` (HuffDecode's
+    registerer); an ImportError saying what needs it and the fix when it is not installed."""
+    if backend == "litert":
+        with _needs("ai_edge_litert", "backend='litert'", "pip install ai-edge-litert, or use backend='tensorflow'"):
+            from ai_edge_litert import interpreter as mod
+        return mod, mod.Interpreter, mod.SignatureRunner
+    with _needs("tensorflow", "backend='tensorflow'", "pip install tensorflow, or use backend='litert'"):
+        from tensorflow.lite.python import interpreter as mod
+    return mod, mod.InterpreterWithCustomOps, mod.SignatureRunner
+
+
+_INTERPRETER_CLASSES = {}
+
+
+def _interpreter_class(public, base):
+    """``Interpreter`` (``public``: it or a user's subclass of it) as a subclass of ``base``, the
+    backend's interpreter class (known only once the backend is picked); one per pair, so two
+    interpreters of one backend share their class and ``isinstance(it, base)`` holds."""
+    with _lock:
+        cls = _INTERPRETER_CLASSES.get((public, base))
+        if cls is None:
+            cls = _INTERPRETER_CLASSES[(public, base)] = type(public.__name__, (public, base), {
+                "__module__": public.__module__, "__qualname__": public.__qualname__, "__doc__": public.__doc__,
+                "_dc_public": public})
     return cls
 
 
