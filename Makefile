@@ -7,7 +7,7 @@ PYC_STAMP := $(VENV)/.pyc-compiled
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-long test-long-lane-c test-long-lane-emu test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize fuzz-smoke lint clean
+.PHONY: install install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-long test-long-lane-c test-long-lane-emu test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize test-tsan fuzz-smoke lint clean
 
 install: $(STAMP) $(PYC_STAMP) lib jax-ffi tf-ops
 
@@ -119,7 +119,7 @@ demo: install
 # 2: the CI machine's cores) says how much runs side by side: after lint, three things at once,
 # pytest (test-py: the TensorFlow pass on TEST_JOBS xdist workers, whole test files per worker,
 # --dist loadfile: module fixtures and the order inside a file stay as written), the C lane (test-c,
-# test-sanitize, test-mcu, test-backends-torch) and the emulation lane (test-backends, test-arm),
+# test-sanitize, test-tsan, test-mcu, test-backends-torch) and the emulation lane (test-backends, test-arm),
 # each lane one step after the other. Run one after the other they left a core idle a fifth of the
 # time (ci26: 2,712 s CPU in 1,668 s on 2 cores). make -O prints each part's output in one piece
 # when it ends. Any failure fails `make test`. TEST_JOBS=1: all one after the other.
@@ -148,6 +148,7 @@ step = @t0=$$(date +%s); $(MAKE) $(1); rc=$$?; echo "== make $(1): $$(( $$(date 
 test-lane-c:
 	$(call step,test-c)
 	$(call step,test-sanitize)
+	$(call step,test-tsan)
 	$(call step,test-mcu)
 	$(call step,test-backends-torch)
 
@@ -239,6 +240,10 @@ test-c:
 # fuzz-smoke (make test-long): 25 s of libFuzzer per harness, the six of fuzz.sh's FUZZ_HARNESSES.
 test-sanitize:
 	$(MAKE) -C tflite_kernels test-sanitize PY=$(abspath $(VPY))
+
+# The C tests that run the library on several threads, under ThreadSanitizer (tflite_kernels/Makefile).
+test-tsan:
+	$(MAKE) -C tflite_kernels test-tsan
 
 fuzz-smoke:
 	$(MAKE) -C tflite_kernels fuzz-smoke PY=$(abspath $(VPY))

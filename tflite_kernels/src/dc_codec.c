@@ -703,6 +703,12 @@ static uint32_t crc_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
 
 static int simd_allowed = 1; /* dc_codec_use_simd: 0 none, 1 all, 2 all but AVX-512 */
 
+/* The CPU-feature caches below (x86-64, GCC / Clang): probed on first use by whichever threads
+ * decode first, each storing the same value; relaxed atomic loads and stores make that defined
+ * (plain ones are a data race, which ThreadSanitizer reports: make test-tsan). */
+#define DC_CACHE_LOAD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
+#define DC_CACHE_STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
+
 int dc_codec_use_simd(int on) {
   int was = simd_allowed;
   simd_allowed = on == 2 ? 2 : on != 0;
@@ -750,10 +756,12 @@ __attribute__((target("pclmul,sse2"))) static uint32_t crc_clmul(uint32_t c, con
 }
 
 static int crc_clmul_ok(void) {
-  static int level = -1; /* a benign race: every thread stores the same value */
+  static int cache = -1; /* DC_CACHE_LOAD */
+  int level = DC_CACHE_LOAD(cache);
   if (level < 0) {
     __builtin_cpu_init();
     level = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
+    DC_CACHE_STORE(cache, level);
   }
   return level && simd_allowed;
 }
@@ -2619,10 +2627,12 @@ context_e4_pairs(const uint8_t* data, const dc_header* h, const uint16_t* gtab,
 #undef DC_SP_ITER
 
 static int dense_bmi2_ok(void) {
-  static int level = -1; /* a benign race: every thread stores the same value */
+  static int cache = -1; /* DC_CACHE_LOAD */
+  int level = DC_CACHE_LOAD(cache);
   if (level < 0) {
     __builtin_cpu_init();
     level = __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+    DC_CACHE_STORE(cache, level);
   }
   return level && simd_allowed;
 }
@@ -2630,7 +2640,8 @@ static int dense_bmi2_ok(void) {
 /* 0: no pair path, 1: AVX2, 2: AVX-512 (every x86-64 CPU with BMI2 and AVX2 has LZCNT, every one
  * with AVX-512 PREFETCHW: the instances also use them). */
 static int sparse_pairs_level(void) {
-  static int level = -1; /* a benign race: every thread stores the same value */
+  static int cache = -1; /* DC_CACHE_LOAD */
+  int level = DC_CACHE_LOAD(cache);
   if (level < 0) {
     __builtin_cpu_init();
     level = !(__builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
@@ -2638,6 +2649,7 @@ static int sparse_pairs_level(void) {
                 ? 0
             : __builtin_cpu_supports("avx512f") ? 2
                                                 : 1;
+    DC_CACHE_STORE(cache, level);
   }
   return simd_allowed == 0 ? 0 : simd_allowed == 2 && level > 1 ? 1 : level;
 }

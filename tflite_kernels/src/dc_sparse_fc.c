@@ -56,38 +56,48 @@
 #define DC_SFC_X86 0
 #endif
 
-/* -1: not probed yet; 0: no AVX-512; 1: AVX-512 kernels; 2: and AVX-512 CD (the tile builder's
- * vector loop).  simd_vnni: the CPU has AVX-512 VNNI (the int8 tile kernels' vpdpwssd);
- * simd_avx2: it has AVX2 and FMA (the AVX2 tile kernels, for CPUs without AVX-512).
+/* The CPU's vector features, CAP_* bits: CAP_AVX512, the AVX-512 kernels (F, BW, VL); CAP_CD,
+ * and AVX-512 CD (the tile builder's vector loop); CAP_VNNI, and AVX-512 VNNI (the int8 tile
+ * kernels' vpdpwssd); CAP_AVX2, AVX2 and FMA (the AVX2 tile kernels, for CPUs without AVX-512).
+ * x86-64: probed on first use into one word (CAP_PROBED set), loaded and stored whole with relaxed
+ * atomics, so that threads probing at once store the same value and a reader sees all of one
+ * probe or none of it.  (Three plain variables before: gcc 12 -O2 stored the level before the
+ * AVX2 flag, so a thread building or running a layer beside the first probe could see "no
+ * AVX-512" without "AVX2" and take the scalar kernels, rows instead of tiles, on an AVX2 CPU;
+ * ThreadSanitizer reports the race, make test-tsan.)
  * simd_allowed: dc_sparse_fc_use_simd's setting (0, 1, 2, 3, 4). */
-static int simd_level = -1;
-#if DC_SFC_X86
-static int simd_vnni = 0, simd_avx2 = 0;
-#endif
+enum { CAP_AVX512 = 1, CAP_CD = 2, CAP_VNNI = 4, CAP_AVX2 = 8, CAP_PROBED = 16 };
 static int simd_allowed = 1;
+
+static int cpu_caps(void) {
+#if DC_SFC_X86
+  static int cache = 0;
+  int caps = __atomic_load_n(&cache, __ATOMIC_RELAXED);
+  if (!caps) {
+    __builtin_cpu_init();
+    const int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                       __builtin_cpu_supports("avx512vl");
+    caps = CAP_PROBED | (avx512 ? CAP_AVX512 : 0) |
+           (avx512 && __builtin_cpu_supports("avx512cd") ? CAP_CD : 0) |
+           (avx512 && __builtin_cpu_supports("avx512vnni") ? CAP_VNNI : 0) |
+           (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? CAP_AVX2 : 0);
+    __atomic_store_n(&cache, caps, __ATOMIC_RELAXED);
+  }
+  return caps;
+#else
+  return CAP_PROBED;
+#endif
+}
 
 /* The kernels in use (dc_sparse_fc_kernel_name): scalar, AVX2 tile kernels (the rest scalar), or
  * AVX-512. */
 enum { K_SCALAR = 0, K_AVX2 = 1, K_AVX512 = 2 };
 
 static int kernels(void) {
-  if (simd_level < 0) {
-    int level = 0;
-#if DC_SFC_X86
-    __builtin_cpu_init();
-    level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl");
-    level += level && __builtin_cpu_supports("avx512cd"); /* 2: the tile builder's vector loop */
-    simd_vnni = level && __builtin_cpu_supports("avx512vnni");
-    simd_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-    simd_level = level;
-  }
+  const int caps = cpu_caps();
   if (!simd_allowed) return K_SCALAR;
-  if (simd_level > 0 && simd_allowed != 4) return K_AVX512;
-#if DC_SFC_X86
-  if (simd_avx2) return K_AVX2;
-#endif
+  if ((caps & CAP_AVX512) && simd_allowed != 4) return K_AVX512;
+  if (caps & CAP_AVX2) return K_AVX2;
   return K_SCALAR;
 }
 
@@ -104,7 +114,7 @@ static int tile_kernels(void) {
 #if DC_SFC_X86
 /* The int8 tile kernels' VNNI variant is in use. */
 static int vnni(void) {
-  return simd() && simd_vnni && simd_allowed != 3;
+  return simd() && (cpu_caps() & CAP_VNNI) && simd_allowed != 3;
 }
 #endif
 
@@ -298,7 +308,7 @@ static void emit_group(Tiles* t, uint32_t g, const uint32_t* rp, const uint16_t*
     uint16_t* const st0 = stage - (size_t)b0 * 512;
     for (uint32_t l = 0; l < 16; ++l) {
 #if DC_SFC_X86
-      if (simd_level == 2 && simd_allowed != 2 && simd()) {
+      if ((cpu_caps() & CAP_CD) && simd_allowed != 2 && simd()) {
         cur[l] = stage_row_avx512(col, code, cur[l], end[l], lim, b0, l, stage);
         continue;
       }
@@ -323,7 +333,7 @@ static void emit_group(Tiles* t, uint32_t g, const uint32_t* rp, const uint16_t*
       }
       uint32_t steps;
 #if DC_SFC_X86
-      if (simd_level == 2 && simd_allowed != 2 && simd()) {
+      if ((cpu_caps() & CAP_CD) && simd_allowed != 2 && simd()) {
         steps = copy_steps_avx512(sb, m->tile_e + t->entries, t->entry_cap - t->entries);
       } else
 #endif
