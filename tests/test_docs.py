@@ -512,6 +512,8 @@ def _figures():
                                                         f"{r['packed_bytes']:,} | {r['ratio']:.1f}x / {r['weights_ratio']:.1f}x |",
                             name))
     out += _kmeans_init_prose_figures()
+    out += _keras_export_prose_figures()
+    out += _demo_figures()
     for tag in ("ds_cnn_s4_d1", "ds_cnn_s4_d2", "ds_cnn_s4_d3", "ds_cnn_s4_d5", "ds_cnn_s4_d6", "ds_cnn_s4_d7",
                 "transformer_s4_t1", "transformer_s4_t2"):  # zoo_search_rules.md, session 4
         r = _zoo(f"model_zoo_{tag}.json")
@@ -631,6 +633,41 @@ def _figures():
                                    f"{dens[1024, 1, tiles]['compact_bytes'] / dens[1024, 1, tiles]['dense_bytes']:.2f}x of the "
                                    "dense weight's (" + f"{dens[1024, 1, 100]['compact_bytes'] / dens[1024, 1, 100]['dense_bytes']:.2f}"
                                    "x at 100 %: always smaller)", "density.json"))
+    return out
+
+
+def _keras_export_prose_figures():
+    """docs/models.md's quantization and wrapped-model sizes of Keras's model.export (keras_litert_export.json)."""
+    k = _json("keras_litert_export.json")
+    q, tf, pt = k["quantized_mlp"], k["backends"]["tensorflow"]["mlp"], k["backends"]["torch"]["mlp"]
+
+    def arrow(r):
+        return f"{r['bytes']:,} -> {r['packed']:,} B"
+
+    src = "keras_litert_export.json"
+    return [("docs/models.md", f"the shared values: the MLP {arrow(q['keras_dynamic_per_channel'])};", src),
+            ("docs/models.md", f"keeps them: {arrow(q['keras_dynamic_per_tensor'])}, against `to_tflite(model, "
+                               f"quantize=\"dynamic\")` {arrow(q['to_tflite_dynamic'])}.", src),
+            ("docs/models.md", f"(MLP {arrow(tf['tf_export_clustered_wrapped'])} on TensorFlow, against "
+                               f"{tf['to_tflite_of_strip_clustered_wrapped']['packed']:,} B for its strip", src),
+            ("docs/models.md", f"(MLP {arrow(tf['tf_export_pruned_wrapped'])} against "
+                               f"{tf['to_tflite_of_strip_pruned_wrapped']['packed']:,} B; torch "
+                               f"{pt['keras_export_pruned_wrapped']['packed']:,} B against "
+                               f"{pt['to_tflite_of_strip_pruned_wrapped']['packed']:,} B)", src)]
+
+
+def _demo_figures():
+    """README's `dc-keras demo` table (sizes, ratios, errors; its times are the lead's low-load runs)."""
+    out = []
+    for run in _json("demo.json")["runs"]:
+        first, last = run["stages"][0], run["stages"][-1]
+        cmd = "dc-keras demo" + (" --full" if run["variant"] == "full" else "")
+        out.append(("README.md", f"| `{cmd}` ({'/'.join(map(str, run['epochs']))} epochs) |", "demo.json"))
+        out.append(("README.md", f"| {last['file_bytes']:,} B | {run['ratio']:.1f}x | {100 * first['test_error']:.2f} % -> "
+                                 f"{100 * last['test_error']:.2f} % |", "demo.json"))
+        out.append(("README.md", f"float `.tflite` {first['file_bytes']:,} B", "demo.json"))
+    out.append(("README.md", f"by `benchmarks/demo_table.py` in docs/results/demo.json, {_json('demo.json')['machine']['date']}",
+                "demo.json"))
     return out
 
 
