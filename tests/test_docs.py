@@ -513,6 +513,16 @@ def _figures():
                             name))
     out += _kmeans_init_prose_figures()
     out += _keras_export_prose_figures()
+    cm = _json("codec_context_model.json")["rows"][1]  # FORMAT.md §14: ip1 [out, in], one run's sizes and times
+    c = cm["interleaved_decode_cpu_s"]
+    t = {k: round(1e6 * v) for k, v in c.items()}
+    out.append(("docs/FORMAT.md", f"({cm['shape'][0]} × {cm['shape'][1]}, {cm['nonzero']:,} kept;", "codec_context_model.json"))
+    out.append(("docs/FORMAT.md", f"{cm['packed_bytes']:,} B as §14 against {cm['sparse6_bytes']:,} B as §6, decoded in "
+                                  f"{t['context14']} µs against today's §6 decoder's {t['sparse6']} µs: "
+                                  f"**{c['sparse6'] / c['context14']:.2f}× today's §6 speed**", "codec_context_model.json"))
+    out.append(("docs/FORMAT.md", f"**{c['sparse6_at_e617840'] / c['context14']:.2f}× the speed of the §6 decoder of the day "
+                                  f"this layout was asked for** (e617840, 2026-11-29: {t['sparse6_at_e617840']} µs",
+                "codec_context_model.json"))
     out += _demo_figures()
     for tag in ("ds_cnn_s4_d1", "ds_cnn_s4_d2", "ds_cnn_s4_d3", "ds_cnn_s4_d5", "ds_cnn_s4_d6", "ds_cnn_s4_d7",
                 "transformer_s4_t1", "transformer_s4_t2"):  # zoo_search_rules.md, session 4
