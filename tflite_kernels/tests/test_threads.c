@@ -12,8 +12,9 @@
  *  - one HuffDecode delegate (decode_threads=4; decode_async on and off) shared by interpreters
  *    loaded and dropped on 3 threads (fake runtime, as test_huffdecode_op.c): 6 tensors of 192
  *    KiB each, so that the decoded route takes decode_lazily's helper fill (userfaultfd) or the
- *    4-worker pool; some graphs hold a corrupt tensor, and exactly those fail in their kernel's
- *    Prepare with that tensor's decode error. */
+ *    4-worker pool, and an EMBEDDING_LOOKUP table run compressed (its form built on two threads)
+ *    while other interpreters load; some graphs hold a corrupt tensor, and exactly those fail in
+ *    their kernel's Prepare with that tensor's decode error. */
 #define _POSIX_C_SOURCE 200809L /* pthread barriers, setenv */
 #include <pthread.h>
 #include <stdarg.h>
@@ -37,6 +38,7 @@
 TfLiteDelegate* tflite_plugin_create_delegate(char**, char**, size_t, void (*)(const char*));
 void tflite_plugin_destroy_delegate(TfLiteDelegate*);
 size_t DcKerasHuffDecodeDelegateAsync(const TfLiteDelegate*);
+size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate*, char*, size_t);
 
 #define NVEC (sizeof codec_vectors / sizeof codec_vectors[0])
 enum { kThreads = 3 };
@@ -361,15 +363,24 @@ static void sparse_fc_at_once(void) {
 
 /* ---- one delegate, graphs of kBig HuffDecode nodes on several threads --------------------- */
 
-/* Tensors 2i (packed, uint8 constant) -> HuffDecode node i -> tensor 2i + 1 (float32 [kBigN]);
- * the runtime's callbacks reach the graph from its context (first member). */
+/* Tensors 2i (packed, uint8 constant) -> HuffDecode node i -> tensor 2i + 1 (float32 [kBigN]),
+ * i < kBig; then a lookup table: packed kTPacked -> HuffDecode node kBig -> kTable (float32
+ * [37, 300], codec vector sparse_fc_f32_rows), read by EMBEDDING_LOOKUP node kBig + 1 with indices
+ * kIdx (int32 [4]) into kLookup (float32 [4, 300]): with weights=compressed the delegate runs the
+ * lookup from the compact form (its build on two threads: helper bytes 0).  The runtime's
+ * callbacks reach the graph from its context (first member). */
+enum { kTPacked = 2 * kBig, kTable, kIdx, kLookup, kTensors, kNodes = kBig + 2, kRows = 4 };
+static const int32_t kRowsAt[kRows] = {36, 0, 17, 5};
 typedef struct {
   TfLiteContext ctx;
-  TfLiteTensor tensors[2 * kBig];
-  TfLiteNode nodes[kBig];
-  TfLiteRegistration regs[kBig];
-  int plan[1 + kBig];
-  TfLiteIntArray *in[kBig], *out[kBig], *in_dims[kBig], *out_dims, *outputs, *inputs;
+  TfLiteTensor tensors[kTensors];
+  TfLiteNode nodes[kNodes];
+  TfLiteRegistration regs[kNodes];
+  int plan[1 + kNodes];
+  TfLiteIntArray *in[kNodes], *out[kNodes], *in_dims[kBig + 1], *out_dims, *outputs, *inputs;
+  TfLiteIntArray *table_dims, *idx_dims, *lookup_dims;
+  void* lookup_data;
+  int compressed;
   uint8_t* bad; /* the corrupt copy of tensor kBad's packed bytes, or NULL */
   TfLiteRegistration kernel;
   TfLiteNode kernel_node;
@@ -403,6 +414,24 @@ static TfLiteStatus graph_node(TfLiteContext* c, int i, TfLiteNode** n, TfLiteRe
   return kTfLiteOk;
 }
 
+/* As the runtime: a dynamic or arena tensor gets memory of its new size (only kLookup here). */
+static TfLiteStatus graph_resize(TfLiteContext* c, TfLiteTensor* t, TfLiteIntArray* shape) {
+  Graph* g = (Graph*)c;
+  size_t n = 4;
+  for (int k = 0; k < shape->size; ++k) n *= (size_t)shape->data[k];
+  if (t != &g->tensors[kLookup]) {
+    free(shape);
+    return kTfLiteError;
+  }
+  free(g->lookup_dims);
+  g->lookup_dims = shape;
+  g->lookup_data = realloc(g->lookup_data, n ? n : 1);
+  t->dims = shape;
+  t->bytes = n;
+  t->data.data = g->lookup_data;
+  return g->lookup_data ? kTfLiteOk : kTfLiteError;
+}
+
 static TfLiteStatus graph_replace(TfLiteContext* c, TfLiteRegistration reg,
                                   const TfLiteIntArray* nodes, TfLiteDelegate* d) {
   Graph* g = (Graph*)c;
@@ -416,9 +445,9 @@ static TfLiteStatus graph_replace(TfLiteContext* c, TfLiteRegistration reg,
   return kTfLiteOk;
 }
 
-static Graph* graph_new(int bad) {
+static Graph* graph_new(int bad, int compressed) {
   Graph* g = (Graph*)calloc(1, sizeof(Graph));
-  int outs[kBig], ins[kBig], dim = (int)kBigN;
+  int outs[kBig + 1], ins[kBig + 2], dim = (int)kBigN;
   g->out_dims = int_array(1, &dim);
   for (int i = 0; i < kBig; ++i) {
     const int p = 2 * i, o = 2 * i + 1, psize = (int)g_big_size[i];
@@ -450,10 +479,54 @@ static Graph* graph_new(int bad) {
     g->regs[i].custom_name = "HuffDecode";
     g->plan[1 + i] = i;
   }
-  g->plan[0] = kBig;
-  g->inputs = int_array(kBig, ins);
-  g->outputs = int_array(kBig, outs);
-  g->ctx.tensors_size = 2 * kBig;
+  const codec_vector* v = &codec_vectors[0];
+  for (size_t i = 0; i < NVEC; ++i)
+    if (strcmp(codec_vectors[i].name, "sparse_fc_f32_rows") == 0) v = &codec_vectors[i];
+  const int psize = (int)v->packed_size, tdims[2] = {(int)v->dims[0], (int)v->dims[1]};
+  const int rows = kRows, lookup_in[2] = {kIdx, kTable}, lookup_out = kLookup, tp = kTPacked,
+            tt = kTable;
+  g->in_dims[kBig] = int_array(1, &psize);
+  g->table_dims = int_array(2, tdims);
+  g->idx_dims = int_array(1, &rows);
+  g->tensors[kTPacked].type = kTfLiteUInt8;
+  g->tensors[kTPacked].data.raw_const = v->packed;
+  g->tensors[kTPacked].dims = g->in_dims[kBig];
+  g->tensors[kTPacked].allocation_type = kTfLiteMmapRo;
+  g->tensors[kTPacked].bytes = v->packed_size;
+  g->tensors[kTable].type = kTfLiteFloat32;
+  g->tensors[kTable].dims = g->table_dims;
+  g->tensors[kTable].allocation_type = kTfLiteArenaRw;
+  g->tensors[kTable].bytes = v->raw_size;
+  g->tensors[kTable].name = "table";
+  g->tensors[kIdx].type = kTfLiteInt32;
+  g->tensors[kIdx].data.raw_const = kRowsAt;
+  g->tensors[kIdx].dims = g->idx_dims;
+  g->tensors[kIdx].allocation_type = kTfLiteArenaRw;
+  g->tensors[kIdx].bytes = sizeof kRowsAt;
+  g->tensors[kLookup].type = kTfLiteFloat32;
+  g->tensors[kLookup].allocation_type = kTfLiteArenaRw;
+  g->tensors[kLookup].name = "lookup";
+  g->in[kBig] = int_array(1, &tp);
+  g->out[kBig] = int_array(1, &tt);
+  g->in[kBig + 1] = int_array(2, lookup_in);
+  g->out[kBig + 1] = int_array(1, &lookup_out);
+  for (int i = kBig; i < kNodes; ++i) {
+    g->nodes[i].inputs = g->in[i];
+    g->nodes[i].outputs = g->out[i];
+    g->plan[1 + i] = i;
+  }
+  g->regs[kBig].builtin_code = kTfLiteBuiltinCustom;
+  g->regs[kBig].custom_name = "HuffDecode";
+  g->regs[kBig + 1].builtin_code = kTfLiteBuiltinEmbeddingLookup;
+  ins[kBig] = kTPacked;
+  ins[kBig + 1] = kIdx;
+  outs[kBig] = compressed ? kLookup : kTable;
+  g->compressed = compressed;
+  g->plan[0] = kNodes;
+  g->inputs = int_array(kBig + 2, ins);
+  g->outputs = int_array(kBig + 1, outs);
+  g->ctx.tensors_size = kTensors;
+  g->ctx.ResizeTensor = graph_resize;
   g->ctx.tensors = g->tensors;
   g->ctx.ReportError = graph_report;
   g->ctx.GetExecutionPlan = graph_plan;
@@ -477,13 +550,30 @@ static int graph_load(Graph* g, TfLiteDelegate* d) {
     const TfLiteTensor* t = &g->tensors[2 * i + 1];
     ok = t->data.data && memcmp(t->data.data, g_big_raw[i], (size_t)kBigN * 4) == 0;
   }
+  /* the table: decoded (weights=decoded), or its rows looked up by the delegate's kernel */
+  const uint8_t* raw = (const uint8_t*)g->tensors[kTPacked].data.raw_const;
+  for (size_t i = 0; i < NVEC; ++i)
+    if (codec_vectors[i].packed == raw) raw = codec_vectors[i].raw;
+  const size_t row = g->table_dims->data[1] * 4u;
+  const TfLiteTensor *table = &g->tensors[kTable], *lookup = &g->tensors[kLookup];
+  if (ok && !g->compressed) ok = table->data.data && !memcmp(table->data.data, raw, table->bytes);
+  for (int r = 0; ok && g->compressed && r < kRows; ++r) {
+    ok = lookup->data.data && lookup->bytes == kRows * row &&
+         memcmp((const uint8_t*)lookup->data.data + r * row, raw + kRowsAt[r] * row, row) == 0;
+  }
+  if (!ok && !g->error[0]) snprintf(g->error, sizeof g->error, "wrong bytes");
   return ok;
 }
 
 static void graph_free(Graph* g) {
   if (g->replaced_calls) g->kernel.free(&g->ctx, g->kernel_node.user_data);
-  for (int i = 0; i < kBig; ++i) free(g->in[i]), free(g->out[i]), free(g->in_dims[i]);
+  for (int i = 0; i < kNodes; ++i) free(g->in[i]), free(g->out[i]);
+  for (int i = 0; i <= kBig; ++i) free(g->in_dims[i]);
   free(g->out_dims);
+  free(g->table_dims);
+  free(g->idx_dims);
+  free(g->lookup_dims);
+  free(g->lookup_data);
   free(g->inputs);
   free(g->outputs);
   free(g->bad);
@@ -494,7 +584,7 @@ enum { kRounds = 6, kAlive = 2 };
 
 typedef struct {
   TfLiteDelegate* d;
-  int id, ok, loaded, bad;
+  int id, ok, loaded, bad, compressed;
 } Loader;
 
 /* Graphs loaded and dropped in turn (kAlive alive at a time); every third a corrupt one. */
@@ -504,7 +594,7 @@ static void* loader_run(void* arg) {
   w->ok = 1;
   for (int k = 0; k < kRounds; ++k) {
     const int bad = (k + w->id) % 3 == 0;
-    Graph* g = graph_new(bad);
+    Graph* g = graph_new(bad, w->compressed);
     const int ok = graph_load(g, w->d);
     if (!ok)
       TCHECK(0, "loader %d round %d (%s graph): %s", w->id, k, bad ? "corrupt" : "good", g->error);
@@ -522,21 +612,26 @@ static void* loader_run(void* arg) {
   return NULL;
 }
 
+/* decode_async=1 with weights=compressed (the lookup from its compact form), 0 with the default
+ * weights=decoded. */
 static void shared_delegate(int async) {
-  char* keys[2] = {"decode_threads", "decode_async"};
-  char* values[2] = {"4", async ? "1" : "0"};
-  TfLiteDelegate* d = tflite_plugin_create_delegate(keys, values, 2, NULL);
+  char* keys[3] = {"decode_threads", "decode_async", "weights"};
+  char* values[3] = {"4", async ? "1" : "0", async ? "compressed" : "decoded"};
+  TfLiteDelegate* d = tflite_plugin_create_delegate(keys, values, 3, NULL);
   CHECK(d != NULL, "delegate");
   if (!d) return;
+  const size_t old = dc_sparse_fc_set_helper_bytes(0); /* the table's build on two threads */
   pthread_t tid[kThreads];
   Loader w[kThreads];
   memset(w, 0, sizeof w);
   for (int t = 0; t < kThreads; ++t) {
     w[t].d = d;
     w[t].id = t;
+    w[t].compressed = async;
     CHECK(pthread_create(&tid[t], NULL, loader_run, &w[t]) == 0, "thread");
   }
   for (int t = 0; t < kThreads; ++t) pthread_join(tid[t], NULL);
+  dc_sparse_fc_set_helper_bytes(old);
   for (int t = 0; t < kThreads; ++t) {
     CHECK(w[t].ok && w[t].loaded == kRounds && w[t].bad >= 1,
           "decode_async=%d loader %d: every graph as expected", async, t);
@@ -552,6 +647,10 @@ static void shared_delegate(int async) {
   printf("test_threads: decode_async=%d: %zu tensors decoded by decode_lazily's helpers\n", async,
          lazy);
   CHECK(async || lazy == 0, "decode_async=0: %zu tensors decoded lazily", lazy);
+  char report[512];
+  DcKerasHuffDecodeDelegateReport(d, report, sizeof report);
+  CHECK(async ? strstr(report, "compressed\ttable\t37x300\t") == report : report[0] == '\0',
+        "decode_async=%d: the report says %s", async, report);
   tflite_plugin_destroy_delegate(d);
 }
 
