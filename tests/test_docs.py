@@ -604,6 +604,18 @@ def _figures():
             out.append(("docs/microcontrollers.md", f"packed, {words} | bit-exact | "
                                                     f"{x86[f'{kind}.packed.{mode}']['arena_total_bytes']:,} |",
                         "mcu_lenet_300_100.json"))
+    date = mcu["machine"]["date"]  # the goals table's stack row and "Release builds": the run's own figures
+    frame = int(cb["largest_frame_m4_without_dc_decode"].split()[-2])
+    out += [("docs/microcontrollers.md", f"| decoder stack ≤ 4 KiB | {cb['max_stack_bytes']:,} B (painted high-water mark of "
+                                         f"`dc_decode_ws`, every tensor, run of {date}, docs/results/mcu_lenet_300_100.json,",
+             "mcu_lenet_300_100.json"),
+            ("docs/microcontrollers.md", f"largest frame {frame} B (`-fstack-usage`, {date},", "mcu_lenet_300_100.json"),
+            ("docs/microcontrollers.md", f"16 KiB workspace on the stack ({int(cb['largest_frame_m4'].split()[-2]):,} B frame)",
+             "mcu_lenet_300_100.json"),
+            ("docs/microcontrollers.md", f"({date}, the same script): {cb['code_bytes_O2']['kernel']:,} / "
+                                         f"{cb['code_bytes_Os']['kernel']:,} B, stripped {cb['code_bytes_O2_strip']['kernel']} / "
+                                         f"{cb['code_bytes_Os_strip']['kernel']} B; Cortex-M0 -Os {cb['code_bytes_Os_m0']['kernel']:,} B",
+             "mcu_lenet_300_100.json")]
     for t in mcu["cortex_m4"]["tensors"]:
         out.append(("docs/microcontrollers.md", f"| {t['layout']} | {t['elements']:,} | {t['packed_bytes']:,} | "
                                                 f"{t['insns_per_element']:.2f} | {t['stack_bytes']:,} | "
