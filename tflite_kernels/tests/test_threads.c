@@ -6,7 +6,8 @@
  *  - dc_decode_many's pool with 2, 3 and 4 workers, from two callers at once, one job corrupt:
  *    its error reaches the caller (the count and that job's status), every other job decodes;
  *  - dc_unpack on 3 threads at once, each with 3 decode threads, one of a corrupt model: the
- *    corrupt one fails naming its tensor, the others equal a one-thread unpack byte for byte;
+ *    corrupt one fails naming its tensor, the others equal a one-thread unpack byte for byte; the
+ *    same for the LiteRT kernel's state (DcKerasLiteRtHuffDecodeCreate);
  *  - compact FC forms built on 3 threads at once through the two-thread build (helper bytes 0),
  *    equal to one-thread builds, and their kernels run on one shared form from 3 threads;
  *  - one HuffDecode delegate (decode_threads=4; decode_async on and off) shared by interpreters
@@ -28,6 +29,7 @@
 #include "dc_sparse_fc.h"
 #include "dc_test.h"
 #include "dc_test_pack.h"
+#include "dc_tflite.h"
 #include "dc_unpack.h"
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC diagnostic ignored "-Wunused-function" /* sparse_fc_check.h: two of its checks */
@@ -35,8 +37,6 @@
 #include "sparse_fc_check.h"
 #include "tflite_abi.h"
 
-TfLiteDelegate* tflite_plugin_create_delegate(char**, char**, size_t, void (*)(const char*));
-void tflite_plugin_destroy_delegate(TfLiteDelegate*);
 size_t DcKerasHuffDecodeDelegateAsync(const TfLiteDelegate*);
 size_t DcKerasHuffDecodeDelegateReport(const TfLiteDelegate*, char*, size_t);
 
@@ -196,15 +196,35 @@ static void decode_many_at_once(void) {
 typedef struct {
   const uint8_t* model;
   size_t n;
+  int litert; /* DcKerasLiteRtHuffDecodeCreate instead of dc_unpack */
   dc_unpack_status st;
   uint8_t* out;
   size_t out_n;
+  void* state;
   char why[512];
 } Unpack;
 
+static int fake_lock(void* b, void** m, int mode) {
+  (void)b, (void)m, (void)mode;
+  return 1;
+}
+static int fake_unlock(void* b) {
+  (void)b;
+  return 1;
+}
+static int fake_size(void* b, size_t* n) {
+  (void)b, (void)n;
+  return 1;
+}
+
 static void* unpack_run(void* arg) {
   Unpack* u = (Unpack*)arg;
-  u->st = dc_unpack(u->model, u->n, &u->out, &u->out_n, u->why, sizeof u->why);
+  const DcKerasLiteRtApi api = {fake_lock, fake_unlock, fake_size}; /* Create calls none */
+  if (u->litert) {
+    u->state = DcKerasLiteRtHuffDecodeCreate(u->model, u->n, &api, u->why, sizeof u->why);
+  } else {
+    u->st = dc_unpack(u->model, u->n, &u->out, &u->out_n, u->why, sizeof u->why);
+  }
   return NULL;
 }
 
@@ -264,6 +284,50 @@ static void unpack_at_once(void) {
     }
     dc_unpack_free(u[t].out);
   }
+  /* The LiteRT kernel's state (dc_litert_op.c) decodes every op at once too: the same model with
+   * its packed tensors 64-byte aligned (dc_align_packed), good and corrupt, on 3 threads. */
+  uint8_t *al = NULL, *mem[2] = {NULL, NULL};
+  size_t al_n = 0;
+  CHECK(dc_align_packed(model, n, 64, &al, &al_n, why, sizeof why) == DC_UNPACK_OK, "align: %s",
+        why);
+  for (int c = 0; al && c < 2; ++c) {
+    CHECK(posix_memalign((void**)&mem[c], 64, al_n) == 0, "out of memory");
+    memcpy(mem[c], al, al_n);
+  }
+  dc_huffdecode_op* aops = NULL;
+  size_t anum = 0;
+  CHECK(al && dc_list_huffdecode(mem[0], al_n, &aops, &anum, why, sizeof why) == DC_UNPACK_OK &&
+            anum == num,
+        "list the aligned model: %s", why);
+  for (size_t i = 0; i < anum; ++i) {
+    if (strcmp(aops[i].name, ops[big].name) == 0)
+      mem[1][(size_t)(aops[i].packed - mem[0]) + aops[i].packed_size - 9] ^= 0x10;
+  }
+  setenv("DC_KERAS_DECODE_THREADS", "3", 1);
+  memset(u, 0, sizeof u);
+  for (int t = 0; mem[1] && t < kThreads; ++t) {
+    u[t].model = mem[t == 1];
+    u[t].n = al_n;
+    u[t].litert = 1;
+    CHECK(pthread_create(&tid[t], NULL, unpack_run, &u[t]) == 0, "thread");
+  }
+  for (int t = 0; mem[1] && t < kThreads; ++t) pthread_join(tid[t], NULL);
+  unsetenv("DC_KERAS_DECODE_THREADS");
+  for (int t = 0; mem[1] && t < kThreads; ++t) {
+    if (t == 1) {
+      char want[160];
+      snprintf(want, sizeof want, "HuffDecode(%s): decoding failed: ", ops[big].name);
+      CHECK(!u[t].state && strstr(u[t].why, want), "corrupt model, LiteRT kernel: %s", u[t].why);
+    } else {
+      CHECK(u[t].state && DcKerasLiteRtHuffDecodeError(u[t].state)[0] == '\0',
+            "LiteRT kernel on thread %d: %s", t, u[t].why);
+    }
+    DcKerasLiteRtHuffDecodeDestroy(u[t].state);
+  }
+  free(aops);
+  free(mem[0]);
+  free(mem[1]);
+  dc_unpack_free(al);
   free(ops);
   free(bad);
   dc_unpack_free(ref);
