@@ -70,3 +70,31 @@ def test_layer_stats_of_a_wrapped_model_counts_what_strip_gives():
     assert rows == pipeline.layer_stats(dc_keras.strip(clustered))
     assert [(r["layer"], r["params"], r["nonzero"], r["distinct"]) for r in rows] == \
         [("fc1", 192, 96, 4), ("out", 32, 16, 4)]
+
+
+def test_polynomial_decay_with_begin_step_equal_to_end_step_prunes_to_final_sparsity():
+    """PolynomialDecay(0.0, 0.9, begin_step=4, end_step=4): one-shot pruning at step 4. Its one update
+    used initial_sparsity (the ramp's span was taken as 1 step, at progress 0), so the layer was never
+    pruned, and the warnings blamed begin_step ('after the last step') and frequency ('Lower
+    `frequency` (e.g. to a divisor of end_step - begin_step = 0)'). It now prunes to final_sparsity
+    there, on the host and in a traced step alike, without a constructor warning."""
+    import warnings
+
+    import dc_keras
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        schedule = dc_keras.schedules.PolynomialDecay(0.0, 0.9, begin_step=4, end_step=4, frequency=1)
+    assert not [w for w in caught if "PolynomialDecay" in str(w.message)]
+    assert schedule.sparsity_at(4) == pytest.approx(0.9) and schedule.sparsity_at(3) == 0.0
+    assert float(keras.ops.convert_to_numpy(schedule.sparsity(4))) == pytest.approx(0.9)
+    assert float(keras.ops.convert_to_numpy(schedule.sparsity(3))) == 0.0
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(20, activation="relu", name="fc1"),
+                              keras.layers.Dense(2, name="out")])
+    pruned = dc_keras.prune(model, schedule)
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])  # 8 steps
+    assert pruned.get_layer("fc1").sparsity()["kernel"] == pytest.approx(0.9)
+    kernel = keras.ops.convert_to_numpy(dc_keras.strip(pruned).get_layer("fc1").kernel)
+    assert np.count_nonzero(kernel) == 24  # 240 weights, 216 pruned

@@ -312,6 +312,7 @@ class PolynomialDecay(PruningSchedule):
 
     ``s(t) = final + (initial - final) * (1 - (t - begin) / (end - begin)) ** power`` for
     ``begin <= t <= end``, masks updated every ``frequency`` steps and at ``end_step``.
+    ``begin_step == end_step`` is one-shot pruning: one update, at that step, to ``final_sparsity``.
 
     Example:
         >>> schedule = dc_keras.schedules.PolynomialDecay(0.5, 0.92, begin_step=0, end_step=2000)
@@ -336,8 +337,9 @@ class PolynomialDecay(PruningSchedule):
             raise ValueError(f"`power` must be a positive number, got {power!r}.")
         self.power = float(power)
         # The usual recipe sets end_step = steps_per_epoch * epochs: training then runs steps
-        # 0 .. end_step - 1 and never reaches the update at end_step itself.
-        if not _REBUILDING:
+        # 0 .. end_step - 1 and never reaches the update at end_step itself. (A one-shot schedule,
+        # begin_step == end_step, has no ramp to check: fit() checks the steps it runs.)
+        if not _REBUILDING and self.end_step > self.begin_step:
             self.check_reachable(self.begin_step, self.end_step - self.begin_step,
                                  where=f"training for end_step - begin_step = {self.end_step - self.begin_step} steps")
 
@@ -345,14 +347,20 @@ class PolynomialDecay(PruningSchedule):
         return self.final_sparsity
 
     def sparsity_at(self, step):
-        span = max(self.end_step - self.begin_step, 1)
-        progress = min(max((step - self.begin_step) / span, 0.0), 1.0)
+        span = self.end_step - self.begin_step
+        if span == 0:  # one-shot: final_sparsity from begin_step (it was initial_sparsity, for good)
+            progress = 1.0 if step >= self.begin_step else 0.0
+        else:
+            progress = min(max((step - self.begin_step) / span, 0.0), 1.0)
         return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1.0 - progress) ** self.power
 
     def sparsity(self, step):
         step = ops.cast(step, "float32")
-        span = max(self.end_step - self.begin_step, 1)
-        progress = ops.clip((step - float(self.begin_step)) / float(span), 0.0, 1.0)
+        span = self.end_step - self.begin_step
+        if span == 0:
+            progress = ops.cast(ops.greater_equal(step, float(self.begin_step)), "float32")
+        else:
+            progress = ops.clip((step - float(self.begin_step)) / float(span), 0.0, 1.0)
         remaining = ops.power(1.0 - progress, self.power)
         return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * remaining
 
