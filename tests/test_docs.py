@@ -655,6 +655,7 @@ def _figures():
                                    f"{dens[1024, 1, tiles]['compact_bytes'] / dens[1024, 1, tiles]['dense_bytes']:.2f}x of the "
                                    "dense weight's (" + f"{dens[1024, 1, 100]['compact_bytes'] / dens[1024, 1, 100]['dense_bytes']:.2f}"
                                    "x at 100 %: always smaller)", "density.json"))
+    out += _density_variant_figures()
     return out
 
 
@@ -842,6 +843,104 @@ def _litert_torch_figures():
     return out
 
 
+def _density_variant_figures():
+    """docs/android.md's table *CPUs without AVX-512* (bench_density.py's kernel variants side by
+    side), its run line and the bullets after it, plus README's figures on the same kernels and
+    the row form's cost unpruned, all rebuilt from density.json (the run results.md holds)."""
+    d = _json("density.json")
+    m, loads = d["machine"], [r["loadavg"] for r in d["rows"] if "loadavg" in r]
+    g = {}
+    for r in d["rows"]:
+        g.setdefault((r["dtype"], r["n"], r["batch"]), {})[round(100 * r["density"])] = r
+    pcts = (5, 10, 20, 40, 50)  # the table's columns
+
+    def v(key, p, variant):
+        return g[key][p]["variants"][variant]
+
+    def t(ms):
+        return f"{1e3 * ms:.0f} µs" if ms < 1 else f"{ms:.2f} ms"
+
+    def span(values, fmt=".2f", sep="–"):
+        lo, hi = min(values), max(values)
+        return f"{lo:{fmt}}x" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}{sep}{hi:{fmt}}x"
+
+    kernels = {"float32": (("avx2", "AVX2 CPU: rows, scalar"), ("avx2_tiles", "AVX2 float tile kernels"),
+                           ("native", "AVX-512 tiles")),
+               "int8": (("avx2", "AVX2 CPU: AVX2 tiles"), ("scalar", "rows, scalar"),
+                        ("native", "AVX-512 (VNNI) tiles"))}
+    out = [("docs/android.md", f"run {m['date']}, started at load average {m['loadavg'][0]:.1f} (the script waits for "
+                               f"< {m['load_wait']['limit']}), {min(loads):.1f}-{max(loads):.1f} after each layer, "
+                               f"{m['loadavg_end'][0]:.1f} at the end;", "density.json"),
+           ("docs/android.md", f"each variant alternates with XNNPACK, {3 * d['rounds']} invokes each, the fastest",
+            "density.json")]
+    for (dtype, n, batch), cells in g.items():
+        if batch == 32:  # no variants measured at batch 32
+            continue
+        rows = [f"| {dtype} {n}², {batch} | XNNPACK | " + " | ".join(t(cells[p]["decoded_fastest_ms"]) for p in pcts) + " |"]
+        for name, label in kernels[dtype]:
+            texts = [f"{v((dtype, n, batch), p, name)['ratio_fastest']:.2f}x" for p in pcts]
+            rows.append(f"| | {label} | " + " | ".join(
+                f"**{s}**" if v((dtype, n, batch), p, name)["default"] == "compressed" else s
+                for s, p in zip(texts, pcts)) + " |")
+        out += [("docs/android.md", row, "density.json") for row in rows]
+    i8 = [k for k in g if k[0] == "int8"]
+    f32 = [k for k in g if k[0] == "float32" and k[2] in (1, 8)]
+
+    def fast(key, p, a, b):  # variant a's fastest invoke against variant b's
+        return v(key, p, a)["fastest_ms"] / v(key, p, b)["fastest_ms"]
+
+    def rf(key, p, name):
+        return f"{v(key, p, name)['ratio_fastest']:.2f}x"
+
+    avx2_vs_512 = span([fast(k, p, "avx2", "native") for k in i8 for p in pcts], ".1f")
+    rows_vs_avx2 = span([fast(k, p, "scalar", "avx2") for k in i8 for p in pcts], ".1f")
+    a, b, c, e = ("int8", 1024, 1), ("int8", 1024, 8), ("int8", 4096, 1), ("int8", 4096, 8)
+    out.append(("docs/android.md", f"the AVX2 tile kernels take {avx2_vs_512} the AVX-512 (VNNI) ones' time and "
+                                   f"{rows_vs_avx2} less than the rows' (the row kernel's scalar byte gathers): "
+                                   f"{rf(a, 5, 'avx2')} / {rf(b, 5, 'avx2')} of XNNPACK's time at 5 % on 1024² (batch 1 / 8; "
+                                   f"rows {rf(a, 5, 'scalar')} / {rf(b, 5, 'scalar')}), {rf(c, 5, 'avx2')} / "
+                                   f"{rf(e, 5, 'avx2')} on 4096² (rows {rf(c, 5, 'scalar')} / {rf(e, 5, 'scalar')}); about "
+                                   f"even at 10 % at batch 1 ({rf(a, 10, 'avx2')}, {rf(c, 10, 'avx2')})", "density.json"))
+    out.append(("README.md", f"with AVX2 kernels, {avx2_vs_512.replace('–', '-')} the AVX-512 ones' time and "
+                             f"{rows_vs_avx2.replace('–', '-')} faster than the rows", "density.json"))
+    b1 = [k for k in f32 if k[2] == 1]
+    b8 = [k for k in f32 if k[2] == 8]
+    out.append(("docs/android.md", f"the AVX2 float tile kernels took "
+                                   f"{span([fast(k, 5, 'avx2_tiles', 'avx2') for k in f32])} the rows' time at 5 %, "
+                                   f"{span([fast(k, 10, 'avx2_tiles', 'avx2') for k in f32])} at 10 %; only at batch 1 from "
+                                   f"20 % were they faster ({span([fast(k, 20, 'avx2_tiles', 'avx2') for k in b1])} at 20 %, "
+                                   f"{span([fast(k, 40, 'avx2_tiles', 'avx2') for k in b1])} at 40 %), while at batch 8 they "
+                                   f"stayed slower ({span([fast(k, p, 'avx2_tiles', 'avx2') for k in b8 for p in (20, 30, 40, 50)])}"
+                                   " at 20–50 %)", "density.json"))
+    assert all(fast(k, p, "avx2_tiles", "avx2") > 1 for k in b8 for p in (20, 30, 40, 50))  # "stayed slower"
+    med = {k: {p: v(k, p, "avx2")["ratio"] for p in (10, 20, 30)} for k in f32}
+    out.append(("docs/android.md", f"whose 1024² layer took {med['float32', 1024, 1][10]:.2f}x at 10 % at batch 1",
+                "density.json"))
+    out.append(("docs/android.md", f"the 4096² one {med['float32', 4096, 1][10]:.2f}x. Large layers pay up to ~30 % "
+                                   f"(4096²: {med['float32', 4096, 1][20]:.2f}x / {med['float32', 4096, 8][20]:.2f}x at 20 %, "
+                                   f"{med['float32', 4096, 1][30]:.2f}x / {med['float32', 4096, 8][30]:.2f}x at 30 %)",
+                "density.json"))
+    unpruned = max(v(k, 100, "scalar")["ratio"] for k in f32)  # the row form (scalar kernels), unpruned
+    out.append(("README.md", f"unpruned layers would run up to {unpruned:.1f}x slower there", "density.json"))
+    out.append(("docs/android.md", f"unpruned layers run up to {unpruned:.1f}x slower compressed", "density.json"))
+    with open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c")) as f:  # README: the tile form's default
+        tiles = int(re.search(r"#define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES (\d+)", f.read()).group(1))
+    out.append(("README.md", f"at {g['float32', 1024, 1][tiles]['compact_bytes'] / g['float32', 1024, 1][tiles]['dense_bytes']:.2f}x "
+                             "of the dense memory", "density.json"))
+    i8mem = {(n, p): g["int8", n, 1][p]["compact_bytes"] / g["int8", n, 1][p]["dense_bytes"] for n in (1024, 4096)
+             for p in (10, 20, 30)}
+    i8rows = [v(("int8", n, 1), 10, "scalar")["compact_bytes"] / g["int8", n, 1][10]["dense_bytes"] for n in (1024, 4096)]
+    out.append(("docs/android.md", f"(~{min(i8rows):.1f}x of the int8 weights at 10 % on the row form, "
+                                   f"{span([i8mem[n, 10] for n in (1024, 4096)])} on the tile form of AVX-512 CPUs)",
+                "density.json"))
+    out.append(("docs/android.md", f"tiles: {span([i8mem[n, 20] for n in (1024, 4096)])} at 20 %, "
+                                   f"{span([i8mem[n, 30] for n in (1024, 4096)])} at 30 %", "density.json"))
+    return out
+
+
+FIGURES = _figures()
+
+
 FIGURES = _figures()
 
 
@@ -924,6 +1023,28 @@ def test_int8_default_max_density_is_where_the_compact_form_stops_saving_a_quart
     assert not all(by_pct[above]), (f"DC_DEFAULT_MAX_DENSITY_INT8 is {default} %, but int8 layers at {above} % "
                                     "still take <= 0.75x of the weights' memory")
 
+
+def test_default_max_density_figures_match_huffdecode_op():
+    """README's weights= section and docs/android.md give the default max_density of each form as
+    huffdecode_op.c's DC_DEFAULT_MAX_DENSITY_* say (the tests above tie those to density.json): a
+    changed default shows up here in every sentence that quotes it."""
+    f, t, a, i = (_default_density(k) for k in ("FLOAT32", "FLOAT32_TILES", "FLOAT32_AVX2", "INT8"))
+    texts = {"README.md": [f"(≤ {f} % density; ≤ {t} % on AVX-512 CPUs, ≤ {a} % on other x86-64 CPUs",
+                           f"by the form the layer runs in: {f} % for float32 weights on the row form",
+                           f"slower there; {a} % with the AVX2 kernels", f"{t} % on the tile form that AVX-512 CPUs run",
+                           f"and so do int8 layers above {i} %"],
+             "docs/android.md": [f"default by the form the layer runs in: {f} for float32 weights on the row form, {t} on "
+                                 f"the tile form of AVX-512 CPUs, {a} for float32 with the AVX2 kernels of other x86-64 "
+                                 f"CPUs, {i} for int8",
+                                 f"**{f} % with float32 weights on the row form, {t} % with float32 weights on the tile "
+                                 f"form** (AVX-512 CPUs, ≤ 32 values), **{a} % with float32 weights with the AVX2 kernels**",
+                                 f"**and {i} % with int8 weights**", f"The default, {t} %, is the densest density measured",
+                                 f"default `max_density` is **{a} %** (huffdecode_op.c", f"The int8 default stays {i} %",
+                                 f"batch-1 inference of large float32 FC layers at ≤ {f} % density (≤ {t} % on the tile "
+                                 "form of AVX-512 CPUs)"]}
+    missing = [(doc, text) for doc, want in texts.items() for text in want
+               if text not in re.sub(r"\s+", " ", _docs.read(doc))]
+    assert not missing, missing
 
 def test_fuzzing_md_describes_every_harness():
     """docs/fuzzing.md's "The harnesses" names each tflite_kernels/fuzz/fuzz_*.c (it listed two of four)."""
