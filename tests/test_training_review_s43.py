@@ -98,3 +98,27 @@ def test_polynomial_decay_with_begin_step_equal_to_end_step_prunes_to_final_spar
     assert pruned.get_layer("fc1").sparsity()["kernel"] == pytest.approx(0.9)
     kernel = keras.ops.convert_to_numpy(dc_keras.strip(pruned).get_layer("fc1").kernel)
     assert np.count_nonzero(kernel) == 24  # 240 weights, 216 pruned
+
+
+def test_fit_with_initial_epoch_checks_the_steps_it_runs():
+    """fit(epochs=3, initial_epoch=1) runs 2 epochs, but PruningCallback checked the schedule's reach
+    over 3 (Keras's params hold `epochs`, not the first epoch): with end_step=18 and 8 steps an
+    epoch it took the update at step 18 as reached, stayed silent, and the layers ended at 0.77 of
+    the 0.8 target (strip() warned later). The check now runs at the first epoch, over the epochs
+    the fit runs."""
+    import warnings
+
+    import dc_keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(20, activation="relu", name="fc1"),
+                              keras.layers.Dense(2, name="out")])
+    pruned = dc_keras.prune(model, dc_keras.schedules.PolynomialDecay(0.0, 0.8, 0, end_step=18, frequency=4))
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruned.fit(X, Y, batch_size=32, epochs=3, initial_epoch=1, verbose=0,
+                   callbacks=[dc_keras.PruningCallback()])
+    said = [str(w.message) for w in caught if "fit() of layer 'fc1'" in str(w.message)]
+    assert len(said) == 1 and "runs steps 0..15, so it ends at sparsity 0.77 instead of 0.8" in said[0], said
+    assert pruned.get_layer("fc1").sparsity()["kernel"] == pytest.approx(0.77, abs=0.005)

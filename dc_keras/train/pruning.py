@@ -1010,6 +1010,9 @@ class PruningCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._repeat("on_epoch_begin", epoch):
             return
+        if getattr(self, "_unchecked", False) and self._running and not self._follower:
+            self._unchecked = False
+            self._check_schedules(self._wrappers_cache, first_epoch=epoch)
         if self._log is not None:
             if self.params:  # inside fit(): points at the mask updates, on TensorBoard's batch axis
                 self._log.epoch_begin()
@@ -1212,7 +1215,7 @@ class PruningCallback(keras.callbacks.Callback):
                 wrapper._zero_pruned(on_device)
         self._start_steps = [self._step_of(w) for w in wrappers]
         self._verified = False
-        self._check_schedules(wrappers)
+        self._unchecked = True  # the schedules' reach: checked at the first epoch (fit(initial_epoch=) runs fewer)
         if self._log is not None:
             self._log.begin(wrappers, self._start_steps)
         # A train function whose tracing failed because this callback was missing, or that was
@@ -1224,11 +1227,15 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper in wrappers:
             wrapper._trace_failed = False
 
-    def _check_schedules(self, wrappers):
-        """Warn when this fit() ends before a schedule reaches its target sparsity."""
+    def _check_schedules(self, wrappers, first_epoch=0):
+        """Warn when this fit() ends before a schedule reaches its target sparsity. ``first_epoch``:
+        the epoch it starts at (``fit(initial_epoch=)``): it runs the epochs from there to ``epochs``."""
         steps, epochs = (self.params or {}).get("steps"), (self.params or {}).get("epochs")
         if not steps or not epochs:
             return  # length unknown (e.g. an unbounded dataset)
+        epochs = int(epochs) - int(first_epoch)
+        if epochs < 1:
+            return
         seen = []
         for wrapper, start in zip(wrappers, self._start_steps):
             if wrapper.schedule in seen:
