@@ -15,6 +15,15 @@ benchmarks/mcu_models.py (trained once, cached in DIR), in one run:
      workspace for every weight tensor of the two unpacked models, via tools/mcu/test_mcu.sh
      (BENCH_TFLITE), plus code size of decoder and kernel.
 Machine load (os.getloadavg) and the command line are recorded.
+
+    python benchmarks/mcu_bench.py --test-models [JSON]
+
+instead writes docs/results/micro_test_models.json (or JSON): the models of tests/test_micro.py (the
+196-96-48-10 MLP, float32 and int8) and tests/test_micro_cnn_s40.py (DS-CNN, autoencoder; the
+DS-CNN also packed with min_bytes=1024), built by those files' own builders (fixed seeds), packed,
+and run in the TFLM wheel unpacked / decode once / decode every invoke: file bytes, arena bytes
+(TFLM's recording allocator: planned head + persistent tail), HuffDecode op count, and each packed
+tensor's decoded and workspace bytes (docs/microcontrollers.md's sizing figures). Sizes only.
 """
 import argparse
 import json
@@ -125,11 +134,91 @@ def m4_section(models_dir, work):
         return json.load(f)
 
 
+def _test_models_child(out_path):
+    """Runs with tests/ on PYTHONPATH (_common.child_json): builds the test files' models, runs TFLM."""
+    import test_micro
+    import test_micro_cnn_s40 as cnn
+
+    from dc_keras import export
+
+    tflm_env = _tflm_env()
+    files = {}
+    model, x = test_micro._small_model()
+    files["mlp_float"] = (export.to_tflite(model, pack=False), x)
+    files["mlp_int8"] = (export.to_tflite(model, pack=False, quantize="int8", representative_data=x), x)
+    for name in cnn.MODELS:
+        plain, _packed, xc = cnn._compressed_int8(name)
+        files[name] = (plain, xc)
+    packs = {k: (data, export.pack(data), x) for k, (data, x) in files.items()}
+    packs["ds_cnn_min_bytes_1024"] = (files["ds_cnn"][0], export.pack(files["ds_cnn"][0], min_bytes=1024),
+                                      files["ds_cnn"][1])
+    out = {"models": {}}
+    with tempfile.TemporaryDirectory(prefix="mcu_test_models") as work:
+        lib_dir = os.path.join(work, "lib")
+        subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro"), f"BUILD={lib_dir}"],
+                       check=True)
+        jobs, names = [], []
+        for name, (plain, packed, x) in packs.items():
+            xp = os.path.join(work, f"{name}.x.npy")
+            np.save(xp, x)
+            for tag, data in (("plain", plain), ("packed", packed)):
+                _write(os.path.join(work, f"{name}.{tag}.tflite"), data)
+            for mode, tag, regs in (("unpacked", "plain", []), ("once", "packed", ["DcKerasRegisterHuffDecodeTflm"]),
+                                    ("each", "packed", ["DcKerasRegisterHuffDecodeTflmEachInvoke"])):
+                jobs.append({"model": os.path.join(work, f"{name}.{tag}.tflite"), "registerers": regs,
+                             "arena_usage": True, "input": xp, "out": os.path.join(work, f"{name}.{mode}.npy")})
+                names.append((name, mode))
+        _write(os.path.join(work, "jobs.json"), json.dumps(jobs).encode())
+        r = subprocess.run([tflm_env.ensure(), os.path.join(ROOT, "tools", "mcu", "tflm_run.py"), "--lib",
+                            os.path.join(lib_dir, "libdc_huffdecode_tflm.so"), "--jobs", os.path.join(work, "jobs.json")],
+                           capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        if r.returncode != 0:
+            raise SystemExit(r.stderr[-3000:])
+        results = json.loads(r.stdout.strip().splitlines()[-1])
+        for name, (plain, packed, x) in packs.items():
+            mem = test_micro._decode_memory(packed)
+            row = {"bytes": len(plain), "packed_bytes": len(packed), "inputs": int(len(x)),
+                   "huffdecode_ops": len(mem), "packed_tensors": [{"decoded_bytes": d, "workspace_bytes": w}
+                                                                  for d, w in mem], "arena": {}}
+            ref = np.load(os.path.join(work, f"{name}.unpacked.npy"))
+            for (n, mode), res in zip(names, results):
+                if n != name:
+                    continue
+                if not res["ok"]:
+                    raise SystemExit(f"{name} {mode}: {res['error']}\n{res['log'][-2000:]}")
+                row["arena"][mode] = {k: res[f"arena_{k}_bytes"] for k in ("total", "head", "tail")}
+                if mode != "unpacked":
+                    row[f"bit_exact_{mode}"] = bool(np.load(os.path.join(work, f"{name}.{mode}.npy")).tobytes()
+                                                    == ref.tobytes())
+            out["models"][name] = row
+    _common.write_json(out_path, out)
+
+
+def test_models(path, argv):
+    t0 = time.time()
+    res = {"benchmark": "micro_test_models", "machine": _common.machine_info(frameworks=False),
+           "command": _common.command_line(__file__, argv, prefix="python ")}
+    res.update(_common.child_json(__file__, "--test-models-child", pythonpath=(os.path.join(ROOT, "tests"),)))
+    res["seconds"] = round(time.time() - t0, 1)
+    _common.write_json(path, res)
+    for name, row in res["models"].items():
+        print(name, row["bytes"], row["packed_bytes"], {m: a["total"] for m, a in row["arena"].items()})
+    print(f"wrote {path}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=os.path.join(os.path.expanduser("~"), ".cache", "dc_keras", "mcu", "lenet"))
     ap.add_argument("--skip-m4", action="store_true")
+    ap.add_argument("--test-models", nargs="?", const=os.path.join(ROOT, "docs", "results", "micro_test_models.json"),
+                    help="write the test files' model figures to this JSON instead (see the docstring)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--test-models-child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.child:
+        return _test_models_child(a.child)
+    if a.test_models:
+        return test_models(a.test_models, argv)
     if not os.path.exists(os.path.join(a.models, "float.tflite")):
         subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mcu_models.py"), "--out", a.models],
                        check=True)

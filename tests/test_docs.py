@@ -941,7 +941,65 @@ def _density_variant_figures():
 FIGURES = _figures()
 
 
-FIGURES = _figures()
+def _mcu_test_model_figures():
+    """docs/microcontrollers.md's sizing figures of the test files' models (tests/test_micro.py's MLP,
+    tests/test_micro_cnn_s40.py's DS-CNN and autoencoder): benchmarks/mcu_bench.py --test-models."""
+    src, d = "micro_test_models.json", "docs/microcontrollers.md"
+    m = _json(src)["models"]
+    assert all(r[f"bit_exact_{k}"] for r in m.values() for k in ("once", "each")), m
+
+    def dec(name):
+        return sum(t["decoded_bytes"] for t in m[name]["packed_tensors"])
+
+    def ws(name):
+        return sum(t["workspace_bytes"] for t in m[name]["packed_tensors"])
+
+    def big(name):
+        return max(t["decoded_bytes"] + t["workspace_bytes"] for t in m[name]["packed_tensors"])
+
+    def op_bytes(name):
+        a = m[name]["arena"]
+        return a["once"]["tail"] - a["unpacked"]["tail"] - dec(name)
+
+    out = []
+    for kind in ("float", "int8"):  # *Sizing the arena*: the MLP's arenas, planned + persistent
+        r = m[f"mlp_{kind}"]
+        a, fc1 = r["arena"], max(r["packed_tensors"], key=lambda t: t["decoded_bytes"])
+        un = f"unpacked {a['unpacked']['total']:,} B ({a['unpacked']['head']:,} + {a['unpacked']['tail']:,}); decode once "
+        out += [(d, un + f"{a['once']['total']:,} B = {a['once']['head']:,} planned", src),
+                (d, f"+ {a['once']['tail']:,} persistent ({a['unpacked']['tail']:,} + {dec(f'mlp_{kind}'):,} decoded + "
+                    f"{op_bytes(f'mlp_{kind}')} for {r['huffdecode_ops']} ops)", src),
+                (d, f"every invoke {a['each']['total']:,} B, of it {a['each']['head']:,} B planned ≥ fc1's "
+                    f"{fc1['decoded_bytes']:,} + {fc1['workspace_bytes']:,}", src)]
+    bias = m["mlp_int8"]["packed_tensors"][0]
+    out.append((d, f"fc1's int32 bias ({bias['decoded_bytes']} B decoded + {bias['workspace_bytes']} B workspace)", src))
+    for name, label in (("ds_cnn", "DS-CNN"), ("ds_cnn_min_bytes_1024", "DS-CNN, `pack(min_bytes=1024)`"),
+                        ("autoencoder", "autoencoder")):  # the CNN table (the bracketed figures: before d1292fb)
+        r, a = m[name], m[name]["arena"]
+        tail = f"(largest {big(name):,})" if name != "ds_cnn_min_bytes_1024" else f"({r['huffdecode_ops']} tensors)"
+        out.append((d, f"| {label} | {r['bytes']:,} -> {r['packed_bytes']:,} | {a['unpacked']['total']:,} | "
+                       f"**{a['once']['total']:,}** (", src))
+        out.append((d, f"| {a['each']['total']:,} | {dec(name):,} + {ws(name):,} {tail} |", src))
+    ds, ae, dm = m["ds_cnn"], m["autoencoder"], m["ds_cnn_min_bytes_1024"]
+    grow = {n: m[n]["arena"]["once"]["total"] - m[n]["arena"]["unpacked"]["total"] for n in ("ds_cnn", "autoencoder")}
+    assert grow["ds_cnn"] - dec("ds_cnn") == op_bytes("ds_cnn") and op_bytes("ds_cnn") % ds["huffdecode_ops"] == 0
+    out += [(d, f"is {grow['ds_cnn']:,} B above the unpacked model's = {dec('ds_cnn'):,} B decoded + "
+                f"{op_bytes('ds_cnn'):,} B for its {ds['huffdecode_ops']} `HuffDecode` ops "
+                f"({op_bytes('ds_cnn') // ds['huffdecode_ops']} B each); the autoencoder's {grow['autoencoder']:,} B = "
+                f"{dec('autoencoder'):,} + {op_bytes('autoencoder')} for {ae['huffdecode_ops']}.", src),
+            (d, f"the unpacked model's ({ds['arena']['unpacked']['head']:,} B DS-CNN, "
+                f"{ae['arena']['unpacked']['head']:,} B autoencoder)", src),
+            (d, f"than packing saves flash ({ds['bytes'] - ds['packed_bytes']:,} B)", src),
+            (d, "+{:,} B (DS-CNN) and +{:,} B (autoencoder) of arena".format(
+                *(m[n]["arena"]["each"]["total"] - m[n]["arena"]["unpacked"]["total"] for n in ("ds_cnn", "autoencoder"))),
+             src),
+            (d, f"{dm['packed_bytes'] - ds['packed_bytes']:,} B more flash, "
+                f"{ds['arena']['once']['total'] - dm['arena']['once']['total']:,} B less decode-once arena", src),
+            (d, f"{ds['arena']['each']['total'] - dm['arena']['each']['total']:,} B less every invoke", src)]
+    return out
+
+
+FIGURES += _mcu_test_model_figures()
 
 
 @pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
