@@ -656,6 +656,7 @@ def _figures():
                                    "dense weight's (" + f"{dens[1024, 1, 100]['compact_bytes'] / dens[1024, 1, 100]['dense_bytes']:.2f}"
                                    "x at 100 %: always smaller)", "density.json"))
     out += _density_variant_figures()
+    out += _runtime_figures()
     return out
 
 
@@ -935,6 +936,40 @@ def _density_variant_figures():
                 "density.json"))
     out.append(("docs/android.md", f"tiles: {span([i8mem[n, 20] for n in (1024, 4096)])} at 20 %, "
                                    f"{span([i8mem[n, 30] for n in (1024, 4096)])} at 30 %", "density.json"))
+    return out
+
+
+def _runtime_figures():
+    """docs/android.md's figures from the runtime table's run (bench_runtime.py, runtime.json: the
+    run results.md holds) in *Compressed execution* and *Load time*, and the density run's
+    unpruned figures in *Denser layers stay decoded* (density.json)."""
+    rt = _json("runtime.json")
+    m, md = rt["machine"], rt["models"]
+    date = m["date"][:16].replace("T", " ")
+    c10, d10, c5 = md["fc4096_d10"]["compressed"], md["fc4096_d10"]["dense"], md["fc4096_d5"]["compressed"]
+    dram = [1e3 * md[k]["compressed"]["batch1_dram_s"] for k in ("fc1024_d10", "fc784x300_d10")]
+    assert rt["command"].split()[2:4] == ["--rounds", str(rt["rounds"])], rt["command"]
+    out = [("docs/android.md", f"[results.md](results.md) ({date} UTC, load {m['loadavg_start'][0]:.1f} → "
+                               f"{m['loadavg'][0]:.1f}, `--rounds {rt['rounds']}`) settles it: 4096² at 10 % load "
+                               f"**{c10['load_s_ratio']:.2f}x** ({1e3 * c10['load_s']:.1f} vs {1e3 * d10['load_s']:.0f} ms), "
+                               f"batch 1 **{c10['batch1_s_ratio']:.2f}x** ({1e3 * c10['batch1_s']:.3f} ms; fastest "
+                               f"{c10['batch1_min_s_ratio']:.2f}x), memory **{c10['rss_delta_ratio']:.2f}x**; at 5 % "
+                               f"{c5['load_s_ratio']:.2f}x / {c5['batch1_s_ratio']:.2f}x / {c5['rss_delta_ratio']:.2f}x. "
+                               f"Dense batch 1 was {1e3 * d10['batch1_s']:.2f} ms in that run", "runtime.json"),
+           ("docs/android.md", f"{1e3 * d10['load_s']:.0f} ms in the official table", "runtime.json"),
+           ("docs/android.md", f"The small layers' DRAM figures ({min(dram):.2f}–{max(dram):.2f} ms in that run, "
+                               "fc1024_d10 and fc784x300_d10, one cold invoke per round)", "runtime.json"),
+           ("docs/android.md", f"(runtime table in docs/results.md, {date} run: compressed", "runtime.json"),
+           ("docs/android.md", f"docs/results.md now holds the {date} run, after the spread-codebook loop below: "
+                               f"{md['mobilenetv2']['decoded']['load_s_ratio']:.2f}x", "runtime.json"),
+           ("docs/android.md", f"(the run docs/results.md holds now, {date} UTC (docs/results/runtime.json): "
+                               f"{md['mobilenetv2']['decoded']['load_s_ratio']:.2f}x)", "runtime.json")]
+    dens = {(r["n"], r["batch"], round(100 * r["density"])): r for r in _json("density.json")["rows"]
+            if r["dtype"] == "float32"}
+    out.append(("docs/android.md", f"08:48 run (the table in results.md) {dens[1024, 1, 50]['ratio']:.2f}x at 50 %, "
+                                   f"{dens[1024, 1, 100]['ratio']:.2f}x unpruned, 4096² {dens[4096, 1, 100]['ratio']:.2f}x "
+                                   "unpruned", "density.json"))
+    assert _json("density.json")["machine"]["date"] == "2026-12-05 08:48 UTC"  # "08:48 run" in android.md
     return out
 
 
