@@ -934,6 +934,9 @@ def _density_variant_figures():
     out.append(("docs/android.md", f"(~{min(i8rows):.1f}x of the int8 weights at 10 % on the row form, "
                                    f"{span([i8mem[n, 10] for n in (1024, 4096)])} on the tile form of AVX-512 CPUs)",
                 "density.json"))
+    rows10 = [v(("float32", n, 1), 10, "avx2")["compact_bytes"] / g["float32", n, 1][10]["dense_bytes"] for n in (1024, 4096)]
+    out.append(("docs/android.md", f"so the layer needs ~{span(rows10)} of the dense memory at 10 % density", "density.json"))
+    out.append(("docs/android.md", f"(AVX2 CPUs: the tile form too, {avx2_vs_512} the AVX-512 kernels' time)", "density.json"))
     out.append(("docs/android.md", f"tiles: {span([i8mem[n, 20] for n in (1024, 4096)])} at 20 %, "
                                    f"{span([i8mem[n, 30] for n in (1024, 4096)])} at 30 %", "density.json"))
     return out
@@ -1034,17 +1037,7 @@ def _mcu_test_model_figures():
     return out
 
 
-def _shared_vectors_figures():
-    """docs/FORMAT.md §15: what writing each distinct vector once saves (benchmarks/shared_vectors.py)."""
-    v = _json("shared_vectors.json")
-    return [("docs/FORMAT.md", f"transformer architecture ({v['params']:,} parameters, synthetic pruned and clustered "
-                               f"weights; `benchmarks/shared_vectors.py` -> docs/results/shared_vectors.json, "
-                               f"{v['machine']['date'][:10]}): {v['saved_bytes']:,} B "
-                               f"({100 * v['saved_fraction_of_unshared']:.1f} % of the file written without sharing)",
-             "shared_vectors.json")]
-
-
-FIGURES += _mcu_test_model_figures() + _shared_vectors_figures()
+FIGURES += _mcu_test_model_figures()
 
 
 @pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
