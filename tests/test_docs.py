@@ -1037,7 +1037,17 @@ def _mcu_test_model_figures():
     return out
 
 
-FIGURES += _mcu_test_model_figures()
+def _shared_vectors_figures():
+    """docs/FORMAT.md §15: what writing each distinct vector once saves (benchmarks/shared_vectors.py)."""
+    v = _json("shared_vectors.json")
+    return [("docs/FORMAT.md", f"transformer architecture ({v['params']:,} parameters, synthetic pruned and clustered "
+                               f"weights; `benchmarks/shared_vectors.py` -> docs/results/shared_vectors.json, "
+                               f"{v['machine']['date'][:10]}): {v['saved_bytes']:,} B "
+                               f"({100 * v['saved_fraction_of_unshared']:.1f} % of the file written without sharing)",
+             "shared_vectors.json")]
+
+
+FIGURES += _mcu_test_model_figures() + _shared_vectors_figures()
 
 
 @pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
