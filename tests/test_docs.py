@@ -1047,7 +1047,25 @@ def _shared_vectors_figures():
              "shared_vectors.json")]
 
 
-FIGURES += _mcu_test_model_figures() + _shared_vectors_figures()
+def _keras_int8_and_tfmot_figures():
+    """docs/quantization.md's Keras int8-on-JAX sizes (benchmarks/keras_int8_jax.py); README's and
+    docs/migrating_from_tfmot.md's tfmot files (benchmarks/tfmot_files.py, tests/_tfmot_child.py's files)."""
+    k, t = _json("keras_int8_jax.json"), _json("tfmot_files.json")["files"]
+    assert k["backend"] == "jax" and k["int8_outputs_max_abs_diff_vs_keras"] == 0, k
+
+    def r(name):
+        return f"{t[name]['ratio']:.1f}x"
+
+    return [("docs/quantization.md", f"default layer names: {k['int8_bytes']:,} B against {k['float_bytes']:,} B for the "
+                                     "float file, unpacked", "keras_int8_jax.json"),
+            ("README.md", f"a pruned + clustered tfmot file shrinks {round(t['pruned_clustered']['ratio'])}x as a file, "
+                          f"its PCQAT int8 version {r('pcqat_int8')}", "tfmot_files.json"),
+            ("docs/migrating_from_tfmot.md", f"({t['qat_int8']['bytes']:,} -> {t['qat_int8']['packed_bytes']:,} B on the "
+                                             "test's model)", "tfmot_files.json"),
+            ("docs/migrating_from_tfmot.md", f"{r('cqat_int8')} and {r('pcqat_int8')} on the test's model", "tfmot_files.json")]
+
+
+FIGURES += _mcu_test_model_figures() + _shared_vectors_figures() + _keras_int8_and_tfmot_figures()
 
 
 @pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
