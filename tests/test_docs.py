@@ -1065,7 +1065,16 @@ def _keras_int8_and_tfmot_figures():
             ("docs/migrating_from_tfmot.md", f"{r('cqat_int8')} and {r('pcqat_int8')} on the test's model", "tfmot_files.json")]
 
 
-FIGURES += _mcu_test_model_figures() + _shared_vectors_figures() + _keras_int8_and_tfmot_figures()
+def _torch_lstm_ops_figure():
+    """docs/models.md: what the torch export's unrolled LSTM adds (keras_litert_export.json)."""
+    r = _json("keras_litert_export.json")["backends"]["torch"]["lstm"]
+    ke, tt = r["keras_export_stripped"]["packed"], r["to_tflite"]["packed"]
+    return [("docs/models.md", f"the operators add ~{round((ke - tt) / 1000)} KB ({ke:,} against {tt:,} B packed, "
+                               "the table above)", "keras_litert_export.json")]
+
+
+FIGURES += (_mcu_test_model_figures() + _shared_vectors_figures() + _keras_int8_and_tfmot_figures()
+            + _torch_lstm_ops_figure())
 
 
 @pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
