@@ -122,3 +122,33 @@ def test_fit_with_initial_epoch_checks_the_steps_it_runs():
     said = [str(w.message) for w in caught if "fit() of layer 'fc1'" in str(w.message)]
     assert len(said) == 1 and "runs steps 0..15, so it ends at sparsity 0.77 instead of 0.8" in said[0], said
     assert pruned.get_layer("fc1").sparsity()["kernel"] == pytest.approx(0.77, abs=0.005)
+
+
+def test_clustering_a_clustered_model_again_keeps_its_shared_values():
+    """cluster() of a model clustered, fine-tuned and stripped before, with as many clusters, merged
+    some of its shared values (linear init + Lloyd iterations: two values into one centroid, another
+    centroid left empty) and changed its outputs, silently: resuming fine-tuning from a stripped
+    checkpoint lost accuracy. A kernel with at most `clusters` distinct values now keeps each one."""
+    import dc_keras
+    from dc_keras.train.kmeans import kmeans_1d
+
+    rng = np.random.default_rng(1)
+    for k in (4, 8, 32):
+        values = rng.normal(size=k) * 0.1
+        w = rng.choice(values, size=3000, p=rng.dirichlet(np.full(k, 0.5)))
+        for init in ("linear", "density", "random", "kmeans++"):
+            centroids, assignments = kmeans_1d(w, k, init=init, split_at_zero=True)
+            np.testing.assert_array_equal(centroids[assignments], w)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(32, activation="relu", name="fc1"),
+                              keras.layers.Dense(2, name="out")])
+    clustered = dc_keras.cluster(model, bits=3)
+    clustered.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    clustered.fit(X, Y, batch_size=32, epochs=3, verbose=0)
+    once = dc_keras.strip(clustered)
+    twice = dc_keras.strip(dc_keras.cluster(once, bits=3))
+    for name in ("fc1", "out"):
+        a = keras.ops.convert_to_numpy(once.get_layer(name).kernel)
+        assert np.unique(a).size == 8
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(twice.get_layer(name).kernel), a)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(twice(X)), keras.ops.convert_to_numpy(once(X)))

@@ -12,6 +12,11 @@ and over the positive values separately, ``k`` shared between the two sides in p
 number of values (tfmot's sparsity-preserving initialisation). Linear over ``[min, max]`` would put
 centroids in the empty interval ``(-t, t)`` that magnitude pruning leaves around zero; no value is
 nearest to them, so they stay empty and the kernel ends with fewer shared values than ``2**bits``.
+
+Values with at most ``k`` distinct entries (a kernel clustered and stripped before, clustered again
+with as many clusters) keep them exactly: each distinct value is a centroid (the spare ones repeat
+the largest and stay empty). Initialisation and Lloyd iterations could merge two of them into one
+centroid and leave another empty: a fine-tuned 32-value kernel clustered again with 5 bits kept 23.
 """
 import numpy as np
 
@@ -92,11 +97,22 @@ def assign(values, centroids):
     return np.searchsorted(mids, values, side="left").astype(np.int64)
 
 
+def _few_distinct(flat, k):
+    """The sorted distinct values of ``flat`` when there are at most ``k`` of them, else None. Its
+    first ``4k + 1`` values are looked at first: trained weights have more than ``k`` distinct ones
+    there, so only a tensor of few values (a clustered one) is read whole."""
+    if np.unique(flat[:4 * k + 1]).size > k:
+        return None
+    distinct = np.unique(flat)
+    return distinct if distinct.size <= k else None
+
+
 def kmeans_1d(values, k, init="linear", max_iter=30, tol=1e-7, seed=0, split_at_zero=False):
     """Cluster 1-D ``values`` into ``k`` shared values.
 
     Returns ``(centroids, assignments)``: float64 centroids sorted ascending (an empty cluster keeps
-    its previous centroid) and int64 indices with ``values.shape``. ``split_at_zero``: see
+    its previous centroid) and int64 indices with ``values.shape``. At most ``k`` distinct values
+    are kept exactly, each its own centroid. ``split_at_zero``: see
     :func:`init_centroids`; pass it for the non-zero weights of a pruned kernel, where a linear
     initialisation over ``[min, max]`` leaves the centroids inside the pruned interval empty.
 
@@ -115,7 +131,11 @@ def kmeans_1d(values, k, init="linear", max_iter=30, tol=1e-7, seed=0, split_at_
     flat = values.astype(np.float64).ravel()
     if not np.all(np.isfinite(flat)):
         raise ValueError("Cannot cluster weights containing NaN or infinity.")
-    centroids = init_centroids(flat, int(k), init, seed, split_at_zero)
+    centroids = init_centroids(flat, int(k), init, seed, split_at_zero)  # (also checks the arguments)
+    distinct = _few_distinct(flat, int(k))
+    if distinct is not None:  # each value its own centroid: exact (see the module docstring)
+        centroids = np.concatenate([distinct, np.full(int(k) - distinct.size, distinct[-1])])
+        return centroids, assign(flat, centroids).reshape(shape)
     for _ in range(max_iter):
         idx = assign(flat, centroids)
         sums = np.bincount(idx, weights=flat, minlength=centroids.size)
