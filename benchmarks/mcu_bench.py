@@ -24,6 +24,13 @@ DS-CNN also packed with min_bytes=1024), built by those files' own builders (fix
 and run in the TFLM wheel unpacked / decode once / decode every invoke: file bytes, arena bytes
 (TFLM's recording allocator: planned head + persistent tail), HuffDecode op count, and each packed
 tensor's decoded and workspace bytes (docs/microcontrollers.md's sizing figures). Sizes only.
+
+    python benchmarks/mcu_bench.py --trim-sizes [JSON]
+
+instead runs tools/mcu/trim_sizes.sh with an empty build cache (Cortex-M4 code bytes of dc_codec.c
+per build option, object and linked, -Os and -O2; test_codec of the DC_CODEC_MINIMAL build under
+qemu; decode instructions per element of the trimmed builds, qemu -icount: deterministic) and
+writes its table to docs/results/micro_trim_sizes.json (or JSON).
 """
 import argparse
 import json
@@ -194,6 +201,40 @@ def _test_models_child(out_path):
     _common.write_json(out_path, out)
 
 
+def trim_sizes(path, argv):
+    res = {"benchmark": "micro_trim_sizes", "machine": _common.machine_info(frameworks=False),
+           "command": _common.command_line(__file__, argv, prefix="python ")}
+    with tempfile.TemporaryDirectory(prefix="mcu_trim") as work:
+        env = dict(os.environ, DC_MCU_CACHE=os.path.join(work, "cache"), DC_MCU_OUT=os.path.join(work, "results.txt"),
+                   PY=sys.executable)
+        r = subprocess.run([os.path.join(ROOT, "tools", "mcu", "trim_sizes.sh")], env=env, capture_output=True,
+                           text=True)
+        if r.returncode != 0 or "NOT RUN" in r.stdout:
+            raise SystemExit(f"trim_sizes.sh failed or did not run:\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}")
+        with open(os.path.join(work, "trim_sizes.txt")) as f:
+            lines = f.read().splitlines()
+    res["compiler"] = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True,
+                                     text=True).stdout.splitlines()[0]
+    sizes, insns, table = {}, {}, None
+    for line in lines:
+        if line.startswith("Cortex-M4 bytes"):
+            table, cols = sizes, ["object_Os", "object_O2", "linked_Os", "linked_O2"]
+        elif line.startswith("Cortex-M4 -O2 instructions"):
+            table, cols = insns, line.split()[5:]
+        elif line.strip().startswith("test_codec:"):
+            res["test_codec_minimal"] = line.strip()
+        elif table is not None and line.strip():
+            words = line.split()
+            name = " ".join(words[:-len(cols)])
+            table[name] = dict(zip(cols, (float(w) if table is insns else int(w) for w in words[-len(cols):])))
+    res["code_bytes"], res["insns_per_element_O2"] = sizes, insns
+    if len(sizes) != 10 or len(insns) != 3 or " 0 failed" not in res.get("test_codec_minimal", ""):
+        raise SystemExit("trim_sizes.txt not as expected:\n" + "\n".join(lines))
+    _common.write_json(path, res)
+    print("\n".join(lines))
+    print(f"wrote {path}")
+
+
 def test_models(path, argv):
     t0 = time.time()
     res = {"benchmark": "micro_test_models", "machine": _common.machine_info(frameworks=False),
@@ -212,6 +253,8 @@ def main(argv=None):
     ap.add_argument("--skip-m4", action="store_true")
     ap.add_argument("--test-models", nargs="?", const=os.path.join(ROOT, "docs", "results", "micro_test_models.json"),
                     help="write the test files' model figures to this JSON instead (see the docstring)")
+    ap.add_argument("--trim-sizes", nargs="?", const=os.path.join(ROOT, "docs", "results", "micro_trim_sizes.json"),
+                    help="write tools/mcu/trim_sizes.sh's table to this JSON instead (see the docstring)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--test-models-child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -219,6 +262,8 @@ def main(argv=None):
         return _test_models_child(a.child)
     if a.test_models:
         return test_models(a.test_models, argv)
+    if a.trim_sizes:
+        return trim_sizes(a.trim_sizes, argv)
     if not os.path.exists(os.path.join(a.models, "float.tflite")):
         subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mcu_models.py"), "--out", a.models],
                        check=True)

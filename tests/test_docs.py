@@ -1073,8 +1073,30 @@ def _torch_lstm_ops_figure():
                                "the table above)", "keras_litert_export.json")]
 
 
+def _trim_sizes_figures():
+    """docs/microcontrollers.md's decoder build-option tables (code bytes, instructions per element),
+    from tools/mcu/trim_sizes.sh's table as benchmarks/mcu_bench.py --trim-sizes recorded it."""
+    t, d, src = _json("micro_trim_sizes.json"), "docs/microcontrollers.md", "micro_trim_sizes.json"
+    cb, default = t["code_bytes"], t["code_bytes"]["default (all features)"]
+    labels = {"default (all features)": "none (default: everything)", "DC_CODEC_MINIMAL": "`DC_CODEC_MINIMAL` (all seven)",
+              "DC_CODEC_MINIMAL DC_CRC_SMALL_TABLE": "`DC_CODEC_MINIMAL` + `DC_CRC_SMALL_TABLE`"}
+    out = [(d, f"Code size for Cortex-M4 ({t['machine']['date']}, `benchmarks/mcu_bench.py --trim-sizes` ->", src)]
+    for name, v in cb.items():
+        saving = "—" if v is default else (f"{default['linked_Os'] - v['linked_Os']:,} / "
+                                           f"{default['linked_O2'] - v['linked_O2']:,}")
+        out.append((d, f"| {labels.get(name, f'`{name}`')} | {v['object_Os']:,} | {v['object_O2']:,} | "
+                       f"{v['linked_Os']:,} | {v['linked_O2']:,} | {saving} |", src))
+    for name, v in t["insns_per_element_O2"].items():
+        label = {"DC_CODEC_MINIMAL": "`DC_CODEC_MINIMAL`",
+                 "DC_CODEC_MINIMAL DC_CRC_SMALL_TABLE": "`DC_CODEC_MINIMAL` + `DC_CRC_SMALL_TABLE`"}.get(name, name)
+        out.append((d, f"| {label} | " + " | ".join(f"{x:.2f}" for x in v.values()) + " |", src))
+    n = int(re.search(r"(\d+) passed, 0 failed", t["test_codec_minimal"]).group(1))
+    out.append((d, f"({n:,} built with `DC_CODEC_MINIMAL`)", src))
+    return out
+
+
 FIGURES += (_mcu_test_model_figures() + _shared_vectors_figures() + _keras_int8_and_tfmot_figures()
-            + _torch_lstm_ops_figure())
+            + _torch_lstm_ops_figure() + _trim_sizes_figures())
 
 
 @pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
