@@ -1034,6 +1034,19 @@ def _mcu_test_model_figures():
             (d, f"{dm['packed_bytes'] - ds['packed_bytes']:,} B more flash, "
                 f"{ds['arena']['once']['total'] - dm['arena']['once']['total']:,} B less decode-once arena", src),
             (d, f"{ds['arena']['each']['total'] - dm['arena']['each']['total']:,} B less every invoke", src)]
+    mf, lenet = m["mlp_float"], _json("mcu_lenet_300_100.json")["cortex_m4"]["tensors"]
+    pw = [t["workspace_bytes"] for t in ds["packed_tensors"] if t["decoded_bytes"] == 4096]  # the 1x1 convolutions
+    lw = [t["workspace_bytes"] for t in lenet]
+    out += [(d, f"where {mf['arena']['each']['head']:,} B are needed", src),
+            (d, f"up to its need, {mf['arena']['unpacked']['total']:,} B)", src),
+            (d, f"(+{ws('mlp_float'):,} B of workspaces kept persistent)", src),
+            (d, f"{ws('ds_cnn'):,} B of the DS-CNN's", src),
+            (d, f"the DS-CNN's 4,096 B 1x1 convolutions take {min(pw):,}-{max(pw):,} B)", src),
+            (d, f"{ds['huffdecode_ops']} tensors packed (the {ds['huffdecode_ops'] - 4} weights and 4 of the int32 biases "
+                "the converter folds from BatchNorm, 256 B each)", src),
+            (d, f"{ae['huffdecode_ops']} tensors packed (the {ae['packed_tensors'][0]['decoded_bytes']:,} B", src),
+            (d, f"{round(min(lw) / 1024)}–{round(max(lw) / 1024)} KiB in the LeNet below", "mcu_lenet_300_100.json")]
+    assert sum(t["decoded_bytes"] == 256 for t in ds["packed_tensors"]) == 4 and len(pw) == 4
     return out
 
 
