@@ -51,7 +51,9 @@ DC_API const struct TfLiteRegistration* DcKerasHuffDecodeRegistration(void);
  * key/value strings, keys weights=decoded|compressed, keep_decoded=1|0, decode_threads=0..64,
  * decode_async=1|0, max_density=1..100 (docs/android.md).  On an unknown key or value, or out of
  * memory, returns NULL after passing the reason to report_error (stderr if that is NULL).  The
- * option strings are read during the call only (not kept); report_error is not called later. */
+ * option strings are read during the call only (not kept); report_error is not called later.
+ * fork() waits for the calls into a live delegate in progress on other threads (e.g. a Prepare
+ * decoding a model), so that a child can use the delegates it inherits. */
 DC_API struct TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys,
                                                             char** options_values,
                                                             size_t num_options,

@@ -15,6 +15,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "dc_parallel_internal.h"
+
 /* Lazy arenas (dc_arena_new_lazy): Linux's userfaultfd, missing mode, filled by UFFDIO_COPY.
  * Not on Android: before Android 13 an app's seccomp policy may kill the process (SIGSYS) on the
  * syscall instead of refusing it; not measured there either. */
@@ -497,6 +499,12 @@ static void fork_child(void) {
 /* Under g_live.lock: the fork handlers, once per process. */
 static void live_register_atfork(void) {
   if (!g_live.atfork) g_live.atfork = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+}
+
+void dc_parallel_register_atfork(void) {
+  pthread_mutex_lock(&g_live.lock);
+  live_register_atfork();
+  pthread_mutex_unlock(&g_live.lock);
 }
 
 static void live_finished(int* finished) {

@@ -44,6 +44,7 @@
 #include "dc_codec.h"
 #include "dc_pages.h"
 #include "dc_parallel.h"
+#include "dc_parallel_internal.h"
 #include "dc_sparse_fc.h"
 #include "dc_tflite.h" /* the public declarations of the entry points below */
 #include "dc_version_note.h"
@@ -425,8 +426,60 @@ typedef struct DcDelegateS {
   size_t block_start;          /* report offset of the current Prepare's lines */
   struct ReportBlock* rblocks; /* the blocks kept */
   size_t num_rblocks, cap_rblocks;
-  size_t report_dropped; /* lines not kept (kReportMax): the report's "more" line */
+  size_t report_dropped;         /* lines not kept (kReportMax): the report's "more" line */
+  struct DcDelegateS* next_live; /* g_delegates */
 } DcDelegate;
+
+/* Every delegate alive, for fork().  fork() copies only the thread that calls it: a delegate
+ * whose lock another thread held then (inside the delegate's Prepare, a kernel's Prepare, Free or
+ * Invoke, a report) stayed locked in the child forever, and the child's first call into it hung
+ * (repro: fork while another thread's Prepare waits in the runtime's GetExecutionPlan; the child's
+ * DcKerasHuffDecodeDelegateReport never returned).  So fork's prepare handler takes every live
+ * delegate's locks -- fork waits for the calls in progress -- and the parent's and child's
+ * handlers release them.  They run before dc_parallel.c's (registered after it): a thread holding
+ * a delegate's lock may still need dc_parallel.c's lock, which its prepare handler holds. */
+static struct {
+  pthread_mutex_t lock;
+  DcDelegate* head;
+  int atfork; /* handlers registered */
+} g_delegates = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+static void delegates_prepare(void) {
+  pthread_mutex_lock(&g_delegates.lock);
+  for (DcDelegate* d = g_delegates.head; d; d = d->next_live) {
+    pthread_mutex_lock(&d->lock); /* in this order, as release_packed_copies takes them */
+    pthread_mutex_lock(&d->release_lock);
+  }
+}
+
+static void delegates_release(void) { /* fork's parent and child handlers */
+  for (DcDelegate* d = g_delegates.head; d; d = d->next_live) {
+    pthread_mutex_unlock(&d->release_lock);
+    pthread_mutex_unlock(&d->lock);
+  }
+  pthread_mutex_unlock(&g_delegates.lock);
+}
+
+static void delegates_add(DcDelegate* d) {
+  dc_parallel_register_atfork(); /* first: see g_delegates */
+  pthread_mutex_lock(&g_delegates.lock);
+  if (!g_delegates.atfork) {
+    g_delegates.atfork =
+        pthread_atfork(delegates_prepare, delegates_release, delegates_release) == 0;
+  }
+  d->next_live = g_delegates.head;
+  g_delegates.head = d;
+  pthread_mutex_unlock(&g_delegates.lock);
+}
+
+/* Before anything else of delegate_free: a fork from then on no longer takes its locks. */
+static void delegates_remove(DcDelegate* d) {
+  pthread_mutex_lock(&g_delegates.lock);
+  DcDelegate** at = &g_delegates.head;
+  while (*at && *at != d) at = &(*at)->next_live;
+  if (*at) *at = d->next_live;
+  pthread_mutex_unlock(&g_delegates.lock);
+}
 
 typedef struct ReportBlock {
   size_t at, kept; /* its lines kept in the report (kept <= len: cut at kReportMax) */
@@ -2408,6 +2461,7 @@ DC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, cha
   d->base.data_ = d;
   d->base.Prepare = delegate_prepare;
   d->base.flags = kTfLiteDelegateFlagsAllowDynamicTensors;
+  delegates_add(d);
   return &d->base;
 }
 
@@ -2425,6 +2479,7 @@ DC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
 }
 
 static void delegate_free(DcDelegate* d) {
+  delegates_remove(d);
   join_lazy(d, 0);
   join_release(d);
   for (size_t i = 0; i < d->num_blocks; ++i) free(d->blocks[i]);

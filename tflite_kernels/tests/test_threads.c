@@ -15,13 +15,17 @@
  *    KiB each, so that the decoded route takes decode_lazily's helper fill (userfaultfd) or the
  *    4-worker pool, and an EMBEDDING_LOOKUP table run compressed (its form built on two threads)
  *    while other interpreters load; some graphs hold a corrupt tensor, and exactly those fail in
- *    their kernel's Prepare with that tensor's decode error. */
+ *    their kernel's Prepare with that tensor's decode error;
+ *  - fork() while another thread is inside that delegate's Prepare: the child can use the
+ *    delegate (it hung on the delegate's lock, copied held). */
 #define _POSIX_C_SOURCE 200809L /* pthread barriers, setenv */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "codec_vectors.h"
 #include "dc_codec.h"
@@ -718,6 +722,84 @@ static void shared_delegate(int async) {
   tflite_plugin_destroy_delegate(d);
 }
 
+/* ---- fork while another thread is inside the delegate ------------------------------------ */
+
+static pthread_mutex_t g_fork_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_fork_cv = PTHREAD_COND_INITIALIZER;
+static int g_fork_inside, g_fork_go;
+
+/* The runtime's GetExecutionPlan, slow: the delegate's Prepare (holding its lock) waits here until
+ * a fork begins, then decodes the graph's tensors in this thread. */
+static TfLiteStatus slow_plan(TfLiteContext* c, TfLiteIntArray** plan) {
+  pthread_mutex_lock(&g_fork_lock);
+  g_fork_inside = 1;
+  pthread_cond_broadcast(&g_fork_cv);
+  while (!g_fork_go) pthread_cond_wait(&g_fork_cv, &g_fork_lock);
+  pthread_mutex_unlock(&g_fork_lock);
+  return graph_plan(c, plan);
+}
+
+/* This test's fork prepare handler, registered after the library's, so it runs before them: the
+ * Prepare goes on, as a runtime's call returns by itself. */
+static void fork_lets_prepare_go(void) {
+  pthread_mutex_lock(&g_fork_lock);
+  g_fork_go = 1;
+  pthread_cond_broadcast(&g_fork_cv);
+  pthread_mutex_unlock(&g_fork_lock);
+}
+
+typedef struct {
+  TfLiteDelegate* d;
+  Graph* g;
+  TfLiteStatus st;
+} Applying;
+
+static void* apply_run(void* arg) {
+  Applying* a = (Applying*)arg;
+  a->st = a->d->Prepare(&a->g->ctx, a->d);
+  return NULL;
+}
+
+/* fork() while another thread is inside the delegate's Prepare (its lock held; decoding 7 tensors
+ * in that thread, decode_threads=1): the child's calls into the delegate return (before: the
+ * lock stayed held in the child and its first call waited forever: alarm), and the parent's
+ * Prepare completes. */
+static void fork_during_prepare(void) {
+  char* keys[2] = {"decode_threads", "decode_async"};
+  char* values[2] = {"1", "0"};
+  TfLiteDelegate* d = tflite_plugin_create_delegate(keys, values, 2, NULL);
+  CHECK(d != NULL && pthread_atfork(fork_lets_prepare_go, NULL, NULL) == 0, "delegate, handler");
+  if (!d) return;
+  Applying a = {d, graph_new(0, 0), kTfLiteError};
+  a.g->ctx.GetExecutionPlan = slow_plan;
+  pthread_t tid;
+  CHECK(pthread_create(&tid, NULL, apply_run, &a) == 0, "thread");
+  pthread_mutex_lock(&g_fork_lock);
+  while (!g_fork_inside) pthread_cond_wait(&g_fork_cv, &g_fork_lock);
+  pthread_mutex_unlock(&g_fork_lock);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    char report[64];
+    DcKerasHuffDecodeDelegateReport(d, report, sizeof report);
+    DcKerasHuffDecodeDelegateError(d, report, sizeof report);
+    _exit(0);
+  }
+  int status = -1;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork");
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+        "child calling into a delegate another thread was in at fork: %s %d",
+        WIFSIGNALED(status) ? "signal" : "exit",
+        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+  pthread_join(tid, NULL);
+  CHECK(a.st == kTfLiteOk && a.g->replaced_calls == 1 &&
+            a.g->kernel.prepare(&a.g->ctx, &a.g->kernel_node) == kTfLiteOk,
+        "the Prepare in progress at fork: %s", a.g->error);
+  graph_free(a.g);
+  tflite_plugin_destroy_delegate(d);
+}
+
 int main(void) {
   first_decodes_at_once(); /* first: the CPU-feature probes run on these threads */
   for (int i = 0; i < kBig; ++i)
@@ -727,6 +809,7 @@ int main(void) {
   sparse_fc_at_once();
   shared_delegate(1);
   shared_delegate(0);
+  fork_during_prepare();
   for (int i = 0; i < kBig; ++i) free(g_big[i]), free(g_big_raw[i]);
   if (failures) {
     fprintf(stderr, "test_threads: %d failure(s)\n", failures);
