@@ -23,7 +23,9 @@ instead writes docs/results/micro_test_models.json (or JSON): the models of test
 DS-CNN also packed with min_bytes=1024), built by those files' own builders (fixed seeds), packed,
 and run in the TFLM wheel unpacked / decode once / decode every invoke: file bytes, arena bytes
 (TFLM's recording allocator: planned head + persistent tail), HuffDecode op count, and each packed
-tensor's decoded and workspace bytes (docs/microcontrollers.md's sizing figures). Sizes only.
+tensor's decoded and workspace bytes (docs/microcontrollers.md's sizing figures); also what
+pack(decoder="minimal") / pack(layouts=...) cost on tests/test_pack_layouts.py's two models (bytes
+unpacked, packed by default, minimal, dense + sparse + float_planes). Sizes only.
 
     python benchmarks/mcu_bench.py --trim-sizes [JSON]
 
@@ -198,6 +200,15 @@ def _test_models_child(out_path):
                     row[f"bit_exact_{mode}"] = bool(np.load(os.path.join(work, f"{name}.{mode}.npy")).tobytes()
                                                     == ref.tobytes())
             out["models"][name] = row
+    import test_pack_layouts
+
+    out["pack_layouts"] = {}
+    for kind in ("int8", "float"):
+        plain, _x = test_pack_layouts._model(kind)
+        out["pack_layouts"][kind] = {"bytes": len(plain), "packed_default": len(export.pack(plain)),
+                                     "packed_minimal": len(export.pack(plain, decoder="minimal")),
+                                     "packed_dense_sparse_float_planes": len(export.pack(
+                                         plain, layouts=("dense", "sparse", "float_planes")))}
     _common.write_json(out_path, out)
 
 

@@ -1047,6 +1047,14 @@ def _mcu_test_model_figures():
             (d, f"{ae['huffdecode_ops']} tensors packed (the {ae['packed_tensors'][0]['decoded_bytes']:,} B", src),
             (d, f"{round(min(lw) / 1024)}–{round(max(lw) / 1024)} KiB in the LeNet below", "mcu_lenet_300_100.json")]
     assert sum(t["decoded_bytes"] == 256 for t in ds["packed_tensors"]) == 4 and len(pw) == 4
+    pl, when = _json(src)["pack_layouts"], _json(src)["machine"]["date"].split()[1]  # *Leaving decoder features out*
+    i8, fl = pl["int8"], pl["float"]
+    out += [(d, f"again on 2026-12-05 at {when} UTC by `benchmarks/mcu_bench.py --test-models`", src),
+            (d, f"60 % pruned; {i8['bytes']:,} B) packs to {i8['packed_default']:,} B by default (grouped layouts), "
+                f"{i8['packed_minimal']:,} B with `decoder=\"minimal\"`; a float MLP with one unclustered and one "
+                f"clustered kernel ({fl['bytes']:,} B) to {fl['packed_default']:,} B (float planes), "
+                f"{fl['packed_minimal']:,} B with `decoder=\"minimal\"` (the unclustered kernel stays raw) and "
+                f"{fl['packed_dense_sparse_float_planes']:,} B with `layouts=(", src)]
     return out
 
 
