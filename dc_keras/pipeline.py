@@ -209,7 +209,8 @@ def cluster_finetune(model, x, y, *, bits=None, epochs=3, init="linear", lr=2e-4
         bits: int or dict layer name/class -> bits; None uses ``dc_keras.cluster``'s defaults
             (8 for conv layers, ConvLSTM included, 5 for the others, the paper's choice).
         cluster_biases: share the biases too (``dc_keras.cluster``'s option: False, True or bits).
-        **cluster_kwargs: passed on to ``dc_keras.cluster`` (e.g. ``min_params``).
+        **cluster_kwargs: passed on to ``dc_keras.cluster`` (e.g. ``min_params``;
+            ``preserve_sparsity=False`` clusters the zeros with the other weights, True by default).
 
     Example:
         >>> shared = cluster_finetune(pruned, x_train, y_train, bits=5, epochs=3)
@@ -220,8 +221,9 @@ def cluster_finetune(model, x, y, *, bits=None, epochs=3, init="linear", lr=2e-4
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     kwargs = {} if bits is None else {"bits": bits}
     from_logits = _outputs_logits(model, x, "cluster_finetune") if epochs else False
-    wrapped = train.cluster(model, init=init, preserve_sparsity=True, cluster_biases=cluster_biases, **kwargs,
-                            **cluster_kwargs)
+    # pruned zeros stay zeros unless the caller says otherwise (dc_keras.cluster's preserve_sparsity)
+    cluster_kwargs.setdefault("preserve_sparsity", True)
+    wrapped = train.cluster(model, init=init, cluster_biases=cluster_biases, **kwargs, **cluster_kwargs)
     if epochs:
         _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=from_logits)
     return train.strip(wrapped)

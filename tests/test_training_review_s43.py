@@ -152,3 +152,23 @@ def test_clustering_a_clustered_model_again_keeps_its_shared_values():
         assert np.unique(a).size == 8
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(twice.get_layer(name).kernel), a)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(twice(X)), keras.ops.convert_to_numpy(once(X)))
+
+
+def test_cluster_finetune_passes_preserve_sparsity_on():
+    """cluster_finetune(..., preserve_sparsity=False) (a dc_keras.cluster keyword, which its
+    **cluster_kwargs pass on) was Python's 'got multiple values for keyword argument
+    'preserve_sparsity'' TypeError: the step set it to True itself. True stays the default; False
+    clusters the zeros with the other weights: their shared value trains away from zero."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc1"),
+                              keras.layers.Dense(2, name="out")])
+    kernel = model.get_layer("fc1").kernel
+    pruned = keras.ops.convert_to_numpy(kernel).copy()
+    pruned[np.abs(pruned) < np.quantile(np.abs(pruned), 0.5)] = 0.0
+    kernel.assign(pruned)
+    kept = pipeline.cluster_finetune(model, X, Y, bits=2, epochs=1, lr=1e-2, batch_size=32, max_shift=0, verbose=0)
+    assert np.all(keras.ops.convert_to_numpy(kept.get_layer("fc1").kernel)[pruned == 0] == 0)
+    mixed = pipeline.cluster_finetune(model, X, Y, bits=2, epochs=1, lr=1e-2, batch_size=32, max_shift=0, verbose=0,
+                                      preserve_sparsity=False)
+    values = keras.ops.convert_to_numpy(mixed.get_layer("fc1").kernel)
+    assert len(np.unique(values)) <= 4 and np.any(values[pruned == 0] != 0)
