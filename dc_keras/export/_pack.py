@@ -186,6 +186,31 @@ def size_mismatch(model, t):
     return f"buffer holds {nbytes} B, not the {fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} the tensor declares"
 
 
+def padding_bits(model, t):
+    """Why sub-byte constant ``t`` (int4, uint4, int2: two or four elements a byte, FORMAT.md §13),
+    whose last byte holds fewer elements than it could, cannot be packed bit-exactly: its unused
+    high bits are not zero (the decoder writes them zero), or None. No kernel reads those bits, but
+    packing must give back the buffer byte for byte (``verify`` raised "codec bug" on such a file;
+    without it, ``unpack`` gave other bytes)."""
+    from dc_keras.codec import _format
+
+    code = int(t.type)
+    nbytes = fb.buffer_size(model, t.buffer) if t.buffer > 0 else 0
+    if code not in _format.SUBBYTE_CODES or not nbytes:
+        return None
+    shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+    n = int(np.prod(shape, dtype=np.int64)) if all(d >= 0 for d in shape) else -1
+    used = n * _format.dtype_bits(code) % 8
+    if n < 0 or not used or _format.output_bytes(code, n) != nbytes:
+        return None
+    last = fb.buffer_view(model, t.buffer)[-1]
+    if not last >> used:
+        return None
+    return (f"the unused high {8 - used} bits of its last byte are not zero (0x{last:02x}), and a packed "
+            f"{fb.TYPE_NAMES.get(t.type, str(t.type))} tensor decodes them as zero (FORMAT.md §13): it stays raw "
+            "to stay bit-exact")
+
+
 # Bits per element TFLite sizes a constant's buffer by (BytesRequired) besides the codec's types
 # (``_format.DTYPE_TABLE``); STRING, RESOURCE and VARIANT buffers have no size to check.
 _OTHER_TYPE_BITS = {schema.TensorType.COMPLEX64: 64, schema.TensorType.COMPLEX128: 128}
@@ -238,7 +263,8 @@ def skip_reason(t, idx, facts, users, planned=None, model=None):
 
     ``facts`` is ``_subgraph_facts`` of its subgraph, ``users`` is ``_buffer_users(model)``,
     ``planned`` is ``_planned_constants`` of the model's TFLM offline memory plans; with ``model``
-    also a buffer whose size is not the declared dtype and shape's (``size_mismatch``). The reasons
+    also a buffer whose size is not the declared dtype and shape's (``size_mismatch``) or a
+    sub-byte one whose unused bits are set (``padding_bits``). The reasons
     are what ``inspect`` prints in its ``reason`` column. One policy reports them all: such a
     constant of at least ``min_bytes`` is named with its reason in ``pack``'s and ``to_tflite``'s
     warning and ``dc-keras pack``'s "not packed" lines (each reason is the file's structure or an
@@ -272,7 +298,7 @@ def skip_reason(t, idx, facts, users, planned=None, model=None):
         return (f"TFLite Micro's offline memory plan (metadata {OFFLINE_PLAN!r}) gives it arena offset "
                 f"{planned[id(t)]}: TFLM ignores that for a constant, but a packed weight decoded every "
                 "invoke would be written there over other tensors; set its entry to -1 to pack it")
-    return size_mismatch(model, t) if model is not None else None
+    return (size_mismatch(model, t) or padding_bits(model, t)) if model is not None else None
 
 
 def shared_buffer_reason(model, s, i, facts, users, planned=None):
