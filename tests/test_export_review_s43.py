@@ -85,3 +85,20 @@ def test_int4_constant_with_set_padding_bits_stays_raw_and_bit_exact(verify):
     rows = {r.name: r for r in export.inspect(data).rows}
     assert rows["c0"].status == "refused" and "not zero (0x70)" in rows["c0"].reason
     assert rows["c1"].status == "packable"
+
+
+def test_int8_with_fewer_samples_than_the_fixed_batch_is_refused_not_exported_as_float():
+    """quantize="int8" with batch_size=8 and 5 representative samples: the calibration generator fed
+    whole batches of 8 yielded none, and TF's converter then wrote a float32 model (no quantization,
+    no error, no warning). Now a ValueError before the conversion names the counts and the fix; 16
+    samples still give an int8 model."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    with pytest.raises(ValueError, match=r"representative_data holds 5 sample\(s\), fewer than the \.tflite's "
+                                         r"fixed batch of 8.*give at least 8 samples"):
+        export.to_tflite(model, quantize="int8", representative_data=x[:5], batch_size=8, pack=False)
+    data = export.to_tflite(model, quantize="int8", representative_data=x, batch_size=8, pack=False)
+    m = fb.read_model(data)
+    assert S.TensorType.INT8 in {int(t.type) for t in m.subgraphs[0].tensors}

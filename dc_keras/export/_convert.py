@@ -221,6 +221,12 @@ def _representative(data, batch=1, model=None, names=None):
     n = min(len(a) for a in inputs)
     if n == 0:
         raise ValueError("representative_data is empty")
+    if n < batch:  # the generator below would yield nothing: TF then writes a float model, silently
+        raise _ArgumentError(
+            f"representative_data holds {n} sample(s), fewer than the .tflite's fixed batch of {batch}: the "
+            "calibrator is fed whole batches, so it would get none and the converter would write a float "
+            f"model instead of an int8 one: give at least {batch} samples (100 or more calibrate well), or a "
+            "smaller batch (batch_size, or the first dimension of input_signature)")
 
     by_name = names is not None and len(names) == len(inputs) > 1 and len(set(names)) == len(names)
 
@@ -1426,7 +1432,11 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     model = _without_wrappers(model)
     _check_int8_recurrent(model, quantize)
     if quantize == "int8":
-        _representative(representative_data, model=model)  # validate before the slow conversion
+        calibration_batch = (_first_dim(signature) if signature is not None else batch_size) or 1
+        try:  # validate before the slow conversion
+            _representative(representative_data, int(calibration_batch), model=model)
+        except _ArgumentError as exc:  # raised as a plain ValueError, as _convert raises it
+            raise ValueError(str(exc)) from None
         if signature is None:  # (with input_signature, its dtypes are converted: the calibrator checks)
             representative_data = _integer_inputs_as_model_takes(representative_data, model)
     if _SWEEP_TMPDIR:  # the temporary directories of earlier exports that were killed (logged)
