@@ -33,6 +33,15 @@ instead runs tools/mcu/trim_sizes.sh with an empty build cache (Cortex-M4 code b
 per build option, object and linked, -Os and -O2; test_codec of the DC_CODEC_MINIMAL build under
 qemu; decode instructions per element of the trimmed builds, qemu -icount: deterministic) and
 writes its table to docs/results/micro_trim_sizes.json (or JSON).
+
+    python benchmarks/mcu_bench.py --tflm-m4 TFLM_TREE [--m4-work DIR] [JSON]
+
+instead runs the development check of docs/microcontrollers.md's "TFLM on Cortex-M4":
+tools/mcu/tflm_m4/run.sh (the LeNet of benchmarks/mcu_models.py) and run_cnn.sh (the DS-CNN and
+autoencoder of tests/test_micro_cnn_s40.py) against TFLM_TREE (TFLM 90b983c with its downloads;
+never committed or downloaded here), under qemu -icount: each run's arena_used_bytes, instruction
+counts and mismatches, and each firmware's `text` bytes, to docs/results/micro_tflm_m4.json (or
+JSON). DIR keeps the work directories (TFLM's objects are reused from there; default: a temporary one).
 """
 import argparse
 import json
@@ -246,6 +255,39 @@ def trim_sizes(path, argv):
     print(f"wrote {path}")
 
 
+def _tflm_m4_script(script, tree, work):
+    r = subprocess.run([os.path.join(ROOT, "tools", "mcu", "tflm_m4", script), tree, work], capture_output=True,
+                       text=True, env=dict(os.environ, PY=sys.executable))
+    runs, text = {}, None
+    for line in r.stdout.splitlines():
+        w = line.split()
+        if w[:1] == ["TFLM_M4"]:
+            runs[w[1]] = {k: int(v) for k, v in zip(w[2::2], w[3::2])}
+        elif len(w) == 6 and w[0].isdigit() and w[5].endswith(".elf"):  # arm-none-eabi-size's line
+            text = int(w[0])
+    if r.returncode != 0 or "TFLM_M4_DONE 0" not in r.stdout or text is None:
+        raise SystemExit(f"{script} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return {"image_text_bytes": text, "runs": runs}
+
+
+def tflm_m4(tree, work, path, argv):
+    tree = os.path.abspath(tree)
+    res = {"benchmark": "micro_tflm_m4", "machine": _common.machine_info(frameworks=False),
+           "command": _common.command_line(__file__, argv, prefix="python "),
+           "tflm_commit": subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                         text=True).stdout.strip() or "(not a git tree)",
+           "compiler": subprocess.run(["arm-none-eabi-g++", "--version"], capture_output=True,
+                                      text=True).stdout.splitlines()[0]}
+    with tempfile.TemporaryDirectory(prefix="mcu_m4") as tmp:
+        base = work or tmp
+        res["lenet"] = _tflm_m4_script("run.sh", tree, os.path.join(base, "lenet"))
+        res["cnn"] = _tflm_m4_script("run_cnn.sh", tree, os.path.join(base, "cnn"))
+    _common.write_json(path, res)
+    for part in ("lenet", "cnn"):
+        print(part, res[part]["image_text_bytes"], json.dumps(res[part]["runs"]))
+    print(f"wrote {path}")
+
+
 def test_models(path, argv):
     t0 = time.time()
     res = {"benchmark": "micro_test_models", "machine": _common.machine_info(frameworks=False),
@@ -266,6 +308,10 @@ def main(argv=None):
                     help="write the test files' model figures to this JSON instead (see the docstring)")
     ap.add_argument("--trim-sizes", nargs="?", const=os.path.join(ROOT, "docs", "results", "micro_trim_sizes.json"),
                     help="write tools/mcu/trim_sizes.sh's table to this JSON instead (see the docstring)")
+    ap.add_argument("--tflm-m4", metavar="TFLM_TREE", help="run the Cortex-M4 TFLM check instead (see the docstring)")
+    ap.add_argument("--m4-work", help="work directory for --tflm-m4 (kept; TFLM objects reused)")
+    ap.add_argument("json", nargs="?", default=os.path.join(ROOT, "docs", "results", "micro_tflm_m4.json"),
+                    help="--tflm-m4's output")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--test-models-child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -275,6 +321,8 @@ def main(argv=None):
         return test_models(a.test_models, argv)
     if a.trim_sizes:
         return trim_sizes(a.trim_sizes, argv)
+    if a.tflm_m4:
+        return tflm_m4(a.tflm_m4, a.m4_work, a.json, argv)
     if not os.path.exists(os.path.join(a.models, "float.tflite")):
         subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mcu_models.py"), "--out", a.models],
                        check=True)

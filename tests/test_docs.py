@@ -1116,8 +1116,50 @@ def _trim_sizes_figures():
     return out
 
 
+def _tflm_m4_figures():
+    """docs/microcontrollers.md's *TFLM on Cortex-M4* tables (benchmarks/mcu_bench.py --tflm-m4, a
+    development check against a TFLM 90b983c tree) and the figures derived from them."""
+    m, d, src = _json("micro_tflm_m4.json"), "docs/microcontrollers.md", "micro_tflm_m4.json"
+    le, cn = m["lenet"]["runs"], m["cnn"]["runs"]
+    assert all(r["mismatches"] == 0 for r in [*le.values(), *cn.values()]) and len(le) == 6 and len(cn) == 6
+    out = [(d, f"run of {m['machine']['date']}, 0 mismatches in all 4 packed runs, image "
+               f"{m['lenet']['image_text_bytes']:,} B of `text`", src),
+           (d, f"0 mismatches in all 6 runs, image {m['cnn']['image_text_bytes']:,} B of `text`:", src)]
+    rows = {"float": "float32", "int8": "int8", "ds_cnn": "DS-CNN", "autoencoder": "autoencoder"}
+    for runs in (le, cn):
+        for name, r in runs.items():
+            kind, _, mode = name.partition(".packed.")
+            what = {"": "unpacked", "once": "packed, decode once", "each": "packed, decode every invoke"}[mode]
+            arena = f"**{r['arena_used']:,}**" if mode == "once" else f"{r['arena_used']:,}"
+            out.append((d, f"| {rows[kind]} {what} | {arena} | {r['prepare_insns']:,} | {r['first_invoke_insns']:,} | "
+                           f"{r['invoke_insns_avg']:,} |", src))
+
+    def decode(k, runs):
+        return runs[f"{k}.packed.once"]["first_invoke_insns"] - runs[f"{k}.packed.once"]["invoke_insns_avg"]
+
+    saves = [le[f"{k}.packed.once"]["arena_used"] - le[f"{k}.packed.each"]["arena_used"] for k in ("float", "int8")]
+    times = [le[f"{k}.packed.each"]["invoke_insns_avg"] / le[k]["invoke_insns_avg"] for k in ("float", "int8")]
+    out += [(d, f"Decode once's decode ({decode('float', le):,} instructions float, {decode('int8', le):,} int8)", src),
+            (d, f"every invoke saves {saves[0]:,} B (float) / {saves[1]:,} B (int8) of arena against it, for "
+                f"×{times[0]:.2f} / ×{times[1]:.2f} the instructions of an inference", src)]
+    extra = {k: cn[f"{k}.packed.each"]["invoke_insns_avg"] - cn[k]["invoke_insns_avg"] for k in ("ds_cnn", "autoencoder")}
+    pct = {k: 100 * extra[k] / cn[k]["invoke_insns_avg"] for k in extra}
+    out += [(d, f"Decoding every invoke adds {pct['ds_cnn']:.2f} % (DS-CNN, {extra['ds_cnn']:,} instructions) and "
+                f"{pct['autoencoder']:.2f} % (autoencoder)", src),
+            (d, "the arenas (`arena_used_bytes`, 32-bit pointers: smaller than the wheel's) " + " / ".join(
+                f"{cn[f'ds_cnn{t}']['arena_used']:,}" for t in ("", ".packed.once", ".packed.each")), src),
+            (d, " / ".join(f"{cn[f'autoencoder{t}']['arena_used']:,}" for t in ("", ".packed.once", ".packed.each"))
+                + " B (autoencoder; 37,296 B before)", src),
+            (d, f"DS-CNN on Cortex-M4: {cn['ds_cnn.packed.once']['prepare_insns']:,} instead of 1,376,000 "
+                f"`AllocateTensors` instructions, the first invoke {decode('ds_cnn', cn):,} more than the later ones", src),
+            (d, f"costs {60960 - cn['ds_cnn.packed.once']['arena_used']:,} B (DS-CNN) and "
+                f"{37296 - cn['autoencoder.packed.once']['arena_used']:,} B (autoencoder) less arena and moves the decode "
+                f"({decode('ds_cnn', cn):,} / {decode('autoencoder', cn):,} instructions)", src)]
+    return out
+
+
 FIGURES += (_mcu_test_model_figures() + _shared_vectors_figures() + _keras_int8_and_tfmot_figures()
-            + _torch_lstm_ops_figure() + _trim_sizes_figures())
+            + _torch_lstm_ops_figure() + _trim_sizes_figures() + _tflm_m4_figures())
 
 
 @pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
