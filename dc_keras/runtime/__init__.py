@@ -406,6 +406,11 @@ class Interpreter:
                        **({"max_density": str(density_pct)} if density_pct is not None else {})) or None
         self._delegate = None
         mod, base, _ = _backend_module(backend)
+        public = type(self).__dict__.get("_dc_public")
+        if public is not None and not isinstance(self, base):
+            # __new__ picked the backend from the arguments it saw; a subclass's __init__ may pass
+            # another (super().__init__(backend="tensorflow", ...)): this object becomes that one's
+            self.__class__ = _interpreter_class(public, base)
         if not isinstance(self, base):  # Interpreter.__init__ called on an object __new__ did not make
             raise TypeError(f"this object is not a {base.__module__}.{base.__qualname__}: create the "
                             "interpreter as dc_keras.runtime.Interpreter(...)")
