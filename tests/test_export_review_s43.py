@@ -102,3 +102,19 @@ def test_int8_with_fewer_samples_than_the_fixed_batch_is_refused_not_exported_as
     data = export.to_tflite(model, quantize="int8", representative_data=x, batch_size=8, pack=False)
     m = fb.read_model(data)
     assert S.TensorType.INT8 in {int(t.type) for t in m.subgraphs[0].tensors}
+
+
+def test_pack_arguments_with_pack_false_are_named_as_ignored():
+    """to_tflite(pack=False, min_bytes=..., positive_zeros=True) dropped both without a word (the
+    file is not packed), while pack_options with pack=False is an error and per_channel /
+    representative_data a mode does not use are named in a warning; now a warning names them."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    with pytest.warns(UserWarning, match=r"to_tflite: min_bytes=5 and positive_zeros=True are ignored: .*"
+                                         r"pack=False\. Fix: pack=True, or leave min_bytes and positive_zeros out"):
+        export.to_tflite(model, pack=False, min_bytes=5, positive_zeros=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export.to_tflite(model, pack=False)
+    assert not [w for w in caught if "ignored" in str(w.message)], [str(w.message) for w in caught]

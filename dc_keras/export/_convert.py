@@ -294,6 +294,14 @@ def _pack_options(pack_options, packs, min_bytes, positive_zeros):
     if not isinstance(pack_options, dict) or not all(isinstance(k, str) for k in pack_options):
         raise ValueError("to_tflite: pack_options must be a dict of dc_keras.export.pack argument names to values "
                          f"(e.g. {{'strip_strings': True}}), got {pack_options!r}")
+    ignored = [f"{name}={value!r}" for name, value, default in (("min_bytes", min_bytes, DEFAULT_MIN_BYTES),
+                                                                 ("positive_zeros", positive_zeros, False))
+               if not packs and value != default]
+    if ignored:  # as per_channel / representative_data a mode does not use: a warning
+        warnings.warn(f"to_tflite: {' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored: "
+                      f"{'it is an argument' if len(ignored) == 1 else 'they are arguments'} of the packing pass, "
+                      "and this export has pack=False. Fix: pack=True, or leave "
+                      f"{' and '.join(n.split('=')[0] for n in ignored)} out", UserWarning, stacklevel=3)
     if pack_options and not packs:
         raise ValueError(f"to_tflite: pack_options={pack_options!r} is given with pack=False, which does not pack: "
                          "pass pack=True (the default), or drop pack_options")
@@ -1427,6 +1435,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
                       "with it, or leave representative_data out", UserWarning, stacklevel=2)
         representative_data = None
     options = _pack_options(pack_options, pack, min_bytes, positive_zeros)  # before the slow conversion
+    if not pack:  # named as ignored (if given) just now: a JAX/torch child must not say it again
+        min_bytes, positive_zeros = DEFAULT_MIN_BYTES, False
     if path is not None:
         check_writable(path)  # a bad or read-only output fails now, not after the conversion
     model = _without_wrappers(model)
