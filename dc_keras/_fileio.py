@@ -149,11 +149,14 @@ def _bad_link(path: str):
 
 def _bad_target(path: str, example: str = "model.tflite"):
     """The ``OSError`` for an output ``path`` that cannot name a file whatever the directory allows,
-    ``None`` otherwise: a symbolic link leading to no file (:func:`_bad_link`), a path ending in a
+    ``None`` otherwise: an empty path, a symbolic link leading to no file (:func:`_bad_link`), a path ending in a
     separator that is not an existing directory (``out/`` would otherwise be reported as "the
     parent directory is not a directory"), or an existing ``path`` (or symlink target) that is
     neither a regular file nor a directory (``/dev/null``, a FIFO, a socket: renaming the output
     over it would replace the node itself)."""
+    if not path:  # "" would name the current directory's parent as where the file goes
+        return OSError(errno.ENOENT, f"{os.strerror(errno.ENOENT)}; the output path is empty (an unset variable?): "
+                       f"give a file name, e.g. {example}", path)
     bad = _bad_link(path)
     if bad:
         return bad

@@ -118,3 +118,20 @@ def test_pack_arguments_with_pack_false_are_named_as_ignored():
         warnings.simplefilter("always")
         export.to_tflite(model, pack=False)
     assert not [w for w in caught if "ignored" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_an_empty_output_path_is_refused_before_any_work(tmp_path, monkeypatch):
+    """check_writable("") passed (to_tflite(path="") then converted, and only atomic_write failed,
+    blaming the current directory's parent: "the directory ... exists but no file can be created in
+    it (a virtual file system such as /proc or /sys?)"). Both now say the path is empty."""
+    from dc_keras import _fileio
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for call in (lambda: _fileio.check_writable(""), lambda: _fileio.atomic_write("", b"x"),
+                 lambda: _fileio.check_writable(b"", example="sizes.png")):
+        with pytest.raises(FileNotFoundError, match=r"the output path is empty \(an unset variable\?\): give a file "
+                                                    r"name, e\.g\. (model\.tflite|sizes\.png)"):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and not list(work.iterdir())
