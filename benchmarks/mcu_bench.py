@@ -41,7 +41,8 @@ tools/mcu/tflm_m4/run.sh (the LeNet of benchmarks/mcu_models.py) and run_cnn.sh 
 autoencoder of tests/test_micro_cnn_s40.py) against TFLM_TREE (TFLM 90b983c with its downloads;
 never committed or downloaded here), under qemu -icount: each run's arena_used_bytes, instruction
 counts and mismatches, and each firmware's `text` bytes, to docs/results/micro_tflm_m4.json (or
-JSON). DIR keeps the work directories (TFLM's objects are reused from there; default: a temporary one).
+JSON); run.sh again with KFLAGS=-DTF_LITE_STRIP_ERROR_STRINGS (the kernel of a release build) as
+"lenet_strip". DIR keeps the work directories (TFLM's objects are reused from there; default: a temporary one).
 """
 import argparse
 import json
@@ -255,9 +256,9 @@ def trim_sizes(path, argv):
     print(f"wrote {path}")
 
 
-def _tflm_m4_script(script, tree, work):
+def _tflm_m4_script(script, tree, work, kflags=""):
     r = subprocess.run([os.path.join(ROOT, "tools", "mcu", "tflm_m4", script), tree, work], capture_output=True,
-                       text=True, env=dict(os.environ, PY=sys.executable))
+                       text=True, env=dict(os.environ, PY=sys.executable, KFLAGS=kflags))
     runs, text = {}, None
     for line in r.stdout.splitlines():
         w = line.split()
@@ -282,8 +283,11 @@ def tflm_m4(tree, work, path, argv):
         base = work or tmp
         res["lenet"] = _tflm_m4_script("run.sh", tree, os.path.join(base, "lenet"))
         res["cnn"] = _tflm_m4_script("run_cnn.sh", tree, os.path.join(base, "cnn"))
+        # the kernel as TFLM's release build compiles it (TFLM itself keeps its messages)
+        res["lenet_strip"] = _tflm_m4_script("run.sh", tree, os.path.join(base, "lenet"),
+                                             kflags="-DTF_LITE_STRIP_ERROR_STRINGS")
     _common.write_json(path, res)
-    for part in ("lenet", "cnn"):
+    for part in ("lenet", "cnn", "lenet_strip"):
         print(part, res[part]["image_text_bytes"], json.dumps(res[part]["runs"]))
     print(f"wrote {path}")
 

@@ -1045,7 +1045,10 @@ def _mcu_test_model_figures():
             (d, f"{ds['huffdecode_ops']} tensors packed (the {ds['huffdecode_ops'] - 4} weights and 4 of the int32 biases "
                 "the converter folds from BatchNorm, 256 B each)", src),
             (d, f"{ae['huffdecode_ops']} tensors packed (the {ae['packed_tensors'][0]['decoded_bytes']:,} B", src),
-            (d, f"{round(min(lw) / 1024)}–{round(max(lw) / 1024)} KiB in the LeNet below", "mcu_lenet_300_100.json")]
+            (d, f"{round(min(lw) / 1024)}–{round(max(lw) / 1024)} KiB in the LeNet below", "mcu_lenet_300_100.json"),
+            (d, "warning-free; {decoder:,} B / {kernel:,} B in the run of {date}, docs/results/mcu_lenet_300_100.json;".format(
+                date=_json("mcu_lenet_300_100.json")["machine"]["date"],
+                **_json("mcu_lenet_300_100.json")["cortex_m4"]["code_bytes_Os_m0"]), "mcu_lenet_300_100.json")]
     assert sum(t["decoded_bytes"] == 256 for t in ds["packed_tensors"]) == 4 and len(pw) == 4
     pl, when = _json(src)["pack_layouts"], _json(src)["machine"]["date"].split()[1]  # *Leaving decoder features out*
     i8, fl = pl["int8"], pl["float"]
@@ -1155,6 +1158,13 @@ def _tflm_m4_figures():
             (d, f"costs {60960 - cn['ds_cnn.packed.once']['arena_used']:,} B (DS-CNN) and "
                 f"{37296 - cn['autoencoder.packed.once']['arena_used']:,} B (autoencoder) less arena and moves the decode "
                 f"({decode('ds_cnn', cn):,} / {decode('autoencoder', cn):,} instructions)", src)]
+    st = m["lenet_strip"]["runs"]  # the release-build kernel: same arenas and AllocateTensors counts
+    assert all(st[k]["mismatches"] == 0 and (st[k]["arena_used"], st[k]["prepare_insns"]) ==
+               (le[k]["arena_used"], le[k]["prepare_insns"]) for k in le), st
+    a, b = m["lenet"]["image_text_bytes"], m["lenet_strip"]["image_text_bytes"]
+    out.append((d, f"Again on {m['machine']['date'].replace(' ', ' at ', 1)} (`benchmarks/mcu_bench.py --tflm-m4`, "
+                   f"`lenet_strip` in docs/results/micro_tflm_m4.json): 0 mismatches, the same arenas and AllocateTensors "
+                   f"counts, image `text` {a:,} → {b:,} B (−{a - b:,} B).", src))
     return out
 
 
