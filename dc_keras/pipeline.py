@@ -329,7 +329,8 @@ def predict_tflite(tflite_bytes, x, batch_size=1000, progress=False, interpreter
     """Raw outputs of a ``.tflite`` model (packed or not: its bytes, or its file's path) over ``x``,
     in batches of ``batch_size`` samples, through ``dc_keras.runtime.Interpreter`` with the
     ``HuffDecode`` op available. A model with a static
-    batch (``to_tflite(batch_size=N)``, recurrent models) runs in batches of N.
+    batch (``to_tflite(batch_size=N)``, recurrent models) runs in batches of N; an input with free
+    dimensions past the batch (e.g. token ids of any length, ``keras.Input((None,))``) takes ``x``'s.
 
     ``x``: an array (one input); for a model with several inputs, a dict ``{input name: array}``
     (the names of the Keras model's inputs, ``keras.Input(shape, name=...)``; e.g.
@@ -432,21 +433,22 @@ def _run(interpreter, inputs, outs, arrays, batch_size, progress):
     sig = [d["shape_signature"] for _, d in inputs]
     fixed = int(sig[0][0]) if len(sig[0]) else -1
     if fixed > 0:  # static batch (e.g. recurrent models): run that batch, pad the last one
-        batch_size, current = fixed, fixed
-        interpreter.allocate_tensors()
-    else:
-        current = None
+        batch_size = fixed
+    current = None  # the shapes the inputs are allocated for
     outputs = [[] for _ in outs]
     for start in tqdm(range(0, total, batch_size), desc="interpreter", unit="batch", leave=False,
                       disable=None if progress else True):  # None: only on a terminal
         batch = [a[start:start + batch_size] for a in arrays]
         if fixed > 0 and len(batch[0]) < fixed:
             batch = [np.concatenate([b, np.zeros((fixed - len(b), *b.shape[1:]), b.dtype)]) for b in batch]
-        if current != len(batch[0]):
-            for (_, d), b in zip(inputs, batch):
-                interpreter.resize_tensor_input(d["index"], [len(b), *d["shape"][1:]])
+        shapes = [list(b.shape) for b in batch]
+        if current != shapes:
+            # the arrays' own shapes: a dimension the model leaves free past the batch (-1 in its
+            # shape_signature: a sequence length, an image size) is allocated as 1 until resized
+            for (_, d), shape in zip(inputs, shapes):
+                interpreter.resize_tensor_input(d["index"], shape)
             interpreter.allocate_tensors()
-            current = len(batch[0])
+            current = shapes
         for (_, d), b in zip(inputs, batch):
             interpreter.set_tensor(d["index"], _as_input(b, d))
         interpreter.invoke()

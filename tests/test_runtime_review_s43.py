@@ -3,7 +3,7 @@ a user would hit, fixed; each fails on the code before its fix."""
 import numpy as np
 
 import _export_models as em
-from dc_keras import export, runtime
+from dc_keras import export, pipeline, runtime
 
 
 def test_a_subclass_that_picks_the_backend_in_its_init_gets_that_backends_interpreter(tmp_path):
@@ -29,3 +29,30 @@ def test_a_subclass_that_picks_the_backend_in_its_init_gets_that_backends_interp
     np.testing.assert_array_equal(em.run_batch(it, x), want)
     again = TFInterpreter(path, weights="compressed")
     assert type(again) is type(it)  # one class per (subclass, backend class)
+
+
+def _token_model():
+    """Token ids of any length ([-1, -1] input): Embedding -> average -> Dense, on few shared values."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((None,), dtype="int32")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(64, 32)(inp))
+    return em.cluster_and_prune(keras.Model(inp, keras.layers.Dense(4)(keras.layers.Dense(32, activation="relu")(h))))
+
+
+def test_predict_tflite_feeds_a_model_whose_inputs_have_free_dimensions_past_the_batch():
+    """predict_tflite resized each input to [batch, *its allocated shape[1:]]: a dimension the model
+    leaves free past the batch (a sequence length, shape_signature [-1, -1]) is allocated as 1, so
+    every call failed with TFLite's 'Cannot set tensor: Dimension mismatch. Got 12 but expected 1 for
+    dimension 1 of input 0'. It now allocates the arrays' own shapes."""
+    plain = export.to_tflite(_token_model(), pack=False)
+    packed = export.pack(plain, min_bytes=64)
+    assert b"HuffDecode" in packed
+    ref = em.reference_interpreter("litert", plain)
+    assert [int(v) for v in ref.get_input_details()[0]["shape_signature"]] == [-1, -1]
+    for length in (12, 3):
+        x = np.random.RandomState(length).randint(0, 64, (7, length)).astype(np.int32)
+        want = em.run_batch(ref, x)
+        for data in (plain, packed):
+            np.testing.assert_array_equal(pipeline.predict_tflite(data, x, batch_size=3), want)
