@@ -135,3 +135,29 @@ def test_an_empty_output_path_is_refused_before_any_work(tmp_path, monkeypatch):
                                                     r"name, e\.g\. (model\.tflite|sizes\.png)"):
             call()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and not list(work.iterdir())
+
+
+def test_report_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    """Report.plot called matplotlib.use("Agg"): in a notebook (inline backend) or a script with a
+    backend of its own, the caller's later plots went to Agg (plt.show() shows nothing). It now
+    draws on a Figure of its own; the chart is written as before."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("matplotlib")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(_model([(S.TensorType.FLOAT32, [2000], np.zeros(2000, np.float32).tobytes())]))
+    script = textwrap.dedent(f"""
+        import matplotlib
+        matplotlib.use("svg")
+        import matplotlib.pyplot as plt
+        from dc_keras import export
+        plt.figure()
+        export.inspect(open({str(model)!r}, "rb").read()).plot({str(tmp_path / "sizes.png")!r})
+        print(matplotlib.get_backend(), plt.get_fignums())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "svg [1]", out.stdout
+    assert (tmp_path / "sizes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from dc_keras._fileio import check_writable, write_figure
+from dc_keras._fileio import atomic_write, check_writable, figure_bytes
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, buffer_keep_reason, check_constant_sizes, check_min_bytes, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
@@ -232,17 +232,17 @@ class Report:
 
             _check_paths(source, os.fsdecode(path), ("the plot path", "the model inspected"))
         fmt = check_plot_path(path)
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # a Figure of its own, not pyplot's: matplotlib.use("Agg") here switched the caller's backend
+        # (a notebook's inline plots stopped showing) and pyplot kept the figure until closed
+        from matplotlib.figure import Figure
 
         rows = sorted(self.rows, key=lambda r: -r.raw_bytes)[:40]
         names = [r.name.split("/")[-2] if r.name.count("/") >= 1 else r.name for r in rows]
         raw = np.array([r.raw_bytes for r in rows], float) / 1024
         packed = np.array([r.packed_bytes if r.packed_bytes is not None else r.raw_bytes for r in rows],
                           float) / 1024
-        fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows) + 2), 4))
+        fig = Figure(figsize=(max(6, 0.35 * len(rows) + 2), 4))
+        ax = fig.subplots()
         x = np.arange(len(rows))
         ax.bar(x - 0.2, raw, 0.4, label="raw")
         ax.bar(x + 0.2, packed, 0.4, label="packed")
@@ -250,7 +250,8 @@ class Report:
         ax.set_ylabel("KiB")
         ax.set_title(f"constant tensors: {self.raw_total / 1024:.1f} KiB -> {self.packed_total / 1024:.1f} KiB")
         ax.legend()
-        write_figure(fig, path, fmt)
+        fig.tight_layout()
+        atomic_write(path, figure_bytes(fig, fmt))
 
 
 def check_plot_path(path) -> str:
