@@ -32,7 +32,10 @@ unpacked, packed by default, minimal, dense + sparse + float_planes). Sizes only
 instead runs tools/mcu/trim_sizes.sh with an empty build cache (Cortex-M4 code bytes of dc_codec.c
 per build option, object and linked, -Os and -O2; test_codec of the DC_CODEC_MINIMAL build under
 qemu; decode instructions per element of the trimmed builds, qemu -icount: deterministic) and
-writes its table to docs/results/micro_trim_sizes.json (or JSON).
+writes its table to docs/results/micro_trim_sizes.json (or JSON), with the release build's sizes:
+huffdecode_tflm.c's object (.text+.rodata+.data) with and without TF_LITE_STRIP_ERROR_STRINGS at -O2
+and -Os, and the `text` of a Cortex-M4 image that registers the op (tests/test_micro.py's app:
+kernel, decoder, tools/mcu/startup.c, mps2.ld, --gc-sections) built both ways.
 
     python benchmarks/mcu_bench.py --tflm-m4 TFLM_TREE [--m4-work DIR] [JSON]
 
@@ -222,6 +225,37 @@ def _test_models_child(out_path):
     _common.write_json(out_path, out)
 
 
+def _release_build_sizes():
+    """huffdecode_tflm.c with / without TF_LITE_STRIP_ERROR_STRINGS on Cortex-M4: object bytes and the
+    `text` of an image registering the op (as tests/test_micro.py's stripped-kernel test builds it)."""
+    k, mcu = os.path.join(ROOT, "tflite_kernels"), os.path.join(ROOT, "tools", "mcu")
+    flags = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-std=c99", "-Wall", "-Wextra",
+             "-Werror", "-ffunction-sections", "-fdata-sections", f"-I{k}/include", f"-I{k}/src", f"-I{k}/micro"]
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="mcu_release") as d:
+        app = os.path.join(d, "app.c")
+        _write(app, b'#include "huffdecode_tflm.h"\nconst DcTflmRegistration* volatile app_reg;\n'
+                    b"volatile int app_mode;\nint main(void) {\n"
+                    b"  app_reg = DcTflmHuffDecodeRegistration((DcTflmDecodeMode)app_mode);\n  return app_reg == 0;\n}\n")
+        for opt in ("-O2", "-Os"):
+            for name, extra in (("default", []), ("strip", ["-DTF_LITE_STRIP_ERROR_STRINGS"])):
+                obj, elf = os.path.join(d, f"k{opt}{name}.o"), os.path.join(d, f"app{opt}{name}.elf")
+                subprocess.run(["arm-none-eabi-gcc", *flags, opt, *extra, "-c",
+                                os.path.join(k, "micro", "huffdecode_tflm.c"), "-o", obj], check=True)
+                subprocess.run(["arm-none-eabi-gcc", *flags, opt, f"-I{mcu}", *extra, "--specs=rdimon.specs",
+                                "-nostartfiles", "-T", os.path.join(mcu, "mps2.ld"), "-Wl,--gc-sections", "-o", elf,
+                                app, os.path.join(k, "micro", "huffdecode_tflm.c"), os.path.join(k, "src", "dc_codec.c"),
+                                os.path.join(mcu, "startup.c")], check=True)
+                sa = subprocess.run(["arm-none-eabi-size", "-A", obj], capture_output=True, text=True,
+                                    check=True).stdout
+                code = sum(int(f[1]) for f in (ln.split() for ln in sa.splitlines())
+                           if len(f) >= 2 and f[0].startswith((".text", ".rodata", ".data")) and f[1].isdigit())
+                text = int(subprocess.run(["arm-none-eabi-size", elf], capture_output=True, text=True,
+                                          check=True).stdout.splitlines()[1].split()[0])
+                out[f"{name}{opt}"] = {"kernel_object_bytes": code, "image_text_bytes": text}
+    return out
+
+
 def trim_sizes(path, argv):
     res = {"benchmark": "micro_trim_sizes", "machine": _common.machine_info(frameworks=False),
            "command": _common.command_line(__file__, argv, prefix="python ")}
@@ -249,6 +283,7 @@ def trim_sizes(path, argv):
             name = " ".join(words[:-len(cols)])
             table[name] = dict(zip(cols, (float(w) if table is insns else int(w) for w in words[-len(cols):])))
     res["code_bytes"], res["insns_per_element_O2"] = sizes, insns
+    res["release_build"] = _release_build_sizes()
     if len(sizes) != 10 or len(insns) != 3 or " 0 failed" not in res.get("test_codec_minimal", ""):
         raise SystemExit("trim_sizes.txt not as expected:\n" + "\n".join(lines))
     _common.write_json(path, res)

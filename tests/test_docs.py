@@ -1116,6 +1116,15 @@ def _trim_sizes_figures():
         out.append((d, f"| {label} | " + " | ".join(f"{x:.2f}" for x in v.values()) + " |", src))
     n = int(re.search(r"(\d+) passed, 0 failed", t["test_codec_minimal"]).group(1))
     out.append((d, f"({n:,} built with `DC_CODEC_MINIMAL`)", src))
+    rb = t["release_build"]  # *Release builds*: the image that registers the op, with and without messages
+    img = {o: (rb[f"default{o}"]["image_text_bytes"], rb[f"strip{o}"]["image_text_bytes"]) for o in ("-O2", "-Os")}
+    ker = {o: rb[f"default{o}"]["kernel_object_bytes"] - rb[f"strip{o}"]["kernel_object_bytes"] for o in ("-O2", "-Os")}
+    out.append((d, f"had {img['-O2'][0] - img['-O2'][1]:,} B less `text` at -O2 ({img['-O2'][0]:,} → {img['-O2'][1]:,} B, "
+                   f"`arm-none-eabi-size`) and {img['-Os'][0] - img['-Os'][1]:,} B less at -Os ({img['-Os'][0]:,} → "
+                   f"{img['-Os'][1]:,} B): the kernel's {ker['-O2']:,} / {ker['-Os']:,} B plus "
+                   f"{img['-O2'][0] - img['-O2'][1] - ker['-O2']} / {img['-Os'][0] - img['-Os'][1] - ker['-Os']} B of "
+                   f"`dc_strerror`, its switch table and strings ({t['machine']['date']}, "
+                   "`benchmarks/mcu_bench.py --trim-sizes` -> docs/results/micro_trim_sizes.json;", src))
     return out
 
 
