@@ -161,3 +161,18 @@ def test_report_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "svg [1]", out.stdout
     assert (tmp_path / "sizes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("kwargs", [{"version": True}, {"version": 2.0}, {"max_code_length": True}])
+def test_codec_encode_refuses_a_bool_or_float_version_as_pack_does(kwargs):
+    """codec.encode(version=True) wrote version 1 (True == 1), version=2.0 version 2 and
+    max_code_length=True codes of at most 1 bit, where pack(version=True) is a ValueError; now
+    encode says which argument is wrong, as pack does."""
+    from dc_keras import codec
+
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=rf"^{name} must be "):
+        codec.encode(np.zeros(64, np.float32), **kwargs)
+    with pytest.raises(ValueError, match=r"^version must be None"):
+        export.pack(_model([(S.TensorType.FLOAT32, [64], bytes(256))]), version=True)
+    assert codec.info(codec.encode(np.zeros(64, np.float32), version=np.int64(2)))["version"] == 2

@@ -780,9 +780,11 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
     """
     if layout is not None and layout not in LAYOUT_CODES:
         raise ValueError(f"layout must be None or one of {sorted(LAYOUT_CODES)}, got {layout!r}")
-    if not (isinstance(max_code_length, (int, np.integer)) and 1 <= max_code_length <= MAX_CODE_LENGTH):
+    if isinstance(max_code_length, (bool, np.bool_)) or not (
+            isinstance(max_code_length, (int, np.integer)) and 1 <= max_code_length <= MAX_CODE_LENGTH):
         raise ValueError(f"max_code_length must be an int in 1..{MAX_CODE_LENGTH}, got {max_code_length!r}")
-    if version is not None and version not in VERSIONS:
+    if version is not None and (isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer))
+                                or version not in VERSIONS):  # True and 1.0 == 1: refused as pack refuses them
         raise ValueError(f"version must be None (the lowest that holds the dtype) or one of {VERSIONS}, "
                          f"got {version!r}")
     if max_bytes is not None and not (isinstance(max_bytes, (int, np.integer)) and not isinstance(max_bytes, bool)
