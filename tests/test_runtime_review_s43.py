@@ -56,3 +56,25 @@ def test_predict_tflite_feeds_a_model_whose_inputs_have_free_dimensions_past_the
         want = em.run_batch(ref, x)
         for data in (plain, packed):
             np.testing.assert_array_equal(pipeline.predict_tflite(data, x, batch_size=3), want)
+
+
+def test_the_interpreters_signature_is_its_constructors():
+    """inspect.signature(Interpreter) -- what help(), notebooks' and IDEs' call tips show -- was
+    __new__'s catch-all '(*_args, backend='auto', decode='delegate', weights='decoded', **_kwargs)'
+    since 3f3aef4 gave the class a __new__ (inspect prefers it): model_path, release_decoded,
+    max_density were gone from it. A subclass with an __init__ of its own shows that one's."""
+    import inspect
+
+    params = inspect.signature(runtime.Interpreter).parameters
+    assert list(params)[:2] == ["model_path", "model_content"], params
+    assert {"backend", "decode", "weights", "release_decoded", "max_density", "kwargs"} <= set(params)
+
+    class Fixed(runtime.Interpreter):
+        def __init__(self, path, threads=2):
+            super().__init__(model_path=path, num_threads=threads)
+
+    class Same(runtime.Interpreter):
+        pass
+
+    assert list(inspect.signature(Fixed).parameters) == ["path", "threads"]
+    assert inspect.signature(Same) == inspect.signature(runtime.Interpreter)

@@ -298,6 +298,26 @@ def _resolver_type_for(backend, kwargs):
     return dict(kwargs, experimental_op_resolver_type=member)
 
 
+class _InitSignature:
+    """``Interpreter.__signature__``: what ``inspect.signature(Interpreter)`` (``help()``, notebooks'
+    and IDEs' call tips) shows, the parameters of ``__init__``; inspect prefers ``__new__``'s catch-all
+    ones when a class defines both. Computed when asked (inspect is not imported on the load path);
+    None for a subclass with an ``__init__`` or ``__new__`` of its own (inspect then reads those)."""
+
+    def __get__(self, obj, owner):
+        if obj is not None:
+            raise AttributeError("__signature__")
+        for klass in owner.__mro__:
+            if klass is Interpreter:
+                break
+            if "__init__" in vars(klass) or "__new__" in vars(klass):
+                return None
+        import inspect
+
+        sig = inspect.signature(Interpreter.__init__)
+        return sig.replace(parameters=list(sig.parameters.values())[1:])  # without self
+
+
 class Interpreter:
     """A TFLite interpreter that runs packed models (``HuffDecode`` ops) and ordinary ones.
 
@@ -363,6 +383,8 @@ class Interpreter:
       >>> it.set_tensor(it.get_input_details()[0]["index"], x)
       >>> it.invoke(); y = it.get_tensor(it.get_output_details()[0]["index"])
     """
+
+    __signature__ = _InitSignature()
 
     def __new__(cls, *_args, backend="auto", decode="delegate", weights="decoded", **_kwargs):
         """An instance of ``_interpreter_class(cls, <the backend's interpreter class>)``; the backend
