@@ -263,7 +263,11 @@ def read_model(data) -> "schema.ModelT":
             if not 0 <= t.buffer < max(nbuf, 1):
                 raise _malformed(f"subgraph {s} tensor refers to missing buffer {t.buffer}")
             if getattr(t, "externalBuffer", 0):
-                raise ValueError("this .tflite uses external buffers; not supported")
+                name = printable(tensor_name(t))
+                raise ValueError(f"tensor {name or '(unnamed)'!r} (subgraph {s}) keeps its data in an external "
+                                 f"weights file (Tensor.external_buffer {t.externalBuffer}, LiteRT's external "
+                                 "buffers), which dc_keras does not read: export the model with its weights "
+                                 "inside the .tflite")
         for o, op in enumerate(sg.operators or []):
             if not 0 <= op.opcodeIndex < nops:
                 raise _malformed(f"subgraph {s} operator {o} has no operator code")

@@ -176,3 +176,19 @@ def test_codec_encode_refuses_a_bool_or_float_version_as_pack_does(kwargs):
     with pytest.raises(ValueError, match=r"^version must be None"):
         export.pack(_model([(S.TensorType.FLOAT32, [64], bytes(256))]), version=True)
     assert codec.info(codec.encode(np.zeros(64, np.float32), version=np.int64(2)))["version"] == 2
+
+
+def test_a_tensor_with_an_external_weights_file_is_named_with_the_fix():
+    """A tensor whose data lives in a LiteRT external weights file (Tensor.external_buffer) was
+    refused as "this .tflite uses external buffers; not supported": no tensor, no fix, and the
+    same words as the buffers after the flatbuffer that pack reads. Now the error names the
+    tensor, the field and what to do."""
+    m = fb.read_model(_model([(S.TensorType.FLOAT32, [64], bytes(256))]))
+    t = m.subgraphs[0].tensors[1]
+    m.buffers[t.buffer].data = None
+    t.externalBuffer = 1
+    data = fb.write_model(m, "inline")
+    for call in (export.pack, export.unpack, export.inspect):
+        with pytest.raises(ValueError, match=r"tensor 'c0' \(subgraph 0\) keeps its data in an external weights file "
+                                             r"\(Tensor\.external_buffer 1.*export the model with its weights inside"):
+            call(data)
