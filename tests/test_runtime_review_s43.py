@@ -78,3 +78,15 @@ def test_the_interpreters_signature_is_its_constructors():
 
     assert list(inspect.signature(Fixed).parameters) == ["path", "threads"]
     assert inspect.signature(Same) == inspect.signature(runtime.Interpreter)
+
+
+def test_compiled_model_given_the_bytes_as_its_path_names_itself_in_the_fix():
+    """compiled_model(data) -- the model's bytes as the first argument, model_path -- said to pass them
+    as 'Interpreter(model_content=data)', another function."""
+    import pytest
+
+    packed = export.pack(em.tflite("dense", None))
+    with pytest.raises(TypeError, match=r"pass them as model_content=, e\.g\. compiled_model\(model_content=data\)$"):
+        runtime.compiled_model(packed)
+    with pytest.raises(TypeError, match=r"e\.g\. Interpreter\(model_content=data\)$"):
+        runtime.Interpreter(packed)

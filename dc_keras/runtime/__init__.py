@@ -110,11 +110,12 @@ def prepare_tensorflow_registerer() -> str:
         return REGISTERER
 
 
-def _check_model(model_path, model_content) -> str:
+def _check_model(model_path, model_content, caller="Interpreter") -> str:
     """Cheap checks before LiteRT/TF sees the model, whose errors name neither the file nor a fix:
     the path exists and is a file, and the first bytes are a .tflite header (size, identifier).
     Nothing heavier runs on the load path (the schema module alone costs ~25 ms to import); a model
-    LiteRT then refuses is diagnosed by ``_load_errors``. Returns how errors name the model."""
+    LiteRT then refuses is diagnosed by ``_load_errors``. Returns how errors name the model.
+    ``caller``: the function the fix for bytes given as ``model_path`` names."""
     if model_path is None:
         if model_content is None:
             return "model_content"  # LiteRT/TF say that one of the two is needed
@@ -123,7 +124,7 @@ def _check_model(model_path, model_content) -> str:
     if isinstance(model_path, (bytearray, memoryview, mmap.mmap)) or (
             isinstance(model_path, bytes) and (len(model_path) > 4096 or b"\0" in model_path)):
         raise TypeError(f"model_path got {memoryview(model_path).nbytes} bytes of model content, not a path: pass them as "
-                        "model_content=, e.g. Interpreter(model_content=data)")
+                        f"model_content=, e.g. {caller}(model_content=data)")
     path = os.fspath(model_path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file: check the path (model_path is a .tflite "
@@ -1333,7 +1334,7 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
     with _needs("ai_edge_litert", "compiled_model", "pip install -U ai-edge-litert (a version with CompiledModel)"):
         from ai_edge_litert.compiled_model import CompiledModel
 
-    label = _check_model(model_path, model_content)  # a missing path or a non-.tflite, named
+    label = _check_model(model_path, model_content, "compiled_model")  # a missing path or a non-.tflite, named
     if model_path is not None:
         with open(model_path, "rb") as f:
             model_content = f.read()
