@@ -192,3 +192,19 @@ def test_a_tensor_with_an_external_weights_file_is_named_with_the_fix():
         with pytest.raises(ValueError, match=r"tensor 'c0' \(subgraph 0\) keeps its data in an external weights file "
                                              r"\(Tensor\.external_buffer 1.*export the model with its weights inside"):
             call(data)
+
+
+def test_int8_with_a_representative_function_that_yields_nothing_is_refused():
+    """quantize="int8" with a representative_data function that yields no sample (an exhausted
+    iterator, a filter that drops everything): TF's converter wrote a float32 model, with no error
+    and no warning. Now a ValueError says so; a function that yields samples still gives int8."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    with pytest.raises(ValueError, match=r"representative_data \(a function\) yielded no sample, so the converter "
+                                         r"calibrated nothing and wrote a float model"):
+        export.to_tflite(model, quantize="int8", representative_data=lambda: iter([]), pack=False)
+    data = export.to_tflite(model, quantize="int8", representative_data=lambda: ([x[i:i + 1]] for i in range(16)),
+                            pack=False)
+    assert S.TensorType.INT8 in {int(t.type) for t in fb.read_model(data).subgraphs[0].tensors}

@@ -238,6 +238,18 @@ def _representative(data, batch=1, model=None, names=None):
     return gen
 
 
+def _counted(generator, count):
+    """``generator`` (a representative-dataset function), counting in ``count[0]`` the samples it
+    gives: one that yields none leaves TF's converter writing a float model without a word."""
+
+    def samples():
+        for sample in generator():
+            count[0] += 1
+            yield sample
+
+    return samples
+
+
 def _check_model(model):
     """A Keras model (or layer) to convert; a path, bytes or None is a user's mix-up, named with its fix."""
     import keras
@@ -1463,8 +1475,15 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     names = [getattr(t, "name", None) for t in getattr(model, "inputs", None) or []]
     if signature is not None:  # the calibrator feeds the converted signature's inputs by these names
         names = _signature_names(signature, names)
+    yielded = [0]  # samples a representative_data function gave the calibrator
+    if quantize == "int8" and callable(representative_data):
+        representative_data = _counted(representative_data, yielded)
     data = _convert_checked(model, batch_size, quantize, per_channel, lambda pc, legacy: _configurer(
         quantize, representative_data, converter_options, configure, pc, legacy, names), signature)
+    if quantize == "int8" and not yielded[0] and callable(representative_data):
+        raise ValueError("to_tflite: representative_data (a function) yielded no sample, so the converter calibrated "
+                         "nothing and wrote a float model instead of an int8 one: make it yield the model's inputs "
+                         "(e.g. lambda: ([x[i:i + 1]] for i in range(100))), or pass the array itself")
     if pack:
         packed, stats = pack_with_stats(data, min_bytes=min_bytes, positive_zeros=positive_zeros, **options)
         warn_notes(stats, len(packed), "to_tflite(..., positive_zeros=True)", "to_tflite")
