@@ -354,15 +354,11 @@ def figure_bytes(fig, fmt: str) -> bytes:
 
 
 def write_figure(fig, path, fmt: str) -> None:
-    """Lays out a pyplot figure, writes it to ``path`` atomically as ``fmt`` and closes it (also
-    when writing fails)."""
-    import matplotlib.pyplot as plt
-
-    try:
-        fig.tight_layout()
-        atomic_write(path, figure_bytes(fig, fmt))
-    finally:
-        plt.close(fig)
+    """Lays out a ``matplotlib.figure.Figure`` (made without pyplot, so nothing switches the
+    caller's matplotlib backend or keeps the figure open) and writes it to ``path`` atomically as
+    ``fmt``."""
+    fig.tight_layout()
+    atomic_write(path, figure_bytes(fig, fmt))
 
 
 def content_bytes(data, what: str, path_hint: str = "") -> bytes:

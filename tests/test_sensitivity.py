@@ -242,3 +242,30 @@ def test_one_score_per_sample_takes_a_callable_metric():
     report = dc_keras.sensitivity(model, (X, Y), sparsities=[0.0, 0.99], metric=binary)
     assert report["baseline"] == pytest.approx(keras_accuracy)
     assert report["layers"]["h"][0] == pytest.approx(keras_accuracy)
+
+
+def test_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    """plot_sensitivity called matplotlib.use("Agg"): in a notebook (inline backend) or a script
+    with a backend of its own, the caller's later plots went to Agg, and pyplot kept the chart's
+    figure open. It now draws on a Figure of its own (as inspect's Report.plot); the chart is
+    written as before."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("matplotlib")
+    report = {"mode": "bits", "metric": "error", "baseline": 0.02, "values": [2, 3, 4],
+              "layers": {"fc1": [0.3, 0.05, 0.021], "fc2": [0.1, 0.03, 0.02]}}
+    script = textwrap.dedent(f"""
+        import matplotlib
+        matplotlib.use("svg")
+        import matplotlib.pyplot as plt
+        import dc_keras
+        plt.figure()
+        dc_keras.plot_sensitivity({report!r}, {str(tmp_path / "s.png")!r})
+        print(matplotlib.get_backend(), plt.get_fignums())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "svg [1]", out.stdout
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

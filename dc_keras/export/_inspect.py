@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from dc_keras._fileio import atomic_write, check_writable, figure_bytes
+from dc_keras._fileio import check_writable, write_figure
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, buffer_keep_reason, check_constant_sizes, check_min_bytes, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
@@ -250,8 +250,7 @@ class Report:
         ax.set_ylabel("KiB")
         ax.set_title(f"constant tensors: {self.raw_total / 1024:.1f} KiB -> {self.packed_total / 1024:.1f} KiB")
         ax.legend()
-        fig.tight_layout()
-        atomic_write(path, figure_bytes(fig, fmt))
+        write_figure(fig, path, fmt)
 
 
 def check_plot_path(path) -> str:

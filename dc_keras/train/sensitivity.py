@@ -492,16 +492,16 @@ def plot_sensitivity(report, path):
     atomically (format from its extension, e.g. .png, .svg, .pdf)."""
     if not isinstance(report, dict) or "layers" not in report:
         raise ValueError("Expected a report from dc_keras.sensitivity().")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # a Figure of its own, not pyplot's: matplotlib.use("Agg") here switched the caller's backend
+    # (a notebook's inline plots stopped showing)
+    from matplotlib.figure import Figure
 
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lstrip(".").lower()
     if not ext:
         raise ValueError(f"`path` needs an image extension such as .png, got {path!r}.")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for layer, results in report["layers"].items():
         ax.plot(report["values"], results, marker="o", label=layer)
     ax.axhline(report["baseline"], color="gray", linestyle="--", label="baseline")
