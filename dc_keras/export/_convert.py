@@ -218,7 +218,12 @@ def _representative(data, batch=1, model=None, names=None):
     # integer inputs (token ids of an Embedding) keep their dtype; the rest is fed as float32
     inputs = [np.asarray(a) for a in inputs]
     inputs = [a if a.dtype.kind in "iu" else a.astype(np.float32) for a in inputs]
-    n = min(len(a) for a in inputs)
+    lengths = [len(a) if a.ndim else 0 for a in inputs]
+    if len(set(lengths)) > 1:  # zip-like reading would calibrate on the shortest one's count, silently
+        raise _ArgumentError(
+            f"representative_data's arrays hold different numbers of samples ({', '.join(map(str, lengths))}): "
+            "sample i of each input is fed together (first axis = samples); give every input the same count")
+    n = min(lengths)
     if n == 0:
         raise ValueError("representative_data is empty")
     if n < batch:  # the generator below would yield nothing: TF then writes a float model, silently
