@@ -1260,8 +1260,9 @@ def unpack(packed_bytes, *, buffers: str = "auto") -> bytes:
 
     Every ``HuffDecode`` op is decoded in Python (``dc_keras.codec.decode``) and removed, its
     output tensor gets its constant data back, and the packed tensors, buffers and the operator
-    code disappear. A model without ``HuffDecode`` ops is returned unchanged. ``buffers`` is as
-    in ``pack`` (``"auto"``: the input's convention, inline under 256 KiB of data). A zip appended
+    code disappear. ``buffers`` is as in ``pack`` (``"auto"``: the input's convention, inline under
+    256 KiB of data). A model without ``HuffDecode`` ops is returned unchanged with ``"auto"``;
+    ``"inline"`` / ``"external"`` rewrite it with its buffers stored that way. A zip appended
     after the model (TFLite metadata's associated files) follows the output's model, as in ``pack``,
     and so do other bytes after the model (unchanged, before the zip).
 
