@@ -29,6 +29,24 @@ static int passed, failed;
     }                                                                                           \
   } while (0)
 
+/* A graph as test_delegate's (HuffDecode -> FULLY_CONNECTED reading it as its input 0), the
+ * runtime's callbacks reaching it from the context (its first member). */
+typedef struct {
+  TfLiteContext ctx;
+  TfLiteTensor tensors[2];
+  TfLiteNode nodes[2];
+  TfLiteRegistration regs[2];
+  int plan[3];
+  TfLiteIntArray *inputs, *outputs, *in_dims, *out_dims, *replaced;
+  uint8_t* packed;
+  TfLiteRegistration kernel; /* the delegate's, as ReplaceNodeSubsetsWithDelegateKernels got it */
+  TfLiteNode kernel_node;
+  int replaced_calls;
+  char error[512];
+} Graph;
+
+#include "fake_runtime.h" /* int_array, graph_context: after Graph */
+
 /* ---- fake runtime ---- */
 static char g_error[1024];
 static TfLiteTensor g_tensors[4];
@@ -85,14 +103,6 @@ static TfLiteStatus replace(TfLiteContext* c, TfLiteRegistration reg, const TfLi
   g_replaced_count = nodes->size;
   for (int k = 0; k < nodes->size && k < 4; ++k) g_replaced_nodes[k] = nodes->data[k];
   return kTfLiteOk;
-}
-
-static TfLiteIntArray* int_array(int n, const int* v) {
-  TfLiteIntArray* a =
-      (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * (size_t)(n ? n : 1));
-  a->size = n;
-  for (int k = 0; k < n; ++k) a->data[k] = v[k];
-  return a;
 }
 
 static TfLiteContext g_ctx;
@@ -288,60 +298,12 @@ static void test_delegate(void) {
 
 /* ---- one delegate, several graphs on several threads: a fake runtime per graph ---- */
 
-/* A graph as test_delegate's (HuffDecode -> FULLY_CONNECTED reading it as its input 0), the
- * runtime's callbacks reaching it from the context (its first member). */
-typedef struct {
-  TfLiteContext ctx;
-  TfLiteTensor tensors[2];
-  TfLiteNode nodes[2];
-  TfLiteRegistration regs[2];
-  int plan[3];
-  TfLiteIntArray *in, *out, *in_dims, *out_dims, *replaced;
-  uint8_t* packed;
-  TfLiteRegistration kernel; /* the delegate's, as ReplaceNodeSubsetsWithDelegateKernels got it */
-  TfLiteNode kernel_node;
-  int replaced_calls;
-  char error[512];
-} Graph;
-
-static void graph_report(TfLiteContext* c, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(((Graph*)c)->error, sizeof((Graph*)c)->error, fmt, ap);
-  va_end(ap);
-}
-
-static TfLiteStatus graph_plan(TfLiteContext* c, TfLiteIntArray** plan) {
-  *plan = (TfLiteIntArray*)((Graph*)c)->plan;
-  return kTfLiteOk;
-}
-
-static TfLiteStatus graph_node(TfLiteContext* c, int i, TfLiteNode** n, TfLiteRegistration** r) {
-  *n = &((Graph*)c)->nodes[i];
-  *r = &((Graph*)c)->regs[i];
-  return kTfLiteOk;
-}
-
-/* As the runtime: the kernel's init with TfLiteDelegateParams, once per claimed partition. */
-static TfLiteStatus graph_replace(TfLiteContext* c, TfLiteRegistration reg,
-                                  const TfLiteIntArray* nodes, TfLiteDelegate* d) {
-  Graph* g = (Graph*)c;
-  TfLiteDelegateParams params = {d, (TfLiteIntArray*)nodes, g->in, g->out};
-  g->replaced_calls++;
-  g->kernel = reg;
-  memset(&g->kernel_node, 0, sizeof g->kernel_node);
-  g->kernel_node.outputs = g->out;
-  g->kernel_node.delegate = d;
-  g->kernel_node.user_data = reg.init(c, (const char*)&params, 0);
-  return kTfLiteOk;
-}
-
 static Graph* graph_new(const char* weight_name) {
   const int zero = 0, one = 1, outdims[3] = {3, 5, 2};
   int n = (int)sizeof dense_float32_rank3_packed;
   Graph* g = (Graph*)calloc(1, sizeof(Graph));
-  g->in = int_array(1, &zero);
-  g->out = int_array(1, &one);
+  g->inputs = int_array(1, &zero);
+  g->outputs = int_array(1, &one);
   g->in_dims = int_array(1, &n);
   g->out_dims = int_array(3, outdims);
   g->packed = (uint8_t*)malloc((size_t)n);
@@ -357,22 +319,17 @@ static Graph* graph_new(const char* weight_name) {
   g->tensors[1].allocation_type = kTfLiteArenaRw;
   g->tensors[1].bytes = 3 * 5 * 2 * 4;
   g->tensors[1].name = weight_name;
-  g->nodes[0].inputs = g->in;
-  g->nodes[0].outputs = g->out;
-  g->nodes[1].inputs = g->out;
-  g->nodes[1].outputs = g->in;
+  g->nodes[0].inputs = g->inputs;
+  g->nodes[0].outputs = g->outputs;
+  g->nodes[1].inputs = g->outputs;
+  g->nodes[1].outputs = g->inputs;
   g->regs[0].builtin_code = kTfLiteBuiltinCustom;
   g->regs[0].custom_name = "HuffDecode";
   g->regs[1].builtin_code = 9; /* FULLY_CONNECTED */
   g->plan[0] = 2;
   g->plan[1] = 0;
   g->plan[2] = 1;
-  g->ctx.tensors_size = 2;
-  g->ctx.tensors = g->tensors;
-  g->ctx.ReportError = graph_report;
-  g->ctx.GetExecutionPlan = graph_plan;
-  g->ctx.GetNodeAndRegistration = graph_node;
-  g->ctx.ReplaceNodeSubsetsWithDelegateKernels = graph_replace;
+  graph_context(g, 2);
   return g;
 }
 
@@ -390,8 +347,8 @@ static int graph_load(Graph* g, TfLiteDelegate* d) {
 /* The interpreter goes: the runtime frees its kernels, then the graph. */
 static void graph_free(Graph* g) {
   if (g->replaced_calls) g->kernel.free(&g->ctx, g->kernel_node.user_data);
-  free(g->in);
-  free(g->out);
+  free(g->inputs);
+  free(g->outputs);
   free(g->in_dims);
   free(g->out_dims);
   free(g->packed);

@@ -232,22 +232,6 @@ static void* unpack_run(void* arg) {
   return NULL;
 }
 
-static uint8_t* read_file(const char* path, size_t* n) {
-  FILE* f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t* b = len > 0 ? (uint8_t*)malloc((size_t)len) : NULL;
-  if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-    free(b);
-    b = NULL;
-  }
-  fclose(f);
-  *n = (size_t)len;
-  return b;
-}
-
 static void unpack_at_once(void) {
   const char* path = "../tests/data/conv_int8_tail.packed.tflite";
   size_t n = 0, ref_n = 0, num = 0;
@@ -456,31 +440,7 @@ typedef struct {
   char error[512];
 } Graph;
 
-static TfLiteIntArray* int_array(int n, const int* v) {
-  TfLiteIntArray* a =
-      (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * (size_t)(n ? n : 1));
-  a->size = n;
-  for (int k = 0; k < n; ++k) a->data[k] = v[k];
-  return a;
-}
-
-static void graph_report(TfLiteContext* c, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(((Graph*)c)->error, sizeof((Graph*)c)->error, fmt, ap);
-  va_end(ap);
-}
-
-static TfLiteStatus graph_plan(TfLiteContext* c, TfLiteIntArray** plan) {
-  *plan = (TfLiteIntArray*)((Graph*)c)->plan;
-  return kTfLiteOk;
-}
-
-static TfLiteStatus graph_node(TfLiteContext* c, int i, TfLiteNode** n, TfLiteRegistration** r) {
-  *n = &((Graph*)c)->nodes[i];
-  *r = &((Graph*)c)->regs[i];
-  return kTfLiteOk;
-}
+#include "fake_runtime.h" /* int_array, graph_context: after Graph */
 
 /* As the runtime: a dynamic or arena tensor gets memory of its new size (only kLookup here). */
 static TfLiteStatus graph_resize(TfLiteContext* c, TfLiteTensor* t, TfLiteIntArray* shape) {
@@ -498,19 +458,6 @@ static TfLiteStatus graph_resize(TfLiteContext* c, TfLiteTensor* t, TfLiteIntArr
   t->bytes = n;
   t->data.data = g->lookup_data;
   return g->lookup_data ? kTfLiteOk : kTfLiteError;
-}
-
-static TfLiteStatus graph_replace(TfLiteContext* c, TfLiteRegistration reg,
-                                  const TfLiteIntArray* nodes, TfLiteDelegate* d) {
-  Graph* g = (Graph*)c;
-  TfLiteDelegateParams params = {d, (TfLiteIntArray*)nodes, g->inputs, g->outputs};
-  g->replaced_calls++;
-  g->kernel = reg;
-  memset(&g->kernel_node, 0, sizeof g->kernel_node);
-  g->kernel_node.outputs = g->outputs;
-  g->kernel_node.delegate = d;
-  g->kernel_node.user_data = reg.init(c, (const char*)&params, 0);
-  return kTfLiteOk;
 }
 
 static Graph* graph_new(int bad, int compressed) {
@@ -593,13 +540,8 @@ static Graph* graph_new(int bad, int compressed) {
   g->plan[0] = kNodes;
   g->inputs = int_array(kBig + 2, ins);
   g->outputs = int_array(kBig + 1, outs);
-  g->ctx.tensors_size = kTensors;
+  graph_context(g, kTensors);
   g->ctx.ResizeTensor = graph_resize;
-  g->ctx.tensors = g->tensors;
-  g->ctx.ReportError = graph_report;
-  g->ctx.GetExecutionPlan = graph_plan;
-  g->ctx.GetNodeAndRegistration = graph_node;
-  g->ctx.ReplaceNodeSubsetsWithDelegateKernels = graph_replace;
   return g;
 }
 

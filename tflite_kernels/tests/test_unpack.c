@@ -17,22 +17,6 @@
 #include "dc_test.h"
 #include "dc_unpack.h"
 
-static uint8_t* read_file(const char* path, size_t* n) {
-  FILE* f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t* b = len > 0 ? (uint8_t*)malloc((size_t)len) : NULL;
-  if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-    free(b);
-    b = NULL;
-  }
-  fclose(f);
-  *n = (size_t)len;
-  return b;
-}
-
 /* Every decoded tensor's bytes occur in `plain` at a 16-byte aligned offset. */
 static void check_contents(const uint8_t* model, size_t n, const uint8_t* plain, size_t pn) {
   dc_huffdecode_op* ops = NULL;
