@@ -90,3 +90,25 @@ def test_compiled_model_given_the_bytes_as_its_path_names_itself_in_the_fix():
         runtime.compiled_model(packed)
     with pytest.raises(TypeError, match=r"e\.g\. Interpreter\(model_content=data\)$"):
         runtime.Interpreter(packed)
+
+
+def test_compressed_report_reads_tensor_names_holding_tabs_and_newlines():
+    """The delegate's report (DcKerasHuffDecodeDelegateReport: one tab-separated line per layer) printed
+    tensor names as they are, so a name holding a tab or a newline shifted or split its line and
+    compressed_report() raised IndexError (the model itself ran fine). The library now writes tab,
+    newline, carriage return and backslash in names and reasons as \\t, \\n, \\r and \\\\, and the
+    report gives the names back as they are."""
+    from dc_keras import _flatbuffer as fb
+
+    m = fb.read_model(em.tflite("dense", None))
+    sg = m.subgraphs[0]
+    fcs = [op for op in sg.operators if fb.opcode_name(m, op) == "FULLY_CONNECTED"]
+    odd = [b"fc\tweights\nx", b"back\\slash\r"]
+    for op, name in zip(fcs, odd):
+        sg.tensors[op.inputs[1]].name = name
+    plain = fb.write_model(m)
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+    it.allocate_tensors()
+    names = {row["weights"] for row in it.compressed_report()}
+    assert {n.decode() for n in odd} <= names, names
+    assert len(it.compressed_report()) == len(fcs)

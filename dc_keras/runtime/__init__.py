@@ -928,15 +928,25 @@ def _op_label(name: str) -> str:
     return name
 
 
+_REPORT_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
+
+
+def _report_text(field) -> str:
+    """A name or reason of the delegate's report as it is: the library writes tab, newline, carriage
+    return and backslash in them as \\t, \\n, \\r and \\\\ (huffdecode_op.c report_field), so a tensor
+    name holding one no longer splits its line or shifts its fields."""
+    return re.sub(r"\\([tnr\\])", lambda m: _REPORT_ESCAPES[m.group(1)], field)
+
+
 def _report_row(f) -> dict:
     if f[0] == "more":  # a delegate shared by interpreters: the lines past its report's 1 MiB, counted
         return {"weights": None, "route": "more", "count": int(f[1]), "reason": f[2]}
     if f[0] == "compressed":
         rows, cols = (int(v) for v in f[2].split("x"))
-        return {"weights": f[1], "route": "compressed", "shape": (rows, cols), "dtype": f[3],
+        return {"weights": _report_text(f[1]), "route": "compressed", "shape": (rows, cols), "dtype": f[3],
                 "nonzeros": int(f[4]), "bytes": int(f[5]), "op": f[6]}
-    reason = re.sub(r"\bBUILTIN_\d+\b", lambda m: _op_label(m.group(0)), f[2])  # "BUILTIN_6 has no ..."
-    return {"weights": f[1], "route": "dense", "reason": reason, "op": _op_label(f[3])}
+    reason = re.sub(r"\bBUILTIN_\d+\b", lambda m: _op_label(m.group(0)), _report_text(f[2]))  # "BUILTIN_6 has no ..."
+    return {"weights": _report_text(f[1]), "route": "dense", "reason": reason, "op": _op_label(f[3])}
 
 
 def _schema():

@@ -61,8 +61,9 @@ DC_API struct TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys,
 DC_API void tflite_plugin_destroy_delegate(struct TfLiteDelegate* delegate);
 
 /* What the delegate did with each layer fed by packed weights (weights=compressed), one
- * tab-separated line each; copies up to size - 1 bytes (NUL terminated), returns the full length.
- * A delegate shared by interpreters (any threads: it takes a lock) holds each model's lines once,
+ * tab-separated line each (tab, newline, carriage return and backslash in a tensor name or reason
+ * written as \t, \n, \r and \\); copies up to size - 1 bytes (NUL terminated), returns the full
+ * length. A delegate shared by interpreters (any threads: it takes a lock) holds each model's lines once,
  * however many interpreters load it, up to 1 MiB of lines; then one last line "more\t<count>\t..."
  * counts the lines not kept. */
 DC_API size_t DcKerasHuffDecodeDelegateReport(const struct TfLiteDelegate* delegate, char* buf,

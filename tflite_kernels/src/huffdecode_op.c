@@ -504,6 +504,26 @@ static int delegate_keep(DcDelegate* d, void* block) {
   return 1;
 }
 
+/* A name or reason as a report field, in memory of its own (free it; NULL when out of memory: the
+ * line is then left out, as report_line leaves out a line it has no memory for): tab, newline,
+ * carriage return and backslash written as \t, \n, \r and \\, so that the report's lines and
+ * fields stay one line, tab-separated, whatever the names (dc_keras.runtime reads them back). */
+static char* report_field(const char* s) {
+  size_t len = 0;
+  for (const char* c = s; *c; ++c)
+    len += (*c == '\t' || *c == '\n' || *c == '\r' || *c == '\\') ? 2 : 1;
+  char* out = (char*)malloc(len + 1);
+  if (!out) return NULL;
+  size_t n = 0;
+  for (; *s; ++s) {
+    char e = *s == '\t' ? 't' : *s == '\n' ? 'n' : *s == '\r' ? 'r' : *s == '\\' ? '\\' : 0;
+    if (e) out[n++] = '\\';
+    out[n++] = e ? e : *s;
+  }
+  out[n] = '\0';
+  return out;
+}
+
 static void report_line(DcDelegate* d, const char* fmt, ...) {
   /* measured first: a line is never cut (a cut line lost its last fields and its newline) */
   va_list ap;
@@ -523,6 +543,15 @@ static void report_line(DcDelegate* d, const char* fmt, ...) {
   (void)vsnprintf(d->report + d->report_len, len + 1, fmt, ap);
   va_end(ap);
   d->report_len += len;
+}
+
+/* The "dense" line for weights `name`, kept dense for `why`, read by op `op`. */
+static void report_dense(DcDelegate* d, const char* name, const char* why, const char* op) {
+  char* f_name = report_field(name);
+  char* f_why = report_field(why);
+  if (f_name && f_why) report_line(d, "dense\t%s\t%s\t%s\n", f_name, f_why, op);
+  free(f_name);
+  free(f_why);
 }
 
 /* Bytes of report lines kept (1 MiB: ~10,000 layers' lines; a model's own lines are ~100 B per
@@ -1716,10 +1745,14 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     }
     if (r == 1) {
       fc->node->inputs->data[slot] = p->packed; /* the dense weight loses its consumer */
-      report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\t%s\n", p->name, (unsigned)p->m.rows,
-                  (unsigned)p->m.cols, p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8",
-                  (unsigned long long)p->m.nnz, (unsigned long long)dc_sparse_fc_bytes(&p->m),
-                  op_name(p->op));
+      char* field = report_field(p->name);
+      if (field) {
+        report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\t%s\n", field, (unsigned)p->m.rows,
+                    (unsigned)p->m.cols, p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8",
+                    (unsigned long long)p->m.nnz, (unsigned long long)dc_sparse_fc_bytes(&p->m),
+                    op_name(p->op));
+        free(field);
+      }
     }
   }
   if (r == 1) {
@@ -1731,9 +1764,8 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     return;
   }
   char msg[512];
-  report_line(d, "dense\t%s\t%s\t%s\n",
-              tensor_name(&context->tensors[fc->node->inputs->data[slot]]), why,
-              op_name(fc->reg->builtin_code));
+  report_dense(d, tensor_name(&context->tensors[fc->node->inputs->data[slot]]), why,
+               op_name(fc->reg->builtin_code));
   huff->skip = 0;
   if (!delegate_decode_node(context, d, huff->node, dense, msg, sizeof msg)) {
     remember_error(d, context, msg);
@@ -2202,7 +2234,7 @@ static void report_decoded(TfLiteContext* context, DcDelegate* d, const PlanNode
     } else {
       set_msg(why, sizeof why, "not a compressed candidate; decoded");
     }
-    report_line(d, "dense\t%s\t%s\t%s\n", tensor_name(&context->tensors[r->tensor]), why, op);
+    report_dense(d, tensor_name(&context->tensors[r->tensor]), why, op);
   }
 }
 
