@@ -63,6 +63,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_JSON = os.path.join(ROOT, "docs", "results", "mcu_lenet_300_100.json")
 
 
+def _run_tflm(tflm_env, jobs, work, lib_dir):
+    """Runs ``jobs`` (tools/mcu/tflm_run.py's job dicts) in the TFLM wheel's venv with the host build of
+    the TFLM kernel in ``lib_dir``; its results, one per job, in order (its stderr's end on failure)."""
+    _write(os.path.join(work, "jobs.json"), json.dumps(jobs).encode())
+    r = subprocess.run([tflm_env.ensure(), os.path.join(ROOT, "tools", "mcu", "tflm_run.py"), "--lib",
+                        os.path.join(lib_dir, "libdc_huffdecode_tflm.so"), "--jobs", os.path.join(work, "jobs.json")],
+                       capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    if r.returncode != 0:
+        raise SystemExit(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def _write(path, data):
     _common.atomic_write(path, data)
 
@@ -106,13 +118,7 @@ def tflm_section(models_dir, work):
         plan[f"{kind}.lut"] = dict(model=files[kind], registerers=[],
                                    lut_out=os.path.join(work, f"{kind}.lut.tflite"))
     jobs = [dict(j, input=xp, out=os.path.join(work, f"{n}.out.npy"), arena_usage=True) for n, j in plan.items()]
-    _write(os.path.join(work, "jobs.json"), json.dumps(jobs).encode())
-    r = subprocess.run([tflm_env.ensure(), os.path.join(ROOT, "tools", "mcu", "tflm_run.py"), "--lib",
-                        os.path.join(lib_dir, "libdc_huffdecode_tflm.so"), "--jobs", os.path.join(work, "jobs.json")],
-                       capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    if r.returncode != 0:
-        raise SystemExit(r.stderr[-3000:])
-    results = dict(zip(plan, json.loads(r.stdout.strip().splitlines()[-1])))
+    results = dict(zip(plan, _run_tflm(tflm_env, jobs, work, lib_dir)))
     out = {"images": int(len(x)), "runs": {}}
     y = np.load(os.path.join(models_dir, "y_test.npy"))
     for name, res in results.items():
@@ -190,13 +196,7 @@ def _test_models_child(out_path):
                 jobs.append({"model": os.path.join(work, f"{name}.{tag}.tflite"), "registerers": regs,
                              "arena_usage": True, "input": xp, "out": os.path.join(work, f"{name}.{mode}.npy")})
                 names.append((name, mode))
-        _write(os.path.join(work, "jobs.json"), json.dumps(jobs).encode())
-        r = subprocess.run([tflm_env.ensure(), os.path.join(ROOT, "tools", "mcu", "tflm_run.py"), "--lib",
-                            os.path.join(lib_dir, "libdc_huffdecode_tflm.so"), "--jobs", os.path.join(work, "jobs.json")],
-                           capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-        if r.returncode != 0:
-            raise SystemExit(r.stderr[-3000:])
-        results = json.loads(r.stdout.strip().splitlines()[-1])
+        results = _run_tflm(tflm_env, jobs, work, lib_dir)
         for name, (plain, packed, x) in packs.items():
             mem = test_micro._decode_memory(packed)
             row = {"bytes": len(plain), "packed_bytes": len(packed), "inputs": int(len(x)),
