@@ -359,11 +359,29 @@ def _gap_chunks(idx, bg):
 _GAP_HIST = 1 << 16
 
 
-def _sparse_plan(idx, counts, limit):
+def _one_bit_code(counts):
+    """§9: a code of two 1-bit symbols for an alphabet ``counts`` uses one symbol of: that symbol
+    and another (1, or 0 when the used one is 1), unused: one bit per symbol coded instead of a
+    zero-bit code. ``counts`` needs at least two symbols (a spare codebook entry for K = 1)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    used = int(np.flatnonzero(counts)[0])
+    code = _Code.__new__(_Code)
+    code.n, code.max_len, code.single = len(counts), 1, 0
+    code.lengths = np.zeros(len(counts), np.uint8)
+    code.lengths[[used, 1 if used == 0 else 0]] = 1
+    code.bits = int(counts.sum())
+    return code
+
+
+def _sparse_plan(idx, counts, limit, big=False):
     """Chooses G (§6) minimising the estimated size; returns the parameters of the sparse layout.
     Only the histogram of the gaps is made (a chunk at a time): every plan encode compares is
     alive at once, and per-element positions, values, gaps and quotients cost 16 B per stored
-    element per plan; _entries finds them again for the plan written."""
+    element per plan; _entries finds them again for the plan written. ``big``: the tensor
+    decodes to more than 16 MiB, so its entries may not all be zero-bit (§9): when they would be
+    (a constant tensor: fillers only; entries all alike) the index code gets a second, unused
+    1-bit symbol (``"spare"``: a codebook entry added for it when K = 1), and G is the candidate
+    with the fewest bits then, the largest: N / G bits instead of dense's N (FORMAT.md §9)."""
     n = len(idx)
     bg = int(np.argmax(counts))
     stored = n - int(counts[bg])
@@ -429,9 +447,20 @@ def _sparse_plan(idx, counts, limit):
         size = (gcode.bits + icode.bits) / 8 + gcode.descriptor_size() + icode.descriptor_size() + 8
         if best is None or size < best[0]:
             best = (size, g, gcode, icode)
+    spare = False
+    if big and best[2].max_len == 0 and best[3].max_len == 0:  # §9: refused as it is
+        best = None
+        for g, (gh, ih) in made.items():
+            gcode, icode = _Code(gh, limit), _Code(ih, limit)
+            if gcode.max_len == 0 and icode.max_len == 0:
+                icode = _one_bit_code(list(ih) + [0] * (len(ih) < 2))
+            size = (gcode.bits + icode.bits) / 8 + gcode.descriptor_size() + icode.descriptor_size() + 8
+            if best is None or size < best[0]:
+                best = (size, g, gcode, icode)
+        spare = best[3].n > len(counts)
     size, g, gcode, icode = best
     return {"size": size, "bg": bg, "idx": idx, "entries": stored + fillers(g), "G": g,
-            "gap_code": gcode, "index_code": icode}
+            "gap_code": gcode, "index_code": icode, "spare": spare}
 
 
 def _streams_dense(idx, code):

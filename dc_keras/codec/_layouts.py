@@ -70,11 +70,11 @@ class _Plain:
     def __init__(self, uniq, idx, counts, esz, limit, sparse, big):
         self.layout = LAYOUT_CODES["sparse" if sparse else "dense"]
         self.uniq, self.idx, self.esz = uniq, idx, esz
-        k = len(uniq)
         if sparse:
-            self.plan = _sparse_plan(idx, counts, limit)
-            zero_bit = self.plan["gap_code"].max_len == 0 and self.plan["index_code"].max_len == 0
-            self.size = float("inf") if big and zero_bit else self.plan["size"] + 2 + k * esz + _STREAM_SIZES
+            self.plan = _sparse_plan(idx, counts, limit, big)
+            if self.plan["spare"]:  # §9: the 1-bit index code's second symbol (_sparse_plan)
+                self.uniq = np.concatenate([uniq, np.array([uniq[0] ^ 1], uniq.dtype)])
+            self.size = self.plan["size"] + 2 + len(self.uniq) * esz + _STREAM_SIZES
             return
         self.code = _Code(counts, limit)
         if big and self.code.max_len == 0:  # §9: a large constant tensor gets a 1-bit code
@@ -164,7 +164,7 @@ class _Grouped(_Plain):
         super().__init__(tables.reshape(-1), idx, counts, esz, limit, sparse, big)  # uniq: the tables, group by group
         self._lead = bytes([axis])
         self.layout = LAYOUT_CODES["grouped_sparse" if sparse else "grouped_dense"]
-        if not sparse and len(self.uniq) != tables.size:  # no spare-entry trick for groups
+        if len(self.uniq) != tables.size:  # no spare-entry trick for groups
             self.size = float("inf")
         self.size += 1  # the axis byte (the codebook size already counts every group's table)
 
