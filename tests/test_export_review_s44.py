@@ -47,3 +47,36 @@ def test_over_16_mib_constant_reads_in_the_spec_reader():
     packed = codec.encode(a)
     assert codec.info(packed)["layout"] == "sparse" and len(packed) < 200
     check_against_reference(a, packed)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. inspect's "packable to" counted equal data held in two buffers twice; pack stores it once
+# ----------------------------------------------------------------------------------------------
+def test_inspect_counts_equal_data_in_two_buffers_once_as_pack_stores_it():
+    """Two constants of the same type and shape whose data is equal but in two buffers: pack's
+    ``_add_packed`` shares the packed buffer by content, so the packed file holds the packed bytes
+    once; inspect of the unpacked file said "packable to" twice that (330 B against the 165 B pack
+    writes, 2 x 165)."""
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+    from test_export_review_s43 import S, _model
+
+    w = np.where(np.arange(4096) % 5 == 0, 0.5, 0.0).astype(np.float32).tobytes()
+    other = np.where(np.arange(4096) % 3 == 0, -0.25, 0.0).astype(np.float32).tobytes()
+    data = _model([(S.TensorType.FLOAT32, [64, 64], w), (S.TensorType.FLOAT32, [64, 64], w),
+                   (S.TensorType.FLOAT32, [64, 64], other)])
+    m = fb.read_model(data)
+    bufs = [t.buffer for t in m.subgraphs[0].tensors[1:4]]
+    assert len(set(bufs)) == 3  # three buffers, two of them with equal bytes
+    report = export.inspect(data)
+    assert [r.status for r in report.rows] == ["packable"] * 3
+    packed = export.pack(data)
+    pm = fb.read_model(packed)
+    hd = {k for k, c in enumerate(pm.operatorCodes) if fb.is_huffdecode_code(c)}
+    written = {pm.subgraphs[0].tensors[op.inputs[0]].buffer for op in pm.subgraphs[0].operators
+               if op.opcodeIndex in hd}
+    assert len(written) == 2  # pack wrote the equal data's packed bytes once
+    written_bytes = sum(fb.buffer_size(pm, b) for b in written)
+    assert report.packed_total == written_bytes == export.inspect(packed).packed_total
+    assert report.raw_total == export.inspect(packed).raw_total == 3 * 16384
+    assert f"packable to {written_bytes} B" in str(report)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
@@ -93,6 +94,15 @@ class TensorRow:
     #: weight read in several subgraphs, equal bytes the converter stores once for two tensors)
     #: count once in ``raw_total``
     raw_buffer: int = -1
+    #: a "packable" row: a digest of the bytes ``pack`` would write for it. ``pack`` stores equal
+    #: packed bytes in one buffer (``_add_packed``), so rows with one key count once in
+    #: ``packed_total``, also when their raw data sits in different buffers
+    packed_key: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+
+
+def _packed_key(packed):
+    """``TensorRow.packed_key`` of packed bytes."""
+    return hashlib.blake2b(packed, digest_size=16).digest()
 
 
 @dataclasses.dataclass
@@ -136,13 +146,16 @@ class Report:
     def packed_total(self) -> int:
         """Their packed bytes (as they are, or as ``pack`` would write them): a buffer that stays raw
         once; a packed one once per type and shape reading it (``pack`` shares packed data only
-        where the bytes are equal: a buffer read as float32 and as int32 packs twice)."""
+        where the bytes are equal: a buffer read as float32 and as int32 packs twice), and equal
+        packed bytes once, as ``pack`` stores them (two buffers holding the same data: one packed
+        buffer; ``TensorRow.packed_key``)."""
         total, raw_seen, packed_seen = 0, set(), set()
         for i, r in enumerate(self.rows):
             buf = r.buffer if r.buffer > 0 else ("row", i)
             if r.status in ("packed", "packable") and r.packed_bytes is not None:
-                if (buf, r.dtype, tuple(r.shape)) not in packed_seen:
-                    packed_seen.add((buf, r.dtype, tuple(r.shape)))
+                key = r.packed_key or (buf, r.dtype, tuple(r.shape))
+                if key not in packed_seen:
+                    packed_seen.add(key)
                     total += r.packed_bytes
             elif buf not in raw_seen:
                 raw_seen.add(buf)
@@ -485,14 +498,14 @@ def _sparse_row(model, codec, s, t, dense, min_bytes):
         return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "skipped",
                          f"below min_bytes = {min_bytes}")
     try:
-        _, size, bound = _encode_size(codec, dense, stored)
+        packed, size, bound = _encode_size(codec, dense, stored)
     except ValueError as exc:
         return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "refused",
                          f"TFLite-sparse, densified: codec: {exc}")
     why = keep_reason(size, stored, at_least=bound)
     if why is None:
         return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, size, "packable",
-                         "TFLite-sparse: DENSIFY becomes HuffDecode")
+                         "TFLite-sparse: DENSIFY becomes HuffDecode", packed_key=_packed_key(packed))
     return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "kept",
                      f"TFLite-sparse, densified: {why}")
 
@@ -539,5 +552,5 @@ def _plain_row(model, codec, s, t, why, min_bytes):
     why = keep_reason(size, nbytes, at_least=bound)
     if why is None:
         return TensorRow(s, name, dtype, shape, density, distinct, nbytes, size, "packable",
-                         _layout_name(packed))
+                         _layout_name(packed), packed_key=_packed_key(packed))
     return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "kept", why)
