@@ -418,10 +418,14 @@ def gather_centroids(centroids, assignments, training=True):
     (and the default after ``make install``), two native XLA CPU kernels through JAX's FFI do the
     gather and the sums (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1, each op timed alone:
     gather ~220 -> ~30 us on two threads, sums ~260 -> ~120-150 us on one thread; each call runs
-    on one thread unless ``DC_KERAS_JAX_FFI_SPLIT=1`` shares large ones with a second). The order is
-    dc_keras's, not a framework's: ``keras.ops.take``'s own gradient sums in plain index order and
-    can differ in the last bits (tests/test_clustering.py compares every route bit for bit with
-    :func:`centroid_sums_reference`, with and without the native kernels, on both backends).
+    on one thread unless ``DC_KERAS_JAX_FFI_SPLIT=1`` shares large ones with a second). On PyTorch
+    an ``index_select`` whose gradient (a ``torch.autograd.Function``) is one ``index_add_`` into
+    zeros per part (CPU: one loop in index order), the parts then added in order; it also skips
+    ``take``'s pass fixing negative indices and its int64 copy of them (fc1's gather and sums,
+    measured alone at a load of 8: ~13-24 -> ~0.7 ms of CPU). The order is dc_keras's, not a
+    framework's: ``keras.ops.take``'s own gradient sums in plain index order and can differ in the
+    last bits (tests/test_clustering.py compares every route bit for bit with
+    :func:`centroid_sums_reference`, with and without the native kernels, on the three backends).
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -440,6 +444,8 @@ def gather_centroids(centroids, assignments, training=True):
         return _gather_tf(table, assignments) if training else ops.take(table, assignments, axis=0)
     if backend == "jax":
         return _gather_jax(table, assignments)
+    if backend == "torch":
+        return _gather_torch(table, assignments)
     return ops.take(table, assignments, axis=0)
 
 
@@ -540,6 +546,72 @@ def _jax_gather_fn():
     gather_n.defvjp(lambda n, t, a: (gather_n(n, t, a), a), lambda n, a, u: (sums_n(n, u, a), no_cotangent(a)))
     sums_n.defvjp(lambda n, u, a: (sums_n(n, u, a), a), lambda n, a, ct: (gather_n(n, ct, a), no_cotangent(a)))
     return lambda table, assignments: gather_n(int(table.shape[0]), table, assignments)
+
+
+_TORCH = {}  # the torch path's autograd functions, made on first use
+
+
+def _gather_torch(table, assignments):
+    """The torch path: ``index_select`` whose gradient is the part-ordered sums of
+    :func:`_torch_sums` (a ``torch.autograd.Function``; ``keras.ops.take``'s own gradient is
+    ``index_add_`` over all the entries at once, plain index order)."""
+    import torch
+
+    if "gather" not in _TORCH:
+        _TORCH["gather"] = _torch_gather_fn()
+    assignments = ops.convert_to_tensor(assignments)
+    flat = torch.reshape(assignments, (-1,))  # int32 as stored: both kernels take it without a copy
+    if flat.dtype not in (torch.int32, torch.int64):
+        flat = flat.to(torch.int64)
+    return torch.reshape(_TORCH["gather"](table, flat), tuple(assignments.shape))
+
+
+def _torch_sums(upstream, flat, slots):
+    """The centroid sums in part order on torch: each part's sums by ``index_add_`` into zeros
+    (for a 1-D tensor torch's CPU kernel is one loop over the entries in index order, adding each
+    to its slot), then the parts added in order (the empty ones left out: adding their +0.0
+    changes nothing, as in :func:`centroid_sums_reference`)."""
+    import torch
+
+    upstream = torch.reshape(upstream, (-1,))
+    count, per = int(flat.shape[0]), sums_part_size(flat.shape[0])
+    total = None
+    for start in range(0, count, per):
+        part = torch.zeros((slots,), dtype=upstream.dtype, device=upstream.device)
+        part = part.index_add(0, flat[start:start + per], upstream[start:start + per])
+        total = part if total is None else total + part
+    return torch.zeros((slots,), dtype=upstream.dtype, device=upstream.device) if total is None else total
+
+
+def _torch_gather_fn():
+    import torch
+
+    # As on JAX (_jax_gather_fn): the gather and the sums are each other's transpose and each
+    # backward calls the other function, so a gradient of a gradient sums in part order too.
+    class Gather(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, table, flat):
+            ctx.save_for_backward(flat)
+            ctx.slots = int(table.shape[0])
+            return torch.index_select(table, 0, flat)
+
+        @staticmethod
+        def backward(ctx, upstream):
+            (flat,) = ctx.saved_tensors
+            return Sums.apply(upstream, flat, ctx.slots), None
+
+    class Sums(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, upstream, flat, slots):
+            ctx.save_for_backward(flat)
+            return _torch_sums(upstream, flat, slots)
+
+        @staticmethod
+        def backward(ctx, cotangent):
+            (flat,) = ctx.saved_tensors
+            return Gather.apply(cotangent, flat), None, None
+
+    return Gather.apply
 
 
 _XLA = {}  # the compiled TF functions, made on first use (training on JAX never imports TF)
