@@ -22,6 +22,32 @@ import secrets
 import stat
 
 
+def show_path(path) -> str:
+    """``path`` as every message shows it: unchanged when each of its characters is printable, else
+    as Python's ``repr`` writes it, quoted, with ``\\n``, ``\\x1b``, ``\\x00``... (a byte the file
+    system's encoding cannot decode as ``\\udcff``), as GNU coreutils quote such names: a file named
+    with a newline or an escape sequence can neither split a message's line nor drive the terminal.
+
+    Example:
+      >>> show_path("model.tflite"), show_path("a\\nb.tflite")
+      ('model.tflite', "'a\\\\nb.tflite'")
+    """
+    text = os.fsdecode(path) if isinstance(path, (bytes, os.PathLike)) else str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def check_path(path, what: str = "the path") -> str:
+    """``path`` as a string (``str``, ``bytes`` or ``os.PathLike``), or a ``ValueError`` naming it
+    (:func:`show_path`) and the fix when it holds a null byte, which no file name can (the OS
+    functions' own error is a bare "embedded null byte", naming neither)."""
+    path = os.fsdecode(path)
+    if "\0" in path:
+        raise ValueError(f"{show_path(path)}: {what} holds a null byte (\\x00), which no file name can hold: "
+                         "check how the path was made (a C string or a fixed-width field read with its padding?) "
+                         "and give it without the null byte")
+    return path
+
+
 def _create_exclusive(directory: str, name: str) -> tuple[int, str]:
     """Creates a new, empty temporary file next to ``name``: (fd, path).
 
@@ -38,7 +64,7 @@ def _create_exclusive(directory: str, name: str) -> tuple[int, str]:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
             continue
-    raise FileExistsError(f"could not create a temporary file in {directory}")
+    raise FileExistsError(f"could not create a temporary file in {show_path(directory)}")
 
 
 def _fsync_directory(directory: str) -> None:
@@ -82,19 +108,19 @@ def _write_fix(err: int, path: str, example: str = "model.tflite", directory: st
     if err in (errno.ENOENT, errno.ENOTDIR):
         blocker = _file_in_the_way(directory)
         if blocker is not None:  # a/file.txt/sub/x: no directory can be made under a file
-            return (f"{blocker} is a file, not a directory, so {directory} cannot exist: choose an output path "
+            return (f"{show_path(blocker)} is a file, not a directory, so {show_path(directory)} cannot exist: choose an output path "
                     "in an existing directory")
     if err == errno.ENOENT and os.path.isdir(directory):  # /proc, /sys: the directory is there, no file can be
-        return (f"the directory {directory} exists but no file can be created in it (a virtual file system "
+        return (f"the directory {show_path(directory)} exists but no file can be created in it (a virtual file system "
                 "such as /proc or /sys?): choose an output path in an ordinary directory")
     if err == errno.ENOENT:
-        return f"the directory {directory} does not exist: create it first or choose another output path"
+        return f"the directory {show_path(directory)} does not exist: create it first or choose another output path"
     if err == errno.ENOTDIR:
-        return f"{directory} is not a directory: choose an output path in an existing directory"
+        return f"{show_path(directory)} is not a directory: choose an output path in an existing directory"
     if err == errno.EISDIR:
-        return f"give a file name for the output, e.g. {os.path.join(path, example)}"
+        return f"give a file name for the output, e.g. {show_path(os.path.join(path, example))}"
     if err in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"{directory} is not writable: choose an output path in a writable directory"
+        return f"{show_path(directory)} is not writable: choose an output path in a writable directory"
     if err in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return "free some space or choose an output path on another disk (nothing was written)"
     if err == errno.ENAMETOOLONG:
@@ -103,7 +129,7 @@ def _write_fix(err: int, path: str, example: str = "model.tflite", directory: st
         return ("the disk reported an input/output error: check the disk or file system, or choose an output "
                 "path on another disk (nothing was written)")
     if err == errno.EBUSY:
-        return (f"{path} is in use by the system (a mount point: another file is mounted on it), so it cannot be "
+        return (f"{show_path(path)} is in use by the system (a mount point: another file is mounted on it), so it cannot be "
                 "replaced: unmount it or choose another output path (nothing was written)")
     if err == errno.EFBIG:
         return ("the output is larger than this process may write (ulimit -f) or the file system allows: "
@@ -142,8 +168,8 @@ def _bad_link(path: str):
     if err == errno.ELOOP:
         return OSError(errno.ELOOP, f"a symbolic link loop ({os.strerror(errno.ELOOP)}): remove or fix the link, "
                        "or choose another output path", path)
-    return OSError(errno.ENOENT, f"a symbolic link to {to}, which does not exist: outputs are not written "
-                   f"through a dangling link (as cp does not); create {to} first, remove the link, or choose "
+    return OSError(errno.ENOENT, f"a symbolic link to {show_path(to)}, which does not exist: outputs are not written "
+                   f"through a dangling link (as cp does not); create {show_path(to)} first, remove the link, or choose "
                    "another output path", path)
 
 
@@ -163,10 +189,10 @@ def _bad_target(path: str, example: str = "model.tflite"):
     if path.endswith((os.sep, os.altsep or os.sep)) and not os.path.isdir(path):
         name = path.rstrip(os.sep + (os.altsep or ""))
         if os.path.exists(name):
-            return OSError(errno.ENOTDIR, f"{os.strerror(errno.ENOTDIR)}; {name} is a file: give the output path "
+            return OSError(errno.ENOTDIR, f"{os.strerror(errno.ENOTDIR)}; {show_path(name)} is a file: give the output path "
                            "without the trailing separator", path)
-        return OSError(errno.ENOENT, f"{os.strerror(errno.ENOENT)}; the directory {name} does not exist: create "
-                       f"it first and give a file name in it, e.g. {os.path.join(path, example)}", path)
+        return OSError(errno.ENOENT, f"{os.strerror(errno.ENOENT)}; the directory {show_path(name)} does not exist: create "
+                       f"it first and give a file name in it, e.g. {show_path(os.path.join(path, example))}", path)
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -216,20 +242,20 @@ def _foreign_file(path: str, target: str, directory: str):
     if euid not in (None, 0) and st.st_uid != euid and dst.st_mode & stat.S_ISVTX and dst.st_uid != euid:
         name, owner = _owner(st.st_uid)
         return PermissionError(errno.EPERM, f"{os.strerror(errno.EPERM)}; the existing file belongs to {owner}, and "
-                               f"{directory} is a sticky directory (mode {stat.S_IMODE(dst.st_mode):04o}, like /tmp) "
+                               f"{show_path(directory)} is a sticky directory (mode {stat.S_IMODE(dst.st_mode):04o}, like /tmp) "
                                "where only a file's owner may replace or remove it (outputs are written to a "
                                "temporary file renamed over the old one): choose another output path, or ask "
                                f"{name} to remove it", path)
     if _writable(target):
         return None
     if euid is None or st.st_uid == euid:
-        fix = f"make it writable (chmod u+w {path})" if not mode & stat.S_IWUSR else "make it writable for you"
+        fix = f"make it writable (chmod u+w {show_path(path)})" if not mode & stat.S_IWUSR else "make it writable for you"
         return PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}; the existing file is read-only (mode "
                                f"{mode:04o}) and was not replaced: {fix} or choose another output path", path)
     name, owner = _owner(st.st_uid)
     return PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}; the existing file belongs to {owner} and is "
                            f"not writable for you (mode {mode:04o}), so it was not replaced: choose another output "
-                           f"path, or, if it may go, remove it first (rm {path}: {directory} is writable for you) or "
+                           f"path, or, if it may go, remove it first (rm {show_path(path)}: {show_path(directory)} is writable for you) or "
                            f"ask {name} to make it writable for you", path)
 
 
@@ -249,7 +275,7 @@ def check_writable(path, example: str = "model.tflite") -> str:
     Example:
       >>> check_writable("out/model.tflite")
     """
-    path = os.fsdecode(path)  # str, bytes (a bytes path as the OS takes it) or PathLike
+    path = check_path(path, "the output path")  # str, bytes (a bytes path as the OS takes it) or PathLike
     bad = _bad_target(path, example)
     if bad:
         raise bad
@@ -308,7 +334,7 @@ def atomic_write(path, data: bytes) -> str:
     Example:
       >>> atomic_write("model.tflite", tflite_bytes)
     """
-    path = os.fsdecode(path)
+    path = check_path(path, "the output path")
     bad = _bad_target(path)
     if bad:
         raise bad

@@ -84,7 +84,9 @@ def build_parser():
 def _one_line(exc):
     """``exc`` as a user reads it: "PATH: reason" for file errors (no "[Errno N]")."""
     if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+        from dc_keras._fileio import show_path
+
+        return f"{show_path(exc.filename)}: {exc.strerror}" if exc.filename else exc.strerror
     return " ".join(str(exc).split())
 
 

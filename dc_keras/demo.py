@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from dc_keras import pipeline
-from dc_keras._fileio import atomic_write, check_writable
+from dc_keras._fileio import atomic_write, check_writable, show_path
 
 #: epochs per stage: (baseline, prune+retrain, cluster fine-tune). The quick default keeps the
 #: baseline's error (pruning at Adam lr 1e-3 with as many epochs as the baseline had); about
@@ -133,7 +133,7 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
     _print_stage_table(rows)
     _print_layer_table(model, bits)
     print(export.inspect(packed).to_text())
-    print(f"\nfiles written to {out_dir}")
+    print(f"\nfiles written to {show_path(out_dir)}")
     print(f"compression: {rows[0].file_bytes / rows[-1].file_bytes:.1f}x smaller .tflite, test error "
           f"{100 * rows[0].test_error:.2f} % -> {100 * rows[-1].test_error:.2f} %")
     return rows

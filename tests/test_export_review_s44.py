@@ -80,3 +80,119 @@ def test_inspect_counts_equal_data_in_two_buffers_once_as_pack_stores_it():
     assert report.packed_total == written_bytes == export.inspect(packed).packed_total
     assert report.raw_total == export.inspect(packed).raw_total == 3 * 16384
     assert f"packable to {written_bytes} B" in str(report)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. the CLI printed user paths with raw control characters; 4. a null byte in a path
+# ----------------------------------------------------------------------------------------------
+NAME = "m\n\x1b[2J.tflite"  # a newline (splits a message's line) and ESC [2J (clears the terminal)
+OUT = "o\x1b[31m.tflite"  # ESC [31m: turns the terminal's text red
+
+
+def _small_model():
+    from test_export_review_s43 import S, _model
+
+    w = np.where(np.arange(4096) % 5 == 0, 0.5, 0.0).astype(np.float32).tobytes()
+    return _model([(S.TensorType.FLOAT32, [64, 64], w)])
+
+
+def _cli(capsys, *argv):
+    """(status, stdout, stderr) of ``dc-keras ARGV`` run in this process."""
+    from dc_keras import cli
+
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _clean(text):
+    assert "\x1b" not in text and "\x00" not in text, text
+    return text
+
+
+def test_cli_shows_paths_with_control_characters_escaped(tmp_path, capsys, monkeypatch):
+    """A path holding a newline or an escape sequence was printed as it is: the newline split the
+    report's and the error's one line in two, ESC [2J cleared the terminal, ESC [31m recoloured
+    it. Paths are now shown as repr shows them when they hold a non-printable character
+    (``_fileio.show_path``), plain otherwise."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / NAME).write_bytes(_small_model())
+    rc, out, err = _cli(capsys, "pack", NAME, OUT)
+    assert rc == 0 and (tmp_path / OUT).exists()
+    line = _clean(out).splitlines()[0]
+    assert line.startswith(repr(NAME) + ": ") and f" -> {OUT!r}: " in line
+    rc, out, err = _cli(capsys, "pack", NAME, OUT)  # again: "replaced the existing OUT"
+    assert rc == 0 and f"replaced the existing {OUT!r}" in _clean(out).splitlines()[0]
+    rc, out, err = _cli(capsys, "unpack", NAME, "plain.tflite")  # not packed: one error line naming both
+    assert rc == 1 and len(_clean(err).splitlines()) == 1 and repr(NAME) in err
+    rc, out, err = _cli(capsys, "unpack", OUT, "plain.tflite")
+    assert rc == 0 and _clean(out).startswith(f"{OUT!r}: ")
+    rc, out, err = _cli(capsys, "inspect", "missing\n\x1b[2J.tflite")  # OSError: its filename
+    assert rc == 1 and len(_clean(err).splitlines()) == 1 and repr("missing\n\x1b[2J.tflite") in err
+    rc, out, err = _cli(capsys, "pack", NAME, "no\x1bdir/out.tflite")  # _fileio's message names the directory
+    assert rc == 1 and len(_clean(err).splitlines()) == 1
+    assert repr(str(tmp_path / "no\x1bdir")) in err
+    rc, out, err = _cli(capsys, "pack", NAME, NAME)  # the same file: both named
+    assert rc == 1 and len(_clean(err).splitlines()) == 1 and err.count(repr(NAME)) == 2
+    rc, out, err = _cli(capsys, "inspect", NAME, "--plot", "sizes\n.xyz")  # not an image format
+    assert rc == 1 and len(_clean(err).splitlines()) == 1 and repr("sizes\n.xyz") in err
+    rc, out, err = _cli(capsys, "pack", "plain.tflite", "plain2.tflite")  # printable: shown as it is
+    assert rc == 0 and out.startswith("plain.tflite: ") and " -> plain2.tflite: " in out
+
+
+def test_show_path():
+    from dc_keras._fileio import show_path
+
+    assert show_path("dir/model.tflite") == "dir/model.tflite"
+    assert show_path("caf\u00e9 model.tflite") == "caf\u00e9 model.tflite"  # printable non-ASCII: as it is
+    assert show_path("a\nb") == "'a\\nb'" and show_path(b"\xff.tflite") == "'\\udcff.tflite'"
+
+
+@pytest.mark.parametrize("call", ["atomic_write", "check_writable", "inspect", "plot", "interpreter"])
+def test_null_byte_in_a_path_is_named_with_the_fix(call, tmp_path, monkeypatch):
+    """A path holding a null byte raised the OS functions' bare ValueError "embedded null byte",
+    naming neither the path nor the fix."""
+    from dc_keras import _fileio, export
+
+    monkeypatch.chdir(tmp_path)
+    bad = "a\x00b.tflite"
+    run = {"atomic_write": lambda: _fileio.atomic_write(bad, b"x"),
+           "check_writable": lambda: _fileio.check_writable(bad.encode()),
+           "inspect": lambda: export.inspect(bad),
+           "plot": lambda: export.inspect(_small_model()).plot("sizes\x00.png"),
+           "interpreter": lambda: __import__("dc_keras.runtime").runtime.Interpreter(model_path=bad)}[call]
+    with pytest.raises(ValueError, match=r"holds a null byte \(\\x00\), which no file name can hold: check how "
+                       r"the path was made") as e:
+        run()
+    assert repr(bad if call != "plot" else "sizes\x00.png") in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_null_byte_in_a_cli_path(tmp_path, capsys, monkeypatch):
+    """The same through ``dc-keras`` (absl's argparse parser passes the argument on as it is): one
+    error line naming the path, status 1, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.tflite").write_bytes(_small_model())
+    for argv, named in ((("pack", "a\x00b.tflite", "o.tflite"), "the input path"),
+                        (("pack", "m.tflite", "o\x00.tflite"), "the output path"),
+                        (("unpack", "m\x00.tflite", "o.tflite"), "the input path"),
+                        (("inspect", "m\x00.tflite"), "the input path"),
+                        (("inspect", "m.tflite", "--plot", "s\x00.png"), "the output path")):
+        rc, out, err = _cli(capsys, *argv)
+        bad = next(a for a in argv if "\x00" in a)
+        assert rc == 1 and err == f"dc-keras {argv[0]}: error: {bad!r}: {named} holds a null byte (\\x00), " \
+            "which no file name can hold: check how the path was made (a C string or a fixed-width field read " \
+            "with its padding?) and give it without the null byte\n", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def test_to_tflite_null_byte_in_its_path(tmp_path):
+    """to_tflite(path=) checks the path before converting: the same error."""
+    import keras
+
+    from dc_keras import export
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"out\\x00\.tflite': the output path holds a null byte"):
+        export.to_tflite(model, path=str(tmp_path / "out\x00.tflite"))

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from dc_keras._fileio import check_writable, write_figure
+from dc_keras._fileio import check_writable, show_path, write_figure
 from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, buffer_keep_reason, check_constant_sizes, check_min_bytes, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
@@ -286,7 +286,7 @@ def check_plot_path(path) -> str:
     fmt = ext.lstrip(".").lower() or "png"
     formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
     if fmt not in formats:
-        raise ValueError(f"{path}: {ext!r} is not an image format matplotlib writes; end the plot path with "
+        raise ValueError(f"{show_path(path)}: {ext!r} is not an image format matplotlib writes; end the plot path with "
                          f"one of " + ", ".join("." + f for f in sorted(formats) if f != "pgf")
                          + " (e.g. sizes.png)")
     if fmt == "pgf":
@@ -294,7 +294,7 @@ def check_plot_path(path) -> str:
 
         tex = matplotlib.rcParams["pgf.texsystem"]
         if shutil.which(tex) is None:
-            raise ValueError(f"{path}: .pgf output needs LaTeX ({tex!r} is not installed); install it or "
+            raise ValueError(f"{show_path(path)}: .pgf output needs LaTeX ({tex!r} is not installed); install it or "
                              "use .pdf / .svg / .png")
     return fmt
 

@@ -13,6 +13,8 @@ import stat
 import sys
 import threading
 
+from dc_keras._fileio import check_path, show_path
+
 
 class UsageError(ValueError):
     """Options that cannot go together: ``dc-keras`` prints the command's usage and exits 2, before
@@ -42,7 +44,7 @@ def _read_fifo(fd, path):
     if first == b"" and os.fstat(fd).st_dev != _pipe_device():
         raise OSError(errno.EINVAL, "a FIFO (named pipe) that no process is writing to, so reading it would wait "
                       "forever: start the process writing the model into it first (e.g. cat model.tflite > "
-                      f"{path} &), or give the path of a .tflite file", path)
+                      f"{show_path(path)} &), or give the path of a .tflite file", path)
     os.set_blocking(fd, True)
     with open(fd, "rb", closefd=False) as f:
         return (first or b"") + f.read()
@@ -64,20 +66,22 @@ def _check_head(f, path):
         try:
             fb.read_model(head)
         except ValueError as exc:
-            raise ValueError(f"{path}: {' '.join(str(exc).split())}") from None
+            raise ValueError(f"{show_path(path)}: {' '.join(str(exc).split())}") from None
 
 
 def _read(path):
     """The bytes of an input file; a missing or unreadable path, a directory, a device, a socket or
     a named FIFO nothing writes to raises ``OSError`` saying what to do (never waits for an input
-    that cannot come: the FIFO is opened non-blocking)."""
+    that cannot come: the FIFO is opened non-blocking); a path holding a null byte ``ValueError``
+    (``_fileio.check_path``)."""
+    path = check_path(path, "the input path")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
                      | getattr(os, "O_BINARY", 0))
     except FileNotFoundError as exc:
         fix = "check the path of the input .tflite"
         if os.path.islink(path):  # the link is there, what it names is not
-            fix = f"it is a symbolic link to {os.readlink(path)}, which does not exist: fix the link or {fix}"
+            fix = f"it is a symbolic link to {show_path(os.readlink(path))}, which does not exist: fix the link or {fix}"
         raise type(exc)(exc.errno, f"{exc.strerror}; {fix}", path) from None
     except IsADirectoryError as exc:  # (Windows; POSIX opens a directory: fstat below)
         raise type(exc)(exc.errno, f"{exc.strerror}; give the path of a .tflite file", path) from None
@@ -123,11 +127,11 @@ def _about(path):
     except ValueError as exc:
         msg = " ".join(str(exc).split())
         if msg.startswith("model is already packed"):
-            raise ValueError(f"{path} is already packed (it has HuffDecode ops), so there is nothing to "
-                             f"pack: use it as it is, or run `dc-keras unpack {path} PLAIN.tflite` first "
+            raise ValueError(f"{show_path(path)} is already packed (it has HuffDecode ops), so there is nothing to "
+                             f"pack: use it as it is, or run `dc-keras unpack {show_path(path)} PLAIN.tflite` first "
                              "to pack it again with other options") from None
-        if not msg.startswith(os.fspath(path)):
-            raise ValueError(f"{path}: {msg}") from None
+        if not msg.startswith(show_path(path)):
+            raise ValueError(f"{show_path(path)}: {msg}") from None
         raise
 
 
@@ -135,7 +139,7 @@ def _check_paths(src, dst, names=("OUT", "IN")):
     same = os.path.abspath(src) == os.path.abspath(dst) or (
         os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst))  # links too
     if same:
-        raise ValueError(f"{names[0]} must differ from {names[1]}: {dst} is the same file as {src}, and inputs are "
+        raise ValueError(f"{names[0]} must differ from {names[1]}: {show_path(dst)} is the same file as {show_path(src)}, and inputs are "
                          "never modified: choose a different output path")
 
 
@@ -208,11 +212,12 @@ def cmd_pack(args):
     atomic_write(args.output, out)
     note = "" if stats["packed_tensors"] else (
         " (no tensor packed" + (": written unchanged" if out == data else "")
-        + f"; `dc-keras inspect {args.input}` says why per tensor)")
-    note += f"; replaced the existing {args.output}" if replaced else ""
+        + f"; `dc-keras inspect {show_path(args.input)}` says why per tensor)")
+    note += f"; replaced the existing {show_path(args.output)}" if replaced else ""
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
-    print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B ({len(data) / len(out):.2f}x){note}")
+    print(f"{show_path(args.input)}: {len(data)} B -> {show_path(args.output)}: {len(out)} B "
+          f"({len(data) / len(out):.2f}x){note}")
     _print_refused(stats["refused"], args.input, stats["refused_bytes"])
     _print_kept_raw(stats["kept_raw"], stats["kept_raw_kinds"], args.input)
     if stats["unreferenced"][0]:
@@ -245,11 +250,11 @@ def _print_zip(names, kept_bytes, dropped, path, output, shown=5):
 
         listed = ", ".join(map(printable, names[:shown])) + (f" and {len(names) - shown} more"
                                                              if len(names) > shown else "")
-        print(f"associated files kept: {len(names)} ({listed}), in the zip after {output}'s model")
+        print(f"associated files kept: {len(names)} ({listed}), in the zip after {show_path(output)}'s model")
     if kept_bytes:
-        print("note: " + kept_bytes_note(path, kept_bytes, output))
+        print("note: " + kept_bytes_note(show_path(path), kept_bytes, show_path(output)))
     if dropped:
-        print("note: " + dropped_zip_note(path, dropped))
+        print("note: " + dropped_zip_note(show_path(path), dropped))
 
 
 def _print_refused(refused, path, total, shown=5):
@@ -260,7 +265,7 @@ def _print_refused(refused, path, total, shown=5):
     from dc_keras._flatbuffer import printable
 
     print(f"not packed: {len(refused)} constant tensor(s), {total} B "
-          f"(`dc-keras inspect {path}` lists every tensor):")
+          f"(`dc-keras inspect {show_path(path)}` lists every tensor):")
     for name, nbytes, why in refused[:shown]:
         print(f"  {printable(name) or '(unnamed)'}: {nbytes} B: {printable(why)}")
     if len(refused) > shown:
@@ -272,7 +277,7 @@ def _print_kept_raw(kept, kinds, path):
     ``_print_refused``'s lines; the Python warning says it only when they are a tenth of the output)."""
     from dc_keras.export._pack import kept_raw_note
 
-    line = kept_raw_note(kept, None, f"`dc-keras inspect {path}`", kinds=kinds)
+    line = kept_raw_note(kept, None, f"`dc-keras inspect {show_path(path)}`", kinds=kinds)
     if line:
         print(line)
 
@@ -295,14 +300,14 @@ def cmd_unpack(args):
     with _about(args.input):
         packed = is_packed(data)
     if not packed:
-        raise ValueError(f"{args.input} is not packed (it has no HuffDecode op): it already is an ordinary "
-                         f".tflite, nothing to unpack; {args.output} was not written")
-    with _working(f"unpacking {args.input}", len(data)), _about(args.input):
+        raise ValueError(f"{show_path(args.input)} is not packed (it has no HuffDecode op): it already is an "
+                         f"ordinary .tflite, nothing to unpack; {show_path(args.output)} was not written")
+    with _working(f"unpacking {show_path(args.input)}", len(data)), _about(args.input):
         out, kept, kept_bytes, dropped = unpack_with_zip(data, buffers=args.buffers)
     replaced = os.path.exists(args.output)
     atomic_write(args.output, out)
-    print(f"{args.input}: {len(data)} B -> {args.output}: {len(out)} B"
-          + (f"; replaced the existing {args.output}" if replaced else ""))
+    print(f"{show_path(args.input)}: {len(data)} B -> {show_path(args.output)}: {len(out)} B"
+          + (f"; replaced the existing {show_path(args.output)}" if replaced else ""))
     _print_zip(kept, kept_bytes, dropped, args.input, args.output)
 
 
@@ -319,7 +324,7 @@ def cmd_inspect(args):
     print(report.to_text())
     if args.plot:
         report.plot(args.plot)
-        print(f"size chart written to {args.plot}")
+        print(f"size chart written to {show_path(args.plot)}")
 
 
 def int_at_least(lower):

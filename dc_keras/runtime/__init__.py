@@ -126,13 +126,16 @@ def _check_model(model_path, model_content, caller="Interpreter") -> str:
         raise TypeError(f"model_path got {memoryview(model_path).nbytes} bytes of model content, not a path: pass them as "
                         f"model_content=, e.g. {caller}(model_content=data)")
     path = os.fspath(model_path)
+    from dc_keras._fileio import check_path, show_path
+
+    check_path(path, "model_path")  # a null byte: named, not os's bare "embedded null byte"
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file: check the path (model_path is a .tflite "
+        raise FileNotFoundError(f"{show_path(path)}: no such file: check the path (model_path is a .tflite "
                                 "file, e.g. written by dc_keras.export.pack or dc-keras pack)")
     if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a directory: give the path of a .tflite file")
+        raise IsADirectoryError(f"{show_path(path)} is a directory: give the path of a .tflite file")
     with open(path, "rb") as f:
-        _check_header(path, f.read(16))
+        _check_header(show_path(path), f.read(16))
     return path
 
 
