@@ -323,6 +323,59 @@ def test_custom_op_kernel_on_compiled_model_c_api(tmp_path):
         CustomOpCompiledModel(bytes(bad))
 
 
+def _signature_zero_in_subgraph_one():
+    """Two signatures, each a GATHER of its own clustered table: 'embed' (subgraph 0, one int32
+    input) and 'other' (subgraph 1, a gather plus a float input); the converter lists them by key,
+    so the signature list is reversed here: signature 0 is 'other', whose tensor indices are those
+    of subgraph 1 (the schema allows any order; LiteRT runs signature 0 as the file lists it)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=16).astype(np.float32)
+    t1, t2 = (tf.constant(values[rng.integers(0, 16, shape)]) for shape in ((500, 32), (300, 48)))
+
+    class Two(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((1, 6), tf.int32, name="ids")])
+        def embed(self, ids):
+            return {"vec": tf.gather(t1, ids)}
+
+        @tf.function(input_signature=[tf.TensorSpec((2, 3), tf.int32, name="tok"),
+                                      tf.TensorSpec((2, 3, 48), tf.float32, name="bias")])
+        def other(self, tok, bias):
+            return {"sum": tf.gather(t2, tok) + bias}
+
+    two = Two()
+    model = fb.read_model(tf.lite.TFLiteConverter.from_concrete_functions(
+        [two.embed.get_concrete_function(), two.other.get_concrete_function()], two).convert())
+    model.signatureDefs = model.signatureDefs[::-1]
+    return fb.write_model(model)
+
+
+def test_custom_op_compiled_model_runs_signature_zero_of_another_subgraph():
+    """CustomOpCompiledModel read signature 0's tensor indices in subgraph 0 (IndexError here, or
+    the wrong shapes and types where the indices exist there); they are its own subgraph's."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dc_keras.runtime._litert_c import CustomOpCompiledModel
+
+    plain = _signature_zero_in_subgraph_one()
+    model = fb.read_model(plain)
+    assert [(s.signatureKey, s.subgraphIndex) for s in model.signatureDefs] == [(b"other", 1), (b"embed", 0)]
+    packed = export.pack(plain)
+    assert [ops.count("HuffDecode") for ops in _ops(packed)] == [1, 1]  # both tables packed
+    rng = np.random.default_rng(0)
+    tok = rng.integers(0, 300, (2, 3)).astype(np.int32)
+    bias = rng.normal(size=(2, 3, 48)).astype(np.float32)
+    want = Interpreter(model_content=plain).get_signature_runner("other")(tok=tok, bias=bias)["sum"]
+    (got,) = CustomOpCompiledModel(packed).run(bias, tok)  # the signature's order: bias, tok
+    np.testing.assert_array_equal(got, want)
+    bad = fb.read_model(packed)
+    bad.signatureDefs[0].subgraphIndex = 2
+    with pytest.raises(ValueError, match=r"signature 0 \('other', subgraph 2\): the model has 2 subgraph\(s\), "
+                                         r"so the file is corrupt; export the model again"):
+        CustomOpCompiledModel(fb.write_model(bad))
+
+
 def _tool():
     r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), "tools"],
                        capture_output=True, text=True, timeout=300)

@@ -91,16 +91,28 @@ def _check(status, what):
 
 
 def _io_specs(content):
-    """[(shape, dtype)] of signature 0's inputs and outputs (subgraph inputs/outputs if none)."""
+    """[(shape, dtype)] of signature 0's inputs and outputs (subgraph 0's inputs/outputs if none).
+    A signature's tensor indices are those of its own subgraph (``subgraphIndex``), which need not
+    be subgraph 0 (LiteRT runs signature 0 as the file lists it)."""
     from dc_keras import _flatbuffer as fb
 
     model = fb.read_model(content)
-    sg = model.subgraphs[0]
     sigs = model.signatureDefs or []
-    ins = [m.tensorIndex for m in sigs[0].inputs] if sigs else list(sg.inputs)
-    outs = [m.tensorIndex for m in sigs[0].outputs] if sigs else list(sg.outputs)
+    where = "subgraph 0"
+    if sigs:
+        key = sigs[0].signatureKey.decode(errors="replace") if sigs[0].signatureKey else ""
+        where = f"signature 0 ({key!r}, subgraph {sigs[0].subgraphIndex})"
+        if not 0 <= sigs[0].subgraphIndex < len(model.subgraphs):
+            raise ValueError(f"{where}: the model has {len(model.subgraphs)} subgraph(s), so the file is corrupt; "
+                             "export the model again")
+    sg = model.subgraphs[sigs[0].subgraphIndex if sigs else 0]
+    ins = [m.tensorIndex for m in sigs[0].inputs or []] if sigs else list(sg.inputs)
+    outs = [m.tensorIndex for m in sigs[0].outputs or []] if sigs else list(sg.outputs)
 
     def spec(i):
+        if not 0 <= i < len(sg.tensors or []):
+            raise ValueError(f"{where} names tensor {i}, but its subgraph has {len(sg.tensors or [])} tensors, "
+                             "so the file is corrupt; export the model again")
         t = sg.tensors[i]
         return tuple(int(d) for d in t.shape), fb.NUMPY_DTYPES[t.type]
 
