@@ -15,7 +15,9 @@
  * and the fix, leaves that OUT as it was and exits with status 1 (the pairs before it are
  * written); 2 for a usage error.  A packed tensor the decoder refuses gets dc_strerror's text and
  * tool_packed.h's fix (damaged: encode it again or copy it again; a newer format version: which
- * decoder reads it, and the update).
+ * decoder reads it, and the update).  Before any pair is decoded, an OUT that is another pair's
+ * PACKED or an existing packed tensor file (an OUT gone missing: `dc_decode *.dcp`) is refused
+ * (status 1, nothing written), and an empty path or "-" (files only) is a usage error.
  */
 #define _XOPEN_SOURCE 700 /* POSIX.1-2008 + XSI: realpath (tool_io.h) */
 #include "dc_codec.h"
@@ -31,7 +33,9 @@ static const char USAGE[] =
     "gets mode 0666 minus the umask, a replaced one keeps its mode; a read-only OUT, a device\n"
     "or a FIFO is refused).\n"
     "exit status: 0 all written; 1 error (one line on stderr naming the problem and the fix;\n"
-    "that OUT is left as it was, the pairs before it are written); 2 usage error.\n"
+    "that OUT is left as it was, the pairs before it are written; nothing is written when an\n"
+    "OUT is another pair's PACKED or an existing packed tensor file); 2 usage error (also an\n"
+    "empty path or \"-\": files only, no standard input or output).\n"
     "A damaged PACKED (truncated, a checksum mismatch, a bad header) is named as such, with the\n"
     "fix: encode it again (dc_keras.codec.encode) or copy it again from its source; one of a\n"
     "newer format version with the decoder it needs (update dc_keras, rebuild the tools).\n";
@@ -46,7 +50,9 @@ static int looks_like_tflite(const uint8_t* data, size_t size) {
 static void packed_error(const char* path, dc_status st, const uint8_t* data, size_t size) {
   const char* fix = tool_packed_fix(st);
   char detail[160];
-  if (st == DC_ERR_VERSION && !dc_version_note(st, data, size, detail, sizeof detail)) {
+  /* called for every status: it sets detail to "" for all but DC_ERR_VERSION */
+  const int newer = dc_version_note(st, data, size, detail, sizeof detail);
+  if (st == DC_ERR_VERSION && !newer) {
     fix = tool_packed_fix(DC_ERR_STREAM); /* a version below the first: the damaged-file fix */
   }
   fprintf(stderr, "dc_decode: %s: %s%s%s%s\n", path, dc_strerror(st), detail, fix ? "; " : "",
@@ -114,6 +120,47 @@ static int decode_one(const char* in_path, const char* out_path) {
   return 0;
 }
 
+/* The first 4 bytes of the regular file at path are DC_MAGIC: it holds a packed tensor. */
+static int holds_packed_tensor(const char* path) {
+  struct stat st;
+  char head[4];
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+  int fd = open(path, O_RDONLY | O_NONBLOCK);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, head, sizeof head);
+  close(fd);
+  return n == (ssize_t)sizeof head && memcmp(head, DC_MAGIC, sizeof head) == 0;
+}
+
+/* Before any pair is decoded: 0, or 1 after one line if an OUT would destroy a packed tensor the
+ * user has -- the PACKED of another pair (`dc_decode a.dcp b.dcp b.dcp c.raw`: b.dcp overwritten
+ * before it is read) or an existing packed tensor file (`dc_decode *.dcp` over a.dcp b.dcp: b.dcp
+ * taken for a's OUT).  OUT the same file as its own PACKED: tool_check_output's line. */
+static int refuse_outputs_over_packed(int argc, char** argv) {
+  for (int o = 2; o < argc; o += 2) {
+    for (int i = 1; i < argc; i += 2) {
+      if (i != o - 1 && tool_same_file(argv[i], argv[o])) {
+        fprintf(stderr,
+                "dc_decode: the output %s (argument %d) is the packed input %s (argument %d), "
+                "which is never overwritten: choose a different output path (arguments go in "
+                "pairs: PACKED OUT [PACKED OUT ...]); nothing was written\n",
+                argv[o], o, argv[i], i);
+        return 1;
+      }
+    }
+    if (!tool_same_file(argv[o - 1], argv[o]) && holds_packed_tensor(argv[o])) {
+      fprintf(stderr,
+              "dc_decode: the output %s (argument %d) holds a packed tensor, which dc_decode "
+              "would replace by raw decoded bytes: choose a different output path (arguments go "
+              "in pairs: PACKED OUT [PACKED OUT ...]; did an OUT go missing?) or remove %s first; "
+              "nothing was written\n",
+              argv[o], o, argv[o]);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   int i;
   tool_open_std_fds(); /* before any file is opened */
@@ -126,6 +173,8 @@ int main(int argc, char** argv) {
             "usage: dc_decode PACKED OUT [PACKED OUT ...] (dc_decode --help: what it does)\n");
     return 2;
   }
+  if (tool_check_path_args("dc_decode", argc, argv)) return 2;
+  if (refuse_outputs_over_packed(argc, argv)) return 1;
   for (i = 1; i + 1 < argc; i += 2)
     if (decode_one(argv[i], argv[i + 1]) != 0) return 1;
   return tool_finish_stdout("dc_decode");

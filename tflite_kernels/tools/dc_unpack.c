@@ -29,7 +29,8 @@ static const char USAGE[] =
     "OUT is written atomically (temporary file + rename; a new OUT gets mode 0666 minus the\n"
     "umask, a replaced one keeps its mode; a read-only OUT, a device or a FIFO is refused).\n"
     "exit status: 0 written; 1 error (one line on stderr naming the problem and the fix,\n"
-    "nothing written; also when OUT is PACKED or PACKED has no HuffDecode op); 2 usage error.\n"
+    "nothing written; also when OUT is PACKED or PACKED has no HuffDecode op); 2 usage error\n"
+    "(also an empty path or \"-\": files only, no standard input or output).\n"
     "A damaged PACKED (a truncated or corrupt model, a packed tensor with a checksum mismatch\n"
     "or a bad header) is named as such, with the fix: export it again or copy it again from\n"
     "its source; a packed tensor of a newer format version with the update it needs.\n";
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: dc_unpack PACKED.tflite OUT.tflite (dc_unpack --help: what it does)\n");
     return 2;
   }
+  if (tool_check_path_args("dc_unpack", argc, argv)) return 2;
   uint8_t *in = NULL, *out = NULL;
   size_t in_n = 0, out_n = 0;
   char why[512];

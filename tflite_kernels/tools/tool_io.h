@@ -416,6 +416,26 @@ static int tool_is_help(const char* arg) {
   return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
 }
 
+/* The path arguments argv[1..argc-1], before any work: 0, or 2 (a usage error) after one line
+ * for an empty one (a shell variable that was not set: the output would be decoded, then not
+ * written) or "-" (no standard input/output: it would be read or written as a file named "-"). */
+static int tool_check_path_args(const char* tool, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (argv[i][0] == '\0') {
+      fprintf(stderr, "%s: argument %d is an empty path: give the path of a file\n", tool, i);
+      return 2;
+    }
+    if (strcmp(argv[i], "-") == 0) {
+      fprintf(stderr,
+              "%s: argument %d is \"-\", but %s reads and writes files only, not standard input "
+              "or output: give the path of a file (./- for a file named -)\n",
+              tool, i, tool);
+      return 2;
+    }
+  }
+  return 0;
+}
+
 /* The one line for an input that tool_read_file could not read (errno `err`). */
 static void tool_read_error(const char* tool, const char* path, int err, const char* what,
                             const char* kind) {
