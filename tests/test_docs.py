@@ -1181,6 +1181,51 @@ FIGURES += (_mcu_test_model_figures() + _shared_vectors_figures() + _keras_int8_
             + _torch_lstm_ops_figure() + _trim_sizes_figures() + _tflm_m4_figures())
 
 
+def _mcu_lenet_more_figures():
+    """docs/microcontrollers.md's *Measured* and *Goals* figures of the LeNet-300-100 run
+    (benchmarks/mcu_bench.py -> mcu_lenet_300_100.json) and the CNNs' every-invoke cost on Cortex-M4
+    (micro_tflm_m4.json) that the checks above leave out."""
+    mcu, d, src = _json("mcu_lenet_300_100.json"), "docs/microcontrollers.md", "mcu_lenet_300_100.json"
+    layers, runs, fl = mcu["model"]["layers"], mcu["tflm_x86"]["runs"], mcu["tflm_x86"]["flash_bytes"]
+    assert runs["int8.lut"]["bit_exact_vs_unpacked"], runs["int8.lut"]
+    head = {k: runs[k]["arena_head_bytes"] for k in ("float", "int8")}
+    gain = {k: runs[f"{k}.packed.once"]["arena_head_bytes"] - head[k] for k in ("float", "int8")}
+    ts = mcu["cortex_m4"]["tensors"]
+    fc1 = {k: next(t for t in ts if t["name"].startswith(k) and "fc1" in t["name"]) for k in ("float", "int8")}
+    small = [t["insns_per_element"] for t in ts if "fc1" not in t["name"]]
+    per, lr = mcu["cortex_m4"]["insns_per_element_by_model"], mcu["ratios_packed_vs_lut"]
+    out = [(d, f"{100 * mcu['model']['float_error_full_test']:.2f} % test error on the packed float `.tflite`; "
+               "fc1 / fc2 / fc3 keep " + " / ".join(str(r["distinct"]) for r in layers) + " distinct non-zero values", src),
+           (d, f"fc2 {100 * layers[1]['density']:.0f} %, fc3 {100 * layers[2]['density']:.0f} %), 5-bit shared values", src),
+           (d, f"TFLM (PyPI wheel, x86-64, reference kernels), {mcu['tflm_x86']['images']} MNIST test images", src),
+           (d, f"| int8 TFLM LUT (decoded by TFLM at run time) | bit-exact | {runs['int8.lut']['arena_total_bytes']:,} |", src),
+           (d, f"the planned part gained {gain['float']:,} / {gain['int8']:,} B (the largest workspace, fc1's, planned "
+               f"beside the input, where the unpacked model plans {head['float']:,} / {head['int8']:,} B)", src),
+           (d, f"| float LeNet {per['float']:.2f}, int8 {per['int8']:.2f} (fc1: {fc1['float']['insns_per_element']:.2f} / "
+               f"{fc1['int8']['insns_per_element']:.2f}; small layers {round(min(small))}–{round(max(small))};", src),
+           (d, f"| float {lr['float (lut_new)']:.3f}; int8 {lr['int8 (lut)']:.3f} / {lr['int8 (lut_new)']:.3f} (pinned / "
+               f"newer tool; 0.130 / 0.145 before format version 4, whose layout 6 codes the int32 biases: 26,160 → "
+               f"{fl['int8.packed']:,} B)", src)]
+    cn = _json("micro_tflm_m4.json")["cnn"]["runs"]
+    pct = [100 * (cn[f"{k}.packed.each"]["invoke_insns_avg"] - cn[k]["invoke_insns_avg"]) / cn[k]["invoke_insns_avg"]
+           for k in ("ds_cnn", "autoencoder")]
+    out.append((d, f"for {pct[0]:.2f} % / {pct[1]:.2f} % more instructions per inference on Cortex-M4", "micro_tflm_m4.json"))
+    return out
+
+
+FIGURES += _mcu_lenet_more_figures()
+
+
+def test_tflm_resolver_size_is_the_one_tflm_abi_h_asserts():
+    """microcontrollers.md's sizeof(MicroMutableOpResolver<200>) on x86-64 is the LP64 size tflm_abi.h
+    asserts for DcTflmPythonOpsResolver (compiled in every host build of the TFLM kernel; the wheel's
+    resolver memory is checked against that layout at registration, tests/test_micro.py)."""
+    with open(os.path.join(ROOT, "tflite_kernels", "micro", "tflm_abi.h")) as f:
+        size = int(re.search(r"sizeof\(DcTflmPythonOpsResolver\) == (\d+)", f.read()).group(1))
+    body = re.sub(r"\s+", " ", _docs.read("docs/microcontrollers.md"))
+    assert f"`sizeof(MicroMutableOpResolver<200>)` ({size:,} B on x86-64) matches `DcTflmPythonOpsResolver`" in body
+
+
 @pytest.mark.parametrize(("doc", "text", "source"), FIGURES, ids=[f"{d}:{s}:{k}" for k, (d, _, s) in enumerate(FIGURES)])
 def test_figure_matches_its_json(doc, text, source):
     """A figure quoted outside docs/results.md, rebuilt from docs/results/<source>: a re-run that
