@@ -28,6 +28,7 @@ the same epoch and stops with an error naming the folders if they do not.
 On real hosts run the worker command on each host yourself (docs/multi_worker.md).
 """
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -47,6 +48,12 @@ ROOT = os.path.dirname(HERE)
 
 def _init_jax(args):
     os.environ["KERAS_BACKEND"] = "jax"
+    # Said first: a worker that never joins ends this process after --timeout with JAX's own
+    # abort ("DEADLINE_EXCEEDED ... RegisterTask", "another task died"), which names neither.
+    print(f"worker {args.worker_id} of {args.workers}: joining the job at {args.coordinator}, waiting up to "
+          f"{args.timeout} s (--timeout) for all {args.workers} workers; if one does not join, JAX ends this "
+          f"process with DEADLINE_EXCEEDED: start every worker, --worker-id 0 to {args.workers - 1}, with the same "
+          "--workers and --coordinator", file=sys.stderr, flush=True)
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -185,6 +192,36 @@ def worker(args):
               "first_epoch": dict(FIRST_EPOCH)}
     print("RESULT " + json.dumps(result), flush=True)
     jax.distributed.shutdown()
+
+
+def _coordinator_problem(address, worker_id):
+    """Why ``--coordinator`` cannot work (None: it may), checked before JAX, which crashes on these
+    (a taken port or a port that is no number: a segmentation fault; no port: IndexError)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return (f"--coordinator {address!r} is not HOST:PORT with a port 1 to 65535 (e.g. 10.0.0.1:12345): "
+                "give worker 0's host and a free port, the same on every host")
+    if worker_id != 0:
+        return None
+    # worker 0 runs the coordinator: JAX listens on [::]:PORT (all addresses)
+    for family, anywhere in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
+        try:
+            s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        with s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((anywhere, int(port)))
+            except OSError as exc:
+                if family == socket.AF_INET6 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    continue  # no IPv6 here: try IPv4
+                what = "is in use (another job or program listens on it)" if exc.errno == errno.EADDRINUSE \
+                    else f"cannot be listened on ({exc.strerror})"
+                return (f"worker 0 runs the coordinator, but port {port} of --coordinator {address} {what}: "
+                        "choose another port, the same --coordinator on every host")
+            return None
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -329,6 +366,9 @@ def main(argv=None):
                      f"give 0 .. {args.workers - 1}, a different one per host")
         if args.coordinator is None or args.work_dir is None:
             ap.error("--worker-id needs --coordinator and --work-dir")
+        problem = _coordinator_problem(args.coordinator, args.worker_id)
+        if problem:
+            ap.error(problem)
         worker(args)
         return 0
     return launch(args)
