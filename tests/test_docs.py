@@ -1050,9 +1050,9 @@ def _mcu_test_model_figures():
                 date=_json("mcu_lenet_300_100.json")["machine"]["date"],
                 **_json("mcu_lenet_300_100.json")["cortex_m4"]["code_bytes_Os_m0"]), "mcu_lenet_300_100.json")]
     assert sum(t["decoded_bytes"] == 256 for t in ds["packed_tensors"]) == 4 and len(pw) == 4
-    pl, when = _json(src)["pack_layouts"], _json(src)["machine"]["date"].split()[1]  # *Leaving decoder features out*
+    pl, (day, when) = _json(src)["pack_layouts"], _json(src)["machine"]["date"].split()[:2]  # *Leaving decoder ...*
     i8, fl = pl["int8"], pl["float"]
-    out += [(d, f"again on 2026-12-05 at {when} UTC by `benchmarks/mcu_bench.py --test-models`", src),
+    out += [(d, f"again on {day} at {when} UTC by `benchmarks/mcu_bench.py --test-models`", src),
             (d, f"60 % pruned; {i8['bytes']:,} B) packs to {i8['packed_default']:,} B by default (grouped layouts), "
                 f"{i8['packed_minimal']:,} B with `decoder=\"minimal\"`; a float MLP with one unclustered and one "
                 f"clustered kernel ({fl['bytes']:,} B) to {fl['packed_default']:,} B (float planes), "
