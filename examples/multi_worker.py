@@ -360,6 +360,13 @@ def main(argv=None):
         ap.error("--coordinator is for one worker per host: give each host's --worker-id (0 on the "
                  "coordinator's host) and --work-dir (docs/multi_worker.md); without --worker-id this "
                  f"starts all {args.workers} workers here, on 127.0.0.1 with a coordinator of their own")
+    if args.work_dir is not None:  # before any worker starts (else: a traceback, or a worker dying in fit)
+        try:
+            os.makedirs(args.work_dir, exist_ok=True)
+        except OSError as exc:
+            why = "it is a file" if exc.errno == errno.EEXIST else exc.strerror
+            ap.error(f"--work-dir {args.work_dir}: cannot make it a directory ({why}): give the path "
+                     "of a directory you may write (it is created if missing)")
     if args.worker_id is not None:
         if not 0 <= args.worker_id < args.workers:
             ap.error(f"--worker-id {args.worker_id} is not a worker of --workers {args.workers}: "

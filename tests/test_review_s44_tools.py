@@ -166,3 +166,17 @@ def test_a_lone_worker_says_what_it_waits_for(tmp_path):
     first = r.stderr.splitlines()[0]
     assert first.startswith("worker 1 of 2: joining the job at 127.0.0.1:") and "waiting up to 2 s" in first, r.stderr
     assert "start every worker, --worker-id 0 to 1, with the same --workers and --coordinator" in first
+
+
+def test_multi_worker_refuses_a_work_dir_it_cannot_make(tmp_path):
+    """--work-dir naming a file, or a path through one: exit 2 naming it, in both modes (the launcher
+    died of a FileExistsError / NotADirectoryError traceback; a worker joined the job first)."""
+    (tmp_path / "file").write_bytes(b"kept")
+    for work_dir, why in ((tmp_path / "file", "it is a file"), (tmp_path / "file" / "sub", "Not a directory")):
+        for mode in ([], ["--worker-id", "1", "--coordinator", "127.0.0.1:1234"]):
+            r = subprocess.run([sys.executable, SCRIPT, "--workers", "2", "--work-dir", str(work_dir)] + mode,
+                               capture_output=True, text=True, timeout=300)
+            assert r.returncode == 2, (work_dir, mode, r.stderr[-2000:])
+            assert f"--work-dir {work_dir}: cannot make it a directory ({why})" in r.stderr, r.stderr[-2000:]
+            assert "Traceback" not in r.stderr
+    assert (tmp_path / "file").read_bytes() == b"kept"
