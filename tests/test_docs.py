@@ -1216,6 +1216,45 @@ def _mcu_lenet_more_figures():
 FIGURES += _mcu_lenet_more_figures()
 
 
+def _int_planes_sizes_figures():
+    """docs/FORMAT.md §17: the table's last three rows and the alternatives not kept
+    (benchmarks/int_planes_sizes.py -> format_int_planes.json)."""
+    src, d = "format_int_planes.json", "docs/FORMAT.md"
+    j = _json(src)
+    bias, cnn, idx, wide, rnd = j["rows"]
+    sec = {"dense": "§5", "sparse": "§6", "grouped_dense": "§11"}
+    assert "int64 bias" in bias["tensor"] and "int32 dense bias" in cnn["tensor"] and "sorted" in idx["tensor"]
+    assert bias["base_zero_bytes"] == bias["int_planes_bytes"] and rnd["default_encode_bytes"] > rnd["raw_bytes"]
+    assert all(r["sign_length_alphabet_bytes"] > r["int_planes_bytes"] for r in (bias, cnn))
+    out = [(d, f"| sorted int64 indices (4096 draws from 0..9999) | {idx['raw_bytes']:,} | "
+               f"{idx['best_old_layouts_bytes']:,} ({sec[idx['old_layouts_layout']]}) | {idx['int_planes_bytes']:,} (P = 1) |", src),
+           (d, f"| {wide['raw_bytes']:,} | {wide['best_old_layouts_bytes']:,} ({sec[wide['old_layouts_layout']]}) | "
+               f"{wide['int_planes_bytes']:,} |", src),
+           (d, f"| uniformly random int32 (4096) | {rnd['raw_bytes']:,} | {rnd['best_old_layouts_bytes']:,} "
+               f"({sec[rnd['old_layouts_layout']]}) | {rnd['int_planes_bytes']:,}: kept raw by `pack` |", src),
+           (d, f"2026-12-06, the last three on tensors it makes with seed 0. Its sorted table packs to "
+               f"{idx['int_planes_bytes']:,} B", src),
+           (d, f"base 0 instead of the median ({bias['base_zero_bytes']:,} B on the int64 bias, as the median; "
+               f"{cnn['base_zero_bytes']} B against {cnn['int_planes_bytes']} B on the int32 bias; "
+               f"{wide['base_zero_bytes']:,} B against {wide['int_planes_bytes']:,} B, "
+               f"{100 * (1 - wide['base_zero_bytes'] / wide['int_planes_bytes']):.1f} % smaller, on `i32_wide`", src),
+           (d, f"base = the minimum ({bias['base_min_bytes'] / bias['int_planes_bytes']:.1f}× larger on the int64 bias: "
+               f"{bias['base_min_bytes']:,} B)", src),
+           (d, f"{8 * (idx['int_planes_bytes'] - idx['sign_length_alphabet_bytes']) / idx['shape'][0]:.1f} bit per element "
+               f"smaller on monotone tables (sorted indices {idx['sign_length_alphabet_bytes']:,} B against "
+               f"{idx['int_planes_bytes']:,} B) but larger on every bias (its descriptor is 16–32 bytes longer: "
+               f"{bias['sign_length_alphabet_bytes']:,} B and {cnn['sign_length_alphabet_bytes']} B against "
+               f"{bias['int_planes_bytes']:,} B and {cnn['int_planes_bytes']} B)", src)]
+    for r in (bias, cnn):  # the rows int_biases.json also gives: the same tensors, the same bytes
+        out.append((d, f"| {r['raw_bytes']:,} | {r['best_old_layouts_bytes']:,} ({sec[r['old_layouts_layout']]}"
+                       + (": kept raw" if r["best_old_layouts_bytes"] > r["raw_bytes"] else "")
+                       + f") | {r['int_planes_bytes']:,} (P = 0) |", src))
+    return out
+
+
+FIGURES += _int_planes_sizes_figures()
+
+
 def test_tflm_resolver_size_is_the_one_tflm_abi_h_asserts():
     """microcontrollers.md's sizeof(MicroMutableOpResolver<200>) on x86-64 is the LP64 size tflm_abi.h
     asserts for DcTflmPythonOpsResolver (compiled in every host build of the TFLM kernel; the wheel's
