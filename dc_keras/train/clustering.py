@@ -421,8 +421,10 @@ def gather_centroids(centroids, assignments, training=True):
     on one thread unless ``DC_KERAS_JAX_FFI_SPLIT=1`` shares large ones with a second). On PyTorch
     an ``index_select`` whose gradient (a ``torch.autograd.Function``) is one ``index_add_`` into
     zeros per part (CPU: one loop in index order), the parts then added in order; it also skips
-    ``take``'s pass fixing negative indices and its int64 copy of them (fc1's gather and sums,
-    measured alone at a load of 8: ~13-24 -> ~0.7 ms of CPU). The order is dc_keras's, not a
+    ``take``'s pass fixing negative indices and its int64 copy of them (fc1's gather and sums
+    alone, one thread, load 6-8: ~0.9-1.2 -> ~0.7-0.8 ms of CPU; 3-24 ms before on two threads
+    at that load, its parallel passes waiting for busy cores; a LeNet-300-100 fit step, ~7-8.5 ms
+    on one thread, the same within noise). The order is dc_keras's, not a
     framework's: ``keras.ops.take``'s own gradient sums in plain index order and can differ in the
     last bits (tests/test_clustering.py compares every route bit for bit with
     :func:`centroid_sums_reference`, with and without the native kernels, on the three backends).
