@@ -1198,6 +1198,7 @@ def _mcu_lenet_more_figures():
                "fc1 / fc2 / fc3 keep " + " / ".join(str(r["distinct"]) for r in layers) + " distinct non-zero values", src),
            (d, f"fc2 {100 * layers[1]['density']:.0f} %, fc3 {100 * layers[2]['density']:.0f} %), 5-bit shared values", src),
            (d, f"TFLM (PyPI wheel, x86-64, reference kernels), {mcu['tflm_x86']['images']} MNIST test images", src),
+           (d, f"({mcu['cortex_m4']['max_stack_bytes']:,} B at most; the decoder's sources changed in between)", src),
            (d, f"| int8 TFLM LUT (decoded by TFLM at run time) | bit-exact | {runs['int8.lut']['arena_total_bytes']:,} |", src),
            (d, f"the planned part gained {gain['float']:,} / {gain['int8']:,} B (the largest workspace, fc1's, planned "
                f"beside the input, where the unpacked model plans {head['float']:,} / {head['int8']:,} B)", src),
