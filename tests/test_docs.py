@@ -1256,6 +1256,26 @@ def _int_planes_sizes_figures():
 FIGURES += _int_planes_sizes_figures()
 
 
+def _container_variants_figures():
+    """docs/FORMAT.md §15: what one HuffDecode op, or one packed tensor, would save
+    (benchmarks/container_variants.py -> format_container_variants.json)."""
+    src = "format_container_variants.json"
+    ds, ae = (r for r in _json(src)["rows"])
+    assert (ds["model"], ae["model"]) == ("ds_cnn", "autoencoder")
+    per = ds["saved_per_packed_tensor"]
+    return [("docs/FORMAT.md", f"would save another ~{round(per['one_op'])} B per packed tensor, and that op with one packed "
+                               f"tensor holding all the §2 streams ~{round(per['one_tensor'])} B per packed tensor in all", src),
+            ("docs/FORMAT.md", f"int8 DS-CNN, {ds['packed_tensors']} packed tensors, {ds['saved_bytes']['one_op']:,} B and "
+                               f"{ds['saved_bytes']['one_tensor']:,} B of {ds['variant_bytes']['as_packed']:,} B as dc_keras's "
+                               f"writer writes it again (pack wrote {ds['packed_bytes']:,} B, "
+                               f"{ds['packed_bytes'] - ds['variant_bytes']['as_packed']} B more: not traced); its autoencoder, "
+                               f"{ae['packed_tensors']} packed tensors, "
+                               f"{ae['saved_bytes']['one_op']} B and {ae['saved_bytes']['one_tensor']} B;", src)]
+
+
+FIGURES += _container_variants_figures()
+
+
 def test_tflm_resolver_size_is_the_one_tflm_abi_h_asserts():
     """microcontrollers.md's sizeof(MicroMutableOpResolver<200>) on x86-64 is the LP64 size tflm_abi.h
     asserts for DcTflmPythonOpsResolver (compiled in every host build of the TFLM kernel; the wheel's
