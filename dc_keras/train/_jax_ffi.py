@@ -132,12 +132,15 @@ def split_mode() -> bool:
 
 
 def usable(centroids, assignments) -> bool:
-    """The kernels take float32 centroids and int32 assignments, on the CPU."""
+    """The kernels take float32 centroids and int32 assignments, on the CPU (other dtypes, e.g.
+    under a mixed precision policy, take the ``lax.gather`` path: logged once at INFO)."""
     import jax
 
-    if str(centroids.dtype) != "float32" or str(assignments.dtype) != "int32" or centroids.ndim != 1:
+    if 0 in assignments.shape or 0 in centroids.shape or jax.default_backend() != "cpu":
         return False
-    if 0 in assignments.shape or centroids.shape[0] == 0 or jax.default_backend() != "cpu":
+    if str(centroids.dtype) != "float32" or str(assignments.dtype) != "int32" or centroids.ndim != 1:
+        if available():  # skipped although built: said once (its absence is said by available())
+            _kernels.note_skipped("JAX", "lax.gather", centroids, assignments)
         return False
     return available()
 

@@ -3,7 +3,12 @@ shared by :mod:`dc_keras.train._jax_ffi` and :mod:`dc_keras.train._tf_ops` (each
 and checked on its own, so each has its own pair of environment variables)."""
 from __future__ import annotations
 
+import logging
 import os
+import threading
+
+_noted = set()  # the reasons note_skipped has logged (once each per process)
+_noted_lock = threading.Lock()
 
 
 def library_path(name: str, path_env: str) -> str:
@@ -50,3 +55,18 @@ def check_result(case, shared, grad, path: str, target: str):
     if not (np.array_equal(shared, np.append(centroids, 0)[assignments]) and np.array_equal(grad, sums[:5])):
         return f"{path} gave wrong results in a test call; rebuild it with `make {target}`"
     return None
+
+
+def note_skipped(framework: str, route: str, centroids, assignments) -> None:
+    """Logs once (INFO, ``dc_keras`` logger) per framework and dtypes that the native kernels were
+    skipped for tensors they do not take (float16 / bfloat16 centroids under a mixed precision
+    policy, int64 assignments): the fit step then takes ``route``, slower, without it being said."""
+    why = f"{centroids.dtype} centroids of rank {len(centroids.shape)}, {assignments.dtype} assignments"
+    with _noted_lock:
+        if (framework, why) in _noted:
+            return
+        _noted.add((framework, why))
+    logging.getLogger("dc_keras").info(
+        "dc_keras: clustered training on %s uses %s for %s (slower): the native centroid kernels take "
+        "float32 centroids (a vector) and int32 assignments; a mixed precision policy computes the "
+        "layers in float16 / bfloat16", framework, route, why)

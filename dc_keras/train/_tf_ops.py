@@ -127,16 +127,19 @@ def unavailable_reason():
 
 
 def usable(centroids, assignments) -> bool:
-    """The ops take float32 centroids (a vector) and int32 assignments, on the CPU."""
+    """The ops take float32 centroids (a vector) and int32 assignments, on the CPU (other dtypes,
+    e.g. under a mixed precision policy, take the fallback: logged once at INFO)."""
     import tensorflow as tf
 
-    if centroids.dtype != tf.float32 or assignments.dtype != tf.int32 or centroids.shape.rank != 1:
-        return False
-    if centroids.shape[0] in (None, 0) or tf.config.list_logical_devices("GPU"):
+    if centroids.shape.rank != 1 or centroids.shape[0] in (None, 0) or tf.config.list_logical_devices("GPU"):
         return False
     from dc_keras import _compat
 
     if _compat.tf_in_xla_context() is not False:  # no XLA kernels (jit_compile=True), or cannot tell
+        return False
+    if centroids.dtype != tf.float32 or assignments.dtype != tf.int32:
+        if available():  # skipped although built: said once (its absence is said by available())
+            _kernels.note_skipped("TF", "XLA-compiled tf.gather", centroids, assignments)
         return False
     return available()
 

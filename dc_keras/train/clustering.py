@@ -344,6 +344,13 @@ class ClusterWrapper(_base.CompressionWrapper):
         self._untracked("_deferred", False)  # the file's values, not a k-means of the layer's
         self.check_assignments()
 
+    def stripped_weights(self):
+        """As the base class's, after :meth:`check_assignments`: ``set_weights`` and a variable's
+        ``assign`` are not checked on the way in, and without the native kernels JAX's gather
+        clamps an index outside the codebook (a silently wrong kernel in the stripped model)."""
+        self.check_assignments()
+        return super().stripped_weights()
+
     def check_assignments(self):
         """Raise ``ValueError`` if an assignment lies outside ``0..len(centroids)`` (the last index
         is the constant-zero slot).
@@ -412,8 +419,10 @@ def gather_centroids(centroids, assignments, training=True):
     On JAX ``take`` clamps or masks the indices (an extra pass over them in the gather and in its
     scatter-add gradient) and flattens them in a layout that makes XLA copy the kernel's gradient
     before the scatter; a ``lax.gather`` over the flat assignments with ``promise_in_bounds`` has
-    neither (the assignments are always in range: k-means makes them, and a loaded file is
-    checked, :meth:`ClusterWrapper.load_own_variables`); its gradient is the part-ordered
+    neither (k-means makes the assignments in range and a loaded file is checked,
+    :meth:`ClusterWrapper.load_own_variables`; ``set_weights`` or ``assign`` of indices outside the
+    codebook are not: the native kernels and TF's gathers raise, this path clamps them, and
+    ``strip`` checks them, :meth:`ClusterWrapper.check_assignments`); its gradient is the part-ordered
     scatter-add (``jax.custom_vjp``: reverse mode, also twice, but no forward mode). Faster still
     (and the default after ``make install``), two native XLA CPU kernels through JAX's FFI do the
     gather and the sums (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1, each op timed alone:

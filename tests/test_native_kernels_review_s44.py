@@ -1,0 +1,99 @@
+"""A review of the clustered fit step's native kernels (jax_kernels/dc_centroids*.cc, their Python
+glue dc_keras/train/_jax_ffi.py, _tf_ops.py, _kernels.py): bad assignments that come in through
+``set_weights`` (not checked on the way in) and native routes skipped for their dtypes. Runs in the
+TensorFlow pass and again under JAX and PyTorch (the Makefile's BACKEND_TESTS)."""
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+
+RNG = np.random.default_rng(44)
+X = RNG.normal(size=(64, 20)).astype("float32")
+Y = RNG.normal(size=(64, 4)).astype("float32")
+
+# Per backend: the native module and its switch (PyTorch has none: its own gather raises).
+_NATIVE = {"jax": ("_jax_ffi", "DC_KERAS_JAX_FFI"), "tensorflow": ("_tf_ops", "DC_KERAS_TF_OPS")}
+
+
+def _native_module(monkeypatch, mode):
+    """The backend's native module with its decision reset and its switch at ``mode``, or None."""
+    if keras.backend.backend() not in _NATIVE:
+        return None
+    import importlib
+
+    name, env = _NATIVE[keras.backend.backend()]
+    module = importlib.import_module(f"dc_keras.train.{name}")
+    monkeypatch.setenv(env, mode)
+    monkeypatch.setattr(module, "_state", {})
+    return module
+
+
+def _clustered(units=300):
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((20,))
+    x = keras.layers.Dense(units, activation="relu", name="d1")(inp)  # 6,000 entries: TF's XLA route
+    model = keras.Model(inp, keras.layers.Dense(4, name="d2")(x))
+    model = dc_keras.cluster(model, bits=2, layers=["d1"])
+    model.compile("sgd", "mse")
+    return model
+
+
+@pytest.mark.parametrize("mode", ["auto", "0"])
+@pytest.mark.parametrize("bad", [5, 99, -1])
+def test_strip_refuses_assignments_set_out_of_range(mode, bad, monkeypatch):
+    # model.set_weights (and a variable's assign) put assignments in unchecked. strip used to write
+    # a silently wrong kernel on JAX without the native kernels (lax.gather clamps: 99 -> the zero
+    # slot, -1 -> centroid 0) and raised the framework's own error elsewhere; now the wrapper's
+    # check names the layer, the weight, the index and the fix on every backend and route.
+    _native_module(monkeypatch, mode)
+    model = _clustered()
+    weights = model.get_weights()
+    (i,) = [k for k, v in enumerate(model.weights) if v.path.endswith("kernel_assignments")]
+    weights[i] = weights[i].copy()
+    weights[i][7, 11] = bad
+    model.set_weights(weights)
+    with pytest.raises(ValueError, match=rf"'d1'.*assignments of 'kernel' hold index {bad}, outside 0\.\.4 .*cluster"):
+        dc_keras.strip(model)
+    weights[i][7, 11] = 4  # the zero slot: in range
+    model.set_weights(weights)
+    kernel = dc_keras.strip(model).get_layer("d1").kernel.numpy()
+    assert kernel[7, 11] == 0
+    centroids = weights[[k for k, v in enumerate(model.weights) if v.path.endswith("kernel_centroids")][0]]
+    np.testing.assert_array_equal(kernel, np.append(centroids, 0)[weights[i]])
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_native_route_skipped_for_a_mixed_precision_policy_is_reported_once(policy, monkeypatch, caplog):
+    # The native kernels take float32 centroids; under a mixed precision policy the layer computes in
+    # float16 / bfloat16, and fit() took the slower fallback without a word (unavailable_reason()
+    # None, nothing logged). Now one INFO line per dtype says so.
+    module = _native_module(monkeypatch, "auto")
+    if module is None:
+        pytest.skip("PyTorch has no native centroid kernels")
+    if not os.path.isfile(module.library_path()):
+        pytest.skip(f"{module.library_path()} not built (make jax-ffi tf-ops)")
+    from dc_keras.train import _kernels
+
+    monkeypatch.setattr(_kernels, "_noted", set())
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with caplog.at_level("INFO", logger="dc_keras"):
+            model = _clustered()
+            model.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+            _clustered().fit(X, Y, batch_size=16, epochs=1, verbose=0)  # another model, same dtypes: not again
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert module.available() and module.unavailable_reason() is None  # built and loaded: only skipped
+    dtype = policy.split("_")[1]
+    notes = [r.getMessage() for r in caplog.records if "native centroid kernels take float32" in r.getMessage()]
+    assert len(notes) == 1, notes
+    assert f"{dtype} centroids" in notes[0] and "int32 assignments" in notes[0] and "mixed precision" in notes[0]
+    # float32: the native route, nothing more said.
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dc_keras"):
+        _clustered().fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    assert not [r for r in caplog.records if "native centroid kernels take float32" in r.getMessage()]
