@@ -35,7 +35,8 @@ qemu; decode instructions per element of the trimmed builds, qemu -icount: deter
 writes its table to docs/results/micro_trim_sizes.json (or JSON), with the release build's sizes:
 huffdecode_tflm.c's object (.text+.rodata+.data) with and without TF_LITE_STRIP_ERROR_STRINGS at -O2
 and -Os, and the `text` of a Cortex-M4 image that registers the op (tests/test_micro.py's app:
-kernel, decoder, tools/mcu/startup.c, mps2.ld, --gc-sections) built both ways.
+kernel, decoder, tools/mcu/startup.c, mps2.ld, --gc-sections) built both ways; the object also for
+Cortex-M0 at -Os, both ways.
 
     python benchmarks/mcu_bench.py --tflm-m4 TFLM_TREE [--m4-work DIR] [JSON]
 
@@ -233,6 +234,13 @@ def _test_models_child(out_path):
     _common.write_json(out_path, out)
 
 
+def _section_bytes(obj):
+    """.text + .rodata + .data of an object (arm-none-eabi-size -A), as test_mcu.sh's SIZE."""
+    sa = subprocess.run(["arm-none-eabi-size", "-A", obj], capture_output=True, text=True, check=True).stdout
+    return sum(int(f[1]) for f in (ln.split() for ln in sa.splitlines())
+               if len(f) >= 2 and f[0].startswith((".text", ".rodata", ".data")) and f[1].isdigit())
+
+
 def _release_build_sizes():
     """huffdecode_tflm.c with / without TF_LITE_STRIP_ERROR_STRINGS on Cortex-M4: object bytes and the
     `text` of an image registering the op (as tests/test_micro.py's stripped-kernel test builds it)."""
@@ -254,13 +262,16 @@ def _release_build_sizes():
                                 "-nostartfiles", "-T", os.path.join(mcu, "mps2.ld"), "-Wl,--gc-sections", "-o", elf,
                                 app, os.path.join(k, "micro", "huffdecode_tflm.c"), os.path.join(k, "src", "dc_codec.c"),
                                 os.path.join(mcu, "startup.c")], check=True)
-                sa = subprocess.run(["arm-none-eabi-size", "-A", obj], capture_output=True, text=True,
-                                    check=True).stdout
-                code = sum(int(f[1]) for f in (ln.split() for ln in sa.splitlines())
-                           if len(f) >= 2 and f[0].startswith((".text", ".rodata", ".data")) and f[1].isdigit())
+                code = _section_bytes(obj)
                 text = int(subprocess.run(["arm-none-eabi-size", elf], capture_output=True, text=True,
                                           check=True).stdout.splitlines()[1].split()[0])
                 out[f"{name}{opt}"] = {"kernel_object_bytes": code, "image_text_bytes": text}
+        m0 = ["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft", *flags[4:]]  # test_mcu.sh's Cortex-M0 object
+        for name, extra in (("default", []), ("strip", ["-DTF_LITE_STRIP_ERROR_STRINGS"])):
+            obj = os.path.join(d, f"m0{name}.o")
+            subprocess.run(["arm-none-eabi-gcc", *m0, "-Os", *extra, "-c", os.path.join(k, "micro", "huffdecode_tflm.c"),
+                            "-o", obj], check=True)
+            out[f"{name}-Os-m0"] = {"kernel_object_bytes": _section_bytes(obj)}
     return out
 
 

@@ -1207,6 +1207,9 @@ def _mcu_lenet_more_figures():
            (d, f"| float {lr['float (lut_new)']:.3f}; int8 {lr['int8 (lut)']:.3f} / {lr['int8 (lut_new)']:.3f} (pinned / "
                f"newer tool; 0.130 / 0.145 before format version 4, whose layout 6 codes the int32 biases: 26,160 → "
                f"{fl['int8.packed']:,} B)", src)]
+    m0 = _json("micro_trim_sizes.json")["release_build"]  # the Cortex-M0 kernel object, with and without messages
+    out.append((d, f"Cortex-M0 -Os {m0['default-Os-m0']['kernel_object_bytes']:,} B, stripped "
+                   f"{m0['strip-Os-m0']['kernel_object_bytes']} B", "micro_trim_sizes.json"))
     cn = _json("micro_tflm_m4.json")["cnn"]["runs"]
     pct = [100 * (cn[f"{k}.packed.each"]["invoke_insns_avg"] - cn[k]["invoke_insns_avg"]) / cn[k]["invoke_insns_avg"]
            for k in ("ds_cnn", "autoencoder")]
