@@ -239,12 +239,24 @@ test-c:
 
 # C tests + fuzz seed replay under ASan/UBSan (docs/fuzzing.md).
 # fuzz-smoke (make test-long): 25 s of libFuzzer per harness, the six of fuzz.sh's FUZZ_HARNESSES.
+# Then the clustered fit step's kernel loops (jax_kernels/dc_centroids_core.h) alone, every size
+# and table class on one thread and two (jax_kernels/tests/test_centroids_core.cc, ~10 s).
+CENTROIDS_TEST := jax_kernels/tests/test_centroids_core.cc
+CENTROIDS_TEST_FLAGS := -std=c++17 -O1 -g -Wall -Wextra -Werror -pthread
 test-sanitize:
 	$(MAKE) -C tflite_kernels test-sanitize PY=$(abspath $(VPY))
+	@mkdir -p jax_kernels/build
+	$(CXX) $(CENTROIDS_TEST_FLAGS) -fsanitize=address,undefined -fno-sanitize-recover=all \
+	  -o jax_kernels/build/test_centroids_core_asan $(CENTROIDS_TEST)
+	jax_kernels/build/test_centroids_core_asan all
 
 # The C tests that run the library on several threads, under ThreadSanitizer (tflite_kernels/Makefile).
+# Then the kernel loops' two-thread gather and sums (jax_kernels/tests/test_centroids_core.cc).
 test-tsan:
 	$(MAKE) -C tflite_kernels test-tsan
+	@mkdir -p jax_kernels/build
+	$(CXX) $(CENTROIDS_TEST_FLAGS) -fsanitize=thread -o jax_kernels/build/test_centroids_core_tsan $(CENTROIDS_TEST)
+	jax_kernels/build/test_centroids_core_tsan threads
 
 fuzz-smoke:
 	$(MAKE) -C tflite_kernels fuzz-smoke PY=$(abspath $(VPY))

@@ -89,7 +89,7 @@ __attribute__((target("avx512f"))) inline int64_t GatherAvx512(const float* c, u
                                                                const int32_t* idx, float* out,
                                                                size_t begin, size_t end) {
   alignas(64) float table[48] = {0};
-  std::memcpy(table, c, n * sizeof(float));
+  if (n) std::memcpy(table, c, n * sizeof(float));  // no centroids: c may be null
   const __m512 lo = _mm512_load_ps(table), hi = _mm512_load_ps(table + 16),
                top = _mm512_load_ps(table + 32);
   const __m512i limit = _mm512_set1_epi32(static_cast<int32_t>(n)), k32 = _mm512_set1_epi32(32);
