@@ -97,3 +97,29 @@ def test_native_route_skipped_for_a_mixed_precision_policy_is_reported_once(poli
     with caplog.at_level("INFO", logger="dc_keras"):
         _clustered().fit(X, Y, batch_size=16, epochs=1, verbose=0)
     assert not [r for r in caplog.records if "native centroid kernels take float32" in r.getMessage()]
+
+
+def test_a_bad_split_setting_at_start_is_an_error_not_a_silent_fallback(monkeypatch, caplog):
+    # DC_KERAS_JAX_FFI_SPLIT=yes set before the first use: the library's first-use test call raised
+    # the setting's ValueError, which was taken for a broken library: the native kernels were turned
+    # off with an INFO line saying "rebuild it with `make jax-ffi`", and training went on. Now the
+    # ValueError reaches the caller, each time (nothing decided). Needs only JAX, whatever Keras's backend.
+    pytest.importorskip("jax")
+    from dc_keras.train import _jax_ffi
+
+    monkeypatch.setattr(_jax_ffi, "_state", {})
+    monkeypatch.setenv("DC_KERAS_JAX_FFI", "auto")
+    monkeypatch.setenv("DC_KERAS_JAX_FFI_SPLIT", "yes")
+    with caplog.at_level("INFO", logger="dc_keras"):
+        for _ in range(2):
+            with pytest.raises(ValueError, match="DC_KERAS_JAX_FFI_SPLIT must be 0 or 1, got 'yes'"):
+                _jax_ffi.available()
+    assert not [r for r in caplog.records if "make jax-ffi" in r.getMessage()]
+    assert "ok" not in _jax_ffi._state
+    monkeypatch.setenv("DC_KERAS_JAX_FFI", "0")  # off: the split setting does not matter
+    assert not _jax_ffi.available()
+    if os.path.isfile(_jax_ffi.library_path()):
+        monkeypatch.setattr(_jax_ffi, "_state", {})
+        monkeypatch.setenv("DC_KERAS_JAX_FFI", "auto")
+        monkeypatch.setenv("DC_KERAS_JAX_FFI_SPLIT", "1")
+        assert _jax_ffi.available(), _jax_ffi.unavailable_reason()

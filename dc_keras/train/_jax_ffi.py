@@ -55,6 +55,7 @@ def _load():
     """Registers the two FFI targets; returns ``None`` or the reason they are unavailable."""
     if _mode() == "0":
         return f"{_MODE_ENV}=0"
+    split_mode()  # a bad value is the caller's error (raised), not a failed test call of the library
     path = library_path()
     if not os.path.isfile(path):
         return f"{path} not found (build it with `make jax-ffi`, part of `make install`)"
