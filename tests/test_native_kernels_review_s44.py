@@ -123,3 +123,40 @@ def test_a_bad_split_setting_at_start_is_an_error_not_a_silent_fallback(monkeypa
         monkeypatch.setenv("DC_KERAS_JAX_FFI", "auto")
         monkeypatch.setenv("DC_KERAS_JAX_FFI_SPLIT", "1")
         assert _jax_ffi.available(), _jax_ffi.unavailable_reason()
+
+
+_DIRECT_GATHER = """
+import numpy as np, jax
+from dc_keras.train import _jax_ffi
+assert _jax_ffi.available(), _jax_ffi.unavailable_reason()
+for result, count in ((4, 200_000), (300, 100)):
+    gather = jax.ffi.ffi_call(_jax_ffi._GATHER, jax.ShapeDtypeStruct((result,), "float32"))
+    try:
+        np.asarray(gather(np.arange(4, dtype="float32"), np.ones(count, "int32"), split=np.bool_(False)))
+        print("no error", result, count)
+    except Exception as err:
+        print(type(err).__name__, err)
+"""
+
+
+def test_the_jax_gather_kernel_refuses_a_result_not_of_the_assignments_size():
+    # The FFI gather wrote as many entries as there are assignments into its result buffer, whatever
+    # its size: a direct ffi_call with a result of 4 entries for 200,000 assignments overran XLA's
+    # buffer (the process died, SIGSEGV), one of 300 for 100 left 200 entries unwritten. The sums
+    # kernel checked its sizes already. Run in a child process: the old code's overrun kills it.
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    from dc_keras.train import _jax_ffi
+
+    if not os.path.isfile(_jax_ffi.library_path()):
+        pytest.skip(f"{_jax_ffi.library_path()} not built: run `make jax-ffi`")
+    env = dict(os.environ, KERAS_BACKEND="jax", DC_KERAS_JAX_FFI="1", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-c", _DIRECT_GATHER], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 2, run.stdout
+    for line, (result, count) in zip(lines, ((4, 200_000), (300, 100))):
+        assert f"dc_keras centroid gather: a result of {result} entries for {count} assignments; give it the " \
+               "assignments' shape" in line, line
