@@ -160,3 +160,34 @@ def test_the_jax_gather_kernel_refuses_a_result_not_of_the_assignments_size():
     for line, (result, count) in zip(lines, ((4, 200_000), (300, 100))):
         assert f"dc_keras centroid gather: a result of {result} entries for {count} assignments; give it the " \
                "assignments' shape" in line, line
+
+
+@pytest.mark.parametrize("name", ["_jax_ffi", "_tf_ops"])
+def test_a_library_present_but_unusable_is_a_warning_an_absent_one_info(name, monkeypatch, caplog, tmp_path):
+    # A library that is there but does not load (stale: built for another jaxlib / TF, or damaged)
+    # was noted at INFO like one never built, which Python's logging does not show by default: the
+    # user who ran `make install` trained on the slow route without a word. Now WARNING, naming the
+    # rebuild; an absent library or a switch at 0 stays INFO (a choice, not a fault).
+    import importlib
+    import logging
+
+    pytest.importorskip("jax" if name == "_jax_ffi" else "tensorflow")
+    module = importlib.import_module(f"dc_keras.train.{name}")
+    env = {"_jax_ffi": "DC_KERAS_JAX_FFI", "_tf_ops": "DC_KERAS_TF_OPS"}[name]
+    target = {"_jax_ffi": "jax-ffi", "_tf_ops": "tf-ops"}[name]
+    broken = tmp_path / "broken.so"
+    broken.write_bytes(b"not an ELF file")
+    cases = [("auto", str(broken), logging.WARNING, f"{broken} did not load"),
+             ("auto", str(tmp_path / "absent.so"), logging.INFO, "not found"),
+             ("0", str(broken), logging.INFO, f"{env}=0")]
+    for mode, path, level, says in cases:
+        monkeypatch.setattr(module, "_state", {})
+        monkeypatch.setenv(env, mode)
+        monkeypatch.setenv(f"{env}_LIBRARY", path)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="dc_keras"):
+            assert not module.available()
+        notes = [r for r in caplog.records if says in r.getMessage()]
+        assert [r.levelno for r in notes] == [level], (mode, path, [(r.levelname, r.getMessage()) for r in caplog.records])
+        if level == logging.WARNING:
+            assert f"make {target}" in notes[0].getMessage()

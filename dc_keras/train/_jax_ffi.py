@@ -14,7 +14,8 @@ forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) of the centroids does
 path (JAX says so).
 
 ``DC_KERAS_JAX_FFI``: ``auto`` (default: use the library when present; its absence is logged once
-at INFO level on the ``dc_keras`` logger), ``0`` (never use it), ``1`` (required: raise if it
+at INFO level on the ``dc_keras`` logger, a library present that fails to load or its check at
+WARNING), ``0`` (never use it), ``1`` (required: raise if it
 cannot load). ``DC_KERAS_JAX_FFI_LIBRARY`` names a library built elsewhere.
 ``DC_KERAS_JAX_FFI_SPLIT``: ``0`` (default: each kernel call on one thread) or ``1`` (large calls
 shared with a pool thread; see :func:`split_mode`).
@@ -110,7 +111,8 @@ def available() -> bool:
                 _state.clear()
                 raise RuntimeError(f"{_MODE_ENV}=1 but the native centroid kernels are unavailable: {why}.")
             if why is not None:
-                logger.info("dc_keras: clustered training on JAX uses lax.gather (same results, slower): %s", why)
+                logger.log(_kernels.log_level(_mode(), library_path()),
+                           "dc_keras: clustered training on JAX uses lax.gather (same results, slower): %s", why)
         return _state["ok"]
 
 

@@ -29,6 +29,13 @@ def mode(mode_env: str) -> str:
     return value
 
 
+def log_level(mode_value: str, path: str) -> int:
+    """The level of the note that the library is not used: INFO when it is switched off or absent
+    (not built: a choice), WARNING when it is there but failed to load or its check (stale, built
+    for another jaxlib / TF: the fix is a rebuild, and INFO is not shown by default)."""
+    return logging.INFO if mode_value == "0" or not os.path.isfile(path) else logging.WARNING
+
+
 def check_case():
     """The first-use test call's inputs: ``(centroids, assignments, upstream)``; 5 centroids plus
     the zero slot, 70,000 entries (vector loops, tails, all 8 parts of the sums and, on JAX, the

@@ -19,7 +19,8 @@ vs ~290-400 us for the XLA call, sums ~300-460 us vs ~570-820 us (90 % of the en
 slot, as after pruning: ~95-155 us vs ~1,240-1,400 us).
 
 ``DC_KERAS_TF_OPS``: ``auto`` (default: use the library when present; its absence is logged once
-at INFO level on the ``dc_keras`` logger), ``0`` (never use it), ``1`` (required: raise if it
+at INFO level on the ``dc_keras`` logger, a library present that fails to load or its check at
+WARNING), ``0`` (never use it), ``1`` (required: raise if it
 cannot load). ``DC_KERAS_TF_OPS_LIBRARY`` names a library built elsewhere. (The JAX backend's
 switch is ``DC_KERAS_JAX_FFI``, same values: each backend's library is built and checked on its
 own.)
@@ -115,8 +116,9 @@ def available() -> bool:
                 if _mode() == "1":
                     _state.clear()
                     raise RuntimeError(f"{_MODE_ENV}=1 but the native centroid ops are unavailable: {why}.")
-                logger.info("dc_keras: clustered training on TF uses XLA-compiled tf.gather (same results, "
-                            "slower): %s", why)
+                logger.log(_kernels.log_level(_mode(), library_path()),
+                           "dc_keras: clustered training on TF uses XLA-compiled tf.gather (same results, "
+                           "slower): %s", why)
         return _state["ok"]
 
 
