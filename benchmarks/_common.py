@@ -5,6 +5,7 @@ The scripts run as ``.venv/bin/python benchmarks/NAME.py``: Python puts benchmar
 ``sys.path``, so ``import _common`` (and ``import peers``) needs no path edits. Importing this
 module keeps TensorFlow's C++ start-up lines quiet (before TensorFlow is imported).
 """
+import argparse
 import io
 import json
 import os
@@ -145,6 +146,27 @@ def child_json(script, *args, pythonpath=(), timeout=1800, prefix="dc_keras-benc
                        timeout=timeout)
         with open(out) as f:
             return json.load(f)
+
+
+def child_main(script, benchmark, measure, argv=None, description=None, frameworks=True, pythonpath=(),
+               prefix="dc_keras-bench-"):
+    """``main`` of a benchmark that measures in a child process: ``--json OUT`` (nothing written
+    without it); the parent records the machine (``frameworks``: with the frameworks' versions),
+    runs ``script --child FILE`` (``measure(FILE)`` there, writing its JSON to FILE) with
+    ``pythonpath`` first and returns ``{"benchmark", "seconds", **child's JSON, "command",
+    "machine"}``."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", default=None)
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return measure(args.child)
+    t0 = time.time()
+    info = machine_info(frameworks=frameworks)
+    measured = child_json(script, pythonpath=list(pythonpath), prefix=prefix)
+    result = {"benchmark": benchmark, "seconds": round(time.time() - t0, 1), **measured,
+              "command": command_line(script, argv), "machine": info}
+    return record(args.json, result)
 
 
 def write_text(path, text):

@@ -16,14 +16,12 @@ dc_keras's writer three ways:
 No decoder reads these files: each would be a container change (FORMAT.md §15); only their sizes
 are the point.
 """
-import argparse
 import os
-import time
 import warnings
 
 import numpy as np
 
-from _common import child_json, command_line, machine_info, record
+from _common import child_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
@@ -115,18 +113,8 @@ def measure(out):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", default=None)
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        return measure(args.child)
-    t0 = time.time()
-    info = machine_info(frameworks=False)
-    measured = child_json(__file__, pythonpath=[TESTS], prefix="dc_keras-container-")
-    result = {"benchmark": "format_container_variants", "seconds": round(time.time() - t0, 1), **measured,
-              "command": command_line(__file__, argv), "machine": info}
-    return record(args.json, result)
+    return child_main(__file__, "format_container_variants", measure, argv, description=__doc__, frameworks=False,
+                      pythonpath=[TESTS], prefix="dc_keras-container-")
 
 
 if __name__ == "__main__":

@@ -20,15 +20,13 @@ For each bias: raw bytes, distinct values, ``codec.encode`` with every layout (t
 the layouts before §17 (``old_layouts``: what ``pack(version=3)`` may write), with layout 6 alone,
 and whether the old layouts' best is over raw (then version 3 keeps it raw).
 """
-import argparse
 import json
 import os
-import time
 import warnings
 
 import numpy as np
 
-from _common import child_json, command_line, machine_info, record
+from _common import child_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")  # the child imports the tests' model builders from here (PYTHONPATH)
@@ -64,21 +62,6 @@ def row(label, data, dtype, n):
     return r
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", default=None)
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        return measure(args.child)
-    t0 = time.time()
-    info = machine_info()
-    measured = child_json(__file__, pythonpath=[TESTS], prefix="dc_keras-int-biases-")
-    result = {"benchmark": "int_biases", "seconds": round(time.time() - t0, 1), **measured,
-              "command": command_line(__file__, argv), "machine": info}
-    return record(args.json, result)
-
-
 def measure(out):
     """In the child (tests/ on PYTHONPATH): every row and the GATHER model, written to ``out``."""
     from dc_keras import export
@@ -97,6 +80,11 @@ def measure(out):
     print(gather, flush=True)
     with open(out, "w") as f:
         json.dump({"rows": rows, "gather_mask": gather}, f)
+
+
+def main(argv=None):
+    return child_main(__file__, "int_biases", measure, argv, description=__doc__,
+                      pythonpath=[TESTS], prefix="dc_keras-int-biases-")
 
 
 if __name__ == "__main__":

@@ -16,15 +16,13 @@ computed here for other choices, from the same class counts and Huffman code bui
 The computed size of layout 6 with the encoder's own choice is checked against ``codec.encode``'s
 bytes, so the alternatives are sized by the same rules (header, descriptor §4, four streams §7).
 """
-import argparse
 import json
 import os
-import time
 import warnings
 
 import numpy as np
 
-from _common import child_json, command_line, machine_info, record
+from _common import child_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
@@ -134,18 +132,8 @@ def measure(out):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", default=None)
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        return measure(args.child)
-    t0 = time.time()
-    info = machine_info(frameworks=False)
-    measured = child_json(__file__, pythonpath=[TESTS], prefix="dc_keras-int-planes-")
-    result = {"benchmark": "format_int_planes", "seconds": round(time.time() - t0, 1), **measured,
-              "command": command_line(__file__, argv), "machine": info}
-    return record(args.json, result)
+    return child_main(__file__, "format_int_planes", measure, argv, description=__doc__, frameworks=False,
+                      pythonpath=[TESTS], prefix="dc_keras-int-planes-")
 
 
 if __name__ == "__main__":

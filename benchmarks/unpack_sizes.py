@@ -30,13 +30,11 @@ For each: the file, the packed file, the packed tensors, both unpacked sizes, an
   the rest of ``c_extra_bytes`` (packing tables left in place, and the packed data when not cut).
 The tests' builders are imported in a child with tests/ on PYTHONPATH.
 """
-import argparse
 import json
 import os
-import time
 import warnings
 
-from _common import child_json, command_line, machine_info, record
+from _common import child_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
@@ -130,17 +128,8 @@ def measure(out):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", default=None)
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        return measure(args.child)
-    t0, info = time.time(), machine_info()
-    measured = child_json(__file__, pythonpath=[TESTS], prefix="dc_keras-unpack-sizes-")
-    result = {"benchmark": "unpack_sizes", "seconds": round(time.time() - t0, 1), **measured,
-              "command": command_line(__file__, argv), "machine": info}
-    return record(args.json, result)
+    return child_main(__file__, "unpack_sizes", measure, argv, description=__doc__,
+                      pythonpath=[TESTS], prefix="dc_keras-unpack-sizes-")
 
 
 if __name__ == "__main__":
