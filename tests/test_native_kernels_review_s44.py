@@ -191,3 +191,33 @@ def test_a_library_present_but_unusable_is_a_warning_an_absent_one_info(name, mo
         assert [r.levelno for r in notes] == [level], (mode, path, [(r.levelname, r.getMessage()) for r in caplog.records])
         if level == logging.WARNING:
             assert f"make {target}" in notes[0].getMessage()
+
+
+def test_a_legacy_h5_file_with_out_of_range_assignments_is_refused_on_load(tmp_path):
+    # A .keras / .weights.h5 file goes through ClusterWrapper.load_own_variables, which checks the
+    # assignments; a legacy .h5 (model.save("m.h5"), load_model / load_weights of it) sets the
+    # weights with set_weights and was not checked: the model loaded with index 99 in its
+    # assignments. Keras calls the layer's finalize_state() after such a load: it checks them now.
+    import warnings
+
+    model = _clustered(units=30)
+    wrapper = model.get_layer("d1")
+    good = tmp_path / "good.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras's note that .h5 is a legacy format
+        model.save(good)
+        loaded = keras.models.load_model(good, compile=False)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
+    a = keras.ops.convert_to_numpy(wrapper._assignments[0]).copy()
+    a[2, 3] = 99
+    wrapper._assignments[0].assign(a)
+    damaged = tmp_path / "damaged.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(damaged)
+    message = r"Layer 'd1': the assignments of 'kernel' hold index 99, outside 0\.\.4"
+    with pytest.raises(ValueError, match=message):
+        keras.models.load_model(damaged, compile=False)
+    with pytest.raises(ValueError, match=message):
+        _clustered(units=30).load_weights(damaged)

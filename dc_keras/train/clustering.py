@@ -344,6 +344,12 @@ class ClusterWrapper(_base.CompressionWrapper):
         self._untracked("_deferred", False)  # the file's values, not a k-means of the layer's
         self.check_assignments()
 
+    def finalize_state(self):
+        """Keras's hook after a legacy ``.h5`` file's weights are set (``load_model("m.h5")``,
+        ``load_weights("m.h5")``: ``set_weights``, not :meth:`load_own_variables`): the same range
+        check of the assignments."""
+        self.check_assignments()
+
     def stripped_weights(self):
         """As the base class's, after :meth:`check_assignments`: ``set_weights`` and a variable's
         ``assign`` are not checked on the way in, and without the native kernels JAX's gather
@@ -420,7 +426,7 @@ def gather_centroids(centroids, assignments, training=True):
     scatter-add gradient) and flattens them in a layout that makes XLA copy the kernel's gradient
     before the scatter; a ``lax.gather`` over the flat assignments with ``promise_in_bounds`` has
     neither (k-means makes the assignments in range and a loaded file is checked,
-    :meth:`ClusterWrapper.load_own_variables`; ``set_weights`` or ``assign`` of indices outside the
+    :meth:`ClusterWrapper.load_own_variables`, a legacy ``.h5`` one by ``finalize_state``; ``set_weights`` or ``assign`` of indices outside the
     codebook are not: the native kernels and TF's gathers raise, this path clamps them, and
     ``strip`` checks them, :meth:`ClusterWrapper.check_assignments`); its gradient is the part-ordered
     scatter-add (``jax.custom_vjp``: reverse mode, also twice, but no forward mode). Faster still
