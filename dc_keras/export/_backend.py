@@ -234,9 +234,8 @@ def to_tflite_in_tensorflow(model, pack, quantize, *, representative_data, min_b
     # by SIGKILL (which nothing can catch) and this process dies too without its clean-up (SIGKILL
     # of every process, or a plain kill of a script after the janitor's SIGKILL): then the next
     # export in the same $TMPDIR removes it, since no process holds its lock any more
-    # (dc_keras/_exportdir.py; this process and the janitor hold it while they live). Left for good
-    # only when the janitor is ended by SIGKILL in the microseconds between its mkdtemp and its
-    # lock file.
+    # (dc_keras/_exportdir.py; this process and the janitor hold it while they live; killed while
+    # making or removing it, the janitor or this process leaves nothing the next export keeps).
     custom = child_imports(model)  # a class the child cannot import: UnimportableClassError, before it starts
     parent = tempfile.gettempdir()  # (none usable: FileNotFoundError naming the places tried)
     if not (os.name == "posix" and hasattr(os, "fork")):  # no janitor: this process makes the directory
