@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from _common import write_json
+from _common import command_line, machine_info, write_json
 from dc_keras import codec
 from dc_keras.codec._decode import _library
 
@@ -46,7 +46,7 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    rows = []
+    rows, machine = [], machine_info(frameworks=False)
     print(f"load average before: {os.getloadavg()}")
     for name, a, layout in tensors():
         packed = codec.encode(a, layout=layout)
@@ -61,7 +61,8 @@ def main(argv=None):
               f"{us:9.1f} us {1000 * us / N:6.2f} ns/el")
     print(f"load average after: {os.getloadavg()}")
     if args.json:
-        write_json(args.json, {"rows": rows, "loadavg": os.getloadavg()})
+        write_json(args.json, {"benchmark": "int_planes_speed", "rows": rows, "reps": args.reps,
+                               "command": command_line(__file__, argv), "machine": machine, "loadavg_after": os.getloadavg()})
 
 
 if __name__ == "__main__":

@@ -1279,6 +1279,41 @@ def _container_variants_figures():
 FIGURES += _container_variants_figures()
 
 
+def _crc_speed_figures():
+    """docs/FORMAT.md §8: the CRC's speed (benchmarks/bench_crc.py -> crc_speed.json)."""
+    src = "crc_speed.json"
+    j = _json(src)
+    small, _, big = j["rows"]
+    assert (small["bytes"], big["bytes"]) == (64 * 1024, 16 << 20)
+    return [("docs/FORMAT.md", f"(`benchmarks/bench_crc.py --json docs/results/crc_speed.json`, {j['machine']['date'][:10]}, "
+                               f"{j['machine']['cpu']}, load {j['machine']['loadavg'][0]:.1f}): 16 MiB at "
+                               f"{big['run_time_choice_gb_per_s']:.2f} GB/s folded, {big['portable_table_gb_per_s']:.2f} GB/s "
+                               "by the table", src),
+            ("docs/FORMAT.md", f"Python's `zlib.crc32` {big['zlib_gb_per_s']:.2f} GB/s; 64 KiB at "
+                               f"{small['run_time_choice_gb_per_s']:.2f} GB/s folded", src)]
+
+
+FIGURES += _crc_speed_figures()
+
+
+def _int_planes_speed_figures():
+    """docs/FORMAT.md §17: the layout's decode speed (benchmarks/bench_int_planes.py -> int_planes_speed.json)."""
+    src = "int_planes_speed.json"
+    j = _json(src)
+    bias, dense32, idx, dense64 = j["rows"]
+    assert [r["layout"] for r in j["rows"]] == ["int_planes", "dense", "int_planes", "dense"]
+    return [("docs/FORMAT.md", f"core, best CPU time of {j['reps']}, 2^20 elements, {j['machine']['date'][:10]}, load "
+                               f"{j['machine']['loadavg'][0]:.1f} on 2 cores): int32 bias-like "
+                               f"({bias['bits_per_element']:.1f} bits per element) {bias['decode_us']:,.0f} µs = "
+                               f"{bias['ns_per_element']:.2f} ns per element against {dense32['decode_us']:,.0f} µs "
+                               f"({dense32['ns_per_element']:.2f} ns) for a dense §5 int32", src),
+            ("docs/FORMAT.md", f"a sorted int64 table (P = 1, {idx['bits_per_element']:.1f} bits per element) "
+                               f"{idx['decode_us']:,.0f} µs against {dense64['decode_us']:,.0f} µs for dense int64", src)]
+
+
+FIGURES += _int_planes_speed_figures()
+
+
 def test_tflm_resolver_size_is_the_one_tflm_abi_h_asserts():
     """microcontrollers.md's sizeof(MicroMutableOpResolver<200>) on x86-64 is the LP64 size tflm_abi.h
     asserts for DcTflmPythonOpsResolver (compiled in every host build of the TFLM kernel; the wheel's
