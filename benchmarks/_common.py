@@ -152,7 +152,7 @@ def child_main(script, benchmark, measure, argv=None, description=None, framewor
                prefix="dc_keras-bench-"):
     """``main`` of a benchmark that measures in a child process: ``--json OUT`` (nothing written
     without it); the parent records the machine (``frameworks``: with the frameworks' versions),
-    runs ``script --child FILE`` (``measure(FILE)`` there, writing its JSON to FILE) with
+    runs ``script --child FILE`` (there ``measure()``'s dict is written to FILE as JSON) with
     ``pythonpath`` first and returns ``{"benchmark", "seconds", **child's JSON, "command",
     "machine"}``."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,7 +160,9 @@ def child_main(script, benchmark, measure, argv=None, description=None, framewor
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        return measure(args.child)
+        with open(args.child, "w") as f:
+            json.dump(measure(), f)
+        return None
     t0 = time.time()
     info = machine_info(frameworks=frameworks)
     measured = child_json(script, pythonpath=list(pythonpath), prefix=prefix)

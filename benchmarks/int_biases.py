@@ -20,7 +20,6 @@ For each bias: raw bytes, distinct values, ``codec.encode`` with every layout (t
 the layouts before §17 (``old_layouts``: what ``pack(version=3)`` may write), with layout 6 alone,
 and whether the old layouts' best is over raw (then version 3 keeps it raw).
 """
-import json
 import os
 import warnings
 
@@ -62,8 +61,8 @@ def row(label, data, dtype, n):
     return r
 
 
-def measure(out):
-    """In the child (tests/ on PYTHONPATH): every row and the GATHER model, written to ``out``."""
+def measure():
+    """In the child (tests/ on PYTHONPATH): every row and the GATHER model (child_main writes them)."""
     from dc_keras import export
     from test_export_v3_types import gather_mask, int16x8_model
     from test_export_v4_ints import int8_cnn
@@ -78,8 +77,7 @@ def measure(out):
         gm = gather_mask._get_wrapped_function()()  # FORMAT.md §16: int64 GATHER indices + bool mask
         gather = {"model": "gather_mask", "file_bytes": len(gm), "packed_file_bytes": {"default": len(export.pack(gm))}}
     print(gather, flush=True)
-    with open(out, "w") as f:
-        json.dump({"rows": rows, "gather_mask": gather}, f)
+    return {"rows": rows, "gather_mask": gather}
 
 
 def main(argv=None):

@@ -16,7 +16,6 @@ computed here for other choices, from the same class counts and Huffman code bui
 The computed size of layout 6 with the encoder's own choice is checked against ``codec.encode``'s
 bytes, so the alternatives are sized by the same rules (header, descriptor §4, four streams §7).
 """
-import json
 import os
 import warnings
 
@@ -108,8 +107,8 @@ def row(label, a):
     return r
 
 
-def measure(out):
-    """In the child (tests/ on PYTHONPATH): every row, written to ``out``."""
+def measure():
+    """In the child (tests/ on PYTHONPATH): every row (child_main writes them)."""
     from bench_scale import codec_tensor
     from test_export_v3_types import _constants, int16x8_model
     from test_export_v4_ints import int8_cnn
@@ -127,8 +126,7 @@ def measure(out):
                    ("int32 over +-2^20, 1024 x 1024 (bench_scale's i32_wide)", codec_tensor("i32_wide", 1024)),
                    ("uniformly random int32 (4096)", rng.integers(-(1 << 31), 1 << 31, 4096).astype(np.int32))]
     rows = [row(label, a) for label, a in tensors]
-    with open(out, "w") as f:
-        json.dump({"rows": rows}, f)
+    return {"rows": rows}
 
 
 def main(argv=None):
