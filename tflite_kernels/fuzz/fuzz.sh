@@ -3,6 +3,7 @@
 # Called by tflite_kernels/Makefile (test-sanitize, fuzz-smoke, fuzz-long); see docs/fuzzing.md.
 #
 #   fuzz.sh replay   build the harnesses with $CC + ASan/UBSan and a plain main (replay_main.c),
+#                    linked with make test-sanitize's decoder objects (build-sanitize/obj), and
 #                    run them over fuzz/regressions/<harness>/ and the generated seed corpus
 #   fuzz.sh smoke    libFuzzer, FUZZ_SECONDS (default 25) per harness, ASan+UBSan (CI)
 #   fuzz.sh long     libFuzzer, FUZZ_SECONDS (default 3600) per harness, keeps its corpus
@@ -24,7 +25,8 @@ OUT=${OUT:-build-fuzz}
 HARNESSES=${FUZZ_HARNESSES:-decode op sparse_fc unpack tflm tflm32}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 # DC_SPREAD_MIN_ELEMENTS: short inputs take the §5 spread-codebook loops too (dc_codec.c)
-CFLAGS_F="-std=c99 -g -O1 -Wall -Wextra -Werror -Iinclude -DDC_SPREAD_MIN_ELEMENTS=16"
+SPREAD_MIN=16
+CFLAGS_F="-std=c99 -g -O1 -Wall -Wextra -Werror -Iinclude -DDC_SPREAD_MIN_ELEMENTS=$SPREAD_MIN"
 SRCS=$(ls src/*.c)
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:max_allocation_size_mb=2048}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -162,8 +164,18 @@ case "$MODE" in
   replay)
     CC=${CC:-cc}
     seeds
-    # shellcheck disable=SC2086
-    objects "$OUT/replay" "$CC" $CFLAGS_F $SAN
+    # The decoder's objects: make test-sanitize's (its C tests' objects, already built there: the
+    # same compiler and ASan/UBSan flags at -O1, with the library's -fPIC -fvisibility=hidden), but
+    # dc_codec.c's compiled with DC_SPREAD_MIN_ELEMENTS=$SPREAD_MIN as in CFLAGS_F (Makefile: sanitize-objs).
+    SPREAD_OBJ=build-sanitize/obj/src/dc_codec_spread$SPREAD_MIN.o
+    make -s --no-print-directory CC="$CC" SAN_OBJS="$SPREAD_OBJ" sanitize-objs
+    OBJS=""
+    for s in $SRCS; do
+      case "$s" in
+        src/dc_codec.c) OBJS="$OBJS $SPREAD_OBJ" ;;
+        *) OBJS="$OBJS build-sanitize/obj/${s%.c}.o" ;;
+      esac
+    done
     OBJDIR32="$OUT/replay32" OBJFLAGS32="$CFLAGS_F $SAN -m32"
     for h in $HARNESSES; do
       # shellcheck disable=SC2086
