@@ -51,3 +51,82 @@ def minimal_decoder(tmp_path_factory):
     lib.dc_strerror.argtypes = [ctypes.c_int]
     lib.dc_strerror.restype = ctypes.c_char_p
     return lib
+
+
+# The environment of the makes the tests run: not the jobserver of a make that runs pytest (make
+# test -j3 gave "make[2]: warning: jobserver unavailable" on stderr, which the builds must not print).
+MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+_KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tflite_kernels")
+
+
+def shared_build(tmp_path_factory, name, inputs, build):
+    """A build made once per pytest session and shared by its test files, on every xdist worker:
+    ``build(d)`` writes into the empty directory ``d``, which is then renamed to the returned
+    directory. Its name holds a hash of ``name`` (say what and how: the flags) and of the contents
+    of ``inputs`` (the source files), so a changed source or flag is a new build. A file lock makes a
+    second worker wait for the first one's build instead of making its own; a failed build leaves
+    nothing in place and the next caller builds again (and fails the same way)."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    h = hashlib.sha256(name.encode())
+    for path in sorted(inputs):
+        with open(path, "rb") as f:
+            h.update(path.encode() + b"\0" + f.read() + b"\0")
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # gw0's basetemp is <session>/popen-gw0
+        base = base.parent
+    root = base / "dc_keras_shared_builds"
+    root.mkdir(exist_ok=True)
+    final = root / f"{name}-{h.hexdigest()[:16]}"
+    with open(root / f"{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not final.is_dir():
+            tmp = tempfile.mkdtemp(dir=root, prefix=f"{final.name}.tmp")
+            build(tmp)
+            os.rename(tmp, final)
+    return final
+
+
+def _kernel_sources(*dirs):
+    return [os.path.join(_KERNELS, d, f) for d in dirs for f in os.listdir(os.path.join(_KERNELS, d))
+            if os.path.isfile(os.path.join(_KERNELS, d, f))]
+
+
+@pytest.fixture(scope="session")
+def micro_lib(tmp_path_factory):
+    """The wheel's HuffDecode library, `make -C tflite_kernels/micro` with its default flags (-Wall
+    -Wextra -Werror), built once for the session (tests/test_micro.py, test_micro_cnn_s40.py,
+    test_integration_docs_s39.py): its path."""
+
+    def build(d):
+        r = subprocess.run(["make", "-s", "-C", os.path.join(_KERNELS, "micro"), f"BUILD={d}"],
+                           capture_output=True, text=True, env=MAKE_ENV, timeout=300)
+        assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
+
+    d = shared_build(tmp_path_factory, "tflm_lib", _kernel_sources("micro", "include", "src"), build)
+    return str(d / "libdc_huffdecode_tflm.so")
+
+
+@pytest.fixture(scope="session")
+def codec_ubsan_obj(tmp_path_factory):
+    """dc_codec.c compiled (-c) once for the session by clang with -fsanitize=undefined
+    -fno-sanitize-recover=all -O1 -g -Wall -Wextra -Werror (~8 s of CPU; tests/test_micro.py and
+    test_codec_ub_s41.py link it, with `clang -fsanitize=undefined`): its path. gcc's UBSan does not
+    report NULL + 0, so without clang the tests that need it skip."""
+    import shutil
+
+    clang = shutil.which("clang")
+    if clang is None:
+        pytest.skip("needs clang (its UBSan reports NULL + 0; gcc's does not)")
+
+    def build(d):
+        r = subprocess.run([clang, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
+                            "-fno-sanitize-recover=all", f"-I{_KERNELS}/include", "-c", "-o",
+                            os.path.join(d, "dc_codec.o"), os.path.join(_KERNELS, "src", "dc_codec.c")],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
+
+    d = shared_build(tmp_path_factory, "dc_codec_ubsan", _kernel_sources("include", "src"), build)
+    return str(d / "dc_codec.o")

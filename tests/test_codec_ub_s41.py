@@ -31,18 +31,16 @@ int main(int argc, char** argv) {
 
 
 @pytest.fixture(scope="module")
-def decode_ubsan(tmp_path_factory):
-    """The program above and dc_codec.c built once with clang's UBSan (~8 s: one build for every dtype)."""
-    clang = shutil.which("clang")
-    if clang is None:
-        pytest.skip("needs clang (its UBSan reports NULL + 0; gcc's does not)")
+def decode_ubsan(tmp_path_factory, codec_ubsan_obj):
+    """The program above linked with dc_codec.c's UBSan object (codec_ubsan_obj, tests/conftest.py:
+    built once for the session, -Wall -Wextra -Werror as well), once for every dtype."""
     k = os.path.join(ROOT, "tflite_kernels")
     d = tmp_path_factory.mktemp("ubsan")
     (d / "main.c").write_text(PROGRAM)
     exe = d / "decode_ubsan"
-    r = subprocess.run([clang, "-std=c99", "-O1", "-g", "-fsanitize=undefined", "-fno-sanitize-recover=all",
-                        f"-I{k}/include", "-o", str(exe), str(d / "main.c"), os.path.join(k, "src", "dc_codec.c"),
-                        "-lm"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([shutil.which("clang"), "-std=c99", "-O1", "-g", "-fsanitize=undefined",
+                        "-fno-sanitize-recover=all", f"-I{k}/include", "-o", str(exe), str(d / "main.c"),
+                        codec_ubsan_obj, "-lm"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return exe
 

@@ -110,7 +110,7 @@ def _patch_version(packed_model, version):
 
 
 @pytest.fixture(scope="module")
-def tflm_runs(tmp_path_factory):
+def tflm_runs(tmp_path_factory, micro_lib):
     """The PyPI tflite-micro wheel (tools/mcu/tflm_env.py) running, with a default and a
     DC_CODEC_MINIMAL build of the kernel: a model packed at a format version newer than the
     decoder's, a float_planes model (layout 4, left out of MINIMAL), and a packed model with no
@@ -137,12 +137,11 @@ def tflm_runs(tmp_path_factory):
     files = {"v9": _patch_version(planes, 9), "planes": planes}
     for name, data in files.items():
         (d / f"{name}.tflite").write_bytes(data)
-    libs = {}
-    for kind, flags in (("default", ""), ("minimal", "-DDC_CODEC_MINIMAL")):
-        b = d / f"lib_{kind}"
-        subprocess.run(["make", "-s", "-C", os.path.join(KERNELS, "micro"), f"BUILD={b}", f"CFLAGS={flags}"],
-                       check=True)
-        libs[kind] = str(b / "libdc_huffdecode_tflm.so")
+    libs = {"default": micro_lib}  # built once for the session (tests/conftest.py)
+    b = d / "lib_minimal"
+    subprocess.run(["make", "-s", "-C", os.path.join(KERNELS, "micro"), f"BUILD={b}", "CFLAGS=-DDC_CODEC_MINIMAL"],
+                   check=True)
+    libs["minimal"] = str(b / "libdc_huffdecode_tflm.so")
     py = tflm_env.ensure()
     out = {}
     for kind, jobs in (("default", [("v9", ["DcKerasRegisterHuffDecodeTflm"]), ("planes", []),

@@ -157,11 +157,9 @@ def _check_decode_once_arena(plain, once, mem):
 
 
 @pytest.fixture(scope="module")
-def lib_path(tmp_path_factory):
-    build = tmp_path_factory.mktemp("tflm_lib")
-    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro"), f"BUILD={build}"],
-                   check=True, env=_MAKE_ENV)
-    return str(build / "libdc_huffdecode_tflm.so")
+def lib_path(micro_lib):
+    """The wheel's library, built once for the session (tests/conftest.py)."""
+    return micro_lib
 
 
 @pytest.fixture(scope="module")
@@ -506,27 +504,26 @@ def test_kernel_lifecycle_with_a_stand_in_context(tmp_path):
         assert stripped == got and not log, (args, stripped, log)
 
 
-def test_empty_version1_tensor_decoded_once_has_no_undefined_behaviour(tmp_path):
+def test_empty_version1_tensor_decoded_once_has_no_undefined_behaviour(tmp_path, codec_ubsan_obj):
     """An empty tensor (0 elements) packed at format version 1, decoded once (in Prepare, its
     checksum covering the decoded bytes): the kernel has no output buffer for it (NULL, 0 bytes),
     and dc_codec.c's version 1 checksum computed NULL + 0 from it, undefined in C; clang's UBSan
     stopped fuzz/fuzz_tflm.c on its first seed of this kind (2026-12-05, reproducer in
     tflite_kernels/fuzz/regressions/tflm/). The stand-in context (tools/mcu/tflm_mock_ctx.c) with
     the kernel and the decoder built by clang with -fsanitize=undefined runs it cleanly in both
-    modes: Prepare and three invokes succeed."""
+    modes: Prepare and three invokes succeed (dc_codec.c's UBSan object: codec_ubsan_obj in
+    tests/conftest.py, the same flags)."""
     import shutil
 
     from dc_keras import codec
 
-    clang = shutil.which("clang")
-    if clang is None:
-        pytest.skip("needs clang (its UBSan reports NULL + 0; gcc's does not)")
+    clang = shutil.which("clang")  # codec_ubsan_obj skipped without it
     k = os.path.join(ROOT, "tflite_kernels")
     exe = tmp_path / "mock_ubsan"
     r = subprocess.run([clang, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
                         "-fno-sanitize-recover=all", f"-I{k}/include", f"-I{k}/micro", "-o", str(exe),
                         os.path.join(ROOT, "tools", "mcu", "tflm_mock_ctx.c"),
-                        os.path.join(k, "micro", "huffdecode_tflm.c"), os.path.join(k, "src", "dc_codec.c"), "-lm"],
+                        os.path.join(k, "micro", "huffdecode_tflm.c"), codec_ubsan_obj, "-lm"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
     raw = np.zeros((0, 4), np.int16)

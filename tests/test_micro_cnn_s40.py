@@ -28,7 +28,6 @@ import set_decode_mode  # noqa: E402
 import tflm_env  # noqa: E402
 from test_micro import _check_decode_once_arena, _decode_memory  # noqa: E402
 
-_MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
 ONCE, EACH = "DcKerasRegisterHuffDecodeTflm", "DcKerasRegisterHuffDecodeTflmEachInvoke"
 N = 8  # inferences per run
 
@@ -125,12 +124,9 @@ def cnn_models():
 
 
 @pytest.fixture(scope="module")
-def cnn_lib(tmp_path_factory):
-    """The wheel's HuffDecode library (tflite_kernels/micro), built once for the file."""
-    d = tmp_path_factory.mktemp("micro_cnn_lib")
-    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro"), f"BUILD={d}"],
-                   check=True, env=_MAKE_ENV)
-    return str(d / "libdc_huffdecode_tflm.so")
+def cnn_lib(micro_lib):
+    """The wheel's HuffDecode library (tflite_kernels/micro), built once for the session (tests/conftest.py)."""
+    return micro_lib
 
 
 def _tflm_jobs(lib, jobs, path):
