@@ -9,7 +9,13 @@ PYTEST_ARGS ?=
 
 .PHONY: install install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-long test-long-lane-c test-long-lane-emu test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize test-tsan fuzz-smoke lint clean
 
-install: $(STAMP) $(PYC_STAMP) lib jax-ffi tf-ops
+# After the venv ($(STAMP): pip, one step after the other), its parts side by side, TEST_JOBS at once
+# (below; make -O prints each part's output in one piece): the byte-compiling, the C library and
+# the two C++ kernel libraries. One after the other they took ~100 s of a fresh install.
+INSTALL_PARTS := $(PYC_STAMP) lib jax-ffi tf-ops
+INSTALL_JOBS = $(if $(filter-out 0 1,$(TEST_JOBS)),-j$(TEST_JOBS) -O,)
+install: $(STAMP)
+	@$(MAKE) --no-print-directory $(INSTALL_JOBS) $(INSTALL_PARTS)
 
 # System packages (only when root and apt is there; harmless otherwise).
 .apt-stamp:
@@ -50,7 +56,8 @@ $(STAMP): setup.cfg setup.py pyproject.toml .apt-stamp
 # others): tfmot requires tf_keras, which requires the `tensorflow` distribution,
 # which pip would download (572 MB) and install over tensorflow-cpu's files. tensorflow-cpu provides
 # the same `tensorflow` module.
-TF_KERAS_INSTALL = tfv=$$($(VPY) -c "import tensorflow as tf; print('.'.join(tf.__version__.split('.')[:2]))") && \
+# The version comes from the installed distribution's metadata (importing TensorFlow for it took ~9 s).
+TF_KERAS_INSTALL = tfv=$$($(VPY) -c "import importlib.metadata as m; print('.'.join(m.version(m.packages_distributions()['tensorflow'][0]).split('.')[:2]))") && \
 	$(VPY) -m pip install -q --no-compile --no-deps "tf_keras==$$tfv.*" "tensorflow-model-optimization>=0.8.0"
 
 $(PYC_STAMP): $(STAMP)
@@ -100,12 +107,22 @@ $(JAX_FFI): $(JAX_FFI_SRC) $(CENTROIDS_CORE) $(wildcard $(JAX_FFI_HEADERS)/xla/f
 TF_OPS     := dc_keras/_native/libdc_tf_ops.so
 TF_OPS_SRC := jax_kernels/dc_centroids_tf.cc
 # TF's headers as -isystem (its own warnings are not ours under -Werror), then its other flags.
-TF_OPS_FLAGS = $(shell $(VPY) -c "import tensorflow as tf, sys; s = tf.sysconfig; print(' '.join(['-isystem ' + s.get_include()] + [f for f in s.get_compile_flags() if not f.startswith('-I')] + s.get_link_flags()))" 2>/dev/null)
-TF_OPS_LIBDIR = $(shell $(VPY) -c "import tensorflow as tf; print(tf.sysconfig.get_lib())" 2>/dev/null)
+# Asked of TensorFlow (an import: ~5 CPU s) once per install of it, not at every make: TF_OPS_INFO,
+# in the venv of VPY (tests/test_version_floors.py builds against another venv's TensorFlow),
+# holds the flags (line 1; empty without TensorFlow) and its library dir (line 2), made again when
+# that venv's TensorFlow files are newer; a VPY outside a venv asks every time.
+TF_VENV_DIR := $(patsubst %/bin/python,%,$(filter %/bin/python,$(VPY)))
+TF_OPS_INFO := $(if $(TF_VENV_DIR),$(TF_VENV_DIR)/.dc-tf-ops-flags,jax_kernels/build/tf_ops_flags.txt)
+$(TF_OPS_INFO): $(if $(TF_VENV_DIR),$(wildcard $(TF_VENV_DIR)/lib/python*/site-packages/tensorflow/__init__.py),FORCE)
+	@mkdir -p $(@D)
+	@$(VPY) -c "import tensorflow as tf; s = tf.sysconfig; print(' '.join(['-isystem ' + s.get_include()] + [f for f in s.get_compile_flags() if not f.startswith('-I')] + s.get_link_flags())); print(s.get_lib())" \
+	  >$@.tmp.$$$$ 2>/dev/null || : >$@.tmp.$$$$; mv -f $@.tmp.$$$$ $@
+FORCE:
 tf-ops: $(if $(wildcard $(VPY)),,$(STAMP))
-	@flags='$(TF_OPS_FLAGS)'; if [ -z "$$flags" ]; then echo "tf-ops: tensorflow is not installed in $(VENV): skipped (clustered training on TF uses XLA-compiled tf.gather)"; \
+	@$(MAKE) --no-print-directory $(TF_OPS_INFO)
+	@flags=$$(sed -n 1p $(TF_OPS_INFO)); if [ -z "$$flags" ]; then echo "tf-ops: tensorflow is not installed in $(VENV): skipped (clustered training on TF uses XLA-compiled tf.gather)"; \
 	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "tf-ops: no C++ compiler ($(CXX)): skipped (clustered training on TF uses XLA-compiled tf.gather; apt install g++)"; \
-	else $(MAKE) --no-print-directory $(TF_OPS) TF_OPS_CFLAGS="$$flags" TF_OPS_DIR="$(TF_OPS_LIBDIR)"; fi
+	else $(MAKE) --no-print-directory $(TF_OPS) TF_OPS_CFLAGS="$$flags" TF_OPS_DIR="$$(sed -n 2p $(TF_OPS_INFO))"; fi
 
 $(TF_OPS): $(TF_OPS_SRC) $(CENTROIDS_CORE) $(wildcard $(TF_OPS_DIR)/libtensorflow_framework.so*)
 	@mkdir -p jax_kernels/build
@@ -134,7 +151,8 @@ IN_JAX_PASS := tests/test_faults.py::test_a_killed_export_leaves_no_temporary_di
   tests/test_faults.py::test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_to_do \
   tests/test_faults.py::test_a_killed_export_is_cleaned_up_while_a_process_it_forked_lives
 NOT_IN_JAX_PASS := $(addprefix --deselect ,$(IN_JAX_PASS))
-test: install install-torch
+test: $(STAMP)
+	@$(MAKE) --no-print-directory $(INSTALL_JOBS) $(INSTALL_PARTS) install-torch
 	$(MAKE) lint
 	$(MAKE) -j$(if $(XDIST),3,1) -O test-py test-lane-c test-lane-emu
 
@@ -162,7 +180,8 @@ test-lane-emu:
 # notebooks, the core tests at setup.cfg's version floors (their own venv); libFuzzer smoke runs;
 # armv7's C tests and the CMake builds under emulation): `.ci/run` runs it after `make test`.
 # PYTEST_LONG_ARGS: extra pytest flags.
-test-long: install install-torch
+test-long: $(STAMP)
+	@$(MAKE) --no-print-directory $(INSTALL_JOBS) $(INSTALL_PARTS) install-torch
 	$(VPY) -m pytest $(XDIST) -m long $(NOT_IN_JAX_PASS) $(PYTEST_LONG_ARGS)
 	$(MAKE) -j$(TEST_JOBS) -O test-long-lane-c test-long-lane-emu
 
@@ -229,7 +248,8 @@ test-backends-torch: $(if $(wildcard $(VPY)),,$(STAMP))
 TORCH_CPU ?= torch==2.13.0+cpu
 TORCH_STAMP := $(VENV)/.torch-installed
 install-torch: $(TORCH_STAMP)
-$(TORCH_STAMP): $(STAMP)
+# After the byte-compiling ($(PYC_STAMP)): it would otherwise read torch's files while pip writes them.
+$(TORCH_STAMP): $(STAMP) $(PYC_STAMP)
 	@if $(VPY) -m pip install -q --no-compile '$(TORCH_CPU)' || $(VPY) -m pip install -q --no-compile torch --index-url https://download.pytorch.org/whl/cpu; then \
 	  $(PYC) && touch $@; \
 	else echo "install-torch: WARNING: could not install the CPU-only PyTorch wheel ($(TORCH_CPU)): the PyTorch-backend pass of make test will be skipped"; fi
