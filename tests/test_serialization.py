@@ -5,6 +5,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 import dc_keras
 
@@ -17,40 +18,60 @@ def _tiny_model():
     return keras.Model(inputs, keras.layers.Dense(3, name="b")(x))
 
 
-def _load_in_fresh_process(path, first="keras"):
+def _load_in_fresh_process(paths, first):
+    """Each of ``paths`` loaded by keras.saving.load_model in one new process after `import keras,
+    dc_keras` (``first`` "keras") or `import dc_keras, keras` ("dc_keras"): per path, its layers'
+    class names (one stdout line) and its predictions."""
     imports = "keras, dc_keras" if first == "keras" else "dc_keras, keras"
     code = textwrap.dedent(f"""
         import numpy as np, {imports}
-        m = keras.saving.load_model({str(path)!r})
-        print(sorted(type(l).__name__ for l in m.layers))
-        np.save({str(path) + '.npy'!r}, m.predict(np.ones((2, 8), np.float32), verbose=0))
+        for path in {[str(p) for p in paths]!r}:
+            m = keras.saving.load_model(path)
+            print(sorted(type(l).__name__ for l in m.layers))
+            np.save(path + '.npy', m.predict(np.ones((2, 8), np.float32), verbose=0))
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout, np.load(str(path) + ".npy")
+    lines = [line for line in r.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == len(paths), r.stdout
+    return [(line, np.load(str(p) + ".npy")) for line, p in zip(lines, paths)]
 
 
-def test_pruned_model_loads_after_plain_import(tmp_path):
-    model = _tiny_model()
-    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0))
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """A pruned (trained one epoch) and a clustered model saved, both loaded in each of two fresh
+    processes, keras imported first and dc_keras first (one process per import order, not per
+    model): ({"pruned"/"clustered": model}, {first: {name: (layer classes, predictions)}})."""
+    d = tmp_path_factory.mktemp("serialization")
+    pruned = dc_keras.prune(_tiny_model(), dc_keras.schedules.ConstantSparsity(0.5, 0))
     pruned.compile("adam", "mse")
     pruned.fit(np.ones((16, 8), np.float32), np.ones((16, 3), np.float32), epochs=1, verbose=0,
                callbacks=[dc_keras.PruningCallback()])
-    path = tmp_path / "pruned.keras"
-    pruned.save(path)
+    models = {"pruned": pruned, "clustered": dc_keras.cluster(_tiny_model(), bits=2)}
+    for name, m in models.items():
+        m.save(d / f"{name}.keras")
+    runs = {}
+    # each process loads a different model first (the one the original single-model process loaded
+    # in that import order: the clustered one after keras, the pruned one after dc_keras)
+    for first, order in (("keras", ["clustered", "pruned"]), ("dc_keras", ["pruned", "clustered"])):
+        runs[first] = dict(zip(order, _load_in_fresh_process([d / f"{name}.keras" for name in order], first)))
+    return models, runs
+
+
+def test_pruned_model_loads_after_plain_import(loaded):
+    models, runs = loaded
     for first in ("keras", "dc_keras"):
-        out, pred = _load_in_fresh_process(path, first)
-        assert "PruneWrapper" in out
-        np.testing.assert_array_equal(pred, pruned.predict(np.ones((2, 8), np.float32), verbose=0))
+        out, pred = runs[first]["pruned"]
+        assert "PruneWrapper" in out, (first, out)
+        np.testing.assert_array_equal(pred, models["pruned"].predict(np.ones((2, 8), np.float32), verbose=0))
 
 
-def test_clustered_model_loads_after_plain_import(tmp_path):
-    clustered = dc_keras.cluster(_tiny_model(), bits=2)
-    path = tmp_path / "clustered.keras"
-    clustered.save(path)
-    out, pred = _load_in_fresh_process(path)
-    assert "ClusterWrapper" in out
-    np.testing.assert_array_equal(pred, clustered.predict(np.ones((2, 8), np.float32), verbose=0))
+def test_clustered_model_loads_after_plain_import(loaded):
+    models, runs = loaded
+    for first in ("keras", "dc_keras"):
+        out, pred = runs[first]["clustered"]
+        assert "ClusterWrapper" in out, (first, out)
+        np.testing.assert_array_equal(pred, models["clustered"].predict(np.ones((2, 8), np.float32), verbose=0))
 
 
 def test_keras_free_uses_do_not_import_keras_or_tensorflow(tmp_path):
