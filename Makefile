@@ -17,7 +17,8 @@ INSTALL_JOBS = $(if $(filter-out 0 1,$(TEST_JOBS)),-j$(TEST_JOBS) -O,)
 install: $(STAMP)
 	@$(MAKE) --no-print-directory $(INSTALL_JOBS) $(INSTALL_PARTS)
 
-# System packages (only when root and apt is there; harmless otherwise).
+# System packages (only when root and apt is there; harmless otherwise). ccache: the C builds'
+# object cache (tflite_kernels/Makefile), used when installed; everything builds without it.
 .apt-stamp:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	  if [ ! -d /usr/share/datasets/fashion-mnist ] && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
@@ -32,7 +33,10 @@ install: $(STAMP)
 	  if ! command -v c++ >/dev/null 2>&1; then \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ || echo "warning: could not apt-get install g++ (make jax-ffi, make tf-ops)"; \
 	  fi; \
-	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, libusb-1.0-0, g++)"; fi
+	  if ! command -v ccache >/dev/null 2>&1; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ccache || echo "warning: could not apt-get install ccache (the C builds compile every object anew)"; \
+	  fi; \
+	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, libusb-1.0-0, g++, ccache)"; fi
 	@touch $@
 
 # Byte-compiled once here, on every core (PYC, ~60 CPU s for the ~14,500 .py files of the
@@ -261,21 +265,27 @@ test-c:
 # fuzz-smoke (make test-long): 25 s of libFuzzer per harness, the six of fuzz.sh's FUZZ_HARNESSES.
 # Then the clustered fit step's kernel loops (jax_kernels/dc_centroids_core.h) alone, every size
 # and table class on one thread and two (jax_kernels/tests/test_centroids_core.cc, ~10 s).
+# Compiled through ccache where it is installed, as tflite_kernels/Makefile's objects (DC_CCACHE=
+# builds without it; -fdebug-prefix-map: the same object in any clone), then linked.
 CENTROIDS_TEST := jax_kernels/tests/test_centroids_core.cc
-CENTROIDS_TEST_FLAGS := -std=c++17 -O1 -g -Wall -Wextra -Werror -pthread
+CENTROIDS_TEST_FLAGS := -std=c++17 -O1 -g -Wall -Wextra -Werror -pthread -fdebug-prefix-map=$(CURDIR)=.
+ifeq ($(origin DC_CCACHE),undefined)
+DC_CCACHE := $(shell c=$$(command -v ccache) && d=$$("$$c" -k cache_dir 2>/dev/null) && mkdir -p "$$d" 2>/dev/null \
+               && [ -w "$$d" ] && echo "$$c")
+endif
+CENTROIDS_BUILD = mkdir -p jax_kernels/build && \
+  $(if $(DC_CCACHE),CCACHE_BASEDIR=$(CURDIR) $(DC_CCACHE) )$(CXX) $(CENTROIDS_TEST_FLAGS) $(1) -c -o $(2).o $(CENTROIDS_TEST) && \
+  $(CXX) $(CENTROIDS_TEST_FLAGS) $(1) -o $(2) $(2).o
 test-sanitize:
 	$(MAKE) -C tflite_kernels test-sanitize PY=$(abspath $(VPY))
-	@mkdir -p jax_kernels/build
-	$(CXX) $(CENTROIDS_TEST_FLAGS) -fsanitize=address,undefined -fno-sanitize-recover=all \
-	  -o jax_kernels/build/test_centroids_core_asan $(CENTROIDS_TEST)
+	$(call CENTROIDS_BUILD,-fsanitize=address -fsanitize=undefined -fno-sanitize-recover=all,jax_kernels/build/test_centroids_core_asan)
 	jax_kernels/build/test_centroids_core_asan all
 
 # The C tests that run the library on several threads, under ThreadSanitizer (tflite_kernels/Makefile).
 # Then the kernel loops' two-thread gather and sums (jax_kernels/tests/test_centroids_core.cc).
 test-tsan:
 	$(MAKE) -C tflite_kernels test-tsan
-	@mkdir -p jax_kernels/build
-	$(CXX) $(CENTROIDS_TEST_FLAGS) -fsanitize=thread -o jax_kernels/build/test_centroids_core_tsan $(CENTROIDS_TEST)
+	$(call CENTROIDS_BUILD,-fsanitize=thread,jax_kernels/build/test_centroids_core_tsan)
 	jax_kernels/build/test_centroids_core_tsan threads
 
 fuzz-smoke:

@@ -25,8 +25,10 @@ OUT=${OUT:-build-fuzz}
 HARNESSES=${FUZZ_HARNESSES:-decode op sparse_fc unpack tflm tflm32}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 # DC_SPREAD_MIN_ELEMENTS: short inputs take the §5 spread-codebook loops too (dc_codec.c)
+# (-fdebug-prefix-map: the objects are the same bytes in any clone, which ccache can then share;
+# tflite_kernels/Makefile)
 SPREAD_MIN=16
-CFLAGS_F="-std=c99 -g -O1 -Wall -Wextra -Werror -Iinclude -DDC_SPREAD_MIN_ELEMENTS=$SPREAD_MIN"
+CFLAGS_F="-std=c99 -g -O1 -Wall -Wextra -Werror -Iinclude -DDC_SPREAD_MIN_ELEMENTS=$SPREAD_MIN -fdebug-prefix-map=$(pwd)=."
 SRCS=$(ls src/*.c)
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:max_allocation_size_mb=2048}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
