@@ -96,11 +96,13 @@ jax-ffi: $(if $(wildcard $(VPY)),,$(STAMP))
 	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "jax-ffi: no C++ compiler ($(CXX)): skipped (clustered training on JAX uses lax.gather; apt install g++)"; \
 	else $(MAKE) --no-print-directory $(JAX_FFI) JAX_FFI_HEADERS="$(JAX_FFI_INC)"; fi
 
+# Compiled (through ccache where installed: CXX_CCACHE below), then linked under a temporary name.
 $(JAX_FFI): $(JAX_FFI_SRC) $(CENTROIDS_CORE) $(wildcard $(JAX_FFI_HEADERS)/xla/ffi/api/*.h)
 	@mkdir -p jax_kernels/build
-	$(CXX) -std=c++17 -O2 -DNDEBUG -fPIC -fvisibility=hidden -fvisibility-inlines-hidden -Wall -Wextra -Werror \
-	  -isystem "$(JAX_FFI_HEADERS)" -shared -o jax_kernels/build/libdc_jax_ffi.so $(JAX_FFI_SRC)
-	cp jax_kernels/build/libdc_jax_ffi.so $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
+	$(CXX_CCACHE)$(CXX) -std=c++17 -O2 -DNDEBUG -fPIC -fvisibility=hidden -fvisibility-inlines-hidden -Wall -Wextra -Werror \
+	  -isystem "$(JAX_FFI_HEADERS)" -c -o jax_kernels/build/dc_centroids.$$$$.o $(JAX_FFI_SRC) \
+	  && $(CXX) -shared -o $@.tmp.$$$$ jax_kernels/build/dc_centroids.$$$$.o \
+	  && rm -f jax_kernels/build/dc_centroids.$$$$.o && mv -f $@.tmp.$$$$ $@
 
 # The same kernel loops (jax_kernels/dc_centroids_core.h) as TensorFlow custom ops for the TF
 # backend's clustered training step (jax_kernels/dc_centroids_tf.cc, loaded with
@@ -113,25 +115,29 @@ TF_OPS_SRC := jax_kernels/dc_centroids_tf.cc
 # TF's headers as -isystem (its own warnings are not ours under -Werror), then its other flags.
 # Asked of TensorFlow (an import: ~5 CPU s) once per install of it, not at every make: TF_OPS_INFO,
 # in the venv of VPY (tests/test_version_floors.py builds against another venv's TensorFlow),
-# holds the flags (line 1; empty without TensorFlow) and its library dir (line 2), made again when
+# holds the compile flags (line 1; empty without TensorFlow), its library dir (line 2) and the link
+# flags (line 3), made again when
 # that venv's TensorFlow files are newer; a VPY outside a venv asks every time.
 TF_VENV_DIR := $(patsubst %/bin/python,%,$(filter %/bin/python,$(VPY)))
 TF_OPS_INFO := $(if $(TF_VENV_DIR),$(TF_VENV_DIR)/.dc-tf-ops-flags,jax_kernels/build/tf_ops_flags.txt)
 $(TF_OPS_INFO): $(if $(TF_VENV_DIR),$(wildcard $(TF_VENV_DIR)/lib/python*/site-packages/tensorflow/__init__.py),FORCE)
 	@mkdir -p $(@D)
-	@$(VPY) -c "import tensorflow as tf; s = tf.sysconfig; print(' '.join(['-isystem ' + s.get_include()] + [f for f in s.get_compile_flags() if not f.startswith('-I')] + s.get_link_flags())); print(s.get_lib())" \
+	@$(VPY) -c "import tensorflow as tf; s = tf.sysconfig; print(' '.join(['-isystem ' + s.get_include()] + [f for f in s.get_compile_flags() if not f.startswith('-I')])); print(s.get_lib()); print(' '.join(s.get_link_flags()))" \
 	  >$@.tmp.$$$$ 2>/dev/null || : >$@.tmp.$$$$; mv -f $@.tmp.$$$$ $@
 FORCE:
 tf-ops: $(if $(wildcard $(VPY)),,$(STAMP))
 	@$(MAKE) --no-print-directory $(TF_OPS_INFO)
 	@flags=$$(sed -n 1p $(TF_OPS_INFO)); if [ -z "$$flags" ]; then echo "tf-ops: tensorflow is not installed in $(VENV): skipped (clustered training on TF uses XLA-compiled tf.gather)"; \
 	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "tf-ops: no C++ compiler ($(CXX)): skipped (clustered training on TF uses XLA-compiled tf.gather; apt install g++)"; \
-	else $(MAKE) --no-print-directory $(TF_OPS) TF_OPS_CFLAGS="$$flags" TF_OPS_DIR="$$(sed -n 2p $(TF_OPS_INFO))"; fi
+	else $(MAKE) --no-print-directory $(TF_OPS) TF_OPS_CFLAGS="$$flags" TF_OPS_DIR="$$(sed -n 2p $(TF_OPS_INFO))" \
+	  TF_OPS_LDFLAGS="$$(sed -n 3p $(TF_OPS_INFO))"; fi
 
 $(TF_OPS): $(TF_OPS_SRC) $(CENTROIDS_CORE) $(wildcard $(TF_OPS_DIR)/libtensorflow_framework.so*)
 	@mkdir -p jax_kernels/build
-	$(CXX) -std=c++17 -O2 -DNDEBUG -fPIC -Wall -Wextra -Werror -shared -o jax_kernels/build/libdc_tf_ops.so $(TF_OPS_SRC) $(TF_OPS_CFLAGS)
-	cp jax_kernels/build/libdc_tf_ops.so $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
+	$(CXX_CCACHE)$(CXX) -std=c++17 -O2 -DNDEBUG -fPIC -Wall -Wextra -Werror $(TF_OPS_CFLAGS) \
+	  -c -o jax_kernels/build/dc_centroids_tf.$$$$.o $(TF_OPS_SRC) \
+	  && $(CXX) -shared -o $@.tmp.$$$$ jax_kernels/build/dc_centroids_tf.$$$$.o $(TF_OPS_LDFLAGS) \
+	  && rm -f jax_kernels/build/dc_centroids_tf.$$$$.o && mv -f $@.tmp.$$$$ $@
 
 demo: install
 	$(VENV)/bin/dc-keras demo
@@ -273,8 +279,10 @@ ifeq ($(origin DC_CCACHE),undefined)
 DC_CCACHE := $(shell c=$$(command -v ccache) && d=$$("$$c" -k cache_dir 2>/dev/null) && mkdir -p "$$d" 2>/dev/null \
                && [ -w "$$d" ] && echo "$$c")
 endif
+# CXX_CCACHE: the prefix of a C++ compile through ccache (also jax-ffi's and tf-ops' objects).
+CXX_CCACHE = $(if $(DC_CCACHE),CCACHE_BASEDIR=$(CURDIR) $(DC_CCACHE) )
 CENTROIDS_BUILD = mkdir -p jax_kernels/build && \
-  $(if $(DC_CCACHE),CCACHE_BASEDIR=$(CURDIR) $(DC_CCACHE) )$(CXX) $(CENTROIDS_TEST_FLAGS) $(1) -c -o $(2).o $(CENTROIDS_TEST) && \
+  $(CXX_CCACHE)$(CXX) $(CENTROIDS_TEST_FLAGS) $(1) -c -o $(2).o $(CENTROIDS_TEST) && \
   $(CXX) $(CENTROIDS_TEST_FLAGS) $(1) -o $(2) $(2).o
 test-sanitize:
 	$(MAKE) -C tflite_kernels test-sanitize PY=$(abspath $(VPY))
