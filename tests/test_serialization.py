@@ -58,20 +58,13 @@ def loaded(tmp_path_factory):
     return models, runs
 
 
-def test_pruned_model_loads_after_plain_import(loaded):
+@pytest.mark.parametrize("name, wrapper", [("pruned", "PruneWrapper"), ("clustered", "ClusterWrapper")])
+def test_compressed_model_loads_after_plain_import(loaded, name, wrapper):
     models, runs = loaded
     for first in ("keras", "dc_keras"):
-        out, pred = runs[first]["pruned"]
-        assert "PruneWrapper" in out, (first, out)
-        np.testing.assert_array_equal(pred, models["pruned"].predict(np.ones((2, 8), np.float32), verbose=0))
-
-
-def test_clustered_model_loads_after_plain_import(loaded):
-    models, runs = loaded
-    for first in ("keras", "dc_keras"):
-        out, pred = runs[first]["clustered"]
-        assert "ClusterWrapper" in out, (first, out)
-        np.testing.assert_array_equal(pred, models["clustered"].predict(np.ones((2, 8), np.float32), verbose=0))
+        out, pred = runs[first][name]
+        assert wrapper in out, (first, out)
+        np.testing.assert_array_equal(pred, models[name].predict(np.ones((2, 8), np.float32), verbose=0))
 
 
 def test_keras_free_uses_do_not_import_keras_or_tensorflow(tmp_path):
