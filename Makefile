@@ -7,7 +7,7 @@ PYC_STAMP := $(VENV)/.pyc-compiled
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-long test-long-lane-c test-long-lane-emu test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize test-tsan fuzz-smoke lint clean
+.PHONY: install install-test install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-long test-long-lane-c test-long-lane-emu test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize test-tsan fuzz-smoke lint clean
 
 # After the venv ($(STAMP): pip, one step after the other), its parts side by side, TEST_JOBS at once
 # (below; make -O prints each part's output in one piece): the byte-compiling, the C library and
@@ -16,6 +16,9 @@ INSTALL_PARTS := $(PYC_STAMP) lib jax-ffi tf-ops
 INSTALL_JOBS = $(if $(filter-out 0 1,$(TEST_JOBS)),-j$(TEST_JOBS) -O,)
 install: $(STAMP)
 	@$(MAKE) --no-print-directory $(INSTALL_JOBS) $(INSTALL_PARTS)
+# make test's and make test-long's: the same parts and PyTorch, side by side.
+install-test: $(STAMP)
+	@$(MAKE) --no-print-directory $(INSTALL_JOBS) $(INSTALL_PARTS) install-torch
 
 # System packages (only when root and apt is there; harmless otherwise). ccache: the C builds'
 # object cache (tflite_kernels/Makefile), used when installed; everything builds without it.
@@ -116,8 +119,8 @@ TF_OPS_SRC := jax_kernels/dc_centroids_tf.cc
 # Asked of TensorFlow (an import: ~5 CPU s) once per install of it, not at every make: TF_OPS_INFO,
 # in the venv of VPY (tests/test_version_floors.py builds against another venv's TensorFlow),
 # holds the compile flags (line 1; empty without TensorFlow), its library dir (line 2) and the link
-# flags (line 3), made again when
-# that venv's TensorFlow files are newer; a VPY outside a venv asks every time.
+# flags (line 3), made again when that venv's TensorFlow files are newer; a VPY outside a venv asks
+# every time.
 TF_VENV_DIR := $(patsubst %/bin/python,%,$(filter %/bin/python,$(VPY)))
 TF_OPS_INFO := $(if $(TF_VENV_DIR),$(TF_VENV_DIR)/.dc-tf-ops-flags,jax_kernels/build/tf_ops_flags.txt)
 $(TF_OPS_INFO): $(if $(TF_VENV_DIR),$(wildcard $(TF_VENV_DIR)/lib/python*/site-packages/tensorflow/__init__.py),FORCE)
@@ -127,10 +130,9 @@ $(TF_OPS_INFO): $(if $(TF_VENV_DIR),$(wildcard $(TF_VENV_DIR)/lib/python*/site-p
 FORCE:
 tf-ops: $(if $(wildcard $(VPY)),,$(STAMP))
 	@$(MAKE) --no-print-directory $(TF_OPS_INFO)
-	@flags=$$(sed -n 1p $(TF_OPS_INFO)); if [ -z "$$flags" ]; then echo "tf-ops: tensorflow is not installed in $(VENV): skipped (clustered training on TF uses XLA-compiled tf.gather)"; \
+	@{ read -r flags; read -r dir; read -r ldflags; } <$(TF_OPS_INFO); if [ -z "$$flags" ]; then echo "tf-ops: tensorflow is not installed in $(VENV): skipped (clustered training on TF uses XLA-compiled tf.gather)"; \
 	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "tf-ops: no C++ compiler ($(CXX)): skipped (clustered training on TF uses XLA-compiled tf.gather; apt install g++)"; \
-	else $(MAKE) --no-print-directory $(TF_OPS) TF_OPS_CFLAGS="$$flags" TF_OPS_DIR="$$(sed -n 2p $(TF_OPS_INFO))" \
-	  TF_OPS_LDFLAGS="$$(sed -n 3p $(TF_OPS_INFO))"; fi
+	else $(MAKE) --no-print-directory $(TF_OPS) TF_OPS_CFLAGS="$$flags" TF_OPS_DIR="$$dir" TF_OPS_LDFLAGS="$$ldflags"; fi
 
 $(TF_OPS): $(TF_OPS_SRC) $(CENTROIDS_CORE) $(wildcard $(TF_OPS_DIR)/libtensorflow_framework.so*)
 	@mkdir -p jax_kernels/build
@@ -161,8 +163,7 @@ IN_JAX_PASS := tests/test_faults.py::test_a_killed_export_leaves_no_temporary_di
   tests/test_faults.py::test_an_export_whose_temporary_directory_cannot_be_made_says_where_and_what_to_do \
   tests/test_faults.py::test_a_killed_export_is_cleaned_up_while_a_process_it_forked_lives
 NOT_IN_JAX_PASS := $(addprefix --deselect ,$(IN_JAX_PASS))
-test: $(STAMP)
-	@$(MAKE) --no-print-directory $(INSTALL_JOBS) $(INSTALL_PARTS) install-torch
+test: install-test
 	$(MAKE) lint
 	$(MAKE) -j$(if $(XDIST),3,1) -O test-py test-lane-c test-lane-emu
 
@@ -190,8 +191,7 @@ test-lane-emu:
 # notebooks, the core tests at setup.cfg's version floors (their own venv); libFuzzer smoke runs;
 # armv7's C tests and the CMake builds under emulation): `.ci/run` runs it after `make test`.
 # PYTEST_LONG_ARGS: extra pytest flags.
-test-long: $(STAMP)
-	@$(MAKE) --no-print-directory $(INSTALL_JOBS) $(INSTALL_PARTS) install-torch
+test-long: install-test
 	$(VPY) -m pytest $(XDIST) -m long $(NOT_IN_JAX_PASS) $(PYTEST_LONG_ARGS)
 	$(MAKE) -j$(TEST_JOBS) -O test-long-lane-c test-long-lane-emu
 
@@ -275,10 +275,7 @@ test-c:
 # builds without it; -fdebug-prefix-map: the same object in any clone), then linked.
 CENTROIDS_TEST := jax_kernels/tests/test_centroids_core.cc
 CENTROIDS_TEST_FLAGS := -std=c++17 -O1 -g -Wall -Wextra -Werror -pthread -fdebug-prefix-map=$(CURDIR)=.
-ifeq ($(origin DC_CCACHE),undefined)
-DC_CCACHE := $(shell c=$$(command -v ccache) && d=$$("$$c" -k cache_dir 2>/dev/null) && mkdir -p "$$d" 2>/dev/null \
-               && [ -w "$$d" ] && echo "$$c")
-endif
+include tflite_kernels/ccache.mk
 # CXX_CCACHE: the prefix of a C++ compile through ccache (also jax-ffi's and tf-ops' objects).
 CXX_CCACHE = $(if $(DC_CCACHE),CCACHE_BASEDIR=$(CURDIR) $(DC_CCACHE) )
 CENTROIDS_BUILD = mkdir -p jax_kernels/build && \
