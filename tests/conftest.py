@@ -56,6 +56,14 @@ def minimal_decoder(tmp_path_factory):
 # The environment of the makes the tests run: not the jobserver of a make that runs pytest (make
 # test -j3 gave "make[2]: warning: jobserver unavailable" on stderr, which the builds must not print).
 MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
+@pytest.fixture(scope="session")
+def make_env():
+    """MAKE_ENV, for the makes test files run themselves."""
+    return MAKE_ENV
+
+
 _KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tflite_kernels")
 
 

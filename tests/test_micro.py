@@ -25,10 +25,6 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "mcu"))
 import set_decode_mode  # noqa: E402
 import tflm_env  # noqa: E402
 
-# The environment of the makes these tests run: not the jobserver of a make that runs pytest (make
-# test -j3 gave "make[2]: warning: jobserver unavailable" on stderr, which the builds must not print).
-_MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-
 
 ONCE, EACH = "DcKerasRegisterHuffDecodeTflm", "DcKerasRegisterHuffDecodeTflmEachInvoke"
 
@@ -541,7 +537,7 @@ def test_empty_version1_tensor_decoded_once_has_no_undefined_behaviour(tmp_path,
 
 
 @pytest.mark.long  # a second TFLM interpreter run (~30 s); test_packed_model_is_bit_exact_in_tflm stays in make test
-def test_docs_python_snippet_runs_as_written(models, tmp_path):
+def test_docs_python_snippet_runs_as_written(models, tmp_path, make_env):
     """docs/microcontrollers.md's Python block, run as the doc says (from the repository root,
     with the TFLM venv's python, after `make -C tflite_kernels/micro`), on a packed model: it must
     run as written (no undefined names), with only the model's path swapped in."""
@@ -557,7 +553,7 @@ def test_docs_python_snippet_runs_as_written(models, tmp_path):
                    "interp.set_input(np.zeros((1, 14, 14, 1), np.float32), 0)\n"
                    "interp.invoke()\n"
                    "print('outputs', interp.get_output(0).shape)\n")
-    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro")], check=True, env=_MAKE_ENV)
+    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro")], check=True, env=make_env)
     r = subprocess.run([tflm_env.ensure(), str(app)], cwd=ROOT, capture_output=True, text=True,
                        timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -979,11 +975,11 @@ def test_stripped_kernel_has_no_message_strings_and_is_smaller(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def strip_lib_path(tmp_path_factory):
+def strip_lib_path(tmp_path_factory, make_env):
     """The wheel's library built with TF_LITE_STRIP_ERROR_STRINGS (its Makefile: -Wall -Wextra -Werror)."""
     build = tmp_path_factory.mktemp("tflm_lib_strip")
     r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels", "micro"), f"BUILD={build}",
-                        f"CFLAGS={STRIP}"], capture_output=True, text=True, env=_MAKE_ENV)
+                        f"CFLAGS={STRIP}"], capture_output=True, text=True, env=make_env)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
     return str(build / "libdc_huffdecode_tflm.so")
 
