@@ -76,6 +76,7 @@ def shared_build(tmp_path_factory, name, inputs, build):
     nothing in place and the next caller builds again (and fails the same way)."""
     import fcntl
     import hashlib
+    import shutil
     import tempfile
 
     h = hashlib.sha256(name.encode())
@@ -92,7 +93,11 @@ def shared_build(tmp_path_factory, name, inputs, build):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not final.is_dir():
             tmp = tempfile.mkdtemp(dir=root, prefix=f"{final.name}.tmp")
-            build(tmp)
+            try:
+                build(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             os.rename(tmp, final)
     return final
 
