@@ -5,7 +5,7 @@ Commands:
       Train LeNet-300-100 on the embedded MNIST and run the Deep Compression chain, printing
       one row per stage: file size, ratio to the float .tflite, test error measured on the
       .tflite through the interpreter.
-  dc-keras pack IN OUT        Huffman-pack the weights of any .tflite (adds the HuffDecode op).
+  dc-keras pack IN OUT        Huffman-pack the weights of any .tflite (adds HuffDecode ops).
   dc-keras unpack IN OUT      Restore an ordinary .tflite from a packed one.
   dc-keras inspect FILE [--plot=OUT.png]
                               Per-tensor size table of a .tflite (packed or not).
@@ -90,6 +90,16 @@ def _one_line(exc):
     return " ".join(str(exc).split())
 
 
+def _absl_flag_error(exc):
+    """One line for a bad absl flag before the command (``--verbosity=abc``, ``--stderrthreshold=x``,
+    a ``--flagfile`` that cannot be read or is not text), which absl raised as a traceback."""
+    if isinstance(exc, absl_flags.CantOpenFlagFileError) and isinstance(exc.__context__, OSError):
+        return f"--flagfile {_one_line(exc.__context__)}: give a readable text file of flags, one per line"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a --flagfile is not text ({_one_line(exc)}): give a text file of flags, one per line"
+    return f"{_one_line(exc)}; `dc-keras --helpfull` lists these flags"
+
+
 class _Report:
     """``sys.stdout`` while a command runs: where its report (and Keras's progress) is printed.
 
@@ -162,6 +172,10 @@ def main(argv=None) -> int:
         args, unknown = parser.parse_known_args(argv)
     except SystemExit as e:  # --help / --version (0) or a usage error argparse already printed (2)
         return e.code if isinstance(e.code, int) else 2
+    except (absl_flags.Error, ValueError) as e:  # absl's own flags, which it parses itself (not argparse)
+        parser.print_usage(sys.stderr)
+        print(f"dc-keras: error: {_absl_flag_error(e)}", file=sys.stderr)
+        return 2
     if args.command is None:  # only options, e.g. `dc-keras --foo`
         parser.print_usage(sys.stderr)
         print("dc-keras: error: " + (f"unrecognized arguments: {' '.join(unknown)}; " if unknown else "")
