@@ -302,7 +302,9 @@ def test_tf_lite_files_pack_and_unpack_through_the_cli_bit_exact(kind, tmp_path,
     packed = packed_path.read_bytes()
     has_huffdecode = any(fb.is_huffdecode_code(c) for c in fb.read_model(packed).operatorCodes or [])
     if kind == "no_weights":  # nothing to pack: the copy is the input, and unpack says it is not packed
-        assert not has_huffdecode and packed == data and "no tensor packed: written unchanged" in report
+        assert not has_huffdecode and packed == data
+        assert report.endswith("(no tensor packed: written unchanged; the model holds no constant tensor (weights), "
+                               "so there is nothing to pack)\n"), report
     else:
         assert has_huffdecode and len(packed) < len(data), (kind, len(packed), len(data))
     if kind == "strings":  # the string table stays raw, and the report says why
@@ -344,3 +346,22 @@ def test_tf_lite_files_pack_and_unpack_through_the_cli_bit_exact(kind, tmp_path,
         assert [fb.buffer_bytes(a, t.buffer) for t in sa.tensors] == [fb.buffer_bytes(b, t.buffer) for t in sb.tensors]
     assert [(m.name, fb.buffer_bytes(a, m.buffer)) for m in a.metadata] == \
            [(m.name, fb.buffer_bytes(b, m.buffer)) for m in b.metadata]  # min_runtime_version, CONVERSION_METADATA, ...
+
+
+def test_pack_of_a_model_without_constants_says_so_not_to_ask_inspect(model_file, tmp_path, capsys):
+    """A model whose weights were stripped (every buffer emptied), or that has none: pack's summary
+    said "`dc-keras inspect FILE` says why per tensor", and inspect lists no tensor at all. It now
+    says there is no constant tensor; a model with constants that packs none still points at inspect."""
+    model = fb.read_model(model_file.read_bytes())
+    for b in model.buffers:
+        b.data = None
+    stripped = tmp_path / "stripped.tflite"
+    stripped.write_bytes(fb.write_model(model))
+    for extra, unchanged in (([], True), (["--compact"], False)):
+        assert cli.main(["pack", str(stripped), str(tmp_path / "p.tflite"), *extra]) == 0
+        out = capsys.readouterr().out
+        assert f"(no tensor packed{': written unchanged' if unchanged else ''}; the model holds no constant tensor " \
+               "(weights), so there is nothing to pack)" in out, out
+    assert cli.main(["pack", "--min-bytes", "1000000", str(model_file), str(tmp_path / "q.tflite")]) == 0
+    assert f"(no tensor packed: written unchanged; `dc-keras inspect {model_file}` says why per tensor)" in \
+        capsys.readouterr().out

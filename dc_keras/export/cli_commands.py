@@ -212,7 +212,8 @@ def cmd_pack(args):
     atomic_write(args.output, out)
     note = "" if stats["packed_tensors"] else (
         " (no tensor packed" + (": written unchanged" if out == data else "")
-        + f"; `dc-keras inspect {show_path(args.input)}` says why per tensor)")
+        + ("; the model holds no constant tensor (weights), so there is nothing to pack)" if not _has_constants(data)
+           else f"; `dc-keras inspect {show_path(args.input)}` says why per tensor)"))
     note += f"; replaced the existing {show_path(args.output)}" if replaced else ""
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
@@ -226,6 +227,15 @@ def cmd_pack(args):
         print("note: " + unreferenced_note(*stats["unreferenced"]))
     _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, args.output)
     _print_zeros(stats)
+
+
+def _has_constants(data):
+    """Whether a tensor of the model reads a non-empty buffer (what ``inspect`` lists a row for):
+    none in a model without weights, or one whose weights were stripped."""
+    from dc_keras import _flatbuffer as fb
+
+    model = fb.read_model(data)
+    return any(fb.buffer_size(model, t.buffer) for sg in model.subgraphs or [] for t in sg.tensors or [])
 
 
 def _print_zeros(stats):
