@@ -230,6 +230,7 @@ BACKEND_TESTS := tests/test_backends.py tests/test_backend_journey_s41.py \
   tests/test_compat_files.py \
   tests/test_training_review_s43.py \
   tests/test_native_kernels_review_s44.py \
+  tests/test_tfmot_review_s46.py \
   tests/test_compat.py::test_current_call_context_is_one_object_per_outermost_call \
   tests/test_faults.py::test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \

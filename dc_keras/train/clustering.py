@@ -296,7 +296,8 @@ class ClusterWrapper(_base.CompressionWrapper):
                 f"cluster: layer {self.layer.name!r} weight {var.name!r} is {zeros / w.size:.0%} exact zeros "
                 "(pruned?), and preserve_sparsity=False clusters them with the other weights: their centroid "
                 "trains away from 0, so the kernel becomes dense and the pruning is lost. Pass "
-                "preserve_sparsity=True (the default) to keep them 0.", UserWarning, stacklevel=_user_stacklevel())
+                "preserve_sparsity=True (dc_keras.cluster's default; tfmot's cluster_weights defaults to False) to keep "
+                "them 0.", UserWarning, stacklevel=_user_stacklevel())
         # tfmot's count (zero_takes_a_cluster): the zero is one of the `clusters` values when the
         # weight has zeros (the last centroid stays unused: the variables' shapes cannot depend on
         # the values, which a wrapper built before its weights are copied in has not seen); a weight

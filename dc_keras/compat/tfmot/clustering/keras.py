@@ -174,7 +174,16 @@ class ClusteringSummaries(_summaries.ClusteringSummaries):
         if kwargs:
             raise TypeError(f"ClusteringSummaries() got unsupported argument(s) {sorted(kwargs)} (TensorBoard "
                             "options belong to keras.callbacks.TensorBoard, which you can add next to it).")
-        super().__init__(log_dir, update_freq=1 if cluster_update_freq == "batch" else cluster_update_freq)
+        # checked here so that the error names tfmot's argument (the base class's says `update_freq`)
+        if isinstance(cluster_update_freq, str) and cluster_update_freq in ("epoch", "batch"):
+            update_freq = 1 if cluster_update_freq == "batch" else "epoch"
+        elif isinstance(cluster_update_freq, numbers.Integral) and not isinstance(cluster_update_freq, bool) \
+                and cluster_update_freq >= 1:
+            update_freq = int(cluster_update_freq)
+        else:
+            raise ValueError(f"cluster_update_freq must be 'epoch', 'batch' or a positive int (write every n "
+                             f"batches), got {cluster_update_freq!r}.")
+        super().__init__(log_dir, update_freq=update_freq)
 
 
 ClusterWeights = _clustering.ClusterWrapper

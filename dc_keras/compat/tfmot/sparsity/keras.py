@@ -139,13 +139,19 @@ def _registry(layer):
 
 
 def _refuse_subclassed(model, call, args):
-    """A subclassed model: the error names the drop-in's own function on the layers inside it (the
-    rebuild's own error named dc_keras.prune() / cluster(), which a tfmot user does not call)."""
+    """A subclassed or unbuilt model: the error names the drop-in's own function and the fix (the
+    rebuild's own errors named dc_keras.prune() / cluster(), which a tfmot user does not call)."""
     if not _base.is_graph_model(model):
         raise ValueError(
             f"{call}() wraps the layers of Sequential and Functional models (tfmot refuses subclassed models too); "
             f"{type(model).__name__} is a subclassed model: apply {call}(layer{args}) to the layers inside it "
             f"instead, e.g. self.dense = {call}(keras.layers.Dense(...){args}) in its __init__.")
+    if not model.built:  # (the rebuild's own error named dc_keras.prune() / cluster())
+        raise ValueError(
+            f"{call}(): model {model.name!r} is not built (a Sequential given no input shape), so its layers "
+            f"have no weights to {'prune' if call.startswith('prune') else 'cluster'} yet. Start it with "
+            f"keras.Input(shape) (keras.Sequential([keras.Input((784,)), ...])) or call model.build((None, ...)) "
+            f"first; or wrap the layers one by one as you build the model: {call}(keras.layers.Dense(...){args}).")
 
 
 def _refuse_wrapped(model):
