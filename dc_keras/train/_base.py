@@ -851,10 +851,17 @@ def not_keras3_error(what, expected, obj, fix=None):
     or layer (what ``tf.keras`` is under ``TF_USE_LEGACY_KERAS=1``, as tfmot's users have it) is
     named as such, with how to get a Keras 3 model instead.
 
+    A path (``str`` / ``os.PathLike``: a ``.keras`` file passed for its model) gets, unless ``fix``
+    is given, the fix of loading it first.
+
     Example:
-        >>> error = not_keras3_error("prune()", "a Keras model or layer", "model.keras")  # str(error): "... got str."
+        >>> error = not_keras3_error("prune()", "a Keras model or layer", "model.keras")
+        >>> str(error)
+        "prune() takes a Keras model or layer, got str: load it first: keras.saving.load_model('model.keras')"
     """
     name = type(obj).__name__
+    if fix is None and isinstance(obj, (str, os.PathLike)):
+        fix = f"load it first: keras.saving.load_model({os.fspath(obj)!r})"
     if _tf_keras_class(obj) is None:
         return ValueError(f"{what} takes {expected}, got {name}" + (f": {fix}" if fix else "."))
     legacy = os.environ.get("TF_USE_LEGACY_KERAS", "")

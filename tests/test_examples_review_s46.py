@@ -1,0 +1,132 @@
+"""A Colab user's journey through README.md and examples/ (review s46): what tests/test_notebooks.py
+(smoke runs, DC_KERAS_SMOKE=1), tests/test_install.py (the install cell) and tests/test_docs.py (the
+docs' Python blocks and names) leave out. The full run of the first notebook, as Colab runs it, and
+the figures its markdown gives; README's pip line; the error a plain interpreter gives on a packed
+file, which notebook 01 quotes; a .keras path given for a model names the fix."""
+import configparser
+import json
+import os
+import pathlib
+import re
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def _notebook(name):
+    with open(os.path.join(EXAMPLES, name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _markdown(nb):
+    return re.sub(r"\s+", " ", "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"))
+
+
+def test_readme_pip_line_installs_this_distribution_from_its_declared_repository():
+    """A Colab or pip user had no install line in README (only `make demo` from a checkout); the one
+    added must name setup.cfg's distribution and `url`, as the notebooks' install cells do."""
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    name, url = cfg["metadata"]["name"], cfg["metadata"]["url"]
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    line = f'`pip install "{name} @ git+{url}"`'
+    assert line in readme, line
+    for nb in sorted(os.listdir(EXAMPLES)):
+        if nb.endswith(".ipynb"):
+            cell = next("".join(c["source"]) for c in _notebook(nb)["cells"] if c["cell_type"] == "code")
+            assert f'"{name} @ git+{url}"' in cell, nb
+
+
+def test_every_notebook_reads_dc_keras_smoke_the_same_way():
+    """04 read `bool(os.environ.get("DC_KERAS_SMOKE"))`, the others `== "1"`: DC_KERAS_SMOKE=0 made 04
+    alone a smoke run. Each notebook's settings now compare with "1", and nothing else reads it."""
+    for nb in sorted(os.listdir(EXAMPLES)):
+        if not nb.endswith(".ipynb"):
+            continue
+        code = "\n".join("".join(c["source"]) for c in _notebook(nb)["cells"] if c["cell_type"] == "code")
+        reads = re.findall(r"[^\n]*DC_KERAS_SMOKE[^\n]*", code)
+        assert [r for r in reads if "environ" in r] == ['SMOKE = os.environ.get("DC_KERAS_SMOKE") == "1"'], (nb, reads)
+
+
+def test_plain_interpreter_on_a_packed_file_gives_the_error_notebook_01_quotes(tmp_path):
+    """Notebook 01 tells the user who downloads the packed file what a plain interpreter says
+    without the op (`Encountered unresolved custom op: HuffDecode`) and what to do; the quoted
+    message is LiteRT's own, checked here, as is the fix it gives (load_delegate, unpack)."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+    import dc_keras
+
+    quoted = "Encountered unresolved custom op: HuffDecode"
+    assert quoted in _markdown(_notebook("01_quickstart_mnist.ipynb"))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, name="fc1"), keras.layers.Dense(4, name="fc2")])
+    for layer in model.layers:  # pruned and shared by hand: both kernels pack
+        k = layer.kernel.numpy()
+        layer.kernel.assign(np.where(np.abs(k) < 0.15, 0, np.sign(k) * 0.2).astype(np.float32))
+    plain = dc_keras.export.to_tflite(model, pack=False)
+    packed = dc_keras.export.pack(plain)
+    assert len(packed) < len(plain)
+    with pytest.raises(RuntimeError, match=re.escape(quoted)):
+        Interpreter(model_content=packed).allocate_tensors()
+    x = np.random.default_rng(0).random((1, 64), dtype=np.float32)
+
+    def run(it):
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"])
+
+    expected = run(Interpreter(model_content=plain))
+    np.testing.assert_array_equal(run(Interpreter(model_content=dc_keras.export.unpack(packed))), expected)
+    delegate = load_delegate(dc_keras.runtime.library_path())
+    np.testing.assert_array_equal(run(Interpreter(model_content=packed, experimental_delegates=[delegate])), expected)
+
+
+@pytest.mark.parametrize("call", ["prune", "cluster", "strip", "sensitivity"])
+def test_a_keras_file_path_given_for_the_model_says_to_load_it(call):
+    """`dc_keras.prune("model.keras", schedule)` said only "prune() takes a Keras model or layer,
+    got str." (to_tflite already named the fix); every entry point now says to load the file first."""
+    import dc_keras
+
+    args = {"prune": (dc_keras.schedules.PolynomialDecay(0.0, 0.5, 0, 10, frequency=1),), "cluster": (), "strip": (),
+            "sensitivity": ((np.zeros((2, 3)), np.zeros(2)),)}[call]
+    fn = getattr(dc_keras, call)
+    for path, shown in (("model.keras", "'model.keras'"), (pathlib.Path("dir/model.keras"), "'dir/model.keras'")):
+        with pytest.raises(ValueError, match=rf"^{call}\(\) takes a Keras model[^:]*, got {type(path).__name__}: load it "
+                                             rf"first: keras\.saving\.load_model\({re.escape(shown)}\)$"):
+            fn(path, *args)
+
+
+@pytest.mark.long  # ~3 min on 2 cores: the 27 epochs of a full run
+def test_quickstart_full_run_prints_what_its_markdown_says(tmp_path, monkeypatch):
+    """tests/test_notebooks.py runs notebook 01 as a smoke run only; a Colab user runs it in full.
+    Its markdown gives a dated full run's figures (ratio, baseline and packed-file test error, both
+    rounded as shown) and says the pruned + shared .tflite is as large as the float one: the full
+    run prints the same."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.delenv("DC_KERAS_SMOKE", raising=False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    path = os.path.join(EXAMPLES, "01_quickstart_mnist.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(nb, timeout=1800, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                     for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    markdown = _markdown(_notebook("01_quickstart_mnist.ipynb"))
+    said = re.search(r"gave (\d+)x smaller, test error ([\d.]+) % before and ([\d.]+) % on the packed file", markdown)
+    assert said, "the markdown no longer gives the full run's figures"
+    ratio = float(re.search(r"packed \.tflite +[\d,]+ B +\(([\d.]+)x smaller\)", text).group(1))
+    before = float(re.search(r"baseline test error: ([\d.]+) %", text).group(1))
+    after = float(re.search(r"test error of the packed file: ([\d.]+) %", text).group(1))
+    assert (round(ratio), f"{before:.1f}", f"{after:.1f}") == (int(said.group(1)), said.group(2), said.group(3)), text[-3000:]
+    assert "bit-identical outputs: True" in text
+    sizes = dict(re.findall(r"^(float|pruned \+ shared) \.tflite +([\d,]+) B", text, re.M))
+    assert sizes["float"] == sizes["pruned + shared"], sizes
