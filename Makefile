@@ -92,12 +92,19 @@ native-copy:
 JAX_FFI     := dc_keras/_native/libdc_jax_ffi.so
 JAX_FFI_SRC := jax_kernels/dc_centroids.cc
 CENTROIDS_CORE := jax_kernels/dc_centroids_core.h
-JAX_FFI_INC  = $(shell $(VPY) -c "import jax.ffi; print(jax.ffi.include_dir())" 2>/dev/null)
 CXX         ?= c++
+# The include dir is asked of JAX (an import: ~1.5 s) once per install of jaxlib, not at every
+# make: JAX_FFI_INFO in VPY's venv, like TF_OPS_INFO below (empty without jax.ffi).
+VPY_VENV_DIR := $(patsubst %/bin/python,%,$(filter %/bin/python,$(VPY)))
+JAX_FFI_INFO := $(if $(VPY_VENV_DIR),$(VPY_VENV_DIR)/.dc-jax-ffi-include,jax_kernels/build/jax_ffi_include.txt)
+$(JAX_FFI_INFO): $(if $(VPY_VENV_DIR),$(wildcard $(VPY_VENV_DIR)/lib/python*/site-packages/jaxlib/__init__.py $(VPY_VENV_DIR)/lib/python*/site-packages/jax/__init__.py),FORCE)
+	@mkdir -p $(@D)
+	@$(VPY) -c "import jax.ffi; print(jax.ffi.include_dir())" >$@.tmp.$$$$ 2>/dev/null || : >$@.tmp.$$$$; mv -f $@.tmp.$$$$ $@
 jax-ffi: $(if $(wildcard $(VPY)),,$(STAMP))
-	@if [ -z "$(JAX_FFI_INC)" ]; then echo "jax-ffi: jax >= 0.5.0 (jax.ffi) is not installed in $(VENV): skipped (clustered training on JAX uses lax.gather)"; \
+	@$(MAKE) -s --no-print-directory $(JAX_FFI_INFO)
+	@read -r inc <$(JAX_FFI_INFO) || :; if [ -z "$$inc" ]; then echo "jax-ffi: jax >= 0.5.0 (jax.ffi) is not installed in $(VENV): skipped (clustered training on JAX uses lax.gather)"; \
 	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "jax-ffi: no C++ compiler ($(CXX)): skipped (clustered training on JAX uses lax.gather; apt install g++)"; \
-	else $(MAKE) --no-print-directory $(JAX_FFI) JAX_FFI_HEADERS="$(JAX_FFI_INC)"; fi
+	else $(MAKE) --no-print-directory $(JAX_FFI) JAX_FFI_HEADERS="$$inc"; fi
 
 # Compiled (through ccache where installed: CXX_CCACHE below), then linked under a temporary name.
 $(JAX_FFI): $(JAX_FFI_SRC) $(CENTROIDS_CORE) $(wildcard $(JAX_FFI_HEADERS)/xla/ffi/api/*.h)
@@ -121,15 +128,14 @@ TF_OPS_SRC := jax_kernels/dc_centroids_tf.cc
 # holds the compile flags (line 1; empty without TensorFlow), its library dir (line 2) and the link
 # flags (line 3), made again when that venv's TensorFlow files are newer; a VPY outside a venv asks
 # every time.
-TF_VENV_DIR := $(patsubst %/bin/python,%,$(filter %/bin/python,$(VPY)))
-TF_OPS_INFO := $(if $(TF_VENV_DIR),$(TF_VENV_DIR)/.dc-tf-ops-flags,jax_kernels/build/tf_ops_flags.txt)
-$(TF_OPS_INFO): $(if $(TF_VENV_DIR),$(wildcard $(TF_VENV_DIR)/lib/python*/site-packages/tensorflow/__init__.py),FORCE)
+TF_OPS_INFO := $(if $(VPY_VENV_DIR),$(VPY_VENV_DIR)/.dc-tf-ops-flags,jax_kernels/build/tf_ops_flags.txt)
+$(TF_OPS_INFO): $(if $(VPY_VENV_DIR),$(wildcard $(VPY_VENV_DIR)/lib/python*/site-packages/tensorflow/__init__.py),FORCE)
 	@mkdir -p $(@D)
 	@$(VPY) -c "import tensorflow as tf; s = tf.sysconfig; print(' '.join(['-isystem ' + s.get_include()] + [f for f in s.get_compile_flags() if not f.startswith('-I')])); print(s.get_lib()); print(' '.join(s.get_link_flags()))" \
 	  >$@.tmp.$$$$ 2>/dev/null || : >$@.tmp.$$$$; mv -f $@.tmp.$$$$ $@
 FORCE:
 tf-ops: $(if $(wildcard $(VPY)),,$(STAMP))
-	@$(MAKE) --no-print-directory $(TF_OPS_INFO)
+	@$(MAKE) -s --no-print-directory $(TF_OPS_INFO)
 	@{ read -r flags; read -r dir; read -r ldflags; } <$(TF_OPS_INFO); if [ -z "$$flags" ]; then echo "tf-ops: tensorflow is not installed in $(VENV): skipped (clustered training on TF uses XLA-compiled tf.gather)"; \
 	elif ! command -v $(CXX) >/dev/null 2>&1; then echo "tf-ops: no C++ compiler ($(CXX)): skipped (clustered training on TF uses XLA-compiled tf.gather; apt install g++)"; \
 	else $(MAKE) --no-print-directory $(TF_OPS) TF_OPS_CFLAGS="$$flags" TF_OPS_DIR="$$dir" TF_OPS_LDFLAGS="$$ldflags"; fi

@@ -216,3 +216,25 @@ def test_install_without_a_compiler_says_what_to_install(tmp_path):
     assert "needs a C99 compiler" in r.stderr and "apt install gcc" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "lib" / "dc_keras" / "_native" / "libdc_huffdecode.so").exists()
+
+
+def test_native_extras_ask_jax_and_tf_once_per_venv_and_skip_without_them(tmp_path):
+    """`make jax-ffi tf-ops` ask the venv's JAX / TensorFlow for their build flags once (an import:
+    1.5 / 5 s) and keep the answer in the venv (.dc-jax-ffi-include, .dc-tf-ops-flags); a venv
+    without them gets the skip messages, and nothing is built."""
+    venv = tmp_path / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    native = os.path.join(ROOT, "dc_keras", "_native")
+    before = {n: os.stat(os.path.join(native, n)).st_mtime_ns for n in os.listdir(native) if n.endswith(".so")}
+    cmd = ["make", "--no-print-directory", "-C", ROOT, "jax-ffi", "tf-ops", f"VPY={venv}/bin/python", f"VENV={venv}"]
+    runs = [subprocess.run(cmd, capture_output=True, text=True, timeout=300) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+        assert f"jax-ffi: jax >= 0.5.0 (jax.ffi) is not installed in {venv}: skipped" in r.stdout, r.stdout
+        assert f"tf-ops: tensorflow is not installed in {venv}: skipped" in r.stdout, r.stdout
+    infos = [venv / ".dc-jax-ffi-include", venv / ".dc-tf-ops-flags"]
+    assert [p.read_text().strip() for p in infos] == ["", ""]
+    stamps = [p.stat().st_mtime_ns for p in infos]
+    subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    assert [p.stat().st_mtime_ns for p in infos] == stamps  # asked once, not at every make
+    assert {n: os.stat(os.path.join(native, n)).st_mtime_ns for n in before} == before
