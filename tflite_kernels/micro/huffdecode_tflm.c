@@ -241,9 +241,13 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
                 "once, 1: decode every invoke)");
     return kDcTflmError;
   }
+  /* A tensor index of -1 (the flatbuffer's "no tensor") would make TFLM's GetEvalTensor, which
+   * checks no bounds, read before its tensor array. */
   if (node->inputs == NULL || node->outputs == NULL || node->inputs->size != 1 ||
-      node->outputs->size != 1) {
-    DC_TFLM_LOG(ctx, "HuffDecode: expected 1 input and 1 output");
+      node->outputs->size != 1 || node->inputs->data[0] < 0 || node->outputs->data[0] < 0) {
+    DC_TFLM_LOG(ctx,
+                "HuffDecode: expected 1 input and 1 output tensor; re-export the model with "
+                "dc_keras.export.pack");
     return kDcTflmError;
   }
   d->in_idx = node->inputs->data[0];

@@ -5,7 +5,7 @@
     python tools/mcu/set_decode_mode.py IN.tflite OUT.tflite --reset [--once NAME ...] [--each-invoke NAME ...]
 
 Writes the one-byte custom options the TFLM kernel reads (tflite_kernels/micro/huffdecode_tflm.h):
-0 = decode once in Prepare, 1 = decode on every invoke; ops not named keep the options they have
+0 = decode once (at the first invoke), 1 = decode on every invoke; ops not named keep the options they have
 (empty: the registration's default), so a second run adds to the first; --reset empties the options
 of every op not named (back to the registration's default), --all-once / --all-each-invoke set
 them.  NAME is the HuffDecode
@@ -121,14 +121,14 @@ def main(argv=None):
     ap.add_argument("input", help="a packed .tflite (never modified)")
     ap.add_argument("output", help="where to write the result (atomically)")
     ap.add_argument("--once", nargs="*", default=[], metavar="NAME",
-                    help="HuffDecode output tensors (full name, or @T / @S:T) to decode once, in Prepare")
+                    help="HuffDecode output tensors (full name, or @T / @S:T) to decode once (at the first invoke)")
     ap.add_argument("--each-invoke", nargs="*", default=[], metavar="NAME",
                     help="HuffDecode output tensors (full name, or @T / @S:T) to decode on every invoke")
     others = ap.add_mutually_exclusive_group()
     others.add_argument("--all-each-invoke", action="store_true",
                         help="every HuffDecode op not named decodes on every invoke")
     others.add_argument("--all-once", action="store_true",
-                        help="every HuffDecode op not named decodes once, in Prepare")
+                        help="every HuffDecode op not named decodes once (at the first invoke)")
     others.add_argument("--reset", action="store_true",
                         help="every HuffDecode op not named gets empty options: the registration's default")
     a = ap.parse_args(argv)

@@ -1,13 +1,18 @@
 """The TFLM Python environment of `make test-mcu`, tests/test_micro.py and benchmarks/mcu_bench.py.
 
-A separate venv (default ~/.cache/dc_keras/venvs/tflm) holding only the PyPI ``tflite-micro``
+A separate venv (default ~/.cache/dc_keras/venvs/tflm-<key>) holding only the PyPI ``tflite-micro``
 nightly that tflite_kernels/micro/tflm_abi.h is pinned to (DC_TFLM_WHEEL_VERSION) and its small
 ``bitarray`` dependency, both ``--no-deps``; everything else (numpy, flatbuffers, and the
 TensorFlow its flatbuffer_utils imports) comes from the project venv through a .pth file, so the
 wheel runs against exactly the project's numpy/TensorFlow and nothing is downloaded twice
 (`pip install --dry-run` into the project venv showed the wheel changes no pin there; keeping it
 apart keeps a nightly out of the project's own environment).  Created once under a file lock;
-a stamp holds the requirement list, so a changed pin rebuilds it.
+a stamp holds the requirement list, so a changed pin rebuilds it.  <key> is a hash of that list
+and of the project venv's site directories: two checkouts with their own project venvs (a CI
+copy next to a working tree) get a venv each, instead of each rebuilding the one venv whenever the
+other had built it, under the feet of a process running in it (it then failed, at random, with
+"ImportError: cannot import name '_runtime' from 'tflite_micro.python.tflite_micro'").
+DC_TFLM_VENV names the venv's directory instead.
 
     python tools/mcu/tflm_env.py          # prints the venv's python path (creating it if needed)
 """
@@ -21,8 +26,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ABI_HEADER = os.path.join(ROOT, "tflite_kernels", "micro", "tflm_abi.h")
-VENV = os.environ.get("DC_TFLM_VENV") or os.path.join(
-    os.path.expanduser("~"), ".cache", "dc_keras", "venvs", "tflm")
+VENVS = os.path.join(os.path.expanduser("~"), ".cache", "dc_keras", "venvs")
 
 
 def wheel_version():
@@ -45,11 +49,29 @@ def _project_site_dirs():
     return sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
 
 
+def _key(site_dirs=None):
+    """What the venv is built from: the requirements and the project venv's site directories."""
+    return " ".join(requirements() + (_project_site_dirs() if site_dirs is None else list(site_dirs)))
+
+
+def default_venv(site_dirs=None):
+    """The venv's directory: $DC_TFLM_VENV, or ~/.cache/dc_keras/venvs/tflm-<hash of _key()>, one per
+    project venv (``site_dirs``: its site directories, default this interpreter's) and pin."""
+    import hashlib
+
+    if os.environ.get("DC_TFLM_VENV"):
+        return os.environ["DC_TFLM_VENV"]
+    return os.path.join(VENVS, "tflm-" + hashlib.sha256(_key(site_dirs).encode()).hexdigest()[:12])
+
+
+VENV = default_venv()
+
+
 def ensure(venv=VENV):
     """Creates (once) and returns the path of the TFLM venv's python; raises RuntimeError."""
     py = os.path.join(venv, "bin", "python")
     stamp = os.path.join(venv, ".dc_stamp")
-    key = " ".join(requirements() + _project_site_dirs())
+    key = _key()
     os.makedirs(os.path.dirname(venv), exist_ok=True)
     with open(venv + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

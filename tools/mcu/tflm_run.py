@@ -6,7 +6,9 @@
         {"model", "input", "out", "registerers", "arena_usage", "lut_out"}; prints a JSON list of
          results, each with "ok", "error" and the C-level "log" of that job)
 
-Each row of x.npy is one inference (batch 1, like a microcontroller).  With --arena-usage it
+Each row of x.npy is one inference (batch 1, like a microcontroller); a model that fails to load
+(a kernel's Prepare: TFLM's log on stderr says why) or to run ends in one line naming the stage
+(exit status 1).  With --arena-usage it
 also prints the arena bytes used (TFLM's recording allocator) as JSON.  Our library is loaded with RTLD_GLOBAL before the interpreter is built: the
 wheel finds registerers with dlsym(RTLD_DEFAULT, name).
 """
@@ -194,6 +196,8 @@ def main(argv=None):
     ap.add_argument("--arena", type=int, default=None)
     ap.add_argument("--arena-usage", action="store_true")
     a = ap.parse_args(argv)
+    if not a.jobs and not (a.model and a.input and a.out):
+        ap.error("--model, --input and --out are needed (or --jobs)")
     load_library(a.lib)
     if a.jobs:
         with open(a.jobs) as f:
@@ -204,7 +208,16 @@ def main(argv=None):
     regs = a.registerer if a.registerer is not None else ["DcKerasRegisterHuffDecodeTflm"]
     x = np.load(a.input)
     arena = a.arena or max(64 << 10, 4 * len(model) + (4 << 20))
-    y = run(model, regs, x, arena)
+    res = {}
+    try:
+        y = run(model, regs, x, arena, res)
+    except (RuntimeError, ValueError) as e:  # one line, after TFLM's own log on stderr
+        if res.get("stage") == "load":
+            where = "to load (TFLM's AllocateTensors: every op's Prepare; TFLM's log above says why)"
+        else:
+            where = (f"at an invoke ({a.input}: {x.dtype} rows of shape {list(x.shape[1:])}, one per "
+                     "inference, which must have the type and shape of the model's input 0)")
+        raise SystemExit(f"tflm_run.py: {a.model} failed {where}: {type(e).__name__}: {e}") from None
     tmp = a.out + ".tmp.npy"
     np.save(tmp, y)
     os.replace(tmp, a.out)
