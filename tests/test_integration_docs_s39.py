@@ -110,7 +110,7 @@ def _patch_version(packed_model, version):
 
 
 @pytest.fixture(scope="module")
-def tflm_runs(tmp_path_factory, micro_lib):
+def tflm_runs(tmp_path_factory, micro_lib, make_env):
     """The PyPI tflite-micro wheel (tools/mcu/tflm_env.py) running, with a default and a
     DC_CODEC_MINIMAL build of the kernel: a model packed at a format version newer than the
     decoder's, a float_planes model (layout 4, left out of MINIMAL), and a packed model with no
@@ -140,7 +140,7 @@ def tflm_runs(tmp_path_factory, micro_lib):
     libs = {"default": micro_lib}  # built once for the session (tests/conftest.py)
     b = d / "lib_minimal"
     subprocess.run(["make", "-s", "-C", os.path.join(KERNELS, "micro"), f"BUILD={b}", "CFLAGS=-DDC_CODEC_MINIMAL"],
-                   check=True)
+                   check=True, env=make_env)
     libs["minimal"] = str(b / "libdc_huffdecode_tflm.so")
     py = tflm_env.ensure()
     out = {}
