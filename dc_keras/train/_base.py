@@ -265,6 +265,9 @@ def unsupported_reason(layer, composite=True):
         return _LIBRARY_VECTORS
     if layer.built and not layer.weights:
         return "it has no weights, so no prunable weights"
+    if isinstance(layer, keras.layers.Normalization):  # EfficientNet's input layer; an adapted one
+        return ("preprocessing layer Normalization: its mean and variance are statistics computed by adapt() "
+                "or loaded with the model, not trained weights: left dense by design")
     if isinstance(layer, _NORMALIZATIONS):
         fold = (" (cluster folds a BatchNormalization that follows a conv or Dense layer into it)"
                 if isinstance(layer, keras.layers.BatchNormalization) else "")
