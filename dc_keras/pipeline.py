@@ -74,6 +74,24 @@ def _unshifted_class():
     return _UNSHIFTED[0]
 
 
+def _check_single_arrays(x, y, caller):
+    """The recipe trains a model with one input and one output on one array ``x`` and one array of
+    integer labels ``y``. Several arrays (a list / tuple of arrays or a dict, for a model with two
+    inputs or two outputs) crashed in numpy ("inhomogeneous shape") or, when they had one shape,
+    were stacked into one array whose first axis counts the inputs: one clear error instead."""
+    for name, value in (("x", x), ("y", y)):
+        several = isinstance(value, dict) or (
+            isinstance(value, (list, tuple)) and any(hasattr(item, "shape") for item in value))
+        if several:
+            kind = "a dict" if isinstance(value, dict) else f"a {type(value).__name__} of {len(value)} arrays"
+            raise ValueError(
+                f"{caller}: {name} is {kind}; the pipeline's recipe trains a model with one input and one "
+                "output on one array x and one array of integer labels y. For a model with several inputs or "
+                "outputs, call dc_keras.prune(model, schedule) / dc_keras.cluster(model, bits=...) and train the "
+                "result with your own compile() and fit(x, y, callbacks=[dc_keras.PruningCallback()]) "
+                "(README, 'Compressing your own model'); predict_tflite and evaluate_tflite take several inputs.")
+
+
 def _outputs_logits(model, x, caller):
     """Does ``model`` end in logits rather than class probabilities? Read from its outputs on a
     few samples of ``x`` (probabilities: non-negative, each row summing to 1), whatever layer makes
@@ -123,6 +141,7 @@ def train_baseline(model, x, y, epochs, *, lr=1e-3, batch_size=128, max_shift=2,
     Example:
         >>> model = train_baseline(dc_keras.models.lenet_300_100(), x_train, y_train, epochs=20)
     """
+    _check_single_arrays(x, y, "train_baseline")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=_outputs_logits(model, x, "train_baseline"))
@@ -170,6 +189,7 @@ def prune_retrain(model, x, y, sparsity, epochs, *, ramp_fraction=0.6, lr=5e-4, 
     """
     from dc_keras import train
 
+    _check_single_arrays(x, y, "prune_retrain")
     _check_sparsity(sparsity)
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -217,6 +237,7 @@ def cluster_finetune(model, x, y, *, bits=None, epochs=3, init="linear", lr=2e-4
     """
     from dc_keras import train
 
+    _check_single_arrays(x, y, "cluster_finetune")
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     kwargs = {} if bits is None else {"bits": bits}
