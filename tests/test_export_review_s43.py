@@ -61,6 +61,20 @@ def _int4_bytes(values, pad_high=0):
     return bytes(raw)
 
 
+def _dense_8_to_4():
+    """A Keras model, 8 inputs to ``Dense(4)``, and 16 float32 samples for it (skips without Keras
+    or TensorFlow, which ``to_tflite`` converts with)."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    return model, np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+
+
+def _has_int8(data):
+    """Whether the .tflite ``data`` holds an int8 tensor (a quantized model, not a float one)."""
+    return S.TensorType.INT8 in {int(t.type) for t in fb.read_model(data).subgraphs[0].tensors}
+
+
 @pytest.mark.parametrize("verify", [True, False])
 def test_int4_constant_with_set_padding_bits_stays_raw_and_bit_exact(verify):
     """An int4 constant with an odd number of elements whose last byte's unused high nibble is not
@@ -92,25 +106,19 @@ def test_int8_with_fewer_samples_than_the_fixed_batch_is_refused_not_exported_as
     whole batches of 8 yielded none, and TF's converter then wrote a float32 model (no quantization,
     no error, no warning). Now a ValueError before the conversion names the counts and the fix; 16
     samples still give an int8 model."""
-    keras = pytest.importorskip("keras")
-    pytest.importorskip("tensorflow")
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
-    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    model, x = _dense_8_to_4()
     with pytest.raises(ValueError, match=r"representative_data holds 5 sample\(s\), fewer than the \.tflite's "
                                          r"fixed batch of 8.*give at least 8 samples"):
         export.to_tflite(model, quantize="int8", representative_data=x[:5], batch_size=8, pack=False)
     data = export.to_tflite(model, quantize="int8", representative_data=x, batch_size=8, pack=False)
-    m = fb.read_model(data)
-    assert S.TensorType.INT8 in {int(t.type) for t in m.subgraphs[0].tensors}
+    assert _has_int8(data)
 
 
 def test_pack_arguments_with_pack_false_are_named_as_ignored():
     """to_tflite(pack=False, min_bytes=..., positive_zeros=True) dropped both without a word (the
     file is not packed), while pack_options with pack=False is an error and per_channel /
     representative_data a mode does not use are named in a warning; now a warning names them."""
-    keras = pytest.importorskip("keras")
-    pytest.importorskip("tensorflow")
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    model, _ = _dense_8_to_4()
     with pytest.warns(UserWarning, match=r"to_tflite: min_bytes=5 and positive_zeros=True are ignored: .*"
                                          r"pack=False\. Fix: pack=True, or leave min_bytes and positive_zeros out"):
         export.to_tflite(model, pack=False, min_bytes=5, positive_zeros=True)
@@ -198,16 +206,13 @@ def test_int8_with_a_representative_function_that_yields_nothing_is_refused():
     """quantize="int8" with a representative_data function that yields no sample (an exhausted
     iterator, a filter that drops everything): TF's converter wrote a float32 model, with no error
     and no warning. Now a ValueError says so; a function that yields samples still gives int8."""
-    keras = pytest.importorskip("keras")
-    pytest.importorskip("tensorflow")
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
-    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    model, x = _dense_8_to_4()
     with pytest.raises(ValueError, match=r"representative_data \(a function\) yielded no sample, so the converter "
                                          r"calibrated nothing and wrote a float model"):
         export.to_tflite(model, quantize="int8", representative_data=lambda: iter([]), pack=False)
     data = export.to_tflite(model, quantize="int8", representative_data=lambda: ([x[i:i + 1]] for i in range(16)),
                             pack=False)
-    assert S.TensorType.INT8 in {int(t.type) for t in fb.read_model(data).subgraphs[0].tensors}
+    assert _has_int8(data)
 
 
 def test_int8_with_inputs_of_different_sample_counts_is_refused():
@@ -225,4 +230,4 @@ def test_int8_with_inputs_of_different_sample_counts_is_refused():
                                          r".*give every input the same count"):
         export.to_tflite(model, quantize="int8", representative_data=[xa, xb[:25]], pack=False)
     data = export.to_tflite(model, quantize="int8", representative_data=[xa, xb], pack=False)
-    assert S.TensorType.INT8 in {int(t.type) for t in fb.read_model(data).subgraphs[0].tensors}
+    assert _has_int8(data)
