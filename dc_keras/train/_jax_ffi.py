@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
 import os
 import threading
 
@@ -38,7 +37,6 @@ LIBRARY_NAME = "libdc_jax_ffi.so"
 MIN_JAX = "0.5.0"  # the first JAX with the public jax.ffi API used here
 _MODE_ENV, _PATH_ENV, _SPLIT_ENV = "DC_KERAS_JAX_FFI", "DC_KERAS_JAX_FFI_LIBRARY", "DC_KERAS_JAX_FFI_SPLIT"
 _GATHER, _SUMS = "dc_keras_centroid_gather", "dc_keras_centroid_sums"
-logger = logging.getLogger("dc_keras")
 _lock = threading.Lock()
 _state = {}  # "ok": bool once decided; "why": the reason it is off; "gather": the custom_vjp function
 
@@ -76,13 +74,8 @@ def _load():
 def _smoke_test(path):
     """Runs both kernels once (a library built against another jaxlib can register and still fail
     when called): ``None`` if they give numpy's answer, else the reason. Runs in a thread of its
-    own: the first call usually comes while Keras traces the training step, and JAX's trace state
-    is per thread (in this thread the test call would be staged into that trace, not run)."""
-    result = []
-    worker = threading.Thread(target=lambda: result.append(_smoke_test_here(path)), name="dc_keras-jax-ffi-check")
-    worker.start()
-    worker.join()
-    return result[0] if result else f"{path}: the test call did not finish; rebuild it with `make jax-ffi`"
+    own (:func:`dc_keras.train._kernels.check_in_thread`: JAX's trace state is per thread)."""
+    return _kernels.check_in_thread(lambda: _smoke_test_here(path), path, "jax-ffi")
 
 
 def _smoke_test_here(path):
@@ -103,17 +96,7 @@ def available() -> bool:
     """True when the native kernels are registered with JAX (decided once per process).
 
     Raises ``RuntimeError`` when ``DC_KERAS_JAX_FFI=1`` and they cannot be."""
-    with _lock:
-        if "ok" not in _state:
-            why = _load()
-            _state.update(ok=why is None, why=why)
-            if why is not None and _mode() == "1":
-                _state.clear()
-                raise RuntimeError(f"{_MODE_ENV}=1 but the native centroid kernels are unavailable: {why}.")
-            if why is not None:
-                logger.log(_kernels.log_level(_mode(), library_path()),
-                           "dc_keras: clustered training on JAX uses lax.gather (same results, slower): %s", why)
-        return _state["ok"]
+    return _kernels.decide(_state, _lock, _load, _MODE_ENV, library_path, "kernels", "JAX", "lax.gather")
 
 
 def unavailable_reason():

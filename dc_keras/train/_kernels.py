@@ -36,6 +36,41 @@ def log_level(mode_value: str, path: str) -> int:
     return logging.INFO if mode_value == "0" or not os.path.isfile(path) else logging.WARNING
 
 
+def decide(state, lock, load, mode_env: str, library_path, what: str, framework: str, route: str) -> bool:
+    """Whether a native library is used, decided once per process under ``lock`` and kept in
+    ``state`` (``"ok"``, ``"why"``): ``load()`` returns ``None`` (loaded and checked) or the reason
+    it is unavailable. With ``$mode_env=1`` that reason is a ``RuntimeError`` (nothing kept: asked
+    again next time); otherwise it is logged once (:func:`log_level`) and ``route`` runs on
+    ``framework`` instead. ``library_path``: the module's function (read after the load, as the
+    note names the file it looked at); ``what``: "kernels" / "ops", as the error names them."""
+    with lock:
+        if "ok" not in state:
+            why = load()
+            state.update(ok=why is None, why=why)
+            if why is not None:
+                if mode(mode_env) == "1":
+                    state.clear()
+                    raise RuntimeError(f"{mode_env}=1 but the native centroid {what} are unavailable: {why}.")
+                logging.getLogger("dc_keras").log(
+                    log_level(mode(mode_env), library_path()),
+                    "dc_keras: clustered training on %s uses %s (same results, slower): %s", framework, route, why)
+        return state["ok"]
+
+
+def check_in_thread(check, path: str, target: str):
+    """Runs the first-use test call ``check()`` (``None`` or the reason the library is not used) in
+    a thread of its own, ``dc_keras-<target>-check``: the first use usually comes while Keras
+    traces the training step, and JAX's trace state and TF's graph and tape state are per thread
+    (in the tracing thread the call would be staged into that trace, not run; TF's
+    ``tf.init_scope`` leaves the graph but also pauses the tapes: no gradient to check).
+    ``target``: the ``make`` target that rebuilds the library, named if the call does not finish."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(check()), name=f"dc_keras-{target}-check")
+    worker.start()
+    worker.join()
+    return result[0] if result else f"{path}: the test call did not finish; rebuild it with `make {target}`"
+
+
 def check_case():
     """The first-use test call's inputs: ``(centroids, assignments, upstream)``; 5 centroids plus
     the zero slot, 70,000 entries (vector loops, tails, all 8 parts of the sums and, on JAX, the

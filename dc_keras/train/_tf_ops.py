@@ -31,7 +31,6 @@ Example:
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 
@@ -39,9 +38,8 @@ from dc_keras.train import _kernels
 
 LIBRARY_NAME = "libdc_tf_ops.so"
 _MODE_ENV, _PATH_ENV = "DC_KERAS_TF_OPS", "DC_KERAS_TF_OPS_LIBRARY"
-logger = logging.getLogger("dc_keras")
 _lock = threading.Lock()
-_state = {}  # "ok": bool once decided; "why": the reason it is off; "ops": the two loaded ops
+_state = {}  # "ok": bool once decided; "why": the reason it is off; "ops": the two loaded ops (when ok)
 
 
 def library_path() -> str:
@@ -54,34 +52,32 @@ def _mode() -> str:
 
 
 def _load():
-    """Loads the op library: ``(ops, None)`` or ``(None, the reason it is unavailable)``."""
+    """Loads the op library into ``_state["ops"]`` (the two ops): ``None``, or the reason it is
+    unavailable (nothing stored)."""
     if _mode() == "0":
-        return None, f"{_MODE_ENV}=0"
+        return f"{_MODE_ENV}=0"
     path = library_path()
     if not os.path.isfile(path):
-        return None, f"{path} not found (build it with `make tf-ops`, part of `make install`)"
+        return f"{path} not found (build it with `make tf-ops`, part of `make install`)"
     import tensorflow as tf
 
     try:
         module = tf.load_op_library(path)
         ops = (module.dc_centroid_gather, module.dc_centroid_sums)
     except (tf.errors.OpError, OSError, AttributeError, RuntimeError, ValueError) as err:  # stale/foreign
-        return None, f"{path} did not load ({type(err).__name__}: {err}); rebuild it with `make tf-ops`"
+        return f"{path} did not load ({type(err).__name__}: {err}); rebuild it with `make tf-ops`"
     why = _smoke_test(path, ops)
-    return (None, why) if why else (ops, None)
+    if why is None:
+        _state["ops"] = ops
+    return why
 
 
 def _smoke_test(path, ops):
     """Runs both ops once, eagerly (a library built against another TF can load and still fail
-    when called): ``None`` if they give numpy's answer, else the reason. The first use usually
-    comes while Keras traces the training step; TF's graph and tape state is per thread, so the
-    check runs at once in a thread of its own instead of being staged into the step's graph
-    (``tf.init_scope`` leaves the graph but also pauses the tapes: no gradient to check)."""
-    result = []
-    worker = threading.Thread(target=lambda: result.append(_smoke_test_here(path, ops)), name="dc_keras-tf-ops-check")
-    worker.start()
-    worker.join()
-    return result[0] if result else f"{path}: the test call did not finish; rebuild it with `make tf-ops`"
+    when called): ``None`` if they give numpy's answer, else the reason. Runs in a thread of its
+    own (:func:`dc_keras.train._kernels.check_in_thread`: TF's graph and tape state is per thread,
+    so the check runs at once instead of being staged into the training step's graph)."""
+    return _kernels.check_in_thread(lambda: _smoke_test_here(path, ops), path, "tf-ops")
 
 
 def _smoke_test_here(path, ops):
@@ -108,18 +104,7 @@ def available() -> bool:
     """True when the native ops are loaded and passed their check (decided once per process).
 
     Raises ``RuntimeError`` when ``DC_KERAS_TF_OPS=1`` and they cannot be."""
-    with _lock:
-        if "ok" not in _state:
-            ops, why = _load()
-            _state.update(ok=why is None, why=why, ops=ops)
-            if why is not None:
-                if _mode() == "1":
-                    _state.clear()
-                    raise RuntimeError(f"{_MODE_ENV}=1 but the native centroid ops are unavailable: {why}.")
-                logger.log(_kernels.log_level(_mode(), library_path()),
-                           "dc_keras: clustered training on TF uses XLA-compiled tf.gather (same results, "
-                           "slower): %s", why)
-        return _state["ok"]
+    return _kernels.decide(_state, _lock, _load, _MODE_ENV, library_path, "ops", "TF", "XLA-compiled tf.gather")
 
 
 def unavailable_reason():
