@@ -12,6 +12,8 @@ code with only the import changed, on Keras 3. What it found:
 - docs/migrating_from_tfmot.md said tfmot "never makes an update at end_step"; tfmot 0.8.1 numbers
   the batches 1..end_step and does update at end_step (before its last batch) when
   ``end_step - begin_step`` is a multiple of ``frequency`` (``test_tfmot_updates_at_end_step_when_aligned``).
+- ``to_tflite`` of a model that still has the wrappers told a tfmot user to call ``dc_keras.strip``
+  only, not the drop-in's ``strip_pruning`` / ``strip_clustering``.
 
 Runs in the TensorFlow pass and again under JAX and PyTorch (the Makefile's BACKEND_TESTS).
 """
@@ -119,3 +121,10 @@ def test_tfmot_updates_at_end_step_when_aligned():
         pruned.fit(x, y, batch_size=8, shuffle=False, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
     ours = keras.ops.convert_to_numpy([w for w in pruned.get_layer("d1").weights if w.name == "kernel_mask"][0])
     np.testing.assert_array_equal(ours, theirs[-1][1])
+
+
+def test_export_of_an_unstripped_model_names_the_tfmot_strip_functions():
+    from dc_keras.export import to_tflite
+    model = sparsity.prune_low_magnitude(keras.Sequential([keras.Input((12,)), keras.layers.Dense(3)]))
+    with pytest.warns(UserWarning, match=r"wrappers.*dc_keras\.strip.*tfmot drop-in: strip_pruning / strip_clustering"):
+        to_tflite(model, pack=False)

@@ -1098,11 +1098,11 @@ def _without_wrappers(model):
     if not _base.is_graph_model(model):
         warnings.warn(f"to_tflite: layers {names} still have dc_keras pruning/clustering wrappers; call "
                       "dc_keras.strip(model) before exporting (flow: prune -> fit -> strip -> cluster -> fit -> "
-                      "strip -> to_tflite)", UserWarning, stacklevel=3)
+                      "strip -> to_tflite; tfmot drop-in: strip_pruning / strip_clustering)", UserWarning, stacklevel=3)
         return model
     warnings.warn(f"to_tflite: layers {names} still had dc_keras pruning/clustering wrappers: exported "
                   "dc_keras.strip(model) (same outputs; the model passed in is unchanged). Call dc_keras.strip "
-                  "yourself before exporting to silence this warning", UserWarning, stacklevel=3)
+                  "(tfmot drop-in: strip_pruning / strip_clustering) yourself before exporting to silence this warning", UserWarning, stacklevel=3)
     return strip(model)
 
 
