@@ -353,3 +353,52 @@ def optimizer_backend(optimizer):
         if parts[0] == "keras":
             return parts[3] if parts[:3] == ["keras", "src", "backend"] and len(parts) > 4 else None
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# train: a wrapper called with keyword arguments that mix tensors and Python values (owner: _base)
+#
+# Why: Keras binds a layer's call to ``Layer._call_signature`` (``inspect.signature(self.call)``,
+# taken in ``Layer.__init__``) and refuses a parameter whose value nests tensors with non-tensors.
+# The wrappers' ``call(inputs, *args, training=None, **kwargs)`` collects every keyword in one
+# ``kwargs`` dict, so ``mha(q, v, attention_mask=m, use_causal_mask=True)`` or
+# ``mha(query=q, value=v, return_attention_scores=True)``, which the plain MultiHeadAttention takes,
+# stopped prune()/cluster() with "In a nested call() argument, you cannot mix tensors and
+# non-tensors". For such a call the signature Keras binds lists each of those keywords as a
+# parameter of its own, as the plain layer's does; the call itself is unchanged.
+# Tested: Keras 3.15.1 (CallSpec(self._call_signature, ...) in Layer.__call__). If the attribute
+# is gone, nothing is changed (Keras's own error).
+# ---------------------------------------------------------------------------------------------
+
+
+class keyword_parameters:
+    """Context manager: while it is open, ``layer``'s call signature as Keras binds it lists
+    ``names`` as keyword-only parameters (default None) of their own instead of inside ``**kwargs``.
+
+    Example:
+        >>> with keyword_parameters(wrapper, ["value", "return_attention_scores"]):
+        ...     outputs = keras.layers.Layer.__call__(wrapper, query, value=value, return_attention_scores=True)
+    """
+
+    def __init__(self, layer, names):
+        self.layer, self.names, self.saved = layer, list(names), None
+
+    def __enter__(self):
+        import inspect
+
+        signature = getattr(self.layer, "_call_signature", None)
+        if not isinstance(signature, inspect.Signature) or not self.names:
+            return self
+        kinds = inspect.Parameter
+        known = set(signature.parameters)
+        parameters = [p for p in signature.parameters.values() if p.kind is not kinds.VAR_KEYWORD]
+        extra = [kinds(name, kinds.KEYWORD_ONLY, default=None) for name in self.names if name not in known]
+        rest = [p for p in signature.parameters.values() if p.kind is kinds.VAR_KEYWORD]
+        self.saved = signature
+        self.layer._call_signature = signature.replace(parameters=parameters + extra + rest)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            self.layer._call_signature = self.saved
+        return False

@@ -569,6 +569,13 @@ class CompressionWrapper(keras.layers.Wrapper):
             first = _first_call_parameter(self.layer)
             if first is not None and first in kwargs:
                 args = (kwargs.pop(first),)
+        # Keywords mixing tensors and Python values (mha(q, v, attention_mask=m, use_causal_mask=True))
+        # reached Keras as one `kwargs` argument, which it refuses ("cannot mix tensors and non-tensors")
+        # (`training` is a parameter of call() below: bound on its own already)
+        collected = {name: value for name, value in kwargs.items() if name != "training"}
+        if _mixes_tensors(collected):
+            with _compat.keyword_parameters(self, collected):
+                return super().__call__(*args, **kwargs)
         return super().__call__(*args, **kwargs)
 
     def _untracked(self, name, value):
@@ -633,6 +640,17 @@ class CompressionWrapper(keras.layers.Wrapper):
         self._release()
         self.layer.set_weights(weights)
         return self.layer
+
+
+def _is_tensor(value):
+    """A tensor, symbolic or not, or a numpy array (Keras's __call__ turns those into tensors)."""
+    return isinstance(value, (keras.KerasTensor, np.ndarray)) or ops.is_tensor(value)
+
+
+def _mixes_tensors(kwargs):
+    """Do the keyword arguments hold tensors and also values that are neither tensors nor None?"""
+    flat = keras.tree.flatten(list(kwargs.values()))
+    return any(map(_is_tensor, flat)) and any(v is not None and not _is_tensor(v) for v in flat)
 
 
 def _first_call_parameter(layer):
