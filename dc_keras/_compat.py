@@ -376,8 +376,14 @@ class keyword_parameters:
     ``names`` as keyword-only parameters (default None) of their own instead of inside ``**kwargs``.
 
     Example:
+        >>> query, value = np.ones((1, 3, 8), "float32"), np.ones((1, 5, 8), "float32")
+        >>> mha = keras.layers.MultiHeadAttention(2, 4)
+        >>> _ = mha(query, value)  # built: a wrapper takes a built attention layer
+        >>> wrapper = dc_keras.cluster(mha, bits=8)
         >>> with keyword_parameters(wrapper, ["value", "return_attention_scores"]):
-        ...     outputs = keras.layers.Layer.__call__(wrapper, query, value=value, return_attention_scores=True)
+        ...     outputs, scores = keras.layers.Layer.__call__(wrapper, query, value=value, return_attention_scores=True)
+        >>> tuple(scores.shape)
+        (1, 2, 3, 5)
     """
 
     def __init__(self, layer, names):
