@@ -280,3 +280,34 @@ def test_a_single_wrapped_attention_layer_takes_mixed_keywords_eagerly():
         else:  # 8 bits for 4 x 32 values per kernel: k-means keeps nearly every value
             for a, b in zip(got, expected):
                 np.testing.assert_allclose(_np(a), _np(b), atol=1e-2)
+
+
+@pytest.mark.parametrize("mode", ["int8", "float8"])
+def test_a_model_quantized_by_keras_is_one_clear_error(mode):
+    """model.quantize('int8') then prune(): the wrappers failed in fit() with Keras's 'Layer
+    PruneWrapper does not have a `_int8_call` method implemented'; after quantize('float8') the
+    rebuild failed with 'Layer a weight shape () is not compatible with provided weight shape (8, 16)'.
+    One error before any wrapping, naming the layers, the mode and the order that works."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), L.Dense(16, name="a"), L.ReLU(), L.Dense(4, name="b")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Keras: "Layer InputLayer does not have a `quantize` method"
+        model.quantize(mode)
+    before = [w.tobytes() for w in model.get_weights()]
+    calls = {"prune": lambda target: dc_keras.prune(target, dc_keras.schedules.ConstantSparsity(0.5, 0)),
+             "cluster": lambda target: dc_keras.cluster(target, bits=3)}
+    for what, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{what}\(\) takes float layers; 2 layer\(s\) were quantized by Keras "
+                                             rf"\(model.quantize\(...\)\): 'a' \({mode}\), 'b' \({mode}\)\. .*"
+                                             rf"dc_keras\.{what}\(\) to the float model \(before model\.quantize\)"):
+            call(model)
+        with pytest.raises(ValueError, match=rf"^{what}\(\) takes float layers; 1 layer\(s\) .*'b' \({mode}\)"):
+            call(model.get_layer("b"))
+    assert [w.tobytes() for w in model.get_weights()] == before
+    # the float model, compressed first, quantizes as Keras's own afterwards
+    float_model = keras.Sequential([keras.Input((8,)), L.Dense(16, name="a"), L.ReLU(), L.Dense(4, name="b")])
+    stripped = dc_keras.strip(dc_keras.cluster(float_model, bits=3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        stripped.quantize(mode)
+    assert stripped.get_layer("a").dtype_policy.quantization_mode == mode

@@ -895,6 +895,34 @@ def not_keras3_error(what, expected, obj, fix=None):
         "keras.saving.load_model('model.h5', compile=False) here (docs/migrating_from_tfmot.md).")
 
 
+def refuse_quantized(model_or_layer, what):
+    """A ValueError naming the layers of ``model_or_layer`` that Keras quantized (``model.quantize("int8")``,
+    ``"float8"``, ``"int4"``: a quantized dtype policy), before ``what`` ("prune", "cluster") wraps
+    them. Their call runs Keras's quantized kernel, not the one a wrapper substitutes: an int8
+    model's wrappers failed in fit() ("PruneWrapper does not have a `_int8_call` method"), a float8
+    model's rebuild with "weight shape () is not compatible with provided weight shape (8, 16)".
+
+    Example:
+        >>> refuse_quantized(keras.layers.Dense(4), "prune")  # a float layer: nothing raised
+    """
+    if isinstance(model_or_layer, keras.Model) and is_graph_model(model_or_layer):
+        layers = [layer for layer, _ in graph_layers(model_or_layer)]
+    else:
+        layers = [model_or_layer]
+    quantized = [(layer, mode) for layer in layers
+                 if (mode := getattr(layer, "quantization_mode", None))]  # as export's check reads it
+    if not quantized:
+        return
+    named = ", ".join(f"{layer.name!r} ({mode})" for layer, mode in quantized[:6])
+    more = f" and {len(quantized) - 6} more" if len(quantized) > 6 else ""
+    raise ValueError(
+        f"{what}() takes float layers; {len(quantized)} layer(s) were quantized by Keras "
+        f"(model.quantize(...)): {named}{more}. Their call runs the quantized kernel, which a wrapper cannot "
+        f"prune or cluster. Apply dc_keras.{what}() to the float model (before model.quantize), then quantize the "
+        "stripped result at export: dc_keras.export.to_tflite(model, quantize='int8', representative_data=x[:100]) "
+        "or quantize='dynamic' (docs/quantization.md).")
+
+
 def check_buildable(model, what):
     if not is_graph_model(model):
         raise ValueError(

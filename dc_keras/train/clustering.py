@@ -822,6 +822,7 @@ def cluster(model_or_layer, *, bits=DEFAULT_BITS, init="linear", preserve_sparsi
     cluster_biases = _check_cluster_biases(cluster_biases)
     if not isinstance(model_or_layer, keras.layers.Layer):
         raise _base.not_keras3_error("cluster()", "a Keras model or layer", model_or_layer)
+    _base.refuse_quantized(model_or_layer, "cluster")
 
     if not isinstance(model_or_layer, keras.Model):
         if layers is not None:

@@ -853,6 +853,7 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
     m_by_n = _check_m_by_n(sparsity_m_by_n)
     if not isinstance(model_or_layer, keras.layers.Layer):
         raise _base.not_keras3_error("prune()", "a Keras model or layer", model_or_layer)
+    _base.refuse_quantized(model_or_layer, "prune")
     if schedule is not None and not isinstance(schedule, PruningSchedule):
         raise ValueError(f"`schedule` must be a dc_keras.schedules schedule, got {schedule!r}.")
     if isinstance(layers, dict):
