@@ -289,3 +289,28 @@ def test_compat_first_call_arguments_reads_the_first_calls_arguments():
     args, kwargs = _compat.first_call_arguments(mha)
     assert args[0] is q and args[1] is c and kwargs == {"training": False}
     assert _compat.first_call_arguments(keras.layers.Dense(2)) is None  # never called in a graph
+
+
+def test_keyword_parameters_lets_keras_bind_keywords_that_mix_tensors_and_values():
+    """dc_keras/_compat.py's keyword_parameters (Layer._call_signature, private): a layer whose call()
+    collects keywords in **kwargs is refused by Keras when they mix tensors and Python values; while
+    the context is open the signature Keras binds lists them as parameters of their own, and the
+    layer's own signature comes back after it."""
+    import inspect
+
+    import pytest
+
+    class Collects(keras.layers.Layer):
+        def call(self, inputs, **kwargs):
+            return inputs * kwargs["scale"] if kwargs.get("twice") else inputs
+
+    layer, x = Collects(), np.ones((2, 3), "float32")
+    with pytest.raises(ValueError, match="cannot mix tensors and non-tensors"):
+        layer(x, scale=np.full((2, 3), 2.0, "float32"), twice=True)
+    before = layer._call_signature
+    assert isinstance(before, inspect.Signature)  # what the shim rewrites: still there in this Keras
+    with _compat.keyword_parameters(layer, ["scale", "twice"]):
+        assert list(layer._call_signature.parameters) == ["inputs", "scale", "twice", "kwargs"]
+        out = layer(x, scale=np.full((2, 3), 2.0, "float32"), twice=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), np.full((2, 3), 2.0, "float32"))
+    assert layer._call_signature is before
