@@ -5,7 +5,8 @@
  * fuzz.sh builds it for the host's ABI (tflm) and, where the compiler links -m32, for the 32-bit
  * layouts of tflm_abi.h (tflm32).
  *
- * Input: byte 0 = control, the rest = the packed input tensor's bytes (its constant data).
+ * Input: byte 0 = control, the rest = the packed input tensor's bytes (its constant data, after
+ * their u32 count as in a flatbuffer vector).
  *   control % 6        the decode mode and the custom options init gets: 0 the decode-once
  *                      registration, no options; 1 the every-invoke registration, no options;
  *                      2 every-invoke registration, options {0} (decode once); 3 decode-once
@@ -110,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   DcTflmNode node;
   const DcTflmRegistration* reg;
   DcTflmIntArray *in_dims, *out_dims, *node_in, *node_out;
-  uint8_t ctl, *buf, *ref = NULL, *options = NULL;
+  uint8_t ctl, *vec, *buf, *ref = NULL, *options = NULL;
   size_t psize, options_len = 0, out_bytes, ws = 0, need_tail = 0, need_head = 0, tail0;
   int mode_sel, mismatch, arena, once, bad_options = 0, rank = 1, k, errors;
   int matches = 0, at_invoke = 0, expect_prepare = 0, expect_invoke = 0, ref_ok = 0;
@@ -125,8 +126,12 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mismatch = ctl / 6 % 8;
   arena = ctl / 48;
   psize = size - 1;
-  buf = (uint8_t*)malloc(psize ? psize : 1); /* exact-size constant data */
-  REQUIRE(buf != NULL);
+  /* exact-size constant data, as TFLM hands it: a flatbuffer vector's elements, after its u32
+   * little-endian length (which the kernel checks against the input's shape) */
+  vec = (uint8_t*)malloc(4 + psize);
+  REQUIRE(vec != NULL);
+  for (k = 0; k < 4; ++k) vec[k] = (uint8_t)((uint64_t)psize >> (8 * k));
+  buf = vec + 4;
   if (psize) memcpy(buf, data + 1, psize);
   if (mismatch == 1) fix_crc(buf, psize);
 
@@ -312,6 +317,6 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   free(node_out);
   free(options);
   free(ref);
-  free(buf);
+  free(vec);
   return 0;
 }

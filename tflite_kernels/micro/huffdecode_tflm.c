@@ -29,8 +29,9 @@
 typedef struct {
   uint8_t mode; /* DcTflmDecodeMode */
   uint8_t bad_options;
-  uint8_t decoded; /* decode-once: output ready */
-  uint8_t pending; /* decode-once: Prepare done, the first Eval decodes into out */
+  uint8_t decoded;  /* decode-once: output ready */
+  uint8_t pending;  /* decode-once: Prepare done, the first Eval decodes into out */
+  uint8_t prepared; /* a Prepare succeeded (later ones may run after planning) */
   int in_idx, out_idx;
   int scratch_idx; /* the workspace's scratch buffer (either mode), -1 if none */
   size_t packed_bytes, out_bytes, ws_bytes;
@@ -160,6 +161,27 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
                 d->out_idx, d->in_idx);
     return 0;
   }
+  /* TFLM gives a kernel no buffer size: a constant's data pointer is the first element of its
+   * flatbuffer Buffer's data vector (TFLM's GetFlatbufferTensorBuffer), which flatbuffers' format
+   * puts right after the vector's u32 little-endian element count (read byte by byte: any
+   * alignment, any byte order).  Until 2026-12-06 a shape saying more bytes than that (a model
+   * edited after packing) made the decoder read past the buffer (the CRC over the shape's count
+   * of bytes: the flatbuffer's next bytes, or past its end; reported as a checksum mismatch), one
+   * saying fewer failed as "truncated".  LiteRT refuses the first at load ("required_bytes <=
+   * bytes"), the second in huffdecode_op.c, with this message's words. */
+  {
+    const uint8_t* p = (const uint8_t*)in->data.raw_const - 4;
+    const uint32_t held =
+        (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    if ((uint64_t)held != (uint64_t)in->dims->data[0]) {
+      DC_TFLM_LOG(ctx,
+                  "HuffDecode (output tensor %d): packed input %d holds %u bytes, but its "
+                  "shape says %d; the model was edited after packing: re-export the model with "
+                  "dc_keras.export.pack",
+                  d->out_idx, d->in_idx, (unsigned)held, (int)in->dims->data[0]);
+      return 0;
+    }
+  }
   d->packed_bytes = (size_t)in->dims->data[0];
   st = dc_peek((const uint8_t*)in->data.raw_const, d->packed_bytes, info);
   if (st == DC_ERR_VERSION && d->packed_bytes > 7) { /* header byte 4 (docs/FORMAT.md §2) */
@@ -206,6 +228,18 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
                 "the output's (type %d, rank %d); the model was edited after packing",
                 d->out_idx, (unsigned)info->dtype, (unsigned)info->rank, (int)out->type,
                 out->dims ? out->dims->size : -1);
+    return 0;
+  }
+  /* Before planning, an output with a data pointer is a constant of the flatbuffer (or a
+   * variable): decoded every invoke, the decoder wrote the tensor's bytes over that memory (past
+   * its end when shorter: an out-of-bounds write; the model itself; flash on a board).  Only the
+   * first Prepare runs before planning (later ones see the planned output, or decode once's). */
+  if (!d->prepared && out->data.data != NULL && out->data.data != d->out) {
+    DC_TFLM_LOG(ctx,
+                "HuffDecode (output tensor %d): the output has data in the flatbuffer (a "
+                "constant), which decoding would overwrite; the model was edited after "
+                "packing: re-export the model with dc_keras.export.pack",
+                d->out_idx);
     return 0;
   }
   for (k = 0; k < info->rank; ++k) {
@@ -315,6 +349,7 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
         return kDcTflmError;
       }
       d->decoded = 1;
+      d->prepared = 1;
       return kDcTflmOk;
     }
   }
@@ -330,6 +365,7 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
     return kDcTflmError;
   }
   if (d->mode == DC_TFLM_DECODE_ONCE) d->pending = 1;
+  d->prepared = 1;
   return kDcTflmOk;
 }
 

@@ -51,7 +51,12 @@ typedef enum { DC_TFLM_DECODE_ONCE = 0, DC_TFLM_DECODE_EACH_INVOKE = 1 } DcTflmD
  * dc_codec.c build, corrupt packed bytes, an arena too small) fail AllocateTensors: in Prepare with
  * a message through the interpreter's error reporter naming the output tensor and the fix, each
  * under 256 characters (TFLM's Cortex-M logger's line), or, for an arena too small for the planned
- * tensors and scratch buffers (the workspace, in both modes), in TFLM's planner with its message. */
+ * tensors and scratch buffers (the workspace, in both modes), in TFLM's planner with its message.
+ * The packed input's data pointer must be what TFLM gives a constant: the elements of the
+ * flatbuffer's data vector, right after its u32 element count, which the kernel checks against
+ * the input's shape (TFLM passes no buffer size); an output with data before the first Prepare (a
+ * constant of the flatbuffer) is refused.  A host driver with its own context (fuzz/tflm_stand_in.h,
+ * tools/mcu/tflm_mock_ctx.c) lays the packed bytes out the same way. */
 const DcTflmRegistration* DcTflmHuffDecodeRegistration(DcTflmDecodeMode default_mode);
 
 /* The op name the packer writes into the model. */

@@ -6,11 +6,17 @@
  * tests/test_micro.py (test_kernel_lifecycle_with_a_stand_in_context).
  *
  *   tflm_mock_ctx MODE PACKED RAW TYPE DIM... [--corrupt] [--persistent-limit BYTES]
+ *                 [--shape-bytes N] [--output-const BYTES]
  *
  * MODE: 0 decode once, 1 every invoke (the registration's default; no custom options).  PACKED:
  * a docs/FORMAT.md tensor; RAW: its decoded bytes; TYPE: the TfLiteType of the output.  Prints
  * one "key value" line per fact and exits 0 when every call returned what the line says.  The
- * context is tflite_kernels/fuzz/tflm_stand_in.h's (also driven by fuzz/fuzz_tflm.c).
+ * context is tflite_kernels/fuzz/tflm_stand_in.h's (also driven by fuzz/fuzz_tflm.c).  The packed
+ * bytes sit as TFLM hands a constant's data to a kernel: a flatbuffer vector's elements, after its
+ * u32 length (in an allocation of exactly 4 + their size, so ASan sees any read past them).
+ * --shape-bytes N: the packed input's shape says N bytes (a model edited after packing: the buffer
+ * holds PACKED's); --output-const BYTES: the output has data before Prepare, as a constant of the
+ * flatbuffer (BYTES of it) has in TFLM.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +28,19 @@
 
 static DcTflmStandIn g_si;
 
-/* the output holds the raw bytes (memcmp's arguments must not be NULL, even for 0 bytes) */
+static unsigned char* g_out_const; /* --output-const: the output's data before Prepare */
+static size_t g_const_bytes;
+
+/* the output holds the raw bytes (memcmp's arguments must not be NULL, even for 0 bytes; a
+ * constant output shorter than them cannot) */
 static int holds(const void* out, const unsigned char* raw, size_t n) {
+  if (out != NULL && out == g_out_const && g_const_bytes < n) return 0;
   return n == 0 || (out != NULL && memcmp(out, raw, n) == 0);
 }
 
-static unsigned char* read_file(const char* path, size_t* size) {
+/* The file's bytes after `prefix` bytes (filled by the caller), in an allocation of exactly
+ * prefix + size bytes (1 if that is 0). */
+static unsigned char* read_file(const char* path, size_t prefix, size_t* size) {
   FILE* f = fopen(path, "rb");
   unsigned char* p;
   long n;
@@ -35,8 +48,8 @@ static unsigned char* read_file(const char* path, size_t* size) {
     fprintf(stderr, "cannot read %s\n", path);
     exit(2);
   }
-  p = (unsigned char*)malloc((size_t)n + 1);
-  if (fread(p, 1, (size_t)n, f) != (size_t)n) exit(2);
+  p = (unsigned char*)malloc(prefix + (size_t)n ? prefix + (size_t)n : 1);
+  if (p == NULL || fread(p + prefix, 1, (size_t)n, f) != (size_t)n) exit(2);
   fclose(f);
   *size = (size_t)n;
   return p;
@@ -51,16 +64,18 @@ int main(int argc, char** argv) {
     int data[1];
   } ins = {1, {0}}, outs = {1, {1}};
   DcTflmIntArray* dims;
-  unsigned char *packed, *raw;
-  size_t packed_size, raw_size, before;
-  int mode, i, rank = 0, corrupt = 0, st;
+  unsigned char *vec, *packed, *raw;
+  size_t packed_size, raw_size, before, shape_bytes = (size_t)-1;
+  int mode, i, rank = 0, corrupt = 0, have_const = 0, st;
   if (argc < 6) return 2;
   setvbuf(stdout, NULL, _IOLBF, 0);
   dc_si_setup(si);
   si->echo = 1;
   mode = atoi(argv[1]);
-  packed = read_file(argv[2], &packed_size);
-  raw = read_file(argv[3], &raw_size);
+  vec = read_file(argv[2], 4, &packed_size);
+  packed = vec + 4; /* a flatbuffer vector: u32 little-endian length, then the bytes */
+  for (i = 0; i < 4; ++i) vec[i] = (unsigned char)(packed_size >> (8 * i));
+  raw = read_file(argv[3], 0, &raw_size);
   dims = (DcTflmIntArray*)malloc(sizeof(DcTflmIntArray) + 8 * sizeof(int));
   si->tail_limit = (size_t)1 << 24;
   for (i = 5; i < argc; ++i) {
@@ -68,6 +83,11 @@ int main(int argc, char** argv) {
       corrupt = 1;
     } else if (strcmp(argv[i], "--persistent-limit") == 0 && i + 1 < argc) {
       si->tail_limit = (size_t)strtoul(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--shape-bytes") == 0 && i + 1 < argc) {
+      shape_bytes = (size_t)strtoul(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--output-const") == 0 && i + 1 < argc) {
+      g_const_bytes = (size_t)strtoul(argv[++i], NULL, 10);
+      have_const = 1;
     } else if (rank < 8) {
       dims->data[rank++] = atoi(argv[i]);
     }
@@ -77,12 +97,17 @@ int main(int argc, char** argv) {
   {
     static int packed_dims[2];
     packed_dims[0] = 1;
-    packed_dims[1] = (int)packed_size;
+    packed_dims[1] = (int)(shape_bytes == (size_t)-1 ? packed_size : shape_bytes);
     si->tensors[0].data.raw_const = packed;
     si->tensors[0].dims = (DcTflmIntArray*)(void*)packed_dims;
     si->tensors[0].type = kDcTflmUInt8;
   }
-  si->tensors[1].data.data = NULL;
+  if (have_const) { /* exactly g_const_bytes (1 if 0), filled with a pattern */
+    g_out_const = (unsigned char*)malloc(g_const_bytes ? g_const_bytes : 1);
+    if (g_out_const == NULL) return 2;
+    memset(g_out_const, 0x3C, g_const_bytes);
+  }
+  si->tensors[1].data.data = g_out_const;
   si->tensors[1].dims = dims;
   si->tensors[1].type = (DcTflmType)atoi(argv[4]);
   si->out_bytes = raw_size; /* every invoke: the planner gives the output memory */
@@ -130,7 +155,8 @@ int main(int argc, char** argv) {
 done:
   dc_si_release(si);
   free(dims);
-  free(packed);
+  free(vec);
   free(raw);
+  free(g_out_const);
   return 0;
 }

@@ -1,0 +1,221 @@
+"""Review of the microcontroller side (s47): models edited after packing, on TFLM. TFLM gives a
+kernel a constant's data without its size and checks no constant's shape against its buffer, so
+the HuffDecode kernel took the packed input's byte count from its shape: a buffer shorter than that
+(payload cut, shape kept) made the decoder read past it (its CRC runs over the shape's count of
+bytes; on the wheel the flatbuffer's next bytes, reported as "checksum mismatch"; ASan in the
+stand-in context: heap-buffer-overflow in crc_clmul), and an output tensor with data of its own (a
+constant) was decoded into at every invoke (ASan: a 6,144-byte WRITE into a 16-byte constant; the
+wheel overwrote its copy of the model, the invoke failed "corrupt bit stream"; decode once ignored
+the constant). Prepare now reads the buffer's size where TFLM points a constant (after the
+flatbuffer vector's u32 count) and refuses both with one message; LiteRT's op says the same words."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import _docs
+
+ROOT = _docs.ROOT
+MCU = os.path.join(ROOT, "tools", "mcu")
+K = os.path.join(ROOT, "tflite_kernels")
+sys.path.insert(0, MCU)
+import tflm_env  # noqa: E402
+
+ONCE, EACH = "DcKerasRegisterHuffDecodeTflm", "DcKerasRegisterHuffDecodeTflmEachInvoke"
+FIX = "the model was edited after packing: re-export the model with dc_keras.export.pack"
+
+
+def _says_size(out, inp, held, shape):
+    return (f"HuffDecode (output tensor {out}): packed input {inp} holds {held} bytes, but its shape says "
+            f"{shape}; {FIX}")
+
+
+def _says_constant(out):
+    return (f"HuffDecode (output tensor {out}): the output has data in the flatbuffer (a constant), which "
+            f"decoding would overwrite; {FIX}")
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory):
+    """A packed float MLP (one packed weight, n bytes) and copies edited through the TFLite schema
+    module: the packed input's shape n + 64 / n - 64 (buffer kept), its buffer cut by 64 bytes (shape
+    kept), the output given a constant of 16 bytes / of the decoded size. Returns (paths, facts)."""
+    import keras
+
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+    from dc_keras.export._pack import packed_tensors
+
+    d = tmp_path_factory.mktemp("micro_s47")
+    keras.utils.set_random_seed(47)
+    m = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])
+    with warnings.catch_warnings():  # the 64x4 kernel stays raw (too small to gain): expected
+        warnings.simplefilter("ignore", UserWarning)
+        packed = export.pack(export.to_tflite(m, pack=False))
+    model = fb.read_model(packed)
+    assert len(packed_tensors(model)) == 1
+    s, p, o = packed_tensors(model)[0]
+    assert s == 0
+    n = int(model.subgraphs[0].tensors[p].shape[0])
+    out = model.subgraphs[0].tensors[o]
+    out_bytes = int(np.prod(out.shape)) * 4
+    assert out.type == fb.schema.TensorType.FLOAT32 and n > 200 and out_bytes == 4096
+
+    def edit(fn):
+        mm = fb.read_model(packed)
+        fn(mm, mm.subgraphs[0].tensors[p], mm.subgraphs[0].tensors[o])
+        return fb.write_model(mm)
+
+    def shape(k):
+        def f(mm, pk, _o):
+            pk.shape = np.array([n + k], np.int32)
+        return f
+
+    def cut(mm, pk, _o):
+        mm.buffers[pk.buffer].data = np.asarray(mm.buffers[pk.buffer].data)[:-64]
+
+    def constant(size):
+        def f(mm, _p, ot):
+            b = fb.schema.BufferT()
+            b.data = (np.arange(size) * 7).astype(np.uint8)
+            mm.buffers.append(b)
+            ot.buffer = len(mm.buffers) - 1
+        return f
+
+    files = {"packed": packed, "grown": edit(shape(64)), "shrunk": edit(shape(-64)), "cut": edit(cut),
+             "const16": edit(constant(16)), "const_exact": edit(constant(out_bytes))}
+    paths = {}
+    for name, data in files.items():
+        paths[name] = d / f"{name}.tflite"
+        paths[name].write_bytes(data)
+    for name in ("grown", "shrunk", "cut", "const16"):  # the edit is in the file the tests run
+        mm = fb.read_model(files[name])
+        t = mm.subgraphs[0].tensors
+        sizes = (int(t[p].shape[0]), fb.buffer_size(mm, t[p].buffer), fb.buffer_size(mm, t[o].buffer))
+        assert sizes == {"grown": (n + 64, n, 0), "shrunk": (n - 64, n, 0), "cut": (n, n - 64, 0),
+                         "const16": (n, n, 16)}[name], (name, sizes)
+    paths["x"] = d / "x.npy"
+    np.save(paths["x"], np.random.default_rng(47).random((2, 16), dtype=np.float32))
+    return paths, {"n": n, "in": p, "out": o}
+
+
+@pytest.fixture(scope="module")
+def wheel_runs(micro_lib, edited, tmp_path_factory):
+    """Every file in the TFLM wheel, both registerers, one tflm_run.py --jobs process."""
+    paths, _ = edited
+    d = tmp_path_factory.mktemp("micro_s47_runs")
+    keys = [(name, reg) for name in ("packed", "grown", "shrunk", "cut", "const16", "const_exact")
+            for reg in (ONCE, EACH)]
+    jobs = [{"model": str(paths[name]), "registerers": [reg], "input": str(paths["x"]), "out": str(d / f"{i}.npy")}
+            for i, (name, reg) in enumerate(keys)]
+    (d / "jobs.json").write_text(json.dumps(jobs))
+    r = subprocess.run([tflm_env.ensure(), os.path.join(MCU, "tflm_run.py"), "--lib", micro_lib, "--jobs",
+                        str(d / "jobs.json")], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads(r.stdout.strip().splitlines()[-1])
+    return {key: (res, d / f"{i}.npy") for i, (key, res) in enumerate(zip(keys, results))}
+
+
+@pytest.mark.parametrize("reg", [ONCE, EACH])
+def test_edited_models_fail_in_prepare_with_one_message(wheel_runs, edited, reg):
+    """Before the fix, on the wheel: cut -> "invalid packed tensor: checksum mismatch" (after reading
+    64 bytes past the buffer), grown -> "declared sizes disagree with each other", shrunk ->
+    "truncated", const16 / const_exact decoded once -> ran, every invoke -> const16 failed at the
+    invoke ("corrupt bit stream", after writing 4,096 bytes over a 16-byte constant), const_exact ran
+    (decoded over the model's bytes). The unedited file still runs, the same in both modes."""
+    _, f = edited
+    good, y = wheel_runs[("packed", reg)]
+    assert good["ok"], good
+    other = wheel_runs[("packed", EACH if reg == ONCE else ONCE)]
+    assert np.load(y).tobytes() == np.load(other[1]).tobytes()
+    n = f["n"]
+    want = {"grown": _says_size(f["out"], f["in"], n, n + 64), "shrunk": _says_size(f["out"], f["in"], n, n - 64),
+            "cut": _says_size(f["out"], f["in"], n - 64, n), "const16": _says_constant(f["out"]),
+            "const_exact": _says_constant(f["out"])}
+    for name, message in want.items():
+        res, y = wheel_runs[(name, reg)]
+        assert not res["ok"] and res["stage"] == "load", (name, res)
+        lines = [ln for ln in res["log"].splitlines() if ln.startswith("HuffDecode")]
+        assert lines == [message], (name, res["log"])
+        assert not y.exists(), name
+
+
+def test_litert_op_says_the_same_words(edited):
+    """Desktop LiteRT (dc_keras.runtime): a shape larger than the buffer is refused at load by LiteRT
+    itself, a smaller one by huffdecode_op.c with "holds B bytes, but its shape says S", the words of
+    the TFLM kernel's message."""
+    from dc_keras import runtime
+
+    paths, f = edited
+    n = f["n"]
+    with pytest.raises(RuntimeError) as e:
+        runtime.Interpreter(model_path=str(paths["shrunk"])).allocate_tensors()
+    assert f"holds {n} bytes, but its shape says {n - 64}" in str(e.value), str(e.value)
+    assert f"holds {n} bytes, but its shape says {n - 64}" in _says_size(f["out"], f["in"], n, n - 64)
+    for name in ("grown", "cut"):
+        with pytest.raises(ValueError, match=r"required_bytes <= bytes was not true"):
+            runtime.Interpreter(model_path=str(paths[name])).allocate_tensors()
+
+
+def _mock(tmp_path, strip):
+    """tools/mcu/tflm_mock_ctx.c with the kernel AND the decoder (dc_codec.c) built with ASan +
+    UBSan: test_micro.py's stand-in links the project's uninstrumented library, where the decoder's
+    reads past the packed buffer went unseen."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    assert cc, "needs a C compiler (apt install gcc)"
+    exe = tmp_path / ("mock_asan_strip" if strip else "mock_asan")
+    r = subprocess.run([cc, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
+                        "-fno-sanitize-recover=all", f"-I{K}/include", f"-I{K}/micro",
+                        *(["-DTF_LITE_STRIP_ERROR_STRINGS"] if strip else []), "-o", str(exe),
+                        os.path.join(MCU, "tflm_mock_ctx.c"), os.path.join(K, "micro", "huffdecode_tflm.c"),
+                        os.path.join(K, "src", "dc_codec.c"), "-lm"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
+    return exe
+
+
+def test_stand_in_context_under_asan_reads_and_writes_nothing_out_of_bounds(tmp_path):
+    """The stand-in context hands the kernel the packed bytes as TFLM does (after a u32 count, in an
+    allocation of exactly their size). Before the fix: the cut buffer -> ASan heap-buffer-overflow,
+    READ in crc_clmul (dc_verify / dc_decode, both modes); a 16-byte constant output decoded every
+    invoke -> WRITE of 6,144 bytes. Now each fails Prepare with its one message (none in the
+    stripped build, the same status), and the unedited tensor still decodes."""
+    from dc_keras import codec
+
+    rng = np.random.default_rng(47)
+    raw = np.where(rng.random((64, 96)) < 0.2, rng.integers(-8, 8, (64, 96)), 0).astype(np.int8)
+    packed = codec.encode(raw)
+    n = len(packed)
+    (tmp_path / "r.bin").write_bytes(raw.tobytes())
+    exes = {False: _mock(tmp_path, False), True: _mock(tmp_path, True)}
+
+    def run(strip, mode, data, *args):
+        (tmp_path / "p.bin").write_bytes(data)
+        r = subprocess.run([str(exes[strip]), str(mode), str(tmp_path / "p.bin"), str(tmp_path / "r.bin"), "9", "64",
+                            "96", *map(str, args)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and not r.stderr.strip(), (args, r.stdout, r.stderr[-3000:])
+        facts = {ln.split()[0]: ln.split()[1:] for ln in r.stdout.splitlines() if not ln.startswith("log ")}
+        return facts, [ln[4:] for ln in r.stdout.splitlines() if ln.startswith("log ")]
+
+    cases = [(packed[:-64], ["--shape-bytes", n], _says_size(1, 0, n - 64, n)),
+             (packed, ["--shape-bytes", n + 64], _says_size(1, 0, n, n + 64)),
+             (packed, ["--shape-bytes", n - 64], _says_size(1, 0, n, n - 64)),
+             (packed, ["--output-const", 16], _says_constant(1)),
+             (packed, ["--output-const", raw.nbytes], _says_constant(1))]
+    for mode in (0, 1):
+        good, log = run(False, mode, packed)
+        assert not log and good["prepare"] == ["0"] and good["invoke1"][:3] == ["0", "decoded", "1"], (mode, good)
+        assert good["reprepare_after_invoke"][0] == "0", good  # a later Prepare (planned output) still passes
+        for data, args, message in cases:
+            got, log = run(False, mode, data, *args)
+            assert got["prepare"] == ["1"] and log == [message], (mode, args, got, log)
+            assert got["prepare_persistent"] == ["0"] and got["prepare_scratch_requests"] == ["0"], (mode, args, got)
+            assert "invoke1" not in got, got  # (the stand-in invokes nothing after a failed Prepare)
+            stripped, log = run(True, mode, data, *args)
+            assert stripped == got and not log, (mode, args, stripped, log)
+
