@@ -37,15 +37,34 @@ def _cmd_demo(args):
                   train_subset=args.train_subset)
 
 
+def _out_dir(text):
+    """An argparse ``type``: a non-empty directory path (``--out_dir ""``, an unset variable, ran the
+    demo into a temporary directory instead)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path (an unset variable in the command?): give a directory, or "
+                                         "leave --out_dir out for a temporary one")
+    return text
+
+
+def _seed(text):
+    """An argparse ``type``: a seed NumPy takes (0 to 2**32-1); -1 was refused by NumPy only after
+    Keras had loaded (7-13 s), as "Seed must be between 0 and 2**32 - 1"."""
+    value = int_at_least(0)(text)
+    if value > 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"must be at most 2**32-1 = {2**32 - 1}, got {value}")
+    return value
+
+
 def _add_demo(commands):
     about = "train LeNet-300-100 on the embedded MNIST and run the compression chain"
     p = commands.add_parser("demo", help=about, description=about[0].upper() + about[1:] + ".")
     p.add_argument("--full", action="store_true", help="train to paper quality (longer) instead of the quick default")
     p.add_argument("--epochs", type=int_at_least(1), metavar="N",
                    help=f"baseline training epochs (default: {QUICK_EPOCHS[0]} quick, {FULL_EPOCHS[0]} with --full)")
-    p.add_argument("--out_dir", "--out-dir", metavar="DIR",
-                   help="directory for the .tflite files it writes (default: a temporary directory)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out_dir", "--out-dir", metavar="DIR", type=_out_dir,
+                   help="directory for the .tflite files it writes, created if missing (default: a temporary "
+                        "directory)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**32-1 (default: 0)")
     p.add_argument("--train_subset", "--train-subset", type=int_at_least(100), metavar="N",
                    help="train on the first N training images only (smoke tests)")
     p.set_defaults(func=_cmd_demo)
@@ -63,19 +82,56 @@ def _absl_logging_flags():
     return fv
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A sub-command's parser: plain argparse, without abbreviations (``--min_b`` is not taken for
+    ``--min_bytes``: a typo must not silently become another option), keeping the option strings
+    it was given (``dc_options``) and the arguments it did not know (``dc_command_unknown`` on the
+    namespace), so that :func:`main` can tell them from those before the command."""
+
+    def __init__(self, *args, **kwargs):
+        self.dc_options = []  # (option strings of one argument), before argparse's __init__, which adds -h/--help
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings:
+            self.dc_options.append(tuple(action.option_strings))
+        return action
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        namespace.dc_command_unknown = list(extras)
+        return namespace, extras
+
+
+def _global_options(absl_flags_held):
+    """The options ``dc-keras`` takes before the command, each as a tuple of its spellings: its own,
+    absl's logging flags (``--noNAME`` for a boolean one), ``--flagfile`` and ``--undefok``, which
+    absl reads itself."""
+    groups = [("-h", "--help"), ("--helpfull",), ("--version",)]
+    flags_held = {absl_flags_held[name].name: absl_flags_held[name] for name in absl_flags_held}  # -v: --verbosity
+    for name, flag in flags_held.items():
+        groups.append(("--" + name,) + (("-" + flag.short_name,) if flag.short_name else ())
+                      + (("--no" + name,) if flag.boolean else ()))
+    return groups + [("--flagfile",), ("--undefok",)]
+
+
 def build_parser():
     """The ``dc-keras`` argument parser and the names of its commands."""
     first, rest = __doc__.split("\n\n", 1)
     # absl's argparse integration: sub-commands as argparse does them, plus absl's logging flags
     # (--verbosity, --logtostderr, --helpfull); only those, so that absl flags other modules of
     # the process defined (e.g. a benchmark's --seed) cannot clash with a command's options.
+    logging_flags = _absl_logging_flags()
     parser = argparse_flags.ArgumentParser(prog="dc-keras", description=first, epilog=rest, allow_abbrev=False,
                                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                                           inherited_absl_flags=_absl_logging_flags())
+                                           inherited_absl_flags=logging_flags)
     parser.add_argument("--version", action="version", version=f"dc-keras {__version__}")
-    # sub-commands are plain argparse parsers: only the top level carries absl's flags
+    parser.dc_options = _global_options(logging_flags)
+    # sub-commands are plain argparse parsers (no abbreviations): only the top level carries absl's flags
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
-                                     parser_class=argparse.ArgumentParser)
+                                     parser_class=_CommandParser)
     names = _add_demo(commands) + _export_cli.add_commands(commands)
     parser.dc_commands = dict(commands.choices)  # name -> sub-command parser (usage of a bad option)
     return parser, sorted(names)
@@ -88,6 +144,48 @@ def _one_line(exc):
 
         return f"{show_path(exc.filename)}: {exc.strerror}" if exc.filename else exc.strerror
     return " ".join(str(exc).split())
+
+
+def _abbreviation_of(token, groups):
+    """The options (the first matching spelling of each) that ``token`` (``--min_b`` or ``--min_b=10``) is a
+    prefix of, when it is not an option itself: what argparse would have taken it for."""
+    name = token.split("=", 1)[0]
+    if not name.startswith("--") or len(name) < 3 or any(name in g for g in groups):
+        return []
+    return [next(o for o in g if o.startswith(name)) for g in groups if any(o.startswith(name) for o in g)]
+
+
+def _abbreviation_error(token, full):
+    name = token.split("=", 1)[0]
+    if len(full) == 1:
+        return (f"{name} is not an option, only the start of {full[0]}, and abbreviations are not accepted "
+                f"(a typo must not be taken for another option): write {full[0]} in full")
+    return (f"{name} is not an option, only the start of {', '.join(full[:-1])} and {full[-1]}, and abbreviations "
+            "are not accepted: write the option you mean in full")
+
+
+def _unknown_before_command(unknown, command, parser):
+    """The error for options before the command that ``dc-keras`` does not take there (they used
+    to be blamed on the command, with its usage)."""
+    own = [g for g in parser.dc_commands[command].dc_options if g[0] not in ("-h", "--help")]
+    for token in unknown:
+        name = token.split("=", 1)[0]
+        if any(name in g for g in own):
+            return (f"{name} is an option of {command} and goes after the command, not before it: "
+                    f"dc-keras {command} ... {token}")
+    for token in unknown:
+        full = _abbreviation_of(token, parser.dc_options)
+        if full:
+            return f"before the command {command}: {_abbreviation_error(token, full)}"
+    import difflib
+
+    spellings = [o for g in parser.dc_options for o in g]
+    close = difflib.get_close_matches(unknown[0].split("=", 1)[0], spellings, n=1)
+    return (f"unknown option{'s' if len(unknown) > 1 else ''} {' '.join(unknown)} before the command {command}"
+            + (f" (did you mean {close[0]}?)" if close else "")
+            + "; the options valid before a command are " + ", ".join("/".join(g) for g in parser.dc_options)
+            + f" (`dc-keras --helpfull` describes them); {command}'s own options go after it "
+              f"(`dc-keras {command} --help` lists them)")
 
 
 def _absl_flag_error(exc):
@@ -181,10 +279,24 @@ def main(argv=None) -> int:
         print("dc-keras: error: " + (f"unrecognized arguments: {' '.join(unknown)}; " if unknown else "")
               + "missing command; one of: " + ", ".join(names), file=sys.stderr)
         return 2
+    after = list(getattr(args, "dc_command_unknown", []))
+    before = list(unknown)
+    for token in reversed(after):  # argparse lists the command's unknown arguments last
+        if token in before:
+            del before[len(before) - 1 - before[::-1].index(token)]
+    if before:  # e.g. `dc-keras --no_such_flag pack ...`: not the command's fault
+        parser.print_usage(sys.stderr)
+        print(f"dc-keras: error: {_unknown_before_command(before, args.command, parser)}", file=sys.stderr)
+        return 2
     if unknown:  # argparse would blame the top-level parser ("dc-keras: error: ...") with its usage
-        parser.dc_commands[args.command].print_usage(sys.stderr)
-        print(f"dc-keras {args.command}: error: unrecognized arguments: {' '.join(unknown)}; "
-              f"`dc-keras {args.command} --help` lists its options", file=sys.stderr)
+        command = parser.dc_commands[args.command]
+        command.print_usage(sys.stderr)
+        full = next(((t, f) for t in unknown for f in [_abbreviation_of(t, command.dc_options)] if f), None)
+        if full:  # `--min_b=10`: argparse took it for --min_bytes, silently
+            print(f"dc-keras {args.command}: error: {_abbreviation_error(*full)}", file=sys.stderr)
+        else:
+            print(f"dc-keras {args.command}: error: unrecognized arguments: {' '.join(unknown)}; "
+                  f"`dc-keras {args.command} --help` lists its options", file=sys.stderr)
         return 2
     report = sys.stdout = _Report(sys.stdout)
     shown = warnings.showwarning

@@ -80,6 +80,11 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
         >>> rows[0].file_bytes / rows[-1].file_bytes   # doctest: +SKIP
         41.4...
     """
+    # out_dir first: a bad one (a file, not writable) is refused at once, not after Keras and
+    # TensorFlow took their 7-13 s to import
+    out_dir = tempfile.mkdtemp(prefix="dc_keras_demo_") if out_dir is None else os.fspath(out_dir)
+    _prepare_out_dir(out_dir)
+
     import keras
 
     from dc_keras import datasets, export, models
@@ -88,8 +93,6 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
     e_base, e_prune, e_cluster = FULL_EPOCHS if full else QUICK_EPOCHS
     if epochs:
         e_base = epochs
-    out_dir = out_dir or tempfile.mkdtemp(prefix="dc_keras_demo_")
-    _prepare_out_dir(out_dir)
 
     (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
     if train_subset:

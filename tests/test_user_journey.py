@@ -158,15 +158,19 @@ def test_empty_path_is_a_usage_error(tmp_path, plain, capsys):
 
 def test_dash_path_is_a_usage_error(tmp_path, plain, capsys, monkeypatch):
     """`dc-keras pack m.tflite -` wrote a file named "-" (Unix tools read stdin / write stdout
-    there), and `pack - OUT` said "No such file" (found by an audit)."""
+    there), and `pack - OUT` said "No such file" (found by an audit). OUT - is standard output
+    since session 47 (tests/test_cli_review_s47.py); - as an input or --plot stays refused."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.tflite").write_bytes(plain)
-    for argv, arg in ((["pack", "m.tflite", "-"], "OUT"), (["pack", "-", "o.tflite"], "IN"),
-                      (["unpack", "m.tflite", "-"], "OUT"), (["inspect", "-"], "FILE")):
+    for argv, arg in ((["pack", "-", "o.tflite"], "IN"), (["unpack", "-", "o.tflite"], "IN"), (["inspect", "-"], "FILE")):
         assert cli.main(argv) == 2, argv
         errors = [ln for ln in capsys.readouterr().err.splitlines() if ": error: " in ln]
-        assert errors == [f"dc-keras {argv[0]}: error: argument {arg}: '-' (stdin/stdout) is not supported: "
-                          "give a file path (./- for a file named -)"], errors
+        assert errors == [f"dc-keras {argv[0]}: error: argument {arg}: '-' (standard input) is not supported here: "
+                          "give a file path (./- for a file named -), or /dev/stdin to read a model piped in"], errors
+    assert cli.main(["inspect", "m.tflite", "--plot", "-"]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ": error: " in ln]
+    assert errors == ["dc-keras inspect: error: argument --plot: '-' (standard output) is not supported: the table "
+                      "goes there; give an image file path, e.g. --plot sizes.png (./- for a file named -)"], errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
     assert cli.main(["pack", "m.tflite", "./-"]) == 0 and (tmp_path / "-").is_file()
 

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import errno
 import os
+import re
 import stat
 import sys
 import threading
@@ -90,6 +91,10 @@ def _read(path):
     except OSError as exc:
         if exc.errno == errno.ENXIO and stat.S_ISSOCK(os.stat(path).st_mode):  # a Unix socket opens as no file
             raise OSError(errno.EINVAL, "a socket, not a file: give the path of a .tflite file", path) from None
+        too_long = ("the path is longer than the system allows (PATH_MAX), though no name in it is: use a shorter "
+                    "path, e.g. a relative one from a directory closer to the file")
+        if exc.errno == errno.ENAMETOOLONG and all(len(os.fsencode(n)) <= 255 for n in path.split(os.sep)):
+            raise type(exc)(exc.errno, f"{exc.strerror}; {too_long}", path) from None
         fix = {errno.ENOTDIR: "a part of the path before the last / is a file, not a directory (a trailing / after "
                               "the file's name?): check the path of the input .tflite",
                errno.ELOOP: "a symbolic link in the path leads back to itself (a loop): fix the link or give the "
@@ -133,6 +138,90 @@ def _about(path):
         if not msg.startswith(show_path(path)):
             raise ValueError(f"{show_path(path)}: {msg}") from None
         raise
+
+
+_FD_PATH = re.compile(r"/(?:dev/fd|proc/(self|thread-self|\d+)/fd)/(\d+)")
+_STANDARD_NAMES = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _standard_stream(path):
+    """0, 1 or 2 when ``path`` names this process's standard input, output or error (``-`` for
+    standard output; /dev/stdout, /dev/fd/1, /proc/self/fd/1, or a symbolic link to one), else
+    ``None``. Told from the name, not by opening it: the descriptor itself may be a regular file
+    (``> f.tflite``), which the atomic rename used to replace, losing the report printed there."""
+    if path == "-":
+        return 1
+    p = os.path.abspath(path)
+    for _ in range(40):  # links to links (the kernel stops at 40 too)
+        if p in _STANDARD_NAMES:
+            return _STANDARD_NAMES[p]
+        m = _FD_PATH.fullmatch(p)
+        if m:
+            mine = m.group(1) in (None, "self", "thread-self") or int(m.group(1)) == os.getpid()
+            return int(m.group(2)) if mine and int(m.group(2)) <= 2 else None
+        try:
+            if not os.path.islink(p):
+                return None
+            p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+        except OSError:
+            return None
+    return None
+
+
+def _to_stdout(out, src, command):
+    """Whether ``command``'s OUT is standard output (``-``, /dev/stdout, ...): the model's bytes then
+    go there, as they are, and the report to stderr. Refused before any work: standard input or
+    error as OUT, standard output that is a terminal or closed, or that is IN itself (``>> IN``)."""
+    fd = _standard_stream(out)
+    if fd is None:
+        return False
+    if fd != 1:
+        name = "standard input" if fd == 0 else "standard error, where the messages go"
+        raise UsageError(f"OUT {show_path(out)} is {name}: give a file path, or - for standard output "
+                         f"(dc-keras {command} IN - > OUT.tflite)")
+    if getattr(sys.stdout, "buffer", None) is None:
+        raise ValueError(f"OUT {show_path(out)} is standard output, which is closed (>&-): give a file path or "
+                         "redirect standard output to a file")
+    if sys.stdout.isatty():
+        raise ValueError(f"OUT {show_path(out)} is standard output, which is a terminal: the model is binary, not "
+                         f"text; redirect it (dc-keras {command} {show_path(src)} - > OUT.tflite) or give a file path")
+    try:
+        same = os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(src))
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture), no IN: not the same file
+        same = False
+    if same:  # `>> IN` would append the output to the input
+        raise ValueError(f"standard output is {show_path(src)}, the input, and inputs are never modified: redirect "
+                         "standard output to another file")
+    return True
+
+
+def _write_output(path, data, to_stdout):
+    """``data`` to OUT: standard output as it is (one write), or ``path`` atomically."""
+    from dc_keras._fileio import atomic_write
+
+    if not to_stdout:
+        atomic_write(path, data)
+        return
+    sys.stdout.flush()
+    buffer, view = sys.stdout.buffer, memoryview(data)
+    try:
+        while view:  # a write to a pipe can take part of the bytes (its reader gone): the rest fails (EPIPE)
+            taken = buffer.write(view)
+            if not taken:  # a non-blocking stdout that is full: None, not an error
+                raise BlockingIOError(errno.EAGAIN, "standard output is non-blocking and full; it took "
+                                      f"{len(data) - len(view)} of {len(data)} B")
+            view = view[taken:]
+        buffer.flush()
+    except BrokenPipeError:  # the reader went away (| head): quiet, as for the report (dc_keras.cli)
+        raise
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}: the model written there is incomplete",
+                      "standard output") from None
+
+
+def _report_stream(to_stdout):
+    """Where a command's report goes: stdout, or stderr when stdout took the output."""
+    return contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext()
 
 
 def _check_paths(src, dst, names=("OUT", "IN")):
@@ -179,7 +268,7 @@ def _min_bytes(args):
 
 
 def cmd_pack(args):
-    from dc_keras._fileio import atomic_write, check_writable
+    from dc_keras._fileio import check_writable
     from dc_keras.export._pack import _DECODERS, _needs_text, layouts_not_read, layouts_too_new, pack_with_stats
 
     if args.decoder is not None and args.context_model:
@@ -200,33 +289,38 @@ def cmd_pack(args):
                          f"({_needs_text(newer, '--format-version')}; docs/FORMAT.md section 10): pass "
                          f"--format-version {max(newer.values())}, or drop --format-version (per tensor, the lowest "
                          f"version that holds it), or leave {named} out of --layouts")
-    _check_paths(args.input, args.output)
+    to_stdout = _to_stdout(args.output, args.input, "pack")
+    if not to_stdout:
+        _check_paths(args.input, args.output)
     data = _read(args.input)
-    check_writable(args.output)  # a bad output path fails now, not after packing
+    if not to_stdout:
+        check_writable(args.output)  # a bad output path fails now, not after packing
     with _about(args.input):  # pack draws its own progress bar on a terminal
         out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
                                      buffers=args.buffers, context_model=args.context_model,
                                      compact=args.compact, positive_zeros=args.positive_zeros,
                                      version=args.version, layouts=args.layouts, decoder=args.decoder)
-    replaced = os.path.exists(args.output)
-    atomic_write(args.output, out)
+    replaced = not to_stdout and os.path.exists(args.output)
+    _write_output(args.output, out, to_stdout)
+    shown = "standard output" if to_stdout else show_path(args.output)
     note = "" if stats["packed_tensors"] else (
         " (no tensor packed" + (": written unchanged" if out == data else "")
         + ("; the model holds no constant tensor (weights), so there is nothing to pack)" if not _has_constants(data)
            else f"; `dc-keras inspect {show_path(args.input)}` says why per tensor)"))
-    note += f"; replaced the existing {show_path(args.output)}" if replaced else ""
+    note += f"; replaced the existing {shown}" if replaced else ""
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
-    print(f"{show_path(args.input)}: {len(data)} B -> {show_path(args.output)}: {len(out)} B "
-          f"({len(data) / len(out):.2f}x){note}")
-    _print_refused(stats["refused"], args.input, stats["refused_bytes"])
-    _print_kept_raw(stats["kept_raw"], stats["kept_raw_kinds"], args.input)
-    if stats["unreferenced"][0]:
-        from dc_keras.export._pack import unreferenced_note
+    with _report_stream(to_stdout):
+        print(f"{show_path(args.input)}: {len(data)} B -> {shown}: {len(out)} B "
+              f"({len(data) / len(out):.2f}x){note}")
+        _print_refused(stats["refused"], args.input, stats["refused_bytes"])
+        _print_kept_raw(stats["kept_raw"], stats["kept_raw_kinds"], args.input)
+        if stats["unreferenced"][0]:
+            from dc_keras.export._pack import unreferenced_note
 
-        print("note: " + unreferenced_note(*stats["unreferenced"]))
-    _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, args.output)
-    _print_zeros(stats)
+            print("note: " + unreferenced_note(*stats["unreferenced"]))
+        _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, shown)
+        _print_zeros(stats)
 
 
 def _has_constants(data):
@@ -301,30 +395,38 @@ def is_packed(tflite_bytes) -> bool:
 
 
 def cmd_unpack(args):
-    from dc_keras._fileio import atomic_write, check_writable
+    from dc_keras._fileio import check_writable
     from dc_keras.export._pack import unpack_with_zip
 
-    _check_paths(args.input, args.output)
+    to_stdout = _to_stdout(args.output, args.input, "unpack")
+    if not to_stdout:
+        _check_paths(args.input, args.output)
     data = _read(args.input)
-    check_writable(args.output)
+    if not to_stdout:
+        check_writable(args.output)
+    shown = "standard output" if to_stdout else show_path(args.output)
     with _about(args.input):
         packed = is_packed(data)
     if not packed:
         raise ValueError(f"{show_path(args.input)} is not packed (it has no HuffDecode op): it already is an "
-                         f"ordinary .tflite, nothing to unpack; {show_path(args.output)} was not written")
+                         f"ordinary .tflite, nothing to unpack; {shown} was not written")
     with _working(f"unpacking {show_path(args.input)}", len(data)), _about(args.input):
         out, kept, kept_bytes, dropped = unpack_with_zip(data, buffers=args.buffers)
-    replaced = os.path.exists(args.output)
-    atomic_write(args.output, out)
-    print(f"{show_path(args.input)}: {len(data)} B -> {show_path(args.output)}: {len(out)} B"
-          + (f"; replaced the existing {show_path(args.output)}" if replaced else ""))
-    _print_zip(kept, kept_bytes, dropped, args.input, args.output)
+    replaced = not to_stdout and os.path.exists(args.output)
+    _write_output(args.output, out, to_stdout)
+    with _report_stream(to_stdout):
+        print(f"{show_path(args.input)}: {len(data)} B -> {shown}: {len(out)} B"
+              + (f"; replaced the existing {shown}" if replaced else ""))
+        _print_zip(kept, kept_bytes, dropped, args.input, shown)
 
 
 def cmd_inspect(args):
     from dc_keras.export import inspect
     from dc_keras.export._inspect import check_plot_path
 
+    if args.plot and _standard_stream(args.plot) is not None:  # the table goes to stdout: the image cannot
+        raise UsageError(f"--plot {show_path(args.plot)} is a standard stream, where the table (or the messages) "
+                         "go: give an image file path, e.g. --plot sizes.png")
     if args.plot:
         _check_paths(args.file, args.plot, ("--plot", "FILE"))  # e.g. a link to FILE named sizes.png
         check_plot_path(args.plot)  # a bad --plot path fails now, not after the table
@@ -354,13 +456,26 @@ def int_at_least(lower):
 
 def _path(text):
     """An argparse ``type``: a non-empty path (an empty one, e.g. an unset shell variable, would
-    otherwise be reported as a missing file or directory with no name)."""
+    otherwise be reported as a missing file or directory with no name), not ``-``."""
     if not text:
         raise argparse.ArgumentTypeError("empty path (an unset variable in the command?): give a file path")
     if text == "-":  # would be a file named "-", where Unix tools read stdin / write stdout
-        raise argparse.ArgumentTypeError("'-' (stdin/stdout) is not supported: give a file path "
-                                         "(./- for a file named -)")
+        raise argparse.ArgumentTypeError("'-' (standard input) is not supported here: give a file path (./- for a "
+                                         "file named -), or /dev/stdin to read a model piped in")
     return text
+
+
+def _plot_path(text):
+    """``_path`` for ``--plot``: ``-`` would be standard output, where the table goes."""
+    if text == "-":
+        raise argparse.ArgumentTypeError("'-' (standard output) is not supported: the table goes there; give an "
+                                         "image file path, e.g. --plot sizes.png (./- for a file named -)")
+    return _path(text)
+
+
+def _out_path(text):
+    """``_path`` for pack's and unpack's OUT, where ``-`` is standard output."""
+    return text if text == "-" else _path(text)
 
 
 def _min_bytes_option(parser):
@@ -392,7 +507,8 @@ _OUT_POLICY = ("OUT is written atomically (a temporary file in its directory, re
                "OUT, even when interrupted). A new OUT's permissions follow the umask; an existing OUT is "
                "replaced without asking (the report says 'replaced the existing OUT'), keeping its "
                "permissions, and a symbolic link is written through; a read-only OUT (root replaces it, as "
-               "cp does), a dangling link, a device or a FIFO is refused.")
+               "cp does), a dangling link, a device or a FIFO is refused. OUT - (or /dev/stdout) writes the "
+               "model to standard output, which must not be a terminal, and the report to stderr.")
 
 
 def add_commands(commands):
@@ -401,7 +517,8 @@ def add_commands(commands):
     p = commands.add_parser("pack", help="Huffman-pack the weights of any .tflite (adds HuffDecode ops)",
                             description="Huffman-pack the weights of IN into OUT (IN is never modified). " + _OUT_POLICY)
     p.add_argument("input", metavar="IN", type=_path, help="the .tflite to pack")
-    p.add_argument("output", metavar="OUT", type=_path, help="where to write the packed .tflite")
+    p.add_argument("output", metavar="OUT", type=_out_path,
+                   help="where to write the packed .tflite; - for standard output (the report then goes to stderr)")
     _min_bytes_option(p)
     p.add_argument("--strip-strings", "--strip_strings", dest="strip_strings", action="store_true",
                    help="drop tensor/subgraph names and the model description (signatures keep working); "
@@ -440,7 +557,8 @@ def add_commands(commands):
                             description="Decode every HuffDecode op of IN; write the ordinary .tflite to OUT (IN is never "
                                         "modified). " + _OUT_POLICY)
     p.add_argument("input", metavar="IN", type=_path, help="a packed .tflite")
-    p.add_argument("output", metavar="OUT", type=_path, help="where to write the ordinary .tflite")
+    p.add_argument("output", metavar="OUT", type=_out_path,
+                   help="where to write the ordinary .tflite; - for standard output (the report then goes to stderr)")
     _buffers_option(p)
     p.set_defaults(func=cmd_unpack)
 
@@ -451,7 +569,7 @@ def add_commands(commands):
                                         "table): raw = the distinct buffers' unpacked bytes, packed = the packed "
                                         "buffers' bytes.")
     p.add_argument("file", metavar="FILE", type=_path, help="a .tflite, packed or not")
-    p.add_argument("--plot", metavar="OUT.png", type=_path, help="also write a raw-vs-packed size chart to this path "
+    p.add_argument("--plot", metavar="OUT.png", type=_plot_path, help="also write a raw-vs-packed size chart to this path "
                    "(format from the extension: .png, .pdf, .svg, ...; checked before the model is read)")
     _min_bytes_option(p)
     p.set_defaults(func=cmd_inspect)
