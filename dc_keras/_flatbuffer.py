@@ -109,9 +109,10 @@ NEWER_FIX = ("it was packed by a newer dc_keras: update dc_keras (and the HuffDe
 
 def with_corrupt_fix(msg: str) -> str:
     """A packed tensor's decode error with its fix after it: :data:`NEWER_FIX` for a format version
-    newer than the decoder (not for one that "does not exist", 0: damage), none where the message has one (C: "rebuild the decoder", Python:
-    "upgrade dc_keras"), else :data:`CORRUPT_FIX`."""
-    if msg.endswith((CORRUPT_FIX, NEWER_FIX)) or "upgrade dc_keras" in msg or "rebuild the decoder" in msg:
+    newer than the decoder (not for one that "does not exist", 0: damage), none where the message has one (C: "rebuild the decoder",
+    "re-export the model with dc_keras.export.pack", Python: "upgrade dc_keras"), else :data:`CORRUPT_FIX`."""
+    if msg.endswith((CORRUPT_FIX, NEWER_FIX)) or any(
+            fix in msg for fix in ("upgrade dc_keras", "rebuild the decoder", "re-export the model with dc_keras")):
         return msg
     newer = "newer than this decoder" in msg and "does not exist" not in msg  # version 0: damage
     return f"{msg}; {NEWER_FIX if newer else CORRUPT_FIX}"

@@ -7,7 +7,9 @@ stand-in context: heap-buffer-overflow in crc_clmul), and an output tensor with 
 constant) was decoded into at every invoke (ASan: a 6,144-byte WRITE into a 16-byte constant; the
 wheel overwrote its copy of the model, the invoke failed "corrupt bit stream"; decode once ignored
 the constant). Prepare now reads the buffer's size where TFLM points a constant (after the
-flatbuffer vector's u32 count) and refuses both with one message; LiteRT's op says the same words."""
+flatbuffer vector's u32 count) and refuses both with one message; LiteRT's op says the same words.
+Desktop LiteRT ran a constant output of the decoded size on the constant's bytes (NaN outputs);
+huffdecode_op.c now refuses it with the TFLM kernel's message, on both routes."""
 import json
 import os
 import shutil
@@ -161,6 +163,30 @@ def test_litert_op_says_the_same_words(edited):
     for name in ("grown", "cut"):
         with pytest.raises(ValueError, match=r"required_bytes <= bytes was not true"):
             runtime.Interpreter(model_path=str(paths[name])).allocate_tensors()
+
+
+@pytest.mark.parametrize("route", [{}, {"decode": "op", "backend": "tensorflow"}], ids=["delegate", "op"])
+def test_litert_refuses_an_output_with_constant_data_too(edited, route):
+    """The same constant output of the decoded size on desktop LiteRT ran without an error and gave
+    NaN outputs: the delegate took the output for one it had decoded, and on the op route XNNPACK had
+    packed the Dense layer's weights from the constant before the op decoded. Both routes now refuse
+    it with the TFLM kernel's words (no second fix appended by the runtime)."""
+    from dc_keras import runtime
+
+    paths, _ = edited
+    with pytest.raises(RuntimeError) as e:
+        it = runtime.Interpreter(model_path=str(paths["const_exact"]), **route)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], np.zeros((1, 16), np.float32))
+        it.invoke()
+    assert str(e.value).endswith("): the output has data in the flatbuffer (a constant), which decoding would "
+                                 f"overwrite; {FIX}"), str(e.value)
+    assert str(e.value).count("HuffDecode(") == 1, str(e.value)
+    it = runtime.Interpreter(model_path=str(paths["packed"]), **route)  # the unedited file still runs
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], np.zeros((1, 16), np.float32))
+    it.invoke()
+    assert np.isfinite(it.get_tensor(it.get_output_details()[0]["index"])).all()
 
 
 def _mock(tmp_path, strip):

@@ -209,6 +209,20 @@ static int check_packed(const TfLiteTensor* in, const TfLiteTensor* out, dc_tens
   return 1;
 }
 
+/* A HuffDecode output with data of its own in the model (a constant: pack empties the decoded
+ * tensor's buffer, docs/FORMAT.md §15), a model edited after packing.  Until 2026-12-06 the
+ * delegate took such an output for one it had decoded and the op route decoded over it after
+ * XNNPACK had packed the consumer's weights from the constant: either way the model ran on the
+ * constant's bytes (NaN outputs from a 4,096-byte buffer of 0..255).  The TFLM kernel refuses it
+ * with the same words (micro/huffdecode_tflm.c). */
+static void output_has_data(const TfLiteTensor* out, char* msg, size_t msg_size) {
+  set_msg(msg, msg_size,
+          "HuffDecode(%s): the output has data in the flatbuffer (a constant), which decoding "
+          "would overwrite; the model was edited after packing: re-export the model with "
+          "dc_keras.export.pack",
+          tensor_name(out));
+}
+
 /* ------------------------------------------------------------------ */
 /* the op (registerer / C API route)                                   */
 /* ------------------------------------------------------------------ */
@@ -246,6 +260,11 @@ static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
   if (state->decoded && out->allocation_type == kTfLitePersistentRo &&
       out->data.data == state->data && out->data.data != NULL) {
     return kTfLiteOk; /* decoded by an earlier Prepare */
+  }
+  if (out->allocation_type == kTfLiteMmapRo && out->data.raw_const != NULL) {
+    output_has_data(out, msg, sizeof msg);
+    context->ReportError(context, "%s", msg);
+    return kTfLiteError;
   }
   if (!check_packed(in, out, &info, msg, sizeof msg)) {
     context->ReportError(context, "%s", msg);
@@ -1107,7 +1126,10 @@ static int delegate_check_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
   dc_tensor_info info;
   if (!node_tensors(context, node, &in, &out, msg, msg_size)) return 0;
   if (out->allocation_type == kTfLiteMmapRo && out->data.data != NULL) {
-    return 2; /* already decoded (delegate applied again) */
+    const Decoded* mine = find_decoded(d, context, node->outputs->data[0]);
+    if (mine && mine->block == out->data.data) return 2; /* decoded (delegate applied again) */
+    output_has_data(out, msg, msg_size);
+    return 0;
   }
   if (!check_packed(in, out, &info, msg, msg_size)) return 0;
   const Decoded* prev = find_decoded(d, context, node->outputs->data[0]);
