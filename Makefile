@@ -242,6 +242,7 @@ BACKEND_TESTS := tests/test_backends.py tests/test_backend_journey_s41.py \
   tests/test_compat_files.py \
   tests/test_training_review_s43.py \
   tests/test_native_kernels_review_s44.py \
+  tests/test_train_review_s47.py \
   "tests/test_layer_review_s46.py::test_attention_called_with_keywords_mixing_tensors_and_python_values_goes_through_the_chain[train]" \
   tests/test_layer_review_s46.py::test_a_single_wrapped_attention_layer_takes_mixed_keywords_eagerly \
   tests/test_tfmot_review_s46.py \

@@ -523,13 +523,13 @@ def test_tf_native_ops_refuse_out_of_range_assignments(tf_ops):
             sums_op(np.ones(dense.shape, "float32"), dense, n=4)
     with pytest.raises(tf.errors.InvalidArgumentError, match="120000 gradients for 119999 assignments"):
         sums_op(np.ones(120_000, "float32"), np.zeros(119_999, "int32"), n=4)
-    # In fit(): assignments damaged in memory (a loaded file is checked before) stop the step.
+    # Before fit(): assignments damaged in memory used to stop the step with this op's error; since
+    # 2026-12-06 the assign itself refuses them with the wrapper's (tests/test_train_review_s47.py).
     model = compile_(dc_keras.cluster(mlp(), bits=2, layers=["d1"]))
     a = np_(model.get_layer("d1")._assignments[0]).copy()
     a[3, 5] = 9
-    model.get_layer("d1")._assignments[0].assign(a)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"assignment 9 outside 0\.\.4"):
-        model.fit(X, Y, batch_size=32, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"'d1'.*assignments of 'kernel' hold index 9, outside 0\.\.4"):
+        model.get_layer("d1")._assignments[0].assign(a)
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,13 +602,31 @@ def test_without_native_library_falls_back_bit_identically(backend, request, mon
 
 
 def test_loading_out_of_range_assignments_is_a_clear_error(tmp_path):
+    import zipfile
+
+    import h5py
+
     clustered = dc_keras.cluster(mlp(), bits=2)
     wrapper = wrappers(clustered)[0]
-    a = np_(wrapper._assignments[0]).copy()
-    a[0, 0] = 5  # 4 centroids + the zero slot 4: index 5 is outside the codebook
-    wrapper._assignments[0].assign(a)
+    good = tmp_path / "good.keras"
+    clustered.save(good)
+    # assign() refuses such an index (tests/test_train_review_s47.py): damage the file itself, the
+    # wrapper's int32 array of its kernel's shape in model.weights.h5
+    with zipfile.ZipFile(good) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    (tmp_path / "w.h5").write_bytes(members["model.weights.h5"])
+    with h5py.File(tmp_path / "w.h5", "r+") as f:  # (groups named after the class: layers/cluster_wrapper/vars)
+        found = []
+        f.visititems(lambda _name, obj: found.append(obj) if isinstance(obj, h5py.Dataset) and obj.dtype == np.int32
+                     and obj.shape == tuple(wrapper.layer.kernel.shape) else None)
+        a = found[0][...]
+        a[0, 0] = 5  # 4 centroids + the zero slot 4: index 5 is outside the codebook
+        found[0][...] = a
+    members["model.weights.h5"] = (tmp_path / "w.h5").read_bytes()
     path = tmp_path / "damaged.keras"
-    clustered.save(path)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
     with pytest.raises(ValueError, match=r"assignments of 'kernel' hold index 5, outside 0\.\.4"):
         keras.saving.load_model(path)
 

@@ -109,10 +109,32 @@ def test_single_layer_wrappers_for_rnn_and_attention():
         unbuilt(q, q)
 
 
+@keras.saving.register_keras_serializable(package="test_layers_rnn_attention")
+class MinimalCell(keras.layers.Layer):
+    """A custom RNN cell (keras.layers.RNN's documented minimal one), a cell dc_keras does not know:
+    since 2026-12-06 a StackedRNNCells of LSTM/GRU/SimpleRNN cells is compressed, one holding this is not."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units), name="recurrent_kernel")
+
+    def call(self, inputs, states):
+        h = keras.ops.matmul(inputs, self.kernel) + keras.ops.matmul(states[0], self.recurrent_kernel)
+        return h, [h]
+
+
 def test_unsupported_layers_named_explicitly_give_accurate_errors():
     inputs = keras.Input((5, 3))
     h = keras.layers.LayerNormalization(name="ln")(inputs)
-    h = keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.LSTMCell(3)]), name="stacked")(h)
+    h = keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.LSTMCell(3), MinimalCell(3)]), name="stacked")(h)
     model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(h))
     s = dc_keras.schedules.ConstantSparsity(0.5, 0)
     with pytest.raises(ValueError, match="'ln'.*normalization layer LayerNormalization: per-channel vectors, left dense by design"):
@@ -123,8 +145,8 @@ def test_unsupported_layers_named_explicitly_give_accurate_errors():
     skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
     # the BatchNormalization fold is named only for a BatchNormalization (cluster folds no other)
     assert skipped == {"ln": "normalization layer LayerNormalization: per-channel vectors, left dense by design",
-                       "stacked": "unsupported recurrent cell StackedRNNCells (supported: LSTM, GRU, SimpleRNN cells; "
-                                  "ConvLSTM1D/2D/3D)"}
+                       "stacked": "unsupported recurrent cell StackedRNNCells of LSTMCell, MinimalCell (supported: "
+                                  "LSTM, GRU, SimpleRNN cells, alone or in StackedRNNCells; ConvLSTM1D/2D/3D)"}
     assert [w.name for w in wrappers_of(pruned, PruneWrapper)] == ["fc"]
     bn = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc"), keras.layers.BatchNormalization(name="bn")])
     skipped = {e["layer"]: e["reason"] for e in dc_keras.prune(bn, s).compression_report.skipped}

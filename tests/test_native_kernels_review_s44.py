@@ -1,6 +1,6 @@
 """A review of the clustered fit step's native kernels (jax_kernels/dc_centroids*.cc, their Python
 glue dc_keras/train/_jax_ffi.py, _tf_ops.py, _kernels.py): bad assignments that come in through
-``set_weights`` (not checked on the way in) and native routes skipped for their dtypes. Runs in the
+``set_weights`` (refused on the way in since 2026-12-06) and native routes skipped for their dtypes. Runs in the
 TensorFlow pass and again under JAX and PyTorch (the Makefile's BACKEND_TESTS)."""
 import os
 
@@ -43,20 +43,22 @@ def _clustered(units=300):
 
 @pytest.mark.parametrize("mode", ["auto", "0"])
 @pytest.mark.parametrize("bad", [5, 99, -1])
-def test_strip_refuses_assignments_set_out_of_range(mode, bad, monkeypatch):
-    # model.set_weights (and a variable's assign) put assignments in unchecked. strip used to write
-    # a silently wrong kernel on JAX without the native kernels (lax.gather clamps: 99 -> the zero
-    # slot, -1 -> centroid 0) and raised the framework's own error elsewhere; now the wrapper's
-    # check names the layer, the weight, the index and the fix on every backend and route.
+def test_assignments_set_out_of_range_are_refused_on_the_way_in(mode, bad, monkeypatch):
+    # model.set_weights (and a variable's assign) put assignments in unchecked: strip caught them
+    # (JAX without the native kernels clamped them in fit: 99 -> the zero slot, -1 -> centroid 0;
+    # the native kernels reported them late, TF's gathers with their own error). Since 2026-12-06
+    # the assign itself refuses them with the wrapper's error (layer, weight, index, fix), on every
+    # backend and route, and the variable keeps its values.
     _native_module(monkeypatch, mode)
     model = _clustered()
     weights = model.get_weights()
     (i,) = [k for k, v in enumerate(model.weights) if v.path.endswith("kernel_assignments")]
+    before = weights[i].copy()
     weights[i] = weights[i].copy()
     weights[i][7, 11] = bad
-    model.set_weights(weights)
     with pytest.raises(ValueError, match=rf"'d1'.*assignments of 'kernel' hold index {bad}, outside 0\.\.4 .*cluster"):
-        dc_keras.strip(model)
+        model.set_weights(weights)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.ops.copy(model.weights[i])), before)
     weights[i][7, 11] = 4  # the zero slot: in range
     model.set_weights(weights)
     kernel = dc_keras.strip(model).get_layer("d1").kernel.numpy()
@@ -209,13 +211,19 @@ def test_a_legacy_h5_file_with_out_of_range_assignments_is_refused_on_load(tmp_p
         loaded = keras.models.load_model(good, compile=False)
     for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
-    a = keras.ops.convert_to_numpy(wrapper._assignments[0]).copy()
-    a[2, 3] = 99
-    wrapper._assignments[0].assign(a)
+    import shutil
+
+    import h5py
+
+    # assign() refuses index 99 (since 2026-12-06, tests/test_train_review_s47.py): damage the file
     damaged = tmp_path / "damaged.h5"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save(damaged)
+    shutil.copyfile(good, damaged)
+    with h5py.File(damaged, "r+") as f:
+        (name,) = [n for n in f["model_weights/d1"][wrapper.name] if n.endswith("kernel_assignments")]
+        dataset = f["model_weights/d1"][wrapper.name][name]
+        a = dataset[...]
+        a[2, 3] = 99
+        dataset[...] = a
     message = r"Layer 'd1': the assignments of 'kernel' hold index 99, outside 0\.\.4"
     with pytest.raises(ValueError, match=message):
         keras.models.load_model(damaged, compile=False)

@@ -23,6 +23,33 @@ from dc_keras import _compat
 # defined in dc_keras._positional, which needs them without importing Keras.
 from dc_keras._positional import MAX_BITS, MAX_CODEBOOK  # noqa: E402,F401
 
+def to_numpy(value):
+    """``keras.ops.convert_to_numpy(value)``, reading a ``keras.Variable`` into a tensor first
+    (``keras.ops.copy``; ``convert_to_tensor`` gives the variable back on TensorFlow). Keras 3.15's
+    ``Variable.__array__`` takes no ``copy`` keyword (nor does the ``tf.Variable`` it holds on
+    TensorFlow), so numpy 2's ``np.array(variable)`` inside ``convert_to_numpy`` raised a
+    ``DeprecationWarning`` ("__array__ implementation doesn't accept a copy keyword") at each read
+    of a mask, step counter or centroid (an error under ``python -W error::DeprecationWarning``).
+    The same values.
+
+    Example:
+        >>> to_numpy(keras.Variable([1.0, 2.0]))
+        array([1., 2.], dtype=float32)
+    """
+    if isinstance(value, keras.Variable):
+        value = ops.copy(value)
+    return ops.convert_to_numpy(value)
+
+
+def _weights_of(layer):
+    """``layer.get_weights()``, read through :func:`to_numpy` when the layer does not override it
+    (Keras's ``Layer.get_weights`` is ``[v.numpy() for v in layer.weights]``, which on JAX raised
+    numpy 2's ``__array__`` ``DeprecationWarning`` for each weight)."""
+    if type(layer).get_weights is keras.layers.Layer.get_weights:
+        return [to_numpy(v) for v in layer.weights]
+    return layer.get_weights()
+
+
 # (class, names of the compressed weights, axis of the input dimension), most specific first.
 _SIMPLE = (
     (keras.layers.SeparableConv1D, ("depthwise_kernel", "pointwise_kernel"), -2),
@@ -53,7 +80,8 @@ _GQA_PROJECTIONS = (("query", "query"), ("key", "key"), ("value", "value"), ("ga
 
 SUPPORTED_TYPES = (
     "Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, "
-    "Embedding, LSTM, GRU, SimpleRNN, ConvLSTM1D/2D/3D (kernel and recurrent_kernel), Bidirectional of those, "
+    "Embedding, LSTM, GRU, SimpleRNN, RNN(StackedRNNCells) of their cells, ConvLSTM1D/2D/3D (kernel and "
+    "recurrent_kernel), Bidirectional of those, "
     "MultiHeadAttention, GroupQueryAttention (query/key/value/output projections), TimeDistributed of any of these, "
     "or a custom layer with `get_prunable_weights()` / `prunable_weights`"
 )
@@ -208,7 +236,27 @@ def library_weights(layer, prefix=""):
 
 
 def _is_rnn(layer):
-    return isinstance(layer, keras.layers.RNN) and (isinstance(layer.cell, _RNN_CELLS) or isinstance(layer, _CONV_LSTMS))
+    return isinstance(layer, keras.layers.RNN) and (isinstance(layer.cell, _RNN_CELLS) or _is_stacked_cells(layer.cell)
+                                                    or isinstance(layer, _CONV_LSTMS))
+
+
+def _is_stacked_cells(cell):
+    """A ``keras.layers.StackedRNNCells`` of LSTM / GRU / SimpleRNN cells only (as tfmot's registry)."""
+    return isinstance(cell, keras.layers.StackedRNNCells) and bool(cell.cells) \
+        and all(isinstance(c, _RNN_CELLS) for c in cell.cells)
+
+
+def rnn_cells(rnn, prefix=""):
+    """``[(name prefix, cell)]`` of a supported RNN: its cell (``prefix``), or each cell of a
+    ``StackedRNNCells``, ``cell_<i>_`` after ``prefix`` (``cell_0_kernel``, ``cell_1_recurrent_kernel``...).
+
+    Example:
+        >>> rnn_cells(keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.LSTMCell(4)] * 2)))
+        [('cell_0_', <LSTMCell ...>), ('cell_1_', <LSTMCell ...>)]
+    """
+    if isinstance(rnn.cell, keras.layers.StackedRNNCells):
+        return [(f"{prefix}cell_{i}_", cell) for i, cell in enumerate(rnn.cell.cells)]
+    return [(prefix, rnn.cell)]
 
 
 def _is_bidirectional_rnn(layer):
@@ -273,7 +321,11 @@ def unsupported_reason(layer, composite=True):
                 if isinstance(layer, keras.layers.BatchNormalization) else "")
         return f"normalization layer {type(layer).__name__}: per-channel vectors, left dense by design{fold}"
     if isinstance(layer, keras.layers.RNN):
-        return f"unsupported recurrent cell {type(layer.cell).__name__} (supported: LSTM, GRU, SimpleRNN cells; ConvLSTM1D/2D/3D)"
+        cell = type(layer.cell).__name__
+        if isinstance(layer.cell, keras.layers.StackedRNNCells):
+            cell += " of " + ", ".join(type(c).__name__ for c in layer.cell.cells)
+        return (f"unsupported recurrent cell {cell} (supported: LSTM, GRU, SimpleRNN cells, alone or in "
+                "StackedRNNCells; ConvLSTM1D/2D/3D)")
     if not type(layer).__module__.startswith(("keras.", "keras_hub.", "keras_nlp.", "keras_cv.")):
         return (f"unsupported layer type {type(layer).__name__} (a custom layer: list the weights to "
                 "compress in get_prunable_weights())")
@@ -327,8 +379,8 @@ def _declared_weights(layer, declared):
 
 
 def _rnn_weights(rnn, prefix=""):
-    cell = rnn.cell
-    return [(prefix + "kernel", cell.kernel, -2), (prefix + "recurrent_kernel", cell.recurrent_kernel, -2)]
+    return [weight for name, cell in rnn_cells(rnn, prefix)
+            for weight in ((name + "kernel", cell.kernel, -2), (name + "recurrent_kernel", cell.recurrent_kernel, -2))]
 
 
 def _reverse_embeddings(layer):
@@ -631,8 +683,8 @@ class CompressionWrapper(keras.layers.Wrapper):
         variables replaced by their final (masked / clustered) values. Zeros are +0.0: a pruned
         weight is stored as ``w * 0`` (-0.0 where w was negative, as many as the backend's
         arithmetic leaves), and a sign bit would be a value of its own to the packer."""
-        values = {id(var): _positive_zeros(ops.convert_to_numpy(value)) for var, value in self.compressed_values(False)}
-        return [values[id(v)] if id(v) in values else ops.convert_to_numpy(v) for v in self.layer.weights]
+        values = {id(var): _positive_zeros(to_numpy(value)) for var, value in self.compressed_values(False)}
+        return [values[id(v)] if id(v) in values else to_numpy(v) for v in self.layer.weights]
 
     def strip_layer(self):
         """Write the final values into the inner layer and return it (the wrapper is spent)."""
@@ -969,7 +1021,7 @@ class Rebuilder:
                 fresh = layer.__class__.from_config(config)
             except Exception as e:
                 raise _config_error(layer, f"{type(layer).__name__}.from_config(layer.get_config())", e) from e
-        values = layer.get_weights() if weights is None else weights
+        values = _weights_of(layer) if weights is None else weights
         if callable(values):
             if not layer.built:
                 raise ValueError(f"Layer {layer.name!r} must be built to be rebuilt with new weights.")
@@ -1076,7 +1128,7 @@ def _copy_saved_state(layer, fresh):
         layer.save_own_variables(store)
         # Copies: on JAX an assigned variable would hold the original's very array, which the
         # copy's training step then donates (deleted under the input model).
-        fresh.load_own_variables({key: np.array(ops.convert_to_numpy(value)) for key, value in store.items()})
+        fresh.load_own_variables({key: np.array(to_numpy(value)) for key, value in store.items()})
     if callable(getattr(layer, "save_assets", None)) and callable(getattr(fresh, "load_assets", None)):
         import tempfile
 

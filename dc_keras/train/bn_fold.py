@@ -185,10 +185,10 @@ def plan(model, chosen):
 
 
 def _scale_shift(bn):
-    mean = np.asarray(bn.moving_mean.numpy(), np.float64)
-    var = np.asarray(bn.moving_variance.numpy(), np.float64)
-    gamma = np.asarray(bn.gamma.numpy(), np.float64) if bn.scale else np.ones_like(mean)
-    beta = np.asarray(bn.beta.numpy(), np.float64) if bn.center else np.zeros_like(mean)
+    mean = np.asarray(_base.to_numpy(bn.moving_mean), np.float64)
+    var = np.asarray(_base.to_numpy(bn.moving_variance), np.float64)
+    gamma = np.asarray(_base.to_numpy(bn.gamma), np.float64) if bn.scale else np.ones_like(mean)
+    beta = np.asarray(_base.to_numpy(bn.beta), np.float64) if bn.center else np.zeros_like(mean)
     scale = gamma / np.sqrt(var + bn.epsilon)
     return scale, beta - mean * scale
 
@@ -197,7 +197,7 @@ def folded_weights(layer, bn):
     """``{weight_name: value}`` of ``layer`` with ``bn`` folded in (kernel scaled per output
     channel, bias = old_bias * scale + shift)."""
     scale, shift = _scale_shift(bn)
-    values = {w.name: np.asarray(w.numpy(), np.float64) for w in layer.weights}
+    values = {w.name: np.asarray(_base.to_numpy(w), np.float64) for w in layer.weights}
     if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
         kernel = values["kernel"]
         values["kernel"] = kernel * scale.reshape(kernel.shape[-2:])

@@ -206,6 +206,7 @@ class ClusterWrapper(_base.CompressionWrapper):
                 name=f"{name}_assignments", shape=tuple(var.shape), dtype="int32", initializer=a_init,
                 trainable=False,
             )
+            _refuse_out_of_range(assignments, self.name, name, self._clusters_of(name))
             self._centroids.append(centroids)
             self._assignments.append(assignments)
             var.trainable = False  # only the centroids train
@@ -225,7 +226,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         if not self._deferred or _compat.in_stateless_scope() and not _compat.stateless_scope_maps(self._centroids[0]):
             return
         self._check_readable()
-        untouched = all(not np.any(ops.convert_to_numpy(v)) for v in (*self._centroids, *self._assignments))
+        untouched = all(not np.any(_base.to_numpy(v)) for v in (*self._centroids, *self._assignments))
         if untouched:
             self.initialize_clusters()
         self._untracked("_deferred", False)
@@ -242,7 +243,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         traced training step)."""
         try:
             for _, var, _ in self._targets:
-                ops.convert_to_numpy(var)
+                _base.to_numpy(var)
         except Exception:  # noqa: BLE001 (TF graph, JAX tracer: any backend's "not a value" error)
             if keras.backend.backend() == "jax":
                 _compat.jax_keep_fit_state()  # else a JAX fit() leaves every weight of the model empty
@@ -280,7 +281,7 @@ class ClusterWrapper(_base.CompressionWrapper):
         return None
 
     def _kmeans(self, var, clusters):
-        w = np.asarray(ops.convert_to_numpy(var), dtype=np.float64)
+        w = np.asarray(_base.to_numpy(var), dtype=np.float64)
         if not np.all(np.isfinite(w)):
             bad = int(np.count_nonzero(~np.isfinite(w)))
             raise ValueError(
@@ -352,9 +353,9 @@ class ClusterWrapper(_base.CompressionWrapper):
         self.check_assignments()
 
     def stripped_weights(self):
-        """As the base class's, after :meth:`check_assignments`: ``set_weights`` and a variable's
-        ``assign`` are not checked on the way in, and without the native kernels JAX's gather
-        clamps an index outside the codebook (a silently wrong kernel in the stripped model)."""
+        """As the base class's, after :meth:`check_assignments` (every ``assign`` refuses an index
+        outside the codebook already; without the native kernels JAX's gather would clamp one: a
+        silently wrong kernel in the stripped model)."""
         self.check_assignments()
         return super().stripped_weights()
 
@@ -366,20 +367,13 @@ class ClusterWrapper(_base.CompressionWrapper):
             >>> clustered.get_layer("fc1").check_assignments()
         """
         for (name, _, _), centroids, assignments in zip(self._targets, self._centroids, self._assignments):
-            a, n = ops.convert_to_numpy(assignments), int(centroids.shape[0])
-            if a.size and (int(a.min()) < 0 or int(a.max()) > n):
-                bad = int(a.min()) if int(a.min()) < 0 else int(a.max())
-                raise ValueError(
-                    f"Layer {self.name!r}: the assignments of {name!r} hold index {bad}, outside 0..{n} "
-                    f"({n} centroids and the zero slot {n}); the weights are damaged or were not written "
-                    "by dc_keras. Cluster the stripped model again with dc_keras.cluster()."
-                )
+            _check_index_range(_base.to_numpy(assignments), self.name, name, int(centroids.shape[0]))
 
     def distinct_values(self):
         """``{weight_name: number of distinct non-zero values}`` of the current shared weights."""
         out = {}
         for (name, _, _), (_, value) in zip(self._targets, self.compressed_values(False)):
-            v = ops.convert_to_numpy(value)
+            v = _base.to_numpy(value)
             out[name] = int(np.unique(v[v != 0]).size)
         return out
 
@@ -405,6 +399,62 @@ class ClusterWrapper(_base.CompressionWrapper):
         return wrapper
 
 
+def _check_index_range(values, layer, weight, slots, refused=False):
+    """Raise the one ``ValueError`` for assignments ``values`` (numpy) holding an index outside
+    ``0..slots`` (``slots`` centroids, then the constant-zero slot); ``refused``: they were given to
+    ``assign`` and not stored."""
+    values = np.asarray(values)
+    if not values.size:
+        return
+    low, high = values.min(), values.max()
+    if low >= 0 and high <= slots:
+        return
+    bad = low if low < 0 else high
+    bad = int(bad) if float(bad).is_integer() else float(bad)
+    raise ValueError(
+        f"Layer {layer!r}: the assignments of {weight!r} hold index {bad}, outside 0..{slots} ({slots} centroids "
+        f"and the zero slot {slots}); the weights are damaged or were not written by dc_keras for this layer. "
+        f"Give indices 0..{slots} (what get_weights() returns for a layer clustered with {slots} centroids), or "
+        "cluster the stripped model again with dc_keras.cluster()."
+        + (" The variable keeps its previous values." if refused else ""))
+
+
+_CHECKED_CLASSES = {}  # the variable class of a backend -> its subclass that checks assign()
+
+
+def _refuse_out_of_range(variable, layer, weight, slots):
+    """Make the assignments ``variable`` (as ``add_weight`` made it) check every value ``assign``
+    puts in: ``layer.set_weights``, ``model.set_weights``, a file's load, a checkpoint restore, a
+    user's ``variable.assign(...)`` and JAX's write-back of the training state at each epoch end. An
+    index outside ``0..slots`` raises :func:`_check_index_range`'s ``ValueError`` (naming the layer,
+    the weight, the index and the fix) before anything is stored: the same error on every backend,
+    before ``fit``. Before, such an index trained unchecked: JAX's gather without the native kernels
+    clamped it silently (``promise_in_bounds``), the native kernels reported it without the layer's
+    name at a later read (a ``fit(verbose=0)`` could finish without a word), TensorFlow's gathers
+    raised their own ``InvalidArgumentError`` at the first step. A value that cannot be read on the
+    host (a traced one, inside a compiled step; dc_keras assigns none there) is left to the gathers.
+    The cost is one read of the values per ``assign``, nothing in the training step.
+
+    The subclass only adds the check; it is made once per backend variable class and keeps its
+    name (the variable's ``repr`` is unchanged)."""
+    base = type(variable)
+    if base not in _CHECKED_CLASSES:
+        def assign(self, value):
+            try:
+                values = _base.to_numpy(value)
+            except (TypeError, ValueError, NotImplementedError, RuntimeError):
+                values = None  # traced: not readable here
+            if values is not None:
+                _check_index_range(values, *self._dc_keras_index_range, refused=True)
+            return base.assign(self, value)
+
+        _CHECKED_CLASSES[base] = type(base.__name__, (base,), {
+            "assign": assign, "__module__": __name__, "__qualname__": f"_CHECKED_CLASSES[{base.__name__}]",
+            "__doc__": base.__doc__})
+    variable.__class__ = _CHECKED_CLASSES[base]
+    variable._dc_keras_index_range = (layer, weight, int(slots))
+
+
 def gather_centroids(centroids, assignments, training=True):
     """``concat(centroids, [0])[assignments]``: the shared weights (index ``len(centroids)`` is the
     constant-zero slot). The gradient of each centroid is the sum of its members' gradients, in
@@ -426,10 +476,9 @@ def gather_centroids(centroids, assignments, training=True):
     On JAX ``take`` clamps or masks the indices (an extra pass over them in the gather and in its
     scatter-add gradient) and flattens them in a layout that makes XLA copy the kernel's gradient
     before the scatter; a ``lax.gather`` over the flat assignments with ``promise_in_bounds`` has
-    neither (k-means makes the assignments in range and a loaded file is checked,
-    :meth:`ClusterWrapper.load_own_variables`, a legacy ``.h5`` one by ``finalize_state``; ``set_weights`` or ``assign`` of indices outside the
-    codebook are not: the native kernels and TF's gathers raise, this path clamps them, and
-    ``strip`` checks them, :meth:`ClusterWrapper.check_assignments`); its gradient is the part-ordered
+    neither (k-means makes the assignments in range, and every ``assign`` to them, ``set_weights``
+    and a file's load included, refuses an index outside the codebook: ``_refuse_out_of_range``;
+    ``strip`` checks them again, :meth:`ClusterWrapper.check_assignments`); its gradient is the part-ordered
     scatter-add (``jax.custom_vjp``: reverse mode, also twice, but no forward mode). Faster still
     (and the default after ``make install``), two native XLA CPU kernels through JAX's FFI do the
     gather and the sums (:mod:`dc_keras.train._jax_ffi`; a LeNet-300-100 fc1, each op timed alone:
@@ -707,14 +756,20 @@ def bias_weights(layer):
     if _base._is_time_distributed(layer):
         return bias_weights(layer.layer)
     if _base._is_bidirectional_rnn(layer):
-        return bias_weights(layer.forward_layer) and [
-            ("forward_bias", layer.forward_layer.cell.bias, 0), ("backward_bias", layer.backward_layer.cell.bias, 0)]
+        return _rnn_biases(layer.forward_layer, "forward_") + _rnn_biases(layer.backward_layer, "backward_")
     if _base._is_rnn(layer):
-        layer = layer.cell
+        return _rnn_biases(layer)
     if _base.is_attention(layer):
         return _base.attention_weights(layer, "bias")
     bias = getattr(layer, "bias", None)
     return [("bias", bias, 0)] if isinstance(bias, keras.Variable) else []
+
+
+def _rnn_biases(rnn, prefix=""):
+    """The bias vectors of a supported RNN's cell(s), named as its kernels (``forward_bias``,
+    ``cell_1_bias``...; see :func:`dc_keras.train._base.rnn_cells`); none with ``use_bias=False``."""
+    return [(name + "bias", cell.bias, 0) for name, cell in _base.rnn_cells(rnn, prefix)
+            if isinstance(getattr(cell, "bias", None), keras.Variable)]
 
 
 class _ValueInitializer:

@@ -321,7 +321,7 @@ class PruneWrapper(_base.CompressionWrapper):
         # epoch's first batch repeats it on those very arrays: reuse the result then.
         inputs = [v.value for v in self._update_variables()] if _STATELESS_OPTIMIZER else None
         if self._keep_undo:
-            self._untracked("_undo", ([(v, ops.convert_to_numpy(v)) for v in self._update_variables()],
+            self._untracked("_undo", ([(v, _base.to_numpy(v)) for v in self._update_variables()],
                                       self._updated_at, self._last_update))
         memo = self._last_update
         if inputs is not None and memo is not None and memo[0] == int(step) and \
@@ -331,12 +331,12 @@ class PruneWrapper(_base.CompressionWrapper):
             return
         sparsity = None
         if self.schedule.kind == "sparsity":
-            sparsity = np.float32(ops.convert_to_numpy(self.schedule.sparsity(int(step))))
+            sparsity = np.float32(_base.to_numpy(self.schedule.sparsity(int(step))))
         assigned = []
         for (_name, var, axis), mask, threshold in zip(self._targets, self._masks, self._thresholds):
-            w = ops.convert_to_numpy(var)
-            old = ops.convert_to_numpy(mask)
-            old_t = float(ops.convert_to_numpy(threshold))
+            w = _base.to_numpy(var)
+            old = _base.to_numpy(mask)
+            old_t = float(_base.to_numpy(threshold))
             new, t = self._new_mask_np(w, old, old_t, axis, sparsity)
             # Nothing new pruned: mask, weights and threshold stay. For a sparsity schedule the
             # threshold is the largest magnitude the last pruning update removed; an update whose
@@ -379,7 +379,7 @@ class PruneWrapper(_base.CompressionWrapper):
         masks = {id(m) for m in self._masks}
         # A value a compiled step has consumed (donated: deleted) was trained with: it held.
         return all(variable.value is value or value.is_deleted() or
-                   np.array_equal(ops.convert_to_numpy(variable), ops.convert_to_numpy(value))
+                   np.array_equal(_base.to_numpy(variable), _base.to_numpy(value))
                    for variable, value in memo[2] if id(variable) in masks)
 
     def _warn_ties(self, name, new, old, sparsity, step, w, threshold):
@@ -577,7 +577,7 @@ class PruneWrapper(_base.CompressionWrapper):
                 var.assign(var * ops.cast(mask, var.dtype))
             return
         for (_n, var, _a), mask in zip(self._targets, self._masks):
-            w, m = ops.convert_to_numpy(var), ops.convert_to_numpy(mask)
+            w, m = _base.to_numpy(var), _base.to_numpy(mask)
             if np.any(w[m == 0] != 0):
                 _assign_host(var, (w * m.astype(w.dtype)).astype(w.dtype))
 
@@ -674,14 +674,14 @@ class PruneWrapper(_base.CompressionWrapper):
         pruning and a fit() that already warned about its schedule are not checked again."""
         if not self.built or self.sparsity_m_by_n is not None or self._short_warned:
             return None
-        steps = int(ops.convert_to_numpy(self.pruning_step))
+        steps = int(_base.to_numpy(self.pruning_step))
         target = self.schedule.target_sparsity_value()
         if target is None:  # threshold schedule: short only if it never pruned
-            applied = any(float(ops.convert_to_numpy(t)) >= 0 for t in self._thresholds)
+            applied = any(float(_base.to_numpy(t)) >= 0 for t in self._thresholds)
             return None if applied else (0.0, None, steps)
         short = []
         for mask in self._masks:
-            m = ops.convert_to_numpy(mask)
+            m = _base.to_numpy(mask)
             need = min(int(np.floor(np.float32(target) * np.float32(m.size) + np.float32(1e-3))), m.size)
             if m.size - np.count_nonzero(m) < need - _schedules._REACH_TOLERANCE * m.size:
                 short.append(1.0 - np.count_nonzero(m) / m.size)
@@ -689,7 +689,7 @@ class PruneWrapper(_base.CompressionWrapper):
 
     def sparsity(self):
         """``{weight_name: fraction of entries pruned}`` from the current masks."""
-        return {name: 1.0 - float(np.mean(ops.convert_to_numpy(mask)))
+        return {name: 1.0 - float(np.mean(_base.to_numpy(mask)))
                 for (name, _, _), mask in zip(self._targets, self._masks)}
 
     def get_config(self):
@@ -748,7 +748,7 @@ def _optimizer_steps(optimizer, unbuilt=None):
         return None
     if not optimizer.built:
         return unbuilt
-    return int(ops.convert_to_numpy(optimizer.iterations))
+    return int(_base.to_numpy(optimizer.iterations))
 
 
 def _check_optimizer_backend(model):
@@ -1255,7 +1255,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     @staticmethod
     def _step_of(wrapper):
-        return int(ops.convert_to_numpy(wrapper.pruning_step)) if wrapper.built else 0
+        return int(_base.to_numpy(wrapper.pruning_step)) if wrapper.built else 0
 
     def _verify_progress(self):
         # Not a batch hook on purpose: overriding on_train_batch_* makes Keras synchronise with

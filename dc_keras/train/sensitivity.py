@@ -12,7 +12,7 @@ import warnings
 
 import keras
 import numpy as np
-from keras import ops, tree
+from keras import tree
 
 from dc_keras._fileio import write_figure
 from dc_keras.train import _base
@@ -321,7 +321,7 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
               "chance": _chance(metric, y_true, y_pred) if isinstance(metric, str) else None}
     for layer, _ in chosen.values():
         targets = _base.compressible_weights(layer)
-        originals = [ops.convert_to_numpy(var).copy() for _, var, _ in targets]
+        originals = [_base.to_numpy(var).copy() for _, var, _ in targets]
         results = []
         try:
             for value in values:

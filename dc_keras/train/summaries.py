@@ -25,9 +25,9 @@ import os
 
 import keras
 import numpy as np
-from keras import ops
 
 from dc_keras._fileio import _nearest_existing, _read_only_mount, _writable
+from dc_keras.train import _base
 
 
 class instance_only:
@@ -164,7 +164,7 @@ class PruningLog(SummaryLog):
         """Outside fit() (a custom training loop): every wrapper's sparsity now, at the training
         step its ``pruning_step`` has reached (tfmot's ``PruningSummaries`` writes at the optimizer's
         step count)."""
-        step = max(int(ops.convert_to_numpy(w.pruning_step)) if w.built else 0 for w in wrappers)
+        step = max(int(_base.to_numpy(w.pruning_step)) if w.built else 0 for w in wrappers)
         self.write_sparsity(wrappers, step)
 
     def write_sparsity(self, wrappers, step):
@@ -243,7 +243,6 @@ class ClusteringSummaries(keras.callbacks.Callback):
 
     def _wrappers(self):
         from dc_keras.train.clustering import ClusterWrapper
-        from dc_keras.train import _base
 
         wrappers = _base.find_wrappers(self.model, ClusterWrapper)
         if not wrappers:
@@ -254,7 +253,7 @@ class ClusteringSummaries(keras.callbacks.Callback):
         if repeated_call(self, "on_train_begin"):
             return
         self._log.begin()
-        self._start = {id(c): ops.convert_to_numpy(c) for w in self._wrappers() for c in w._centroids}
+        self._start = {id(c): _base.to_numpy(c) for w in self._wrappers() for c in w._centroids}
 
     def _batch_end(self, batch, logs=None):
         if repeated_call(self, "on_train_batch_end", batch):
@@ -286,7 +285,7 @@ class ClusteringSummaries(keras.callbacks.Callback):
                                                             wrapper._assignments):
                 values[f"clusters/{wrapper.name}/{name}"] = counts[name]
                 values[f"centroid_drift/{wrapper.name}/{name}"] = centroid_drift(
-                    self._start[id(centroids)], ops.convert_to_numpy(centroids), ops.convert_to_numpy(assignments))
+                    self._start[id(centroids)], _base.to_numpy(centroids), _base.to_numpy(assignments))
         self._log.write(values, max(self._log.calls, 1))
 
     def on_train_end(self, logs=None):

@@ -59,6 +59,25 @@ def _init_of(value):
                      f"{{{', '.join(CentroidInitialization.__members__)}}}, got {value!r}.")
 
 
+_SUM = "GradientAggregation.SUM"  # tfmot's GradientAggregation (a str enum) has this value
+
+
+def _check_gradient_aggregation(value):
+    """tfmot's ``cluster_gradient_aggregation`` (a wrapper argument, passed on by its
+    ``cluster_weights`` too): dc_keras's centroids always get the sum of their weights' gradients,
+    tfmot's default ``GradientAggregation.SUM``; ``AVG`` is refused with what to do instead."""
+    name = value.rpartition(".")[2].upper() if isinstance(value, str) else None
+    if name == "SUM":
+        return
+    if name == "AVG":
+        raise ValueError("cluster_gradient_aggregation=GradientAggregation.AVG is not supported: dc_keras gives each "
+                         "centroid the sum of its weights' gradients (the paper's rule, tfmot's default SUM). Leave "
+                         "the argument out (or pass GradientAggregation.SUM); to move the centroids more slowly, "
+                         "lower the learning rate.")
+    raise ValueError(f"cluster_gradient_aggregation must be GradientAggregation.SUM (tfmot's default; 'SUM'), got "
+                     f"{value!r}.")
+
+
 def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=CentroidInitialization.KMEANS_PLUS_PLUS,
                     preserve_sparsity=False, cluster_per_channel=False, **kwargs):
     """Shares the kernel values of a model, layer or list of layers among ``number_of_clusters``
@@ -78,12 +97,15 @@ def cluster_weights(to_cluster, number_of_clusters, cluster_centroids_init=Centr
             evenly on each side of zero, shared in proportion to the negative and positive
             weights, as tfmot does.
         cluster_per_channel: only False.
+        cluster_gradient_aggregation: (tfmot's wrapper argument, passed on by its cluster_weights) only
+            ``GradientAggregation.SUM``, tfmot's default: each centroid gets the sum of its weights' gradients.
         **kwargs: for a single layer, keyword arguments of its wrapper (a Keras layer), e.g. ``name``.
 
     Example:
         >>> clustered = cluster_weights(model, number_of_clusters=16,
         ...                             cluster_centroids_init=CentroidInitialization.LINEAR)
     """
+    _check_gradient_aggregation(kwargs.pop("cluster_gradient_aggregation", _SUM))
     _sparsity_keras._check_wrapper_kwargs("cluster_weights()", to_cluster, kwargs)
     if isinstance(number_of_clusters, bool) or not isinstance(number_of_clusters, numbers.Integral) \
             or number_of_clusters < 1:
@@ -186,7 +208,42 @@ class ClusteringSummaries(_summaries.ClusteringSummaries):
         super().__init__(log_dir, update_freq=update_freq)
 
 
-ClusterWeights = _clustering.ClusterWrapper
+class ClusterWeights(_clustering.ClusterWrapper, metaclass=_sparsity_keras._TfmotWrapperClass):
+    """tfmot's clustering wrapper class, with tfmot 0.8.1's constructor arguments.
+
+    ``ClusterWeights(layer, number_of_clusters, cluster_centroids_init=KMEANS_PLUS_PLUS,
+    preserve_sparsity=False, cluster_per_channel=False, cluster_gradient_aggregation=SUM, **kwargs)``
+    is ``cluster_weights(layer, ...)`` with the same arguments and meanings: it returns a
+    :class:`dc_keras.train.ClusterWrapper` (the class a ``.keras`` file names), or the layer itself
+    when tfmot's registry gives it nothing to cluster. ``isinstance(w, ClusterWeights)`` is true of
+    every dc_keras clustering wrapper. ``cluster_gradient_aggregation``: only tfmot's default, the
+    sum (``GradientAggregation.SUM``, or ``"SUM"``); dc_keras's own argument names (``bits=``,
+    ``clusters=``, ``init=``) raise a ``TypeError`` naming tfmot's.
+
+    Example:
+        >>> dense = ClusterWeights(keras.layers.Dense(8), number_of_clusters=16,
+        ...                        cluster_centroids_init=CentroidInitialization.LINEAR)
+    """
+
+    _dc_keras_class = _clustering.ClusterWrapper
+    __init_subclass__ = _sparsity_keras._refuse_subclass("ClusterWeights", "dc_keras.train.ClusterWrapper")
+
+    @classmethod
+    def _from_tfmot_arguments(cls, layer, number_of_clusters=None, cluster_centroids_init=
+                              CentroidInitialization.KMEANS_PLUS_PLUS, preserve_sparsity=False,
+                              cluster_per_channel=False, **kwargs):
+        _sparsity_keras._refuse_dc_keras_arguments("ClusterWeights", kwargs, {
+            "bits": "number_of_clusters=2**bits (or dc_keras.train.ClusterWrapper(layer, bits=...))",
+            "clusters": "number_of_clusters= (or dc_keras.train.ClusterWrapper(layer, clusters=...))",
+            "init": "cluster_centroids_init=CentroidInitialization.LINEAR (or ...KMEANS_PLUS_PLUS, "
+                    "...DENSITY_BASED, ...RANDOM)"})
+        if number_of_clusters is None:
+            raise TypeError("ClusterWeights() missing its argument number_of_clusters (as in tfmot): e.g. "
+                            "ClusterWeights(layer, number_of_clusters=16).")
+        _sparsity_keras._one_layer("ClusterWeights", layer, "cluster_weights")
+        return cluster_weights(layer, number_of_clusters, cluster_centroids_init=cluster_centroids_init,
+                               preserve_sparsity=preserve_sparsity, cluster_per_channel=cluster_per_channel, **kwargs)
+
 
 _CUSTOM_LAYERS = ("tfmot.clustering.keras.{name} is not provided: dc_keras clusters the weights a custom layer "
                   "lists in get_prunable_weights() (tfmot.sparsity.keras.PrunableLayer), with one set of centroids "

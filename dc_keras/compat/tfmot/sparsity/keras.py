@@ -276,7 +276,92 @@ class PrunableLayer(abc.ABC):
         raise NotImplementedError("Must be implemented in subclasses.")
 
 
-PruneLowMagnitude = _pruning.PruneWrapper
+class _TfmotWrapperClass(type(_pruning.PruneWrapper)):
+    """Metaclass of the drop-in's wrapper class names (``PruneLowMagnitude``, ``ClusterWeights``).
+
+    Each is a subclass of dc_keras's wrapper that is never instantiated itself: calling it takes
+    tfmot 0.8.1's constructor arguments and returns what the drop-in's function gives for that one
+    layer, a dc_keras wrapper (a ``.keras`` file names dc_keras's class, so it loads without the
+    drop-in); ``isinstance`` / ``issubclass`` test against dc_keras's wrapper, so the wrappers
+    ``prune_low_magnitude`` / ``cluster_weights`` return are instances of it, as in tfmot.
+
+    Example:
+        >>> isinstance(prune_low_magnitude(keras.layers.Dense(3)), PruneLowMagnitude)
+        True
+    """
+
+    def __call__(cls, *args, **kwargs):
+        return cls._from_tfmot_arguments(*args, **kwargs)
+
+    def __instancecheck__(cls, instance):
+        return isinstance(instance, cls._dc_keras_class)
+
+    def __subclasscheck__(cls, subclass):
+        return issubclass(subclass, cls._dc_keras_class)
+
+
+def _refuse_subclass(name, replacement):
+    """``__init_subclass__`` of a drop-in wrapper class name: a subclass would never be built (calling
+    the name builds dc_keras's wrapper), so its overrides would be dropped silently."""
+    def refuse(cls, **kwargs):  # noqa: ARG001 (__init_subclass__ signature)
+        raise TypeError(f"{name} cannot be subclassed here: in the tfmot drop-in it builds a dc_keras wrapper "
+                        f"({replacement}), so a subclass's overrides would never run. Subclass {replacement} "
+                        "(dc_keras's own argument names) instead.")
+    return classmethod(refuse)
+
+
+def _refuse_dc_keras_arguments(call, kwargs, names):
+    """One error for a keyword of dc_keras's wrapper (``schedule=``, ``bits=``...) given to the tfmot
+    class name, which takes tfmot's arguments: ``names`` maps it to what to pass instead."""
+    for key, instead in names.items():
+        if key in kwargs:
+            raise TypeError(f"{call}() got {key}=, an argument of dc_keras's own wrapper class: {call} takes "
+                            f"tfmot's arguments, {instead}.")
+
+
+def _one_layer(call, layer, function):
+    """The tfmot wrapper classes wrap one layer (tfmot refuses a model there): the error says so."""
+    if isinstance(layer, keras.Model) or isinstance(layer, (list, tuple)):
+        what = "a model" if isinstance(layer, keras.Model) else "a list"
+        raise ValueError(f"{call}() wraps one layer, got {what}: call {function}(...) on it instead (it wraps every "
+                         "layer it can compress).")
+    if not isinstance(layer, keras.layers.Layer):
+        raise _base.not_keras3_error(f"{call}()", "a Keras layer", layer)
+
+
+class PruneLowMagnitude(_pruning.PruneWrapper, metaclass=_TfmotWrapperClass):
+    """tfmot's pruning wrapper class, with tfmot 0.8.1's constructor arguments.
+
+    ``PruneLowMagnitude(layer, pruning_schedule=ConstantSparsity(0.5, 0), block_size=(1, 1),
+    block_pooling_type="AVG", sparsity_m_by_n=None, **kwargs)`` is ``prune_low_magnitude(layer, ...)``
+    with the same arguments and meanings (``sparsity_m_by_n=(m, n)``: m zeros in every n): it returns
+    a :class:`dc_keras.train.PruneWrapper` (the class a ``.keras`` file names), or the layer itself
+    when tfmot's registry gives it nothing to prune (a Flatten, a DepthwiseConv2D...). ``isinstance(w,
+    PruneLowMagnitude)`` is true of every dc_keras pruning wrapper. Block sparsity (``block_size``
+    other than ``(1, 1)``) raises, as in ``prune_low_magnitude``; dc_keras's own argument names
+    (``schedule=``) raise a ``TypeError`` naming tfmot's.
+
+    Example:
+        >>> dense = PruneLowMagnitude(keras.layers.Dense(8), pruning_schedule=ConstantSparsity(0.5, 0))
+        >>> model = keras.Sequential([keras.Input((16,)), dense])
+    """
+
+    _dc_keras_class = _pruning.PruneWrapper
+    __init_subclass__ = _refuse_subclass("PruneLowMagnitude", "dc_keras.train.PruneWrapper")
+
+    @classmethod
+    def _from_tfmot_arguments(cls, layer, pruning_schedule=None, block_size=(1, 1), block_pooling_type="AVG",
+                              sparsity_m_by_n=None, **kwargs):
+        _refuse_dc_keras_arguments("PruneLowMagnitude", kwargs, {
+            "schedule": "pruning_schedule=ConstantSparsity(0.5, 0) (or dc_keras.train.PruneWrapper(layer, schedule))"})
+        if "pruning_policy" in kwargs:
+            raise TypeError("PruneLowMagnitude() got pruning_policy=, which tfmot's wrapper does not take either: it "
+                            "is an argument of prune_low_magnitude(model, ...), and dc_keras has no pruning policies; "
+                            "choose the layers to wrap yourself.")
+        _one_layer("PruneLowMagnitude", layer, "prune_low_magnitude")
+        return prune_low_magnitude(layer, pruning_schedule=pruning_schedule, block_size=block_size,
+                                   block_pooling_type=block_pooling_type, sparsity_m_by_n=sparsity_m_by_n, **kwargs)
+
 
 _NOT_PROVIDED = {
     name: (f"tfmot.sparsity.keras.{name} is not provided: dc_keras has no pruning policies. Pass "
