@@ -1167,13 +1167,13 @@ def _tflm_m4_figures():
             (d, f"costs {60960 - cn['ds_cnn.packed.once']['arena_used']:,} B (DS-CNN) and "
                 f"{37296 - cn['autoencoder.packed.once']['arena_used']:,} B (autoencoder) less arena and moves the decode "
                 f"({decode('ds_cnn', cn):,} / {decode('autoencoder', cn):,} instructions)", src)]
-    st = m["lenet_strip"]["runs"]  # the release-build kernel: same arenas and AllocateTensors counts
-    assert all(st[k]["mismatches"] == 0 and (st[k]["arena_used"], st[k]["prepare_insns"]) ==
-               (le[k]["arena_used"], le[k]["prepare_insns"]) for k in le), st
+    st = m["lenet_strip"]["runs"]  # the release-build kernel: same arenas, AllocateTensors within one tick
+    assert all(st[k]["mismatches"] == 0 and st[k]["arena_used"] == le[k]["arena_used"] and
+               abs(st[k]["prepare_insns"] - le[k]["prepare_insns"]) <= 40 for k in le), st
     a, b = m["lenet"]["image_text_bytes"], m["lenet_strip"]["image_text_bytes"]
     out.append((d, f"Again on {m['machine']['date'].replace(' ', ' at ', 1)} (`benchmarks/mcu_bench.py --tflm-m4`, "
                    f"`lenet_strip` in docs/results/micro_tflm_m4.json): 0 mismatches, the same arenas and AllocateTensors "
-                   f"counts, image `text` {a:,} → {b:,} B (−{a - b:,} B).", src))
+                   f"counts within 40 (one counter tick), image `text` {a:,} → {b:,} B (−{a - b:,} B).", src))
     return out
 
 

@@ -17,6 +17,12 @@ INC="-I$T -I$DL/flatbuffers/include -I$DL/gemmlowp -I$DL/ruy
 
 tflm_objects() {
   local list src o
+  # shellcheck disable=SC2086
+  if ! echo '#include <cstdarg>' | arm-none-eabi-g++ $CPU -x c++ -fsyntax-only - 2>/dev/null; then
+    echo "firmware_build.sh: arm-none-eabi-g++ finds no C++ standard library headers (<cstdarg>), which" \
+      "TFLM's sources need: install libstdc++-arm-none-eabi-newlib (Debian/Ubuntu)" >&2
+    return 1
+  fi
   mkdir -p "$W/tflm_obj"
   for list in "$@"; do
     while read -r src; do
