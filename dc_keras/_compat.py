@@ -408,3 +408,48 @@ class keyword_parameters:
         if self.saved is not None:
             self.layer._call_signature = self.saved
         return False
+
+
+# ---------------------------------------------------------------------------------------------
+# train: a check on every value assigned to one Keras variable (owner: train, review s47)
+#
+# Why: a cluster wrapper's assignments variable must refuse an index outside its codebook when
+# it is put in (layer/model.set_weights, a file's load, a checkpoint restore, a user's
+# variable.assign, JAX's write-back of the training state), else JAX's gather clamps it silently.
+# Keras has no public per-variable hook (a ``constraint`` runs after optimizer updates only), so
+# the variable's class is swapped for a subclass of its backend class (keras.src.backend.*.core.
+# Variable, private) that runs the check in ``assign`` first. Relies on: every route above going
+# through ``Variable.assign`` and the backend class adding no __slots__ (Python's __class__ swap).
+# Tested: Keras 3.15 on TensorFlow 2.21, JAX 0.8 and PyTorch 2.13 (BACKEND_TESTS); test_compat.
+# ---------------------------------------------------------------------------------------------
+_CHECKED_VARIABLE_CLASSES = {}  # a backend variable class -> its subclass whose assign() checks first
+
+
+def check_assigned_values(variable, check):
+    """Make ``variable.assign(value)`` call ``check(value)`` first: ``check`` raises to refuse the
+    value (nothing is stored then) or returns to let the assignment go on. Set again, the new check
+    replaces the old. The variable's type name, ``repr`` and ``isinstance`` relations are kept.
+
+    Example:
+        >>> v = keras.Variable(np.zeros(3, "int32"), trainable=False)
+        >>> def nonnegative(value):
+        ...     if np.min(value) < 0:
+        ...         raise ValueError("negative")
+        >>> check_assigned_values(v, nonnegative)
+        >>> v.assign(np.array([-1, 0, 1], "int32"))
+        Traceback (most recent call last):
+        ValueError: negative
+    """
+    base = type(variable)
+    if getattr(base, "_dc_keras_checked", False):
+        base = base.__mro__[1]
+    if base not in _CHECKED_VARIABLE_CLASSES:
+        def assign(self, value):
+            self._dc_keras_check(value)
+            return base.assign(self, value)
+
+        _CHECKED_VARIABLE_CLASSES[base] = type(base.__name__, (base,), {
+            "assign": assign, "_dc_keras_checked": True, "__module__": base.__module__,
+            "__qualname__": base.__qualname__, "__doc__": base.__doc__})
+    variable.__class__ = _CHECKED_VARIABLE_CLASSES[base]
+    variable._dc_keras_check = check

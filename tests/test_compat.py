@@ -314,3 +314,39 @@ def test_keyword_parameters_lets_keras_bind_keywords_that_mix_tensors_and_values
         out = layer(x, scale=np.full((2, 3), 2.0, "float32"), twice=True)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), np.full((2, 3), 2.0, "float32"))
     assert layer._call_signature is before
+
+
+def test_check_assigned_values_runs_before_every_assign_route():
+    """dc_keras/_compat.py's check_assigned_values (a subclass of the backend's private Variable
+    class, swapped in): assign, layer.set_weights and model.set_weights run the check first; a
+    refused value stores nothing; type name and repr are kept; setting it again replaces the check."""
+    import pytest
+
+    seen = []
+
+    def nonnegative(value):
+        seen.append(np.asarray(value).copy())
+        if np.min(value) < 0:
+            raise ValueError("negative index")
+
+    layer = keras.layers.Dense(2, use_bias=False)
+    model = keras.Sequential([keras.Input((3,)), layer])
+    v = layer.kernel
+    base_name, base_repr = type(v).__name__, repr(v).split(" ")[0]
+    _compat.check_assigned_values(v, nonnegative)
+    assert type(v).__name__ == base_name and repr(v).split(" ")[0] == base_repr
+    assert isinstance(v, keras.Variable)
+    good = np.ones((3, 2), "float32")
+    v.assign(good)
+    layer.set_weights([good * 2])
+    model.set_weights([good * 3])
+    assert len(seen) == 3
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), good * 3)
+    for route in (v.assign, lambda w: layer.set_weights([w]), lambda w: model.set_weights([w])):
+        with pytest.raises(ValueError, match="negative index"):
+            route(-good)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), good * 3)  # nothing stored
+    _compat.check_assigned_values(v, lambda _value: None)  # replaced, not stacked
+    v.assign(-good)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), -good)
+    assert not getattr(type(v).__mro__[1], "_dc_keras_checked", False)  # one subclass level only

@@ -419,9 +419,6 @@ def _check_index_range(values, layer, weight, slots, refused=False):
         + (" The variable keeps its previous values." if refused else ""))
 
 
-_CHECKED_CLASSES = {}  # the variable class of a backend -> its subclass that checks assign()
-
-
 def _refuse_out_of_range(variable, layer, weight, slots):
     """Make the assignments ``variable`` (as ``add_weight`` made it) check every value ``assign``
     puts in: ``layer.set_weights``, ``model.set_weights``, a file's load, a checkpoint restore, a
@@ -433,26 +430,18 @@ def _refuse_out_of_range(variable, layer, weight, slots):
     name at a later read (a ``fit(verbose=0)`` could finish without a word), TensorFlow's gathers
     raised their own ``InvalidArgumentError`` at the first step. A value that cannot be read on the
     host (a traced one, inside a compiled step; dc_keras assigns none there) is left to the gathers.
-    The cost is one read of the values per ``assign``, nothing in the training step.
+    The cost is one read of the values per ``assign``, nothing in the training step. The hook is
+    :func:`dc_keras._compat.check_assigned_values` (Keras has no public one)."""
+    where = (layer, weight, int(slots))
 
-    The subclass only adds the check; it is made once per backend variable class and keeps its
-    name (the variable's ``repr`` is unchanged)."""
-    base = type(variable)
-    if base not in _CHECKED_CLASSES:
-        def assign(self, value):
-            try:
-                values = _base.to_numpy(value)
-            except (TypeError, ValueError, NotImplementedError, RuntimeError):
-                values = None  # traced: not readable here
-            if values is not None:
-                _check_index_range(values, *self._dc_keras_index_range, refused=True)
-            return base.assign(self, value)
+    def check(value):
+        try:
+            values = _base.to_numpy(value)
+        except (TypeError, ValueError, NotImplementedError, RuntimeError):
+            return  # traced: not readable here
+        _check_index_range(values, *where, refused=True)
 
-        _CHECKED_CLASSES[base] = type(base.__name__, (base,), {
-            "assign": assign, "__module__": __name__, "__qualname__": f"_CHECKED_CLASSES[{base.__name__}]",
-            "__doc__": base.__doc__})
-    variable.__class__ = _CHECKED_CLASSES[base]
-    variable._dc_keras_index_range = (layer, weight, int(slots))
+    _compat.check_assigned_values(variable, check)
 
 
 def gather_centroids(centroids, assignments, training=True):
