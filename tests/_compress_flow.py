@@ -116,3 +116,25 @@ def layer_case(case):
     y = rng.normal(size=(16, 1))
     names = {"separable": ["depthwise_kernel", "pointwise_kernel"], "embedding": ["embeddings"]}.get(case, ["kernel"])
     return model, layer, x, y, names
+
+
+@keras.saving.register_keras_serializable(package="_compress_flow")
+class MinimalCell(keras.layers.Layer):
+    """A custom RNN cell (keras.layers.RNN's documented minimal one), a cell dc_keras does not know:
+    since 2026-12-06 a StackedRNNCells of LSTM/GRU/SimpleRNN cells is compressed, one holding this is not."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units), name="recurrent_kernel")
+
+    def call(self, inputs, states):
+        h = keras.ops.matmul(inputs, self.kernel) + keras.ops.matmul(states[0], self.recurrent_kernel)
+        return h, [h]

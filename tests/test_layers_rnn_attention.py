@@ -9,7 +9,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from _compress_flow import check_compressed, five_calls, random_data, run_tflite, wrappers_of
+from _compress_flow import MinimalCell, check_compressed, five_calls, random_data, run_tflite, wrappers_of
 
 import dc_keras
 from dc_keras.train import PruneWrapper
@@ -107,28 +107,6 @@ def test_single_layer_wrappers_for_rnn_and_attention():
     unbuilt = dc_keras.prune(keras.layers.MultiHeadAttention(2, 2), dc_keras.schedules.ConstantSparsity(0.5, 0))
     with pytest.raises(ValueError, match="call the layer once"):
         unbuilt(q, q)
-
-
-@keras.saving.register_keras_serializable(package="test_layers_rnn_attention")
-class MinimalCell(keras.layers.Layer):
-    """A custom RNN cell (keras.layers.RNN's documented minimal one), a cell dc_keras does not know:
-    since 2026-12-06 a StackedRNNCells of LSTM/GRU/SimpleRNN cells is compressed, one holding this is not."""
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.state_size = units
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
-        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units), name="recurrent_kernel")
-
-    def call(self, inputs, states):
-        h = keras.ops.matmul(inputs, self.kernel) + keras.ops.matmul(states[0], self.recurrent_kernel)
-        return h, [h]
 
 
 def test_unsupported_layers_named_explicitly_give_accurate_errors():

@@ -13,6 +13,8 @@ import dc_keras.compat.tfmot as tfmot
 from dc_keras.schedules import ConstantSparsity, PolynomialDecay
 from dc_keras.train.clustering import ClusterWrapper
 
+from _compress_flow import MinimalCell
+
 S = ConstantSparsity(0.5, 0)
 
 
@@ -41,28 +43,6 @@ class OptOut(Plain):
 
     def get_prunable_weights(self):
         return []
-
-
-@keras.saving.register_keras_serializable(package="test_train_messages")
-class MinimalCell(keras.layers.Layer):
-    """A custom RNN cell (keras.layers.RNN's documented minimal one), a cell dc_keras does not know:
-    since 2026-12-06 a StackedRNNCells of LSTM/GRU/SimpleRNN cells is compressed, one holding this is not."""
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.state_size = units
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
-        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units), name="recurrent_kernel")
-
-    def call(self, inputs, states):
-        h = keras.ops.matmul(inputs, self.kernel) + keras.ops.matmul(states[0], self.recurrent_kernel)
-        return h, [h]
 
 
 class Inner(keras.Model):
