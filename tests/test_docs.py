@@ -613,8 +613,8 @@ def _figures():
             ("docs/microcontrollers.md", f"16 KiB workspace on the stack ({int(cb['largest_frame_m4'].split()[-2]):,} B frame)",
              "mcu_lenet_300_100.json"),
             ("docs/microcontrollers.md", f"({date}, the same script): {cb['code_bytes_O2']['kernel']:,} / "
-                                         f"{cb['code_bytes_Os']['kernel']:,} B, stripped {cb['code_bytes_O2_strip']['kernel']} / "
-                                         f"{cb['code_bytes_Os_strip']['kernel']} B; Cortex-M0 -Os {cb['code_bytes_Os_m0']['kernel']:,} B",
+                                         f"{cb['code_bytes_Os']['kernel']:,} B, stripped {cb['code_bytes_O2_strip']['kernel']:,} / "
+                                         f"{cb['code_bytes_Os_strip']['kernel']:,} B; Cortex-M0 -Os {cb['code_bytes_Os_m0']['kernel']:,} B",
              "mcu_lenet_300_100.json")]
     for t in mcu["cortex_m4"]["tensors"]:
         out.append(("docs/microcontrollers.md", f"| {t['layout']} | {t['elements']:,} | {t['packed_bytes']:,} | "
@@ -1209,7 +1209,7 @@ def _mcu_lenet_more_figures():
                f"{fl['int8.packed']:,} B)", src)]
     m0 = _json("micro_trim_sizes.json")["release_build"]  # the Cortex-M0 kernel object, with and without messages
     out.append((d, f"Cortex-M0 -Os {m0['default-Os-m0']['kernel_object_bytes']:,} B, stripped "
-                   f"{m0['strip-Os-m0']['kernel_object_bytes']} B", "micro_trim_sizes.json"))
+                   f"{m0['strip-Os-m0']['kernel_object_bytes']:,} B", "micro_trim_sizes.json"))
     cn = _json("micro_tflm_m4.json")["cnn"]["runs"]
     pct = [100 * (cn[f"{k}.packed.each"]["invoke_insns_avg"] - cn[k]["invoke_insns_avg"]) / cn[k]["invoke_insns_avg"]
            for k in ("ds_cnn", "autoencoder")]
