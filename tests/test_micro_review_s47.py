@@ -28,6 +28,9 @@ K = os.path.join(ROOT, "tflite_kernels")
 sys.path.insert(0, MCU)
 import tflm_env  # noqa: E402
 
+sys.path.insert(0, os.path.join(MCU, "tflm_m4"))
+import gen_edited_data  # noqa: E402  (the same edits as the Cortex-M4 firmware check)
+
 ONCE, EACH = "DcKerasRegisterHuffDecodeTflm", "DcKerasRegisterHuffDecodeTflmEachInvoke"
 FIX = "the model was edited after packing: re-export the model with dc_keras.export.pack"
 
@@ -68,29 +71,7 @@ def edited(tmp_path_factory):
     out_bytes = int(np.prod(out.shape)) * 4
     assert out.type == fb.schema.TensorType.FLOAT32 and n > 200 and out_bytes == 4096
 
-    def edit(fn):
-        mm = fb.read_model(packed)
-        fn(mm, mm.subgraphs[0].tensors[p], mm.subgraphs[0].tensors[o])
-        return fb.write_model(mm)
-
-    def shape(k):
-        def f(mm, pk, _o):
-            pk.shape = np.array([n + k], np.int32)
-        return f
-
-    def cut(mm, pk, _o):
-        mm.buffers[pk.buffer].data = np.asarray(mm.buffers[pk.buffer].data)[:-64]
-
-    def constant(size):
-        def f(mm, _p, ot):
-            b = fb.schema.BufferT()
-            b.data = (np.arange(size) * 7).astype(np.uint8)
-            mm.buffers.append(b)
-            ot.buffer = len(mm.buffers) - 1
-        return f
-
-    files = {"packed": packed, "grown": edit(shape(64)), "shrunk": edit(shape(-64)), "cut": edit(cut),
-             "const16": edit(constant(16)), "const_exact": edit(constant(out_bytes))}
+    files = {name: data for name, (data, _sizes) in gen_edited_data.edited_copies(packed, p, o, out_bytes).items()}
     paths = {}
     for name, data in files.items():
         paths[name] = d / f"{name}.tflite"
