@@ -345,3 +345,17 @@ def test_stacked_rnn_cells_export_and_pack_bit_exact(tmp_path):
     x = XS[:1]
     assert predict_tflite(packed, x).tobytes() == predict_tflite(plain, x).tobytes()
     np.testing.assert_allclose(predict_tflite(plain, x), np_(shared(x)), rtol=1e-4, atol=1e-5)
+
+
+def test_to_numpy_returns_a_copy_on_every_backend():
+    """_base.to_numpy (dc_keras's host read) gives an array of its own, as keras.ops.convert_to_numpy
+    does: writing to it changes neither the variable nor the tensor read (on PyTorch it reads with
+    the tensor's own .numpy(), which shares memory, to avoid numpy 2's __array__ warning)."""
+    from dc_keras.train._base import to_numpy
+
+    v = keras.Variable(np.arange(4, dtype="float32"))
+    t = keras.ops.convert_to_tensor(np.arange(4, dtype="float32"))
+    for source in (v, t):
+        a = to_numpy(source)
+        a[0] = 99.0
+        np.testing.assert_array_equal(to_numpy(source), np.arange(4, dtype="float32"))

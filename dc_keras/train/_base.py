@@ -30,14 +30,21 @@ def to_numpy(value):
     TensorFlow), so numpy 2's ``np.array(variable)`` inside ``convert_to_numpy`` raised a
     ``DeprecationWarning`` ("__array__ implementation doesn't accept a copy keyword") at each read
     of a mask, step counter or centroid (an error under ``python -W error::DeprecationWarning``).
-    The same values.
+    The same values. On PyTorch, ``convert_to_numpy``'s ``np.array(tensor)`` warns the same way
+    (torch's ``Tensor.__array__`` takes no ``copy`` either): a tensor is read with its own
+    ``detach().cpu().numpy()`` (a bfloat16 tensor, which numpy lacks, still through Keras's conversion,
+    which warns; mixed precision keeps variables float32).
 
     Example:
         >>> to_numpy(keras.Variable([1.0, 2.0]))
         array([1., 2.], dtype=float32)
     """
-    if isinstance(value, keras.Variable):
+    variable = isinstance(value, keras.Variable)
+    if variable:
         value = ops.copy(value)
+    if keras.backend.backend() == "torch" and hasattr(value, "detach") and str(value.dtype) != "torch.bfloat16":
+        array = value.detach().cpu().numpy()  # shares the tensor's memory: a copy unless it is ops.copy's
+        return array if variable else array.copy()
     return ops.convert_to_numpy(value)
 
 
