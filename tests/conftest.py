@@ -143,3 +143,25 @@ def codec_ubsan_obj(tmp_path_factory):
 
     d = shared_build(tmp_path_factory, "dc_codec_ubsan", _kernel_sources("include", "src"), build)
     return str(d / "dc_codec.o")
+
+
+@pytest.fixture(scope="session")
+def codec_asan_obj(tmp_path_factory):
+    """dc_codec.c compiled (-c) once for the session by the host C compiler with
+    -fsanitize=address,undefined -fno-sanitize-recover=all -O1 -g -Wall -Wextra -Werror (~15-20 s of
+    CPU): its path, for stand-ins that must see the decoder's own reads (the project's library is
+    not instrumented); link it with the same -fsanitize flags."""
+    import shutil
+
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    assert cc, "needs a C compiler (apt install gcc)"
+
+    def build(d):
+        r = subprocess.run([cc, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
+                            "-fno-sanitize-recover=all", f"-I{_KERNELS}/include", "-c", "-o",
+                            os.path.join(d, "dc_codec.o"), os.path.join(_KERNELS, "src", "dc_codec.c")],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
+
+    d = shared_build(tmp_path_factory, "dc_codec_asan_ubsan", _kernel_sources("include", "src"), build)
+    return str(d / "dc_codec.o")

@@ -170,10 +170,10 @@ def test_litert_refuses_an_output_with_constant_data_too(edited, route):
     assert np.isfinite(it.get_tensor(it.get_output_details()[0]["index"])).all()
 
 
-def _mock(tmp_path, strip):
-    """tools/mcu/tflm_mock_ctx.c with the kernel AND the decoder (dc_codec.c) built with ASan +
-    UBSan: test_micro.py's stand-in links the project's uninstrumented library, where the decoder's
-    reads past the packed buffer went unseen."""
+def _mock(tmp_path, strip, codec_obj):
+    """tools/mcu/tflm_mock_ctx.c with the kernel AND the decoder (dc_codec.c: ``codec_obj``, conftest's
+    codec_asan_obj) built with ASan + UBSan: test_micro.py's stand-in links the project's
+    uninstrumented library, where the decoder's reads past the packed buffer went unseen."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     assert cc, "needs a C compiler (apt install gcc)"
     exe = tmp_path / ("mock_asan_strip" if strip else "mock_asan")
@@ -181,12 +181,12 @@ def _mock(tmp_path, strip):
                         "-fno-sanitize-recover=all", f"-I{K}/include", f"-I{K}/micro",
                         *(["-DTF_LITE_STRIP_ERROR_STRINGS"] if strip else []), "-o", str(exe),
                         os.path.join(MCU, "tflm_mock_ctx.c"), os.path.join(K, "micro", "huffdecode_tflm.c"),
-                        os.path.join(K, "src", "dc_codec.c"), "-lm"], capture_output=True, text=True, timeout=600)
+                        codec_obj, "-lm"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
     return exe
 
 
-def test_stand_in_context_under_asan_reads_and_writes_nothing_out_of_bounds(tmp_path):
+def test_stand_in_context_under_asan_reads_and_writes_nothing_out_of_bounds(tmp_path, codec_asan_obj):
     """The stand-in context hands the kernel the packed bytes as TFLM does (after a u32 count, in an
     allocation of exactly their size). Before the fix: the cut buffer -> ASan heap-buffer-overflow,
     READ in crc_clmul (dc_verify / dc_decode, both modes); a 16-byte constant output decoded every
@@ -199,7 +199,7 @@ def test_stand_in_context_under_asan_reads_and_writes_nothing_out_of_bounds(tmp_
     packed = codec.encode(raw)
     n = len(packed)
     (tmp_path / "r.bin").write_bytes(raw.tobytes())
-    exes = {False: _mock(tmp_path, False), True: _mock(tmp_path, True)}
+    exes = {False: _mock(tmp_path, False, codec_asan_obj), True: _mock(tmp_path, True, codec_asan_obj)}
 
     def run(strip, mode, data, *args):
         (tmp_path / "p.bin").write_bytes(data)
