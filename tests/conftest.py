@@ -122,6 +122,20 @@ def micro_lib(tmp_path_factory):
     return str(d / "libdc_huffdecode_tflm.so")
 
 
+def _sanitized_codec_obj(tmp_path_factory, name, cc, sanitize):
+    """dc_codec.c compiled (-c) once for the session by ``cc`` with ``-fsanitize=SANITIZE``
+    -fno-sanitize-recover=all -O1 -g -Wall -Wextra -Werror (shared_build ``name``): its path."""
+    def build(d):
+        r = subprocess.run([cc, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-fsanitize={sanitize}",
+                            "-fno-sanitize-recover=all", f"-I{_KERNELS}/include", "-c", "-o",
+                            os.path.join(d, "dc_codec.o"), os.path.join(_KERNELS, "src", "dc_codec.c")],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
+
+    d = shared_build(tmp_path_factory, name, _kernel_sources("include", "src"), build)
+    return str(d / "dc_codec.o")
+
+
 @pytest.fixture(scope="session")
 def codec_ubsan_obj(tmp_path_factory):
     """dc_codec.c compiled (-c) once for the session by clang with -fsanitize=undefined
@@ -133,16 +147,7 @@ def codec_ubsan_obj(tmp_path_factory):
     clang = shutil.which("clang")
     if clang is None:
         pytest.skip("needs clang (its UBSan reports NULL + 0; gcc's does not)")
-
-    def build(d):
-        r = subprocess.run([clang, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
-                            "-fno-sanitize-recover=all", f"-I{_KERNELS}/include", "-c", "-o",
-                            os.path.join(d, "dc_codec.o"), os.path.join(_KERNELS, "src", "dc_codec.c")],
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
-
-    d = shared_build(tmp_path_factory, "dc_codec_ubsan", _kernel_sources("include", "src"), build)
-    return str(d / "dc_codec.o")
+    return _sanitized_codec_obj(tmp_path_factory, "dc_codec_ubsan", clang, "undefined")
 
 
 @pytest.fixture(scope="session")
@@ -155,13 +160,4 @@ def codec_asan_obj(tmp_path_factory):
 
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     assert cc, "needs a C compiler (apt install gcc)"
-
-    def build(d):
-        r = subprocess.run([cc, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
-                            "-fno-sanitize-recover=all", f"-I{_KERNELS}/include", "-c", "-o",
-                            os.path.join(d, "dc_codec.o"), os.path.join(_KERNELS, "src", "dc_codec.c")],
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
-
-    d = shared_build(tmp_path_factory, "dc_codec_asan_ubsan", _kernel_sources("include", "src"), build)
-    return str(d / "dc_codec.o")
+    return _sanitized_codec_obj(tmp_path_factory, "dc_codec_asan_ubsan", cc, "address,undefined")
