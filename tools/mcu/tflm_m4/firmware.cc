@@ -10,12 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "huffdecode_tflm_register.h"
+#include "lenet_ops.h"
 #include "mcu.h"
 #include "model_data.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
 namespace {
@@ -28,26 +27,12 @@ void Log(const char* s) {
   fputs(s, stdout);
 }
 
-using Resolver = tflite::MicroMutableOpResolver<10>;
-
-void AddOps(Resolver& r, int mode) {
-  r.AddFullyConnected();
-  r.AddSoftmax();
-  r.AddReshape();
-  r.AddShape();
-  r.AddPack();
-  r.AddStridedSlice();
-  r.AddQuantize();
-  r.AddDequantize();
-  if (mode >= 0) r.AddCustom("HuffDecode", dc_keras::Register_HUFFDECODE((DcTflmDecodeMode)mode));
-}
-
 // mode -1: unpacked model (no HuffDecode); 0 / 1: packed, decode once / every invoke
 void Run(const char* name, const unsigned char* model_data, int mode, bool is_ref,
          const uint32_t* expected_bits) {
   const tflite::Model* model = tflite::GetModel(model_data);
-  Resolver resolver;
-  AddOps(resolver, mode);
+  LenetResolver resolver;
+  AddLenetOps(resolver, mode);
   tflite::MicroInterpreter interp(model, resolver, g_arena, kArenaSize);
   mcu_counter_start();
   if (interp.AllocateTensors() != kTfLiteOk) {

@@ -11,10 +11,9 @@
 #include <string.h>
 
 #include "edited_data.h"
-#include "huffdecode_tflm_register.h"
+#include "lenet_ops.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
 namespace {
@@ -51,20 +50,10 @@ int HuffDecodeLines(const char* message, bool* found) {
   return count;
 }
 
-using Resolver = tflite::MicroMutableOpResolver<10>;
-
 void Run(const EditedCase& c, int mode) {
   const tflite::Model* model = tflite::GetModel(c.model);
-  Resolver r;
-  r.AddFullyConnected();
-  r.AddSoftmax();
-  r.AddReshape();
-  r.AddShape();
-  r.AddPack();
-  r.AddStridedSlice();
-  r.AddQuantize();
-  r.AddDequantize();
-  r.AddCustom("HuffDecode", dc_keras::Register_HUFFDECODE((DcTflmDecodeMode)mode));
+  LenetResolver r;
+  AddLenetOps(r, mode);
   tflite::MicroInterpreter interp(model, r, g_arena, kArenaSize);
   g_log_len = 0;
   g_log[0] = '\0';
