@@ -22,7 +22,7 @@ install-test: $(STAMP)
 
 # System packages (only when root and apt is there; harmless otherwise). ccache: the C builds'
 # object cache (tflite_kernels/Makefile), used when installed; everything builds without it.
-# clang: its UBSan reports NULL + 0, gcc's does not (tests/test_codec_ub_s41.py, test_micro.py);
+# clang: its UBSan reports NULL + 0, gcc's does not (tests/test_codec_ubsan.py, test_micro.py);
 # without it those tests were skipped in make test on a fresh machine (fuzz.sh, in test-long,
 # installed it only afterwards).
 .apt-stamp:
@@ -43,7 +43,7 @@ install-test: $(STAMP)
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ccache || echo "warning: could not apt-get install ccache (the C builds compile every object anew)"; \
 	  fi; \
 	  if ! command -v clang >/dev/null 2>&1; then \
-	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang || echo "warning: could not apt-get install clang (the clang UBSan tests of test_micro and test_codec_ub_s41 are skipped)"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang || echo "warning: could not apt-get install clang (the clang UBSan tests of test_micro and test_codec_ubsan are skipped)"; \
 	  fi; \
 	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, libusb-1.0-0, g++, ccache, clang)"; fi
 	@touch $@
@@ -219,7 +219,7 @@ test-long-lane-emu:
 # (test-backends-torch; `make test` installs the CPU-only wheel, `make install-torch`). The cross-backend .keras tests
 # and the README example on jax/torch run in the TensorFlow pass (marked `long`: make test-long's).
 # BACKEND_MARK=long (make test-long): the tests below marked `long` instead of the others.
-BACKEND_TESTS := tests/test_backends.py tests/test_backend_journey_s41.py \
+BACKEND_TESTS := tests/test_backends.py tests/test_backend_export.py \
   tests/test_pruning.py::test_pruned_weights_exactly_zero_after_every_step \
   tests/test_pruning.py::test_steps_per_execution_and_jit \
   tests/test_pruning.py::test_folded_mask_trains_bit_exact_like_the_masked_forward_pass \
@@ -240,12 +240,12 @@ BACKEND_TESTS := tests/test_backends.py tests/test_backend_journey_s41.py \
   tests/test_clustering.py::test_keras_round_trip \
   tests/test_clustering.py::test_layer_wrapped_before_it_is_built_inside_a_subclassed_models_fit_is_refused \
   tests/test_compat_files.py \
-  tests/test_training_review_s43.py \
-  tests/test_native_kernels_review_s44.py \
-  tests/test_train_review_s47.py \
-  "tests/test_layer_review_s46.py::test_attention_called_with_keywords_mixing_tensors_and_python_values_goes_through_the_chain[train]" \
-  tests/test_layer_review_s46.py::test_a_single_wrapped_attention_layer_takes_mixed_keywords_eagerly \
-  tests/test_tfmot_review_s46.py \
+  tests/test_training_pipeline_edge_cases.py \
+  tests/test_native_kernels_assignments.py \
+  tests/test_training_wrappers_and_assignments.py \
+  "tests/test_keras_applications_chain.py::test_attention_called_with_keywords_mixing_tensors_and_python_values_goes_through_the_chain[train]" \
+  tests/test_keras_applications_chain.py::test_a_single_wrapped_attention_layer_takes_mixed_keywords_eagerly \
+  tests/test_tfmot_guide_code.py \
   tests/test_compat.py::test_current_call_context_is_one_object_per_outermost_call \
   tests/test_faults.py::test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \

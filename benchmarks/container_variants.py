@@ -3,7 +3,7 @@ docs/results/format_container_variants.json.
 
     .venv/bin/python benchmarks/container_variants.py --json docs/results/format_container_variants.json
 
-On the int8 DS-CNN and autoencoder of tests/test_micro_cnn_s40.py (its own builder, each model in a
+On the int8 DS-CNN and autoencoder of tests/test_micro_cnn.py (its own builder, each model in a
 fresh Keras session, packed by ``pack``'s defaults), the packed file is read and written again by
 dc_keras's writer three ways:
   - ``as_packed``: unchanged (the packed tensors' data 4-byte aligned at the end, as ``pack`` writes
@@ -88,7 +88,7 @@ def measure():
     """In the child (tests/ on PYTHONPATH): both models (child_main writes them)."""
 
     import keras
-    import test_micro_cnn_s40 as cnn
+    import test_micro_cnn as cnn
 
     from dc_keras import _flatbuffer as fb
 

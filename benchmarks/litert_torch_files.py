@@ -4,7 +4,7 @@ litert-torch 0.10.0 writes from PyTorch models, packed by dc_keras, checked bit-
     .venv/bin/python benchmarks/litert_torch_files.py --json docs/results/litert_torch.json [--big]
 
 1. litert-torch's venv (benchmarks/_venv.py's ``litert_torch_venv``, as ``pytest -m long
-   tests/test_torch_converter_files_s42.py`` makes it: created once, reused) and torchvision's files
+   tests/test_litert_torch_files.py`` makes it: created once, reused) and torchvision's files
    beside it (``pip install --no-deps --target``; imported with its C extension stubbed out, see
    benchmarks/_litert_torch_models.py) convert the models of _litert_torch_models.py in a child.
 2. Here, each file is packed by ``export.pack`` and by ``dc-keras pack`` (a child: its time and

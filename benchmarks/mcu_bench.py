@@ -19,7 +19,7 @@ Machine load (os.getloadavg) and the command line are recorded.
     python benchmarks/mcu_bench.py --test-models [JSON]
 
 instead writes docs/results/micro_test_models.json (or JSON): the models of tests/test_micro.py (the
-196-96-48-10 MLP, float32 and int8) and tests/test_micro_cnn_s40.py (DS-CNN, autoencoder; the
+196-96-48-10 MLP, float32 and int8) and tests/test_micro_cnn.py (DS-CNN, autoencoder; the
 DS-CNN also packed with min_bytes=1024), built by those files' own builders (fixed seeds), packed,
 and run in the TFLM wheel unpacked / decode once / decode every invoke: file bytes, arena bytes
 (TFLM's recording allocator: planned head + persistent tail), HuffDecode op count, and each packed
@@ -42,7 +42,7 @@ Cortex-M0 at -Os, both ways.
 
 instead runs the development check of docs/microcontrollers.md's "TFLM on Cortex-M4":
 tools/mcu/tflm_m4/run.sh (the LeNet of benchmarks/mcu_models.py) and run_cnn.sh (the DS-CNN and
-autoencoder of tests/test_micro_cnn_s40.py) against TFLM_TREE (TFLM 90b983c with its downloads;
+autoencoder of tests/test_micro_cnn.py) against TFLM_TREE (TFLM 90b983c with its downloads;
 never committed or downloaded here), under qemu -icount: each run's arena_used_bytes, instruction
 counts and mismatches, and each firmware's `text` bytes, to docs/results/micro_tflm_m4.json (or
 JSON); run.sh again with KFLAGS=-DTF_LITE_STRIP_ERROR_STRINGS (the kernel of a release build) as
@@ -167,7 +167,7 @@ def _test_models_child(out_path):
     """Runs with tests/ on PYTHONPATH (_common.child_json): builds the test files' models, runs TFLM."""
     import keras
     import test_micro
-    import test_micro_cnn_s40 as cnn
+    import test_micro_cnn as cnn
 
     from dc_keras import export
 

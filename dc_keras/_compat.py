@@ -420,7 +420,7 @@ class keyword_parameters:
 # the variable's class is swapped for a subclass of its backend class (keras.src.backend.*.core.
 # Variable, private) that runs the check in ``assign`` first. Relies on: every route above going
 # through ``Variable.assign`` and the backend class adding no __slots__ (Python's __class__ swap).
-# Tested: Keras 3.15 on TensorFlow 2.21 and JAX 0.10.2 (test_train_review_s47 is in BACKEND_TESTS: the
+# Tested: Keras 3.15 on TensorFlow 2.21 and JAX 0.10.2 (test_training_wrappers_and_assignments is in BACKEND_TESTS: the
 # PyTorch pass of make test runs it too); tests/test_compat.py.
 # ---------------------------------------------------------------------------------------------
 _CHECKED_VARIABLE_CLASSES = {}  # a backend variable class -> its subclass whose assign() checks first

@@ -110,7 +110,7 @@ def _kernel_sources(*dirs):
 @pytest.fixture(scope="session")
 def micro_lib(tmp_path_factory):
     """The wheel's HuffDecode library, `make -C tflite_kernels/micro` with its default flags (-Wall
-    -Wextra -Werror), built once for the session (tests/test_micro.py, test_micro_cnn_s40.py,
+    -Wextra -Werror), built once for the session (tests/test_micro.py, test_micro_cnn.py,
     test_integration_docs_s39.py): its path."""
 
     def build(d):
@@ -140,7 +140,7 @@ def _sanitized_codec_obj(tmp_path_factory, name, cc, sanitize):
 def codec_ubsan_obj(tmp_path_factory):
     """dc_codec.c compiled (-c) once for the session by clang with -fsanitize=undefined
     -fno-sanitize-recover=all -O1 -g -Wall -Wextra -Werror (~8 s of CPU; tests/test_micro.py and
-    test_codec_ub_s41.py link it, with `clang -fsanitize=undefined`): its path. gcc's UBSan does not
+    test_codec_ubsan.py link it, with `clang -fsanitize=undefined`): its path. gcc's UBSan does not
     report NULL + 0, so without clang the tests that need it skip."""
     import shutil
 

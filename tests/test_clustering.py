@@ -524,7 +524,7 @@ def test_tf_native_ops_refuse_out_of_range_assignments(tf_ops):
     with pytest.raises(tf.errors.InvalidArgumentError, match="120000 gradients for 119999 assignments"):
         sums_op(np.ones(120_000, "float32"), np.zeros(119_999, "int32"), n=4)
     # Before fit(): assignments damaged in memory used to stop the step with this op's error; since
-    # 2026-12-06 the assign itself refuses them with the wrapper's (tests/test_train_review_s47.py).
+    # 2026-12-06 the assign itself refuses them with the wrapper's (tests/test_training_wrappers_and_assignments.py).
     model = compile_(dc_keras.cluster(mlp(), bits=2, layers=["d1"]))
     a = np_(model.get_layer("d1")._assignments[0]).copy()
     a[3, 5] = 9
@@ -610,7 +610,7 @@ def test_loading_out_of_range_assignments_is_a_clear_error(tmp_path):
     wrapper = wrappers(clustered)[0]
     good = tmp_path / "good.keras"
     clustered.save(good)
-    # assign() refuses such an index (tests/test_train_review_s47.py): damage the file itself, the
+    # assign() refuses such an index (tests/test_training_wrappers_and_assignments.py): damage the file itself, the
     # wrapper's int32 array of its kernel's shape in model.weights.h5
     with zipfile.ZipFile(good) as z:
         members = {name: z.read(name) for name in z.namelist()}

@@ -981,7 +981,7 @@ FIGURES = _figures()
 
 def _mcu_test_model_figures():
     """docs/microcontrollers.md's sizing figures of the test files' models (tests/test_micro.py's MLP,
-    tests/test_micro_cnn_s40.py's DS-CNN and autoencoder): benchmarks/mcu_bench.py --test-models."""
+    tests/test_micro_cnn.py's DS-CNN and autoencoder): benchmarks/mcu_bench.py --test-models."""
     src, d = "micro_test_models.json", "docs/microcontrollers.md"
     m = _json(src)["models"]
     assert all(r[f"bit_exact_{k}"] for r in m.values() for k in ("once", "each")), m

@@ -154,7 +154,7 @@ def test_pack_reports_a_constant_whose_buffer_does_not_hold_its_shape(tmp_path, 
     """A float32 constant whose buffer is not its declared shape's size cannot be packed: pack used
     to leave it without a word (inspect said "refused"); now both give the same reason. (A buffer
     larger than the shape: TFLite loads such a file; a smaller one it refuses, and so do pack and
-    inspect: tests/test_bad_input_s40.py.)"""
+    inspect: tests/test_bad_input_files.py.)"""
     import _export_models as em
 
     from dc_keras import _flatbuffer as fb

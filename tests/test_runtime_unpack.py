@@ -248,7 +248,7 @@ def test_compiled_model_reads_the_model_for_sparse_tensors_only_after_a_failure(
     """compiled_model walked the whole flatbuffer for int8 TFLite sparse tensors at every load (to
     decide whether to name them in its errors; the schema module alone costs ~25 ms to import), as
     Interpreter does only after a failure. Now it looks only when a call fails with LiteRT's "Failed
-    to allocate tensors" / "Failed to invoke" (test_sparse_runtime_s41 checks that message); a model
+    to allocate tensors" / "Failed to invoke" (test_sparse_tensors_runtime checks that message); a model
     that runs is never scanned, and runs as before."""
     pytest.importorskip("ai_edge_litert.compiled_model")
     scans = []

@@ -1008,7 +1008,7 @@ def _sparse_error(label, source, cause, runner, fix, who, tf_backend=False):
     which the XNNPACK delegate ``runner`` applies by default failed, or None when it holds no such
     int8 ones. LiteRT 2.3's XNNPACK fails on int8 sparse weights, full-integer and dynamic-range, and
     TF 2.21's on the dynamic-range ones, packed or not; float32 and float16 ones run (so they are not
-    named as the cause). Said as that, with the fixes that run them here (tests/test_sparse_runtime_s41.py):
+    named as the cause). Said as that, with the fixes that run them here (tests/test_sparse_tensors_runtime.py):
     ``fix`` (the runner's option for TFLite's built-in kernels), with ``tf_backend`` also the TF
     backend for a full-integer file, or a conversion without the option. ``source``: ``(model_path,
     model_content)``; ``who`` names the runner whose error (``cause``) is kept."""

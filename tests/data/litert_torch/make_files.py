@@ -1,4 +1,4 @@
-"""Writes the .tflite fixtures of tests/test_torch_converter_files_s42.py with litert-torch (the
+"""Writes the .tflite fixtures of tests/test_litert_torch_files.py with litert-torch (the
 PyTorch -> LiteRT converter; ai-edge-torch 0.7.2 is only a renamed shim of it). Run it in a venv of
 its own, never in the project's (README.md beside this file):
 

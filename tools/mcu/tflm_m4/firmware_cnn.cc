@@ -1,4 +1,4 @@
-// firmware_cnn.cc -- the int8 CNNs of tests/test_micro_cnn_s40.py (DS-CNN, conv autoencoder) in
+// firmware_cnn.cc -- the int8 CNNs of tests/test_micro_cnn.py (DS-CNN, conv autoencoder) in
 // TFLM compiled for Cortex-M4 (qemu mps2-an386), development only: needs TFLM's source tree (never
 // committed), see run_cnn.sh.  Each model runs unpacked, then packed (HuffDecode decode once /
 // every invoke); every output must equal the x86 TFLM wheel's for the unpacked model bit for bit.

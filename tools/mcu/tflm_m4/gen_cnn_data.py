@@ -1,5 +1,5 @@
 """Writes cnn_data.h + cnn_models.S for firmware_cnn.cc: the int8 DS-CNN and autoencoder of
-tests/test_micro_cnn_s40.py (built anew: prune -> cluster -> int8 export), each unpacked and packed,
+tests/test_micro_cnn.py (built anew: prune -> cluster -> int8 export), each unpacked and packed,
 with N inputs and the x86 TFLM wheel's outputs of the unpacked model on them (computed here through
 tools/mcu/tflm_run.py in the TFLM venv; integer kernels: the M4 must match them exactly).
 
@@ -20,7 +20,7 @@ def main():
     out, lib = sys.argv[1:3]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 4
     import tflm_env
-    import test_micro_cnn_s40 as cnn
+    import test_micro_cnn as cnn
 
     jobs, meta = [], []
     for name in cnn.MODELS:

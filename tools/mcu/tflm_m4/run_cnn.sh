@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools/mcu/tflm_m4/run_cnn.sh TFLM_TREE [WORK_DIR] -- development-only end-to-end check, like
-# run.sh but for the int8 CNNs of tests/test_micro_cnn_s40.py (DS-CNN: CONV_2D, DEPTHWISE_CONV_2D,
+# run.sh but for the int8 CNNs of tests/test_micro_cnn.py (DS-CNN: CONV_2D, DEPTHWISE_CONV_2D,
 # MEAN, FULLY_CONNECTED; conv autoencoder: CONV_2D, TRANSPOSE_CONV, SHAPE, STRIDED_SLICE, PACK):
 # TFLM compiled for Cortex-M4 runs each unpacked and packed (decode once / every invoke) under
 # qemu mps2-an386; every output must equal the x86 TFLM wheel's for the unpacked model bit for bit.

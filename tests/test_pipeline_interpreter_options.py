@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dc_keras import pipeline, runtime
-from test_sparse_runtime_s41 import SHAPES, _convert, _pruned, _reference, _resolver
+from test_sparse_tensors_runtime import SHAPES, _convert, _pruned, _reference, _resolver
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ X = RNG.normal(size=(64, 8)).astype("float32")
 Y = RNG.integers(0, 3, size=64)
 
 
-@keras.saving.register_keras_serializable(package="test_keras_workflows_s39")
+@keras.saving.register_keras_serializable(package="test_keras_workflows")
 class PenalizedDense(keras.layers.Dense):
     """A Dense that adds a loss of its own in call() (a custom sparsity penalty)."""
 

@@ -215,7 +215,7 @@ def test_a_legacy_h5_file_with_out_of_range_assignments_is_refused_on_load(tmp_p
 
     import h5py
 
-    # assign() refuses index 99 (since 2026-12-06, tests/test_train_review_s47.py): damage the file
+    # assign() refuses index 99 (since 2026-12-06, tests/test_training_wrappers_and_assignments.py): damage the file
     damaged = tmp_path / "damaged.h5"
     shutil.copyfile(good, damaged)
     with h5py.File(damaged, "r+") as f:

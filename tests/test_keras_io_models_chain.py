@@ -24,7 +24,7 @@ from dc_keras.pipeline import predict_tflite
 MAXLEN, VOCAB, DIM = 8, 30, 8
 
 
-@keras.saving.register_keras_serializable(package="test_models_ship_s40")
+@keras.saving.register_keras_serializable(package="test_keras_io_models_chain")
 class TokenAndPositionEmbedding(L.Layer):
     """keras.io's text-classification-with-transformer layer, as written there (no build())."""
 
@@ -43,7 +43,7 @@ class TokenAndPositionEmbedding(L.Layer):
                 "embed_dim": self.embed_dim}
 
 
-@keras.saving.register_keras_serializable(package="test_models_ship_s40")
+@keras.saving.register_keras_serializable(package="test_keras_io_models_chain")
 class PrunableTokenAndPositionEmbedding(TokenAndPositionEmbedding):
     """The same, opted in as the "left dense" warning says: get_prunable_weights()."""
 
@@ -51,7 +51,7 @@ class PrunableTokenAndPositionEmbedding(TokenAndPositionEmbedding):
         return [self.token_emb.embeddings]
 
 
-@keras.saving.register_keras_serializable(package="test_models_ship_s40")
+@keras.saving.register_keras_serializable(package="test_keras_io_models_chain")
 class TransformerBlock(L.Layer):
     """keras.io's TransformerBlock (no build()): attention, a Sequential feed-forward, LayerNorms."""
 
@@ -195,7 +195,7 @@ def test_a_layer_that_cannot_be_built_from_its_input_shape_is_one_clear_error():
 
 
 
-@keras.saving.register_keras_serializable(package="test_models_ship_s40")
+@keras.saving.register_keras_serializable(package="test_keras_io_models_chain")
 class CrossAttention(L.Layer):
     """A layer called on two inputs (query, context) that builds in its call(), declaring one
     kernel: its Dense has as many entries as each attention projection (16 x 16)."""
@@ -212,7 +212,7 @@ class CrossAttention(L.Layer):
         return [self.proj.kernel]
 
 
-@keras.saving.register_keras_serializable(package="test_models_ship_s40")
+@keras.saving.register_keras_serializable(package="test_keras_io_models_chain")
 class BuiltCrossAttention(CrossAttention):
     """The same with a build() of its own (two input shapes)."""
 
@@ -316,7 +316,7 @@ def test_a_layer_that_builds_in_call_through_the_chain_on_backend(backend, tmp_p
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=os.pathsep.join([here, os.path.dirname(here), os.environ.get("PYTHONPATH", "")]))
-    code = ("import pathlib, sys, keras, test_models_ship_s40 as t; "
+    code = ("import pathlib, sys, keras, test_keras_io_models_chain as t; "
             "t.test_a_layer_that_builds_in_call_and_declares_its_weights_is_compressed(pathlib.Path(sys.argv[1])); "
             "print('CHAIN-OK', keras.backend.backend())")
     r = subprocess.run([sys.executable, "-W", "ignore", "-c", code, str(tmp_path)], env=env, capture_output=True,
