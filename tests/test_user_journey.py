@@ -159,7 +159,7 @@ def test_empty_path_is_a_usage_error(tmp_path, plain, capsys):
 def test_dash_path_is_a_usage_error(tmp_path, plain, capsys, monkeypatch):
     """`dc-keras pack m.tflite -` wrote a file named "-" (Unix tools read stdin / write stdout
     there), and `pack - OUT` said "No such file" (found by an audit). OUT - is standard output
-    since session 47 (tests/test_cli_review_s47.py); - as an input or --plot stays refused."""
+    since session 47 (tests/test_cli_options.py); - as an input or --plot stays refused."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.tflite").write_bytes(plain)
     for argv, arg in ((["pack", "-", "o.tflite"], "IN"), (["unpack", "-", "o.tflite"], "IN"), (["inspect", "-"], "FILE")):
