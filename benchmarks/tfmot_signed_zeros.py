@@ -1,4 +1,4 @@
-"""README's signed-zero figure: a tfmot-pruned (not clustered) float MLP packed as tfmot leaves it
+"""docs/packing.md's signed-zero figure: a tfmot-pruned (not clustered) float MLP packed as tfmot leaves it
 and with ``pack(positive_zeros=True)``.
 
     .venv/bin/python benchmarks/tfmot_signed_zeros.py [--seeds 0,1] [--json docs/results/tfmot_signed_zeros.json]

@@ -1,6 +1,6 @@
 """docs/FORMAT.md §15's unpack size table: ``dc_keras.export.unpack`` (Python) against ``dc_unpack``
 (C, ``dc_keras.runtime.unpack``) on the models tests/test_runtime_unpack.py unpacks, and what
-``pack`` adds per packed tensor (README, FORMAT.md §15, docs/android.md); sizes only.
+``pack`` adds per packed tensor (docs/packing.md, docs/runtime.md, FORMAT.md §15, docs/android.md); sizes only.
 
     .venv/bin/python benchmarks/unpack_sizes.py --json docs/results/unpack_sizes.json
 

@@ -491,7 +491,7 @@ def _figures():
              f"dynamic {g['dynamic']['ratio']:.2f}x; all bit-exact", "keras_hub.json")]
     sz = _json("tfmot_signed_zeros.json")["rows"]  # README's tfmot signed zeros
     larger = sorted(round(100 * r["larger"]) for r in sz)
-    out.append(("README.md", f"a {sz[0]['float_tflite_bytes'] / 1e6:.2f} MB tfmot MLP, 784-300-100-10 pruned to 90 %, "
+    out.append(("docs/packing.md", f"a {sz[0]['float_tflite_bytes'] / 1e6:.2f} MB tfmot MLP, 784-300-100-10 pruned to 90 %, "
                              f"packed {larger[0]}-{larger[-1]} % larger than with its zeros made positive, in two seeded "
                              "training runs: " + " and ".join(f"{r['packed_bytes']:,} / {r['packed_bytes_positive_zeros']:,} B"
                                                              for r in sz), "tfmot_signed_zeros.json"))
@@ -548,7 +548,7 @@ def _figures():
                   for i, (r, what) in enumerate(cells)),
         "; ".join(f"{r['c_unpack_bytes']:,} B (+{r['c_extra_bytes']})" for r, _ in cells)]) + " |", "unpack_sizes.json"))
     dn = us["DENSIFY MLP"]
-    out.append(("README.md", f"{dn['python_unpack_bytes']:,} B from {dn['bytes']:,} B for the float MLP", "unpack_sizes.json"))
+    out.append(("docs/packing.md", f"{dn['python_unpack_bytes']:,} B from {dn['bytes']:,} B for the float MLP", "unpack_sizes.json"))
     fc = us["FC chain, buffers after the flatbuffer"]  # android.md: dc_unpack and buffers after the flatbuffer
     out.append(("docs/android.md", f"a 2-layer FC chain of {fc['bytes']:,} B, {fc['packed_bytes']:,} B packed external",
                 "unpack_sizes.json"))
@@ -637,18 +637,18 @@ def _figures():
                                    f"{dens[4096, 32, 50]['ratio']:.2f}x at 50 %; 20 %: {dens[1024, 32, 20]['ratio']:.2f}x / "
                                    f"{dens[4096, 32, 20]['ratio']:.2f}x)", "density.json"))
     i8 = {p: [r for r in _json("density.json")["rows"] if r["dtype"] == "int8" and round(100 * r["density"]) == p
-              and r["batch"] in (1, 8)] for p in (5, 10)}  # README: the int8 tile form against XNNPACK
+              and r["batch"] in (1, 8)] for p in (5, 10)}  # docs/runtime.md: the int8 tile form against XNNPACK
     rows5 = next(r for r in i8[5] if r["n"] == 1024 and r["batch"] == 1)["variants"]["scalar"]["ratio"]
-    out.append(("README.md", "XNNPACK's int8 kernels at 5 % ({:.2f}-{:.2f}x), about even at 10 % ({:.2f}-{:.2f}x)".format(
+    out.append(("docs/runtime.md", "XNNPACK's int8 kernels at 5 % ({:.2f}-{:.2f}x), about even at 10 % ({:.2f}-{:.2f}x)".format(
         min(r["ratio"] for r in i8[5]), max(r["ratio"] for r in i8[5]),
         min(r["ratio"] for r in i8[10]), max(r["ratio"] for r in i8[10])), "density.json"))
-    out.append(("README.md", f"({rows5:.1f}x at 5 % on a 1024² layer at batch 1; ARM not measured)", "density.json"))
+    out.append(("docs/runtime.md", f"({rows5:.1f}x at 5 % on a 1024² layer at batch 1; ARM not measured)", "density.json"))
     f10 = {r["n"]: r["variants"]["avx2"]["ratio"] for r in _json("density.json")["rows"]
            if r["dtype"] == "float32" and round(100 * r["density"]) == 10 and r["batch"] == 1}
-    out.append(("README.md", f"a 1024² layer at 10 % takes about XNNPACK's time at batch 1 ({f10[1024]:.2f}x; a "
+    out.append(("docs/runtime.md", f"a 1024² layer at 10 % takes about XNNPACK's time at batch 1 ({f10[1024]:.2f}x; a "
                              f"4096² one {f10[4096]:.2f}x", "density.json"))
     assert all(r["variants"]["scalar"]["ratio"] > 1 for r in _json("density.json")["rows"]
-               if r["dtype"] == "int8")  # README: the rows "slower than XNNPACK at every density measured"
+               if r["dtype"] == "int8")  # docs/runtime.md: the rows "slower than XNNPACK at every density measured"
     with open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c")) as f:  # "there": the default
         tiles = int(re.search(r"#define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES (\d+)", f.read()).group(1))
     out.append(("docs/android.md", "its memory there is "
@@ -769,9 +769,9 @@ def _per_packed_tensor_figures(us):
     extra = span(r["c_extra_bytes"] / r["packed_tensors"] for r in new)
     n = mn["packed_tensors"]
     return [
-        ("README.md", f"what it adds per packed tensor is {added} ({round(mn['pack_bytes_per_packed_tensor'])} B on "
+        ("docs/packing.md", f"what it adds per packed tensor is {added} ({round(mn['pack_bytes_per_packed_tensor'])} B on "
                       "MobileNetV2-0.35; FORMAT.md §15)", "unpack_sizes.json"),
-        ("README.md", f"the removed ops' tables stay, {extra.removesuffix(' B')} B per packed tensor more",
+        ("docs/runtime.md", f"the removed ops' tables stay, {extra.removesuffix(' B')} B per packed tensor more",
          "unpack_sizes.json"),
         ("docs/FORMAT.md", f"{added} per packed tensor on the models of `benchmarks/unpack_sizes.py`, "
                            f"{round(mn['pack_bytes_per_packed_tensor'])} B on MobileNetV2-0.35's {n}", "unpack_sizes.json"),
@@ -902,7 +902,7 @@ def _density_variant_figures():
                                    f"rows {rf(a, 5, 'scalar')} / {rf(b, 5, 'scalar')}), {rf(c, 5, 'avx2')} / "
                                    f"{rf(e, 5, 'avx2')} on 4096² (rows {rf(c, 5, 'scalar')} / {rf(e, 5, 'scalar')}); about "
                                    f"even at 10 % at batch 1 ({rf(a, 10, 'avx2')}, {rf(c, 10, 'avx2')})", "density.json"))
-    out.append(("README.md", f"with AVX2 kernels, {avx2_vs_512.replace('–', '-')} the AVX-512 ones' time and "
+    out.append(("docs/runtime.md", f"with AVX2 kernels, {avx2_vs_512.replace('–', '-')} the AVX-512 ones' time and "
                              f"{rows_vs_avx2.replace('–', '-')} faster than the rows", "density.json"))
     b1 = [k for k in f32 if k[2] == 1]
     b8 = [k for k in f32 if k[2] == 8]
@@ -922,11 +922,11 @@ def _density_variant_figures():
                                    f"{med['float32', 4096, 1][30]:.2f}x / {med['float32', 4096, 8][30]:.2f}x at 30 %)",
                 "density.json"))
     unpruned = max(v(k, 100, "scalar")["ratio"] for k in f32)  # the row form (scalar kernels), unpruned
-    out.append(("README.md", f"unpruned layers would run up to {unpruned:.1f}x slower there", "density.json"))
+    out.append(("docs/runtime.md", f"unpruned layers would run up to {unpruned:.1f}x slower there", "density.json"))
     out.append(("docs/android.md", f"unpruned layers run up to {unpruned:.1f}x slower compressed", "density.json"))
-    with open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c")) as f:  # README: the tile form's default
+    with open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c")) as f:  # docs/runtime.md: the tile form's default
         tiles = int(re.search(r"#define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES (\d+)", f.read()).group(1))
-    out.append(("README.md", f"at {g['float32', 1024, 1][tiles]['compact_bytes'] / g['float32', 1024, 1][tiles]['dense_bytes']:.2f}x "
+    out.append(("docs/runtime.md", f"at {g['float32', 1024, 1][tiles]['compact_bytes'] / g['float32', 1024, 1][tiles]['dense_bytes']:.2f}x "
                              "of the dense memory", "density.json"))
     i8mem = {(n, p): g["int8", n, 1][p]["compact_bytes"] / g["int8", n, 1][p]["dense_bytes"] for n in (1024, 4096)
              for p in (10, 20, 30)}
@@ -1314,6 +1314,19 @@ def _int_planes_speed_figures():
 FIGURES += _int_planes_speed_figures()
 
 
+def _lenet_records_figures():
+    """README's Table 1 line: the whole-file ratios and test errors of the recorded LeNet runs
+    (benchmarks/paper_table1.py) and the paper's, as docs/results.md's Table 1 shows them."""
+    a, b = _json("lenet_300_100.json"), _json("lenet_5.json")
+    return [("README.md", f"LeNet-300-100 packs to {_x(a['ratio'])} at {100 * a['test_error']:.2f} % test error and "
+                          f"LeNet-5 to {_x(b['ratio'])} at {100 * b['test_error']:.2f} %", "lenet_300_100.json"),
+            ("README.md", f"the paper: {_x(a['paper']['ratio'])} at {100 * a['paper']['test_error']:.2f} % and "
+                          f"{_x(b['paper']['ratio'])} at {100 * b['paper']['test_error']:.2f} %", "lenet_5.json")]
+
+
+FIGURES += _lenet_records_figures()
+
+
 def test_tflm_resolver_size_is_the_one_tflm_abi_h_asserts():
     """microcontrollers.md's sizeof(MicroMutableOpResolver<200>) on x86-64 is the LP64 size tflm_abi.h
     asserts for DcTflmPythonOpsResolver (compiled in every host build of the TFLM kernel; the wheel's
@@ -1363,7 +1376,7 @@ def test_tile_form_default_max_density_is_the_densest_measured_faster_density():
     AVX-512 run: the tile form), the densest density measured at which every float32 layer (both
     sizes, batch 1 and 8) ran faster compressed than decoded and took less memory, every sparser
     one too. A re-run that moves the crossing shows up here: revisit the default and its
-    justification in huffdecode_op.c, docs/android.md and README.md together."""
+    justification in huffdecode_op.c, docs/android.md and docs/runtime.md together."""
     default = _default_density("FLOAT32_TILES")
     d = _json("density.json")
     assert d["compressed_kernel"] == "avx512", "density.json was not measured on the tile form"
@@ -1386,7 +1399,7 @@ def test_avx2_float32_default_max_density_is_the_densest_measured_faster_density
 
 def test_int8_default_max_density_is_where_the_compact_form_stops_saving_a_quarter():
     """The int8 default max_density (huffdecode_op.c, DC_DEFAULT_MAX_DENSITY_INT8; docs/android.md,
-    README.md) is chosen for memory: in docs/results/density.json every int8 layer measured at or
+    docs/runtime.md) is chosen for memory: in docs/results/density.json every int8 layer measured at or
     below it (both sizes, batch 1 and 8) takes at most 0.75x of the int8 weights' memory compressed,
     and at the next density measured above it some layer takes more. A re-run or a form change that
     moves the crossing shows up here: revisit the default and its justification together."""
@@ -1405,11 +1418,11 @@ def test_int8_default_max_density_is_where_the_compact_form_stops_saving_a_quart
 
 
 def test_default_max_density_figures_match_huffdecode_op():
-    """README's weights= section and docs/android.md give the default max_density of each form as
+    """docs/runtime.md's weights= section and docs/android.md give the default max_density of each form as
     huffdecode_op.c's DC_DEFAULT_MAX_DENSITY_* say (the tests above tie those to density.json): a
     changed default shows up here in every sentence that quotes it."""
     f, t, a, i = (_default_density(k) for k in ("FLOAT32", "FLOAT32_TILES", "FLOAT32_AVX2", "INT8"))
-    texts = {"README.md": [f"(≤ {f} % density; ≤ {t} % on AVX-512 CPUs, ≤ {a} % on other x86-64 CPUs",
+    texts = {"docs/runtime.md": [f"(≤ {f} % density; ≤ {t} % on AVX-512 CPUs, ≤ {a} % on other x86-64 CPUs",
                            f"by the form the layer runs in: {f} % for float32 weights on the row form",
                            f"slower there; {a} % with the AVX2 kernels", f"{t} % on the tile form that AVX-512 CPUs run",
                            f"and so do int8 layers above {i} %"],
