@@ -594,7 +594,7 @@ def test_standard_output_that_is_the_input_is_refused(files, tmp_path, command):
 @pytest.mark.parametrize("out, name", [("/dev/stderr", "standard error, where the messages go"),
                                        ("/dev/fd/2", "standard error, where the messages go"),
                                        ("/dev/stdin", "standard input")])
-def test_out_on_standard_error_or_input_is_a_usage_one_error_line(files, tmp_path, out, name):
+def test_out_on_standard_error_or_input_is_a_usage_error(files, tmp_path, out, name):
     """``pack m.tflite /dev/stderr 2> f`` wrote the model into the CLI's own capture file of
     TensorFlow's log (fd 2 is redirected while a command runs), lost."""
     _, src, _, _ = files
@@ -626,7 +626,7 @@ def test_out_on_a_terminal_is_refused_and_nothing_reaches_it(files):
         f"redirect it (dc-keras pack {src} - > OUT.tflite) or give a file path")
 
 
-def test_out_on_a_closed_or_full_standard_output_is_one_one_error_line(files):
+def test_out_on_a_closed_or_full_standard_output_is_one_error(files):
     _, src, _, _ = files
     r = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m dc_keras pack "{src}" - >&-'], capture_output=True,
                        text=True, timeout=300)
@@ -644,7 +644,7 @@ def test_out_on_a_closed_or_full_standard_output_is_one_one_error_line(files):
 
 
 @pytest.mark.parametrize("plot", ["/dev/stdout", "/dev/stderr", "/dev/fd/1"])
-def test_plot_on_a_standard_stream_is_a_usage_one_error_line(files, plot):
+def test_plot_on_a_standard_stream_is_a_usage_error(files, plot):
     """``inspect --plot /dev/stdout > x.png`` printed the table into the file the rename replaced."""
     d, _, _, _ = files
     r = _run("inspect", d / "p.tflite", "--plot", plot)
