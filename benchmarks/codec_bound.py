@@ -40,6 +40,14 @@ bytes (header, codebook, stream sizes) are taken from the §6 file.
         --json docs/results/codec_bound.json
 
 (--bench-tensor adds bench_codec.py's own tensor: trains LeNet-300-100 one epoch, ~30 s.)
+
+The initial weights known to the decoder (a seeded initializer whose seed the file carries, the decoder
+regenerating every initial value w0): the kept bit and index of each element given a bucket of w0, coded
+statically and by Huffman tables per bucket, and a Gaussian update around w0, on the bench tensor trained
+1 .. 30 epochs (init_known_report; its own JSON, ~3 min):
+
+    .venv/bin/python benchmarks/codec_bound.py --init-known-epochs 1,2,5,10,20,30 \
+        --json docs/results/codec_init_known.json
 """
 import argparse
 import bz2
@@ -491,6 +499,24 @@ def _uniform_plus_gauss_cdf(x, lim, sig):
     return (g(x + lim) - g(x - lim)) / (2 * lim)
 
 
+def _symbol_intervals(w, d):
+    """(lo, hi, kept, thr): the interval of trained values each element's symbol stands for (the
+    pruned band [-thr, thr] for the background, a k-means cell for a kept weight, clipped to +-1e3),
+    flat; ValueError if ``d`` (trained_lenet300_ip1's details) does not reproduce ``w``."""
+    thr, cent = d["threshold"], np.asarray(d["centroids"], np.float64)
+    mids = (cent[1:] + cent[:-1]) / 2
+    f = np.asarray(d["trained"], np.float64).reshape(-1)
+    kept = np.abs(f) > thr
+    j = np.searchsorted(mids, f)
+    lo = np.where(kept, np.concatenate([[-np.inf], mids])[j], -thr)
+    hi = np.where(kept, np.concatenate([mids, [np.inf]])[j], thr)
+    lo, hi = np.maximum(lo, -1e3), np.minimum(hi, 1e3)
+    if np.shape(d["trained"]) != np.shape(w) or \
+            not np.array_equal(np.where(kept, cent.astype(np.float32)[j], 0).reshape(w.shape), w):
+        raise ValueError("the details do not reproduce the tensor")
+    return lo, hi, kept, thr
+
+
 def oracle_rows(w, d, ranks=(1, 2, 4, 8, 16), factor_bits=3):
     """How the tensor came about, as a model: each trained weight = its Glorot-uniform initial value
     (i.i.d. on [-L, L]) + the training update, the symbol = the pruning / k-means interval it falls in.
@@ -500,16 +526,9 @@ def oracle_rows(w, d, ranks=(1, 2, 4, 8, 16), factor_bits=3):
     factors are priced below what they would cost), (iii) knowing the whole update for free (an oracle
     floor: what the initial weights' randomness alone costs). ``d``: trained_lenet300_ip1's details."""
     delta = d["trained"] - d["init"]
-    lim, thr, cent = d["init_limit"], d["threshold"], np.asarray(d["centroids"], np.float64)
-    mids = (cent[1:] + cent[:-1]) / 2
+    lim = d["init_limit"]
+    lo, hi, kept, thr = _symbol_intervals(w, d)
     f = d["trained"].reshape(-1)
-    kept = np.abs(f) > thr
-    j = np.searchsorted(mids, f)
-    lo = np.where(kept, np.concatenate([[-np.inf], mids])[j], -thr)
-    hi = np.where(kept, np.concatenate([mids, [np.inf]])[j], thr)
-    lo, hi = np.maximum(lo, -1e3), np.minimum(hi, 1e3)
-    if not np.array_equal(np.where(kept, cent.astype(np.float32)[j], 0).reshape(w.shape), w):
-        raise ValueError("the details do not reproduce the tensor")
 
     def bits(mu, sig):
         p = _uniform_plus_gauss_cdf(hi - mu, lim, sig) - _uniform_plus_gauss_cdf(lo - mu, lim, sig)
@@ -535,6 +554,139 @@ def oracle_rows(w, d, ranks=(1, 2, 4, 8, 16), factor_bits=3):
     rows.append({"model": "+ the whole true update, free (oracle floor: the initial weights' randomness alone)",
                  "bytes": exact / 8})
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# the initial weights known to the decoder (a seeded initializer whose seed the file carries)
+# ---------------------------------------------------------------------------------------------
+INIT_BUCKETS = (4, 16, 64)
+SEED_BYTES = 8  # the initializer's seed, carried by the file (the PRNG and Glorot's limit are fixed / known)
+
+
+def init_buckets(init, lim, buckets):
+    """Bucket 0..buckets-1 of each initial value: ``buckets`` equal cells of [-lim, lim] (values outside
+    clipped to the end cells)."""
+    b = np.floor((np.asarray(init, np.float64) + lim) / (2 * lim) * buckets)
+    return np.clip(b, 0, buckets - 1).astype(np.int64)
+
+
+def _normal_mass(lo, hi, mu, sig):
+    """P(lo < N(mu, sig^2) <= hi), elementwise, accurate in both tails (differences of erfc on the
+    side away from the mean)."""
+    from math import erfc, sqrt
+    q = np.frompyfunc(lambda z: 0.5 * erfc(z / sqrt(2)), 1, 1)  # P(N(0, 1) > z)
+    a, b = (lo - mu) / sig, (hi - mu) / sig
+    right = a > 0  # the whole interval above the mean: Q(a) - Q(b); else Phi(b) - Phi(a) = Q(-b) - Q(-a)
+    upper = q(np.where(right, a, -b)).astype(np.float64)
+    lower = q(np.where(right, b, -a)).astype(np.float64)
+    return np.maximum(upper - lower, 0.0)
+
+
+def init_known_gaussian_bytes(w, d):
+    """Bytes of every element's symbol (background or k-means cell) coded with P(symbol | w0) = the mass of
+    N(w0 + m, s^2) on the symbol's interval (a kept cell's part inside the pruned band taken out), w0 the
+    element's initial value known to the decoder, m and s the training update's mean and standard
+    deviation (two parameters, 8 B): the complement of oracle_rows' first row, which knows only Glorot's
+    limit. Needs w0 at every element. ``d``: trained_lenet300_ip1's details."""
+    lo, hi, kept, thr = _symbol_intervals(w, d)
+    init = np.asarray(d["init"], np.float64).reshape(-1)
+    delta = np.asarray(d["trained"], np.float64).reshape(-1) - init
+    mu, sig = init + delta.mean(), max(float(delta.std()), 1e-6 * d["init_limit"])
+    p = _normal_mass(lo, hi, mu, sig)
+    inner_lo, inner_hi = np.maximum(lo, -thr), np.minimum(hi, thr)
+    cross = kept & (inner_hi > inner_lo)
+    if cross.any():
+        p = p - np.where(cross, _normal_mass(inner_lo, inner_hi, mu, sig), 0)
+    return float(-np.log2(np.maximum(p, 1e-300)).sum()) / 8 + 8
+
+
+def init_known_report(w, d, buckets=INIT_BUCKETS):
+    """What a decoder that knows every element's initial value w0 (regenerated from a seed the file
+    carries) could save on the pruned + clustered tensor ``w`` (``d``: trained_lenet300_ip1's details), in
+    bytes, each next to the same model without w0 (a context of one value) and against the best of
+    gzip-9 / bz2-9 / xz-9e / zstd-19 of the float32 tensor:
+      entropy    the kept bit of every element | w0's bucket + each kept index | w0's bucket (static
+                 conditional entropies, model cost not counted: a floor), + the fixed bytes;
+      rans       the same contexts coded by static rANS, one frequency table per bucket counted as
+                 rans_bytes counts it (one binary decision per element for the mask), + fixed + seed;
+      huffman    §6's gap stream unchanged (order-0 Huffman), the index stream Huffman-coded with one
+                 table per w0 bucket of the entry (descriptors counted as huffman_bytes does; w0 needed
+                 at the entries only), + fixed + seed;
+      gaussian   init_known_gaussian_bytes (+ fixed + seed), beside oracle_rows' first row (w0 unknown);
+    the bucket cells are ``buckets`` equal cells of [-L, L], L Glorot's limit. Also the correlation of
+    w0 and the trained weights and the update's standard deviation / L."""
+    lim = d["init_limit"]
+    _symbol_intervals(w, d)  # refuses details that do not reproduce w
+    plain, ctx = codec.encode(w, layout="sparse"), codec.encode(w, context_model=True)
+    i6 = codec.info(plain)
+    G = i6["gap_alphabet"]
+    fixed = len(plain) - sum(i6["stream_bytes"]) - _descriptor_size(G, i6["gap_code"]["max_length"]) \
+        - _descriptor_size(i6["codebook_size"], i6["index_code"]["max_length"])
+    comp = compressors(np.ascontiguousarray(w, np.float32).tobytes())
+    best = min(comp.values())
+    f = w.reshape(-1)
+    kept = (f != 0).astype(np.int64)
+    uniq, idx = np.unique(f[f != 0].view(np.uint32), return_inverse=True)
+    gap, index, _where, K = entries(w, G)
+    where = np.cumsum(gap + 1) - 1  # every entry's element, fillers included (the decoder knows it)
+    init = np.asarray(d["init"], np.float64).reshape(-1)
+    trained = np.asarray(d["trained"], np.float64).reshape(-1)
+    delta = trained - init
+    gap_huff = huffman_bytes(gap, G)
+
+    def model(bkt):
+        mask_e, idx_e = entropy_bytes(kept, bkt), entropy_bytes(idx, None if bkt is None else bkt[f != 0])
+        mask_r, idx_r = rans_bytes(kept, 2, bkt), rans_bytes(idx, len(uniq), None if bkt is None else bkt[f != 0])
+        idx_h = huffman_bytes(index, K, None if bkt is None else bkt[where])
+        seed = 0 if bkt is None else SEED_BYTES
+        return {"mask_entropy_bytes": mask_e, "index_entropy_bytes": idx_e, "entropy_bytes": fixed + mask_e + idx_e,
+                "mask_rans_bytes": mask_r, "index_rans_bytes": idx_r, "rans_bytes": fixed + mask_r + idx_r + seed,
+                "index_huffman_bytes": idx_h, "huffman_bytes": fixed + gap_huff + idx_h + seed}
+
+    out = {"shape": list(w.shape), "nonzero": int(kept.sum()), "entries": len(gap), "gap_alphabet": G,
+           "codebook_size": K, "fixed_bytes": fixed, "seed_bytes": SEED_BYTES, "init_limit": lim,
+           "corr_init_trained": float(np.corrcoef(init, trained)[0, 1]),
+           "update_mean": float(delta.mean()), "update_std": float(delta.std()),
+           "update_std_vs_limit": float(delta.std() / lim),
+           "compressor_bytes": comp, "best_compressor": min(comp, key=comp.get), "best_bytes": best,
+           "goal_bytes": 0.75 * best, "packed_sparse_bytes": len(plain), "packed_context_bytes": len(ctx),
+           "gap_huffman_bytes": gap_huff, "init_unknown": model(None),
+           "init_known": {str(b): model(init_buckets(init, lim, b)) for b in buckets},
+           "gaussian_init_unknown_bytes": fixed + oracle_rows(w, d, ranks=())[0]["bytes"],
+           "gaussian_init_known_bytes": fixed + init_known_gaussian_bytes(w, d) + SEED_BYTES}
+    return out
+
+
+def _vs(x, best):
+    return f"{x:,.0f} B ({x / best:.3f}x)"
+
+
+def init_known_run(epochs, density=0.08, bits=5, seed=0, say=log):
+    """init_known_report for LeNet-300-100's first kernel trained ``epochs`` (each a fresh run of
+    bench_codec.trained_lenet300_ip1 with that seed / density / bits); for 1 epoch also whether the
+    tensor is bit-identical to bench_codec.py's own (trained_lenet300_ip1() with its defaults)."""
+    rows = []
+    for e in epochs:
+        got = trained_lenet300_ip1(epochs=e, density=density, bits=bits, seed=seed, details=True)
+        if got is None:
+            raise SystemExit("--init-known-epochs needs keras and Fashion-MNIST (see bench_codec.py)")
+        w, d = got
+        r = {"epochs": e, **init_known_report(w, d)}
+        if (e, density, bits, seed) == (1, 0.08, 5, 0):
+            r["identical_to_bench_codec_tensor"] = bool(np.array_equal(w, trained_lenet300_ip1()))
+        rows.append(r)
+        best = r["best_bytes"]
+        say(f"{e} epochs: {r['best_compressor']} {best:,} B, §6 {_vs(r['packed_sparse_bytes'], best)}, §14 "
+            f"{_vs(r['packed_context_bytes'], best)}; corr(init, trained) {r['corr_init_trained']:.3f}, update std "
+            f"{r['update_std_vs_limit']:.3f} L; Gaussian update, init unknown {_vs(r['gaussian_init_unknown_bytes'], best)}"
+            f", init known {_vs(r['gaussian_init_known_bytes'], best)}"
+            + ("" if "identical_to_bench_codec_tensor" not in r else
+               f"; bit-identical to bench_codec.py's tensor: {r['identical_to_bench_codec_tensor']}"))
+        for b, m in [("none", r["init_unknown"])] + list(r["init_known"].items()):
+            say(f"   init buckets {b:>4}: entropy {_vs(m['entropy_bytes'], best)}, static rANS {_vs(m['rans_bytes'], best)}, "
+                f"§6 gaps + index Huffman per bucket {_vs(m['huffman_bytes'], best)}")
+    return rows
+
 
 def compressors(raw):
     out = {"gzip-9": len(gzip.compress(raw, 9, mtime=0)), "bz2-9": len(bz2.compress(raw, 9)),
@@ -693,7 +845,8 @@ def _add_peers(tensors, reports):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tflite", required=True, help="a pruned + clustered float .tflite")
+    ap.add_argument("--tflite", default=None, help="a pruned + clustered float .tflite (required unless "
+                                                    "--init-known-epochs)")
     ap.add_argument("--image_width", type=int, default=28, help="W of the 2-D contexts (MNIST: 28)")
     ap.add_argument("--min_elements", type=int, default=20000)
     ap.add_argument("--bench-tensor", action="store_true",
@@ -702,8 +855,25 @@ def main(argv=None):
     ap.add_argument("--peers", action="store_true",
                     help="also context-mixing / PPM coders (zpaq, PPMd, brotli from PyPI in their own venv, made "
                          "on first use; zpaq / lrzip / 7zz command-line coders when on PATH) on each tensor")
+    ap.add_argument("--init-known-epochs", default=None, metavar="E1,E2,..",
+                    help="instead: the initial weights known to the decoder (init_known_report) on bench_codec.py's "
+                         "tensor trained E1, E2, .. epochs (same seed, density, bits; 1 = the bench tensor); its own "
+                         "JSON (docs/results/codec_init_known.json), ~1 min + 8 s per epoch")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if args.init_known_epochs is not None:
+        if args.tflite or args.bench_tensor or args.peers:
+            ap.error("--init-known-epochs writes its own JSON: run it without --tflite, --bench-tensor and --peers")
+        try:
+            epochs = [int(e) for e in args.init_known_epochs.split(",")]
+        except ValueError:
+            epochs = []
+        if not epochs or min(epochs) < 1:
+            ap.error(f"--init-known-epochs {args.init_known_epochs!r}: give positive whole numbers of epochs "
+                     "separated by commas, e.g. 1,2,5,10,20")
+        return init_known_main(epochs, args.json, argv)
+    if not args.tflite:
+        ap.error("--tflite is required (a pruned + clustered float .tflite), unless --init-known-epochs")
     out = {"tflite": os.path.basename(args.tflite), "machine": machine_info(frameworks=False), "tensors": [],
            "command": " ".join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))}
     tensors = [(name, w) for name, w in tflite_weights(args.tflite, args.min_elements)
@@ -729,6 +899,33 @@ def main(argv=None):
         _add_peers(tensors, out["tensors"])
     if args.json:
         write_json(args.json, out)
+
+
+def _uptime():
+    """`uptime`'s line (date, time up, load averages), or None without the command."""
+    import subprocess
+
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def init_known_main(epochs, json_path, argv=None):
+    """--init-known-epochs: init_known_run on each training length, written to ``json_path``."""
+    out = {"benchmark": "codec_init_known", "uptime_start": _uptime(), "loadavg_start": machine_info(False)["loadavg"],
+           "command": " ".join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
+           "config": {"density": 0.08, "bits": 5, "seed": 0, "buckets": list(INIT_BUCKETS), "seed_bytes": SEED_BYTES,
+                      "model": "LeNet-300-100's first kernel [in, out], trained on Fashion-MNIST with Adam, batch 128, "
+                               "from Keras's Glorot-uniform init, then one-shot magnitude pruning and k-means: "
+                               "bench_codec.trained_lenet300_ip1"}}
+    out["rows"] = init_known_run(epochs)
+    out["machine"] = machine_info(frameworks=True)
+    out["uptime_end"] = _uptime()
+    if json_path:
+        write_json(json_path, out)
+        log(f"wrote {json_path}")
+    return out
 
 
 if __name__ == "__main__":
