@@ -299,7 +299,7 @@ def test_large_constant_tensor_uses_one_bit_code():
     info = codec.info(p)
     assert info["codebook_size"] == 2 and info["index_code"]["max_length"] == 1
     assert len(p) < a.size // 8 + 100
-    # forced §6: one bit per filler entry (tests/test_export_review_s44.py); the grouped layouts
+    # forced §6: one bit per filler entry (tests/test_export_edge_cases.py); the grouped layouts
     # (one codebook entry per group) cannot get the spare entry, so they still refuse
     assert len(roundtrip(np.zeros(5_000_000, np.float32), layout="sparse")) < 5_000_000 // 4096 // 8 + 100
     with pytest.raises(ValueError, match="zero-bit"):

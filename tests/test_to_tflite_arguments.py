@@ -1,16 +1,22 @@
-"""``to_tflite(representative_data=...)`` with a ``quantize`` that does not calibrate: said, not ignored.
+"""``dc_keras.export.to_tflite``'s arguments, each doing what it says or saying why not.
+
+``to_tflite(representative_data=...)`` with a ``quantize`` that does not calibrate: said, not ignored.
 
 ``representative_data`` only calibrates full-integer quantization (``quantize="int8"``); with every
 other mode (None, "float16", "dynamic") the converter never sees it. A user who passes it believes
 it is used, so ``to_tflite`` warns (UserWarning) naming the mode, that the data is unused and the fix,
-from the line that called it, and converts exactly as without it."""
+from the line that called it, and converts exactly as without it.
+
+``to_tflite(batch_size=N)`` of a Sequential model built with ``build()`` and never called: it has
+``inputs`` but no ``input`` (Keras raises AttributeError), and 7741a3c's dict-signature check read
+``model.input``, failing every such export (the ``to_tflite`` docstring's own example)."""
 import warnings
 
 import keras
 import numpy as np
 import pytest
 
-from dc_keras import export
+from dc_keras import export, runtime
 from dc_keras.export._convert import QUANTIZE_MODES
 
 IGNORED = "representative_data is ignored"
@@ -78,3 +84,19 @@ def test_no_data_no_warning(model_and_x):
         warnings.simplefilter("always")
         export.to_tflite(model, pack=False, quantize="dynamic")
     assert not _ours(caught)
+
+
+def test_static_batch_of_a_sequential_built_but_never_called():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    model.build((None, 5))
+    data = export.to_tflite(model, batch_size=2, pack=False)
+    it = runtime.Interpreter(model_content=data)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    assert list(d["shape"]) == [2, 5]
+    x = np.random.RandomState(1).rand(2, 5).astype(np.float32)
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    np.testing.assert_allclose(it.get_tensor(it.get_output_details()[0]["index"]), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
