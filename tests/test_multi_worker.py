@@ -2,10 +2,13 @@
 JAX processes on 127.0.0.1 (gloo collectives, keras.distribution.DataParallel). The workers must
 agree (same masks, centroids, stripped weights), pruned weights must be exactly 0, and a job whose
 worker is SIGKILLed mid-run must resume from keras.callbacks.BackupAndRestore and end with the
-very same weights as an uninterrupted job (nothing lost)."""
+very same weights as an uninterrupted job (nothing lost). The worker mode (one worker per host)
+refuses what a user gets wrong with one message: a --coordinator that is not HOST:PORT, a port in
+use, a --work-dir it cannot make; a worker started alone says what it waits for."""
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -109,3 +112,64 @@ def test_single_process_data_parallel_fit_of_known_length():
     env.pop("XLA_FLAGS", None)
     r = subprocess.run([sys.executable, "-c", DATA_PARALLEL], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stderr[-3000:]
+
+
+# examples/multi_worker.py's worker mode (one per host, docs/multi_worker.md)
+def _worker(worker_id, coordinator, tmp_path, timeout=3):
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, SCRIPT, "--workers", "2", "--worker-id", str(worker_id), "--coordinator",
+                           coordinator, "--work-dir", str(tmp_path), "--timeout", str(timeout), "--samples", "256"],
+                          capture_output=True, text=True, errors="backslashreplace", timeout=300, env=env)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_multi_worker_refuses_a_coordinator_jax_would_crash_on(tmp_path):
+    """No port, a port that is no number or out of range: exit 2 naming HOST:PORT (JAX: IndexError,
+    a segmentation fault, a wait of --timeout and an abort)."""
+    for address in ("localhost", "127.0.0.1:abc", "127.0.0.1:99999", ":123"):
+        r = _worker(0, address, tmp_path)
+        assert r.returncode == 2, (address, r.returncode, r.stderr[-2000:])
+        assert f"--coordinator {address!r} is not HOST:PORT" in r.stderr and "give worker 0's host" in r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_multi_worker_names_a_taken_coordinator_port(tmp_path):
+    """A port another program listens on, for worker 0 (which runs the coordinator): exit 2 naming
+    the port (JAX: "Failed to add port to server", then a segmentation fault)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _worker(0, f"127.0.0.1:{port}", tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert f"port {port} of --coordinator 127.0.0.1:{port} is in use" in r.stderr and "choose another port" in r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_lone_worker_says_what_it_waits_for(tmp_path):
+    """Worker 1 started without worker 0: JAX aborts after --timeout with "another task died", which
+    names neither the missing worker nor the fix; the worker said both first."""
+    r = _worker(1, f"127.0.0.1:{_free_port()}", tmp_path, timeout=2)
+    assert r.returncode != 0, r.stderr[-2000:]
+    first = r.stderr.splitlines()[0]
+    assert first.startswith("worker 1 of 2: joining the job at 127.0.0.1:") and "waiting up to 2 s" in first, r.stderr
+    assert "start every worker, --worker-id 0 to 1, with the same --workers and --coordinator" in first
+
+
+def test_multi_worker_refuses_a_work_dir_it_cannot_make(tmp_path):
+    """--work-dir naming a file, or a path through one: exit 2 naming it, in both modes (the launcher
+    died of a FileExistsError / NotADirectoryError traceback; a worker joined the job first)."""
+    (tmp_path / "file").write_bytes(b"kept")
+    for work_dir, why in ((tmp_path / "file", "it is a file"), (tmp_path / "file" / "sub", "Not a directory")):
+        for mode in ([], ["--worker-id", "1", "--coordinator", "127.0.0.1:1234"]):
+            r = subprocess.run([sys.executable, SCRIPT, "--workers", "2", "--work-dir", str(work_dir)] + mode,
+                               capture_output=True, text=True, timeout=300)
+            assert r.returncode == 2, (work_dir, mode, r.stderr[-2000:])
+            assert f"--work-dir {work_dir}: cannot make it a directory ({why})" in r.stderr, r.stderr[-2000:]
+            assert "Traceback" not in r.stderr
+    assert (tmp_path / "file").read_bytes() == b"kept"
