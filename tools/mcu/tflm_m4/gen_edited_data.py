@@ -1,6 +1,6 @@
 """Writes edited_data.h + edited_models.S for firmware_edited.cc: the int8 LeNet-300-100 of
 benchmarks/mcu_models.py packed (dc_keras.export.pack), and copies of it edited after packing
-through the TFLite schema module, as tests/test_micro_review_s47.py edits its MLP, each with the
+through the TFLite schema module, as tests/test_micro_kernel_checks.py edits its MLP, each with the
 one message the HuffDecode kernel must refuse it with in AllocateTensors.
 
     python gen_edited_data.py MODELS_DIR WORK_DIR
@@ -32,7 +32,7 @@ def edited_copies(packed, p, o, out_bytes):
     ``p``'s shape + 64 / - 64 ("grown", "shrunk"; buffer kept), its buffer cut by 64 bytes ("cut";
     shape kept), the HuffDecode output ``o`` given a constant of 16 bytes / of its decoded size
     ``out_bytes`` ("const16", "const_exact"); the sizes each file must hold (subgraph 0). Also used by
-    tests/test_micro_review_s47.py."""
+    tests/test_micro_kernel_checks.py."""
     from dc_keras import _flatbuffer as fb
 
     n = int(fb.read_model(packed).subgraphs[0].tensors[p].shape[0])
