@@ -111,7 +111,7 @@ def _kernel_sources(*dirs):
 def micro_lib(tmp_path_factory):
     """The wheel's HuffDecode library, `make -C tflite_kernels/micro` with its default flags (-Wall
     -Wextra -Werror), built once for the session (tests/test_micro.py, test_micro_cnn.py,
-    test_integration_docs_s39.py): its path."""
+    test_docs_as_written.py): its path."""
 
     def build(d):
         r = subprocess.run(["make", "-s", "-C", os.path.join(_KERNELS, "micro"), f"BUILD={d}"],
