@@ -99,6 +99,38 @@ def test_output_that_is_not_a_regular_file_is_refused(tmp_path, plain):
     assert src.read_bytes() == plain
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="no /dev/fd on this platform")
+def test_pipe_or_device_as_out_is_told_to_use_standard_output(tmp_path, plain):
+    """pack / unpack to a pipe or a device: the same refusal, plus the command line's way out, OUT -
+    (process substitution `dc-keras pack m.tflite >(gzip > m.gz)` hands the child /dev/fd/63, a pipe:
+    it was refused as a FIFO without a word about - ; /dev/null and a named FIFO get `- > OUT`)."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    packed = tmp_path / "p.tflite"
+    packed.write_bytes(export.pack(plain))
+    read_end, write_end = os.pipe()
+    try:
+        for cmd, inp in (("pack", src), ("unpack", packed)):
+            line = _error_line(em.cli(cmd, inp, f"/dev/fd/{write_end}", pass_fds=(write_end,)))
+            assert f"OUT /dev/fd/{write_end} is a FIFO, not a regular file" in line, line
+            assert line.endswith(f"or - to write the model to standard output (dc-keras {cmd} {inp} - | COMMAND)"), line
+        os.set_blocking(read_end, False)
+        with pytest.raises(BlockingIOError):
+            os.read(read_end, 1)  # nothing was written to the pipe
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for out, kind in ((fifo, "FIFO"), ("/dev/null", "character device")):
+        line = _error_line(em.cli("pack", src, out))
+        assert line.endswith(f"is a {kind}, not a regular file: writing the output there would replace the {kind} "
+                             f"with a file; give the path of a regular file, or - to write the model to standard "
+                             f"output (dc-keras pack {src} - > {out})"), line
+    r = subprocess.run([sys.executable, "-m", "dc_keras.cli", "pack", str(src), "-"], capture_output=True, timeout=600)
+    assert r.returncode == 0 and r.stdout == export.pack(plain), r.stderr  # the way out works
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero on this platform")
 def test_input_that_is_a_device_is_refused(tmp_path):
     """`dc-keras inspect /dev/zero` read until memory ran out (a terminal: until typed input)."""

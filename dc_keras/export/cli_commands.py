@@ -195,6 +195,26 @@ def _to_stdout(out, src, command):
     return True
 
 
+def _refuse_special_output(out, src, command):
+    """OUT that exists and is neither a regular file nor a directory (a named pipe, process
+    substitution's ``>(COMMAND)`` -- /dev/fd/63, a pipe --, /dev/null, a socket) is refused as
+    :func:`dc_keras._fileio.check_writable` refuses it (the atomic rename would replace the node
+    itself), with the command line's way out: OUT ``-`` writes the model to standard output."""
+    try:
+        mode = os.stat(out).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("FIFO" if stat.S_ISFIFO(mode) else "character device" if stat.S_ISCHR(mode)
+            else "block device" if stat.S_ISBLK(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+    piped = _FD_PATH.fullmatch(os.path.abspath(out)) is not None  # >(COMMAND): the pipe itself is the way
+    example = f"dc-keras {command} {show_path(src)} - " + ("| COMMAND" if piped else f"> {show_path(out)}")
+    raise ValueError(f"OUT {show_path(out)} is a {kind}, not a regular file: writing the output there would replace "
+                     f"the {kind} with a file; give the path of a regular file, or - to write the model to standard "
+                     f"output ({example})")
+
+
 def _write_output(path, data, to_stdout):
     """``data`` to OUT: standard output as it is (one write), or ``path`` atomically."""
     from dc_keras._fileio import atomic_write
@@ -291,6 +311,7 @@ def cmd_pack(args):
                          f"version that holds it), or leave {named} out of --layouts")
     to_stdout = _to_stdout(args.output, args.input, "pack")
     if not to_stdout:
+        _refuse_special_output(args.output, args.input, "pack")
         _check_paths(args.input, args.output)
     data = _read(args.input)
     if not to_stdout:
@@ -400,6 +421,7 @@ def cmd_unpack(args):
 
     to_stdout = _to_stdout(args.output, args.input, "unpack")
     if not to_stdout:
+        _refuse_special_output(args.output, args.input, "unpack")
         _check_paths(args.input, args.output)
     data = _read(args.input)
     if not to_stdout:
