@@ -600,7 +600,7 @@ def init_known_gaussian_bytes(w, d):
     return float(-np.log2(np.maximum(p, 1e-300)).sum()) / 8 + 8
 
 
-def init_known_report(w, d, buckets=INIT_BUCKETS):
+def init_known_report(w, d, buckets=INIT_BUCKETS, gaussian=True):
     """What a decoder that knows every element's initial value w0 (regenerated from a seed the file
     carries) could save on the pruned + clustered tensor ``w`` (``d``: trained_lenet300_ip1's details), in
     bytes, each next to the same model without w0 (a context of one value) and against the best of
@@ -613,8 +613,11 @@ def init_known_report(w, d, buckets=INIT_BUCKETS):
                  table per w0 bucket of the entry (descriptors counted as huffman_bytes does; w0 needed
                  at the entries only), + fixed + seed;
       gaussian   init_known_gaussian_bytes (+ fixed + seed), beside oracle_rows' first row (w0 unknown);
+                 None with ``gaussian`` False (a tensor pruned during training: its pruned weights were
+                 set to 0, not moved into a band by the update, so the model does not apply);
     the bucket cells are ``buckets`` equal cells of [-L, L], L Glorot's limit. Also the correlation of
-    w0 and the trained weights and the update's standard deviation / L."""
+    w0 and the trained weights and the update's standard deviation / L (over the kept weights when
+    ``gaussian`` is False: the others were set to 0)."""
     lim = d["init_limit"]
     _symbol_intervals(w, d)  # refuses details that do not reproduce w
     plain, ctx = codec.encode(w, layout="sparse"), codec.encode(w, context_model=True)
@@ -631,7 +634,8 @@ def init_known_report(w, d, buckets=INIT_BUCKETS):
     where = np.cumsum(gap + 1) - 1  # every entry's element, fillers included (the decoder knows it)
     init = np.asarray(d["init"], np.float64).reshape(-1)
     trained = np.asarray(d["trained"], np.float64).reshape(-1)
-    delta = trained - init
+    on = slice(None) if gaussian else f != 0  # pruned during training: the statistics of the kept weights
+    delta = trained[on] - init[on]
     gap_huff = huffman_bytes(gap, G)
 
     def model(bkt):
@@ -645,15 +649,16 @@ def init_known_report(w, d, buckets=INIT_BUCKETS):
 
     out = {"shape": list(w.shape), "nonzero": int(kept.sum()), "entries": len(gap), "gap_alphabet": G,
            "codebook_size": K, "fixed_bytes": fixed, "seed_bytes": SEED_BYTES, "init_limit": lim,
-           "corr_init_trained": float(np.corrcoef(init, trained)[0, 1]),
+           "stats_over": "all elements" if gaussian else "kept weights",
+           "corr_init_trained": float(np.corrcoef(init[on], trained[on])[0, 1]),
            "update_mean": float(delta.mean()), "update_std": float(delta.std()),
            "update_std_vs_limit": float(delta.std() / lim),
            "compressor_bytes": comp, "best_compressor": min(comp, key=comp.get), "best_bytes": best,
            "goal_bytes": 0.75 * best, "packed_sparse_bytes": len(plain), "packed_context_bytes": len(ctx),
            "gap_huffman_bytes": gap_huff, "init_unknown": model(None),
            "init_known": {str(b): model(init_buckets(init, lim, b)) for b in buckets},
-           "gaussian_init_unknown_bytes": fixed + oracle_rows(w, d, ranks=())[0]["bytes"],
-           "gaussian_init_known_bytes": fixed + init_known_gaussian_bytes(w, d) + SEED_BYTES}
+           "gaussian_init_unknown_bytes": fixed + oracle_rows(w, d, ranks=())[0]["bytes"] if gaussian else None,
+           "gaussian_init_known_bytes": fixed + init_known_gaussian_bytes(w, d) + SEED_BYTES if gaussian else None}
     return out
 
 
@@ -661,25 +666,77 @@ def _vs(x, best):
     return f"{x:,.0f} B ({x / best:.3f}x)"
 
 
-def init_known_run(epochs, density=0.08, bits=5, seed=0, say=log):
+def gradual_pruning_tensor(base_epochs, prune_epochs, density=0.08, bits=5, seed=0):
+    """Deep Compression's own recipe on bench_codec.py's model: LeNet-300-100 built and seeded as
+    bench_codec.trained_lenet300_ip1 builds it (the same initial weights), trained ``base_epochs`` the same
+    way, then its first kernel pruned *during* training to ``density`` by dc_keras.pipeline.prune_retrain
+    (AGP ramp over the first 60 % of ``prune_epochs`` epochs, the rest retraining the survivors; the
+    other layers dense, no augmentation), the kept weights clustered by the same k-means (``bits``).
+    Returns (tensor, details) like trained_lenet300_ip1(details=True), the threshold 0 (the pruned
+    weights are exactly 0), or None without the data set."""
+    from bench_codec import FASHION_LABELS, FASHION_MNIST, kmeans_linear_1d
+
+    if not (os.path.exists(FASHION_MNIST) and os.path.exists(FASHION_LABELS)):
+        return None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from dc_keras import pipeline
+
+    with gzip.open(FASHION_MNIST) as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 255
+    with gzip.open(FASHION_LABELS) as f:
+        y = np.frombuffer(f.read(), np.uint8, offset=8)
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(300, activation="relu"),
+                              keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10)])
+    w0 = np.asarray(model.layers[0].kernel.numpy(), np.float64)
+    if base_epochs:
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=128, epochs=base_epochs, verbose=0)
+    name = model.layers[0].name
+    stripped = pipeline.prune_retrain(model, x, y, {name: 1 - density}, epochs=prune_epochs, max_shift=0, seed=seed,
+                                      verbose=0)
+    w = np.asarray(stripped.get_layer(name).kernel.numpy(), np.float32)
+    keep = w != 0
+    out = np.zeros_like(w)
+    out[keep], cent = kmeans_linear_1d(w[keep].astype(np.float64), 2**bits, centroids=True)
+    return out, {"init": w0, "trained": w.astype(np.float64), "threshold": 0.0, "centroids": cent,
+                 "init_limit": float(np.sqrt(6 / sum(w.shape)))}
+
+
+def init_known_run(epochs, gradual=(), density=0.08, bits=5, seed=0, say=log):
     """init_known_report for LeNet-300-100's first kernel trained ``epochs`` (each a fresh run of
-    bench_codec.trained_lenet300_ip1 with that seed / density / bits); for 1 epoch also whether the
-    tensor is bit-identical to bench_codec.py's own (trained_lenet300_ip1() with its defaults)."""
+    bench_codec.trained_lenet300_ip1 with that seed / density / bits: one-shot pruning after training);
+    for 1 epoch also whether the tensor is bit-identical to bench_codec.py's own (trained_lenet300_ip1()
+    with its defaults). Then, for each (base, prune) of ``gradual``, the kernel of gradual_pruning_tensor
+    (pruned during training; no Gaussian rows). Each row records a hash of the initial weights."""
+    import hashlib
+
     rows = []
-    for e in epochs:
-        got = trained_lenet300_ip1(epochs=e, density=density, bits=bits, seed=seed, details=True)
+    for e in list(epochs) + list(gradual):
+        if isinstance(e, tuple):
+            got = gradual_pruning_tensor(*e, density=density, bits=bits, seed=seed)
+            head = {"epochs": sum(e), "pruning": "gradual", "base_epochs": e[0], "prune_epochs": e[1]}
+        else:
+            got = trained_lenet300_ip1(epochs=e, density=density, bits=bits, seed=seed, details=True)
+            head = {"epochs": e, "pruning": "one-shot"}
         if got is None:
             raise SystemExit("--init-known-epochs needs keras and Fashion-MNIST (see bench_codec.py)")
         w, d = got
-        r = {"epochs": e, **init_known_report(w, d)}
+        r = {**head, **init_known_report(w, d, gaussian=head["pruning"] == "one-shot"),
+             "init_sha256": hashlib.sha256(np.ascontiguousarray(d["init"], np.float64).tobytes()).hexdigest()[:16]}
         if (e, density, bits, seed) == (1, 0.08, 5, 0):
             r["identical_to_bench_codec_tensor"] = bool(np.array_equal(w, trained_lenet300_ip1()))
         rows.append(r)
         best = r["best_bytes"]
-        say(f"{e} epochs: {r['best_compressor']} {best:,} B, §6 {_vs(r['packed_sparse_bytes'], best)}, §14 "
-            f"{_vs(r['packed_context_bytes'], best)}; corr(init, trained) {r['corr_init_trained']:.3f}, update std "
-            f"{r['update_std_vs_limit']:.3f} L; Gaussian update, init unknown {_vs(r['gaussian_init_unknown_bytes'], best)}"
-            f", init known {_vs(r['gaussian_init_known_bytes'], best)}"
+        what = f"{e[0]} + {e[1]} epochs, gradual pruning" if isinstance(e, tuple) else f"{e} epochs"
+        gauss = "" if r["gaussian_init_known_bytes"] is None else (
+            f"; Gaussian update, init unknown {_vs(r['gaussian_init_unknown_bytes'], best)}, init known "
+            f"{_vs(r['gaussian_init_known_bytes'], best)}")
+        say(f"{what}: {r['best_compressor']} {best:,} B, §6 {_vs(r['packed_sparse_bytes'], best)}, §14 "
+            f"{_vs(r['packed_context_bytes'], best)}; {r['nonzero']:,} kept; corr(init, trained) {r['corr_init_trained']:.3f}, "
+            f"update std {r['update_std_vs_limit']:.3f} L" + gauss
             + ("" if "identical_to_bench_codec_tensor" not in r else
                f"; bit-identical to bench_codec.py's tensor: {r['identical_to_bench_codec_tensor']}"))
         for b, m in [("none", r["init_unknown"])] + list(r["init_known"].items()):
@@ -859,9 +916,21 @@ def main(argv=None):
                     help="instead: the initial weights known to the decoder (init_known_report) on bench_codec.py's "
                          "tensor trained E1, E2, .. epochs (same seed, density, bits; 1 = the bench tensor); its own "
                          "JSON (docs/results/codec_init_known.json), ~1 min + 8 s per epoch")
+    ap.add_argument("--init-known-gradual", default=None, metavar="B+P,..",
+                    help="with --init-known-epochs: also the kernel pruned during training (Deep Compression's "
+                         "recipe, dc_keras.pipeline.prune_retrain) after B epochs, over P more, e.g. 1+5,20+30")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if args.init_known_gradual is not None and args.init_known_epochs is None:
+        ap.error("--init-known-gradual adds rows to --init-known-epochs's JSON: give --init-known-epochs too")
     if args.init_known_epochs is not None:
+        gradual = []
+        for item in (args.init_known_gradual or "").split(",") if args.init_known_gradual is not None else []:
+            b, plus, p = item.partition("+")
+            if not (plus and b.isdigit() and p.isdigit() and int(p) >= 1):
+                ap.error(f"--init-known-gradual {args.init_known_gradual!r}: give BASE+PRUNE epoch pairs separated by "
+                         "commas (BASE >= 0, PRUNE >= 1), e.g. 1+5,20+30")
+            gradual.append((int(b), int(p)))
         if args.tflite or args.bench_tensor or args.peers:
             ap.error("--init-known-epochs writes its own JSON: run it without --tflite, --bench-tensor and --peers")
         try:
@@ -871,7 +940,7 @@ def main(argv=None):
         if not epochs or min(epochs) < 1:
             ap.error(f"--init-known-epochs {args.init_known_epochs!r}: give positive whole numbers of epochs "
                      "separated by commas, e.g. 1,2,5,10,20")
-        return init_known_main(epochs, args.json, argv)
+        return init_known_main(epochs, args.json, argv, gradual)
     if not args.tflite:
         ap.error("--tflite is required (a pruned + clustered float .tflite), unless --init-known-epochs")
     out = {"tflite": os.path.basename(args.tflite), "machine": machine_info(frameworks=False), "tensors": [],
@@ -911,15 +980,16 @@ def _uptime():
         return None
 
 
-def init_known_main(epochs, json_path, argv=None):
-    """--init-known-epochs: init_known_run on each training length, written to ``json_path``."""
+def init_known_main(epochs, json_path, argv=None, gradual=()):
+    """--init-known-epochs (--init-known-gradual): init_known_run on each training length, written to
+    ``json_path``."""
     out = {"benchmark": "codec_init_known", "uptime_start": _uptime(), "loadavg_start": machine_info(False)["loadavg"],
            "command": " ".join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
            "config": {"density": 0.08, "bits": 5, "seed": 0, "buckets": list(INIT_BUCKETS), "seed_bytes": SEED_BYTES,
                       "model": "LeNet-300-100's first kernel [in, out], trained on Fashion-MNIST with Adam, batch 128, "
                                "from Keras's Glorot-uniform init, then one-shot magnitude pruning and k-means: "
                                "bench_codec.trained_lenet300_ip1"}}
-    out["rows"] = init_known_run(epochs)
+    out["rows"] = init_known_run(epochs, gradual)
     out["machine"] = machine_info(frameworks=True)
     out["uptime_end"] = _uptime()
     if json_path:

@@ -695,14 +695,17 @@ def _oracle_table(t):
 def codec_init_lines(ck, record=None):
     """codec_bound.py --init-known-epochs (docs/results/codec_init_known.json): what a decoder that knows the
     initial weights (a seed in the file) could save on bench_codec.py's tensor trained 1 .. N epochs, one
-    table row per training length, and the verdict. ``record``: the Table 1 LeNet-300-100 run's config
-    (its pruning / fine-tuning epochs quoted), or None.
+    table row per training length (rows ``"pruning": "gradual"``: the kernel pruned during training, B + P
+    epochs), and the verdict. ``record``: the Table 1 LeNet-300-100 run's config (its pruning / fine-tuning
+    epochs quoted), or None.
 
     Example:
         >>> lines = codec_init_lines(json.load(open("docs/results/codec_init_known.json")))
     """
     rows, c, m = ck["rows"], ck["config"], ck["machine"]
     bk = [str(b) for b in c["buckets"]]
+    one = [x for x in rows if x.get("pruning", "one-shot") == "one-shot"]
+    grad = [x for x in rows if x.get("pruning", "one-shot") == "gradual"]
 
     def r(x, best):
         s = f"{x / best:.3f}x"
@@ -711,8 +714,16 @@ def codec_init_lines(ck, record=None):
     def paid(row):  # (bytes, what) of the cheapest model with w0 known and its model cost paid
         cands = [(row["init_known"][b]["rans_bytes"], f"static rANS, {b} cells") for b in bk]
         cands += [(row["init_known"][b]["huffman_bytes"], f"§6 gaps + index Huffman per cell, {b} cells") for b in bk]
-        cands.append((row["gaussian_init_known_bytes"], "the Gaussian update around w0"))
+        if row["gaussian_init_known_bytes"] is not None:
+            cands.append((row["gaussian_init_known_bytes"], "the Gaussian update around w0"))
         return min(cands)
+
+    def rg(x, best):
+        return "-" if x is None else r(x, best)
+
+    def epochs(x):
+        return (f"{x['base_epochs']} + {x['prune_epochs']}, pruned during training" if x.get("pruning") == "gradual"
+                else str(x["epochs"]))
 
     def table_driven(row):
         return min((row["init_known"][b]["huffman_bytes"], b) for b in bk)
@@ -734,21 +745,27 @@ def codec_init_lines(ck, record=None):
            "cell of the entry, tables and seed counted (a table-driven decoder at §6's pace: w0 needed at the "
            "entries only). *Gaussian update*: P(symbol | w0) = the mass of N(w0 + mean, std²) of the training "
            "update on the symbol's interval (2 parameters), the w0-unknown side being the first row of the table "
-           "above.", "",
+           "above."
+           + ("" if not grad else " Rows *B + P, pruned during training*: Deep Compression's own recipe, B epochs as "
+              "above, then the kernel pruned during P more by dc_keras.pipeline.prune_retrain (AGP ramp to the same "
+              "density over the first 60 % of them, then the survivors retrained; the same k-means); their correlation "
+              "and update std are over the kept weights (*kept*; the others are set to 0, and the Gaussian model does "
+              "not apply)."), "",
            "| epochs | corr(w0, trained) | update std / L | best compressor | §6 / §14 | static floor, "
            + " / ".join(bk) + " cells | static rANS, " + " / ".join(bk) + " cells | §6 gaps + Huffman per cell, "
            + " / ".join(bk) + " cells | Gaussian update |",
            "|---|---|---|---|---|---|---|---|---|"]
     for x in rows:
         best, u, k = x["best_bytes"], x["init_unknown"], x["init_known"]
-        out.append(f"| {x['epochs']} | {x['corr_init_trained']:.3f} | {x['update_std_vs_limit']:.2f} | "
+        kw = " (kept)" if x.get("stats_over") == "kept weights" else ""
+        out.append(f"| {epochs(x)} | {x['corr_init_trained']:.3f}{kw} | {x['update_std_vs_limit']:.2f}{kw} | "
                    f"{best:,} ({x['best_compressor']}) | {r(x['packed_sparse_bytes'], best)} / "
                    f"{r(x['packed_context_bytes'], best)} | {r(u['entropy_bytes'], best)} → "
                    + " / ".join(r(k[b]["entropy_bytes"], best) for b in bk) + f" | {r(u['rans_bytes'], best)} → "
                    + " / ".join(r(k[b]["rans_bytes"], best) for b in bk) + f" | {r(u['huffman_bytes'], best)} → "
                    + " / ".join(r(k[b]["huffman_bytes"], best) for b in bk)
-                   + f" | {r(x['gaussian_init_unknown_bytes'], best)} → {r(x['gaussian_init_known_bytes'], best)} |")
-    first, last = rows[0], rows[-1]
+                   + f" | {rg(x['gaussian_init_unknown_bytes'], best)} → {rg(x['gaussian_init_known_bytes'], best)} |")
+    first, last = one[0], one[-1]
     text = []
     fb = first["best_bytes"]
     pb, pw = paid(first)
@@ -759,14 +776,21 @@ def codec_init_lines(ck, record=None):
                 f"{first['packed_sparse_bytes'] / fb:.3f}x), but only with the kept bit of every element coded given "
                 f"its w0; the table-driven variant a §6-speed decoder could run reaches {hb:,.0f} B = "
                 f"{hb / fb:.3f}x ({hk} cells), {'within' if hb <= 0.75 * fb else 'above'} the goal.")
-    if len(rows) > 1:
+    if len(one) > 1:
         text.append(f"The gain fades as training lengthens: the correlation of w0 and the trained weights falls from "
                     f"{first['corr_init_trained']:.2f} ({first['epochs']} epoch{'s' if first['epochs'] > 1 else ''}) to "
                     f"{last['corr_init_trained']:.2f} ({last['epochs']} epochs) while the update's std grows from "
                     f"{first['update_std_vs_limit']:.2f} L to {last['update_std_vs_limit']:.2f} L, and the cheapest "
                     "paid-for model with w0 known is at "
-                    + ", ".join(f"{r(paid(x)[0], x['best_bytes'])} after {x['epochs']}" for x in rows[1:])
-                    + " epochs (§6 today: " + ", ".join(f"{x['packed_sparse_bytes'] / x['best_bytes']:.3f}x" for x in rows[1:])
+                    + ", ".join(f"{r(paid(x)[0], x['best_bytes'])} after {x['epochs']}" for x in one[1:])
+                    + " epochs (§6 today: " + ", ".join(f"{x['packed_sparse_bytes'] / x['best_bytes']:.3f}x" for x in one[1:])
+                    + ").")
+    if grad:
+        text.append("Pruned during training (Deep Compression's own recipe), the cheapest paid-for model with w0 known "
+                    "is at " + ", ".join(f"{r(paid(x)[0], x['best_bytes'])} after {x['base_epochs']} + "
+                                         f"{x['prune_epochs']}" for x in grad)
+                    + " epochs (§6 today: " + ", ".join(f"{x['packed_sparse_bytes'] / x['best_bytes']:.3f}x" for x in grad)
+                    + "; the table-driven variant: " + ", ".join(f"{r(table_driven(x)[0], x['best_bytes'])}" for x in grad)
                     + ").")
     rec = (f"The Table 1 LeNet-300-100 is trained much longer (a trained baseline, then {record['prune_epochs']} "
            f"pruning and {record['cluster_epochs']} weight-sharing epochs), and the " if record else "The ")

@@ -133,17 +133,28 @@ def _fake_training(cb, monkeypatch):
     calls = []
     w0 = _init((60, 80), seed=4)
 
+    def make(epochs, density, bits):
+        upd = np.random.default_rng(epochs).normal(0, 0.01 * epochs, w0.shape)
+        return _details(cb, w0, w0 + upd, density=density, k=2 ** bits)
+
     def fake(epochs=1, density=0.08, bits=5, seed=0, details=False):
         calls.append((epochs, details))
-        upd = np.random.default_rng(epochs).normal(0, 0.01 * epochs, w0.shape)
-        w, d = _details(cb, w0, w0 + upd, density=density, k=2 ** bits)
+        w, d = make(epochs, density, bits)
         return (w, d) if details else w
 
     def machine_info(frameworks=True):
         calls.append(("machine_info", frameworks))
         return {"date": "2026-01-01 00:00 UTC", "loadavg": [0.5, 0.5, 0.5]}
 
+    def gradual(base_epochs, prune_epochs, density=0.08, bits=5, seed=0):
+        calls.append(("gradual", base_epochs, prune_epochs))
+        w, d = make(base_epochs + prune_epochs, density, bits)
+        d["trained"] = np.where(w != 0, d["trained"], 0.0)  # the pruned weights set to 0, as prune_retrain does
+        d["threshold"] = 0.0
+        return w, d
+
     monkeypatch.setattr(cb, "trained_lenet300_ip1", fake)
+    monkeypatch.setattr(cb, "gradual_pruning_tensor", gradual)
     monkeypatch.setattr(cb, "machine_info", machine_info)
     return calls
 
@@ -167,10 +178,30 @@ def test_cli_writes_its_own_json(cb, monkeypatch, tmp_path):
                       (["--init-known-epochs", "1,x"], "positive whole numbers"),
                       (["--init-known-epochs", "1", "--tflite", "m.tflite"], "its own JSON"),
                       (["--init-known-epochs", "1", "--bench-tensor"], "its own JSON"),
-                      ([], "--tflite is required")):
+                      ([], "--tflite is required"),
+                      (["--init-known-epochs", "1", "--init-known-gradual", "1-5"], "BASE+PRUNE epoch pairs"),
+                      (["--init-known-epochs", "1", "--init-known-gradual", "1+0"], "BASE+PRUNE epoch pairs"),
+                      (["--init-known-gradual", "1+5"], "give --init-known-epochs too")):
         r = subprocess.run([sys.executable, os.path.join(BENCH, "codec_bound.py"), *argv], capture_output=True,
                            text=True, timeout=120, cwd=tmp_path)
         assert r.returncode == 2 and msg in r.stderr, (argv, r.stderr[-2000:])
+
+
+def test_cli_gradual_rows_are_pruned_during_training(cb, monkeypatch, tmp_path):
+    """--init-known-gradual B+P: rows after the one-shot ones, marked gradual, with the same initial weights
+    (hash), statistics over the kept weights and no Gaussian model (its pruned weights are 0, not moved)."""
+    calls = _fake_training(cb, monkeypatch)
+    out = cb.main(["--init-known-epochs", "2", "--init-known-gradual", "0+2,1+3"])
+    assert [c for c in calls if c[0] != "machine_info"] == [(2, True), ("gradual", 0, 2), ("gradual", 1, 3)], calls
+    one, g1, g2 = out["rows"]
+    assert one["pruning"] == "one-shot" and one["stats_over"] == "all elements" and one["gaussian_init_known_bytes"] > 0
+    assert (g1["pruning"], g1["base_epochs"], g1["prune_epochs"], g1["epochs"]) == ("gradual", 0, 2, 2), g1
+    assert (g2["base_epochs"], g2["prune_epochs"], g2["epochs"]) == (1, 3, 4), g2
+    assert g1["stats_over"] == "kept weights" and g1["gaussian_init_known_bytes"] is None
+    assert g1["gaussian_init_unknown_bytes"] is None and one["init_sha256"] == g1["init_sha256"] == g2["init_sha256"]
+    # the same tensor as the one-shot row (the stand-in prunes alike): the same sizes, the statistics of the kept
+    assert g1["init_known"] == one["init_known"] and g1["packed_sparse_bytes"] == one["packed_sparse_bytes"]
+    assert g1["corr_init_trained"] != one["corr_init_trained"]
 
 
 def _row(epochs, best, six, floor, rans, huff, g_unknown, g_known, corr, std):
@@ -220,6 +251,26 @@ def test_codec_init_lines_table_and_verdict(doc):
     assert text.startswith("Knowing w0 would still miss the <= 0.75x goal on the 1-epoch tensor: §6 gaps + index "
                            "Huffman per cell, 4 cells, 768 B"), text
     assert "fades" not in text and text.split(". ")[-1].startswith("The models that code the kept bit"), text
+
+
+def test_codec_init_lines_gradual_rows(doc):
+    """Rows pruned during training: 'B + P, pruned during training', statistics marked (kept), no Gaussian
+    cell; the trend sentence uses the one-shot rows only, a sentence of their own for the gradual ones."""
+    rows = [_row(1, 1000, 0.866, 0.65, 0.667, 0.768, 0.867, 0.679, 0.892, 0.296),
+            _row(30, 1000, 0.857, 0.85, 0.86, 0.844, 0.923, 0.913, 0.324, 1.89),
+            _row(50, 2000, 0.87, 0.7, 0.74, 0.79, 0, 0, 0.9, 0.95)]
+    rows[2].update(pruning="gradual", base_epochs=20, prune_epochs=30, stats_over="kept weights",
+                   gaussian_init_unknown_bytes=None, gaussian_init_known_bytes=None)
+    lines = doc.codec_init_lines(_ck(rows))
+    table = [x for x in lines if x.startswith("| ")]
+    assert table[3].startswith("| 20 + 30, pruned during training | 0.900 (kept) | 0.95 (kept) | 2,000 (bz2-9) | "), table[3]
+    assert table[3].endswith("| 0.870x → 0.790x / 0.800x / 0.810x | - → - |"), table[3]
+    text = lines[-1]
+    assert "to 0.32 (30 epochs)" in text and "is at 0.844x after 30 epochs (§6 today: 0.857x)." in text, text
+    assert ("Pruned during training (Deep Compression's own recipe), the cheapest paid-for model with w0 known is at "
+            "**0.740x** after 20 + 30 epochs (§6 today: 0.870x; the table-driven variant: 0.790x).") in text, text
+    assert "Rows *B + P, pruned during training*" in lines[1], lines[1]
+    assert "Rows *B + P" not in doc.codec_init_lines(_ck(rows[:2]))[1]
 
 
 def test_results_doc_codec_init_reproduces_docs_results_md(tmp_path):
