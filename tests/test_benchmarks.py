@@ -81,6 +81,12 @@ def _codec_bound_args(res):
     return ["--codec-bound", path] if os.path.exists(path) else []
 
 
+def _codec_init_args(res):
+    """benchmarks/codec_bound.py --init-known-epochs's JSON, once committed."""
+    path = os.path.join(res, "codec_init_known.json")
+    return ["--codec-init", path] if os.path.exists(path) else []
+
+
 def _centroid_ops_args(res):
     """benchmarks/bench_centroid_ops.py's JSON, once committed."""
     path = os.path.join(res, "centroid_ops.json")
@@ -122,7 +128,7 @@ def test_results_doc_reproduces_docs_results_md(tmp_path):
     args = ["--table1", *table1, "--speed", os.path.join(res, "speed.json"), "--quantized", *_quantized_args(res),
             "--runtime", os.path.join(res, "runtime.json"), "--fit-step", os.path.join(res, "fit_step.json"),
             "--codec", os.path.join(res, "codec_context.json"), *_zoo_args(res), *_multi_worker_args(res),
-            *_codec_bound_args(res), *_centroid_ops_args(res), *_density_args(res), *_scale_args(res), *_mcu_args(res)]
+            *_codec_bound_args(res), *_codec_init_args(res), *_centroid_ops_args(res), *_density_args(res), *_scale_args(res), *_mcu_args(res)]
     r = subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), *args, "--out", "docs/results.md",
                         "--img_dir", "docs/img"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
