@@ -1287,7 +1287,7 @@ def main(argv=None):
         lines[-5] += " --scale scale.json"
     if args.codec_init:
         lines[-5:-5] = [".venv/bin/python benchmarks/codec_bound.py --init-known-epochs 1,2,5,10,20,30 "
-                        "--json codec_init_known.json   # ~3 min"]
+                        "--init-known-gradual 1+5,20+30 --json codec_init_known.json   # ~8 min (training)"]
         lines[-5] += " --codec-init codec_init_known.json"
     if args.codec:  # (bench_codec.py's command is in the list above)
         lines[-5] += " --codec codec_context.json"
