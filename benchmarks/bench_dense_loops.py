@@ -1,6 +1,7 @@
-"""A/B of dc_codec's §5 decode loops on a packed model's tensors (docs/android.md, "The portable
-loops"): thread CPU time of ``dc_decode`` over every packed tensor of the file, the arms in random
-order each round in one process, best / 10th percentile / median per arm, load average recorded.
+"""A/B of dc_codec's §5 decode loops on a packed model's tensors (docs/android_design_notes.md,
+"The portable loops (what phones run)"): thread CPU time of ``dc_decode`` over every packed tensor
+of the file, the arms in random order each round in one process, best / 10th percentile / median
+per arm, load average recorded.
 
 Arms: the portable reference loop (``dc_codec_use_simd(0)``, ``dc_codec_portable_fast(0)``), the
 portable spread-codebook loop (``dc_codec_use_simd(0)``, ``dc_codec_portable_fast(2)``: what 64-bit

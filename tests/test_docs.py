@@ -428,8 +428,8 @@ def _figures():
                                      f"(fc1 {100 * mcu['model']['layers'][0]['density']:.1f} %", "mcu_lenet_300_100.json"),
         ("docs/android.md", f"compressed {rt['compressed']['load_s_ratio']:.2f}x, decoded {rt['decoded']['load_s_ratio']:.2f}x "
                             "of dense", "runtime.json"),
-        ("docs/android.md", f"{rt['decoded']['load_s_ratio']:.2f}x, {1e3 * rt['decoded']['load_s']:.1f} vs "
-                            f"{1e3 * rt['dense']['load_s']:.1f} ms", "runtime.json"),
+        ("docs/android_design_notes.md", f"{rt['decoded']['load_s_ratio']:.2f}x, {1e3 * rt['decoded']['load_s']:.1f} vs "
+                                         f"{1e3 * rt['dense']['load_s']:.1f} ms", "runtime.json"),
     ]
     for r in qz:  # quantization.md's DS-CNN table: bytes, packed bytes, ratio, error
         label = {"float32": "float32", "int8 per-tensor (default) (TFLite converter)": "int8 full-integer, per tensor (default)",
@@ -620,22 +620,22 @@ def _figures():
         out.append(("docs/microcontrollers.md", f"| {t['layout']} | {t['elements']:,} | {t['packed_bytes']:,} | "
                                                 f"{t['insns_per_element']:.2f} | {t['stack_bytes']:,} | "
                                                 f"{t['workspace_bytes']:,} |", "mcu_lenet_300_100.json"))
-    for n, batch in ((1024, 1), (1024, 8), (1024, 32), (4096, 1), (4096, 8), (4096, 32)):  # android.md's density table
+    for n, batch in ((1024, 1), (1024, 8), (1024, 32), (4096, 1), (4096, 8), (4096, 32)):  # android_design_notes.md's density table
         cells = []
         for d in (0.2, 0.3, 0.4, 0.5, 1.0):
             r = next(r for r in _json("density.json")["rows"]
                      if r["dtype"] == "float32" and r["n"] == n and r["batch"] == batch and abs(r["density"] - d) < 1e-3)
             cells.append(f"{r['ratio']:.1f}x" if r["ratio"] >= 2 else f"{r['ratio']:.2f}x")
-        out.append(("docs/android.md", f"| {n}², batch {batch} | " + " | ".join(cells) + " |", "density.json"))
+        out.append(("docs/android_design_notes.md", f"| {n}², batch {batch} | " + " | ".join(cells) + " |", "density.json"))
     dens = {(r["n"], r["batch"], round(100 * r["density"])): r for r in _json("density.json")["rows"]
             if r["dtype"] == "float32"}
-    out.append(("docs/android.md", f"up to 50 % ({dens[1024, 8, 50]['ratio']:.2f}x on 1024², "
-                                   f"{dens[4096, 8, 50]['ratio']:.2f}x on 4096²; at 70 % 1024² batch 8 takes "
-                                   f"{dens[1024, 8, 70]['ratio']:.2f}x)", "density.json"))
-    out.append(("docs/android.md", f"at batch 32 it is slower from 30-40 % ({dens[1024, 32, 30]['ratio']:.2f}x / "
-                                   f"{dens[4096, 32, 30]['ratio']:.2f}x at 30 %, {dens[1024, 32, 50]['ratio']:.2f}x / "
-                                   f"{dens[4096, 32, 50]['ratio']:.2f}x at 50 %; 20 %: {dens[1024, 32, 20]['ratio']:.2f}x / "
-                                   f"{dens[4096, 32, 20]['ratio']:.2f}x)", "density.json"))
+    out.append(("docs/android_design_notes.md", f"up to 50 % ({dens[1024, 8, 50]['ratio']:.2f}x on 1024², "
+                                                f"{dens[4096, 8, 50]['ratio']:.2f}x on 4096²; at 70 % 1024² batch 8 takes "
+                                                f"{dens[1024, 8, 70]['ratio']:.2f}x)", "density.json"))
+    out.append(("docs/android_design_notes.md", f"at batch 32 it is slower from 30-40 % ({dens[1024, 32, 30]['ratio']:.2f}x / "
+                                                f"{dens[4096, 32, 30]['ratio']:.2f}x at 30 %, {dens[1024, 32, 50]['ratio']:.2f}x / "
+                                                f"{dens[4096, 32, 50]['ratio']:.2f}x at 50 %; 20 %: {dens[1024, 32, 20]['ratio']:.2f}x / "
+                                                f"{dens[4096, 32, 20]['ratio']:.2f}x)", "density.json"))
     i8 = {p: [r for r in _json("density.json")["rows"] if r["dtype"] == "int8" and round(100 * r["density"]) == p
               and r["batch"] in (1, 8)] for p in (5, 10)}  # docs/runtime.md: the int8 tile form against XNNPACK
     rows5 = next(r for r in i8[5] if r["n"] == 1024 and r["batch"] == 1)["variants"]["scalar"]["ratio"]
@@ -651,10 +651,10 @@ def _figures():
                if r["dtype"] == "int8")  # docs/runtime.md: the rows "slower than XNNPACK at every density measured"
     with open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c")) as f:  # "there": the default
         tiles = int(re.search(r"#define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES (\d+)", f.read()).group(1))
-    out.append(("docs/android.md", "its memory there is "
-                                   f"{dens[1024, 1, tiles]['compact_bytes'] / dens[1024, 1, tiles]['dense_bytes']:.2f}x of the "
-                                   "dense weight's (" + f"{dens[1024, 1, 100]['compact_bytes'] / dens[1024, 1, 100]['dense_bytes']:.2f}"
-                                   "x at 100 %: always smaller)", "density.json"))
+    out.append(("docs/android_design_notes.md", "its memory there is "
+                                                f"{dens[1024, 1, tiles]['compact_bytes'] / dens[1024, 1, tiles]['dense_bytes']:.2f}x of the "
+                                                "dense weight's (" + f"{dens[1024, 1, 100]['compact_bytes'] / dens[1024, 1, 100]['dense_bytes']:.2f}"
+                                                "x at 100 %: always smaller)", "density.json"))
     out += _density_variant_figures()
     out += _runtime_figures()
     return out
@@ -845,7 +845,7 @@ def _litert_torch_figures():
 
 
 def _density_variant_figures():
-    """docs/android.md's table *CPUs without AVX-512* (bench_density.py's kernel variants side by
+    """docs/android_design_notes.md's table *CPUs without AVX-512* (bench_density.py's kernel variants side by
     side), its run line and the bullets after it, plus README's figures on the same kernels and
     the row form's cost unpruned, all rebuilt from density.json (the run results.md holds)."""
     d = _json("density.json")
@@ -869,10 +869,10 @@ def _density_variant_figures():
                            ("native", "AVX-512 tiles")),
                "int8": (("avx2", "AVX2 CPU: AVX2 tiles"), ("scalar", "rows, scalar"),
                         ("native", "AVX-512 (VNNI) tiles"))}
-    out = [("docs/android.md", f"run {m['date']}, started at load average {m['loadavg'][0]:.1f} (the script waits for "
-                               f"< {m['load_wait']['limit']}), {min(loads):.1f}-{max(loads):.1f} after each layer, "
-                               f"{m['loadavg_end'][0]:.1f} at the end;", "density.json"),
-           ("docs/android.md", f"each variant alternates with XNNPACK, {3 * d['rounds']} invokes each, the fastest",
+    out = [("docs/android_design_notes.md", f"run {m['date']}, started at load average {m['loadavg'][0]:.1f} (the script waits for "
+                                            f"< {m['load_wait']['limit']}), {min(loads):.1f}-{max(loads):.1f} after each layer, "
+                                            f"{m['loadavg_end'][0]:.1f} at the end;", "density.json"),
+           ("docs/android_design_notes.md", f"each variant alternates with XNNPACK, {3 * d['rounds']} invokes each, the fastest",
             "density.json")]
     for (dtype, n, batch), cells in g.items():
         if batch == 32:  # no variants measured at batch 32
@@ -883,7 +883,7 @@ def _density_variant_figures():
             rows.append(f"| | {label} | " + " | ".join(
                 f"**{s}**" if v((dtype, n, batch), p, name)["default"] == "compressed" else s
                 for s, p in zip(texts, pcts)) + " |")
-        out += [("docs/android.md", row, "density.json") for row in rows]
+        out += [("docs/android_design_notes.md", row, "density.json") for row in rows]
     i8 = [k for k in g if k[0] == "int8"]
     f32 = [k for k in g if k[0] == "float32" and k[2] in (1, 8)]
 
@@ -896,34 +896,34 @@ def _density_variant_figures():
     avx2_vs_512 = span([fast(k, p, "avx2", "native") for k in i8 for p in pcts], ".1f")
     rows_vs_avx2 = span([fast(k, p, "scalar", "avx2") for k in i8 for p in pcts], ".1f")
     a, b, c, e = ("int8", 1024, 1), ("int8", 1024, 8), ("int8", 4096, 1), ("int8", 4096, 8)
-    out.append(("docs/android.md", f"the AVX2 tile kernels take {avx2_vs_512} the AVX-512 (VNNI) ones' time and "
-                                   f"{rows_vs_avx2} less than the rows' (the row kernel's scalar byte gathers): "
-                                   f"{rf(a, 5, 'avx2')} / {rf(b, 5, 'avx2')} of XNNPACK's time at 5 % on 1024² (batch 1 / 8; "
-                                   f"rows {rf(a, 5, 'scalar')} / {rf(b, 5, 'scalar')}), {rf(c, 5, 'avx2')} / "
-                                   f"{rf(e, 5, 'avx2')} on 4096² (rows {rf(c, 5, 'scalar')} / {rf(e, 5, 'scalar')}); about "
-                                   f"even at 10 % at batch 1 ({rf(a, 10, 'avx2')}, {rf(c, 10, 'avx2')})", "density.json"))
+    out.append(("docs/android_design_notes.md", f"the AVX2 tile kernels take {avx2_vs_512} the AVX-512 (VNNI) ones' time and "
+                                                f"{rows_vs_avx2} less than the rows' (the row kernel's scalar byte gathers): "
+                                                f"{rf(a, 5, 'avx2')} / {rf(b, 5, 'avx2')} of XNNPACK's time at 5 % on 1024² (batch 1 / 8; "
+                                                f"rows {rf(a, 5, 'scalar')} / {rf(b, 5, 'scalar')}), {rf(c, 5, 'avx2')} / "
+                                                f"{rf(e, 5, 'avx2')} on 4096² (rows {rf(c, 5, 'scalar')} / {rf(e, 5, 'scalar')}); about "
+                                                f"even at 10 % at batch 1 ({rf(a, 10, 'avx2')}, {rf(c, 10, 'avx2')})", "density.json"))
     out.append(("docs/runtime.md", f"with AVX2 kernels, {avx2_vs_512.replace('–', '-')} the AVX-512 ones' time and "
                              f"{rows_vs_avx2.replace('–', '-')} faster than the rows", "density.json"))
     b1 = [k for k in f32 if k[2] == 1]
     b8 = [k for k in f32 if k[2] == 8]
-    out.append(("docs/android.md", f"the AVX2 float tile kernels took "
-                                   f"{span([fast(k, 5, 'avx2_tiles', 'avx2') for k in f32])} the rows' time at 5 %, "
-                                   f"{span([fast(k, 10, 'avx2_tiles', 'avx2') for k in f32])} at 10 %; only at batch 1 from "
-                                   f"20 % were they faster ({span([fast(k, 20, 'avx2_tiles', 'avx2') for k in b1])} at 20 %, "
-                                   f"{span([fast(k, 40, 'avx2_tiles', 'avx2') for k in b1])} at 40 %), while at batch 8 they "
-                                   f"stayed slower ({span([fast(k, p, 'avx2_tiles', 'avx2') for k in b8 for p in (20, 30, 40, 50)])}"
-                                   " at 20–50 %)", "density.json"))
+    out.append(("docs/android_design_notes.md", f"the AVX2 float tile kernels took "
+                                                f"{span([fast(k, 5, 'avx2_tiles', 'avx2') for k in f32])} the rows' time at 5 %, "
+                                                f"{span([fast(k, 10, 'avx2_tiles', 'avx2') for k in f32])} at 10 %; only at batch 1 from "
+                                                f"20 % were they faster ({span([fast(k, 20, 'avx2_tiles', 'avx2') for k in b1])} at 20 %, "
+                                                f"{span([fast(k, 40, 'avx2_tiles', 'avx2') for k in b1])} at 40 %), while at batch 8 they "
+                                                f"stayed slower ({span([fast(k, p, 'avx2_tiles', 'avx2') for k in b8 for p in (20, 30, 40, 50)])}"
+                                                " at 20–50 %)", "density.json"))
     assert all(fast(k, p, "avx2_tiles", "avx2") > 1 for k in b8 for p in (20, 30, 40, 50))  # "stayed slower"
     med = {k: {p: v(k, p, "avx2")["ratio"] for p in (10, 20, 30)} for k in f32}
-    out.append(("docs/android.md", f"whose 1024² layer took {med['float32', 1024, 1][10]:.2f}x at 10 % at batch 1",
+    out.append(("docs/android_design_notes.md", f"whose 1024² layer took {med['float32', 1024, 1][10]:.2f}x at 10 % at batch 1",
                 "density.json"))
-    out.append(("docs/android.md", f"the 4096² one {med['float32', 4096, 1][10]:.2f}x. Large layers pay up to ~30 % "
-                                   f"(4096²: {med['float32', 4096, 1][20]:.2f}x / {med['float32', 4096, 8][20]:.2f}x at 20 %, "
-                                   f"{med['float32', 4096, 1][30]:.2f}x / {med['float32', 4096, 8][30]:.2f}x at 30 %)",
+    out.append(("docs/android_design_notes.md", f"the 4096² one {med['float32', 4096, 1][10]:.2f}x. Large layers pay up to ~30 % "
+                                                f"(4096²: {med['float32', 4096, 1][20]:.2f}x / {med['float32', 4096, 8][20]:.2f}x at 20 %, "
+                                                f"{med['float32', 4096, 1][30]:.2f}x / {med['float32', 4096, 8][30]:.2f}x at 30 %)",
                 "density.json"))
     unpruned = max(v(k, 100, "scalar")["ratio"] for k in f32)  # the row form (scalar kernels), unpruned
     out.append(("docs/runtime.md", f"unpruned layers would run up to {unpruned:.1f}x slower there", "density.json"))
-    out.append(("docs/android.md", f"unpruned layers run up to {unpruned:.1f}x slower compressed", "density.json"))
+    out.append(("docs/android_design_notes.md", f"unpruned layers run up to {unpruned:.1f}x slower compressed", "density.json"))
     with open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c")) as f:  # docs/runtime.md: the tile form's default
         tiles = int(re.search(r"#define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES (\d+)", f.read()).group(1))
     out.append(("docs/runtime.md", f"at {g['float32', 1024, 1][tiles]['compact_bytes'] / g['float32', 1024, 1][tiles]['dense_bytes']:.2f}x "
@@ -937,42 +937,42 @@ def _density_variant_figures():
     rows10 = [v(("float32", n, 1), 10, "avx2")["compact_bytes"] / g["float32", n, 1][10]["dense_bytes"] for n in (1024, 4096)]
     out.append(("docs/android.md", f"so the layer needs ~{span(rows10)} of the dense memory at 10 % density", "density.json"))
     out.append(("docs/android.md", f"(AVX2 CPUs: the tile form too, {avx2_vs_512} the AVX-512 kernels' time)", "density.json"))
-    out.append(("docs/android.md", f"tiles: {span([i8mem[n, 20] for n in (1024, 4096)])} at 20 %, "
-                                   f"{span([i8mem[n, 30] for n in (1024, 4096)])} at 30 %", "density.json"))
+    out.append(("docs/android_design_notes.md", f"tiles: {span([i8mem[n, 20] for n in (1024, 4096)])} at 20 %, "
+                                                f"{span([i8mem[n, 30] for n in (1024, 4096)])} at 30 %", "density.json"))
     return out
 
 
 def _runtime_figures():
-    """docs/android.md's figures from the runtime table's run (bench_runtime.py, runtime.json: the
-    run results.md holds) in *Compressed execution* and *Load time*, and the density run's
-    unpruned figures in *Denser layers stay decoded* (density.json)."""
+    """docs/android_design_notes.md's figures from the runtime table's run (bench_runtime.py, runtime.json:
+    the run results.md holds) in *The tile form instead of the rows* and *Load time*, and the density
+    run's unpruned figures in *How the default max_density was chosen* (density.json)."""
     rt = _json("runtime.json")
     m, md = rt["machine"], rt["models"]
     date = m["date"][:16].replace("T", " ")
     c10, d10, c5 = md["fc4096_d10"]["compressed"], md["fc4096_d10"]["dense"], md["fc4096_d5"]["compressed"]
     dram = [1e3 * md[k]["compressed"]["batch1_dram_s"] for k in ("fc1024_d10", "fc784x300_d10")]
     assert rt["command"].split()[2:4] == ["--rounds", str(rt["rounds"])], rt["command"]
-    out = [("docs/android.md", f"[results.md](results.md) ({date} UTC, load {m['loadavg_start'][0]:.1f} → "
-                               f"{m['loadavg'][0]:.1f}, `--rounds {rt['rounds']}`) settles it: 4096² at 10 % load "
-                               f"**{c10['load_s_ratio']:.2f}x** ({1e3 * c10['load_s']:.1f} vs {1e3 * d10['load_s']:.0f} ms), "
-                               f"batch 1 **{c10['batch1_s_ratio']:.2f}x** ({1e3 * c10['batch1_s']:.3f} ms; fastest "
-                               f"{c10['batch1_min_s_ratio']:.2f}x), memory **{c10['rss_delta_ratio']:.2f}x**; at 5 % "
-                               f"{c5['load_s_ratio']:.2f}x / {c5['batch1_s_ratio']:.2f}x / {c5['rss_delta_ratio']:.2f}x. "
-                               f"Dense batch 1 was {1e3 * d10['batch1_s']:.2f} ms in that run", "runtime.json"),
-           ("docs/android.md", f"{1e3 * d10['load_s']:.0f} ms in the official table", "runtime.json"),
-           ("docs/android.md", f"The small layers' DRAM figures ({min(dram):.2f}–{max(dram):.2f} ms in that run, "
-                               "fc1024_d10 and fc784x300_d10, one cold invoke per round)", "runtime.json"),
+    out = [("docs/android_design_notes.md", f"[results.md](results.md) ({date} UTC, load {m['loadavg_start'][0]:.1f} → "
+                                            f"{m['loadavg'][0]:.1f}, `--rounds {rt['rounds']}`) settles it: 4096² at 10 % load "
+                                            f"**{c10['load_s_ratio']:.2f}x** ({1e3 * c10['load_s']:.1f} vs {1e3 * d10['load_s']:.0f} ms), "
+                                            f"batch 1 **{c10['batch1_s_ratio']:.2f}x** ({1e3 * c10['batch1_s']:.3f} ms; fastest "
+                                            f"{c10['batch1_min_s_ratio']:.2f}x), memory **{c10['rss_delta_ratio']:.2f}x**; at 5 % "
+                                            f"{c5['load_s_ratio']:.2f}x / {c5['batch1_s_ratio']:.2f}x / {c5['rss_delta_ratio']:.2f}x. "
+                                            f"Dense batch 1 was {1e3 * d10['batch1_s']:.2f} ms in that run", "runtime.json"),
+           ("docs/android_design_notes.md", f"{1e3 * d10['load_s']:.0f} ms in the official table", "runtime.json"),
+           ("docs/android_design_notes.md", f"The small layers' DRAM figures ({min(dram):.2f}–{max(dram):.2f} ms in that run, "
+                                            "fc1024_d10 and fc784x300_d10, one cold invoke per round)", "runtime.json"),
            ("docs/android.md", f"(runtime table in docs/results.md, {date} run: compressed", "runtime.json"),
-           ("docs/android.md", f"docs/results.md now holds the {date} run, after the spread-codebook loop below: "
-                               f"{md['mobilenetv2']['decoded']['load_s_ratio']:.2f}x", "runtime.json"),
-           ("docs/android.md", f"(the run docs/results.md holds now, {date} UTC (docs/results/runtime.json): "
-                               f"{md['mobilenetv2']['decoded']['load_s_ratio']:.2f}x)", "runtime.json")]
+           ("docs/android_design_notes.md", f"docs/results.md now holds the {date} run, after the spread-codebook loop below: "
+                                            f"{md['mobilenetv2']['decoded']['load_s_ratio']:.2f}x", "runtime.json"),
+           ("docs/android_design_notes.md", f"(the run docs/results.md holds now, {date} UTC (docs/results/runtime.json): "
+                                            f"{md['mobilenetv2']['decoded']['load_s_ratio']:.2f}x)", "runtime.json")]
     dens = {(r["n"], r["batch"], round(100 * r["density"])): r for r in _json("density.json")["rows"]
             if r["dtype"] == "float32"}
-    out.append(("docs/android.md", f"08:48 run (the table in results.md) {dens[1024, 1, 50]['ratio']:.2f}x at 50 %, "
-                                   f"{dens[1024, 1, 100]['ratio']:.2f}x unpruned, 4096² {dens[4096, 1, 100]['ratio']:.2f}x "
-                                   "unpruned", "density.json"))
-    assert _json("density.json")["machine"]["date"] == "2026-12-05 08:48 UTC"  # "08:48 run" in android.md
+    out.append(("docs/android_design_notes.md", f"08:48 run (the table in results.md) {dens[1024, 1, 50]['ratio']:.2f}x at 50 %, "
+                                                f"{dens[1024, 1, 100]['ratio']:.2f}x unpruned, 4096² {dens[4096, 1, 100]['ratio']:.2f}x "
+                                                "unpruned", "density.json"))
+    assert _json("density.json")["machine"]["date"] == "2026-12-05 08:48 UTC"  # "08:48 run" in android_design_notes.md
     return out
 
 
@@ -1418,9 +1418,9 @@ def test_int8_default_max_density_is_where_the_compact_form_stops_saving_a_quart
 
 
 def test_default_max_density_figures_match_huffdecode_op():
-    """docs/runtime.md's weights= section and docs/android.md give the default max_density of each form as
-    huffdecode_op.c's DC_DEFAULT_MAX_DENSITY_* say (the tests above tie those to density.json): a
-    changed default shows up here in every sentence that quotes it."""
+    """docs/runtime.md's weights= section, docs/android.md and docs/android_design_notes.md give the default
+    max_density of each form as huffdecode_op.c's DC_DEFAULT_MAX_DENSITY_* say (the tests above tie those
+    to density.json): a changed default shows up here in every sentence that quotes it."""
     f, t, a, i = (_default_density(k) for k in ("FLOAT32", "FLOAT32_TILES", "FLOAT32_AVX2", "INT8"))
     texts = {"docs/runtime.md": [f"(≤ {f} % density; ≤ {t} % on AVX-512 CPUs, ≤ {a} % on other x86-64 CPUs",
                            f"by the form the layer runs in: {f} % for float32 weights on the row form",
@@ -1431,10 +1431,12 @@ def test_default_max_density_figures_match_huffdecode_op():
                                  f"CPUs, {i} for int8",
                                  f"**{f} % with float32 weights on the row form, {t} % with float32 weights on the tile "
                                  f"form** (AVX-512 CPUs, ≤ 32 values), **{a} % with float32 weights with the AVX2 kernels**",
-                                 f"**and {i} % with int8 weights**", f"The default, {t} %, is the densest density measured",
-                                 f"default `max_density` is **{a} %** (huffdecode_op.c", f"The int8 default stays {i} %",
+                                 f"**and {i} % with int8 weights**",
                                  f"batch-1 inference of large float32 FC layers at ≤ {f} % density (≤ {t} % on the tile "
-                                 "form of AVX-512 CPUs)"]}
+                                 "form of AVX-512 CPUs)"],
+             "docs/android_design_notes.md": [f"The default, {t} %, is the densest density measured",
+                                              f"default `max_density` is **{a} %** (huffdecode_op.c",
+                                              f"The int8 default stays {i} %"]}
     missing = [(doc, text) for doc, want in texts.items() for text in want
                if text not in re.sub(r"\s+", " ", _docs.read(doc))]
     assert not missing, missing

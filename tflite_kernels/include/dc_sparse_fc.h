@@ -24,9 +24,9 @@
  *    10 % density: ~4.1 bytes per non-zero); the ungrouped §6 tensors (the
  *    common case) are decoded straight into them, 16 rows at a time, without
  *    building the rows.  Batch-1 and batched kernels without gathers
- *    (docs/android.md "the tile form"), one body per instruction set: AVX-512
- *    (16 lanes per register) and AVX2 + FMA (two halves of 8), the same bits
- *    (NaN for NaN: where two NaNs meet, which one an FMA passes on is open).
+ *    (docs/android_design_notes.md "The tile form instead of the rows"), one body per
+ *    instruction set: AVX-512 (16 lanes per register) and AVX2 + FMA (two halves of 8), the
+ *    same bits (NaN for NaN: where two NaNs meet, which one an FMA passes on is open).
  * A built form holds one of the two (dc_sparse_fc_add_tiles can add tiles next
  * to rows); row_ptr == NULL means the tile form alone.
  *
@@ -97,8 +97,9 @@ typedef struct {
 #define DC_SFC_TILE_EMPTY 0x8000u
 /* dc_sparse_fc_build keeps the tile form (instead of the rows) only while it holds at most this
  * many entries per non-zero (int8: and no more bytes, 2 per entry, than the larger of the dense
- * weight and the rows) (docs/android.md: beyond it the padding of short rows costs more
- * kernel time and memory than the row kernels' gathers; very sparse or oddly spread layers). */
+ * weight and the rows) (docs/android_design_notes.md "The tile form instead of the rows": beyond
+ * it the padding of short rows costs more kernel time and memory than the row kernels' gathers;
+ * very sparse or oddly spread layers). */
 #define DC_SFC_TILE_FILL 4u
 
 /* Builds *m from a packed tensor.  On DC_SFC_UNSUPPORTED `why` says why (the

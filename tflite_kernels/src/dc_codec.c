@@ -2672,7 +2672,8 @@ static int sparse_pairs_level(void) {
  * every 64-bit target: aarch64 phones, x86-64 without BMI2), also compiled for BMI2 on x86-64
  * (dense_e4_spread*, where the mask is BZHI and the shift SHRX).  MobileNetV2's weights
  * (K = 256, codes of 7..9 bits, 6 symbols a refill) decode with 20-23 % less CPU than with
- * dense_e4_bmi2 (BMI2 instances); the portable instances' figures are in docs/android.md. */
+ * dense_e4_bmi2 (BMI2 instances); the portable instances' figures are in
+ * docs/android_design_notes.md "The portable loops (what phones run)". */
 #define DC_SPREAD_K 256u
 /* Below this many elements building the spread codebook costs more than it saves (MobileNetV2:
  * 864 elements, 5.0 us with dense_e4_bmi2, 6.7 us with it); the fuzz build lowers it so that

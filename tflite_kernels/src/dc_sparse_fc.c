@@ -4,9 +4,9 @@
  * (dc_sparse_fc.h).  C99 scalar kernels, plus AVX-512 batch-1 kernels picked at
  * run time on x86-64 (GCC/Clang intrinsics); no allocation in the kernels.
  *
- * Why this layout (measured, docs/android.md): batch-1 sparse FC is bound by
- * the work per non-zero, not by bytes.  A 16-bit column + 1-byte code per
- * non-zero (3 B) keeps the whole 4096x4096 layer at 10 % in 5 MB and costs
+ * Why this layout (measured, docs/android_design_notes.md "Which layout, and why"):
+ * batch-1 sparse FC is bound by the work per non-zero, not by bytes.  A 16-bit column + 1-byte
+ * code per non-zero (3 B) keeps the whole 4096x4096 layer at 10 % in 5 MB and costs
  * one gather of x, one codebook load (L1) and one multiply-add per non-zero.
  * Alternatives measured on 4096x4096 (x86-64, one core, best of 300-400 runs,
  * same process, 2026-11-29): this kernel 0.53-0.61 ns per non-zero at 5, 10
@@ -25,8 +25,9 @@
  * decodes, a helper maps the pages and places; first build in a fresh process
  * 5.3 -> 3.8 ms wall (median of 12, real-time priority, loaded machine).
  *
- * Tile form (dc_sparse_fc.h; docs/android.md): on AVX-512 CPUs a float32 FC layer of <= 32
- * values or an int8 FC layer keeps it instead of the rows, decoded the same way (the same staged
+ * Tile form (dc_sparse_fc.h; docs/android_design_notes.md "The tile form instead of the rows"):
+ * on AVX-512 CPUs a float32 FC layer of <= 32 values or an int8 FC layer keeps it instead of the
+ * rows, decoded the same way (the same staged
  * decoder, checks and statuses) but placed into a scratch of rows that becomes tiles 16 rows at
  * a time (tiles_place, emit_group), so the rows are never built whole and load does not pay for
  * both.
@@ -420,7 +421,8 @@ DC_API uint32_t dc_sparse_fc_set_tile_fill(uint32_t entries_per_nonzero) {
  * kept instead of the rows: at most tile_fill entries per non-zero (an empty layer: 0 entries);
  * an int8 form besides takes no more memory than the larger of its dense weight and its rows (2
  * bytes per entry against 1 per weight and 3 per non-zero): int8 layers are compressed for their
- * memory (docs/android.md), and 4 entries per non-zero would be 2x the dense weight at 25 %. */
+ * memory (docs/android_design_notes.md "int8 on the tile form"), and 4 entries per non-zero
+ * would be 2x the dense weight at 25 %. */
 static int tiles_fit(const dc_sparse_fc* m, uint64_t entries, uint64_t nnz) {
   if (tile_fill == 0 || entries > (uint64_t)tile_fill * nnz) return 0;
   if (m->dtype != DC_DTYPE_INT8) return 1;
@@ -439,7 +441,8 @@ static int shape_ok(uint64_t rows, uint64_t cols) {
  * itself, code << 5 < 2^13) while vector tile kernels (AVX-512 or AVX2) are in use, or float32 of
  * at most 32 distinct kept values (a step's weights are looked up in registers) while the
  * AVX-512 kernels are in use.  float32 forms keep the rows with the AVX2 kernels: measured on
- * 1024^2 / 4096^2 layers (docs/android.md), the AVX2 float tile kernels (four vpermps and three
+ * 1024^2 / 4096^2 layers (docs/android_design_notes.md "CPUs without AVX-512: the AVX2
+ * kernels"), the AVX2 float tile kernels (four vpermps and three
  * blends per 8 lanes for x) ran batch 1 as fast as the scalar row kernel at 10 % density (1.2x
  * slower at 5 %) and batches of 2..8 1.3-2x slower than its transposed tile of 8, while the tiles
  * take more memory below ~30 %; int8 tiles ran 2-5x faster than the rows. */
@@ -1551,7 +1554,8 @@ typedef struct {
  * AVX-512: a step's 16 lanes in one register; per tile x's 32 columns of the block sit in two
  * registers and each step takes x (vpermt2ps by the entry's low 5 bits) and the weight (vpermt2ps
  * by code = entry >> 5) with no gather, empty lanes masked.  1024^2 at 10 % on an AMD Zen 4
- * core: 0.14 ns per non-zero against 0.44 ns for float_batch1_avx512 (docs/android.md). */
+ * core: 0.14 ns per non-zero against 0.44 ns for float_batch1_avx512
+ * (docs/android_design_notes.md "AMD Zen 4: the gather is the limit, the tile form"). */
 typedef struct {
   __m512 c0, c1;
 } f_cb_avx512;
@@ -2055,7 +2059,8 @@ DC_AVX512 static void int8_batch1_avx512(const dc_sparse_fc* m, const int8_t* x,
  * low 5 bits and the weight is the entry's code, sign-extended from bits 5..12 (an empty entry,
  * 0x8000, gives weight 0: no mask), and one vpmaddwd makes the 16 exact products (w's high half
  * times x's high half, 0, adds nothing).  No gather: 1024^2 at 10 % on an AMD Zen 4 core 0.16 ns
- * per non-zero (17.0 us) against 0.56 ns for int8_batch1_avx512 (59.1 us; docs/android.md). */
+ * per non-zero (17.0 us) against 0.56 ns for int8_batch1_avx512 (59.1 us;
+ * docs/android_design_notes.md "int8 on the tile form"). */
 #if DC_SFC_X86
 /* The output parameters of the int8 tile kernels (dc_sparse_fc_int8's). */
 typedef struct {

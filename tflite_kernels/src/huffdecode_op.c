@@ -1636,7 +1636,8 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
 
 /* The default max_density (option not given), by weight type and the form the layer runs in
  * (dc_sparse_fc_form): the densest FULLY_CONNECTED layer that runs compressed; denser ones stay
- * decoded (docs/android.md; benchmarks/bench_density.py, docs/results.md "Compressed FC layers
+ * decoded (docs/android.md; why each value: docs/android_design_notes.md "How the default
+ * max_density was chosen"; benchmarks/bench_density.py, docs/results.md "Compressed FC layers
  * by density": 1024^2 and 4096^2, 15 values, batch 1 and 8, AVX-512 test machine, against
  * XNNPACK's dense kernel).
  *  - float32, row form (ARM and other CPUs without AVX-512 or AVX2; layers of > 32 coded values, §12
