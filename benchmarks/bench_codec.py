@@ -78,11 +78,10 @@ FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 FASHION_LABELS = "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"
 
 
-def trained_lenet300_ip1(epochs=1, density=0.08, bits=5, seed=0, details=False):
-    """LeNet-300-100 trained on Fashion-MNIST for `epochs`, first kernel magnitude-pruned (one
-    shot, no retraining) and clustered like the paper. None if the data set is missing. With
-    ``details``: (tensor, {"init", "trained", "threshold", "centroids", "init_limit"}), the kernel before
-    and after training (float64), the pruning threshold, all k-means centroids, Glorot's limit."""
+def fashion_lenet300(seed=0):
+    """Fashion-MNIST's training set (x: (60000, 784) float32 in [0, 1], y: uint8 labels) and an untrained
+    LeNet-300-100 whose initial weights ``keras.utils.set_random_seed(seed)`` fixes: (x, y, model), or
+    None if the data set is missing. trained_lenet300_ip1 and codec_bound.gradual_pruning_tensor start here."""
     if not (os.path.exists(FASHION_MNIST) and os.path.exists(FASHION_LABELS)):
         return None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -95,6 +94,20 @@ def trained_lenet300_ip1(epochs=1, density=0.08, bits=5, seed=0, details=False):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(300, activation="relu"),
                               keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10)])
+    return x, y, model
+
+
+def trained_lenet300_ip1(epochs=1, density=0.08, bits=5, seed=0, details=False):
+    """LeNet-300-100 trained on Fashion-MNIST for `epochs`, first kernel magnitude-pruned (one
+    shot, no retraining) and clustered like the paper. None if the data set is missing. With
+    ``details``: (tensor, {"init", "trained", "threshold", "centroids", "init_limit"}), the kernel before
+    and after training (float64), the pruning threshold, all k-means centroids, Glorot's limit."""
+    got = fashion_lenet300(seed)
+    if got is None:
+        return None
+    import keras
+
+    x, y, model = got
     w0 = np.asarray(model.layers[0].kernel.numpy(), np.float64)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=128, epochs=epochs, verbose=0)

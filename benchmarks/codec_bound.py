@@ -674,22 +674,16 @@ def gradual_pruning_tensor(base_epochs, prune_epochs, density=0.08, bits=5, seed
     other layers dense, no augmentation), the kept weights clustered by the same k-means (``bits``).
     Returns (tensor, details) like trained_lenet300_ip1(details=True), the threshold 0 (the pruned
     weights are exactly 0), or None without the data set."""
-    from bench_codec import FASHION_LABELS, FASHION_MNIST, kmeans_linear_1d
+    from bench_codec import fashion_lenet300, kmeans_linear_1d
 
-    if not (os.path.exists(FASHION_MNIST) and os.path.exists(FASHION_LABELS)):
+    got = fashion_lenet300(seed)
+    if got is None:
         return None
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     from dc_keras import pipeline
 
-    with gzip.open(FASHION_MNIST) as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 255
-    with gzip.open(FASHION_LABELS) as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(300, activation="relu"),
-                              keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10)])
+    x, y, model = got
     w0 = np.asarray(model.layers[0].kernel.numpy(), np.float64)
     if base_epochs:
         model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
