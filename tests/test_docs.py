@@ -746,9 +746,6 @@ def _kmeans_init_prose_figures():
                                             f"{2 ** b3['fc2']} (count share: fc2 {sv['split-count']['fc2']}/{2 ** b3['fc2']}), "
                                             f"{fc3[0]}-{fc3[1]}/{2 ** b3['fc3']}, "
                                             + ", ".join(f"{s5[k]}/{2 ** b5[k]}" for k in ("conv1", "conv2", "fc1", "fc2")) + " live", src3))
-    pruned = [next(st for st in _json(f"{m}.json")["stages"] if st["stage"] == "pruned")["file_bytes"] for m in ("lenet_300_100", "lenet_5")]
-    out.append(("docs/kmeans_init_rule.md", f"docs/results/lenet_300_100.json and lenet_5.json: {pruned[0]:,} B and {pruned[1]:,} B)",
-                "lenet_300_100.json"))
     return out
 
 
