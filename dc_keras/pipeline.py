@@ -130,7 +130,10 @@ def _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callback
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if from_logits else \
         "sparse_categorical_crossentropy"
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=["accuracy"])
-    model.fit(batches, epochs=epochs, verbose=_verbose(verbose), callbacks=list(callbacks))
+    # shuffle=False: the batches reshuffle themselves each epoch from ``seed`` (ShiftedBatches); Keras's own
+    # shuffle of a PyDataset's batch order draws from Python's unseeded ``random``, so the same seed gave
+    # different pruned and shared weights from run to run
+    model.fit(batches, epochs=epochs, verbose=_verbose(verbose), callbacks=list(callbacks), shuffle=False)
     return len(batches)
 
 

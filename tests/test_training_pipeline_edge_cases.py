@@ -172,3 +172,32 @@ def test_cluster_finetune_passes_preserve_sparsity_on():
                                       preserve_sparsity=False)
     values = keras.ops.convert_to_numpy(mixed.get_layer("fc1").kernel)
     assert len(np.unique(values)) <= 4 and np.any(values[pruned == 0] != 0)
+
+
+def _two_class_model():
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc1"),
+                             keras.layers.Dense(2, activation="softmax", name="out")])
+
+
+@pytest.mark.parametrize("step", ["train_baseline", "prune_retrain", "cluster_finetune"])
+def test_same_seed_gives_the_same_weights(step):
+    """The pipeline's ``seed`` fixes its runs: the same model trained twice in one process with the same
+    seed ends with the same weights, bit for bit. fit() used to shuffle the batches' order itself
+    (Keras's PyDataset shuffle, from Python's unseeded ``random``) on top of ShiftedBatches' seeded
+    order: paper_table1.py's pruned and shared LeNets differed from run to run (helper-186, session 48).
+    Python's ``random`` is reseeded from the OS after each model is built (keras.utils.set_random_seed
+    seeds it too), as in a process that never seeded it."""
+    import random
+
+    def run():
+        model = _two_class_model()
+        random.seed()
+        if step == "train_baseline":
+            return pipeline.train_baseline(model, X, Y, 2, batch_size=32, max_shift=0, seed=3, verbose=0)
+        if step == "prune_retrain":
+            return pipeline.prune_retrain(model, X, Y, 0.5, 2, batch_size=32, max_shift=0, seed=3, verbose=0)
+        return pipeline.cluster_finetune(model, X, Y, bits=3, epochs=2, batch_size=32, max_shift=0, seed=3, verbose=0)
+
+    first, second = run().get_weights(), run().get_weights()
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(first, second))
