@@ -44,10 +44,11 @@ bytes (header, codebook, stream sizes) are taken from the §6 file.
 The initial weights known to the decoder (a seeded initializer whose seed the file carries, the decoder
 regenerating every initial value w0): the kept bit and index of each element given a bucket of w0, coded
 statically and by Huffman tables per bucket, and a Gaussian update around w0, on the bench tensor trained
-1 .. 30 epochs (init_known_report; its own JSON, ~3 min):
+1 .. 30 epochs, and pruned during training (--init-known-gradual B+P; init_known_report; its own JSON,
+~8 min: it trains):
 
     .venv/bin/python benchmarks/codec_bound.py --init-known-epochs 1,2,5,10,20,30 \
-        --json docs/results/codec_init_known.json
+        --init-known-gradual 1+5,20+30 --json docs/results/codec_init_known.json
 """
 import argparse
 import bz2
