@@ -64,11 +64,13 @@ def _shifted_batches_class():
     import keras
 
     class ShiftedBatches(keras.utils.PyDataset):
-        """A ``keras.utils.PyDataset`` of shuffled, randomly shifted training batches.
+        """A ``keras.utils.PyDataset`` of shuffled, randomly shifted training batches. It reshuffles itself
+        each epoch from ``seed``: pass ``shuffle=False`` to ``fit`` for a run that ``seed`` fixes (``fit``
+        otherwise also shuffles the batch order, from Python's unseeded ``random``).
 
         Example:
             >>> ds = dc_keras.datasets.ShiftedBatches(x_train, y_train, batch_size=128, max_shift=2, seed=0)
-            >>> model.fit(ds, epochs=10)
+            >>> model.fit(ds, epochs=10, shuffle=False)
         """
 
         def __init__(self, x, y, batch_size=128, max_shift=2, seed=None, **kwargs):
