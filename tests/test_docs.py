@@ -209,8 +209,9 @@ def _script(word):
 
 
 def _accepts(source, flag):
-    """Whether ``source`` (a script's text) declares ``flag``: argparse / sys.argv string literal, absl
-    ``flags.DEFINE_*("name", ...)``, or a C tool's ``tool_is_help`` for --help."""
+    """Whether ``source`` (a script's text) declares ``flag``: argparse / sys.argv string literal (``--no-X``
+    of an ``argparse.BooleanOptionalAction`` ``--X``), absl ``flags.DEFINE_*("name", ...)``, or a C tool's
+    ``tool_is_help`` for --help."""
     text = _docs.read(source)
     if source.endswith(".c"):
         text += _docs.read("tflite_kernels/tools/tool_io.h") if "tool_is_help" in text else ""
@@ -219,8 +220,10 @@ def _accepts(source, flag):
         if os.path.isfile(os.path.join(ROOT, sibling)):
             text += _docs.read(sibling)
     name = flag[2:]
+    negated = flag.startswith("--no-") and re.search(  # argparse's BooleanOptionalAction: --X and --no-X
+        rf"""["']--{re.escape(flag[5:])}["'][^\n]*BooleanOptionalAction""", text)
     return bool(re.search(rf"""["']{re.escape(flag)}["'=]""", text)
-                or re.search(rf"""DEFINE_\w+\(\s*["']{re.escape(name)}["']""", text))
+                or re.search(rf"""DEFINE_\w+\(\s*["']{re.escape(name)}["']""", text) or negated)
 
 
 def test_every_script_and_flag_shown_exists():
