@@ -202,7 +202,7 @@ def _refuse_special_output(out, src, command):
     itself), with the command line's way out: OUT ``-`` writes the model to standard output."""
     try:
         mode = os.stat(out).st_mode
-    except OSError:
+    except (OSError, ValueError):  # missing, unreadable, a null byte: the checks after this one name it
         return
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return
