@@ -13,10 +13,12 @@ X = RNG.normal(size=(256, 12)).astype("float32")
 Y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype("int32")
 
 
-def _binary_classifier():
-    keras.utils.set_random_seed(0)
+def _classifier(outputs=1, seed=0):
+    """Dense(16) then one sigmoid score per sample (``outputs`` 1) or a softmax over ``outputs`` classes."""
+    keras.utils.set_random_seed(seed)
     return keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc1"),
-                             keras.layers.Dense(1, activation="sigmoid", name="out")])
+                             keras.layers.Dense(outputs, activation="sigmoid" if outputs == 1 else "softmax",
+                                                name="out")])
 
 
 @pytest.mark.parametrize("step", ["train_baseline", "prune_retrain", "cluster_finetune"])
@@ -27,7 +29,7 @@ def test_pipeline_refuses_a_model_with_one_score_per_sample(step):
     separable data); TensorFlow's fit() failed in its first step with 'Received a label value of 1
     which is outside the valid range of [0, 1)', torch's with 'IndexError: Target 1 is out of bounds.'. Each training step now refuses it before training,
     naming the fix, and leaves the model as it was."""
-    model = _binary_classifier()
+    model = _classifier()
     before = [w.copy() for w in model.get_weights()]
     call = {"train_baseline": lambda: pipeline.train_baseline(model, X, Y, 1, max_shift=0, verbose=0),
             "prune_retrain": lambda: pipeline.prune_retrain(model, X, Y, 0.5, 1, max_shift=0, verbose=0),
@@ -41,9 +43,7 @@ def test_pipeline_refuses_a_model_with_one_score_per_sample(step):
 
 def test_pipeline_still_trains_two_class_scores():
     """The same data through a two-unit softmax head trains (the check above leaves such models alone)."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc1"),
-                              keras.layers.Dense(2, activation="softmax", name="out")])
+    model = _classifier(2)
     pipeline.train_baseline(model, X, Y, 10, lr=1e-2, batch_size=32, max_shift=0, verbose=0)
     accuracy = float(np.mean(np.argmax(keras.ops.convert_to_numpy(model(X)), -1) == Y))
     assert accuracy > 0.9
@@ -174,12 +174,6 @@ def test_cluster_finetune_passes_preserve_sparsity_on():
     assert len(np.unique(values)) <= 4 and np.any(values[pruned == 0] != 0)
 
 
-def _two_class_model():
-    keras.utils.set_random_seed(1)
-    return keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc1"),
-                             keras.layers.Dense(2, activation="softmax", name="out")])
-
-
 @pytest.mark.parametrize("step", ["train_baseline", "prune_retrain", "cluster_finetune"])
 def test_same_seed_gives_the_same_weights(step):
     """The pipeline's ``seed`` fixes its runs: the same model trained twice in one process with the same
@@ -191,7 +185,7 @@ def test_same_seed_gives_the_same_weights(step):
     import random
 
     def run():
-        model = _two_class_model()
+        model = _classifier(2, seed=1)
         random.seed()
         if step == "train_baseline":
             return pipeline.train_baseline(model, X, Y, 2, batch_size=32, max_shift=0, seed=3, verbose=0)
