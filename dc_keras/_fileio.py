@@ -173,6 +173,12 @@ def _bad_link(path: str):
                    "another output path", path)
 
 
+def special_file_kind(mode: int) -> str:
+    """What an ``st_mode`` that is neither a regular file nor a directory names, in words."""
+    return ("character device" if stat.S_ISCHR(mode) else "block device" if stat.S_ISBLK(mode)
+            else "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+
+
 def _bad_target(path: str, example: str = "model.tflite"):
     """The ``OSError`` for an output ``path`` that cannot name a file whatever the directory allows,
     ``None`` otherwise: an empty path, a symbolic link leading to no file (:func:`_bad_link`), a path ending in a
@@ -199,8 +205,7 @@ def _bad_target(path: str, example: str = "model.tflite"):
         return None
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
-    kind = ("character device" if stat.S_ISCHR(mode) else "block device" if stat.S_ISBLK(mode)
-            else "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+    kind = special_file_kind(mode)
     return OSError(errno.EINVAL, f"a {kind}, not a regular file: writing the output there would replace "
                    f"the {kind} with a file; give the path of a regular file", path)
 

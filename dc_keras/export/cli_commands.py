@@ -14,7 +14,7 @@ import stat
 import sys
 import threading
 
-from dc_keras._fileio import check_path, show_path
+from dc_keras._fileio import check_path, show_path, special_file_kind
 
 
 class UsageError(ValueError):
@@ -206,8 +206,7 @@ def _refuse_special_output(out, src, command):
         return
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return
-    kind = ("FIFO" if stat.S_ISFIFO(mode) else "character device" if stat.S_ISCHR(mode)
-            else "block device" if stat.S_ISBLK(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+    kind = special_file_kind(mode)
     piped = _FD_PATH.fullmatch(os.path.abspath(out)) is not None  # >(COMMAND): the pipe itself is the way
     example = f"dc-keras {command} {show_path(src)} - " + ("| COMMAND" if piped else f"> {show_path(out)}")
     raise ValueError(f"OUT {show_path(out)} is a {kind}, not a regular file: writing the output there would replace "
