@@ -271,7 +271,9 @@ def cache_keys(model, cfg, seed, train_subset, val, baseline_source, stem):
     key = {"model": model, "sparsity": cfg["sparsity"], "prune_epochs": cfg["prune_epochs"],
            "prune_lr": cfg["prune_lr"], "seed": seed, "train_subset": train_subset, "val": val,
            "baseline": baseline_source,
-           "baseline_mtime": os.path.getmtime(stem + ".keras") if os.path.exists(stem + ".keras") else None}
+           "baseline_mtime": os.path.getmtime(stem + ".keras") if os.path.exists(stem + ".keras") else None,
+           # the pipeline's steps draw their own batch streams since session 49: a model saved before is not reused
+           "batch_streams": "per step"}
     return key, dict(key, bits=cfg["bits"], cluster_epochs=cfg["cluster_epochs"],
                      cluster_biases=cfg["cluster_biases"])
 

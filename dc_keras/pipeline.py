@@ -122,10 +122,26 @@ def _outputs_logits(model, x, caller):
     return not (np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-2))
 
 
-def _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=(), from_logits=False):
+# Each step draws its batches from its own stream of ``seed``: train_baseline from ``seed`` itself,
+# prune_retrain and cluster_finetune from streams 1 and 2 of it (numpy's seed sequence [seed, n]). Until
+# session 49 every step drew from ``seed``, so retraining replayed the baseline's batch order and shifts
+# epoch for epoch, a correlation between the steps nobody asked for.
+_STREAMS = {"train_baseline": None, "prune_retrain": 1, "cluster_finetune": 2}
+
+
+def _stream_seed(seed, step):
+    """The seed of ``step``'s batches (see ``_STREAMS``); ``seed=None`` stays unseeded, and a seed that is
+    not an int is passed on as it is (numpy's error names it)."""
+    n = _STREAMS[step]
+    if n is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        return seed
+    return [int(seed), n]
+
+
+def _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=(), from_logits=False, *, step):
     import keras
 
-    batches = _batches(x, y, batch_size, max_shift, seed)
+    batches = _batches(x, y, batch_size, max_shift, _stream_seed(seed, step))
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * len(batches)))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if from_logits else \
         "sparse_categorical_crossentropy"
@@ -147,7 +163,8 @@ def train_baseline(model, x, y, epochs, *, lr=1e-3, batch_size=128, max_shift=2,
     _check_single_arrays(x, y, "train_baseline")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=_outputs_logits(model, x, "train_baseline"))
+    _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=_outputs_logits(model, x, "train_baseline"),
+         step="train_baseline")
     return model
 
 
@@ -218,7 +235,7 @@ def prune_retrain(model, x, y, sparsity, epochs, *, ramp_fraction=0.6, lr=5e-4, 
     else:
         wrapped = train.prune(model, schedule(sparsity))
     _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callbacks=[train.PruningCallback()],
-         from_logits=from_logits)
+         from_logits=from_logits, step="prune_retrain")
     return train.strip(wrapped)
 
 
@@ -249,7 +266,8 @@ def cluster_finetune(model, x, y, *, bits=None, epochs=3, init="linear", lr=2e-4
     cluster_kwargs.setdefault("preserve_sparsity", True)
     wrapped = train.cluster(model, init=init, cluster_biases=cluster_biases, **kwargs, **cluster_kwargs)
     if epochs:
-        _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=from_logits)
+        _fit(wrapped, x, y, epochs, lr, batch_size, max_shift, seed, verbose, from_logits=from_logits,
+             step="cluster_finetune")
     return train.strip(wrapped)
 
 

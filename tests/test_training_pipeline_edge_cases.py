@@ -195,3 +195,35 @@ def test_same_seed_gives_the_same_weights(step):
 
     first, second = run().get_weights(), run().get_weights()
     assert all(a.tobytes() == b.tobytes() for a, b in zip(first, second))
+
+
+def test_each_step_draws_its_own_batch_stream(monkeypatch):
+    """train_baseline, prune_retrain and cluster_finetune with the same ``seed`` see different batch
+    orders: until session 49 retraining replayed the baseline's order and shifts epoch for epoch. The
+    same step with the same seed still sees the same order (the run stays fixed by ``seed``)."""
+    orders = {}
+    made = pipeline._batches
+
+    def recording(x, y, batch_size, max_shift, seed):
+        batches = made(x, y, batch_size, max_shift, seed)
+        orders.setdefault(step_now[0], []).append(batches.order.copy())
+        return batches
+
+    monkeypatch.setattr(pipeline, "_batches", recording)
+    step_now = [None]
+    for _ in range(2):
+        step_now[0] = "train_baseline"
+        model = pipeline.train_baseline(_classifier(2, seed=1), X, Y, 1, batch_size=32, max_shift=0, seed=3, verbose=0)
+        step_now[0] = "prune_retrain"
+        pruned = pipeline.prune_retrain(model, X, Y, 0.5, 1, batch_size=32, max_shift=0, seed=3, verbose=0)
+        step_now[0] = "cluster_finetune"
+        pipeline.cluster_finetune(pruned, X, Y, bits=3, epochs=1, batch_size=32, max_shift=0, seed=3, verbose=0)
+    # prune_retrain also builds its batches once to count the steps: its last order is the one it trains on
+    first = {step: o[len(o) // 2 - 1] for step, o in orders.items()}
+    second = {step: o[-1] for step, o in orders.items()}
+    assert len(first) == 3
+    for step in first:
+        assert np.array_equal(first[step], second[step]), step
+    assert not np.array_equal(first["train_baseline"], first["prune_retrain"])
+    assert not np.array_equal(first["train_baseline"], first["cluster_finetune"])
+    assert not np.array_equal(first["prune_retrain"], first["cluster_finetune"])
