@@ -35,6 +35,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("mlp", "cnn", "lstm")
 
 
+def bn_cnn(side=16, filters=(32, 64)):
+    """The ``cnn`` model: a ``side`` x ``side`` x 3 input, two 3x3 Conv2D (``filters``; the first without
+    bias) each followed by BatchNormalization and ReLU, global pooling, Dense(10). Unseeded: ``build``
+    seeds; tests/test_keras_litert_export.py builds a smaller one (8, (16, 32))."""
+    import keras
+
+    i = keras.Input((side, side, 3))
+    h = keras.layers.Conv2D(filters[0], 3, padding="same", use_bias=False)(i)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+    h = keras.layers.Conv2D(filters[1], 3, padding="same")(h)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+    return keras.Model(i, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+
+
 def build(name):
     import keras
 
@@ -43,12 +57,7 @@ def build(name):
         return keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, activation="relu"),
                                  keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
     if name == "cnn":
-        i = keras.Input((16, 16, 3))
-        h = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(i)
-        h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
-        h = keras.layers.Conv2D(64, 3, padding="same")(h)
-        h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
-        return keras.Model(i, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+        return bn_cnn()
     return keras.Sequential([keras.Input((12, 16)), keras.layers.LSTM(64), keras.layers.Dense(10)])
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 import dc_keras
+from _benchmarks import load as load_bench
 from _compress_flow import five_calls, random_data, run_tflite
 from dc_keras import _flatbuffer as fb
 from dc_keras import export
@@ -75,13 +76,9 @@ def _mlp():
 
 
 def _bn_cnn():
+    """The benchmark's ``cnn`` (benchmarks/keras_litert_export.py), smaller: 8x8x3, Conv2D 16 and 32."""
     keras.utils.set_random_seed(0)
-    i = keras.Input((8, 8, 3))
-    h = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(i)
-    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
-    h = keras.layers.Conv2D(32, 3, padding="same")(h)
-    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
-    return keras.Model(i, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+    return load_bench("keras_litert_export").bn_cnn(side=8, filters=(16, 32))
 
 
 def _plain_litert(content, x):
