@@ -73,6 +73,32 @@ def run_batch(interpreter, xs):
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
 
 
+def signature_outputs(it, inputs, calls=3):
+    """{(signature, call, output name): array} for ``calls`` calls of every signature of interpreter
+    ``it`` in turn, call ``c``'s inputs ``inputs(runner.get_input_details(), c)`` (a dict by input name);
+    state such as a resource variable carries from one call to the next."""
+    res = {}
+    for key in it.get_signature_list():
+        runner = it.get_signature_runner(key)
+        for call in range(calls):
+            for name, y in runner(**inputs(runner.get_input_details(), call)).items():
+                res[(key, call, name)] = np.array(y).copy()
+    assert res
+    return res
+
+
+def assert_bit_identical(a, b):
+    """Two ``signature_outputs`` results: the same keys, and per key the same dtype, shape and bytes
+    (strings: the same values)."""
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        if a[k].dtype == object:  # strings
+            assert a[k].ravel().tolist() == b[k].ravel().tolist(), k
+        else:
+            assert a[k].tobytes() == b[k].tobytes(), (k, np.abs(a[k].astype(np.float64) - b[k]).max())
+
+
 def no_default_delegates(backend):
     if backend == "litert":
         from ai_edge_litert.interpreter import OpResolverType

@@ -284,27 +284,9 @@ def _inputs(details, seed):
 
 
 def _outputs(it):
-    """{(signature, call, output): array} for 3 calls of every signature in turn (state such as a
-    resource variable carries from one call to the next)."""
-    res = {}
-    for key in it.get_signature_list():
-        runner = it.get_signature_runner(key)
-        for call in range(3):
-            xs = {n: _inputs(d, call) for n, d in runner.get_input_details().items()}
-            for n, y in runner(**xs).items():
-                res[(key, call, n)] = np.array(y).copy()
-    assert res
-    return res
-
-
-def _assert_bit_identical(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-        if a[k].dtype == object:  # strings
-            assert a[k].ravel().tolist() == b[k].ravel().tolist(), k
-        else:
-            assert a[k].tobytes() == b[k].tobytes(), k
+    """{(signature, call, output): array} for 3 calls of every signature in turn, each input seeded by
+    the call's number (_inputs)."""
+    return em.signature_outputs(it, lambda details, call: {n: _inputs(d, call) for n, d in details.items()})
 
 
 KINDS = ["signatures", "signatures_saved_model", "while_if", "strings", "resource_variables", "float16",
@@ -343,11 +325,11 @@ def test_tf_lite_files_pack_and_unpack_through_the_cli_bit_exact(kind, tmp_path,
         assert "string: no packed-format element type for it" in report, report
 
     reference = _outputs(litert.Interpreter(model_content=data))
-    _assert_bit_identical(reference, _outputs(runtime.Interpreter(model_content=packed)))
+    em.assert_bit_identical(reference, _outputs(runtime.Interpreter(model_content=packed)))
     no_delegates = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    _assert_bit_identical(_outputs(TFInterpreter(model_content=data, experimental_op_resolver_type=no_delegates)),
-                          _outputs(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op",
-                                                       experimental_op_resolver_type=no_delegates)))
+    em.assert_bit_identical(_outputs(TFInterpreter(model_content=data, experimental_op_resolver_type=no_delegates)),
+                            _outputs(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op",
+                                                         experimental_op_resolver_type=no_delegates)))
 
     # packing the packed file again: one clear error, nothing written
     again = tmp_path / "again.tflite"
@@ -371,7 +353,7 @@ def test_tf_lite_files_pack_and_unpack_through_the_cli_bit_exact(kind, tmp_path,
     assert status == 0, err
     back = plain_path.read_bytes()
     assert not any(fb.is_huffdecode_code(c) for c in fb.read_model(back).operatorCodes or [])
-    _assert_bit_identical(reference, _outputs(litert.Interpreter(model_content=back)))
+    em.assert_bit_identical(reference, _outputs(litert.Interpreter(model_content=back)))
     a, b = fb.read_model(data), fb.read_model(back)
     assert len(a.subgraphs) == len(b.subgraphs)
     for sa, sb in zip(a.subgraphs, b.subgraphs):

@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 import pytest
 
+from _export_models import assert_bit_identical, signature_outputs
 from dc_keras import _flatbuffer as fb
 from dc_keras import export, runtime
 
@@ -42,26 +43,14 @@ def _no_default_delegates():
     return {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
 
 
-def _outputs(it, seeds=3):
-    """{(signature, seed, output name): array} for seeded random float inputs of every signature."""
-    res = {}
-    for key in it.get_signature_list():
-        runner = it.get_signature_runner(key)
-        for seed in range(seeds):
-            rng = np.random.default_rng(seed)
-            xs = {name: rng.standard_normal(d["shape"]).astype(d["dtype"])
-                  for name, d in runner.get_input_details().items()}
-            for name, y in runner(**xs).items():
-                res[(key, seed, name)] = np.array(y).copy()
-    assert res
-    return res
+def _float_inputs(details, seed):
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(d["shape"]).astype(d["dtype"]) for name, d in details.items()}
 
 
-def _assert_same(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-        assert a[k].tobytes() == b[k].tobytes(), (k, np.abs(a[k] - b[k]).max())
+def _outputs(it):
+    """{(signature, seed, output name): array} for seeded random float inputs of every signature (3 seeds)."""
+    return signature_outputs(it, _float_inputs)
 
 
 def _litert(content, **kw):
@@ -119,10 +108,10 @@ def check_composite_file(data, tmp_path):
     assert [s.signatureKey for s in after.signatureDefs] == [b"b1", b"b2"]
 
     ref = _outputs(_litert(data))
-    _assert_same(ref, _outputs(runtime.Interpreter(model_content=packed)))
-    _assert_same(ref, _outputs(_with_delegate(packed)))
-    _assert_same(ref, _outputs(_litert(export.unpack(packed))))
-    _assert_same(ref, _outputs(_litert(runtime.unpack(packed))))
+    assert_bit_identical(ref, _outputs(runtime.Interpreter(model_content=packed)))
+    assert_bit_identical(ref, _outputs(_with_delegate(packed)))
+    assert_bit_identical(ref, _outputs(_litert(export.unpack(packed))))
+    assert_bit_identical(ref, _outputs(_litert(runtime.unpack(packed))))
     return packed
 
 
@@ -157,10 +146,10 @@ def check_int4_blockwise_file(data):
 
     nod = _no_default_delegates()
     ref = _outputs(_litert(data, **nod))
-    _assert_same(ref, _outputs(runtime.Interpreter(model_content=packed, **nod)))
-    _assert_same(ref, _outputs(_with_delegate(packed, **nod)))
-    _assert_same(ref, _outputs(_litert(export.unpack(packed), **nod)))
-    _assert_same(ref, _outputs(_litert(runtime.unpack(packed), **nod)))
+    assert_bit_identical(ref, _outputs(runtime.Interpreter(model_content=packed, **nod)))
+    assert_bit_identical(ref, _outputs(_with_delegate(packed, **nod)))
+    assert_bit_identical(ref, _outputs(_litert(export.unpack(packed), **nod)))
+    assert_bit_identical(ref, _outputs(_litert(runtime.unpack(packed), **nod)))
     return packed
 
 
@@ -176,7 +165,7 @@ def test_composite_on_tensorflows_op_route():
     packed, _ = _pack(data)
     nod = {"experimental_op_resolver_type": tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
     ref = _outputs(tf.lite.Interpreter(model_content=data, **nod))
-    _assert_same(ref, _outputs(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op", **nod)))
+    assert_bit_identical(ref, _outputs(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op", **nod)))
 
 
 def test_int4_blockwise_scales_reason_and_bit_exact():
@@ -230,7 +219,7 @@ def test_either_runtimes_op_resolver_type_is_taken():
                                  experimental_op_resolver_type=enum.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         got = _outputs(it)
         if backend != "tensorflow":  # TF's kernels may round differently from LiteRT's: TF against TF
-            _assert_same(ref, got)
+            assert_bit_identical(ref, got)
         else:
-            _assert_same(_outputs(tf.lite.Interpreter(model_content=data,
-                                                      experimental_op_resolver_type=TF.BUILTIN_WITHOUT_DEFAULT_DELEGATES)), got)
+            assert_bit_identical(_outputs(tf.lite.Interpreter(model_content=data,
+                                                              experimental_op_resolver_type=TF.BUILTIN_WITHOUT_DEFAULT_DELEGATES)), got)
