@@ -615,7 +615,7 @@ def _figures():
             ("docs/microcontrollers.md", f"largest frame {frame} B (`-fstack-usage`, {date},", "mcu_lenet_300_100.json"),
             ("docs/microcontrollers.md", f"16 KiB workspace on the stack ({int(cb['largest_frame_m4'].split()[-2]):,} B frame)",
              "mcu_lenet_300_100.json"),
-            ("docs/microcontrollers.md", f"({date}, the same script): {cb['code_bytes_O2']['kernel']:,} / "
+            ("docs/microcontrollers_design_notes.md", f"({date}, the same script): {cb['code_bytes_O2']['kernel']:,} / "
                                          f"{cb['code_bytes_Os']['kernel']:,} B, stripped {cb['code_bytes_O2_strip']['kernel']:,} / "
                                          f"{cb['code_bytes_Os_strip']['kernel']:,} B; Cortex-M0 -Os {cb['code_bytes_Os_m0']['kernel']:,} B",
              "mcu_lenet_300_100.json")]
@@ -983,6 +983,7 @@ def _mcu_test_model_figures():
     """docs/microcontrollers.md's sizing figures of the test files' models (tests/test_micro.py's MLP,
     tests/test_micro_cnn.py's DS-CNN and autoencoder): benchmarks/mcu_bench.py --test-models."""
     src, d = "micro_test_models.json", "docs/microcontrollers.md"
+    dn = "docs/microcontrollers_design_notes.md"  # the MLP's arenas, the sweep and the history moved there
     m = _json(src)["models"]
     assert all(r[f"bit_exact_{k}"] for r in m.values() for k in ("once", "each")), m
 
@@ -1004,13 +1005,13 @@ def _mcu_test_model_figures():
         r = m[f"mlp_{kind}"]
         a, fc1 = r["arena"], max(r["packed_tensors"], key=lambda t: t["decoded_bytes"])
         un = f"unpacked {a['unpacked']['total']:,} B ({a['unpacked']['head']:,} + {a['unpacked']['tail']:,}); decode once "
-        out += [(d, un + f"{a['once']['total']:,} B = {a['once']['head']:,} planned", src),
-                (d, f"+ {a['once']['tail']:,} persistent ({a['unpacked']['tail']:,} + {dec(f'mlp_{kind}'):,} decoded + "
+        out += [(dn, un + f"{a['once']['total']:,} B = {a['once']['head']:,} planned", src),
+                (dn, f"+ {a['once']['tail']:,} persistent ({a['unpacked']['tail']:,} + {dec(f'mlp_{kind}'):,} decoded + "
                     f"{op_bytes(f'mlp_{kind}')} for {r['huffdecode_ops']} ops)", src),
-                (d, f"every invoke {a['each']['total']:,} B, of it {a['each']['head']:,} B planned ≥ fc1's "
+                (dn, f"every invoke {a['each']['total']:,} B, of it {a['each']['head']:,} B planned ≥ fc1's "
                     f"{fc1['decoded_bytes']:,} + {fc1['workspace_bytes']:,}", src)]
     bias = m["mlp_int8"]["packed_tensors"][0]
-    out.append((d, f"fc1's int32 bias ({bias['decoded_bytes']} B decoded + {bias['workspace_bytes']} B workspace)", src))
+    out.append((dn, f"fc1's int32 bias ({bias['decoded_bytes']} B decoded + {bias['workspace_bytes']} B workspace)", src))
     for name, label in (("ds_cnn", "DS-CNN"), ("ds_cnn_min_bytes_1024", "DS-CNN, `pack(min_bytes=1024)`"),
                         ("autoencoder", "autoencoder")):  # the CNN table (the bracketed figures: before d1292fb)
         r, a = m[name], m[name]["arena"]
@@ -1037,22 +1038,22 @@ def _mcu_test_model_figures():
     mf, lenet = m["mlp_float"], _json("mcu_lenet_300_100.json")["cortex_m4"]["tensors"]
     pw = [t["workspace_bytes"] for t in ds["packed_tensors"] if t["decoded_bytes"] == 4096]  # the 1x1 convolutions
     lw = [t["workspace_bytes"] for t in lenet]
-    out += [(d, f"where {mf['arena']['each']['head']:,} B are needed", src),
-            (d, f"up to its need, {mf['arena']['unpacked']['total']:,} B)", src),
-            (d, f"(+{ws('mlp_float'):,} B of workspaces kept persistent)", src),
-            (d, f"{ws('ds_cnn'):,} B of the DS-CNN's", src),
+    out += [(dn, f"where {mf['arena']['each']['head']:,} B are needed", src),
+            (dn, f"up to its need, {mf['arena']['unpacked']['total']:,} B)", src),
+            (dn, f"(+{ws('mlp_float'):,} B of workspaces kept persistent)", src),
+            (dn, f"{ws('ds_cnn'):,} B of the DS-CNN's", src),
             (d, f"the DS-CNN's 4,096 B 1x1 convolutions take {min(pw):,}-{max(pw):,} B)", src),
             (d, f"{ds['huffdecode_ops']} tensors packed (the {ds['huffdecode_ops'] - 4} weights and 4 of the int32 biases "
                 "the converter folds from BatchNorm, 256 B each)", src),
             (d, f"{ae['huffdecode_ops']} tensors packed (the {ae['packed_tensors'][0]['decoded_bytes']:,} B", src),
             (d, f"{round(min(lw) / 1024)}–{round(max(lw) / 1024)} KiB in the LeNet below", "mcu_lenet_300_100.json"),
-            (d, "warning-free; {decoder:,} B / {kernel:,} B in the run of {date}, docs/results/mcu_lenet_300_100.json;".format(
+            (dn, "warning-free; {decoder:,} B / {kernel:,} B in the run of {date}, docs/results/mcu_lenet_300_100.json;".format(
                 date=_json("mcu_lenet_300_100.json")["machine"]["date"],
                 **_json("mcu_lenet_300_100.json")["cortex_m4"]["code_bytes_Os_m0"]), "mcu_lenet_300_100.json")]
     assert sum(t["decoded_bytes"] == 256 for t in ds["packed_tensors"]) == 4 and len(pw) == 4
     pl, (day, when) = _json(src)["pack_layouts"], _json(src)["machine"]["date"].split()[:2]  # *Leaving decoder ...*
     i8, fl = pl["int8"], pl["float"]
-    out += [(d, f"again on {day} at {when} UTC by `benchmarks/mcu_bench.py --test-models`", src),
+    out += [(dn, f"again on {day} at {when} UTC by `benchmarks/mcu_bench.py --test-models`", src),
             (d, f"60 % pruned; {i8['bytes']:,} B) packs to {i8['packed_default']:,} B by default (grouped layouts), "
                 f"{i8['packed_minimal']:,} B with `decoder=\"minimal\"`; a float MLP with one unclustered and one "
                 f"clustered kernel ({fl['bytes']:,} B) to {fl['packed_default']:,} B (float planes), "
@@ -1113,9 +1114,9 @@ def _trim_sizes_figures():
     for name, v in t["insns_per_element_O2"].items():
         label = {"DC_CODEC_MINIMAL": "`DC_CODEC_MINIMAL`",
                  "DC_CODEC_MINIMAL DC_CRC_SMALL_TABLE": "`DC_CODEC_MINIMAL` + `DC_CRC_SMALL_TABLE`"}.get(name, name)
-        out.append((d, f"| {label} | " + " | ".join(f"{x:.2f}" for x in v.values()) + " |", src))
+        out.append(("docs/microcontrollers_design_notes.md", f"| {label} | " + " | ".join(f"{x:.2f}" for x in v.values()) + " |", src))
     n = int(re.search(r"(\d+) passed, 0 failed", t["test_codec_minimal"]).group(1))
-    out.append((d, f"({n:,} built with `DC_CODEC_MINIMAL`)", src))
+    out.append(("docs/microcontrollers_design_notes.md", f"({n:,} built with `DC_CODEC_MINIMAL`)", src))
     rb = t["release_build"]  # *Release builds*: the image that registers the op, with and without messages
     img = {o: (rb[f"default{o}"]["image_text_bytes"], rb[f"strip{o}"]["image_text_bytes"]) for o in ("-O2", "-Os")}
     ker = {o: rb[f"default{o}"]["kernel_object_bytes"] - rb[f"strip{o}"]["kernel_object_bytes"] for o in ("-O2", "-Os")}
@@ -1132,6 +1133,7 @@ def _tflm_m4_figures():
     """docs/microcontrollers.md's *TFLM on Cortex-M4* tables (benchmarks/mcu_bench.py --tflm-m4, a
     development check against a TFLM 90b983c tree) and the figures derived from them."""
     m, d, src = _json("micro_tflm_m4.json"), "docs/microcontrollers.md", "micro_tflm_m4.json"
+    dn = "docs/microcontrollers_design_notes.md"  # the runs' history and the comparisons with earlier kernels
     le, cn = m["lenet"]["runs"], m["cnn"]["runs"]
     assert all(r["mismatches"] == 0 for r in [*le.values(), *cn.values()]) and len(le) == 6 and len(cn) == 6
     out = [(d, f"run of {m['machine']['date']}, 0 mismatches in all 4 packed runs, image "
@@ -1158,20 +1160,20 @@ def _tflm_m4_figures():
     pct = {k: 100 * extra[k] / cn[k]["invoke_insns_avg"] for k in extra}
     out += [(d, f"Decoding every invoke adds {pct['ds_cnn']:.2f} % (DS-CNN, {extra['ds_cnn']:,} instructions) and "
                 f"{pct['autoencoder']:.2f} % (autoencoder)", src),
-            (d, "the arenas (`arena_used_bytes`, 32-bit pointers: smaller than the wheel's) " + " / ".join(
+            (dn, "the arenas (`arena_used_bytes`, 32-bit pointers: smaller than the wheel's) " + " / ".join(
                 f"{cn[f'ds_cnn{t}']['arena_used']:,}" for t in ("", ".packed.once", ".packed.each")), src),
-            (d, " / ".join(f"{cn[f'autoencoder{t}']['arena_used']:,}" for t in ("", ".packed.once", ".packed.each"))
+            (dn, " / ".join(f"{cn[f'autoencoder{t}']['arena_used']:,}" for t in ("", ".packed.once", ".packed.each"))
                 + " B (autoencoder; 37,296 B before)", src),
-            (d, f"DS-CNN on Cortex-M4: {cn['ds_cnn.packed.once']['prepare_insns']:,} instead of 1,376,000 "
+            (dn, f"DS-CNN on Cortex-M4: {cn['ds_cnn.packed.once']['prepare_insns']:,} instead of 1,376,000 "
                 f"`AllocateTensors` instructions, the first invoke {decode('ds_cnn', cn):,} more than the later ones", src),
-            (d, f"costs {60960 - cn['ds_cnn.packed.once']['arena_used']:,} B (DS-CNN) and "
+            (dn, f"costs {60960 - cn['ds_cnn.packed.once']['arena_used']:,} B (DS-CNN) and "
                 f"{37296 - cn['autoencoder.packed.once']['arena_used']:,} B (autoencoder) less arena and moves the decode "
                 f"({decode('ds_cnn', cn):,} / {decode('autoencoder', cn):,} instructions)", src)]
     st = m["lenet_strip"]["runs"]  # the release-build kernel: same arenas, AllocateTensors within one tick
     assert all(st[k]["mismatches"] == 0 and st[k]["arena_used"] == le[k]["arena_used"] and
                abs(st[k]["prepare_insns"] - le[k]["prepare_insns"]) <= 40 for k in le), st
     a, b = m["lenet"]["image_text_bytes"], m["lenet_strip"]["image_text_bytes"]
-    out.append((d, f"Again on {m['machine']['date'].replace(' ', ' at ', 1)} (`benchmarks/mcu_bench.py --tflm-m4`, "
+    out.append((dn, f"Again on {m['machine']['date'].replace(' ', ' at ', 1)} (`benchmarks/mcu_bench.py --tflm-m4`, "
                    f"`lenet_strip` in docs/results/micro_tflm_m4.json): 0 mismatches, the same arenas and AllocateTensors "
                    f"counts within 40 (one counter tick), image `text` {a:,} → {b:,} B (−{a - b:,} B).", src))
     return out
@@ -1186,6 +1188,7 @@ def _mcu_lenet_more_figures():
     (benchmarks/mcu_bench.py -> mcu_lenet_300_100.json) and the CNNs' every-invoke cost on Cortex-M4
     (micro_tflm_m4.json) that the checks above leave out."""
     mcu, d, src = _json("mcu_lenet_300_100.json"), "docs/microcontrollers.md", "mcu_lenet_300_100.json"
+    dn = "docs/microcontrollers_design_notes.md"  # the runs' provenance and how the arenas changed
     layers, runs, fl = mcu["model"]["layers"], mcu["tflm_x86"]["runs"], mcu["tflm_x86"]["flash_bytes"]
     assert runs["int8.lut"]["bit_exact_vs_unpacked"], runs["int8.lut"]
     head = {k: runs[k]["arena_head_bytes"] for k in ("float", "int8")}
@@ -1198,9 +1201,9 @@ def _mcu_lenet_more_figures():
                "fc1 / fc2 / fc3 keep " + " / ".join(str(r["distinct"]) for r in layers) + " distinct non-zero values", src),
            (d, f"fc2 {100 * layers[1]['density']:.0f} %, fc3 {100 * layers[2]['density']:.0f} %), 5-bit shared values", src),
            (d, f"TFLM (PyPI wheel, x86-64, reference kernels), {mcu['tflm_x86']['images']} MNIST test images", src),
-           (d, f"({mcu['cortex_m4']['max_stack_bytes']:,} B at most; the decoder's sources changed in between)", src),
+           (dn, f"({mcu['cortex_m4']['max_stack_bytes']:,} B at most; the decoder's sources changed in between)", src),
            (d, f"| int8 TFLM LUT (decoded by TFLM at run time) | bit-exact | {runs['int8.lut']['arena_total_bytes']:,} |", src),
-           (d, f"the planned part gained {gain['float']:,} / {gain['int8']:,} B (the largest workspace, fc1's, planned "
+           (dn, f"the planned part gained {gain['float']:,} / {gain['int8']:,} B (the largest workspace, fc1's, planned "
                f"beside the input, where the unpacked model plans {head['float']:,} / {head['int8']:,} B)", src),
            (d, f"| float LeNet {per['float']:.2f}, int8 {per['int8']:.2f} (fc1: {fc1['float']['insns_per_element']:.2f} / "
                f"{fc1['int8']['insns_per_element']:.2f}; small layers {round(min(small))}–{round(max(small))};", src),
@@ -1328,12 +1331,12 @@ FIGURES += _lenet_records_figures()
 
 
 def test_tflm_resolver_size_is_the_one_tflm_abi_h_asserts():
-    """microcontrollers.md's sizeof(MicroMutableOpResolver<200>) on x86-64 is the LP64 size tflm_abi.h
+    """microcontrollers_design_notes.md's sizeof(MicroMutableOpResolver<200>) on x86-64 is the LP64 size tflm_abi.h
     asserts for DcTflmPythonOpsResolver (compiled in every host build of the TFLM kernel; the wheel's
     resolver memory is checked against that layout at registration, tests/test_micro.py)."""
     with open(os.path.join(ROOT, "tflite_kernels", "micro", "tflm_abi.h")) as f:
         size = int(re.search(r"sizeof\(DcTflmPythonOpsResolver\) == (\d+)", f.read()).group(1))
-    body = re.sub(r"\s+", " ", _docs.read("docs/microcontrollers.md"))
+    body = re.sub(r"\s+", " ", _docs.read("docs/microcontrollers_design_notes.md"))
     assert f"`sizeof(MicroMutableOpResolver<200>)` ({size:,} B on x86-64) matches `DcTflmPythonOpsResolver`" in body
 
 
