@@ -23,7 +23,8 @@ instead writes docs/results/micro_test_models.json (or JSON): the models of test
 DS-CNN also packed with min_bytes=1024), built by those files' own builders (fixed seeds), packed,
 and run in the TFLM wheel unpacked / decode once / decode every invoke: file bytes, arena bytes
 (TFLM's recording allocator: planned head + persistent tail), HuffDecode op count, and each packed
-tensor's decoded and workspace bytes (docs/microcontrollers.md's sizing figures); also what
+tensor's decoded and workspace bytes (the sizing figures of docs/microcontrollers.md and, for the test MLP,
+docs/microcontrollers_design_notes.md); also what
 pack(decoder="minimal") / pack(layouts=...) cost on tests/test_pack_layouts.py's two models (bytes
 unpacked, packed by default, minimal, dense + sparse + float_planes). Sizes only.
 
