@@ -80,7 +80,7 @@ def model_file(tmp_path_factory):
             return tf.matmul(x, w)
 
     m = M()
-    path = tmp_path_factory.mktemp("cli_s46") / "m.tflite"
+    path = tmp_path_factory.mktemp("cli_model_file") / "m.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([m.f.get_concrete_function()], m).convert())
     return path
 
@@ -384,7 +384,7 @@ def test_pack_of_a_model_without_constants_says_so_not_to_ask_inspect(model_file
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """(directory, plain .tflite path, its bytes, the packed bytes ``export.pack`` makes)."""
-    d = tmp_path_factory.mktemp("cli_s47")
+    d = tmp_path_factory.mktemp("cli_files")
     plain = em.tflite("dense", None)
     (d / "m.tflite").write_bytes(plain)
     packed = export.pack(plain)
@@ -690,7 +690,7 @@ def _no_write_dir(tmp_path):
         d.mkdir()
         d.chmod(0o555)
         return d / "out"
-    return "/sys/dc_keras_s47_out" if os.path.isdir("/sys/kernel") else None
+    return "/sys/dc_keras_no_write_out" if os.path.isdir("/sys/kernel") else None
 
 
 @pytest.mark.parametrize("kind", ["file", "under_a_file", "device", "no_write", "empty", "seed"])

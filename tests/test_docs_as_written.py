@@ -132,7 +132,7 @@ def tflm_runs(tmp_path_factory, micro_lib, make_env):
     sys.path.insert(0, os.path.join(ROOT, "tools", "mcu"))
     import tflm_env
 
-    d = tmp_path_factory.mktemp("s39_tflm")
+    d = tmp_path_factory.mktemp("tflm_runs")
     rng = np.random.default_rng(0)
     m = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])
     plain = export.to_tflite(m, pack=False)       # random weights: float planes (layout 4)

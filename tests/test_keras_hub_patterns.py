@@ -12,7 +12,7 @@ from dc_keras.schedules import ConstantSparsity
 S = ConstantSparsity(0.5, 0)
 
 
-@keras.saving.register_keras_serializable(package="dc_keras_s41")
+@keras.saving.register_keras_serializable(package="dc_keras_hub_patterns")
 class SelfBuilding(keras.layers.Layer):
     """keras_hub's TransformerDecoder: its config holds the build shape, and __init__ builds the
     layer from it ("Work around for model saving, we need to ensure our model is built immediately
@@ -75,7 +75,7 @@ def test_a_layer_built_by_its_own_from_config_is_rebuilt_without_building_it_twi
 HUB = "keras_hub.src.layers.modeling.s41_stand_in"
 
 
-@keras.saving.register_keras_serializable(package="dc_keras_s41")
+@keras.saving.register_keras_serializable(package="dc_keras_hub_patterns")
 class HubPositionEmbedding(keras.layers.Layer):
     """keras_hub.layers.PositionEmbedding: a learned (sequence, features) table of its own."""
 
@@ -95,7 +95,7 @@ class HubPositionEmbedding(keras.layers.Layer):
         return {**super().get_config(), "sequence_length": self.sequence_length}
 
 
-@keras.saving.register_keras_serializable(package="dc_keras_s41")
+@keras.saving.register_keras_serializable(package="dc_keras_hub_patterns")
 class HubTokenAndPosition(keras.layers.Layer):
     """keras_hub.layers.TokenAndPositionEmbedding: an Embedding and a PositionEmbedding made in
     __init__, built in build()."""
@@ -119,7 +119,7 @@ class HubTokenAndPosition(keras.layers.Layer):
                 "sequence_length": self.sequence_length, "dim": self.dim}
 
 
-@keras.saving.register_keras_serializable(package="dc_keras_s41")
+@keras.saving.register_keras_serializable(package="dc_keras_hub_patterns")
 class HubEncoder(keras.layers.Layer):
     """keras_hub.layers.TransformerEncoder: attention, a feed-forward pair of Dense layers and
     LayerNormalizations, all made by build() from the input shape."""
@@ -271,7 +271,7 @@ def test_a_static_batch_export_of_a_model_called_with_a_dict_feeds_it_a_dict():
 
 # -- ReversibleEmbedding: the tied output projection, and the untied one ------------------------------------
 
-@keras.saving.register_keras_serializable(package="dc_keras_s41")
+@keras.saving.register_keras_serializable(package="dc_keras_hub_patterns")
 class Reversible(keras.layers.Embedding):
     """keras_hub.layers.ReversibleEmbedding (keras.layers.ReversibleEmbedding from Keras 3.12): an
     Embedding whose call(x, reverse=True) projects onto the vocabulary, through the table itself
@@ -383,7 +383,7 @@ def test_a_nested_model_that_shares_nothing_stays_nested():
 
 # -- a layer whose config does not give back its own arguments ----------------------------------------------
 
-@keras.saving.register_keras_serializable(package="dc_keras_s41")
+@keras.saving.register_keras_serializable(package="dc_keras_hub_patterns")
 class ExtraConfig(keras.layers.Dense):
     """ViTPatchingAndEmbedding (KerasHub 0.32): get_config() adds values computed in __init__
     (num_patches, num_positions), which its __init__ then refuses."""
@@ -392,7 +392,7 @@ class ExtraConfig(keras.layers.Dense):
         return {**super().get_config(), "num_patches": 16}
 
 
-@keras.saving.register_keras_serializable(package="dc_keras_s41")
+@keras.saving.register_keras_serializable(package="dc_keras_hub_patterns")
 class MissingAttribute(keras.layers.Dense):
     """LlamaTransformerDecoder (KerasHub 0.32): get_config() reads an attribute __init__ never sets."""
 

@@ -65,7 +65,7 @@ def files(tmp_path_factory):
     from dc_keras import _flatbuffer as fb
     from dc_keras import export
 
-    d = tmp_path_factory.mktemp("micro_s46")
+    d = tmp_path_factory.mktemp("micro_files")
     m = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])
     with warnings.catch_warnings():  # the 64x4 kernel stays raw (too small to gain): expected
         warnings.simplefilter("ignore", UserWarning)
@@ -205,7 +205,7 @@ def edited(tmp_path_factory):
     from dc_keras import export
     from dc_keras.export._pack import packed_tensors
 
-    d = tmp_path_factory.mktemp("micro_s47")
+    d = tmp_path_factory.mktemp("micro_edited")
     keras.utils.set_random_seed(47)
     m = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])
     with warnings.catch_warnings():  # the 64x4 kernel stays raw (too small to gain): expected
@@ -240,7 +240,7 @@ def edited(tmp_path_factory):
 def wheel_runs(micro_lib, edited, tmp_path_factory):
     """Every file in the TFLM wheel, both registerers, one tflm_run.py --jobs process."""
     paths, _ = edited
-    d = tmp_path_factory.mktemp("micro_s47_runs")
+    d = tmp_path_factory.mktemp("micro_wheel_runs")
     keys = [(name, reg) for name in ("packed", "grown", "shrunk", "cut", "const16", "const_exact")
             for reg in (ONCE, EACH)]
     jobs = [{"model": str(paths[name]), "registerers": [reg], "input": str(paths["x"]), "out": str(d / f"{i}.npy")}
