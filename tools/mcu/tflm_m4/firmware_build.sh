@@ -1,12 +1,26 @@
-# tools/mcu/tflm_m4/firmware_build.sh -- sourced by run.sh and run_cnn.sh (not run on its own): the
-# steps both take to put a firmware together, so that the two are compiled with the same flags.
-# The caller sets T (TFLM's tree), W (the work dir), HERE (this folder) and ROOT (the repository).
+# tools/mcu/tflm_m4/firmware_build.sh -- sourced by run.sh, run_edited.sh and run_cnn.sh (not run on
+# its own), as `. "$HERE/firmware_build.sh" NAME "$@"` after `set -euo pipefail` and HERE (this
+# folder): what the three share to put a firmware together, so that all are compiled with the same flags.
+#   On sourcing: T (TFLM's tree: the script's first argument), ROOT (the repository), W (the work dir:
+#     its second argument, or ROOT/build/mcu/NAME; created), PY (default: the venv's python) and
+#     MODELS (default: benchmarks/mcu_models.py's cached LeNet, which run.sh and run_edited.sh read);
 #   tflm_objects LIST...: the TFLM sources named in each list, compiled from T into W/tflm_obj
 #     (arm-none-eabi-g++ -Os with TFLM's defines; an object already there is kept);
 #   firmware_run NAME MODELS: HERE/NAME.cc with our kernel (C99), the decoder, tools/mcu/startup.c
 #     and W/MODELS.S (the .incbin'd models) linked against those objects into W/NAME.elf, its size
 #     printed, then run under qemu-system-arm (mps2-an386, -icount shift=0) into W/result.txt; its
 #     status is the firmware's (the failure count). KFLAGS: extra flags for the kernel's compile.
+if [ $# -lt 2 ]; then
+  echo "usage: $0 TFLM_TREE [WORK_DIR]: TFLM_TREE is TFLM's source tree with its third-party downloads" \
+    "in place (see docs/microcontrollers.md, \"TFLM on Cortex-M4\")" >&2
+  exit 2
+fi
+T="$(cd "$2" && pwd)"
+ROOT="$(cd "$HERE/../../.." && pwd)"
+W="${3:-$ROOT/build/mcu/$1}"
+mkdir -p "$W"
+PY="${PY:-$ROOT/.venv/bin/python}"
+MODELS="${MODELS:-$HOME/.cache/dc_keras/mcu/lenet}"
 CPU="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16"
 DL="$T/tensorflow/lite/micro/tools/make/downloads"
 TFLAGS="$CPU -std=c++17 -Os -fno-rtti -fno-exceptions -fno-threadsafe-statics -fno-unwind-tables

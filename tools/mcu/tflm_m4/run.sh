@@ -15,15 +15,9 @@
 # KFLAGS: extra flags for the kernel's compile, e.g. KFLAGS=-DTF_LITE_STRIP_ERROR_STRINGS (the
 # kernel as TFLM's BUILD_TYPE=release compiles it: no message strings).
 set -euo pipefail
-T="$(cd "$1" && pwd)"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../../.." && pwd)"
-W="${2:-$ROOT/build/mcu/tflm_m4}"
-mkdir -p "$W"
-PY="${PY:-$ROOT/.venv/bin/python}"
-MODELS="${MODELS:-$HOME/.cache/dc_keras/mcu/lenet}"
 # shellcheck source=tools/mcu/tflm_m4/firmware_build.sh
-. "$HERE/firmware_build.sh"
+. "$HERE/firmware_build.sh" tflm_m4 "$@"
 tflm_objects "$HERE/tflm_sources.txt"
 # expected int8 outputs: the x86 wheel on the unpacked model
 "$PY" -c "import numpy as np; np.save('$W/x5.npy', np.load('$MODELS/x_test.npy')[:5])"

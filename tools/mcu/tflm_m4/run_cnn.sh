@@ -9,14 +9,9 @@
 # failure count. The TFLM objects, the firmware's compile and link and the qemu run are
 # firmware_build.sh's (shared with run.sh: the same flags for both).
 set -euo pipefail
-T="$(cd "$1" && pwd)"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../../.." && pwd)"
-W="${2:-$ROOT/build/mcu/tflm_m4_cnn}"
-mkdir -p "$W/tflm_obj"
-PY="${PY:-$ROOT/.venv/bin/python}"
 # shellcheck source=tools/mcu/tflm_m4/firmware_build.sh
-. "$HERE/firmware_build.sh"
+. "$HERE/firmware_build.sh" tflm_m4_cnn "$@"
 tflm_objects "$HERE/tflm_sources.txt" "$HERE/tflm_sources_cnn.txt"
 make -s -C "$ROOT/tflite_kernels/micro" BUILD="$W/hostlib"
 TF_CPP_MIN_LOG_LEVEL=3 "$PY" "$HERE/gen_cnn_data.py" "$W" "$W/hostlib/libdc_huffdecode_tflm.so" 4 2>/dev/null

@@ -8,15 +8,9 @@
 # message (firmware_edited.cc). Prints TFLM_M4_EDIT lines and exits with the failure count.
 # The TFLM objects, the firmware's compile and link and the qemu run are firmware_build.sh's.
 set -euo pipefail
-T="$(cd "$1" && pwd)"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../../.." && pwd)"
-W="${2:-$ROOT/build/mcu/tflm_m4_edited}"
-mkdir -p "$W"
-PY="${PY:-$ROOT/.venv/bin/python}"
-MODELS="${MODELS:-$HOME/.cache/dc_keras/mcu/lenet}"
 # shellcheck source=tools/mcu/tflm_m4/firmware_build.sh
-. "$HERE/firmware_build.sh"
+. "$HERE/firmware_build.sh" tflm_m4_edited "$@"
 tflm_objects "$HERE/tflm_sources.txt"
 PYTHONPATH="$ROOT" "$PY" "$HERE/gen_edited_data.py" "$MODELS" "$W"
 firmware_run firmware_edited edited_models
