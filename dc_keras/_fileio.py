@@ -36,6 +36,25 @@ def show_path(path) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def shell_path(path) -> str:
+    """``path`` as a command a message suggests (`dc-keras inspect PATH`, ``rm PATH``) must show it,
+    to be pasted into a POSIX shell: quoted when it holds a space, a quote or another character
+    the shell reads (``shlex.quote``), after ``./`` when it starts with ``-`` (it would be read as an
+    option); a name :func:`show_path` must escape (a newline, an escape sequence) is shown as it
+    shows it.
+
+    Example:
+      >>> shell_path("model.tflite"), shell_path("my model.tflite"), shell_path("-m.tflite")
+      ('model.tflite', "'my model.tflite'", './-m.tflite')
+    """
+    import shlex
+
+    text = os.fsdecode(path) if isinstance(path, (bytes, os.PathLike)) else str(path)
+    if not text.isprintable():
+        return show_path(text)
+    return shlex.quote("./" + text if text.startswith("-") else text)
+
+
 def check_path(path, what: str = "the path") -> str:
     """``path`` as a string (``str``, ``bytes`` or ``os.PathLike``), or a ``ValueError`` naming it
     (:func:`show_path`) and the fix when it holds a null byte, which no file name can (the OS
@@ -254,13 +273,13 @@ def _foreign_file(path: str, target: str, directory: str):
     if _writable(target):
         return None
     if euid is None or st.st_uid == euid:
-        fix = f"make it writable (chmod u+w {show_path(path)})" if not mode & stat.S_IWUSR else "make it writable for you"
+        fix = f"make it writable (chmod u+w {shell_path(path)})" if not mode & stat.S_IWUSR else "make it writable for you"
         return PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}; the existing file is read-only (mode "
                                f"{mode:04o}) and was not replaced: {fix} or choose another output path", path)
     name, owner = _owner(st.st_uid)
     return PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}; the existing file belongs to {owner} and is "
                            f"not writable for you (mode {mode:04o}), so it was not replaced: choose another output "
-                           f"path, or, if it may go, remove it first (rm {show_path(path)}: {show_path(directory)} is writable for you) or "
+                           f"path, or, if it may go, remove it first (rm {shell_path(path)}: {show_path(directory)} is writable for you) or "
                            f"ask {name} to make it writable for you", path)
 
 

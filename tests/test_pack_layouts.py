@@ -70,11 +70,15 @@ def test_restricted_pack_decodes_with_a_minimal_decoder(kind, default_layout, mi
 
 def test_restricted_pack_keeps_what_no_allowed_layout_holds_raw_with_the_reason():
     """The unclustered float kernel (over 4096 distinct values) has no codebook: without the
-    float-planes layout it stays raw, named with the codec's reason."""
+    float-planes layout it stays raw, named with the codec's reason and, since session 49, the
+    option that left that layout out (as for decoder= and version=, below)."""
     plain, _ = _model("float")
+    (default,) = [p for p in _packed(export.pack(plain)).values() if codec.info(p)["layout"] == "float_planes"]
     _, stats = pack_with_stats(plain, layouts=MINIMAL)
     assert [(nbytes, why) for _, nbytes, why in stats["refused"]] == [
-        (64 * 128 * 4, "the codec refuses its data: more than 4096 distinct values: cluster the tensor first")]
+        (64 * 128 * 4, f"pack(layouts={MINIMAL!r}) keeps it raw: the codec refuses it without layout 'float_planes' "
+                       f"(FORMAT.md §12), which layouts={MINIMAL!r} leaves out (more than 4096 distinct values: "
+                       f"cluster the tensor first); the default, layouts=None, packs it ({len(default)} B)")]
     _, stats = pack_with_stats(plain, layouts=("dense", "sparse", "float_planes"))
     assert not stats["refused"]
 
@@ -105,9 +109,13 @@ def test_a_float_kernel_only_the_options_keep_raw_names_the_option(tmp_path, cap
     assert cli.main(["pack", str(tmp_path / "m.tflite"), str(tmp_path / "o.tflite"), "--format-version", "1"]) == 0
     assert ": 32768 B: pack(version=1) keeps it raw: the codec refuses it without layout 'float_planes'" \
         in capsys.readouterr().out
-    # a layouts= list is the user's own choice: the codec's reason, as before
+    # a layouts= list leaving the layout out is named too (session 49: the codec's reason alone, "cluster
+    # the tensor first", hid that the list was the cause), with every option that leaves it out
     _, stats = pack_with_stats(plain, layouts=MINIMAL, version=1)
-    assert [why for _, _, why in stats["refused"]] == [f"the codec refuses its data: {codec_why}"]
+    assert [why for _, _, why in stats["refused"]] == [
+        f"pack(version=1, layouts={MINIMAL!r}) keeps it raw: the codec refuses it without layout 'float_planes' "
+        f"(FORMAT.md §12), which needs format version >= 2 and which layouts={MINIMAL!r} leaves out ({codec_why}); "
+        f"the defaults, version=None and layouts=None, pack it ({len(default)} B)"]
 
 
 def _retyped(plain, tensor_type, values):

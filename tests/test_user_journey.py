@@ -127,8 +127,13 @@ def test_pack_that_packs_nothing_says_where_the_reasons_are(tmp_path, plain, cap
     for extra, unchanged in (([], True), (["--compact"], False)):
         assert cli.main(["pack", str(src), str(tmp_path / "p.tflite"), "--min_bytes", str(len(plain)), *extra]) == 0
         out = capsys.readouterr().out
-        why = f"(no tensor packed{': written unchanged' if unchanged else ''}; `dc-keras inspect {src}` says why"
+        # the inspect command carries --min-bytes (session 49: at the default min_bytes it called the
+        # tensors this run skipped packable), and a line says what --min_bytes left alone
+        why = (f"(no tensor packed{': written unchanged' if unchanged else ''}; `dc-keras inspect --min-bytes "
+               f"{len(plain)} {src}` says why")
         assert why in out, out
+        assert re.search(rf"\nskipped: [1-9]\d* constant tensor\(s\), \d+ B, smaller than --min-bytes {len(plain)} ",
+                         out), out
     assert cli.main(["pack", str(src), str(tmp_path / "p.tflite")]) == 0
     assert "no tensor packed" not in capsys.readouterr().out
 

@@ -600,6 +600,8 @@ KEPT_RAW_HINTS = {
     "sparse": "TFLite-sparse (Optimize.EXPERIMENTAL_SPARSITY), whose packed dense form is not smaller enough "
               "than its stored values and index arrays",
     "file": "they pack, but the packed file came out no smaller than the input",
+    "restricted": "the layouts allowed by --decoder, --layouts or --format-version (decoder=, layouts=, version=) "
+                  "pack them by too little; the defaults pack them smaller",
 }
 
 
@@ -637,13 +639,19 @@ class _Refused(list):
     index, so that a buffer two refused tensors read counts once in the totals; ``kept``: {buffer
     (or a TFLite-sparse tensor's key): (name, bytes)} of the constants that pack, but by less than
     ``min_saving`` or the added op's cost (kept raw: ``stats["kept_raw"]``); ``kinds``: {that key:
-    why, a key of ``KEPT_RAW_HINTS``} (``stats["kept_raw_kinds"]``)."""
+    why, a key of ``KEPT_RAW_HINTS``} (``stats["kept_raw_kinds"]``); ``skipped``: {buffer (or that
+    key): (name, bytes)} of the constants pack could pack but left alone, smaller than ``min_bytes``
+    (``stats["skipped"]``)."""
 
     def __init__(self):
         super().__init__()
         self.buffers = {}
         self.kept = {}
         self.kinds = {}
+        self.skipped = {}
+
+    def skip(self, key, t, nbytes):
+        self.skipped.setdefault(key, (fb.tensor_name(t), nbytes))
 
     def keep(self, key, t, nbytes, kind="weights"):
         self.kept.setdefault(key, (fb.tensor_name(t), nbytes))
@@ -693,7 +701,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     ``(buffers, bytes)`` of the input's buffers holding data no tensor or metadata refers to, kept;
     ``kept_raw``: [(name, bytes)] of the constants that pack, but not smaller enough, kept raw (a
     buffer several read listed once); ``kept_raw_kinds``: why, one ``KEPT_RAW_HINTS`` key per entry of
-    ``kept_raw``)."""
+    ``kept_raw``; ``skipped``: [(name, bytes)] of the constants smaller than ``min_bytes``, left alone
+    (a buffer several read listed once))."""
     asked = layouts
     layouts = check_options(min_bytes, verify, min_saving, version, strip_strings=strip_strings, buffers=buffers,
                             context_model=context_model, compact=compact, positive_zeros=positive_zeros,
@@ -713,12 +722,13 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model),
                   _planned_constants(offline_plans), _unwritable(version, decoder),
-                  _Restricted.of(version, decoder, _decoder_layouts(None, asked, context_model), enc))
+                  _Restricted.of(version, decoder, _decoder_layouts(None, asked, context_model), enc,
+                                 _decoder_layouts(None, None, context_model)))
     stats = {"packed_tensors": len(plans) + sum(map(len, sparse.values())), "strings_saved": 0,
              "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "kept_bytes": 0, "dropped_zip": None,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0),
              "unreferenced": unreferenced, "kept_raw": list(refused.kept.values()),
-             "kept_raw_kinds": list(refused.kinds.values())}
+             "kept_raw_kinds": list(refused.kinds.values()), "skipped": list(refused.skipped.values())}
     rewrite = strip_strings or compact is True or buffers != "auto" or zeros[0] > 0 and positive_zeros
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
@@ -1006,6 +1016,8 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
         _refusal(model, t, f"buffer holds {nbytes} B, not the "
                  f"{fb.TYPE_NAMES.get(t.type, str(t.type))}{shape} the tensor declares",
                  min_bytes, refused)
+    if arr is not None and 0 < nbytes < min_bytes and refused is not None:
+        refused.skip(t.buffer, t, nbytes)
     if arr is None or nbytes < max(min_bytes, 1):
         return
     key = (t.buffer, int(t.type), arr.shape)
@@ -1024,7 +1036,9 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
     if isinstance(data, bytes) and keep_reason(len(data), nbytes, min_saving) is None:
         plans[(s, i)] = data
     elif data is not None and refused is not None:
-        refused.keep(t.buffer, t, nbytes)
+        smaller = restricted is not None and restricted.packs(codec, arr, verify, fb.buffer_view(model, t.buffer),
+                                                              nbytes, min_saving)
+        refused.keep(t.buffer, t, nbytes, "restricted" if smaller else "weights")
 
 
 # FORMAT.md section of each layout that a pack option can leave out
@@ -1033,20 +1047,27 @@ _LAYOUT_SECTIONS = {"grouped_dense": 11, "grouped_sparse": 11, "float_planes": 1
 
 
 class _Restricted:
-    """pack's ``version`` / ``decoder`` as they leave layouts out: says when one of them is why the
-    codec refused a tensor that the defaults (``version=None``, ``decoder=None``, the same
-    ``layouts``) pack, e.g. an unclustered float32 kernel (over 4096 distinct values), which only
-    the float-planes layout (FORMAT.md §12, version >= 2) holds."""
+    """pack's ``version`` / ``decoder`` / ``layouts`` as they leave layouts out: says when one of
+    them is why the codec refused a tensor that the defaults (``version=None``, ``decoder=None``,
+    ``layouts=None``) pack, e.g. an unclustered float32 kernel (over 4096 distinct values), which
+    only the float-planes layout (FORMAT.md §12, version >= 2) holds."""
 
-    def __init__(self, version, decoder, enc):
-        self.version, self.decoder, self.enc = version, decoder, enc
+    def __init__(self, version, decoder, layouts, enc):
+        self.version, self.decoder, self.layouts, self.enc = version, decoder, layouts, enc
 
     @classmethod
-    def of(cls, version, decoder, layouts, enc):
-        """None when neither option restricts anything; ``layouts``: the user's, as encode takes them."""
-        if version is None and decoder is None:
+    def of(cls, version, decoder, layouts, enc, default_layouts=None):
+        """None when no option restricts anything; ``layouts``: the user's, as encode takes them;
+        ``default_layouts``: encode's layouts with ``layouts=None`` (``context_model`` kept)."""
+        if version is None and decoder is None and layouts is None:
             return None
-        return cls(version, decoder, dict(enc, version=None, layouts=layouts))
+        return cls(version, decoder, layouts, dict(enc, version=None, layouts=default_layouts))
+
+    def packs(self, codec, arr, verify, raw, nbytes, min_saving):
+        """Whether the defaults pack ``arr`` (``nbytes`` raw) by at least ``min_saving``, where the
+        options' layouts pack it by less (kept raw: ``KEPT_RAW_HINTS["restricted"]``)."""
+        data = _encode_checked(codec, arr, verify, raw, self.enc, max_packed_bytes(nbytes, min_saving))
+        return isinstance(data, bytes) and keep_reason(len(data), nbytes, min_saving) is None
 
     def reason(self, codec, arr, verify, raw, max_bytes, why):
         """Why the options keep ``arr`` raw, when the defaults pack it (within ``max_bytes``) in a
@@ -1067,6 +1088,10 @@ class _Restricted:
             asked.append(f"decoder={self.decoder!r}")
             defaults.append("decoder=None")
             which.append("a DC_CODEC_MINIMAL decoder does not read")
+        if self.layouts is not None and lay not in self.layouts:
+            asked.append(f"layouts={self.layouts!r}")
+            defaults.append("layouts=None")
+            which.append(f"layouts={self.layouts!r} leaves out")
         if not asked:
             return None
         several = len(asked) > 1
@@ -1206,6 +1231,8 @@ def _plan_sparse(model, min_bytes, min_saving, verify, enc, refused=None):
             t = sg.tensors[i]
             stored = _sparse.stored_bytes(t, model)
             if stored < max(min_bytes, 1):
+                if 0 < stored and refused is not None:
+                    refused.skip(("sparse", s, i), t, stored)
                 continue
             data = _encode_checked(codec, dense, verify, enc=enc, max_bytes=max_packed_bytes(stored, min_saving))
             if data is None and refused is not None:

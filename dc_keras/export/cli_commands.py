@@ -14,7 +14,7 @@ import stat
 import sys
 import threading
 
-from dc_keras._fileio import check_path, show_path, special_file_kind
+from dc_keras._fileio import check_path, shell_path, show_path, special_file_kind
 
 
 class UsageError(ValueError):
@@ -133,7 +133,7 @@ def _about(path):
         msg = " ".join(str(exc).split())
         if msg.startswith("model is already packed"):
             raise ValueError(f"{show_path(path)} is already packed (it has HuffDecode ops), so there is nothing to "
-                             f"pack: use it as it is, or run `dc-keras unpack {show_path(path)} PLAIN.tflite` first "
+                             f"pack: use it as it is, or run `dc-keras unpack {shell_path(path)} PLAIN.tflite` first "
                              "to pack it again with other options") from None
         if not msg.startswith(show_path(path)):
             raise ValueError(f"{show_path(path)}: {msg}") from None
@@ -301,6 +301,10 @@ def cmd_pack(args):
             raise UsageError(f"--decoder {args.decoder} reads only layouts {','.join(reads)}, and --layouts names "
                              f"{','.join(extra)}: drop --layouts (--decoder {args.decoder} picks among those), "
                              f"or name only those, e.g. --layouts {','.join(reads)}")
+    if args.layouts is not None and set(args.layouts) == {"context_sparse"} and not args.context_model:
+        raise UsageError("--layouts context_sparse leaves no layout to pick: layout context_sparse is tried only "
+                         "with --context-model (docs/FORMAT.md section 14): add --context-model, or name other "
+                         "layouts, e.g. --layouts dense,sparse")
     newer = layouts_too_new(args.version, args.layouts)
     if newer:
         named = ",".join(newer)
@@ -326,15 +330,16 @@ def cmd_pack(args):
     note = "" if stats["packed_tensors"] else (
         " (no tensor packed" + (": written unchanged" if out == data else "")
         + ("; the model holds no constant tensor (weights), so there is nothing to pack)" if not _has_constants(data)
-           else f"; `dc-keras inspect {show_path(args.input)}` says why per tensor)"))
+           else f"; {_inspect_command(args)} says why per tensor)"))
     note += f"; replaced the existing {shown}" if replaced else ""
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     with _report_stream(to_stdout):
         print(f"{show_path(args.input)}: {len(data)} B -> {shown}: {len(out)} B "
               f"({len(data) / len(out):.2f}x){note}")
-        _print_refused(stats["refused"], args.input, stats["refused_bytes"])
-        _print_kept_raw(stats["kept_raw"], stats["kept_raw_kinds"], args.input)
+        _print_refused(stats["refused"], _inspect_command(args), stats["refused_bytes"])
+        _print_kept_raw(stats["kept_raw"], stats["kept_raw_kinds"], _inspect_command(args))
+        _print_skipped(stats["skipped"], args.min_bytes)
         if stats["unreferenced"][0]:
             from dc_keras.export._pack import unreferenced_note
 
@@ -381,27 +386,45 @@ def _print_zip(names, kept_bytes, dropped, path, output, shown=5):
         print("note: " + dropped_zip_note(show_path(path), dropped))
 
 
-def _print_refused(refused, path, total, shown=5):
+def _inspect_command(args):
+    """The ``dc-keras inspect`` command the report points to for ``pack``'s IN, as a user pastes it
+    into a shell: the path quoted when it must be, and ``--min-bytes N`` when pack was given it
+    (inspect's rows then say "skipped" where pack skipped)."""
+    option = "" if args.min_bytes is None else f"--min-bytes {args.min_bytes} "
+    return f"`dc-keras inspect {option}{shell_path(args.input)}`"
+
+
+def _print_skipped(skipped, min_bytes):
+    """A line on the constants left alone under an explicit ``--min-bytes`` (pack could pack them):
+    with the default, those are a few biases and shapes, said by ``inspect``'s totals."""
+    if min_bytes is None or not skipped:
+        return
+    print(f"skipped: {len(skipped)} constant tensor(s), {sum(n for _, n in skipped)} B, smaller than "
+          f"--min-bytes {min_bytes} (left alone, as asked: a lower --min-bytes lets pack try them)")
+
+
+def _print_refused(refused, inspect_how, total, shown=5):
     """One line per constant tensor pack cannot pack (at most ``shown``), on stdout after the result;
-    ``total``: their bytes, a buffer several of them read counted once."""
+    ``total``: their bytes, a buffer several of them read counted once; ``inspect_how``: the
+    ``dc-keras inspect`` command that lists every tensor (``_inspect_command``)."""
     if not refused:
         return
     from dc_keras._flatbuffer import printable
 
     print(f"not packed: {len(refused)} constant tensor(s), {total} B "
-          f"(`dc-keras inspect {show_path(path)}` lists every tensor):")
+          f"({inspect_how} lists every tensor):")
     for name, nbytes, why in refused[:shown]:
         print(f"  {printable(name) or '(unnamed)'}: {nbytes} B: {printable(why)}")
     if len(refused) > shown:
         print(f"  ... and {len(refused) - shown} more")
 
 
-def _print_kept_raw(kept, kinds, path):
+def _print_kept_raw(kept, kinds, inspect_how):
     """``kept_raw_note``'s line on the constants kept raw, whenever there are any (a report, like
     ``_print_refused``'s lines; the Python warning says it only when they are a tenth of the output)."""
     from dc_keras.export._pack import kept_raw_note
 
-    line = kept_raw_note(kept, None, f"`dc-keras inspect {show_path(path)}`", kinds=kinds)
+    line = kept_raw_note(kept, None, inspect_how, kinds=kinds)
     if line:
         print(line)
 
