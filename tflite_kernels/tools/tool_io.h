@@ -319,6 +319,28 @@ static void tool_output_dir(const char* out, char* dir, size_t size) {
   free(real);
 }
 
+/* `path` as a command a message suggests must show it, to be pasted into a POSIX shell (as
+ * Python's shlex.quote and dc_keras._fileio.shell_path): as it is when every byte is one the
+ * shell takes literally, else in single quotes (a ' as '"'"'); "./" before a leading '-', which
+ * would be read as an option. */
+static void tool_shell_arg(FILE* f, const char* path) {
+  const char* safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./-_";
+  const char* lead = path[0] == '-' ? "./" : "";
+  if (path[0] != '\0' && path[strspn(path, safe)] == '\0') {
+    fprintf(f, "%s%s", lead, path);
+    return;
+  }
+  fprintf(f, "'%s", lead);
+  for (const char* c = path; *c; c++) {
+    if (*c == '\'') {
+      fputs("'\"'\"'", f);
+    } else {
+      fputc(*c, f);
+    }
+  }
+  fputc('\'', f);
+}
+
 /* Checks the output path `out` before the work, not after it: 0 if it may be written (absent, or
  * a regular file the user may write that is not the input `in`, in a directory the user may
  * write), else 1 after one error line naming the problem and the fix.  A device or FIFO would be
@@ -381,10 +403,10 @@ static int tool_check_output(const char* tool, const char* in, const char* out) 
     return 1;
   }
   if (!absent && access(out, W_OK) != 0 && errno == EACCES) {
-    fprintf(stderr,
-            "%s: %s is read-only (mode %04o): make it writable (chmod u+w %s) or choose another "
-            "output path; it was not changed\n",
-            tool, out, (unsigned)(st.st_mode & 07777), out);
+    fprintf(stderr, "%s: %s is read-only (mode %04o): make it writable (chmod u+w ", tool, out,
+            (unsigned)(st.st_mode & 07777));
+    tool_shell_arg(stderr, out);
+    fputs(") or choose another output path; it was not changed\n", stderr);
     return 1;
   }
   return 0;
