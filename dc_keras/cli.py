@@ -104,6 +104,14 @@ class _CommandParser(argparse.ArgumentParser):
         namespace.dc_command_unknown = list(extras)
         return namespace, extras
 
+    def error(self, message):
+        """argparse's usage error; ``pack --version`` with no value (a user asking for dc-keras's
+        version after the command) also says where that option is."""
+        if message.endswith("argument --format-version/--version: expected one argument"):
+            message += (" (the packed format version to write, 1 to 4; dc-keras's own version: "
+                        "`dc-keras --version`, before the command)")
+        super().error(message)
+
 
 def _global_options(absl_flags_held):
     """The options ``dc-keras`` takes before the command, each as a tuple of its spellings: its own,

@@ -18,6 +18,8 @@ dynamic-range, full int8, float16, two signatures, a shared weight, LSTM/GRU, a 
   "kept raw: ... typically weights neither pruned nor clustered", while the inspect named called it
   packable: now kept raw with those options as the reason;
 - the C tools' (``dc_decode``, ``dc_unpack``) read-only-OUT line named ``chmod u+w PATH`` unquoted too;
+- ``dc-keras pack --version`` (pack's alias of ``--format-version``) with no value: "expected one
+  argument" only; now it also says where dc-keras's own ``--version`` goes;
 - ``pack --layouts context_sparse`` without ``--context-model`` failed after reading IN, worded in
   Python (``layouts=('context_sparse',)``, ``context_model=True``), exit 1: now a usage error naming
   the flag to add, before any file is read.
@@ -253,3 +255,12 @@ def test_the_c_tools_read_only_output_error_quotes_the_chmod_path(tools, name, s
     assert f"(chmod u+w {shlex.quote(str(out))})" in r.stderr, r.stderr
     assert shlex.split(r.stderr.split("(chmod ")[1].split(") or")[0]) == ["u+w", str(out)]
     assert out.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("argv", [["pack", "--version"], ["pack", "m.tflite", "o.tflite", "--version"]])
+def test_pack_version_without_a_value_names_dc_keras_version(capsys, argv):
+    """``--version`` is ``pack``'s alias of ``--format-version``: without a value it was only
+    "expected one argument", for a user who asked for dc-keras's version after the command."""
+    assert cli.main(argv) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert "expected one argument" in line and "`dc-keras --version`, before the command" in line, line
