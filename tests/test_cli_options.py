@@ -570,7 +570,7 @@ def test_standard_output_that_is_the_input_is_refused(files, tmp_path, command):
     assert r.returncode == 1
     assert _one_error_line(r.stderr, f"dc-keras {command}: error: ") == (
         f"dc-keras {command}: error: standard output is {src}, the input, and inputs are never modified: redirect "
-        "standard output to another file")
+        f"standard output to another file (dc-keras {command} IN - > OUT.tflite)")
     assert src.read_bytes() == before
 
 

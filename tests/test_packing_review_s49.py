@@ -18,6 +18,9 @@ dynamic-range, full int8, float16, two signatures, a shared weight, LSTM/GRU, a 
   "kept raw: ... typically weights neither pruned nor clustered", while the inspect named called it
   packable: now kept raw with those options as the reason;
 - the C tools' (``dc_decode``, ``dc_unpack``) read-only-OUT line named ``chmod u+w PATH`` unquoted too;
+- ``dc-keras pack m.tflite - > m.tflite``: the shell empties m.tflite before dc-keras starts, and the
+  error said only "inputs are never modified"; it now says the input is empty now and why. The
+  terminal-as-OUT error's suggested command showed IN unquoted;
 - ``dc-keras pack --version`` (pack's alias of ``--format-version``) with no value: "expected one
   argument" only; now it also says where dc-keras's own ``--version`` goes;
 - ``pack --layouts context_sparse`` without ``--context-model`` failed after reading IN, worded in
@@ -264,3 +267,40 @@ def test_pack_version_without_a_value_names_dc_keras_version(capsys, argv):
     assert cli.main(argv) == 2
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
     assert "expected one argument" in line and "`dc-keras --version`, before the command" in line, line
+
+
+def test_standard_output_redirected_over_the_input_says_the_shell_emptied_it(plain, tmp_path):
+    """``dc-keras pack m.tflite - > m.tflite``: the shell empties m.tflite before dc-keras starts;
+    the error said "inputs are never modified" only, while the model was gone from that file."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "my model.tflite"
+    src.write_bytes(plain)
+    with open(src, "wb") as f:  # what the shell's > does before dc-keras runs
+        r = subprocess.run([sys.executable, "-m", "dc_keras", "pack", str(src), "-"], stdout=f,
+                           stderr=subprocess.PIPE, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("dc-keras pack: error:")]
+    assert f"standard output is {src}, the input, which is empty now (the shell's > IN empties it before " \
+           "dc-keras starts: copy the model there again)" in line, line
+    assert line.endswith("redirect standard output to another file (dc-keras pack IN - > OUT.tflite)"), line
+    assert src.read_bytes() == b""
+
+
+def test_the_redirect_a_terminal_error_suggests_runs_as_pasted(plain, tmp_path):
+    import pty
+    import subprocess
+    import sys
+
+    src = tmp_path / "my model.tflite"
+    src.write_bytes(plain)
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "dc_keras", "pack", str(src), "-"], stdout=slave,
+                           stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.returncode == 1
+    assert f"(dc-keras pack {shlex.quote(str(src))} - > OUT.tflite)" in r.stderr, r.stderr

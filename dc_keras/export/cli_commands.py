@@ -184,14 +184,17 @@ def _to_stdout(out, src, command):
                          "redirect standard output to a file")
     if sys.stdout.isatty():
         raise ValueError(f"OUT {show_path(out)} is standard output, which is a terminal: the model is binary, not "
-                         f"text; redirect it (dc-keras {command} {show_path(src)} - > OUT.tflite) or give a file path")
+                         f"text; redirect it (dc-keras {command} {shell_path(src)} - > OUT.tflite) or give a file path")
     try:
-        same = os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(src))
+        st = os.fstat(sys.stdout.fileno())
+        same = os.path.samestat(st, os.stat(src))
     except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture), no IN: not the same file
         same = False
-    if same:  # `>> IN` would append the output to the input
-        raise ValueError(f"standard output is {show_path(src)}, the input, and inputs are never modified: redirect "
-                         "standard output to another file")
+    if same:  # `>> IN` would append the output to the input; `> IN` has emptied it already
+        emptied = (", which is empty now (the shell's > IN empties it before dc-keras starts: copy the model there "
+                   "again)") if st.st_size == 0 else ""
+        raise ValueError(f"standard output is {show_path(src)}, the input{emptied}, and inputs are never modified: "
+                         f"redirect standard output to another file (dc-keras {command} IN - > OUT.tflite)")
     return True
 
 
