@@ -304,3 +304,12 @@ def test_the_redirect_a_terminal_error_suggests_runs_as_pasted(plain, tmp_path):
         os.close(slave)
     assert r.returncode == 1
     assert f"(dc-keras pack {shlex.quote(str(src))} - > OUT.tflite)" in r.stderr, r.stderr
+
+
+def test_the_way_out_a_fifo_output_error_suggests_runs_as_pasted(plain, tmp_path, capsys):
+    src, fifo = tmp_path / "my model.tflite", tmp_path / "my pipe"
+    src.write_bytes(plain)
+    os.mkfifo(fifo)
+    rc, out, err = _pack(capsys, src, fifo)
+    assert rc == 1, err
+    assert f"(dc-keras pack {shlex.quote(str(src))} - > {shlex.quote(str(fifo))})" in err, err

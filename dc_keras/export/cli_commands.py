@@ -211,7 +211,7 @@ def _refuse_special_output(out, src, command):
         return
     kind = special_file_kind(mode)
     piped = _FD_PATH.fullmatch(os.path.abspath(out)) is not None  # >(COMMAND): the pipe itself is the way
-    example = f"dc-keras {command} {show_path(src)} - " + ("| COMMAND" if piped else f"> {show_path(out)}")
+    example = f"dc-keras {command} {shell_path(src)} - " + ("| COMMAND" if piped else f"> {shell_path(out)}")
     raise ValueError(f"OUT {show_path(out)} is a {kind}, not a regular file: writing the output there would replace "
                      f"the {kind} with a file; give the path of a regular file, or - to write the model to standard "
                      f"output ({example})")
