@@ -313,3 +313,18 @@ def test_the_way_out_a_fifo_output_error_suggests_runs_as_pasted(plain, tmp_path
     rc, out, err = _pack(capsys, src, fifo)
     assert rc == 1, err
     assert f"(dc-keras pack {shlex.quote(str(src))} - > {shlex.quote(str(fifo))})" in err, err
+
+
+def test_layouts_given_twice_is_a_usage_error_not_the_last_list_alone(plain, tmp_path, capsys):
+    """``--layouts dense --layouts float_planes`` packed with float_planes alone (argparse keeps the
+    last value), without a word; now a usage error naming the one list to give. The same list
+    twice stays accepted."""
+    src, dst = tmp_path / "m.tflite", tmp_path / "o.tflite"
+    src.write_bytes(plain)
+    rc, out, err = _pack(capsys, "--layouts", "dense", "--layouts=float_planes", src, dst)
+    assert rc == 2 and not dst.exists(), err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("dc-keras pack: error:")]
+    assert line.endswith("argument --layouts: given twice (dense, then float_planes), and only one list is used: "
+                         "give every layout in one, e.g. --layouts dense,float_planes"), line
+    rc, out, err = _pack(capsys, "--layouts", "dense,sparse", "--layouts", "sparse,dense", src, dst)
+    assert rc == 0, err

@@ -549,6 +549,19 @@ def _layout_names(text):
     return names
 
 
+class _LayoutsOnce(argparse.Action):
+    """``--layouts`` given again with other names is a usage error: argparse kept the last one
+    alone (``--layouts dense --layouts sparse`` packed with sparse only, without a word)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        before = getattr(namespace, self.dest, None)
+        if before is not None and set(before) != set(values):
+            both = ",".join(dict.fromkeys(before + values))
+            parser.error(f"argument --layouts: given twice ({','.join(before)}, then {','.join(values)}), and only one "
+                         f"list is used: give every layout in one, e.g. --layouts {both}")
+        setattr(namespace, self.dest, values)
+
+
 # What happens to OUT (dc_keras._fileio.atomic_write), in pack's and unpack's --help.
 _OUT_POLICY = ("OUT is written atomically (a temporary file in its directory, renamed over it: no partial "
                "OUT, even when interrupted). A new OUT's permissions follow the umask; an existing OUT is "
@@ -589,7 +602,7 @@ def add_commands(commands):
                         "lowest that holds it (2, or 3 for the 8-byte, uint32, uint16 and bool types, 4 for a "
                         "tensor that takes layout int_planes). 3, 2 or 1 for a decoder that reads only up to "
                         "that version (tensors it cannot hold stay raw)")
-    p.add_argument("--layouts", type=_layout_names, default=None, metavar="NAME,...",
+    p.add_argument("--layouts", type=_layout_names, default=None, metavar="NAME,...", action=_LayoutsOnce,
                    help="the only layouts pack may use, for a decoder built without the others "
                         "(docs/microcontrollers.md), e.g. dense,sparse for DC_CODEC_NO_GROUPED and "
                         "DC_CODEC_NO_FLOAT_PLANES; names: context_sparse, dense, float_planes, grouped_dense, "
