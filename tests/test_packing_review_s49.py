@@ -20,7 +20,9 @@ dynamic-range, full int8, float16, two signatures, a shared weight, LSTM/GRU, a 
 - the C tools' (``dc_decode``, ``dc_unpack``) read-only-OUT line named ``chmod u+w PATH`` unquoted too;
 - ``dc-keras pack m.tflite - > m.tflite``: the shell empties m.tflite before dc-keras starts, and the
   error said only "inputs are never modified"; it now says the input is empty now and why. The
-  terminal-as-OUT error's suggested command showed IN unquoted;
+  terminal-as-OUT and FIFO-as-OUT errors' suggested commands showed IN (and OUT) unquoted;
+- ``pack --layouts dense --layouts float_planes`` packed with float_planes alone (argparse keeps the
+  last value) without a word: now a usage error naming the one list to give;
 - ``dc-keras pack --version`` (pack's alias of ``--format-version``) with no value: "expected one
   argument" only; now it also says where dc-keras's own ``--version`` goes;
 - ``pack --layouts context_sparse`` without ``--context-model`` failed after reading IN, worded in
