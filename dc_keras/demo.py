@@ -78,7 +78,7 @@ def run_demo(full: bool = False, epochs=None, out_dir=None, seed: int = 0, train
     Example (not run by the tests: a few minutes on 2 CPU cores):
         >>> rows = dc_keras.demo.run_demo()            # doctest: +SKIP
         >>> rows[0].file_bytes / rows[-1].file_bytes   # doctest: +SKIP
-        41.3...
+        41.1...
     """
     # out_dir first: a bad one (a file, not writable) is refused at once, not after Keras and
     # TensorFlow took their 7-13 s to import
