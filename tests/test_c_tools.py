@@ -234,11 +234,16 @@ def test_a_replaced_output_keeps_its_owner_and_group(tools, name, tmp_path):
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o640) and out.read_bytes() != b"old"
 
 
+@pytest.mark.parametrize("out_name", ["out.bin", "it's my out.bin"])
 @pytest.mark.parametrize("name", ["dc_decode", "dc_unpack"])
-def test_a_read_only_output_is_refused(tools, name, shared_dir):
+def test_a_read_only_output_is_refused(tools, name, shared_dir, out_name):
     """A read-only OUT is refused as cp, gcc -o and zip refuse it, with one line naming the file,
     its mode and the fix, and left as it was (the rename replaced it). Run as `nobody` when the
-    tests run as root (root may write any file: then it is replaced and keeps its mode)."""
+    tests run as root (root may write any file: then it is replaced and keeps its mode). The fix's
+    ``chmod u+w PATH`` quotes PATH as ``shlex.quote`` does, so it runs as pasted (session 49: it was
+    printed bare, and ``it's my out.bin`` chmodded other names)."""
+    import shlex
+
     import _export_models as em
 
     from dc_keras import export
@@ -250,7 +255,7 @@ def test_a_read_only_output_is_refused(tools, name, shared_dir):
     src = shared / "in.bin"
     src.write_bytes(data)
     src.chmod(0o644)
-    out = shared / "out.bin"
+    out = shared / out_name
     out.write_bytes(b"keep me")
     out.chmod(0o444)
     root = os.geteuid() == 0
@@ -258,8 +263,10 @@ def test_a_read_only_output_is_refused(tools, name, shared_dir):
         os.chown(out, 65534, 65534)
     r = _run([tools[name], src, out], preexec_fn=(lambda: os.setuid(65534)) if root else None)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
-    assert f"{out} is read-only (mode 0444)" in r.stderr and f"chmod u+w {out}" in r.stderr, r.stderr
-    assert out.read_bytes() == b"keep me" and sorted(os.listdir(shared)) == ["in.bin", "out.bin"]
+    assert f"{out} is read-only (mode 0444)" in r.stderr, r.stderr
+    assert f"(chmod u+w {shlex.quote(str(out))})" in r.stderr, r.stderr
+    assert shlex.split(r.stderr.split("(chmod ")[1].split(") or")[0]) == ["u+w", str(out)]
+    assert out.read_bytes() == b"keep me" and sorted(os.listdir(shared)) == sorted(["in.bin", out_name])
     if root:
         r = _run([tools[name], src, out])
         assert r.returncode == 0, r.stderr
