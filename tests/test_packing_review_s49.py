@@ -302,3 +302,16 @@ def test_layouts_given_twice_is_a_usage_error_not_the_last_list_alone(plain, tmp
                          "give every layout in one, e.g. --layouts dense,float_planes"), line
     rc, out, err = _pack(capsys, "--layouts", "dense,sparse", "--layouts", "sparse,dense", src, dst)
     assert rc == 0, err
+
+
+def test_positive_zeros_with_no_negative_zero_says_it_had_nothing_to_do(plain, tmp_path, capsys):
+    """``pack --positive-zeros`` on weights without a -0.0 printed nothing of the option, as if it
+    had not been read; now one line says there was nothing to change (and the file is the default's)."""
+    src, default, asked = tmp_path / "m.tflite", tmp_path / "default.tflite", tmp_path / "asked.tflite"
+    src.write_bytes(plain)
+    rc, out, err = _pack(capsys, src, default)
+    assert rc == 0 and "positive zeros" not in out, out + err
+    rc, out, err = _pack(capsys, "--positive-zeros", src, asked)
+    assert rc == 0, err
+    assert asked.read_bytes() == default.read_bytes()
+    assert "positive zeros: no packed float weight holds -0.0: nothing to change" in out, out

@@ -348,7 +348,7 @@ def cmd_pack(args):
 
             print("note: " + unreferenced_note(*stats["unreferenced"]))
         _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, shown)
-        _print_zeros(stats)
+        _print_zeros(stats, args.positive_zeros)
 
 
 def _has_constants(data):
@@ -360,11 +360,15 @@ def _has_constants(data):
     return any(fb.buffer_size(model, t.buffer) for sg in model.subgraphs or [] for t in sg.tensors or [])
 
 
-def _print_zeros(stats):
-    """What ``--positive-zeros`` did, or a note that it would pay (weights holding both zeros)."""
+def _print_zeros(stats, asked=False):
+    """What ``--positive-zeros`` did (``asked``: it was given; nothing to do is said too), or a note
+    that it would pay (weights holding both zeros)."""
     (made, made_n), (kept, kept_n) = stats["positive_zeros"], stats["negative_zeros"]
     if made:
         print(f"positive zeros: {made_n} -0.0 entries of {made} weight tensor(s) packed as +0.0")
+    elif asked:
+        print("positive zeros: no packed float weight holds -0.0: nothing to change (the file is what pack "
+              "gives without --positive-zeros)")
     elif kept:
         from dc_keras.export._pack import negative_zeros_note
 
