@@ -246,6 +246,8 @@ BACKEND_TESTS := tests/test_backends.py tests/test_backend_export.py \
   "tests/test_keras_applications_chain.py::test_attention_called_with_keywords_mixing_tensors_and_python_values_goes_through_the_chain[train]" \
   tests/test_keras_applications_chain.py::test_a_single_wrapped_attention_layer_takes_mixed_keywords_eagerly \
   tests/test_tfmot_guide_code.py \
+  tests/test_tfmot_review_s49.py::test_m_by_n_prunes_a_kernel_whose_input_dimension_is_not_a_multiple_of_n_as_tfmot \
+  tests/test_tfmot_review_s49.py::test_m_by_n_in_step_update_of_a_custom_loop_gives_the_same_masks \
   tests/test_compat.py::test_current_call_context_is_one_object_per_outermost_call \
   tests/test_faults.py::test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \

@@ -483,8 +483,12 @@ def test_structured_2_by_4():
         k = dc_keras.strip(pruned).get_layer(name).kernel.numpy()  # (in, out)
         groups = (k != 0).reshape(k.shape[0] // 4, 4, k.shape[1])
         assert np.all(groups.sum(axis=1) == 2), name
-    with pytest.raises(ValueError, match="does not divide"):
-        dc_keras.prune(mlp(), ConstantSparsity(0.5, 0), layers=["out"], sparsity_m_by_n=(2, 3))
+    # 16 inputs in groups of 3: five groups keep 2 of 3, the last group (1 weight) keeps it (tfmot's padding;
+    # refused before 2026-12-06: tests/test_tfmot_review_s49.py)
+    pruned = compile_(dc_keras.prune(mlp(), ConstantSparsity(0.5, 0), layers=["out"], sparsity_m_by_n=(2, 3)))
+    pruned.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    k = dc_keras.strip(pruned).get_layer("out").kernel.numpy()  # (16, 4)
+    assert np.all((k[:15] != 0).reshape(5, 3, 4).sum(axis=1) == 2) and np.all(k[15] != 0)
     with pytest.raises(ValueError, match="m < n"):
         dc_keras.prune(mlp(), ConstantSparsity(0.5, 0), sparsity_m_by_n=(4, 2))
 

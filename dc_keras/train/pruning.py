@@ -147,13 +147,23 @@ def _warn_m_by_n_target(m_by_n, schedules):
 
 
 def _m_by_n_mask(w_abs, axis, m, n):
-    """Keep the ``m`` largest of every ``n`` consecutive entries along ``axis``."""
+    """Keep the ``m`` largest of every ``n`` consecutive entries along ``axis``. When the axis is
+    not a multiple of ``n`` (e.g. a Conv2D's 3 input channels), each run along it ends with a
+    shorter group of ``r`` entries, which keeps ``min(r, m)``: tfmot 0.8.1 pads that group with
+    zeros, which its top-k never prefers to a weight. ``w_abs`` holds magnitudes (>= 0).
+
+    Example:
+        >>> _m_by_n_mask(ops.convert_to_tensor([[4., 1., 3., 2., 5., 0.5]]), -1, 2, 4)  # [[1, 0, 1, 0, 1, 1]]
+    """
     moved = ops.moveaxis(w_abs, axis, -1)
-    moved_shape = ops.shape(moved)
+    moved_shape = tuple(moved.shape)
+    pad = -moved_shape[-1] % n
+    if pad:  # padding below any magnitude ranks first, so the group's real entries are kept first
+        moved = ops.pad(moved, [(0, 0)] * (len(moved_shape) - 1) + [(0, pad)], constant_values=-1)
     groups = ops.reshape(moved, (-1, n))
     rank = ops.argsort(ops.argsort(groups, axis=-1), axis=-1)
-    keep = ops.cast(ops.greater_equal(rank, n - m), w_abs.dtype)
-    return ops.moveaxis(ops.reshape(keep, moved_shape), -1, axis)
+    keep = ops.reshape(ops.cast(ops.greater_equal(rank, n - m), w_abs.dtype), moved_shape[:-1] + (-1,))
+    return ops.moveaxis(keep[..., :moved_shape[-1]], -1, axis)
 
 
 @keras.saving.register_keras_serializable(package="dc_keras")
@@ -229,11 +239,11 @@ class PruneWrapper(_base.CompressionWrapper):
         super().build(input_shape)
         if self.sparsity_m_by_n is not None:
             n = self.sparsity_m_by_n[1]
-            for name, var, axis in self._targets:
-                if len(var.shape) == 0 or var.shape[axis] % n:
+            for name, var, _ in self._targets:
+                if len(var.shape) == 0:  # (a shorter last group along the axis is fine, as in tfmot)
                     raise ValueError(
-                        f"`sparsity_m_by_n` n={n} does not divide the input dimension of "
-                        f"{self.layer.name}/{name} (shape {tuple(var.shape)}, axis {axis})."
+                        f"`sparsity_m_by_n` groups a weight's entries n={n} at a time along its input dimension; "
+                        f"{self.layer.name}/{name} is a scalar. Leave it out of get_prunable_weights()."
                     )
         self.pruning_step = self.add_weight(
             name="pruning_step", shape=(), dtype=_STEP_DTYPE, initializer="zeros",
@@ -443,8 +453,10 @@ class PruneWrapper(_base.CompressionWrapper):
                 return mask, threshold
             m, n = self.sparsity_m_by_n
             moved = np.moveaxis(w_abs, axis, -1)
-            rank = np.argsort(np.argsort(moved.reshape(-1, n), axis=-1, kind="stable"), axis=-1, kind="stable")
-            keep = (rank >= n - m).reshape(moved.shape)
+            length = moved.shape[-1]  # a shorter last group keeps min(r, m), as in _m_by_n_mask
+            padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(0, -length % n)], constant_values=-1)
+            rank = np.argsort(np.argsort(padded.reshape(-1, n), axis=-1, kind="stable"), axis=-1, kind="stable")
+            keep = (rank >= n - m).reshape(padded.shape)[..., :length]
             return np.moveaxis(keep, -1, axis).astype(mask.dtype), threshold
         a32 = w_abs.astype(np.float32, copy=False)
         if self.schedule.kind == "threshold":
@@ -831,6 +843,8 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
         sparsity_m_by_n: optional ``(m, n)`` structured sparsity: ``m`` is the number of weights
             KEPT of every ``n`` consecutive weights along the input dimension (sparsity ``1 - m/n``),
             e.g. ``(1, 4)`` keeps 1 of every 4 (sparsity 0.75) and ``(3, 4)`` keeps 3 (sparsity 0.25).
+            Along an input dimension that is not a multiple of ``n`` (an RGB Conv2D's 3 channels) the
+            last group is shorter: of its ``r`` weights it keeps ``min(r, m)``, as tfmot does.
             The pattern alone sets the sparsity; the schedule only decides when it is applied (a
             ``UserWarning`` says so when its target sparsity differs from ``1 - m/n``). tfmot's
             ``sparsity_m_by_n`` (and :mod:`dc_keras.compat.tfmot`'s) counts the zeros instead:
