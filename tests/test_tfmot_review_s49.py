@@ -8,6 +8,9 @@ the input dimension``, for a whole model too (``prune_low_magnitude(model, spars
 of a model starting with an RGB convolution). Both mask paths are checked against a numpy port of
 tfmot's ``generate_m_by_n_mask`` (the host update ``fit()`` uses and the in-step update of a custom
 training loop), and, marked ``legacy``, against tfmot 0.8.1 itself in a tf_keras subprocess.
+
+``strip_pruning`` / ``strip_clustering`` given something other than a Keras 3 model (a path, None, a
+tf_keras model): the error named dc_keras's ``strip()``, not the function called.
 """
 import json
 import os
@@ -132,3 +135,14 @@ def test_m_by_n_partial_groups_match_tfmot_itself(tmp_path):
     for name in before:
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned.get_layer(name).layer.kernel),
                                       np.array(theirs[name], "float32"), err_msg=name)
+
+
+@pytest.mark.parametrize("strip_name", ["strip_pruning", "strip_clustering"])
+def test_strip_of_something_else_than_a_keras_model_names_the_tfmot_function(strip_name):
+    # The error named dc_keras's strip(), a function the tfmot user never called.
+    strip = getattr(sparsity if strip_name == "strip_pruning" else tfmot.clustering.keras, strip_name)
+    with pytest.raises(ValueError, match=rf"^{strip_name}\(\) takes a Keras model or layer, got str: load it first: "
+                                         r"keras.saving.load_model\('pruned.keras'\)$"):
+        strip("pruned.keras")
+    with pytest.raises(ValueError, match=rf"^{strip_name}\(\) takes a Keras model or layer, got NoneType\.$"):
+        strip(None)

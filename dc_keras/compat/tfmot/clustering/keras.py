@@ -21,7 +21,6 @@ from dc_keras.compat.tfmot.sparsity import keras as _sparsity_keras
 from dc_keras.train import _base
 from dc_keras.train import clustering as _clustering
 from dc_keras.train import summaries as _summaries
-from dc_keras.train.strip import strip as _strip_model
 
 
 class CentroidInitialization(str, enum.Enum):
@@ -158,7 +157,7 @@ def strip_clustering(model):
     Example:
         >>> final = strip_clustering(clustered)
     """
-    return _strip_model(model)  # its warning points at the user's line (the first frame outside dc_keras)
+    return _sparsity_keras._strip_as("strip_clustering()", model)
 
 
 @contextlib.contextmanager

@@ -244,7 +244,16 @@ def strip_pruning(model):
     Example:
         >>> final = strip_pruning(pruned)
     """
-    return _strip_model(model)  # its warning points at the user's line (the first frame outside dc_keras)
+    return _strip_as("strip_pruning()", model)
+
+
+def _strip_as(call, model):
+    """:func:`dc_keras.strip` (its warning points at the user's line: the first frame outside
+    dc_keras), but a model of Keras 2 (tf_keras) or no Keras object at all is refused naming
+    ``call``, the drop-in's function the user called (``strip()`` is dc_keras's name)."""
+    if not isinstance(model, keras.layers.Layer):
+        raise _base.not_keras3_error(call, "a Keras model or layer", model)
+    return _strip_model(model)
 
 
 @contextlib.contextmanager
