@@ -11,6 +11,10 @@ training loop), and, marked ``legacy``, against tfmot 0.8.1 itself in a tf_keras
 
 ``strip_pruning`` / ``strip_clustering`` given something other than a Keras 3 model (a path, None, a
 tf_keras model): the error named dc_keras's ``strip()``, not the function called.
+
+The axis of the m-by-n groups for an Embedding, a Conv2DTranspose and a Conv1D differs from tfmot's
+positional rule (not changed: the drop-in's is the ``.tflite`` tensor's last axis, which tfmot's
+docstring aims at); docs/migrating_from_tfmot.md now says so and the last test pins the drop-in's axes.
 """
 import json
 import os
@@ -146,3 +150,22 @@ def test_strip_of_something_else_than_a_keras_model_names_the_tfmot_function(str
         strip("pruned.keras")
     with pytest.raises(ValueError, match=rf"^{strip_name}\(\) takes a Keras model or layer, got NoneType\.$"):
         strip(None)
+
+
+def test_m_by_n_groups_run_along_the_input_dimension_as_the_guide_says():
+    # docs/migrating_from_tfmot.md: the groups run along each kernel's input dimension (the .tflite tensor's last
+    # axis); tfmot 0.8.1's positional rule groups an Embedding's rows and a Conv2DTranspose's filters instead
+    # (measured in tfmot 0.8.1: embeddings (12, 8) in groups along axis 0, a (3, 3, 8, 8) transposed kernel along
+    # axis 2), and fails on a Conv1D. These are the drop-in's axes.
+    rng = np.random.default_rng(1)
+    cases = [(keras.layers.Embedding(12, 8), rng.integers(0, 12, (4, 5)), 1),
+             (keras.layers.Conv2DTranspose(8, 3), rng.normal(size=(4, 5, 5, 8)).astype("float32"), 3),
+             (keras.layers.Conv1D(8, 3), rng.normal(size=(4, 6, 8)).astype("float32"), 1),
+             (keras.layers.Dense(8), rng.normal(size=(4, 8)).astype("float32"), 0)]
+    for layer, x, axis in cases:
+        wrapper = sparsity.prune_low_magnitude(layer, sparsity_m_by_n=(2, 4))
+        wrapper(x)
+        wrapper.update_masks(0)
+        kernel = keras.ops.convert_to_numpy(layer.weights[0])
+        groups = np.moveaxis(kernel != 0, axis, -1).reshape(-1, 4)
+        assert np.all(groups.sum(axis=-1) == 2), type(layer).__name__
