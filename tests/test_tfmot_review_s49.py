@@ -169,3 +169,20 @@ def test_m_by_n_groups_run_along_the_input_dimension_as_the_guide_says():
         kernel = keras.ops.convert_to_numpy(layer.weights[0])
         groups = np.moveaxis(kernel != 0, axis, -1).reshape(-1, 4)
         assert np.all(groups.sum(axis=-1) == 2), type(layer).__name__
+
+
+def test_m_by_n_partial_groups_in_the_compiled_step_of_a_fit_of_unknown_length():
+    # A generator without steps_per_epoch: the masks are updated inside the (XLA / jit) compiled training step.
+    _, pruned = _model()
+    before = _kernels(pruned)
+    pruned.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=True)
+    rng = np.random.default_rng(0)
+
+    def batches():
+        for _ in range(3):
+            yield rng.normal(size=(4, 6, 6, 3)).astype("float32"), np.zeros((4, 7), "float32")
+
+    pruned.fit(batches(), epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    for name, kernel in before.items():
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned.get_layer(name).layer.kernel),
+                                      kernel * _tfmot_m_by_n_mask(kernel, 2, 4), err_msg=name)
