@@ -186,3 +186,20 @@ def test_m_by_n_partial_groups_in_the_compiled_step_of_a_fit_of_unknown_length()
     for name, kernel in before.items():
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(pruned.get_layer(name).layer.kernel),
                                       kernel * _tfmot_m_by_n_mask(kernel, 2, 4), err_msg=name)
+
+
+def test_the_wrappers_attributes_are_the_ones_the_guide_names():
+    """docs/migrating_from_tfmot.md's wrapper rows: the drop-in's wrappers carry dc_keras's attributes,
+    not tfmot's (``schedule``, ``sparsity_m_by_n`` counting the weights kept, ``clusters``, the
+    ``kernel_centroids`` variable); tfmot's names (``pruning_schedule``, ``number_of_clusters``,
+    ``cluster_centroids``) are not there."""
+    schedule = sparsity.ConstantSparsity(0.75, 0)
+    pruned = sparsity.prune_low_magnitude(keras.layers.Dense(3), pruning_schedule=schedule, sparsity_m_by_n=(1, 4))
+    pruned.build((None, 8))
+    assert pruned.sparsity_m_by_n == (3, 4) and pruned.schedule is schedule
+    assert not hasattr(pruned, "pruning_schedule") and not hasattr(pruned, "block_size")
+    clustered = tfmot.clustering.keras.cluster_weights(keras.layers.Dense(3, name="d"), number_of_clusters=4)
+    clustered.build((None, 8))
+    assert clustered.clusters == 4
+    assert [v.path for v in clustered.weights if v.path.endswith("kernel_centroids")] == ["d/kernel_centroids"]
+    assert not hasattr(clustered, "number_of_clusters") and not hasattr(clustered, "cluster_centroids")
