@@ -203,3 +203,11 @@ def test_the_wrappers_attributes_are_the_ones_the_guide_names():
     assert clustered.clusters == 4
     assert [v.path for v in clustered.weights if v.path.endswith("kernel_centroids")] == ["d/kernel_centroids"]
     assert not hasattr(clustered, "number_of_clusters") and not hasattr(clustered, "cluster_centroids")
+
+
+def test_polynomial_decay_with_power_zero_is_refused_as_the_guide_says():
+    """tfmot 0.8.1 takes power=0, which never leaves initial_sparsity; the drop-in refuses it
+    (docs/migrating_from_tfmot.md, the PolynomialDecay row)."""
+    with pytest.raises(ValueError, match="`power` must be a positive number, got 0"):
+        sparsity.PolynomialDecay(0.2, 0.8, 0, 1000, power=0)
+    assert sparsity.PolynomialDecay(0.2, 0.8, 0, 1000.0).get_config()["end_step"] == 1000  # whole floats are fine
