@@ -1035,7 +1035,7 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
     data = packed_cache[key]
     if isinstance(data, bytes) and keep_reason(len(data), nbytes, min_saving) is None:
         plans[(s, i)] = data
-    elif data is not None and refused is not None:
+    elif data is not None and refused is not None and t.buffer not in refused.kept:  # a buffer read again: said once
         smaller = restricted is not None and restricted.packs(codec, arr, verify, fb.buffer_view(model, t.buffer),
                                                               nbytes, min_saving)
         refused.keep(t.buffer, t, nbytes, "restricted" if smaller else "weights")
