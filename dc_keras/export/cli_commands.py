@@ -330,18 +330,19 @@ def cmd_pack(args):
     replaced = not to_stdout and os.path.exists(args.output)
     _write_output(args.output, out, to_stdout)
     shown = "standard output" if to_stdout else show_path(args.output)
+    inspect_how = _inspect_command(args)
     note = "" if stats["packed_tensors"] else (
         " (no tensor packed" + (": written unchanged" if out == data else "")
         + ("; the model holds no constant tensor (weights), so there is nothing to pack)" if not _has_constants(data)
-           else f"; {_inspect_command(args)} says why per tensor)"))
+           else f"; {inspect_how} says why per tensor)"))
     note += f"; replaced the existing {shown}" if replaced else ""
     if args.strip_strings:
         note += f"; strings stripped: {stats['strings_saved']} B saved"
     with _report_stream(to_stdout):
         print(f"{show_path(args.input)}: {len(data)} B -> {shown}: {len(out)} B "
               f"({len(data) / len(out):.2f}x){note}")
-        _print_refused(stats["refused"], _inspect_command(args), stats["refused_bytes"])
-        _print_kept_raw(stats["kept_raw"], stats["kept_raw_kinds"], _inspect_command(args))
+        _print_refused(stats["refused"], inspect_how, stats["refused_bytes"])
+        _print_kept_raw(stats["kept_raw"], stats["kept_raw_kinds"], inspect_how)
         _print_skipped(stats["skipped"], args.min_bytes)
         if stats["unreferenced"][0]:
             from dc_keras.export._pack import unreferenced_note
