@@ -97,6 +97,52 @@ def _save_for_resume(args, cfg, stem, bits, pruned, shared):
     return out_dir
 
 
+def _recipe_key(c):
+    """What makes a candidate a recipe (everything but the seed and the measured figures)."""
+    return json.dumps({k: c.get(k) for k in ("sparsity", "bits", "cluster_biases", "prune_epochs", "prune_lr",
+                                             "ramp_fraction", "cluster_epochs", "context_model")}, sort_keys=True)
+
+
+def _pick_seeds_median(rule, cands):
+    """Kind "seeds_median" (s6): candidates grouped into recipes, each run once per seed in
+    ``rule["seeds"]`` (own baseline per seed). Eligible: every seed's file >= ``min_ratio`` whole and
+    >= ``min_weights_ratio`` weights only. Pick: the lowest median validation error over the seeds
+    (within ``tie`` of it: the smaller mean file). The pick replaces ``rule["incumbent"]`` only if
+    its median is at least ``adopt_margin`` below the incumbent's; otherwise the incumbent stays."""
+    import statistics
+
+    groups = {}
+    for c in cands:
+        groups.setdefault(_recipe_key(c), []).append(c)
+    recipes = []
+    for key, runs in groups.items():
+        seeds = sorted(c["seed"] for c in runs)
+        complete = seeds == sorted(rule["seeds"])
+        recipes.append({"recipe": json.loads(key), "seeds": seeds, "complete": complete,
+                        "val_errors": [c["val_error"] for c in sorted(runs, key=lambda c: c["seed"])],
+                        "median_val_error": statistics.median(c["val_error"] for c in runs),
+                        "mean_file_bytes": statistics.mean(c["file_bytes"] for c in runs),
+                        "min_ratio": min(c["ratio"] for c in runs),
+                        "min_weights_ratio": min(c["weights_ratio"] for c in runs)})
+        recipes[-1]["eligible"] = bool(complete and recipes[-1]["min_ratio"] >= rule["min_ratio"]
+                                       and recipes[-1]["min_weights_ratio"] >= rule["min_weights_ratio"])
+    incumbent = next((r for r in recipes if all(r["recipe"].get(k) == v for k, v in rule["incumbent"].items())), None)
+    if incumbent is None or not incumbent["complete"]:
+        raise SystemExit(f"search {rule['tag']!r}: the incumbent recipe has not run at every seed {rule['seeds']}")
+    ok = [r for r in recipes if r["eligible"]] or [incumbent]
+    low = min(r["median_val_error"] for r in ok)
+    best = min((r for r in ok if r["median_val_error"] <= low + rule["tie"] + 1e-12),
+               key=lambda r: (r["mean_file_bytes"], r["median_val_error"]))
+    adopt = best is not incumbent and best["median_val_error"] <= (
+        incumbent["median_val_error"] - rule["adopt_margin"] + 1e-12)
+    chosen = best if adopt else incumbent
+    return {"tag": rule["tag"], "kind": "seeds_median", "meets_rule": chosen["eligible"], "adopted": adopt,
+            "recipe": chosen["recipe"], "median_val_error": chosen["median_val_error"],
+            "best": best["recipe"], "incumbent_median_val_error": incumbent["median_val_error"],
+            "sparsity": chosen["recipe"]["sparsity"], "bits": chosen["recipe"]["bits"],
+            "recipes": recipes, "of": len(recipes)}
+
+
 def pick(search):
     """Applies ``search["rule"]`` (written down before its runs) to the candidates of its tag.
 
@@ -104,11 +150,14 @@ def pick(search):
     error is at most the baseline's + ``x``; none qualifying -> the lowest validation error (flagged).
     ``kind`` "ratio_then_val" (s5): among files >= ``min_ratio`` whole and >= ``min_weights_ratio``
     weights only, the lowest validation error (within ``tie`` of it: the smaller file); ``meets_margin``
-    says whether that error is <= the baseline's + ``margin_x``; none eligible -> the largest ratio."""
+    says whether that error is <= the baseline's + ``margin_x``; none eligible -> the largest ratio.
+    ``kind`` "seeds_median" (s6): one recipe run at several seeds, see ``_pick_seeds_median``."""
     rule = search["rule"]
     cands = [c for c in search["candidates"] if c.get("search") == rule["tag"]]
     if not cands:
         raise SystemExit(f"no candidates of search {rule['tag']!r} in the JSON yet")
+    if rule.get("kind") == "seeds_median":
+        return _pick_seeds_median(rule, cands)
     if rule.get("kind", "val_then_size") == "ratio_then_val":
         ok = [c for c in cands if c["ratio"] >= rule["min_ratio"] and c["weights_ratio"] >= rule["min_weights_ratio"]]
         if ok:
