@@ -165,6 +165,52 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
 
 
+def test_recipe_search_pick_seeds_median_rule():
+    """recipe_search.pick, kind seeds_median: runs grouped into recipes by everything but the seed;
+    a recipe missing a seed or below a ratio floor at any seed is out; the lowest median validation
+    error wins (a tie -> the smaller mean file), and replaces the incumbent only by adopt_margin."""
+    code = r'''
+import recipe_search
+base = {"sparsity": {"fc1": 0.955}, "bits": {"fc1": 2}, "cluster_biases": 3, "prune_epochs": 30, "prune_lr": 0.001,
+        "ramp_fraction": 0.6, "cluster_epochs": 6, "context_model": False}
+def runs(vals, size=16000, ratio=66.0, wratio=83.0, tag="t", **change):
+    return [dict(base, **change, search=tag, seed=s, val_error=v, file_bytes=size, ratio=ratio,
+                 weights_ratio=wratio) for s, v in enumerate(vals)]
+rule = {"tag": "t", "kind": "seeds_median", "seeds": [0, 1, 2, 3, 4], "min_ratio": 60.6, "min_weights_ratio": 70.7,
+        "tie": 0.0002, "adopt_margin": 0.0005, "incumbent": dict(base)}
+inc = runs([0.0150, 0.0147, 0.0154, 0.0149, 0.0154])
+better = runs([0.0140, 0.0160, 0.0141, 0.0139, 0.0145], size=17000, ratio=62.0, bits={"fc1": 3})
+small = runs([0.0140, 0.0141, 0.0143, 0.0120, 0.0150], size=16500, ratio=64.0, prune_epochs=40)
+s = {"rule": rule, "candidates": runs([0.0100] * 5, tag="old") + inc + better}
+p = recipe_search.pick(s)
+assert p["adopted"] and p["bits"] == {"fc1": 3} and p["median_val_error"] == 0.0141, p
+assert p["incumbent_median_val_error"] == 0.0150 and p["of"] == 2, p
+s["candidates"] = inc + better + small  # medians 1.41 vs 1.41: tied, the smaller mean file wins
+p = recipe_search.pick(s)
+assert p["adopted"] and p["recipe"]["prune_epochs"] == 40, p
+s["candidates"] = inc + better[:4]  # a seed missing: not eligible, the incumbent stays
+p = recipe_search.pick(s)
+assert not p["adopted"] and p["recipe"]["bits"] == {"fc1": 2} and p["meets_rule"], p
+s["candidates"] = inc + better[:4] + [dict(better[4], ratio=60.0)]  # one seed below the floor
+assert not recipe_search.pick(s)["adopted"]
+s["candidates"] = inc + better
+s["rule"] = dict(rule, adopt_margin=0.0010)  # 0.09 pp better is not enough
+p = recipe_search.pick(s)
+assert not p["adopted"] and p["best"]["bits"] == {"fc1": 3} and p["recipe"]["bits"] == {"fc1": 2}, p
+s["candidates"] = better
+try:
+    recipe_search.pick(s)
+except SystemExit as e:
+    assert "incumbent" in str(e), e
+else:
+    raise AssertionError("no incumbent runs must be refused")
+print("ok")
+'''
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=BENCH,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([BENCH, ROOT])))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
 def test_recipe_search_pick_ratio_then_val_rule():
     """recipe_search.pick, kind ratio_then_val: files below either ratio floor are out; of the rest,
     the lowest validation error (a 0.03 pp tie -> the smaller file); the margin flag; none eligible
