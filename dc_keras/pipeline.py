@@ -157,6 +157,11 @@ def _fit(model, x, y, epochs, lr, batch_size, max_shift, seed, verbose, callback
 def train_baseline(model, x, y, epochs, *, lr=1e-3, batch_size=128, max_shift=2, seed=0, verbose=None):
     """Trains ``model`` in place (Adam, cosine decay, shift augmentation) and returns it.
 
+    Args:
+        seed: fixes the batch order and the shift augmentation (None: a fresh draw each call). The
+            initial weights are the model's own: call ``keras.utils.set_random_seed`` before building
+            it for a run that repeats.
+
     Example:
         >>> model = train_baseline(dc_keras.models.lenet_300_100(), x_train, y_train, epochs=20)
     """
@@ -203,6 +208,9 @@ def prune_retrain(model, x, y, sparsity, epochs, *, ramp_fraction=0.6, lr=5e-4, 
     Args:
         sparsity: the fraction of weights to remove, in [0, 1) (0.9, not 90): one number for every
             prunable layer, or a dict layer name -> sparsity.
+        seed: fixes the batch order and the shift augmentation, drawn from this step's own stream of
+            it (not the batches ``train_baseline`` drew with the same seed); the same model, data and
+            seed on the same machine give the same pruned weights. None: a fresh draw each call.
 
     Example:
         >>> pruned = prune_retrain(model, x_train, y_train, {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, epochs=10)
@@ -251,6 +259,9 @@ def cluster_finetune(model, x, y, *, bits=None, epochs=3, init="linear", lr=2e-4
         cluster_biases: share the biases too (``dc_keras.cluster``'s option: False, True or bits).
         **cluster_kwargs: passed on to ``dc_keras.cluster`` (e.g. ``min_params``;
             ``preserve_sparsity=False`` clusters the zeros with the other weights, True by default).
+        seed: fixes the fine-tuning's batch order and shift augmentation, drawn from this step's own
+            stream of it (k-means starts from a deterministic linear init); the same model, data and
+            seed on the same machine give the same shared weights. None: a fresh draw each call.
 
     Example:
         >>> shared = cluster_finetune(pruned, x_train, y_train, bits=5, epochs=3)
