@@ -95,6 +95,21 @@ def table1_summary(results):
 def _rule_text(rule, pick):
     """One search's rule (written down before its runs) and what it picked."""
     head = f"Rule of search `{rule['tag']}` (written down {rule['written']}): "
+    if rule.get("kind") == "seeds_median":
+        head += rule["text"] + " Why: " + rule["why"]
+        if not pick:
+            return head + " No pick recorded."
+        if pick["adopted"]:
+            verdict = (f"adopted {_recipe_text(pick['recipe'])}: median validation error "
+                       f"{pct(pick['median_val_error'])} vs the incumbent's {pct(pick['incumbent_median_val_error'])}")
+        elif pick["best"] == pick["recipe"]:
+            verdict = f"the incumbent stays: its median ({pct(pick['median_val_error'])}) is the lowest"
+        else:
+            other = next(r["median_val_error"] for r in pick["recipes"] if r["recipe"] == pick["best"])
+            verdict = (f"the incumbent stays (median {pct(pick['median_val_error'])}); the best other recipe, "
+                       f"{_recipe_text(pick['best'])}, has median {pct(other)}, less than "
+                       f"{100 * rule['adopt_margin']:.2f} pp lower")
+        return head + f" Result over {pick['of']} recipes: {verdict}."
     if rule.get("kind") == "ratio_then_val":
         head += rule["text"] + " Why: " + rule["why"]
         if rule.get("added"):
@@ -113,6 +128,28 @@ def _rule_text(rule, pick):
     return head + f" Pick: candidate {pick['candidate'] + 1} of {pick['of']} ({verdict})."
 
 
+def _recipe_text(recipe):
+    sp = "/".join(f"{100 * v:g}" for v in recipe["sparsity"].values())
+    bits = "/".join(str(v) for v in recipe["bits"].values())
+    return (f"{sp} % pruned, {bits} bits, {recipe['prune_epochs']} + {recipe['cluster_epochs']} epochs")
+
+
+def _seed_recipes_table(rule, pick):
+    """A seeds_median search: one row per recipe, its validation error at each seed and the median."""
+    if not pick or pick.get("kind") != "seeds_median":
+        return []
+    out = [f"Search `{rule['tag']}`, one row per recipe (each run once per seed, own baseline per seed):", "",
+           "| recipe | validation error, seeds " + "/".join(map(str, rule["seeds"])) + " | median | smallest ratio "
+           "(whole / weights) | mean file | eligible |", "|---|---|---|---|---|---|"]
+    for rec in pick["recipes"]:
+        mark = " **adopted**" if pick["adopted"] and rec["recipe"] == pick["recipe"] else (
+            " (incumbent)" if all(rec["recipe"].get(k) == v for k, v in rule["incumbent"].items()) else "")
+        out.append(f"| {_recipe_text(rec['recipe'])}{mark} | {' / '.join(pct(v) for v in rec['val_errors'])} | "
+                   f"{pct(rec['median_val_error'])} | {ratio(rec['min_ratio'])} / {ratio(rec['min_weights_ratio'])} | "
+                   f"{kb(round(rec['mean_file_bytes']))} | {'yes' if rec['eligible'] else 'no'} |")
+    return out + [""]
+
+
 def search_section(r):
     """The recipe search behind the run's settings (benchmarks/recipe_search.py), if recorded."""
     search = r.get("search")
@@ -129,12 +166,16 @@ def search_section(r):
             out += ["Earlier: " + _rule_text(earlier["rule"], earlier.get("pick")), ""]
         if search.get("earlier_note"):
             out += [search["earlier_note"], ""]
+        out += _seed_recipes_table(rule, pick)
     out += ["| search | sparsity | bits | biases | epochs (pruning / sharing) | kept | val error (baseline) | whole file | "
             "weights only | test error |", "|---|---|---|---|---|---|---|---|---|---|"]
     n_tag = {}
     picks = [(rule, pick)] + [(e["rule"], e.get("pick")) for e in search.get("earlier_rules", [])]
+    per_seed = {r["tag"] for r, _ in picks if r and r.get("kind") == "seeds_median"}
     for c in search["candidates"]:
         tag = c.get("search")
+        if tag in per_seed:  # shown one row per recipe above
+            continue
         n_tag[tag] = n_tag.get(tag, 0) + 1
         chosen = any(p and r and tag == r["tag"] and n_tag[tag] == p["candidate"] + 1 for r, p in picks)
         bits = ", ".join(f"{k} {v}" for k, v in c["bits"].items())

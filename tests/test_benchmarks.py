@@ -211,6 +211,48 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
 
 
+def test_results_doc_shows_a_seeds_median_search_one_row_per_recipe():
+    """results_doc: a seeds_median search gets one table row per recipe (its validation error at each
+    seed, the median, eligibility) and a verdict sentence; its per-seed runs do not flood the
+    per-candidate table, which keeps the earlier searches' rows."""
+    import importlib
+    import sys as _sys
+
+    _sys.path.insert(0, BENCH)
+    try:
+        recipe_search = importlib.import_module("recipe_search")
+        doc = load_bench("results_doc")
+    finally:
+        _sys.path.remove(BENCH)
+    base = {"sparsity": {"fc1": 0.955, "fc2": 0.92}, "bits": {"fc1": 2, "fc2": 4}, "cluster_biases": 3,
+            "prune_epochs": 30, "prune_lr": 0.001, "ramp_fraction": 0.6, "cluster_epochs": 6, "context_model": False}
+
+    def runs(vals, **change):
+        return [dict(base, **change, search="s6", seed=i, val_error=v, file_bytes=16000, ratio=66.0,
+                     weights_ratio=83.0, kept_fraction=0.05) for i, v in enumerate(vals)]
+
+    rule = {"tag": "s6", "kind": "seeds_median", "written": "then", "text": "T.", "why": "W.", "seeds": [0, 1, 2],
+            "min_ratio": 60.6, "min_weights_ratio": 70.7, "tie": 0.0002, "adopt_margin": 0.0005,
+            "incumbent": dict(base)}
+    old = dict(base, search="s5", seed=0, val_error=0.0135, file_bytes=16816, ratio=63.6, weights_ratio=79.2,
+               kept_fraction=0.05)
+    search = {"file": "f.json", "rule": rule, "earlier_rules": [{"rule": {"tag": "s5", "x": 0.003, "written": "x"},
+                                                                  "pick": None}],
+              "candidates": [old] + runs([0.0150, 0.0147, 0.0154]) + runs([0.0150, 0.0146, 0.0147], prune_epochs=40)}
+    search["pick"] = recipe_search.pick(search)
+    lines = doc.search_section({"search": search})
+    text = "\n".join(lines)
+    assert "| 95.5/92 % pruned, 2/4 bits, 30 + 6 epochs (incumbent) | 1.50 % / 1.47 % / 1.54 % | 1.50 % |" in text
+    assert "| 95.5/92 % pruned, 2/4 bits, 40 + 6 epochs | 1.50 % / 1.46 % / 1.47 % | 1.47 % |" in text
+    assert "the best other recipe, 95.5/92 % pruned, 2/4 bits, 40 + 6 epochs, has median 1.47 %" in text
+    assert sum(line.startswith("| s5 |") for line in lines) == 1 and not any(line.startswith("| s6") for line in lines)
+    search["rule"] = dict(rule, adopt_margin=0.0002)
+    search["pick"] = recipe_search.pick(search)
+    text = "\n".join(doc.search_section({"search": search}))
+    assert "adopted 95.5/92 % pruned, 2/4 bits, 40 + 6 epochs: median validation error 1.47 % vs the incumbent's 1.50 %" in text
+    assert "40 + 6 epochs **adopted** |" in text
+
+
 def test_recipe_search_pick_ratio_then_val_rule():
     """recipe_search.pick, kind ratio_then_val: files below either ratio floor are out; of the rest,
     the lowest validation error (a 0.03 pp tie -> the smaller file); the margin flag; none eligible
