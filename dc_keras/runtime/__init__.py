@@ -593,20 +593,34 @@ class Interpreter:
         makes a kernel's Prepare fail with a message about the kernel ("XNNPack delegate failed to
         reshape runtime", "compressed FC(...): input size is not a multiple of 256"): say which
         input, its shape and the one the model takes. Runs only after a Prepare failed.
-        ``inputs``: see ``_prepare_errors``."""
+        ``inputs``: see ``_prepare_errors``.
+
+        The shape the model takes is the file's (``_input_signatures``): for a file that stores no
+        ``shape_signature`` (a fixed shape throughout, e.g. a recurrent model's batch of 1), TFLite
+        reports the resized shape as the signature too, so a resize of its batch went unexplained."""
         if inputs is None:
             try:
                 details = super().get_input_details()
             except Exception:  # noqa: BLE001 -- only a hint: the original error stands
                 return
-            inputs = [(f"input {d['name']!r} was resized to", d["shape"], d["shape_signature"]) for d in details]
-            fix, failed = "resize only its -1 dimensions, e.g. the batch", "allocate_tensors"
+            stored = _input_signatures(*self._source)
+            inputs = [(f"input {d['name']!r} was resized to", d["shape"], stored.get(int(d["index"]), d["shape_signature"]))
+                      for d in details]
+            failed = "allocate_tensors"
         else:
             inputs = inputs()
-            fix, failed = _SIGNATURE_SHAPE_FIX, "the signature's Prepare"
+            failed = "the signature's Prepare"
         for what, shape, sig in inputs:
             shape, sig = [int(v) for v in shape], [int(v) for v in sig]
             if len(shape) != len(sig) or _fixed_dims_differ(shape, sig):
+                if failed != "allocate_tensors":
+                    fix = _SIGNATURE_SHAPE_FIX
+                elif -1 in sig:
+                    fix = "resize only its -1 dimensions, e.g. the batch"
+                else:
+                    fix = (f"a fixed shape, with no -1 (a fixed batch: dc_keras.export.to_tflite exports recurrent layers "
+                           f"with batch 1), so resize it back to {sig} and feed {sig[0] if sig else 1} sample(s) at a time, "
+                           "or export it with to_tflite(model, batch_size=N)")
                 msg = " ".join(str(cause).split())
                 raise RuntimeError(f"{self._label}: {what} {shape}, but the model takes {sig} (-1: any size): "
                                    f"{fix} ({failed} failed: {msg})") from cause
@@ -1084,6 +1098,25 @@ def _operators(schema, content):
             ops.append((op, builtin, builtin == schema.BuiltinOperator.CUSTOM and code.CustomCode() == OP_NAME.encode()
                         and op.OutputsLength() > 0))
         yield si, sg, ops
+
+
+def _input_signatures(model_path, model_content) -> dict:
+    """``{tensor index: shape}`` of subgraph 0's inputs as the file stores them: ``shape_signature``
+    (-1: any size), else ``shape`` (a file converted with fixed shapes stores no signature, and then
+    TFLite's ``get_input_details`` reports a resized shape as ``shape_signature`` as well). Read only
+    after a failure; {} if the model cannot be read (the reported signature is used instead)."""
+    try:
+        m = _schema().Model.GetRootAs(_content(model_path, model_content), 0)
+        sg = m.Subgraphs(0)
+        found = {}
+        for k in range(sg.InputsLength()):
+            t = sg.Tensors(sg.Inputs(k))
+            sig = ([t.ShapeSignature(j) for j in range(t.ShapeSignatureLength())] if t.ShapeSignatureLength()
+                   else [t.Shape(j) for j in range(t.ShapeLength())])
+            found[sg.Inputs(k)] = sig
+        return found
+    except Exception:  # noqa: BLE001 -- only a better message: the runtime's error stands
+        return {}
 
 
 def _op_route_int4_hybrids(content) -> list:

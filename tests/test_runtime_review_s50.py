@@ -1,0 +1,49 @@
+"""A fresh review of the runtime user journey (dc_keras.runtime with a packed .tflite, as docs/runtime.md
+tells it): each test is a bug a user would hit, fixed; each fails on the code before its fix."""
+import functools
+import warnings
+
+import numpy as np
+import pytest
+
+import _export_models as em
+from dc_keras import export, runtime
+
+
+@functools.lru_cache(maxsize=None)
+def _packed_lstm():
+    """A packed LSTM classifier as ``to_tflite`` exports it: a fixed batch of 1 (TFLite converts
+    recurrent layers only with a static batch), so the file stores no ``shape_signature``."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(16), keras.layers.Dense(4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the fixed batch of 1, said by to_tflite
+        return export.to_tflite(em.cluster_and_prune(model), min_bytes=64)
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_resizing_the_batch_of_a_fixed_batch_model_says_it_takes_no_other_batch(backend):
+    """resize_tensor_input(i, [4, 6, 3]) on a recurrent model exported with its fixed batch of 1, then
+    allocate_tensors(), failed with XNNPACK's words only ("XNNPack delegate failed to reshape runtime
+    Node number 6 (TfLiteXNNPackDelegate) failed to prepare."): the check that names the input and the
+    shape the model takes read the shape signature TFLite reports, which, for a file that stores none
+    (fixed shapes throughout), is the resized shape itself, so nothing differed. It now reads the
+    file's own, and says the batch is fixed and what to do."""
+    packed = _packed_lstm()
+    assert b"HuffDecode" in packed
+    it = runtime.Interpreter(model_content=packed, backend=backend)
+    index = it.get_input_details()[0]["index"]
+    assert [int(v) for v in it.get_input_details()[0]["shape_signature"]] == [1, 6, 3]
+    it.resize_tensor_input(index, [4, 6, 3])
+    with pytest.raises(RuntimeError, match=r"model_content: input '.*' was resized to \[4, 6, 3\], but the model "
+                                           r"takes \[1, 6, 3\] .*a fixed shape, with no -1 .*resize it back to "
+                                           r"\[1, 6, 3\] and feed 1 sample\(s\) at a time.*batch_size=N\) "
+                                           r"\(allocate_tensors failed: "):
+        it.allocate_tensors()
+    # the fix it names works: back to the model's shape, the packed model runs as the unpacked one
+    it.resize_tensor_input(index, [1, 6, 3])
+    x = np.random.RandomState(0).randn(3, 6, 3).astype(np.float32)
+    plain = export.unpack(packed)
+    np.testing.assert_array_equal(em.run(it, x), em.run(em.reference_interpreter(backend, plain), x))
