@@ -47,3 +47,27 @@ def test_resizing_the_batch_of_a_fixed_batch_model_says_it_takes_no_other_batch(
     x = np.random.RandomState(0).randn(3, 6, 3).astype(np.float32)
     plain = export.unpack(packed)
     np.testing.assert_array_equal(em.run(it, x), em.run(em.reference_interpreter(backend, plain), x))
+
+
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_a_batch_mismatch_after_resizing_a_fixed_batch_model_names_the_exported_batch_and_the_resize(backend):
+    """A model exported with a fixed batch of 2 (to_tflite(batch_size=2)) resized to 4 (it allocates:
+    dense layers take any batch), then fed 3 samples: set_tensor said "the model was exported with a
+    fixed batch of 4 ... so feed 4 sample(s) at a time, or export it with to_tflite(model, batch_size=N)",
+    false on both counts (TFLite reports the resized shape as the shape signature of a file storing
+    none). It now names the exported batch and the resize that works, which runs as the plain model."""
+    plain = export.to_tflite(em.keras_model("dense"), pack=False, batch_size=2)
+    it = runtime.Interpreter(model_content=export.pack(plain), backend=backend)
+    index = it.get_input_details()[0]["index"]
+    it.allocate_tensors()
+    x = em.inputs("dense", 3)
+    with pytest.raises(ValueError, match=r"holds a batch of 2, the array a batch of 3: the model was exported with "
+                                         r"a fixed batch of 2 "):
+        it.set_tensor(index, x)
+    it.resize_tensor_input(index, [4, 20])
+    it.allocate_tensors()
+    with pytest.raises(ValueError, match=rf"holds a batch of 4, the array a batch of 3: it was resized to that batch "
+                                         rf"\(the model was exported with a fixed batch of 2\), so call "
+                                         rf"resize_tensor_input\({index}, \[3, 20\]\) and allocate_tensors\(\)"):
+        it.set_tensor(index, x)
+    np.testing.assert_array_equal(em.run_batch(it, x), em.run_batch(em.reference_interpreter(backend, plain), x))

@@ -552,13 +552,17 @@ class Interpreter:
         try:
             d = next(d for d in super().get_input_details() if d["index"] == tensor_index)
             got, have = int(np.shape(value)[0]), int(d["shape"][0])
-            dynamic = len(d["shape_signature"]) > 0 and int(d["shape_signature"][0]) == -1
+            # the file's batch: TFLite reports a resized shape as the shape_signature of a file storing none
+            stored = _input_signatures(*self._source).get(int(tensor_index), [int(v) for v in d["shape_signature"]])
+            exported = int(stored[0]) if len(stored) > 0 else have
         except Exception:  # noqa: BLE001 -- only a hint: the original error stands
             return
         what = f"{self._label}: input {tensor_index} ({d['name']!r}) holds a batch of {have}, the array a batch of {got}"
-        if dynamic:
+        if exported == -1 or exported != have:  # a dynamic batch, or a fixed one this interpreter was resized from
+            why = ("its batch is dynamic" if exported == -1 else
+                   f"it was resized to that batch (the model was exported with a fixed batch of {exported})")
             raise ValueError(
-                f"{what}: its batch is dynamic, so call resize_tensor_input({tensor_index}, {list(np.shape(value))}) "
+                f"{what}: {why}, so call resize_tensor_input({tensor_index}, {list(np.shape(value))}) "
                 "and allocate_tensors() before set_tensor (or use get_signature_runner(), which resizes for you)"
             ) from cause
         raise ValueError(
