@@ -71,3 +71,43 @@ def test_a_batch_mismatch_after_resizing_a_fixed_batch_model_names_the_exported_
                                          rf"resize_tensor_input\({index}, \[3, 20\]\) and allocate_tensors\(\)"):
         it.set_tensor(index, x)
     np.testing.assert_array_equal(em.run_batch(it, x), em.run_batch(em.reference_interpreter(backend, plain), x))
+
+
+def _deferred_prepare_packed():
+    """A packed model whose HuffDecode Prepares TFLite defers to invoke(): its weights are read after a
+    SHAPE -> RESHAPE by the run-time batch (as tests/test_runtime.py's _dynamic_shape_packed)."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((8, 16))
+    x = keras.layers.Dense(32, name="a")(inputs)
+    x = keras.layers.Lambda(lambda t: keras.ops.reshape(t, (keras.ops.shape(t)[0], -1)), output_shape=(256,))(x)
+    model = keras.Model(inputs, keras.layers.Dense(64, name="h")(x))
+    for v in model.weights:
+        v.assign(np.round(keras.ops.convert_to_numpy(v) * 8) / 8)
+    return export.pack(export.to_tflite(model, pack=False))
+
+
+@pytest.mark.parametrize("field, offset, value, words", [
+    ("magic", 0, 0x00, "bad magic"), ("version", 4, 99, "version 99"), ("dtype", 5, 33, "unknown element type"),
+    ("layout", 7, 77, "unknown layout")])
+def test_decode_op_refuses_a_damaged_packed_header_at_load_when_prepare_is_deferred(field, offset, value, words):
+    """decode='op' checks the packed tensors at construction because TFLite may defer HuffDecode's
+    Prepare to the first invoke(); a damaged header (magic, version, dtype, layout: the bytes the CRC
+    check cannot get to, since the walk that lists the tensors refuses them first) was left to that
+    Prepare, so Interpreter() and allocate_tensors() succeeded and only invoke() failed, against the
+    module's word (a corrupt packed buffer fails by allocate_tensors). It now fails at load, in the
+    words of the default delegate route (the same library's), which did so already."""
+    packed = _deferred_prepare_packed()
+    x = np.zeros((1, 8, 16), np.float32)
+    assert em.run_batch(runtime.Interpreter(model_content=packed, backend="tensorflow", decode="op"), x).shape == (1, 64)
+    start = packed.index(b"DCHF")
+    bad = bytearray(packed)
+    bad[start + offset] = value
+    bad = bytes(bad)
+    with pytest.raises(RuntimeError) as delegate:
+        runtime.Interpreter(model_content=bad, backend="tensorflow").allocate_tensors()
+    assert str(delegate.value).startswith("model_content: HuffDecode(") and words in str(delegate.value)
+    with pytest.raises(RuntimeError) as op:
+        runtime.Interpreter(model_content=bad, backend="tensorflow", decode="op").allocate_tensors()
+    assert str(op.value) == str(delegate.value)

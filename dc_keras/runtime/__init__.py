@@ -19,7 +19,7 @@ the tensor, the decoder's reason and the fix, also where TFLite defers HuffDecod
 first ``invoke()`` (ops after a dynamic output shape, e.g. a SHAPE -> RESHAPE of a dynamic batch):
 with ``decode="delegate"`` the delegate has decoded every packed tensor by then and
 ``allocate_tensors()`` asks it for its first error (``DcKerasHuffDecodeDelegateError``, no extra
-pass over the weights); with ``decode="op"`` the constructor checks every packed tensor's CRC-32
+pass over the weights); with ``decode="op"`` the constructor checks every packed tensor's header and CRC-32
 (FORMAT.md §8) first, since that op decodes in its own, deferred Prepare. A signature runner
 (``get_signature_runner``) allocates on its own: there the same error comes at its first call.
 
@@ -189,6 +189,9 @@ class _HuffDecodeOp(ctypes.Structure):  # dc_huffdecode_op (dc_unpack.h)
 
 
 _DC_ERR_CHECKSUM = 11
+_DC_UNPACK_BAD_PACKED = 2  # dc_unpack_status (dc_unpack.h): a HuffDecode op or its packed tensor is invalid
+# how dc_list_huffdecode words a packed tensor whose header dc_peek refused (DC_PEEK_FAILURE, dc_codec.h)
+_PEEK_FAILURES = ("invalid packed tensor", "packed tensor not readable here")
 
 
 def _packed_model_view(model_path, model_content):
@@ -213,9 +216,12 @@ def _verify_packed(label, model_path, model_content) -> None:
     MobileNetV2's 3.6 MB packed file, ~3 % of its load). Uses the C library's
     ``dc_list_huffdecode`` (the flatbuffer walk, each op's header and shape checked, nothing decoded)
     and ``dc_verify`` (the decoder's own header and CRC check, nothing decoded): a fraction of a millisecond per
-    MB of packed data. Version-1 tensors (checksum over the decoded output) are not checked here; a
-    model the walk rejects (a packed tensor's header or its wiring invalid) or cannot read is left to
-    the runtime, whose errors say precisely what is wrong."""
+    MB of packed data. Version-1 tensors (checksum over the decoded output) are not checked here. A
+    packed tensor whose header the walk's ``dc_peek`` refuses (damaged magic, dtype, rank or layout, a
+    newer format version) raises here too, in the library's words (the delegate's), with the fix:
+    left to the runtime, it surfaced only at the first ``invoke()`` where TFLite defers HuffDecode's
+    Prepare. Other walk failures (an op's wiring, a shape that disagrees with its packed tensor, a model
+    it cannot read) are left to the runtime, whose errors say more precisely what is wrong."""
     if model_path is None and model_content is None:
         return
     lib = load_library()
@@ -240,6 +246,12 @@ def _verify_packed(label, model_path, model_content) -> None:
         ops, count = ctypes.POINTER(_HuffDecodeOp)(), ctypes.c_size_t(0)
         why = ctypes.create_string_buffer(512)
         status = lst(base, n, ctypes.byref(ops), ctypes.byref(count), why, len(why))
+        msg = why.value.decode(errors="backslashreplace") if status == _DC_UNPACK_BAD_PACKED else ""
+        if any(f"): {failure}: " in msg for failure in _PEEK_FAILURES):  # a header dc_peek refused
+            del keep
+            from dc_keras._flatbuffer import printable  # only on errors: it imports the schema
+
+            raise RuntimeError(f"{label}: {printable(msg)}")
         try:
             bad = next((ops[i].name.decode(errors="replace") or f"(unnamed; HuffDecode op {i})"
                         for i in range(count.value if status == 0 else 0)
