@@ -606,6 +606,61 @@ def _check_hybrid_depthwise(content):
             "dynamic range), or export with per_channel=True.")
 
 
+# Inputs that hold an operator's weights: what dynamic-range quantization turns into int8.
+_WEIGHT_INPUTS = {"FULLY_CONNECTED": (1,), "CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,), "TRANSPOSE_CONV": (1,),
+                  "CONV_3D": (1,), "CONV_3D_TRANSPOSE": (1,), "BATCH_MATMUL": (0, 1), "GATHER": (0,),
+                  "EMBEDDING_LOOKUP": (1,)}
+_DYNAMIC_MIN_ELEMENTS = 1024  # TFLite's dynamic-range quantizer leaves smaller weights float (measured: 1023 / 1024)
+_FLOAT_LISTED = 6
+
+
+def _float_weights_message(content):
+    """The warning for weights a ``quantize="dynamic"`` file still holds as float32, or None.
+
+    TFLite's dynamic-range quantizer keeps a weight of fewer than 1024 elements float, and a weight
+    of an operator with no hybrid int8 kernel (CONV_3D): the file is correct, but a model of small
+    layers comes back as the float model, which the user asking for int8 weights did not learn."""
+    m = fb.read_model(content)
+    small, unsupported, total, seen = [], [], 0, set()
+    for si, sg in enumerate(m.subgraphs):
+        tensors = sg.tensors or []
+        for op in sg.operators or []:
+            inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+            opname = fb.opcode_name(m, op)
+            for pos in _WEIGHT_INPUTS.get(opname, ()):
+                if pos >= len(inputs) or inputs[pos] < 0 or (si, inputs[pos]) in seen:
+                    continue
+                t = tensors[inputs[pos]]
+                shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+                if len(shape) < 2 or not fb.buffer_size(m, t.buffer):
+                    continue
+                seen.add((si, inputs[pos]))
+                total += 1
+                if t.type != fb.schema.TensorType.FLOAT32:
+                    continue
+                n = int(np.prod(shape))
+                entry = f"{fb.tensor_name(t)!r} {shape} ({n} elements{'' if n < _DYNAMIC_MIN_ELEMENTS else ', ' + opname})"
+                (small if n < _DYNAMIC_MIN_ELEMENTS else unsupported).append(entry)
+    left = len(small) + len(unsupported)
+    if not left:
+        return None
+    head = (f"to_tflite: quantize='dynamic' left all {total} weight tensor(s) float32, so the .tflite is the float "
+            "model" if left == total else
+            f"to_tflite: quantize='dynamic' left {left} of {total} weight tensors float32 (the rest are int8)")
+    parts = []
+    if small:
+        more = f" and {len(small) - _FLOAT_LISTED} more" if len(small) > _FLOAT_LISTED else ""
+        parts.append(f"TFLite's dynamic-range quantizer keeps weights of fewer than {_DYNAMIC_MIN_ELEMENTS} elements "
+                     f"float: {', '.join(small[:_FLOAT_LISTED])}{more}")
+    if unsupported:
+        more = f" and {len(unsupported) - _FLOAT_LISTED} more" if len(unsupported) > _FLOAT_LISTED else ""
+        parts.append(f"it has no int8 weights for these operators: {', '.join(unsupported[:_FLOAT_LISTED])}{more}")
+    return (f"{head}: {'; '.join(parts)}. The file is correct; those layers compute in float from float weights. "
+            "Fix: quantize='float16' stores every weight as float16; quantize='int8' with representative_data "
+            "quantizes every weight of the operators TFLite has int8 kernels for; or keep them (dc_keras.export.inspect "
+            "lists each tensor's type and packed size).")
+
+
 def _has_depthwise(model):
     import keras
 
@@ -1346,7 +1401,8 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         wrappers is exported as ``dc_keras.strip(model)``, with a warning.
       pack: run ``dc_keras.export.pack`` on the converted model (default True).
       quantize: ``None`` (float32), ``"float16"`` (float16 weights), ``"dynamic"`` (int8 weights,
-        float activations) or ``"int8"`` (full integer post-training quantization; needs
+        float activations; TFLite keeps weights of fewer than 1024 elements, and CONV_3D filters,
+        float32: a UserWarning names them) or ``"int8"`` (full integer post-training quantization; needs
         ``representative_data``; input/output stay float32; not for LSTM/GRU/SimpleRNN loops: use
         ``"dynamic"``, or ``unroll=True`` layers).
       path: if given, the bytes are also written there (atomically).
@@ -1489,6 +1545,9 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         raise ValueError("to_tflite: representative_data (a function) yielded no sample, so the converter calibrated "
                          "nothing and wrote a float model instead of an int8 one: make it yield the model's inputs "
                          "(e.g. lambda: ([x[i:i + 1]] for i in range(100))), or pass the array itself")
+    message = _float_weights_message(data) if quantize == "dynamic" else None
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=2)
     if pack:
         packed, stats = pack_with_stats(data, min_bytes=min_bytes, positive_zeros=positive_zeros, **options)
         warn_notes(stats, len(packed), "to_tflite(..., positive_zeros=True)", "to_tflite")

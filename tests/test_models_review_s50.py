@@ -1,0 +1,86 @@
+"""The "models people ship" journey reviewed with fresh eyes (helper session 50): models the docs do
+not show (keras.applications DenseNet121 / EfficientNetV2B0 / ConvNeXtTiny / ResNet50V2 at 32x32, a
+Bidirectional GRU text classifier with Embedding masking, a Transformer encoder block, a Conv1D audio
+model with BatchNorm, a layer shared by two inputs, a Lambda layer, a nested model called twice)
+through prune + PruningCallback, strip, cluster, strip, ``to_tflite`` and ``pack``: each went through,
+packed outputs bit-exact with the unpacked file's.
+
+What was found: ``to_tflite(model, quantize="dynamic")`` kept some weights float32 without a word:
+TFLite's dynamic-range quantizer leaves a weight of fewer than 1024 elements float (measured: a
+1023-element kernel stays float32, a 1024-element one becomes int8), and a CONV_3D filter of any size
+(no hybrid kernel). A small model (the text classifier and the transformer block above, every kernel
+under 1024 weights) came back as the float model, byte for byte, for a user who asked for int8
+weights. ``to_tflite`` now says so in one UserWarning naming the tensors, why, and the fixes.
+"""
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import dc_keras
+from dc_keras import export
+
+L = keras.layers
+
+FLOAT_LEFT = "quantize='dynamic' left"
+
+
+def _dynamic(model):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = export.to_tflite(model, pack=False, quantize="dynamic")
+    return data, [str(w.message) for w in caught if FLOAT_LEFT in str(w.message)]
+
+
+def test_dynamic_export_that_quantizes_nothing_says_the_file_is_the_float_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), L.Dense(8, name="a"), L.Dense(3, name="b")])
+    model = dc_keras.strip(dc_keras.cluster(model, bits=3))
+    data, ours = _dynamic(model)
+    rows = export.inspect(data).rows
+    assert rows and {r.dtype for r in rows} == {"float32"}, [(r.name, r.dtype) for r in rows]  # a float file
+    assert len(ours) == 1, ours
+    text = ours[0]
+    assert text.startswith("to_tflite: quantize='dynamic' left all 2 weight tensor(s) float32, so the .tflite is "
+                           "the float model: TFLite's dynamic-range quantizer keeps weights of fewer than 1024 "
+                           "elements float: "), text
+    assert "a_1/MatMul' [8, 16] (128 elements)" in text and "b_1/MatMul' [3, 8] (24 elements)" in text, text
+    assert "quantize='float16'" in text and "quantize='int8' with representative_data" in text, text
+
+
+def test_dynamic_export_names_the_weights_it_left_float_and_is_silent_when_none():
+    """At 1024 elements the kernel is int8 (no warning); a 1023-element kernel and a CONV_3D filter
+    stay float32, each named with the reason."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((1024,))
+    _, ours = _dynamic(keras.Model(inp, L.Dense(1, name="d")(inp)))
+    assert ours == []
+    inp = keras.Input((1023,))
+    _, ours = _dynamic(keras.Model(inp, L.Dense(1, name="d")(inp)))
+    assert len(ours) == 1 and "left all 1 weight tensor(s)" in ours[0] and "[1, 1023] (1023 elements)" in ours[0]
+    inp = keras.Input((3, 4, 4, 8))
+    h = L.Flatten()(L.Conv3D(8, 3, name="c3")(inp))
+    model = keras.Model(inp, L.Dense(2, name="small")(L.Dense(128, name="big")(h)))
+    data, ours = _dynamic(model)
+    assert len(ours) == 1, ours
+    text = ours[0]
+    assert text.startswith("to_tflite: quantize='dynamic' left 2 of 3 weight tensors float32 (the rest are "
+                           "int8): TFLite's dynamic-range quantizer keeps weights of fewer than 1024 elements "
+                           "float: "), text
+    assert "small_1/MatMul' [2, 128] (256 elements)" in text, text
+    assert "it has no int8 weights for these operators: " in text and "c3_1/convolution/ReadVariableOp' [3, 3, 3, 8, 8] (1728 elements, CONV_3D)" \
+        in text, text
+    kinds = {r.name: r.dtype for r in export.inspect(data).rows}
+    assert [d for n, d in kinds.items() if "big" in n] == ["int8"], kinds
+
+
+@pytest.mark.parametrize("quantize", [None, "float16"])
+def test_other_modes_do_not_warn_of_float_weights(quantize):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), L.Dense(8), L.Dense(3)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export.to_tflite(model, pack=False, quantize=quantize)
+    assert not [w for w in caught if FLOAT_LEFT in str(w.message)]
+
