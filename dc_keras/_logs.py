@@ -13,7 +13,10 @@ Python, the SavedModel signature from Keras). Only public means are used:
   temporary file and replayed only if the conversion fails (so an error keeps its context); and
   TF's Python warning "Statistics for quantized inputs were expected, but not specified" dropped:
   every full-int8 conversion from a representative dataset raises it (the calibration supplies
-  those statistics), and it reads as if the user had left something out.
+  those statistics), and it reads as if the user had left something out; and its "Warning:
+  tf.lite.Interpreter is deprecated": the calibrator makes one to read a model's signature when it
+  is fed named inputs (``to_tflite`` feeds a model of several inputs by name), which the user, who
+  made no interpreter, cannot act on.
 
 Set ``DC_KERAS_VERBOSE=1`` to see everything.
 """
@@ -130,9 +133,12 @@ def quiet_conversion():
     with _python_loggers_at_error(), contextlib.redirect_stdout(io.StringIO()), native_stderr_captured(), \
             warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_SPURIOUS_INT8_WARNING, category=UserWarning)
+        warnings.filterwarnings("ignore", message=_CALIBRATOR_INTERPRETER_WARNING, category=UserWarning)
         yield
 
 
 #: TF's lite/python/convert.py, on each calibrated full-int8 conversion (see the module docstring).
 _SPURIOUS_INT8_WARNING = "Statistics for quantized inputs were expected, but not specified"
+#: TF's lite/python/interpreter.py, when its calibrator makes a tf.lite.Interpreter (named inputs).
+_CALIBRATOR_INTERPRETER_WARNING = r"\s*Warning: tf\.lite\.Interpreter is deprecated"
 

@@ -11,6 +11,10 @@ TFLite's dynamic-range quantizer leaves a weight of fewer than 1024 elements flo
 (no hybrid kernel). A small model (the text classifier and the transformer block above, every kernel
 under 1024 weights) came back as the float model, byte for byte, for a user who asked for int8
 weights. ``to_tflite`` now says so in one UserWarning naming the tensors, why, and the fixes.
+
+``to_tflite(quantize="int8")`` of a model with several inputs passed on TensorFlow's "Warning:
+tf.lite.Interpreter is deprecated ... use the LiteRT interpreter": TF's calibrator makes one when
+fed inputs by name; the conversion now drops it with TF's other spurious conversion warning.
 """
 import warnings
 
@@ -84,3 +88,18 @@ def test_other_modes_do_not_warn_of_float_weights(quantize):
         export.to_tflite(model, pack=False, quantize=quantize)
     assert not [w for w in caught if FLOAT_LEFT in str(w.message)]
 
+
+def test_int8_export_of_a_model_of_two_inputs_does_not_pass_on_tensorflows_interpreter_deprecation():
+    """A layer shared by two inputs, exported with quantize='int8': TF's calibrator, fed the inputs by
+    name, makes a tf.lite.Interpreter, whose "Warning: tf.lite.Interpreter is deprecated ... use the
+    LiteRT interpreter" reached the user, who made no interpreter. The export itself works."""
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((8,), name="a"), keras.Input((8,), name="b")
+    shared = L.Dense(16, activation="relu", name="shared")
+    model = keras.Model([a, b], L.Dense(2, name="out")(L.Concatenate()([shared(a), shared(b)])))
+    x = [np.random.default_rng(i).normal(size=(16, 8)).astype("float32") for i in range(2)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = export.to_tflite(model, quantize="int8", representative_data=x)
+    assert not [str(w.message) for w in caught if "tf.lite.Interpreter is deprecated" in str(w.message)]
+    assert {r.dtype for r in export.inspect(data).rows if "MatMul" in r.name} == {"int8"}
