@@ -65,6 +65,33 @@ def _verdict(r):
     return "yes"
 
 
+def seeds_lines(r):
+    """The record's recipe at other seeds (benchmarks/seed_runs.py), one row per seed, the record first."""
+    others = r.get("other_seeds")
+    if not others:
+        return []
+    g = r["goal"]
+    rows = [dict(seed=r["config"]["seed"], packed_bytes=r["packed_bytes"], ratio=r["ratio"],
+                 weights_ratio=r.get("weights_ratio"), test_error=r["test_error"], val_error=r.get("val_error"),
+                 baseline_error=r["baseline_error"], record=True)] + others
+    out = ["The same recipe at other seeds (the same command with `--seed S --no-tfmot`, each on its own "
+           "`baselines.py --seed S` baseline, each run once, all reported; `benchmarks/seed_runs.py` copies their "
+           "figures into this record):", "",
+           "| seed | file (B) | whole file | weights only | test error | validation error | baseline test error | "
+           "goal met |", "|---|---|---|---|---|---|---|---|"]
+    met = 0
+    for row in rows:
+        ok = _verdict(dict(row, goal=g)).startswith("yes")
+        met += ok
+        out.append(f"| {row['seed']}{' (this record)' if row.get('record') else ''} | {kb(row['packed_bytes'])} | "
+                   f"{ratio(row['ratio'])} | {ratio(row['weights_ratio'])} | {pct(row['test_error'])} | "
+                   f"{pct(row['val_error'])} | {pct(row['baseline_error'])} | {'yes' if ok else 'no'} |")
+    mean = sum(row["test_error"] for row in rows) / len(rows)
+    out += ["", f"Goal met at {met} of {len(rows)} seeds; mean test error {pct(mean)}, range "
+                f"{pct(min(row['test_error'] for row in rows))}-{pct(max(row['test_error'] for row in rows))}.", ""]
+    return out
+
+
 def _goal_text(g):
     weights = f", >= {g['weights_ratio']:.0f}x weights only" if "weights_ratio" in g else ""
     return f">= {g['ratio']:.0f}x{weights} at <= {100 * g['test_error']:.2f} %"
@@ -220,6 +247,7 @@ def model_section(r, img_rel, title=None, show_search=True):
             + (f", {c['val_images']:,} training images held out for validation (final validation error "
                f"{pct(r['val_error'])})" if c.get("val_images") else "")
             + f", seed {c['seed']}. Baseline: {r['stages'][0]['note']}.", ""]
+    out += seeds_lines(r)
     out += search_section(r) if show_search else []
     out += ["### Stages", "",
             "Every row is exported to `.tflite`, packed, and its test error measured on that packed file "

@@ -253,6 +253,49 @@ def test_results_doc_shows_a_seeds_median_search_one_row_per_recipe():
     assert "40 + 6 epochs **adopted** |" in text
 
 
+def test_seed_runs_merge_keeps_other_seeds_of_the_same_recipe_and_results_doc_shows_them():
+    """seed_runs.merge copies each seed's figures into the record's other_seeds (sorted), refusing another
+    recipe, another model, an unfinished run, a repeated seed or the record's own seed; results_doc's
+    table lists the record first, checks each seed against the goal and gives the mean and range."""
+    import importlib
+    import sys as _sys
+
+    _sys.path.insert(0, BENCH)
+    try:
+        seed_runs = importlib.import_module("seed_runs")
+        doc = load_bench("results_doc")
+    finally:
+        _sys.path.remove(BENCH)
+    cfg = {"sparsity": {"fc1": 0.955}, "bits": {"fc1": 2}, "prune_epochs": 40, "prune_lr": 0.001, "cluster_epochs": 8,
+           "cluster_biases": 3, "context_model": False, "val_images": 10000, "train_subset": None, "test_subset": None}
+
+    def run(seed, err, ratio=66.0, **change):
+        return {"model": "lenet-300-100", "config": dict(cfg, seed=seed, **change), "command": f"c --seed {seed}",
+                "machine": {"date": "d", "loadavg": [1.0, 1.0, 1.0]}, "packed_bytes": 16000, "ratio": ratio,
+                "weights_ratio": 83.0, "test_error": err, "val_error": 0.014, "baseline_error": 0.013,
+                "packed_outputs_identical": True, "complete": True,
+                "goal": {"ratio": 60.0, "weights_ratio": 70.0, "test_error": 0.0158}}
+
+    rec = seed_runs.merge(run(0, 0.0151), [("a", run(4, 0.0159)), ("b", run(1, 0.0150, ratio=59.0))])
+    assert [s["seed"] for s in rec["other_seeds"]] == [1, 4] and rec["other_seeds"][1]["test_error"] == 0.0159
+    for bad, words in [(run(2, 0.01, prune_epochs=30), "prune_epochs differ"), (run(0, 0.01), "seed 0 is already"),
+                       (dict(run(2, 0.01), model="lenet-5"), "model 'lenet-5'"),
+                       (dict(run(2, 0.01), complete=False), "did not finish")]:
+        try:
+            seed_runs.merge(run(0, 0.0151), [("x.json", bad)])
+        except SystemExit as e:
+            assert str(e).startswith("x.json: ") and words in str(e), e
+        else:
+            raise AssertionError(words)
+    lines = doc.seeds_lines(rec)
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[1] == "| 0 (this record) | 16,000 | 66.0x | 83.0x | 1.51 % | 1.40 % | 1.30 % | yes |"
+    assert table[2].startswith("| 1 | ") and table[2].endswith("| no |")  # 59.0x: below the ratio goal
+    assert table[3].startswith("| 4 | ") and table[3].endswith("| no |")  # 1.59 %: above the error goal
+    assert "Goal met at 1 of 3 seeds; mean test error 1.53 %, range 1.50 %-1.59 %." in lines
+    assert doc.seeds_lines(run(0, 0.0151)) == []
+
+
 def test_recipe_search_pick_ratio_then_val_rule():
     """recipe_search.pick, kind ratio_then_val: files below either ratio floor are out; of the rest,
     the lowest validation error (a 0.03 pp tie -> the smaller file); the margin flag; none eligible
