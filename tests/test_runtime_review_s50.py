@@ -1,6 +1,11 @@
 """A fresh review of the runtime user journey (dc_keras.runtime with a packed .tflite, as docs/runtime.md
 tells it): each test is a bug a user would hit, fixed; each fails on the code before its fix."""
 import functools
+import os
+import re
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -111,3 +116,57 @@ def test_decode_op_refuses_a_damaged_packed_header_at_load_when_prepare_is_defer
     with pytest.raises(RuntimeError) as op:
         runtime.Interpreter(model_content=bad, backend="tensorflow", decode="op").allocate_tensors()
     assert str(op.value) == str(delegate.value)
+
+
+_NEVER = 120  # seconds: a call that waits this long for a FIFO's writer is the bug
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_a_fifo_pipe_or_device_as_model_path_is_one_clear_error_not_a_wait(tmp_path):
+    """Interpreter(model_path=FIFO) with nothing writing to it waited forever (its header check opened
+    the FIFO, and such an open waits for a writer; LiteRT's own Interpreter waits too), and a pipe
+    (process substitution, /dev/fd/N) holding a model ended in a bare "OSError: [Errno 22] Invalid
+    argument" (LiteRT cannot map it; the diagnosis then tried to). Now one ValueError naming the path and
+    the fix (model_content), before anything is opened. compiled_model, which reads the file, reads a
+    pipe as `dc-keras inspect` does (the model runs) and refuses a FIFO nothing writes to, also without
+    waiting. Run in a subprocess: the old code never returns."""
+    fifo = tmp_path / "model fifo.tflite"
+    os.mkfifo(fifo)
+    packed = export.pack(em.tflite("dense", None))
+    assert len(packed) < 16 << 10  # fits in a pipe's buffer: the write below does not block
+    code = textwrap.dedent("""
+        import os, sys
+        from dc_keras import runtime
+        rd, w = os.pipe()
+        os.write(w, open(sys.argv[2], "rb").read())
+        os.close(w)
+        for path in (sys.argv[1], f"/dev/fd/{rd}", "/dev/zero"):
+            try:
+                runtime.Interpreter(model_path=path)
+                print("loaded")
+            except ValueError as e:
+                print(type(e).__name__, e)
+        cm = runtime.compiled_model(f"/dev/fd/{rd}")
+        cm.run_by_index(0, cm.create_input_buffers(0), cm.create_output_buffers(0))
+        print("compiled ok")
+        try:
+            runtime.compiled_model(sys.argv[1])
+        except OSError as e:
+            print("OSError", e.strerror)
+    """)
+    (tmp_path / "m.packed.tflite").write_bytes(packed)
+    try:
+        r = subprocess.run([sys.executable, "-c", code, str(fifo), str(tmp_path / "m.packed.tflite")],
+                           capture_output=True, text=True, timeout=_NEVER, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail("Interpreter(model_path=FIFO) or compiled_model(FIFO) waited for a writer")
+    lines = [line for line in r.stdout.splitlines() if line.startswith(("ValueError", "loaded", "compiled", "OSError"))]
+    assert lines and lines[0] == (f"ValueError {fifo} is a FIFO, not a regular file: model_path takes a .tflite file (LiteRT maps "
+                        "it into memory); to load a model from a pipe, read it and pass its bytes, e.g. "
+                        "Interpreter(model_content=open(path, 'rb').read())"), r.stdout + r.stderr[-3000:]
+    assert re.fullmatch(r"ValueError /dev/fd/\d+ is a FIFO, not a regular file: .*", lines[1]), lines
+    assert lines[2] == ("ValueError /dev/zero is a character device, not a regular file: model_path takes a .tflite "
+                        "file (LiteRT maps it into memory)"), lines
+    assert lines[3] == "compiled ok", lines
+    assert lines[4].startswith("OSError a FIFO (named pipe) that no process is writing to"), lines
+    assert len(lines) == 5, lines

@@ -134,9 +134,31 @@ def _check_model(model_path, model_content, caller="Interpreter") -> str:
                                 "file, e.g. written by dc_keras.export.pack or dc-keras pack)")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{show_path(path)} is a directory: give the path of a .tflite file")
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):  # a FIFO's open waited forever for a writer; a pipe ended in a bare OSError
+        if caller == "compiled_model":  # it reads the file: as `dc-keras inspect` does (_read_path)
+            return path
+        from dc_keras._fileio import special_file_kind
+
+        kind = special_file_kind(mode)
+        fix = (f"; to load a model from a pipe, read it and pass its bytes, e.g. {caller}(model_content=open(path, "
+               "'rb').read())" if stat.S_ISFIFO(mode) else "")
+        raise ValueError(f"{show_path(path)} is a {kind}, not a regular file: model_path takes a .tflite file (LiteRT maps "
+                         f"it into memory){fix}")
     with open(path, "rb") as f:
         _check_header(show_path(path), f.read(16))
     return path
+
+
+def _read_path(path) -> bytes:
+    """The bytes of the file ``path``; a FIFO, a pipe (``<(cmd)``) or a device as ``dc-keras inspect``
+    reads them (a FIFO nothing writes to is refused, not waited on: ``OSError`` saying what to do)."""
+    if stat.S_ISREG(os.stat(path).st_mode):
+        with open(path, "rb") as f:
+            return f.read()
+    from dc_keras.export.cli_commands import _read
+
+    return _read(path)
 
 
 def _backend_path(model_path):
@@ -1398,8 +1420,7 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
 
     label = _check_model(model_path, model_content, "compiled_model")  # a missing path or a non-.tflite, named
     if model_path is not None:
-        with open(model_path, "rb") as f:
-            model_content = f.read()
+        model_content = _read_path(model_path)
     plain = _named(unpack, label, model_content)
     flex = _flex_ops(None, plain)
     if flex:  # LiteRT 2.3's CompiledModel took it and failed at the first run: "Failed to allocate tensors"
