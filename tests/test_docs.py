@@ -1324,7 +1324,22 @@ def _lenet_records_figures():
     return [("README.md", f"LeNet-300-100 packs to {_x(a['ratio'])} at {100 * a['test_error']:.2f} % test error and "
                           f"LeNet-5 to {_x(b['ratio'])} at {100 * b['test_error']:.2f} %", "lenet_300_100.json"),
             ("README.md", f"the paper: {_x(a['paper']['ratio'])} at {100 * a['paper']['test_error']:.2f} % and "
-                          f"{_x(b['paper']['ratio'])} at {100 * b['paper']['test_error']:.2f} %", "lenet_5.json")]
+                          f"{_x(b['paper']['ratio'])} at {100 * b['paper']['test_error']:.2f} %", "lenet_5.json"),
+            ("README.md", f"At seeds {_seeds(a)} of the same commands: LeNet-300-100 {_error_range(a)}, "
+                          f"LeNet-5 {_error_range(b)}, " + ("all within the paper's errors" if all(
+                              s["test_error"] <= r["paper"]["test_error"] for r in (a, b) for s in r["other_seeds"])
+                              else "not all within the paper's errors"), "lenet_300_100.json")]
+
+
+def _seeds(record):
+    seeds = [s["seed"] for s in record["other_seeds"]]
+    assert seeds == list(range(seeds[0], seeds[-1] + 1)), seeds
+    return f"{seeds[0]}-{seeds[-1]}"
+
+
+def _error_range(record):
+    errors = [100 * s["test_error"] for s in record["other_seeds"]]
+    return f"{min(errors):.2f}-{max(errors):.2f} %"
 
 
 FIGURES += _lenet_records_figures()
