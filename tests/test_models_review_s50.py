@@ -15,6 +15,9 @@ weights. ``to_tflite`` now says so in one UserWarning naming the tensors, why, a
 ``to_tflite(quantize="int8")`` of a model with several inputs passed on TensorFlow's "Warning:
 tf.lite.Interpreter is deprecated ... use the LiteRT interpreter": TF's calibrator makes one when
 fed inputs by name; the conversion now drops it with TF's other spurious conversion warning.
+
+A schedule at ``frequency=1`` whose last update jumps more than 1 % after the last step (a linear
+PolynomialDecay over 50 steps) was told to "Lower `frequency`", which cannot go below 1.
 """
 import warnings
 
@@ -103,3 +106,22 @@ def test_int8_export_of_a_model_of_two_inputs_does_not_pass_on_tensorflows_inter
         data = export.to_tflite(model, quantize="int8", representative_data=x)
     assert not [str(w.message) for w in caught if "tf.lite.Interpreter is deprecated" in str(w.message)]
     assert {r.dtype for r in export.inspect(data).rows if "MatMul" in r.name} == {"int8"}
+
+
+def test_last_jump_warning_at_frequency_one_does_not_ask_for_a_lower_frequency():
+    """A linear schedule (power=1) at frequency=1 over 50 steps, trained exactly end_step steps as the
+    docs advise, jumps 1.6 % at end_step after the last step: the warning told the user to lower
+    `frequency`, which cannot go below 1. It now asks for more steps; frequency > 1 keeps its advice."""
+    from dc_keras.schedules import PolynomialDecay
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        linear = PolynomialDecay(0.0, 0.8, 0, end_step=50, power=1, frequency=1)  # warns itself, the same fix
+        assert [str(w.message) for w in caught][-1].endswith("so that the last jump is small.")
+        assert "Lower `frequency`" not in str(caught[-1].message)
+        coarse = PolynomialDecay(0.0, 0.8, 0, end_step=12, frequency=4)
+        one, four = linear.check_reachable(0, 50), coarse.check_reachable(0, 12)
+    assert "ends at sparsity 0.784 instead of 0.8" in one and "Lower `frequency`" not in one, one
+    assert one.endswith("With frequency=1 that jump is the schedule's own last step: give it more steps (end_step - "
+                        "begin_step = 50 now; train as many) so that the last jump is small."), one
+    assert four.endswith("Lower `frequency` so that the last jump is small."), four

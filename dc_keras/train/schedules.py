@@ -199,9 +199,13 @@ class PruningSchedule:
         if at_end and self.sparsity_at(self.end_step) >= target - _REACH_TOLERANCE:
             ends = (f"training ends at sparsity {reached:.3g} instead of {target:.3g}" if reached is not None
                     else "training never updates the masks")
+            # frequency=1 cannot go lower: there the last jump shrinks only with more steps to end_step
+            fix = ("Lower `frequency` so that the last jump is small." if self.frequency > 1 else
+                   f"With frequency=1 that jump is the schedule's own last step: give it more steps (end_step - "
+                   f"begin_step = {self.end_step - self.begin_step} now; train as many) so that the last jump is small.")
             text = (f"{self!r}: {where} runs steps {first_step}..{last}, so {ends} ({every}); the update at "
                     f"end_step={self.end_step}, after the last step, then prunes to {target:.3g} with no training to "
-                    f"recover from it. Lower `frequency` so that the last jump is small.")
+                    f"recover from it. {fix}")
             warnings.warn(text, UserWarning, stacklevel=_user_stacklevel())
             return text
         ends = f"ends at sparsity {reached:.3g}" if reached is not None else "never updates the masks"
