@@ -170,3 +170,22 @@ def test_a_fifo_pipe_or_device_as_model_path_is_one_clear_error_not_a_wait(tmp_p
     assert lines[3] == "compiled ok", lines
     assert lines[4].startswith("OSError a FIFO (named pipe) that no process is writing to"), lines
     assert len(lines) == 5, lines
+
+
+def test_a_signature_runner_made_after_a_failed_call_still_names_the_fixed_batch():
+    """`it.get_signature_runner()(x=batch_of_4)` on a fixed-batch (1) recurrent model said which input
+    and the shape the model takes; the same line run again (a new runner, as code calling
+    get_signature_runner() per call makes) gave XNNPACK's bare "failed to reshape runtime": the new
+    runner read the shape the first call had resized the input to as the signature's (the file stores
+    no shape_signature). On an error the runner now reads the file's shapes."""
+    packed = _packed_lstm()
+    it = runtime.Interpreter(model_content=packed)
+    (name,) = it.get_signature_runner().get_input_details()
+    x = np.random.RandomState(1).randn(4, 6, 3).astype(np.float32)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match=rf"model_content: input '{name}' was given an array of shape \[4, 6, 3\], "
+                                               r"but the model takes \[1, 6, 3\] "):
+            it.get_signature_runner()(**{name: x})
+    got = np.concatenate([it.get_signature_runner()(**{name: x[i:i + 1]})["output_0"] for i in range(4)])
+    want = em.run(em.reference_interpreter("litert", export.unpack(packed)), x)
+    np.testing.assert_array_equal(got, want)

@@ -887,6 +887,7 @@ class _CheckedSignatureRunner:
         except Exception:  # noqa: BLE001 -- only for an error message's hint
             self._dc_shapes = {}
         self._dc_what = ("" if named is None else f"signature {named!r} ") + "input {!r} was given an array of shape"
+        self._dc_key = key
 
     def __call__(self, **kwargs):
         # An array of the signature's rank whose size differs in a dimension past the first that
@@ -899,16 +900,21 @@ class _CheckedSignatureRunner:
             if len(shape) == len(sig) and _fixed_dims_differ(shape, sig, start=1):
                 raise ValueError(f"{self._dc_owner._label}: {what} {shape}, but the model takes {sig} (-1: any "
                                  f"size): {_SIGNATURE_SHAPE_FIX}")
-        with self._dc_owner._prepare_errors(lambda: self._given_shapes(kwargs)):
+        with self._dc_owner._prepare_errors(lambda: self._given_shapes(kwargs, stored=True)):
             return super().__call__(**kwargs)
 
-    def _given_shapes(self, kwargs):
+    def _given_shapes(self, kwargs, stored=False):
         """``(what, shape given, shape the signature takes)`` per input given (for the error of a
-        call whose array has a size the signature fixes otherwise)."""
+        call whose array has a size the signature fixes otherwise). ``stored``: the shapes the file
+        stores (read on an error only): a runner made after another one's call on a file storing no
+        ``shape_signature`` (fixed shapes) reads the shape that call resized to as the signature's."""
         import numpy as np
 
+        shapes = dict(self._dc_shapes)
+        if stored:
+            shapes.update(_signature_input_signatures(*self._dc_owner._source, self._dc_key))
         return [(self._dc_what.format(name), np.shape(kwargs[name]), sig)
-                for name, sig in self._dc_shapes.items() if name in kwargs]
+                for name, sig in shapes.items() if name in kwargs]
 
 
 _SIGNATURE_RUNNER_CLASSES = {}
@@ -1138,21 +1144,37 @@ def _operators(schema, content):
         yield si, sg, ops
 
 
+def _stored_shape(tensor) -> list:
+    """A tensor's ``shape_signature`` (-1: any size) as the file stores it, else its ``shape``."""
+    if tensor.ShapeSignatureLength():
+        return [tensor.ShapeSignature(j) for j in range(tensor.ShapeSignatureLength())]
+    return [tensor.Shape(j) for j in range(tensor.ShapeLength())]
+
+
 def _input_signatures(model_path, model_content) -> dict:
-    """``{tensor index: shape}`` of subgraph 0's inputs as the file stores them: ``shape_signature``
-    (-1: any size), else ``shape`` (a file converted with fixed shapes stores no signature, and then
-    TFLite's ``get_input_details`` reports a resized shape as ``shape_signature`` as well). Read only
-    after a failure; {} if the model cannot be read (the reported signature is used instead)."""
+    """``{tensor index: shape}`` of subgraph 0's inputs as the file stores them (``_stored_shape``;
+    a file converted with fixed shapes stores no signature, and then TFLite's ``get_input_details``
+    reports a resized shape as ``shape_signature`` as well). Read only after a failure; {} if the
+    model cannot be read (the reported signature is used instead)."""
+    try:
+        sg = _schema().Model.GetRootAs(_content(model_path, model_content), 0).Subgraphs(0)
+        return {sg.Inputs(k): _stored_shape(sg.Tensors(sg.Inputs(k))) for k in range(sg.InputsLength())}
+    except Exception:  # noqa: BLE001 -- only a better message: the runtime's error stands
+        return {}
+
+
+def _signature_input_signatures(model_path, model_content, key) -> dict:
+    """``{input name: shape}`` of signature ``key``'s inputs as the file stores them, as
+    ``_input_signatures``; {} if the model cannot be read or has no such signature."""
     try:
         m = _schema().Model.GetRootAs(_content(model_path, model_content), 0)
-        sg = m.Subgraphs(0)
-        found = {}
-        for k in range(sg.InputsLength()):
-            t = sg.Tensors(sg.Inputs(k))
-            sig = ([t.ShapeSignature(j) for j in range(t.ShapeSignatureLength())] if t.ShapeSignatureLength()
-                   else [t.Shape(j) for j in range(t.ShapeLength())])
-            found[sg.Inputs(k)] = sig
-        return found
+        for i in range(m.SignatureDefsLength()):
+            sd = m.SignatureDefs(i)
+            if (sd.SignatureKey() or b"").decode() == key:
+                sg = m.Subgraphs(sd.SubgraphIndex())
+                return {(sd.Inputs(k).Name() or b"").decode(): _stored_shape(sg.Tensors(sd.Inputs(k).TensorIndex()))
+                        for k in range(sd.InputsLength())}
+        return {}
     except Exception:  # noqa: BLE001 -- only a better message: the runtime's error stands
         return {}
 
