@@ -554,15 +554,20 @@ def layer_stats(model):
     trainable weight of two or more dimensions, the kernels of frozen layers (``trainable=False``)
     included; the layers of a nested Sequential/Functional model get rows of their own. A layer
     still wrapped by ``prune`` / ``cluster`` counts the values ``dc_keras.strip`` would give it
-    (masked, or the shared values), in its inner layer's weights.
+    (masked, or the shared values), in its inner layer's weights. A weight ``prune`` / ``cluster``
+    compress is named as in their report (``query_kernel``, ``forward_recurrent_kernel``: a
+    MultiHeadAttention's four kernels, or a Bidirectional's two directions, were each ``kernel``).
 
     Example:
-        >>> for row in layer_stats(model): print(row["layer"], row["density"], row["distinct"])
+        >>> for row in layer_stats(model): print(row["layer"], row["weight"], row["density"], row["distinct"])
     """
     from dc_keras.train import _base
 
     rows = []
     for layer, frozen in _base.graph_layers(model):
+        plain = layer.layer if isinstance(layer, _base.CompressionWrapper) else layer
+        labels = ({id(v): name for name, v, _ in _base.compressible_weights(plain)}
+                  if _base.is_supported(plain) and plain.built else {})
         values = {}
         if isinstance(layer, _base.CompressionWrapper):
             # A clustered kernel is not trainable (its centroids are): the layer had no rows at all
@@ -579,7 +584,7 @@ def layer_stats(model):
             nz = a[a != 0]
             rows.append({
                 "layer": layer.name,
-                "weight": w.name,
+                "weight": labels.get(id(w), w.name),
                 "params": int(a.size),
                 "nonzero": int(nz.size),
                 "density": float(nz.size / a.size) if a.size else 0.0,

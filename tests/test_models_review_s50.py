@@ -18,6 +18,9 @@ fed inputs by name; the conversion now drops it with TF's other spurious convers
 
 A schedule at ``frequency=1`` whose last update jumps more than 1 % after the last step (a linear
 PolynomialDecay over 50 steps) was told to "Lower `frequency`", which cannot go below 1.
+
+``pipeline.layer_stats`` named a Bidirectional's forward and backward kernels, and a
+MultiHeadAttention's four projections, each ``kernel``: now as the coverage report names them.
 """
 import warnings
 
@@ -125,3 +128,26 @@ def test_last_jump_warning_at_frequency_one_does_not_ask_for_a_lower_frequency()
     assert one.endswith("With frequency=1 that jump is the schedule's own last step: give it more steps (end_step - "
                         "begin_step = 50 now; train as many) so that the last jump is small."), one
     assert four.endswith("Lower `frequency` so that the last jump is small."), four
+
+
+def test_layer_stats_names_each_kernel_of_a_layer_with_sublayers_as_the_report_does():
+    """pipeline.layer_stats of a Bidirectional GRU + MultiHeadAttention text model: the forward and
+    backward kernels were two rows named 'kernel', the attention's four projections four more, so a
+    per-layer table could not say which was which. Now named as in compression_report."""
+    from dc_keras import pipeline
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12,), dtype="int32")
+    h = L.Embedding(50, 16, mask_zero=True, name="emb")(inp)
+    h = L.Bidirectional(L.GRU(8, return_sequences=True), name="bi")(h)
+    h = L.MultiHeadAttention(2, 8, name="mha")(h, h)
+    model = keras.Model(inp, L.Dense(3, name="out")(L.GlobalAveragePooling1D()(h)))
+    clustered = dc_keras.cluster(model, bits=3)
+    expected = {(e["layer"], w) for e in clustered.compression_report.wrapped for w in e["weights"]}
+    for m in (clustered, dc_keras.strip(clustered)):
+        rows = pipeline.layer_stats(m)
+        named = [(r["layer"], r["weight"]) for r in rows]
+        assert expected <= set(named), (expected, named)
+        kernels = [n for n in named if n[1] != "bias"]
+        assert len(kernels) == len(set(kernels)) == len(expected), kernels  # one row each, no two alike
+        assert all(r["distinct"] <= 8 for r in rows if (r["layer"], r["weight"]) in expected)
