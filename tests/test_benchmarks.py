@@ -215,15 +215,7 @@ def test_results_doc_shows_a_seeds_median_search_one_row_per_recipe():
     """results_doc: a seeds_median search gets one table row per recipe (its validation error at each
     seed, the median, eligibility) and a verdict sentence; its per-seed runs do not flood the
     per-candidate table, which keeps the earlier searches' rows."""
-    import importlib
-    import sys as _sys
-
-    _sys.path.insert(0, BENCH)
-    try:
-        recipe_search = importlib.import_module("recipe_search")
-        doc = load_bench("results_doc")
-    finally:
-        _sys.path.remove(BENCH)
+    recipe_search, doc = load_bench("recipe_search"), load_bench("results_doc")
     base = {"sparsity": {"fc1": 0.955, "fc2": 0.92}, "bits": {"fc1": 2, "fc2": 4}, "cluster_biases": 3,
             "prune_epochs": 30, "prune_lr": 0.001, "ramp_fraction": 0.6, "cluster_epochs": 6, "context_model": False}
 
@@ -257,15 +249,7 @@ def test_seed_runs_merge_keeps_other_seeds_of_the_same_recipe_and_results_doc_sh
     """seed_runs.merge copies each seed's figures into the record's other_seeds (sorted), refusing another
     recipe, another model, an unfinished run, a repeated seed or the record's own seed; results_doc's
     table lists the record first, checks each seed against the goal and gives the mean and range."""
-    import importlib
-    import sys as _sys
-
-    _sys.path.insert(0, BENCH)
-    try:
-        seed_runs = importlib.import_module("seed_runs")
-        doc = load_bench("results_doc")
-    finally:
-        _sys.path.remove(BENCH)
+    seed_runs, doc = load_bench("seed_runs"), load_bench("results_doc")
     cfg = {"sparsity": {"fc1": 0.955}, "bits": {"fc1": 2}, "prune_epochs": 40, "prune_lr": 0.001, "cluster_epochs": 8,
            "cluster_biases": 3, "context_model": False, "val_images": 10000, "train_subset": None, "test_subset": None}
 
