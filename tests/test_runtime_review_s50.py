@@ -2,6 +2,7 @@
 tells it): each test is a bug a user would hit, fixed; each fails on the code before its fix."""
 import functools
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -189,3 +190,39 @@ def test_a_signature_runner_made_after_a_failed_call_still_names_the_fixed_batch
     got = np.concatenate([it.get_signature_runner()(**{name: x[i:i + 1]})["output_0"] for i in range(4)])
     want = em.run(em.reference_interpreter("litert", export.unpack(packed)), x)
     np.testing.assert_array_equal(got, want)
+
+
+def test_compressed_fc_skips_pruned_zeros_so_a_nan_input_reaches_only_their_nonzero_outputs():
+    """What docs/runtime.md and android.md now say (they said only "summation order"): the compressed
+    FULLY_CONNECTED skips the pruned zeros instead of multiplying them, so a NaN or infinite input
+    reaches only the outputs whose weight for it is non-zero, while the dense kernels (the decoded
+    route, the unpacked model) make 0 x NaN = NaN and 0 x Inf = NaN in every other output too. The
+    other outputs are those of the input with that value zeroed, bit for bit."""
+    import keras
+
+    docs = pathlib.Path(__file__).resolve().parents[1] / "docs"
+    for page in ("runtime.md", "android.md"):  # where a user reads what the compressed route computes
+        assert "reaches only the outputs whose weight for it is non-zero" in " ".join((docs / page).read_text().split())
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, use_bias=False)])
+    em.cluster_and_prune(model, prune=0.6)
+    w = model.layers[0].get_weights()[0]  # (64, 32): input i feeds output j through w[i, j]
+    plain = export.to_tflite(model, pack=False)
+    packed = export.pack(plain, min_bytes=64)
+    col = int(np.argmax((w == 0).sum(axis=1) * (w != 0).any(axis=1)))  # an input with zero and non-zero weights
+    nonzero = w[col] != 0
+    assert 0 < nonzero.sum() < 32
+    x = np.random.RandomState(2).randn(2, 64).astype(np.float32)
+    bad = x.copy()
+    bad[0, col], bad[1, col] = np.nan, np.inf
+    zeroed = x.copy()
+    zeroed[:, col] = 0
+    dense = em.run_batch(em.reference_interpreter("litert", plain), bad)
+    np.testing.assert_array_equal(em.run_batch(runtime.Interpreter(model_content=packed), bad), dense)
+    assert np.isnan(dense[0]).all() and np.isnan(dense[1][~nonzero]).all()
+    it = runtime.Interpreter(model_content=packed, weights="compressed", max_density=1.0)
+    assert [r["route"] for r in it.compressed_report()] == ["compressed"]
+    got, clean = em.run_batch(it, bad), em.run_batch(it, zeroed)
+    assert np.array_equal(np.isnan(got[0]), nonzero) and np.array_equal(np.isinf(got[1]), nonzero)
+    np.testing.assert_array_equal(got[:, ~nonzero], clean[:, ~nonzero])
