@@ -21,6 +21,9 @@ PolynomialDecay over 50 steps) was told to "Lower `frequency`", which cannot go 
 
 ``pipeline.layer_stats`` named a Bidirectional's forward and backward kernels, and a
 MultiHeadAttention's four projections, each ``kernel``: now as the coverage report names them.
+
+``prune`` / ``cluster`` with ``layers=`` naming a nested model said only "Unknown layer name(s)":
+now that it is a nested model, and the layers inside it to name instead.
 """
 import warnings
 
@@ -151,3 +154,30 @@ def test_layer_stats_names_each_kernel_of_a_layer_with_sublayers_as_the_report_d
         kernels = [n for n in named if n[1] != "bias"]
         assert len(kernels) == len(set(kernels)) == len(expected), kernels  # one row each, no two alike
         assert all(r["distinct"] <= 8 for r in rows if (r["layer"], r["weight"]) in expected)
+
+
+@pytest.mark.parametrize("call", ["prune", "cluster"])
+def test_naming_a_nested_model_in_layers_says_to_name_the_layers_inside_it(call):
+    """layers={"backbone": ...} for a nested Functional model (a transfer-learning backbone) was
+    "Unknown layer name(s) ['backbone']", with a list of names without it and no word of why: the
+    name is the model's. Now the error says so and names the layers inside it to give instead."""
+    keras.utils.set_random_seed(0)
+    sub_in = keras.Input((16,))
+    h = L.Dense(16, name="inner_a")(sub_in)
+    backbone = keras.Model(sub_in, L.BatchNormalization(name="bn")(L.Dense(16, name="inner_b")(h)), name="backbone")
+    inp = keras.Input((8,))
+    model = keras.Model(inp, L.Dense(3, name="out")(backbone(L.Dense(16, name="first")(inp))))
+    what = {"prune": "pruned", "cluster": "clustered"}[call]
+    with pytest.raises(ValueError) as err:
+        if call == "prune":
+            dc_keras.prune(model, layers={"backbone": dc_keras.schedules.ConstantSparsity(0.5, 0)})
+        else:
+            dc_keras.cluster(model, layers=["backbone"], bits=3)
+    text = str(err.value)
+    assert text.startswith("Unknown layer name(s) ['backbone'] in `layers`; model "), text
+    assert text.endswith("'backbone' is a nested model, not a layer: name the layers inside it ('inner_a', "
+                         f"'inner_b'), or leave `layers` out (every supported layer is then {what}, inside nested "
+                         "models too)."), text
+    with pytest.raises(ValueError) as err:  # an unknown name that is no model: as before
+        dc_keras.cluster(model, layers=["nope"], bits=3)
+    assert "nested model" not in str(err.value)

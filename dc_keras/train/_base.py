@@ -795,6 +795,15 @@ def _parse_layers_arg(layers, mapping_ok, what):
     return items
 
 
+def _nested_graph_models(model):
+    """The Sequential/Functional models nested in ``model``, at any depth."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and is_graph_model(layer):
+            found += [layer, *_nested_graph_models(layer)]
+    return found
+
+
 def _named(model, leaves, items, what, include_frozen):
     """Layers the ``layers=`` items select: ``{id: (layer, value)}`` (names checked strictly)."""
     by_name = {}
@@ -802,8 +811,15 @@ def _named(model, leaves, items, what, include_frozen):
         by_name.setdefault(layer.name, []).append((layer, frozen))
     unknown = [k for k, _ in items if isinstance(k, str) and k not in by_name]
     if unknown:
+        nested = {m.name: [layer.name for layer, _ in graph_layers(m) if is_supported(layer)]
+                  for m in _nested_graph_models(model)}
+        hints = "".join(
+            f" {k!r} is a nested model, not a layer: name the layers inside it "
+            f"({', '.join(repr(n) for n in nested[k][:4])}{', ...' if len(nested[k]) > 4 else ''}), or leave "
+            f"`layers` out (every supported layer is then {what}, inside nested models too)."
+            for k in unknown if k in nested)
         raise ValueError(
-            f"Unknown layer name(s) {unknown} in `layers`; model {model.name!r} has {sorted(by_name)}."
+            f"Unknown layer name(s) {unknown} in `layers`; model {model.name!r} has {sorted(by_name)}.{hints}"
         )
     chosen = {}
     for key, value in items:
