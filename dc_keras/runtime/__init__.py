@@ -561,7 +561,8 @@ class Interpreter:
         input is allocated for is a ValueError that says how to feed it (TFLite says only "Dimension
         mismatch. Got 100 but expected 1 for dimension 0 of input 0"): ``resize_tensor_input`` then
         ``allocate_tensors()`` when the model's batch is dynamic (its ``shape_signature`` has -1
-        there), else the fixed batch the model was exported with and the fixes.
+        there) or when this interpreter was resized from the model's fixed batch (which then runs other
+        batches), else the fixed batch the model was exported with and the fixes.
 
         Example:
           >>> it = dc_keras.runtime.Interpreter(model_content=packed)
