@@ -6,8 +6,10 @@ The paper chose per-layer thresholds and bit widths by hand; :func:`suggest_spar
 """
 import collections.abc
 import itertools
+import logging
 import numbers
 import os
+import time
 import warnings
 
 import keras
@@ -20,6 +22,7 @@ from dc_keras.train.kmeans import kmeans_1d
 from dc_keras.train.schedules import _user_stacklevel
 
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+_LOG = logging.getLogger("dc_keras")
 
 
 def _is_count(value):
@@ -173,11 +176,19 @@ def _check_class_scores(name, y_pred):
 
 
 def _labels(y_true, y_pred):
-    """Class labels of ``y_true`` as :func:`_accuracy` reads them (one-hot rows: their argmax)."""
+    """Class labels of ``y_true`` as :func:`_accuracy` reads them (one-hot rows: their argmax); one
+    ValueError when they are not one per prediction (numpy said only "operands could not be
+    broadcast together with shapes (300,) (100,)")."""
     y_true = np.asarray(y_true)
     if y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1] and y_pred.shape[-1] > 1:
         y_true = np.argmax(y_true, axis=-1)
-    return y_true.reshape(-1)
+    labels = y_true.reshape(-1)
+    if labels.size != int(np.prod(y_pred.shape[:-1])):
+        raise ValueError(
+            f"sensitivity(): the labels of `data` (shape {np.shape(y_true)}) are not one per prediction (the model "
+            f"gives predictions of shape {y_pred.shape}): pass the labels of the same validation samples as x, as "
+            f"integer classes (shape {y_pred.shape[:-1]}) or one-hot rows (shape {y_pred.shape}).")
+    return labels
 
 
 def _accuracy(y_true, y_pred):
@@ -249,7 +260,7 @@ def _sweep_values(name, given, valid, meaning, cast):
 
 
 def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", layers=None, bits=None,
-                batch_size=256, higher_is_better=None, steps=None):
+                batch_size=256, higher_is_better=None, steps=None, include_frozen=False):
     """Prune (or cluster) one layer at a time by magnitude, without retraining, and measure ``metric``.
 
     Args:
@@ -265,6 +276,8 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
             metrics score one output, so such a model needs a callable, as does a binary classifier
             with one score per sample: the built-in metrics take the class of the highest score).
         layers: None (all prunable layers) or a list of names and/or classes.
+        include_frozen: sweep frozen layers (``trainable=False``) too; left out by default, as
+            :func:`prune` and :func:`cluster` leave them (named in the report's ``"skipped"``).
         bits: instead of pruning, sweep weight sharing with these bit widths (integers; one
             integer sweeps that one width; k-means, linear init, zeros kept); feed the report to
             :func:`suggest_bits`.
@@ -279,7 +292,10 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
     Returns a dict: ``{"metric", "higher_is_better", "baseline", "mode": "sparsity"|"bits",
     "values": [...], "layers": {layer_name: [metric at each value]}, "params": {layer_name:
     compressible weights (non-zeros in bits mode)}, "chance": the metric of always predicting the
-    most frequent class (``"accuracy"`` / ``"error"``; None for a callable)}``. Sweep a trained
+    most frequent class (``"accuracy"`` / ``"error"``; None for a callable), "skipped": {layer_name:
+    why it was not swept} for every other layer with weights (frozen, unsupported, not in
+    ``layers``)}``. Progress (one line per layer swept) goes to the ``"dc_keras"`` logger at INFO
+    level: ``logging.basicConfig(level=logging.INFO)`` shows it. Sweep a trained
     model: on one that scores no better than chance, or whose metric does not move at any swept
     value of any layer, :func:`suggest_sparsity` / :func:`suggest_bits` warn that their
     suggestions are meaningless.
@@ -297,6 +313,10 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         raise _base.not_keras3_error("sensitivity()", "a Keras model", model)
     if _base.find_wrappers(model):
         raise ValueError("sensitivity() needs a plain model: call dc_keras.strip() on the wrapped model first.")
+    if not model.built:  # was "has no layer that can be pruned (nothing prunable)", which it has once built
+        raise ValueError(f"sensitivity(): model {model.name!r} is not built, so it has no weights yet: sweep a trained "
+                         f"model (fit() builds it), or build it first (keras.Input(...) as its first layer, or "
+                         f"model.build(input_shape)) and load its trained weights.")
     name, fn, better = _metric(metric, higher_is_better)
     if bits is not None:
         if sparsities is not DEFAULT_SPARSITIES:
@@ -307,7 +327,8 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
     else:
         values = _sweep_values("sparsities", sparsities, _is_sparsity, "numbers in [0, 1)", float)
         mode = "sparsity"
-    chosen, _ = _base.select_layers(model, layers, what="pruned", mapping_ok=False)
+    chosen, skipped = _base.select_layers(model, layers, what="pruned", mapping_ok=False,
+                                          include_frozen=include_frozen)
     source = _source(data, steps, batch_size, reads=1 + len(chosen) * len(values), model=model)
     y_true, y_pred = _collect(model, source, batch_size)
     score = fn
@@ -318,8 +339,13 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
     baseline = fn(y_true, y_pred)
     report = {"metric": name, "higher_is_better": bool(better), "baseline": baseline, "mode": mode,
               "values": values, "layers": {}, "params": {},
-              "chance": _chance(metric, y_true, y_pred) if isinstance(metric, str) else None}
-    for layer, _ in chosen.values():
+              "chance": _chance(metric, y_true, y_pred) if isinstance(metric, str) else None,
+              "skipped": {layer.name: reason for layer, reason in skipped}}
+    if skipped:
+        _LOG.info("dc_keras sensitivity: not swept: %s",
+                  "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
+    start = time.monotonic()
+    for done, (layer, _) in enumerate(chosen.values()):
         targets = _base.compressible_weights(layer)
         originals = [_base.to_numpy(var).copy() for _, var, _ in targets]
         results = []
@@ -333,6 +359,10 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
                 var.assign(w)
         report["layers"][layer.name] = results
         report["params"][layer.name] = int(sum(np.count_nonzero(w) if mode == "bits" else w.size for w in originals))
+        elapsed = time.monotonic() - start
+        _LOG.info("dc_keras sensitivity: layer %d/%d %r swept (%d %s), %.1f s elapsed, about %.0f s left", done + 1,
+                  len(chosen), layer.name, len(values), "bit widths" if mode == "bits" else "sparsities", elapsed,
+                  elapsed / (done + 1) * (len(chosen) - done - 1))
     return report
 
 
@@ -353,10 +383,21 @@ def _check_suggest_args(report, mode, max_drop, budget):
             f"one is from sensitivity(..., {swept}) (mode {report['mode']!r}): pass it to dc_keras.{other}(report).")
     if not isinstance(report, dict) or report.get("mode") != mode or "layers" not in report:
         raise ValueError(f"Expected a report from dc_keras.sensitivity() in {mode!r} mode.")
-    if not isinstance(max_drop, (int, float)) or max_drop < 0:
-        raise ValueError(f"`max_drop` must be a non-negative number, got {max_drop!r}.")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0):
-        raise ValueError(f"`budget` must be None or a non-negative number (total metric drop), got {budget!r}.")
+    # numbers.Real: a numpy float32 (a value read from an array) is a number too; NaN was taken: a
+    # NaN budget pruned every layer to the highest sparsity swept, a NaN max_drop none
+    if isinstance(max_drop, bool) or not isinstance(max_drop, numbers.Real) or not max_drop >= 0:
+        raise ValueError(f"`max_drop` must be a non-negative number (the metric drop allowed per layer, e.g. "
+                         f"0.005), got {max_drop!r}.")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, numbers.Real) or not budget >= 0):
+        raise ValueError(f"`budget` must be None or a non-negative number (the total metric drop, e.g. 0.01), got "
+                         f"{budget!r}.")
+    # "accuracy" / "error" are fractions: a drop above 1 cannot happen, so max_drop=5 or budget=5 (meant as
+    # 5 %) allowed every swept value of every layer without a word
+    name = report.get("metric")
+    for arg, value in (("max_drop", max_drop), ("budget", budget)):
+        if name in ("accuracy", "error") and value is not None and 1.0 < value < float("inf"):
+            raise ValueError(f"`{arg}` is a drop of the {name}, a fraction in [0, 1], so {value!r} allows any drop: "
+                             f"pass {arg}={value / 100:g} for {value:g} %.")
 
 
 def _warn_if_meaningless(report, call):
@@ -437,7 +478,9 @@ def suggest_sparsity(report, max_drop=0.01, budget=None):
         report: a :func:`sensitivity` report in sparsity mode.
         max_drop: largest drop of the metric allowed per layer (ignored with ``budget``).
         budget: total drop allowed, summed over the layers' one-at-a-time drops; spent greedily
-            where it removes the most weights per unit of drop (big, robust layers first).
+            where it removes the most weights per unit of drop (big, robust layers first). The
+            split is made anew for each budget: a larger one can give one layer a lower sparsity
+            while others get more.
 
     Example:
         >>> targets = dc_keras.suggest_sparsity(report, max_drop=0.005)
