@@ -111,3 +111,29 @@ def test_the_sweep_logs_its_progress_layer_by_layer(trained, caplog):
     assert len(lines) == 2, lines
     assert lines[0].startswith("dc_keras sensitivity: layer 1/2 'wide' swept (2 sparsities), ") and "s left" in lines[0]
     assert lines[1].startswith("dc_keras sensitivity: layer 2/2 'head' swept (2 sparsities), ")
+
+
+def test_layers_of_one_name_in_two_nested_models_are_swept_together():
+    # before: the second "fc" overwrote the first in the report ("params": {"fc": 128}), so the target
+    # prune(layers={"fc": ...}) applies to both came from one of them alone
+    keras.utils.set_random_seed(0)
+
+    def branch(name):
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="fc")], name=name)
+
+    inputs = keras.Input((8,))
+    merged = keras.layers.Concatenate()([branch("b1")(inputs), branch("b2")(inputs)])
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="head")(merged))
+    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    model.fit(X, Y, epochs=5, batch_size=50, verbose=0)
+    before = [w.copy() for w in model.get_weights()]
+    report = dc_keras.sensitivity(model, (X, Y), sparsities=[0.9])
+    assert list(report["layers"]) == ["fc", "head"] and report["params"] == {"fc": 256, "head": 64}
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    kernels = [model.get_layer(name).get_layer("fc").kernel for name in ("b1", "b2")]
+    for k in kernels:  # both pruned at once, by hand
+        w = k.numpy()
+        k.assign(np.where(np.abs(w) > np.sort(np.abs(w).ravel())[int(0.9 * w.size) - 1], w, 0))
+    both = float(np.mean(np.argmax(model.predict(X, batch_size=256, verbose=0), -1) == Y))
+    assert report["layers"]["fc"] == [both]

@@ -290,7 +290,8 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
             ``tf.data.Dataset`` that repeats forever.
 
     Returns a dict: ``{"metric", "higher_is_better", "baseline", "mode": "sparsity"|"bits",
-    "values": [...], "layers": {layer_name: [metric at each value]}, "params": {layer_name:
+    "values": [...], "layers": {layer_name: [metric at each value]} (layers of one name, e.g. in
+    two nested models, swept together, as ``prune(layers={name: ...})`` prunes them), "params": {layer_name:
     compressible weights (non-zeros in bits mode)}, "chance": the metric of always predicting the
     most frequent class (``"accuracy"`` / ``"error"``; None for a callable), "skipped": {layer_name:
     why it was not swept} for every other layer with weights (frozen, unsupported, not in
@@ -344,9 +345,15 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
     if skipped:
         _LOG.info("dc_keras sensitivity: not swept: %s",
                   "; ".join(f"{layer.name}: {reason}" for layer, reason in skipped))
+    # Layers of one name (in different nested models: two backbones' "fc") are swept together, as
+    # prune(layers={"fc": ...}) / cluster(bits={"fc": ...}) compress every layer of that name: each
+    # overwrote the one before in the report, whose "fc" then held the last one's sweep alone.
+    groups = {}
+    for layer, _ in chosen.values():
+        groups.setdefault(layer.name, []).append(layer)
     start = time.monotonic()
-    for done, (layer, _) in enumerate(chosen.values()):
-        targets = _base.compressible_weights(layer)
+    for done, (layer_name, group) in enumerate(groups.items()):
+        targets = [t for layer in group for t in _base.compressible_weights(layer)]
         originals = [_base.to_numpy(var).copy() for _, var, _ in targets]
         results = []
         try:
@@ -357,12 +364,13 @@ def sensitivity(model, data, sparsities=DEFAULT_SPARSITIES, metric="accuracy", l
         finally:
             for (_, var, _), w in zip(targets, originals):
                 var.assign(w)
-        report["layers"][layer.name] = results
-        report["params"][layer.name] = int(sum(np.count_nonzero(w) if mode == "bits" else w.size for w in originals))
+        report["layers"][layer_name] = results
+        report["params"][layer_name] = int(sum(np.count_nonzero(w) if mode == "bits" else w.size for w in originals))
         elapsed = time.monotonic() - start
-        _LOG.info("dc_keras sensitivity: layer %d/%d %r swept (%d %s), %.1f s elapsed, about %.0f s left", done + 1,
-                  len(chosen), layer.name, len(values), "bit widths" if mode == "bits" else "sparsities", elapsed,
-                  elapsed / (done + 1) * (len(chosen) - done - 1))
+        _LOG.info("dc_keras sensitivity: layer %d/%d %r%s swept (%d %s), %.1f s elapsed, about %.0f s left", done + 1,
+                  len(groups), layer_name, f" ({len(group)} layers of that name)" if len(group) > 1 else "",
+                  len(values), "bit widths" if mode == "bits" else "sparsities", elapsed,
+                  elapsed / (done + 1) * (len(groups) - done - 1))
     return report
 
 
