@@ -137,3 +137,31 @@ def test_layers_of_one_name_in_two_nested_models_are_swept_together():
         k.assign(np.where(np.abs(w) > np.sort(np.abs(w).ravel())[int(0.9 * w.size) - 1], w, 0))
     both = float(np.mean(np.argmax(model.predict(X, batch_size=256, verbose=0), -1) == Y))
     assert report["layers"]["fc"] == [both]
+
+
+def test_a_bits_sweep_folds_batchnorm_as_cluster_does():
+    # before: the conv kernel was clustered without its BatchNormalization's per-channel scale, while
+    # cluster() (fold_batchnorm=True) clusters the folded kernel: the sweep measured another model
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    h = keras.layers.Conv2D(4, 3, name="c1")(inputs)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.Flatten()(keras.layers.ReLU()(h))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(h))
+    bn = model.get_layer("bn1")
+    bn.gamma.assign(np.array([0.05, 1.0, 8.0, 30.0], "float32"))
+    bn.moving_variance.assign(np.array([4.0, 1.0, 0.5, 0.01], "float32"))
+    x = np.random.default_rng(1).normal(size=(64, 6, 6, 1)).astype("float32")
+    data = (x, np.zeros(64))
+
+    def first(y_true, y_pred):
+        return float(np.mean(y_pred[:, 0]))
+
+    before = [w.copy() for w in model.get_weights()]
+    report = dc_keras.sensitivity(model, data, bits=[1, 2], metric=first, layers=["c1"])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    folded = dc_keras.train.fold_batchnorm(model)
+    assert report == dc_keras.sensitivity(folded, data, bits=[1, 2], metric=first, layers=["c1"])
+    shared = dc_keras.strip(dc_keras.cluster(model, bits={"c1": 2}, layers=["c1"]))
+    assert report["layers"]["c1"][1] == first(None, shared.predict(x, batch_size=256, verbose=0))
