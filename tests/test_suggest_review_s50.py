@@ -165,3 +165,13 @@ def test_a_bits_sweep_folds_batchnorm_as_cluster_does():
     assert report == dc_keras.sensitivity(folded, data, bits=[1, 2], metric=first, layers=["c1"])
     shared = dc_keras.strip(dc_keras.cluster(model, bits={"c1": 2}, layers=["c1"]))
     assert report["layers"]["c1"][1] == first(None, shared.predict(x, batch_size=256, verbose=0))
+
+
+def test_a_nan_in_the_sweep_is_never_within_a_budget():
+    # before: max(0.0, nan) is 0.0, so budget= took a value where the metric was NaN as free ({"a": 0.9});
+    # max_drop= already left it out
+    report = dict(REPORT, metric="f1", chance=None, layers={"a": [0.9, 0.895, float("nan")], "b": [0.9, 0.8, 0.6]})
+    assert dc_keras.suggest_sparsity(report, budget=0.01) == dc_keras.suggest_sparsity(report, max_drop=0.01) == \
+        {"a": 0.8, "b": 0.5}
+    bits = dict(BITS, metric="f1", chance=None, layers={"a": [float("nan"), 0.9, 0.9], "b": [0.9, 0.9, 0.9]})
+    assert dc_keras.suggest_bits(bits, budget=0.01)["a"] == 3

@@ -471,7 +471,10 @@ def _spend(report, budget, levels, start, saving):
         for layer, table in results.items():
             after = levels[levels.index(chosen[layer]) + 1:] if chosen[layer] in levels else levels
             for value in after:
-                extra = max(0.0, _drop(report, table[value])) - cost[layer]
+                drop = _drop(report, table[value])
+                if np.isnan(drop):  # a metric that gave NaN: never allowed (max(0.0, nan) made it free)
+                    continue
+                extra = max(0.0, drop) - cost[layer]
                 gain = size.get(layer, 1) * (saving(value) - saving(chosen[layer]))
                 if gain <= 0 or total + extra > budget + 1e-12:
                     continue
