@@ -175,3 +175,25 @@ def test_a_nan_in_the_sweep_is_never_within_a_budget():
         {"a": 0.8, "b": 0.5}
     bits = dict(BITS, metric="f1", chance=None, layers={"a": [float("nan"), 0.9, 0.9], "b": [0.9, 0.9, 0.9]})
     assert dc_keras.suggest_bits(bits, budget=0.01)["a"] == 3
+
+
+def test_suggest_sparsitys_targets_given_to_prune_as_they_are_say_how_to_wrap_them():
+    # before: "`layers`['wide'] must be a dc_keras.schedules schedule, got 0.8." and no word of how
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="wide"), keras.layers.Dense(2, name="head")])
+    targets = dc_keras.suggest_sparsity(REPORT | {"layers": {"wide": [0.9, 0.895, 0.7], "head": [0.8, 0.7, 0.6]}},
+                                        max_drop=0.01)
+    assert targets == {"wide": 0.8, "head": 0.0}
+    with pytest.raises(ValueError, match=r"`layers`\['wide'\] must be a dc_keras.schedules schedule, got 0.8 \(a target "
+                                         r"sparsity, e.g. from suggest_sparsity\(\): give each layer a schedule, .*"
+                                         r"PolynomialDecay\(0.0, s, 0, end_step\) for name, s in targets.items\(\) if "
+                                         r"s > 0\}, or pass the targets to dc_keras.pipeline.prune_retrain\("):
+        dc_keras.prune(model, layers=targets)
+    with pytest.raises(ValueError, match=r"got 0.9 \(a sparsity: wrap it in a schedule, e.g. "
+                                         r"dc_keras.schedules.PolynomialDecay\(0.0, 0.9, 0, end_step\) or "
+                                         r"ConstantSparsity\(0.9, 0\)\)\.$"):
+        dc_keras.prune(model, 0.9)
+    with pytest.raises(ValueError, match=r"got 'x'\.$"):  # not a sparsity: as before
+        dc_keras.prune(model, "x")
+    pruned = dc_keras.prune(model, layers={n: dc_keras.schedules.PolynomialDecay(0.0, s, 0, 300, frequency=10)
+                                           for n, s in targets.items() if s > 0})
+    assert [type(layer).__name__ for layer in pruned.layers] == ["PruneWrapper", "Dense"]

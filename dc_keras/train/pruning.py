@@ -827,6 +827,19 @@ def _distributed(model=None):
     return strategy is not None and strategy is not tf.distribute.get_strategy()
 
 
+def _as_schedule(value, layers=False):
+    """prune()'s hint for a bare sparsity where a schedule belongs (a suggest_sparsity() target
+    passed as it is): how to wrap it; "" for anything else."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        return ""
+    if layers:
+        return (" (a target sparsity, e.g. from suggest_sparsity(): give each layer a schedule, e.g. layers={name: "
+                "dc_keras.schedules.PolynomialDecay(0.0, s, 0, end_step) for name, s in targets.items() if s > 0}, "
+                "or pass the targets to dc_keras.pipeline.prune_retrain(model, x, y, targets, epochs))")
+    return (f" (a sparsity: wrap it in a schedule, e.g. dc_keras.schedules.PolynomialDecay(0.0, {value!r}, 0, "
+            f"end_step) or ConstantSparsity({value!r}, 0))")
+
+
 def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, include_frozen=False,
           min_params=0, _weights_of=None):
     """Wrap the prunable layers of a model (or one layer) for magnitude pruning during ``fit``.
@@ -869,11 +882,12 @@ def prune(model_or_layer, schedule=None, layers=None, sparsity_m_by_n=None, incl
         raise _base.not_keras3_error("prune()", "a Keras model or layer", model_or_layer)
     _base.refuse_quantized(model_or_layer, "prune")
     if schedule is not None and not isinstance(schedule, PruningSchedule):
-        raise ValueError(f"`schedule` must be a dc_keras.schedules schedule, got {schedule!r}.")
+        raise ValueError(f"`schedule` must be a dc_keras.schedules schedule, got {schedule!r}{_as_schedule(schedule)}.")
     if isinstance(layers, dict):
         for key, value in layers.items():
             if not isinstance(value, PruningSchedule):
-                raise ValueError(f"`layers`[{key!r}] must be a dc_keras.schedules schedule, got {value!r}.")
+                raise ValueError(f"`layers`[{key!r}] must be a dc_keras.schedules schedule, got "
+                                 f"{value!r}{_as_schedule(value, layers=True)}.")
     elif schedule is None:
         raise ValueError("`schedule` is required unless `layers` maps each layer to its schedule.")
 
