@@ -14,113 +14,12 @@ import stat
 import sys
 import threading
 
-from dc_keras._fileio import check_path, shell_path, show_path, special_file_kind
+from dc_keras._fileio import read_input as _read, shell_path, show_path, special_file_kind
 
 
 class UsageError(ValueError):
     """Options that cannot go together: ``dc-keras`` prints the command's usage and exits 2, before
     reading any file."""
-
-
-def _pipe_device():
-    """``st_dev`` of an anonymous pipe (``<(cmd)``, ``/dev/fd/N``: opening one never waits), told
-    apart from a named FIFO, whose ``open`` waits for a writer."""
-    r, w = os.pipe()
-    try:
-        return os.fstat(r).st_dev
-    finally:
-        os.close(r)
-        os.close(w)
-
-
-def _read_fifo(fd, path):
-    """The bytes of the FIFO open (non-blocking) on ``fd``. A named FIFO that no process has open
-    for writing is refused: reading it would wait for a writer forever (``open`` of a FIFO with no
-    writer blocks; a writer already waiting in its ``open``, e.g. ``cat m.tflite > FIFO &``, counts
-    as one). An anonymous pipe (process substitution) is read to its end, as any input."""
-    try:
-        first = os.read(fd, 1 << 16)
-    except BlockingIOError:  # a writer is there, nothing written yet
-        first = None
-    if first == b"" and os.fstat(fd).st_dev != _pipe_device():
-        raise OSError(errno.EINVAL, "a FIFO (named pipe) that no process is writing to, so reading it would wait "
-                      "forever: start the process writing the model into it first (e.g. cat model.tflite > "
-                      f"{show_path(path)} &), or give the path of a .tflite file", path)
-    os.set_blocking(fd, True)
-    with open(fd, "rb", closefd=False) as f:
-        return (first or b"") + f.read()
-
-
-# A regular file larger than this is read only when its first bytes are a .tflite's (a 30 GB file
-# given by mistake was read whole before "not a .tflite model", or ended in "out of memory").
-_HEAD_FIRST_BYTES = 64 << 20
-
-
-def _check_head(f, path):
-    """``ValueError`` (naming ``path``) when the file open as ``f`` does not start as a ``.tflite``
-    (``_flatbuffer``'s wording, from its first 64 KiB); ``f`` is left at its start."""
-    from dc_keras import _flatbuffer as fb
-
-    head = f.read(64 << 10)
-    f.seek(0)
-    if head[4:8] != fb.FILE_IDENTIFIER:
-        try:
-            fb.read_model(head)
-        except ValueError as exc:
-            raise ValueError(f"{show_path(path)}: {' '.join(str(exc).split())}") from None
-
-
-def _read(path):
-    """The bytes of an input file; a missing or unreadable path, a directory, a device, a socket or
-    a named FIFO nothing writes to raises ``OSError`` saying what to do (never waits for an input
-    that cannot come: the FIFO is opened non-blocking); a path holding a null byte ``ValueError``
-    (``_fileio.check_path``)."""
-    path = check_path(path, "the input path")
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-                     | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError as exc:
-        fix = "check the path of the input .tflite"
-        if os.path.islink(path):  # the link is there, what it names is not
-            fix = f"it is a symbolic link to {show_path(os.readlink(path))}, which does not exist: fix the link or {fix}"
-        raise type(exc)(exc.errno, f"{exc.strerror}; {fix}", path) from None
-    except IsADirectoryError as exc:  # (Windows; POSIX opens a directory: fstat below)
-        raise type(exc)(exc.errno, f"{exc.strerror}; give the path of a .tflite file", path) from None
-    except PermissionError as exc:
-        raise type(exc)(exc.errno, f"{exc.strerror}; the input must be readable by you", path) from None
-    except OSError as exc:
-        if exc.errno == errno.ENXIO and stat.S_ISSOCK(os.stat(path).st_mode):  # a Unix socket opens as no file
-            raise OSError(errno.EINVAL, "a socket, not a file: give the path of a .tflite file", path) from None
-        too_long = ("the path is longer than the system allows (PATH_MAX), though no name in it is: use a shorter "
-                    "path, e.g. a relative one from a directory closer to the file")
-        if exc.errno == errno.ENAMETOOLONG and all(len(os.fsencode(n)) <= 255 for n in path.split(os.sep)):
-            raise type(exc)(exc.errno, f"{exc.strerror}; {too_long}", path) from None
-        fix = {errno.ENOTDIR: "a part of the path before the last / is a file, not a directory (a trailing / after "
-                              "the file's name?): check the path of the input .tflite",
-               errno.ELOOP: "a symbolic link in the path leads back to itself (a loop): fix the link or give the "
-                            "path of the .tflite file",
-               errno.ENAMETOOLONG: "a name in the path is longer than the file system allows: check the path of "
-                                   "the input .tflite"}.get(exc.errno)
-        if fix and exc.strerror:
-            raise type(exc)(exc.errno, f"{exc.strerror}; {fix}", path) from None
-        raise
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, f"{os.strerror(errno.EISDIR)}; give the path of a .tflite file",
-                                    path)
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            # /dev/zero never ends, a terminal waits for typing, a disk is no model
-            raise OSError(errno.EINVAL, "a device, not a file: give the path of a .tflite file", path)
-        if stat.S_ISFIFO(mode):
-            return _read_fifo(fd, path)
-        os.set_blocking(fd, True)
-        with open(fd, "rb", closefd=False) as f:
-            if os.fstat(fd).st_size > _HEAD_FIRST_BYTES:
-                _check_head(f, path)
-            return f.read()
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

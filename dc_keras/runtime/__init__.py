@@ -156,9 +156,9 @@ def _read_path(path) -> bytes:
     if stat.S_ISREG(os.stat(path).st_mode):
         with open(path, "rb") as f:
             return f.read()
-    from dc_keras.export.cli_commands import _read
+    from dc_keras._fileio import read_input
 
-    return _read(path)
+    return read_input(path)
 
 
 def _backend_path(model_path):
