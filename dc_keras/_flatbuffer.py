@@ -855,6 +855,18 @@ def tensor_name(t) -> str:
     return n.decode("utf-8", "backslashreplace") if isinstance(n, bytes) else str(n)
 
 
+def tensor_label(t, index: int, subgraph: int = 0) -> str:
+    """How messages name tensor ``t``, index ``index`` of subgraph ``subgraph``: its name
+    (``tensor_name``), or for a nameless one (``pack(strip_strings=True)`` drops every name)
+    ``"(unnamed tensor N)"``, with ``", subgraph S"`` after N past the first subgraph: the index
+    ``get_tensor_details()`` gives and the tensor column of ``dc-keras inspect`` shows for it. The C
+    library says the same words (tflite_kernels/src/dc_tensor_label.h)."""
+    name = tensor_name(t)
+    if name:
+        return name
+    return f"(unnamed tensor {index}, subgraph {subgraph})" if subgraph > 0 else f"(unnamed tensor {index})"
+
+
 def printable(text: str) -> str:
     """``text`` (a name read from a model: tensor, metadata, zip member, or a message holding one) as
     every printer shows it: each character that is not printable (newline, tab, ESC and the other

@@ -98,6 +98,22 @@ class TensorRow:
     #: packed bytes in one buffer (``_add_packed``), so rows with one key count once in
     #: ``packed_total``, also when their raw data sits in different buffers
     packed_key: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: the tensor's index in its subgraph (-1: not known): how the table names a nameless tensor
+    #: (``pack(strip_strings=True)``), "(unnamed tensor N)", as the runtime's errors and reports do
+    index: int = -1
+
+    @property
+    def label(self) -> str:
+        """The tensor's name, or ``"(unnamed tensor N)"`` for a nameless one (``index`` N): the
+        words the runtime's errors and ``compressed_report()`` use for it.
+
+        Example:
+          >>> [r.label for r in dc_keras.export.inspect(dc_keras.export.pack(data, strip_strings=True)).rows][:1]
+          ['(unnamed tensor 1)']
+        """
+        if self.name or self.index < 0:
+            return self.name
+        return f"(unnamed tensor {self.index})"
 
 
 def _packed_key(packed):
@@ -167,7 +183,7 @@ class Report:
                f"{'raw bytes':>11} {'packed':>11} {'ratio':>6}  {'status':9} reason"
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            name = fb.printable(r.name)
+            name = fb.printable(r.label)
             name = name if len(name) <= 40 else "..." + name[-37:]
             packed = "-" if r.packed_bytes is None else str(r.packed_bytes)
             ratio = "-" if not r.packed_bytes else f"{r.raw_bytes / r.packed_bytes:.1f}x"
@@ -182,7 +198,7 @@ class Report:
         groups = _shared_groups(self.rows)
         if groups:
             n = len(groups)
-            named = "; ".join(" = ".join(f"{fb.printable(r.name) or '(unnamed)'} (sg {r.subgraph})" for r in g)
+            named = "; ".join(" = ".join(f"{fb.printable(r.label) or '(unnamed)'} (sg {r.subgraph})" for r in g)
                               for g in groups[:3]) + (f"; and {n - 3} more" if n > 3 else "")
             lines.append(f"{sum(map(len, groups))} rows share {n} buffer{'s' if n > 1 else ''}: counted once in these "
                          "totals (one constant read by several tensors: in several subgraphs or signatures, or equal "
@@ -250,7 +266,7 @@ class Report:
         from matplotlib.figure import Figure
 
         rows = sorted(self.rows, key=lambda r: -r.raw_bytes)[:40]
-        names = [r.name.split("/")[-2] if r.name.count("/") >= 1 else r.name for r in rows]
+        names = [r.label.split("/")[-2] if r.label.count("/") >= 1 else r.label for r in rows]
         raw = np.array([r.raw_bytes for r in rows], float) / 1024
         packed = np.array([r.packed_bytes if r.packed_bytes is not None else r.raw_bytes for r in rows],
                           float) / 1024
@@ -414,13 +430,16 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 rows.append(_sparse_row(model, codec, s, t, dense_of[i], min_bytes))
                 rows[-1].buffer = rows[-1].raw_buffer = t.buffer
             elif i in decoded_from:
-                rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]]))
+                rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]], i))
                 rows[-1].buffer, rows[-1].raw_buffer = sg.tensors[decoded_from[i]].buffer, t.buffer
             elif fb.buffer_size(model, t.buffer):
                 why = skip_reason(t, i, facts, users, planned, model) or shared_buffer_reason(
                     model, s, i, all_facts, users, planned)
                 rows.append(_plain_row(model, codec, s, t, why, min_bytes))
                 rows[-1].buffer = rows[-1].raw_buffer = t.buffer
+            else:
+                continue
+            rows[-1].index = i
     bar.close()
     _keep_shared(rows, users)
     z, tail, dropped, model_end = after_model(tflite_bytes, model)
@@ -451,7 +470,7 @@ def _keep_shared(rows, users):
         if why is None:
             continue
         for row in group:
-            others = ", ".join(f"{fb.printable(r.name)!r} (sg {r.subgraph})" for r in group if r is not row)
+            others = ", ".join(f"{fb.printable(r.label)!r} (sg {r.subgraph})" for r in group if r is not row)
             row.status, row.packed_bytes, row.reason = "kept", None, f"{why} (with {others})"
 
 
@@ -465,23 +484,24 @@ def _not_rewritable(model, what):
     return None
 
 
-def _packed_row(model, codec, s, t, packed_tensor):
+def _packed_row(model, codec, s, t, packed_tensor, i):
     name, dtype = fb.tensor_name(t), fb.TYPE_NAMES.get(t.type, str(t.type))
+    label = fb.tensor_label(t, i, s)  # errors name a nameless tensor (strip_strings) by its index
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
     data = fb.buffer_bytes(model, packed_tensor.buffer)
     mismatch = packed_shape_mismatch(packed_tensor, data)  # as unpack and the runtime refuse it
     if mismatch:
         what = (f"packed input {fb.printable(fb.tensor_name(packed_tensor))!r}" if fb.tensor_name(packed_tensor)
                 else "packed input")
-        raise ValueError(f"tensor {fb.printable(name)!r}: {what} {mismatch}: no runtime loads it; {fb.CORRUPT_FIX}")
+        raise ValueError(f"tensor {fb.printable(label)!r}: {what} {mismatch}: no runtime loads it; {fb.CORRUPT_FIX}")
     try:
         arr = np.asarray(codec.decode(data))
         head = codec.info(data)
     except ValueError as exc:
-        raise ValueError(fb.with_corrupt_fix(f"tensor {name!r}: packed data is invalid: {exc}")) from None
+        raise ValueError(fb.with_corrupt_fix(f"tensor {label!r}: packed data is invalid: {exc}")) from None
     mismatch = header_mismatch(head, t)
     if mismatch:
-        raise ValueError(f"tensor {name!r}: packed data is {mismatch}: no runtime loads it; {fb.CORRUPT_FIX}")
+        raise ValueError(f"tensor {label!r}: packed data is {mismatch}: no runtime loads it; {fb.CORRUPT_FIX}")
     density, distinct = _stats(arr, in_place=True)  # arr is this row's own decoded copy
     return TensorRow(s, name, dtype, shape, density, distinct, int(head["raw_bytes"]), len(data), "packed",
                      head["layout"])

@@ -509,7 +509,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         the context-modelled layout, so ``context_model=True`` with it is refused (ValueError).
       strip_strings: drop the tensor names, subgraph names and model description (signature
         keys and signature input/output names stay, so ``get_signature_runner`` keeps working;
-        ``get_input_details()`` then shows empty names). Default False.
+        ``get_input_details()`` then shows empty names; errors, ``compressed_report()`` and
+        ``dc-keras inspect`` name such a tensor "(unnamed tensor N)", N its index). Default False.
       compact: also drop flatbuffer tables no runtime reads: empty ``QuantizationParameters``
         (float tensors) and the empty buffer the converter gives every activation tensor (they
         then share buffer 0, the schema's empty buffer; variable tensors, decoded tensors and
@@ -641,24 +642,30 @@ class _Refused(list):
     ``min_saving`` or the added op's cost (kept raw: ``stats["kept_raw"]``); ``kinds``: {that key:
     why, a key of ``KEPT_RAW_HINTS``} (``stats["kept_raw_kinds"]``); ``skipped``: {buffer (or that
     key): (name, bytes)} of the constants pack could pack but left alone, smaller than ``min_bytes``
-    (``stats["skipped"]``)."""
+    (``stats["skipped"]``). Each names its tensor as ``fb.tensor_label`` does: a nameless one (a file
+    packed with ``strip_strings=True``, then unpacked) "(unnamed tensor N)", N its index in ``model``."""
 
-    def __init__(self):
+    def __init__(self, model):
         super().__init__()
         self.buffers = {}
         self.kept = {}
         self.kinds = {}
         self.skipped = {}
+        self._unnamed = {id(t): fb.tensor_label(t, i, s) for s, sg in enumerate(model.subgraphs)
+                         for i, t in enumerate(sg.tensors or []) if not fb.tensor_name(t)}
+
+    def _name(self, t):
+        return self._unnamed.get(id(t)) or fb.tensor_name(t)
 
     def skip(self, key, t, nbytes):
-        self.skipped.setdefault(key, (fb.tensor_name(t), nbytes))
+        self.skipped.setdefault(key, (self._name(t), nbytes))
 
     def keep(self, key, t, nbytes, kind="weights"):
-        self.kept.setdefault(key, (fb.tensor_name(t), nbytes))
+        self.kept.setdefault(key, (self._name(t), nbytes))
         self.kinds.setdefault(key, kind)
 
     def add(self, t, nbytes, why):
-        self.append((fb.tensor_name(t), nbytes, why))
+        self.append((self._name(t), nbytes, why))
         if t.buffer > 0:
             self.buffers[t.buffer] = max(nbytes, self.buffers.get(t.buffer, 0))
         else:
@@ -718,7 +725,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     zeros = _signed_zeros(model, positive_zeros)
     facts = [_subgraph_facts(sg) for sg in model.subgraphs]
     enc = {"version": version, "context_model": bool(context_model), "layouts": layouts}  # codec.encode options
-    refused = _Refused()
+    refused = _Refused(model)
     sparse = _plan_sparse(model, min_bytes, min_saving, verify, enc, refused)
     plans = _plan(model, facts, min_bytes, verify, min_saving, enc, refused, _densified(model),
                   _planned_constants(offline_plans), _unwritable(version, decoder),
@@ -760,7 +767,7 @@ def _planned_raw(model, plans, sparse):
     buffer several read once), for ``stats["kept_raw"]`` when the packed file is no smaller."""
     from dc_keras.export import _sparse
 
-    planned = _Refused()
+    planned = _Refused(model)
     for s, i in plans:
         t = model.subgraphs[s].tensors[i]
         planned.keep(t.buffer, t, fb.buffer_size(model, t.buffer), "file")
@@ -1340,7 +1347,7 @@ def _unpack_model(model, buffers):
             if len(ins) != 1 or len(outs) != 1 or ins[0] < 0 or outs[0] < 0:
                 raise ValueError(f"{where}: expected one input and one output; {fb.CORRUPT_FIX}")
             p, t = tensors[ins[0]], tensors[outs[0]]
-            name = fb.tensor_name(t)
+            name = fb.tensor_label(t, outs[0], s)  # a nameless one (strip_strings): "(unnamed tensor N)"
             what = f"packed input {fb.tensor_name(p)!r}" if fb.tensor_name(p) else f"packed input of {name!r}"
             raw = fb.buffer_bytes(model, p.buffer)
             if p.type != schema.TensorType.UINT8 or not raw:

@@ -275,7 +275,7 @@ def _verify_packed(label, model_path, model_content) -> None:
 
             raise RuntimeError(f"{label}: {printable(msg)}")
         try:
-            bad = next((ops[i].name.decode(errors="replace") or f"(unnamed; HuffDecode op {i})"
+            bad = next((ops[i].name.decode(errors="replace")  # a nameless one: "(unnamed tensor N)", the C's
                         for i in range(count.value if status == 0 else 0)
                         if verify(ops[i].packed, ops[i].packed_size) == _DC_ERR_CHECKSUM), None)
         finally:
@@ -816,7 +816,8 @@ class Interpreter:
         """What ``weights="compressed"`` did with each packed tensor: its route and, when it is
         not run compressed, why.
 
-        One dict per packed tensor: ``{"weights": tensor name, "route": "compressed", "shape":
+        One dict per packed tensor: ``{"weights": tensor name ("(unnamed tensor N)", N its index, in a
+        file packed with ``strip_strings=True``), "route": "compressed", "shape":
         (units, inputs) or (table rows, row width), "dtype", "nonzeros", "bytes": size of the
         compact form, "op": "FULLY_CONNECTED" | "EMBEDDING_LOOKUP" | "GATHER"}`` or ``{"weights",
         "route": "dense", "reason", "op"}``: weights decoded as with ``weights="decoded"``, e.g.

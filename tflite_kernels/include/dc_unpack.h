@@ -103,7 +103,9 @@ typedef struct {
   size_t output_bytes;
   uint32_t rank;
   int32_t dims[DC_MAX_RANK];
-  char name[96]; /* output tensor name (truncated) */
+  char name[96]; /* output tensor name (truncated); a nameless one (pack(strip_strings=True)):
+                  * "(unnamed tensor N)", N its index in its subgraph (", subgraph S" after N
+                  * past the first subgraph), as the library's messages name it */
 } dc_huffdecode_op;
 
 /* Lists every HuffDecode op of a .tflite in subgraph/operator order into a malloc'd array

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "dc_parallel.h"
+#include "dc_tensor_label.h"
 #include "dc_tflite_layout.h" /* generated: tflite_kernels/tools/gen_tflite_layout.py */
 #include "dc_version_note.h"
 
@@ -657,6 +658,10 @@ static int plan_op(Fb* f, Plan* pl, const Vec* tensors, size_t s, size_t o, size
       !read_tensor(f, tensors, i32_elem(f, &outs, 0), &t)) {
     return DC_UNPACK_MALFORMED;
   }
+  /* a nameless output (pack(strip_strings=True)): the messages below and dc_list_huffdecode's
+   * name say "(unnamed tensor N)", as the op and the delegate do (dc_tensor_label.h) */
+  if (!t.name[0])
+    (void)dc_tensor_label(NULL, i32_elem(f, &outs, 0), (long)s, t.name, sizeof t.name);
   const uint8_t* raw = NULL;
   size_t len = 0;
   /* pack writes packed tensors nameless (FORMAT.md §15): then named by the tensor they decode to */

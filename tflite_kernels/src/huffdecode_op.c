@@ -46,6 +46,7 @@
 #include "dc_parallel.h"
 #include "dc_parallel_internal.h"
 #include "dc_sparse_fc.h"
+#include "dc_tensor_label.h"
 #include "dc_tflite.h" /* the public declarations of the entry points below */
 #include "dc_version_note.h"
 #include "tflite_abi.h"
@@ -113,9 +114,22 @@ static int output_size_ok(const TfLiteTensor* out, const dc_tensor_info* info) {
   return info->dtype == DC_DTYPE_INT4 && (uint64_t)out->bytes == info->num_elements;
 }
 
-static const char* tensor_name(const TfLiteTensor* t) {
-  return (t && t->name) ? t->name : "?";
+/* How messages and the delegate's report name tensor t of `context`: its name, or for a nameless
+ * one (pack(strip_strings=True)) "(unnamed tensor N)", N its index in context->tensors (the index
+ * get_tensor_details() gives; dc_tensor_label.h).  buf: DC_TENSOR_LABEL_SIZE bytes, which
+ * TENSOR_NAME gives as a compound literal (it lives until the end of the caller's block). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline)) /* one copy, not one per message (measured: -O2 +1.7 kB inlined) */
+#endif
+static const char*
+tensor_label(const TfLiteContext* context, const TfLiteTensor* t, char* buf) {
+  const uintptr_t at = (uintptr_t)t, first = (uintptr_t)context->tensors;
+  const long index = at >= first && (at - first) / sizeof *t < context->tensors_size
+                         ? (long)((at - first) / sizeof *t)
+                         : -1;
+  return dc_tensor_label(t->name, index, 0, buf, DC_TENSOR_LABEL_SIZE);
 }
+#define TENSOR_NAME(context, t) tensor_label((context), (t), (char[DC_TENSOR_LABEL_SIZE]){0})
 
 static void set_msg(char* msg, size_t size, const char* fmt, ...) {
   va_list ap;
@@ -153,9 +167,9 @@ static void input_label(const TfLiteTensor* in, const char* oname, char* buf, si
 
 /* Checks the packed input and that its header matches the output tensor
  * (dtype, shape, byte size).  Returns 1 and fills *info, or 0 + message. */
-static int check_packed(const TfLiteTensor* in, const TfLiteTensor* out, dc_tensor_info* info,
-                        char* msg, size_t msg_size) {
-  const char* oname = tensor_name(out);
+static int check_packed(const TfLiteContext* context, const TfLiteTensor* in,
+                        const TfLiteTensor* out, dc_tensor_info* info, char* msg, size_t msg_size) {
+  const char* oname = TENSOR_NAME(context, out);
   char what[192];
   input_label(in, oname, what, sizeof what);
   if (in->type != kTfLiteUInt8) {
@@ -215,12 +229,13 @@ static int check_packed(const TfLiteTensor* in, const TfLiteTensor* out, dc_tens
  * XNNPACK had packed the consumer's weights from the constant: either way the model ran on the
  * constant's bytes (NaN outputs from a 4,096-byte buffer of 0..255).  The TFLM kernel refuses it
  * with the same words (micro/huffdecode_tflm.c). */
-static void output_has_data(const TfLiteTensor* out, char* msg, size_t msg_size) {
+static void output_has_data(const TfLiteContext* context, const TfLiteTensor* out, char* msg,
+                            size_t msg_size) {
   set_msg(msg, msg_size,
           "HuffDecode(%s): the output has data in the flatbuffer (a constant), which decoding "
           "would overwrite; the model was edited after packing: re-export the model with "
           "dc_keras.export.pack",
-          tensor_name(out));
+          TENSOR_NAME(context, out));
 }
 
 /* ------------------------------------------------------------------ */
@@ -262,11 +277,11 @@ static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteOk; /* decoded by an earlier Prepare */
   }
   if (out->allocation_type == kTfLiteMmapRo && out->data.raw_const != NULL) {
-    output_has_data(out, msg, sizeof msg);
+    output_has_data(context, out, msg, sizeof msg);
     context->ReportError(context, "%s", msg);
     return kTfLiteError;
   }
-  if (!check_packed(in, out, &info, msg, sizeof msg)) {
+  if (!check_packed(context, in, out, &info, msg, sizeof msg)) {
     context->ReportError(context, "%s", msg);
     return kTfLiteError;
   }
@@ -283,7 +298,7 @@ static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
     TfLiteIntArray* shape =
         (TfLiteIntArray*)malloc(sizeof(TfLiteIntArray) + sizeof(int) * (info.rank ? info.rank : 1));
     if (!shape) {
-      context->ReportError(context, "HuffDecode(%s): out of memory", tensor_name(out));
+      context->ReportError(context, "HuffDecode(%s): out of memory", TENSOR_NAME(context, out));
       return kTfLiteError;
     }
     shape->size = (int)info.rank;
@@ -296,7 +311,7 @@ static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
     context->ReportError(context,
                          "HuffDecode(%s): could not allocate %llu bytes for the "
                          "decoded tensor",
-                         tensor_name(out), (unsigned long long)info.output_bytes);
+                         TENSOR_NAME(context, out), (unsigned long long)info.output_bytes);
     return kTfLiteError;
   }
   if (out->bytes > info.output_bytes) {
@@ -305,7 +320,7 @@ static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
   dc_status st = dc_decode((const uint8_t*)in->data.raw_const, in->bytes, out->data.data,
                            (size_t)info.output_bytes);
   if (st != DC_OK) {
-    context->ReportError(context, "HuffDecode(%s): decoding failed: %s", tensor_name(out),
+    context->ReportError(context, "HuffDecode(%s): decoding failed: %s", TENSOR_NAME(context, out),
                          dc_strerror(st));
     return kTfLiteError;
   }
@@ -1128,17 +1143,18 @@ static int delegate_check_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
   if (out->allocation_type == kTfLiteMmapRo && out->data.data != NULL) {
     const Decoded* mine = find_decoded(d, context, node->outputs->data[0]);
     if (mine && mine->block == out->data.data) return 2; /* decoded (delegate applied again) */
-    output_has_data(out, msg, msg_size);
+    output_has_data(context, out, msg, msg_size);
     return 0;
   }
-  if (!check_packed(in, out, &info, msg, msg_size)) return 0;
+  if (!check_packed(context, in, out, &info, msg, msg_size)) return 0;
   const Decoded* prev = find_decoded(d, context, node->outputs->data[0]);
   if (prev && !prev->block && out->bytes == 0) {
     out->bytes = (size_t)info.output_bytes; /* released earlier: decode again */
   }
   if (!output_size_ok(out, &info)) {
-    set_msg(msg, msg_size, "HuffDecode(%s): output byte size %llu != %llu", tensor_name(out),
-            (unsigned long long)out->bytes, (unsigned long long)info.output_bytes);
+    set_msg(msg, msg_size, "HuffDecode(%s): output byte size %llu != %llu",
+            TENSOR_NAME(context, out), (unsigned long long)out->bytes,
+            (unsigned long long)info.output_bytes);
     return 0;
   }
   *bytes = (size_t)out->bytes; /* >= output_bytes (int4: see output_size_ok) */
@@ -1174,7 +1190,7 @@ static int delegate_stage_node(TfLiteContext* context, DcDelegate* d, TfLiteNode
     set_msg(msg, msg_size,
             "HuffDecode(%s): out of memory (%llu bytes for the decoded tensor): free some memory "
             "or raise the process's memory limit (ulimit -v)",
-            tensor_name(out), (unsigned long long)info.output_bytes);
+            TENSOR_NAME(context, out), (unsigned long long)info.output_bytes);
     return 0;
   }
   /* The decoder writes output_bytes; zero the rest (int4: runtime size > data).  A lazy arena's
@@ -1198,7 +1214,7 @@ static int delegate_finish_node(TfLiteContext* context, DcDelegate* d, TfLiteNod
                                 size_t msg_size) {
   TfLiteTensor* out = &context->tensors[node->outputs->data[0]];
   if (job->status != DC_OK) {
-    set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s", tensor_name(out),
+    set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s", TENSOR_NAME(context, out),
             dc_strerror(job->status));
     return 0;
   }
@@ -1368,7 +1384,7 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
   const TfLiteTensor* pk = &context->tensors[packed];
   FcPlan* p = (FcPlan*)calloc(1, sizeof(FcPlan));
   if (!p) {
-    set_msg(why, why_size, "HuffDecode(%s): out of memory", tensor_name(w));
+    set_msg(why, why_size, "HuffDecode(%s): out of memory", TENSOR_NAME(context, w));
     return -1;
   }
   dc_status ds = DC_OK;
@@ -1382,7 +1398,7 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
     free(p);
     if (st == DC_SFC_TOO_DENSE) return 2;
     if (st == DC_SFC_UNSUPPORTED) return 0;
-    set_msg(why, why_size, "HuffDecode(%s): %s", tensor_name(w),
+    set_msg(why, why_size, "HuffDecode(%s): %s", TENSOR_NAME(context, w),
             st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
     return -1;
   }
@@ -1399,7 +1415,7 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
   p->output = node->outputs->data[0];
   p->weight = wi;
   p->packed = packed;
-  snprintf(p->name, sizeof p->name, "%s", tensor_name(w));
+  snprintf(p->name, sizeof p->name, "%s", TENSOR_NAME(context, w));
   *out = p;
   return 1;
 }
@@ -1417,7 +1433,7 @@ static int fc_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index
   const TfLiteTensor* out = &context->tensors[node->outputs->data[0]];
   int bi = node->inputs->size == 3 ? node->inputs->data[2] : -1;
   dc_tensor_info info;
-  if (!check_packed(pk, w, &info, why, why_size)) return -1;
+  if (!check_packed(context, pk, w, &info, why, why_size)) return -1;
   if (bi >= 0 && (!const_tensor(&context->tensors[bi]) ||
                   context->tensors[bi].bytes != (size_t)info.dims[0] * 4u)) {
     set_msg(why, why_size, "bias is not a constant of %llu elements",
@@ -1493,7 +1509,7 @@ static int lookup_plan_make(TfLiteContext* context, TfLiteNode* node, int node_i
   const TfLiteTensor* w = &context->tensors[wi];
   const TfLiteTensor* pk = &context->tensors[packed];
   dc_tensor_info info;
-  if (!check_packed(pk, w, &info, why, why_size)) return -1;
+  if (!check_packed(context, pk, w, &info, why, why_size)) return -1;
   FcPlan* p = NULL;
   int r = plan_build(context, node, node_index, op, wi, packed, 1, NULL, &p, why, why_size);
   if (r != 1) return r;
@@ -1787,7 +1803,7 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     return;
   }
   char msg[512];
-  report_dense(d, tensor_name(&context->tensors[fc->node->inputs->data[slot]]), why,
+  report_dense(d, TENSOR_NAME(context, &context->tensors[fc->node->inputs->data[slot]]), why,
                op_name(fc->reg->builtin_code));
   huff->skip = 0;
   if (!delegate_decode_node(context, d, huff->node, dense, msg, sizeof msg)) {
@@ -1933,7 +1949,7 @@ static void join_lazy(DcDelegate* d, int report) {
   d->lazy = NULL;
   dc_arena_fill_join(f->fill);
   for (size_t k = 0; report && k < f->num; ++k) {
-    const char* name = tensor_name(&f->ctx->tensors[f->tensor[k]]);
+    const char* name = TENSOR_NAME(f->ctx, &f->ctx->tensors[f->tensor[k]]);
     if (!f->filled[k]) {
       set_msg(msg, sizeof msg,
               "HuffDecode(%s): could not write the decoded tensor's pages (out of memory?); "
@@ -2257,7 +2273,7 @@ static void report_decoded(TfLiteContext* context, DcDelegate* d, const PlanNode
     } else {
       set_msg(why, sizeof why, "not a compressed candidate; decoded");
     }
-    report_dense(d, tensor_name(&context->tensors[r->tensor]), why, op);
+    report_dense(d, TENSOR_NAME(context, &context->tensors[r->tensor]), why, op);
   }
 }
 
