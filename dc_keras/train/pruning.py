@@ -49,7 +49,9 @@ from dc_keras.train.schedules import PruningSchedule
 _NOT_TRAINING_MODE = (
     "{what} A subclassed model's call() must accept `training` and pass it on to the layers it calls: "
     "`def call(self, x, training=None): return self.dense(x, training=training)`. On JAX, Keras hands "
-    "`training` only to the layers that are called with it (Dropout and BatchNormalization need it too)."
+    "`training` only to the layers that are called with it (Dropout and BatchNormalization need it too). "
+    "In a custom training loop, call the model with `training=True` in the step that trains it: "
+    "`model(x, training=True)` (on JAX `model.stateless_call(trainable, non_trainable, x, training=True)`)."
 )
 
 _NO_CALLBACK = (
