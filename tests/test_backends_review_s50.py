@@ -5,7 +5,11 @@ TensorFlow-backend child, pack, the packed file run) on LeNet-300-100, a Conv2D+
 a GRU and an Embedding model; the custom training loops docs/models.md describes (GradientTape on TF,
 ``stateless_call`` under ``jax.jit`` on JAX, a ``torch.optim`` loop on torch). Each went through.
 
-What was found: a custom training loop that calls the pruned model without ``training=True`` (the
+What was found: ``PruneWrapper.sparsity()`` (so ``PruningCallback.sparsity()`` and the TensorBoard
+sparsity scalars) was 1 - the float32 mean of the mask: 0.7999999970197678 for a mask exactly 80 % zeros,
+so a check `>= 0.8` failed; now the exact count of zeros over the size.
+
+Also: a custom training loop that calls the pruned model without ``training=True`` (the
 default, ``model(x)``) trains without ever pruning, and ``cb.on_train_end()`` then raised an error whose
 only fix named a subclassed model's ``call()``: nothing in it told the user of a custom loop (who has no
 subclassed model) what to change. The message now also says to call the model with ``training=True``
@@ -119,3 +123,19 @@ def test_custom_loop_without_training_true_says_to_pass_it():
     message = str(info.value)
     assert "In a custom training loop, call the model with `training=True`" in message
     assert "model.stateless_call(trainable, non_trainable, x, training=True)" in message
+
+
+def test_sparsity_is_the_exact_fraction_of_zeros_in_the_masks():
+    # Old code: 1 - float32 mean of the mask, 0.7999999970197678 for a mask 96 of whose 120 entries
+    # are 0, so `cb.sparsity()[name] >= 0.8` was False for a layer pruned to exactly 0.8.
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(10, activation="softmax", name="fc1")])
+    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.8, begin_step=0, frequency=1))
+    pruned.compile("sgd", "sparse_categorical_crossentropy")
+    cb = dc_keras.PruningCallback()
+    pruned.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[cb])
+    kernel = keras.ops.convert_to_numpy(dc_keras.strip(pruned).get_layer("fc1").kernel)
+    assert np.count_nonzero(kernel == 0) == 96
+    assert cb.sparsity() == {"fc1/kernel": 0.8}
+    assert pruned.get_layer("fc1").sparsity() == {"kernel": 0.8}
