@@ -197,3 +197,21 @@ def test_suggest_sparsitys_targets_given_to_prune_as_they_are_say_how_to_wrap_th
     pruned = dc_keras.prune(model, layers={n: dc_keras.schedules.PolynomialDecay(0.0, s, 0, 300, frequency=10)
                                            for n, s in targets.items() if s > 0})
     assert [type(layer).__name__ for layer in pruned.layers] == ["PruneWrapper", "Dense"]
+
+
+def test_a_regression_model_is_told_to_measure_its_error():
+    # before: the one-score message spoke of a binary classifier only; a regression (one value per sample)
+    # found no fix for its case. The metric it now names runs as written.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="wide"),
+                              keras.layers.Dense(1, name="out")])
+    target = (X[:, 0] - 0.5 * X[:, 1]).astype("float32")
+    with pytest.raises(ValueError, match=r"A regression model \(one value per sample\) is measured by its error: "
+                                         r"metric=lambda y_true, y_pred: .*higher_is_better=False\.$"):
+        dc_keras.sensitivity(model, (X, target), sparsities=[0.5], metric="accuracy")
+    report = dc_keras.sensitivity(
+        model, (X, target), sparsities=[0.5, 0.9],
+        metric=lambda y_true, y_pred: float(np.mean((y_pred.reshape(-1) - y_true.reshape(-1)) ** 2)),
+        higher_is_better=False)
+    assert not report["higher_is_better"] and set(report["layers"]) == {"wide", "out"}
+    assert all(math.isfinite(v) for values in report["layers"].values() for v in values)

@@ -162,8 +162,8 @@ def _single_output(name, y_true, y_pred):
 
 def _check_class_scores(name, y_pred):
     """The built-in metric ``name`` takes the class of the highest score: one ValueError, before the
-    sweep, when ``y_pred`` holds one score per sample (a sigmoid or logit binary classifier), whose
-    argmax is always class 0. Its "accuracy" was then the share of label 0 at every swept value,
+    sweep, when ``y_pred`` holds one score per sample (a sigmoid or logit binary classifier, or a
+    regression's value), whose argmax is always class 0. Its "accuracy" was then the share of label 0 at every swept value,
     and suggest_sparsity() / suggest_bits() blamed an untrained model."""
     if y_pred.ndim >= 2 and y_pred.shape[-1] > 1:
         return
@@ -172,7 +172,9 @@ def _check_class_scores(name, y_pred):
         f"classifier with a sigmoid or a logit output?), and metric={name!r} takes the class of the highest score, "
         f"which would always be 0. Pass a metric=callable(y_true, y_pred) -> float that thresholds the score, e.g. "
         f"metric=lambda y_true, y_pred: float(np.mean((y_pred.reshape(-1) > 0.5) == y_true.reshape(-1))) for a "
-        f"sigmoid output (> 0 for a logit), or score two classes (softmax over 2 units).")
+        f"sigmoid output (> 0 for a logit), or score two classes (softmax over 2 units). A regression model (one "
+        f"value per sample) is measured by its error: metric=lambda y_true, y_pred: float(np.mean((y_pred.reshape(-1) "
+        f"- y_true.reshape(-1)) ** 2)), higher_is_better=False.")
 
 
 def _labels(y_true, y_pred):
