@@ -95,13 +95,20 @@ def _custom_loop(model, x, y, training):
             step(x[i:i + 32], y[i:i + 32])
 
 
-def test_documented_custom_loop_prunes_to_the_target_on_this_backend():
+def _custom_loop_with_callback(training):
+    """A pruned model trained by ``_custom_loop`` with a PruningCallback armed as docs/models.md says
+    (set_model, on_train_begin); returns (model, callback), before on_train_end."""
     x, y = _data()
     model = _pruned()
     cb = dc_keras.PruningCallback()
     cb.set_model(model)
     cb.on_train_begin()
-    _custom_loop(model, x, y, training=True)
+    _custom_loop(model, x, y, training=training)
+    return model, cb
+
+
+def test_documented_custom_loop_prunes_to_the_target_on_this_backend():
+    model, cb = _custom_loop_with_callback(training=True)
     cb.on_train_end()
     stripped = dc_keras.strip(model)
     for name in ("fc1", "fc2"):
@@ -112,12 +119,7 @@ def test_documented_custom_loop_prunes_to_the_target_on_this_backend():
 def test_custom_loop_without_training_true_says_to_pass_it():
     # Old code: the error named only a subclassed model's call() (the loop here has none), not the
     # loop's model(x) call that lacked training=True.
-    x, y = _data()
-    model = _pruned()
-    cb = dc_keras.PruningCallback()
-    cb.set_model(model)
-    cb.on_train_begin()
-    _custom_loop(model, x, y, training=False)
+    _, cb = _custom_loop_with_callback(training=False)
     with pytest.raises(RuntimeError, match=r"not called in training mode") as info:
         cb.on_train_end()
     message = str(info.value)
