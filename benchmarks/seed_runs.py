@@ -64,7 +64,7 @@ def main(argv=None):
         with open(path) as f:
             loaded.append((path, json.load(f)))
     write_json(args.record, merge(loaded[0][1], loaded[1:]))
-    print(f"{args.record}: other_seeds {[s for _, r in loaded[1:] for s in [r['config']['seed']]]}", file=sys.stderr)
+    print(f"{args.record}: other_seeds {sorted(r['config']['seed'] for _, r in loaded[1:])}", file=sys.stderr)
 
 
 if __name__ == "__main__":
