@@ -323,6 +323,23 @@ def test_custom_op_kernel_on_compiled_model_c_api(tmp_path):
         CustomOpCompiledModel(bytes(bad))
 
 
+def test_custom_op_compiled_model_refuses_inputs_of_another_dtype_or_shape():
+    """CustomOpCompiledModel.run cast its inputs with np.asarray(x, dtype).reshape(shape): float ids
+    into an int32 GATHER were truncated and a (6,) array took the (1, 6) input without a word. As
+    TFLite's set_tensor, a dtype or shape other than the model's is one error naming both."""
+    from dc_keras.runtime._litert_c import CustomOpCompiledModel
+
+    m = CustomOpCompiledModel(export.pack(_embedding_tflite()))
+    ids = np.random.RandomState(0).randint(0, 500, size=(1, 6)).astype(np.int32)
+    with pytest.raises(ValueError, match=r"input 0: got a float64 array, the model takes int32: pass x.astype\(np.int32\)"):
+        m.run(ids + 0.7)
+    with pytest.raises(ValueError, match=r"input 0: got shape \(6,\), the model takes \(1, 6\)"):
+        m.run(ids.ravel())
+    (got,) = m.run(ids)  # still runs after the refusals
+    assert got.shape[:2] == (1, 6)
+    m.close()
+
+
 def _signature_zero_in_subgraph_one():
     """Two signatures, each a GATHER of its own clustered table: 'embed' (subgraph 0, one int32
     input) and 'other' (subgraph 1, a gather plus a float input); the converter lists them by key,

@@ -192,9 +192,17 @@ class CustomOpCompiledModel:
         if len(inputs) != len(self._inputs):
             raise ValueError(f"expected {len(self._inputs)} inputs, got {len(inputs)}")
         ins = []
-        for x, (shape, dtype) in zip(inputs, self._inputs):
+        for i, (x, (shape, dtype)) in enumerate(zip(inputs, self._inputs)):
+            # as TFLite's set_tensor: a float64 or int array was cast silently (wrong values for ints
+            # into a float model, a different rounding for float64), a wrong shape got numpy's reshape error
+            x = np.asarray(x)
+            if x.dtype != dtype:
+                raise ValueError(f"input {i}: got a {x.dtype} array, the model takes {np.dtype(dtype)}: pass "
+                                 f"x.astype(np.{np.dtype(dtype).name}).")
+            if tuple(x.shape) != tuple(shape):
+                raise ValueError(f"input {i}: got shape {tuple(x.shape)}, the model takes {tuple(shape)}.")
             a = _aligned(shape, dtype)
-            a[...] = np.asarray(x, dtype).reshape(shape)
+            a[...] = x
             ins.append(a)
         outs = [_aligned(shape, dtype) for shape, dtype in self._outputs]
         bufs = [self._buffer(a) for a in ins + outs]
