@@ -159,13 +159,16 @@ def test_reading_a_weight_that_runs_compressed_names_it_and_the_fix(backend):
         np.testing.assert_array_equal(dec.get_tensor(by_name[name]), ref.get_tensor(ref_idx[name]))
 
 
-def test_corrupt_packed_weights_fail_allocate_with_the_reason():
+@pytest.mark.parametrize("weights", ["compressed", "decoded"])
+def test_corrupt_packed_weights_fail_allocate_with_the_reason(weights):
+    """Both routes word a corrupt tensor alike: weights="compressed" said "HuffDecode(name): checksum
+    mismatch", the decoded route "HuffDecode(name): decoding failed: checksum mismatch"."""
     packed = bytearray(export.pack(em.tflite("dense", None)))
     at = packed.find(b"DCHF")
     assert at > 0
     packed[at + 60] ^= 0xFF  # inside the first packed tensor
-    with pytest.raises(RuntimeError, match="HuffDecode"):
-        it = runtime.Interpreter(model_content=bytes(packed), weights="compressed", **ALL)
+    with pytest.raises(RuntimeError, match=r"HuffDecode\([^)]+\): decoding failed: checksum mismatch"):
+        it = runtime.Interpreter(model_content=bytes(packed), weights=weights, **(ALL if weights == "compressed" else {}))
         it.allocate_tensors()
 
 

@@ -1398,7 +1398,9 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
     free(p);
     if (st == DC_SFC_TOO_DENSE) return 2;
     if (st == DC_SFC_UNSUPPORTED) return 0;
-    set_msg(why, why_size, "HuffDecode(%s): %s", TENSOR_NAME(context, w),
+    /* "decoding failed:" as the decoded route says it (the same file got two wordings) */
+    set_msg(why, why_size, "HuffDecode(%s): %s%s", TENSOR_NAME(context, w),
+            st == DC_SFC_DECODE ? "decoding failed: " : "",
             st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
     return -1;
   }
