@@ -72,7 +72,13 @@ def _check_sparsity(name, value):
         raise ValueError(f"`{name}` must be a number in [0, 1), got {value!r}.")
     value = float(value)
     if not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
+        # A tutorial's 0.96 typed as 96 (a percent) or 1.0 ("prune it all"): say which was meant.
+        hint = ""
+        if value == 1.0:
+            hint = " (1.0 would remove every weight: give at most 0.99, or leave the layer out)"
+        elif 1.0 < value <= 100.0:
+            hint = f" (a fraction: {value / 100:g} for {value:g} %)"
+        raise ValueError(f"`{name}` must be in [0, 1){hint}, got {value}.")
     return value
 
 
