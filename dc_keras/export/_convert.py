@@ -50,10 +50,16 @@ def _check_representative(inputs, model):
     if not specs:
         return  # a subclassed model: the converter checks
     if len(inputs) != len(specs):
+        one = tuple(specs[0].shape)[1:] if len(specs) == 1 else None
+        samples = one is not None and len(inputs) > 2 and all(
+            len(np.shape(a)) == len(one) and all(w is None or w == g for w, g in zip(one, np.shape(a)))
+            for a in inputs)
         raise ValueError(
-            f"representative_data holds {len(inputs)} arrays, but the model takes {len(specs)} input(s): give "
-            "its inputs only (no labels: representative_data=x, not (x, y))"
-            + (", one array per input in the order of model.inputs" if len(specs) > 1 else ""))
+            f"representative_data holds {len(inputs)} arrays, but the model takes {len(specs)} input(s): "
+            + ("each is one sample of its input (no samples axis): give them as one array, "
+               "representative_data=np.stack(samples)" if samples else
+               "give its inputs only (no labels: representative_data=x, not (x, y))"
+               + (", one array per input in the order of model.inputs" if len(specs) > 1 else "")))
     for a, spec in zip(inputs, specs):
         want, got = tuple(spec.shape)[1:], tuple(np.shape(a))[1:]
         if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
@@ -71,8 +77,10 @@ def _integer_inputs_as_model_takes(data, model):
     ("Cannot set tensor: Got value of type INT64 but expected type INT32"), raised as a conversion
     failure whose hint was Flex ops. Integer arrays are cast when their values fit (else an error
     giving the range); a float array for an integer input is refused naming the cast. A generator
-    function's integer samples are cast as they come (``_cast_samples``). Arrays for float inputs
-    and subclassed models (inputs unknown) pass unchanged."""
+    function's integer samples are cast as they come (``_cast_samples``). Integer arrays for a float
+    input (uint8 images) are cast to its float dtype, as Keras' ``fit`` / ``predict`` take them (the
+    calibrator refused them: "Got value of type UINT8 but expected type FLOAT32"). Subclassed models
+    (inputs unknown) pass unchanged."""
     specs = getattr(model, "inputs", None)
     if not specs:
         return data
@@ -98,6 +106,8 @@ def _integer_inputs_as_model_takes(data, model):
                 raise ValueError(f"representative_data: a {a.dtype} array for the model's {want} input {name!r} "
                                  f"(token ids of an Embedding?): give integer values, e.g. "
                                  f"representative_data=x.astype({want.name!r})")
+        elif want.kind == "f" and a.dtype.kind in "iub":  # uint8 images for a float input: as Keras' fit and
+            a = a.astype(want)                              # predict take them (the calibrator refused them)
         if want.kind in "iu" and a.dtype.kind in "iu":
             _check_ids_in_tables(a, spec, model)
         out.append(a)
@@ -122,7 +132,12 @@ def _cast_samples(generator, specs):
     by_name = {getattr(spec, "name", None): want for spec, want in zip(specs, wants)}
 
     def cast(value, want):
-        if want.kind not in "iu" or not hasattr(value, "__array__"):
+        if not hasattr(value, "__array__"):
+            return value
+        if want.kind == "f":  # integer samples for a float input (uint8 images): as Keras takes them
+            a = np.asarray(value)
+            return a.astype(want) if a.dtype.kind in "iub" else value
+        if want.kind not in "iu":
             return value
         a = np.asarray(value)
         if a.dtype == want or a.dtype.kind not in "iu" or not a.size:
@@ -198,6 +213,7 @@ def _representative(data, batch=1, model=None, names=None):
     if data is None:
         raise ValueError(f"quantize='int8' needs representative_data: {_REPRESENTATIVE}")
     if callable(data):
+        data = _finite_samples(data)
         if names is None or len(names) < 2 or len(set(names)) != len(names):
             return data
 
@@ -233,6 +249,14 @@ def _representative(data, batch=1, model=None, names=None):
             f"model instead of an int8 one: give at least {batch} samples (100 or more calibrate well), or a "
             "smaller batch (batch_size, or the first dimension of input_signature)")
 
+    used = min(n, 200 * batch)  # what gen() below feeds the calibrator
+    for k, a in enumerate(inputs):
+        rows = np.flatnonzero(~np.isfinite(a[:used]).reshape(used, -1).all(axis=1)) if a.dtype.kind == "f" else []
+        if len(rows):
+            error = _non_finite(a[:used], f"sample {rows[0]}" + (f" and {len(rows) - 1} more sample(s)" if len(rows) > 1 else ""),
+                                f" of input {k}" if len(inputs) > 1 else "")
+            raise error
+
     by_name = names is not None and len(names) == len(inputs) > 1 and len(set(names)) == len(names)
 
     def gen():
@@ -241,6 +265,40 @@ def _representative(data, batch=1, model=None, names=None):
             yield dict(zip(names, sample)) if by_name else sample
 
     return gen
+
+
+_NON_FINITE = ("TensorFlow's calibrator crashes the process (segmentation fault) on an inf, and an input that is "
+               "NaN throughout leaves it writing a float model instead of an int8 one: give finite inputs like the "
+               "training data")
+
+
+def _non_finite(a, sample, where):
+    """A ValueError (``_ArgumentError``) for a float sample array holding NaN or inf, else None."""
+    if a.dtype.kind not in "fc" or not a.size or np.isfinite(a).all():
+        return None
+    bad = ~np.isfinite(a)
+    kinds = " and ".join(k for k, m in (("NaN", np.isnan(a)), ("inf", np.isinf(a))) if m.any())
+    return _ArgumentError(f"representative_data holds {kinds} ({int(bad.sum())} value(s)) in {sample}{where}: "
+                          f"{_NON_FINITE} (drop such samples, e.g. x[np.isfinite(x).all(axis=tuple(range(1, x.ndim)))])")
+
+
+def _finite_samples(generator):
+    """``generator`` (a representative-dataset function) whose float samples are checked as they come:
+    a NaN or inf fails with ``_non_finite``'s error instead of crashing or silently un-quantizing."""
+
+    def samples():
+        for i, sample in enumerate(generator()):
+            parts = sample.items() if isinstance(sample, dict) else \
+                enumerate(sample) if isinstance(sample, (list, tuple)) else [(None, sample)]
+            for key, value in parts:
+                if hasattr(value, "__array__"):  # numpy arrays, tf tensors
+                    where = "" if key is None else f" (its part {key!r})"
+                    error = _non_finite(np.asarray(value), f"sample {i} the function yielded", where)
+                    if error is not None:
+                        raise error
+            yield sample
+
+    return samples
 
 
 def _counted(generator, count):
@@ -282,9 +340,43 @@ def _check_built(model):
             "of data (model(x[:1])), or call model.build((None, *input_shape))")
 
 
+# What a quantize= value that is no mode asked for, and how to get it (the modes are exact strings).
+_INT16X8 = ("16-bit activations with int8 weights (int16x8) are no quantize mode: give quantize='int8', "
+            "representative_data=x and converter_options={'target_spec.supported_ops': "
+            "[tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]} (docs/quantization.md); "
+            "pack stores its int64 biases too")
+_INT4 = ("TFLite's converter writes no int4 weights: convert the float model (quantize=None, pack=False), run "
+         "Google's ai-edge-quantizer on it (recipe weight_only_wi4_afp32 or dynamic_wi4_afp32: docs/quantization.md, "
+         "'Running the LiteRT quantizer yourself') and pack its file with dc_keras.export.pack / `dc-keras pack`")
+_QUANTIZE_HINTS = {"int16x8": _INT16X8, "int16": _INT16X8, "16x8": _INT16X8, "a16w8": _INT16X8,
+                   "int4": _INT4, "w4": _INT4, "uint4": _INT4,
+                   "fp16": "give quantize='float16'", "f16": "give quantize='float16'", "half": "give quantize='float16'",
+                   "float32": "give quantize=None (float32 is the default)", "none": "give quantize=None (not a string)",
+                   "uint8": "give quantize='int8' (TFLite's full-integer quantization is int8)",
+                   "dynamic_range": "give quantize='dynamic'", "dynamic-range": "give quantize='dynamic'",
+                   "drq": "give quantize='dynamic'", "full_integer": "give quantize='int8'"}
+
+
+def _quantize_error(quantize):
+    text = f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}"
+    if isinstance(quantize, (int, np.integer)) and not isinstance(quantize, bool) and int(quantize) in (8, 16):
+        text += f": give quantize={'int8' if int(quantize) == 8 else 'float16'!r} (a string)"
+    elif isinstance(quantize, str):
+        key = quantize.strip().lower().replace(" ", "")
+        hint = _QUANTIZE_HINTS.get(key)
+        if hint is None and key in QUANTIZE_MODES:
+            hint = f"give quantize={key!r} (the modes are lowercase)"
+        if hint is None:
+            close = difflib.get_close_matches(key, [m for m in QUANTIZE_MODES if m], n=1)
+            hint = f"did you mean quantize={close[0]!r}?" if close else None
+        if hint:
+            text += f": {hint}"
+    return ValueError(text)
+
+
 def _check_arguments(quantize, batch_size, converter_options, configure):
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if not isinstance(quantize, (str, type(None))) or quantize not in QUANTIZE_MODES:
+        raise _quantize_error(quantize)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be None (dynamic batch) or a positive int, got {batch_size!r}")
