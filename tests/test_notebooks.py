@@ -49,7 +49,11 @@ CLAIMS = {
     "03_compression_report.ipynb": [("The biggest tensor (`fc1`'s kernel) dominates",
                                      r"fc1_1/MatMul +packed .*\n.*fc2_1/MatMul +packed")],
     "04_tfmot_tutorials.ipynb": [("`print_model_weight_clusters` prints 8 values per kernel, as tfmot does",
-                                  r"conv2d/kernel: 8 clusters")],
+                                  r"conv2d/kernel: 8 clusters"),
+                                 # the warnings a newcomer sees, from the tutorials' own code (review s51)
+                                 ("(`input_shape` is deprecated, HDF5 is a legacy format, `tf.lite.Interpreter` is "
+                                  "deprecated)", r"(?s)`input_shape` is deprecated.*HDF5 file.*legacy.*"
+                                                 r"tf\.lite\.Interpreter is deprecated")],
 }
 
 
