@@ -10,7 +10,9 @@ LiteRT and TensorFlow; what users get wrong on the way:
   conversion with TF's "Got value of type UINT8 but expected type FLOAT32" under a hint about Flex
   ops: now cast to float32, the same file as ``x.astype("float32")`` gives;
 - a list of single samples (``[x[0], x[1], ...]``) was told "no labels: representative_data=x, not
-  (x, y)": now told to ``np.stack`` them;
+  (x, y)": now told to ``np.stack`` them; a dict of arrays by input name (as Keras' ``fit`` takes a
+  multi-input model's data) was refused ("got dict"): now given by name; a generator object (read
+  once) is told to pass the function that makes it;
 - ``quantize="int16x8"`` / ``"int4"`` / ``"INT8"`` / ``"fp16"`` / ``8`` said only the four modes: now
   the call that writes int16x8 (``converter_options``), the ai-edge-quantizer route for int4, or the
   mode meant; the int16x8 call as the message gives it converts, packs and runs bit-exact;
@@ -272,3 +274,22 @@ def test_aeq_child_checks_its_arguments_before_the_first_recipe(aeq_python, tmp_
         assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "out" / "static_wi8_ai8.tflite").read_bytes() == \
         (tmp_path / "out64" / "static_wi8_ai8.tflite").read_bytes()
+
+
+def test_a_dict_by_input_name_calibrates_as_the_list_and_a_generator_object_names_the_function():
+    """Keras' fit takes a multi-input model's data as a dict by input name: to_tflite refused it ("got
+    dict", with a hint about tf.data); a generator object (readable once) got the same hint."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    a, b = keras.Input((8,), name="a"), keras.Input((4,), name="b")
+    model = keras.Model([a, b], keras.layers.Dense(3)(keras.layers.Concatenate()([a, b])))
+    rs = np.random.RandomState(0)
+    xa, xb = rs.rand(20, 8).astype(np.float32), rs.rand(20, 4).astype(np.float32)
+    want = export.to_tflite(model, pack=False, quantize="int8", representative_data=[xa, xb])
+    assert export.to_tflite(model, pack=False, quantize="int8", representative_data={"b": xb, "a": xa}) == want
+    with pytest.raises(ValueError, match=r"a dict with keys \['a', 'c'\], but the model's inputs are named \['a', 'b'\]"):
+        export.to_tflite(model, quantize="int8", representative_data={"a": xa, "c": xb})
+    with pytest.raises(ValueError, match=r"got a generator object, which can be read only once: pass the function "
+                                         r"that makes it, e\.g\. representative_data=lambda: "):
+        export.to_tflite(model, quantize="int8", representative_data=([xa[i : i + 1], xb[i : i + 1]] for i in range(5)))

@@ -69,6 +69,22 @@ def _check_representative(inputs, model):
                 "(first axis = samples)")
 
 
+def _inputs_by_name(data, model):
+    """A dict of arrays by input name (as Keras' ``fit`` takes a multi-input model's data) as the list
+    in the order of ``model.inputs``; keys that are not the input names are refused, naming them."""
+    if not isinstance(data, dict):
+        return data
+    specs = getattr(model, "inputs", None)
+    names = [getattr(spec, "name", None) for spec in specs or []]
+    if not specs or None in names or len(set(names)) != len(names):
+        raise ValueError("representative_data: a dict needs a model whose inputs have names (a functional or "
+                         "Sequential model); give a list of arrays, one per input, in the order the model takes them")
+    if set(data) != set(names):
+        raise ValueError(f"representative_data: a dict with keys {sorted(map(str, data))}, but the model's inputs are "
+                         f"named {names}: give one array per input name (or a list in the order of model.inputs)")
+    return [data[name] for name in names]
+
+
 def _integer_inputs_as_model_takes(data, model):
     """``representative_data`` with each integer array in the integer dtype of the model input it feeds.
 
@@ -199,8 +215,8 @@ class ClusterSpreadWarning(UserWarning):
     likely cause and the fix."""
 
 
-_REPRESENTATIVE = ("an array of typical inputs (first axis = samples), a list of such arrays for a multi-input "
-                   "model, or a generator function")
+_REPRESENTATIVE = ("an array of typical inputs (first axis = samples), a list of such arrays (or a dict of them by "
+                   "input name) for a multi-input model, or a generator function")
 
 
 def _representative(data, batch=1, model=None, names=None):
@@ -223,6 +239,10 @@ def _representative(data, batch=1, model=None, names=None):
                     else sample
 
         return named
+    if inspect.isgenerator(data):  # read once, so the calibrator would get nothing on a second conversion
+        raise ValueError(
+            f"representative_data must be {_REPRESENTATIVE}; got a generator object, which can be read only once: "
+            "pass the function that makes it, e.g. representative_data=lambda: ([x[i:i + 1]] for i in range(100))")
     if not isinstance(data, (list, tuple, np.ndarray)) and not hasattr(data, "__array__"):
         raise ValueError(
             f"representative_data must be {_REPRESENTATIVE}; got {type(data).__name__}. For a tf.data.Dataset of "
@@ -1499,10 +1519,12 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
         ``"dynamic"``, or ``unroll=True`` layers).
       path: if given, the bytes are also written there (atomically).
       representative_data: for ``quantize="int8"``: array of typical inputs (first axis =
-        samples), list of arrays (one per model input), or a generator function as the TFLite
-        converter takes (a sample that is a list of one array per input is given to the calibrator
-        by the model's input names, in ``model.inputs`` order, as the arrays are). With another
-        ``quantize`` it is unused: a UserWarning says so (give ``quantize="int8"`` or leave it out).
+        samples), list of arrays (one per model input) or dict of them by input name, or a generator
+        function as the TFLite converter takes (a sample that is a list of one array per input is
+        given to the calibrator by the model's input names, in ``model.inputs`` order, as the arrays
+        are). Integer arrays for a float input (uint8 images) are cast to float32; NaN or inf in the
+        samples the calibrator gets is refused. With another ``quantize`` it is unused: a
+        UserWarning says so (give ``quantize="int8"`` or leave it out).
       min_bytes: passed to ``pack``.
       batch_size: ``None`` (dynamic batch; static batch 1 for recurrent models) or a positive int:
         the ``.tflite`` input then has this fixed first dimension. A subclassed model (its input
@@ -1608,6 +1630,7 @@ def to_tflite(model, pack: bool = True, quantize=None, path=None, *, representat
     _check_int8_recurrent(model, quantize)
     if quantize == "int8":
         calibration_batch = (_first_dim(signature) if signature is not None else batch_size) or 1
+        representative_data = _inputs_by_name(representative_data, model)
         try:  # validate before the slow conversion
             _representative(representative_data, int(calibration_batch), model=model)
         except _ArgumentError as exc:  # raised as a plain ValueError, as _convert raises it
