@@ -153,3 +153,27 @@ def test_unpack_writes_the_same_int8_model_smaller_than_the_converter_as_noteboo
         return it.get_tensor(it.get_output_details()[0]["index"])
 
     np.testing.assert_array_equal(run(restored), run(int8))
+
+
+def test_min_saving_typed_as_a_percent_or_one_says_which_fraction_to_give():
+    """Notebook 02's `pack(..., min_saving=0.0)` changed to 10 (meaning 10 %) or 1 was refused with
+    the range alone; pack (and to_tflite's pack_options) now say what to give. Other bad values keep
+    the range."""
+    import keras
+
+    from dc_keras import export
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = export.to_tflite(model, pack=False)
+    for call in (export.pack, lambda _, min_saving: export.to_tflite(model, pack_options={"min_saving": min_saving})):
+        for value, hint in ((10, " (the fraction of a tensor's bytes packing must save: 0.1 for 10 %)"),
+                            (12.5, " (the fraction of a tensor's bytes packing must save: 0.125 for 12.5 %)"),
+                            (1, " (1 would ask every tensor to shrink to nothing; the default is 0.1)"),
+                            (1.0, " (1 would ask every tensor to shrink to nothing; the default is 0.1)"),
+                            (-0.1, ""), (1000, ""), (True, ""), ("0.1", "")):
+            with pytest.raises(ValueError, match=rf"^(to_tflite: )?min_saving must be a number in \[0, 1\){re.escape(hint)}, "
+                                                 rf"got {re.escape(repr(value))}$"):
+                call(data, min_saving=value)
+    assert export.pack(data, min_saving=0.0)

@@ -397,7 +397,13 @@ def _check_args(min_bytes, min_saving, buffers):
     check_min_bytes(min_bytes)
     if (isinstance(min_saving, bool) or not isinstance(min_saving, numbers.Real)
             or not 0 <= min_saving < 1):
-        raise ValueError(f"min_saving must be a number in [0, 1), got {min_saving!r}")
+        hint = ""  # notebook 02's min_saving=0.0 changed to 10 (a percent) or 1
+        if isinstance(min_saving, numbers.Real) and not isinstance(min_saving, bool):
+            if min_saving == 1:
+                hint = " (1 would ask every tensor to shrink to nothing; the default is 0.1)"
+            elif 1 < min_saving <= 100:
+                hint = f" (the fraction of a tensor's bytes packing must save: {min_saving / 100:g} for {min_saving:g} %)"
+        raise ValueError(f"min_saving must be a number in [0, 1){hint}, got {min_saving!r}")
     if buffers not in fb.BUFFER_LOCATIONS:
         raise ValueError(f"buffers must be one of {fb.BUFFER_LOCATIONS}, got {buffers!r}")
 
