@@ -177,3 +177,43 @@ def test_min_saving_typed_as_a_percent_or_one_says_which_fraction_to_give():
                                                  rf"got {re.escape(repr(value))}$"):
                 call(data, min_saving=value)
     assert export.pack(data, min_saving=0.0)
+
+
+def test_notebook_02s_pack_cell_runs_on_a_users_own_file_as_its_markdown_says(tmp_path, monkeypatch, capsys):
+    """Notebook 02 builds its .tflite from an .h5; its markdown now says how to start from a .tflite of
+    your own (its bytes in `int8_tflite`). That line, then the notebook's pack cell as written, on a
+    float .tflite: packed, and the packed file written next to it; a missing file is Python's own
+    FileNotFoundError, an .h5 given instead is named as one by pack."""
+    import keras
+
+    from dc_keras import export
+
+    nb = json.load(open(os.path.join(EXAMPLES, "02_pack_existing_tflite.ipynb"), encoding="utf-8"))
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    line = re.search(r'`(int8_tflite = open\("your_model\.tflite", "rb"\)\.read\(\))`', markdown)
+    assert line, "notebook 02 no longer says how to start from a .tflite of your own"
+    pack_cell = next(c for c in _code_cells("02_pack_existing_tflite.ipynb") if "export.pack(int8_tflite" in c)
+
+    monkeypatch.chdir(tmp_path)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, name="fc1"), keras.layers.Dense(4, name="fc2")])
+    for layer in model.layers:  # pruned and shared by hand: both kernels pack
+        k = layer.kernel.numpy()
+        layer.kernel.assign(np.where(np.abs(k) < 0.15, 0, np.sign(k) * 0.2).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (tmp_path / "your_model.tflite").write_bytes(export.to_tflite(model, pack=False))
+        scope = {"export": export}
+        exec(line.group(1), scope)
+        exec(pack_cell, scope)
+    assert re.search(r"^2 of \d+ constant tensors packed$", capsys.readouterr().out, re.M)
+    packed = (tmp_path / "mobilenetv2_int8.packed.tflite").read_bytes()
+    assert packed == scope["packed"] and len(packed) < len(scope["int8_tflite"])
+
+    with pytest.raises(FileNotFoundError):
+        exec(line.group(1).replace("your_model", "missing"), {})
+    (tmp_path / "your_model.tflite").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(200))
+    exec(line.group(1), scope)
+    with pytest.raises(ValueError, match=r"it is an HDF5 file \(a Keras \.h5 model\?\): load it with "
+                                         r"keras\.models\.load_model and convert it with dc_keras\.export\.to_tflite$"):
+        exec(pack_cell, scope)
