@@ -1,6 +1,7 @@
 """A newcomer's run through examples/*.ipynb on Colab (review s51): the mistakes a tutorial user makes
-(a sparsity typed as a percent or as 1.0; a shorter run than the notebook's) and a claim the
-markdown of notebook 02 now makes (why `unpack` writes a smaller file than the converter's).
+(a sparsity or min_saving typed as a percent or as 1; a shorter run than the notebook's; a .tflite of
+their own in notebook 02) and a claim the markdown of notebook 02 now makes (why `unpack` writes a
+smaller file than the converter's).
 
 - Notebook 01's SPARSITY and notebook 04's `final_sparsity` go to the schedules, which said only
   "`final_sparsity` must be in [0, 1), got 96.0.": they now say what 96 or 1.0 was taken for.
@@ -9,6 +10,9 @@ markdown of notebook 02 now makes (why `unpack` writes a smaller file than the c
   end_step, and PolynomialDecay warned about it at every run. They now update every tenth of the
   ramp, at most every 50 steps: notebook 01's full run keeps its 50 (its dated figures), and no size
   of run warns.
+- Notebook 02's `min_saving=0.0` changed to 10 (a percent) or 1: pack now says which fraction to give.
+- Notebook 02 says how to start from a .tflite of your own (its bytes: pack takes no path); that line
+  and its pack cell run as written on a user's file.
 """
 import json
 import os
