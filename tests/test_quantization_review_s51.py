@@ -19,7 +19,10 @@ LiteRT and TensorFlow; what users get wrong on the way:
 - tests/_aeq_child.py (docs/quantization.md's "Running the LiteRT quantizer yourself") ran recipes
   until an unknown name (``AttributeError`` traceback), failed with a LiteRT traceback on numpy's
   default float64 CALIB.npy or a wrongly shaped one, and on a missing OUT_DIR after quantizing: now
-  it checks its arguments first (exit status 2, one line naming the fix) and casts float64.
+  it checks its arguments first (exit status 2, one line naming the fix) and casts float64;
+- a blockwise INT4 file with an all-zero block (scale 0.0; litert-torch's and ai-edge-quantizer's
+  blockwise recipes on a pruned model) failed in ``runtime.Interpreter`` with XNNPACK's run-together
+  lines only: now the tensor, the cause and the fix docs/quantization.md gives.
 """
 import os
 import subprocess
@@ -293,3 +296,42 @@ def test_a_dict_by_input_name_calibrates_as_the_list_and_a_generator_object_name
     with pytest.raises(ValueError, match=r"got a generator object, which can be read only once: pass the function "
                                          r"that makes it, e\.g\. representative_data=lambda: "):
         export.to_tflite(model, quantize="int8", representative_data=([xa[i : i + 1], xb[i : i + 1]] for i in range(5)))
+
+
+def test_xnnpack_refusing_a_zero_scale_int4_block_is_said_with_the_fix():
+    """litert-torch's blockwise INT4 file (tests/data/litert_torch): a block of 32 zero weights gets
+    scale 0.0, which XNNPACK refuses, packed or not; runtime.Interpreter passed XNNPACK's run-together
+    lines through ("unsupported scale value (0.000000) in channel 3 for INT4 tensor 2 in XNNPACK
+    delegateunsupported datatype ..."). Now the tensor, the cause and the fix, which runs it bit-exact."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with open(os.path.join(ROOT, "tests", "data", "litert_torch", "int4_blockwise32.tflite"), "rb") as f:
+        plain = f.read()
+    packed = export.pack(plain)
+    x = np.random.RandomState(0).rand(1, 64).astype(np.float32)
+    resolvers = {"litert": "ai_edge_litert.interpreter.OpResolverType", "tensorflow": "tf.lite.experimental.OpResolverType"}
+    for backend, resolver in resolvers.items():
+        for content in (plain, packed):
+            with pytest.raises(RuntimeError, match=(
+                    rf"^model_content: XNNPACK, the {backend} interpreter's default delegate, cannot run the INT4 weight "
+                    r"tensor 2 '.*fc2;1': channel \d+ has quantization scale 0\.000000, .*The file is valid, packed or "
+                    rf"not\. Fix: Interpreter\(\.\.\., experimental_op_resolver_type={resolver}\."
+                    r"BUILTIN_WITHOUT_DEFAULT_DELEGATES\) runs it on TFLite's built-in kernels")):
+                runtime.Interpreter(model_content=content, backend=backend).allocate_tensors()
+        runner = runtime.Interpreter(model_content=packed, backend=backend).get_signature_runner()
+        with pytest.raises(RuntimeError, match="cannot run the INT4 weight tensor 2"):
+            runner(**{next(iter(runner.get_input_details())): x})
+    # the fix as the message gives it: the packed file's outputs are the plain file's, bit for bit
+    for backend, enum, plain_it in (
+            ("litert", OpResolverType, lambda: Interpreter(model_content=plain, experimental_op_resolver_type=(
+                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))),
+            ("tensorflow", tf.lite.experimental.OpResolverType, lambda: tf.lite.Interpreter(
+                model_content=plain, experimental_op_resolver_type=tf.lite.experimental.OpResolverType.
+                BUILTIN_WITHOUT_DEFAULT_DELEGATES))):
+        got = runtime.Interpreter(model_content=packed, backend=backend,
+                                  experimental_op_resolver_type=enum.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = plain_it()
+        assert em.run(got, x).tobytes() == em.run(ref, x).tobytes()

@@ -527,6 +527,7 @@ class Interpreter:
             self._raise_op_error(exc)
             self._raise_inconsistent(exc)
             self._raise_bad_resize(exc, inputs)
+            self._raise_zero_scale(exc)
             self._raise_sparse(exc)
             self._raise_flex(exc)
             raise
@@ -613,6 +614,7 @@ class Interpreter:
             super().invoke()
         except RuntimeError as exc:
             self._raise_op_error(exc)
+            self._raise_zero_scale(exc)
             self._raise_sparse(exc)
             raise
 
@@ -663,6 +665,38 @@ class Interpreter:
                 msg = " ".join(str(cause).split())
                 raise RuntimeError(f"{self._label}: {what} {shape}, but the model takes {sig} (-1: any size): "
                                    f"{fix} ({failed} failed: {msg})") from cause
+
+    def _raise_zero_scale(self, cause):
+        """XNNPACK (LiteRT 2.3's and TF 2.21's default delegate) refuses a quantized weight with a
+        scale of 0.0 ("unsupported scale value (0.000000) in channel N for INT4 tensor T in XNNPACK
+        delegate ..."): blockwise INT4 from ai-edge-quantizer or litert-torch has one for each block
+        of weights that are all zero, as a pruned model has many, packed or not. Said with the fix
+        (TFLite's built-in kernels run it) instead of XNNPACK's run-together lines. Runs only after a
+        Prepare or a run failed."""
+        msg = " ".join(str(cause).split())
+        found = re.search(r"unsupported scale value \(([^)]*)\) in channel (\d+) for (\w+) tensor (\d+) in XNNPACK",
+                          msg)
+        if not found:
+            return
+        value, channel, dtype, index = found.groups()
+        name = ""
+        try:  # the tensor's name in the first subgraph, where XNNPACK's index points in a one-graph model
+            from dc_keras._flatbuffer import printable, schema
+
+            sg = schema.Model.GetRootAs(_content(*self._source), 0).Subgraphs(0)
+            if int(index) < sg.TensorsLength():
+                name = printable((sg.Tensors(int(index)).Name() or b"").decode(errors="replace"))
+        except Exception:  # noqa: BLE001 -- only a better message
+            name = ""
+        resolver = ("tf.lite.experimental.OpResolverType" if self.backend == "tensorflow"
+                    else "ai_edge_litert.interpreter.OpResolverType")
+        raise RuntimeError(
+            f"{self._label}: XNNPACK, the {self.backend} interpreter's default delegate, cannot run the {dtype} weight "
+            f"tensor {index}{f' {name!r}' if name else ''}: channel {channel} has quantization scale {value}, as "
+            "blockwise INT4 from ai-edge-quantizer or litert-torch has for a block of weights that are all zero "
+            "(pruned). The file is valid, packed or not. Fix: Interpreter(..., experimental_op_resolver_type="
+            f"{resolver}.BUILTIN_WITHOUT_DEFAULT_DELEGATES) runs it on TFLite's built-in kernels "
+            f"(docs/quantization.md). XNNPACK's error: {msg}") from cause
 
     def _raise_sparse(self, cause):
         """XNNPACK failed ("... (TfLiteXNNPackDelegate) failed to prepare") on a model holding TFLite
