@@ -104,6 +104,32 @@ def _check_same_resume_epoch(backup, phase):
                            "in every worker's --work-dir to restart that phase.")
 
 
+SHARED_INTS = ("workers", "seed", "samples", "batch_size", "prune_epochs", "cluster_epochs")
+
+
+def _check_same_flags(args):
+    """Every worker must be started with the same --workers, --seed, --samples, --batch-size,
+    --prune-epochs and --cluster-epochs (on real hosts each host types its own command): compared
+    across workers right after joining, so a mismatch is one error naming the flag on every worker,
+    not JAX's "passed to device_put is not the same on each process" with the weights dumped (another
+    --seed), nor gloo's abort "Is there a distributed collective mismatch" minutes later (another
+    --samples or --batch-size: a different number of steps)."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    # as int32 pairs: JAX has no int64 unless jax_enable_x64
+    mine = np.array([getattr(args, name) for name in SHARED_INTS], dtype="<i8").view("<i4")
+    every = np.asarray(multihost_utils.process_allgather(mine)).astype("<i4").reshape(-1, 2 * len(SHARED_INTS))
+    every = every.view("<i8")
+    differ = [f"--{name.replace('_', '-')} {[int(v) for v in every[:, i]]}"
+              for i, name in enumerate(SHARED_INTS) if len(set(every[:, i].tolist())) != 1]
+    if differ:
+        raise SystemExit(f"worker {args.worker_id}: the workers were started with different settings: "
+                         f"{', '.join(differ)} (worker 0, 1, ...). Start every worker with the same "
+                         "--workers, --seed, --samples, --batch-size, --prune-epochs and --cluster-epochs "
+                         "(only --worker-id, --work-dir and --timeout may differ).")
+
+
 class _Progress:
     """Prints ``EPOCH_DONE n`` (n counted over both phases) after each epoch's backup; with
     ``pause_after`` = n, waits there (to be killed)."""
@@ -162,6 +188,7 @@ def _checks(pruned, clustered):
 
 def worker(args):
     jax = _init_jax(args)
+    _check_same_flags(args)
     import keras
     import numpy as np
 

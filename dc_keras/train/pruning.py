@@ -820,6 +820,66 @@ def _jax_distribution():
     return keras.distribution.distribution() is not None
 
 
+def _check_processes_prune_alike(wrappers, params):
+    """ValueError on every process of a multi-process JAX ``keras.distribution`` job whose processes
+    would not prune alike: a pruned layer's schedule or ``sparsity_m_by_n`` (the arguments of
+    ``dc_keras.prune``), the set of pruned layers, or ``fit()``'s ``epochs`` / ``steps`` differ
+    between processes. Their masks are computed on each process from its own schedule and written
+    without a cross-process check (``_assign_host``), so different schedules trained to the end
+    with different masks on each process and only ``strip()`` failed, in JAX's
+    "passed to device_put is not the same on each process" with the weights dumped; a different
+    number of epochs or steps leaves one process waiting in a collective for ever. Checked with two
+    small all-gathers (one int32 per layer) at the start of each ``fit()``; every process gets the
+    same gathered values, so all of them raise the same error and none hangs."""
+    if not (_STATELESS_OPTIMIZER and _jax_distribution()):
+        return
+    import hashlib
+    import json
+
+    import jax
+
+    if jax.process_count() < 2:
+        return
+    from jax.experimental import multihost_utils
+
+    def schedule_text(wrapper):
+        try:
+            config = keras.saving.serialize_keras_object(wrapper.schedule)
+        except Exception:  # a custom schedule that cannot be serialized: its class and attributes
+            config = [type(wrapper.schedule).__qualname__, sorted(vars(wrapper.schedule).items(), key=str)]
+        m_by_n = list(wrapper.sparsity_m_by_n) if wrapper.sparsity_m_by_n else None
+        return json.dumps([config, m_by_n], sort_keys=True, default=repr)
+
+    params = params or {}
+    rows = [("fit()", json.dumps([params.get("epochs"), params.get("steps")]))] + \
+        [(w.name, schedule_text(w)) for w in wrappers]
+
+    def code(text):
+        return int(np.frombuffer(hashlib.sha256(text.encode()).digest()[:4], "<i4")[0])
+
+    here = jax.process_index()
+    ends = "Every process must build the same model, prune it with the same dc_keras.prune() arguments " \
+        "and fit() it with the same epochs over data of the same length (a global batch, the same " \
+        "arrays in the same order: docs/multi_worker.md); start all processes with the same code and settings."
+    counts = np.asarray(multihost_utils.process_allgather(np.int32(len(rows)))).ravel()
+    if len(set(counts.tolist())) != 1:
+        raise ValueError(
+            f"PruningCallback: the processes of this multi-process keras.distribution job prune different "
+            f"sets of layers: {[int(c) - 1 for c in counts]} pruned layers on processes 0, 1, ... "
+            f"(process {here}: {[name for name, _ in rows[1:]]}). {ends}")
+    mine = np.array([code(name + "\0" + text) for name, text in rows], dtype=np.int32)
+    every = np.asarray(multihost_utils.process_allgather(mine)).reshape(len(counts), len(rows))
+    for i, (name, text) in enumerate(rows):
+        others = [p for p in range(len(counts)) if every[p, i] != every[here, i]]
+        if others:
+            what = f"fit()'s [epochs, steps] are {text}" if i == 0 else \
+                f"pruned layer {name!r} has the schedule and sparsity_m_by_n {text}"
+            raise ValueError(
+                f"PruningCallback: the processes of this multi-process keras.distribution job do not prune "
+                f"alike: on process {here} {what}, which differs on process(es) {others}; their masks and "
+                f"weights would differ (or one process would wait for ever in a collective). {ends}")
+
+
 def _distributed(model=None):
     """True inside a ``tf.distribute`` strategy scope, or for a ``model`` built in one (TF backend:
     Keras's TF trainer keeps the strategy of its creation scope, public ``distribute_strategy``)."""
@@ -1004,6 +1064,11 @@ class PruningCallback(keras.callbacks.Callback):
     updates the masks and counts the steps, the others only write their own ``log_dir``. The same
     instance listed twice acts as if listed once (its ``log_dir`` gets each point once, on
     ``keras.callbacks.TensorBoard``'s step axis).
+
+    In a multi-process JAX ``keras.distribution`` job (docs/multi_worker.md) it checks at the start
+    of each ``fit()`` that every process prunes alike (the same pruned layers with the same
+    schedules and ``sparsity_m_by_n``, the same ``epochs`` and, where known, steps) and raises the
+    same ``ValueError`` on every process otherwise, naming the layer and the processes.
 
     ``keras.callbacks.TensorBoard`` (and viewing the logs) needs the ``tensorboard`` package
     (``pip install dc_keras[tensorboard]``); ``PruningCallback(log_dir=...)`` alone does not.
@@ -1195,6 +1260,8 @@ class PruningCallback(keras.callbacks.Callback):
             _check_optimizer_backend(self.model)
         wrappers = self._wrappers()
         self._follower = self._follows(wrappers)
+        if not self._follower:
+            _check_processes_prune_alike(wrappers, self.params)
         if self._follower:
             # A second PruningCallback in one fit() (e.g. tfmot's UpdatePruningStep next to
             # PruningSummaries, or one added by a helper): the first one updates the masks and
