@@ -20,6 +20,9 @@ LiteRT and TensorFlow; what users get wrong on the way:
   until an unknown name (``AttributeError`` traceback), failed with a LiteRT traceback on numpy's
   default float64 CALIB.npy or a wrongly shaped one, and on a missing OUT_DIR after quantizing: now
   it checks its arguments first (exit status 2, one line naming the fix) and casts float64;
+- ``converter_options={"inference_input_type": ...}`` (an int8 input and output, undocumented) with a
+  type the converter refuses was a conversion failure hinting at Flex ops: now a ValueError naming
+  the types each mode takes; tf.int8 / tf.uint8 files pack and run bit-exact;
 - a blockwise INT4 file with an all-zero block (scale 0.0; litert-torch's and ai-edge-quantizer's
   blockwise recipes on a pruned model) failed in ``runtime.Interpreter`` with XNNPACK's run-together
   lines only: now the tensor, the cause and the fix docs/quantization.md gives.
@@ -335,3 +338,23 @@ def test_xnnpack_refusing_a_zero_scale_int4_block_is_said_with_the_fix():
             warnings.simplefilter("ignore")
             ref = plain_it()
         assert em.run(got, x).tobytes() == em.run(ref, x).tobytes()
+
+
+def test_int8_input_and_output_through_converter_options_pack_bit_exact_and_a_wrong_type_is_named():
+    """docs/quantization.md's int8-input/output call; a type the converter refuses was a conversion
+    failure whose hint was Flex ops ("If the converter lacks an op, ..."), though no op is missing."""
+    import tensorflow as tf
+
+    model = _mlp(seed=6)
+    for dtype, np_type in ((tf.int8, np.int8), (tf.uint8, np.uint8)):
+        plain = export.to_tflite(model, pack=False, quantize="int8", representative_data=_x(), converter_options={
+            "inference_input_type": dtype, "inference_output_type": dtype})
+        details = runtime.Interpreter(model_content=plain)
+        assert details.get_input_details()[0]["dtype"] == np_type == details.get_output_details()[0]["dtype"]
+        _check_bit_exact(plain)
+    for quantize, kw in (("int8", {"representative_data": _x()}), ("dynamic", {})):
+        with pytest.raises(ValueError, match=r"^to_tflite: converter_options' inference_input_type / inference_output_type: "
+                                             r"the converter refused them \(.*\)\. With quantize='int8' they may be "
+                                             r"tf\.int8 or tf\.uint8") as info:
+            export.to_tflite(model, quantize=quantize, converter_options={"inference_input_type": tf.int16}, **kw)
+        assert "SELECT_TF_OPS" not in str(info.value)

@@ -984,8 +984,17 @@ def _without_chained_tail(text):
     return re.sub(r" Converter error \(\w+\) chained above\.$", "", text)
 
 
+_IO_TYPES = ("inference_input_type", "inference_output_type")
+
+
 def _failure(exc, batch_note, model=None):
     head = f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}."
+    if any(name in _first_error_line(exc) for name in _IO_TYPES):  # a converter_options value: no op is missing
+        return _ArgumentError(
+            f"to_tflite: converter_options' inference_input_type / inference_output_type: the converter refused them "
+            f"({_first_error_line(exc)}). With quantize='int8' they may be tf.int8 or tf.uint8 (an integer input and "
+            "output, as microcontrollers take them; tf.int16 with the int16x8 ops set); the other quantize modes "
+            "take tf.float32 only (leave them out)")
     tail = _CHAINED_TAIL.format(type(exc).__name__)
     for find, says in ((_keras_quantized_layers, _quantized_fix), (_half_precision_layers, _half_precision_fix)):
         names, kind = find(model) if model is not None else ([], None)
