@@ -221,3 +221,27 @@ def test_notebook_02s_pack_cell_runs_on_a_users_own_file_as_its_markdown_says(tm
     with pytest.raises(ValueError, match=r"it is an HDF5 file \(a Keras \.h5 model\?\): load it with "
                                          r"keras\.models\.load_model and convert it with dc_keras\.export\.to_tflite$"):
         exec(pack_cell, scope)
+
+
+def test_bits_naming_a_layer_with_nothing_to_cluster_is_refused_like_prunes_layers():
+    """Notebook 01's BITS = {"fc1": 5, ..., "flatten": 5} clustered the Dense layers and ignored the
+    Flatten entry without a word (an unknown name was refused; prune's layers={"flatten": ...} too).
+    It is now refused with the reason; a layer `bits` does not name still gets the defaults."""
+    import keras
+
+    import dc_keras
+
+    model = dc_keras.models.lenet_300_100()
+    with pytest.raises(ValueError, match=r"^`bits` names layer 'flatten' \(Flatten\), which cannot be clustered: it has "
+                                         r"no weights[^.]*\. Remove it from `bits` \(the layers `bits` does not name "
+                                         r"get the defaults\)\.$"):
+        dc_keras.cluster(model, bits={"fc1": 5, "fc2": 5, "fc3": 5, "flatten": 5})
+    cnn = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                            keras.layers.LayerNormalization(name="norm"), keras.layers.Flatten(),
+                            keras.layers.Dense(3, name="fc")])
+    with pytest.raises(ValueError, match=r"^`bits` names layer 'norm' \(LayerNormalization\), which cannot be "
+                                         r"clustered: "):
+        dc_keras.cluster(cnn, bits={"norm": 4})
+    clustered = dc_keras.cluster(model, bits={"fc1": 3})  # named: 3 bits; the others: Dense's default 5
+    assert {w.layer.name: w.bits for w in clustered.layers if hasattr(w, "bits")} == {"fc1": 3, "fc2": 5, "fc3": 5}
+    assert dc_keras.cluster(cnn, bits={keras.layers.Dense: 4, "conv": 6}) is not None  # classes: not checked by name

@@ -899,6 +899,14 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
         unknown = [k for k in bits if isinstance(k, str) and k not in names]
         if unknown:
             raise ValueError(f"Unknown layer name(s) {unknown} in `bits`; model {model.name!r} has {sorted(names)}.")
+        # a named layer with nothing to cluster (bits={"fc1": 5, "flatten": 5}) was ignored silently
+        by_name = {l.name: l for l, _ in _base.graph_layers(model)}
+        for key in bits:
+            reason = _base.unsupported_reason(by_name[key]) if isinstance(key, str) else None
+            if reason is not None:
+                raise ValueError(
+                    f"`bits` names layer {key!r} ({type(by_name[key]).__name__}), which cannot be clustered: "
+                    f"{reason}. Remove it from `bits` (the layers `bits` does not name get the defaults).")
     folds, notes = bn_fold.plan(model, chosen) if fold_batchnorm else ({}, [])
     skipped = [(layer, reason) for layer, reason in skipped if id(layer) not in folds]
     report = _report.build_report("cluster", model, chosen, skipped, targets_of)
