@@ -13,6 +13,7 @@ smaller file than the converter's).
 - Notebook 02's `min_saving=0.0` changed to 10 (a percent) or 1: pack now says which fraction to give.
 - Notebook 02 says how to start from a .tflite of your own (its bytes: pack takes no path); that line
   and its pack cell run as written on a user's file.
+- cluster(bits={..., "flatten": 5}) ignored the entry silently: refused now, as prune's layers= is.
 """
 import json
 import os

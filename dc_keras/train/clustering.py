@@ -813,7 +813,8 @@ def cluster(model_or_layer, *, bits=DEFAULT_BITS, init="linear", preserve_sparsi
             mapping layer names and/or classes to bits; layers the dict does not mention get the
             paper's defaults, 8 bits for convolutions (Conv*, Depthwise, Separable, Transpose,
             ConvLSTM1D/2D/3D) and 5 otherwise (Dense, Embedding, LSTM/GRU/SimpleRNN, attention).
-            ``None`` means all defaults.
+            ``None`` means all defaults. A name that is not in the model, or names a layer with
+            nothing to cluster (Flatten, a normalization), is a ``ValueError``.
         init: centroid initialisation, ``"linear"`` (paper's best), ``"density"``, ``"random"``,
             ``"kmeans++"``; followed by Lloyd iterations. ``"linear"`` spaces the centroids
             evenly between the smallest and largest weight; when ``preserve_sparsity`` leaves
