@@ -358,3 +358,14 @@ def test_int8_input_and_output_through_converter_options_pack_bit_exact_and_a_wr
                                              r"tf\.int8 or tf\.uint8") as info:
             export.to_tflite(model, quantize=quantize, converter_options={"inference_input_type": tf.int16}, **kw)
         assert "SELECT_TF_OPS" not in str(info.value)
+
+
+def test_packing_a_packed_file_again_says_there_is_nothing_to_pack():
+    """pack(pack(x)) said "unpack it first", as if the file had to be unpacked: to_tflite's output is
+    packed already (a user packing it again to shrink it further has nothing to do)."""
+    packed = export.to_tflite(_mlp(), quantize="int8", representative_data=_x())
+    with pytest.raises(ValueError, match=r"^model is already packed \(it contains HuffDecode ops\), so there is nothing "
+                                         r"to pack: use it as it is, or dc_keras\.export\.unpack\(data\) first to pack "
+                                         r"it again with other options$"):
+        export.pack(packed)
+    assert export.pack(export.unpack(packed)) == packed

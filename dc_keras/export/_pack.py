@@ -723,7 +723,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     model = fb.read_model(tflite_bytes)
     check_constant_sizes(model)  # a file TFLite refuses: the first thing to know about it
     if any(fb.is_huffdecode_code(c) for c in model.operatorCodes or []):
-        raise ValueError("model is already packed (it contains HuffDecode ops); unpack it first")
+        raise ValueError("model is already packed (it contains HuffDecode ops), so there is nothing to pack: use it as "
+                         "it is, or dc_keras.export.unpack(data) first to pack it again with other options")
     fb.check_rewritable(model, "pack")
     dangling = _dangling_metadata(model)
     unreferenced = unreferenced_buffers(model)
