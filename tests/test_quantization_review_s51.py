@@ -8,7 +8,8 @@ LiteRT and TensorFlow; what users get wrong on the way:
   samples it would get; a generator function: each sample as it comes), naming the sample;
 - uint8 images for a float input (Keras' ``fit`` / ``predict`` take them) failed after the whole
   conversion with TF's "Got value of type UINT8 but expected type FLOAT32" under a hint about Flex
-  ops: now cast to float32, the same file as ``x.astype("float32")`` gives;
+  ops: now cast to float32, the same file as ``x.astype("float32")`` gives; so are a generator
+  function's float64 samples; its ``(x, y)`` samples and wrongly sized ones are named;
 - a list of single samples (``[x[0], x[1], ...]``) was told "no labels: representative_data=x, not
   (x, y)": now told to ``np.stack`` them; a dict of arrays by input name (as Keras' ``fit`` takes a
   multi-input model's data) was refused ("got dict"): now given by name; a generator object (read
@@ -369,3 +370,22 @@ def test_packing_a_packed_file_again_says_there_is_nothing_to_pack():
                                          r"it again with other options$"):
         export.pack(packed)
     assert export.pack(export.unpack(packed)) == packed
+
+
+def test_a_generator_functions_float64_samples_are_cast_and_wrong_samples_named():
+    """A generator function of numpy's float64 samples failed after the conversion ("Got value of type
+    FLOAT64 but expected type FLOAT32") under a hint about Flex ops; one yielding (x, y) got TF's "You
+    need to provide either a dictionary with input names and values ..."; a wrongly sized sample,
+    "ResizeInputTensorStrict only allows mutating unknown dimensions": all with the Flex-ops hint."""
+    x = _x()
+    model = _mlp()
+    want = export.to_tflite(model, pack=False, quantize="int8", representative_data=lambda: ([x[i : i + 1]] for i in range(50)))
+    x64 = x.astype(np.float64)
+    assert export.to_tflite(model, pack=False, quantize="int8",
+                            representative_data=lambda: ([x64[i : i + 1]] for i in range(50))) == want
+    with pytest.raises(ValueError, match=r"^representative_data: sample 0 the function yielded holds 2 arrays, but the "
+                                         r"model takes 1 input\(s\): yield its inputs only"):
+        export.to_tflite(model, quantize="int8", representative_data=lambda: ((x[i : i + 1], np.zeros(1)) for i in range(5)))
+    with pytest.raises(ValueError, match=r"^representative_data: sample 0 the function yielded has an array of shape "
+                                         r"\(1, 32\) for the model's input '.*' of shape \(None, 64\)"):
+        export.to_tflite(model, quantize="int8", representative_data=lambda: ([x[i : i + 1, :32]] for i in range(5)))

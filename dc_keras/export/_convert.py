@@ -142,17 +142,32 @@ def _cast_samples(generator, specs):
     ``TextVectorization`` or numpy) are cast to the integer dtype of the model input they feed, when
     their values fit; a sample is a list/tuple of one array per input, a dict by input name or, for a
     one-input model, the array itself (given to the calibrator as a list of it: TF refused a bare
-    array, "Unsupported value from dataset"). Anything else passes as it is (the calibrator says
-    what it expected)."""
+    array, "Unsupported value from dataset"). Float or integer samples for a float input are cast to
+    its dtype (numpy's float64, uint8 images: TF's calibrator refused them after the conversion, "Got
+    value of type FLOAT64 but expected type FLOAT32", under a hint about Flex ops). A sample holding
+    more or fewer arrays than the model has inputs (``(x, y)`` with the labels), or an array whose
+    size past the samples axis differs from its input's, is an ``_ArgumentError`` naming the sample
+    (TF's own errors spoke of dictionaries and ``ResizeInputTensorStrict``). Anything else passes as
+    it is (the calibrator says what it expected)."""
     wants = [_input_dtype(spec) for spec in specs]
-    by_name = {getattr(spec, "name", None): want for spec, want in zip(specs, wants)}
+    by_name = {getattr(spec, "name", None): (spec, want) for spec, want in zip(specs, wants)}
 
-    def cast(value, want):
+    def check_shape(a, spec, i):
+        want_shape, got = tuple(spec.shape), np.shape(a)
+        if len(got) == len(want_shape) and any(w is not None and w != g for w, g in zip(want_shape[1:], got[1:])):
+            raise _ArgumentError(
+                f"representative_data: sample {i} the function yielded has an array of shape {tuple(got)} for the "
+                f"model's input {getattr(spec, 'name', '')!r} of shape {want_shape}: yield samples of that input "
+                "(first axis = samples), e.g. lambda: ([x[i:i + 1]] for i in range(100))")
+
+    def cast(value, spec, want, i):
         if not hasattr(value, "__array__"):
             return value
-        if want.kind == "f":  # integer samples for a float input (uint8 images): as Keras takes them
+        if spec is not None:
+            check_shape(value, spec, i)
+        if want.kind == "f":  # float64 / integer samples for a float input (uint8 images): as Keras takes them
             a = np.asarray(value)
-            return a.astype(want) if a.dtype.kind in "iub" else value
+            return a.astype(want) if a.dtype.kind in "iubf" and a.dtype != want else value
         if want.kind not in "iu":
             return value
         a = np.asarray(value)
@@ -162,13 +177,18 @@ def _cast_samples(generator, specs):
         return a.astype(want) if info.min <= int(a.min()) and int(a.max()) <= info.max else value
 
     def samples():
-        for sample in generator():
+        for i, sample in enumerate(generator()):
             if isinstance(sample, dict):
-                yield {k: cast(v, by_name.get(k, np.dtype("float32"))) for k, v in sample.items()}
+                yield {k: cast(v, *by_name.get(k, (None, np.dtype("float32"))), i) for k, v in sample.items()}
             elif isinstance(sample, (list, tuple)) and len(sample) == len(wants):
-                yield type(sample)(cast(v, w) for v, w in zip(sample, wants))
+                yield type(sample)(cast(v, spec, w, i) for v, spec, w in zip(sample, specs, wants))
+            elif isinstance(sample, (list, tuple)) and all(hasattr(v, "__array__") for v in sample):
+                raise _ArgumentError(
+                    f"representative_data: sample {i} the function yielded holds {len(sample)} arrays, but the model "
+                    f"takes {len(wants)} input(s): yield its inputs only, one array per input (no labels: e.g. "
+                    "lambda: ([x] for x, _ in dataset.take(100)) for a tf.data.Dataset of (inputs, labels))")
             elif len(wants) == 1 and hasattr(sample, "__array__"):  # TF's calibrator takes a list only
-                yield [cast(sample, wants[0])]
+                yield [cast(sample, specs[0], wants[0], i)]
             else:
                 yield sample
 
