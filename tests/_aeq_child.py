@@ -3,8 +3,9 @@
 usage: python _aeq_child.py FLOAT.tflite CALIB.npy OUT_DIR RECIPE [RECIPE ...]
 Writes OUT_DIR/<recipe>.tflite for each recipe name of ``ai_edge_quantizer.recipe``. Its arguments
 are checked before the first recipe runs (exit status 2 and one line naming the problem and the fix):
-the recipe names, OUT_DIR, and CALIB.npy against the model's first input (shape past the samples
-axis; a float64 array, numpy's default, is given to the model as float32).
+the recipe names, OUT_DIR, a model of one signature with one input, and CALIB.npy against that input
+(shape past the samples axis, finite values; a float64 array, numpy's default, is given to the model
+as float32).
 """
 import os
 import sys
@@ -56,6 +57,10 @@ def main(src, calib_path, out_dir, *recipes):
     it = Interpreter(model_content=content)
     sigs = it.get_signature_list()
     key = next(iter(sigs))
+    if len(sigs) != 1 or len(sigs[key]["inputs"]) != 1:
+        _fail(f"the model has {len(sigs)} signature(s), {len(sigs[key]['inputs'])} input(s) in {key!r}: this script "
+              "calibrates a model with one signature and one input; for others call ai_edge_quantizer's "
+              "Quantizer.calibrate with {signature key: [{input name: array, ...}, ...]} yourself")
     name = sigs[key]["inputs"][0]
     detail = it.get_signature_runner(key).get_input_details()[name]
     calib = _calibration(np.load(calib_path), dict(detail, name=name))

@@ -268,8 +268,17 @@ def test_aeq_child_checks_its_arguments_before_the_first_recipe(aeq_python, tmp_
         (("one.npy", "out", "static_wi8_ai8"), "CALIB.npy holds an array of shape (64,)", None),
         (("nan.npy", "out", "static_wi8_ai8"), "CALIB.npy holds NaN or inf values", None),
     ]
+    import keras
+
+    a, b = keras.Input((8,), name="a"), keras.Input((4,), name="b")
+    two = keras.Model([a, b], keras.layers.Dense(3)(keras.layers.Concatenate()([a, b])))
+    (tmp_path / "two.tflite").write_bytes(export.to_tflite(two, pack=False))
+    cases.append((("calib.npy", "out", "static_wi8_ai8"), "the model has 1 signature(s), 2 input(s) in "
+                  "'serving_default': this script calibrates a model with one signature and one input", "two.tflite"))
     for args, says, also in cases:
-        r = _child(aeq_python, "float.tflite", *args, cwd=tmp_path)
+        model = "two.tflite" if also == "two.tflite" else "float.tflite"
+        also = None if also == "two.tflite" else also
+        r = _child(aeq_python, model, *args, cwd=tmp_path)
         assert r.returncode == 2 and r.stderr.startswith("_aeq_child.py: error: ") and says in r.stderr, (args, r.stderr)
         assert also is None or also in r.stderr
         assert "Traceback" not in r.stderr and not os.listdir(tmp_path / "out"), args
