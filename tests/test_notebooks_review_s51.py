@@ -246,3 +246,23 @@ def test_bits_naming_a_layer_with_nothing_to_cluster_is_refused_like_prunes_laye
     clustered = dc_keras.cluster(model, bits={"fc1": 3})  # named: 3 bits; the others: Dense's default 5
     assert {w.layer.name: w.bits for w in clustered.layers if hasattr(w, "bits")} == {"fc1": 3, "fc2": 5, "fc3": 5}
     assert dc_keras.cluster(cnn, bits={keras.layers.Dense: 4, "conv": 6}) is not None  # classes: not checked by name
+
+
+def test_notebook_output_checks_read_a_print_split_by_the_other_stream_as_one_line():
+    """tests/test_notebooks.py joined every stream output with newlines: when LiteRT's stderr line
+    ("INFO: Created TensorFlow Lite XNNPACK delegate") arrived while `print("bit-identical:", ok)`
+    was being flushed, the check read "bit-identical:\\n True" and notebook 02's smoke run failed
+    (2 of 4 runs here, 2026-12-07). Each stream is now read as one text."""
+    nbformat = pytest.importorskip("nbformat")
+    from test_notebooks import _printed
+
+    out = nbformat.v4.new_output
+    cell = nbformat.v4.new_code_cell("print('bit-identical:', True)")
+    cell.outputs = [out("stream", name="stdout", text="bit-identical:"),
+                    out("stream", name="stderr", text="INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"),
+                    out("stream", name="stdout", text=" True\ntop class per image: [6] [6]\n")]
+    warn = nbformat.v4.new_code_cell("")
+    warn.outputs = [out("stream", name="stderr", text="UserWarning: tf.lite.Interpreter is deprecated\n")]
+    text = _printed(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("x"), cell, warn]))
+    assert re.search(r"^bit-identical: True$", text, re.M), text
+    assert re.search(r"(?s)XNNPACK delegate for CPU\.\nUserWarning: tf\.lite\.Interpreter is deprecated", text), text

@@ -52,8 +52,11 @@ def _full_run_output(path, workdir, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     nbclient.NotebookClient(nb, timeout=1800, kernel_name="python3",
                             resources={"metadata": {"path": str(workdir)}}).execute()
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    streams = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if o.get("output_type") == "stream"]
+    # each stream as one text (tests/test_notebooks.py's _printed(): a line split by the other stream)
+    return ("".join(o.get("text", "") for o in streams if o.get("name") == "stdout") + "\n"
+            + "".join(o.get("text", "") for o in streams if o.get("name") != "stdout"))
 
 
 def test_readme_keeps_two_setup_commands_and_the_notebooks_install_this_distribution():
