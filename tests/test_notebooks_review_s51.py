@@ -14,6 +14,8 @@ smaller file than the converter's).
 - Notebook 02 says how to start from a .tflite of your own (its bytes: pack takes no path); that line
   and its pack cell run as written on a user's file.
 - cluster(bits={..., "flatten": 5}) ignored the entry silently: refused now, as prune's layers= is.
+- tests/test_notebooks.py read a print split by the other stream as two lines (notebook 02 failed
+  now and then): each stream is read as one text.
 """
 import json
 import os
