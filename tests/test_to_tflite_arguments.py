@@ -78,6 +78,14 @@ def test_int8_uses_it_and_does_not_warn(model_and_x):
         assert data != export.to_tflite(model, pack=False, quantize="int8", representative_data=x * 10)
 
 
+def test_empty_representative_data_says_what_to_give(model_and_x):
+    """Notebook 02 with N_CALIBRATION = 0 got "representative_data is empty" and no fix (helper-197)."""
+    model, x = model_and_x
+    with pytest.raises(ValueError, match=r"representative_data is empty \(0 samples along its first axis\): "
+                                         r"int8 calibration needs samples .*x_train\[:100\]"):
+        export.to_tflite(model, pack=False, quantize="int8", representative_data=x[:0])
+
+
 def test_no_data_no_warning(model_and_x):
     model, _ = model_and_x
     with warnings.catch_warnings(record=True) as caught:

@@ -281,7 +281,9 @@ def _representative(data, batch=1, model=None, names=None):
             "sample i of each input is fed together (first axis = samples); give every input the same count")
     n = min(lengths)
     if n == 0:
-        raise ValueError("representative_data is empty")
+        raise ValueError(
+            "representative_data is empty (0 samples along its first axis): int8 calibration needs samples of the "
+            "model's input, e.g. representative_data=x_train[:100] (100 or more calibrate well)")
     if n < batch:  # the generator below would yield nothing: TF then writes a float model, silently
         raise _ArgumentError(
             f"representative_data holds {n} sample(s), fewer than the .tflite's fixed batch of {batch}: the "
