@@ -374,6 +374,38 @@ def _val_size(r):
     return "" if not src or src.startswith("held-out") else f" ({r['val_samples']:,} own-seed validation sequences)"
 
 
+def _zoo_rerun_table(rows):
+    """Rows marked ``rerun_of`` ({"file", "date"}: the row of record they repeat, same settings): one
+    line per model, the earlier record beside today's run of the same command."""
+    reruns = [r for r in rows if r.get("rerun_of")]
+    if not reruns:
+        return []
+    out = [f"**The rows of record, re-run on the code of {reruns[0]['date'][:10]}** (`benchmarks/model_zoo.py "
+           "--models=M`, ZOO's settings, which are the row of record's; same data, seed 0). The code changed since "
+           "the records: training draws other random streams (the pipeline's steps have their own batch streams, "
+           "c10fa90) and `pack` writes smaller files (docs/FORMAT.md §15's nameless packed tensors, `compact`). "
+           "Test error float -> packed on the full test split, validation error as in the table below; "
+           "`met`: the goal on the names-kept file. " + (reruns[0].get("rerun_note") or ""), "",
+           "| model | goal | row of record: file, ratio, test change, met | today: commit | file (B) | ratio | "
+           "ratio, names stripped | test error float -> packed | change | validation change | met | bit-identical |",
+           "|" + "---|" * 12]
+    for r in sorted(reruns, key=lambda r: ZOO_ORDER.index(r["model"]) if r["model"] in ZOO_ORDER else 99):
+        was = next((e for e in rows if e["model"] == r["model"] and e["date"] == r["rerun_of"]["date"]), None)
+        if was is None:
+            raise SystemExit(f"{r['model']}: rerun_of names {r['rerun_of']}, which is not among the zoo JSONs given")
+        g, st = r.get("goal"), r.get("stripped_names") or {}
+        goal = "-" if not g else f">= {g['ratio']:.0f}x at <= +{g['max_increase_pp']:.0f} pp"
+        same = ("yes" if r["packed_outputs_identical"] else "**NO**") + (
+            "" if "identical" not in st else " / " + ("yes" if st["identical"] else "**NO**"))
+        val = 100 * (r["final_val_error"] - r["baseline_val_error"])
+        out.append(f"| {r['model']} | {goal} | `{r['rerun_of']['file']}` ({was['date'][:10]}, {was['commit']}): "
+                   f"{was['packed_bytes']:,} B, {ratio(was['ratio'])}, {was['error_increase_pp']:+.2f} pp, "
+                   f"{_yes_no(was.get('goal_met'))} | {r['commit']} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | "
+                   f"{ratio(st.get('ratio'))} | {pct(r['baseline_error'])} -> {pct(r['final_error'])} | "
+                   f"{r['error_increase_pp']:+.2f} pp | {val:+.2f} pp | {_yes_no(r.get('goal_met'))} | {same} |")
+    return out + [""]
+
+
 def zoo_section(zoo):
     """The model-zoo section (benchmarks/model_zoo.py JSON): one row per model, then where the bytes go."""
     rows = sorted(zoo["models"], key=lambda r: (ZOO_ORDER.index(r["model"]) if r["model"] in ZOO_ORDER else 99,
@@ -400,7 +432,7 @@ def zoo_section(zoo):
            "`strip_strings=True` (tensor/subgraph names and description dropped; column `met, stripped`). Image models train on a subset of the 60,000 images (column `train`) to keep CPU "
            "time sane; 5,000 (sequences: 2,000) training samples are held out for validation, except where the "
            "validation column names its own split (a sequence row with `val_samples`: that many sequences generated "
-           "from a third seed; training and test sequences unchanged).", "",
+           "from a third seed; training and test sequences unchanged).", ""] + _zoo_rerun_table(rows) + [
            "| model | data | train | epochs (base/prune/share) | params | covered | sparsity of covered | bits | "
            "float .tflite (B) | packed (B) | ratio | ratio, names stripped | error: float -> packed | change | goal | "
            "met | met, stripped | bit-identical (kept / stripped) | validation error (Keras) | minutes | load at end |",

@@ -395,6 +395,32 @@ def test_zoo_validation_column_names_a_larger_image_split_and_keeps_old_rows():
     assert doc._val_size(seq) == " (10,000 own-seed validation sequences)"
 
 
+def test_zoo_rerun_table_puts_the_row_of_record_beside_todays_run_and_refuses_a_missing_record():
+    """results_doc._zoo_rerun_table: a row with ``rerun_of`` gets one line with the earlier record's
+    file, ratio, change and verdict beside today's figures; a ``rerun_of`` naming no given row stops."""
+    import pytest
+
+    doc = load_bench("results_doc")
+    goal = {"ratio": 8.0, "max_increase_pp": 1.0}
+    was = {"model": "transformer", "date": "2026-11-30 03:03 UTC", "commit": "b075904", "packed_bytes": 35936,
+           "ratio": 8.37, "error_increase_pp": 0.16, "goal_met": True, "goal": goal}
+    now = {"model": "transformer", "date": "2026-12-07 01:35 UTC", "commit": "ea32725", "packed_bytes": 31120,
+           "ratio": 9.66, "error_increase_pp": 1.14, "goal_met": False, "goal": goal, "baseline_error": 0.1132,
+           "final_error": 0.1246, "baseline_val_error": 0.114, "final_val_error": 0.124,
+           "packed_outputs_identical": True, "stripped_names": {"ratio": 12.8, "identical": True},
+           "rerun_of": {"file": "model_zoo_transformer_s4_t2.json", "date": was["date"]}}
+    lines = doc._zoo_rerun_table([was, now])
+    assert lines[0].startswith("**The rows of record, re-run on the code of 2026-12-07**")
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[1] == ("| transformer | >= 8x at <= +1 pp | `model_zoo_transformer_s4_t2.json` (2026-11-30, b075904): "
+                        "35,936 B, 8.4x, +0.16 pp, yes | ea32725 | 31,120 | **9.7x** | 12.8x | 11.32 % -> 12.46 % | "
+                        "+1.14 pp | +1.00 pp | **no** | yes / yes |")
+    assert table[1].count("|") == table[0].count("|")
+    assert doc._zoo_rerun_table([was]) == []
+    with pytest.raises(SystemExit, match="transformer: rerun_of names"):
+        doc._zoo_rerun_table([now])
+
+
 def test_centroid_ops_section_from_the_benchmarks_own_record(tmp_path):
     """bench_centroid_ops.py's --json record (built by its own ``record``, made-up figures) renders
     as a section: each native row's ratios to the fallback row of the same op and zero-slot share;
