@@ -132,6 +132,47 @@ static void* init_each(DcTflmContext* ctx, const char* buffer, size_t length) {
   return op_init(ctx, buffer, length, DC_TFLM_DECODE_EACH_INVOKE);
 }
 
+/* A packed tensor of a type the kernel has no TFLM type for: 0 + report. */
+static int unsupported_type(DcTflmContext* ctx, const OpData* d, uint32_t dc_dtype) {
+  (void)d; /* message arguments only (TF_LITE_STRIP_ERROR_STRINGS) */
+  (void)dc_dtype;
+  DC_TFLM_LOG(ctx,
+              "HuffDecode (output tensor %d): the TFLM kernel does not decode %s tensors "
+              "(it decodes float32, float16, int32, int16, int8, uint8, int64 and bool "
+              "ones); run this "
+              "model unpacked on TFLM (dc-keras unpack IN OUT)",
+              d->out_idx, dtype_name(dc_dtype));
+  return 0;
+}
+
+#ifndef TF_LITE_STRIP_ERROR_STRINGS
+/* What a tensor dc_peek refused as DC_ERR_UNSUPPORTED needs, and the dc_codec.h option that leaves
+ * it out (§2 header bytes 7 and 5), for the message: the firmware's build names its -D options,
+ * not layout numbers.  Only int64 among the types the kernel decodes can be left out, by
+ * DC_CODEC_NO_64BIT, so an int64 tensor in a layout that can be left out names both (which one
+ * the build leaves out the kernel does not know: dc_codec.c is compiled apart).  Every option is
+ * also in DC_CODEC_MINIMAL. */
+static const char* left_out_by(unsigned layout, unsigned dc_dtype) {
+  const int wide = dc_dtype == DC_DTYPE_INT64;
+  switch (layout) {
+    case DC_LAYOUT_GROUPED_DENSE:
+    case DC_LAYOUT_GROUPED_SPARSE:
+      return wide ? "int64 (DC_CODEC_NO_64BIT) or layout 2/3 (DC_CODEC_NO_GROUPED)"
+                  : "layout 2/3 (DC_CODEC_NO_GROUPED or DC_CODEC_MINIMAL)";
+    case DC_LAYOUT_FLOAT_PLANES: return "layout 4 (DC_CODEC_NO_FLOAT_PLANES or DC_CODEC_MINIMAL)";
+    case DC_LAYOUT_CONTEXT_SPARSE:
+      return wide ? "int64 (DC_CODEC_NO_64BIT) or layout 5 (DC_CODEC_NO_CONTEXT)"
+                  : "layout 5 (DC_CODEC_NO_CONTEXT or DC_CODEC_MINIMAL)";
+    case DC_LAYOUT_INT_PLANES:
+      return wide ? "int64 (DC_CODEC_NO_64BIT) or layout 6 (DC_CODEC_NO_INT_PLANES)"
+                  : "layout 6 (DC_CODEC_NO_INT_PLANES or DC_CODEC_MINIMAL)";
+    default:
+      return wide ? "int64 (DC_CODEC_NO_64BIT or DC_CODEC_MINIMAL)"
+                  : "its layout or type (DC_CODEC_NO_* or DC_CODEC_MINIMAL)";
+  }
+}
+#endif
+
 /* Checks the packed input against the output tensor; fills *info.  0 + report on error.
  * Eval tensors only: TFLM's GetTensor hands out temporaries that a C kernel cannot free
  * (DeallocateTempTfLiteTensor is C++), and Prepare fails if any is left. */
@@ -200,13 +241,15 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
     }
   }
   if (st == DC_ERR_UNSUPPORTED && d->packed_bytes > 7) { /* §2: byte 5 dtype, byte 7 layout */
+    const uint8_t* h = (const uint8_t*)in->data.raw_const;
+    /* A type this kernel does not decode either (int4, uint64, ...): rebuilding dc_codec.c with
+     * it would only move the failure to the type check below, so that message now. */
+    if (tflm_type(h[5]) < 0) return unsupported_type(ctx, d, h[5]);
     DC_TFLM_LOG(ctx,
-                "HuffDecode (output tensor %d): packed tensor not readable here: layout %u "
-                "/ type %u is left out of this dc_codec.c build (DC_CODEC_NO_* / "
-                "DC_CODEC_MINIMAL): rebuild it without that, or pack with --decoder "
-                "minimal or --layouts",
-                d->out_idx, (unsigned)((const uint8_t*)in->data.raw_const)[7],
-                (unsigned)((const uint8_t*)in->data.raw_const)[5]);
+                "HuffDecode (output tensor %d): packed tensor not readable here: %s, left out "
+                "of this dc_codec.c build: rebuild it without that option, or pack with "
+                "--decoder minimal or --layouts",
+                d->out_idx, left_out_by(h[7], h[5]));
     return 0;
   }
   if (st != DC_OK) {
@@ -215,15 +258,8 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
     return 0;
   }
   want = tflm_type(info->dtype);
-  if (want < 0) { /* a valid tensor (e.g. int4 / bfloat16 weights) of a type not handled here */
-    DC_TFLM_LOG(ctx,
-                "HuffDecode (output tensor %d): the TFLM kernel does not decode %s tensors "
-                "(it decodes float32, float16, int32, int16, int8, uint8, int64 and bool "
-                "ones); run this "
-                "model unpacked on TFLM (dc-keras unpack IN OUT)",
-                d->out_idx, dtype_name(info->dtype));
-    return 0;
-  }
+  /* a valid tensor (e.g. int4 / bfloat16 weights) of a type not handled here */
+  if (want < 0) return unsupported_type(ctx, d, info->dtype);
   if (want != (int)out->type || out->dims == NULL || out->dims->size < 0 ||
       (uint32_t)out->dims->size != info->rank) {
     DC_TFLM_LOG(ctx,
