@@ -36,13 +36,13 @@ BUILDS = {"full": [], "no_planes": ["-DDC_CODEC_NO_FLOAT_PLANES"], "no_grouped":
           "no_context": ["-DDC_CODEC_NO_CONTEXT"], "no_64bit": ["-DDC_CODEC_NO_64BIT"],
           "no_int_planes": ["-DDC_CODEC_NO_INT_PLANES"], "no_subbyte": ["-DDC_CODEC_NO_SUBBYTE"],
           "minimal": ["-DDC_CODEC_MINIMAL"], "minimal_strip": ["-DDC_CODEC_MINIMAL", STRIP],
-          "full_strip": [STRIP]}
+          "full_strip": [STRIP], "small_crc": ["-DDC_CODEC_MINIMAL", "-DDC_CRC_SMALL_TABLE"]}
 FIX = ", left out of this dc_codec.c build: rebuild it without that option, or pack with --decoder minimal or --layouts"
 
 
 @pytest.fixture(scope="module")
 def mock(tmp_path_factory):
-    """run(build, packed, raw) -> ({key: words}, kernel messages): tools/mcu/tflm_mock_ctx.c with the
+    """run(build, packed, raw, tag, *args, mode=0) -> ({key: words}, kernel messages): tools/mcu/tflm_mock_ctx.c with the
     kernel and dc_codec.c compiled (-Wall -Wextra -Werror) with BUILDS[build]'s options."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     assert cc, "needs a C compiler (apt install gcc)"
@@ -59,11 +59,12 @@ def mock(tmp_path_factory):
     with ThreadPoolExecutor(min(len(BUILDS), os.cpu_count() or 1)) as pool:
         list(pool.map(build, BUILDS))
 
-    def run(name, packed, raw, tag):
+    def run(name, packed, raw, tag, *args, mode=0):
         p, q = d / f"{name}_{tag}.p", d / f"{name}_{tag}.r"
         p.write_bytes(packed)
         q.write_bytes(raw.tobytes())
-        r = subprocess.run([str(d / name), "0", str(p), str(q), str(TFLITE_TYPES[raw.dtype]), *map(str, raw.shape)],
+        r = subprocess.run([str(d / name), str(mode), str(p), str(q), str(TFLITE_TYPES[raw.dtype]),
+                            *map(str, raw.shape), *args],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and not r.stderr.strip(), (name, r.returncode, r.stdout, r.stderr[-3000:])
         facts = {ln.split()[0]: ln.split()[1:] for ln in r.stdout.splitlines() if not ln.startswith("log ")}
@@ -172,3 +173,91 @@ def test_the_doc_quotes_the_message_and_names_every_option_the_kernel_names():
                      "DC_CODEC_NO_INT_PLANES", "DC_CODEC_NO_64BIT"}, named
     for option in named:
         assert f"`{option}`" in doc, option
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_the_small_crc_table_option_checks_and_decodes_as_the_default(mock, mode):
+    """DC_CRC_SMALL_TABLE (the doc's *Code size*: one 1 KiB CRC table instead of 8 KiB, the flash
+    option with DC_CODEC_MINIMAL) ran only in test_mcu.sh's decode counts; here through the kernel:
+    a sparse int8 tensor decodes bit-exact in both modes and corrupt bytes fail Prepare with the
+    default build's message."""
+    rng = np.random.default_rng(5)
+    raw = np.where(rng.random((64, 96)) < 0.2, rng.integers(-8, 8, (64, 96)), 0).astype(np.int8)
+    packed = codec.encode(raw, layouts=("dense", "sparse"))
+    got = {b: mock(b, packed, raw, f"crc{mode}", mode=mode) for b in ("minimal", "small_crc")}
+    assert got["small_crc"] == got["minimal"] and got["minimal"][0]["prepare"] == ["0"], got
+    assert got["minimal"][0]["invoke1"][:3] == ["0", "decoded", "1"], got
+    bad = {b: mock(b, packed, raw, f"crc{mode}", "--corrupt", mode=mode) for b in ("minimal", "small_crc")}
+    assert bad["small_crc"] == bad["minimal"], bad
+    assert bad["small_crc"][0]["prepare"] == ["1"] and len(bad["small_crc"][1]) == 1, bad
+    assert "invalid packed tensor: checksum mismatch" in bad["small_crc"][1][0], bad
+
+
+def test_micro_makefile_rebuilds_when_the_firmware_options_change(tmp_path):
+    """The doc's host check of a firmware build (`make -C tflite_kernels/micro BUILD=...
+    CFLAGS=-DDC_CODEC_MINIMAL`) into a BUILD dir that held a default build said "Nothing to be done"
+    and left the full decoder in the library: the model then ran on the host and failed on the board.
+    The library now depends on a stamp of the compiler and flags; the same flags again rebuild
+    nothing."""
+    env = dict(os.environ, MAKEFLAGS="")
+    b = tmp_path / "b"
+
+    def make(*flags):
+        r = subprocess.run(["make", "-s", "-C", os.path.join(K, "micro"), f"BUILD={b}", *flags],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
+        lib = b / "libdc_huffdecode_tflm.so"
+        return lib.read_bytes(), lib.stat().st_mtime_ns
+
+    # dc_strerror's text for DC_ERR_UNSUPPORTED names the options the decoder was built with
+    minimal_text = b"type or layout left out of this build by DC_CODEC_MINIMAL"
+    full, _ = make()
+    assert minimal_text not in full
+    minimal, t = make("CFLAGS=-DDC_CODEC_MINIMAL")
+    assert minimal_text in minimal
+    again, t2 = make("CFLAGS=-DDC_CODEC_MINIMAL")
+    assert t2 == t and again == minimal
+    back, _ = make()
+    assert minimal_text not in back
+
+
+def test_the_doc_cpp_registration_snippet_compiles_against_tflm(tmp_path):
+    """The doc's C++ registration block with the headers it includes (it named only
+    huffdecode_tflm_register.h, which does not bring MicroMutableOpResolver), compiled for Cortex-M4
+    with the build block's C++ flags. Needs a TFLM tree with its downloads (DC_TFLM_TREE, as
+    test_docs_as_written's build block) and arm-none-eabi-g++ with libstdc++."""
+    blocks = [c for lang, _, c in _docs.blocks("docs/microcontrollers.md") if lang == "c++" and "AddCustom" in c]
+    assert len(blocks) == 1, blocks
+    lines = blocks[0].splitlines()
+    head = [ln for ln in lines if ln.startswith("#include")]
+    assert '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"' in head, head
+    tflm = os.environ.get("DC_TFLM_TREE")
+    if not (tflm and shutil.which("arm-none-eabi-g++")):
+        pytest.skip("needs DC_TFLM_TREE (a TFLM tree with tools/make/downloads) and arm-none-eabi-g++")
+    body = [ln for ln in lines if not ln.startswith("#include")]
+    src = tmp_path / "app.cc"
+    src.write_text("\n".join(head) + "\nbool setup();\nbool setup() {\n" + "\n".join(body)
+                   + "\n  return resolver.AddCustom(\"HuffDecode\", dc_keras::Register_HUFFDECODE(\n"
+                   "      DC_TFLM_DECODE_EACH_INVOKE)) != kTfLiteOk;  // the doc: a second one fails\n}\n")
+    dl = os.path.join(tflm, "tensorflow", "lite", "micro", "tools", "make", "downloads")
+    r = subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+                        "-std=c++17", "-Os", "-fno-rtti", "-fno-exceptions", "-DTF_LITE_STATIC_MEMORY", "-Wall",
+                        "-Wextra", "-Wno-unused-parameter", "-Werror", f"-I{K}/micro", f"-I{K}/include", f"-I{tflm}",
+                        f"-I{dl}/flatbuffers/include", f"-I{dl}/gemmlowp", f"-I{dl}/ruy", "-c", "-o",
+                        str(tmp_path / "app.o"), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stderr[-3000:], src.read_text())
+
+
+def test_kernel_and_decoder_compile_warning_free_big_endian():
+    """The doc's *Byte order*: both C files compile warning-free for a big-endian Cortex-M4 (nothing
+    runs there: neither TFLM nor the tests)."""
+    if not shutil.which("arm-none-eabi-gcc"):
+        pytest.skip("needs arm-none-eabi-gcc (make test-mcu installs it as root)")
+    for src in (os.path.join(K, "src", "dc_codec.c"), os.path.join(K, "micro", "huffdecode_tflm.c")):
+        r = subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mbig-endian", "-std=c99", "-Os",
+                            "-Wall", "-Wextra", "-Wshadow", "-Wdouble-promotion", "-Wvla", "-Werror",
+                            f"-I{K}/include", f"-I{K}/src", f"-I{K}/micro", "-c", "-o", os.devnull, src],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and not r.stderr.strip(), (src, r.stderr[-3000:])
+    doc = " ".join(_docs.read("docs/microcontrollers.md").split())
+    assert "compile warning-free for a big-endian Cortex-M4 (`-mbig-endian`), but nothing has run big-endian" in doc
