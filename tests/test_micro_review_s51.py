@@ -261,3 +261,29 @@ def test_kernel_and_decoder_compile_warning_free_big_endian():
         assert r.returncode == 0 and not r.stderr.strip(), (src, r.stderr[-3000:])
     doc = " ".join(_docs.read("docs/microcontrollers.md").split())
     assert "compile warning-free for a big-endian Cortex-M4 (`-mbig-endian`), but nothing has run big-endian" in doc
+
+
+@pytest.mark.parametrize("opt", ["-O2", "-Os"])
+@pytest.mark.parametrize("cpu", ["m4", "m0"])
+def test_the_doc_names_every_library_function_the_two_objects_call(cpu, opt, tmp_path):
+    """*Registering the op* lists what the objects need from the C and runtime libraries; for Cortex-M0
+    it named __aeabi_uidiv and __aeabi_lmul but not __clzdi2 (both levels) nor, at -Os,
+    __aeabi_llsl, __aeabi_llsr and __gnu_thumb1_case_uqi (`arm-none-eabi-nm -u` of both objects)."""
+    if not shutil.which("arm-none-eabi-gcc"):
+        pytest.skip("needs arm-none-eabi-gcc (make test-mcu installs it as root)")
+    flags = {"m4": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+             "m0": ["-mcpu=cortex-m0", "-mthumb"]}[cpu]
+    doc = _docs.read("docs/microcontrollers.md")
+    para = doc[doc.index("Neither object needs `malloc`"):]
+    para = para[:para.index("\n\n")]
+    undefined = set()
+    for src in (os.path.join(K, "src", "dc_codec.c"), os.path.join(K, "micro", "huffdecode_tflm.c")):
+        obj = str(tmp_path / (os.path.basename(src) + ".o"))
+        subprocess.run(["arm-none-eabi-gcc", *flags, "-std=c99", opt, "-ffunction-sections", "-fdata-sections",
+                        f"-I{K}/include", f"-I{K}/src", f"-I{K}/micro", "-c", "-o", obj, src], check=True, timeout=300)
+        nm = subprocess.run(["arm-none-eabi-nm", "-u", obj], capture_output=True, text=True, check=True).stdout
+        undefined |= {ln.split()[-1] for ln in nm.splitlines() if ln.strip()}
+    undefined = {u for u in undefined if not u.startswith("dc_")}  # the decoder's own, between the two
+    assert {"memcpy", "memset", "__aeabi_uldivmod"} <= undefined, undefined
+    missing = sorted(u for u in undefined if f"`{u}`" not in para)
+    assert not missing, (missing, para)
