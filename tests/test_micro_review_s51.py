@@ -337,3 +337,29 @@ def test_a_model_array_off_its_alignment_faults_on_cortex_m4(tmp_path):
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("TFLM_M4_ALIGN ")]
     assert len(lines) == 17 and all("output" in ln for ln in lines[:16]), lines
     assert "offset 1: FAULT: CFSR=01000000" in lines[16], lines
+
+
+def test_the_cnn_op_lists_and_resolver_sizes_in_the_doc_are_the_models():
+    """*Convolutional models* tells the engineer which ops to add and how many resolver slots to give
+    (`MicroMutableOpResolver<7>` for the DS-CNN, 8 for the autoencoder); nothing compared them with the
+    models test_micro_cnn.py builds as the doc describes. ~40 s (two short trainings)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    import test_micro_cnn
+    from dc_keras import _flatbuffer as fb
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    doc = " ".join(_docs.read("docs/microcontrollers.md").split())
+    for name, title in (("ds_cnn", "**DS-CNN**"), ("autoencoder", "**Convolutional autoencoder**")):
+        bullet = doc[doc.index(title):]
+        m = re.search(r"Ops: ((?:`[A-Z_0-9]+`, )*`[A-Z_0-9]+`) \+ `HuffDecode` \((?:a `MicroMutableOpResolver<(\d+)>`|(\d+) slots)\)",
+                      bullet)
+        assert m, bullet[:400]
+        doc_ops = set(re.findall(r"`([A-Z_0-9]+)`", m.group(1)))
+        slots = int(m.group(2) or m.group(3))
+        _, packed, _ = test_micro_cnn._compressed_int8(name)
+        model = fb.read_model(packed)
+        ops = {"HuffDecode" if fb.is_huffdecode_code(c) else names[max(c.builtinCode, c.deprecatedBuiltinCode)]
+               for c in (model.operatorCodes[op.opcodeIndex] for sg in model.subgraphs for op in sg.operators)}
+        assert ops == doc_ops | {"HuffDecode"}, (name, sorted(ops), sorted(doc_ops))
+        assert slots == len(ops), (name, slots, sorted(ops))
