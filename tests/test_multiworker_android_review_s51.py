@@ -32,6 +32,7 @@ import hashlib, json, os, sys
 os.environ["KERAS_BACKEND"] = "jax"
 wid, port = int(sys.argv[1]), int(sys.argv[2])
 target, epochs, spe = float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+bits = int(sys.argv[6]) if len(sys.argv) > 6 else 3
 import jax
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=wid,
@@ -49,7 +50,7 @@ pruned = dc_keras.prune(model, dc_keras.schedules.PolynomialDecay(0.0, target, b
 loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 pruned.compile(keras.optimizers.Adam(0.01), loss, steps_per_execution=spe)
 pruned.fit(ds, epochs=epochs, verbose=0, callbacks=[dc_keras.PruningCallback()])
-clustered = dc_keras.cluster(dc_keras.strip(pruned), bits=3)
+clustered = dc_keras.cluster(dc_keras.strip(pruned), bits=bits)
 clustered.compile(keras.optimizers.Adam(0.001), loss, steps_per_execution=spe)
 clustered.fit(ds, epochs=1, verbose=0)
 def digest(arrays):
@@ -128,6 +129,20 @@ def test_processes_with_different_epochs_are_stopped_at_the_start_of_fit(tmp_pat
         assert code != 0 and "RESULT" not in out, (wid, err[-3000:])
         assert (f"do not prune alike: on process {wid} fit()'s [epochs, steps] are [{2 + wid}, null], which differs "
                 f"on process(es) [{1 - wid}]") in err, err[-3000:]
+        assert "collective mismatch" not in err
+
+
+def test_processes_that_cluster_with_other_bits_are_stopped_at_cluster(tmp_path):
+    """cluster(bits=3) on worker 0, bits=4 on worker 1 (helper-198's not-fixed finding): gloo aborted
+    in the clustered model's variable creation ("Received data size doesn't match expected size. Is
+    there a distributed collective mismatch"), naming neither the call nor the argument. Now one
+    ValueError on each process at cluster(), naming the arguments and the other process."""
+    runs = _job(tmp_path, (0.8, 2, 1, 3), (0.8, 2, 1, 4))
+    for wid, (code, out, err) in enumerate(runs):
+        assert code != 0 and "RESULT" not in out, (wid, err[-3000:])
+        assert (f"ValueError: cluster(): the processes of this multi-process keras.distribution job do not cluster "
+                f"alike: on process {wid} the arguments are ") in err, err[-3000:]
+        assert f'"bits": {3 + wid}' in err and f"which differs on process(es) [{1 - wid}]" in err
         assert "collective mismatch" not in err
 
 

@@ -23,6 +23,38 @@ from dc_keras import _compat
 # defined in dc_keras._positional, which needs them without importing Keras.
 from dc_keras._positional import MAX_BITS, MAX_CODEBOOK  # noqa: E402,F401
 
+def processes_disagree(rows):
+    """In a multi-process JAX ``keras.distribution`` job: which of ``rows`` (``[(label, text)]``, the
+    same labels in the same order on every process) differ between the processes. ``None`` when
+    there is one process, no distribution, another backend, or every process has the same texts;
+    ``("count", counts)`` when the processes hold different numbers of rows; else ``(i, others)``:
+    the first differing row and the processes whose text differs from this one's. Two small
+    all-gathers (one int32 per row, a hash of the label and text); every process gathers the same
+    values, so all of them see the same disagreement and none waits in a collective for ever."""
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+        return None
+    import hashlib
+
+    import jax
+
+    if jax.process_count() < 2:
+        return None
+    from jax.experimental import multihost_utils
+
+    counts = np.asarray(multihost_utils.process_allgather(np.int32(len(rows)))).ravel()
+    if len(set(counts.tolist())) != 1:
+        return "count", [int(c) for c in counts]
+    mine = np.array([np.frombuffer(hashlib.sha256(f"{label}\0{text}".encode()).digest()[:4], "<i4")[0]
+                     for label, text in rows], dtype=np.int32)
+    every = np.asarray(multihost_utils.process_allgather(mine)).reshape(len(counts), len(rows))
+    here = jax.process_index()
+    for i in range(len(rows)):
+        others = [p for p in range(len(counts)) if every[p, i] != every[here, i]]
+        if others:
+            return i, others
+    return None
+
+
 def to_numpy(value):
     """``keras.ops.convert_to_numpy(value)``, reading a ``keras.Variable`` into a tensor first
     (``keras.ops.copy``; ``convert_to_tensor`` gives the variable back on TensorFlow). Keras 3.15's

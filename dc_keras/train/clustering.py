@@ -798,6 +798,50 @@ def _check_cluster_args(bits, init, preserve_sparsity, fold_batchnorm):
         raise ValueError(f"`fold_batchnorm` must be True or False, got {fold_batchnorm!r}.")
 
 
+def _check_processes_cluster_alike(model_or_layer, arguments):
+    """ValueError on every process of a multi-process JAX ``keras.distribution`` job whose processes
+    call ``cluster()`` with other arguments or on other weights: the clustered model's variables
+    (2**bits centroids per layer) are created replicated across the processes, so ``bits=3`` on one
+    process and ``bits=4`` on another aborted in gloo ("Received data size doesn't match expected
+    size. Is there a distributed collective mismatch"), naming neither the call nor the argument;
+    different weights would give different centroids on each process."""
+    import hashlib
+    import json
+
+    def plain(value):  # layer classes (bits / layers keys) by their qualified name
+        if isinstance(value, dict):
+            return sorted((plain(k), plain(v)) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, type):
+            return f"{value.__module__}.{value.__qualname__}"
+        return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+    rows = [("arguments", json.dumps({k: plain(v) for k, v in arguments.items()}, sort_keys=True))]
+    if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
+        digest = hashlib.sha256()
+        try:
+            for w in model_or_layer.weights:
+                digest.update(np.ascontiguousarray(_base.to_numpy(w)).tobytes())
+            rows.append(("weights", digest.hexdigest()))
+        except Exception:  # weights sharded across processes (not addressable here): arguments only
+            rows.append(("weights", "not addressable"))
+    found = _base.processes_disagree(rows)
+    if found is None:
+        return
+    import jax
+
+    i, others = found if found[0] != "count" else (1, [])
+    what = (f"the arguments are {rows[0][1]}" if i == 0 else
+            "the model's weights differ (another model, or one trained or pruned differently)")
+    raise ValueError(
+        f"cluster(): the processes of this multi-process keras.distribution job do not cluster alike: on process "
+        f"{jax.process_index()} {what}, which differs on process(es) {others}; the clustered variables are created "
+        "on every process, so they must match. Every process must call dc_keras.cluster() with the same arguments "
+        "on the same model (strip() of the same pruned model): start all processes with the same code and settings "
+        "(docs/multi_worker.md).")
+
+
 @_model_only_positional("cluster", "the model (or layer)")
 def cluster(model_or_layer, *, bits=DEFAULT_BITS, init="linear", preserve_sparsity=True, layers=None, seed=0,
             fold_batchnorm=True, include_frozen=False, min_params=0, clusters=None, cluster_biases=False,
@@ -868,6 +912,10 @@ def cluster(model_or_layer, *, bits=DEFAULT_BITS, init="linear", preserve_sparsi
     if not isinstance(model_or_layer, keras.layers.Layer):
         raise _base.not_keras3_error("cluster()", "a Keras model or layer", model_or_layer)
     _base.refuse_quantized(model_or_layer, "cluster")
+    _check_processes_cluster_alike(model_or_layer, dict(
+        bits=bits, init=init, preserve_sparsity=preserve_sparsity, layers=layers, seed=seed,
+        fold_batchnorm=fold_batchnorm, include_frozen=include_frozen, min_params=min_params, clusters=clusters,
+        cluster_biases=cluster_biases))
 
     if not isinstance(model_or_layer, keras.Model):
         if layers is not None:

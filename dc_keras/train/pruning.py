@@ -828,19 +828,13 @@ def _check_processes_prune_alike(wrappers, params):
     without a cross-process check (``_assign_host``), so different schedules trained to the end
     with different masks on each process and only ``strip()`` failed, in JAX's
     "passed to device_put is not the same on each process" with the weights dumped; a different
-    number of epochs or steps leaves one process waiting in a collective for ever. Checked with two
-    small all-gathers (one int32 per layer) at the start of each ``fit()``; every process gets the
-    same gathered values, so all of them raise the same error and none hangs."""
+    number of epochs or steps leaves one process waiting in a collective for ever. Checked at the
+    start of each ``fit()`` (``_base.processes_disagree``)."""
     if not (_STATELESS_OPTIMIZER and _jax_distribution()):
         return
-    import hashlib
     import json
 
     import jax
-
-    if jax.process_count() < 2:
-        return
-    from jax.experimental import multihost_utils
 
     def schedule_text(wrapper):
         try:
@@ -853,31 +847,26 @@ def _check_processes_prune_alike(wrappers, params):
     params = params or {}
     rows = [("fit()", json.dumps([params.get("epochs"), params.get("steps")]))] + \
         [(w.name, schedule_text(w)) for w in wrappers]
-
-    def code(text):
-        return int(np.frombuffer(hashlib.sha256(text.encode()).digest()[:4], "<i4")[0])
-
+    found = _base.processes_disagree(rows)
+    if found is None:
+        return
     here = jax.process_index()
     ends = "Every process must build the same model, prune it with the same dc_keras.prune() arguments " \
         "and fit() it with the same epochs over data of the same length (a global batch, the same " \
         "arrays in the same order: docs/multi_worker.md); start all processes with the same code and settings."
-    counts = np.asarray(multihost_utils.process_allgather(np.int32(len(rows)))).ravel()
-    if len(set(counts.tolist())) != 1:
+    if found[0] == "count":
         raise ValueError(
             f"PruningCallback: the processes of this multi-process keras.distribution job prune different "
-            f"sets of layers: {[int(c) - 1 for c in counts]} pruned layers on processes 0, 1, ... "
+            f"sets of layers: {[c - 1 for c in found[1]]} pruned layers on processes 0, 1, ... "
             f"(process {here}: {[name for name, _ in rows[1:]]}). {ends}")
-    mine = np.array([code(name + "\0" + text) for name, text in rows], dtype=np.int32)
-    every = np.asarray(multihost_utils.process_allgather(mine)).reshape(len(counts), len(rows))
-    for i, (name, text) in enumerate(rows):
-        others = [p for p in range(len(counts)) if every[p, i] != every[here, i]]
-        if others:
-            what = f"fit()'s [epochs, steps] are {text}" if i == 0 else \
-                f"pruned layer {name!r} has the schedule and sparsity_m_by_n {text}"
-            raise ValueError(
-                f"PruningCallback: the processes of this multi-process keras.distribution job do not prune "
-                f"alike: on process {here} {what}, which differs on process(es) {others}; their masks and "
-                f"weights would differ (or one process would wait for ever in a collective). {ends}")
+    i, others = found
+    name, text = rows[i]
+    what = f"fit()'s [epochs, steps] are {text}" if i == 0 else \
+        f"pruned layer {name!r} has the schedule and sparsity_m_by_n {text}"
+    raise ValueError(
+        f"PruningCallback: the processes of this multi-process keras.distribution job do not prune "
+        f"alike: on process {here} {what}, which differs on process(es) {others}; their masks and "
+        f"weights would differ (or one process would wait for ever in a collective). {ends}")
 
 
 def _distributed(model=None):
