@@ -180,7 +180,7 @@ def test_tflm_kernel_names_a_layout_a_minimal_build_left_out_and_both_fixes(tflm
     r = tflm_runs["minimal.planes"]
     assert not r["ok"], r
     assert ("packed tensor not readable here: layout 4 (DC_CODEC_NO_FLOAT_PLANES or DC_CODEC_MINIMAL), left "
-            "out of this dc_codec.c build: rebuild it without that option, or pack with --decoder minimal "
+            "out of this dc_codec.c build: rebuild without that option, or pack with --decoder minimal "
             "or --layouts") in r["log"], r
 
 

@@ -171,6 +171,15 @@ static const char* left_out_by(unsigned layout, unsigned dc_dtype) {
                   : "its layout or type (DC_CODEC_NO_* or DC_CODEC_MINIMAL)";
   }
 }
+
+/* The pack options that keep a model clear of what left_out_by names: --decoder minimal in every
+ * case (layouts 0 and 1 of the 1, 2 and 4 byte types; other tensors stay raw); for an int64
+ * tensor also format version 2 (no 64-bit types, no layout 6: it stays raw), for a layout --layouts
+ * without it. */
+static const char* repack_with(unsigned dc_dtype) {
+  return dc_dtype == DC_DTYPE_INT64 ? "--decoder minimal or --format-version 2"
+                                    : "--decoder minimal or --layouts";
+}
 #endif
 
 /* Checks the packed input against the output tensor; fills *info.  0 + report on error.
@@ -247,9 +256,8 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
     if (tflm_type(h[5]) < 0) return unsupported_type(ctx, d, h[5]);
     DC_TFLM_LOG(ctx,
                 "HuffDecode (output tensor %d): packed tensor not readable here: %s, left out "
-                "of this dc_codec.c build: rebuild it without that option, or pack with "
-                "--decoder minimal or --layouts",
-                d->out_idx, left_out_by(h[7], h[5]));
+                "of this dc_codec.c build: rebuild without that option, or pack with %s",
+                d->out_idx, left_out_by(h[7], h[5]), repack_with(h[5]));
     return 0;
   }
   if (st != DC_OK) {
