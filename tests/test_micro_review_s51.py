@@ -364,3 +364,58 @@ def test_the_cnn_op_lists_and_resolver_sizes_in_the_doc_are_the_models():
                for c in (model.operatorCodes[op.opcodeIndex] for sg in model.subgraphs for op in sg.operators)}
         assert ops == doc_ops | {"HuffDecode"}, (name, sorted(ops), sorted(doc_ops))
         assert slots == len(ops), (name, slots, sorted(ops))
+
+
+def test_a_model_packed_with_strip_strings_runs_bit_exact_in_tflm(micro_lib, tmp_path):
+    """`--strip-strings` (the doc's *Packing a model for a microcontroller*) drops every tensor name; the
+    op's custom code, which TFLM resolves it by, stays. Nothing ran such a model in TFLM: here the
+    stripped and the named packed MLP give the unpacked model's output bytes in both modes, and a
+    per-layer mode set by `@T` (set_decode_mode.py's name for a nameless tensor) runs too."""
+    import json
+    import sys
+    import warnings
+
+    import keras
+
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+
+    sys.path.insert(0, os.path.join(ROOT, "tools", "mcu"))
+    import set_decode_mode
+    import tflm_env
+
+    rng = np.random.default_rng(1)
+    m = keras.Sequential([keras.Input((32,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
+    values = np.array([-0.5, -0.25, 0.25, 0.5], np.float32)
+    for layer in m.layers:
+        k, b = layer.get_weights()
+        layer.set_weights([np.where(rng.random(k.shape) < 0.3, rng.choice(values, k.shape), 0).astype(np.float32), b])
+    with warnings.catch_warnings():  # the small tensors stay raw: expected
+        warnings.simplefilter("ignore", UserWarning)
+        plain = export.to_tflite(m, pack=False)
+        named, stripped = export.pack(plain), export.pack(plain, strip_strings=True)
+    assert b"dense" in named and b"dense" not in stripped and b"HuffDecode" in stripped
+    ops = set_decode_mode._outputs(fb.read_model(stripped))
+    assert len(ops) == 2 and all(name is None or name == "" for _, _, _, name in ops), ops
+    s, _, t, _ = ops[0]
+    files = {"plain": plain, "named": named, "stripped": stripped,
+             "mixed": set_decode_mode.set_modes(stripped, {f"@{s}:{t}": 1}, default=0)}
+    for name, data in files.items():
+        (tmp_path / f"{name}.tflite").write_bytes(data)
+    np.save(tmp_path / "x.npy", rng.random((4, 32), dtype=np.float32))
+    once, each = "DcKerasRegisterHuffDecodeTflm", "DcKerasRegisterHuffDecodeTflmEachInvoke"
+    runs = [("plain", []), ("named", [once]), ("named", [each]), ("stripped", [once]), ("stripped", [each]),
+            ("mixed", [once])]
+    jobs = [{"model": str(tmp_path / f"{n}.tflite"), "registerers": reg, "input": str(tmp_path / "x.npy"),
+             "out": str(tmp_path / f"{i}.npy")} for i, (n, reg) in enumerate(runs)]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    r = subprocess.run([tflm_env.ensure(), os.path.join(ROOT, "tools", "mcu", "tflm_run.py"), "--lib", micro_lib,
+                        "--jobs", str(tmp_path / "jobs.json")], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads(r.stdout.strip().splitlines()[-1])
+    assert all(res["ok"] for res in results), results
+    ref = np.load(tmp_path / "0.npy")
+    assert ref.size and np.isfinite(ref).all()
+    for i in range(1, len(runs)):
+        assert np.load(tmp_path / f"{i}.npy").tobytes() == ref.tobytes(), runs[i]
