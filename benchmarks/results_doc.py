@@ -385,7 +385,7 @@ def _zoo_rerun_table(rows):
            "the records: training draws other random streams (the pipeline's steps have their own batch streams, "
            "c10fa90) and `pack` writes smaller files (docs/FORMAT.md §15's nameless packed tensors, `compact`). "
            "Test error float -> packed on the full test split, validation error as in the table below; "
-           "`met`: the goal on the names-kept file. " + (reruns[0].get("rerun_note") or ""), "",
+           "`met`: the goal on the names-kept file.", "",
            "| model | goal | row of record: file, ratio, test change, met | today: commit | file (B) | ratio | "
            "ratio, names stripped | test error float -> packed | change | validation change | met | bit-identical |",
            "|" + "---|" * 12]
@@ -403,7 +403,8 @@ def _zoo_rerun_table(rows):
                    f"{_yes_no(was.get('goal_met'))} | {r['commit']} | {r['packed_bytes']:,} | **{ratio(r['ratio'])}** | "
                    f"{ratio(st.get('ratio'))} | {pct(r['baseline_error'])} -> {pct(r['final_error'])} | "
                    f"{r['error_increase_pp']:+.2f} pp | {val:+.2f} pp | {_yes_no(r.get('goal_met'))} | {same} |")
-    return out + [""]
+    outcomes = [f"- {r['model']}: {r['rerun_outcome']}" for r in reruns if r.get("rerun_outcome")]
+    return out + ([""] + outcomes if outcomes else []) + [""]
 
 
 def zoo_section(zoo):

@@ -416,6 +416,8 @@ def test_zoo_rerun_table_puts_the_row_of_record_beside_todays_run_and_refuses_a_
                         "35,936 B, 8.4x, +0.16 pp, yes | ea32725 | 31,120 | **9.7x** | 12.8x | 11.32 % -> 12.46 % | "
                         "+1.14 pp | +1.00 pp | **no** | yes / yes |")
     assert table[1].count("|") == table[0].count("|")
+    assert doc._zoo_rerun_table([was, {**now, "rerun_outcome": "a search chose t4"}])[-2:] == [
+        "- transformer: a search chose t4", ""]
     assert doc._zoo_rerun_table([was]) == []
     with pytest.raises(SystemExit, match="transformer: rerun_of names"):
         doc._zoo_rerun_table([now])
