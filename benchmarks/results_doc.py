@@ -381,7 +381,7 @@ def _zoo_rerun_table(rows):
     if not reruns:
         return []
     out = [f"**The rows of record, re-run on the code of {reruns[0]['date'][:10]}** (`benchmarks/model_zoo.py "
-           "--models=M`, ZOO's settings, which are the row of record's; same data, seed 0). The code changed since "
+           "--models=M` with ZOO's settings at the time, those of the row of record; same data, seed 0). The code changed since "
            "the records: training draws other random streams (the pipeline's steps have their own batch streams, "
            "c10fa90) and `pack` writes smaller files (docs/FORMAT.md §15's nameless packed tensors, `compact`). "
            "Test error float -> packed on the full test split, validation error as in the table below; "
