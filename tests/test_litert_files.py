@@ -15,6 +15,7 @@ import pytest
 
 import _export_models as em
 from _benchmarks import load as load_bench
+from _interp_outputs import per_sample_outputs
 from dc_keras import export, runtime
 from dc_keras import _flatbuffer as fb
 
@@ -57,24 +58,7 @@ def files():
 
 def _run(content, xs, packed=False, default_delegates=False):
     """Outputs for float inputs ``xs``; int8-input models get them quantized with the input's params."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kw = {} if default_delegates else {
-        "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    it = runtime.Interpreter(model_content=content, backend="litert", **kw) if packed \
-        else Interpreter(model_content=content, **kw)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    if inp["dtype"] != np.float32:
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        xs = np.clip(np.round(xs / scale) + zero, info.min, info.max).astype(inp["dtype"])
-    ys = []
-    for x in xs:
-        it.set_tensor(inp["index"], x[None])
-        it.invoke()
-        ys.append(it.get_tensor(out["index"]).copy())
-    return np.concatenate(ys)
+    return np.concatenate(per_sample_outputs(content, xs, packed, default_delegates))
 
 
 def _tensor_contents(model_bytes):

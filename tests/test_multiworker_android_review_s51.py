@@ -79,18 +79,15 @@ def _env():
     return env
 
 
-def _job(tmp_path, *per_worker):
-    """Runs the two processes (argument lists after the worker id and port); (returncode, stdout,
-    stderr) of each."""
-    port, procs = _free_port(), []
-    (tmp_path / "worker.py").write_text(WORKER)
-    for wid, args in enumerate(per_worker):
-        cmd = [sys.executable, str(tmp_path / "worker.py"), str(wid), str(port), *map(str, args)]
-        # files, not pipes: a process blocked on a full pipe would stall the other in a collective
+def _run_together(tmp_path, cmds, timeout):
+    """Starts every command at once, each one's output to files (not pipes: a process blocked on a
+    full pipe would stall the other in a collective); (returncode, stdout, stderr) of each."""
+    procs = []
+    for wid, cmd in enumerate(cmds):
         with open(tmp_path / f"out{wid}", "w") as out, open(tmp_path / f"err{wid}", "w") as err:
             procs.append(subprocess.Popen(cmd, stdout=out, stderr=err, env=_env()))
     try:
-        codes = [p.wait(timeout=600) for p in procs]
+        codes = [p.wait(timeout=timeout) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -98,6 +95,15 @@ def _job(tmp_path, *per_worker):
                 p.wait()
     return [(code, (tmp_path / f"out{wid}").read_text(), (tmp_path / f"err{wid}").read_text(errors="backslashreplace"))
             for wid, code in enumerate(codes)]
+
+
+def _job(tmp_path, *per_worker):
+    """Runs the two processes (argument lists after the worker id and port); (returncode, stdout,
+    stderr) of each."""
+    port = _free_port()
+    (tmp_path / "worker.py").write_text(WORKER)
+    return _run_together(tmp_path, [[sys.executable, str(tmp_path / "worker.py"), str(wid), str(port), *map(str, args)]
+                                     for wid, args in enumerate(per_worker)], timeout=600)
 
 
 def _result(run):
@@ -165,21 +171,11 @@ def test_example_workers_started_with_different_settings_stop_right_after_joinin
     (a different number of steps: gloo's abort minutes later) and --seed (JAX's device_put check
     with the weights dumped) are named on both workers before any training, also a seed beyond
     int32 (gathered as int32 pairs)."""
-    port, procs = _free_port(), []
+    port = _free_port()
     base = [sys.executable, SCRIPT, "--workers", "2", "--coordinator", f"127.0.0.1:{port}",
             "--work-dir", str(tmp_path / "work"), "--timeout", "120"]
-    logs = tmp_path
-    for wid, extra in enumerate((["--samples", "1024"], ["--samples", "512", "--seed", "3000000000"])):
-        with open(logs / f"out{wid}", "w") as out, open(logs / f"err{wid}", "w") as err:
-            procs.append(subprocess.Popen(base + ["--worker-id", str(wid)] + extra, stdout=out, stderr=err, env=_env()))
-    try:
-        codes = [p.wait(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    runs = [(code, (logs / f"out{wid}").read_text(), (logs / f"err{wid}").read_text()) for wid, code in enumerate(codes)]
+    runs = _run_together(tmp_path, [base + ["--worker-id", str(wid)] + extra for wid, extra in enumerate(
+        (["--samples", "1024"], ["--samples", "512", "--seed", "3000000000"]))], timeout=300)
     for wid, (code, out, err) in enumerate(runs):
         assert code == 1 and "RESULT" not in out, (wid, code, err[-3000:])
         assert (f"worker {wid}: the workers were started with different settings: --seed [0, 3000000000], "

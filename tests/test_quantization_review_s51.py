@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 
 import _export_models as em
+from _interp_outputs import per_sample_outputs
 from dc_keras import _flatbuffer as fb
 from dc_keras import export, runtime
 
@@ -74,28 +75,7 @@ def _contents(data):
 
 def _outputs(content, backend, packed, default_delegates, xs):
     """Raw output bytes for ``xs`` (quantized with the input's parameters for an integer input)."""
-    if backend == "litert":
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    else:
-        from tensorflow.lite.python.interpreter import Interpreter, OpResolverType
-    kw = {} if default_delegates else {
-        "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TF's interpreter deprecation notice
-        it = runtime.Interpreter(model_content=content, backend=backend, **kw) if packed \
-            else Interpreter(model_content=content, **kw)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    if inp["dtype"] != np.float32:
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        xs = np.clip(np.round(xs / scale) + zero, info.min, info.max).astype(inp["dtype"])
-    ys = []
-    for x in xs:
-        it.set_tensor(inp["index"], x[None])
-        it.invoke()
-        ys.append(it.get_tensor(out["index"]).tobytes())
-    return ys
+    return [y.tobytes() for y in per_sample_outputs(content, xs, packed, default_delegates, backend)]
 
 
 def _check_bit_exact(plain):
