@@ -529,7 +529,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         is under 256 KiB, as ai-edge-quantizer does), ``"inline"`` or ``"external"`` (after the
         flatbuffer, ``Buffer.offset``/``size``).
       positive_zeros: make every -0.0 of a float weight read only as the weights of
-        FULLY_CONNECTED, convolutions or BATCH_MATMUL +0.0 before packing. Default False: packing
+        FULLY_CONNECTED, convolutions or BATCH_MATMUL (directly, or through a DEQUANTIZE read only
+        so: the float16 weights of a float16 export) +0.0 before packing. Default False: packing
         is bit-exact, so a weight holding both zeros (tfmot's ``strip_pruning`` leaves -0.0 where a
         pruned weight was negative: about half its zeros) stores each -0.0 like a kept weight, e.g.
         1.15x-1.7x the bytes; dc_keras's own ``strip`` writes +0.0 only. With True, outputs can
@@ -795,15 +796,27 @@ _ZERO_BITS = {schema.TensorType.FLOAT32: (np.uint32, 0x80000000), schema.TensorT
 
 def _signed_zeros(model, make_positive):
     """``(tensors, entries)``: the -0.0 entries of the float weight buffers read only as the weights
-    of ``_PRODUCT_INPUTS`` (every tensor sharing the buffer of one float type); with
-    ``make_positive``, of those it set to +0.0 (in ``model``'s copy of the data), otherwise of
-    those that also hold +0.0 (where keeping the sign bit costs bytes)."""
+    of ``_PRODUCT_INPUTS`` (every tensor sharing the buffer of one float type), directly or through
+    a ``DEQUANTIZE`` whose output is read only so (the float16 weights of a converter's float16
+    export); with ``make_positive``, of those it set to +0.0 (in ``model``'s copy of the data),
+    otherwise of those that also hold +0.0 (where keeping the sign bit costs bytes)."""
     readers = {}  # (subgraph, tensor) -> [is a weight input of a product op]
+    dequantized = []  # (subgraph, DEQUANTIZE's input, its output)
     for s, sg in enumerate(model.subgraphs):
         for op in sg.operators or []:
-            ok = _PRODUCT_INPUTS.get(fb.opcode_name(model, op), ())
-            for j, x in enumerate(op.inputs if op.inputs is not None else []):
-                readers.setdefault((s, int(x)), []).append(j in ok)
+            name = fb.opcode_name(model, op)
+            inputs = [int(x) for x in (op.inputs if op.inputs is not None else [])]
+            outputs = [int(x) for x in (op.outputs if op.outputs is not None else [])]
+            if name == "DEQUANTIZE" and len(inputs) == 1 and len(outputs) == 1 and inputs[0] >= 0:
+                dequantized.append((s, inputs[0], outputs[0]))  # decided once every reader is known
+                continue
+            ok = _PRODUCT_INPUTS.get(name, ())
+            for j, x in enumerate(inputs):
+                readers.setdefault((s, x), []).append(j in ok)
+    for s, x, y in dequantized:  # the sign of a zero survives DEQUANTIZE: a weight if its output is one
+        out = readers.get((s, y))
+        shown = y in [int(o) for o in (model.subgraphs[s].outputs if model.subgraphs[s].outputs is not None else [])]
+        readers.setdefault((s, x), []).append(bool(out) and all(out) and not shown)
     tensors = entries = 0
     for b, users in _buffer_users(model).items():  # a metadata user has no readers: skipped
         if not all(readers.get(u) and all(readers[u]) for u in users):

@@ -1,0 +1,110 @@
+"""``dc-keras pack`` / ``unpack`` / ``inspect`` and ``dc_keras.export.pack`` reviewed as an engineer
+who already has a .tflite (float32, dynamic-range, float16, full int8 from TF's converter, Keras's
+``model.export(format="litert")``, several signatures, while/cond subgraphs, string constants, no
+constants at all) and wants it smaller (helper session 52):
+
+- a float16 export (``converter.target_spec.supported_types = [tf.float16]``) of a pruned model,
+  tfmot's or one whose pruned weights were rounded, holds -0.0 in its float16 weights, which the
+  converter reads through DEQUANTIZE: ``pack`` said nothing of them, and ``pack --positive-zeros``
+  said "no packed float weight holds -0.0: nothing to change" and packed them bit-exact (7,904 B
+  where +0.0 gives 6,240 B for a 64-256-128-10 MLP at 80 % sparsity). A float16 weight read only
+  through a DEQUANTIZE whose output is read only as a product's weight is now such a weight.
+"""
+import numpy as np
+import pytest
+
+from dc_keras import cli, export
+
+tf = pytest.importorskip("tensorflow")
+
+
+def _signed_zero_mlp(seed=0):
+    """A Keras MLP whose kernels are 80 % zeros, about half of them -0.0 (rounded small negatives,
+    as tfmot's strip_pruning leaves them), the rest on a grid of 1/8."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(10)])
+    for layer in model.layers:
+        w, b = layer.get_weights()
+        pruned = rng.random(w.shape) < 0.8
+        w = np.where(pruned, np.copysign(0.0, rng.normal(size=w.shape)), np.round(w * 8) / 8).astype("float32")
+        layer.set_weights([w, b])
+    return model
+
+
+@pytest.fixture(scope="module")
+def float16_export():
+    converter = tf.lite.TFLiteConverter.from_keras_model(_signed_zero_mlp())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def _outputs(content, xs, packed):
+    from _interp_outputs import per_sample_outputs
+
+    return per_sample_outputs(content, xs, packed=packed)
+
+
+def test_float16_weights_read_through_dequantize_get_positive_zeros(float16_export, tmp_path, capsys):
+    src = tmp_path / "fp16.tflite"
+    src.write_bytes(float16_export)
+    assert cli.main(["pack", str(src), str(tmp_path / "bitexact.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "weight tensor(s) hold both -0.0 and +0.0" in out and "--positive-zeros" in out, out
+
+    assert cli.main(["pack", "--positive-zeros", str(src), str(tmp_path / "positive.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to change" not in out, out
+    assert "-0.0 entries of 2 weight tensor(s) packed as +0.0" in out, out
+    bitexact = (tmp_path / "bitexact.tflite").read_bytes()
+    positive = (tmp_path / "positive.tflite").read_bytes()
+    assert len(positive) < 0.9 * len(bitexact), (len(positive), len(bitexact))
+
+    xs = np.random.default_rng(1).normal(size=(8, 32)).astype("float32")
+    want = _outputs(float16_export, xs, packed=False)
+    for got in (_outputs(bitexact, xs, packed=True), _outputs(positive, xs, packed=True)):
+        assert all(np.array_equal(a, b) for a, b in zip(want, got))
+    assert all(np.array_equal(a.view(np.uint8), b.view(np.uint8))
+               for a, b in zip(want, _outputs(bitexact, xs, packed=True)))
+    assert src.read_bytes() == float16_export  # IN untouched
+
+
+class _ProductAndMul(tf.Module):
+    """One pruned float kernel read twice: by a matmul (the converter's FULLY_CONNECTED, which
+    reads it transposed, from a buffer of its own) and multiplied by an input (MUL), where the
+    sign of a zero reaches the output ``z``."""
+
+    def __init__(self, kernel):
+        super().__init__()
+        self.kernel = tf.constant(kernel)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 32], tf.float32)])
+    def f(self, x):
+        return {"y": tf.matmul(x, self.kernel), "z": self.kernel * x[0, 0]}
+
+
+def test_a_float16_weight_read_by_another_op_keeps_its_signed_zeros(tmp_path, capsys):
+    from dc_keras import runtime
+    from ai_edge_litert.interpreter import Interpreter
+
+    kernel = _signed_zero_mlp(1).layers[0].get_weights()[0]
+    module = _ProductAndMul(kernel)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.f.get_concrete_function()], module)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    content = converter.convert()
+    src, dst = tmp_path / "two_readers.tflite", tmp_path / "positive.tflite"
+    src.write_bytes(content)
+    assert cli.main(["pack", "--positive-zeros", str(src), str(dst)]) == 0
+    out = capsys.readouterr().out
+    assert "of 1 weight tensor(s) packed as +0.0" in out, out  # the FULLY_CONNECTED one, not MUL's
+
+    x = np.full((1, 32), -1.0, np.float32)  # z = kernel * -1: +0.0 <-> -0.0, bit for bit
+    want = Interpreter(model_content=content).get_signature_runner()(x=x)
+    got = runtime.Interpreter(model_path=str(dst)).get_signature_runner()(x=x)
+    assert np.array_equal(want["z"].view(np.uint32), got["z"].view(np.uint32))
+    assert np.signbit(want["z"][want["z"] == 0]).any() and (~np.signbit(want["z"][want["z"] == 0])).any()
+    assert np.array_equal(want["y"], got["y"])
