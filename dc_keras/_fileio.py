@@ -530,4 +530,7 @@ def content_bytes(data, what: str, path_hint: str = "") -> bytes:
     try:
         return memoryview(data).tobytes()
     except TypeError:
+        if callable(getattr(data, "read", None)):  # open(path, "rb") or a BytesIO: its content was meant
+            raise TypeError(f"expected {what} as bytes, got {type(data).__name__}, an open file: pass its content, "
+                            f"e.g. f.read() of a file opened with 'rb'{path_hint}") from None
         raise TypeError(f"expected {what} as bytes, got {type(data).__name__}") from None

@@ -100,6 +100,7 @@ class _CommandParser(argparse.ArgumentParser):
         return action
 
     def parse_known_args(self, args=None, namespace=None):
+        self.dc_args = list(args) if args is not None else []  # for error(): a file named like an option
         namespace, extras = super().parse_known_args(args, namespace)
         namespace.dc_command_unknown = list(extras)
         return namespace, extras
@@ -110,7 +111,21 @@ class _CommandParser(argparse.ArgumentParser):
         if message.endswith("argument --format-version/--version: expected one argument"):
             message += (" (the packed format version to write, 1 to 4; dc-keras's own version: "
                         "`dc-keras --version`, before the command)")
+        if message.startswith("the following arguments are required"):  # `pack -m.tflite OUT`
+            message += _dash_file_note(getattr(self, "dc_args", []))
         super().error(message)
+
+
+def _dash_file_note(tokens):
+    """`` (NAME was read as an option ...)`` when one of ``tokens`` argparse took for an option is a
+    file's name (``-m.tflite``), else ``""``: the command then missed IN, or called it unrecognized."""
+    files = [t for t in tokens if t.startswith("-") and t != "-" and "=" not in t and os.path.isfile(t)]
+    if not files:
+        return ""
+    from dc_keras._fileio import shell_path
+
+    return (f" ({files[0]} was read as an option, as a name starting with - is: write the file as "
+            f"{shell_path(files[0])}, or put -- before the file names)")
 
 
 def _global_options(absl_flags_held):
@@ -303,8 +318,8 @@ def main(argv=None) -> int:
         if full:  # `--min_b=10`: argparse took it for --min_bytes, silently
             print(f"dc-keras {args.command}: error: {_abbreviation_error(*full)}", file=sys.stderr)
         else:
-            print(f"dc-keras {args.command}: error: unrecognized arguments: {' '.join(unknown)}; "
-                  f"`dc-keras {args.command} --help` lists its options", file=sys.stderr)
+            print(f"dc-keras {args.command}: error: unrecognized arguments: {' '.join(unknown)}"
+                  f"{_dash_file_note(unknown)}; `dc-keras {args.command} --help` lists its options", file=sys.stderr)
         return 2
     report = sys.stdout = _Report(sys.stdout)
     shown = warnings.showwarning

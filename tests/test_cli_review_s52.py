@@ -8,7 +8,12 @@ constants at all) and wants it smaller (helper session 52):
   converter reads through DEQUANTIZE: ``pack`` said nothing of them, and ``pack --positive-zeros``
   said "no packed float weight holds -0.0: nothing to change" and packed them bit-exact (7,904 B
   where +0.0 gives 6,240 B for a 64-256-128-10 MLP at 80 % sparsity). A float16 weight read only
-  through a DEQUANTIZE whose output is read only as a product's weight is now such a weight.
+  through a DEQUANTIZE whose output is read only as a product's weight is now such a weight;
+- ``dc_keras.export.pack(open("m.tflite", "rb"))`` (or ``inspect`` of a ``BytesIO``) said only
+  "expected .tflite content as bytes, got BufferedReader": now it says to pass the file's content;
+- ``dc-keras pack -m.tflite OUT`` (a file whose name starts with -) said "the following arguments
+  are required: OUT", or "unrecognized arguments: -m.tflite" with IN and OUT after it: both now say
+  the name was read as an option and how to write it (``./-m.tflite`` or ``--`` first).
 """
 import numpy as np
 import pytest
@@ -108,3 +113,37 @@ def test_a_float16_weight_read_by_another_op_keeps_its_signed_zeros(tmp_path, ca
     assert np.array_equal(want["z"].view(np.uint32), got["z"].view(np.uint32))
     assert np.signbit(want["z"][want["z"] == 0]).any() and (~np.signbit(want["z"][want["z"] == 0])).any()
     assert np.array_equal(want["y"], got["y"])
+
+
+@pytest.mark.parametrize("make", [lambda p: open(p, "rb"), lambda p: __import__("io").BytesIO(open(p, "rb").read())],
+                         ids=["open-file", "BytesIO"])
+@pytest.mark.parametrize("call", [export.pack, export.unpack, export.inspect], ids=["pack", "unpack", "inspect"])
+def test_an_open_file_given_for_the_bytes_says_to_read_it(make, call, tmp_path, float16_export):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(float16_export)
+    with make(path) as f, pytest.raises(TypeError, match=r"an open file: pass its content, e\.g\. f\.read\(\)"):
+        call(f)
+
+
+def _dash_named_model(tmp_path, monkeypatch, content):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-m.tflite").write_bytes(content)
+
+
+@pytest.mark.parametrize("argv", [["pack", "-m.tflite", "out.tflite"], ["inspect", "-m.tflite"],
+                                  ["pack", "-m.tflite", "a.tflite", "out.tflite"]])
+def test_a_model_named_like_an_option_is_told_how_to_write_it(argv, tmp_path, monkeypatch, capsys, float16_export):
+    _dash_named_model(tmp_path, monkeypatch, float16_export)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "-m.tflite was read as an option" in err and "./-m.tflite, or put -- before the file names" in err, err
+    assert not (tmp_path / "out.tflite").exists()
+    assert cli.main(["pack", "./-m.tflite", "out.tflite"]) == 0  # the way out it names works
+    assert (tmp_path / "out.tflite").read_bytes()[4:8] == b"TFL3"
+
+
+def test_an_unknown_option_that_is_no_file_gets_no_such_note(tmp_path, monkeypatch, capsys, float16_export):
+    _dash_named_model(tmp_path, monkeypatch, float16_export)
+    assert cli.main(["pack", "--m.tflite", "a.tflite", "b.tflite"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --m.tflite; `dc-keras pack --help`" in err, err
