@@ -1099,6 +1099,7 @@ class PruningCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._repeat("on_epoch_begin", epoch):
             return
+        self._epoch_ran = True
         if getattr(self, "_unchecked", False) and self._running and not self._follower:
             self._unchecked = False
             self._check_schedules(self._wrappers_cache, first_epoch=epoch)
@@ -1306,6 +1307,9 @@ class PruningCallback(keras.callbacks.Callback):
                 wrapper._zero_pruned(on_device)
         self._start_steps = [self._step_of(w) for w in wrappers]
         self._verified = False
+        # fit(epochs=n, initial_epoch=n) (a resumed job that had already finished) runs no epoch and
+        # no step: nothing to verify at its end. A custom training loop has no epochs.
+        self._epoch_ran = not (self.params and "epochs" in self.params)
         self._unchecked = True  # the schedules' reach: checked at the first epoch (fit(initial_epoch=) runs fewer)
         if self._log is not None:
             self._log.begin(wrappers, self._start_steps)
@@ -1379,7 +1383,8 @@ class PruningCallback(keras.callbacks.Callback):
             for wrapper in self._wrappers():
                 wrapper._zero_pruned(on_device)
         self._disarm()  # no longer running
-        self._verify_progress()
+        if getattr(self, "_epoch_ran", True):
+            self._verify_progress()
 
     def _zero_on_device(self):
         """``_zero_pruned``'s ``on_device``: TF outside tf.distribute, single-process JAX."""

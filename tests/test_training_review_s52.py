@@ -1,0 +1,65 @@
+"""The training journey of a Keras 3 user reviewed with fresh eyes (helper session 52): prune /
+PruningCallback / schedules, strip, cluster, fine-tuning and ``.keras`` round trips at every stage,
+on MobileNetV2 / ResNet50 (weights=None, 32x32), an Embedding + LSTM + GRU model, a small
+transformer, Conv1D with depthwise and separable convs, a shared layer, a nested model and a
+subclassed one, and what users get wrong (pruning twice, clustering a pruned model before
+``strip``, forgetting the callback, callback order, mixed precision, frozen layers,
+``steps_per_execution``, sample and class weights, ``EarlyStopping`` / ``ModelCheckpoint`` /
+``BackupAndRestore``, resuming from a ``.keras`` checkpoint mid-schedule).
+
+What was found:
+
+- ``fit(epochs=n, initial_epoch=n)`` with a ``PruningCallback`` (the usual resume script, run once
+  more after the job had finished: ``initial_epoch`` read from the last checkpoint) raised
+  "Pruned layer(s) [...] were not called in training mode during training" and told the user to
+  fix their model's ``call()``: no epoch ran, so nothing was traced. It now runs no step and
+  changes nothing, as the same ``fit()`` of a plain Keras model does.
+"""
+import os
+
+import keras
+import numpy as np
+
+import dc_keras
+
+L = keras.layers
+
+
+def _mlp():
+    return keras.Sequential([keras.Input((12,)), L.Dense(16, activation="relu", name="fc1"),
+                             L.Dense(3, activation="softmax", name="fc2")])
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    return rng.random((n, 12), dtype=np.float32), rng.integers(0, 3, n)
+
+
+def _steps(model):
+    return {w.name: int(keras.ops.convert_to_numpy(w.pruning_step))
+            for w in model.layers if isinstance(w, dc_keras.train.PruneWrapper)}
+
+
+def test_fit_that_runs_no_epoch_after_resuming_is_not_an_error(tmp_path):
+    """A resume script's ``fit(epochs=4, initial_epoch=4)`` on a checkpoint of the finished job."""
+    keras.utils.set_random_seed(0)
+    x, y = _data()
+    pruned = dc_keras.prune(_mlp(), dc_keras.schedules.PolynomialDecay(0.0, 0.75, 0, 32, frequency=2))
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    path = str(tmp_path / "done.keras")
+    pruned.fit(x, y, batch_size=8, epochs=4, verbose=0,
+               callbacks=[dc_keras.PruningCallback(), keras.callbacks.ModelCheckpoint(path)])
+    loaded = keras.saving.load_model(path)
+    before = [np.array(w) for w in loaded.get_weights()]
+    loaded.fit(x, y, batch_size=8, epochs=4, initial_epoch=4, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    assert _steps(loaded) == {"fc1": 32, "fc2": 32}
+    for a, b in zip(before, loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # and training on from there still works, and still checks its training mode
+    loaded.fit(x, y, batch_size=8, epochs=5, initial_epoch=4, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    assert _steps(loaded) == {"fc1": 40, "fc2": 40}
+    fresh = dc_keras.prune(_mlp(), dc_keras.schedules.PolynomialDecay(0.0, 0.75, 0, 32, frequency=2))
+    fresh.compile("adam", "sparse_categorical_crossentropy")
+    fresh.fit(x, y, batch_size=8, epochs=2, initial_epoch=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    assert _steps(fresh) == {"fc1": 0, "fc2": 0}
+    assert os.path.exists(path)
