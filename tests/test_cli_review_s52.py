@@ -13,7 +13,10 @@ constants at all) and wants it smaller (helper session 52):
   "expected .tflite content as bytes, got BufferedReader": now it says to pass the file's content;
 - ``dc-keras pack -m.tflite OUT`` (a file whose name starts with -) said "the following arguments
   are required: OUT", or "unrecognized arguments: -m.tflite" with IN and OUT after it: both now say
-  the name was read as an option and how to write it (``./-m.tflite`` or ``--`` first).
+  the name was read as an option and how to write it (``./-m.tflite`` or ``--`` first);
+- ``dc-keras inspect --plot`` of a model with no constant tensor drew an empty axis from -0.04 to
+  0.04 KiB under "constant tensors: 0.0 KiB -> 0.0 KiB", its legend's two entries one colour: the
+  chart now says there is no constant tensor, nothing to pack.
 """
 import numpy as np
 import pytest
@@ -147,3 +150,19 @@ def test_an_unknown_option_that_is_no_file_gets_no_such_note(tmp_path, monkeypat
     assert cli.main(["pack", "--m.tflite", "a.tflite", "b.tflite"]) == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments: --m.tflite; `dc-keras pack --help`" in err, err
+
+
+def test_the_size_chart_of_a_model_without_constants_says_so(tmp_path, capsys):
+    import keras
+    import matplotlib
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.ReLU()])
+    src = tmp_path / "no_weights.tflite"
+    src.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    chart = tmp_path / "sizes.svg"
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text as text, to be read back
+        assert cli.main(["inspect", str(src), "--plot", str(chart)]) == 0
+    assert "constant tensors: 0" in capsys.readouterr().out
+    svg = chart.read_text()
+    assert "no constant tensors (weights) in this model: nothing to pack" in svg
+    assert "KiB" not in svg and ">raw<" not in svg  # no empty axis, no legend of bars never drawn

@@ -273,6 +273,12 @@ class Report:
         fig = Figure(figsize=(max(6, 0.35 * len(rows) + 2), 4))
         ax = fig.subplots()
         x = np.arange(len(rows))
+        if not rows:  # no constant tensor: no bars, and an empty axis from -0.04 to 0.04 KiB said nothing
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, "no constant tensors (weights) in this model: nothing to pack", ha="center",
+                    va="center", transform=ax.transAxes)
+            write_figure(fig, path, fmt)
+            return
         ax.bar(x - 0.2, raw, 0.4, label="raw")
         ax.bar(x + 0.2, packed, 0.4, label="packed")
         ax.set_xticks(x, names, rotation=70, ha="right", fontsize=7)
