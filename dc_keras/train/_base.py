@@ -23,6 +23,22 @@ from dc_keras import _compat
 # defined in dc_keras._positional, which needs them without importing Keras.
 from dc_keras._positional import MAX_BITS, MAX_CODEBOOK  # noqa: E402,F401
 
+def multi_process():
+    """Is this one process of a multi-process JAX ``keras.distribution`` job (the JAX backend, a
+    distribution set, ``jax.process_count() >= 2``)? The cross-process checks of ``prune`` and
+    ``cluster`` run only then, so a single-process job pays nothing for them.
+
+    Example:
+        >>> multi_process()  # one process
+        False
+    """
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+        return False
+    import jax
+
+    return jax.process_count() >= 2
+
+
 def processes_disagree(rows):
     """In a multi-process JAX ``keras.distribution`` job: which of ``rows`` (``[(label, text)]``, the
     same labels in the same order on every process) differ between the processes. ``None`` when
@@ -31,14 +47,11 @@ def processes_disagree(rows):
     the first differing row and the processes whose text differs from this one's. Two small
     all-gathers (one int32 per row, a hash of the label and text); every process gathers the same
     values, so all of them see the same disagreement and none waits in a collective for ever."""
-    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+    if not multi_process():
         return None
     import hashlib
 
     import jax
-
-    if jax.process_count() < 2:
-        return None
     from jax.experimental import multihost_utils
 
     counts = np.asarray(multihost_utils.process_allgather(np.int32(len(rows)))).ravel()

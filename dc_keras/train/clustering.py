@@ -805,8 +805,12 @@ def _check_processes_cluster_alike(model_or_layer, arguments):
     process and ``bits=4`` on another aborted in gloo ("Received data size doesn't match expected
     size. Is there a distributed collective mismatch"), naming neither the call nor the argument;
     different weights would give different centroids on each process."""
+    if not _base.multi_process():
+        return
     import hashlib
     import json
+
+    import jax
 
     def plain(value):  # layer classes (bits / layers keys) by their qualified name
         if isinstance(value, dict):
@@ -818,20 +822,17 @@ def _check_processes_cluster_alike(model_or_layer, arguments):
         return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
     rows = [("arguments", json.dumps({k: plain(v) for k, v in arguments.items()}, sort_keys=True))]
-    if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
-        digest = hashlib.sha256()
-        try:
-            for w in model_or_layer.weights:
-                digest.update(np.ascontiguousarray(_base.to_numpy(w)).tobytes())
-            rows.append(("weights", digest.hexdigest()))
-        except Exception:  # weights sharded across processes (not addressable here): arguments only
-            rows.append(("weights", "not addressable"))
-    found = _base.processes_disagree(rows)
+    digest = hashlib.sha256()
+    try:
+        for w in model_or_layer.weights:
+            digest.update(np.ascontiguousarray(_base.to_numpy(w)).tobytes())
+        rows.append(("weights", digest.hexdigest()))
+    except Exception:  # weights sharded across processes (not addressable here): arguments only
+        rows.append(("weights", "not addressable"))
+    found = _base.processes_disagree(rows)  # two rows on every process: never ("count", ...)
     if found is None:
         return
-    import jax
-
-    i, others = found if found[0] != "count" else (1, [])
+    i, others = found
     what = (f"the arguments are {rows[0][1]}" if i == 0 else
             "the model's weights differ (another model, or one trained or pruned differently)")
     raise ValueError(

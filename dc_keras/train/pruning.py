@@ -830,7 +830,7 @@ def _check_processes_prune_alike(wrappers, params):
     "passed to device_put is not the same on each process" with the weights dumped; a different
     number of epochs or steps leaves one process waiting in a collective for ever. Checked at the
     start of each ``fit()`` (``_base.processes_disagree``)."""
-    if not (_STATELESS_OPTIMIZER and _jax_distribution()):
+    if not _base.multi_process():
         return
     import json
 
