@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -36,3 +38,16 @@ def test_one_process_distribution_job_runs_no_cross_process_check():
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "OK False" in r.stdout, r.stderr[-3000:]
+
+
+@pytest.mark.long  # builds the C library and one test program into a new directory (~30 s CPU)
+def test_kernel_tests_run_from_an_absolute_build_directory(tmp_path):
+    """``make -C tflite_kernels BUILD=/abs/path test`` (helper-198's finding in session 51) ran each
+    test program as ``.//abs/path/test_x``: "No such file or directory". Now absolute and relative
+    BUILD directories both run."""
+    build = tmp_path / "kb"
+    one = build / "test_pages"
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "tflite_kernels"), f"BUILD={build}",
+                        f"TEST_BINS={one}", "test"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert f"== {one}" in r.stdout and "No such file" not in r.stderr
