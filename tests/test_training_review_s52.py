@@ -63,3 +63,37 @@ def test_fit_that_runs_no_epoch_after_resuming_is_not_an_error(tmp_path):
     fresh.fit(x, y, batch_size=8, epochs=2, initial_epoch=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
     assert _steps(fresh) == {"fc1": 0, "fc2": 0}
     assert os.path.exists(path)
+
+
+def test_unfreezing_a_clustered_model_trains_only_the_centroids(tmp_path):
+    """``model.trainable = False`` then ``True`` (freeze / unfreeze in fine-tuning): Keras's setter made
+    every variable trainable again, the clustered kernels too, which then got optimizer slots and
+    Keras's "Gradients do not exist for variables ['fc1/kernel', ...] ... did you forget to provide
+    a `loss` argument?" at every fit()."""
+    import warnings
+
+    keras.utils.set_random_seed(0)
+    x, y = _data()
+    clustered = dc_keras.cluster(_mlp(), bits=3)
+    expected = [v.path for v in clustered.trainable_weights]
+    assert not any(p.endswith("/kernel") for p in expected)
+    clustered.trainable = False
+    assert clustered.trainable_weights == []
+    clustered.trainable = True
+    assert [v.path for v in clustered.trainable_weights] == expected
+    # one layer frozen, saved, loaded and unfrozen
+    clustered.get_layer("fc1").trainable = False
+    path = str(tmp_path / "frozen.keras")
+    clustered.save(path)
+    loaded = keras.saving.load_model(path)
+    loaded.get_layer("fc1").trainable = True
+    paths = [v.path for v in loaded.trainable_weights]
+    assert "fc1/kernel_centroids" in paths and "fc1/kernel" not in paths, paths
+    loaded.compile("adam", "sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded.fit(x, y, epochs=1, verbose=0)
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
+    assert len(loaded.optimizer.variables) < 2 + 2 * 6 + 1  # slots for centroids and biases only
+    for layer in dc_keras.strip(loaded).layers:
+        assert len(np.unique(layer.get_weights()[0])) <= 8

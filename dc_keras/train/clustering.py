@@ -255,8 +255,25 @@ class ClusterWrapper(_base.CompressionWrapper):
                 "the values of trained weights, so it is usually given a trained layer or model.") from None
 
     def _release(self):
+        self._untracked("_released", True)
         for _, var, _ in self._targets:
             var.trainable = True
+
+    @property
+    def trainable(self):
+        return keras.layers.Layer.trainable.fget(self)
+
+    @trainable.setter
+    def trainable(self, value):
+        # Keras's setter makes every variable of the layer and its sublayers trainable again
+        # (model.trainable = False, then True: the usual freeze / unfreeze of fine-tuning), the
+        # clustered kernels too: they then got optimizer slots and Keras's "Gradients do not exist
+        # for variables ['fc1/kernel'] ... did you forget to provide a `loss` argument?" at every
+        # fit(). Only the centroids train.
+        keras.layers.Layer.trainable.fset(self, value)
+        if not getattr(self, "_released", False):
+            for _, var, _ in getattr(self, "_targets", None) or []:
+                var.trainable = False
 
     def _centroid_constraint(self, name, var):
         """The constraint the centroids of ``var`` carry: the layer's own when it acts on each value
