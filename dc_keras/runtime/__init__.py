@@ -433,6 +433,7 @@ class Interpreter:
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
                  weights="decoded", release_decoded=False, max_density=None, **kwargs):
         backend = _check_args(backend, decode, weights)
+        self._dc_running = threading.Lock()  # held by invoke(): one interpreter runs in one thread at a time
         _check_environment()
         density_pct = _check_max_density(max_density, weights)
         model_content = _content_bytes(model_content)
@@ -465,6 +466,7 @@ class Interpreter:
                        **({"keep_decoded": "0"} if release_decoded else {}),
                        **({"max_density": str(density_pct)} if density_pct is not None else {})) or None
         self._delegate = None
+        load_library()  # a library the loader refuses: said with the fix, before the backend's load_delegate
         mod, base, _ = _backend_module(backend)
         public = type(self).__dict__.get("_dc_public")
         if public is not None and not isinstance(self, base):
@@ -510,6 +512,9 @@ class Interpreter:
           >>> it = dc_keras.runtime.Interpreter(model_content=packed)
           >>> it.allocate_tensors()
         """
+        running = self.__dict__.get("_dc_running")
+        if running is not None and running.locked():  # TFLite refused it with words about tensor() views
+            raise RuntimeError(_concurrent_text(self._label, "allocate_tensors()"))
         with self._prepare_errors():
             super().allocate_tensors()
         self._raise_delegate_error()
@@ -609,14 +614,35 @@ class Interpreter:
 
     def invoke(self):
         """The backend's ``invoke()``; with ``decode="op"`` a HuffDecode Prepare TFLite deferred to
-        it that fails raises as in ``allocate_tensors``."""
+        it that fails raises as in ``allocate_tensors``. Called before ``allocate_tensors()`` (or
+        after a ``resize_tensor_input`` without it), or while another thread runs this interpreter,
+        it raises a RuntimeError saying so and what to do (TFLite's words were "Invoke called on
+        model that is not ready." and "There is at least 1 reference to internal data ... tensor()").
+
+        Example:
+          >>> it = dc_keras.runtime.Interpreter(model_content=packed)
+          >>> it.allocate_tensors()  # before the first invoke(), and after each resize_tensor_input
+          >>> it.invoke()
+        """
+        running = self.__dict__.get("_dc_running")
+        if running is None:  # an object whose __init__ was not ours: nothing to guard with
+            running = self.__dict__.setdefault("_dc_running", threading.Lock())
+        if not running.acquire(blocking=False):
+            raise RuntimeError(_concurrent_text(self._label, "invoke()"))
         try:
             super().invoke()
         except RuntimeError as exc:
             self._raise_op_error(exc)
             self._raise_zero_scale(exc)
             self._raise_sparse(exc)
+            if "Invoke called on model that is not ready" in " ".join(str(exc).split()):
+                raise RuntimeError(
+                    f"{self._label}: invoke() before the tensors are allocated: call allocate_tensors() first, "
+                    "and again after each resize_tensor_input (if allocate_tensors() raised, its error says what "
+                    "to fix); or use get_signature_runner(), which allocates for you") from exc
             raise
+        finally:
+            running.release()
 
     def _raise_inconsistent(self, cause):
         """An operator reading a tensor the model does not have (TFLite: "Invalid tensor index N in
@@ -895,6 +921,14 @@ class Interpreter:
 
 
 _SIGNATURE_SHAPE_FIX = "give it an array of that shape (any size only where -1)"
+
+
+def _concurrent_text(label, call) -> str:
+    """The error of ``call`` on an interpreter another thread is running (``invoke()``)."""
+    return (f"{label}: {call} while another thread is in this interpreter's invoke(): a TFLite interpreter is "
+            "not thread-safe (TFLite refuses this too, saying \"There is at least 1 reference to internal data\"); "
+            "create one dc_keras.runtime.Interpreter per thread (they may share the model file), or guard this "
+            "one with a threading.Lock")
 
 
 def _fixed_dims_differ(shape, sig, start=0):
