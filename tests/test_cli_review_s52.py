@@ -16,7 +16,11 @@ constants at all) and wants it smaller (helper session 52):
   the name was read as an option and how to write it (``./-m.tflite`` or ``--`` first);
 - ``dc-keras inspect --plot`` of a model with no constant tensor drew an empty axis from -0.04 to
   0.04 KiB under "constant tensors: 0.0 KiB -> 0.0 KiB", its legend's two entries one colour: the
-  chart now says there is no constant tensor, nothing to pack.
+  chart now says there is no constant tensor, nothing to pack;
+- ``dc-keras pack`` of a model whose constants are all under the default min_bytes (a 4-8-3 MLP)
+  said only "no tensor packed: written unchanged; `dc-keras inspect ...` says why per tensor": the
+  "skipped:" line, printed for an explicit ``--min-bytes``, is now printed under the default too
+  when nothing was packed (they are the reason), naming the default and the option.
 """
 import numpy as np
 import pytest
@@ -28,7 +32,7 @@ tf = pytest.importorskip("tensorflow")
 
 def _signed_zero_mlp(seed=0):
     """A Keras MLP whose kernels are 80 % zeros, about half of them -0.0 (rounded small negatives,
-    as tfmot's strip_pruning leaves them), the rest on a grid of 1/8."""
+    as tfmot's strip_pruning leaves them), the rest on a grid of 1/8; random biases."""
     import keras
 
     rng = np.random.default_rng(seed)
@@ -38,7 +42,7 @@ def _signed_zero_mlp(seed=0):
         w, b = layer.get_weights()
         pruned = rng.random(w.shape) < 0.8
         w = np.where(pruned, np.copysign(0.0, rng.normal(size=w.shape)), np.round(w * 8) / 8).astype("float32")
-        layer.set_weights([w, b])
+        layer.set_weights([w, rng.normal(size=b.shape).astype("float32")])  # biases: small constants kept
     return model
 
 
@@ -166,3 +170,26 @@ def test_the_size_chart_of_a_model_without_constants_says_so(tmp_path, capsys):
     svg = chart.read_text()
     assert "no constant tensors (weights) in this model: nothing to pack" in svg
     assert "KiB" not in svg and ">raw<" not in svg  # no empty axis, no legend of bars never drawn
+
+
+def test_a_model_whose_constants_are_all_under_min_bytes_says_so(tmp_path, capsys):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    src = tmp_path / "small.tflite"
+    src.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    assert cli.main(["pack", str(src), str(tmp_path / "out.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "no tensor packed: written unchanged" in out, out
+    assert ("skipped: 2 constant tensor(s), 224 B, smaller than the default --min-bytes 256 (too small for a "
+            "packed header to pay off; a lower --min-bytes lets pack try them)") in out, out
+    assert (tmp_path / "out.tflite").read_bytes() == src.read_bytes()
+
+
+def test_a_packed_model_does_not_list_its_small_skipped_constants(float16_export, tmp_path, capsys):
+    src = tmp_path / "fp16.tflite"
+    src.write_bytes(float16_export)
+    assert cli.main(["pack", str(src), str(tmp_path / "out.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "skipped:" not in out, out  # under the default, a few biases: inspect's totals say them
+    assert any(row.status == "skipped" for row in export.inspect(float16_export).rows)  # there are some

@@ -242,7 +242,7 @@ def cmd_pack(args):
               f"({len(data) / len(out):.2f}x){note}")
         _print_refused(stats["refused"], inspect_how, stats["refused_bytes"])
         _print_kept_raw(stats["kept_raw"], stats["kept_raw_kinds"], inspect_how)
-        _print_skipped(stats["skipped"], args.min_bytes)
+        _print_skipped(stats["skipped"], args.min_bytes, stats["packed_tensors"])
         if stats["unreferenced"][0]:
             from dc_keras.export._pack import unreferenced_note
 
@@ -301,12 +301,20 @@ def _inspect_command(args):
     return f"`dc-keras inspect {option}{shell_path(args.input)}`"
 
 
-def _print_skipped(skipped, min_bytes):
-    """A line on the constants left alone under an explicit ``--min-bytes`` (pack could pack them):
-    with the default, those are a few biases and shapes, said by ``inspect``'s totals."""
-    if min_bytes is None or not skipped:
+def _print_skipped(skipped, min_bytes, packed):
+    """A line on the constants left alone under an explicit ``--min-bytes`` (pack could pack them);
+    under the default, only when nothing was packed (``packed``: how many tensors were), where they
+    are the reason: else they are a few biases and shapes, said by ``inspect``'s totals."""
+    if not skipped or min_bytes is None and packed:
         return
-    print(f"skipped: {len(skipped)} constant tensor(s), {sum(n for _, n in skipped)} B, smaller than "
+    total = sum(n for _, n in skipped)
+    if min_bytes is None:
+        from dc_keras.export import DEFAULT_MIN_BYTES
+
+        print(f"skipped: {len(skipped)} constant tensor(s), {total} B, smaller than the default --min-bytes "
+              f"{DEFAULT_MIN_BYTES} (too small for a packed header to pay off; a lower --min-bytes lets pack try them)")
+        return
+    print(f"skipped: {len(skipped)} constant tensor(s), {total} B, smaller than "
           f"--min-bytes {min_bytes} (left alone, as asked: a lower --min-bytes lets pack try them)")
 
 
