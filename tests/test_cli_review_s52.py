@@ -20,7 +20,12 @@ constants at all) and wants it smaller (helper session 52):
 - ``dc-keras pack`` of a model whose constants are all under the default min_bytes (a 4-8-3 MLP)
   said only "no tensor packed: written unchanged; `dc-keras inspect ...` says why per tensor": the
   "skipped:" line, printed for an explicit ``--min-bytes``, is now printed under the default too
-  when nothing was packed (they are the reason), naming the default and the option.
+  when nothing was packed (they are the reason), naming the default and the option;
+- ``dc-keras pack --layouts dense,sparse`` (``--decoder minimal``, ``--format-version 1``) listed
+  the tensors it left raw in Python's words: "pack(layouts=('dense', 'sparse')) keeps it raw ...
+  the default, layouts=None, packs it", options a command-line user never typed; the CLI now spells
+  them as it takes them ("--layouts dense,sparse keeps it raw ... the default, no --layouts, packs
+  it"), Python's warnings keep Python's words.
 """
 import numpy as np
 import pytest
@@ -193,3 +198,30 @@ def test_a_packed_model_does_not_list_its_small_skipped_constants(float16_export
     out = capsys.readouterr().out
     assert "skipped:" not in out, out  # under the default, a few biases: inspect's totals say them
     assert any(row.status == "skipped" for row in export.inspect(float16_export).rows)  # there are some
+
+
+@pytest.mark.parametrize("options, asked, defaults", [
+    (["--layouts", "dense,sparse"], "--layouts dense,sparse keeps it raw", "the default, no --layouts, packs it"),
+    (["--decoder", "minimal"], "--decoder minimal keeps it raw", "the default, no --decoder, packs it"),
+    (["--format-version", "1", "--layouts", "dense"], "--format-version 1 --layouts dense keeps it raw",
+     "the defaults, no --format-version and no --layouts, pack it"),
+])
+def test_a_tensor_the_options_keep_raw_is_listed_with_the_options_as_typed(options, asked, defaults, tmp_path,
+                                                                             capsys):
+    import keras
+
+    keras.utils.set_random_seed(5)  # an unclustered float kernel: only layout float_planes packs it
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(96)])
+    src = tmp_path / "plain.tflite"
+    src.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    assert cli.main(["pack", *options, str(src), str(tmp_path / "out.tflite")]) == 0
+    out = capsys.readouterr().out
+    (row,) = [line for line in out.splitlines() if line.startswith("  ") and ": 24576 B: " in line]
+    assert asked in row and defaults in row, row
+    assert "pack(" not in row and "=None" not in row and "layouts=" not in row, row
+    kw = {"--layouts": ("layouts", lambda v: tuple(v.split(","))), "--decoder": ("decoder", str),
+          "--format-version": ("version", int)}
+    args = {kw[o][0]: kw[o][1](v) for o, v in zip(options[::2], options[1::2])}
+    with pytest.warns(UserWarning, match=r"keeps it raw: .*=None") as caught:  # Python keeps its own words
+        export.pack(src.read_bytes(), **args)
+    assert any("pack(" in str(w.message) for w in caught)

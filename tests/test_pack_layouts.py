@@ -87,7 +87,8 @@ def test_a_float_kernel_only_the_options_keep_raw_names_the_option(tmp_path, cap
     """decoder="minimal" and version=1 leave out the float-planes layout (§12) that packs the
     unclustered kernel by default: the reason was the codec's "more than 4096 distinct values: cluster
     the tensor first", as though nothing would pack it; now it names the option, the layout and what
-    the default packs it to (as the int64 case names pack(version=1)); the CLI prints the same."""
+    the default packs it to (as the int64 case names pack(version=1)); the CLI prints the same with
+    its own options (--format-version 1)."""
     plain, _ = _model("float")
     (default,) = [p for p in _packed(export.pack(plain)).values() if codec.info(p)["layout"] == "float_planes"]
     codec_why = "more than 4096 distinct values: cluster the tensor first"
@@ -107,8 +108,8 @@ def test_a_float_kernel_only_the_options_keep_raw_names_the_option(tmp_path, cap
     (tmp_path / "m.tflite").write_bytes(plain)
     capsys.readouterr()
     assert cli.main(["pack", str(tmp_path / "m.tflite"), str(tmp_path / "o.tflite"), "--format-version", "1"]) == 0
-    assert ": 32768 B: pack(version=1) keeps it raw: the codec refuses it without layout 'float_planes'" \
-        in capsys.readouterr().out
+    assert ": 32768 B: --format-version 1 keeps it raw: the codec refuses it without layout 'float_planes'" \
+        in capsys.readouterr().out  # the CLI spells the options as it takes them (session 52)
     # a layouts= list leaving the layout out is named too (session 49: the codec's reason alone, "cluster
     # the tensor first", hid that the list was the cause), with every option that leaves it out
     _, stats = pack_with_stats(plain, layouts=MINIMAL, version=1)

@@ -150,15 +150,15 @@ def test_a_layouts_restriction_is_named_as_the_reason_a_tensor_stays_raw(plain, 
     rc, out, err = _pack(capsys, "--layouts", "dense,sparse", src, dst)
     assert rc == 0, err
     (row,) = [ln for ln in out.splitlines() if ln.startswith("  ") and "24576 B" in ln]
-    assert "layouts=('dense', 'sparse') leaves out" in row and "'float_planes'" in row, row
-    assert "the default, layouts=None, packs it (" in row, row
+    assert "--layouts dense,sparse leaves out" in row and "'float_planes'" in row, row  # CLI spelling (s52)
+    assert "the default, no --layouts, packs it (" in row, row
     assert len(export.pack(plain, layouts=("dense", "sparse", "float_planes"))) == full
     with pytest.warns(UserWarning, match=r"layouts=\('dense',\) leaves out"):
         export.pack(plain, layouts=("dense",))
     # each option that leaves the layout out is named, the defaults of all of them packing it
     rc, out, err = _pack(capsys, "--layouts", "dense", "--format-version", "1", src, dst)
-    assert "pack(version=1, layouts=('dense',)) keeps it raw" in out, out
-    assert "the defaults, version=None and layouts=None, pack it" in out, out
+    assert "--format-version 1 --layouts dense keeps it raw" in out, out
+    assert "the defaults, no --format-version and no --layouts, pack it" in out, out
 
 
 def test_packed_outputs_are_bit_identical_and_umask_respected(plain, tmp_path, capsys):

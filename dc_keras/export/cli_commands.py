@@ -329,9 +329,29 @@ def _print_refused(refused, inspect_how, total, shown=5):
     print(f"not packed: {len(refused)} constant tensor(s), {total} B "
           f"({inspect_how} lists every tensor):")
     for name, nbytes, why in refused[:shown]:
-        print(f"  {printable(name) or '(unnamed)'}: {nbytes} B: {printable(why)}")
+        print(f"  {printable(name) or '(unnamed)'}: {nbytes} B: {printable(as_options(why))}")
     if len(refused) > shown:
         print(f"  ... and {len(refused) - shown} more")
+
+
+_PYTHON_ARGUMENTS = (  # pack's reasons name its Python arguments; the command line's options instead
+    (re.compile(r"layouts=\(([^()]*)\)"), lambda m: "--layouts " + ",".join(re.findall(r"'(\w+)'", m.group(1)))),
+    (re.compile(r"decoder='(\w+)'"), lambda m: f"--decoder {m.group(1)}"),
+    (re.compile(r"\bversion=(\d+)"), lambda m: f"--format-version {m.group(1)}"),
+    (re.compile(r"\b(decoder|version|layouts)=None"),
+     lambda m: "no --" + {"version": "format-version"}.get(m.group(1), m.group(1))),
+    (re.compile(r"\bpack\(((?:--[^()]*?)(?:, --[^()]*?)*)\)"), lambda m: m.group(1).replace(", ", " ")),
+)
+
+
+def as_options(reason):
+    """``reason`` (pack's, naming its ``layouts=``, ``decoder=`` and ``version=`` arguments, e.g.
+    "pack(version=1, layouts=('dense',)) keeps it raw ... the defaults, version=None and layouts=None,
+    pack it") as the command line spells them ("--format-version 1 --layouts dense keeps it raw ...
+    the defaults, no --format-version and no --layouts, pack it")."""
+    for pattern, spelling in _PYTHON_ARGUMENTS:
+        reason = pattern.sub(spelling, reason)
+    return reason
 
 
 def _print_kept_raw(kept, kinds, inspect_how):
