@@ -1032,7 +1032,8 @@ class PruningCallback(keras.callbacks.Callback):
 
     The update at ``end_step`` is also made when a ``fit()`` ends with the step count at
     ``end_step`` (at its last epoch's end, after that epoch's last step): ``end_step = steps_per_epoch * epochs`` (training
-    steps ``0 .. end_step - 1``) ends at the schedule's target. A callback listed before this one
+    steps ``0 .. end_step - 1``) ends at the schedule's target; so does a custom training loop's
+    ``cb.on_train_end()`` after ``end_step`` steps. A callback listed before this one
     that saves or snapshots the model at that epoch end (``ModelCheckpoint``, ``EarlyStopping``)
     sees the masks before that last update: list ``PruningCallback()`` first.
 
@@ -1198,14 +1199,15 @@ class PruningCallback(keras.callbacks.Callback):
                 wrapper._undo_update()
         self._made_at = [None] * len(made)
 
-    def _finish_schedules(self):
-        """End of a fit() (its last epoch's end, or train end): apply the update at ``end_step`` to
-        each wrapper whose step count has just reached it. The batch hook updates the masks before
-        the step the schedule names, so training ``end_step`` steps (the usual ``end_step =
-        steps_per_epoch * epochs``) ran steps 0 .. end_step - 1 and would never reach that last
-        update, ending short of the target."""
-        if not self.params or not self._wrappers_cache:  # a custom training loop: one more step makes it
-            return
+    def _finish_schedules(self, train_end=False):
+        """End of a fit() (its last epoch's end, or train end) or of a custom training loop
+        (``train_end``: its ``on_train_end()``): apply the update at ``end_step`` to each wrapper
+        whose step count has just reached it. The batch hook (a custom loop's step) updates the
+        masks before the step the schedule names, so training ``end_step`` steps (the usual
+        ``end_step = steps_per_epoch * epochs``) ran steps 0 .. end_step - 1 and would never reach
+        that last update, ending short of the target."""
+        if not self._wrappers_cache or not (self.params or train_end):
+            return  # a custom loop's on_epoch_end (tfmot's guide calls it): its next step makes it
         updated = []
         for wrapper in self._wrappers_cache:
             end = wrapper.schedule.end_step
@@ -1375,7 +1377,9 @@ class PruningCallback(keras.callbacks.Callback):
                 self._log.close()
             return
         self._write_steps(epoch_end=True)
-        self._finish_schedules()  # also when a callback after this one stopped training at its epoch end
+        # also when a callback after this one stopped training at its epoch end, and at the end of a
+        # custom training loop that ran end_step steps (it reaches the target as fit() does)
+        self._finish_schedules(train_end=True)
         if getattr(getattr(self.model, "optimizer", None), "use_ema", False):
             # fit() has just written the optimizer's moving averages into the weights: the pruned
             # ones are averages of their values before they were pruned, not 0
