@@ -90,6 +90,7 @@ class _CommandParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         self.dc_options = []  # (option strings of one argument), before argparse's __init__, which adds -h/--help
+        self.dc_positionals = []  # (dest, metavar) of IN OUT / FILE, in order
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
@@ -97,6 +98,8 @@ class _CommandParser(argparse.ArgumentParser):
         action = super().add_argument(*args, **kwargs)
         if action.option_strings:
             self.dc_options.append(tuple(action.option_strings))
+        else:
+            self.dc_positionals.append((action.dest, action.metavar or action.dest))
         return action
 
     def parse_known_args(self, args=None, namespace=None):
@@ -114,6 +117,31 @@ class _CommandParser(argparse.ArgumentParser):
         if message.startswith("the following arguments are required"):  # `pack -m.tflite OUT`
             message += _dash_file_note(getattr(self, "dc_args", []))
         super().error(message)
+
+
+def _too_many_paths(name, command, args, unknown):
+    """The error for more paths than ``command`` takes (``dc-keras pack *.tflite packed/``: a shell
+    pattern gave several models), which argparse called "unrecognized arguments: ..." naming only the
+    last ones; None when an unknown argument is an option (``-x``), or the command takes no path."""
+    if any(t.startswith("-") and t != "-" for t in unknown):
+        return None
+    positionals = command.dc_positionals
+    if not positionals:
+        return None
+    given = [str(getattr(args, dest)) for dest, _ in positionals] + list(unknown)
+    wanted = " and ".join(f"one {metavar}" for _, metavar in positionals)
+    from dc_keras._fileio import shell_path
+
+    if len(positionals) == 1:
+        way = f'run it once per file, e.g. for f in *.tflite; do dc-keras {name} "$f"; done'
+    else:
+        last = given[-1]
+        folder = shell_path(last.rstrip("/") or "/") + "/" if os.path.isdir(last) else ""  # `... outdir/`
+        ins, outs = ("*.tflite", '"${f%.tflite}.packed.tflite"') if name == "pack" else \
+            ("*.packed.tflite", '"${f%.packed.tflite}.tflite"')
+        way = f'{name} one model per command, e.g. for f in {ins}; do dc-keras {name} "$f" {folder}{outs}; done'
+    return (f"{name} takes {wanted}, got {len(given)} paths: {' '.join(shell_path(g) for g in given)} (a shell "
+            f"pattern such as *.tflite?): {way}")
 
 
 def _dash_file_note(tokens):
@@ -315,8 +343,11 @@ def main(argv=None) -> int:
         command = parser.dc_commands[args.command]
         command.print_usage(sys.stderr)
         full = next(((t, f) for t in unknown for f in [_abbreviation_of(t, command.dc_options)] if f), None)
+        extra_paths = _too_many_paths(args.command, command, args, unknown)
         if full:  # `--min_b=10`: argparse took it for --min_bytes, silently
             print(f"dc-keras {args.command}: error: {_abbreviation_error(*full)}", file=sys.stderr)
+        elif extra_paths:
+            print(f"dc-keras {args.command}: error: {extra_paths}", file=sys.stderr)
         else:
             print(f"dc-keras {args.command}: error: unrecognized arguments: {' '.join(unknown)}"
                   f"{_dash_file_note(unknown)}; `dc-keras {args.command} --help` lists its options", file=sys.stderr)

@@ -25,7 +25,11 @@ constants at all) and wants it smaller (helper session 52):
   the tensors it left raw in Python's words: "pack(layouts=('dense', 'sparse')) keeps it raw ...
   the default, layouts=None, packs it", options a command-line user never typed; the CLI now spells
   them as it takes them ("--layouts dense,sparse keeps it raw ... the default, no --layouts, packs
-  it"), Python's warnings keep Python's words.
+  it"), Python's warnings keep Python's words;
+- ``dc-keras pack *.tflite packed/`` (a shell pattern: several models, then a folder) said
+  "unrecognized arguments: packed/", naming only the last path, as if it were a bad option (and
+  ``inspect a.tflite b.tflite`` "unrecognized arguments: b.tflite"): it now says the command takes one
+  IN and one OUT (one FILE), the paths it got, and a shell loop that does what was meant.
 """
 import numpy as np
 import pytest
@@ -225,3 +229,38 @@ def test_a_tensor_the_options_keep_raw_is_listed_with_the_options_as_typed(optio
     with pytest.warns(UserWarning, match=r"keeps it raw: .*=None") as caught:  # Python keeps its own words
         export.pack(src.read_bytes(), **args)
     assert any("pack(" in str(w.message) for w in caught)
+
+
+def test_several_models_from_a_shell_pattern_get_a_loop_that_packs_each(float16_export, tmp_path, monkeypatch,
+                                                                        capsys):
+    import shlex
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.tflite", "b.tflite"):
+        (tmp_path / name).write_bytes(float16_export)
+    (tmp_path / "out").mkdir()
+    assert cli.main(["pack", "a.tflite", "b.tflite", "out/"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized" not in err, err
+    prefix = "dc-keras pack: error: pack takes one IN and one OUT, got 3 paths: a.tflite b.tflite out/ (a shell " \
+             "pattern such as *.tflite?): pack one model per command, e.g. "
+    assert prefix in err, err
+    assert (tmp_path / "b.tflite").read_bytes() == float16_export and not list((tmp_path / "out").iterdir())
+    loop = err.split(prefix)[1].strip()
+    assert loop == 'for f in *.tflite; do dc-keras pack "$f" out/"${f%.tflite}.packed.tflite"; done', loop
+    here = f"{shlex.quote(sys.executable)} -m dc_keras"
+    subprocess.run(["bash", "-c", loop.replace("dc-keras", here)], check=True, capture_output=True, timeout=300)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.packed.tflite", "b.packed.tflite"]
+
+    assert cli.main(["unpack", "out/a.packed.tflite", "out/b.packed.tflite", "plain.tflite"]) == 2
+    err = capsys.readouterr().err
+    assert ("unpack takes one IN and one OUT, got 3 paths: out/a.packed.tflite out/b.packed.tflite plain.tflite "
+            "(a shell pattern such as *.tflite?): unpack one model per command, e.g. for f in *.packed.tflite; do "
+            'dc-keras unpack "$f" "${f%.packed.tflite}.tflite"; done') in err, err
+    assert not (tmp_path / "plain.tflite").exists()
+    assert cli.main(["inspect", "a.tflite", "b.tflite"]) == 2
+    err = capsys.readouterr().err
+    assert ('inspect takes one FILE, got 2 paths: a.tflite b.tflite (a shell pattern such as *.tflite?): run it '
+            'once per file, e.g. for f in *.tflite; do dc-keras inspect "$f"; done') in err, err
