@@ -651,6 +651,13 @@ def _option_target(conv, key):
 def _set_option(conv, key, value):
     """``converter_options`` entry ``"a.b" = v`` -> ``conv.a.b = v`` (``_option_target``'s errors)."""
     target, name = _option_target(conv, key)
+    if name in _IO_TYPES and not hasattr(value, "as_numpy_dtype"):  # "int8" / np.int8 as tf.int8 is taken
+        import tensorflow as tf
+
+        try:
+            value = tf.as_dtype(value)
+        except TypeError:  # not a dtype at all: the converter's refusal, explained by _failure
+            pass
     setattr(target, name, value)
 
 
@@ -1011,7 +1018,8 @@ _IO_TYPES = ("inference_input_type", "inference_output_type")
 
 def _failure(exc, batch_note, model=None):
     head = f"TFLite conversion failed{batch_note}: {_first_error_line(exc)}."
-    if any(name in _first_error_line(exc) for name in _IO_TYPES):  # a converter_options value: no op is missing
+    # a converter_options value, no op missing (a value that is no dtype: "Unsupported TensorFlow type `x`")
+    if any(name in _first_error_line(exc) for name in (*_IO_TYPES, "Unsupported TensorFlow type")):
         return _ArgumentError(
             f"to_tflite: converter_options' inference_input_type / inference_output_type: the converter refused them "
             f"({_first_error_line(exc)}). With quantize='int8' they may be tf.int8 or tf.uint8 (an integer input and "
