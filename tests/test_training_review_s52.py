@@ -14,6 +14,25 @@ What was found:
   "Pruned layer(s) [...] were not called in training mode during training" and told the user to
   fix their model's ``call()``: no epoch ran, so nothing was traced. It now runs no step and
   changes nothing, as the same ``fit()`` of a plain Keras model does.
+- ``model.trainable = False`` then ``True`` on a clustered model (freeze / unfreeze, or a layer
+  frozen in a ``.keras`` file and unfrozen after loading) made the clustered kernels trainable
+  again: optimizer slots for weights that no longer compute anything, and Keras's "Gradients do not
+  exist for variables ['fc1/kernel', ...] ... did you forget to provide a `loss` argument?" at
+  every ``fit()``. Only the centroids train now.
+- A custom training loop of ``end_step`` steps (docs/models.md's loop, ending with
+  ``cb.on_train_end()``) ended one mask update short of the target, and ``strip()`` told the user
+  to set ``end_step`` to the steps they train, which they had. ``on_train_end()`` now makes the
+  update at ``end_step``, as ``fit()`` does.
+
+Checked and found right (scripts under /tmp/h203/ in the session): every stage's ``.keras`` round
+trip with no custom_objects (predictions equal), strip / cluster / export of each model above with
+the packed ``.tflite`` bit-exact to the unpacked one, mixed_float16 and mixed_bfloat16 (and
+``to_tflite``'s float32-copy recipe, run as its error message gives it), resuming bit-exactly
+through ``ModelCheckpoint`` + ``fit(initial_epoch=)``, ``BackupAndRestore`` (listed before or after
+the callback, ``steps_per_execution`` 1 and 3) and weights-only checkpoints, ``steps_per_execution``
+not dividing the epoch, gradient accumulation, tf.data of unknown length, MirroredStrategy,
+``jit_compile`` / ``run_eagerly``, sample and class weights, multi-output dict models, the 45
+docstring examples of dc_keras.train and dc_keras.schedules.
 """
 import os
 import warnings
