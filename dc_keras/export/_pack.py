@@ -789,7 +789,7 @@ def _planned_raw(model, plans, sparse):
 #: operators (and input positions) whose result depends on a weight's zeros only through products:
 #: a -0.0 there can change nothing but the sign of an output that is exactly zero.
 _PRODUCT_INPUTS = {"FULLY_CONNECTED": (1,), "CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,), "CONV_3D": (1,),
-                   "TRANSPOSE_CONV": (1,), "BATCH_MATMUL": (0, 1)}
+                   "TRANSPOSE_CONV": (1,), "CONV_3D_TRANSPOSE": (1,), "BATCH_MATMUL": (0, 1)}
 _ZERO_BITS = {schema.TensorType.FLOAT32: (np.uint32, 0x80000000), schema.TensorType.FLOAT16: (np.uint16, 0x8000),
               schema.TensorType.BFLOAT16: (np.uint16, 0x8000)}
 
