@@ -31,7 +31,10 @@ constants at all) and wants it smaller (helper session 52):
 - ``dc-keras pack *.tflite packed/`` (a shell pattern: several models, then a folder) said
   "unrecognized arguments: packed/", naming only the last path, as if it were a bad option (and
   ``inspect a.tflite b.tflite`` "unrecognized arguments: b.tflite"): it now says the command takes one
-  IN and one OUT (one FILE), the paths it got, and a shell loop that does what was meant.
+  IN and one OUT (one FILE), the paths it got, and a shell loop that does what was meant;
+- README's and docs/packing.md's three command lines, followed as written, ended with ``dc-keras
+  unpack model.packed.tflite model.tflite``: the model the user started from, replaced (without
+  asking, as OUT is) by its unpacked copy, other bytes; the line now writes model.unpacked.tflite.
 """
 import numpy as np
 import pytest
@@ -288,3 +291,18 @@ def test_a_conv3d_transpose_kernel_gets_positive_zeros(tmp_path, capsys):
     assert len(positive) < 0.9 * len(bitexact)
     xs = rng.normal(size=(3, 4, 4, 4, 8)).astype("float32")
     assert all(np.array_equal(a, b) for a, b in zip(_outputs(content, xs, False), _outputs(positive, xs, True)))
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/packing.md"])
+def test_the_docs_command_lines_never_write_over_a_file_they_started_from(doc):
+    import _docs
+
+    lines = [line.split("#")[0].split() for lang, _, code in _docs.blocks(doc) if lang == "sh"
+             for line in code.splitlines() if line.startswith(".venv/bin/dc-keras ")]
+    assert [words[1] for words in lines] == ["pack", "inspect", "unpack"], lines
+    read = set()
+    for words in lines:
+        paths = [w for w in words[2:] if not w.startswith("-")]
+        if words[1] in ("pack", "unpack"):
+            assert paths[1] not in read | {paths[0]}, (doc, words)  # OUT: never a file the lines read
+        read.add(paths[0])

@@ -151,7 +151,7 @@ def test_readme_cli_lines_run_on_the_readme_model(block_results):
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, (line, r.stdout[-2000:], r.stderr[-2000:])
     assert os.path.getsize(os.path.join(workdir, "sizes.png")) > 0
-    with open(os.path.join(workdir, "model.tflite"), "rb") as f:
+    with open(os.path.join(workdir, "model.unpacked.tflite"), "rb") as f:  # not over model.tflite (s52)
         assert f.read(8)[4:8] == b"TFL3"
 
 
