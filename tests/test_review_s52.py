@@ -135,3 +135,34 @@ def test_inference_io_types_given_as_strings_or_numpy_types_are_taken():
     assert files[0] == files[1]
     details = Interpreter(model_content=files[0]).get_input_details()[0]
     assert details["dtype"] == np.int8
+
+
+def test_partly_clustered_model_per_channel_keeps_the_shared_codes_but_pays_the_scales():
+    """docs/quantization.md's figures for a partly clustered model (session 51's design question):
+    the default per-channel int8 keeps the clustered kernel's 16 codes (no ClusterSpreadWarning) and
+    costs the 12 B per output channel of scales and zero points that per_channel=False saves."""
+    import warnings
+
+    import keras
+    import numpy as np
+
+    import dc_keras
+    from dc_keras import _flatbuffer as fb
+    from dc_keras import export
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, name="big"), keras.layers.Dense(10, name="small")])
+    clustered = dc_keras.strip(dc_keras.cluster(model, bits=4, layers=["big"]))
+    x = np.random.default_rng(0).normal(size=(16, 64)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        per_channel = export.to_tflite(clustered, quantize="int8", representative_data=x)
+        per_tensor = export.to_tflite(clustered, quantize="int8", representative_data=x, per_channel=False)
+        plain = export.to_tflite(clustered, quantize="int8", representative_data=x, pack=False)
+    assert not [w for w in caught if issubclass(w.category, export.ClusterSpreadWarning)]
+    tfl = fb.read_model(plain)
+    big = next(t for t in tfl.subgraphs[0].tensors if "big" in fb.tensor_name(t) and "MatMul" in fb.tensor_name(t))
+    assert len(big.quantization.scale) == 256
+    data = np.frombuffer(fb.buffer_bytes(tfl, big.buffer), np.int8)
+    assert np.unique(data).size <= 16
+    assert (len(per_channel), len(per_tensor)) == (15760, 12576)
