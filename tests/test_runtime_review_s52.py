@@ -264,3 +264,92 @@ def test_the_custom_op_registerer_route_matches_the_unpacked_model_on_builtin_ke
         text = " ".join(f.read().split())
     assert ("match it with `experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES` on "
             "both; the delegate keeps XNNPACK and bit-identical outputs") in text
+
+
+@functools.lru_cache(maxsize=None)
+def _signatures_model():
+    """(plain, packed) .tflite with three signatures: "mlp" (x [-1, 64] -> y), "embed" (ids [-1, 5] ->
+    v, a 1000-row pruned, clustered table) and "both"."""
+    import tensorflow as tf
+
+    rs = np.random.RandomState(0)
+    w1, w2, table = rs.randn(64, 256), rs.randn(256, 8), rs.randn(1000, 32)
+    for w, cut in ((w1, 1.2), (w2, 1.0), (table, 1.0)):
+        w[np.abs(w) < cut] = 0
+        w[:] = np.round(w * 4) / 4
+    w1, w2, table = (tf.constant(w.astype(np.float32)) for w in (w1, w2, table))
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32)])
+        def mlp(self, x):
+            return {"y": tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 5], tf.int32)])
+        def embed(self, ids):
+            return {"v": tf.reduce_sum(tf.gather(table, ids), axis=1)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32), tf.TensorSpec([None, 5], tf.int32)])
+        def both(self, x, ids):
+            return {"y": tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2), "v": tf.reduce_sum(tf.gather(table, ids), axis=1)}
+
+    m = Model()
+    plain = tf.lite.TFLiteConverter.from_concrete_functions(
+        [m.mlp.get_concrete_function(), m.embed.get_concrete_function(), m.both.get_concrete_function()], m).convert()
+    return plain, export.pack(plain)
+
+
+@pytest.mark.parametrize("backend,weights", [("litert", "compressed"), ("tensorflow", "compressed"),
+                                             ("litert", "decoded")])
+def test_an_error_names_this_calls_cause_not_the_earlier_ones(backend, weights):
+    """Calls that fail one after the other on one interpreter (ids out of range, in a loop over user
+    data): the backend's error reporter never empties its buffer, so each error's text began with all
+    the earlier ones': the compressed GATHER's second error began "index out of bounds: indices[0] =
+    5000" for a call whose index was -1, and a failed resize after an invoke() before allocating began
+    "Invoke called on model that is not ready.". Each error now says its own call's cause only; the
+    interpreter then still runs as the unpacked model (lookups bit-exact on both routes)."""
+    plain, packed = _signatures_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TF's interpreter deprecation notice
+        it = runtime.Interpreter(model_content=packed, backend=backend, weights=weights)
+        ref = em.reference_interpreter(backend, plain)
+    embed = it.get_signature_runner("embed")
+    messages = []
+    for bad in (5000, -1, 1001):
+        with pytest.raises(RuntimeError) as info:
+            embed(ids=np.full((1, 5), bad, np.int32))
+        messages.append(" ".join(str(info.value).split()))
+    if weights == "compressed":
+        for bad, msg in zip((5000, -1, 1001), messages):
+            assert msg.startswith("dc_keras compressed GATHER(") and msg.count("index out of bounds") == 1, msg
+            assert f"indices[0] = {bad}," in msg, msg
+    else:
+        assert all(msg.count("gather index out of bounds") == 1 for msg in messages), messages
+    ids = np.random.RandomState(3).randint(0, 1000, (4, 5)).astype(np.int32)
+    assert embed(ids=ids)["v"].tobytes() == ref.get_signature_runner("embed")(ids=ids)["v"].tobytes()
+
+    it = runtime.Interpreter(model_content=packed, backend=backend, weights=weights)
+    with pytest.raises(RuntimeError, match="invoke\\(\\) before the tensors are allocated"):
+        it.invoke()
+    (x,) = [d for d in it.get_input_details() if d["dtype"] == np.float32]
+    it.resize_tensor_input(x["index"], [1, 100])
+    with pytest.raises(RuntimeError, match="was resized to") as info:
+        it.allocate_tensors()
+    assert "not ready" not in str(info.value), info.value
+
+
+def test_a_signature_runner_refuses_an_array_of_another_rank():
+    """A signature runner given x of shape [64] (the batch dimension forgotten) or [128] for an input
+    of [-1, 64]: LiteRT and TF resized the input to it and the FULLY_CONNECTED read it flattened, so
+    [128] ran silently as 2 samples of 64. Refused now, naming the input, both shapes and the fix."""
+    plain, packed = _signatures_model()
+    run = runtime.Interpreter(model_content=packed).get_signature_runner("mlp")
+    for shape in ([64], [128], [1, 1, 64]):
+        with pytest.raises(ValueError, match=rf"^model_content: signature 'mlp' input 'x' was given an array of shape "
+                                             rf"\[{', '.join(map(str, shape))}\] \(rank {len(shape)}\), but the model "
+                                             r"takes \[-1, 64\] \(rank 2, -1: any size\): give it an array of that "
+                                             r"rank"):
+            run(x=np.ones(shape, np.float32))
+    x = np.random.RandomState(4).randn(3, 64).astype(np.float32)
+    want = em.reference_interpreter("litert", plain).get_signature_runner("mlp")(x=x)["y"]
+    assert run(x=x)["y"].tobytes() == want.tobytes()
+    assert run(x=x[0][None])["y"].tobytes() == want[:1].tobytes()

@@ -528,6 +528,7 @@ class Interpreter:
         try:
             yield
         except RuntimeError as exc:
+            self._strip_earlier_errors(exc)
             self._raise_delegate_error(exc)
             self._raise_op_error(exc)
             self._raise_inconsistent(exc)
@@ -536,6 +537,20 @@ class Interpreter:
             self._raise_sparse(exc)
             self._raise_flex(exc)
             raise
+
+    def _strip_earlier_errors(self, exc):
+        """Leaves in ``exc``, a RuntimeError of the backend, only this call's text: the backend's error
+        reporter (TFLite's ``PythonErrorReporter``) never empties its buffer, so each error's text began
+        with every earlier one's (a compressed GATHER's "indices[0] = 5000", said again ahead of this
+        call's "indices[0] = -1"; "Invoke called on model that is not ready." ahead of a failed resize),
+        and the explanations below matched words of those. ``exc`` itself is changed (not replaced: a
+        new exception chained to the old one kept its ever longer text alive in a reference cycle)."""
+        text = str(exc)
+        # the length and last characters of the text seen before, not the text: the buffer only grows
+        seen, tail = self.__dict__.get("_dc_reported", (0, ""))
+        self.__dict__["_dc_reported"] = (len(text), text[-256:])
+        if len(exc.args) == 1 and 0 < seen < len(text) and text[seen - len(tail):seen] == tail:
+            exc.args = (text[seen:],)
 
     def get_signature_runner(self, signature_key=None):
         """The backend's signature runner; it allocates and prepares on its own at its first call,
@@ -546,7 +561,8 @@ class Interpreter:
         It is an instance of the backend's ``SignatureRunner`` class
         (``ai_edge_litert.interpreter.SignatureRunner`` with LiteRT, TensorFlow's with
         ``backend="tensorflow"``): a subclass whose call also refuses, before running, an input array
-        whose size differs from the signature's in a dimension past the first that the signature fixes.
+        whose rank differs from the signature's, or whose size differs in a dimension past the first that the signature
+        fixes.
 
         Example:
           >>> run = dc_keras.runtime.Interpreter(model_content=packed).get_signature_runner()
@@ -632,6 +648,7 @@ class Interpreter:
         try:
             super().invoke()
         except RuntimeError as exc:
+            self._strip_earlier_errors(exc)
             self._raise_op_error(exc)
             self._raise_zero_scale(exc)
             self._raise_sparse(exc)
@@ -965,8 +982,14 @@ class _CheckedSignatureRunner:
         # resized the input and returned an empty output ([1, 5] for [1, 8]: y of shape (0, 256)),
         # silently; TF 2.21 / LiteRT 2.3 fail in Prepare (said below). The first (batch) dimension
         # is left to the backend: kernels that take any batch run a fixed-batch model on another.
+        # An array of another rank is refused too: the runners resized the input to it, and a
+        # FULLY_CONNECTED read it flattened, so x of shape [128] on a [-1, 64] input ran as 2 samples.
         for what, shape, sig in self._given_shapes(kwargs):
             shape = [int(v) for v in shape]
+            if len(shape) != len(sig) and sig:
+                one = " (for one sample, add the batch dimension: array[None])" if len(shape) + 1 == len(sig) else ""
+                raise ValueError(f"{self._dc_owner._label}: {what} {shape} (rank {len(shape)}), but the model takes "
+                                 f"{sig} (rank {len(sig)}, -1: any size): give it an array of that rank{one}")
             if len(shape) == len(sig) and _fixed_dims_differ(shape, sig, start=1):
                 raise ValueError(f"{self._dc_owner._label}: {what} {shape}, but the model takes {sig} (-1: any "
                                  f"size): {_SIGNATURE_SHAPE_FIX}")
