@@ -454,3 +454,36 @@ def check_assigned_values(variable, check):
             "__qualname__": base.__qualname__, "__doc__": base.__doc__})
     variable.__class__ = _CHECKED_VARIABLE_CLASSES[base]
     variable._dc_keras_check = check
+
+
+# ---------------------------------------------------------------------------------------------
+# train: a TensorFlow variable's own ``trainable`` (owner: train, session 52)
+#
+# Why: Keras on TensorFlow makes a variable's ``tf.Variable`` with the Keras flag as it is when the
+# variable is initialized, and ``variable.trainable = ...`` later changes only the Keras flag
+# (torch's setter also sets ``requires_grad``); ``tf.GradientTape`` watches a ``tf.Variable`` only
+# if its own ``trainable`` is True. A ClusterWrapper built in a subclassed model's symbolic pass marks
+# the inner kernel untrainable before Keras initializes it (deferred), so its tf.Variable is made
+# untrainable; ``strip`` (in place there) hands the layer back with the Keras flag True, and
+# training the stripped model gave the kernel no gradient ("Gradients do not exist for variables
+# ['net/dense/dense/kernel']"): it never trained. ``tf.Variable.trainable`` is read-only; its
+# private ``_trainable`` is what the tape reads.
+# Tested: TensorFlow 2.21, Keras 3.15.1. Nothing on the other backends, nor when the attribute is gone.
+# ---------------------------------------------------------------------------------------------
+
+
+def sync_tf_trainable(variable):
+    """Give a Keras variable's ``tf.Variable`` (TensorFlow backend) the Keras ``trainable`` flag, so
+    that ``tf.GradientTape`` watches it as Keras's trainer expects; returns whether it changed it."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    try:
+        value = variable.value
+    except Exception:  # noqa: BLE001 (not initialized yet: nothing made to sync)
+        return False
+    if value is None or not hasattr(value, "_trainable") or bool(value._trainable) == bool(variable.trainable):
+        return False
+    value._trainable = bool(variable.trainable)
+    return True

@@ -153,3 +153,59 @@ def test_custom_loop_of_end_step_steps_ends_at_the_target_after_on_train_end():
         for name in ("fc1", "fc2"):
             kernel = stripped.get_layer(name).get_weights()[0]
             assert np.count_nonzero(kernel == 0) == int(0.75 * kernel.size), (loop, name)
+
+
+@keras.saving.register_keras_serializable("test_training_review_s52")
+class ClusteredNet(keras.Model):
+    """docs/models.md's subclassed model: its layer wrapped unbuilt in __init__."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.d1 = dc_keras.cluster(L.Dense(16, activation="relu"), bits=3)
+        self.d2 = L.Dense(3, activation="softmax")
+
+    def call(self, x, training=None):
+        return self.d2(self.d1(x, training=training))
+
+
+def test_a_subclassed_model_stripped_in_place_trains_its_kernels_again():
+    """strip() of a subclassed clustered model (in place) gave back a Dense whose kernel the
+    GradientTape did not watch on TensorFlow (its tf.Variable was made untrainable when Keras
+    initialized it in the symbolic build): training the stripped model left the kernel unchanged,
+    with Keras's "Gradients do not exist for variables ['.../kernel']"."""
+    keras.utils.set_random_seed(0)
+    x, y = _data()
+    net = ClusteredNet()
+    net(x[:1])  # builds the layer and clusters it (docs/models.md)
+    net.compile("adam", "sparse_categorical_crossentropy")
+    net.fit(x, y, epochs=1, verbose=0)
+    stripped = dc_keras.strip(net)
+    kernel = np.array(stripped.d1.kernel)
+    assert len(np.unique(kernel)) <= 8
+    stripped.compile("adam", "sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stripped.fit(x, y, epochs=1, verbose=0)
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
+    assert not np.array_equal(kernel, np.array(stripped.d1.kernel))
+
+
+def test_sync_tf_trainable_makes_the_tape_watch_what_keras_trains():
+    """The private-API shim of the fix above (dc_keras/_compat.py): a variable made while its Keras
+    flag was False (as in a symbolic build after ClusterWrapper.build marked it), then marked
+    trainable."""
+    from dc_keras import _compat
+
+    variable = keras.Variable(np.ones(3, "float32"), trainable=False)
+    variable.trainable = True
+    changed = _compat.sync_tf_trainable(variable)
+    if keras.backend.backend() != "tensorflow":
+        assert changed is False
+        return
+    import tensorflow as tf
+
+    assert changed is True and variable.value.trainable
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(variable.value * 2.0)
+    np.testing.assert_array_equal(tape.gradient(loss, variable.value).numpy(), [2.0, 2.0, 2.0])
+    assert _compat.sync_tf_trainable(variable) is False  # already in step

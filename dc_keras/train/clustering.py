@@ -258,6 +258,9 @@ class ClusterWrapper(_base.CompressionWrapper):
         self._untracked("_released", True)
         for _, var, _ in self._targets:
             var.trainable = True
+            # made in a subclassed model's symbolic pass after build() had marked it untrainable, its
+            # tf.Variable is untrainable too: the stripped layer's kernel would get no gradient
+            _compat.sync_tf_trainable(var)
 
     @property
     def trainable(self):
