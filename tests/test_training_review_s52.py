@@ -23,6 +23,9 @@ What was found:
   ``cb.on_train_end()``) ended one mask update short of the target, and ``strip()`` told the user
   to set ``end_step`` to the steps they train, which they had. ``on_train_end()`` now makes the
   update at ``end_step``, as ``fit()`` does.
+- ``strip()`` of a subclassed clustered model (in place) gave back layers whose kernels never
+  trained again on TensorFlow (their tf.Variables were made untrainable in the symbolic build):
+  "Gradients do not exist for variables ['net/dense/dense/kernel']" and an unchanged kernel.
 
 Checked and found right (scripts under /tmp/h203/ in the session): every stage's ``.keras`` round
 trip with no custom_objects (predictions equal), strip / cluster / export of each model above with
