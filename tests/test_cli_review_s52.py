@@ -10,7 +10,10 @@ constants at all) and wants it smaller (helper session 52):
   where +0.0 gives 6,240 B for a 64-256-128-10 MLP at 80 % sparsity). A float16 weight read only
   through a DEQUANTIZE whose output is read only as a product's weight is now such a weight; so is
   a CONV_3D_TRANSPOSE's kernel (Keras's Conv3DTranspose), left out of the list of products (2,912 B
-  bit-exact, 2,448 B with +0.0, for a pruned 8->16 3x3x3 layer);
+  bit-exact, 2,448 B with +0.0, for a pruned 8->16 3x3x3 layer), and the input and recurrent weights
+  of the fused op a tf_keras (tfmot) LSTM converts to, UNIDIRECTIONAL_SEQUENCE_LSTM (27,408 B
+  -> 5,104 B bit-exact, 4,432 B with +0.0 for a pruned 16->32 LSTM; Keras 3's LSTM becomes
+  FULLY_CONNECTED in a loop, covered before);
 - ``dc_keras.export.pack(open("m.tflite", "rb"))`` (or ``inspect`` of a ``BytesIO``) said only
   "expected .tflite content as bytes, got BufferedReader": now it says to pass the file's content;
 - ``dc-keras pack -m.tflite OUT`` (a file whose name starts with -) said "the following arguments
@@ -306,3 +309,30 @@ def test_the_docs_command_lines_never_write_over_a_file_they_started_from(doc):
         if words[1] in ("pack", "unpack"):
             assert paths[1] not in read | {paths[0]}, (doc, words)  # OUT: never a file the lines read
         read.add(paths[0])
+
+
+def test_a_tf_keras_lstm_gets_positive_zeros(tmp_path):
+    """tfmot prunes tf_keras LSTMs; TF's converter makes them one fused op (each half of a
+    Bidirectional too), whose weights were not products to --positive-zeros: 'nothing to change'
+    while both zeros were there."""
+    tf_keras = pytest.importorskip("tf_keras")
+    from dc_keras import _flatbuffer as fb
+
+    rng = np.random.default_rng(0)
+    model = tf_keras.Sequential([tf_keras.Input((6, 16), batch_size=1), tf_keras.layers.LSTM(32)])
+    model.layers[0].set_weights([np.where(rng.random(w.shape) < 0.8, np.copysign(0.0, rng.normal(size=w.shape)),
+                                          np.round(w * 8) / 8).astype("float32") if w.ndim == 2 else w for w in model.layers[0].get_weights()])
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    m = fb.read_model(content)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in [fb.opcode_name(m, op) for op in m.subgraphs[0].operators]
+    src, dst = tmp_path / "rnn.tflite", tmp_path / "positive.tflite"
+    src.write_bytes(content)
+    with pytest.warns(UserWarning, match=r"hold both -0.0 and \+0.0"):
+        bitexact = export.pack(content)
+    assert cli.main(["pack", "--positive-zeros", str(src), str(dst)]) == 0
+    positive = dst.read_bytes()
+    assert len(positive) < 0.9 * len(bitexact), (len(positive), len(bitexact))
+    xs = rng.normal(size=(4, 6, 16)).astype("float32")
+    want = _outputs(content, xs, False)
+    assert all(np.array_equal(a.view(np.uint8), b.view(np.uint8)) for a, b in zip(want, _outputs(bitexact, xs, True)))
+    assert all(np.array_equal(a, b) for a, b in zip(want, _outputs(positive, xs, True)))

@@ -529,7 +529,8 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         is under 256 KiB, as ai-edge-quantizer does), ``"inline"`` or ``"external"`` (after the
         flatbuffer, ``Buffer.offset``/``size``).
       positive_zeros: make every -0.0 of a float weight read only as the weights of
-        FULLY_CONNECTED, convolutions or BATCH_MATMUL (directly, or through a DEQUANTIZE read only
+        FULLY_CONNECTED, convolutions, BATCH_MATMUL or UNIDIRECTIONAL_SEQUENCE_LSTM (a tf_keras
+        LSTM's fused op) (directly, or through a DEQUANTIZE read only
         so: the float16 weights of a float16 export) +0.0 before packing. Default False: packing
         is bit-exact, so a weight holding both zeros (tfmot's ``strip_pruning`` leaves -0.0 where a
         pruned weight was negative: about half its zeros) stores each -0.0 like a kept weight, e.g.
@@ -788,8 +789,14 @@ def _planned_raw(model, plans, sparse):
 
 #: operators (and input positions) whose result depends on a weight's zeros only through products:
 #: a -0.0 there can change nothing but the sign of an output that is exactly zero.
+#: UNIDIRECTIONAL_SEQUENCE_LSTM, the fused op a tf_keras LSTM (a tfmot-pruned one; also each half of a
+#: Bidirectional) converts to: its input and recurrent weights (and projection) only multiply, and a
+#: zero gate input gives sigmoid 0.5 and tanh 0 whatever its sign, so a -0.0 there, too, reaches only
+#: the sign of an exactly-zero state or output. (tf_keras's SimpleRNN and GRU, and Keras 3's
+#: recurrent layers, convert to FULLY_CONNECTED in a WHILE loop.)
 _PRODUCT_INPUTS = {"FULLY_CONNECTED": (1,), "CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,), "CONV_3D": (1,),
-                   "TRANSPOSE_CONV": (1,), "CONV_3D_TRANSPOSE": (1,), "BATCH_MATMUL": (0, 1)}
+                   "TRANSPOSE_CONV": (1,), "CONV_3D_TRANSPOSE": (1,), "BATCH_MATMUL": (0, 1),
+                   "UNIDIRECTIONAL_SEQUENCE_LSTM": (1, 2, 3, 4, 5, 6, 7, 8, 16)}
 _ZERO_BITS = {schema.TensorType.FLOAT32: (np.uint32, 0x80000000), schema.TensorType.FLOAT16: (np.uint16, 0x8000),
               schema.TensorType.BFLOAT16: (np.uint16, 0x8000)}
 
