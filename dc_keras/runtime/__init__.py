@@ -941,11 +941,12 @@ _SIGNATURE_SHAPE_FIX = "give it an array of that shape (any size only where -1)"
 
 
 def _concurrent_text(label, call) -> str:
-    """The error of ``call`` on an interpreter another thread is running (``invoke()``)."""
-    return (f"{label}: {call} while another thread is in this interpreter's invoke(): a TFLite interpreter is "
-            "not thread-safe (TFLite refuses this too, saying \"There is at least 1 reference to internal data\"); "
-            "create one dc_keras.runtime.Interpreter per thread (they may share the model file), or guard this "
-            "one with a threading.Lock")
+    """The error of ``call`` on an interpreter another thread is running (``invoke()``, a runner's call)."""
+    return (f"{label}: {call} while another thread runs this interpreter (its invoke() or a signature runner's "
+            "call): a TFLite interpreter is not thread-safe (TFLite refused some of these, saying \"There is at least "
+            "1 reference to internal data\", and ran others, mixing the threads' outputs); create one "
+            "dc_keras.runtime.Interpreter per thread (they may share the model file), or guard this one with a "
+            "threading.Lock")
 
 
 def _fixed_dims_differ(shape, sig, start=0):
@@ -993,8 +994,17 @@ class _CheckedSignatureRunner:
             if len(shape) == len(sig) and _fixed_dims_differ(shape, sig, start=1):
                 raise ValueError(f"{self._dc_owner._label}: {what} {shape}, but the model takes {sig} (-1: any "
                                  f"size): {_SIGNATURE_SHAPE_FIX}")
-        with self._dc_owner._prepare_errors(lambda: self._given_shapes(kwargs, stored=True)):
-            return super().__call__(**kwargs)
+        # Two threads calling runners of one interpreter (or a runner and invoke()) at once: LiteRT and TF
+        # ran them, and a call returned the other thread's outputs (a quarter of 2 x 300 calls), silently.
+        owner = self._dc_owner
+        running = owner.__dict__.setdefault("_dc_running", threading.Lock())
+        if not running.acquire(blocking=False):
+            raise RuntimeError(_concurrent_text(owner._label, "a signature runner's call"))
+        try:
+            with owner._prepare_errors(lambda: self._given_shapes(kwargs, stored=True)):
+                return super().__call__(**kwargs)
+        finally:
+            running.release()
 
     def _given_shapes(self, kwargs, stored=False):
         """``(what, shape given, shape the signature takes)`` per input given (for the error of a
