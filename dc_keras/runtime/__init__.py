@@ -413,7 +413,9 @@ class Interpreter:
     ``get_signature_list``, ...) is the backend's own. ``.backend`` names the backend used. It cannot
     be pickled or copied (it holds a loaded model): create one per process or thread.
     Like TFLite's, one interpreter is not thread-safe: use one per thread (several threads, each
-    with its own interpreter, may share a model file and the delegate library).
+    with its own interpreter, may share a model file and the delegate library); a call of
+    ``invoke()`` or of a signature runner while another thread runs the same interpreter raises a
+    RuntimeError saying so (TFLite ran some such calls, mixing the threads' outputs).
 
     Example:
       >>> it = dc_keras.runtime.Interpreter(model_content=packed)
