@@ -166,3 +166,35 @@ def test_partly_clustered_model_per_channel_keeps_the_shared_codes_but_pays_the_
     data = np.frombuffer(fb.buffer_bytes(tfl, big.buffer), np.int8)
     assert np.unique(data).size <= 16
     assert (len(per_channel), len(per_tensor)) == (15760, 12576)
+
+
+def test_uint8_calibration_data_for_a_subclassed_model_names_the_cast():
+    """A subclassed model's inputs are unknown before the conversion, so its uint8 images were not cast
+    as a functional model's are (helper-199's s51 finding): TF's calibrator refused them after the
+    whole conversion, reported as a conversion failure with advice about missing ops. Now one
+    ValueError naming the input, both dtypes and the cast; the cast data converts."""
+    import warnings
+
+    import keras
+    import numpy as np
+
+    from dc_keras import export
+
+    class Small(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv, self.flat, self.out = keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.out(self.flat(self.conv(x)))
+
+    model = Small()
+    model(np.zeros((1, 8, 8, 1), "float32"))
+    x = np.random.default_rng(0).integers(0, 255, size=(8, 8, 8, 1)).astype("uint8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match=r"^to_tflite: representative_data for the model's input 0 \('[^']+'\) is "
+                                             r"uint8, but the converted model takes float32: cast it, e\.g\. "
+                                             r"representative_data=x\.astype\('float32'\)"):
+            export.to_tflite(model, quantize="int8", representative_data=x)
+        assert export.to_tflite(model, quantize="int8", representative_data=x.astype("float32"))

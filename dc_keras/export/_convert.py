@@ -96,7 +96,8 @@ def _integer_inputs_as_model_takes(data, model):
     function's integer samples are cast as they come (``_cast_samples``). Integer arrays for a float
     input (uint8 images) are cast to its float dtype, as Keras' ``fit`` / ``predict`` take them (the
     calibrator refused them: "Got value of type UINT8 but expected type FLOAT32"). Subclassed models
-    (inputs unknown) pass unchanged."""
+    (inputs unknown) pass unchanged: a dtype the calibrator refuses is then a ValueError naming the cast
+    (``_failure``)."""
     specs = getattr(model, "inputs", None)
     if not specs:
         return data
@@ -1025,6 +1026,14 @@ def _failure(exc, batch_note, model=None):
             f"({_first_error_line(exc)}). With quantize='int8' they may be tf.int8 or tf.uint8 (an integer input and "
             "output, as microcontrollers take them; tf.int16 with the int16x8 ops set); the other quantize modes "
             "take tf.float32 only (leave them out)")
+    wrong = re.search(r"Got value of type (\w+) but expected type (\w+) for input (\d+), name: ([^\s.]+)", str(exc))
+    if wrong:  # the calibrator: a sample of another dtype (a subclassed model's, whose inputs are not known before)
+        given, wanted, index, name = wrong.groups()
+        return _ArgumentError(
+            f"to_tflite: representative_data for the model's input {index} ({name!r}) is {given.lower()}, but the "
+            f"converted model takes {wanted.lower()}: cast it, e.g. representative_data=x.astype("
+            f"{wanted.lower()!r}) (the data of a model with known inputs, functional or Sequential, is cast "
+            "to their dtypes; a subclassed model's inputs are known only to the converter)")
     tail = _CHAINED_TAIL.format(type(exc).__name__)
     for find, says in ((_keras_quantized_layers, _quantized_fix), (_half_precision_layers, _half_precision_fix)):
         names, kind = find(model) if model is not None else ([], None)
