@@ -1554,7 +1554,7 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
         raise RuntimeError(_flex_text(label, flex, "LiteRT's CompiledModel here has"))
     cm = CompiledModel.from_buffer(plain, **kwargs)
     cm._dc_keras_model = plain  # the runtime may read the flatbuffer in place: keep it alive
-    _name_sparse_failures(cm, label, plain, kwargs.get("options"))
+    _name_sparse_failures(cm, label, kwargs.get("options"))
     return cm
 
 
@@ -1563,32 +1563,51 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
 _COMPILED_LAZY = ("create_output_buffers", "create_output_buffer_by_name", "run_by_index", "run_by_name")
 
 
-def _name_sparse_failures(cm, label, content, options):
+def _name_sparse_failures(cm, label, options):
     """When XNNPACK runs ``cm`` (``options`` sets no other CPU kernel mode), its methods that allocate
     or run, on LiteRT's "Failed to allocate tensors" / "Failed to invoke", raise :func:`_sparse_error`
     (naming the model's int8 TFLite sparse tensors and the fixes) if the model holds any, else LiteRT's
     error as it is. The model is read for them only then, after such a failure (as ``Interpreter``
-    does): no scan on the load path."""
+    does): no scan on the load path. ``cm`` becomes an instance of a subclass of its class whose
+    methods do this (closures over ``cm``'s bound methods stored on ``cm`` made a reference cycle, so
+    each CompiledModel, the unpacked model with it, lived until the cyclic GC ran: RSS +127 MiB over
+    200 loads of a 3 MB model)."""
     mode = getattr(getattr(options, "cpu_options", None), "kernel_mode", None)
     if mode is not None and int(mode) != 0:
         return  # (0: CpuKernelMode.DELEGATE, XNNPACK)
+    cm._dc_label = label
+    cm.__class__ = _sparse_checked_class(type(cm))
+
+
+def _sparse_checked_class(base):
+    """``base`` (LiteRT's ``CompiledModel``) with :data:`_COMPILED_LAZY` methods that name int8 TFLite
+    sparse tensors on failure (:func:`_name_sparse_failures`); one per base class."""
+    cls = _SPARSE_CHECKED.get(base)
+    if cls is not None:
+        return cls
     fix = ("compiled_model(..., options=ai_edge_litert.options.Options(cpu_options=ai_edge_litert.cpu_options."
            "CpuOptions(kernel_mode=ai_edge_litert.cpu_options.CpuKernelMode.BUILTIN)))")
 
     def named(method):
-        def call(*args, **kwargs):
+        def call(self, *args, **kwargs):
             try:
-                return method(*args, **kwargs)
+                return method(self, *args, **kwargs)
             except RuntimeError as exc:
                 if not re.search(r"Failed to (allocate tensors|invoke)", str(exc)):
                     raise
-                error = _sparse_error(label, (None, content), exc, "LiteRT's CompiledModel", fix, "CompiledModel")
+                error = _sparse_error(self._dc_label, (None, self._dc_keras_model), exc, "LiteRT's CompiledModel", fix,
+                                      "CompiledModel")
                 if error is None:  # no int8 sparse tensor: LiteRT's error stands
                     raise
                 raise error from exc
+        call.__name__, call.__qualname__, call.__doc__ = method.__name__, method.__qualname__, method.__doc__
         return call
 
-    for name in _COMPILED_LAZY:
-        if hasattr(cm, name):
-            setattr(cm, name, named(getattr(cm, name)))
+    methods = {name: named(getattr(base, name)) for name in _COMPILED_LAZY if hasattr(base, name)}
+    cls = _SPARSE_CHECKED[base] = type(base.__name__, (base,), dict(
+        methods, __module__=base.__module__, __qualname__=base.__qualname__, __doc__=base.__doc__))
+    return cls
+
+
+_SPARSE_CHECKED = {}
 
