@@ -26,6 +26,9 @@ What was found:
 - ``strip()`` of a subclassed clustered model (in place) gave back layers whose kernels never
   trained again on TensorFlow (their tf.Variables were made untrainable in the symbolic build):
   "Gradients do not exist for variables ['net/dense/dense/kernel']" and an unchanged kernel.
+- ``compile(steps_per_execution="auto")`` then ``fit()`` failed in the callback with "invalid
+  literal for int() with base 10: 'auto'" (Keras 3.15's ``fit()`` cannot run "auto" either): one
+  error now names the fix, an int.
 
 Checked and found right (scripts under /tmp/h203/ in the session): every stage's ``.keras`` round
 trip with no custom_objects (predictions equal), strip / cluster / export of each model above with
@@ -212,3 +215,23 @@ def test_sync_tf_trainable_makes_the_tape_watch_what_keras_trains():
         loss = tf.reduce_sum(variable.value * 2.0)
     np.testing.assert_array_equal(tape.gradient(loss, variable.value).numpy(), [2.0, 2.0, 2.0])
     assert _compat.sync_tf_trainable(variable) is False  # already in step
+
+
+def test_steps_per_execution_auto_is_one_clear_error_and_the_model_trains_after():
+    """compile(steps_per_execution="auto") then fit() with the callback failed in the callback with
+    "invalid literal for int() with base 10: 'auto'" (Keras 3.15's fit() cannot run "auto" either:
+    a plain model fails with a TypeError)."""
+    keras.utils.set_random_seed(0)
+    x, y = _data()
+    pruned = dc_keras.prune(_mlp(), dc_keras.schedules.PolynomialDecay(0.0, 0.75, 0, 16, frequency=2))
+    pruned.compile("adam", "sparse_categorical_crossentropy", steps_per_execution="auto")
+    # JAX's trainer fails in Keras's epoch iterator before any callback runs (Keras's own TypeError)
+    expected = (ValueError, r"steps_per_execution='auto'.*steps_per_execution=N") \
+        if keras.backend.backend() != "jax" else (TypeError, "cannot be interpreted as an integer")
+    with pytest.raises(expected[0], match=expected[1]):
+        pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    pruned.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=2)
+    pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    assert _steps(pruned) == {"fc1": 16, "fc2": 16}
+    kernel = dc_keras.strip(pruned).get_layer("fc1").get_weights()[0]
+    assert np.count_nonzero(kernel == 0) == int(0.75 * kernel.size)

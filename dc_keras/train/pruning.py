@@ -1250,6 +1250,12 @@ class PruningCallback(keras.callbacks.Callback):
             return
         if self.params and "epochs" in self.params:  # fit(): a custom loop may use its own optimizer
             _check_optimizer_backend(self.model)
+            spe = getattr(self.model, "steps_per_execution", 1)
+            if isinstance(spe, str):  # "auto": this callback's int(spe) failed with "invalid literal for int()"
+                raise ValueError(
+                    f"compile(steps_per_execution={spe!r}): Keras {keras.__version__}'s fit() takes a whole number "
+                    "of steps per execution (a plain model fails too, with \"'str' object cannot be interpreted as "
+                    "an integer\"): compile the model with steps_per_execution=N, e.g. 32.")
         wrappers = self._wrappers()
         self._follower = self._follows(wrappers)
         if not self._follower:
