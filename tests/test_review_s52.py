@@ -198,3 +198,29 @@ def test_uint8_calibration_data_for_a_subclassed_model_names_the_cast():
                                              r"representative_data=x\.astype\('float32'\)"):
             export.to_tflite(model, quantize="int8", representative_data=x)
         assert export.to_tflite(model, quantize="int8", representative_data=x.astype("float32"))
+
+
+def test_pack_refuses_to_replace_an_unpacked_model_but_replaces_its_own_output(tmp_path, capsys):
+    """``dc-keras pack *.tflite`` in a folder of two models packed the first INTO the second, whose
+    model was lost (helper-201's finding: OUT is replaced without asking). pack now refuses an OUT that
+    is an unpacked .tflite, naming the likely cause and the way out; a packed OUT (a re-run) and a
+    file that is no model are replaced as before."""
+    import _export_models as em
+
+    from dc_keras import cli, export
+
+    plain = em.tflite("dense", None)
+    a, b = tmp_path / "a.tflite", tmp_path / "b.tflite"
+    a.write_bytes(plain)
+    b.write_bytes(plain)  # a second model
+    assert cli.main(["pack", str(a), str(b)]) == 1
+    err = capsys.readouterr().err
+    assert (f"OUT {b} is an existing .tflite model that is not packed: pack replaces an OUT it wrote before "
+            "(a packed file), never a model, which would be lost (did a shell pattern such as *.tflite expand to "
+            f"two models? pack takes one IN and one OUT). Choose a new OUT, or delete {b} first") in err, err
+    assert b.read_bytes() == plain and a.read_bytes() == plain
+    b.unlink()
+    assert cli.main(["pack", str(a), str(b)]) == 0
+    assert cli.main(["pack", str(a), str(b)]) == 0  # a re-run over its own packed output
+    assert "replaced the existing" in capsys.readouterr().out
+    assert b.read_bytes() == export.pack(plain)

@@ -145,6 +145,28 @@ def _report_stream(to_stdout):
     return contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext()
 
 
+def _refuse_unpacked_model_out(out):
+    """ValueError if ``out`` is an existing ``.tflite`` without ``HuffDecode`` ops: ``pack`` replaces
+    an OUT it wrote before (a packed file, a re-run), never a model, which would be lost; with two
+    models in a folder, ``dc-keras pack *.tflite`` packed the first into the second (review s52).
+    A file that is no ``.tflite`` (or not a regular file: refused elsewhere) is left to the rule."""
+    if not os.path.isfile(out):
+        return
+    try:
+        with open(out, "rb") as f:
+            if f.read(8)[4:8] != b"TFL3":
+                return
+        with open(out, "rb") as f:
+            packed = is_packed(f.read())
+    except (OSError, ValueError):  # unreadable or damaged: the write decides (check_writable)
+        return
+    if not packed:
+        raise ValueError(f"OUT {show_path(out)} is an existing .tflite model that is not packed: pack replaces an OUT "
+                         "it wrote before (a packed file), never a model, which would be lost (did a shell pattern "
+                         "such as *.tflite expand to two models? pack takes one IN and one OUT). Choose a new OUT, or "
+                         f"delete {shell_path(out)} first to replace it")
+
+
 def _check_paths(src, dst, names=("OUT", "IN")):
     same = os.path.abspath(src) == os.path.abspath(dst) or (
         os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst))  # links too
@@ -218,6 +240,7 @@ def cmd_pack(args):
     if not to_stdout:
         _refuse_special_output(args.output, args.input, "pack")
         _check_paths(args.input, args.output)
+        _refuse_unpacked_model_out(args.output)
     data = _read(args.input)
     if not to_stdout:
         check_writable(args.output)  # a bad output path fails now, not after packing
@@ -498,7 +521,8 @@ class _LayoutsOnce(argparse.Action):
 _OUT_POLICY = ("OUT is written atomically (a temporary file in its directory, renamed over it: no partial "
                "OUT, even when interrupted). A new OUT's permissions follow the umask; an existing OUT is "
                "replaced without asking (the report says 'replaced the existing OUT'), keeping its "
-               "permissions, and a symbolic link is written through; a read-only OUT (root replaces it, as "
+               "permissions, and a symbolic link is written through (pack refuses an OUT that is an "
+               "unpacked .tflite model: a shell pattern's second model); a read-only OUT (root replaces it, as "
                "cp does), a dangling link, a device or a FIFO is refused. OUT - (or /dev/stdout) writes the "
                "model to standard output, which must not be a terminal, and the report to stderr.")
 
