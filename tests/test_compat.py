@@ -350,3 +350,23 @@ def test_check_assigned_values_runs_before_every_assign_route():
     v.assign(-good)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), -good)
     assert not getattr(type(v).__mro__[1], "_dc_keras_checked", False)  # one subclass level only
+
+
+def test_sync_tf_trainable_makes_the_tape_watch_what_keras_trains():
+    """The private-API shim of clustering's trainable fix (tests/test_training_review_s52.py's
+    test of a clustered model frozen and unfrozen, and of a stripped subclassed one): a variable made while its Keras
+    flag was False (as in a symbolic build after ClusterWrapper.build marked it), then marked
+    trainable."""
+    variable = keras.Variable(np.ones(3, "float32"), trainable=False)
+    variable.trainable = True
+    changed = _compat.sync_tf_trainable(variable)
+    if keras.backend.backend() != "tensorflow":
+        assert changed is False
+        return
+    import tensorflow as tf
+
+    assert changed is True and variable.value.trainable
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(variable.value * 2.0)
+    np.testing.assert_array_equal(tape.gradient(loss, variable.value).numpy(), [2.0, 2.0, 2.0])
+    assert _compat.sync_tf_trainable(variable) is False  # already in step

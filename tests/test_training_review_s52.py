@@ -196,27 +196,6 @@ def test_a_subclassed_model_stripped_in_place_trains_its_kernels_again():
     assert not np.array_equal(kernel, np.array(stripped.d1.kernel))
 
 
-def test_sync_tf_trainable_makes_the_tape_watch_what_keras_trains():
-    """The private-API shim of the fix above (dc_keras/_compat.py): a variable made while its Keras
-    flag was False (as in a symbolic build after ClusterWrapper.build marked it), then marked
-    trainable."""
-    from dc_keras import _compat
-
-    variable = keras.Variable(np.ones(3, "float32"), trainable=False)
-    variable.trainable = True
-    changed = _compat.sync_tf_trainable(variable)
-    if keras.backend.backend() != "tensorflow":
-        assert changed is False
-        return
-    import tensorflow as tf
-
-    assert changed is True and variable.value.trainable
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(variable.value * 2.0)
-    np.testing.assert_array_equal(tape.gradient(loss, variable.value).numpy(), [2.0, 2.0, 2.0])
-    assert _compat.sync_tf_trainable(variable) is False  # already in step
-
-
 def test_steps_per_execution_auto_is_one_clear_error_and_the_model_trains_after():
     """compile(steps_per_execution="auto") then fit() with the callback failed in the callback with
     "invalid literal for int() with base 10: 'auto'" (Keras 3.15's fit() cannot run "auto" either:
