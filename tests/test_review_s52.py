@@ -224,3 +224,18 @@ def test_pack_refuses_to_replace_an_unpacked_model_but_replaces_its_own_output(t
     assert cli.main(["pack", str(a), str(b)]) == 0  # a re-run over its own packed output
     assert "replaced the existing" in capsys.readouterr().out
     assert b.read_bytes() == export.pack(plain)
+
+
+def test_inspect_plot_without_an_extension_writes_the_png_its_help_names(tmp_path, capsys):
+    """--help said "format from the extension" and a path without one got a PNG without a word
+    (helper-201's finding): the help now says so, and the file is a PNG."""
+    import _export_models as em
+
+    from dc_keras import cli
+
+    assert cli.main(["inspect", "--help"]) == 0
+    assert "PNG without one" in " ".join(capsys.readouterr().out.split())
+    src, chart = tmp_path / "m.tflite", tmp_path / "chart"
+    src.write_bytes(em.tflite("dense", None))
+    assert cli.main(["inspect", str(src), "--plot", str(chart)]) == 0
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

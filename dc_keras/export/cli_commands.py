@@ -586,7 +586,7 @@ def add_commands(commands):
                                         "buffers' bytes.")
     p.add_argument("file", metavar="FILE", type=_path, help="a .tflite, packed or not")
     p.add_argument("--plot", metavar="OUT.png", type=_plot_path, help="also write a raw-vs-packed size chart to this path "
-                   "(format from the extension: .png, .pdf, .svg, ...; checked before the model is read)")
+                   "(format from the extension: .png, .pdf, .svg, ...; PNG without one; checked before the model is read)")
     _min_bytes_option(p)
     p.set_defaults(func=cmd_inspect)
     return ("pack", "unpack", "inspect")
