@@ -419,3 +419,19 @@ def test_a_compiled_model_is_freed_when_dropped():
     finally:
         if enabled:
             gc.enable()
+
+
+def test_a_model_path_with_a_tilde_says_python_does_not_expand_it(tmp_path, monkeypatch):
+    """Interpreter(model_path="~/models/m.tflite"), copied from a shell line: "no such file: check the
+    path", of a file the user sees there. It now says that Python does not expand '~' and what to
+    pass; that runs."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m.tflite").write_bytes(_dense_packed())
+    with pytest.raises(FileNotFoundError, match=r"^~/m\.tflite: no such file: Python does not expand '~' \(a shell "
+                                                r"does\), so pass os\.path\.expanduser\('~/m\.tflite'\)$"):
+        runtime.Interpreter(model_path="~/m.tflite")
+    with pytest.raises(FileNotFoundError, match="check the path"):  # a file that is not there either way
+        runtime.Interpreter(model_path="~/other.tflite")
+    it = runtime.Interpreter(model_path=os.path.expanduser("~/m.tflite"))
+    x = em.inputs("dense", 2)
+    assert em.run(it, x).tobytes() == em.run(em.reference_interpreter("litert", em.tflite("dense", None)), x).tobytes()

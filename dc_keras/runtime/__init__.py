@@ -130,6 +130,9 @@ def _check_model(model_path, model_content, caller="Interpreter") -> str:
 
     check_path(path, "model_path")  # a null byte: named, not os's bare "embedded null byte"
     if not os.path.exists(path):
+        if path.startswith("~") and os.path.exists(os.path.expanduser(path)):  # the shell's, not Python's
+            raise FileNotFoundError(f"{show_path(path)}: no such file: Python does not expand '~' (a shell does), so "
+                                    f"pass os.path.expanduser({path!r})")
         raise FileNotFoundError(f"{show_path(path)}: no such file: check the path (model_path is a .tflite "
                                 "file, e.g. written by dc_keras.export.pack or dc-keras pack)")
     if os.path.isdir(path):
