@@ -8,6 +8,7 @@ import ctypes
 import os
 import platform
 import struct
+import sys
 import threading
 
 LIBRARY_NAME = "libdc_huffdecode.so"
@@ -50,7 +51,8 @@ def _elf_problem(path):
     except OSError as e:
         return f"it cannot be read ({e.strerror or e})"
     if head[:4] != b"\x7fELF" or len(head) < 20 or head[4] not in (1, 2) or head[5] not in (1, 2):
-        return "it is not a shared library (no ELF header)"
+        # Linux loads only ELF files; elsewhere (a Mach-O build on macOS) the loader says what it takes
+        return "it is not a shared library (no ELF header)" if sys.platform.startswith("linux") else None
     bits, word = 32 * head[4], 8 * struct.calcsize("P")
     machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
     host = platform.machine().lower()
