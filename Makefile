@@ -24,7 +24,8 @@ install-test: $(STAMP)
 # object cache (tflite_kernels/Makefile), used when installed; everything builds without it.
 # clang: its UBSan reports NULL + 0, gcc's does not (tests/test_codec_ubsan.py, test_micro.py);
 # without it those tests were skipped in make test on a fresh machine (fuzz.sh, in test-long,
-# installed it only afterwards).
+# installed it only afterwards). libclang-rt-dev: clang's UBSan runtime, which --no-install-recommends
+# clang leaves out (a fresh machine's make test failed to link them, session 52): checked by linking.
 .apt-stamp:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	  if [ ! -d /usr/share/datasets/fashion-mnist ] && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
@@ -42,10 +43,10 @@ install-test: $(STAMP)
 	  if ! command -v ccache >/dev/null 2>&1; then \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ccache || echo "warning: could not apt-get install ccache (the C builds compile every object anew)"; \
 	  fi; \
-	  if ! command -v clang >/dev/null 2>&1; then \
-	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang || echo "warning: could not apt-get install clang (the clang UBSan tests of test_micro and test_codec_ubsan are skipped)"; \
+	  if ! printf 'int main(void){return 0;}' | clang -fsanitize=undefined -x c - -o /dev/null >/dev/null 2>&1; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang libclang-rt-dev || echo "warning: could not apt-get install clang and libclang-rt-dev (the clang UBSan tests of test_micro and test_codec_ubsan are skipped without clang, fail without its UBSan runtime)"; \
 	  fi; \
-	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, libusb-1.0-0, g++, ccache, clang)"; fi
+	else echo "not root: skipping apt packages (dataset-fashion-mnist, clang-format, libusb-1.0-0, g++, ccache, clang, libclang-rt-dev)"; fi
 	@touch $@
 
 # Byte-compiled once here, on every core (PYC, ~60 CPU s for the ~14,500 .py files of the

@@ -204,23 +204,27 @@ def test_pack_refuses_to_replace_an_unpacked_model_but_replaces_its_own_output(t
     """``dc-keras pack *.tflite`` in a folder of two models packed the first INTO the second, whose
     model was lost (helper-201's finding: OUT is replaced without asking). pack now refuses an OUT that
     is an unpacked .tflite, naming the likely cause and the way out; a packed OUT (a re-run) and a
-    file that is no model are replaced as before."""
+    file that is no model, and a re-run's own earlier output of a model that packed nothing (the same
+    bytes again), are replaced as before."""
     import _export_models as em
 
     from dc_keras import cli, export
 
-    plain = em.tflite("dense", None)
+    plain, other = em.tflite("dense", None), em.tflite("conv", None)
     a, b = tmp_path / "a.tflite", tmp_path / "b.tflite"
     a.write_bytes(plain)
-    b.write_bytes(plain)  # a second model
+    b.write_bytes(other)  # a second model
     assert cli.main(["pack", str(a), str(b)]) == 1
     err = capsys.readouterr().err
-    assert (f"OUT {b} is an existing .tflite model that is not packed: pack replaces an OUT it wrote before "
-            "(a packed file), never a model, which would be lost (did a shell pattern such as *.tflite expand to "
-            f"two models? pack takes one IN and one OUT). Choose a new OUT, or delete {b} first") in err, err
-    assert b.read_bytes() == plain and a.read_bytes() == plain
+    assert (f"OUT {b} is an existing .tflite model that is not packed and holds other weights than IN: pack "
+            "replaces an OUT it wrote before, never another model, which would be lost (did a shell pattern such as "
+            f"*.tflite expand to two models? pack takes one IN and one OUT). Choose a new OUT, or delete {b} first") \
+        in " ".join(err.split()), err
+    assert b.read_bytes() == other and a.read_bytes() == plain
     b.unlink()
-    assert cli.main(["pack", str(a), str(b)]) == 0
+    assert cli.main(["pack", str(a), str(b), "--min-bytes", str(len(plain))]) == 0  # nothing packed: a's model
+    assert cli.main(["pack", str(a), str(b), "--no-compact", "--min-bytes", str(len(plain))]) == 0  # again
+    assert cli.main(["pack", str(a), str(b)]) == 0  # packed over it
     assert cli.main(["pack", str(a), str(b)]) == 0  # a re-run over its own packed output
     assert "replaced the existing" in capsys.readouterr().out
     assert b.read_bytes() == export.pack(plain)
@@ -239,3 +243,49 @@ def test_inspect_plot_without_an_extension_writes_the_png_its_help_names(tmp_pat
     src.write_bytes(em.tflite("dense", None))
     assert cli.main(["inspect", str(src), "--plot", str(chart)]) == 0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pack_command_takes_min_saving(tmp_path, capsys):
+    """The CLI had no --min-saving, though its kept-raw line named pack's min_saving (helper-201's
+    finding; notebook 02 said it was "an option of the Python call only"). Now --min-saving F (or a
+    percent) gives pack's min_saving; the kept-raw line names the option; 1 or text is refused."""
+    import warnings
+
+    import keras
+    import numpy as np
+
+    from dc_keras import cli, export
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, name="fc")])
+    k = model.get_layer("fc").kernel.numpy()
+    model.get_layer("fc").kernel.assign(np.where(k > 0, 0.25, -0.25).astype("float32"))  # 2 values: packs ~95 %
+    src, out = tmp_path / "m.tflite", tmp_path / "p.tflite"
+    warnings.simplefilter("ignore")  # pack's own kept-raw warnings (pytest restores the filters)
+    src.write_bytes(export.to_tflite(model, pack=False))
+    plain = src.read_bytes()
+    assert cli.main(["pack", str(src), str(out), "--min-saving", "0.99"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert out.read_bytes() == export.pack(plain, min_saving=0.99)
+    assert "packing saves less than --min-saving" in text and "min_saving" not in text, text
+    out.unlink()
+    assert cli.main(["pack", str(src), str(out), "--min-saving", "50%"]) == 0
+    assert out.read_bytes() == export.pack(plain, min_saving=0.5) == export.pack(plain) != export.pack(plain, min_saving=0.99)
+    for bad in ("1", "eight"):
+        assert cli.main(["pack", str(src), str(tmp_path / "q.tflite"), "--min-saving", bad]) == 2
+        assert "argument --min-saving/--min_saving: " in capsys.readouterr().err
+
+
+def test_runtime_interpreter_given_an_open_file_says_to_read_it(tmp_path):
+    """``Interpreter(model_content=open(path, "rb"))`` said only "must be the .tflite's bytes, got
+    BufferedReader" (helper-201's finding; export.pack / inspect already name f.read())."""
+    import io
+
+    from dc_keras import runtime
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"\0" * 16)
+    for f in (open(path, "rb"), io.BytesIO(b"\0" * 16)):
+        with f, pytest.raises(TypeError, match=r"^model_content must be the \.tflite's bytes, got \w+: an open file: "
+                                               r"pass f\.read\(\) \(its bytes\), or the file's path as model_path$"):
+            runtime.Interpreter(model_content=f)

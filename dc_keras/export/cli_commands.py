@@ -145,11 +145,25 @@ def _report_stream(to_stdout):
     return contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext()
 
 
-def _refuse_unpacked_model_out(out):
-    """ValueError if ``out`` is an existing ``.tflite`` without ``HuffDecode`` ops: ``pack`` replaces
-    an OUT it wrote before (a packed file, a re-run), never a model, which would be lost; with two
-    models in a folder, ``dc-keras pack *.tflite`` packed the first into the second (review s52).
-    A file that is no ``.tflite`` (or not a regular file: refused elsewhere) is left to the rule."""
+def _weights(model):
+    """The set of the non-empty buffers' data of a ``.tflite`` (a ``ModelT``): what makes it this
+    model, whatever its names, empty tables (``--compact``) or buffer placement (``--buffers``)."""
+    import hashlib
+
+    from dc_keras import _flatbuffer as fb
+
+    return {hashlib.sha256(fb.buffer_view(model, i)).digest() for i in range(len(model.buffers or []))
+            if len(fb.buffer_view(model, i))}
+
+
+def _refuse_another_model_as_out(out, data):
+    """ValueError if ``out`` is an existing ``.tflite`` without ``HuffDecode`` ops whose weights are
+    not IN's (``data``): ``pack`` replaces an OUT it wrote before (a packed file, or IN's model when
+    nothing packed, as it was or compacted), never another model, which would be lost: with two
+    models in a folder, ``dc-keras pack *.tflite`` packed the first into the second (review s52). A
+    file that is no ``.tflite`` (or not a regular file: refused elsewhere) is left to the overwrite rule."""
+    from dc_keras import _flatbuffer as fb
+
     if not os.path.isfile(out):
         return
     try:
@@ -157,14 +171,17 @@ def _refuse_unpacked_model_out(out):
             if f.read(8)[4:8] != b"TFL3":
                 return
         with open(out, "rb") as f:
-            packed = is_packed(f.read())
+            existing = fb.read_model(f.read())
+        if any(fb.is_huffdecode_code(c) for c in existing.operatorCodes or []):
+            return
+        another = _weights(existing) != _weights(fb.read_model(data))
     except (OSError, ValueError):  # unreadable or damaged: the write decides (check_writable)
         return
-    if not packed:
-        raise ValueError(f"OUT {show_path(out)} is an existing .tflite model that is not packed: pack replaces an OUT "
-                         "it wrote before (a packed file), never a model, which would be lost (did a shell pattern "
-                         "such as *.tflite expand to two models? pack takes one IN and one OUT). Choose a new OUT, or "
-                         f"delete {shell_path(out)} first to replace it")
+    if another:
+        raise ValueError(f"OUT {show_path(out)} is an existing .tflite model that is not packed and holds other "
+                         "weights than IN: pack replaces an OUT it wrote before, never another model, which would "
+                         "be lost (did a shell pattern such as *.tflite expand to two models? pack takes one IN and "
+                         f"one OUT). Choose a new OUT, or delete {shell_path(out)} first to replace it")
 
 
 def _check_paths(src, dst, names=("OUT", "IN")):
@@ -212,7 +229,8 @@ def _min_bytes(args):
 
 def cmd_pack(args):
     from dc_keras._fileio import check_writable
-    from dc_keras.export._pack import _DECODERS, _needs_text, layouts_not_read, layouts_too_new, pack_with_stats
+    from dc_keras.export._pack import (_DECODERS, DEFAULT_MIN_SAVING, _needs_text, layouts_not_read, layouts_too_new,
+                                       pack_with_stats)
 
     if args.decoder is not None and args.context_model:
         raise UsageError(f"--decoder {args.decoder} reads only layouts {','.join(_DECODERS[args.decoder][0])}, and "
@@ -240,12 +258,14 @@ def cmd_pack(args):
     if not to_stdout:
         _refuse_special_output(args.output, args.input, "pack")
         _check_paths(args.input, args.output)
-        _refuse_unpacked_model_out(args.output)
     data = _read(args.input)
+    if not to_stdout:
+        _refuse_another_model_as_out(args.output, data)
     if not to_stdout:
         check_writable(args.output)  # a bad output path fails now, not after packing
     with _about(args.input):  # pack draws its own progress bar on a terminal
         out, stats = pack_with_stats(data, min_bytes=_min_bytes(args), strip_strings=args.strip_strings,
+                                     min_saving=DEFAULT_MIN_SAVING if args.min_saving is None else args.min_saving,
                                      buffers=args.buffers, context_model=args.context_model,
                                      compact=args.compact, positive_zeros=args.positive_zeros,
                                      version=args.version, layouts=args.layouts, decoder=args.decoder)
@@ -364,6 +384,7 @@ _PYTHON_ARGUMENTS = (  # pack's reasons name its Python arguments; the command l
     (re.compile(r"\b(decoder|version|layouts)=None"),
      lambda m: "no --" + {"version": "format-version"}.get(m.group(1), m.group(1))),
     (re.compile(r"\bpack\(((?:--[^()]*?)(?:, --[^()]*?)*)\)"), lambda m: m.group(1).replace(", ", " ")),
+    (re.compile(r"\bmin_saving\b"), lambda _: "--min-saving"),
 )
 
 
@@ -384,7 +405,7 @@ def _print_kept_raw(kept, kinds, inspect_how):
 
     line = kept_raw_note(kept, None, inspect_how, kinds=kinds)
     if line:
-        print(line)
+        print(as_options(line))
 
 
 def is_packed(tflite_bytes) -> bool:
@@ -486,6 +507,18 @@ def _min_bytes_option(parser):
                              "(default: dc_keras.export.DEFAULT_MIN_BYTES = 256)")
 
 
+def _saving_fraction(text):
+    """An argparse ``type``: ``pack``'s ``min_saving``, a fraction in [0, 1) (10 % is 0.1)."""
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) such as 0.1 (or a percent, 10%), got {text!r}") \
+            from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (a fraction: 0.1 for 10 %, or 10%), got {text!r}")
+    return value
+
+
 def _buffers_option(p):
     p.add_argument("--buffers", choices=("auto", "inline", "external"), default="auto",
                    help="where buffer data goes: auto (the input's convention, inline under 256 KiB), "
@@ -522,7 +555,7 @@ _OUT_POLICY = ("OUT is written atomically (a temporary file in its directory, re
                "OUT, even when interrupted). A new OUT's permissions follow the umask; an existing OUT is "
                "replaced without asking (the report says 'replaced the existing OUT'), keeping its "
                "permissions, and a symbolic link is written through (pack refuses an OUT that is an "
-               "unpacked .tflite model: a shell pattern's second model); a read-only OUT (root replaces it, as "
+               "unpacked .tflite of other weights: a shell pattern's second model); a read-only OUT (root replaces it, as "
                "cp does), a dangling link, a device or a FIFO is refused. OUT - (or /dev/stdout) writes the "
                "model to standard output, which must not be a terminal, and the report to stderr.")
 
@@ -536,6 +569,10 @@ def add_commands(commands):
     p.add_argument("output", metavar="OUT", type=_out_path,
                    help="where to write the packed .tflite; - for standard output (the report then goes to stderr)")
     _min_bytes_option(p)
+    p.add_argument("--min-saving", "--min_saving", dest="min_saving", type=_saving_fraction, default=None,
+                   metavar="F", help="pack a tensor only if it shrinks by at least this fraction of its bytes (or "
+                                     "a percent: 5%%); default 0.1, dc_keras.export.pack's min_saving. 0 packs every "
+                                     "tensor that gets smaller (dense int8 weights gain a little, at some load time)")
     p.add_argument("--strip-strings", "--strip_strings", dest="strip_strings", action="store_true",
                    help="drop tensor/subgraph names and the model description (signatures keep working); "
                         "prints the bytes saved")

@@ -1417,7 +1417,9 @@ def _content_bytes(model_content):
         return model_content
     if isinstance(model_content, (bytearray, memoryview, mmap.mmap)):
         return bytes(model_content)
-    hint = ": give a file's path as model_path" if isinstance(model_content, (str, os.PathLike)) else ""
+    hint = ": give a file's path as model_path" if isinstance(model_content, (str, os.PathLike)) else (
+        ": an open file: pass f.read() (its bytes), or the file's path as model_path"
+        if callable(getattr(model_content, "read", None)) else "")
     raise TypeError(f"model_content must be the .tflite's bytes, got {type(model_content).__name__}{hint}")
 
 
