@@ -165,7 +165,9 @@ def test_partly_clustered_model_per_channel_keeps_the_shared_codes_but_pays_the_
     assert len(big.quantization.scale) == 256
     data = np.frombuffer(fb.buffer_bytes(tfl, big.buffer), np.int8)
     assert np.unique(data).size <= 16
-    assert (len(per_channel), len(per_tensor)) == (15760, 12576)
+    # docs: 15,760 vs 12,576 B in a fresh process; Keras's name counters (sequential_N) move both by a few bytes
+    assert 12 * 256 <= len(per_channel) - len(per_tensor) <= 12 * 256 + 256, (len(per_channel), len(per_tensor))
+    assert abs(len(per_tensor) - 12576) <= 64
 
 
 def test_uint8_calibration_data_for_a_subclassed_model_names_the_cast():
