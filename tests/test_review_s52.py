@@ -291,3 +291,20 @@ def test_runtime_interpreter_given_an_open_file_says_to_read_it(tmp_path):
         with f, pytest.raises(TypeError, match=r"^model_content must be the \.tflite's bytes, got \w+: an open file: "
                                                r"pass f\.read\(\) \(its bytes\), or the file's path as model_path$"):
             runtime.Interpreter(model_content=f)
+
+
+def test_schedule_refuses_an_infinite_power_and_keeps_float32_sparsities_as_written():
+    """PolynomialDecay(power=inf) was accepted (every step then at the final sparsity at once, the
+    NaN-free corner of 0 ** inf); np.float32(0.8) became 0.800000011920929 in the config and messages
+    (helper-203's findings)."""
+    import numpy as np
+
+    from dc_keras import schedules
+
+    for power in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=r"^`power` must be a positive, finite number, got"):
+            schedules.PolynomialDecay(0.0, 0.8, 0, 100, power=power)
+    s = schedules.PolynomialDecay(np.float32(0.1), np.float32(0.8), np.int64(0), np.int64(100))
+    assert (s.initial_sparsity, s.final_sparsity) == (0.1, 0.8)
+    assert s.get_config()["final_sparsity"] == 0.8
+    assert schedules.ConstantSparsity(np.float64(0.75)).get_config()["target_sparsity"] == 0.75

@@ -16,11 +16,13 @@ are also updated at ``end_step``, also when training stops right after ``end_ste
 ``end_step``/``frequency`` cannot reach its target warns (:meth:`PruningSchedule.check_reachable`).
 """
 import inspect
+import math
 import numbers
 import os
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 _PACKAGE = "dc_keras"
@@ -70,7 +72,9 @@ def _check_int(name, value, minimum):
 def _check_sparsity(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"`{name}` must be a number in [0, 1), got {value!r}.")
-    value = float(value)
+    # np.float32(0.8) is 0.800000011920929 as a Python float: the value as written, as configs and
+    # messages show it (its shortest repr gives the same float32 back)
+    value = float(str(value)) if isinstance(value, np.floating) and value.dtype.itemsize < 8 else float(value)
     if not 0.0 <= value < 1.0:
         # A tutorial's 0.96 typed as 96 (a percent) or 1.0 ("prune it all"): say which was meant.
         hint = ""
@@ -343,8 +347,8 @@ class PolynomialDecay(PruningSchedule):
                 f"`final_sparsity` ({self.final_sparsity}) is below `initial_sparsity` ({self.initial_sparsity}): "
                 "pruning masks only grow (a pruned weight is never restored), so the layer would stay at "
                 f"{self.initial_sparsity} from the first update. Give final_sparsity >= initial_sparsity.")
-        if isinstance(power, bool) or not isinstance(power, numbers.Real) or power <= 0:
-            raise ValueError(f"`power` must be a positive number, got {power!r}.")
+        if isinstance(power, bool) or not isinstance(power, numbers.Real) or not 0 < power < math.inf:
+            raise ValueError(f"`power` must be a positive, finite number, got {power!r}.")
         self.power = float(power)
         # The usual recipe sets end_step = steps_per_epoch * epochs: training then runs steps
         # 0 .. end_step - 1 and never reaches the update at end_step itself. (A one-shot schedule,
