@@ -208,6 +208,6 @@ def test_the_wrappers_attributes_are_the_ones_the_guide_names():
 def test_polynomial_decay_with_power_zero_is_refused_as_the_guide_says():
     """tfmot 0.8.1 takes power=0, which never leaves initial_sparsity; the drop-in refuses it
     (docs/migrating_from_tfmot.md, the PolynomialDecay row)."""
-    with pytest.raises(ValueError, match="`power` must be a positive number, got 0"):
+    with pytest.raises(ValueError, match="`power` must be a positive, finite number, got 0"):
         sparsity.PolynomialDecay(0.2, 0.8, 0, 1000, power=0)
     assert sparsity.PolynomialDecay(0.2, 0.8, 0, 1000.0).get_config()["end_step"] == 1000  # whole floats are fine
