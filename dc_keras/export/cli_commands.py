@@ -152,8 +152,8 @@ def _weights(model):
 
     from dc_keras import _flatbuffer as fb
 
-    return {hashlib.sha256(fb.buffer_view(model, i)).digest() for i in range(len(model.buffers or []))
-            if len(fb.buffer_view(model, i))}
+    views = (fb.buffer_view(model, i) for i in range(len(model.buffers or [])))
+    return {hashlib.sha256(view).digest() for view in views if len(view)}
 
 
 def _refuse_another_model_as_out(out, data):
@@ -168,11 +168,11 @@ def _refuse_another_model_as_out(out, data):
         return
     try:
         with open(out, "rb") as f:
-            if f.read(8)[4:8] != b"TFL3":
+            head = f.read(8)  # the identifier first: a big file that is no model is not read whole
+            if head[4:8] != b"TFL3":
                 return
-        with open(out, "rb") as f:
-            existing = fb.read_model(f.read())
-        if any(fb.is_huffdecode_code(c) for c in existing.operatorCodes or []):
+            existing = fb.read_model(head + f.read())
+        if _has_huffdecode(existing):
             return
         another = _weights(existing) != _weights(fb.read_model(data))
     except (OSError, ValueError):  # unreadable or damaged: the write decides (check_writable)
@@ -412,7 +412,13 @@ def is_packed(tflite_bytes) -> bool:
     """True if the ``.tflite`` has ``HuffDecode`` ops (raises ValueError when it is not a .tflite)."""
     from dc_keras import _flatbuffer as fb
 
-    model = fb.read_model(tflite_bytes)
+    return _has_huffdecode(fb.read_model(tflite_bytes))
+
+
+def _has_huffdecode(model):
+    """Does ``model`` (a ``ModelT``) have ``HuffDecode`` ops?"""
+    from dc_keras import _flatbuffer as fb
+
     return any(fb.is_huffdecode_code(c) for c in model.operatorCodes or [])
 
 
