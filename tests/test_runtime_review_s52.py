@@ -180,8 +180,9 @@ def test_threads_sharing_one_interpreter_are_told_to_use_one_each(backend, weigh
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert errors, "no two invoke() calls overlapped in 20 s"
-    assert all(e.startswith("model_content: invoke() while another thread runs this interpreter (its invoke() or a "
-                            "signature runner's call): a TFLite interpreter is not thread-safe") and "one "
+    assert all(e.startswith("model_content: invoke() while another thread uses this interpreter (its invoke(), a "
+                            "signature runner's call, set_tensor() or resize_tensor_input()): a TFLite interpreter is "
+                            "not thread-safe") and "one "
                "dc_keras.runtime.Interpreter per thread" in e for e in errors), errors[0]
     assert not wrong
     if weights == "decoded":
@@ -388,7 +389,7 @@ def test_threads_sharing_one_signature_runner_are_refused_not_given_each_others_
     [t.join() for t in threads]
     assert not wrong, f"{len(wrong)} of {sum(ran)} calls returned another thread's outputs"
     assert errors, "no two calls overlapped in 20 s"
-    assert all(e.startswith("model_content: a signature runner's call while another thread runs this interpreter") and
+    assert all(e.startswith("model_content: a signature runner's call while another thread uses this interpreter") and
                "create one dc_keras.runtime.Interpreter per thread" in e for e in errors), errors[0]
     assert min(ran) >= 3, ran  # both threads' calls ran, each giving its own outputs
 

@@ -438,7 +438,7 @@ class Interpreter:
     def __init__(self, model_path=None, model_content=None, *, backend="auto", decode="delegate",
                  weights="decoded", release_decoded=False, max_density=None, **kwargs):
         backend = _check_args(backend, decode, weights)
-        self._dc_running = threading.Lock()  # held by invoke(): one interpreter runs in one thread at a time
+        self._dc_running = threading.Lock()  # held by invoke(), set_tensor(), ... (_exclusive): one thread at a time
         _check_environment()
         density_pct = _check_max_density(max_density, weights)
         model_content = _content_bytes(model_content)
@@ -517,12 +517,24 @@ class Interpreter:
           >>> it = dc_keras.runtime.Interpreter(model_content=packed)
           >>> it.allocate_tensors()
         """
-        running = self.__dict__.get("_dc_running")
-        if running is not None and running.locked():  # TFLite refused it with words about tensor() views
-            raise RuntimeError(_concurrent_text(self._label, "allocate_tensors()"))
-        with self._prepare_errors():
-            super().allocate_tensors()
+        with self._exclusive("allocate_tensors()"):  # TFLite refused it with words about tensor() views
+            with self._prepare_errors():
+                super().allocate_tensors()
         self._raise_delegate_error()
+
+    @contextlib.contextmanager
+    def _exclusive(self, call):
+        """Holds the interpreter for ``call`` (``invoke()``, ``set_tensor()``, ...), or raises a
+        RuntimeError if another thread holds it: a TFLite interpreter is not thread-safe."""
+        running = self.__dict__.get("_dc_running")
+        if running is None:  # an object whose __init__ was not ours: nothing to guard with
+            running = self.__dict__.setdefault("_dc_running", threading.Lock())
+        if not running.acquire(blocking=False):
+            raise RuntimeError(_concurrent_text(self._label, call))
+        try:
+            yield
+        finally:
+            running.release()
 
     @contextlib.contextmanager
     def _prepare_errors(self, inputs=None):
@@ -598,12 +610,21 @@ class Interpreter:
           >>> it.allocate_tensors()
           >>> it.set_tensor(i, x)
         """
-        try:
-            return super().set_tensor(tensor_index, value, *args, **kwargs)
-        except ValueError as exc:
-            if not args and not kwargs:  # subgraph 0's inputs (those get_input_details lists)
-                self._raise_batch_mismatch(exc, tensor_index, value)
-            raise
+        # another thread's invoke() read the input while it was being written (outputs of a mix, silently)
+        with self._exclusive("set_tensor()"):
+            try:
+                return super().set_tensor(tensor_index, value, *args, **kwargs)
+            except ValueError as exc:
+                if not args and not kwargs:  # subgraph 0's inputs (those get_input_details lists)
+                    self._raise_batch_mismatch(exc, tensor_index, value)
+                raise
+
+    def resize_tensor_input(self, input_index, tensor_size, *args, **kwargs):
+        """The backend's ``resize_tensor_input``; while another thread runs this interpreter, a
+        RuntimeError saying so (TFLite's words were "There is at least 1 reference to internal
+        data ... tensor()")."""
+        with self._exclusive("resize_tensor_input()"):
+            return super().resize_tensor_input(input_index, tensor_size, *args, **kwargs)
 
     def _raise_batch_mismatch(self, cause, tensor_index, value):
         """Runs only after ``set_tensor`` failed; see ``set_tensor``."""
@@ -645,26 +666,20 @@ class Interpreter:
           >>> it.allocate_tensors()  # before the first invoke(), and after each resize_tensor_input
           >>> it.invoke()
         """
-        running = self.__dict__.get("_dc_running")
-        if running is None:  # an object whose __init__ was not ours: nothing to guard with
-            running = self.__dict__.setdefault("_dc_running", threading.Lock())
-        if not running.acquire(blocking=False):
-            raise RuntimeError(_concurrent_text(self._label, "invoke()"))
-        try:
-            super().invoke()
-        except RuntimeError as exc:
-            self._strip_earlier_errors(exc)
-            self._raise_op_error(exc)
-            self._raise_zero_scale(exc)
-            self._raise_sparse(exc)
-            if "Invoke called on model that is not ready" in " ".join(str(exc).split()):
-                raise RuntimeError(
-                    f"{self._label}: invoke() before the tensors are allocated: call allocate_tensors() first, "
-                    "and again after each resize_tensor_input (if allocate_tensors() raised, its error says what "
-                    "to fix); or use get_signature_runner(), which allocates for you") from exc
-            raise
-        finally:
-            running.release()
+        with self._exclusive("invoke()"):
+            try:
+                super().invoke()
+            except RuntimeError as exc:
+                self._strip_earlier_errors(exc)
+                self._raise_op_error(exc)
+                self._raise_zero_scale(exc)
+                self._raise_sparse(exc)
+                if "Invoke called on model that is not ready" in " ".join(str(exc).split()):
+                    raise RuntimeError(
+                        f"{self._label}: invoke() before the tensors are allocated: call allocate_tensors() first, "
+                        "and again after each resize_tensor_input (if allocate_tensors() raised, its error says what "
+                        "to fix); or use get_signature_runner(), which allocates for you") from exc
+                raise
 
     def _raise_inconsistent(self, cause):
         """An operator reading a tensor the model does not have (TFLite: "Invalid tensor index N in
@@ -946,9 +961,10 @@ _SIGNATURE_SHAPE_FIX = "give it an array of that shape (any size only where -1)"
 
 
 def _concurrent_text(label, call) -> str:
-    """The error of ``call`` on an interpreter another thread is running (``invoke()``, a runner's call)."""
-    return (f"{label}: {call} while another thread runs this interpreter (its invoke() or a signature runner's "
-            "call): a TFLite interpreter is not thread-safe (TFLite refused some of these, saying \"There is at least "
+    """The error of ``call`` on an interpreter another thread is using (``Interpreter._exclusive``)."""
+    return (f"{label}: {call} while another thread uses this interpreter (its invoke(), a signature runner's "
+            "call, set_tensor() or resize_tensor_input()): a TFLite interpreter is not thread-safe (TFLite refused "
+            "some of these, saying \"There is at least "
             "1 reference to internal data\", and ran others, mixing the threads' outputs); create one "
             "dc_keras.runtime.Interpreter per thread (they may share the model file), or guard this one with a "
             "threading.Lock")
@@ -1002,14 +1018,9 @@ class _CheckedSignatureRunner:
         # Two threads calling runners of one interpreter (or a runner and invoke()) at once: LiteRT and TF
         # ran them, and a call returned the other thread's outputs (a quarter of 2 x 300 calls), silently.
         owner = self._dc_owner
-        running = owner.__dict__.setdefault("_dc_running", threading.Lock())
-        if not running.acquire(blocking=False):
-            raise RuntimeError(_concurrent_text(owner._label, "a signature runner's call"))
-        try:
+        with owner._exclusive("a signature runner's call"):
             with owner._prepare_errors(lambda: self._given_shapes(kwargs, stored=True)):
                 return super().__call__(**kwargs)
-        finally:
-            running.release()
 
     def _given_shapes(self, kwargs, stored=False):
         """``(what, shape given, shape the signature takes)`` per input given (for the error of a

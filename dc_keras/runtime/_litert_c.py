@@ -138,8 +138,8 @@ class CustomOpCompiledModel:
     as fast as the unpacked file: prefer it; this class shows and tests the custom-op route.
 
     Example:
-      >>> m = CustomOpCompiledModel(open("m.packed.tflite", "rb").read())
-      >>> (y,) = m.run(x)
+      >>> with CustomOpCompiledModel(open("m.packed.tflite", "rb").read()) as m:
+      ...     (y,) = m.run(x)
     """
 
     def __init__(self, model_content):
@@ -189,6 +189,9 @@ class CustomOpCompiledModel:
 
     def run(self, *inputs):
         """Runs signature 0 on ``inputs`` (numpy arrays, signature order); returns the outputs."""
+        if not self._cm:  # closed: LiteRT said only "RunCompiledModel failed (LiteRtStatus 1)"
+            raise RuntimeError("this CustomOpCompiledModel is closed (close() or a with block released it): "
+                               "create a new one from the model to run it again")
         if len(inputs) != len(self._inputs):
             raise ValueError(f"expected {len(self._inputs)} inputs, got {len(inputs)}")
         ins = []
@@ -229,6 +232,12 @@ class CustomOpCompiledModel:
         if self._state:
             self._dc.DcKerasLiteRtHuffDecodeDestroy(self._state)
             self._state = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def __del__(self):
         try:
