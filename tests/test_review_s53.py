@@ -54,8 +54,8 @@ def test_set_tensor_or_resize_while_another_thread_invokes_is_refused(backend):
     assert set(seen) == {"set_tensor()", "resize_tensor_input()"}, f"no overlap in 30 s: {seen}"
     for name, text in seen.items():
         assert text.startswith(f"model_content: {name} while another thread uses this interpreter (its invoke(), "
-                               "a signature runner's call, set_tensor() or resize_tensor_input()): a TFLite "
-                               "interpreter is not thread-safe"), text
+                               "a signature runner's call, set_tensor(), resize_tensor_input() or "
+                               "allocate_tensors()): a TFLite interpreter is not thread-safe"), text
     # the invoking thread was refused only while the other one held the interpreter, or ran after a resize
     assert all("while another thread uses this interpreter" in e or "before the tensors are allocated" in e
                for e in other), other[:3]

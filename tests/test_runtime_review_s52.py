@@ -181,8 +181,8 @@ def test_threads_sharing_one_interpreter_are_told_to_use_one_each(backend, weigh
     [t.join() for t in threads]
     assert errors, "no two invoke() calls overlapped in 20 s"
     assert all(e.startswith("model_content: invoke() while another thread uses this interpreter (its invoke(), a "
-                            "signature runner's call, set_tensor() or resize_tensor_input()): a TFLite interpreter is "
-                            "not thread-safe") and "one "
+                            "signature runner's call, set_tensor(), resize_tensor_input() or allocate_tensors()): a "
+                            "TFLite interpreter is not thread-safe") and "one "
                "dc_keras.runtime.Interpreter per thread" in e for e in errors), errors[0]
     assert not wrong
     if weights == "decoded":

@@ -963,9 +963,9 @@ _SIGNATURE_SHAPE_FIX = "give it an array of that shape (any size only where -1)"
 def _concurrent_text(label, call) -> str:
     """The error of ``call`` on an interpreter another thread is using (``Interpreter._exclusive``)."""
     return (f"{label}: {call} while another thread uses this interpreter (its invoke(), a signature runner's "
-            "call, set_tensor() or resize_tensor_input()): a TFLite interpreter is not thread-safe (TFLite refused "
-            "some of these, saying \"There is at least "
-            "1 reference to internal data\", and ran others, mixing the threads' outputs); create one "
+            "call, set_tensor(), resize_tensor_input() or allocate_tensors()): a TFLite interpreter is not "
+            "thread-safe (TFLite refused some of these, saying \"There is at least 1 reference to internal data\", "
+            "and ran others, mixing the threads' outputs); create one "
             "dc_keras.runtime.Interpreter per thread (they may share the model file), or guard this one with a "
             "threading.Lock")
 
