@@ -10,6 +10,7 @@ import io
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -128,7 +129,7 @@ def write_json(path, obj):
 def command_line(script, argv=None, prefix=""):
     """How a result records the run that made it: ``benchmarks/NAME.py`` and its arguments (``argv``,
     else this process's), after ``prefix`` (e.g. ``".venv/bin/python "``)."""
-    return f"{prefix}benchmarks/{os.path.basename(script)} " + " ".join(sys.argv[1:] if argv is None else argv)
+    return f"{prefix}benchmarks/{os.path.basename(script)} " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def record(path, result, say=print):

@@ -18,6 +18,7 @@ Prints one line per op and route, and the load average (a shared machine: compar
 """
 import argparse
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -112,7 +113,7 @@ def main(argv=None):
 def record(args, argv, rows, load_before, load_after, machine):
     """The ``--json`` content: the rows, the settings, the command and the machine."""
     return {"benchmark": "centroid_ops",
-            "command": " ".join(["python benchmarks/bench_centroid_ops.py", *(sys.argv[1:] if argv is None else argv)]),
+            "command": shlex.join(["python", "benchmarks/bench_centroid_ops.py", *(sys.argv[1:] if argv is None else argv)]),
             "rows": rows, "calls": args.calls, "repeat": args.repeat, "intra_threads": args.intra_threads,
             "loadavg_before": list(load_before), "loadavg_after": list(load_after), "machine": machine}
 

@@ -32,6 +32,7 @@ Variants (how the non-zero weights of a pruned kernel start):
 """
 import argparse
 import contextlib
+import shlex
 import sys
 import time
 
@@ -244,7 +245,7 @@ def table1(args):
         if args.json:
             write_json(args.json, {"model": args.table1, "pruned": args.model, "val_images": args.val,
                                    "config": {k: cfg[k] for k in ("bits", "cluster_epochs", "cluster_biases")},
-                                   "rows": rows, "machine": machine_info(), "command": " ".join(sys.argv)})
+                                   "rows": rows, "machine": machine_info(), "command": shlex.join(sys.argv)})
     return 0
 
 

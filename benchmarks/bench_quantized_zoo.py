@@ -14,6 +14,7 @@ float file at <= its error + 0.1 pp. Machine load is recorded.
 """
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -101,7 +102,7 @@ def main(argv=None):
     result = {"benchmark": "quantized_zoo", "model": args.model, "epochs": epochs,
               "train_samples": int(len(x)), "rows": rows, "failures": failures, "minutes": (time.time() - t0) / 60,
               "machine": {**load0, "loadavg_after": list(os.getloadavg())}, "trained_or_cached": args.cache,
-              "command": "benchmarks/bench_quantized_zoo.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+              "command": "benchmarks/bench_quantized_zoo.py " + shlex.join(sys.argv[1:] if argv is None else argv)}
     if args.json:
         _common.write_json(args.json, result)
     print("goal (<= 1.05x, <= +0.1 pp):", "; ".join(f"{r['variant']}: {r['vs_float_packed']:.3f}x "

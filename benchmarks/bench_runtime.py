@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -303,7 +304,7 @@ def main(argv=None):
                           "compressed_kernel": compressed_kernel_name(),
                           "compressed_max_density": 1.0,
                           "memory_baseline": "taken after the imports and numpy.random's first use"},
-              "command": "python benchmarks/bench_runtime.py " + " ".join(argv or sys.argv[1:]),
+              "command": "python benchmarks/bench_runtime.py " + shlex.join(argv or sys.argv[1:]),
               "rounds": args.rounds, "models": {}}
     for m in models:
         res = {r: summarize(s) for r, s in samples[m].items()}

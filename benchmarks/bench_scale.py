@@ -127,6 +127,7 @@ Usage: python benchmarks/bench_scale.py [--cases big_f32,big_i8,big_i16,big_i32,
 import argparse
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -382,7 +383,7 @@ def codec_main(cases, n, json_path, argv, cap=False):
         from _common import machine_info, write_json
 
         write_json(json_path, {"benchmark": "scale_codec", "machine": machine_info(frameworks=False), "rows": rows,
-                               "command": "python benchmarks/bench_scale.py " + " ".join(argv)})
+                               "command": "python benchmarks/bench_scale.py " + shlex.join(argv)})
     return 0
 
 

@@ -56,6 +56,7 @@ import ctypes
 import gzip
 import lzma
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -939,7 +940,7 @@ def main(argv=None):
     if not args.tflite:
         ap.error("--tflite is required (a pruned + clustered float .tflite), unless --init-known-epochs")
     out = {"tflite": os.path.basename(args.tflite), "machine": machine_info(frameworks=False), "tensors": [],
-           "command": " ".join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))}
+           "command": shlex.join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))}
     tensors = [(name, w) for name, w in tflite_weights(args.tflite, args.min_elements)
                if w.ndim == 2 and np.count_nonzero(w) <= 0.5 * w.size]
     if args.bench_tensor:
@@ -979,7 +980,7 @@ def init_known_main(epochs, json_path, argv=None, gradual=()):
     """--init-known-epochs (--init-known-gradual): init_known_run on each training length, written to
     ``json_path``."""
     out = {"benchmark": "codec_init_known", "uptime_start": _uptime(), "loadavg_start": machine_info(False)["loadavg"],
-           "command": " ".join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
+           "command": shlex.join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
            "config": {"density": 0.08, "bits": 5, "seed": 0, "buckets": list(INIT_BUCKETS), "seed_bytes": SEED_BYTES,
                       "model": "LeNet-300-100's first kernel [in, out], trained on Fashion-MNIST with Adam, batch 128, "
                                "from Keras's Glorot-uniform init, then one-shot magnitude pruning and k-means: "

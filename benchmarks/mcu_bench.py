@@ -52,6 +52,7 @@ JSON); run.sh again with KFLAGS=-DTF_LITE_STRIP_ERROR_STRINGS (the kernel of a r
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,23 @@ def tflm_section(models_dir, work):
     return out
 
 
+M4_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+M4_FIX = (f"Install the tools (apt-get install {M4_PACKAGES}, or run `make test-mcu` as root once), or pass "
+          "--skip-m4 to record the TFLM part alone.")
+
+
+def m4_tools_missing():
+    """Why the Cortex-M4 part cannot run here (None when it can): tools/mcu/test_mcu.sh installs the
+    cross tools itself only as root with apt-get; otherwise it runs nothing. Checked before the
+    minutes of TFLM runs, so a missing tool stops the run at once with the fix."""
+    import shutil
+
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if not shutil.which(t)]
+    if not missing or (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
+        return None
+    return f"{', '.join(missing)} not on PATH and not root (test_mcu.sh installs them only as root)"
+
+
 def m4_section(models_dir, work):
     env = dict(os.environ, BENCH_TFLITE=" ".join(os.path.join(models_dir, f"{k}.tflite") for k in ("float", "int8")),
                DC_MCU_OUT=os.path.join(work, "m4.txt"), PY=sys.executable)
@@ -160,6 +178,9 @@ def m4_section(models_dir, work):
     print(r.stdout[-2500:])
     if r.returncode != 0:
         raise SystemExit(f"test_mcu.sh failed:\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}")
+    if not os.path.exists(os.path.join(work, "m4.json")):  # it exits 0 with "NOT RUN" when the tools are missing
+        said = next((line for line in r.stdout.splitlines() if "NOT RUN" in line), r.stdout.strip()[-500:])
+        raise SystemExit(f"mcu_bench.py: the Cortex-M4 part did not run ({said}). {M4_FIX}")
     with open(os.path.join(work, "m4.json")) as f:
         return json.load(f)
 
@@ -382,12 +403,14 @@ def main(argv=None):
         return trim_sizes(a.trim_sizes, argv)
     if a.tflm_m4:
         return tflm_m4(a.tflm_m4, a.m4_work, a.json, argv)
+    if not a.skip_m4 and m4_tools_missing():
+        raise SystemExit(f"mcu_bench.py: the Cortex-M4 part cannot run: {m4_tools_missing()}. {M4_FIX}")
     if not os.path.exists(os.path.join(a.models, "float.tflite")):
         subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mcu_models.py"), "--out", a.models],
                        check=True)
     t0 = time.time()
     res = {"benchmark": "mcu_lenet_300_100", "machine": _common.machine_info(frameworks=False),
-           "command": " ".join(["python benchmarks/mcu_bench.py", *(sys.argv[1:] if argv is None else argv)]),
+           "command": shlex.join(["python", "benchmarks/mcu_bench.py", *(sys.argv[1:] if argv is None else argv)]),
            "loadavg_start": os.getloadavg()}
     with open(os.path.join(a.models, "meta.json")) as f:
         res["model"] = json.load(f)

@@ -37,6 +37,7 @@ model's packed outputs are compared bit for bit with the unpacked ``.tflite`` of
 import functools
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -592,21 +593,26 @@ def main(argv):
         raise app.UsageError(f"unknown model(s) {unknown}; the zoo has {list(ZOO)}")
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     _commit()  # the commit at start: the code this process runs, even if HEAD moves meanwhile
-    result = {"command": "benchmarks/model_zoo.py " + " ".join(sys.argv[1:]),
+    result = {"command": "benchmarks/model_zoo.py " + shlex.join(sys.argv[1:]),
               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "loadavg_start": [round(v, 2) for v in os.getloadavg()], "epoch_scale": FLAGS.epoch_scale,
               "train_subset": FLAGS.train_subset, "seed": FLAGS.seed, "models": [], "failures": []}
+    earlier_pending = []
     if FLAGS.update and os.path.exists(FLAGS.json):
         with open(FLAGS.json) as f:
             old = json.load(f)
         result["models"] = [r for r in old.get("models", []) if r["model"] not in names]
         result["failures"] = [x for x in old.get("failures", []) if x.split(":")[0] not in names]
+        earlier_pending = [n for n in old.get("pending", []) if n not in names]
         result["command"] = old.get("command", "") + " ; " + result["command"]
-    for name in names:
+    for i, name in enumerate(names):
+        # the models not run yet, in every write: a run stopped (Ctrl-C) between two models leaves a JSON
+        # that says which rows it lacks (results_doc.py lists them), not one that looks complete
+        result["pending"] = earlier_pending + names[i + 1:]
         try:
             row = run_model(name, FLAGS.epoch_scale, FLAGS.seed, FLAGS.train_subset, FLAGS.work_dir,
                             override=json.loads(FLAGS.config) if FLAGS.config else None)
-            row["command"] = "benchmarks/model_zoo.py " + " ".join(sys.argv[1:])
+            row["command"] = "benchmarks/model_zoo.py " + shlex.join(sys.argv[1:])
             result["models"].append(row)
         except Exception as exc:  # one model failing must not lose the others' figures
             import traceback

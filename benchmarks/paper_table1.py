@@ -27,6 +27,7 @@ docs/results.md.
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -329,7 +330,7 @@ def _check_bit_exact(shared_packed, shared_float, x_test):
 
 def _command_line():
     python = os.path.relpath(sys.executable, os.getcwd()) if sys.executable.startswith(os.getcwd()) else "python"
-    return " ".join([python, os.path.relpath(__file__, os.getcwd())] + sys.argv[1:])
+    return shlex.join([python, os.path.relpath(__file__, os.getcwd())] + sys.argv[1:])
 
 
 def _result(run, shared, shared_packed, base_float, identical, sensitivity):

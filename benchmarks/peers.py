@@ -23,6 +23,7 @@ import io
 import json
 import lzma
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -266,7 +267,7 @@ def main(argv=None):
                        prune_lr=cfg["prune_lr"], train_subset=args.train_subset, seed=args.seed)
     _, (x_test, y_test) = datasets.mnist.load_data()
     err = pipeline.evaluate_tflite(res["tflite"], datasets.normalize(x_test), y_test)
-    out = {"model": args.model, "command": " ".join(["python", "benchmarks/peers.py"] + sys.argv[1:]),
+    out = {"model": args.model, "command": shlex.join(["python", "benchmarks/peers.py"] + sys.argv[1:]),
            "tflite_bytes": len(res["tflite"]), "zip_bytes": res["zip_bytes"],
            "test_error": err, **{k: v for k, v in res.items() if k != "tflite"}}
     print(json.dumps(out, indent=1))

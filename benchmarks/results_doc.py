@@ -10,6 +10,69 @@ import os
 from _common import save_figure, write_text
 
 
+#: What each option reads: the command that writes it, and a test that a JSON is of that kind (a
+#: JSON of another benchmark is refused with one message naming both, never rendered half-way).
+KINDS = {
+    "--table1": ("benchmarks/paper_table1.py --json", lambda d: "float_tflite_bytes" in d and "stages" in d),
+    "--tfmot": ("benchmarks/peers.py --json", lambda d: "tfmot" in d and "zip_bytes" in d),
+    "--speed": ("benchmarks/speed_table.py --json", lambda d: "runs" in d and "machine" in d),
+    "--zoo": ("benchmarks/model_zoo.py --json", lambda d: "models" in d and "epoch_scale" in d),
+    "--quantized": ("benchmarks/bench_quantized.py / bench_quantized_zoo.py --json",
+                    lambda d: d.get("benchmark") == "quantized_zoo" or (isinstance(d.get("rows"), list) and all(
+                        isinstance(r, dict) and "variant" in r and "packed_bytes" in r for r in d["rows"]))),
+    "--runtime": ("benchmarks/bench_runtime.py --json", lambda d: "models" in d and "rounds" in d),
+    "--codec": ("benchmarks/bench_codec.py --json", lambda d: isinstance(d.get("rows"), list) and d["rows"]
+                and all(isinstance(r, dict) and "compressor_bytes" in r for r in d["rows"])),
+    "--codec-bound": ("benchmarks/codec_bound.py --tflite ... --json", lambda d: "tensors" in d and "tflite" in d),
+    "--codec-init": ("benchmarks/codec_bound.py --init-known-epochs ... --json",
+                     lambda d: d.get("benchmark") == "codec_init_known"),
+    "--fit-step": ("benchmarks/bench_fit_step.py --json", lambda d: d.get("benchmark") == "fit_step"),
+    "--multi-worker": ("benchmarks/bench_multi_worker.py --json", lambda d: d.get("benchmark") == "multi_worker_step"),
+    "--centroid-ops": ("benchmarks/bench_centroid_ops.py --json", lambda d: d.get("benchmark") == "centroid_ops"),
+    "--density": ("benchmarks/bench_density.py --json", lambda d: d.get("benchmark") == "density"),
+    "--scale": ("benchmarks/bench_scale.py --json", lambda d: d.get("benchmark") == "scale"),
+    "--mcu": ("benchmarks/mcu_bench.py", lambda d: str(d.get("benchmark", "")).startswith("mcu_")),
+}
+
+
+def load(option, path):
+    """The JSON ``path`` given to ``option``, checked to be of the kind that option renders; one
+    SystemExit naming the file, the problem and the fix otherwise (missing, truncated, another kind).
+
+    Example:
+        >>> speed = load("--speed", "docs/results/speed.json")
+    """
+    writer, is_kind = KINDS[option]
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"results_doc.py {option} {path}: no such file. Give the JSON `{writer}` wrote "
+                         "(the committed ones are in docs/results/).") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SystemExit(f"results_doc.py {option} {path}: not valid JSON ({e}): a truncated or edited file. "
+                         f"Re-run `{writer}`, or restore the committed one (git checkout -- {path}).") from None
+    if not isinstance(data, dict) or not is_kind(data):
+        what = (f"its benchmark is {data['benchmark']!r}" if isinstance(data, dict) and data.get("benchmark")
+                else f"its top-level fields are {sorted(data)[:8]}" if isinstance(data, dict)
+                else f"it holds a {type(data).__name__}")
+        raise SystemExit(f"results_doc.py {option} {path}: not a result of `{writer}` ({what}). Give {option} "
+                         "the JSON that command writes.")
+    return data
+
+
+def render(option, path, section, *args):
+    """``section(*args)`` for the JSON ``path`` of ``option``; a field the section needs but the JSON
+    lacks (a JSON of an older or newer schema) is one SystemExit naming the file and the field."""
+    try:
+        return section(*args)
+    except (KeyError, IndexError, TypeError) as e:
+        raise SystemExit(f"results_doc.py {option} {path}: this {KINDS[option][0]} result lacks what this "
+                         f"results_doc.py reads ({type(e).__name__}: {e}): it was written by an older or newer "
+                         f"version of the benchmark. Re-run `{KINDS[option][0]}`, or render it with the "
+                         "results_doc.py of the commit that wrote it.") from None
+
+
 def pct(x):
     return "-" if x is None else f"{100 * x:.2f} %"
 
@@ -239,6 +302,9 @@ def model_section(r, img_rel, title=None, show_search=True):
                  "the same code with identical settings, everything else ran in this one")
     out += [f"Command: `{r['command']}`  ", f"Run: {r['machine']['date']}, {wall}, {load_text(r['machine'])}.  ",
             *([f"Why this run: {r['rerun']}  "] if r.get("rerun") else []),
+            *(["**This run did not finish** (`complete: false` in its JSON: stopped after the dc_keras rows, "
+               "during the side-by-side runs): the rows below are those it recorded; peers after the last one "
+               "shown are missing.  "] if r.get("complete") is False else []),
             f"Per-layer sparsity {c['sparsity']}, bits {c['bits']}, {c['prune_epochs']} pruning epochs, "
             f"{c['cluster_epochs']} weight-sharing epochs"
             + (f", pruning Adam lr {c['prune_lr']:g}" if c.get("prune_lr") else "")
@@ -332,10 +398,10 @@ def merge_zoo(paths):
     """One zoo result from several model_zoo.py JSONs (e.g. models run in parallel processes)."""
     merged = {"models": [], "failures": [], "commands": []}
     for path in paths:
-        with open(path) as f:
-            z = json.load(f)
+        z = load("--zoo", path)
         merged["models"] += z["models"]
         merged["failures"] += z.get("failures", [])
+        merged["failures"] += [f"{name}: the run stopped before it ({path})" for name in z.get("pending", [])]
         merged["commands"].append(z["command"])
         merged["machine"] = z["machine"]
     return merged
@@ -543,6 +609,8 @@ def quantized_section(q):
             lay = ", ".join(f"{k} {v}" for k, v in sorted(r["layouts"].items()))
             lines.append(f"| {r['model']} | {r['bytes']:,} | {r['packed_bytes']:,} | {r['ratio']:.3f}x | "
                          f"{'yes' if r['bit_exact'] else 'NO'} | {lay} |")
+    if q.get("failures"):  # bench_quantized.py records them since 2026-12-07 (printed only before)
+        lines += ["", "Did not run: " + "; ".join(q["failures"])]
     checks = [f"{r['variant']}: {r['vs_float_packed']:.2f}x, {r['error_vs_float_pp']:+.2f} pp, "
               f"{'met' if r['vs_float_packed'] <= 1.05 and r['error_vs_float_pp'] <= 0.1 else 'NOT met'}"
               for r in q["rows"] if r["variant"].endswith("per-tensor (TFLite converter)")]
@@ -575,7 +643,8 @@ def quantized_zoo_section(q):
     checks = [f"{r['variant']}: {r['vs_float_packed']:.3f}x, {r['error_vs_float_pp']:+.2f} pp, "
               f"{'met' if r['goal_met'] else 'NOT met'}" for r in q["rows"] if "(default)" in r["variant"]]
     lines += ["", "Goal (issue 15): " + "; ".join(checks) + ". Command: `" + q["command"] +
-              f"`; load average {m['loadavg'][0]:.1f} before, {m['loadavg_after'][0]:.1f} after; "
+              "`" + (f", {m['date']} on {m['nproc']} CPUs ({m['cpu']})" if m.get("date") else "") +
+              f"; load average {m['loadavg'][0]:.1f} before, {m['loadavg_after'][0]:.1f} after; "
               f"{q['minutes']:.0f} min.", ""]
     return lines
 
@@ -660,10 +729,13 @@ def runtime_section(rt):
 def codec_section(c):
     """bench_codec.py --json: packed size vs gzip / bzip2 / xz / zstd of the same tensor, and the
     context-modelled layout (FORMAT.md §14) beside the order-0 sparse one (§6)."""
-    la = c["load_average"]
+    la, m = c["load_average"], c.get("machine")
+    when = (f"{m['date']} on {c['cpus']} CPUs ({m['cpu']})" if m else
+            f"on {c['cpus']} CPUs (date and CPU model not recorded in this JSON)")
+    inputs = "".join(f"; `{i['file']}`: {i['bytes']:,} B, sha256 {i['sha256'][:16]}..." for i in c.get("inputs", []))
     out = ["## Codec vs general-purpose compressors (pruned + clustered tensors)", "",
-           f"Run: `{c['command']}` on {c['cpus']} CPUs, load average at the end {la[0]:.1f} / {la[1]:.1f} / "
-           f"{la[2]:.1f} (1 / 5 / 15 min). Sizes of the same float32 tensor; ratio = ours / best of the four "
+           f"Run: `{c['command']}` {when}, load average at the end {la[0]:.1f} / {la[1]:.1f} / "
+           f"{la[2]:.1f} (1 / 5 / 15 min){inputs}. Sizes of the same float32 tensor; ratio = ours / best of the four "
            "(goal <= 0.75x). Decode: CPU time of one `dc_decode`, best of several runs, on a shared machine. "
            "§6 = order-0 sparse layout, §14 = context-modelled sparse layout (chosen only when smaller).", "",
            "| tensor | shape | non-zero | ours (layout) | bits/nz | gzip-9 | bz2-9 | xz-9e | zstd-19 | ours / best | "
@@ -686,7 +758,10 @@ def codec_bound_section(cb, init_known=None, record=None):
     ``init_known`` (codec_bound.py --init-known-epochs's JSON): codec_init_lines after the oracle table."""
     m = cb["machine"]
     out = ["## Codec: what modelling could buy (vs the <= 0.75x goal)", "",
-           f"Run: {m['date']}, command `{cb['command']}` on `{cb['tflite']}`. Sizes in bytes; ratios are to the "
+           f"Run: {m['date']} on {m['nproc']} CPUs ({m['cpu']}), "
+           + (f"load average at the start {m['loadavg'][0]:.1f} / {m['loadavg'][1]:.1f} / {m['loadavg'][2]:.1f} "
+              "(1 / 5 / 15 min), " if m.get("loadavg") else "machine load not recorded, ")
+           + f"command `{cb['command']}` on `{cb['tflite']}`. Sizes in bytes; ratios are to the "
            "best of gzip-9 / bz2-9 / xz-9e / zstd-19 of the same float32 tensor. *Best Huffman-family*: the fixed "
            "bytes of the §6 file plus the cheapest measured context for each stream, Huffman-coded per context with "
            "its tables. *Context-coder floor*: the same fixed bytes plus the lowest static conditional entropy of "
@@ -1279,6 +1354,57 @@ def _mcu_frame(line):
     return f"`{function}`, {int(size):,} B, {kind} ({os.path.basename(path)} line {lineno} in that run's sources)"
 
 
+R = "docs/results/"  # where every command of the Reproduce block writes, and results_doc.py reads
+
+
+def reproduce_block(args):
+    """docs/results.md's Reproduce block: the benchmark commands behind the sections ``args`` asks
+    for, each writing over the committed JSON it names, then the results_doc.py command that reads
+    those JSONs; in a clone, that last command alone rewrites docs/results.md byte for byte."""
+    run = [(None, "make install                                             # the bench extra (zstandard), tfmot 0.8.1 and tf_keras"),
+           (None, ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines"),
+           (None, ".venv/bin/python benchmarks/baselines.py --val 10000 --out_dir ~/.cache/dc_keras/baselines_val10k"),
+           ("table1", f".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json {R}lenet_300_100.json"),
+           ("table1", f".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json {R}lenet_5.json"),
+           ("speed", f".venv/bin/python benchmarks/speed_table.py --json {R}speed.json --args bench_codec.py=--quick --args bench_load_invoke.py=--quick --args 'bench_fit_step.py=--steps 200 --repeats 3'"),
+           ("runtime", f".venv/bin/python benchmarks/bench_runtime.py --rounds 10 --json {R}runtime.json   # ~10 min"),
+           ("quantized", f".venv/bin/python benchmarks/bench_quantized.py --json {R}quantized.json"),
+           ("quantized", f".venv/bin/python benchmarks/bench_quantized_zoo.py --json {R}quantized_zoo.json   # DS-CNN, ~15 min"),
+           ("codec", f".venv/bin/python benchmarks/bench_codec.py --quick --tflite PRUNED_CLUSTERED.tflite --json {R}codec_context.json"
+                     "   # e.g. paper_table1.py's shared_float.tflite (in its --out_dir)"),
+           ("codec_bound", f".venv/bin/python benchmarks/codec_bound.py --tflite PRUNED_CLUSTERED.tflite --bench-tensor --peers --json {R}codec_bound.json"
+                           "   # apt-get install zpaq lrzip 7zip first"),
+           ("fit_step", f".venv/bin/python benchmarks/bench_fit_step.py --json {R}fit_step.json   # TF + JAX + tfmot, ~5 min"),
+           ("zoo", f"nice .venv/bin/python benchmarks/model_zoo.py               # {R}model_zoo.json, ~45 min"),
+           ("zoo", f".venv/bin/python benchmarks/zoo_repack.py --json={R}model_zoo.json  # + strip/compact sizes"),
+           ("centroid_ops", f".venv/bin/python benchmarks/bench_centroid_ops.py --json {R}centroid_ops.json   # make tf-ops first"),
+           ("density", f".venv/bin/python benchmarks/bench_density.py --json {R}density.json   # ~5 min"),
+           ("multi_worker", f".venv/bin/python benchmarks/bench_multi_worker.py --rounds 15 --json {R}multi_worker_step.json"),
+           ("scale", f".venv/bin/python benchmarks/bench_scale.py --json {R}scale.json   # ~3 min, ~1 GB of RAM"),
+           ("codec_init", f".venv/bin/python benchmarks/codec_bound.py --init-known-epochs 1,2,5,10,20,30 "
+                          f"--init-known-gradual 1+5,20+30 --json {R}codec_init_known.json   # ~8 min (training)"),
+           ("mcu", f".venv/bin/python benchmarks/mcu_bench.py   # {R}mcu_lenet_300_100.json; "
+                   "qemu + arm-none-eabi-gcc (make test-mcu installs them)")]
+    # the options in this order; the Table 1 / speed / runtime / quantized / fit-step / codec-bound ones always
+    # (the block has named them since it was first written), the others when given
+    read = [("table1", True, f"--table1 {R}lenet_300_100.json {R}lenet_5.json"), ("speed", True, f"--speed {R}speed.json"),
+            ("runtime", True, f"--runtime {R}runtime.json"),
+            ("quantized", True, f"--quantized {R}quantized.json {R}quantized_zoo.json"),
+            ("fit_step", True, f"--fit-step {R}fit_step.json"), ("codec_bound", True, f"--codec-bound {R}codec_bound.json"),
+            ("zoo", False, f"--zoo {R}model_zoo*.json"), ("centroid_ops", False, f"--centroid-ops {R}centroid_ops.json"),
+            ("density", False, f"--density {R}density.json"),
+            ("multi_worker", False, f"--multi-worker {R}multi_worker_step.json"), ("scale", False, f"--scale {R}scale.json"),
+            ("codec_init", False, f"--codec-init {R}codec_init_known.json"), ("codec", False, f"--codec {R}codec_context.json"),
+            ("mcu", False, f"--mcu {R}mcu_*.json")]
+    used = {key for key, always, _ in read if always or getattr(args, key)}
+    regen = " ".join([".venv/bin/python benchmarks/results_doc.py"] + [words for key, _, words in read if key in used])
+    return (["## Reproduce", "", "```sh"] + [line for key, line in run if key is None or key in used]
+            + [regen, "```", "",
+               f"Each benchmark command writes over the committed JSON it names (`git diff {R}` shows what moved); "
+               "the last command alone, on the committed JSONs, writes this page byte for byte (docs/img/ too). "
+               "The exact commands of this run are listed in each section.", ""])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table1", nargs="+", default=[], help="paper_table1.py --json outputs")
@@ -1312,12 +1438,10 @@ def main(argv=None):
         p.error("--codec-init renders inside the --codec-bound section: give --codec-bound codec_bound.json too")
     results = []
     for path in args.table1:
-        with open(path) as f:
-            results.append(json.load(f))
+        results.append(load("--table1", path))
     for item in args.tfmot:
         model, _, path = item.partition("=")
-        with open(path) as f:
-            t = json.load(f)
+        t = load("--tfmot", path)
         for r in results:
             if r["model"] == model and not r.get("tfmot"):
                 base = r["float_tflite_bytes"]
@@ -1342,100 +1466,41 @@ def main(argv=None):
                   "error measured on the packed file. Paper: weights only, Caffe. tfmot: its documented recipe "
                   "on the same baseline weights with the same per-layer sparsity, number of shared values, "
                   "epochs and optimizer, size of the zipped `.tflite`.", ""]
-        lines += table1_summary(results) + [""]
+        lines += render("--table1", " ".join(args.table1), table1_summary, results) + [""]
         seen = {}
-        for r in results:
+        for path, r in zip(args.table1, results):
             n = seen[r["model"]] = seen.get(r["model"], 0) + 1
             title = r["model"] if n == 1 else (f"{r['model']}, run {n} (sparsity {r['config']['sparsity']}, {r['config']['prune_epochs']} pruning + "
                                                       f"{r['config']['cluster_epochs']} sharing epochs)")
             img = os.path.join(args.img_dir, f"{r['model'].replace('-', '_')}{'' if n == 1 else f'_{n}'}_size_vs_error.png")
             if r["peers"]:
                 plot_size_vs_error(r, img)
-            lines += model_section(r, os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."), title,
-                                   show_search=n == 1)
+            lines += render("--table1", path, model_section, r,
+                            os.path.relpath(img, os.path.dirname(os.path.abspath(args.out)) or "."), title, n == 1)
     if args.zoo:
-        lines += zoo_section(merge_zoo(args.zoo))
-    lines += ["## Reproduce", "", "```sh",
-              "make install                                             # the bench extra (zstandard), tfmot 0.8.1 and tf_keras",
-              ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines",
-              ".venv/bin/python benchmarks/baselines.py --val 10000 --out_dir ~/.cache/dc_keras/baselines_val10k",
-              ".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json lenet_300_100.json",
-              ".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json lenet_5.json",
-              ".venv/bin/python benchmarks/speed_table.py --json speed.json",
-              ".venv/bin/python benchmarks/bench_runtime.py --json runtime.json   # ~10 min",
-              ".venv/bin/python benchmarks/bench_quantized.py --json quantized.json",
-              ".venv/bin/python benchmarks/bench_quantized_zoo.py --json quantized_zoo.json   # DS-CNN, ~15 min",
-              ".venv/bin/python benchmarks/bench_codec.py --quick --tflite PRUNED_CLUSTERED.tflite --json codec_context.json",
-              ".venv/bin/python benchmarks/codec_bound.py --tflite PRUNED_CLUSTERED.tflite --bench-tensor --peers --json codec_bound.json   # apt-get install zpaq lrzip 7zip first",
-              ".venv/bin/python benchmarks/bench_fit_step.py --json fit_step.json   # TF + JAX + tfmot, ~5 min",
-              ".venv/bin/python benchmarks/results_doc.py --table1 lenet_300_100.json lenet_5.json --speed speed.json "
-              "--runtime runtime.json --quantized quantized.json quantized_zoo.json --fit-step fit_step.json --codec-bound codec_bound.json",
-              "```", "", "The exact commands of this run are listed in each section.", ""]
-    if args.zoo:
-        lines[-5:-5] = ["nice .venv/bin/python benchmarks/model_zoo.py               # docs/results/model_zoo.json, ~45 min",
-                        ".venv/bin/python benchmarks/zoo_repack.py --json=docs/results/model_zoo.json  # + strip/compact sizes"]
-        lines[-5] += " --zoo docs/results/model_zoo*.json"
-    if args.centroid_ops:
-        lines[-5:-5] = [".venv/bin/python benchmarks/bench_centroid_ops.py --json centroid_ops.json   # make tf-ops first"]
-        lines[-5] += " --centroid-ops centroid_ops.json"
-    if args.density:
-        lines[-5:-5] = [".venv/bin/python benchmarks/bench_density.py --json density.json   # ~5 min"]
-        lines[-5] += " --density density.json"
-    if args.multi_worker:
-        lines[-5:-5] = [".venv/bin/python benchmarks/bench_multi_worker.py --rounds 15 --json multi_worker_step.json"]
-        lines[-5] += " --multi-worker multi_worker_step.json"
-    if args.scale:
-        lines[-5:-5] = [".venv/bin/python benchmarks/bench_scale.py --json scale.json   # ~3 min, ~1 GB of RAM"]
-        lines[-5] += " --scale scale.json"
-    if args.codec_init:
-        lines[-5:-5] = [".venv/bin/python benchmarks/codec_bound.py --init-known-epochs 1,2,5,10,20,30 "
-                        "--init-known-gradual 1+5,20+30 --json codec_init_known.json   # ~8 min (training)"]
-        lines[-5] += " --codec-init codec_init_known.json"
-    if args.codec:  # (bench_codec.py's command is in the list above)
-        lines[-5] += " --codec codec_context.json"
-    if args.mcu:
-        lines[-5:-5] = [".venv/bin/python benchmarks/mcu_bench.py   # docs/results/mcu_lenet_300_100.json; "
-                        "qemu + arm-none-eabi-gcc (make test-mcu installs them)"]
-        lines[-5] += " --mcu docs/results/mcu_*.json"
-    if args.runtime:
-        with open(args.runtime) as f:
-            lines += runtime_section(json.load(f))
-    if args.density:
-        with open(args.density) as f:
-            lines += density_section(json.load(f))
-    if args.scale:
-        with open(args.scale) as f:
-            lines += scale_section(json.load(f))
-    if args.fit_step:
-        with open(args.fit_step) as f:
-            lines += fit_step_section(json.load(f))
-    if args.multi_worker:
-        with open(args.multi_worker) as f:
-            lines += multi_worker_section(json.load(f))
-    if args.centroid_ops:
-        with open(args.centroid_ops) as f:
-            lines += centroid_ops_section(json.load(f))
-    if args.speed:
-        with open(args.speed) as f:
-            lines += speed_section(json.load(f))
+        lines += render("--zoo", " ".join(args.zoo), zoo_section, merge_zoo(args.zoo))
+    lines += reproduce_block(args)
+    for option, section in (("--runtime", runtime_section), ("--density", density_section),
+                            ("--scale", scale_section), ("--fit-step", fit_step_section),
+                            ("--multi-worker", multi_worker_section), ("--centroid-ops", centroid_ops_section),
+                            ("--speed", speed_section)):
+        path = getattr(args, option[2:].replace("-", "_"))
+        if path:
+            lines += render(option, path, section, load(option, path))
     for path in args.quantized or []:
-        with open(path) as f:
-            q = json.load(f)
-        lines += quantized_zoo_section(q) if q.get("benchmark") == "quantized_zoo" else quantized_section(q)
+        q = load("--quantized", path)
+        lines += render("--quantized", path, quantized_zoo_section if q.get("benchmark") == "quantized_zoo"
+                        else quantized_section, q)
     if args.codec:
-        with open(args.codec) as f:
-            lines += codec_section(json.load(f))
+        lines += render("--codec", args.codec, codec_section, load("--codec", args.codec))
     if args.codec_bound:
-        init_known = None
-        if args.codec_init:
-            with open(args.codec_init) as f:
-                init_known = json.load(f)
+        init_known = load("--codec-init", args.codec_init) if args.codec_init else None
         record = next((r["config"] for r in results if r["model"] == "lenet-300-100"), None)
-        with open(args.codec_bound) as f:
-            lines += codec_bound_section(json.load(f), init_known, record)
+        lines += render("--codec-bound", args.codec_bound + (f" (with --codec-init {args.codec_init})" if init_known
+                                                             else ""),
+                        codec_bound_section, load("--codec-bound", args.codec_bound), init_known, record)
     for path in args.mcu or []:
-        with open(path) as f:
-            lines += mcu_section(json.load(f))
+        lines += render("--mcu", path, mcu_section, load("--mcu", path))
     write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

@@ -74,7 +74,7 @@ def main(argv=None):
             p.error(f"--args: unknown script {name!r}; one of {SCRIPTS}")
         extra[name] = shlex.split(text)
 
-    result = {"machine": machine_info(), "command": " ".join(["python", "benchmarks/speed_table.py"] + (argv or sys.argv[1:])),
+    result = {"machine": machine_info(), "command": shlex.join(["python", "benchmarks/speed_table.py"] + (argv or sys.argv[1:])),
               "runs": [], "missing": []}
     for script in SCRIPTS:
         if not os.path.exists(os.path.join(HERE, script)):

@@ -12,6 +12,7 @@ packed file, else the row records the mismatch (and no ratio).
 """
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -67,7 +68,7 @@ def main(argv):
             continue
         row["repacked"] = repack_row(row, path, FLAGS.samples)
         row["repacked"].update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit=commit,
-                               command="benchmarks/zoo_repack.py " + " ".join(sys.argv[1:]))
+                               command="benchmarks/zoo_repack.py " + shlex.join(sys.argv[1:]))
         print(row["model"], json.dumps(row["repacked"]))
     write_json(FLAGS.json, result)
 

@@ -457,9 +457,9 @@ def test_centroid_ops_section_from_the_benchmarks_own_record(tmp_path):
     doc.main(["--centroid-ops", str(tmp_path / "c.json"), "--out", str(out), "--img_dir", str(tmp_path / "img")])
     text = out.read_text()
     assert "\n".join(lines) in text
-    assert ("\n.venv/bin/python benchmarks/bench_centroid_ops.py --json centroid_ops.json   # make tf-ops first\n"
-            ".venv/bin/python benchmarks/results_doc.py ") in text
-    assert "--codec-bound codec_bound.json --centroid-ops centroid_ops.json\n```" in text
+    assert ("\n.venv/bin/python benchmarks/bench_centroid_ops.py --json docs/results/centroid_ops.json   # make tf-ops "
+            "first\n.venv/bin/python benchmarks/results_doc.py ") in text
+    assert "--codec-bound docs/results/codec_bound.json --centroid-ops docs/results/centroid_ops.json\n```" in text
 
 
 
@@ -526,7 +526,7 @@ def test_mcu_section_from_the_committed_run(tmp_path):
     text = out.read_text()
     assert "\n".join(lines) in text
     assert "\n.venv/bin/python benchmarks/mcu_bench.py   # docs/results/mcu_lenet_300_100.json" in text
-    assert "--codec-bound codec_bound.json --mcu docs/results/mcu_*.json\n```" in text
+    assert "--codec-bound docs/results/codec_bound.json --mcu docs/results/mcu_*.json\n```" in text
 
 def _run_bench_code(code, timeout=300):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=BENCH,

@@ -279,7 +279,7 @@ def test_results_doc_codec_init_reproduces_docs_results_md(tmp_path):
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
         committed = f.read()
     recorded = [x for x in committed.splitlines() if x.startswith(".venv/bin/python benchmarks/results_doc.py ")]
-    assert len(recorded) == 1 and " --codec-init codec_init_known.json" in recorded[0], recorded
+    assert len(recorded) == 1 and " --codec-init docs/results/codec_init_known.json" in recorded[0], recorded
     res = os.path.join(ROOT, "docs", "results")
     args = []
     for word in recorded[0].split()[2:]:

