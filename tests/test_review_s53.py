@@ -81,3 +81,40 @@ def test_a_closed_custom_op_compiled_model_says_so():
                                            r"released it\): create a new one"):
         m.run(x)
     m.close()  # twice: nothing happens
+
+
+def test_a_custom_loop_that_ran_no_step_is_told_so():
+    """A custom training loop whose data was empty (``on_train_begin()``, no step, ``on_train_end()``)
+    was told only that its layers "were not called in training mode" (helper-203's finding in session
+    52); the error now says first that no step may have run. A loop that trains in training mode
+    ends without an error and prunes."""
+    import keras
+
+    import dc_keras
+
+    def pruned_model():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="d1"), keras.layers.Dense(3, name="d2")])
+        model = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, begin_step=0, frequency=1))
+        model.compile("sgd", "mse")
+        return model
+
+    model = pruned_model()
+    cb = dc_keras.PruningCallback()
+    cb.set_model(model)
+    cb.on_train_begin()
+    with pytest.raises(RuntimeError, match=r"^Pruned layer\(s\) \['d1', 'd2'\] counted no training step between "
+                                           r"on_train_begin\(\) and on_train_end\(\) of this custom training loop: "
+                                           r"either no step ran \(its data was empty"):
+        cb.on_train_end()
+
+    model = pruned_model()
+    cb = dc_keras.PruningCallback()
+    cb.set_model(model)
+    cb.on_train_begin()
+    x, y = np.ones((4, 8), "float32"), np.zeros((4, 3), "float32")
+    for _ in range(2):
+        model.train_on_batch(x, y)
+    cb.on_train_end()
+    kernel = dc_keras.strip(model).get_layer("d1").kernel.numpy()
+    assert np.mean(kernel == 0) == 0.5

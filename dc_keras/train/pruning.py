@@ -1371,9 +1371,13 @@ class PruningCallback(keras.callbacks.Callback):
         stuck = [w.name for w, start in zip(wrappers, self._start_steps)
                  if (w._traced_host is None if w._count_on_host else self._step_of(w) == start)]
         if stuck:
-            raise RuntimeError(_NOT_TRAINING_MODE.format(
-                what=f"Pruned layer(s) {stuck} were not called in training mode during training, so they "
-                     "cannot prune."))
+            what = f"Pruned layer(s) {stuck} were not called in training mode during training, so they cannot prune."
+            if not self.params:  # a custom loop that ran no step (an exhausted iterator) was told only the above
+                what = (f"Pruned layer(s) {stuck} counted no training step between on_train_begin() and "
+                        "on_train_end() of this custom training loop: either no step ran (its data was empty, or an "
+                        "iterator already exhausted: nothing was trained or pruned), or they were not called in "
+                        "training mode, so they cannot prune.")
+            raise RuntimeError(_NOT_TRAINING_MODE.format(what=what))
 
     def on_train_end(self, logs=None):
         if self._repeat("on_train_end"):
