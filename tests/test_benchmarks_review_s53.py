@@ -214,3 +214,25 @@ def test_mcu_bench_stops_at_once_with_the_fix_when_the_cortex_m4_tools_are_missi
         mb.m4_section(str(tmp_path), str(tmp_path / "work"))
     assert "the Cortex-M4 part did not run (test-mcu: NOT RUN (nothing tested): needs qemu)" in str(e.value)
     assert "--skip-m4" in str(e.value)
+
+
+def test_readme_figures_test_docs_did_not_tie_to_their_json():
+    """README.md figures with a JSON behind them that tests/test_docs.py did not rebuild: the MobileNetV2
+    run's date, minutes and load, the earlier record it names, and the Keras-exporter size bound."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    mn = next(r for r in _json("model_zoo_s51.json")["models"] if r["model"] == "mobilenetv2_035")
+    assert (f"Measured on the code of {mn['date'][:10]} (the row of record's settings re-run, `benchmarks/model_zoo.py "
+            f"--models=mobilenetv2_035`, {mn['minutes']['total']:.1f} min on 2 shared CPUs at load "
+            f"~{mn['loadavg_end'][0]:.0f})") in readme
+    rec = next(r for r in _json(mn["rerun_of"]["file"])["models"]
+               if r["model"] == "mobilenetv2_035" and r["date"] == mn["rerun_of"]["date"])
+    assert (f"The record of {rec['date'][:10]} (older code): {rec['ratio']:.1f}x at {100 * rec['baseline_error']:.2f} % "
+            f"-> {100 * rec['final_error']:.2f} %.") in readme
+    # Keras's model.export(format="litert") of the stripped model vs to_tflite, packed (TF and torch backends)
+    ke = _json("keras_litert_export.json")["backends"]
+    diffs = [abs(v[k]["packed"] - v["to_tflite"]["packed"]) for be in ("tensorflow", "torch")
+             for name, v in ke[be].items() if name in ("mlp", "cnn")
+             for k in ("tf_export_stripped", "keras_export_stripped") if k in v and "packed" in v[k]]
+    assert len(diffs) == 6 and max(diffs) <= 50, diffs
+    assert "(packed files within 50 B of `to_tflite`'s for an MLP and a CNN;" in readme
