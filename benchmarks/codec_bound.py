@@ -939,6 +939,13 @@ def main(argv=None):
         return init_known_main(epochs, args.json, argv, gradual)
     if not args.tflite:
         ap.error("--tflite is required (a pruned + clustered float .tflite), unless --init-known-epochs")
+    if args.peers:  # the peers' venv first: without PyPI access the run stops now, not after the tensor work
+        from codec_peers import venv_python
+
+        try:
+            venv_python()
+        except RuntimeError as e:
+            raise SystemExit(f"codec_bound.py --peers: {e}\nOr run without --peers.") from None
     out = {"tflite": os.path.basename(args.tflite), "machine": machine_info(frameworks=False), "tensors": [],
            "command": shlex.join(["python", os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))}
     tensors = [(name, w) for name, w in tflite_weights(args.tflite, args.min_elements)

@@ -236,3 +236,21 @@ def test_readme_figures_test_docs_did_not_tie_to_their_json():
              for k in ("tf_export_stripped", "keras_export_stripped") if k in v and "packed" in v[k]]
     assert len(diffs) == 6 and max(diffs) <= 50, diffs
     assert "(packed files within 50 B of `to_tflite`'s for an MLP and a CNN;" in readme
+
+
+def test_codec_bound_peers_without_their_venv_stops_before_the_tensor_work(tmp_path, monkeypatch):
+    """codec_bound.py --peers made the peers' venv (pip from PyPI) only after measuring every tensor:
+    offline, minutes of work ended in a RuntimeError traceback. Now the venv comes first; failing, the
+    run stops at once with pip's message and the way out (no --peers)."""
+    monkeypatch.syspath_prepend(BENCH)
+    import codec_peers
+
+    def offline():
+        raise RuntimeError("could not create the codec peers venv at /x (pip install ...): no network")
+
+    monkeypatch.setattr(codec_peers, "venv_python", offline)
+    cb = load_bench("codec_bound")
+    with pytest.raises(SystemExit) as e:
+        cb.main(["--tflite", str(tmp_path / "not_read.tflite"), "--peers"])
+    assert str(e.value) == ("codec_bound.py --peers: could not create the codec peers venv at /x (pip install ...): "
+                            "no network\nOr run without --peers.")
