@@ -85,7 +85,8 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _cpu_model():
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), e.g. "AMD EPYC"; platform.processor() says only "x86_64"."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -99,7 +100,7 @@ def _cpu_model():
 def machine_info(frameworks=True):
     """CPU, core count, versions, date and the 1/5/15-minute load averages (timings mean little
     on a busy machine). ``frameworks``: also TensorFlow's and Keras' versions (imports them)."""
-    info = {"nproc": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version()}
+    info = {"nproc": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()}
     if frameworks:
         import keras
         import tensorflow as tf

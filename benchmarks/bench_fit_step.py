@@ -226,7 +226,7 @@ def write_json(args, argv, rows, load_before):
                       "ratio": "median over rounds of wrapped / mean of the plain epochs before and after"},
            "goal_ratio": GOAL, "rows": rows,
            "machine": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nproc": os.cpu_count(),
-                       "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+                       "cpu": _common.cpu_model(), "python": platform.python_version(),
                        "tensorflow": tf.__version__, "keras": keras.__version__,
                        "loadavg_before": list(load_before), "loadavg": list(os.getloadavg())}}
     _common.write_json(args.json, out)  # atomic, umask-respecting

@@ -177,6 +177,8 @@ def main(argv=None):
     if args.json:
         import platform
 
+        from _common import cpu_model
+
         out = {"benchmark": "multi_worker_step",
                "command": "python benchmarks/bench_multi_worker.py " + shlex.join(argv or sys.argv[1:]),
                "config": {"workers": args.workers, "steps": args.steps, "rounds": args.rounds,
@@ -184,7 +186,7 @@ def main(argv=None):
                           "distribution": "DataParallel", "devices": results[0]["devices"]},
                "goal_ratio": GOAL, "rows": rows,
                "machine": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nproc": os.cpu_count(),
-                           "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+                           "cpu": cpu_model(), "python": platform.python_version(),
                            "loadavg_before": list(load_before), "loadavg": list(load_after)}}
         _write_json(args.json, out)
         print(f"wrote {args.json}")

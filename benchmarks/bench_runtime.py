@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -296,10 +295,10 @@ def main(argv=None):
                 cold = args.cold if m.startswith("fc") else 0
                 samples[m][r].append(run_child(r, path, args.invokes, cold))
         print(f"round {rnd + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
-    from _common import compressed_kernel_name  # here: the measuring children import nothing more
+    from _common import compressed_kernel_name, cpu_model  # here: the measuring children import nothing more
 
     result = {"machine": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                          "nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+                          "nproc": os.cpu_count(), "cpu": cpu_model(),
                           "loadavg_start": list(load_before), "loadavg": list(os.getloadavg()),
                           "compressed_kernel": compressed_kernel_name(),
                           "compressed_max_density": 1.0,

@@ -74,7 +74,7 @@ def test_the_printed_regeneration_command_runs_verbatim_and_writes_the_page(tmp_
     ("--zoo", "quantized_zoo.json", "not a result of `benchmarks/model_zoo.py --json`"),
     ("--quantized", "runtime.json", "not a result of `benchmarks/bench_quantized.py"),
     ("--fit-step", "multi_worker_step.json", "its benchmark is 'multi_worker_step'"),
-])
+], ids=lambda v: v.replace(".json", "") if not v.startswith(("not ", "its ")) else "")
 def test_a_json_of_another_benchmark_is_refused_with_one_message(tmp_path, option, name, says):
     """Each was a KeyError traceback (or, for --density scale.json, half a section) before."""
     r = _results_doc(option, os.path.join(RES, name), "--out", "x.md", "--img_dir", "img", cwd=tmp_path)
@@ -254,3 +254,20 @@ def test_codec_bound_peers_without_their_venv_stops_before_the_tensor_work(tmp_p
         cb.main(["--tflite", str(tmp_path / "not_read.tflite"), "--peers"])
     assert str(e.value) == ("codec_bound.py --peers: could not create the codec peers venv at /x (pip install ...): "
                             "no network\nOr run without --peers.")
+
+
+def test_timing_benchmarks_record_the_cpu_model_not_the_architecture(tmp_path, monkeypatch):
+    """bench_runtime / bench_fit_step / bench_multi_worker recorded platform.processor() ("x86_64") as
+    the CPU: docs/results.md's speed tables then said "(x86_64)" while this project's runs moved between
+    Intel Xeon and AMD EPYC guests (6979ed2). They record _common.cpu_model() as machine_info does."""
+    import argparse
+
+    monkeypatch.syspath_prepend(BENCH)  # as when run as a script: write_json imports _common then
+    common, fit = load_bench("_common"), load_bench("bench_fit_step")
+    args = argparse.Namespace(steps=1, rounds=1, warmup=0, batch_size=8, json=str(tmp_path / "f.json"))
+    fit.write_json(args, ["--json", "f.json"], [], (0.1, 0.2, 0.3))
+    rec = json.loads((tmp_path / "f.json").read_text())
+    assert rec["machine"]["cpu"] == common.cpu_model() == common.machine_info(frameworks=False)["cpu"]
+    for name in ("bench_runtime.py", "bench_fit_step.py", "bench_multi_worker.py"):
+        with open(os.path.join(BENCH, name), encoding="utf-8") as f:
+            assert "platform.processor()" not in f.read(), name
