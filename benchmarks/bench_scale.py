@@ -499,7 +499,7 @@ def main(argv=None):
     machine["loadavg_end"] = machine_info(frameworks=False)["loadavg"]
     if args.json:
         write_json(args.json, {"benchmark": "scale", "machine": machine, "rows": rows,
-                               "command": "python benchmarks/bench_scale.py " + " ".join(
+                               "command": "python benchmarks/bench_scale.py " + shlex.join(
                                    argv if argv is not None else sys.argv[1:])})
     return 0
 
