@@ -176,6 +176,27 @@ def child_main(script, benchmark, measure, argv=None, description=None, framewor
     return record(args.json, result)
 
 
+def save_model(model, path):
+    """``model.save(path)`` (a ``.keras`` file) atomically: saved beside it under a temporary name, then
+    renamed, so a run stopped mid-save leaves the earlier file or none, never a truncated one that a
+    later run (``--resume``, a baseline cache) would load.
+
+    Example:
+        >>> save_model(model, os.path.expanduser("~/.cache/dc_keras/baselines/lenet_300_100.keras"))
+    """
+    import shutil
+
+    path = os.fspath(path)
+    # a new file in a private directory beside the target (same file system): its mode follows the umask
+    work = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        tmp = os.path.join(work, os.path.basename(path))
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def write_text(path, text):
     atomic_write(path, text.encode())
 

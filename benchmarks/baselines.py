@@ -14,7 +14,7 @@ import time
 
 from absl import app, flags
 
-from _common import write_json
+from _common import save_model, write_json
 from dc_keras._fileio import atomic_write
 
 FLAGS = flags.FLAGS
@@ -65,7 +65,7 @@ def main(argv):
             raise app.UsageError(f"unknown model {name!r}; one of {sorted(TARGETS)}")
         model, tfl, info = train_baseline(name, x_train, y_train, x_test, y_test, FLAGS.epochs or EPOCHS[name], FLAGS.seed)
         stem = os.path.join(FLAGS.out_dir, name.replace("-", "_"))
-        model.save(stem + ".keras")
+        save_model(model, stem + ".keras")
         atomic_write(stem + ".tflite", tfl)
         info["train_images"], info["val_held_out"] = len(x_train), FLAGS.val
         results.append(info)

@@ -54,7 +54,7 @@ def train(epochs, seed, cache):
     m = pipeline.cluster_finetune(m, x, y, bits=5, epochs=c, verbose=0)
     note = f"trained: {b} baseline + {p} pruning + {c} sharing epochs, {time.time() - t0:.0f} s"
     if cache:
-        m.save(cache)
+        _common.save_model(m, cache)
         with open(cache + ".note", "w") as f:
             f.write(note)
     return m, note

@@ -79,7 +79,7 @@ def main(argv=None):
                                         max_shift=2, seed=args.seed)
         model, _, _ = model_zoo.compress(model, cfg, (x, y), epochs, args.seed)
         if args.cache:
-            model.save(args.cache)
+            _common.save_model(model, args.cache)
     rows, failures, fp = [], [], None
     for name, unpacked in _exports(model, x[:500]).items():
         try:

@@ -405,7 +405,7 @@ def main(argv=None):
         return tflm_m4(a.tflm_m4, a.m4_work, a.json, argv)
     if not a.skip_m4 and m4_tools_missing():
         raise SystemExit(f"mcu_bench.py: the Cortex-M4 part cannot run: {m4_tools_missing()}. {M4_FIX}")
-    if not os.path.exists(os.path.join(a.models, "float.tflite")):
+    if not os.path.exists(os.path.join(a.models, "meta.json")):  # mcu_models.py writes it last
         subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mcu_models.py"), "--out", a.models],
                        check=True)
     t0 = time.time()
