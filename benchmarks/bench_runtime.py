@@ -262,6 +262,9 @@ def summarize(samples):
         if k in ok[0]:
             out[k] = ok[0][k]
     out["output"] = ok[0]["output"]
+    if len(ok) < len(samples):  # the medians are over fewer rounds: said in the JSON (results_doc lists it)
+        failed = [s for s in samples if "error" in s]
+        out.update(failed_rounds=len(failed), rounds=len(samples), failed_error=failed[0]["error"][-300:])
     return out
 
 

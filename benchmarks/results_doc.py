@@ -719,6 +719,11 @@ def runtime_section(rt):
                 f"| {_ms(v['batch8_s'])}{_rt(v.get('batch8_s_ratio'))} "
                 f"| {_mib(v['rss_anon'])} | {_mib(v['rss_file'])}{_rt(v.get('rss_delta_ratio'))} "
                 f"| {'' if diff is None else f'{diff:.1e}'} |")
+    failed = [f"- {name} {route}: {v['failed_rounds']} of {v['rounds']} rounds failed (medians over the others): "
+              f"{v['failed_error'][-120:]!r}" for name, res in rt["models"].items() for route in RUNTIME_ROUTES
+              if (v := res.get(route)) and v.get("failed_rounds")]
+    if failed:
+        out += ["", "Rounds that failed:", ""] + failed
     out += ["", "Goals of issue 17 (this run):", ""]
     for model, route, metric, limit, label in RUNTIME_GOALS:
         v = rt["models"].get(model, {}).get(route, {}).get(metric)

@@ -347,3 +347,22 @@ def test_paper_table1_trains_its_own_baseline_from_seed(tmp_path, monkeypatch):
     a, b, c = initial(0), initial(0), initial(1)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_bench_runtime_says_how_many_rounds_a_median_lost():
+    """bench_runtime.summarize took the medians over the rounds that did not fail and dropped the others
+    without a word; it now records failed_rounds (of rounds) and the error, and results.md lists them."""
+    rt, doc = load_bench("bench_runtime"), load_bench("results_doc")
+    good = {"load_s": 0.01, "load_cpu_s": 0.01, "batch1_s": 0.001, "batch8_s": 0.004, "rss_anon": 1 << 20,
+            "rss_file": 1 << 20, "tflite_bytes": 1000, "output": [0.0]}
+    s = rt.summarize([good, {"error": "Segmentation fault in round 2"}, dict(good, load_s=0.03)])
+    assert s["load_s"] == 0.02 and s["failed_rounds"] == 1 and s["rounds"] == 3
+    assert s["failed_error"] == "Segmentation fault in round 2"
+    assert "failed_rounds" not in rt.summarize([good, good])
+    committed = _json("runtime.json")
+    assert "Rounds that failed:" not in doc.runtime_section(committed)
+    name = next(iter(committed["models"]))
+    route = next(r for r in doc.RUNTIME_ROUTES if r in committed["models"][name])
+    committed["models"][name][route].update(failed_rounds=1, rounds=10, failed_error="Segmentation fault")
+    lines = doc.runtime_section(committed)
+    assert f"- {name} {route}: 1 of 10 rounds failed (medians over the others): 'Segmentation fault'" in lines
