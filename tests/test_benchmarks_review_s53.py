@@ -366,3 +366,24 @@ def test_bench_runtime_says_how_many_rounds_a_median_lost():
     committed["models"][name][route].update(failed_rounds=1, rounds=10, failed_error="Segmentation fault")
     lines = doc.runtime_section(committed)
     assert f"- {name} {route}: 1 of 10 rounds failed (medians over the others): 'Segmentation fault'" in lines
+
+
+def test_every_option_of_the_reproduce_block_is_one_its_script_takes():
+    """Each benchmark line of docs/results.md's Reproduce block names only options its script's --help
+    lists (a renamed option would make the line fail as written)."""
+    block = _committed().split("## Reproduce", 1)[1].split("```", 2)[1]
+    checked = 0
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        script = next((w for w in words if w.startswith("benchmarks/") and w.endswith(".py")), None)
+        if script is None:
+            continue
+        r = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], capture_output=True, text=True,
+                           timeout=120, cwd=ROOT)
+        helptext = r.stdout + r.stderr
+        for w in words[words.index(script) + 1:]:
+            if w.startswith("--"):
+                option = w.split("=", 1)[0]
+                assert re.search(re.escape(option) + r"\b", helptext), f"{script} --help lists no {option} ({line})"
+                checked += 1
+    assert checked >= 40, checked
