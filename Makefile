@@ -254,6 +254,7 @@ BACKEND_TESTS := tests/test_backends.py tests/test_backend_export.py \
   tests/test_faults.py::test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \
   tests/test_backends_review_s50.py \
+  tests/test_backends_review_s53.py \
   $(IN_JAX_PASS)
 # test_faults.py: its backend-sensitive tests only (a fit() interrupted or checkpointed mid-epoch;
 # the JAX/torch export's child and temporary directory: 15 tests, each export a child that imports

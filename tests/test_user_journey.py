@@ -651,10 +651,8 @@ def test_to_tflite_of_a_mixed_precision_model_names_the_policy(capfd):
     assert "SELECT_TF_OPS" not in text and "set_global_policy" not in text, text
     with pytest.raises(ValueError):  # the former advice: the rebuilt model has a BatchNormalization's 4 weights
         build("float32").set_weights(mixed.get_weights())
-    recipe = re.search(r"export a float32 copy, (f32 = .*?); (f32\.set_weights\(.*?\)); to_tflite\(f32\)", text)
-    scope = {"keras": keras, "model": mixed}
-    exec(recipe.group(1) + "\n" + recipe.group(2), scope)  # noqa: S102  the message's own code
-    f32 = scope["f32"]
+    recipe = re.search(r"export a float32 copy, to_tflite\((dc_keras\.strip\(model, dtype='float32'\))\)", text)
+    f32 = eval(recipe.group(1), {"dc_keras": dc_keras, "model": mixed})  # noqa: S307  the message's own code
     assert {l.dtype_policy.name for l in f32.layers} == {"float32"}
     x = np.random.default_rng(0).normal(size=(3, 6, 6, 2)).astype("float32")
     raw = export.to_tflite(f32, pack=False)

@@ -989,12 +989,23 @@ def _first_error_line(exc):
 
 def _half_precision_layers(model):
     """``(names, compute dtype)`` of the layers that compute in float16/bfloat16 (a mixed-precision
-    policy), which TFLite's converter cannot lower."""
+    policy), which TFLite's converter cannot lower: a layer counts when it or a layer it holds (a
+    Bidirectional's RNNs, an RNN's cell) does."""
     import keras
 
-    half = [l for l in _leaf_layers(model) if not isinstance(l, keras.layers.InputLayer)  # computes nothing
-            and getattr(getattr(l, "dtype_policy", None), "compute_dtype", None) in ("float16", "bfloat16")]
-    return [l.name for l in half], (half[0].dtype_policy.compute_dtype if half else None)
+    from dc_keras import _compat
+
+    def half(layer):
+        return getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) in ("float16", "bfloat16")
+
+    found = []
+    for layer in _leaf_layers(model):
+        if isinstance(layer, keras.layers.InputLayer):  # computes nothing
+            continue
+        inner = [l for l in [layer, *_compat.flatten_layers(layer)] if half(l)]
+        if inner:
+            found.append((layer.name, inner[0].dtype_policy.compute_dtype))
+    return [name for name, _ in found], (found[0][1] if found else None)
 
 
 def _keras_quantized_layers(model):
@@ -1035,7 +1046,8 @@ def _failure(exc, batch_note, model=None):
             f"{wanted.lower()!r}) (the data of a model with known inputs, functional or Sequential, is cast "
             "to their dtypes; a subclassed model's inputs are known only to the converter)")
     tail = _CHAINED_TAIL.format(type(exc).__name__)
-    for find, says in ((_keras_quantized_layers, _quantized_fix), (_half_precision_layers, _half_precision_fix)):
+    for find, says in ((_keras_quantized_layers, _quantized_fix),
+                       (_half_precision_layers, lambda kind: _half_precision_fix(kind, model))):
         names, kind = find(model) if model is not None else ([], None)
         if names:
             shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
@@ -1056,14 +1068,20 @@ def _quantized_fix(mode):
             "(docs/quantization.md).")
 
 
-def _half_precision_fix(dtype):
-    # A copy made from the model itself: rebuilding it from the user's own code does not fit the
-    # weights of a clustered model whose BatchNormalization cluster() folded (an Identity there).
-    return (f"compute in {dtype} (a mixed-precision dtype policy), which TFLite's converter cannot lower: "
-            "export a float32 copy, f32 = keras.models.clone_model(model, clone_function=lambda layer: "
-            "layer.__class__.from_config({**layer.get_config(), 'dtype': 'float32'}), recursive=True); "
-            "f32.set_weights(model.get_weights()); to_tflite(f32) (quantize='float16' stores float16 "
-            "weights).")
+def _half_precision_fix(dtype, model=None):
+    import keras
+
+    from dc_keras.train import _base
+
+    if model is None or (isinstance(model, keras.Model) and _base.is_graph_model(model)):
+        fix = ("export a float32 copy, to_tflite(dc_keras.strip(model, dtype='float32')) (the same weights, every "
+               "layer computing in float32, also those inside a Bidirectional or an RNN; quantize='float16' stores "
+               "float16 weights).")
+    else:  # a subclassed model: strip(dtype=) cannot rebuild it
+        fix = ("export a float32 copy: build the model again under keras.mixed_precision.set_global_policy("
+               "'float32') (or with dtype='float32' in its layers), call it once on a batch, copy the weights with "
+               "set_weights(model.get_weights()) and export that (quantize='float16' stores float16 weights).")
+    return f"compute in {dtype} (a mixed-precision dtype policy), which TFLite's converter cannot lower: " + fix
 
 
 def _convert(model, apply, batch_size, signature=None):

@@ -1063,14 +1063,16 @@ class Rebuilder:
     def __init__(self):
         self._later = []
 
-    def clone(self, layer, weights=None, **config_changes):
-        """A new layer from ``layer``'s config (updated with ``config_changes``), built like it,
-        holding ``weights`` (default: ``layer.get_weights()``; a callable gets the built copy and
-        returns the list).
+    def clone(self, layer, weights=None, config_dict=None, **config_changes):
+        """A new layer from ``layer``'s config (updated with ``config_dict`` and ``config_changes``:
+        the dict for keys that are this method's own argument names, e.g. a Bidirectional's
+        ``layer``), built like it, holding ``weights`` (default: ``layer.get_weights()``; a callable
+        gets the built copy and returns the list).
 
         A ``keras.layers.Lambda`` is put back as it is (shared with the input model): it holds no
         weights, and its config holds Python bytecode that Keras refuses to deserialize
         (``safe_mode``) unless ``keras.config.enable_unsafe_deserialization()`` was called."""
+        config_changes = {**(config_dict or {}), **config_changes}
         if type(layer) is keras.layers.Lambda and weights is None and not config_changes:
             return layer
         try:

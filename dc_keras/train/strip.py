@@ -8,7 +8,11 @@ from dc_keras.train import schedules as _schedules
 from dc_keras.train.pruning import PruneWrapper
 
 
-def strip(model_or_layer):
+#: compute dtypes of mixed-precision (and half-precision) policies, which TFLite's converter cannot lower
+_HALF_POLICIES = ("mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
+
+
+def strip(model_or_layer, *, dtype=None):
     """Return plain Keras layers whose kernels hold the pruned and/or clustered values.
 
     - Sequential/Functional model: a new model (same layer names; compiled like the input, with
@@ -20,10 +24,21 @@ def strip(model_or_layer):
     - A wrapper: its inner layer with the final weights written in (the wrapper is spent).
     - Any other layer: returned unchanged.
 
+    ``dtype="float32"`` (Sequential/Functional models): every layer of the copy computes in float32,
+    also the layers a mixed-precision policy (``"mixed_float16"``, ``"mixed_bfloat16"``) or a
+    float16 / bfloat16 one made compute in half precision, including the layers held inside others
+    (a Bidirectional's RNNs, an RNN's cell); the weights are the same values. TFLite's converter
+    cannot lower half-precision compute: this is the copy to export from a model trained under
+    mixed precision.
+
     Example:
         >>> plain = dc_keras.strip(pruned_model)
         >>> plain.save("pruned.keras")  # loads without dc_keras
+        >>> f32 = dc_keras.strip(model, dtype="float32")  # e.g. a model trained under "mixed_float16"
+        >>> tflite = dc_keras.export.to_tflite(f32)
     """
+    if dtype is not None:
+        _check_dtype(dtype, model_or_layer)
     if isinstance(model_or_layer, keras.layers.Layer):
         _warn_unfinished(_base.find_wrappers(model_or_layer, PruneWrapper))
     if isinstance(model_or_layer, _base.CompressionWrapper):
@@ -37,12 +52,64 @@ def strip(model_or_layer):
         return _strip_in_place(model)
 
     def replace(original, rebuilder):
+        layer, weights = original, None
         if isinstance(original, _base.CompressionWrapper):
-            return rebuilder.clone(original.layer, weights=original.stripped_weights())
-        return rebuilder.clone(original)
+            layer, weights = original.layer, original.stripped_weights()
+        changes = _float32_changes(layer) if dtype is not None else {}
+        return rebuilder.clone(layer, weights=weights, config_dict=changes)
 
     new_model, _ = _base.rewrite_model(model, replace, "strip")
     return new_model
+
+
+def _check_dtype(dtype, model_or_layer):
+    """``strip(dtype=...)``: "float32" only, and only where the model is rebuilt (a graph model)."""
+    name = getattr(dtype, "name", dtype)  # a keras.DTypePolicy("float32") too
+    if name != "float32":
+        raise ValueError(f"strip: dtype={dtype!r} is not supported: dtype='float32' gives a copy computing in "
+                         "float32 (to export a model trained under mixed precision); leave dtype out to keep each "
+                         "layer's dtype policy.")
+    if not (isinstance(model_or_layer, keras.Model) and _base.is_graph_model(model_or_layer)):
+        raise ValueError(
+            f"strip: dtype='float32' rebuilds a Sequential or Functional model from its config, which a "
+            f"{type(model_or_layer).__name__} cannot be (a subclassed model or a layer is stripped in place). Strip "
+            "it without dtype, then make the float32 copy yourself: build the model again under "
+            "keras.mixed_precision.set_global_policy('float32') (or with dtype='float32' in its layers), call it "
+            "once on a batch and copy the weights with set_weights(model.get_weights()).")
+
+
+def _float32_changes(layer):
+    """The entries of ``layer``'s config to replace so that it, and each layer its config holds (a
+    Bidirectional's RNNs, an RNN's cell, a TimeDistributed's layer), computes in float32: each
+    half-precision dtype policy replaced by float32's. ``{}`` when there is none (a Lambda layer is
+    left as it is: its config may hold code that Keras does not deserialize)."""
+    if type(layer) is keras.layers.Lambda:
+        return {}
+    float32 = keras.dtype_policies.serialize(keras.DTypePolicy("float32"))
+
+    def walk(value):
+        if isinstance(value, dict):
+            if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and \
+                    (value.get("config") or {}).get("name") in _HALF_POLICIES:
+                return float32
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(walk(v) for v in value)
+        return value
+
+    def is_half(value):
+        return isinstance(value, str) and value in _HALF_POLICIES[:2]  # a policy given by its name
+
+    try:
+        config = layer.get_config()
+    except Exception:  # noqa: BLE001  Rebuilder.clone names the layer and the cause
+        return {}
+    changes = {}
+    for key, value in config.items():
+        new = float32 if key == "dtype" and is_half(value) else walk(value)
+        if new != value:
+            changes[key] = new
+    return changes
 
 
 def _warn_unfinished(wrappers):
