@@ -1003,6 +1003,47 @@ def _kth_smallest_abs(flat, k):
     return np.partition(rest, k - zeros - 1)[k - zeros - 1]
 
 
+class _CallbackRequired:
+    """``model.train_function`` between two ``fit()`` calls of a pruned model: the train function
+    traced with ``PruningCallback`` is cached by Keras and reused by the next ``fit()``, which then
+    never traces the pruned layers again, so the error a fresh trace raises without the callback
+    (``_NO_CALLBACK``) never came: a ``fit()`` without the callback trained with the masks frozen and
+    the schedule stopped, silently (tfmot's ``UpdatePruningStep`` missing from a second ``fit()``).
+    ``PruningCallback.on_train_begin`` puts the train function back before the first step; without
+    the callback the first step raises that error, as a fit() with no train function cached does.
+
+    Example:
+        >>> pruned.fit(x, y, callbacks=[dc_keras.PruningCallback()], verbose=0)
+        >>> pruned.fit(x, y, verbose=0)
+        Traceback (most recent call last):
+        ...
+        RuntimeError: Layer ... is pruned but is being trained without dc_keras.PruningCallback...
+    """
+
+    def __init__(self, model, function, wrappers):
+        self._model = weakref.ref(model)
+        self.function = function
+        self._wrappers = [weakref.ref(w) for w in wrappers]
+
+    def __call__(self, *args, **kwargs):
+        wrappers = [w for w in (ref() for ref in self._wrappers) if w is not None]
+        if wrappers and not any(w._armed for w in wrappers):
+            if keras.backend.backend() == "jax":
+                _compat.jax_keep_fit_state()  # else fit() leaves every weight of the model empty
+            raise RuntimeError(_NO_CALLBACK.format(name=wrappers[0].name))
+        model = self._model()
+        if model is not None and getattr(model, "train_function", None) is self:
+            model.train_function = self.function
+        return self.function(*args, **kwargs)
+
+    @staticmethod
+    def release(model):
+        """Put back the train function a fit() with ``PruningCallback`` left guarded."""
+        function = getattr(model, "train_function", None)
+        if isinstance(function, _CallbackRequired):
+            model.train_function = function.function
+
+
 class PruningCallback(keras.callbacks.Callback):
     """Required in ``fit`` for pruned models: arms the wrappers, updates their masks between
     training steps when the schedule says so and, with ``log_dir``, writes per-layer sparsity
@@ -1022,10 +1063,10 @@ class PruningCallback(keras.callbacks.Callback):
     (Keras cannot tell the callback it will be short). The call Keras makes once more after the last
     batch of such data, for an execution that runs no step, is undone at the epoch's end, so its
     update is made where a fit of known length makes it (the next epoch's first step). Tracing a
-    training step of a pruned layer without the callback raises an error; a later
-    ``fit()`` without the callback that reuses a train function traced with it keeps the masks
-    fixed (pruned weights stay 0) and the schedule where it was: pass the callback to every
-    ``fit()``. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
+    training step of a pruned layer without the callback raises an error, and so does a later
+    ``fit()`` without the callback that would reuse the train function Keras kept from a ``fit()``
+    with it (before 2026-12-07 that one trained with the masks fixed and the schedule stopped,
+    silently): pass the callback to every ``fit()`` of a pruned model. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
     step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last; there,
     with ``log_dir``, ``cb.on_epoch_begin(epoch)`` writes the sparsity the masks hold at that point,
     at the step count the pruned layers have reached (as tfmot's ``PruningSummaries`` does).
@@ -1246,6 +1287,8 @@ class PruningCallback(keras.callbacks.Callback):
             getattr(owner, "_running", False) and owner.params is self.params
 
     def on_train_begin(self, logs=None):
+        if self.model is not None:
+            _CallbackRequired.release(self.model)  # this fit() has the callback
         if self._repeat("on_train_begin"):
             return
         if self.params and "epochs" in self.params:  # fit(): a custom loop may use its own optimizer
@@ -1397,6 +1440,11 @@ class PruningCallback(keras.callbacks.Callback):
             for wrapper in self._wrappers():
                 wrapper._zero_pruned(on_device)
         self._disarm()  # no longer running
+        # Keras keeps this fit()'s train function for the next fit(): guard it, so that a fit()
+        # without this callback fails at its first step as one that traces anew does
+        function = getattr(self.model, "train_function", None)
+        if function is not None and not isinstance(function, _CallbackRequired):
+            self.model.train_function = _CallbackRequired(self.model, function, self._wrappers())
         if getattr(self, "_epoch_ran", True):
             self._verify_progress()
 
