@@ -183,6 +183,42 @@ def _mnist(args):
     return datasets.normalize(x_train), y_train, datasets.normalize(x_test), y_test, x_val, y_val
 
 
+def _check_held_out(baseline_dir, model, val):
+    """Refuses a baseline that trained on the --val images: baselines.py's baselines.json in its folder
+    records how many of the last training images it held out (``val_held_out``); the validation error
+    and the sensitivity sweep of this run are measured on the last ``val`` ones. (The default
+    --baseline_dir, from ``baselines.py`` without --val, held out none.) A folder without that record is
+    used as it is, with a log line."""
+    path = os.path.join(baseline_dir, "baselines.json")
+    try:
+        with open(path) as f:
+            entry = next((r for r in json.load(f) if r.get("model") == model), None)
+    except (OSError, ValueError):
+        entry = None
+    if entry is None or "val_held_out" not in entry:
+        log(f"baseline: {path} does not say which images {model}'s baseline held out; its validation figures "
+            f"assume the last {val:,} training images were not trained on")
+        return
+    if entry["val_held_out"] < val:
+        raise SystemExit(f"paper_table1.py: the baseline in {baseline_dir} held out {entry['val_held_out']:,} training "
+                         f"images, but --val {val} measures validation error on the last {val:,}: they were trained "
+                         f"on. Train one that holds them out (benchmarks/baselines.py --val {val} --out_dir DIR) and "
+                         "pass --baseline_dir DIR, or a smaller --val.")
+
+
+def _record_held_out(baseline_dir, model, val, epochs, seed):
+    """The baselines.json entry (as benchmarks/baselines.py writes it) of a baseline trained here, so a
+    later run knows which images it held out (_check_held_out)."""
+    path = os.path.join(baseline_dir, "baselines.json")
+    try:
+        with open(path) as f:
+            entries = [r for r in json.load(f) if r.get("model") != model]
+    except (OSError, ValueError):
+        entries = []
+    write_json(path, entries + [{"model": model, "epochs": epochs, "seed": seed, "val_held_out": val,
+                                 "trained_by": "benchmarks/paper_table1.py"}])
+
+
 def _baseline(run):
     """The trained baseline: loaded from --baseline_dir, or trained here (and saved there)."""
     import keras
@@ -193,6 +229,7 @@ def _baseline(run):
     stem = os.path.join(os.path.expanduser(args.baseline_dir), cfg["builder"])
     t0 = time.time()
     if os.path.exists(stem + ".keras") and not args.train_subset:
+        _check_held_out(os.path.dirname(stem), args.model, args.val)
         log(f"baseline: loading {stem}.keras")
         model, source = keras.saving.load_model(stem + ".keras"), stem + ".keras"
     else:
@@ -207,6 +244,7 @@ def _baseline(run):
         if not args.train_subset:
             os.makedirs(os.path.dirname(stem), exist_ok=True)
             save_model(model, stem + ".keras")
+            _record_held_out(os.path.dirname(stem), args.model, args.val, epochs, args.seed)
     run.timings["baseline_minutes"] = (time.time() - t0) / 60
     return model, source, stem
 

@@ -227,6 +227,9 @@ def main(argv=None):
     x = datasets.normalize(x)
     x_fit, y_fit, x_val, y_val = x[:-args.val], y[:-args.val], x[-args.val:], y[-args.val:]
     stem = os.path.join(os.path.expanduser(args.baseline_dir), cfg["builder"])
+    from paper_table1 import _check_held_out  # a baseline that trained on the validation images is refused
+
+    _check_held_out(os.path.dirname(stem), args.model, args.val)
     baseline = keras.saving.load_model(stem + ".keras")
     base_plain = export.to_tflite(baseline, pack=False)
     base_raw = export.inspect(base_plain).raw_total

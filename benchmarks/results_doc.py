@@ -1370,7 +1370,6 @@ def reproduce_block(args):
     for, each writing over the committed JSON it names, then the results_doc.py command that reads
     those JSONs; in a clone, that last command alone rewrites docs/results.md byte for byte."""
     run = [(None, "make install                                             # the bench extra (zstandard), tfmot 0.8.1 and tf_keras"),
-           (None, ".venv/bin/python benchmarks/baselines.py                 # trained baselines in ~/.cache/dc_keras/baselines"),
            (None, ".venv/bin/python benchmarks/baselines.py --val 10000 --out_dir ~/.cache/dc_keras/baselines_val10k"),
            ("table1", f".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json {R}lenet_300_100.json"),
            ("table1", f".venv/bin/python benchmarks/paper_table1.py --model lenet-5 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json {R}lenet_5.json"),

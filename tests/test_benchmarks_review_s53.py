@@ -387,3 +387,30 @@ def test_every_option_of_the_reproduce_block_is_one_its_script_takes():
                 assert re.search(re.escape(option) + r"\b", helptext), f"{script} --help lists no {option} ({line})"
                 checked += 1
     assert checked >= 40, checked
+
+
+def test_a_baseline_that_trained_on_the_validation_images_is_refused(tmp_path, monkeypatch, capsys):
+    """paper_table1.py's default --baseline_dir is what `baselines.py` (no --val) writes, and the
+    Reproduce block ran that first: the default --val 10000 then scored the validation error and the
+    sensitivity sweep on images the baseline had trained on, without a word. baselines.json records
+    val_held_out; paper_table1 (and recipe_search) refuse a baseline that held out fewer images than
+    --val, use a folder without the record with a log line, and record it for baselines they train."""
+    t1 = load_bench("paper_table1")
+    (tmp_path / "baselines.json").write_text(json.dumps([{"model": "lenet-300-100", "val_held_out": 0},
+                                                          {"model": "lenet-5", "val_held_out": 10000}]))
+    with pytest.raises(SystemExit) as e:
+        t1._check_held_out(str(tmp_path), "lenet-300-100", 10000)
+    assert f"the baseline in {tmp_path} held out 0 training images, but --val 10000" in str(e.value)
+    assert "benchmarks/baselines.py --val 10000 --out_dir DIR" in str(e.value)
+    t1._check_held_out(str(tmp_path), "lenet-5", 10000)  # held out: used
+    t1._check_held_out(str(tmp_path), "lenet-5", 5000)
+    capsys.readouterr()
+    t1._check_held_out(str(tmp_path / "none"), "lenet-5", 10000)
+    assert "does not say which images lenet-5's baseline held out" in capsys.readouterr().out
+    t1._record_held_out(str(tmp_path), "lenet-300-100", 10000, 20, 0)
+    entries = json.loads((tmp_path / "baselines.json").read_text())
+    assert sorted((r["model"], r["val_held_out"]) for r in entries) == [("lenet-300-100", 10000), ("lenet-5", 10000)]
+    t1._check_held_out(str(tmp_path), "lenet-300-100", 10000)
+    block = _committed().split("## Reproduce", 1)[1].split("```", 2)[1]
+    assert "benchmarks/baselines.py " in block and all(
+        "--val" in line for line in block.splitlines() if "benchmarks/baselines.py" in line)
