@@ -376,6 +376,11 @@ def main(argv=None):
                     ("10M, unpruned, 5-bit", (10_000_000,), 1.0, 5)]
     rows = []
     skip = ("xz-9e",) if args.skip_xz else ()
+    # compressors this run does not measure: "best of the four" is then best of fewer, said in the JSON
+    not_measured = (["xz-9e (--skip-xz)"] if args.skip_xz else []) + (
+        [] if zstandard is not None else ["zstd-19 (zstandard not installed: pip install -e '.[bench]')"])
+    if not_measured:
+        print("not measured: " + "; ".join(not_measured), flush=True)
     baseline = None
     if args.baseline_rev:
         if not args.context_model:
@@ -411,7 +416,8 @@ def main(argv=None):
         # --tflite file's size and sha256, so a re-run can tell whether it benched the same file
         write_json(args.json, {"load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
                                "machine": machine_info(frameworks=False), "command": shlex.join(sys.argv),
-                               "inputs": [_file_record(path) for path in args.tflite], "rows": rows})
+                               "inputs": [_file_record(path) for path in args.tflite],
+                               "compressors_not_measured": not_measured, "rows": rows})
 
 
 def _file_record(path):

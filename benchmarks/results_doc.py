@@ -743,7 +743,10 @@ def codec_section(c):
     inputs = "".join(f"; `{i['file']}`: {i['bytes']:,} B, sha256 {i['sha256'][:16]}..." for i in c.get("inputs", []))
     out = ["## Codec vs general-purpose compressors (pruned + clustered tensors)", "",
            f"Run: `{c['command']}` {when}, load average at the end {la[0]:.1f} / {la[1]:.1f} / "
-           f"{la[2]:.1f} (1 / 5 / 15 min){inputs}. Sizes of the same float32 tensor; ratio = ours / best of the four "
+           f"{la[2]:.1f} (1 / 5 / 15 min){inputs}. "
+           + ("Not measured in this run (their columns show -, the best is over the others): "
+              + "; ".join(c["compressors_not_measured"]) + ". " if c.get("compressors_not_measured") else "")
+           + "Sizes of the same float32 tensor; ratio = ours / best of the four "
            "(goal <= 0.75x). Decode: CPU time of one `dc_decode`, best of several runs, on a shared machine. "
            "§6 = order-0 sparse layout, §14 = context-modelled sparse layout (chosen only when smaller).", "",
            "| tensor | shape | non-zero | ours (layout) | bits/nz | gzip-9 | bz2-9 | xz-9e | zstd-19 | ours / best | "

@@ -414,3 +414,14 @@ def test_a_baseline_that_trained_on_the_validation_images_is_refused(tmp_path, m
     block = _committed().split("## Reproduce", 1)[1].split("```", 2)[1]
     assert "benchmarks/baselines.py " in block and all(
         "--val" in line for line in block.splitlines() if "benchmarks/baselines.py" in line)
+
+
+def test_codec_section_says_which_compressors_a_run_did_not_measure():
+    """bench_codec.py without zstandard (or with --skip-xz) left that column '-' and took "the best of the
+    four" over fewer, without a word; the JSON lists them (compressors_not_measured) and results.md says so."""
+    doc = load_bench("results_doc")
+    c = _json("codec_context.json")
+    assert "Not measured" not in doc.codec_section(c)[2]
+    c["compressors_not_measured"] = ["xz-9e (--skip-xz)"]
+    assert ("Not measured in this run (their columns show -, the best is over the others): xz-9e (--skip-xz). "
+            in doc.codec_section(c)[2])
