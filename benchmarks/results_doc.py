@@ -1470,8 +1470,10 @@ def main(argv=None):
              "what a row replaced) are its runner's words and may quote figures of other runs.", ""]
     if results:
         m = results[0]["machine"]
-        lines += [f"Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, TensorFlow {m['tensorflow']}, "
-                  f"Keras {m['keras']}. Wall times are indicative only: each run states the machine's load.", "",
+        lines += [f"Machine of the Table 1 runs: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, TensorFlow "
+                  f"{m['tensorflow']}, Keras {m['keras']}. The other sections ran on other days, some on another "
+                  "CPU: each names its run's date and load, and its CPU where the JSON recorded it. Wall times are indicative "
+                  "only.", "",
                   "## Deep Compression Table 1 (MNIST)", "",
                   "dc_keras: whole packed `.tflite` file vs the float `.tflite` of the same trained baseline, "
                   "error measured on the packed file. Paper: weights only, Caffe. tfmot: its documented recipe "
