@@ -1514,7 +1514,10 @@ def main(argv=None):
                         codec_bound_section, load("--codec-bound", args.codec_bound), init_known, record)
     for path in args.mcu or []:
         lines += render("--mcu", path, mcu_section, load("--mcu", path))
-    write_text(args.out, "\n".join(lines) + "\n")
+    try:
+        write_text(args.out, "\n".join(lines) + "\n")
+    except OSError as e:  # e.g. the directory does not exist: the message says so and the fix
+        raise SystemExit(f"results_doc.py --out {args.out}: {e}") from None
     print(f"wrote {args.out}")
 
 

@@ -109,6 +109,10 @@ def test_missing_truncated_and_older_schema_jsons_are_refused_with_the_fix(tmp_p
     assert "KeyError: 'config'" in r.stderr and "older or newer version" in r.stderr
     assert not (tmp_path / "x.md").exists()
 
+    r = _results_doc("--speed", os.path.join(RES, "speed.json"), "--out", "no/such/dir/x.md", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("results_doc.py --out no/such/dir/x.md: ") and "does not exist" in r.stderr
+
 
 def test_interrupted_runs_and_failed_exports_are_said_not_dropped(tmp_path):
     """paper_table1.py's checkpoint (complete: false, peers cut short), a model_zoo.py JSON written
