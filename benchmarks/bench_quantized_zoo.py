@@ -50,7 +50,9 @@ def _exports(model, rep):
         for name, data in aeq_files(out["float32"], rep[:200]).items():
             out[f"ai-edge-quantizer {name}"] = data
     except Exception as exc:  # recorded in the JSON, not hidden
-        out[f"ai-edge-quantizer {AEQ_RECIPES}"] = f"{type(exc).__name__}: {str(exc)[-500:]}"
+        from bench_quantized import _brief
+
+        out[f"ai-edge-quantizer {', '.join(AEQ_RECIPES)}"] = _brief(exc)
     return out
 
 
@@ -82,9 +84,11 @@ def main(argv=None):
             _common.save_model(model, args.cache)
     rows, failures, fp = [], [], None
     for name, unpacked in _exports(model, x[:500]).items():
+        if isinstance(unpacked, str):  # the export failed: its one-line reason
+            failures.append(f"{name}: {unpacked}")
+            print("FAILED", failures[-1], flush=True)
+            continue
         try:
-            if isinstance(unpacked, str):
-                raise RuntimeError(unpacked)
             packed = export.pack(unpacked)
             rows.append(_row(name, packed, unpacked, xt, yt, fp))
         except Exception as exc:  # e.g. a kernel TFLite lacks for that recipe: recorded, not hidden

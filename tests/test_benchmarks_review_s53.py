@@ -434,3 +434,27 @@ def test_codec_section_says_which_compressors_a_run_did_not_measure():
     c["compressors_not_measured"] = ["xz-9e (--skip-xz)"]
     assert ("Not measured in this run (their columns show -, the best is over the others): xz-9e (--skip-xz). "
             in doc.codec_section(c)[2])
+
+
+def test_bench_quantized_zoo_records_the_ai_edge_quantizer_failure_in_one_line(monkeypatch):
+    """Offline, bench_quantized_zoo recorded 'RuntimeError: RuntimeError: <the pip command>' (the text
+    cut to its last 500 characters, then to its first line): now the recipes and pip's reason."""
+    import keras
+    import numpy as np
+
+    monkeypatch.syspath_prepend(BENCH)
+    import bench_quantized
+
+    def offline(*_a):
+        raise RuntimeError("could not create the ai-edge-quantizer venv at V (pip install -q x):\n"
+                           "ERROR: No matching distribution found for x\nIt needs PyPI access once.")
+
+    monkeypatch.setattr(bench_quantized, "aeq_files", offline)
+    zoo = load_bench("bench_quantized_zoo")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    out = zoo._exports(model, np.random.default_rng(0).random((16, 8), np.float32))
+    key = "ai-edge-quantizer " + ", ".join(bench_quantized.AEQ_RECIPES)
+    assert out[key] == ("RuntimeError: could not create the ai-edge-quantizer venv at V (pip install -q x): ... "
+                        "ERROR: No matching distribution found for x It needs PyPI access once.")
+    assert all(isinstance(v, bytes) for k, v in out.items() if k != key) and len(out) == 6
