@@ -405,6 +405,12 @@ def main(argv=None):
         return tflm_m4(a.tflm_m4, a.m4_work, a.json, argv)
     if not a.skip_m4 and m4_tools_missing():
         raise SystemExit(f"mcu_bench.py: the Cortex-M4 part cannot run: {m4_tools_missing()}. {M4_FIX}")
+    tflm_env = _tflm_env()
+    try:  # the TFLM wheel's venv and the newer LUT tool (pip, once): now, not after the models are trained
+        tflm_env.ensure()
+        tflm_env.ensure_lut_tool()
+    except RuntimeError as e:
+        raise SystemExit(f"mcu_bench.py: {e}\nThey need PyPI access once (reused afterwards).") from None
     if not os.path.exists(os.path.join(a.models, "meta.json")):  # mcu_models.py writes it last
         subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mcu_models.py"), "--out", a.models],
                        check=True)

@@ -290,6 +290,8 @@ def test_cached_models_are_saved_atomically_and_a_half_made_model_dir_is_rebuilt
     renames (umask-respecting mode, the earlier file kept on failure); mcu_bench.py takes the model
     directory as made only when meta.json, the file mcu_models.py writes last, exists (it checked
     float.tflite, written before x_test.npy and meta.json: FileNotFoundError on meta.json)."""
+    import types
+
     import keras
 
     common = load_bench("_common")
@@ -324,9 +326,21 @@ def test_cached_models_are_saved_atomically_and_a_half_made_model_dir_is_rebuilt
         raise SystemExit("stop here")
 
     monkeypatch.setattr(mb.subprocess, "run", record)
+    tflm = types.SimpleNamespace(ensure=lambda: "py", ensure_lut_tool=lambda: "dir")  # no pip here
+    monkeypatch.setattr(mb, "_tflm_env", lambda: tflm)
     with pytest.raises(SystemExit, match="stop here"):
         mb.main(["--models", str(tmp_path / "lenet"), "--skip-m4"])
     assert calls and calls[0][1].endswith("mcu_models.py") and calls[0][-1] == str(tmp_path / "lenet")
+
+    def offline():
+        raise RuntimeError("creating the TFLM venv failed at pip install ...:\nNo matching distribution")
+
+    tflm.ensure = offline  # the TFLM venv (pip, once) is made before any model is trained
+    calls.clear()
+    with pytest.raises(SystemExit) as e:
+        mb.main(["--models", str(tmp_path / "lenet"), "--skip-m4"])
+    assert str(e.value).startswith("mcu_bench.py: creating the TFLM venv failed at pip install ...:")
+    assert str(e.value).endswith("They need PyPI access once (reused afterwards).") and not calls
 
 
 def test_paper_table1_trains_its_own_baseline_from_seed(tmp_path, monkeypatch):
