@@ -42,8 +42,14 @@ def _data():
     return rng.normal(size=(40, 12)).astype("float32"), rng.randint(0, 3, size=40)
 
 
-# The MLP's weights and the data, the same on both sides (their source runs in tfmot's child too).
-_SETUP = "import numpy as np\n" + inspect.getsource(_weights) + inspect.getsource(_data)
+def _shared_weights():
+    rng = np.random.RandomState(2)
+    return [rng.normal(size=(12, 12)).astype("float32"), np.zeros(12, "float32"),
+            rng.normal(size=(12, 3)).astype("float32"), np.zeros(3, "float32")]
+
+
+# The weights and the data, the same on both sides (their source runs in tfmot's child too).
+_SETUP = "import numpy as np\n" + "".join(inspect.getsource(f) for f in (_weights, _data, _shared_weights))
 
 
 def _mlp():
@@ -121,6 +127,15 @@ pruned.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)  # UpdatePrun
 result["second_fit"] = {"first": first, "step": int(d1.pruning_step.numpy()),
                         "mask": float((d1.pruning_vars[0][1].numpy() == 0).mean()),
                         "stripped": float((s.strip_pruning(pruned).get_layer("d1").get_weights()[0] == 0).mean())}
+inputs = keras.Input((12,))
+shared = keras.layers.Dense(12, name="d")
+model = keras.Model(inputs, keras.layers.Dense(3, name="out")(shared(shared(inputs))))
+model.set_weights(_shared_weights())
+pruned = s.prune_low_magnitude(model, pruning_schedule=s.PolynomialDecay(0.0, 0.8, 0, 10, frequency=1, power=1))
+pruned.compile(keras.optimizers.SGD(0.01), loss)
+pruned.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[s.UpdatePruningStep()])
+result["shared"] = {"step": int(pruned.get_layer("prune_low_magnitude_d").pruning_step.numpy()),
+                    "sparsity": float((s.strip_pruning(pruned).get_layer("d").get_weights()[0] == 0).mean())}
 print("RESULT " + json.dumps(result))
 """
 
@@ -245,3 +260,39 @@ def test_a_later_fit_without_the_callback_is_refused_before_it_trains():
     # the callback's fit() leaves the guard again: a third fit() without it is refused too
     with pytest.raises(RuntimeError, match="without dc_keras.PruningCallback"):
         model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
+def _shared_model():
+    inputs = keras.Input((12,))
+    shared = keras.layers.Dense(12, name="d")
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(shared(shared(inputs))))
+    model.set_weights(_shared_weights())
+    return model
+
+
+def test_a_layer_called_twice_per_step_counts_one_step_per_batch():
+    """A shared pruned layer (`d(d(x))`, a siamese branch) advances its schedule once per training
+    step in the drop-in, as dc_keras counts steps (docs/models.md); the guide's step-numbering item
+    says tfmot counts every call (test below)."""
+    pruned = sparsity.prune_low_magnitude(_shared_model(), pruning_schedule=sparsity.PolynomialDecay(
+        0.0, 0.8, begin_step=0, end_step=10, frequency=1, power=1))
+    pruned.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 5 steps of a 10-step ramp: fit() says it ends short
+        pruned.fit(*_data(), batch_size=8, epochs=1, shuffle=False, verbose=0,
+                   callbacks=[sparsity.UpdatePruningStep()])
+    assert int(keras.ops.convert_to_numpy(pruned.get_layer("d").pruning_step)) == 5
+    kernel = keras.ops.convert_to_numpy(sparsity.strip_pruning(pruned).get_layer("d").kernel)
+    assert (kernel == 0).mean() == pytest.approx(0.32, abs=0.01)  # the update at step 4: 0.8 * 4 / 10
+
+
+@pytest.mark.legacy
+@pytest.mark.long
+def test_tfmot_counts_each_call_of_a_shared_layer_as_the_guide_says(tfmot_side):
+    """tfmot 0.8.1's wrapper adds one to its step at every call in training: the same model, data
+    and schedule reach step 10 and the final 0.8 after 5 batches (the drop-in: step 5, 0.32)."""
+    theirs = tfmot_side["shared"]
+    assert theirs["step"] == 10
+    assert theirs["sparsity"] == pytest.approx(0.8, abs=0.01)
+    text = open(GUIDE, encoding="utf-8").read()
+    assert "tfmot 0.8.1 counts each call" in text and "step 10 and sparsity 0.8 after 5 batches" in text
