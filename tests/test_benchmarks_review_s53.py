@@ -453,6 +453,8 @@ def test_codec_section_says_which_compressors_a_run_did_not_measure():
 def test_bench_quantized_zoo_records_the_ai_edge_quantizer_failure_in_one_line(monkeypatch):
     """Offline, bench_quantized_zoo recorded 'RuntimeError: RuntimeError: <the pip command>' (the text
     cut to its last 500 characters, then to its first line): now the recipes and pip's reason."""
+    import types
+
     import keras
     import numpy as np
 
@@ -464,6 +466,8 @@ def test_bench_quantized_zoo_records_the_ai_edge_quantizer_failure_in_one_line(m
                            "ERROR: No matching distribution found for x\nIt needs PyPI access once.")
 
     monkeypatch.setattr(bench_quantized, "aeq_files", offline)
+    # _exports needs no model_zoo; importing it again would define its absl flags twice (test_zoo loads it)
+    monkeypatch.setitem(sys.modules, "model_zoo", types.ModuleType("model_zoo"))
     zoo = load_bench("bench_quantized_zoo")
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
