@@ -86,7 +86,11 @@ def log(msg):
 
 
 def cpu_model():
-    """The CPU's model name (/proc/cpuinfo), e.g. "AMD EPYC"; platform.processor() says only "x86_64"."""
+    """The CPU's model name (/proc/cpuinfo), e.g. "AMD EPYC"; platform.processor() says only "x86_64".
+
+    Example:
+        >>> machine = {"cpu": cpu_model(), "nproc": os.cpu_count()}
+    """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -66,7 +66,11 @@ def load(option, path):
 
 def render(option, path, section, *args):
     """``section(*args)`` for the JSON ``path`` of ``option``; a field the section needs but the JSON
-    lacks (a JSON of an older or newer schema) is one SystemExit naming the file and the field."""
+    lacks (a JSON of an older or newer schema) is one SystemExit naming the file and the field.
+
+    Example:
+        >>> lines = render("--speed", path, speed_section, load("--speed", path))
+    """
     try:
         return section(*args)
     except (KeyError, IndexError, TypeError) as e:
@@ -1371,7 +1375,11 @@ R = "docs/results/"  # where every command of the Reproduce block writes, and re
 def reproduce_block(args):
     """docs/results.md's Reproduce block: the benchmark commands behind the sections ``args`` asks
     for, each writing over the committed JSON it names, then the results_doc.py command that reads
-    those JSONs; in a clone, that last command alone rewrites docs/results.md byte for byte."""
+    those JSONs; in a clone, that last command alone rewrites docs/results.md byte for byte.
+
+    Example:
+        >>> lines = reproduce_block(argparse.Namespace(table1=[...], zoo=None, ...))  # main's parsed options
+    """
     run = [(None, "make install                                             # the bench extra (zstandard), tfmot 0.8.1 and tf_keras"),
            (None, ".venv/bin/python benchmarks/baselines.py --val 10000 --out_dir ~/.cache/dc_keras/baselines_val10k"),
            ("table1", f".venv/bin/python benchmarks/paper_table1.py --model lenet-300-100 --baseline_dir ~/.cache/dc_keras/baselines_val10k --json {R}lenet_300_100.json"),
