@@ -140,3 +140,78 @@ def test_strip_dtype_takes_float32_and_graph_models_only():
 def test_strip_without_dtype_keeps_each_layers_policy():
     model = _mixed_model("mixed_bfloat16")
     assert _policies(dc_keras.strip(model)) == _policies(model)
+
+
+def _five_models():
+    """The five small models of this review: {name: (model, x, y)}."""
+    rng = np.random.default_rng(0)
+    n = 96
+    y = rng.integers(0, 4, n).astype("int32")
+    img = rng.random((n, 12, 12, 3), dtype=np.float32)
+
+    inp = keras.Input((12, 12, 3))
+    h = L.ReLU()(L.BatchNormalization(name="bn1")(L.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(inp)))
+    r = L.BatchNormalization(name="bn2")(L.Conv2D(8, 3, padding="same", use_bias=False, name="c2")(h))
+    h = L.GlobalAveragePooling2D()(L.ReLU()(h + r))
+    resnet = keras.Model(inp, L.Dense(4, activation="softmax", name="head")(h))
+
+    inp = keras.Input((12, 12, 3))
+    h = L.ReLU()(L.BatchNormalization(name="bn_dw")(L.DepthwiseConv2D(3, padding="same", name="dw")(inp)))
+    h = L.SeparableConv2D(16, 3, padding="same", name="sep")(L.Conv2D(8, 1, name="pw")(h))
+    dscnn = keras.Model(inp, L.Dense(4, activation="softmax", name="head")(L.GlobalAveragePooling2D()(h)))
+
+    inp = keras.Input((6, 5))
+    h = L.GRU(8, name="gru")(L.Bidirectional(L.LSTM(8, return_sequences=True), name="bilstm")(inp))
+    rnn = keras.Model(inp, L.Dense(4, activation="softmax", name="head")(h))
+
+    inp = keras.Input((8,), dtype="int32")
+    e = L.Embedding(50, 16, name="emb")(inp)
+    h = L.LayerNormalization(name="ln1")(e + L.MultiHeadAttention(2, 8, name="mha")(e, e))
+    h = L.LayerNormalization(name="ln2")(h + L.Dense(16, name="ff2")(L.Dense(32, activation="relu", name="ff1")(h)))
+    transformer = keras.Model(inp, L.Dense(4, activation="softmax", name="head")(L.GlobalAveragePooling1D()(h)))
+
+    a, b = keras.Input((10,), name="a"), keras.Input((10,), name="b")
+    d = L.Dense(16, activation="relu", name="shared")
+    shared = keras.Model([a, b], L.Dense(4, activation="softmax", name="head")(L.Concatenate()([d(a), d(b)])))
+
+    return {"resnet": (resnet, img), "dscnn": (dscnn, img), "rnn": (rnn, rng.random((n, 6, 5), dtype=np.float32)),
+            "transformer": (transformer, rng.integers(0, 50, (n, 8)).astype("int32")),
+            "shared": (shared, {"a": rng.random((n, 10), dtype=np.float32), "b": rng.random((n, 10), dtype=np.float32)}),
+            }, y
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("name", ["resnet", "dscnn", "rnn", "transformer", "shared"])
+def test_the_documented_flow_gives_the_same_sparsity_on_every_backend_and_packs_bit_exactly(name):
+    """docs/models.md's flow on each model: every kernel holds exactly floor(0.75 * size) zeros after
+    strip, whatever the backend (measured the same on TensorFlow, JAX and torch), at most 2**3 values
+    + 0 after cluster (a folded BatchNormalization included), and the packed file runs bit-exactly."""
+    from dc_keras.pipeline import predict_tflite
+
+    keras.utils.set_random_seed(0)
+    models, y = _five_models()
+    model, x = models[name]
+    schedule = dc_keras.schedules.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=5, frequency=2)
+    pruned = dc_keras.prune(model, schedule)
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    clustered = dc_keras.cluster(dc_keras.strip(pruned), bits=3)
+    clustered.compile("adam", "sparse_categorical_crossentropy")
+    clustered.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    final = dc_keras.strip(clustered)
+    compressed = [w for w in final.weights if w.path.rsplit("/", 1)[-1] in (
+        "kernel", "recurrent_kernel", "embeddings", "depthwise_kernel", "pointwise_kernel")]
+    assert compressed
+    for w in compressed:
+        value = keras.ops.convert_to_numpy(w)
+        assert np.count_nonzero(value == 0) == int(np.floor(0.75 * value.size + 1e-3)), w.path
+        assert len(np.unique(value)) <= 2 ** 3 + 1, w.path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the recurrent model's fixed batch
+        raw = dc_keras.export.to_tflite(final, pack=False)
+    packed = dc_keras.export.pack(raw)
+    assert len(packed) < len(raw)
+    sample = {k: v[:4] for k, v in x.items()} if isinstance(x, dict) else x[:4]
+    out = predict_tflite(raw, sample)
+    np.testing.assert_array_equal(out, predict_tflite(packed, sample))
+    np.testing.assert_allclose(out, keras.ops.convert_to_numpy(final.predict(sample, verbose=0)), atol=1e-5)
