@@ -215,3 +215,23 @@ def test_the_documented_flow_gives_the_same_sparsity_on_every_backend_and_packs_
     out = predict_tflite(raw, sample)
     np.testing.assert_array_equal(out, predict_tflite(packed, sample))
     np.testing.assert_allclose(out, keras.ops.convert_to_numpy(final.predict(sample, verbose=0)), atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="a Python lambda does not reach the TensorFlow-backend child "
+                    "that converts on JAX / torch (to_tflite says so first)")
+def test_a_mixed_precision_lambda_layer_is_named_as_kept_by_the_float32_copy():
+    # strip(dtype='float32') keeps a Lambda layer as it is (its config holds bytecode), so the copy still
+    # failed to convert and the error gave the same strip(dtype=...) fix again, for ever.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((4,)), L.Dense(4, name="d"), L.Lambda(lambda t: t * 2.0, name="lam"),
+                                  L.Dense(2, name="h")])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    f32 = dc_keras.strip(model, dtype="float32")
+    assert _policies(f32) == {"d": "float32", "lam": "mixed_float16", "h": "float32"}
+    with pytest.raises(RuntimeError) as info:
+        dc_keras.export.to_tflite(f32, pack=False)
+    assert ("The Lambda layer(s) ['lam'] stay as they are in that copy: build them with dtype='float32', or use "
+            "keras.ops on the model's tensors instead of a Lambda layer.") in str(info.value), str(info.value)

@@ -1077,6 +1077,11 @@ def _half_precision_fix(dtype, model=None):
         fix = ("export a float32 copy, to_tflite(dc_keras.strip(model, dtype='float32')) (the same weights, every "
                "layer computing in float32, also those inside a Bidirectional or an RNN; quantize='float16' stores "
                "float16 weights).")
+        lambdas = [l.name for l in _leaf_layers(model) if type(l) is keras.layers.Lambda and getattr(
+            l.dtype_policy, "compute_dtype", None) in ("float16", "bfloat16")] if model is not None else []
+        if lambdas:  # strip(dtype=) keeps a Lambda as it is: its config holds code Keras does not deserialize
+            fix += (f" The Lambda layer(s) {lambdas} stay as they are in that copy: build them with "
+                    "dtype='float32', or use keras.ops on the model's tensors instead of a Lambda layer.")
     else:  # a subclassed model: strip(dtype=) cannot rebuild it
         fix = ("export a float32 copy: build the model again under keras.mixed_precision.set_global_policy("
                "'float32') (or with dtype='float32' in its layers), call it once on a batch, copy the weights with "

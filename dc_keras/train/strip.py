@@ -29,7 +29,8 @@ def strip(model_or_layer, *, dtype=None):
     float16 / bfloat16 one made compute in half precision, including the layers held inside others
     (a Bidirectional's RNNs, an RNN's cell); the weights are the same values. TFLite's converter
     cannot lower half-precision compute: this is the copy to export from a model trained under
-    mixed precision.
+    mixed precision. A ``Lambda`` layer is kept as it is (its config holds code that Keras does not
+    deserialize): build it with ``dtype="float32"``, or use ``keras.ops`` on the model's tensors.
 
     Example:
         >>> plain = dc_keras.strip(pruned_model)
