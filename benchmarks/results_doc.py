@@ -480,6 +480,50 @@ def _zoo_rerun_table(rows):
     return out + ([""] + outcomes if outcomes else []) + [""]
 
 
+def _zoo_seed_table(rows):
+    """Rows marked ``seed_of`` ({"file", "date"}: the seed-0 row they repeat with the same settings and
+    code of the same day, another ``seed``): one line per model, seed 0 beside the other seeds, and at how
+    many seeds the goal is met (names kept, the verdict of record; names stripped)."""
+    others = [r for r in rows if r.get("seed_of")]
+    if not others:
+        return []
+    groups = {}
+    for r in others:
+        base = next((e for e in rows if e["model"] == r["model"] and e["date"] == r["seed_of"]["date"]), None)
+        if base is None:
+            raise SystemExit(f"{r['model']}: seed_of names {r['seed_of']}, which is not among the zoo JSONs given")
+        groups.setdefault(id(base), (base, []))[1].append(r)
+    seeds = sorted({int(r["seed"]) for r in others})
+    out = ["**Other seeds** (`benchmarks/model_zoo.py --models=M --seed=S`, the row of record's settings, ZOO's "
+           "at the time; seed 0 is the run named in the third column, on the code of the same day): packed file and "
+           "ratio (names kept), test error change, validation error change, goal met (names kept / names stripped). Run after "
+           "the settings were chosen: they report, they choose nothing.", "",
+           "| model | goal | seed 0: JSON (date, commit): file, ratio, test change, validation change, met | " +
+           " | ".join(f"seed {s}" for s in seeds) + " | goal met at (names kept) | names stripped |",
+           "|" + "---|" * (5 + len(seeds))]
+
+    def cell(r):
+        val = 100 * (r["final_val_error"] - r["baseline_val_error"])
+        return (f"{r['packed_bytes']:,} B, {ratio(r['ratio'])}, {r['error_increase_pp']:+.2f} pp, val {val:+.2f} pp, "
+                f"{_yes_no(r.get('goal_met'))} / {_yes_no(r.get('goal_met_stripped'))}")
+
+    for base, runs in sorted(groups.values(), key=lambda g: ZOO_ORDER.index(g[0]["model"])
+                             if g[0]["model"] in ZOO_ORDER else 99):
+        g = base.get("goal")
+        goal = "-" if not g else f">= {g['ratio']:.0f}x at <= +{g['max_increase_pp']:.0f} pp"
+        by_seed = {int(r["seed"]): r for r in runs}
+        every = [base] + [by_seed[s] for s in seeds if s in by_seed]
+        if g:
+            met = f"{sum(bool(r.get('goal_met')) for r in every)} of {len(every)}"
+            met_st = f"{sum(bool(r.get('goal_met_stripped')) for r in every)} of {len(every)}"
+        else:
+            met = met_st = "-"
+        out.append(f"| {base['model']} | {goal} | `{runs[0]['seed_of']['file']}` ({base['date'][:10]}, {base['commit']}): "
+                   f"{cell(base)} | " + " | ".join(cell(by_seed[s]) if s in by_seed else "-" for s in seeds) +
+                   f" | {met} | {met_st} |")
+    return out + [""]
+
+
 def zoo_section(zoo):
     """The model-zoo section (benchmarks/model_zoo.py JSON): one row per model, then where the bytes go."""
     rows = sorted(zoo["models"], key=lambda r: (ZOO_ORDER.index(r["model"]) if r["model"] in ZOO_ORDER else 99,
@@ -506,7 +550,8 @@ def zoo_section(zoo):
            "`strip_strings=True` (tensor/subgraph names and description dropped; column `met, stripped`). Image models train on a subset of the 60,000 images (column `train`) to keep CPU "
            "time sane; 5,000 (sequences: 2,000) training samples are held out for validation, except where the "
            "validation column names its own split (a sequence row with `val_samples`: that many sequences generated "
-           "from a third seed; training and test sequences unchanged).", ""] + _zoo_rerun_table(rows) + [
+           "from a third seed; training and test sequences unchanged).", ""] + _zoo_rerun_table(rows) + \
+        _zoo_seed_table(rows) + [
            "| model | data | train | epochs (base/prune/share) | params | covered | sparsity of covered | bits | "
            "float .tflite (B) | packed (B) | ratio | ratio, names stripped | error: float -> packed | change | goal | "
            "met | met, stripped | bit-identical (kept / stripped) | validation error (Keras) | minutes | load at end |",

@@ -118,3 +118,59 @@ def test_a_custom_loop_that_ran_no_step_is_told_so():
     cb.on_train_end()
     kernel = dc_keras.strip(model).get_layer("d1").kernel.numpy()
     assert np.mean(kernel == 0) == 0.5
+
+
+def test_zoo_seed_table_counts_the_seeds_that_meet_the_goal_and_refuses_a_missing_seed_zero_row():
+    """results_doc._zoo_seed_table: rows with ``seed_of`` (session 53's seed checks of the zoo) get one
+    line per model beside their seed-0 row, and the count of seeds meeting the goal, names kept (the
+    verdict of record) and stripped; a ``seed_of`` naming no given row stops with a message."""
+    from _benchmarks import load as load_bench
+
+    doc = load_bench("results_doc")
+    goal = {"ratio": 15.0, "max_increase_pp": 1.0}
+
+    def row(date, packed, ratio, change, met, **extra):
+        return {"model": "ds_cnn", "date": date, "commit": "abc1234", "packed_bytes": packed, "ratio": ratio,
+                "error_increase_pp": change, "baseline_val_error": 0.128, "final_val_error": 0.128 + change / 100,
+                "goal": goal, "goal_met": met, "goal_met_stripped": True, **extra}
+
+    base = row("2026-12-07 01:29 UTC", 17584, 15.05, -0.20, True)
+    of = {"file": "model_zoo_s51.json", "date": base["date"]}
+    s1 = row("2026-12-07 08:29 UTC", 17856, 14.82, 0.25, False, seed=1, seed_of=of)
+    s2 = row("2026-12-07 09:06 UTC", 17744, 14.91, -0.42, False, seed=2, seed_of=of)
+    lines = doc._zoo_seed_table([s2, base, s1])
+    assert lines[0].startswith("**Other seeds**")
+    table = [line for line in lines if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1  # header, rule and rows: the same columns
+    assert table[2] == ("| ds_cnn | >= 15x at <= +1 pp | `model_zoo_s51.json` (2026-12-07, abc1234): 17,584 B, 15.1x, "
+                        "-0.20 pp, val -0.20 pp, yes / yes | 17,856 B, 14.8x, +0.25 pp, val +0.25 pp, **no** / yes | "
+                        "17,744 B, 14.9x, -0.42 pp, val -0.42 pp, **no** / yes | 1 of 3 | 3 of 3 |")
+    assert doc._zoo_seed_table([base]) == []
+    with pytest.raises(SystemExit, match="ds_cnn: seed_of names"):
+        doc._zoo_seed_table([s1])
+
+
+def test_readme_zoo_seed_sentence_matches_the_seed_runs():
+    """README's sentence on the zoo's other seeds (session 53) against docs/results/model_zoo_s53_seeds.json:
+    the DS-CNN's files, ratios, test changes and stripped ratios, the margins to its 15x goal, and that
+    every other model met its goal at both seeds."""
+    import json
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rows = json.load(open(os.path.join(root, "docs", "results", "model_zoo_s53_seeds.json")))["models"]
+    readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    ds = {r["seed"]: r for r in rows if r["model"] == "ds_cnn"}
+    assert all(r["goal_met"] for r in rows if r["model"] != "ds_cnn" and r.get("goal"))
+    assert not ds[1]["goal_met"] and not ds[2]["goal_met"] and ds[1]["goal_met_stripped"] and ds[2]["goal_met_stripped"]
+    limit = int(ds[1]["float_tflite_bytes"] / ds[1]["goal"]["ratio"])  # the largest file that meets the goal
+    seed0 = next(r for r in json.load(open(os.path.join(root, "docs", "results", "model_zoo_s51.json")))["models"]
+                 if r["model"] == "ds_cnn" and r.get("rerun_of"))
+    text = (f"{ds[1]['ratio']:.1f}x / {ds[2]['ratio']:.1f}x ({ds[1]['packed_bytes']:,} / {ds[2]['packed_bytes']:,} B; "
+            f"test {ds[1]['error_increase_pp']:+.2f} / {ds[2]['error_increase_pp']:+.2f} pp)")
+    assert text in readme, text
+    stripped = f"({ds[1]['stripped_names']['ratio']:.1f}x / {ds[2]['stripped_names']['ratio']:.1f}x with names stripped)"
+    assert stripped in readme, stripped
+    margins = (f"its seed-0 file, {seed0['packed_bytes']:,} B, clears 15x by {limit - seed0['packed_bytes']} B "
+               f"(seeds 1 / 2 miss it by {ds[1]['packed_bytes'] - limit} / {ds[2]['packed_bytes'] - limit} B)")
+    assert margins in readme, margins
