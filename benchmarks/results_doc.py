@@ -447,6 +447,16 @@ def _val_size(r):
     return "" if not src or src.startswith("held-out") else f" ({r['val_samples']:,} own-seed validation sequences)"
 
 
+def _zoo_rank(model):
+    """A zoo model's place in the tables: ZOO_ORDER's, others after it."""
+    return ZOO_ORDER.index(model) if model in ZOO_ORDER else 99
+
+
+def _zoo_goal(goal):
+    """A zoo row's goal as the tables show it, or "-" for a row without one."""
+    return "-" if not goal else f">= {goal['ratio']:.0f}x at <= +{goal['max_increase_pp']:.0f} pp"
+
+
 def _zoo_rerun_table(rows):
     """Rows marked ``rerun_of`` ({"file", "date"}: the row of record they repeat, same settings): one
     line per model, the earlier record beside today's run of the same command."""
@@ -462,12 +472,12 @@ def _zoo_rerun_table(rows):
            "| model | goal | row of record: file, ratio, test change, met | today: commit | file (B) | ratio | "
            "ratio, names stripped | test error float -> packed | change | validation change | met | bit-identical |",
            "|" + "---|" * 12]
-    for r in sorted(reruns, key=lambda r: ZOO_ORDER.index(r["model"]) if r["model"] in ZOO_ORDER else 99):
+    for r in sorted(reruns, key=lambda r: _zoo_rank(r["model"])):
         was = next((e for e in rows if e["model"] == r["model"] and e["date"] == r["rerun_of"]["date"]), None)
         if was is None:
             raise SystemExit(f"{r['model']}: rerun_of names {r['rerun_of']}, which is not among the zoo JSONs given")
         g, st = r.get("goal"), r.get("stripped_names") or {}
-        goal = "-" if not g else f">= {g['ratio']:.0f}x at <= +{g['max_increase_pp']:.0f} pp"
+        goal = _zoo_goal(g)
         same = ("yes" if r["packed_outputs_identical"] else "**NO**") + (
             "" if "identical" not in st else " / " + ("yes" if st["identical"] else "**NO**"))
         val = 100 * (r["final_val_error"] - r["baseline_val_error"])
@@ -507,10 +517,9 @@ def _zoo_seed_table(rows):
         return (f"{r['packed_bytes']:,} B, {ratio(r['ratio'])}, {r['error_increase_pp']:+.2f} pp, val {val:+.2f} pp, "
                 f"{_yes_no(r.get('goal_met'))} / {_yes_no(r.get('goal_met_stripped'))}")
 
-    for base, runs in sorted(groups.values(), key=lambda g: ZOO_ORDER.index(g[0]["model"])
-                             if g[0]["model"] in ZOO_ORDER else 99):
+    for base, runs in sorted(groups.values(), key=lambda g: _zoo_rank(g[0]["model"])):
         g = base.get("goal")
-        goal = "-" if not g else f">= {g['ratio']:.0f}x at <= +{g['max_increase_pp']:.0f} pp"
+        goal = _zoo_goal(g)
         by_seed = {int(r["seed"]): r for r in runs}
         every = [base] + [by_seed[s] for s in seeds if s in by_seed]
         if g:
@@ -526,7 +535,7 @@ def _zoo_seed_table(rows):
 
 def zoo_section(zoo):
     """The model-zoo section (benchmarks/model_zoo.py JSON): one row per model, then where the bytes go."""
-    rows = sorted(zoo["models"], key=lambda r: (ZOO_ORDER.index(r["model"]) if r["model"] in ZOO_ORDER else 99,
+    rows = sorted(zoo["models"], key=lambda r: (_zoo_rank(r["model"]),
                                                  r["date"]))
     seen = {}
     for r in rows:  # a model run twice (a second configuration) keeps both rows, numbered
@@ -558,7 +567,7 @@ def zoo_section(zoo):
            "|" + "---|" * 21]
     for r in rows:
         e, g = r["epochs"], r.get("goal")
-        goal = "-" if not g else f">= {g['ratio']:.0f}x at <= +{g['max_increase_pp']:.0f} pp"
+        goal = _zoo_goal(g)
         met, met_st = (_yes_no(r.get(k)) for k in ("goal_met", "goal_met_stripped"))
         st = r.get("stripped_names") or {}
         same = ("yes" if r["packed_outputs_identical"] else "**NO**") + (
