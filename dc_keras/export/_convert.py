@@ -1072,6 +1072,7 @@ def _half_precision_fix(dtype, model=None):
     import keras
 
     from dc_keras.train import _base
+    from dc_keras.train.strip import FLOAT32_COPY_BY_HAND
 
     if model is None or (isinstance(model, keras.Model) and _base.is_graph_model(model)):
         fix = ("export a float32 copy, to_tflite(dc_keras.strip(model, dtype='float32')) (the same weights, every "
@@ -1083,9 +1084,8 @@ def _half_precision_fix(dtype, model=None):
             fix += (f" The Lambda layer(s) {lambdas} stay as they are in that copy: build them with "
                     "dtype='float32', or use keras.ops on the model's tensors instead of a Lambda layer.")
     else:  # a subclassed model: strip(dtype=) cannot rebuild it
-        fix = ("export a float32 copy: build the model again under keras.mixed_precision.set_global_policy("
-               "'float32') (or with dtype='float32' in its layers), call it once on a batch, copy the weights with "
-               "set_weights(model.get_weights()) and export that (quantize='float16' stores float16 weights).")
+        fix = (f"export a float32 copy: {FLOAT32_COPY_BY_HAND} and export that (quantize='float16' stores "
+               "float16 weights).")
     return f"compute in {dtype} (a mixed-precision dtype policy), which TFLite's converter cannot lower: " + fix
 
 
@@ -1327,7 +1327,8 @@ def _without_wrappers(model):
     """``model`` with dc_keras's training wrappers stripped (a copy: ``model`` is not modified),
     with a warning naming them; ``model`` itself when it has none or is subclassed (whose strip works
     in place: the user's call). The converter would otherwise see kernels, masks and centroids."""
-    from dc_keras.train import _base, strip
+    from dc_keras.train import _base
+    from dc_keras.train.strip import FLOAT32_COPY_BY_HAND
 
     wrapped = _base.find_wrappers(model)
     if not wrapped:

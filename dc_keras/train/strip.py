@@ -63,6 +63,13 @@ def strip(model_or_layer, *, dtype=None):
     return new_model
 
 
+# How to make a float32 copy of a model strip(dtype="float32") cannot rebuild (a subclassed one); said
+# by strip and by to_tflite's half-precision error.
+FLOAT32_COPY_BY_HAND = ("build the model again under keras.mixed_precision.set_global_policy('float32') (or with "
+                        "dtype='float32' in its layers), call it once on a batch, copy the weights with "
+                        "set_weights(model.get_weights())")
+
+
 def _check_dtype(dtype, model_or_layer):
     """``strip(dtype=...)``: "float32" only, and only where the model is rebuilt (a graph model)."""
     name = getattr(dtype, "name", dtype)  # a keras.DTypePolicy("float32") too
@@ -74,9 +81,7 @@ def _check_dtype(dtype, model_or_layer):
         raise ValueError(
             f"strip: dtype='float32' rebuilds a Sequential or Functional model from its config, which a "
             f"{type(model_or_layer).__name__} cannot be (a subclassed model or a layer is stripped in place). Strip "
-            "it without dtype, then make the float32 copy yourself: build the model again under "
-            "keras.mixed_precision.set_global_policy('float32') (or with dtype='float32' in its layers), call it "
-            "once on a batch and copy the weights with set_weights(model.get_weights()).")
+            f"it without dtype, then make the float32 copy yourself: {FLOAT32_COPY_BY_HAND}.")
 
 
 def _float32_changes(layer):
