@@ -1327,8 +1327,7 @@ def _without_wrappers(model):
     """``model`` with dc_keras's training wrappers stripped (a copy: ``model`` is not modified),
     with a warning naming them; ``model`` itself when it has none or is subclassed (whose strip works
     in place: the user's call). The converter would otherwise see kernels, masks and centroids."""
-    from dc_keras.train import _base
-    from dc_keras.train.strip import FLOAT32_COPY_BY_HAND
+    from dc_keras.train import _base, strip
 
     wrapped = _base.find_wrappers(model)
     if not wrapped:
