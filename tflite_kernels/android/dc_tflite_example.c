@@ -21,12 +21,17 @@
  * The JNI class is org.dckeras.example.PackedModel (rename the functions for your package).
  */
 #include <jni.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __ANDROID__
+#include <android/log.h>
+#endif
 
 #include "dc_tflite.h" /* libdc_huffdecode.so's entry points (tflite_kernels/include) */
+#include "dc_unpack.h" /* DC_UNPACK_CORRUPT_FIX: what to do about a damaged file */
 #include "tensorflow/lite/c/c_api.h"
 #include "tensorflow/lite/c/c_api_experimental.h" /* AddCustomOp in older TFLite releases */
 
@@ -43,6 +48,34 @@ typedef struct {
 static void dc_report(void* user_data, const char* format, va_list args) {
   DcRunner* r = (DcRunner*)user_data;
   if (r->error[0] == '\0') vsnprintf(r->error, sizeof r->error, format, args);
+}
+
+/* tflite_plugin_create_delegate's reason when it returns NULL (an option, or the environment
+ * variable DC_KERAS_DECODE_THREADS, it cannot read; out of memory).  Its report_error takes no
+ * user data, so the reason goes through one buffer, creations one at a time; on Android also to
+ * logcat (stderr, where the library says it without a report_error, goes nowhere in an app). */
+static pthread_mutex_t g_create_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_create_error[512];
+
+static void dc_create_report(const char* msg) {
+  snprintf(g_create_error, sizeof g_create_error, "%s", msg);
+#ifdef __ANDROID__
+  __android_log_print(ANDROID_LOG_ERROR, "dc_keras", "%s", msg);
+#endif
+}
+
+/* The HuffDecode delegate (default options), or NULL with the library's reason in err. */
+static TfLiteDelegate* dc_delegate_create(char* err, size_t err_size) {
+  TfLiteDelegate* d;
+  pthread_mutex_lock(&g_create_lock);
+  g_create_error[0] = '\0';
+  d = tflite_plugin_create_delegate(NULL, NULL, 0, dc_create_report);
+  if (!d) {
+    snprintf(err, err_size, "cannot create the HuffDecode delegate: %s",
+             g_create_error[0] ? g_create_error : "out of memory");
+  }
+  pthread_mutex_unlock(&g_create_lock);
+  return d;
 }
 
 static void dc_runner_destroy(DcRunner* r) {
@@ -74,7 +107,8 @@ static DcRunner* dc_runner_create(const void* data, size_t size, int num_threads
   memcpy(r->model_data, data, size);
   r->model = TfLiteModelCreate(r->model_data, size);
   if (!r->model) {
-    snprintf(err, err_size, "not a valid .tflite model (%zu bytes)", size);
+    snprintf(err, err_size, "not a valid .tflite model (%zu bytes); %s", size,
+             DC_UNPACK_CORRUPT_FIX);
     dc_runner_destroy(r);
     return NULL;
   }
@@ -82,9 +116,8 @@ static DcRunner* dc_runner_create(const void* data, size_t size, int num_threads
   TfLiteInterpreterOptionsSetNumThreads(options, num_threads);
   TfLiteInterpreterOptionsSetErrorReporter(options, dc_report, r);
   if (route == DC_ROUTE_DELEGATE) {
-    r->delegate = tflite_plugin_create_delegate(NULL, NULL, 0, NULL);
+    r->delegate = dc_delegate_create(err, err_size);
     if (!r->delegate) {
-      snprintf(err, err_size, "cannot create the HuffDecode delegate");
       TfLiteInterpreterOptionsDelete(options);
       dc_runner_destroy(r);
       return NULL;
@@ -100,6 +133,13 @@ static DcRunner* dc_runner_create(const void* data, size_t size, int num_threads
   if (!r->interpreter || TfLiteInterpreterAllocateTensors(r->interpreter) != kTfLiteOk) {
     snprintf(err, err_size, "cannot load the model: %s",
              r->error[0] ? r->error : "interpreter creation failed");
+    dc_runner_destroy(r);
+    return NULL;
+  }
+  /* TFLite defers the delegate kernel's Prepare, which reports a damaged packed tensor, to the
+   * first Invoke for ops after a dynamic output shape: ask the delegate to fail at load then too. */
+  if (r->delegate && DcKerasHuffDecodeDelegateError(r->delegate, r->error, sizeof r->error) > 0) {
+    snprintf(err, err_size, "cannot load the model: %s", r->error);
     dc_runner_destroy(r);
     return NULL;
   }
@@ -211,9 +251,10 @@ JNIEXPORT void JNICALL Java_org_dckeras_example_PackedModel_nativeClose(JNIEnv* 
  * (org.tensorflow.lite.Delegate.getNativeHandle()). */
 JNIEXPORT jlong JNICALL Java_org_dckeras_example_HuffDecodeDelegate_nativeCreate(JNIEnv* env,
                                                                                  jclass cls) {
-  TfLiteDelegate* d = tflite_plugin_create_delegate(NULL, NULL, 0, NULL);
+  char err[600];
+  TfLiteDelegate* d = dc_delegate_create(err, sizeof err);
   (void)cls;
-  if (!d) throw_java(env, "java/lang/OutOfMemoryError", "HuffDecode delegate");
+  if (!d) throw_java(env, "java/lang/IllegalStateException", err);
   return (jlong)(intptr_t)d;
 }
 

@@ -48,6 +48,7 @@
 #include "dc_sparse_fc.h"
 #include "dc_tensor_label.h"
 #include "dc_tflite.h" /* the public declarations of the entry points below */
+#include "dc_unpack.h" /* DC_UNPACK_CORRUPT_FIX, DC_UNPACK_NEWER_FIX */
 #include "dc_version_note.h"
 #include "tflite_abi.h"
 
@@ -138,6 +139,28 @@ static void set_msg(char* msg, size_t size, const char* fmt, ...) {
   va_end(ap);
 }
 
+/* What the app can do about a packed tensor refused with `st` (dc_peek's or dc_decode's status;
+ * `newer`: dc_version_note found a version newer than DC_VERSION_MAX), in dc_unpack's words
+ * (dc_unpack.h: DC_UNPACK_NEWER_FIX, DC_UNPACK_CORRUPT_FIX): an app's log (the C API's error
+ * reporter, logcat) gets the fix as dc_keras.runtime's errors do.  "" where none is the file's:
+ * a build without a layout whose message says to rebuild it, a bug of the caller. */
+static const char* packed_fix(dc_status st, int newer) {
+  if (newer) return DC_UNPACK_NEWER_FIX;
+  if (st == DC_ERR_UNSUPPORTED) {
+    return strstr(dc_strerror(st), "rebuild")
+               ? ""
+               : "rebuild the decoder without the DC_CODEC_NO_* options";
+  }
+  if (st == DC_ERR_OUTPUT_SIZE || st == DC_ERR_ARGUMENT || st == DC_ERR_WORKSPACE) return "";
+  return DC_UNPACK_CORRUPT_FIX;
+}
+
+/* Appends "; fix" to msg when it fits whole (as dc_unpack does: a cut fix would mislead). */
+static void add_fix(char* msg, size_t size, const char* fix) {
+  const size_t len = strlen(msg);
+  if (*fix && len + 2 + strlen(fix) < size) snprintf(msg + len, size - len, "; %s", fix);
+}
+
 /* Looks up the node's single input/output; NULL + message on misuse. */
 static int node_tensors(const TfLiteContext* context, const TfLiteNode* node, TfLiteTensor** in,
                         TfLiteTensor** out, char* msg, size_t msg_size) {
@@ -175,44 +198,53 @@ static int check_packed(const TfLiteContext* context, const TfLiteTensor* in,
   if (in->type != kTfLiteUInt8) {
     set_msg(msg, msg_size, "HuffDecode(%s): %s must be uint8, got %s", oname, what,
             type_name(in->type));
+    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
     return 0;
   }
   if (!in->dims || in->dims->size != 1) {
     set_msg(msg, msg_size, "HuffDecode(%s): %s must be 1-D", oname, what);
+    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
     return 0;
   }
   if (in->allocation_type != kTfLiteMmapRo || in->data.raw_const == NULL) {
     set_msg(msg, msg_size, "HuffDecode(%s): %s must be a constant tensor", oname, what);
+    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
     return 0;
   }
   if (in->dims->data[0] < 0 || (size_t)in->dims->data[0] != in->bytes) {
     set_msg(msg, msg_size, "HuffDecode(%s): %s holds %zu bytes, but its shape says %d", oname, what,
             in->bytes, (int)in->dims->data[0]);
+    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
     return 0;
   }
   dc_status st = dc_peek((const uint8_t*)in->data.raw_const, in->bytes, info);
   if (st != DC_OK) {
     char note[96]; /* a refused version: which one (newer, or none: damage) */
-    dc_version_note(st, (const uint8_t*)in->data.raw_const, in->bytes, note, sizeof note);
+    const int newer =
+        dc_version_note(st, (const uint8_t*)in->data.raw_const, in->bytes, note, sizeof note);
     set_msg(msg, msg_size, "HuffDecode(%s): %s: %s%s", oname, DC_PEEK_FAILURE(st), dc_strerror(st),
             note);
+    add_fix(msg, msg_size, packed_fix(st, newer));
     return 0;
   }
   int want = dc_to_tflite_type(info->dtype);
   if (want < 0 || want != (int)out->type) {
     set_msg(msg, msg_size, "HuffDecode(%s): packed dtype %s does not match output dtype %s", oname,
             want < 0 ? "unknown" : type_name(want), type_name(out->type));
+    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
     return 0;
   }
   if (!out->dims || out->dims->size < 0 || (uint32_t)out->dims->size != info->rank) {
     set_msg(msg, msg_size, "HuffDecode(%s): packed rank %u does not match output rank %d", oname,
             (unsigned)info->rank, out->dims ? out->dims->size : -1);
+    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
     return 0;
   }
   for (uint32_t k = 0; k < info->rank; ++k) {
     if (out->dims->data[k] < 0 || (uint64_t)out->dims->data[k] != info->dims[k]) {
       set_msg(msg, msg_size, "HuffDecode(%s): packed dim %u is %llu but the output's is %d", oname,
               (unsigned)k, (unsigned long long)info->dims[k], out->dims->data[k]);
+      add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
       return 0;
     }
   }
@@ -320,8 +352,10 @@ static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
   dc_status st = dc_decode((const uint8_t*)in->data.raw_const, in->bytes, out->data.data,
                            (size_t)info.output_bytes);
   if (st != DC_OK) {
-    context->ReportError(context, "HuffDecode(%s): decoding failed: %s", TENSOR_NAME(context, out),
-                         dc_strerror(st));
+    set_msg(msg, sizeof msg, "HuffDecode(%s): decoding failed: %s", TENSOR_NAME(context, out),
+            dc_strerror(st));
+    add_fix(msg, sizeof msg, packed_fix(st, 0));
+    context->ReportError(context, "%s", msg);
     return kTfLiteError;
   }
   state->decoded = 1;
@@ -1216,6 +1250,7 @@ static int delegate_finish_node(TfLiteContext* context, DcDelegate* d, TfLiteNod
   if (job->status != DC_OK) {
     set_msg(msg, msg_size, "HuffDecode(%s): decoding failed: %s", TENSOR_NAME(context, out),
             dc_strerror(job->status));
+    add_fix(msg, msg_size, packed_fix(job->status, 0));
     return 0;
   }
   out->data.data = job->out;
@@ -1402,6 +1437,7 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
     set_msg(why, why_size, "HuffDecode(%s): %s%s", TENSOR_NAME(context, w),
             st == DC_SFC_DECODE ? "decoding failed: " : "",
             st == DC_SFC_DECODE ? dc_strerror(ds) : "out of memory");
+    if (st == DC_SFC_DECODE) add_fix(why, why_size, packed_fix(ds, 0));
     return -1;
   }
   /* The packed bytes are read again only if the delegate is applied again; those of a model
@@ -1961,6 +1997,7 @@ static void join_lazy(DcDelegate* d, int report) {
     } else if (f->jobs[k].status != DC_OK) {
       set_msg(msg, sizeof msg, "HuffDecode(%s): decoding failed: %s", name,
               dc_strerror(f->jobs[k].status));
+      add_fix(msg, sizeof msg, packed_fix(f->jobs[k].status, 0));
       remember_error(d, f->ctx, msg);
     }
   }

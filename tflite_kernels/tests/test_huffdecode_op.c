@@ -10,6 +10,7 @@
 
 #include "codec_vectors.h"
 #include "dc_codec.h"
+#include "dc_unpack.h" /* DC_UNPACK_CORRUPT_FIX, DC_UNPACK_NEWER_FIX */
 #include "tflite_abi.h"
 
 const TfLiteRegistration* DcKerasHuffDecodeRegistration(void);
@@ -184,10 +185,22 @@ static void test_op_decodes_in_prepare(void) {
   op_done();
 }
 
-static void expect_op_error(const char* what, const char* needle) {
+static int ends_with(const char* s, const char* tail) {
+  const size_t n = strlen(s), m = strlen(tail);
+  return n >= m && strcmp(s + n - m, tail) == 0;
+}
+
+/* A damaged (or newer) packed tensor: the reason, then the fix an app's log shows (until
+ * 2026-12-07 only dc_keras.runtime's Python errors and dc_unpack said it). */
+static void expect_op_error_fix(const char* what, const char* needle, const char* fix) {
   CHECK(op_run() == kTfLiteError, what);
   CHECK(strstr(g_error, needle) != NULL, needle);
+  CHECK(ends_with(g_error, fix), what);
   op_done();
+}
+
+static void expect_op_error(const char* what, const char* needle) {
+  expect_op_error_fix(what, needle, DC_UNPACK_CORRUPT_FIX);
 }
 
 static void test_op_errors(void) {
@@ -228,10 +241,18 @@ static void test_op_errors(void) {
   g_packed[g_tensors[0].bytes - 3] ^= 0x5A;
   expect_op_error("corrupt stream", "HuffDecode(w)");
   setup();
+  g_packed[4] = 9; /* format version 9: a newer dc_keras packed it */
+  expect_op_error_fix("newer version", "it is version 9, which only a decoder",
+                      DC_UNPACK_NEWER_FIX);
+  setup();
+  g_packed[4] = 0; /* no such version: damage */
+  expect_op_error("version 0", "version 0 does not exist");
+  setup();
   g_nodes[0].inputs = g_out_list;
   g_nodes[0].outputs = g_out_list;
   g_out_list->data[0] = 7; /* out of range */
-  expect_op_error("bad tensor index", "out of range");
+  CHECK(op_run() == kTfLiteError && strstr(g_error, "out of range") != NULL, "bad tensor index");
+  op_done();
 }
 
 static void test_delegate(void) {
@@ -272,6 +293,8 @@ static void test_delegate(void) {
         "the error can be asked for before the kernel's (deferred) Prepare");
   CHECK(g_kernel.prepare(&g_ctx, &kernel_node) == kTfLiteError, "kernel prepare fails");
   CHECK(strstr(g_error, "HuffDecode(w): decoding failed") != NULL, "reason reported");
+  CHECK(ends_with(why, DC_UNPACK_CORRUPT_FIX) && ends_with(g_error, DC_UNPACK_CORRUPT_FIX),
+        "the fix after the reason (an app's log)");
   tflite_plugin_destroy_delegate(d);
 
   setup(); /* an intact model: no error, no warning */
