@@ -148,12 +148,18 @@ HARNESS = r"""
 
 #include "tensorflow/lite/c/c_api.h"
 
+#ifndef JNI_VERSION_1_1 /* test_android_example.py's stand-in of jni.h (no JDK) */
+typedef jobject jarray;
+#endif
+
 struct TfLiteModel { int unused; };
 struct TfLiteInterpreterOptions { int unused; };
 struct TfLiteInterpreter { int unused; };
+struct TfLiteTensor { int type; size_t bytes; };
 static struct TfLiteModel g_model;
 static struct TfLiteInterpreterOptions g_options;
 static struct TfLiteInterpreter g_interpreter;
+static struct TfLiteTensor g_input, g_output;   /* type and size from the command line */
 
 /* TFLite's verifier refuses the model: what TfLiteModelCreate does with a truncated file */
 TfLiteModel* TfLiteModelCreate(const void* d, size_t n) { return n && memcmp(d, "bad", 3) ? &g_model : NULL; }
@@ -171,28 +177,40 @@ TfLiteInterpreter* TfLiteInterpreterCreate(const TfLiteModel* m, const TfLiteInt
 }
 void TfLiteInterpreterDelete(TfLiteInterpreter* i) { (void)i; }
 TfLiteStatus TfLiteInterpreterAllocateTensors(TfLiteInterpreter* i) { (void)i; return kTfLiteOk; }
-TfLiteTensor* TfLiteInterpreterGetInputTensor(const TfLiteInterpreter* i, int32_t k) { (void)i; (void)k; return NULL; }
-const TfLiteTensor* TfLiteInterpreterGetOutputTensor(const TfLiteInterpreter* i, int32_t k) { (void)i; (void)k; return NULL; }
-TfLiteStatus TfLiteInterpreterInvoke(TfLiteInterpreter* i) { (void)i; return kTfLiteError; }
-TfLiteType TfLiteTensorType(const TfLiteTensor* t) { (void)t; return kTfLiteNoType; }
-size_t TfLiteTensorByteSize(const TfLiteTensor* t) { (void)t; return 0; }
-TfLiteStatus TfLiteTensorCopyFromBuffer(TfLiteTensor* t, const void* d, size_t n) { (void)t; (void)d; (void)n; return kTfLiteError; }
-TfLiteStatus TfLiteTensorCopyToBuffer(const TfLiteTensor* t, void* d, size_t n) { (void)t; (void)d; (void)n; return kTfLiteError; }
+TfLiteTensor* TfLiteInterpreterGetInputTensor(const TfLiteInterpreter* i, int32_t k) { (void)i; (void)k; return &g_input; }
+const TfLiteTensor* TfLiteInterpreterGetOutputTensor(const TfLiteInterpreter* i, int32_t k) { (void)i; (void)k; return &g_output; }
+TfLiteStatus TfLiteInterpreterInvoke(TfLiteInterpreter* i) { (void)i; return kTfLiteOk; }
+TfLiteType TfLiteTensorType(const TfLiteTensor* t) { return (TfLiteType)t->type; }
+size_t TfLiteTensorByteSize(const TfLiteTensor* t) { return t->bytes; }
+TfLiteStatus TfLiteTensorCopyFromBuffer(TfLiteTensor* t, const void* d, size_t n) { (void)t; (void)d; (void)n; return kTfLiteOk; }
+TfLiteStatus TfLiteTensorCopyToBuffer(const TfLiteTensor* t, void* d, size_t n) { (void)t; memset(d, 0, n); return kTfLiteOk; }
 
 static char g_bytes[64];
 static char g_thrown[700];
+static float g_floats[1024];
+static jsize g_count;
 static jclass JNICALL find_class(JNIEnv* e, const char* name) { (void)e; return (jclass)name; }
 static jint JNICALL throw_new(JNIEnv* e, jclass c, const char* msg) {
   (void)e; snprintf(g_thrown, sizeof g_thrown, "%s: %s", (const char*)c, msg); return 0;
 }
 static void* JNICALL buffer_address(JNIEnv* e, jobject b) { (void)e; return b; }
 static jlong JNICALL buffer_capacity(JNIEnv* e, jobject b) { (void)e; (void)b; return sizeof g_bytes; }
+static jsize JNICALL array_length(JNIEnv* e, jarray a) { (void)e; (void)a; return g_count; }
+static jfloat* JNICALL float_elements(JNIEnv* e, jfloatArray a, jboolean* c) { (void)e; (void)a; (void)c; return g_floats; }
+static void JNICALL release_floats(JNIEnv* e, jfloatArray a, jfloat* p, jint m) { (void)e; (void)a; (void)p; (void)m; }
+static jfloatArray JNICALL new_floats(JNIEnv* e, jsize n) { (void)e; (void)n; return (jfloatArray)g_floats; }
+static void JNICALL set_floats(JNIEnv* e, jfloatArray a, jsize s, jsize n, const jfloat* p) {
+  (void)e; (void)a; (void)s; (void)n; (void)p;
+}
 
 JNIEXPORT jlong JNICALL Java_org_dckeras_example_PackedModel_nativeCreate(JNIEnv*, jclass, jobject, jint, jint);
+JNIEXPORT jfloatArray JNICALL Java_org_dckeras_example_PackedModel_nativeRun(JNIEnv*, jclass, jlong, jfloatArray, jint);
 JNIEXPORT void JNICALL Java_org_dckeras_example_PackedModel_nativeClose(JNIEnv*, jclass, jlong);
 JNIEXPORT jlong JNICALL Java_org_dckeras_example_HuffDecodeDelegate_nativeCreate(JNIEnv*, jclass);
 JNIEXPORT void JNICALL Java_org_dckeras_example_HuffDecodeDelegate_nativeDelete(JNIEnv*, jclass, jlong);
 
+/* argv: model text ("bad..." is refused), route, input type, input bytes, output type, output
+ * bytes, number of input floats, outputSize */
 int main(int argc, char** argv) {
   struct JNINativeInterface_ fns;
   memset(&fns, 0, sizeof fns);
@@ -200,27 +218,42 @@ int main(int argc, char** argv) {
   fns.ThrowNew = throw_new;
   fns.GetDirectBufferAddress = buffer_address;
   fns.GetDirectBufferCapacity = buffer_capacity;
+  fns.GetArrayLength = array_length;
+  fns.GetFloatArrayElements = float_elements;
+  fns.ReleaseFloatArrayElements = release_floats;
+  fns.NewFloatArray = new_floats;
+  fns.SetFloatArrayRegion = set_floats;
   JNIEnv env_value = &fns;
   JNIEnv* env = &env_value;
-  snprintf(g_bytes, sizeof g_bytes, "%s", argv[1]);   /* "bad..." or a model */
+  if (argc != 9) return 2;
+  snprintf(g_bytes, sizeof g_bytes, "%s", argv[1]);
+  g_input.type = atoi(argv[3]); g_input.bytes = (size_t)atoi(argv[4]);
+  g_output.type = atoi(argv[5]); g_output.bytes = (size_t)atoi(argv[6]);
+  g_count = atoi(argv[7]);
   jlong h = Java_org_dckeras_example_PackedModel_nativeCreate(env, NULL, (jobject)g_bytes, 2, atoi(argv[2]));
   printf("model handle=%d thrown=%s\n", h != 0, g_thrown);
+  if (h) {
+    g_thrown[0] = '\0';
+    jfloatArray y = Java_org_dckeras_example_PackedModel_nativeRun(env, NULL, h, (jfloatArray)g_floats, atoi(argv[8]));
+    printf("run result=%d thrown=%s\n", y != NULL, g_thrown);
+  }
   Java_org_dckeras_example_PackedModel_nativeClose(env, NULL, h);
   g_thrown[0] = '\0';
   h = Java_org_dckeras_example_HuffDecodeDelegate_nativeCreate(env, NULL);
   printf("delegate handle=%d thrown=%s\n", h != 0, g_thrown);
   if (h) Java_org_dckeras_example_HuffDecodeDelegate_nativeDelete(env, NULL, h);
-  (void)argc;
   return 0;
 }
 """
 
 
-def test_example_says_why_a_delegate_or_a_model_cannot_be_made(tmp_path):
-    """dc_tflite_example.c run on the host against stand-ins of the TFLite C API (as
-    tests/test_android_example.py does) and the real library."""
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    """dc_tflite_example.c built on the host against stand-ins of the TFLite C API (as
+    tests/test_android_example.py does) and the real library; run(model, route, ...) -> lines."""
     import test_android_example as example
 
+    tmp_path = tmp_path_factory.mktemp("example")
     cc = shutil.which("cc") or shutil.which("gcc")
     assert cc, "needs a C compiler (apt install gcc)"
     (tmp_path / "harness.c").write_text(HARNESS)
@@ -234,14 +267,19 @@ def test_example_says_why_a_delegate_or_a_model_cannot_be_made(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
 
-    def run(model, route, **env):
-        e = {k: v for k, v in os.environ.items() if k != "DC_KERAS_DECODE_THREADS"}
-        p = subprocess.run([str(exe), model, str(route)], capture_output=True, text=True, timeout=60, env={**e, **env})
+    def run(model, route, io=(1, 64, 1, 40, 16, 10), **env):
+        base = {k: v for k, v in os.environ.items() if k != "DC_KERAS_DECODE_THREADS"}
+        p = subprocess.run([str(exe), model, str(route), *map(str, io)], capture_output=True, text=True,
+                           timeout=60, env={**base, **env})
         assert p.returncode == 0, p.stderr
         return p.stdout.splitlines()
 
+    return run
+
+
+def test_example_says_why_a_delegate_or_a_model_cannot_be_made(harness):
     # a file TFLite's verifier refuses (truncated, not a .tflite): the fix after the size
-    lines = run("bad model", 0)
+    lines = harness("bad model", 0)
     assert lines[0] == ("model handle=0 thrown=java/lang/IllegalArgumentException: not a valid .tflite model "
                         f"(64 bytes); {fb.CORRUPT_FIX}"), lines
     assert lines[1] == "delegate handle=1 thrown=", lines
@@ -249,12 +287,35 @@ def test_example_says_why_a_delegate_or_a_model_cannot_be_made(tmp_path):
     # was "cannot create the HuffDecode delegate" and OutOfMemoryError("HuffDecode delegate"))
     why = ("dc_keras HuffDecode delegate: environment variable DC_KERAS_DECODE_THREADS='two' is not a whole "
            "number from 0 to 64: set it to the number of decode threads (0 = one per CPU), or unset it")
-    lines = run("a model", 1, DC_KERAS_DECODE_THREADS="two")
+    lines = harness("a model", 1, DC_KERAS_DECODE_THREADS="two")
     assert lines == [f"model handle=0 thrown=java/lang/IllegalArgumentException: cannot create the HuffDecode "
                      f"delegate: {why}",
                      f"delegate handle=0 thrown=java/lang/IllegalStateException: cannot create the HuffDecode "
                      f"delegate: {why}"], lines
-    assert run("a model", 1) == ["model handle=1 thrown=", "delegate handle=1 thrown="]
+    assert harness("a model", 1) == ["model handle=1 thrown=", "run result=1 thrown=", "delegate handle=1 thrown="]
+
+
+def test_example_names_the_type_and_size_of_an_int8_models_input_and_output(harness):
+    """An int8 .tflite with int8 inputs (converted with inference_input_type=tf.int8) in the
+    example's float32 run: "input must be 196 float32 values, got 784" (its 784 bytes / 4); an
+    output of another size: "output is not 12 float32 values", not what it is."""
+    ok = ["model handle=1 thrown=", "run result=1 thrown=", "delegate handle=1 thrown="]
+    assert harness("a model", 0, io=(1, 3136, 1, 40, 784, 10)) == ok
+    lines = harness("a model", 0, io=(9, 784, 9, 10, 784, 10))
+    assert lines[1] == ("run result=0 thrown=java/lang/IllegalArgumentException: the model's input 0 is int8 "
+                        "(784 bytes), not float32, which this example feeds: quantize the values with the input's "
+                        "TfLiteTensorQuantizationParams and copy them in its type, or convert the model with "
+                        "float32 inputs"), lines
+    lines = harness("a model", 0, io=(1, 3136, 3, 10, 784, 10))
+    assert lines[1].startswith("run result=0 thrown=java/lang/IllegalArgumentException: the model's output 0 is "
+                               "uint8 (10 bytes), not float32, which this example returns: copy it out in its "
+                               "type and dequantize it"), lines
+    lines = harness("a model", 0, io=(1, 3136, 1, 40, 784, 12))
+    assert lines[1] == ("run result=0 thrown=java/lang/IllegalArgumentException: the model's output 0 is 10 "
+                        "float32 values: pass outputSize = 10, not 12"), lines
+    lines = harness("a model", 0, io=(1, 3136, 1, 40, 100, 10))
+    assert lines[1] == ("run result=0 thrown=java/lang/IllegalArgumentException: input must be 784 float32 values, "
+                        "got 100"), lines
 
 
 def test_example_asks_the_delegate_for_its_error_after_allocate_tensors():
@@ -262,7 +323,7 @@ def test_example_asks_the_delegate_for_its_error_after_allocate_tensors():
     the delegate kernel's Prepare past a dynamic output shape); the example, which apps copy, did not."""
     with open(os.path.join(KERNELS, "android", "dc_tflite_example.c")) as f:
         c = f.read()
-    create = c[c.index("static DcRunner* dc_runner_create("):c.index("/* One float32 input")]
+    create = c[c.index("static DcRunner* dc_runner_create("):c.index("/* The name of a TfLiteType")]
     assert create.index("TfLiteInterpreterAllocateTensors") < create.index("DcKerasHuffDecodeDelegateError(")
 
 

@@ -146,13 +146,37 @@ static DcRunner* dc_runner_create(const void* data, size_t size, int num_threads
   return r;
 }
 
-/* One float32 input and one float32 output (e.g. a classifier); copies with size checks. */
+/* The name of a TfLiteType a classifier's input or output may have (c_api_types.h's values). */
+static const char* dc_type_name(TfLiteType type) {
+  switch ((int)type) {
+    case 1: return "float32";
+    case 2: return "int32";
+    case 3: return "uint8";
+    case 4: return "int64";
+    case 6: return "bool";
+    case 7: return "int16";
+    case 9: return "int8";
+    case 10: return "float16";
+    default: return "a type other than float32";
+  }
+}
+
+/* One float32 input and one float32 output (e.g. a classifier); copies with size checks.  A
+ * model with quantized inputs or outputs (an int8 model converted with inference_input_type /
+ * inference_output_type int8) is refused with what it has: feed it bytes of its own type. */
 static int dc_runner_run(DcRunner* r, const float* in, size_t in_count, float* out,
                          size_t out_count, char* err, size_t err_size) {
   TfLiteTensor* input = TfLiteInterpreterGetInputTensor(r->interpreter, 0);
   const TfLiteTensor* output;
-  if (TfLiteTensorType(input) != kTfLiteFloat32 ||
-      TfLiteTensorByteSize(input) != in_count * sizeof(float)) {
+  if (TfLiteTensorType(input) != kTfLiteFloat32) {
+    snprintf(err, err_size,
+             "the model's input 0 is %s (%zu bytes), not float32, which this example feeds: "
+             "quantize the values with the input's TfLiteTensorQuantizationParams and copy them "
+             "in its type, or convert the model with float32 inputs",
+             dc_type_name(TfLiteTensorType(input)), TfLiteTensorByteSize(input));
+    return 0;
+  }
+  if (TfLiteTensorByteSize(input) != in_count * sizeof(float)) {
     snprintf(err, err_size, "input must be %zu float32 values, got %zu",
              TfLiteTensorByteSize(input) / sizeof(float), in_count);
     return 0;
@@ -164,9 +188,19 @@ static int dc_runner_run(DcRunner* r, const float* in, size_t in_count, float* o
     return 0;
   }
   output = TfLiteInterpreterGetOutputTensor(r->interpreter, 0);
-  if (TfLiteTensorType(output) != kTfLiteFloat32 ||
-      TfLiteTensorByteSize(output) != out_count * sizeof(float)) {
-    snprintf(err, err_size, "output is not %zu float32 values", out_count);
+  if (TfLiteTensorType(output) != kTfLiteFloat32) {
+    snprintf(err, err_size,
+             "the model's output 0 is %s (%zu bytes), not float32, which this example returns: "
+             "copy it out in its type and dequantize it with the output's "
+             "TfLiteTensorQuantizationParams, or convert the model with float32 outputs",
+             dc_type_name(TfLiteTensorType(output)), TfLiteTensorByteSize(output));
+    return 0;
+  }
+  if (TfLiteTensorByteSize(output) != out_count * sizeof(float)) {
+    snprintf(err, err_size,
+             "the model's output 0 is %zu float32 values: pass outputSize = %zu, not %zu",
+             TfLiteTensorByteSize(output) / sizeof(float),
+             TfLiteTensorByteSize(output) / sizeof(float), out_count);
     return 0;
   }
   TfLiteTensorCopyToBuffer(output, out, out_count * sizeof(float));
