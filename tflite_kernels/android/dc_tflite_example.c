@@ -237,7 +237,9 @@ JNIEXPORT jlong JNICALL Java_org_dckeras_example_PackedModel_nativeCreate(JNIEnv
   return (jlong)(intptr_t)r;
 }
 
-/* PackedModel.nativeRun(handle: Long, input: FloatArray, outputSize: Int): FloatArray */
+/* PackedModel.nativeRun(handle: Long, input: FloatArray, outputSize: Int): FloatArray -- one call
+ * at a time per handle, never during nativeClose (docs/android.md: PackedModel's run and close are
+ * @Synchronized): a TFLite interpreter is not safe to invoke from two threads at once. */
 JNIEXPORT jfloatArray JNICALL Java_org_dckeras_example_PackedModel_nativeRun(
     JNIEnv* env, jclass cls, jlong handle, jfloatArray input, jint output_size) {
   DcRunner* r = (DcRunner*)(intptr_t)handle;
