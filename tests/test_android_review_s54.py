@@ -22,6 +22,7 @@ doc's CMake cross builds for aarch64 and armv7, LiteRT's plain `load_delegate` r
 aarch64 (float and int8, 1 and 2 threads, a delegate shared by 4 threads: bit-exact with the unpacked
 model), the emulated test below."""
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -95,7 +96,7 @@ def test_tensorflow_op_route_says_the_fix_itself(files):
 
 # LiteRT's Delegate.__del__ after a failed load_delegate: "'Delegate' object has no attribute '_library'"
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_doc_troubleshooting_quotes_what_the_runtimes_say(files, tmp_path):
+def test_doc_troubleshooting_quotes_what_the_runtimes_say(files, tmp_path, monkeypatch):
     """Each message docs/android.md's Troubleshooting table quotes is the runtime's own: a stock
     interpreter on a packed file, a library of another word size or machine (ELF header patched:
     what a cross build for the wrong ABI gives dlopen), a truncated file, a damaged packed tensor."""
@@ -109,7 +110,8 @@ def test_doc_troubleshooting_quotes_what_the_runtimes_say(files, tmp_path):
         Interpreter(model_content=files["packed"]).allocate_tensors()
     said["stock"] = str(e.value)
     lib = open(runtime.library_path(), "rb").read()
-    for what, patch in (("machine", (18, (183).to_bytes(2, "little"))), ("class", (4, b"\x01"))):
+    other, other_name = (62, "x86-64") if platform.machine() == "aarch64" else (183, r"AArch64 \(ARM64\)")
+    for what, patch in (("machine", (18, other.to_bytes(2, "little"))), ("class", (4, b"\x01"))):
         bad = bytearray(lib)
         bad[patch[0]:patch[0] + len(patch[1])] = patch[1]
         (tmp_path / f"{what}.so").write_bytes(bytes(bad))
@@ -135,13 +137,10 @@ def test_doc_troubleshooting_quotes_what_the_runtimes_say(files, tmp_path):
         assert words in said[key], (key, said[key])
         assert words in " ".join(section.split()), (key, words)
     # the same mistakes through dc_keras.runtime name the file or library and the fix in words
-    os.environ["DC_KERAS_LIBRARY"] = str(tmp_path / "machine.so")
-    try:
-        with pytest.raises(OSError, match=r"it is a library for AArch64 \(ARM64\), and this Python runs on x86_64: "
-                                          r"point DC_KERAS_LIBRARY at a libdc_huffdecode.so built on this machine"):
-            runtime.library_path()
-    finally:
-        del os.environ["DC_KERAS_LIBRARY"]
+    monkeypatch.setenv("DC_KERAS_LIBRARY", str(tmp_path / "machine.so"))
+    with pytest.raises(OSError, match=rf"it is a library for {other_name}, and this Python runs on {platform.machine()}: "
+                                      r"point DC_KERAS_LIBRARY at a libdc_huffdecode.so built on this machine"):
+        runtime.library_path()
 
 
 HARNESS = r"""
