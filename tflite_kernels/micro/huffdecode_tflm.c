@@ -214,6 +214,19 @@ static int check_tensors(DcTflmContext* ctx, OpData* d, const DcTflmEvalTensor* 
                 d->out_idx, d->in_idx);
     return 0;
   }
+  /* A flatbuffer vector's elements follow its u32 count, 4-byte aligned in the file: a packed
+   * input off that alignment sits in a model array off its own (16 bytes, as TFLM's
+   * generate_cc_arrays.py declares it), whose float and int64 constants TFLM's kernels load in
+   * place, which faults on Cortex-M (DcTflmCheckModel refuses such an array before TFLM reads it;
+   * this catches what reaches here). */
+  if (((uintptr_t)in->data.raw_const & 3) != 0) {
+    DC_TFLM_LOG(ctx,
+                "HuffDecode (output tensor %d): packed input %d is not 4-byte aligned: the "
+                "model array is not 16-byte aligned, which TFLM's loads need: declare it "
+                "alignas(16) (as generate_cc_arrays.py does) or copy it to an aligned buffer",
+                d->out_idx, d->in_idx);
+    return 0;
+  }
   /* TFLM gives a kernel no buffer size: a constant's data pointer is the first element of its
    * flatbuffer Buffer's data vector (TFLM's GetFlatbufferTensorBuffer), which flatbuffers' format
    * puts right after the vector's u32 little-endian element count (read byte by byte: any
@@ -316,12 +329,6 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
     DC_TFLM_LOG(ctx, "HuffDecode: arena too small for the op's state; enlarge the arena");
     return kDcTflmError;
   }
-  if (d->bad_options) {
-    DC_TFLM_LOG(ctx,
-                "HuffDecode: custom options must be empty or one byte (0: decode "
-                "once, 1: decode every invoke)");
-    return kDcTflmError;
-  }
   /* A tensor index of -1 (the flatbuffer's "no tensor") would make TFLM's GetEvalTensor, which
    * checks no bounds, read before its tensor array. */
   if (node->inputs == NULL || node->outputs == NULL || node->inputs->size != 1 ||
@@ -333,6 +340,14 @@ static DcTflmStatus op_prepare(DcTflmContext* ctx, DcTflmNode* node) {
   }
   d->in_idx = node->inputs->data[0];
   d->out_idx = node->outputs->data[0];
+  if (d->bad_options) { /* pack writes none; set_decode_mode.py one byte, 0 or 1 */
+    DC_TFLM_LOG(ctx,
+                "HuffDecode (output tensor %d): custom options must be empty or one byte (0: "
+                "decode once, 1: decode every invoke): clear them (tools/mcu/set_decode_mode.py "
+                "IN OUT --reset), or update this kernel if a newer dc_keras wrote them",
+                d->out_idx);
+    return kDcTflmError;
+  }
   in = ctx->GetEvalTensor(ctx, d->in_idx);
   out = ctx->GetEvalTensor(ctx, d->out_idx);
   if (d->decoded) { /* decoded by an earlier Prepare: keep the output pointing at it */

@@ -59,6 +59,38 @@ typedef enum { DC_TFLM_DECODE_ONCE = 0, DC_TFLM_DECODE_EACH_INVOKE = 1 } DcTflmD
  * tools/mcu/tflm_mock_ctx.c) lays the packed bytes out the same way. */
 const DcTflmRegistration* DcTflmHuffDecodeRegistration(DcTflmDecodeMode default_mode);
 
+/* What DcTflmCheckModel found. */
+typedef enum {
+  DC_TFLM_MODEL_OK = 0,
+  DC_TFLM_MODEL_MISSING = 1,          /* NULL, or fewer than 8 bytes */
+  DC_TFLM_MODEL_MISALIGNED = 2,       /* not at a 16-byte aligned address */
+  DC_TFLM_MODEL_NOT_TFLITE = 3,       /* no "TFL3" file identifier at bytes 4-7 */
+  DC_TFLM_MODEL_DAMAGED = 4,          /* an offset points outside the SIZE bytes */
+  DC_TFLM_MODEL_SCHEMA_VERSION = 5,   /* Model.version is not 3 */
+  DC_TFLM_MODEL_EXTERNAL_BUFFERS = 6, /* a Buffer's data stored after the flatbuffer */
+  DC_TFLM_MODEL_NO_SUBGRAPH = 7       /* no subgraph */
+} DcTflmModelCheck;
+
+/* huffdecode_tflm_check.c (optional: compile it in to call these).  Checks, before
+ * tflite::GetModel(model), what TFLM itself does not and would fault or misread on
+ * (docs/microcontrollers.md, *Checking the model array*): the array's alignment (TFLM reads the
+ * flatbuffer and the raw constants in place with word and float loads: a misaligned array
+ * HardFaults in AllocateTensors on Cortex-M, with no message), the file identifier, that the
+ * Model table, its vtable, its subgraph and buffer vectors and every Buffer's data lie inside the
+ * SIZE bytes (a truncated or overwritten image, or the size of something else), the schema version
+ * and data stored after the flatbuffer (pack --buffers external).  Not a full flatbuffer
+ * verification (operators and tensors are not walked) and no checksum of raw constants: packed
+ * tensors carry their own CRC, which HuffDecode's Prepare checks.  Reads only, byte by byte (any
+ * alignment, any byte order); O(number of buffers).  Usage:
+ *     DcTflmModelCheck c = DcTflmCheckModel(g_model, g_model_len);
+ *     if (c != DC_TFLM_MODEL_OK) { MicroPrintf("%s", DcTflmModelCheckMessage(c)); return; }
+ *     const tflite::Model* model = tflite::GetModel(g_model); */
+DcTflmModelCheck DcTflmCheckModel(const void* model, size_t size);
+
+/* The check's message (under 256 characters, naming the problem and the fix); "" with
+ * TF_LITE_STRIP_ERROR_STRINGS defined (TFLM's BUILD_TYPE=release), where only the code remains. */
+const char* DcTflmModelCheckMessage(DcTflmModelCheck check);
+
 /* The op name the packer writes into the model. */
 #define DC_TFLM_HUFFDECODE_NAME "HuffDecode"
 

@@ -2,14 +2,16 @@
 # tools/mcu/test_mcu.sh -- `make test-mcu`: the packed-tensor decoder on emulated Cortex-M4/M7.
 #
 #  1. Tools: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm (apt-get install when
-#     root, under flock /tmp/apt.lock; otherwise a message and exit 0 WITHOUT running anything).
+#     root, under flock /tmp/apt.lock, waiting up to 10 min for dpkg's lock; otherwise a message
+#     and exit 0 WITHOUT running anything).
 #  2. Cross builds (cached in $DC_MCU_CACHE, default ~/.cache/dc_keras/mcu/build/<hash of sources,
 #     flags, compiler>): tflite_kernels/tests/test_codec.c with its vectors, and
 #     tools/mcu/bench_decode.c with synthetic LeNet-300-100 tensors (gen_bench_vectors.py), for
 #     Cortex-M4 (mps2-an386, FPv4-SP) and Cortex-M7 (mps2-an500, FPv5-D16), bare metal
 #     (tools/mcu/startup.c + mps2.ld, newlib + semihosting); the TFLM kernel
 #     (tflite_kernels/micro/huffdecode_tflm.c) compiled for Cortex-M4 (its ILP32 layout asserts),
-#     also with TF_LITE_STRIP_ERROR_STRINGS (TFLM's BUILD_TYPE=release: no message strings);
+#     also with TF_LITE_STRIP_ERROR_STRINGS (TFLM's BUILD_TYPE=release: no message strings), and
+#     the model array's check huffdecode_tflm_check.c (also for Cortex-M0; warning-free);
 #     decoder and kernel compiled for Cortex-M0 (-Os, warning-free; code sizes only).
 #  3. Runs under qemu-system-arm (semihosting: console + exit status): test_codec on M4 and M7
 #     must report 0 failures; bench_decode on M4 with -icount shift=0 (instruction counts; a
@@ -40,8 +42,11 @@ step "tools"
 if ! have_tools; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "   apt-get install ${PKGS[*]} (under /tmp/apt.lock)"
-    flock /tmp/apt.lock sh -c "(apt-get update -qq >/dev/null 2>&1 || true) && \
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${PKGS[*]} >/dev/null" \
+    # DPkg::Lock::Timeout: an apt-get not under /tmp/apt.lock (another job's, unattended-upgrades)
+    # holding dpkg's lock made this fail at once ("Could not get lock /var/lib/dpkg/lock-frontend")
+    flock /tmp/apt.lock sh -c "(apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 || true) && \
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+      ${PKGS[*]} >/dev/null" \
       || { echo "test-mcu: FAILED: apt-get install ${PKGS[*]} failed"; exit 1; }
     have_tools || { echo "test-mcu: FAILED: tools still missing after apt-get install"; exit 1; }
   else
@@ -105,6 +110,10 @@ else
     arm-none-eabi-gcc $F ${COMMON/-O2/-Os} -c -o "$B.tmp/$cpu/dc_codec_Os.o" $K/src/dc_codec.c
     # shellcheck disable=SC2086
     arm-none-eabi-gcc $F ${COMMON/-O2/-Os} -I$K/micro -c -o "$B.tmp/$cpu/huffdecode_tflm_Os.o" $K/micro/huffdecode_tflm.c
+    # the model array's check (huffdecode_tflm_check.c, optional for a firmware): warning-free
+    # shellcheck disable=SC2086
+    arm-none-eabi-gcc $F ${COMMON/-O2/-Os} -I$K/micro -c -o "$B.tmp/$cpu/huffdecode_tflm_check_Os.o" \
+      $K/micro/huffdecode_tflm_check.c
     # the kernel as TFLM's release build (BUILD_TYPE=release) compiles it: same errors, no messages
     # shellcheck disable=SC2086
     arm-none-eabi-gcc $F $COMMON -DTF_LITE_STRIP_ERROR_STRINGS -I$K/micro -c -o "$B.tmp/$cpu/huffdecode_tflm_strip.o" \
@@ -121,6 +130,9 @@ else
   arm-none-eabi-gcc $M0 ${COMMON/-O2/-Os} -c -o "$B.tmp/m0/dc_codec_Os.o" $K/src/dc_codec.c
   # shellcheck disable=SC2086
   arm-none-eabi-gcc $M0 ${COMMON/-O2/-Os} -I$K/micro -c -o "$B.tmp/m0/huffdecode_tflm_Os.o" $K/micro/huffdecode_tflm.c
+  # shellcheck disable=SC2086
+  arm-none-eabi-gcc $M0 ${COMMON/-O2/-Os} -I$K/micro -c -o "$B.tmp/m0/huffdecode_tflm_check_Os.o" \
+    $K/micro/huffdecode_tflm_check.c
   touch "$B.tmp/.done"
   rm -rf "$B" && mv "$B.tmp" "$B"
 fi

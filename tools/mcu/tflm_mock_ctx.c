@@ -6,7 +6,7 @@
  * tests/test_micro.py (test_kernel_lifecycle_with_a_stand_in_context).
  *
  *   tflm_mock_ctx MODE PACKED RAW TYPE DIM... [--corrupt] [--persistent-limit BYTES]
- *                 [--shape-bytes N] [--output-const BYTES]
+ *                 [--shape-bytes N] [--output-const BYTES] [--misalign] [--options BYTE...]
  *
  * MODE: 0 decode once, 1 every invoke (the registration's default; no custom options).  PACKED:
  * a docs/FORMAT.md tensor; RAW: its decoded bytes; TYPE: the TfLiteType of the output.  Prints
@@ -16,7 +16,9 @@
  * u32 length (in an allocation of exactly 4 + their size, so ASan sees any read past them).
  * --shape-bytes N: the packed input's shape says N bytes (a model edited after packing: the buffer
  * holds PACKED's); --output-const BYTES: the output has data before Prepare, as a constant of the
- * flatbuffer (BYTES of it) has in TFLM.
+ * flatbuffer (BYTES of it) has in TFLM; --misalign: the vector one byte off its 4-byte alignment,
+ * as in a model array off its own (the allocation one byte longer); --options BYTE...: the op's
+ * custom options (each BYTE a decimal number; the rest of the arguments).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,15 +68,18 @@ int main(int argc, char** argv) {
   DcTflmIntArray* dims;
   unsigned char *vec, *packed, *raw;
   size_t packed_size, raw_size, before, shape_bytes = (size_t)-1;
-  int mode, i, rank = 0, corrupt = 0, have_const = 0, st;
+  int mode, i, rank = 0, corrupt = 0, have_const = 0, misalign = 0, n_options = 0, st;
+  char options[8];
   if (argc < 6) return 2;
   setvbuf(stdout, NULL, _IOLBF, 0);
   dc_si_setup(si);
   si->echo = 1;
   mode = atoi(argv[1]);
-  vec = read_file(argv[2], 4, &packed_size);
-  packed = vec + 4; /* a flatbuffer vector: u32 little-endian length, then the bytes */
-  for (i = 0; i < 4; ++i) vec[i] = (unsigned char)(packed_size >> (8 * i));
+  for (i = 5; i < argc; ++i) misalign |= strcmp(argv[i], "--misalign") == 0;
+  vec = read_file(argv[2], 4 + (size_t)misalign, &packed_size);
+  /* a flatbuffer vector: u32 little-endian length, then the bytes */
+  packed = vec + 4 + misalign;
+  for (i = 0; i < 4; ++i) vec[misalign + i] = (unsigned char)(packed_size >> (8 * i));
   raw = read_file(argv[3], 0, &raw_size);
   dims = (DcTflmIntArray*)malloc(sizeof(DcTflmIntArray) + 8 * sizeof(int));
   si->tail_limit = (size_t)1 << 24;
@@ -88,6 +93,11 @@ int main(int argc, char** argv) {
     } else if (strcmp(argv[i], "--output-const") == 0 && i + 1 < argc) {
       g_const_bytes = (size_t)strtoul(argv[++i], NULL, 10);
       have_const = 1;
+    } else if (strcmp(argv[i], "--misalign") == 0) {
+      continue; /* read above */
+    } else if (strcmp(argv[i], "--options") == 0) {
+      while (++i < argc && n_options < (int)sizeof options)
+        options[n_options++] = (char)atoi(argv[i]);
     } else if (rank < 8) {
       dims->data[rank++] = atoi(argv[i]);
     }
@@ -116,7 +126,7 @@ int main(int argc, char** argv) {
   node.outputs = (DcTflmIntArray*)(void*)&outs;
 
   reg = DcTflmHuffDecodeRegistration((DcTflmDecodeMode)mode);
-  node.user_data = dc_si_init_op(si, reg, NULL, 0);
+  node.user_data = dc_si_init_op(si, reg, n_options ? options : NULL, (size_t)n_options);
   before = si->tail_used; /* the op's state */
   st = dc_si_prepare(si, reg, &node);
   printf("prepare %d\n", st);

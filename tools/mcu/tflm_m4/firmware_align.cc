@@ -7,10 +7,12 @@
 // 12 of a 16-byte aligned buffer, runs AllocateTensors and one Invoke (decode once and every
 // invoke) and requires the same output bytes as at offset 0; then it runs the first model at
 // offset MISALIGN (default 1), which on Cortex-M4 ends in a fault (run_align.sh checks which),
-// or, if it ran, prints TFLM_M4_ALIGN_MISALIGNED_RAN. Exits with the failure count.
+// or, if it ran, prints TFLM_M4_ALIGN_MISALIGNED_RAN. Before each run a TFLM_M4_ALIGN_CHECK line:
+// what DcTflmCheckModel (huffdecode_tflm_check.c) says of that copy. Exits with the failure count.
 #include <stdio.h>
 #include <string.h>
 
+#include "huffdecode_tflm.h"
 #include "lenet_ops.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
@@ -44,6 +46,11 @@ unsigned Run(const char* name, const unsigned char* begin, const unsigned char* 
     return 0;
   }
   memcpy(g_model + offset, begin, n);
+  // what a firmware runs before GetModel (docs/microcontrollers.md, *Checking the model array*);
+  // run here and then ignored, to see what TFLM does with what it refuses
+  const DcTflmModelCheck check = DcTflmCheckModel(g_model + offset, n);
+  printf("TFLM_M4_ALIGN_CHECK %s mode %d offset %u: %d %s\n", name, mode, (unsigned)offset,
+         (int)check, DcTflmModelCheckMessage(check));
   const tflite::Model* model = tflite::GetModel(g_model + offset);
   LenetResolver resolver;
   AddLenetOps(resolver, mode);

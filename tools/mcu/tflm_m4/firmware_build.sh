@@ -6,8 +6,8 @@
 #     MODELS (default: benchmarks/mcu_models.py's cached LeNet, which run.sh and run_edited.sh read);
 #   tflm_objects LIST...: the TFLM sources named in each list, compiled from T into W/tflm_obj
 #     (arm-none-eabi-g++ -Os with TFLM's defines; an object already there is kept);
-#   firmware_run NAME MODELS: HERE/NAME.cc with our kernel (C99), the decoder, tools/mcu/startup.c
-#     and W/MODELS.S (the .incbin'd models) linked against those objects into W/NAME.elf, its size
+#   firmware_run NAME MODELS: HERE/NAME.cc with our kernel (C99; huffdecode_tflm_check.c too, which
+#     --gc-sections drops unless NAME.cc calls it), the decoder, tools/mcu/startup.c and W/MODELS.S (the .incbin'd models) linked against those objects into W/NAME.elf, its size
 #     printed, then run under qemu-system-arm (mps2-an386, -icount shift=0) into W/result.txt; its
 #     status is the firmware's (the failure count). KFLAGS: extra flags for the kernel's compile.
 if [ $# -lt 2 ]; then
@@ -55,6 +55,9 @@ firmware_run() {
   arm-none-eabi-gcc $CPU -std=c99 -O2 -Wall -Wextra -Werror ${KFLAGS:-} $INC -c -o "$W/huffdecode_tflm.o" \
     "$ROOT/tflite_kernels/micro/huffdecode_tflm.c"
   # shellcheck disable=SC2086
+  arm-none-eabi-gcc $CPU -std=c99 -O2 -Wall -Wextra -Werror ${KFLAGS:-} $INC -c -o "$W/huffdecode_tflm_check.o" \
+    "$ROOT/tflite_kernels/micro/huffdecode_tflm_check.c"
+  # shellcheck disable=SC2086
   arm-none-eabi-gcc $CPU -std=c99 -O2 $INC -c -o "$W/startup.o" "$ROOT/tools/mcu/startup.c"
   # shellcheck disable=SC2086
   arm-none-eabi-gcc $CPU -c -o "$W/$models.o" "$W/$models.S"
@@ -66,7 +69,7 @@ firmware_run() {
     $INC -c -o "$W/$name.o" "$HERE/$name.cc"
   # shellcheck disable=SC2086
   arm-none-eabi-g++ $CPU --specs=rdimon.specs -nostartfiles -T "$ROOT/tools/mcu/mps2.ld" -Wl,--gc-sections \
-    -o "$W/$name.elf" "$W/$name.o" "$W/register.o" "$W/huffdecode_tflm.o" "$W/dc_codec.o" \
+    -o "$W/$name.elf" "$W/$name.o" "$W/register.o" "$W/huffdecode_tflm.o" "$W/huffdecode_tflm_check.o" "$W/dc_codec.o" \
     "$W/startup.o" "$W/$models.o" "$W"/tflm_obj/*.o -lm
   arm-none-eabi-size "$W/$name.elf"
   timeout 1200 qemu-system-arm -M mps2-an386 -icount shift=0,align=off,sleep=off -nographic -monitor none \

@@ -5,7 +5,8 @@
 # int8.tflite: benchmarks/mcu_models.py's cached LeNet by default, as run.sh; any models of the
 # LeNet's ops) copied to RAM at 4-byte aligned offsets, bit-exact with offset 0, then the first at
 # offset 1, which must end in the M4's UsageFault for an unaligned access (UFSR.UNALIGNED: CFSR
-# 0x01000000), not run. Prints TFLM_M4_ALIGN lines; exits 0 when both hold.
+# 0x01000000), not run, and which DcTflmCheckModel (huffdecode_tflm_check.c, run before each copy)
+# must refuse as misaligned. Prints TFLM_M4_ALIGN lines; exits 0 when all three hold.
 # The TFLM objects, the firmware's compile and link and the qemu run are firmware_build.sh's.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -28,4 +29,9 @@ if grep -q "^TFLM_M4_ALIGN_MISALIGNED_RAN" "$W/result.txt" || ! grep -q "FAULT: 
   echo "run_align.sh: the model at offset 1 did not end in an unaligned-access UsageFault (status $status)" >&2
   exit 1
 fi
-echo "TFLM_M4_ALIGN_OK (offset 1: UsageFault UNALIGNED, as docs/microcontrollers.md says)"
+# DcTflmCheckModel (run before each copy, its answer then ignored) refuses the copy that faults
+if ! grep -q "^TFLM_M4_ALIGN_CHECK .* offset 1: 2 model array: not 16-byte aligned" "$W/result.txt"; then
+  echo "run_align.sh: DcTflmCheckModel did not refuse the model at offset 1 as misaligned" >&2
+  exit 1
+fi
+echo "TFLM_M4_ALIGN_OK (offset 1: UsageFault UNALIGNED, refused first by DcTflmCheckModel, as docs/microcontrollers.md says)"
