@@ -14,6 +14,7 @@ the kernel cannot read (a newer dc_keras, an editor) named neither the tensor no
 Cheap: the check is compiled with the host cc (ASan + UBSan where the compiler has them) and run on the
 packed files of tests/data; the kernel through tools/mcu/tflm_mock_ctx.c."""
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -282,6 +283,11 @@ def test_the_doc_quotes_the_messages_and_the_usage():
         checked += 1
     assert checked == 7, checked
     assert "DcTflmCheckModel(g_model, g_model_len)" in doc and "huffdecode_tflm_check.c" in doc
+    with open(os.path.join(K, "micro", "huffdecode_tflm.h")) as f:
+        enum = {k: int(v) for k, v in re.findall(r"DC_TFLM_MODEL_([A-Z_]+) = (\d+)", f.read())}
+    assert enum == CODES, enum  # the codes these tests read are the header's
+    for name in CODES:
+        assert name == "OK" or f"| `DC_TFLM_MODEL_{name}` |" in doc, name
 
 
 def test_the_release_build_keeps_the_codes_without_the_text(tmp_path):
