@@ -323,8 +323,9 @@ def test_on_cortex_m4_the_check_refuses_the_array_that_faults(tmp_path):
 
 
 def test_the_doc_check_snippet_compiles_and_links_against_tflm(tmp_path):
-    """*Checking the model array*'s C++ block, compiled for Cortex-M4 with the build block's C++ flags
-    and linked with huffdecode_tflm_check.c (nothing else of the op: the check stands alone). Needs
+    """*Checking the model array*'s C++ block, compiled for Cortex-M4 with the build block's C++ flags:
+    it calls the check (huffdecode_tflm_check.c, which defines both functions) and the inline
+    CheckCustomOps. Needs
     DC_TFLM_TREE and arm-none-eabi-g++ with libstdc++ (as test_micro_review_s51's registration block)."""
     blocks = [c for lang, _, c in _docs.blocks("docs/microcontrollers.md") if lang == "c++" and "DcTflmCheckModel" in c]
     assert len(blocks) == 1, blocks
@@ -336,7 +337,8 @@ def test_the_doc_check_snippet_compiles_and_links_against_tflm(tmp_path):
     cpu = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
     r = subprocess.run(["arm-none-eabi-g++", *cpu, "-std=c++17", "-Os", "-fno-rtti", "-fno-exceptions",
                         "-fno-threadsafe-statics", "-DTF_LITE_STATIC_MEMORY", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                        "-Werror", f"-I{K}/micro", f"-I{tflm}", f"-I{dl}/flatbuffers/include", "-c", "-o",
+                        "-Werror", f"-I{K}/micro", f"-I{tflm}", f"-I{dl}/flatbuffers/include", f"-I{dl}/gemmlowp",
+                        f"-I{dl}/ruy", "-c", "-o",
                         str(tmp_path / "app.o"), str(tmp_path / "app.cc")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     r = subprocess.run(["arm-none-eabi-gcc", *cpu, "-std=c99", "-Os", "-Wall", "-Wextra", "-Werror", f"-I{K}/micro",
@@ -344,6 +346,71 @@ def test_the_doc_check_snippet_compiles_and_links_against_tflm(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     nm = subprocess.run(["arm-none-eabi-nm", "-u", str(tmp_path / "app.o")], capture_output=True, text=True).stdout
     assert "DcTflmCheckModel" in nm and "DcTflmModelCheckMessage" in nm, nm
+    assert "MicroPrintf" in nm, nm  # from the inline CheckCustomOps (and the block's own call)
     defined = subprocess.run(["arm-none-eabi-nm", "--defined-only", str(tmp_path / "check.o")], capture_output=True,
                              text=True).stdout
     assert " T DcTflmCheckModel" in defined and " T DcTflmModelCheckMessage" in defined, defined
+
+
+CHECK_OPS_APP = r"""
+#include <stdio.h>
+
+#include "huffdecode_tflm_register.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+alignas(16) static unsigned char g_model[1 << 20];
+
+int main(int argc, char** argv) {
+  FILE* f = fopen(argv[1], "rb");
+  if (f == nullptr || fread(g_model, 1, sizeof g_model, f) == 0) return 2;
+  const tflite::Model* model = tflite::GetModel(g_model);
+  tflite::MicroMutableOpResolver<2> none, other, with;
+  other.AddCustom("Other", dc_keras::Register_HUFFDECODE());
+  with.AddCustom("HuffDecode", dc_keras::Register_HUFFDECODE());
+  fprintf(stderr, "none %d\n", dc_keras::CheckCustomOps(model, none));
+  fprintf(stderr, "other %d\n", dc_keras::CheckCustomOps(model, other));
+  fprintf(stderr, "with %d\n", dc_keras::CheckCustomOps(model, with));
+  fprintf(stderr, "null %d\n", dc_keras::CheckCustomOps(nullptr, with));
+  return 0;
+}
+"""
+
+
+@pytest.mark.long
+def test_check_custom_ops_names_the_op_the_resolver_lacks_and_the_fix(tmp_path):
+    """TFLM reports a model whose HuffDecode is not registered only as "Failed to get registration from
+    op code CUSTOM" in AllocateTensors. dc_keras::CheckCustomOps, run against TFLM 90b983c's headers
+    and logger on the host (g++, TFLM's default debug_log.cc: stderr): one line per missing custom op,
+    naming it and the AddCustom line; true once registered. Needs DC_TFLM_TREE; ~15 s of g++."""
+    tflm = os.environ.get("DC_TFLM_TREE")
+    if not (tflm and shutil.which("g++") and shutil.which("gcc")):
+        pytest.skip("needs DC_TFLM_TREE (a TFLM tree with tools/make/downloads), g++ and gcc")
+    dl = os.path.join(tflm, "tensorflow", "lite", "micro", "tools", "make", "downloads")
+    micro = os.path.join(tflm, "tensorflow", "lite", "micro")
+    (tmp_path / "app.cc").write_text(CHECK_OPS_APP)
+    for src, obj in ((os.path.join(K, "micro", "huffdecode_tflm.c"), "k.o"), (os.path.join(K, "src", "dc_codec.c"),
+                                                                              "c.o")):
+        subprocess.run(["gcc", "-std=c99", "-O0", f"-I{K}/micro", f"-I{K}/include", f"-I{K}/src", "-c", src, "-o",
+                        str(tmp_path / obj)], check=True, timeout=300)
+    r = subprocess.run(["g++", "-std=c++17", "-O1", "-DTF_LITE_STATIC_MEMORY", "-Wall", "-Wextra",
+                        "-Wno-unused-parameter", "-Werror", f"-I{K}/micro", f"-I{K}/include", f"-I{tflm}",
+                        f"-I{dl}/flatbuffers/include", f"-I{dl}/gemmlowp", f"-I{dl}/ruy", "-o", str(tmp_path / "app"),
+                        str(tmp_path / "app.cc"), os.path.join(K, "micro", "huffdecode_tflm_register.cc"),
+                        os.path.join(micro, "micro_log.cc"), os.path.join(micro, "debug_log.cc"),
+                        str(tmp_path / "k.o"), str(tmp_path / "c.o")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = open(os.path.join(DATA, "conv_int8_tail.packed.tflite"), "rb").read()
+    (tmp_path / "m.tflite").write_bytes(data)
+    (tmp_path / "other.tflite").write_bytes(data.replace(b"HuffDecode", b"HuffDecodf"))
+    fix = ('the model\'s custom op HuffDecode is not registered: add resolver.AddCustom("HuffDecode", '
+           'dc_keras::Register_HUFFDECODE()) (huffdecode_tflm_register.h), one resolver slot more')
+    got = subprocess.run([str(tmp_path / "app"), str(tmp_path / "m.tflite")], capture_output=True, text=True,
+                         timeout=60)
+    assert got.returncode == 0 and got.stderr.splitlines() == [fix, "none 0", fix, "other 0", "with 1", "null 0"], \
+        got.stderr
+    assert len(fix) < 256 and " ".join(fix.split()) in " ".join(_docs.read("docs/microcontrollers.md").split())
+    got = subprocess.run([str(tmp_path / "app"), str(tmp_path / "other.tflite")], capture_output=True, text=True,
+                         timeout=60)
+    other = "the model's custom op HuffDecodf is not registered: add it with resolver.AddCustom"
+    assert got.stderr.splitlines() == [other, "none 0", other, "other 0", other, "with 0", "null 0"], got.stderr
