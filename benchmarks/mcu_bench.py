@@ -37,7 +37,8 @@ writes its table to docs/results/micro_trim_sizes.json (or JSON), with the relea
 huffdecode_tflm.c's object (.text+.rodata+.data) with and without TF_LITE_STRIP_ERROR_STRINGS at -O2
 and -Os, and the `text` of a Cortex-M4 image that registers the op (tests/test_micro.py's app:
 kernel, decoder, tools/mcu/startup.c, mps2.ld, --gc-sections) built both ways; the object also for
-Cortex-M0 at -Os, both ways.
+Cortex-M0 at -Os, both ways; the same object sizes of the optional model-array check
+huffdecode_tflm_check.c (check_object_bytes).
 
     python benchmarks/mcu_bench.py --tflm-m4 TFLM_TREE [--m4-work DIR] [JSON]
 
@@ -271,6 +272,13 @@ def _release_build_sizes():
              "-Werror", "-ffunction-sections", "-fdata-sections", f"-I{k}/include", f"-I{k}/src", f"-I{k}/micro"]
     out = {}
     with tempfile.TemporaryDirectory(prefix="mcu_release") as d:
+
+        def check_bytes(cpu_flags, opt, extra, name):  # the optional model-array check, huffdecode_tflm_check.c
+            obj = os.path.join(d, name)
+            subprocess.run(["arm-none-eabi-gcc", *cpu_flags, opt, *extra, "-c",
+                            os.path.join(k, "micro", "huffdecode_tflm_check.c"), "-o", obj], check=True)
+            return _section_bytes(obj)
+
         app = os.path.join(d, "app.c")
         _write(app, b'#include "huffdecode_tflm.h"\nconst DcTflmRegistration* volatile app_reg;\n'
                     b"volatile int app_mode;\nint main(void) {\n"
@@ -287,13 +295,15 @@ def _release_build_sizes():
                 code = _section_bytes(obj)
                 text = int(subprocess.run(["arm-none-eabi-size", elf], capture_output=True, text=True,
                                           check=True).stdout.splitlines()[1].split()[0])
-                out[f"{name}{opt}"] = {"kernel_object_bytes": code, "image_text_bytes": text}
+                out[f"{name}{opt}"] = {"kernel_object_bytes": code, "image_text_bytes": text,
+                                       "check_object_bytes": check_bytes(flags, opt, extra, f"c{opt}{name}.o")}
         m0 = ["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft", *flags[4:]]  # test_mcu.sh's Cortex-M0 object
         for name, extra in (("default", []), ("strip", ["-DTF_LITE_STRIP_ERROR_STRINGS"])):
             obj = os.path.join(d, f"m0{name}.o")
             subprocess.run(["arm-none-eabi-gcc", *m0, "-Os", *extra, "-c", os.path.join(k, "micro", "huffdecode_tflm.c"),
                             "-o", obj], check=True)
-            out[f"{name}-Os-m0"] = {"kernel_object_bytes": _section_bytes(obj)}
+            out[f"{name}-Os-m0"] = {"kernel_object_bytes": _section_bytes(obj),
+                                    "check_object_bytes": check_bytes(m0, "-Os", extra, f"cm0{name}.o")}
     return out
 
 

@@ -1197,11 +1197,19 @@ def _mcu_lenet_more_figures():
            (d, f"| float LeNet {per['float']:.2f}, int8 {per['int8']:.2f} (fc1: {fc1['float']['insns_per_element']:.2f} / "
                f"{fc1['int8']['insns_per_element']:.2f}; small layers {round(min(small))}–{round(max(small))};", src),
            (d, f"| float {lr['float (lut_new)']:.3f}; int8 {lr['int8 (lut)']:.3f} / {lr['int8 (lut_new)']:.3f} (pinned / "
-               f"newer tool; 0.130 / 0.145 before format version 4, whose layout 6 codes the int32 biases: 26,160 → "
-               f"{fl['int8.packed']:,} B)", src)]
-    m0 = _json("micro_trim_sizes.json")["release_build"]  # the Cortex-M0 kernel object, with and without messages
-    out.append((d, f"Cortex-M0 -Os {m0['default-Os-m0']['kernel_object_bytes']:,} B, stripped "
-                   f"{m0['strip-Os-m0']['kernel_object_bytes']:,} B", "micro_trim_sizes.json"))
+               "newer tool;", src),
+           (dn, f"packed {fl['float.packed']:,} B float / {fl['int8.packed']:,} B int8", src)]
+    m0 = _json("micro_trim_sizes.json")["release_build"]  # the kernel object (M4, M0), with and without messages
+    k = {b: m0[b]["kernel_object_bytes"] for b in m0}
+    out += [(d, f"Cortex-M0 -Os {k['default-Os-m0']:,} B, stripped {k['strip-Os-m0']:,} B", "micro_trim_sizes.json"),
+            (d, f"is {k['default-O2']:,} / {k['default-Os']:,} B at -O2 / -Os with its messages and {k['strip-O2']:,} / "
+                f"{k['strip-Os']:,} B without (*Code size* above)", "micro_trim_sizes.json")]
+    c = {b: m0[b]["check_object_bytes"] for b in m0}  # the optional model-array check, huffdecode_tflm_check.c
+    out.append((d, f"The optional `huffdecode_tflm_check.c` (*Checking the model array*) is {c['default-O2']:,} / "
+                   f"{c['default-Os']:,} B at -O2 / -Os, {c['strip-O2']:,} / {c['strip-Os']:,} B stripped, Cortex-M0 -Os "
+                   f"{c['default-Os-m0']:,} / {c['strip-Os-m0']:,} B ({_json('micro_trim_sizes.json')['machine']['date']}, "
+                   "`benchmarks/mcu_bench.py --trim-sizes`, `check_object_bytes` in docs/results/micro_trim_sizes.json)",
+                "micro_trim_sizes.json"))
     cn = _json("micro_tflm_m4.json")["cnn"]["runs"]
     pct = [100 * (cn[f"{k}.packed.each"]["invoke_insns_avg"] - cn[k]["invoke_insns_avg"]) / cn[k]["invoke_insns_avg"]
            for k in ("ds_cnn", "autoencoder")]
