@@ -156,13 +156,45 @@ STUBS = {
         typedef struct TFLMRegistration TFLMRegistration;
     """,
     "tensorflow/lite/micro/micro_mutable_op_resolver.h": """
-        #include "tensorflow/lite/micro/micro_common.h"
+        #include "tensorflow/lite/micro/micro_op_resolver.h"
         namespace tflite {
-        template <unsigned N> class MicroMutableOpResolver {
+        template <unsigned N> class MicroMutableOpResolver : public MicroOpResolver {
          public:
           int AddFullyConnected() { return 0; }
           int AddCustom(const char* name, const TFLMRegistration* registration) { return name && registration; }
+          const TFLMRegistration* FindOp(const char* op) const override { return op ? nullptr : nullptr; }
         };
+        }  // namespace tflite
+    """,
+    # what huffdecode_tflm_register.h's CheckCustomOps and the doc's model check use, as TFLM declares it
+    "tensorflow/lite/micro/micro_op_resolver.h": """
+        #include "tensorflow/lite/micro/micro_common.h"
+        namespace tflite {
+        class MicroOpResolver {
+         public:
+          virtual ~MicroOpResolver() {}
+          virtual const TFLMRegistration* FindOp(const char* op) const = 0;
+        };
+        }  // namespace tflite
+    """,
+    "tensorflow/lite/micro/micro_log.h": """
+        void MicroPrintf(const char* format, ...);
+    """,
+    "tensorflow/lite/schema/schema_generated.h": """
+        #include <stdint.h>
+        namespace flatbuffers {
+        struct String { const char* c_str() const; };
+        template <class T> struct Vector { const T* const* begin() const; const T* const* end() const; };
+        }  // namespace flatbuffers
+        namespace tflite {
+        enum BuiltinOperator : int32_t { BuiltinOperator_CUSTOM = 32 };
+        struct OperatorCode {
+          int8_t deprecated_builtin_code() const;
+          const flatbuffers::String* custom_code() const;
+          BuiltinOperator builtin_code() const;
+        };
+        struct Model { const flatbuffers::Vector<OperatorCode>* operator_codes() const; };
+        const Model* GetModel(const void* buf);
         }  // namespace tflite
     """,
     "android/log.h": """
@@ -181,6 +213,8 @@ SNIPPETS = {
     ("docs/android.md", "tflite_plugin_create_delegate(k, v"): (
         ["tensorflow/lite/c/c_api.h"], "TfLiteInterpreterOptions* options, void (*report)(const char*)"),
     ("docs/microcontrollers.md", "Register_HUFFDECODE"): (["tensorflow/lite/micro/micro_mutable_op_resolver.h"], ""),
+    # a whole function (parameters None: the snippet is compiled as it is, not wrapped in one)
+    ("docs/microcontrollers.md", "DcTflmCheckModel(g_model"): ([], None),
 }
 
 
@@ -210,6 +244,8 @@ def _wrap(doc, code, lang):
     key = [k for k in SNIPPETS if k[0] == doc and k[1] in code]
     assert len(key) == 1, f"{doc}: a C snippet tests/test_c_headers.py does not know; add it to SNIPPETS"
     includes, params = SNIPPETS[key[0]]
+    if params is None:  # a definition of its own
+        return code
     # an alternative shown commented out (`// resolver.AddCustom(...);`) compiles too
     lines = [re.sub(r"^(\s*)//\s*(\w[\w.:]*\(.*\);)\s*$", r"\1\2", line) for line in code.splitlines()]
     head = [line for line in lines if line.startswith("#include")]
