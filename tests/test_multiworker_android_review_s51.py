@@ -127,6 +127,7 @@ def test_processes_with_different_schedules_are_stopped_at_the_start_of_fit(tmp_
         assert "passed to device_put is not the same on each process" not in err
 
 
+@pytest.mark.long  # a 2-process job, 13 CPU s: the check of the schedules test above, another of its fields
 def test_processes_with_different_epochs_are_stopped_at_the_start_of_fit(tmp_path):
     """fit(epochs=2) on one process, 3 on the other: one ValueError each at fit()'s start (gloo
     aborted ~100 s later with "Is there a distributed collective mismatch in your code?")."""
