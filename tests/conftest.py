@@ -3,6 +3,8 @@ import subprocess
 
 import pytest
 
+import _cbuild
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -41,10 +43,11 @@ def minimal_decoder(tmp_path_factory):
     so = tmp_path_factory.mktemp("minimal") / "libdc_minimal.so"
     # -Bsymbolic: the library's own calls (dc_decode -> dc_decode_ws ...) stay inside it even if a
     # full decoder exporting the same names was loaded into the process's global scope first.
-    subprocess.run([cc, "-std=c99", "-O1", "-shared", "-fPIC", "-Wl,-Bsymbolic", "-DDC_CODEC_MINIMAL",
-                    "-I" + os.path.join(root, "tflite_kernels", "include"),
-                    os.path.join(root, "tflite_kernels", "src", "dc_codec.c"), "-o", str(so)], check=True,
-                   timeout=300)
+    r = _cbuild.build(cc, ["-std=c99", "-O1", "-fPIC", "-DDC_CODEC_MINIMAL",
+                           "-I" + os.path.join(root, "tflite_kernels", "include")],
+                      [os.path.join(root, "tflite_kernels", "src", "dc_codec.c")], so,
+                      ldflags=["-shared", "-Wl,-Bsymbolic"], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
     lib = ctypes.CDLL(str(so))
     lib.dc_peek.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
     lib.dc_decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
@@ -126,10 +129,9 @@ def _sanitized_codec_obj(tmp_path_factory, name, cc, sanitize):
     """dc_codec.c compiled (-c) once for the session by ``cc`` with ``-fsanitize=SANITIZE``
     -fno-sanitize-recover=all -O1 -g -Wall -Wextra -Werror (shared_build ``name``): its path."""
     def build(d):
-        r = subprocess.run([cc, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-fsanitize={sanitize}",
-                            "-fno-sanitize-recover=all", f"-I{_KERNELS}/include", "-c", "-o",
-                            os.path.join(d, "dc_codec.o"), os.path.join(_KERNELS, "src", "dc_codec.c")],
-                           capture_output=True, text=True, timeout=600)
+        r = _cbuild.compile_one(cc, ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-fsanitize={sanitize}",
+                                     "-fno-sanitize-recover=all", f"-I{_KERNELS}/include"],
+                                os.path.join(_KERNELS, "src", "dc_codec.c"), os.path.join(d, "dc_codec.o"))
         assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
 
     d = shared_build(tmp_path_factory, name, _kernel_sources("include", "src"), build)

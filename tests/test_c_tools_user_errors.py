@@ -14,6 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
+import _cbuild
 from dc_keras import codec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,10 +43,10 @@ def test_a_damaged_tensors_line_holds_no_uninitialized_bytes(tools, tmp_path):
                  input=b"int x;\n")
     if probe.returncode != 0:
         pytest.skip(f"{cc} has no -ftrivial-auto-var-init=pattern (gcc >= 12, clang >= 8)")
-    r = _run([cc, "-std=c99", "-O2", "-ftrivial-auto-var-init=pattern", "-I", os.path.join(KERNELS, "include"),
-              "-o", exe, os.path.join(KERNELS, "tools", "dc_decode.c"), "-L", build, "-ldc_huffdecode",
-              f"-Wl,-rpath,{build}"])
-    assert r.returncode == 0, r.stderr.decode()
+    r = _cbuild.build(cc, ["-std=c99", "-O2", "-ftrivial-auto-var-init=pattern", "-I", os.path.join(KERNELS, "include")],
+                      [os.path.join(KERNELS, "tools", "dc_decode.c")], exe,
+                      ldflags=["-L", build, "-ldc_huffdecode", f"-Wl,-rpath,{build}"])
+    assert r.returncode == 0, r.stderr
     _, packed = _packed()
     src = tmp_path / "t.dcp"
     expected_fix = ("the file is truncated or corrupt: encode it again (dc_keras.codec.encode) or copy it again "

@@ -19,6 +19,8 @@ import sys
 import numpy as np
 import pytest
 
+import _cbuild
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools", "mcu"))
 
@@ -414,13 +416,15 @@ def _stand_in_runs(tmp_path, strip=False):
     k = os.path.join(ROOT, "tflite_kernels")
     native = load_library()._name
     exe = tmp_path / ("mock_strip" if strip else "mock")
-    base = [cc, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-I{k}/include", f"-I{k}/micro",
-            *([STRIP] if strip else []), "-o", str(exe), os.path.join(ROOT, "tools", "mcu", "tflm_mock_ctx.c"),
-            os.path.join(k, "micro", "huffdecode_tflm.c"), native, f"-Wl,-rpath,{os.path.dirname(native)}"]
+    flags = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-I{k}/include", f"-I{k}/micro",
+             *([STRIP] if strip else [])]
+    inputs = [os.path.join(ROOT, "tools", "mcu", "tflm_mock_ctx.c"), os.path.join(k, "micro", "huffdecode_tflm.c"),
+              native]
+    rpath = [f"-Wl,-rpath,{os.path.dirname(native)}"]
     san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-    r = subprocess.run(base[:1] + san + base[1:], capture_output=True, text=True, timeout=300)
+    r = _cbuild.build(cc, san + flags, inputs, exe, ldflags=rpath, timeout=300)
     if r.returncode != 0:  # a compiler without the sanitizers' runtime
-        r = subprocess.run(base, capture_output=True, text=True, timeout=300)
+        r = _cbuild.build(cc, flags, inputs, exe, ldflags=rpath, objdir=str(exe) + ".plain", timeout=300)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
     types = {np.dtype(np.int8): 9, np.dtype(np.float32): 1}
 
@@ -516,11 +520,10 @@ def test_empty_version1_tensor_decoded_once_has_no_undefined_behaviour(tmp_path,
     clang = shutil.which("clang")  # codec_ubsan_obj skipped without it
     k = os.path.join(ROOT, "tflite_kernels")
     exe = tmp_path / "mock_ubsan"
-    r = subprocess.run([clang, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
-                        "-fno-sanitize-recover=all", f"-I{k}/include", f"-I{k}/micro", "-o", str(exe),
-                        os.path.join(ROOT, "tools", "mcu", "tflm_mock_ctx.c"),
-                        os.path.join(k, "micro", "huffdecode_tflm.c"), codec_ubsan_obj, "-lm"],
-                       capture_output=True, text=True, timeout=300)
+    r = _cbuild.build(clang, ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
+                              "-fno-sanitize-recover=all", f"-I{k}/include", f"-I{k}/micro"],
+                      [os.path.join(ROOT, "tools", "mcu", "tflm_mock_ctx.c"),
+                       os.path.join(k, "micro", "huffdecode_tflm.c"), codec_ubsan_obj], exe, ldflags=["-lm"], timeout=300)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
     raw = np.zeros((0, 4), np.int16)
     packed = codec.encode(raw, version=1)
@@ -936,8 +939,8 @@ def test_stripped_kernel_has_no_message_strings_and_is_smaller(tmp_path):
         objs = {}
         for name, extra in (("normal", []), ("strip", [STRIP])):
             objs[name] = tmp_path / f"k_{name}{opt}.o"
-            r = subprocess.run([cc, *flags, opt, *extra, "-c", os.path.join(k, "micro", "huffdecode_tflm.c"),
-                                "-o", str(objs[name])], capture_output=True, text=True, timeout=120)
+            r = _cbuild.compile_one(cc, [*flags, opt, *extra], os.path.join(k, "micro", "huffdecode_tflm.c"),
+                                    str(objs[name]), timeout=120)
             assert r.returncode == 0 and not r.stderr.strip(), (name, opt, r.stderr[-3000:])
         normal, strip = objs["normal"].read_bytes(), objs["strip"].read_bytes()
         # On a 64-bit host (no arm-none-eabi-gcc yet: make test's lanes run in parallel, test-mcu
@@ -960,16 +963,15 @@ def test_stripped_kernel_has_no_message_strings_and_is_smaller(tmp_path):
     mcu = os.path.join(ROOT, "tools", "mcu")
     # dc_codec.c does not read TF_LITE_STRIP_ERROR_STRINGS: compiled once (4 CPU s), linked into both
     codec_obj = tmp_path / "dc_codec.o"
-    r = subprocess.run([cc, *flags, "-O2", "-c", os.path.join(k, "src", "dc_codec.c"), "-o", str(codec_obj)],
-                       capture_output=True, text=True, timeout=300)
+    r = _cbuild.compile_one(cc, [*flags, "-O2"], os.path.join(k, "src", "dc_codec.c"), str(codec_obj), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     images = {}
     for name, extra in (("normal", []), ("strip", [STRIP])):
         images[name] = tmp_path / f"app_{name}.elf"
-        r = subprocess.run([cc, *flags, "-O2", f"-I{mcu}", *extra, "--specs=rdimon.specs", "-nostartfiles", "-T",
-                            os.path.join(mcu, "mps2.ld"), "-Wl,--gc-sections", "-o", str(images[name]), str(app),
-                            os.path.join(k, "micro", "huffdecode_tflm.c"), str(codec_obj),
-                            os.path.join(mcu, "startup.c")], capture_output=True, text=True, timeout=300)
+        r = _cbuild.build(cc, [*flags, "-O2", f"-I{mcu}", *extra, "--specs=rdimon.specs"],
+                          [str(app), os.path.join(k, "micro", "huffdecode_tflm.c"), str(codec_obj),
+                           os.path.join(mcu, "startup.c")], images[name],
+                          ldflags=["-nostartfiles", "-T", os.path.join(mcu, "mps2.ld"), "-Wl,--gc-sections"], timeout=300)
         assert r.returncode == 0, (name, r.stderr[-3000:])
     normal, strip = images["normal"].read_bytes(), images["strip"].read_bytes()
     # (two of dc_strerror's literals belong to DC_CODEC_MINIMAL / DC_CODEC_NO_* builds only)

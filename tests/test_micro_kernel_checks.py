@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 import pytest
 
+import _cbuild
 import _docs
 
 ROOT = _docs.ROOT
@@ -324,11 +325,11 @@ def _mock(tmp_path, strip, codec_obj):
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     assert cc, "needs a C compiler (apt install gcc)"
     exe = tmp_path / ("mock_asan_strip" if strip else "mock_asan")
-    r = subprocess.run([cc, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
-                        "-fno-sanitize-recover=all", f"-I{K}/include", f"-I{K}/micro",
-                        *(["-DTF_LITE_STRIP_ERROR_STRINGS"] if strip else []), "-o", str(exe),
-                        os.path.join(MCU, "tflm_mock_ctx.c"), os.path.join(K, "micro", "huffdecode_tflm.c"),
-                        codec_obj, "-lm"], capture_output=True, text=True, timeout=600)
+    r = _cbuild.build(cc, ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
+                           "-fno-sanitize-recover=all", f"-I{K}/include", f"-I{K}/micro",
+                           *(["-DTF_LITE_STRIP_ERROR_STRINGS"] if strip else [])],
+                      [os.path.join(MCU, "tflm_mock_ctx.c"), os.path.join(K, "micro", "huffdecode_tflm.c"), codec_obj],
+                      exe, ldflags=["-lm"])
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-3000:]
     return exe
 

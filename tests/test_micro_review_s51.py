@@ -24,6 +24,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+import _cbuild
 import _docs
 from dc_keras import codec
 
@@ -49,11 +50,11 @@ def mock(tmp_path_factory):
     d = tmp_path_factory.mktemp("mock_builds")
 
     def build(name):
-        r = subprocess.run([cc, "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", *BUILDS[name], f"-I{K}/include",
-                            f"-I{K}/src", f"-I{K}/micro", "-o", str(d / name),
-                            os.path.join(ROOT, "tools", "mcu", "tflm_mock_ctx.c"),
-                            os.path.join(K, "micro", "huffdecode_tflm.c"), os.path.join(K, "src", "dc_codec.c")],
-                           capture_output=True, text=True, timeout=600)
+        r = _cbuild.build(cc, ["-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", *BUILDS[name], f"-I{K}/include",
+                               f"-I{K}/src", f"-I{K}/micro"],
+                          [os.path.join(ROOT, "tools", "mcu", "tflm_mock_ctx.c"),
+                           os.path.join(K, "micro", "huffdecode_tflm.c"), os.path.join(K, "src", "dc_codec.c")],
+                          d / name)
         assert r.returncode == 0 and not r.stderr.strip(), (name, r.stderr[-3000:])
 
     with ThreadPoolExecutor(min(len(BUILDS), os.cpu_count() or 1)) as pool:
@@ -249,16 +250,16 @@ def test_the_doc_cpp_registration_snippet_compiles_against_tflm(tmp_path):
     assert r.returncode == 0, (r.stderr[-3000:], src.read_text())
 
 
-def test_kernel_and_decoder_compile_warning_free_big_endian():
+def test_kernel_and_decoder_compile_warning_free_big_endian(tmp_path):
     """The doc's *Byte order*: both C files compile warning-free for a big-endian Cortex-M4 (nothing
     runs there: neither TFLM nor the tests)."""
     if not shutil.which("arm-none-eabi-gcc"):
         pytest.skip("needs arm-none-eabi-gcc (make test-mcu installs it as root)")
     for src in (os.path.join(K, "src", "dc_codec.c"), os.path.join(K, "micro", "huffdecode_tflm.c")):
-        r = subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mbig-endian", "-std=c99", "-Os",
-                            "-Wall", "-Wextra", "-Wshadow", "-Wdouble-promotion", "-Wvla", "-Werror",
-                            f"-I{K}/include", f"-I{K}/src", f"-I{K}/micro", "-c", "-o", os.devnull, src],
-                           capture_output=True, text=True, timeout=300)
+        r = _cbuild.compile_one("arm-none-eabi-gcc", ["-mcpu=cortex-m4", "-mthumb", "-mbig-endian", "-std=c99", "-Os",
+                                                      "-Wall", "-Wextra", "-Wshadow", "-Wdouble-promotion", "-Wvla",
+                                                      "-Werror", f"-I{K}/include", f"-I{K}/src", f"-I{K}/micro"],
+                                src, str(tmp_path / (os.path.basename(src) + ".o")))
         assert r.returncode == 0 and not r.stderr.strip(), (src, r.stderr[-3000:])
     doc = " ".join(_docs.read("docs/microcontrollers.md").split())
     assert "compile warning-free for a big-endian Cortex-M4 (`-mbig-endian`), but nothing has run big-endian" in doc
@@ -280,8 +281,9 @@ def test_the_doc_names_every_library_function_the_two_objects_call(cpu, opt, tmp
     undefined = set()
     for src in (os.path.join(K, "src", "dc_codec.c"), os.path.join(K, "micro", "huffdecode_tflm.c")):
         obj = str(tmp_path / (os.path.basename(src) + ".o"))
-        subprocess.run(["arm-none-eabi-gcc", *flags, "-std=c99", opt, "-ffunction-sections", "-fdata-sections",
-                        f"-I{K}/include", f"-I{K}/src", f"-I{K}/micro", "-c", "-o", obj, src], check=True, timeout=300)
+        r = _cbuild.compile_one("arm-none-eabi-gcc", [*flags, "-std=c99", opt, "-ffunction-sections", "-fdata-sections",
+                                                      f"-I{K}/include", f"-I{K}/src", f"-I{K}/micro"], src, obj)
+        assert r.returncode == 0, r.stderr[-3000:]
         nm = subprocess.run(["arm-none-eabi-nm", "-u", obj], capture_output=True, text=True, check=True).stdout
         undefined |= {ln.split()[-1] for ln in nm.splitlines() if ln.strip()}
     undefined = {u for u in undefined if not u.startswith("dc_")}  # the decoder's own, between the two
