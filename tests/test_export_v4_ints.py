@@ -7,7 +7,6 @@ import ctypes
 import os
 import re
 import shutil
-import subprocess
 import warnings
 
 import numpy as np
@@ -19,6 +18,7 @@ from dc_keras import codec, export
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+import _cbuild  # noqa: E402
 import _export_models as em  # noqa: E402
 from test_export_v3_types import ROUTES, _constants, _outputs, int16x8_model  # noqa: E402
 
@@ -249,14 +249,15 @@ def version3_decoder(tmp_path_factory):
     assert cc, "a C compiler (cc, or $CC) is needed to build the version 3 decoder"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     d = tmp_path_factory.mktemp("v3dec")
-    shim = d / "max3.h"
-    shim.write_text("#undef DC_VERSION_MAX\n#define DC_VERSION_MAX 3u\n")
+    shim = os.path.join(root, "tests", "data", "dc_version_max3.h")  # #undef / #define DC_VERSION_MAX 3u
     inc = os.path.join(root, "tflite_kernels", "include")
     so = d / "libdc_v3.so"
     # -Bsymbolic: its own functions call each other, not the same names of a decoder loaded before
-    subprocess.run([cc, "-std=c99", "-O1", "-shared", "-fPIC", "-Wl,-Bsymbolic", "-I" + inc, "-include",
-                    os.path.join(inc, "dc_codec.h"), "-include", str(shim),
-                    os.path.join(root, "tflite_kernels", "src", "dc_codec.c"), "-o", str(so)], check=True, timeout=300)
+    r = _cbuild.build(cc, ["-std=c99", "-O1", "-fPIC", "-I" + inc],
+                      [os.path.join(root, "tflite_kernels", "src", "dc_codec.c")], so,
+                      cflags=["-include", os.path.join(inc, "dc_codec.h"), "-include", shim],
+                      ldflags=["-shared", "-Wl,-Bsymbolic"], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
     lib = ctypes.CDLL(str(so))
     lib.dc_peek.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
     lib.dc_decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
