@@ -146,20 +146,26 @@ def _c_api_header(tmp_path):
     return tmp_path / "include"
 
 
-def test_example_routes_and_bad_route(tmp_path):
-    jni = _jni_include(tmp_path)
+def build_harness(tmp_path, source, extra=()):
+    """``source`` (a main() calling the example's JNI functions) built on the host with
+    dc_tflite_example.c against the stand-ins above and the real library; the executable's path."""
     cc = shutil.which("cc") or shutil.which("gcc")
     assert cc, "needs a C compiler (apt install gcc)"
-    (tmp_path / "harness.c").write_text(HARNESS)
+    (tmp_path / "harness.c").write_text(source)
     lib = runtime.library_path()
     exe = tmp_path / "harness"
     r = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
                         f"-I{_c_api_header(tmp_path)}", f"-I{os.path.join(KERNELS, 'include')}",
-                        *(f"-I{d}" for d in jni), str(tmp_path / "harness.c"),
-                        os.path.join(KERNELS, "android", "dc_tflite_example.c"), lib,
+                        *(f"-I{d}" for d in _jni_include(tmp_path)), str(tmp_path / "harness.c"),
+                        os.path.join(KERNELS, "android", "dc_tflite_example.c"), lib, *extra,
                         f"-Wl,-rpath,{os.path.dirname(lib)}", "-o", str(exe)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    return exe
+
+
+def test_example_routes_and_bad_route(tmp_path):
+    exe = build_harness(tmp_path, HARNESS)
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()

@@ -24,7 +24,6 @@ model), the emulated test below."""
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 
@@ -257,18 +256,7 @@ def harness(tmp_path_factory):
     import test_android_example as example
 
     tmp_path = tmp_path_factory.mktemp("example")
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc, "needs a C compiler (apt install gcc)"
-    (tmp_path / "harness.c").write_text(HARNESS)
-    lib = runtime.library_path()
-    exe = tmp_path / "harness"
-    r = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
-                        f"-I{example._c_api_header(tmp_path)}", f"-I{os.path.join(KERNELS, 'include')}",
-                        *(f"-I{d}" for d in example._jni_include(tmp_path)), str(tmp_path / "harness.c"),
-                        os.path.join(KERNELS, "android", "dc_tflite_example.c"), lib, "-lpthread",
-                        f"-Wl,-rpath,{os.path.dirname(lib)}", "-o", str(exe)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    exe = example.build_harness(tmp_path, HARNESS, extra=["-lpthread"])
 
     def run(model, route, io=(1, 64, 1, 40, 16, 10), **env):
         base = {k: v for k, v in os.environ.items() if k != "DC_KERAS_DECODE_THREADS"}
