@@ -53,8 +53,45 @@ def load_library(path):
     return lib
 
 
+def _tflm_runtime():
+    """``tflite_micro.runtime``, imported without importing TensorFlow. Its flatbuffer_utils
+    imports TensorFlow for two names: schema_util calls ``all_util.remove_undocumented`` on itself
+    (which only deletes the module's other names) and ``gfile`` reads and writes model files (the
+    interpreter built from bytes never does). That import was most of a tflm_run process: ~6.7 of
+    its CPU seconds (the tests start ~30 of them). Stand-ins of those modules take TensorFlow's
+    place while the runtime is imported, then leave sys.modules: ``remove_undocumented`` does
+    nothing, and the ``gfile`` stand-in imports the real one at its first use; a later ``import
+    tensorflow`` (TFLM's compression tools) gets the real TensorFlow. Where TensorFlow is already
+    imported, it is used as it is."""
+    import importlib
+    import types
+
+    if "tensorflow" in sys.modules:
+        from tflite_micro import runtime
+
+        return runtime
+    names = ["tensorflow", "tensorflow.python", "tensorflow.python.util", "tensorflow.python.util.all_util",
+             "tensorflow.python.platform", "tensorflow.python.platform.gfile"]
+    stand_in = {n: types.ModuleType(n) for n in names}
+    stand_in["tensorflow.python.util.all_util"].remove_undocumented = lambda *_, **__: None
+    stand_in["tensorflow.python.platform.gfile"].__getattr__ = lambda attr: getattr(
+        importlib.import_module("tensorflow.python.platform.gfile"), attr)
+    for n in names[1:]:
+        parent, _, child = n.rpartition(".")
+        setattr(stand_in[parent], child, stand_in[n])
+    sys.modules.update(stand_in)
+    try:
+        from tflite_micro import runtime
+
+        return runtime
+    finally:
+        for n in names:
+            if sys.modules.get(n) is stand_in[n]:
+                del sys.modules[n]
+
+
 def make(model, registerers, arena):
-    from tflite_micro import runtime
+    runtime = _tflm_runtime()
 
     with _quiet():
         return runtime.Interpreter.from_bytes(model, custom_op_registerers=registerers, arena_size=arena)
