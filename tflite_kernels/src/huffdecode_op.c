@@ -189,70 +189,71 @@ static void input_label(const TfLiteTensor* in, const char* oname, char* buf, si
 }
 
 /* Checks the packed input and that its header matches the output tensor
- * (dtype, shape, byte size).  Returns 1 and fills *info, or 0 + message. */
+ * (dtype, shape, byte size).  Returns 1 and fills *info, or 0 + message ending with the fix:
+ * the file's damage (DC_UNPACK_CORRUPT_FIX) unless dc_peek's status says otherwise. */
 static int check_packed(const TfLiteContext* context, const TfLiteTensor* in,
                         const TfLiteTensor* out, dc_tensor_info* info, char* msg, size_t msg_size) {
   const char* oname = TENSOR_NAME(context, out);
   char what[192];
   input_label(in, oname, what, sizeof what);
+  const char* fix = DC_UNPACK_CORRUPT_FIX;
+  dc_status st;
+  int want;
   if (in->type != kTfLiteUInt8) {
     set_msg(msg, msg_size, "HuffDecode(%s): %s must be uint8, got %s", oname, what,
             type_name(in->type));
-    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
-    return 0;
+    goto refused;
   }
   if (!in->dims || in->dims->size != 1) {
     set_msg(msg, msg_size, "HuffDecode(%s): %s must be 1-D", oname, what);
-    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
-    return 0;
+    goto refused;
   }
   if (in->allocation_type != kTfLiteMmapRo || in->data.raw_const == NULL) {
     set_msg(msg, msg_size, "HuffDecode(%s): %s must be a constant tensor", oname, what);
-    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
-    return 0;
+    goto refused;
   }
   if (in->dims->data[0] < 0 || (size_t)in->dims->data[0] != in->bytes) {
     set_msg(msg, msg_size, "HuffDecode(%s): %s holds %zu bytes, but its shape says %d", oname, what,
             in->bytes, (int)in->dims->data[0]);
-    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
-    return 0;
+    goto refused;
   }
-  dc_status st = dc_peek((const uint8_t*)in->data.raw_const, in->bytes, info);
+  st = dc_peek((const uint8_t*)in->data.raw_const, in->bytes, info);
   if (st != DC_OK) {
     char note[96]; /* a refused version: which one (newer, or none: damage) */
     const int newer =
         dc_version_note(st, (const uint8_t*)in->data.raw_const, in->bytes, note, sizeof note);
     set_msg(msg, msg_size, "HuffDecode(%s): %s: %s%s", oname, DC_PEEK_FAILURE(st), dc_strerror(st),
             note);
-    add_fix(msg, msg_size, packed_fix(st, newer));
-    return 0;
+    fix = packed_fix(st, newer);
+    goto refused;
   }
-  int want = dc_to_tflite_type(info->dtype);
+  want = dc_to_tflite_type(info->dtype);
   if (want < 0 || want != (int)out->type) {
     set_msg(msg, msg_size, "HuffDecode(%s): packed dtype %s does not match output dtype %s", oname,
             want < 0 ? "unknown" : type_name(want), type_name(out->type));
-    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
-    return 0;
+    goto refused;
   }
   if (!out->dims || out->dims->size < 0 || (uint32_t)out->dims->size != info->rank) {
     set_msg(msg, msg_size, "HuffDecode(%s): packed rank %u does not match output rank %d", oname,
             (unsigned)info->rank, out->dims ? out->dims->size : -1);
-    add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
-    return 0;
+    goto refused;
   }
   for (uint32_t k = 0; k < info->rank; ++k) {
     if (out->dims->data[k] < 0 || (uint64_t)out->dims->data[k] != info->dims[k]) {
       set_msg(msg, msg_size, "HuffDecode(%s): packed dim %u is %llu but the output's is %d", oname,
               (unsigned)k, (unsigned long long)info->dims[k], out->dims->data[k]);
-      add_fix(msg, msg_size, DC_UNPACK_CORRUPT_FIX);
-      return 0;
+      goto refused;
     }
   }
   if (info->output_bytes > (uint64_t)SIZE_MAX) {
     set_msg(msg, msg_size, "HuffDecode(%s): tensor too large", oname);
-    return 0;
+    fix = ""; /* this build's limit, not the file's damage */
+    goto refused;
   }
   return 1;
+refused:
+  add_fix(msg, msg_size, fix);
+  return 0;
 }
 
 /* A HuffDecode output with data of its own in the model (a constant: pack empties the decoded
