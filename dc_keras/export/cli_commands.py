@@ -156,12 +156,28 @@ def _weights(model):
     return {hashlib.sha256(view).digest() for view in views if len(view)}
 
 
-def _refuse_another_model_as_out(out, data):
-    """ValueError if ``out`` is an existing ``.tflite`` without ``HuffDecode`` ops whose weights are
-    not IN's (``data``): ``pack`` replaces an OUT it wrote before (a packed file, or IN's model when
-    nothing packed, as it was or compacted), never another model, which would be lost: with two
-    models in a folder, ``dc-keras pack *.tflite`` packed the first into the second (review s52). A
-    file that is no ``.tflite`` (or not a regular file: refused elsewhere) is left to the overwrite rule."""
+def _io_tensors(model):
+    """Each subgraph's inputs and outputs as (type, shape): what pack and unpack never change (they
+    add or remove ``HuffDecode`` ops and constants inside a subgraph, and ``--strip-strings`` only
+    names), so a packed file of IN's model has IN's."""
+    def shape(t):
+        return () if t.shape is None else tuple(int(d) for d in t.shape)
+
+    return [tuple((sg.tensors[i].type, shape(sg.tensors[i])) for i in (*(sg.inputs if sg.inputs is not None else ()),
+                                                                      *(sg.outputs if sg.outputs is not None else ())))
+            for sg in model.subgraphs or []]
+
+
+def _refuse_another_model_as_out(out, data, command="pack", output=None):
+    """ValueError if ``out`` is an existing ``.tflite`` of another model than IN (``data``): ``pack``
+    and ``unpack`` replace an OUT they wrote before (a packed file, or IN's model when nothing
+    packed, as it was or compacted), never another model, which would be lost: with two models in a
+    folder, ``dc-keras pack *.tflite`` packed the first into the second (review s52), and ``dc-keras
+    unpack *.tflite`` unpacked a packed model over the next one (review s55). Another model: an
+    unpacked ``.tflite`` whose weights are not IN's (for ``unpack``: not those of its ``output``, the
+    unpacked model), or a packed one whose subgraphs' inputs and outputs (types, shapes) are not
+    IN's. A file that is no ``.tflite`` (or not a regular file: refused elsewhere) is left to the
+    overwrite rule."""
     from dc_keras import _flatbuffer as fb
 
     if not os.path.isfile(out):
@@ -173,15 +189,20 @@ def _refuse_another_model_as_out(out, data):
                 return
             existing = fb.read_model(head + f.read())
         if _has_huffdecode(existing):
-            return
-        another = _weights(existing) != _weights(fb.read_model(data))
+            another = _io_tensors(existing) != _io_tensors(fb.read_model(data))
+            what = ("packed .tflite of another model (its inputs and outputs are not IN's, in number, type or "
+                    "shape)")
+        else:
+            another = _weights(existing) != _weights(fb.read_model(data if output is None else output))
+            what = ".tflite model that is not packed and holds other weights than IN" + (
+                "'s unpacked model" if command == "unpack" else "")
     except (OSError, ValueError):  # unreadable or damaged: the write decides (check_writable)
         return
     if another:
-        raise ValueError(f"OUT {show_path(out)} is an existing .tflite model that is not packed and holds other "
-                         "weights than IN: pack replaces an OUT it wrote before, never another model, which would "
-                         "be lost (did a shell pattern such as *.tflite expand to two models? pack takes one IN and "
-                         f"one OUT). Choose a new OUT, or delete {shell_path(out)} first to replace it")
+        raise ValueError(f"OUT {show_path(out)} is an existing {what}: {command} replaces an OUT it wrote before, "
+                         "never another model, which would be lost (did a shell pattern such as *.tflite expand to "
+                         f"two models? {command} takes one IN and one OUT). Choose a new OUT, or delete "
+                         f"{shell_path(out)} first to replace it")
 
 
 def _check_paths(src, dst, names=("OUT", "IN")):
@@ -441,6 +462,8 @@ def cmd_unpack(args):
                          f"ordinary .tflite, nothing to unpack; {shown} was not written")
     with _working(f"unpacking {show_path(args.input)}", len(data)), _about(args.input):
         out, kept, kept_bytes, dropped = unpack_with_zip(data, buffers=args.buffers)
+    if not to_stdout:
+        _refuse_another_model_as_out(args.output, data, "unpack", out)
     replaced = not to_stdout and os.path.exists(args.output)
     _write_output(args.output, out, to_stdout)
     with _report_stream(to_stdout):
@@ -508,7 +531,7 @@ def _out_path(text):
 
 
 def _min_bytes_option(parser):
-    parser.add_argument("--min_bytes", "--min-bytes", type=int_at_least(0), metavar="N",
+    parser.add_argument("--min-bytes", "--min_bytes", type=int_at_least(0), metavar="N",
                         help="leave constant tensors smaller than N bytes alone "
                              "(default: dc_keras.export.DEFAULT_MIN_BYTES = 256)")
 
@@ -560,8 +583,9 @@ class _LayoutsOnce(argparse.Action):
 _OUT_POLICY = ("OUT is written atomically (a temporary file in its directory, renamed over it: no partial "
                "OUT, even when interrupted). A new OUT's permissions follow the umask; an existing OUT is "
                "replaced without asking (the report says 'replaced the existing OUT'), keeping its "
-               "permissions, and a symbolic link is written through (pack refuses an OUT that is an "
-               "unpacked .tflite of other weights: a shell pattern's second model); a read-only OUT (root replaces it, as "
+               "permissions, and a symbolic link is written through (an OUT that is another model's .tflite "
+               "is refused: an unpacked one of other weights, or a packed one with other inputs or outputs, a "
+               "shell pattern's second model); a read-only OUT (root replaces it, as "
                "cp does), a dangling link, a device or a FIFO is refused. OUT - (or /dev/stdout) writes the "
                "model to standard output, which must not be a terminal, and the report to stderr.")
 
