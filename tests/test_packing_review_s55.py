@@ -181,3 +181,46 @@ def test_a_while_loop_and_two_signatures_pack_bit_exact_through_cli_and_api(tmp_
         want, have = ref.get_signature_runner(key)(**{name: x}), got.get_signature_runner(key)(**{name: x})
         for k in want:
             assert want[k].tobytes() == have[k].tobytes(), (key, k)
+
+
+def test_a_file_without_its_weights_is_named_as_such(tmp_path, capsys):
+    """TF 2.21's ``from_concrete_functions([fn], model)`` of a Keras 3 model writes its weights as
+    resource variables nothing assigns: a file that cannot run (READ_VARIABLE fails). ``dc-keras
+    pack`` said only "the model holds no constant tensor (weights), so there is nothing to pack";
+    pack now warns, and the CLI notes, that the weights are not in the file and how to convert so
+    that they are. A stateful model whose variables are assigned gets no such note."""
+    import warnings
+
+    import keras
+    import tensorflow as tf
+
+    from dc_keras import export
+
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32), keras.layers.Dense(4)])
+    fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([1, 16], tf.float32)])
+    plain = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model).convert()
+    with pytest.warns(UserWarning, match=r"^pack: the model reads 4 resource variable\(s\) \(VAR_HANDLE ops\) that "
+                                         r"no operator assigns: its weights are not in the file"):
+        assert export.pack(plain) == plain
+    src = tmp_path / "m.tflite"
+    src.write_bytes(plain)
+    rc, out, err = _cli(capsys, "pack", str(src), str(tmp_path / "p.tflite"))
+    assert rc == 0, err
+    assert "note: the model reads 4 resource variable(s) (VAR_HANDLE ops) that no operator assigns" in out, out
+    assert 'model.export(path, format="litert")' in out
+
+    class Stateful(tf.Module):
+        def __init__(self):
+            self.acc = tf.Variable(np.zeros((1, 8), np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+        def __call__(self, x):
+            self.acc.assign_add(x)
+            return self.acc.read_value()
+
+    m = Stateful()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([m.__call__.get_concrete_function()], m)
+    converter.experimental_enable_resource_variables = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export.pack(converter.convert())

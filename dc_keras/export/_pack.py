@@ -594,6 +594,8 @@ def warn_notes(stats, out_bytes, positive_zeros_how, who):
         warnings.warn(f"{who}: {kept_raw}", UserWarning, stacklevel=3)
     if stats["unreferenced"][0]:
         warnings.warn(f"{who}: {unreferenced_note(*stats['unreferenced'])}", UserWarning, stacklevel=3)
+    if stats["unassigned_variables"]:
+        warnings.warn(f"{who}: {unassigned_variables_note(stats['unassigned_variables'])}", UserWarning, stacklevel=3)
     kept, kept_n = stats["negative_zeros"]
     if kept:
         warnings.warn(f"{who}: {negative_zeros_note(kept, kept_n, positive_zeros_how)}", UserWarning, stacklevel=3)
@@ -690,6 +692,33 @@ def negative_zeros_note(tensors, entries, option):
             "differ only in the sign of an output that is exactly zero)")
 
 
+def unassigned_variables(model) -> int:
+    """How many ``VAR_HANDLE`` ops ``model`` (a ``ModelT``) has when no ``ASSIGN_VARIABLE`` op gives
+    any resource variable a value: then its weights are not in the file (READ_VARIABLE fails when it
+    runs: "variable != nullptr was not true"), 0 otherwise. TF 2.21's converter writes such a file
+    from ``TFLiteConverter.from_concrete_functions([fn], model)`` of a Keras 3 model: nothing to
+    pack, and ``dc-keras pack`` said only that the model holds no weights (review s55)."""
+    codes = model.operatorCodes or []
+
+    def indices(builtin):
+        return {k for k, c in enumerate(codes) if max(c.builtinCode, c.deprecatedBuiltinCode) == builtin}
+
+    handles, assigns = indices(schema.BuiltinOperator.VAR_HANDLE), indices(schema.BuiltinOperator.ASSIGN_VARIABLE)
+    if not handles or assigns and any(op.opcodeIndex in assigns for sg in model.subgraphs or []
+                                      for op in sg.operators or []):
+        return 0
+    return sum(op.opcodeIndex in handles for sg in model.subgraphs or [] for op in sg.operators or [])
+
+
+def unassigned_variables_note(count) -> str:
+    """What to say of a model whose ``count`` resource variables nothing assigns (``unassigned_variables``)."""
+    return (f"the model reads {count} resource variable(s) (VAR_HANDLE ops) that no operator assigns: its weights "
+            "are not in the file, so TFLite fails when it runs (READ_VARIABLE: \"variable != nullptr was not "
+            "true\"), packed or not; convert the model again with its weights as constants: a Keras 3 model with "
+            "model.export(path, format=\"litert\") or dc_keras.export.to_tflite(model) (TF 2.21's "
+            "TFLiteConverter.from_concrete_functions([fn], model) of a Keras 3 model writes such a file)")
+
+
 def _warn_dropped(dropped, stacklevel=3):
     """``pack``/``unpack``'s warning about a zip after the model the output cannot keep
     (``with_zip``'s ``dropped``)."""
@@ -717,7 +746,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     ``kept_raw``: [(name, bytes)] of the constants that pack, but not smaller enough, kept raw (a
     buffer several read listed once); ``kept_raw_kinds``: why, one ``KEPT_RAW_HINTS`` key per entry of
     ``kept_raw``; ``skipped``: [(name, bytes)] of the constants smaller than ``min_bytes``, left alone
-    (a buffer several read listed once))."""
+    (a buffer several read listed once); ``unassigned_variables``: ``unassigned_variables(model)``, the
+    resource variables no operator gives a value (the weights are not in the file))."""
     asked = layouts
     layouts = check_options(min_bytes, verify, min_saving, version, strip_strings=strip_strings, buffers=buffers,
                             context_model=context_model, compact=compact, positive_zeros=positive_zeros,
@@ -744,7 +774,8 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
              "refused": refused, "refused_bytes": sum(refused.buffers.values()), "kept_files": [], "kept_bytes": 0, "dropped_zip": None,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0),
              "unreferenced": unreferenced, "kept_raw": list(refused.kept.values()),
-             "kept_raw_kinds": list(refused.kinds.values()), "skipped": list(refused.skipped.values())}
+             "kept_raw_kinds": list(refused.kinds.values()), "skipped": list(refused.skipped.values()),
+             "unassigned_variables": unassigned_variables(model)}
     rewrite = strip_strings or compact is True or buffers != "auto" or zeros[0] > 0 and positive_zeros
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats

@@ -311,6 +311,10 @@ def cmd_pack(args):
             from dc_keras.export._pack import unreferenced_note
 
             print("note: " + unreferenced_note(*stats["unreferenced"]))
+        if stats["unassigned_variables"]:
+            from dc_keras.export._pack import unassigned_variables_note
+
+            print("note: " + unassigned_variables_note(stats["unassigned_variables"]))
         _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, shown)
         _print_zeros(stats, args.positive_zeros)
 
