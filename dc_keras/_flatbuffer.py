@@ -208,6 +208,9 @@ def _not_tflite_fix(data) -> str:
     if bytes(data[:8]) == b"\x89HDF\r\n\x1a\n":
         return ("it is an HDF5 file (a Keras .h5 model?): load it with keras.models.load_model and convert "
                 "it with dc_keras.export.to_tflite")
+    if bytes(data[:2]) == b"\x1f\x8b":
+        return ("it is gzip-compressed (a .gz download, or `dc-keras pack IN - | gzip`'s output?): decompress it "
+                "first (gunzip -k FILE.gz, or gzip.decompress in Python) and give the .tflite inside")
     return NOT_TFLITE_FIX
 
 

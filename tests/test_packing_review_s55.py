@@ -224,3 +224,23 @@ def test_a_file_without_its_weights_is_named_as_such(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         export.pack(converter.convert())
+
+
+def test_a_gzipped_tflite_is_named_as_such(tmp_path, capsys, models):
+    """A ``.tflite.gz`` (a download, or ``dc-keras pack IN - | gzip``'s output) given to pack was
+    "not a .tflite model ... give a TensorFlow Lite model", as for any other file; it is now named
+    gzip-compressed, with the fix, as .keras and .h5 files are named."""
+    import gzip
+
+    from dc_keras import export
+
+    src = tmp_path / "m.tflite.gz"
+    src.write_bytes(gzip.compress(models[0]))
+    rc, out, err = _cli(capsys, "pack", str(src), str(tmp_path / "o.tflite"))
+    assert rc == 1 and not out
+    assert err.startswith(f"dc-keras pack: error: {src}: not a .tflite model: file identifier is ") and err.endswith(
+        "it is gzip-compressed (a .gz download, or `dc-keras pack IN - | gzip`'s output?): decompress it first "
+        "(gunzip -k FILE.gz, or gzip.decompress in Python) and give the .tflite inside"), err
+    assert _files(tmp_path) == ["m.tflite.gz"]
+    with pytest.raises(ValueError, match="it is gzip-compressed"):
+        export.pack(src.read_bytes())
