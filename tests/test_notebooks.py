@@ -57,15 +57,22 @@ CLAIMS = {
         # smoke run's 2 calibration images print the same to 0.1 % (2026-12-05: 16.1 % vs 16.2 %)
         ("1.19x, 16 % smaller, with `min_saving=0.0`", r"\(1\.(18[5-9]|19[0-4])x, 1(5\.[5-9]|6\.[0-4]) % smaller\)"),
         ("; 11 % with the default", r"default min_saving: [\d,]+ B \(1(0\.[5-9]|1\.[0-4]) % smaller"),
-        ("the outputs are bit-identical", r"bit-identical: True")],
+        ("the outputs are bit-identical", r"bit-identical: True"),
+        # the default pack's warning, which the markdown explains (review s55)
+        ("The default pack warns which tensors it kept raw (`UserWarning: pack: kept raw: ...`)",
+         r"UserWarning: pack: kept raw: \d+ constant tensor")],
     "03_compression_report.ipynb": [("The biggest tensor (`fc1`'s kernel) dominates",
                                      r"fc1_1/MatMul +packed .*\n.*fc2_1/MatMul +packed")],
     "04_tfmot_tutorials.ipynb": [("`print_model_weight_clusters` prints 8 values per kernel, as tfmot does",
                                   r"conv2d/kernel: 8 clusters"),
-                                 # the warnings a newcomer sees, from the tutorials' own code (review s51)
-                                 ("(`input_shape` is deprecated, HDF5 is a legacy format, `tf.lite.Interpreter` is "
-                                  "deprecated)", r"(?s)`input_shape` is deprecated.*HDF5 file.*legacy.*"
-                                                 r"tf\.lite\.Interpreter is deprecated")],
+                                 # the warnings a newcomer sees, from the tutorials' own code (review s51; the
+                                 # deprecated tf.lite.Interpreter is LiteRT's since review s55)
+                                 ("(`input_shape` is deprecated, HDF5 is a legacy format)",
+                                  r"(?s)`input_shape` is deprecated.*HDF5 file.*legacy"),
+                                 # the section after the tutorials packs their files (review s55)
+                                 ("each packed file gives bit-identical outputs to its unpacked one",
+                                  r"(?ms)^pruned \.tflite: .*bit-identical outputs: True\n.*^sparsity-preserving clustered "
+                                  r"\.tflite: .*bit-identical outputs: True$")],
 }
 
 
@@ -107,6 +114,7 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
         assert "same outputs after unpack: True" in text
     elif "04_tfmot_tutorials" in path:
         assert "tfmot tutorial checks: True" in text
+        assert "tf.lite.Interpreter is deprecated" not in text  # LiteRT's interpreter (review s55)
     elif "03_compression_report" in path:
         assert (tmp_path / "report.png").stat().st_size > 0
         assert (tmp_path / "cli_report.png").stat().st_size > 0

@@ -181,7 +181,9 @@ def test_full_run_prints_the_ratios_its_markdown_gives(tmp_path, monkeypatch):
     """tests/test_notebooks.py runs notebook 04 as a smoke run only (DC_KERAS_SMOKE=1); a Colab user
     runs it in full. Its markdown gives the full run's three ratios (gzipped baseline Keras file /
     gzipped pruned, pruned + quantized and clustered .tflite, to 0.1 as shown), which the seeded run
-    prints again whatever the core count (1 and 2 cores, 2026-12-06), and the tutorial checks pass."""
+    prints again whatever the core count (1 and 2 cores, 2026-12-06), and the tutorial checks pass.
+    The section after the tutorials (review s55) gives its packed files' ratios to the baseline
+    .tflite (2 cores, 2026-12-07) and compares them with the tutorials' zips: the run bears both out."""
     text = _full_run_output(NOTEBOOK, tmp_path, monkeypatch)
     said = re.search(r"a full run \(as Colab runs it;[^)]*\) gave ([\d.]+)x, ([\d.]+)x and ([\d.]+)x", _markdown(_notebook(NOTEBOOK)))
     assert said, "the markdown no longer gives the full run's ratios"
@@ -196,3 +198,19 @@ def test_full_run_prints_the_ratios_its_markdown_gives(tmp_path, monkeypatch):
                                                            "clustered TFlite"))
     assert ratios == said.groups(), (ratios, said.groups(), text[-3000:])
     assert "tfmot tutorial checks: True" in text, text[-3000:]
+    # the section after the tutorials (review s55): each file packed, its ratio to the baseline .tflite
+    # to 0.1 as the markdown gives it, and its comparison with the tutorials' zips
+    markdown = _markdown(_notebook(NOTEBOOK))
+    kinds = ("pruned", "pruned and quantized", "clustered", "sparsity-preserving clustered")
+    said = re.search(r"against the baseline `\.tflite` of [\d,]+ B: " + ", ".join(
+        rf"{k} [\d,]+ B \(([\d.]+)x\)" for k in kinds), markdown)
+    assert said, "the markdown no longer gives the packed files' ratios"
+    printed = tuple(re.search(rf"^{k} \.tflite: +[\d,]+ B, packed +[\d,]+ B: +([\d.]+)x smaller than the baseline "
+                              r"\.tflite; bit-identical outputs: True$", text, re.M).group(1) for k in kinds)
+    assert printed == said.groups(), (printed, said.groups(), text[-3000:])
+    packed = {k: int(v.replace(",", "")) for k, v in re.findall(
+        r"^(pruned|pruned and quantized|clustered) \.tflite: +[\d,]+ B, packed +([\d,]+) B", text, re.M)}
+    # the comparison the prose draws holds (sizes vary by a few bytes with the core count)
+    assert packed["pruned"] > size("pruned TFlite"), (packed, text[-3000:])
+    assert packed["pruned and quantized"] > size("pruned and quantized TFlite"), packed
+    assert packed["clustered"] < size("clustered TFlite"), packed

@@ -266,7 +266,7 @@ class Report:
         from matplotlib.figure import Figure
 
         rows = sorted(self.rows, key=lambda r: -r.raw_bytes)[:40]
-        names = [r.label.split("/")[-2] if r.label.count("/") >= 1 else r.label for r in rows]
+        names = _bar_labels([r.label for r in rows])
         raw = np.array([r.raw_bytes for r in rows], float) / 1024
         packed = np.array([r.packed_bytes if r.packed_bytes is not None else r.raw_bytes for r in rows],
                           float) / 1024
@@ -282,10 +282,44 @@ class Report:
         ax.bar(x - 0.2, raw, 0.4, label="raw")
         ax.bar(x + 0.2, packed, 0.4, label="packed")
         ax.set_xticks(x, names, rotation=70, ha="right", fontsize=7)
+        ax.set_xlabel("constant tensor (layer/op), largest first" + (f" (40 of {len(self.rows)})"
+                                                                     if len(self.rows) > 40 else ""))
         ax.set_ylabel("KiB")
         ax.set_title(f"constant tensors: {self.raw_total / 1024:.1f} KiB -> {self.packed_total / 1024:.1f} KiB")
         ax.legend()
         write_figure(fig, path, fmt)
+
+
+def _bar_labels(labels) -> list:
+    """Short, distinct tick labels for ``Report.plot``'s bars: the end of each tensor's name (of its
+    last ``;``-separated part, for a fused name), two ``/`` parts (``fc1/MatMul``, ``fc1/BiasAdd``
+    for a Dense layer's kernel and bias), more where two labels would be equal (MobileNetV2's
+    depthwise kernels, all ``.../batchnorm/mul``, become ``block_16_depthwise_BN_1/batchnorm/mul``).
+    The layer's name alone labelled a kernel and its bias both "fc1" (notebook 03's chart, review
+    s55). Labels still equal when whole get `` #2``, `` #3``, ...
+
+    Example:
+      >>> _bar_labels(["m/fc1/MatMul", "m/Relu;m/fc1/BiasAdd", "a/bn/mul", "b/bn/mul", "x", "x"])
+      ['fc1/MatMul', 'fc1/BiasAdd', 'a/bn/mul', 'b/bn/mul', 'x', 'x #2']
+    """
+    parts = [(label.split(";")[-1] or label).split("/") for label in labels]
+    depth = [2] * len(parts)
+    while True:
+        short = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        groups = {}
+        for i, text in enumerate(short):
+            groups.setdefault(text, []).append(i)
+        longer = [i for same in groups.values() if len(same) > 1 for i in same if depth[i] < len(parts[i])]
+        if not longer:
+            break
+        for i in longer:
+            depth[i] += 1
+    out, seen = [], {}
+    for text in short:
+        text = text or "(unnamed)"
+        seen[text] = seen.get(text, 0) + 1
+        out.append(text if seen[text] == 1 else f"{text} #{seen[text]}")
+    return out
 
 
 def check_plot_path(path) -> str:
