@@ -251,6 +251,7 @@ BACKEND_TESTS := tests/test_backends.py tests/test_backend_export.py \
   tests/test_tfmot_review_s49.py::test_m_by_n_in_step_update_of_a_custom_loop_gives_the_same_masks \
   tests/test_tfmot_review_s49.py::test_m_by_n_partial_groups_in_the_compiled_step_of_a_fit_of_unknown_length \
   tests/test_tfmot_review_s53.py::test_a_later_fit_without_the_callback_is_refused_before_it_trains \
+  tests/test_review_s55.py::test_a_fit_cut_by_ctrl_c_then_a_fit_without_the_callback_is_refused_before_it_trains \
   tests/test_compat.py::test_current_call_context_is_one_object_per_outermost_call \
   tests/test_faults.py::test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \

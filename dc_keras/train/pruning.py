@@ -1012,6 +1012,12 @@ class _CallbackRequired:
     ``PruningCallback.on_train_begin`` puts the train function back before the first step; without
     the callback the first step raises that error, as a fit() with no train function cached does.
 
+    Inside a ``fit()`` with the callback (``owner``: that callback) the guard stays in place and
+    lets a step run only when the callback's ``on_train_batch_begin`` has just run (its ticket, one
+    per call): a ``fit()`` cut by Ctrl-C (or an error) never reaches ``on_train_end``, its
+    wrappers stay armed, and a next ``fit()`` without the callback reused its train function with
+    the masks frozen and the schedule stopped, silently (before 2026-12-07, session 55).
+
     Example:
         >>> pruned.fit(x, y, callbacks=[dc_keras.PruningCallback()], verbose=0)
         >>> pruned.fit(x, y, verbose=0)
@@ -1020,27 +1026,41 @@ class _CallbackRequired:
         RuntimeError: Layer ... is pruned but is being trained without dc_keras.PruningCallback...
     """
 
-    def __init__(self, model, function, wrappers):
+    def __init__(self, model, function, wrappers, owner=None):
         self._model = weakref.ref(model)
         self.function = function
         self._wrappers = [weakref.ref(w) for w in wrappers]
+        self._owner = None if owner is None else weakref.ref(owner)
 
     def __call__(self, *args, **kwargs):
         wrappers = [w for w in (ref() for ref in self._wrappers) if w is not None]
-        if wrappers and not any(w._armed for w in wrappers):
+        if self._owner is not None:  # inside the owner's fit(): its batch hook has just run, or not that fit()
+            owner = self._owner()
+            allowed = owner is not None and owner._running and owner._take_ticket()
+        else:  # between fit() calls: a custom loop's on_train_begin() arms the wrappers
+            allowed = not wrappers or any(w._armed for w in wrappers)
+        if not allowed:
             if keras.backend.backend() == "jax":
                 _compat.jax_keep_fit_state()  # else fit() leaves every weight of the model empty
-            raise RuntimeError(_NO_CALLBACK.format(name=wrappers[0].name))
+            raise RuntimeError(_NO_CALLBACK.format(name=(wrappers or [self])[0].name))
         model = self._model()
-        if model is not None and getattr(model, "train_function", None) is self:
+        if self._owner is None and model is not None and getattr(model, "train_function", None) is self:
             model.train_function = self.function
         return self.function(*args, **kwargs)
 
+    @property
+    def name(self):  # the message's layer when every wrapper is gone (not expected)
+        return "?"
+
     @staticmethod
-    def release(model):
-        """Put back the train function a fit() with ``PruningCallback`` left guarded."""
+    def release(model, params=None):
+        """Put back the train function a fit() with ``PruningCallback`` left guarded; not the guard
+        of the fit() whose callbacks got ``params`` (a second PruningCallback of that fit())."""
         function = getattr(model, "train_function", None)
         if isinstance(function, _CallbackRequired):
+            owner = None if function._owner is None else function._owner()
+            if params and owner is not None and owner._running and owner.params is params:
+                return
             model.train_function = function.function
 
 
@@ -1065,8 +1085,8 @@ class PruningCallback(keras.callbacks.Callback):
     update is made where a fit of known length makes it (the next epoch's first step). Tracing a
     training step of a pruned layer without the callback raises an error, and so does a later
     ``fit()`` without the callback that would reuse the train function Keras kept from a ``fit()``
-    with it (before 2026-12-07 that one trained with the masks fixed and the schedule stopped,
-    silently): pass the callback to every ``fit()`` of a pruned model. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
+    with it, also one cut by Ctrl-C (before 2026-12-07 that one trained with the masks fixed and the
+    schedule stopped, silently): pass the callback to every ``fit()`` of a pruned model. Custom training loops: ``cb.set_model(model); cb.on_train_begin()`` before the first
     step (the step then updates the masks itself) and ``cb.on_train_end()`` after the last; there,
     with ``log_dir``, ``cb.on_epoch_begin(epoch)`` writes the sparsity the masks hold at that point,
     at the step count the pruned layers have reached (as tfmot's ``PruningSummaries`` does).
@@ -1117,6 +1137,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._host = False
         self._follower = False  # another PruningCallback of the same fit() drives the wrappers
         self._running = False  # between on_train_begin and on_train_end (as the driving callback)
+        self._ticket = False  # set by on_train_batch_begin, taken by the step it precedes (_CallbackRequired)
         self._due, self._spe = None, 1
         self._batch = None  # first batch of the execution running now (host-counted fit(): the step count)
         self._epoch_iterations = None  # the optimizer's step count at the start of the epoch
@@ -1171,6 +1192,7 @@ class PruningCallback(keras.callbacks.Callback):
         The steps ``batch .. batch + steps_per_execution - 1`` run as one call, so an update the
         schedule puts inside it is applied at its start (with that update's sparsity).
         """
+        self._ticket = True  # the guard of this fit()'s train function lets the next call run
         if self._repeat("on_train_batch_begin", batch):
             return
         self._batch = batch
@@ -1288,7 +1310,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.model is not None:
-            _CallbackRequired.release(self.model)  # this fit() has the callback
+            _CallbackRequired.release(self.model, self.params)  # this fit() has the callback
         if self._repeat("on_train_begin"):
             return
         if self.params and "epochs" in self.params:  # fit(): a custom loop may use its own optimizer
@@ -1372,6 +1394,16 @@ class PruningCallback(keras.callbacks.Callback):
                 self.model.make_train_function(force=True)
         for wrapper in wrappers:
             wrapper._trace_failed = False
+        # fit() made its train function before this hook: guarded while this fit() runs, so that
+        # if it is cut (Ctrl-C: no on_train_end), a next fit() without this callback is refused
+        self._ticket = False
+        function = getattr(self.model, "train_function", None)
+        if self.params and "epochs" in self.params and function is not None:
+            self.model.train_function = _CallbackRequired(self.model, function, wrappers, owner=self)
+
+    def _take_ticket(self):
+        ticket, self._ticket = self._ticket, False
+        return ticket
 
     def _check_schedules(self, wrappers, first_epoch=0):
         """Warn when this fit() ends before a schedule reaches its target sparsity. ``first_epoch``:
@@ -1443,7 +1475,9 @@ class PruningCallback(keras.callbacks.Callback):
         # Keras keeps this fit()'s train function for the next fit(): guard it, so that a fit()
         # without this callback fails at its first step as one that traces anew does
         function = getattr(self.model, "train_function", None)
-        if function is not None and not isinstance(function, _CallbackRequired):
+        if isinstance(function, _CallbackRequired):
+            function = function.function  # this fit()'s guard: the one between fit() calls instead
+        if function is not None:
             self.model.train_function = _CallbackRequired(self.model, function, self._wrappers())
         if getattr(self, "_epoch_ran", True):
             self._verify_progress()
