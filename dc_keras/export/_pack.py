@@ -694,8 +694,9 @@ def negative_zeros_note(tensors, entries, option):
 
 def unassigned_variables(model) -> int:
     """How many ``VAR_HANDLE`` ops ``model`` (a ``ModelT``) has when no ``ASSIGN_VARIABLE`` op gives
-    any resource variable a value: then its weights are not in the file (READ_VARIABLE fails when it
-    runs: "variable != nullptr was not true"), 0 otherwise. TF 2.21's converter writes such a file
+    any resource variable a value: then its weights are not in the file (TFLite's interpreters run a
+    Dense model's on uninitialized memory, NaN / inf / arbitrary outputs without an error, and fail
+    in an LSTM's loop: READ_VARIABLE "variable != nullptr was not true"), 0 otherwise. TF 2.21's converter writes such a file
     from ``TFLiteConverter.from_concrete_functions([fn], model)`` of a Keras 3 model: nothing to
     pack, and ``dc-keras pack`` said only that the model holds no weights (review s55)."""
     codes = model.operatorCodes or []
@@ -713,8 +714,9 @@ def unassigned_variables(model) -> int:
 def unassigned_variables_note(count) -> str:
     """What to say of a model whose ``count`` resource variables nothing assigns (``unassigned_variables``)."""
     return (f"the model reads {count} resource variable(s) (VAR_HANDLE ops) that no operator assigns: its weights "
-            "are not in the file, so TFLite fails when it runs (READ_VARIABLE: \"variable != nullptr was not "
-            "true\"), packed or not; convert the model again with its weights as constants: a Keras 3 model with "
+            "are not in the file, so TFLite computes with uninitialized memory (NaN, inf or arbitrary outputs, "
+            "without an error) or fails at READ_VARIABLE (\"variable != nullptr was not true\"), packed or not; "
+            "convert the model again with its weights as constants: a Keras 3 model with "
             "model.export(path, format=\"litert\") or dc_keras.export.to_tflite(model) (TF 2.21's "
             "TFLiteConverter.from_concrete_functions([fn], model) of a Keras 3 model writes such a file)")
 
