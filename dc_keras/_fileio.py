@@ -240,6 +240,15 @@ def _check_head(f, path):
             raise ValueError(f"{show_path(path)}: {' '.join(str(exc).split())}") from None
 
 
+def directory_fix(path) -> str:
+    """What to do with a directory given as the input ``.tflite``: a TensorFlow SavedModel (what
+    ``model.export(path)`` and ``tf.saved_model.save`` write) is converted first."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return ("it is a TensorFlow SavedModel directory, not a .tflite: convert it first, e.g. "
+                f"tf.lite.TFLiteConverter.from_saved_model({os.fsdecode(path)!r}).convert(), and give that file")
+    return "give the path of a .tflite file"
+
+
 def read_input(path) -> bytes:
     """The bytes of an input file (``dc-keras pack / inspect / unpack``'s IN, ``runtime.compiled_model``'s
     pipe); a missing or unreadable path, a directory, a device, a socket or
@@ -256,7 +265,7 @@ def read_input(path) -> bytes:
             fix = f"it is a symbolic link to {show_path(os.readlink(path))}, which does not exist: fix the link or {fix}"
         raise type(exc)(exc.errno, f"{exc.strerror}; {fix}", path) from None
     except IsADirectoryError as exc:  # (Windows; POSIX opens a directory: fstat below)
-        raise type(exc)(exc.errno, f"{exc.strerror}; give the path of a .tflite file", path) from None
+        raise type(exc)(exc.errno, f"{exc.strerror}; {directory_fix(path)}", path) from None
     except PermissionError as exc:
         raise type(exc)(exc.errno, f"{exc.strerror}; the input must be readable by you", path) from None
     except OSError as exc:
@@ -278,8 +287,7 @@ def read_input(path) -> bytes:
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, f"{os.strerror(errno.EISDIR)}; give the path of a .tflite file",
-                                    path)
+            raise IsADirectoryError(errno.EISDIR, f"{os.strerror(errno.EISDIR)}; {directory_fix(path)}", path)
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             # /dev/zero never ends, a terminal waits for typing, a disk is no model
             raise OSError(errno.EINVAL, "a device, not a file: give the path of a .tflite file", path)

@@ -244,3 +244,28 @@ def test_a_gzipped_tflite_is_named_as_such(tmp_path, capsys, models):
     assert _files(tmp_path) == ["m.tflite.gz"]
     with pytest.raises(ValueError, match="it is gzip-compressed"):
         export.pack(src.read_bytes())
+
+
+def test_a_savedmodel_directory_is_named_with_the_conversion(tmp_path, capsys, models):
+    """A SavedModel directory (``model.export(path)``, ``tf.saved_model.save``) given as IN was "Is a
+    directory; give the path of a .tflite file": it is now named a SavedModel, with the
+    conversion; any other directory keeps the plain message. The same for
+    ``dc_keras.export.inspect`` and ``dc_keras.runtime.Interpreter``."""
+    from dc_keras import export, runtime
+
+    saved, plain_dir = tmp_path / "sm", tmp_path / "d"
+    saved.mkdir()
+    plain_dir.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"\x08\x01")
+    fix = (f"it is a TensorFlow SavedModel directory, not a .tflite: convert it first, e.g. "
+           f"tf.lite.TFLiteConverter.from_saved_model({str(saved)!r}).convert(), and give that file")
+    rc, out, err = _cli(capsys, "pack", str(saved), str(tmp_path / "o.tflite"))
+    assert rc == 1 and err == f"dc-keras pack: error: {saved}: Is a directory; {fix}", err
+    rc, out, err = _cli(capsys, "inspect", str(plain_dir))
+    assert rc == 1 and err == f"dc-keras inspect: error: {plain_dir}: Is a directory; give the path of a .tflite file"
+    with pytest.raises(IsADirectoryError, match="it is a TensorFlow SavedModel directory"):
+        export.inspect(str(saved))
+    with pytest.raises(IsADirectoryError) as info:
+        runtime.Interpreter(model_path=str(saved))
+    assert str(info.value) == f"{saved} is a directory: {fix}"
+    assert _files(tmp_path) == ["d", "sm"]

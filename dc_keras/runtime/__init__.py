@@ -126,7 +126,7 @@ def _check_model(model_path, model_content, caller="Interpreter") -> str:
         raise TypeError(f"model_path got {memoryview(model_path).nbytes} bytes of model content, not a path: pass them as "
                         f"model_content=, e.g. {caller}(model_content=data)")
     path = os.fspath(model_path)
-    from dc_keras._fileio import check_path, show_path
+    from dc_keras._fileio import check_path, directory_fix, show_path
 
     check_path(path, "model_path")  # a null byte: named, not os's bare "embedded null byte"
     if not os.path.exists(path):
@@ -136,7 +136,7 @@ def _check_model(model_path, model_content, caller="Interpreter") -> str:
         raise FileNotFoundError(f"{show_path(path)}: no such file: check the path (model_path is a .tflite "
                                 "file, e.g. written by dc_keras.export.pack or dc-keras pack)")
     if os.path.isdir(path):
-        raise IsADirectoryError(f"{show_path(path)} is a directory: give the path of a .tflite file")
+        raise IsADirectoryError(f"{show_path(path)} is a directory: {directory_fix(path)}")
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):  # a FIFO's open waited forever for a writer; a pipe ended in a bare OSError
         if caller == "compiled_model":  # it reads the file: as `dc-keras inspect` does (_read_path)
