@@ -412,6 +412,30 @@ def _own_variable(layer, name):
     raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) has no weight named {name!r}.")
 
 
+def _unique_names(targets):
+    """``targets`` with each name made unique: a custom layer declaring its sublayers' variables
+    (``[self.att.query_dense.kernel, self.ffn.layers[0].kernel, ...]``) gives several named
+    ``kernel``; the second is ``kernel_1``, the third ``kernel_2`` (in the declared order, so the
+    names are the same in every process, as ``weights=`` in a saved config needs). The names key the
+    report, ``sparsity()``, the TensorBoard summaries and the wrapper's own variables
+    (``kernel_1_mask``), which kept one entry for all of them before.
+
+    Example:
+        >>> [n for n, _, _ in _unique_names([("kernel", None, -2), ("kernel", None, -2)])]
+        ['kernel', 'kernel_1']
+    """
+    taken = {name for name, _, _ in targets}
+    seen, result = set(), []
+    for name, var, axis in targets:
+        unique, k = name, 0
+        while unique in seen or (k and unique in taken):
+            k += 1
+            unique = f"{name}_{k}"
+        seen.add(unique)
+        result.append((unique, var, axis))
+    return result
+
+
 def _declared_weights(layer, declared):
     result = []
     for item in declared:
@@ -422,6 +446,7 @@ def _declared_weights(layer, declared):
             )
         axis = 0 if len(var.shape) < 2 else -2
         result.append((var.name, var, axis))
+    result = _unique_names(result)
     if not result:
         raise ValueError(
             f"Layer {layer.name!r} declares no prunable weights (its get_prunable_weights() returns []), so "

@@ -1,0 +1,97 @@
+"""Session 55's review of the "models people ship" journey (ResNet50 / MobileNetV3Small /
+EfficientNetB0 at 64x64, a BatchNorm CNN, a functional transformer block, LSTM/GRU text
+classifiers, keras.io's TransformerBlock): prune -> fit -> strip -> cluster -> fit -> strip ->
+to_tflite -> packed vs unpacked, and the mistakes users make on the way."""
+import keras
+import numpy as np
+import pytest
+from keras import layers as L
+
+import dc_keras
+from dc_keras.pipeline import predict_tflite
+
+
+@keras.saving.register_keras_serializable(package="test_models_review_s55")
+class Block(L.Layer):
+    """keras.io's TransformerBlock, opted in the way the "left dense" warning says: its
+    get_prunable_weights() lists its sublayers' kernels, six variables all named ``kernel``."""
+
+    def __init__(self, dim=8, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.att = L.MultiHeadAttention(num_heads=2, key_dim=dim)
+        self.ffn = keras.Sequential([L.Dense(16, activation="relu"), L.Dense(dim)])
+        self.norm = L.LayerNormalization()
+
+    def call(self, x):
+        h = self.norm(x + self.att(x, x))
+        return h + self.ffn(h)
+
+    def get_prunable_weights(self):
+        a = self.att
+        return [a.query_dense.kernel, a.key_dense.kernel, a.value_dense.kernel, a.output_dense.kernel,
+                *(d.kernel for d in self.ffn.layers)]
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim}
+
+
+def _block_model():
+    keras.utils.set_random_seed(55)
+    inputs = keras.Input((6,), dtype="int32")
+    h = Block(name="block")(L.Embedding(20, 8, name="emb")(inputs))
+    return keras.Model(inputs, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(h)))
+
+
+NAMES = ["kernel"] + [f"kernel_{i}" for i in range(1, 6)]
+
+
+def test_declared_sublayer_kernels_of_one_name_are_named_apart():
+    """The cheap half of the test below: prune's and cluster's reports name the six apart."""
+    model = _block_model()
+    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0))
+    assert {e["layer"]: e["weights"] for e in pruned.compression_report.wrapped}["block"] == NAMES
+    clustered = dc_keras.cluster(model, bits=3)
+    assert {e["layer"]: e["weights"] for e in clustered.compression_report.wrapped}["block"] == NAMES
+
+
+@pytest.mark.long
+def test_declared_sublayer_kernels_of_one_name_each_keep_their_own_entry(tmp_path):
+    """A custom layer declaring six sublayer variables all named ``kernel`` was reported as
+    "kernel, kernel, kernel, kernel, kernel, kernel", and PruningCallback.sparsity() (a dict by
+    "layer/weight") kept one entry of six, so the other five were not reported; the TensorBoard
+    summaries the same. Each now has its own name (kernel, kernel_1, ... in the declared order), the
+    same after a .keras round trip, and the whole chain still packs bit-exactly."""
+    model = _block_model()
+    rng = np.random.default_rng(55)
+    x, y = rng.integers(0, 20, (16, 6)).astype("int32"), rng.integers(0, 3, 16)
+    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0))
+    names = NAMES
+    wrapped = {e["layer"]: e["weights"] for e in pruned.compression_report.wrapped}
+    assert wrapped["block"] == names, wrapped
+    cb = dc_keras.PruningCallback()
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cb])
+    sparsity = {k: v for k, v in cb.sparsity().items() if k.startswith("block/")}
+    assert sorted(sparsity) == sorted(f"block/{n}" for n in names) and set(sparsity.values()) == {0.5}
+    path = str(tmp_path / "pruned.keras")
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [n for n, _, _ in loaded.get_layer("block")._targets] == names
+    clustered = dc_keras.cluster(dc_keras.strip(pruned), bits=3)
+    assert {e["layer"]: e["weights"] for e in clustered.compression_report.wrapped}["block"] == names
+    final = dc_keras.strip(clustered)
+    for v in final.get_layer("block").get_prunable_weights():
+        w = keras.ops.convert_to_numpy(v)
+        assert np.mean(w == 0) >= 0.5 and np.unique(w).size <= 9, v.path
+    packed, plain = dc_keras.export.to_tflite(final), dc_keras.export.to_tflite(final, pack=False)
+    assert len(packed) < len(plain)
+    assert predict_tflite(packed, x).tobytes() == predict_tflite(plain, x).tobytes()
+
+
+def test_unique_names_skips_a_name_the_layer_already_declares():
+    """``kernel_1`` given to a second ``kernel`` must not clash with a declared ``kernel_1``."""
+    from dc_keras.train._base import _unique_names
+
+    got = [n for n, _, _ in _unique_names([("kernel", 0, -2), ("kernel", 1, -2), ("kernel_1", 2, -2)])]
+    assert got == ["kernel", "kernel_2", "kernel_1"]
