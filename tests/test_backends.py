@@ -193,14 +193,28 @@ def test_repeated_mask_update_on_the_same_arrays_is_reused():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(var), fresh * got)
 
 
-def test_export_on_this_backend_matches_keras(tmp_path):
+@pytest.fixture(scope="module")
+def clustered_mlp():
+    """A stripped clustered mlp(), its unpacked export (to_tflite(pack=False)) and the warnings that
+    export gave: one conversion (on JAX and torch a TensorFlow-backend child, ~5 CPU s) for the tests
+    below that compare against it, each of which converted the same kind of model again."""
+    import warnings
+
+    model = dc_keras.strip(dc_keras.cluster(mlp(), bits=3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plain = dc_keras.export.to_tflite(model, pack=False)
+    return model, plain, [str(w.message) for w in caught]
+
+
+def test_export_on_this_backend_matches_keras(tmp_path, clustered_mlp):
     """to_tflite works on every backend (torch: through a TF-backend subprocess) and the packed
     .tflite computes what the Keras model computes."""
     from ai_edge_litert.interpreter import Interpreter as LiteRT
 
     from dc_keras.runtime import Interpreter
 
-    model = dc_keras.strip(dc_keras.cluster(mlp(), bits=3))
+    model, plain, _ = clustered_mlp
     path = tmp_path / "m.tflite"
     data = dc_keras.export.to_tflite(model, path=str(path))
     assert path.read_bytes() == data
@@ -213,7 +227,6 @@ def test_export_on_this_backend_matches_keras(tmp_path):
     interp.set_tensor(inp["index"], X[:5])
     interp.invoke()
     np.testing.assert_allclose(interp.get_tensor(out["index"]), expected, rtol=1e-5, atol=1e-5)
-    plain = dc_keras.export.to_tflite(model, pack=False)
     ref = LiteRT(model_content=plain)
     ref.resize_tensor_input(ref.get_input_details()[0]["index"], [5, 12])
     ref.allocate_tensors()
@@ -245,14 +258,13 @@ def test_export_positive_zeros_on_this_backend():
         dc_keras.export.to_tflite(model, positive_zeros=1)
 
 
-def test_export_pack_options_on_this_backend():
+def test_export_pack_options_on_this_backend(clustered_mlp):
     """to_tflite(pack_options=...) reaches the packer on every backend (JAX and torch: in the
     TF-backend child, the options crossing as JSON, layouts as a list): the file is byte for byte
     pack(to_tflite(pack=False), **options), not the default packing."""
-    model = dc_keras.strip(dc_keras.cluster(mlp(), bits=3))
+    model, plain, _ = clustered_mlp
     options = {"strip_strings": True, "decoder": "minimal", "version": 2, "layouts": ("sparse",), "compact": False}
     data = dc_keras.export.to_tflite(model, min_bytes=128, pack_options=options)
-    plain = dc_keras.export.to_tflite(model, pack=False)
     assert data == dc_keras.export.pack(plain, min_bytes=128, **options)
     assert data != dc_keras.export.pack(plain, min_bytes=128)
     with pytest.raises(ValueError, match=r"unknown pack_options key\(s\) \['strip'\]"):
@@ -930,17 +942,12 @@ def test_loading_a_pruned_model_does_not_repeat_the_schedule_warning(tmp_path):
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="the in-process jax2tf export route is the JAX backend's")
-def test_jax_export_says_when_it_does_not_make_the_tensorflow_backends_file():
+def test_jax_export_says_when_it_does_not_make_the_tensorflow_backends_file(clustered_mlp):
     """On JAX, to_tflite converts in a TF-backend child (the TF backend's file, README) unless the call
     needs this process (configure=, converter_options=, a generator as representative_data); it then
     took the jax2tf route without a word: a different, larger file (here 4,328 B instead of 1,144 B)."""
-    import warnings
-
-    model = mlp()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        default = dc_keras.export.to_tflite(model, pack=False)
-    assert not [w for w in caught if "jax2tf" in str(w.message)]
+    model, default, said = clustered_mlp  # default: to_tflite(model, pack=False), the warnings it gave
+    assert not [m for m in said if "jax2tf" in m], said
     for kwargs in ({"configure": lambda _: None}, {"converter_options": {"allow_custom_ops": True}}):
         with pytest.warns(UserWarning, match=r"jax2tf.*KERAS_BACKEND=tensorflow") as record:
             data = dc_keras.export.to_tflite(model, pack=False, **kwargs)
@@ -1169,7 +1176,7 @@ def test_export_of_a_two_input_subclassed_model_loaded_from_a_keras_file(tmp_pat
         np.testing.assert_allclose(predict_tflite(data, {"b": b, "a": a}), want, rtol=1e-5, atol=1e-5)
 
 
-def test_export_with_an_input_signature():
+def test_export_with_an_input_signature(clustered_mlp):
     """input_signature= (as keras.Model.export takes it): a subclassed text model's token ids came out as a
     float32 input (Keras knows a subclassed model's inputs only as float32, also after a call with ints),
     and there was no way to ask for int32 or a fixed sequence length. Now the .tflite input has the given
@@ -1188,11 +1195,11 @@ def test_export_with_an_input_signature():
     (spec,) = Interpreter(model_content=data).get_input_details()
     assert spec["dtype"] == np.int32 and list(spec["shape_signature"]) == [-1, 12] and "ids" in spec["name"], spec
     np.testing.assert_allclose(predict_tflite(data, ids), want, rtol=1e-5, atol=1e-5)
-    model = mlp()
+    model, plain, _ = clustered_mlp  # a Functional model and its export without input_signature
     data = dc_keras.export.to_tflite(model, pack=False, input_signature=[keras.InputSpec(shape=(4, 12))])
     (spec,) = Interpreter(model_content=data).get_input_details()
     assert spec["dtype"] == np.float32 and list(spec["shape_signature"]) == [4, 12], spec
-    (default,) = Interpreter(model_content=dc_keras.export.to_tflite(model, pack=False)).get_input_details()
+    (default,) = Interpreter(model_content=plain).get_input_details()
     assert spec["name"] == default["name"], (spec["name"], default["name"])  # named as without input_signature
     np.testing.assert_allclose(predict_tflite(data, X[:4], batch_size=4),
                                keras.ops.convert_to_numpy(model(X[:4])), rtol=1e-5, atol=1e-5)
