@@ -269,3 +269,26 @@ def test_a_savedmodel_directory_is_named_with_the_conversion(tmp_path, capsys, m
         runtime.Interpreter(model_path=str(saved))
     assert str(info.value) == f"{saved} is a directory: {fix}"
     assert _files(tmp_path) == ["d", "sm"]
+
+
+def test_the_inspect_command_pack_names_for_a_piped_model_is_one_that_can_run(tmp_path):
+    """``dc-keras pack /dev/stdin OUT < m.tflite`` (or ``<(cmd)``) told the user to run ``dc-keras
+    inspect /dev/stdin``, which would read the terminal (or a pipe gone once read); it now names
+    ``dc-keras inspect FILE`` on a saved copy of that model. A file keeps its own path."""
+    import argparse
+
+    from dc_keras.export.cli_commands import _inspect_command
+
+    src = tmp_path / "m.tflite"
+    src.write_bytes(b"x")
+    assert _inspect_command(argparse.Namespace(input=str(src), min_bytes=None)) == f"`dc-keras inspect {src}`"
+    assert _inspect_command(argparse.Namespace(input="/dev/stdin", min_bytes=7)) == (
+        "`dc-keras inspect --min-bytes 7 FILE` (FILE: a saved copy of the model read from /dev/stdin)")
+    rd, wr = os.pipe()
+    try:
+        if os.path.exists(f"/dev/fd/{rd}"):
+            assert _inspect_command(argparse.Namespace(input=f"/dev/fd/{rd}", min_bytes=None)) == (
+                f"`dc-keras inspect FILE` (FILE: a saved copy of the model read from /dev/fd/{rd})")
+    finally:
+        os.close(rd)
+        os.close(wr)

@@ -366,6 +366,8 @@ def _inspect_command(args):
     into a shell: the path quoted when it must be, and ``--min-bytes N`` when pack was given it
     (inspect's rows then say "skipped" where pack skipped)."""
     option = "" if args.min_bytes is None else f"--min-bytes {args.min_bytes} "
+    if _standard_stream(args.input) is not None or not os.path.isfile(args.input):  # /dev/stdin, <(cmd): read once
+        return f"`dc-keras inspect {option}FILE` (FILE: a saved copy of the model read from {shell_path(args.input)})"
     return f"`dc-keras inspect {option}{shell_path(args.input)}`"
 
 
