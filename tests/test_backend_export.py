@@ -15,6 +15,7 @@ naming the layer and the fix (on JAX: the jax2tf route at once, with that messag
 The in-process tests of ``child_imports`` run on every backend; the exports run under
 ``make test-backends`` (JAX) and ``make test-backends-torch``.
 """
+import re
 import warnings
 
 import keras
@@ -153,47 +154,53 @@ def test_a_keras_quantized_model_converts_through_jax2tf_on_jax_without_a_failur
     assert not [str(w.message) for w in caught if str(w.message).startswith("to_tflite")]
 
 
-def test_a_mixed_precision_model_is_converted_once_and_fails_with_one_error():
+def _mixed_precision_model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="fc1", dtype="mixed_float16"),
+                             keras.layers.Dense(3, name="out", dtype="float32")])
+
+
+@pytest.fixture(scope="module")
+def mixed_precision_failure():
+    """to_tflite(pack=False) of _mixed_precision_model(): its RuntimeError and the warnings it gave. The
+    two tests below read the same failed conversion (on JAX and torch a TensorFlow-backend child,
+    ~5 CPU s), which each of them made again."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError) as info:
+            dc_keras.export.to_tflite(_mixed_precision_model(), pack=False)
+    return info.value, [str(w.message) for w in caught]
+
+
+def test_a_mixed_precision_model_is_converted_once_and_fails_with_one_error(mixed_precision_failure):
     """A model computing in float16 (a mixed-precision policy), which TFLite's converter cannot lower.
     The TensorFlow backend converted it twice (the direct route, then the SavedModel route, which gives
     the converter the same float16 ops), and a JAX model went through the TensorFlow-backend child,
     then jax2tf, with a warning repeating the error the jax2tf route then raised again: 8 s and the
     same advice twice. Now one conversion and one error naming the layers and the fix, no warning."""
-    def model():
-        keras.utils.set_random_seed(0)
-        return keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="fc1", dtype="mixed_float16"),
-                                 keras.layers.Dense(3, name="out", dtype="float32")])
-
     message = (r"^TFLite conversion failed: .*Layer\(s\) 'fc1' compute in float16 \(a mixed-precision dtype "
                r"policy\), which TFLite's converter cannot lower: export a float32 copy")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with pytest.raises(RuntimeError, match=message):
-            dc_keras.export.to_tflite(model(), pack=False)
-    assert not [str(w.message) for w in caught if str(w.message).startswith("to_tflite")]
+    error, said = mixed_precision_failure
+    assert re.search(message, str(error)), str(error)
+    assert not [m for m in said if m.startswith("to_tflite")], said
     if BACKEND == "tensorflow":  # converters made in this process: configure= sees each one
         made = []
         with pytest.raises(RuntimeError, match=message):
-            dc_keras.export.to_tflite(model(), pack=False, configure=made.append)
+            dc_keras.export.to_tflite(_mixed_precision_model(), pack=False, configure=made.append)
         assert len(made) == 1, made
 
 
-def test_a_conversion_error_has_the_converter_error_it_names_chained():
+def test_a_conversion_error_has_the_converter_error_it_names_chained(mixed_precision_failure):
     """to_tflite's conversion error ends "Converter error (ConverterError) chained above.". From the
     TensorFlow-backend child (torch always, JAX by default) it was relayed as text alone: nothing was
     chained in the caller. Now the converter's error comes along and the caller's error is raised
     from it (``_backend.ChildError``, naming the class and giving its text), as on the TensorFlow
     backend, where it is the ConverterError itself."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="fc1", dtype="mixed_float16"),
-                              keras.layers.Dense(3, name="out", dtype="float32")])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(RuntimeError, match=r"Converter error \(ConverterError\) chained above\.$") as info:
-            dc_keras.export.to_tflite(model, pack=False)
-    cause = info.value.__cause__
+    error, _ = mixed_precision_failure  # to_tflite(pack=False)'s RuntimeError for a model TFLite cannot lower
+    assert re.search(r"Converter error \(ConverterError\) chained above\.$", str(error)), str(error)
+    cause = error.__cause__
     assert cause is not None
-    first = str(info.value).split("TFLite conversion failed: ")[1].split(". Layer(s)")[0]
+    first = str(error).split("TFLite conversion failed: ")[1].split(". Layer(s)")[0]
     assert first and first in str(cause), (first, str(cause))
     if BACKEND == "tensorflow":
         assert type(cause).__name__ == "ConverterError"
