@@ -7,7 +7,7 @@ PYC_STAMP := $(VENV)/.pyc-compiled
 NATIVE    := dc_keras/_native/libdc_huffdecode.so
 PYTEST_ARGS ?=
 
-.PHONY: install install-test install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-long test-long-lane-c test-long-lane-emu test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize test-tsan fuzz-smoke lint clean
+.PHONY: install install-test install-torch lib native-copy jax-ffi tf-ops demo test test-lane-c test-lane-emu test-long test-long-lane-c test-long-lane-emu test-bigendian test-py test-backends test-backends-torch test-c test-arm test-mcu test-sanitize test-tsan fuzz-smoke lint clean
 
 # After the venv ($(STAMP): pip, one step after the other), its parts side by side, TEST_JOBS at once
 # (below; make -O prints each part's output in one piece): the byte-compiling, the C library and
@@ -210,6 +210,7 @@ test-long: install-test
 
 test-long-lane-c:
 	$(call step,fuzz-smoke)
+	$(call step,test-bigendian)
 	$(call step,test-backends-torch BACKEND_MARK=long)
 
 test-long-lane-emu:
@@ -324,6 +325,11 @@ fuzz-smoke:
 # ARM_MARK=long in test-long); installs its tools when root, otherwise skips with a message. See
 # tools/arm/test_arm.sh and docs/android.md. `+`: the script's builds share make's job slots (a
 # core the other lane has freed; no "jobserver unavailable").
+# The decoder's C tests on a big-endian host (s390x under qemu-user; the sparse kernels there
+# refuse, for their callers to decode): tools/bigendian/test_bigendian.sh. In make test-long.
+test-bigendian:
+	tools/bigendian/test_bigendian.sh
+
 test-arm: lib  # the x86_64 side of the comparisons is dc_keras/_native (make native-copy)
 	+PY=$(abspath $(VPY)) ARM_MARK="$(ARM_MARK)" tools/arm/test_arm.sh
 

@@ -86,3 +86,22 @@ def test_a_custom_loop_after_a_fit_cut_by_ctrl_c_trains_as_documented():
     pruned.train_on_batch(x[:8], y[:8])
     cb.on_train_end()
     assert any(not np.array_equal(a, keras.ops.convert_to_numpy(v)) for a, v in zip(before, pruned.weights))
+
+
+def test_the_big_endian_run_is_in_make_test_long_and_the_doc_names_what_it_runs():
+    """make test-bigendian (session 55) runs the decoder's C tests on s390x under qemu-user from
+    make test-long's C lane; docs/microcontrollers.md's *Byte order* names each test it runs."""
+    import os
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    make = open(os.path.join(root, "Makefile")).read()
+    lane = re.search(r"^test-long-lane-c:\n((?:\t.*\n)+)", make, re.M).group(1)
+    assert "$(call step,test-bigendian)" in lane
+    script = open(os.path.join(root, "tools", "bigendian", "test_bigendian.sh")).read()
+    run = re.search(r"for t in (.*?); do", script, re.S).group(1).replace("\\\n", " ").split()
+    doc = " ".join(open(os.path.join(root, "docs", "microcontrollers.md")).read().split())
+    for name in run:
+        base = "test_codec" if name.startswith("test_codec") else name
+        assert base in doc or name == "test_sparse_fc", name
+    assert "test_sparse_fc" in run and "test_threads" not in run

@@ -1357,6 +1357,14 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   m->packed_file = -1;
   m->table = table;
   if (!packed) return DC_SFC_ARGUMENT;
+#if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && \
+    __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  /* The forms hold codebook values and compute in the host's byte order, taken from the
+   * little-endian decoded tensor (FORMAT.md §1) as it is: right on little-endian hosts only (on
+   * s390x, under qemu, they gave wrong rows and outputs). The caller decodes instead. */
+  say(why, why_size, "the sparse kernels run on little-endian hosts only; this host is big-endian");
+  return DC_SFC_UNSUPPORTED;
+#endif
   dc_status st = dc_parse(packed, size, &h);
   if (st != DC_OK) {
     if (decode_status) *decode_status = st;

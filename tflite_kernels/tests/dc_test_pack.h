@@ -14,6 +14,19 @@ static uint32_t dc_test_f32_bits(uint32_t s) {
   return 0x3F800000u + 7919u * s;
 }
 
+/* v as the format stores it (FORMAT.md §1: little-endian), whatever the host's byte order. */
+static inline void dc_test_put32(uint8_t* p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+/* The little-endian 32-bit value at p. */
+static inline uint32_t dc_test_get32(const uint8_t* p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 /* Bytes pack_dense_f32 may write for k symbols and n elements (code lengths up to 15). */
 static size_t pack_dense_f32_bound(uint32_t k, uint32_t n) {
   return 64 + 5 * (size_t)k + 2 * (size_t)n;
@@ -39,17 +52,16 @@ static size_t pack_dense_f32(uint8_t* p, const uint8_t* len, uint32_t k, const u
   }
   for (s = 0; s < k; ++s) code[s] = len[s] ? next[len[s]]++ : 0;
   memcpy(p, "DCHF", 4);
-  p[4] = 2;             /* version */
-  p[5] = 0;             /* float32 */
-  p[6] = 1;             /* rank */
-  p[7] = 0;             /* dense */
-  memcpy(p + 8, &n, 4); /* little-endian host (the tests run on x86-64 / aarch64 / armv7) */
-  pos = 16;             /* check at 12 */
+  p[4] = 2; /* version */
+  p[5] = 0; /* float32 */
+  p[6] = 1; /* rank */
+  p[7] = 0; /* dense */
+  dc_test_put32(p + 8, n);
+  pos = 16; /* check at 12 */
   p[pos++] = (uint8_t)k;
   p[pos++] = (uint8_t)(k >> 8);
   for (s = 0; s < k; ++s, pos += 4) {
-    uint32_t v = dc_test_f32_bits(s);
-    memcpy(p + pos, &v, 4);
+    dc_test_put32(p + pos, dc_test_f32_bits(s));
   }
   p[pos++] = (uint8_t)maxl;
   for (s = 0; s < k; s += 2) p[pos++] = (uint8_t)(len[s] | (s + 1 < k ? len[s + 1] << 4 : 0));
@@ -59,7 +71,7 @@ static size_t pack_dense_f32(uint8_t* p, const uint8_t* len, uint32_t k, const u
   st[0] = p + pos + 16;
   for (s = 0; s < 4; ++s) {
     uint32_t size = (uint32_t)((bits[s] + 7) / 8);
-    memcpy(p + pos + 4 * s, &size, 4);
+    dc_test_put32(p + pos + 4 * s, size);
     if (s < 3) st[s + 1] = st[s] + size;
     memset(st[s], 0, size);
   }
@@ -71,7 +83,7 @@ static size_t pack_dense_f32(uint8_t* p, const uint8_t* len, uint32_t k, const u
   }
   pos = (uint32_t)(st[3] - p) + (uint32_t)((bits[3] + 7) / 8);
   crc = dc_crc32(dc_crc32(0, p, 12), p + 16, pos - 16);
-  memcpy(p + 12, &crc, 4);
+  dc_test_put32(p + 12, crc);
   return pos;
 }
 

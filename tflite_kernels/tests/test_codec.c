@@ -328,13 +328,6 @@ static void test_random_garbage(void) {
   CHECK(crashes_would_show, "random garbage");
 }
 
-static void put32(uint8_t* p, uint32_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-  p[2] = (uint8_t)(v >> 16);
-  p[3] = (uint8_t)(v >> 24);
-}
-
 /* Hand-made hostile headers (§2, §9): rejected by dc_peek before any work. */
 static void test_hostile_headers(void) {
   uint8_t h[64];
@@ -345,11 +338,11 @@ static void test_hostile_headers(void) {
   h[5] = DC_DTYPE_FLOAT32;
   h[6] = 2;
   h[7] = 0;
-  put32(h + 8, 0xFFFFFFFFu);
-  put32(h + 12, 0xFFFFFFFFu);
+  dc_test_put32(h + 8, 0xFFFFFFFFu);
+  dc_test_put32(h + 12, 0xFFFFFFFFu);
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_SHAPE, "2^64 elements");
-  put32(h + 8, 65536);
-  put32(h + 12, 32768);
+  dc_test_put32(h + 8, 65536);
+  dc_test_put32(h + 12, 32768);
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_SHAPE, "2^31 elements");
   h[6] = 9;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_SHAPE, "rank 9");
@@ -419,8 +412,8 @@ static void test_hostile_headers(void) {
     h[4] = 3;
     h[5] = DC_DTYPE_INT64;
     h[6] = 2;
-    put32(h + 8, 1u << 14);
-    put32(h + 12, 1u << 15);
+    dc_test_put32(h + 8, 1u << 14);
+    dc_test_put32(h + 12, 1u << 15);
     st = dc_peek(h, sizeof h, &info);
     if (sizeof(size_t) < 8)
       CHECK(st == DC_ERR_SHAPE, "2^32 output bytes on a 32-bit target: %s", dc_strerror(st));
@@ -433,8 +426,8 @@ static void test_hostile_headers(void) {
   h[4] = 1;
   h[7] = 0;
   /* 1000 x 1000 dense, codebook of 5000 entries */
-  put32(h + 8, 1000);
-  put32(h + 12, 1000);
+  dc_test_put32(h + 8, 1000);
+  dc_test_put32(h + 12, 1000);
   h[24] = 0x88;
   h[25] = 0x13;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_CODEBOOK, "K = 5000");
@@ -445,13 +438,13 @@ static void test_hostile_headers(void) {
   h[24] = 2;
   h[34] = 1;
   h[35] = 0x11;
-  put32(h + 36, 0x7FFFFFFFu);
+  dc_test_put32(h + 36, 0x7FFFFFFFu);
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_TRUNCATED, "stream larger than the buffer");
   /* valid-looking sizes but a million 1-bit symbols cannot fit in 12 bytes */
-  put32(h + 36, 3);
-  put32(h + 40, 3);
-  put32(h + 44, 3);
-  put32(h + 48, 3);
+  dc_test_put32(h + 36, 3);
+  dc_test_put32(h + 40, 3);
+  dc_test_put32(h + 44, 3);
+  dc_test_put32(h + 48, 3);
   CHECK(dc_peek(h, 52 + 12, &info) == DC_ERR_SIZE_MISMATCH, "1e6 symbols in 12 bytes");
   h[35] = 0x12; /* lengths 2,1: incomplete code */
   CHECK(dc_peek(h, 52 + 12, &info) == DC_ERR_CODE_LENGTHS, "incomplete code");
@@ -465,7 +458,7 @@ static void test_hostile_headers(void) {
     memcpy(c, "DCHF", 4);
     c[4] = 1;
     c[6] = 1;
-    put32(c + 8, 1u << 30);
+    dc_test_put32(c + 8, 1u << 30);
     c[20] = 1; /* K = 1, value 0.0 at 22..25 */
     c[26] = 0; /* L = 0, single symbol 0 at 27..28; stream sizes (all 0) at 29..44 */
     {
@@ -475,7 +468,7 @@ static void test_hostile_headers(void) {
       CHECK(dc_peek(d, sizeof d, &info) == DC_ERR_SIZE_MISMATCH ||
                 dc_peek(d, sizeof d, &info) == DC_ERR_SHAPE,
             "zero-bit bomb: %s", dc_strerror(dc_peek(d, sizeof d, &info)));
-      put32(d + 8, 1000);
+      dc_test_put32(d + 8, 1000);
       CHECK(dc_peek(d, sizeof d, &info) == DC_OK && info.output_bytes == 4000, "1000 zeros header");
     }
   }
@@ -615,7 +608,7 @@ static void decode_all_paths(const char* what, const uint8_t* p, size_t size, co
 /* Re-seals a version 2 tensor of `size` bytes after an edit (§8: CRC of all but bytes 12..15). */
 static void reseal(uint8_t* p, size_t size) {
   uint32_t crc = dc_crc32(dc_crc32(0, p, 12), p + 16, size - 16);
-  memcpy(p + 12, &crc, 4);
+  dc_test_put32(p + 12, crc);
 }
 
 static void test_dense_f32_all_lengths(void) {
@@ -665,8 +658,7 @@ static void test_dense_f32_all_lengths(void) {
       }
       size = pack_dense_f32(p, len, k, sym, n, &sizes_at);
       for (i = 0; i < n; ++i) {
-        uint32_t v = dc_test_f32_bits(sym[i]);
-        memcpy(want + 4 * i, &v, 4);
+        dc_test_put32(want + 4 * i, dc_test_f32_bits(sym[i]));
       }
       snprintf(what, sizeof what, "dense f32 L%u K%u n%u", m <= 12 ? m : 9, k, n);
       decode_all_paths(what, p, size, want, (size_t)n * 4);
@@ -677,19 +669,19 @@ static void test_dense_f32_all_lengths(void) {
         p[size - 1 - (n % 7)] ^= (uint8_t)(1u << (n % 8));
         reseal(p, size);
         decode_all_paths(what, p, size, NULL, (size_t)n * 4);
-        memcpy(&s0, p + sizes_at, 4);
-        memcpy(&s1, p + sizes_at + 4, 4);
+        s0 = dc_test_get32(p + sizes_at);
+        s1 = dc_test_get32(p + sizes_at + 4);
         if (s1 > 0) {
           s0 += 1;
           s1 -= 1;
-          memcpy(p + sizes_at, &s0, 4);
-          memcpy(p + sizes_at + 4, &s1, 4);
+          dc_test_put32(p + sizes_at, s0);
+          dc_test_put32(p + sizes_at + 4, s1);
           reseal(p, size);
           decode_all_paths(what, p, size, NULL, (size_t)n * 4);
           s0 -= 2;
           s1 += 2;
-          memcpy(p + sizes_at, &s0, 4);
-          memcpy(p + sizes_at + 4, &s1, 4);
+          dc_test_put32(p + sizes_at, s0);
+          dc_test_put32(p + sizes_at + 4, s1);
           reseal(p, size);
           decode_all_paths(what, p, size, NULL, (size_t)n * 4);
         }
@@ -699,9 +691,9 @@ static void test_dense_f32_all_lengths(void) {
         }
         reseal(p, size);
         decode_all_paths(what, p, size, NULL, (size_t)n * 4);
-        memcpy(&s3, p + sizes_at + 12, 4);
+        s3 = dc_test_get32(p + sizes_at + 12);
         s3 -= 1;
-        memcpy(p + sizes_at + 12, &s3, 4);
+        dc_test_put32(p + sizes_at + 12, s3);
         reseal(p, size - 1);
         decode_all_paths(what, p, size - 1, NULL, (size_t)n * 4);
       }

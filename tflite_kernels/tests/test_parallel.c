@@ -282,8 +282,7 @@ static uint8_t* big_packed(uint32_t n, size_t* size, uint8_t** raw) {
   }
   for (uint32_t i = 0; i < n; ++i) {
     sym[i] = (uint16_t)((((uint64_t)i * 2654435761u) >> 13) & 1u);
-    uint32_t v = dc_test_f32_bits(sym[i]);
-    memcpy(*raw + (size_t)i * 4, &v, 4);
+    dc_test_put32(*raw + (size_t)i * 4, dc_test_f32_bits(sym[i]));
   }
   uint32_t sizes_at;
   *size = pack_dense_f32(p, len, 2, sym, n, &sizes_at);
