@@ -321,15 +321,15 @@ test-tsan:
 fuzz-smoke:
 	$(MAKE) -C tflite_kernels fuzz-smoke PY=$(abspath $(VPY))
 
-# tflite_kernels + LiteRT on emulated aarch64/armv7 (qemu; the C tests on aarch64 here, armv7's with
-# ARM_MARK=long in test-long); installs its tools when root, otherwise skips with a message. See
-# tools/arm/test_arm.sh and docs/android.md. `+`: the script's builds share make's job slots (a
-# core the other lane has freed; no "jobserver unavailable").
 # The decoder's C tests on a big-endian host (s390x under qemu-user; the sparse kernels there
 # refuse, for their callers to decode): tools/bigendian/test_bigendian.sh. In make test-long.
 test-bigendian:
 	tools/bigendian/test_bigendian.sh
 
+# tflite_kernels + LiteRT on emulated aarch64/armv7 (qemu; the C tests on aarch64 here, armv7's with
+# ARM_MARK=long in test-long); installs its tools when root, otherwise skips with a message. See
+# tools/arm/test_arm.sh and docs/android.md. `+`: the script's builds share make's job slots (a
+# core the other lane has freed; no "jobserver unavailable").
 test-arm: lib  # the x86_64 side of the comparisons is dc_keras/_native (make native-copy)
 	+PY=$(abspath $(VPY)) ARM_MARK="$(ARM_MARK)" tools/arm/test_arm.sh
 
