@@ -125,19 +125,34 @@ def test_lstm_loop_state_is_packed_and_runs_bit_exact():
     assert any(r.status == "packed" and r.raw_bytes > 60000 for r in export.inspect(packed).rows)
 
 
+@pytest.fixture(scope="module")
+def rnn64():
+    """rnn64(kind) -> (plain, packed, warnings): _sequence_model(kind, units=64) (seeded by _share)
+    exported with to_tflite(pack=False, batch_size=1) and to_tflite(batch_size=1), and the warnings
+    those gave; made once per kind for the tests below, which each converted the same model again."""
+    made = {}
+
+    def get(kind):
+        if kind not in made:
+            model = _sequence_model(kind, units=64)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                plain = export.to_tflite(model, pack=False, batch_size=1)
+                packed = export.to_tflite(model, batch_size=1)
+            made[kind] = plain, packed, [str(w.message) for w in caught]
+        return made[kind]
+    return get
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_recurrent_export_packs_its_loop_state_without_a_warning(kind):
+def test_recurrent_export_packs_its_loop_state_without_a_warning(kind, rnn64):
     """Every LSTM/GRU export of 64 units warned "pack: 2 constant tensor(s), 256 B, not packed: ...
     loop state of a WHILE op": their zero initial state and accumulator are no longer refused, pack
     decides on them like any constant (at 64 units their one shared buffer does not pay for two
     HuffDecode ops: kept raw, which warns nothing; zoo LSTM128's packs), and the only warning left is
     the static-batch one (which batch_size=1 silences)."""
-    model = _sequence_model(kind, units=64)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        plain = export.to_tflite(model, pack=False, batch_size=1)
-        packed = export.to_tflite(model, batch_size=1)
-    assert not [str(w.message) for w in caught if "not packed" in str(w.message)]  # (_share's -0.0: its own note)
+    plain, packed, said = rnn64(kind)
+    assert not [m for m in said if "not packed" in m], said  # (_share's -0.0: its own note)
     rows = {r.name: r.status for r in export.inspect(packed).rows}
     state = _while_constant_inputs(plain)
     # one 256 B buffer read as [1,64] and [1,1,64], which two HuffDecode ops would not pay for: kept
@@ -167,18 +182,14 @@ def _pack_keeping_raw(plain, keep):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_shared_loop_state_buffer_packs_only_when_it_saves_bytes(kind):
+def test_shared_loop_state_buffer_packs_only_when_it_saves_bytes(kind, rnn64):
     """An LSTM(64)'s (a GRU(64)'s) 256 B zero loop state is one buffer read by two tensors ([1,64]
     and [1,1,64]): packed, each needs its own HuffDecode op and packed tensor, but pack counted the
     256 B saving once per tensor, so the LSTM's to_tflite file was 16 B larger than with the state
     raw (15,664 vs 15,648 B here; d8d0e0d; the GRU's the same size both ways) and inspect called
     both "packable". The decision is now the buffer's: kept raw, the file is no larger, and inspect
     says why on both rows, of the unpacked file and the packed one. Bit-exact as before."""
-    model = _sequence_model(kind, units=64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # _share's -0.0 note
-        plain = export.to_tflite(model, pack=False, batch_size=1)
-        packed = export.to_tflite(model, batch_size=1)
+    plain, packed, _ = rnn64(kind)  # (its warnings: _share's -0.0 note)
     state = _while_constant_inputs(plain)
     assert len(state) == 2, state
     assert len(packed) <= len(_pack_keeping_raw(plain, state)), len(packed)
@@ -196,15 +207,13 @@ def test_shared_loop_state_buffer_packs_only_when_it_saves_bytes(kind):
             assert "no saving on the 256 B buffer they share" in row.reason and repr(other) in row.reason
 
 
-def test_pack_says_why_it_kept_the_loop_state_raw(tmp_path):
+def test_pack_says_why_it_kept_the_loop_state_raw(tmp_path, rnn64):
     """`dc-keras pack` of the LSTM(64) file lists its 256 B zero loop state as kept raw (one buffer two
     tensors read: see above) with the reason that fits it. The line said "(typically weights neither
     pruned nor clustered)" for every constant kept raw, here for a constant of zeros."""
     import _export_models as em
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # _share's -0.0 note
-        plain = export.to_tflite(_sequence_model("lstm", units=64), pack=False, batch_size=1)
+    plain, _, _ = rnn64("lstm")  # to_tflite(_sequence_model("lstm", units=64), pack=False, batch_size=1)
     src = tmp_path / "lstm.tflite"
     src.write_bytes(plain)
     r = em.cli("pack", src, tmp_path / "lstm.packed.tflite", timeout=300)
