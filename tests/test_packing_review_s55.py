@@ -292,3 +292,40 @@ def test_the_inspect_command_pack_names_for_a_piped_model_is_one_that_can_run(tm
     finally:
         os.close(rd)
         os.close(wr)
+
+
+def test_a_truncated_zip_of_associated_files_is_named_as_such(tmp_path, capsys, models):
+    """A model whose zip of associated files (labels) was cut short -- a truncated download --
+    packed with "N B after the model that are neither part of it nor a zip of associated files ...
+    if they are not needed (appended by mistake), remove them": the labels were lost and the note
+    said the opposite of what happened. pack, unpack and inspect now name an archive cut short and
+    the fix (copy the file again); the bytes are still kept, and other bytes keep their note."""
+    import io
+    import zipfile
+
+    from dc_keras import export
+
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("labels.txt", "cat\ndog\n")
+    whole = models[0] + z.getvalue()
+    cut = whole[:len(models[0]) + 40]
+    src, out_path, back = tmp_path / "m.tflite", tmp_path / "p.tflite", tmp_path / "u.tflite"
+    src.write_bytes(cut)
+    rc, out, err = _cli(capsys, "pack", str(src), str(out_path))
+    assert rc == 0, err
+    text = " ".join(out.split())
+    assert (f"note: {src} has 40 B after the model that start like a zip of associated files (a local header) but "
+            "have no end record: an archive cut short, so the file was probably truncated (an interrupted download "
+            "or copy): copy it again from its source to keep its associated files (labels, vocabularies); kept "
+            f"unchanged after {out_path}'s model (TFLite ignores them)") in text, text
+    assert out_path.read_bytes() == export.pack(models[0]) + cut[-40:]
+    rc, out, err = _cli(capsys, "unpack", str(out_path), str(back))
+    assert rc == 0 and "an archive cut short" in out, (out, err)
+    report = export.inspect(cut)
+    assert report.trailing_bytes == 40 and report.trailing_cut_zip and "an archive cut short" in report.to_text()
+    junk = export.inspect(models[0] + b"\x01" * 40)
+    assert junk.trailing_bytes == 40 and not junk.trailing_cut_zip
+    assert "are neither part of it nor a zip" in junk.to_text()
+    whole_report = export.inspect(whole)  # the whole zip: its files, no note
+    assert whole_report.associated_files and not whole_report.trailing_bytes

@@ -13,7 +13,7 @@ from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, buffer_keep
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, packed_shape_mismatch, shared_buffer_reason,
-                                   skip_reason, unreferenced_buffers, unreferenced_note)
+                                   is_cut_zip, skip_reason, unreferenced_buffers, unreferenced_note)
 
 
 #: "kept" rows of constants of at least this many bytes may give a lower bound of the packed size
@@ -138,6 +138,8 @@ class Report:
     #: other bytes after the model (not part of it, not a zip of associated files), which pack and
     #: unpack write unchanged after their model
     trailing_bytes: int = 0
+    #: those bytes start like a zip of associated files but have no end record: an archive cut short
+    trailing_cut_zip: bool = False
     #: ``(tensors, entries)``: the -0.0 entries of float weights that also hold +0.0 (an unpacked
     #: file; ``pack`` keeps them bit-exact, each like a kept weight, unless ``positive_zeros``)
     negative_zeros: tuple = (0, 0)
@@ -230,7 +232,12 @@ class Report:
             names, sizes = zip(*self.associated_files) if self.associated_files else ((), ())
             lines.append(f"ends with {describe(list(names), list(sizes), self.associated_bytes)} (TFLite "
                          "metadata's associated files; pack and unpack keep them)")
-        if self.trailing_bytes:
+        if self.trailing_bytes and self.trailing_cut_zip:
+            from dc_keras.export._pack import CUT_ZIP_TEXT
+
+            lines.append(f"{self.trailing_bytes} B after the model (it ends at byte {self.model_end}) {CUT_ZIP_TEXT}; "
+                         "pack and unpack keep them unchanged after their model (TFLite ignores them)")
+        elif self.trailing_bytes:
             lines.append(f"{self.trailing_bytes} B after the model (it ends at byte {self.model_end}) are neither "
                          "part of it nor a zip of associated files: pack and unpack keep them unchanged after their "
                          "model (TFLite ignores them)")
@@ -488,7 +495,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                   associated_files=list(zip(z.names, z.sizes)) if z else [],
                   associated_bytes=z.size(tflite_bytes) if z else 0,
                   associated_error=dropped[0] if dropped else None, dropped_bytes=dropped[1] if dropped else 0,
-                  model_end=model_end, trailing_bytes=len(tail),
+                  model_end=model_end, trailing_bytes=len(tail), trailing_cut_zip=is_cut_zip(tail),
                   negative_zeros=(0, 0) if hd else _signed_zeros(model, False),
                   unreferenced=unreferenced_buffers(model, users), not_rewritable=_not_rewritable(model, "unpack" if hd else "pack"))
 

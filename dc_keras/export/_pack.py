@@ -950,9 +950,27 @@ def dropped_zip_note(what, dropped) -> str:
             "added them (e.g. tflite_support's MetadataPopulator)")
 
 
-def kept_bytes_note(what, nbytes, output) -> str:
+#: what bytes after a model that start with a zip's local header but hold no end record are (a
+#: truncated file's zip of associated files: review s55), as ``kept_bytes_note`` and inspect say it
+CUT_ZIP_TEXT = ("start like a zip of associated files (a local header) but have no end record: an archive cut "
+                "short, so the file was probably truncated (an interrupted download or copy): copy it again from "
+                "its source to keep its associated files (labels, vocabularies)")
+
+
+def is_cut_zip(tail) -> bool:
+    """Whether ``tail`` (bytes after a model that are no movable zip: ``after_model``'s ``kept``)
+    starts with a zip local header: an archive of associated files cut short."""
+    from dc_keras.export import _zip
+
+    return bytes(tail[:4]) == _zip.LOCAL
+
+
+def kept_bytes_note(what, nbytes, output, cut_zip=False) -> str:
     """What to tell when ``nbytes`` unknown bytes after the model of ``what`` were written after
-    ``output``'s model (``with_zip``)."""
+    ``output``'s model (``with_zip``); ``cut_zip``: they are a zip cut short (``is_cut_zip``)."""
+    if cut_zip:
+        return (f"{what} has {nbytes} B after the model that {CUT_ZIP_TEXT}; kept unchanged after {output}'s "
+                "model (TFLite ignores them)")
     return (f"{what} has {nbytes} B after the model that are neither part of it nor a zip of associated "
             f"files: kept unchanged after {output}'s model (TFLite ignores them); if they are not needed "
             "(appended by mistake), remove them from the input and run again (`dc-keras inspect` says where "

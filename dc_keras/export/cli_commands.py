@@ -315,7 +315,7 @@ def cmd_pack(args):
             from dc_keras.export._pack import unassigned_variables_note
 
             print("note: " + unassigned_variables_note(stats["unassigned_variables"]))
-        _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, shown)
+        _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, shown, source=data)
         _print_zeros(stats, args.positive_zeros)
 
 
@@ -343,11 +343,11 @@ def _print_zeros(stats, asked=False):
         print("note: " + negative_zeros_note(kept, kept_n, "--positive-zeros"))
 
 
-def _print_zip(names, kept_bytes, dropped, path, output, shown=5):
+def _print_zip(names, kept_bytes, dropped, path, output, shown=5, source=b""):
     """A line naming the associated files (the zip appended to ``path``) kept after ``output``'s
     model, or a note saying why they could not be kept; a note on other bytes after the model
-    kept (``kept_bytes``)."""
-    from dc_keras.export._pack import dropped_zip_note, kept_bytes_note
+    kept (``kept_bytes``; ``source``: ``path``'s bytes, whose end they are when no zip follows)."""
+    from dc_keras.export._pack import dropped_zip_note, is_cut_zip, kept_bytes_note
 
     if names:
         from dc_keras._flatbuffer import printable
@@ -356,7 +356,8 @@ def _print_zip(names, kept_bytes, dropped, path, output, shown=5):
                                                              if len(names) > shown else "")
         print(f"associated files kept: {len(names)} ({listed}), in the zip after {show_path(output)}'s model")
     if kept_bytes:
-        print("note: " + kept_bytes_note(show_path(path), kept_bytes, show_path(output)))
+        cut = not names and is_cut_zip(memoryview(source)[len(source) - kept_bytes:])
+        print("note: " + kept_bytes_note(show_path(path), kept_bytes, show_path(output), cut))
     if dropped:
         print("note: " + dropped_zip_note(show_path(path), dropped))
 
@@ -475,7 +476,7 @@ def cmd_unpack(args):
     with _report_stream(to_stdout):
         print(f"{show_path(args.input)}: {len(data)} B -> {shown}: {len(out)} B"
               + (f"; replaced the existing {shown}" if replaced else ""))
-        _print_zip(kept, kept_bytes, dropped, args.input, shown)
+        _print_zip(kept, kept_bytes, dropped, args.input, shown, source=data)
 
 
 def cmd_inspect(args):
