@@ -241,7 +241,11 @@ def _attention_model():
     return keras.Model([q, v, mask], [L.Dense(3, name="head")(h), scores])
 
 
-@pytest.mark.parametrize("to_tflite", [True, False], ids=["export", "train"])
+# [train] is [export] without its last step (the export): on TensorFlow, where make test runs [export],
+# it is make test-long's; the JAX and PyTorch passes run [train] alone (Makefile's BACKEND_TESTS).
+@pytest.mark.parametrize("to_tflite", [True, pytest.param(False, marks=[pytest.mark.long]
+                                                          if keras.backend.backend() == "tensorflow" else [])],
+                         ids=["export", "train"])
 def test_attention_called_with_keywords_mixing_tensors_and_python_values_goes_through_the_chain(to_tflite, tmp_path):
     """mha(query=q, value=v, return_attention_scores=True) and mha(q, v, attention_mask=m,
     use_causal_mask=False) stopped prune() and cluster() with Keras's 'In a nested call()
