@@ -95,3 +95,41 @@ def test_unique_names_skips_a_name_the_layer_already_declares():
 
     got = [n for n, _, _ in _unique_names([("kernel", 0, -2), ("kernel", 1, -2), ("kernel_1", 2, -2)])]
     assert got == ["kernel", "kernel_2", "kernel_1"]
+
+
+def _nested_model():
+    inner_in = keras.Input((8,))
+    base = keras.Model(inner_in, L.Dense(6, name="inner_b")(L.Dense(16, name="inner_a")(inner_in)), name="base")
+    inputs = keras.Input((8,))
+    return keras.Model(inputs, L.Dense(2, name="head")(base(inputs)))
+
+
+def test_bits_naming_a_nested_model_or_a_class_name_says_what_to_give():
+    """cluster(bits={"base": 3}) for a nested model gave "Unknown layer name(s) ['base'] in `bits`"
+    without the hint `layers=` has had since session 50 (name the layers inside it); a class name
+    given as a string ("Dense", in `layers` or `bits`) was only "unknown". Both now say what to give."""
+    model = _nested_model()
+    with pytest.raises(ValueError) as err:
+        dc_keras.cluster(model, bits={"base": 3, "Dense": 4})
+    text = str(err.value)
+    assert text.startswith("Unknown layer name(s) ['base', 'Dense'] in `bits`; model "), text
+    assert text.endswith(" 'base' is a nested model, not a layer: name the layers inside it ('inner_a', 'inner_b'), "
+                         "or give an int `bits` (every layer then gets it, inside nested models too). 'Dense' is a "
+                         "layer class name, not a layer name: pass the class itself, bits={keras.layers.Dense: 4}."), text
+    clustered = dc_keras.cluster(model, bits={keras.layers.Dense: 4, "inner_a": 3})  # what the error says works
+    assert {e["layer"] for e in clustered.compression_report.wrapped} == {"inner_a", "inner_b", "head"}
+
+
+def test_layers_naming_a_class_name_says_to_pass_the_class():
+    model = _nested_model()
+    schedule = dc_keras.schedules.ConstantSparsity(0.5, 0)
+    with pytest.raises(ValueError, match=r"'Dense' is a layer class name, not a layer name: pass the class "
+                                         r"itself, layers=\[keras\.layers\.Dense\]\.$"):
+        dc_keras.prune(model, schedule, layers=["Dense"])
+    with pytest.raises(ValueError, match=r"pass the class itself, layers=\{keras\.layers\.Dense: \.\.\.\}\.$"):
+        dc_keras.prune(model, layers={"Dense": schedule})
+    with pytest.raises(ValueError) as err:  # a name that is neither: as before, no hint
+        dc_keras.prune(model, schedule, layers=["nope"])
+    assert "class name" not in str(err.value) and "nested model" not in str(err.value), str(err.value)
+    pruned = dc_keras.prune(model, schedule, layers=[keras.layers.Dense])
+    assert len(pruned.compression_report.wrapped) == 3

@@ -874,6 +874,33 @@ def _nested_graph_models(model):
     return found
 
 
+def unknown_names_hints(model, unknown, argument, what, values=None):
+    """Why names given in ``layers=`` / ``bits=`` name no layer, for the error that lists them: a
+    nested model's name (name the layers inside it), a layer class's name (``"Dense"``: pass the
+    class; ``values``: the dict given, ``bits={keras.layers.Dense: 3}``). Empty when neither applies.
+
+    Example:
+        >>> unknown_names_hints(model, ["Dense"], "layers", "pruned")
+        " 'Dense' is a layer class name, not a layer name: pass the class itself, layers=[keras.layers.Dense]."
+    """
+    nested = {m.name: [layer.name for layer, _ in graph_layers(m) if is_supported(layer)]
+              for m in _nested_graph_models(model)}
+    hints = []
+    for k in unknown:
+        if k in nested:
+            inside = f"{', '.join(repr(n) for n in nested[k][:4])}{', ...' if len(nested[k]) > 4 else ''}"
+            rest = (f"or leave `layers` out (every supported layer is then {what}, inside nested models too)"
+                    if argument == "layers" else
+                    "or give an int `bits` (every layer then gets it, inside nested models too)")
+            hints.append(f" {k!r} is a nested model, not a layer: name the layers inside it ({inside}), {rest}.")
+        elif isinstance(getattr(keras.layers, k, None), type) and issubclass(getattr(keras.layers, k), keras.layers.Layer):
+            value = None if values is None else values[k]
+            example = (f"{argument}=[keras.layers.{k}]" if values is None else
+                       f"{argument}={{keras.layers.{k}: {value if isinstance(value, int) else '...'}}}")
+            hints.append(f" {k!r} is a layer class name, not a layer name: pass the class itself, {example}.")
+    return "".join(hints)
+
+
 def _named(model, leaves, items, what, include_frozen):
     """Layers the ``layers=`` items select: ``{id: (layer, value)}`` (names checked strictly)."""
     by_name = {}
@@ -881,16 +908,10 @@ def _named(model, leaves, items, what, include_frozen):
         by_name.setdefault(layer.name, []).append((layer, frozen))
     unknown = [k for k, _ in items if isinstance(k, str) and k not in by_name]
     if unknown:
-        nested = {m.name: [layer.name for layer, _ in graph_layers(m) if is_supported(layer)]
-                  for m in _nested_graph_models(model)}
-        hints = "".join(
-            f" {k!r} is a nested model, not a layer: name the layers inside it "
-            f"({', '.join(repr(n) for n in nested[k][:4])}{', ...' if len(nested[k]) > 4 else ''}), or leave "
-            f"`layers` out (every supported layer is then {what}, inside nested models too)."
-            for k in unknown if k in nested)
         raise ValueError(
-            f"Unknown layer name(s) {unknown} in `layers`; model {model.name!r} has {sorted(by_name)}.{hints}"
-        )
+            f"Unknown layer name(s) {unknown} in `layers`; model {model.name!r} has {sorted(by_name)}."
+            + unknown_names_hints(model, unknown, "layers", what,
+                                  dict(items) if any(v is not None for _, v in items) else None))
     chosen = {}
     for key, value in items:
         if isinstance(key, str):

@@ -968,7 +968,8 @@ def _cluster_model(model, bits, init, preserve_sparsity, layers, seed, fold_batc
         names = {l.name for l, _ in _base.graph_layers(model)}
         unknown = [k for k in bits if isinstance(k, str) and k not in names]
         if unknown:
-            raise ValueError(f"Unknown layer name(s) {unknown} in `bits`; model {model.name!r} has {sorted(names)}.")
+            raise ValueError(f"Unknown layer name(s) {unknown} in `bits`; model {model.name!r} has {sorted(names)}."
+                             + _base.unknown_names_hints(model, unknown, "bits", "clustered", bits))
         # a named layer with nothing to cluster (bits={"fc1": 5, "flatten": 5}) was ignored silently
         by_name = {l.name: l for l, _ in _base.graph_layers(model)}
         for key in bits:
