@@ -31,9 +31,15 @@ KERNELS = ["emb", "conv1d", "lstm_cell", "gru_cell", "query", "key", "value", "a
            "simple_rnn_cell", "out"]
 
 
-def test_rnn_attention_embedding_five_calls():
-    model = sequence_model()
-    pruned, clustered, final = five_calls(model)
+@pytest.fixture(scope="module")
+def seq_chain():
+    """sequence_model() through five_calls (prune -> fit -> strip -> cluster -> fit -> strip):
+    (pruned, clustered, final), trained once for the two tests below (each trained its own)."""
+    return five_calls(sequence_model())
+
+
+def test_rnn_attention_embedding_five_calls(seq_chain):
+    pruned, clustered, final = seq_chain
     report = pruned.compression_report
     assert not report.skipped, report.skipped
     wrapped = {e["layer"]: e["weights"] for e in report.wrapped}
@@ -77,14 +83,11 @@ def _load_in_fresh_process(paths, x_path):
     return [(line, np.load(str(p) + ".npy")) for line, p in zip(lines, paths)]
 
 
-def test_keras_round_trip_without_custom_objects(tmp_path):
-    model = sequence_model()
-    x, y = random_data(model)
+def test_keras_round_trip_without_custom_objects(tmp_path, seq_chain):
+    # pruned: ConstantSparsity(0.5, 0), one epoch with PruningCallback; clustered: cluster(strip(pruned), bits=3)
+    pruned, clustered, _ = seq_chain
+    x, _ = random_data(pruned)
     np.save(tmp_path / "x.npy", x)
-    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0))
-    pruned.compile("adam", "mse")
-    pruned.fit(x, y, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
-    clustered = dc_keras.cluster(dc_keras.strip(pruned), bits=3)
     pruned.save(tmp_path / "p.keras")
     clustered.save(tmp_path / "c.keras")
     loaded = _load_in_fresh_process([tmp_path / "p.keras", tmp_path / "c.keras"], tmp_path / "x.npy")
