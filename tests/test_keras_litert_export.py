@@ -93,9 +93,22 @@ def _plain_litert(content, x):
     return it.get_tensor(it.get_output_details()[0]["index"]).copy()
 
 
+@pytest.fixture(scope="module")
+def chain():
+    """chain(build) -> five_calls(build(), sparsity=0.75, bits=3): (pruned, clustered, final), trained
+    once per model for the tests below (the MLP's: two tests trained it each)."""
+    made = {}
+
+    def get(build):
+        if build not in made:
+            made[build] = five_calls(build(), sparsity=0.75, bits=3)
+        return made[build]
+    return get
+
+
 @pytest.mark.parametrize("build", [_mlp, _bn_cnn], ids=["mlp", "bn_cnn"])
-def test_keras_export_packs_like_to_tflite(build, tmp_path):
-    pruned, clustered, final = five_calls(build(), sparsity=0.75, bits=3)
+def test_keras_export_packs_like_to_tflite(build, tmp_path, chain):
+    pruned, clustered, final = chain(build)
     x, _ = random_data(final, n=4)
     ours = export.to_tflite(final, pack=False)
     theirs = _export(final, tmp_path, "stripped")
@@ -133,13 +146,13 @@ def test_pruned_wrapper_exports_as_strip_does(tmp_path):
     assert abs(len(export.pack(wrapped_file)) - len(export.pack(stripped_file))) <= 256
 
 
-def test_dynamic_range_through_keras_keywords_keeps_sharing_per_tensor(tmp_path):
+def test_dynamic_range_through_keras_keywords_keeps_sharing_per_tensor(tmp_path, chain):
     """Keras passes converter attributes through: ``optimizations=[DEFAULT]`` alone quantizes per
     channel (each output channel its own scale: the shared values spread), which is what
     ``_experimental_disable_per_channel=True`` (to_tflite's default for clustered models) avoids."""
     import tensorflow as tf
 
-    _, _, final = five_calls(_mlp(), sparsity=0.75, bits=3)
+    _, _, final = chain(_mlp)  # five_calls(_mlp(), sparsity=0.75, bits=3)
     kernel = 64 * 32
 
     def int8_kernel_values(content):
