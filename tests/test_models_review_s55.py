@@ -133,3 +133,22 @@ def test_layers_naming_a_class_name_says_to_pass_the_class():
     assert "class name" not in str(err.value) and "nested model" not in str(err.value), str(err.value)
     pruned = dc_keras.prune(model, schedule, layers=[keras.layers.Dense])
     assert len(pruned.compression_report.wrapped) == 3
+
+
+def test_strip_names_at_most_seven_unfinished_layers():
+    """strip() of a ResNet50 stopped before its schedule's end named all 54 pruned layers in one
+    2,000-character warning. It now names six and says how many more, and that they are all."""
+    inputs = keras.Input((4,))
+    h = inputs
+    for i in range(9):
+        h = L.Dense(4, name=f"fc{i}")(h)
+    pruned = dc_keras.prune(keras.Model(inputs, h), dc_keras.schedules.PolynomialDecay(0.0, 0.5, 0, 10))
+    with pytest.warns(UserWarning) as record:
+        dc_keras.strip(pruned)
+    text = " ".join(str(w.message) for w in record if "strip: pruned layer(s)" in str(w.message))
+    assert ("strip: pruned layer(s) ['fc0', 'fc1', 'fc2', 'fc3', 'fc4', 'fc5', ... and 3 more] (all 9 pruned "
+            "layers) hold sparsity 0, below the target 0.5") in text, text
+    seven = dc_keras.prune(keras.Model(inputs, h), dc_keras.schedules.PolynomialDecay(0.0, 0.5, 0, 10),
+                           layers=[f"fc{i}" for i in range(7)])
+    with pytest.warns(UserWarning, match=r"\['fc0', 'fc1', 'fc2', 'fc3', 'fc4', 'fc5', 'fc6'\] hold sparsity 0"):
+        dc_keras.strip(seven)
