@@ -302,8 +302,14 @@ def _prune_fit_strip(tmp_path):
     return final
 
 
-def test_stacked_rnn_cells_are_pruned_and_clustered_like_lstm(tmp_path):
-    final = _prune_fit_strip(tmp_path)
+@pytest.fixture(scope="module")
+def stacked_final(tmp_path_factory):
+    """_prune_fit_strip's stripped model (its checks made once): the two tests below each made it."""
+    return _prune_fit_strip(tmp_path_factory.mktemp("stacked"))
+
+
+def test_stacked_rnn_cells_are_pruned_and_clustered_like_lstm(stacked_final):
+    final = stacked_final
     clustered = _compile(dc_keras.cluster(final, bits=3, cluster_biases=True))
     names = [n for n, _, _ in clustered.get_layer("stacked")._targets]
     assert names == _STACKED_WEIGHTS + ["cell_0_bias", "cell_1_bias", "cell_2_bias"]
@@ -325,13 +331,13 @@ def test_stacked_rnn_cells_are_pruned_and_clustered_like_lstm(tmp_path):
     assert type(clustering.cluster_weights(_stacked(), 8).get_layer("stacked")) is ClusterWrapper
 
 
-def test_stacked_rnn_cells_export_and_pack_bit_exact(tmp_path):
+def test_stacked_rnn_cells_export_and_pack_bit_exact(request):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("export runs in the TensorFlow pass (the other backends export through a TF child)")
     from dc_keras import export
     from dc_keras.pipeline import predict_tflite
 
-    final = _prune_fit_strip(tmp_path)
+    final = request.getfixturevalue("stacked_final")  # (after the skip: JAX/torch do not train it for this test)
     shared = dc_keras.strip(_compile(dc_keras.cluster(final, bits=3)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the static-batch note for recurrent models
