@@ -10,6 +10,7 @@ and keeps the main environment free of a second TFLite runtime. If the venv cann
 helper is benchmarks/_aeq.py (shared with benchmarks/bench_quantized.py).
 """
 
+import functools
 import numpy as np
 import pytest
 
@@ -28,6 +29,7 @@ def _aeq():
     return load_bench("_aeq")
 
 
+@functools.lru_cache(maxsize=None)  # seeded, bytes: built once per process (several tests read it)
 def _lenet_float():
     """A LeNet-300-100-shaped MLP with clustered + pruned weights (no training: bytes and bit-exactness
     are what these tests check), as float .tflite (1 MB: the quantizer's int8 files exceed the

@@ -1,4 +1,5 @@
 """dc_keras.runtime: the Interpreter wrapper, its backends and the TF registerer route."""
+import functools
 import json
 import os
 import sys
@@ -314,6 +315,7 @@ def test_decoded_weights_in_one_arena_are_bit_exact_kept_and_released():
         assert it.get_tensor(got["index"]).tobytes() == ref.get_tensor(table["index"]).tobytes()
 
 
+@functools.lru_cache(maxsize=None)  # seeded, bytes: built once per process (several tests read it)
 def _layers_model(widths=(256,) * 5):
     """FULLY_CONNECTED layers of these widths on a 256-wide input (pruned and on a grid so they
     pack); by default five 256x256 (256 KiB of float weights each): 1.25 MiB of decoded weights,

@@ -1,5 +1,6 @@
 """dc_keras.runtime: weights="compressed" (FULLY_CONNECTED from the compact sparse form) and an
 Interpreter that leaves TensorFlow alone."""
+import functools
 import itertools
 import re
 import subprocess
@@ -274,6 +275,7 @@ def test_tensorflow_backend_compressed():
     _close(em.run(it, xs), em.run(_plain(plain), xs))
 
 
+@functools.lru_cache(maxsize=None)  # seeded, bytes: built once per process (several tests read it)
 def _big_fc_packed():
     import keras
 
@@ -719,6 +721,7 @@ def _fc_routes(it):
                   for r in it.compressed_report() if r["op"] == "FULLY_CONNECTED")
 
 
+@functools.lru_cache(maxsize=None)  # seeded, bytes: built once per process (several tests read it)
 def _tile_form_model():
     """_two_fc_model at 35 % (weight [64, 20]) and 60 % ([10, 64]), 15 values: between the row
     form's default (30 %) and the tile form's (40 %), and above both; the unpacked and packed

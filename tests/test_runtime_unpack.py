@@ -1,5 +1,6 @@
 """On-device unpack (C ``dc_unpack``, ``dc_keras.runtime.unpack``), its CLI, and packed models
 through LiteRT's ``CompiledModel`` (``dc_keras.runtime.compiled_model``)."""
+import functools
 import os
 import re
 import subprocess
@@ -281,6 +282,7 @@ def test_compiled_model_and_unpack_path_errors_name_the_file_and_fix(tmp_path):
             runtime.unpack(path)
 
 
+@functools.lru_cache(maxsize=None)  # seeded, bytes: built once per process (several tests read it)
 def _embedding_tflite():
     import keras
 
