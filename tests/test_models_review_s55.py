@@ -152,3 +152,34 @@ def test_strip_names_at_most_seven_unfinished_layers():
                            layers=[f"fc{i}" for i in range(7)])
     with pytest.warns(UserWarning, match=r"\['fc0', 'fc1', 'fc2', 'fc3', 'fc4', 'fc5', 'fc6'\] hold sparsity 0"):
         dc_keras.strip(seven)
+
+
+def test_spread_warning_for_a_shared_layer_gives_a_fix_that_applies():
+    """A conv layer called twice, one call followed by a BatchNormalization: cluster() cannot fold
+    (it reports so), the converter folds the BatchNormalization into that call's copy of the kernel,
+    and to_tflite's ClusterSpreadWarning said "dc_keras.cluster folds BatchNormalization ... by
+    default (do not pass fold_batchnorm=False)" to a user who had not passed it. It now names the
+    shared layer as what stops the fold and gives the fix for that."""
+    from dc_keras import export
+
+    keras.utils.set_random_seed(55)
+    inputs = keras.Input((8, 8, 8))
+    shared = L.Conv2D(8, 3, padding="same", name="shared")
+    h = shared(L.BatchNormalization(name="bn_after_shared")(shared(inputs)))
+    model = keras.Model(inputs, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    rng = np.random.default_rng(55)
+    bn = model.get_layer("bn_after_shared")
+    bn.set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.1, 8), rng.normal(0, 0.1, 8), rng.uniform(0.5, 2, 8)])
+    final = dc_keras.strip(dc_keras.cluster(model, bits=4))
+    with pytest.warns(export.ClusterSpreadWarning) as caught:
+        export.to_tflite(final)
+    messages = [str(w.message) for w in caught if issubclass(w.category, export.ClusterSpreadWarning)]
+    assert len(messages) == 1, messages
+    assert "BatchNormalization 'bn_after_shared'" in messages[0] and "fold_batchnorm=False" not in messages[0]
+    assert messages[0].endswith("Fix: dc_keras.cluster cannot fold it, as 'shared' is called 2 times (a shared "
+                                "layer): folding would rescale the layer's other calls too. Give the call that "
+                                "BatchNormalization follows a layer of its own (not shared; cluster() then folds "
+                                "it), or remove that BatchNormalization."), messages[0]
+    assert dc_keras.train.bn_fold.fold_blocked(final, "shared", "bn_after_shared") == \
+        "'shared' is called 2 times (a shared layer)"
+    assert dc_keras.train.bn_fold.fold_blocked(final, "head", "bn_after_shared") is None

@@ -1460,6 +1460,16 @@ def _spread_message(model, layer, path, name, before, after, quantize, siblings,
         fix = ("fold the BatchNormalization before clustering: dc_keras.cluster folds BatchNormalization "
                "into the preceding layer by default (do not pass fold_batchnorm=False), or cluster a "
                "model built without it")
+        from dc_keras.train import bn_fold
+
+        blocked = bn_fold.fold_blocked(model, layer.name, bn)
+        if blocked is not None and "shared layer" in blocked:  # cluster() could not fold it: default or not
+            fix = (f"dc_keras.cluster cannot fold it, as {blocked}: folding would rescale the layer's other "
+                   "calls too. Give the call that BatchNormalization follows a layer of its own (not shared; "
+                   "cluster() then folds it), or remove that BatchNormalization")
+        elif blocked is not None:
+            fix = (f"dc_keras.cluster cannot fold it, as {blocked}: make the BatchNormalization the only reader "
+                   "of the layer's output (cluster() then folds it), or remove it")
     elif quantize in ("int8", "dynamic"):
         cause = f"quantize={quantize!r} quantizes per output channel (each channel has its own scale)"
         fix = ("export with per_channel=False (one scale per tensor keeps the shared values; the default "

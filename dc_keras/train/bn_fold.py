@@ -184,6 +184,30 @@ def plan(model, chosen):
     return folds, notes
 
 
+def fold_blocked(model, layer_name, bn_name):
+    """Why ``cluster`` does not fold BatchNormalization ``bn_name`` into layer ``layer_name`` of
+    ``model`` (or of a graph model nested in it), though it reads that layer's output: the layer is
+    shared, or its output is also read elsewhere or a model output; None when nothing blocks it
+    (``to_tflite``'s ClusterSpreadWarning gives the fix that fits the cause).
+
+    Example:
+        >>> fold_blocked(model, "fc1", "bn") is None  # the MLP has no BatchNormalization
+        True
+    """
+    models = [model]
+    while models:
+        m = models.pop()
+        try:
+            blocked = _blocked(_graph(m))
+        except Exception:  # noqa: BLE001  a config that cannot be read: no reason known
+            blocked = []
+        for producer, bn, reason in blocked:
+            if producer.name == layer_name and bn.name == bn_name:
+                return reason
+        models += [layer for layer in m.layers if isinstance(layer, keras.Model) and _base.is_graph_model(layer)]
+    return None
+
+
 def _scale_shift(bn):
     mean = np.asarray(_base.to_numpy(bn.moving_mean), np.float64)
     var = np.asarray(_base.to_numpy(bn.moving_variance), np.float64)
