@@ -258,6 +258,8 @@ BACKEND_TESTS := tests/test_backends.py tests/test_backend_export.py \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \
   tests/test_backends_review_s50.py \
   tests/test_backends_review_s53.py \
+  tests/test_review_s52.py::test_one_process_distribution_job_runs_no_cross_process_check \
+  "tests/test_keras_workflows.py::test_the_input_model_still_works_after_its_pruned_or_clustered_copy_trains[jax]" \
   $(IN_JAX_PASS)
 # test_faults.py: its backend-sensitive tests only (a fit() interrupted or checkpointed mid-epoch;
 # the JAX/torch export's child and temporary directory: 15 tests, each export a child that imports

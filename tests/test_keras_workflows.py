@@ -170,7 +170,10 @@ print("OK")
 """
 
 
-@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+# [jax]: make test runs it in the JAX pass (Makefile's BACKEND_TESTS), in that process; in the TensorFlow
+# pass it is a child importing TensorFlow and JAX again (8 CPU s): make test-long's there.
+@pytest.mark.parametrize("backend", [pytest.param("jax", marks=[pytest.mark.long] if keras.backend.backend() != "jax"
+                                                  else []), "tensorflow"])
 def test_the_input_model_still_works_after_its_pruned_or_clustered_copy_trains(backend):
     """prune()/cluster() leave the input model untouched, also on JAX, where fit() donates the
     arrays its variables hold: a copy whose variables were assigned the input model's arrays

@@ -4,36 +4,57 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_one_process_distribution_job_runs_no_cross_process_check():
+_ONE_PROCESS_JOB = """
+    import jax, keras, numpy as np
+    import dc_keras
+    from dc_keras.train import _base
+    def called(rows):
+        raise AssertionError(f"processes_disagree called in a one-process job with {rows}")
+    _base.processes_disagree = called
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+    assert jax.process_count() == 1 and not _base.multi_process()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32"); y = rng.integers(0, 3, size=64)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="d1"), keras.layers.Dense(3)])
+    pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, begin_step=0, frequency=1))
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
+    clustered = dc_keras.cluster(dc_keras.strip(pruned), bits=3)
+    print("OK", _base.multi_process())
+"""
+
+
+# make test runs it in the JAX pass (Makefile's BACKEND_TESTS), in that process: a child here imported
+# TensorFlow and JAX again (8 CPU s); elsewhere (the TensorFlow and PyTorch passes) it is make test-long's.
+@(pytest.mark.long if keras.backend.backend() != "jax" else lambda f: f)
+def test_one_process_distribution_job_runs_no_cross_process_check(monkeypatch):
     """A single-process JAX ``keras.distribution`` job: prune's and cluster's cross-process checks
     (``_base.processes_disagree``, an all-gather of hashes) return before building their rows —
     cluster() hashed every weight of the model first, then learned there was one process. Here
     ``processes_disagree`` raises if called: prune + fit + strip + cluster must not reach it."""
-    code = textwrap.dedent("""
-        import os
-        os.environ["KERAS_BACKEND"] = "jax"
-        import jax, keras, numpy as np
-        import dc_keras
+    code = textwrap.dedent(_ONE_PROCESS_JOB)
+    if keras.backend.backend() == "jax":  # the JAX pass: in this process (JAX and dc_keras imported)
+        import contextlib
+        import io
+
         from dc_keras.train import _base
-        def called(rows):
-            raise AssertionError(f"processes_disagree called in a one-process job with {rows}")
-        _base.processes_disagree = called
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
-        assert jax.process_count() == 1 and not _base.multi_process()
-        rng = np.random.default_rng(0)
-        x = rng.normal(size=(64, 8)).astype("float32"); y = rng.integers(0, 3, size=64)
-        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="d1"), keras.layers.Dense(3)])
-        pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, begin_step=0, frequency=1))
-        pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        pruned.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[dc_keras.PruningCallback()])
-        clustered = dc_keras.cluster(dc_keras.strip(pruned), bits=3)
-        print("OK", _base.multi_process())
-    """)
+
+        monkeypatch.setattr(_base, "processes_disagree", _base.processes_disagree)  # restored after the job's stub
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, "<_ONE_PROCESS_JOB>", "exec"), {"__name__": "__job__"})
+        finally:
+            keras.distribution.set_distribution(None)
+        assert "OK False" in out.getvalue(), out.getvalue()
+        return
+    code = 'import os\nos.environ["KERAS_BACKEND"] = "jax"\n' + code
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
