@@ -254,6 +254,7 @@ BACKEND_TESTS := tests/test_backends.py tests/test_backend_export.py \
   tests/test_tfmot_review_s53.py::test_a_later_fit_without_the_callback_is_refused_before_it_trains \
   tests/test_review_s55.py::test_a_fit_cut_by_ctrl_c_then_a_fit_without_the_callback_is_refused_before_it_trains \
   tests/test_compat.py::test_current_call_context_is_one_object_per_outermost_call \
+  tests/test_compat.py::test_jax_keep_fit_state_reattaches_the_detached_weights \
   tests/test_faults.py::test_fit_again_after_ctrl_c_resumes_the_schedule_where_training_stopped \
   tests/test_faults.py::test_model_checkpoint_mid_epoch_reloads_and_continues_the_schedule \
   tests/test_backends_review_s50.py \

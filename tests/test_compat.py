@@ -5,6 +5,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 from dc_keras import _compat
 
@@ -173,13 +174,23 @@ print(seen, _compat.jax_keep_fit_state())
 """
 
 
+# make test runs it in the JAX pass (Makefile's BACKEND_TESTS), in that process; in the TensorFlow pass it
+# is a child importing TensorFlow and JAX again (3 CPU s): make test-long's there.
+@(pytest.mark.long if keras.backend.backend() != "jax" else lambda f: f)
 def test_jax_keep_fit_state_reattaches_the_detached_weights():
     import os
 
-    import pytest
-
     pytest.importorskip("jax", reason="jax is not installed (make install installs it)")
 
+    if keras.backend.backend() == "jax":  # the JAX pass: the same script in this process
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(_JAX_KEEP_CHILD, "<_JAX_KEEP_CHILD>", "exec"), {"__name__": "__child__"})
+        assert out.getvalue().strip().splitlines()[-1] == "[True, True] False", out.getvalue()
+        return
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
     out = subprocess.run([sys.executable, "-c", _JAX_KEEP_CHILD], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
