@@ -10,8 +10,8 @@
 # the host's byte order: little-endian hosts only) refuse every build with the reason, so that
 # their callers decode instead. Left out: test_threads (its graphs expect the sparse kernels).
 # Tools: gcc-s390x-linux-gnu, libc6-dev-s390x-cross (amd64 packages targeting s390x, not
-# foreign-architecture ones) and qemu-user-static, apt-installed when root (under
-# /tmp/apt.lock, waiting up to 10 min for dpkg's lock); otherwise a message and nothing run.
+# foreign-architecture ones) and qemu-user-static, apt-installed when root (tools/ensure_tools.sh);
+# otherwise a message and nothing run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -21,20 +21,9 @@ step() { echo "== test-bigendian [$(( $(date +%s) - T0 ))s] $*"; }
 PKGS=(gcc-s390x-linux-gnu libc6-dev-s390x-cross qemu-user-static)
 have_tools() { command -v s390x-linux-gnu-gcc >/dev/null && command -v qemu-s390x-static >/dev/null; }
 step "tools"
-if ! have_tools; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "   apt-get install ${PKGS[*]} (under /tmp/apt.lock)"
-    flock /tmp/apt.lock sh -c "(apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 || true) && \
-      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-      ${PKGS[*]} >/dev/null" \
-      || { echo "test-bigendian: FAILED: apt-get install ${PKGS[*]} failed"; exit 1; }
-    have_tools || { echo "test-bigendian: FAILED: tools still missing after apt-get install"; exit 1; }
-  else
-    echo "test-bigendian: NOT RUN (nothing tested): needs ${PKGS[*]}; install them as root" \
-         "(apt-get install ${PKGS[*]}) or run make test-bigendian as root."
-    exit 0
-  fi
-fi
+# shellcheck disable=SC1091
+. "$ROOT/tools/ensure_tools.sh"
+ensure_tools test-bigendian "${PKGS[@]}"
 echo "   $(s390x-linux-gnu-gcc --version | head -n1); $(qemu-s390x-static --version | head -n1)"
 
 B=build/s390x

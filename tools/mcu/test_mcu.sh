@@ -39,22 +39,9 @@ have_tools() {
           -print-file-name=librdimon.a 2>/dev/null | grep /)" ]
 }
 step "tools"
-if ! have_tools; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "   apt-get install ${PKGS[*]} (under /tmp/apt.lock)"
-    # DPkg::Lock::Timeout: an apt-get not under /tmp/apt.lock (another job's, unattended-upgrades)
-    # holding dpkg's lock made this fail at once ("Could not get lock /var/lib/dpkg/lock-frontend")
-    flock /tmp/apt.lock sh -c "(apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 || true) && \
-      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-      ${PKGS[*]} >/dev/null" \
-      || { echo "test-mcu: FAILED: apt-get install ${PKGS[*]} failed"; exit 1; }
-    have_tools || { echo "test-mcu: FAILED: tools still missing after apt-get install"; exit 1; }
-  else
-    echo "test-mcu: NOT RUN (nothing tested): needs ${PKGS[*]}; install them as root" \
-         "(apt-get install ${PKGS[*]}) or run make test-mcu as root."
-    exit 0
-  fi
-fi
+# shellcheck disable=SC1091
+. "$ROOT/tools/ensure_tools.sh"
+ensure_tools test-mcu "${PKGS[@]}"
 echo "   $(arm-none-eabi-gcc --version | head -n1); $(qemu-system-arm --version | head -n1)"
 
 # ---- 2. builds --------------------------------------------------------------------------
