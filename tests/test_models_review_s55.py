@@ -183,3 +183,36 @@ def test_spread_warning_for_a_shared_layer_gives_a_fix_that_applies():
     assert dc_keras.train.bn_fold.fold_blocked(final, "shared", "bn_after_shared") == \
         "'shared' is called 2 times (a shared layer)"
     assert dc_keras.train.bn_fold.fold_blocked(final, "head", "bn_after_shared") is None
+
+
+def _text_model():
+    vectorize = L.TextVectorization(max_tokens=40, output_sequence_length=6, name="vectorize")
+    vectorize.adapt(["the cat sat on the mat", "a dog ran far away", "the bird flew home"])
+    inputs = keras.Input((1,), dtype="string")
+    h = L.GlobalAveragePooling1D()(L.Embedding(40, 8, name="emb")(vectorize(inputs)))
+    return dc_keras.strip(dc_keras.cluster(keras.Model(inputs, L.Dense(2, name="head")(h)), bits=3))
+
+
+def test_a_text_model_with_text_vectorization_is_one_error_naming_the_layer_and_the_split():
+    """A text classifier shipped with its TextVectorization inside (keras.io's way) failed with the
+    converter's first line and a hint to allow TensorFlow ops, whose file does not run in Python.
+    The error now names the layer that computes on strings and the split that exports (the test
+    below exports it)."""
+    from dc_keras import export
+
+    with pytest.raises(RuntimeError) as err:
+        export.to_tflite(_text_model())
+    text = str(err.value)
+    assert "Layer(s) 'vectorize' compute on strings (TextVectorization)" in text, text
+    assert "to_tflite(keras.Model(model.get_layer('vectorize').output, model.output))" in text, text
+
+
+@pytest.mark.long
+def test_the_split_the_text_vectorization_error_gives_converts_and_packs_bit_exact():
+    from dc_keras import export
+
+    model = _text_model()
+    tail = keras.Model(model.get_layer("vectorize").output, model.output)  # what the error says
+    packed = export.to_tflite(tail)
+    ids = keras.ops.convert_to_numpy(model.get_layer("vectorize")(np.array([["the cat ran"], ["a bird sat far"]])))
+    assert predict_tflite(packed, ids).tobytes() == predict_tflite(export.unpack(packed), ids).tobytes()

@@ -1046,8 +1046,10 @@ def _failure(exc, batch_note, model=None):
             f"{wanted.lower()!r}) (the data of a model with known inputs, functional or Sequential, is cast "
             "to their dtypes; a subclassed model's inputs are known only to the converter)")
     tail = _CHAINED_TAIL.format(type(exc).__name__)
+    strings = "string" in str(exc).lower()  # a string op the builtins lack (tf.StringLower, tf.StringSplitV2...)
     for find, says in ((_keras_quantized_layers, _quantized_fix),
-                       (_half_precision_layers, lambda kind: _half_precision_fix(kind, model))):
+                       (_half_precision_layers, lambda kind: _half_precision_fix(kind, model)),
+                       (lambda m: _string_layers(m) if strings else ([], None), _string_fix)):
         names, kind = find(model) if model is not None else ([], None)
         if names:
             shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
@@ -1058,6 +1060,41 @@ def _failure(exc, batch_note, model=None):
         "tf.lite.OpsSet.SELECT_TF_OPS]}) allows TensorFlow ops (the .tflite then needs the Flex "
         "delegate, which the tensorflow and ai-edge-litert pip packages' interpreters lack: it will not run "
         "in Python); converter_options / configure=callable(converter) set any other converter flag." + tail)
+
+
+def _string_layers(model):
+    """``(names, first layer)`` of the layers that compute on strings (TextVectorization, StringLookup,
+    or any layer reading a string input), whose ops TFLite's builtin set lacks."""
+    import keras
+
+    kinds = tuple(getattr(keras.layers, n) for n in ("TextVectorization", "StringLookup") if hasattr(keras.layers, n))
+    found = []
+    for layer in _leaf_layers(model):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, kinds) or any(getattr(t, "dtype", None) == "string" for t in _inputs_of(layer)):
+            found.append(layer)
+    return [layer.name for layer in found], (found[0] if found else None)
+
+
+def _inputs_of(layer):
+    """The KerasTensors ``layer`` was first called on (none when it cannot say: never or often called)."""
+    try:
+        inputs = layer.input
+    except (AttributeError, ValueError):
+        return []
+    return inputs if isinstance(inputs, (list, tuple)) else list(inputs.values()) if isinstance(inputs, dict) \
+        else [inputs]
+
+
+def _string_fix(layer):
+    return (f"compute on strings ({type(layer).__name__}), which TFLite's builtin ops cannot. Keep the text "
+            "preprocessing out of the .tflite: export the part of the model after it, e.g. "
+            f"to_tflite(keras.Model(model.get_layer({layer.name!r}).output, model.output)), and run "
+            f"{layer.name!r} (or the same vocabulary) in your app before the interpreter; or allow TensorFlow "
+            "ops, converter_options={'target_spec.supported_ops': [tf.lite.OpsSet.TFLITE_BUILTINS, "
+            "tf.lite.OpsSet.SELECT_TF_OPS]} (the .tflite then needs the Flex delegate, which the pip "
+            "interpreters lack).")
 
 
 def _quantized_fix(mode):
