@@ -106,7 +106,7 @@ def _fit(model, x, y, callbacks=()):
 
 
 def _chain(model, x, y, tmp_path):
-    """The five calls with a round trip at each stage; returns (pruned, clustered, final, packed, plain)."""
+    """The five calls with a round trip at each stage; returns (pruned, clustered, final, packed)."""
     pruned = dc_keras.prune(model, dc_keras.schedules.ConstantSparsity(0.5, 0))
     _fit(pruned, x, y, [dc_keras.PruningCallback()])
     _round_trip(pruned, x, tmp_path, "pruned")
@@ -121,7 +121,7 @@ def _chain(model, x, y, tmp_path):
     out = predict_tflite(packed, x)
     assert out.tobytes() == predict_tflite(plain, x).tobytes()  # packed vs unpacked: bit-exact
     np.testing.assert_allclose(out, _outputs(final, x), rtol=1e-4, atol=1e-5)
-    return pruned, clustered, final
+    return pruned, clustered, final, packed
 
 
 def test_keras_io_layers_that_build_in_call_are_copied_left_dense_and_named(tmp_path):
@@ -139,7 +139,7 @@ def test_keras_io_layers_that_build_in_call_are_copied_left_dense_and_named(tmp_
         assert _outputs(rewrite(model), x).tobytes() == want.tobytes()
     with pytest.warns(UserWarning, match=r"(?s)left dense.*'tok_pos' \(TokenAndPositionEmbedding.*'block' "
                                          r"\(TransformerBlock.*get_prunable_weights"):
-        pruned, clustered, final = _chain(model, x, y, tmp_path)
+        pruned, clustered, final, _ = _chain(model, x, y, tmp_path)
     skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
     assert "get_prunable_weights" in skipped["tok_pos"] and "get_prunable_weights" in skipped["block"]
     assert sorted(e["layer"] for e in pruned.compression_report.wrapped) == ["fc", "head"]
@@ -162,13 +162,13 @@ def test_a_layer_that_builds_in_call_and_declares_its_weights_is_compressed(tmp_
     table = keras.ops.convert_to_numpy(model.get_layer("tok_pos").token_emb.embeddings)
     shared = keras.ops.convert_to_numpy(dc_keras.strip(clustered0).get_layer("tok_pos").token_emb.embeddings)
     np.testing.assert_allclose(shared, table, atol=0.01)
-    pruned, clustered, final = _chain(model, x, y, tmp_path)
+    pruned, clustered, final, packed = _chain(model, x, y, tmp_path)
     wrapped = {e["layer"]: e["weights"] for e in pruned.compression_report.wrapped}
     assert wrapped["tok_pos"] == ["embeddings"], wrapped
     emb = keras.ops.convert_to_numpy(final.get_layer("tok_pos").token_emb.embeddings)
     assert np.mean(emb == 0) == 0.5 and np.unique(emb[emb != 0]).size <= 8
     assert isinstance(final.get_layer("tok_pos"), PrunableTokenAndPositionEmbedding)
-    row = [r for r in export.inspect(export.to_tflite(final)).rows if tuple(r.shape) == (VOCAB, DIM)]
+    row = [r for r in export.inspect(packed).rows if tuple(r.shape) == (VOCAB, DIM)]  # packed: _chain's to_tflite(final)
     assert row and row[0].status == "packed", row
 
 
@@ -299,7 +299,7 @@ def test_convnext_left_dense_layers_are_named_and_the_rest_packs_bit_exact(tmp_p
                      classes=3, classifier_activation=None, weights=None, name="convnext_small")
     rng = np.random.default_rng(40)
     x, y = (255 * rng.random((8, 32, 32, 3))).astype("float32"), rng.integers(0, 3, 8)
-    pruned, clustered, final = _chain(model, x, y, tmp_path)
+    pruned, clustered, final, _ = _chain(model, x, y, tmp_path)
     skipped = {e["layer"]: e["reason"] for e in pruned.compression_report.skipped}
     scales = [name for name, reason in skipped.items() if "LayerScale" in reason]
     norms = [name for name, reason in skipped.items() if "LayerNormalization" in reason]
