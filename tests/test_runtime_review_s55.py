@@ -81,9 +81,9 @@ print(rss() - before)
 
 @pytest.mark.long
 def test_a_compressed_embedding_tables_memory_is_a_fraction_of_the_decoded_one(tmp_path):
-    """The figure docs/runtime.md states (a 100,000 x 64 table: 4.0 MB of RSS compressed against 25.6 MB
-    decoded), measured at 100,000 x 64 in fresh processes (one per route; a small model loaded first so
-    the library's and backend's one-time costs are not counted)."""
+    """The figures docs/runtime.md states for this table (100,000 x 64 at 10 %: the process grew by 2.6 MB
+    compressed against 25.8 MB decoded), measured in fresh processes (one per route; a small model loaded
+    first so the library's and backend's one-time costs are not counted)."""
     _, packed, table = _embedding(100_000, 64)
     _, small, _ = _embedding()
     (tmp_path / "big.tflite").write_bytes(packed)
@@ -96,5 +96,8 @@ def test_a_compressed_embedding_tables_memory_is_a_fraction_of_the_decoded_one(t
         grew[weights] = int(out.stdout.split()[-1])
     nonzeros = int(np.count_nonzero(table))
     assert grew["decoded"] > 0.9 * table.nbytes, grew
-    assert grew["compressed"] < 4.5 * nonzeros + 4 * 2**20, (grew, nonzeros)  # ~3.3 B/nz + page slack
-    assert grew["compressed"] < grew["decoded"] / 4, grew
+    assert grew["compressed"] < 3 * nonzeros + 5 * table.shape[0] + 2**20, (grew, nonzeros)  # + page slack
+    assert grew["compressed"] < grew["decoded"] / 5, grew
+    (row,) = runtime.Interpreter(model_content=packed, weights="compressed").compressed_report()
+    doc = " ".join(open(os.path.join(ROOT, "docs", "runtime.md"), encoding="utf-8").read().split())
+    assert f"took {row['bytes'] / 1e6:.1f} MB" in doc, row
