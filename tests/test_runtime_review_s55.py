@@ -101,3 +101,84 @@ def test_a_compressed_embedding_tables_memory_is_a_fraction_of_the_decoded_one(t
     (row,) = runtime.Interpreter(model_content=packed, weights="compressed").compressed_report()
     doc = " ".join(open(os.path.join(ROOT, "docs", "runtime.md"), encoding="utf-8").read().split())
     assert f"took {row['bytes'] / 1e6:.1f} MB" in doc, row
+
+
+@functools.lru_cache(maxsize=None)
+def _mlp(quantize, packed_bias=False):
+    """A pruned (90 %), clustered (<= 17 values) 64-128-10 MLP exported with ``quantize``, packed;
+    ``packed_bias``: its first bias holds 4 values, so that it is packed too."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128), keras.layers.Dense(10)])
+    if packed_bias:
+        model.layers[0].bias.assign(np.arange(128, dtype=np.float32) % 4 / 10)
+    for v in model.weights:
+        if v.ndim == 2:
+            w = v.numpy()
+            w = np.round(w / np.abs(w).max() * 8) / 8 * np.abs(w).max()
+            v.assign(np.where(np.abs(w) >= np.quantile(np.abs(w), 0.9), w, 0).astype(np.float32))
+    return export.pack(export.to_tflite(model, pack=False, quantize=quantize), min_bytes=64)
+
+
+@pytest.mark.parametrize("quantize,words,via", [
+    ("float16", "DEQUANTIZE has no compressed kernel", "allocate_tensors"),
+    ("dynamic", "types input float32 / weights int8 / output float32", "signature runner"),
+])
+def test_compressed_weights_that_run_nothing_compressed_warn_with_the_reasons(quantize, words, via):
+    """weights="compressed" picked for memory on a model none of whose packed tensors its kernels take
+    (a float16 or dynamic-range export, a conv net) ran as "decoded", saving nothing, and said so only
+    in compressed_report(), which a user who believed the docs had no reason to read. The first
+    allocate_tensors() (or signature runner call) now warns, once, naming the tensors, their reasons
+    and what runs compressed; a model with a compressed layer does not warn."""
+    import warnings
+
+    def said(caught):
+        return [w for w in caught if "none of its" in str(w.message)]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        it = runtime.Interpreter(model_content=_mlp(quantize), weights="compressed")
+        assert not said(caught)  # not at load: the delegate's errors are known at allocation
+        for _ in range(2):
+            if via == "allocate_tensors":
+                it.allocate_tensors()
+            else:
+                run = it.get_signature_runner()
+                (name,) = run.get_input_details()
+                run(**{name: np.zeros((1, 64), np.float32)})
+    ours = said(caught)
+    assert len(ours) == 1 and ours[0].filename == __file__, [(w.filename, str(w.message)) for w in caught]
+    msg = str(ours[0].message)
+    assert "none of its 2 packed tensor(s) runs compressed" in msg and "saves no memory" in msg, msg
+    assert msg.count(words) == 2 and "; decoded" not in msg and "compressed_report()" in msg, msg
+    assert all(r["route"] == "dense" for r in it.compressed_report())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        it = runtime.Interpreter(model_content=_mlp(None), weights="compressed")
+        it.allocate_tensors()
+    assert not said(caught)
+    assert [r["route"] for r in it.compressed_report()] == ["compressed", "compressed"]
+
+
+def test_a_packed_tensor_that_fails_to_decode_is_said_at_allocate_not_as_nothing_compressed():
+    """A corrupt weight leaves the report without its row: the error (checksum) is what the user
+    must hear, at allocate_tensors, not a warning that nothing runs compressed."""
+    import warnings
+
+    from dc_keras import _flatbuffer as fb
+
+    packed = _mlp(None, packed_bias=True)
+    model = fb.read_model(packed)
+    bad = bytearray(packed)
+    packed_weights = [fb.buffer_bytes(model, model.subgraphs[s].tensors[p].buffer)
+                      for s, p, _ in export._pack.packed_tensors(model)]
+    assert len(packed_weights) == 3, len(packed_weights)
+    for data in sorted(packed_weights, key=len)[1:]:  # both weights: the bias's row alone would be left
+        bad[packed.index(data) + len(data) // 2] ^= 0x10
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        it = runtime.Interpreter(model_content=bytes(bad), weights="compressed")
+        with pytest.raises(RuntimeError, match="checksum"):
+            it.allocate_tensors()
+    assert not [w for w in caught if "none of its" in str(w.message)]

@@ -379,6 +379,8 @@ class Interpreter:
         are never kept; every other op is decoded as with ``"decoded"``; lookups are bit-exact). Float
         results then differ from dense kernels by summation order (~1e-6 relative); int8 is exact.
         The same option for C/Android users: ``load_delegate(path, {"weights": "compressed"})``.
+        When none of the packed tensors runs compressed, the first ``allocate_tensors()`` (or
+        signature runner call) warns so with the reasons (``compressed_report()`` lists each).
       release_decoded: ``True`` frees each decoded weight once XNNPACK has packed its own copy
         (saves the decoded copy's memory; delegate option ``keep_decoded=0``, so ``decode="delegate"``
         only). This Interpreter
@@ -506,6 +508,7 @@ class Interpreter:
         self._source = (model_path, model_content)  # for error messages only (model_content: kept by the runtime too)
         # weights the delegate may free (release_decoded): read through get_tensor / tensor, refused
         self._releasable = _releasable_weights(model_path, model_content) if release_decoded else {}
+        self._dc_route_said = weights != "compressed"  # _say_nothing_compressed, once
 
     def allocate_tensors(self):
         """The backend's ``allocate_tensors()``; a packed tensor that failed to decode raises here
@@ -521,6 +524,16 @@ class Interpreter:
             with self._prepare_errors():
                 super().allocate_tensors()
         self._raise_delegate_error()
+        self._say_nothing_compressed()
+
+    def _say_nothing_compressed(self):
+        """Once, after the first allocation that succeeded (the delegate's report is then complete:
+        a packed tensor that failed to decode has no row, and raised instead): the UserWarning of
+        ``_warn_if_nothing_compressed``. Not at load, where asking the delegate for its errors would
+        wait for the decodes its helpers run while the load goes on."""
+        if not getattr(self, "_dc_route_said", True):
+            self._dc_route_said = True
+            _warn_if_nothing_compressed(self._label, self.compressed_report())
 
     @contextlib.contextmanager
     def _exclusive(self, call):
@@ -960,6 +973,24 @@ class Interpreter:
 _SIGNATURE_SHAPE_FIX = "give it an array of that shape (any size only where -1)"
 
 
+def _warn_if_nothing_compressed(label, report) -> None:
+    """weights="compressed" on a packed model none of whose packed tensors runs compressed (a conv
+    net, a float16 or dynamic-range export, unclustered or dense layers): it then runs as with
+    "decoded" and saves no memory, which only ``compressed_report()`` said; a UserWarning now says so
+    with the reasons (the first three) and what runs compressed (from ``allocate_tensors`` or a signature
+    runner's first call: ``Interpreter._say_nothing_compressed``)."""
+    rows = [r for r in report if r["route"] == "dense"]
+    if not rows or len(rows) != len(report):
+        return
+    said = "; ".join(f"{r['weights']!r} ({r['op']}): {r['reason'].removesuffix('; decoded')}" for r in rows[:3])
+    more = f"; and {len(rows) - 3} more" if len(rows) > 3 else ""
+    warnings.warn(f"{label}: weights='compressed', but none of its {len(rows)} packed tensor(s) runs compressed, "
+                  f"so the model runs as with weights='decoded' and saves no memory: {said}{more}. The "
+                  "compressed kernels take pruned float32 weights with <= 255 distinct non-zero values (clustered) "
+                  "or full-integer int8 weights of FULLY_CONNECTED, EMBEDDING_LOOKUP and GATHER (docs/runtime.md); "
+                  "compressed_report() lists each tensor", UserWarning, stacklevel=4)
+
+
 def _concurrent_text(label, call) -> str:
     """The error of ``call`` on an interpreter another thread is using (``Interpreter._exclusive``)."""
     return (f"{label}: {call} while another thread uses this interpreter (its invoke(), a signature runner's "
@@ -1020,7 +1051,9 @@ class _CheckedSignatureRunner:
         owner = self._dc_owner
         with owner._exclusive("a signature runner's call"):
             with owner._prepare_errors(lambda: self._given_shapes(kwargs, stored=True)):
-                return super().__call__(**kwargs)
+                outputs = super().__call__(**kwargs)
+        owner._say_nothing_compressed()
+        return outputs
 
     def _given_shapes(self, kwargs, stored=False):
         """``(what, shape given, shape the signature takes)`` per input given (for the error of a
