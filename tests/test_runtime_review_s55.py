@@ -182,3 +182,35 @@ def test_a_packed_tensor_that_fails_to_decode_is_said_at_allocate_not_as_nothing
         with pytest.raises(RuntimeError, match="checksum"):
             it.allocate_tensors()
     assert not [w for w in caught if "none of its" in str(w.message)]
+
+
+@pytest.mark.parametrize("weights", ["decoded", "compressed"])
+def test_an_id_outside_the_embedding_table_is_one_error_naming_the_model_and_the_fix(weights):
+    """An id >= the vocabulary: the compressed GATHER said "dc_keras compressed GATHER(<table>): index out
+    of bounds: ... [0, 4000)Node number 1 (DcKerasHuffDecodeDelegate) failed to invoke." and the decoded
+    route TFLite's "gather index out of bounds" glued to its node line, naming neither the model nor the
+    fix. Both now say one sentence naming the model, the kernel's words and the ids to give; a signature
+    runner's call says the same; the interpreter then still runs bit-exact."""
+    plain, packed, table = _embedding()
+    it = runtime.Interpreter(model_content=packed, weights=weights)
+    ids = np.zeros((1, 8), np.int32)
+    ids[0, 3] = table.shape[0]
+    with pytest.raises(RuntimeError) as info:
+        run_batch(it, ids)
+    msg = str(info.value)
+    del info  # its traceback's frames hold views of the interpreter's tensors, which a resize refuses
+    assert msg.startswith("model_content: an index is outside the table it looks up") and "Node number" not in msg, msg
+    want = ("dc_keras compressed GATHER(" if weights == "compressed" else "gather index out of bounds")
+    assert msg.count(want) == 1 and "ids below its input_dim" in msg, msg
+    if weights == "compressed":
+        assert "indices[3] = 4000, the table has rows [0, 4000)): give indices in [0, 4000)" in msg, msg
+    good = ids.copy()
+    good[0, 3] = 7
+    from ai_edge_litert.interpreter import Interpreter
+
+    np.testing.assert_array_equal(run_batch(it, good).view(np.uint8),
+                                  run_batch(Interpreter(model_content=plain), good).view(np.uint8))
+    run = runtime.Interpreter(model_content=packed, weights=weights).get_signature_runner()
+    (name,) = run.get_input_details()
+    with pytest.raises(RuntimeError, match="^model_content: an index is outside the table it looks up"):
+        run(**{name: ids})

@@ -559,6 +559,7 @@ class Interpreter:
             yield
         except RuntimeError as exc:
             self._strip_earlier_errors(exc)
+            self._raise_id_out_of_range(exc)
             self._raise_delegate_error(exc)
             self._raise_op_error(exc)
             self._raise_inconsistent(exc)
@@ -684,6 +685,7 @@ class Interpreter:
                 super().invoke()
             except RuntimeError as exc:
                 self._strip_earlier_errors(exc)
+                self._raise_id_out_of_range(exc)
                 self._raise_op_error(exc)
                 self._raise_zero_scale(exc)
                 self._raise_sparse(exc)
@@ -802,6 +804,26 @@ class Interpreter:
         names = _flex_ops(*self._source) or sorted(set(re.findall(r"\((Flex\w+)\)", msg)))
         raise RuntimeError(f"{_flex_text(self._label, names, f'the {self.backend} interpreter here has')} "
                            f"Interpreter's error: {msg}") from cause
+
+    def _raise_id_out_of_range(self, cause):
+        """An id outside its embedding table (GATHER / EMBEDDING_LOOKUP): the compressed kernels said
+        "dc_keras compressed GATHER(<table>): index out of bounds: indices[i] = v, the table has rows
+        [0, n)" and TFLite's "gather index out of bounds" / "Embedding Lookup: index out of bounds",
+        each followed by "Node number N (...) failed to invoke." without a space, naming neither the
+        model nor the fix. Said as one sentence naming the model, with the fix; the kernel's words kept."""
+        msg = " ".join(str(cause).split())
+        ours = re.search(r"dc_keras compressed \w+\(.*?\): index out of bounds: indices\[\d+\] = -?\d+, "
+                         r"the table has rows \[0, (\d+)\)", msg)
+        if ours:
+            said, rows = ours.group(0), ours.group(1)
+        elif "gather index out of bounds" in msg or "Embedding Lookup: index out of bounds" in msg:
+            said, rows = "TFLite: " + msg.split("Node number")[0].rstrip(" .;"), "the table's rows"
+        else:
+            return
+        raise RuntimeError(f"{self._label}: an index is outside the table it looks up ({said}): give indices in "
+                           f"[0, {rows}) -- for an Embedding layer, ids below its input_dim (Keras' graph maps a "
+                           "negative id i to i + input_dim first) -- and map any other id (an unseen one) to a row "
+                           "of its own before the model") from cause
 
     def _raise_op_error(self, cause):
         """``decode="op"``: the op's own Prepare error (TFLite appends "Node number N (HuffDecode)
