@@ -366,7 +366,7 @@ def test_set_tensor_of_a_whole_batch_says_to_resize_first_or_names_the_fixed_bat
     index = it.get_input_details()[0]["index"]
     with pytest.raises(ValueError, match=r"fixed batch of 1 .*feed 1 sample\(s\) at a time .*batch_size=N"):
         it.set_tensor(index, np.zeros((3, 5, 3), np.float32))
-    with pytest.raises(ValueError, match="Got value of type FLOAT64"):  # other mistakes: TFLite's words, unchanged
+    with pytest.raises(ValueError, match="Got value of type FLOAT64"):  # a dtype: TFLite's words kept, with the fix
         it.set_tensor(index, np.zeros((1, 5, 3)))
 
 

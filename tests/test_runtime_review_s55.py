@@ -214,3 +214,31 @@ def test_an_id_outside_the_embedding_table_is_one_error_naming_the_model_and_the
     (name,) = run.get_input_details()
     with pytest.raises(RuntimeError, match="^model_content: an index is outside the table it looks up"):
         run(**{name: ids})
+
+
+@pytest.mark.parametrize("weights", ["decoded", "compressed"])
+def test_set_tensor_of_another_rank_or_dtype_names_the_input_and_the_fix(weights):
+    """One sample without its batch dimension (x of shape [64] for a [-1, 64] input) and numpy's default
+    float64 were TFLite's "Cannot set tensor: Dimension mismatch. Got 1 but expected 2 for input 0." and
+    "Got value of type FLOAT64 but expected type FLOAT32": the ranks without saying so, no model, no
+    fix. Both now name the model, the input, what it takes and the fix, TFLite's words kept; float ids
+    for an Embedding's int32 input likewise. A right array then goes through."""
+    it = runtime.Interpreter(model_content=_mlp(None), weights=weights)
+    it.allocate_tensors()
+    i = it.get_input_details()[0]["index"]
+    with pytest.raises(ValueError) as info:
+        it.set_tensor(i, np.zeros(64, np.float32))
+    msg = str(info.value)
+    assert msg.startswith(f"model_content: input {i} (") and "takes an array of rank 2, shape [-1, 64]" in msg, msg
+    assert "rank 1, shape [64]" in msg and "add the batch dimension: array[None]" in msg, msg
+    assert "Dimension mismatch. Got 1 but expected 2" in msg, msg
+    with pytest.raises(ValueError, match=r"takes float32 values, but the array holds float64 \(TFLite: Got value of "
+                                         r"type FLOAT64 but expected type FLOAT32.*\): convert it first: "
+                                         r"x\.astype\(np\.float32\)$"):
+        it.set_tensor(i, np.zeros((1, 64)))
+    it.set_tensor(i, np.zeros((1, 64), np.float32))
+    it.invoke()
+    emb = runtime.Interpreter(model_content=_embedding()[1], weights=weights)
+    emb.allocate_tensors()
+    with pytest.raises(ValueError, match=r"takes int32 values, but the array holds float32 .*x\.astype\(np\.int32\)$"):
+        emb.set_tensor(emb.get_input_details()[0]["index"], np.zeros((1, 8), np.float32))

@@ -631,6 +631,7 @@ class Interpreter:
             except ValueError as exc:
                 if not args and not kwargs:  # subgraph 0's inputs (those get_input_details lists)
                     self._raise_batch_mismatch(exc, tensor_index, value)
+                    self._raise_wrong_array(exc, tensor_index, value)
                 raise
 
     def resize_tensor_input(self, input_index, tensor_size, *args, **kwargs):
@@ -639,6 +640,37 @@ class Interpreter:
         data ... tensor()")."""
         with self._exclusive("resize_tensor_input()"):
             return super().resize_tensor_input(input_index, tensor_size, *args, **kwargs)
+
+    def _raise_wrong_array(self, cause, tensor_index, value):
+        """Runs only after ``set_tensor`` failed, past ``_raise_batch_mismatch``: an array of another
+        rank (TFLite: "Dimension mismatch. Got 1 but expected 2 for input 0.", the ranks, for one
+        sample given without its batch dimension) or of another dtype ("Got value of type FLOAT64 but
+        expected type FLOAT32"; numpy makes float64 by default) said naming the model, the input,
+        what it takes and the fix."""
+        import numpy as np
+
+        try:
+            d = next(d for d in super().get_input_details() if d["index"] == tensor_index)
+            arr = np.asarray(value)
+            want = [int(v) for v in d["shape_signature"]] or [int(v) for v in d["shape"]]
+        except Exception:  # noqa: BLE001 -- only a hint: the original error stands
+            return
+        what = f"{self._label}: input {tensor_index} ({d['name']!r})"
+        theirs = " ".join(str(cause).split()).removeprefix("Cannot set tensor: ").rstrip(" .")
+        if arr.ndim != len(d["shape"]):
+            one = " (for one sample, add the batch dimension: array[None])" if arr.ndim + 1 == len(want) else ""
+            raise ValueError(f"{what} takes an array of rank {len(want)}, shape {want} (-1: any size), but was given "
+                             f"one of rank {arr.ndim}, shape {list(arr.shape)} (TFLite: {theirs}): give it an array of that "
+                             f"rank{one}") from cause
+        wanted = np.dtype(d["dtype"])
+        if arr.dtype != wanted:
+            scale, zero = (d.get("quantization") or (0.0, 0))[:2]
+            fix = (f"quantize it first: np.clip(np.round(x / {scale!r} + {zero}), {np.iinfo(wanted).min}, "
+                   f"{np.iinfo(wanted).max}).astype(np.{wanted.name}) (the input's scale and zero point)"
+                   if wanted.kind in "iu" and scale and arr.dtype.kind == "f" else
+                   f"convert it first: x.astype(np.{wanted.name})")
+            raise ValueError(f"{what} takes {wanted.name} values, but the array holds {arr.dtype.name} (TFLite: "
+                             f"{theirs}): {fix}") from cause
 
     def _raise_batch_mismatch(self, cause, tensor_index, value):
         """Runs only after ``set_tensor`` failed; see ``set_tensor``."""
