@@ -242,3 +242,30 @@ def test_set_tensor_of_another_rank_or_dtype_names_the_input_and_the_fix(weights
     emb.allocate_tensors()
     with pytest.raises(ValueError, match=r"takes int32 values, but the array holds float32 .*x\.astype\(np\.int32\)$"):
         emb.set_tensor(emb.get_input_details()[0]["index"], np.zeros((1, 8), np.float32))
+
+
+def test_floats_for_an_int8_input_are_told_to_quantize_with_its_scale_and_zero_point():
+    """A full-integer file with int8 inputs (converter_options inference_input_type, as microcontrollers
+    take them) given the float array: the error gives the quantization to apply, with the input's scale
+    and zero point; the array it makes then runs."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8)])
+    xs = np.random.default_rng(0).random((10, 16)).astype(np.float32)
+    content = export.to_tflite(model, quantize="int8", representative_data=xs,
+                               converter_options={"inference_input_type": "int8"})
+    it = runtime.Interpreter(model_content=content)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    scale, zero = d["quantization"]
+    assert d["dtype"] == np.int8 and zero < 0, d
+    with pytest.raises(ValueError) as info:
+        it.set_tensor(d["index"], xs[:1])
+    msg = str(info.value)
+    del info
+    fix = f"np.clip(np.round(x / {scale!r} - {-zero}), -128, 127).astype(np.int8)"
+    assert "takes int8 values, but the array holds float32" in msg and f"quantize it first: {fix}" in msg, msg
+    x = xs[:1]
+    it.set_tensor(d["index"], eval(fix, {"np": np, "x": x}))  # the expression the message gives
+    it.invoke()

@@ -615,7 +615,9 @@ class Interpreter:
         mismatch. Got 100 but expected 1 for dimension 0 of input 0"): ``resize_tensor_input`` then
         ``allocate_tensors()`` when the model's batch is dynamic (its ``shape_signature`` has -1
         there) or when this interpreter was resized from the model's fixed batch (which then runs other
-        batches), else the fixed batch the model was exported with and the fixes.
+        batches), else the fixed batch the model was exported with and the fixes. An array of another
+        rank (one sample without its batch dimension) or dtype (numpy's float64; floats for an int8
+        input) is a ValueError naming the input, what it takes and the fix, TFLite's words kept.
 
         Example:
           >>> it = dc_keras.runtime.Interpreter(model_content=packed)
@@ -665,7 +667,8 @@ class Interpreter:
         wanted = np.dtype(d["dtype"])
         if arr.dtype != wanted:
             scale, zero = (d.get("quantization") or (0.0, 0))[:2]
-            fix = (f"quantize it first: np.clip(np.round(x / {scale!r} + {zero}), {np.iinfo(wanted).min}, "
+            fix = (f"quantize it first: np.clip(np.round(x / {scale!r} {'-' if zero < 0 else '+'} {abs(int(zero))}), "
+                   f"{np.iinfo(wanted).min}, "
                    f"{np.iinfo(wanted).max}).astype(np.{wanted.name}) (the input's scale and zero point)"
                    if wanted.kind in "iu" and scale and arr.dtype.kind == "f" else
                    f"convert it first: x.astype(np.{wanted.name})")
