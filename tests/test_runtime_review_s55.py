@@ -219,7 +219,7 @@ def test_an_id_outside_the_embedding_table_is_one_error_naming_the_model_and_the
 @pytest.mark.parametrize("weights", ["decoded", "compressed"])
 def test_set_tensor_of_another_rank_or_dtype_names_the_input_and_the_fix(weights):
     """One sample without its batch dimension (x of shape [64] for a [-1, 64] input) and numpy's default
-    float64 were TFLite's "Cannot set tensor: Dimension mismatch. Got 1 but expected 2 for input 0." and
+    float64 (to set_tensor or a signature runner) were TFLite's "Cannot set tensor: Dimension mismatch. Got 1 but expected 2 for input 0." and
     "Got value of type FLOAT64 but expected type FLOAT32": the ranks without saying so, no model, no
     fix. Both now name the model, the input, what it takes and the fix, TFLite's words kept; float ids
     for an Embedding's int32 input likewise. A right array then goes through."""
@@ -238,6 +238,12 @@ def test_set_tensor_of_another_rank_or_dtype_names_the_input_and_the_fix(weights
         it.set_tensor(i, np.zeros((1, 64)))
     it.set_tensor(i, np.zeros((1, 64), np.float32))
     it.invoke()
+    run = runtime.Interpreter(model_content=_mlp(None), weights=weights).get_signature_runner()
+    (name,) = run.get_input_details()
+    with pytest.raises(ValueError, match=rf"^model_content: input '{name}' takes float32 values, but the array holds "
+                                         r"float64 \(TFLite: Got value of type FLOAT64.*x\.astype\(np\.float32\)$"):
+        run(**{name: np.zeros((1, 64))})
+    assert run(**{name: np.zeros((1, 64), np.float32)})
     emb = runtime.Interpreter(model_content=_embedding()[1], weights=weights)
     emb.allocate_tensors()
     with pytest.raises(ValueError, match=r"takes int32 values, but the array holds float32 .*x\.astype\(np\.int32\)$"):

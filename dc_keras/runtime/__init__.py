@@ -666,14 +666,8 @@ class Interpreter:
                              f"rank{one}") from cause
         wanted = np.dtype(d["dtype"])
         if arr.dtype != wanted:
-            scale, zero = (d.get("quantization") or (0.0, 0))[:2]
-            fix = (f"quantize it first: np.clip(np.round(x / {scale!r} {'-' if zero < 0 else '+'} {abs(int(zero))}), "
-                   f"{np.iinfo(wanted).min}, "
-                   f"{np.iinfo(wanted).max}).astype(np.{wanted.name}) (the input's scale and zero point)"
-                   if wanted.kind in "iu" and scale and arr.dtype.kind == "f" else
-                   f"convert it first: x.astype(np.{wanted.name})")
             raise ValueError(f"{what} takes {wanted.name} values, but the array holds {arr.dtype.name} (TFLite: "
-                             f"{theirs}): {fix}") from cause
+                             f"{theirs}): {_dtype_fix(wanted, arr.dtype, d.get('quantization'))}") from cause
 
     def _raise_batch_mismatch(self, cause, tensor_index, value):
         """Runs only after ``set_tensor`` failed; see ``set_tensor``."""
@@ -1058,6 +1052,19 @@ def _concurrent_text(label, call) -> str:
             "threading.Lock")
 
 
+def _dtype_fix(wanted, given, quantization) -> str:
+    """How to make an array of dtype ``given`` one an input of dtype ``wanted`` takes: a cast, or for
+    floats given to an integer input with ``quantization`` (scale, zero point) the quantization."""
+    import numpy as np
+
+    scale, zero = (quantization or (0.0, 0))[:2]
+    if wanted.kind in "iu" and scale and given.kind == "f":
+        return (f"quantize it first: np.clip(np.round(x / {scale!r} {'-' if zero < 0 else '+'} {abs(int(zero))}), "
+                f"{np.iinfo(wanted).min}, {np.iinfo(wanted).max}).astype(np.{wanted.name}) (the input's scale and "
+                "zero point)")
+    return f"convert it first: x.astype(np.{wanted.name})"
+
+
 def _fixed_dims_differ(shape, sig, start=0):
     """Does ``shape`` differ from ``sig`` (a ``shape_signature``: -1 = any size) in a dimension the
     signature fixes, from dimension ``start`` on?"""
@@ -1108,9 +1115,31 @@ class _CheckedSignatureRunner:
         owner = self._dc_owner
         with owner._exclusive("a signature runner's call"):
             with owner._prepare_errors(lambda: self._given_shapes(kwargs, stored=True)):
-                outputs = super().__call__(**kwargs)
+                try:
+                    outputs = super().__call__(**kwargs)
+                except ValueError as exc:  # TFLite's "Got value of type FLOAT64 but expected type FLOAT32 ..."
+                    self._raise_wrong_dtype(exc, kwargs)
+                    raise
         owner._say_nothing_compressed()
         return outputs
+
+    def _raise_wrong_dtype(self, cause, kwargs):
+        """An input array of another dtype than the signature's (numpy's float64 by default): said as
+        ``Interpreter.set_tensor`` says it, naming the model, the input and the fix."""
+        import numpy as np
+
+        try:
+            details = self.get_input_details()
+            wrong = [(n, np.dtype(details[n]["dtype"]), np.asarray(v).dtype, details[n].get("quantization"))
+                     for n, v in kwargs.items() if n in details and np.asarray(v).dtype != details[n]["dtype"]]
+        except Exception:  # noqa: BLE001 -- only a hint: the original error stands
+            return
+        if wrong:
+            name, wanted, given, quantization = wrong[0]
+            theirs = " ".join(str(cause).split()).removeprefix("Cannot set tensor: ").rstrip(" .")
+            raise ValueError(f"{self._dc_owner._label}: {self._dc_what.format(name).split(' was given')[0]} takes "
+                             f"{wanted.name} values, but the array holds {given.name} (TFLite: {theirs}): "
+                             f"{_dtype_fix(wanted, given, quantization)}") from cause
 
     def _given_shapes(self, kwargs, stored=False):
         """``(what, shape given, shape the signature takes)`` per input given (for the error of a
