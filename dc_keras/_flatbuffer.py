@@ -823,9 +823,15 @@ def buffer_bytes(model, index: int) -> bytes:
     return bytes(buffer_view(model, index))
 
 
+def builtin_code(code) -> int:
+    """The builtin operator of an ``OperatorCodeT``: the larger of ``builtinCode`` and the 8-bit
+    ``deprecatedBuiltinCode`` (older files set only the latter; a code above 127 has 127 there)."""
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
 def opcode_name(model, op) -> str:
     code = model.operatorCodes[op.opcodeIndex]
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    builtin = builtin_code(code)
     if builtin == CUSTOM_CODE:
         name = code.customCode
         return (name.decode() if isinstance(name, bytes) else str(name)) if name else "CUSTOM"
@@ -836,7 +842,7 @@ def opcode_name(model, op) -> str:
 
 
 def is_huffdecode_code(code) -> bool:
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    builtin = builtin_code(code)
     name = code.customCode
     if isinstance(name, str):
         name = name.encode()

@@ -702,7 +702,7 @@ def unassigned_variables(model) -> int:
     codes = model.operatorCodes or []
 
     def indices(builtin):
-        return {k for k, c in enumerate(codes) if max(c.builtinCode, c.deprecatedBuiltinCode) == builtin}
+        return {k for k, c in enumerate(codes) if fb.builtin_code(c) == builtin}
 
     handles, assigns = indices(schema.BuiltinOperator.VAR_HANDLE), indices(schema.BuiltinOperator.ASSIGN_VARIABLE)
     if not handles or assigns and any(op.opcodeIndex in assigns for sg in model.subgraphs or []
