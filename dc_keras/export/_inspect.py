@@ -13,7 +13,7 @@ from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, buffer_keep
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
                                    _subgraph_facts, negative_zeros_note,
                                    _tensor_array, header_mismatch, packed_shape_mismatch, shared_buffer_reason,
-                                   is_cut_zip, skip_reason, unreferenced_buffers, unreferenced_note)
+                                   CUT_ZIP_TEXT, is_cut_zip, skip_reason, unreferenced_buffers, unreferenced_note)
 
 
 #: "kept" rows of constants of at least this many bytes may give a lower bound of the packed size
@@ -233,8 +233,6 @@ class Report:
             lines.append(f"ends with {describe(list(names), list(sizes), self.associated_bytes)} (TFLite "
                          "metadata's associated files; pack and unpack keep them)")
         if self.trailing_bytes and self.trailing_cut_zip:
-            from dc_keras.export._pack import CUT_ZIP_TEXT
-
             lines.append(f"{self.trailing_bytes} B after the model (it ends at byte {self.model_end}) {CUT_ZIP_TEXT}; "
                          "pack and unpack keep them unchanged after their model (TFLite ignores them)")
         elif self.trailing_bytes:

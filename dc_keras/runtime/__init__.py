@@ -658,16 +658,15 @@ class Interpreter:
         except Exception:  # noqa: BLE001 -- only a hint: the original error stands
             return
         what = f"{self._label}: input {tensor_index} ({d['name']!r})"
-        theirs = " ".join(str(cause).split()).removeprefix("Cannot set tensor: ").rstrip(" .")
         if arr.ndim != len(d["shape"]):
+            theirs = _tflite_words(cause)
             one = " (for one sample, add the batch dimension: array[None])" if arr.ndim + 1 == len(want) else ""
             raise ValueError(f"{what} takes an array of rank {len(want)}, shape {want} (-1: any size), but was given "
                              f"one of rank {arr.ndim}, shape {list(arr.shape)} (TFLite: {theirs}): give it an array of that "
                              f"rank{one}") from cause
         wanted = np.dtype(d["dtype"])
         if arr.dtype != wanted:
-            raise ValueError(f"{what} takes {wanted.name} values, but the array holds {arr.dtype.name} (TFLite: "
-                             f"{theirs}): {_dtype_fix(wanted, arr.dtype, d.get('quantization'))}") from cause
+            raise ValueError(_wrong_dtype_text(what, wanted, arr.dtype, d.get("quantization"), cause)) from cause
 
     def _raise_batch_mismatch(self, cause, tensor_index, value):
         """Runs only after ``set_tensor`` failed; see ``set_tensor``."""
@@ -1052,6 +1051,18 @@ def _concurrent_text(label, call) -> str:
             "threading.Lock")
 
 
+def _tflite_words(cause) -> str:
+    """TFLite's ``set_tensor`` error, one line, without its "Cannot set tensor: " prefix."""
+    return " ".join(str(cause).split()).removeprefix("Cannot set tensor: ").rstrip(" .")
+
+
+def _wrong_dtype_text(what, wanted, given, quantization, cause) -> str:
+    """The error of an input array of dtype ``given`` where ``what`` takes ``wanted`` (``set_tensor``
+    and a signature runner's call say it alike), TFLite's words (``cause``) kept."""
+    return (f"{what} takes {wanted.name} values, but the array holds {given.name} (TFLite: {_tflite_words(cause)}): "
+            f"{_dtype_fix(wanted, given, quantization)}")
+
+
 def _dtype_fix(wanted, given, quantization) -> str:
     """How to make an array of dtype ``given`` one an input of dtype ``wanted`` takes: a cast, or for
     floats given to an integer input with ``quantization`` (scale, zero point) the quantization."""
@@ -1136,10 +1147,8 @@ class _CheckedSignatureRunner:
             return
         if wrong:
             name, wanted, given, quantization = wrong[0]
-            theirs = " ".join(str(cause).split()).removeprefix("Cannot set tensor: ").rstrip(" .")
-            raise ValueError(f"{self._dc_owner._label}: {self._dc_what.format(name).split(' was given')[0]} takes "
-                             f"{wanted.name} values, but the array holds {given.name} (TFLite: {theirs}): "
-                             f"{_dtype_fix(wanted, given, quantization)}") from cause
+            what = f"{self._dc_owner._label}: {self._dc_what.format(name).split(' was given')[0]}"
+            raise ValueError(_wrong_dtype_text(what, wanted, given, quantization, cause)) from cause
 
     def _given_shapes(self, kwargs, stored=False):
         """``(what, shape given, shape the signature takes)`` per input given (for the error of a

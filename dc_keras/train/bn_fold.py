@@ -194,9 +194,7 @@ def fold_blocked(model, layer_name, bn_name):
         >>> fold_blocked(model, "fc1", "bn") is None  # the MLP has no BatchNormalization
         True
     """
-    models = [model]
-    while models:
-        m = models.pop()
+    for m in [model, *_base._nested_graph_models(model)]:
         try:
             blocked = _blocked(_graph(m))
         except Exception:  # noqa: BLE001  a config that cannot be read: no reason known
@@ -204,7 +202,6 @@ def fold_blocked(model, layer_name, bn_name):
         for producer, bn, reason in blocked:
             if producer.name == layer_name and bn.name == bn_name:
                 return reason
-        models += [layer for layer in m.layers if isinstance(layer, keras.Model) and _base.is_graph_model(layer)]
     return None
 
 

@@ -1034,23 +1034,21 @@ class _CallbackRequired:
 
     def __call__(self, *args, **kwargs):
         wrappers = [w for w in (ref() for ref in self._wrappers) if w is not None]
-        if self._owner is not None:  # inside the owner's fit(): its batch hook has just run, or not that fit()
+        if not wrappers:
+            allowed = True
+        elif self._owner is not None:  # inside the owner's fit(): its batch hook has just run, or not that fit()
             owner = self._owner()
             allowed = owner is not None and owner._running and owner._take_ticket()
         else:  # between fit() calls: a custom loop's on_train_begin() arms the wrappers
-            allowed = not wrappers or any(w._armed for w in wrappers)
+            allowed = any(w._armed for w in wrappers)
         if not allowed:
             if keras.backend.backend() == "jax":
                 _compat.jax_keep_fit_state()  # else fit() leaves every weight of the model empty
-            raise RuntimeError(_NO_CALLBACK.format(name=(wrappers or [self])[0].name))
+            raise RuntimeError(_NO_CALLBACK.format(name=wrappers[0].name))
         model = self._model()
         if self._owner is None and model is not None and getattr(model, "train_function", None) is self:
             model.train_function = self.function
         return self.function(*args, **kwargs)
-
-    @property
-    def name(self):  # the message's layer when every wrapper is gone (not expected)
-        return "?"
 
     @staticmethod
     def release(model, params=None):
