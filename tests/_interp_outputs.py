@@ -33,3 +33,12 @@ def per_sample_outputs(content, xs, packed=False, default_delegates=False, backe
         it.invoke()
         ys.append(it.get_tensor(out["index"]).copy())
     return ys
+
+
+def first_output(it, x):
+    """Output 0 of interpreter ``it`` (any kind: LiteRT's, TF's, dc_keras.runtime's) for ``x`` as
+    input 0: allocate, set, invoke, read."""
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])

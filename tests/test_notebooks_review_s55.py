@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _interp_outputs import first_output
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -173,10 +174,7 @@ def test_the_litert_line_for_a_device_runs_as_written(name, file, tmp_path, monk
     x = np.random.default_rng(0).random((1, 64), dtype=np.float32)
 
     def run(it):
-        it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        it.invoke()
-        return it.get_tensor(it.get_output_details()[0]["index"])
+        return first_output(it, x)
 
     np.testing.assert_array_equal(run(it), run(scope["Interpreter"](model_content=plain)))
 

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 import pytest
+from _interp_outputs import first_output
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -117,10 +118,7 @@ def test_plain_interpreter_on_a_packed_file_gives_the_error_notebook_01_quotes(t
     x = np.random.default_rng(0).random((1, 64), dtype=np.float32)
 
     def run(it):
-        it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        it.invoke()
-        return it.get_tensor(it.get_output_details()[0]["index"])
+        return first_output(it, x)
 
     expected = run(Interpreter(model_content=plain))
     np.testing.assert_array_equal(run(Interpreter(model_content=dc_keras.export.unpack(packed))), expected)
