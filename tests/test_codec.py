@@ -358,7 +358,7 @@ def test_version1_encoding_refuses_what_it_cannot_express():
     with pytest.raises(ValueError, match="version"):
         codec.encode(np.zeros(4, ml_dtypes.int4), version=1)
     with pytest.raises(ValueError, match="version"):
-        codec.encode(np.zeros(4, np.int8), version=5)
+        codec.encode(np.zeros(4, np.int8), version=6)
     for version in (1, 2):  # §16's types need version 3
         with pytest.raises(ValueError, match=f"format version {version} cannot hold int64 tensors"):
             codec.encode(np.zeros(4, np.int64), version=version)
@@ -394,7 +394,7 @@ def test_pack_version_option_writes_that_version():
     assert pack(model, min_bytes=0).count(b"DCHF\x02") >= 1 and b"DCHF\x03" not in pack(model, min_bytes=0)
     assert pack(model, version=3, min_bytes=0).count(b"DCHF\x03") >= 1
     with pytest.raises(ValueError, match="version"):
-        pack(model, version=5)
+        pack(model, version=6)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1029,9 +1029,9 @@ def test_small_tensor_paths_write_the_identity_corpus_bytes(paths, monkeypatch):
     monkeypatch.setattr(_encode, "_code_lengths_small", spy)
     with open(ident.DIGESTS) as f:
         expected = json.load(f)
-    newer = []  # the 27 tensors §17's int_planes now codes smaller: their older choice is compared
-    got = ident.digests(ident.old_choice(newer))
-    assert len(newer) == 27, newer
+    newer = []  # the 27 tensors §17's int_planes and the 14 §18's sparse_planes now code smaller: their
+    got = ident.digests(ident.old_choice(newer))  # older choice is compared
+    assert len(newer) == 41, newer
     diff = [f"{k}: {got[k]} (was {expected[k]})" for k in expected if got.get(k) != expected[k]]
     assert not diff, f"{len(diff)} of {len(expected)} differ:\n" + "\n".join(diff[:10])
     assert (calls["small"] > 1000) == (paths == "python"), calls

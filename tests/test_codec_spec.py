@@ -81,7 +81,7 @@ def fletcher_ok(out_bytes, buf, rank, header_end):  # §8.1, literally
 
 def reference_decode(buf):
     """Returns the decoded tensor as a list of element bit patterns (ints) and its dims."""
-    assert buf[:4] == b"DCHF" and buf[4] in (1, 2, 3, 4)  # §2
+    assert buf[:4] == b"DCHF" and buf[4] in (1, 2, 3, 4, 5)  # §2
     version, code, rank, layout = buf[4], buf[5], buf[6], buf[7]
     if code in DT:
         esize, bits = np.dtype(DT[code]).itemsize, 8 * np.dtype(DT[code]).itemsize
@@ -93,8 +93,9 @@ def reference_decode(buf):
         assert version >= 3
         bits = DTYPES_V3[code][1]
         esize = bits // 8
-        assert layout != 4 and (layout in (0, 1) if code == 6 else bits < 64 or layout not in (2, 3))
-    assert layout <= (1 if version == 1 else 5 if version < 4 else 6)
+        assert layout not in (4, 7) and (layout in (0, 1) if code == 6 else bits < 64 or layout not in (2, 3))
+    assert layout <= (1 if version == 1 else 5 if version < 4 else 6 if version < 5 else 7)
+    assert layout not in (4, 7) or code in (0, 1, 18)  # §12, §18: the floats
     assert layout != 6 or code in (7, 16, 2, 15, 4, 12)  # §17: the 16, 32 and 64-bit integers
     dims = struct.unpack_from(f"<{rank}I", buf, 8)
     pos = 8 + 4 * rank
@@ -116,6 +117,13 @@ def reference_decode(buf):
     if layout == 4:  # §12
         sym_table, pos = read_alphabet(buf, pos, 256)
         k = 0
+    elif layout == 7:  # §18: B, E, R, G, gap code, symbol code (n = 258)
+        background = int.from_bytes(buf[pos:pos + esize], "little")
+        e, stored, g = struct.unpack_from("<IIH", buf, pos + esize)
+        pos += esize + 10
+        assert e <= n and stored <= e and 1 <= g <= 4096 and n < (e + 1) * g
+        gtab, pos = read_alphabet(buf, pos, g)
+        sym_table, pos = read_alphabet(buf, pos, 258)
     elif layout == 6:  # §17
         predictor, base = buf[pos], int.from_bytes(buf[pos + 1:pos + 1 + esize], "little")
         assert predictor in (0, 1)
@@ -178,6 +186,29 @@ def reference_decode(buf):
             d = z // 2 if z % 2 == 0 else -(z + 1) // 2  # zigzag: 0, -1, 1, -2, 2, ...
             pred = base if predictor == 0 or i == 0 else out[i - 1]
             out.append((pred + d) % 2**bits)
+    elif layout == 7:
+        w = bits
+        r = w // 8 - 1
+        assert len(buf) == pos + stored * r
+        out = [background] * n
+        p = k = 0  # k: stored entries read
+        for j in range(e):
+            st = streams[j % 4]
+            gap = st.symbol(gtab)
+            sym = st.symbol(sym_table)
+            p += gap
+            assert p < n
+            if sym == 256:
+                out[p] = background
+            elif sym == 257:
+                out[p] = background ^ (1 << (w - 1))
+            else:
+                assert k < stored
+                rest = int.from_bytes(buf[pos + k * r:pos + (k + 1) * r], "little")
+                out[p] = (rest & (2 ** (w - 9) - 1)) | sym << (w - 9) | (rest >> (w - 9)) << (w - 1)
+                k += 1
+            p += 1
+        assert n - p < g and k == stored
     elif layout == 4:
         w = bits
         r = w // 8 - 1
@@ -364,6 +395,54 @@ def test_spec_reader_version4_int_planes(name, array, kw):
     assert back.dtype == array.dtype and back.tobytes() == array.tobytes()
     if name.endswith("_previous"):
         assert codec.info(packed)["predictor"] == "previous"
+
+
+def cases_v5():
+    """§18 (layout 7, version 5): pruned unclustered float32, float16, bfloat16; both zeros (symbol
+    257), NaN payloads and infinities kept, a long gap (fillers), a trailing run (implicit), G = 1,
+    a background that is not zero, no stored element, one element."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(25)
+
+    def pruned(shape, keep, dtype, seed_scale=0.05):
+        w = rng.normal(0, seed_scale, shape).astype(np.float32)
+        w[rng.random(shape) > keep] = 0
+        return w.astype(dtype)
+
+    both_zeros = pruned((40, 30), 0.15, np.float32)
+    both_zeros[rng.random(both_zeros.shape) < 0.4] = -0.0
+    special = pruned(300, 0.2, np.float32)
+    special[[3, 50, 51]] = [np.inf, -np.inf, np.nan]
+    special.view(np.uint32)[77] = 0x7FC00123  # a NaN payload
+    long_gap = np.zeros(9000, np.float32)
+    long_gap[[0, 8000]] = [0.5, -0.25]
+    dense_pruned = pruned((16, 16), 0.6, np.float32)
+    bf16 = pruned((20, 20), 0.2, np.float32).astype(ml_dtypes.bfloat16)
+    return [
+        ("f32_pruned", pruned((60, 50), 0.2, np.float32), {}),
+        ("f32_both_zeros", both_zeros, {}),
+        ("f32_specials", special, {"layout": "sparse_planes"}),
+        ("f32_long_gap_fillers", long_gap, {"layout": "sparse_planes"}),
+        ("f32_dense_g1", dense_pruned, {"layout": "sparse_planes"}),
+        ("f32_background_not_zero", np.where(rng.random(500) < 0.8, np.float32(0.125),
+                                             rng.normal(0, 1, 500).astype(np.float32)), {"layout": "sparse_planes"}),
+        ("f32_all_background", np.zeros((3, 5), np.float32), {"layout": "sparse_planes"}),
+        ("f32_one_element", np.array([-1.5], np.float32), {"layout": "sparse_planes"}),
+        ("f16_pruned", pruned((50, 40), 0.2, np.float16), {}),
+        ("bf16_pruned", bf16, {"layout": "sparse_planes"}),
+    ]
+
+
+@pytest.mark.parametrize("name,array,kw", cases_v5(), ids=[c[0] for c in cases_v5()])
+def test_spec_reader_version5_sparse_planes(name, array, kw):
+    """§18: what the encoder writes as layout 7 (picked as the smallest, or forced) is version 5 and
+    reads the same in the spec reader and the C decoder."""
+    packed = codec.encode(array, **kw)
+    assert packed[4] == 5 and codec.info(packed)["layout"] == "sparse_planes"
+    check_against_reference(array, packed)
+    back = codec.decode(packed)
+    assert back.dtype == array.dtype and back.tobytes() == array.tobytes()
 
 
 @pytest.mark.parametrize("name,array,kw", cases_v3(), ids=[c[0] for c in cases_v3()])

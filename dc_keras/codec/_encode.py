@@ -373,7 +373,7 @@ def _one_bit_code(counts):
     return code
 
 
-def _sparse_plan(idx, counts, limit, big=False):
+def _sparse_plan(idx, counts, limit, big=False, bg=None):
     """Chooses G (§6) minimising the estimated size; returns the parameters of the sparse layout.
     Only the histogram of the gaps is made (a chunk at a time): every plan encode compares is
     alive at once, and per-element positions, values, gaps and quotients cost 16 B per stored
@@ -381,9 +381,10 @@ def _sparse_plan(idx, counts, limit, big=False):
     decodes to more than 16 MiB, so its entries may not all be zero-bit (§9): when they would be
     (a constant tensor: fillers only; entries all alike) the index code gets a second, unused
     1-bit symbol (``"spare"``: a codebook entry added for it when K = 1), and G is the candidate
-    with the fewest bits then, the largest: N / G bits instead of dense's N (FORMAT.md §9)."""
+    with the fewest bits then, the largest: N / G bits instead of dense's N (FORMAT.md §9). ``bg``:
+    the background symbol (default: the most frequent; §18 gives its filler symbol, 256)."""
     n = len(idx)
-    bg = int(np.argmax(counts))
+    bg = int(np.argmax(counts)) if bg is None else bg
     stored = n - int(counts[bg])
     h = min(n, _GAP_HIST)  # gaps are < n
     hist, large, max_gap, gap_sum = np.zeros(h, np.int64), [], 0, 0

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 
 MAGIC = b"DCHF"  # §2
-VERSION = 2  # §10: what the encoder writes by default (3 for the dtypes version 3 added, 4 for layout 6)
-VERSIONS = (1, 2, 3, 4)  # §10: every version the decoder reads (a decoder never drops one)
+VERSION = 2  # §10: what the encoder writes by default (3 for the dtypes version 3 added, 4 for layout 6, 5 for 7)
+VERSIONS = (1, 2, 3, 4, 5)  # §10: every version the decoder reads (a decoder never drops one)
 MAX_RANK = 8  # §1
 MAX_ELEMENTS = 2**31 - 1  # §1
 MAX_SYMBOLS = 4096  # §1: codebook size and gap alphabet size
@@ -20,16 +20,20 @@ LAYOUT_GROUPED_SPARSE = 3  # §11
 LAYOUT_FLOAT_PLANES = 4  # §12
 LAYOUT_CONTEXT_SPARSE = 5  # §14
 LAYOUT_INT_PLANES = 6  # §17
+LAYOUT_SPARSE_PLANES = 7  # §18
 MAX_CONTEXT_SYMBOLS = 1024  # §14: codebook size limit of the context layout
 MAX_INDEX_CONTEXTS = 8  # §14: index codes of the context-modelled sparse layout
 MAX_TABLE_ENTRIES = 2 * 4096  # §14: decode-table entries of all codes of a tensor together
 LAYOUT_NAMES = {LAYOUT_DENSE: "dense", LAYOUT_SPARSE: "sparse", LAYOUT_GROUPED_DENSE: "grouped_dense",
                 LAYOUT_GROUPED_SPARSE: "grouped_sparse", LAYOUT_FLOAT_PLANES: "float_planes",
-                LAYOUT_CONTEXT_SPARSE: "context_sparse", LAYOUT_INT_PLANES: "int_planes"}
+                LAYOUT_CONTEXT_SPARSE: "context_sparse", LAYOUT_INT_PLANES: "int_planes",
+                LAYOUT_SPARSE_PLANES: "sparse_planes"}
 LAYOUT_CODES = {v: k for k, v in LAYOUT_NAMES.items()}
 LAYOUT_SINCE = {LAYOUT_DENSE: 1, LAYOUT_SPARSE: 1, LAYOUT_GROUPED_DENSE: 2, LAYOUT_GROUPED_SPARSE: 2,
-                LAYOUT_FLOAT_PLANES: 2, LAYOUT_CONTEXT_SPARSE: 2, LAYOUT_INT_PLANES: 4}  # §10: first version that allows each layout
+                LAYOUT_FLOAT_PLANES: 2, LAYOUT_CONTEXT_SPARSE: 2, LAYOUT_INT_PLANES: 4,
+                LAYOUT_SPARSE_PLANES: 5}  # §10: first version that allows each layout
 PLANE_SYMBOLS = 256  # §12
+SPARSE_PLANE_SYMBOLS = 258  # §18: the §12 symbols, 256 (background) and 257 (background, sign flipped)
 
 # §2: dtype code (TFLite TensorType) -> (name, bits per element, version since).
 DTYPE_TABLE = {0: ("float32", 32, 1), 1: ("float16", 16, 1), 2: ("int32", 32, 1), 3: ("uint8", 8, 1),
@@ -50,7 +54,7 @@ def layout_allowed(code, layout):
     is separate (LAYOUT_SINCE, DTYPE_TABLE)."""
     if code in SUBBYTE_CODES or code == BOOL_CODE:  # §13, §16: dense and sparse only
         return layout in (LAYOUT_DENSE, LAYOUT_SPARSE)
-    if layout == LAYOUT_FLOAT_PLANES:
+    if layout in (LAYOUT_FLOAT_PLANES, LAYOUT_SPARSE_PLANES):
         return code in FLOAT_CODES
     if layout == LAYOUT_INT_PLANES:
         return code in INT_PLANE_CODES
@@ -184,7 +188,7 @@ def _parse_prefix(r, data):
         raise CorruptDataError(f"unknown layout {layout} for format version {version}")
     if not layout_allowed(code, layout):
         raise CorruptDataError(f"layout {LAYOUT_NAMES[layout]} does not hold {DTYPE_TABLE[code][0]} tensors "
-                               "(FORMAT.md §12, §13, §16, §17)")
+                               "(FORMAT.md §12, §13, §16, §17, §18)")
     shape = tuple(r.u32("dims") for _ in range(rank))
     n = 1
     for d in shape:  # §2: every partial product of the dims <= 2^31 - 1 (as dc_peek)
@@ -328,6 +332,25 @@ def _parse_int_planes(r, out):
                element_bit_range=(int(per.min()), int(per.max())))
 
 
+def _parse_sparse_planes(r, out, n):
+    """§18: background, E, R, G, the gap code and the symbol code (``index_code``)."""
+    esz = cb_esize(out["dtype_code"])
+    bg = np.frombuffer(r.take(esz, "background"), f"<u{esz}").astype(f"=u{esz}")
+    e, stored, g = r.u32("entry count"), r.u32("stored entry count"), r.u16("gap alphabet size")
+    if e > n:
+        raise CorruptDataError(f"entry count {e} > element count {n}")
+    if stored > e:
+        raise CorruptDataError(f"stored entry count {stored} > entry count {e} (§18)")
+    if not 1 <= g <= MAX_SYMBOLS:
+        raise CorruptDataError(f"gap alphabet size {g} not in 1..{MAX_SYMBOLS}")
+    if n >= (e + 1) * g:
+        raise CorruptDataError(f"{n} elements cannot be covered by {e} entries with gaps < {g}")
+    out.update(codebook_size=0, codebook_bytes=0, background=_values(bg, out["dtype_code"])[0],
+               background_bits=int(bg[0]), entries=e, stored_entries=stored, gap_alphabet=g)
+    out["gap_code"] = _read_alphabet(r, g, "gap code")
+    out["index_code"] = _read_alphabet(r, SPARSE_PLANE_SYMBOLS, "symbol code")
+
+
 def _parse_streams(r, out, data):
     """§7 stream sizes and bounds, §12 raw plane, §9 zero-bit rule."""
     sparse = "entries" in out
@@ -338,9 +361,10 @@ def _parse_streams(r, out, data):
         sum(c["min_length"] if "min_length" in c else int(c["lengths"][c["lengths"] > 0].min())
             if c["max_length"] else 0 for c in codes),
         sum(c["max_length"] for c in codes))
-    plane = out["num_elements"] * (cb_esize(out["dtype_code"]) - 1) if out["layout"] == "float_planes" else 0
+    plane = {"float_planes": out["num_elements"], "sparse_planes": out.get("stored_entries")}.get(out["layout"], 0) \
+        * (cb_esize(out["dtype_code"]) - 1)
     free = out.get("free_run", 0)  # §14: the most zero-bit entries in a row (None: no limit)
-    if (hi == 0 or free is None) and not plane and out["raw_bytes"] > MAX_ZERO_BIT_OUTPUT:
+    if (hi == 0 or free is None) and out["layout"] != "float_planes" and out["raw_bytes"] > MAX_ZERO_BIT_OUTPUT:
         raise CorruptDataError(f"{out['raw_bytes']} bytes from zero-bit codes > {MAX_ZERO_BIT_OUTPUT}")
     out["header_bytes"] = r.pos
     out["stream_bytes"] = sizes
@@ -363,7 +387,7 @@ def _parse_streams(r, out, data):
 
 
 def parse_header(data):
-    """Parses and checks the header of a packed tensor (docs/FORMAT.md §2-§13) without decoding.
+    """Parses and checks the header of a packed tensor (docs/FORMAT.md §2-§18) without decoding.
 
     Returns a dict; raises CorruptDataError. Used by ``dc_keras.codec.info``. The checksum
     (§8) is reported, not verified (``decode`` verifies it).
@@ -385,6 +409,8 @@ def parse_header(data):
         out["index_code"] = _read_alphabet(r, PLANE_SYMBOLS, "exponent code")
     elif out["layout"] == "int_planes":
         _parse_int_planes(r, out)
+    elif out["layout"] == "sparse_planes":
+        _parse_sparse_planes(r, out, n)
     else:
         _parse_codebook(r, out)
         if out["layout"] in ("sparse", "grouped_sparse", "context_sparse"):

@@ -1,4 +1,4 @@
-"""The encoder's layout plans (docs/FORMAT.md §5, §6, §11, §12, §13) and ``encode``.
+"""The encoder's layout plans (docs/FORMAT.md §5, §6, §11, §12, §13; §17, §18 in their modules) and ``encode``.
 
 Each plan knows its exact packed size before it writes anything, so ``encode`` can pick the
 smallest layout the requested format version can express.
@@ -12,6 +12,7 @@ import numpy as np
 from ._encode import (_PACK_CHUNK as _CHUNK, _Code, chunked_bincount, _context_plan, segment_starts, _descriptor, _pack_entries, _sparse_plan, _streams_dense,
                       _streams_sparse, _unique_small, _entropy_bits, _floor_bits, checksum)
 from ._int_planes import IntPlanes
+from ._sparse_planes import MIN_SHARE, SparsePlanes, background, rest_plane_bytes
 from ._format import (BOOL_CODE, MAX_CONTEXT_SYMBOLS, DTYPE_TABLE, FLOAT_CODES, LAYOUT_CODES, LAYOUT_NAMES,
                       LAYOUT_SINCE, MAGIC, MAX_CODE_LENGTH, MAX_ELEMENTS, MAX_RANK, MAX_SYMBOLS,
                       MAX_ZERO_BIT_OUTPUT, PLANE_SYMBOLS, VERSION, VERSIONS,
@@ -564,13 +565,13 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     allowed = [lay for lay in LAYOUT_NAMES.values() if (want is None or lay == want) and (choose is None or lay in choose)
                and LAYOUT_SINCE[LAYOUT_CODES[lay]] <= (cap or version) and layout_allowed(code, LAYOUT_CODES[lay])]
     plans, reasons = [], []
-    plain_k = value_counts = None
+    plain_k = value_counts = mode = None
     if {"dense", "sparse", "context_sparse"} & set(allowed):
         if esz == 2:  # the count of each bit pattern: the codebook's, and §17's base predictor's without a pass
             value_counts = chunked_bincount(bits, 1 << 16)
         try:
             uniq, idx, counts = _plain_codebook(bits, esz, value_counts)
-            plain_k = len(uniq)
+            plain_k, mode = len(uniq), uniq[int(np.argmax(counts))]
             if plain_k > 1 << limit:
                 raise ValueError(f"{plain_k} distinct values need max_code_length >= "
                                  f"{int(np.ceil(np.log2(plain_k)))}")
@@ -623,6 +624,16 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     if "float_planes" in allowed and (want is not None or not plans or min(p.size for p in plans) > n * (esz - 1)) \
             and not over(n * (esz - 1) + _STREAM_SIZES + _MIN_DESCRIPTOR):
         _keep_best(plans, [_Planes(bits, esz, limit)], None, budget)
+    # §18: tried when the background and its sign flip make 1/16 of the elements, and not when a plan
+    # made is smaller than its rest plane alone (a clustered tensor: §6 holds it)
+    if "sparse_planes" in allowed:
+        if mode is None and value_counts is not None:
+            mode = int(np.argmax(value_counts))
+        bg, share = background(bits, mode)
+        floor = rest_plane_bytes(n - share, esz) + esz + 10 + _STREAM_SIZES + 2 * _MIN_DESCRIPTOR
+        if (want is not None or share * MIN_SHARE >= n and min((p.size for p in plans), default=float("inf")) > floor) \
+                and not over(floor):
+            _keep_best(plans, [SparsePlanes(bits, esz, bg, limit, big)], None, budget)
     # §17 (exact size once its class counts are known); not picked for one distinct value when a
     # codebook plan holds it: one entry codes it with zero bits, layout 6's one byte less would not
     # pay for version 4. Made last: its pass over the elements stops once the size bounded from the

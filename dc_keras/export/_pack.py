@@ -44,7 +44,7 @@ _OP_TYPES = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.Tensor
              schema.TensorType.INT4, schema.TensorType.BFLOAT16, schema.TensorType.INT64,
              schema.TensorType.BOOL, schema.TensorType.FLOAT64, schema.TensorType.UINT64,
              schema.TensorType.UINT32, schema.TensorType.UINT16}
-PACK_VERSIONS = (None, 1, 2, 3, 4)  # pack's ``version``: None = per tensor, the lowest that holds it (§10)
+PACK_VERSIONS = (None, 1, 2, 3, 4, 5)  # pack's ``version``: None = per tensor, the lowest that holds it (§10)
 # pack's ``decoder``: the decoder build it writes for -> (layouts it reads, TensorTypes it does not
 # read, what they are). DC_CODEC_MINIMAL (dc_codec.h) reads layouts 0/1 of the 1, 2 and 4 byte types,
 # at every format version; it refuses the sub-byte (§13) and 8-byte (§16) types.
@@ -496,14 +496,16 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         lowest that holds it, i.e. 2, or 3 for the int64, uint64, float64, uint32, uint16 and bool
         tensors (§16), or 4 for a tensor the integer-planes layout (§17: unclustered int16 to
         int64, e.g. the int32 biases of per-channel int8 models) packs smaller than the others,
-        so a decoder that reads version 2 only still reads every other tensor. 3, 2 or 1 for apps
+        or 5 for a tensor the sparse float planes layout (§18: pruned but unclustered float
+        weights, e.g. tfmot's pruning without clustering) packs smaller than the others, so a
+        decoder that reads version 2 only still reads every other tensor. 4, 3, 2 or 1 for apps
         that ship a decoder that reads only up to that version (tensors it cannot express stay
-        raw, with the reason; 3 and lower never use §17); 3 or 4 write that version for every
-        tensor.
+        raw, with the reason; 3 and lower never use §17, 4 and lower never §18); 3, 4 or 5 write
+        that version for every tensor.
       context_model: also try the context-modelled sparse layout (FORMAT.md §14): a few percent
         smaller on pruned kernels whose neighbouring weights share a sign, but ~0.8x the decode
         speed of the plain sparse layout, so off by default.
-      layouts: ``None`` (default: every layout), or the names of the layouts (FORMAT.md §5-§17,
+      layouts: ``None`` (default: every layout), or the names of the layouts (FORMAT.md §5-§18,
         as ``dc_keras.codec.encode(layouts=...)`` takes them) each tensor may use, for a decoder
         built without the others (docs/microcontrollers.md): e.g. ``("dense", "sparse",
         "float_planes")`` for ``DC_CODEC_NO_GROUPED``. A tensor none of them holds stays raw,
@@ -1128,7 +1130,7 @@ def _plan_tensor(model, s, i, t, facts, users, eligible, planned, densified, min
 
 # FORMAT.md section of each layout that a pack option can leave out
 _LAYOUT_SECTIONS = {"grouped_dense": 11, "grouped_sparse": 11, "float_planes": 12, "context_sparse": 14,
-                    "int_planes": 17}
+                    "int_planes": 17, "sparse_planes": 18}
 
 
 class _Restricted:

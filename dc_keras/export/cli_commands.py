@@ -626,17 +626,18 @@ def add_commands(commands):
                         "fused LSTM operators (a float16 one too, read through DEQUANTIZE) +0.0 before packing (tfmot's strip_pruning leaves -0.0 for about half of "
                         "the pruned weights, which bit-exact packing stores like kept weights); outputs can "
                         "then differ only in the sign of an output that is exactly zero")
-    p.add_argument("--format-version", "--version", dest="version", type=int, choices=(1, 2, 3, 4), default=None,
+    p.add_argument("--format-version", "--version", dest="version", type=int, choices=(1, 2, 3, 4, 5), default=None,
                    help="packed format version to write (docs/FORMAT.md section 10; --version is the same option, "
                         "not dc-keras --version); default: per tensor the "
                         "lowest that holds it (2, or 3 for the 8-byte, uint32, uint16 and bool types, 4 for a "
-                        "tensor that takes layout int_planes). 3, 2 or 1 for a decoder that reads only up to "
+                        "tensor that takes layout int_planes, 5 for one that takes sparse_planes). 4, 3, 2 or 1 "
+                        "for a decoder that reads only up to "
                         "that version (tensors it cannot hold stay raw)")
     p.add_argument("--layouts", type=_layout_names, default=None, metavar="NAME,...", action=_LayoutsOnce,
                    help="the only layouts pack may use, for a decoder built without the others "
                         "(docs/microcontrollers.md), e.g. dense,sparse for DC_CODEC_NO_GROUPED and "
                         "DC_CODEC_NO_FLOAT_PLANES; names: context_sparse, dense, float_planes, grouped_dense, "
-                        "grouped_sparse, int_planes, sparse. Tensors none of them holds stay raw")
+                        "grouped_sparse, int_planes, sparse, sparse_planes. Tensors none of them holds stay raw")
     p.add_argument("--decoder", choices=("minimal",), default=None,
                    help="minimal: write only what a DC_CODEC_MINIMAL decoder reads (layouts dense and sparse; "
                         "int4, int64, uint64 and float64 tensors stay raw)")
