@@ -24,7 +24,8 @@ def info(data):
 
     Returns a dict with ``version`` (§10), ``dtype`` (numpy), ``dtype_name`` (TFLite's, e.g.
     'int4'), ``dtype_code``, ``shape``, ``num_elements``, ``layout`` ('dense', 'sparse',
-    'grouped_dense', 'grouped_sparse', 'float_planes', 'context_sparse' or 'int_planes'),
+    'grouped_dense', 'grouped_sparse', 'float_planes', 'context_sparse', 'int_planes' or
+    'sparse_planes'),
     ``codebook_size`` (per group),
     ``codebook`` (numpy array; shape (groups, K) for grouped layouts), ``packed_bytes``,
     ``raw_bytes``, ``header_bytes``, ``codebook_bytes``, ``stream_bytes`` (list of 4),
@@ -32,7 +33,8 @@ def info(data):
     per-symbol lengths), for sparse layouts ``background``, ``background_index``, ``entries``
     and ``gap_alphabet``, for grouped ones ``axis`` and ``groups``, for ``'int_planes'`` (§17)
     ``predictor`` ('base' or 'previous'), ``base`` and ``element_bit_range`` (fewest and most
-    bits of one element).
+    bits of one element), for ``'sparse_planes'`` (§18) ``background`` (its value), ``background_bits``,
+    ``entries``, ``stored_entries`` and ``gap_alphabet``.
     Raises ``CorruptDataError`` for malformed headers.
 
     Example:

@@ -667,6 +667,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
         reasons.append(f"layout 'int_planes' holds int16, uint16, int32, uint32, int64 and uint64 tensors of "
                        f"format version >= 4 (FORMAT.md §17), not version {version} {DTYPE_TABLE[code][0]}; "
                        + ("use version=4 or None" if layout_allowed(code, LAYOUT_CODES[want]) else "use layout=None"))
+    elif not allowed and want == "sparse_planes":
+        reasons.append(f"layout 'sparse_planes' holds float32, float16 and bfloat16 tensors of format version >= 5 "
+                       f"(FORMAT.md §18), not version {version} {DTYPE_TABLE[code][0]}; "
+                       + ("use version=5 or None" if layout_allowed(code, LAYOUT_CODES[want]) else "use layout=None"))
     elif not allowed:  # the message of the encoders before version 3 (tests/test_codec_identity.py)
         reasons.append(f"layout {want!r} needs format version >= {LAYOUT_SINCE[LAYOUT_CODES[want]]} "
                        f"and a matching dtype (FORMAT.md §10-§13), not version {version} "
@@ -721,8 +725,9 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
         ``ml_dtypes`` arrays) int4, uint4, int2, or (format version 3, §16) float64, int64,
         uint64, uint32, uint16, bool; rank <= 8. Tensors with at most 4096 distinct
         values (compared bit-exactly, e.g. after weight sharing) use a codebook; unclustered
-        floats use the float-planes layout (§12), unclustered 16 to 64-bit integers the
-        integer-planes layout (§17, format version 4) where it is smaller.
+        floats use the float-planes layout (§12), pruned unclustered floats the sparse
+        float-planes layout (§18, format version 5) and unclustered 16 to 64-bit integers the
+        integer-planes layout (§17, format version 4) where they are smaller.
       layout: ``None`` picks the smallest layout the format version allows (``"context_sparse"``
         only with ``context_model=True``); or one of
         ``"dense"``, ``"sparse"`` (§5, §6), ``"grouped_dense"``, ``"grouped_sparse"`` (§11: a
@@ -730,15 +735,19 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
         (§12), ``"context_sparse"`` (§14: several index codes chosen by the previous kept
         value's sign class; smaller on pruned kernels whose neighbouring weights share a sign,
         ~20 % slower to decode than ``"sparse"``), ``"int_planes"`` (§17: int16 to uint64, each
-        value's residual as a Huffman-coded bit length and raw low bits; format version 4) to
-        force it.
+        value's residual as a Huffman-coded bit length and raw low bits; format version 4),
+        ``"sparse_planes"`` (§18: the positions of the elements other than the most frequent one
+        as gaps, each of those as §12's exponent code and raw bits; float32, float16, bfloat16;
+        format version 5) to force it.
       max_code_length: Huffman code length limit, 1..12 (lower = smaller decode table).
       version: format version to write (§10). Default None: the lowest that holds the tensor, i.e.
         2, or 3 for the types version 3 added (§16), or 4 when the integer-planes layout (§17)
-        is picked (smaller than every other layout), so decoders that read version 2 only still
-        read every other tensor. 1 for apps that ship a decoder that reads version 1 only
+        is picked, or 5 when the sparse float-planes layout (§18) is (each only where it is
+        smaller than every older layout), so decoders that read version 2 only still read every
+        other tensor. 1 for apps that ship a decoder that reads version 1 only
         (dense/sparse layouts of the six original types; Fletcher checksum); 2 or 1 refuse the
-        version 3 types; 3 and lower never write layout 6; 4 writes version 4 for every tensor.
+        version 3 types; 3 and lower never write layout 6, 4 and lower never layout 7; 4 and 5 write
+        that version for every tensor.
       axis: the axis of the grouped layouts (default: try 0 and the last axis).
       context_model: let ``layout=None`` also pick ``"context_sparse"`` when it is smaller (off by
         default: it decodes ~0.8x as fast as ``"sparse"``, FORMAT.md §14).
@@ -782,6 +791,11 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
       ('int_planes', 4, True)
       >>> codec.info(codec.encode(bias, version=3))["layout"]  # before version 4: a codebook
       'dense'
+      >>> pruned = np.random.default_rng(0).normal(0, 0.05, (300, 100)).astype(np.float32)
+      >>> pruned[np.abs(pruned) < 0.06] = 0  # ~77 % pruned, no clustering: every kept value distinct
+      >>> packed = codec.encode(pruned)
+      >>> codec.info(packed)["layout"], packed[4], len(packed) < pruned.nbytes // 5
+      ('sparse_planes', 5, True)
       >>> noise = np.random.default_rng(0).integers(-2**31, 2**31, (64, 64)).astype(np.int32)
       >>> try:
       ...     codec.encode(noise, max_bytes=noise.nbytes - 1)
