@@ -37,6 +37,7 @@
  *  - DC_CODEC_NO_FLOAT_PLANES: layout 4 (§12).
  *  - DC_CODEC_NO_CONTEXT: layout 5, the context-modelled sparse layout (§14).
  *  - DC_CODEC_NO_INT_PLANES: layout 6, integer planes of unclustered wide integers (§17).
+ *  - DC_CODEC_NO_SPARSE_PLANES: layout 7, sparse float planes of pruned unclustered floats (§18).
  *  - DC_CODEC_NO_SPREAD: not a format feature but a speed path: the §5 float32 spread-codebook
  *    loops, which 32-bit targets take only when dc_codec_portable_fast(2) forces them (then the
  *    reference loop runs instead).  No tensor is refused.
@@ -66,6 +67,9 @@
 #ifndef DC_CODEC_NO_INT_PLANES
 #define DC_CODEC_NO_INT_PLANES
 #endif
+#ifndef DC_CODEC_NO_SPARSE_PLANES
+#define DC_CODEC_NO_SPARSE_PLANES
+#endif
 #ifndef DC_CODEC_NO_SPREAD
 #define DC_CODEC_NO_SPREAD
 #endif
@@ -90,7 +94,7 @@ extern "C" {
 /* §2: the first 4 bytes of every packed tensor, and the versions this decoder reads (§10). */
 #define DC_MAGIC "DCHF"
 #define DC_VERSION_MIN 1u
-#define DC_VERSION_MAX 4u
+#define DC_VERSION_MAX 5u
 
 /* §2 layouts (header byte 7); §10 gives the first version that allows each. */
 enum {
@@ -100,7 +104,8 @@ enum {
   DC_LAYOUT_GROUPED_SPARSE = 3, /* §11, version >= 2 */
   DC_LAYOUT_FLOAT_PLANES = 4,   /* §12, version >= 2 */
   DC_LAYOUT_CONTEXT_SPARSE = 5, /* §14, version >= 2 */
-  DC_LAYOUT_INT_PLANES = 6      /* §17, version >= 4 */
+  DC_LAYOUT_INT_PLANES = 6,     /* §17, version >= 4 */
+  DC_LAYOUT_SPARSE_PLANES = 7   /* §18, version >= 5 */
 };
 
 /* Element types (§2): numerically equal to the TensorType enum of the TFLite flatbuffer schema
@@ -109,7 +114,8 @@ enum {
  * INT4, INT2 and UINT4 are sub-byte types (§13): the output is packed as TFLite stores them.
  * Version 3 (§16) adds INT64, BOOL, FLOAT64, UINT64, UINT32, UINT16; the 8-byte ones use layouts
  * 0, 1 and 5, BOOL layouts 0 and 1 (codebook values 0 or 1), UINT32/UINT16 all but layout 4.
- * Version 4 (§17) adds layout 6 for INT16, UINT16, INT32, UINT32, INT64, UINT64. */
+ * Version 4 (§17) adds layout 6 for INT16, UINT16, INT32, UINT32, INT64, UINT64; version 5 (§18)
+ * adds layout 7 for FLOAT32, FLOAT16, BFLOAT16. */
 enum {
   DC_DTYPE_FLOAT32 = 0,   /* version >= 1 */
   DC_DTYPE_FLOAT16 = 1,   /* version >= 1 */
@@ -184,7 +190,7 @@ typedef struct {
   uint32_t element_bits; /* 2, 4, 8, 16, 32 or 64 */
 } dc_tensor_info;
 
-/* Parse and validate the header (docs/FORMAT.md §2-§7, §9, §11-§13).  Checks
+/* Parse and validate the header (docs/FORMAT.md §2-§7, §9, §11-§14, §16-§18).  Checks
  * everything that can be checked without decoding, including that the
  * declared sizes fit inside `size`; sets *info on success (only then).  Does not verify
  * the checksum (dc_decode / dc_decode_ws do).  DC_ERR_ARGUMENT if info is NULL; DC_ERR_VERSION for
@@ -192,7 +198,7 @@ typedef struct {
  * for a type/layout this build leaves out (DC_CODEC_NO_*). */
 DC_API dc_status dc_peek(const uint8_t* data, size_t size, dc_tensor_info* info);
 
-/* dc_peek's checks plus, for version 2, the CRC of the packed bytes (§8), decoding nothing:
+/* dc_peek's checks plus, for versions 2 to 5, the CRC of the packed bytes (§8), decoding nothing:
  * DC_OK, DC_ERR_CHECKSUM or dc_peek's error.  Version 1's checksum covers the decoded output, so
  * for it this is dc_peek (dc_decode checks it). */
 DC_API dc_status dc_verify(const uint8_t* data, size_t size);
@@ -204,7 +210,7 @@ DC_API dc_status dc_workspace_size(const uint8_t* data, size_t size, size_t* byt
 
 /* Decode the whole tensor into `out` (exactly info.output_bytes bytes,
  * little-endian elements, C order; any alignment), verifying the checksum
- * (docs/FORMAT.md sections 5-13; version 2 checks the input's CRC before
+ * (docs/FORMAT.md sections 5-18; versions 2 to 5 check the input's CRC before
  * decoding).  `workspace` (any alignment) must hold dc_workspace_size() bytes.
  * On error the content of `out` is unspecified but nothing outside it was
  * written.  Allocates nothing, is reentrant, <= 4 KiB of stack. */

@@ -1,5 +1,5 @@
 /*
- * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (versions 1 to 4).
+ * dc_codec.c -- C99 decoder of the packed tensor format, docs/FORMAT.md (versions 1 to 5).
  *
  * Portable: no intrinsics, no unaligned accesses (byte loads that compilers merge), no
  * allocation: decode tables live in the caller's workspace (dc_decode_ws, sized by
@@ -14,7 +14,8 @@
  * Speed: four interleaved streams (§7) decoded in lock step, a 64-bit bit buffer refilled
  * branch-free while at least 8 bytes of each stream remain, one 2^L-entry table lookup per
  * symbol (§4, L <= 12), the codebook lookup and the store.  Each layout's loop is one
- * `static inline` body (dense_body, sparse_body, planes_body, int_planes_body) specialised by
+ * `static inline` body (dense_body, sparse_body, planes_body, int_planes_body,
+ * sparse_planes_body) specialised by
  * thin wrappers per element size, as zstd does, so that debuggers and sanitizers see real source
  * lines.
  */
@@ -71,12 +72,20 @@
 #define DC_HAS_INT_PLANES 1
 #define DC_OMIT_INT_PLANES ""
 #endif
+#ifdef DC_CODEC_NO_SPARSE_PLANES
+#define DC_HAS_SPARSE_PLANES 0
+#define DC_OMIT_SPARSE_PLANES " DC_CODEC_NO_SPARSE_PLANES"
+#else
+#define DC_HAS_SPARSE_PLANES 1
+#define DC_OMIT_SPARSE_PLANES ""
+#endif
 
 #ifdef DC_CODEC_MINIMAL
 #define DC_OMITTED " DC_CODEC_MINIMAL"
 #else
-#define DC_OMITTED \
-  DC_OMIT_64BIT DC_OMIT_SUBBYTE DC_OMIT_GROUPED DC_OMIT_PLANES DC_OMIT_CONTEXT DC_OMIT_INT_PLANES
+#define DC_OMITTED                                                                                \
+  DC_OMIT_64BIT DC_OMIT_SUBBYTE DC_OMIT_GROUPED DC_OMIT_PLANES DC_OMIT_CONTEXT DC_OMIT_INT_PLANES \
+      DC_OMIT_SPARSE_PLANES
 #endif
 
 /* §8's CRC by carry-less multiplication on x86-64 (gcc/clang, chosen at run time: crc_clmul);
@@ -351,18 +360,21 @@ static dc_status parse_prefix(const uint8_t* data, size_t size, dc_header* h, si
   h->layout = h->info.layout = data[7];
   if (h->layout > (v == 1  ? DC_LAYOUT_SPARSE
                    : v < 4 ? DC_LAYOUT_CONTEXT_SPARSE
-                           : DC_LAYOUT_INT_PLANES))
+                   : v < 5 ? DC_LAYOUT_INT_PLANES
+                           : DC_LAYOUT_SPARSE_PLANES))
     return DC_ERR_LAYOUT;
-  /* §13/§16: sub-byte types and bool use §5/§6 only; §12 is for float32/16/bfloat16 only; §16:
-   * 64-bit types have no grouped layouts (§11). */
+  /* §13/§16: sub-byte types and bool use §5/§6 only; §12 and §18 are for float32/16/bfloat16
+   * only; §16: 64-bit types have no grouped layouts (§11). */
   if ((bits < 8 || h->info.dtype == DC_DTYPE_BOOL) && h->layout > DC_LAYOUT_SPARSE)
     return DC_ERR_LAYOUT;
-  if (h->layout == DC_LAYOUT_FLOAT_PLANES && !is_float(h->info.dtype)) return DC_ERR_LAYOUT;
+  if ((h->layout == DC_LAYOUT_FLOAT_PLANES || h->layout == DC_LAYOUT_SPARSE_PLANES) &&
+      !is_float(h->info.dtype))
+    return DC_ERR_LAYOUT;
   if (h->layout == DC_LAYOUT_INT_PLANES && !is_wide_int(h->info.dtype)) return DC_ERR_LAYOUT;
   if (bits == 64 && (h->layout == DC_LAYOUT_GROUPED_DENSE || h->layout == DC_LAYOUT_GROUPED_SPARSE))
     return DC_ERR_LAYOUT;
   h->sparse = h->layout == DC_LAYOUT_SPARSE || h->layout == DC_LAYOUT_GROUPED_SPARSE ||
-              h->layout == DC_LAYOUT_CONTEXT_SPARSE;
+              h->layout == DC_LAYOUT_CONTEXT_SPARSE || h->layout == DC_LAYOUT_SPARSE_PLANES;
   pos = 8;
   if (size - pos < 4u * h->info.rank) return DC_ERR_TRUNCATED;
   for (r = 0; r < h->info.rank; ++r) {
@@ -426,22 +438,27 @@ static dc_status parse_codebook(const uint8_t* data, size_t size, dc_header* h, 
   return DC_OK;
 }
 
+/* §6's rules on E and G (also §11, §14, §18), then the gap code. */
+static dc_status parse_entries(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
+  const uint64_t n = h->info.num_elements;
+  if (h->entries > n) return DC_ERR_LAYOUT;
+  if (h->gap_alphabet == 0 || h->gap_alphabet > DC_MAX_SYMBOLS) return DC_ERR_LAYOUT;
+  /* §6: each entry covers <= G elements and fewer than G trail: N < (E + 1) * G. */
+  if (n >= (h->entries + 1) * h->gap_alphabet) return DC_ERR_SIZE_MISMATCH;
+  return parse_alphabet(data, size, pos_io, h->gap_alphabet, &h->gap_code);
+}
+
 /* §6, §11: background, E, G and the gap code. */
 static dc_status parse_sparse(const uint8_t* data, size_t size, dc_header* h, size_t* pos_io) {
   size_t pos = *pos_io;
-  uint64_t n = h->info.num_elements;
   if (size - pos < 8) return DC_ERR_TRUNCATED;
   h->background = ld16(data + pos);
   h->entries = ld32(data + pos + 2);
   h->gap_alphabet = ld16(data + pos + 6);
   pos += 8;
   if (h->background >= h->k) return DC_ERR_LAYOUT;
-  if (h->entries > n) return DC_ERR_LAYOUT;
-  if (h->gap_alphabet == 0 || h->gap_alphabet > DC_MAX_SYMBOLS) return DC_ERR_LAYOUT;
-  /* §6: each entry covers <= G elements and fewer than G trail: N < (E + 1) * G. */
-  if (n >= (h->entries + 1) * h->gap_alphabet) return DC_ERR_SIZE_MISMATCH;
   *pos_io = pos;
-  return parse_alphabet(data, size, pos_io, h->gap_alphabet, &h->gap_code);
+  return parse_entries(data, size, h, pos_io);
 }
 
 /* Table entries (u16) of a code: 2^L, or 1 for the zero-bit code. */
@@ -510,7 +527,7 @@ static dc_status parse_contexts(const uint8_t* data, size_t size, dc_header* h, 
   return DC_OK;
 }
 
-/* §7 stream sizes and bounds, §12 raw plane, §9 zero-bit rule. */
+/* §7 stream sizes and bounds, §12 / §18 raw plane, §9 zero-bit rule. */
 static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, size_t pos) {
   uint64_t total = 0, tail;
   uint64_t count = h->sparse ? h->entries : h->info.num_elements;
@@ -528,8 +545,12 @@ static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, s
     total += h->stream_size[s];
   }
   pos += 4 * DC_NUM_STREAMS;
-  h->rest_bytes = h->layout == DC_LAYOUT_FLOAT_PLANES ? (uint32_t)h->info.element_size - 1 : 0;
-  tail = total + h->info.num_elements * h->rest_bytes; /* < 2^34 + 2^33 */
+  /* §12: a rest per element; §18: per stored entry (R <= E <= N) */
+  h->rest_bytes = h->layout == DC_LAYOUT_FLOAT_PLANES || h->layout == DC_LAYOUT_SPARSE_PLANES
+                      ? (uint32_t)h->info.element_size - 1
+                      : 0;
+  tail = total + (h->layout == DC_LAYOUT_SPARSE_PLANES ? h->stored : h->info.num_elements) *
+                     h->rest_bytes; /* < 2^34 + 2^33 */
   if (tail > size - pos) return DC_ERR_TRUNCATED;
   if (tail < size - pos) return DC_ERR_SIZE_MISMATCH;
   h->streams_pos = pos;
@@ -544,8 +565,8 @@ static dc_status parse_streams(const uint8_t* data, size_t size, dc_header* h, s
   }
   h->rest_pos = pos;
   /* §9: a tensor whose codes are all zero-bit is not bounded by its streams (§12 is bounded by
-   * its raw plane), nor a §14 tensor whose zero-bit entries can repeat forever. */
-  if ((hi == 0 || h->free_run == DC_FREE_UNBOUNDED) && h->rest_bytes == 0 &&
+   * its raw plane, §18's only by R), nor a §14 tensor whose zero-bit entries can repeat forever. */
+  if ((hi == 0 || h->free_run == DC_FREE_UNBOUNDED) && h->layout != DC_LAYOUT_FLOAT_PLANES &&
       h->info.output_bytes > DC_MAX_ZERO_BIT_OUTPUT)
     return DC_ERR_SIZE_MISMATCH;
   if (lo == 0 && hi != 0 &&
@@ -563,7 +584,8 @@ static int left_out(const dc_header* h) {
          (!DC_HAS_GROUPED && (lay == DC_LAYOUT_GROUPED_DENSE || lay == DC_LAYOUT_GROUPED_SPARSE)) ||
          (!DC_HAS_PLANES && lay == DC_LAYOUT_FLOAT_PLANES) ||
          (!DC_HAS_CONTEXT && lay == DC_LAYOUT_CONTEXT_SPARSE) ||
-         (!DC_HAS_INT_PLANES && lay == DC_LAYOUT_INT_PLANES);
+         (!DC_HAS_INT_PLANES && lay == DC_LAYOUT_INT_PLANES) ||
+         (!DC_HAS_SPARSE_PLANES && lay == DC_LAYOUT_SPARSE_PLANES);
 }
 
 /* §17: predictor, base, the class code (n = W + 1) and the bits one element takes. */
@@ -593,6 +615,27 @@ static dc_status parse_int_planes(const uint8_t* data, size_t size, dc_header* h
   return DC_OK;
 }
 
+/* §18: background B, E, R, G, the gap code (n = G) and the symbol code (n = 258). */
+static dc_status parse_sparse_planes(const uint8_t* data, size_t size, dc_header* h,
+                                     size_t* pos_io) {
+  size_t pos = *pos_io;
+  const uint32_t esz = (uint32_t)h->info.element_size; /* 4 or 2 (parse_prefix: floats only) */
+  dc_status st;
+  if (size - pos < esz + 10u) return DC_ERR_TRUNCATED;
+  h->base = esz == 4 ? ld32(data + pos) : ld16(data + pos);
+  pos += esz;
+  h->entries = ld32(data + pos);
+  h->stored = ld32(data + pos + 4);
+  h->gap_alphabet = ld16(data + pos + 8);
+  pos += 10;
+  if (h->stored > h->entries) return DC_ERR_LAYOUT;
+  st = parse_entries(data, size, h, &pos);
+  if (st != DC_OK) return st;
+  st = parse_alphabet(data, size, &pos, DC_SPARSE_PLANE_SYMBOLS, &h->index_code);
+  *pos_io = pos;
+  return st;
+}
+
 dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
   size_t pos = 0;
   dc_status st;
@@ -612,6 +655,11 @@ dc_status dc_parse(const uint8_t* data, size_t size, dc_header* h) {
   }
   if (h->layout == DC_LAYOUT_FLOAT_PLANES) { /* §12: the symbol alphabet has 256 entries */
     st = parse_alphabet(data, size, &pos, 256, &h->index_code);
+    if (st != DC_OK) return st;
+    return parse_streams(data, size, h, pos);
+  }
+  if (h->layout == DC_LAYOUT_SPARSE_PLANES) { /* §18: no codebook */
+    st = parse_sparse_planes(data, size, h, &pos);
     if (st != DC_OK) return st;
     return parse_streams(data, size, h, pos);
   }
@@ -1739,38 +1787,41 @@ DC_INLINE dc_status context_body(const uint8_t* data, const dc_header* h, const 
 #define DC_LITTLE_ENDIAN 0
 #endif
 
+/* §12's bit pattern from a symbol (< 256) and a rest v (its W/8 - 1 bytes as a number). */
+DC_INLINE uint32_t plane_word(uint32_t sym, uint32_t v, const size_t esz) {
+  return esz == 4 ? (v & 0x7FFFFFu) | (sym << 23) | ((v >> 23) << 31)
+                  : (v & 0x7Fu) | (sym << 7) | ((v >> 7) << 15);
+}
+
+/* The rest at r: 3 bytes (esz 4) or 1.  `wide`: a 4-byte load at r stays inside the input. */
+DC_INLINE uint32_t load_rest(const uint8_t* r, const size_t esz, const int wide) {
+  uint32_t v;
+  if (esz != 4) return r[0];
+  if (DC_LITTLE_ENDIAN && wide) {
+    memcpy(&v, r, 4);
+    return v & 0xFFFFFFu;
+  }
+  return (uint32_t)r[0] | ((uint32_t)r[1] << 8) | ((uint32_t)r[2] << 16);
+}
+
+/* Element i (esz = 2 or 4 bytes) := the low 8 * esz bits of x, little-endian. */
+DC_INLINE void put_word(uint8_t* out, uint64_t i, uint32_t x, const size_t esz) {
+  if (DC_LITTLE_ENDIAN && esz == 4) {
+    memcpy(out + i * 4, &x, 4);
+  } else if (DC_LITTLE_ENDIAN) {
+    const uint16_t v = (uint16_t)x;
+    memcpy(out + i * 2, &v, 2);
+  } else {
+    size_t j;
+    for (j = 0; j < esz; ++j) out[i * esz + j] = (uint8_t)(x >> (8 * j));
+  }
+}
+
 /* `wide`: element i is not the last one, so a 4-byte load of its 3 rest bytes stays inside the
  * input (the rest plane ends the input, §12). */
 DC_INLINE void put_plane(uint8_t* out, uint64_t i, uint32_t sym, const uint8_t* rest,
                          const size_t esz, const int wide) {
-  if (esz == 4) {
-    const uint8_t* r = rest + i * 3;
-    uint32_t v;
-    if (DC_LITTLE_ENDIAN && wide) {
-      memcpy(&v, r, 4);
-      v &= 0xFFFFFFu;
-    } else {
-      v = (uint32_t)r[0] | ((uint32_t)r[1] << 8) | ((uint32_t)r[2] << 16);
-    }
-    v = (v & 0x7FFFFFu) | (sym << 23) | ((v >> 23) << 31);
-    if (DC_LITTLE_ENDIAN) {
-      memcpy(out + i * 4, &v, 4);
-    } else {
-      out[i * 4] = (uint8_t)v;
-      out[i * 4 + 1] = (uint8_t)(v >> 8);
-      out[i * 4 + 2] = (uint8_t)(v >> 16);
-      out[i * 4 + 3] = (uint8_t)(v >> 24);
-    }
-  } else {
-    uint32_t r = rest[i];
-    uint16_t v = (uint16_t)((r & 0x7Fu) | (sym << 7) | ((r >> 7) << 15));
-    if (DC_LITTLE_ENDIAN) {
-      memcpy(out + i * 2, &v, 2);
-    } else {
-      out[i * 2] = (uint8_t)v;
-      out[i * 2 + 1] = (uint8_t)(v >> 8);
-    }
-  }
+  put_word(out, i, plane_word(sym, load_rest(rest + i * (esz - 1), esz, wide), esz), esz);
 }
 
 DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const uint16_t* tab,
@@ -1818,6 +1869,84 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
   }
   return DC_OK;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* §18 sparse float planes                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+/* One §18 entry (gap g, symbol s): p += g; require p < N; element p := §12's word of s and the
+ * r-th rest (then r += 1) if s < 256, else B (256) or B with its sign bit flipped (257).  No
+ * branch on s (a pruned tfmot kernel's stored values and -0.0s alternate at random): every entry
+ * loads a rest, from the plane while r + 1 < R (esz 4: a 4-byte load of 3 rest bytes stays in the
+ * input, which the plane ends; esz 2: r < R), else from `last` (the plane's last rest, or zeros),
+ * and keeps it or not by a mask.  A stored entry at r >= R leaves r > R, which is checked after
+ * each block of entries (the loads never leave the input). */
+#define DC_SP7_ENTRY(g, s)                                                             \
+  do {                                                                                 \
+    const uint32_t kept_ = ((s) >> 8) ^ 1u, keep_ = 0u - kept_;                        \
+    const uint8_t* src_ = r + (esz == 4) < R ? rest + r * (esz - 1) : last;            \
+    const uint32_t x_ = plane_word((s), load_rest(src_, esz, 1), esz);                 \
+    p += (g);                                                                          \
+    if (p >= n) return DC_ERR_STREAM;                                                  \
+    put_word(out, p, (x_ & keep_) | ((bg ^ ((s)&1u) << (8 * esz - 1)) & ~keep_), esz); \
+    r += kept_;                                                                        \
+    p++;                                                                               \
+  } while (0)
+
+/* §6's walk over the entries (sparse_body's loop: 1 refill and 2 entries of <= 12 + 12 bits per
+ * stream per iteration, the background filled just ahead of p by ctx_fill), each entry as
+ * DC_SP7_ENTRY; then §6's end rule N - p < G, §18's r = R, and §7's stream ends. */
+DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
+                                       const uint16_t* gtab, const uint16_t* stab, uint8_t* out,
+                                       const size_t esz) {
+  bitreader b0, b1, b2, b3, br[4];
+  const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;
+  const uint64_t smask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet, R = h->stored;
+  const uint32_t bg = (uint32_t)h->base;
+  const unsigned bits = 8u * (unsigned)esz;
+  const uint8_t* rest = data + h->rest_pos;
+  uint8_t bgv[4], last[4] = {0, 0, 0, 0};
+  uint64_t j = 0, p = 0, r = 0, filled = 0, it;
+  put_word(bgv, 0, bg, esz);
+  if (esz == 4 && R > 0) memcpy(last, rest + (R - 1) * 3, 3);
+  streams_init(br, h);
+  BR_LOAD4(br);
+  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {
+    if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;
+    ctx_fill(out, &filled, p, n, it * 8 * G, bgv, esz, bits);
+    j += 8 * it;
+    for (; it > 0; --it) {
+      uint32_t k;
+      BR_REFILL4(data);
+      for (k = 0; k < 2; ++k) {
+        uint32_t g0, g1, g2, g3, s0, s1, s2, s3;
+        DEC4(gtab, gmask, g0, g1, g2, g3);
+        DEC4(stab, smask, s0, s1, s2, s3);
+        DC_SP7_ENTRY(g0, s0);
+        DC_SP7_ENTRY(g1, s1);
+        DC_SP7_ENTRY(g2, s2);
+        DC_SP7_ENTRY(g3, s3);
+      }
+    }
+    if (r > R) return DC_ERR_STREAM; /* a stored entry past the R-th */
+  }
+  BR_STORE4(br);
+  for (; j < e; ++j) {
+    bitreader* bb = &br[j & 3];
+    uint32_t g, sym;
+    br_refill_safe(bb, data);
+    DEC(*bb, gtab, gmask, g);
+    DEC(*bb, stab, smask, sym);
+    fill_ahead(out, &filled, p + g, n, G, bgv, esz, bits);
+    DC_SP7_ENTRY(g, sym);
+    if (r > R) return DC_ERR_STREAM;
+  }
+  if (n - p >= G) return DC_ERR_STREAM;    /* §6: trailing background < G */
+  if (r != R) return DC_ERR_SIZE_MISMATCH; /* §18: R stored entries, as the plane's size says */
+  fill_elements(out, filled, n, bgv, esz, bits);
+  return streams_finish(br, data);
+}
+#undef DC_SP7_ENTRY
 
 /* ---------------------------------------------------------------------------------------- */
 /* §17 integer planes                                                                        */
@@ -2880,6 +3009,16 @@ DC_CONTEXT(context_e8, 8)
 DC_PLANES_FN(planes_e2, planes_body, 2)
 DC_PLANES_FN(planes_e4, planes_body, 4)
 #endif
+#if DC_HAS_SPARSE_PLANES
+DC_NOINLINE dc_status sparse_planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+                                       const uint16_t* st, uint8_t* o) {
+  return sparse_planes_body(d, h, gt, st, o, 2);
+}
+DC_NOINLINE dc_status sparse_planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* gt,
+                                       const uint16_t* st, uint8_t* o) {
+  return sparse_planes_body(d, h, gt, st, o, 4);
+}
+#endif
 #if DC_HAS_INT_PLANES
 DC_PLANES_FN(int_planes_e2, int_planes_body, 2)
 DC_PLANES_FN(int_planes_e4, int_planes_body, 4)
@@ -2971,6 +3110,13 @@ static dc_status decode_body(const uint8_t* data, const dc_header* h, uint16_t* 
 #if DC_HAS_PLANES
   if (h->layout == DC_LAYOUT_FLOAT_PLANES)
     return esz == 4 ? planes_e4(data, h, itab, out) : planes_e2(data, h, itab, out);
+#endif
+#if DC_HAS_SPARSE_PLANES
+  if (h->layout == DC_LAYOUT_SPARSE_PLANES) { /* §18: the gap table after the symbol table */
+    build_table(&h->gap_code, gtab);
+    return esz == 4 ? sparse_planes_e4(data, h, gtab, itab, out)
+                    : sparse_planes_e2(data, h, gtab, itab, out);
+  }
 #endif
 #if DC_HAS_INT_PLANES
   if (h->layout == DC_LAYOUT_INT_PLANES) {

@@ -17,13 +17,16 @@ typedef struct {
   const uint8_t* lengths; /* ceil(n/2) nibble bytes when L > 0, points into the input */
 } dc_alphabet;
 
+/* §18: symbols 0..255 (§12's, with a rest), 256 (the background B), 257 (B, sign flipped). */
+#define DC_SPARSE_PLANE_SYMBOLS 258u
+
 /* dc_header.free_run of a §14 tensor whose zero-bit entries can follow each other forever. */
 #define DC_FREE_UNBOUNDED 0xFFFFFFFFu
 
 typedef struct {
   dc_tensor_info info;
   uint32_t layout;           /* DC_LAYOUT_* */
-  uint32_t sparse;           /* layout has gap/index entries (§6, §11) */
+  uint32_t sparse;           /* layout has gap/index entries (§6, §11, §14, §18) */
   size_t check_pos;          /* offset of the checksum field(s) (§2) */
   uint32_t check_a, check_b; /* version 1: Fletcher-64 (§8.1) */
   uint32_t check;            /* version 2: CRC-32 (§8) */
@@ -35,8 +38,9 @@ typedef struct {
   const uint8_t* codebook;   /* groups * k * cb_esize bytes, points into the input */
   uint32_t background;       /* sparse: codebook index */
   uint64_t entries;          /* sparse: E */
+  uint64_t stored;           /* §18: R, the entries with a rest (symbol < 256) */
   uint32_t gap_alphabet;     /* sparse: G */
-  dc_alphabet gap_code, index_code;
+  dc_alphabet gap_code, index_code;   /* index_code: §12/§18's symbol code, §17's class code */
   uint32_t contexts;                  /* §14: index codes C (0 for other layouts) */
   uint64_t seg_start[DC_NUM_STREAMS]; /* §14: first position of each stream's segment */
   const uint8_t* classes;             /* §14: ceil(K/2) class nibbles, points into the input */
@@ -49,7 +53,7 @@ typedef struct {
   size_t rest_pos;                       /* §12: raw plane offset */
   uint32_t rest_bytes;                   /* §12: raw bytes per element */
   uint32_t predictor;                    /* §17: 0 base, 1 previous element */
-  uint64_t base;                         /* §17: base value (bit pattern) */
+  uint64_t base;                         /* §17: base value; §18: background B (bit patterns) */
   uint32_t elem_lo, elem_hi; /* §17: fewest / most bits of one element (code + extra) */
 } dc_header;
 

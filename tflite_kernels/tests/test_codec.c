@@ -71,9 +71,10 @@ static int is_v3_dtype(uint32_t dtype) {
 
 /* Build options (dc_codec.h): which DC_CODEC_NO_* option of this build leaves out vector t's type
  * or layout (index into OPTIONS), -1 if none does. */
-static const char* const OPTIONS[] = {"DC_CODEC_NO_64BIT",   "DC_CODEC_NO_SUBBYTE",
-                                      "DC_CODEC_NO_GROUPED", "DC_CODEC_NO_FLOAT_PLANES",
-                                      "DC_CODEC_NO_CONTEXT", "DC_CODEC_NO_INT_PLANES"};
+static const char* const OPTIONS[] = {"DC_CODEC_NO_64BIT",        "DC_CODEC_NO_SUBBYTE",
+                                      "DC_CODEC_NO_GROUPED",      "DC_CODEC_NO_FLOAT_PLANES",
+                                      "DC_CODEC_NO_CONTEXT",      "DC_CODEC_NO_INT_PLANES",
+                                      "DC_CODEC_NO_SPARSE_PLANES"};
 #define NOPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 static const int OPTION_SET[NOPTIONS] = {
 #ifdef DC_CODEC_NO_64BIT
@@ -106,6 +107,11 @@ static const int OPTION_SET[NOPTIONS] = {
 #else
     0,
 #endif
+#ifdef DC_CODEC_NO_SPARSE_PLANES
+    1,
+#else
+    0,
+#endif
 };
 static int left_out_by(const codec_vector* t) {
   const uint32_t d = t->dtype, l = t->layout;
@@ -114,7 +120,8 @@ static int left_out_by(const codec_vector* t) {
                               l == DC_LAYOUT_GROUPED_DENSE || l == DC_LAYOUT_GROUPED_SPARSE,
                               l == DC_LAYOUT_FLOAT_PLANES,
                               l == DC_LAYOUT_CONTEXT_SPARSE,
-                              l == DC_LAYOUT_INT_PLANES};
+                              l == DC_LAYOUT_INT_PLANES,
+                              l == DC_LAYOUT_SPARSE_PLANES};
   size_t o;
   for (o = 0; o < NOPTIONS; ++o)
     if (need[o] && OPTION_SET[o]) return (int)o;
@@ -186,10 +193,11 @@ static void test_vectors(void) {
       CHECK(st == DC_OK && memcmp(big + 1, t->raw, t->raw_size) == 0, "%s: unaligned out", t->name);
       free(big);
     }
-    CHECK(info.version == (v < NVEC1                           ? 1u
-                           : t->layout == DC_LAYOUT_INT_PLANES ? 4u
-                           : is_v3_dtype(t->dtype)             ? 3u
-                                                               : 2u) &&
+    CHECK(info.version == (v < NVEC1                              ? 1u
+                           : t->layout == DC_LAYOUT_SPARSE_PLANES ? 5u
+                           : t->layout == DC_LAYOUT_INT_PLANES    ? 4u
+                           : is_v3_dtype(t->dtype)                ? 3u
+                                                                  : 2u) &&
               info.layout == t->layout,
           "%s: version/layout", t->name);
     /* dc_decode_ws with exactly dc_workspace_size() bytes at an odd address, and one byte less */
@@ -350,8 +358,8 @@ static void test_hostile_headers(void) {
   h[5] = 4;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_DTYPE, "dtype 4 (string)");
   h[5] = DC_DTYPE_FLOAT32;
-  h[4] = 5;
-  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 5");
+  h[4] = DC_VERSION_MAX + 1;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version %u", h[4]);
   h[4] = 0;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_VERSION, "version 0");
   h[4] = 1;
@@ -367,6 +375,23 @@ static void test_hostile_headers(void) {
   h[4] = 2;
   h[7] = 6;
   CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 6 in version 2");
+  h[5] = DC_DTYPE_FLOAT32;
+  h[7] = DC_LAYOUT_SPARSE_PLANES; /* §10: layout 7 needs version 5 */
+  for (h[4] = 1; h[4] < 5; ++h[4])
+    CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 7 in version %u", h[4]);
+  h[4] = 5;
+  h[7] = 8;
+  CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "layout 8 in version 5");
+  h[7] = DC_LAYOUT_SPARSE_PLANES; /* §18: float32, float16, bfloat16 only */
+  {
+    static const uint8_t not_float[] = {DC_DTYPE_INT8,  DC_DTYPE_INT16,   DC_DTYPE_INT32,
+                                        DC_DTYPE_UINT8, DC_DTYPE_FLOAT64, DC_DTYPE_INT4};
+    size_t k;
+    for (k = 0; k < sizeof not_float; ++k) {
+      h[5] = not_float[k];
+      CHECK(dc_peek(h, sizeof h, &info) == DC_ERR_LAYOUT, "sparse planes of dtype %u", h[5]);
+    }
+  }
   h[4] = 1;
   h[5] = DC_DTYPE_FLOAT32;
   h[7] = DC_LAYOUT_CONTEXT_SPARSE;
@@ -704,6 +729,282 @@ static void test_dense_f32_all_lengths(void) {
   }
 }
 
+/* ---- §18 sparse float planes: hand-made float32 tensors, each malformed in one field -------
+ * Gap code: G = 4, the four gaps 2-bit codes; symbol code (n = 258): 127, 128 (§12 symbols with
+ * a rest), 256 (B) and 257 (B, sign flipped) 2-bit codes, so the canonical code of gap g is g
+ * and that of the k-th of those symbols is k. */
+#define SP7_MAX 600
+typedef struct {
+  uint32_t n, e, r, g;              /* N, E, R, G as written in the header */
+  uint32_t ne;                      /* entries in the streams */
+  uint8_t gap[SP7_MAX], k[SP7_MAX]; /* entry j: gap (0..3), symbol (0..3: 127, 128, 256, 257) */
+  uint32_t rests;                   /* rest plane entries written */
+} sp7_tensor;
+static const uint32_t SP7_SYMBOL[4] = {127, 128, 256, 257};
+#define SP7_B 0x3DCCCCCDu /* background 0.1f: B xor the sign bit is -0.1f */
+
+/* The rest of stored entry r (3 bytes; the sign on top, set for odd r). */
+static void sp7_rest(uint32_t r, uint8_t b[3]) {
+  b[0] = (uint8_t)(r * 37u + 5u);
+  b[1] = (uint8_t)(r * 11u + 1u);
+  b[2] = (uint8_t)((r * 3u) & 0x7Fu) | (uint8_t)((r & 1u) << 7);
+}
+
+/* Packs t as a version 5 layout 7 float32 tensor of rank 1 into p; returns its size. */
+static size_t pack_sp7(uint8_t* p, const sp7_tensor* t) {
+  uint32_t s, j, pos, bits[4] = {0, 0, 0, 0};
+  uint8_t* st;
+  memset(p, 0, 200 + SP7_MAX + 3 * SP7_MAX);
+  memcpy(p, "DCHF", 4);
+  p[4] = 5;
+  p[5] = DC_DTYPE_FLOAT32;
+  p[6] = 1;
+  p[7] = DC_LAYOUT_SPARSE_PLANES;
+  dc_test_put32(p + 8, t->n);
+  dc_test_put32(p + 16, SP7_B);
+  dc_test_put32(p + 20, t->e);
+  dc_test_put32(p + 24, t->r);
+  p[28] = (uint8_t)t->g;
+  p[29] = (uint8_t)(t->g >> 8);
+  p[30] = 2; /* gap code: L = 2, lengths 2, 2, 2, 2 */
+  p[31] = p[32] = 0x22;
+  p[33] = 2;              /* symbol code: L = 2, 129 nibble bytes */
+  p[34 + 127 / 2] = 0x20; /* 127: high nibble of byte 63 */
+  p[34 + 128 / 2] = 0x02; /* 128: low nibble of byte 64 */
+  p[34 + 256 / 2] = 0x22; /* 256, 257 */
+  pos = 34 + 129;         /* 4 stream sizes */
+  for (j = 0; j < t->ne; ++j) bits[j & 3] += 4;
+  st = p + pos + 16;
+  for (s = 0; s < 4; ++s) dc_test_put32(p + pos + 4 * s, (bits[s] + 7) / 8);
+  for (s = 0; s < 4; ++s) { /* §7: LSB first, each 2-bit code from its high bit */
+    uint32_t b = 0;
+    for (j = s; j < t->ne; j += 4) {
+      const uint32_t c[2] = {t->gap[j], t->k[j]};
+      int q, l;
+      for (q = 0; q < 2; ++q)
+        for (l = 1; l >= 0; --l, ++b)
+          if ((c[q] >> l) & 1u) st[b / 8] |= (uint8_t)(1u << (b % 8));
+    }
+    st += (bits[s] + 7) / 8;
+  }
+  for (j = 0; j < t->rests; ++j, st += 3) sp7_rest(j, st);
+  pos = (uint32_t)(st - p);
+  dc_test_put32(p + 12, dc_crc32(dc_crc32(0, p, 12), p + 16, pos - 16));
+  return pos;
+}
+
+/* §18's decoding of t (the spec's loop, written plainly) into want; 0 if it is not valid. */
+static int sp7_expect(const sp7_tensor* t, uint8_t* want) {
+  uint64_t p = 0, r = 0, i;
+  uint32_t j;
+  for (i = 0; i < t->n; ++i) dc_test_put32(want + 4 * i, SP7_B);
+  for (j = 0; j < t->ne; ++j) {
+    const uint32_t sym = SP7_SYMBOL[t->k[j]];
+    p += t->gap[j];
+    if (p >= t->n) return 0;
+    if (sym == 256) {
+      dc_test_put32(want + 4 * p, SP7_B);
+    } else if (sym == 257) {
+      dc_test_put32(want + 4 * p, SP7_B ^ 0x80000000u);
+    } else {
+      uint8_t b[3];
+      uint32_t v;
+      if (r >= t->r) return 0;
+      sp7_rest((uint32_t)r++, b);
+      v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16;
+      dc_test_put32(want + 4 * p, (v & 0x7FFFFFu) | sym << 23 | (v >> 23) << 31);
+    }
+    p++;
+  }
+  return t->n - p < t->g && r == t->r && t->ne == t->e;
+}
+
+/* t with ne random entries (gaps 0..3, symbols weighted to 257 and the stored ones) and the
+ * header that makes it valid (the smallest N it fits, plus `tail` < 4 implicit elements). */
+static void sp7_random(sp7_tensor* t, uint32_t ne, uint32_t tail, uint32_t* rnd) {
+  uint32_t j, p = 0, stored = 0;
+  for (j = 0; j < ne; ++j) {
+    *rnd = *rnd * 1103515245u + 12345u;
+    t->gap[j] = (uint8_t)((*rnd >> 10) & 3u);
+    t->k[j] = (uint8_t)((*rnd >> 20) % 5u % 4u); /* 0 (127) twice as often */
+    p += t->gap[j] + 1u;
+    stored += t->k[j] < 2;
+  }
+  t->ne = t->e = ne;
+  t->n = p + tail;
+  t->g = 4;
+  t->r = t->rests = stored;
+}
+
+/* One §18 case: dc_peek's status, then (if it passes) dc_decode's from an exact-size heap copy. */
+static void sp7_case(const char* what, const sp7_tensor* t, dc_status peek, dc_status dec) {
+  static uint8_t p[200 + SP7_MAX + 3 * SP7_MAX];
+  static uint8_t want[4 * 4 * SP7_MAX + 64];
+  const size_t size = pack_sp7(p, t);
+  dc_tensor_info info;
+  uint8_t* out;
+  size_t out_size;
+  dc_status st = dc_peek(p, size, &info);
+  CHECK(st == peek, "§18 %s: peek %s, expected %s", what, dc_strerror(st), dc_strerror(peek));
+  if (st != DC_OK) return;
+  st = decode_copy(p, size, &out, &out_size);
+  CHECK(st == dec, "§18 %s: decode %s, expected %s", what, dc_strerror(st), dc_strerror(dec));
+  if (dec == DC_OK) {
+    CHECK(sp7_expect(t, want) && st == DC_OK && memcmp(out, want, out_size) == 0,
+          "§18 %s: bytes differ", what);
+    decode_all_paths(what, p, size, want, (size_t)t->n * 4);
+  } else {
+    decode_all_paths(what, p, size, NULL, (size_t)t->n * 4);
+  }
+  free(out);
+}
+
+static void test_sparse_planes_malformed(void) {
+  static sp7_tensor t, v;
+  uint32_t rnd = 777, ne, tail;
+#ifdef DC_CODEC_NO_SPARSE_PLANES /* a valid layout 7 tensor: every entry point refuses it */
+  {
+    static uint8_t p[200 + SP7_MAX + 3 * SP7_MAX];
+    static uint8_t out[4 * 4 * SP7_MAX], ws[DC_MAX_WORKSPACE];
+    dc_tensor_info info;
+    size_t size, wsize = 0;
+    sp7_random(&t, 500, 2, &rnd);
+    size = pack_sp7(p, &t);
+    CHECK(dc_peek(p, size, &info) == DC_ERR_UNSUPPORTED &&
+              dc_verify(p, size) == DC_ERR_UNSUPPORTED &&
+              dc_workspace_size(p, size, &wsize) == DC_ERR_UNSUPPORTED &&
+              dc_decode(p, size, out, (size_t)t.n * 4) == DC_ERR_UNSUPPORTED &&
+              dc_decode_ws(p, size, out, (size_t)t.n * 4, ws, sizeof ws) == DC_ERR_UNSUPPORTED,
+          "§18 tensor in a DC_CODEC_NO_SPARSE_PLANES build");
+    CHECK(strstr(dc_strerror(DC_ERR_UNSUPPORTED),
+#ifdef DC_CODEC_MINIMAL
+                 "DC_CODEC_MINIMAL"
+#else
+                 "DC_CODEC_NO_SPARSE_PLANES"
+#endif
+                 ) != NULL,
+          "§18 left out: '%s' names the option", dc_strerror(DC_ERR_UNSUPPORTED));
+    return;
+  }
+#endif
+  for (ne = 1; ne <= SP7_MAX; ne = ne < 40 ? ne + 7 : ne * 3) /* the tail loop, then the fast */
+    for (tail = 0; tail < 4; tail += 3) {
+      char what[64];
+      sp7_random(&t, ne, tail, &rnd);
+      snprintf(what, sizeof what, "valid, %u entries, tail %u", ne, tail);
+      sp7_case(what, &t, DC_OK, DC_OK);
+    }
+  sp7_random(&t, 500, 2, &rnd); /* the fast loop's 4 streams of >= 8 bytes each */
+  CHECK(t.r > 40, "§18: %u stored entries", t.r);
+  sp7_case("valid, 500 entries", &t, DC_OK, DC_OK);
+  v = t;
+  v.r = v.e + 1; /* §9: R <= E */
+  sp7_case("R > E", &v, DC_ERR_LAYOUT, DC_OK);
+  v = t;
+  v.r = v.rests = t.r - 1; /* the last stored entry has no rest left */
+  sp7_case("r runs out at the last stored entry", &v, DC_OK, DC_ERR_STREAM);
+  v.r = v.rests = t.r / 2; /* inside the fast loop */
+  sp7_case("r runs out half way", &v, DC_OK, DC_ERR_STREAM);
+  v.r = v.rests = 0;
+  sp7_case("R = 0 with stored entries", &v, DC_OK, DC_ERR_STREAM);
+  v.r = v.rests = t.r + 1; /* a rest no entry reads */
+  sp7_case("r != R at the end", &v, DC_OK, DC_ERR_SIZE_MISMATCH);
+  v = t;
+  v.rests = t.r + 1; /* plane one entry longer than R says: a spare 3 bytes */
+  sp7_case("plane longer than R", &v, DC_ERR_SIZE_MISMATCH, DC_OK);
+  v.rests = t.r - 1;
+  sp7_case("plane shorter than R", &v, DC_ERR_TRUNCATED, DC_OK);
+  v = t;
+  v.n = t.n - 3; /* the last entry's position (N - 1 before) is now past the end */
+  sp7_case("p >= N", &v, DC_OK, DC_ERR_STREAM);
+  v.n = t.n + 2; /* N - p = 4 = G trailing elements */
+  sp7_case("N - p >= G at the end", &v, DC_OK, DC_ERR_STREAM);
+  v = t;
+  v.e = t.n + 1;
+  sp7_case("E > N", &v, DC_ERR_LAYOUT, DC_OK);
+  v.e = 1; /* N >= (E + 1) G (and R <= E) */
+  v.r = v.rests = 0;
+  sp7_case("N >= (E + 1) G", &v, DC_ERR_SIZE_MISMATCH, DC_OK);
+  v = t;
+  v.e = t.ne - 1; /* fewer entries than the streams hold: their bounds (§9) or the end (§7) */
+  {
+    static uint8_t p[200 + SP7_MAX + 3 * SP7_MAX];
+    const size_t size = pack_sp7(p, &v);
+    uint8_t* out;
+    size_t out_size;
+    dc_status st = decode_copy(p, size, &out, &out_size);
+    free(out);
+    CHECK(st != DC_OK, "§18 E one short: %s", dc_strerror(st));
+  }
+  v = t;
+  v.g = 0;
+  sp7_case("G = 0", &v, DC_ERR_LAYOUT, DC_OK);
+  v.g = 4097;
+  sp7_case("G = 4097", &v, DC_ERR_LAYOUT, DC_OK);
+  v.g = 5; /* the gap descriptor's 3 bytes read as n = 5: lengths 2, 2, 2, 2, 2, over-full */
+  sp7_case("G = 5", &v, DC_ERR_CODE_LENGTHS, DC_OK);
+  /* descriptors, patched after packing (offsets of pack_sp7) */
+  {
+    static uint8_t p[200 + SP7_MAX + 3 * SP7_MAX];
+    dc_tensor_info info;
+    size_t size = pack_sp7(p, &t);
+    p[34 + 128] = 0x32; /* 257's length 3: an incomplete code */
+    CHECK(dc_peek(p, size, &info) == DC_ERR_CODE_LENGTHS, "§18 incomplete symbol code");
+    p[34 + 128] = 0x22;
+    p[34 + 129] = 0x10; /* the odd n = 258 has no spare nibble: this is the stream sizes' byte */
+    CHECK(dc_peek(p, size, &info) != DC_OK, "§18 stream size changed");
+    size = pack_sp7(p, &t);
+    p[33] = 13; /* L = 13 */
+    CHECK(dc_peek(p, size, &info) == DC_ERR_CODE_LENGTHS, "§18 symbol code L = 13");
+    p[33] = 0; /* zero-bit symbol code: single symbol 258 (u16 at 34) */
+    p[34] = 2;
+    p[35] = 1;
+    CHECK(dc_peek(p, size, &info) == DC_ERR_CODE_LENGTHS, "§18 zero-bit symbol 258");
+    p[34] = 1; /* 257: valid, then the sizes that follow no longer fit */
+    CHECK(dc_peek(p, size, &info) != DC_OK, "§18 zero-bit symbol 257 with the old streams");
+    size = pack_sp7(p, &t);
+    p[30] = 0; /* zero-bit gap code of symbol 4 >= G */
+    p[31] = 4;
+    p[32] = 0;
+    CHECK(dc_peek(p, size, &info) == DC_ERR_CODE_LENGTHS, "§18 zero-bit gap 4 with G = 4");
+  }
+  /* §9: gap and symbol codes both zero-bit (G = 1: every element an entry, all 256 or all 257)
+   * bound N by nothing but the 16 MiB rule */
+  {
+    uint8_t z[64];
+    dc_tensor_info info;
+    const uint32_t ns[2] = {1u << 22, (1u << 22) + 1};
+    int k;
+    for (k = 0; k < 2; ++k) {
+      memset(z, 0, sizeof z);
+      memcpy(z, "DCHF", 4);
+      z[4] = 5;
+      z[5] = DC_DTYPE_FLOAT32;
+      z[6] = 1;
+      z[7] = DC_LAYOUT_SPARSE_PLANES;
+      dc_test_put32(z + 8, ns[k]);
+      dc_test_put32(z + 20, ns[k]); /* E = N; R = 0 */
+      z[28] = 1;                    /* G = 1 */
+      z[30] = 0;                    /* gap code: zero-bit gap 0 at 31..32 */
+      z[33] = 0;                    /* symbol code: zero-bit 257 */
+      z[34] = 1;
+      z[35] = 1; /* stream sizes 36..51 all 0, no plane */
+      dc_test_put32(z + 12, dc_crc32(dc_crc32(0, z, 12), z + 16, 52 - 16));
+      CHECK(dc_peek(z, 52, &info) == (k ? DC_ERR_SIZE_MISMATCH : DC_OK),
+            "§18 zero-bit codes, %u float32 elements: %s", ns[k],
+            dc_strerror(dc_peek(z, 52, &info)));
+      if (k == 0) {
+        uint8_t* out = (uint8_t*)malloc((size_t)ns[0] * 4);
+        size_t i, bad = 0;
+        CHECK(dc_decode(z, 52, out, (size_t)ns[0] * 4) == DC_OK, "§18 zero-bit 16 MiB decode");
+        for (i = 0; i < ns[0]; ++i) bad += dc_test_get32(out + 4 * i) != 0x80000000u;
+        CHECK(bad == 0, "§18 zero-bit: %zu elements not -0.0", bad);
+        free(out);
+      }
+    }
+  }
+}
+
 int main(void) {
   test_vectors();
   test_unaligned_input();
@@ -711,6 +1012,7 @@ int main(void) {
   test_crc_and_subbyte_values();
   test_crc_lengths();
   test_hostile_headers();
+  test_sparse_planes_malformed();
   test_truncations_and_flips();
   test_random_garbage();
   {
