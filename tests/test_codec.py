@@ -264,7 +264,7 @@ def test_bad_arguments():
 def test_corrupt_data_error_carries_reason():
     p = codec.encode(np.arange(10, dtype=np.int16), version=2)  # dense (version 4 would pick §17)
     assert issubclass(codec.CorruptDataError, ValueError)
-    cases = {b"XXXX" + p[4:]: "magic", p[:4] + b"\x05" + p[5:]: "version", p[:-1]: "truncated",
+    cases = {b"XXXX" + p[4:]: "magic", p[:4] + b"\x06" + p[5:]: "version", p[:-1]: "truncated",
              p + b"\0": "sizes", b"": "truncated"}
     for data, word in cases.items():
         with pytest.raises(codec.CorruptDataError, match=word) as e:

@@ -384,19 +384,6 @@ def cases_v4():
     ]
 
 
-@pytest.mark.parametrize("name,array,kw", cases_v4(), ids=[c[0] for c in cases_v4()])
-def test_spec_reader_version4_int_planes(name, array, kw):
-    """§17: what the encoder writes as layout 6 (picked as the smallest, or forced) is version 4 and
-    reads the same in the spec reader and the C decoder."""
-    packed = codec.encode(array, **kw)
-    assert packed[4] == 4 and codec.info(packed)["layout"] == "int_planes"
-    check_against_reference(array, packed)
-    back = codec.decode(packed)
-    assert back.dtype == array.dtype and back.tobytes() == array.tobytes()
-    if name.endswith("_previous"):
-        assert codec.info(packed)["predictor"] == "previous"
-
-
 def cases_v5():
     """§18 (layout 7, version 5): pruned unclustered float32, float16, bfloat16; both zeros (symbol
     257), NaN payloads and infinities kept, a long gap (fillers), a trailing run (implicit), G = 1,
@@ -434,15 +421,20 @@ def cases_v5():
     ]
 
 
-@pytest.mark.parametrize("name,array,kw", cases_v5(), ids=[c[0] for c in cases_v5()])
-def test_spec_reader_version5_sparse_planes(name, array, kw):
-    """§18: what the encoder writes as layout 7 (picked as the smallest, or forced) is version 5 and
-    reads the same in the spec reader and the C decoder."""
+NEW_VERSION_CASES = [(4, "int_planes", *c) for c in cases_v4()] + [(5, "sparse_planes", *c) for c in cases_v5()]
+
+
+@pytest.mark.parametrize("version,layout,name,array,kw", NEW_VERSION_CASES, ids=[c[2] for c in NEW_VERSION_CASES])
+def test_spec_reader_new_version_layouts(version, layout, name, array, kw):
+    """§17 (version 4) and §18 (version 5): what the encoder writes as layout 6 or 7 (picked as the
+    smallest, or forced) is that version and reads the same in the spec reader and the C decoder."""
     packed = codec.encode(array, **kw)
-    assert packed[4] == 5 and codec.info(packed)["layout"] == "sparse_planes"
+    assert packed[4] == version and codec.info(packed)["layout"] == layout
     check_against_reference(array, packed)
     back = codec.decode(packed)
     assert back.dtype == array.dtype and back.tobytes() == array.tobytes()
+    if name.endswith("_previous"):
+        assert codec.info(packed)["predictor"] == "previous"
 
 
 @pytest.mark.parametrize("name,array,kw", cases_v3(), ids=[c[0] for c in cases_v3()])

@@ -368,7 +368,7 @@ def test_to_tflite_pack_options_give_the_bytes_pack_gives(options, tmp_path):
     ({"pack_options": {"strip_strings": "yes"}}, r"to_tflite: strip_strings must be True or False, got 'yes'"),
     ({"pack_options": {"layouts": ("dense", "huffman")}}, r"unknown layout name\(s\) 'huffman'"),
     ({"pack_options": {"decoder": "minimal", "layouts": ("float_planes",)}}, r"reads only layouts"),
-    ({"pack_options": {"version": 5}}, r"version must be None"),
+    ({"pack_options": {"version": 6}}, r"version must be None"),
     ({"pack_options": {"version": 2.0}}, r"version must be None.*got 2\.0"),  # failed after converting
     ({"min_bytes": -1}, r"to_tflite: min_bytes must be a non-negative int, got -1"),
     ({"per_channel": "no"}, r"per_channel must be None .* True or False, got 'no'"),  # was read as True

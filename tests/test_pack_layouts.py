@@ -170,7 +170,7 @@ def test_decoder_minimal_keeps_the_types_it_does_not_read_raw(tensor_type, value
     ({"decoder": ["minimal"]}, "decoder must be None"),
     ({"decoder": "minimal", "layouts": ("dense", "float_planes")}, r"reads only layouts \['dense', 'sparse'\]"),
     ({"layouts": ("dense", "planes")}, r"unknown layout name\(s\) 'planes'"),
-    ({"layouts": ("dense",), "version": 5}, "version must be None"),
+    ({"layouts": ("dense",), "version": 6}, "version must be None"),
     ({"decoder": "minimal", "context_model": True}, r"^context_model=True tries layout 'context_sparse' \(FORMAT.md "
                                                     r"§14\), which a 'minimal' decoder does not read .*: drop "
                                                     r"context_model=True with decoder='minimal'$"),

@@ -245,6 +245,16 @@ def _values(raw, code):
     return raw if dt is None else raw.view(dt)
 
 
+def _check_entries(n, e, g):
+    """§6 (and §11, §14, §18): E <= N, 1 <= G <= 4096, N < (E + 1) * G."""
+    if e > n:
+        raise CorruptDataError(f"entry count {e} > element count {n}")
+    if not 1 <= g <= MAX_SYMBOLS:
+        raise CorruptDataError(f"gap alphabet size {g} not in 1..{MAX_SYMBOLS}")
+    if n >= (e + 1) * g:
+        raise CorruptDataError(f"{n} elements cannot be covered by {e} entries with gaps < {g}")
+
+
 def _parse_sparse(r, out, n):
     """§6 / §11 sparse parameters and the gap code."""
     k = out["codebook_size"]
@@ -253,12 +263,7 @@ def _parse_sparse(r, out, n):
     g = r.u16("gap alphabet size")
     if bg >= k:
         raise CorruptDataError(f"background index {bg} >= codebook size {k}")
-    if e > n:
-        raise CorruptDataError(f"entry count {e} > element count {n}")
-    if not 1 <= g <= MAX_SYMBOLS:
-        raise CorruptDataError(f"gap alphabet size {g} not in 1..{MAX_SYMBOLS}")
-    if n >= (e + 1) * g:
-        raise CorruptDataError(f"{n} elements cannot be covered by {e} entries with gaps < {g}")
+    _check_entries(n, e, g)
     cb = out["codebook"]
     out.update(background_index=bg, background=cb[..., bg], entries=e, gap_alphabet=g)
     out["gap_code"] = _read_alphabet(r, g, "gap code")
@@ -337,14 +342,9 @@ def _parse_sparse_planes(r, out, n):
     esz = cb_esize(out["dtype_code"])
     bg = np.frombuffer(r.take(esz, "background"), f"<u{esz}").astype(f"=u{esz}")
     e, stored, g = r.u32("entry count"), r.u32("stored entry count"), r.u16("gap alphabet size")
-    if e > n:
-        raise CorruptDataError(f"entry count {e} > element count {n}")
+    _check_entries(n, e, g)
     if stored > e:
         raise CorruptDataError(f"stored entry count {stored} > entry count {e} (§18)")
-    if not 1 <= g <= MAX_SYMBOLS:
-        raise CorruptDataError(f"gap alphabet size {g} not in 1..{MAX_SYMBOLS}")
-    if n >= (e + 1) * g:
-        raise CorruptDataError(f"{n} elements cannot be covered by {e} entries with gaps < {g}")
     out.update(codebook_size=0, codebook_bytes=0, background=_values(bg, out["dtype_code"])[0],
                background_bits=int(bg[0]), entries=e, stored_entries=stored, gap_alphabet=g)
     out["gap_code"] = _read_alphabet(r, g, "gap code")
