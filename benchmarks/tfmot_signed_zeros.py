@@ -8,7 +8,10 @@ each -0.0 like a kept weight. Per seed: LeNet-300-100 (784-300-100-10) trained 2
 (tf_keras, Adam 1e-3, batch 128), pruned with tfmot 0.8.1's ``prune_low_magnitude``
 (``ConstantSparsity(0.9)``, 2 epochs), ``strip_pruning``, converted to a float ``.tflite``, then
 packed by default and with ``positive_zeros=True``: bytes, the -0.0 count, test error of both
-packed files (the whole MNIST test set) and whether their outputs are identical. Runs the training
+packed files (the whole MNIST test set) and whether their outputs are identical. Also, side by side:
+both packed with ``version=4`` (the format before the sparse float planes of FORMAT.md §18, which
+code such kernels since 2026-12-07) and the float file's zip (``zipfile`` deflate, as tfmot's
+tutorials measure it). Runs the training
 in a child with ``TF_USE_LEGACY_KERAS=1`` (tfmot needs tf_keras), as tests/_tfmot_child.py does.
 """
 import argparse
@@ -56,6 +59,17 @@ def child(seed, out):
         json.dump({"tfmot": tfmot.__version__, "tf_keras": keras.__version__}, f)
 
 
+def zip_size(content):
+    """Bytes of a zip holding ``content`` as one deflated member (tfmot's get_gzipped_model_size)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("model.tflite", content)
+    return len(buf.getvalue())
+
+
 def error(content, x, y):
     from dc_keras.runtime import Interpreter
 
@@ -100,13 +114,16 @@ def main(argv=None):
                 versions = json.load(f)
         default, stats = _pack.pack_with_stats(plain)
         positive, pstats = _pack.pack_with_stats(plain, positive_zeros=True)
+        v4 = {k: len(_pack.pack_with_stats(plain, version=4, positive_zeros=pz)[0]) for k, pz in
+              (("packed_bytes", False), ("packed_bytes_positive_zeros", True))}
         e_def, o_def = error(default, x_test, y_test)
         e_pos, o_pos = error(positive, x_test, y_test)
         row = {"seed": seed, "float_tflite_bytes": len(plain), "packed_bytes": len(default),
                "packed_bytes_positive_zeros": len(positive), "larger": len(default) / len(positive) - 1,
                "negative_zeros": {"tensors": stats["negative_zeros"][0], "entries": stats["negative_zeros"][1]},
                "test_error": e_def, "test_error_positive_zeros": e_pos,
-               "outputs_identical": bool(np.array_equal(o_def, o_pos)), **versions}
+               "outputs_identical": bool(np.array_equal(o_def, o_pos)), "version4": v4,
+               "zip_bytes": zip_size(plain), **versions}
         print(row, flush=True)
         rows.append(row)
     result = {"benchmark": "tfmot_signed_zeros", "rows": rows, "minutes": round((time.time() - t0) / 60, 1),

@@ -72,8 +72,9 @@ def test_tfmot_file_packs_smaller_and_runs_bit_identical(tfmot_dir, name):
 
 
 def test_pruned_float_file_holds_both_zeros_and_positive_zeros_packs_it_smaller_with_the_same_outputs(tfmot_dir):
-    """strip_pruning leaves -0.0 where a pruned weight was negative: bit-exact packing stores each
-    like a kept weight, pack reports it, and positive_zeros=True packs them as +0.0, smaller, with
+    """strip_pruning leaves -0.0 where a pruned weight was negative: bit-exact packing codes each
+    apart from +0.0 (about a bit each in the sparse float planes of FORMAT.md §18), pack reports it,
+    and positive_zeros=True packs them as +0.0, smaller, with
     the outputs of the file as made (none is exactly zero), on XNNPACK and the builtin kernels."""
     plain = _read(tfmot_dir, "pruned_float")
     default, stats = _pack.pack_with_stats(plain)

@@ -535,8 +535,10 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         LSTM's fused op) (directly, or through a DEQUANTIZE read only
         so: the float16 weights of a float16 export) +0.0 before packing. Default False: packing
         is bit-exact, so a weight holding both zeros (tfmot's ``strip_pruning`` leaves -0.0 where a
-        pruned weight was negative: about half its zeros) stores each -0.0 like a kept weight, e.g.
-        1.15x-1.7x the bytes; dc_keras's own ``strip`` writes +0.0 only. With True, outputs can
+        pruned weight was negative: about half its zeros) codes each -0.0 apart from +0.0: as an
+        entry like a kept weight in a clustered tensor (e.g. 1.15x-1.7x the bytes), about one bit
+        each in an unclustered one (FORMAT.md §18: 1.33x the bytes of tfmot's 90 %-pruned MLP,
+        docs/packing.md); dc_keras's own ``strip`` writes +0.0 only. With True, outputs can
         differ from the input model's only in the sign of an output that is exactly zero.
 
     Returns:
@@ -597,7 +599,7 @@ def warn_notes(stats, out_bytes, positive_zeros_how, who):
     if stats["unreferenced"][0]:
         warnings.warn(f"{who}: {unreferenced_note(*stats['unreferenced'])}", UserWarning, stacklevel=3)
     if stats["unassigned_variables"]:
-        warnings.warn(f"{who}: {unassigned_variables_note(stats['unassigned_variables'])}", UserWarning, stacklevel=3)
+        warnings.warn(f"{who}: {fb.unassigned_variables_note(stats['unassigned_variables'])}", UserWarning, stacklevel=3)
     kept, kept_n = stats["negative_zeros"]
     if kept:
         warnings.warn(f"{who}: {negative_zeros_note(kept, kept_n, positive_zeros_how)}", UserWarning, stacklevel=3)
@@ -690,37 +692,9 @@ def negative_zeros_note(tensors, entries, option):
     return (f"{tensors} weight tensor(s) hold both -0.0 and +0.0 ({entries} -0.0 entries: tfmot's "
             "strip_pruning leaves them where pruned weights were negative, the converter where it folds a "
             "negative BatchNormalization scale into a pruned kernel); packing is bit-exact, so each -0.0 "
-            f"is stored like a kept weight: {option} packs them as +0.0 (smaller; outputs can then "
+            "is coded apart from +0.0 (as an entry like a kept weight; about one bit in unclustered weights, "
+            f"FORMAT.md §18): {option} packs them as +0.0 (smaller; outputs can then "
             "differ only in the sign of an output that is exactly zero)")
-
-
-def unassigned_variables(model) -> int:
-    """How many ``VAR_HANDLE`` ops ``model`` (a ``ModelT``) has when no ``ASSIGN_VARIABLE`` op gives
-    any resource variable a value: then its weights are not in the file (TFLite's interpreters run a
-    Dense model's on uninitialized memory, NaN / inf / arbitrary outputs without an error, and fail
-    in an LSTM's loop: READ_VARIABLE "variable != nullptr was not true"), 0 otherwise. TF 2.21's converter writes such a file
-    from ``TFLiteConverter.from_concrete_functions([fn], model)`` of a Keras 3 model: nothing to
-    pack, and ``dc-keras pack`` said only that the model holds no weights (review s55)."""
-    codes = model.operatorCodes or []
-
-    def indices(builtin):
-        return {k for k, c in enumerate(codes) if fb.builtin_code(c) == builtin}
-
-    handles, assigns = indices(schema.BuiltinOperator.VAR_HANDLE), indices(schema.BuiltinOperator.ASSIGN_VARIABLE)
-    if not handles or assigns and any(op.opcodeIndex in assigns for sg in model.subgraphs or []
-                                      for op in sg.operators or []):
-        return 0
-    return sum(op.opcodeIndex in handles for sg in model.subgraphs or [] for op in sg.operators or [])
-
-
-def unassigned_variables_note(count) -> str:
-    """What to say of a model whose ``count`` resource variables nothing assigns (``unassigned_variables``)."""
-    return (f"the model reads {count} resource variable(s) (VAR_HANDLE ops) that no operator assigns: its weights "
-            "are not in the file, so TFLite computes with uninitialized memory (NaN, inf or arbitrary outputs, "
-            "without an error) or fails at READ_VARIABLE (\"variable != nullptr was not true\"), packed or not; "
-            "convert the model again with its weights as constants: a Keras 3 model with "
-            "model.export(path, format=\"litert\") or dc_keras.export.to_tflite(model) (TF 2.21's "
-            "TFLiteConverter.from_concrete_functions([fn], model) of a Keras 3 model writes such a file)")
 
 
 def _warn_dropped(dropped, stacklevel=3):
@@ -750,7 +724,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
     ``kept_raw``: [(name, bytes)] of the constants that pack, but not smaller enough, kept raw (a
     buffer several read listed once); ``kept_raw_kinds``: why, one ``KEPT_RAW_HINTS`` key per entry of
     ``kept_raw``; ``skipped``: [(name, bytes)] of the constants smaller than ``min_bytes``, left alone
-    (a buffer several read listed once); ``unassigned_variables``: ``unassigned_variables(model)``, the
+    (a buffer several read listed once); ``unassigned_variables``: ``fb.unassigned_variables(model)``, the
     resource variables no operator gives a value (the weights are not in the file))."""
     asked = layouts
     layouts = check_options(min_bytes, verify, min_saving, version, strip_strings=strip_strings, buffers=buffers,
@@ -779,7 +753,7 @@ def pack_with_stats(tflite_bytes, min_bytes=DEFAULT_MIN_BYTES, verify=True,
              "negative_zeros": (0, 0) if positive_zeros else zeros, "positive_zeros": zeros if positive_zeros else (0, 0),
              "unreferenced": unreferenced, "kept_raw": list(refused.kept.values()),
              "kept_raw_kinds": list(refused.kinds.values()), "skipped": list(refused.skipped.values()),
-             "unassigned_variables": unassigned_variables(model)}
+             "unassigned_variables": fb.unassigned_variables(model)}
     rewrite = strip_strings or compact is True or buffers != "auto" or zeros[0] > 0 and positive_zeros
     if not stats["packed_tensors"] and not rewrite:
         return bytes(tflite_bytes), stats
