@@ -86,6 +86,11 @@ def _tensors():
         "int64_planes": (rng.integers(-2 ** 40, 2 ** 40, (64, 64)).astype(np.int64), dict(layout="int_planes")),
         "int32_planes": (rng.integers(-2 ** 20, 2 ** 20, (64, 64)).astype(np.int32), dict(layout="int_planes")),
         "int4": (rng.integers(-4, 4, (64, 64)).astype(ml_dtypes.int4), {}),
+        # §18 (s56): a pruned float32 kernel with tfmot's -0.0s; its left-out message through DC_CODEC_MINIMAL
+        # (the same code path as DC_CODEC_NO_SPARSE_PLANES, without a build of its own for make test's budget)
+        "sparse_planes": (np.where(rng.random((64, 64)) < 0.2, rng.standard_normal((64, 64)),
+                                   np.where(rng.random((64, 64)) < 0.5, -0.0, 0.0)).astype(np.float32),
+                          dict(layout="sparse_planes")),
     }
     return {name: (raw, codec.encode(raw, **kw)) for name, (raw, kw) in out.items()}
 
@@ -103,6 +108,7 @@ NAMED = {
     ("int64", "minimal"): "int64 (DC_CODEC_NO_64BIT or DC_CODEC_MINIMAL)",
     ("int64_planes", "no_64bit"): "int64 (DC_CODEC_NO_64BIT) or layout 6 (DC_CODEC_NO_INT_PLANES)",
     ("int64_planes", "no_int_planes"): "int64 (DC_CODEC_NO_64BIT) or layout 6 (DC_CODEC_NO_INT_PLANES)",
+    ("sparse_planes", "minimal"): "layout 7 (DC_CODEC_NO_SPARSE_PLANES or DC_CODEC_MINIMAL)",
 }
 
 
@@ -111,7 +117,7 @@ def test_the_tensors_are_in_the_layouts_the_options_leave_out():
     assert got == {"grouped": ("grouped_dense", "float32"), "planes": ("float_planes", "float32"),
                    "context": ("context_sparse", "float32"), "int64": ("dense", "int64"),
                    "int64_planes": ("int_planes", "int64"), "int32_planes": ("int_planes", "int32"),
-                   "int4": ("dense", "int4")}, got
+                   "int4": ("dense", "int4"), "sparse_planes": ("sparse_planes", "float32")}, got
 
 
 @pytest.mark.parametrize("tensor,build", sorted(NAMED))
@@ -172,7 +178,7 @@ def test_the_doc_quotes_the_message_and_names_every_option_the_kernel_names():
     body = re.search(r"static const char\* left_out_by\(.*?\n\}", kernel, re.S).group(0)
     named = set(re.findall(r"DC_CODEC_NO_[A-Z0-9_]+", body))
     assert named == {"DC_CODEC_NO_GROUPED", "DC_CODEC_NO_FLOAT_PLANES", "DC_CODEC_NO_CONTEXT",
-                     "DC_CODEC_NO_INT_PLANES", "DC_CODEC_NO_64BIT"}, named
+                     "DC_CODEC_NO_INT_PLANES", "DC_CODEC_NO_SPARSE_PLANES", "DC_CODEC_NO_64BIT"}, named
     for option in named:
         assert f"`{option}`" in doc, option
 

@@ -72,7 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   REQUIRE(info.output_bytes == (info.num_elements * info.element_bits + 7) / 8);
   REQUIRE(info.layout <= (info.version == 1  ? DC_LAYOUT_SPARSE
                           : info.version < 4 ? DC_LAYOUT_CONTEXT_SPARSE
-                                             : DC_LAYOUT_INT_PLANES));
+                          : info.version < 5 ? DC_LAYOUT_INT_PLANES
+                                             : DC_LAYOUT_SPARSE_PLANES));
   /* FORMAT.md §9, no blow-up: the declared output is bounded by the input size (dense N <= 8 *
    * stream bytes, sparse N < (8 * stream bytes + 1) * 4096; §14 up to C/2 + 1 <= 5 times that, as
    * up to C/2 entries in a row may be zero-bit) unless zero-bit codes can code any number of

@@ -16,9 +16,9 @@ corpus follows the format as it evolves and no binary blobs are committed:
 
 The tensors are Deep Compression shaped: clustered (k-means-like: few distinct values) and
 pruned weights of a small LeNet-style network in every supported dtype, every layout (format
-versions 1 to 4), short and long codes, plus the edge cases (scalar, empty, constant,
-all-background), per-channel tensors (§11), unclustered floats (§12), int4/int2 (§13), the version 3 dtypes (§16)
-and unclustered wide integers (§17, version 4). They are kept small
+versions 1 to 5), short and long codes, plus the edge cases (scalar, empty, constant,
+all-background), per-channel tensors (§11), unclustered floats (§12), int4/int2 (§13), the version 3 dtypes (§16),
+unclustered wide integers (§17, version 4) and pruned unclustered floats (§18, version 5). They are kept small
 (< 4 KB each) so that the fuzzer mutates them quickly.
 
 Usage (from the repository root): python tflite_kernels/fuzz/gen_seeds.py OUT_DIR
@@ -116,10 +116,25 @@ def tensors():
     out.append(("v4_int64_extremes", np.array([i64.min, i64.max, 0, -1, 3, i64.min + 1], np.int64)))
     out.append(("v4_uint64_wide", rng.integers(0, 2**64 - 1, 70, dtype=np.uint64)))
     out.append(("v4_uint16_arange", np.arange(1000, 1600, dtype=np.uint16)))
+    # format version 5 (§18 sparse float planes): pruned unclustered floats, tfmot's -0.0 (symbol
+    # 257), fillers, G = 1 (mostly kept), NaN payloads and infinities, a background other than 0.0
+    for name, dt in (("f32", np.float32), ("f16", np.float16), ("bf16", ml_dtypes.bfloat16)):
+        w = rng.normal(0, 0.05, (24, 40))
+        pruned = rng.random(w.shape) >= 0.2
+        w[pruned] = np.where(rng.random(w.shape)[pruned] < 0.5, -0.0, 0.0)
+        w[5:8] = 0
+        out.append((f"v5_pruned_{name}", w.astype(dt)))
+    out.append(("v5_mostly_kept_f32", np.where(rng.random(300) < 0.9, rng.normal(0, 1, 300), 0.0).astype(np.float32)))
+    special = np.full(200, 2.0, np.float32)
+    special[::3] = -2.0
+    special.view(np.uint32)[[1, 50]] = [0x7FC00001, 0xFF812345]
+    special[[70, 80]] = [np.inf, -np.inf]
+    out.append(("v5_special_f32", special))
     return out
 
 
-LAYOUTS = (None, "dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes", "context_sparse", "int_planes")
+LAYOUTS = (None, "dense", "sparse", "grouped_dense", "grouped_sparse", "float_planes", "context_sparse", "int_planes",
+           "sparse_planes")
 
 
 def seeds():
@@ -127,7 +142,7 @@ def seeds():
     for name, a in tensors():
         done = set()
         for layout in LAYOUTS:
-            for version in (None, 2, 1):  # the lowest version (3 for §16's dtypes, 4 for §17); 1 must keep decoding (§10)
+            for version in (None, 2, 1):  # the lowest (3 for §16's dtypes, 4 for §17, 5 for §18); 1 must keep decoding
                 try:
                     data = codec.encode(a, layout=layout, version=version)
                 except ValueError:

@@ -7,14 +7,14 @@
  * directly; the dense weight matrix is never kept.  A sparse tensor
  * (docs/FORMAT.md §6, §11 layout 3, version 2) with a zero background is
  * decoded straight into the form (dc_decode_rows: no dense tensor at all, ~4 ns
- * per entry); other layouts (§5, §12, §14, version 1, a non-zero background) go
+ * per entry); other layouts (§5, §12, §14, §18, version 1, a non-zero background) go
  * through a transient dense copy (dc_decode, scan, free: ~15x slower, and the
  * dense size in transient memory).  Two forms:
  *  - rows (row_ptr, col, code): per non-zero weight a 16-bit column and a 1-byte
  *    value code (float32: index into a codebook of <= 255 non-zero values; int8:
  *    the weight itself), rows delimited by 32-bit offsets: 3 bytes per non-zero
  *    + 4 bytes per row.  Lookup tables, float32 forms whose codebook(s) hold more
- *    than 32 values with a code or that have none (§12 planes), FC layers of 1..3
+ *    than 32 values with a code or that have none (§12, §18 planes), FC layers of 1..3
  *    output units and every form built with the scalar kernels (CPUs without
  *    AVX-512 or AVX2, ARM included).
  *  - tiles (tile_*, below): float32 FC forms of <= 32 codebook values and int8 FC
@@ -146,7 +146,7 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
  *    m->tile_entries for why not (also after DC_SFC_TOO_DENSE, see dc_sparse_fc).
  *  - DC_SFC_FORM_ROWS: every other tensor the build takes (> 32 coded values in the
  *    codebook(s), also when the tensor uses fewer, 1..3 output units, the scalar kernels, §12
- *    float planes, which hold no codebook): the build makes the rows of them, on every route.
+ *    and §18 float planes, which hold no codebook): the build makes the rows of them, on every route.
  *  - DC_SFC_FORM_NONE: what dc_sparse_fc_check refuses (not 2-D float32 / int8, shape, > 255
  *    values), an invalid header or NULL.
  * Like the build, it depends on the settings of dc_sparse_fc_use_simd and

@@ -166,6 +166,8 @@ static const char* left_out_by(unsigned layout, unsigned dc_dtype) {
     case DC_LAYOUT_INT_PLANES:
       return wide ? "int64 (DC_CODEC_NO_64BIT) or layout 6 (DC_CODEC_NO_INT_PLANES)"
                   : "layout 6 (DC_CODEC_NO_INT_PLANES or DC_CODEC_MINIMAL)";
+    case DC_LAYOUT_SPARSE_PLANES: /* floats only: never int64 */
+      return "layout 7 (DC_CODEC_NO_SPARSE_PLANES or DC_CODEC_MINIMAL)";
     default:
       return wide ? "int64 (DC_CODEC_NO_64BIT or DC_CODEC_MINIMAL)"
                   : "its layout or type (DC_CODEC_NO_* or DC_CODEC_MINIMAL)";

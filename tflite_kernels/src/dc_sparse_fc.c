@@ -1263,11 +1263,11 @@ static int8_t most_common_int8(const void* w, uint64_t n) {
   return (int8_t)best;
 }
 
-/* codebook_values of a tensor without a float32 codebook (int8, §12's float planes). */
+/* codebook_values of a tensor without a float32 codebook (int8, §12's and §18's float planes). */
 #define DC_SFC_NO_CODEBOOK UINT32_MAX
 
 /* Distinct kept bit patterns (omitted: not counted) of the coded entries (index_coded) of the
- * float32 codebook(s) of h (every layout but §12's float planes stores its values there; the
+ * float32 codebook(s) of h (every layout but §12's and §18's float planes stores its values there; the
  * tensor holds only such values), counted up to DC_SFC_MAX_VALUES + 1 (more: that);
  * DC_SFC_NO_CODEBOOK when h holds no float32 codebook. */
 static uint32_t codebook_values(const dc_header* h, uint32_t table) {
@@ -1316,7 +1316,7 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
 
 /* Whether the build gives the layer of header h the tile form (tile_form), from the header alone:
  * `values` is codebook_values of its codebook(s) (the coded entries: index_coded),
- * DC_SFC_NO_CODEBOOK for int8 (the tiles whatever its values) and §12's float planes (more than
+ * DC_SFC_NO_CODEBOOK for int8 (the tiles whatever its values) and §12's / §18's float planes (more than
  * 32: the rows).  The build follows
  * it on every route, dc_sparse_fc_form says it: the two agree by construction and the form does
  * not depend on the route.  The direct route's form codes the values of the coded entries
@@ -1382,7 +1382,7 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     return s;
   }
   form_begin(m, &h, table);
-  /* Dense route (§5, §12, §14, version 1, non-zero background): a transient dense copy,
+  /* Dense route (§5, §12, §14, §18, version 1, non-zero background): a transient dense copy,
    * decoded, scanned twice, freed (never kept). */
   m->from_dense = 1;
   void* dense = dc_alloc_output((size_t)h.info.output_bytes); /* aligned: it may be handed over */

@@ -1696,7 +1696,7 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  * by density": 1024^2 and 4096^2, 15 values, batch 1 and 8, AVX-512 test machine, against
  * XNNPACK's dense kernel).
  *  - float32, row form (ARM and other CPUs without AVX-512 or AVX2; layers of > 32 coded values, §12
- *    planes or 1..3 output units; tiles that would not fit or found no memory): faster than the
+ *    and §18 planes or 1..3 output units; tiles that would not fit or found no memory): faster than the
  *    dense kernel up to about 30 %
  *    (0.73-0.95x at batch 1 and 1.05-1.07x at batch 8 at 30 %, 0.89-1.47x at 40 %), and up to
  *    8x slower on unpruned layers.

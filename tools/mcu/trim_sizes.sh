@@ -29,8 +29,8 @@ M4="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16"
 COMMON="-std=c99 -Wall -Wextra -Werror -ffunction-sections -fdata-sections -I$K/include -I$K/src -Itools/mcu"
 LINK="--specs=rdimon.specs -nostartfiles -T tools/mcu/mps2.ld -Wl,--gc-sections"
 VARIANTS=("" DC_CODEC_NO_64BIT DC_CODEC_NO_SUBBYTE DC_CODEC_NO_GROUPED DC_CODEC_NO_FLOAT_PLANES
-          DC_CODEC_NO_CONTEXT DC_CODEC_NO_INT_PLANES DC_CODEC_NO_SPREAD DC_CODEC_MINIMAL
-          "DC_CODEC_MINIMAL DC_CRC_SMALL_TABLE")
+          DC_CODEC_NO_CONTEXT DC_CODEC_NO_INT_PLANES DC_CODEC_NO_SPARSE_PLANES DC_CODEC_NO_SPREAD
+          DC_CODEC_MINIMAL "DC_CODEC_MINIMAL DC_CRC_SMALL_TABLE")
 PY="${PY:-$ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY="$(command -v python3)"
 KEY="$( (cat $K/src/dc_codec*.c $K/src/dc_codec*.h $K/include/dc_codec.h $K/tests/test_codec.c \
