@@ -855,6 +855,43 @@ def _is_huffdecode_table(code) -> bool:
         and code.CustomCode() == HUFFDECODE
 
 
+def unassigned_variables(model) -> int:
+    """How many ``VAR_HANDLE`` ops ``model`` has when no ``ASSIGN_VARIABLE`` op gives any resource
+    variable a value: then its weights are not in the file (TFLite's interpreters run a Dense model's
+    on uninitialized memory, NaN / inf / arbitrary outputs without an error, and fail in an LSTM's
+    loop: READ_VARIABLE "variable != nullptr was not true"), 0 otherwise. ``model``: a ``ModelT``
+    (``pack``) or the file's bytes, read in place without an object tree (``runtime.Interpreter``,
+    only when its schema-free look at the operator codes found a ``VAR_HANDLE``). TF 2.21's converter
+    writes such a file from ``TFLiteConverter.from_concrete_functions([fn], model)`` of a Keras 3
+    model: nothing to pack, and ``dc-keras pack`` said only that the model holds no weights (review
+    s55); the runtime ran it without a word (review s56)."""
+    if isinstance(model, schema.ModelT):
+        builtins = [builtin_code(c) for c in model.operatorCodes or []]
+        used = [op.opcodeIndex for sg in model.subgraphs or [] for op in sg.operators or []]
+    else:
+        m = schema.Model.GetRootAs(model, 0)
+        builtins = [max(c.BuiltinCode(), c.DeprecatedBuiltinCode())
+                    for c in map(m.OperatorCodes, range(m.OperatorCodesLength()))]
+        used = [sg.Operators(j).OpcodeIndex() for sg in map(m.Subgraphs, range(m.SubgraphsLength()))
+                for j in range(sg.OperatorsLength())]
+    handles = {k for k, b in enumerate(builtins) if b == schema.BuiltinOperator.VAR_HANDLE}
+    if not handles or any(0 <= k < len(builtins) and builtins[k] == schema.BuiltinOperator.ASSIGN_VARIABLE
+                          for k in used):
+        return 0
+    return sum(k in handles for k in used)
+
+
+def unassigned_variables_note(count) -> str:
+    """What to say of a model whose ``count`` resource variables nothing assigns (``unassigned_variables``):
+    ``pack``'s warning, ``dc-keras pack``'s note and ``runtime.Interpreter``'s warning."""
+    return (f"the model reads {count} resource variable(s) (VAR_HANDLE ops) that no operator assigns: its weights "
+            "are not in the file, so TFLite computes with uninitialized memory (NaN, inf or arbitrary outputs, "
+            "without an error) or fails at READ_VARIABLE (\"variable != nullptr was not true\"), packed or not; "
+            "convert the model again with its weights as constants: a Keras 3 model with "
+            "model.export(path, format=\"litert\") or dc_keras.export.to_tflite(model) (TF 2.21's "
+            "TFLiteConverter.from_concrete_functions([fn], model) of a Keras 3 model writes such a file)")
+
+
 def tensor_name(t) -> str:
     """The name of a flatbuffer object (tensor, metadata entry, ...); bytes that are not UTF-8 as
     ``\\xNN`` escapes (the name is for people: it says which bytes are wrong)."""

@@ -312,7 +312,7 @@ def cmd_pack(args):
 
             print("note: " + unreferenced_note(*stats["unreferenced"]))
         if stats["unassigned_variables"]:
-            from dc_keras.export._pack import unassigned_variables_note
+            from dc_keras._flatbuffer import unassigned_variables_note
 
             print("note: " + unassigned_variables_note(stats["unassigned_variables"]))
         _print_zip(stats["kept_files"], stats["kept_bytes"], stats["dropped_zip"], args.input, shown, source=data)
