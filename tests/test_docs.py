@@ -1079,7 +1079,8 @@ def _keras_int8_and_tfmot_figures():
     return [("docs/quantization.md", f"default layer names: {k['int8_bytes']:,} B against {k['float_bytes']:,} B for the "
                                      "float file, unpacked", "keras_int8_jax.json"),
             ("README.md", f"a pruned + clustered tfmot file shrinks {round(t['pruned_clustered']['ratio'])}x as a file, "
-                          f"its PCQAT int8 version {r('pcqat_int8')}", "tfmot_files.json"),
+                          f"its PCQAT int8 version {r('pcqat_int8')}, a pruned-only float file (every kept weight "
+                          f"distinct) {r('pruned_float')}", "tfmot_files.json"),
             ("docs/migrating_from_tfmot.md", f"({t['qat_int8']['bytes']:,} -> {t['qat_int8']['packed_bytes']:,} B on the "
                                              "test's model)", "tfmot_files.json"),
             ("docs/migrating_from_tfmot.md", f"{r('cqat_int8')} and {r('pcqat_int8')} on the test's model", "tfmot_files.json")]
