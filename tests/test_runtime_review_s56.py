@@ -147,3 +147,17 @@ def test_the_schema_free_reader_of_operator_codes_agrees_with_the_schema():
                                       for c in fb.read_model(data).operatorCodes)), i
     for cut in (b"", dense[:8], dense[:64], b"\xff" * 64):
         assert runtime._builtin_codes(cut) == []
+
+
+def test_compiled_model_warns_for_a_file_without_its_weights_too():
+    """LiteRT's CompiledModel ran the same file to NaN outputs without a word; ``compiled_model``
+    warns as the Interpreter does, once, at the caller's line, and not for a file with its weights."""
+    pytest.importorskip("ai_edge_litert.compiled_model", reason="a LiteRT with CompiledModel (ai-edge-litert >= 2)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime.compiled_model(model_content=_weightless("dense"))
+        runtime.compiled_model(model_content=export.pack(em.tflite("dense", None), min_bytes=64))
+    ours = _ours(caught)
+    assert [str(w.message) for w in ours] == [f"model_content: {fb.unassigned_variables_note(4)}"], \
+        [str(w.message) for w in caught]
+    assert ours[0].filename == __file__

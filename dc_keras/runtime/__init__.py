@@ -250,7 +250,8 @@ def _warn_if_weights_missing(label, model_path, model_content) -> None:
     """``pack``'s UserWarning (``_flatbuffer.unassigned_variables_note``) for a model that reads
     resource variables (``VAR_HANDLE`` ops) no operator assigns: its weights are not in the file,
     and TFLite runs a Dense model on uninitialized memory (NaN, inf or arbitrary outputs) without an
-    error (review s56). The schema module is imported only when a ``VAR_HANDLE`` code is there."""
+    error (review s56). Said by ``Interpreter`` and ``compiled_model``, at the line that called them.
+    The schema module is imported only when a ``VAR_HANDLE`` code is there."""
     if model_path is None and model_content is None:
         return
     with _model_bytes(model_path, model_content) as data:
@@ -1758,6 +1759,7 @@ def compiled_model(model_path=None, model_content=None, **kwargs):
         raise RuntimeError(_flex_text(label, flex, "LiteRT's CompiledModel here has"))
     cm = CompiledModel.from_buffer(plain, **kwargs)
     cm._dc_keras_model = plain  # the runtime may read the flatbuffer in place: keep it alive
+    _warn_if_weights_missing(label, None, plain)
     _name_sparse_failures(cm, label, kwargs.get("options"))
     return cm
 
