@@ -345,8 +345,9 @@ test-mcu: $(if $(wildcard $(VPY)),,$(STAMP))
 	+PY=$(abspath $(VPY)) tools/mcu/test_mcu.sh
 	tools/mcu/trim_sizes.sh
 
-# Style: ruff (rules in pyproject.toml) and clang-format in check mode (.clang-format), on every
-# tracked C file; C_FORMAT_PENDING may list files exempted while being reworked (none now).
+# Style: ruff (rules in pyproject.toml; every .py file and the notebooks examples/*.ipynb) and
+# clang-format in check mode (.clang-format), on every tracked C file; C_FORMAT_PENDING may list
+# files exempted while being reworked (none now).
 # tests/codec_vectors*.h and src/dc_tflite_layout.h are generated data.
 C_FORMAT_PENDING :=
 # Tracked sources only (build and fuzz directories hold generated C); without git, the globs.
