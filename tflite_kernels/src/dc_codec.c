@@ -1871,84 +1871,6 @@ DC_INLINE dc_status planes_body(const uint8_t* data, const dc_header* h, const u
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* §18 sparse float planes                                                                   */
-/* ---------------------------------------------------------------------------------------- */
-/* One §18 entry (gap g, symbol s): p += g; require p < N; element p := §12's word of s and the
- * r-th rest (then r += 1) if s < 256, else B (256) or B with its sign bit flipped (257).  No
- * branch on s (a pruned tfmot kernel's stored values and -0.0s alternate at random): every entry
- * loads a rest, from the plane while r + 1 < R (esz 4: a 4-byte load of 3 rest bytes stays in the
- * input, which the plane ends; esz 2: r < R), else from `last` (the plane's last rest, or zeros),
- * and keeps it or not by a mask.  A stored entry at r >= R leaves r > R, which is checked after
- * each block of entries (the loads never leave the input). */
-#define DC_SP7_ENTRY(g, s)                                                             \
-  do {                                                                                 \
-    const uint32_t kept_ = ((s) >> 8) ^ 1u, keep_ = 0u - kept_;                        \
-    const uint8_t* src_ = r + (esz == 4) < R ? rest + r * (esz - 1) : last;            \
-    const uint32_t x_ = plane_word((s), load_rest(src_, esz, 1), esz);                 \
-    p += (g);                                                                          \
-    if (p >= n) return DC_ERR_STREAM;                                                  \
-    put_word(out, p, (x_ & keep_) | ((bg ^ ((s)&1u) << (8 * esz - 1)) & ~keep_), esz); \
-    r += kept_;                                                                        \
-    p++;                                                                               \
-  } while (0)
-
-/* §6's walk over the entries (sparse_body's loop: 1 refill and 2 entries of <= 12 + 12 bits per
- * stream per iteration, the background filled just ahead of p by ctx_fill), each entry as
- * DC_SP7_ENTRY; then §6's end rule N - p < G, §18's r = R, and §7's stream ends. */
-DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
-                                       const uint16_t* gtab, const uint16_t* stab, uint8_t* out,
-                                       const size_t esz) {
-  bitreader b0, b1, b2, b3, br[4];
-  const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;
-  const uint64_t smask = (1u << h->index_code.max_len) - 1u;
-  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet, R = h->stored;
-  const uint32_t bg = (uint32_t)h->base;
-  const unsigned bits = 8u * (unsigned)esz;
-  const uint8_t* rest = data + h->rest_pos;
-  uint8_t bgv[4], last[4] = {0, 0, 0, 0};
-  uint64_t j = 0, p = 0, r = 0, filled = 0, it;
-  put_word(bgv, 0, bg, esz);
-  if (esz == 4 && R > 0) memcpy(last, rest + (R - 1) * 3, 3);
-  streams_init(br, h);
-  BR_LOAD4(br);
-  while ((it = min_u64(safe_iters(&b0, &b1, &b2, &b3), min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {
-    if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;
-    ctx_fill(out, &filled, p, n, it * 8 * G, bgv, esz, bits);
-    j += 8 * it;
-    for (; it > 0; --it) {
-      uint32_t k;
-      BR_REFILL4(data);
-      for (k = 0; k < 2; ++k) {
-        uint32_t g0, g1, g2, g3, s0, s1, s2, s3;
-        DEC4(gtab, gmask, g0, g1, g2, g3);
-        DEC4(stab, smask, s0, s1, s2, s3);
-        DC_SP7_ENTRY(g0, s0);
-        DC_SP7_ENTRY(g1, s1);
-        DC_SP7_ENTRY(g2, s2);
-        DC_SP7_ENTRY(g3, s3);
-      }
-    }
-    if (r > R) return DC_ERR_STREAM; /* a stored entry past the R-th */
-  }
-  BR_STORE4(br);
-  for (; j < e; ++j) {
-    bitreader* bb = &br[j & 3];
-    uint32_t g, sym;
-    br_refill_safe(bb, data);
-    DEC(*bb, gtab, gmask, g);
-    DEC(*bb, stab, smask, sym);
-    fill_ahead(out, &filled, p + g, n, G, bgv, esz, bits);
-    DC_SP7_ENTRY(g, sym);
-    if (r > R) return DC_ERR_STREAM;
-  }
-  if (n - p >= G) return DC_ERR_STREAM;    /* §6: trailing background < G */
-  if (r != R) return DC_ERR_SIZE_MISMATCH; /* §18: R stored entries, as the plane's size says */
-  fill_elements(out, filled, n, bgv, esz, bits);
-  return streams_finish(br, data);
-}
-#undef DC_SP7_ENTRY
-
-/* ---------------------------------------------------------------------------------------- */
 /* §17 integer planes                                                                        */
 /* ---------------------------------------------------------------------------------------- */
 /* Element i (esz = 2, 4 or 8 bytes) stored little-endian at out + i * esz: memcpy on
@@ -2090,6 +2012,147 @@ DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, con
 #undef DC_IP_SHORT
 #undef DC_IP_LOAD
 #undef DC_IP_PUT
+
+/* ---------------------------------------------------------------------------------------- */
+/* §18 sparse float planes                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+/* One §18 entry (gap g, symbol s): p += g; require p < N; element p := §12's word of s and the
+ * r-th rest (then r += 1) if s < 256, else B (256) or B with its sign bit flipped (257).  No
+ * branch on s (a pruned tfmot kernel's stored values and -0.0s alternate at random): every entry
+ * loads a rest and keeps it or not by a mask.  `safe` (the caller knows that the block's entries
+ * stay below N and that more than its entry count of rests are left, so every load at r, 4 bytes
+ * wide, is inside the plane): no checks.  Otherwise p < N is checked, and the rest is read from
+ * the plane while r + 1 < R (esz 4: a 4-byte load of 3 rest bytes stays in the input, which the
+ * plane ends; esz 2: r < R), else from `last` (the plane's last rest, or zeros); a stored entry at
+ * r >= R leaves r > R, which is checked after each block (the loads never leave the input). */
+#define DC_SP7_ENTRY(g, s, safe)                                                       \
+  do {                                                                                 \
+    const uint32_t kept_ = ((s) >> 8) ^ 1u, keep_ = 0u - kept_;                        \
+    const uint8_t* src_ = (safe) || r + (esz == 4) < R ? rest + r * (esz - 1) : last;  \
+    const uint32_t x_ = plane_word((s), load_rest(src_, esz, 1), esz);                 \
+    p += (g);                                                                          \
+    if (!(safe) && p >= n) return DC_ERR_STREAM;                                       \
+    put_word(out, p, (x_ & keep_) | ((bg ^ ((s)&1u) << (8 * esz - 1)) & ~keep_), esz); \
+    r += kept_;                                                                        \
+    p++;                                                                               \
+  } while (0)
+/* Leading zero bits of w != 0 (63 - the marker's bit). */
+static inline uint32_t lead_zeros(uint64_t w) {
+#if defined(__GNUC__) || defined(__clang__)
+  return (uint32_t)__builtin_clzll(w);
+#else
+  uint32_t c = 63, step;
+  for (step = 32; step > 0; step >>= 1)
+    if (w >> step) {
+      w >>= step;
+      c -= step;
+    }
+  return c;
+#endif
+}
+
+/* Each stream is a bit position q (4 registers instead of a bit reader's 12: x86-64 would spill
+ * them, as §17's loop notes): an 8-byte load at q / 8 gives 57 bits w, with a marker bit above
+ * them (as sparse_e4_bmi2's); an iteration's 2 entries use <= 2 * (12 + 12) of them, and q then
+ * advances by the bits consumed, which the marker's new place tells (leading zeros - 6). */
+#define DC_SP7_LOAD(q) \
+  (((ld64(data + ((q) >> 3)) >> ((q)&7u)) & (((uint64_t)1 << 57) - 1u)) | ((uint64_t)1 << 57))
+#define DC_SP7_DEC(w, table, mask, sym)        \
+  do {                                         \
+    const uint32_t e_ = (table)[(w) & (mask)]; \
+    (w) >>= e_ & 15u;                          \
+    (sym) = e_ >> 4;                           \
+  } while (0)
+#define DC_SP7_ITER(safe)                                                      \
+  do {                                                                         \
+    uint64_t w0 = DC_SP7_LOAD(q0), w1 = DC_SP7_LOAD(q1), w2 = DC_SP7_LOAD(q2), \
+             w3 = DC_SP7_LOAD(q3);                                             \
+    uint32_t k_;                                                               \
+    for (k_ = 0; k_ < 2; ++k_) {                                               \
+      uint32_t g0, g1, g2, g3, s0, s1, s2, s3;                                 \
+      DC_SP7_DEC(w0, gtab, gmask, g0);                                         \
+      DC_SP7_DEC(w1, gtab, gmask, g1);                                         \
+      DC_SP7_DEC(w2, gtab, gmask, g2);                                         \
+      DC_SP7_DEC(w3, gtab, gmask, g3);                                         \
+      DC_SP7_DEC(w0, stab, smask, s0);                                         \
+      DC_SP7_DEC(w1, stab, smask, s1);                                         \
+      DC_SP7_DEC(w2, stab, smask, s2);                                         \
+      DC_SP7_DEC(w3, stab, smask, s3);                                         \
+      DC_SP7_ENTRY(g0, s0, safe);                                              \
+      DC_SP7_ENTRY(g1, s1, safe);                                              \
+      DC_SP7_ENTRY(g2, s2, safe);                                              \
+      DC_SP7_ENTRY(g3, s3, safe);                                              \
+    }                                                                          \
+    q0 += lead_zeros(w0) - 6u;                                                 \
+    q1 += lead_zeros(w1) - 6u;                                                 \
+    q2 += lead_zeros(w2) - 6u;                                                 \
+    q3 += lead_zeros(w3) - 6u;                                                 \
+  } while (0)
+
+/* §6's walk over the entries in §7's stream order, each entry as DC_SP7_ENTRY: blocks of
+ * iterations (8 entries each, the background filled just ahead of p by ctx_fill) while every
+ * stream has the bytes (ip_safe_rounds: <= 56 bits per iteration); a block that stays below N
+ * (8 G per iteration) with more rests left than it has entries runs without checks; then one
+ * entry at a time with bit readers put at the positions reached; then §6's end rule N - p < G,
+ * §18's r = R, and §7's stream ends. */
+DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
+                                       const uint16_t* gtab, const uint16_t* stab, uint8_t* out,
+                                       const size_t esz) {
+  bitreader br[4];
+  const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;
+  const uint64_t smask = (1u << h->index_code.max_len) - 1u;
+  const uint64_t n = h->info.num_elements, e = h->entries, G = h->gap_alphabet, R = h->stored;
+  const uint32_t bg = (uint32_t)h->base;
+  const unsigned bits = 8u * (unsigned)esz;
+  const uint8_t* rest = data + h->rest_pos;
+  uint8_t bgv[4], last[4] = {0, 0, 0, 0};
+  /* G = 1: N < (E + 1) G makes every element an entry (tfmot's files, whose -0.0s break the runs
+   * of +0.0), so no background is filled ahead */
+  uint64_t j = 0, p = 0, r = 0, filled = G == 1 ? n : 0, it, q0, q1, q2, q3;
+  put_word(bgv, 0, bg, esz);
+  if (esz == 4 && R > 0) memcpy(last, rest + (R - 1) * 3, 3);
+  streams_init(br, h);
+  q0 = (uint64_t)br[0].start * 8u;
+  q1 = (uint64_t)br[1].start * 8u;
+  q2 = (uint64_t)br[2].start * 8u;
+  q3 = (uint64_t)br[3].start * 8u;
+  while ((it = min_u64(
+              min_u64(min_u64(ip_safe_rounds(q0, br[0].end, 0), ip_safe_rounds(q1, br[1].end, 0)),
+                      min_u64(ip_safe_rounds(q2, br[2].end, 0), ip_safe_rounds(q3, br[3].end, 0))),
+              min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {
+    if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;
+    ctx_fill(out, &filled, p, n, it * 8 * G, bgv, esz, bits);
+    j += 8 * it;
+    if (p + it * 8 * G <= n && R - r > it * 8) {
+      for (; it > 0; --it) DC_SP7_ITER(1);
+    } else {
+      for (; it > 0; --it) DC_SP7_ITER(0);
+      if (r > R) return DC_ERR_STREAM;
+    }
+  }
+  br_seek(&br[0], data, q0);
+  br_seek(&br[1], data, q1);
+  br_seek(&br[2], data, q2);
+  br_seek(&br[3], data, q3);
+  for (; j < e; ++j) {
+    bitreader* bb = &br[j & 3];
+    uint32_t g, sym;
+    br_refill_safe(bb, data);
+    DEC(*bb, gtab, gmask, g);
+    DEC(*bb, stab, smask, sym);
+    fill_ahead(out, &filled, p + g, n, G, bgv, esz, bits);
+    DC_SP7_ENTRY(g, sym, 0);
+    if (r > R) return DC_ERR_STREAM;
+  }
+  if (n - p >= G) return DC_ERR_STREAM;    /* §6: trailing background < G */
+  if (r != R) return DC_ERR_SIZE_MISMATCH; /* §18: R stored entries, as the plane's size says */
+  fill_elements(out, filled, n, bgv, esz, bits);
+  return streams_finish(br, data);
+}
+#undef DC_SP7_ITER
+#undef DC_SP7_DEC
+#undef DC_SP7_LOAD
+#undef DC_SP7_ENTRY
 
 #if DC_DENSE_BMI2
 /* §5 dense, 32-bit elements, ungrouped, for CPUs with BMI2: the same symbols in the same order
@@ -2839,20 +2902,6 @@ static void build_spread(const dc_header* h, uint16_t* tab, uint8_t* spread) {
   }
 }
 
-/* Leading zero bits of w != 0 (63 - the marker's bit). */
-static inline uint32_t lead_zeros(uint64_t w) {
-#if defined(__GNUC__) || defined(__clang__)
-  return (uint32_t)__builtin_clzll(w);
-#else
-  uint32_t c = 63, step;
-  for (step = 32; step > 0; step >>= 1)
-    if (w >> step) {
-      w >>= step;
-      c -= step;
-    }
-  return c;
-#endif
-}
 static inline uint64_t mark_safe(uint64_t pos, size_t end) {
   return pos + 8 <= end ? (end - 8 - pos) / 7 + 1 : 0;
 }
