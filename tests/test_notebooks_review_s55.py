@@ -251,7 +251,8 @@ def test_readme_names_every_notebook_in_order_and_where_colab_opens_it():
 def test_notebook_04s_packed_figures_agree_with_themselves_and_with_the_intro():
     """The packed section's dated figures (checked against a full run by the long
     test_readme_and_notebooks.test_full_run_prints_the_ratios_its_markdown_gives): each ratio is its
-    sizes' to 0.1, and the zip sizes it compares with are the full run's that the intro gives."""
+    sizes' to 0.1, and the zip sizes it compares with are the full run's that the intro gives; the
+    intro's summary of the section gives its ratios' range and which files pack below their zips."""
     text = re.sub(r"\s+", " ", _markdown("04_tfmot_tutorials.ipynb"))
     base = re.search(r"against the baseline `\.tflite` of ([\d,]+) B:", text)
     rows = re.findall(r"(pruned|pruned and quantized|clustered|sparsity-preserving clustered) ([\d,]+) B \(([\d.]+)x\)",
@@ -262,6 +263,13 @@ def test_notebook_04s_packed_figures_agree_with_themselves_and_with_the_intro():
         assert f"{num(base.group(1)) / num(size):.1f}" == ratio, (size, ratio)
     intro = re.search(r"\(baseline [\d,]+ B; ([\d,]+) B, ([\d,]+) B and ([\d,]+) B\)", text)
     packed = {k: s for k, s, _ in rows}
-    assert (f"(pruned: {packed['pruned']} B vs {intro.group(1)} B; pruned and quantized: "
-            f"{packed['pruned and quantized']} B vs {intro.group(2)} B)") in text
+    # packed-format version 5 (review s56): the pruned file packs smaller than its zip, the pruned and
+    # quantized one does not, the clustered one does; the intro's summary gives the range of ratios
+    assert f"(pruned: {packed['pruned']} B vs {intro.group(1)} B zipped)" in text
+    assert f"(pruned and quantized: {packed['pruned and quantized']} B vs {intro.group(2)} B zipped)" in text
     assert f"(clustered: {packed['clustered']} B vs {intro.group(3)} B zipped)" in text
+    assert num(packed["pruned"]) < num(intro.group(1)) and num(packed["clustered"]) < num(intro.group(3))
+    assert num(packed["pruned and quantized"]) > num(intro.group(2))
+    ratios = sorted(float(r) for _, _, r in rows)
+    assert (f"not only their zips ({ratios[0]}x to {ratios[-1]}x smaller than the baseline's `.tflite`; "
+            "all but the pruned and quantized one smaller than their zips too)") in text
