@@ -87,16 +87,28 @@ def test_a_file_without_its_weights_warns_at_construction_in_packs_words(tmp_pat
         it.invoke()
 
 
-def test_an_lstm_without_its_weights_is_named_before_its_invoke_fails():
-    """The LSTM's file fails only at the first invoke(), in TFLite's words (READ_VARIABLE "variable !=
-    nullptr was not true"); the warning at construction says why, before that."""
+@pytest.mark.parametrize("backend", runtime.available_backends())
+def test_an_lstm_without_its_weights_is_named_before_and_when_its_invoke_fails(backend):
+    """The LSTM's file failed only at the first invoke(), in TFLite's words alone (READ_VARIABLE
+    "variable != nullptr was not true", node numbers): the warning at construction says why, before
+    that, and the error says it too, with the fix, TFLite's words kept; so does a signature runner's."""
     plain = _weightless("lstm")
-    with pytest.warns(UserWarning, match=r"^model_content: the model reads 3 resource variable\(s\)"):
-        it = runtime.Interpreter(model_content=plain)
+    note = fb.unassigned_variables_note(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        it = runtime.Interpreter(model_content=plain, backend=backend)
+    assert [str(w.message) for w in _ours(caught)] == [f"model_content: {note}"]
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], np.ones((1, 5, 3), np.float32))
-    with pytest.raises(RuntimeError, match="READ_VARIABLE"):
+    with pytest.raises(RuntimeError) as err:
         it.invoke()
+    text = str(err.value)
+    assert text.startswith(f"model_content: {note}; TFLite's error: ") and "variable != nullptr" in text, text
+    (key,) = it.get_signature_list()  # a model converted from one concrete function: one signature
+    run = it.get_signature_runner(key)
+    (name,) = run.get_input_details()
+    with pytest.raises(RuntimeError, match=r"^model_content: the model reads 3 resource variable.*READ_VARIABLE"):
+        run(**{name: np.ones((1, 5, 3), np.float32)})
 
 
 def test_no_warning_for_files_with_their_weights():

@@ -628,6 +628,7 @@ class Interpreter:
             self._raise_zero_scale(exc)
             self._raise_sparse(exc)
             self._raise_flex(exc)
+            self._raise_missing_weights(exc)
             raise
 
     def _strip_earlier_errors(self, exc):
@@ -778,12 +779,30 @@ class Interpreter:
                 self._raise_op_error(exc)
                 self._raise_zero_scale(exc)
                 self._raise_sparse(exc)
+                self._raise_missing_weights(exc)
                 if "Invoke called on model that is not ready" in " ".join(str(exc).split()):
                     raise RuntimeError(
                         f"{self._label}: invoke() before the tensors are allocated: call allocate_tensors() first, "
                         "and again after each resize_tensor_input (if allocate_tensors() raised, its error says what "
                         "to fix); or use get_signature_runner(), which allocates for you") from exc
                 raise
+
+    def _raise_missing_weights(self, cause):
+        """A READ_VARIABLE that found no variable (TFLite: "variable != nullptr was not true ... Node
+        number 0 (READ_VARIABLE) failed to invoke", an LSTM's loop) in a file whose weights are not in it
+        (``_warn_if_weights_missing``, which warned at construction): said as that, in ``pack``'s words
+        with the fix, TFLite's error kept."""
+        msg = " ".join(str(cause).split())
+        if "(READ_VARIABLE)" not in msg:
+            return
+        from dc_keras import _flatbuffer as fb  # only on errors: it imports the schema
+
+        try:
+            count = fb.unassigned_variables(_content(*self._source))
+        except Exception:  # noqa: BLE001 -- only a better message: the runtime's error stands
+            return
+        if count:
+            raise RuntimeError(f"{self._label}: {fb.unassigned_variables_note(count)}; TFLite's error: {msg}") from cause
 
     def _raise_inconsistent(self, cause):
         """An operator reading a tensor the model does not have (TFLite: "Invalid tensor index N in
