@@ -794,7 +794,7 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
       >>> pruned = np.random.default_rng(0).normal(0, 0.05, (300, 100)).astype(np.float32)
       >>> pruned[np.abs(pruned) < 0.06] = 0  # ~77 % pruned, no clustering: every kept value distinct
       >>> packed = codec.encode(pruned)
-      >>> codec.info(packed)["layout"], packed[4], len(packed) < pruned.nbytes // 5
+      >>> codec.info(packed)["layout"], packed[4], len(packed) < pruned.nbytes // 4
       ('sparse_planes', 5, True)
       >>> noise = np.random.default_rng(0).integers(-2**31, 2**31, (64, 64)).astype(np.int32)
       >>> try:
