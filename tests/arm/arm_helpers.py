@@ -8,9 +8,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 KERNELS = ROOT / "tflite_kernels"
 
 # arch -> (build dir, qemu command prefix); "host" is the x86_64 reference build (its own dir:
-# `make lib` of other sessions rebuilds tflite_kernels/build/ concurrently).
+# `make lib` of other sessions rebuilds tflite_kernels/build/ concurrently; not build/x86_64, which
+# glibc's loader searches before $ORIGIN for the tools in tflite_kernels/build).
 ARCHS = {
-    "host": (KERNELS / "build" / "x86_64", []),
+    "host": (KERNELS / "build" / "host", []),
     "aarch64": (KERNELS / "build" / "aarch64", ["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"]),
     "armv7": (KERNELS / "build" / "armv7", ["qemu-arm-static", "-L", "/usr/arm-linux-gnueabihf"]),
 }

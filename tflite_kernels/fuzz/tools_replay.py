@@ -4,7 +4,7 @@ over damaged inputs: part of ``make test-sanitize`` (tflite_kernels/Makefile).
 The corpus is fixed (seed 20261206) and made from what the other tests use: the packed tensors
 of fuzz/gen_seeds.py (every dtype, layout and format version), its packed .tflite seeds and
 tests/data's .tflite files. Each input is truncated or has bytes flipped; a packed tensor's
-flips are sometimes followed by a fixed-up CRC (FORMAT.md §8, versions 2-4), so that the damage
+flips are sometimes followed by a fixed-up CRC (FORMAT.md §8, versions 2-5), so that the damage
 reaches the decoder's later checks, and its version byte is sometimes raised past the newest
 (the "newer format" message). Every run of the sanitized tool must:
 
@@ -47,9 +47,9 @@ REPORT_MARKS = (b"Sanitizer", b"runtime error:", b"==ERROR", b"SUMMARY:")
 
 
 def _crc_fixed(data):
-    """``data`` with its version 2-4 CRC (FORMAT.md §8) recomputed, or None when its header does
+    """``data`` with its version 2-5 CRC (FORMAT.md §8) recomputed, or None when its header does
     not say where the check is."""
-    if len(data) < 8 or data[4] not in (2, 3, 4) or data[6] > 8:
+    if len(data) < 8 or data[4] not in (2, 3, 4, 5) or data[6] > 8:
         return None
     at = 8 + 4 * data[6]
     if len(data) < at + 4:
@@ -82,7 +82,7 @@ def damaged_tensors(rng, seeds):
             if kind == "header_crc":  # dtype, rank, layout, dims, K, axis...
                 d = _flip(rng, data, 1, 4, 24)
             elif kind == "version_crc":  # a newer version than the decoder reads, or 0
-                d = data[:4] + bytes([rng.choice((0, 5, 6, 200, 255))]) + data[5:]
+                d = data[:4] + bytes([rng.choice((0, 6, 7, 200, 255))]) + data[5:]
             else:
                 d = _flip(rng, data, 1 if kind == "flip_crc" else 3)
             fixed = _crc_fixed(d)

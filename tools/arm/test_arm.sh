@@ -44,7 +44,9 @@ else
   ARMV7_CFLAGS=""
   if grep -qs 'arm_neon.h' $K/src/*.c $K/src/*.h $K/include/*.h; then ARMV7_CFLAGS="-mfpu=neon"; fi
   step "host (x86_64 reference) build"
-  make -s -C $K BUILD=build/x86_64 all tools
+  # build/host, not build/x86_64: glibc searches $ORIGIN/x86_64 before $ORIGIN, so the tools in
+  # tflite_kernels/build (RUNPATH $ORIGIN) loaded this dir's library, stale once the sources changed
+  make -s -C $K BUILD=build/host all tools
   step "aarch64: $A64_WHAT under qemu-aarch64"
   make -s -C $K CC=aarch64-linux-gnu-gcc BUILD=build/aarch64 \
     RUN="qemu-aarch64-static -L /usr/aarch64-linux-gnu" all tools $A64_TESTS
@@ -52,7 +54,7 @@ else
   make -s -C $K CC=arm-linux-gnueabihf-gcc BUILD=build/armv7 CFLAGS="$ARMV7_CFLAGS" \
     RUN="qemu-arm-static -L /usr/arm-linux-gnueabihf" all tools $V7_TESTS
   step "ELF portability check"
-  "$PY" tools/arm/check_abi.py $K/build/x86_64/libdc_huffdecode.so $K/build/aarch64/libdc_huffdecode.so \
+  "$PY" tools/arm/check_abi.py $K/build/host/libdc_huffdecode.so $K/build/aarch64/libdc_huffdecode.so \
     $K/build/armv7/libdc_huffdecode.so
 fi
 
