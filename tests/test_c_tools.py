@@ -280,7 +280,8 @@ def test_a_read_only_output_is_refused(tools, name, shared_dir, out_name):
 TENSOR_CORRUPT_FIX = ("the file is truncated or corrupt: encode it again (dc_keras.codec.encode) or copy it again "
                       "from its source")
 NEWER = ("it was {made} by a newer dc_keras: update dc_keras and rebuild these tools from it (make -C "
-         "tflite_kernels tools), or {redo} again with a version= this decoder reads (1 to 4, docs/FORMAT.md §10)")
+         "tflite_kernels tools), or {redo} again with a version= this decoder reads (1 to "
+         f"{codec._format.VERSIONS[-1]}, docs/FORMAT.md §10)")  # DC_VERSION_MAX
 
 
 TENSOR_DAMAGES = ["truncated", "checksum", "bad magic", "newer version", "version 0", "unknown layout",

@@ -13,7 +13,8 @@
  * naming the problem and the fix, and exits with status 1 (2 for a usage error).  It refuses
  * (status 1, nothing written) an OUT that is the same file as PACKED (same device and inode:
  * also a hard link, a symlink or another spelling of the path) and a PACKED without
- * HuffDecode ops (nothing to unpack; as `dc-keras unpack`).  The library's message names the fix
+ * HuffDecode ops (nothing to unpack; as `dc-keras unpack`), and an OUT that is an existing
+ * .tflite model other than the one it writes (refuse_another_model).  The library's message names the fix
  * of a damaged model or packed tensor itself (dc_unpack.h: the words dc_keras.runtime.unpack
  * gives, which calls the same library); unpack_fix adds the fix of the few messages without one.
  */
@@ -29,7 +30,8 @@ static const char USAGE[] =
     "OUT is written atomically (temporary file + rename; a new OUT gets mode 0666 minus the\n"
     "umask, a replaced one keeps its mode; a read-only OUT, a device or a FIFO is refused).\n"
     "exit status: 0 written; 1 error (one line on stderr naming the problem and the fix,\n"
-    "nothing written; also when OUT is PACKED or PACKED has no HuffDecode op); 2 usage error\n"
+    "nothing written; also when OUT is PACKED, PACKED has no HuffDecode op, or OUT is an\n"
+    "existing .tflite of another model, which would be lost); 2 usage error\n"
     "(also an empty path or \"-\": files only, no standard input or output).\n"
     "A damaged PACKED (a truncated or corrupt model, a packed tensor with a checksum mismatch\n"
     "or a bad header) is named as such, with the fix: export it again or copy it again from\n"
@@ -49,6 +51,38 @@ static const char* unpack_fix(dc_unpack_status st, const char* why) {
     fix = "free memory or unpack it on a machine with more";
   }
   return fix && !strstr(why, fix) ? fix : NULL;
+}
+
+/* dc-keras unpack's rule (review s55): an existing OUT that is a .tflite model (the flatbuffer
+ * identifier "TFL3" at byte 4) other than the one this writes is another model, which the rename
+ * would lose: `dc_unpack *.tflite` in a folder of two packed models unpacked the first over the
+ * second.  A re-run (the same bytes) and an OUT that is no .tflite are left to the write.  Without
+ * the flatbuffer of both read here, "another model" is any other bytes: this model unpacked by
+ * dc-keras (whose writer lays the file out differently, FORMAT.md §15) is refused too, with the
+ * same fix.  1 (the line printed) when refused. */
+static int refuse_another_model(const char* in, const char* path, const uint8_t* out,
+                                size_t out_n) {
+  struct stat st;
+  uint8_t* old = NULL;
+  size_t old_n = 0;
+  int another;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || tool_read_file(path, &old, &old_n) != 0)
+    return 0;
+  another = old_n >= 8 && memcmp(old + 4, "TFL3", 4) == 0 &&
+            (old_n != out_n || memcmp(old, out, out_n) != 0);
+  free(old);
+  if (!another) return 0;
+  fprintf(
+      stderr,
+      "dc_unpack: OUT %s is an existing .tflite model other than %s unpacked (another model, "
+      "packed or not, or this one written by another tool): dc_unpack replaces an OUT it wrote "
+      "before, never another model, which would be lost (did a shell pattern such as *.tflite "
+      "expand to two models? dc_unpack takes one PACKED and one OUT); nothing written. Choose a "
+      "new OUT, or delete ",
+      path, in);
+  tool_shell_arg(stderr, path);
+  fputs(" first to replace it\n", stderr);
+  return 1;
 }
 
 int main(int argc, char** argv) {
@@ -85,6 +119,10 @@ int main(int argc, char** argv) {
             "dc_unpack: %s is not packed (it has no HuffDecode op): it already is an ordinary "
             ".tflite, nothing to unpack; %s was not written\n",
             argv[1], argv[2]);
+    return 1;
+  }
+  if (refuse_another_model(argv[1], argv[2], out, out_n)) {
+    dc_unpack_free(out);
     return 1;
   }
   int w = tool_write_output("dc_unpack", argv[2], out, out_n);
