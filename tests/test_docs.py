@@ -1321,6 +1321,30 @@ def _int_planes_speed_figures():
 FIGURES += _int_planes_speed_figures()
 
 
+def _sparse_planes_speed_figures():
+    """docs/FORMAT.md §18: the layout's decode speed (benchmarks/bench_sparse_planes.py -> sparse_planes_speed.json)."""
+    src = "sparse_planes_speed.json"
+    j = _json(src)
+    sp20, fp20, s20, sp05, fp05, s05, tf, fptf = j["rows"]
+    assert [r["layout"] for r in j["rows"]] == ["sparse_planes", "float_planes", "sparse"] * 2 + ["sparse_planes",
+                                                                                               "float_planes"]
+
+    def us(r, path="default"):
+        return f"{r[f'decode_us_{path}']:,.0f} µs"
+    return [("docs/FORMAT.md", f"core, best CPU time of {j['reps']} in each of {j['rounds']} rounds, "
+                               f"{j['machine']['date'][:10]}, load {j['loadavg_before'][0]:.1f} on 2 cores): 20 % kept "
+                               f"{us(sp20)} ({sp20['ns_per_element_default']:.2f} ns per element) against {us(fp20)} "
+                               f"for §12 of the same tensor and {us(s20)} for §6 ({us(s20, 'portable')} in its "
+                               f"portable loop); 5 % kept {us(sp05)} against {us(fp05)} (§12) and {us(s05)} (§6)", src),
+            ("docs/FORMAT.md", f"every one of its {tf['elements']:,} elements an entry): {us(tf)} "
+                               f"({tf['ns_per_element_default']:.2f} ns per element) against {us(fptf)} for §12", src),
+            ("docs/FORMAT.md", f"{sp20['packed_bytes']:,} B, {sp05['packed_bytes']:,} B and {tf['packed_bytes']:,} B "
+                               f"against §12's {fp20['packed_bytes']:,} B", src)]
+
+
+FIGURES += _sparse_planes_speed_figures()
+
+
 def _lenet_records_figures():
     """README's Table 1 line: the whole-file ratios and test errors of the recorded LeNet runs
     (benchmarks/paper_table1.py) and the paper's, as docs/results.md's Table 1 shows them."""

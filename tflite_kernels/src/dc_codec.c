@@ -2089,10 +2089,19 @@ static inline uint32_t lead_zeros(uint64_t w) {
     q3 += lead_zeros(w3) - 6u;                                                 \
   } while (0)
 
+/* The loop without checks: 64-bit targets only (5-7 % faster on x86-64 for tfmot's G = 1
+ * tensors); 32-bit ones, microcontrollers among them, keep the flash of one loop per size. */
+#if UINTPTR_MAX > 0xFFFFFFFFu
+#define DC_SP7_UNCHECKED 1
+#else
+#define DC_SP7_UNCHECKED 0
+#endif
+
 /* §6's walk over the entries in §7's stream order, each entry as DC_SP7_ENTRY: blocks of
  * iterations (8 entries each, the background filled just ahead of p by ctx_fill) while every
  * stream has the bytes (ip_safe_rounds: <= 56 bits per iteration); a block that stays below N
- * (8 G per iteration) with more rests left than it has entries runs without checks; then one
+ * (8 G per iteration) with more rests left than it has entries runs without checks (64-bit
+ * targets); then one
  * entry at a time with bit readers put at the positions reached; then §6's end rule N - p < G,
  * §18's r = R, and §7's stream ends. */
 DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
@@ -2123,7 +2132,7 @@ DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
     if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;
     ctx_fill(out, &filled, p, n, it * 8 * G, bgv, esz, bits);
     j += 8 * it;
-    if (p + it * 8 * G <= n && R - r > it * 8) {
+    if (DC_SP7_UNCHECKED && p + it * 8 * G <= n && R - r > it * 8) {
       for (; it > 0; --it) DC_SP7_ITER(1);
     } else {
       for (; it > 0; --it) DC_SP7_ITER(0);
@@ -2149,6 +2158,7 @@ DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
   fill_elements(out, filled, n, bgv, esz, bits);
   return streams_finish(br, data);
 }
+#undef DC_SP7_UNCHECKED
 #undef DC_SP7_ITER
 #undef DC_SP7_DEC
 #undef DC_SP7_LOAD
