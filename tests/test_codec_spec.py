@@ -123,7 +123,8 @@ def reference_decode(buf):
         pos += esize + 10
         assert e <= n and stored <= e and 1 <= g <= 4096 and n < (e + 1) * g
         gtab, pos = read_alphabet(buf, pos, g)
-        sym_table, pos = read_alphabet(buf, pos, 258)
+        itab, pos = read_alphabet(buf, pos, 258)  # the symbol code: the §6 loop below, filler 256
+        bg = 256
     elif layout == 6:  # §17
         predictor, base = buf[pos], int.from_bytes(buf[pos + 1:pos + 1 + esize], "little")
         assert predictor in (0, 1)
@@ -173,8 +174,21 @@ def reference_decode(buf):
         streams.append(BitStream(buf[pos:pos + s]))
         pos += s
 
+    def compose(sym, k):  # §12: the element of symbol sym and the k-th rest of the plane at pos
+        r = bits // 8 - 1
+        rest = int.from_bytes(buf[pos + k * r:pos + (k + 1) * r], "little")
+        return (rest & (2 ** (bits - 9) - 1)) | sym << (bits - 9) | (rest >> (bits - 9)) << (bits - 1)
+
+    stored_read = []
+
     def value(i, index):  # §11: element i's group table (one table otherwise)
-        return tables[(i // inner) % groups][index]
+        if layout != 7:
+            return tables[(i // inner) % groups][index]
+        if index >= 256:  # §18: B (256), B with its sign flipped (257)
+            return background ^ (index - 256) << (bits - 1)
+        assert len(stored_read) < stored
+        stored_read.append(i)
+        return compose(index, len(stored_read) - 1)
 
     if layout == 6:
         assert pos == len(buf)
@@ -186,43 +200,14 @@ def reference_decode(buf):
             d = z // 2 if z % 2 == 0 else -(z + 1) // 2  # zigzag: 0, -1, 1, -2, 2, ...
             pred = base if predictor == 0 or i == 0 else out[i - 1]
             out.append((pred + d) % 2**bits)
-    elif layout == 7:
-        w = bits
-        r = w // 8 - 1
-        assert len(buf) == pos + stored * r
-        out = [background] * n
-        p = k = 0  # k: stored entries read
-        for j in range(e):
-            st = streams[j % 4]
-            gap = st.symbol(gtab)
-            sym = st.symbol(sym_table)
-            p += gap
-            assert p < n
-            if sym == 256:
-                out[p] = background
-            elif sym == 257:
-                out[p] = background ^ (1 << (w - 1))
-            else:
-                assert k < stored
-                rest = int.from_bytes(buf[pos + k * r:pos + (k + 1) * r], "little")
-                out[p] = (rest & (2 ** (w - 9) - 1)) | sym << (w - 9) | (rest >> (w - 9)) << (w - 1)
-                k += 1
-            p += 1
-        assert n - p < g and k == stored
-    elif layout == 4:
-        w = bits
-        r = w // 8 - 1
-        assert len(buf) == pos + n * r
-        out = []
-        for i in range(n):
-            sym = streams[i % 4].symbol(sym_table)
-            rest = int.from_bytes(buf[pos + i * r:pos + (i + 1) * r], "little")
-            out.append((rest & (2 ** (w - 9) - 1)) | sym << (w - 9) | (rest >> (w - 9)) << (w - 1))
+    elif layout == 4:  # §12: a symbol from the streams and a rest from the plane per element
+        assert len(buf) == pos + n * (bits // 8 - 1)
+        out = [compose(streams[i % 4].symbol(sym_table), i) for i in range(n)]
     elif layout in (0, 2):
         assert pos == len(buf)
         out = [value(i, streams[i % 4].symbol(itab)) for i in range(n)]
-    else:
-        assert pos == len(buf)
+    else:  # §6 (and §11's layout 3, §14, §18)
+        assert len(buf) == pos + (stored * (bits // 8 - 1) if layout == 7 else 0)
         out = [value(i, bg) for i in range(n)]
         p = 0
         if layout == 5:  # §14: four runs, one per stream, each from its own start
@@ -248,7 +233,7 @@ def reference_decode(buf):
             assert p < n
             out[p] = value(p, index)
             p += 1
-        assert n - p < g
+        assert n - p < g and (layout != 7 or len(stored_read) == stored)
     for st in streams:
         st.check_end()
     return out, dims, bits, header_end
