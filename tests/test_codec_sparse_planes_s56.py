@@ -114,3 +114,20 @@ def test_a_large_all_background_tensor_is_not_all_zero_bit():
     data = codec.encode(w, layout="sparse_planes")
     info = codec.info(data)
     assert info["index_code"]["max_length"] == 1 and info["stored_entries"] == 0 and len(data) < 1000
+
+
+def test_a_code_length_limit_too_small_names_each_layout_and_the_limit_it_needs():
+    """max_code_length below what the exponent symbols need: each planes layout says the limit it
+    needs (it was "no layout can hold this tensor" when forced, and a bare "12 symbols cannot be
+    coded with code lengths <= 3" from the float planes' code builder otherwise); each reason once."""
+    w = np.random.default_rng(0).normal(0, 1, 1000).astype(np.float32)
+    w[::2] = 0
+    with pytest.raises(ValueError, match=r"^layout 'sparse_planes' needs max_code_length >= 4 \(12 symbols\)$"):
+        codec.encode(w, layout="sparse_planes", max_code_length=3)
+    with pytest.raises(ValueError) as e:
+        codec.encode(w, max_code_length=3)
+    reasons = str(e.value).split("; ")
+    assert "layout 'float_planes' needs max_code_length >= 4 (12 exponent symbols)" in reasons
+    assert "layout 'sparse_planes' needs max_code_length >= 4 (12 symbols)" in reasons
+    assert len(reasons) == len(set(reasons))
+    assert codec.info(codec.encode(w, max_code_length=4))["layout"] == "sparse_planes"

@@ -545,6 +545,11 @@ def _keep_best(plans, new, at=None, budget=None):
             p.release()
 
 
+def _over_limit(layout, used, what):
+    """The reason a layout is out: its code has more symbols than ``max_code_length`` tells apart."""
+    return f"layout {layout!r} needs max_code_length >= {int(np.ceil(np.log2(used)))} ({used} {what})"
+
+
 def _plans(a, code, bits, want, limit, version, axis, context_model=False, budget=None, choose=None, cap=None):
     """Every plan the request allows, plus the reason the others are out (for the error) and the
     smallest lower bound of the layouts not made for ``budget`` (inf if none): with a budget (bytes
@@ -623,7 +628,11 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     # §12 stores N * (esz - 1) raw bytes at least: skip it when a codebook layout is smaller
     if "float_planes" in allowed and (want is not None or not plans or min(p.size for p in plans) > n * (esz - 1)) \
             and not over(n * (esz - 1) + _STREAM_SIZES + _MIN_DESCRIPTOR):
-        _keep_best(plans, [_Planes(bits, esz, limit)], None, budget)
+        try:
+            _keep_best(plans, [_Planes(bits, esz, limit)], None, budget)
+        except ValueError:  # more exponent symbols than codes of <= limit bits tell apart
+            reasons.append(_over_limit("float_planes", int(np.count_nonzero(chunked_bincount(
+                (bits >> np.uint8(8 * esz - 9)).astype(np.uint16) & 0xFF, PLANE_SYMBOLS))), "exponent symbols"))
     # §18: tried when the background and its sign flip make 1/16 of the elements, and not when a plan
     # made is smaller than its rest plane alone (a clustered tensor: §6 holds it)
     if "sparse_planes" in allowed:
@@ -633,7 +642,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
         floor = rest_plane_bytes(n - share, esz) + esz + 10 + _STREAM_SIZES + 2 * _MIN_DESCRIPTOR
         if (want is not None or share * MIN_SHARE >= n and min((p.size for p in plans), default=float("inf")) > floor) \
                 and not over(floor):
-            _keep_best(plans, [SparsePlanes(bits, esz, bg, limit, big)], None, budget)
+            plan = SparsePlanes(bits, esz, bg, limit, big)
+            _keep_best(plans, [plan], None, budget)
+            if plan.symbols_over_limit:
+                reasons.append(_over_limit("sparse_planes", plan.symbols_over_limit, "symbols"))
     # §17 (exact size once its class counts are known); not picked for one distinct value when a
     # codebook plan holds it: one entry codes it with zero bits, layout 6's one byte less would not
     # pay for version 4. Made last: its pass over the elements stops once the size bounded from the
@@ -649,9 +661,7 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
         if not over(plan.size) and plan.size < known:  # then exact: what cannot_win=None would make
             _keep_best(plans, [plan], None, budget)
         elif plan.size == float("inf") and plan.classes_over_limit:
-            reasons.append(f"layout 'int_planes' needs max_code_length >= "
-                           f"{int(np.ceil(np.log2(plan.classes_over_limit)))} ({plan.classes_over_limit} "
-                           "value classes)")
+            reasons.append(_over_limit("int_planes", plan.classes_over_limit, "value classes"))
     plans = [p for p in plans if p.size != float("inf")]
     if not allowed and want is None:  # encode(layouts=...) names none this version and dtype allow
         newer = {lay: LAYOUT_SINCE[LAYOUT_CODES[lay]] for lay in sorted(choose) if layout_allowed(code, LAYOUT_CODES[lay])
@@ -825,7 +835,7 @@ def encode(array, *, layout=None, max_code_length=MAX_CODE_LENGTH, version=None,
     plans, reasons, skipped = _plans(a, code, bits, layout, int(max_code_length), version, axis, bool(context_model),
                                      budget, choose, cap)
     if not plans and skipped == float("inf"):
-        raise ValueError("; ".join(reasons) or "no layout can hold this tensor")
+        raise ValueError("; ".join(dict.fromkeys(reasons)) or "no layout can hold this tensor")  # each reason once
     best = min(plans, key=lambda p: p.size, default=None)
     if budget is not None and (best is None or best.size > budget):  # sizes: the streams' bits / 8 at least
         raise MaxBytesError(max_bytes, head + math.ceil(min(skipped, best.size if best else skipped)), False)

@@ -47,10 +47,12 @@ class SparsePlanes:
         sym[bits == (bg ^ bits.dtype.type(1 << (w - 1)))] = FLIPPED
         counts = np.bincount(sym, minlength=SPARSE_PLANE_SYMBOLS).astype(np.int64)
         self.stored = int(len(bits) - counts[FILLER] - counts[FLIPPED])
+        self.symbols_over_limit = 0  # symbols used when no code of <= limit bits holds them (encode's reason)
         try:
             self.plan = _sparse_plan(sym, counts, limit, big, bg=FILLER)
         except ValueError:  # more symbols used than codes of <= limit bits tell apart
             self.plan, self.size = None, float("inf")
+            self.symbols_over_limit = int(np.count_nonzero(counts))
             return
         # background, E, R, G (esz + 10) instead of §6's background index, E, G (8)
         self.size = self.plan["size"] - 8 + esz + 10 + _STREAM_SIZES + rest_plane_bytes(self.stored, esz)
