@@ -29,7 +29,7 @@ echo "   $(s390x-linux-gnu-gcc --version | head -n1); $(qemu-s390x-static --vers
 B=build/s390x
 BINS=""
 for t in test_codec test_codec_spread1 test_codec_minimal test_codec_no_64bit test_codec_no_int_planes \
-         test_unpack test_pages test_parallel test_huffdecode_op test_sparse_fc; do
+         test_codec_no_sparse_planes test_unpack test_pages test_parallel test_huffdecode_op test_sparse_fc; do
   BINS="$BINS $B/$t"
 done
 step "s390x (big-endian): build + C tests under qemu-s390x"
