@@ -560,7 +560,8 @@ def test_fc_with_too_many_values_is_refused_from_its_codebook_and_decoded(densit
     it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
     (row,) = it.compressed_report()
     assert row["route"] == "dense" and row["op"] == "FULLY_CONNECTED", row
-    assert row["reason"] == "more than 255 distinct non-zero values (in its codebook)", row
+    assert row["reason"] == ("more than 255 distinct non-zero values (in its codebook): cluster the weights to at "
+                             "most 255 values (dc_keras.cluster, bits <= 7) to run them compressed"), row
     xs = np.random.default_rng(1).random((5, 20)).astype(np.float32)
     np.testing.assert_array_equal(em.run(it, xs), em.run(_plain(plain), xs))
 
@@ -1250,7 +1251,8 @@ def _sparse_fc_api():
                     ("from_dense", C.c_uint32), ("table", C.c_uint32), ("fill", C.c_int32),
                     ("codebook", C.c_float * 256), ("packed_file", C.c_int32),
                     ("tile_groups", C.c_uint32), ("tile_ptr", C.c_void_p), ("tile_block", C.c_void_p),
-                    ("tile_steps", C.c_void_p), ("tile_e", C.c_void_p), ("tile_entries", C.c_uint64)]
+                    ("tile_steps", C.c_void_p), ("tile_e", C.c_void_p), ("tile_entries", C.c_uint64),
+                    ("value", C.c_void_p)]
 
     lib = _sparse_fc_lib()
     lib.dc_sparse_fc_form.argtypes = [C.c_char_p, C.c_size_t]
@@ -1390,8 +1392,9 @@ def test_form_from_header_agrees_with_the_build():
     TILES but built as rows: tile_entries keeps the count of the tiles (they did not fit), and
     dc_sparse_fc_build_max refusing the layer as too dense keeps it too (0 where they fit). Layers
     of 1..3 rows (output units) are said and built as rows: their tiles never fit. Float planes
-    (§12: no codebook) are said and built as rows, or refused by the build (> 255 values: only
-    the decode shows it). With the scalar kernels (dc_sparse_fc_use_simd(0)) nothing is said or
+    (§12: no codebook) are said ROWS and built as rows, or, with > 255 values (only the decode shows
+    it), as the value form (a float32 weight per non-zero, 6 bytes; a lookup table of them is
+    refused). With the scalar kernels (dc_sparse_fc_use_simd(0)) nothing is said or
     built on tiles; a lookup table (dc_sparse_table_build) never holds tiles. The struct read here
     is checked against dc_sparse_fc_bytes."""
     import ctypes as C
@@ -1429,7 +1432,14 @@ def test_form_from_header_agrees_with_the_build():
                                           or (avx and layout != "float_planes" and said <= 32))
         assert form == (FORM_TILES if said_tiles else FORM_ROWS), (name, form)
         if layout == "float_planes" and kept > 255:  # §12: the count is known only from the decode
-            assert st == SFC_UNSUPPORTED and b"more than 255" in bwhy.value, (name, st, bwhy.value)
+            # the value form (a float32 weight per non-zero: no codebook, no tiles), through the dense copy
+            assert st == SFC_OK and m.value and not m.code and not m.tile_e, (name, st, bwhy.value)
+            nnz = int(nz.sum())
+            assert (m.nnz, m.num_values, m.from_dense) == (nnz, 0, 1), name
+            assert lib.dc_sparse_fc_bytes(C.byref(m)) == C.sizeof(SparseFc) + 4 * (w.shape[0] + 1) + 6 * nnz, name
+            lib.dc_sparse_fc_free(C.byref(m))
+            tst = lib.dc_sparse_table_build(p, len(p), C.byref(m), C.byref(ds), bwhy, 256)  # tables: no value form
+            assert tst == SFC_UNSUPPORTED and b"more than 255" in bwhy.value and b"dc_keras.cluster" in bwhy.value
             seen.add("planes > 255")
             continue
         assert st == SFC_OK, (name, st, ds.value, bwhy.value)

@@ -1105,7 +1105,7 @@ _SIGNATURE_SHAPE_FIX = "give it an array of that shape (any size only where -1)"
 
 def _warn_if_nothing_compressed(label, report) -> None:
     """weights="compressed" on a packed model none of whose packed tensors runs compressed (a conv
-    net, a float16 or dynamic-range export, unclustered or dense layers): it then runs as with
+    net, a float16 or dynamic-range export, dense layers, unclustered embedding tables): it then runs as with
     "decoded" and saves no memory, which only ``compressed_report()`` said; a UserWarning now says so
     with the reasons (the first three) and what runs compressed (from ``allocate_tensors`` or a signature
     runner's first call: ``Interpreter._say_nothing_compressed``)."""
@@ -1116,8 +1116,9 @@ def _warn_if_nothing_compressed(label, report) -> None:
     more = f"; and {len(rows) - 3} more" if len(rows) > 3 else ""
     warnings.warn(f"{label}: weights='compressed', but none of its {len(rows)} packed tensor(s) runs compressed, "
                   f"so the model runs as with weights='decoded' and saves no memory: {said}{more}. The "
-                  "compressed kernels take pruned float32 weights with <= 255 distinct non-zero values (clustered) "
-                  "or full-integer int8 weights of FULLY_CONNECTED, EMBEDDING_LOOKUP and GATHER (docs/runtime.md); "
+                  "compressed kernels take pruned float32 weights (FULLY_CONNECTED: clustered or not; EMBEDDING_LOOKUP "
+                  "and GATHER: <= 255 distinct non-zero values, clustered) or full-integer int8 weights of those "
+                  "operators (docs/runtime.md); "
                   "compressed_report() lists each tensor", UserWarning, stacklevel=4)
 
 

@@ -9,7 +9,9 @@
  *    on DC_SFC_DECODE its decode status equals dc_decode's; DC_SFC_UNSUPPORTED comes with a
  *    reason; a failed build leaves the form zeroed;
  *  - a built form is consistent (rows: row_ptr monotone, ends at nnz, columns < cols and
- *    increasing within a row, codes < num_values for float, int8 row sums; the tile form kept
+ *    increasing within a row, codes < num_values for float, int8 row sums; the value form only
+ *    for float32 planes (§12, §18) of more than 255 distinct non-zero values, through the dense
+ *    copy, without codes or tiles (dc_sparse_fc_add_tiles refuses it); the tile form kept
  *    instead on AVX-512 CPUs: sfc_tiles_mismatch's structure checks and int8 row sums) and
  *    holds exactly the non-zeros of the decoded tensor (tests/sparse_fc_check.h, shared with tests/test_sparse_fc.c);
  *  - built with the scalar kernels in use (dc_sparse_fc_use_simd(0)): the same status and count,
@@ -285,7 +287,7 @@ static void check_build_max(const uint8_t* buf, size_t size, const dc_sparse_fc*
   REQUIRE(dc_sparse_fc_build_max(buf, size, m->nnz - 1, &b, &got, &ds, why, sizeof why) ==
           DC_SFC_TOO_DENSE);
   REQUIRE(b.nnz == m->nnz && b.rows == m->rows && b.cols == m->cols && !b.row_ptr && !b.col &&
-          !b.code && !b.row_sum && !b.tile_e &&
+          !b.code && !b.row_sum && !b.tile_e && !b.value &&
           b.tile_entries == (m->tile_e ? 0 : m->tile_entries));
   REQUIRE((got != NULL) == (m->from_dense != 0));
   REQUIRE(!got || !memcmp(got, dense, out_size));
@@ -307,7 +309,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dc_sfc_status st = dc_sparse_fc_build(buf, size, &m, &ds, why, sizeof why);
   if (st != DC_SFC_OK) {
     REQUIRE(m.row_ptr == NULL && m.col == NULL && m.code == NULL && m.row_sum == NULL &&
-            m.tile_e == NULL && m.tile_ptr == NULL);
+            m.tile_e == NULL && m.tile_ptr == NULL && m.value == NULL);
   }
   if (st == DC_SFC_UNSUPPORTED) REQUIRE(why[0] != '\0');
   /* what the header alone says, the build says too (before decoding anything) */
@@ -332,6 +334,12 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     REQUIRE(dd == DC_OK && info.rank == 2 && m.rows == info.dims[0] && m.cols == info.dims[1]);
     REQUIRE(info.dtype == m.dtype && (m.dtype == DC_DTYPE_FLOAT32 || m.dtype == DC_DTYPE_INT8));
     REQUIRE(sfc_form_mismatch(&m, dense) < 0);
+    if (m.value) {
+      /* header byte 7: the layout (FORMAT.md §2) */
+      REQUIRE(size > 7 && (buf[7] == DC_LAYOUT_FLOAT_PLANES || buf[7] == DC_LAYOUT_SPARSE_PLANES));
+      REQUIRE(m.dtype == DC_DTYPE_FLOAT32 && m.from_dense && !m.code && !m.tile_e &&
+              m.num_values == 0 && m.nnz > DC_SFC_MAX_VALUES && dc_sparse_fc_add_tiles(&m) == 0);
+    }
     static const int simds[] = {1, 3, 4, 0}; /* the run-time choice (AVX-512 on such CPUs), the
                                               * same without VNNI (int8 tiles), the AVX2 kernels
                                               * (on AVX-512 CPUs too), then scalar */

@@ -27,8 +27,15 @@
  *    (docs/android_design_notes.md "The tile form instead of the rows"), one body per
  *    instruction set: AVX-512 (16 lanes per register) and AVX2 + FMA (two halves of 8), the
  *    same bits (NaN for NaN: where two NaNs meet, which one an FMA passes on is open).
- * A built form holds one of the two (dc_sparse_fc_add_tiles can add tiles next
- * to rows); row_ptr == NULL means the tile form alone.
+ *  - values (row_ptr, col, value): the rows with the float32 weight itself per non-zero
+ *    instead of a code (value != NULL, code NULL, num_values 0): 6 bytes per non-zero + 4
+ *    per row, for float32 FC weights of more than 255 distinct non-zero values, pruned but not
+ *    clustered (§12 and §18 float planes, which hold no codebook; through the transient dense
+ *    copy).  The scalar kernels on every CPU, in the scalar row kernels' summation order (rows
+ *    of codes and of values of the same weights give the same bits there).  Not for lookup
+ *    tables (dc_sparse_table_build still refuses > 255 values).
+ * A built form holds one of these (dc_sparse_fc_add_tiles can add tiles next
+ * to rows of codes); row_ptr == NULL means the tile form alone.
  *
  * The packed bytes are untrusted: everything is validated (dc_peek/dc_decode
  * checks the format and checksum; the builder checks rank, sizes, value count)
@@ -92,6 +99,8 @@ typedef struct {
                           * DC_SFC_TILE_FILL per non-zero: the rows instead; with
                           * DC_SFC_TOO_DENSE: would not have fit), or 0 (out of memory for the
                           * tiles: the rows; DC_SFC_TOO_DENSE: they fit) */
+  float* value;          /* the value form (above): nnz float32 weights, in the order of col; NULL
+                          * in every other form (code then holds the weights' codes) */
 } dc_sparse_fc;
 
 #define DC_SFC_TILE_EMPTY 0x8000u
@@ -182,6 +191,12 @@ DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64
  * included, an int8 form without row_sum) or out of memory (the form is unchanged and still
  * complete). */
 DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m);
+
+/* The distinct non-zero values (bit patterns; +-0 not counted) of n float32 weights w, counted up
+ * to DC_SFC_MAX_VALUES + 1 (more: that): at most DC_SFC_MAX_VALUES, an FC layer of them takes a
+ * form of codes, else the value form.  For a caller given a decoded weight (dc_sparse_fc_build_max
+ * hands one over) that picks a density limit by form.  0 for w NULL. */
+DC_API uint32_t dc_sparse_fc_count_values(const float* w, uint64_t n);
 
 DC_API void dc_sparse_fc_free(dc_sparse_fc* m);
 

@@ -151,6 +151,7 @@ DC_API void dc_sparse_fc_free(dc_sparse_fc* m) {
   free(m->col);
   free(m->code);
   free(m->row_sum);
+  free(m->value);
   tiles_free(m);
   memset(m, 0, sizeof *m);
 }
@@ -569,7 +570,7 @@ static int rows_to_tiles(dc_sparse_fc* m) {
 }
 
 DC_API int dc_sparse_fc_add_tiles(dc_sparse_fc* m) {
-  if (!m || m->tile_e || !m->row_ptr || (m->dtype == DC_DTYPE_INT8 && !m->row_sum) ||
+  if (!m || m->tile_e || !m->row_ptr || m->value || (m->dtype == DC_DTYPE_INT8 && !m->row_sum) ||
       !tiles_hold(m->dtype, m->table, m->num_values, m->rows, m->cols) || !rows_ok(m))
     return 0;
   return rows_to_tiles(m); /* none built: tile_entries (tiles that did not fit) unchanged */
@@ -652,7 +653,7 @@ DC_API size_t dc_sparse_fc_bytes(const dc_sparse_fc* m) {
   size_t b = sizeof *m;
   if (m->row_ptr)
     b += ((size_t)m->rows + 1) * sizeof(uint32_t) +
-         (size_t)m->nnz * (sizeof(uint16_t) + sizeof(uint8_t));
+         (size_t)m->nnz * (sizeof(uint16_t) + (m->value ? sizeof(float) : sizeof(uint8_t)));
   if (m->row_sum) b += (size_t)m->rows * sizeof(int32_t);
   if (m->tile_e) b += tile_bytes(m->tile_groups, m->tile_ptr[m->tile_groups], m->tile_entries);
   return b;
@@ -685,6 +686,14 @@ static int value_code(ValueMap* vm, dc_sparse_fc* m, uint32_t bits) {
   }
 }
 
+/* The fix said with "more than 255 distinct non-zero values": a codebook of more values (an FC
+ * layer clustered to 8 bits or more, without a zero cluster) or a lookup table of more (tables
+ * have no value form).  An FC layer pruned but not clustered packs as float planes (§12, §18) and
+ * runs on the value form instead (dc_sparse_fc.h). */
+#define DC_SFC_VALUES_FIX                                                                  \
+  ": cluster the weights to at most 255 values (dc_keras.cluster, bits <= 7) to run them " \
+  "compressed"
+
 static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why, size_t why_size) {
   ValueMap vm;
   memset(vm.val, 0xff, sizeof vm.val); /* -1 = empty */
@@ -705,7 +714,8 @@ static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why, s
         last_code = value_code(&vm, m, bits);
         last_bits = bits;
         if (last_code < 0) {
-          say(why, why_size, "more than %u distinct non-zero values", DC_SFC_MAX_VALUES);
+          say(why, why_size, "more than %u distinct non-zero values" DC_SFC_VALUES_FIX,
+              DC_SFC_MAX_VALUES);
           return DC_SFC_UNSUPPORTED;
         }
       }
@@ -716,6 +726,51 @@ static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why, s
   }
   row_ptr[rows] = k;
   return DC_SFC_OK;
+}
+
+/* The value form (dc_sparse_fc.h) of a float32 FC weight that compact_float found to hold more
+ * than DC_SFC_MAX_VALUES distinct non-zero values, built on its rows (row_ptr, col: rewritten
+ * whole): the 1-byte codes give way to the weights themselves.  The codebook is emptied.
+ * DC_SFC_NOMEM when the values find no memory (the form is then freed by the caller). */
+static dc_sfc_status compact_values(const float* w, dc_sparse_fc* m) {
+  free(m->code);
+  m->code = NULL;
+  m->num_values = 0;
+  memset(m->codebook, 0, sizeof m->codebook);
+  m->value = (float*)dc_alloc_output((size_t)(m->nnz ? m->nnz : 1) * sizeof(float));
+  if (!m->value) return DC_SFC_NOMEM;
+  uint32_t k = 0;
+  const uint32_t rows = m->rows, cols = m->cols;
+  for (uint32_t r = 0; r < rows; ++r) {
+    const uint32_t* row = (const uint32_t*)(const void*)(w + (size_t)r * cols);
+    m->row_ptr[r] = k;
+    for (uint32_t c = 0; c < cols; ++c) {
+      const uint32_t bits = row[c];
+      if (omitted(bits, 0)) continue;
+      m->col[k] = (uint16_t)c;
+      memcpy(&m->value[k], &bits, sizeof bits);
+      ++k;
+    }
+  }
+  m->row_ptr[rows] = k;
+  return DC_SFC_OK;
+}
+
+DC_API uint32_t dc_sparse_fc_count_values(const float* w, uint64_t n) {
+  ValueMap vm;
+  dc_sparse_fc probe; /* value_code's count and codebook */
+  uint32_t last = 0;
+  if (!w) return 0;
+  memset(vm.val, 0xff, sizeof vm.val);
+  probe.num_values = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    memcpy(&bits, w + i, sizeof bits);
+    if (omitted(bits, 0) || (bits == last && probe.num_values)) continue;
+    last = bits;
+    if (value_code(&vm, &probe, bits) < 0) return DC_SFC_MAX_VALUES + 1;
+  }
+  return probe.num_values;
 }
 
 static void compact_int8(const int8_t* w, dc_sparse_fc* m) {
@@ -1302,7 +1357,8 @@ static dc_sfc_status check_header(const dc_header* h, uint32_t table, uint32_t* 
   const uint32_t n = values || len > DC_SFC_MAX_VALUES ? codebook_values(h, table) : 0;
   if (values) *values = n;
   if (n == DC_SFC_NO_CODEBOOK || n <= DC_SFC_MAX_VALUES) return DC_SFC_OK;
-  say(why, why_size, "more than %u distinct non-zero values (in its codebook)", DC_SFC_MAX_VALUES);
+  say(why, why_size, "more than %u distinct non-zero values (in its codebook)" DC_SFC_VALUES_FIX,
+      DC_SFC_MAX_VALUES);
   return DC_SFC_UNSUPPORTED;
 }
 
@@ -1412,14 +1468,23 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     return too_dense(m);
   }
   s = alloc_form(m, nnz, &w, &task);
+  int value_form = 0; /* the values instead of the codes (dc_sparse_fc.h) */
   if (s == DC_SFC_OK) {
     if (h.info.dtype == DC_DTYPE_FLOAT32) {
       s = compact_float((const float*)dense, m, why, why_size);
+      /* more than DC_SFC_MAX_VALUES values: only float planes (§12, §18), whose values have no
+       * codebook to say so from the header (check_header refuses larger codebooks), and only for
+       * FC weights (a lookup table keeps the codes) */
+      value_form = s == DC_SFC_UNSUPPORTED && !table && values == DC_SFC_NO_CODEBOOK;
     } else {
       compact_int8((const int8_t*)dense, m);
     }
   }
   helper_join(m, &w, task);
+  if (value_form) {
+    s = compact_values((const float*)dense, m);
+    if (why && why_size) why[0] = '\0'; /* compact_float's reason no longer applies */
+  }
   free(dense);
   if (s != DC_SFC_OK) dc_sparse_fc_free(m);
   if (s == DC_SFC_OK) rows_or_tiles(m, tiles);
@@ -1463,6 +1528,10 @@ DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64
     if (m->dtype == DC_DTYPE_FLOAT32) {
       float* y = (float*)out + i * cols;
       memset(y, 0, cols * sizeof(float));
+      if (m->value) { /* an FC form of values (tables are never built so) */
+        for (uint32_t j = m->row_ptr[r]; j < end; ++j) y[m->col[j]] = m->value[j];
+        continue;
+      }
       for (uint32_t j = m->row_ptr[r]; j < end; ++j) y[m->col[j]] = m->codebook[m->code[j]];
     } else {
       int8_t* y = (int8_t*)out + i * cols;
@@ -1494,6 +1563,32 @@ static void float_batch1(const dc_sparse_fc* m, const float* x, const float* bia
       a3 += cb[code[j + 3]] * x[col[j + 3]];
     }
     for (; j < end; ++j) a0 += cb[code[j]] * x[col[j]];
+    float acc = (a0 + a1) + (a2 + a3);
+    if (bias) acc += bias[r];
+    y[r] = clampf(acc, lo, hi);
+  }
+}
+
+/* float_batch1 on the value form: the weight read from m->value instead of the codebook, in
+ * the same order (rows of codes and of values of the same weights: the same bits on the scalar
+ * kernels).  Every CPU runs the value form on the scalar kernels: an AVX-512 batch-1 kernel
+ * (float_batch1_avx512's gathers of x, the weights loaded 16 at a time) was 1.3-1.45x slower than
+ * this loop at 5-40 % density on 784x300 and 1024x1024 layers on the AMD Zen 4 test host
+ * (benchmarks/bench_values.py, 2026-12-07: gathers are its limit), so it is not shipped. */
+static void float_batch1_values(const dc_sparse_fc* m, const float* x, const float* bias, float lo,
+                                float hi, float* y) {
+  const uint16_t* col = m->col;
+  const float* v = m->value;
+  for (uint32_t r = 0; r < m->rows; ++r) {
+    uint32_t j = m->row_ptr[r], end = m->row_ptr[r + 1];
+    float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+    for (; j + 4 <= end; j += 4) {
+      a0 += v[j] * x[col[j]];
+      a1 += v[j + 1] * x[col[j + 1]];
+      a2 += v[j + 2] * x[col[j + 2]];
+      a3 += v[j + 3] * x[col[j + 3]];
+    }
+    for (; j < end; ++j) a0 += v[j] * x[col[j]];
     float acc = (a0 + a1) + (a2 + a3);
     if (bias) acc += bias[r];
     y[r] = clampf(acc, lo, hi);
@@ -1894,7 +1989,46 @@ static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, cons
     for (uint32_t b = 0; b < T; ++b) y[(size_t)b * rows + r] = clampf(a[b] + bv, lo, hi);
   }
 }
+/* float_tile8 on the value form (the weight from m->value; the same order). */
+static void float_tile8_values(const dc_sparse_fc* m, const float* xt, uint32_t T,
+                               const float* bias, float lo, float hi, float* y) {
+  const uint16_t* col = m->col;
+  const float* v = m->value;
+  const uint32_t rows = m->rows;
+  for (uint32_t r = 0; r < rows; ++r) {
+    dc_v4f a0 = {0.f, 0.f, 0.f, 0.f}, a1 = a0;
+    const uint32_t end = m->row_ptr[r + 1];
+    for (uint32_t j = m->row_ptr[r]; j < end; ++j) {
+      const float w = v[j];
+      const dc_v4f wv = {w, w, w, w};
+      dc_v4f x0, x1;
+      memcpy(&x0, xt + (size_t)col[j] * 8, sizeof x0);
+      memcpy(&x1, xt + (size_t)col[j] * 8 + 4, sizeof x1);
+      a0 += wv * x0;
+      a1 += wv * x1;
+    }
+    float a[8];
+    memcpy(a, &a0, sizeof a0);
+    memcpy(a + 4, &a1, sizeof a1);
+    const float bv = bias ? bias[r] : 0.f;
+    for (uint32_t b = 0; b < T; ++b) y[(size_t)b * rows + r] = clampf(a[b] + bv, lo, hi);
+  }
+}
 #else
+static void float_tile8_values(const dc_sparse_fc* m, const float* xt, uint32_t T,
+                               const float* bias, float lo, float hi, float* y) {
+  const uint32_t rows = m->rows;
+  for (uint32_t r = 0; r < rows; ++r) {
+    float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (uint32_t j = m->row_ptr[r]; j < m->row_ptr[r + 1]; ++j) {
+      const float w = m->value[j];
+      const float* xp = xt + (size_t)m->col[j] * 8;
+      for (int b = 0; b < 8; ++b) a[b] += w * xp[b];
+    }
+    const float bv = bias ? bias[r] : 0.f;
+    for (uint32_t b = 0; b < T; ++b) y[(size_t)b * rows + r] = clampf(a[b] + bv, lo, hi);
+  }
+}
 static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, const float* bias,
                         float lo, float hi, float* y) {
   const float* cb = m->codebook;
@@ -1968,20 +2102,22 @@ DC_API void dc_sparse_fc_float(const dc_sparse_fc* m, const float* x, size_t bat
     size_t left = batch - b0;
     if (left == 1 || !scratch) {
 #if DC_SFC_X86
-      if (simd()) {
+      if (simd() && !m->value) { /* the value form: the scalar kernel (float_batch1_values) */
         float_batch1_avx512(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
         ++b0;
         continue;
       }
 #endif
-      float_batch1(m, x + b0 * cols, bias, act_min, act_max, y + b0 * rows);
+      (m->value ? float_batch1_values : float_batch1)(m, x + b0 * cols, bias, act_min, act_max,
+                                                      y + b0 * rows);
       ++b0;
       continue;
     }
     /* tile of T <= 8 batch rows, transposed: scratch[c * 8 + b], zeros past T */
     uint32_t T = left < DC_SFC_BATCH_TILE ? (uint32_t)left : DC_SFC_BATCH_TILE;
     (void)x_transpose(x + b0 * cols, cols, T, scratch);
-    float_tile8(m, scratch, T, bias, act_min, act_max, y + b0 * rows);
+    (m->value ? float_tile8_values : float_tile8)(m, scratch, T, bias, act_min, act_max,
+                                                  y + b0 * rows);
     b0 += T;
   }
 }

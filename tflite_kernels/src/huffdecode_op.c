@@ -1720,7 +1720,19 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  *    non-zero; tiles: 0.67x at 20 %, 0.90x at 30 %).  For time: XNNPACK's int8 kernel is faster
  *    than the rows at nearly every density (1024^2: 3.5x at 10 %); the tiles are faster at 5 %
  *    (0.53-0.85x), about even at 10 % (0.72-1.17x), mostly slower at 20 % (0.94-1.74x).
+ *  - float32 packed as float planes (FORMAT.md §12, §18: pruned but unclustered weights, more than
+ *    255 distinct non-zero values), which run on the value form (dc_sparse_fc.h: the float32
+ *    weight per non-zero, 6 bytes, the scalar kernels on every CPU; since 2026-12-07): 10 %, the
+ *    densest density measured (5, 10, 15, 20, 30, 40 %) at which it was faster than XNNPACK at
+ *    batch 1 and 8 on 784x300 and 1024x1024 layers (benchmarks/bench_values.py, docs/results.md
+ *    "Unclustered FC layers on the value form"), at 0.15x of the dense memory; at 20 % batch 1
+ *    took 1.0-1.5x, at 30 % 1.6-2.1x.  Taken from the header's layout, before the build, so that
+ *    a layer above it is decoded once (the build hands its decoded weight over); float planes of
+ *    <= 255 values (clustered, rare: their encoder picks a codebook) get the rows of codes and
+ *    their limit once that weight shows it (settle_candidate: such a layer between the two
+ *    limits is decoded twice).
  * An explicit max_density applies to every form. */
+#define DC_DEFAULT_MAX_DENSITY_FLOAT32_VALUES 10
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32 30
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES 40
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32_AVX2 5
@@ -1731,9 +1743,19 @@ static int avx2_kernels(void) {
   return strcmp(dc_sparse_fc_kernel_name(), "avx2") == 0;
 }
 
-static int max_density_for(const DcDelegate* d, int dtype, dc_sfc_form form) {
+/* 1 for a float32 weight packed as float planes (§12, §18: no codebook; the value form when it
+ * holds more than 255 distinct non-zero values). */
+static int float_planes(const dc_tensor_info* info) {
+  return info->dtype == DC_DTYPE_FLOAT32 &&
+         (info->layout == DC_LAYOUT_FLOAT_PLANES || info->layout == DC_LAYOUT_SPARSE_PLANES);
+}
+
+/* values: the layer is taken to run on the value form (float_planes, until its decode shows <= 255
+ * values). */
+static int max_density_for(const DcDelegate* d, int dtype, dc_sfc_form form, int values) {
   if (d->max_density) return d->max_density;
   if (dtype == DC_DTYPE_INT8) return DC_DEFAULT_MAX_DENSITY_INT8;
+  if (values) return DC_DEFAULT_MAX_DENSITY_FLOAT32_VALUES;
   if (form == DC_SFC_FORM_TILES) return DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES;
   return avx2_kernels() ? DC_DEFAULT_MAX_DENSITY_FLOAT32_AVX2 : DC_DEFAULT_MAX_DENSITY_FLOAT32;
 }
@@ -1742,8 +1764,9 @@ static int max_density_for(const DcDelegate* d, int dtype, dc_sfc_form form) {
 typedef enum { ROWS_SAID = 0, ROWS_TILES_DO_NOT_FIT, ROWS_NO_MEMORY_FOR_TILES } RowsWhy;
 
 /* Which default max_density_for applied, for the report ("... (default max_density for %s)"). */
-static const char* default_density_name(int dtype, dc_sfc_form form, RowsWhy rows_why) {
+static const char* default_density_name(int dtype, dc_sfc_form form, RowsWhy rows_why, int values) {
   if (dtype == DC_DTYPE_INT8) return "int8 weights";
+  if (values) return "unclustered float32 weights, on the value form";
   if (form == DC_SFC_FORM_TILES) return "float32 weights on the tile form";
   if (rows_why == ROWS_TILES_DO_NOT_FIT)
     return "float32 weights on the row form: its tiles did not fit";
@@ -1779,20 +1802,37 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     int limit = 100;
     RowsWhy rows_why = ROWS_SAID;
     dc_sfc_form form = DC_SFC_FORM_ROWS;
+    int values = 0; /* float planes: the value form's default (max_density_for) */
     if (fc->reg->builtin_code == kTfLiteBuiltinFullyConnected &&
         dc_peek((const uint8_t*)pk->data.raw_const, pk->bytes, &info) == DC_OK && info.rank == 2) {
       form = dc_sparse_fc_form((const uint8_t*)pk->data.raw_const, pk->bytes);
-      limit = max_density_for(d, info.dtype, form);
+      values = float_planes(&info);
+      limit = max_density_for(d, (int)info.dtype, form, values);
       lim.max_nnz = (uint64_t)limit * info.dims[0] * info.dims[1] / 100;
       lp = &lim;
     }
     r = plan_make(context, fc, lp, &p, why, sizeof why);
+    if (r == 2 && values && !d->max_density && lim.dense &&
+        dc_sparse_fc_count_values((const float*)lim.dense, info.dims[0] * info.dims[1]) <=
+            DC_SFC_MAX_VALUES) {
+      /* refused at the value form's default, but float planes of <= 255 values (clustered: rare,
+       * their encoder picks a codebook) take the rows of codes, under the rows' default: known
+       * only from the decoded weight the build handed over; built again from the packed bytes */
+      values = 0;
+      limit = max_density_for(d, (int)info.dtype, form, 0);
+      lim.max_nnz = (uint64_t)limit * info.dims[0] * info.dims[1] / 100;
+      if (lim.nnz <= lim.max_nnz) {
+        free(lim.dense);
+        lim.dense = NULL;
+        r = plan_make(context, fc, lp, &p, why, sizeof why);
+      }
+    }
     if (lp && !d->max_density && form == DC_SFC_FORM_TILES &&
         ((r == 1 && !p->m.tile_e) || (r == 2 && lim.tile_entries))) {
       /* on the tile form's default, but the rows: its tiles did not fit (dc_sparse_fc_form; a
        * refused layer's would not have: their count) or there was no memory for them (built:
        * tile_entries 0), known only now; the rows' default applies */
-      const int rows_limit = max_density_for(d, info.dtype, DC_SFC_FORM_ROWS);
+      const int rows_limit = max_density_for(d, (int)info.dtype, DC_SFC_FORM_ROWS, 0);
       const uint64_t nnz = r == 1 ? p->m.nnz : lim.nnz;
       if (nnz > (uint64_t)rows_limit * info.dims[0] * info.dims[1] / 100) {
         rows_why = r == 2 || p->m.tile_entries ? ROWS_TILES_DO_NOT_FIT : ROWS_NO_MEMORY_FOR_TILES;
@@ -1811,7 +1851,7 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
         set_msg(why, sizeof why, "density %s %% > max_density %d %%; decoded", pct, limit);
       } else {
         set_msg(why, sizeof why, "density %s %% > %d %% (default max_density for %s); decoded", pct,
-                limit, default_density_name((int)info.dtype, form, rows_why));
+                limit, default_density_name((int)info.dtype, form, rows_why, values));
       }
       dense = lim.dense;
       r = 0;
@@ -2493,7 +2533,8 @@ static int check_environment(void (*report_error)(const char*)) {
  * "decode_threads" = "0" (default: one per CPU, or DC_KERAS_DECODE_THREADS) | "1" (serial) | N;
  * "decode_async" = "1" (default: decode_lazily where available) | "0" (decode within Prepare);
  * "max_density" = "1".."100" (default, max_density_for: 30 for float32 weights on the row form,
- * 40 on the tile form, 5 with the AVX2 kernels, 25 for int8): with weights=compressed,
+ * 40 on the tile form, 5 with the AVX2 kernels, 10 for unclustered float32 weights (float planes:
+ * the value form), 25 for int8): with weights=compressed,
  * FULLY_CONNECTED layers with more
  * non-zero weights than that percent stay decoded (dense layers run faster on the dense kernels,
  * docs/android.md); the option applies to every form; 100: all run compressed. */

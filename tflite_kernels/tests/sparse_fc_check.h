@@ -90,7 +90,8 @@ static int64_t sfc_tiles_mismatch(const dc_sparse_fc* m, const void* dense) {
 
 /* -1 if the form holds exactly the non-zeros of `dense` (the decoded row-major rows x cols
  * tensor) row by row, columns increasing, codes valid (float: codebook[code] has the weight's bit
- * pattern; -0.0 is a zero) and, for int8, row_sum[r] is the row's sum; otherwise the first row
+ * pattern, or, in the value form, value[k] has it; -0.0 is a zero) and, for int8, row_sum[r] is
+ * the row's sum; otherwise the first row
  * that differs (rows: the ends of row_ptr).  A form holds rows, a tile form
  * (sfc_tiles_mismatch), or both: each is checked. */
 static int64_t sfc_form_mismatch(const dc_sparse_fc* m, const void* dense) {
@@ -100,7 +101,8 @@ static int64_t sfc_form_mismatch(const dc_sparse_fc* m, const void* dense) {
     const int64_t t = sfc_tiles_mismatch(m, dense);
     if (t >= 0 || !m->row_ptr) return t;
   }
-  if (!m->row_ptr) return m->rows;
+  if (!m->row_ptr || (m->value && (m->code || m->dtype != DC_DTYPE_FLOAT32 || m->num_values)))
+    return m->rows;
   if (m->row_ptr[0] != 0 || m->row_ptr[m->rows] != m->nnz) return m->rows;
   for (uint32_t r = 0; r < m->rows; ++r) {
     int bad = m->row_ptr[r] > m->row_ptr[r + 1];
@@ -111,8 +113,10 @@ static int64_t sfc_form_mismatch(const dc_sparse_fc* m, const void* dense) {
         uint32_t bits;
         memcpy(&bits, raw + 4 * i, 4);
         if ((bits << 1) == 0) continue;
-        bad = k >= m->row_ptr[r + 1] || m->col[k] != c || m->code[k] >= m->num_values ||
-              memcmp(&m->codebook[m->code[k]], &bits, 4) != 0;
+        bad = k >= m->row_ptr[r + 1] || m->col[k] != c ||
+              (m->value ? memcmp(&m->value[k], &bits, 4) != 0
+                        : m->code[k] >= m->num_values ||
+                              memcmp(&m->codebook[m->code[k]], &bits, 4) != 0);
       } else {
         int8_t v = (int8_t)raw[i];
         sum += v;
@@ -158,17 +162,18 @@ static int sfc_tiles_fit(const dc_sparse_fc* m, uint64_t entries, uint64_t nnz) 
 }
 
 /* 1 if two built forms are the same: shape, type, count, codebook, row sums, and the same rows
- * and / or tile form, array for array. */
+ * (of codes or of values) and / or tile form, array for array. */
 static int sfc_same_form(const dc_sparse_fc* a, const dc_sparse_fc* b) {
   if (a->rows != b->rows || a->cols != b->cols || a->dtype != b->dtype || a->nnz != b->nnz ||
       a->num_values != b->num_values || !a->row_ptr != !b->row_ptr || !a->tile_e != !b->tile_e ||
       memcmp(a->codebook, b->codebook, a->num_values * sizeof(float)) != 0 ||
-      !a->row_sum != !b->row_sum ||
+      !a->row_sum != !b->row_sum || !a->value != !b->value ||
       (a->row_sum && memcmp(a->row_sum, b->row_sum, (size_t)a->rows * sizeof(int32_t)) != 0))
     return 0;
-  if (a->row_ptr &&
-      (memcmp(a->row_ptr, b->row_ptr, ((size_t)a->rows + 1) * sizeof(uint32_t)) ||
-       memcmp(a->col, b->col, a->nnz * sizeof(uint16_t)) || memcmp(a->code, b->code, a->nnz)))
+  if (a->row_ptr && (memcmp(a->row_ptr, b->row_ptr, ((size_t)a->rows + 1) * sizeof(uint32_t)) ||
+                     memcmp(a->col, b->col, a->nnz * sizeof(uint16_t)) ||
+                     (a->value ? memcmp(a->value, b->value, a->nnz * sizeof(float))
+                               : memcmp(a->code, b->code, a->nnz))))
     return 0;
   if (a->tile_e) {
     const uint32_t tiles = a->tile_ptr[a->tile_groups];

@@ -150,6 +150,17 @@ static int make_form(const float* w, uint32_t rows, uint32_t cols, int form, dc_
   return 1;
 }
 
+/* The value form (dc_sparse_fc.h) of rows of codes m: the weight itself per non-zero instead of
+ * its code (what the build makes of float planes of > 255 values), in place: the codes freed. */
+static void to_values(dc_sparse_fc* m) {
+  m->value = malloc((size_t)(m->nnz ? m->nnz : 1) * sizeof(float));
+  for (uint64_t k = 0; k < m->nnz; ++k) m->value[k] = m->codebook[m->code[k]];
+  free(m->code);
+  m->code = NULL;
+  m->num_values = 0;
+  memset(m->codebook, 0, sizeof m->codebook);
+}
+
 /* The dense reference of y[b, r] (double precision) and the sum of |terms|; NaN / inf inputs
  * give what IEEE arithmetic gives (NaN times a non-zero weight: NaN; inf - inf: NaN). */
 static double ref_out(const float* w, const float* x, const float* bias, uint32_t cols, size_t b,
@@ -185,11 +196,44 @@ static void test_float_kernel_x(uint32_t rows, uint32_t cols, size_t batch, floa
   float* bias = malloc(rows * sizeof(float));
   for (uint32_t r = 0; r < rows; ++r) bias[r] = (float)((int)(rnd() % 201) - 100) / 64.f;
   float* y = malloc(batch * rows * sizeof(float));
+  float* y0 = malloc(batch * rows * sizeof(float)); /* form 3: its rows of codes' outputs */
   float* scratch = malloc(cols * DC_SFC_BATCH_TILE * sizeof(float));
-  for (int form = 0; form < 3; ++form) {
+  for (int form = 0; form < 4; ++form) { /* 3: the value form of the rows */
     dc_sparse_fc m;
-    if (!make_form(w, rows, cols, form, &m)) continue;
+    if (!make_form(w, rows, cols, form == 3 ? 0 : form, &m)) continue;
+    if (form == 3) { /* the rows of codes on the scalar kernels, which the value form runs on */
+      const int was0 = dc_sparse_fc_use_simd(0);
+      dc_sparse_fc_float(&m, x, batch, with_bias ? bias : NULL, lo, hi, y0, scratch);
+      dc_sparse_fc_use_simd(was0);
+      to_values(&m);
+      const int was = dc_sparse_fc_use_simd(1);
+      CHECK(dc_sparse_fc_add_tiles(&m) == 0 && !m.tile_e, "tiles added to a value form");
+      dc_sparse_fc_use_simd(was);
+      CHECK(dc_sparse_fc_bytes(&m) == sizeof m + 4 * ((size_t)rows + 1) + 6 * (size_t)m.nnz,
+            "bytes of a value form %ux%u", rows, cols);
+    }
     dc_sparse_fc_float(&m, x, batch, with_bias ? bias : NULL, lo, hi, y, scratch);
+    if (form == 3) { /* the same kernels in the same order as the codes': the same bits */
+      size_t i = 0;
+      while (i < batch * rows &&
+             (!memcmp(y + i, y0 + i, sizeof(float)) || (isnan(y[i]) && isnan(y0[i]))))
+        ++i;
+      CHECK(i == batch * rows,
+            "float %ux%u batch %zu: the value form's bits differ from the codes'", rows, cols,
+            batch);
+      /* and without scratch: batch rows one at a time (the batch-1 kernel) */
+      dc_sparse_fc_float(&m, x, batch, with_bias ? bias : NULL, lo, hi, y0, NULL);
+      if (batch == 1) CHECK(!memcmp(y, y0, rows * sizeof(float)) || special, "value form batch 1");
+      if (rows <= 64) { /* gather of an FC form of values: the weights, row by row */
+        float* row = malloc((size_t)cols * sizeof(float));
+        for (int32_t r = 0; r < (int32_t)rows; ++r) {
+          CHECK(dc_sparse_gather(&m, &r, 0, 1, row) == 1 &&
+                    !memcmp(row, w + (size_t)r * cols, (size_t)cols * sizeof(float)),
+                "gather of a value form, row %d", (int)r);
+        }
+        free(row);
+      }
+    }
     check_float_avx2(&m, x, batch, with_bias ? bias : NULL, lo, hi, "kernel test");
     for (size_t b = 0; b < batch; ++b) {
       for (uint32_t r = 0; r < rows; ++r) {
@@ -206,7 +250,7 @@ static void test_float_kernel_x(uint32_t rows, uint32_t cols, size_t batch, floa
     }
     dc_sparse_fc_free(&m);
   }
-  free(w), free(x), free(bias), free(y), free(scratch);
+  free(w), free(x), free(bias), free(y), free(y0), free(scratch);
 }
 
 /* dc_sparse_fc_add_tiles takes a caller's rows only when their columns increase strictly and
