@@ -766,14 +766,18 @@ static size_t pack_sp7(uint8_t* p, const sp7_tensor* t) {
   dc_test_put32(p + 24, t->r);
   p[28] = (uint8_t)t->g;
   p[29] = (uint8_t)(t->g >> 8);
-  p[30] = 2; /* gap code: L = 2, lengths 2, 2, 2, 2 */
-  p[31] = p[32] = 0x22;
+  if (t->g == 1) { /* gap code: zero-bit gap 0 (u16 at 31), the same 3 bytes */
+    p[30] = p[31] = p[32] = 0;
+  } else { /* gap code: L = 2, lengths 2, 2, 2, 2 */
+    p[30] = 2;
+    p[31] = p[32] = 0x22;
+  }
   p[33] = 2;              /* symbol code: L = 2, 129 nibble bytes */
   p[34 + 127 / 2] = 0x20; /* 127: high nibble of byte 63 */
   p[34 + 128 / 2] = 0x02; /* 128: low nibble of byte 64 */
   p[34 + 256 / 2] = 0x22; /* 256, 257 */
   pos = 34 + 129;         /* 4 stream sizes */
-  for (j = 0; j < t->ne; ++j) bits[j & 3] += 4;
+  for (j = 0; j < t->ne; ++j) bits[j & 3] += t->g == 1 ? 2 : 4;
   st = p + pos + 16;
   for (s = 0; s < 4; ++s) dc_test_put32(p + pos + 4 * s, (bits[s] + 7) / 8);
   for (s = 0; s < 4; ++s) { /* §7: LSB first, each 2-bit code from its high bit */
@@ -781,7 +785,7 @@ static size_t pack_sp7(uint8_t* p, const sp7_tensor* t) {
     for (j = s; j < t->ne; j += 4) {
       const uint32_t c[2] = {t->gap[j], t->k[j]};
       int q, l;
-      for (q = 0; q < 2; ++q)
+      for (q = t->g == 1; q < 2; ++q) /* G = 1: no gap bits */
         for (l = 1; l >= 0; --l, ++b)
           if ((c[q] >> l) & 1u) st[b / 8] |= (uint8_t)(1u << (b % 8));
     }
@@ -819,21 +823,25 @@ static int sp7_expect(const sp7_tensor* t, uint8_t* want) {
   return t->n - p < t->g && r == t->r && t->ne == t->e;
 }
 
-/* t with ne random entries (gaps 0..3, symbols weighted to 257 and the stored ones) and the
- * header that makes it valid (the smallest N it fits, plus `tail` < 4 implicit elements). */
-static void sp7_random(sp7_tensor* t, uint32_t ne, uint32_t tail, uint32_t* rnd) {
+/* t with ne random entries (gaps 0..3, or 0 for G = 1; symbols weighted to 257 and the stored
+ * ones) and the header that makes it valid (the smallest N it fits, plus `tail` < G implicit
+ * elements). */
+static void sp7_random_g(sp7_tensor* t, uint32_t ne, uint32_t tail, uint32_t g, uint32_t* rnd) {
   uint32_t j, p = 0, stored = 0;
   for (j = 0; j < ne; ++j) {
     *rnd = *rnd * 1103515245u + 12345u;
-    t->gap[j] = (uint8_t)((*rnd >> 10) & 3u);
+    t->gap[j] = (uint8_t)(g == 1 ? 0u : (*rnd >> 10) & 3u);
     t->k[j] = (uint8_t)((*rnd >> 20) % 5u % 4u); /* 0 (127) twice as often */
     p += t->gap[j] + 1u;
     stored += t->k[j] < 2;
   }
   t->ne = t->e = ne;
   t->n = p + tail;
-  t->g = 4;
+  t->g = g;
   t->r = t->rests = stored;
+}
+static void sp7_random(sp7_tensor* t, uint32_t ne, uint32_t tail, uint32_t* rnd) {
+  sp7_random_g(t, ne, tail, 4, rnd);
 }
 
 /* One §18 case: dc_peek's status, then (if it passes) dc_decode's from an exact-size heap copy. */
@@ -936,6 +944,27 @@ static void test_sparse_planes_malformed(void) {
     free(out);
     CHECK(st != DC_OK, "§18 E one short: %s", dc_strerror(st));
   }
+  /* G = 1: every element an entry (E = N), the gap code zero-bit (x86-64 has a loop for it) */
+  for (ne = 1; ne <= SP7_MAX; ne = ne < 40 ? ne + 13 : ne * 4) {
+    char what[64];
+    sp7_random_g(&v, ne, 0, 1, &rnd);
+    snprintf(what, sizeof what, "G = 1, valid, %u entries", ne);
+    sp7_case(what, &v, DC_OK, DC_OK);
+  }
+  sp7_random_g(&v, SP7_MAX, 0, 1, &rnd);
+  CHECK(v.r > 100, "§18 G = 1: %u stored entries", v.r);
+  v.r = v.rests = v.r - 1;
+  sp7_case("G = 1, r runs out at the last stored entry", &v, DC_OK, DC_ERR_STREAM);
+  v.r = v.rests = v.r / 4;
+  sp7_case("G = 1, r runs out early", &v, DC_OK, DC_ERR_STREAM);
+  sp7_random_g(&v, SP7_MAX, 0, 1, &rnd);
+  v.r = v.rests = v.r + 1;
+  sp7_case("G = 1, r != R at the end", &v, DC_OK, DC_ERR_SIZE_MISMATCH);
+  sp7_random_g(&v, SP7_MAX, 0, 1, &rnd);
+  v.n = v.ne - 1;
+  sp7_case("G = 1, E > N", &v, DC_ERR_LAYOUT, DC_OK);
+  v.n = v.ne + 1; /* N >= (E + 1) G: one element without an entry */
+  sp7_case("G = 1, N = E + 1", &v, DC_ERR_SIZE_MISMATCH, DC_OK);
   v = t;
   v.g = 0;
   sp7_case("G = 0", &v, DC_ERR_LAYOUT, DC_OK);
