@@ -1467,20 +1467,25 @@ def test_default_max_density_figures_match_huffdecode_op():
     """docs/runtime.md's weights= section, docs/android.md and docs/android_design_notes.md give the default
     max_density of each form as huffdecode_op.c's DC_DEFAULT_MAX_DENSITY_* say (the tests above tie those
     to density.json): a changed default shows up here in every sentence that quotes it."""
-    f, t, a, i = (_default_density(k) for k in ("FLOAT32", "FLOAT32_TILES", "FLOAT32_AVX2", "INT8"))
+    f, t, a, i, v = (_default_density(k) for k in ("FLOAT32", "FLOAT32_TILES", "FLOAT32_AVX2", "INT8",
+                                                   "FLOAT32_VALUES"))
     texts = {"docs/runtime.md": [f"(≤ {f} % density; ≤ {t} % on AVX-512 CPUs, ≤ {a} % on other x86-64 CPUs",
                            f"by the form the layer runs in: {f} % for float32 weights on the row form",
                            f"slower there; {a} % with the AVX2 kernels", f"{t} % on the tile form that AVX-512 CPUs run",
-                           f"and so do int8 layers above {i} %"],
+                           f"and so do int8 layers above {i} %", f"`cluster`: ≤ {v} % density, on the *value form*",
+                           f"{v} % for unclustered float32 weights on the value form"],
              "docs/android.md": [f"default by the form the layer runs in: {f} for float32 weights on the row form, {t} on "
                                  f"the tile form of AVX-512 CPUs, {a} for float32 with the AVX2 kernels of other x86-64 "
-                                 f"CPUs, {i} for int8",
+                                 f"CPUs, {v} for unclustered float32 weights (the value form), {i} for int8",
                                  f"**{f} % with float32 weights on the row form, {t} % with float32 weights on the tile "
                                  f"form** (AVX-512 CPUs, ≤ 32 values), **{a} % with float32 weights with the AVX2 kernels**",
-                                 f"**and {i} % with int8 weights**",
+                                 f"**{v} % with unclustered float32 weights** (the value form, every CPU)",
+                                 f"**and {i} % with int8 weights**", f"or not clustered, ≤ {v} % dense",
                                  f"batch-1 inference of large float32 FC layers at ≤ {f} % density (≤ {t} % on the tile "
                                  "form of AVX-512 CPUs)"],
              "docs/android_design_notes.md": [f"The default, {t} %, is the densest density measured",
+                                              f"the value form): {v} %, the densest density measured",
+                                              f"5 % (AVX2), {v} % (value form)",
                                               f"default `max_density` is **{a} %** (huffdecode_op.c",
                                               f"The int8 default stays {i} %"]}
     missing = [(doc, text) for doc, want in texts.items() for text in want

@@ -217,3 +217,36 @@ def test_count_values_says_whether_a_weight_takes_codes_or_values():
     assert count([1.0, -1.0, 1.0, np.nan, -0.0]) == 3
     assert count(np.repeat(pool[:255], 3)) == 255 and count(pool[:256]) == 256 and count(pool) == 256
     assert lib.dc_sparse_fc_count_values(None, 5) == 0
+
+
+def test_value_form_default_and_design_notes_table_follow_values_density_json():
+    """huffdecode_op.c's DC_DEFAULT_MAX_DENSITY_FLOAT32_VALUES is the densest density of
+    docs/results/values_density.json (benchmarks/bench_values.py) at which both layers ran faster than
+    XNNPACK at batch 1 and 8, every sparser one too, on both passes of the value form's kernels; the
+    table of docs/android_design_notes.md "Unclustered layers: the value form" quotes that run's scalar
+    pass and memory row by row."""
+    import json
+    import os
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "results", "values_density.json")) as f:
+        d = json.load(f)
+    with open(os.path.join(root, "tflite_kernels", "src", "huffdecode_op.c")) as f:
+        default = int(re.search(r"#define DC_DEFAULT_MAX_DENSITY_FLOAT32_VALUES (\d+)", f.read()).group(1))
+    pcts = sorted({round(100 * r["density"]) for r in d["rows"]})
+    for variant in ("native", "scalar"):
+        faster = [p for p in pcts if all(r["variants"][variant]["ratio"] < 1 for r in d["rows"]
+                                         if round(100 * r["density"]) <= p)]
+        assert max(faster) == default == 10, (variant, faster)
+    assert all((r["default"] == "compressed") == (round(100 * r["density"]) <= default) for r in d["rows"])
+    with open(os.path.join(root, "docs", "android_design_notes.md")) as f:
+        notes = f.read().split("### Unclustered layers: the value form", 1)[1].split("\n## ", 1)[0]
+    table = re.findall(r"^  \| (784×300|1024²) \| (\d+) % \| ([\d.]+)x \| ([\d.]+)x \| ([\d.]+)x \|$", notes, re.M)
+    assert len(table) == 10, table
+    by = {(r["shape"][0], round(100 * r["density"]), r["batch"]): r for r in d["rows"]}
+    for shape, pct, b1, b8, mem in table:
+        n = 784 if shape == "784×300" else 1024
+        one, eight = by[n, int(pct), 1], by[n, int(pct), 8]
+        assert (b1, b8) == (f"{one['variants']['scalar']['ratio']:.2f}", f"{eight['variants']['scalar']['ratio']:.2f}")
+        assert mem == f"{one['variants']['scalar']['compact_bytes'] / one['dense_bytes']:.2f}", (shape, pct)

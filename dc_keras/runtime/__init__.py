@@ -434,7 +434,7 @@ class Interpreter:
         of a dynamic-range FULLY_CONNECTED, which TFLite would run on another kernel).
       weights: ``"decoded"`` (default: packed weights are decoded to dense constants at load and
         run on the ordinary kernels, XNNPACK included) or ``"compressed"`` (FULLY_CONNECTED layers
-        with packed float32 / int8 weights, and EMBEDDING_LOOKUP / GATHER (axis 0) on packed
+        with packed float32 / int8 weights, clustered or not, and EMBEDDING_LOOKUP / GATHER (axis 0) on packed
         float32 / int8 tables, run from a compact sparse form built at load -- the dense weights
         are never kept; every other op is decoded as with ``"decoded"``; lookups are bit-exact). Float
         results then differ from dense kernels by summation order (~1e-6 relative); int8 is exact.
@@ -455,7 +455,10 @@ class Interpreter:
         denser layers run faster on the dense kernels, at 40 % 1.5x slower at batch 8, unpruned
         up to 8x), 0.05 for float32 weights with the AVX2 kernels (x86-64 CPUs without AVX-512:
         the row form; a 1024x1024 layer at 10 % took 1.06x of XNNPACK's time at batch 1, a
-        4096x4096 one 0.39x: pass a larger value for large layers), 0.4 for float32 weights on
+        4096x4096 one 0.39x: pass a larger value for large layers), 0.1 for unclustered float32
+        weights (pruned, not clustered: more than 255 distinct non-zero values, packed as float
+        planes; they run on the value form, 6 bytes per non-zero, on every CPU: at 15 % a 1024x1024
+        layer took 1.12x of XNNPACK's time at batch 1), 0.4 for float32 weights on
         the tile form (AVX-512 CPUs,
         layers of <= 32 values and >= 4 output units: the densest density measured where it is
         faster than the dense kernels at batch 1 and 8, at a third of their memory; at batch 16

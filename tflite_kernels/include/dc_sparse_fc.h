@@ -155,7 +155,8 @@ DC_API dc_sfc_status dc_sparse_fc_check(const uint8_t* packed, size_t size, int 
  *    m->tile_entries for why not (also after DC_SFC_TOO_DENSE, see dc_sparse_fc).
  *  - DC_SFC_FORM_ROWS: every other tensor the build takes (> 32 coded values in the
  *    codebook(s), also when the tensor uses fewer, 1..3 output units, the scalar kernels, §12
- *    and §18 float planes, which hold no codebook): the build makes the rows of them, on every route.
+ *    and §18 float planes, which hold no codebook): the build makes the rows of them, on every route
+ *    (float planes of more than 255 distinct non-zero values: the value form, rows of values).
  *  - DC_SFC_FORM_NONE: what dc_sparse_fc_check refuses (not 2-D float32 / int8, shape, > 255
  *    values), an invalid header or NULL.
  * Like the build, it depends on the settings of dc_sparse_fc_use_simd and

@@ -1724,10 +1724,12 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  *    255 distinct non-zero values), which run on the value form (dc_sparse_fc.h: the float32
  *    weight per non-zero, 6 bytes, the scalar kernels on every CPU; since 2026-12-07): 10 %, the
  *    densest density measured (5, 10, 15, 20, 30, 40 %) at which it was faster than XNNPACK at
- *    batch 1 and 8 on 784x300 and 1024x1024 layers (benchmarks/bench_values.py, docs/results.md
- *    "Unclustered FC layers on the value form"), at 0.15x of the dense memory; at 20 % batch 1
- *    took 1.0-1.5x, at 30 % 1.6-2.1x.  Taken from the header's layout, before the build, so that
- *    a layer above it is decoded once (the build hands its decoded weight over); float planes of
+ *    batch 1 and 8 on 784x300 and 1024x1024 layers (benchmarks/bench_values.py,
+ *    docs/results/values_density.json, docs/android_design_notes.md "Unclustered layers: the
+ *    value form"), at 0.15x of the dense memory; at 15 % the 1024x1024 layer took 1.12x at
+ *    batch 1, at 20 % 1.0-1.8x, at 30 % 1.4-2.1x.  Taken from the header's layout, before the
+ *    build, so that a layer above it is decoded once (the build hands its decoded weight over);
+ *    float planes of
  *    <= 255 values (clustered, rare: their encoder picks a codebook) get the rows of codes and
  *    their limit once that weight shows it (settle_candidate: such a layer between the two
  *    limits is decoded twice).
