@@ -194,3 +194,14 @@ def test_make_lint_reads_the_notebooks():
     found = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", *notebooks],
                            cwd=root, capture_output=True, text=True)
     assert found.returncode == 0, found.stdout + found.stderr
+
+
+def test_inspect_says_the_weights_are_not_in_the_file():
+    """``dc-keras inspect`` of such a file listed no constant and said nothing else (pack and the
+    runtime warn); its report now counts the unassigned variables and its text says pack's note. A
+    normal file: 0, no such line."""
+    report = export.inspect(_weightless("dense"))
+    assert report.unassigned_variables == 4 and not report.rows
+    assert f"note: the model reads 4 {WEIGHTS_MISSING}: its weights are not in the file" in str(report)
+    plain = export.inspect(em.tflite("dense", None))
+    assert plain.unassigned_variables == 0 and WEIGHTS_MISSING not in str(plain)

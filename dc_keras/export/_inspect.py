@@ -149,6 +149,9 @@ class Report:
     #: why ``pack`` and ``unpack`` refuse to rewrite the file (data a newer TFLite schema added,
     #: which they would drop: ``_flatbuffer.check_rewritable``), or None
     not_rewritable: str = None
+    #: resource variables (VAR_HANDLE ops) that no operator assigns: the weights are not in the file
+    #: (``_flatbuffer.unassigned_variables``); said in a note line, as pack and the runtime say it
+    unassigned_variables: int = 0
 
     @property
     def raw_total(self) -> int:
@@ -223,6 +226,8 @@ class Report:
             lines.append("note: " + unreferenced_note(*self.unreferenced))
         if self.not_rewritable:
             lines.append("note: " + self.not_rewritable)
+        if self.unassigned_variables:
+            lines.append("note: " + fb.unassigned_variables_note(self.unassigned_variables))
         where = "after the flatbuffer (Buffer.offset/size)" if self.external_buffers else "inline"
         lines.append(f"file: {self.file_bytes} B ({'packed' if self.packed else 'not packed'}; "
                      f"buffer data {where})")
@@ -419,7 +424,9 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     (name, bytes) and ``associated_bytes`` (the zip's size), and in the text's last line; a zip
     that cannot be kept in ``associated_error`` (and ``dropped_bytes``); other bytes after the model
     (``model_end``: where it ends) in ``trailing_bytes``; buffers holding data that no tensor or
-    metadata refers to in ``unreferenced`` (buffers, bytes), and in a note line.
+    metadata refers to in ``unreferenced`` (buffers, bytes), and in a note line; resource variables
+    no operator assigns (the weights are not in the file, as pack and the runtime warn) in
+    ``unassigned_variables``, and in a note line.
 
     Totals (``raw_total``, ``packed_total``, the text's "constant tensors:" line and its ratio)
     count each buffer once, not each row: several tensors may read one buffer (a weight read in
@@ -495,7 +502,8 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                   associated_error=dropped[0] if dropped else None, dropped_bytes=dropped[1] if dropped else 0,
                   model_end=model_end, trailing_bytes=len(tail), trailing_cut_zip=is_cut_zip(tail),
                   negative_zeros=(0, 0) if hd else _signed_zeros(model, False),
-                  unreferenced=unreferenced_buffers(model, users), not_rewritable=_not_rewritable(model, "unpack" if hd else "pack"))
+                  unreferenced=unreferenced_buffers(model, users), not_rewritable=_not_rewritable(model, "unpack" if hd else "pack"),
+                  unassigned_variables=fb.unassigned_variables(model))
 
 
 def _keep_shared(rows, users):
