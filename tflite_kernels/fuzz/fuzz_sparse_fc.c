@@ -9,9 +9,10 @@
  *    on DC_SFC_DECODE its decode status equals dc_decode's; DC_SFC_UNSUPPORTED comes with a
  *    reason; a failed build leaves the form zeroed;
  *  - a built form is consistent (rows: row_ptr monotone, ends at nnz, columns < cols and
- *    increasing within a row, codes < num_values for float, int8 row sums; the value form only
- *    for float32 planes (§12, §18) of more than 255 distinct non-zero values, through the dense
- *    copy, without codes or tiles (dc_sparse_fc_add_tiles refuses it); the tile form kept
+ *    increasing within a row, codes < num_values for float, int8 row sums; the value form
+ *    exactly for float32 planes (§12, §18) of more than 255 distinct non-zero values
+ *    (dc_sparse_fc_count_values of the decoded tensor), through the dense copy, without codes
+ *    or tiles (dc_sparse_fc_add_tiles refuses it); the tile form kept
  *    instead on AVX-512 CPUs: sfc_tiles_mismatch's structure checks and int8 row sums) and
  *    holds exactly the non-zeros of the decoded tensor (tests/sparse_fc_check.h, shared with tests/test_sparse_fc.c);
  *  - built with the scalar kernels in use (dc_sparse_fc_use_simd(0)): the same status and count,
@@ -334,9 +335,15 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     REQUIRE(dd == DC_OK && info.rank == 2 && m.rows == info.dims[0] && m.cols == info.dims[1]);
     REQUIRE(info.dtype == m.dtype && (m.dtype == DC_DTYPE_FLOAT32 || m.dtype == DC_DTYPE_INT8));
     REQUIRE(sfc_form_mismatch(&m, dense) < 0);
+    /* the value form exactly for float planes (header byte 7: the layout, FORMAT.md §2) of more
+     * than 255 distinct non-zero values */
+    const int planes = m.dtype == DC_DTYPE_FLOAT32 && (info.layout == DC_LAYOUT_FLOAT_PLANES ||
+                                                       info.layout == DC_LAYOUT_SPARSE_PLANES);
+    REQUIRE(!m.value ==
+            !(planes && dc_sparse_fc_count_values((const float*)dense, info.num_elements) >
+                            DC_SFC_MAX_VALUES));
     if (m.value) {
-      /* header byte 7: the layout (FORMAT.md §2) */
-      REQUIRE(size > 7 && (buf[7] == DC_LAYOUT_FLOAT_PLANES || buf[7] == DC_LAYOUT_SPARSE_PLANES));
+      REQUIRE(size > 7 && buf[7] == info.layout);
       REQUIRE(m.dtype == DC_DTYPE_FLOAT32 && m.from_dense && !m.code && !m.tile_e &&
               m.num_values == 0 && m.nnz > DC_SFC_MAX_VALUES && dc_sparse_fc_add_tiles(&m) == 0);
     }
