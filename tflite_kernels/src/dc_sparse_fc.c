@@ -34,6 +34,12 @@
  * Pilot 2026-12-01 (loaded 2-CPU guest, best of 9, one thread, CPU time): 4096x4096 at 10 %
  * built in 5.6 ms against 4.4 ms for the rows; batch 1 0.13 ns per non-zero against 0.28,
  * batch 8 0.55 against 1.27 ms; 2.0 entries per non-zero (6.9 MB against 5.1 MB of rows).
+ *
+ * Value form (dc_sparse_fc.h; docs/android_design_notes.md "Unclustered layers: the value
+ * form"): float planes (§12, §18) of more than 255 distinct non-zero values, which no code
+ * indexes, keep the weight itself per non-zero (compact_values, after compact_float finds the
+ * 256th value), run by the scalar row kernels' loops (float_batch1_values, float_tile8_values)
+ * on every CPU.
  */
 #if defined(__linux__) || defined(__ANDROID__) || defined(__APPLE__)
 #define _POSIX_C_SOURCE 200809L /* sched_yield */
