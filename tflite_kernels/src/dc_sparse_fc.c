@@ -1554,51 +1554,52 @@ static float clampf(float v, float lo, float hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-static void float_batch1(const dc_sparse_fc* m, const float* x, const float* bias, float lo,
-                         float hi, float* y) {
+/* The weight of non-zero j: its codebook entry (rows of codes), or its own float (the value form,
+ * `values`: m->value).  The kernels below are one body each for both forms, specialised by the
+ * constant `values` (the same loads and order otherwise: rows of codes and of values of the same
+ * weights give the same bits). */
+#if defined(__GNUC__)
+#define DC_SFC_BODY static inline __attribute__((always_inline))
+#else
+#define DC_SFC_BODY static inline
+#endif
+#define DC_SFC_W(j) (values ? v[j] : cb[code[j]])
+
+DC_SFC_BODY void float_batch1_body(const dc_sparse_fc* m, const float* x, const float* bias,
+                                   float lo, float hi, float* y, const int values) {
   const uint16_t* col = m->col;
   const uint8_t* code = m->code;
   const float* cb = m->codebook;
+  const float* v = m->value;
   for (uint32_t r = 0; r < m->rows; ++r) {
     uint32_t j = m->row_ptr[r], end = m->row_ptr[r + 1];
     float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
     for (; j + 4 <= end; j += 4) {
-      a0 += cb[code[j]] * x[col[j]];
-      a1 += cb[code[j + 1]] * x[col[j + 1]];
-      a2 += cb[code[j + 2]] * x[col[j + 2]];
-      a3 += cb[code[j + 3]] * x[col[j + 3]];
+      a0 += DC_SFC_W(j) * x[col[j]];
+      a1 += DC_SFC_W(j + 1) * x[col[j + 1]];
+      a2 += DC_SFC_W(j + 2) * x[col[j + 2]];
+      a3 += DC_SFC_W(j + 3) * x[col[j + 3]];
     }
-    for (; j < end; ++j) a0 += cb[code[j]] * x[col[j]];
+    for (; j < end; ++j) a0 += DC_SFC_W(j) * x[col[j]];
     float acc = (a0 + a1) + (a2 + a3);
     if (bias) acc += bias[r];
     y[r] = clampf(acc, lo, hi);
   }
 }
 
-/* float_batch1 on the value form: the weight read from m->value instead of the codebook, in
- * the same order (rows of codes and of values of the same weights: the same bits on the scalar
- * kernels).  Every CPU runs the value form on the scalar kernels: an AVX-512 batch-1 kernel
- * (float_batch1_avx512's gathers of x, the weights loaded 16 at a time) was 1.3-1.45x slower than
- * this loop at 5-40 % density on 784x300 and 1024x1024 layers on the AMD Zen 4 test host
- * (benchmarks/bench_values.py, 2026-12-07: gathers are its limit), so it is not shipped. */
+static void float_batch1(const dc_sparse_fc* m, const float* x, const float* bias, float lo,
+                         float hi, float* y) {
+  float_batch1_body(m, x, bias, lo, hi, y, 0);
+}
+
+/* float_batch1 on the value form.  Every CPU runs the value form on the scalar kernels: an
+ * AVX-512 batch-1 kernel (float_batch1_avx512's gathers of x, the weights loaded 16 at a time)
+ * was 1.3-1.45x slower than this loop at 5-40 % density on 784x300 and 1024x1024 layers on the
+ * AMD Zen 4 test host (benchmarks/bench_values.py, 2026-12-07: gathers are its limit), so it is
+ * not shipped. */
 static void float_batch1_values(const dc_sparse_fc* m, const float* x, const float* bias, float lo,
                                 float hi, float* y) {
-  const uint16_t* col = m->col;
-  const float* v = m->value;
-  for (uint32_t r = 0; r < m->rows; ++r) {
-    uint32_t j = m->row_ptr[r], end = m->row_ptr[r + 1];
-    float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
-    for (; j + 4 <= end; j += 4) {
-      a0 += v[j] * x[col[j]];
-      a1 += v[j + 1] * x[col[j + 1]];
-      a2 += v[j + 2] * x[col[j + 2]];
-      a3 += v[j + 3] * x[col[j + 3]];
-    }
-    for (; j < end; ++j) a0 += v[j] * x[col[j]];
-    float acc = (a0 + a1) + (a2 + a3);
-    if (bias) acc += bias[r];
-    y[r] = clampf(acc, lo, hi);
-  }
+  float_batch1_body(m, x, bias, lo, hi, y, 1);
 }
 
 /* x86-64 with AVX-512 (F, BW, VL; chosen at run time): 16 non-zeros per step, their columns
@@ -1970,9 +1971,11 @@ static void float_tiles_scalar(const dc_sparse_fc* m, const float* x, const floa
  * unaligned loads through memcpy); otherwise plain C. */
 #if defined(__GNUC__)
 typedef float dc_v4f __attribute__((vector_size(16)));
-static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, const float* bias,
-                        float lo, float hi, float* y) {
+DC_SFC_BODY void float_tile8_body(const dc_sparse_fc* m, const float* xt, uint32_t T,
+                                  const float* bias, float lo, float hi, float* y,
+                                  const int values) {
   const float* cb = m->codebook;
+  const float* v = m->value;
   const uint16_t* col = m->col;
   const uint8_t* code = m->code;
   const uint32_t rows = m->rows;
@@ -1980,32 +1983,7 @@ static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, cons
     dc_v4f a0 = {0.f, 0.f, 0.f, 0.f}, a1 = a0;
     const uint32_t end = m->row_ptr[r + 1];
     for (uint32_t j = m->row_ptr[r]; j < end; ++j) {
-      const float w = cb[code[j]];
-      const dc_v4f wv = {w, w, w, w};
-      dc_v4f x0, x1;
-      memcpy(&x0, xt + (size_t)col[j] * 8, sizeof x0);
-      memcpy(&x1, xt + (size_t)col[j] * 8 + 4, sizeof x1);
-      a0 += wv * x0;
-      a1 += wv * x1;
-    }
-    float a[8];
-    memcpy(a, &a0, sizeof a0);
-    memcpy(a + 4, &a1, sizeof a1);
-    const float bv = bias ? bias[r] : 0.f;
-    for (uint32_t b = 0; b < T; ++b) y[(size_t)b * rows + r] = clampf(a[b] + bv, lo, hi);
-  }
-}
-/* float_tile8 on the value form (the weight from m->value; the same order). */
-static void float_tile8_values(const dc_sparse_fc* m, const float* xt, uint32_t T,
-                               const float* bias, float lo, float hi, float* y) {
-  const uint16_t* col = m->col;
-  const float* v = m->value;
-  const uint32_t rows = m->rows;
-  for (uint32_t r = 0; r < rows; ++r) {
-    dc_v4f a0 = {0.f, 0.f, 0.f, 0.f}, a1 = a0;
-    const uint32_t end = m->row_ptr[r + 1];
-    for (uint32_t j = m->row_ptr[r]; j < end; ++j) {
-      const float w = v[j];
+      const float w = DC_SFC_W(j);
       const dc_v4f wv = {w, w, w, w};
       dc_v4f x0, x1;
       memcpy(&x0, xt + (size_t)col[j] * 8, sizeof x0);
@@ -2021,28 +1999,17 @@ static void float_tile8_values(const dc_sparse_fc* m, const float* xt, uint32_t 
   }
 }
 #else
-static void float_tile8_values(const dc_sparse_fc* m, const float* xt, uint32_t T,
-                               const float* bias, float lo, float hi, float* y) {
-  const uint32_t rows = m->rows;
-  for (uint32_t r = 0; r < rows; ++r) {
-    float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    for (uint32_t j = m->row_ptr[r]; j < m->row_ptr[r + 1]; ++j) {
-      const float w = m->value[j];
-      const float* xp = xt + (size_t)m->col[j] * 8;
-      for (int b = 0; b < 8; ++b) a[b] += w * xp[b];
-    }
-    const float bv = bias ? bias[r] : 0.f;
-    for (uint32_t b = 0; b < T; ++b) y[(size_t)b * rows + r] = clampf(a[b] + bv, lo, hi);
-  }
-}
-static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, const float* bias,
-                        float lo, float hi, float* y) {
+DC_SFC_BODY void float_tile8_body(const dc_sparse_fc* m, const float* xt, uint32_t T,
+                                  const float* bias, float lo, float hi, float* y,
+                                  const int values) {
   const float* cb = m->codebook;
+  const float* v = m->value;
+  const uint8_t* code = m->code;
   const uint32_t rows = m->rows;
   for (uint32_t r = 0; r < rows; ++r) {
     float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
     for (uint32_t j = m->row_ptr[r]; j < m->row_ptr[r + 1]; ++j) {
-      const float w = cb[m->code[j]];
+      const float w = DC_SFC_W(j);
       const float* xp = xt + (size_t)m->col[j] * 8;
       for (int b = 0; b < 8; ++b) a[b] += w * xp[b];
     }
@@ -2051,6 +2018,16 @@ static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, cons
   }
 }
 #endif
+static void float_tile8(const dc_sparse_fc* m, const float* xt, uint32_t T, const float* bias,
+                        float lo, float hi, float* y) {
+  float_tile8_body(m, xt, T, bias, lo, hi, y, 0);
+}
+/* float_tile8 on the value form (the weight from m->value; the same order). */
+static void float_tile8_values(const dc_sparse_fc* m, const float* xt, uint32_t T,
+                               const float* bias, float lo, float hi, float* y) {
+  float_tile8_body(m, xt, T, bias, lo, hi, y, 1);
+}
+#undef DC_SFC_W
 
 /* scratch[c * 8 + b] = x[b, c] for b < T, 0 for T <= b < 8 (the rows' tile of 8 and
  * float_tiles_xt_avx2); 1 when every x is finite (neither inf nor NaN). */
