@@ -10,13 +10,11 @@ Usage: python benchmarks/bench_int_planes.py [--reps 20] [--json out.json]
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
-from _common import command_line, machine_info, write_json
+from _common import command_line, decode_best_us as best_us, machine_info, write_json
 from dc_keras import codec
-from dc_keras.codec._decode import _library
 
 N = 1 << 20
 
@@ -27,18 +25,6 @@ def tensors():
     yield "int32 16 values (dense)", rng.integers(-8, 8, N).astype(np.int32) * 1000, "dense"
     yield "int64 sorted indices (int_planes)", np.sort(rng.integers(0, 4 * N, N)).astype(np.int64), "int_planes"
     yield "int64 16 values (dense)", rng.integers(-8, 8, N).astype(np.int64) * 10**12, "dense"
-
-
-def best_us(packed, out, reps):
-    lib = _library()
-    ptr = out.ctypes.data
-    best = float("inf")
-    for _ in range(reps):
-        t = time.thread_time()
-        st = lib.dc_decode(packed, len(packed), ptr, out.nbytes)
-        best = min(best, time.thread_time() - t)
-        assert st == 0, st
-    return best * 1e6
 
 
 def main(argv=None):

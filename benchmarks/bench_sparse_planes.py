@@ -18,11 +18,10 @@ Usage: python benchmarks/bench_sparse_planes.py [--reps 30] [--rounds 5] [--json
 import argparse
 import ctypes
 import os
-import time
 
 import numpy as np
 
-from _common import command_line, machine_info, write_json
+from _common import command_line, decode_best_us as best_us, machine_info, write_json
 from dc_keras import codec
 from dc_keras.codec._decode import _library
 
@@ -51,18 +50,6 @@ def tensors():
         yield pct, "float_planes", w
         if not signed:
             yield f"{pct}, values clustered to 32", "sparse", _clustered(w, keep)
-
-
-def best_us(packed, out, reps):
-    lib = _library()
-    ptr = out.ctypes.data
-    best = float("inf")
-    for _ in range(reps):
-        t = time.thread_time()
-        st = lib.dc_decode(packed, len(packed), ptr, out.nbytes)
-        best = min(best, time.thread_time() - t)
-        assert st == 0, st
-    return best * 1e6
 
 
 def main(argv=None):
