@@ -81,3 +81,28 @@ def build(cc, flags, inputs, out, *, cflags=(), ldflags=(), objdir=None, timeout
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     argvs.append(argv)
     return subprocess.CompletedProcess(argvs, r.returncode, "".join(stdout) + r.stdout, "".join(stderr) + r.stderr)
+
+
+def older_decoder(out_dir, version_max):
+    """dc_codec.c built as a decoder that reads versions 1 to ``version_max`` (the DC_VERSION_MAX of
+    an older dc_keras): dc_codec.h's constant redefined by tests/data/dc_version_max<N>.h, force-included
+    (a file of the repository: the same command every session, so ccache finds it). A ctypes CDLL
+    with dc_peek and dc_decode typed (tests/test_export_v4_ints.py, test_codec_sparse_planes_c_s56.py)."""
+    import ctypes
+    import shutil
+
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    assert cc, f"a C compiler (cc, or $CC) is needed to build the version {version_max} decoder"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    inc = os.path.join(root, "tflite_kernels", "include")
+    so = os.path.join(str(out_dir), f"libdc_v{version_max}.so")
+    # -Bsymbolic: its own functions call each other, not the same names of a decoder loaded before
+    r = build(cc, ["-std=c99", "-O1", "-fPIC", "-I" + inc], [os.path.join(root, "tflite_kernels", "src", "dc_codec.c")],
+              so, cflags=["-include", os.path.join(inc, "dc_codec.h"),
+                          "-include", os.path.join(root, "tests", "data", f"dc_version_max{version_max}.h")],
+              ldflags=["-shared", "-Wl,-Bsymbolic"], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lib = ctypes.CDLL(so)
+    lib.dc_peek.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
+    lib.dc_decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
+    return lib

@@ -6,7 +6,6 @@ after the CRC is made to match, so that §9's and §18's own checks answer), and
 reads up to version 4 refusing version 5 with DC_ERR_VERSION ("upgrade"), as FORMAT.md §10 says."""
 import ctypes
 import os
-import shutil
 import struct
 import zlib
 
@@ -155,21 +154,7 @@ def version4_decoder(tmp_path_factory):
     """dc_codec.c built as a decoder that reads versions 1 to 4 (DC_VERSION_MAX 4, the value before
     §18): the header's constant redefined by a force-included header (as test_export_v4_ints.py's
     version 3 decoder)."""
-    cc = shutil.which(os.environ.get("CC", "cc"))
-    assert cc, "a C compiler (cc, or $CC) is needed to build the version 4 decoder"
-    d = tmp_path_factory.mktemp("v4dec")
-    inc = os.path.join(ROOT, "tflite_kernels", "include")
-    so = d / "libdc_v4.so"
-    r = _cbuild.build(cc, ["-std=c99", "-O1", "-fPIC", "-I" + inc],
-                      [os.path.join(ROOT, "tflite_kernels", "src", "dc_codec.c")], so,
-                      cflags=["-include", os.path.join(inc, "dc_codec.h"),
-                              "-include", os.path.join(ROOT, "tests", "data", "dc_version_max4.h")],
-                      ldflags=["-shared", "-Wl,-Bsymbolic"], timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    lib = ctypes.CDLL(str(so))
-    lib.dc_peek.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
-    lib.dc_decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
-    return lib
+    return _cbuild.older_decoder(tmp_path_factory.mktemp("v4dec"), 4)
 
 
 def test_a_version4_decoder_refuses_version5_with_dc_err_version(version4_decoder):

@@ -6,7 +6,6 @@ reads up to version 3 refuses a version 4 tensor with DC_ERR_VERSION."""
 import ctypes
 import os
 import re
-import shutil
 import warnings
 
 import numpy as np
@@ -245,23 +244,7 @@ def test_cli_and_pack_name_the_weights_kept_raw_when_only_biases_pack(int8_cnn, 
 def version3_decoder(tmp_path_factory):
     """dc_codec.c built as a decoder that reads versions 1 to 3 (DC_VERSION_MAX 3, the value
     before §17): the header's constant redefined by a force-included header."""
-    cc = shutil.which(os.environ.get("CC", "cc"))
-    assert cc, "a C compiler (cc, or $CC) is needed to build the version 3 decoder"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    d = tmp_path_factory.mktemp("v3dec")
-    shim = os.path.join(root, "tests", "data", "dc_version_max3.h")  # #undef / #define DC_VERSION_MAX 3u
-    inc = os.path.join(root, "tflite_kernels", "include")
-    so = d / "libdc_v3.so"
-    # -Bsymbolic: its own functions call each other, not the same names of a decoder loaded before
-    r = _cbuild.build(cc, ["-std=c99", "-O1", "-fPIC", "-I" + inc],
-                      [os.path.join(root, "tflite_kernels", "src", "dc_codec.c")], so,
-                      cflags=["-include", os.path.join(inc, "dc_codec.h"), "-include", shim],
-                      ldflags=["-shared", "-Wl,-Bsymbolic"], timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    lib = ctypes.CDLL(str(so))
-    lib.dc_peek.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
-    lib.dc_decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
-    return lib
+    return _cbuild.older_decoder(tmp_path_factory.mktemp("v3dec"), 3)
 
 
 def test_a_version3_decoder_refuses_version4_with_dc_err_version(version3_decoder):

@@ -1,4 +1,4 @@
-/* tests/test_codec_sparse_planes_c_s56.py: force-included after dc_codec.h, makes dc_codec.c a decoder of
+/* tests/_cbuild.older_decoder (tests/test_codec_sparse_planes_c_s56.py): force-included after dc_codec.h, makes dc_codec.c a decoder of
    versions 1 to 4 (DC_VERSION_MAX before FORMAT.md section 18). A file of the repository, so that the
    build is the same command in every session (ccache finds it). */
 #undef DC_VERSION_MAX
