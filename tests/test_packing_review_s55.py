@@ -191,14 +191,9 @@ def test_a_file_without_its_weights_is_named_as_such(tmp_path, capsys):
     that they are. A stateful model whose variables are assigned gets no such note."""
     import warnings
 
-    import keras
-    import tensorflow as tf
-
     from dc_keras import export
 
-    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32), keras.layers.Dense(4)])
-    fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([1, 16], tf.float32)])
-    plain = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model).convert()
+    plain = em.weightless_tflite("dense")
     with pytest.warns(UserWarning, match=r"^pack: the model reads 4 resource variable\(s\) \(VAR_HANDLE ops\) that "
                                          r"no operator assigns: its weights are not in the file"):
         assert export.pack(plain) == plain
@@ -209,21 +204,9 @@ def test_a_file_without_its_weights_is_named_as_such(tmp_path, capsys):
     assert "note: the model reads 4 resource variable(s) (VAR_HANDLE ops) that no operator assigns" in out, out
     assert 'model.export(path, format="litert")' in out
 
-    class Stateful(tf.Module):
-        def __init__(self):
-            self.acc = tf.Variable(np.zeros((1, 8), np.float32))
-
-        @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
-        def __call__(self, x):
-            self.acc.assign_add(x)
-            return self.acc.read_value()
-
-    m = Stateful()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([m.__call__.get_concrete_function()], m)
-    converter.experimental_enable_resource_variables = True
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        export.pack(converter.convert())
+        export.pack(em.stateful_tflite())
 
 
 def test_a_gzipped_tflite_is_named_as_such(tmp_path, capsys, models):

@@ -6,7 +6,6 @@ weights as resource variables (``VAR_HANDLE`` ops) that no ``ASSIGN_VARIABLE`` o
 ``dc_keras.runtime.Interpreter`` ran such a Dense model on uninitialized memory (NaN / inf /
 arbitrary outputs) without a word, and an LSTM failed at its first ``invoke()`` with TFLite's
 "variable != nullptr was not true". It now warns at construction, in pack's words."""
-import functools
 import warnings
 
 import numpy as np
@@ -19,43 +18,7 @@ from dc_keras import export, runtime
 WEIGHTS_MISSING = "resource variable(s) (VAR_HANDLE ops) that no operator assigns"
 
 
-def _convert(model, shape):
-    """``model`` converted the way that leaves its weights out: ``from_concrete_functions([fn], model)``."""
-    import tensorflow as tf
-
-    fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec(shape, tf.float32)])
-    return bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model).convert())
-
-
-@functools.lru_cache(maxsize=None)
-def _weightless(kind):
-    """A Keras 3 model's file without its weights: ``dense`` (16 -> 32 -> 4, 4 variables) or ``lstm``
-    (LSTM(4) over 5 steps of 3 features, 3 variables)."""
-    import keras
-
-    if kind == "dense":
-        return _convert(keras.Sequential([keras.Input((16,)), keras.layers.Dense(32), keras.layers.Dense(4)]), [1, 16])
-    return _convert(keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4)]), [1, 5, 3])
-
-
-@functools.lru_cache(maxsize=None)
-def _stateful():
-    """A model whose resource variable an ASSIGN_VARIABLE op assigns (a running sum): a valid file."""
-    import tensorflow as tf
-
-    class Stateful(tf.Module):
-        def __init__(self):
-            self.acc = tf.Variable(np.zeros((1, 8), np.float32))
-
-        @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
-        def __call__(self, x):
-            self.acc.assign_add(x)
-            return self.acc.read_value()
-
-    m = Stateful()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([m.__call__.get_concrete_function()], m)
-    converter.experimental_enable_resource_variables = True
-    return bytes(converter.convert())
+_weightless, _stateful = em.weightless_tflite, em.stateful_tflite
 
 
 def _ours(caught):
