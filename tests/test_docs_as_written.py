@@ -171,8 +171,11 @@ def tflm_runs(tmp_path_factory, micro_lib, make_env):
 def test_tflm_kernel_names_a_too_new_format_version_and_the_fix(tflm_runs):
     r = tflm_runs["default.v9"]
     assert not r["ok"], r
-    assert ("packed tensor not readable here: format version 9, newer than this decoder's 4: pack with "
-            "--format-version 4 (pack(version=4)), or update dc_codec.c") in r["log"], r
+    from dc_keras.codec._format import VERSIONS
+
+    v = VERSIONS[-1]  # the decoder's DC_VERSION_MAX
+    assert ("packed tensor not readable here: format version 9, newer than this decoder's "
+            f"{v}: pack with --format-version {v} (pack(version={v})), or update dc_codec.c") in r["log"], r
 
 
 def test_tflm_kernel_names_a_layout_a_minimal_build_left_out_and_both_fixes(tflm_runs):
