@@ -193,7 +193,13 @@ class _Planes:
         rest |= np.left_shift(t, w - 9, out=t)
         del t
         self.rest, self.esz = rest, esz
-        self.code = _Code(chunked_bincount(self.sym, PLANE_SYMBOLS), limit)
+        counts = chunked_bincount(self.sym, PLANE_SYMBOLS)
+        self.symbols_over_limit = 0  # symbols used when no code of <= limit bits holds them (encode's reason)
+        try:
+            self.code = _Code(counts, limit)
+        except ValueError:  # more exponent symbols than codes of <= limit bits tell apart
+            self.symbols_over_limit, self.size = int(np.count_nonzero(counts)), float("inf")
+            return
         self.size = (self.code.bits + 7) // 8 + self.code.descriptor_size() + _STREAM_SIZES \
             + len(bits) * (esz - 1)
 
@@ -628,11 +634,10 @@ def _plans(a, code, bits, want, limit, version, axis, context_model=False, budge
     # §12 stores N * (esz - 1) raw bytes at least: skip it when a codebook layout is smaller
     if "float_planes" in allowed and (want is not None or not plans or min(p.size for p in plans) > n * (esz - 1)) \
             and not over(n * (esz - 1) + _STREAM_SIZES + _MIN_DESCRIPTOR):
-        try:
-            _keep_best(plans, [_Planes(bits, esz, limit)], None, budget)
-        except ValueError:  # more exponent symbols than codes of <= limit bits tell apart
-            reasons.append(_over_limit("float_planes", int(np.count_nonzero(chunked_bincount(
-                (bits >> np.uint8(8 * esz - 9)).astype(np.uint16) & 0xFF, PLANE_SYMBOLS))), "exponent symbols"))
+        plan = _Planes(bits, esz, limit)
+        _keep_best(plans, [plan], None, budget)
+        if plan.symbols_over_limit:
+            reasons.append(_over_limit("float_planes", plan.symbols_over_limit, "exponent symbols"))
     # §18: tried when the background and its sign flip make 1/16 of the elements, and not when a plan
     # made is smaller than its rest plane alone (a clustered tensor: §6 holds it)
     if "sparse_planes" in allowed:
