@@ -4,15 +4,17 @@
  *
  * Properties checked besides memory safety (any violation aborts):
  *  - dc_sparse_fc_build succeeds only for a 2-D float32/int8 tensor that dc_decode accepts
- *    (both of its routes: straight from the §6/§11 entries through dc_decode_rows, and
- *    through a dense copy; the seeds of gen_seeds.py reach both);
+ *    (all of its routes: straight from the §6/§11 entries through dc_decode_rows, from the §18
+ *    entries through dc_decode_value_rows, and through a dense copy; the seeds of gen_seeds.py
+ *    reach all three);
  *    on DC_SFC_DECODE its decode status equals dc_decode's; DC_SFC_UNSUPPORTED comes with a
  *    reason; a failed build leaves the form zeroed;
  *  - a built form is consistent (rows: row_ptr monotone, ends at nnz, columns < cols and
  *    increasing within a row, codes < num_values for float, int8 row sums; the value form
  *    exactly for float32 planes (§12, §18) of more than 255 distinct non-zero values
- *    (dc_sparse_fc_count_values of the decoded tensor), through the dense copy, without codes
- *    or tiles (dc_sparse_fc_add_tiles refuses it); the tile form kept
+ *    (dc_sparse_fc_count_values of the decoded tensor), through the dense copy (§12, §18 with a
+ *    background other than ±0) or from the §18 entries, without codes or tiles
+ *    (dc_sparse_fc_add_tiles refuses it); the tile form kept
  *    instead on AVX-512 CPUs: sfc_tiles_mismatch's structure checks and int8 row sums) and
  *    holds exactly the non-zeros of the decoded tensor (tests/sparse_fc_check.h, shared with tests/test_sparse_fc.c);
  *  - built with the scalar kernels in use (dc_sparse_fc_use_simd(0)): the same status and count,
@@ -30,6 +32,9 @@
  *    inf / NaN in x);
  *  - built with the helper thread on every form (dc_sparse_fc_set_helper_bytes(0): decoding and
  *    placing on two threads), the same status and the same form;
+ *  - a §18 tensor built through the dense copy (dc_sparse_fc_set_direct(0)): the same status
+ *    (and decode status) and the same form byte for byte as the direct build (from_dense 1 there,
+ *    0 for the direct build of a float32 one with a ±0 background);
  *  - dc_sparse_fc_check (header only) refuses nothing the build accepts: its UNSUPPORTED (same
  *    reason) and DECODE are the build's; dc_sparse_fc_form says NONE exactly where the check
  *    refuses, and TILES only for an int8 tensor or a float32 one the build finds of <= 32
@@ -41,7 +46,8 @@
  *  - dc_sparse_fc_build_max at the form's own count builds the same count; one below it refuses
  *    it (DC_SFC_TOO_DENSE, the count kept, and the count of tiles that would not have fit, that of
  *    the build's rows; nothing else held) and hands over the decoded weight exactly when the form
- *    came from a dense copy, equal to dc_decode's output;
+ *    came from a dense copy or from §18's entries (more stored entries than the limit: the dense
+ *    route counts them), equal to dc_decode's output;
  *  - the lookup-table form (dc_sparse_table_build) fails with the same decode status (unless
  *    its header check refuses it: then UNSUPPORTED), and when
  *    built, dc_sparse_gather returns every decoded row bit for bit (int32 and int64 indices,
@@ -274,6 +280,37 @@ static void check_form_said(const uint8_t* buf, size_t size, dc_sfc_form form,
   dc_sparse_fc_free(&b);
 }
 
+/* 1 for a tensor the build takes straight from its §18 entries: layout 7 (FORMAT.md §2, byte 7),
+ * float32, rank 2, a ±0 background (§18: the body's first 4 bytes, after the CRC). */
+static int planes18_direct(const uint8_t* buf, size_t size) {
+  dc_tensor_info info;
+  if (dc_peek(buf, size, &info) != DC_OK || info.layout != DC_LAYOUT_SPARSE_PLANES ||
+      info.dtype != DC_DTYPE_FLOAT32 || info.rank != 2 || size < 24)
+    return 0;
+  const uint32_t bg = (uint32_t)buf[20] | (uint32_t)buf[21] << 8 | (uint32_t)buf[22] << 16 |
+                      (uint32_t)buf[23] << 24;
+  return (uint32_t)(bg << 1) == 0;
+}
+
+/* A §18 tensor's build through the dense copy (dc_sparse_fc_set_direct(0)) against the default
+ * build (st, ds, m): the same status and form (see the list above). */
+static void check_planes18_routes(const uint8_t* buf, size_t size, dc_sfc_status st, dc_status ds,
+                                  const dc_sparse_fc* m) {
+  dc_tensor_info info;
+  if (dc_peek(buf, size, &info) != DC_OK || info.layout != DC_LAYOUT_SPARSE_PLANES) return;
+  dc_sparse_fc d;
+  dc_status dds = DC_OK;
+  char why[256] = "";
+  const int was = dc_sparse_fc_set_direct(0);
+  const dc_sfc_status dst = dc_sparse_fc_build(buf, size, &d, &dds, why, sizeof why);
+  dc_sparse_fc_set_direct(was);
+  REQUIRE(dst == st && (st != DC_SFC_DECODE || dds == ds));
+  if (dst != DC_SFC_OK) return;
+  REQUIRE(d.from_dense == 1 && m->from_dense == !planes18_direct(buf, size));
+  REQUIRE(sfc_same_form(&d, m));
+  dc_sparse_fc_free(&d);
+}
+
 /* dc_sparse_fc_build_max around a built form's count m->nnz (see the list above). */
 static void check_build_max(const uint8_t* buf, size_t size, const dc_sparse_fc* m,
                             const void* dense, size_t out_size) {
@@ -290,7 +327,7 @@ static void check_build_max(const uint8_t* buf, size_t size, const dc_sparse_fc*
   REQUIRE(b.nnz == m->nnz && b.rows == m->rows && b.cols == m->cols && !b.row_ptr && !b.col &&
           !b.code && !b.row_sum && !b.tile_e && !b.value &&
           b.tile_entries == (m->tile_e ? 0 : m->tile_entries));
-  REQUIRE((got != NULL) == (m->from_dense != 0));
+  REQUIRE((got != NULL) == (m->from_dense || planes18_direct(buf, size)));
   REQUIRE(!got || !memcmp(got, dense, out_size));
   free(got);
 }
@@ -325,6 +362,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   REQUIRE((form == DC_SFC_FORM_NONE) == (cst != DC_SFC_OK));
   if (st == DC_SFC_OK) check_form_said(buf, size, form, &m);
   check_helper_build(buf, size, st, ds, &m);
+  check_planes18_routes(buf, size, st, ds, &m);
   check_rows_build(buf, size, st, ds, &m);
   size_t out_size = dc_peek(buf, size, &info) == DC_OK ? (size_t)info.output_bytes : 0;
   void* dense = malloc(out_size ? out_size : 1);
@@ -344,8 +382,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             DC_SFC_MAX_VALUES));
     if (m.value) {
       REQUIRE(size > 7 && buf[7] == info.layout);
-      REQUIRE(m.dtype == DC_DTYPE_FLOAT32 && m.from_dense && !m.code && !m.tile_e &&
-              m.num_values == 0 && m.nnz > DC_SFC_MAX_VALUES && dc_sparse_fc_add_tiles(&m) == 0);
+      REQUIRE(m.dtype == DC_DTYPE_FLOAT32 && m.from_dense == !planes18_direct(buf, size) &&
+              !m.code && !m.tile_e && m.num_values == 0 && m.nnz > DC_SFC_MAX_VALUES &&
+              dc_sparse_fc_add_tiles(&m) == 0);
     }
     static const int simds[] = {1, 3, 4, 0}; /* the run-time choice (AVX-512 on such CPUs), the
                                               * same without VNNI (int8 tiles), the AVX2 kernels

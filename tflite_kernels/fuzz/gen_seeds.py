@@ -130,6 +130,13 @@ def tensors():
     special.view(np.uint32)[[1, 50]] = [0x7FC00001, 0xFF812345]
     special[[70, 80]] = [np.inf, -np.inf]
     out.append(("v5_special_f32", special))
+    # an FC weight of > 255 distinct non-zero values (the value form, built straight from the §18
+    # entries: dc_decode_value_rows), tfmot's -0.0s, a NaN and an infinity among them, empty rows
+    w = rng.normal(0, 0.05, (32, 48)) * (rng.random((32, 48)) < 0.25)
+    w[w == 0] = np.where(rng.random(int((w == 0).sum())) < 0.5, -0.0, 0.0)
+    w[3:6] = 0.0
+    w[7, 5], w[9, 40] = np.nan, -np.inf
+    out.append(("v5_values_f32", w.astype(np.float32)))
     return out
 
 

@@ -7,9 +7,11 @@
  * directly; the dense weight matrix is never kept.  A sparse tensor
  * (docs/FORMAT.md §6, §11 layout 3, version 2) with a zero background is
  * decoded straight into the form (dc_decode_rows: no dense tensor at all, ~4 ns
- * per entry); other layouts (§5, §12, §14, §18, version 1, a non-zero background) go
- * through a transient dense copy (dc_decode, scan, free: ~15x slower, and the
- * dense size in transient memory).  Two forms:
+ * per entry), and so is a float32 §18 tensor (sparse float planes, version 5) with a
+ * ±0 background (dc_decode_value_rows: the value form, or the rows of codes when it
+ * holds <= 255 distinct values); other layouts (§5, §12, §14, version 1, a non-zero
+ * background, §18 lookup tables) go through a transient dense copy (dc_decode, scan,
+ * free: ~15x slower, and the dense size in transient memory).  Three forms:
  *  - rows (row_ptr, col, code): per non-zero weight a 16-bit column and a 1-byte
  *    value code (float32: index into a codebook of <= 255 non-zero values; int8:
  *    the weight itself), rows delimited by 32-bit offsets: 3 bytes per non-zero
@@ -30,8 +32,8 @@
  *  - values (row_ptr, col, value): the rows with the float32 weight itself per non-zero
  *    instead of a code (value != NULL, code NULL, num_values 0): 6 bytes per non-zero + 4
  *    per row, for float32 FC weights of more than 255 distinct non-zero values, pruned but not
- *    clustered (§12 and §18 float planes, which hold no codebook; through the transient dense
- *    copy).  The scalar kernels on every CPU, in the scalar row kernels' summation order (rows
+ *    clustered (§12 and §18 float planes, which hold no codebook; §12 through the transient
+ *    dense copy, §18 straight from its entries: benchmarks/bench_values_build.py).  The scalar kernels on every CPU, in the scalar row kernels' summation order (rows
  *    of codes and of values of the same weights give the same bits there).  Not for lookup
  *    tables (dc_sparse_table_build still refuses > 255 values).
  * A built form holds one of these (dc_sparse_fc_add_tiles can add tiles next
@@ -124,8 +126,9 @@ DC_API dc_sfc_status dc_sparse_fc_build(const uint8_t* packed, size_t size, dc_s
  * weights: a denser one is refused with DC_SFC_TOO_DENSE as soon as its count is known, before
  * any compact form is built; *m is then zeroed but for rows, cols, dtype, nnz (the count) and
  * tile_entries (non-zero: the layer was to take the tile form, which would not have fit, above).
- * When the count came from the transient dense copy (every layout but §6's direct route), that
- * decoded tensor is handed over in *dense (output_bytes bytes, 64-byte aligned, freed with
+ * When the count came from the transient dense copy (every layout but the direct routes of §6 /
+ * §11; §18's direct route is taken only while its stored entries, R >= the non-zeros, are at most
+ * max_nnz, so a denser §18 layer is counted on the dense route), that decoded tensor is handed over in *dense (output_bytes bytes, 64-byte aligned, freed with
  * free()) so that the caller can run the layer on it instead of decoding it again; otherwise (or
  * dense == NULL) nothing is handed over and *dense is NULL.  max_nnz = UINT64_MAX: the build. */
 DC_API dc_sfc_status dc_sparse_fc_build_max(const uint8_t* packed, size_t size, uint64_t max_nnz,
@@ -246,6 +249,14 @@ DC_API const char* dc_sparse_fc_kernel_name(void);
  * (instead of 4096), so that small tensors exercise the whole hand-over.  Not thread-safe: set
  * it before building. */
 DC_API size_t dc_sparse_fc_set_helper_bytes(size_t bytes);
+
+/* on = 0 makes every later build take the transient dense copy (dc_decode, scan, free), also for
+ * the tensors built straight from their entries by default (§6, §11, §18 above); 1 (default) the
+ * direct routes; returns the previous setting.  For tests and benchmarks: the two routes give the
+ * same non-zeros (and m->from_dense says which one ran); a §18 weight's form is the same bytes
+ * (row_ptr, col, value or codes and codebook), a §6 / §11 weight's codes may number its values in
+ * another order.  Not thread-safe: set it before building. */
+DC_API int dc_sparse_fc_set_direct(int on);
 
 /* The tile form's limit of dc_sparse_fc_build (default DC_SFC_TILE_FILL entries per non-zero);
  * returns the previous setting.  For tests and fuzzing: 0 makes every build that made tiles turn

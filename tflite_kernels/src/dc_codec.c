@@ -2024,17 +2024,38 @@ DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, con
  * wide, is inside the plane): no checks.  Otherwise p < N is checked, and the rest is read from
  * the plane while r + 1 < R (esz 4: a 4-byte load of 3 rest bytes stays in the input, which the
  * plane ends; esz 2: r < R), else from `last` (the plane's last rest, or zeros); a stored entry at
- * r >= R leaves r > R, which is checked after each block (the loads never leave the input). */
-#define DC_SP7_ENTRY(g, s, safe)                                                       \
-  do {                                                                                 \
-    const uint32_t kept_ = ((s) >> 8) ^ 1u, keep_ = 0u - kept_;                        \
-    const uint8_t* src_ = (safe) || r + (esz == 4) < R ? rest + r * (esz - 1) : last;  \
-    const uint32_t x_ = plane_word((s), load_rest(src_, esz, 1), esz);                 \
-    p += (g);                                                                          \
-    if (!(safe) && p >= n) return DC_ERR_STREAM;                                       \
-    put_word(out, p, (x_ & keep_) | ((bg ^ ((s)&1u) << (8 * esz - 1)) & ~keep_), esz); \
-    r += kept_;                                                                        \
-    p++;                                                                               \
+ * r >= R leaves r > R, which is checked after each block (the loads never leave the input).
+ * `to_rows` (dc_decode_value_rows, B = ±0): instead of the store, DC_SP7_ROW. */
+#define DC_SP7_ENTRY(g, s, safe)                                                         \
+  do {                                                                                   \
+    const uint32_t kept_ = ((s) >> 8) ^ 1u, keep_ = 0u - kept_;                          \
+    const uint8_t* src_ = (safe) || r + (esz == 4) < R ? rest + r * (esz - 1) : last;    \
+    const uint32_t x_ = plane_word((s), load_rest(src_, esz, 1), esz);                   \
+    p += (g);                                                                            \
+    if (!(safe) && p >= n) return DC_ERR_STREAM;                                         \
+    if (to_rows) {                                                                       \
+      DC_SP7_ROW(x_, kept_, safe);                                                       \
+    } else {                                                                             \
+      put_word(out, p, (x_ & keep_) | ((bg ^ ((s)&1u) << (8 * esz - 1)) & ~keep_), esz); \
+    }                                                                                    \
+    r += kept_;                                                                          \
+    p++;                                                                                 \
+  } while (0)
+/* The row form of the entry at p whose word (if stored) is x: rows before p's closed (row_ptr),
+ * then its column and word written at the next slot k, which it takes (k += 1) only if it is a
+ * stored entry (kept), a valid one (r < R: a stored entry past the R-th is an error, found after
+ * the block; so k <= r <= R and the writes stay in the R + 1 slots) and non-zero (x << 1 != 0:
+ * ±0 is no non-zero).  Without a branch on any of the three (a tfmot kernel's stored values and
+ * -0.0s alternate at random). */
+#define DC_SP7_ROW(x, kept, safe)                                            \
+  do {                                                                       \
+    while (p >= rend) {                                                      \
+      vrow_ptr[++row] = (uint32_t)k;                                         \
+      rend += cols;                                                          \
+    }                                                                        \
+    vcol[k] = (uint16_t)(p - (rend - cols));                                 \
+    vval[k] = (x);                                                           \
+    k += (kept) & (uint32_t)((safe) || r < R) & (uint32_t)(((x) << 1) != 0); \
   } while (0)
 /* Leading zero bits of w != 0 (63 - the marker's bit). */
 static inline uint32_t lead_zeros(uint64_t w) {
@@ -2129,7 +2150,7 @@ static inline uint32_t lead_zeros(uint64_t w) {
  * §18's r = R, and §7's stream ends. */
 DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
                                        const uint16_t* gtab, const uint16_t* stab, uint8_t* out,
-                                       const size_t esz) {
+                                       dc_rows* vr, const size_t esz, const int to_rows) {
   bitreader br[4];
   const uint64_t gmask = (1u << h->gap_code.max_len) - 1u;
   const uint64_t smask = (1u << h->index_code.max_len) - 1u;
@@ -2141,6 +2162,13 @@ DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
   /* G = 1: N < (E + 1) G makes every element an entry (tfmot's files, whose -0.0s break the runs
    * of +0.0), so no background is filled ahead */
   uint64_t j = 0, p = 0, r = 0, filled = G == 1 ? n : 0, it, q0, q1, q2, q3;
+  /* to_rows: the rows (row r: positions [rend - cols, rend)), k values kept so far */
+  uint32_t* const vrow_ptr = to_rows ? vr->row_ptr : NULL;
+  uint16_t* const vcol = to_rows ? vr->col : NULL;
+  uint32_t* const vval = to_rows ? vr->value : NULL;
+  const uint64_t cols = to_rows ? vr->cols : 1;
+  uint64_t k = 0, row = 0, rend = cols;
+  if (to_rows) vrow_ptr[0] = 0;
   put_word(bgv, 0, bg, esz);
   if (esz == 4 && R > 0) memcpy(last, rest + (R - 1) * 3, 3);
   streams_init(br, h);
@@ -2168,7 +2196,7 @@ DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
                       min_u64(ip_safe_rounds(q2, br[2].end, 0), ip_safe_rounds(q3, br[3].end, 0))),
               min_u64((e - j) / 8, DC_CHUNK_ITERS))) > 0) {
     if (it * 8 * G > DC_FILL_CHUNK) it = DC_FILL_CHUNK / (8 * G) + 1;
-    ctx_fill(out, &filled, p, n, it * 8 * G, bgv, esz, bits);
+    if (!to_rows) ctx_fill(out, &filled, p, n, it * 8 * G, bgv, esz, bits);
     j += 8 * it;
     if (DC_SP7_UNCHECKED && p + it * 8 * G <= n && R - r > it * 8) {
       for (; it > 0; --it) DC_SP7_ITER(1);
@@ -2187,16 +2215,22 @@ DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
     br_refill_safe(bb, data);
     DEC(*bb, gtab, gmask, g);
     DEC(*bb, stab, smask, sym);
-    fill_ahead(out, &filled, p + g, n, G, bgv, esz, bits);
+    if (!to_rows) fill_ahead(out, &filled, p + g, n, G, bgv, esz, bits);
     DC_SP7_ENTRY(g, sym, 0);
     if (r > R) return DC_ERR_STREAM;
   }
   if (n - p >= G) return DC_ERR_STREAM;    /* §6: trailing background < G */
   if (r != R) return DC_ERR_SIZE_MISMATCH; /* §18: R stored entries, as the plane's size says */
-  fill_elements(out, filled, n, bgv, esz, bits);
+  if (to_rows) {
+    while (row < vr->rows) vrow_ptr[++row] = (uint32_t)k;
+    vr->nnz = k;
+  } else {
+    fill_elements(out, filled, n, bgv, esz, bits);
+  }
   return streams_finish(br, data);
 }
 #undef DC_SP7_UNCHECKED
+#undef DC_SP7_ROW
 #undef DC_SP7_ITER1
 #undef DC_SP7_ITER
 #undef DC_SP7_DEC
@@ -3110,13 +3144,39 @@ DC_PLANES_FN(planes_e4, planes_body, 4)
 #if DC_HAS_SPARSE_PLANES
 DC_NOINLINE dc_status sparse_planes_e2(const uint8_t* d, const dc_header* h, const uint16_t* gt,
                                        const uint16_t* st, uint8_t* o) {
-  return sparse_planes_body(d, h, gt, st, o, 2);
+  return sparse_planes_body(d, h, gt, st, o, NULL, 2, 0);
 }
 DC_NOINLINE dc_status sparse_planes_e4(const uint8_t* d, const dc_header* h, const uint16_t* gt,
                                        const uint16_t* st, uint8_t* o) {
-  return sparse_planes_body(d, h, gt, st, o, 4);
+  return sparse_planes_body(d, h, gt, st, o, NULL, 4, 0);
+}
+/* dc_decode_value_rows's loop: float32 only (the compact forms hold no other float type). */
+DC_NOINLINE dc_status sparse_planes_rows_e4(const uint8_t* d, const dc_header* h,
+                                            const uint16_t* gt, const uint16_t* st, dc_rows* r) {
+  return sparse_planes_body(d, h, gt, st, NULL, r, 4, 1);
 }
 #endif
+
+dc_status dc_decode_value_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r) {
+#if DC_HAS_SPARSE_PLANES
+  uint16_t* ws; /* symbol and gap tables, <= 2^12 entries each, in r->tables */
+  if (!data || !h || !r || !r->row_ptr || !r->col || !r->value || !r->tables)
+    return DC_ERR_ARGUMENT;
+  if (h->layout != DC_LAYOUT_SPARSE_PLANES || h->info.dtype != DC_DTYPE_FLOAT32 ||
+      h->info.rank != 2 || h->info.num_elements == 0 || r->rows != h->info.dims[0] ||
+      r->cols != h->info.dims[1] || r->cols > 65536u || r->capacity <= h->stored ||
+      (uint32_t)((uint32_t)h->base << 1) != 0)
+    return DC_ERR_ARGUMENT;
+  if (!r->crc_checked && !crc_ok(h, data, size)) return DC_ERR_CHECKSUM; /* §8: first */
+  ws = r->tables;
+  build_table(&h->index_code, ws);
+  build_table(&h->gap_code, ws + ((size_t)1 << DC_MAX_CODE_LENGTH));
+  return sparse_planes_rows_e4(data, h, ws + ((size_t)1 << DC_MAX_CODE_LENGTH), ws, r);
+#else
+  (void)data, (void)size, (void)h, (void)r;
+  return DC_ERR_ARGUMENT; /* no §18 in this build: dc_parse refuses it */
+#endif
+}
 #if DC_HAS_INT_PLANES
 DC_PLANES_FN(int_planes_e2, int_planes_body, 2)
 DC_PLANES_FN(int_planes_e4, int_planes_body, 4)

@@ -80,6 +80,8 @@ typedef struct {
   uint64_t nnz;      /* out: kept values */
   int crc_checked;   /* 1: the caller checks §8's CRC itself (dc_crc_ok) before it uses the rows
                       * (e.g. on another thread during the decode); 0: dc_decode_rows does, first */
+  uint32_t* value;   /* dc_decode_value_rows: capacity entries, the bit pattern of each kept value
+                      * (instead of code and value_code, unused there); NULL for dc_decode_rows */
 } dc_rows;
 
 /* A §7 bit reader (dc_codec.c's `bitreader`): the next stream bits, LSB = next bit, of which the
@@ -137,5 +139,16 @@ int dc_crc_ok(const dc_header* h, const uint8_t* data, size_t size);
  * and statuses as dc_decode_ws (CRC first, §8; then §6/§7/§9); DC_ERR_ARGUMENT for a tensor it
  * does not handle (other layout or version, rank, sizes). */
 dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r);
+
+/* Decodes a float32 §18 tensor (layout 7) of rank 2 whose background B is +0.0 or -0.0, already
+ * parsed into *h by dc_parse from the same bytes, straight into rows of its non-zero elements
+ * (bit patterns x with x << 1 != 0: every ±0, stored or not, left out), each with its bit pattern
+ * in r->value (r->code, r->value_code and r->pairs unused): no dense tensor.  The walk of
+ * dc_decode's §18 loop (sparse_planes_body), with its checks and statuses (CRC first unless
+ * r->crc_checked, §8); r->capacity must exceed R (h->stored: the decoder writes one entry past the
+ * last value it keeps), r->tables hold 2 << DC_MAX_CODE_LENGTH entries.  DC_ERR_ARGUMENT for a
+ * tensor it does not handle (other layout or dtype, rank, sizes, a background other than ±0), and
+ * in a build without §18 (DC_CODEC_NO_SPARSE_PLANES, DC_CODEC_MINIMAL: its loop is left out). */
+dc_status dc_decode_value_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r);
 
 #endif /* DC_CODEC_INTERNAL_H_ */

@@ -37,9 +37,9 @@
  *
  * Value form (dc_sparse_fc.h; docs/android_design_notes.md "Unclustered layers: the value
  * form"): float planes (§12, §18) of more than 255 distinct non-zero values, which no code
- * indexes, keep the weight itself per non-zero (compact_values, after compact_float finds the
- * 256th value), run by the scalar row kernels' loops (float_batch1_values, float_tile8_values)
- * on every CPU.
+ * indexes, keep the weight itself per non-zero (§12: compact_values, after compact_float finds
+ * the 256th value in the dense copy; §18: straight from the entries, build_planes_direct), run by
+ * the scalar row kernels' loops (float_batch1_values, float_tile8_values) on every CPU.
  */
 #if defined(__linux__) || defined(__ANDROID__) || defined(__APPLE__)
 #define _POSIX_C_SOURCE 200809L /* sched_yield */
@@ -1289,6 +1289,116 @@ static dc_sfc_status build_direct_as(const uint8_t* packed, size_t size, const d
   return DC_SFC_OK;
 }
 
+/* A form built as values (row_ptr, col, value of nnz non-zeros: build_planes_direct) of at most
+ * DC_SFC_MAX_VALUES distinct values turned into rows of codes, as the dense route's compact_float
+ * makes them (the values coded in the order they first occur, row by row: the same codebook); of
+ * more, the value form as the dense route's compact_values leaves it (no codebook).  DC_SFC_NOMEM
+ * when the codes find no memory. */
+static dc_sfc_status values_or_codes(dc_sparse_fc* m) {
+  ValueMap vm;
+  uint32_t last_bits = 0;
+  int last_code = -1;
+  const uint32_t* bits = (const uint32_t*)(const void*)m->value;
+  memset(vm.val, 0xff, sizeof vm.val); /* -1 = empty */
+  m->num_values = 0;
+  for (uint64_t k = 0; k < m->nnz; ++k) {
+    if (bits[k] != last_bits || last_code < 0) {
+      last_code = value_code(&vm, m, bits[k]);
+      last_bits = bits[k];
+      if (last_code < 0) { /* the 256th value: the value form */
+        m->num_values = 0;
+        memset(m->codebook, 0, sizeof m->codebook);
+        return DC_SFC_OK;
+      }
+    }
+  }
+  m->code = (uint8_t*)dc_alloc_output((size_t)(m->nnz ? m->nnz : 1));
+  if (!m->code) return DC_SFC_NOMEM;
+  for (uint64_t k = 0; k < m->nnz; ++k) m->code[k] = (uint8_t)value_code(&vm, m, bits[k]);
+  free(m->value);
+  m->value = NULL;
+  return DC_SFC_OK;
+}
+
+/* dc_sparse_fc_set_direct's setting: 1 the direct routes (build_direct), 0 the dense one only. */
+static int direct_allowed = 1;
+
+DC_API int dc_sparse_fc_set_direct(int on) {
+  const int old = direct_allowed;
+  direct_allowed = on != 0;
+  return old;
+}
+
+/* Direct route of a float32 FC weight in FORMAT.md §18 (sparse float planes, version 5: pruned but
+ * unclustered) whose background is +0.0 or -0.0 (the encoder's for pruned weights), at most
+ * max_nnz stored entries (R): dc_decode_value_rows walks the entries straight into rows of values
+ * (row_ptr, col, value; R + 1 slots, R being at least the non-zero count), no dense tensor; then
+ * the values stay (more than DC_SFC_MAX_VALUES distinct ones: the value form) or become codes
+ * (values_or_codes), the form the dense route makes of the same weight, byte for byte.  A form of
+ * helper_bytes or more (6 bytes per slot) starts the helper thread (helper_run: it maps the
+ * arrays' pages, checks the CRC and the file mapping while this thread decodes; a CRC mismatch
+ * gives DC_ERR_CHECKSUM whatever the decode found, as checking it first); smaller ones are
+ * decoded after the CRC in this thread.  DC_SFC_UNSUPPORTED (nothing built) for a lookup table, a
+ * background other than ±0 (its elements are non-zeros) and R > max_nnz: the dense route then
+ * counts the non-zeros (stored ±0s are none) and hands its decoded tensor over to a layer too
+ * dense to run compressed (dc_sparse_fc_build_max), which is then decoded once.  Measured:
+ * benchmarks/bench_values_build.py. */
+static dc_sfc_status build_planes_direct(const uint8_t* packed, size_t size, const dc_header* h,
+                                         dc_sparse_fc* m, dc_status* decode_status,
+                                         uint64_t max_nnz) {
+  if (m->table || h->info.dtype != DC_DTYPE_FLOAT32 || (uint32_t)((uint32_t)h->base << 1) != 0 ||
+      h->stored > max_nnz)
+    return DC_SFC_UNSUPPORTED;
+  const size_t slots = (size_t)h->stored + 1; /* dc_decode_value_rows writes one past the last */
+  dc_rows r;
+  memset(&r, 0, sizeof r);
+  m->row_ptr = (uint32_t*)malloc(((size_t)m->rows + 1) * sizeof(uint32_t));
+  m->col = (uint16_t*)dc_alloc_output(slots * sizeof(uint16_t));
+  m->value = (float*)dc_alloc_output(slots * sizeof(float));
+  /* decode workspace: the symbol and gap tables, 2^12 u16 entries each */
+  uint16_t* tables = (uint16_t*)malloc(sizeof(uint16_t) * (2u << DC_MAX_CODE_LENGTH));
+  if (!m->row_ptr || !m->col || !m->value || !tables) {
+    free(tables);
+    return DC_SFC_NOMEM; /* build() frees the form */
+  }
+  dc_task* task = NULL;
+  Helper w = {
+      m->col, slots * sizeof(uint16_t), m->value, slots * sizeof(float), h, packed, size, 0, 0,
+      NULL};
+  if (slots * (sizeof(uint16_t) + sizeof(float)) >= helper_bytes) {
+    task = dc_task_start(helper_run, &w); /* NULL: it ran here, checks done */
+    m->packed_file = -2;                  /* set from w.file once joined */
+  } else {
+    w.h = NULL; /* the decoder checks the CRC */
+    dc_populate_pages(w.col, w.col_bytes);
+    dc_populate_pages(w.code, w.code_bytes);
+  }
+  r.rows = m->rows;
+  r.cols = m->cols;
+  r.row_ptr = m->row_ptr;
+  r.col = m->col;
+  r.value = (uint32_t*)(void*)m->value;
+  r.capacity = slots;
+  r.tables = tables;
+  r.crc_checked = w.h != NULL;
+  dc_status st = dc_decode_value_rows(packed, size, h, &r);
+  helper_join(m, &w, task);
+  free(tables);
+  if (w.h && !w.crc_ok) st = DC_ERR_CHECKSUM; /* §8: as if checked first */
+  if (st != DC_OK) {
+    if (decode_status) *decode_status = st;
+    return DC_SFC_DECODE;
+  }
+  m->nnz = r.nnz;
+  if (r.nnz + 1 < slots) { /* stored ±0s (not the encoder's): give their room back */
+    uint16_t* c = (uint16_t*)realloc(m->col, (size_t)(r.nnz ? r.nnz : 1) * sizeof(uint16_t));
+    float* v = (float*)realloc(m->value, (size_t)(r.nnz ? r.nnz : 1) * sizeof(float));
+    if (c) m->col = c;
+    if (v) m->value = v;
+  }
+  return values_or_codes(m);
+}
+
 /* Direct route (FORMAT.md §6, §11 layout 3, version 2): the entries go straight into the rows
  * through dc_decode_rows, the dense tensor is never built; on AVX-512, an ungrouped float32
  * tensor the header gives the tile form (`tiles`: header_tiles) goes through the same staged
@@ -1302,6 +1412,9 @@ static dc_sfc_status build_direct_as(const uint8_t* packed, size_t size, const d
 static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_header* h,
                                   dc_sparse_fc* m, dc_status* decode_status, uint64_t max_nnz,
                                   int tiles) {
+  if (!direct_allowed) return DC_SFC_UNSUPPORTED;
+  if (h->layout == DC_LAYOUT_SPARSE_PLANES)
+    return build_planes_direct(packed, size, h, m, decode_status, max_nnz);
   if (h->info.version < 2 ||
       (h->layout != DC_LAYOUT_SPARSE && h->layout != DC_LAYOUT_GROUPED_SPARSE) ||
       (h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1) * (uint64_t)h->k > (1u << 22))
@@ -1444,8 +1557,9 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     return s;
   }
   form_begin(m, &h, table);
-  /* Dense route (§5, §12, §14, §18, version 1, non-zero background): a transient dense copy,
-   * decoded, scanned twice, freed (never kept). */
+  /* Dense route (§5, §12, §14, version 1, non-zero background, §18 lookup tables and layers of
+   * more stored entries than max_nnz; every tensor after dc_sparse_fc_set_direct(0)): a transient
+   * dense copy, decoded, scanned twice, freed (never kept). */
   m->from_dense = 1;
   void* dense = dc_alloc_output((size_t)h.info.output_bytes); /* aligned: it may be handed over */
   if (!dense) return DC_SFC_NOMEM;

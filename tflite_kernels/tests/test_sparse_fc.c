@@ -495,6 +495,330 @@ static void check_table(const codec_vector* v) {
   dc_sparse_fc_free(&t);
 }
 
+/* ------------------------------------------------------------------------------------------- */
+/* FORMAT.md §18 (sparse float planes) built straight from its entries (dc_decode_value_rows)   */
+/* ------------------------------------------------------------------------------------------- */
+
+/* Bytes pack_planes18 may write for n elements and gap alphabet g. */
+static size_t planes18_bound(size_t n, uint32_t g) {
+  return 256 + g + 7 * n;
+}
+
+/* Appends the l-bit code c, most significant bit first, to the LSB-first stream s at bit *b. */
+static void put_code(uint8_t* s, uint64_t* b, uint32_t c, uint32_t l) {
+  while (l-- > 0) {
+    if ((c >> l) & 1u) s[*b / 8] |= (uint8_t)(1u << (*b % 8));
+    ++*b;
+  }
+}
+
+/* Canonical codes (FORMAT.md §4) of n symbols of the given lengths (<= 12, 0: unused). */
+static void canonical_codes(const uint8_t* len, uint32_t n, uint32_t* code) {
+  uint32_t count[14] = {0}, next[14], c = 0;
+  for (uint32_t s = 0; s < n; ++s) count[len[s]]++;
+  count[0] = 0;
+  for (uint32_t l = 1; l <= 13; ++l) {
+    c = (c + count[l - 1]) << 1;
+    next[l] = c;
+  }
+  for (uint32_t s = 0; s < n; ++s) code[s] = len[s] ? next[len[s]]++ : 0;
+}
+
+/* A [rows, cols] float32 weight of bit patterns w packed as FORMAT.md §18 (version 5, layout 7),
+ * the test's own encoder: background bg, gap alphabet g (a power of two, 1..4096, every gap code
+ * log2(g) bits), the 258 symbols coded in 8 bits but 252..255 in 9; elements bg are background,
+ * bg with its sign flipped symbol 257 -- but with store_zeros, the ±0 elements at odd positions
+ * are stored entries (symbol 0 and a rest: the format allows it, dc_keras's encoder writes none):
+ * stored ±0s, which are no non-zeros.  Returns its size (p: planes18_bound bytes). */
+static size_t pack_planes18(uint8_t* p, const uint32_t* w, uint32_t rows, uint32_t cols,
+                            uint32_t bg, uint32_t g, int store_zeros) {
+  const size_t n = (size_t)rows * cols;
+  uint32_t gl = 0, *gap = malloc((2 * n + 2) * sizeof(uint32_t));
+  uint16_t* sym = malloc((2 * n + 2) * sizeof(uint16_t));
+  uint8_t *rest = malloc(3 * n + 1), slen[258], glen[4096];
+  uint32_t scode[258], gcode[4096];
+  size_t e = 0, stored = 0, run = 0, pos;
+  while ((1u << gl) < g) ++gl;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t x = w[i];
+    const int stored_zero = store_zeros && (x << 1) == 0 && (i & 1);
+    if (x == bg && !stored_zero) {
+      ++run;
+      continue;
+    }
+    for (; run >= g; run -= g) gap[e] = g - 1, sym[e++] = 256; /* fillers */
+    gap[e] = (uint32_t)run;
+    run = 0;
+    if (x == (bg ^ 0x80000000u) && !stored_zero) {
+      sym[e++] = 257;
+      continue;
+    }
+    sym[e++] = (uint16_t)((x >> 23) & 0xFFu);
+    const uint32_t r = (x & 0x7FFFFFu) | (x >> 31) << 23;
+    rest[3 * stored] = (uint8_t)r, rest[3 * stored + 1] = (uint8_t)(r >> 8);
+    rest[3 * stored + 2] = (uint8_t)(r >> 16);
+    ++stored;
+  }
+  for (; run >= g; run -= g) gap[e] = g - 1, sym[e++] = 256;
+  for (uint32_t s = 0; s < 258; ++s) slen[s] = s >= 252 && s < 256 ? 9 : 8;
+  for (uint32_t s = 0; s < g; ++s) glen[s] = (uint8_t)gl;
+  canonical_codes(slen, 258, scode);
+  if (gl) canonical_codes(glen, g, gcode);
+  memcpy(p, "DCHF", 4);
+  p[4] = 5, p[5] = 0, p[6] = 2, p[7] = 7; /* version 5, float32, rank 2, layout 7 */
+  dc_test_put32(p + 8, rows);
+  dc_test_put32(p + 12, cols);
+  pos = 20; /* the CRC at 16 */
+  dc_test_put32(p + pos, bg);
+  dc_test_put32(p + pos + 4, (uint32_t)e);
+  dc_test_put32(p + pos + 8, (uint32_t)stored);
+  p[pos + 12] = (uint8_t)g, p[pos + 13] = (uint8_t)(g >> 8);
+  pos += 14;
+  p[pos++] = (uint8_t)gl; /* gap code: L, then the only symbol (L = 0) or the lengths */
+  if (!gl) {
+    p[pos++] = 0, p[pos++] = 0;
+  } else {
+    for (uint32_t s = 0; s < g; s += 2) p[pos++] = (uint8_t)(gl | (s + 1 < g ? gl << 4 : 0));
+  }
+  p[pos++] = 9; /* symbol code */
+  for (uint32_t s = 0; s < 258; s += 2) p[pos++] = (uint8_t)(slen[s] | slen[s + 1] << 4);
+  uint64_t bits[4] = {0, 0, 0, 0};
+  for (size_t j = 0; j < e; ++j) bits[j & 3] += gl + slen[sym[j]];
+  uint8_t* st[4];
+  st[0] = p + pos + 16;
+  for (int s = 0; s < 4; ++s) {
+    const uint32_t size = (uint32_t)((bits[s] + 7) / 8);
+    dc_test_put32(p + pos + 4 * s, size);
+    if (s < 3) st[s + 1] = st[s] + size;
+    memset(st[s], 0, size);
+  }
+  for (int s = 0; s < 4; ++s) { /* §7: entry j in stream j mod 4, its gap code then its symbol */
+    uint64_t b = 0;
+    for (size_t j = (size_t)s; j < e; j += 4) {
+      put_code(st[s], &b, gl ? gcode[gap[j]] : 0, gl);
+      put_code(st[s], &b, scode[sym[j]], slen[sym[j]]);
+    }
+  }
+  pos = (size_t)(st[3] - p) + (size_t)((bits[3] + 7) / 8);
+  memcpy(p + pos, rest, 3 * stored);
+  pos += 3 * stored;
+  dc_test_put32(p + 16, dc_crc32(dc_crc32(0, p, 16), p + 20, pos - 20));
+  free(gap), free(sym), free(rest);
+  return pos;
+}
+
+/* A float32 weight of n elements (bit patterns), `permille` of them non-zero: kind 0 random
+ * floats (> 255 distinct values once there are enough of them), 1 forty values (rows of codes),
+ * 2 random floats with NaN payloads, infinities and subnormals among them; the zeros +0.0, or
+ * -0.0 at negzero_permille of them (tfmot's strip_pruning leaves -0.0 where a pruned weight was
+ * negative). */
+static void planes18_weights(uint32_t* w, size_t n, uint32_t permille, int kind,
+                             uint32_t negzero_permille) {
+  static const uint32_t special[] = {0x7FC00001u, 0xFF812345u, 0x7F800000u,
+                                     0xFF800000u, 0x00000001u, 0x807FFFFFu};
+  for (size_t i = 0; i < n; ++i) {
+    if (rnd() % 1000 >= permille) {
+      w[i] = rnd() % 1000 < negzero_permille ? 0x80000000u : 0u;
+      continue;
+    }
+    float f = kind == 1 ? (float)((int)(rnd() % 40) - 20) / 8.f + 1.f / 16.f
+                        : (float)((int)(rnd() % 200001) - 100000) / 4096.f;
+    if (f == 0.f) f = 0.5f;
+    memcpy(&w[i], &f, 4);
+    if (kind == 2 && rnd() % 8 == 0) w[i] = special[rnd() % 6];
+  }
+}
+
+/* 1 for a tensor the build takes straight from its §18 entries: layout 7, float32, rank 2, a ±0
+ * background (FORMAT.md §18: the body after the header and CRC starts with it). */
+static int planes18_direct(const uint8_t* p, size_t n) {
+  dc_tensor_info info;
+  if (dc_peek(p, n, &info) != DC_OK || info.layout != DC_LAYOUT_SPARSE_PLANES ||
+      info.dtype != DC_DTYPE_FLOAT32 || info.rank != 2)
+    return 0;
+  return (dc_test_get32(p + 8 + 4 * 2 + 4) << 1) == 0;
+}
+
+/* Builds of a §18 tensor p (n bytes) of the decoded weight raw, straight from the entries (or,
+ * background not ±0, through the dense copy) and through the dense copy
+ * (dc_sparse_fc_set_direct(0)): the same status (decode status), and the same form byte for byte
+ * (row_ptr, col, value or codes and codebook: sfc_same_form), which holds exactly raw's non-zeros
+ * (-0.0 none), the value form exactly for > 255 distinct non-zero values; m->from_dense says the
+ * route.  Also with the helper thread on every form (dc_sparse_fc_set_helper_bytes(0)). */
+static void check_planes18_routes(const uint8_t* p, size_t n, const uint32_t* raw,
+                                  const char* name) {
+  dc_sparse_fc a, b, c;
+  dc_status da = DC_OK, db = DC_OK, dh = DC_OK;
+  char why[200] = "";
+  const int direct = planes18_direct(p, n);
+  const dc_sfc_status sa = dc_sparse_fc_build(p, n, &a, &da, why, sizeof why);
+  const int was = dc_sparse_fc_set_direct(0);
+  const dc_sfc_status sb = dc_sparse_fc_build(p, n, &b, &db, why, sizeof why);
+  dc_sparse_fc_set_direct(was);
+  const size_t old = dc_sparse_fc_set_helper_bytes(0);
+  const dc_sfc_status sh = dc_sparse_fc_build(p, n, &c, &dh, why, sizeof why);
+  dc_sparse_fc_set_helper_bytes(old);
+  CHECK(sa == sb && sh == sa && da == db && dh == da, "%s: routes %d/%d, dense %d/%d, helper %d/%d",
+        name, sa, da, sb, db, sh, dh);
+  if (sa == DC_SFC_OK && sb == DC_SFC_OK && sh == DC_SFC_OK) {
+    CHECK(a.from_dense == !direct && b.from_dense == 1 && c.from_dense == a.from_dense,
+          "%s: from_dense %u / %u (direct %d)", name, a.from_dense, b.from_dense, direct);
+    CHECK(sfc_same_form(&a, &b) && sfc_same_form(&c, &a), "%s: the routes' forms differ", name);
+    if (raw) {
+      const size_t cells = (size_t)a.rows * a.cols;
+      CHECK(sfc_form_mismatch(&a, raw) < 0, "%s: form differs from the weight", name);
+      const int values =
+          dc_sparse_fc_count_values((const float*)(const void*)raw, cells) > DC_SFC_MAX_VALUES;
+      CHECK((a.value != NULL) == values && (a.code == NULL) == values && !a.tile_e,
+            "%s: value form %d for %s than 255 values", name, !!a.value,
+            values ? "more" : "no more");
+    }
+  }
+  if (sa == DC_SFC_OK) dc_sparse_fc_free(&a);
+  if (sb == DC_SFC_OK) dc_sparse_fc_free(&b);
+  if (sh == DC_SFC_OK) dc_sparse_fc_free(&c);
+}
+
+/* dc_sparse_fc_build_max on a §18 tensor built straight from its entries: at the count (and at R,
+ * the stored entries, where they are more) the same form from the entries; one below: refused
+ * (TOO_DENSE, the count kept) and the decoded weight handed over (R > max_nnz takes the dense
+ * route, which counts the non-zeros: the caller then runs the layer on that weight without
+ * decoding it again). */
+static void check_planes18_max(const uint8_t* p, size_t n, const uint32_t* raw, uint64_t stored,
+                               const char* name) {
+  dc_sparse_fc a, b;
+  dc_status ds = DC_OK;
+  char why[200] = "";
+  void* dense = (void*)&a;
+  CHECK(dc_sparse_fc_build(p, n, &a, &ds, why, sizeof why) == DC_SFC_OK, "%s: build", name);
+  const uint64_t lims[2] = {a.nnz, stored};
+  for (int i = 0; i < 2; ++i) {
+    dc_sfc_status st = dc_sparse_fc_build_max(p, n, lims[i], &b, &dense, &ds, why, sizeof why);
+    CHECK(st == DC_SFC_OK && dense == NULL && sfc_same_form(&a, &b) &&
+              b.from_dense == (lims[i] < stored),
+          "%s: build_max at %llu (count %llu, %llu stored): %d, from_dense %u", name,
+          (unsigned long long)lims[i], (unsigned long long)a.nnz, (unsigned long long)stored, st,
+          b.from_dense);
+    if (st == DC_SFC_OK) dc_sparse_fc_free(&b);
+  }
+  if (a.nnz) {
+    dc_sfc_status st = dc_sparse_fc_build_max(p, n, a.nnz - 1, &b, &dense, &ds, why, sizeof why);
+    const size_t bytes = (size_t)a.rows * a.cols * 4;
+    CHECK(st == DC_SFC_TOO_DENSE && b.nnz == a.nnz && !b.row_ptr && !b.value && dense &&
+              !memcmp(dense, raw, bytes),
+          "%s: build_max below the count: %d, count %llu", name, st, (unsigned long long)b.nnz);
+    free(dense);
+  }
+  dc_sparse_fc_free(&a);
+}
+
+/* Damaged §18 tensors: every byte flipped (at a stride) with the CRC recomputed, so that the
+ * entries' checks must catch it, and without (DC_ERR_CHECKSUM), and truncations: the direct build's
+ * status equals the dense route's and dc_decode's, and whatever builds is the same form on both
+ * routes (check_planes18_routes). */
+static void check_planes18_damage(const uint8_t* p, size_t n, const char* name) {
+  uint8_t* bad = malloc(n);
+  const size_t stride = 1 + n / 400;
+  for (size_t pos = 0; pos < n; pos += stride) {
+    for (int f = 0; f < 3; ++f) {
+      if (pos >= 16 && pos < 20 && f < 2) continue;
+      memcpy(bad, p, n);
+      bad[pos] ^= f == 1 ? 0x01 : 0xa5;
+      if (f < 2) dc_test_put32(bad + 16, dc_crc32(dc_crc32(0, bad, 16), bad + 20, n - 20));
+      dc_sparse_fc m;
+      dc_status ds = DC_OK;
+      char why[200] = "";
+      dc_tensor_info info;
+      const dc_sfc_status st = dc_sparse_fc_build(bad, n, &m, &ds, why, sizeof why);
+      if (st == DC_SFC_OK) dc_sparse_fc_free(&m);
+      const dc_status dp = dc_peek(bad, n, &info);
+      /* every byte but the CRC's is under it (§8): a flip alone is refused, whatever it hit */
+      if (f == 2) CHECK(st == DC_SFC_DECODE, "%s: flip %zu without the CRC: %d", name, pos, st);
+      if (dp != DC_OK) {
+        CHECK(st == DC_SFC_DECODE && ds == dp, "%s: flip %zu: build %d/%d, dc_peek %d", name, pos,
+              st, ds, dp);
+      } else if (info.output_bytes <= (16u << 20)) {
+        void* out = malloc(info.output_bytes ? info.output_bytes : 1);
+        const dc_status dd = dc_decode(bad, n, out, info.output_bytes);
+        CHECK(st == DC_SFC_DECODE ? ds == dd : st != DC_SFC_OK || dd == DC_OK,
+              "%s: flip %zu (%d): build %d/%d, dc_decode %d", name, pos, f, st, ds, dd);
+        if (info.layout == DC_LAYOUT_SPARSE_PLANES)
+          check_planes18_routes(bad, n, dd == DC_OK && info.rank == 2 ? (const uint32_t*)out : NULL,
+                                name);
+        free(out);
+      }
+    }
+  }
+  for (size_t cut = 0; cut < n; cut += 1 + n / 50) {
+    dc_sparse_fc m;
+    dc_status ds = DC_OK;
+    char why[200] = "";
+    CHECK(dc_sparse_fc_build(p, cut, &m, &ds, why, sizeof why) == DC_SFC_DECODE && ds != DC_OK &&
+              !m.row_ptr && !m.value,
+          "%s: cut at %zu built", name, cut);
+  }
+  free(bad);
+}
+
+/* §18 float32 weights of every shape class (1 x N, N x 1, empty rows, 65,536 columns), density,
+ * gap alphabet, value kind (> 255 values: the value form; <= 255: rows of codes), -0.0 share,
+ * background (+0.0, -0.0: straight from the entries; 1.0: the dense copy) and stored ±0s: the
+ * direct build equals the dense copy's byte for byte (check_planes18_routes), its limits
+ * (check_planes18_max), and, for a few, damaged copies (check_planes18_damage).  float16 /
+ * bfloat16 §18 tensors have no compact form (the kernels are float32 / int8) on either route. */
+static void test_planes18_direct(void) {
+  static const uint32_t shapes[][2] = {{1, 1},    {1, 700}, {700, 1},  {33, 70},
+                                       {64, 300}, {3, 40},  {2, 65536}};
+  static const uint32_t permilles[] = {0, 10, 100, 200, 500, 1000};
+  static const uint32_t gaps[] = {1, 2, 16, 256, 4096};
+  int cases = 0, values = 0, codes = 0, damaged = 0;
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si) {
+    const uint32_t rows = shapes[si][0], cols = shapes[si][1];
+    const size_t n = (size_t)rows * cols;
+    uint32_t* w = malloc(n * sizeof(uint32_t));
+    uint8_t* p = malloc(planes18_bound(n, 4096));
+    for (size_t di = 0; di < sizeof permilles / sizeof permilles[0]; ++di) {
+      for (int kind = 0; kind < 3; ++kind) {
+        if (cols == 65536 && (permilles[di] > 10 || kind)) continue; /* kept small */
+        const uint32_t g = gaps[rnd() % 5], negzero = (uint32_t)(rnd() % 3) * 250;
+        const int store_zeros = rnd() % 4 == 0, bgi = (int)(rnd() % 5);
+        const uint32_t bg = bgi == 4 ? 0x3F800000u : bgi == 3 ? 0x80000000u : 0u;
+        planes18_weights(w, n, permilles[di], kind, negzero);
+        if (rows == 64) memset(w + 5 * cols, 0, 7 * cols * sizeof(uint32_t)); /* empty rows */
+        if (bg == 0x3F800000u)
+          for (size_t i = 0; i < n; i += 2) w[i] = bg;
+        const size_t len = pack_planes18(p, w, rows, cols, bg, g, store_zeros);
+        char name[96];
+        snprintf(name, sizeof name, "planes18 %ux%u %u/1000 kind %d G %u bg %08x%s", rows, cols,
+                 permilles[di], kind, g, bg, store_zeros ? " stored zeros" : "");
+        uint32_t* raw = malloc(n * sizeof(uint32_t));
+        CHECK(dc_decode(p, len, raw, n * 4) == DC_OK && !memcmp(raw, w, n * 4),
+              "%s: the test's packer", name);
+        check_planes18_routes(p, len, raw, name);
+        dc_sparse_fc m;
+        dc_status ds;
+        char why[200] = "";
+        if (dc_sparse_fc_build(p, len, &m, &ds, why, sizeof why) == DC_SFC_OK) {
+          values += m.value != NULL, codes += m.value == NULL;
+          if (planes18_direct(p, len)) check_planes18_max(p, len, raw, dc_test_get32(p + 28), name);
+          dc_sparse_fc_free(&m);
+        }
+        if (n <= 2100 && permilles[di] == 200 && kind != 1) {
+          check_planes18_damage(p, len, name);
+          ++damaged;
+        }
+        free(raw);
+        ++cases;
+      }
+    }
+    free(w), free(p);
+  }
+  CHECK(values >= 10 && codes >= 10 && damaged >= 4,
+        "planes18: %d value forms, %d codes, %d damaged", values, codes, damaged);
+  printf("test_sparse_fc: §18 direct build: %d tensors (%d value forms, %d rows of codes)\n", cases,
+         values, codes);
+}
+
 static void test_vectors(void) {
   size_t n = sizeof codec_vectors / sizeof codec_vectors[0];
   int built = 0, direct = 0, tiled = 0;
@@ -565,9 +889,11 @@ static void test_vectors(void) {
       free(t.tile_ptr), free(t.tile_block), free(t.tile_steps), free(t.tile_e);
     }
     check_form(&m, v->raw, v->name);
-    /* §6 / §11 sparse with a zero background: straight from the entries, else the dense route */
-    int zero_bg =
-        strncmp(v->name, "sparse_fc_", 10) == 0 || strncmp(v->name, "grouped_sparse_fc_", 18) == 0;
+    /* §6 / §11 sparse with a zero background and float32 §18 with a ±0 one: straight from the
+     * entries, else the dense route */
+    int zero_bg = strncmp(v->name, "sparse_fc_", 10) == 0 ||
+                  strncmp(v->name, "grouped_sparse_fc_", 18) == 0 ||
+                  planes18_direct(v->packed, v->packed_size);
     direct += zero_bg;
     CHECK(m.from_dense == !zero_bg, "%s: built %s", v->name,
           m.from_dense ? "through a dense copy" : "from the entries");
@@ -606,7 +932,7 @@ static void test_vectors(void) {
     free(bad);
   }
   CHECK(built >= 1, "no 2-D float32/int8 vector in codec_vectors.h");
-  CHECK(direct == 5, "%d vectors built straight from the entries, expected 5", direct);
+  CHECK(direct == 6, "%d vectors built straight from the entries, expected 6", direct);
   if (strcmp(dc_sparse_fc_kernel_name(), "scalar") != 0)
     CHECK(tiled >= 2, "only %d vectors kept the tile form", tiled);
   else
@@ -897,7 +1223,8 @@ static void test_form_from_header(void) {
 /* dc_sparse_fc_build_max: a limit of the tensor's own non-zero count builds the same form; one
  * less refuses it (DC_SFC_TOO_DENSE: shape, type and count kept, and the count of tiles that would
  * not have fit, the build's tile_entries with the rows; nothing else held) and hands
- * over the dense weight exactly when the build went through a dense copy, equal to dc_decode's. */
+ * over the dense weight exactly when the build went through a dense copy or §18's direct route,
+ * equal to dc_decode's. */
 static void test_build_max(void) {
   int refused = 0, handed = 0;
   for (size_t i = 0; i < sizeof codec_vectors / sizeof codec_vectors[0]; ++i) {
@@ -926,8 +1253,10 @@ static void test_build_max(void) {
     /* the count of the tiles that would not have fit: that of the build's rows, else 0 */
     CHECK(b.tile_entries == (a.tile_e ? 0 : a.tile_entries), "%s: refused, %llu tile entries",
           v->name, (unsigned long long)b.tile_entries);
-    CHECK((dense != NULL) == (a.from_dense != 0), "%s: dense handed over %d, from_dense %u",
-          v->name, dense != NULL, a.from_dense);
+    /* (§18 straight from the entries: the dense route counts a layer of more stored entries than
+     * max_nnz, check_planes18_max) */
+    CHECK((dense != NULL) == (a.from_dense || planes18_direct(v->packed, v->packed_size)),
+          "%s: dense handed over %d, from_dense %u", v->name, dense != NULL, a.from_dense);
     if (dense) {
       ++handed;
       void* ref = malloc(v->raw_size);
@@ -1032,6 +1361,7 @@ int main(void) {
   test_check_from_header();
   test_form_from_header();
   test_build_max();
+  test_planes18_direct();
   dc_sparse_fc m;
   char why[64];
   CHECK(dc_sparse_fc_build(NULL, 0, &m, NULL, why, sizeof why) == DC_SFC_ARGUMENT, "NULL data");
