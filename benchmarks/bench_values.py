@@ -15,8 +15,9 @@ scalar kernels on every CPU, so this is a second measurement of the same kernels
 (dc_sparse_fc_use_simd(0)). For comparison, ``codes``: the same layer with its
 non-zeros clustered to 15 values (the row or tile form of 1-byte codes, native kernels). Memory:
 the compact form's bytes (compressed_report) against the dense weight's. Build: the median time of
-``Interpreter(...).allocate_tensors()`` for the compressed and the decoded route (the value form
-goes through a transient dense copy of the weight).
+``Interpreter(...).allocate_tensors()`` for the compressed and the decoded route (the value form of a
+§18 weight went through a transient dense copy of the weight until session 57 -- values_density.json
+was recorded so -- and is built straight from the packed entries since: bench_values_build.py).
 
     python benchmarks/bench_values.py [--rounds 100] [--wait-load 1.5] [--json docs/results/values_density.json]
 """
