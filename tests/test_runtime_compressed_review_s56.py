@@ -74,6 +74,7 @@ def test_pruned_unclustered_fc_layers_run_compressed_on_the_value_form(negative_
         nnz = int((w != 0).sum())
         assert r["shape"] == w.shape and r["dtype"] == "float32" and r["nonzeros"] == nnz, r
         assert r["bytes"] == C.sizeof(SparseFc) + 4 * (w.shape[0] + 1) + 6 * nnz, r
+        assert r["form"] == "values", r
     assert rows[0]["bytes"] < 0.25 * ws[0].size * 4, rows[0]
     xs = np.random.default_rng(1).standard_normal((9, 40)).astype(np.float32)
     ref = _plain(plain)
@@ -100,7 +101,7 @@ def test_value_form_holds_the_weights_row_by_row_and_its_kernels_match_the_dense
     """The build of a §18 / §12 float32 weight of more than 255 distinct non-zero values (300 x 70
     at 20 %, -0.0, inf and a NaN among them) makes the value form: row_ptr, col and value are the
     weight's non-zeros row by row (-0.0 left out, NaN and inf kept bit for bit), no codes, no
-    codebook, built through the dense copy; the kernels (the choice of this CPU and the scalar
+    codebook, built straight from the entries for §18 and through the dense copy for §12; the kernels (the choice of this CPU and the scalar
     ones, batch 1, 3 and 9 with and without scratch) give the double-precision dense product
     within 1e-5 of the sum of |terms| on the rows without inf / NaN. A lookup table of the same
     weights is refused with the reason and its fix (tables have no value form)."""
@@ -116,7 +117,8 @@ def test_value_form_holds_the_weights_row_by_row_and_its_kernels_match_the_dense
     try:
         keep = w.view(np.uint32) << 1 != 0
         nnz = int(keep.sum())
-        assert (m.rows, m.cols, m.nnz, m.num_values, m.from_dense) == (70, 300, nnz, 0, 1)
+        direct = layout == "sparse_planes"  # §18: from the entries (session 57), §12: the dense copy
+        assert (m.rows, m.cols, m.nnz, m.num_values, m.from_dense) == (70, 300, nnz, 0, 0 if direct else 1)
         assert m.value and not m.code and not m.tile_e and m.row_ptr
         row_ptr = np.ctypeslib.as_array(C.cast(m.row_ptr, C.POINTER(C.c_uint32)), (71,))
         col = np.ctypeslib.as_array(C.cast(m.col, C.POINTER(C.c_uint16)), (nnz,))
@@ -194,9 +196,23 @@ def test_default_max_density_of_unclustered_float32_layers_is_10_percent():
     for layer in model.layers[1:]:
         w = layer.kernel.numpy()
         layer.kernel.assign(np.where(w != 0, values[np.arange(w.size).reshape(w.shape) % 16], 0).astype(np.float32))
-    clustered = runtime.Interpreter(model_content=export.to_tflite(model), weights="compressed")
+    clustered_file = export.to_tflite(model)
+    clustered = runtime.Interpreter(model_content=clustered_file, weights="compressed")
     assert all(r["route"] == "compressed" for r in clustered.compressed_report() if r["op"] == "FULLY_CONNECTED"
                and "not its weights" not in r.get("reason", "")), clustered.compressed_report()
+    # the report names the form: 16 codebook values take the tile form where its SIMD kernels run
+    # (and the tiles fit), else rows of codes; with the scalar kernels forced, rows of codes
+    lib, _ = _sparse_fc_api()
+    lib.dc_sparse_fc_kernel_name.restype = C.c_char_p
+    simd = lib.dc_sparse_fc_kernel_name() in (b"avx2", b"avx512")
+    forms = [r["form"] for r in clustered.compressed_report() if r["route"] == "compressed"]
+    assert len(forms) == 2 and set(forms) <= ({"tiles", "codes"} if simd else {"codes"}), forms
+    was = lib.dc_sparse_fc_use_simd(0)
+    try:
+        scalar = runtime.Interpreter(model_content=clustered_file, weights="compressed")
+        assert [r["form"] for r in scalar.compressed_report() if r["route"] == "compressed"] == ["codes", "codes"]
+    finally:
+        lib.dc_sparse_fc_use_simd(was)
 
 
 

@@ -1062,7 +1062,10 @@ class Interpreter:
         One dict per packed tensor: ``{"weights": tensor name ("(unnamed tensor N)", N its index, in a
         file packed with ``strip_strings=True``), "route": "compressed", "shape":
         (units, inputs) or (table rows, row width), "dtype", "nonzeros", "bytes": size of the
-        compact form, "op": "FULLY_CONNECTED" | "EMBEDDING_LOOKUP" | "GATHER"}`` or ``{"weights",
+        compact form, "op": "FULLY_CONNECTED" | "EMBEDDING_LOOKUP" | "GATHER", "form": "codes" (rows of a
+        1-byte code per non-zero: a codebook index, an int8 weight's byte) | "tiles" (the same codes
+        in 16-row tiles, for the AVX2 / AVX-512 kernels) | "values" (rows of the float32 weights, 6 B
+        per non-zero: pruned layers that are not clustered)}`` or ``{"weights",
         "route": "dense", "reason", "op"}``: weights decoded as with ``weights="decoded"``, e.g.
         a CONV_2D / DEPTHWISE_CONV_2D filter (no compressed kernel), weights read by several
         operators, or a layer the compressed kernels cannot run (``op``: the operator reading
@@ -1336,7 +1339,7 @@ def _report_row(f) -> dict:
     if f[0] == "compressed":
         rows, cols = (int(v) for v in f[2].split("x"))
         return {"weights": _report_text(f[1]), "route": "compressed", "shape": (rows, cols), "dtype": f[3],
-                "nonzeros": int(f[4]), "bytes": int(f[5]), "op": f[6]}
+                "nonzeros": int(f[4]), "bytes": int(f[5]), "op": f[6], "form": f[7]}
     reason = re.sub(r"\bBUILTIN_\d+\b", lambda m: _op_label(m.group(0)), _report_text(f[2]))  # "BUILTIN_6 has no ..."
     return {"weights": _report_text(f[1]), "route": "dense", "reason": reason, "op": _op_label(f[3])}
 

@@ -61,7 +61,8 @@ DC_API struct TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys,
 DC_API void tflite_plugin_destroy_delegate(struct TfLiteDelegate* delegate);
 
 /* What the delegate did with each layer fed by packed weights (weights=compressed), one
- * tab-separated line each (tab, newline, carriage return and backslash in a tensor name or reason
+ * tab-separated line each, "compressed <name> <rows>x<cols> <float32|int8> <non-zeros> <bytes>
+ * <op> <codes|tiles|values>" or "dense <name> <reason> <op>" (tab, newline, carriage return and backslash in a tensor name or reason
  * written as \t, \n, \r and \\); copies up to size - 1 bytes (NUL terminated), returns the full
  * length. A delegate shared by interpreters (any threads: it takes a lock) holds each model's lines once,
  * however many interpreters load it, up to 1 MiB of lines; then one last line "more\t<count>\t..."

@@ -856,6 +856,13 @@ static const char* op_name(int op) {
                                                : "FULLY_CONNECTED";
 }
 
+/* compressed_report()'s form of a built layer (docs/runtime.md): "values" (rows of float32
+ * weights, 6 B per non-zero), "tiles" (16-row tiles of codes, the AVX2 / AVX-512 kernels') or
+ * "codes" (rows of 1-byte codes: a codebook index, an int8 weight's byte). */
+static const char* form_name(const dc_sparse_fc* m) {
+  return m->value ? "values" : m->tile_e ? "tiles" : "codes";
+}
+
 static void fc_plan_free(FcPlan* p) {
   if (!p) return;
   dc_sparse_fc_free(&p->m);
@@ -1867,10 +1874,11 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
       fc->node->inputs->data[slot] = p->packed; /* the dense weight loses its consumer */
       char* field = report_field(p->name);
       if (field) {
-        report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\t%s\n", field, (unsigned)p->m.rows,
-                    (unsigned)p->m.cols, p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8",
+        report_line(d, "compressed\t%s\t%ux%u\t%s\t%llu\t%llu\t%s\t%s\n", field,
+                    (unsigned)p->m.rows, (unsigned)p->m.cols,
+                    p->m.dtype == DC_DTYPE_FLOAT32 ? "float32" : "int8",
                     (unsigned long long)p->m.nnz, (unsigned long long)dc_sparse_fc_bytes(&p->m),
-                    op_name(p->op));
+                    op_name(p->op), form_name(&p->m));
         free(field);
       }
     }
