@@ -44,6 +44,14 @@ def _layout_name(packed):
     return LAYOUT_NAMES[packed[len(MAGIC) + 3]]
 
 
+def _version(packed):
+    """The format version of a packed tensor ``codec.encode`` just wrote: its header's version byte
+    (FORMAT.md §2, after the magic)."""
+    from dc_keras.codec._format import MAGIC
+
+    return packed[len(MAGIC)]
+
+
 def _raw_key(i, r):
     """What identifies the unpacked data of row ``i`` (``r``): its ``raw_buffer``; else (a row made
     without one, a packed tensor whose decoded tensor has no buffer of its own) the buffer it reads in
@@ -101,6 +109,11 @@ class TensorRow:
     #: the tensor's index in its subgraph (-1: not known): how the table names a nameless tensor
     #: (``pack(strip_strings=True)``), "(unnamed tensor N)", as the runtime's errors and reports do
     index: int = -1
+    #: the packed format version (FORMAT.md §10) of a "packed" row as the file holds it, of a
+    #: "packable" one as ``pack`` writes it at the default options; None for the other rows
+    version: int | None = None
+    #: a "packed" row: its -0.0 entries where it also holds +0.0 (a float weight, kept bit-exact)
+    negative_zeros: int = dataclasses.field(default=0, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -114,6 +127,57 @@ class TensorRow:
         if self.name or self.index < 0:
             return self.name
         return f"(unnamed tensor {self.index})"
+
+
+def format_version_line(rows, packed) -> str:
+    """``Report.to_text``'s line on the packed format versions of the "packed" (``packed``) or
+    "packable" rows: the newest, how many tensors take each, and what an older decoder needs."""
+    counts = {}
+    for r in rows:
+        if r.version is not None:
+            counts[r.version] = counts.get(r.version, 0) + 1
+    newest = max(counts)
+    each = ", ".join(f"{n} of version {v}" for v, n in sorted(counts.items(), reverse=True))
+    head = (f"format version {newest} ({'packed' if packed else 'packable'} tensors: {each}; FORMAT.md §10): a "
+            f"decoder with DC_VERSION_MAX >= {newest} (the C library an app or TFLM kernel ships) reads {'it' if packed else 'what pack writes'}")
+    if newest <= 2:
+        return head + " (every decoder since format version 2)"
+    how = ("unpack it and pack again with --format-version N (Python: version=N)" if packed
+           else "pack with --format-version N (Python: version=N)")
+    return head + f"; for a decoder of an older version N, {how}: the tensors version N cannot hold stay raw"
+
+
+def _negative_zeros(arr) -> int:
+    """The -0.0 entries of a float array that also holds +0.0 (0 for any other array)."""
+    if arr.dtype.kind != "f" or not arr.size:
+        return 0
+    zero = arr == 0
+    negative = int(np.count_nonzero(zero & np.signbit(arr)))
+    return negative if negative < int(np.count_nonzero(zero)) else 0
+
+
+def _weight_only_tensors(model, s) -> set:
+    """Tensors of subgraph ``s`` read only as weights of the operators ``pack(positive_zeros=True)``
+    makes +0.0 in (``_pack._PRODUCT_INPUTS``), directly or through a DEQUANTIZE whose output is read
+    only so and is no output of the subgraph (as ``_pack._signed_zeros`` decides it)."""
+    from dc_keras.export._pack import _PRODUCT_INPUTS
+
+    sg, readers, dequantized = model.subgraphs[s], {}, []
+    for op in sg.operators or []:
+        name = fb.opcode_name(model, op)
+        inputs = [int(x) for x in (op.inputs if op.inputs is not None else [])]
+        outputs = [int(x) for x in (op.outputs if op.outputs is not None else [])]
+        if name == "DEQUANTIZE" and len(inputs) == 1 and len(outputs) == 1 and inputs[0] >= 0:
+            dequantized.append((inputs[0], outputs[0]))
+            continue
+        ok = _PRODUCT_INPUTS.get(name, ())
+        for j, x in enumerate(inputs):
+            readers.setdefault(x, []).append(j in ok)
+    shown = {int(o) for o in (sg.outputs if sg.outputs is not None else [])}
+    for x, y in dequantized:
+        out = readers.get(y)
+        readers.setdefault(x, []).append(bool(out) and all(out) and y not in shown)
+    return {x for x, r in readers.items() if r and all(r)}
 
 
 def _packed_key(packed):
@@ -152,6 +216,22 @@ class Report:
     #: resource variables (VAR_HANDLE ops) that no operator assigns: the weights are not in the file
     #: (``_flatbuffer.unassigned_variables``); said in a note line, as pack and the runtime say it
     unassigned_variables: int = 0
+    #: ``(tensors, entries)``: the -0.0 entries of a packed file's packed float weights that also
+    #: hold +0.0 (kept bit-exact: packing its unpacked file with ``positive_zeros`` makes them +0.0)
+    packed_negative_zeros: tuple = (0, 0)
+
+    @property
+    def format_version(self) -> int | None:
+        """The newest packed format version (FORMAT.md §10) of the "packed" rows (a packed file) or
+        of the "packable" ones as ``pack`` writes them (an unpacked file): a decoder must read that
+        version (its ``DC_VERSION_MAX`` at least this) to run the packed file; None when no row packs.
+
+        Example:
+          >>> dc_keras.export.inspect(dc_keras.export.pack(data)).format_version
+          5
+        """
+        versions = [r.version for r in self.rows if r.version is not None]
+        return max(versions) if versions else None
 
     @property
     def raw_total(self) -> int:
@@ -214,6 +294,8 @@ class Report:
                 lines.append(f"{several} of them {'is' if several == 1 else 'are'} read as several types or shapes: "
                              f"{'packed' if self.packed else 'pack packs it'} once per type and shape, counted so "
                              "in the packed total")
+        if self.format_version is not None:
+            lines.append(format_version_line(self.rows, self.packed))
         refused = [r for r in self.rows if r.status == "refused"]
         if refused:
             lines.append(f"refused: {len(refused)} tensor(s), {_once(refused)} B stay raw "
@@ -250,6 +332,10 @@ class Report:
         if self.negative_zeros[0]:
             lines.append("note: " + negative_zeros_note(*self.negative_zeros, "`dc-keras pack --positive-zeros` "
                                                         "(pack(data, positive_zeros=True))"))
+        if self.packed_negative_zeros[0]:
+            lines.append("note: " + negative_zeros_note(*self.packed_negative_zeros, "`dc-keras unpack` of this file, "
+                                                        "then `dc-keras pack --positive-zeros` (pack(unpack(data), "
+                                                        "positive_zeros=True))"))
         return "\n".join(lines)
 
     __str__ = to_text
@@ -462,7 +548,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     users = _buffer_users(model)
     planned = _planned_constants(_offline_plans(model))
     all_facts = [_subgraph_facts(sg) for sg in model.subgraphs]
-    rows = []
+    rows, weight_only = [], {}
     bar = _progress(model, "inspect")  # pack's bar: from _pack.PROGRESS_MIN_BYTES on, on a terminal
     for s, sg in enumerate(model.subgraphs):
         decoded_from = {}
@@ -484,6 +570,9 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
             elif i in decoded_from:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]], i))
                 rows[-1].buffer, rows[-1].raw_buffer = sg.tensors[decoded_from[i]].buffer, t.buffer
+                if rows[-1].negative_zeros:  # pack(positive_zeros=True) of its unpacked file: +0.0?
+                    weights = weight_only.setdefault(s, _weight_only_tensors(model, s))
+                    rows[-1].negative_zeros *= i in weights
             elif fb.buffer_size(model, t.buffer):
                 why = skip_reason(t, i, facts, users, planned, model) or shared_buffer_reason(
                     model, s, i, all_facts, users, planned)
@@ -502,8 +591,17 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                   associated_error=dropped[0] if dropped else None, dropped_bytes=dropped[1] if dropped else 0,
                   model_end=model_end, trailing_bytes=len(tail), trailing_cut_zip=is_cut_zip(tail),
                   negative_zeros=(0, 0) if hd else _signed_zeros(model, False),
+                  packed_negative_zeros=_packed_negative_zeros(rows),
                   unreferenced=unreferenced_buffers(model, users), not_rewritable=_not_rewritable(model, "unpack" if hd else "pack"),
                   unassigned_variables=fb.unassigned_variables(model))
+
+
+def _packed_negative_zeros(rows):
+    """``Report.packed_negative_zeros``: (tensors, entries) of the packed rows' -0.0 entries, each
+    packed buffer once (rows reading one packed buffer decode to the same data)."""
+    per_buffer = {r.buffer if r.buffer > 0 else ("row", i): r.negative_zeros
+                  for i, r in enumerate(rows) if r.status == "packed" and r.negative_zeros}
+    return len(per_buffer), sum(per_buffer.values())
 
 
 def _keep_shared(rows, users):
@@ -555,9 +653,10 @@ def _packed_row(model, codec, s, t, packed_tensor, i):
     mismatch = header_mismatch(head, t)
     if mismatch:
         raise ValueError(f"tensor {label!r}: packed data is {mismatch}: no runtime loads it; {fb.CORRUPT_FIX}")
+    negative = _negative_zeros(arr)
     density, distinct = _stats(arr, in_place=True)  # arr is this row's own decoded copy
     return TensorRow(s, name, dtype, shape, density, distinct, int(head["raw_bytes"]), len(data), "packed",
-                     head["layout"])
+                     head["layout"], version=int(head["version"]), negative_zeros=negative)
 
 
 def _sparse_row(model, codec, s, t, dense, min_bytes):
@@ -578,7 +677,8 @@ def _sparse_row(model, codec, s, t, dense, min_bytes):
     why = keep_reason(size, stored, at_least=bound)
     if why is None:
         return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, size, "packable",
-                         "TFLite-sparse: DENSIFY becomes HuffDecode", packed_key=_packed_key(packed))
+                         "TFLite-sparse: DENSIFY becomes HuffDecode", packed_key=_packed_key(packed),
+                         version=_version(packed))
     return TensorRow(s, name, dtype, dense.shape, density, distinct, stored, None, "kept",
                      f"TFLite-sparse, densified: {why}")
 
@@ -625,5 +725,5 @@ def _plain_row(model, codec, s, t, why, min_bytes):
     why = keep_reason(size, nbytes, at_least=bound)
     if why is None:
         return TensorRow(s, name, dtype, shape, density, distinct, nbytes, size, "packable",
-                         _layout_name(packed), packed_key=_packed_key(packed))
+                         _layout_name(packed), packed_key=_packed_key(packed), version=_version(packed))
     return TensorRow(s, name, dtype, shape, density, distinct, nbytes, None, "kept", why)
