@@ -207,3 +207,16 @@ def test_tfmot_pruned_float_files_pack_inspect_unpack_and_run(tfmot_files, tmp_p
             assert rows["fc1"]["route"] == "compressed" and rows["fc1"]["form"] == "values", rows
             assert rows["fc1"]["bytes"] >= 6 * rows["fc1"]["nonzeros"]
             assert rows["fc3"]["route"] == "compressed" and rows["fc3"]["form"] == "codes", rows
+
+
+def test_runtime_doc_names_the_forms_compressed_report_gives(plain):
+    """docs/runtime.md's weights= section names compressed_report()'s `form` field and its values;
+    the hand-pruned unclustered layers (10 % dense, every non-zero distinct) run on the value form."""
+    it = runtime.Interpreter(model_content=export.pack(plain), weights="compressed")
+    it.allocate_tensors()
+    forms = [r.get("form") for r in it.compressed_report() if r["route"] == "compressed"]
+    assert forms == ["values", "values"], it.compressed_report()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "runtime.md"), encoding="utf-8") as f:
+        text = " ".join(f.read().split())
+    assert "`compressed_report()` gives each layer's bytes and its `form`: `codes`, `tiles` or `values`" in text
