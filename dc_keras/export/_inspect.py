@@ -513,6 +513,10 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     metadata refers to in ``unreferenced`` (buffers, bytes), and in a note line; resource variables
     no operator assigns (the weights are not in the file, as pack and the runtime warn) in
     ``unassigned_variables``, and in a note line.
+    Each packed or packable row's format version is in ``TensorRow.version`` and the newest in
+    ``format_version``, with a line saying what a decoder must read (``DC_VERSION_MAX``) and how to
+    pack for an older one; -0.0 kept in a packed file's float weights next to +0.0 is in
+    ``packed_negative_zeros`` (an unpacked file's in ``negative_zeros``), with a note.
 
     Totals (``raw_total``, ``packed_total``, the text's "constant tensors:" line and its ratio)
     count each buffer once, not each row: several tensors may read one buffer (a weight read in
