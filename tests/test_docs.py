@@ -534,6 +534,22 @@ def _figures():
         out.append(("docs/zoo_search_rules.md", f"| {r['packed_bytes']:,} | {_x(r['ratio'])} | ", f"model_zoo_ds_cnn_s5_{tag}.json"))
         out.append(("docs/zoo_search_rules.md", f"| {val:+.2f} ± {r['val_increase_se_pp']:.2f} pp | {_pp(r['error_increase_pp'])} | "
                                                 f"{_x(r['stripped_names']['ratio'])} |", f"model_zoo_ds_cnn_s5_{tag}.json"))
+    for k, seed in (("c1", 1), ("c2", 1), ("c3", 1), ("c4", 1), ("c4", 0), ("c4", 2)):  # session 57, every run
+        name = f"model_zoo_ds_cnn_s57_{k}_seed{seed}.json"
+        r = _zoo(name)
+        val = 100 * (r["final_val_error"] - r["baseline_val_error"])
+        out.append(("docs/zoo_search_rules.md", f"| {k} | {seed} | {r['packed_bytes']:,} | {_x(r['ratio'])} | "
+                                                f"{_x(r['stripped_names']['ratio'])} | {100 * r['baseline_val_error']:.2f} % -> "
+                                                f"{100 * r['minutes']['pruned_val_error']:.2f} % -> {100 * r['final_val_error']:.2f} % | "
+                                                f"{val:+.2f} ± {r['val_increase_se_pp']:.2f} pp | {_pp(r['error_increase_pp'])} | "
+                                                f"{r['minutes']['total']:.1f} | {r['loadavg_end'][0]:.1f} | "
+                                                f"{'yes' if r['packed_outputs_identical'] else 'no'} |", name))
+    c4 = [_zoo(f"model_zoo_ds_cnn_s57_c4_seed{s}.json") for s in (0, 1, 2)]  # README: session 57's pick
+    assert all(r["goal_met"] for r in c4), [r["goal_met"] for r in c4]
+    out.append(("README.md", "DS-CNN to 4-bit depthwise sharing and 5/18/12 epochs: " + " / ".join(
+        f"{r['packed_bytes']:,}" for r in c4) + " B at seeds 0 / 1 / 2 (" + " / ".join(_x(r["ratio"]) for r in c4) +
+        " names kept), test " + " / ".join(f"{r['error_increase_pp']:+.2f}" for r in c4) +
+        " pp, its goal met at all three seeds", "model_zoo_ds_cnn_s57_c4_seed0.json"))
     rt_emb = _json("runtime.json")["models"]["emb50000x64_d10"]  # android.md's embedding pilot: the sizes
     out.append(("docs/android.md", f"({rt_emb['dense']['tflite_bytes'] / 1e6:.1f} MB dense, "
                                    f"{round(rt_emb['compressed']['tflite_bytes'] / 1e3)} KB packed)", "runtime.json"))
