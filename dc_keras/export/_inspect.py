@@ -148,12 +148,19 @@ def format_version_line(rows, packed) -> str:
 
 
 def _negative_zeros(arr) -> int:
-    """The -0.0 entries of a float array that also holds +0.0 (0 for any other array)."""
-    if arr.dtype.kind != "f" or not arr.size:
+    """The -0.0 entries of a float array that also holds +0.0 (0 for any other array), counted on
+    its bits a chunk at a time: no temporary near the array's size (inspect holds one decoded copy
+    of a packed tensor at a time, tests/test_inspect_speed.py)."""
+    if (arr.dtype.kind != "f" and arr.dtype.name != "bfloat16") or not arr.size:
         return 0
-    zero = arr == 0
-    negative = int(np.count_nonzero(zero & np.signbit(arr)))
-    return negative if negative < int(np.count_nonzero(zero)) else 0
+    bits = np.ascontiguousarray(arr).reshape(-1).view(f"u{arr.dtype.itemsize}")  # native order, as arr
+    sign = 1 << (8 * arr.dtype.itemsize - 1)
+    negative = positive = 0
+    for i in range(0, bits.size, 1 << 20):
+        chunk = bits[i:i + (1 << 20)]
+        negative += int(np.count_nonzero(chunk == sign))
+        positive += int(np.count_nonzero(chunk == 0))
+    return negative if positive else 0
 
 
 def _weight_only_tensors(model, s) -> set:
