@@ -241,3 +241,24 @@ def test_unpack_gives_back_every_constant_as_it_was_in_a_file_written_anew(plain
         text = " ".join(f.read().split())
     assert "`unpack` gives back every tensor as it was (each weight's bytes, so the same outputs) in a file " \
            "written anew, not the original's bytes" in text
+def test_a_layer_pruned_to_90_percent_by_dc_keras_or_tfmot_runs_at_the_10_percent_default():
+    """dc_keras.prune and tfmot keep 3,277 of a 128x256 kernel's 32,768 weights at 90 % sparsity
+    (10.0006 %): the value form's 10 % default counts it as at the limit (the limit's count rounded
+    up), where it refused it as "density 10.001 % > 10 %"; one non-zero more is refused."""
+    import keras
+
+    rng = np.random.default_rng(5)
+    for kept, route in ((3277, "compressed"), (3278, "dense")):
+        inp = keras.Input((256,))
+        layer = keras.layers.Dense(128, use_bias=False)
+        model = keras.Model(inp, layer(inp))
+        w = rng.standard_normal((256, 128)).astype(np.float32)
+        layer.kernel.assign(np.where(rng.permutation(w.size).reshape(w.shape) < kept, w, 0))
+        it = runtime.Interpreter(model_content=export.to_tflite(model), weights="compressed")
+        it.allocate_tensors()
+        row = it.compressed_report()[0]
+        assert row["route"] == route, row
+        if route == "dense":
+            assert row["reason"].startswith("density 10.00") and "% > 10 % (default max_density for unclustered" in row["reason"], row
+        else:
+            assert row["form"] == "values" and row["nonzeros"] == kept

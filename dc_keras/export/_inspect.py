@@ -234,8 +234,8 @@ class Report:
         version (its ``DC_VERSION_MAX`` at least this) to run the packed file; None when no row packs.
 
         Example:
-          >>> dc_keras.export.inspect(dc_keras.export.pack(data)).format_version
-          5
+          >>> dc_keras.export.inspect(dc_keras.export.pack(data)).format_version  # clustered weights
+          2
         """
         versions = [r.version for r in self.rows if r.version is not None]
         return max(versions) if versions else None

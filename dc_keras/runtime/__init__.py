@@ -449,7 +449,8 @@ class Interpreter:
         docs/android.md.
       max_density: with ``weights="compressed"``, a fraction in (0, 1] (whole percent, e.g.
         ``0.5``): FULLY_CONNECTED layers with a larger share of non-zero weights stay decoded,
-        reported with their density and the limit (delegate option ``max_density=50``); it applies
+        reported with their density and the limit (delegate option ``max_density=50``; the limit's
+        count of non-zeros is rounded up, so a layer pruned to 90 % keeps its 10 %); it applies
         to every weight type and form. Default ``None``: by the form the layer runs in -- 0.3 for
         float32 weights on the row form (ARM CPUs, layers of > 32 values or 1-3 output units:
         denser layers run faster on the dense kernels, at 40 % 1.5x slower at batch 8, unpruned
