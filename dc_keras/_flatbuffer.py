@@ -104,7 +104,8 @@ CORRUPT_FIX = "the file is truncated or corrupt: export it again or copy it agai
 
 
 NEWER_FIX = ("it was packed by a newer dc_keras: update dc_keras (and the HuffDecode library an app "
-             "ships), or pack it again with a version= this decoder reads (docs/FORMAT.md §10)")
+             "ships), or have that dc_keras write a version this decoder reads: dc-keras unpack, then "
+             "pack --format-version N (docs/FORMAT.md §10)")
 
 
 def with_corrupt_fix(msg: str) -> str:

@@ -66,7 +66,8 @@ typedef enum {
   "the file is truncated or corrupt: export it again or copy it again from its source"
 #define DC_UNPACK_NEWER_FIX                                                                        \
   "it was packed by a newer dc_keras: update dc_keras (and the HuffDecode library an app ships), " \
-  "or pack it again with a version= this decoder reads (docs/FORMAT.md \xc2\xa7"                   \
+  "or have that dc_keras write a version this decoder reads: dc-keras unpack, then "               \
+  "pack --format-version N (docs/FORMAT.md \xc2\xa7"                                               \
   "10)" /* UTF-8 */
 
 /* `why` / `why_n` of every function below: when why is not NULL and why_n > 0 it is always
