@@ -104,7 +104,7 @@ def test_value_form_holds_the_weights_row_by_row_and_its_kernels_match_the_dense
     codebook, built straight from the entries for §18 and through the dense copy for §12; the kernels (the choice of this CPU and the scalar
     ones, batch 1, 3 and 9 with and without scratch) give the double-precision dense product
     within 1e-5 of the sum of |terms| on the rows without inf / NaN. A lookup table of the same
-    weights is refused with the reason and its fix (tables have no value form)."""
+    weights takes the value form too (session 57; before, refused): -0.0 kept, every bit as stored."""
     lib, SparseFc = _sparse_fc_api()
     rng = np.random.default_rng(5)
     w = (rng.standard_normal((70, 300)) * (rng.random((70, 300)) < 0.2)).astype(np.float32)
@@ -153,7 +153,13 @@ def test_value_form_holds_the_weights_row_by_row_and_its_kernels_match_the_dense
     finally:
         lib.dc_sparse_fc_free(C.byref(m))
     st, t, why = _build(lib, SparseFc, packed, table=True)
-    assert st == 1 and not t.row_ptr and why == "more than 255 distinct non-zero values: " + FIX, why
+    try:
+        kept = w.view(np.uint32) != 0
+        assert st == 0 and t.value and not t.code and t.nnz == kept.sum() and t.from_dense == (0 if direct else 1)
+        value = np.ctypeslib.as_array(C.cast(t.value, C.POINTER(C.c_uint32)), (int(kept.sum()),))
+        np.testing.assert_array_equal(value, w.view(np.uint32)[kept])  # -0.0 and NaN bit for bit
+    finally:
+        lib.dc_sparse_fc_free(C.byref(t))
 
 
 def test_a_codebook_of_more_than_255_values_is_refused_with_the_fix():

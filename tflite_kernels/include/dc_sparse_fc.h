@@ -9,8 +9,9 @@
  * decoded straight into the form (dc_decode_rows: no dense tensor at all, ~4 ns
  * per entry), and so is a float32 §18 tensor (sparse float planes, version 5) with a
  * ±0 background (dc_decode_value_rows: the value form, or the rows of codes when it
- * holds <= 255 distinct values); other layouts (§5, §12, §14, version 1, a non-zero
- * background, §18 lookup tables) go through a transient dense copy (dc_decode, scan,
+ * holds <= 255 distinct values; a lookup table's with a +0 background or every element an
+ * entry); other layouts (§5, §12,
+ * §14, version 1, a non-zero background) go through a transient dense copy (dc_decode, scan,
  * free: ~15x slower, and the dense size in transient memory).  Three forms:
  *  - rows (row_ptr, col, code): per non-zero weight a 16-bit column and a 1-byte
  *    value code (float32: index into a codebook of <= 255 non-zero values; int8:
@@ -31,13 +32,14 @@
  *    same bits (NaN for NaN: where two NaNs meet, which one an FMA passes on is open).
  *  - values (row_ptr, col, value): the rows with the float32 weight itself per non-zero
  *    instead of a code (value != NULL, code NULL, num_values 0): 6 bytes per non-zero + 4
- *    per row, for float32 FC weights of more than 255 distinct non-zero values, pruned but not
- *    clustered (§12 and §18 float planes, which hold no codebook; §12 through the transient
+ *    per row, for float32 FC weights (and lookup tables) of more than 255 distinct non-zero values,
+ *    pruned but not clustered (§12 and §18 float planes, which hold no codebook; §12 through the transient
  *    dense copy, §18 straight from its entries: 4096x1024 at 10 % in 2.5 ms of CPU and 2.6 MiB
  *    at peak against 11.8 ms and 18.4 MiB through the dense copy, benchmarks/
  *    bench_values_build.py).  The scalar kernels on every CPU, in the scalar row kernels'
  *    summation order (rows of codes and of values of the same weights give the same bits
- *    there).  Not for lookup tables (dc_sparse_table_build still refuses > 255 values).
+ *    there).  A lookup table's value form keeps every element but +0.0 (-0.0 and NaN payloads
+ *    as stored) and runs up to its caller's limit (dc_sparse_table_build_max).
  * A built form holds one of these (dc_sparse_fc_add_tiles can add tiles next
  * to rows of codes); row_ptr == NULL means the tile form alone.
  *
@@ -178,6 +180,20 @@ DC_API dc_sfc_form dc_sparse_fc_form(const uint8_t* packed, size_t size);
  * background, or the most common value), e.g. an asymmetric zero point. */
 DC_API dc_sfc_status dc_sparse_table_build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
                                            dc_status* decode_status, char* why, size_t why_size);
+
+/* dc_sparse_table_build for a table that is to take the value form (float32 planes, §12 / §18,
+ * of more than DC_SFC_MAX_VALUES distinct kept values: 6 bytes per kept element + 4 per row)
+ * only with at most max_nnz kept elements: a denser one is refused with DC_SFC_TOO_DENSE, *m
+ * zeroed but for rows, cols, dtype, nnz, and its decoded tensor handed over in *dense as
+ * dc_sparse_fc_build_max does (dense NULL: not).  Rows of codes (<= 255 values, int8) take any
+ * count, as dc_sparse_table_build.  A §18 table is built straight from its entries (+0.0
+ * background, or -0.0 with gap alphabet 1, tfmot's; at most max_nnz entries: each may keep one),
+ * else through the dense copy; the two
+ * give the same form byte for byte (dc_sparse_fc_set_direct). */
+DC_API dc_sfc_status dc_sparse_table_build_max(const uint8_t* packed, size_t size, uint64_t max_nnz,
+                                               dc_sparse_fc* m, void** dense,
+                                               dc_status* decode_status, char* why,
+                                               size_t why_size);
 
 /* out[i, :] = table row idx[i] for i < n (float32 tables: float rows, int8
  * tables: the int8 values; m->fill where nothing is stored).  idx holds n

@@ -2025,7 +2025,8 @@ DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, con
  * the plane while r + 1 < R (esz 4: a 4-byte load of 3 rest bytes stays in the input, which the
  * plane ends; esz 2: r < R), else from `last` (the plane's last rest, or zeros); a stored entry at
  * r >= R leaves r > R, which is checked after each block (the loads never leave the input).
- * `to_rows` (dc_decode_value_rows, B = ±0): instead of the store, DC_SP7_ROW. */
+ * `to_rows` (dc_decode_value_rows, B = ±0): instead of the store, DC_SP7_ROW (1: an FC weight's
+ * rows, ±0 left out) or DC_SP7_TABLE_ROW (2: a lookup table's, only +0 left out). */
 #define DC_SP7_ENTRY(g, s, safe)                                                         \
   do {                                                                                   \
     const uint32_t kept_ = ((s) >> 8) ^ 1u, keep_ = 0u - kept_;                          \
@@ -2033,7 +2034,9 @@ DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, con
     const uint32_t x_ = plane_word((s), load_rest(src_, esz, 1), esz);                   \
     p += (g);                                                                            \
     if (!(safe) && p >= n) return DC_ERR_STREAM;                                         \
-    if (to_rows) {                                                                       \
+    if (to_rows == 2) {                                                                  \
+      DC_SP7_TABLE_ROW(x_, kept_, (s), safe);                                            \
+    } else if (to_rows) {                                                                \
       DC_SP7_ROW(x_, kept_, safe);                                                       \
     } else {                                                                             \
       put_word(out, p, (x_ & keep_) | ((bg ^ ((s)&1u) << (8 * esz - 1)) & ~keep_), esz); \
@@ -2056,6 +2059,22 @@ DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, con
     vcol[k] = (uint16_t)(p - (rend - cols));                                 \
     vval[k] = (x);                                                           \
     k += (kept) & (uint32_t)((safe) || r < R) & (uint32_t)(((x) << 1) != 0); \
+  } while (0)
+/* DC_SP7_ROW for a lookup table (to_rows 2; B = +0.0, or -0.0 with G = 1: no background between
+ * entries): the element at p is the stored word x, or for an entry not stored B (symbol 256) or B
+ * with its sign flipped (257); it takes slot k unless it is +0.0 (-0.0 is kept: a lookup copies
+ * bits) or a stored entry past the R-th (found after the block).  Every entry may take a slot:
+ * k <= j <= E, the caller's E + 1 slots. */
+#define DC_SP7_TABLE_ROW(x, kept, s, safe)                                               \
+  do {                                                                                   \
+    const uint32_t w_ = ((x) & (0u - (kept))) | ((bg ^ (((s)&1u) << 31)) & ((kept)-1u)); \
+    while (p >= rend) {                                                                  \
+      vrow_ptr[++row] = (uint32_t)k;                                                     \
+      rend += cols;                                                                      \
+    }                                                                                    \
+    vcol[k] = (uint16_t)(p - (rend - cols));                                             \
+    vval[k] = w_;                                                                        \
+    k += (((kept) ^ 1u) | (uint32_t)((safe) || r < R)) & (uint32_t)(w_ != 0);            \
   } while (0)
 /* Leading zero bits of w != 0 (63 - the marker's bit). */
 static inline uint32_t lead_zeros(uint64_t w) {
@@ -2231,6 +2250,7 @@ DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
 }
 #undef DC_SP7_UNCHECKED
 #undef DC_SP7_ROW
+#undef DC_SP7_TABLE_ROW
 #undef DC_SP7_ITER1
 #undef DC_SP7_ITER
 #undef DC_SP7_DEC
@@ -3155,6 +3175,12 @@ DC_NOINLINE dc_status sparse_planes_rows_e4(const uint8_t* d, const dc_header* h
                                             const uint16_t* gt, const uint16_t* st, dc_rows* r) {
   return sparse_planes_body(d, h, gt, st, NULL, r, 4, 1);
 }
+/* The same for a lookup table's rows (r->table: -0.0 kept). */
+DC_NOINLINE dc_status sparse_planes_table_rows_e4(const uint8_t* d, const dc_header* h,
+                                                  const uint16_t* gt, const uint16_t* st,
+                                                  dc_rows* r) {
+  return sparse_planes_body(d, h, gt, st, NULL, r, 4, 2);
+}
 #endif
 
 dc_status dc_decode_value_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r) {
@@ -3164,14 +3190,17 @@ dc_status dc_decode_value_rows(const uint8_t* data, size_t size, const dc_header
     return DC_ERR_ARGUMENT;
   if (h->layout != DC_LAYOUT_SPARSE_PLANES || h->info.dtype != DC_DTYPE_FLOAT32 ||
       h->info.rank != 2 || h->info.num_elements == 0 || r->rows != h->info.dims[0] ||
-      r->cols != h->info.dims[1] || r->cols > 65536u || r->capacity <= h->stored ||
-      (uint32_t)((uint32_t)h->base << 1) != 0)
+      r->cols != h->info.dims[1] || r->cols > 65536u ||
+      r->capacity <= (r->table ? h->entries : h->stored) ||
+      (uint32_t)((uint32_t)h->base << 1) != 0 ||
+      (r->table && (uint32_t)h->base != 0 && h->gap_alphabet != 1))
     return DC_ERR_ARGUMENT;
   if (!r->crc_checked && !crc_ok(h, data, size)) return DC_ERR_CHECKSUM; /* §8: first */
   ws = r->tables;
   build_table(&h->index_code, ws);
   build_table(&h->gap_code, ws + ((size_t)1 << DC_MAX_CODE_LENGTH));
-  return sparse_planes_rows_e4(data, h, ws + ((size_t)1 << DC_MAX_CODE_LENGTH), ws, r);
+  return (r->table ? sparse_planes_table_rows_e4 : sparse_planes_rows_e4)(
+      data, h, ws + ((size_t)1 << DC_MAX_CODE_LENGTH), ws, r);
 #else
   (void)data, (void)size, (void)h, (void)r;
   return DC_ERR_ARGUMENT; /* no §18 in this build: dc_parse refuses it */

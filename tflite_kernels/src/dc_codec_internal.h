@@ -82,6 +82,8 @@ typedef struct {
                       * (e.g. on another thread during the decode); 0: dc_decode_rows does, first */
   uint32_t* value;   /* dc_decode_value_rows: capacity entries, the bit pattern of each kept value
                       * (instead of code and value_code, unused there); NULL for dc_decode_rows */
+  int table;         /* dc_decode_value_rows: 1 a lookup table's rows (only +0.0 left out: -0.0
+                      * kept, background +0.0 only, capacity > E), 0 an FC weight's (±0 left out) */
 } dc_rows;
 
 /* A §7 bit reader (dc_codec.c's `bitreader`): the next stream bits, LSB = next bit, of which the
@@ -146,9 +148,13 @@ dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, d
  * in r->value (r->code, r->value_code and r->pairs unused): no dense tensor.  The walk of
  * dc_decode's §18 loop (sparse_planes_body), with its checks and statuses (CRC first unless
  * r->crc_checked, §8); r->capacity must exceed R (h->stored: the decoder writes one entry past the
- * last value it keeps), r->tables hold 2 << DC_MAX_CODE_LENGTH entries.  DC_ERR_ARGUMENT for a
- * tensor it does not handle (other layout or dtype, rank, sizes, a background other than ±0), and
- * in a build without §18 (DC_CODEC_NO_SPARSE_PLANES, DC_CODEC_MINIMAL: its loop is left out). */
+ * last value it keeps), r->tables hold 2 << DC_MAX_CODE_LENGTH entries.  r->table = 1 (a lookup
+ * table, copied bit for bit): every element but +0.0 is kept, -0.0 included (stored, or an entry
+ * of symbol 256 / 257), B must be +0.0, or -0.0 with G = 1 (every element an entry: tfmot's
+ * tensors, whose -0.0s may outnumber their +0.0s), and r->capacity exceed E (h->entries: each
+ * entry may keep one).  DC_ERR_ARGUMENT for a tensor it does not handle (other layout or dtype,
+ * rank, sizes, a background other than ±0, or a table's -0.0 with G > 1), and in a build without §18
+ * (DC_CODEC_NO_SPARSE_PLANES, DC_CODEC_MINIMAL: its loop is left out). */
 dc_status dc_decode_value_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r);
 
 #endif /* DC_CODEC_INTERNAL_H_ */

@@ -693,9 +693,9 @@ static int value_code(ValueMap* vm, dc_sparse_fc* m, uint32_t bits) {
 }
 
 /* The fix said with "more than 255 distinct non-zero values": a codebook of more values (an FC
- * layer clustered to 8 bits or more, without a zero cluster) or a lookup table of more (tables
- * have no value form).  An FC layer pruned but not clustered packs as float planes (§12, §18) and
- * runs on the value form instead (dc_sparse_fc.h). */
+ * layer or a lookup table clustered to 8 bits or more, without a zero cluster).  Weights and
+ * tables pruned but not clustered pack as float planes (§12, §18) and take the value form instead
+ * (dc_sparse_fc.h). */
 #define DC_SFC_VALUES_FIX                                                                  \
   ": cluster the weights to at most 255 values (dc_keras.cluster, bits <= 7) to run them " \
   "compressed"
@@ -734,10 +734,11 @@ static dc_sfc_status compact_float(const float* w, dc_sparse_fc* m, char* why, s
   return DC_SFC_OK;
 }
 
-/* The value form (dc_sparse_fc.h) of a float32 FC weight that compact_float found to hold more
- * than DC_SFC_MAX_VALUES distinct non-zero values, built on its rows (row_ptr, col: rewritten
- * whole): the 1-byte codes give way to the weights themselves.  The codebook is emptied.
- * DC_SFC_NOMEM when the values find no memory (the form is then freed by the caller). */
+/* The value form (dc_sparse_fc.h) of a float32 FC weight or lookup table that compact_float found
+ * to hold more than DC_SFC_MAX_VALUES distinct kept values, built on its rows (row_ptr, col:
+ * rewritten whole): the 1-byte codes give way to the weights themselves (a table's -0.0s kept, as
+ * omitted says).  The codebook is emptied.  DC_SFC_NOMEM when the values find no memory (the form
+ * is then freed by the caller). */
 static dc_sfc_status compact_values(const float* w, dc_sparse_fc* m) {
   free(m->code);
   m->code = NULL;
@@ -752,7 +753,7 @@ static dc_sfc_status compact_values(const float* w, dc_sparse_fc* m) {
     m->row_ptr[r] = k;
     for (uint32_t c = 0; c < cols; ++c) {
       const uint32_t bits = row[c];
-      if (omitted(bits, 0)) continue;
+      if (omitted(bits, m->table)) continue;
       m->col[k] = (uint16_t)c;
       memcpy(&m->value[k], &bits, sizeof bits);
       ++k;
@@ -762,7 +763,8 @@ static dc_sfc_status compact_values(const float* w, dc_sparse_fc* m) {
   return DC_SFC_OK;
 }
 
-DC_API uint32_t dc_sparse_fc_count_values(const float* w, uint64_t n) {
+/* dc_sparse_fc_count_values, of the values `table` keeps (omitted). */
+static uint32_t count_values(const float* w, uint64_t n, uint32_t table) {
   ValueMap vm;
   dc_sparse_fc probe; /* value_code's count and codebook */
   uint32_t last = 0;
@@ -772,11 +774,15 @@ DC_API uint32_t dc_sparse_fc_count_values(const float* w, uint64_t n) {
   for (uint64_t i = 0; i < n; ++i) {
     uint32_t bits;
     memcpy(&bits, w + i, sizeof bits);
-    if (omitted(bits, 0) || (bits == last && probe.num_values)) continue;
+    if (omitted(bits, table) || (bits == last && probe.num_values)) continue;
     last = bits;
     if (value_code(&vm, &probe, bits) < 0) return DC_SFC_MAX_VALUES + 1;
   }
   return probe.num_values;
+}
+
+DC_API uint32_t dc_sparse_fc_count_values(const float* w, uint64_t n) {
+  return count_values(w, n, 0);
 }
 
 static void compact_int8(const int8_t* w, dc_sparse_fc* m) {
@@ -1332,24 +1338,31 @@ DC_API int dc_sparse_fc_set_direct(int on) {
 /* Direct route of a float32 FC weight in FORMAT.md §18 (sparse float planes, version 5: pruned but
  * unclustered) whose background is +0.0 or -0.0 (the encoder's for pruned weights), at most
  * max_nnz stored entries (R): dc_decode_value_rows walks the entries straight into rows of values
- * (row_ptr, col, value; R + 1 slots, R being at least the non-zero count), no dense tensor; then
+ * (row_ptr, col, value; R + 1 slots, R being at least the non-zero count), no dense tensor.  A
+ * lookup table (m->table) the same way with a +0.0 background, or a -0.0 one with G = 1 (every
+ * element an entry, tfmot's; with gaps, -0.0 elements it keeps lie between the entries), at most
+ * max_nnz entries (E: each may keep one, -0.0 entries not stored included; E + 1 slots) and -0.0
+ * kept (dc_rows.table); then
  * the values stay (more than DC_SFC_MAX_VALUES distinct ones: the value form) or become codes
  * (values_or_codes), the form the dense route makes of the same weight, byte for byte.  A form of
  * helper_bytes or more (6 bytes per slot) starts the helper thread (helper_run: it maps the
  * arrays' pages, checks the CRC and the file mapping while this thread decodes; a CRC mismatch
  * gives DC_ERR_CHECKSUM whatever the decode found, as checking it first); smaller ones are
- * decoded after the CRC in this thread.  DC_SFC_UNSUPPORTED (nothing built) for a lookup table, a
- * background other than ±0 (its elements are non-zeros) and R > max_nnz: the dense route then
+ * decoded after the CRC in this thread.  DC_SFC_UNSUPPORTED (nothing built) for a background
+ * other than ±0 (a table's: -0.0 with G > 1 too; its elements are kept) and R > max_nnz (a table's
+ * E > max_nnz, its value form's limit: dc_sparse_table_build_max): the dense route then
  * counts the non-zeros (stored ±0s are none) and hands its decoded tensor over to a layer too
  * dense to run compressed (dc_sparse_fc_build_max), which is then decoded once.  Measured:
  * benchmarks/bench_values_build.py. */
 static dc_sfc_status build_planes_direct(const uint8_t* packed, size_t size, const dc_header* h,
                                          dc_sparse_fc* m, dc_status* decode_status,
                                          uint64_t max_nnz) {
-  if (m->table || h->info.dtype != DC_DTYPE_FLOAT32 || (uint32_t)((uint32_t)h->base << 1) != 0 ||
-      h->stored > max_nnz)
+  const uint64_t most = m->table ? h->entries : h->stored; /* kept elements, at most */
+  if (h->info.dtype != DC_DTYPE_FLOAT32 || (uint32_t)((uint32_t)h->base << 1) != 0 ||
+      (m->table && (uint32_t)h->base != 0 && h->gap_alphabet != 1) || most > max_nnz ||
+      most >= SIZE_MAX / sizeof(float))
     return DC_SFC_UNSUPPORTED;
-  const size_t slots = (size_t)h->stored + 1; /* dc_decode_value_rows writes one past the last */
+  const size_t slots = (size_t)most + 1; /* dc_decode_value_rows writes one past the last */
   dc_rows r;
   memset(&r, 0, sizeof r);
   m->row_ptr = (uint32_t*)malloc(((size_t)m->rows + 1) * sizeof(uint32_t));
@@ -1381,6 +1394,7 @@ static dc_sfc_status build_planes_direct(const uint8_t* packed, size_t size, con
   r.capacity = slots;
   r.tables = tables;
   r.crc_checked = w.h != NULL;
+  r.table = (int)m->table;
   dc_status st = dc_decode_value_rows(packed, size, h, &r);
   helper_join(m, &w, task);
   free(tables);
@@ -1390,7 +1404,7 @@ static dc_sfc_status build_planes_direct(const uint8_t* packed, size_t size, con
     return DC_SFC_DECODE;
   }
   m->nnz = r.nnz;
-  if (r.nnz + 1 < slots) { /* stored ±0s (not the encoder's): give their room back */
+  if (r.nnz + 1 < slots) { /* stored ±0s (not the encoder's), a table's +0 entries: room back */
     uint16_t* c = (uint16_t*)realloc(m->col, (size_t)(r.nnz ? r.nnz : 1) * sizeof(uint16_t));
     float* v = (float*)realloc(m->value, (size_t)(r.nnz ? r.nnz : 1) * sizeof(float));
     if (c) m->col = c;
@@ -1557,8 +1571,9 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     return s;
   }
   form_begin(m, &h, table);
-  /* Dense route (§5, §12, §14, version 1, non-zero background, §18 lookup tables and layers of
-   * more stored entries than max_nnz; every tensor after dc_sparse_fc_set_direct(0)): a transient
+  /* Dense route (§5, §12, §14, version 1, non-zero background (a table's: -0.0 with G > 1), §18
+   * layers of more stored entries than max_nnz (tables: entries); every tensor after
+   * dc_sparse_fc_set_direct(0)): a transient
    * dense copy, decoded, scanned twice, freed (never kept). */
   m->from_dense = 1;
   void* dense = dc_alloc_output((size_t)h.info.output_bytes); /* aligned: it may be handed over */
@@ -1574,7 +1589,11 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
   dc_task* task = NULL;
   Helper w = {NULL, 0, NULL, 0, NULL, packed, size, 0, 0, NULL}; /* dc_decode checked the CRC */
   const uint64_t nnz = count_nonzero(dense, h.info.dtype, h.info.num_elements, table, m->fill);
-  if (nnz > max_nnz) {
+  /* a lookup table's limit holds for its value form only (float planes of more than
+   * DC_SFC_MAX_VALUES kept values; dc_sparse_table_build_max): its rows of codes take any count */
+  if (nnz > max_nnz &&
+      (!table || (h.info.dtype == DC_DTYPE_FLOAT32 && values == DC_SFC_NO_CODEBOOK &&
+                  count_values((const float*)dense, h.info.num_elements, 1) > DC_SFC_MAX_VALUES))) {
     m->nnz = nnz;
     if (tiles) { /* the count of its tiles, if they would not have fit */
       const uint64_t e = dense_tile_entries(dense, h.info.dtype, m->rows, m->cols);
@@ -1593,9 +1612,9 @@ static dc_sfc_status build(const uint8_t* packed, size_t size, dc_sparse_fc* m,
     if (h.info.dtype == DC_DTYPE_FLOAT32) {
       s = compact_float((const float*)dense, m, why, why_size);
       /* more than DC_SFC_MAX_VALUES values: only float planes (§12, §18), whose values have no
-       * codebook to say so from the header (check_header refuses larger codebooks), and only for
-       * FC weights (a lookup table keeps the codes) */
-      value_form = s == DC_SFC_UNSUPPORTED && !table && values == DC_SFC_NO_CODEBOOK;
+       * codebook to say so from the header (check_header refuses larger codebooks); FC weights
+       * and lookup tables alike (a table's -0.0s kept) */
+      value_form = s == DC_SFC_UNSUPPORTED && values == DC_SFC_NO_CODEBOOK;
     } else {
       compact_int8((const int8_t*)dense, m);
     }
@@ -1627,6 +1646,13 @@ DC_API dc_sfc_status dc_sparse_table_build(const uint8_t* packed, size_t size, d
   return build(packed, size, m, decode_status, why, why_size, 1, UINT64_MAX, NULL);
 }
 
+DC_API dc_sfc_status dc_sparse_table_build_max(const uint8_t* packed, size_t size, uint64_t max_nnz,
+                                               dc_sparse_fc* m, void** dense,
+                                               dc_status* decode_status, char* why,
+                                               size_t why_size) {
+  return build(packed, size, m, decode_status, why, why_size, 1, max_nnz, dense);
+}
+
 /* --------------------------------------------------------------- gather */
 
 static int64_t index_at(const void* idx, int idx64, size_t i) {
@@ -1648,8 +1674,9 @@ DC_API size_t dc_sparse_gather(const dc_sparse_fc* m, const void* idx, int idx64
     if (m->dtype == DC_DTYPE_FLOAT32) {
       float* y = (float*)out + i * cols;
       memset(y, 0, cols * sizeof(float));
-      if (m->value) { /* an FC form of values (tables are never built so) */
-        for (uint32_t j = m->row_ptr[r]; j < end; ++j) y[m->col[j]] = m->value[j];
+      if (m->value) { /* the value form: the bits as stored (NaN payloads, -0.0) */
+        for (uint32_t j = m->row_ptr[r]; j < end; ++j)
+          memcpy(&y[m->col[j]], &m->value[j], sizeof(float));
         continue;
       }
       for (uint32_t j = m->row_ptr[r]; j < end; ++j) y[m->col[j]] = m->codebook[m->code[j]];

@@ -1433,7 +1433,8 @@ static int plan_build(TfLiteContext* context, TfLiteNode* node, int node_index, 
   dc_status ds = DC_OK;
   const uint8_t* bytes = (const uint8_t*)pk->data.raw_const;
   dc_sfc_status st =
-      table ? dc_sparse_table_build(bytes, pk->bytes, &p->m, &ds, why, why_size)
+      table ? dc_sparse_table_build_max(bytes, pk->bytes, lim ? lim->max_nnz : UINT64_MAX, &p->m,
+                                        lim ? &lim->dense : NULL, &ds, why, why_size)
             : dc_sparse_fc_build_max(bytes, pk->bytes, lim ? lim->max_nnz : UINT64_MAX, &p->m,
                                      lim ? &lim->dense : NULL, &ds, why, why_size);
   if (st != DC_SFC_OK) {
@@ -1548,16 +1549,18 @@ static int lookup_supported(TfLiteContext* context, const TfLiteNode* node, int 
 }
 
 /* Builds the compact form of a supported lookup's table.  Returns 1 done, 0
- * not suitable (reason in why: run dense), -1 invalid packed bytes (why). */
+ * not suitable (reason in why: run dense), 2 a value form denser than lim allows (lim->nnz,
+ * lim->dense; lim NULL: no limit), -1 invalid packed bytes (why). */
 static int lookup_plan_make(TfLiteContext* context, TfLiteNode* node, int node_index, int op,
-                            int packed, FcPlan** out_plan, char* why, size_t why_size) {
+                            int packed, DensityLimit* lim, FcPlan** out_plan, char* why,
+                            size_t why_size) {
   int wi = node->inputs->data[table_slot(op)];
   const TfLiteTensor* w = &context->tensors[wi];
   const TfLiteTensor* pk = &context->tensors[packed];
   dc_tensor_info info;
   if (!check_packed(context, pk, w, &info, why, why_size)) return -1;
   FcPlan* p = NULL;
-  int r = plan_build(context, node, node_index, op, wi, packed, 1, NULL, &p, why, why_size);
+  int r = plan_build(context, node, node_index, op, wi, packed, 1, lim, &p, why, why_size);
   if (r != 1) return r;
   p->input = node->inputs->data[1 - table_slot(op)];
   p->bias = -1;
@@ -1693,7 +1696,7 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
     return fc_plan_make(context, c->node, c->index, c->fc_packed, lim, p, why, why_size);
   }
   if (!lookup_supported(context, c->node, op, why, why_size)) return 0;
-  return lookup_plan_make(context, c->node, c->index, op, c->fc_packed, p, why, why_size);
+  return lookup_plan_make(context, c->node, c->index, op, c->fc_packed, lim, p, why, why_size);
 }
 
 /* The default max_density (option not given), by weight type and the form the layer runs in
@@ -1742,6 +1745,16 @@ static int plan_make(TfLiteContext* context, PlanNode* c, DensityLimit* lim, FcP
  *    limits is decoded twice).
  * An explicit max_density applies to every form. */
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32_VALUES 10
+/* EMBEDDING_LOOKUP / GATHER tables run compressed at any density on the rows of codes (3 bytes per
+ * kept element + 4 per row: less than the dense table's 4 per element even when full); on the
+ * value form (float planes of more than 255 distinct kept values, unclustered: 6 bytes per kept
+ * element + 4 per row, dc_sparse_table_build_max) up to this percent of kept elements (all but
+ * +0.0: -0.0 is kept), where the form takes at most 0.9x of the dense table plus its row offsets
+ * (the form pays below ~66 %); the lookup copies the same rows either way, so memory alone
+ * decides.  60, not less: a table pruned by tfmot to 90 % keeps ~55 % (its mask product leaves
+ * -0.0 for half the pruned elements; a lookup must give them back), ~0.85x of the dense table.
+ * Not changed by max_density, an option of FULLY_CONNECTED layers. */
+#define DC_TABLE_VALUES_MAX_DENSITY 60
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32 30
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32_TILES 40
 #define DC_DEFAULT_MAX_DENSITY_FLOAT32_AVX2 5
@@ -1819,12 +1832,21 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     int limit = 100;
     RowsWhy rows_why = ROWS_SAID;
     dc_sfc_form form = DC_SFC_FORM_ROWS;
-    int values = 0; /* float planes: the value form's default (max_density_for) */
+    int values = 0;        /* float planes: the value form's default (max_density_for) */
+    int lookup_values = 0; /* a lookup table of float planes: DC_TABLE_VALUES_MAX_DENSITY */
     if (fc->reg->builtin_code == kTfLiteBuiltinFullyConnected &&
         dc_peek((const uint8_t*)pk->data.raw_const, pk->bytes, &info) == DC_OK && info.rank == 2) {
       form = dc_sparse_fc_form((const uint8_t*)pk->data.raw_const, pk->bytes);
       values = float_planes(&info);
       limit = max_density_for(d, (int)info.dtype, form, values);
+      lim.max_nnz = max_nnz_at(limit, info.dims[0] * info.dims[1]);
+      lp = &lim;
+    } else if (fc->reg->builtin_code != kTfLiteBuiltinFullyConnected &&
+               dc_peek((const uint8_t*)pk->data.raw_const, pk->bytes, &info) == DC_OK &&
+               info.rank == 2 && float_planes(&info)) {
+      /* a lookup table's value form (DC_TABLE_VALUES_MAX_DENSITY; its rows of codes: no limit) */
+      lookup_values = 1;
+      limit = DC_TABLE_VALUES_MAX_DENSITY;
       lim.max_nnz = max_nnz_at(limit, info.dims[0] * info.dims[1]);
       lp = &lim;
     }
@@ -1864,7 +1886,12 @@ static void settle_candidate(TfLiteContext* context, DcDelegate* d, PlanNode* fc
     if (r == 2) {
       char pct[32];
       density_text(pct, sizeof pct, lim.nnz, info.dims[0] * info.dims[1], limit);
-      if (d->max_density) {
+      if (lookup_values) {
+        set_msg(why, sizeof why,
+                "density %s %% > %d %% (the limit of unclustered float32 lookup tables, on the "
+                "value form: 6 bytes per kept element); decoded",
+                pct, limit);
+      } else if (d->max_density) {
         set_msg(why, sizeof why, "density %s %% > max_density %d %%; decoded", pct, limit);
       } else {
         set_msg(why, sizeof why, "density %s %% > %d %% (default max_density for %s); decoded", pct,

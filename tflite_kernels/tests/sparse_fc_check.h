@@ -90,8 +90,9 @@ static int64_t sfc_tiles_mismatch(const dc_sparse_fc* m, const void* dense) {
 
 /* -1 if the form holds exactly the non-zeros of `dense` (the decoded row-major rows x cols
  * tensor) row by row, columns increasing, codes valid (float: codebook[code] has the weight's bit
- * pattern, or, in the value form, value[k] has it; -0.0 is a zero) and, for int8, row_sum[r] is
- * the row's sum; otherwise the first row
+ * pattern, or, in the value form, value[k] has it; -0.0 is a zero, but for a lookup table,
+ * m->table, only +0.0 is: it keeps -0.0; an int8 table leaves out m->fill) and, for an int8 FC
+ * form, row_sum[r] is the row's sum; otherwise the first row
  * that differs (rows: the ends of row_ptr).  A form holds rows, a tile form
  * (sfc_tiles_mismatch), or both: each is checked. */
 static int64_t sfc_form_mismatch(const dc_sparse_fc* m, const void* dense) {
@@ -112,7 +113,7 @@ static int64_t sfc_form_mismatch(const dc_sparse_fc* m, const void* dense) {
       if (m->dtype == DC_DTYPE_FLOAT32) {
         uint32_t bits;
         memcpy(&bits, raw + 4 * i, 4);
-        if ((bits << 1) == 0) continue;
+        if (m->table ? bits == 0 : (bits << 1) == 0) continue;
         bad = k >= m->row_ptr[r + 1] || m->col[k] != c ||
               (m->value ? memcmp(&m->value[k], &bits, 4) != 0
                         : m->code[k] >= m->num_values ||
@@ -120,12 +121,13 @@ static int64_t sfc_form_mismatch(const dc_sparse_fc* m, const void* dense) {
       } else {
         int8_t v = (int8_t)raw[i];
         sum += v;
-        if (v == 0) continue;
+        if (v == (m->table ? m->fill : 0)) continue;
         bad = k >= m->row_ptr[r + 1] || m->col[k] != c || (int8_t)m->code[k] != v;
       }
       ++k;
     }
-    bad = bad || k != m->row_ptr[r + 1] || (m->dtype == DC_DTYPE_INT8 && sum != m->row_sum[r]);
+    bad = bad || k != m->row_ptr[r + 1] ||
+          (m->dtype == DC_DTYPE_INT8 && !m->table && sum != m->row_sum[r]);
     if (bad) return r;
   }
   return -1;

@@ -639,6 +639,133 @@ static int planes18_direct(const uint8_t* p, size_t n) {
   return (dc_test_get32(p + 8 + 4 * 2 + 4) << 1) == 0;
 }
 
+/* 1 for a §18 tensor a lookup table takes straight from its entries: planes18_direct with a +0.0
+ * background, or a -0.0 one with G = 1 (with gaps, the -0.0s between the entries are elements the
+ * table keeps: the dense copy). */
+static int planes18_table_direct(const uint8_t* p, size_t n) {
+  return planes18_direct(p, n) && (dc_test_get32(p + 20) == 0 || (p[32] | p[33] << 8) == 1);
+}
+
+/* The lookup-table form of a §18 tensor p (n bytes) of the decoded table raw (NULL: not
+ * decodable): built from the entries (+0.0 background) and through the dense copy
+ * (dc_sparse_fc_set_direct(0)), and with the helper thread on every form: the same status and
+ * decode status, the same form byte for byte, which holds every element of raw but +0.0 (-0.0,
+ * NaN payloads, infinities as stored), the value form exactly for > 255 distinct kept values;
+ * every row gathered (reverse order, int32 and int64 indices) is raw's, bit for bit; indices out
+ * of range (-1, rows, 2^32) are refused at their position, nothing written.  build_max: at the
+ * count the same form; one below, a value form is refused (TOO_DENSE, the count kept, the decoded
+ * table handed over), rows of codes are not; at the entries (E) the direct route. */
+static int table_values, table_direct_values, table_neg_zeros, table_negbg; /* what was seen */
+static void check_planes18_table(const uint8_t* p, size_t n, const uint32_t* raw,
+                                 const char* name) {
+  dc_sparse_fc a, b, c;
+  dc_status da = DC_OK, db = DC_OK, dh = DC_OK;
+  char why[200] = "";
+  const int direct = planes18_table_direct(p, n);
+  const dc_sfc_status sa = dc_sparse_table_build(p, n, &a, &da, why, sizeof why);
+  const int was = dc_sparse_fc_set_direct(0);
+  const dc_sfc_status sb = dc_sparse_table_build(p, n, &b, &db, why, sizeof why);
+  dc_sparse_fc_set_direct(was);
+  const size_t old = dc_sparse_fc_set_helper_bytes(0);
+  const dc_sfc_status sh = dc_sparse_table_build(p, n, &c, &dh, why, sizeof why);
+  dc_sparse_fc_set_helper_bytes(old);
+  CHECK(sa == sb && sh == sa && da == db && dh == da,
+        "%s: table routes %d/%d, dense %d/%d, helper %d/%d", name, sa, da, sb, db, sh, dh);
+  if (sa != DC_SFC_OK || sb != DC_SFC_OK || sh != DC_SFC_OK) {
+    if (sa == DC_SFC_OK) dc_sparse_fc_free(&a);
+    if (sb == DC_SFC_OK) dc_sparse_fc_free(&b);
+    if (sh == DC_SFC_OK) dc_sparse_fc_free(&c);
+    return;
+  }
+  table_negbg += direct && dc_test_get32(p + 20) != 0; /* -0.0 background, G = 1 */
+  CHECK(a.table == 1 && a.from_dense == !direct && b.from_dense == 1 &&
+            c.from_dense == a.from_dense && !a.row_sum && !a.tile_e,
+        "%s: table from_dense %u / %u (direct %d)", name, a.from_dense, b.from_dense, direct);
+  CHECK(sfc_same_form(&a, &b) && sfc_same_form(&c, &a), "%s: the table routes' forms differ", name);
+  if (raw) {
+    const size_t cells = (size_t)a.rows * a.cols, row = 4 * (size_t)a.cols, m = a.rows;
+    uint64_t kept = 0, distinct;
+    for (size_t i = 0; i < cells; ++i) kept += raw[i] != 0;
+    { /* distinct kept bit patterns, up to 256 */
+      uint32_t seen[256];
+      distinct = 0;
+      for (size_t i = 0; i < cells && distinct <= DC_SFC_MAX_VALUES; ++i) {
+        size_t j = 0;
+        if (raw[i] == 0) continue;
+        while (j < distinct && seen[j] != raw[i]) ++j;
+        if (j == distinct) {
+          if (distinct < 256) seen[distinct] = raw[i];
+          ++distinct;
+        }
+      }
+    }
+    const int values = distinct > DC_SFC_MAX_VALUES;
+    table_values += values, table_direct_values += values && direct;
+    for (size_t i = 0; i < cells && values; ++i) {
+      if (raw[i] == 0x80000000u) {
+        ++table_neg_zeros;
+        break;
+      }
+    }
+    CHECK(a.nnz == kept && sfc_form_mismatch(&a, raw) < 0, "%s: table holds %llu, %llu kept", name,
+          (unsigned long long)a.nnz, (unsigned long long)kept);
+    CHECK((a.value != NULL) == values && (a.code == NULL) == values,
+          "%s: table value form %d for %s than 255 values", name, !!a.value,
+          values ? "more" : "no more");
+    CHECK(dc_sparse_fc_bytes(&a) == sizeof a + 4 * ((size_t)m + 1) + (values ? 6 : 3) * kept,
+          "%s: table bytes %zu", name, dc_sparse_fc_bytes(&a));
+    int32_t* i32 = malloc((m + 2) * sizeof(int32_t));
+    int64_t* i64 = malloc((m + 2) * sizeof(int64_t));
+    uint8_t* out = malloc((m + 2) * row);
+    for (size_t i = 0; i < m; ++i) i64[i] = i32[i] = (int32_t)(m - 1 - i);
+    for (int w = 0; w < 2; ++w) {
+      memset(out, 0x5a, (m + 2) * row);
+      CHECK(dc_sparse_gather(&a, w ? (const void*)i64 : (const void*)i32, w, m, out) == m,
+            "%s: table gather", name);
+      for (size_t i = 0; i < m; ++i)
+        CHECK(memcmp(out + i * row, (const uint8_t*)raw + (size_t)i32[i] * row, row) == 0,
+              "%s: gathered row %d differs (idx64 %d)", name, i32[i], w);
+    }
+    i32[m] = (int32_t)m, i64[m] = -1;
+    i32[m + 1] = -1, i64[m + 1] = INT64_MAX;
+    memset(out, 0x5a, (m + 2) * row);
+    CHECK(dc_sparse_gather(&a, i32, 0, m + 2, out) == m, "%s: int32 bad index", name);
+    CHECK(dc_sparse_gather(&a, i64, 1, m + 2, out) == m, "%s: int64 bad index", name);
+    i64[0] = (int64_t)1 << 32;
+    CHECK(dc_sparse_gather(&a, i64, 1, 1, out) == 0, "%s: 2^32 index", name);
+    int clean = 1;
+    for (size_t i = 0; i < (m + 2) * row; ++i) clean &= out[i] == 0x5a;
+    CHECK(clean, "%s: a failed table gather wrote output", name);
+    free(i32), free(i64), free(out);
+    /* build_max: the value form's limit */
+    dc_sparse_fc t;
+    dc_status ds = DC_OK;
+    void* dense = (void*)&t;
+    dc_sfc_status st = dc_sparse_table_build_max(p, n, kept, &t, &dense, &ds, why, sizeof why);
+    CHECK(st == DC_SFC_OK && !dense && sfc_same_form(&t, &a) &&
+              (!direct || t.from_dense == (kept < dc_test_get32(p + 24))),
+          "%s: table build_max at the count: %d, from_dense %u", name, st, t.from_dense);
+    if (st == DC_SFC_OK) dc_sparse_fc_free(&t);
+    if (kept) {
+      st = dc_sparse_table_build_max(p, n, kept - 1, &t, &dense, &ds, why, sizeof why);
+      if (values) {
+        CHECK(st == DC_SFC_TOO_DENSE && t.nnz == kept && !t.row_ptr && !t.value && dense &&
+                  !memcmp(dense, raw, cells * 4),
+              "%s: table build_max below the count: %d, count %llu", name, st,
+              (unsigned long long)t.nnz);
+        free(dense);
+      } else {
+        CHECK(st == DC_SFC_OK && !dense && sfc_same_form(&t, &a),
+              "%s: rows of codes take any count: %d", name, st);
+        if (st == DC_SFC_OK) dc_sparse_fc_free(&t);
+      }
+    }
+  }
+  dc_sparse_fc_free(&a);
+  dc_sparse_fc_free(&b);
+  dc_sparse_fc_free(&c);
+}
+
 /* Builds of a §18 tensor p (n bytes) of the decoded weight raw, straight from the entries (or,
  * background not ±0, through the dense copy) and through the dense copy
  * (dc_sparse_fc_set_direct(0)): the same status (decode status), and the same form byte for byte
@@ -677,6 +804,7 @@ static void check_planes18_routes(const uint8_t* p, size_t n, const uint32_t* ra
   if (sa == DC_SFC_OK) dc_sparse_fc_free(&a);
   if (sb == DC_SFC_OK) dc_sparse_fc_free(&b);
   if (sh == DC_SFC_OK) dc_sparse_fc_free(&c);
+  check_planes18_table(p, n, raw, name);
 }
 
 /* dc_sparse_fc_build_max on a §18 tensor built straight from its entries: at the count (and at R,
@@ -815,8 +943,13 @@ static void test_planes18_direct(void) {
   }
   CHECK(values >= 10 && codes >= 10 && damaged >= 4,
         "planes18: %d value forms, %d codes, %d damaged", values, codes, damaged);
-  printf("test_sparse_fc: §18 direct build: %d tensors (%d value forms, %d rows of codes)\n", cases,
-         values, codes);
+  CHECK(table_values >= 10 && table_direct_values >= 5 && table_neg_zeros >= 5 && table_negbg >= 1,
+        "planes18 tables: %d value forms, %d from the entries, %d with -0.0, %d -0.0 backgrounds",
+        table_values, table_direct_values, table_neg_zeros, table_negbg);
+  printf(
+      "test_sparse_fc: §18 direct build: %d tensors (%d value forms, %d rows of codes); "
+      "tables: %d value forms (%d from the entries, %d with -0.0), %d from -0.0 backgrounds\n",
+      cases, values, codes, table_values, table_direct_values, table_neg_zeros, table_negbg);
 }
 
 static void test_vectors(void) {
