@@ -9,6 +9,7 @@ and runs up to 60 % kept elements (DC_TABLE_VALUES_MAX_DENSITY: 6 B per kept ele
 import ctypes as C
 import functools
 import os
+import re
 import subprocess
 import sys
 
@@ -202,3 +203,21 @@ def test_an_unclustered_tables_memory_is_its_value_form_not_the_dense_table(tmp_
     assert grew["decoded"] > 0.9 * table.nbytes, grew
     assert grew["compressed"] < 6 * kept + 4 * table.shape[0] + 2**20, (grew, kept)
     assert grew["compressed"] < grew["decoded"] / 5, grew
+
+
+def test_the_docs_quote_the_tables_value_form_limit():
+    """DC_TABLE_VALUES_MAX_DENSITY (huffdecode_op.c) is the limit docs/android.md, docs/runtime.md and the
+    nothing-compressed warning quote; android.md's reason sentence is the delegate's, word for word."""
+    src = open(os.path.join(ROOT, "tflite_kernels", "src", "huffdecode_op.c"), encoding="utf-8").read()
+    (limit,) = re.findall(r"#define DC_TABLE_VALUES_MAX_DENSITY (\d+)", src)
+
+    def read(*path):
+        return " ".join(open(os.path.join(ROOT, *path), encoding="utf-8").read().split())
+
+    android, rt = read("docs", "android.md"), read("docs", "runtime.md")
+    assert f"It runs up to {limit} % kept elements" in android
+    assert f"> {limit} % (the limit of unclustered float32 lookup tables, on the value form: 6 bytes per kept " \
+           "element); decoded" in android
+    assert f"up to {limit} % kept elements; above, decoded" in rt
+    assert f"unclustered tables up to {limit} % kept" in read("dc_keras", "runtime", "__init__.py")
+    assert "tables have no value form" not in android + rt

@@ -1112,7 +1112,7 @@ _SIGNATURE_SHAPE_FIX = "give it an array of that shape (any size only where -1)"
 
 def _warn_if_nothing_compressed(label, report) -> None:
     """weights="compressed" on a packed model none of whose packed tensors runs compressed (a conv
-    net, a float16 or dynamic-range export, dense layers, unclustered embedding tables): it then runs as with
+    net, a float16 or dynamic-range export, dense layers and tables): it then runs as with
     "decoded" and saves no memory, which only ``compressed_report()`` said; a UserWarning now says so
     with the reasons (the first three) and what runs compressed (from ``allocate_tensors`` or a signature
     runner's first call: ``Interpreter._say_nothing_compressed``)."""
@@ -1123,8 +1123,8 @@ def _warn_if_nothing_compressed(label, report) -> None:
     more = f"; and {len(rows) - 3} more" if len(rows) > 3 else ""
     warnings.warn(f"{label}: weights='compressed', but none of its {len(rows)} packed tensor(s) runs compressed, "
                   f"so the model runs as with weights='decoded' and saves no memory: {said}{more}. The "
-                  "compressed kernels take pruned float32 weights (FULLY_CONNECTED: clustered or not; EMBEDDING_LOOKUP "
-                  "and GATHER: <= 255 distinct non-zero values, clustered) or full-integer int8 weights of those "
+                  "compressed kernels take pruned float32 weights (FULLY_CONNECTED and EMBEDDING_LOOKUP / GATHER "
+                  "tables: clustered or not; unclustered tables up to 60 % kept) or full-integer int8 weights of those "
                   "operators (docs/runtime.md); "
                   "compressed_report() lists each tensor", UserWarning, stacklevel=4)
 

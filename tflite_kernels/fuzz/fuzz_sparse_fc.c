@@ -52,7 +52,11 @@
  *    its header check refuses it: then UNSUPPORTED), and when
  *    built, dc_sparse_gather returns every decoded row bit for bit (int32 and int64 indices,
  *    rows in reverse order) and refuses indices -1 and rows (returns their position, writes
- *    nothing).
+ *    nothing); it holds every element but +0.0 (int8: but its fill), the value form exactly for
+ *    float32 planes (§12, §18) of more than 255 distinct kept values (-0.0 counted); a §18 table
+ *    built through the dense copy (dc_sparse_fc_set_direct(0)) gives the same status and the
+ *    same form byte for byte; dc_sparse_table_build_max one below a value form's count refuses
+ *    it (DC_SFC_TOO_DENSE, the count kept, the decoded table handed over), rows of codes not.
  */
 #include <math.h>
 #include <stdint.h>
@@ -182,6 +186,48 @@ static void check_table(const uint8_t* buf, size_t size, dc_sfc_status fc_st, dc
     return;
   }
   REQUIRE(t.row_sum == NULL && t.row_ptr[0] == 0 && t.row_ptr[t.rows] == t.nnz);
+  REQUIRE(sfc_form_mismatch(&t, dense) < 0);
+  dc_tensor_info info;
+  REQUIRE(dc_peek(buf, size, &info) == DC_OK);
+  const int planes = t.dtype == DC_DTYPE_FLOAT32 && (info.layout == DC_LAYOUT_FLOAT_PLANES ||
+                                                     info.layout == DC_LAYOUT_SPARSE_PLANES);
+  if (planes) { /* the value form exactly for > 255 distinct kept values (-0.0 one of them) */
+    const uint32_t* bits = (const uint32_t*)dense;
+    uint32_t seen[DC_SFC_MAX_VALUES + 1], distinct = 0;
+    for (size_t i = 0; i < info.num_elements && distinct <= DC_SFC_MAX_VALUES; ++i) {
+      uint32_t j = 0;
+      if (bits[i] == 0) continue;
+      while (j < distinct && seen[j] != bits[i]) ++j;
+      if (j == distinct) seen[distinct++] = bits[i];
+    }
+    REQUIRE((t.value != NULL) == (distinct > DC_SFC_MAX_VALUES) && (t.code == NULL) == !!t.value);
+  } else {
+    REQUIRE(t.value == NULL);
+  }
+  if (info.layout == DC_LAYOUT_SPARSE_PLANES) { /* both routes: the same form */
+    dc_sparse_fc d;
+    dc_status dds = DC_OK;
+    const int was = dc_sparse_fc_set_direct(0);
+    const dc_sfc_status dst = dc_sparse_table_build(buf, size, &d, &dds, why, sizeof why);
+    dc_sparse_fc_set_direct(was);
+    REQUIRE(dst == DC_SFC_OK && d.from_dense == 1 && sfc_same_form(&d, &t));
+    dc_sparse_fc_free(&d);
+  }
+  if (t.nnz) { /* the value form's limit; rows of codes take any count */
+    dc_sparse_fc d;
+    dc_status dds = DC_OK;
+    void* handed = NULL;
+    const dc_sfc_status dst =
+        dc_sparse_table_build_max(buf, size, t.nnz - 1, &d, &handed, &dds, why, sizeof why);
+    if (t.value) {
+      REQUIRE(dst == DC_SFC_TOO_DENSE && d.nnz == t.nnz && !d.row_ptr && handed &&
+              !memcmp(handed, dense, (size_t)info.output_bytes));
+      free(handed);
+    } else {
+      REQUIRE(dst == DC_SFC_OK && !handed && sfc_same_form(&d, &t));
+      dc_sparse_fc_free(&d);
+    }
+  }
   const size_t es = t.dtype == DC_DTYPE_FLOAT32 ? 4 : 1, row = es * t.cols;
   const size_t n = t.rows < 64 ? t.rows : 64; /* rows - 1 down to rows - n */
   int32_t* i32 = malloc((n + 1) * sizeof(int32_t));

@@ -1429,6 +1429,7 @@ static dc_sfc_status build_direct(const uint8_t* packed, size_t size, const dc_h
   if (!direct_allowed) return DC_SFC_UNSUPPORTED;
   if (h->layout == DC_LAYOUT_SPARSE_PLANES)
     return build_planes_direct(packed, size, h, m, decode_status, max_nnz);
+  if (m->table) max_nnz = UINT64_MAX; /* a table's limit holds for its value form only */
   if (h->info.version < 2 ||
       (h->layout != DC_LAYOUT_SPARSE && h->layout != DC_LAYOUT_GROUPED_SPARSE) ||
       (h->layout == DC_LAYOUT_GROUPED_SPARSE ? h->groups : 1) * (uint64_t)h->k > (1u << 22))
