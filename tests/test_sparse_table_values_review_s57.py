@@ -184,14 +184,17 @@ print(rss() - before)
 @pytest.mark.long
 def test_an_unclustered_tables_memory_is_its_value_form_not_the_dense_table(tmp_path):
     """30,000 x 128 at 10 % kept (fresh processes, anonymous memory as test_runtime_review_s55's
-    embedding test): compressed grows by about the value form (6 B per kept element + 4 per row), under
-    a fifth of the decoded route's growth (the dense table, 15.4 MB)."""
+    embedding test): compressed grows by the value form (6 B per kept element + 4 per row, 2.4 MB) and
+    the model's bytes the process holds (model_content, 1.5 MB here: both routes), under a fifth of the
+    decoded route's growth net of those bytes (the dense table, 15.4 MB). Measured 2026-12-08: 3.87 MB
+    compressed, 16.87 MB decoded."""
     import keras
 
     model = keras.Sequential([keras.Input((7,), dtype="int32"), keras.layers.Embedding(30_000, 128)])
     table = _table(30_000, 128)
     model.layers[0].embeddings.assign(table)
-    (tmp_path / "big.tflite").write_bytes(export.pack(export.to_tflite(model, pack=False)))
+    big = export.pack(export.to_tflite(model, pack=False))
+    (tmp_path / "big.tflite").write_bytes(big)
     (tmp_path / "small.tflite").write_bytes(_model()[1])
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
     grew = {}
@@ -201,8 +204,8 @@ def test_an_unclustered_tables_memory_is_its_value_form_not_the_dense_table(tmp_
         grew[weights] = int(out.stdout.split()[-1])
     kept = int(np.count_nonzero(table.view(np.uint32)))
     assert grew["decoded"] > 0.9 * table.nbytes, grew
-    assert grew["compressed"] < 6 * kept + 4 * table.shape[0] + 2**20, (grew, kept)
-    assert grew["compressed"] < grew["decoded"] / 5, grew
+    assert grew["compressed"] < 6 * kept + 4 * table.shape[0] + len(big) + 2**20, (grew, kept, len(big))
+    assert grew["compressed"] - len(big) < (grew["decoded"] - len(big)) / 5, (grew, len(big))
 
 
 def test_the_docs_quote_the_tables_value_form_limit():
