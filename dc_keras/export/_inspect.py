@@ -12,6 +12,7 @@ from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, buffer_keep_reason, check_constant_sizes, check_min_bytes, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
                                    _subgraph_facts, negative_zeros_note,
+                                   weight_only_tensors,
                                    _tensor_array, header_mismatch, packed_shape_mismatch, shared_buffer_reason,
                                    CUT_ZIP_TEXT, is_cut_zip, skip_reason, unreferenced_buffers, unreferenced_note)
 
@@ -161,30 +162,6 @@ def _negative_zeros(arr) -> int:
         negative += int(np.count_nonzero(chunk == sign))
         positive += int(np.count_nonzero(chunk == 0))
     return negative if positive else 0
-
-
-def _weight_only_tensors(model, s) -> set:
-    """Tensors of subgraph ``s`` read only as weights of the operators ``pack(positive_zeros=True)``
-    makes +0.0 in (``_pack._PRODUCT_INPUTS``), directly or through a DEQUANTIZE whose output is read
-    only so and is no output of the subgraph (as ``_pack._signed_zeros`` decides it)."""
-    from dc_keras.export._pack import _PRODUCT_INPUTS
-
-    sg, readers, dequantized = model.subgraphs[s], {}, []
-    for op in sg.operators or []:
-        name = fb.opcode_name(model, op)
-        inputs = [int(x) for x in (op.inputs if op.inputs is not None else [])]
-        outputs = [int(x) for x in (op.outputs if op.outputs is not None else [])]
-        if name == "DEQUANTIZE" and len(inputs) == 1 and len(outputs) == 1 and inputs[0] >= 0:
-            dequantized.append((inputs[0], outputs[0]))
-            continue
-        ok = _PRODUCT_INPUTS.get(name, ())
-        for j, x in enumerate(inputs):
-            readers.setdefault(x, []).append(j in ok)
-    shown = {int(o) for o in (sg.outputs if sg.outputs is not None else [])}
-    for x, y in dequantized:
-        out = readers.get(y)
-        readers.setdefault(x, []).append(bool(out) and all(out) and y not in shown)
-    return {x for x, r in readers.items() if r and all(r)}
 
 
 def _packed_key(packed):
@@ -559,7 +536,7 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
     users = _buffer_users(model)
     planned = _planned_constants(_offline_plans(model))
     all_facts = [_subgraph_facts(sg) for sg in model.subgraphs]
-    rows, weight_only = [], {}
+    rows, weight_only = [], None
     bar = _progress(model, "inspect")  # pack's bar: from _pack.PROGRESS_MIN_BYTES on, on a terminal
     for s, sg in enumerate(model.subgraphs):
         decoded_from = {}
@@ -582,8 +559,9 @@ def inspect(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> Report:
                 rows.append(_packed_row(model, codec, s, t, sg.tensors[decoded_from[i]], i))
                 rows[-1].buffer, rows[-1].raw_buffer = sg.tensors[decoded_from[i]].buffer, t.buffer
                 if rows[-1].negative_zeros:  # pack(positive_zeros=True) of its unpacked file: +0.0?
-                    weights = weight_only.setdefault(s, _weight_only_tensors(model, s))
-                    rows[-1].negative_zeros *= i in weights
+                    if weight_only is None:
+                        weight_only = weight_only_tensors(model)
+                    rows[-1].negative_zeros *= (s, i) in weight_only
             elif fb.buffer_size(model, t.buffer):
                 why = skip_reason(t, i, facts, users, planned, model) or shared_buffer_reason(
                     model, s, i, all_facts, users, planned)

@@ -532,7 +532,7 @@ def pack(tflite_bytes, min_bytes: int = DEFAULT_MIN_BYTES, verify: bool = True,
         flatbuffer, ``Buffer.offset``/``size``).
       positive_zeros: make every -0.0 of a float weight read only as the weights of
         FULLY_CONNECTED, convolutions, BATCH_MATMUL or UNIDIRECTIONAL_SEQUENCE_LSTM (a tf_keras
-        LSTM's fused op) (directly, or through a DEQUANTIZE read only
+        LSTM's fused op), or as the table of a GATHER or EMBEDDING_LOOKUP (directly, or through a DEQUANTIZE read only
         so: the float16 weights of a float16 export) +0.0 before packing. Default False: packing
         is bit-exact, so a weight holding both zeros (tfmot's ``strip_pruning`` leaves -0.0 where a
         pruned weight was negative: about half its zeros) codes each -0.0 apart from +0.0: as an
@@ -803,20 +803,23 @@ def _planned_raw(model, plans, sparse):
 #: zero gate input gives sigmoid 0.5 and tanh 0 whatever its sign, so a -0.0 there, too, reaches only
 #: the sign of an exactly-zero state or output. (tf_keras's SimpleRNN and GRU, and Keras 3's
 #: recurrent layers, convert to FULLY_CONNECTED in a WHILE loop.)
-_PRODUCT_INPUTS = {"FULLY_CONNECTED": (1,), "CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,), "CONV_3D": (1,),
-                   "TRANSPOSE_CONV": (1,), "CONV_3D_TRANSPOSE": (1,), "BATCH_MATMUL": (0, 1),
-                   "UNIDIRECTIONAL_SEQUENCE_LSTM": (1, 2, 3, 4, 5, 6, 7, 8, 16)}
+#: the inputs whose -0.0 can change only the sign of an output that is exactly zero (the weights of
+#: the product operators, and the table a lookup copies rows of), where ``positive_zeros`` makes
+#: them +0.0
+_WEIGHT_INPUTS = {"FULLY_CONNECTED": (1,), "CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,), "CONV_3D": (1,),
+                  "TRANSPOSE_CONV": (1,), "CONV_3D_TRANSPOSE": (1,), "BATCH_MATMUL": (0, 1),
+                  "UNIDIRECTIONAL_SEQUENCE_LSTM": (1, 2, 3, 4, 5, 6, 7, 8, 16), "GATHER": (0,),
+                  "EMBEDDING_LOOKUP": (1,)}
 _ZERO_BITS = {schema.TensorType.FLOAT32: (np.uint32, 0x80000000), schema.TensorType.FLOAT16: (np.uint16, 0x8000),
               schema.TensorType.BFLOAT16: (np.uint16, 0x8000)}
 
 
-def _signed_zeros(model, make_positive):
-    """``(tensors, entries)``: the -0.0 entries of the float weight buffers read only as the weights
-    of ``_PRODUCT_INPUTS`` (every tensor sharing the buffer of one float type), directly or through
-    a ``DEQUANTIZE`` whose output is read only so (the float16 weights of a converter's float16
-    export); with ``make_positive``, of those it set to +0.0 (in ``model``'s copy of the data),
-    otherwise of those that also hold +0.0 (where keeping the sign bit costs bytes)."""
-    readers = {}  # (subgraph, tensor) -> [is a weight input of a product op]
+def weight_only_tensors(model) -> set:
+    """``(subgraph, tensor)`` of the tensors read only as ``_WEIGHT_INPUTS``, directly or through a
+    ``DEQUANTIZE`` whose output is read only so and is no output of its subgraph (the float16
+    weights of a converter's float16 export): the tensors ``positive_zeros`` applies to (also
+    ``inspect``'s count of the -0.0 a packed file keeps)."""
+    readers = {}  # (subgraph, tensor) -> [is a weight input]
     dequantized = []  # (subgraph, DEQUANTIZE's input, its output)
     for s, sg in enumerate(model.subgraphs):
         for op in sg.operators or []:
@@ -826,16 +829,25 @@ def _signed_zeros(model, make_positive):
             if name == "DEQUANTIZE" and len(inputs) == 1 and len(outputs) == 1 and inputs[0] >= 0:
                 dequantized.append((s, inputs[0], outputs[0]))  # decided once every reader is known
                 continue
-            ok = _PRODUCT_INPUTS.get(name, ())
+            ok = _WEIGHT_INPUTS.get(name, ())
             for j, x in enumerate(inputs):
                 readers.setdefault((s, x), []).append(j in ok)
     for s, x, y in dequantized:  # the sign of a zero survives DEQUANTIZE: a weight if its output is one
         out = readers.get((s, y))
         shown = y in [int(o) for o in (model.subgraphs[s].outputs if model.subgraphs[s].outputs is not None else [])]
         readers.setdefault((s, x), []).append(bool(out) and all(out) and not shown)
+    return {u for u, r in readers.items() if r and all(r)}
+
+
+def _signed_zeros(model, make_positive):
+    """``(tensors, entries)``: the -0.0 entries of the float weight buffers read only as
+    ``weight_only_tensors`` (every tensor sharing the buffer of one float type); with
+    ``make_positive``, of those it set to +0.0 (in ``model``'s copy of the data), otherwise of those
+    that also hold +0.0 (where keeping the sign bit costs bytes)."""
+    weights = weight_only_tensors(model)
     tensors = entries = 0
     for b, users in _buffer_users(model).items():  # a metadata user has no readers: skipped
-        if not all(readers.get(u) and all(readers[u]) for u in users):
+        if not all(u in weights for u in users):
             continue
         types = {int(model.subgraphs[s].tensors[i].type) for s, i in users}
         raw = fb.buffer_view(model, b)

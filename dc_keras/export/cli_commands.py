@@ -623,7 +623,7 @@ def add_commands(commands):
                         "percent smaller on some pruned kernels, ~0.8x the decode speed")
     p.add_argument("--positive-zeros", "--positive_zeros", dest="positive_zeros", action="store_true",
                    help="make every -0.0 of a float weight of FULLY_CONNECTED, convolution, BATCH_MATMUL or "
-                        "fused LSTM operators (a float16 one too, read through DEQUANTIZE) +0.0 before packing (tfmot's strip_pruning leaves -0.0 for about half of "
+                        "fused LSTM operators or a GATHER / EMBEDDING_LOOKUP table (a float16 one too, read through DEQUANTIZE) +0.0 before packing (tfmot's strip_pruning leaves -0.0 for about half of "
                         "the pruned weights, which bit-exact packing stores like kept weights); outputs can "
                         "then differ only in the sign of an output that is exactly zero")
     p.add_argument("--format-version", "--version", dest="version", type=int, choices=(1, 2, 3, 4, 5), default=None,
