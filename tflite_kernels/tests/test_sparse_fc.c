@@ -655,6 +655,32 @@ static int planes18_table_direct(const uint8_t* p, size_t n) {
   return planes18_direct(p, n) && (dc_test_get32(p + 20) == 0 || (p[32] | p[33] << 8) == 1);
 }
 
+/* Builds p (n bytes) three ways with `build` (dc_sparse_fc_build or dc_sparse_table_build): by its
+ * default route (a), through the dense copy (b, dc_sparse_fc_set_direct(0)) and with the helper
+ * thread on every form (c, dc_sparse_fc_set_helper_bytes(0)); checks the three give the same status
+ * and decode status.  Returns 1 when all three built (the caller frees them), else 0 (freed). */
+typedef dc_sfc_status (*sfc_build_fn)(const uint8_t*, size_t, dc_sparse_fc*, dc_status*, char*,
+                                      size_t);
+static int build_three_ways(sfc_build_fn build, const uint8_t* p, size_t n, dc_sparse_fc* a,
+                            dc_sparse_fc* b, dc_sparse_fc* c, const char* what, const char* name) {
+  dc_status da = DC_OK, db = DC_OK, dh = DC_OK;
+  char why[200] = "";
+  const dc_sfc_status sa = build(p, n, a, &da, why, sizeof why);
+  const int was = dc_sparse_fc_set_direct(0);
+  const dc_sfc_status sb = build(p, n, b, &db, why, sizeof why);
+  dc_sparse_fc_set_direct(was);
+  const size_t old = dc_sparse_fc_set_helper_bytes(0);
+  const dc_sfc_status sh = build(p, n, c, &dh, why, sizeof why);
+  dc_sparse_fc_set_helper_bytes(old);
+  CHECK(sa == sb && sh == sa && da == db && dh == da,
+        "%s: %sroutes %d/%d, dense %d/%d, helper %d/%d", name, what, sa, da, sb, db, sh, dh);
+  if (sa == DC_SFC_OK && sb == DC_SFC_OK && sh == DC_SFC_OK) return 1;
+  if (sa == DC_SFC_OK) dc_sparse_fc_free(a);
+  if (sb == DC_SFC_OK) dc_sparse_fc_free(b);
+  if (sh == DC_SFC_OK) dc_sparse_fc_free(c);
+  return 0;
+}
+
 /* The lookup-table form of a §18 tensor p (n bytes) of the decoded table raw (NULL: not
  * decodable): built from the entries (+0.0 background) and through the dense copy
  * (dc_sparse_fc_set_direct(0)), and with the helper thread on every form: the same status and
@@ -668,24 +694,8 @@ static int table_values, table_direct_values, table_neg_zeros, table_negbg; /* w
 static void check_planes18_table(const uint8_t* p, size_t n, const uint32_t* raw,
                                  const char* name) {
   dc_sparse_fc a, b, c;
-  dc_status da = DC_OK, db = DC_OK, dh = DC_OK;
-  char why[200] = "";
   const int direct = planes18_table_direct(p, n);
-  const dc_sfc_status sa = dc_sparse_table_build(p, n, &a, &da, why, sizeof why);
-  const int was = dc_sparse_fc_set_direct(0);
-  const dc_sfc_status sb = dc_sparse_table_build(p, n, &b, &db, why, sizeof why);
-  dc_sparse_fc_set_direct(was);
-  const size_t old = dc_sparse_fc_set_helper_bytes(0);
-  const dc_sfc_status sh = dc_sparse_table_build(p, n, &c, &dh, why, sizeof why);
-  dc_sparse_fc_set_helper_bytes(old);
-  CHECK(sa == sb && sh == sa && da == db && dh == da,
-        "%s: table routes %d/%d, dense %d/%d, helper %d/%d", name, sa, da, sb, db, sh, dh);
-  if (sa != DC_SFC_OK || sb != DC_SFC_OK || sh != DC_SFC_OK) {
-    if (sa == DC_SFC_OK) dc_sparse_fc_free(&a);
-    if (sb == DC_SFC_OK) dc_sparse_fc_free(&b);
-    if (sh == DC_SFC_OK) dc_sparse_fc_free(&c);
-    return;
-  }
+  if (!build_three_ways(dc_sparse_table_build, p, n, &a, &b, &c, "table ", name)) return;
   table_negbg += direct && dc_test_get32(p + 20) != 0; /* -0.0 background, G = 1 */
   CHECK(a.table == 1 && a.from_dense == !direct && b.from_dense == 1 &&
             c.from_dense == a.from_dense && !a.row_sum && !a.tile_e,
@@ -784,19 +794,8 @@ static void check_planes18_table(const uint8_t* p, size_t n, const uint32_t* raw
 static void check_planes18_routes(const uint8_t* p, size_t n, const uint32_t* raw,
                                   const char* name) {
   dc_sparse_fc a, b, c;
-  dc_status da = DC_OK, db = DC_OK, dh = DC_OK;
-  char why[200] = "";
   const int direct = planes18_direct(p, n);
-  const dc_sfc_status sa = dc_sparse_fc_build(p, n, &a, &da, why, sizeof why);
-  const int was = dc_sparse_fc_set_direct(0);
-  const dc_sfc_status sb = dc_sparse_fc_build(p, n, &b, &db, why, sizeof why);
-  dc_sparse_fc_set_direct(was);
-  const size_t old = dc_sparse_fc_set_helper_bytes(0);
-  const dc_sfc_status sh = dc_sparse_fc_build(p, n, &c, &dh, why, sizeof why);
-  dc_sparse_fc_set_helper_bytes(old);
-  CHECK(sa == sb && sh == sa && da == db && dh == da, "%s: routes %d/%d, dense %d/%d, helper %d/%d",
-        name, sa, da, sb, db, sh, dh);
-  if (sa == DC_SFC_OK && sb == DC_SFC_OK && sh == DC_SFC_OK) {
+  if (build_three_ways(dc_sparse_fc_build, p, n, &a, &b, &c, "", name)) {
     CHECK(a.from_dense == !direct && b.from_dense == 1 && c.from_dense == a.from_dense,
           "%s: from_dense %u / %u (direct %d)", name, a.from_dense, b.from_dense, direct);
     CHECK(sfc_same_form(&a, &b) && sfc_same_form(&c, &a), "%s: the routes' forms differ", name);
@@ -809,10 +808,10 @@ static void check_planes18_routes(const uint8_t* p, size_t n, const uint32_t* ra
             "%s: value form %d for %s than 255 values", name, !!a.value,
             values ? "more" : "no more");
     }
+    dc_sparse_fc_free(&a);
+    dc_sparse_fc_free(&b);
+    dc_sparse_fc_free(&c);
   }
-  if (sa == DC_SFC_OK) dc_sparse_fc_free(&a);
-  if (sb == DC_SFC_OK) dc_sparse_fc_free(&b);
-  if (sh == DC_SFC_OK) dc_sparse_fc_free(&c);
   check_planes18_table(p, n, raw, name);
 }
 
