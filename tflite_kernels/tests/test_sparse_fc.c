@@ -759,6 +759,7 @@ static void check_planes18_table(const uint8_t* p, size_t n, const uint32_t* raw
     /* build_max: the value form's limit */
     dc_sparse_fc t;
     dc_status ds = DC_OK;
+    char why[200] = "";
     void* dense = (void*)&t;
     dc_sfc_status st = dc_sparse_table_build_max(p, n, kept, &t, &dense, &ds, why, sizeof why);
     CHECK(st == DC_SFC_OK && !dense && sfc_same_form(&t, &a) &&
