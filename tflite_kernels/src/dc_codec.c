@@ -2050,15 +2050,19 @@ DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, con
  * the block; so k <= r <= R and the writes stay in the R + 1 slots) and non-zero (x << 1 != 0:
  * ±0 is no non-zero).  Without a branch on any of the three (a tfmot kernel's stored values and
  * -0.0s alternate at random). */
-#define DC_SP7_ROW(x, kept, safe)                                            \
-  do {                                                                       \
-    while (p >= rend) {                                                      \
-      vrow_ptr[++row] = (uint32_t)k;                                         \
-      rend += cols;                                                          \
-    }                                                                        \
-    vcol[k] = (uint16_t)(p - (rend - cols));                                 \
-    vval[k] = (x);                                                           \
-    k += (kept) & (uint32_t)((safe) || r < R) & (uint32_t)(((x) << 1) != 0); \
+#define DC_SP7_ROW(x, kept, safe) \
+  DC_SP7_PUT(x, (kept) & (uint32_t)((safe) || r < R) & (uint32_t)(((x) << 1) != 0))
+/* Both row macros' store: rows before p's closed (row_ptr), then p's column and word w at slot k,
+ * which the element takes (k += take, 0 or 1) without a branch. */
+#define DC_SP7_PUT(w, take)                  \
+  do {                                       \
+    while (p >= rend) {                      \
+      vrow_ptr[++row] = (uint32_t)k;         \
+      rend += cols;                          \
+    }                                        \
+    vcol[k] = (uint16_t)(p - (rend - cols)); \
+    vval[k] = (w);                           \
+    k += (take);                             \
   } while (0)
 /* DC_SP7_ROW for a lookup table (to_rows 2; B = +0.0, or -0.0 with G = 1: no background between
  * entries): the element at p is the stored word x, or for an entry not stored B (symbol 256) or B
@@ -2068,13 +2072,7 @@ DC_INLINE dc_status int_planes_body(const uint8_t* data, const dc_header* h, con
 #define DC_SP7_TABLE_ROW(x, kept, s, safe)                                               \
   do {                                                                                   \
     const uint32_t w_ = ((x) & (0u - (kept))) | ((bg ^ (((s)&1u) << 31)) & ((kept)-1u)); \
-    while (p >= rend) {                                                                  \
-      vrow_ptr[++row] = (uint32_t)k;                                                     \
-      rend += cols;                                                                      \
-    }                                                                                    \
-    vcol[k] = (uint16_t)(p - (rend - cols));                                             \
-    vval[k] = w_;                                                                        \
-    k += (((kept) ^ 1u) | (uint32_t)((safe) || r < R)) & (uint32_t)(w_ != 0);            \
+    DC_SP7_PUT(w_, (((kept) ^ 1u) | (uint32_t)((safe) || r < R)) & (uint32_t)(w_ != 0)); \
   } while (0)
 /* Leading zero bits of w != 0 (63 - the marker's bit). */
 static inline uint32_t lead_zeros(uint64_t w) {
@@ -2250,6 +2248,7 @@ DC_INLINE dc_status sparse_planes_body(const uint8_t* data, const dc_header* h,
 }
 #undef DC_SP7_UNCHECKED
 #undef DC_SP7_ROW
+#undef DC_SP7_PUT
 #undef DC_SP7_TABLE_ROW
 #undef DC_SP7_ITER1
 #undef DC_SP7_ITER
