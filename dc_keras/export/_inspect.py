@@ -12,7 +12,7 @@ from dc_keras import _flatbuffer as fb
 from dc_keras.export._pack import (DEFAULT_MIN_BYTES, _buffer_users, buffer_keep_reason, check_constant_sizes, check_min_bytes, after_model, _codec, _offline_plans, _progress,
                                    _planned_constants, _signed_zeros, keep_reason, max_packed_bytes,
                                    _subgraph_facts, negative_zeros_note,
-                                   weight_only_tensors,
+                                   weight_only_tensors, zero_counts,
                                    _tensor_array, header_mismatch, packed_shape_mismatch, shared_buffer_reason,
                                    CUT_ZIP_TEXT, is_cut_zip, skip_reason, unreferenced_buffers, unreferenced_note)
 
@@ -149,18 +149,11 @@ def format_version_line(rows, packed) -> str:
 
 
 def _negative_zeros(arr) -> int:
-    """The -0.0 entries of a float array that also holds +0.0 (0 for any other array), counted on
-    its bits a chunk at a time: no temporary near the array's size (inspect holds one decoded copy
-    of a packed tensor at a time, tests/test_inspect_speed.py)."""
+    """The -0.0 entries of a float array that also holds +0.0 (0 for any other array)."""
     if (arr.dtype.kind != "f" and arr.dtype.name != "bfloat16") or not arr.size:
         return 0
     bits = np.ascontiguousarray(arr).reshape(-1).view(f"u{arr.dtype.itemsize}")  # native order, as arr
-    sign = 1 << (8 * arr.dtype.itemsize - 1)
-    negative = positive = 0
-    for i in range(0, bits.size, 1 << 20):
-        chunk = bits[i:i + (1 << 20)]
-        negative += int(np.count_nonzero(chunk == sign))
-        positive += int(np.count_nonzero(chunk == 0))
+    negative, positive = zero_counts(bits)
     return negative if positive else 0
 
 

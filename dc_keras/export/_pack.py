@@ -857,14 +857,26 @@ def _signed_zeros(model, make_positive):
         if len(raw) % np.dtype(dtype).itemsize:
             continue
         bits = np.frombuffer(raw, np.dtype(dtype).newbyteorder("<"))
-        negative = bits == sign
-        n = int(np.count_nonzero(negative))
-        if not n or not make_positive and not np.any(bits == 0):
+        n, positive = zero_counts(bits)
+        if not n or not make_positive and not positive:
             continue
         tensors, entries = tensors + 1, entries + n
         if make_positive:
-            model.buffers[b].data = np.frombuffer(np.where(negative, bits.dtype.type(0), bits).tobytes(), np.uint8)
+            model.buffers[b].data = np.frombuffer(np.where(bits == sign, bits.dtype.type(0), bits).tobytes(), np.uint8)
     return tensors, entries
+
+
+def zero_counts(bits) -> tuple:
+    """``(negative, positive)``: the -0.0 and +0.0 entries of float bit patterns ``bits`` (unsigned
+    integers of the float's width), counted a chunk at a time (no temporary near the array's size:
+    ``inspect`` holds one decoded copy of a packed tensor at a time, tests/test_inspect_speed.py)."""
+    sign = 1 << (8 * bits.dtype.itemsize - 1)
+    negative = positive = 0
+    for i in range(0, bits.size, 1 << 20):
+        chunk = bits[i:i + (1 << 20)]
+        negative += int(np.count_nonzero(chunk == sign))
+        positive += int(np.count_nonzero(chunk == 0))
+    return negative, positive
 
 
 #: zero bytes after a model shorter than this are its writer's alignment padding, not data
