@@ -3187,12 +3187,9 @@ dc_status dc_decode_value_rows(const uint8_t* data, size_t size, const dc_header
   uint16_t* ws; /* symbol and gap tables, <= 2^12 entries each, in r->tables */
   if (!data || !h || !r || !r->row_ptr || !r->col || !r->value || !r->tables)
     return DC_ERR_ARGUMENT;
-  if (h->layout != DC_LAYOUT_SPARSE_PLANES || h->info.dtype != DC_DTYPE_FLOAT32 ||
-      h->info.rank != 2 || h->info.num_elements == 0 || r->rows != h->info.dims[0] ||
-      r->cols != h->info.dims[1] || r->cols > 65536u ||
-      r->capacity <= (r->table ? h->entries : h->stored) ||
-      (uint32_t)((uint32_t)h->base << 1) != 0 ||
-      (r->table && (uint32_t)h->base != 0 && h->gap_alphabet != 1))
+  if (!dc_value_rows_take(h, r->table) || h->info.rank != 2 || h->info.num_elements == 0 ||
+      r->rows != h->info.dims[0] || r->cols != h->info.dims[1] || r->cols > 65536u ||
+      r->capacity <= (r->table ? h->entries : h->stored))
     return DC_ERR_ARGUMENT;
   if (!r->crc_checked && !crc_ok(h, data, size)) return DC_ERR_CHECKSUM; /* §8: first */
   ws = r->tables;

@@ -157,4 +157,13 @@ dc_status dc_decode_rows(const uint8_t* data, size_t size, const dc_header* h, d
  * (DC_CODEC_NO_SPARSE_PLANES, DC_CODEC_MINIMAL: its loop is left out). */
 dc_status dc_decode_value_rows(const uint8_t* data, size_t size, const dc_header* h, dc_rows* r);
 
+/* Whether dc_decode_value_rows walks h's entries (given the rows' arrays): a float32 §18 tensor
+ * whose background is ±0 (a table's (`table` 1): +0.0, or -0.0 with G = 1, every element an
+ * entry); the callers' one rule (dc_sparse_fc.c's direct route tries nothing else). */
+static inline int dc_value_rows_take(const dc_header* h, int table) {
+  return h->layout == DC_LAYOUT_SPARSE_PLANES && h->info.dtype == DC_DTYPE_FLOAT32 &&
+         (uint32_t)((uint32_t)h->base << 1) == 0 &&
+         !(table && (uint32_t)h->base != 0 && h->gap_alphabet != 1);
+}
+
 #endif /* DC_CODEC_INTERNAL_H_ */

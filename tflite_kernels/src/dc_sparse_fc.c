@@ -1358,9 +1358,7 @@ static dc_sfc_status build_planes_direct(const uint8_t* packed, size_t size, con
                                          dc_sparse_fc* m, dc_status* decode_status,
                                          uint64_t max_nnz) {
   const uint64_t most = m->table ? h->entries : h->stored; /* kept elements, at most */
-  if (h->info.dtype != DC_DTYPE_FLOAT32 || (uint32_t)((uint32_t)h->base << 1) != 0 ||
-      (m->table && (uint32_t)h->base != 0 && h->gap_alphabet != 1) || most > max_nnz ||
-      most >= SIZE_MAX / sizeof(float))
+  if (!dc_value_rows_take(h, (int)m->table) || most > max_nnz || most >= SIZE_MAX / sizeof(float))
     return DC_SFC_UNSUPPORTED;
   const size_t slots = (size_t)most + 1; /* dc_decode_value_rows writes one past the last */
   dc_rows r;
